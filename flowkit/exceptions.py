@@ -1,0 +1,385 @@
+"""Every error flowkit raises on purpose, under one root.
+
+The tree (names follow TaskFlow's so ``except`` clauses migrate unchanged)::
+
+    Exception
+     +-- TaskFlowException (alias FlowkitError)   root of flowkit's own errors
+     |    +-- StorageFailure                    a backend could not read or write
+     |    +-- ConductorFailure
+     |    +-- JobFailure
+     |    |    +-- UnclaimableJob
+     |    +-- ExecutionFailure                  running went wrong (not a task's error)
+     |    |    +-- RequestTimeout
+     |    |    +-- InvalidState                 a forbidden state transition
+     |    +-- DependencyFailure                 symbols or links cannot be satisfied
+     |    |    +-- AmbiguousDependency          two providers, no way to choose
+     |    |    +-- MissingDependencies          nobody provides a required symbol
+     |    +-- CompilationFailure                a flow cannot be turned into a graph
+     |    |    +-- InvalidFlowItem (TypeError)  something not an atom or flow was added
+     |    +-- IncompatibleVersion
+     |    +-- Duplicate                         two atoms share a name
+     |    +-- NotFound
+     |    |    +-- UnknownEngine (ValueError)   no engine of that name
+     |    +-- Empty
+     |    +-- MultipleChoices
+     |    +-- InvalidFormat                     a value has the wrong shape
+     |    |    +-- InvalidEngineOption (TypeError)
+     |    |    +-- ResultUnpackError            a result does not fit ``provides``
+     |    +-- DisallowedAccess
+     +-- WrappedFailure                         several failures at once
+    NotImplementedError
+     +-- NotImplementedError                    flowkit's own, to tell it apart
+
+Context travels in keyword attributes (``MissingDependencies(...).atom``,
+``.missing``) so tests and callers never parse messages, and causes use Python's
+native chaining (``raise ... from exc``); the ``cause`` argument kept for
+TaskFlow compatibility simply sets ``__cause__``.
+"""
+
+from __future__ import annotations
+
+import builtins
+import traceback
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from flowkit.types.failure import Failure
+
+__all__ = [
+    "AmbiguousDependency",
+    "CompilationFailure",
+    "ConductorFailure",
+    "DependencyFailure",
+    "DisallowedAccess",
+    "Duplicate",
+    "Empty",
+    "ExecutionFailure",
+    "FlowkitError",
+    "IncompatibleVersion",
+    "InvalidEngineOption",
+    "InvalidFlowItem",
+    "InvalidFormat",
+    "InvalidState",
+    "JobFailure",
+    "MissingDependencies",
+    "MultipleChoices",
+    "NotFound",
+    "NotImplementedError",
+    "RequestTimeout",
+    "ResultUnpackError",
+    "StorageFailure",
+    "TaskFlowException",
+    "UnclaimableJob",
+    "UnknownEngine",
+    "WrappedFailure",
+    "raise_with_cause",
+]
+
+
+class TaskFlowException(Exception):
+    """Root of the errors flowkit raises itself.
+
+    Args:
+        message: what went wrong, for people.
+        cause: an optional exception that led here; stored as ``__cause__`` so
+            tracebacks show the chain the normal Python way.
+    """
+
+    def __init__(self, message: str, cause: BaseException | None = None) -> None:
+        super().__init__(message)
+        if cause is not None:
+            self.__cause__ = cause
+
+    @property
+    def cause(self) -> BaseException | None:
+        """The exception this one was raised from, if any."""
+        return self.__cause__
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+    def __str__(self) -> str:
+        return self.message
+
+    def pformat(self, indent: int = 2, indent_text: str = " ", show_root_class: bool = False) -> str:
+        """Format this error and its chain of causes, one indented line each."""
+        if indent < 0:
+            raise ValueError(f"indent must be zero or more, not {indent}")
+        lines = [(f"{type(self).__name__}: " if show_root_class else "") + self.message]
+        depth = indent
+        seen: set[int] = {id(self)}
+        cause = self.__cause__
+        while cause is not None and id(cause) not in seen:
+            seen.add(id(cause))
+            text = "".join(traceback.format_exception_only(type(cause), cause)).rstrip("\n")
+            if isinstance(cause, TaskFlowException):
+                text = f"{type(cause).__name__}: {cause.message}"
+            lines.extend(indent_text * depth + part for part in text.split("\n"))
+            if not isinstance(cause, TaskFlowException):
+                break
+            depth += indent
+            cause = cause.__cause__
+        return "\n".join(lines)
+
+
+FlowkitError = TaskFlowException
+"""flowkit's own name for the root error; identical to :class:`TaskFlowException`."""
+
+
+def raise_with_cause(exc_cls: type[TaskFlowException], message: str, *args: Any, **kwargs: Any) -> None:
+    """Raise ``exc_cls(message, ...)`` chained to the exception being handled now."""
+    if not issubclass(exc_cls, TaskFlowException):
+        raise ValueError("raise_with_cause needs a subclass of TaskFlowException")
+    import sys
+
+    current = sys.exc_info()[1]
+    kwargs.setdefault("cause", current)
+    raise exc_cls(message, *args, **kwargs)
+
+
+# -- storage, jobs, conductors -------------------------------------------------
+
+
+class StorageFailure(TaskFlowException):
+    """A persistence backend could not read, save or delete something."""
+
+
+class ConductorFailure(TaskFlowException):
+    """A conductor could not do its work."""
+
+
+class JobFailure(TaskFlowException):
+    """A job or jobboard operation failed."""
+
+
+class UnclaimableJob(JobFailure):
+    """A job cannot be claimed (someone else holds it, or it is gone)."""
+
+
+# -- running -------------------------------------------------------------------
+
+
+class ExecutionFailure(TaskFlowException):
+    """Running a flow failed for a reason other than a task's own error."""
+
+
+class RequestTimeout(ExecutionFailure):
+    """A request (to a worker, a lock, a server) did not finish in time."""
+
+
+class InvalidState(ExecutionFailure):
+    """A state transition that the state tables forbid was attempted."""
+
+
+# -- dependencies and compilation ---------------------------------------------
+
+
+class DependencyFailure(TaskFlowException):
+    """Symbols or links between atoms cannot be satisfied."""
+
+
+class AmbiguousDependency(DependencyFailure):
+    """A symbol has several providers where only one may be chosen.
+
+    Attributes:
+        symbol: the symbol name.
+        providers: names of the atoms or flows that provide it.
+        atom: the name of the atom that requires it (may be ``None``).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        cause: BaseException | None = None,
+        *,
+        symbol: str | None = None,
+        providers: Iterable[str] = (),
+        atom: str | None = None,
+    ) -> None:
+        super().__init__(message, cause=cause)
+        self.symbol = symbol
+        self.providers = tuple(providers)
+        self.atom = atom
+
+
+class MissingDependencies(DependencyFailure):
+    """An atom or flow requires symbols that nothing provides.
+
+    TaskFlow's signature ``MissingDependencies(who, requirements, cause=None,
+    method=None)`` is kept.
+
+    Attributes:
+        atom: name of the atom (or flow) at fault.
+        missing: the sorted missing symbol names (also ``missing_requirements``).
+        method: ``"execute"`` or ``"revert"`` when the gap is in one method.
+    """
+
+    def __init__(
+        self,
+        who: Any,
+        requirements: Iterable[str],
+        cause: BaseException | None = None,
+        method: str | None = None,
+    ) -> None:
+        name = getattr(who, "name", who)
+        missing = sorted(requirements)
+        where = f"'{method}' method of " if method else ""
+        message = (
+            f"{where}'{name}' requires {missing} but no atom provides them "
+            f"and they were not given in store= or inject="
+        )
+        super().__init__(message, cause=cause)
+        self.who = who
+        self.atom: str = str(name)
+        self.missing: list[str] = missing
+        self.missing_requirements: list[str] = missing
+        self.method = method
+
+
+class CompilationFailure(TaskFlowException):
+    """A flow cannot be compiled into an execution graph."""
+
+
+class InvalidFlowItem(CompilationFailure, TypeError):
+    """Something that is neither an atom nor a flow was added to a flow.
+
+    Attributes:
+        flow: the name of the flow being built.
+        item: the rejected object.
+    """
+
+    def __init__(self, message: str, *, flow: str | None = None, item: Any = None) -> None:
+        super().__init__(message)
+        self.flow = flow
+        self.item = item
+
+
+class IncompatibleVersion(TaskFlowException):
+    """Stored data was written by an incompatible version."""
+
+
+class Duplicate(TaskFlowException):
+    """Two things share a name that must be unique (for example atom names).
+
+    Attributes:
+        names: the duplicated names.
+    """
+
+    def __init__(self, message: str, cause: BaseException | None = None, *, names: Iterable[str] = ()) -> None:
+        super().__init__(message, cause=cause)
+        self.names = tuple(names)
+
+
+class NotFound(TaskFlowException):
+    """Something looked up by name does not exist."""
+
+
+class UnknownEngine(NotFound, ValueError):
+    """No engine is registered under the requested name.
+
+    Attributes:
+        engine: the requested name.
+        known: the names that exist.
+    """
+
+    def __init__(self, engine: str, known: Iterable[str]) -> None:
+        self.engine = engine
+        self.known = tuple(sorted(known))
+        super().__init__(f"unknown engine {engine!r}; known engines: {', '.join(self.known)}")
+
+
+class Empty(TaskFlowException):
+    """Something is empty that must not be."""
+
+
+class MultipleChoices(TaskFlowException):
+    """A decision cannot be made because several choices fit."""
+
+
+class InvalidFormat(TaskFlowException):
+    """A value or record has the wrong shape."""
+
+
+class InvalidEngineOption(InvalidFormat, TypeError):
+    """An engine was given an option it does not understand or a bad value.
+
+    Attributes:
+        engine: the engine kind.
+        option: the offending option name.
+    """
+
+    def __init__(self, message: str, *, engine: str | None = None, option: str | None = None) -> None:
+        super().__init__(message)
+        self.engine = engine
+        self.option = option
+
+
+class ResultUnpackError(InvalidFormat):
+    """An atom returned a value its ``provides`` cannot be unpacked from.
+
+    Attributes:
+        atom: the atom's name.
+        provides: the names the atom declared it provides.
+    """
+
+    def __init__(self, message: str, *, atom: str | None = None, provides: Iterable[str] = ()) -> None:
+        super().__init__(message)
+        self.atom = atom
+        self.provides = tuple(provides)
+
+
+class DisallowedAccess(TaskFlowException):
+    """Storage refused access because of the state something is in.
+
+    Attributes:
+        state: that state.
+    """
+
+    def __init__(self, message: str, cause: BaseException | None = None, state: str | None = None) -> None:
+        super().__init__(message, cause=cause)
+        self.state = state
+
+
+class NotImplementedError(builtins.NotImplementedError):  # noqa: A001 - TaskFlow's public name
+    """A flowkit feature that is not available, told apart from user code's own."""
+
+
+class WrappedFailure(Exception):
+    """Several failures raised at once (for example from parallel tasks).
+
+    Iterating yields the :class:`~flowkit.types.failure.Failure` objects; wrapped
+    failures inside are flattened.
+
+    Args:
+        causes: the failures.
+    """
+
+    def __init__(self, causes: Iterable[Failure]) -> None:
+        flat: list[Failure] = []
+        for cause in causes:
+            inner = getattr(cause, "exception", None)
+            if isinstance(inner, WrappedFailure):
+                flat.extend(inner)
+            else:
+                flat.append(cause)
+        self._causes = flat
+        super().__init__(flat)
+
+    def __iter__(self) -> Iterator[Failure]:
+        return iter(self._causes)
+
+    def __len__(self) -> int:
+        return len(self._causes)
+
+    def check(self, *exc_classes: type[BaseException] | str) -> type[BaseException] | str | None:
+        """Return the first of ``exc_classes`` that any wrapped failure matches."""
+        for cause in self._causes:
+            found = cause.check(*exc_classes)
+            if found is not None:
+                return found
+        return None
+
+    def __str__(self) -> str:
+        return f"WrappedFailure: {[str(cause) for cause in self._causes]}"
