@@ -1,0 +1,446 @@
+"""Behaviour of :class:`flowkit.types.failure.Failure`."""
+
+from __future__ import annotations
+
+import json
+import traceback
+from typing import Any
+
+import pytest
+
+from flowkit import exceptions as exc
+from flowkit.types.failure import Failure
+
+
+class AppError(Exception):
+    """A user-defined error with a small hierarchy above it."""
+
+
+class DeepAppError(AppError):
+    pass
+
+
+def _capture(error: BaseException) -> Failure:
+    try:
+        raise error
+    except BaseException:
+        return Failure()
+
+
+def _round_trip(failure: Failure, include_args: bool = True) -> Failure:
+    return Failure.from_dict(json.loads(json.dumps(failure.to_dict(include_args=include_args))))
+
+
+def _chained() -> Failure:
+    def inner() -> None:
+        raise KeyError("missing")
+
+    try:
+        try:
+            inner()
+        except KeyError as error:
+            raise AppError("wrapped") from error
+    except AppError:
+        return Failure()
+    raise AssertionError("unreachable")
+
+
+def _valid_record() -> dict[str, Any]:
+    return _capture(ValueError("boom")).to_dict()
+
+
+# -- capturing -----------------------------------------------------------------
+
+
+def test_failure_captures_the_exception_being_handled() -> None:
+    error = ValueError("boom")
+    failure = _capture(error)
+    assert failure.exception is error
+    assert failure.exc_info is not None
+    assert failure.exc_info[0] is ValueError
+    assert failure.exc_info[1] is error
+    assert failure.exc_info[2] is error.__traceback__
+    assert failure.exception_str == "boom"
+    assert failure.exception_args == ("boom",)
+    assert "_capture" in failure.traceback_str
+    assert "raise error" in failure.traceback_str
+
+
+def test_failure_without_an_active_exception_raises_value_error() -> None:
+    with pytest.raises(ValueError, match="except block"):
+        Failure()
+
+
+def test_failure_rejects_exc_info_that_is_not_a_triple() -> None:
+    with pytest.raises(ValueError, match="triple"):
+        Failure((ValueError, ValueError("x")))
+
+
+def test_record_fields_without_exception_str_are_refused() -> None:
+    with pytest.raises(TypeError, match="exception_str"):
+        Failure(traceback_str="tb")
+
+
+def test_from_exception_uses_the_exceptions_own_traceback() -> None:
+    try:
+        raise AppError("raised")
+    except AppError as error:
+        caught = error
+    failure = Failure.from_exception(caught)
+    assert failure.exception is caught
+    assert failure.exc_info is not None
+    assert failure.exc_info[2] is caught.__traceback__
+    assert "raise AppError" in failure.traceback_str
+
+
+def test_from_exception_of_a_never_raised_exception_has_empty_traceback() -> None:
+    failure = Failure.from_exception(AppError("never raised"))
+    assert failure.traceback_str == ""
+    assert failure.exception_str == "never raised"
+    assert "Traceback not available." in failure.pformat(traceback=True)
+
+
+def test_failure_survives_an_exception_whose_str_raises() -> None:
+    class Unprintable(Exception):
+        def __str__(self) -> str:
+            raise RuntimeError("no")
+
+    failure = Failure.from_exception(Unprintable())
+    assert "unprintable Unprintable" in failure.exception_str
+
+
+# -- type names and check ------------------------------------------------------
+
+
+def test_type_names_list_the_mro_fully_qualified_without_object() -> None:
+    failure = _capture(DeepAppError("x"))
+    module = __name__
+    assert failure.exception_type_names == (
+        f"{module}.DeepAppError",
+        f"{module}.AppError",
+        "builtins.Exception",
+        "builtins.BaseException",
+    )
+    assert list(failure) == list(failure.exception_type_names)
+
+
+def test_type_names_of_builtin_exceptions_keep_the_builtins_prefix() -> None:
+    failure = _capture(KeyError("k"))
+    assert failure.exception_type_names == (
+        "builtins.KeyError",
+        "builtins.LookupError",
+        "builtins.Exception",
+        "builtins.BaseException",
+    )
+
+
+def test_type_names_use_the_qualified_name_of_nested_classes() -> None:
+    class Local(Exception):
+        pass
+
+    failure = _capture(Local())
+    assert failure.exception_type_names[0] == (
+        f"{__name__}.test_type_names_use_the_qualified_name_of_nested_classes.<locals>.Local"
+    )
+
+
+def test_base_exception_subclasses_are_captured_too() -> None:
+    failure = _capture(KeyboardInterrupt())
+    assert failure.exception_type_names == ("builtins.KeyboardInterrupt", "builtins.BaseException")
+
+
+def test_check_returns_the_first_matching_class() -> None:
+    failure = _capture(DeepAppError("x"))
+    assert failure.check(KeyError, AppError, Exception) is AppError
+    assert failure.check(DeepAppError) is DeepAppError
+    assert failure.check(KeyError, TypeError) is None
+
+
+def test_check_accepts_fully_qualified_names() -> None:
+    failure = _capture(DeepAppError("x"))
+    name = f"{__name__}.AppError"
+    assert failure.check("nope.Error", name) == name
+    assert failure.check("builtins.Exception") == "builtins.Exception"
+    assert failure.check("AppError") is None
+
+
+def test_check_accepts_bare_builtin_names_like_taskflow() -> None:
+    failure = _capture(KeyError("k"))
+    assert failure.check("LookupError") == "LookupError"
+    assert failure.check("ValueError") is None
+
+
+def test_check_works_after_deserialization() -> None:
+    failure = _round_trip(_capture(DeepAppError("x")))
+    assert failure.exception is None
+    assert failure.check(ValueError, AppError) is AppError
+
+
+# -- reraise ---------------------------------------------------------------------
+
+
+def test_reraise_raises_the_same_exception_with_its_original_traceback() -> None:
+    error = AppError("boom")
+    failure = _capture(error)
+    original_frames = traceback.extract_tb(error.__traceback__)
+    with pytest.raises(AppError) as info:
+        failure.reraise()
+    assert info.value is error
+    raised_frames = traceback.extract_tb(info.value.__traceback__)
+    assert [frame.name for frame in raised_frames][-len(original_frames) :] == [
+        frame.name for frame in original_frames
+    ]
+    assert raised_frames[-1].name == "_capture"
+
+
+def test_reraise_of_a_deserialized_failure_raises_wrapped_failure() -> None:
+    failure = _round_trip(_capture(AppError("boom")))
+    with pytest.raises(exc.WrappedFailure) as info:
+        failure.reraise()
+    assert list(info.value) == [failure]
+    assert info.value.check(AppError) is AppError
+
+
+def test_reraise_if_any_does_nothing_without_failures() -> None:
+    Failure.reraise_if_any([])
+    Failure.reraise_if_any(iter(()))
+
+
+def test_reraise_if_any_reraises_a_single_failure_itself() -> None:
+    error = AppError("only")
+    with pytest.raises(AppError) as info:
+        Failure.reraise_if_any(iter([_capture(error)]))
+    assert info.value is error
+
+
+def test_reraise_if_any_wraps_several_failures() -> None:
+    failures = [_capture(AppError("one")), _capture(KeyError("two"))]
+    with pytest.raises(exc.WrappedFailure) as info:
+        Failure.reraise_if_any(failures)
+    assert list(info.value) == failures
+    assert info.value.check(KeyError) is KeyError
+
+
+# -- records -------------------------------------------------------------------
+
+
+def test_to_dict_is_json_and_versioned() -> None:
+    record = _capture(ValueError("boom", 3)).to_dict()
+    assert json.loads(json.dumps(record)) == record
+    assert record["version"] == 1
+    assert record["exception_str"] == "('boom', 3)"
+    assert record["exc_type_names"][0] == "builtins.ValueError"
+    assert record["exc_args"] == ["boom", 3]
+    assert record["causes"] == []
+
+
+def test_json_round_trip_gives_an_equal_failure_without_the_live_exception() -> None:
+    original = _capture(DeepAppError("boom", {"k": [1, 2.5, None, True]}))
+    restored = _round_trip(original)
+    assert restored == original
+    assert restored.exception is None
+    assert restored.exc_info is None
+    assert restored.exception_type_names == original.exception_type_names
+    assert restored.exception_args == original.exception_args
+    assert restored.traceback_str == original.traceback_str
+    assert str(restored) == str(original)
+
+
+def test_to_dict_can_leave_the_arguments_out() -> None:
+    failure = _capture(ValueError("secret"))
+    assert failure.to_dict(include_args=False)["exc_args"] == []
+    assert _round_trip(failure, include_args=False) == failure
+
+
+def test_non_json_exception_args_are_dropped() -> None:
+    marker = object()
+    failure = _capture(
+        ValueError("kept", 1, marker, {1: "int key"}, [marker], float("nan"), (1, "a"), {"ok": (2,)})
+    )
+    assert failure.exception_args == ("kept", 1, [1, "a"], {"ok": [2]})
+    assert _round_trip(failure).exception_args == failure.exception_args
+
+
+def test_self_referencing_exception_args_are_dropped() -> None:
+    loop: list[Any] = []
+    loop.append(loop)
+    assert Failure.from_exception(ValueError(loop, "x")).exception_args == ("x",)
+
+
+def test_from_dict_rejects_an_unknown_version() -> None:
+    record = _valid_record()
+    record["version"] = 2
+    with pytest.raises(ValueError, match="version"):
+        Failure.from_dict(record)
+    del record["version"]
+    with pytest.raises(ValueError, match="version"):
+        Failure.from_dict(record)
+
+
+def test_validate_accepts_records_from_to_dict() -> None:
+    Failure.validate(_chained().to_dict())
+    Failure.validate(json.loads(json.dumps(_chained().to_dict())))
+
+
+def test_validate_accepts_taskflow_style_records() -> None:
+    Failure.validate(
+        {
+            "exception_str": "boom",
+            "traceback_str": "",
+            "exc_type_names": ["ValueError", "StandardError", "Exception"],
+            "version": 1,
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        (lambda r: r.pop("exception_str"), "exception_str"),
+        (lambda r: r.__setitem__("exception_str", 5), "exception_str"),
+        (lambda r: r.pop("traceback_str"), "traceback_str"),
+        (lambda r: r.__setitem__("traceback_str", None), "traceback_str"),
+        (lambda r: r.pop("exc_type_names"), "exc_type_names"),
+        (lambda r: r.__setitem__("exc_type_names", []), "exc_type_names"),
+        (lambda r: r.__setitem__("exc_type_names", "builtins.ValueError"), "exc_type_names"),
+        (lambda r: r.__setitem__("exc_type_names", ["a.B", 3]), "exc_type_names"),
+        (lambda r: r.__setitem__("exc_type_names", ["a.B", "a.Base"]), "exc_type_names"),
+        (lambda r: r.__setitem__("version", -1), "version"),
+        (lambda r: r.__setitem__("version", "1"), "version"),
+        (lambda r: r.__setitem__("exc_args", "boom"), "exc_args"),
+        (lambda r: r.__setitem__("causes", {}), "causes"),
+    ],
+)
+def test_validate_rejects_malformed_records_naming_the_field(change: Any, field: str) -> None:
+    record = _valid_record()
+    change(record)
+    with pytest.raises(exc.InvalidFormat, match=f"'{field}'"):
+        Failure.validate(record)
+    with pytest.raises(exc.InvalidFormat, match=f"'{field}'"):
+        Failure.from_dict(record)
+
+
+def test_validate_names_the_path_of_a_bad_nested_cause() -> None:
+    record = _chained().to_dict()
+    del record["causes"][0]["traceback_str"]
+    with pytest.raises(exc.InvalidFormat, match=r"'causes\[0\]\.traceback_str'"):
+        Failure.validate(record)
+
+
+def test_validate_rejects_a_record_that_is_not_a_mapping() -> None:
+    with pytest.raises(exc.InvalidFormat, match="mapping"):
+        Failure.validate(["not", "a", "dict"])
+    record = _valid_record()
+    record["causes"] = ["oops"]
+    with pytest.raises(exc.InvalidFormat, match=r"causes\[0\]"):
+        Failure.validate(record)
+
+
+# -- causes ------------------------------------------------------------------------
+
+
+def test_causes_follow_explicit_chaining() -> None:
+    failure = _chained()
+    assert [cause.exception_str for cause in failure.causes] == ["'missing'"]
+    (cause,) = failure.causes
+    assert isinstance(cause.exception, KeyError)
+    assert cause.check(KeyError) is KeyError
+    assert "inner" in cause.traceback_str
+
+
+def test_causes_follow_implicit_context_and_nest() -> None:
+    try:
+        try:
+            try:
+                raise KeyError("first")
+            except KeyError:
+                raise TypeError("second") from None
+        except TypeError:
+            raise AppError("third")  # noqa: B904 - the implicit context is the point
+    except AppError:
+        failure = Failure()
+    # ``from None`` suppresses the KeyError context, so the chain stops at TypeError.
+    assert [c.exception_str for c in failure.causes] == ["second"]
+
+    try:
+        try:
+            try:
+                raise KeyError("first")
+            except KeyError:
+                raise TypeError("second")  # noqa: B904
+        except TypeError:
+            raise AppError("third")  # noqa: B904
+    except AppError:
+        failure = Failure()
+    assert [c.exception_str for c in failure.causes] == ["second", "'first'"]
+    assert [c.exception_str for c in failure.causes[0].causes] == ["'first'"]
+
+
+def test_causes_survive_the_json_round_trip() -> None:
+    failure = _chained()
+    restored = _round_trip(failure)
+    assert restored.causes == failure.causes
+    assert restored.causes[0].exception is None
+
+
+def test_cause_cycles_do_not_loop_forever() -> None:
+    first, second = KeyError("a"), ValueError("b")
+    first.__cause__, second.__cause__ = second, first
+    failure = Failure.from_exception(first)
+    assert [c.exception_str for c in failure.causes] == ["b"]
+
+
+# -- equality, copies, display ---------------------------------------------------
+
+
+def test_equality_compares_types_message_and_traceback() -> None:
+    failure = _capture(AppError("boom"))
+    assert failure == failure.copy()
+    assert failure.matches(failure.copy())
+    assert failure != _capture(AppError("other message"))
+    assert failure != _capture(ValueError("boom"))
+    # Same type and message, raised from another line: another traceback.
+    try:
+        raise AppError("boom")
+    except AppError:
+        elsewhere = Failure()
+    assert failure != elsewhere
+    assert not failure.matches(elsewhere)
+
+
+def test_equality_ignores_exception_arguments_and_liveness() -> None:
+    failure = _capture(ValueError("boom", 1))
+    record = failure.to_dict()
+    record["exc_args"] = []
+    assert Failure.from_dict(record) == failure
+
+
+def test_failure_is_not_equal_to_other_objects_and_is_unhashable() -> None:
+    failure = _capture(AppError("boom"))
+    assert failure != "boom"
+    assert not failure.matches("boom")
+    with pytest.raises(TypeError):
+        hash(failure)
+
+
+def test_copy_keeps_the_live_exception() -> None:
+    error = AppError("boom")
+    copied = _capture(error).copy()
+    assert copied.exception is error
+    assert copied.exception_args == ("boom",)
+
+
+def test_pformat_shows_type_message_and_optionally_traceback() -> None:
+    failure = _capture(ValueError("boom"))
+    assert failure.pformat() == "Failure: ValueError: boom"
+    assert str(failure) == "Failure: ValueError: boom"
+    assert _capture(AppError("x")).pformat() == f"Failure: {__name__}.AppError: x"
+    detailed = failure.pformat(traceback=True)
+    assert detailed.startswith("Failure: ValueError: boom\nTraceback (most recent call last):\n")
+    assert "raise error" in detailed
+
+
+def test_repr_names_the_type_and_whether_it_was_deserialized() -> None:
+    failure = _capture(ValueError("boom"))
+    assert repr(failure) == "<Failure builtins.ValueError: 'boom'>"
+    assert repr(_round_trip(failure)) == "<Failure builtins.ValueError: 'boom', deserialized>"
