@@ -1,0 +1,164 @@
+"""Run every script in ``examples/`` and check what it prints.
+
+Each example is a story told through its output, so the output is the thing
+to test: for every script we list lines that must appear, in this order
+(other lines may come in between). Every example must have an entry here, so
+a new example cannot slip in untested.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+TIMEOUT = 60.0
+
+# Lines compared after stripping surrounding whitespace.
+EXPECTED: dict[str, list[str]] = {
+    "quickstart.py": [
+        "running flow 'open-shop' for shop 'bakery'",
+        "reserve_domain: PENDING -> RUNNING",
+        "[reserve_domain] reserved bakery.example",
+        "reserve_domain: RUNNING -> SUCCESS",
+        "create_database: PENDING -> RUNNING",
+        "[create_database] created db_bakery for bakery.example",
+        "create_database: RUNNING -> SUCCESS",
+        "charge_card: PENDING -> RUNNING",
+        "[charge_card] charging the owner of bakery...",
+        "charge_card: RUNNING -> FAILURE",
+        "charge_card: FAILURE -> REVERTING",
+        "[charge_card] nothing was charged, nothing to refund",
+        "charge_card: REVERTING -> REVERTED",
+        "create_database: SUCCESS -> REVERTING",
+        "[create_database] dropped db_bakery",
+        "create_database: REVERTING -> REVERTED",
+        "reserve_domain: SUCCESS -> REVERTING",
+        "[reserve_domain] released bakery.example",
+        "reserve_domain: REVERTING -> REVERTED",
+        "flow failed: card for bakery was declined",
+        "final flow state: REVERTED",
+        "left behind: nothing",
+    ],
+    "linear_and_graph.py": [
+        "fetch_pages and fetch_theme ran at the same time",
+        "finished first (in either order): fetch_pages, fetch_theme",
+        "then, in order: render -> upload -> go_live",
+        "rendered pages: docs.example/about, docs.example/index",
+        "live at: https://docs.example/ (v2)",
+    ],
+    "retry_example.py": [
+        "Times: retry the whole subflow up to 3 times",
+        "[prepare_report] wrote report.txt",
+        "[send_report] attempt 1: server timed out",
+        "[prepare_report] deleted report.txt",
+        "[prepare_report] wrote report.txt",
+        "[send_report] attempt 2: server timed out",
+        "[prepare_report] deleted report.txt",
+        "[prepare_report] wrote report.txt",
+        "[send_report] attempt 3: server accepted report.txt",
+        "report sent; attempts used: 3",
+        "ForEach: try each mirror in turn",
+        "[download] mirror-a.example: connection refused",
+        "[download] mirror-b.example: connection refused",
+        "[download] mirror-c.example: got package.tar.gz",
+        "package downloaded from mirror-c.example",
+    ],
+    "reverting.py": [
+        "execute freeze_account",
+        "execute migrate_data",
+        "execute apply_quota (fails)",
+        "revert  apply_quota: got its own failure (acme uses 12 GB, the new plan allows 10 GB)",
+        "flow_failures['apply_quota'] is QuotaExceeded",
+        "revert  migrate_data: got its result 'migrate_data-receipt-for-acme'",
+        "flow_failures['apply_quota'] is QuotaExceeded",
+        "revert  freeze_account: got its result 'freeze_account-receipt-for-acme'",
+        "flow_failures['apply_quota'] is QuotaExceeded",
+        "run() raised QuotaExceeded: acme uses 12 GB, the new plan allows 10 GB",
+        "revert order: apply_quota -> migrate_data -> freeze_account",
+        "send_invoice state: PENDING",
+    ],
+    "progress_and_listeners.py": [
+        "flow import-photos: PENDING -> RUNNING",
+        "task copy_photos: PENDING -> RUNNING",
+        "copy_photos progress: 25%",
+        "copy_photos progress: 50%",
+        "copy_photos progress: 75%",
+        "copy_photos progress: 100%",
+        "task copy_photos: RUNNING -> SUCCESS",
+        "task make_thumbnails: PENDING -> RUNNING",
+        "make_thumbnails progress: 50%",
+        "task make_thumbnails: RUNNING -> SUCCESS",
+        "flow import-photos: RUNNING -> SUCCESS",
+        "captured 2 flow and 4 task transitions",
+        "final progress of copy_photos: 100%",
+        "final progress of make_thumbnails: 100%",
+    ],
+}
+
+# Lines that must never appear, whatever else the example prints.
+FORBIDDEN: dict[str, list[str]] = {
+    "reverting.py": ["execute send_invoice", "revert  send_invoice"],
+}
+
+
+def _example_names() -> list[str]:
+    return sorted(path.name for path in EXAMPLES.glob("*.py") if not path.name.startswith("_"))
+
+
+def _run_example(name: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    # Make the checkout importable even when flowkit is not pip-installed.
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    return subprocess.run(
+        [sys.executable, str(EXAMPLES / name)],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        cwd=ROOT,
+        env=env,
+        check=False,
+    )
+
+
+def _missing_in_order(expected: list[str], output: str) -> list[str]:
+    """Return the expected lines not found, in order, among the output lines."""
+    lines = iter(line.strip() for line in output.splitlines())
+    missing = []
+    for want in expected:
+        for line in lines:
+            if line == want:
+                break
+        else:
+            # The search used up the output, so every later line is missing too.
+            missing.append(want)
+    return missing
+
+
+def test_every_example_has_expected_output() -> None:
+    assert _example_names(), "no examples found"
+    assert sorted(EXPECTED) == _example_names()
+
+
+@pytest.mark.parametrize("name", _example_names())
+def test_example_runs_and_prints_its_story(name: str) -> None:
+    proc = _run_example(name)
+    report = f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    assert proc.returncode == 0, f"{name} exited {proc.returncode}\n{report}"
+    missing = _missing_in_order(EXPECTED.get(name, []), proc.stdout)
+    assert not missing, f"{name}: lines missing or out of order: {missing}\nstdout:\n{proc.stdout}"
+    output_lines = {line.strip() for line in proc.stdout.splitlines()}
+    unexpected = [line for line in FORBIDDEN.get(name, []) if line in output_lines]
+    assert not unexpected, f"{name} printed {unexpected}"
+
+
+def test_missing_in_order_reports_lines_out_of_order() -> None:
+    output = "a\n  b\nc\n"
+    assert _missing_in_order(["a", "b", "c"], output) == []
+    assert _missing_in_order(["b", "a"], output) == ["a"]
+    assert _missing_in_order(["a", "x", "c"], output) == ["x", "c"]

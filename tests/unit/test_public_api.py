@@ -1,0 +1,231 @@
+"""The public surface: TaskFlow's module and names, under ``flowkit``.
+
+Migrating from TaskFlow means changing the import root, so every public
+module must exist, declare ``__all__``, and export the names TaskFlow users
+call. Importing the engines must also stay cheap: no optional backend may be
+imported until it is used.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# Each public module and the TaskFlow names it must export (in ``__all__``).
+REQUIRED: dict[str, set[str]] = {
+    "flowkit": {"__version__"},
+    "flowkit.atom": {"Atom"},
+    "flowkit.task": {
+        "EVENT_UPDATE_PROGRESS",
+        "FunctorTask",
+        "MapFunctorTask",
+        "REVERT_FLOW_FAILURES",
+        "REVERT_RESULT",
+        "ReduceFunctorTask",
+        "Task",
+    },
+    "flowkit.retry": {
+        "AlwaysRevert",
+        "AlwaysRevertAll",
+        "Decision",
+        "EXECUTE_REVERT_HISTORY",
+        "ForEach",
+        "History",
+        "ParameterizedForEach",
+        "RETRY",
+        "REVERT",
+        "REVERT_ALL",
+        "REVERT_FLOW_FAILURES",
+        "Retry",
+        "Times",
+    },
+    "flowkit.flow": {"Flow"},
+    "flowkit.deciders": {"Depth", "pick_widest"},
+    "flowkit.patterns.linear_flow": {"Flow"},
+    "flowkit.patterns.unordered_flow": {"Flow"},
+    "flowkit.patterns.graph_flow": {"Flow", "TargetedFlow"},
+    "flowkit.engines": {"load", "run"},
+    "flowkit.storage": {"Storage"},
+    "flowkit.states": {
+        "ANALYZING",
+        "FAILURE",
+        "IGNORE",
+        "PENDING",
+        "RESUMING",
+        "RETRY",
+        "RETRYING",
+        "REVERT",
+        "REVERTED",
+        "REVERTING",
+        "REVERT_FAILURE",
+        "RUNNING",
+        "SCHEDULING",
+        "SUCCESS",
+        "SUSPENDED",
+        "SUSPENDING",
+        "WAITING",
+        "check_flow_transition",
+        "check_retry_transition",
+        "check_task_transition",
+    },
+    "flowkit.exceptions": {
+        "AmbiguousDependency",
+        "CompilationFailure",
+        "DependencyFailure",
+        "Duplicate",
+        "ExecutionFailure",
+        "InvalidFormat",
+        "InvalidState",
+        "JobFailure",
+        "MissingDependencies",
+        "NotFound",
+        "NotImplementedError",
+        "RequestTimeout",
+        "StorageFailure",
+        "TaskFlowException",
+        "UnclaimableJob",
+        "WrappedFailure",
+    },
+    "flowkit.types.failure": {"Failure"},
+    "flowkit.types.notifier": {"Notifier", "RestrictedNotifier"},
+    "flowkit.listeners.base": {"DEFAULT_LISTEN_FOR", "DumpingListener", "Listener"},
+    "flowkit.listeners.logging": {"DynamicLoggingListener", "LoggingListener"},
+    "flowkit.listeners.printing": {"PrintingListener"},
+    "flowkit.listeners.timing": {"DurationListener", "EventTimeListener", "PrintingDurationListener"},
+    "flowkit.listeners.capturing": {"CaptureListener"},
+}
+
+# Names that arrive with persistence (a later piece of work). They are not
+# required yet, but once a module defines one it must export it.
+LATER: dict[str, set[str]] = {
+    "flowkit.engines": {"flow_from_detail", "load_from_detail", "load_from_factory", "save_factory_details"},
+}
+
+# Methods and properties of the objects users touch directly.
+STORAGE_METHODS = {
+    "fetch",
+    "fetch_all",
+    "fetch_mapped_args",
+    "get_atom_state",
+    "get_execute_result",
+    "get_flow_state",
+    "get_revert_result",
+    "get_task_progress",
+    "inject",
+}
+ENGINE_MEMBERS = {
+    "atom_notifier",
+    "compile",
+    "notifier",
+    "prepare",
+    "reset",
+    "run",
+    "run_iter",
+    "statistics",
+    "storage",
+    "suspend",
+    "validate",
+}
+
+# Top-level packages of optional extras; the core must not pull them in.
+OPTIONAL_PACKAGES = ("sqlalchemy", "alembic", "redis", "kazoo", "networkx")
+
+
+def _import(name: str) -> ModuleType:
+    return importlib.import_module(name)
+
+
+@pytest.mark.parametrize("module_name", sorted(REQUIRED))
+def test_public_module_declares_all_and_every_name_exists(module_name: str) -> None:
+    module = _import(module_name)
+    exported = getattr(module, "__all__", None)
+    assert isinstance(exported, (list, tuple)), f"{module_name} has no __all__ list"
+    assert all(isinstance(name, str) for name in exported)
+    duplicates = sorted({name for name in exported if list(exported).count(name) > 1})
+    assert not duplicates, f"{module_name}.__all__ repeats {duplicates}"
+    absent = sorted(name for name in exported if not hasattr(module, name))
+    assert not absent, f"{module_name}.__all__ names missing attributes: {absent}"
+
+
+@pytest.mark.parametrize("module_name", sorted(REQUIRED))
+def test_public_module_exports_taskflow_names(module_name: str) -> None:
+    module = _import(module_name)
+    missing = sorted(REQUIRED[module_name] - set(getattr(module, "__all__", ())))
+    assert not missing, f"{module_name}.__all__ lacks {missing}"
+
+
+@pytest.mark.parametrize("module_name", sorted(LATER))
+def test_later_names_are_exported_once_defined(module_name: str) -> None:
+    module = _import(module_name)
+    defined = {name for name in LATER[module_name] if hasattr(module, name)}
+    unexported = sorted(defined - set(getattr(module, "__all__", ())))
+    assert not unexported, f"{module_name} defines but does not export {unexported}"
+
+
+def test_retry_decision_has_the_three_taskflow_members() -> None:
+    retry = _import("flowkit.retry")
+    assert {member.name for member in retry.Decision} >= {"RETRY", "REVERT", "REVERT_ALL"}
+    assert retry.RETRY is retry.Decision.RETRY
+    assert retry.REVERT is retry.Decision.REVERT
+    assert retry.REVERT_ALL is retry.Decision.REVERT_ALL
+
+
+def test_notifier_any_is_the_wildcard_event() -> None:
+    notifier = _import("flowkit.types.notifier")
+    assert notifier.Notifier.ANY == "*"
+
+
+def test_storage_offers_the_taskflow_lookup_methods() -> None:
+    storage = _import("flowkit.storage")
+    missing = sorted(name for name in STORAGE_METHODS if not hasattr(storage.Storage, name))
+    assert not missing, f"Storage lacks {missing}"
+
+
+def test_loaded_engine_offers_the_taskflow_members() -> None:
+    engines = _import("flowkit.engines")
+    task = _import("flowkit.task")
+    linear_flow = _import("flowkit.patterns.linear_flow")
+
+    flow = linear_flow.Flow("one").add(task.FunctorTask(lambda: 1, name="one", provides="x"))
+    engine = engines.load(flow)
+    missing = sorted(name for name in ENGINE_MEMBERS if not hasattr(engine, name))
+    assert not missing, f"engine lacks {missing}"
+    engine.run()
+    assert engine.storage.fetch("x") == 1
+
+
+def test_run_returns_the_results_like_taskflow() -> None:
+    engines = _import("flowkit.engines")
+    task = _import("flowkit.task")
+    linear_flow = _import("flowkit.patterns.linear_flow")
+
+    flow = linear_flow.Flow("double").add(task.FunctorTask(lambda n: n * 2, name="double", provides="twice"))
+    assert engines.run(flow, store={"n": 21}) == {"n": 21, "twice": 42}
+
+
+@pytest.mark.parametrize("module_name", ["flowkit", "flowkit.engines"])
+def test_import_does_not_load_optional_backends(module_name: str) -> None:
+    code = (
+        "import json, sys\n"
+        f"import {module_name}\n"
+        f"optional = {OPTIONAL_PACKAGES!r}\n"
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] in optional)\n"
+        "print(json.dumps(loaded))\n"
+    )
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    loaded = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert loaded == [], f"import {module_name} loaded optional packages: {loaded}"

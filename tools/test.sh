@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# Set up everything flowkit's checks need, then run them all, stopping at the
+# first failure: lint, formatting, types, the documentation build and pytest.
+# CI runs exactly this (through .ci/run). Arguments are passed to pytest:
+#
+#     tools/test.sh                 # everything
+#     tools/test.sh -x -q tests/unit
+#
+# Safe to run again and again: the virtualenv (.venv in the repository) and
+# the Debian packages are installed only when missing or out of date.
+#
+# Environment:
+#     PYTHON                         interpreter for the virtualenv (python3)
+#     FLOWKIT_SKIP_SYSTEM_PACKAGES=1 do not look for or install Debian packages
+#     CI                             when set, a failed package install is fatal
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+VENV="$ROOT/.venv"
+PYTHON="${PYTHON:-python3}"
+STEP=0
+STEPS=7
+
+banner() {
+    STEP=$((STEP + 1))
+    printf '\n==> [%d/%d] %s\n' "$STEP" "$STEPS" "$*"
+}
+
+have() {
+    command -v "$1" >/dev/null 2>&1
+}
+
+# --- Debian packages for the servers the functional tests start -----------
+
+# Prints the Debian packages whose programs are absent, one per line.
+missing_system_packages() {
+    have redis-server || echo redis-server
+    # Debian's ZooKeeper is a set of jars run with java; no binary on PATH.
+    [ -e /usr/share/java/zookeeper.jar ] || echo zookeeper
+    # The PostgreSQL server binaries live outside PATH, in a versioned dir.
+    compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || echo postgresql
+    have go || echo golang-go
+}
+
+install_system_packages() {
+    # An upstream Go toolchain counts as "go is present"; put it on PATH.
+    if ! have go && [ -x /usr/local/go/bin/go ]; then
+        export PATH="$PATH:/usr/local/go/bin"
+    fi
+    local missing
+    missing="$(missing_system_packages | tr '\n' ' ')"
+    if [ -z "${missing// /}" ]; then
+        echo "all present: redis-server, zookeeper, postgresql, go"
+        return 0
+    fi
+    echo "installing: $missing"
+    local sudo=()
+    if [ "$(id -u)" -ne 0 ]; then
+        if ! have sudo; then
+            echo "not root and no sudo: cannot install $missing" >&2
+            return 1
+        fi
+        # Never wait for a password prompt when nobody can answer it.
+        if [ -t 0 ]; then sudo=(sudo); else sudo=(sudo -n); fi
+    fi
+    # shellcheck disable=SC2086 # $missing is a list of package names
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q &&
+        "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+            apt-get install -y -q --no-install-recommends $missing
+}
+
+banner "Debian packages (redis-server, zookeeper, postgresql, go)"
+if [ "${FLOWKIT_SKIP_SYSTEM_PACKAGES:-}" = "1" ]; then
+    echo "skipped (FLOWKIT_SKIP_SYSTEM_PACKAGES=1)"
+elif ! install_system_packages; then
+    if [ -n "${CI:-}" ]; then
+        echo "could not install the Debian packages the tests need" >&2
+        exit 1
+    fi
+    echo "warning: packages missing; tests that need those servers will skip" >&2
+fi
+
+# --- Python virtualenv ----------------------------------------------------
+
+banner "virtualenv $VENV with flowkit[dev]"
+if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+    echo "flowkit needs Python 3.11 or newer; $PYTHON is $("$PYTHON" --version 2>&1)" >&2
+    exit 1
+fi
+if [ ! -x "$VENV/bin/python" ]; then
+    "$PYTHON" -m venv "$VENV"
+fi
+# Reinstall only when the packaging metadata or the interpreter changed; the
+# editable install picks up code changes by itself.
+STAMP="$VENV/.flowkit-install-stamp"
+WANT="$(cat setup.cfg setup.py pyproject.toml <("$VENV/bin/python" --version) | sha256sum | cut -d' ' -f1)"
+if [ "$(cat "$STAMP" 2>/dev/null || true)" != "$WANT" ]; then
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e '.[dev]'
+    echo "$WANT" >"$STAMP"
+    echo "installed"
+else
+    echo "up to date"
+fi
+export PATH="$VENV/bin:$PATH"
+
+# --- Checks ---------------------------------------------------------------
+
+banner "ruff check"
+"$VENV/bin/ruff" check .
+
+banner "ruff format --check"
+"$VENV/bin/ruff" format --check .
+
+banner "mypy (strict, flowkit/)"
+"$VENV/bin/mypy"
+
+banner "Sphinx docs, warnings as errors -> doc/_build/html"
+"$VENV/bin/sphinx-build" -q -W --keep-going -b html doc doc/_build/html
+
+banner "pytest $*"
+"$VENV/bin/python" -m pytest "$@"
