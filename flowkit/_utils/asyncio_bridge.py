@@ -1,0 +1,66 @@
+"""Run coroutines from synchronous code, on an event loop in a thread of its own.
+
+Tasks whose ``execute``/``revert`` are ``async def`` run in every engine. The
+serial and thread-pool engines are synchronous, so they hand such coroutines to an
+:class:`EventLoopThread` and wait on (or are called back by) the returned future.
+One loop thread serves a whole run, so coroutines of one flow share a loop and can
+share loop-bound resources.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+from collections.abc import Coroutine
+from typing import Any
+
+__all__ = ["EventLoopThread"]
+
+
+class EventLoopThread:
+    """An event loop running in a daemon thread, started on first use."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self._loop = loop
+        self._owned = loop is None
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The loop coroutines run on (started if needed)."""
+        with self._lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                ready = threading.Event()
+
+                def serve() -> None:
+                    asyncio.set_event_loop(loop)
+                    loop.call_soon(ready.set)
+                    loop.run_forever()
+
+                self._thread = threading.Thread(target=serve, name="flowkit-asyncio", daemon=True)
+                self._thread.start()
+                ready.wait()
+                self._loop = loop
+            return self._loop
+
+    def submit(self, coro: Coroutine[Any, Any, Any]) -> concurrent.futures.Future[Any]:
+        """Schedule ``coro`` on the loop; return a thread-safe future of its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    def run(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        """Run ``coro`` on the loop and block until it finishes; return or raise its outcome."""
+        return self.submit(coro).result()
+
+    def close(self) -> None:
+        """Stop the loop thread, if this object started one."""
+        with self._lock:
+            loop, thread = self._loop, self._thread
+            if not self._owned or loop is None or thread is None:
+                return
+            self._loop = self._thread = None
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join()
+        loop.close()

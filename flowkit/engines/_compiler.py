@@ -1,0 +1,472 @@
+"""Turn a flow tree into an indexed execution graph, once, before anything runs.
+
+Why this module is big-ish: it is where every structural rule lives, so that the
+scheduler can be a handful of integer counters. The output is a
+:class:`Compilation` whose nodes are numbered ``0..n-1``:
+
+* atom nodes (tasks and retries), and
+* two virtual nodes per flow, its *start* and *end*. They make pattern order cheap:
+  a linear flow of two unordered flows of ``n`` tasks each needs ``4n`` edges through
+  the barriers instead of ``n * n`` edges between the tasks.
+
+Edges come from pattern order (``iter_links``), explicit links (with their deciders)
+and retries (a flow's retry runs right after the flow's start and before everything
+inside). Symbol lookups are *not* edges: flows already order providers before
+consumers (graph flows add those edges themselves when items are added), and the
+compiler only has to find, for each argument of each atom, which atom's result it
+reads. That search walks the flow tree upward from the consumer, nearest scope
+first, the same visibility rule TaskFlow documents, but answered structurally
+(sibling order, not a transitive-closure of the whole graph) so it costs O(depth)
+per argument instead of O(n).
+
+All validation that does not depend on stored values happens here and raises
+before anything runs: duplicate atom names, ambiguous providers, items that are
+not atoms or flows.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from flowkit import exceptions as exc
+from flowkit import flow as flow_mod
+from flowkit.atom import Atom
+from flowkit.deciders import Depth
+from flowkit.retry import Retry
+
+__all__ = [
+    "FLOW_END",
+    "FLOW_START",
+    "RETRY",
+    "TASK",
+    "ArgPlan",
+    "Compilation",
+    "FlowScope",
+    "Node",
+    "compile_flow",
+]
+
+TASK = 0
+RETRY = 1
+FLOW_START = 2
+FLOW_END = 3
+
+_UNORDERED = 0
+_LINEAR = 1
+_GRAPH = 2
+
+
+@dataclass(frozen=True, slots=True)
+class ArgPlan:
+    """Where one argument of one atom comes from.
+
+    ``provider`` is the node index whose result holds ``symbol`` (or -1 when no atom
+    provides it: the value must then come from ``store=``/``inject``).
+    """
+
+    arg: str
+    symbol: str
+    provider: int
+    optional: bool
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeDecider:
+    """A decider on a link: ``decider(history=...)`` runs before ``target`` starts."""
+
+    source: int
+    decider: Callable[..., bool]
+    depth: Depth
+
+
+@dataclass(eq=False, slots=True)
+class Node:
+    """One vertex of the execution graph."""
+
+    index: int
+    kind: int
+    name: str
+    atom: Atom | None
+    scope: FlowScope
+    priority: int = 0
+    succ: list[int] = field(default_factory=list)
+    pred: list[int] = field(default_factory=list)
+    retry: int = -1
+    pos: int = 0
+    exec_args: tuple[ArgPlan, ...] = ()
+    revert_args: tuple[ArgPlan, ...] = ()
+    deciders: tuple[EdgeDecider, ...] = ()
+
+
+@dataclass(eq=False, slots=True)
+class FlowScope:
+    """A flow as the compiler sees it: its children in order and how they are ordered."""
+
+    flow: Any
+    name: str
+    parent: FlowScope | None
+    pos: int = 0
+    start: int = -1
+    end: int = -1
+    retry: int = -1
+    # Each child is an atom node index (int) or a nested FlowScope.
+    children: list[int | FlowScope] = field(default_factory=list)
+    mode: int = _UNORDERED
+    # For graph mode: child position -> positions it has a direct link from.
+    preds_of: dict[int, set[int]] = field(default_factory=dict)
+    # symbol -> sorted child positions whose subtree provides it.
+    providers: dict[str, list[int]] = field(default_factory=dict)
+    provides: frozenset[str] = frozenset()
+
+    def precedes(self, a: int, b: int) -> bool:
+        """Tell whether child ``a`` always finishes before child ``b`` starts."""
+        if self.mode == _LINEAR:
+            return a < b
+        if self.mode == _UNORDERED:
+            return False
+        seen: set[int] = set()
+        stack = list(self.preds_of.get(b, ()))
+        while stack:
+            cur = stack.pop()
+            if cur == a:
+                return True
+            if cur not in seen:
+                seen.add(cur)
+                stack.extend(self.preds_of.get(cur, ()))
+        return False
+
+
+@dataclass(eq=False, slots=True)
+class Compilation:
+    """The compiled form of a flow: everything the engine needs, indexed."""
+
+    root: FlowScope
+    nodes: list[Node]
+    atoms: list[Node]
+    by_name: dict[str, Node]
+    #: Node indices in a topological order (every edge goes forward in it).
+    order: list[int]
+
+    def resolve(self, node: Node, symbol: str, skip: Callable[[int], bool]) -> int:
+        """Find the nearest visible provider of ``symbol`` for ``node``, skipping some.
+
+        Used at run time only when the compiled provider was ignored by a decider.
+        Returns -1 when none is visible.
+        """
+        return _Resolver(self.nodes, skip, strict=False).find(node, symbol)
+
+
+def compile_flow(root: Any) -> Compilation:
+    """Compile ``root`` (a flow, or a single atom) into a :class:`Compilation`.
+
+    Raises:
+        InvalidFlowItem: something in the tree is neither an atom nor a flow.
+        Duplicate: two atoms share a name.
+        AmbiguousDependency: an argument has several equally near providers.
+    """
+    builder = _Builder()
+    if isinstance(root, Atom):
+        scope = builder.wrap_atom(root)
+    elif isinstance(root, flow_mod.Flow):
+        scope = builder.add_flow(root, None)
+    else:
+        raise exc.InvalidFlowItem(
+            f"engines can only run a flow or an atom, not {root!r} ({type(root).__name__})",
+            item=root,
+        )
+    builder.check_duplicates()
+    nodes = builder.nodes
+    resolver = _Resolver(nodes, _never, strict=True)
+    for node in nodes:
+        atom = node.atom
+        if atom is None:
+            continue
+        node.exec_args = resolver.plan(node, atom.rebind, atom.optional)
+        node.revert_args = resolver.plan(node, _revert_rebind(atom), _revert_optional(atom))
+    atoms = [n for n in nodes if n.atom is not None]
+    return Compilation(scope, nodes, atoms, {n.name: n for n in atoms}, _topological_order(nodes))
+
+
+def _topological_order(nodes: list[Node]) -> list[int]:
+    """Kahn's algorithm; flows refuse cycles, so a leftover means a broken flow class."""
+    indegree = [len(n.pred) for n in nodes]
+    ready = [n.index for n in nodes if not n.pred]
+    ready.reverse()
+    order: list[int] = []
+    while ready:
+        index = ready.pop()
+        order.append(index)
+        for succ in reversed(nodes[index].succ):
+            indegree[succ] -= 1
+            if indegree[succ] == 0:
+                ready.append(succ)
+    if len(order) != len(nodes):
+        stuck = sorted(n.name for n in nodes if indegree[n.index] > 0 and n.atom is not None)
+        raise exc.DependencyFailure(f"the flow's links form a cycle through {stuck}")
+    return order
+
+
+def _never(_index: int) -> bool:
+    return False
+
+
+def _revert_rebind(atom: Atom) -> dict[str, str]:
+    return dict(getattr(atom, "revert_rebind", None) or {})
+
+
+def _revert_optional(atom: Atom) -> frozenset[str]:
+    return frozenset(getattr(atom, "revert_optional", None) or ())
+
+
+class _Builder:
+    """Walks the flow tree once, numbering nodes and wiring edges."""
+
+    def __init__(self) -> None:
+        self.nodes: list[Node] = []
+        self._seen_flows: set[int] = set()
+
+    def _new(self, kind: int, name: str, atom: Atom | None, scope: FlowScope) -> Node:
+        node = Node(len(self.nodes), kind, name, atom, scope, getattr(atom, "priority", 0) or 0)
+        self.nodes.append(node)
+        return node
+
+    def _edge(self, u: int, v: int) -> None:
+        self.nodes[u].succ.append(v)
+        self.nodes[v].pred.append(u)
+
+    def wrap_atom(self, atom: Atom) -> FlowScope:
+        scope = FlowScope(flow=None, name=atom.name, parent=None, mode=_LINEAR)
+        scope.start = self._new(FLOW_START, atom.name + "^start", None, scope).index
+        node = self._new(_kind_of(atom), atom.name, atom, scope)
+        scope.end = self._new(FLOW_END, atom.name + "^end", None, scope).index
+        scope.children.append(node.index)
+        self._edge(scope.start, node.index)
+        self._edge(node.index, scope.end)
+        _index_providers(scope, self.nodes)
+        return scope
+
+    def add_flow(self, flow: Any, parent: FlowScope | None) -> FlowScope:
+        if id(flow) in self._seen_flows:
+            raise exc.Duplicate(f"flow '{flow.name}' appears more than once", names=[flow.name])
+        self._seen_flows.add(id(flow))
+        scope = FlowScope(flow=flow, name=flow.name, parent=parent)
+        retry_atom = flow.retry
+        start = self._new(FLOW_START, flow.name + "^start", None, scope)
+        scope.start = start.index
+        if parent is not None:
+            start.retry = _controlling_retry(parent)
+        entry = start.index
+        if retry_atom is not None:
+            if not isinstance(retry_atom, Retry):
+                raise exc.InvalidFlowItem(
+                    f"flow '{flow.name}' has retry={retry_atom!r}, which is not a Retry",
+                    flow=flow.name,
+                    item=retry_atom,
+                )
+            rnode = self._new(RETRY, retry_atom.name, retry_atom, scope)
+            rnode.retry = start.retry
+            scope.retry = rnode.index
+            self._edge(start.index, rnode.index)
+            entry = rnode.index
+        position: dict[int, int] = {}
+        entries: list[int] = []
+        exits: list[int] = []
+        for pos, (item, _meta) in enumerate(flow.iter_nodes()):
+            position[id(item)] = pos
+            if isinstance(item, flow_mod.Flow):
+                child = self.add_flow(item, scope)
+                child.pos = pos
+                scope.children.append(child)
+                entries.append(child.start)
+                exits.append(child.end)
+            elif isinstance(item, Atom):
+                node = self._new(_kind_of(item), item.name, item, scope)
+                node.retry = _controlling_retry(scope)
+                node.pos = pos
+                scope.children.append(node.index)
+                entries.append(node.index)
+                exits.append(node.index)
+            else:
+                raise exc.InvalidFlowItem(
+                    f"flow '{flow.name}' contains {item!r} ({type(item).__name__}), "
+                    "which is neither an atom nor a flow",
+                    flow=flow.name,
+                    item=item,
+                )
+        end = self._new(FLOW_END, flow.name + "^end", None, scope)
+        end.retry = _controlling_retry(scope)
+        scope.end = end.index
+        has_in: set[int] = set()
+        has_out: set[int] = set()
+        links: list[tuple[int, int]] = []
+        deciders: dict[int, list[EdgeDecider]] = {}
+        for u, v, meta in flow.iter_links():
+            pu, pv = position[id(u)], position[id(v)]
+            links.append((pu, pv))
+            has_out.add(pu)
+            has_in.add(pv)
+            self._edge(exits[pu], entries[pv])
+            decider = meta.get(flow_mod.LINK_DECIDER) if meta else None
+            if decider is not None:
+                depth = meta.get(flow_mod.LINK_DECIDER_DEPTH) or Depth.ALL
+                deciders.setdefault(entries[pv], []).append(
+                    EdgeDecider(exits[pu], decider, Depth.translate(depth))
+                )
+        for entry_node, found in deciders.items():
+            self.nodes[entry_node].deciders = tuple(found)
+        for pos in range(len(entries)):
+            if pos not in has_in:
+                self._edge(entry, entries[pos])
+            if pos not in has_out:
+                self._edge(exits[pos], end.index)
+        if not entries:
+            self._edge(entry, end.index)
+        _classify(scope, links)
+        _index_providers(scope, self.nodes)
+        return scope
+
+    def check_duplicates(self) -> None:
+        seen: set[str] = set()
+        dups: set[str] = set()
+        for node in self.nodes:
+            if node.atom is None:
+                continue
+            if node.name in seen:
+                dups.add(node.name)
+            seen.add(node.name)
+        if dups:
+            raise exc.Duplicate(f"atoms with duplicate names found: {sorted(dups)}", names=sorted(dups))
+
+
+def _kind_of(atom: Atom) -> int:
+    return RETRY if isinstance(atom, Retry) else TASK
+
+
+def _controlling_retry(scope: FlowScope | None) -> int:
+    while scope is not None:
+        if scope.retry >= 0:
+            return scope.retry
+        scope = scope.parent
+    return -1
+
+
+def _classify(scope: FlowScope, links: list[tuple[int, int]]) -> None:
+    """Decide how children of ``scope`` are ordered, for provider visibility."""
+    count = len(scope.children)
+    if not links:
+        scope.mode = _UNORDERED
+    elif len(links) == count - 1 and all(u + 1 == v for u, v in links):
+        scope.mode = _LINEAR
+    else:
+        scope.mode = _GRAPH
+        for u, v in links:
+            scope.preds_of.setdefault(v, set()).add(u)
+
+
+def _index_providers(scope: FlowScope, nodes: list[Node]) -> None:
+    provides: set[str] = set()
+    for pos, child in enumerate(scope.children):
+        child_provides = child.provides if isinstance(child, FlowScope) else nodes[child].atom.provides  # type: ignore[union-attr]
+        for symbol in child_provides:
+            scope.providers.setdefault(symbol, []).append(pos)
+        provides.update(child_provides)
+    if scope.retry >= 0:
+        provides.update(nodes[scope.retry].atom.provides)  # type: ignore[union-attr]
+    scope.provides = frozenset(provides)
+
+
+class _Resolver:
+    """Finds which atom's result an argument reads, nearest visible scope first."""
+
+    def __init__(self, nodes: list[Node], skip: Callable[[int], bool], strict: bool) -> None:
+        self._nodes = nodes
+        self._skip = skip
+        self._strict = strict
+
+    def plan(self, node: Node, rebind: dict[str, str], optional: Iterable[str]) -> tuple[ArgPlan, ...]:
+        optional = frozenset(optional)
+        return tuple(
+            ArgPlan(arg, symbol, self.find(node, symbol), arg in optional) for arg, symbol in rebind.items()
+        )
+
+    def find(self, node: Node, symbol: str) -> int:
+        """Return the provider node index of ``symbol`` visible from ``node``, or -1."""
+        scope: FlowScope | None = node.scope
+        pos = node.pos
+        if node.kind == RETRY:
+            # A retry sees what comes before its flow, never its flow's own items.
+            pos = node.scope.pos
+            scope = node.scope.parent
+        while scope is not None:
+            found = self._in_level(scope, pos, symbol, node)
+            if found >= 0:
+                return found
+            if scope.retry >= 0 and scope.retry != node.index and symbol in self._provides(scope.retry):
+                if not self._skip(scope.retry):
+                    return scope.retry
+            pos = scope.pos
+            scope = scope.parent
+        return -1
+
+    def _provides(self, index: int) -> frozenset[str]:
+        return self._nodes[index].atom.provides  # type: ignore[union-attr]
+
+    def _in_level(self, scope: FlowScope, pos: int, symbol: str, consumer: Node) -> int:
+        positions = scope.providers.get(symbol)
+        if not positions or scope.mode == _UNORDERED:
+            return -1
+        if scope.mode == _LINEAR:
+            cut = bisect.bisect_left(positions, pos)
+            for i in range(cut - 1, -1, -1):
+                found = self._descend(scope.children[positions[i]], symbol, consumer)
+                if found >= 0:
+                    return found
+            return -1
+        before = [p for p in positions if p != pos and scope.precedes(p, pos)]
+        # Nearest first: a provider that precedes another candidate is shadowed by it.
+        nearest = [p for p in before if not any(q != p and scope.precedes(p, q) for q in before)]
+        if self._strict and len(nearest) > 1:
+            self._ambiguous(scope, nearest, symbol, consumer)
+        for p in sorted(before, key=lambda p: (p not in nearest, -p)):
+            found = self._descend(scope.children[p], symbol, consumer)
+            if found >= 0:
+                return found
+        return -1
+
+    def _descend(self, child: int | FlowScope, symbol: str, consumer: Node) -> int:
+        """Find the provider of ``symbol`` inside ``child`` that finishes last."""
+        if not isinstance(child, FlowScope):
+            if symbol in self._provides(child) and not self._skip(child):
+                return child
+            return -1
+        positions = child.providers.get(symbol, [])
+        if child.mode == _LINEAR:
+            ordered = list(reversed(positions))
+        else:
+            last = [p for p in positions if not any(q != p and child.precedes(p, q) for q in positions)]
+            if self._strict and len(last) > 1:
+                self._ambiguous(child, last, symbol, consumer)
+            ordered = sorted(positions, key=lambda p: (p not in last, -p))
+        for p in ordered:
+            found = self._descend(child.children[p], symbol, consumer)
+            if found >= 0:
+                return found
+        if child.retry >= 0 and symbol in self._provides(child.retry) and not self._skip(child.retry):
+            return child.retry
+        return -1
+
+    def _ambiguous(self, scope: FlowScope, positions: list[int], symbol: str, consumer: Node) -> None:
+        names = []
+        for p in positions:
+            child = scope.children[p]
+            names.append(child.name if isinstance(child, FlowScope) else self._nodes[child].name)
+        raise exc.AmbiguousDependency(
+            f"atom '{consumer.name}' requires '{symbol}', which {sorted(names)} in flow "
+            f"'{scope.name}' all provide with no order between them; link them or rename one",
+            symbol=symbol,
+            providers=sorted(names),
+            atom=consumer.name,
+        )

@@ -1,0 +1,327 @@
+"""The action engine: one run loop shared by every engine kind.
+
+An engine kind is a *driver*: it decides where calls run (inline, on a pool, on an
+event loop) and how the loop waits for them. Everything else (compiling,
+validation, the state machine of a run, re-raising) is here, once.
+
+A run cycles through TaskFlow's engine states, which :meth:`ActionEngine.run_iter`
+yields: RESUMING once, then SCHEDULING (start what is ready), WAITING (collect
+finished calls), ANALYZING (account for them), until nothing is left; then the
+final flow state.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import types
+from collections.abc import Iterator, Mapping
+from typing import Any, ClassVar, Protocol
+
+from flowkit import exceptions as exc
+from flowkit import states as st
+from flowkit._utils.asyncio_bridge import EventLoopThread
+from flowkit.engines import _compiler
+from flowkit.engines._runtime import Call, Runtime
+from flowkit.engines.base import Engine
+from flowkit.storage import Storage
+from flowkit.types.failure import Failure
+
+__all__ = ["ActionEngine", "Completion", "Driver", "call_outcome", "start_or_fail"]
+
+#: A finished call: (node, action, ok, result-or-Failure).
+Completion = tuple[_compiler.Node, int, bool, Any]
+
+_NO_RERAISE = frozenset({st.SUCCESS, st.SUSPENDED})
+
+
+def call_outcome(call: Call, bridge: EventLoopThread | None = None) -> tuple[bool, Any]:
+    """Make ``call``; return ``(True, result)`` or ``(False, Failure)``.
+
+    A coroutine result is run to completion on ``bridge``'s loop first.
+    """
+    fn, kwargs = call
+    try:
+        value = fn(**kwargs)
+        if type(value) is types.CoroutineType:
+            value = (bridge or _shared_bridge()).run(value)
+    except Exception:
+        return False, Failure()
+    return True, value
+
+
+_BRIDGE: EventLoopThread | None = None
+_BRIDGE_LOCK = threading.Lock()
+
+
+def _shared_bridge() -> EventLoopThread:
+    global _BRIDGE
+    with _BRIDGE_LOCK:
+        if _BRIDGE is None:
+            _BRIDGE = EventLoopThread()
+        return _BRIDGE
+
+
+class Driver(Protocol):
+    """Where calls run. ``schedule`` starts ready work; ``wait`` collects finished work."""
+
+    in_flight: int
+
+    def open(self, runtime: Runtime) -> None: ...
+
+    def schedule(self, runtime: Runtime) -> None: ...
+
+    def wait(self, timeout: float | None) -> list[Completion]: ...
+
+    def close(self) -> None: ...
+
+
+class ActionEngine(Engine):
+    """An engine whose calls are made by a :class:`Driver`.
+
+    Options every kind takes: ``defer_reverts`` (a REVERT decision defers to the
+    enclosing retry instead of reverting only its own scope), ``never_resolve``
+    (do not revert on failure: stop and end in FAILURE), ``inject_transient``
+    (atom ``inject=`` values are not persisted; default True),
+    ``gather_statistics`` (default True).
+    """
+
+    kind: ClassVar[str] = "action"
+    OPTIONS: ClassVar[frozenset[str]] = frozenset(
+        {"defer_reverts", "never_resolve", "inject_transient", "gather_statistics"}
+    )
+
+    def __init__(
+        self,
+        flow: Any,
+        flow_detail: Any = None,
+        backend: Any = None,
+        options: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(flow, flow_detail, backend, options)
+        unknown = sorted(set(self._options) - self.OPTIONS)
+        if unknown:
+            raise exc.InvalidEngineOption(
+                f"{self.kind} engine does not take option(s) {unknown}; it takes {sorted(self.OPTIONS)}",
+                engine=self.kind,
+                option=unknown[0],
+            )
+        self._storage = Storage(getattr(flow, "name", type(flow).__name__), backend=backend)
+        self._compilation: _compiler.Compilation | None = None
+        self._runtime: Runtime | None = None
+        self._prepared = False
+        self._lock = threading.Lock()
+        self._statistics: dict[str, Any] = {}
+        self._gather = bool(self._options.get("gather_statistics", True))
+
+    # -- properties ---------------------------------------------------------------
+
+    @property
+    def storage(self) -> Storage:
+        return self._storage
+
+    @property
+    def statistics(self) -> dict[str, Any]:
+        return self._statistics
+
+    @property
+    def compilation(self) -> _compiler.Compilation | None:
+        """The compiled execution graph (None before :meth:`compile`)."""
+        return self._compilation
+
+    # -- the steps before running -------------------------------------------------------
+
+    def compile(self) -> None:
+        if self._compilation is not None:
+            return
+        compilation = _compiler.compile_flow(self._flow)
+        self._runtime = Runtime(
+            compilation,
+            self._storage,
+            self._atom_notifier,
+            defer_reverts=bool(self._options.get("defer_reverts", False)),
+            never_resolve=bool(self._options.get("never_resolve", False)),
+        )
+        self._compilation = compilation
+
+    def prepare(self) -> None:
+        self.compile()
+        if not self._prepared:
+            self._change_state(st.RESUMING)
+            transient = bool(self._options.get("inject_transient", True))
+            storage = self._storage
+            for node in self._compiled().atoms:
+                storage.ensure_atom(node.atom)  # type: ignore[arg-type]
+                if node.atom.inject:  # type: ignore[union-attr]
+                    storage.inject_atom_args(node.name, node.atom.inject, transient=transient)  # type: ignore[union-attr]
+            self._change_state(st.SUSPENDED)
+            self._prepared = True
+        if self._storage.get_flow_state() == st.REVERTED:
+            self.reset()
+
+    def validate(self) -> None:
+        """Raise MissingDependencies for the first atom with an unsatisfiable argument."""
+        self.prepare()
+        store = self._storage._store
+        records = self._storage._records
+        problems: list[exc.MissingDependencies] = []
+        for node in self._compiled().atoms:
+            injected = records[node.name].injected or {}
+            for method, plans in (("execute", node.exec_args), ("revert", node.revert_args)):
+                missing = sorted(
+                    {
+                        p.symbol
+                        for p in plans
+                        if not p.optional and p.provider < 0 and p.symbol not in store and p.symbol not in injected
+                    }
+                )
+                if missing:
+                    cause = problems[-1] if problems else None
+                    problems.append(exc.MissingDependencies(node.name, missing, cause=cause, method=method))
+        if problems:
+            first = problems[0]
+            if len(problems) > 1:
+                others = "; ".join(f"'{p.atom}' needs {p.missing}" for p in problems[1:])
+                first.args = (f"{first.message} (also: {others})",)
+            raise first
+
+    def _compiled(self) -> _compiler.Compilation:
+        if self._compilation is None:
+            raise exc.InvalidState("the engine has not been compiled yet")
+        return self._compilation
+
+    # -- running ----------------------------------------------------------------------------
+
+    def _make_driver(self) -> Driver:
+        raise NotImplementedError
+
+    def run(self, timeout: float | None = None) -> None:
+        if not self._lock.acquire(blocking=False):
+            raise exc.ExecutionFailure("this engine is already running; wait for it to finish")
+        try:
+            for _state in self.run_iter(timeout=timeout):
+                pass
+        finally:
+            self._lock.release()
+
+    def run_iter(self, timeout: float | None = None) -> Iterator[str]:  # noqa: C901 - the run's state machine, in one place
+        self.compile()
+        self.prepare()
+        self.validate()
+        runtime = self._runtime
+        assert runtime is not None
+        driver = self._make_driver()
+        started = time.perf_counter()
+        completed = 0
+        self._change_state(st.RUNNING)
+        runtime.start()
+        driver.open(runtime)
+        storage = self._storage
+        scheduler = runtime.scheduler
+        closed = False
+        try:
+            yield st.RESUMING
+            while True:
+                if storage._flow_state == st.RUNNING and not scheduler.halted:
+                    driver.schedule(runtime)
+                try:
+                    suspend = yield st.SCHEDULING
+                    if suspend and not closed:
+                        self.suspend()
+                    if driver.in_flight:
+                        suspend = yield st.WAITING
+                        if suspend and not closed:
+                            self.suspend()
+                        done = driver.wait(timeout)
+                        for node, action, ok, value in done:
+                            runtime.complete(node, action, ok, value)
+                        completed += len(done)
+                    suspend = yield st.ANALYZING
+                    if suspend and not closed:
+                        self.suspend()
+                except GeneratorExit:
+                    closed = True
+                    self.suspend()
+                if not driver.in_flight and (
+                    storage._flow_state != st.RUNNING or scheduler.halted or not scheduler.has_ready()
+                ):
+                    break
+            final = self._final_state(runtime)
+        except BaseException:
+            driver.close()
+            runtime.finish()
+            self._change_state(st.FAILURE)
+            raise
+        driver.close()
+        runtime.finish()
+        if self._gather:
+            self._statistics = {
+                "active_for": time.perf_counter() - started,
+                "completed": completed,
+                "discarded_failures": scheduler.resolved_failures,
+                "incomplete": driver.in_flight,
+            }
+        self._change_state(final)
+        if final not in _NO_RERAISE:
+            failures = list(storage.get_execute_failures().values())
+            failures.extend(storage.get_revert_failures().values())
+            failures.extend(f for f in runtime.retained if f not in failures)
+            Failure.reraise_if_any(failures)
+        if not closed:
+            yield final
+
+    def _final_state(self, runtime: Runtime) -> str:
+        scheduler = runtime.scheduler
+        if scheduler.halted:
+            return st.FAILURE
+        atom_states = [scheduler.state[n.index] for n in self._compiled().atoms]
+        if all(s in (st.SUCCESS, st.IGNORE) for s in atom_states):
+            return st.SUCCESS
+        if self._storage._flow_state == st.SUSPENDING:
+            return st.SUSPENDED
+        return st.REVERTED
+
+    def suspend(self) -> None:
+        self._change_state(st.SUSPENDING)
+
+    def reset(self) -> None:
+        self.compile()
+        self.prepare() if not self._prepared else None
+        for node in self._compiled().atoms:
+            record = self._storage._records[node.name]
+            old = record.state
+            record.intention = st.EXECUTE
+            if old != st.PENDING:
+                record.state = st.PENDING
+                if self._atom_notifier.has_listeners:
+                    key = "retry" if node.kind == _compiler.RETRY else "task"
+                    self._atom_notifier.notify(
+                        st.PENDING,
+                        {f"{key}_name": node.name, f"{key}_uuid": record.uuid, "old_state": old},
+                    )
+            self._storage._persist(record)
+        self._storage._history.clear()
+        self._change_state(st.PENDING)
+
+    def _change_state(self, state: str) -> None:
+        moved, old = self._storage.change_flow_state(state)
+        if moved and self._notifier.has_listeners:
+            self._notifier.notify(
+                state,
+                {
+                    "engine": self,
+                    "flow_name": self._storage.flow_name,
+                    "flow_uuid": self._storage.flow_uuid,
+                    "old_state": old,
+                },
+            )
+
+
+def start_or_fail(runtime: Runtime, node: _compiler.Node, action: int) -> Call | None:
+    """Begin ``node``; if that fails (a missing argument), fail the atom and return None."""
+    try:
+        return runtime.begin(node, action)
+    except Exception:
+        runtime.complete(node, action, False, Failure())
+        return None
+

@@ -1,0 +1,351 @@
+"""The engine's hands: it does what the scheduler decides, and reports back.
+
+:class:`Runtime` turns a scheduler decision into a call (fetching arguments,
+moving the atom to RUNNING or REVERTING, persisting, notifying), and turns the
+call's outcome into stored results and a scheduler event. It also implements the
+scheduler's :class:`~flowkit.engines._scheduler.Hooks`. Drivers (serial, thread
+or process pool, asyncio) only decide *where* the call runs.
+
+The per-atom hot path is written for speed: records are reached by node index,
+notification details are built only when someone listens, and arguments come from
+the compiler's precomputed plans.
+"""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from flowkit import exceptions as exc
+from flowkit import states as st
+from flowkit.deciders import Depth
+from flowkit.engines import _scheduler as sch
+from flowkit.engines._compiler import RETRY, ArgPlan, Compilation, Node
+from flowkit.retry import Decision
+from flowkit.storage import AtomRecord, Storage
+from flowkit.types.failure import Failure
+from flowkit.types.notifier import Notifier
+
+__all__ = ["Call", "Runtime"]
+
+EVENT_UPDATE_PROGRESS = "update_progress"
+
+#: What a driver runs: ``fn(**kwargs)``; the result may be a coroutine to await.
+Call = tuple[Callable[..., Any], dict[str, Any]]
+
+_RESULT_STATES = frozenset({st.SUCCESS, st.REVERTING, st.REVERTED, st.REVERT_FAILURE, st.RETRYING})
+
+
+def _run_execute(atom: Any, kwargs: dict[str, Any]) -> Any:
+    atom.pre_execute()
+    try:
+        value = atom.execute(**kwargs)
+    except BaseException:
+        atom.post_execute()
+        raise
+    if type(value) is types.CoroutineType:
+        return _then(value, atom.post_execute)
+    atom.post_execute()
+    return value
+
+
+def _run_revert(atom: Any, kwargs: dict[str, Any]) -> Any:
+    atom.pre_revert()
+    try:
+        value = atom.revert(**kwargs)
+    except BaseException:
+        atom.post_revert()
+        raise
+    if type(value) is types.CoroutineType:
+        return _then(value, atom.post_revert)
+    atom.post_revert()
+    return value
+
+
+async def _then(coro: Coroutine[Any, Any, Any], after: Callable[[], None]) -> Any:
+    """Await an async ``execute``/``revert``, then run its post-hook."""
+    try:
+        return await coro
+    finally:
+        after()
+
+
+class Runtime:
+    """Binds a compilation to a storage and notifiers for one engine."""
+
+    def __init__(
+        self,
+        compilation: Compilation,
+        storage: Storage,
+        atom_notifier: Notifier,
+        *,
+        defer_reverts: bool = False,
+        never_resolve: bool = False,
+    ) -> None:
+        self.compilation = compilation
+        self.storage = storage
+        self.notifier = atom_notifier
+        self._defer_reverts = defer_reverts
+        self._never_resolve = never_resolve
+        self.records: list[AtomRecord | None] = [None] * len(compilation.nodes)
+        self.scheduler = sch.Scheduler(compilation, self)
+        #: Failures that end the run in FAILURE (revert failures, unresolvable ones).
+        self.retained: list[Failure] = []
+
+    def start(self) -> None:
+        """Make a fresh scheduler from the stored states (this is also resuming)."""
+        records = self.records
+        storage_records = self.storage._records
+        scheduler = sch.Scheduler(
+            self.compilation,
+            self,
+            defer_reverts=self._defer_reverts,
+            never_resolve=self._never_resolve,
+        )
+        for node in self.compilation.atoms:
+            record = storage_records[node.name]
+            records[node.index] = record
+            scheduler.load(node.index, record.state, record.intention)
+        self.scheduler = scheduler
+        self.retained = []
+        for node in scheduler.begin():
+            # Stopped between a failure and its resolution: resolve it now.
+            scheduler.executed(node, False)
+        self._attach_progress(True)
+
+    def finish(self) -> None:
+        self._attach_progress(False)
+
+    def detach_progress(self) -> None:
+        """Stop forwarding progress (calls that run in other processes cannot reach us)."""
+        self._attach_progress(False)
+
+    def _attach_progress(self, on: bool) -> None:
+        sink = self._on_progress if on else None
+        for node in self.compilation.atoms:
+            if node.kind != RETRY:
+                node.atom._progress_sink = sink  # type: ignore[union-attr]
+
+    # -- starting work ------------------------------------------------------------
+
+    def begin(self, node: Node, action: int) -> Call:
+        """Move ``node`` into its running state and return the call to make.
+
+        Raises:
+            NotFound: an argument has no value; the caller fails the atom with it.
+        """
+        if action == sch.EXECUTE:
+            return self._begin_execute(node)
+        if action == sch.REVERT:
+            return self._begin_revert(node)
+        self._transition(node, st.RETRYING)
+        self.scheduler.retry_restarted(node)
+        return self._begin_execute(node)
+
+    def _begin_execute(self, node: Node) -> Call:
+        record = self.records[node.index]
+        assert record is not None
+        self.scheduler.state[node.index] = st.RUNNING
+        if node.kind != RETRY:
+            record.meta["progress"] = 0.0
+        self._transition(node, st.RUNNING)
+        kwargs = self._fetch(node, node.exec_args, record)
+        atom = node.atom
+        if node.kind == RETRY:
+            kwargs["history"] = self.storage.get_retry_history(node.name)
+            return atom.execute, kwargs  # type: ignore[union-attr]
+        notifier = atom._notifier  # type: ignore[union-attr]
+        if notifier is not None and notifier.has_listeners:
+            atom.update_progress(0.0)  # type: ignore[union-attr]
+        return _run_execute, {"atom": atom, "kwargs": kwargs}
+
+    def _begin_revert(self, node: Node) -> Call:
+        record = self.records[node.index]
+        assert record is not None
+        self.scheduler.state[node.index] = st.REVERTING
+        self._transition(node, st.REVERTING)
+        kwargs = self._fetch(node, node.revert_args, record)
+        kwargs["flow_failures"] = self.storage.get_failures()
+        atom = node.atom
+        if node.kind == RETRY:
+            kwargs["history"] = self.storage.get_retry_history(node.name)
+            return atom.revert, kwargs  # type: ignore[union-attr]
+        kwargs["result"] = record.failure if record.failure is not None else record.result
+        return _run_revert, {"atom": atom, "kwargs": kwargs}
+
+    def _fetch(self, node: Node, plans: tuple[ArgPlan, ...], record: AtomRecord) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        injected = record.injected
+        store = self.storage._store
+        records = self.records
+        for plan in plans:
+            symbol = plan.symbol
+            if injected is not None and symbol in injected:
+                out[plan.arg] = injected[symbol]
+            elif symbol in store:
+                out[plan.arg] = store[symbol]
+            else:
+                provider = plan.provider
+                provided = records[provider].provided if provider >= 0 else None  # type: ignore[union-attr]
+                if provided is None and provider >= 0:
+                    provider = self.compilation.resolve(node, symbol, self._has_no_result)
+                    provided = records[provider].provided if provider >= 0 else None  # type: ignore[union-attr]
+                if provided is not None:
+                    out[plan.arg] = provided[symbol]
+                elif not plan.optional:
+                    raise exc.NotFound(
+                        f"atom '{node.name}' needs '{symbol}' (argument '{plan.arg}'), but no value "
+                        "was injected and no atom visible to it produced one"
+                    )
+        return out
+
+    def _has_no_result(self, index: int) -> bool:
+        record = self.records[index]
+        return record is None or record.provided is None or record.state not in _RESULT_STATES
+
+    # -- finishing work -------------------------------------------------------------
+
+    def complete(self, node: Node, action: int, ok: bool, value: Any) -> None:
+        """Store the outcome of a call and tell the scheduler."""
+        if action == sch.REVERT:
+            self._complete_revert(node, ok, value)
+        else:
+            self._complete_execute(node, ok, value)
+
+    def _complete_execute(self, node: Node, ok: bool, value: Any) -> None:
+        record = self.records[node.index]
+        assert record is not None
+        atom = node.atom
+        if ok:
+            try:
+                record.provided = _extract(node, atom, value)
+            except exc.ResultUnpackError as err:
+                ok, value = False, Failure.from_exception(err)
+        if ok:
+            record.result, record.failure = value, None
+            if node.kind == RETRY:
+                self.storage._append_retry_result(node.name, value)
+            else:
+                record.meta["progress"] = 1.0
+            self._transition(node, st.SUCCESS, value)
+            notifier = getattr(atom, "_notifier", None)
+            if notifier is not None and notifier.has_listeners:
+                atom.update_progress(1.0)  # type: ignore[union-attr]
+            self.scheduler.executed(node, True)
+            return
+        record.failure, record.result, record.provided = value, None, None
+        self._transition(node, st.FAILURE, value)
+        self.scheduler.executed(node, False)
+        if self.scheduler.halted and self._never_resolve:
+            self.retained.append(value)
+
+    def _complete_revert(self, node: Node, ok: bool, value: Any) -> None:
+        record = self.records[node.index]
+        assert record is not None
+        if ok:
+            record.revert_result, record.revert_failure = value, None
+            if node.kind == RETRY:
+                self.storage._history.pop(node.name, None)
+            self._transition(node, st.REVERTED, value)
+            self.scheduler.reverted(node, True)
+            return
+        record.revert_failure, record.revert_result = value, None
+        self._transition(node, st.REVERT_FAILURE, value)
+        self.retained.append(value)
+        self.scheduler.reverted(node, False)
+
+    def _transition(self, node: Node, state: str, result: Any = sch) -> None:
+        record = self.records[node.index]
+        assert record is not None
+        old = record.state
+        record.state = state
+        self.scheduler.state[node.index] = state
+        self.storage._persist(record)
+        if self.notifier.has_listeners:
+            if node.kind == RETRY:
+                details = {"retry_name": node.name, "retry_uuid": record.uuid, "old_state": old}
+            else:
+                details = {"task_name": node.name, "task_uuid": record.uuid, "old_state": old}
+            if result is not sch:
+                details["result"] = result
+            self.notifier.notify(state, details)
+
+    def _on_progress(self, atom: Any, progress: float, details: dict[str, Any] | None = None) -> None:
+        """Called (from any thread) when a running task reports progress."""
+        self.storage.set_task_progress(atom.name, progress, details)
+        if self.notifier.has_listeners:
+            record = self.storage._records[atom.name]
+            event = {"task_name": atom.name, "task_uuid": record.uuid, "progress": progress}
+            if details:
+                event.update(details)
+            self.notifier.notify(EVENT_UPDATE_PROGRESS, event)
+
+    # -- scheduler hooks ---------------------------------------------------------------
+
+    def record(self, node: Node, state: str | None, intention: str | None) -> None:
+        record = self.records[node.index]
+        assert record is not None
+        if intention is not None:
+            record.intention = intention
+        if state is None:
+            self.storage._persist(record)
+            return
+        if state == st.IGNORE:
+            record.provided = None
+        self._transition(node, state)
+
+    def decide(self, node: Node) -> Depth | None:
+        history: dict[str, Any] = {}
+        nodes = self.compilation.nodes
+        for edge in node.deciders:
+            record = self.records[edge.source]
+            if record is not None and record.state != st.IGNORE:
+                history[nodes[edge.source].name] = record.failure or record.result
+        nays: list[Depth] = []
+        for edge in node.deciders:
+            source = nodes[edge.source]
+            if source.atom is not None and source.name not in history:
+                continue  # an ignored atom has no say
+            if not edge.decider(history=history):
+                nays.append(edge.depth)
+        if not nays:
+            return None
+        order = (Depth.ALL, Depth.FLOW, Depth.NEIGHBORS, Depth.ATOM)
+        return min(nays, key=order.index)
+
+    def ask_retry(self, retry: Node, failed: Node, origin: Node) -> Decision:
+        origin_record = self.records[origin.index]
+        assert origin_record is not None and origin_record.failure is not None
+        self.storage.save_retry_failure(retry.name, failed.name, origin_record.failure)
+        record = self.records[retry.index]
+        assert record is not None
+        kwargs = self._fetch(retry, retry.exec_args, record)
+        kwargs["history"] = self.storage.get_retry_history(retry.name)
+        return Decision(retry.atom.on_failure(**kwargs))  # type: ignore[union-attr]
+
+
+def _extract(node: Node, atom: Any, result: Any) -> dict[str, Any]:
+    """Pull each provided symbol out of ``result``, or fail naming the atom."""
+    extraction = atom._extraction
+    provided: dict[str, Any] = {}
+    for name, key in extraction:
+        if key is None:
+            provided[name] = result
+            continue
+        try:
+            provided[name] = result[key]
+        except (IndexError, KeyError, TypeError) as err:
+            how = f"item {key}" if isinstance(key, int) else f"key {key!r}"
+            raise exc.ResultUnpackError(
+                f"atom '{node.name}' returned {type(result).__name__} {_short(result)}, which has no "
+                f"{how} for provided name '{name}' (provides={list(atom.save_as)})",
+                atom=node.name,
+                provides=list(atom.save_as),
+            ) from err
+    return provided
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."

@@ -1,0 +1,436 @@
+"""The engine's decision core: which atom to run, revert or retry next.
+
+It does no I/O and calls no atom. Like :mod:`graphlib`'s ``get_ready()/done()``
+it keeps integer counters per node and answers in O(1) per event:
+
+* ``waiting[n]`` counts predecessors that have not finished forward. A node whose
+  count reaches zero is ready to execute (a virtual flow node just passes through).
+* When something fails, a *revert set* is marked. Every revert set is closed under
+  successors (a retry's scope is the retry and everything after it, and "revert
+  all" is everything), so ``revert_wait[n]`` counts successors that are not yet
+  *cleared* (reverted, or never ran). A node whose count reaches zero is reverted,
+  and then clears its predecessors in turn: newest first, with no graph walk.
+
+The driver reports outcomes (:meth:`executed`, :meth:`reverted`) and pulls work
+(:meth:`next_item`). Everything that needs the outside world goes through the
+small :class:`Hooks` protocol the runtime implements: recording a state change,
+evaluating a link's decider, and asking a retry controller what to do.
+
+States live here, in ``state``/``intention`` lists indexed by node, because the
+core decides with them; the runtime mirrors every change into storage and
+notifications through :meth:`Hooks.record`.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable
+from typing import Protocol
+
+from flowkit import states as st
+from flowkit.deciders import Depth
+from flowkit.engines._compiler import FLOW_END, FLOW_START, RETRY, Compilation, Node
+from flowkit.retry import Decision
+
+__all__ = ["EXECUTE", "RETRY_AGAIN", "REVERT", "Hooks", "Scheduler"]
+
+# What the driver is asked to do with a node.
+EXECUTE = 0
+REVERT = 1
+RETRY_AGAIN = 2
+
+# How a failure is resolved (TaskFlow's strategies; UNDEFINED = no retry in scope).
+_UNDEFINED = "UNDEFINED"
+
+_DONE_STATES = frozenset({st.SUCCESS, st.IGNORE})
+_CLEAR_STATES = frozenset({st.PENDING, st.REVERTED, st.IGNORE})
+_TO_REVERT_STATES = frozenset({st.SUCCESS, st.FAILURE, st.REVERTING})
+_REVERT_INTENTIONS = frozenset({st.REVERT, st.RETRY})
+
+
+class Hooks(Protocol):
+    """What the scheduler needs from the world around it."""
+
+    def record(self, node: Node, state: str | None, intention: str | None) -> None:
+        """Persist and announce a state and/or intention the scheduler decided."""
+
+    def decide(self, node: Node) -> Depth | None:
+        """Run the deciders on links into ``node``; a Depth means skip that much."""
+
+    def ask_retry(self, retry: Node, failed: Node, origin: Node) -> Decision:
+        """Record ``origin``'s failure in ``retry``'s history (under ``failed``'s name) and ask it."""
+
+
+class Scheduler:
+    """Counters and ready queues over a :class:`Compilation`."""
+
+    def __init__(
+        self,
+        compilation: Compilation,
+        hooks: Hooks,
+        *,
+        defer_reverts: bool = False,
+        never_resolve: bool = False,
+    ) -> None:
+        self._nodes = compilation.nodes
+        self._order = compilation.order
+        count = len(self._nodes)
+        self._hooks = hooks
+        self._defer_reverts = defer_reverts
+        self._never_resolve = never_resolve
+        self.state: list[str] = [st.PENDING] * count
+        self.intention: list[str] = [st.EXECUTE] * count
+        self._waiting = [0] * count
+        self._fwd_done = [False] * count
+        self._in_revert = [False] * count
+        self._revert_wait = [0] * count
+        self._cleared = [False] * count
+        self._finished_seq = [0] * count
+        self._seq = 0
+        self._rank = [0] * count
+        for rank, index in enumerate(self._order):
+            self._rank[index] = rank
+        self._exec_heap: list[tuple[int, int, int]] = []
+        self._revert_heap: list[tuple[int, int, int]] = []
+        #: Set when a failure could not be resolved: nothing new may start.
+        self.halted = False
+        #: Atoms whose failure was resolved by a strategy (for statistics).
+        self.resolved_failures = 0
+
+    # -- start / resume -------------------------------------------------------
+
+    def load(self, index: int, state: str, intention: str) -> None:
+        """Seed one atom's stored state before :meth:`begin` (resuming)."""
+        self.state[index] = state
+        self.intention[index] = intention
+
+    def begin(self) -> list[Node]:
+        """Compute every counter from the loaded states and queue what is ready.
+
+        Returns:
+            Atoms found in FAILURE that still need their failure resolved (a run
+            that stopped between a failure and its resolution); the caller
+            passes each to :meth:`executed` again once it has their failure.
+        """
+        nodes, state, intention = self._nodes, self.state, self.intention
+        unresolved: list[Node] = []
+        for index in self._order:
+            node = nodes[index]
+            if node.atom is None:
+                self._in_revert[index] = any(self._in_revert[p] for p in node.pred)
+            else:
+                self._in_revert[index] = intention[index] in _REVERT_INTENTIONS
+                if state[index] == st.FAILURE and intention[index] == st.EXECUTE:
+                    unresolved.append(node)
+                if state[index] in _DONE_STATES or state[index] == st.FAILURE:
+                    self._seq += 1
+                    self._finished_seq[index] = self._seq
+            waiting = sum(1 for p in node.pred if not self._fwd_done[p])
+            self._waiting[index] = waiting
+            if node.atom is None:
+                self._fwd_done[index] = waiting == 0 and not self._in_revert[index]
+                if self._fwd_done[index] and node.kind == FLOW_START and node.deciders:
+                    # Its deciders may not have run yet: let take() evaluate them.
+                    if all(state[s] == st.PENDING for s in node.succ):
+                        self._fwd_done[index] = False
+                        self._push_exec(index)
+            elif state[index] in _DONE_STATES and intention[index] in (st.EXECUTE, st.IGNORE):
+                self._fwd_done[index] = True
+            elif waiting == 0 and intention[index] == st.EXECUTE:
+                if state[index] in (st.PENDING, st.RUNNING):
+                    self._push_exec(index)
+                elif state[index] == st.RETRYING:
+                    self.intention[index] = st.RETRY
+                    self._in_revert[index] = True
+        for index in reversed(self._order):
+            if not self._in_revert[index]:
+                continue
+            self._revert_wait[index] = sum(1 for s in nodes[index].succ if not self._cleared[s])
+            if self._revert_wait[index] == 0:
+                self._settle(index)
+        return unresolved
+
+    # -- pulling work ---------------------------------------------------------
+
+    def next_item(self) -> tuple[Node, int] | None:
+        """Pop the next node to act on, or None when nothing is ready now.
+
+        Reverts come before executions so undoing is never starved. Virtual flow
+        nodes and decider-skipped atoms are handled here and never returned.
+        """
+        if self.halted:
+            return None
+        revert_heap, exec_heap = self._revert_heap, self._exec_heap
+        while revert_heap:
+            index = heapq.heappop(revert_heap)[2]
+            if self._in_revert[index] and self._revert_wait[index] == 0 and not self._cleared[index]:
+                current = self.state[index]
+                if self.intention[index] == st.RETRY and current in (st.SUCCESS, st.RETRYING):
+                    return self._nodes[index], RETRY_AGAIN
+                if current in _TO_REVERT_STATES:
+                    return self._nodes[index], REVERT
+        while exec_heap:
+            index = heapq.heappop(exec_heap)[2]
+            node = self._nodes[index]
+            if self._waiting[index] or self._in_revert[index] or self._fwd_done[index]:
+                continue
+            if node.deciders:
+                depth = self._hooks.decide(node)
+                if depth is not None:
+                    self._ignore(node, depth)
+                    continue
+            if node.atom is None:
+                self._forward_done(index)
+                continue
+            if self.state[index] in (st.PENDING, st.RUNNING) and self.intention[index] == st.EXECUTE:
+                return node, EXECUTE
+        return None
+
+    def has_ready(self) -> bool:
+        """Tell whether anything could start now (used to tell SUSPENDED from done)."""
+        return bool(self._exec_heap or self._revert_heap)
+
+    # -- reporting outcomes ---------------------------------------------------
+
+    def executed(self, node: Node, ok: bool) -> None:
+        """Account for a finished ``execute`` (the runtime already stored the outcome)."""
+        index = node.index
+        self._seq += 1
+        self._finished_seq[index] = self._seq
+        if ok:
+            self.state[index] = st.SUCCESS
+            if self._in_revert[index]:
+                if self._revert_wait[index] == 0:
+                    self._push_revert(index)
+            else:
+                self._forward_done(index)
+            return
+        self.state[index] = st.FAILURE
+        if self._never_resolve:
+            self.halted = True
+            return
+        self.resolved_failures += 1
+        self._resolve(node)
+        if self._in_revert[index] and self._revert_wait[index] == 0:
+            self._push_revert(index)
+
+    def reverted(self, node: Node, ok: bool) -> None:
+        """Account for a finished ``revert``: clear it, or halt when it failed."""
+        index = node.index
+        if not ok:
+            self.state[index] = st.REVERT_FAILURE
+            self.halted = True
+            return
+        self.state[index] = st.REVERTED
+        self._clear(index)
+
+    def retry_restarted(self, retry: Node) -> list[Node]:
+        """Reset a retry's scope to run again; returns the atoms whose state changed.
+
+        Called by the driver when it acts on a ``RETRY_AGAIN`` item, after it moved
+        the retry to RETRYING and before it executes the retry again.
+        """
+        changed: list[Node] = []
+        scope = self._successors_closure(retry.index)
+        for index in scope:
+            self._in_revert[index] = False
+            self._cleared[index] = False
+            self._fwd_done[index] = False
+            self._revert_wait[index] = 0
+        for index in scope[1:]:
+            node = self._nodes[index]
+            if node.atom is not None and (self.state[index] != st.PENDING or self.intention[index] != st.EXECUTE):
+                new_state = None if self.state[index] == st.PENDING else st.PENDING
+                self.state[index] = st.PENDING
+                self.intention[index] = st.EXECUTE
+                self._hooks.record(node, new_state, st.EXECUTE)
+                if new_state is not None:
+                    changed.append(node)
+        for index in scope:
+            self._waiting[index] = sum(1 for p in self._nodes[index].pred if not self._fwd_done[p])
+        r = retry.index
+        self._in_revert[r] = False
+        self._cleared[r] = False
+        self.intention[r] = st.EXECUTE
+        self.state[r] = st.RUNNING
+        self._hooks.record(retry, None, st.EXECUTE)
+        return changed
+
+    # -- internals --------------------------------------------------------------
+
+    def _push_exec(self, index: int) -> None:
+        heapq.heappush(self._exec_heap, (-self._nodes[index].priority, self._rank[index], index))
+
+    def _push_revert(self, index: int) -> None:
+        heapq.heappush(
+            self._revert_heap,
+            (-self._nodes[index].priority, -self._finished_seq[index], index),
+        )
+
+    def _forward_done(self, index: int) -> None:
+        """Mark ``index`` finished forward and wake successors whose wait is over."""
+        stack = [index]
+        nodes, waiting, fwd_done, state = self._nodes, self._waiting, self._fwd_done, self.state
+        while stack:
+            current = stack.pop()
+            if fwd_done[current]:
+                continue
+            fwd_done[current] = True
+            for succ in nodes[current].succ:
+                waiting[succ] -= 1
+                if waiting[succ] == 0 and not self._in_revert[succ]:
+                    node = nodes[succ]
+                    if node.atom is not None and state[succ] == st.IGNORE:
+                        stack.append(succ)
+                    elif node.atom is None and not node.deciders:
+                        stack.append(succ)
+                    else:
+                        self._push_exec(succ)
+
+    def _ignore(self, node: Node, depth: Depth) -> None:
+        """Skip ``node`` (a decider said no) and what ``depth`` covers."""
+        for index in self._ignore_set(node, depth):
+            if self.state[index] == st.PENDING:
+                self.state[index] = st.IGNORE
+                self.intention[index] = st.IGNORE
+                self._hooks.record(self._nodes[index], st.IGNORE, st.IGNORE)
+        if node.atom is None or self._waiting[node.index] == 0:
+            self._forward_done(node.index)
+
+    def _ignore_set(self, node: Node, depth: Depth) -> list[int]:
+        nodes = self._nodes
+        if depth == Depth.ALL:
+            return [i for i in self._successors_closure(node.index) if nodes[i].atom is not None]
+        if node.atom is not None:
+            targets = [node.index]
+        else:
+            targets = self._first_atoms(node.index)
+        if depth == Depth.ATOM:
+            return targets
+        if depth == Depth.NEIGHBORS:
+            found = list(targets)
+            for t in targets:
+                found.extend(s for s in nodes[t].succ if nodes[s].atom is not None and nodes[s].kind != RETRY)
+            return found
+        # Depth.FLOW: successors inside the same flow, not entering nested flows.
+        scope = node.scope
+        seen = {node.index}
+        stack = [node.index]
+        found = []
+        while stack:
+            current = stack.pop()
+            if nodes[current].atom is not None:
+                found.append(current)
+            for succ in nodes[current].succ:
+                if succ not in seen and nodes[succ].scope is scope and nodes[succ].kind != FLOW_END:
+                    seen.add(succ)
+                    stack.append(succ)
+        return found
+
+    def _first_atoms(self, index: int) -> list[int]:
+        found: list[int] = []
+        stack = list(self._nodes[index].succ)
+        while stack:
+            current = stack.pop()
+            if self._nodes[current].atom is not None:
+                found.append(current)
+            elif self._nodes[current].kind == FLOW_START:
+                stack.extend(self._nodes[current].succ)
+        return found
+
+    def _successors_closure(self, index: int) -> list[int]:
+        seen = {index}
+        out = [index]
+        stack = [index]
+        nodes = self._nodes
+        while stack:
+            for succ in nodes[stack.pop()].succ:
+                if succ not in seen:
+                    seen.add(succ)
+                    out.append(succ)
+                    stack.append(succ)
+        return out
+
+    def _resolve(self, failed: Node) -> None:
+        """Apply the failure resolution strategy for ``failed`` (TaskFlow's rules)."""
+        kind, retry = self._determine(failed, failed)
+        if kind == Decision.RETRY and retry is not None:
+            scope = self._successors_closure(retry.index)
+            self._mark_revert(scope[1:], retry_node=retry)
+        elif kind == Decision.REVERT and retry is not None:
+            self._mark_revert(self._successors_closure(retry.index))
+        else:
+            self._mark_revert(self._order)
+
+    def _determine(self, failed: Node, origin: Node) -> tuple[str, Node | None]:
+        if failed.retry < 0:
+            return _UNDEFINED, None
+        retry = self._nodes[failed.retry]
+        decision = self._hooks.ask_retry(retry, failed, origin)
+        if decision == Decision.RETRY:
+            return Decision.RETRY, retry
+        if decision == Decision.REVERT:
+            parent = self._determine(retry, origin)
+            if self._defer_reverts:
+                return parent
+            if parent[0] != _UNDEFINED and parent[0] != Decision.REVERT:
+                return parent
+            return Decision.REVERT, retry
+        if decision == Decision.REVERT_ALL:
+            return Decision.REVERT_ALL, None
+        raise ValueError(f"retry '{retry.name}' returned unknown decision {decision!r}")
+
+    def _mark_revert(self, indices: Iterable[int], retry_node: Node | None = None) -> None:
+        """Put ``indices`` (closed under successors) into the revert set."""
+        added: list[int] = []
+        nodes = self._nodes
+        for index in indices:
+            if self._in_revert[index]:
+                continue
+            self._in_revert[index] = True
+            added.append(index)
+            node = nodes[index]
+            if node.atom is not None:
+                self.intention[index] = st.REVERT
+                self._hooks.record(node, None, st.REVERT)
+        if retry_node is not None:
+            r = retry_node.index
+            if self.intention[r] != st.REVERT:
+                self._in_revert[r] = True
+                self.intention[r] = st.RETRY
+                self._hooks.record(retry_node, None, st.RETRY)
+                added.append(r)
+        for index in added:
+            self._revert_wait[index] = sum(1 for s in nodes[index].succ if not self._cleared[s])
+        for index in sorted(added, key=self._rank.__getitem__, reverse=True):
+            if self._revert_wait[index] == 0 and not self._cleared[index]:
+                self._settle(index)
+
+    def _settle(self, index: int) -> None:
+        """Act on a revert-set node whose successors are all cleared."""
+        current = self.state[index]
+        if self._nodes[index].atom is None or current in _CLEAR_STATES:
+            self._clear(index)
+        elif current in _TO_REVERT_STATES or current == st.RETRYING:
+            self._push_revert(index)
+        # RUNNING: executed() queues it once it finishes.
+
+    def _clear(self, index: int) -> None:
+        stack = [index]
+        nodes = self._nodes
+        while stack:
+            current = stack.pop()
+            if self._cleared[current]:
+                continue
+            self._cleared[current] = True
+            for pred in nodes[current].pred:
+                if not self._in_revert[pred] or self._cleared[pred]:
+                    continue
+                self._revert_wait[pred] -= 1
+                if self._revert_wait[pred] == 0:
+                    pstate = self.state[pred]
+                    if nodes[pred].atom is None or (pstate in _CLEAR_STATES and self.intention[pred] != st.RETRY):
+                        stack.append(pred)
+                    elif pstate in _TO_REVERT_STATES or pstate == st.RETRYING or self.intention[pred] == st.RETRY:
+                        self._push_revert(pred)
+

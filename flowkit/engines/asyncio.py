@@ -1,0 +1,152 @@
+"""The asyncio engine: a whole flow's calls run on one event loop.
+
+For I/O-bound flows. ``async def`` tasks run as coroutines on the loop, many at a
+time; plain (synchronous) tasks run in the loop's default thread pool so they
+never block it. The engine's own bookkeeping stays in the thread that called
+:meth:`~AsyncioEngine.run`; from async code, ``await engine.run_async()`` runs
+the flow's coroutines on *your* loop while the bookkeeping runs in a helper
+thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import queue
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from flowkit import exceptions as exc
+from flowkit._utils.asyncio_bridge import EventLoopThread
+from flowkit.engines._compiler import RETRY
+from flowkit.engines._engine import ActionEngine, Completion, Driver, call_outcome, start_or_fail
+from flowkit.engines._runtime import Call, Runtime
+from flowkit.types.failure import Failure
+
+__all__ = ["AsyncioEngine"]
+
+
+@functools.lru_cache(maxsize=1024)
+def _is_async(method: Any) -> bool:
+    return inspect.iscoroutinefunction(method)
+
+
+def _wants_loop(atom: Any, action: int) -> bool:
+    """Tell whether the atom's method is a coroutine function (else it runs in a thread)."""
+    name = "revert" if action == 1 else "execute"
+    method = getattr(type(atom), name, None)
+    inner = getattr(atom, "_" + name, None)
+    return _is_async(method) or (inner is not None and _is_async(inner))
+
+
+async def _run_on_loop(call: Call, in_thread: bool, limit: asyncio.Semaphore | None) -> tuple[bool, Any]:
+    fn, kwargs = call
+    try:
+        if limit is not None:
+            await limit.acquire()
+        try:
+            value = await asyncio.to_thread(fn, **kwargs) if in_thread else fn(**kwargs)
+            if asyncio.iscoroutine(value):
+                value = await value
+        finally:
+            if limit is not None:
+                limit.release()
+    except Exception:
+        return False, Failure()
+    return True, value
+
+
+class _LoopDriver:
+    def __init__(self, bridge: EventLoopThread, max_concurrency: int | None) -> None:
+        self._bridge = bridge
+        self._max = max_concurrency
+        self._queue: queue.SimpleQueue[Completion] = queue.SimpleQueue()
+        self.in_flight = 0
+
+    def open(self, runtime: Runtime) -> None:
+        loop = self._bridge.loop
+        self._limit = None
+        if self._max:
+            self._limit = asyncio.run_coroutine_threadsafe(_semaphore(self._max), loop).result()
+
+    def schedule(self, runtime: Runtime) -> None:
+        next_item = runtime.scheduler.next_item
+        put = self._queue.put
+        while (item := next_item()) is not None:
+            node, action = item
+            call = start_or_fail(runtime, node, action)
+            if call is None:
+                continue
+            if node.kind == RETRY:
+                runtime.complete(node, action, *call_outcome(call, self._bridge))
+                continue
+            in_thread = not _wants_loop(node.atom, action)
+            future = self._bridge.submit(_run_on_loop(call, in_thread, self._limit))
+            self.in_flight += 1
+            future.add_done_callback(lambda f, n=node, a=action: put((n, a, *_outcome(f))))
+
+    def wait(self, timeout: float | None) -> list[Completion]:
+        try:
+            items = [self._queue.get(timeout=timeout)]
+        except queue.Empty:
+            return []
+        while True:
+            try:
+                items.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        self.in_flight -= len(items)
+        return items
+
+    def close(self) -> None:
+        self._bridge.close()
+
+
+async def _semaphore(count: int) -> asyncio.Semaphore:
+    return asyncio.Semaphore(count)
+
+
+def _outcome(future: Any) -> tuple[bool, Any]:
+    try:
+        result: tuple[bool, Any] = future.result()
+    except BaseException as err:
+        return False, Failure.from_exception(err)
+    return result
+
+
+class AsyncioEngine(ActionEngine):
+    """Runs atoms concurrently on an event loop (``engine="asyncio"``).
+
+    Options (besides the common ones): ``max_workers`` limits how many calls are
+    in flight at once (default: no limit), ``loop`` runs the coroutines on a given
+    running loop instead of a private one.
+    """
+
+    kind: ClassVar[str] = "asyncio"
+    OPTIONS: ClassVar[frozenset[str]] = ActionEngine.OPTIONS | {"max_workers", "loop"}
+
+    def __init__(
+        self, flow: Any, flow_detail: Any = None, backend: Any = None, options: Mapping[str, Any] | None = None
+    ) -> None:
+        super().__init__(flow, flow_detail, backend, options)
+        workers = self._options.get("max_workers")
+        if workers is not None and (not isinstance(workers, int) or workers < 1):
+            raise exc.InvalidEngineOption(
+                f"max_workers must be a positive int, not {workers!r}", engine=self.kind, option="max_workers"
+            )
+        loop = self._options.get("loop")
+        if loop is not None and not isinstance(loop, asyncio.AbstractEventLoop):
+            raise exc.InvalidEngineOption(f"loop must be an event loop, not {loop!r}", engine=self.kind, option="loop")
+        self._loop: asyncio.AbstractEventLoop | None = loop
+
+    def _make_driver(self) -> Driver:
+        return _LoopDriver(EventLoopThread(self._loop), self._options.get("max_workers"))
+
+    async def run_async(self, timeout: float | None = None) -> None:
+        """Run the flow from async code: coroutines run on the current loop."""
+        self._loop = asyncio.get_running_loop()
+        try:
+            await asyncio.to_thread(self.run, timeout)
+        finally:
+            self._loop = self._options.get("loop")

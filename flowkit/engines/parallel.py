@@ -1,0 +1,167 @@
+"""The parallel engine: calls run on an executor while the engine thread schedules.
+
+Workers never touch the scheduler: a finished call is put on a queue, and the
+engine thread takes it from there, so the decision core needs no locks. With a
+thread pool (the default) a worker reports straight into the queue; with any
+other :class:`concurrent.futures.Executor` (a process pool, or your own) the
+future's done-callback does.
+
+Process pools pickle the task and its arguments (so tasks must be importable and
+picklable) and bring failures back as JSON-safe records, never as pickled
+exceptions. Retries always run in the engine thread: they only decide.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import os
+import queue
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
+
+from flowkit import exceptions as exc
+from flowkit.engines._compiler import RETRY, Node
+from flowkit.engines._engine import ActionEngine, Completion, Driver, call_outcome, start_or_fail
+from flowkit.engines._runtime import Call, Runtime
+from flowkit.types.failure import Failure
+
+__all__ = ["ParallelEngine"]
+
+_THREAD_NAMES = frozenset({"thread", "threads", "threaded"})
+_PROCESS_NAMES = frozenset({"process", "processes"})
+
+
+def _report(put: Callable[[Any], None], node: Node, action: int, call: Call) -> None:
+    put((node, action, *call_outcome(call)))
+
+
+def _in_process(call: Call) -> tuple[bool, Any]:
+    """Run ``call`` in a child process; a failure comes back as a plain dict."""
+    ok, value = call_outcome(call)
+    if not ok:
+        return False, value.to_dict()
+    return True, value
+
+
+class _ExecutorDriver:
+    """Submits every ready atom to an executor and collects results from a queue."""
+
+    def __init__(self, executor: cf.Executor | None, factory: Callable[[], cf.Executor] | None, processes: bool):
+        self._given = executor
+        self._factory = factory
+        self._processes = processes
+        self._executor: cf.Executor | None = None
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.in_flight = 0
+
+    def open(self, runtime: Runtime) -> None:
+        self._executor = self._given or self._factory()  # type: ignore[misc]
+        self._direct = isinstance(self._executor, cf.ThreadPoolExecutor) and not self._processes
+        if self._processes:
+            runtime.detach_progress()
+
+    def schedule(self, runtime: Runtime) -> None:
+        executor = self._executor
+        assert executor is not None
+        next_item = runtime.scheduler.next_item
+        put = self._queue.put
+        while (item := next_item()) is not None:
+            node, action = item
+            call = start_or_fail(runtime, node, action)
+            if call is None:
+                continue
+            if node.kind == RETRY:
+                runtime.complete(node, action, *call_outcome(call))
+                continue
+            self.in_flight += 1
+            if self._direct:
+                executor.submit(_report, put, node, action, call)
+                continue
+            if self._processes:
+                call = (call[0], {**call[1], "atom": _shippable(call[1]["atom"])})
+                future = executor.submit(_in_process, call)
+            else:
+                future = executor.submit(call_outcome, call)
+            future.add_done_callback(lambda f, n=node, a=action: put((n, a, f)))
+
+    def wait(self, timeout: float | None) -> list[Completion]:
+        try:
+            items = [self._queue.get(timeout=timeout)]
+        except queue.Empty:
+            return []
+        get = self._queue.get_nowait
+        while True:
+            try:
+                items.append(get())
+            except queue.Empty:
+                break
+        self.in_flight -= len(items)
+        return [self._unpack(item) for item in items]
+
+    def _unpack(self, item: Any) -> Completion:
+        if len(item) == 4:
+            return item  # type: ignore[no-any-return]
+        node, action, future = item
+        try:
+            ok, value = future.result()
+        except BaseException as err:  # a broken pool, a cancelled future
+            return node, action, False, Failure.from_exception(err)
+        if self._processes and not ok:
+            value = Failure.from_dict(value)
+        return node, action, ok, value
+
+    def close(self) -> None:
+        if self._given is None and self._executor is not None:
+            self._executor.shutdown(wait=True)
+        self._executor = None
+
+
+def _shippable(atom: Any) -> Any:
+    """A copy of ``atom`` safe to pickle: no listeners, no engine hooks."""
+    if getattr(atom, "_notifier", None) is None and getattr(atom, "_progress_sink", None) is None:
+        return atom
+    clone = atom.copy(retain_listeners=False) if hasattr(atom, "copy") else atom
+    clone._progress_sink = None
+    return clone
+
+
+class ParallelEngine(ActionEngine):
+    """Runs independent atoms at the same time (``engine="parallel"``).
+
+    Options (besides the common ones): ``executor`` (a
+    :class:`concurrent.futures.Executor` you own, or ``"threads"`` (default) or
+    ``"processes"``) and ``max_workers`` (pool size when flowkit creates the pool).
+    """
+
+    kind: ClassVar[str] = "parallel"
+    OPTIONS: ClassVar[frozenset[str]] = ActionEngine.OPTIONS | {"executor", "max_workers"}
+
+    def __init__(
+        self, flow: Any, flow_detail: Any = None, backend: Any = None, options: Mapping[str, Any] | None = None
+    ) -> None:
+        super().__init__(flow, flow_detail, backend, options)
+        self._executor, self._factory, self._processes = self._choose_executor()
+
+    def _choose_executor(self) -> tuple[cf.Executor | None, Callable[[], cf.Executor] | None, bool]:
+        executor = self._options.get("executor")
+        workers = self._options.get("max_workers")
+        if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool) or workers < 1):
+            raise exc.InvalidEngineOption(
+                f"max_workers must be a positive int, not {workers!r}", engine=self.kind, option="max_workers"
+            )
+        if isinstance(executor, cf.Executor):
+            return executor, None, isinstance(executor, cf.ProcessPoolExecutor)
+        if executor is None or (isinstance(executor, str) and executor.lower() in _THREAD_NAMES):
+            count = workers or min(32, (os.cpu_count() or 1) + 4)
+            return None, lambda: cf.ThreadPoolExecutor(count, thread_name_prefix="flowkit"), False
+        if isinstance(executor, str) and executor.lower() in _PROCESS_NAMES:
+            return None, lambda: cf.ProcessPoolExecutor(workers), True
+        raise exc.InvalidEngineOption(
+            f"executor must be a concurrent.futures.Executor or one of "
+            f"{sorted(_THREAD_NAMES | _PROCESS_NAMES)}, not {executor!r}",
+            engine=self.kind,
+            option="executor",
+        )
+
+    def _make_driver(self) -> Driver:
+        return _ExecutorDriver(self._executor, self._factory, self._processes)

@@ -1,0 +1,49 @@
+"""The serial engine: every call runs inline, in the caller's thread, one at a time.
+
+This is the default engine and the fastest for CPU-light flows: there is no pool,
+no queue and no lock between the scheduler and the call. Coroutines returned by
+``async def`` tasks are run to completion on a private event-loop thread.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from flowkit.engines._engine import ActionEngine, Completion, Driver, call_outcome, start_or_fail
+from flowkit.engines._runtime import Runtime
+
+__all__ = ["SerialEngine"]
+
+
+class _SerialDriver:
+    """Runs one ready atom per engine cycle, inline."""
+
+    in_flight = 0
+
+    def open(self, runtime: Runtime) -> None:
+        self._next_item = runtime.scheduler.next_item
+
+    def schedule(self, runtime: Runtime) -> None:
+        item = self._next_item()
+        if item is None:
+            return
+        node, action = item
+        call = start_or_fail(runtime, node, action)
+        if call is not None:
+            ok, value = call_outcome(call)
+            runtime.complete(node, action, ok, value)
+
+    def wait(self, timeout: float | None) -> list[Completion]:
+        return []
+
+    def close(self) -> None:
+        pass
+
+
+class SerialEngine(ActionEngine):
+    """Runs atoms one after another in the calling thread (``engine="serial"``)."""
+
+    kind: ClassVar[str] = "serial"
+
+    def _make_driver(self) -> Driver:
+        return _SerialDriver()

@@ -1,0 +1,269 @@
+"""The listener base classes: attach to an engine's notifiers, hear state changes.
+
+An engine has two notifiers: ``engine.notifier`` announces the flow's state
+changes and ``engine.atom_notifier`` those of its atoms. Tasks and retries share
+the atom notifier; what tells them apart is the details' keys (``task_name`` and
+``task_uuid`` for a task, ``retry_name`` and ``retry_uuid`` for a retry), so a
+:class:`Listener` registers its task and retry receivers with details filters
+that pick out their own kind.
+
+The atom notifier also carries task progress (``update_progress``), which is not
+a state change. A receiver registered for :attr:`Notifier.ANY
+<flowkit.types.notifier.Notifier.ANY>` hears state changes only (their details
+always carry ``old_state``); a listener that wants progress lists
+``update_progress`` in ``task_listen_for`` explicitly.
+
+Receivers a subclass leaves as the base no-ops are not registered at all, so an
+engine pays nothing for the kinds of events a listener ignores.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+import os
+from collections.abc import Callable, Hashable, Iterable
+from types import TracebackType
+from typing import Any, Self
+
+from flowkit import states
+from flowkit.types import failure as ft
+from flowkit.types import notifier as nt
+
+__all__ = ["DEFAULT_LISTEN_FOR", "FINISH_STATES", "DumpingListener", "Listener"]
+
+LOG = logging.getLogger(__name__)
+
+#: The atom states whose notification details carry a ``result``.
+FINISH_STATES: tuple[str, ...] = (
+    states.FAILURE,
+    states.SUCCESS,
+    states.REVERTED,
+    states.REVERT_FAILURE,
+)
+
+#: What a listener hears unless told otherwise: every event.
+DEFAULT_LISTEN_FOR: tuple[Hashable, ...] = (nt.Notifier.ANY,)
+
+Details = dict[str, Any]
+Receiver = Callable[[str, Details], None]
+DetailsFilter = Callable[[Any], bool]
+
+
+def _task_matcher(details: Any) -> bool:
+    """Whether ``details`` describe an event of a task."""
+    return bool(details) and "task_name" in details and "task_uuid" in details
+
+
+def _task_transition_matcher(details: Any) -> bool:
+    """Whether ``details`` describe a task's state change (not, say, its progress)."""
+    return _task_matcher(details) and "old_state" in details
+
+
+def _retry_matcher(details: Any) -> bool:
+    """Whether ``details`` describe an event of a retry."""
+    return bool(details) and "retry_name" in details and "retry_uuid" in details
+
+
+def _retry_transition_matcher(details: Any) -> bool:
+    """Whether ``details`` describe a retry's state change."""
+    return _retry_matcher(details) and "old_state" in details
+
+
+# Per kind of atom: (filter for explicitly named events, filter for ANY).
+_ATOM_FILTERS: dict[str, tuple[DetailsFilter, DetailsFilter]] = {
+    "task": (_task_matcher, _task_transition_matcher),
+    "retry": (_retry_matcher, _retry_transition_matcher),
+}
+
+# One registration: what to undo on deregister.
+_Registration = tuple[nt.Notifier, Hashable, Receiver, DetailsFilter | None]
+
+
+def _listen_list(listen_for: Iterable[Hashable] | None) -> list[Hashable]:
+    # TaskFlow accepts None (or any empty value) for "listen to nothing".
+    return list(listen_for) if listen_for else []
+
+
+class Listener:
+    """Watches an engine's flow, task and retry state changes.
+
+    Subclass and override :meth:`_flow_receiver`, :meth:`_task_receiver` and/or
+    :meth:`_retry_receiver`. Then either call :meth:`register` and
+    :meth:`deregister`, or use the listener as a context manager around running
+    the engine::
+
+        with MyListener(engine):
+            engine.run()
+
+    Args:
+        engine: the engine to watch; it must have ``notifier`` and
+            ``atom_notifier`` attributes (notifiers).
+        task_listen_for: the task events to hear (``None`` or empty: none).
+        flow_listen_for: the flow events to hear.
+        retry_listen_for: the retry events to hear.
+    """
+
+    def __init__(
+        self,
+        engine: Any,
+        task_listen_for: Iterable[Hashable] | None = DEFAULT_LISTEN_FOR,
+        flow_listen_for: Iterable[Hashable] | None = DEFAULT_LISTEN_FOR,
+        retry_listen_for: Iterable[Hashable] | None = DEFAULT_LISTEN_FOR,
+    ) -> None:
+        self._engine = engine
+        self._listen_for: dict[str, list[Hashable]] = {
+            "task": _listen_list(task_listen_for),
+            "retry": _listen_list(retry_listen_for),
+            "flow": _listen_list(flow_listen_for),
+        }
+        # Kind -> what was registered for it; a kind is absent until registered.
+        self._registered: dict[str, list[_Registration]] = {}
+
+    # -- what subclasses override ------------------------------------------------
+
+    def _flow_receiver(self, state: str, details: Details) -> None:
+        """Called when the flow moves into ``state``; does nothing here."""
+
+    def _task_receiver(self, state: str, details: Details) -> None:
+        """Called when a task moves into ``state``; does nothing here."""
+
+    def _retry_receiver(self, state: str, details: Details) -> None:
+        """Called when a retry moves into ``state``; does nothing here."""
+
+    # -- attaching ---------------------------------------------------------------
+
+    def _is_overridden(self, kind: str) -> bool:
+        name = f"_{kind}_receiver"
+        return getattr(type(self), name) is not getattr(Listener, name)
+
+    def _plan(self, kind: str) -> list[_Registration]:
+        """What registering ``kind`` means: (notifier, event, callback, filter) tuples."""
+        if not self._is_overridden(kind):
+            return []
+        if kind == "flow":
+            notifier: nt.Notifier = self._engine.notifier
+            return [(notifier, event, self._flow_receiver, None) for event in self._listen_for[kind]]
+        notifier = self._engine.atom_notifier
+        receiver = self._task_receiver if kind == "task" else self._retry_receiver
+        named_filter, any_filter = _ATOM_FILTERS[kind]
+        return [
+            (notifier, event, receiver, any_filter if event == nt.Notifier.ANY else named_filter)
+            for event in self._listen_for[kind]
+        ]
+
+    def register(self) -> None:
+        """Start hearing the engine's notifications (again a no-op once registered).
+
+        Raises:
+            ValueError: a notifier refused a registration; whatever this call
+                had registered is undone first.
+        """
+        for kind in ("task", "retry", "flow"):
+            if kind in self._registered:
+                continue
+            done: list[_Registration] = []
+            try:
+                for notifier, event, callback, details_filter in self._plan(kind):
+                    if notifier.is_registered(event, callback, details_filter=details_filter):
+                        continue
+                    notifier.register(event, callback, details_filter=details_filter)
+                    done.append((notifier, event, callback, details_filter))
+            except ValueError:
+                self._undo(done)
+                raise
+            self._registered[kind] = done
+
+    def deregister(self) -> None:
+        """Stop hearing the engine's notifications (a no-op if not registered)."""
+        for kind in ("task", "retry", "flow"):
+            self._undo(self._registered.pop(kind, []))
+
+    @staticmethod
+    def _undo(registrations: list[_Registration]) -> None:
+        while registrations:
+            notifier, event, callback, details_filter = registrations.pop()
+            notifier.deregister(event, callback, details_filter=details_filter)
+
+    def __enter__(self) -> Self:
+        self.register()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            self.deregister()
+        except Exception:
+            # Whatever the block raised matters more than a failed cleanup.
+            LOG.warning("could not deregister listener %r from engine %r", self, self._engine, exc_info=True)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} of {self._engine!r}>"
+
+
+class DumpingListener(Listener, metaclass=abc.ABCMeta):
+    """Writes a line for each flow and task state change to somewhere.
+
+    Subclasses say where by implementing :meth:`_dump`. Messages name the
+    engine, the flow or task (name and uuid), the new and old state and, for
+    finishing states, the result. A failure's live exception is passed along as
+    ``exc_info=``; a failure without one (for example one that came back from a
+    remote worker) has its recorded traceback appended to the message instead.
+    """
+
+    @abc.abstractmethod
+    def _dump(self, message: str, *args: Any, **kwargs: Any) -> None:
+        """Write ``message % args`` somewhere.
+
+        Args:
+            message: a ``%``-style template.
+            args: the template's values.
+            kwargs: ``exc_info`` (an ``(type, value, traceback)`` tuple or
+                ``None``) for messages about failures.
+        """
+
+    def _flow_receiver(self, state: str, details: Details) -> None:
+        self._dump(
+            "%s: flow '%s' (%s) went from state '%s' to state '%s'",
+            self._engine,
+            details["flow_name"],
+            details["flow_uuid"],
+            details["old_state"],
+            state,
+        )
+
+    def _task_receiver(self, state: str, details: Details) -> None:
+        if state not in FINISH_STATES:
+            self._dump(
+                "%s: task '%s' (%s) went from state '%s' to state '%s'",
+                self._engine,
+                details["task_name"],
+                details["task_uuid"],
+                details["old_state"],
+                state,
+            )
+            return
+        result = details.get("result")
+        is_failure = isinstance(result, ft.Failure)
+        exc_info: tuple[Any, ...] | None = None
+        message = "%s: task '%s' (%s) went from state '%s' to state '%s' with result '%s' (failure=%s)"
+        args: list[Any] = [
+            self._engine,
+            details["task_name"],
+            details["task_uuid"],
+            details["old_state"],
+            state,
+            result,
+            is_failure,
+        ]
+        if isinstance(result, ft.Failure):
+            if result.exc_info is not None:
+                exc_info = tuple(result.exc_info)
+            else:
+                message += "%s%s"
+                args += [os.linesep, result.pformat(traceback=True)]
+        self._dump(message, *args, exc_info=exc_info)

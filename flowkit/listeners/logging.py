@@ -1,0 +1,231 @@
+"""Listeners that write an engine's state changes to a :mod:`logging` logger.
+
+:class:`LoggingListener` logs every flow and task state change at one level.
+:class:`DynamicLoggingListener` picks the level from what happened: trouble
+(failures, reverts, retries) at ``failure_level``, the rest at ``level``, with a
+failing task's traceback attached, whether the failure holds a live exception
+or only the text recorded where it happened (say, on a remote worker).
+
+Both log to the ``log`` given, else to the class attribute ``_LOGGER`` if a
+subclass sets one, else to this module's logger (``flowkit.listeners.logging``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Hashable, Iterable
+from typing import Any, Protocol
+
+from flowkit import states
+from flowkit.listeners import base
+from flowkit.types import failure as ft
+
+__all__ = ["DynamicLoggingListener", "FailureFormatter", "LoggingListener"]
+
+LOG = logging.getLogger(__name__)
+
+Logger = logging.Logger | logging.LoggerAdapter[Any]
+ExcInfo = tuple[Any, ...]
+
+
+class FailureFormatter(Protocol):
+    """What :class:`DynamicLoggingListener` needs to describe a failed task."""
+
+    def format(self, fail: ft.Failure, atom_matcher: Callable[[Any], bool]) -> tuple[ExcInfo | None, str]:
+        """Return ``(exc_info, text)``: what to log as traceback and as extra detail.
+
+        Args:
+            fail: the task's failure.
+            atom_matcher: tells whether an atom (or a tree node whose ``item``
+                is an atom) is the failed task.
+        """
+        ...
+
+
+class _TextFailureFormatter:
+    """The default formatter: the live traceback, or else the recorded one.
+
+    A failure that crossed a process boundary has no live exception for
+    :mod:`logging` to format, so its traceback text goes into the message.
+    The hiding and masking options are kept for formatters that show atoms'
+    inputs and outputs; this one shows neither.
+    """
+
+    def __init__(
+        self,
+        engine: Any,
+        hide_inputs_outputs_of: frozenset[str] = frozenset(),
+        mask_inputs_keys: frozenset[str] = frozenset(),
+        mask_outputs_keys: frozenset[str] = frozenset(),
+    ) -> None:
+        self._engine = engine
+        self._hide_inputs_outputs_of = hide_inputs_outputs_of
+        self._mask_inputs_keys = mask_inputs_keys
+        self._mask_outputs_keys = mask_outputs_keys
+
+    def format(self, fail: ft.Failure, atom_matcher: Callable[[Any], bool]) -> tuple[ExcInfo | None, str]:
+        if fail.exc_info is not None:
+            return tuple(fail.exc_info), ""
+        return None, fail.pformat(traceback=True)
+
+
+def _make_matcher(task_name: str) -> Callable[[Any], bool]:
+    """Match the atom named ``task_name``, given the atom or a node holding it."""
+
+    def matches(node: Any) -> bool:
+        item = getattr(node, "item", node)
+        return getattr(item, "name", None) == task_name
+
+    return matches
+
+
+def _pick_logger(log: Logger | None, class_default: Logger | None) -> Logger:
+    if log is not None:
+        return log
+    return class_default if class_default is not None else LOG
+
+
+class LoggingListener(base.DumpingListener):
+    """Logs each flow and task state change at one level.
+
+    Args:
+        engine: the engine to watch.
+        task_listen_for: the task events to log.
+        flow_listen_for: the flow events to log.
+        retry_listen_for: the retry events to hear (retries are not logged).
+        log: the logger (or adapter) to write to.
+        level: the level to log at.
+    """
+
+    #: The logger used when none is passed; subclasses may set one.
+    _LOGGER: Logger | None = None
+
+    def __init__(  # noqa: PLR0917 - TaskFlow's positional signature
+        self,
+        engine: Any,
+        task_listen_for: Iterable[Hashable] | None = base.DEFAULT_LISTEN_FOR,
+        flow_listen_for: Iterable[Hashable] | None = base.DEFAULT_LISTEN_FOR,
+        retry_listen_for: Iterable[Hashable] | None = base.DEFAULT_LISTEN_FOR,
+        log: Logger | None = None,
+        level: int = logging.DEBUG,
+    ) -> None:
+        super().__init__(
+            engine,
+            task_listen_for=task_listen_for,
+            flow_listen_for=flow_listen_for,
+            retry_listen_for=retry_listen_for,
+        )
+        self._logger = _pick_logger(log, self._LOGGER)
+        self._level = level
+
+    def _dump(self, message: str, *args: Any, **kwargs: Any) -> None:
+        self._logger.log(self._level, message, *args, **kwargs)
+
+
+class DynamicLoggingListener(base.Listener):
+    """Logs each flow and task state change at a level fitting what happened.
+
+    Flows entering ``FAILURE`` or ``REVERTED``, and tasks entering ``FAILURE``,
+    ``REVERTED``, ``REVERT_FAILURE`` or ``RETRYING``, are logged at
+    ``failure_level``; everything else at ``level``. A task that finishes with a
+    :class:`~flowkit.types.failure.Failure` is always logged at
+    ``failure_level``, with its traceback: as ``exc_info`` when the exception is
+    live, as text in the message otherwise.
+
+    A successful task's result is logged only when ``level`` is enabled on the
+    logger, and never for tasks named in ``hide_inputs_outputs_of`` (results
+    can be large or secret).
+
+    Args:
+        engine: the engine to watch.
+        task_listen_for: the task events to log.
+        flow_listen_for: the flow events to log.
+        retry_listen_for: the retry events to hear (retries are not logged).
+        log: the logger (or adapter) to write to.
+        failure_level: the level for failures and reverts.
+        level: the level for everything else.
+        hide_inputs_outputs_of: names of tasks whose results are never logged.
+        fail_formatter: turns a task's failure into ``(exc_info, text)``; see
+            :class:`FailureFormatter`.
+        mask_inputs_keys: input keys a formatter should mask.
+        mask_outputs_keys: output keys a formatter should mask.
+    """
+
+    #: The logger used when none is passed; subclasses may set one.
+    _LOGGER: Logger | None = None
+
+    #: States that mean something went wrong.
+    _FAILURE_STATES: tuple[str, ...] = (states.FAILURE, states.REVERT_FAILURE)
+
+    def __init__(  # noqa: PLR0917 - TaskFlow's positional signature
+        self,
+        engine: Any,
+        task_listen_for: Iterable[Hashable] | None = base.DEFAULT_LISTEN_FOR,
+        flow_listen_for: Iterable[Hashable] | None = base.DEFAULT_LISTEN_FOR,
+        retry_listen_for: Iterable[Hashable] | None = base.DEFAULT_LISTEN_FOR,
+        log: Logger | None = None,
+        failure_level: int = logging.WARNING,
+        level: int = logging.DEBUG,
+        hide_inputs_outputs_of: Iterable[str] = (),
+        fail_formatter: FailureFormatter | None = None,
+        mask_inputs_keys: Iterable[str] = (),
+        mask_outputs_keys: Iterable[str] = (),
+    ) -> None:
+        super().__init__(
+            engine,
+            task_listen_for=task_listen_for,
+            flow_listen_for=flow_listen_for,
+            retry_listen_for=retry_listen_for,
+        )
+        self._failure_level = failure_level
+        self._level = level
+        task_trouble = (states.FAILURE, states.REVERTED, states.RETRYING, states.REVERT_FAILURE)
+        self._task_log_levels: dict[str, int] = dict.fromkeys(task_trouble, failure_level)
+        flow_trouble = (states.FAILURE, states.REVERTED)
+        self._flow_log_levels: dict[str, int] = dict.fromkeys(flow_trouble, failure_level)
+        self._hide_inputs_outputs_of = frozenset(hide_inputs_outputs_of)
+        self._mask_inputs_keys = frozenset(mask_inputs_keys)
+        self._mask_outputs_keys = frozenset(mask_outputs_keys)
+        self._logger = _pick_logger(log, self._LOGGER)
+        self._fail_formatter: FailureFormatter = fail_formatter or _TextFailureFormatter(
+            engine,
+            hide_inputs_outputs_of=self._hide_inputs_outputs_of,
+            mask_inputs_keys=self._mask_inputs_keys,
+            mask_outputs_keys=self._mask_outputs_keys,
+        )
+
+    def _flow_receiver(self, state: str, details: base.Details) -> None:
+        self._logger.log(
+            self._flow_log_levels.get(state, self._level),
+            "Flow '%s' (%s) went from state '%s' to state '%s'",
+            details["flow_name"],
+            details["flow_uuid"],
+            details.get("old_state"),
+            state,
+        )
+
+    def _task_receiver(self, state: str, details: base.Details) -> None:
+        name = details["task_name"]
+        head = (name, details["task_uuid"], details["old_state"], state)
+        transition = "Task '%s' (%s) went from state '%s' to state '%s'"
+        level = self._task_log_levels.get(state, self._level)
+        if "result" not in details or state not in base.FINISH_STATES:
+            self._logger.log(level, transition, *head)
+            return
+        result = details["result"]
+        if isinstance(result, ft.Failure):
+            exc_info, text = self._fail_formatter.format(result, _make_matcher(name))
+            if text:
+                self._logger.log(
+                    self._failure_level, transition + "%s%s", *head, os.linesep, text, exc_info=exc_info
+                )
+            else:
+                self._logger.log(self._failure_level, transition, *head, exc_info=exc_info)
+            return
+        # Results can be big: format them only when they would be shown.
+        show_result = self._logger.isEnabledFor(self._level) or state == states.FAILURE
+        if show_result and name not in self._hide_inputs_outputs_of:
+            self._logger.log(level, transition + " with result '%s'", *head, result)
+        else:
+            self._logger.log(level, transition, *head)
