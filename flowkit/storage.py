@@ -15,6 +15,7 @@ the plans its compiler made.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -68,6 +69,22 @@ class AtomRecord:
         self.meta: dict[str, Any] = {}
 
 
+_UUID_CLEAR = ~((0xF << 76) | (0x3 << 62))
+_UUID_V4 = (0x4 << 76) | (0x2 << 62)
+_VERSION_TEXT: dict[Any, str] = {}
+
+
+def _version_text(version: Any) -> str:
+    """``(1, 0)`` -> ``"1.0"``, cached: most atoms share their class's version."""
+    try:
+        return _VERSION_TEXT[version]
+    except (KeyError, TypeError):
+        text = ".".join(str(p) for p in version) if isinstance(version, (list, tuple)) else str(version)
+        with contextlib.suppress(TypeError):  # unhashable versions are just not cached
+            _VERSION_TEXT[version] = text
+        return text
+
+
 class _ReadWriteLock:
     """The ``storage.lock`` TaskFlow exposes; one re-entrant lock serves both sides."""
 
@@ -107,6 +124,9 @@ class Storage:
         self._providers: dict[str, list[AtomRecord]] = {}
         self._history: dict[str, list[tuple[Any, dict[str, Failure]]]] = {}
         self.lock = _ReadWriteLock()
+        # Random high bits per storage plus a counter in the low 48 bits.
+        self._uuid_base = uuid.uuid4().int & ~((1 << 48) - 1)
+        self._uuid_counter = itertools.count(1)
 
     # -- identity ---------------------------------------------------------------
 
@@ -137,13 +157,20 @@ class Storage:
         """Create the record for ``atom`` if missing; return its uuid."""
         record = self._records.get(atom.name)
         if record is None:
-            version = atom._version_string() if hasattr(atom, "_version_string") else str(atom.version)
-            record = AtomRecord(atom.name, str(uuid.uuid4()), version, isinstance(atom, Retry))
+            record = AtomRecord(
+                atom.name, self._new_uuid(), _version_text(atom.version), isinstance(atom, Retry)
+            )
             self._records[atom.name] = record
             for symbol in atom.provides:
                 self._providers.setdefault(symbol, []).append(record)
             self._persist(record)
         return record.uuid
+
+    def _new_uuid(self) -> str:
+        """A random version-4 UUID string, made cheaply (flows have 100k+ atoms)."""
+        bits = (self._uuid_base | next(self._uuid_counter)) & _UUID_CLEAR | _UUID_V4
+        text = f"{bits:032x}"
+        return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
     def ensure_atoms(self, atoms: Iterable[Atom]) -> list[str]:
         """Create records for every atom in ``atoms``; return their uuids in order."""
@@ -186,7 +213,9 @@ class Storage:
     def get_atom_metadata(self, atom_name: str) -> dict[str, Any]:
         return dict(self._record(atom_name).meta)
 
-    def set_task_progress(self, task_name: str, progress: float, details: dict[str, Any] | None = None) -> None:
+    def set_task_progress(
+        self, task_name: str, progress: float, details: dict[str, Any] | None = None
+    ) -> None:
         record = self._record(task_name)
         record.meta["progress"] = progress
         if details is not None:
@@ -302,8 +331,7 @@ class Storage:
     # -- symbol lookups -----------------------------------------------------------
 
     def _values_of(self, name: str) -> list[Any]:
-        found = [r.provided[name] for r in self._providers.get(name, ()) if r.provided and name in r.provided]
-        return found
+        return [r.provided[name] for r in self._providers.get(name, ()) if r.provided and name in r.provided]
 
     def fetch(self, name: str, many_handler: Callable[[list[Any]], Any] | None = None) -> Any:
         """Return the value of symbol ``name``: injected, else an atom's result.

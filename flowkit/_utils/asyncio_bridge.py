@@ -9,11 +9,16 @@ share loop-bound resources.
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import threading
 from collections.abc import Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import asyncio
+
+# asyncio itself is imported on first use: it costs ~30 ms, and most flows never
+# await anything.
 
 __all__ = ["EventLoopThread"]
 
@@ -32,6 +37,8 @@ class EventLoopThread:
         """The loop coroutines run on (started if needed)."""
         with self._lock:
             if self._loop is None:
+                import asyncio
+
                 loop = asyncio.new_event_loop()
                 ready = threading.Event()
 
@@ -48,6 +55,8 @@ class EventLoopThread:
 
     def submit(self, coro: Coroutine[Any, Any, Any]) -> concurrent.futures.Future[Any]:
         """Schedule ``coro`` on the loop; return a thread-safe future of its result."""
+        import asyncio
+
         return asyncio.run_coroutine_threadsafe(coro, self.loop)
 
     def run(self, coro: Coroutine[Any, Any, Any]) -> Any:

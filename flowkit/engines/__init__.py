@@ -40,8 +40,7 @@ def _engine_class(kind: str) -> type[Engine]:
         cls: type[Engine] = found[kind].load()
         return cls
     module, _, name = target.partition(":")
-    cls = getattr(importlib.import_module(module), name)
-    return cls  # type: ignore[no-any-return]
+    return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
 
 
 def _parse_engine(engine: str) -> tuple[str, dict[str, Any]]:
@@ -105,11 +104,11 @@ def load(
     if flow_detail is not None or book is not None:
         raise exc.NotImplementedError("persistence (flow_detail=, book=) arrives with the storage backends")
     cls = _engine_class(kind)
-    made = cls(flow, flow_detail, backend, merged)  # type: ignore[call-arg]
+    made = cls(flow, flow_detail, backend, merged)
     if store:
         made.storage.inject(store)
     if inject:
-        made.compile()  # type: ignore[attr-defined]
+        made.compile()
         made.prepare()
         for atom_name, pairs in inject.items():
             made.storage.inject_atom_args(atom_name, pairs)

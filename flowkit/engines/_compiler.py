@@ -82,23 +82,42 @@ class EdgeDecider:
     depth: Depth
 
 
-@dataclass(eq=False, slots=True)
 class Node:
-    """One vertex of the execution graph."""
+    """One vertex of the execution graph (a plain slotted class: there are many)."""
 
-    index: int
-    kind: int
-    name: str
-    atom: Atom | None
-    scope: FlowScope
-    priority: int = 0
-    succ: list[int] = field(default_factory=list)
-    pred: list[int] = field(default_factory=list)
-    retry: int = -1
-    pos: int = 0
-    exec_args: tuple[ArgPlan, ...] = ()
-    revert_args: tuple[ArgPlan, ...] = ()
-    deciders: tuple[EdgeDecider, ...] = ()
+    __slots__ = (
+        "atom",
+        "deciders",
+        "exec_args",
+        "index",
+        "kind",
+        "name",
+        "pos",
+        "pred",
+        "priority",
+        "retry",
+        "revert_args",
+        "scope",
+        "succ",
+    )
+
+    def __init__(self, index: int, kind: int, name: str, atom: Atom | None, scope: FlowScope) -> None:
+        self.index = index
+        self.kind = kind
+        self.name = name
+        self.atom = atom
+        self.scope = scope
+        self.priority: int = atom.priority if atom is not None else 0
+        self.succ: list[int] = []
+        self.pred: list[int] = []
+        self.retry = -1
+        self.pos = 0
+        self.exec_args: tuple[ArgPlan, ...] = ()
+        self.revert_args: tuple[ArgPlan, ...] = ()
+        self.deciders: tuple[EdgeDecider, ...] = ()
+
+    def __repr__(self) -> str:
+        return f"<Node {self.index} {self.name}>"
 
 
 @dataclass(eq=False, slots=True)
@@ -168,9 +187,9 @@ def compile_flow(root: Any) -> Compilation:
         AmbiguousDependency: an argument has several equally near providers.
     """
     builder = _Builder()
-    if isinstance(root, Atom):
+    if _kind_of(root) >= 0:
         scope = builder.wrap_atom(root)
-    elif isinstance(root, flow_mod.Flow):
+    elif _kind_of(root) == _FLOW:
         scope = builder.add_flow(root, None)
     else:
         raise exc.InvalidFlowItem(
@@ -185,7 +204,12 @@ def compile_flow(root: Any) -> Compilation:
         if atom is None:
             continue
         node.exec_args = resolver.plan(node, atom.rebind, atom.optional)
-        node.revert_args = resolver.plan(node, _revert_rebind(atom), _revert_optional(atom))
+        revert_rebind = atom.revert_rebind
+        node.revert_args = (
+            node.exec_args
+            if revert_rebind == atom.rebind and atom.revert_optional == atom.optional
+            else resolver.plan(node, revert_rebind, atom.revert_optional)
+        )
     atoms = [n for n in nodes if n.atom is not None]
     return Compilation(scope, nodes, atoms, {n.name: n for n in atoms}, _topological_order(nodes))
 
@@ -213,14 +237,6 @@ def _never(_index: int) -> bool:
     return False
 
 
-def _revert_rebind(atom: Atom) -> dict[str, str]:
-    return dict(getattr(atom, "revert_rebind", None) or {})
-
-
-def _revert_optional(atom: Atom) -> frozenset[str]:
-    return frozenset(getattr(atom, "revert_optional", None) or ())
-
-
 class _Builder:
     """Walks the flow tree once, numbering nodes and wiring edges."""
 
@@ -229,7 +245,7 @@ class _Builder:
         self._seen_flows: set[int] = set()
 
     def _new(self, kind: int, name: str, atom: Atom | None, scope: FlowScope) -> Node:
-        node = Node(len(self.nodes), kind, name, atom, scope, getattr(atom, "priority", 0) or 0)
+        node = Node(len(self.nodes), kind, name, atom, scope)
         self.nodes.append(node)
         return node
 
@@ -276,14 +292,15 @@ class _Builder:
         exits: list[int] = []
         for pos, (item, _meta) in enumerate(flow.iter_nodes()):
             position[id(item)] = pos
-            if isinstance(item, flow_mod.Flow):
+            kind = _kind_of(item)
+            if kind == _FLOW:
                 child = self.add_flow(item, scope)
                 child.pos = pos
                 scope.children.append(child)
                 entries.append(child.start)
                 exits.append(child.end)
-            elif isinstance(item, Atom):
-                node = self._new(_kind_of(item), item.name, item, scope)
+            elif kind >= 0:
+                node = self._new(kind, item.name, item, scope)
                 node.retry = _controlling_retry(scope)
                 node.pos = pos
                 scope.children.append(node.index)
@@ -309,7 +326,7 @@ class _Builder:
             has_out.add(pu)
             has_in.add(pv)
             self._edge(exits[pu], entries[pv])
-            decider = meta.get(flow_mod.LINK_DECIDER) if meta else None
+            decider = meta.get(_DECIDER) if meta else None
             if decider is not None:
                 depth = meta.get(flow_mod.LINK_DECIDER_DEPTH) or Depth.ALL
                 deciders.setdefault(entries[pv], []).append(
@@ -341,8 +358,26 @@ class _Builder:
             raise exc.Duplicate(f"atoms with duplicate names found: {sorted(dups)}", names=sorted(dups))
 
 
-def _kind_of(atom: Atom) -> int:
-    return RETRY if isinstance(atom, Retry) else TASK
+_FLOW = -2
+_KIND_CACHE: dict[type, int] = {}
+_DECIDER = flow_mod.LINK_DECIDER
+
+
+def _kind_of(item: Any) -> int:
+    """TASK, RETRY, _FLOW, or -1; cached per class because ABC isinstance is slow."""
+    cls = type(item)
+    kind = _KIND_CACHE.get(cls)
+    if kind is None:
+        if isinstance(item, Retry):
+            kind = RETRY
+        elif isinstance(item, Atom):
+            kind = TASK
+        elif isinstance(item, flow_mod.Flow):
+            kind = _FLOW
+        else:
+            kind = -1
+        _KIND_CACHE[cls] = kind
+    return kind
 
 
 def _controlling_retry(scope: FlowScope | None) -> int:
@@ -387,6 +422,8 @@ class _Resolver:
         self._strict = strict
 
     def plan(self, node: Node, rebind: dict[str, str], optional: Iterable[str]) -> tuple[ArgPlan, ...]:
+        if not rebind:
+            return ()
         optional = frozenset(optional)
         return tuple(
             ArgPlan(arg, symbol, self.find(node, symbol), arg in optional) for arg, symbol in rebind.items()
@@ -404,9 +441,14 @@ class _Resolver:
             found = self._in_level(scope, pos, symbol, node)
             if found >= 0:
                 return found
-            if scope.retry >= 0 and scope.retry != node.index and symbol in self._provides(scope.retry):
-                if not self._skip(scope.retry):
-                    return scope.retry
+            retry = scope.retry
+            if (
+                retry >= 0
+                and retry != node.index
+                and symbol in self._provides(retry)
+                and not self._skip(retry)
+            ):
+                return retry
             pos = scope.pos
             scope = scope.parent
         return -1

@@ -15,12 +15,13 @@ from __future__ import annotations
 import threading
 import time
 import types
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Mapping
 from typing import Any, ClassVar, Protocol
 
 from flowkit import exceptions as exc
 from flowkit import states as st
 from flowkit._utils.asyncio_bridge import EventLoopThread
+from flowkit._utils.gc_pause import gc_paused
 from flowkit.engines import _compiler
 from flowkit.engines._runtime import Call, Runtime
 from flowkit.engines.base import Engine
@@ -50,16 +51,16 @@ def call_outcome(call: Call, bridge: EventLoopThread | None = None) -> tuple[boo
     return True, value
 
 
-_BRIDGE: EventLoopThread | None = None
+# One process-wide loop thread for coroutines met by the synchronous engines.
+_BRIDGES: list[EventLoopThread] = []
 _BRIDGE_LOCK = threading.Lock()
 
 
 def _shared_bridge() -> EventLoopThread:
-    global _BRIDGE
     with _BRIDGE_LOCK:
-        if _BRIDGE is None:
-            _BRIDGE = EventLoopThread()
-        return _BRIDGE
+        if not _BRIDGES:
+            _BRIDGES.append(EventLoopThread())
+        return _BRIDGES[0]
 
 
 class Driver(Protocol):
@@ -134,7 +135,8 @@ class ActionEngine(Engine):
     def compile(self) -> None:
         if self._compilation is not None:
             return
-        compilation = _compiler.compile_flow(self._flow)
+        with gc_paused():
+            compilation = _compiler.compile_flow(self._flow)
         self._runtime = Runtime(
             compilation,
             self._storage,
@@ -150,10 +152,11 @@ class ActionEngine(Engine):
             self._change_state(st.RESUMING)
             transient = bool(self._options.get("inject_transient", True))
             storage = self._storage
-            for node in self._compiled().atoms:
-                storage.ensure_atom(node.atom)  # type: ignore[arg-type]
-                if node.atom.inject:  # type: ignore[union-attr]
-                    storage.inject_atom_args(node.name, node.atom.inject, transient=transient)  # type: ignore[union-attr]
+            with gc_paused():
+                for node in self._compiled().atoms:
+                    storage.ensure_atom(node.atom)  # type: ignore[arg-type]
+                    if node.atom.inject:  # type: ignore[union-attr]
+                        storage.inject_atom_args(node.name, node.atom.inject, transient=transient)  # type: ignore[union-attr]
             self._change_state(st.SUSPENDED)
             self._prepared = True
         if self._storage.get_flow_state() == st.REVERTED:
@@ -172,7 +175,10 @@ class ActionEngine(Engine):
                     {
                         p.symbol
                         for p in plans
-                        if not p.optional and p.provider < 0 and p.symbol not in store and p.symbol not in injected
+                        if not p.optional
+                        and p.provider < 0
+                        and p.symbol not in store
+                        and p.symbol not in injected
                     }
                 )
                 if missing:
@@ -204,7 +210,7 @@ class ActionEngine(Engine):
         finally:
             self._lock.release()
 
-    def run_iter(self, timeout: float | None = None) -> Iterator[str]:  # noqa: C901 - the run's state machine, in one place
+    def run_iter(self, timeout: float | None = None) -> Generator[str, Any, None]:
         self.compile()
         self.prepare()
         self.validate()
@@ -324,4 +330,3 @@ def start_or_fail(runtime: Runtime, node: _compiler.Node, action: int) -> Call |
     except Exception:
         runtime.complete(node, action, False, Failure())
         return None
-

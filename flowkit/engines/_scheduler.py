@@ -129,11 +129,15 @@ class Scheduler:
             self._waiting[index] = waiting
             if node.atom is None:
                 self._fwd_done[index] = waiting == 0 and not self._in_revert[index]
-                if self._fwd_done[index] and node.kind == FLOW_START and node.deciders:
-                    # Its deciders may not have run yet: let take() evaluate them.
-                    if all(state[s] == st.PENDING for s in node.succ):
-                        self._fwd_done[index] = False
-                        self._push_exec(index)
+                # A flow whose link deciders may not have run yet: let next_item() run them.
+                undecided = (
+                    node.kind == FLOW_START
+                    and node.deciders
+                    and all(state[s] == st.PENDING for s in node.succ)
+                )
+                if self._fwd_done[index] and undecided:
+                    self._fwd_done[index] = False
+                    self._push_exec(index)
             elif state[index] in _DONE_STATES and intention[index] in (st.EXECUTE, st.IGNORE):
                 self._fwd_done[index] = True
             elif waiting == 0 and intention[index] == st.EXECUTE:
@@ -239,7 +243,9 @@ class Scheduler:
             self._revert_wait[index] = 0
         for index in scope[1:]:
             node = self._nodes[index]
-            if node.atom is not None and (self.state[index] != st.PENDING or self.intention[index] != st.EXECUTE):
+            if node.atom is not None and (
+                self.state[index] != st.PENDING or self.intention[index] != st.EXECUTE
+            ):
                 new_state = None if self.state[index] == st.PENDING else st.PENDING
                 self.state[index] = st.PENDING
                 self.intention[index] = st.EXECUTE
@@ -280,9 +286,9 @@ class Scheduler:
                 waiting[succ] -= 1
                 if waiting[succ] == 0 and not self._in_revert[succ]:
                     node = nodes[succ]
-                    if node.atom is not None and state[succ] == st.IGNORE:
-                        stack.append(succ)
-                    elif node.atom is None and not node.deciders:
+                    # Ignored atoms and plain flow barriers pass straight through.
+                    passes = state[succ] == st.IGNORE if node.atom is not None else not node.deciders
+                    if passes:
                         stack.append(succ)
                     else:
                         self._push_exec(succ)
@@ -301,10 +307,7 @@ class Scheduler:
         nodes = self._nodes
         if depth == Depth.ALL:
             return [i for i in self._successors_closure(node.index) if nodes[i].atom is not None]
-        if node.atom is not None:
-            targets = [node.index]
-        else:
-            targets = self._first_atoms(node.index)
+        targets = [node.index] if node.atom is not None else self._first_atoms(node.index)
         if depth == Depth.ATOM:
             return targets
         if depth == Depth.NEIGHBORS:
@@ -429,8 +432,13 @@ class Scheduler:
                 self._revert_wait[pred] -= 1
                 if self._revert_wait[pred] == 0:
                     pstate = self.state[pred]
-                    if nodes[pred].atom is None or (pstate in _CLEAR_STATES and self.intention[pred] != st.RETRY):
+                    if nodes[pred].atom is None or (
+                        pstate in _CLEAR_STATES and self.intention[pred] != st.RETRY
+                    ):
                         stack.append(pred)
-                    elif pstate in _TO_REVERT_STATES or pstate == st.RETRYING or self.intention[pred] == st.RETRY:
+                    elif (
+                        pstate in _TO_REVERT_STATES
+                        or pstate == st.RETRYING
+                        or self.intention[pred] == st.RETRY
+                    ):
                         self._push_revert(pred)
-

@@ -14,12 +14,12 @@ import asyncio
 import functools
 import inspect
 import queue
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 from flowkit import exceptions as exc
 from flowkit._utils.asyncio_bridge import EventLoopThread
-from flowkit.engines._compiler import RETRY
+from flowkit.engines._compiler import RETRY, Node
 from flowkit.engines._engine import ActionEngine, Completion, Driver, call_outcome, start_or_fail
 from flowkit.engines._runtime import Call, Runtime
 from flowkit.types.failure import Failure
@@ -84,7 +84,7 @@ class _LoopDriver:
             in_thread = not _wants_loop(node.atom, action)
             future = self._bridge.submit(_run_on_loop(call, in_thread, self._limit))
             self.in_flight += 1
-            future.add_done_callback(lambda f, n=node, a=action: put((n, a, *_outcome(f))))
+            future.add_done_callback(functools.partial(_when_done, put, node, action))
 
     def wait(self, timeout: float | None) -> list[Completion]:
         try:
@@ -107,6 +107,10 @@ async def _semaphore(count: int) -> asyncio.Semaphore:
     return asyncio.Semaphore(count)
 
 
+def _when_done(put: Callable[[Completion], None], node: Node, action: int, future: Any) -> None:
+    put((node, action, *_outcome(future)))
+
+
 def _outcome(future: Any) -> tuple[bool, Any]:
     try:
         result: tuple[bool, Any] = future.result()
@@ -127,7 +131,11 @@ class AsyncioEngine(ActionEngine):
     OPTIONS: ClassVar[frozenset[str]] = ActionEngine.OPTIONS | {"max_workers", "loop"}
 
     def __init__(
-        self, flow: Any, flow_detail: Any = None, backend: Any = None, options: Mapping[str, Any] | None = None
+        self,
+        flow: Any,
+        flow_detail: Any = None,
+        backend: Any = None,
+        options: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(flow, flow_detail, backend, options)
         workers = self._options.get("max_workers")
@@ -137,7 +145,9 @@ class AsyncioEngine(ActionEngine):
             )
         loop = self._options.get("loop")
         if loop is not None and not isinstance(loop, asyncio.AbstractEventLoop):
-            raise exc.InvalidEngineOption(f"loop must be an event loop, not {loop!r}", engine=self.kind, option="loop")
+            raise exc.InvalidEngineOption(
+                f"loop must be an event loop, not {loop!r}", engine=self.kind, option="loop"
+            )
         self._loop: asyncio.AbstractEventLoop | None = loop
 
     def _make_driver(self) -> Driver:

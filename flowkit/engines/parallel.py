@@ -14,6 +14,7 @@ exceptions. Retries always run in the engine thread: they only decide.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import functools
 import os
 import queue
 from collections.abc import Callable, Mapping
@@ -35,6 +36,10 @@ def _report(put: Callable[[Any], None], node: Node, action: int, call: Call) -> 
     put((node, action, *call_outcome(call)))
 
 
+def _when_done(put: Callable[[Any], None], node: Node, action: int, future: cf.Future[Any]) -> None:
+    put((node, action, future))
+
+
 def _in_process(call: Call) -> tuple[bool, Any]:
     """Run ``call`` in a child process; a failure comes back as a plain dict."""
     ok, value = call_outcome(call)
@@ -46,7 +51,9 @@ def _in_process(call: Call) -> tuple[bool, Any]:
 class _ExecutorDriver:
     """Submits every ready atom to an executor and collects results from a queue."""
 
-    def __init__(self, executor: cf.Executor | None, factory: Callable[[], cf.Executor] | None, processes: bool):
+    def __init__(
+        self, executor: cf.Executor | None, factory: Callable[[], cf.Executor] | None, processes: bool
+    ):
         self._given = executor
         self._factory = factory
         self._processes = processes
@@ -82,7 +89,7 @@ class _ExecutorDriver:
                 future = executor.submit(_in_process, call)
             else:
                 future = executor.submit(call_outcome, call)
-            future.add_done_callback(lambda f, n=node, a=action: put((n, a, f)))
+            future.add_done_callback(functools.partial(_when_done, put, node, action))
 
     def wait(self, timeout: float | None) -> list[Completion]:
         try:
@@ -137,7 +144,11 @@ class ParallelEngine(ActionEngine):
     OPTIONS: ClassVar[frozenset[str]] = ActionEngine.OPTIONS | {"executor", "max_workers"}
 
     def __init__(
-        self, flow: Any, flow_detail: Any = None, backend: Any = None, options: Mapping[str, Any] | None = None
+        self,
+        flow: Any,
+        flow_detail: Any = None,
+        backend: Any = None,
+        options: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(flow, flow_detail, backend, options)
         self._executor, self._factory, self._processes = self._choose_executor()
