@@ -267,7 +267,9 @@ class Duplicate(TaskFlowException):
         names: the duplicated names.
     """
 
-    def __init__(self, message: str, cause: BaseException | None = None, *, names: Iterable[str] = ()) -> None:
+    def __init__(
+        self, message: str, cause: BaseException | None = None, *, names: Iterable[str] = ()
+    ) -> None:
         super().__init__(message, cause=cause)
         self.names = tuple(names)
 

@@ -85,6 +85,8 @@ class Scheduler:
         self._in_revert = [False] * count
         self._revert_wait = [0] * count
         self._cleared = [False] * count
+        # Handed out by next_item() and not reported back yet: never hand out twice.
+        self._busy = [False] * count
         self._finished_seq = [0] * count
         self._seq = 0
         self._rank = [0] * count
@@ -167,16 +169,23 @@ class Scheduler:
         revert_heap, exec_heap = self._revert_heap, self._exec_heap
         while revert_heap:
             index = heapq.heappop(revert_heap)[2]
-            if self._in_revert[index] and self._revert_wait[index] == 0 and not self._cleared[index]:
+            if (
+                self._in_revert[index]
+                and self._revert_wait[index] == 0
+                and not self._cleared[index]
+                and not self._busy[index]
+            ):
                 current = self.state[index]
                 if self.intention[index] == st.RETRY and current in (st.SUCCESS, st.RETRYING):
+                    self._busy[index] = True
                     return self._nodes[index], RETRY_AGAIN
                 if current in _TO_REVERT_STATES:
+                    self._busy[index] = True
                     return self._nodes[index], REVERT
         while exec_heap:
             index = heapq.heappop(exec_heap)[2]
             node = self._nodes[index]
-            if self._waiting[index] or self._in_revert[index] or self._fwd_done[index]:
+            if self._waiting[index] or self._in_revert[index] or self._fwd_done[index] or self._busy[index]:
                 continue
             if node.deciders:
                 depth = self._hooks.decide(node)
@@ -187,6 +196,7 @@ class Scheduler:
                 self._forward_done(index)
                 continue
             if self.state[index] in (st.PENDING, st.RUNNING) and self.intention[index] == st.EXECUTE:
+                self._busy[index] = True
                 return node, EXECUTE
         return None
 
@@ -199,6 +209,7 @@ class Scheduler:
     def executed(self, node: Node, ok: bool) -> None:
         """Account for a finished ``execute`` (the runtime already stored the outcome)."""
         index = node.index
+        self._busy[index] = False
         self._seq += 1
         self._finished_seq[index] = self._seq
         if ok:
@@ -221,6 +232,7 @@ class Scheduler:
     def reverted(self, node: Node, ok: bool) -> None:
         """Account for a finished ``revert``: clear it, or halt when it failed."""
         index = node.index
+        self._busy[index] = False
         if not ok:
             self.state[index] = st.REVERT_FAILURE
             self.halted = True
@@ -275,23 +287,28 @@ class Scheduler:
 
     def _forward_done(self, index: int) -> None:
         """Mark ``index`` finished forward and wake successors whose wait is over."""
-        stack = [index]
-        nodes, waiting, fwd_done, state = self._nodes, self._waiting, self._fwd_done, self.state
-        while stack:
-            current = stack.pop()
-            if fwd_done[current]:
+        fwd_done = self._fwd_done
+        if fwd_done[index]:
+            return
+        fwd_done[index] = True
+        nodes, waiting, in_revert = self._nodes, self._waiting, self._in_revert
+        cascade: list[int] | None = None
+        for succ in nodes[index].succ:
+            left = waiting[succ] - 1
+            waiting[succ] = left
+            if left or in_revert[succ]:
                 continue
-            fwd_done[current] = True
-            for succ in nodes[current].succ:
-                waiting[succ] -= 1
-                if waiting[succ] == 0 and not self._in_revert[succ]:
-                    node = nodes[succ]
-                    # Ignored atoms and plain flow barriers pass straight through.
-                    passes = state[succ] == st.IGNORE if node.atom is not None else not node.deciders
-                    if passes:
-                        stack.append(succ)
-                    else:
-                        self._push_exec(succ)
+            node = nodes[succ]
+            # Ignored atoms and plain flow barriers pass straight through.
+            if (self.state[succ] == st.IGNORE) if node.atom is not None else not node.deciders:
+                if cascade is None:
+                    cascade = []
+                cascade.append(succ)
+            else:
+                self._push_exec(succ)
+        if cascade is not None:
+            for succ in cascade:
+                self._forward_done(succ)
 
     def _ignore(self, node: Node, depth: Depth) -> None:
         """Skip ``node`` (a decider said no) and what ``depth`` covers."""

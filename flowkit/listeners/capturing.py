@@ -50,7 +50,7 @@ class CaptureListener(base.Listener):
     #: The kind of a retry capture.
     RETRY = "retry"
 
-    def __init__(  # noqa: PLR0917 - TaskFlow's positional signature
+    def __init__(
         self,
         engine: Any,
         task_listen_for: Iterable[Hashable] | None = base.DEFAULT_LISTEN_FOR,

@@ -101,7 +101,7 @@ class LoggingListener(base.DumpingListener):
     #: The logger used when none is passed; subclasses may set one.
     _LOGGER: Logger | None = None
 
-    def __init__(  # noqa: PLR0917 - TaskFlow's positional signature
+    def __init__(
         self,
         engine: Any,
         task_listen_for: Iterable[Hashable] | None = base.DEFAULT_LISTEN_FOR,
@@ -158,7 +158,7 @@ class DynamicLoggingListener(base.Listener):
     #: States that mean something went wrong.
     _FAILURE_STATES: tuple[str, ...] = (states.FAILURE, states.REVERT_FAILURE)
 
-    def __init__(  # noqa: PLR0917 - TaskFlow's positional signature
+    def __init__(
         self,
         engine: Any,
         task_listen_for: Iterable[Hashable] | None = base.DEFAULT_LISTEN_FOR,

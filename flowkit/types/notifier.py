@@ -177,7 +177,7 @@ class Notifier:
 
     # -- registering ---------------------------------------------------------
 
-    def register(  # noqa: PLR0917 - TaskFlow's positional signature
+    def register(
         self,
         event_type: Hashable,
         callback: Callback,
@@ -407,7 +407,7 @@ class RestrictedNotifier(Notifier):
 
 
 @contextlib.contextmanager
-def register_deregister(  # noqa: PLR0917 - TaskFlow's positional signature
+def register_deregister(
     notifier: Notifier,
     event_type: Hashable,
     callback: Callback | None = None,

@@ -1,0 +1,1 @@
+"""Small private helpers, one module per subject (never a grab-bag)."""

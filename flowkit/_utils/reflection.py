@@ -1,0 +1,161 @@
+"""Names of classes and callables, and what arguments a callable takes.
+
+Atoms read their ``execute``/``revert`` signatures to learn what they require.
+Tasks are created by the hundred thousand, so the signature of each function is
+inspected once and remembered: the cache is keyed by the underlying function
+object (not the bound method, which is new for every instance).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "CallableArgs",
+    "accepts_kwargs",
+    "get_callable_args",
+    "get_callable_name",
+    "get_class_name",
+    "inspect_callable",
+    "inspect_key",
+    "signature_key",
+]
+
+_BUILTIN_MODULES = frozenset(["builtins", "__builtin__", "__builtins__", "exceptions"])
+_NAMED_KINDS = (
+    inspect.Parameter.POSITIONAL_ONLY,
+    inspect.Parameter.POSITIONAL_OR_KEYWORD,
+    inspect.Parameter.KEYWORD_ONLY,
+)
+_POSITIONAL_KINDS = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+
+
+@dataclass(frozen=True, slots=True)
+class CallableArgs:
+    """The named arguments of a callable, as an atom needs to know them.
+
+    Attributes:
+        required: names of the arguments without a default, in signature order.
+        all: names of every named argument (``*args``/``**kwargs`` excluded).
+        accepts_kwargs: whether the callable takes ``**kwargs``, which lets it
+            receive names that are not in its signature.
+    """
+
+    required: tuple[str, ...]
+    all: tuple[str, ...]
+    accepts_kwargs: bool
+
+
+def get_class_name(obj: Any, fully_qualified: bool = True, truncate_builtins: bool = True) -> str:
+    """Return the name of ``obj``'s class (or of ``obj`` itself when it is a class).
+
+    The name is ``module.ClassName`` like TaskFlow's (which uses the class's
+    ``__name__``, not its ``__qualname__``), so default atom names match the
+    names TaskFlow would have stored.
+
+    Args:
+        obj: a class, an instance, or a bound method (its ``self``'s class is used).
+        fully_qualified: prefix the module name.
+        truncate_builtins: leave builtin classes without their module prefix.
+
+    Raises:
+        TypeError: for a plain function, which has no class.
+    """
+    if inspect.isfunction(obj):
+        raise TypeError(f"cannot get a class name from the function {obj!r}")
+    if inspect.ismethod(obj):
+        obj = obj.__self__
+    cls = obj if isinstance(obj, type) else type(obj)
+    module = getattr(cls, "__module__", None)
+    if module is None or not fully_qualified or (truncate_builtins and module in _BUILTIN_MODULES):
+        return str(cls.__name__)
+    return f"{module}.{cls.__name__}"
+
+
+def get_callable_name(function: Callable[..., Any]) -> str:
+    """Return a dotted name for a callable: ``module.qualified.name``.
+
+    Bound methods are named after the class of the object they are bound to;
+    other callable objects after their class.
+    """
+    owner = getattr(function, "__self__", None) if inspect.ismethod(function) else None
+    if owner is not None:
+        owner_cls = owner if isinstance(owner, type) else type(owner)
+        qualname = getattr(function, "__qualname__", None)
+        if qualname is None:
+            return f"{owner_cls.__module__}.{owner_cls.__name__}.{function.__name__}"
+        return f"{owner_cls.__module__}.{qualname}"
+    if inspect.isfunction(function) or inspect.ismethod(function):
+        qualname = getattr(function, "__qualname__", function.__name__)
+        return f"{function.__module__}.{qualname}"
+    cls = function if isinstance(function, type) else type(function)
+    return f"{cls.__module__}.{getattr(cls, '__qualname__', cls.__name__)}"
+
+
+@functools.lru_cache(maxsize=4096)
+def _inspect(target: Callable[..., Any], drop_first: bool) -> CallableArgs:
+    params = list(inspect.signature(target).parameters.values())
+    if drop_first and params and params[0].kind in _POSITIONAL_KINDS:
+        params = params[1:]
+    named = [p for p in params if p.kind in _NAMED_KINDS]
+    return CallableArgs(
+        required=tuple(p.name for p in named if p.default is inspect.Parameter.empty),
+        all=tuple(p.name for p in named),
+        accepts_kwargs=any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params),
+    )
+
+
+def signature_key(function: Callable[..., Any]) -> tuple[Callable[..., Any], bool]:
+    """Return ``(target, drop_first)``: what identifies ``function``'s signature.
+
+    A bound method is keyed by its underlying function (shared by every
+    instance) with ``drop_first`` set, since its ``self``/``cls`` is supplied.
+    """
+    func = getattr(function, "__func__", None)
+    if func is not None and getattr(function, "__self__", None) is not None:
+        return func, True
+    return function, False
+
+
+def inspect_key(target: Callable[..., Any], drop_first: bool) -> CallableArgs:
+    """Return the named arguments for a :func:`signature_key` pair (cached when hashable)."""
+    try:
+        return _inspect(target, drop_first)
+    except TypeError:
+        # An unhashable callable object cannot be a cache key; inspect it uncached.
+        if not callable(target):
+            raise
+        return _inspect.__wrapped__(target, drop_first)
+
+
+def inspect_callable(function: Callable[..., Any]) -> CallableArgs:
+    """Return the named arguments of ``function``, computed once per function.
+
+    For a bound method the ``self`` (or ``cls``) argument is not counted, and the
+    answer is shared by every instance of the class.
+
+    Raises:
+        ValueError: when Python cannot read the callable's signature.
+        TypeError: when ``function`` is not callable.
+    """
+    return inspect_key(*signature_key(function))
+
+
+def get_callable_args(function: Callable[..., Any], required_only: bool = False) -> list[str]:
+    """Return the names of ``function``'s named arguments (no ``*args``/``**kwargs``).
+
+    Args:
+        function: the callable to read.
+        required_only: leave out arguments that have a default value.
+    """
+    spec = inspect_callable(function)
+    return list(spec.required if required_only else spec.all)
+
+
+def accepts_kwargs(function: Callable[..., Any]) -> bool:
+    """Return whether ``function`` takes ``**kwargs``."""
+    return inspect_callable(function).accepts_kwargs

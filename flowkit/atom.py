@@ -1,0 +1,405 @@
+"""The atom: the smallest named piece of work a flow is made of.
+
+An atom says what it needs and what it gives in symbol names. What it needs is
+read from the signature of its ``execute`` (and ``revert``) method, adjusted by
+``requires=``, ``rebind=``, ``inject=`` and ``ignore_list=``; what it gives comes
+from ``provides=`` (or the class's ``default_provides``). The engine reads only
+the precomputed attributes documented on :class:`Atom`; nothing here runs work.
+
+Working out those attributes from a signature is done once per function and
+argument spelling and then shared (see :func:`_lookup_profile`), because benchmarks
+create tasks of one class by the hundred thousand.
+"""
+
+from __future__ import annotations
+
+import abc
+import functools
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
+from typing import Any, ClassVar, NamedTuple
+
+from flowkit._utils import reflection
+
+__all__ = ["Atom"]
+
+#: Names in ``revert``'s signature that the engine fills itself; never required.
+_REVERT_SPECIAL_ARGS: tuple[str, ...] = ("result", "flow_failures")
+
+ProvidesSpec = str | Iterable[str] | None
+RebindSpec = Mapping[str, str] | list[str] | tuple[str, ...] | None
+
+# A normalised rebind: ("seq", names) for positional rebinding, ("map", pairs)
+# for argument -> symbol pairs. Hashable, so mappings can be cached.
+_RebindKey = tuple[str, tuple[Any, ...]] | None
+_Extraction = tuple[tuple[str, int | str | None], ...]
+
+
+class _MappingError(Exception):
+    """Raised by the cached mapping code; re-raised as ValueError naming the atom."""
+
+    def __init__(self, what: str, names: list[str]) -> None:
+        super().__init__(what, names)
+        self.what = what
+        self.names = names
+
+
+def _check_symbol(atom_name: object, value: object, where: str) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"atom {atom_name}: {where} must name symbols with strings, not {value!r}")
+    return value
+
+
+def _provides_key(atom_name: object, provides: Any) -> tuple[str, tuple[str, ...]] | None:
+    """Normalise ``provides`` to a hashable ``(kind, names)`` pair."""
+    if provides is None:
+        return None
+    if isinstance(provides, str):
+        return ("one", (provides,))
+    if isinstance(provides, Sequence):
+        kind = "index"
+    elif isinstance(provides, AbstractSet):
+        kind = "key"
+    else:
+        raise TypeError(
+            f"atom {atom_name}: provides must be a str, a list or tuple (indexed result) "
+            f"or a set (dict result), not {type(provides).__name__}"
+        )
+    return (kind, tuple(_check_symbol(atom_name, name, "provides") for name in provides))
+
+
+@functools.lru_cache(maxsize=1024)
+def _save_as(key: tuple[str, tuple[str, ...]] | None) -> tuple[_Extraction, frozenset[str]]:
+    """Return ``(save_as items, provides)`` for a normalised ``provides``."""
+    if key is None:
+        return (), frozenset()
+    kind, names = key
+    if kind == "one":
+        return ((names[0], None),), frozenset(names)
+    if len(set(names)) != len(names):
+        dupes = sorted({name for name in names if names.count(name) > 1})
+        raise _MappingError("Duplicate names in provides", dupes)
+    if kind == "index":
+        return tuple((name, index) for index, name in enumerate(names)), frozenset(names)
+    return tuple((name, name) for name in names), frozenset(names)
+
+
+def _rebind_key(atom_name: object, rebind: Any) -> _RebindKey:
+    if rebind is None:
+        return None
+    if isinstance(rebind, (list, tuple)):
+        return ("seq", tuple(_check_symbol(atom_name, s, "rebind") for s in rebind))
+    if isinstance(rebind, Mapping):
+        return (
+            "map",
+            tuple(
+                (_check_symbol(atom_name, a, "rebind"), _check_symbol(atom_name, s, "rebind"))
+                for a, s in rebind.items()
+            ),
+        )
+    raise TypeError(f"atom {atom_name}: rebind must be a list, tuple or dict, not {type(rebind).__name__}")
+
+
+def _requires_key(atom_name: object, requires: Any) -> tuple[str, ...] | None:
+    if requires is None:
+        return None
+    if isinstance(requires, str):
+        return (requires,)
+    return tuple(_check_symbol(atom_name, name, "requires") for name in requires)
+
+
+class _Profile:
+    """The argument mappings of an atom class (or functor), shared by atoms spelled alike."""
+
+    __slots__ = ("optional", "rebind", "requires", "revert_optional", "revert_rebind")
+
+    def __init__(
+        self,
+        rebind: tuple[tuple[str, str], ...],
+        revert_rebind: tuple[tuple[str, str], ...],
+        requires: frozenset[str],
+        optional: frozenset[str],
+        revert_optional: frozenset[str],
+    ) -> None:
+        self.rebind = rebind
+        self.revert_rebind = revert_rebind
+        self.requires = requires
+        self.optional = optional
+        self.revert_optional = revert_optional
+
+
+def _method_mapping(
+    spec: reflection.CallableArgs,
+    method: str,
+    *,
+    requires: tuple[str, ...] | None,
+    rebind: _RebindKey,
+    auto_extract: bool,
+    ignore: tuple[str, ...],
+) -> tuple[tuple[tuple[str, str], ...], frozenset[str], frozenset[str]]:
+    """Work out which symbol feeds each argument of one method (TaskFlow's rules).
+
+    Required arguments (minus ``ignore``) map to themselves when
+    ``auto_extract``; ``requires`` adds names passed as keywords; ``rebind``
+    renames (a sequence pairs up with the required arguments in order, extra
+    entries map to themselves). Arguments with defaults not otherwise bound are
+    optional. Rebinding an optional argument makes it required, as in TaskFlow.
+
+    Returns:
+        ``(argument -> symbol pairs, required symbols, optional arguments)``.
+    """
+    req_args = [arg for arg in spec.required if arg not in ignore]
+    required: dict[str, str] = {}
+    if auto_extract:
+        required.update((arg, arg) for arg in req_args)
+    if requires:
+        required.update((name, name) for name in requires)
+    if rebind is not None:
+        kind, values = rebind
+        if kind == "seq":
+            required.update(zip(req_args, values, strict=False))
+            required.update((name, name) for name in values[len(req_args) :])
+        else:
+            required.update(values)
+    optional: dict[str, str] = {}
+    if auto_extract:
+        optional.update((arg, arg) for arg in spec.all if arg not in required and arg not in ignore)
+    if not spec.accepts_kwargs:
+        extra = [arg for arg in required if arg not in spec.all]
+        if extra:
+            raise _MappingError(f"Extra arguments given to the {method} method of atom", extra)
+    missing = [arg for arg in req_args if arg not in required]
+    if missing:
+        raise _MappingError(f"Missing arguments for the {method} method of atom", missing)
+    return (
+        tuple(required.items()) + tuple(optional.items()),
+        frozenset(required.values()),
+        frozenset(optional.values()),
+    )
+
+
+class _ProfileKey(NamedTuple):
+    """Everything an atom's argument mappings depend on; hashable, so they can be cached."""
+
+    exec_key: tuple[Callable[..., Any], bool]
+    revert_key: tuple[Callable[..., Any], bool] | None
+    requires: tuple[str, ...] | None
+    rebind: _RebindKey
+    revert_requires: tuple[str, ...] | None
+    revert_rebind: _RebindKey
+    auto_extract: bool
+    ignore: tuple[str, ...]
+
+
+def _build_profile(key: _ProfileKey) -> _Profile:
+    exec_rebind, exec_required, exec_optional = _method_mapping(
+        reflection.inspect_key(*key.exec_key),
+        "execute",
+        requires=key.requires,
+        rebind=key.rebind,
+        auto_extract=key.auto_extract,
+        ignore=key.ignore,
+    )
+    if key.revert_key is None:
+        return _Profile(exec_rebind, exec_rebind, exec_required, exec_optional, exec_optional)
+    revert_rebind, revert_required, revert_optional = _method_mapping(
+        reflection.inspect_key(*key.revert_key),
+        "revert",
+        requires=key.revert_requires,
+        rebind=key.revert_rebind,
+        auto_extract=key.auto_extract,
+        ignore=key.ignore + _REVERT_SPECIAL_ARGS,
+    )
+    return _Profile(
+        exec_rebind, revert_rebind, exec_required | revert_required, exec_optional, revert_optional
+    )
+
+
+_cached_profile = functools.lru_cache(maxsize=4096)(_build_profile)
+
+
+def _lookup_profile(key: _ProfileKey) -> _Profile:
+    try:
+        return _cached_profile(key)
+    except TypeError:
+        try:
+            hash(key)
+        except TypeError:
+            # An unhashable callable object (as a functor) cannot key the cache.
+            return _build_profile(key)
+        raise
+
+
+class Atom(metaclass=abc.ABCMeta):
+    """A named unit of work with declared inputs and outputs.
+
+    Args:
+        name: a name unique within the flow it runs in; defaults to the class's
+            ``module.ClassName``.
+        provides: the symbol(s) the result is stored under: a str stores the
+            whole result, a list/tuple stores each item of an indexable result by
+            position, a set stores each key of a dict result. Defaults to the
+            class's ``default_provides``.
+        requires: extra required symbols, passed to ``execute`` as keywords.
+        auto_extract: read the required and optional arguments from the
+            signature of ``execute``/``revert``.
+        rebind: fetch arguments under other symbol names: a list renames the
+            required arguments in order, a dict maps argument -> symbol.
+        inject: argument -> value pairs given to this atom only; injected names
+            are not required from anyone else.
+        ignore_list: argument names not to treat as requirements.
+        revert_rebind: ``rebind`` for ``revert`` (defaults to ``rebind``).
+        revert_requires: ``requires`` for ``revert`` (defaults to ``requires``).
+
+    Attributes:
+        name: see above.
+        version: a ``(major, minor)`` tuple stored with results; a class may
+            override it.
+        priority: among atoms ready at the same time, higher runs first.
+        inject: see above (``None`` when not given).
+        provides: frozenset of symbols this atom's result provides.
+        save_as: provided symbol -> how to extract it from the result (``None``
+            for the whole result, an int index, or a str key), in order.
+        rebind: execute argument -> symbol it is fetched from, for every
+            argument the engine passes (required first, then optional).
+        requires: symbols required by ``execute`` and ``revert`` together.
+        optional: execute arguments with defaults, passed only when available.
+        revert_rebind: like ``rebind``, for ``revert``'s own arguments.
+        revert_optional: like ``optional``, for ``revert``.
+
+    Raises:
+        ValueError: when ``rebind``/``requires`` name arguments the method
+            cannot take, when required arguments are left unbound, or when
+            ``provides`` names a symbol twice.
+        TypeError: when ``provides`` or ``rebind`` has an unsupported type.
+    """
+
+    priority: ClassVar[int] = 0
+    default_provides: ClassVar[ProvidesSpec] = None
+    version: tuple[int, ...] | str = (1, 0)
+
+    #: Argument names the engine fills in itself; never requirements.
+    _ignore_args: ClassVar[tuple[str, ...]] = ()
+
+    name: str
+    inject: dict[str, Any] | None
+    provides: frozenset[str]
+    save_as: dict[str, int | str | None]
+    rebind: dict[str, str]
+    requires: frozenset[str]
+    optional: frozenset[str]
+    revert_rebind: dict[str, str]
+    revert_optional: frozenset[str]
+    _extraction: _Extraction
+
+    def __init__(
+        self,
+        name: str | None = None,
+        provides: ProvidesSpec = None,
+        requires: str | Iterable[str] | None = None,
+        auto_extract: bool = True,
+        rebind: RebindSpec = None,
+        inject: dict[str, Any] | None = None,
+        ignore_list: Iterable[str] | None = None,
+        revert_rebind: RebindSpec = None,
+        revert_requires: str | Iterable[str] | None = None,
+    ) -> None:
+        self.name = reflection.get_class_name(self) if name is None else name
+        self.inject = inject
+        self._set_provides(self.default_provides if provides is None else provides)
+        ignore = self._ignore_args + tuple(ignore_list) if ignore_list else self._ignore_args
+        execute, revert = self._arg_sources()
+        exec_key = reflection.signature_key(execute)
+        revert_key = None if revert is None else reflection.signature_key(revert)
+        if requires is None and rebind is None and revert_requires is None and revert_rebind is None:
+            req_key = revert_req_key = rebind_key = revert_rebind_key = None
+        else:
+            req_key = _requires_key(self.name, requires)
+            rebind_key = _rebind_key(self.name, rebind)
+            revert_req_key = _requires_key(self.name, revert_requires) if revert_requires else req_key
+            revert_rebind_key = _rebind_key(self.name, revert_rebind) if revert_rebind else rebind_key
+        key = _ProfileKey(
+            exec_key,
+            revert_key,
+            req_key,
+            rebind_key,
+            revert_req_key,
+            revert_rebind_key,
+            bool(auto_extract),
+            ignore,
+        )
+        try:
+            profile = _lookup_profile(key)
+        except _MappingError as err:
+            raise ValueError(f"{err.what} {self.name}: {err.names}") from None
+        self._apply_profile(profile)
+
+    def _arg_sources(self) -> tuple[Callable[..., Any], Callable[..., Any] | None]:
+        """Return the callables whose signatures define ``execute``'s and ``revert``'s arguments.
+
+        Adapters that wrap other callables (see :class:`~flowkit.task.FunctorTask`)
+        return those instead; ``None`` for revert means "same as execute".
+        """
+        return self.execute, self.revert
+
+    def _set_provides(self, provides: Any) -> None:
+        try:
+            extraction, names = _save_as(_provides_key(self.name, provides))
+        except _MappingError as err:
+            raise ValueError(f"{err.what} of atom {self.name}: {err.names}") from None
+        self._extraction = extraction
+        self.save_as = dict(extraction)
+        self.provides = names
+
+    def _apply_profile(self, profile: _Profile) -> None:
+        self.rebind = dict(profile.rebind)
+        self.revert_rebind = dict(profile.revert_rebind)
+        if self.inject:
+            injected = self.inject.keys()
+            self.requires = profile.requires.difference(injected)
+            self.optional = profile.optional.difference(injected)
+            self.revert_optional = profile.revert_optional.difference(injected)
+        else:
+            self.requires = profile.requires
+            self.optional = profile.optional
+            self.revert_optional = profile.revert_optional
+
+    def pre_execute(self) -> None:  # noqa: B027 - optional hook, a no-op unless overridden
+        """Run just before ``execute``; a hook for shared setup in a base class."""
+
+    @abc.abstractmethod
+    def execute(self, *args: Any, **kwargs: Any) -> Any:
+        """Do the work; the return value is stored under ``provides``.
+
+        The engine calls this with keyword arguments named as in ``rebind``.
+        The result should be JSON-serialisable so it can be persisted.
+        """
+
+    def post_execute(self) -> None:  # noqa: B027 - optional hook, a no-op unless overridden
+        """Run just after ``execute``, whether it succeeded or not."""
+
+    def pre_revert(self) -> None:  # noqa: B027 - optional hook, a no-op unless overridden
+        """Run just before ``revert``."""
+
+    def revert(self, *args: Any, **kwargs: Any) -> Any:  # noqa: B027 - undoing nothing is a valid default
+        """Undo what ``execute`` did.
+
+        Besides the arguments in ``revert_rebind``, the engine passes
+        ``result`` (what ``execute`` returned, or its failure) and
+        ``flow_failures`` (the failures that caused the revert) by keyword.
+        """
+
+    def post_revert(self) -> None:  # noqa: B027 - optional hook, a no-op unless overridden
+        """Run just after ``revert``."""
+
+    def _version_string(self) -> str:
+        version = self.version
+        if isinstance(version, (list, tuple)):
+            return ".".join(str(part) for part in version)
+        return str(version)
+
+    def __str__(self) -> str:
+        return f'"{self.name}=={self._version_string()}"'
+
+    def __repr__(self) -> str:
+        return f"<{reflection.get_class_name(self)} {self}>"

@@ -1,0 +1,181 @@
+"""The flow: a named structure of atoms and nested flows, and how they relate.
+
+A flow only describes: which children it has (:meth:`Flow.__iter__`,
+:meth:`Flow.iter_nodes`), which must run before which (:meth:`Flow.iter_links`,
+each link carrying a metadata dict keyed by the ``LINK_*`` constants below),
+and what symbols it needs from outside and gives back (:attr:`Flow.requires`,
+:attr:`Flow.provides`). The patterns in :mod:`flowkit.patterns` decide the
+links; the engine's compiler turns the tree into one execution graph.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator
+from typing import Any, Self, TypeAlias
+
+from flowkit import exceptions as exc
+from flowkit._utils import reflection
+from flowkit.atom import Atom
+from flowkit.retry import Retry
+
+__all__ = [
+    "LINK_DECIDER",
+    "LINK_DECIDER_DEPTH",
+    "LINK_INVARIANT",
+    "LINK_MANUAL",
+    "LINK_REASONS",
+    "LINK_RETRY",
+    "Flow",
+    "FlowItem",
+]
+
+#: Link metadata key: the link keeps the pattern's order (always ``True``).
+LINK_INVARIANT = "invariant"
+#: Link metadata key: the user made the link (``graph_flow.Flow.link``).
+LINK_MANUAL = "manual"
+#: Link metadata key: the compiler made the link to put a retry first.
+LINK_RETRY = "retry"
+#: Link metadata key: the set of symbols the target needs from the source.
+LINK_REASONS = "reasons"
+#: Link metadata key: callable deciding at run time whether the target runs.
+LINK_DECIDER = "decider"
+#: Link metadata key: the :class:`~flowkit.deciders.Depth` a decider's "no" reaches.
+LINK_DECIDER_DEPTH = "decider_depth"
+
+_PATTERNS_PREFIX = "flowkit.patterns."
+
+FlowItem: TypeAlias = "Atom | Flow"
+"""What a flow may contain: atoms (tasks, not retries) and other flows."""
+
+
+class Flow(abc.ABC):
+    """Base of the flow patterns: a named, ordered collection of atoms and flows.
+
+    Args:
+        name: a human-readable name (not required to be unique).
+        retry: the :class:`~flowkit.retry.Retry` that decides what happens when
+            something in this flow fails; an unnamed retry is renamed
+            ``<name>_retry``.
+
+    Raises:
+        flowkit.exceptions.InvalidFlowItem: ``retry`` is not a Retry.
+    """
+
+    def __init__(self, name: str, retry: Retry | None = None) -> None:
+        self._name = str(name)
+        if retry is not None:
+            if not isinstance(retry, Retry):
+                raise exc.InvalidFlowItem(
+                    f"the retry of flow '{self._name}' must be a flowkit.retry.Retry, not {retry!r}",
+                    flow=self._name,
+                    item=retry,
+                )
+            retry._adopt_flow_name(self._name)
+        self._retry = retry
+
+    @property
+    def name(self) -> str:
+        """The flow's name."""
+        return self._name
+
+    @property
+    def retry(self) -> Retry | None:
+        """The retry controlling this flow, or ``None``."""
+        return self._retry
+
+    @abc.abstractmethod
+    def add(self, *items: FlowItem) -> Self:
+        """Add atoms and flows to this flow; returns the flow, for chaining."""
+
+    @abc.abstractmethod
+    def __len__(self) -> int:
+        """How many direct children the flow has."""
+
+    @abc.abstractmethod
+    def __iter__(self) -> Iterator[FlowItem]:
+        """Yield the direct children."""
+
+    @abc.abstractmethod
+    def iter_nodes(self) -> Iterator[tuple[FlowItem, dict[str, Any]]]:
+        """Yield ``(child, metadata)`` for each direct child."""
+
+    @abc.abstractmethod
+    def iter_links(self) -> Iterator[tuple[FlowItem, FlowItem, dict[str, Any]]]:
+        """Yield ``(u, v, metadata)``: child ``v`` runs after child ``u`` (and reverts before it)."""
+
+    @property
+    @abc.abstractmethod
+    def requires(self) -> frozenset[str]:
+        """Symbols the flow needs that nothing inside it provides first."""
+
+    @property
+    def provides(self) -> frozenset[str]:
+        """Every symbol the flow's retry and children provide."""
+        provided: set[str] = set()
+        if self._retry is not None:
+            provided.update(self._retry.provides)
+        for item in self:
+            provided.update(item.provides)
+        return frozenset(provided)
+
+    def _check_item(self, item: object) -> None:
+        """Raise unless ``item`` may be added as a child of this flow.
+
+        Raises:
+            flowkit.exceptions.InvalidFlowItem: not an atom or flow, a retry
+                (retries are given as ``retry=``), or this flow itself.
+            flowkit.exceptions.AmbiguousDependency: the item provides a symbol
+                this flow's retry provides too.
+            flowkit.exceptions.DependencyFailure: the flow's retry requires a
+                symbol the item provides (the retry runs first, so it could
+                never get it from the item).
+        """
+        if isinstance(item, Retry):
+            raise exc.InvalidFlowItem(
+                f"retry {item.name!r} cannot be added to flow '{self._name}' as an item; "
+                "give it as the flow's retry= instead",
+                flow=self._name,
+                item=item,
+            )
+        if not isinstance(item, (Atom, Flow)):
+            raise exc.InvalidFlowItem(
+                f"flow '{self._name}' can only contain atoms and flows, not {item!r} ({type(item).__name__})",
+                flow=self._name,
+                item=item,
+            )
+        if item is self:
+            message = f"flow '{self._name}' cannot contain itself"
+            raise exc.InvalidFlowItem(message, flow=self._name, item=item)
+        if self._retry is not None:
+            self._check_retry_collision(self._retry, item)
+
+    def _check_retry_collision(self, retry: Retry, item: FlowItem) -> None:
+        provided = item.provides
+        # Only a direct atom competes with the retry; a nested flow's providers
+        # (its own retry included) sit in a nearer scope and shadow it legitimately.
+        both = retry.provides & provided if isinstance(item, Atom) else frozenset()
+        if both:
+            raise exc.AmbiguousDependency(
+                f"retry '{retry.name}' of flow '{self._name}' and its item '{item.name}' "
+                f"both provide {sorted(both)}",
+                symbol=sorted(both)[0],
+                providers=[retry.name, item.name],
+            )
+        needed = retry.requires & provided
+        if needed:
+            raise exc.DependencyFailure(
+                f"retry '{retry.name}' of flow '{self._name}' requires {sorted(needed)}, which its "
+                f"item '{item.name}' provides; the retry runs before its items, so it could never get them"
+            )
+
+    def _display_class(self) -> str:
+        name = reflection.get_class_name(self)
+        return name.removeprefix(_PATTERNS_PREFIX)
+
+    def __str__(self) -> str:
+        return f'"{self._display_class()}: {self._name}(len={len(self)})"'
+
+    def __repr__(self) -> str:
+        retry = f" retry={self._retry.name!r}" if self._retry is not None else ""
+        return f"<{self._display_class()} {self._name!r} len={len(self)}{retry}>"

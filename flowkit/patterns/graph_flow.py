@@ -1,0 +1,427 @@
+"""Graph flow: items run in the order their symbols and explicit links demand.
+
+When an item is added, its requirements are matched to the symbols other items
+provide, and a link is made from each provider to the item that needs it (and
+from the new item to earlier items that were still waiting for what it
+provides). :meth:`Flow.link` adds links by hand, optionally with a decider.
+Cycles are refused and leave the flow as it was.
+
+The graph is kept in plain dicts (successors and predecessors per node) rather
+than networkx, so importing flowkit stays cheap. Atoms' provided and required
+symbols are indexed, so adding to a large graph does not rescan every node;
+nested flows may still grow after being added, so they are always re-read.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from collections.abc import Callable, Collection, Iterable, Iterator
+from typing import Any, Self
+
+from flowkit import deciders, flow
+from flowkit import exceptions as exc
+from flowkit.atom import Atom
+from flowkit.flow import FlowItem
+from flowkit.retry import Retry
+
+__all__ = ["Flow", "TargetedFlow"]
+
+Meta = dict[str, Any]
+
+
+def _copy_meta(meta: Meta) -> Meta:
+    copied = dict(meta)
+    reasons = copied.get(flow.LINK_REASONS)
+    if reasons is not None:
+        copied[flow.LINK_REASONS] = set(reasons)
+    return copied
+
+
+class Flow(flow.Flow):
+    """Run items in an order that respects symbol dependencies and explicit links.
+
+    A link ``u -> v`` means ``v`` runs after ``u`` and is reverted before it.
+
+    Args:
+        name: the flow's name.
+        retry: an optional :class:`~flowkit.retry.Retry` for this flow.
+    """
+
+    def __init__(self, name: str, retry: Retry | None = None) -> None:
+        super().__init__(name, retry)
+        self._nodes: dict[FlowItem, Meta] = {}
+        self._order: dict[FlowItem, int] = {}
+        self._succ: dict[FlowItem, dict[FlowItem, Meta]] = {}
+        self._pred: dict[FlowItem, dict[FlowItem, Meta]] = {}
+        # Symbol indexes over atom children only (nested flows are re-read).
+        self._providers: dict[str, list[FlowItem]] = {}
+        self._requirers: dict[str, list[FlowItem]] = {}
+        self._subflows: list[FlowItem] = []
+        self._counter = 0
+
+    # -- building --------------------------------------------------------------
+
+    def add(self, *nodes: FlowItem, resolve_requires: bool = True, resolve_existing: bool = True) -> Self:
+        """Add items, linking them to the items they share symbols with.
+
+        Args:
+            nodes: atoms or flows; ones already in the flow are skipped.
+            resolve_requires: link each new item from the item that provides
+                each symbol it requires.
+            resolve_existing: link each new item to items already here that
+                still wait for a symbol it provides.
+
+        Raises:
+            flowkit.exceptions.InvalidFlowItem: an item is not an atom or flow.
+            flowkit.exceptions.AmbiguousDependency: several items provide a
+                symbol a new item requires.
+            flowkit.exceptions.DependencyFailure: the links would form a cycle.
+            In every case the flow is left unchanged.
+        """
+        fresh: dict[FlowItem, None] = {}
+        for node in nodes:
+            self._check_item(node)
+            if node not in self._nodes:
+                fresh[node] = None
+        if not fresh:
+            return self
+        from_retry = self._retry.provides if self._retry is not None else frozenset()
+        waiting = self._still_waiting(fresh, from_retry) if resolve_existing else {}
+        provided_now: dict[str, list[FlowItem]] = {}
+        try:
+            for node in fresh:
+                self._insert_node(node)
+                if resolve_requires:
+                    self._resolve_requires(node, from_retry, provided_now, waiting)
+                for value in node.provides:
+                    provided_now.setdefault(value, []).append(node)
+                if resolve_existing:
+                    self._resolve_existing(node, waiting)
+            # As in TaskFlow, cycles are looked for once everything is linked (so
+            # an ambiguity found on the way is what gets reported). The graph was
+            # acyclic before, so any cycle goes through a new node.
+            for node in fresh:
+                self._check_no_cycle(node)
+        except BaseException:
+            for node in fresh:
+                self._remove_node(node)
+            raise
+        for node in fresh:
+            self._index(node)
+        self._changed()
+        return self
+
+    def _still_waiting(
+        self, fresh: Iterable[FlowItem], from_retry: frozenset[str]
+    ) -> dict[str, list[FlowItem]]:
+        """Map each symbol the new items offer to the existing items still missing it."""
+        offered: set[str] = set()
+        for node in fresh:
+            offered.update(node.provides)
+        offered.difference_update(from_retry)
+        if not offered:
+            return {}
+        candidates: dict[FlowItem, None] = {}
+        for value in offered:
+            candidates.update(dict.fromkeys(self._requirers.get(value, ())))
+        candidates.update(dict.fromkeys(sub for sub in self._subflows if sub.requires & offered))
+        waiting: dict[str, list[FlowItem]] = {}
+        for node in sorted(candidates, key=self._order.__getitem__):
+            for value in sorted(self._unsatisfied(node, from_retry, node.requires & offered)):
+                waiting.setdefault(value, []).append(node)
+        return waiting
+
+    def _resolve_requires(
+        self,
+        node: FlowItem,
+        from_retry: frozenset[str],
+        provided_now: dict[str, list[FlowItem]],
+        waiting: dict[str, list[FlowItem]],
+    ) -> None:
+        for value in sorted(node.requires.difference(from_retry)):
+            providers = self._providers_of(value) + provided_now.get(value, [])
+            if len(providers) > 1:
+                names = sorted(provider.name for provider in providers)
+                raise exc.AmbiguousDependency(
+                    f"cannot add '{node.name}' to flow '{self._name}': symbol '{value}' it requires "
+                    f"is provided by several items {names}",
+                    symbol=value,
+                    providers=names,
+                    atom=node.name,
+                )
+            if providers:
+                self._add_edge(providers[0], node, reason=value, check=False)
+            else:
+                waiting.setdefault(value, []).append(node)
+
+    def _resolve_existing(self, node: FlowItem, waiting: dict[str, list[FlowItem]]) -> None:
+        for value in node.provides:
+            requirers = waiting.get(value)
+            if not requirers:
+                continue
+            for requirer in list(requirers):
+                if requirer is not node:
+                    self._add_edge(node, requirer, reason=value, check=False)
+                    requirers.remove(requirer)
+
+    def _providers_of(self, value: str) -> list[FlowItem]:
+        found = list(self._providers.get(value, ()))
+        found.extend(sub for sub in self._subflows if value in sub.provides)
+        return found
+
+    def link(
+        self,
+        u: FlowItem,
+        v: FlowItem,
+        decider: Callable[..., bool] | None = None,
+        decider_depth: deciders.Depth | str | None = None,
+    ) -> Self:
+        """Make ``v`` run after ``u`` (both already in the flow).
+
+        Args:
+            u: the item that runs first.
+            v: the item that runs after it.
+            decider: called once ``u`` (and any other decided predecessors of
+                ``v``) finished, with ``history`` (their results by name); a
+                falsy answer skips ``v``.
+            decider_depth: which successors of ``v`` are skipped with it (a
+                :class:`~flowkit.deciders.Depth` or its name); defaults to
+                ``Depth.ALL`` when a decider is given.
+
+        Raises:
+            ValueError: ``u`` or ``v`` is not in the flow, ``decider`` is not
+                callable, or a depth is given without a decider.
+            flowkit.exceptions.DependencyFailure: the link would close a cycle
+                (the flow is left unchanged).
+        """
+        if u not in self._nodes:
+            raise ValueError(f"cannot link from {u!r}: it is not in flow '{self._name}'")
+        if v not in self._nodes:
+            raise ValueError(f"cannot link to {v!r}: it is not in flow '{self._name}'")
+        if decider is not None and not callable(decider):
+            raise ValueError(f"a decider must be callable, not {decider!r}")
+        depth: deciders.Depth | None = None
+        if decider_depth is not None:
+            if decider is None:
+                raise ValueError("a decider depth needs a decider to go with it")
+            depth = deciders.Depth.translate(decider_depth)
+        elif decider is not None:
+            depth = deciders.Depth.ALL
+        meta = self._add_edge(u, v)
+        meta[flow.LINK_MANUAL] = True
+        if decider is not None:
+            meta[flow.LINK_DECIDER] = decider
+            meta[flow.LINK_DECIDER_DEPTH] = depth
+        self._changed()
+        return self
+
+    # -- the graph itself --------------------------------------------------------
+
+    def _insert_node(self, node: FlowItem) -> None:
+        self._nodes[node] = {}
+        self._order[node] = self._counter
+        self._counter += 1
+        self._succ[node] = {}
+        self._pred[node] = {}
+
+    def _remove_node(self, node: FlowItem) -> None:
+        if node not in self._nodes:
+            return
+        for after in self._succ.pop(node):
+            self._pred[after].pop(node, None)
+        for before in self._pred.pop(node):
+            self._succ[before].pop(node, None)
+        del self._nodes[node]
+        del self._order[node]
+
+    def _index(self, node: FlowItem) -> None:
+        if not isinstance(node, Atom):
+            self._subflows.append(node)
+            return
+        for value in node.provides:
+            self._providers.setdefault(value, []).append(node)
+        for value in node.requires:
+            self._requirers.setdefault(value, []).append(node)
+
+    def _add_edge(self, u: FlowItem, v: FlowItem, reason: str | None = None, check: bool = True) -> Meta:
+        """Add (or reuse) the edge ``u -> v`` and return its metadata.
+
+        Raises:
+            flowkit.exceptions.DependencyFailure: ``check`` is set and the edge
+                would close a cycle (nothing is changed then).
+        """
+        meta = self._succ[u].get(v)
+        if meta is None:
+            if check:
+                self._raise_if_path((v,), u)
+            meta = {}
+            self._succ[u][v] = meta
+            self._pred[v][u] = meta
+        if reason is not None:
+            meta.setdefault(flow.LINK_REASONS, set()).add(reason)
+        return meta
+
+    def _raise_if_path(self, starts: Iterable[FlowItem], goal: FlowItem) -> None:
+        """Raise if ``goal`` is reachable from one of ``starts`` (so ``goal -> start`` closes a cycle)."""
+        path = self._path(starts, goal)
+        if path is not None:
+            cycle = " -> ".join(f"'{node.name}'" for node in [goal, *path])
+            raise exc.DependencyFailure(
+                f"linking '{goal.name}' to '{path[0].name}' in flow '{self._name}' "
+                f"would create the cycle {cycle}"
+            )
+
+    def _check_no_cycle(self, node: FlowItem) -> None:
+        """Raise if ``node`` lies on a cycle."""
+        self._raise_if_path(self._succ[node], node)
+
+    def _path(self, starts: Iterable[FlowItem], goal: FlowItem) -> list[FlowItem] | None:
+        """Return the nodes of a path ``start -> ... -> goal`` from one of ``starts``, or None."""
+        parents: dict[FlowItem, FlowItem | None] = {}
+        stack: list[FlowItem] = []
+        for start in starts:
+            if start not in parents:
+                parents[start] = None
+                stack.append(start)
+        while stack:
+            node = stack.pop()
+            if node is goal:
+                path = [node]
+                parent = parents[node]
+                while parent is not None:
+                    path.append(parent)
+                    parent = parents[parent]
+                path.reverse()
+                return path
+            for after in self._succ[node]:
+                if after not in parents:
+                    parents[after] = node
+                    stack.append(after)
+        return None
+
+    def _ancestors(self, node: FlowItem) -> Iterator[FlowItem]:
+        """Yield every item ``node`` transitively depends on, nearest first."""
+        seen = {node}
+        queue = deque(self._pred[node])
+        seen.update(queue)
+        while queue:
+            before = queue.popleft()
+            yield before
+            for further in self._pred[before]:
+                if further not in seen:
+                    seen.add(further)
+                    queue.append(further)
+
+    def _unsatisfied(
+        self, node: FlowItem, from_retry: Collection[str], requires: Iterable[str] | None = None
+    ) -> set[str]:
+        """Return what ``node`` requires that neither the retry nor its ancestors provide."""
+        missing = set(node.requires if requires is None else requires)
+        missing.difference_update(from_retry)
+        if missing:
+            for before in self._ancestors(node):
+                missing.difference_update(before.provides)
+                if not missing:
+                    break
+        return missing
+
+    def _changed(self) -> None:
+        """Hook called after the graph changed (targeted flows drop their cache)."""
+
+    def _visible(self) -> Collection[FlowItem] | None:
+        """The nodes this flow shows, or None for all of them."""
+        return None
+
+    # -- reading -----------------------------------------------------------------
+
+    def __len__(self) -> int:
+        visible = self._visible()
+        return len(self._nodes) if visible is None else len(visible)
+
+    def __iter__(self) -> Iterator[FlowItem]:
+        for node, _meta in self.iter_nodes():
+            yield node
+
+    def iter_nodes(self) -> Iterator[tuple[FlowItem, Meta]]:
+        """Yield ``(item, metadata)`` in dependency order (insertion order among equals)."""
+        visible = self._visible()
+        nodes = self._nodes if visible is None else visible
+        order = self._order
+        indegree = {node: sum(1 for before in self._pred[node] if before in nodes) for node in nodes}
+        ready = [(order[node], node) for node, count in indegree.items() if count == 0]
+        heapq.heapify(ready)
+        while ready:
+            _index, node = heapq.heappop(ready)
+            yield node, self._nodes[node]
+            for after in self._succ[node]:
+                if after in indegree:
+                    indegree[after] -= 1
+                    if indegree[after] == 0:
+                        heapq.heappush(ready, (order[after], after))
+
+    def iter_links(self) -> Iterator[tuple[FlowItem, FlowItem, Meta]]:
+        """Yield ``(u, v, metadata)`` for every link (copies; changing them changes nothing)."""
+        visible = self._visible()
+        for u in self._nodes if visible is None else visible:
+            for v, meta in self._succ[u].items():
+                if visible is None or v in visible:
+                    yield u, v, _copy_meta(meta)
+
+    @property
+    def requires(self) -> frozenset[str]:
+        needed: set[str] = set()
+        from_retry: frozenset[str] = frozenset()
+        if self._retry is not None:
+            needed.update(self._retry.requires)
+            from_retry = self._retry.provides
+        visible = self._visible()
+        for node in self._nodes if visible is None else visible:
+            needed.update(self._unsatisfied(node, from_retry))
+        return frozenset(needed)
+
+
+class TargetedFlow(Flow):
+    """A graph flow that can be cut down to one target and what it depends on.
+
+    With a target set, the flow shows (and so runs) only the target and its
+    ancestors; :meth:`reset_target` shows everything again.
+    """
+
+    def __init__(self, name: str, retry: Retry | None = None) -> None:
+        super().__init__(name, retry)
+        self._target: FlowItem | None = None
+        self._subset: dict[FlowItem, None] | None = None
+
+    @property
+    def target(self) -> FlowItem | None:
+        """The current target, or ``None``."""
+        return self._target
+
+    def set_target(self, target_node: FlowItem) -> None:
+        """Show only ``target_node`` and the items it (transitively) depends on.
+
+        Raises:
+            ValueError: ``target_node`` is not in the flow.
+        """
+        if target_node not in self._nodes:
+            raise ValueError(f"cannot target {target_node!r}: it is not in flow '{self._name}'")
+        self._target = target_node
+        self._subset = None
+
+    def reset_target(self) -> None:
+        """Show every item again."""
+        self._target = None
+        self._subset = None
+
+    def _changed(self) -> None:
+        self._subset = None
+
+    def _visible(self) -> Collection[FlowItem] | None:
+        if self._target is None:
+            return None
+        if self._subset is None:
+            wanted = {self._target, *self._ancestors(self._target)}
+            # Keep insertion order so iteration stays deterministic.
+            self._subset = {node: None for node in self._nodes if node in wanted}
+        return self._subset

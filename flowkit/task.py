@@ -1,0 +1,284 @@
+"""Tasks: atoms that do work and know how to undo it.
+
+Subclass :class:`Task` and write ``execute`` (and usually ``revert``), or wrap
+plain functions with :class:`FunctorTask`, :class:`MapFunctorTask` and
+:class:`ReduceFunctorTask`. A task can report progress with
+:meth:`BaseTask.update_progress`; listeners hear it through the task's
+:attr:`~BaseTask.notifier`, which is only created when first asked for so that
+making a task stays cheap.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any, ClassVar
+
+from flowkit import atom
+from flowkit._utils import reflection
+from flowkit.types import notifier
+
+__all__ = [
+    "EVENT_UPDATE_PROGRESS",
+    "REVERT_FLOW_FAILURES",
+    "REVERT_RESULT",
+    "BaseTask",
+    "FunctorTask",
+    "MapFunctorTask",
+    "ReduceFunctorTask",
+    "Task",
+]
+
+LOG = logging.getLogger(__name__)
+
+#: Keyword under which ``revert`` receives what ``execute`` returned (or its failure).
+REVERT_RESULT = "result"
+#: Keyword under which ``revert`` receives the failures that caused the revert.
+REVERT_FLOW_FAILURES = "flow_failures"
+#: Event a task's notifier emits from :meth:`BaseTask.update_progress`.
+EVENT_UPDATE_PROGRESS = "update_progress"
+
+
+class BaseTask(atom.Atom):
+    """An atom that does work, can undo it, and can report its progress.
+
+    Takes the same arguments as :class:`~flowkit.atom.Atom`.
+    """
+
+    #: The events listeners may register for on :attr:`notifier`.
+    TASK_EVENTS: ClassVar[tuple[str, ...]] = (EVENT_UPDATE_PROGRESS,)
+
+    # Created on first use of ``notifier``; most tasks never get a listener.
+    _notifier: notifier.RestrictedNotifier | None = None
+    # Set by a running engine to hear progress (``sink(task, progress)``)
+    # without registering on, or creating, the task's own notifier.
+    _progress_sink: Callable[[BaseTask, float], None] | None = None
+
+    @property
+    def notifier(self) -> notifier.RestrictedNotifier:
+        """The notifier for this task's own events (see :attr:`TASK_EVENTS`)."""
+        found = self._notifier
+        if found is None:
+            found = self._notifier = notifier.RestrictedNotifier(self.TASK_EVENTS)
+        return found
+
+    def copy(self, retain_listeners: bool = True) -> BaseTask:
+        """Return a shallow copy of this task.
+
+        Args:
+            retain_listeners: keep the registered progress listeners on the copy
+                (registered independently from now on); otherwise it has none.
+        """
+        clone = copy.copy(self)
+        if self._notifier is not None:
+            clone._notifier = self._notifier.copy() if retain_listeners else None  # type: ignore[assignment]
+        return clone
+
+    def update_progress(self, progress: float) -> None:
+        """Tell listeners how far along this task is.
+
+        Args:
+            progress: a fraction from 0.0 to 1.0; values outside are clamped
+                (and a warning logged).
+        """
+        if progress > 1.0 or progress < 0.0:
+            LOG.warning("Progress must be between 0.0 and 1.0, not %r; clamping it", progress)
+            progress = 1.0 if progress > 1.0 else 0.0
+        sink = self._progress_sink
+        if sink is not None:
+            sink(self, progress)
+        found = self._notifier
+        if found is not None and found.has_listeners:
+            found.notify(EVENT_UPDATE_PROGRESS, {"progress": progress})
+
+
+class Task(BaseTask):
+    """Base class for user tasks: subclass it and define ``execute`` (and ``revert``).
+
+    What the task requires is read from ``execute``'s signature; its name
+    defaults to the class's ``module.ClassName``. See :class:`~flowkit.atom.Atom`
+    for the arguments.
+    """
+
+
+def _check_callable(value: object, role: str) -> None:
+    if not callable(value):
+        raise ValueError(f"the function to use for {role} must be callable, not {value!r}")
+
+
+class FunctorTask(Task):
+    """A task made from a function (and optionally a function that undoes it).
+
+    Args:
+        execute: called with the task's arguments by keyword; what it requires
+            is read from its signature.
+        name: defaults to the dotted name of ``execute``.
+        provides: see :class:`~flowkit.atom.Atom`.
+        requires: see :class:`~flowkit.atom.Atom`.
+        auto_extract: see :class:`~flowkit.atom.Atom`.
+        rebind: see :class:`~flowkit.atom.Atom`.
+        revert: called to undo ``execute``; without it reverting does nothing.
+        version: overrides the default ``(1, 0)``.
+        inject: see :class:`~flowkit.atom.Atom`.
+
+    Raises:
+        ValueError: ``execute`` or ``revert`` is not callable.
+    """
+
+    def __init__(
+        self,
+        execute: Callable[..., Any],
+        name: str | None = None,
+        provides: atom.ProvidesSpec = None,
+        requires: str | Iterable[str] | None = None,
+        auto_extract: bool = True,
+        rebind: atom.RebindSpec = None,
+        revert: Callable[..., Any] | None = None,
+        version: tuple[int, ...] | None = None,
+        inject: dict[str, Any] | None = None,
+    ) -> None:
+        _check_callable(execute, "executing")
+        if revert is not None:
+            _check_callable(revert, "reverting")
+        self._execute = execute
+        self._revert = revert
+        if name is None:
+            name = reflection.get_callable_name(execute)
+        super().__init__(
+            name,
+            provides=provides,
+            requires=requires,
+            auto_extract=auto_extract,
+            rebind=rebind,
+            inject=inject,
+        )
+        if version is not None:
+            self.version = version
+
+    def _arg_sources(self) -> tuple[Callable[..., Any], Callable[..., Any] | None]:
+        # Without a revert function, revert takes exactly what execute took.
+        return self._execute, self._revert
+
+    def execute(self, *args: Any, **kwargs: Any) -> Any:
+        return self._execute(*args, **kwargs)
+
+    def revert(self, *args: Any, **kwargs: Any) -> Any:
+        if self._revert is None:
+            return None
+        return self._revert(*args, **kwargs)
+
+
+def _as_requirements(requires: object) -> list[str]:
+    if isinstance(requires, str) or not isinstance(requires, Iterable):
+        raise TypeError(f"requires must be an iterable of names (not a str), not {type(requires).__name__}")
+    return list(requires)
+
+
+class _ValuesFunctorTask(Task):
+    """Shared plumbing of the map and reduce tasks: a functor over the required values."""
+
+    _functor_arity: ClassVar[int]
+    _role: ClassVar[str]
+
+    def __init__(
+        self,
+        functor: Callable[..., Any],
+        requires: Iterable[str],
+        name: str | None = None,
+        provides: atom.ProvidesSpec = None,
+        auto_extract: bool = True,
+        rebind: atom.RebindSpec = None,
+        inject: dict[str, Any] | None = None,
+        revert: Callable[..., Any] | None = None,
+    ) -> None:
+        _check_callable(functor, self._role)
+        count = len(reflection.get_callable_args(functor))
+        if count != self._functor_arity:
+            raise ValueError(
+                f"the {self._role} functor must take exactly {self._functor_arity} "
+                f"argument(s), but it takes {count}"
+            )
+        names = self._check_requires(_as_requirements(requires))
+        if revert is not None:
+            _check_callable(revert, "reverting")
+        self._functor = functor
+        self._revert = revert
+        if name is None:
+            name = reflection.get_callable_name(functor)
+        super().__init__(
+            name, provides=provides, requires=names, auto_extract=auto_extract, rebind=rebind, inject=inject
+        )
+        # The engine passes values by argument name; keep the requirement order.
+        self._value_args = tuple(self.rebind)
+
+    def _check_requires(self, names: list[str]) -> list[str]:
+        return names
+
+    def _values(self, kwargs: dict[str, Any]) -> list[Any]:
+        return [kwargs[arg] for arg in self._value_args]
+
+    def revert(self, *args: Any, **kwargs: Any) -> Any:
+        if self._revert is None:
+            return None
+        return self._revert(*args, **kwargs)
+
+
+class MapFunctorTask(_ValuesFunctorTask):
+    """A task that applies a one-argument function to each required value, like ``map``.
+
+    Returns the list of results, in the order of ``requires``; give
+    ``provides`` a list of names to store each result under its own symbol.
+
+    Args:
+        functor: a function of one argument.
+        requires: the symbols whose values are mapped (a list, not a str).
+        name: defaults to the dotted name of ``functor``.
+        provides: see :class:`~flowkit.atom.Atom`.
+        auto_extract: see :class:`~flowkit.atom.Atom`.
+        rebind: see :class:`~flowkit.atom.Atom`.
+        inject: see :class:`~flowkit.atom.Atom`.
+        revert: optional function called (by keyword) to undo the task.
+
+    Raises:
+        ValueError: ``functor`` is not callable or does not take one argument.
+        TypeError: ``requires`` is not an iterable of names.
+    """
+
+    _functor_arity = 1
+    _role = "map"
+
+    def execute(self, *args: Any, **kwargs: Any) -> list[Any]:
+        return [self._functor(value) for value in self._values(kwargs)]
+
+
+class ReduceFunctorTask(_ValuesFunctorTask):
+    """A task that folds the required values with a two-argument function, like ``reduce``.
+
+    Args:
+        functor: a function of two arguments.
+        requires: at least two symbols whose values are reduced, in order.
+        name: defaults to the dotted name of ``functor``.
+        provides: see :class:`~flowkit.atom.Atom`.
+        auto_extract: see :class:`~flowkit.atom.Atom`.
+        rebind: see :class:`~flowkit.atom.Atom`.
+        inject: see :class:`~flowkit.atom.Atom`.
+        revert: optional function called (by keyword) to undo the task.
+
+    Raises:
+        ValueError: ``functor`` is not callable or does not take two
+            arguments, or fewer than two requirements are given.
+        TypeError: ``requires`` is not an iterable of names.
+    """
+
+    _functor_arity = 2
+    _role = "reduce"
+
+    def _check_requires(self, names: list[str]) -> list[str]:
+        if len(names) < 2:
+            raise ValueError(f"reduce needs at least 2 requirements, got {len(names)}: {names}")
+        return names
+
+    def execute(self, *args: Any, **kwargs: Any) -> Any:
+        return functools.reduce(self._functor, self._values(kwargs))

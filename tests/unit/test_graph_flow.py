@@ -1,0 +1,340 @@
+"""Graph flows: links inferred from symbols, manual links, cycles, targets, deciders."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from flowkit import deciders, flow, retry, task
+from flowkit import exceptions as exc
+from flowkit.patterns import graph_flow, linear_flow
+
+
+class T(task.Task):
+    def execute(self, **kwargs: Any) -> None:
+        return None
+
+
+def make(name: str, requires: list[str] | None = None, provides: list[str] | str | None = None) -> T:
+    return T(name=name, requires=requires, provides=provides)
+
+
+def links(f: flow.Flow) -> list[tuple[str, str, dict[str, Any]]]:
+    return [(u.name, v.name, meta) for u, v, meta in f.iter_links()]
+
+
+def snapshot(f: flow.Flow) -> tuple[list[str], list[tuple[str, str, dict[str, Any]]], frozenset[str]]:
+    return [node.name for node in f], links(f), f.requires
+
+
+def always(history: dict[str, Any]) -> bool:
+    return True
+
+
+# -- links from symbols --------------------------------------------------------------
+
+
+def test_graph_flow_links_a_provider_to_its_consumer() -> None:
+    f = graph_flow.Flow("g").add(make("a", provides="x"), make("b", requires=["x"]))
+    assert links(f) == [("a", "b", {flow.LINK_REASONS: {"x"}})]
+    assert f.requires == frozenset()
+
+
+def test_graph_flow_links_an_existing_consumer_to_a_new_provider() -> None:
+    f = graph_flow.Flow("g").add(make("b", requires=["x"]))
+    assert f.requires == frozenset({"x"})
+    f.add(make("a", provides="x"))
+    assert links(f) == [("a", "b", {flow.LINK_REASONS: {"x"}})]
+    assert f.requires == frozenset()
+
+
+def test_graph_flow_gathers_every_symbol_of_a_link_as_its_reasons() -> None:
+    f = graph_flow.Flow("g").add(make("a", provides=["x", "y"]), make("b", requires=["x", "y"]))
+    assert links(f) == [("a", "b", {flow.LINK_REASONS: {"x", "y"}})]
+
+
+def test_graph_flow_resolution_can_be_turned_off() -> None:
+    no_requires = graph_flow.Flow("g").add(make("a", provides="x"))
+    no_requires.add(make("b", requires=["x"]), resolve_requires=False)
+    assert links(no_requires) == []
+    no_existing = graph_flow.Flow("g").add(make("b", requires=["x"]))
+    no_existing.add(make("a", provides="x"), resolve_existing=False)
+    assert links(no_existing) == []
+
+
+def test_graph_flow_items_without_shared_symbols_are_unlinked() -> None:
+    f = graph_flow.Flow("g").add(make("a", provides="x"), make("b", requires=["y"]))
+    assert links(f) == []
+    assert f.requires == frozenset({"y"})
+
+
+def test_graph_flow_retry_provides_need_no_link() -> None:
+    f = graph_flow.Flow("g", retry=retry.Times(name="r", provides="attempt"))
+    f.add(make("a", requires=["attempt"]))
+    assert links(f) == []
+    assert f.requires == frozenset()
+
+
+def test_graph_flow_links_nested_flows_by_their_symbols() -> None:
+    producer = linear_flow.Flow("producer").add(make("a", provides="x"))
+    consumer = linear_flow.Flow("consumer").add(make("b", requires=["x", "z"]))
+    f = graph_flow.Flow("g").add(consumer, producer)
+    assert links(f) == [("producer", "consumer", {flow.LINK_REASONS: {"x"}})]
+    assert f.requires == frozenset({"z"})
+
+
+def test_graph_flow_sees_what_a_nested_flow_gained_after_being_added() -> None:
+    growing = linear_flow.Flow("growing")
+    f = graph_flow.Flow("g").add(growing)
+    growing.add(make("a", provides="x"))
+    f.add(make("b", requires=["x"]))
+    assert links(f) == [("growing", "b", {flow.LINK_REASONS: {"x"}})]
+
+
+def test_graph_flow_requirement_satisfied_further_up_is_not_linked_again() -> None:
+    a, b, c = make("a", provides="x"), make("b", requires=["x"], provides="y"), make("c", requires=["y"])
+    f = graph_flow.Flow("g").add(a, b, c)
+    assert links(f) == [
+        ("a", "b", {flow.LINK_REASONS: {"x"}}),
+        ("b", "c", {flow.LINK_REASONS: {"y"}}),
+    ]
+
+
+# -- ambiguity -------------------------------------------------------------------
+
+
+def test_two_providers_of_a_required_symbol_are_ambiguous() -> None:
+    f = graph_flow.Flow("g").add(make("p2", provides="x"), make("p1", provides="x"))
+    before = snapshot(f)
+    with pytest.raises(exc.AmbiguousDependency) as info:
+        f.add(make("c", requires=["x"]))
+    assert info.value.symbol == "x"
+    assert info.value.providers == ("p1", "p2")
+    assert info.value.atom == "c"
+    assert "'x'" in str(info.value)
+    assert snapshot(f) == before
+
+
+def test_ambiguity_within_one_add_leaves_the_flow_unchanged() -> None:
+    f = graph_flow.Flow("g").add(make("first"))
+    with pytest.raises(exc.AmbiguousDependency):
+        f.add(make("p1", provides="x"), make("p2", provides="x"), make("c", requires=["x"]))
+    assert [node.name for node in f] == ["first"]
+
+
+# -- cycles ----------------------------------------------------------------------
+
+
+def test_symbol_cycle_is_refused_naming_its_nodes_and_changes_nothing() -> None:
+    f = graph_flow.Flow("g").add(make("a", requires=["z"], provides="x"))
+    before = snapshot(f)
+    with pytest.raises(exc.DependencyFailure) as info:
+        f.add(make("b", requires=["x"], provides="y"), make("c", requires=["y"], provides="z"))
+    message = str(info.value)
+    for name in ("'a'", "'b'", "'c'"):
+        assert name in message
+    assert "cycle" in message
+    assert snapshot(f) == before
+
+
+def test_a_refused_add_can_be_retried_without_the_culprit() -> None:
+    f = graph_flow.Flow("g").add(make("a", requires=["y"], provides="x"))
+    b = make("b", requires=["x"], provides="y")
+    with pytest.raises(exc.DependencyFailure):
+        f.add(b)
+    f.add(make("b2", requires=["x"]))
+    assert links(f) == [("a", "b2", {flow.LINK_REASONS: {"x"}})]
+
+
+def test_manual_link_closing_a_cycle_is_refused_and_changes_nothing() -> None:
+    a, b, c = make("a"), make("b"), make("c")
+    f = graph_flow.Flow("g").add(a, b, c).link(a, b).link(b, c)
+    before = snapshot(f)
+    with pytest.raises(exc.DependencyFailure) as info:
+        f.link(c, a)
+    assert "'c' -> 'a' -> 'b' -> 'c'" in str(info.value)
+    assert snapshot(f) == before
+
+
+def test_linking_a_node_to_itself_is_a_cycle() -> None:
+    a = make("a")
+    f = graph_flow.Flow("g").add(a)
+    with pytest.raises(exc.DependencyFailure, match="'a' -> 'a'"):
+        f.link(a, a)
+
+
+# -- manual links and deciders ----------------------------------------------------
+
+
+def test_manual_link_is_marked_manual() -> None:
+    a, b = make("a"), make("b")
+    f = graph_flow.Flow("g").add(a, b)
+    assert f.link(a, b) is f
+    assert links(f) == [("a", "b", {flow.LINK_MANUAL: True})]
+
+
+def test_manual_link_over_a_symbol_link_keeps_the_reasons() -> None:
+    a, b = make("a", provides="x"), make("b", requires=["x"])
+    f = graph_flow.Flow("g").add(a, b).link(a, b)
+    assert links(f) == [("a", "b", {flow.LINK_REASONS: {"x"}, flow.LINK_MANUAL: True})]
+
+
+def test_link_stores_the_decider_with_depth_all_by_default() -> None:
+    a, b = make("a"), make("b")
+    f = graph_flow.Flow("g").add(a, b).link(a, b, decider=always)
+    (_u, _v, meta) = next(f.iter_links())
+    assert meta[flow.LINK_DECIDER] is always
+    assert meta[flow.LINK_DECIDER_DEPTH] is deciders.Depth.ALL
+    assert meta[flow.LINK_MANUAL] is True
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("atom", deciders.Depth.ATOM),
+        ("Flow", deciders.Depth.FLOW),
+        (deciders.Depth.NEIGHBORS, deciders.Depth.NEIGHBORS),
+    ],
+)
+def test_link_translates_the_decider_depth(given: Any, expected: deciders.Depth) -> None:
+    a, b = make("a"), make("b")
+    f = graph_flow.Flow("g").add(a, b).link(a, b, decider=always, decider_depth=given)
+    assert next(f.iter_links())[2][flow.LINK_DECIDER_DEPTH] is expected
+
+
+def test_link_rejects_bad_arguments() -> None:
+    a, b, stranger = make("a"), make("b"), make("stranger")
+    f = graph_flow.Flow("g").add(a, b)
+    with pytest.raises(ValueError, match="stranger"):
+        f.link(a, stranger)
+    with pytest.raises(ValueError, match="stranger"):
+        f.link(stranger, a)
+    with pytest.raises(ValueError, match="callable"):
+        f.link(a, b, decider="yes")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="decider"):
+        f.link(a, b, decider_depth="ALL")
+    with pytest.raises(ValueError, match="ATOM"):
+        f.link(a, b, decider=always, decider_depth="sideways")
+    assert links(f) == []
+
+
+def test_iter_links_gives_copies() -> None:
+    f = graph_flow.Flow("g").add(make("a", provides="x"), make("b", requires=["x"]))
+    (_u, _v, meta) = next(f.iter_links())
+    meta[flow.LINK_REASONS].add("junk")
+    meta["junk"] = True
+    assert links(f) == [("a", "b", {flow.LINK_REASONS: {"x"}})]
+
+
+# -- order and size --------------------------------------------------------------
+
+
+def test_graph_flow_iterates_in_dependency_order_then_insertion_order() -> None:
+    consumer = make("consumer", requires=["x"])
+    loner = make("loner")
+    producer = make("producer", provides="x")
+    f = graph_flow.Flow("g").add(consumer, loner, producer)
+    assert [node.name for node in f] == ["loner", "producer", "consumer"]
+    assert [node.name for node, meta in f.iter_nodes()] == ["loner", "producer", "consumer"]
+    assert all(meta == {} for _node, meta in f.iter_nodes())
+    assert len(f) == 3
+
+
+def test_graph_flow_order_follows_manual_links() -> None:
+    a, b, c = make("a"), make("b"), make("c")
+    f = graph_flow.Flow("g").add(a, b, c).link(c, a)
+    assert [node.name for node in f] == ["b", "c", "a"]
+
+
+# -- TargetedFlow ----------------------------------------------------------------
+
+
+def build_targeted() -> tuple[graph_flow.TargetedFlow, dict[str, T]]:
+    nodes = {
+        "a": make("a", provides="x"),
+        "b": make("b", requires=["x", "outside"], provides="y"),
+        "c": make("c", requires=["y"]),
+        "d": make("d", requires=["x"], provides="w"),
+        "e": make("e", requires=["elsewhere"]),
+    }
+    f = graph_flow.TargetedFlow("tf")
+    f.add(*nodes.values())
+    return f, nodes
+
+
+def test_targeted_flow_without_target_shows_everything() -> None:
+    f, _nodes = build_targeted()
+    assert len(f) == 5
+    assert f.requires == frozenset({"outside", "elsewhere"})
+    assert f.target is None
+
+
+def test_targeted_flow_shows_only_the_target_and_its_ancestors() -> None:
+    f, nodes = build_targeted()
+    f.set_target(nodes["c"])
+    assert f.target is nodes["c"]
+    assert [node.name for node in f] == ["a", "b", "c"]
+    assert len(f) == 3
+    assert links(f) == [
+        ("a", "b", {flow.LINK_REASONS: {"x"}}),
+        ("b", "c", {flow.LINK_REASONS: {"y"}}),
+    ]
+    assert f.requires == frozenset({"outside"})
+
+
+def test_targeted_flow_reset_shows_everything_again() -> None:
+    f, nodes = build_targeted()
+    f.set_target(nodes["a"])
+    assert [node.name for node in f] == ["a"]
+    f.reset_target()
+    assert len(f) == 5
+
+
+def test_targeted_flow_updates_its_view_after_adds_and_links() -> None:
+    f, nodes = build_targeted()
+    f.set_target(nodes["c"])
+    assert len(f) == 3
+    feeder = make("feeds_c")
+    f.add(feeder)
+    assert "feeds_c" not in [node.name for node in f]
+    f.link(feeder, nodes["c"])
+    assert "feeds_c" in [node.name for node in f]
+    f.link(nodes["e"], nodes["a"])
+    assert "e" in [node.name for node in f]
+
+
+def test_targeted_flow_rejects_an_unknown_target() -> None:
+    f, _nodes = build_targeted()
+    with pytest.raises(ValueError, match="stranger"):
+        f.set_target(make("stranger"))
+
+
+# -- deciders.Depth ---------------------------------------------------------------
+
+
+def test_depth_members_have_taskflow_values() -> None:
+    assert [depth.value for depth in deciders.Depth] == ["ALL", "FLOW", "NEIGHBORS", "ATOM"]
+
+
+@pytest.mark.parametrize("text", ["all", "ALL", "All"])
+def test_depth_translate_accepts_any_case(text: str) -> None:
+    assert deciders.Depth.translate(text) is deciders.Depth.ALL
+
+
+def test_depth_translate_passes_members_through() -> None:
+    assert deciders.Depth.translate(deciders.Depth.ATOM) is deciders.Depth.ATOM
+
+
+def test_depth_translate_lists_the_choices_for_a_bad_value() -> None:
+    with pytest.raises(ValueError, match="'ALL', 'ATOM', 'FLOW', 'NEIGHBORS'"):
+        deciders.Depth.translate("deep")
+    with pytest.raises(TypeError):
+        deciders.Depth.translate(3)  # type: ignore[arg-type]
+
+
+def test_pick_widest_returns_the_furthest_reaching_depth() -> None:
+    depths = deciders.Depth
+    assert deciders.pick_widest([depths.ATOM, depths.FLOW, depths.NEIGHBORS]) is depths.FLOW
+    assert deciders.pick_widest([depths.ATOM]) is depths.ATOM
+    assert deciders.pick_widest(list(depths)) is depths.ALL
