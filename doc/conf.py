@@ -12,6 +12,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 # Document the checkout being built, not whichever flowkit is installed.
 sys.path.insert(0, str(ROOT))
+# Our own Sphinx extensions (doc/_ext/state_tables.py renders flowkit.states).
+sys.path.insert(0, str(ROOT / "doc" / "_ext"))
 
 import flowkit  # noqa: E402 - needs the path set above
 
@@ -26,6 +28,7 @@ extensions = [
     "sphinx.ext.doctest",
     "sphinx.ext.intersphinx",
     "sphinx.ext.napoleon",
+    "state_tables",
 ]
 
 # Cross-project links would need the network at build time; keep none.
@@ -41,7 +44,7 @@ autodoc_typehints = "description"
 autodoc_default_options = {"members": True, "show-inheritance": True}
 
 root_doc = "index"
-exclude_patterns = ["_build"]
+exclude_patterns = ["_build", "_ext"]
 templates_path: list[str] = []
 
 html_theme = "alabaster"

@@ -160,7 +160,7 @@ def test_item_providing_what_the_retry_provides_is_ambiguous(pattern: type[flow.
 def test_subflow_may_shadow_what_the_retry_provides(pattern: type[flow.Flow]) -> None:
     # A nested flow is a nearer scope: its providers (or its own retry) shadow the outer retry.
     inner = linear_flow.Flow("inner", retry=retry.Times(name="inner-r", provides="x"))
-    inner.add(make("t", provides="x"))
+    inner.add(make("t", provides="y"))
     f = pattern("f", retry=retry.Times(name="r", provides="x"))
     f.add(inner)
     assert list(f) == [inner]
