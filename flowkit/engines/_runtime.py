@@ -89,6 +89,8 @@ class Runtime:
         self._defer_reverts = defer_reverts
         self._never_resolve = never_resolve
         self.records: list[AtomRecord | None] = [None] * len(compilation.nodes)
+        # In memory, persisting is a no-op: skip even the call on the hot path.
+        self._durable = storage.backend is not None or type(storage)._persist is not Storage._persist
         self.scheduler = sch.Scheduler(compilation, self)
         #: Failures that end the run in FAILURE (revert failures, unresolvable ones).
         self.retained: list[Failure] = []
@@ -261,7 +263,8 @@ class Runtime:
         old = record.state
         record.state = state
         self.scheduler.state[node.index] = state
-        self.storage._persist(record)
+        if self._durable:
+            self.storage._persist(record)
         if self.notifier.has_listeners:
             if node.kind == RETRY:
                 details = {"retry_name": node.name, "retry_uuid": record.uuid, "old_state": old}
