@@ -30,6 +30,8 @@ from flowkit.types.failure import Failure
 __all__ = ["AtomRecord", "Storage"]
 
 _NO_RESULT: Any = object()
+# States in which an atom's execute result is (still) its current result.
+_STANDING_STATES = frozenset({st.SUCCESS, st.REVERTING})
 
 
 class AtomRecord:
@@ -255,8 +257,8 @@ class Storage:
         record = self._record(atom_name)
         if record.failure is not None:
             return record.failure
-        if record.state not in (st.SUCCESS, st.REVERTING, st.REVERTED, st.REVERT_FAILURE, st.RETRYING):
-            raise exc.NotFound(f"atom '{atom_name}' has no result (it is {record.state})")
+        if record.state not in _STANDING_STATES:
+            raise exc.NotFound(f"atom '{atom_name}' has no execute result (it is {record.state})")
         return record.result
 
     def get_revert_result(self, atom_name: str) -> Any:
@@ -331,29 +333,48 @@ class Storage:
     # -- symbol lookups -----------------------------------------------------------
 
     def _values_of(self, name: str) -> list[Any]:
-        return [r.provided[name] for r in self._providers.get(name, ()) if r.provided and name in r.provided]
+        """Every current value of ``name``: the injected one first, then results in atom order.
+
+        Only atoms whose result still stands count (SUCCESS, or REVERTING while it is
+        being undone); a reverted atom's result is gone, as in TaskFlow.
+        """
+        values = [self._store[name]] if name in self._store else []
+        for record in self._providers.get(name, ()):
+            provided = record.provided
+            if provided is not None and name in provided and record.state in _STANDING_STATES:
+                values.append(provided[name])
+        return values
 
     def fetch(self, name: str, many_handler: Callable[[list[Any]], Any] | None = None) -> Any:
-        """Return the value of symbol ``name``: injected, else an atom's result.
+        """Return the value of symbol ``name``.
+
+        Args:
+            name: the symbol.
+            many_handler: picks from several values (default: the first, which is the
+                injected one when there is one, else the first provider's).
 
         Raises:
             NotFound: nothing injected or produced the symbol (yet).
         """
-        if name in self._store:
-            return self._store[name]
         values = self._values_of(name)
         if not values:
             raise exc.NotFound(f"no value for symbol '{name}' in flow '{self._flow_name}'")
-        return many_handler(values) if many_handler else values[-1]
+        return many_handler(values) if many_handler else values[0]
 
     def fetch_all(self, many_handler: Callable[[list[Any]], Any] | None = None) -> dict[str, Any]:
-        """Return every symbol that has a value right now."""
+        """Return every symbol that has a value right now.
+
+        A symbol with several values (injected and produced, or several producers)
+        maps to the list of them unless ``many_handler`` picks one, as in TaskFlow.
+        """
         results: dict[str, Any] = {}
-        for name in self._providers:
+        for name in [*self._store, *(n for n in self._providers if n not in self._store)]:
             values = self._values_of(name)
             if values:
-                results[name] = many_handler(values) if many_handler else values[-1]
-        results.update(self._store)
+                if many_handler is not None:
+                    results[name] = many_handler(values)
+                else:
+                    results[name] = values if len(values) > 1 else values[0]
         return results
 
     def fetch_mapped_args(

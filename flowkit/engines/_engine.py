@@ -218,7 +218,6 @@ class ActionEngine(Engine):
         assert runtime is not None
         driver = self._make_driver()
         started = time.perf_counter()
-        completed = 0
         self._change_state(st.RUNNING)
         runtime.start()
         driver.open(runtime)
@@ -226,55 +225,63 @@ class ActionEngine(Engine):
         scheduler = runtime.scheduler
         closed = False
         try:
-            yield st.RESUMING
+            state = st.RESUMING
             while True:
-                if storage._flow_state == st.RUNNING and not scheduler.halted:
-                    driver.schedule(runtime)
-                try:
-                    suspend = yield st.SCHEDULING
-                    if suspend and not closed:
+                # Yield the state; a truthy value sent in (or closing the iterator)
+                # asks for a suspend, which lets running atoms finish first.
+                if not closed:
+                    try:
+                        sent = yield state
+                    except GeneratorExit:
+                        closed, sent = True, True
+                    if sent:
                         self.suspend()
+                if state == st.SCHEDULING:
+                    state = st.WAITING
+                elif state == st.WAITING:
                     if driver.in_flight:
-                        suspend = yield st.WAITING
-                        if suspend and not closed:
-                            self.suspend()
-                        done = driver.wait(timeout)
-                        for node, action, ok, value in done:
+                        for node, action, ok, value in driver.wait(timeout):
                             runtime.complete(node, action, ok, value)
-                        completed += len(done)
-                    suspend = yield st.ANALYZING
-                    if suspend and not closed:
-                        self.suspend()
-                except GeneratorExit:
-                    closed = True
-                    self.suspend()
-                if not driver.in_flight and (
-                    storage._flow_state != st.RUNNING or scheduler.halted or not scheduler.has_ready()
-                ):
-                    break
+                    state = st.ANALYZING
+                else:
+                    if (
+                        state == st.ANALYZING
+                        and not driver.in_flight
+                        and (
+                            storage._flow_state != st.RUNNING or scheduler.halted or not scheduler.has_ready()
+                        )
+                    ):
+                        break
+                    if storage._flow_state == st.RUNNING and not scheduler.halted:
+                        driver.schedule(runtime)
+                    state = st.SCHEDULING
             final = self._final_state(runtime)
         except BaseException:
             driver.close()
             runtime.finish()
             self._change_state(st.FAILURE)
             raise
+        finally:
+            if self._gather:
+                self._statistics = {
+                    "active_for": time.perf_counter() - started,
+                    "completed": runtime.completed,
+                    "discarded_failures": scheduler.resolved_failures,
+                    "incomplete": driver.in_flight,
+                }
         driver.close()
         runtime.finish()
-        if self._gather:
-            self._statistics = {
-                "active_for": time.perf_counter() - started,
-                "completed": completed,
-                "discarded_failures": scheduler.resolved_failures,
-                "incomplete": driver.in_flight,
-            }
+        if not closed:
+            try:
+                yield final
+            except GeneratorExit:
+                closed = True
         self._change_state(final)
         if final not in _NO_RERAISE:
             failures = list(storage.get_execute_failures().values())
             failures.extend(storage.get_revert_failures().values())
             failures.extend(f for f in runtime.retained if f not in failures)
             Failure.reraise_if_any(failures)
-        if not closed:
-            yield final
 
     def _final_state(self, runtime: Runtime) -> str:
         scheduler = runtime.scheduler

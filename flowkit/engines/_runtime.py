@@ -94,6 +94,8 @@ class Runtime:
         self.scheduler = sch.Scheduler(compilation, self)
         #: Failures that end the run in FAILURE (revert failures, unresolvable ones).
         self.retained: list[Failure] = []
+        #: Calls whose outcome was accounted for in the current run.
+        self.completed = 0
 
     def start(self) -> None:
         """Make a fresh scheduler from the stored states (this is also resuming)."""
@@ -111,6 +113,7 @@ class Runtime:
             scheduler.load(node.index, record.state, record.intention)
         self.scheduler = scheduler
         self.retained = []
+        self.completed = 0
         for node in scheduler.begin():
             # Stopped between a failure and its resolution: resolve it now.
             scheduler.executed(node, False)
@@ -157,8 +160,7 @@ class Runtime:
         if node.kind == RETRY:
             kwargs["history"] = self.storage.get_retry_history(node.name)
             return atom.execute, kwargs  # type: ignore[union-attr]
-        notifier = atom._notifier  # type: ignore[union-attr]
-        if notifier is not None and notifier.has_listeners:
+        if self._progress_watched(atom):
             atom.update_progress(0.0)  # type: ignore[union-attr]
         return _run_execute, {"atom": atom, "kwargs": kwargs}
 
@@ -210,6 +212,7 @@ class Runtime:
 
     def complete(self, node: Node, action: int, ok: bool, value: Any) -> None:
         """Store the outcome of a call and tell the scheduler."""
+        self.completed += 1
         if action == sch.REVERT:
             self._complete_revert(node, ok, value)
         else:
@@ -231,8 +234,7 @@ class Runtime:
             else:
                 record.meta["progress"] = 1.0
             self._transition(node, st.SUCCESS, value)
-            notifier = getattr(atom, "_notifier", None)
-            if notifier is not None and notifier.has_listeners:
+            if node.kind != RETRY and self._progress_watched(atom):
                 atom.update_progress(1.0)  # type: ignore[union-attr]
             self.scheduler.executed(node, True)
             return
@@ -273,6 +275,13 @@ class Runtime:
             if result is not sch:
                 details["result"] = result
             self.notifier.notify(state, details)
+
+    def _progress_watched(self, atom: Any) -> bool:
+        """Tell whether anyone would see a progress event (the task's or the engine's listeners)."""
+        if self.notifier.has_listeners:
+            return True
+        own = atom._notifier
+        return own is not None and bool(own.has_listeners)
 
     def _on_progress(self, atom: Any, progress: float, details: dict[str, Any] | None = None) -> None:
         """Called (from any thread) when a running task reports progress."""

@@ -139,7 +139,7 @@ class AsyncioEngine(ActionEngine):
     ) -> None:
         super().__init__(flow, flow_detail, backend, options)
         workers = self._options.get("max_workers")
-        if workers is not None and (not isinstance(workers, int) or workers < 1):
+        if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool) or workers < 1):
             raise exc.InvalidEngineOption(
                 f"max_workers must be a positive int, not {workers!r}", engine=self.kind, option="max_workers"
             )
