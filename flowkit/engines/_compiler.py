@@ -35,6 +35,7 @@ from flowkit import exceptions as exc
 from flowkit import flow as flow_mod
 from flowkit.atom import Atom
 from flowkit.deciders import Depth
+from flowkit.patterns import linear_flow, unordered_flow
 from flowkit.retry import Retry
 
 __all__ = [
@@ -211,7 +212,8 @@ def compile_flow(root: Any) -> Compilation:
             else resolver.plan(node, revert_rebind, atom.revert_optional)
         )
     atoms = [n for n in nodes if n.atom is not None]
-    return Compilation(scope, nodes, atoms, {n.name: n for n in atoms}, _topological_order(nodes))
+    order = list(range(len(nodes))) if builder.ordered else _topological_order(nodes)
+    return Compilation(scope, nodes, atoms, {n.name: n for n in atoms}, order)
 
 
 def _topological_order(nodes: list[Node]) -> list[int]:
@@ -243,6 +245,8 @@ class _Builder:
     def __init__(self) -> None:
         self.nodes: list[Node] = []
         self._seen_flows: set[int] = set()
+        #: Node creation order is topological until a flow links items by hand.
+        self.ordered = True
 
     def _new(self, kind: int, name: str, atom: Atom | None, scope: FlowScope) -> Node:
         node = Node(len(self.nodes), kind, name, atom, scope)
@@ -287,25 +291,30 @@ class _Builder:
             scope.retry = rnode.index
             self._edge(start.index, rnode.index)
             entry = rnode.index
-        position: dict[int, int] = {}
+        # The two stock patterns with fixed order are wired without iter_links():
+        # it makes a dict per link, and a 100,000-task flow would pay for it.
+        fixed = _FIXED_ORDER.get(type(flow))
+        items = iter(flow) if fixed is not None else (item for item, _meta in flow.iter_nodes())
+        controlling = _controlling_retry(scope)
         entries: list[int] = []
         exits: list[int] = []
-        for pos, (item, _meta) in enumerate(flow.iter_nodes()):
-            position[id(item)] = pos
+        children = scope.children
+        for pos, item in enumerate(items):
             kind = _kind_of(item)
             if kind == _FLOW:
                 child = self.add_flow(item, scope)
                 child.pos = pos
-                scope.children.append(child)
+                children.append(child)
                 entries.append(child.start)
                 exits.append(child.end)
             elif kind >= 0:
                 node = self._new(kind, item.name, item, scope)
-                node.retry = _controlling_retry(scope)
+                node.retry = controlling
                 node.pos = pos
-                scope.children.append(node.index)
-                entries.append(node.index)
-                exits.append(node.index)
+                index = node.index
+                children.append(index)
+                entries.append(index)
+                exits.append(index)
             else:
                 raise exc.InvalidFlowItem(
                     f"flow '{flow.name}' contains {item!r} ({type(item).__name__}), "
@@ -314,17 +323,43 @@ class _Builder:
                     item=item,
                 )
         end = self._new(FLOW_END, flow.name + "^end", None, scope)
-        end.retry = _controlling_retry(scope)
+        end.retry = controlling
         scope.end = end.index
-        has_in: set[int] = set()
-        has_out: set[int] = set()
+        if not entries:
+            self._edge(entry, end.index)
+        elif fixed == _LINEAR:
+            scope.mode = _LINEAR
+            self._edge(entry, entries[0])
+            for pos in range(1, len(entries)):
+                self._edge(exits[pos - 1], entries[pos])
+            self._edge(exits[-1], end.index)
+        elif fixed == _UNORDERED:
+            scope.mode = _UNORDERED
+            for pos in range(len(entries)):
+                self._edge(entry, entries[pos])
+                self._edge(exits[pos], end.index)
+        else:
+            self._wire_links(flow, scope, entry, entries, exits)
+        _index_providers(scope, self.nodes)
+        return scope
+
+    def _wire_links(
+        self, flow: Any, scope: FlowScope, entry: int, entries: list[int], exits: list[int]
+    ) -> None:
+        """Wire a flow whose order comes from ``iter_links()`` (graph flows, custom patterns)."""
+        # Links may point backwards in creation order: node order is no longer topological.
+        self.ordered = False
+        position = {id(item): pos for pos, (item, _meta) in enumerate(flow.iter_nodes())}
+        count = len(entries)
+        has_in = [False] * count
+        has_out = [False] * count
         links: list[tuple[int, int]] = []
         deciders: dict[int, list[EdgeDecider]] = {}
         for u, v, meta in flow.iter_links():
             pu, pv = position[id(u)], position[id(v)]
             links.append((pu, pv))
-            has_out.add(pu)
-            has_in.add(pv)
+            has_out[pu] = True
+            has_in[pv] = True
             self._edge(exits[pu], entries[pv])
             decider = meta.get(_DECIDER) if meta else None
             if decider is not None:
@@ -334,16 +369,13 @@ class _Builder:
                 )
         for entry_node, found in deciders.items():
             self.nodes[entry_node].deciders = tuple(found)
-        for pos in range(len(entries)):
-            if pos not in has_in:
+        end = scope.end
+        for pos in range(count):
+            if not has_in[pos]:
                 self._edge(entry, entries[pos])
-            if pos not in has_out:
-                self._edge(exits[pos], end.index)
-        if not entries:
-            self._edge(entry, end.index)
+            if not has_out[pos]:
+                self._edge(exits[pos], end)
         _classify(scope, links)
-        _index_providers(scope, self.nodes)
-        return scope
 
     def check_duplicates(self) -> None:
         seen: set[str] = set()
@@ -359,6 +391,7 @@ class _Builder:
 
 
 _FLOW = -2
+_FIXED_ORDER: dict[type, int] = {linear_flow.Flow: _LINEAR, unordered_flow.Flow: _UNORDERED}
 _KIND_CACHE: dict[type, int] = {}
 _DECIDER = flow_mod.LINK_DECIDER
 

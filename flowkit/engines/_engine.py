@@ -14,59 +14,31 @@ from __future__ import annotations
 
 import threading
 import time
-import types
 from collections.abc import Generator, Mapping
 from typing import Any, ClassVar, Protocol
 
 from flowkit import exceptions as exc
 from flowkit import states as st
-from flowkit._utils.asyncio_bridge import EventLoopThread
 from flowkit._utils.gc_pause import gc_paused
 from flowkit.engines import _compiler
-from flowkit.engines._runtime import Call, Runtime
+from flowkit.engines._completions import Completion
+from flowkit.engines._runtime import Call, Runtime, call_outcome
 from flowkit.engines.base import Engine
 from flowkit.storage import Storage
 from flowkit.types.failure import Failure
 
 __all__ = ["ActionEngine", "Completion", "Driver", "call_outcome", "start_or_fail"]
 
-#: A finished call: (node, action, ok, result-or-Failure).
-Completion = tuple[_compiler.Node, int, bool, Any]
 
 _NO_RERAISE = frozenset({st.SUCCESS, st.SUSPENDED})
-
-
-def call_outcome(call: Call, bridge: EventLoopThread | None = None) -> tuple[bool, Any]:
-    """Make ``call``; return ``(True, result)`` or ``(False, Failure)``.
-
-    A coroutine result is run to completion on ``bridge``'s loop first.
-    """
-    fn, kwargs = call
-    try:
-        value = fn(**kwargs)
-        if type(value) is types.CoroutineType:
-            value = (bridge or _shared_bridge()).run(value)
-    except Exception:
-        return False, Failure()
-    return True, value
-
-
-# One process-wide loop thread for coroutines met by the synchronous engines.
-_BRIDGES: list[EventLoopThread] = []
-_BRIDGE_LOCK = threading.Lock()
-
-
-def _shared_bridge() -> EventLoopThread:
-    with _BRIDGE_LOCK:
-        if not _BRIDGES:
-            _BRIDGES.append(EventLoopThread())
-        return _BRIDGES[0]
 
 
 class Driver(Protocol):
     """Where calls run. ``schedule`` starts ready work; ``wait`` collects finished work."""
 
-    in_flight: int
+    @property
+    def in_flight(self) -> int:
+        """Calls started and not yet collected by :meth:`wait`."""
 
     def open(self, runtime: Runtime) -> None: ...
 
@@ -332,8 +304,4 @@ class ActionEngine(Engine):
 
 def start_or_fail(runtime: Runtime, node: _compiler.Node, action: int) -> Call | None:
     """Begin ``node``; if that fails (a missing argument), fail the atom and return None."""
-    try:
-        return runtime.begin(node, action)
-    except Exception:
-        runtime.complete(node, action, False, Failure())
-        return None
+    return runtime._begin_or_fail(node, action)

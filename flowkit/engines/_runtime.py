@@ -13,12 +13,14 @@ the compiler's precomputed plans.
 
 from __future__ import annotations
 
+import threading
 import types
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 from flowkit import exceptions as exc
 from flowkit import states as st
+from flowkit._utils.asyncio_bridge import EventLoopThread
 from flowkit.deciders import Depth
 from flowkit.engines import _scheduler as sch
 from flowkit.engines._compiler import RETRY, ArgPlan, Compilation, Node
@@ -27,7 +29,7 @@ from flowkit.storage import AtomRecord, Storage
 from flowkit.types.failure import Failure
 from flowkit.types.notifier import Notifier
 
-__all__ = ["Call", "Runtime"]
+__all__ = ["Call", "Runtime", "call_outcome"]
 
 EVENT_UPDATE_PROGRESS = "update_progress"
 
@@ -131,6 +133,60 @@ class Runtime:
         for node in self.compilation.atoms:
             if node.kind != RETRY:
                 node.atom._progress_sink = sink  # type: ignore[union-attr]
+
+    # -- the serial fast path -------------------------------------------------------
+
+    def run_inline(self, node: Node, action: int) -> None:
+        """Begin, call and complete ``node`` in this thread (the serial engine's step).
+
+        A plain task executing with nobody listening and nothing to persist takes a
+        short path with the same effects as ``begin``/``call``/``complete``, minus
+        the notifications nobody would receive. Anything else (reverts, retries,
+        failures, listeners, durable storage) takes the general path.
+        """
+        atom = node.atom
+        if (
+            action != sch.EXECUTE
+            or node.kind == RETRY
+            or self._durable
+            or self.notifier.has_listeners
+            or atom._notifier is not None  # type: ignore[union-attr]
+        ):
+            call = self._begin_or_fail(node, action)
+            if call is not None:
+                ok, value = call_outcome(call)
+                self.complete(node, action, ok, value)
+            return
+        index = node.index
+        record = self.records[index]
+        assert record is not None
+        scheduler_state = self.scheduler.state
+        record.state = scheduler_state[index] = st.RUNNING
+        meta = record.meta
+        meta["progress"] = 0.0
+        try:
+            kwargs = self._fetch(node, node.exec_args, record) if node.exec_args else {}
+            value = _run_execute(atom, kwargs)
+            if type(value) is types.CoroutineType:
+                value = _shared_bridge().run(value)
+            record.provided = _extract(node, atom, value) if atom._extraction else _NOTHING  # type: ignore[union-attr]
+        except Exception:
+            self.completed += 1
+            self._complete_execute(node, False, Failure())
+            return
+        self.completed += 1
+        record.result = value
+        record.failure = None
+        meta["progress"] = 1.0
+        record.state = scheduler_state[index] = st.SUCCESS
+        self.scheduler.executed(node, True)
+
+    def _begin_or_fail(self, node: Node, action: int) -> Call | None:
+        try:
+            return self.begin(node, action)
+        except Exception:
+            self.complete(node, action, False, Failure())
+            return None
 
     # -- starting work ------------------------------------------------------------
 
@@ -335,6 +391,37 @@ class Runtime:
         kwargs = self._fetch(retry, retry.exec_args, record)
         kwargs["history"] = self.storage.get_retry_history(retry.name)
         return Decision(retry.atom.on_failure(**kwargs))  # type: ignore[union-attr]
+
+
+_NOTHING: dict[str, Any] = {}
+
+
+def call_outcome(call: Call, bridge: EventLoopThread | None = None) -> tuple[bool, Any]:
+    """Make ``call``; return ``(True, result)`` or ``(False, Failure)``.
+
+    A coroutine result is run to completion on ``bridge`` (default: the shared
+    event-loop thread) first.
+    """
+    fn, kwargs = call
+    try:
+        value = fn(**kwargs)
+        if type(value) is types.CoroutineType:
+            value = (bridge or _shared_bridge()).run(value)
+    except Exception:
+        return False, Failure()
+    return True, value
+
+
+# One process-wide loop thread for coroutines met by the synchronous engines.
+_BRIDGES: list[EventLoopThread] = []
+_BRIDGE_LOCK = threading.Lock()
+
+
+def _shared_bridge() -> EventLoopThread:
+    with _BRIDGE_LOCK:
+        if not _BRIDGES:
+            _BRIDGES.append(EventLoopThread())
+        return _BRIDGES[0]
 
 
 def _extract(node: Node, atom: Any, result: Any) -> dict[str, Any]:

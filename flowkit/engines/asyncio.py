@@ -13,14 +13,14 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
-import queue
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from flowkit import exceptions as exc
 from flowkit._utils.asyncio_bridge import EventLoopThread
-from flowkit.engines._compiler import RETRY, Node
-from flowkit.engines._engine import ActionEngine, Completion, Driver, call_outcome, start_or_fail
+from flowkit.engines._compiler import RETRY
+from flowkit.engines._completions import RAISE, Completion, Completions
+from flowkit.engines._engine import ActionEngine, Driver, call_outcome, start_or_fail
 from flowkit.engines._runtime import Call, Runtime
 from flowkit.types.failure import Failure
 
@@ -40,7 +40,9 @@ def _wants_loop(atom: Any, action: int) -> bool:
     return _is_async(method) or (inner is not None and _is_async(inner))
 
 
-async def _run_on_loop(call: Call, in_thread: bool, limit: asyncio.Semaphore | None) -> tuple[bool, Any]:
+async def _run_on_loop(
+    call: Call, in_thread: bool, limit: asyncio.Semaphore | None
+) -> tuple[bool | None, Any]:
     fn, kwargs = call
     try:
         if limit is not None:
@@ -54,6 +56,9 @@ async def _run_on_loop(call: Call, in_thread: bool, limit: asyncio.Semaphore | N
                 limit.release()
     except Exception:
         return False, Failure()
+    except BaseException as err:
+        # An interrupt inside the loop would kill the loop thread; carry it to the engine.
+        return RAISE, err
     return True, value
 
 
@@ -61,8 +66,11 @@ class _LoopDriver:
     def __init__(self, bridge: EventLoopThread, max_concurrency: int | None) -> None:
         self._bridge = bridge
         self._max = max_concurrency
-        self._queue: queue.SimpleQueue[Completion] = queue.SimpleQueue()
-        self.in_flight = 0
+        self._done = Completions()
+
+    @property
+    def in_flight(self) -> int:
+        return self._done.in_flight
 
     def open(self, runtime: Runtime) -> None:
         loop = self._bridge.loop
@@ -72,7 +80,7 @@ class _LoopDriver:
 
     def schedule(self, runtime: Runtime) -> None:
         next_item = runtime.scheduler.next_item
-        put = self._queue.put
+        done = self._done
         while (item := next_item()) is not None:
             node, action = item
             call = start_or_fail(runtime, node, action)
@@ -83,21 +91,11 @@ class _LoopDriver:
                 continue
             in_thread = not _wants_loop(node.atom, action)
             future = self._bridge.submit(_run_on_loop(call, in_thread, self._limit))
-            self.in_flight += 1
-            future.add_done_callback(functools.partial(_when_done, put, node, action))
+            done.started()
+            future.add_done_callback(functools.partial(done.put_future, node, action))
 
     def wait(self, timeout: float | None) -> list[Completion]:
-        try:
-            items = [self._queue.get(timeout=timeout)]
-        except queue.Empty:
-            return []
-        while True:
-            try:
-                items.append(self._queue.get_nowait())
-            except queue.Empty:
-                break
-        self.in_flight -= len(items)
-        return items
+        return self._done.take(timeout)
 
     def close(self) -> None:
         self._bridge.close()
@@ -105,18 +103,6 @@ class _LoopDriver:
 
 async def _semaphore(count: int) -> asyncio.Semaphore:
     return asyncio.Semaphore(count)
-
-
-def _when_done(put: Callable[[Completion], None], node: Node, action: int, future: Any) -> None:
-    put((node, action, *_outcome(future)))
-
-
-def _outcome(future: Any) -> tuple[bool, Any]:
-    try:
-        result: tuple[bool, Any] = future.result()
-    except BaseException as err:
-        return False, Failure.from_exception(err)
-    return result
 
 
 class AsyncioEngine(ActionEngine):

@@ -16,13 +16,13 @@ from __future__ import annotations
 import concurrent.futures as cf
 import functools
 import os
-import queue
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 from flowkit import exceptions as exc
 from flowkit.engines._compiler import RETRY, Node
-from flowkit.engines._engine import ActionEngine, Completion, Driver, call_outcome, start_or_fail
+from flowkit.engines._completions import Completion, Completions
+from flowkit.engines._engine import ActionEngine, Driver, call_outcome, start_or_fail
 from flowkit.engines._runtime import Call, Runtime
 from flowkit.types.failure import Failure
 
@@ -32,12 +32,14 @@ _THREAD_NAMES = frozenset({"thread", "threads", "threaded"})
 _PROCESS_NAMES = frozenset({"process", "processes"})
 
 
-def _report(put: Callable[[Any], None], node: Node, action: int, call: Call) -> None:
-    put((node, action, *call_outcome(call)))
-
-
-def _when_done(put: Callable[[Any], None], node: Node, action: int, future: cf.Future[Any]) -> None:
-    put((node, action, future))
+def _report(done: Completions, node: Node, action: int, call: Call) -> None:
+    """Run ``call`` on a pool thread and hand its outcome straight to the engine."""
+    try:
+        ok, value = call_outcome(call)
+    except BaseException as err:
+        done.put_raising(node, action, err)
+    else:
+        done.put(node, action, ok, value)
 
 
 def _in_process(call: Call) -> tuple[bool, Any]:
@@ -58,8 +60,11 @@ class _ExecutorDriver:
         self._factory = factory
         self._processes = processes
         self._executor: cf.Executor | None = None
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self.in_flight = 0
+        self._done = Completions()
+
+    @property
+    def in_flight(self) -> int:
+        return self._done.in_flight
 
     def open(self, runtime: Runtime) -> None:
         self._executor = self._given or self._factory()  # type: ignore[misc]
@@ -71,7 +76,7 @@ class _ExecutorDriver:
         executor = self._executor
         assert executor is not None
         next_item = runtime.scheduler.next_item
-        put = self._queue.put
+        done = self._done
         while (item := next_item()) is not None:
             node, action = item
             call = start_or_fail(runtime, node, action)
@@ -80,42 +85,25 @@ class _ExecutorDriver:
             if node.kind == RETRY:
                 runtime.complete(node, action, *call_outcome(call))
                 continue
-            self.in_flight += 1
+            done.started()
             if self._direct:
-                executor.submit(_report, put, node, action, call)
+                executor.submit(_report, done, node, action, call)
                 continue
             if self._processes:
                 call = (call[0], {**call[1], "atom": _shippable(call[1]["atom"])})
                 future = executor.submit(_in_process, call)
             else:
                 future = executor.submit(call_outcome, call)
-            future.add_done_callback(functools.partial(_when_done, put, node, action))
+            future.add_done_callback(functools.partial(done.put_future, node, action))
 
     def wait(self, timeout: float | None) -> list[Completion]:
-        try:
-            items = [self._queue.get(timeout=timeout)]
-        except queue.Empty:
-            return []
-        get = self._queue.get_nowait
-        while True:
-            try:
-                items.append(get())
-            except queue.Empty:
-                break
-        self.in_flight -= len(items)
-        return [self._unpack(item) for item in items]
-
-    def _unpack(self, item: Any) -> Completion:
-        if len(item) == 4:
-            return item  # type: ignore[no-any-return]
-        node, action, future = item
-        try:
-            ok, value = future.result()
-        except BaseException as err:  # a broken pool, a cancelled future
-            return node, action, False, Failure.from_exception(err)
-        if self._processes and not ok:
-            value = Failure.from_dict(value)
-        return node, action, ok, value
+        finished = self._done.take(timeout)
+        if self._processes:
+            finished = [
+                (node, action, ok, value if ok else Failure.from_dict(value))
+                for node, action, ok, value in finished
+            ]
+        return finished
 
     def close(self) -> None:
         if self._given is None and self._executor is not None:

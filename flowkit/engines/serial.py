@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from flowkit.engines._engine import ActionEngine, Completion, Driver, call_outcome, start_or_fail
+from flowkit.engines._completions import Completion
+from flowkit.engines._engine import ActionEngine, Driver
 from flowkit.engines._runtime import Runtime
 
 __all__ = ["SerialEngine"]
@@ -25,13 +26,8 @@ class _SerialDriver:
 
     def schedule(self, runtime: Runtime) -> None:
         item = self._next_item()
-        if item is None:
-            return
-        node, action = item
-        call = start_or_fail(runtime, node, action)
-        if call is not None:
-            ok, value = call_outcome(call)
-            runtime.complete(node, action, ok, value)
+        if item is not None:
+            runtime.run_inline(*item)
 
     def wait(self, timeout: float | None) -> list[Completion]:
         return []
