@@ -117,8 +117,9 @@ banner "ruff format --check"
 banner "mypy (strict, flowkit/)"
 "$VENV/bin/mypy"
 
-banner "Sphinx docs, warnings as errors -> doc/_build/html"
+banner "Sphinx docs, warnings as errors -> doc/_build/html; their examples run as doctests"
 "$VENV/bin/sphinx-build" -q -W --keep-going -b html doc doc/_build/html
+"$VENV/bin/sphinx-build" -q -W --keep-going -b doctest doc doc/_build/doctest
 
 banner "pytest $*"
 "$VENV/bin/python" -m pytest "$@"

@@ -141,21 +141,30 @@ class ActionEngine(Engine):
         records = self._storage._records
         problems: list[exc.MissingDependencies] = []
         for node in self._compiled().atoms:
+            if not node.exec_args and not node.revert_args:
+                continue
             injected = records[node.name].injected or {}
-            for method, plans in (("execute", node.exec_args), ("revert", node.revert_args)):
-                missing = sorted(
-                    {
-                        p.symbol
-                        for p in plans
-                        if not p.optional
-                        and p.provider < 0
-                        and p.symbol not in store
-                        and p.symbol not in injected
-                    }
+            gaps = {
+                method: {
+                    p.symbol
+                    for p in plans
+                    if not p.optional
+                    and p.provider < 0
+                    and p.symbol not in store
+                    and p.symbol not in injected
+                }
+                for method, plans in (("execute", node.exec_args), ("revert", node.revert_args))
+            }
+            missing = gaps["execute"] | gaps["revert"]
+            if missing:
+                # Name the method only when the gap is in one of them alone.
+                method = (
+                    None
+                    if gaps["execute"] and gaps["revert"]
+                    else ("execute" if gaps["execute"] else "revert")
                 )
-                if missing:
-                    cause = problems[-1] if problems else None
-                    problems.append(exc.MissingDependencies(node.name, missing, cause=cause, method=method))
+                cause = problems[-1] if problems else None
+                problems.append(exc.MissingDependencies(node.name, missing, cause=cause, method=method))
         if problems:
             first = problems[0]
             if len(problems) > 1:

@@ -280,10 +280,15 @@ class Failure:
         """
         names = self._exc_type_names
         for wanted in exc_classes:
-            if isinstance(wanted, type):
-                if _class_name(wanted) in names:
+            name = _class_name(wanted) if isinstance(wanted, type) else wanted
+            if name in names:
+                return wanted
+            # Built-ins match with or without their prefix, so records written by
+            # TaskFlow (bare names) and by flowkit (``builtins.`` names) both work.
+            if name.startswith(_BUILTINS_PREFIX):
+                if name[len(_BUILTINS_PREFIX) :] in names:
                     return wanted
-            elif wanted in names or ("." not in wanted and _BUILTINS_PREFIX + wanted in names):
+            elif "." not in name and _BUILTINS_PREFIX + name in names:
                 return wanted
         return None
 
