@@ -17,6 +17,7 @@ import abc
 import functools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
+from types import MappingProxyType
 from typing import Any, ClassVar, NamedTuple
 
 from flowkit._utils import reflection
@@ -84,6 +85,12 @@ def _save_as(key: tuple[str, tuple[str, ...]] | None) -> tuple[_Extraction, froz
     return tuple((name, name) for name in names), frozenset(names)
 
 
+@functools.lru_cache(maxsize=1024)
+def _save_as_view(extraction: _Extraction) -> Mapping[str, int | str | None]:
+    """A read-only ``save_as`` mapping, shared by atoms that provide alike."""
+    return MappingProxyType(dict(extraction))
+
+
 def _rebind_key(atom_name: object, rebind: Any) -> _RebindKey:
     if rebind is None:
         return None
@@ -121,11 +128,13 @@ class _Profile:
         optional: frozenset[str],
         revert_optional: frozenset[str],
     ) -> None:
-        self.rebind = rebind
-        self.revert_rebind = revert_rebind
+        # Atoms spelled alike share these objects (flows of 100,000 atoms are common),
+        # which is why atoms treat their mappings as read-only.
+        self.rebind: Mapping[str, str] = MappingProxyType(dict(rebind))
+        self.revert_rebind = self.rebind if revert_rebind == rebind else MappingProxyType(dict(revert_rebind))
         self.requires = requires
         self.optional = optional
-        self.revert_optional = revert_optional
+        self.revert_optional = optional if revert_optional == optional else revert_optional
 
 
 def _method_mapping(
@@ -210,9 +219,8 @@ def _build_profile(key: _ProfileKey) -> _Profile:
         auto_extract=key.auto_extract,
         ignore=key.ignore + _REVERT_SPECIAL_ARGS,
     )
-    return _Profile(
-        exec_rebind, revert_rebind, exec_required | revert_required, exec_optional, revert_optional
-    )
+    requires = exec_required if revert_required <= exec_required else exec_required | revert_required
+    return _Profile(exec_rebind, revert_rebind, requires, exec_optional, revert_optional)
 
 
 _cached_profile = functools.lru_cache(maxsize=4096)(_build_profile)
@@ -284,11 +292,11 @@ class Atom(metaclass=abc.ABCMeta):
     name: str
     inject: dict[str, Any] | None
     provides: frozenset[str]
-    save_as: dict[str, int | str | None]
-    rebind: dict[str, str]
+    save_as: Mapping[str, int | str | None]
+    rebind: Mapping[str, str]
     requires: frozenset[str]
     optional: frozenset[str]
-    revert_rebind: dict[str, str]
+    revert_rebind: Mapping[str, str]
     revert_optional: frozenset[str]
     _extraction: _Extraction
 
@@ -348,12 +356,12 @@ class Atom(metaclass=abc.ABCMeta):
         except _MappingError as err:
             raise ValueError(f"{err.what} of atom {self.name}: {err.names}") from None
         self._extraction = extraction
-        self.save_as = dict(extraction)
+        self.save_as = _save_as_view(extraction)
         self.provides = names
 
     def _apply_profile(self, profile: _Profile) -> None:
-        self.rebind = dict(profile.rebind)
-        self.revert_rebind = dict(profile.revert_rebind)
+        self.rebind = profile.rebind
+        self.revert_rebind = profile.revert_rebind
         if self.inject:
             injected = self.inject.keys()
             self.requires = profile.requires.difference(injected)
@@ -403,3 +411,21 @@ class Atom(metaclass=abc.ABCMeta):
 
     def __repr__(self) -> str:
         return f"<{reflection.get_class_name(self)} {self}>"
+
+    # Pickling (process pools ship atoms to other processes): the read-only mapping
+    # views cannot be pickled, and an engine's per-run hooks must not travel.
+    _VIEWS: ClassVar[tuple[str, ...]] = ("rebind", "revert_rebind", "save_as")
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        for key in self._VIEWS:
+            if key in state:
+                state[key] = dict(state[key])
+        state.pop("_progress_sink", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for key in self._VIEWS:
+            if key in state:
+                state[key] = MappingProxyType(state[key])
+        self.__dict__.update(state)

@@ -27,7 +27,7 @@ not atoms or flows.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -454,7 +454,7 @@ class _Resolver:
         self._skip = skip
         self._strict = strict
 
-    def plan(self, node: Node, rebind: dict[str, str], optional: Iterable[str]) -> tuple[ArgPlan, ...]:
+    def plan(self, node: Node, rebind: Mapping[str, str], optional: Iterable[str]) -> tuple[ArgPlan, ...]:
         if not rebind:
             return ()
         optional = frozenset(optional)

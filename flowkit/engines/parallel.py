@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 from flowkit import exceptions as exc
+from flowkit.engines import _threads
 from flowkit.engines._compiler import RETRY, Node
 from flowkit.engines._completions import Completion, Completions
 from flowkit.engines._engine import ActionEngine, Driver, call_outcome, start_or_fail
@@ -50,8 +51,49 @@ def _in_process(call: Call) -> tuple[bool, Any]:
     return True, value
 
 
+class _ThreadsDriver:
+    """Hands every ready atom to the engine's own worker threads."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._threads: _threads.WorkerThreads | None = None
+        self._done = Completions()
+
+    @property
+    def in_flight(self) -> int:
+        return self._done.in_flight
+
+    def open(self, runtime: Runtime) -> None:
+        self._threads = _threads.borrow(self._size)
+
+    def schedule(self, runtime: Runtime) -> None:
+        threads = self._threads
+        assert threads is not None
+        submit = threads.submit
+        next_item = runtime.scheduler.next_item
+        done = self._done
+        while (item := next_item()) is not None:
+            node, action = item
+            call = start_or_fail(runtime, node, action)
+            if call is None:
+                continue
+            if node.kind == RETRY:
+                runtime.complete(node, action, *call_outcome(call))
+                continue
+            done.started()
+            submit(_report, done, node, action, call)
+
+    def wait(self, timeout: float | None) -> list[Completion]:
+        return self._done.take(timeout)
+
+    def close(self) -> None:
+        if self._threads is not None and not self._done.in_flight:
+            _threads.give_back(self._threads)
+        self._threads = None
+
+
 class _ExecutorDriver:
-    """Submits every ready atom to an executor and collects results from a queue."""
+    """Submits every ready atom to a :class:`concurrent.futures.Executor`."""
 
     def __init__(
         self, executor: cf.Executor | None, factory: Callable[[], cf.Executor] | None, processes: bool
@@ -68,7 +110,6 @@ class _ExecutorDriver:
 
     def open(self, runtime: Runtime) -> None:
         self._executor = self._given or self._factory()  # type: ignore[misc]
-        self._direct = isinstance(self._executor, cf.ThreadPoolExecutor) and not self._processes
         if self._processes:
             runtime.detach_progress()
 
@@ -86,9 +127,6 @@ class _ExecutorDriver:
                 runtime.complete(node, action, *call_outcome(call))
                 continue
             done.started()
-            if self._direct:
-                executor.submit(_report, done, node, action, call)
-                continue
             if self._processes:
                 call = (call[0], {**call[1], "atom": _shippable(call[1]["atom"])})
                 future = executor.submit(_in_process, call)
@@ -99,8 +137,10 @@ class _ExecutorDriver:
     def wait(self, timeout: float | None) -> list[Completion]:
         finished = self._done.take(timeout)
         if self._processes:
+            # Failures raised in a child come back as records; a pool that could not
+            # even ship the call (unpicklable task) fails locally with a real Failure.
             finished = [
-                (node, action, ok, value if ok else Failure.from_dict(value))
+                (node, action, ok, Failure.from_dict(value) if not ok and isinstance(value, dict) else value)
                 for node, action, ok, value in finished
             ]
         return finished
@@ -151,8 +191,7 @@ class ParallelEngine(ActionEngine):
         if isinstance(executor, cf.Executor):
             return executor, None, isinstance(executor, cf.ProcessPoolExecutor)
         if executor is None or (isinstance(executor, str) and executor.lower() in _THREAD_NAMES):
-            count = workers or min(32, (os.cpu_count() or 1) + 4)
-            return None, lambda: cf.ThreadPoolExecutor(count, thread_name_prefix="flowkit"), False
+            return None, None, False
         if isinstance(executor, str) and executor.lower() in _PROCESS_NAMES:
             return None, lambda: cf.ProcessPoolExecutor(workers), True
         raise exc.InvalidEngineOption(
@@ -163,4 +202,7 @@ class ParallelEngine(ActionEngine):
         )
 
     def _make_driver(self) -> Driver:
+        if self._executor is None and self._factory is None:
+            workers = self._options.get("max_workers") or min(32, (os.cpu_count() or 1) + 4)
+            return _ThreadsDriver(workers)
         return _ExecutorDriver(self._executor, self._factory, self._processes)

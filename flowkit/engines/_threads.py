@@ -1,0 +1,78 @@
+"""The parallel engine's own worker threads: a queue and N threads, nothing more.
+
+:class:`concurrent.futures.ThreadPoolExecutor` makes a future, a work item and a
+lock round-trip per call, and starts its threads one at a time as work arrives.
+The engine needs none of that: it hands a call to a thread and hears back through
+its completion queue. So a run borrows a :class:`WorkerThreads` whose threads are
+already running, and returns it afterwards for the next run to reuse.
+
+A pool is borrowed by one run at a time. Concurrent or nested runs (a task that
+runs a flow of its own) borrow different pools, so they can never starve each
+other of threads.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["WorkerThreads", "borrow", "give_back"]
+
+_KEEP_PER_SIZE = 2  # idle pools kept per size; more are closed
+
+
+class WorkerThreads:
+    """``size`` daemon threads running the calls put on one queue."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._queue: queue.SimpleQueue[tuple[Callable[..., None], tuple[Any, ...]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._threads = [
+            threading.Thread(target=self._serve, name=f"flowkit-worker-{i}", daemon=True) for i in range(size)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def _serve(self) -> None:
+        get = self._queue.get
+        while (item := get()) is not None:
+            fn, args = item
+            fn(*args)  # the engine's calls report their own outcome and never raise
+
+    def submit(self, fn: Callable[..., None], *args: Any) -> None:
+        """Run ``fn(*args)`` on one of the threads."""
+        self._queue.put((fn, args))
+
+    def close(self) -> None:
+        """Stop the threads once they finish what was already submitted."""
+        for _ in self._threads:
+            self._queue.put(None)
+        for thread in self._threads:
+            thread.join()
+
+
+_idle: dict[int, list[WorkerThreads]] = {}
+_lock = threading.Lock()
+
+
+def borrow(size: int) -> WorkerThreads:
+    """Take an idle pool of ``size`` threads, or start a new one."""
+    with _lock:
+        pools = _idle.get(size)
+        if pools:
+            return pools.pop()
+    return WorkerThreads(size)
+
+
+def give_back(pool: WorkerThreads) -> None:
+    """Return a pool after a run; it is kept warm for the next run or closed."""
+    with _lock:
+        pools = _idle.setdefault(pool.size, [])
+        if len(pools) < _KEEP_PER_SIZE:
+            pools.append(pool)
+            return
+    pool.close()
