@@ -38,13 +38,14 @@ class AtomRecord:
     """Everything stored about one atom in one flow."""
 
     __slots__ = (
+        "_meta",
         "failure",
+        "has_result",
         "injected",
         "intention",
         "is_retry",
-        "meta",
         "name",
-        "provided",
+        "progress",
         "result",
         "revert_failure",
         "revert_result",
@@ -61,14 +62,24 @@ class AtomRecord:
         self.state = st.PENDING
         self.intention = st.EXECUTE
         self.result: Any = None
-        #: provided symbol -> value, extracted from ``result`` when it was saved.
-        self.provided: dict[str, Any] | None = None
+        #: ``result`` is a standing execute result its provided names can be read from.
+        self.has_result = False
+        self.progress = 0.0
         self.failure: Failure | None = None
         self.revert_result: Any = None
         self.revert_failure: Failure | None = None
         #: atom-specific injected arguments (symbol -> value), if any.
         self.injected: dict[str, Any] | None = None
-        self.meta: dict[str, Any] = {}
+        # Most atoms never get metadata: the dict is made on first write.
+        self._meta: dict[str, Any] | None = None
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """Free-form metadata (listeners record durations here), with the progress."""
+        if self._meta is None:
+            self._meta = {}
+        self._meta["progress"] = self.progress
+        return self._meta
 
 
 _UUID_CLEAR = ~((0xF << 76) | (0x3 << 62))
@@ -123,7 +134,7 @@ class Storage:
         #: flow-level injected values (``store=``), visible to every atom.
         self._store: dict[str, Any] = {}
         self._transient: set[str] = set()
-        self._providers: dict[str, list[AtomRecord]] = {}
+        self._providers: dict[str, list[tuple[AtomRecord, int | str | None]]] = {}
         self._history: dict[str, list[tuple[Any, dict[str, Failure]]]] = {}
         self.lock = _ReadWriteLock()
         # Random high bits per storage plus a counter in the low 48 bits.
@@ -163,8 +174,8 @@ class Storage:
                 atom.name, self._new_uuid(), _version_text(atom.version), isinstance(atom, Retry)
             )
             self._records[atom.name] = record
-            for symbol in atom.provides:
-                self._providers.setdefault(symbol, []).append(record)
+            for symbol, key in atom.save_as.items():
+                self._providers.setdefault(symbol, []).append((record, key))
             self._persist(record)
         return record.uuid
 
@@ -219,17 +230,17 @@ class Storage:
         self, task_name: str, progress: float, details: dict[str, Any] | None = None
     ) -> None:
         record = self._record(task_name)
-        record.meta["progress"] = progress
+        record.progress = progress
         if details is not None:
             record.meta["progress_details"] = {"at_progress": progress, "details": details}
         self._persist(record)
 
     def get_task_progress(self, task_name: str) -> float:
-        return float(self._record(task_name).meta.get("progress", 0.0))
+        return self._record(task_name).progress
 
     def get_task_progress_details(self, task_name: str) -> dict[str, Any] | None:
-        found: dict[str, Any] | None = self._record(task_name).meta.get("progress_details")
-        return found
+        meta = self._record(task_name)._meta
+        return None if meta is None else meta.get("progress_details")
 
     # -- results ----------------------------------------------------------------
 
@@ -239,7 +250,7 @@ class Storage:
         record.state = state
         if state in (st.SUCCESS, st.FAILURE):
             if isinstance(result, Failure):
-                record.failure, record.result, record.provided = result, None, None
+                record.failure, record.result, record.has_result = result, None, False
             else:
                 record.failure, record.result = None, result
         elif state in (st.REVERTED, st.REVERT_FAILURE):
@@ -284,7 +295,8 @@ class Storage:
         """Forget an atom's outcome and set it to ``state`` with intention EXECUTE."""
         record = self._record(atom_name)
         record.state, record.intention = state, st.EXECUTE
-        record.result = record.provided = record.failure = None
+        record.result = record.failure = None
+        record.has_result = False
         record.revert_result = record.revert_failure = None
         self._persist(record)
 
@@ -339,10 +351,9 @@ class Storage:
         being undone); a reverted atom's result is gone, as in TaskFlow.
         """
         values = [self._store[name]] if name in self._store else []
-        for record in self._providers.get(name, ()):
-            provided = record.provided
-            if provided is not None and name in provided and record.state in _STANDING_STATES:
-                values.append(provided[name])
+        for record, key in self._providers.get(name, ()):
+            if record.has_result and record.state in _STANDING_STATES:
+                values.append(record.result if key is None else record.result[key])
         return values
 
     def fetch(self, name: str, many_handler: Callable[[list[Any]], Any] | None = None) -> Any:

@@ -72,6 +72,8 @@ class ArgPlan:
     symbol: str
     provider: int
     optional: bool
+    #: How to read ``symbol`` out of the provider's result (its ``save_as`` entry).
+    key: int | str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -458,9 +460,12 @@ class _Resolver:
         if not rebind:
             return ()
         optional = frozenset(optional)
-        return tuple(
-            ArgPlan(arg, symbol, self.find(node, symbol), arg in optional) for arg, symbol in rebind.items()
-        )
+        plans = []
+        for arg, symbol in rebind.items():
+            provider = self.find(node, symbol)
+            key = self._nodes[provider].atom.save_as[symbol] if provider >= 0 else None  # type: ignore[union-attr]
+            plans.append(ArgPlan(arg, symbol, provider, arg in optional, key))
+        return tuple(plans)
 
     def find(self, node: Node, symbol: str) -> int:
         """Return the provider node index of ``symbol`` visible from ``node``, or -1."""

@@ -162,22 +162,22 @@ class Runtime:
         assert record is not None
         scheduler_state = self.scheduler.state
         record.state = scheduler_state[index] = st.RUNNING
-        meta = record.meta
-        meta["progress"] = 0.0
+        record.progress = 0.0
         try:
             kwargs = self._fetch(node, node.exec_args, record) if node.exec_args else {}
             value = _run_execute(atom, kwargs)
             if type(value) is types.CoroutineType:
                 value = _shared_bridge().run(value)
-            record.provided = _extract(node, atom, value) if atom._extraction else _NOTHING  # type: ignore[union-attr]
+            _check_unpacks(node, atom, value)
         except Exception:
             self.completed += 1
             self._complete_execute(node, False, Failure())
             return
         self.completed += 1
         record.result = value
+        record.has_result = True
         record.failure = None
-        meta["progress"] = 1.0
+        record.progress = 1.0
         record.state = scheduler_state[index] = st.SUCCESS
         self.scheduler.executed(node, True)
 
@@ -209,7 +209,7 @@ class Runtime:
         assert record is not None
         self.scheduler.state[node.index] = st.RUNNING
         if node.kind != RETRY:
-            record.meta["progress"] = 0.0
+            record.progress = 0.0
         self._transition(node, st.RUNNING)
         kwargs = self._fetch(node, node.exec_args, record)
         atom = node.atom
@@ -243,26 +243,34 @@ class Runtime:
             symbol = plan.symbol
             if injected is not None and symbol in injected:
                 out[plan.arg] = injected[symbol]
-            elif symbol in store:
+                continue
+            if symbol in store:
                 out[plan.arg] = store[symbol]
-            else:
-                provider = plan.provider
-                provided = records[provider].provided if provider >= 0 else None  # type: ignore[union-attr]
-                if provided is None and provider >= 0:
-                    provider = self.compilation.resolve(node, symbol, self._has_no_result)
-                    provided = records[provider].provided if provider >= 0 else None  # type: ignore[union-attr]
-                if provided is not None:
-                    out[plan.arg] = provided[symbol]
-                elif not plan.optional:
-                    raise exc.NotFound(
-                        f"atom '{node.name}' needs '{symbol}' (argument '{plan.arg}'), but no value "
-                        "was injected and no atom visible to it produced one"
-                    )
+                continue
+            provider = plan.provider
+            if provider >= 0:
+                source = records[provider]
+                if source is not None and source.has_result:
+                    key = plan.key
+                    out[plan.arg] = source.result if key is None else source.result[key]
+                    continue
+                # The planned provider was skipped by a decider: the next visible one.
+                provider = self.compilation.resolve(node, symbol, self._has_no_result)
+                if provider >= 0:
+                    source = records[provider]
+                    key = self.compilation.nodes[provider].atom.save_as[symbol]  # type: ignore[union-attr]
+                    out[plan.arg] = source.result if key is None else source.result[key]  # type: ignore[union-attr]
+                    continue
+            if not plan.optional:
+                raise exc.NotFound(
+                    f"atom '{node.name}' needs '{symbol}' (argument '{plan.arg}'), but no value "
+                    "was injected and no atom visible to it produced one"
+                )
         return out
 
     def _has_no_result(self, index: int) -> bool:
         record = self.records[index]
-        return record is None or record.provided is None or record.state not in _RESULT_STATES
+        return record is None or not record.has_result or record.state not in _RESULT_STATES
 
     # -- finishing work -------------------------------------------------------------
 
@@ -280,21 +288,21 @@ class Runtime:
         atom = node.atom
         if ok:
             try:
-                record.provided = _extract(node, atom, value)
+                _check_unpacks(node, atom, value)
             except exc.ResultUnpackError as err:
                 ok, value = False, Failure.from_exception(err)
         if ok:
-            record.result, record.failure = value, None
+            record.result, record.failure, record.has_result = value, None, True
             if node.kind == RETRY:
                 self.storage._append_retry_result(node.name, value)
             else:
-                record.meta["progress"] = 1.0
+                record.progress = 1.0
             self._transition(node, st.SUCCESS, value)
             if node.kind != RETRY and self._progress_watched(atom):
                 atom.update_progress(1.0)  # type: ignore[union-attr]
             self.scheduler.executed(node, True)
             return
-        record.failure, record.result, record.provided = value, None, None
+        record.failure, record.result, record.has_result = value, None, False
         self._transition(node, st.FAILURE, value)
         self.scheduler.executed(node, False)
         if self.scheduler.halted and self._never_resolve:
@@ -360,7 +368,7 @@ class Runtime:
             self.storage._persist(record)
             return
         if state == st.IGNORE:
-            record.provided = None
+            record.has_result = False
         self._transition(node, state)
 
     def decide(self, node: Node) -> Depth | None:
@@ -393,9 +401,6 @@ class Runtime:
         return Decision(retry.atom.on_failure(**kwargs))  # type: ignore[union-attr]
 
 
-_NOTHING: dict[str, Any] = {}
-
-
 def call_outcome(call: Call, bridge: EventLoopThread | None = None) -> tuple[bool, Any]:
     """Make ``call``; return ``(True, result)`` or ``(False, Failure)``.
 
@@ -424,16 +429,13 @@ def _shared_bridge() -> EventLoopThread:
         return _BRIDGES[0]
 
 
-def _extract(node: Node, atom: Any, result: Any) -> dict[str, Any]:
-    """Pull each provided symbol out of ``result``, or fail naming the atom."""
-    extraction = atom._extraction
-    provided: dict[str, Any] = {}
-    for name, key in extraction:
+def _check_unpacks(node: Node, atom: Any, result: Any) -> None:
+    """Check that every provided name can be read out of ``result``, or fail naming the atom."""
+    for name, key in atom._extraction:
         if key is None:
-            provided[name] = result
             continue
         try:
-            provided[name] = result[key]
+            result[key]
         except (IndexError, KeyError, TypeError) as err:
             how = f"item {key}" if isinstance(key, int) else f"key {key!r}"
             raise exc.ResultUnpackError(
@@ -442,7 +444,6 @@ def _extract(node: Node, atom: Any, result: Any) -> dict[str, Any]:
                 atom=node.name,
                 provides=list(atom.save_as),
             ) from err
-    return provided
 
 
 def _short(value: Any) -> str:
