@@ -30,6 +30,7 @@ from flowkit.types.failure import Failure
 __all__ = ["AtomRecord", "Storage"]
 
 _NO_RESULT: Any = object()
+_NO_PROVIDES: Mapping[str, int | str | None] = {}
 # States in which an atom's execute result is (still) its current result.
 _STANDING_STATES = frozenset({st.SUCCESS, st.REVERTING})
 
@@ -49,6 +50,7 @@ class AtomRecord:
         "result",
         "revert_failure",
         "revert_result",
+        "save_as",
         "state",
         "uuid",
         "version",
@@ -64,6 +66,8 @@ class AtomRecord:
         self.result: Any = None
         #: ``result`` is a standing execute result its provided names can be read from.
         self.has_result = False
+        #: The atom's provided name -> where it sits in ``result`` (shared, read-only).
+        self.save_as: Mapping[str, int | str | None] = _NO_PROVIDES
         self.progress = 0.0
         self.failure: Failure | None = None
         self.revert_result: Any = None
@@ -134,7 +138,7 @@ class Storage:
         #: flow-level injected values (``store=``), visible to every atom.
         self._store: dict[str, Any] = {}
         self._transient: set[str] = set()
-        self._providers: dict[str, list[tuple[AtomRecord, int | str | None]]] = {}
+        self._providers: dict[str, list[AtomRecord]] = {}
         self._history: dict[str, list[tuple[Any, dict[str, Failure]]]] = {}
         self.lock = _ReadWriteLock()
         # Random high bits per storage plus a counter in the low 48 bits.
@@ -174,8 +178,9 @@ class Storage:
                 atom.name, self._new_uuid(), _version_text(atom.version), isinstance(atom, Retry)
             )
             self._records[atom.name] = record
-            for symbol, key in atom.save_as.items():
-                self._providers.setdefault(symbol, []).append((record, key))
+            record.save_as = atom.save_as
+            for symbol in atom.save_as:
+                self._providers.setdefault(symbol, []).append(record)
             self._persist(record)
         return record.uuid
 
@@ -351,8 +356,9 @@ class Storage:
         being undone); a reverted atom's result is gone, as in TaskFlow.
         """
         values = [self._store[name]] if name in self._store else []
-        for record, key in self._providers.get(name, ()):
+        for record in self._providers.get(name, ()):
             if record.has_result and record.state in _STANDING_STATES:
+                key = record.save_as[name]
                 values.append(record.result if key is None else record.result[key])
         return values
 

@@ -27,7 +27,7 @@ not atoms or flows.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -111,8 +111,9 @@ class Node:
         self.atom = atom
         self.scope = scope
         self.priority: int = atom.priority if atom is not None else 0
-        self.succ: list[int] = []
-        self.pred: list[int] = []
+        # Lists while the graph is built, frozen to tuples after (lighter, and final).
+        self.succ: Sequence[int] = []
+        self.pred: Sequence[int] = []
         self.retry = -1
         self.pos = 0
         self.exec_args: tuple[ArgPlan, ...] = ()
@@ -139,8 +140,9 @@ class FlowScope:
     mode: int = _UNORDERED
     # For graph mode: child position -> positions it has a direct link from.
     preds_of: dict[int, set[int]] = field(default_factory=dict)
-    # symbol -> sorted child positions whose subtree provides it.
-    providers: dict[str, list[int]] = field(default_factory=dict)
+    # symbol -> the child position whose subtree provides it, or a sorted list of them
+    # when several do (a bare int for the common single provider saves a list each).
+    providers: dict[str, int | list[int]] = field(default_factory=dict)
     provides: frozenset[str] = frozenset()
 
     def precedes(self, a: int, b: int) -> bool:
@@ -168,9 +170,9 @@ class Compilation:
     root: FlowScope
     nodes: list[Node]
     atoms: list[Node]
-    by_name: dict[str, Node]
-    #: Node indices in a topological order (every edge goes forward in it).
-    order: list[int]
+    #: Node indices in a topological order (every edge goes forward in it); a plain
+    #: ``range`` when creation order already is one.
+    order: Sequence[int]
 
     def resolve(self, node: Node, symbol: str, skip: Callable[[int], bool]) -> int:
         """Find the nearest visible provider of ``symbol`` for ``node``, skipping some.
@@ -213,9 +215,12 @@ def compile_flow(root: Any) -> Compilation:
             if revert_rebind == atom.rebind and atom.revert_optional == atom.optional
             else resolver.plan(node, revert_rebind, atom.revert_optional)
         )
+    for node in nodes:
+        node.succ = tuple(node.succ)
+        node.pred = tuple(node.pred)
     atoms = [n for n in nodes if n.atom is not None]
-    order = list(range(len(nodes))) if builder.ordered else _topological_order(nodes)
-    return Compilation(scope, nodes, atoms, {n.name: n for n in atoms}, order)
+    order: Sequence[int] = range(len(nodes)) if builder.ordered else _topological_order(nodes)
+    return Compilation(scope, nodes, atoms, order)
 
 
 def _topological_order(nodes: list[Node]) -> list[int]:
@@ -256,8 +261,8 @@ class _Builder:
         return node
 
     def _edge(self, u: int, v: int) -> None:
-        self.nodes[u].succ.append(v)
-        self.nodes[v].pred.append(u)
+        self.nodes[u].succ.append(v)  # type: ignore[attr-defined]
+        self.nodes[v].pred.append(u)  # type: ignore[attr-defined]
 
     def wrap_atom(self, atom: Atom) -> FlowScope:
         scope = FlowScope(flow=None, name=atom.name, parent=None, mode=_LINEAR)
@@ -437,15 +442,33 @@ def _classify(scope: FlowScope, links: list[tuple[int, int]]) -> None:
 
 
 def _index_providers(scope: FlowScope, nodes: list[Node]) -> None:
+    providers = scope.providers
+    nested = scope.parent is not None
     provides: set[str] = set()
     for pos, child in enumerate(scope.children):
         child_provides = child.provides if isinstance(child, FlowScope) else nodes[child].atom.provides  # type: ignore[union-attr]
         for symbol in child_provides:
-            scope.providers.setdefault(symbol, []).append(pos)
-        provides.update(child_provides)
-    if scope.retry >= 0:
-        provides.update(nodes[scope.retry].atom.provides)  # type: ignore[union-attr]
-    scope.provides = frozenset(provides)
+            found = providers.get(symbol)
+            if found is None:
+                providers[symbol] = pos
+            elif isinstance(found, int):
+                providers[symbol] = [found, pos]
+            else:
+                found.append(pos)
+        if nested:
+            provides.update(child_provides)
+    # Only a nested flow's parent asks what the whole subtree provides.
+    if nested:
+        if scope.retry >= 0:
+            provides.update(nodes[scope.retry].atom.provides)  # type: ignore[union-attr]
+        scope.provides = frozenset(provides)
+
+
+def _positions(scope: FlowScope, symbol: str) -> list[int]:
+    found = scope.providers.get(symbol)
+    if found is None:
+        return []
+    return [found] if isinstance(found, int) else found
 
 
 class _Resolver:
@@ -495,7 +518,7 @@ class _Resolver:
         return self._nodes[index].atom.provides  # type: ignore[union-attr]
 
     def _in_level(self, scope: FlowScope, pos: int, symbol: str, consumer: Node) -> int:
-        positions = scope.providers.get(symbol)
+        positions = _positions(scope, symbol)
         if not positions or scope.mode == _UNORDERED:
             return -1
         if scope.mode == _LINEAR:
@@ -522,7 +545,7 @@ class _Resolver:
             if symbol in self._provides(child) and not self._skip(child):
                 return child
             return -1
-        positions = child.providers.get(symbol, [])
+        positions = _positions(child, symbol)
         if child.mode == _LINEAR:
             ordered = list(reversed(positions))
         else:

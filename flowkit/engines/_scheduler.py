@@ -24,7 +24,7 @@ notifications through :meth:`Hooks.record`.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Protocol
 
 from flowkit import states as st
@@ -89,9 +89,15 @@ class Scheduler:
         self._busy = [False] * count
         self._finished_seq = [0] * count
         self._seq = 0
-        self._rank = [0] * count
-        for rank, index in enumerate(self._order):
-            self._rank[index] = rank
+        # A node's place in the topological order breaks ties among ready nodes;
+        # when that order is creation order, the index is the rank.
+        if isinstance(self._order, range):
+            self._rank: Sequence[int] = self._order
+        else:
+            ranks = [0] * count
+            for rank, index in enumerate(self._order):
+                ranks[index] = rank
+            self._rank = ranks
         self._exec_heap: list[tuple[int, int, int]] = []
         self._revert_heap: list[tuple[int, int, int]] = []
         #: Set when a failure could not be resolved: nothing new may start.
