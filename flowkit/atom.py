@@ -182,9 +182,18 @@ def _method_mapping(
         raise _MappingError(f"Missing arguments for the {method} method of atom", missing)
     return (
         tuple(required.items()) + tuple(optional.items()),
-        frozenset(required.values()),
-        frozenset(optional.values()),
+        _frozen(required.values()),
+        _frozen(optional.values()),
     )
+
+
+_EMPTY: frozenset[str] = frozenset()
+
+
+def _frozen(names: Iterable[str]) -> frozenset[str]:
+    """A frozenset of ``names``; the one shared empty set when there are none."""
+    found = frozenset(names)
+    return found if found else _EMPTY
 
 
 class _ProfileKey(NamedTuple):
