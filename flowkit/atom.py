@@ -422,7 +422,8 @@ class Atom(metaclass=abc.ABCMeta):
         return f"<{reflection.get_class_name(self)} {self}>"
 
     # Pickling (process pools ship atoms to other processes): the read-only mapping
-    # views cannot be pickled, and an engine's per-run hooks must not travel.
+    # views cannot be pickled, and neither an engine's per-run progress hook nor
+    # listeners registered in this process mean anything elsewhere.
     _VIEWS: ClassVar[tuple[str, ...]] = ("rebind", "revert_rebind", "save_as")
 
     def __getstate__(self) -> dict[str, Any]:
@@ -431,6 +432,7 @@ class Atom(metaclass=abc.ABCMeta):
             if key in state:
                 state[key] = dict(state[key])
         state.pop("_progress_sink", None)
+        state.pop("_notifier", None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:

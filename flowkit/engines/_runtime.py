@@ -124,10 +124,6 @@ class Runtime:
     def finish(self) -> None:
         self._attach_progress(False)
 
-    def detach_progress(self) -> None:
-        """Stop forwarding progress (calls that run in other processes cannot reach us)."""
-        self._attach_progress(False)
-
     def _attach_progress(self, on: bool) -> None:
         sink = self._on_progress if on else None
         for node in self.compilation.atoms:
@@ -339,6 +335,19 @@ class Runtime:
             if result is not sch:
                 details["result"] = result
             self.notifier.notify(state, details)
+
+    def progress_by_name(self, atom_name: str, progress: float) -> None:
+        """Record progress reported for an atom that runs elsewhere (another process).
+
+        A report that arrives after its atom finished is stale and dropped.
+        """
+        record = self.storage._records.get(atom_name)
+        if record is None or record.state != st.RUNNING:
+            return
+        for node in self.compilation.atoms:
+            if node.name == atom_name:
+                self._on_progress(node.atom, progress)
+                return
 
     def _progress_watched(self, atom: Any) -> bool:
         """Tell whether anyone would see a progress event (the task's or the engine's listeners)."""

@@ -20,7 +20,7 @@ from typing import Any
 
 __all__ = ["WorkerThreads", "borrow", "give_back"]
 
-_KEEP_PER_SIZE = 2  # idle pools kept per size; more are closed
+_KEEP_IDLE = 2  # idle pools kept warm in all; older ones are closed
 
 
 class WorkerThreads:
@@ -55,24 +55,24 @@ class WorkerThreads:
             thread.join()
 
 
-_idle: dict[int, list[WorkerThreads]] = {}
+_idle: list[WorkerThreads] = []  # least recently returned first
 _lock = threading.Lock()
 
 
 def borrow(size: int) -> WorkerThreads:
-    """Take an idle pool of ``size`` threads, or start a new one."""
+    """Take an idle pool of exactly ``size`` threads, or start a new one."""
     with _lock:
-        pools = _idle.get(size)
-        if pools:
-            return pools.pop()
+        for position in range(len(_idle) - 1, -1, -1):
+            if _idle[position].size == size:
+                return _idle.pop(position)
     return WorkerThreads(size)
 
 
 def give_back(pool: WorkerThreads) -> None:
-    """Return a pool after a run; it is kept warm for the next run or closed."""
+    """Return a pool after a run; the most recent few stay warm, older ones are closed."""
     with _lock:
-        pools = _idle.setdefault(pool.size, [])
-        if len(pools) < _KEEP_PER_SIZE:
-            pools.append(pool)
-            return
-    pool.close()
+        _idle.append(pool)
+        evicted = _idle[:-_KEEP_IDLE] if len(_idle) > _KEEP_IDLE else []
+        del _idle[: len(evicted)]
+    for old in evicted:
+        old.close()

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 from flowkit import exceptions as exc
-from flowkit.engines import _threads
+from flowkit.engines import _process_progress, _threads
 from flowkit.engines._compiler import RETRY, Node
 from flowkit.engines._completions import Completion, Completions
 from flowkit.engines._engine import ActionEngine, Driver, call_outcome, start_or_fail
@@ -45,6 +45,7 @@ def _report(done: Completions, node: Node, action: int, call: Call) -> None:
 
 def _in_process(call: Call) -> tuple[bool, Any]:
     """Run ``call`` in a child process; a failure comes back as a plain dict."""
+    _process_progress.attach_in_child(call[1]["atom"])
     ok, value = call_outcome(call)
     if not ok:
         return False, value.to_dict()
@@ -96,11 +97,16 @@ class _ExecutorDriver:
     """Submits every ready atom to a :class:`concurrent.futures.Executor`."""
 
     def __init__(
-        self, executor: cf.Executor | None, factory: Callable[[], cf.Executor] | None, processes: bool
+        self,
+        executor: cf.Executor | None,
+        factory: Callable[[], cf.Executor] | None,
+        processes: bool,
+        workers: int | None = None,
     ):
         self._given = executor
         self._factory = factory
         self._processes = processes
+        self._workers = workers
         self._executor: cf.Executor | None = None
         self._done = Completions()
 
@@ -109,9 +115,19 @@ class _ExecutorDriver:
         return self._done.in_flight
 
     def open(self, runtime: Runtime) -> None:
-        self._executor = self._given or self._factory()  # type: ignore[misc]
-        if self._processes:
-            runtime.detach_progress()
+        self._relay = None
+        if self._processes and self._given is None:
+            self._relay = _process_progress.ProgressRelay(runtime.progress_by_name)
+        if self._given is not None:
+            self._executor = self._given
+        elif self._relay is not None:
+            self._executor = cf.ProcessPoolExecutor(
+                self._workers,
+                initializer=_process_progress.child_initializer,
+                initargs=(self._relay.queue,),
+            )
+        else:
+            self._executor = self._factory()  # type: ignore[misc]
 
     def schedule(self, runtime: Runtime) -> None:
         executor = self._executor
@@ -128,7 +144,6 @@ class _ExecutorDriver:
                 continue
             done.started()
             if self._processes:
-                call = (call[0], {**call[1], "atom": _shippable(call[1]["atom"])})
                 future = executor.submit(_in_process, call)
             else:
                 future = executor.submit(call_outcome, call)
@@ -148,16 +163,9 @@ class _ExecutorDriver:
     def close(self) -> None:
         if self._given is None and self._executor is not None:
             self._executor.shutdown(wait=True)
+        if self._relay is not None:
+            self._relay.close()
         self._executor = None
-
-
-def _shippable(atom: Any) -> Any:
-    """A copy of ``atom`` safe to pickle: no listeners, no engine hooks."""
-    if getattr(atom, "_notifier", None) is None and getattr(atom, "_progress_sink", None) is None:
-        return atom
-    clone = atom.copy(retain_listeners=False) if hasattr(atom, "copy") else atom
-    clone._progress_sink = None
-    return clone
 
 
 class ParallelEngine(ActionEngine):
@@ -205,4 +213,6 @@ class ParallelEngine(ActionEngine):
         if self._executor is None and self._factory is None:
             workers = self._options.get("max_workers") or min(32, (os.cpu_count() or 1) + 4)
             return _ThreadsDriver(workers)
-        return _ExecutorDriver(self._executor, self._factory, self._processes)
+        return _ExecutorDriver(
+            self._executor, self._factory, self._processes, self._options.get("max_workers")
+        )

@@ -1,0 +1,56 @@
+"""Progress reports from tasks running in child processes.
+
+A task in a process pool cannot reach the engine's runtime, so when flowkit makes
+the pool itself (``executor="processes"``) each child gets one end of a
+multiprocessing queue at start-up; a task's ``update_progress`` puts
+``(atom name, progress)`` on it, and a thread in the engine's process hands each
+report to the runtime as if the task ran locally. A process pool you pass in was
+started without that queue, so its tasks' progress stays in the child.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["ProgressRelay", "attach_in_child", "child_initializer"]
+
+_child_queue: Any = None
+
+
+def child_initializer(reports: Any) -> None:
+    """Pool initializer: remember where this child sends progress reports."""
+    global _child_queue  # noqa: PLW0603 - one queue per child process, set once at start-up
+    _child_queue = reports
+
+
+def _report_from_child(atom: Any, progress: float) -> None:
+    _child_queue.put((atom.name, progress))
+
+
+def attach_in_child(atom: Any) -> None:
+    """In a child, route ``atom``'s progress to the parent (if the pool has a queue)."""
+    if _child_queue is not None:
+        atom._progress_sink = _report_from_child
+
+
+class ProgressRelay:
+    """Carries progress reports from pool children to ``deliver`` in this process."""
+
+    def __init__(self, deliver: Callable[[str, float], None]) -> None:
+        self.queue: Any = multiprocessing.get_context().SimpleQueue()
+        self._deliver = deliver
+        self._thread = threading.Thread(target=self._pump, name="flowkit-progress", daemon=True)
+        self._thread.start()
+
+    def _pump(self) -> None:
+        while (report := self.queue.get()) is not None:
+            self._deliver(*report)
+
+    def close(self) -> None:
+        """Deliver what is queued, then stop."""
+        self.queue.put(None)
+        self._thread.join()
+        self.queue.close()

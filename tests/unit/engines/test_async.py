@@ -1,0 +1,175 @@
+"""``async def`` tasks run on every engine; the asyncio engine runs many coroutines at once."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from flowkit import engines, states, task
+from flowkit.engines.asyncio import AsyncioEngine
+from flowkit.patterns import linear_flow, unordered_flow
+
+from ._tasks import Recorder, Step
+
+
+class AsyncStep(task.Task):
+    """An ``async def`` task that records its execute and revert, awaiting in between."""
+
+    def __init__(self, name: str, recorder: Recorder, **kwargs: Any) -> None:
+        super().__init__(name, **kwargs)
+        self.recorder = recorder
+
+    async def execute(self, **kwargs: Any) -> str:
+        await asyncio.sleep(0)
+        self.recorder.add("execute", self.name, kwargs)
+        return f"{self.name} done"
+
+    async def revert(self, **kwargs: Any) -> None:
+        await asyncio.sleep(0)
+        self.recorder.add("revert", self.name, kwargs)
+
+
+class AsyncBoom(AsyncStep):
+    async def execute(self, **kwargs: Any) -> str:
+        await asyncio.sleep(0)
+        self.recorder.add("execute", self.name, kwargs)
+        raise ValueError(f"{self.name} failed")
+
+
+class Gathering(task.Task):
+    """Waits until all ``total`` gathering tasks have started: only possible if they run concurrently."""
+
+    def __init__(self, name: str, state: dict[str, Any], total: int) -> None:
+        super().__init__(name, provides=name)
+        self.state = state
+        self.total = total
+
+    async def execute(self) -> int:
+        state = self.state
+        if "event" not in state:
+            state["event"] = asyncio.Event()
+        state["started"] += 1
+        if state["started"] == self.total:
+            state["event"].set()
+        await asyncio.wait_for(state["event"].wait(), timeout=10)
+        await asyncio.sleep(0.001)  # a "sleeping" coroutine: only concurrency makes this quick
+        return state["started"]
+
+
+def test_async_tasks_run_and_provide_results(engine_kind: str, rec: Recorder) -> None:
+    flow = linear_flow.Flow("f").add(
+        AsyncStep("a", rec, provides="x"), AsyncStep("b", rec, requires=["x"], provides="y")
+    )
+    results = engines.run(flow, engine=engine_kind)
+    assert results == {"x": "a done", "y": "b done"}
+    assert rec.details("execute", "b") == [{"x": "a done"}]
+
+
+def test_async_and_plain_tasks_mix_in_one_flow(engine_kind: str, rec: Recorder) -> None:
+    flow = linear_flow.Flow("f").add(Step("plain", rec), AsyncStep("async", rec), Step("plain2", rec))
+    engines.run(flow, engine=engine_kind)
+    assert rec.executed() == ["plain", "async", "plain2"]
+
+
+def test_an_async_failure_is_re_raised_and_async_reverts_run(engine_kind: str, rec: Recorder) -> None:
+    flow = linear_flow.Flow("f").add(AsyncStep("a", rec), Step("b", rec), AsyncBoom("c", rec))
+    engine = engines.load(flow, engine=engine_kind)
+    with pytest.raises(ValueError, match="c failed"):
+        engine.run()
+    assert rec.reverted() == ["c", "b", "a"]
+    assert engine.storage.get_flow_state() == states.REVERTED
+
+
+def test_async_function_tasks_work(engine_kind: str) -> None:
+    async def double(x: int) -> int:
+        await asyncio.sleep(0)
+        return x * 2
+
+    assert engines.run(task.FunctorTask(double, provides="y"), store={"x": 4}, engine=engine_kind) == {
+        "x": 4,
+        "y": 8,
+    }
+
+
+def test_asyncio_engine_runs_many_coroutines_concurrently() -> None:
+    total = 50
+    state: dict[str, Any] = {"started": 0}
+    flow = unordered_flow.Flow("u").add(*(Gathering(f"g{i}", state, total) for i in range(total)))
+    engine = engines.load(flow, engine="asyncio")
+    engine.run()
+    assert state["started"] == total
+    assert engine.storage.get_flow_state() == states.SUCCESS
+
+
+def test_asyncio_engine_max_workers_limits_calls_in_flight(rec: Recorder) -> None:
+    running = {"now": 0, "peak": 0}
+
+    class Tracked(task.Task):
+        async def execute(self) -> None:
+            running["now"] += 1
+            running["peak"] = max(running["peak"], running["now"])
+            for _ in range(5):
+                await asyncio.sleep(0)
+            running["now"] -= 1
+
+    flow = unordered_flow.Flow("u").add(*(Tracked(f"t{i}") for i in range(12)))
+    engines.run(flow, engine="asyncio", max_workers=3)
+    assert 1 <= running["peak"] <= 3
+
+
+def test_run_async_runs_coroutines_on_the_callers_loop(rec: Recorder) -> None:
+    seen: list[asyncio.AbstractEventLoop] = []
+
+    class WhichLoop(task.Task):
+        async def execute(self) -> None:
+            seen.append(asyncio.get_running_loop())
+
+    async def main() -> asyncio.AbstractEventLoop:
+        engine = engines.load(
+            linear_flow.Flow("f").add(WhichLoop("w1"), Step("plain", rec), WhichLoop("w2")), engine="asyncio"
+        )
+        assert isinstance(engine, AsyncioEngine)
+        await engine.run_async()
+        assert engine.storage.get_flow_state() == states.SUCCESS
+        return asyncio.get_running_loop()
+
+    loop = asyncio.run(main())
+    assert seen == [loop, loop]
+    assert rec.executed() == ["plain"]
+
+
+def test_run_async_re_raises_a_failure(rec: Recorder) -> None:
+    async def main() -> None:
+        engine = engines.load(
+            linear_flow.Flow("f").add(AsyncStep("a", rec), AsyncBoom("b", rec)), engine="asyncio"
+        )
+        await engine.run_async()  # type: ignore[attr-defined]
+
+    with pytest.raises(ValueError, match="b failed"):
+        asyncio.run(main())
+    assert rec.reverted() == ["b", "a"]
+
+
+def test_asyncio_engine_runs_coroutines_on_a_given_loop(rec: Recorder) -> None:
+    import threading
+
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    seen: list[asyncio.AbstractEventLoop] = []
+
+    class WhichLoop(task.Task):
+        async def execute(self) -> None:
+            seen.append(asyncio.get_running_loop())
+
+    try:
+        flow = linear_flow.Flow("f").add(WhichLoop("w1"), Step("plain", rec), WhichLoop("w2"))
+        engines.run(flow, engine="asyncio", loop=loop)
+        assert seen == [loop, loop]
+        assert loop.is_running(), "the engine must not stop a loop it does not own"
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+        loop.close()

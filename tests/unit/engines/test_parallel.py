@@ -1,0 +1,301 @@
+"""The parallel engine: truly concurrent, thread-safe, and usable with your own executor or processes."""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures as cf
+import os
+import threading
+from typing import Any
+
+import pytest
+
+from flowkit import engines, exceptions, states, task
+from flowkit.patterns import linear_flow, unordered_flow
+
+from ._tasks import AddOne, CustomError, RaiseCustom, Recorder, ReportPid, Square, Step
+
+
+class Rendezvous(task.Task):
+    """Waits at a barrier: the run only finishes if every party runs at the same time."""
+
+    def __init__(self, name: str, barrier: threading.Barrier) -> None:
+        super().__init__(name)
+        self.barrier = barrier
+
+    def execute(self) -> int:
+        return self.barrier.wait()
+
+
+class CountCalls(task.Task):
+    def __init__(self, name: str, counts: collections.Counter[str], lock: threading.Lock) -> None:
+        super().__init__(name, provides=name)
+        self.counts = counts
+        self.lock = lock
+
+    def execute(self) -> str:
+        with self.lock:
+            self.counts[self.name] += 1
+        return self.name
+
+
+class ThreadName(task.Task):
+    def execute(self) -> str:
+        return threading.current_thread().name
+
+
+def test_independent_tasks_run_at_the_same_time() -> None:
+    # A barrier that times out fails the run unless all parties are waiting together.
+    parties = 4
+    barrier = threading.Barrier(parties, timeout=10)
+    flow = unordered_flow.Flow("u").add(*(Rendezvous(f"t{i}", barrier) for i in range(parties)))
+    engine = engines.load(flow, engine="parallel", max_workers=parties)
+    engine.run()
+    assert engine.storage.get_flow_state() == states.SUCCESS
+    assert sorted(engine.storage.get(f"t{i}") for i in range(parties)) == list(range(parties))
+
+
+def test_asyncio_engine_runs_plain_tasks_at_the_same_time_too() -> None:
+    barrier = threading.Barrier(3, timeout=10)
+    flow = unordered_flow.Flow("u").add(*(Rendezvous(f"t{i}", barrier) for i in range(3)))
+    engine = engines.load(flow, engine="asyncio")
+    engine.run()
+    assert engine.storage.get_flow_state() == states.SUCCESS
+
+
+def test_hundreds_of_tasks_each_run_exactly_once() -> None:
+    counts: collections.Counter[str] = collections.Counter()
+    lock = threading.Lock()
+    names = [f"t{i}" for i in range(500)]
+    flow = unordered_flow.Flow("u").add(*(CountCalls(name, counts, lock) for name in names))
+    results = engines.run(flow, engine="parallel", max_workers=8)
+    assert counts == collections.Counter(names)
+    assert results == {name: name for name in names}
+
+
+def test_hundreds_of_tasks_in_parallel_chains_keep_their_order() -> None:
+    rec = Recorder()
+    chains = [linear_flow.Flow(f"c{c}").add(*(Step(f"c{c}.{i}", rec) for i in range(10))) for c in range(30)]
+    engines.run(unordered_flow.Flow("u").add(*chains), engine="parallel", max_workers=6)
+    order = rec.executed()
+    assert len(order) == 300
+    for c in range(30):
+        mine = [name for name in order if name.startswith(f"c{c}.")]
+        assert mine == [f"c{c}.{i}" for i in range(10)]
+
+
+def test_a_single_worker_still_runs_everything() -> None:
+    rec = Recorder()
+    flow = unordered_flow.Flow("u").add(*(Step(f"t{i}", rec) for i in range(20)))
+    engines.run(flow, engine="parallel", max_workers=1)
+    assert sorted(rec.executed()) == sorted(f"t{i}" for i in range(20))
+
+
+def test_a_user_supplied_thread_pool_is_used_and_not_shut_down() -> None:
+    with cf.ThreadPoolExecutor(2, thread_name_prefix="users-pool") as pool:
+        flow = unordered_flow.Flow("u").add(ThreadName("a", provides="a"), ThreadName("b", provides="b"))
+        results = engines.run(flow, engine="parallel", executor=pool)
+        assert results["a"].startswith("users-pool")
+        assert results["b"].startswith("users-pool")
+        assert pool.submit(lambda: "still open").result(timeout=10) == "still open"
+
+
+def test_the_executor_can_be_named_threads(rec: Recorder) -> None:
+    engines.run(Step("a", rec), engine="parallel", executor="threads")
+    assert rec.executed() == ["a"]
+
+
+def test_failures_in_a_user_supplied_pool_revert_the_flow(rec: Recorder) -> None:
+    from ._tasks import Boom
+
+    with cf.ThreadPoolExecutor(2) as pool:
+        engine = engines.load(
+            linear_flow.Flow("f").add(Step("a", rec), Boom("b", rec)), engine="parallel", executor=pool
+        )
+        with pytest.raises(ValueError, match="b failed"):
+            engine.run()
+    assert rec.reverted() == ["b", "a"]
+
+
+# -- processes -------------------------------------------------------------------------------
+
+
+def test_process_executor_runs_tasks_in_other_processes_and_returns_results() -> None:
+    flow = linear_flow.Flow("f").add(
+        unordered_flow.Flow("u").add(Square("sq", provides="value"), ReportPid("pid", provides="pid")),
+        AddOne("inc", provides="out"),
+    )
+    results = engines.run(flow, store={"x": 7}, engine="parallel", executor="processes", max_workers=2)
+    assert results["value"] == 49
+    assert results["out"] == 50
+    assert results["pid"] != os.getpid()
+
+
+def test_process_executor_brings_failures_back_with_their_type_names() -> None:
+    engine = engines.load(
+        linear_flow.Flow("f").add(Square("sq", provides="value"), RaiseCustom("bad")),
+        store={"x": 3},
+        engine="parallel",
+        executor="processes",
+        max_workers=2,
+    )
+    with pytest.raises(exceptions.WrappedFailure) as info:
+        engine.run()
+    (failure,) = list(info.value)
+    assert failure.check(CustomError) is CustomError
+    assert failure.exception_type_names[0] == f"{CustomError.__module__}.CustomError"
+    assert failure.exception_str == "raised in a child process"
+    assert engine.storage.get_flow_state() == states.REVERTED
+    assert engine.storage.get_atom_state("sq") == states.REVERTED
+    assert engine.storage.get_execute_failures()["bad"].check(CustomError)
+
+
+def test_a_user_supplied_process_pool_is_used_and_not_shut_down() -> None:
+    with cf.ProcessPoolExecutor(1) as pool:
+        results: dict[str, Any] = engines.run(
+            Square("sq", provides="value"), store={"x": 5}, engine="parallel", executor=pool
+        )
+        assert results["value"] == 25
+        assert pool.submit(os.getpid).result(timeout=30) != os.getpid()
+
+
+class Meet(task.Task):
+    """Meets its partner at a (reusable) barrier, then fails its first ``fail_times`` runs."""
+
+    def __init__(self, name: str, barrier: threading.Barrier, rec: Recorder, fail_times: int = 0) -> None:
+        super().__init__(name)
+        self.barrier = barrier
+        self.rec = rec
+        self.fail_times = fail_times
+        self.runs = 0
+
+    def execute(self) -> str:
+        self.runs += 1
+        self.barrier.wait()
+        self.rec.add("execute", self.name)
+        if self.runs <= self.fail_times:
+            raise ValueError(f"{self.name} failed")
+        return self.name
+
+    def revert(self, **kwargs: Any) -> None:
+        self.rec.add("revert", self.name)
+
+
+def test_a_retry_waits_for_running_siblings_then_reverts_and_reruns_them(rec: Recorder) -> None:
+    from flowkit import retry
+
+    barrier = threading.Barrier(2, timeout=10)
+    flow = unordered_flow.Flow("u", retry=retry.Times(3, "r")).add(
+        Meet("steady", barrier, rec), Meet("flaky", barrier, rec, fail_times=1)
+    )
+    engine = engines.load(flow, engine="parallel", max_workers=2)
+    engine.run()
+    assert engine.storage.get_flow_state() == states.SUCCESS
+    assert sorted(rec.executed()) == ["flaky", "flaky", "steady", "steady"]
+    assert sorted(rec.reverted()) == ["flaky", "steady"]
+
+
+def test_two_concurrent_failures_under_a_retry_are_both_in_its_history(rec: Recorder) -> None:
+    from flowkit import retry
+
+    barrier = threading.Barrier(2, timeout=10)
+    flow = unordered_flow.Flow("u", retry=retry.Times(2, "r")).add(
+        Meet("one", barrier, rec, fail_times=1), Meet("two", barrier, rec, fail_times=1)
+    )
+    engine = engines.load(flow, engine="parallel", max_workers=2)
+    engine.run()
+    assert engine.storage.get_flow_state() == states.SUCCESS
+    history = engine.storage.get_retry_history("r")
+    assert sorted(name for name, _ in history.outcomes_iter(0)) == ["one", "two"]
+    assert sorted(rec.executed()) == ["one", "one", "two", "two"]
+
+
+def test_a_task_that_cannot_be_pickled_fails_its_atom_on_the_process_executor() -> None:
+    local = task.FunctorTask(lambda: 1, name="local")  # a lambda cannot be pickled
+    engine = engines.load(local, engine="parallel", executor="processes", max_workers=1)
+    with pytest.raises(Exception) as info:  # noqa: PT011 - what is raised is checked below
+        engine.run()
+    assert not isinstance(info.value, exceptions.InvalidFormat), "the engine's own bookkeeping failed"
+    assert engine.storage.get_atom_state("local") in (states.REVERTED, states.REVERT_FAILURE)
+    failure = engine.storage.get_execute_failures()["local"]
+    assert "pickle" in failure.exception_str.lower()
+
+
+@pytest.mark.parametrize("make", ["ThreadPoolExecutor", "SynchronousExecutor"])
+def test_futurist_executors_taskflow_users_pass_work_too(make: str, rec: Recorder) -> None:
+    import futurist
+
+    executor = (
+        futurist.ThreadPoolExecutor(2) if make == "ThreadPoolExecutor" else futurist.SynchronousExecutor()
+    )
+    try:
+        flow = linear_flow.Flow("f").add(
+            unordered_flow.Flow("u").add(Step("a", rec), Step("b", rec)), Step("c", rec)
+        )
+        engines.run(flow, engine="parallel", executor=executor)
+    finally:
+        executor.shutdown()
+    assert sorted(rec.executed()) == ["a", "b", "c"]
+    assert rec.executed()[-1] == "c"
+
+
+@pytest.mark.parametrize("kind", ["parallel", "asyncio"])
+def test_a_short_wait_timeout_only_makes_the_engine_poll(kind: str) -> None:
+    barrier = threading.Barrier(2, timeout=10)
+    flow = unordered_flow.Flow("u").add(Rendezvous("a", barrier), Rendezvous("b", barrier))
+    engine = engines.load(flow, engine=kind)
+    engine.run(timeout=0.001)
+    assert engine.storage.get_flow_state() == states.SUCCESS
+
+
+class RunsAFlow(task.Task):
+    """Runs a parallel flow of its own whose two tasks must meet: nested runs need their own threads."""
+
+    def execute(self) -> int:
+        barrier = threading.Barrier(2, timeout=10)
+        inner = unordered_flow.Flow(f"{self.name}-inner").add(
+            Rendezvous(f"{self.name}.a", barrier), Rendezvous(f"{self.name}.b", barrier)
+        )
+        engine = engines.load(inner, engine="parallel", max_workers=2)
+        engine.run()
+        return 1 if engine.storage.get_flow_state() == states.SUCCESS else 0
+
+
+def test_tasks_that_run_parallel_flows_of_their_own_do_not_starve_each_other() -> None:
+    flow = unordered_flow.Flow("outer").add(*(RunsAFlow(f"t{i}", provides=f"t{i}") for i in range(4)))
+    results = engines.run(flow, engine="parallel", max_workers=2)
+    assert results == {f"t{i}": 1 for i in range(4)}
+
+
+def test_concurrent_runs_of_different_engines_do_not_interfere() -> None:
+    outcomes: list[str] = []
+    lock = threading.Lock()
+
+    def run_one(index: int) -> None:
+        barrier = threading.Barrier(3, timeout=10)
+        flow = unordered_flow.Flow(f"u{index}").add(*(Rendezvous(f"r{index}.{i}", barrier) for i in range(3)))
+        engine = engines.load(flow, engine="parallel", max_workers=3)
+        engine.run()
+        with lock:
+            outcomes.append(engine.storage.get_flow_state())
+
+    runners = [threading.Thread(target=run_one, args=(i,)) for i in range(4)]
+    for runner in runners:
+        runner.start()
+    for runner in runners:
+        runner.join(timeout=30)
+    assert outcomes == [states.SUCCESS] * 4
+
+
+def test_idle_worker_threads_kept_between_runs_stay_bounded() -> None:
+    # Runs sized by their flows' width must not leave ever more idle threads behind:
+    # keeping a couple of pools warm is fine, keeping two per size ever used is not.
+    before = threading.active_count()
+    for size in range(1, 41):
+        engines.run(
+            unordered_flow.Flow("u").add(Square("sq", provides="v")),
+            store={"x": 2},
+            engine="parallel",
+            max_workers=size,
+        )
+    assert threading.active_count() - before <= 2 * 40

@@ -1,0 +1,150 @@
+"""Bad flows and bad options are refused before any task runs."""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+from typing import Any
+
+import pytest
+
+from flowkit import engines, exceptions, states
+from flowkit.patterns import graph_flow, linear_flow, unordered_flow
+
+from ._tasks import Recorder, Step
+
+
+def test_a_missing_requirement_raises_missing_dependencies_before_anything_runs(
+    engine_kind: str, rec: Recorder
+) -> None:
+    flow = linear_flow.Flow("f").add(Step("a", rec), Step("needy", rec, requires=["nowhere"]))
+    engine = engines.load(flow, engine=engine_kind)
+    with pytest.raises(exceptions.MissingDependencies) as info:
+        engine.run()
+    assert info.value.atom == "needy"
+    assert info.value.missing == ["nowhere"]
+    assert rec.executed() == []
+
+
+def test_validate_reports_missing_dependencies_without_running(rec: Recorder) -> None:
+    engine = engines.load(Step("needy", rec, requires=["x", "y"]), store={"y": 1})
+    with pytest.raises(exceptions.MissingDependencies) as info:
+        engine.validate()
+    assert info.value.missing == ["x"]
+    assert rec.executed() == []
+
+
+def test_a_requirement_provided_only_by_a_later_task_is_missing(rec: Recorder) -> None:
+    flow = linear_flow.Flow("f").add(Step("early", rec, requires=["x"]), Step("late", rec, provides="x"))
+    with pytest.raises(exceptions.MissingDependencies) as info:
+        engines.run(flow)
+    assert info.value.atom == "early"
+    assert rec.executed() == []
+
+
+def test_two_unordered_providers_of_a_required_symbol_are_ambiguous(rec: Recorder) -> None:
+    flow = linear_flow.Flow("f").add(
+        unordered_flow.Flow("u").add(Step("p1", rec, provides="x"), Step("p2", rec, provides="x")),
+        Step("consumer", rec, requires=["x"]),
+    )
+    engine = engines.load(flow)
+    with pytest.raises(exceptions.AmbiguousDependency) as info:
+        engine.run()
+    assert info.value.symbol == "x"
+    assert info.value.atom == "consumer"
+    assert sorted(info.value.providers) == ["p1", "p2"]
+    assert rec.executed() == []
+
+
+def test_a_cycle_in_a_graph_flow_is_refused_before_anything_runs(rec: Recorder) -> None:
+    a, b, c = Step("a", rec), Step("b", rec), Step("c", rec)
+    flow = graph_flow.Flow("g").add(a, b, c).link(a, b).link(b, c)
+    with pytest.raises(exceptions.DependencyFailure):
+        flow.link(c, a)
+    engines.run(flow)
+    assert rec.executed() == ["a", "b", "c"]
+
+
+def test_a_symbol_cycle_in_a_graph_flow_is_a_dependency_failure(rec: Recorder) -> None:
+    flow = graph_flow.Flow("g")
+    with pytest.raises(exceptions.DependencyFailure):
+        flow.add(
+            Step("a", rec, requires=["y"], provides="x"),
+            Step("b", rec, requires=["x"], provides="y"),
+        )
+    assert rec.executed() == []
+
+
+def test_duplicate_atom_names_are_refused_before_anything_runs(rec: Recorder) -> None:
+    flow = linear_flow.Flow("f").add(
+        Step("first", rec), Step("same", rec), linear_flow.Flow("inner").add(Step("same", rec))
+    )
+    engine = engines.load(flow)
+    with pytest.raises(exceptions.Duplicate) as info:
+        engine.run()
+    assert list(info.value.names) == ["same"]
+    assert rec.executed() == []
+
+
+def test_something_that_is_not_an_atom_cannot_be_added_to_a_flow() -> None:
+    with pytest.raises(exceptions.InvalidFlowItem):
+        linear_flow.Flow("f").add(lambda: None)  # type: ignore[arg-type]
+
+
+def test_something_that_is_not_a_flow_or_atom_cannot_be_run() -> None:
+    with pytest.raises(exceptions.InvalidFlowItem):
+        engines.run(object())
+
+
+def test_an_unknown_engine_name_is_refused() -> None:
+    with pytest.raises(exceptions.UnknownEngine) as info:
+        engines.load(linear_flow.Flow("f"), engine="warp-drive")
+    assert info.value.engine == "warp-drive"
+    assert "serial" in info.value.known
+
+
+def test_an_unknown_engine_option_is_refused(engine_kind: str) -> None:
+    with pytest.raises(exceptions.InvalidEngineOption) as info:
+        engines.load(linear_flow.Flow("f"), engine=engine_kind, turbo=True)
+    assert info.value.option == "turbo"
+
+
+def test_an_unknown_option_in_an_engine_uri_is_refused() -> None:
+    with pytest.raises(exceptions.InvalidEngineOption):
+        engines.load(linear_flow.Flow("f"), engine="parallel://?turbo=yes")
+
+
+def test_engine_options_can_be_given_in_a_uri(rec: Recorder) -> None:
+    engine = engines.load(Step("a", rec), engine="parallel://?max_workers=3")
+    engine.run()
+    assert engine.options["max_workers"] == 3
+    assert rec.executed() == ["a"]
+
+
+@pytest.mark.parametrize("kind", ["parallel", "asyncio"])
+@pytest.mark.parametrize("workers", [0, -2, "four", 2.5, True], ids=repr)
+def test_bad_max_workers_values_are_refused(kind: str, workers: Any) -> None:
+    with pytest.raises(exceptions.InvalidEngineOption) as info:
+        engines.load(linear_flow.Flow("f"), engine=kind, max_workers=workers)
+    assert info.value.option == "max_workers"
+
+
+@pytest.mark.parametrize("executor", ["fibers", 42, object()], ids=["unknown-name", "int", "object"])
+def test_bad_executor_values_are_refused(executor: Any) -> None:
+    with pytest.raises(exceptions.InvalidEngineOption) as info:
+        engines.load(linear_flow.Flow("f"), engine="parallel", executor=executor)
+    assert info.value.option == "executor"
+
+
+def test_the_serial_engine_takes_no_executor() -> None:
+    with cf.ThreadPoolExecutor(1) as pool, pytest.raises(exceptions.InvalidEngineOption):
+        engines.load(linear_flow.Flow("f"), executor=pool)
+
+
+def test_a_refused_run_leaves_the_flow_unstarted(rec: Recorder) -> None:
+    engine = engines.load(Step("needy", rec, requires=["x"]))
+    with pytest.raises(exceptions.MissingDependencies):
+        engine.run()
+    assert engine.storage.get_atom_state("needy") == states.PENDING
+    engine.storage.inject({"x": 1})
+    engine.run()
+    assert rec.details("execute", "needy") == [{"x": 1}]
