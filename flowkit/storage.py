@@ -86,8 +86,6 @@ class AtomRecord:
         return self._meta
 
 
-_UUID_CLEAR = ~((0xF << 76) | (0x3 << 62))
-_UUID_V4 = (0x4 << 76) | (0x2 << 62)
 _VERSION_TEXT: dict[Any, str] = {}
 
 
@@ -142,7 +140,7 @@ class Storage:
         self._history: dict[str, list[tuple[Any, dict[str, Failure]]]] = {}
         self.lock = _ReadWriteLock()
         # Random high bits per storage plus a counter in the low 48 bits.
-        self._uuid_base = uuid.uuid4().int & ~((1 << 48) - 1)
+        self._uuid_prefix = str(uuid.uuid4())[:24]
         self._uuid_counter = itertools.count(1)
 
     # -- identity ---------------------------------------------------------------
@@ -172,23 +170,27 @@ class Storage:
 
     def ensure_atom(self, atom: Atom) -> str:
         """Create the record for ``atom`` if missing; return its uuid."""
+        return self._ensure(atom, isinstance(atom, Retry)).uuid
+
+    def _ensure(self, atom: Atom, is_retry: bool) -> AtomRecord:
+        """``ensure_atom`` for callers that already know the atom's kind (the engine)."""
         record = self._records.get(atom.name)
         if record is None:
-            record = AtomRecord(
-                atom.name, self._new_uuid(), _version_text(atom.version), isinstance(atom, Retry)
-            )
+            record = AtomRecord(atom.name, self._new_uuid(), _version_text(atom.version), is_retry)
             self._records[atom.name] = record
             record.save_as = atom.save_as
             for symbol in atom.save_as:
                 self._providers.setdefault(symbol, []).append(record)
             self._persist(record)
-        return record.uuid
+        return record
 
     def _new_uuid(self) -> str:
-        """A random version-4 UUID string, made cheaply (flows have 100k+ atoms)."""
-        bits = (self._uuid_base | next(self._uuid_counter)) & _UUID_CLEAR | _UUID_V4
-        text = f"{bits:032x}"
-        return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+        """A version-4 UUID string, made cheaply (flows have 100k+ atoms).
+
+        The first 20 random hex digits are drawn once per storage; the last 12
+        count atoms, so uuids are unique within a flow and random across flows.
+        """
+        return f"{self._uuid_prefix}{next(self._uuid_counter):012x}"
 
     def ensure_atoms(self, atoms: Iterable[Atom]) -> list[str]:
         """Create records for every atom in ``atoms``; return their uuids in order."""

@@ -126,7 +126,7 @@ class ActionEngine(Engine):
             storage = self._storage
             with gc_paused():
                 for node in self._compiled().atoms:
-                    storage.ensure_atom(node.atom)  # type: ignore[arg-type]
+                    storage._ensure(node.atom, node.kind == _compiler.RETRY)  # type: ignore[arg-type]
                     if node.atom.inject:  # type: ignore[union-attr]
                         storage.inject_atom_args(node.name, node.atom.inject, transient=transient)  # type: ignore[union-attr]
             self._change_state(st.SUSPENDED)
@@ -140,9 +140,9 @@ class ActionEngine(Engine):
         store = self._storage._store
         records = self._storage._records
         problems: list[exc.MissingDependencies] = []
-        for node in self._compiled().atoms:
-            if not node.exec_args and not node.revert_args:
-                continue
+        # Only arguments no atom provides depend on injected values; the compiler
+        # listed those per atom, so a fully wired flow is checked in no time.
+        for node in self._compiled().open_atoms:
             injected = records[node.name].injected or {}
             gaps = {
                 method: {
