@@ -136,7 +136,9 @@ class Storage:
         #: flow-level injected values (``store=``), visible to every atom.
         self._store: dict[str, Any] = {}
         self._transient: set[str] = set()
-        self._providers: dict[str, list[AtomRecord]] = {}
+        # symbol -> records providing it, in flow order; built on first lookup (the
+        # engine never needs it, and a 100,000-atom flow would pay for it up front).
+        self._provider_index: dict[str, list[AtomRecord]] | None = None
         self._history: dict[str, list[tuple[Any, dict[str, Failure]]]] = {}
         self.lock = _ReadWriteLock()
         # Random high bits per storage plus a counter in the low 48 bits.
@@ -179,10 +181,20 @@ class Storage:
             record = AtomRecord(atom.name, self._new_uuid(), _version_text(atom.version), is_retry)
             self._records[atom.name] = record
             record.save_as = atom.save_as
-            for symbol in atom.save_as:
-                self._providers.setdefault(symbol, []).append(record)
+            self._provider_index = None
             self._persist(record)
         return record
+
+    @property
+    def _providers(self) -> dict[str, list[AtomRecord]]:
+        index = self._provider_index
+        if index is None:
+            index = {}
+            for record in self._records.values():
+                for symbol in record.save_as:
+                    index.setdefault(symbol, []).append(record)
+            self._provider_index = index
+        return index
 
     def _new_uuid(self) -> str:
         """A version-4 UUID string, made cheaply (flows have 100k+ atoms).

@@ -206,27 +206,31 @@ def compile_flow(root: Any) -> Compilation:
         )
     builder.check_duplicates()
     nodes = builder.nodes
-    resolver = _Resolver(nodes, _never, strict=True)
-    for node in nodes:
-        atom = node.atom
-        if atom is None:
-            continue
-        node.exec_args = resolver.plan(node, atom.rebind, atom.optional)
-        revert_rebind = atom.revert_rebind
-        node.revert_args = (
-            node.exec_args
-            if revert_rebind == atom.rebind and atom.revert_optional == atom.optional
-            else resolver.plan(node, revert_rebind, atom.revert_optional)
-        )
+    plan = _Resolver(nodes, _never, strict=True).plan
+    atoms: list[Node] = []
+    open_atoms: list[Node] = []
     for node in nodes:
         node.succ = tuple(node.succ)
         node.pred = tuple(node.pred)
-    atoms = [n for n in nodes if n.atom is not None]
+        atom = node.atom
+        if atom is None:
+            continue
+        atoms.append(node)
+        rebind, revert_rebind = atom.rebind, atom.revert_rebind
+        exec_args = node.exec_args = plan(node, rebind, atom.optional)
+        if revert_rebind is rebind or (revert_rebind == rebind and atom.revert_optional == atom.optional):
+            revert_args = node.revert_args = exec_args
+        else:
+            revert_args = node.revert_args = plan(node, revert_rebind, atom.revert_optional)
+        if _has_open(exec_args) or (revert_args is not exec_args and _has_open(revert_args)):
+            open_atoms.append(node)
     order: Sequence[int] = range(len(nodes)) if builder.ordered else _topological_order(nodes)
-    open_atoms = [
-        n for n in atoms if any(p.provider < 0 and not p.optional for p in (*n.exec_args, *n.revert_args))
-    ]
     return Compilation(scope, nodes, atoms, open_atoms, order)
+
+
+def _has_open(plans: tuple[ArgPlan, ...]) -> bool:
+    """Whether a required argument has no providing atom (so it must be injected)."""
+    return any(p.provider < 0 and not p.optional for p in plans)
 
 
 def _topological_order(nodes: list[Node]) -> list[int]:
@@ -489,10 +493,11 @@ class _Resolver:
         if not rebind:
             return ()
         optional = optional if isinstance(optional, frozenset) else frozenset(optional)
+        nodes = self._nodes
         plans = []
         for arg, symbol in rebind.items():
             provider = self.find(node, symbol)
-            key = self._nodes[provider].atom.save_as[symbol] if provider >= 0 else None  # type: ignore[union-attr]
+            key = nodes[provider].atom.save_as[symbol] if provider >= 0 else None  # type: ignore[union-attr]
             plans.append(ArgPlan(arg, symbol, provider, arg in optional, key))
         return tuple(plans)
 
@@ -524,9 +529,13 @@ class _Resolver:
         return self._nodes[index].atom.provides  # type: ignore[union-attr]
 
     def _in_level(self, scope: FlowScope, pos: int, symbol: str, consumer: Node) -> int:
-        positions = _positions(scope, symbol)
-        if not positions or scope.mode == _UNORDERED:
+        found_at = scope.providers.get(symbol)
+        if found_at is None or scope.mode == _UNORDERED:
             return -1
+        if scope.mode == _LINEAR and type(found_at) is int:
+            # The common case: one provider in a linear flow, before or after us.
+            return self._descend(scope.children[found_at], symbol, consumer) if found_at < pos else -1
+        positions = _positions(scope, symbol)
         if scope.mode == _LINEAR:
             cut = bisect.bisect_left(positions, pos)
             for i in range(cut - 1, -1, -1):
