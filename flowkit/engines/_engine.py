@@ -19,15 +19,24 @@ from typing import Any, ClassVar, Protocol
 
 from flowkit import exceptions as exc
 from flowkit import states as st
+from flowkit._utils.asyncio_bridge import EventLoopThread
 from flowkit._utils.gc_pause import gc_paused
 from flowkit.engines import _compiler
-from flowkit.engines._completions import Completion
+from flowkit.engines._completions import Completion, Completions
 from flowkit.engines._runtime import Call, Runtime, call_outcome
 from flowkit.engines.base import Engine
 from flowkit.storage import Storage
 from flowkit.types.failure import Failure
 
-__all__ = ["ActionEngine", "Completion", "Driver", "call_outcome", "start_or_fail"]
+__all__ = [
+    "ActionEngine",
+    "Completion",
+    "DispatchingDriver",
+    "Driver",
+    "call_outcome",
+    "positive_workers",
+    "start_or_fail",
+]
 
 
 _NO_RERAISE = frozenset({st.SUCCESS, st.SUSPENDED})
@@ -47,6 +56,65 @@ class Driver(Protocol):
     def wait(self, timeout: float | None) -> list[Completion]: ...
 
     def close(self) -> None: ...
+
+
+class DispatchingDriver:
+    """A driver that hands calls elsewhere and hears back through a completion queue.
+
+    Subclasses say where a call goes (:meth:`dispatch`). Retries always run inline,
+    in the engine thread: they only decide, and their decisions steer the scheduler.
+    """
+
+    #: Where a retry's coroutine runs, if it has one (None: the shared loop thread).
+    bridge: EventLoopThread | None = None
+
+    def __init__(self) -> None:
+        self._done = Completions()
+
+    @property
+    def in_flight(self) -> int:
+        return self._done.in_flight
+
+    def open(self, runtime: Runtime) -> None:
+        """Get ready for a run (start pools, loops...)."""
+
+    def schedule(self, runtime: Runtime) -> None:
+        next_item = runtime.scheduler.next_item
+        done = self._done
+        while (item := next_item()) is not None:
+            node, action = item
+            call = start_or_fail(runtime, node, action)
+            if call is None:
+                continue
+            if node.kind == _compiler.RETRY:
+                runtime.complete(node, action, *call_outcome(call, self.bridge))
+                continue
+            done.started()
+            self.dispatch(done, node, action, call)
+
+    def dispatch(self, done: Completions, node: _compiler.Node, action: int, call: Call) -> None:
+        """Start ``call`` somewhere; its outcome must reach ``done`` exactly once."""
+        raise NotImplementedError
+
+    def wait(self, timeout: float | None) -> list[Completion]:
+        return self._done.take(timeout)
+
+    def close(self) -> None:
+        """Release what :meth:`open` took."""
+
+
+def positive_workers(options: Mapping[str, Any], kind: str) -> int | None:
+    """The ``max_workers`` option, checked: None or a positive int (not a bool).
+
+    Raises:
+        InvalidEngineOption: any other value.
+    """
+    workers = options.get("max_workers")
+    if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool) or workers < 1):
+        raise exc.InvalidEngineOption(
+            f"max_workers must be a positive int, not {workers!r}", engine=kind, option="max_workers"
+        )
+    return workers
 
 
 class ActionEngine(Engine):

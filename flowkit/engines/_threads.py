@@ -47,10 +47,14 @@ class WorkerThreads:
         """Run ``fn(*args)`` on one of the threads."""
         self._queue.put((fn, args))
 
-    def close(self) -> None:
-        """Stop the threads once they finish what was already submitted."""
+    def stop(self) -> None:
+        """Tell the threads to end once they finish what was already submitted."""
         for _ in self._threads:
             self._queue.put(None)
+
+    def close(self) -> None:
+        """Stop the threads and wait for them to end."""
+        self.stop()
         for thread in self._threads:
             thread.join()
 

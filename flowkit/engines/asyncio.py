@@ -18,9 +18,9 @@ from typing import Any, ClassVar
 
 from flowkit import exceptions as exc
 from flowkit._utils.asyncio_bridge import EventLoopThread
-from flowkit.engines._compiler import RETRY
-from flowkit.engines._completions import RAISE, Completion, Completions
-from flowkit.engines._engine import ActionEngine, Driver, call_outcome, start_or_fail
+from flowkit.engines._compiler import Node
+from flowkit.engines._completions import RAISE, Completions
+from flowkit.engines._engine import ActionEngine, DispatchingDriver, Driver, positive_workers
 from flowkit.engines._runtime import Call, Runtime
 from flowkit.types.failure import Failure
 
@@ -62,43 +62,29 @@ async def _run_on_loop(
     return True, value
 
 
-class _LoopDriver:
-    def __init__(self, bridge: EventLoopThread, max_concurrency: int | None) -> None:
-        self._bridge = bridge
-        self._max = max_concurrency
-        self._done = Completions()
+class _LoopDriver(DispatchingDriver):
+    """Hands every ready atom to the event loop, as a task of its own."""
 
-    @property
-    def in_flight(self) -> int:
-        return self._done.in_flight
+    bridge: EventLoopThread
+
+    def __init__(self, bridge: EventLoopThread, max_concurrency: int | None) -> None:
+        super().__init__()
+        self.bridge = bridge
+        self._max = max_concurrency
+        self._limit: asyncio.Semaphore | None = None
 
     def open(self, runtime: Runtime) -> None:
-        loop = self._bridge.loop
-        self._limit = None
+        loop = self.bridge.loop
         if self._max:
             self._limit = asyncio.run_coroutine_threadsafe(_semaphore(self._max), loop).result()
 
-    def schedule(self, runtime: Runtime) -> None:
-        next_item = runtime.scheduler.next_item
-        done = self._done
-        while (item := next_item()) is not None:
-            node, action = item
-            call = start_or_fail(runtime, node, action)
-            if call is None:
-                continue
-            if node.kind == RETRY:
-                runtime.complete(node, action, *call_outcome(call, self._bridge))
-                continue
-            in_thread = not _wants_loop(node.atom, action)
-            future = self._bridge.submit(_run_on_loop(call, in_thread, self._limit))
-            done.started()
-            future.add_done_callback(functools.partial(done.put_future, node, action))
-
-    def wait(self, timeout: float | None) -> list[Completion]:
-        return self._done.take(timeout)
+    def dispatch(self, done: Completions, node: Node, action: int, call: Call) -> None:
+        in_thread = not _wants_loop(node.atom, action)
+        future = self.bridge.submit(_run_on_loop(call, in_thread, self._limit))
+        future.add_done_callback(functools.partial(done.put_future, node, action))
 
     def close(self) -> None:
-        self._bridge.close()
+        self.bridge.close()
 
 
 async def _semaphore(count: int) -> asyncio.Semaphore:
@@ -124,11 +110,7 @@ class AsyncioEngine(ActionEngine):
         options: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(flow, flow_detail, backend, options)
-        workers = self._options.get("max_workers")
-        if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool) or workers < 1):
-            raise exc.InvalidEngineOption(
-                f"max_workers must be a positive int, not {workers!r}", engine=self.kind, option="max_workers"
-            )
+        self._workers = positive_workers(self._options, self.kind)
         loop = self._options.get("loop")
         if loop is not None and not isinstance(loop, asyncio.AbstractEventLoop):
             raise exc.InvalidEngineOption(
@@ -137,7 +119,7 @@ class AsyncioEngine(ActionEngine):
         self._loop: asyncio.AbstractEventLoop | None = loop
 
     def _make_driver(self) -> Driver:
-        return _LoopDriver(EventLoopThread(self._loop), self._options.get("max_workers"))
+        return _LoopDriver(EventLoopThread(self._loop), self._workers)
 
     async def run_async(self, timeout: float | None = None) -> None:
         """Run the flow from async code: coroutines run on the current loop."""

@@ -16,14 +16,14 @@ from __future__ import annotations
 import concurrent.futures as cf
 import functools
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from flowkit import exceptions as exc
 from flowkit.engines import _process_progress, _threads
-from flowkit.engines._compiler import RETRY, Node
+from flowkit.engines._compiler import Node
 from flowkit.engines._completions import Completion, Completions
-from flowkit.engines._engine import ActionEngine, Driver, call_outcome, start_or_fail
+from flowkit.engines._engine import ActionEngine, DispatchingDriver, Driver, call_outcome, positive_workers
 from flowkit.engines._runtime import Call, Runtime
 from flowkit.types.failure import Failure
 
@@ -52,105 +52,71 @@ def _in_process(call: Call) -> tuple[bool, Any]:
     return True, value
 
 
-class _ThreadsDriver:
+class _ThreadsDriver(DispatchingDriver):
     """Hands every ready atom to the engine's own worker threads."""
 
     def __init__(self, size: int) -> None:
+        super().__init__()
         self._size = size
         self._threads: _threads.WorkerThreads | None = None
-        self._done = Completions()
-
-    @property
-    def in_flight(self) -> int:
-        return self._done.in_flight
 
     def open(self, runtime: Runtime) -> None:
         self._threads = _threads.borrow(self._size)
 
-    def schedule(self, runtime: Runtime) -> None:
-        threads = self._threads
-        assert threads is not None
-        submit = threads.submit
-        next_item = runtime.scheduler.next_item
-        done = self._done
-        while (item := next_item()) is not None:
-            node, action = item
-            call = start_or_fail(runtime, node, action)
-            if call is None:
-                continue
-            if node.kind == RETRY:
-                runtime.complete(node, action, *call_outcome(call))
-                continue
-            done.started()
-            submit(_report, done, node, action, call)
-
-    def wait(self, timeout: float | None) -> list[Completion]:
-        return self._done.take(timeout)
+    def dispatch(self, done: Completions, node: Node, action: int, call: Call) -> None:
+        self._threads.submit(_report, done, node, action, call)  # type: ignore[union-attr]
 
     def close(self) -> None:
-        if self._threads is not None and not self._done.in_flight:
-            _threads.give_back(self._threads)
-        self._threads = None
+        threads, self._threads = self._threads, None
+        if threads is None:
+            return
+        if self.in_flight:
+            # An interrupted run left calls running: those threads are not reusable,
+            # so they are told to stop once their calls end.
+            threads.stop()
+        else:
+            _threads.give_back(threads)
 
 
-class _ExecutorDriver:
+class _ExecutorDriver(DispatchingDriver):
     """Submits every ready atom to a :class:`concurrent.futures.Executor`."""
 
     def __init__(
         self,
         executor: cf.Executor | None,
-        factory: Callable[[], cf.Executor] | None,
         processes: bool,
         workers: int | None = None,
     ):
+        super().__init__()
         self._given = executor
-        self._factory = factory
         self._processes = processes
         self._workers = workers
         self._executor: cf.Executor | None = None
-        self._done = Completions()
-
-    @property
-    def in_flight(self) -> int:
-        return self._done.in_flight
+        self._relay: _process_progress.ProgressRelay | None = None
 
     def open(self, runtime: Runtime) -> None:
-        self._relay = None
-        if self._processes and self._given is None:
-            self._relay = _process_progress.ProgressRelay(runtime.progress_by_name)
         if self._given is not None:
             self._executor = self._given
-        elif self._relay is not None:
+        else:
+            # flowkit's own process pool: its children relay progress to this run.
+            self._relay = _process_progress.ProgressRelay(runtime.progress_by_name)
             self._executor = cf.ProcessPoolExecutor(
                 self._workers,
                 initializer=_process_progress.child_initializer,
                 initargs=(self._relay.queue,),
             )
-        else:
-            self._executor = self._factory()  # type: ignore[misc]
 
-    def schedule(self, runtime: Runtime) -> None:
+    def dispatch(self, done: Completions, node: Node, action: int, call: Call) -> None:
         executor = self._executor
         assert executor is not None
-        next_item = runtime.scheduler.next_item
-        done = self._done
-        while (item := next_item()) is not None:
-            node, action = item
-            call = start_or_fail(runtime, node, action)
-            if call is None:
-                continue
-            if node.kind == RETRY:
-                runtime.complete(node, action, *call_outcome(call))
-                continue
-            done.started()
-            if self._processes:
-                future = executor.submit(_in_process, call)
-            else:
-                future = executor.submit(call_outcome, call)
-            future.add_done_callback(functools.partial(done.put_future, node, action))
+        if self._processes:
+            future = executor.submit(_in_process, call)
+        else:
+            future = executor.submit(call_outcome, call)
+        future.add_done_callback(functools.partial(done.put_future, node, action))
 
     def wait(self, timeout: float | None) -> list[Completion]:
-        finished = self._done.take(timeout)
+        finished = super().wait(timeout)
         if self._processes:
             # Failures raised in a child come back as records; a pool that could not
             # even ship the call (unpicklable task) fails locally with a real Failure.
@@ -165,7 +131,7 @@ class _ExecutorDriver:
             self._executor.shutdown(wait=True)
         if self._relay is not None:
             self._relay.close()
-        self._executor = None
+        self._executor = self._relay = None
 
 
 class ParallelEngine(ActionEngine):
@@ -187,32 +153,24 @@ class ParallelEngine(ActionEngine):
         options: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(flow, flow_detail, backend, options)
-        self._executor, self._factory, self._processes = self._choose_executor()
-
-    def _choose_executor(self) -> tuple[cf.Executor | None, Callable[[], cf.Executor] | None, bool]:
+        self._workers = positive_workers(self._options, self.kind)
         executor = self._options.get("executor")
-        workers = self._options.get("max_workers")
-        if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool) or workers < 1):
-            raise exc.InvalidEngineOption(
-                f"max_workers must be a positive int, not {workers!r}", engine=self.kind, option="max_workers"
-            )
+        self._executor: cf.Executor | None = None
+        self._processes = False
         if isinstance(executor, cf.Executor):
-            return executor, None, isinstance(executor, cf.ProcessPoolExecutor)
-        if executor is None or (isinstance(executor, str) and executor.lower() in _THREAD_NAMES):
-            return None, None, False
-        if isinstance(executor, str) and executor.lower() in _PROCESS_NAMES:
-            return None, lambda: cf.ProcessPoolExecutor(workers), True
-        raise exc.InvalidEngineOption(
-            f"executor must be a concurrent.futures.Executor or one of "
-            f"{sorted(_THREAD_NAMES | _PROCESS_NAMES)}, not {executor!r}",
-            engine=self.kind,
-            option="executor",
-        )
+            self._executor = executor
+            self._processes = isinstance(executor, cf.ProcessPoolExecutor)
+        elif isinstance(executor, str) and executor.lower() in _PROCESS_NAMES:
+            self._processes = True
+        elif not (executor is None or (isinstance(executor, str) and executor.lower() in _THREAD_NAMES)):
+            raise exc.InvalidEngineOption(
+                f"executor must be a concurrent.futures.Executor or one of "
+                f"{sorted(_THREAD_NAMES | _PROCESS_NAMES)}, not {executor!r}",
+                engine=self.kind,
+                option="executor",
+            )
 
     def _make_driver(self) -> Driver:
-        if self._executor is None and self._factory is None:
-            workers = self._options.get("max_workers") or min(32, (os.cpu_count() or 1) + 4)
-            return _ThreadsDriver(workers)
-        return _ExecutorDriver(
-            self._executor, self._factory, self._processes, self._options.get("max_workers")
-        )
+        if self._executor is None and not self._processes:
+            return _ThreadsDriver(self._workers or min(32, (os.cpu_count() or 1) + 4))
+        return _ExecutorDriver(self._executor, self._processes, self._workers)
