@@ -179,3 +179,38 @@ class Flow(abc.ABC):
     def __repr__(self) -> str:
         retry = f" retry={self._retry.name!r}" if self._retry is not None else ""
         return f"<{self._display_class()} {self._name!r} len={len(self)}{retry}>"
+
+
+class _OrderedItems(Flow):
+    """Shared body of the linear and unordered patterns: an insertion-ordered item set.
+
+    Subclasses say how the items are ordered (:meth:`iter_links`) and what the flow
+    needs from outside (:attr:`requires`). Adding an item twice does nothing.
+    """
+
+    def __init__(self, name: str, retry: Retry | None = None) -> None:
+        super().__init__(name, retry)
+        # An insertion-ordered set (items carry no metadata of their own).
+        self._items: dict[FlowItem, None] = {}
+
+    def add(self, *items: FlowItem) -> Self:
+        """Add items (all are checked first: on an error nothing is added).
+
+        Raises:
+            flowkit.exceptions.InvalidFlowItem: an item is not an atom or flow.
+        """
+        for item in items:
+            self._check_item(item)
+        for item in items:
+            self._items.setdefault(item)
+        return self
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __iter__(self) -> Iterator[FlowItem]:
+        return iter(self._items)
+
+    def iter_nodes(self) -> Iterator[tuple[FlowItem, dict[str, Any]]]:
+        for item in self._items:
+            yield item, {}
