@@ -98,6 +98,8 @@ class Runtime:
         self.retained: list[Failure] = []
         #: Calls whose outcome was accounted for in the current run.
         self.completed = 0
+        #: atom name -> its execute failure, for every atom whose last execute failed.
+        self._failures: dict[str, Failure] = {}
 
     def start(self) -> None:
         """Make a fresh scheduler from the stored states (this is also resuming)."""
@@ -116,6 +118,7 @@ class Runtime:
         self.scheduler = scheduler
         self.retained = []
         self.completed = 0
+        self._failures = dict(self.storage.get_execute_failures())
         for node in scheduler.begin():
             # Stopped between a failure and its resolution: resolve it now.
             scheduler.executed(node, False)
@@ -172,7 +175,9 @@ class Runtime:
         self.completed += 1
         record.result = value
         record.has_result = True
-        record.failure = None
+        if record.failure is not None:  # it failed on an earlier attempt of a retry
+            record.failure = None
+            self._failures.pop(node.name, None)
         record.progress = 1.0
         record.state = scheduler_state[index] = st.SUCCESS
         self.scheduler.executed(node, True)
@@ -222,7 +227,10 @@ class Runtime:
         self.scheduler.state[node.index] = st.REVERTING
         self._transition(node, st.REVERTING)
         kwargs = self._fetch(node, node.revert_args, record)
-        kwargs["flow_failures"] = self.storage.get_failures()
+        # A copy per call (a revert may keep or change it), made from the failures
+        # this run tracks rather than by scanning every record: reverting n atoms
+        # must not cost n * n.
+        kwargs["flow_failures"] = dict(self._failures)
         atom = node.atom
         if node.kind == RETRY:
             kwargs["history"] = self.storage.get_retry_history(node.name)
@@ -289,6 +297,7 @@ class Runtime:
                 ok, value = False, Failure.from_exception(err)
         if ok:
             record.result, record.failure, record.has_result = value, None, True
+            self._failures.pop(node.name, None)
             if node.kind == RETRY:
                 self.storage._append_retry_result(node.name, value)
             else:
@@ -299,6 +308,7 @@ class Runtime:
             self.scheduler.executed(node, True)
             return
         record.failure, record.result, record.has_result = value, None, False
+        self._failures[node.name] = value
         self._transition(node, st.FAILURE, value)
         self.scheduler.executed(node, False)
         if self.scheduler.halted and self._never_resolve:
