@@ -157,12 +157,10 @@ def _method_mapping(
     Returns:
         ``(argument -> symbol pairs, required symbols, optional arguments)``.
     """
-    req_args = [arg for arg in spec.required if arg not in ignore]
-    required: dict[str, str] = {}
-    if auto_extract:
-        required.update((arg, arg) for arg in req_args)
+    req_args, candidates, named = _shape(spec, ignore)
+    required: dict[str, str] = dict(zip(req_args, req_args, strict=True)) if auto_extract else {}
     if requires:
-        required.update((name, name) for name in requires)
+        required.update(zip(requires, requires, strict=True))
     if rebind is not None:
         kind, values = rebind
         if kind == "seq":
@@ -172,9 +170,9 @@ def _method_mapping(
             required.update(values)
     optional: dict[str, str] = {}
     if auto_extract:
-        optional.update((arg, arg) for arg in spec.all if arg not in required and arg not in ignore)
+        optional = {arg: arg for arg in candidates if arg not in required}
     if not spec.accepts_kwargs:
-        extra = [arg for arg in required if arg not in spec.all]
+        extra = [arg for arg in required if arg not in named]
         if extra:
             raise _MappingError(f"Extra arguments given to the {method} method of atom", extra)
     missing = [arg for arg in req_args if arg not in required]
@@ -185,6 +183,19 @@ def _method_mapping(
         _frozen(required.values()),
         _frozen(optional.values()),
     )
+
+
+@functools.lru_cache(maxsize=1024)
+def _shape(
+    spec: reflection.CallableArgs, ignore: tuple[str, ...]
+) -> tuple[tuple[str, ...], tuple[str, ...], frozenset[str]]:
+    """A signature's required and optional argument names less ``ignore``, and all its names.
+
+    Cached: most atoms of a flow share a class, and so a signature.
+    """
+    required = tuple(arg for arg in spec.required if arg not in ignore)
+    candidates = tuple(arg for arg in spec.all if arg not in ignore)
+    return required, candidates, frozenset(spec.all)
 
 
 _EMPTY: frozenset[str] = frozenset()
