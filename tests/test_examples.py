@@ -150,6 +150,8 @@ def test_example_runs_and_prints_its_story(name: str) -> None:
     proc = _run_example(name)
     report = f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
     assert proc.returncode == 0, f"{name} exited {proc.returncode}\n{report}"
+    # A listener that raises is logged and skipped, never fatal: catch it here.
+    assert "Traceback" not in proc.stderr, f"{name} logged an error\n{report}"
     missing = _missing_in_order(EXPECTED.get(name, []), proc.stdout)
     assert not missing, f"{name}: lines missing or out of order: {missing}\nstdout:\n{proc.stdout}"
     output_lines = {line.strip() for line in proc.stdout.splitlines()}

@@ -7,6 +7,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from flowkit.storage import Storage
+from flowkit.task import EVENT_UPDATE_PROGRESS
 from flowkit.types.notifier import Notifier
 
 __all__ = ["Engine"]
@@ -28,7 +29,8 @@ class Engine(metaclass=abc.ABCMeta):
         self._backend = backend
         self._options = dict(options or {})
         self._notifier = Notifier()
-        self._atom_notifier = Notifier()
+        # Progress reaches those who ask for it by name; ANY listeners see states only.
+        self._atom_notifier = Notifier(named_only=(EVENT_UPDATE_PROGRESS,))
 
     @property
     def notifier(self) -> Notifier:

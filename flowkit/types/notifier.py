@@ -169,10 +169,19 @@ class Notifier:
     RESERVED_KEYS: ClassVar[tuple[str, ...]] = ("details",)
     """Keyword argument names a registration may not use (they are passed by notify)."""
 
-    def __init__(self) -> None:
+    def __init__(self, named_only: Iterable[Hashable] = ()) -> None:
+        """Make a notifier.
+
+        Args:
+            named_only: event types delivered only to listeners registered for
+                them by name, never to :attr:`ANY` listeners. The engine uses this
+                for progress events, so ``ANY`` listeners written for TaskFlow
+                (which never sent those there) keep seeing only state changes.
+        """
         self._lock = threading.Lock()
         self._topics: _Topics = {}
         self._prune_pending = False
+        self._named_only = frozenset(named_only)
         self.has_listeners: bool = False
 
     # -- registering ---------------------------------------------------------
@@ -324,7 +333,10 @@ class Notifier:
             LOG.debug("event type %r cannot trigger notifications; dropped", event_type)
             return
         topics = self._topics
-        listeners = topics.get(self.ANY, ()) + topics.get(event_type, ())
+        if event_type in self._named_only:
+            listeners = topics.get(event_type, ())
+        else:
+            listeners = topics.get(self.ANY, ()) + topics.get(event_type, ())
         if not listeners:
             return
         if not details:

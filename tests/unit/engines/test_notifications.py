@@ -147,14 +147,24 @@ def test_flow_notifications_carry_engine_flow_name_uuid_and_old_state(
 
 def test_progress_updates_reach_the_atom_notifier(engine_kind: str) -> None:
     engine = engines.load(Progressing("p"), engine=engine_kind)
-    events = _atom_events(engine)
+    progress: list[dict[str, Any]] = []
+    engine.atom_notifier.register("update_progress", lambda event, details: progress.append(details))
     engine.run()
-    progress = [d for state, d in events if state == "update_progress"]
     # As on the task's own notifier (TaskFlow): 0.0 when it starts, 1.0 when it is done.
     assert [d["progress"] for d in progress] == [0.0, 0.25, 0.5, 1.0]
     uuid = engine.storage.get_atom_uuid("p")
     assert all(d["task_name"] == "p" and d["task_uuid"] == uuid for d in progress)
     assert engine.storage.get_task_progress("p") == 1.0
+
+
+def test_any_listeners_see_state_changes_only_as_on_taskflow(engine_kind: str) -> None:
+    # TaskFlow never sent progress to atom_notifier; an ANY listener written for it
+    # (reading details["old_state"]) must not start receiving progress events.
+    engine = engines.load(Progressing("p"), engine=engine_kind)
+    events = _atom_events(engine)
+    engine.run()
+    assert [state for state, _details in events] == [states.RUNNING, states.SUCCESS]
+    assert all("old_state" in details for _state, details in events)
 
 
 def test_progress_is_stored_even_with_no_listener(engine_kind: str) -> None:
