@@ -154,6 +154,10 @@ class ActionEngine(Engine):
         self._lock = threading.Lock()
         self._statistics: dict[str, Any] = {}
         self._gather = bool(self._options.get("gather_statistics", True))
+        self._check_options()
+
+    def _check_options(self) -> None:
+        """Check the options of this engine kind (raise InvalidEngineOption); a hook."""
 
     # -- properties ---------------------------------------------------------------
 

@@ -39,6 +39,8 @@ Call = tuple[Callable[..., Any], dict[str, Any]]
 _RESULT_STATES = frozenset({st.SUCCESS, st.REVERTING, st.REVERTED, st.REVERT_FAILURE, st.RETRYING})
 
 
+# _run_execute and _run_revert are twins on purpose: one generic helper taking the
+# three methods would cost three bound-method objects per call on the hot path.
 def _run_execute(atom: Any, kwargs: dict[str, Any]) -> Any:
     atom.pre_execute()
     try:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
-from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from flowkit import exceptions as exc
@@ -102,14 +101,7 @@ class AsyncioEngine(ActionEngine):
     kind: ClassVar[str] = "asyncio"
     OPTIONS: ClassVar[frozenset[str]] = ActionEngine.OPTIONS | {"max_workers", "loop"}
 
-    def __init__(
-        self,
-        flow: Any,
-        flow_detail: Any = None,
-        backend: Any = None,
-        options: Mapping[str, Any] | None = None,
-    ) -> None:
-        super().__init__(flow, flow_detail, backend, options)
+    def _check_options(self) -> None:
         self._workers = positive_workers(self._options, self.kind)
         loop = self._options.get("loop")
         if loop is not None and not isinstance(loop, asyncio.AbstractEventLoop):

@@ -16,7 +16,6 @@ from __future__ import annotations
 import concurrent.futures as cf
 import functools
 import os
-from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from flowkit import exceptions as exc
@@ -145,14 +144,7 @@ class ParallelEngine(ActionEngine):
     kind: ClassVar[str] = "parallel"
     OPTIONS: ClassVar[frozenset[str]] = ActionEngine.OPTIONS | {"executor", "max_workers"}
 
-    def __init__(
-        self,
-        flow: Any,
-        flow_detail: Any = None,
-        backend: Any = None,
-        options: Mapping[str, Any] | None = None,
-    ) -> None:
-        super().__init__(flow, flow_detail, backend, options)
+    def _check_options(self) -> None:
         self._workers = positive_workers(self._options, self.kind)
         executor = self._options.get("executor")
         self._executor: cf.Executor | None = None
