@@ -45,6 +45,11 @@ EXPECTED: dict[str, list[str]] = {
         "final flow state: REVERTED",
         "left behind: nothing",
     ],
+    "async_tasks.py": [
+        "asyncio engine: 3 quotes were in flight together",
+        "cheapest shop: south",
+        "serial engine awaited each quote in turn; cheapest shop: south",
+    ],
     "linear_and_graph.py": [
         "fetch_pages and fetch_theme ran at the same time",
         "finished first (in either order): fetch_pages, fetch_theme",
