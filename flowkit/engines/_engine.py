@@ -351,22 +351,10 @@ class ActionEngine(Engine):
         self._change_state(st.SUSPENDING)
 
     def reset(self) -> None:
-        self.compile()
-        self.prepare() if not self._prepared else None
-        for node in self._compiled().atoms:
-            record = self._storage._records[node.name]
-            old = record.state
-            record.intention = st.EXECUTE
-            if old != st.PENDING:
-                record.state = st.PENDING
-                if self._atom_notifier.has_listeners:
-                    key = "retry" if node.kind == _compiler.RETRY else "task"
-                    self._atom_notifier.notify(
-                        st.PENDING,
-                        {f"{key}_name": node.name, f"{key}_uuid": record.uuid, "old_state": old},
-                    )
-            self._storage._persist(record)
-        self._storage._history.clear()
+        if not self._prepared:
+            self.prepare()
+        assert self._runtime is not None
+        self._runtime.reset_all()
         self._change_state(st.PENDING)
 
     def _change_state(self, state: str) -> None:

@@ -126,6 +126,18 @@ class Runtime:
             scheduler.executed(node, False)
         self._attach_progress(True)
 
+    def reset_all(self) -> None:
+        """Put every atom back to PENDING with the intention to execute (engine.reset())."""
+        storage_records = self.storage._records
+        for node in self.compilation.atoms:
+            record = self.records[node.index] = storage_records[node.name]
+            record.intention = st.EXECUTE
+            if record.state != st.PENDING:
+                self._transition(node, st.PENDING)
+            elif self._durable:
+                self.storage._persist(record)
+        self.storage._history.clear()
+
     def finish(self) -> None:
         self._attach_progress(False)
 
