@@ -222,7 +222,6 @@ class Runtime:
     def _begin_execute(self, node: Node) -> Call:
         record = self.records[node.index]
         assert record is not None
-        self.scheduler.state[node.index] = st.RUNNING
         if node.kind != RETRY:
             record.progress = 0.0
         self._transition(node, st.RUNNING)
@@ -238,7 +237,6 @@ class Runtime:
     def _begin_revert(self, node: Node) -> Call:
         record = self.records[node.index]
         assert record is not None
-        self.scheduler.state[node.index] = st.REVERTING
         self._transition(node, st.REVERTING)
         kwargs = self._fetch(node, node.revert_args, record)
         # A copy per call (a revert may keep or change it), made from the failures
@@ -366,12 +364,8 @@ class Runtime:
         A report that arrives after its atom finished is stale and dropped.
         """
         record = self.storage._records.get(atom_name)
-        if record is None or record.state != st.RUNNING:
-            return
-        for node in self.compilation.atoms:
-            if node.name == atom_name:
-                self._on_progress(node.atom, progress)
-                return
+        if record is not None and record.state == st.RUNNING:
+            self._progress(atom_name, progress, None)
 
     def _progress_watched(self, atom: Any) -> bool:
         """Tell whether anyone would see a progress event (the task's or the engine's listeners)."""
@@ -382,10 +376,13 @@ class Runtime:
 
     def _on_progress(self, atom: Any, progress: float, details: dict[str, Any] | None = None) -> None:
         """Called (from any thread) when a running task reports progress."""
-        self.storage.set_task_progress(atom.name, progress, details)
+        self._progress(atom.name, progress, details)
+
+    def _progress(self, name: str, progress: float, details: dict[str, Any] | None) -> None:
+        self.storage.set_task_progress(name, progress, details)
         if self.notifier.has_listeners:
-            record = self.storage._records[atom.name]
-            event = {"task_name": atom.name, "task_uuid": record.uuid, "progress": progress}
+            record = self.storage._records[name]
+            event = {"task_name": name, "task_uuid": record.uuid, "progress": progress}
             if details:
                 event.update(details)
             self.notifier.notify(EVENT_UPDATE_PROGRESS, event)
