@@ -35,7 +35,6 @@ __all__ = [
     "Driver",
     "call_outcome",
     "positive_workers",
-    "start_or_fail",
 ]
 
 
@@ -83,7 +82,7 @@ class DispatchingDriver:
         done = self._done
         while (item := next_item()) is not None:
             node, action = item
-            call = start_or_fail(runtime, node, action)
+            call = runtime.begin_or_fail(node, action)
             if call is None:
                 continue
             if node.kind == _compiler.RETRY:
@@ -369,8 +368,3 @@ class ActionEngine(Engine):
                     "old_state": old,
                 },
             )
-
-
-def start_or_fail(runtime: Runtime, node: _compiler.Node, action: int) -> Call | None:
-    """Begin ``node``; if that fails (a missing argument), fail the atom and return None."""
-    return runtime._begin_or_fail(node, action)

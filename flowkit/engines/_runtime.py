@@ -165,7 +165,7 @@ class Runtime:
             or self.notifier.has_listeners
             or atom._notifier is not None  # type: ignore[union-attr]
         ):
-            call = self._begin_or_fail(node, action)
+            call = self.begin_or_fail(node, action)
             if call is not None:
                 ok, value = call_outcome(call)
                 self.complete(node, action, ok, value)
@@ -196,7 +196,8 @@ class Runtime:
         record.state = scheduler_state[index] = st.SUCCESS
         self.scheduler.executed(node, True)
 
-    def _begin_or_fail(self, node: Node, action: int) -> Call | None:
+    def begin_or_fail(self, node: Node, action: int) -> Call | None:
+        """:meth:`begin`, but an argument that cannot be fetched fails the atom (None)."""
         try:
             return self.begin(node, action)
         except Exception:
