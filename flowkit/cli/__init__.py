@@ -1,0 +1,39 @@
+"""The ``flowkit`` command line.
+
+Each subcommand lives in its own module with a ``register(subparsers)`` function
+that adds its parser and sets ``handler``; heavy imports (SQLAlchemy, redis) stay
+inside the handlers so ``flowkit --help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+from collections.abc import Sequence
+
+__all__ = ["main"]
+
+#: subcommand name -> module defining ``register(subparsers)``.
+_SUBCOMMANDS = {
+    "db": "flowkit.cli.db",
+    "worker": "flowkit.cli.worker",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser for every subcommand."""
+    parser = argparse.ArgumentParser(prog="flowkit", description="Run and look after flowkit flows.")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (repeat for debug)")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in _SUBCOMMANDS.values():
+        importlib.import_module(module).register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the process exit status."""
+    args = build_parser().parse_args(argv)
+    level = logging.WARNING - 10 * min(args.verbose, 2)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return int(args.handler(args) or 0)
