@@ -21,69 +21,22 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
+from flowkit import _detail_sync
 from flowkit import exceptions as exc
 from flowkit import states as st
+from flowkit._atom_record import AtomRecord
 from flowkit.atom import Atom
+from flowkit.persistence.models import AtomDetail, FlowDetail
 from flowkit.retry import History, Retry
 from flowkit.types.failure import Failure
 
 __all__ = ["AtomRecord", "Storage"]
 
 _NO_RESULT: Any = object()
-_NO_PROVIDES: Mapping[str, int | str | None] = {}
+#: Where a flow detail keeps the values injected with ``store=`` (to resume with them).
+_STORE_KEY = "store"
 # States in which an atom's execute result is (still) its current result.
 _STANDING_STATES = frozenset({st.SUCCESS, st.REVERTING})
-
-
-class AtomRecord:
-    """Everything stored about one atom in one flow."""
-
-    __slots__ = (
-        "_meta",
-        "failure",
-        "has_result",
-        "injected",
-        "intention",
-        "is_retry",
-        "name",
-        "progress",
-        "result",
-        "revert_failure",
-        "revert_result",
-        "save_as",
-        "state",
-        "uuid",
-        "version",
-    )
-
-    def __init__(self, name: str, atom_uuid: str, version: str, is_retry: bool) -> None:
-        self.name = name
-        self.uuid = atom_uuid
-        self.version = version
-        self.is_retry = is_retry
-        self.state = st.PENDING
-        self.intention = st.EXECUTE
-        self.result: Any = None
-        #: ``result`` is a standing execute result its provided names can be read from.
-        self.has_result = False
-        #: The atom's provided name -> where it sits in ``result`` (shared, read-only).
-        self.save_as: Mapping[str, int | str | None] = _NO_PROVIDES
-        self.progress = 0.0
-        self.failure: Failure | None = None
-        self.revert_result: Any = None
-        self.revert_failure: Failure | None = None
-        #: atom-specific injected arguments (symbol -> value), if any.
-        self.injected: dict[str, Any] | None = None
-        # Most atoms never get metadata: the dict is made on first write.
-        self._meta: dict[str, Any] | None = None
-
-    @property
-    def meta(self) -> dict[str, Any]:
-        """Free-form metadata (listeners record durations here), with the progress."""
-        if self._meta is None:
-            self._meta = {}
-        self._meta["progress"] = self.progress
-        return self._meta
 
 
 _VERSION_TEXT: dict[Any, str] = {}
@@ -121,17 +74,21 @@ class Storage:
     """States, results and inputs of one flow, by atom name.
 
     Args:
-        flow_name: the flow's name.
-        flow_uuid: its identity (a new UUID when not given).
-        backend: a persistence backend, or None to keep everything in memory.
+        flow_detail: the :class:`~flowkit.persistence.models.FlowDetail` to keep
+            the flow's data in (its atom details are loaded: this is how a flow
+            resumes), or just the flow's name for a run kept in memory only.
+        backend: the persistence backend the flow detail is saved to, or None.
+        scope_fetcher: accepted for TaskFlow compatibility; the engine resolves
+            scopes when it compiles, so it is not used.
+
+    Changes are batched: the engine marks records dirty and writes them in one
+    transaction right before it starts or reverts an atom (see :meth:`flush`),
+    which gives the guarantees of doc/persistence.rst at one write per task.
     """
 
-    def __init__(self, flow_name: str, flow_uuid: str | None = None, backend: Any = None) -> None:
-        self._flow_name = flow_name
-        self._flow_uuid = flow_uuid or str(uuid.uuid4())
+    def __init__(self, flow_detail: FlowDetail | str, backend: Any = None, scope_fetcher: Any = None) -> None:
         self._backend = backend
         self._flow_state = st.PENDING
-        self._flow_meta: dict[str, Any] = {}
         self._records: dict[str, AtomRecord] = {}
         #: flow-level injected values (``store=``), visible to every atom.
         self._store: dict[str, Any] = {}
@@ -144,6 +101,41 @@ class Storage:
         # Random high bits per storage plus a counter in the low 48 bits.
         self._uuid_prefix = str(uuid.uuid4())[:24]
         self._uuid_counter = itertools.count(1)
+        # What must be written at the next flush: records by name, and the flow row.
+        self._dirty: dict[str, AtomRecord] = {}
+        self._flow_dirty = False
+        self._dirty_lock = threading.RLock()
+        #: True while the engine runs: writes wait for its next flush.
+        self._batching = False
+        self._connection: Any = None
+        self._details: dict[str, AtomDetail] = {}
+        if isinstance(flow_detail, str):
+            self._flow_detail: FlowDetail | None = None
+            self._flow_name = flow_detail
+            self._flow_uuid = str(uuid.uuid4())
+            self._flow_meta: dict[str, Any] = {}
+            #: Changes are tracked (and written) only for a flow detail somebody can see.
+            self._tracked = backend is not None
+        else:
+            self._flow_detail = flow_detail
+            self._flow_name = flow_detail.name
+            self._flow_uuid = flow_detail.uuid
+            self._flow_meta = flow_detail.meta
+            self._tracked = True
+            self._load(flow_detail)
+
+    def _load(self, flow_detail: FlowDetail) -> None:
+        """Take up the states and results an earlier run left in ``flow_detail``."""
+        self._flow_state = flow_detail.state or st.PENDING
+        for detail in flow_detail:
+            record, history = _detail_sync.record_from_detail(detail)
+            self._records[record.name] = record
+            self._details[record.name] = detail
+            if history:
+                self._history[record.name] = history
+        stored = self._flow_meta.get(_STORE_KEY)
+        if isinstance(stored, dict):
+            self._store.update(stored)
 
     # -- identity ---------------------------------------------------------------
 
@@ -163,10 +155,96 @@ class Storage:
     def backend(self) -> Any:
         return self._backend
 
+    @property
+    def flow_detail(self) -> FlowDetail:
+        """The flow detail holding this flow's data (written through at each flush).
+
+        For a flow kept in memory only, a snapshot made on each access.
+        """
+        if self._flow_detail is not None:
+            self.flush()
+            return self._flow_detail
+        snapshot = FlowDetail(self._flow_name, self._flow_uuid)
+        snapshot.state = self._flow_state
+        snapshot.meta = dict(self._flow_meta)
+        for record in self._records.values():
+            history = self._history.get(record.name)
+            snapshot.add(_detail_sync.fill_detail(_detail_sync.new_detail(record), record, history))
+        return snapshot
+
     # -- the persistence seam ---------------------------------------------------
 
     def _persist(self, record: AtomRecord | None = None) -> None:
-        """Make a change durable (no-op in memory; durable backends override)."""
+        """Note that ``record`` (None: the flow itself) changed; write it if not batching."""
+        if not self._tracked:
+            return
+        if record is None:
+            self._flow_dirty = True
+        else:
+            self._dirty[record.name] = record
+        if not self._batching:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write every change made since the last flush, in one transaction.
+
+        The engine calls this before it starts or reverts an atom, so a state is
+        durable before the work it announces begins, and a result is durable
+        before any atom that depends on it starts.
+
+        Raises:
+            StorageFailure: the backend could not write; the changes stay pending
+                and are written by the next flush.
+        """
+        if not self._dirty and not self._flow_dirty:
+            return
+        with self._dirty_lock:
+            dirty, self._dirty = self._dirty, {}
+            flow_changed, self._flow_dirty = self._flow_dirty, False
+        flow_detail = self._flow_detail
+        if flow_detail is None:
+            flow_detail = self._flow_detail = FlowDetail(self._flow_name, self._flow_uuid)
+            flow_detail.meta = self._flow_meta
+            flow_changed = True
+        flow_detail.state = self._flow_state
+        details = self._details
+        written: list[AtomDetail] = []
+        for name, record in dirty.items():
+            detail = details.get(name)
+            if detail is None:
+                detail = details[name] = _detail_sync.new_detail(record)
+                flow_detail.add(detail)
+            written.append(_detail_sync.fill_detail(detail, record, self._history.get(name)))
+        if self._backend is None:
+            return
+        try:
+            if self._connection is None:
+                self._connection = self._backend.get_connection()
+            self._connection.save_flow_progress(flow_detail, written, flow_changed)
+        except BaseException:
+            with self._dirty_lock:
+                self._dirty = {**dirty, **self._dirty}
+                self._flow_dirty = self._flow_dirty or flow_changed
+            raise
+
+    @contextlib.contextmanager
+    def _batch(self) -> Iterator[None]:
+        """Hold writes back until the block ends (or an explicit :meth:`flush`), then flush."""
+        was, self._batching = self._batching, True
+        try:
+            yield
+        finally:
+            self._batching = was
+        if not was:
+            self.flush()
+            self._release()
+
+    def _release(self) -> None:
+        """Give the backend connection back (between runs nothing is written)."""
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                connection.close()
 
     # -- atoms ------------------------------------------------------------------
 
@@ -183,6 +261,10 @@ class Storage:
             record.save_as = atom.save_as
             self._provider_index = None
             self._persist(record)
+        elif record.save_as is not atom.save_as:
+            # Loaded from a flow detail: what it provides comes from the atom.
+            record.save_as = atom.save_as
+            self._provider_index = None
         return record
 
     @property
@@ -249,10 +331,12 @@ class Storage:
         self, task_name: str, progress: float, details: dict[str, Any] | None = None
     ) -> None:
         record = self._record(task_name)
-        record.progress = progress
-        if details is not None:
-            record.meta["progress_details"] = {"at_progress": progress, "details": details}
-        self._persist(record)
+        # Progress arrives from worker threads while the engine thread flushes.
+        with self._dirty_lock:
+            record.progress = progress
+            if details is not None:
+                record.meta["progress_details"] = {"at_progress": progress, "details": details}
+            self._persist(record)
 
     def get_task_progress(self, task_name: str) -> float:
         return self._record(task_name).progress
@@ -345,12 +429,31 @@ class Storage:
     # -- injected values ----------------------------------------------------------
 
     def inject(self, pairs: Mapping[str, Any], transient: bool = False) -> None:
-        """Make ``pairs`` visible to every atom of the flow (the ``store=``)."""
+        """Make ``pairs`` visible to every atom of the flow (the ``store=``).
+
+        Unless ``transient``, the values are saved with the flow detail, so a
+        resumed run sees them too.
+
+        Raises:
+            InvalidFormat: a value to be saved cannot be stored as JSON (nothing
+                is injected then).
+        """
+        if not transient and self._tracked:
+            for name, value in pairs.items():
+                try:
+                    _detail_sync.check_storable(value)
+                except (TypeError, ValueError) as err:
+                    where = f"value injected as '{name}' into flow '{self._flow_name}'"
+                    raise exc.InvalidFormat(f"{where} cannot be stored as JSON: {err}") from err
         self._store.update(pairs)
         if transient:
             self._transient.update(pairs)
         else:
             self._transient.difference_update(pairs)
+            if self._tracked:
+                self._flow_meta[_STORE_KEY] = {
+                    k: v for k, v in self._store.items() if k not in self._transient
+                }
             self._persist()
 
     def inject_atom_args(self, atom_name: str, pairs: Mapping[str, Any], transient: bool = True) -> None:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 import pytest
+
+from tests import services
 
 T = TypeVar("T")
 
@@ -53,3 +56,97 @@ def wait_until(predicate: Callable[[], T], timeout: float = 5.0, interval: float
 def wait_until_fixture() -> Callable[..., object]:
     """Give tests the :func:`wait_until` poller without importing conftest."""
     return wait_until
+
+
+# --- Real servers (tests/services.py) --------------------------------------
+#
+# Each server starts the first time a test asks for it and stops when the
+# session ends; tests that never ask cost nothing. A missing program skips
+# the test (fails it under CI) with the apt-get command to run.
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[services.RedisServer]:
+    """A Redis server without persistence; ``stop()`` then ``start()`` restarts it on its port.
+
+    A test that stops it must start it again (``try``/``finally``): the server
+    is shared by the whole session.
+    """
+    server = services.RedisServer()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="session")
+def redis_url(redis_server: services.RedisServer) -> str:
+    """``redis://127.0.0.1:PORT/0`` of the session's Redis server."""
+    return redis_server.url
+
+
+@pytest.fixture
+def redis_flushed_url(redis_server: services.RedisServer) -> str:
+    """The session's Redis URL, running (restarted if a test left it stopped) and emptied."""
+    redis_server.start()
+    redis_server.flushall()
+    return redis_server.url
+
+
+@pytest.fixture(scope="session")
+def postgresql_server() -> Iterator[services.PostgresServer]:
+    """A throw-away PostgreSQL cluster, trust auth for superuser ``flowkit``."""
+    server = services.PostgresServer()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="session")
+def postgresql_url(postgresql_server: services.PostgresServer) -> str:
+    """``postgresql+psycopg://flowkit@127.0.0.1:PORT/flowkit``, shared by the session."""
+    return postgresql_server.url
+
+
+@pytest.fixture
+def postgresql_db_url(postgresql_server: services.PostgresServer) -> Iterator[str]:
+    """The URL of a database created for this test alone, dropped (forcibly) after it."""
+    name = f"flowkit_test_{uuid.uuid4().hex[:16]}"
+    url = postgresql_server.create_database(name)
+    try:
+        yield url
+    finally:
+        postgresql_server.drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def zookeeper_server() -> Iterator[services.ZooKeeperServer]:
+    """A standalone ZooKeeper server; ``/flowkit-tests`` exists on it."""
+    server = services.ZooKeeperServer()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="session")
+def zookeeper_url(zookeeper_server: services.ZooKeeperServer) -> str:
+    """``zookeeper://127.0.0.1:PORT/flowkit-tests/<unique>``, one path for the session."""
+    return zookeeper_server.url_for(f"{zookeeper_server.root}/{uuid.uuid4().hex}")
+
+
+@pytest.fixture
+def zookeeper_path_url(zookeeper_server: services.ZooKeeperServer) -> Iterator[str]:
+    """Like ``zookeeper_url`` but with a path of this test's own, deleted after it.
+
+    The path itself is not created: a backend creates its root on ``upgrade()``.
+    """
+    path = f"{zookeeper_server.root}/{uuid.uuid4().hex}"
+    try:
+        yield zookeeper_server.url_for(path)
+    finally:
+        zookeeper_server.delete_tree(path)

@@ -88,6 +88,21 @@ EXPECTED: dict[str, list[str]] = {
         "revert order: apply_quota -> migrate_data -> freeze_account",
         "send_invoice state: PENDING",
     ],
+    "resume_after_crash.py": [
+        "reserved stock for 42",
+        "charged the card for 42",
+        "shipping the parcel for 42...",
+        "killed with SIGKILL mid-task",
+        "first run ended with exit status -9",
+        "found flow 'order-42' in the database: reserve_stock=SUCCESS, charge_card=SUCCESS, "
+        "ship_parcel=RUNNING, email_customer=PENDING",
+        "second run, resuming",
+        "shipping the parcel for 42...",
+        "e-mailed tracking number track-42",
+        "steps the second run started: ship_parcel, email_customer",
+        "final flow state: SUCCESS",
+        "results: order_id=42, payment=pay-42, reservation=rsv-42, tracking=track-42",
+    ],
     "progress_and_listeners.py": [
         "flow import-photos: PENDING -> RUNNING",
         "task copy_photos: PENDING -> RUNNING",
@@ -108,6 +123,9 @@ EXPECTED: dict[str, list[str]] = {
 
 # Lines that must never appear, whatever else the example prints.
 FORBIDDEN: dict[str, list[str]] = {
+    "resume_after_crash.py": [
+        "steps the second run started: reserve_stock, charge_card, ship_parcel, email_customer"
+    ],
     "reverting.py": ["execute send_invoice", "revert  send_invoice"],
 }
 

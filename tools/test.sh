@@ -38,9 +38,13 @@ have() {
 missing_system_packages() {
     have redis-server || echo redis-server
     # Debian's ZooKeeper is a set of jars run with java; no binary on PATH.
+    # The tests start it as `java -cp zookeeper.jar ...` (tests/services.py).
     [ -e /usr/share/java/zookeeper.jar ] || echo zookeeper
-    # The PostgreSQL server binaries live outside PATH, in a versioned dir.
-    compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || echo postgresql
+    # zookeeper depends on a JRE, but the jars may be there without one.
+    have java || echo default-jre-headless
+    # The PostgreSQL server binaries live outside PATH, in a versioned dir;
+    # the tests need initdb and postgres from the same one.
+    compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || echo postgresql
     have go || echo golang-go
 }
 

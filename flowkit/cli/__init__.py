@@ -17,7 +17,6 @@ __all__ = ["main"]
 #: subcommand name -> module defining ``register(subparsers)``.
 _SUBCOMMANDS = {
     "db": "flowkit.cli.db",
-    "worker": "flowkit.cli.worker",
 }
 
 

@@ -9,6 +9,25 @@ Unknown names and unknown options are errors, raised before anything runs.
 from __future__ import annotations
 
 from flowkit.engines.base import Engine
-from flowkit.engines.helpers import ENGINE_DEFAULT, ENTRY_POINT_GROUP, load, run
+from flowkit.engines.helpers import (
+    ENGINE_DEFAULT,
+    ENTRY_POINT_GROUP,
+    flow_from_detail,
+    load,
+    load_from_detail,
+    load_from_factory,
+    run,
+    save_factory_details,
+)
 
-__all__ = ["ENGINE_DEFAULT", "ENTRY_POINT_GROUP", "Engine", "load", "run"]
+__all__ = [
+    "ENGINE_DEFAULT",
+    "ENTRY_POINT_GROUP",
+    "Engine",
+    "flow_from_detail",
+    "load",
+    "load_from_detail",
+    "load_from_factory",
+    "run",
+    "save_factory_details",
+]

@@ -12,6 +12,7 @@ final flow state.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Generator, Mapping
@@ -78,6 +79,9 @@ class DispatchingDriver:
         """Get ready for a run (start pools, loops...)."""
 
     def schedule(self, runtime: Runtime) -> None:
+        if runtime.storage._tracked:
+            self._schedule_durably(runtime)
+            return
         next_item = runtime.scheduler.next_item
         done = self._done
         while (item := next_item()) is not None:
@@ -88,6 +92,25 @@ class DispatchingDriver:
             if node.kind == _compiler.RETRY:
                 runtime.complete(node, action, *call_outcome(call, self.bridge))
                 continue
+            done.started()
+            self.dispatch(done, node, action, call)
+
+    def _schedule_durably(self, runtime: Runtime) -> None:
+        """:meth:`schedule`, with every ready atom's state written (in one flush) before any call."""
+        next_item = runtime.scheduler.next_item
+        ready: list[tuple[_compiler.Node, int, Call]] = []
+        while (item := next_item()) is not None:
+            node, action = item
+            call = runtime.begin_or_fail(node, action)
+            if call is None:
+                continue
+            if node.kind == _compiler.RETRY:
+                runtime.complete(node, action, *call_outcome(call, self.bridge))
+                continue
+            ready.append((node, action, call))
+        runtime.storage.flush()
+        done = self._done
+        for node, action, call in ready:
             done.started()
             self.dispatch(done, node, action, call)
 
@@ -146,7 +169,10 @@ class ActionEngine(Engine):
                 engine=self.kind,
                 option=unknown[0],
             )
-        self._storage = Storage(getattr(flow, "name", type(flow).__name__), backend=backend)
+        self._storage = Storage(
+            flow_detail if flow_detail is not None else getattr(flow, "name", type(flow).__name__),
+            backend=backend,
+        )
         self._compilation: _compiler.Compilation | None = None
         self._runtime: Runtime | None = None
         self._prepared = False
@@ -195,7 +221,7 @@ class ActionEngine(Engine):
             self._change_state(st.RESUMING)
             transient = bool(self._options.get("inject_transient", True))
             storage = self._storage
-            with gc_paused():
+            with gc_paused(), storage._batch():
                 for node in self._compiled().atoms:
                     storage._ensure(node.atom, node.kind == _compiler.RETRY)  # type: ignore[arg-type]
                     if node.atom.inject:  # type: ignore[union-attr]
@@ -270,9 +296,15 @@ class ActionEngine(Engine):
         assert runtime is not None
         driver = self._make_driver()
         started = time.perf_counter()
+        # The flow's RUNNING state is written with the first atom's (one write, not two).
+        self._storage._batching = True
         self._change_state(st.RUNNING)
-        runtime.start()
-        driver.open(runtime)
+        try:
+            runtime.start()
+            driver.open(runtime)
+        except BaseException:
+            runtime.finish(best_effort=True)
+            raise
         storage = self._storage
         scheduler = runtime.scheduler
         closed = False
@@ -310,8 +342,9 @@ class ActionEngine(Engine):
             final = self._final_state(runtime)
         except BaseException:
             driver.close()
-            runtime.finish()
-            self._change_state(st.FAILURE)
+            runtime.finish(best_effort=True)
+            with contextlib.suppress(Exception):  # the error being raised says more
+                self._change_state(st.FAILURE)
             raise
         finally:
             if self._gather:

@@ -13,6 +13,7 @@ the compiler's precomputed plans.
 
 from __future__ import annotations
 
+import logging
 import threading
 import types
 from collections.abc import Callable, Coroutine
@@ -20,6 +21,7 @@ from typing import Any
 
 from flowkit import exceptions as exc
 from flowkit import states as st
+from flowkit._detail_sync import check_storable
 from flowkit._utils.asyncio_bridge import EventLoopThread
 from flowkit.deciders import Depth
 from flowkit.engines import _scheduler as sch
@@ -32,6 +34,7 @@ from flowkit.types.notifier import Notifier
 __all__ = ["Call", "Runtime", "call_outcome"]
 
 EVENT_UPDATE_PROGRESS = "update_progress"
+_LOG = logging.getLogger(__name__)
 
 #: What a driver runs: ``fn(**kwargs)``; the result may be a coroutine to await.
 Call = tuple[Callable[..., Any], dict[str, Any]]
@@ -94,7 +97,7 @@ class Runtime:
         self._never_resolve = never_resolve
         self.records: list[AtomRecord | None] = [None] * len(compilation.nodes)
         # In memory, persisting is a no-op: skip even the call on the hot path.
-        self._durable = storage.backend is not None or type(storage)._persist is not Storage._persist
+        self._durable = storage._tracked
         self.scheduler = sch.Scheduler(compilation, self)
         #: Failures that end the run in FAILURE (revert failures, unresolvable ones).
         self.retained: list[Failure] = []
@@ -121,6 +124,8 @@ class Runtime:
         self.retained = []
         self.completed = 0
         self._failures = dict(self.storage.get_execute_failures())
+        # From here on the drivers flush before each call they make (and finish() at the end).
+        self.storage._batching = True
         for node in scheduler.begin():
             # Stopped between a failure and its resolution: resolve it now.
             scheduler.executed(node, False)
@@ -138,8 +143,24 @@ class Runtime:
                 self.storage._persist(record)
         self.storage._history.clear()
 
-    def finish(self) -> None:
+    def finish(self, best_effort: bool = False) -> None:
+        """End a run: stop relaying progress, write what is pending, release storage.
+
+        Args:
+            best_effort: the run is ending with an error already; a failed write
+                is logged instead of raised, so that error is the one the caller sees.
+        """
         self._attach_progress(False)
+        storage = self.storage
+        storage._batching = False
+        try:
+            storage.flush()
+        except Exception:
+            if not best_effort:
+                raise
+            _LOG.exception("could not write the final state of flow '%s'", storage.flow_name)
+        finally:
+            storage._release()
 
     def _attach_progress(self, on: bool) -> None:
         sink = self._on_progress if on else None
@@ -167,6 +188,8 @@ class Runtime:
         ):
             call = self.begin_or_fail(node, action)
             if call is not None:
+                if self._durable:
+                    self.storage.flush()
                 ok, value = call_outcome(call)
                 self.complete(node, action, ok, value)
             return
@@ -306,7 +329,9 @@ class Runtime:
         if ok:
             try:
                 _check_unpacks(node, atom, value)
-            except exc.ResultUnpackError as err:
+                if self._durable:
+                    _check_storable(node, "result", value)
+            except exc.InvalidFormat as err:
                 ok, value = False, Failure.from_exception(err)
         if ok:
             record.result, record.failure, record.has_result = value, None, True
@@ -330,6 +355,11 @@ class Runtime:
     def _complete_revert(self, node: Node, ok: bool, value: Any) -> None:
         record = self.records[node.index]
         assert record is not None
+        if ok and self._durable:
+            try:
+                _check_storable(node, "revert result", value)
+            except exc.InvalidFormat as err:
+                ok, value = False, Failure.from_exception(err)
         if ok:
             record.revert_result, record.revert_failure = value, None
             if node.kind == RETRY:
@@ -475,6 +505,14 @@ def _check_unpacks(node: Node, atom: Any, result: Any) -> None:
                 atom=node.name,
                 provides=list(atom.save_as),
             ) from err
+
+
+def _check_storable(node: Node, what: str, value: Any) -> None:
+    """Raise InvalidFormat, naming the atom, if ``value`` cannot be stored as JSON."""
+    try:
+        check_storable(value)
+    except (TypeError, ValueError) as err:
+        raise exc.InvalidFormat(f"{what} of atom '{node.name}' cannot be stored as JSON: {err}") from err
 
 
 def _short(value: Any) -> str:

@@ -6,15 +6,27 @@ importing them from there keeps working; ``flowkit.engines`` re-exports them.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
-from collections.abc import Mapping
+import json
+import uuid
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from flowkit import exceptions as exc
 from flowkit.engines.base import Engine
 
-__all__ = ["ENGINE_DEFAULT", "ENTRY_POINT_GROUP", "load", "run"]
+__all__ = [
+    "ENGINE_DEFAULT",
+    "ENTRY_POINT_GROUP",
+    "flow_from_detail",
+    "load",
+    "load_from_detail",
+    "load_from_factory",
+    "run",
+    "save_factory_details",
+]
 
 ENGINE_DEFAULT = "serial"
 
@@ -25,6 +37,8 @@ _BUILTIN = {
     "asyncio": "flowkit.engines.asyncio:AsyncioEngine",
 }
 ENTRY_POINT_GROUP = "flowkit.engines"
+#: Where a flow detail records the factory that builds its flow.
+_FACTORY_KEY = "factory"
 
 
 def _engine_class(kind: str) -> type[Engine]:
@@ -79,9 +93,12 @@ def load(
     Args:
         flow: a flow, or a single atom.
         store: values visible to every atom (symbol -> value).
-        flow_detail: stored details of an earlier run to resume.
-        book: the logbook to record the run in (with ``backend``).
-        backend: a persistence backend; None keeps everything in memory.
+        flow_detail: the flow detail to keep the run in; one left by an earlier
+            run resumes it (what succeeded is not run again).
+        book: the logbook to add a new flow detail to (saved to ``backend``).
+        backend: a persistence backend (see :func:`flowkit.persistence.backends.fetch`);
+            with neither ``backend`` nor ``book`` everything stays in memory. With a
+            backend but no book, a logbook is made for the run.
         namespace: the entry-point group engines are looked up in.
         engine: the engine kind (``serial``, ``parallel``, ``asyncio``...), or a URI.
         inject: per-atom values: ``{atom_name: {symbol: value}}``.
@@ -99,9 +116,9 @@ def load(
     merged = {**uri_options, **options}
     if namespace != ENTRY_POINT_GROUP:
         merged["namespace"] = namespace
-    if flow_detail is not None or book is not None:
-        raise exc.NotImplementedError("persistence (flow_detail=, book=) arrives with the storage backends")
     cls = _engine_class(kind)
+    if flow_detail is None and (book is not None or backend is not None):
+        flow_detail = _new_flow_detail(flow, book, backend)
     made = cls(flow, flow_detail, backend, merged)
     if store:
         made.storage.inject(store)
@@ -118,3 +135,157 @@ def run(flow: Any, store: Mapping[str, Any] | None = None, **kwargs: Any) -> dic
     engine = load(flow, store=store, **kwargs)
     engine.run()
     return engine.storage.fetch_all()
+
+
+def _new_flow_detail(flow: Any, book: Any, backend: Any, meta: Mapping[str, Any] | None = None) -> Any:
+    """Make the flow detail of a new run, add it to ``book`` and save that to ``backend``."""
+    from flowkit.persistence import models
+
+    name = getattr(flow, "name", None) or type(flow).__name__
+    flow_detail = models.FlowDetail(name, str(uuid.uuid4()))
+    if meta:
+        flow_detail.meta.update(meta)
+    if book is None:
+        book = models.LogBook(f"{name} run")
+    book.add(flow_detail)
+    if backend is not None:
+        with contextlib.closing(backend.get_connection()) as conn:
+            conn.save_logbook(book)
+    return flow_detail
+
+
+def _factory_name(factory: Callable[..., Any]) -> str:
+    module = getattr(factory, "__module__", None)
+    qualname = getattr(factory, "__qualname__", None)
+    if not module or not qualname or "<" in qualname:
+        raise ValueError(
+            f"flow factory {factory!r} cannot be found again by name: use a module-level "
+            "function or class (not a lambda, closure or nested function)"
+        )
+    return f"{module}.{qualname}"
+
+
+def _factory_meta(
+    factory: Callable[..., Any] | str,
+    factory_args: Sequence[Any] | None,
+    factory_kwargs: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    name = factory if isinstance(factory, str) else _factory_name(factory)
+    meta = {"name": name, "args": list(factory_args or ()), "kwargs": dict(factory_kwargs or {})}
+    try:
+        json.dumps(meta)
+    except (TypeError, ValueError) as err:
+        raise exc.InvalidFormat(
+            f"arguments of flow factory '{name}' cannot be stored as JSON: {err}"
+        ) from err
+    return meta
+
+
+def save_factory_details(
+    flow_detail: Any,
+    flow_factory: Callable[..., Any] | str,
+    factory_args: Sequence[Any] | None,
+    factory_kwargs: Mapping[str, Any] | None,
+    backend: Any = None,
+) -> None:
+    """Record in ``flow_detail`` how to rebuild its flow (see :func:`flow_from_detail`).
+
+    Raises:
+        ValueError: the factory cannot be found again by name (a lambda, a closure).
+        InvalidFormat: its arguments cannot be stored as JSON.
+    """
+    flow_detail.meta[_FACTORY_KEY] = _factory_meta(flow_factory, factory_args, factory_kwargs)
+    if backend is not None:
+        with contextlib.closing(backend.get_connection()) as conn:
+            conn.update_flow_details(flow_detail)
+
+
+def load_from_factory(
+    flow_factory: Callable[..., Any],
+    factory_args: Sequence[Any] | None = None,
+    factory_kwargs: Mapping[str, Any] | None = None,
+    store: Mapping[str, Any] | None = None,
+    book: Any = None,
+    backend: Any = None,
+    namespace: str = ENTRY_POINT_GROUP,
+    engine: str = ENGINE_DEFAULT,
+    **kwargs: Any,
+) -> Engine:
+    """Build a flow by calling ``flow_factory`` and load it, recording the factory.
+
+    Another process can then rebuild the same flow from the flow detail alone
+    (:func:`flow_from_detail`, :func:`load_from_detail`), which is how a run is
+    resumed after its process died.
+
+    Raises:
+        ValueError: the factory cannot be found again by name (a lambda, a closure).
+        InvalidFormat: its arguments cannot be stored as JSON.
+    """
+    meta = {_FACTORY_KEY: _factory_meta(flow_factory, factory_args, factory_kwargs)}
+    flow = flow_factory(*(factory_args or ()), **(factory_kwargs or {}))
+    flow_detail = _new_flow_detail(flow, book, backend, meta)
+    return load(
+        flow,
+        store=store,
+        flow_detail=flow_detail,
+        book=book,
+        backend=backend,
+        namespace=namespace,
+        engine=engine,
+        **kwargs,
+    )
+
+
+def flow_from_detail(flow_detail: Any) -> Any:
+    """Rebuild the flow of ``flow_detail`` with the factory recorded in it.
+
+    Raises:
+        ValueError: the flow detail records no factory, or it cannot be imported.
+    """
+    factory_data = (flow_detail.meta or {}).get(_FACTORY_KEY)
+    if not isinstance(factory_data, Mapping) or not isinstance(factory_data.get("name"), str):
+        raise ValueError(
+            f"flow detail '{flow_detail.name}' ({flow_detail.uuid}) records no flow factory; "
+            "only runs loaded with load_from_factory() can be rebuilt"
+        )
+    name = factory_data["name"]
+    factory = _import_by_name(name)
+    return factory(*factory_data.get("args", ()), **factory_data.get("kwargs", {}))
+
+
+def _import_by_name(name: str) -> Any:
+    """Import ``pkg.module.Qual.Name``: the longest importable module prefix, then attributes."""
+    parts = name.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        try:
+            target: Any = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        try:
+            for attr in parts[cut:]:
+                target = getattr(target, attr)
+        except AttributeError:
+            break
+        return target
+    raise ValueError(f"flow factory '{name}' cannot be imported")
+
+
+def load_from_detail(
+    flow_detail: Any,
+    store: Mapping[str, Any] | None = None,
+    backend: Any = None,
+    namespace: str = ENTRY_POINT_GROUP,
+    engine: str = ENGINE_DEFAULT,
+    **kwargs: Any,
+) -> Engine:
+    """Rebuild the flow of ``flow_detail`` and load it to carry on from where it stopped."""
+    flow = flow_from_detail(flow_detail)
+    return load(
+        flow,
+        store=store,
+        flow_detail=flow_detail,
+        backend=backend,
+        namespace=namespace,
+        engine=engine,
+        **kwargs,
+    )

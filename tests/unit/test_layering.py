@@ -7,7 +7,8 @@ below it, never one above)::
     atoms       atom, task, retry, deciders
     patterns    flow, patterns
     persistence persistence
-    engines     engines (compiler, scheduler, drivers), storage
+    engines     engines (compiler, scheduler, drivers), storage (with
+                _atom_record and _detail_sync)
     observers   listeners, workers, engines.worker_based
     jobs        jobs, conductors
     cli         cli, and the ``flowkit`` package itself
@@ -49,6 +50,8 @@ LAYERS: dict[str, str] = {
     "flowkit.persistence": "persistence",
     "flowkit.engines": "engines",
     "flowkit.storage": "engines",
+    "flowkit._atom_record": "engines",
+    "flowkit._detail_sync": "engines",
     "flowkit.listeners": "observers",
     "flowkit.workers": "observers",
     "flowkit.engines.worker_based": "observers",

@@ -1,0 +1,68 @@
+"""The live record of one atom in one flow run, shared by storage and the engine.
+
+Kept apart from :mod:`flowkit.storage` so that the code translating records to
+and from persistence models can use it without an import cycle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from flowkit import states as st
+from flowkit.types.failure import Failure
+
+__all__ = ["NO_PROVIDES", "AtomRecord"]
+
+NO_PROVIDES: Mapping[str, int | str | None] = {}
+
+
+class AtomRecord:
+    """Everything stored about one atom in one flow."""
+
+    __slots__ = (
+        "_meta",
+        "failure",
+        "has_result",
+        "injected",
+        "intention",
+        "is_retry",
+        "name",
+        "progress",
+        "result",
+        "revert_failure",
+        "revert_result",
+        "save_as",
+        "state",
+        "uuid",
+        "version",
+    )
+
+    def __init__(self, name: str, atom_uuid: str, version: str, is_retry: bool) -> None:
+        self.name = name
+        self.uuid = atom_uuid
+        self.version = version
+        self.is_retry = is_retry
+        self.state = st.PENDING
+        self.intention = st.EXECUTE
+        self.result: Any = None
+        #: ``result`` is a standing execute result its provided names can be read from.
+        self.has_result = False
+        #: The atom's provided name -> where it sits in ``result`` (shared, read-only).
+        self.save_as: Mapping[str, int | str | None] = NO_PROVIDES
+        self.progress = 0.0
+        self.failure: Failure | None = None
+        self.revert_result: Any = None
+        self.revert_failure: Failure | None = None
+        #: atom-specific injected arguments (symbol -> value), if any.
+        self.injected: dict[str, Any] | None = None
+        # Most atoms never get metadata: the dict is made on first write.
+        self._meta: dict[str, Any] | None = None
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """Free-form metadata (listeners record durations here), with the progress."""
+        if self._meta is None:
+            self._meta = {}
+        self._meta["progress"] = self.progress
+        return self._meta

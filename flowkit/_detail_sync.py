@@ -1,0 +1,97 @@
+"""Translation between the engine's atom records and persistence models.
+
+The engine works on :class:`~flowkit._atom_record.AtomRecord` objects (slotted,
+mutated in place on the hot path); backends store
+:class:`~flowkit.persistence.models.AtomDetail` objects. Storage translates a
+record into its detail when it writes a batch, and a detail back into a record
+when it resumes a flow detail from an earlier run.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flowkit import states as st
+from flowkit._atom_record import AtomRecord
+from flowkit.persistence.models import AtomDetail, RetryDetail, TaskDetail
+from flowkit.types.failure import Failure
+
+__all__ = ["RESULT_STATES", "check_storable", "fill_detail", "new_detail", "record_from_detail"]
+
+#: Retry history as storage keeps it: (what the retry returned, {atom: Failure}).
+History = list[tuple[Any, dict[str, Failure]]]
+
+#: States in which an atom that executed successfully still has that result.
+RESULT_STATES = frozenset({st.SUCCESS, st.REVERTING, st.REVERTED, st.REVERT_FAILURE, st.RETRYING})
+
+# Meta keys the record keeps in attributes of its own.
+_PROGRESS = "progress"
+_INJECTED = "injected"
+
+
+def check_storable(value: Any) -> None:
+    """Raise TypeError/ValueError if ``value`` cannot be stored as JSON.
+
+    Backends encode results with :func:`json.dumps`; checking with the same
+    function when the result arrives lets the engine fail that one atom with a
+    clear message instead of failing the write that carries the whole batch.
+    """
+    if value is None or type(value) in (str, int, float, bool):
+        return
+    json.dumps(value)
+
+
+def new_detail(record: AtomRecord) -> AtomDetail:
+    """A fresh, empty detail for ``record`` (a RetryDetail for a retry)."""
+    cls = RetryDetail if record.is_retry else TaskDetail
+    return cls(record.name, record.uuid)
+
+
+def fill_detail(detail: AtomDetail, record: AtomRecord, history: History | None) -> AtomDetail:
+    """Copy everything ``record`` knows into ``detail`` and return it.
+
+    For a retry, ``history`` (its attempts so far) becomes the detail's results.
+    """
+    detail.state = record.state
+    detail.intention = record.intention
+    detail.version = record.version
+    if record.is_retry:
+        detail.results = list(history or ())
+    else:
+        detail.results = record.result
+    detail.failure = record.failure
+    detail.revert_results = record.revert_result
+    detail.revert_failure = record.revert_failure
+    meta = dict(record._meta) if record._meta else {}
+    meta[_PROGRESS] = record.progress
+    detail.meta = meta
+    return detail
+
+
+def record_from_detail(detail: AtomDetail) -> tuple[AtomRecord, History | None]:
+    """Rebuild the engine's record (and a retry's history) from a stored detail."""
+    is_retry = isinstance(detail, RetryDetail)
+    record = AtomRecord(detail.name, detail.uuid, detail.version or "1.0", is_retry)
+    record.state = detail.state or st.PENDING
+    record.intention = detail.intention or st.EXECUTE
+    record.failure = detail.failure
+    record.revert_result = detail.revert_results
+    record.revert_failure = detail.revert_failure
+    history: History | None = None
+    if is_retry:
+        history = [(value, dict(failures)) for value, failures in (detail.results or ())]
+        record.result = history[-1][0] if history else None
+    else:
+        record.result = detail.results
+    record.has_result = record.failure is None and record.state in RESULT_STATES
+    meta = dict(detail.meta or {})
+    progress = meta.pop(_PROGRESS, None)
+    if isinstance(progress, (int, float)):
+        record.progress = float(progress)
+    injected = meta.get(_INJECTED)
+    if isinstance(injected, dict):
+        record.injected = dict(injected)
+    if meta:
+        record._meta = meta
+    return record, history

@@ -1,0 +1,110 @@
+"""``flowkit db``: create or migrate a persistence database, and show its revision.
+
+::
+
+    flowkit db upgrade --connection sqlite:///flows.db
+    flowkit db current --connection postgresql://flowkit@db.example/flowkit
+
+``upgrade`` works for every backend (document stores just create their root);
+``current`` (alias ``version``) prints the schema revision of a SQL database,
+or ``none`` when it was never upgraded. Errors are one line on stderr and
+exit status 1; passwords in URLs are masked wherever they are shown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Any
+
+__all__ = ["register"]
+
+LOG = logging.getLogger(__name__)
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``db`` command and its subcommands to the ``flowkit`` parser."""
+    db = subparsers.add_parser(
+        "db",
+        help="create or migrate a persistence database",
+        description="Create or migrate the schema of a persistence backend.",
+    )
+    commands = db.add_subparsers(dest="db_command", required=True, metavar="SUBCOMMAND")
+    upgrade = commands.add_parser(
+        "upgrade",
+        help="create the schema or migrate it to this flowkit's newest revision",
+        description="Create the schema, or migrate it to the newest revision this flowkit knows.",
+    )
+    current = commands.add_parser(
+        "current",
+        aliases=["version"],
+        help="print the schema revision of a SQL database",
+        description="Print the schema revision of a SQL database ('none' if never upgraded).",
+    )
+    for parser in (upgrade, current):
+        parser.add_argument(
+            "--connection",
+            required=True,
+            metavar="URL",
+            help="the backend URL, for example sqlite:///flows.db or postgresql://user:pw@host/db",
+        )
+    upgrade.set_defaults(handler=_upgrade)
+    current.set_defaults(handler=_current)
+
+
+def _fail(args: argparse.Namespace, err: BaseException) -> int:
+    from flowkit.persistence.backends._urls import mask_url
+
+    command = f"flowkit db {args.db_command}"
+    message = " ".join(str(err).split()) or type(err).__name__
+    if getattr(args, "verbose", 0) >= 2:
+        LOG.exception("%s failed", command)
+    # A message may quote the URL unmasked (a driver echoing its DSN): mask it again.
+    message = message.replace(args.connection, mask_url(args.connection))
+    print(f"{command}: error: {message}", file=sys.stderr)
+    return 1
+
+
+def _upgrade(args: argparse.Namespace) -> int:
+    from flowkit.persistence import backends
+    from flowkit.persistence.backends._urls import mask_url
+
+    try:
+        backend = backends.fetch({"connection": args.connection})
+        try:
+            with backend.get_connection() as conn:
+                conn.upgrade()
+                revision = _revision_of(conn)
+        finally:
+            backend.close()
+    except Exception as err:  # every failure becomes one line and status 1
+        return _fail(args, err)
+    where = mask_url(args.connection)
+    print(f"{where}: schema at revision {revision}" if revision else f"{where}: up to date")
+    return 0
+
+
+def _current(args: argparse.Namespace) -> int:
+    from flowkit.persistence import backends
+
+    try:
+        backend = backends.fetch({"connection": args.connection})
+        try:
+            with backend.get_connection() as conn:
+                if not hasattr(conn, "current_revision"):
+                    raise ValueError(
+                        f"{type(backend).__name__} has no schema revisions; only SQL databases do"
+                    )
+                revision = _revision_of(conn)
+        finally:
+            backend.close()
+    except Exception as err:  # every failure becomes one line and status 1
+        return _fail(args, err)
+    print(revision or "none")
+    return 0
+
+
+def _revision_of(conn: Any) -> str | None:
+    reader = getattr(conn, "current_revision", None)
+    return None if reader is None else reader()

@@ -1,0 +1,156 @@
+"""``flowkit worker``: serve tasks to worker-based engines through Redis.
+
+::
+
+    flowkit worker --redis redis://localhost:6379/0 --topic volumes \\
+        --tasks myservice.tasks --tasks other.mod:Resize,Attach
+
+``--tasks`` names a module (every task class defined in it) or a module with
+a comma-separated list of class names; the current directory is importable, as
+with ``python -m``. The signing secret comes from ``FLOWKIT_WORKER_SECRET`` so
+it never shows in a process listing. SIGTERM or SIGINT stop the worker
+gracefully (running tasks get ``--grace`` seconds); a second signal stops it
+without waiting. Bad arguments exit with status 2, runtime failures with 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from types import FrameType
+from typing import Any
+
+__all__ = ["register"]
+
+LOG = logging.getLogger(__name__)
+
+
+def _positive(kind: type[float] | type[int]) -> Any:
+    def parse(text: str) -> float | int:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def _not_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {text!r}")
+    return value
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``worker`` command to the ``flowkit`` parser."""
+    parser = subparsers.add_parser(
+        "worker",
+        help="serve tasks to worker-based engines through Redis",
+        description="Run a worker that executes the given tasks for worker-based engines. "
+        "The signing secret, if any, is read from FLOWKIT_WORKER_SECRET.",
+    )
+    parser.add_argument("--redis", required=True, metavar="URL", help="Redis URL, e.g. redis://host:6379/0")
+    parser.add_argument("--topic", required=True, help="the topic whose requests to serve")
+    parser.add_argument(
+        "--tasks",
+        required=True,
+        action="append",
+        metavar="MODULE[:Name,...]",
+        help="a module whose task classes to offer, optionally with the class names (repeatable)",
+    )
+    parser.add_argument("--namespace", default="flowkit", help="prefix of the Redis keys (default: flowkit)")
+    parser.add_argument("--threads", type=_positive(int), metavar="N", help="tasks run at once")
+    parser.add_argument(
+        "--heartbeat", type=_positive(float), default=1.0, metavar="S", help="seconds between heartbeats"
+    )
+    parser.add_argument(
+        "--visibility-timeout",
+        type=_positive(float),
+        default=30.0,
+        metavar="S",
+        help="seconds before a dead worker's request is taken over (default: 30)",
+    )
+    parser.add_argument(
+        "--max-deliveries",
+        type=_positive(int),
+        default=3,
+        metavar="N",
+        help="deliveries after which a taken-over request fails (default: 3)",
+    )
+    parser.add_argument(
+        "--grace",
+        type=_not_negative,
+        default=30.0,
+        metavar="S",
+        help="seconds running tasks may finish after a stop signal (default: 30)",
+    )
+    parser.add_argument("--burst", action="store_true", help="exit once no request is waiting or running")
+    parser.add_argument("--worker-id", metavar="ID", help="this worker's id (default: host-pid-random)")
+    parser.set_defaults(handler=_run)
+
+
+def _fail(message: str, status: int) -> int:
+    print(f"flowkit worker: error: {' '.join(message.split())}", file=sys.stderr)
+    return status
+
+
+def _run(args: argparse.Namespace) -> int:
+    from flowkit import exceptions as exc
+    from flowkit.engines.worker_based.worker import Worker
+    from flowkit.persistence.backends._urls import mask_url
+
+    # Like ``python -m``: modules next to where the worker was started are importable.
+    here = os.getcwd()
+    if here not in sys.path and "" not in sys.path:
+        sys.path.insert(0, here)
+    try:
+        worker = Worker(
+            args.redis,
+            args.topic,
+            args.tasks,
+            namespace=args.namespace,
+            threads_count=args.threads,
+            heartbeat=args.heartbeat,
+            visibility_timeout=args.visibility_timeout,
+            max_deliveries=args.max_deliveries,
+            worker_id=args.worker_id,
+            grace=args.grace,
+        )
+    except (exc.NotFound, exc.InvalidFormat, exc.Duplicate, TypeError, ValueError) as err:
+        return _fail(mask_url(str(err)).replace(args.redis, mask_url(args.redis)), 2)
+
+    signals = 0
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        nonlocal signals
+        signals += 1
+        name = signal.Signals(signum).name
+        if signals == 1:
+            LOG.warning("%s received: stopping worker %s gracefully", name, worker.worker_id)
+            worker.stop()
+        else:
+            LOG.warning("%s received again: stopping worker %s now", name, worker.worker_id)
+            worker.stop(grace=0)
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        worker.run(burst=args.burst)
+    except Exception as err:
+        if getattr(args, "verbose", 0) >= 2:
+            LOG.exception("flowkit worker failed")
+        return _fail(str(err).replace(args.redis, mask_url(args.redis)), 1)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0

@@ -1,0 +1,103 @@
+"""Find and make a persistence backend from a URL or a conf dict.
+
+``fetch({"connection": "sqlite:///flows.db"})`` (or just the URL) picks the
+backend class by the URL's scheme and makes it; nothing is opened until the
+backend's ``get_connection()``. Built-in schemes are resolved from a table
+here, so they work even when flowkit runs from a source tree without installed
+entry points; other schemes come from the ``flowkit.persistence`` entry-point
+group (name = scheme, value = a :class:`~flowkit.persistence.base.Backend`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from flowkit import exceptions as exc
+from flowkit.persistence.backends._urls import backend_name, mask_url, split_conf
+from flowkit.persistence.base import Backend
+
+__all__ = ["BACKEND_NAMESPACE", "backend", "fetch"]
+
+BACKEND_NAMESPACE = "flowkit.persistence"
+"""The entry-point group backends are registered in."""
+
+_SQLALCHEMY = "flowkit.persistence.backends.impl_sqlalchemy:SQLAlchemyBackend"
+_BUILTIN: dict[str, str] = {
+    "memory": "flowkit.persistence.backends.impl_memory:MemoryBackend",
+    "dir": "flowkit.persistence.backends.impl_dir:DirBackend",
+    "file": "flowkit.persistence.backends.impl_dir:DirBackend",
+    "sqlite": _SQLALCHEMY,
+    "postgresql": _SQLALCHEMY,
+    "postgres": _SQLALCHEMY,
+    "mysql": _SQLALCHEMY,
+    "zookeeper": "flowkit.persistence.backends.impl_zookeeper:ZkBackend",
+}
+
+
+def _entry_points(namespace: str) -> dict[str, Any]:
+    from importlib import metadata
+
+    return {ep.name: ep for ep in metadata.entry_points(group=namespace)}
+
+
+def _backend_class(name: str, namespace: str, connection: Any) -> type[Backend]:
+    # The table only speaks for our own group; another group is entirely its owner's.
+    target = _BUILTIN.get(name) if namespace == BACKEND_NAMESPACE else None
+    if target is not None:
+        module, _, attr = target.partition(":")
+        cls: type[Backend] = getattr(importlib.import_module(module), attr)
+        return cls
+    found = _entry_points(namespace)
+    if name not in found:
+        known = set(found) | (set(_BUILTIN) if namespace == BACKEND_NAMESPACE else set())
+        raise exc.NotFound(
+            f"no persistence backend for scheme {name!r} (connection {mask_url(connection)!r}); "
+            f"known schemes: {', '.join(sorted(known))}"
+        )
+    loaded: type[Backend] = found[name].load()
+    return loaded
+
+
+def fetch(conf: str | Mapping[str, Any], namespace: str = BACKEND_NAMESPACE, **kwargs: Any) -> Backend:
+    """Make the backend that ``conf`` describes (no I/O happens yet).
+
+    Args:
+        conf: a URL (``memory://``, ``dir:///var/lib/flows``,
+            ``postgresql+psycopg://user:pw@host/db``, ...) or a dict whose
+            ``connection`` key holds the URL or a bare scheme name, plus
+            backend options. The URL's query parameters become options too
+            (options given in the dict win).
+        namespace: the entry-point group to look schemes up in.
+        kwargs: extra keyword arguments for the backend class.
+
+    Returns:
+        a new backend; call ``get_connection()`` to use it.
+
+    Raises:
+        NotFound: no backend for that scheme (the known schemes are listed).
+        StorageFailure: the URL is malformed.
+    """
+    scheme, merged = split_conf(conf)
+    cls = _backend_class(backend_name(scheme), namespace, merged["connection"])
+    return cls(merged, **kwargs)
+
+
+@contextlib.contextmanager
+def backend(
+    conf: str | Mapping[str, Any], namespace: str = BACKEND_NAMESPACE, **kwargs: Any
+) -> Iterator[Backend]:
+    """Fetch a backend, bring its layout up to date, yield it, and close it on exit.
+
+    As in TaskFlow, entering runs ``upgrade()`` once on a short-lived
+    connection, so the yielded backend is ready for use.
+    """
+    made = fetch(conf, namespace=namespace, **kwargs)
+    try:
+        with made.get_connection() as conn:
+            conn.upgrade()
+        yield made
+    finally:
+        made.close()

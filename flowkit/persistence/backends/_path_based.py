@@ -1,0 +1,456 @@
+"""The connection logic shared by the document-store backends (memory, dir, ZooKeeper).
+
+Each of those backends stores three collections of JSON documents keyed by
+uuid::
+
+    books/<uuid>  {"book": LogBook.to_dict(), "flows": [flow uuids]}
+    flows/<uuid>  {"flow": FlowDetail.to_dict(), "book": book uuid, "atoms": [atom uuids]}
+    atoms/<uuid>  {"type": "TaskDetail", "atom": AtomDetail.to_dict(), "flow": flow uuid}
+
+Parents list their children, so loading a book is one read per document and
+never a scan. :class:`DocumentConnection` implements every
+:class:`~flowkit.persistence.base.Connection` method once, over the small
+:class:`DocumentStore` interface; a backend only says how to read, list and
+commit documents and how to keep writers apart.
+
+Every change goes through a :class:`Batch`: reads made while deciding what to
+write are recorded, the writes are collected, and the store commits them as one
+unit. Stores that lock (memory, dir) hold their lock over the whole read-decide-
+commit step; optimistic stores (ZooKeeper) commit with version checks and raise
+:class:`Conflict`, and the connection runs the step again on fresh reads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from typing import Any, TypeVar
+
+from flowkit import exceptions as exc
+from flowkit.persistence.base import Backend, Connection
+from flowkit.persistence.models import (
+    AtomDetail,
+    FlowDetail,
+    LogBook,
+    atom_detail_class,
+    atom_detail_type,
+)
+
+__all__ = ["ATOMS", "BOOKS", "FLOWS", "Batch", "Conflict", "DocumentConnection", "DocumentStore"]
+
+BOOKS = "books"
+FLOWS = "flows"
+ATOMS = "atoms"
+KINDS = (BOOKS, FLOWS, ATOMS)
+
+_T = TypeVar("_T")
+Doc = dict[str, Any]
+Read = tuple[bytes, Any]  # (document bytes, store-specific version)
+DELETE = None  # the pending value of a document being deleted
+
+# How many times an optimistic store retries a step that lost a race, and
+# reads that overlapped a write.
+_MAX_ATTEMPTS = 20
+_MAX_READ_ATTEMPTS = 200
+
+
+class Conflict(Exception):
+    """An optimistic commit lost a race; the step is re-run on fresh data."""
+
+
+class DocumentStore(ABC):
+    """Where documents live. Implementations are shared by all connections of a backend."""
+
+    optimistic: bool = False
+    """True when :meth:`commit` may raise :class:`Conflict` instead of locking."""
+
+    @abstractmethod
+    def describe(self) -> str:
+        """Where the store is, for error messages (secrets masked)."""
+
+    @abstractmethod
+    def read(self, kind: str, key: str) -> Read | None:
+        """Return ``(bytes, version)`` of one document, or ``None`` if absent."""
+
+    def read_many(self, kind: str, keys: Sequence[str]) -> list[Read | None]:
+        """:meth:`read` for several keys; stores override it to read in parallel."""
+        return [self.read(kind, key) for key in keys]
+
+    def read_many_checked(
+        self, kind: str, keys: Sequence[str], seen: Mapping[tuple[str, str], Any]
+    ) -> tuple[list[Read | None], bool | None]:
+        """:meth:`read_many`, then (optimistic stores) :meth:`unchanged` on ``seen``.
+
+        Optimistic stores override this to send the check right behind the
+        reads, so it costs no extra round trip.
+
+        Returns:
+            the reads, and the check's outcome (``None`` when not checked).
+        """
+        return self.read_many(kind, keys), None
+
+    @abstractmethod
+    def keys(self, kind: str) -> list[str]:
+        """Every key of a collection, in no particular order."""
+
+    @abstractmethod
+    def writing(self) -> AbstractContextManager[None]:
+        """Hold off other writers (a lock; a no-op for optimistic stores)."""
+
+    def reading(self) -> AbstractContextManager[None]:
+        """Get a consistent view for a multi-document read; by default, the write lock."""
+        return self.writing()
+
+    def unchanged(self, seen: Mapping[tuple[str, str], Any]) -> bool:
+        """(Optimistic stores) whether every document still has the version it was read at."""
+        return True
+
+    @abstractmethod
+    def commit(self, batch: Batch) -> None:
+        """Apply ``batch.writes`` all together.
+
+        Raises:
+            Conflict: (optimistic stores) a document changed since ``batch`` read it.
+        """
+
+    @abstractmethod
+    def ensure(self) -> None:
+        """Create the collections if they do not exist."""
+
+    @abstractmethod
+    def clear(self) -> None:
+        """Delete every document (need not be atomic)."""
+
+    def validate(self) -> None:
+        """Raise if the store cannot be used; by default, list one collection."""
+        self.keys(BOOKS)
+
+
+class Batch:
+    """One read-decide-write step: records what was read, collects what to write."""
+
+    __slots__ = ("_store", "attempt", "checked", "exists", "seen", "writes")
+
+    def __init__(self, store: DocumentStore, attempt: int = 0) -> None:
+        self._store = store
+        self.attempt = attempt
+        """How many times this step already lost a race (stores may trust hints less)."""
+        self.seen: dict[tuple[str, str], Any] = {}
+        """``(kind, key)`` -> version read (``None`` when the document was absent)."""
+        self.writes: dict[tuple[str, str], bytes | None] = {}
+        """``(kind, key)`` -> new bytes, or :data:`DELETE`, in the order given."""
+        self.exists: dict[tuple[str, str], bool] = {}
+        """Hints for writes of documents never read: whether they already exist."""
+        self.checked: bool | None = None
+        """Whether every read so far is known unchanged (``None``: not known)."""
+
+    def get(self, kind: str, key: str) -> Doc | None:
+        """Read a document as this batch would leave it (pending writes included)."""
+        where = (kind, key)
+        if where in self.writes:
+            data = self.writes[where]
+        else:
+            found = self._store.read(kind, key)
+            self.seen[where] = found[1] if found is not None else None
+            data = found[0] if found is not None else None
+            if self.checked:
+                self.checked = None  # read after the last check
+        return _decode(data, kind, key) if data is not None else None
+
+    def read_many(self, kind: str, keys: Sequence[str]) -> list[Doc | None]:
+        """Read several documents (not recorded for conflict checks), checking the earlier reads."""
+        if any((kind, key) in self.writes for key in keys):  # pending writes win over the store
+            return [self.get(kind, key) for key in keys]
+        found, checked = self._store.read_many_checked(kind, keys, self.seen)
+        if checked is not None and self.checked is not False:
+            self.checked = checked
+        return [_decode(item[0], kind, key) if item else None for key, item in zip(keys, found, strict=True)]
+
+    @property
+    def consistent(self) -> bool:
+        """Whether the reads are known to form one snapshot without a further check."""
+        if self.checked is not None:
+            return self.checked
+        return len(self.seen) <= 1  # a single document is always read whole
+
+    def put(self, kind: str, key: str, doc: Doc, exists: bool | None = None) -> None:
+        self.writes[(kind, key)] = _encode(doc, kind, key)
+        if exists is not None:
+            self.exists[(kind, key)] = exists
+
+    def delete(self, kind: str, key: str) -> None:
+        self.writes[(kind, key)] = DELETE
+
+
+def _encode(doc: Doc, kind: str, key: str) -> bytes:
+    try:
+        return json.dumps(doc, separators=(",", ":"), allow_nan=False).encode()
+    except (TypeError, ValueError) as err:
+        raise exc.StorageFailure(
+            f"cannot store {kind[:-1]} {key}: its data is not JSON-encodable: {err}"
+        ) from err
+
+
+def _decode(data: bytes, kind: str, key: str) -> Doc:
+    try:
+        doc: Doc = json.loads(data)
+    except ValueError as err:
+        raise exc.StorageFailure(f"stored {kind[:-1]} {key} is not valid JSON") from err
+    return doc
+
+
+def _add_unique(items: list[str], key: str) -> bool:
+    if key in items:
+        return False
+    items.append(key)
+    return True
+
+
+class DocumentConnection(Connection):
+    """A :class:`~flowkit.persistence.base.Connection` over a :class:`DocumentStore`."""
+
+    def __init__(self, backend: Backend, store: DocumentStore) -> None:
+        super().__init__(backend)
+        self._store = store
+
+    # -- plumbing -------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _failing(self, operation: str, uuid: str | None = None) -> Iterator[None]:
+        """Turn store errors into StorageFailure naming the operation and uuid."""
+        try:
+            yield
+        except exc.TaskFlowException:
+            raise
+        except Exception as err:
+            what = f"{operation} of {uuid}" if uuid else operation
+            raise exc.StorageFailure(f"{what} failed on {self._store.describe()}: {err}") from err
+
+    def _step(self, operation: str, uuid: str | None, body: Callable[[Batch], _T]) -> _T:
+        """Run ``body`` on a fresh batch and commit it (again if it lost a race)."""
+        with self._failing(operation, uuid):
+            for attempt in range(_MAX_ATTEMPTS):
+                with self._store.writing():
+                    batch = Batch(self._store, attempt)
+                    result = body(batch)
+                    try:
+                        if batch.writes:
+                            self._store.commit(batch)
+                    except Conflict:
+                        continue
+                    return result
+            raise exc.StorageFailure(f"{operation} of {uuid}: too much contention, gave up")
+
+    def _read(self, operation: str, uuid: str | None, body: Callable[[Batch], _T]) -> _T:
+        """Run a multi-document read on a consistent view of the store."""
+        with self._failing(operation, uuid):
+            if not self._store.optimistic:
+                with self._store.reading():
+                    return body(Batch(self._store))
+            # No lock to hold: read, then check that no book or flow read has
+            # changed since. Every write of an atom also rewrites its flow
+            # document (see save_flow_progress, update_atom_details), so unchanged flows mean untorn atoms.
+            for attempt in range(_MAX_READ_ATTEMPTS):
+                batch = Batch(self._store, attempt)
+                result = body(batch)
+                if batch.checked is False:
+                    continue
+                if batch.consistent or self._store.unchanged(batch.seen):
+                    return result
+            raise exc.StorageFailure(f"{operation} of {uuid}: data kept changing while read, gave up")
+
+    # -- loading --------------------------------------------------------------
+
+    @staticmethod
+    def _must(batch: Batch, kind: str, key: str) -> Doc:
+        doc = batch.get(kind, key)
+        if doc is None:
+            raise exc.NotFound(f"no {kind[:-1]} with uuid {key}")
+        return doc
+
+    def _atoms(self, batch: Batch, uuids: Sequence[str]) -> list[AtomDetail]:
+        docs = batch.read_many(ATOMS, uuids)
+        # A child listed but gone was deleted by someone else mid-read: skip it.
+        return [_atom_from(doc) for doc in docs if doc is not None]
+
+    def _flow(self, batch: Batch, doc: Doc, lazy: bool) -> FlowDetail:
+        fd = FlowDetail.from_dict(doc["flow"])
+        if not lazy:
+            for ad in self._atoms(batch, doc["atoms"]):
+                fd.add(ad)
+        return fd
+
+    def _flows(self, batch: Batch, uuids: Iterable[str], lazy: bool) -> list[FlowDetail]:
+        flows = []
+        for key in uuids:
+            doc = batch.get(FLOWS, key)
+            if doc is not None:
+                flows.append(self._flow(batch, doc, lazy))
+        return flows
+
+    def _book(self, batch: Batch, doc: Doc, lazy: bool) -> LogBook:
+        book = LogBook.from_dict(doc["book"], unmarshal_time=True)
+        stored_update = book.updated_at
+        for fd in self._flows(batch, doc["flows"], lazy):
+            book.add(fd)
+        book.updated_at = stored_update  # add() stamps "now"; the stored time is the truth
+        return book
+
+    # -- Connection API: reading ------------------------------------------------
+
+    def get_logbook(self, book_uuid: str, lazy: bool = False) -> LogBook:
+        return self._read(
+            "get_logbook", book_uuid, lambda b: self._book(b, self._must(b, BOOKS, book_uuid), lazy)
+        )
+
+    def get_logbooks(self, lazy: bool = False) -> Iterator[LogBook]:
+        with self._failing("get_logbooks"):
+            keys = self._store.keys(BOOKS)
+        for key in keys:
+            with contextlib.suppress(exc.NotFound):  # destroyed since we listed it
+                yield self.get_logbook(key, lazy=lazy)
+
+    def get_flows_for_book(self, book_uuid: str, lazy: bool = False) -> Iterator[FlowDetail]:
+        def body(batch: Batch) -> list[FlowDetail]:
+            return self._flows(batch, self._must(batch, BOOKS, book_uuid)["flows"], lazy)
+
+        return iter(self._read("get_flows_for_book", book_uuid, body))
+
+    def get_flow_details(self, fd_uuid: str, lazy: bool = False) -> FlowDetail:
+        return self._read(
+            "get_flow_details", fd_uuid, lambda b: self._flow(b, self._must(b, FLOWS, fd_uuid), lazy)
+        )
+
+    def get_atoms_for_flow(self, fd_uuid: str) -> Iterator[AtomDetail]:
+        def body(batch: Batch) -> list[AtomDetail]:
+            return self._atoms(batch, self._must(batch, FLOWS, fd_uuid)["atoms"])
+
+        return iter(self._read("get_atoms_for_flow", fd_uuid, body))
+
+    def get_atom_details(self, ad_uuid: str) -> AtomDetail:
+        return self._read("get_atom_details", ad_uuid, lambda b: _atom_from(self._must(b, ATOMS, ad_uuid)))
+
+    # -- Connection API: writing ------------------------------------------------
+
+    def _merge_atom(self, batch: Batch, ad: AtomDetail, flow_uuid: str) -> None:
+        stored_doc = batch.get(ATOMS, ad.uuid)
+        merged = ad
+        if stored_doc is not None:
+            stored = _atom_from(stored_doc)
+            # A detail whose kind changed cannot merge; the caller's replaces it.
+            if type(stored) is type(ad):
+                merged = stored.merge(ad)
+        batch.put(ATOMS, ad.uuid, _atom_doc(merged, flow_uuid))
+
+    def _merge_flow(self, batch: Batch, fd: FlowDetail, doc: Doc | None, book_uuid: str) -> None:
+        if doc is None:
+            doc = {"flow": fd.to_dict(), "book": book_uuid, "atoms": []}
+        else:
+            doc["flow"] = FlowDetail.from_dict(doc["flow"]).merge(fd).to_dict()
+        for ad in fd:
+            self._merge_atom(batch, ad, fd.uuid)
+            _add_unique(doc["atoms"], ad.uuid)
+        batch.put(FLOWS, fd.uuid, doc)
+
+    def save_logbook(self, book: LogBook) -> LogBook:
+        def body(batch: Batch) -> LogBook:
+            doc = batch.get(BOOKS, book.uuid)
+            if doc is None:
+                doc = {"book": book.to_dict(marshal_time=True), "flows": []}
+            else:
+                stored = LogBook.from_dict(doc["book"], unmarshal_time=True).merge(book)
+                doc["book"] = stored.to_dict(marshal_time=True)
+            for fd in book:
+                self._merge_flow(batch, fd, batch.get(FLOWS, fd.uuid), book.uuid)
+                _add_unique(doc["flows"], fd.uuid)
+            batch.put(BOOKS, book.uuid, doc)
+            return self._book(batch, batch.get(BOOKS, book.uuid) or doc, lazy=False)
+
+        return self._step("save_logbook", book.uuid, body)
+
+    def update_flow_details(self, flow_detail: FlowDetail) -> FlowDetail:
+        def body(batch: Batch) -> FlowDetail:
+            doc = self._must(batch, FLOWS, flow_detail.uuid)
+            self._merge_flow(batch, flow_detail, doc, doc["book"])
+            return self._flow(batch, self._must(batch, FLOWS, flow_detail.uuid), lazy=False)
+
+        return self._step("update_flow_details", flow_detail.uuid, body)
+
+    def update_atom_details(self, atom_detail: AtomDetail) -> AtomDetail:
+        def body(batch: Batch) -> AtomDetail:
+            doc = self._must(batch, ATOMS, atom_detail.uuid)
+            self._merge_atom(batch, atom_detail, doc["flow"])
+            if self._store.optimistic:
+                # Bump the flow's version so optimistic readers notice (see _read).
+                flow = batch.get(FLOWS, doc["flow"])
+                if flow is not None:
+                    batch.put(FLOWS, doc["flow"], flow)
+            return _atom_from(self._must(batch, ATOMS, atom_detail.uuid))
+
+        return self._step("update_atom_details", atom_detail.uuid, body)
+
+    def save_flow_progress(
+        self,
+        flow_detail: FlowDetail,
+        atom_details: Sequence[AtomDetail],
+        flow_changed: bool = True,
+    ) -> None:
+        def body(batch: Batch) -> None:
+            doc = self._must(batch, FLOWS, flow_detail.uuid)
+            dirty = flow_changed
+            if flow_changed:
+                doc["flow"]["state"] = flow_detail.state
+                doc["flow"]["meta"] = flow_detail.meta
+            known = set(doc["atoms"])
+            for ad in atom_details:
+                batch.put(ATOMS, ad.uuid, _atom_doc(ad, flow_detail.uuid), exists=ad.uuid in known)
+                if ad.uuid not in known:
+                    known.add(ad.uuid)
+                    doc["atoms"].append(ad.uuid)
+                    dirty = True
+            if dirty or self._store.optimistic:
+                batch.put(FLOWS, flow_detail.uuid, doc)
+
+        self._step("save_flow_progress", flow_detail.uuid, body)
+
+    def destroy_logbook(self, book_uuid: str) -> None:
+        def body(batch: Batch) -> None:
+            doc = self._must(batch, BOOKS, book_uuid)
+            for fd_uuid in doc["flows"]:
+                flow = batch.get(FLOWS, fd_uuid)
+                if flow is None:
+                    continue
+                for ad_uuid in flow["atoms"]:
+                    batch.delete(ATOMS, ad_uuid)
+                batch.delete(FLOWS, fd_uuid)
+            batch.delete(BOOKS, book_uuid)
+
+        self._step("destroy_logbook", book_uuid, body)
+
+    # -- Connection API: housekeeping -------------------------------------------
+
+    def upgrade(self) -> None:
+        with self._failing("upgrade"):
+            self._store.ensure()
+
+    def validate(self) -> None:
+        with self._failing("validate"):
+            self._store.validate()
+
+    def clear_all(self) -> None:
+        with self._failing("clear_all"):
+            self._store.clear()
+
+    def close(self) -> None:
+        """Nothing to release: the store belongs to the backend."""
+
+
+def _atom_doc(ad: AtomDetail, flow_uuid: str) -> Doc:
+    return {"type": atom_detail_type(ad), "atom": ad.to_dict(), "flow": flow_uuid}
+
+
+def _atom_from(doc: Doc) -> AtomDetail:
+    return atom_detail_class(doc["type"]).from_dict(doc["atom"])

@@ -1,0 +1,177 @@
+"""Reading backend URLs, and hiding the secrets in them before they are shown.
+
+Every message that names a backend URL (errors, logs, ``repr``) goes through
+:func:`mask_url` first, so passwords never reach a log file or a bug report.
+Masking works on text that does not parse, too: a badly formed URL is exactly
+the one that ends up in an error message.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from flowkit import exceptions as exc
+
+__all__ = [
+    "ParsedUrl",
+    "backend_name",
+    "conf_bool",
+    "conf_float",
+    "mask_url",
+    "parse_url",
+    "split_conf",
+]
+
+MASK = "***"
+
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://")
+# Query parameters whose values are secrets.
+_SECRET_PARAM = re.compile(r"(?i)([?&;](?:password|passwd|pwd|secret|token)=)[^&;#]*")
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off", ""})
+
+
+def mask_url(url: object) -> str:
+    """Return ``url`` as text with any password replaced by ``***``.
+
+    Handles ``scheme://user:password@host...`` and secret query parameters
+    (``?password=...``). When in doubt it masks more, never less.
+    """
+    text = str(url)
+    start = text.find("://")
+    if start >= 0:
+        start += 3
+        end = len(text)
+        for stop in ("?", "#"):
+            found = text.find(stop, start)
+            if found >= 0:
+                end = min(end, found)
+        # The last "@" ends the user info: a raw "@" in a password must not leak the rest.
+        at = text.rfind("@", start, end)
+        if at >= 0:
+            colon = text.find(":", start, at)
+            if colon >= 0:
+                text = f"{text[: colon + 1]}{MASK}{text[at:]}"
+    return _SECRET_PARAM.sub(lambda m: m.group(1) + MASK, text)
+
+
+def backend_name(scheme: str) -> str:
+    """The backend a scheme selects: ``postgresql+psycopg`` -> ``postgresql``."""
+    return scheme.partition("+")[0].lower()
+
+
+def split_conf(conf: str | Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """Turn ``fetch()``'s argument into ``(scheme, conf dict)``.
+
+    ``conf`` is a URL, or a mapping whose ``connection`` key is a URL or a
+    bare backend name (``{"connection": "dir", "path": "/x"}``). A URL's query
+    parameters are added to the conf unless the conf already sets them.
+
+    Raises:
+        StorageFailure: no ``connection`` given, or the URL's scheme is malformed.
+    """
+    merged: dict[str, Any] = {"connection": conf} if isinstance(conf, str) else dict(conf)
+    connection = merged.get("connection")
+    if not isinstance(connection, str) or not connection:
+        raise exc.StorageFailure(
+            f"persistence conf needs a 'connection' URL or backend name, got {mask_url(connection)!r}"
+        )
+    if "://" not in connection:
+        return connection.strip().lower(), merged
+    match = _SCHEME.match(connection)
+    if match is None:
+        raise exc.StorageFailure(f"malformed persistence URL {mask_url(connection)!r}: bad scheme")
+    _, _, query = connection.partition("?")
+    for key, value in parse_qsl(query.partition("#")[0], keep_blank_values=True):
+        merged.setdefault(key, value)
+    return match.group(1).lower(), merged
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedUrl:
+    """The parts of a backend URL, with hosts split for multi-host URLs."""
+
+    scheme: str
+    username: str | None
+    password: str | None
+    hosts: tuple[tuple[str, int | None], ...]
+    path: str
+    query: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def hosts_text(self) -> str:
+        """``host:port,host:port`` as ZooKeeper clients want it."""
+        return ",".join(f"{host}:{port}" if port is not None else host for host, port in self.hosts)
+
+
+def parse_url(url: str) -> ParsedUrl:
+    """Split ``url`` into its parts; several ``host:port`` may be comma separated.
+
+    Raises:
+        StorageFailure: the URL does not parse (its masked form is in the message).
+    """
+    match = _SCHEME.match(url)
+    if match is None:
+        raise exc.StorageFailure(f"malformed persistence URL {mask_url(url)!r}: bad scheme")
+    try:
+        parts = urlsplit(url)
+        netloc = parts.netloc
+        userinfo, _, hostlist = netloc.rpartition("@")
+        username: str | None = None
+        password: str | None = None
+        if userinfo:
+            user, colon, secret = userinfo.partition(":")
+            username = unquote(user) or None
+            password = unquote(secret) if colon else None
+        hosts = tuple(_host_port(item) for item in hostlist.split(",") if item)
+        query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    except ValueError as err:
+        raise exc.StorageFailure(f"malformed persistence URL {mask_url(url)!r}: {err}") from err
+    return ParsedUrl(match.group(1).lower(), username, password, hosts, unquote(parts.path), query)
+
+
+def _host_port(item: str) -> tuple[str, int | None]:
+    if item.startswith("["):  # [ipv6]:port
+        host, _, rest = item[1:].partition("]")
+        port_text = rest[1:] if rest.startswith(":") else ""
+    else:
+        host, _, port_text = item.rpartition(":") if ":" in item else (item, "", "")
+    if not port_text:
+        return host, None
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError(f"bad port {port_text!r}")
+    return host, int(port_text)
+
+
+def conf_bool(conf: Mapping[str, Any], key: str, default: bool = False) -> bool:
+    """Read a yes/no option that may come from a URL query string as text.
+
+    Raises:
+        StorageFailure: the value is not a recognisable boolean.
+    """
+    value = conf.get(key, default)
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise exc.StorageFailure(f"persistence option {key!r} must be true or false, not {value!r}")
+
+
+def conf_float(conf: Mapping[str, Any], key: str, default: float) -> float:
+    """Read a number option that may come from a URL query string as text.
+
+    Raises:
+        StorageFailure: the value is not a number.
+    """
+    value = conf.get(key, default)
+    try:
+        return float(value)
+    except (TypeError, ValueError) as err:
+        raise exc.StorageFailure(f"persistence option {key!r} must be a number, not {value!r}") from err

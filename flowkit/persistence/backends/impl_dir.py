@@ -1,0 +1,253 @@
+"""A backend that keeps one JSON file per record under a directory.
+
+Layout under the root directory::
+
+    books/<uuid>.json   flows/<uuid>.json   atoms/<uuid>.json
+    .lock               held (fasteners file lock + a thread lock) by every step
+    journal.json        present only while a multi-file write is being applied
+
+Files are written to a temporary name and renamed over the old one
+(``os.replace``), so a reader never sees half a file, and with conf
+``fsync: true`` the data and the directory entry are flushed to disk first
+(surviving power loss, not just the death of the process).
+
+A step that changes several files (``save_flow_progress`` with a few atoms,
+``save_logbook``, ``destroy_logbook``) is made all-or-nothing with a journal:
+the full set of changes is first written, atomically, to ``journal.json``; then
+each file is replaced; then the journal is removed. Whoever takes the lock next
+and finds a journal (the writer died part-way) applies it again before doing
+anything else; every entry is a whole-file write or a delete, so applying it
+twice is harmless. Single-file changes skip the journal: the rename already
+makes them atomic.
+
+Two processes (or two backends in one process) on the same directory never
+lose or corrupt each other's writes: every read-modify-write runs under the
+lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager
+from typing import Any
+
+from flowkit import exceptions as exc
+from flowkit.persistence.backends._path_based import KINDS, Batch, DocumentConnection, DocumentStore, Read
+from flowkit.persistence.backends._urls import conf_bool, conf_float, mask_url, parse_url
+from flowkit.persistence.base import Backend, Connection
+
+__all__ = ["DirBackend"]
+
+_SUFFIX = ".json"
+_JOURNAL = "journal.json"
+_JOURNAL_VERSION = 1
+
+# One lock per directory for the whole process: POSIX file locks belong to the
+# process, so they keep out other processes but not our own threads (and
+# closing any handle on the lock file drops them). Sharing one file lock object
+# per directory behind a thread lock covers both.
+_registry_lock = threading.Lock()
+_path_locks: dict[str, _PathLock] = {}
+
+
+class _PathLock:
+    def __init__(self, root: str) -> None:
+        import fasteners
+
+        self.threads = threading.Lock()
+        self.file = fasteners.InterProcessLock(os.path.join(root, ".lock"))
+
+
+def _path_lock(root: str) -> _PathLock:
+    with _registry_lock:
+        lock = _path_locks.get(root)
+        if lock is None:
+            lock = _path_locks[root] = _PathLock(root)
+        return lock
+
+
+class _DirStore(DocumentStore):
+    def __init__(self, root: str, fsync: bool, lock_timeout: float) -> None:
+        self._root = root
+        self._fsync = fsync
+        self._lock_timeout = lock_timeout
+        self._lock = _path_lock(root)
+        self._ensured = False
+
+    def describe(self) -> str:
+        return f"dir://{self._root}"
+
+    def _file(self, kind: str, key: str) -> str:
+        if os.sep in key or key.startswith("."):
+            raise exc.StorageFailure(f"{key!r} cannot be used as a file name")
+        return os.path.join(self._root, kind, key + _SUFFIX)
+
+    def read(self, kind: str, key: str) -> Read | None:
+        try:
+            with open(self._file(kind, key), "rb") as handle:
+                return handle.read(), None
+        except FileNotFoundError:
+            return None
+
+    def keys(self, kind: str) -> list[str]:
+        try:
+            names = os.listdir(os.path.join(self._root, kind))
+        except FileNotFoundError:
+            return []
+        return [name[: -len(_SUFFIX)] for name in names if name.endswith(_SUFFIX)]
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        with self._lock.threads:
+            if not self._lock.file.acquire(delay=0.0005, max_delay=0.002, timeout=self._lock_timeout):
+                raise exc.StorageFailure(
+                    f"could not lock {self.describe()} within {self._lock_timeout} seconds"
+                )
+            try:
+                self._recover()
+                yield
+            finally:
+                self._lock.file.release()
+
+    def writing(self) -> AbstractContextManager[None]:
+        return self._locked()
+
+    def _write_file(self, path: str, data: bytes) -> None:
+        tmp = f"{path}.{os.getpid()}-{threading.get_ident()}.tmp"
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            if self._fsync:
+                handle.flush()
+                os.fsync(handle.fileno())
+        os.replace(tmp, path)
+
+    def _sync_dir(self, path: str) -> None:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _apply(self, writes: list[tuple[str, str, bytes | None]]) -> None:
+        touched: set[str] = set()
+        for kind, key, data in writes:
+            path = self._file(kind, key)
+            if data is None:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+            else:
+                self._write_file(path, data)
+            touched.add(os.path.dirname(path))
+        if self._fsync:
+            for directory in touched:
+                self._sync_dir(directory)
+
+    def commit(self, batch: Batch) -> None:
+        if not self._ensured:
+            self.ensure()
+        writes = [(kind, key, data) for (kind, key), data in batch.writes.items()]
+        if len(writes) == 1:
+            self._apply(writes)
+            return
+        journal = os.path.join(self._root, _JOURNAL)
+        record = {
+            "version": _JOURNAL_VERSION,
+            "writes": [[kind, key, None if data is None else data.decode()] for kind, key, data in writes],
+        }
+        self._write_file(journal, json.dumps(record, separators=(",", ":")).encode())
+        if self._fsync:
+            self._sync_dir(self._root)
+        self._apply(writes)
+        os.unlink(journal)
+
+    def _recover(self) -> None:
+        """Finish the multi-file write a dead writer left behind, if any."""
+        journal = os.path.join(self._root, _JOURNAL)
+        try:
+            with open(journal, "rb") as handle:
+                record = json.loads(handle.read())
+        except FileNotFoundError:
+            return
+        except ValueError as err:
+            raise exc.StorageFailure(f"unreadable journal {journal}; inspect or remove it") from err
+        if record.get("version") != _JOURNAL_VERSION:
+            raise exc.StorageFailure(f"journal {journal} has unknown version {record.get('version')!r}")
+        self._apply(
+            [(kind, key, None if text is None else text.encode()) for kind, key, text in record["writes"]]
+        )
+        os.unlink(journal)
+
+    def ensure(self) -> None:
+        for kind in KINDS:
+            os.makedirs(os.path.join(self._root, kind), exist_ok=True)
+        self._ensured = True
+
+    def clear(self) -> None:
+        with self._locked():
+            for kind in KINDS:
+                shutil.rmtree(os.path.join(self._root, kind), ignore_errors=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(self._root, _JOURNAL))
+            self.ensure()
+
+    def validate(self) -> None:
+        for kind in KINDS:
+            path = os.path.join(self._root, kind)
+            if not os.path.isdir(path):
+                raise exc.StorageFailure(f"{self.describe()} is missing {kind}/; run upgrade() first")
+        if not os.access(self._root, os.W_OK):
+            raise exc.StorageFailure(f"{self.describe()} is not writable")
+
+
+def _root_from(conf: Mapping[str, Any]) -> str:
+    path = conf.get("path")
+    connection = str(conf.get("connection", ""))
+    if not path and "://" in connection:
+        parsed = parse_url(connection)
+        if parsed.hosts:
+            raise exc.StorageFailure(
+                f"dir URL {mask_url(connection)!r} must hold an absolute path: dir:///abs/path"
+            )
+        path = parsed.path
+    if not path:
+        raise exc.StorageFailure(
+            f"dir backend needs a directory: 'dir:///abs/path' or conf 'path' (got {mask_url(connection)!r})"
+        )
+    return os.path.abspath(str(path))
+
+
+class DirBackend(Backend):
+    """Keeps logbooks as JSON files under a directory, safe across processes.
+
+    Args:
+        conf: ``{"connection": "dir:///abs/path"}`` (or ``file://``), or
+            ``{"connection": "dir", "path": "/abs/path"}``. Options:
+            ``fsync`` (default false) flushes every write to disk;
+            ``lock_timeout`` (seconds, default 60) bounds the wait for the lock.
+
+    Raises:
+        StorageFailure: no directory given, or the URL is malformed.
+    """
+
+    def __init__(self, conf: Mapping[str, Any] | None) -> None:
+        super().__init__(conf)
+        self._root = _root_from(self._conf)
+        self._store = _DirStore(
+            self._root, conf_bool(self._conf, "fsync"), conf_float(self._conf, "lock_timeout", 60.0)
+        )
+
+    @property
+    def path(self) -> str:
+        """The root directory."""
+        return self._root
+
+    def get_connection(self) -> Connection:
+        return DocumentConnection(self, self._store)
+
+    def close(self) -> None:
+        """Nothing to release: files are opened only for the length of one step."""

@@ -1,0 +1,587 @@
+"""Persistence in a SQL database through SQLAlchemy: SQLite, PostgreSQL, MySQL.
+
+The URL picks the database: ``sqlite:///flows.db``, ``sqlite://`` (in
+memory, shared by every connection of the backend), ``postgresql://user:pw@
+host/db`` (psycopg 3 unless a driver is named, as in ``postgresql+psycopg2``),
+``mysql://...`` (PyMySQL unless named). Options (conf keys, or URL query
+parameters):
+
+- ``max_retries`` (3): how often an operation is retried after a transient
+  error (lost connection, SQLite busy, PostgreSQL serialization failure),
+  waiting 0.05 s, 0.1 s, 0.2 s... between attempts.
+- ``sqlite_synchronous`` (``normal``): SQLite's ``synchronous`` pragma. With
+  the WAL journal, ``normal`` survives the death of the process; ``full`` also
+  survives losing power.
+- ``sqlite_busy_timeout`` (5.0): seconds SQLite waits for another writer
+  before reporting the database busy (which is then retried).
+- ``engine_args``: a dict passed to :func:`sqlalchemy.create_engine`.
+
+Each :class:`SQLAlchemyConnection` keeps one database connection checked out
+and runs every operation as one transaction on it, so the engine's per-task
+:meth:`~SQLAlchemyConnection.save_flow_progress` costs one short transaction
+with prebuilt statements. SQLite write transactions begin with ``BEGIN
+IMMEDIATE`` so writers queue on the busy timeout instead of failing half way.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import tenacity
+from sqlalchemy import Connection as SAConnection
+from sqlalchemy import Engine, text
+from sqlalchemy import exc as sa_exc
+
+from flowkit import exceptions as exc
+from flowkit.persistence import base, models
+from flowkit.persistence.backends.sqlalchemy import _codec, _engine, _schema
+from flowkit.persistence.backends.sqlalchemy import _statements as sql
+from flowkit.persistence.backends.sqlalchemy._errors import describe, is_transient, log_retry
+
+__all__ = ["SQLAlchemyBackend", "SQLAlchemyConnection"]
+
+LOG = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+
+_PG_SNAPSHOT = text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+# Backoff between attempts after a transient error: 0.05 s, 0.1 s, 0.2 s, ... at most 2 s.
+_FIRST_WAIT = 0.05
+_MAX_WAIT = 2.0
+
+
+class SQLAlchemyBackend(base.Backend):
+    """A persistence backend over a SQL database (see the module docs for options).
+
+    Args:
+        conf: ``{"connection": URL, ...options}`` (a bare URL string works too).
+        engine: an existing engine to use instead of making one from the URL
+            (it is not disposed by :meth:`close`).
+
+    Raises:
+        StorageFailure: the URL is malformed or an option is invalid (the
+            password is masked in the message).
+    """
+
+    def __init__(self, conf: Mapping[str, Any] | str | None, engine: Engine | None = None) -> None:
+        super().__init__({"connection": conf} if isinstance(conf, str) else conf)
+        connection = self._conf.get("connection")
+        if engine is not None and not connection:
+            connection = engine.url.render_as_string(hide_password=False)
+        self.settings = _engine.read_settings(self._conf, connection)
+        self.masked_url = self.settings.masked_url
+        self.max_retries = self.settings.max_retries
+        self.is_sqlite = self.settings.dialect == "sqlite"
+        self.is_postgresql = self.settings.dialect == "postgresql"
+        self._engine = engine
+        self._owns_engine = engine is None
+        self._engine_lock = threading.Lock()
+        self._writer: sql.ProgressWriter | None = None
+        #: Set once the schema revision was found right, so later operations skip the check.
+        self.schema_ready = False
+        # One in-memory SQLite connection is shared by every Connection: take turns.
+        self._shared_lock: AbstractContextManager[Any] = (
+            threading.RLock() if self.settings.is_memory else nullcontext()
+        )
+
+    @property
+    def engine(self) -> Engine:
+        """The SQLAlchemy engine, made on first use.
+
+        Raises:
+            StorageFailure: the database's driver is not installed.
+        """
+        engine = self._engine
+        if engine is None:
+            with self._engine_lock:
+                if self._engine is None:
+                    self._engine = _engine.make_engine(self.settings, self._conf)
+                engine = self._engine
+        return engine
+
+    def progress_writer(self) -> sql.ProgressWriter:
+        """The hot path's statements for this database's dialect (built once)."""
+        writer = self._writer
+        if writer is None:
+            writer = self._writer = sql.ProgressWriter(self.engine.dialect)
+        return writer
+
+    def shared(self) -> AbstractContextManager[Any]:
+        """Held around each operation; a real lock only for in-memory SQLite."""
+        return self._shared_lock
+
+    def get_connection(self) -> SQLAlchemyConnection:
+        """Open a connection to the database.
+
+        Raises:
+            StorageFailure: the database cannot be reached (URL masked).
+        """
+        conn = SQLAlchemyConnection(self)
+        conn.connect()
+        return conn
+
+    def close(self) -> None:
+        """Close the engine's pooled connections (a later use reopens them)."""
+        if not self._owns_engine:
+            return
+        with self._engine_lock:
+            engine, self._engine = self._engine, None
+        if engine is not None:
+            engine.dispose()
+
+    def __repr__(self) -> str:
+        return f"<SQLAlchemyBackend {self.masked_url}>"
+
+
+def _lost_connection(error: BaseException) -> bool:
+    # Only a dead connection is replaced: busy or conflicting transactions were
+    # rolled back already, and an in-memory SQLite database dies with its connection.
+    if isinstance(error, sa_exc.DBAPIError):
+        return error.connection_invalidated
+    return isinstance(error, sa_exc.DisconnectionError)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class SQLAlchemyConnection(base.Connection):
+    """One database session of a :class:`SQLAlchemyBackend`; one thread at a time.
+
+    Every operation is one transaction, retried as a whole after a transient
+    error (the database connection is replaced first when it was lost).
+    """
+
+    def __init__(self, backend: SQLAlchemyBackend) -> None:
+        super().__init__(backend)
+        self._sa_backend = backend
+        self._conn: SAConnection | None = None
+
+    # -- plumbing ----------------------------------------------------------------
+
+    def connect(self) -> SAConnection:
+        """Check a database connection out of the pool (kept until :meth:`close`).
+
+        Raises:
+            StorageFailure: the database cannot be reached.
+        """
+        conn = self._conn
+        if conn is None:
+            backend = self._sa_backend
+            try:
+                conn = self._conn = backend.engine.connect()
+            except sa_exc.SQLAlchemyError as err:
+                raise exc.StorageFailure(
+                    f"cannot connect to database {backend.masked_url}: {describe(err)}"
+                ) from err
+        return conn
+
+    def _discard(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.invalidate()
+                conn.close()
+            except sa_exc.SQLAlchemyError:  # already broken; a fresh one comes next
+                LOG.debug("ignoring an error while dropping a broken connection", exc_info=True)
+
+    def _attempt(self, work: Callable[[SAConnection], _T], write: bool, check: bool) -> _T:
+        backend = self._sa_backend
+        conn = self._conn
+        if conn is None:
+            try:
+                conn = self._conn = backend.engine.connect()
+            except sa_exc.DBAPIError as err:
+                # Getting back to a server after losing it (a restart) is worth the retries.
+                raise sa_exc.DisconnectionError(describe(err)) from err
+        try:
+            with backend.shared():
+                if backend.is_sqlite:
+                    conn.info[_engine.WRITE_FLAG] = write
+                with conn.begin():
+                    if not write and backend.is_postgresql:
+                        # One snapshot for the whole read: READ COMMITTED would let a
+                        # book's flows and atoms come from different commits.
+                        conn.execute(_PG_SNAPSHOT)
+                    if check and not backend.schema_ready:
+                        _schema.check_revision(conn, backend.masked_url)
+                        backend.schema_ready = True
+                    return work(conn)
+        except sa_exc.SQLAlchemyError as err:
+            if _lost_connection(err):
+                self._discard()
+            raise
+
+    def _run(
+        self, operation: str, work: Callable[[SAConnection], _T], *, write: bool, check: bool = True
+    ) -> _T:
+        """Run ``work`` in one transaction, retrying transient errors a bounded number of times.
+
+        Raises:
+            StorageFailure: a database error, or transient ones outlasted the retries.
+        """
+        backend = self._sa_backend
+        try:
+            return self._attempt(work, write, check)  # the fast path: no retry machinery
+        except sa_exc.SQLAlchemyError as err:
+            if backend.max_retries <= 0 or not is_transient(err):
+                raise self._failure(operation, err) from err
+            first: BaseException | None = err
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(backend.max_retries + 1),
+            wait=tenacity.wait_exponential(multiplier=_FIRST_WAIT, min=_FIRST_WAIT, max=_MAX_WAIT),
+            retry=tenacity.retry_if_exception(is_transient),
+            before_sleep=log_retry,
+            reraise=True,
+        )
+        try:
+            for attempt in retrying:
+                with attempt:
+                    if first is not None:
+                        # Attempt 1 already ran above; replay its error so the wait comes first.
+                        error, first = first, None
+                        raise error
+                    return self._attempt(work, write, check)
+        except sa_exc.SQLAlchemyError as err:
+            raise self._failure(operation, err, retried=True) from err
+        raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover
+
+    def _failure(self, operation: str, err: BaseException, retried: bool = False) -> exc.StorageFailure:
+        after = f" (after {self._sa_backend.max_retries} retries)" if retried else ""
+        return exc.StorageFailure(
+            f"{operation} failed on {self._sa_backend.masked_url}{after}: {describe(err)}"
+        )
+
+    # -- lifecycle and schema ------------------------------------------------------
+
+    def close(self) -> None:
+        """Return the database connection to the pool."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except sa_exc.SQLAlchemyError:
+                LOG.debug("ignoring an error while closing a connection", exc_info=True)
+
+    def upgrade(self) -> None:
+        """Create the schema or migrate it to this flowkit's newest revision.
+
+        Raises:
+            StorageFailure: unreachable, or the database's schema is newer than this flowkit.
+        """
+        backend = self._sa_backend
+        self._run(
+            "upgrading the schema",
+            lambda conn: _schema.upgrade(conn, backend.masked_url),
+            write=True,
+            check=False,
+        )
+        backend.schema_ready = True
+
+    def validate(self) -> None:
+        """Check the database answers and holds this flowkit's schema.
+
+        Raises:
+            StorageFailure: unreachable, never upgraded, or a schema newer or older than this flowkit.
+        """
+        backend = self._sa_backend
+        self._run(
+            "validating the database",
+            lambda conn: _schema.check_revision(conn, backend.masked_url),
+            write=False,
+            check=False,
+        )
+        backend.schema_ready = True
+
+    def current_revision(self) -> str | None:
+        """The schema revision the database is at (``None`` if never upgraded)."""
+        return self._run("reading the schema revision", _schema.current_revision, write=False, check=False)
+
+    def clear_all(self) -> None:
+        """Delete every logbook, flow detail and atom detail."""
+
+        def work(conn: SAConnection) -> None:
+            for stmt in sql.DELETE_ALL:
+                conn.execute(stmt)
+
+        self._run("clearing all logbooks", work, write=True)
+
+    def destroy_logbook(self, book_uuid: str) -> None:
+        """Delete a book with its flow and atom details.
+
+        Raises:
+            NotFound: no such book.
+        """
+
+        def work(conn: SAConnection) -> None:
+            params = {"b_uuid": book_uuid}
+            conn.execute(sql.DELETE_BOOK_ATOMS, params)
+            conn.execute(sql.DELETE_BOOK_FLOWS, params)
+            if conn.execute(sql.DELETE_BOOK, params).rowcount == 0:
+                raise exc.NotFound(f"no logbook with uuid {book_uuid!r}")
+
+        self._run(f"destroying logbook {book_uuid!r}", work, write=True)
+
+    # -- writes ----------------------------------------------------------------------
+
+    def save_logbook(self, book: models.LogBook) -> models.LogBook:
+        """Insert ``book`` or merge it into the stored one, with its flow and atom details.
+
+        Returns:
+            a fresh copy of the stored book, with every flow and atom detail it holds.
+        """
+
+        def work(conn: SAConnection) -> models.LogBook:
+            now = _now()
+            found = conn.execute(sql.SELECT_BOOK, {"b_uuid": book.uuid}).first()
+            if found is None:
+                row = _codec.book_row(book)
+                conn.execute(sql.INSERT_BOOK, row)
+                stored_flows: dict[str, models.FlowDetail] = {}
+            else:
+                stored = _codec.book_from_row(found._mapping).merge(book)
+                row = _codec.book_row(stored)
+                conn.execute(sql.UPDATE_BOOK, _codec.update_params(row))
+                params = {"b_uuid": book.uuid}
+                atoms = _codec.group_atoms(conn.execute(sql.SELECT_BOOK_ATOMS, params).all())
+                flow_rows = conn.execute(sql.SELECT_BOOK_FLOWS, params).all()
+                stored_flows = {fd.uuid: fd for _, fd in _codec.assemble_flows(flow_rows, atoms)}
+            result = _codec.book_from_row(row)
+            for fd in stored_flows.values():
+                result.add(fd)
+            for fd in book:
+                result.add(self._write_flow(conn, fd, stored_flows.get(fd.uuid), book.uuid, now))
+            result.updated_at = _codec.utc(row["updated_at"])  # add() stamps it; keep the stored one
+            return result
+
+        return self._run(f"saving logbook {book.uuid!r}", work, write=True)
+
+    def _write_flow(
+        self,
+        conn: SAConnection,
+        fd: models.FlowDetail,
+        stored: models.FlowDetail | None,
+        parent_uuid: str,
+        now: datetime,
+    ) -> models.FlowDetail:
+        """Insert ``fd`` or merge it into ``stored``; return the fresh stored version."""
+        if stored is None:
+            row = _codec.flow_row(fd, parent_uuid)
+            conn.execute(sql.INSERT_FLOW, {**row, "created_at": now, "updated_at": now})
+            existing: dict[str, models.AtomDetail] = {}
+        else:
+            row = _codec.flow_row(stored.merge(fd), parent_uuid)
+            conn.execute(
+                sql.UPDATE_FLOW,
+                {"b_uuid": fd.uuid, "state": row["state"], "meta": row["meta"], "updated_at": now},
+            )
+            existing = {ad.uuid: ad for ad in stored}
+        result = _codec.flow_from_row(row)
+        for ad in existing.values():
+            result.add(ad)
+        inserts = []
+        for ad in fd:
+            current = existing.get(ad.uuid)
+            if current is None:
+                atom = _codec.atom_row(ad, fd.uuid)
+                inserts.append({**atom, "created_at": now, "updated_at": now})
+            else:
+                atom = _codec.atom_row(current.merge(ad), fd.uuid)
+                conn.execute(sql.UPDATE_ATOM, {**_codec.update_params(atom), "updated_at": now})
+            result.add(_codec.atom_from_row(atom))
+        if inserts:
+            conn.execute(sql.INSERT_ATOM, inserts)
+        return result
+
+    def update_flow_details(self, flow_detail: models.FlowDetail) -> models.FlowDetail:
+        """Merge ``flow_detail`` into the stored one and upsert its atom details.
+
+        Returns:
+            a fresh copy of the stored flow detail with all its atom details.
+
+        Raises:
+            NotFound: the flow detail was never saved.
+        """
+
+        def work(conn: SAConnection) -> models.FlowDetail:
+            params = {"b_uuid": flow_detail.uuid}
+            found = conn.execute(sql.SELECT_FLOW, params).first()
+            if found is None:
+                raise exc.NotFound(f"no flow detail with uuid {flow_detail.uuid!r}")
+            stored = _codec.flow_from_row(found._mapping)
+            for row in conn.execute(sql.SELECT_FLOW_ATOMS, params):
+                stored.add(_codec.atom_from_row(row._mapping))
+            return self._write_flow(conn, flow_detail, stored, found._mapping["parent_uuid"], _now())
+
+        return self._run(f"updating flow detail {flow_detail.uuid!r}", work, write=True)
+
+    def update_atom_details(self, atom_detail: models.AtomDetail) -> models.AtomDetail:
+        """Merge ``atom_detail`` into the stored one.
+
+        Returns:
+            a fresh copy of the stored atom detail.
+
+        Raises:
+            NotFound: the atom detail was never saved.
+        """
+
+        def work(conn: SAConnection) -> models.AtomDetail:
+            found = conn.execute(sql.SELECT_ATOM, {"b_uuid": atom_detail.uuid}).first()
+            if found is None:
+                raise exc.NotFound(f"no atom detail with uuid {atom_detail.uuid!r}")
+            stored = _codec.atom_from_row(found._mapping).merge(atom_detail)
+            row = _codec.atom_row(stored, found._mapping["parent_uuid"])
+            conn.execute(sql.UPDATE_ATOM, {**_codec.update_params(row), "updated_at": _now()})
+            return _codec.atom_from_row(row)
+
+        return self._run(f"updating atom detail {atom_detail.uuid!r}", work, write=True)
+
+    def save_flow_progress(
+        self,
+        flow_detail: models.FlowDetail,
+        atom_details: Sequence[models.AtomDetail],
+        flow_changed: bool = True,
+    ) -> None:
+        """Write the engine's progress in one transaction: no reads, no merging.
+
+        The given atom details overwrite (or become) the stored ones under
+        ``flow_detail``; with ``flow_changed`` its state and meta are
+        overwritten too.
+
+        Raises:
+            NotFound: the flow detail was never saved.
+            StorageFailure: the database failed, or a result is not JSON-serializable.
+        """
+        fd_uuid = flow_detail.uuid
+        writer = self._sa_backend.progress_writer()
+        now = writer.stamp(_now())
+        rows = []
+        for ad in atom_details:
+            row = _codec.atom_row(ad, fd_uuid)
+            row["created_at"] = row["updated_at"] = now
+            rows.append(row)
+        flow_params = (
+            {
+                "b_uuid": fd_uuid,
+                "state": flow_detail.state,
+                "meta": _codec.dumps(flow_detail.meta),
+                "updated_at": now,
+            }
+            if flow_changed
+            else None
+        )
+
+        def work(conn: SAConnection) -> None:
+            if flow_params is not None:
+                if writer.update_flow(conn, flow_params) == 0:
+                    raise exc.NotFound(f"no flow detail with uuid {fd_uuid!r}")
+            elif not rows and conn.execute(sql.FLOW_EXISTS, {"b_uuid": fd_uuid}).first() is None:
+                raise exc.NotFound(f"no flow detail with uuid {fd_uuid!r}")
+            if rows:
+                # A missing flow makes the foreign key fail; told apart below.
+                writer.upsert_atoms(conn, rows)
+
+        try:
+            self._run(f"saving progress of flow detail {fd_uuid!r}", work, write=True)
+        except exc.StorageFailure as failure:
+            if isinstance(failure.__cause__, sa_exc.IntegrityError) and not self._flow_exists(fd_uuid):
+                raise exc.NotFound(f"no flow detail with uuid {fd_uuid!r}") from None
+            raise
+
+    def _flow_exists(self, fd_uuid: str) -> bool:
+        return self._run(
+            f"reading flow detail {fd_uuid!r}",
+            lambda conn: conn.execute(sql.FLOW_EXISTS, {"b_uuid": fd_uuid}).first() is not None,
+            write=False,
+        )
+
+    # -- reads -------------------------------------------------------------------------
+
+    def get_logbook(self, book_uuid: str, lazy: bool = False) -> models.LogBook:
+        """Return the stored book (``lazy``: its flow details without atom details).
+
+        Raises:
+            NotFound: no such book.
+        """
+
+        def work(conn: SAConnection) -> models.LogBook:
+            params = {"b_uuid": book_uuid}
+            found = conn.execute(sql.SELECT_BOOK, params).first()
+            if found is None:
+                raise exc.NotFound(f"no logbook with uuid {book_uuid!r}")
+            atoms = None if lazy else _codec.group_atoms(conn.execute(sql.SELECT_BOOK_ATOMS, params).all())
+            flow_rows = conn.execute(sql.SELECT_BOOK_FLOWS, params).all()
+            return _codec.build_book(found, _codec.assemble_flows(flow_rows, atoms))
+
+        return self._run(f"reading logbook {book_uuid!r}", work, write=False)
+
+    def get_logbooks(self, lazy: bool = False) -> Iterator[models.LogBook]:
+        """Iterate over every stored book (read in one transaction, up front)."""
+
+        def work(conn: SAConnection) -> list[models.LogBook]:
+            atoms = None if lazy else _codec.group_atoms(conn.execute(sql.SELECT_ALL_ATOMS).all())
+            by_book: dict[str, list[tuple[str, models.FlowDetail]]] = {}
+            for parent_uuid, fd in _codec.assemble_flows(conn.execute(sql.SELECT_ALL_FLOWS).all(), atoms):
+                by_book.setdefault(parent_uuid, []).append((parent_uuid, fd))
+            return [
+                _codec.build_book(row, by_book.get(row._mapping["uuid"], []))
+                for row in conn.execute(sql.SELECT_ALL_BOOKS)
+            ]
+
+        return iter(self._run("reading logbooks", work, write=False))
+
+    def get_flows_for_book(self, book_uuid: str, lazy: bool = False) -> Iterator[models.FlowDetail]:
+        """Iterate over one book's flow details.
+
+        Raises:
+            NotFound: no such book.
+        """
+        return iter(self.get_logbook(book_uuid, lazy=lazy))
+
+    def get_flow_details(self, fd_uuid: str, lazy: bool = False) -> models.FlowDetail:
+        """Return the stored flow detail (``lazy``: without its atom details).
+
+        Raises:
+            NotFound: no such flow detail.
+        """
+
+        def work(conn: SAConnection) -> models.FlowDetail:
+            params = {"b_uuid": fd_uuid}
+            found = conn.execute(sql.SELECT_FLOW, params).first()
+            if found is None:
+                raise exc.NotFound(f"no flow detail with uuid {fd_uuid!r}")
+            fd = _codec.flow_from_row(found._mapping)
+            if not lazy:
+                for row in conn.execute(sql.SELECT_FLOW_ATOMS, params):
+                    fd.add(_codec.atom_from_row(row._mapping))
+            return fd
+
+        return self._run(f"reading flow detail {fd_uuid!r}", work, write=False)
+
+    def get_atom_details(self, ad_uuid: str) -> models.AtomDetail:
+        """Return the stored atom detail.
+
+        Raises:
+            NotFound: no such atom detail.
+        """
+
+        def work(conn: SAConnection) -> models.AtomDetail:
+            found = conn.execute(sql.SELECT_ATOM, {"b_uuid": ad_uuid}).first()
+            if found is None:
+                raise exc.NotFound(f"no atom detail with uuid {ad_uuid!r}")
+            return _codec.atom_from_row(found._mapping)
+
+        return self._run(f"reading atom detail {ad_uuid!r}", work, write=False)
+
+    def get_atoms_for_flow(self, fd_uuid: str) -> Iterator[models.AtomDetail]:
+        """Iterate over one flow detail's atom details.
+
+        Raises:
+            NotFound: no such flow detail.
+        """
+        return iter(self.get_flow_details(fd_uuid))

@@ -1,0 +1,283 @@
+"""A backend that keeps logbooks in ZooKeeper, one znode per record.
+
+Under the configured root path (default ``/flowkit``) the records live at
+``books/<uuid>``, ``flows/<uuid>`` and ``atoms/<uuid>``, each a JSON document
+(see :mod:`flowkit.persistence.backends._path_based`). Every change is one
+ZooKeeper multi-operation transaction, so it is all-or-nothing, and it is
+optimistic: documents read while deciding what to write are version-checked
+in the same transaction, and a step that lost a race is re-run on fresh data.
+No lock node is needed, so a crashed client never leaves one behind.
+
+kazoo is imported only when a connection is made, so configuring this backend
+(or importing flowkit) never needs it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext, suppress
+from typing import Any
+
+from flowkit import exceptions as exc
+from flowkit.persistence.backends._path_based import (
+    KINDS,
+    Batch,
+    Conflict,
+    DocumentConnection,
+    DocumentStore,
+    Read,
+)
+from flowkit.persistence.backends._urls import conf_float, mask_url, parse_url
+from flowkit.persistence.base import Backend, Connection
+
+__all__ = ["ZkBackend"]
+
+DEFAULT_PATH = "/flowkit"
+DEFAULT_TIMEOUT = 10.0
+
+
+def _kazoo_errors() -> Any:
+    try:
+        from kazoo import exceptions  # type: ignore[import-untyped]
+    except ImportError as err:  # pragma: no cover - kazoo is a declared dependency
+        raise exc.StorageFailure(
+            "the ZooKeeper backend needs kazoo: pip install 'flowkit[zookeeper]'"
+        ) from err
+    return exceptions
+
+
+class _ZkStore(DocumentStore):
+    """Documents as znodes; writes are version-checked multi-op transactions."""
+
+    optimistic = True
+
+    def __init__(self, client: Any, root: str, where: str) -> None:
+        self._client = client
+        self._root = root.rstrip("/") or "/"
+        self._where = where
+        self._errors = _kazoo_errors()
+
+    def describe(self) -> str:
+        return self._where
+
+    def _path(self, kind: str, key: str = "") -> str:
+        base = f"{self._root.rstrip('/')}/{kind}"
+        return f"{base}/{key}" if key else base
+
+    def read(self, kind: str, key: str) -> Read | None:
+        try:
+            data, stat = self._client.get(self._path(kind, key))
+        except self._errors.NoNodeError:
+            return None
+        return bytes(data), stat.version
+
+    def read_many(self, kind: str, keys: Sequence[str]) -> list[Read | None]:
+        # Issue every read before waiting for any: one round trip, not len(keys).
+        return self._collect([self._client.get_async(self._path(kind, key)) for key in keys])
+
+    def read_many_checked(
+        self, kind: str, keys: Sequence[str], seen: Mapping[tuple[str, str], Any]
+    ) -> tuple[list[Read | None], bool | None]:
+        # ZooKeeper answers one session's requests in the order sent, so
+        # checks sent right behind the reads see the store as of after them.
+        reads = [self._client.get_async(self._path(kind, key)) for key in keys]
+        checks = self._send_checks(seen)
+        return self._collect(reads), self._outcome(checks)
+
+    def _collect(self, pending: list[Any]) -> list[Read | None]:
+        found: list[Read | None] = []
+        for result in pending:
+            try:
+                data, stat = result.get()
+            except self._errors.NoNodeError:
+                found.append(None)
+            else:
+                found.append((bytes(data), stat.version))
+        return found
+
+    def keys(self, kind: str) -> list[str]:
+        try:
+            return list(self._client.get_children(self._path(kind)))
+        except self._errors.NoNodeError:
+            return []
+
+    def writing(self) -> AbstractContextManager[None]:
+        return nullcontext()
+
+    def reading(self) -> AbstractContextManager[None]:
+        return nullcontext()
+
+    def _send_checks(self, seen: Mapping[tuple[str, str], Any]) -> list[tuple[Any, Any]]:
+        return [(version, self._client.exists_async(self._path(*where))) for where, version in seen.items()]
+
+    @staticmethod
+    def _outcome(checks: list[tuple[Any, Any]]) -> bool:
+        same = True
+        for version, result in checks:
+            stat = result.get()  # wait for every answer, even after a mismatch
+            same = same and (stat.version if stat is not None else None) == version
+        return same
+
+    def unchanged(self, seen: Mapping[tuple[str, str], Any]) -> bool:
+        return self._outcome(self._send_checks(seen))
+
+    def _existing(self, batch: Batch) -> dict[tuple[str, str], bool]:
+        """Whether each written-but-never-read document exists now."""
+        known: dict[tuple[str, str], bool] = {}
+        unknown = []
+        for where in batch.writes:
+            if where in batch.seen:
+                continue
+            hint = batch.exists.get(where)
+            # Hints come from parent documents; after a lost race, trust only the server.
+            if hint is not None and batch.attempt == 0:
+                known[where] = hint
+            else:
+                unknown.append(where)
+        pending = [self._client.exists_async(self._path(*where)) for where in unknown]
+        for where, result in zip(unknown, pending, strict=True):
+            known[where] = result.get() is not None
+        return known
+
+    def commit(self, batch: Batch) -> None:
+        existing = self._existing(batch)
+        txn = self._client.transaction()
+        for where, data in batch.writes.items():
+            path = self._path(*where)
+            if where in batch.seen:
+                version = batch.seen[where]
+                present, expected = version is not None, version
+            else:
+                present, expected = existing[where], -1
+            if data is None:
+                if present:
+                    txn.delete(path, version=expected)
+            elif present:
+                txn.set_data(path, data, version=expected)
+            else:
+                txn.create(path, data)
+        for where, version in batch.seen.items():
+            if version is not None and where not in batch.writes:
+                txn.check(self._path(*where), version)
+        if not txn.operations:
+            return
+        results = txn.commit()
+        errors = [item for item in results if isinstance(item, Exception)]
+        if not errors:
+            return
+        races = (self._errors.BadVersionError, self._errors.NodeExistsError, self._errors.NoNodeError)
+        real = [err for err in errors if not isinstance(err, self._errors.RolledBackError)]
+        if all(isinstance(err, races) for err in real):
+            raise Conflict(str(real))
+        raise real[0]
+
+    def ensure(self) -> None:
+        for kind in KINDS:
+            self._client.ensure_path(self._path(kind))
+
+    def clear(self) -> None:
+        for kind in KINDS:
+            with suppress(self._errors.NoNodeError):
+                self._client.delete(self._path(kind), recursive=True)
+        self.ensure()
+
+    def validate(self) -> None:
+        for kind in KINDS:
+            if self._client.exists(self._path(kind)) is None:
+                raise exc.StorageFailure(f"{self._where} is missing {kind}; run upgrade() first")
+
+
+class ZkBackend(Backend):
+    """Keeps logbooks in ZooKeeper.
+
+    Args:
+        conf: ``{"connection": "zookeeper://host:port[,host:port]/root/path"}``
+            and/or the keys ``hosts`` (``"h1:2181,h2:2181"``), ``path`` (the
+            root, default ``/flowkit``) and ``timeout`` (seconds to connect,
+            default 10). ``user:password@`` in the URL adds digest credentials.
+        client: an already made ``KazooClient`` to use; the backend then
+            neither starts nor stops it (it is started if needed).
+
+    Raises:
+        StorageFailure: no hosts given, or the URL is malformed.
+    """
+
+    def __init__(self, conf: Mapping[str, Any] | None, client: Any = None) -> None:
+        super().__init__(conf)
+        connection = str(self._conf.get("connection", ""))
+        hosts = self._conf.get("hosts")
+        path = self._conf.get("path")
+        self._auth: list[tuple[str, str]] = []
+        if "://" in connection:
+            parsed = parse_url(connection)
+            hosts = hosts or parsed.hosts_text
+            path = path or parsed.path
+            if parsed.username is not None:
+                self._auth.append(("digest", f"{parsed.username}:{parsed.password or ''}"))
+        if isinstance(hosts, list | tuple):
+            hosts = ",".join(str(host) for host in hosts)
+        if not hosts and client is None:
+            raise exc.StorageFailure(f"ZooKeeper backend needs hosts (connection {mask_url(connection)!r})")
+        self._hosts = str(hosts or "")
+        self._path = str(path or DEFAULT_PATH)
+        if not self._path.startswith("/"):
+            self._path = "/" + self._path
+        self._timeout = conf_float(self._conf, "timeout", DEFAULT_TIMEOUT)
+        self._where = (
+            mask_url(connection) if "://" in connection else f"zookeeper://{self._hosts}{self._path}"
+        )
+        self._client = client
+        self._owned = client is None
+        self._lock = threading.Lock()
+        self._store: _ZkStore | None = None
+
+    @property
+    def path(self) -> str:
+        """The root path of the records."""
+        return self._path
+
+    def _started_store(self) -> _ZkStore:
+        with self._lock:
+            if self._store is not None:
+                return self._store
+            errors = _kazoo_errors()
+            if self._client is None:
+                from kazoo.client import KazooClient  # type: ignore[import-untyped]
+
+                self._client = KazooClient(
+                    hosts=self._hosts, timeout=self._timeout, auth_data=self._auth or None
+                )
+            try:
+                self._client.start(timeout=self._timeout)
+            except (
+                errors.KazooException,
+                errors.ZookeeperError,
+                self._client.handler.timeout_exception,
+            ) as err:
+                if self._owned:
+                    self._stop_client()
+                raise exc.StorageFailure(f"cannot connect to ZooKeeper at {self._where}: {err}") from err
+            self._store = _ZkStore(self._client, self._path, self._where)
+            return self._store
+
+    def get_connection(self) -> Connection:
+        """Connect (on first use) and return a connection.
+
+        Raises:
+            StorageFailure: ZooKeeper is unreachable within the timeout.
+        """
+        return DocumentConnection(self, self._started_store())
+
+    def _stop_client(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            client.stop()
+            client.close()
+
+    def close(self) -> None:
+        """Stop the ZooKeeper client if this backend made it."""
+        with self._lock:
+            self._store = None
+            if self._owned:
+                self._stop_client()

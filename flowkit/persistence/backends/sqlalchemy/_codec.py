@@ -1,0 +1,201 @@
+"""Turning models into table rows and back.
+
+Rows are plain dicts keyed by column name, with structured values already
+JSON text, so one encoded row serves an INSERT, an UPDATE and (decoded again)
+the fresh object handed back to the caller: what callers get is exactly what
+a later read returns (tuples come back as lists, and so on).
+
+Encoding is on the engine's hot path (one atom row per finished task), so it
+reads attributes directly and calls the C JSON encoder once per field.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from flowkit import exceptions as exc
+from flowkit.persistence import models
+from flowkit.types.failure import Failure
+
+__all__ = [
+    "assemble_flows",
+    "atom_from_row",
+    "atom_row",
+    "book_from_row",
+    "book_row",
+    "build_book",
+    "dumps",
+    "flow_from_row",
+    "flow_row",
+    "group_atoms",
+    "loads",
+    "update_params",
+    "utc",
+]
+
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=True).encode
+_decode = json.JSONDecoder().decode
+
+
+def dumps(value: Any) -> str | None:
+    """JSON text of ``value``; ``None`` is stored as SQL NULL."""
+    return None if value is None else _encode(value)
+
+
+def loads(text: str | None) -> Any:
+    """The value of stored JSON text (NULL reads as ``None``)."""
+    return None if text is None else _decode(text)
+
+
+def utc(when: datetime | None) -> datetime | None:
+    """``when`` as an aware UTC time (SQLite hands back naive UTC values)."""
+    if when is None:
+        return None
+    if when.tzinfo is None:
+        return when.replace(tzinfo=UTC)
+    return when.astimezone(UTC)
+
+
+def _failure(failure: Failure | None) -> str | None:
+    return None if failure is None else _encode(failure.to_dict())
+
+
+def book_row(book: models.LogBook) -> dict[str, Any]:
+    """The ``logbooks`` row of ``book``."""
+    return {
+        "uuid": book.uuid,
+        "name": book.name,
+        "meta": dumps(book.meta),
+        "created_at": utc(book.created_at),
+        "updated_at": utc(book.updated_at),
+    }
+
+
+def flow_row(fd: models.FlowDetail, parent_uuid: str) -> dict[str, Any]:
+    """The ``flowdetails`` row of ``fd`` under the book ``parent_uuid`` (times excluded)."""
+    return {
+        "uuid": fd.uuid,
+        "parent_uuid": parent_uuid,
+        "name": fd.name,
+        "state": fd.state,
+        "meta": dumps(fd.meta),
+    }
+
+
+def atom_row(ad: models.AtomDetail, parent_uuid: str) -> dict[str, Any]:
+    """The ``atomdetails`` row of ``ad`` under the flow ``parent_uuid`` (times excluded).
+
+    Raises:
+        StorageFailure: a result cannot be written as JSON (the atom is named).
+    """
+    if isinstance(ad, models.RetryDetail):
+        # The retry history holds failures, which need their own records.
+        results: Any = ad.to_dict()["results"]
+    else:
+        results = ad.results
+    try:
+        return {
+            "uuid": ad.uuid,
+            "parent_uuid": parent_uuid,
+            "atom_type": models.atom_detail_type(ad),
+            "name": ad.name,
+            "state": ad.state,
+            "intention": ad.intention,
+            "version": None if ad.version is None else str(ad.version),
+            "results": dumps(results),
+            "failure": _failure(ad.failure),
+            "revert_results": dumps(ad.revert_results),
+            "revert_failure": _failure(ad.revert_failure),
+            "meta": dumps(ad.meta),
+        }
+    except (TypeError, ValueError) as err:
+        raise exc.StorageFailure(
+            f"cannot store atom {ad.name!r} ({ad.uuid}): its data is not JSON-serializable: {err}"
+        ) from err
+
+
+def book_from_row(row: Mapping[Any, Any]) -> models.LogBook:
+    """A new :class:`LogBook` (without flow details) from its row."""
+    book = models.LogBook(row["name"], row["uuid"])
+    book.meta = loads(row["meta"]) or {}
+    book.created_at = utc(row["created_at"])
+    book.updated_at = utc(row["updated_at"])
+    return book
+
+
+def flow_from_row(row: Mapping[Any, Any]) -> models.FlowDetail:
+    """A new :class:`FlowDetail` (without atom details) from its row."""
+    fd = models.FlowDetail(row["name"], row["uuid"])
+    fd.state = row["state"]
+    fd.meta = loads(row["meta"]) or {}
+    return fd
+
+
+def atom_from_row(row: Mapping[Any, Any]) -> models.AtomDetail:
+    """A new task or retry detail from its row.
+
+    Raises:
+        StorageFailure: the stored atom type is unknown.
+    """
+    try:
+        cls = models.atom_detail_class(row["atom_type"])
+    except TypeError as err:
+        raise exc.StorageFailure(f"atom detail {row['uuid']!r}: {err}") from err
+    return cls.from_dict(
+        {
+            "name": row["name"],
+            "uuid": row["uuid"],
+            "state": row["state"],
+            "intention": row["intention"],
+            "version": row["version"],
+            "results": loads(row["results"]),
+            "failure": loads(row["failure"]),
+            "revert_results": loads(row["revert_results"]),
+            "revert_failure": loads(row["revert_failure"]),
+            "meta": loads(row["meta"]),
+        }
+    )
+
+
+def group_atoms(rows: Sequence[Any]) -> dict[str, list[models.AtomDetail]]:
+    """Atom details of ``rows`` (atomdetails rows), grouped by their flow's uuid."""
+    grouped: dict[str, list[models.AtomDetail]] = {}
+    for row in rows:
+        mapping = row._mapping
+        grouped.setdefault(mapping["parent_uuid"], []).append(atom_from_row(mapping))
+    return grouped
+
+
+def assemble_flows(
+    flow_rows: Sequence[Any], atoms: dict[str, list[models.AtomDetail]] | None
+) -> list[tuple[str, models.FlowDetail]]:
+    """``(book uuid, flow detail)`` for each flowdetails row, given atoms added (``None``: lazy)."""
+    flows = []
+    for row in flow_rows:
+        mapping = row._mapping
+        fd = flow_from_row(mapping)
+        if atoms is not None:
+            for ad in atoms.get(fd.uuid, ()):
+                fd.add(ad)
+        flows.append((mapping["parent_uuid"], fd))
+    return flows
+
+
+def update_params(row: Mapping[str, Any]) -> dict[str, Any]:
+    """``row`` as UPDATE parameters: keyed by ``b_uuid``, identity and creation time left alone."""
+    params = {key: value for key, value in row.items() if key not in ("uuid", "created_at")}
+    params["b_uuid"] = row["uuid"]
+    return params
+
+
+def build_book(row: Any, flows: list[tuple[str, models.FlowDetail]]) -> models.LogBook:
+    """The book of a logbooks row, holding those of ``flows`` that belong to it."""
+    book = book_from_row(row._mapping)
+    for parent_uuid, fd in flows:
+        if parent_uuid == book.uuid:
+            book.add(fd)
+    book.updated_at = utc(row._mapping["updated_at"])  # add() stamped it; keep the stored one
+    return book

@@ -1,0 +1,155 @@
+"""Making the SQLAlchemy engine from a backend's conf: driver, pool, SQLite pragmas.
+
+SQLite gets the WAL journal (readers never block the writer and a commit is
+one append), ``synchronous=NORMAL`` unless asked for ``FULL``, a busy
+timeout, and foreign keys. flowkit issues ``BEGIN`` itself (the sqlite3
+module would start transactions only at the first write, too late for a
+consistent read-then-write), as ``BEGIN IMMEDIATE`` for writes so writers
+queue on the busy timeout instead of failing half way through.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.pool import StaticPool
+
+from flowkit import exceptions as exc
+from flowkit.persistence.backends._urls import conf_float, mask_url
+
+__all__ = ["Settings", "make_engine", "read_settings"]
+
+# Options flowkit reads; removed from the URL query before the driver sees it.
+_OPTIONS = frozenset({"max_retries", "sqlite_synchronous", "sqlite_busy_timeout", "engine_args"})
+_DEFAULT_DRIVERS = {
+    "postgresql": "postgresql+psycopg",
+    "postgres": "postgresql+psycopg",
+    "mysql": "mysql+pymysql",
+}
+_EXTRAS = {"postgresql": "flowkit[postgresql]", "mysql": "flowkit[mysql]"}
+_SYNCHRONOUS = frozenset({"off", "normal", "full", "extra"})
+# conn.info key telling the begin event that the transaction will write.
+WRITE_FLAG = "flowkit_write"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """What a backend's conf says about its database."""
+
+    url: URL
+    masked_url: str
+    max_retries: int
+    busy_timeout: float
+    synchronous: str
+    engine_args: Mapping[str, Any]
+
+    @property
+    def dialect(self) -> str:
+        return self.url.get_backend_name()
+
+    @property
+    def is_memory(self) -> bool:
+        """An in-memory SQLite database (one connection holds it all)."""
+        database = self.url.database or ""
+        return self.dialect == "sqlite" and (
+            database in ("", ":memory:") or self.url.query.get("mode") == "memory"
+        )
+
+
+def read_settings(conf: Mapping[str, Any], connection: Any) -> Settings:
+    """Check and collect the options of ``conf`` for the database URL ``connection``.
+
+    Raises:
+        StorageFailure: the URL is malformed or an option is invalid (password masked).
+    """
+    masked = mask_url(connection)
+    try:
+        url = make_url(str(connection))
+    except (sa_exc.ArgumentError, ValueError) as err:
+        raise exc.StorageFailure(f"malformed database URL {masked!r}: {err}") from err
+    drivername = _DEFAULT_DRIVERS.get(url.drivername, url.drivername)
+    url = url.set(drivername=drivername).difference_update_query(_OPTIONS)
+    synchronous = str(conf.get("sqlite_synchronous", "normal")).strip().lower()
+    if synchronous not in _SYNCHRONOUS:
+        raise exc.StorageFailure(
+            f"sqlite_synchronous must be one of {', '.join(sorted(_SYNCHRONOUS))}, not {synchronous!r}"
+        )
+    engine_args = conf.get("engine_args") or {}
+    if not isinstance(engine_args, Mapping):
+        raise exc.StorageFailure(f"engine_args must be a mapping, not {type(engine_args).__name__}")
+    return Settings(
+        url=url,
+        masked_url=masked,
+        max_retries=int(conf_float(conf, "max_retries", 3)),
+        busy_timeout=conf_float(conf, "sqlite_busy_timeout", 5.0),
+        synchronous=synchronous,
+        engine_args=dict(engine_args),
+    )
+
+
+def make_engine(settings: Settings, conf: Mapping[str, Any]) -> Engine:
+    """A new engine for ``settings`` (no connection is opened yet).
+
+    Raises:
+        StorageFailure: the driver is not installed or an engine option is wrong.
+    """
+    kwargs: dict[str, Any] = {}
+    for key in ("pool_size", "max_overflow", "pool_timeout"):
+        if key in conf:
+            kwargs[key] = int(conf[key])
+    sqlite = settings.dialect == "sqlite"
+    if sqlite:
+        kwargs["connect_args"] = {"check_same_thread": False, "timeout": settings.busy_timeout}
+        if settings.is_memory:
+            kwargs["poolclass"] = StaticPool
+    else:
+        kwargs["pool_pre_ping"] = True
+    kwargs.update(settings.engine_args)
+    try:
+        engine = create_engine(settings.url, **kwargs)
+    except (ImportError, sa_exc.NoSuchModuleError) as err:
+        extra = _EXTRAS.get(settings.dialect, "the database driver")
+        raise exc.StorageFailure(
+            f"cannot use {settings.masked_url}: driver {settings.url.drivername!r} is not installed "
+            f"(pip install '{extra}'): {err}"
+        ) from err
+    except (sa_exc.ArgumentError, TypeError, ValueError) as err:
+        raise exc.StorageFailure(f"bad database options for {settings.masked_url}: {err}") from err
+    if sqlite:
+        event.listen(engine, "connect", _sqlite_pragmas(settings))
+        event.listen(engine, "begin", _sqlite_begin)
+    return engine
+
+
+def _sqlite_pragmas(settings: Settings) -> Any:
+    pragmas = ["PRAGMA foreign_keys=ON", f"PRAGMA busy_timeout={int(settings.busy_timeout * 1000)}"]
+    if not settings.is_memory:
+        pragmas.append("PRAGMA journal_mode=WAL")
+    pragmas.append(f"PRAGMA synchronous={settings.synchronous.upper()}")
+
+    def on_connect(dbapi_conn: Any, record: Any) -> None:
+        dbapi_conn.isolation_level = None  # the begin event below issues BEGIN
+        cursor = dbapi_conn.cursor()
+        try:
+            for pragma in pragmas:
+                cursor.execute(pragma)
+        finally:
+            cursor.close()
+
+    return on_connect
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    # Straight to the driver: this runs once per operation, and a full
+    # SQLAlchemy execution would cost more than the hot path's own statement.
+    # Errors (SQLite busy) surface from conn.begin() like any other.
+    statement = "BEGIN IMMEDIATE" if conn.info.get(WRITE_FLAG) else "BEGIN"
+    try:
+        conn.connection.driver_connection.execute(statement)  # type: ignore[union-attr]
+    except Exception as err:
+        raise sa_exc.OperationalError(statement, None, err) from err

@@ -1,0 +1,233 @@
+"""The SQL the backend runs, built once per process (and per dialect for upserts).
+
+Statements are module constants so SQLAlchemy's compiled cache finds them by
+identity-stable cache keys and nothing is rebuilt per call. Parameters use
+``b_``-prefixed names where a column of the same name is being set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from operator import itemgetter
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    DateTime,
+    Delete,
+    Dialect,
+    Executable,
+    Insert,
+    Select,
+    Update,
+    bindparam,
+    delete,
+    select,
+)
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import ClauseElement
+
+from flowkit.persistence.backends.sqlalchemy.tables import atomdetails, flowdetails, logbooks
+
+__all__ = [
+    "DELETE_ALL",
+    "DELETE_BOOK",
+    "DELETE_BOOK_ATOMS",
+    "DELETE_BOOK_FLOWS",
+    "FLOW_EXISTS",
+    "INSERT_ATOM",
+    "INSERT_BOOK",
+    "INSERT_FLOW",
+    "SELECT_ALL_ATOMS",
+    "SELECT_ALL_BOOKS",
+    "SELECT_ALL_FLOWS",
+    "SELECT_ATOM",
+    "SELECT_BOOK",
+    "SELECT_BOOK_ATOMS",
+    "SELECT_BOOK_FLOWS",
+    "SELECT_FLOW",
+    "SELECT_FLOW_ATOMS",
+    "UPDATE_ATOM",
+    "UPDATE_BOOK",
+    "UPDATE_FLOW",
+    "UPDATE_FLOW_PROGRESS",
+    "ProgressWriter",
+    "atom_upserter",
+]
+
+_ATOM_ORDER = (atomdetails.c.created_at, atomdetails.c.uuid)
+_FLOW_ORDER = (flowdetails.c.created_at, flowdetails.c.uuid)
+
+SELECT_BOOK: Select[Any] = select(logbooks).where(logbooks.c.uuid == bindparam("b_uuid"))
+SELECT_ALL_BOOKS: Select[Any] = select(logbooks).order_by(logbooks.c.created_at, logbooks.c.uuid)
+SELECT_FLOW: Select[Any] = select(flowdetails).where(flowdetails.c.uuid == bindparam("b_uuid"))
+SELECT_BOOK_FLOWS: Select[Any] = (
+    select(flowdetails).where(flowdetails.c.parent_uuid == bindparam("b_uuid")).order_by(*_FLOW_ORDER)
+)
+SELECT_ALL_FLOWS: Select[Any] = select(flowdetails).order_by(*_FLOW_ORDER)
+FLOW_EXISTS: Select[Any] = select(flowdetails.c.uuid).where(flowdetails.c.uuid == bindparam("b_uuid"))
+SELECT_ATOM: Select[Any] = select(atomdetails).where(atomdetails.c.uuid == bindparam("b_uuid"))
+SELECT_FLOW_ATOMS: Select[Any] = (
+    select(atomdetails).where(atomdetails.c.parent_uuid == bindparam("b_uuid")).order_by(*_ATOM_ORDER)
+)
+SELECT_BOOK_ATOMS: Select[Any] = (
+    select(atomdetails)
+    .join(flowdetails, flowdetails.c.uuid == atomdetails.c.parent_uuid)
+    .where(flowdetails.c.parent_uuid == bindparam("b_uuid"))
+    .order_by(*_ATOM_ORDER)
+)
+SELECT_ALL_ATOMS: Select[Any] = select(atomdetails).order_by(*_ATOM_ORDER)
+
+INSERT_BOOK: Insert = logbooks.insert()
+INSERT_FLOW: Insert = flowdetails.insert()
+INSERT_ATOM: Insert = atomdetails.insert()
+
+UPDATE_BOOK: Update = logbooks.update().where(logbooks.c.uuid == bindparam("b_uuid"))
+UPDATE_FLOW: Update = flowdetails.update().where(flowdetails.c.uuid == bindparam("b_uuid"))
+# The hot path sets only what the engine changes, so the statement is fixed.
+UPDATE_FLOW_PROGRESS: Update = (
+    flowdetails.update()
+    .where(flowdetails.c.uuid == bindparam("b_uuid"))
+    .values(
+        state=bindparam("state"),
+        meta=bindparam("meta"),
+        updated_at=bindparam("updated_at"),
+    )
+)
+UPDATE_ATOM: Update = atomdetails.update().where(atomdetails.c.uuid == bindparam("b_uuid"))
+
+_BOOK_FLOWS = select(flowdetails.c.uuid).where(flowdetails.c.parent_uuid == bindparam("b_uuid"))
+DELETE_BOOK_ATOMS: Delete = atomdetails.delete().where(atomdetails.c.parent_uuid.in_(_BOOK_FLOWS))
+DELETE_BOOK_FLOWS: Delete = flowdetails.delete().where(flowdetails.c.parent_uuid == bindparam("b_uuid"))
+DELETE_BOOK: Delete = logbooks.delete().where(logbooks.c.uuid == bindparam("b_uuid"))
+# Children first, so no database has to rely on cascades being enabled.
+DELETE_ALL: tuple[Delete, ...] = (delete(atomdetails), delete(flowdetails), delete(logbooks))
+
+# Every column an upsert overwrites when the atom already exists.
+_ATOM_OVERWRITE = tuple(c.name for c in atomdetails.columns if c.name not in ("uuid", "created_at"))
+
+_PARAMSTYLES = frozenset({"qmark", "format", "pyformat", "named"})
+
+
+class _DriverStatement:
+    """A Core statement compiled once for a dialect, run with ``exec_driver_sql``.
+
+    That skips SQLAlchemy's per-call cache-key and compiled-cache lookup (the
+    larger part of a Core execution's cost) while keeping its transaction,
+    error wrapping and disconnect detection. Parameters are not processed, so
+    callers pass values the driver takes as they are (see
+    :meth:`ProgressWriter.stamp`).
+    """
+
+    def __init__(self, stmt: ClauseElement, dialect: Dialect) -> None:
+        compiled = stmt.compile(dialect=dialect)
+        assert isinstance(compiled, SQLCompiler)  # DML compiles with the SQL compiler
+        self.sql = compiled.string
+        order = compiled.positiontup if compiled.positional else None
+        self._pick: Callable[[Mapping[str, Any]], Any] | None = None
+        if order:
+            getter = itemgetter(*order)
+            self._pick = (lambda row: (getter(row),)) if len(order) == 1 else getter
+
+    def run(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> int:
+        pick = self._pick
+        params: Any = [pick(row) for row in rows] if pick is not None else list(rows)
+        result = conn.exec_driver_sql(self.sql, params[0] if len(params) == 1 else params)
+        return result.rowcount
+
+
+class ProgressWriter:
+    """The engine's hot path on one dialect: flow update and atom upsert, built once.
+
+    SQLite and PostgreSQL run precompiled SQL through ``exec_driver_sql``;
+    MySQL and other dialects use ordinary Core executions (MySQL's
+    ``ON DUPLICATE KEY UPDATE``, or update-then-insert).
+    """
+
+    def __init__(self, dialect: Dialect) -> None:
+        self._driver = dialect.name in ("sqlite", "postgresql") and dialect.paramstyle in _PARAMSTYLES
+        if self._driver:
+            processor = DateTime(timezone=True).dialect_impl(dialect).bind_processor(dialect)
+            self._stamp: Callable[[Any], Any] | None = processor
+            self._update_flow: _DriverStatement | None = _DriverStatement(UPDATE_FLOW_PROGRESS, dialect)
+            upsert = _DriverStatement(_on_conflict_upsert(dialect.name), dialect)
+            self._upsert_atoms: AtomUpserter = upsert.run
+        else:
+            self._stamp = None
+            self._update_flow = None
+            self._upsert_atoms = atom_upserter(dialect.name)
+
+    def stamp(self, when: datetime) -> Any:
+        """``when`` as the statements below want a time column's value."""
+        return when if self._stamp is None else self._stamp(when)
+
+    def update_flow(self, conn: Connection, params: Mapping[str, Any]) -> int:
+        """Overwrite a flow's state, meta and update time; return the rows matched."""
+        if self._update_flow is None:
+            return conn.execute(UPDATE_FLOW_PROGRESS, dict(params)).rowcount
+        return self._update_flow.run(conn, (params,))
+
+    def upsert_atoms(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert or overwrite whole atom rows (every column given, times stamped)."""
+        self._upsert_atoms(conn, rows)
+
+
+AtomUpserter = Callable[[Connection, Sequence[dict[str, Any]]], Any]
+
+
+def _on_conflict_upsert(dialect_name: str) -> Insert:
+    if dialect_name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        lite = sqlite_insert(atomdetails)
+        return lite.on_conflict_do_update(
+            index_elements=[atomdetails.c.uuid],
+            set_={name: lite.excluded[name] for name in _ATOM_OVERWRITE},
+        )
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+    pg = pg_insert(atomdetails)
+    return pg.on_conflict_do_update(
+        index_elements=[atomdetails.c.uuid],
+        set_={name: pg.excluded[name] for name in _ATOM_OVERWRITE},
+    )
+
+
+def _native_upsert(stmt: Executable) -> AtomUpserter:
+    def run(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+        conn.execute(stmt, rows)
+
+    return run
+
+
+def _update_then_insert(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    # Portable fallback: per-row UPDATE (rowcount is per statement), then
+    # INSERT the rows that were not there.
+    missing = []
+    for row in rows:
+        params = dict(row, b_uuid=row["uuid"])
+        del params["created_at"]
+        if conn.execute(UPDATE_ATOM, params).rowcount == 0:
+            missing.append(row)
+    if missing:
+        conn.execute(INSERT_ATOM, missing)
+
+
+def atom_upserter(dialect_name: str) -> AtomUpserter:
+    """A Core insert-or-overwrite of atom rows for a dialect (rows carry every column).
+
+    SQLite and PostgreSQL use ``INSERT ... ON CONFLICT (uuid) DO UPDATE``,
+    MySQL ``ON DUPLICATE KEY UPDATE``; anything else updates then inserts.
+    ``created_at`` is kept when a row is overwritten.
+    """
+    if dialect_name in ("sqlite", "postgresql"):
+        return _native_upsert(_on_conflict_upsert(dialect_name))
+    if dialect_name in ("mysql", "mariadb"):
+        from sqlalchemy.dialects.mysql import insert as mysql_insert
+
+        mins = mysql_insert(atomdetails)
+        return _native_upsert(
+            mins.on_duplicate_key_update({name: mins.inserted[name] for name in _ATOM_OVERWRITE})
+        )
+    return _update_then_insert

@@ -1,0 +1,1 @@
+"""Alembic revisions of the SQLAlchemy backend, one module each, oldest first by id."""

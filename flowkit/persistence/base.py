@@ -1,0 +1,228 @@
+"""The two interfaces every persistence backend implements.
+
+A :class:`Backend` is made from configuration and is cheap to make (no I/O);
+it is shared between threads and hands out :class:`Connection` objects, each
+used by one thread at a time, which do the reading and writing.
+
+Every connection keeps the same promises, checked by one contract test suite
+run against every backend (``tests/persistence/test_contract.py``):
+
+- Missing records raise :class:`~flowkit.exceptions.NotFound` naming the uuid;
+  failures of the underlying store raise
+  :class:`~flowkit.exceptions.StorageFailure` naming the operation, with the
+  store's own error chained.
+- Everything returned is a fresh object: callers may change it freely without
+  changing what is stored, and objects passed in are never kept.
+- Stored values go through JSON, so results come back as JSON types (tuples
+  as lists).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping, Sequence
+from types import MappingProxyType, TracebackType
+from typing import Any
+
+from flowkit.persistence.models import AtomDetail, FlowDetail, LogBook
+
+__all__ = ["Backend", "Connection"]
+
+
+class Backend(ABC):
+    """A place flow progress is saved; hands out connections to it.
+
+    Args:
+        conf: the backend's options (``connection`` URL, ``path``, ...);
+            ``None`` means no options.
+
+    Raises:
+        TypeError: ``conf`` is not a mapping.
+    """
+
+    def __init__(self, conf: Mapping[str, Any] | None) -> None:
+        if conf is None:
+            conf = {}
+        if not isinstance(conf, Mapping):
+            raise TypeError(f"backend configuration must be a mapping, not {type(conf).__name__}")
+        # A private copy: callers reusing their dict must not reconfigure a live backend.
+        self._conf: dict[str, Any] = dict(conf)
+
+    @property
+    def conf(self) -> Mapping[str, Any]:
+        """The options the backend was made with (read-only)."""
+        return MappingProxyType(self._conf)
+
+    @abstractmethod
+    def get_connection(self) -> Connection:
+        """Return a new connection (this is where I/O may first happen).
+
+        Raises:
+            StorageFailure: the store cannot be reached.
+        """
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release whatever the backend holds (clients, pools, engines)."""
+
+
+class Connection(ABC):
+    """A session with a backend: reads and writes logbooks, flows and atoms.
+
+    Args:
+        backend: the backend that made this connection.
+    """
+
+    def __init__(self, backend: Backend) -> None:
+        self._backend = backend
+
+    @property
+    def backend(self) -> Backend:
+        """The backend this connection belongs to."""
+        return self._backend
+
+    def __enter__(self) -> Connection:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release what this connection holds; the backend stays usable."""
+
+    @abstractmethod
+    def upgrade(self) -> None:
+        """Create or migrate the store's layout to the current version (idempotent)."""
+
+    @abstractmethod
+    def validate(self) -> None:
+        """Check the store is usable right now.
+
+        Raises:
+            StorageFailure: unreachable, or the layout is missing or too new.
+        """
+
+    @abstractmethod
+    def clear_all(self) -> None:
+        """Delete every logbook, flow detail and atom detail."""
+
+    @abstractmethod
+    def save_logbook(self, book: LogBook) -> LogBook:
+        """Insert or update ``book``, its flow details and their atom details.
+
+        Each record is merged into its stored version (``merge()`` semantics),
+        or inserted when new.
+
+        Returns:
+            a fresh copy of the stored book after the save, with everything in it.
+        """
+
+    @abstractmethod
+    def get_logbook(self, book_uuid: str, lazy: bool = False) -> LogBook:
+        """Return the book with that uuid.
+
+        Args:
+            book_uuid: the book's uuid.
+            lazy: leave the flow details' atom details out (cheaper).
+
+        Raises:
+            NotFound: no such book.
+        """
+
+    @abstractmethod
+    def get_logbooks(self, lazy: bool = False) -> Iterator[LogBook]:
+        """Iterate over every stored book (``lazy`` as in :meth:`get_logbook`)."""
+
+    @abstractmethod
+    def get_flows_for_book(self, book_uuid: str, lazy: bool = False) -> Iterator[FlowDetail]:
+        """Iterate over the flow details of one book.
+
+        Raises:
+            NotFound: no such book.
+        """
+
+    @abstractmethod
+    def get_flow_details(self, fd_uuid: str, lazy: bool = False) -> FlowDetail:
+        """Return the flow detail with that uuid.
+
+        Args:
+            fd_uuid: the flow detail's uuid.
+            lazy: leave its atom details out.
+
+        Raises:
+            NotFound: no such flow detail.
+        """
+
+    @abstractmethod
+    def get_atom_details(self, ad_uuid: str) -> AtomDetail:
+        """Return the atom detail with that uuid.
+
+        Raises:
+            NotFound: no such atom detail.
+        """
+
+    @abstractmethod
+    def get_atoms_for_flow(self, fd_uuid: str) -> Iterator[AtomDetail]:
+        """Iterate over the atom details of one flow detail.
+
+        Raises:
+            NotFound: no such flow detail.
+        """
+
+    @abstractmethod
+    def update_flow_details(self, flow_detail: FlowDetail) -> FlowDetail:
+        """Merge ``flow_detail`` into its stored version and upsert its atom details.
+
+        Returns:
+            a fresh copy of the stored flow detail, with its atom details.
+
+        Raises:
+            NotFound: the flow detail was never saved (through a logbook).
+        """
+
+    @abstractmethod
+    def update_atom_details(self, atom_detail: AtomDetail) -> AtomDetail:
+        """Merge ``atom_detail`` into its stored version.
+
+        Returns:
+            a fresh copy of the stored atom detail.
+
+        Raises:
+            NotFound: the atom detail was never saved (through its flow detail).
+        """
+
+    @abstractmethod
+    def destroy_logbook(self, book_uuid: str) -> None:
+        """Delete a book with all its flow details and their atom details.
+
+        Raises:
+            NotFound: no such book.
+        """
+
+    @abstractmethod
+    def save_flow_progress(
+        self,
+        flow_detail: FlowDetail,
+        atom_details: Sequence[AtomDetail],
+        flow_changed: bool = True,
+    ) -> None:
+        """Write a batch of engine progress in one all-or-nothing step.
+
+        The engine's hot path: unlike the ``update_*`` methods nothing is read
+        or merged; the given records simply become the stored ones.
+
+        Args:
+            flow_detail: the flow the atoms belong to; must already be stored.
+            atom_details: atom details to insert or overwrite whole, under
+                ``flow_detail``. ``flow_detail``'s own atom details are ignored.
+            flow_changed: also overwrite the flow's ``state`` and ``meta``.
+
+        Raises:
+            NotFound: the flow detail was never saved.
+        """

@@ -1,0 +1,710 @@
+"""The records a persistence backend stores: logbooks, flow details, atom details.
+
+A :class:`LogBook` groups the :class:`FlowDetail` of each flow run under one
+name (usually one per job); a flow detail holds one :class:`AtomDetail` per
+atom, a :class:`TaskDetail` or a :class:`RetryDetail`. These are plain
+in-memory objects: nothing reaches a backend until a connection saves them.
+
+Names and behaviour follow TaskFlow's ``taskflow.persistence.models`` so code
+written against it keeps working. ``to_dict()`` gives the JSON-ready form the
+backends store (failures as :meth:`Failure.to_dict` records); ``from_dict()``
+reads it back. Results are whatever the atom returned, so after a trip through
+a backend tuples come back as lists.
+
+This module must stay cheap to import: the engine imports it on every run, and
+it pulls in no backend library.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping
+from copy import deepcopy
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+from uuid import uuid4
+
+from flowkit import exceptions as exc
+from flowkit import states
+from flowkit.types.failure import Failure
+
+__all__ = [
+    "ATOM_TYPES",
+    "AtomDetail",
+    "FlowDetail",
+    "LogBook",
+    "RetryDetail",
+    "TaskDetail",
+    "atom_detail_class",
+    "atom_detail_type",
+]
+
+_T = TypeVar("_T")
+_AD = TypeVar("_AD", bound="AtomDetail")
+
+RetryHistory = list[tuple[Any, dict[str, Failure]]]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _same(value: _T, deep_copy: bool) -> _T:
+    return deepcopy(value) if deep_copy else value
+
+
+def _marshal_time(when: datetime | None) -> str | None:
+    return when.isoformat() if when is not None else None
+
+
+def _unmarshal_time(when: Any) -> datetime | None:
+    """Read a stored time: ISO text (ours), epoch seconds, or TaskFlow's dict form."""
+    if not when:
+        return None
+    if isinstance(when, datetime):
+        return when
+    if isinstance(when, str):
+        return datetime.fromisoformat(when)
+    if isinstance(when, int | float):
+        return datetime.fromtimestamp(when, UTC)
+    if isinstance(when, Mapping) and "seconds" in when:
+        return datetime.fromtimestamp(when["seconds"] + when.get("microseconds", 0) / 1e6, UTC)
+    raise exc.InvalidFormat(f"cannot read a time from {when!r}")
+
+
+def _read_meta(data: Mapping[str, Any]) -> dict[str, Any]:
+    # Old records (TaskFlow's too) may hold None or junk here; a dict is always expected.
+    meta = data.get("meta")
+    return meta if isinstance(meta, dict) else {}
+
+
+def _require(data: Mapping[str, Any], kind: str) -> tuple[str, str]:
+    try:
+        return data["name"], data["uuid"]
+    except (KeyError, TypeError) as err:
+        raise exc.InvalidFormat(f"a stored {kind} record needs 'name' and 'uuid': {data!r}") from err
+
+
+def _meta_lines(meta: Mapping[str, Any], pad: str) -> list[str]:
+    if not meta:
+        return []
+    lines = [f"{pad}- metadata:"]
+    for key, value in meta.items():
+        shown = value
+        # Progress is a fraction; people read it as a percentage.
+        if key == "progress" and isinstance(value, int | float) and not isinstance(value, bool):
+            shown = f"{value * 100.0:0.2f}%"
+        lines.append(f"{pad}  + {key} = {shown}")
+    return lines
+
+
+class LogBook:
+    """A named collection of flow details, usually one per job or workflow owner.
+
+    Args:
+        name: a name for people; need not be unique.
+        uuid: the book's identity; a new random one when omitted.
+
+    Attributes:
+        meta: free-form data stored with the book.
+        created_at: when the book object was made (UTC).
+        updated_at: when a flow detail was last added (UTC), else ``None``.
+    """
+
+    __slots__ = ("_flows", "_name", "_uuid", "created_at", "meta", "updated_at")
+
+    def __init__(self, name: str, uuid: str | None = None) -> None:
+        self._name = name
+        self._uuid = uuid if uuid else str(uuid4())
+        self._flows: dict[str, FlowDetail] = {}
+        self.meta: dict[str, Any] = {}
+        self.created_at: datetime | None = _now()
+        self.updated_at: datetime | None = None
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def uuid(self) -> str:
+        return self._uuid
+
+    def add(self, fd: FlowDetail) -> None:
+        """Add ``fd`` (replacing one with the same uuid); nothing is saved yet."""
+        self._flows[fd.uuid] = fd
+        self.updated_at = _now()
+
+    def find(self, flow_uuid: str) -> FlowDetail | None:
+        """Return the flow detail with that uuid, or ``None``."""
+        return self._flows.get(flow_uuid)
+
+    def __iter__(self) -> Iterator[FlowDetail]:
+        return iter(list(self._flows.values()))
+
+    def __len__(self) -> int:
+        return len(self._flows)
+
+    def __repr__(self) -> str:
+        return f"<LogBook {self._name!r} uuid={self._uuid} flows={len(self._flows)}>"
+
+    def merge(self, other: LogBook, deep_copy: bool = False) -> LogBook:
+        """Take ``other``'s meta and times into this book (not its flow details).
+
+        Backends use this to fold a caller's book into the stored one.
+
+        Returns:
+            this book.
+        """
+        if other is not self:
+            if self.meta != other.meta:
+                self.meta = _same(other.meta, deep_copy)
+            self.created_at = other.created_at
+            self.updated_at = other.updated_at
+        return self
+
+    def copy(self, retain_contents: bool = True) -> LogBook:
+        """Return a shallow copy: its own meta dict and flow index, shared flow details.
+
+        Args:
+            retain_contents: keep the flow details (the objects themselves
+                are shared, not copied); ``False`` gives an empty book.
+        """
+        clone = LogBook(self._name, self._uuid)
+        clone.meta = dict(self.meta)
+        clone.created_at = self.created_at
+        clone.updated_at = self.updated_at
+        if retain_contents:
+            clone._flows = dict(self._flows)
+        return clone
+
+    def to_dict(self, marshal_time: bool = False) -> dict[str, Any]:
+        """Return the book's own fields (not its flow details) as a dict.
+
+        Args:
+            marshal_time: write times as ISO 8601 text so the dict is JSON-safe.
+        """
+        return {
+            "name": self._name,
+            "uuid": self._uuid,
+            "meta": self.meta,
+            "created_at": _marshal_time(self.created_at) if marshal_time else self.created_at,
+            "updated_at": _marshal_time(self.updated_at) if marshal_time else self.updated_at,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], unmarshal_time: bool = False) -> LogBook:
+        """Build a book (without flow details) from :meth:`to_dict` output.
+
+        Raises:
+            InvalidFormat: ``name`` or ``uuid`` is missing.
+        """
+        name, uuid = _require(data, "logbook")
+        book = cls(name, uuid=uuid)
+        created, updated = data.get("created_at"), data.get("updated_at")
+        book.created_at = _unmarshal_time(created) if unmarshal_time else created
+        book.updated_at = _unmarshal_time(updated) if unmarshal_time else updated
+        book.meta = _read_meta(data)
+        return book
+
+    def pformat(self, indent: int = 0, linesep: str = os.linesep) -> str:
+        """Describe the book and everything in it, one indented line per field."""
+        pad = " " * (indent + 1)
+        lines = [f"{' ' * indent}LogBook: '{self._name}'", f"{pad}- uuid = {self._uuid}"]
+        lines.extend(_meta_lines(self.meta, pad))
+        if self.created_at is not None:
+            lines.append(f"{pad}- created_at = {self.created_at.isoformat()}")
+        if self.updated_at is not None:
+            lines.append(f"{pad}- updated_at = {self.updated_at.isoformat()}")
+        lines.extend(fd.pformat(indent + 1, linesep) for fd in self)
+        return linesep.join(lines)
+
+
+class FlowDetail:
+    """What is known about one run of one flow: its state, meta and atom details.
+
+    Args:
+        name: the flow's name.
+        uuid: the flow detail's identity (engines resume by it).
+
+    Attributes:
+        state: the flow's last recorded state, ``None`` before it ran.
+        meta: free-form data stored with the flow detail.
+    """
+
+    __slots__ = ("_atoms", "_name", "_uuid", "meta", "state")
+
+    def __init__(self, name: str, uuid: str) -> None:
+        self._name = name
+        self._uuid = uuid
+        self._atoms: dict[str, AtomDetail] = {}
+        self.state: str | None = None
+        self.meta: dict[str, Any] = {}
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def uuid(self) -> str:
+        return self._uuid
+
+    def add(self, ad: AtomDetail) -> None:
+        """Add ``ad`` (replacing one with the same uuid); nothing is saved yet."""
+        self._atoms[ad.uuid] = ad
+
+    def find(self, ad_uuid: str) -> AtomDetail | None:
+        """Return the atom detail with that uuid, or ``None``."""
+        return self._atoms.get(ad_uuid)
+
+    def __iter__(self) -> Iterator[AtomDetail]:
+        return iter(list(self._atoms.values()))
+
+    def __len__(self) -> int:
+        return len(self._atoms)
+
+    def __repr__(self) -> str:
+        return f"<FlowDetail {self._name!r} uuid={self._uuid} state={self.state} atoms={len(self._atoms)}>"
+
+    def update(self, fd: FlowDetail) -> FlowDetail:
+        """Become ``fd``: take its state, meta and atom details by reference.
+
+        Returns:
+            this flow detail.
+        """
+        if fd is not self:
+            self._atoms = fd._atoms
+            self.state = fd.state
+            self.meta = fd.meta
+        return self
+
+    def merge(self, other: FlowDetail, deep_copy: bool = False) -> FlowDetail:
+        """Take ``other``'s state and meta (not its atom details).
+
+        Returns:
+            this flow detail.
+        """
+        if other is not self:
+            if self.meta != other.meta:
+                self.meta = _same(other.meta, deep_copy)
+            self.state = other.state
+        return self
+
+    def copy(self, retain_contents: bool = True) -> FlowDetail:
+        """Return a shallow copy: its own meta dict and atom index, shared atom details.
+
+        Args:
+            retain_contents: keep the atom details (shared, not copied);
+                ``False`` gives a flow detail without any.
+        """
+        clone = FlowDetail(self._name, self._uuid)
+        clone.state = self.state
+        clone.meta = dict(self.meta)
+        if retain_contents:
+            clone._atoms = dict(self._atoms)
+        return clone
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the flow detail's own fields (not its atom details) as a dict."""
+        return {"name": self._name, "uuid": self._uuid, "state": self.state, "meta": self.meta}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FlowDetail:
+        """Build a flow detail (without atom details) from :meth:`to_dict` output.
+
+        Raises:
+            InvalidFormat: ``name`` or ``uuid`` is missing.
+        """
+        name, uuid = _require(data, "flow detail")
+        fd = cls(name, uuid)
+        fd.state = data.get("state")
+        fd.meta = _read_meta(data)
+        return fd
+
+    def pformat(self, indent: int = 0, linesep: str = os.linesep) -> str:
+        """Describe the flow detail and its atom details, one indented line per field."""
+        pad = " " * (indent + 1)
+        lines = [
+            f"{' ' * indent}FlowDetail: '{self._name}'",
+            f"{pad}- uuid = {self._uuid}",
+            f"{pad}- state = {self.state}",
+        ]
+        lines.extend(_meta_lines(self.meta, pad))
+        lines.extend(ad.pformat(indent + 1, linesep) for ad in self)
+        return linesep.join(lines)
+
+
+class AtomDetail(ABC):
+    """What is known about one atom of one flow run: state, results, failures.
+
+    Args:
+        name: the atom's name.
+        uuid: the atom detail's identity.
+
+    Attributes:
+        state: the atom's last recorded state, ``None`` before it ran.
+        intention: what the engine means to do with it next (``EXECUTE``,
+            ``REVERT``, ``RETRY``, ``IGNORE``).
+        results: what ``execute`` returned.
+        failure: why ``execute`` failed, if it did.
+        revert_results: what ``revert`` returned.
+        revert_failure: why ``revert`` failed, if it did.
+        meta: free-form data (progress lives here).
+        version: the atom's version text when the detail was written.
+    """
+
+    __slots__ = (
+        "_name",
+        "_uuid",
+        "failure",
+        "intention",
+        "meta",
+        "results",
+        "revert_failure",
+        "revert_results",
+        "state",
+        "version",
+    )
+
+    def __init__(self, name: str, uuid: str) -> None:
+        self._name = name
+        self._uuid = uuid
+        self.state: str | None = None
+        self.intention: str = states.EXECUTE
+        self.results: Any = None
+        self.failure: Failure | None = None
+        self.revert_results: Any = None
+        self.revert_failure: Failure | None = None
+        self.meta: dict[str, Any] = {}
+        self.version: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def uuid(self) -> str:
+        return self._uuid
+
+    @property
+    def last_results(self) -> Any:
+        """The latest result (a task has one; a retry returns its newest)."""
+        return self.results
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self._name!r} uuid={self._uuid} state={self.state}>"
+
+    def update(self, ad: AtomDetail) -> AtomDetail:
+        """Become ``ad``: take every field of it by reference.
+
+        Returns:
+            this atom detail.
+        """
+        if ad is not self:
+            self.state = ad.state
+            self.intention = ad.intention
+            self.results = ad.results
+            self.failure = ad.failure
+            self.revert_results = ad.revert_results
+            self.revert_failure = ad.revert_failure
+            self.meta = ad.meta
+            self.version = ad.version
+        return self
+
+    def merge(self, other: AtomDetail, deep_copy: bool = False) -> AtomDetail:
+        """Take ``other``'s fields into this detail.
+
+        Results are shared by reference even with ``deep_copy``: they are
+        the user's objects, and copying them may be impossible or wrong.
+        Failures are immutable, so they are shared too.
+
+        Raises:
+            NotImplementedError: ``other`` is a different kind of detail.
+
+        Returns:
+            this atom detail.
+        """
+        if not isinstance(other, self._kind()):
+            raise exc.NotImplementedError(
+                f"cannot merge a {type(other).__name__} into a {type(self).__name__}"
+            )
+        if other is self:
+            return self
+        self.state = other.state
+        self.intention = other.intention
+        self.failure = other.failure
+        self.revert_failure = other.revert_failure
+        if self.meta != other.meta:
+            self.meta = _same(other.meta, deep_copy)
+        self.version = other.version
+        self._merge_results(other)
+        return self
+
+    @classmethod
+    def _kind(cls) -> type[AtomDetail]:
+        """The class whose instances this detail may merge with (its task/retry root)."""
+        for klass in cls.__mro__:
+            if klass in _TYPE_NAMES:
+                return klass
+        return cls
+
+    def _merge_results(self, other: AtomDetail) -> None:
+        self.results = other.results
+        self.revert_results = other.revert_results
+
+    @abstractmethod
+    def put(self, state: str, result: Any) -> bool:
+        """Record ``result`` obtained on reaching ``state``.
+
+        A :class:`Failure` result lands in ``failure`` (or ``revert_failure``),
+        anything else in ``results`` (or ``revert_results``), and fields that
+        no longer apply are cleared.
+
+        Returns:
+            whether anything changed.
+        """
+
+    @abstractmethod
+    def reset(self, state: str) -> None:
+        """Forget results and failures, set ``state`` and intend to execute again."""
+
+    def copy(self: _AD) -> _AD:
+        """Return a copy with its own meta dict; results and failures are shared."""
+        clone = type(self)(self._name, self._uuid)
+        clone.state = self.state
+        clone.intention = self.intention
+        clone.results = self._copied_results()
+        clone.failure = self.failure
+        clone.revert_results = self.revert_results
+        clone.revert_failure = self.revert_failure
+        clone.meta = dict(self.meta)
+        clone.version = self.version
+        return clone
+
+    def _copied_results(self) -> Any:
+        return self.results
+
+    def _results_to_dict(self) -> Any:
+        return self.results
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return every field as a dict; failures as their JSON records.
+
+        ``results`` and ``revert_results`` are passed through as they are.
+        """
+        failure, revert_failure = self.failure, self.revert_failure
+        return {
+            "name": self._name,
+            "uuid": self._uuid,
+            "state": self.state,
+            "intention": self.intention,
+            "results": self._results_to_dict(),
+            "failure": failure.to_dict() if failure is not None else None,
+            "revert_results": self.revert_results,
+            "revert_failure": revert_failure.to_dict() if revert_failure is not None else None,
+            "meta": self.meta,
+            "version": self.version,
+        }
+
+    @classmethod
+    def from_dict(cls: type[_AD], data: Mapping[str, Any]) -> _AD:
+        """Build a detail of this class from :meth:`to_dict` output.
+
+        Raises:
+            InvalidFormat: ``name`` or ``uuid`` is missing, or a failure record is invalid.
+        """
+        name, uuid = _require(data, "atom detail")
+        ad = cls(name, uuid)
+        ad.state = data.get("state")
+        ad.intention = data.get("intention") or states.EXECUTE
+        ad._load_results(data.get("results"))
+        ad.revert_results = data.get("revert_results")
+        failure, revert_failure = data.get("failure"), data.get("revert_failure")
+        ad.failure = Failure.from_dict(failure) if failure else None
+        ad.revert_failure = Failure.from_dict(revert_failure) if revert_failure else None
+        ad.meta = _read_meta(data)
+        ad.version = data.get("version")
+        return ad
+
+    def _load_results(self, results: Any) -> None:
+        self.results = results
+
+    def pformat(self, indent: int = 0, linesep: str = os.linesep) -> str:
+        """Describe the atom detail, one indented line per field."""
+        pad = " " * (indent + 1)
+        version: Any = self.version  # TaskFlow-era records may hold a tuple
+        if isinstance(version, list | tuple):
+            version = ".".join(str(part) for part in version)
+        lines = [
+            f"{' ' * indent}{type(self).__name__}: '{self._name}'",
+            f"{pad}- uuid = {self._uuid}",
+            f"{pad}- state = {self.state}",
+            f"{pad}- version = {version}",
+            f"{pad}- results = {self.results}",
+            f"{pad}- failure = {self.failure is not None}",
+        ]
+        lines.extend(_meta_lines(self.meta, pad))
+        return linesep.join(lines)
+
+
+class TaskDetail(AtomDetail):
+    """The detail of a task: one execute result and one revert result at most."""
+
+    __slots__ = ()
+
+    def reset(self, state: str) -> None:
+        self.results = None
+        self.failure = None
+        self.revert_results = None
+        self.revert_failure = None
+        self.state = state
+        self.intention = states.EXECUTE
+
+    def put(self, state: str, result: Any) -> bool:
+        changed = state != self.state
+        before = (self.results, self.failure, self.revert_results, self.revert_failure)
+        self.state = state
+        if state == states.FAILURE:
+            self.failure = result
+            self.results = self.revert_results = self.revert_failure = None
+        elif state == states.REVERT_FAILURE:
+            # The execute failure (if any) is kept: it is why the revert ran.
+            self.revert_failure = result
+            self.results = self.revert_results = None
+        elif state == states.SUCCESS:
+            self.results = result
+            self.failure = self.revert_results = self.revert_failure = None
+        elif state == states.REVERTED:
+            self.revert_results = result
+            self.revert_failure = None
+        after = (self.results, self.failure, self.revert_results, self.revert_failure)
+        # Identity, not equality: user results may not compare sanely, so a
+        # new result object always counts as a change.
+        return changed or any(old is not new for old, new in zip(before, after, strict=True))
+
+
+class RetryDetail(AtomDetail):
+    """The detail of a retry; ``results`` is its history of attempts.
+
+    Each entry of ``results`` is ``(value the retry returned, {atom name:
+    Failure})``: what the retry decided for that attempt and which atoms of
+    its scope failed under it. The history survives resets only through
+    :meth:`reset`, which clears it.
+    """
+
+    __slots__ = ()
+
+    def __init__(self, name: str, uuid: str) -> None:
+        super().__init__(name, uuid)
+        self.results: RetryHistory = []
+
+    @property
+    def last_results(self) -> Any:
+        """The value the retry returned on its latest attempt.
+
+        Raises:
+            NotFound: there has been no attempt yet.
+        """
+        if not self.results:
+            raise exc.NotFound(f"retry '{self.name}' has no results yet")
+        return self.results[-1][0]
+
+    @property
+    def last_failures(self) -> dict[str, Failure]:
+        """The failures of the atoms under the retry on its latest attempt.
+
+        Raises:
+            NotFound: there has been no attempt yet.
+        """
+        if not self.results:
+            raise exc.NotFound(f"retry '{self.name}' has no failures recorded yet")
+        failures: dict[str, Failure] = self.results[-1][1]
+        return failures
+
+    def reset(self, state: str) -> None:
+        self.results = []
+        self.failure = None
+        self.revert_results = None
+        self.revert_failure = None
+        self.state = state
+        self.intention = states.EXECUTE
+
+    def put(self, state: str, result: Any) -> bool:
+        # The history is only ever appended to here; reset() is what clears it.
+        changed = state != self.state
+        self.state = state
+        if state == states.SUCCESS:
+            self.failure = self.revert_failure = self.revert_results = None
+            self.results.append((result, {}))
+            return True
+        before = (self.failure, self.revert_results, self.revert_failure)
+        if state == states.FAILURE:
+            self.failure = result
+            self.revert_results = self.revert_failure = None
+        elif state == states.REVERT_FAILURE:
+            self.revert_failure = result
+            self.revert_results = None
+        elif state == states.REVERTED:
+            self.revert_results = result
+            self.revert_failure = None
+        after = (self.failure, self.revert_results, self.revert_failure)
+        return changed or any(old is not new for old, new in zip(before, after, strict=True))
+
+    def _merge_results(self, other: AtomDetail) -> None:
+        # A new list and new failure dicts, so appending to one history never
+        # shows up in the other; the values themselves stay shared.
+        self.results = [(value, dict(failures)) for value, failures in other.results]
+        self.revert_results = other.revert_results
+
+    def _copied_results(self) -> RetryHistory:
+        return [(value, dict(failures)) for value, failures in self.results]
+
+    def _results_to_dict(self) -> list[list[Any]]:
+        return [
+            [value, {name: failure.to_dict() for name, failure in failures.items()}]
+            for value, failures in self.results
+        ]
+
+    def _load_results(self, results: Any) -> None:
+        self.results = [
+            (value, {name: Failure.from_dict(record) for name, record in (failures or {}).items()})
+            for value, failures in results or ()
+        ]
+
+
+# Names written to storage for each kind of detail. TaskFlow's own spellings
+# are accepted when reading so records it wrote can be loaded.
+_TYPE_NAMES: dict[type, str] = {TaskDetail: "TaskDetail", RetryDetail: "RetryDetail"}
+_CLASSES: dict[str, type[AtomDetail]] = {
+    "TaskDetail": TaskDetail,
+    "RetryDetail": RetryDetail,
+    "TASK_DETAIL": TaskDetail,
+    "RETRY_DETAIL": RetryDetail,
+}
+ATOM_TYPES: list[str] = list(_TYPE_NAMES.values())
+"""The type names :func:`atom_detail_type` returns."""
+
+
+def atom_detail_class(type_name: str) -> type[AtomDetail]:
+    """Return the detail class stored under ``type_name``.
+
+    Raises:
+        TypeError: no detail class has that name.
+    """
+    try:
+        return _CLASSES[type_name]
+    except (KeyError, TypeError):
+        raise TypeError(f"unknown atom detail type {type_name!r}; known: {', '.join(ATOM_TYPES)}") from None
+
+
+def atom_detail_type(ad: AtomDetail) -> str:
+    """Return the type name to store ``ad`` under.
+
+    Raises:
+        TypeError: ``ad`` is not a task or retry detail.
+    """
+    for cls in type(ad).__mro__:
+        name = _TYPE_NAMES.get(cls)
+        if name is not None:
+            return name
+    raise TypeError(f"unknown atom detail {ad!r} ({type(ad).__name__})")

@@ -1,0 +1,505 @@
+"""The persistence contract: every backend passes the same tests.
+
+Parametrised (through ``backend_url`` in ``conftest.py``) over memory, dir,
+sqlite, postgresql and zookeeper. Orders that a backend need not keep (books
+in a store, atoms in a flow) are compared as sets.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import pytest
+
+from flowkit import exceptions as exc
+from flowkit import states
+from flowkit.persistence import backends
+from flowkit.persistence.base import Backend, Connection
+from flowkit.persistence.models import AtomDetail, FlowDetail, LogBook, RetryDetail, TaskDetail
+from flowkit.types.failure import Failure
+
+
+def _uuid() -> str:
+    return str(uuid.uuid4())
+
+
+def _failure(message: str = "boom") -> Failure:
+    try:
+        raise ValueError(message)
+    except ValueError:
+        return Failure()
+
+
+def _task(name: str = "task", **fields: Any) -> TaskDetail:
+    ad = TaskDetail(name, _uuid())
+    for key, value in fields.items():
+        setattr(ad, key, value)
+    return ad
+
+
+def _book_with(*flows: FlowDetail, name: str = "book") -> LogBook:
+    book = LogBook(name)
+    for fd in flows:
+        book.add(fd)
+    return book
+
+
+def _flow(*atoms: AtomDetail, name: str = "flow") -> FlowDetail:
+    fd = FlowDetail(name, _uuid())
+    for ad in atoms:
+        fd.add(ad)
+    return fd
+
+
+def _atom_uuids(fd: FlowDetail) -> set[str]:
+    return {ad.uuid for ad in fd}
+
+
+# -- setup and housekeeping ----------------------------------------------------
+
+
+def test_upgrade_twice_is_harmless_and_validate_passes(conn: Connection) -> None:
+    conn.upgrade()
+    conn.validate()
+
+
+def test_connection_knows_its_backend(backend: Backend, conn: Connection) -> None:
+    assert conn.backend is backend
+
+
+def test_connection_is_a_context_manager(backend: Backend) -> None:
+    with backend.get_connection() as conn:
+        conn.upgrade()
+        assert list(conn.get_logbooks()) == []
+
+
+def test_new_store_has_no_logbooks(conn: Connection) -> None:
+    assert list(conn.get_logbooks()) == []
+
+
+# -- logbooks ------------------------------------------------------------------
+
+
+def test_saved_logbook_reads_back_with_flows_and_atoms(conn: Connection) -> None:
+    ad = _task("a", state=states.SUCCESS, results={"x": 1}, version="1.0")
+    fd = _flow(ad, name="f")
+    fd.state = states.RUNNING
+    fd.meta = {"k": "v"}
+    book = _book_with(fd, name="my book")
+    book.meta = {"owner": "me", "n": [1, 2]}
+    conn.save_logbook(book)
+
+    got = conn.get_logbook(book.uuid)
+    assert (got.name, got.uuid, got.meta) == ("my book", book.uuid, {"owner": "me", "n": [1, 2]})
+    assert isinstance(got.created_at, datetime)
+    got_fd = got.find(fd.uuid)
+    assert got_fd is not None
+    assert (got_fd.name, got_fd.state, got_fd.meta) == ("f", states.RUNNING, {"k": "v"})
+    got_ad = got_fd.find(ad.uuid)
+    assert isinstance(got_ad, TaskDetail)
+    assert (got_ad.name, got_ad.state, got_ad.results, got_ad.version) == (
+        "a",
+        states.SUCCESS,
+        {"x": 1},
+        "1.0",
+    )
+    assert got_ad.intention == states.EXECUTE
+
+
+def test_save_logbook_returns_a_fresh_merged_book(conn: Connection) -> None:
+    ad = _task()
+    book = _book_with(_flow(ad))
+    saved = conn.save_logbook(book)
+    assert saved is not book
+    assert saved.uuid == book.uuid
+    assert len(saved) == 1
+    [fd] = list(saved)
+    assert _atom_uuids(fd) == {ad.uuid}
+    fd.meta["changed"] = True
+    assert "changed" not in conn.get_flow_details(fd.uuid).meta
+
+
+def test_saving_a_book_again_merges_into_the_stored_one(conn: Connection) -> None:
+    first = _flow(_task("a"), name="first")
+    book = _book_with(first)
+    conn.save_logbook(book)
+
+    again = LogBook(book.name, uuid=book.uuid)
+    again.meta = {"version": 2}
+    second = _flow(_task("b"), name="second")
+    again.add(second)
+    saved = conn.save_logbook(again)
+
+    for got in (saved, conn.get_logbook(book.uuid)):
+        assert got.meta == {"version": 2}
+        assert {fd.uuid for fd in got} == {first.uuid, second.uuid}
+        got_first = got.find(first.uuid)
+        assert got_first is not None and len(got_first) == 1
+
+
+def test_saving_a_book_merges_changed_flow_and_atom_fields(conn: Connection) -> None:
+    ad = _task("a")
+    fd = _flow(ad)
+    book = _book_with(fd)
+    conn.save_logbook(book)
+    fd.state = states.SUCCESS
+    ad.put(states.SUCCESS, [1, 2])
+    conn.save_logbook(book)
+    got = conn.get_flow_details(fd.uuid)
+    assert got.state == states.SUCCESS
+    got_ad = got.find(ad.uuid)
+    assert got_ad is not None and (got_ad.state, got_ad.results) == (states.SUCCESS, [1, 2])
+
+
+def test_get_logbook_of_unknown_uuid_raises_not_found_naming_it(conn: Connection) -> None:
+    missing = _uuid()
+    with pytest.raises(exc.NotFound, match=missing):
+        conn.get_logbook(missing)
+
+
+def test_get_logbooks_lists_every_book(conn: Connection) -> None:
+    books = [_book_with(_flow(_task()), name=f"b{i}") for i in range(3)]
+    for book in books:
+        conn.save_logbook(book)
+    got = {book.uuid: book for book in conn.get_logbooks()}
+    assert set(got) == {book.uuid for book in books}
+    assert all(len(book) == 1 for book in got.values())
+
+
+def test_lazy_loading_leaves_atom_details_out(conn: Connection) -> None:
+    fd = _flow(_task("a"), _task("b"))
+    book = _book_with(fd)
+    conn.save_logbook(book)
+
+    lazy_book = conn.get_logbook(book.uuid, lazy=True)
+    lazy_fd = lazy_book.find(fd.uuid)
+    assert lazy_fd is not None and len(lazy_fd) == 0
+    assert all(len(got) == 0 for got in conn.get_flows_for_book(book.uuid, lazy=True))
+    assert len(conn.get_flow_details(fd.uuid, lazy=True)) == 0
+    assert all(len(got_fd) == 0 for got in conn.get_logbooks(lazy=True) for got_fd in got)
+    assert len(conn.get_flow_details(fd.uuid)) == 2
+
+
+def test_get_flows_for_book_returns_its_flows_only(conn: Connection) -> None:
+    mine, other = _flow(_task(), name="mine"), _flow(_task(), name="other")
+    book = _book_with(mine)
+    conn.save_logbook(book)
+    conn.save_logbook(_book_with(other))
+    flows = list(conn.get_flows_for_book(book.uuid))
+    assert [fd.uuid for fd in flows] == [mine.uuid]
+    assert len(flows[0]) == 1
+
+
+# -- flow details ----------------------------------------------------------------
+
+
+def test_get_flow_details_of_unknown_uuid_raises_not_found(conn: Connection) -> None:
+    missing = _uuid()
+    with pytest.raises(exc.NotFound, match=missing):
+        conn.get_flow_details(missing)
+
+
+def test_update_flow_details_of_unsaved_flow_raises_not_found(conn: Connection) -> None:
+    fd = _flow(_task())
+    with pytest.raises(exc.NotFound, match=fd.uuid):
+        conn.update_flow_details(fd)
+    with pytest.raises(exc.NotFound):
+        conn.get_atom_details(next(iter(fd)).uuid)
+
+
+def test_update_flow_details_merges_fields_and_upserts_atoms(conn: Connection) -> None:
+    old = _task("old")
+    fd = _flow(old)
+    conn.save_logbook(_book_with(fd))
+
+    change = FlowDetail(fd.name, fd.uuid)
+    change.state = states.REVERTING
+    change.meta = {"m": 1}
+    new = _task("new", state=states.PENDING)
+    change.add(new)
+    updated = conn.update_flow_details(change)
+
+    for got in (updated, conn.get_flow_details(fd.uuid)):
+        assert (got.state, got.meta) == (states.REVERTING, {"m": 1})
+        assert _atom_uuids(got) == {old.uuid, new.uuid}
+    assert updated is not change
+
+
+def test_get_atoms_for_flow_returns_its_atoms(conn: Connection) -> None:
+    atoms = [_task(f"t{i}") for i in range(4)]
+    fd = _flow(*atoms)
+    conn.save_logbook(_book_with(fd))
+    assert {ad.uuid for ad in conn.get_atoms_for_flow(fd.uuid)} == {ad.uuid for ad in atoms}
+
+
+# -- atom details ----------------------------------------------------------------
+
+
+def test_get_atom_details_of_unknown_uuid_raises_not_found(conn: Connection) -> None:
+    missing = _uuid()
+    with pytest.raises(exc.NotFound, match=missing):
+        conn.get_atom_details(missing)
+
+
+def test_update_atom_details_of_unsaved_atom_raises_not_found(conn: Connection) -> None:
+    ad = _task()
+    with pytest.raises(exc.NotFound, match=ad.uuid):
+        conn.update_atom_details(ad)
+
+
+def test_update_atom_details_stores_every_field(conn: Connection) -> None:
+    ad = _task("a")
+    fd = _flow(ad)
+    conn.save_logbook(_book_with(fd))
+
+    ad.state = states.REVERT_FAILURE
+    ad.intention = states.REVERT
+    ad.failure = _failure("exec")
+    ad.revert_failure = _failure("revert")
+    ad.revert_results = {"undo": True}
+    ad.meta = {"progress": 0.5}
+    ad.version = "2.1"
+    updated = conn.update_atom_details(ad)
+
+    for got in (updated, conn.get_atom_details(ad.uuid)):
+        assert isinstance(got, TaskDetail)
+        assert (got.state, got.intention, got.revert_results) == (
+            states.REVERT_FAILURE,
+            states.REVERT,
+            {"undo": True},
+        )
+        assert (got.meta, got.version) == ({"progress": 0.5}, "2.1")
+        assert got.failure is not None and got.failure.exception_str == "exec"
+        assert got.revert_failure is not None and got.revert_failure.exception_str == "revert"
+    assert updated is not ad
+
+
+def test_results_and_failures_round_trip_through_json(conn: Connection) -> None:
+    failure = _failure("bad value")
+    ad = _task("a", state=states.FAILURE, results=(1, [2, (3,)], {"k": (4,)}), failure=failure)
+    fd = _flow(ad)
+    conn.save_logbook(_book_with(fd))
+    got = conn.get_atom_details(ad.uuid)
+    assert got.results == [1, [2, [3]], {"k": [4]}]
+    assert got.failure is not None
+    assert got.failure == failure
+    assert got.failure.check(ValueError) is ValueError
+    assert got.failure.traceback_str == failure.traceback_str
+    assert got.failure.exception is None  # the live exception never crosses storage
+
+
+def test_retry_history_round_trips_with_its_failures(conn: Connection) -> None:
+    retry = RetryDetail("retry", _uuid())
+    retry.put(states.SUCCESS, 1)
+    retry.results[-1][1]["task"] = _failure("first try")
+    retry.put(states.SUCCESS, {"attempt": 2})
+    fd = _flow(retry)
+    conn.save_logbook(_book_with(fd))
+
+    got = conn.get_atom_details(retry.uuid)
+    assert isinstance(got, RetryDetail)
+    assert [value for value, _ in got.results] == [1, {"attempt": 2}]
+    assert got.results[0][1]["task"].exception_str == "first try"
+    assert got.last_results == {"attempt": 2}
+    assert got.last_failures == {}
+
+
+# -- fresh objects -------------------------------------------------------------
+
+
+def test_changing_returned_objects_does_not_change_the_store(conn: Connection) -> None:
+    ad = _task("a", results={"list": [1]})
+    fd = _flow(ad)
+    book = _book_with(fd)
+    conn.save_logbook(book)
+
+    got = conn.get_logbook(book.uuid)
+    got.meta["x"] = 1
+    got_fd = got.find(fd.uuid)
+    assert got_fd is not None
+    got_fd.meta["y"] = 2
+    got_fd.add(_task("sneaky"))
+    got_ad = got_fd.find(ad.uuid)
+    assert got_ad is not None
+    got_ad.results["list"].append(2)
+
+    again = conn.get_logbook(book.uuid)
+    assert again.meta == {}
+    again_fd = again.find(fd.uuid)
+    assert again_fd is not None and again_fd.meta == {} and len(again_fd) == 1
+    assert conn.get_atom_details(ad.uuid).results == {"list": [1]}
+
+
+def test_changing_saved_objects_afterwards_does_not_change_the_store(conn: Connection) -> None:
+    ad = _task("a", results={"list": [1]})
+    fd = _flow(ad)
+    book = _book_with(fd)
+    conn.save_logbook(book)
+    book.meta["late"] = True
+    fd.state = states.FAILURE
+    ad.results["list"].append(2)
+    assert conn.get_logbook(book.uuid).meta == {}
+    assert conn.get_flow_details(fd.uuid).state is None
+    assert conn.get_atom_details(ad.uuid).results == {"list": [1]}
+
+
+def test_each_read_returns_new_objects(conn: Connection) -> None:
+    fd = _flow(_task())
+    book = _book_with(fd)
+    conn.save_logbook(book)
+    assert conn.get_logbook(book.uuid) is not conn.get_logbook(book.uuid)
+    assert conn.get_flow_details(fd.uuid) is not conn.get_flow_details(fd.uuid)
+
+
+# -- save_flow_progress --------------------------------------------------------
+
+
+def test_save_flow_progress_inserts_new_atoms_and_overwrites_known_ones(conn: Connection) -> None:
+    known = _task("known", state=states.FAILURE, failure=_failure(), meta={"old": True})
+    fd = _flow(known)
+    conn.save_logbook(_book_with(fd))
+
+    rewritten = TaskDetail("known", known.uuid)
+    rewritten.state = states.SUCCESS
+    rewritten.results = [1, 2]
+    fresh = _task("fresh", state=states.RUNNING)
+    fd.state = states.RUNNING
+    conn.save_flow_progress(fd, [rewritten, fresh])
+
+    got = conn.get_flow_details(fd.uuid)
+    assert got.state == states.RUNNING
+    assert _atom_uuids(got) == {known.uuid, fresh.uuid}
+    got_known = got.find(known.uuid)
+    assert got_known is not None
+    # Overwritten whole: no merge with what was stored before.
+    assert (got_known.state, got_known.results, got_known.failure, got_known.meta) == (
+        states.SUCCESS,
+        [1, 2],
+        None,
+        {},
+    )
+    got_fresh = conn.get_atom_details(fresh.uuid)
+    assert got_fresh.state == states.RUNNING
+
+
+def test_save_flow_progress_writes_flow_state_and_meta_only_when_flow_changed(conn: Connection) -> None:
+    fd = _flow()
+    fd.state = states.PENDING
+    conn.save_logbook(_book_with(fd))
+
+    fd.state = states.RUNNING
+    fd.meta = {"m": 1}
+    conn.save_flow_progress(fd, [], flow_changed=False)
+    got = conn.get_flow_details(fd.uuid)
+    assert (got.state, got.meta) == (states.PENDING, {})
+
+    conn.save_flow_progress(fd, [], flow_changed=True)
+    got = conn.get_flow_details(fd.uuid)
+    assert (got.state, got.meta) == (states.RUNNING, {"m": 1})
+
+
+def test_save_flow_progress_without_flow_change_still_adds_atoms(conn: Connection) -> None:
+    fd = _flow()
+    conn.save_logbook(_book_with(fd))
+    ad = _task("a", state=states.SUCCESS, results=7)
+    conn.save_flow_progress(fd, [ad], flow_changed=False)
+    got = conn.get_flow_details(fd.uuid)
+    assert _atom_uuids(got) == {ad.uuid}
+    assert conn.get_atom_details(ad.uuid).results == 7
+
+
+def test_save_flow_progress_for_unknown_flow_raises_not_found(conn: Connection) -> None:
+    fd = _flow()
+    ad = _task()
+    with pytest.raises(exc.NotFound, match=fd.uuid):
+        conn.save_flow_progress(fd, [ad])
+    with pytest.raises(exc.NotFound):
+        conn.get_atom_details(ad.uuid)
+
+
+def test_save_flow_progress_keeps_retry_histories(conn: Connection) -> None:
+    fd = _flow()
+    conn.save_logbook(_book_with(fd))
+    retry = RetryDetail("r", _uuid())
+    retry.put(states.SUCCESS, "first")
+    retry.results[-1][1]["t"] = _failure()
+    conn.save_flow_progress(fd, [retry])
+    got = conn.get_atom_details(retry.uuid)
+    assert isinstance(got, RetryDetail)
+    assert got.results[0][0] == "first"
+    assert got.results[0][1]["t"].check(ValueError) is ValueError
+
+
+# -- deleting ------------------------------------------------------------------
+
+
+def test_destroy_logbook_removes_its_flows_and_atoms(conn: Connection) -> None:
+    ad = _task()
+    fd = _flow(ad)
+    book = _book_with(fd)
+    keep_ad = _task()
+    keep = _book_with(_flow(keep_ad))
+    conn.save_logbook(book)
+    conn.save_logbook(keep)
+
+    conn.destroy_logbook(book.uuid)
+    with pytest.raises(exc.NotFound):
+        conn.get_logbook(book.uuid)
+    with pytest.raises(exc.NotFound):
+        conn.get_flow_details(fd.uuid)
+    with pytest.raises(exc.NotFound):
+        conn.get_atom_details(ad.uuid)
+    assert [got.uuid for got in conn.get_logbooks()] == [keep.uuid]
+    assert conn.get_atom_details(keep_ad.uuid).uuid == keep_ad.uuid
+
+
+def test_destroy_unknown_logbook_raises_not_found(conn: Connection) -> None:
+    missing = _uuid()
+    with pytest.raises(exc.NotFound, match=missing):
+        conn.destroy_logbook(missing)
+
+
+def test_clear_all_removes_everything_and_the_store_stays_usable(conn: Connection) -> None:
+    ad = _task()
+    fd = _flow(ad)
+    conn.save_logbook(_book_with(fd))
+    conn.save_logbook(_book_with(_flow()))
+    conn.clear_all()
+    assert list(conn.get_logbooks()) == []
+    with pytest.raises(exc.NotFound):
+        conn.get_flow_details(fd.uuid)
+    with pytest.raises(exc.NotFound):
+        conn.get_atom_details(ad.uuid)
+    book = _book_with(_flow(_task()))
+    conn.save_logbook(book)
+    assert [got.uuid for got in conn.get_logbooks()] == [book.uuid]
+
+
+# -- sharing -------------------------------------------------------------------
+
+
+def test_two_connections_of_one_backend_see_each_others_writes(backend: Backend, conn: Connection) -> None:
+    with backend.get_connection() as other:
+        ad = _task()
+        fd = _flow(ad)
+        book = _book_with(fd)
+        conn.save_logbook(book)
+        assert other.get_logbook(book.uuid).uuid == book.uuid
+
+        fd.state = states.SUCCESS
+        ad.state = states.SUCCESS
+        other.save_flow_progress(fd, [ad])
+        assert conn.get_flow_details(fd.uuid).state == states.SUCCESS
+        assert conn.get_atom_details(ad.uuid).state == states.SUCCESS
+
+
+def test_a_second_backend_on_the_same_url_sees_the_data(backend_url: str, conn: Connection) -> None:
+    if backend_url.startswith("memory"):
+        pytest.skip("memory backends share nothing by design")
+    book = _book_with(_flow(_task()))
+    conn.save_logbook(book)
+    with backends.backend({"connection": backend_url}) as second, second.get_connection() as other:
+        got = other.get_logbook(book.uuid)
+        assert len(got) == 1
