@@ -93,6 +93,17 @@ def kill_all(procs: list[subprocess.Popen[str]]) -> None:
 # -- looking at the store and the call log -------------------------------------------
 
 
+@contextlib.contextmanager
+def connection(url: str) -> Iterator[Any]:
+    """A connection of a backend of its own to ``url`` (both closed on exit)."""
+    with contextlib.closing(backends.fetch({"connection": url})) as backend:
+        conn = backend.get_connection()
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+
 @pytest.fixture(params=["sqlite", "postgresql", "dir"])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A durable store shared by processes, its schema made."""
@@ -106,17 +117,15 @@ def make_store(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> str
         url = f"dir://{tmp_path / 'flows'}"
     else:
         url = str(request.getfixturevalue("postgresql_db_url"))
-    with contextlib.closing(backends.fetch({"connection": url})) as backend:
-        with contextlib.closing(backend.get_connection()) as conn:
-            conn.upgrade()
+    with connection(url) as conn:
+        conn.upgrade()
     return url
 
 
 def stored_flow(url: str, book_uuid: str) -> models.FlowDetail:
     """The only flow detail of logbook ``book_uuid``, read fresh from the store."""
-    with contextlib.closing(backends.fetch({"connection": url})) as backend:
-        with contextlib.closing(backend.get_connection()) as conn:
-            (flow_detail,) = list(conn.get_logbook(book_uuid))
+    with connection(url) as conn:
+        (flow_detail,) = list(conn.get_logbook(book_uuid))
     return flow_detail
 
 
@@ -148,9 +157,8 @@ def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         if key not in cache:
             where = tmp_path_factory.mktemp("uninterrupted")
             url = f"sqlite:///{where / 'flows.db'}"
-            with contextlib.closing(backends.fetch({"connection": url})) as backend:
-                with contextlib.closing(backend.get_connection()) as conn:
-                    conn.upgrade()
+            with connection(url) as conn:
+                conn.upgrade()
             run_ids = {**ids, "book": str(uuid.uuid4())}
             cache[key] = report_of(spawn(url, "start", run_ids, where / "calls.log"))
         return cache[key]
@@ -201,6 +209,9 @@ def test_a_run_killed_in_a_task_resumes_in_a_new_process_redoing_only_that_task(
     assert {name: (ad.state, ad.results) for name, ad in atoms_of(final).items()} == {
         f"t{n}": (states.SUCCESS, chain_result("v", n)) for n in range(1, 7)
     }
+    # The resumed run carried on in the stored flow detail; it made no new one.
+    with connection(store_url) as conn:
+        assert [[fd.uuid for fd in lb] for lb in conn.get_logbooks(lazy=True)] == [[final.uuid]]
 
 
 # -- killed while reverting ------------------------------------------------------------------
@@ -346,9 +357,8 @@ def test_two_processes_run_different_flows_against_one_database_at_once(
     for report, value in zip(reports, plans, strict=True):
         assert (report["state"], report["error"]) == (states.SUCCESS, None)
         assert without_log(report["results"])[f"t{TASKS}"] == chain_result(value, TASKS)
-    with contextlib.closing(backends.fetch({"connection": url})) as backend:
-        with contextlib.closing(backend.get_connection()) as conn:
-            assert {book.uuid for book in conn.get_logbooks()} == set(plans.values())
+    with connection(url) as conn:
+        assert {book.uuid for book in conn.get_logbooks()} == set(plans.values())
     for value, book in plans.items():
         flow_detail = stored_flow(url, book)
         assert flow_detail.state == states.SUCCESS
