@@ -17,6 +17,7 @@ __all__ = ["main"]
 #: subcommand name -> module defining ``register(subparsers)``.
 _SUBCOMMANDS = {
     "db": "flowkit.cli.db",
+    "worker": "flowkit.cli.worker",
 }
 
 

@@ -389,14 +389,16 @@ class Runtime:
                 details["result"] = result
             self.notifier.notify(state, details)
 
-    def progress_by_name(self, atom_name: str, progress: float) -> None:
-        """Record progress reported for an atom that runs elsewhere (another process).
+    def progress_by_name(
+        self, atom_name: str, progress: float, details: dict[str, Any] | None = None
+    ) -> None:
+        """Record progress reported for an atom that runs elsewhere (another process, a worker).
 
         A report that arrives after its atom finished is stale and dropped.
         """
         record = self.storage._records.get(atom_name)
         if record is not None and record.state == st.RUNNING:
-            self._progress(atom_name, progress, None)
+            self._progress(atom_name, progress, details)
 
     def _progress_watched(self, atom: Any) -> bool:
         """Tell whether anyone would see a progress event (the task's or the engine's listeners)."""

@@ -1,0 +1,105 @@
+"""Who serves what: the live workers of an engine's topics, read from their adverts.
+
+The engine asks the directory two questions. Before a run: does some live
+worker offer every task of this flow (waiting a little for workers that are
+still starting)? During a run: which topic does a task go to, and is the worker
+running a request still alive? Both answers come from the same scan of the
+topics' advertisements (:func:`_transport.live_workers`), so the engine never
+keeps a second notion of liveness beside the workers' own.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from flowkit import exceptions as exc
+from flowkit.engines.worker_based import _transport
+
+__all__ = ["Directory"]
+
+#: Seconds between two scans while waiting for workers to advertise.
+_POLL = 0.05
+
+
+class Directory:
+    """The live workers of some topics and the tasks they offer, as last scanned.
+
+    Args:
+        topics: topics in routing order (a task goes to the first that offers it).
+        namespace: prefix of the Redis keys.
+        secret: HMAC key adverts must be signed with (None: no signing).
+        max_bytes: largest advert body accepted.
+    """
+
+    def __init__(self, topics: Sequence[str], namespace: str, secret: bytes | None, max_bytes: int) -> None:
+        self.topics = tuple(topics)
+        self.namespace = namespace
+        self._secret = secret
+        self._max_bytes = max_bytes
+        # Both replaced whole by scan(), so readers in other threads see one scan or the next.
+        self._offers: dict[str, frozenset[str]] = {topic: frozenset() for topic in self.topics}
+        self._live: dict[str, frozenset[str]] = {topic: frozenset() for topic in self.topics}
+        self._routes: dict[str, str] = {}
+
+    def scan(self, client: _transport.Client, topics: Sequence[str] | None = None) -> None:
+        """Read the adverts of ``topics`` (default: all) and remember who offers what.
+
+        Raises:
+            redis.RedisError: Redis could not be asked.
+        """
+        offers = dict(self._offers)
+        live = dict(self._live)
+        for topic in self.topics if topics is None else topics:
+            adverts = _transport.live_workers(client, self.namespace, topic, self._secret, self._max_bytes)
+            live[topic] = frozenset(adverts)
+            offers[topic] = frozenset(name for advert in adverts.values() for name in _names(advert))
+        self._offers, self._live = offers, live
+        self._routes = {}
+
+    def topic_of(self, task: str) -> str | None:
+        """The first topic whose live workers offered ``task`` at the last scan, if any."""
+        topic = self._routes.get(task)
+        if topic is None:
+            offers = self._offers
+            topic = next((t for t in self.topics if task in offers[t]), None)
+            if topic is not None:
+                self._routes[task] = topic
+        return topic
+
+    def live(self, topic: str) -> frozenset[str]:
+        """Ids of the workers of ``topic`` that were advertised at the last scan."""
+        return self._live.get(topic, frozenset())
+
+    def wait_for(self, client: _transport.Client, needed: Mapping[str, str], wait: float) -> None:
+        """Wait up to ``wait`` seconds until every task in ``needed`` is offered somewhere.
+
+        Args:
+            client: the Redis client to scan with.
+            needed: atom name -> task name.
+            wait: seconds to keep scanning before giving up.
+
+        Raises:
+            NotFound: some tasks are still not offered; the message names each
+                missing atom with its task, and the topics searched.
+            redis.RedisError: Redis could not be asked.
+        """
+        deadline = time.monotonic() + wait
+        while True:
+            self.scan(client)
+            missing = {atom: task for atom, task in needed.items() if self.topic_of(task) is None}
+            if not missing or time.monotonic() >= deadline:
+                break
+            time.sleep(min(_POLL, max(deadline - time.monotonic(), 0.0)))
+        if missing:
+            listed = ", ".join(f"atom '{atom}' (task {task})" for atom, task in sorted(missing.items()))
+            raise exc.NotFound(
+                f"no live worker offers the task(s) of {listed}; searched topic(s) "
+                f"{list(self.topics)} in namespace '{self.namespace}' for {wait:g} s"
+            )
+
+
+def _names(advert: Mapping[str, Any]) -> list[str]:
+    tasks = advert.get("tasks")
+    return [name for name in tasks if isinstance(name, str)] if isinstance(tasks, list) else []

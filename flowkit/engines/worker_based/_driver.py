@@ -1,0 +1,455 @@
+"""The worker-based engine's driver: requests out through Redis, responses back.
+
+Two threads share one Redis client (a pool of connections):
+
+* the engine thread turns each ready atom into a request, and at the end of a
+  scheduling round adds all of them to the topics' streams in one pipeline;
+* one reader thread blocks on the engine's reply stream, turns responses into
+  completions (and progress into progress events), and every tick enforces the
+  timeouts of the request lifecycle (``doc/workers_protocol.rst``).
+
+Every request reaches the completion queue exactly once: whoever moves it to
+DONE first (a terminal response, a timeout, a send that gave up) reports it,
+under one lock; responses that come later are ignored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from flowkit import exceptions as exc
+from flowkit.engines import _scheduler as sch
+from flowkit.engines._compiler import Node
+from flowkit.engines._completions import Completion, Completions
+from flowkit.engines._engine import DispatchingDriver
+from flowkit.engines._runtime import Call, Runtime
+from flowkit.engines.worker_based import _transport, protocol
+from flowkit.engines.worker_based._directory import Directory
+from flowkit.persistence.backends._urls import mask_url
+from flowkit.types.failure import Failure
+
+__all__ = ["RedisDriver", "Settings"]
+
+LOG = logging.getLogger("flowkit.engines.worker_based.engine")
+
+#: Longest XREAD block (ms): bounds how late a timeout fires and how long close() waits.
+_BLOCK_MS = 100
+#: Most replies taken by one XREAD.
+_READ_COUNT = 1000
+#: Seconds between two tidy-ups of the reply stream (expiry refreshed, read replies trimmed).
+_TOUCH_EVERY = 10.0
+_REPLY_TTL_MS = 24 * 3600 * 1000
+
+#: The field of the entry close() adds to its own reply stream to end the reader's wait.
+_WAKE = b"flowkit-engine-closing"
+
+PENDING, RUNNING, DONE = "PENDING", "RUNNING", "DONE"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The engine options the driver acts on (checked by the engine)."""
+
+    url: str
+    namespace: str
+    secret: bytes | None
+    max_bytes: int
+    transition_timeout: float
+    max_in_flight: int | None
+
+
+class _Request:
+    """One request sent (or about to be) and not yet finished."""
+
+    __slots__ = (
+        "action",
+        "deadline",
+        "entry_id",
+        "gone_since",
+        "id",
+        "node",
+        "state",
+        "task",
+        "topic",
+        "worker",
+    )
+
+    def __init__(self, request_id: str, node: Node, action: int, task: str, topic: str) -> None:
+        self.id = request_id
+        self.node = node
+        self.action = action
+        self.task = task
+        self.topic = topic
+        self.state = PENDING
+        self.deadline = 0.0  # monotonic; set when sent
+        self.entry_id: bytes | None = None
+        self.worker: str | None = None
+        self.gone_since: float | None = None  # when its worker was first seen without an advert
+
+    def describe(self) -> str:
+        verb = "revert" if self.action == sch.REVERT else "execute"
+        return f"the {verb} request of atom '{self.node.name}' (task {self.task}, topic {self.topic})"
+
+
+class RedisDriver(DispatchingDriver):
+    """Sends tasks to workers through Redis streams and hears back on a reply stream."""
+
+    def __init__(self, client: _transport.Client, directory: Directory, settings: Settings) -> None:
+        super().__init__()
+        self._client = client
+        self._directory = directory
+        self._settings = settings
+        self._lock = threading.Lock()
+        self._requests: dict[str, _Request] = {}  # by id, while not DONE
+        self._outgoing: list[tuple[_Request, dict[str, Any]]] = []  # built, not yet sent
+        self._closing = threading.Event()
+        self._reader: threading.Thread | None = None
+        self._runtime: Runtime | None = None
+        self._reply_key = ""
+        self._last_id = b"0-0"
+        self._redis_down_since: float | None = None
+
+    # -- life cycle -----------------------------------------------------------
+
+    def open(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+        self._reply_key = protocol.replies_key(self._settings.namespace, uuid.uuid4().hex)
+        # A stream exists only once it had an entry: add one, delete it, keep the empty stream.
+        pipe = self._client.pipeline(transaction=True)
+        pipe.xadd(self._reply_key, {"opened": b"1"})
+        pipe.pexpire(self._reply_key, _REPLY_TTL_MS)
+        first_id, _ = pipe.execute()
+        self._client.xdel(self._reply_key, first_id)
+        self._last_id = first_id
+        self._reader = threading.Thread(target=self._read_loop, name="flowkit-replies", daemon=True)
+        self._reader.start()
+
+    def close(self) -> None:
+        self._closing.set()
+        if self._reader is not None:
+            # Wake the reader from its blocking read rather than wait out the block.
+            with contextlib.suppress(RedisError):
+                self._client.xadd(self._reply_key, {_WAKE: b"1"})
+            self._reader.join()
+        with self._lock:
+            left = list(self._requests.values())
+            self._requests.clear()
+        try:
+            # Requests no worker started yet are taken back, so nobody runs them for no one.
+            self._forget([r for r in left if r.state == PENDING])
+            if any(r.state == RUNNING for r in left):
+                # Their workers will still answer; the stream keeps its expiry, so it goes.
+                self._client.pexpire(self._reply_key, _REPLY_TTL_MS)
+            else:
+                self._client.delete(self._reply_key)
+        except RedisError as err:
+            LOG.warning("could not clean up reply stream %s: %s", self._reply_key, err)
+        finally:
+            self._client.close()
+
+    # -- sending --------------------------------------------------------------
+
+    def schedule(self, runtime: Runtime) -> None:
+        super().schedule(runtime)
+        self._send()
+
+    def wait(self, timeout: float | None) -> list[Completion]:
+        self._send()  # what a full window held back
+        return super().wait(timeout)
+
+    def dispatch(self, done: Completions, node: Node, action: int, call: Call) -> None:
+        kwargs: dict[str, Any] = call[1]["kwargs"]
+        task = protocol.task_name(call[1]["atom"])
+        topic = self._directory.topic_of(task) or self._directory.topics[0]
+        request = _Request(str(uuid.uuid4()), node, action, task, topic)
+        try:
+            if action == sch.REVERT:
+                arguments = dict(kwargs)
+                result = arguments.pop("result", None)
+                flow_failures = arguments.pop("flow_failures", None) or {}
+                if isinstance(result, Failure):
+                    extra: dict[str, Any] = {"failure": result}
+                else:
+                    extra = {"result": result}
+                message = protocol.request_message(
+                    request.id, self._reply_key, protocol.REVERT, task, node.name, arguments, 0.0,
+                    flow_failures=flow_failures, **extra,
+                )  # fmt: skip
+            else:
+                message = protocol.request_message(
+                    request.id, self._reply_key, protocol.EXECUTE, task, node.name, kwargs, 0.0
+                )
+        except (ValueError, TypeError, exc.InvalidFormat) as err:
+            done.put(node, action, False, _invalid(request, str(err)))
+            return
+        self._outgoing.append((request, message))
+
+    def _send(self) -> None:
+        """Encode and add the outgoing requests the in-flight window allows, in one pipeline."""
+        outgoing = self._outgoing
+        if not outgoing:
+            return
+        limit = self._settings.max_in_flight
+        if limit is not None:
+            room = max(limit - len(self._requests), 0)
+            batch, self._outgoing = outgoing[:room], outgoing[room:]
+        else:
+            batch, self._outgoing = outgoing, []
+        settings = self._settings
+        now, now_mono = time.time(), time.monotonic()
+        ready: list[tuple[_Request, dict[str, bytes]]] = []
+        for request, message in batch:
+            message["sent_at"] = now
+            message["deadline"] = now + settings.transition_timeout
+            request.deadline = now_mono + settings.transition_timeout
+            try:
+                envelope = protocol.encode(message, settings.secret, settings.max_bytes)
+            except protocol.ProtocolError as err:
+                self._done.put(request.node, request.action, False, _invalid(request, err.reason))
+                continue
+            ready.append((request, envelope))
+        if not ready:
+            return
+        with self._lock:
+            for request, _ in ready:
+                self._requests[request.id] = request
+        self._add(ready)
+
+    def _add(self, ready: list[tuple[_Request, dict[str, bytes]]]) -> None:
+        """XADD ``ready``, retrying through an outage until their deadline, then failing them."""
+        namespace = self._settings.namespace
+        backoff = _transport.Backoff()
+        while True:
+            ready = [item for item in ready if item[0].state != DONE]
+            if not ready:
+                return
+            try:
+                pipe = self._client.pipeline(transaction=False)
+                for request, envelope in ready:
+                    pipe.xadd(protocol.requests_key(namespace, request.topic), envelope)
+                entry_ids = pipe.execute()
+            except RedisError as err:
+                if time.monotonic() >= ready[0][0].deadline or self._closing.is_set():
+                    for request, _ in ready:
+                        self._finish(request, _timeout(f"{request.describe()} could not be sent: {err}"))
+                    return
+                LOG.warning("could not send %d request(s), retrying: %s", len(ready), err)
+                time.sleep(backoff.next())
+                continue
+            with self._lock:
+                late = []
+                for (request, _), entry_id in zip(ready, entry_ids, strict=True):
+                    request.entry_id = entry_id
+                    if request.state == DONE:  # timed out while we were sending
+                        late.append(request)
+            if late:
+                self._forget(late)
+            return
+
+    def _forget(self, requests: list[_Request]) -> None:
+        """Acknowledge and delete the stream entries of ``requests`` (timed out or abandoned)."""
+        entries = [r for r in requests if r.entry_id is not None]
+        if not entries:
+            return
+        pipe = self._client.pipeline(transaction=False)
+        for request in entries:
+            key = protocol.requests_key(self._settings.namespace, request.topic)
+            pipe.xack(key, protocol.GROUP, request.entry_id)
+            pipe.xdel(key, request.entry_id)
+        pipe.execute(raise_on_error=False)
+
+    def _finish(self, request: _Request, failure: Failure | None = None, result: Any = None) -> bool:
+        """Move ``request`` to DONE and report it, unless something already did."""
+        with self._lock:
+            if request.state == DONE:
+                return False
+            request.state = DONE
+            self._requests.pop(request.id, None)
+        if failure is not None:
+            self._done.put(request.node, request.action, False, failure)
+        else:
+            self._done.put(request.node, request.action, True, result)
+        return True
+
+    # -- the reader thread --------------------------------------------------------
+
+    def _read_loop(self) -> None:
+        client, key = self._client, self._reply_key
+        backoff = _transport.Backoff()
+        tick = min(0.25, self._settings.transition_timeout / 4)
+        next_tick = next_touch = time.monotonic()
+        while not self._closing.is_set():
+            try:
+                reply = client.xread({key: self._last_id}, count=_READ_COUNT, block=_BLOCK_MS)
+            except RedisError as err:
+                if self._redis_down_since is None:
+                    self._redis_down_since = time.monotonic()
+                    LOG.warning("lost contact with Redis at %s: %s", mask_url(self._settings.url), err)
+                self._tick()
+                self._closing.wait(backoff.next())
+                continue
+            if self._redis_down_since is not None:
+                LOG.warning("Redis at %s is reachable again", mask_url(self._settings.url))
+                self._redis_down_since = None
+                backoff.reset()
+            for entry_id, fields in _entries(reply):
+                self._last_id = entry_id
+                try:
+                    self._on_reply(entry_id, fields)
+                except Exception:  # a bug here must not silence the thread the run waits on
+                    LOG.exception("could not handle reply %s on %s", _text(entry_id), key)
+            now = time.monotonic()
+            if now >= next_tick:
+                next_tick = now + tick
+                try:
+                    self._tick()
+                except Exception:
+                    LOG.exception("could not check the timeouts of the requests in flight")
+            if now >= next_touch:
+                next_touch = now + _TOUCH_EVERY
+                self._tidy()
+
+    def _on_reply(self, entry_id: Any, fields: Any) -> None:
+        if _WAKE in fields and self._closing.is_set():
+            return
+        settings = self._settings
+        try:
+            message = protocol.decode(fields, settings.secret, settings.max_bytes)
+        except protocol.ProtocolError as err:
+            LOG.warning("ignoring reply %s on %s: %s", _text(entry_id), self._reply_key, err.reason)
+            return
+        if message["type"] != "response":
+            LOG.warning(
+                "ignoring reply %s on %s: a %s message", _text(entry_id), self._reply_key, message["type"]
+            )
+            return
+        event = message["event"]
+        with self._lock:
+            request = self._requests.get(message["id"])
+            if request is not None and event == protocol.RUNNING:
+                request.state = RUNNING
+                request.worker = message["worker"]
+                request.gone_since = None
+                return
+        if request is None:
+            LOG.debug(
+                "ignoring %s response %s for unknown or finished request %s",
+                event,
+                _text(entry_id),
+                message["id"],
+            )
+        elif event == protocol.PROGRESS:
+            self._on_progress(request, message["progress"], message.get("details"))
+        elif event == protocol.SUCCESS:
+            self._finish(request, result=message["result"])
+        else:
+            try:
+                failure = Failure.from_dict(message["failure"])
+            except (ValueError, exc.InvalidFormat) as err:
+                failure = Failure.from_exception(
+                    exc.InvalidFormat(f"{request.describe()} failed with an unreadable failure record: {err}")
+                )
+            self._finish(request, failure)
+
+    def _on_progress(self, request: _Request, progress: float, details: dict[str, Any] | None) -> None:
+        runtime = self._runtime
+        if runtime is None or request.action == sch.REVERT:
+            return
+        runtime.progress_by_name(request.node.name, progress, details or None)
+
+    def _tick(self) -> None:
+        """Fail requests nobody started before their deadline, and those whose worker vanished."""
+        now = time.monotonic()
+        timeout = self._settings.transition_timeout
+        with self._lock:
+            expired = [r for r in self._requests.values() if r.state == PENDING and now >= r.deadline]
+            running = [r for r in self._requests.values() if r.state == RUNNING]
+        for request in expired:
+            if request.entry_id is None:
+                why = f"{request.describe()} was not delivered to Redis within {timeout:g} s"
+            else:
+                why = f"{request.describe()} timed out: no worker started it within {timeout:g} s"
+            self._finish(request, _timeout(why + self._outage()))
+        if expired:
+            try:
+                self._forget(expired)
+            except RedisError as err:
+                LOG.debug("could not take back %d timed out request(s): %s", len(expired), err)
+        if running:
+            self._check_workers(running, now, timeout)
+
+    def _check_workers(self, running: list[_Request], now: float, timeout: float) -> None:
+        directory = self._directory
+        try:
+            directory.scan(self._client, sorted({r.topic for r in running}))
+            live: Callable[[str], frozenset[str]] = directory.live
+        except RedisError:
+            live = _nobody  # unreachable Redis counts as a vanished worker
+        for request in running:
+            if request.worker in live(request.topic):
+                request.gone_since = None
+                continue
+            if request.gone_since is None:
+                request.gone_since = now
+            elif now - request.gone_since >= timeout:
+                why = (
+                    f"{request.describe()} timed out: its worker {request.worker} has not been "
+                    f"advertised for {now - request.gone_since:.1f} s (limit {timeout:g} s)"
+                )
+                if self._finish(request, _timeout(why + self._outage())):
+                    with contextlib.suppress(RedisError):
+                        self._forget([request])
+
+    def _outage(self) -> str:
+        down = self._redis_down_since
+        if down is None:
+            return ""
+        url = mask_url(self._settings.url)
+        return f"; Redis at {url} has been unreachable for {time.monotonic() - down:.1f} s"
+
+    def _tidy(self) -> None:
+        """Keep the reply stream's expiry fresh and drop the replies already read."""
+        try:
+            pipe = self._client.pipeline(transaction=False)
+            pipe.pexpire(self._reply_key, _REPLY_TTL_MS)
+            pipe.xtrim(self._reply_key, minid=self._last_id, approximate=True)
+            pipe.execute()
+        except RedisError as err:
+            LOG.debug("could not tidy reply stream %s: %s", self._reply_key, err)
+
+
+def _nobody(_topic: str) -> frozenset[str]:
+    return frozenset()
+
+
+def _timeout(message: str) -> Failure:
+    return Failure.from_exception(exc.RequestTimeout(message))
+
+
+def _invalid(request: _Request, reason: str) -> Failure:
+    return Failure.from_exception(
+        exc.InvalidFormat(f"{request.describe()} cannot be sent to a worker: {reason}")
+    )
+
+
+def _text(value: Any) -> str:
+    return value.decode("ascii", "replace") if isinstance(value, bytes) else str(value)
+
+
+def _entries(reply: Any) -> list[tuple[Any, Any]]:
+    """The entries of an XREAD reply of one stream (RESP2 list or RESP3 map)."""
+    if not reply:
+        return []
+    if isinstance(reply, dict):
+        streams = list(reply.values())
+        return list(streams[0][0]) if streams and streams[0] else []
+    return list(reply[0][1])

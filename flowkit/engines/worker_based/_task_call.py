@@ -1,0 +1,98 @@
+"""Running one request's task inside a worker: arguments in, outcome out, progress on the side.
+
+Kept apart from the worker loop because it is the part that touches user code:
+it builds a fresh task per request, turns revert records back into
+:class:`~flowkit.types.failure.Failure` objects, runs ``async def`` methods to
+completion, and throttles progress reports so a chatty task cannot flood the
+engine's reply stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from flowkit import task as task_module
+from flowkit.engines.worker_based import protocol
+from flowkit.types.failure import Failure
+
+__all__ = ["PROGRESS_INTERVAL", "ProgressThrottle", "call_task"]
+
+#: A task's progress is sent at most this often (seconds); the last value always is.
+PROGRESS_INTERVAL = 0.05
+
+
+class ProgressThrottle:
+    """Pass a task's progress reports on, at most one per :data:`PROGRESS_INTERVAL`.
+
+    Args:
+        send: called with a progress value to send it.
+    """
+
+    __slots__ = ("_last_sent", "_send", "_unsent")
+
+    def __init__(self, send: Callable[[float], None]) -> None:
+        self._send = send
+        self._last_sent = float("-inf")
+        self._unsent: float | None = None
+
+    def report(self, _task: task_module.BaseTask, progress: float) -> None:
+        """The task's progress sink: send now, or keep the value for later."""
+        now = time.monotonic()
+        if now - self._last_sent >= PROGRESS_INTERVAL:
+            self._last_sent = now
+            self._unsent = None
+            self._send(progress)
+        else:
+            self._unsent = progress
+
+    def flush(self) -> None:
+        """Send the last reported value if the rate limit held it back."""
+        if self._unsent is not None:
+            value, self._unsent = self._unsent, None
+            self._send(value)
+
+
+def call_task(
+    task_cls: type[task_module.BaseTask],
+    request: Mapping[str, Any],
+    progress: Callable[[task_module.BaseTask, float], None] | None = None,
+) -> Any:
+    """Execute or revert a fresh instance of ``task_cls`` as ``request`` asks; return its outcome.
+
+    Args:
+        task_cls: the registered class; instantiated with the atom's name.
+        request: a decoded, valid request message.
+        progress: receives the task's ``update_progress`` reports.
+
+    Raises:
+        BaseException: whatever the task raised.
+    """
+    task = task_cls(name=request["name"])
+    if progress is not None:
+        task._progress_sink = progress
+    arguments = request["arguments"]
+    if request["action"] == protocol.EXECUTE:
+        outcome = task.execute(**arguments)
+    else:
+        outcome = task.revert(**arguments, **_revert_extras(request))
+    if inspect.isawaitable(outcome):
+        # A fresh loop per call: pool threads have none, and tasks share nothing across calls.
+        outcome = asyncio.run(_awaited(outcome))
+    return outcome
+
+
+def _revert_extras(request: Mapping[str, Any]) -> dict[str, Any]:
+    if "failure" in request:
+        result: Any = Failure.from_dict(request["failure"])
+    else:
+        result = request.get("result")
+    failures = {name: Failure.from_dict(record) for name, record in request["flow_failures"].items()}
+    return {task_module.REVERT_RESULT: result, task_module.REVERT_FLOW_FAILURES: failures}
+
+
+async def _awaited(awaitable: Any) -> Any:
+    return await awaitable

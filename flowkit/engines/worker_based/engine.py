@@ -1,0 +1,203 @@
+"""The worker-based engine: tasks run on remote workers, reached through Redis.
+
+``engines.load(flow, engine="worker-based", url="redis://...", topics=["volumes"])``
+runs ``flow`` with every task sent as a request to the workers serving the
+topics (Python ``flowkit worker`` processes or Go workers); retries still decide
+in the engine's own thread. Nothing here changes the run loop: the engine is the
+shared :class:`~flowkit.engines._engine.ActionEngine` with a driver that speaks
+the worker protocol (``doc/workers_protocol.rst``).
+
+Before any task runs, the engine checks that some live worker offers every task
+of the flow (waiting up to ``worker_wait`` seconds for workers still starting),
+so a flow that cannot finish fails at once with :class:`~flowkit.exceptions.NotFound`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from flowkit import exceptions as exc
+from flowkit.engines import _compiler
+from flowkit.engines._engine import ActionEngine, Driver
+from flowkit.engines.worker_based import protocol
+
+__all__ = ["WorkerBasedActionEngine"]
+
+_KIND = "worker-based"
+_URL_SCHEMES = ("redis://", "rediss://", "unix://")
+#: TaskFlow's options for its kombu transport: accepted so its users' code loads, and ignored.
+_IGNORED = frozenset({"exchange", "transport", "transport_options", "worker_expiry"})
+#: TaskFlow's (kombu's) retry option names, read as the nearest of ours.
+_KOMBU_RETRY = frozenset({"max_retries", "interval_start", "interval_step", "interval_max"})
+
+
+class WorkerBasedActionEngine(ActionEngine):
+    """Runs each task on a remote worker (``engine="worker-based"``).
+
+    Options (besides the common ones):
+
+    * ``url``: the Redis URL (``redis://``, ``rediss://`` or ``unix://``); required.
+    * ``topics``: topics to send tasks to, in routing order (a task goes to the
+      first whose live workers offer it); ``topic`` names a single one.
+    * ``transition_timeout``: seconds a request may wait for a worker to start
+      it, and a running request may outlive its worker's advertisement (default 60).
+    * ``retry_options``: ``{"attempts": 5, "backoff": 0.1}``, how Redis commands
+      are retried on connection errors.
+    * ``namespace``: prefix of the Redis keys (default ``"flowkit"``).
+    * ``secret``: HMAC key to sign and check messages (default: the
+      ``FLOWKIT_WORKER_SECRET`` environment variable; unset means no signing).
+    * ``max_message_bytes``: largest message body sent or accepted (default 1 MiB).
+    * ``worker_wait``: seconds to wait for workers offering every task before
+      failing fast (default 5).
+    * ``max_in_flight``: most requests out at once (default: no limit).
+
+    TaskFlow's ``exchange``, ``transport``, ``transport_options`` and
+    ``worker_expiry`` are accepted and ignored.
+    """
+
+    kind: ClassVar[str] = _KIND
+    OPTIONS: ClassVar[frozenset[str]] = (
+        ActionEngine.OPTIONS
+        | _IGNORED
+        | {
+            "url",
+            "topics",
+            "topic",
+            "transition_timeout",
+            "retry_options",
+            "namespace",
+            "secret",
+            "max_message_bytes",
+            "worker_wait",
+            "max_in_flight",
+        }
+    )
+
+    def _check_options(self) -> None:
+        options = self._options
+        url = options.get("url")
+        if not isinstance(url, str) or not url.startswith(_URL_SCHEMES):
+            shown = "missing" if url is None else "not a redis://, rediss:// or unix:// URL"
+            raise _bad("url", f"url is {shown}: the worker-based engine needs the Redis URL its workers use")
+        self._url = url
+        self._topics = _topics(options.get("topic"), options.get("topics"))
+        self._transition_timeout = _number(options, "transition_timeout", 60.0, positive=True)
+        self._attempts, self._backoff = _retry_options(options.get("retry_options"))
+        namespace = options.get("namespace", protocol.DEFAULT_NAMESPACE)
+        if not isinstance(namespace, str) or not namespace:
+            raise _bad("namespace", f"namespace must be a non-empty str, not {namespace!r}")
+        self._namespace = namespace
+        secret = options.get("secret")
+        if secret is not None and not isinstance(secret, str | bytes):
+            raise _bad("secret", f"secret must be a str or bytes, not {type(secret).__name__}")
+        self._secret = protocol.resolve_secret(secret)
+        self._max_bytes = _count(options, "max_message_bytes", protocol.MAX_MESSAGE_BYTES)
+        self._worker_wait = _number(options, "worker_wait", 5.0, positive=False)
+        self._max_in_flight = _count(options, "max_in_flight", None)
+
+    def _make_driver(self) -> Driver:
+        # Imported here: redis is needed only once a worker-based run starts.
+        from redis.exceptions import RedisError
+
+        from flowkit.engines.worker_based import _transport
+        from flowkit.engines.worker_based._directory import Directory
+        from flowkit.engines.worker_based._driver import RedisDriver, Settings
+        from flowkit.persistence.backends._urls import mask_url
+
+        needed = {
+            node.name: protocol.task_name(node.atom)
+            for node in self._compiled().atoms
+            if node.kind != _compiler.RETRY
+        }
+        client = _transport.connect(self._url, attempts=self._attempts, backoff=self._backoff)
+        directory = Directory(self._topics, self._namespace, self._secret, self._max_bytes)
+        try:
+            if needed:
+                directory.wait_for(client, needed, self._worker_wait)
+        except RedisError as err:
+            client.close()
+            raise exc.ExecutionFailure(
+                f"the worker-based engine cannot reach Redis at {mask_url(self._url)}: {err}", cause=err
+            ) from err
+        except BaseException:
+            client.close()
+            raise
+        settings = Settings(
+            url=self._url,
+            namespace=self._namespace,
+            secret=self._secret,
+            max_bytes=self._max_bytes,
+            transition_timeout=self._transition_timeout,
+            max_in_flight=self._max_in_flight,
+        )
+        return RedisDriver(client, directory, settings)
+
+
+def _bad(option: str, message: str) -> exc.InvalidEngineOption:
+    return exc.InvalidEngineOption(message, engine=_KIND, option=option)
+
+
+def _topics(topic: Any, topics: Any) -> tuple[str, ...]:
+    found: list[str] = []
+    if topic is not None:
+        if not isinstance(topic, str) or not topic:
+            raise _bad("topic", f"topic must be a non-empty str, not {topic!r}")
+        found.append(topic)
+    if topics is not None:
+        if isinstance(topics, str):  # from an engine URI: "a,b"
+            topics = [t.strip() for t in topics.split(",") if t.strip()]
+        if not isinstance(topics, list | tuple) or not all(isinstance(t, str) and t for t in topics):
+            raise _bad("topics", f"topics must be a list of non-empty str, not {topics!r}")
+        found.extend(t for t in topics if t not in found)
+    if not found:
+        raise _bad("topics", "the worker-based engine needs topics=[...] (or topic=...) to send tasks to")
+    return tuple(found)
+
+
+def _number(options: Mapping[str, Any], name: str, default: float, *, positive: bool) -> float:
+    value = options.get(name, default)
+    if isinstance(value, str):  # from an engine URI
+        with contextlib.suppress(ValueError):
+            value = float(value)
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or (value <= 0 if positive else value < 0):
+        kind = "a positive" if positive else "a non-negative"
+        raise _bad(name, f"{name} must be {kind} number of seconds, not {value!r}")
+    return float(value)
+
+
+def _count(options: Mapping[str, Any], name: str, default: int | None) -> Any:
+    value = options.get(name, default)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise _bad(name, f"{name} must be a positive int, not {value!r}")
+    return value
+
+
+def _retry_options(value: Any) -> tuple[int, float]:
+    if value is None:
+        return 5, 0.1
+    if not isinstance(value, Mapping):
+        raise _bad("retry_options", f"retry_options must be a dict, not {type(value).__name__}")
+    unknown = sorted(set(value) - {"attempts", "backoff"} - _KOMBU_RETRY)
+    if unknown:
+        raise _bad(
+            "retry_options", f"retry_options has unknown key(s) {unknown}; it takes 'attempts', 'backoff'"
+        )
+    attempts = value.get("attempts")
+    if attempts is None and value.get("max_retries") is not None:
+        attempts = value["max_retries"] + 1 if isinstance(value["max_retries"], int) else value["max_retries"]
+    if attempts is None:
+        attempts = 5
+    if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
+        raise _bad("retry_options", f"retry_options['attempts'] must be a positive int, not {attempts!r}")
+    backoff = value.get("backoff", value.get("interval_start", 0.1))
+    if isinstance(backoff, bool) or not isinstance(backoff, int | float) or not 0 <= backoff < math.inf:
+        raise _bad(
+            "retry_options", f"retry_options['backoff'] must be a non-negative number, not {backoff!r}"
+        )
+    return attempts, float(backoff)

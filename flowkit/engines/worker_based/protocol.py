@@ -1,0 +1,440 @@
+"""The worker protocol, version 1: key names, message builders, encoding and checks.
+
+Engines and workers (Python or Go) talk through Redis streams in JSON messages
+wrapped in an *envelope* of two Redis fields, ``body`` (the JSON text) and
+``sig`` (an HMAC-SHA256 of the body, when a secret is configured). This module
+holds everything both sides must agree on byte for byte; it does no I/O, so it
+imports without redis. ``doc/workers_protocol.rst`` is the normative prose and
+the JSON Schemas in ``schemas/`` are its executable form; :func:`decode` checks
+exactly what they check, by hand, because it runs once per message and has to
+cost microseconds.
+
+Rules the schemas state and the builders here follow:
+
+* a revert request carries ``flow_failures`` and exactly one of ``result``
+  (the atom's execute succeeded, possibly ``null``) or ``failure`` (it failed);
+  an execute request carries none of the three;
+* a response carries ``progress``/``details`` only on ``progress`` events,
+  ``result`` only on ``success`` and ``failure`` only on ``failure``;
+* a failure record's ``exc_type_names`` ends with a base exception name (the
+  schema can only check that one is present; :func:`decode` checks the end, so
+  every record it accepts also passes :meth:`Failure.from_dict
+  <flowkit.types.failure.Failure.from_dict>`).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import math
+import os
+import socket
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any, Final
+
+from flowkit import exceptions as exc
+from flowkit.engines.worker_based import _validate
+
+__all__ = [
+    "DEFAULT_NAMESPACE",
+    "EXECUTE",
+    "FAILURE",
+    "GROUP",
+    "MAX_MESSAGE_BYTES",
+    "MISSING",
+    "PROGRESS",
+    "REVERT",
+    "RUNNING",
+    "SECRET_ENV",
+    "SUCCESS",
+    "VERSION",
+    "ProtocolError",
+    "decode",
+    "encode",
+    "notify_message",
+    "replies_key",
+    "request_message",
+    "requests_key",
+    "resolve_secret",
+    "response_message",
+    "sign",
+    "task_name",
+    "worker_key",
+    "workers_key",
+]
+
+VERSION: Final = 1
+DEFAULT_NAMESPACE: Final = "flowkit"
+GROUP: Final = "workers"
+MAX_MESSAGE_BYTES: Final = 1 << 20
+SECRET_ENV: Final = "FLOWKIT_WORKER_SECRET"
+
+EXECUTE: Final = "execute"
+REVERT: Final = "revert"
+RUNNING: Final = "running"
+PROGRESS: Final = "progress"
+SUCCESS: Final = "success"
+FAILURE: Final = "failure"
+
+NOTIFY: Final = "notify"
+REQUEST: Final = "request"
+RESPONSE: Final = "response"
+
+
+class _Missing:
+    """Marks an argument that was not given, where ``None`` is a real value (``null``)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Final = _Missing()
+
+_EVENTS: Final = frozenset((RUNNING, PROGRESS, SUCCESS, FAILURE))
+
+
+class ProtocolError(exc.InvalidFormat):
+    """A message cannot be sent or was received in a shape the protocol forbids.
+
+    Attributes:
+        reason: what is wrong, in words fit for a log line.
+        message_id: the message's ``id`` when it is a JSON object whose ``v``
+            is an integer other than 1 (a protocol version this side does not
+            speak), else ``None``.
+        reply_to: that message's ``reply_to`` under the same condition, so a
+            worker can answer a request it cannot run instead of dropping it.
+    """
+
+    def __init__(self, reason: str, *, message_id: str | None = None, reply_to: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.message_id = message_id
+        self.reply_to = reply_to
+
+
+# -- keys and names -----------------------------------------------------------
+
+
+def requests_key(namespace: str, topic: str) -> str:
+    """The stream engines add requests for workers of ``topic`` to."""
+    return f"{namespace}:requests:{topic}"
+
+
+def workers_key(namespace: str, topic: str) -> str:
+    """The sorted set of live worker ids of ``topic`` (score: expiry in unix ms)."""
+    return f"{namespace}:workers:{topic}"
+
+
+def worker_key(namespace: str, worker_id: str) -> str:
+    """The hash holding one worker's ``notify`` envelope."""
+    return f"{namespace}:worker:{worker_id}"
+
+
+def replies_key(namespace: str, engine_id: str) -> str:
+    """The stream workers add responses for one engine to."""
+    return f"{namespace}:replies:{engine_id}"
+
+
+def task_name(task_or_class: object) -> str:
+    """The name a task travels under: its class's ``worker_task_name``, else ``module.QualName``.
+
+    Engine and worker both use this rule, so a stub class with a
+    ``worker_task_name`` can call a task that only exists in another language.
+    """
+    cls = task_or_class if isinstance(task_or_class, type) else type(task_or_class)
+    name = getattr(cls, "worker_task_name", None)
+    if name:
+        return str(name)
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def resolve_secret(secret: str | bytes | None) -> bytes | None:
+    """The signing key: ``secret`` if given, else ``$FLOWKIT_WORKER_SECRET``, else none.
+
+    An empty value means "no signing"; an explicitly empty option does not fall
+    back to the environment, so a caller can turn signing off.
+    """
+    if secret is None:
+        secret = os.environ.get(SECRET_ENV) or None
+        if secret is None:
+            return None
+    key = secret.encode("utf-8") if isinstance(secret, str) else bytes(secret)
+    return key or None
+
+
+# -- building messages --------------------------------------------------------
+
+
+def notify_message(
+    worker_id: str,
+    topic: str,
+    tasks: Iterable[str],
+    *,
+    language: str = "python",
+    heartbeat: float,
+    visibility_timeout: float,
+) -> dict[str, Any]:
+    """A worker's advertisement: who it is and which tasks it runs."""
+    return {
+        "v": VERSION,
+        "type": NOTIFY,
+        "worker": worker_id,
+        "topic": topic,
+        "tasks": list(tasks),
+        "language": language,
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "heartbeat": float(heartbeat),
+        "visibility_timeout": float(visibility_timeout),
+        "sent_at": time.time(),
+    }
+
+
+def request_message(
+    request_id: str,
+    reply_to: str,
+    action: str,
+    task: str,
+    name: str,
+    arguments: Mapping[str, Any],
+    deadline: float,
+    *,
+    result: Any = MISSING,
+    failure: Any = None,
+    flow_failures: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A request for a worker to execute or revert one task.
+
+    Args:
+        request_id: unique id (a uuid4 string); responses carry it back.
+        reply_to: the engine's replies stream key (see :func:`replies_key`).
+        action: :data:`EXECUTE` or :data:`REVERT`.
+        task: the task's travelling name (see :func:`task_name`).
+        name: the atom's name in the flow.
+        arguments: keyword arguments for the task, JSON-encodable.
+        deadline: unix time after which a worker must not start it.
+        result: revert only: the execute result (a missing one is sent as ``null``).
+        failure: revert only: the execute failure, a ``Failure`` or its record;
+            sent instead of ``result``.
+        flow_failures: revert only: atom name -> ``Failure`` or record.
+
+    Raises:
+        ValueError: unknown action, or revert-only values given to execute.
+    """
+    message: dict[str, Any] = {
+        "v": VERSION,
+        "type": REQUEST,
+        "id": request_id,
+        "reply_to": reply_to,
+        "action": action,
+        "task": task,
+        "name": name,
+        "arguments": dict(arguments),
+    }
+    if action == REVERT:
+        if failure is not None:
+            if result is not MISSING:
+                raise ValueError("a revert request carries either result or failure, not both")
+            message["failure"] = _record(failure)
+        else:
+            message["result"] = None if result is MISSING else result
+        message["flow_failures"] = {key: _record(value) for key, value in (flow_failures or {}).items()}
+    elif action == EXECUTE:
+        if result is not MISSING or failure is not None or flow_failures is not None:
+            raise ValueError("result, failure and flow_failures belong to revert requests only")
+    else:
+        raise ValueError(f"unknown action {action!r} (expected {EXECUTE!r} or {REVERT!r})")
+    message["sent_at"] = time.time()
+    message["deadline"] = float(deadline)
+    return message
+
+
+def response_message(
+    request_id: str,
+    worker_id: str,
+    event: str,
+    *,
+    progress: float | None = None,
+    details: Mapping[str, Any] | None = None,
+    result: Any = MISSING,
+    failure: Any = None,
+) -> dict[str, Any]:
+    """A worker's answer to a request: running, progress, success or failure.
+
+    Args:
+        request_id: the request's ``id``.
+        worker_id: the answering worker.
+        event: :data:`RUNNING`, :data:`PROGRESS`, :data:`SUCCESS` or :data:`FAILURE`.
+        progress: progress events only: a number from 0.0 to 1.0.
+        details: progress events only: an optional JSON object.
+        result: success only: the result (missing is sent as ``null``).
+        failure: failure only: a ``Failure`` or its record.
+
+    Raises:
+        ValueError: unknown event, or a value that belongs to another event.
+    """
+    message: dict[str, Any] = {"v": VERSION, "type": RESPONSE, "id": request_id, "worker": worker_id}
+    message["event"] = event
+    if event not in _EVENTS:
+        raise ValueError(f"unknown event {event!r} (expected one of {sorted(_EVENTS)})")
+    if (progress is not None or details is not None) and event != PROGRESS:
+        raise ValueError("progress and details belong to progress events only")
+    if result is not MISSING and event != SUCCESS:
+        raise ValueError("result belongs to success events only")
+    if failure is not None and event != FAILURE:
+        raise ValueError("failure belongs to failure events only")
+    if event == PROGRESS:
+        if progress is None:
+            raise ValueError("a progress event needs a progress value")
+        message["progress"] = float(progress)
+        message["details"] = None if details is None else dict(details)
+    elif event == SUCCESS:
+        message["result"] = None if result is MISSING else result
+    elif event == FAILURE:
+        if failure is None:
+            raise ValueError("a failure event needs a failure")
+        message["failure"] = _record(failure)
+    message["sent_at"] = time.time()
+    return message
+
+
+def _record(failure: Any) -> dict[str, Any]:
+    to_dict = getattr(failure, "to_dict", None)
+    if to_dict is not None:
+        record: dict[str, Any] = to_dict()
+        return record
+    if isinstance(failure, Mapping):
+        return dict(failure)
+    raise ValueError(f"expected a Failure or a failure record, got {type(failure).__name__}")
+
+
+# -- envelopes ----------------------------------------------------------------
+
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+_loads = json.JSONDecoder(parse_constant=_refuse_constant).decode
+
+
+def sign(body: bytes, secret: bytes) -> bytes:
+    """Lowercase hex HMAC-SHA256 of ``body`` under ``secret``, as ASCII bytes."""
+    return hmac.digest(secret, body, "sha256").hex().encode("ascii")
+
+
+def encode(
+    message: Mapping[str, Any], secret: bytes | None, max_bytes: int = MAX_MESSAGE_BYTES
+) -> dict[str, bytes]:
+    """Wrap ``message`` in an envelope: ``{"body": json, "sig": hex}`` (``sig`` when signing).
+
+    Raises:
+        ProtocolError: a value is not JSON (the message names where), or the
+            body is larger than ``max_bytes``.
+    """
+    try:
+        body = _dumps(message).encode("utf-8")
+    except (TypeError, ValueError, RecursionError, UnicodeEncodeError) as err:
+        where = _first_bad_path(message)
+        place = f" at {where}" if where else ""
+        raise ProtocolError(f"message is not JSON-encodable{place}: {err}") from err
+    if len(body) > max_bytes:
+        raise ProtocolError(f"message body is {len(body)} bytes, over the limit of {max_bytes} bytes")
+    if secret:
+        return {"body": body, "sig": sign(body, secret)}
+    return {"body": body}
+
+
+def _first_bad_path(value: Any, path: str = "", depth: int = 0) -> str | None:
+    """Find the first value JSON cannot hold, as ``arguments.items[2]``; best effort."""
+    if depth > 200:
+        return path or "."
+    if value is None or isinstance(value, bool | int | str):
+        return None
+    if isinstance(value, float):
+        return None if math.isfinite(value) else path or "."
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str | int | float | bool) and key is not None:
+                return f"{path}[{key!r}]" if path else f"[{key!r}]"
+            found = _first_bad_path(item, f"{path}.{key}" if path else str(key), depth + 1)
+            if found is not None:
+                return found
+        return None
+    if isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            found = _first_bad_path(item, f"{path}[{index}]", depth + 1)
+            if found is not None:
+                return found
+        return None
+    return path or "."
+
+
+def decode(
+    fields: Mapping[Any, Any], secret: bytes | None, max_bytes: int = MAX_MESSAGE_BYTES
+) -> dict[str, Any]:
+    """Unwrap and check an envelope read from Redis; return the message.
+
+    Checks, in order: a ``body`` field, its size, the signature (when ``secret``
+    is set), JSON text of an object, ``v == 1``, a known ``type``, and the
+    fields that type requires with their JSON types. Keys and values may be
+    ``bytes`` or ``str``.
+
+    Raises:
+        ProtocolError: naming the first problem found. When the message is a
+            (correctly signed) JSON object whose ``v`` is an integer other than
+            1, its ``message_id`` and ``reply_to`` are filled in when present as
+            non-empty strings; they are ``None`` for every other problem.
+    """
+    body = fields.get(b"body")
+    if body is None:
+        body = fields.get("body")
+        if body is None:
+            raise ProtocolError("envelope has no 'body' field")
+    if isinstance(body, str):
+        try:
+            body = body.encode("utf-8")
+        except UnicodeEncodeError as err:
+            raise ProtocolError(f"message body is not UTF-8 text: {err}") from None
+    if len(body) > max_bytes:
+        raise ProtocolError(f"message body is {len(body)} bytes, over the limit of {max_bytes} bytes")
+    if secret:
+        sig = fields.get(b"sig")
+        if sig is None:
+            sig = fields.get("sig")
+            if sig is None:
+                raise ProtocolError("message is not signed but a secret is configured")
+        if isinstance(sig, str):
+            sig = sig.encode("ascii", "replace")
+        if not hmac.compare_digest(sign(body, secret), sig):
+            raise ProtocolError("message signature does not match")
+    try:
+        message = _loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as err:
+        raise ProtocolError(f"message body is not JSON text: {err}") from None
+    if type(message) is not dict:
+        raise ProtocolError(f"message must be a JSON object, not {_validate.json_type(message)}")
+    version = message.get("v")
+    if version != VERSION or type(version) is bool:
+        if "v" not in message:
+            raise ProtocolError("message has no 'v' (protocol version) field")
+        if not _validate.is_integer(version):
+            raise ProtocolError(f"message field 'v' must be an integer, not {_validate.json_type(version)}")
+        # Another version's message may differ in every other field; only its id
+        # and reply_to are read, so a worker can say it cannot handle it.
+        message_id = message.get("id")
+        reply_to = message.get("reply_to")
+        raise ProtocolError(
+            f"unsupported protocol version {version!r} (this side speaks {VERSION})",
+            message_id=message_id if type(message_id) is str and message_id else None,
+            reply_to=reply_to if type(reply_to) is str and reply_to else None,
+        )
+    problem = _validate.problem(message)
+    if problem is not None:
+        raise ProtocolError(problem)
+    return message

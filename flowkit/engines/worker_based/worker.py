@@ -1,0 +1,702 @@
+"""The Python worker: runs the tasks it offers for worker-based engines, over Redis.
+
+A :class:`Worker` serves one topic. It reads requests from the topic's stream
+as a member of the ``workers`` consumer group, runs each on a pool of threads
+and answers on the engine's reply stream (``running``, ``progress``, then
+``success`` or ``failure``). A request is acknowledged only in the same atomic
+block that writes its final response, so a worker that dies mid-task leaves it
+pending, and a live worker takes it over once it has been idle for the
+visibility timeout. ``doc/workers_protocol.rst`` is the normative description.
+
+Three kinds of thread share one Redis client (a pool of connections):
+
+* the thread calling :meth:`Worker.run` reads requests, as many at a time as
+  the pool has idle threads, and hands them to the pool;
+* one writer thread sends every response and acknowledgement, batching all
+  that is ready into one ``MULTI`` block, which is what makes thousands of
+  small tasks a second possible; responses of one request keep their order
+  because they all pass through this single queue;
+* one heartbeat thread advertises the worker, keeps its in-flight requests
+  claimed and takes over requests whose worker died.
+
+Why the size: this module is the whole worker loop, kept in one place so it
+reads top to bottom. Calling the user's task lives in ``_task_call`` and
+finding task classes in ``_task_registry``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from redis.exceptions import RedisError, ResponseError
+
+from flowkit import exceptions as exc
+from flowkit.engines.worker_based import _transport, protocol
+from flowkit.engines.worker_based._task_call import ProgressThrottle, call_task
+from flowkit.engines.worker_based._task_registry import TaskClass, load_tasks
+from flowkit.persistence.backends._urls import mask_url
+from flowkit.types.failure import Failure
+
+__all__ = ["Worker"]
+
+LOG = logging.getLogger(__name__)
+
+#: Reply streams are trimmed to about this many entries.
+REPLY_MAXLEN = 100_000
+#: Most responses and acknowledgements written in one MULTI block.
+MAX_BATCH = 512
+#: Longest single XREADGROUP block (seconds): bounds how long a stop request waits.
+MAX_BLOCK = 0.5
+
+# (reply stream or None, envelope or None, entry id to acknowledge or None)
+_Out = tuple[str | None, dict[str, bytes] | None, str | None]
+
+_NOT_FOUND_NAMES = (
+    "flowkit.exceptions.NotFound",
+    "flowkit.exceptions.TaskFlowException",
+    "builtins.Exception",
+    "builtins.BaseException",
+)
+_TIMEOUT_NAMES = (
+    "flowkit.exceptions.RequestTimeout",
+    "flowkit.exceptions.TaskFlowException",
+    "builtins.Exception",
+    "builtins.BaseException",
+)
+_STOP = object()
+
+
+def _named_failure(message: str, names: Iterable[str]) -> Failure:
+    """A failure with the exact type names the protocol prescribes (shared with the Go worker)."""
+    return Failure(exception_str=message, traceback_str="", exc_type_names=names, exc_args=[message])
+
+
+class _Job:
+    """One accepted request on its way through the pool."""
+
+    __slots__ = ("entry_id", "message", "task_cls")
+
+    def __init__(self, entry_id: str, message: dict[str, Any], task_cls: TaskClass) -> None:
+        self.entry_id = entry_id
+        self.message = message
+        self.task_cls = task_cls
+
+
+class Worker:
+    """Serve the tasks in ``tasks`` to engines that send requests on ``topic``.
+
+    Args:
+        url: the Redis URL (``redis://``, ``rediss://`` or ``unix://``).
+        topic: the topic whose requests this worker takes.
+        tasks: task classes, or strings naming them: ``"pkg.mod"`` for every
+            task class defined in that module, ``"pkg.mod:Name,Other"`` for some.
+        namespace: prefix of every Redis key (engines must use the same).
+        threads_count: how many tasks run at once (default: CPUs + 4, at most 32).
+        secret: HMAC key to sign and check messages with; defaults to the
+            ``FLOWKIT_WORKER_SECRET`` environment variable (unset: no signing).
+        heartbeat: seconds between advertisements and claim refreshes.
+        visibility_timeout: seconds a request may sit unrefreshed before a live
+            worker takes it over from its (presumed dead) worker.
+        max_deliveries: deliveries after which a taken-over request is failed
+            instead of run again.
+        max_message_bytes: largest message body sent or accepted.
+        worker_id: this worker's name (default: ``host-pid-random``).
+        grace: seconds a graceful stop waits for running tasks.
+
+    Raises:
+        NotFound: a task module or name cannot be found (the message names it).
+        TypeError: something in ``tasks`` is not a task class.
+        ValueError: a numeric option is out of range.
+        InvalidFormat: ``url`` is not a Redis URL.
+        Duplicate: two task classes share one task name.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        topic: str,
+        tasks: Iterable[type | str],
+        *,
+        namespace: str = protocol.DEFAULT_NAMESPACE,
+        threads_count: int | None = None,
+        secret: str | bytes | None = None,
+        heartbeat: float = 1.0,
+        visibility_timeout: float = 30.0,
+        max_deliveries: int = 3,
+        max_message_bytes: int = protocol.MAX_MESSAGE_BYTES,
+        worker_id: str | None = None,
+        grace: float = 30.0,
+    ) -> None:
+        if threads_count is None:
+            threads_count = min(32, (os.cpu_count() or 1) + 4)
+        _check(threads_count >= 1, f"threads_count must be at least 1, not {threads_count}")
+        _check(heartbeat > 0, f"heartbeat must be positive, not {heartbeat}")
+        _check(
+            visibility_timeout > heartbeat,
+            f"visibility_timeout ({visibility_timeout}) must exceed heartbeat ({heartbeat}),"
+            " or the worker would take over its own running requests",
+        )
+        _check(max_deliveries >= 1, f"max_deliveries must be at least 1, not {max_deliveries}")
+        _check(max_message_bytes > 0, f"max_message_bytes must be positive, not {max_message_bytes}")
+        _check(grace >= 0, f"grace must not be negative, not {grace}")
+        _check(bool(topic), "topic must be a non-empty string")
+        self._registry = load_tasks(tasks)
+        self._client = _transport.connect(url)
+        self._url = url
+        self._topic = topic
+        self._namespace = namespace
+        self._threads_count = threads_count
+        self._secret = protocol.resolve_secret(secret)
+        self._heartbeat = heartbeat
+        self._visibility_timeout = visibility_timeout
+        self._max_deliveries = max_deliveries
+        self._max_bytes = max_message_bytes
+        self._grace = grace
+        self._worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self._stream = protocol.requests_key(namespace, topic)
+        self._hash_key = protocol.worker_key(namespace, self._worker_id)
+        self._zset_key = protocol.workers_key(namespace, topic)
+        # Guards _busy and _in_flight; waited on for free slots and for draining.
+        self._cond = threading.Condition()
+        self._busy = 0  # accepted requests not yet finished by the pool
+        self._in_flight: dict[str, None] = {}  # entry ids read and not yet acknowledged
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._outbox: queue.SimpleQueue[_Out | object] = queue.SimpleQueue()
+        self._stopping = threading.Event()
+        self._beat_stop = threading.Event()
+        self._done = threading.Event()
+        self._done.set()
+        self._run_thread: threading.Thread | None = None
+        self._generation = 0
+        self._grace_now = grace
+        self._give_up_at = float("inf")  # when the writer stops retrying (set on stop)
+
+    # -- public face ---------------------------------------------------------
+
+    @property
+    def worker_id(self) -> str:
+        """This worker's id: its consumer name and the suffix of its advertisement key."""
+        return self._worker_id
+
+    @property
+    def topic(self) -> str:
+        """The topic served."""
+        return self._topic
+
+    @property
+    def tasks(self) -> list[str]:
+        """The task names offered, sorted."""
+        return sorted(self._registry)
+
+    def __repr__(self) -> str:
+        return f"<Worker {self._worker_id} topic={self._topic!r} tasks={len(self._registry)}>"
+
+    def run(self, burst: bool = False) -> None:
+        """Serve requests until :meth:`stop` (or, with ``burst``, until idle); block meanwhile.
+
+        Args:
+            burst: return once a read finds no request and none is in flight.
+
+        Raises:
+            RuntimeError: the worker is already running.
+            ConnectionError: Redis cannot be reached at start (later outages are
+                waited out).
+        """
+        self._begin()
+        self._serve(burst)
+
+    def start(self) -> None:
+        """Run the worker in a background thread; :meth:`stop` or :meth:`wait` end it.
+
+        Raises:
+            RuntimeError: the worker is already running.
+        """
+        self._begin()
+        thread = threading.Thread(target=self._serve_quietly, name=f"flowkit-worker-{self._worker_id}")
+        self._run_thread = thread
+        thread.start()
+
+    def stop(self, grace: float | None = None) -> None:
+        """Stop reading, let running tasks finish for ``grace`` seconds, and leave.
+
+        Requests still running after the grace period are left unacknowledged
+        for another worker to take over. Called from another thread, this waits
+        until the worker has stopped; called from the thread running :meth:`run`
+        (a signal handler), it only asks.
+
+        Args:
+            grace: overrides the ``grace`` given at construction.
+        """
+        if grace is not None:
+            self._grace_now = grace
+        self._stopping.set()
+        with self._cond:
+            self._cond.notify_all()
+        if threading.current_thread() is not self._run_thread:
+            self._done.wait()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until the worker has stopped; return whether it has."""
+        return self._done.wait(timeout)
+
+    # -- life cycle ------------------------------------------------------------
+
+    def _begin(self) -> None:
+        if not self._done.is_set():
+            raise RuntimeError(f"worker {self._worker_id} is already running")
+        self._done.clear()
+        self._stopping.clear()
+        self._beat_stop.clear()
+        self._grace_now = self._grace
+        self._give_up_at = float("inf")
+        # Fresh queues and counters: pool threads a previous run abandoned (tasks
+        # still running after its grace) keep the old ones and cannot disturb these.
+        self._generation += 1
+        self._busy = 0
+        self._in_flight = {}
+        self._jobs = queue.SimpleQueue()
+        self._outbox = queue.SimpleQueue()
+        self._run_thread = threading.current_thread()
+
+    def _serve_quietly(self) -> None:
+        try:
+            self._serve(burst=False)
+        except Exception:
+            LOG.exception("worker %s stopped on an error", self._worker_id)
+
+    def _serve(self, burst: bool) -> None:
+        helpers: list[threading.Thread] = []
+        try:
+            try:
+                _transport.ensure_group(self._client, self._stream)
+            except RedisError as err:
+                raise ConnectionError(f"cannot reach Redis at {mask_url(self._url)}: {err}") from err
+            helpers = self._start_helpers()
+            LOG.info(
+                "worker %s serves topic %r with %d threads; tasks: %s",
+                self._worker_id,
+                self._topic,
+                self._threads_count,
+                ", ".join(self.tasks),
+            )
+            self._read_loop(burst)
+            self._drain()
+        finally:
+            self._shut_down(helpers)
+            self._done.set()
+
+    def _start_helpers(self) -> list[threading.Thread]:
+        run = (self._generation, self._jobs, self._outbox)
+        threads = [
+            threading.Thread(target=self._pool_loop, args=run, name=f"flowkit-worker-pool-{i}", daemon=True)
+            for i in range(self._threads_count)
+        ]
+        threads.append(threading.Thread(target=self._write_loop, name="flowkit-worker-writer", daemon=True))
+        threads.append(threading.Thread(target=self._beat_loop, name="flowkit-worker-heartbeat", daemon=True))
+        for thread in threads:
+            thread.start()
+        return threads
+
+    def _drain(self) -> None:
+        """Wait up to the grace period for accepted requests to be answered and acknowledged."""
+        began = time.monotonic()
+        with self._cond:
+            while self._busy or self._in_flight:
+                # Re-read each time: a second stop signal may shorten the grace.
+                left = began + self._grace_now - time.monotonic()
+                if left <= 0:
+                    LOG.warning(
+                        "worker %s: %d request(s) still running after %.1fs; leaving them for another worker",
+                        self._worker_id,
+                        self._busy,
+                        self._grace_now,
+                    )
+                    break
+                self._cond.wait(left)
+
+    def _shut_down(self, helpers: list[threading.Thread]) -> None:
+        self._stopping.set()
+        self._beat_stop.set()
+        if not helpers:
+            return
+        # Answers already computed still go out, unless Redis stays away too long.
+        self._give_up_at = time.monotonic() + max(1.0, min(self._grace_now, 5.0))
+        for _ in range(self._threads_count):
+            self._jobs.put(None)
+        self._outbox.put(_STOP)
+        for thread in helpers:
+            if not thread.name.startswith("flowkit-worker-pool"):
+                thread.join()
+        if not helpers:  # Redis was unreachable at start: nothing was advertised
+            return
+        try:
+            pipe = self._client.pipeline(transaction=False)
+            pipe.zrem(self._zset_key, self._worker_id)
+            pipe.delete(self._hash_key)
+            pipe.execute()
+        except RedisError as err:
+            LOG.warning("worker %s could not remove its advertisement: %s", self._worker_id, err)
+        LOG.info("worker %s stopped", self._worker_id)
+
+    # -- reading -----------------------------------------------------------------
+
+    def _read_loop(self, burst: bool) -> None:
+        backoff = _transport.Backoff()
+        block_ms = max(1, int(min(self._heartbeat, MAX_BLOCK) * 1000))
+        streams = {self._stream: ">"}
+        while not self._stopping.is_set():
+            free = self._free_slots()
+            if not free:
+                continue
+            try:
+                reply = self._client.xreadgroup(
+                    protocol.GROUP, self._worker_id, streams, count=free, block=block_ms
+                )
+            except RedisError as err:
+                self._redis_trouble("reading requests", err, backoff)
+                continue
+            backoff.reset()
+            entries = _stream_entries(reply)
+            if entries:
+                self._dispatch(entries, None)
+            elif burst:
+                with self._cond:
+                    if not self._busy and not self._in_flight:
+                        return
+
+    def _free_slots(self) -> int:
+        with self._cond:
+            while self._busy >= self._threads_count and not self._stopping.is_set():
+                self._cond.wait(MAX_BLOCK)
+            return 0 if self._stopping.is_set() else self._threads_count - self._busy
+
+    def _redis_trouble(self, doing: str, err: RedisError, backoff: _transport.Backoff) -> None:
+        delay = backoff.next()
+        LOG.warning(
+            "worker %s: Redis error while %s (retrying in %.1fs): %s", self._worker_id, doing, delay, err
+        )
+        if self._stopping.wait(delay):
+            return
+        try:
+            _transport.ensure_group(self._client, self._stream)
+        except RedisError as again:
+            LOG.debug("worker %s: group not re-created yet: %s", self._worker_id, again)
+
+    def _dispatch(self, entries: list[tuple[Any, Any]], deliveries: Mapping[str, int] | None) -> None:
+        """Check each entry and queue its answer or its job; ``deliveries`` marks taken-over ones."""
+        outs: list[_Out] = []
+        jobs: list[_Job] = []
+        now = time.time()
+        with self._cond:
+            fresh = []
+            for raw_id, fields in entries:
+                entry_id = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
+                if entry_id in self._in_flight:  # already ours and running
+                    continue
+                self._in_flight[entry_id] = None
+                fresh.append((entry_id, fields))
+        for entry_id, fields in fresh:
+            job = self._accept(entry_id, fields, now, deliveries, outs)
+            if job is not None:
+                jobs.append(job)
+                outs.append((job.message["reply_to"], self._encode_response(job, protocol.RUNNING), None))
+        for out in outs:
+            self._outbox.put(out)
+        if jobs:
+            with self._cond:
+                self._busy += len(jobs)
+            for job in jobs:
+                self._jobs.put(job)
+
+    def _accept(
+        self,
+        entry_id: str,
+        fields: Any,
+        now: float,
+        deliveries: Mapping[str, int] | None,
+        outs: list[_Out],
+    ) -> _Job | None:
+        """Return the job for a runnable entry; otherwise queue its answer (if any) and ack."""
+        if not fields:
+            outs.append((None, None, entry_id))
+            return None
+        try:
+            message = protocol.decode(fields, self._secret, self._max_bytes)
+        except protocol.ProtocolError as err:
+            LOG.warning("worker %s rejects request entry %s: %s", self._worker_id, entry_id, err.reason)
+            if err.message_id is not None and err.reply_to is not None:
+                failure = Failure.from_exception(exc.IncompatibleVersion(err.reason))
+                outs.append((err.reply_to, self._failure_envelope(err.message_id, failure), entry_id))
+            else:
+                outs.append((None, None, entry_id))
+            return None
+        if message["type"] != "request":
+            LOG.warning(
+                "worker %s rejects entry %s: it is a %s message, not a request",
+                self._worker_id,
+                entry_id,
+                message["type"],
+            )
+            outs.append((None, None, entry_id))
+            return None
+        request_id, reply_to, task = message["id"], message["reply_to"], message["task"]
+        late = now - message["deadline"]
+        if late > 0:
+            LOG.warning(
+                "worker %s drops request %s (entry %s, task %s): its deadline passed %.3fs ago",
+                self._worker_id,
+                request_id,
+                entry_id,
+                task,
+                late,
+            )
+            outs.append((None, None, entry_id))
+            return None
+        count = deliveries.get(entry_id, 1) if deliveries is not None else 1
+        if count > self._max_deliveries:
+            text = f"request {request_id} delivered {count} times; its workers died"
+            LOG.warning("worker %s fails entry %s: %s", self._worker_id, entry_id, text)
+            failure = _named_failure(text, _TIMEOUT_NAMES)
+            outs.append((reply_to, self._failure_envelope(request_id, failure), entry_id))
+            return None
+        task_cls = self._registry.get(task)
+        if task_cls is None:
+            text = f"worker {self._worker_id} on topic {self._topic} has no task named {task}"
+            LOG.warning("%s (request %s, entry %s)", text, request_id, entry_id)
+            failure = _named_failure(text, _NOT_FOUND_NAMES)
+            outs.append((reply_to, self._failure_envelope(request_id, failure), entry_id))
+            return None
+        if deliveries is not None:
+            LOG.info(
+                "worker %s takes over request %s (entry %s, delivery %d)",
+                self._worker_id,
+                request_id,
+                entry_id,
+                count,
+            )
+        return _Job(entry_id, message, task_cls)
+
+    # -- running -------------------------------------------------------------------
+
+    def _pool_loop(
+        self, generation: int, jobs: queue.SimpleQueue[_Job | None], outbox: queue.SimpleQueue[_Out | object]
+    ) -> None:
+        while True:
+            job = jobs.get()
+            if job is None:
+                return
+            try:
+                envelope = self._perform(job)
+            except Exception:  # a bug of ours; keep the thread alive and the request pending
+                LOG.exception("worker %s failed to handle entry %s", self._worker_id, job.entry_id)
+                envelope = None
+            if envelope is not None:
+                outbox.put((job.message["reply_to"], envelope, job.entry_id))
+            with self._cond:
+                if generation == self._generation:
+                    self._busy -= 1
+                    if envelope is None:  # left pending: another worker (or we) will take it over
+                        self._in_flight.pop(job.entry_id, None)
+                    self._cond.notify_all()
+
+    def _perform(self, job: _Job) -> dict[str, bytes]:
+        """Run the job's task; return the encoded final response."""
+        message = job.message
+        throttle = ProgressThrottle(lambda value: self._send_progress(job, value))
+        try:
+            outcome = call_task(job.task_cls, message, throttle.report)
+        except BaseException as err:  # the task's failure, whatever it is, goes back to the engine
+            throttle.flush()
+            return self._failure_envelope(message["id"], Failure.from_exception(err))
+        throttle.flush()
+        try:
+            return self._encode(
+                protocol.response_message(message["id"], self._worker_id, protocol.SUCCESS, result=outcome)
+            )
+        except protocol.ProtocolError as err:
+            text = f"task {message['task']} (atom {message['name']}) returned a result it cannot send: {err}"
+            return self._failure_envelope(message["id"], Failure.from_exception(exc.InvalidFormat(text)))
+
+    def _send_progress(self, job: _Job, progress: float) -> None:
+        envelope = self._encode_response(job, protocol.PROGRESS, progress=progress)
+        self._outbox.put((job.message["reply_to"], envelope, None))
+
+    # -- encoding --------------------------------------------------------------------
+
+    def _encode(self, message: Mapping[str, Any]) -> dict[str, bytes]:
+        return protocol.encode(message, self._secret, self._max_bytes)
+
+    def _encode_response(self, job: _Job, event: str, progress: float | None = None) -> dict[str, bytes]:
+        return self._encode(
+            protocol.response_message(job.message["id"], self._worker_id, event, progress=progress)
+        )
+
+    def _failure_envelope(self, request_id: str, failure: Failure) -> dict[str, bytes]:
+        try:
+            return self._encode(
+                protocol.response_message(request_id, self._worker_id, protocol.FAILURE, failure=failure)
+            )
+        except protocol.ProtocolError as err:
+            # A failure too large for the limit (or with odd arguments): send its gist.
+            short = _named_failure(
+                f"{failure.pformat()[:1000]} (full failure record not sendable: {err.reason})",
+                failure.exception_type_names or ("builtins.Exception", "builtins.BaseException"),
+            )
+            return self._encode(
+                protocol.response_message(request_id, self._worker_id, protocol.FAILURE, failure=short)
+            )
+
+    # -- writing -----------------------------------------------------------------------
+
+    def _write_loop(self) -> None:
+        outbox = self._outbox  # this run's; a later run makes its own
+        while True:
+            first = outbox.get()
+            if first is _STOP:
+                return
+            batch: list[_Out] = [first]  # type: ignore[list-item]
+            stop_after = False
+            while len(batch) < MAX_BATCH:
+                try:
+                    item = outbox.get_nowait()
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    stop_after = True
+                    break
+                batch.append(item)  # type: ignore[arg-type]
+            self._write(batch)
+            if stop_after:
+                return
+
+    def _write(self, batch: list[_Out]) -> None:
+        """Send responses, then acknowledge and delete their entries, in one MULTI block."""
+        acks = [entry_id for _, _, entry_id in batch if entry_id is not None]
+        backoff = _transport.Backoff()
+        while True:
+            pipe = self._client.pipeline(transaction=True)
+            for reply_to, envelope, _ in batch:
+                if envelope is not None and reply_to is not None:
+                    pipe.xadd(reply_to, envelope, maxlen=REPLY_MAXLEN, approximate=True)
+            if acks:
+                pipe.xack(self._stream, protocol.GROUP, *acks)
+                pipe.xdel(self._stream, *acks)
+            try:
+                results = pipe.execute(raise_on_error=False)
+                break
+            except RedisError as err:
+                if time.monotonic() >= self._give_up_at:
+                    LOG.error(
+                        "worker %s gives up sending %d message(s): %s", self._worker_id, len(batch), err
+                    )
+                    return
+                delay = backoff.next()
+                LOG.warning(
+                    "worker %s: Redis error while answering (retrying in %.1fs): %s",
+                    self._worker_id,
+                    delay,
+                    err,
+                )
+                time.sleep(delay)
+        for result in results:
+            if isinstance(result, ResponseError):
+                LOG.warning(
+                    "worker %s: Redis refused a response or acknowledgement: %s", self._worker_id, result
+                )
+        if acks:
+            with self._cond:
+                for entry_id in acks:
+                    self._in_flight.pop(entry_id, None)
+                self._cond.notify_all()
+
+    # -- heartbeat -------------------------------------------------------------------------
+
+    def _beat_loop(self) -> None:
+        while True:
+            try:
+                self._beat()
+            except RedisError as err:
+                LOG.warning("worker %s: Redis error during heartbeat: %s", self._worker_id, err)
+            except Exception:
+                LOG.exception("worker %s: heartbeat failed", self._worker_id)
+            if self._beat_stop.wait(self._heartbeat):
+                return
+
+    def _beat(self) -> None:
+        """Advertise, refresh the claim on in-flight entries, and take over stale ones."""
+        ttl_ms = int(self._heartbeat * 3000)
+        notify = protocol.notify_message(
+            self._worker_id,
+            self._topic,
+            self.tasks,
+            heartbeat=self._heartbeat,
+            visibility_timeout=self._visibility_timeout,
+        )
+        with self._cond:
+            in_flight = list(self._in_flight)
+        pipe = self._client.pipeline(transaction=False)
+        pipe.hset(self._hash_key, mapping=self._encode(notify))  # type: ignore[arg-type]
+        pipe.pexpire(self._hash_key, ttl_ms)
+        pipe.zadd(self._zset_key, {self._worker_id: int(time.time() * 1000) + ttl_ms})
+        if in_flight:
+            pipe.xclaim(self._stream, protocol.GROUP, self._worker_id, 0, in_flight, justid=True)
+        pipe.execute()
+        if self._stopping.is_set():
+            return
+        with self._cond:
+            free = self._threads_count - self._busy
+        if free > 0:
+            self._take_over(free)
+
+    def _take_over(self, count: int) -> None:
+        reply = self._client.xautoclaim(
+            self._stream,
+            protocol.GROUP,
+            self._worker_id,
+            int(self._visibility_timeout * 1000),
+            start_id="0-0",
+            count=count,
+        )
+        claimed = [entry for entry in reply[1] if entry is not None]
+        if not claimed:
+            return
+        ids = [entry[0] for entry in claimed]
+        pending = self._client.xpending_range(
+            self._stream,
+            protocol.GROUP,
+            min=ids[0],
+            max=ids[-1],
+            count=len(ids) + 1000,
+            consumername=self._worker_id,
+        )
+        deliveries = {
+            (p["message_id"].decode() if isinstance(p["message_id"], bytes) else p["message_id"]): int(
+                p["times_delivered"]
+            )
+            for p in pending
+        }
+        self._dispatch(claimed, deliveries)
+
+
+def _check(ok: bool, problem: str) -> None:
+    if not ok:
+        raise ValueError(problem)
+
+
+def _stream_entries(reply: Any) -> list[tuple[Any, Any]]:
+    """The entries of a one-stream XREADGROUP reply (RESP2 list or RESP3 dict)."""
+    if not reply:
+        return []
+    if isinstance(reply, dict):
+        for value in reply.values():
+            return list(value[0] if value and isinstance(value[0], list) else value)
+        return []
+    return list(reply[0][1])

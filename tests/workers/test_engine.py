@@ -1,0 +1,695 @@
+"""The worker-based engine against a real Redis, with workers we script or run in-process.
+
+Most tests drive the engine with a *scripted* worker: a thread that speaks the
+protocol with raw redis-py calls and answers each request the way the test
+says (late, twice, never, unsigned...), which is how the engine's side of the
+request lifecycle is pinned down. The last tests run the real Python
+:class:`~flowkit.engines.worker_based.worker.Worker` in a thread of the test.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from flowkit import engines, task
+from flowkit import exceptions as exc
+from flowkit import states as st
+from flowkit.engines.worker_based import protocol
+from flowkit.patterns import linear_flow, unordered_flow
+from flowkit.types.failure import Failure
+from tests import services
+from tests.workers.conftest import BackgroundRun, Events
+
+redis = pytest.importorskip("redis")
+
+pytestmark = pytest.mark.timeout(60)
+
+NS = protocol.DEFAULT_NAMESPACE
+ENGINE_LOG = "flowkit.engines.worker_based.engine"
+
+
+class Add(task.Task):
+    """Stub of a remote task: the engine only reads its name and signature."""
+
+    def execute(self, value: int) -> int:
+        raise AssertionError("runs on the worker, never in the engine")
+
+    def revert(self, value: int, **kwargs: Any) -> None:
+        raise AssertionError("runs on the worker, never in the engine")
+
+
+class Other(task.Task):
+    """A task the scripted workers do not offer unless told to."""
+
+    def execute(self, value: int) -> int:
+        raise AssertionError("runs on the worker, never in the engine")
+
+
+ADD = protocol.task_name(Add)
+OTHER = protocol.task_name(Other)
+
+Handler = Callable[["ScriptedWorker", bytes, dict[str, Any]], None]
+
+
+class ScriptedWorker:
+    """A protocol-speaking worker whose every answer is chosen by ``handler``."""
+
+    def __init__(
+        self,
+        url: str,
+        topic: str,
+        handler: Handler,
+        tasks: tuple[str, ...] = (ADD,),
+        secret: str | None = None,
+    ) -> None:
+        self.client = redis.Redis.from_url(url)
+        self.topic = topic
+        self.handler = handler
+        self.tasks = tasks
+        self.secret = secret.encode() if secret else None
+        self.worker_id = f"scripted-{uuid.uuid4().hex[:8]}"
+        self.stream = protocol.requests_key(NS, topic)
+        self.received: list[dict[str, Any]] = []
+        self.batches: list[int] = []
+        self.envelopes: list[dict[bytes, bytes]] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=self.worker_id, daemon=True)
+
+    def start(self) -> ScriptedWorker:
+        with contextlib.suppress(redis.ResponseError):  # BUSYGROUP: the engine made it first
+            self.client.xgroup_create(self.stream, protocol.GROUP, id="0", mkstream=True)
+        self.advertise()
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5.0)
+        with contextlib.suppress(redis.RedisError):
+            self.client.close()
+
+    def advertise(self, secret: bytes | None | bool = True) -> None:
+        notify = protocol.notify_message(
+            self.worker_id, self.topic, self.tasks, heartbeat=1.0, visibility_timeout=30.0
+        )
+        envelope = protocol.encode(notify, self.secret if secret is True else secret or None)
+        self.client.hset(protocol.worker_key(NS, self.worker_id), mapping=envelope)  # type: ignore[arg-type]
+        expiry = int((time.time() + 30.0) * 1000)
+        self.client.zadd(protocol.workers_key(NS, self.topic), {self.worker_id: expiry})
+
+    def withdraw(self) -> None:
+        """Vanish as a crashed worker does once its advertisement expires."""
+        self.client.delete(protocol.worker_key(NS, self.worker_id))
+        self.client.zrem(protocol.workers_key(NS, self.topic), self.worker_id)
+
+    def reply(self, request: dict[str, Any], event: str, *, signed: bool = True, **fields: Any) -> None:
+        message = protocol.response_message(request["id"], self.worker_id, event, **fields)
+        self.client.xadd(request["reply_to"], protocol.encode(message, self.secret if signed else None))  # type: ignore[arg-type]
+
+    def ack(self, entry_id: bytes) -> None:
+        self.client.xack(self.stream, protocol.GROUP, entry_id)
+        self.client.xdel(self.stream, entry_id)
+
+    def requests(self, action: str | None = None) -> list[dict[str, Any]]:
+        with self._lock:
+            return [r for r in self.received if action is None or r["action"] == action]
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                reply = self.client.xreadgroup(
+                    protocol.GROUP, self.worker_id, {self.stream: ">"}, count=100, block=50
+                )
+            except redis.RedisError:
+                self._stop.wait(0.05)  # the server is down in an outage test
+                continue
+            for _stream, entries in reply or []:
+                self.batches.append(len(entries))
+                for entry_id, fields in entries:
+                    self.envelopes.append(fields)
+                    message = protocol.decode(fields, self.secret)
+                    with self._lock:
+                        self.received.append(message)
+                    with contextlib.suppress(redis.RedisError):
+                        self.handler(self, entry_id, message)
+
+
+def add_one(worker: ScriptedWorker, entry_id: bytes, request: dict[str, Any]) -> None:
+    """Run ``Add`` as a real worker would: execute returns value + 1, revert returns None."""
+    worker.reply(request, protocol.RUNNING)
+    if request["action"] == protocol.EXECUTE:
+        worker.reply(request, protocol.SUCCESS, result=request["arguments"]["value"] + 1)
+    else:
+        worker.reply(request, protocol.SUCCESS, result=None)
+    worker.ack(entry_id)
+
+
+def failing(name: str) -> Handler:
+    """Like :func:`add_one`, but executing the atom ``name`` fails with a RuntimeError."""
+
+    def handle(worker: ScriptedWorker, entry_id: bytes, request: dict[str, Any]) -> None:
+        if request["action"] == protocol.EXECUTE and request["name"] == name:
+            worker.reply(request, protocol.RUNNING)
+            try:
+                raise RuntimeError(f"{name} broke")
+            except RuntimeError:
+                worker.reply(request, protocol.FAILURE, failure=Failure())
+            worker.ack(entry_id)
+        else:
+            add_one(worker, entry_id, request)
+
+    return handle
+
+
+@pytest.fixture(autouse=True)
+def _no_secret_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(protocol.SECRET_ENV, raising=False)
+
+
+@pytest.fixture
+def topic() -> str:
+    return f"t-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def scripted(redis_flushed_url: str, topic: str) -> Iterator[Callable[..., ScriptedWorker]]:
+    """Start scripted workers on ``topic``: ``scripted(handler, tasks=..., secret=...)``."""
+    started: list[ScriptedWorker] = []
+
+    def start(handler: Handler = add_one, **kwargs: Any) -> ScriptedWorker:
+        worker = ScriptedWorker(redis_flushed_url, kwargs.pop("topic", topic), handler, **kwargs)
+        started.append(worker)
+        return worker.start()
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+@pytest.fixture
+def client(redis_flushed_url: str) -> Iterator[Any]:
+    connection = redis.Redis.from_url(redis_flushed_url)
+    yield connection
+    connection.close()
+
+
+def load(flow: Any, url: str, topic: str, store: dict[str, Any] | None = None, **options: Any) -> Any:
+    options.setdefault("transition_timeout", 5.0)
+    options.setdefault("worker_wait", 2.0)
+    return engines.load(flow, store=store, engine="worker-based", url=url, topics=[topic], **options)
+
+
+def chain(count: int) -> linear_flow.Flow:
+    """add0 -> add1 -> ...: each adds one to the previous result."""
+    flow = linear_flow.Flow("chain").add(Add(name="add0", provides="v0"))
+    for i in range(1, count):
+        flow.add(Add(name=f"add{i}", provides=f"v{i}", rebind={"value": f"v{i - 1}"}))
+    return flow
+
+
+def failure_of(engine: Any, atom: str) -> Failure:
+    failure = engine.storage.get(atom)
+    assert isinstance(failure, Failure), f"{atom} has no failure: {failure!r}"
+    return failure
+
+
+# -- running flows ---------------------------------------------------------------
+
+
+def test_results_of_a_linear_flow_reach_the_atoms_that_need_them(
+    scripted: Any, redis_flushed_url: str, topic: str, client: Any
+) -> None:
+    worker = scripted()
+    engine = load(chain(4), redis_flushed_url, topic, store={"value": 10})
+
+    engine.run()
+
+    assert [engine.storage.fetch(f"v{i}") for i in range(4)] == [11, 12, 13, 14]
+    sent = worker.requests()
+    assert [(r["name"], r["task"], r["arguments"]) for r in sent] == [
+        ("add0", ADD, {"value": 10}),
+        ("add1", ADD, {"value": 11}),
+        ("add2", ADD, {"value": 12}),
+        ("add3", ADD, {"value": 13}),
+    ]
+    assert all(r["deadline"] == pytest.approx(r["sent_at"] + 5.0) for r in sent)
+    # The engine's reply stream is gone once the run ends.
+    assert list(client.scan_iter(f"{NS}:replies:*")) == []
+
+
+def test_every_result_of_an_unordered_flow_is_kept(scripted: Any, redis_flushed_url: str, topic: str) -> None:
+    scripted()
+    scripted()  # two workers share the topic's requests
+    flow = unordered_flow.Flow("fan").add(
+        *(Add(name=f"a{i}", provides=f"r{i}", inject={"value": i}) for i in range(50))
+    )
+    engine = load(flow, redis_flushed_url, topic)
+
+    engine.run()
+
+    assert [engine.storage.fetch(f"r{i}") for i in range(50)] == list(range(1, 51))
+    assert engine.storage.get_flow_state() == st.SUCCESS
+
+
+def test_a_remote_failure_sends_revert_requests_with_results_and_failures(
+    scripted: Any, redis_flushed_url: str, topic: str
+) -> None:
+    worker = scripted(failing("add1"))
+    engine = load(chain(2), redis_flushed_url, topic, store={"value": 1})
+
+    with pytest.raises(exc.WrappedFailure, match="add1 broke") as raised:
+        engine.run()
+
+    assert raised.value.check(RuntimeError)
+    assert failure_of(engine, "add1").check(RuntimeError)
+    reverts = {r["name"]: r for r in worker.requests(protocol.REVERT)}
+    assert set(reverts) == {"add0", "add1"}
+    assert reverts["add0"]["result"] == 2 and "failure" not in reverts["add0"]
+    assert reverts["add0"]["arguments"] == {"value": 1}
+    own = reverts["add1"]["failure"]
+    assert "result" not in reverts["add1"]
+    assert own["exception_str"] == "add1 broke" and own["exc_type_names"][0] == "builtins.RuntimeError"
+    for revert in reverts.values():
+        assert revert["flow_failures"]["add1"]["exception_str"] == "add1 broke"
+    assert engine.storage.get_atom_state("add0") == st.REVERTED
+    assert engine.storage.get_atom_state("add1") == st.REVERTED
+
+
+def test_progress_from_the_worker_reaches_the_atom_notifier(
+    scripted: Any, redis_flushed_url: str, topic: str
+) -> None:
+    def slow(worker: ScriptedWorker, entry_id: bytes, request: dict[str, Any]) -> None:
+        worker.reply(request, protocol.RUNNING)
+        worker.reply(request, protocol.PROGRESS, progress=0.25)
+        worker.reply(request, protocol.PROGRESS, progress=0.5, details={"step": "copying"})
+        add_one(worker, entry_id, request)
+
+    scripted(slow)
+    engine = load(chain(1), redis_flushed_url, topic, store={"value": 1})
+    events = Events(engine)
+    seen: list[dict[str, Any]] = []
+    engine.atom_notifier.register("update_progress", lambda event, details: seen.append(details))
+
+    engine.run()
+
+    assert {0.25, 0.5} <= set(events.progress_of("add0"))
+    assert any(d.get("step") == "copying" and d["progress"] == 0.5 for d in seen)
+    assert engine.storage.get_task_progress("add0") == 1.0
+
+
+def test_at_most_max_in_flight_requests_are_out_at_once(
+    scripted: Any, redis_flushed_url: str, topic: str
+) -> None:
+    worker = scripted()
+    flow = unordered_flow.Flow("fan").add(
+        *(Add(name=f"a{i}", provides=f"r{i}", inject={"value": i}) for i in range(12))
+    )
+    engine = load(flow, redis_flushed_url, topic, max_in_flight=2)
+
+    engine.run()
+
+    assert [engine.storage.fetch(f"r{i}") for i in range(12)] == list(range(1, 13))
+    assert len(worker.requests()) == 12
+    assert max(worker.batches) <= 2
+
+
+# -- the request lifecycle -------------------------------------------------------------
+
+
+def test_a_request_no_worker_starts_times_out_and_the_flow_reverts(
+    scripted: Any, redis_flushed_url: str, topic: str, client: Any
+) -> None:
+    def ignore_executes(worker: ScriptedWorker, entry_id: bytes, request: dict[str, Any]) -> None:
+        if request["action"] == protocol.REVERT:
+            add_one(worker, entry_id, request)  # reads it, never answers, never acknowledges
+
+    scripted(ignore_executes)
+    engine = load(chain(1), redis_flushed_url, topic, store={"value": 1}, transition_timeout=0.5)
+    began = time.monotonic()
+
+    with pytest.raises(exc.RequestTimeout) as raised:
+        engine.run()
+
+    assert 0.5 <= time.monotonic() - began < 5.0
+    for part in ("add0", ADD, topic, "0.5 s"):
+        assert part in str(raised.value)
+    assert failure_of(engine, "add0").check(exc.RequestTimeout)
+    assert engine.storage.get_atom_state("add0") == st.REVERTED
+    # The engine took the request back: deleted from the stream, not pending on anyone.
+    stream = protocol.requests_key(NS, topic)
+    assert client.xlen(stream) == 0
+    assert client.xpending(stream, protocol.GROUP)["pending"] == 0
+
+
+def test_a_running_request_whose_worker_vanishes_times_out(
+    scripted: Any, redis_flushed_url: str, topic: str
+) -> None:
+    def crash_on_execute(worker: ScriptedWorker, entry_id: bytes, request: dict[str, Any]) -> None:
+        if request["action"] == protocol.EXECUTE:
+            worker.reply(request, protocol.RUNNING)
+            worker.withdraw()  # ... and never answers again: its advert is gone
+        else:
+            add_one(worker, entry_id, request)
+
+    worker = scripted(crash_on_execute)
+    engine = load(chain(1), redis_flushed_url, topic, store={"value": 1}, transition_timeout=0.5)
+
+    with pytest.raises(exc.RequestTimeout) as raised:
+        engine.run()
+
+    message = str(raised.value)
+    assert worker.worker_id in message and "add0" in message and "advertised" in message
+    assert engine.storage.get_atom_state("add0") == st.REVERTED
+
+
+def test_a_running_request_survives_while_its_worker_is_advertised(
+    scripted: Any, redis_flushed_url: str, topic: str
+) -> None:
+    held: list[tuple[bytes, dict[str, Any]]] = []
+
+    def hold(worker: ScriptedWorker, entry_id: bytes, request: dict[str, Any]) -> None:
+        worker.reply(request, protocol.RUNNING)
+        held.append((entry_id, request))
+
+    worker = scripted(hold)
+    engine = load(chain(1), redis_flushed_url, topic, store={"value": 1}, transition_timeout=0.3)
+    run = BackgroundRun(engine)
+    services.wait_until(lambda: held, 5.0, message="the request reaching the worker")
+    # Several transition timeouts pass: RUNNING has no deadline while the worker lives.
+    time.sleep(0.9)  # what is tested is that nothing happens meanwhile: no event to wait for
+    assert not run.done
+    add_one(worker, *held[0])
+
+    assert run.join(5.0) is None
+    assert engine.storage.fetch("v0") == 2
+
+
+def test_duplicate_late_and_unknown_responses_are_ignored(
+    scripted: Any, redis_flushed_url: str, topic: str
+) -> None:
+    def chatty(worker: ScriptedWorker, entry_id: bytes, request: dict[str, Any]) -> None:
+        if request["name"] == "add0":
+            worker.reply(request, protocol.RUNNING)
+            worker.reply(request, protocol.SUCCESS, result="first")
+            worker.reply(request, protocol.SUCCESS, result="second")
+            worker.reply(request, protocol.RUNNING)
+            worker.reply(request, protocol.PROGRESS, progress=0.7)
+            with_failure = dict(request)
+            try:
+                raise RuntimeError("too late")
+            except RuntimeError:
+                worker.reply(with_failure, protocol.FAILURE, failure=Failure())
+            worker.reply({**request, "id": str(uuid.uuid4())}, protocol.SUCCESS, result="stranger")
+            worker.ack(entry_id)
+        else:
+            worker.reply(request, protocol.SUCCESS, result=request["arguments"])
+            worker.ack(entry_id)
+
+    scripted(chatty)
+    flow = linear_flow.Flow("f").add(
+        Add(name="add0", provides="v0"), Add(name="add1", provides="v1", rebind={"value": "v0"})
+    )
+    engine = load(flow, redis_flushed_url, topic, store={"value": 1})
+
+    engine.run()
+
+    assert engine.storage.fetch("v0") == "first"
+    assert engine.storage.fetch("v1") == {"value": "first"}
+    assert engine.storage.get_flow_state() == st.SUCCESS
+
+
+# -- checks before running ------------------------------------------------------------
+
+
+def test_a_task_no_worker_offers_fails_fast_naming_it(
+    scripted: Any, redis_flushed_url: str, topic: str, client: Any
+) -> None:
+    scripted()
+    flow = linear_flow.Flow("f").add(Add(name="offered"), Other(name="lonely"))
+    engine = load(flow, redis_flushed_url, topic, store={"value": 1}, worker_wait=0.2)
+    began = time.monotonic()
+
+    with pytest.raises(exc.NotFound) as raised:
+        engine.run()
+
+    assert time.monotonic() - began < 2.0
+    message = str(raised.value)
+    assert "'lonely'" in message and OTHER in message and topic in message
+    assert "offered" not in message
+    assert (
+        client.exists(protocol.requests_key(NS, topic)) == 0
+        or client.xlen(protocol.requests_key(NS, topic)) == 0
+    )
+    assert engine.storage.get_atom_state("offered") == st.PENDING
+
+
+def test_the_availability_check_waits_for_a_worker_that_is_starting(
+    scripted: Any, redis_flushed_url: str, topic: str
+) -> None:
+    engine = load(chain(1), redis_flushed_url, topic, store={"value": 1}, worker_wait=5.0)
+    timer = threading.Timer(0.3, scripted)
+    timer.start()
+    try:
+        engine.run()
+    finally:
+        timer.join()
+    assert engine.storage.fetch("v0") == 2
+
+
+def test_a_task_goes_to_the_first_topic_that_offers_it(scripted: Any, redis_flushed_url: str) -> None:
+    first, second = f"a-{uuid.uuid4().hex[:8]}", f"b-{uuid.uuid4().hex[:8]}"
+    only_other = scripted(tasks=(OTHER,), topic=first)
+    both = scripted(tasks=(ADD, OTHER), topic=second)
+    flow = linear_flow.Flow("f").add(
+        Add(name="add", provides="x"), Other(name="other", rebind={"value": "x"}, provides="y")
+    )
+
+    def other(worker: ScriptedWorker, entry_id: bytes, request: dict[str, Any]) -> None:
+        add_one(worker, entry_id, request)
+
+    only_other.handler = other
+    engine = engines.load(
+        flow, store={"value": 1}, engine="worker_based", url=redis_flushed_url, topics=[first, second]
+    )
+
+    engine.run()
+
+    assert engine.storage.fetch("y") == 3
+    assert [r["name"] for r in only_other.requests()] == ["other"]
+    assert [r["name"] for r in both.requests()] == ["add"]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(object(), "arguments.value"), ("x" * 400, "bytes")],
+    ids=["not-json", "too-big"],
+)
+def test_arguments_that_cannot_be_sent_fail_the_atom_with_invalid_format(
+    scripted: Any, redis_flushed_url: str, topic: str, value: Any, expected: str
+) -> None:
+    worker = scripted()
+    engine = load(chain(1), redis_flushed_url, topic, store={"value": value}, max_message_bytes=400)
+
+    with pytest.raises(Exception):  # noqa: B017, PT011 - the execute and the revert failures, wrapped
+        engine.run()
+
+    failure = failure_of(engine, "add0")
+    assert failure.check(exc.InvalidFormat)
+    assert "'add0'" in failure.exception_str and expected in failure.exception_str
+    assert worker.requests() == []
+
+
+# -- signing -------------------------------------------------------------------------
+
+
+def test_with_a_secret_unsigned_responses_are_ignored(
+    scripted: Any, redis_flushed_url: str, topic: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    def forger(worker: ScriptedWorker, entry_id: bytes, request: dict[str, Any]) -> None:
+        worker.reply(request, protocol.SUCCESS, result="forged", signed=False)
+        worker.reply(request, protocol.SUCCESS, result="real")
+        worker.ack(entry_id)
+
+    worker = scripted(forger, secret="s3cret")
+    engine = load(chain(1), redis_flushed_url, topic, store={"value": 1}, secret="s3cret")
+
+    with caplog.at_level(logging.WARNING, logger=ENGINE_LOG):
+        engine.run()
+
+    assert engine.storage.fetch("v0") == "real"
+    assert any("not signed" in r.getMessage() for r in caplog.records)
+    assert all(b"sig" in fields for fields in worker.envelopes)  # the engine signs its requests
+    assert worker.requests()[0]["name"] == "add0"  # decoded with the secret: it was signed
+
+
+def test_with_a_secret_an_unsigned_advertisement_does_not_count(
+    scripted: Any, redis_flushed_url: str, topic: str
+) -> None:
+    scripted()  # advertises without signing
+    engine = load(chain(1), redis_flushed_url, topic, store={"value": 1}, secret="s3cret", worker_wait=0.2)
+
+    with pytest.raises(exc.NotFound):
+        engine.run()
+
+
+# -- options ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("options", "option"),
+    [
+        ({"topics": ["t"]}, "url"),
+        ({"url": "http://localhost", "topics": ["t"]}, "url"),
+        ({"url": "redis://localhost"}, "topics"),
+        ({"url": "redis://localhost", "topics": []}, "topics"),
+        ({"url": "redis://localhost", "topics": ["ok", ""]}, "topics"),
+        ({"url": "redis://localhost", "topic": 3}, "topic"),
+        ({"url": "redis://localhost", "topic": "t", "transition_timeout": 0}, "transition_timeout"),
+        ({"url": "redis://localhost", "topic": "t", "transition_timeout": True}, "transition_timeout"),
+        ({"url": "redis://localhost", "topic": "t", "worker_wait": -1}, "worker_wait"),
+        ({"url": "redis://localhost", "topic": "t", "max_in_flight": 0}, "max_in_flight"),
+        ({"url": "redis://localhost", "topic": "t", "max_message_bytes": "big"}, "max_message_bytes"),
+        ({"url": "redis://localhost", "topic": "t", "namespace": ""}, "namespace"),
+        ({"url": "redis://localhost", "topic": "t", "secret": 42}, "secret"),
+        ({"url": "redis://localhost", "topic": "t", "retry_options": {"attempts": 0}}, "retry_options"),
+        ({"url": "redis://localhost", "topic": "t", "retry_options": {"tries": 2}}, "retry_options"),
+        ({"url": "redis://localhost", "topic": "t", "max_workers": 2}, "max_workers"),
+    ],
+)
+def test_bad_options_are_refused_before_anything_runs(options: dict[str, Any], option: str) -> None:
+    with pytest.raises(exc.InvalidEngineOption) as raised:
+        engines.load(chain(1), store={"value": 1}, engine="worker-based", **options)
+
+    assert raised.value.option == option
+    assert option in str(raised.value)
+
+
+def test_taskflow_transport_options_are_accepted_and_ignored() -> None:
+    engine = engines.load(
+        chain(1),
+        store={"value": 1},
+        engine="worker-based",
+        url="redis://localhost:1/0",
+        topics=["t"],
+        exchange="test",
+        transport="memory",
+        transport_options={"polling_interval": 0.1},
+        worker_expiry=60,
+        retry_options={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.1, "interval_max": 1},
+    )
+    assert engine.options["exchange"] == "test"
+
+
+def test_importing_the_package_does_not_import_redis() -> None:
+    code = "import sys, flowkit.engines, flowkit.engines.worker_based; print('redis' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+# -- Redis trouble -------------------------------------------------------------------
+
+
+def test_losing_redis_mid_run_fails_the_atom_and_its_revert_clearly(
+    scripted: Any, redis_server: Any, redis_flushed_url: str, topic: str
+) -> None:
+    held: list[bytes] = []
+
+    def hold(worker: ScriptedWorker, entry_id: bytes, request: dict[str, Any]) -> None:
+        worker.reply(request, protocol.RUNNING)
+        held.append(entry_id)
+
+    scripted(hold)
+    engine = load(
+        chain(1),
+        redis_flushed_url,
+        topic,
+        store={"value": 1},
+        transition_timeout=0.5,
+        retry_options={"attempts": 1, "backoff": 0.05},
+    )
+    run = BackgroundRun(engine)
+    try:
+        services.wait_until(lambda: held, 5.0, message="the request reaching the worker")
+        redis_server.stop()
+        error = run.join(20.0)
+    finally:
+        redis_server.start()
+
+    assert isinstance(error, exc.WrappedFailure | exc.RequestTimeout)
+    execute = failure_of(engine, "add0")
+    assert execute.check(exc.RequestTimeout)
+    assert "unreachable" in execute.exception_str
+    revert = engine.storage.get_revert_failures().get("add0")
+    assert revert is not None and revert.check(exc.RequestTimeout)
+    assert "could not be sent" in revert.exception_str or "not delivered" in revert.exception_str
+    assert engine.storage.get_atom_state("add0") == st.REVERT_FAILURE
+
+
+# -- with the real Python worker ----------------------------------------------------------
+
+
+@pytest.fixture
+def python_worker_thread(redis_flushed_url: str, topic: str) -> Iterator[Any]:
+    from flowkit.engines.worker_based.worker import Worker
+
+    worker = Worker(
+        redis_flushed_url,
+        topic,
+        ["tests.workers.behaviour_tasks"],
+        heartbeat=0.2,
+        visibility_timeout=1.0,
+        grace=1.0,
+    )
+    worker.start()
+    try:
+        yield worker
+    finally:
+        worker.stop()
+
+
+def test_flows_run_on_the_python_worker(
+    python_worker_thread: Any, redis_flushed_url: str, topic: str
+) -> None:
+    from tests.workers.behaviour_tasks import Echo, Sleep
+
+    flow = linear_flow.Flow("both").add(
+        Echo(name="first", provides="x"),
+        unordered_flow.Flow("fan").add(
+            *(Echo(name=f"e{i}", provides=f"r{i}", rebind={"value": "x"}) for i in range(20))
+        ),
+        Sleep(name="nap", inject={"seconds": 0.2}),
+    )
+    engine = load(flow, redis_flushed_url, topic, store={"value": [1, "two"]})
+    events = Events(engine)
+
+    engine.run()
+
+    assert [engine.storage.fetch(f"r{i}") for i in range(20)] == [[1, "two"]] * 20
+    assert 0.5 in events.progress_of("nap")
+
+
+def test_a_failure_on_the_python_worker_reverts_the_flow_there(
+    python_worker_thread: Any, redis_flushed_url: str, topic: str
+) -> None:
+    from tests.workers.behaviour_tasks import Echo, Fail
+
+    flow = linear_flow.Flow("undo").add(Echo(name="first", provides="a"), Fail(name="fail"))
+    engine = load(flow, redis_flushed_url, topic, store={"value": 3, "message": "no space left"})
+
+    with pytest.raises(Exception, match="no space left"):  # noqa: PT011 - the remote TaskFailed
+        engine.run()
+
+    assert failure_of(engine, "fail").check("flowkit_go_tasks.TaskFailed")
+    assert engine.storage.get_atom_state("first") == st.REVERTED
+    assert engine.storage.get_atom_state("fail") == st.REVERTED

@@ -1,0 +1,642 @@
+"""The Python worker, driven through raw Redis exactly as an engine (or a stranger) would."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+redis = pytest.importorskip("redis")
+
+from flowkit import exceptions as exc  # noqa: E402
+from flowkit.engines.worker_based import protocol  # noqa: E402
+from flowkit.engines.worker_based._task_registry import load_tasks  # noqa: E402
+from flowkit.engines.worker_based.worker import Worker  # noqa: E402
+from flowkit.types.failure import Failure  # noqa: E402
+from tests.conftest import wait_until  # noqa: E402
+from tests.workers import worker_tasks  # noqa: E402
+
+TOPIC = "tests"
+MODULE = worker_tasks.__name__
+REPO = Path(__file__).resolve().parents[2]
+WORKER_LOG = "flowkit.engines.worker_based.worker"
+TERMINAL = ("success", "failure")
+NOT_FOUND_NAMES = [
+    "flowkit.exceptions.NotFound",
+    "flowkit.exceptions.TaskFlowException",
+    "builtins.Exception",
+    "builtins.BaseException",
+]
+TIMEOUT_NAMES = [
+    "flowkit.exceptions.RequestTimeout",
+    "flowkit.exceptions.TaskFlowException",
+    "builtins.Exception",
+    "builtins.BaseException",
+]
+
+
+def name_of(cls_name: str) -> str:
+    return f"{MODULE}.{cls_name}"
+
+
+class Wire:
+    """An engine's view of Redis: add requests, read responses."""
+
+    def __init__(self, url: str, secret: bytes | None = None) -> None:
+        self.client = redis.Redis.from_url(url)
+        self.secret = secret
+        self.stream = protocol.requests_key("flowkit", TOPIC)
+        self.reply_to = protocol.replies_key("flowkit", f"engine-{uuid.uuid4().hex[:8]}")
+
+    def request(
+        self, task: str, arguments: dict[str, Any] | None = None, *, deadline_in: float = 30.0, **extra: Any
+    ) -> dict[str, Any]:
+        extra.setdefault("action", protocol.EXECUTE)
+        action = extra.pop("action")
+        return protocol.request_message(
+            str(uuid.uuid4()),
+            self.reply_to,
+            action,
+            task,
+            extra.pop("name", "atom"),
+            arguments or {},
+            time.time() + deadline_in,
+            **extra,
+        )
+
+    def send(self, task: str, arguments: dict[str, Any] | None = None, **extra: Any) -> str:
+        message = self.request(task, arguments, **extra)
+        self.add(protocol.encode(message, self.secret))
+        return str(message["id"])
+
+    def add(self, fields: dict[str, Any]) -> str:
+        return str(self.client.xadd(self.stream, fields).decode())
+
+    def responses(self, request_id: str | None = None) -> list[dict[str, Any]]:
+        found = [protocol.decode(fields, self.secret) for _, fields in self.client.xrange(self.reply_to)]
+        return [m for m in found if request_id is None or m["id"] == request_id]
+
+    def events(self, request_id: str) -> list[str]:
+        return [m["event"] for m in self.responses(request_id)]
+
+    def final(self, request_id: str, timeout: float = 10.0) -> dict[str, Any]:
+        def terminal() -> dict[str, Any] | None:
+            return next((m for m in self.responses(request_id) if m["event"] in TERMINAL), None)
+
+        return wait_until(terminal, timeout=timeout)
+
+    def pending(self) -> list[dict[str, Any]]:
+        try:
+            return list(self.client.xpending_range(self.stream, protocol.GROUP, "-", "+", 100))
+        except redis.ResponseError:
+            return []
+
+    def stream_emptied(self) -> bool:
+        return self.client.xlen(self.stream) == 0 and not self.pending()
+
+
+@pytest.fixture(autouse=True)
+def _gate() -> Iterator[None]:
+    worker_tasks.GATE.clear()
+    worker_tasks.GATE_ENTERED.clear()
+    try:
+        yield
+    finally:
+        worker_tasks.GATE.set()  # never leave a pool thread stuck
+
+
+@pytest.fixture
+def wire(redis_flushed_url: str) -> Wire:
+    return Wire(redis_flushed_url)
+
+
+@pytest.fixture
+def start_worker(redis_flushed_url: str) -> Iterator[Callable[..., Worker]]:
+    started: list[Worker] = []
+
+    def start(**options: Any) -> Worker:
+        options.setdefault("heartbeat", 0.05)
+        options.setdefault("visibility_timeout", 5.0)
+        options.setdefault("threads_count", 4)
+        options.setdefault("grace", 2.0)
+        worker = Worker(redis_flushed_url, TOPIC, options.pop("tasks", [MODULE]), **options)
+        worker.start()
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop(grace=0.5)
+        assert worker.wait(10)
+
+
+# -- round trips -----------------------------------------------------------------------------------
+
+
+def test_execute_sends_running_then_success_with_the_result(wire: Wire, start_worker: Any) -> None:
+    worker = start_worker()
+    request_id = wire.send(name_of("Add"), {"x": 2, "y": 3})
+    final = wire.final(request_id)
+    assert final["event"] == "success"
+    assert final["result"] == 5
+    assert final["worker"] == worker.worker_id
+    assert wire.events(request_id) == ["running", "success"]
+
+
+def test_task_is_found_by_its_worker_task_name(wire: Wire, start_worker: Any) -> None:
+    start_worker()
+    request_id = wire.send("tests.named.Echo", {"value": {"a": [1, 2]}})
+    assert wire.final(request_id)["result"] == {"a": [1, 2]}
+
+
+def test_revert_receives_the_result_and_flow_failures(wire: Wire, start_worker: Any) -> None:
+    start_worker()
+    try:
+        raise RuntimeError("later task broke")
+    except RuntimeError:
+        other = Failure()
+    request_id = wire.send(
+        name_of("Add"),
+        {"x": 2, "y": 3},
+        action=protocol.REVERT,
+        name="adder",
+        result=5,
+        flow_failures={"other": other},
+    )
+    final = wire.final(request_id)
+    assert final["event"] == "success"
+    assert final["result"] == {"result": 5, "flow_failures": {"other": "later task broke"}, "name": "adder"}
+
+
+def test_revert_receives_the_execute_failure_as_a_failure(wire: Wire, start_worker: Any) -> None:
+    start_worker()
+    try:
+        raise ValueError("execute broke")
+    except ValueError:
+        failure = Failure()
+    request_id = wire.send(
+        name_of("Add"), {"x": 1, "y": 1}, action=protocol.REVERT, failure=failure, flow_failures={}
+    )
+    result = wire.final(request_id)["result"]
+    assert result["failure"] == "execute broke"
+    assert result["types"] == ["builtins.ValueError", "builtins.Exception", "builtins.BaseException"]
+
+
+def test_task_error_becomes_a_failure_record_with_type_names(wire: Wire, start_worker: Any) -> None:
+    start_worker()
+    request_id = wire.send(name_of("Boom"), {"message": "kaput"})
+    final = wire.final(request_id)
+    assert final["event"] == "failure"
+    failure = Failure.from_dict(final["failure"])
+    assert failure.exception_str == "kaput"
+    assert failure.exception_args == ("kaput",)
+    assert list(failure.exception_type_names) == [
+        f"{MODULE}.TaskFailed",
+        "builtins.Exception",
+        "builtins.BaseException",
+    ]
+    assert "Boom" in failure.traceback_str or "execute" in failure.traceback_str
+
+
+def test_wrong_arguments_fail_the_request(wire: Wire, start_worker: Any) -> None:
+    start_worker()
+    request_id = wire.send(name_of("Add"), {"x": 1})
+    final = wire.final(request_id)
+    assert final["failure"]["exc_type_names"][0] == "builtins.TypeError"
+
+
+def test_async_execute_and_revert_run_to_completion(wire: Wire, start_worker: Any) -> None:
+    start_worker()
+    executed = wire.send(name_of("Double"), {"value": 21})
+    reverted = wire.send(
+        name_of("Double"), {"value": 21}, action=protocol.REVERT, result=42, flow_failures={}
+    )
+    assert wire.final(executed)["result"] == 42
+    assert wire.final(reverted)["result"] == "undid 42"
+
+
+def test_progress_is_sent_between_running_and_success_and_ends_with_the_last_value(
+    wire: Wire, start_worker: Any
+) -> None:
+    start_worker()
+    request_id = wire.send(name_of("Progress"), {"steps": 10})
+    wire.final(request_id)
+    messages = wire.responses(request_id)
+    events = [m["event"] for m in messages]
+    assert events[0] == "running"
+    assert events[-1] == "success"
+    values = [m["progress"] for m in messages if m["event"] == "progress"]
+    assert values[0] == 0.1  # the first report goes out at once
+    assert values[-1] == 1.0  # the last one always goes out
+    assert values == sorted(values)
+    assert all(m["details"] is None for m in messages if m["event"] == "progress")
+
+
+def test_progress_reports_far_apart_are_all_sent(wire: Wire, start_worker: Any) -> None:
+    start_worker()
+    request_id = wire.send(name_of("SlowProgress"))
+    wire.final(request_id)
+    assert [m["progress"] for m in wire.responses(request_id) if m["event"] == "progress"] == [0.5, 1.0]
+
+
+def test_unknown_task_fails_with_not_found(wire: Wire, start_worker: Any) -> None:
+    worker = start_worker()
+    request_id = wire.send("no.such.Task")
+    final = wire.final(request_id)
+    assert final["failure"]["exc_type_names"] == NOT_FOUND_NAMES
+    assert final["failure"]["exception_str"] == (
+        f"worker {worker.worker_id} on topic {TOPIC} has no task named no.such.Task"
+    )
+    assert wire.events(request_id) == ["failure"]
+    wait_until(wire.stream_emptied)
+
+
+def test_result_that_is_not_json_fails_with_invalid_format(wire: Wire, start_worker: Any) -> None:
+    start_worker()
+    request_id = wire.send(name_of("Unsendable"))
+    failure = wire.final(request_id)["failure"]
+    assert failure["exc_type_names"][0] == "flowkit.exceptions.InvalidFormat"
+    assert name_of("Unsendable") in failure["exception_str"]
+
+
+def test_signed_requests_get_signed_responses(redis_flushed_url: str, start_worker: Any) -> None:
+    wire = Wire(redis_flushed_url, secret=b"s3cret")
+    start_worker(secret="s3cret")
+    request_id = wire.send(name_of("Add"), {"x": 1, "y": 1})
+    assert wire.final(request_id)["result"] == 2  # decode() checked every signature
+
+
+# -- acknowledgement -------------------------------------------------------------------------------
+
+
+def test_entry_stays_pending_while_running_and_goes_after_the_response(wire: Wire, start_worker: Any) -> None:
+    worker = start_worker()
+    request_id = wire.send(name_of("Gate"))
+    assert worker_tasks.GATE_ENTERED.wait(10)
+    pending = wire.pending()
+    assert [p["consumer"].decode() for p in pending] == [worker.worker_id]
+    assert wire.client.xlen(wire.stream) == 1
+    wait_until(lambda: wire.events(request_id) == ["running"])
+    worker_tasks.GATE.set()
+    assert wire.final(request_id)["result"] == "opened"
+    wait_until(wire.stream_emptied)
+
+
+def test_heartbeat_keeps_a_long_request_claimed(wire: Wire, start_worker: Any) -> None:
+    start_worker(heartbeat=0.05, visibility_timeout=0.5)
+    wire.send(name_of("Gate"))
+    assert worker_tasks.GATE_ENTERED.wait(10)
+    seen: list[int] = []
+
+    def idle_was_reset() -> bool:
+        (entry,) = wire.pending()
+        seen.append(entry["time_since_delivered"])
+        return len(seen) > 1 and seen[-1] < max(seen[:-1])
+
+    wait_until(idle_was_reset, timeout=5, interval=0.01)
+    (entry,) = wire.pending()
+    assert entry["times_delivered"] == 1  # refreshing does not count as a delivery
+
+
+def test_stale_entry_of_a_dead_worker_is_taken_over(wire: Wire, start_worker: Any) -> None:
+    client = wire.client
+    client.xgroup_create(wire.stream, protocol.GROUP, id="0", mkstream=True)
+    request_id = wire.send(name_of("Add"), {"x": 20, "y": 22})
+    client.xreadgroup(protocol.GROUP, "dead", {wire.stream: ">"}, count=1)
+    assert [p["consumer"] for p in wire.pending()] == [b"dead"]
+    worker = start_worker(heartbeat=0.05, visibility_timeout=0.2)
+    final = wire.final(request_id)
+    assert final["result"] == 42
+    assert final["worker"] == worker.worker_id
+    assert wire.events(request_id) == ["running", "success"]
+    wait_until(wire.stream_emptied)
+
+
+def test_entry_delivered_too_often_fails_with_request_timeout(wire: Wire, start_worker: Any) -> None:
+    client = wire.client
+    client.xgroup_create(wire.stream, protocol.GROUP, id="0", mkstream=True)
+    request_id = wire.send(name_of("Add"), {"x": 1, "y": 2})
+    (((_, ((entry_id, _),)),)) = client.xreadgroup(protocol.GROUP, "dead", {wire.stream: ">"}, count=1)
+    client.xclaim(wire.stream, protocol.GROUP, "dead-too", 0, [entry_id])  # second delivery
+    start_worker(heartbeat=0.05, visibility_timeout=0.2, max_deliveries=2)
+    final = wire.final(request_id)
+    assert final["event"] == "failure"
+    assert final["failure"]["exc_type_names"] == TIMEOUT_NAMES
+    assert final["failure"]["exception_str"] == f"request {request_id} delivered 3 times; its workers died"
+    wait_until(wire.stream_emptied)
+
+
+# -- what is refused -------------------------------------------------------------------------------
+
+
+def _body(message: dict[str, Any]) -> bytes:
+    return json.dumps(message).encode()
+
+
+def _signed(wire: Wire, body: bytes) -> dict[str, Any]:
+    assert wire.secret is not None
+    return {"body": body, "sig": protocol.sign(body, wire.secret)}
+
+
+def _missing_task(wire: Wire) -> dict[str, Any]:
+    message = wire.request(name_of("Add"), {"x": 1, "y": 1})
+    del message["task"]
+    return _signed(wire, _body(message))
+
+
+def _a_response(wire: Wire) -> dict[str, Any]:
+    return protocol.encode(protocol.response_message("x", "w", "running"), wire.secret)
+
+
+def _wrongly_signed(wire: Wire) -> dict[str, Any]:
+    return protocol.encode(wire.request(name_of("Add"), {"x": 1, "y": 1}), b"other secret")
+
+
+def _unsigned(wire: Wire) -> dict[str, Any]:
+    return protocol.encode(wire.request(name_of("Add"), {"x": 1, "y": 1}), None)
+
+
+def _oversized(wire: Wire) -> dict[str, Any]:
+    return protocol.encode(wire.request(name_of("Add"), {"x": "y" * 5000, "y": ""}), b"k")
+
+
+@pytest.mark.parametrize(
+    ("make_fields", "reason"),
+    [
+        (lambda wire: _signed(wire, b"{not json"), "not JSON"),
+        (lambda wire: {"payload": b"{}"}, "no 'body'"),
+        (lambda wire: _signed(wire, b"[1, 2]"), "JSON object"),
+        (_missing_task, "'task'"),
+        (_a_response, "not a request"),
+        (_unsigned, "not signed"),
+        (_wrongly_signed, "signature does not match"),
+        (_oversized, "over the limit"),
+    ],
+    ids=[
+        "not-json",
+        "no-body",
+        "not-object",
+        "missing-field",
+        "response",
+        "unsigned",
+        "bad-sig",
+        "oversized",
+    ],
+)
+def test_bad_entry_is_logged_and_removed_and_the_worker_keeps_serving(
+    redis_flushed_url: str,
+    start_worker: Any,
+    caplog: pytest.LogCaptureFixture,
+    make_fields: Callable[[Wire], dict[str, Any]],
+    reason: str,
+) -> None:
+    caplog.set_level(logging.WARNING, logger=WORKER_LOG)
+    wire = Wire(redis_flushed_url, secret=b"k")
+    bad_id = wire.add(make_fields(wire))
+    start_worker(secret=b"k", max_message_bytes=4000)
+    good = wire.send(name_of("Add"), {"x": 1, "y": 1})
+    assert wire.final(good)["result"] == 2
+    wait_until(wire.stream_emptied)
+    assert [m["id"] for m in wire.responses()] == [good, good]  # nothing answered the bad entry
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(bad_id in text and reason in text for text in warnings), warnings
+
+
+def test_request_of_another_protocol_version_is_answered_with_a_failure(
+    wire: Wire, start_worker: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger=WORKER_LOG)
+    message = wire.request(name_of("Add"), {"x": 1, "y": 1})
+    message["v"] = 2
+    entry_id = wire.add({"body": _body(message)})
+    start_worker()
+    final = wire.final(message["id"])
+    assert final["failure"]["exc_type_names"][0] == "flowkit.exceptions.IncompatibleVersion"
+    wait_until(wire.stream_emptied)
+    assert any(entry_id in r.getMessage() and "version" in r.getMessage() for r in caplog.records)
+
+
+def test_request_past_its_deadline_is_dropped_unanswered(
+    wire: Wire, start_worker: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger=WORKER_LOG)
+    late = wire.send(name_of("Add"), {"x": 1, "y": 1}, deadline_in=-1.0)
+    start_worker()
+    good = wire.send(name_of("Add"), {"x": 2, "y": 2})
+    assert wire.final(good)["result"] == 4
+    wait_until(wire.stream_emptied)
+    assert wire.responses(late) == []
+    assert any(late in r.getMessage() and "deadline" in r.getMessage() for r in caplog.records)
+
+
+# -- life cycle ------------------------------------------------------------------------------------
+
+
+def test_worker_advertises_itself_and_its_tasks(wire: Wire, start_worker: Any) -> None:
+    worker = start_worker(heartbeat=0.2, visibility_timeout=1.0)
+    hash_key = protocol.worker_key("flowkit", worker.worker_id)
+    fields = wait_until(lambda: wire.client.hgetall(hash_key))
+    notify = protocol.decode(fields, None)
+    assert notify["type"] == "notify"
+    assert notify["worker"] == worker.worker_id
+    assert notify["topic"] == TOPIC
+    assert notify["language"] == "python"
+    assert notify["tasks"] == worker.tasks
+    assert name_of("Add") in notify["tasks"]
+    assert notify["heartbeat"] == 0.2
+    assert notify["visibility_timeout"] == 1.0
+    assert 0 < wire.client.pttl(hash_key) <= 600
+    score = wire.client.zscore(protocol.workers_key("flowkit", TOPIC), worker.worker_id)
+    assert score is not None and score > time.time() * 1000
+
+
+def test_stop_waits_for_running_tasks_and_removes_the_advertisement(wire: Wire, start_worker: Any) -> None:
+    worker = start_worker(grace=10.0)
+    hash_key = protocol.worker_key("flowkit", worker.worker_id)
+    request_id = wire.send(name_of("Gate"))
+    assert worker_tasks.GATE_ENTERED.wait(10)
+    stopper = threading.Thread(target=worker.stop)
+    stopper.start()
+    assert not worker.wait(0.1)  # still draining
+    worker_tasks.GATE.set()
+    stopper.join(10)
+    assert worker.wait(0)
+    assert wire.final(request_id, timeout=0.5)["result"] == "opened"
+    assert wire.stream_emptied()
+    assert not wire.client.exists(hash_key)
+    assert wire.client.zscore(protocol.workers_key("flowkit", TOPIC), worker.worker_id) is None
+
+
+def test_stop_leaves_requests_running_past_the_grace_unacknowledged(wire: Wire, start_worker: Any) -> None:
+    worker = start_worker()
+    request_id = wire.send(name_of("Gate"))
+    assert worker_tasks.GATE_ENTERED.wait(10)
+    worker.stop(grace=0.05)
+    assert worker.wait(0)
+    assert [p["consumer"].decode() for p in wire.pending()] == [worker.worker_id]
+    assert wire.events(request_id) == ["running"]
+    assert not wire.client.exists(protocol.worker_key("flowkit", worker.worker_id))
+
+
+def test_burst_mode_returns_once_nothing_is_waiting(wire: Wire, redis_flushed_url: str) -> None:
+    ids = [wire.send(name_of("Add"), {"x": i, "y": 1}) for i in range(5)]
+    worker = Worker(redis_flushed_url, TOPIC, [worker_tasks.Add], heartbeat=0.05, threads_count=2)
+    runner = threading.Thread(target=worker.run, kwargs={"burst": True})
+    runner.start()
+    runner.join(15)
+    assert not runner.is_alive()
+    assert [wire.final(i, timeout=0)["result"] for i in ids] == [1, 2, 3, 4, 5]
+    assert wire.stream_emptied()
+    assert not wire.client.exists(protocol.worker_key("flowkit", worker.worker_id))
+
+
+def test_worker_survives_a_redis_restart(redis_server: Any, start_worker: Any) -> None:
+    redis_server.start()
+    redis_server.flushall()
+    start_worker()
+    wire = Wire(redis_server.url)
+    assert wire.final(wire.send(name_of("Add"), {"x": 1, "y": 1}))["result"] == 2
+    redis_server.stop()
+    try:
+        time.sleep(0.2)  # let the worker hit the outage (the test passes either way)
+    finally:
+        redis_server.start()
+    # The restarted server is empty: the worker must re-create the group.
+    request_id = wire.send(name_of("Add"), {"x": 2, "y": 2})
+    assert wire.final(request_id, timeout=20)["result"] == 4
+
+
+def test_running_twice_at_once_is_refused(redis_flushed_url: str, start_worker: Any) -> None:
+    worker = start_worker()
+    with pytest.raises(RuntimeError, match="already running"):
+        worker.start()
+
+
+def test_unreachable_redis_at_start_raises_connection_error() -> None:
+    from tests.services import free_port
+
+    worker = Worker(f"redis://127.0.0.1:{free_port()}/0", TOPIC, [worker_tasks.Add])
+    with pytest.raises(ConnectionError, match="cannot reach Redis"):
+        worker.run(burst=True)
+
+
+# -- task registry ---------------------------------------------------------------------------------
+
+
+def test_module_spec_offers_every_task_class_defined_there() -> None:
+    registry = load_tasks([MODULE])
+    assert registry[name_of("Add")] is worker_tasks.Add
+    assert registry["tests.named.Echo"] is worker_tasks.Named
+    assert "flowkit.task.Task" not in registry  # imported, not defined there
+
+
+def test_module_spec_with_names_offers_just_those() -> None:
+    assert load_tasks([f"{MODULE}:Add, Boom"]) == {
+        name_of("Add"): worker_tasks.Add,
+        name_of("Boom"): worker_tasks.Boom,
+    }
+
+
+def test_classes_are_accepted_directly() -> None:
+    assert load_tasks([worker_tasks.Noop]) == {name_of("Noop"): worker_tasks.Noop}
+
+
+@pytest.mark.parametrize(
+    ("spec", "error", "named"),
+    [
+        ("no_such_module_xyz", exc.NotFound, "no_such_module_xyz"),
+        (f"{MODULE}:Missing", exc.NotFound, "Missing"),
+        (f"{MODULE}:NOT_A_TASK", TypeError, "NOT_A_TASK"),
+        ("flowkit.states", exc.NotFound, "flowkit.states"),
+        (int, TypeError, "int"),
+    ],
+)
+def test_bad_task_specs_are_refused_at_construction(spec: Any, error: type[Exception], named: str) -> None:
+    with pytest.raises(error, match=named):
+        Worker("redis://127.0.0.1:1/0", TOPIC, [spec])
+
+
+def test_visibility_timeout_must_exceed_the_heartbeat() -> None:
+    with pytest.raises(ValueError, match="visibility_timeout"):
+        Worker("redis://127.0.0.1:1/0", TOPIC, [worker_tasks.Add], heartbeat=2.0, visibility_timeout=1.0)
+
+
+# -- command line ----------------------------------------------------------------------------------
+
+
+def _cli(url: str, *extra: str, env: dict[str, str] | None = None) -> list[str]:
+    return [sys.executable, "-m", "flowkit", "worker", "--redis", url, "--topic", TOPIC, *extra]
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != protocol.SECRET_ENV}
+    env.update(extra)
+    return env
+
+
+def test_cli_burst_serves_waiting_requests_and_exits_zero(redis_flushed_url: str) -> None:
+    wire = Wire(redis_flushed_url, secret=b"from-env")
+    ids = [wire.send(name_of("Add"), {"x": i, "y": i}) for i in range(3)]
+    done = subprocess.run(
+        _cli(redis_flushed_url, "--tasks", f"{MODULE}:Add", "--burst", "--heartbeat", "0.1"),
+        cwd=REPO,
+        env=_env(FLOWKIT_WORKER_SECRET="from-env"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert [wire.final(i, timeout=0)["result"] for i in ids] == [0, 2, 4]
+
+
+def test_cli_refuses_an_unknown_task_module_with_status_2(redis_flushed_url: str) -> None:
+    done = subprocess.run(
+        _cli(redis_flushed_url, "--tasks", "no_such_module_xyz", "--burst"),
+        cwd=REPO,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert "no_such_module_xyz" in lines[0]
+
+
+def test_cli_stops_gracefully_on_sigterm(redis_flushed_url: str) -> None:
+    wire = Wire(redis_flushed_url)
+    proc = subprocess.Popen(
+        _cli(redis_flushed_url, "--tasks", MODULE, "--worker-id", "cli-worker", "--heartbeat", "0.1"),
+        cwd=REPO,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        hash_key = protocol.worker_key("flowkit", "cli-worker")
+        wait_until(lambda: wire.client.exists(hash_key) or proc.poll() is not None, timeout=30)
+        assert proc.poll() is None, proc.communicate()
+        assert wire.final(wire.send(name_of("Add"), {"x": 1, "y": 2}))["result"] == 3
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=30)
+        assert proc.returncode == 0, stderr
+        assert not wire.client.exists(hash_key)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()

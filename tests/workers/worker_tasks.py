@@ -1,0 +1,102 @@
+"""Tasks the worker tests register with a :class:`~flowkit.engines.worker_based.worker.Worker`.
+
+They live in an importable module so that a worker started in a subprocess
+(``flowkit worker --tasks tests.workers.worker_tasks``) finds them too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Any
+
+from flowkit import task
+from flowkit.types.failure import Failure
+
+#: Opened by tests to let :class:`Gate` finish.
+GATE = threading.Event()
+#: Set by :class:`Gate` once it has started.
+GATE_ENTERED = threading.Event()
+
+
+class TaskFailed(Exception):
+    """A task's own error, to check type names cross the wire."""
+
+
+class Add(task.Task):
+    def execute(self, x: int, y: int) -> int:
+        return x + y
+
+    def revert(self, x: int, y: int, result: Any, flow_failures: dict[str, Failure], **kwargs: Any) -> Any:
+        """Report what revert received, so tests can check it."""
+        if isinstance(result, Failure):
+            seen: Any = {"failure": result.exception_str, "types": list(result.exception_type_names)}
+        else:
+            seen = {"result": result}
+        seen["flow_failures"] = {name: failure.exception_str for name, failure in flow_failures.items()}
+        seen["name"] = self.name
+        return seen
+
+
+class Boom(task.Task):
+    def execute(self, message: str) -> None:
+        raise TaskFailed(message)
+
+
+class Progress(task.Task):
+    def execute(self, steps: int) -> str:
+        for step in range(1, steps + 1):
+            self.update_progress(step / steps)
+        return "done"
+
+
+class SlowProgress(task.Task):
+    """Reports twice, far enough apart that the rate limit lets both through."""
+
+    def execute(self) -> str:
+        self.update_progress(0.5)
+        time.sleep(0.12)
+        self.update_progress(1.0)
+        return "done"
+
+
+class Double(task.Task):
+    async def execute(self, value: int) -> int:
+        await asyncio.sleep(0)
+        return value * 2
+
+    async def revert(self, value: int, result: Any, flow_failures: Any) -> str:
+        await asyncio.sleep(0)
+        return f"undid {result}"
+
+
+class Unsendable(task.Task):
+    def execute(self) -> object:
+        return object()
+
+
+class Gate(task.Task):
+    """Blocks until a test opens :data:`GATE` (at most 10 s)."""
+
+    def execute(self) -> str:
+        GATE_ENTERED.set()
+        GATE.wait(10)
+        return "opened"
+
+
+class Noop(task.Task):
+    def execute(self) -> None:
+        return None
+
+
+class Named(task.Task):
+    """Registered under an explicit name, like a stub for a task in another language."""
+
+    worker_task_name = "tests.named.Echo"
+
+    def execute(self, value: Any) -> Any:
+        return value
+
+
+NOT_A_TASK = 42

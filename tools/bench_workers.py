@@ -1,0 +1,273 @@
+#!/usr/bin/env python3
+"""Measure the worker-based engine: trivial-task throughput, per-task latency, CPU-bound work.
+
+Usage (from anywhere; the checkout's ``flowkit`` is put first on the path)::
+
+    python tools/bench_workers.py                        # starts its own redis-server
+    python tools/bench_workers.py --redis redis://host:6379/0 --tasks 5000
+    python tools/bench_workers.py --go go_worker/flowkit-worker   # adds the Go worker
+
+Workers are real processes (``python -m flowkit worker``, or the Go binary),
+started for each configuration and stopped after it. Rows:
+
+* throughput: an unordered flow of ``--tasks`` trivial tasks, with 1 and 2 workers;
+* latency: a linear flow of ``--chain`` trivial tasks (each waits for the previous),
+  wall time divided by the number of tasks;
+* with ``--go``: the same throughput rows for the Go worker (task ``Echo``, and its
+  Python twin for comparison), and ``--primes`` CountPrimes tasks on 2 workers of each.
+
+Each figure is the best of ``--repeat`` runs after one warm-up run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shlex
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from flowkit import engines  # noqa: E402 - after the path is set
+from flowkit.patterns import linear_flow, unordered_flow  # noqa: E402
+from tools._bench_worker_tasks import Noop  # noqa: E402
+
+NOOP_MODULE = "tools._bench_worker_tasks"
+TWINS_MODULE = "tests.workers.behaviour_tasks"  # Python twins of the Go example tasks
+START_TIMEOUT = 30.0
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def own_redis() -> Iterator[str]:
+    """Run a throw-away redis-server (no persistence) on a free port; yield its URL."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        sys.exit(
+            "bench_workers: redis-server is not on PATH (apt-get install redis-server), or pass --redis URL"
+        )
+    port = _free_port()
+    workdir = tempfile.mkdtemp(prefix="flowkit-bench-redis-")
+    proc = subprocess.Popen(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            workdir,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        url = f"redis://127.0.0.1:{port}/0"
+        _wait(lambda: _ping(port), 10.0, "redis-server to accept connections")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _ping(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def _wait(predicate: Callable[[], Any], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"gave up waiting for {what} after {timeout:g} s")
+        time.sleep(0.05)
+
+
+def _live_workers(url: str, topic: str) -> int:
+    from flowkit.engines.worker_based import _transport
+
+    client = _transport.connect(url)
+    try:
+        return len(_transport.live_workers(client, "flowkit", topic, None))
+    finally:
+        client.close()
+
+
+@contextlib.contextmanager
+def workers(argv: list[str], count: int, url: str, topic: str) -> Iterator[None]:
+    """Start ``count`` worker processes (``argv`` + topic) and wait until all advertise."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env.pop("FLOWKIT_WORKER_SECRET", None)
+    procs = [
+        subprocess.Popen(
+            [*argv, "--redis", url, "--topic", topic], cwd=ROOT, env=env, stdin=subprocess.DEVNULL
+        )
+        for _ in range(count)
+    ]
+    try:
+
+        def ready() -> bool:
+            for proc in procs:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"worker {argv} exited with {proc.returncode} before advertising")
+            return _live_workers(url, topic) >= count
+
+        _wait(ready, START_TIMEOUT, f"{count} worker(s) on {topic}")
+        yield
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def best_run(make_flow: Callable[[], Any], url: str, topic: str, repeat: int) -> float:
+    """Seconds of the fastest ``engine.run()`` of a fresh flow, after one warm-up run."""
+    times = []
+    for attempt in range(repeat + 1):
+        engine = engines.load(make_flow(), engine="worker-based", url=url, topics=[topic], worker_wait=10.0)
+        engine.compile()
+        engine.prepare()
+        began = time.perf_counter()
+        engine.run()
+        if attempt:  # the first run warms up imports, connections and the workers
+            times.append(time.perf_counter() - began)
+    return min(times)
+
+
+def fan_out(task_cls: type, count: int, **inject: Any) -> Callable[[], Any]:
+    def make() -> Any:
+        return unordered_flow.Flow("fan").add(
+            *(task_cls(name=f"t{i}", inject={"value": i, **inject}) for i in range(count))
+        )
+
+    return make
+
+
+def chain(count: int) -> Callable[[], Any]:
+    def make() -> Any:
+        flow = linear_flow.Flow("chain").add(Noop(name="t0", provides="v0", inject={"value": 0}))
+        for i in range(1, count):
+            flow.add(Noop(name=f"t{i}", provides=f"v{i}", rebind={"value": f"v{i - 1}"}))
+        return flow
+
+    return make
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--redis", metavar="URL", help="use this Redis instead of starting one")
+    parser.add_argument("--go", metavar="BINARY", help="the Go worker binary (go_worker/cmd/flowkit-worker)")
+    parser.add_argument(
+        "--python-worker",
+        metavar="CMD",
+        default=f"{sys.executable} -m flowkit worker",
+        help="command starting a Python worker, before its --tasks/--redis/--topic (default: %(default)s)",
+    )
+    parser.add_argument("--tasks", type=int, default=2000, help="tasks in the throughput flow (2000)")
+    parser.add_argument("--chain", type=int, default=200, help="tasks in the latency flow (200)")
+    parser.add_argument("--primes", type=int, default=100, help="CountPrimes tasks in the CPU rows (100)")
+    parser.add_argument("--limit", type=int, default=300_000, help="CountPrimes limit (300000)")
+    parser.add_argument("--repeat", type=int, default=3, help="measured runs per row, best kept (3)")
+    args = parser.parse_args(argv)
+
+    with contextlib.ExitStack() as stack:
+        url = args.redis or stack.enter_context(own_redis())
+        rows = measure(args, url)
+    width = max(len(name) for name, _ in rows)
+    print(f"\nworker-based engine, Python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
+    for name, value in rows:
+        print(f"  {name:<{width}}  {value}")
+    return 0
+
+
+def measure(args: argparse.Namespace, url: str) -> list[tuple[str, str]]:
+    python = shlex.split(args.python_worker)
+    rows: list[tuple[str, str]] = []
+
+    def topic() -> str:
+        return f"bench-{uuid.uuid4().hex[:8]}"
+
+    for count in (1, 2):
+        name = topic()
+        with workers([*python, "--tasks", NOOP_MODULE], count, url, name):
+            seconds = best_run(fan_out(Noop, args.tasks), url, name, args.repeat)
+            rows.append(
+                (
+                    f"python x{count}: {args.tasks} trivial tasks, unordered",
+                    f"{args.tasks / seconds:8.0f} tasks/s",
+                )
+            )
+            if count == 1:
+                seconds = best_run(chain(args.chain), url, name, args.repeat)
+                rows.append(
+                    (
+                        f"python x1: {args.chain} trivial tasks, linear",
+                        f"{seconds / args.chain * 1e3:8.3f} ms/task",
+                    )
+                )
+    if args.go:
+        from tests.workers.behaviour_tasks import CountPrimes, Echo
+
+        kinds = {"python": [*python, "--tasks", TWINS_MODULE], "go": [os.path.abspath(args.go)]}
+        for kind, command in kinds.items():
+            for count in (1, 2):
+                name = topic()
+                with workers(command, count, url, name):
+                    seconds = best_run(fan_out(Echo, args.tasks), url, name, args.repeat)
+                    rows.append(
+                        (
+                            f"{kind} x{count}: {args.tasks} Echo, unordered",
+                            f"{args.tasks / seconds:8.0f} tasks/s",
+                        )
+                    )
+                    if count == 2:
+                        make = _primes(CountPrimes, args.primes, args.limit)
+                        seconds = best_run(make, url, name, args.repeat)
+                        rows.append(
+                            (f"{kind} x2: {args.primes} CountPrimes({args.limit})", f"{seconds:8.3f} s")
+                        )
+    return rows
+
+
+def _primes(task_cls: type, count: int, limit: int) -> Callable[[], Any]:
+    def make() -> Any:
+        return unordered_flow.Flow("primes").add(
+            *(task_cls(name=f"p{i}", inject={"limit": limit}) for i in range(count))
+        )
+
+    return make
+
+
+if __name__ == "__main__":
+    sys.exit(main())
