@@ -169,6 +169,11 @@ class ActionEngine(Engine):
                 engine=self.kind,
                 option=unknown[0],
             )
+        if flow_detail is None and backend is not None:
+            # Made directly rather than by engines.load(): file the run the same way.
+            from flowkit.engines.helpers import _new_flow_detail
+
+            flow_detail = _new_flow_detail(flow, None, backend)
         self._storage = Storage(
             flow_detail if flow_detail is not None else getattr(flow, "name", type(flow).__name__),
             backend=backend,

@@ -301,3 +301,12 @@ def test_in_memory_runs_write_nothing_and_still_show_a_flow_detail() -> None:
     snapshot = engine.storage.flow_detail
     assert snapshot.state == states.SUCCESS
     assert {ad.name: ad.results for ad in snapshot} == {"s0": 2, "s1": 3}
+
+
+def test_an_engine_made_directly_with_a_backend_files_its_run_too(backend: Any) -> None:
+    from flowkit.engines.serial import SerialEngine
+
+    engine = SerialEngine(chain("direct", 1), None, backend, {})
+    engine.storage.inject({"value": 1})
+    engine.run()
+    assert stored_flow(backend, engine.storage.flow_uuid).state == states.SUCCESS

@@ -235,7 +235,7 @@ class RedisDriver(DispatchingDriver):
             try:
                 pipe = self._client.pipeline(transaction=False)
                 for request, envelope in ready:
-                    pipe.xadd(protocol.requests_key(namespace, request.topic), envelope)
+                    pipe.xadd(protocol.requests_key(namespace, request.topic), _transport.fields(envelope))
                 entry_ids = pipe.execute()
             except RedisError as err:
                 if time.monotonic() >= ready[0][0].deadline or self._closing.is_set():
@@ -262,6 +262,7 @@ class RedisDriver(DispatchingDriver):
             return
         pipe = self._client.pipeline(transaction=False)
         for request in entries:
+            assert request.entry_id is not None
             key = protocol.requests_key(self._settings.namespace, request.topic)
             pipe.xack(key, protocol.GROUP, request.entry_id)
             pipe.xdel(key, request.entry_id)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import Any, TypeAlias
 
 import redis
 from redis.backoff import ExponentialBackoff
@@ -23,15 +23,18 @@ from flowkit import exceptions as exc
 from flowkit.engines.worker_based import protocol
 from flowkit.persistence.backends._urls import mask_url
 
-__all__ = ["Backoff", "Client", "connect", "ensure_group", "live_workers"]
+__all__ = ["Backoff", "Client", "connect", "ensure_group", "fields", "live_workers"]
 
-if TYPE_CHECKING:
-    # The redis type stubs make Redis generic over its reply type; ours is bytes.
-    Client: TypeAlias = "redis.Redis[bytes]"
-else:
-    Client = redis.Redis
+#: The client type (replies are bytes: connections never decode responses).
+Client: TypeAlias = redis.Redis
 
 LOG = logging.getLogger(__name__)
+
+
+def fields(envelope: Mapping[str, bytes]) -> dict[Any, Any]:
+    """An envelope as the field mapping redis-py's stream commands are typed to take."""
+    return dict(envelope)
+
 
 # How often an idle pooled connection is pinged before reuse (seconds): catches
 # connections a server or a NAT dropped while the engine was quiet.

@@ -351,7 +351,7 @@ class Worker:
     def _read_loop(self, burst: bool) -> None:
         backoff = _transport.Backoff()
         block_ms = max(1, int(min(self._heartbeat, MAX_BLOCK) * 1000))
-        streams = {self._stream: ">"}
+        streams: dict[Any, Any] = {self._stream: ">"}
         while not self._stopping.is_set():
             free = self._free_slots()
             if not free:
@@ -585,7 +585,7 @@ class Worker:
             pipe = self._client.pipeline(transaction=True)
             for reply_to, envelope, _ in batch:
                 if envelope is not None and reply_to is not None:
-                    pipe.xadd(reply_to, envelope, maxlen=REPLY_MAXLEN, approximate=True)
+                    pipe.xadd(reply_to, _transport.fields(envelope), maxlen=REPLY_MAXLEN, approximate=True)
             if acks:
                 pipe.xack(self._stream, protocol.GROUP, *acks)
                 pipe.xdel(self._stream, *acks)
@@ -641,7 +641,7 @@ class Worker:
             visibility_timeout=self._visibility_timeout,
         )
         with self._cond:
-            in_flight = list(self._in_flight)
+            in_flight: list[Any] = list(self._in_flight)
         pipe = self._client.pipeline(transaction=False)
         pipe.hset(self._hash_key, mapping=self._encode(notify))  # type: ignore[arg-type]
         pipe.pexpire(self._hash_key, ttl_ms)
@@ -677,13 +677,13 @@ class Worker:
             count=len(ids) + 1000,
             consumername=self._worker_id,
         )
-        deliveries = {
-            (p["message_id"].decode() if isinstance(p["message_id"], bytes) else p["message_id"]): int(
-                p["times_delivered"]
-            )
-            for p in pending
-        }
+        deliveries: dict[str, int] = {_text(p["message_id"]): int(p["times_delivered"]) for p in pending}
         self._dispatch(claimed, deliveries)
+
+
+def _text(value: Any) -> str:
+    """A stream id as text (redis-py returns bytes unless responses are decoded)."""
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _check(ok: bool, problem: str) -> None:

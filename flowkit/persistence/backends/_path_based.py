@@ -1,17 +1,26 @@
 """The connection logic shared by the document-store backends (memory, dir, ZooKeeper).
 
 Each of those backends stores three collections of JSON documents keyed by
-uuid::
+uuid, plus the membership of atoms in flows::
 
     books/<uuid>  {"book": LogBook.to_dict(), "flows": [flow uuids]}
-    flows/<uuid>  {"flow": FlowDetail.to_dict(), "book": book uuid, "atoms": [atom uuids]}
+    flows/<uuid>  {"flow": FlowDetail.to_dict(), "book": book uuid}
     atoms/<uuid>  {"type": "TaskDetail", "atom": AtomDetail.to_dict(), "flow": flow uuid}
+    members of flow <uuid>: one link per atom, kept by the store (a set entry,
+        an empty file, a child znode)
 
-Parents list their children, so loading a book is one read per document and
-never a scan. :class:`DocumentConnection` implements every
+A book lists its flows, so loading a book never scans. A flow does *not* list
+its atoms: the engine saves progress once per task, and a list inside the flow
+document would make each of those saves read and rewrite a document that grows
+with the flow. A per-atom link is written once, when the atom is new, so a save
+costs the same however big the flow is; only loading a whole flow lists its
+links. (Flow documents written before links existed may still hold an
+``"atoms"`` list; readers honour it.)
+
+:class:`DocumentConnection` implements every
 :class:`~flowkit.persistence.base.Connection` method once, over the small
 :class:`DocumentStore` interface; a backend only says how to read, list and
-commit documents and how to keep writers apart.
+commit documents and links and how to keep writers apart.
 
 Every change goes through a :class:`Batch`: reads made while deciding what to
 write are recorded, the writes are collected, and the store commits them as one
@@ -39,16 +48,28 @@ from flowkit.persistence.models import (
     atom_detail_type,
 )
 
-__all__ = ["ATOMS", "BOOKS", "FLOWS", "Batch", "Conflict", "DocumentConnection", "DocumentStore"]
+__all__ = [
+    "ATOMS",
+    "BOOKS",
+    "FLOWS",
+    "MEMBERS",
+    "Batch",
+    "Conflict",
+    "DocumentConnection",
+    "DocumentStore",
+]
 
 BOOKS = "books"
 FLOWS = "flows"
 ATOMS = "atoms"
 KINDS = (BOOKS, FLOWS, ATOMS)
+MEMBERS = "members"
+"""The pseudo-kind under which :attr:`Batch.seen` records the version of a flow's links."""
 
 _T = TypeVar("_T")
 Doc = dict[str, Any]
 Read = tuple[bytes, Any]  # (document bytes, store-specific version)
+Members = tuple[list[str], Any]  # (atom uuids linked to a flow, store-specific version)
 DELETE = None  # the pending value of a document being deleted
 
 # How many times an optimistic store retries a step that lost a race, and
@@ -92,6 +113,33 @@ class DocumentStore(ABC):
         """
         return self.read_many(kind, keys), None
 
+    def exists_many(self, kind: str, keys: Sequence[str]) -> list[bool]:
+        """Whether each document exists; stores override it to avoid reading the data."""
+        return [found is not None for found in self.read_many(kind, keys)]
+
+    def guess_exists(self, kind: str, keys: Sequence[str]) -> list[bool] | None:
+        """(Optimistic stores) guess, without asking the server, whether documents exist.
+
+        A commit that acts on a wrong guess fails with :class:`Conflict` (a
+        create finds the document, an update misses it), and the step is run
+        again with real answers. ``None``: no guess is offered.
+        """
+        return None
+
+    def read_and_exists(
+        self, kind: str, key: str, exists_kind: str, exists_keys: Sequence[str]
+    ) -> tuple[Read | None, list[bool]]:
+        """:meth:`read` one document and :meth:`exists_many` others (in one round trip if possible)."""
+        return self.read(kind, key), self.exists_many(exists_kind, exists_keys)
+
+    @abstractmethod
+    def members(self, flow: str) -> Members:
+        """The atom uuids linked to a flow (any order), and a version that changes with them."""
+
+    def read_flow(self, key: str) -> tuple[Read | None, Members]:
+        """:meth:`read` a flow document and its :meth:`members` (in one round trip if possible)."""
+        return self.read(FLOWS, key), self.members(key)
+
     @abstractmethod
     def keys(self, kind: str) -> list[str]:
         """Every key of a collection, in no particular order."""
@@ -110,7 +158,12 @@ class DocumentStore(ABC):
 
     @abstractmethod
     def commit(self, batch: Batch) -> None:
-        """Apply ``batch.writes`` all together.
+        """Apply ``batch.writes`` and ``batch.links`` all together.
+
+        Creating a flow document creates its (empty) set of links; deleting it
+        deletes them. Optimistic stores also give every flow in
+        ``batch.touched`` a new :data:`MEMBERS` version, and fail with
+        :class:`Conflict` if such a flow does not exist.
 
         Raises:
             Conflict: (optimistic stores) a document changed since ``batch`` read it.
@@ -132,33 +185,75 @@ class DocumentStore(ABC):
 class Batch:
     """One read-decide-write step: records what was read, collects what to write."""
 
-    __slots__ = ("_store", "attempt", "checked", "exists", "seen", "writes")
+    __slots__ = ("_store", "attempt", "checked", "exists", "links", "seen", "touched", "writes")
 
     def __init__(self, store: DocumentStore, attempt: int = 0) -> None:
         self._store = store
         self.attempt = attempt
         """How many times this step already lost a race (stores may trust hints less)."""
         self.seen: dict[tuple[str, str], Any] = {}
-        """``(kind, key)`` -> version read (``None`` when the document was absent)."""
+        """``(kind, key)`` -> version read (``None`` when absent); ``(MEMBERS, flow)`` for links."""
         self.writes: dict[tuple[str, str], bytes | None] = {}
         """``(kind, key)`` -> new bytes, or :data:`DELETE`, in the order given."""
+        self.links: dict[tuple[str, str], bool] = {}
+        """``(flow, atom)`` -> ``True`` to link the atom to the flow, ``False`` to unlink it."""
+        self.touched: set[str] = set()
+        """Flows some of whose atoms are written (optimistic readers must notice)."""
         self.exists: dict[tuple[str, str], bool] = {}
         """Hints for writes of documents never read: whether they already exist."""
         self.checked: bool | None = None
         """Whether every read so far is known unchanged (``None``: not known)."""
+
+    def _decoded(self, kind: str, key: str, found: Read | None) -> Doc | None:
+        where = (kind, key)
+        self.seen[where] = found[1] if found is not None else None
+        if self.checked:
+            self.checked = None  # read after the last check
+        return _decode(found[0], kind, key) if found is not None else None
 
     def get(self, kind: str, key: str) -> Doc | None:
         """Read a document as this batch would leave it (pending writes included)."""
         where = (kind, key)
         if where in self.writes:
             data = self.writes[where]
-        else:
-            found = self._store.read(kind, key)
-            self.seen[where] = found[1] if found is not None else None
-            data = found[0] if found is not None else None
-            if self.checked:
-                self.checked = None  # read after the last check
-        return _decode(data, kind, key) if data is not None else None
+            return _decode(data, kind, key) if data is not None else None
+        return self._decoded(kind, key, self._store.read(kind, key))
+
+    def get_and_exists(
+        self, kind: str, key: str, exists_kind: str, exists_keys: Sequence[str]
+    ) -> tuple[Doc | None, list[bool]]:
+        """:meth:`get` one document and learn whether others exist (not recorded for checks)."""
+        if (kind, key) in self.writes or any((exists_kind, k) in self.writes for k in exists_keys):
+            return self.get(kind, key), [self.get(exists_kind, k) is not None for k in exists_keys]
+        found, exists = self._store.read_and_exists(kind, key, exists_kind, exists_keys)
+        return self._decoded(kind, key, found), exists
+
+    def _pending_members(self, flow: str, stored: Iterable[str]) -> list[str]:
+        result = dict.fromkeys(stored)
+        for (linked_flow, atom), add in self.links.items():
+            if linked_flow != flow:
+                continue
+            if add:
+                result[atom] = None
+            else:
+                result.pop(atom, None)
+        return list(result)
+
+    def members(self, flow: str) -> list[str]:
+        """The atoms linked to a flow, as this batch would leave them."""
+        stored, version = self._store.members(flow)
+        self.seen[(MEMBERS, flow)] = version
+        if self.checked:
+            self.checked = None
+        return self._pending_members(flow, stored)
+
+    def get_flow(self, key: str) -> tuple[Doc | None, list[str]]:
+        """:meth:`get` a flow document and its :meth:`members` together."""
+        if (FLOWS, key) in self.writes:
+            return self.get(FLOWS, key), self.members(key)
+        found, (stored, version) = self._store.read_flow(key)
+        self.seen[(MEMBERS, key)] = version
+        return self._decoded(FLOWS, key, found), self._pending_members(key, stored)
 
     def read_many(self, kind: str, keys: Sequence[str]) -> list[Doc | None]:
         """Read several documents (not recorded for conflict checks), checking the earlier reads."""
@@ -184,6 +279,14 @@ class Batch:
     def delete(self, kind: str, key: str) -> None:
         self.writes[(kind, key)] = DELETE
 
+    def link(self, flow: str, atom: str) -> None:
+        self.links[(flow, atom)] = True
+        self.touched.add(flow)
+
+    def unlink(self, flow: str, atom: str) -> None:
+        self.links[(flow, atom)] = False
+        self.touched.add(flow)
+
 
 def _encode(doc: Doc, kind: str, key: str) -> bytes:
     try:
@@ -207,6 +310,12 @@ def _add_unique(items: list[str], key: str) -> bool:
         return False
     items.append(key)
     return True
+
+
+def _atom_uuids(doc: Doc, members: list[str]) -> list[str]:
+    """A flow's atoms: its links, plus any listed in a flow document of the older layout."""
+    legacy: list[str] | None = doc.get("atoms")
+    return list(dict.fromkeys(legacy + members)) if legacy else members
 
 
 class DocumentConnection(Connection):
@@ -237,7 +346,7 @@ class DocumentConnection(Connection):
                     batch = Batch(self._store, attempt)
                     result = body(batch)
                     try:
-                        if batch.writes:
+                        if batch.writes or batch.links:
                             self._store.commit(batch)
                     except Conflict:
                         continue
@@ -250,9 +359,9 @@ class DocumentConnection(Connection):
             if not self._store.optimistic:
                 with self._store.reading():
                     return body(Batch(self._store))
-            # No lock to hold: read, then check that no book or flow read has
-            # changed since. Every write of an atom also rewrites its flow
-            # document (see save_flow_progress, update_atom_details), so unchanged flows mean untorn atoms.
+            # No lock to hold: read, then check that nothing read has changed
+            # since. Every write of an atom gives its flow a new MEMBERS
+            # version (Batch.touched), so unchanged members mean untorn atoms.
             for attempt in range(_MAX_READ_ATTEMPTS):
                 batch = Batch(self._store, attempt)
                 result = body(batch)
@@ -271,25 +380,32 @@ class DocumentConnection(Connection):
             raise exc.NotFound(f"no {kind[:-1]} with uuid {key}")
         return doc
 
-    def _atoms(self, batch: Batch, uuids: Sequence[str]) -> list[AtomDetail]:
-        docs = batch.read_many(ATOMS, uuids)
-        # A child listed but gone was deleted by someone else mid-read: skip it.
-        return [_atom_from(doc) for doc in docs if doc is not None]
+    @staticmethod
+    def _must_flow(batch: Batch, key: str) -> tuple[Doc, list[str]]:
+        doc, members = batch.get_flow(key)
+        if doc is None:
+            raise exc.NotFound(f"no flow with uuid {key}")
+        return doc, _atom_uuids(doc, members)
 
-    def _flow(self, batch: Batch, doc: Doc, lazy: bool) -> FlowDetail:
+    def _atoms(self, batch: Batch, flow_uuid: str, uuids: Sequence[str]) -> list[AtomDetail]:
+        docs = batch.read_many(ATOMS, uuids)
+        # A member gone (or moved to another flow) was changed by someone else mid-read: skip it.
+        return [_atom_from(doc) for doc in docs if doc is not None and doc["flow"] == flow_uuid]
+
+    def _flow(self, batch: Batch, key: str, lazy: bool) -> FlowDetail | None:
+        if lazy:
+            doc = batch.get(FLOWS, key)
+            return FlowDetail.from_dict(doc["flow"]) if doc is not None else None
+        doc, members = batch.get_flow(key)
+        if doc is None:
+            return None
         fd = FlowDetail.from_dict(doc["flow"])
-        if not lazy:
-            for ad in self._atoms(batch, doc["atoms"]):
-                fd.add(ad)
+        for ad in self._atoms(batch, key, _atom_uuids(doc, members)):
+            fd.add(ad)
         return fd
 
     def _flows(self, batch: Batch, uuids: Iterable[str], lazy: bool) -> list[FlowDetail]:
-        flows = []
-        for key in uuids:
-            doc = batch.get(FLOWS, key)
-            if doc is not None:
-                flows.append(self._flow(batch, doc, lazy))
-        return flows
+        return [fd for fd in (self._flow(batch, key, lazy) for key in uuids) if fd is not None]
 
     def _book(self, batch: Batch, doc: Doc, lazy: bool) -> LogBook:
         book = LogBook.from_dict(doc["book"], unmarshal_time=True)
@@ -320,13 +436,17 @@ class DocumentConnection(Connection):
         return iter(self._read("get_flows_for_book", book_uuid, body))
 
     def get_flow_details(self, fd_uuid: str, lazy: bool = False) -> FlowDetail:
-        return self._read(
-            "get_flow_details", fd_uuid, lambda b: self._flow(b, self._must(b, FLOWS, fd_uuid), lazy)
-        )
+        def body(batch: Batch) -> FlowDetail:
+            fd = self._flow(batch, fd_uuid, lazy)
+            if fd is None:
+                raise exc.NotFound(f"no flow with uuid {fd_uuid}")
+            return fd
+
+        return self._read("get_flow_details", fd_uuid, body)
 
     def get_atoms_for_flow(self, fd_uuid: str) -> Iterator[AtomDetail]:
         def body(batch: Batch) -> list[AtomDetail]:
-            return self._atoms(batch, self._must(batch, FLOWS, fd_uuid)["atoms"])
+            return self._atoms(batch, fd_uuid, self._must_flow(batch, fd_uuid)[1])
 
         return iter(self._read("get_atoms_for_flow", fd_uuid, body))
 
@@ -338,22 +458,27 @@ class DocumentConnection(Connection):
     def _merge_atom(self, batch: Batch, ad: AtomDetail, flow_uuid: str) -> None:
         stored_doc = batch.get(ATOMS, ad.uuid)
         merged = ad
-        if stored_doc is not None:
+        if stored_doc is None:
+            batch.link(flow_uuid, ad.uuid)
+        else:
             stored = _atom_from(stored_doc)
             # A detail whose kind changed cannot merge; the caller's replaces it.
             if type(stored) is type(ad):
                 merged = stored.merge(ad)
+            if stored_doc["flow"] != flow_uuid:  # moved to another flow
+                batch.unlink(stored_doc["flow"], ad.uuid)
+                batch.link(flow_uuid, ad.uuid)
         batch.put(ATOMS, ad.uuid, _atom_doc(merged, flow_uuid))
+        batch.touched.add(flow_uuid)
 
     def _merge_flow(self, batch: Batch, fd: FlowDetail, doc: Doc | None, book_uuid: str) -> None:
         if doc is None:
-            doc = {"flow": fd.to_dict(), "book": book_uuid, "atoms": []}
+            doc = {"flow": fd.to_dict(), "book": book_uuid}
         else:
             doc["flow"] = FlowDetail.from_dict(doc["flow"]).merge(fd).to_dict()
+        batch.put(FLOWS, fd.uuid, doc)
         for ad in fd:
             self._merge_atom(batch, ad, fd.uuid)
-            _add_unique(doc["atoms"], ad.uuid)
-        batch.put(FLOWS, fd.uuid, doc)
 
     def save_logbook(self, book: LogBook) -> LogBook:
         def body(batch: Batch) -> LogBook:
@@ -375,7 +500,9 @@ class DocumentConnection(Connection):
         def body(batch: Batch) -> FlowDetail:
             doc = self._must(batch, FLOWS, flow_detail.uuid)
             self._merge_flow(batch, flow_detail, doc, doc["book"])
-            return self._flow(batch, self._must(batch, FLOWS, flow_detail.uuid), lazy=False)
+            merged = self._flow(batch, flow_detail.uuid, lazy=False)
+            assert merged is not None  # written by this very batch
+            return merged
 
         return self._step("update_flow_details", flow_detail.uuid, body)
 
@@ -383,11 +510,6 @@ class DocumentConnection(Connection):
         def body(batch: Batch) -> AtomDetail:
             doc = self._must(batch, ATOMS, atom_detail.uuid)
             self._merge_atom(batch, atom_detail, doc["flow"])
-            if self._store.optimistic:
-                # Bump the flow's version so optimistic readers notice (see _read).
-                flow = batch.get(FLOWS, doc["flow"])
-                if flow is not None:
-                    batch.put(FLOWS, doc["flow"], flow)
             return _atom_from(self._must(batch, ATOMS, atom_detail.uuid))
 
         return self._step("update_atom_details", atom_detail.uuid, body)
@@ -398,33 +520,48 @@ class DocumentConnection(Connection):
         atom_details: Sequence[AtomDetail],
         flow_changed: bool = True,
     ) -> None:
-        def body(batch: Batch) -> None:
-            doc = self._must(batch, FLOWS, flow_detail.uuid)
-            dirty = flow_changed
-            if flow_changed:
-                doc["flow"]["state"] = flow_detail.state
-                doc["flow"]["meta"] = flow_detail.meta
-            known = set(doc["atoms"])
-            for ad in atom_details:
-                batch.put(ATOMS, ad.uuid, _atom_doc(ad, flow_detail.uuid), exists=ad.uuid in known)
-                if ad.uuid not in known:
-                    known.add(ad.uuid)
-                    doc["atoms"].append(ad.uuid)
-                    dirty = True
-            if dirty or self._store.optimistic:
-                batch.put(FLOWS, flow_detail.uuid, doc)
+        # The engine's hot path: one flow document and the given atoms are
+        # read or written, never anything whose size grows with the flow.
+        flow_uuid = flow_detail.uuid
+        uuids = [ad.uuid for ad in atom_details]
 
-        self._step("save_flow_progress", flow_detail.uuid, body)
+        def body(batch: Batch) -> None:
+            guess = self._store.guess_exists(ATOMS, uuids) if batch.attempt == 0 else None
+            if guess is not None and atom_details and not flow_changed:
+                # Nothing to read: the commit fails if the flow is gone (see
+                # DocumentStore.commit) or a guess is wrong; the next attempt reads.
+                exists = guess
+            else:
+                if guess is not None:
+                    doc, exists = batch.get(FLOWS, flow_uuid), guess
+                else:
+                    doc, exists = batch.get_and_exists(FLOWS, flow_uuid, ATOMS, uuids)
+                if doc is None:
+                    raise exc.NotFound(f"no flow with uuid {flow_uuid}")
+                if flow_changed:
+                    doc["flow"]["state"] = flow_detail.state
+                    doc["flow"]["meta"] = flow_detail.meta
+                    batch.put(FLOWS, flow_uuid, doc)
+            for ad, present in zip(atom_details, exists, strict=True):
+                batch.put(ATOMS, ad.uuid, _atom_doc(ad, flow_uuid), exists=present)
+                if not present:
+                    batch.link(flow_uuid, ad.uuid)
+            if atom_details:
+                batch.touched.add(flow_uuid)
+
+        self._step("save_flow_progress", flow_uuid, body)
 
     def destroy_logbook(self, book_uuid: str) -> None:
         def body(batch: Batch) -> None:
             doc = self._must(batch, BOOKS, book_uuid)
             for fd_uuid in doc["flows"]:
-                flow = batch.get(FLOWS, fd_uuid)
+                flow, members = batch.get_flow(fd_uuid)
                 if flow is None:
                     continue
-                for ad_uuid in flow["atoms"]:
+                for ad_uuid in _atom_uuids(flow, members):
                     batch.delete(ATOMS, ad_uuid)
+                for ad_uuid in members:
+                    batch.unlink(fd_uuid, ad_uuid)
                 batch.delete(FLOWS, fd_uuid)
             batch.delete(BOOKS, book_uuid)
 

@@ -3,6 +3,9 @@
 Layout under the root directory::
 
     books/<uuid>.json   flows/<uuid>.json   atoms/<uuid>.json
+    members/<flow uuid>/<atom uuid>
+                        an empty file per atom of a flow (its link), made
+                        when the atom is first saved; listed only to load a flow
     .lock               held (fasteners file lock + a thread lock) by every step
     journal.json        present only while a multi-file write is being applied
 
@@ -11,14 +14,15 @@ Files are written to a temporary name and renamed over the old one
 ``fsync: true`` the data and the directory entry are flushed to disk first
 (surviving power loss, not just the death of the process).
 
-A step that changes several files (``save_flow_progress`` with a few atoms,
-``save_logbook``, ``destroy_logbook``) is made all-or-nothing with a journal:
-the full set of changes is first written, atomically, to ``journal.json``; then
-each file is replaced; then the journal is removed. Whoever takes the lock next
-and finds a journal (the writer died part-way) applies it again before doing
-anything else; every entry is a whole-file write or a delete, so applying it
-twice is harmless. Single-file changes skip the journal: the rename already
-makes them atomic.
+A step that changes several files (``save_flow_progress`` with a few atoms
+or a new one, ``save_logbook``, ``destroy_logbook``) is made all-or-nothing
+with a journal: the full set of changes is first written, atomically, to
+``journal.json``; then each file is replaced; then the journal is removed.
+Whoever takes the lock next and finds a journal (the writer died part-way)
+applies it again before doing anything else; every entry is a whole-file write,
+a delete, or the making or removing of a link, so applying it twice is
+harmless. Single-file changes skip the journal: the rename already makes them
+atomic.
 
 Two processes (or two backends in one process) on the same directory never
 lose or corrupt each other's writes: every read-modify-write runs under the
@@ -32,12 +36,21 @@ import json
 import os
 import shutil
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
 from flowkit import exceptions as exc
-from flowkit.persistence.backends._path_based import KINDS, Batch, DocumentConnection, DocumentStore, Read
+from flowkit.persistence.backends._path_based import (
+    FLOWS,
+    KINDS,
+    MEMBERS,
+    Batch,
+    DocumentConnection,
+    DocumentStore,
+    Members,
+    Read,
+)
 from flowkit.persistence.backends._urls import conf_bool, conf_float, mask_url, parse_url
 from flowkit.persistence.base import Backend, Connection
 
@@ -45,7 +58,8 @@ __all__ = ["DirBackend"]
 
 _SUFFIX = ".json"
 _JOURNAL = "journal.json"
-_JOURNAL_VERSION = 1
+_JOURNAL_VERSION = 2  # 2 added "links"; a version 1 journal (no links) is still applied
+_JOURNAL_VERSIONS = (1, 2)
 
 # One lock per directory for the whole process: POSIX file locks belong to the
 # process, so they keep out other processes but not our own threads (and
@@ -82,10 +96,17 @@ class _DirStore(DocumentStore):
     def describe(self) -> str:
         return f"dir://{self._root}"
 
-    def _file(self, kind: str, key: str) -> str:
-        if os.sep in key or key.startswith("."):
+    @staticmethod
+    def _name(key: str) -> str:
+        if os.sep in key or key.startswith(".") or not key:
             raise exc.StorageFailure(f"{key!r} cannot be used as a file name")
-        return os.path.join(self._root, kind, key + _SUFFIX)
+        return key
+
+    def _file(self, kind: str, key: str) -> str:
+        return os.path.join(self._root, kind, self._name(key) + _SUFFIX)
+
+    def _members_dir(self, flow: str) -> str:
+        return os.path.join(self._root, MEMBERS, self._name(flow))
 
     def read(self, kind: str, key: str) -> Read | None:
         try:
@@ -93,6 +114,15 @@ class _DirStore(DocumentStore):
                 return handle.read(), None
         except FileNotFoundError:
             return None
+
+    def exists_many(self, kind: str, keys: Sequence[str]) -> list[bool]:
+        return [os.path.exists(self._file(kind, key)) for key in keys]
+
+    def members(self, flow: str) -> Members:
+        try:
+            return os.listdir(self._members_dir(flow)), None
+        except FileNotFoundError:
+            return [], None
 
     def keys(self, kind: str) -> list[str]:
         try:
@@ -133,36 +163,55 @@ class _DirStore(DocumentStore):
         finally:
             os.close(fd)
 
-    def _apply(self, writes: list[tuple[str, str, bytes | None]]) -> None:
+    def _apply(self, writes: list[tuple[str, str, bytes | None]], links: list[tuple[str, str, bool]]) -> None:
+        """Write the documents, then the links; each step may be repeated harmlessly."""
         touched: set[str] = set()
         for kind, key, data in writes:
             path = self._file(kind, key)
             if data is None:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(path)
+                if kind == FLOWS:
+                    shutil.rmtree(self._members_dir(key), ignore_errors=True)
+                    touched.add(os.path.join(self._root, MEMBERS))
             else:
                 self._write_file(path, data)
             touched.add(os.path.dirname(path))
+        for flow, atom, add in links:
+            directory = self._members_dir(flow)
+            path = os.path.join(directory, self._name(atom))
+            if add:
+                if not os.path.isdir(directory):
+                    os.makedirs(directory, exist_ok=True)
+                    touched.add(os.path.dirname(directory))
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o644))
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+            touched.add(directory)
         if self._fsync:
             for directory in touched:
-                self._sync_dir(directory)
+                with contextlib.suppress(FileNotFoundError):  # a removed members/<flow>
+                    self._sync_dir(directory)
 
     def commit(self, batch: Batch) -> None:
         if not self._ensured:
             self.ensure()
         writes = [(kind, key, data) for (kind, key), data in batch.writes.items()]
-        if len(writes) == 1:
-            self._apply(writes)
+        links = [(flow, atom, add) for (flow, atom), add in batch.links.items()]
+        if len(writes) + len(links) == 1:
+            self._apply(writes, links)
             return
         journal = os.path.join(self._root, _JOURNAL)
         record = {
             "version": _JOURNAL_VERSION,
             "writes": [[kind, key, None if data is None else data.decode()] for kind, key, data in writes],
+            "links": [[flow, atom, add] for flow, atom, add in links],
         }
         self._write_file(journal, json.dumps(record, separators=(",", ":")).encode())
         if self._fsync:
             self._sync_dir(self._root)
-        self._apply(writes)
+        self._apply(writes, links)
         os.unlink(journal)
 
     def _recover(self) -> None:
@@ -175,21 +224,22 @@ class _DirStore(DocumentStore):
             return
         except ValueError as err:
             raise exc.StorageFailure(f"unreadable journal {journal}; inspect or remove it") from err
-        if record.get("version") != _JOURNAL_VERSION:
+        if record.get("version") not in _JOURNAL_VERSIONS:
             raise exc.StorageFailure(f"journal {journal} has unknown version {record.get('version')!r}")
         self._apply(
-            [(kind, key, None if text is None else text.encode()) for kind, key, text in record["writes"]]
+            [(kind, key, None if text is None else text.encode()) for kind, key, text in record["writes"]],
+            [(flow, atom, bool(add)) for flow, atom, add in record.get("links", [])],
         )
         os.unlink(journal)
 
     def ensure(self) -> None:
-        for kind in KINDS:
+        for kind in (*KINDS, MEMBERS):
             os.makedirs(os.path.join(self._root, kind), exist_ok=True)
         self._ensured = True
 
     def clear(self) -> None:
         with self._locked():
-            for kind in KINDS:
+            for kind in (*KINDS, MEMBERS):
                 shutil.rmtree(os.path.join(self._root, kind), ignore_errors=True)
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(os.path.join(self._root, _JOURNAL))

@@ -13,18 +13,28 @@ from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
-from flowkit.persistence.backends._path_based import KINDS, Batch, DocumentConnection, DocumentStore, Read
+from flowkit.persistence.backends._path_based import (
+    FLOWS,
+    KINDS,
+    Batch,
+    DocumentConnection,
+    DocumentStore,
+    Members,
+    Read,
+)
 from flowkit.persistence.base import Backend, Connection
 
 __all__ = ["MemoryBackend"]
 
 
 class _MemoryStore(DocumentStore):
-    """Three dicts of JSON bytes behind one re-entrant lock."""
+    """Three dicts of JSON bytes and the flows' links, behind one re-entrant lock."""
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
         self._docs: dict[str, dict[str, bytes]] = {kind: {} for kind in KINDS}
+        # flow uuid -> its atom uuids (a dict keeps them in the order linked)
+        self._members: dict[str, dict[str, None]] = {}
 
     def describe(self) -> str:
         return "memory://"
@@ -36,6 +46,13 @@ class _MemoryStore(DocumentStore):
     def read_many(self, kind: str, keys: Sequence[str]) -> list[Read | None]:
         docs = self._docs[kind]
         return [(docs[key], None) if key in docs else None for key in keys]
+
+    def exists_many(self, kind: str, keys: Sequence[str]) -> list[bool]:
+        docs = self._docs[kind]
+        return [key in docs for key in keys]
+
+    def members(self, flow: str) -> Members:
+        return list(self._members.get(flow, ())), None
 
     def keys(self, kind: str) -> list[str]:
         with self._lock:
@@ -49,8 +66,15 @@ class _MemoryStore(DocumentStore):
         for (kind, key), data in batch.writes.items():
             if data is None:
                 self._docs[kind].pop(key, None)
+                if kind == FLOWS:
+                    self._members.pop(key, None)
             else:
                 self._docs[kind][key] = data
+        for (flow, atom), add in batch.links.items():
+            if add:
+                self._members.setdefault(flow, {})[atom] = None
+            elif flow in self._members:
+                self._members[flow].pop(atom, None)
 
     def ensure(self) -> None:
         """Nothing to create: the collections exist from the start."""
@@ -59,6 +83,7 @@ class _MemoryStore(DocumentStore):
         with self._lock:
             for docs in self._docs.values():
                 docs.clear()
+            self._members.clear()
 
 
 class MemoryBackend(Backend):

@@ -2,11 +2,18 @@
 
 Under the configured root path (default ``/flowkit``) the records live at
 ``books/<uuid>``, ``flows/<uuid>`` and ``atoms/<uuid>``, each a JSON document
-(see :mod:`flowkit.persistence.backends._path_based`). Every change is one
-ZooKeeper multi-operation transaction, so it is all-or-nothing, and it is
-optimistic: documents read while deciding what to write are version-checked
-in the same transaction, and a step that lost a race is re-run on fresh data.
-No lock node is needed, so a crashed client never leaves one behind.
+(see :mod:`flowkit.persistence.backends._path_based`). A flow's atoms are the
+(empty) children of ``members/<flow uuid>``, created with the flow; the data
+version of that znode is bumped by every transaction that writes one of the
+flow's atoms, so a reader that finds it unchanged after loading the atoms knows
+it saw no half-applied write, without the writers touching anything whose size
+grows with the flow.
+
+Every change is one ZooKeeper multi-operation transaction, so it is
+all-or-nothing, and it is optimistic: documents read while deciding what to
+write are version-checked in the same transaction, and a step that lost a race
+is re-run on fresh data. No lock node is needed, so a crashed client never
+leaves one behind.
 
 kazoo is imported only when a connection is made, so configuring this backend
 (or importing flowkit) never needs it.
@@ -15,17 +22,22 @@ kazoo is imported only when a connection is made, so configuring this backend
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext, suppress
 from typing import Any
 
 from flowkit import exceptions as exc
 from flowkit.persistence.backends._path_based import (
+    ATOMS,
+    FLOWS,
     KINDS,
+    MEMBERS,
     Batch,
     Conflict,
     DocumentConnection,
     DocumentStore,
+    Members,
     Read,
 )
 from flowkit.persistence.backends._urls import conf_float, mask_url, parse_url
@@ -35,6 +47,8 @@ __all__ = ["ZkBackend"]
 
 DEFAULT_PATH = "/flowkit"
 DEFAULT_TIMEOUT = 10.0
+# How many atom uuids a store remembers as existing, to guess instead of ask.
+_KNOWN_ATOMS = 50_000
 
 
 def _kazoo_errors() -> Any:
@@ -57,6 +71,29 @@ class _ZkStore(DocumentStore):
         self._root = root.rstrip("/") or "/"
         self._where = where
         self._errors = _kazoo_errors()
+        # Atoms this process last saw existing, oldest first; only ever a guess.
+        self._known_atoms: OrderedDict[str, None] = OrderedDict()
+        self._known_lock = threading.Lock()
+
+    def _learn(self, kind: str, facts: Iterable[tuple[str, bool]]) -> None:
+        if kind != ATOMS:
+            return
+        known = self._known_atoms
+        with self._known_lock:
+            for key, present in facts:
+                if present:
+                    known[key] = None
+                    known.move_to_end(key)
+                else:
+                    known.pop(key, None)
+            while len(known) > _KNOWN_ATOMS:
+                known.popitem(last=False)
+
+    def guess_exists(self, kind: str, keys: Sequence[str]) -> list[bool] | None:
+        if kind != ATOMS:
+            return None
+        known = self._known_atoms
+        return [key in known for key in keys]
 
     def describe(self) -> str:
         return self._where
@@ -66,15 +103,11 @@ class _ZkStore(DocumentStore):
         return f"{base}/{key}" if key else base
 
     def read(self, kind: str, key: str) -> Read | None:
-        try:
-            data, stat = self._client.get(self._path(kind, key))
-        except self._errors.NoNodeError:
-            return None
-        return bytes(data), stat.version
+        return self._collect([self._client.get_async(self._path(kind, key))], kind, [key])[0]
 
     def read_many(self, kind: str, keys: Sequence[str]) -> list[Read | None]:
         # Issue every read before waiting for any: one round trip, not len(keys).
-        return self._collect([self._client.get_async(self._path(kind, key)) for key in keys])
+        return self._collect([self._client.get_async(self._path(kind, key)) for key in keys], kind, keys)
 
     def read_many_checked(
         self, kind: str, keys: Sequence[str], seen: Mapping[tuple[str, str], Any]
@@ -83,9 +116,24 @@ class _ZkStore(DocumentStore):
         # checks sent right behind the reads see the store as of after them.
         reads = [self._client.get_async(self._path(kind, key)) for key in keys]
         checks = self._send_checks(seen)
-        return self._collect(reads), self._outcome(checks)
+        return self._collect(reads, kind, keys), self._outcome(checks)
 
-    def _collect(self, pending: list[Any]) -> list[Read | None]:
+    def exists_many(self, kind: str, keys: Sequence[str]) -> list[bool]:
+        pending = [self._client.exists_async(self._path(kind, key)) for key in keys]
+        found = [result.get() is not None for result in pending]
+        self._learn(kind, zip(keys, found, strict=True))
+        return found
+
+    def read_and_exists(
+        self, kind: str, key: str, exists_kind: str, exists_keys: Sequence[str]
+    ) -> tuple[Read | None, list[bool]]:
+        read = self._client.get_async(self._path(kind, key))
+        pending = [self._client.exists_async(self._path(exists_kind, other)) for other in exists_keys]
+        found = [result.get() is not None for result in pending]
+        self._learn(exists_kind, zip(exists_keys, found, strict=True))
+        return self._collect([read])[0], found
+
+    def _collect(self, pending: list[Any], kind: str = "", keys: Sequence[str] = ()) -> list[Read | None]:
         found: list[Read | None] = []
         for result in pending:
             try:
@@ -94,7 +142,24 @@ class _ZkStore(DocumentStore):
                 found.append(None)
             else:
                 found.append((bytes(data), stat.version))
+        if kind:
+            self._learn(kind, ((key, item is not None) for key, item in zip(keys, found, strict=True)))
         return found
+
+    def _members_of(self, pending: Any) -> Members:
+        try:
+            children, stat = pending.get()
+        except self._errors.NoNodeError:
+            return [], None
+        return list(children), stat.version
+
+    def members(self, flow: str) -> Members:
+        return self._members_of(self._client.get_children_async(self._path(MEMBERS, flow), include_data=True))
+
+    def read_flow(self, key: str) -> tuple[Read | None, Members]:
+        read = self._client.get_async(self._path(FLOWS, key))
+        children = self._client.get_children_async(self._path(MEMBERS, key), include_data=True)
+        return self._collect([read])[0], self._members_of(children)
 
     def keys(self, kind: str) -> list[str]:
         try:
@@ -130,8 +195,7 @@ class _ZkStore(DocumentStore):
             if where in batch.seen:
                 continue
             hint = batch.exists.get(where)
-            # Hints come from parent documents; after a lost race, trust only the server.
-            if hint is not None and batch.attempt == 0:
+            if hint is not None:  # asked of the server in this very attempt
                 known[where] = hint
             else:
                 unknown.append(where)
@@ -143,47 +207,86 @@ class _ZkStore(DocumentStore):
     def commit(self, batch: Batch) -> None:
         existing = self._existing(batch)
         txn = self._client.transaction()
+        covered: set[tuple[str, str]] = set()  # seen znodes whose version a write checks
+        deleted: list[tuple[tuple[str, str], bool, Any]] = []
+        # Documents first (a new flow's members znode with it), then links
+        # (children after their parent), then deletes (children first).
         for where, data in batch.writes.items():
-            path = self._path(*where)
             if where in batch.seen:
                 version = batch.seen[where]
                 present, expected = version is not None, version
+                covered.add(where)
             else:
                 present, expected = existing[where], -1
             if data is None:
-                if present:
-                    txn.delete(path, version=expected)
+                deleted.append((where, present, expected))
             elif present:
-                txn.set_data(path, data, version=expected)
+                txn.set_data(self._path(*where), data, version=expected)
             else:
-                txn.create(path, data)
+                txn.create(self._path(*where), data)
+                if where[0] == FLOWS:
+                    txn.create(self._path(MEMBERS, where[1]), b"")
+        for (flow, atom), add in batch.links.items():
+            link = f"{self._path(MEMBERS, flow)}/{atom}"
+            if add:
+                txn.create(link, b"")
+            else:
+                txn.delete(link)
+        gone = {key for (kind, key), present, _ in deleted if kind == FLOWS and present}
+        for flow in batch.touched - gone:
+            # A new data version tells readers the flow's atoms changed.
+            members = (MEMBERS, flow)
+            version = batch.seen.get(members)
+            txn.set_data(self._path(*members), b"", version=-1 if version is None else version)
+            covered.add(members)
+        for where, present, expected in deleted:
+            if present:
+                txn.delete(self._path(*where), version=expected)
+            if where[0] == FLOWS and where[1] in gone:
+                members = (MEMBERS, where[1])
+                if batch.seen.get(members) is not None:
+                    txn.delete(self._path(*members), version=batch.seen[members])
+                    covered.add(members)
         for where, version in batch.seen.items():
-            if version is not None and where not in batch.writes:
+            if version is not None and where not in covered:
                 txn.check(self._path(*where), version)
         if not txn.operations:
             return
         results = txn.commit()
         errors = [item for item in results if isinstance(item, Exception)]
         if not errors:
+            self._learn(
+                ATOMS,
+                ((key, data is not None) for (kind, key), data in batch.writes.items() if kind == ATOMS),
+            )
             return
-        races = (self._errors.BadVersionError, self._errors.NodeExistsError, self._errors.NoNodeError)
-        real = [err for err in errors if not isinstance(err, self._errors.RolledBackError)]
+        races = (
+            self._errors.BadVersionError,
+            self._errors.NodeExistsError,
+            self._errors.NoNodeError,
+            self._errors.NotEmptyError,
+        )
+        # Operations before the failed one report RolledBackError, those after it RuntimeInconsistency.
+        knock_on = (self._errors.RolledBackError, self._errors.RuntimeInconsistency)
+        real = [err for err in errors if not isinstance(err, knock_on)]
         if all(isinstance(err, races) for err in real):
             raise Conflict(str(real))
         raise real[0]
 
     def ensure(self) -> None:
-        for kind in KINDS:
+        for kind in (*KINDS, MEMBERS):
             self._client.ensure_path(self._path(kind))
 
     def clear(self) -> None:
-        for kind in KINDS:
+        with self._known_lock:
+            self._known_atoms.clear()
+        for kind in (*KINDS, MEMBERS):
             with suppress(self._errors.NoNodeError):
                 self._client.delete(self._path(kind), recursive=True)
         self.ensure()
 
     def validate(self) -> None:
-        for kind in KINDS:
+        for kind in (*KINDS, MEMBERS):
             if self._client.exists(self._path(kind)) is None:
                 raise exc.StorageFailure(f"{self._where} is missing {kind}; run upgrade() first")
 
