@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up everything flowkit's checks need, then run them all, stopping at the
-# first failure: lint, formatting, types, the documentation build and pytest.
+# first failure: lint, formatting, types, the documentation build, the Go
+# worker's checks and pytest.
 # CI runs exactly this (through .ci/run). Arguments are passed to pytest:
 #
 #     tools/test.sh                 # everything
@@ -21,7 +22,7 @@ cd "$ROOT"
 VENV="$ROOT/.venv"
 PYTHON="${PYTHON:-python3}"
 STEP=0
-STEPS=7
+STEPS=8
 
 banner() {
     STEP=$((STEP + 1))
@@ -124,6 +125,28 @@ banner "mypy (strict, flowkit/)"
 banner "Sphinx docs, warnings as errors -> doc/_build/html; their examples run as doctests"
 "$VENV/bin/sphinx-build" -q -W --keep-going -b html doc doc/_build/html
 "$VENV/bin/sphinx-build" -q -W --keep-going -b doctest doc doc/_build/doctest
+
+banner "Go worker: gofmt, go vet, go test"
+if ! have go && [ -x /usr/local/go/bin/go ]; then
+    export PATH="$PATH:/usr/local/go/bin"
+fi
+if have go; then
+    (
+        cd go_worker
+        unformatted="$(gofmt -l .)"
+        if [ -n "$unformatted" ]; then
+            echo "gofmt would change: $unformatted" >&2
+            exit 1
+        fi
+        go vet ./...
+        go test ./...
+    )
+elif [ -n "${CI:-}" ]; then
+    echo "go is missing; CI needs it for the Go worker" >&2
+    exit 1
+else
+    echo "skipped: go is not installed"
+fi
 
 banner "pytest $*"
 "$VENV/bin/python" -m pytest "$@"

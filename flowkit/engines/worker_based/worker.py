@@ -67,6 +67,7 @@ _NOT_FOUND_NAMES = (
 )
 _TIMEOUT_NAMES = (
     "flowkit.exceptions.RequestTimeout",
+    "flowkit.exceptions.ExecutionFailure",
     "flowkit.exceptions.TaskFlowException",
     "builtins.Exception",
     "builtins.BaseException",

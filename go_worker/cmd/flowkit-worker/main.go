@@ -1,0 +1,113 @@
+// Command flowkit-worker serves the example Go tasks (package tasks) to
+// flowkit's worker-based engine over Redis.
+//
+//	flowkit-worker --redis redis://localhost:6379/0 --topic cpu [--namespace flowkit]
+//	    [--concurrency N] [--heartbeat 1s] [--visibility-timeout 30s] [--max-deliveries 3]
+//	    [--max-message-bytes 1048576] [--burst] [--grace 30s] [--secret-env NAME]
+//
+// The signing secret is read from the environment variable named by
+// --secret-env (default FLOWKIT_WORKER_SECRET); unset or empty means no signing.
+// SIGTERM or SIGINT stops gracefully; a second one stops at once.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/flowkit/flowkit/go_worker/flowkit"
+	"github.com/flowkit/flowkit/go_worker/tasks"
+)
+
+// redisLog passes the Redis client's own messages (mostly dial failures, which
+// the worker reports itself) to the log at debug level.
+type redisLog struct{ logger *slog.Logger }
+
+func (l redisLog) Printf(ctx context.Context, format string, args ...any) {
+	l.logger.Debug("redis client: " + fmt.Sprintf(format, args...))
+}
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	flags := flag.NewFlagSet("flowkit-worker", flag.ContinueOnError)
+	redisURL := flags.String("redis", "", "Redis URL: redis://[user:password@]host:port/db, rediss:// or unix:// (required)")
+	topic := flags.String("topic", "", "topic whose requests to serve (required)")
+	namespace := flags.String("namespace", flowkit.DefaultNamespace, "prefix of every Redis key")
+	concurrency := flags.Int("concurrency", 0, "requests run at once (default CPUs + 4, at most 32)")
+	heartbeat := flags.Duration("heartbeat", flowkit.DefaultHeartbeat, "time between advertisements")
+	visibility := flags.Duration("visibility-timeout", flowkit.DefaultVisibilityTimeout,
+		"idle time after which a request of a dead worker is taken over")
+	maxDeliveries := flags.Int("max-deliveries", flowkit.DefaultMaxDeliveries,
+		"deliveries after which a taken-over request fails instead of running again")
+	maxBytes := flags.Int("max-message-bytes", flowkit.MaxMessageBytes, "largest message body sent or accepted")
+	burst := flags.Bool("burst", false, "exit once no request is waiting and none is running")
+	grace := flags.Duration("grace", flowkit.DefaultGrace, "how long a stop waits for running requests")
+	secretEnv := flags.String("secret-env", flowkit.SecretEnv, "environment variable holding the signing secret")
+	workerID := flags.String("worker-id", "", "worker id (default go-<host>-<pid>-<random>)")
+	logLevel := flags.String("log-level", "info", "debug, info, warn or error")
+	if err := flags.Parse(args); err != nil {
+		return 2
+	}
+	if flags.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "flowkit-worker: unexpected arguments: %v\n", flags.Args())
+		return 2
+	}
+	if *redisURL == "" || *topic == "" {
+		fmt.Fprintln(os.Stderr, "flowkit-worker: --redis and --topic are required")
+		flags.Usage()
+		return 2
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		fmt.Fprintf(os.Stderr, "flowkit-worker: bad --log-level: %v\n", err)
+		return 2
+	}
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	redis.SetLogger(redisLog{logger})
+	if *grace <= 0 {
+		*grace = flowkit.NoGrace
+	}
+	registry := flowkit.NewRegistry()
+	tasks.RegisterAll(registry)
+	worker, err := flowkit.NewWorker(registry, flowkit.Options{
+		RedisURL:          *redisURL,
+		Topic:             *topic,
+		Namespace:         *namespace,
+		Concurrency:       *concurrency,
+		Heartbeat:         *heartbeat,
+		VisibilityTimeout: *visibility,
+		MaxDeliveries:     *maxDeliveries,
+		MaxMessageBytes:   *maxBytes,
+		Secret:            []byte(os.Getenv(*secretEnv)),
+		Burst:             *burst,
+		Grace:             *grace,
+		WorkerID:          *workerID,
+		Logger:            logger,
+	})
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "flowkit-worker: %v\n", err)
+		return 2
+	}
+	signals := make(chan os.Signal, 2)
+	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT)
+	go func() {
+		for sig := range signals {
+			logger.Info(fmt.Sprintf("worker %s got %s: stopping", worker.ID(), sig))
+			worker.Stop()
+		}
+	}()
+	if err := worker.Run(context.Background()); err != nil {
+		logger.Error(err.Error())
+		return 1
+	}
+	return 0
+}

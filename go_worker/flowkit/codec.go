@@ -1,0 +1,272 @@
+package flowkit
+
+import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"unicode/utf8"
+)
+
+// Envelope is a message as Redis field/value pairs: "body" (JSON text) and,
+// when signing, "sig" (lowercase hex HMAC-SHA256 of the body). It is the
+// Values of an XADD and the mapping of the worker hash's HSET.
+type Envelope map[string]any
+
+// ProtocolError says why a message cannot be sent or was rejected on receipt.
+type ProtocolError struct {
+	// Reason is what is wrong, fit for a log line.
+	Reason string
+	// MessageID and ReplyTo are filled (when present as non-empty strings)
+	// only for a JSON object whose "v" is an integer other than 1, so a
+	// worker can answer a request of a version it does not speak.
+	MessageID string
+	ReplyTo   string
+}
+
+func (e *ProtocolError) Error() string { return e.Reason }
+
+func protocolError(format string, args ...any) *ProtocolError {
+	return &ProtocolError{Reason: fmt.Sprintf(format, args...)}
+}
+
+// Message is a decoded, valid message: exactly one of Notify, Request and
+// Response is set, as Type says. Fields is the JSON object as decoded
+// (numbers are json.Number), unknown fields included.
+type Message struct {
+	Type     string
+	Fields   map[string]any
+	Notify   *Notify
+	Request  *Request
+	Response *Response
+}
+
+// ResolveSecret returns the signing key: secret when non-nil, else the
+// FLOWKIT_WORKER_SECRET environment variable. An empty result means no signing.
+func ResolveSecret(secret []byte) []byte {
+	if secret == nil {
+		secret = []byte(os.Getenv(SecretEnv))
+	}
+	if len(secret) == 0 {
+		return nil
+	}
+	return secret
+}
+
+// Sign returns the lowercase hex HMAC-SHA256 of body under secret.
+func Sign(body, secret []byte) string {
+	mac := hmac.New(sha256.New, secret)
+	mac.Write(body)
+	return hex.EncodeToString(mac.Sum(nil))
+}
+
+// Encode wraps a message (*Notify, *Request, *Response or any JSON value)
+// in an envelope, signed when secret is non-empty.
+//
+// It returns a *ProtocolError when the message is not JSON-encodable or its
+// body is over maxBytes (0: MaxMessageBytes).
+func Encode(message any, secret []byte, maxBytes int) (Envelope, error) {
+	body, err := marshalValue(message)
+	if err != nil {
+		return nil, protocolError("message is not JSON-encodable: %v", err)
+	}
+	if maxBytes <= 0 {
+		maxBytes = MaxMessageBytes
+	}
+	if len(body) > maxBytes {
+		return nil, protocolError("message body is %d bytes, over the limit of %d bytes", len(body), maxBytes)
+	}
+	envelope := Envelope{"body": string(body)}
+	if len(secret) > 0 {
+		envelope["sig"] = Sign(body, secret)
+	}
+	return envelope, nil
+}
+
+func fieldBytes(envelope map[string]any, name string) ([]byte, bool) {
+	switch v := envelope[name].(type) {
+	case string:
+		return []byte(v), true
+	case []byte:
+		return v, true
+	}
+	return nil, false
+}
+
+// Decode unwraps and checks an envelope read from Redis and returns its message.
+//
+// Checks, in order: a "body" field, its size (maxBytes, 0: MaxMessageBytes),
+// the signature (when secret is non-empty; compared in constant time), UTF-8
+// JSON text of an object, "v" == 1, a known "type" and the fields that type
+// requires with their JSON types. Any problem is a *ProtocolError naming the
+// first one found.
+func Decode(envelope map[string]any, secret []byte, maxBytes int) (*Message, error) {
+	body, ok := fieldBytes(envelope, "body")
+	if !ok {
+		return nil, protocolError("envelope has no 'body' field")
+	}
+	if maxBytes <= 0 {
+		maxBytes = MaxMessageBytes
+	}
+	if len(body) > maxBytes {
+		return nil, protocolError("message body is %d bytes, over the limit of %d bytes", len(body), maxBytes)
+	}
+	if len(secret) > 0 {
+		sig, ok := fieldBytes(envelope, "sig")
+		if !ok {
+			return nil, protocolError("message is not signed but a secret is configured")
+		}
+		if !hmac.Equal([]byte(Sign(body, secret)), sig) {
+			return nil, protocolError("message signature does not match")
+		}
+	}
+	return DecodeBody(body)
+}
+
+// DecodeBody parses and checks a message body (no size or signature check).
+func DecodeBody(body []byte) (*Message, error) {
+	if !utf8.Valid(body) {
+		return nil, protocolError("message body is not JSON text: invalid UTF-8")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	var value any
+	if err := dec.Decode(&value); err != nil {
+		return nil, protocolError("message body is not JSON text: %v", err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return nil, protocolError("message body is not JSON text: extra data after the value")
+	}
+	object, ok := value.(map[string]any)
+	if !ok {
+		return nil, protocolError("message must be a JSON object, not %s", jsonType(value))
+	}
+	version, present := object["v"]
+	if v, isNumber := numberValue(version); !isNumber || v != Version {
+		if !present {
+			return nil, protocolError("message has no 'v' (protocol version) field")
+		}
+		if !isInteger(version) {
+			return nil, protocolError("message field 'v' must be an integer, not %s", jsonType(version))
+		}
+		// Another version's message may differ in every other field; only its
+		// id and reply_to are read, so a worker can say it cannot handle it.
+		err := protocolError("unsupported protocol version %s (this side speaks %d)", version, Version)
+		err.MessageID, _ = object["id"].(string)
+		err.ReplyTo, _ = object["reply_to"].(string)
+		return nil, err
+	}
+	if problem := messageProblem(object); problem != "" {
+		return nil, protocolError("%s", problem)
+	}
+	message := &Message{Type: object["type"].(string), Fields: object}
+	switch message.Type {
+	case TypeNotify:
+		message.Notify = notifyFrom(object)
+	case TypeRequest:
+		message.Request = requestFrom(object)
+	case TypeResponse:
+		message.Response = responseFrom(object)
+	}
+	return message, nil
+}
+
+func float(value any) float64 {
+	f, _ := numberValue(value)
+	return f
+}
+
+func notifyFrom(m map[string]any) *Notify {
+	n := &Notify{
+		Worker:            m["worker"].(string),
+		Topic:             m["topic"].(string),
+		Language:          m["language"].(string),
+		PID:               int64(float(m["pid"])),
+		Host:              m["host"].(string),
+		Heartbeat:         float(m["heartbeat"]),
+		VisibilityTimeout: float(m["visibility_timeout"]),
+		SentAt:            float(m["sent_at"]),
+		Tasks:             []string{},
+	}
+	for _, task := range m["tasks"].([]any) {
+		n.Tasks = append(n.Tasks, task.(string))
+	}
+	return n
+}
+
+func requestFrom(m map[string]any) *Request {
+	r := &Request{
+		ID:        m["id"].(string),
+		ReplyTo:   m["reply_to"].(string),
+		Action:    m["action"].(string),
+		Task:      m["task"].(string),
+		Name:      m["name"].(string),
+		Arguments: m["arguments"].(map[string]any),
+		Result:    m["result"],
+		SentAt:    float(m["sent_at"]),
+		Deadline:  float(m["deadline"]),
+	}
+	if record, ok := m["failure"]; ok {
+		r.Failure = failureFrom(record)
+	}
+	if records, ok := m["flow_failures"].(map[string]any); ok {
+		r.FlowFailures = make(map[string]*Failure, len(records))
+		for atom, record := range records {
+			r.FlowFailures[atom] = failureFrom(record)
+		}
+	}
+	return r
+}
+
+func responseFrom(m map[string]any) *Response {
+	r := &Response{
+		ID:     m["id"].(string),
+		Worker: m["worker"].(string),
+		Event:  m["event"].(string),
+		Result: m["result"],
+		SentAt: float(m["sent_at"]),
+	}
+	r.Progress = float(m["progress"])
+	r.Details, _ = m["details"].(map[string]any)
+	if record, ok := m["failure"]; ok {
+		r.Failure = failureFrom(record)
+	}
+	return r
+}
+
+// failureFrom converts a record that passed failureProblem.
+func failureFrom(record any) *Failure {
+	m := record.(map[string]any)
+	f := &Failure{
+		ExceptionStr: m["exception_str"].(string),
+		TracebackStr: m["traceback_str"].(string),
+		ExcArgs:      []any{},
+	}
+	for _, name := range m["exc_type_names"].([]any) {
+		f.ExcTypeNames = append(f.ExcTypeNames, name.(string))
+	}
+	if args, ok := m["exc_args"].([]any); ok {
+		f.ExcArgs = args
+	}
+	if causes, ok := m["causes"].([]any); ok {
+		for _, cause := range causes {
+			f.Causes = append(f.Causes, failureFrom(cause))
+		}
+	}
+	return f
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for key := range m {
+		keys = append(keys, key)
+	}
+	sort.Strings(keys)
+	return keys
+}

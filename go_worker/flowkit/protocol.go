@@ -1,0 +1,309 @@
+// Package flowkit is the Go side of the flowkit worker protocol v1 over Redis.
+//
+// It holds the protocol's messages (notify, request, response and failure
+// records), the envelope codec (JSON body, optional HMAC-SHA256 signature,
+// size limit, validation identical in effect to the Python side and the JSON
+// Schemas in flowkit/engines/worker_based/schemas/), a Registry of Go
+// functions served under task names, and a Worker that serves them to
+// flowkit's worker-based engine. doc/workers_protocol.rst is the normative
+// description of the protocol.
+package flowkit
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math"
+	"strconv"
+	"time"
+)
+
+// Protocol constants shared with the Python engine and worker.
+const (
+	// Version is the protocol version this package speaks.
+	Version = 1
+	// DefaultNamespace prefixes every Redis key unless configured otherwise.
+	DefaultNamespace = "flowkit"
+	// Group is the consumer group every worker of a topic reads requests in.
+	Group = "workers"
+	// MaxMessageBytes is the default limit on a message body (1 MiB).
+	MaxMessageBytes = 1 << 20
+	// SecretEnv names the environment variable holding the signing secret.
+	SecretEnv = "FLOWKIT_WORKER_SECRET"
+	// ReplyMaxLen is the approximate length reply streams are trimmed to.
+	ReplyMaxLen = 100000
+)
+
+// Request actions and response events.
+const (
+	ActionExecute = "execute"
+	ActionRevert  = "revert"
+
+	EventRunning  = "running"
+	EventProgress = "progress"
+	EventSuccess  = "success"
+	EventFailure  = "failure"
+
+	TypeNotify   = "notify"
+	TypeRequest  = "request"
+	TypeResponse = "response"
+)
+
+// Exception type names the protocol prescribes for failures a worker makes up.
+var (
+	// GoErrorTypes names a plain Go error returned by a task.
+	GoErrorTypes = []string{"go.error", "builtins.Exception", "builtins.BaseException"}
+	// GoPanicTypes names a panic inside a task.
+	GoPanicTypes = []string{"go.panic", "builtins.Exception", "builtins.BaseException"}
+	// NotFoundTypes names a request for a task the worker does not offer.
+	NotFoundTypes = []string{"flowkit.exceptions.NotFound", "flowkit.exceptions.TaskFlowException", "builtins.Exception", "builtins.BaseException"}
+	// RequestTimeoutTypes names a request delivered more than max_deliveries times.
+	RequestTimeoutTypes = []string{"flowkit.exceptions.RequestTimeout", "flowkit.exceptions.ExecutionFailure", "flowkit.exceptions.TaskFlowException", "builtins.Exception", "builtins.BaseException"}
+	// InvalidFormatTypes names a result that cannot be sent (not JSON, too large).
+	InvalidFormatTypes = []string{"flowkit.exceptions.InvalidFormat", "flowkit.exceptions.TaskFlowException", "builtins.Exception", "builtins.BaseException"}
+	// IncompatibleVersionTypes names a request of a protocol version other than 1.
+	IncompatibleVersionTypes = []string{"flowkit.exceptions.IncompatibleVersion", "flowkit.exceptions.TaskFlowException", "builtins.Exception", "builtins.BaseException"}
+	// TypeErrorTypes names bad task arguments (missing, wrong JSON type), as Python would.
+	TypeErrorTypes = []string{"builtins.TypeError", "builtins.Exception", "builtins.BaseException"}
+)
+
+// RequestsKey is the stream engines add requests for workers of topic to.
+func RequestsKey(namespace, topic string) string { return namespace + ":requests:" + topic }
+
+// WorkersKey is the sorted set of live worker ids of topic (score: expiry in unix ms).
+func WorkersKey(namespace, topic string) string { return namespace + ":workers:" + topic }
+
+// WorkerKey is the hash holding one worker's notify envelope.
+func WorkerKey(namespace, workerID string) string { return namespace + ":worker:" + workerID }
+
+// RepliesKey is the stream workers add responses for one engine to.
+func RepliesKey(namespace, engineID string) string { return namespace + ":replies:" + engineID }
+
+// Now is the current time as unix seconds, the protocol's time format.
+func Now() float64 { return float64(time.Now().UnixNano()) / 1e9 }
+
+// Failure is a failure record: flowkit.types.failure.Failure.to_dict() in JSON.
+type Failure struct {
+	ExceptionStr string
+	TracebackStr string
+	// ExcTypeNames is the exception's class hierarchy, most derived first,
+	// ending with "builtins.BaseException".
+	ExcTypeNames []string
+	// ExcArgs are the exception's arguments; they must be JSON values.
+	ExcArgs []any
+	// Causes is the chain of causes, nearest first.
+	Causes []*Failure
+}
+
+// NewFailure makes a record with the given names, message and exc_args [message].
+func NewFailure(message string, typeNames []string) *Failure {
+	return &Failure{ExceptionStr: message, ExcTypeNames: append([]string(nil), typeNames...), ExcArgs: []any{message}}
+}
+
+// Error makes a *Failure usable as a Go error.
+func (f *Failure) Error() string { return f.ExceptionStr }
+
+// HasType reports whether the record names the exception type name among its types.
+func (f *Failure) HasType(typeName string) bool {
+	for _, name := range f.ExcTypeNames {
+		if name == typeName {
+			return true
+		}
+	}
+	return false
+}
+
+// MarshalJSON writes the record with every field, empty lists included.
+func (f *Failure) MarshalJSON() ([]byte, error) {
+	names := f.ExcTypeNames
+	if names == nil {
+		names = []string{}
+	}
+	args := f.ExcArgs
+	if args == nil {
+		args = []any{}
+	}
+	causes := f.Causes
+	if causes == nil {
+		causes = []*Failure{}
+	}
+	return marshalObject([]field{
+		{"version", 1},
+		{"exception_str", f.ExceptionStr},
+		{"traceback_str", f.TracebackStr},
+		{"exc_type_names", names},
+		{"exc_args", args},
+		{"causes", causes},
+	})
+}
+
+// Notify is a worker's advertisement, kept in the hash {ns}:worker:{id}.
+type Notify struct {
+	Worker            string
+	Topic             string
+	Tasks             []string
+	Language          string
+	PID               int64
+	Host              string
+	Heartbeat         float64 // seconds
+	VisibilityTimeout float64 // seconds
+	SentAt            float64
+}
+
+// MarshalJSON writes the notify message.
+func (n *Notify) MarshalJSON() ([]byte, error) {
+	tasks := n.Tasks
+	if tasks == nil {
+		tasks = []string{}
+	}
+	return marshalObject([]field{
+		{"v", Version},
+		{"type", TypeNotify},
+		{"worker", n.Worker},
+		{"topic", n.Topic},
+		{"tasks", tasks},
+		{"language", n.Language},
+		{"pid", n.PID},
+		{"host", n.Host},
+		{"heartbeat", n.Heartbeat},
+		{"visibility_timeout", n.VisibilityTimeout},
+		{"sent_at", n.SentAt},
+	})
+}
+
+// Request asks a worker to execute or revert one task.
+type Request struct {
+	ID        string
+	ReplyTo   string
+	Action    string // ActionExecute or ActionRevert
+	Task      string
+	Name      string
+	Arguments map[string]any
+	// Result is, for a revert whose execute succeeded, what execute returned.
+	Result any
+	// Failure is, for a revert whose own execute failed, how it failed
+	// (sent instead of Result).
+	Failure *Failure
+	// FlowFailures maps atom names to failures, revert only.
+	FlowFailures map[string]*Failure
+	SentAt       float64
+	Deadline     float64
+}
+
+// MarshalJSON writes the request; revert-only fields appear for reverts only.
+func (r *Request) MarshalJSON() ([]byte, error) {
+	arguments := r.Arguments
+	if arguments == nil {
+		arguments = map[string]any{}
+	}
+	fields := []field{
+		{"v", Version},
+		{"type", TypeRequest},
+		{"id", r.ID},
+		{"reply_to", r.ReplyTo},
+		{"action", r.Action},
+		{"task", r.Task},
+		{"name", r.Name},
+		{"arguments", arguments},
+	}
+	if r.Action == ActionRevert {
+		if r.Failure != nil {
+			fields = append(fields, field{"failure", r.Failure})
+		} else {
+			fields = append(fields, field{"result", r.Result})
+		}
+		flowFailures := r.FlowFailures
+		if flowFailures == nil {
+			flowFailures = map[string]*Failure{}
+		}
+		fields = append(fields, field{"flow_failures", flowFailures})
+	}
+	fields = append(fields, field{"sent_at", r.SentAt}, field{"deadline", r.Deadline})
+	return marshalObject(fields)
+}
+
+// Response is a worker's answer to a request.
+type Response struct {
+	ID     string
+	Worker string
+	Event  string // EventRunning, EventProgress, EventSuccess or EventFailure
+	// Progress (0 to 1) and Details (nil: null) belong to progress events.
+	Progress float64
+	Details  map[string]any
+	// Result belongs to success events (nil: null).
+	Result any
+	// Failure belongs to failure events.
+	Failure *Failure
+	SentAt  float64
+}
+
+// MarshalJSON writes the response with exactly the fields its event carries.
+func (r *Response) MarshalJSON() ([]byte, error) {
+	fields := []field{
+		{"v", Version},
+		{"type", TypeResponse},
+		{"id", r.ID},
+		{"worker", r.Worker},
+		{"event", r.Event},
+	}
+	switch r.Event {
+	case EventProgress:
+		if math.IsNaN(r.Progress) || r.Progress < 0 || r.Progress > 1 {
+			return nil, fmt.Errorf("progress %v is not a number from 0 to 1", r.Progress)
+		}
+		var details any
+		if r.Details != nil {
+			details = r.Details
+		}
+		fields = append(fields, field{"progress", r.Progress}, field{"details", details})
+	case EventSuccess:
+		fields = append(fields, field{"result", r.Result})
+	case EventFailure:
+		if r.Failure == nil {
+			return nil, fmt.Errorf("a failure response needs a failure")
+		}
+		fields = append(fields, field{"failure", r.Failure})
+	case EventRunning:
+	default:
+		return nil, fmt.Errorf("unknown event %q", r.Event)
+	}
+	fields = append(fields, field{"sent_at", r.SentAt})
+	return marshalObject(fields)
+}
+
+type field struct {
+	key   string
+	value any
+}
+
+// marshalObject writes an object with its keys in the given order, so bodies
+// read naturally (v and type first) and do not depend on map iteration.
+func marshalObject(fields []field) ([]byte, error) {
+	var buf bytes.Buffer
+	buf.WriteByte('{')
+	for i, f := range fields {
+		if i > 0 {
+			buf.WriteByte(',')
+		}
+		buf.WriteString(strconv.Quote(f.key))
+		buf.WriteByte(':')
+		value, err := marshalValue(f.value)
+		if err != nil {
+			return nil, fmt.Errorf("field %q: %w", f.key, err)
+		}
+		buf.Write(value)
+	}
+	buf.WriteByte('}')
+	return buf.Bytes(), nil
+}
+
+// marshalValue is json.Marshal without HTML escaping (like Python's json.dumps).
+func marshalValue(value any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(value); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte{'\n'}), nil
+}

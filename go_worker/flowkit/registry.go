@@ -1,0 +1,232 @@
+package flowkit
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"runtime/debug"
+	"sort"
+	"strconv"
+	"sync"
+)
+
+// Call is one request as a task function sees it.
+type Call struct {
+	// Context is cancelled when the worker gives up on the request (it is
+	// still running when a graceful stop's grace period ends).
+	Context context.Context
+	// Name is the atom's name in the flow (may be empty).
+	Name string
+	// Task is the task name the request asked for.
+	Task string
+	// RequestID is the request's id.
+	RequestID string
+	// Arguments are the keyword arguments; numbers are json.Number.
+	Arguments map[string]any
+	// Progress reports progress from 0 to 1 with optional JSON details
+	// (nil: null). Reports are sent at most every 50 ms; the last one always is.
+	Progress func(progress float64, details map[string]any)
+}
+
+// ExecuteFunc runs a task's execute; its result must be JSON-encodable.
+type ExecuteFunc func(call *Call) (any, error)
+
+// RevertFunc undoes a task. result is what execute returned when it succeeded
+// (failure is then nil); failure is how execute failed otherwise.
+// flowFailures maps every failed atom of the flow to its failure.
+type RevertFunc func(call *Call, result any, failure *Failure, flowFailures map[string]*Failure) (any, error)
+
+// TaskError is an error carrying the exception type names (most derived
+// first) a task wants in its failure record, e.g.
+// []string{"myapp.QuotaExceeded", "builtins.Exception", "builtins.BaseException"}.
+type TaskError struct {
+	Types   []string
+	Message string
+	// Args become exc_args (JSON values); nil means [Message].
+	Args []any
+}
+
+func (e *TaskError) Error() string { return e.Message }
+
+// ArgumentError is a TaskError for a missing or ill-typed argument, named
+// builtins.TypeError as Python would raise.
+func ArgumentError(format string, args ...any) *TaskError {
+	return &TaskError{Types: TypeErrorTypes, Message: fmt.Sprintf(format, args...)}
+}
+
+type entry struct {
+	execute ExecuteFunc
+	revert  RevertFunc
+}
+
+// Registry maps task names to Go functions. It is safe for concurrent use.
+type Registry struct {
+	mu    sync.RWMutex
+	tasks map[string]entry
+}
+
+// NewRegistry returns an empty registry.
+func NewRegistry() *Registry { return &Registry{tasks: map[string]entry{}} }
+
+// Register serves exec (and revert; nil: a revert that returns null) under
+// name. It panics on an empty name, a nil exec or a name already registered,
+// which are programming errors.
+func (r *Registry) Register(name string, exec ExecuteFunc, revert RevertFunc) {
+	if name == "" {
+		panic("flowkit: Register with an empty task name")
+	}
+	if exec == nil {
+		panic("flowkit: Register " + name + " with a nil execute function")
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, taken := r.tasks[name]; taken {
+		panic("flowkit: task " + name + " registered twice")
+	}
+	r.tasks[name] = entry{exec, revert}
+}
+
+// Names returns the registered task names, sorted.
+func (r *Registry) Names() []string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	names := make([]string, 0, len(r.tasks))
+	for name := range r.tasks {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Has says whether name is registered.
+func (r *Registry) Has(name string) bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	_, ok := r.tasks[name]
+	return ok
+}
+
+// Run executes or reverts the request's task and returns its result, or the
+// failure record of its error or panic. A request for an unknown task fails
+// with NotFoundTypes.
+func (r *Registry) Run(call *Call, request *Request) (result any, failure *Failure) {
+	r.mu.RLock()
+	task, ok := r.tasks[request.Task]
+	r.mu.RUnlock()
+	if !ok {
+		return nil, NewFailure("no task named "+request.Task, NotFoundTypes)
+	}
+	defer func() {
+		if value := recover(); value != nil {
+			result = nil
+			failure = panicFailure(value, debug.Stack())
+		}
+	}()
+	var err error
+	if request.Action == ActionRevert {
+		if task.revert == nil {
+			return nil, nil
+		}
+		var executeResult any
+		if request.Failure == nil {
+			executeResult = request.Result
+		}
+		result, err = task.revert(call, executeResult, request.Failure, request.FlowFailures)
+	} else {
+		result, err = task.execute(call)
+	}
+	if err != nil {
+		return nil, FailureFromError(err)
+	}
+	return result, nil
+}
+
+// FailureFromError makes the failure record of a task's error: a *TaskError
+// (found with errors.As) gives its own names, message and args; a *Failure is
+// passed on; any other error is named GoErrorTypes.
+func FailureFromError(err error) *Failure {
+	var taskErr *TaskError
+	if errors.As(err, &taskErr) {
+		names := taskErr.Types
+		if len(names) == 0 {
+			names = GoErrorTypes
+		} else if !baseNames[names[len(names)-1]] {
+			// Every record ends with a base exception name; add the usual tail.
+			names = append(append([]string(nil), names...), "builtins.Exception", "builtins.BaseException")
+		}
+		args := taskErr.Args
+		if args == nil {
+			args = []any{taskErr.Message}
+		}
+		return &Failure{ExceptionStr: taskErr.Message, ExcTypeNames: append([]string(nil), names...), ExcArgs: args}
+	}
+	var record *Failure
+	if errors.As(err, &record) {
+		return record
+	}
+	return NewFailure(err.Error(), GoErrorTypes)
+}
+
+func panicFailure(value any, stack []byte) *Failure {
+	message := fmt.Sprint(value)
+	if err, ok := value.(error); ok {
+		message = err.Error()
+	}
+	f := NewFailure(message, GoPanicTypes)
+	f.TracebackStr = string(stack)
+	return f
+}
+
+// Value returns the argument name, or a TypeError-named error when it is missing.
+func (c *Call) Value(name string) (any, error) {
+	value, ok := c.Arguments[name]
+	if !ok {
+		return nil, ArgumentError("%s: missing required argument '%s'", c.Task, name)
+	}
+	return value, nil
+}
+
+// String returns the string argument name.
+func (c *Call) String(name string) (string, error) {
+	value, err := c.Value(name)
+	if err != nil {
+		return "", err
+	}
+	s, ok := value.(string)
+	if !ok {
+		return "", ArgumentError("%s: argument '%s' must be a string, not %s", c.Task, name, jsonType(value))
+	}
+	return s, nil
+}
+
+// Int returns the integer argument name (2.0 counts as 2).
+func (c *Call) Int(name string) (int64, error) {
+	value, err := c.Value(name)
+	if err != nil {
+		return 0, err
+	}
+	if n, ok := value.(json.Number); ok {
+		if i, err := strconv.ParseInt(string(n), 10, 64); err == nil {
+			return i, nil
+		}
+		if f, ok := numberValue(n); ok && f == math.Trunc(f) && math.Abs(f) < 1<<63 {
+			return int64(f), nil
+		}
+	}
+	return 0, ArgumentError("%s: argument '%s' must be an integer, not %s", c.Task, name, jsonType(value))
+}
+
+// Float returns the number argument name.
+func (c *Call) Float(name string) (float64, error) {
+	value, err := c.Value(name)
+	if err != nil {
+		return 0, err
+	}
+	f, ok := numberValue(value)
+	if !ok {
+		return 0, ArgumentError("%s: argument '%s' must be a number, not %s", c.Task, name, jsonType(value))
+	}
+	return f, nil
+}

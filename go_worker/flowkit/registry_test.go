@@ -1,0 +1,186 @@
+package flowkit
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func newCall(arguments map[string]any) *Call {
+	return &Call{Context: context.Background(), Task: "t.T", Arguments: arguments, Progress: func(float64, map[string]any) {}}
+}
+
+func TestRegistryRunsExecuteWithTheRequestArguments(t *testing.T) {
+	reg := NewRegistry()
+	reg.Register("t.Add", func(c *Call) (any, error) {
+		a, err := c.Int("a")
+		if err != nil {
+			return nil, err
+		}
+		b, err := c.Float("b")
+		if err != nil {
+			return nil, err
+		}
+		return float64(a) + b, nil
+	}, nil)
+	request := &Request{Task: "t.Add", Action: ActionExecute, Arguments: map[string]any{"a": json.Number("2"), "b": json.Number("0.5")}}
+	result, failure := reg.Run(newCall(request.Arguments), request)
+	if failure != nil || result != 2.5 {
+		t.Fatalf("result=%v failure=%v", result, failure)
+	}
+}
+
+func TestRegistryPassesResultOrFailureAndFlowFailuresToRevert(t *testing.T) {
+	reg := NewRegistry()
+	type seen struct {
+		result       any
+		failure      *Failure
+		flowFailures map[string]*Failure
+	}
+	var got seen
+	reg.Register("t.T", func(*Call) (any, error) { return nil, nil },
+		func(_ *Call, result any, failure *Failure, flowFailures map[string]*Failure) (any, error) {
+			got = seen{result, failure, flowFailures}
+			return "reverted", nil
+		})
+	boom := NewFailure("boom", GoErrorTypes)
+	flow := map[string]*Failure{"other": boom}
+	result, failure := reg.Run(newCall(nil), &Request{Task: "t.T", Action: ActionRevert, Result: "vol-1", FlowFailures: flow})
+	if failure != nil || result != "reverted" || got.result != "vol-1" || got.failure != nil || !reflect.DeepEqual(got.flowFailures, flow) {
+		t.Fatalf("result=%v failure=%v seen=%+v", result, failure, got)
+	}
+	_, _ = reg.Run(newCall(nil), &Request{Task: "t.T", Action: ActionRevert, Failure: boom, FlowFailures: flow})
+	if got.result != nil || got.failure != boom {
+		t.Fatalf("seen=%+v", got)
+	}
+}
+
+func TestRevertWithoutAFunctionReturnsNull(t *testing.T) {
+	reg := NewRegistry()
+	reg.Register("t.T", func(*Call) (any, error) { return 1, nil }, nil)
+	result, failure := reg.Run(newCall(nil), &Request{Task: "t.T", Action: ActionRevert})
+	if result != nil || failure != nil {
+		t.Fatalf("result=%v failure=%v", result, failure)
+	}
+}
+
+func TestPlainErrorsBecomeGoErrorFailures(t *testing.T) {
+	reg := NewRegistry()
+	reg.Register("t.T", func(*Call) (any, error) { return nil, fmt.Errorf("wrapped: %w", errors.New("inner")) }, nil)
+	_, failure := reg.Run(newCall(nil), &Request{Task: "t.T", Action: ActionExecute})
+	want := &Failure{ExceptionStr: "wrapped: inner", ExcTypeNames: GoErrorTypes, ExcArgs: []any{"wrapped: inner"}}
+	if !reflect.DeepEqual(failure, want) {
+		t.Fatalf("failure = %#v", failure)
+	}
+}
+
+func TestTaskErrorsKeepTheirTypeNamesEvenWhenWrapped(t *testing.T) {
+	taskErr := &TaskError{Types: []string{"app.Quota", "builtins.Exception", "builtins.BaseException"}, Message: "over", Args: []any{"over", 3}}
+	failure := FailureFromError(fmt.Errorf("context: %w", taskErr))
+	want := &Failure{ExceptionStr: "over", ExcTypeNames: taskErr.Types, ExcArgs: []any{"over", 3}}
+	if !reflect.DeepEqual(failure, want) {
+		t.Fatalf("failure = %#v", failure)
+	}
+}
+
+func TestTaskErrorDefaults(t *testing.T) {
+	failure := FailureFromError(&TaskError{Types: []string{"app.Quota"}, Message: "over"})
+	if got := strings.Join(failure.ExcTypeNames, ","); got != "app.Quota,builtins.Exception,builtins.BaseException" {
+		t.Errorf("names = %s", got)
+	}
+	if !reflect.DeepEqual(failure.ExcArgs, []any{"over"}) {
+		t.Errorf("args = %v", failure.ExcArgs)
+	}
+	if got := FailureFromError(&TaskError{Message: "x"}).ExcTypeNames; !reflect.DeepEqual(got, GoErrorTypes) {
+		t.Errorf("names without Types = %v", got)
+	}
+}
+
+func TestPanicsBecomeGoPanicFailuresWithTheStack(t *testing.T) {
+	reg := NewRegistry()
+	reg.Register("t.T", func(*Call) (any, error) {
+		var m map[string]int
+		m["x"] = 1 // panics
+		return nil, nil
+	}, nil)
+	result, failure := reg.Run(newCall(nil), &Request{Task: "t.T", Action: ActionExecute})
+	if result != nil || failure == nil {
+		t.Fatalf("result=%v failure=%v", result, failure)
+	}
+	if !reflect.DeepEqual(failure.ExcTypeNames, GoPanicTypes) || !strings.Contains(failure.ExceptionStr, "nil map") {
+		t.Fatalf("failure = %#v", failure)
+	}
+	if !strings.Contains(failure.TracebackStr, "goroutine") {
+		t.Fatalf("traceback = %q", failure.TracebackStr)
+	}
+}
+
+func TestUnknownTasksFailWithNotFound(t *testing.T) {
+	_, failure := NewRegistry().Run(newCall(nil), &Request{Task: "t.Missing", Action: ActionExecute})
+	if failure == nil || !failure.HasType("flowkit.exceptions.NotFound") {
+		t.Fatalf("failure = %#v", failure)
+	}
+}
+
+func TestRegisterRefusesDuplicatesAndEmptyNames(t *testing.T) {
+	reg := NewRegistry()
+	exec := func(*Call) (any, error) { return nil, nil }
+	reg.Register("t.T", exec, nil)
+	for name, register := range map[string]func(){
+		"duplicate":  func() { reg.Register("t.T", exec, nil) },
+		"empty name": func() { reg.Register("", exec, nil) },
+		"nil exec":   func() { reg.Register("t.U", nil, nil) },
+	} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("%s: no panic", name)
+				}
+			}()
+			register()
+		}()
+	}
+	if got := reg.Names(); !reflect.DeepEqual(got, []string{"t.T"}) {
+		t.Fatalf("names = %v", got)
+	}
+}
+
+func TestArgumentHelpersNameTheProblemAsATypeError(t *testing.T) {
+	call := newCall(map[string]any{"n": json.Number("2.0"), "s": "x", "f": json.Number("1e3"), "big": json.Number("1.5")})
+	if n, err := call.Int("n"); err != nil || n != 2 {
+		t.Errorf("Int(n) = %v, %v", n, err)
+	}
+	if f, err := call.Float("f"); err != nil || f != 1000 {
+		t.Errorf("Float(f) = %v, %v", f, err)
+	}
+	for name, get := range map[string]func() error{
+		"missing":        func() error { _, err := call.Int("nope"); return err },
+		"fraction":       func() error { _, err := call.Int("big"); return err },
+		"string for int": func() error { _, err := call.Int("s"); return err },
+		"int for string": func() error { _, err := call.String("n"); return err },
+		"string for num": func() error { _, err := call.Float("s"); return err },
+	} {
+		err := get()
+		var taskErr *TaskError
+		if !errors.As(err, &taskErr) || !reflect.DeepEqual(taskErr.Types, TypeErrorTypes) {
+			t.Errorf("%s: err = %v", name, err)
+		}
+	}
+}
+
+func TestProgressThrottleSendsTheLastValueOnFlush(t *testing.T) {
+	var sent []float64
+	th := &throttle{send: func(p float64, _ map[string]any) { sent = append(sent, p) }}
+	th.report(0.1, nil)
+	th.report(0.2, nil) // within the interval: held back
+	th.report(7, nil)   // clamped to 1, replaces 0.2
+	th.flush()
+	th.report(0.3, nil) // after flush: ignored
+	if !reflect.DeepEqual(sent, []float64{0.1, 1}) {
+		t.Fatalf("sent = %v", sent)
+	}
+}

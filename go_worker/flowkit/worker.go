@@ -1,0 +1,627 @@
+package flowkit
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Defaults of the worker options.
+const (
+	DefaultHeartbeat         = time.Second
+	DefaultVisibilityTimeout = 30 * time.Second
+	DefaultMaxDeliveries     = 3
+	DefaultGrace             = 30 * time.Second
+	// NoGrace as Options.Grace makes a stop leave running requests at once.
+	NoGrace = time.Duration(-1)
+	// maxBlock bounds one XREADGROUP block, and so how long a stop waits for the reader.
+	maxBlock = 500 * time.Millisecond
+	// maxBatch is the most responses and acknowledgements written in one MULTI block.
+	maxBatch = 512
+	// progressInterval is the least time between two progress responses of a request.
+	progressInterval = 50 * time.Millisecond
+)
+
+// Options configure a Worker. Zero values mean the defaults.
+type Options struct {
+	// RedisURL is a redis://, rediss:// (TLS) or unix:// URL, with optional
+	// user:password@ and /db.
+	RedisURL string
+	// Topic is the topic whose requests the worker takes (required).
+	Topic string
+	// Namespace prefixes every key (default "flowkit").
+	Namespace string
+	// Concurrency is how many requests run at once (default CPUs + 4, at most 32).
+	Concurrency int
+	// Heartbeat is the time between advertisements and claim refreshes (default 1 s).
+	Heartbeat time.Duration
+	// VisibilityTimeout is how long a request may sit unrefreshed in another
+	// worker's pending list before this worker takes it over (default 30 s;
+	// must exceed Heartbeat).
+	VisibilityTimeout time.Duration
+	// MaxDeliveries is the delivery count above which a taken-over request
+	// is failed instead of run again (default 3).
+	MaxDeliveries int
+	// MaxMessageBytes limits message bodies sent and accepted (default 1 MiB).
+	MaxMessageBytes int
+	// Secret is the HMAC key. nil: the FLOWKIT_WORKER_SECRET environment
+	// variable; empty (non-nil): no signing.
+	Secret []byte
+	// Burst makes Run return once a read finds nothing and nothing is in flight.
+	Burst bool
+	// Grace is how long a stop waits for running requests (default 30 s; NoGrace: none).
+	Grace time.Duration
+	// WorkerID names the worker (default "go-<host>-<pid>-<random>").
+	WorkerID string
+	// Logger receives the worker's log (default slog.Default()).
+	Logger *slog.Logger
+}
+
+// Worker serves the tasks of a Registry to worker-based engines on one topic.
+// A Worker runs once: make a new one to serve again.
+type Worker struct {
+	registry *Registry
+	opts     Options
+	id       string
+	secret   []byte
+	client   *redis.Client
+	stream   string
+	hashKey  string
+	zsetKey  string
+	log      *slog.Logger
+	host     string
+	out      *outQueue
+
+	mu       sync.Mutex
+	busy     int             // accepted requests whose task has not finished
+	inFlight map[string]*job // entry ids read and not yet acknowledged (job nil: not run)
+	wake     chan struct{}   // signalled when busy or inFlight shrink
+
+	started   bool
+	stopOnce  sync.Once
+	stopping  chan struct{} // closed when a stop is asked
+	hurry     chan struct{} // closed on a second stop: end the grace period now
+	hurryOnce sync.Once
+	giveUpAt  time.Time // when the writer stops retrying (set at shutdown)
+	giveUpMu  sync.Mutex
+}
+
+type job struct {
+	entryID   string
+	request   *Request
+	cancel    context.CancelFunc
+	finished  bool
+	abandoned bool
+}
+
+// NewWorker checks the options and prepares a worker; nothing is sent until Run.
+func NewWorker(registry *Registry, opts Options) (*Worker, error) {
+	if opts.Namespace == "" {
+		opts.Namespace = DefaultNamespace
+	}
+	if opts.Concurrency == 0 {
+		opts.Concurrency = min(32, runtime.NumCPU()+4)
+	}
+	if opts.Heartbeat == 0 {
+		opts.Heartbeat = DefaultHeartbeat
+	}
+	if opts.VisibilityTimeout == 0 {
+		opts.VisibilityTimeout = DefaultVisibilityTimeout
+	}
+	if opts.MaxDeliveries == 0 {
+		opts.MaxDeliveries = DefaultMaxDeliveries
+	}
+	if opts.MaxMessageBytes == 0 {
+		opts.MaxMessageBytes = MaxMessageBytes
+	}
+	if opts.Grace == 0 {
+		opts.Grace = DefaultGrace
+	} else if opts.Grace < 0 {
+		opts.Grace = 0
+	}
+	switch {
+	case registry == nil:
+		return nil, errors.New("flowkit: a worker needs a registry")
+	case opts.Topic == "":
+		return nil, errors.New("flowkit: topic must be a non-empty string")
+	case opts.Concurrency < 1:
+		return nil, fmt.Errorf("flowkit: concurrency must be at least 1, not %d", opts.Concurrency)
+	case opts.Heartbeat < time.Millisecond:
+		return nil, fmt.Errorf("flowkit: heartbeat must be at least 1ms, not %s", opts.Heartbeat)
+	case opts.VisibilityTimeout <= opts.Heartbeat:
+		return nil, fmt.Errorf("flowkit: visibility timeout (%s) must exceed heartbeat (%s),"+
+			" or the worker would take over its own running requests", opts.VisibilityTimeout, opts.Heartbeat)
+	case opts.MaxDeliveries < 1:
+		return nil, fmt.Errorf("flowkit: max deliveries must be at least 1, not %d", opts.MaxDeliveries)
+	case opts.MaxMessageBytes < 1:
+		return nil, fmt.Errorf("flowkit: max message bytes must be positive, not %d", opts.MaxMessageBytes)
+	}
+	client, err := connect(opts.RedisURL)
+	if err != nil {
+		return nil, err
+	}
+	host, _ := os.Hostname()
+	if opts.WorkerID == "" {
+		suffix := make([]byte, 4)
+		_, _ = rand.Read(suffix)
+		opts.WorkerID = fmt.Sprintf("go-%s-%d-%s", host, os.Getpid(), hex.EncodeToString(suffix))
+	}
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
+	return &Worker{
+		registry: registry,
+		opts:     opts,
+		id:       opts.WorkerID,
+		secret:   ResolveSecret(opts.Secret),
+		client:   client,
+		stream:   RequestsKey(opts.Namespace, opts.Topic),
+		hashKey:  WorkerKey(opts.Namespace, opts.WorkerID),
+		zsetKey:  WorkersKey(opts.Namespace, opts.Topic),
+		log:      logger,
+		host:     host,
+		out:      newOutQueue(),
+		inFlight: map[string]*job{},
+		wake:     make(chan struct{}, 1),
+		stopping: make(chan struct{}),
+		hurry:    make(chan struct{}),
+	}, nil
+}
+
+// ID is the worker's id: its consumer name and the suffix of its advertisement key.
+func (w *Worker) ID() string { return w.id }
+
+// Stop asks the worker to stop reading, wait up to the grace period for
+// running requests and leave. A second call ends the grace period at once.
+// It does not wait; Run returns when the worker has stopped.
+func (w *Worker) Stop() {
+	if !w.beginStop() {
+		w.hurryOnce.Do(func() { close(w.hurry) })
+	}
+	w.signal()
+}
+
+// beginStop asks for a stop; it reports whether this call asked first.
+func (w *Worker) beginStop() bool {
+	first := false
+	w.stopOnce.Do(func() {
+		close(w.stopping)
+		first = true
+	})
+	return first
+}
+
+func (w *Worker) isStopping() bool {
+	select {
+	case <-w.stopping:
+		return true
+	default:
+		return false
+	}
+}
+
+func (w *Worker) signal() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (w *Worker) logf(level slog.Level, format string, args ...any) {
+	w.log.Log(context.Background(), level, fmt.Sprintf(format, args...))
+}
+
+// Run serves requests until Stop, ctx's end or (in burst mode) idleness, then
+// stops gracefully and returns nil. It returns an error when Redis cannot be
+// reached at start (later outages are waited out) or when called twice.
+func (w *Worker) Run(ctx context.Context) error {
+	w.mu.Lock()
+	if w.started {
+		w.mu.Unlock()
+		return fmt.Errorf("flowkit: worker %s has already run", w.id)
+	}
+	w.started = true
+	w.mu.Unlock()
+	defer w.client.Close()
+	if err := ensureGroup(ctx, w.client, w.stream); err != nil {
+		return fmt.Errorf("flowkit: cannot reach Redis at %s: %w", MaskURL(w.opts.RedisURL), err)
+	}
+	go func() {
+		select {
+		case <-ctx.Done():
+			w.beginStop()
+		case <-w.stopping:
+		}
+	}()
+	writerDone := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		w.writeLoop()
+	}()
+	beatStop, beatDone := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(beatDone)
+		w.beatLoop(beatStop)
+	}()
+	w.logf(slog.LevelInfo, "worker %s serves topic %q with concurrency %d; tasks: %s",
+		w.id, w.opts.Topic, w.opts.Concurrency, strings.Join(w.registry.Names(), ", "))
+	w.readLoop()
+	w.beginStop()
+	w.drain()
+	close(beatStop)
+	<-beatDone
+	w.giveUpMu.Lock()
+	w.giveUpAt = time.Now().Add(max(time.Second, min(w.opts.Grace, 5*time.Second)))
+	w.giveUpMu.Unlock()
+	w.out.close()
+	<-writerDone
+	cleanup, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	pipe := w.client.Pipeline()
+	pipe.ZRem(cleanup, w.zsetKey, w.id)
+	pipe.Del(cleanup, w.hashKey)
+	if _, err := pipe.Exec(cleanup); err != nil {
+		w.logf(slog.LevelWarn, "worker %s could not remove its advertisement: %v", w.id, err)
+	}
+	w.logf(slog.LevelInfo, "worker %s stopped", w.id)
+	return nil
+}
+
+// drain waits up to the grace period for accepted requests to be answered and
+// acknowledged; requests still running then are abandoned, left pending for
+// another worker to take over.
+func (w *Worker) drain() {
+	timer := time.NewTimer(w.opts.Grace)
+	defer timer.Stop()
+	for {
+		w.mu.Lock()
+		idle := w.busy == 0 && len(w.inFlight) == 0
+		w.mu.Unlock()
+		if idle {
+			return
+		}
+		select {
+		case <-w.wake:
+			continue
+		case <-timer.C:
+		case <-w.hurry:
+		}
+		break
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	left := 0
+	for id, j := range w.inFlight {
+		if j != nil && !j.finished {
+			j.abandoned = true
+			j.cancel()
+			delete(w.inFlight, id)
+			left++
+		}
+	}
+	if left > 0 {
+		w.logf(slog.LevelWarn, "worker %s: %d request(s) still running after %s; leaving them for another worker",
+			w.id, left, w.opts.Grace)
+	}
+}
+
+// -- reading ------------------------------------------------------------------
+
+func (w *Worker) readLoop() {
+	var retry backoff
+	ctx := context.Background()
+	block := min(w.opts.Heartbeat, maxBlock)
+	for !w.isStopping() {
+		free := w.freeSlots()
+		if free == 0 {
+			continue
+		}
+		streams, err := w.client.XReadGroup(ctx, &redis.XReadGroupArgs{
+			Group:    Group,
+			Consumer: w.id,
+			Streams:  []string{w.stream, ">"},
+			Count:    int64(free),
+			Block:    block,
+		}).Result()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			w.redisTrouble("reading requests", err, &retry)
+			continue
+		}
+		retry.reset()
+		var entries []redis.XMessage
+		for _, stream := range streams {
+			entries = append(entries, stream.Messages...)
+		}
+		if len(entries) > 0 {
+			w.dispatch(entries, nil)
+		} else if w.opts.Burst {
+			w.mu.Lock()
+			idle := w.busy == 0 && len(w.inFlight) == 0
+			w.mu.Unlock()
+			if idle {
+				return
+			}
+		}
+	}
+}
+
+// freeSlots waits until the pool has room (or a stop) and returns how much.
+func (w *Worker) freeSlots() int {
+	for {
+		w.mu.Lock()
+		free := w.opts.Concurrency - w.busy
+		w.mu.Unlock()
+		if w.isStopping() {
+			return 0
+		}
+		if free > 0 {
+			return free
+		}
+		select {
+		case <-w.wake:
+		case <-w.stopping:
+		case <-time.After(maxBlock):
+		}
+	}
+}
+
+func (w *Worker) redisTrouble(doing string, err error, retry *backoff) {
+	delay := retry.next()
+	w.logf(slog.LevelWarn, "worker %s: Redis error while %s (retrying in %.1fs): %v", w.id, doing, delay.Seconds(), err)
+	select {
+	case <-w.stopping:
+		return
+	case <-time.After(delay):
+	}
+	// The stream (and its group) may have been deleted: NOGROUP until re-created.
+	if err := ensureGroup(context.Background(), w.client, w.stream); err != nil {
+		w.logf(slog.LevelDebug, "worker %s: group not re-created yet: %v", w.id, err)
+	}
+}
+
+// dispatch checks each entry and queues its answer or starts its job;
+// deliveries holds the delivery counts of taken-over entries (nil: fresh reads).
+func (w *Worker) dispatch(entries []redis.XMessage, deliveries map[string]int64) {
+	now := Now()
+	w.mu.Lock()
+	fresh := make([]redis.XMessage, 0, len(entries))
+	for _, entry := range entries {
+		if _, ours := w.inFlight[entry.ID]; ours { // already ours and running
+			continue
+		}
+		w.inFlight[entry.ID] = nil
+		fresh = append(fresh, entry)
+	}
+	w.mu.Unlock()
+	for _, entry := range fresh {
+		request := w.accept(entry, now, deliveries)
+		if request == nil {
+			continue
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		j := &job{entryID: entry.ID, request: request, cancel: cancel}
+		w.mu.Lock()
+		w.inFlight[entry.ID] = j
+		w.busy++
+		w.mu.Unlock()
+		w.send(request.ReplyTo, &Response{ID: request.ID, Worker: w.id, Event: EventRunning}, "")
+		go w.perform(ctx, j)
+	}
+}
+
+// accept returns the request of a runnable entry; otherwise it queues the
+// entry's answer (if any) and acknowledgement and returns nil.
+func (w *Worker) accept(entry redis.XMessage, now float64, deliveries map[string]int64) *Request {
+	if len(entry.Values) == 0 {
+		w.out.push(outItem{ack: entry.ID})
+		return nil
+	}
+	message, err := Decode(entry.Values, w.secret, w.opts.MaxMessageBytes)
+	if err != nil {
+		var perr *ProtocolError
+		errors.As(err, &perr)
+		w.logf(slog.LevelWarn, "worker %s rejects request entry %s: %s", w.id, entry.ID, err)
+		if perr != nil && perr.MessageID != "" && perr.ReplyTo != "" {
+			w.sendFailure(perr.ReplyTo, perr.MessageID, NewFailure(perr.Reason, IncompatibleVersionTypes), entry.ID)
+		} else {
+			w.out.push(outItem{ack: entry.ID})
+		}
+		return nil
+	}
+	if message.Type != TypeRequest {
+		w.logf(slog.LevelWarn, "worker %s rejects entry %s: it is a %s message, not a request", w.id, entry.ID, message.Type)
+		w.out.push(outItem{ack: entry.ID})
+		return nil
+	}
+	request := message.Request
+	if late := now - request.Deadline; late > 0 {
+		w.logf(slog.LevelWarn, "worker %s drops request %s (entry %s, task %s): its deadline passed %.3fs ago",
+			w.id, request.ID, entry.ID, request.Task, late)
+		w.out.push(outItem{ack: entry.ID})
+		return nil
+	}
+	count := int64(1)
+	if deliveries != nil {
+		if n, ok := deliveries[entry.ID]; ok {
+			count = n
+		}
+	}
+	if count > int64(w.opts.MaxDeliveries) {
+		text := fmt.Sprintf("request %s delivered %d times; its workers died", request.ID, count)
+		w.logf(slog.LevelWarn, "worker %s fails entry %s: %s", w.id, entry.ID, text)
+		w.sendFailure(request.ReplyTo, request.ID, NewFailure(text, RequestTimeoutTypes), entry.ID)
+		return nil
+	}
+	if !w.registry.Has(request.Task) {
+		text := fmt.Sprintf("worker %s on topic %s has no task named %s", w.id, w.opts.Topic, request.Task)
+		w.logf(slog.LevelWarn, "%s (request %s, entry %s)", text, request.ID, entry.ID)
+		w.sendFailure(request.ReplyTo, request.ID, NewFailure(text, NotFoundTypes), entry.ID)
+		return nil
+	}
+	if deliveries != nil {
+		w.logf(slog.LevelInfo, "worker %s takes over request %s (entry %s, delivery %d)", w.id, request.ID, entry.ID, count)
+	}
+	return request
+}
+
+// -- running --------------------------------------------------------------------
+
+func (w *Worker) perform(ctx context.Context, j *job) {
+	request := j.request
+	var envelope Envelope
+	defer func() {
+		if value := recover(); value != nil { // a bug of ours: leave the request pending
+			w.logf(slog.LevelError, "worker %s failed to handle entry %s: %v", w.id, j.entryID, value)
+			envelope = nil
+		}
+		w.finish(j, envelope)
+	}()
+	progress := &throttle{send: func(value float64, details map[string]any) {
+		w.send(request.ReplyTo, &Response{ID: request.ID, Worker: w.id, Event: EventProgress, Progress: value, Details: details}, "")
+	}}
+	call := &Call{
+		Context:   ctx,
+		Name:      request.Name,
+		Task:      request.Task,
+		RequestID: request.ID,
+		Arguments: request.Arguments,
+		Progress:  progress.report,
+	}
+	result, failure := w.registry.Run(call, request)
+	progress.flush()
+	if failure == nil {
+		var err error
+		envelope, err = w.encode(&Response{ID: request.ID, Worker: w.id, Event: EventSuccess, Result: result, SentAt: Now()})
+		if err != nil {
+			text := fmt.Sprintf("task %s (atom %s) returned a result it cannot send: %v", request.Task, request.Name, err)
+			failure = NewFailure(text, InvalidFormatTypes)
+		}
+	}
+	if failure != nil {
+		envelope = w.failureEnvelope(request.ID, failure)
+	}
+}
+
+// finish queues a job's final response with its acknowledgement, unless the
+// job was abandoned at the end of a stop's grace period.
+func (w *Worker) finish(j *job, envelope Envelope) {
+	j.cancel()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	j.finished = true
+	w.busy--
+	if !j.abandoned {
+		if envelope != nil && w.out.push(outItem{replyTo: j.request.ReplyTo, envelope: envelope, ack: j.entryID}) {
+			// Stays in flight until the writer has acknowledged it.
+		} else {
+			delete(w.inFlight, j.entryID)
+		}
+	}
+	w.signal()
+}
+
+// throttle passes a task's progress on, at most once per progressInterval;
+// the last value held back is sent by flush, after which reports are ignored.
+type throttle struct {
+	mu       sync.Mutex
+	send     func(float64, map[string]any)
+	last     time.Time
+	unsent   bool
+	value    float64
+	details  map[string]any
+	finished bool
+}
+
+func (t *throttle) report(progress float64, details map[string]any) {
+	if progress != progress { // NaN
+		return
+	}
+	progress = max(0, min(1, progress))
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.finished {
+		return
+	}
+	if now := time.Now(); now.Sub(t.last) >= progressInterval {
+		t.last, t.unsent = now, false
+		t.send(progress, details)
+	} else {
+		t.unsent, t.value, t.details = true, progress, details
+	}
+}
+
+func (t *throttle) flush() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.finished = true
+	if t.unsent {
+		t.unsent = false
+		t.send(t.value, t.details)
+	}
+}
+
+// -- encoding -------------------------------------------------------------------
+
+func (w *Worker) encode(message any) (Envelope, error) {
+	return Encode(message, w.secret, w.opts.MaxMessageBytes)
+}
+
+// send queues a response (and an acknowledgement when ack is non-empty).
+func (w *Worker) send(replyTo string, response *Response, ack string) {
+	response.SentAt = Now()
+	envelope, err := w.encode(response)
+	if err != nil && response.Event == EventProgress && response.Details != nil {
+		w.logf(slog.LevelWarn, "worker %s: progress details of request %s cannot be sent (%v); sending none",
+			w.id, response.ID, err)
+		response.Details = nil
+		envelope, err = w.encode(response)
+	}
+	if err != nil {
+		w.logf(slog.LevelError, "worker %s cannot encode a %s response to request %s: %v", w.id, response.Event, response.ID, err)
+		if ack != "" {
+			w.out.push(outItem{ack: ack})
+		}
+		return
+	}
+	w.out.push(outItem{replyTo: replyTo, envelope: envelope, ack: ack})
+}
+
+func (w *Worker) sendFailure(replyTo, requestID string, failure *Failure, ack string) {
+	w.out.push(outItem{replyTo: replyTo, envelope: w.failureEnvelope(requestID, failure), ack: ack})
+}
+
+// failureEnvelope encodes a failure response; a record too large or not JSON
+// is replaced by its gist with the same type names.
+func (w *Worker) failureEnvelope(requestID string, failure *Failure) Envelope {
+	response := &Response{ID: requestID, Worker: w.id, Event: EventFailure, Failure: failure, SentAt: Now()}
+	envelope, err := w.encode(response)
+	if err == nil {
+		return envelope
+	}
+	text := failure.ExceptionStr
+	if len(text) > 1000 {
+		text = text[:1000]
+	}
+	names := failure.ExcTypeNames
+	if len(names) == 0 || !baseNames[names[len(names)-1]] {
+		names = GoErrorTypes
+	}
+	response.Failure = NewFailure(fmt.Sprintf("%s (full failure record not sendable: %v)", text, err), names)
+	envelope, err = w.encode(response)
+	if err != nil { // only a tiny size limit gets here
+		response.Failure = NewFailure("failure record not sendable", names)
+		envelope, _ = w.encode(response)
+	}
+	return envelope
+}

@@ -1,0 +1,697 @@
+package flowkit_test
+
+// Integration tests: a real redis-server (started on a free port, once for the
+// package) and a real Worker, driven the way the Python engine drives it.
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net"
+	"os"
+	"os/exec"
+	"reflect"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/flowkit/flowkit/go_worker/flowkit"
+	"github.com/flowkit/flowkit/go_worker/tasks"
+)
+
+var (
+	redisOnce sync.Once
+	redisURL  string
+	redisErr  error
+	redisProc *exec.Cmd
+	testSeq   atomic.Int64
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if redisProc != nil {
+		_ = redisProc.Process.Kill()
+		_, _ = redisProc.Process.Wait()
+	}
+	os.Exit(code)
+}
+
+// needRedis returns the URL of the package's redis-server, starting it once.
+// Without redis-server the test is skipped, unless CI=true.
+func needRedis(t *testing.T) string {
+	t.Helper()
+	redisOnce.Do(func() { redisURL, redisErr = startRedis() })
+	if redisErr != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("redis-server is needed under CI: %v", redisErr)
+		}
+		t.Skipf("skipping: no usable redis-server (%v)", redisErr)
+	}
+	return redisURL
+}
+
+func startRedis() (string, error) {
+	binary, err := exec.LookPath("redis-server")
+	if err != nil {
+		return "", err
+	}
+	listener, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	port := listener.Addr().(*net.TCPAddr).Port
+	listener.Close()
+	cmd := exec.Command(binary, "--port", fmt.Sprint(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
+	if err := cmd.Start(); err != nil {
+		return "", err
+	}
+	redisProc = cmd
+	url := fmt.Sprintf("redis://127.0.0.1:%d/0", port)
+	client := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", port), Protocol: 2, DisableIdentity: true})
+	defer client.Close()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if client.Ping(context.Background()).Err() == nil {
+			return url, nil
+		}
+	}
+	return "", errors.New("redis-server did not answer within 10s")
+}
+
+// syncBuffer collects the worker's log.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// harness plays the engine: it adds requests and reads the replies.
+type harness struct {
+	t         *testing.T
+	client    *redis.Client
+	namespace string
+	topic     string
+	stream    string
+	replyTo   string
+	secret    []byte
+	log       *syncBuffer
+	lastID    string
+	unclaimed map[string][]*flowkit.Response // read, for requests not asked about yet
+}
+
+func newHarness(t *testing.T) *harness {
+	url := needRedis(t)
+	opts, err := redis.ParseURL(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.Protocol = 2
+	opts.DisableIdentity = true
+	client := redis.NewClient(opts)
+	t.Cleanup(func() { client.Close() })
+	namespace := fmt.Sprintf("test%d", testSeq.Add(1))
+	return &harness{
+		t: t, client: client, namespace: namespace, topic: "cpu",
+		stream:    flowkit.RequestsKey(namespace, "cpu"),
+		replyTo:   flowkit.RepliesKey(namespace, "engine1"),
+		log:       &syncBuffer{},
+		lastID:    "0",
+		unclaimed: map[string][]*flowkit.Response{},
+	}
+}
+
+func (h *harness) options(change func(*flowkit.Options)) flowkit.Options {
+	opts := flowkit.Options{
+		RedisURL:          redisURL,
+		Topic:             h.topic,
+		Namespace:         h.namespace,
+		Concurrency:       4,
+		Heartbeat:         100 * time.Millisecond,
+		VisibilityTimeout: 2 * time.Second,
+		Secret:            h.secret,
+		Grace:             5 * time.Second,
+		WorkerID:          "go-test-" + h.namespace,
+		Logger:            slog.New(slog.NewTextHandler(h.log, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	}
+	if opts.Secret == nil {
+		opts.Secret = []byte{}
+	}
+	if change != nil {
+		change(&opts)
+	}
+	return opts
+}
+
+func testRegistry() *flowkit.Registry {
+	reg := flowkit.NewRegistry()
+	tasks.RegisterAll(reg)
+	reg.Register("test.Error", func(*flowkit.Call) (any, error) { return nil, errors.New("plain error") }, nil)
+	reg.Register("test.Panic", func(*flowkit.Call) (any, error) { panic("kaboom") }, nil)
+	reg.Register("test.NaN", func(*flowkit.Call) (any, error) { return math.NaN(), nil }, nil)
+	reg.Register("test.Revert", func(*flowkit.Call) (any, error) { return nil, nil },
+		func(call *flowkit.Call, result any, failure *flowkit.Failure, flowFailures map[string]*flowkit.Failure) (any, error) {
+			return map[string]any{
+				"result": result, "failure": failure, "flow_failures": flowFailures, "arguments": call.Arguments,
+			}, nil
+		})
+	return reg
+}
+
+// start runs a worker until the test ends; the returned channel is closed
+// when Run returns, after *runErr is set.
+func (h *harness) start(change func(*flowkit.Options)) (*flowkit.Worker, <-chan struct{}, *error) {
+	h.t.Helper()
+	worker, err := flowkit.NewWorker(testRegistry(), h.options(change))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	done := make(chan struct{})
+	runErr := new(error)
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		*runErr = worker.Run(ctx)
+		close(done)
+	}()
+	h.t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			h.t.Error("worker did not stop")
+		}
+	})
+	h.waitAdvertised(worker.ID())
+	return worker, done, runErr
+}
+
+func (h *harness) waitAdvertised(id string) {
+	h.t.Helper()
+	h.eventually("worker advertised", func() bool {
+		return h.client.Exists(context.Background(), flowkit.WorkerKey(h.namespace, id)).Val() == 1
+	})
+}
+
+func (h *harness) eventually(what string, ok func() bool) {
+	h.t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if ok() {
+			return
+		}
+	}
+	h.t.Fatalf("timed out waiting for: %s", what)
+}
+
+func (h *harness) request(task, action string, arguments map[string]any, change func(*flowkit.Request)) *flowkit.Request {
+	now := flowkit.Now()
+	request := &flowkit.Request{
+		ID: fmt.Sprintf("req-%d", testSeq.Add(1)), ReplyTo: h.replyTo, Action: action, Task: task,
+		Name: "atom", Arguments: arguments, SentAt: now, Deadline: now + 30,
+	}
+	if action == flowkit.ActionRevert {
+		request.FlowFailures = map[string]*flowkit.Failure{}
+	}
+	if change != nil {
+		change(request)
+	}
+	return request
+}
+
+// add sends a request (or raw envelope fields) and returns the stream entry id.
+func (h *harness) add(message any) string {
+	h.t.Helper()
+	var values map[string]any
+	switch m := message.(type) {
+	case map[string]any:
+		values = m
+	default:
+		envelope, err := flowkit.Encode(m, h.secret, 0)
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		values = envelope
+	}
+	id, err := h.client.XAdd(context.Background(), &redis.XAddArgs{Stream: h.stream, Values: values}).Result()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return id
+}
+
+// responses reads replies until one is terminal for requestID (or timeout).
+func (h *harness) responses(requestID string, timeout time.Duration) []*flowkit.Response {
+	h.t.Helper()
+	return h.responsesUntil(requestID, timeout, flowkit.EventSuccess, flowkit.EventFailure)
+}
+
+// responsesUntil reads replies to requestID until one has one of the events (or timeout).
+func (h *harness) responsesUntil(requestID string, timeout time.Duration, until ...string) []*flowkit.Response {
+	h.t.Helper()
+	var got []*flowkit.Response
+	for len(h.unclaimed[requestID]) > 0 {
+		response := h.unclaimed[requestID][0]
+		h.unclaimed[requestID] = h.unclaimed[requestID][1:]
+		got = append(got, response)
+		for _, event := range until {
+			if response.Event == event {
+				return got
+			}
+		}
+	}
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		streams, err := h.client.XRead(context.Background(), &redis.XReadArgs{
+			Streams: []string{h.replyTo, h.lastID}, Block: 100 * time.Millisecond,
+		}).Result()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			h.t.Fatal(err)
+		}
+		for _, stream := range streams {
+			for _, entry := range stream.Messages {
+				h.lastID = entry.ID
+				message, err := flowkit.Decode(entry.Values, h.secret, 0)
+				if err != nil {
+					h.t.Fatalf("worker sent an invalid message: %v (%v)", err, entry.Values)
+				}
+				response := message.Response
+				if response == nil {
+					continue
+				}
+				if response.ID != requestID || len(h.unclaimed[requestID]) > 0 {
+					h.unclaimed[response.ID] = append(h.unclaimed[response.ID], response)
+					continue
+				}
+				got = append(got, response)
+				for _, event := range until {
+					if response.Event == event {
+						return got
+					}
+				}
+			}
+		}
+	}
+	return got
+}
+
+func (h *harness) final(requestID string) *flowkit.Response {
+	h.t.Helper()
+	got := h.responses(requestID, 10*time.Second)
+	if len(got) == 0 {
+		h.t.Fatalf("no response to %s; log:\n%s", requestID, h.log)
+	}
+	last := got[len(got)-1]
+	if last.Event != flowkit.EventSuccess && last.Event != flowkit.EventFailure {
+		h.t.Fatalf("no terminal response to %s: %v; log:\n%s", requestID, events(got), h.log)
+	}
+	return last
+}
+
+func events(responses []*flowkit.Response) []string {
+	var names []string
+	for _, r := range responses {
+		names = append(names, r.Event)
+	}
+	return names
+}
+
+// settled says whether the request stream is empty and nothing is pending.
+func (h *harness) settled() bool {
+	ctx := context.Background()
+	pending, err := h.client.XPending(ctx, h.stream, flowkit.Group).Result()
+	return err == nil && pending.Count == 0 && h.client.XLen(ctx, h.stream).Val() == 0
+}
+
+func TestExecuteAndRevertRoundTrip(t *testing.T) {
+	h := newHarness(t)
+	h.start(nil)
+	value := map[string]any{"big": json.Number("123456789012345678901"), "list": []any{json.Number("1.5"), "é", nil, true}}
+	request := h.request(tasks.EchoName, flowkit.ActionExecute, map[string]any{"value": value}, nil)
+	h.add(request)
+	got := h.responses(request.ID, 10*time.Second)
+	if !reflect.DeepEqual(events(got), []string{"running", "success"}) {
+		t.Fatalf("events = %v; log:\n%s", events(got), h.log)
+	}
+	if !reflect.DeepEqual(got[1].Result, value) {
+		t.Fatalf("result = %#v", got[1].Result)
+	}
+	h.eventually("request acknowledged and deleted", h.settled)
+
+	boom := flowkit.NewFailure("boom", []string{"builtins.RuntimeError", "builtins.Exception", "builtins.BaseException"})
+	revert := h.request("test.Revert", flowkit.ActionRevert, map[string]any{"x": json.Number("1")}, func(r *flowkit.Request) {
+		r.Result = "vol-1"
+		r.FlowFailures = map[string]*flowkit.Failure{"other": boom}
+	})
+	h.add(revert)
+	result := h.final(revert.ID).Result.(map[string]any)
+	if result["result"] != "vol-1" || result["failure"] != nil || result["arguments"].(map[string]any)["x"] != json.Number("1") {
+		t.Fatalf("revert saw %#v", result)
+	}
+	other := result["flow_failures"].(map[string]any)["other"].(map[string]any)
+	if other["exception_str"] != "boom" {
+		t.Fatalf("flow failure = %#v", other)
+	}
+
+	ownFailure := h.request("test.Revert", flowkit.ActionRevert, nil, func(r *flowkit.Request) { r.Failure = boom })
+	h.add(ownFailure)
+	result = h.final(ownFailure.ID).Result.(map[string]any)
+	if result["result"] != nil || result["failure"].(map[string]any)["exception_str"] != "boom" {
+		t.Fatalf("revert saw %#v", result)
+	}
+
+	echoRevert := h.request(tasks.EchoName, flowkit.ActionRevert, map[string]any{"value": "v"}, func(r *flowkit.Request) { r.Result = "v" })
+	h.add(echoRevert)
+	if final := h.final(echoRevert.ID); final.Event != flowkit.EventSuccess || final.Result != nil {
+		t.Fatalf("Echo revert = %+v", final)
+	}
+	h.eventually("every request acknowledged and deleted", h.settled)
+}
+
+func TestFailureTypesOfTaskErrorsGoErrorsAndPanics(t *testing.T) {
+	h := newHarness(t)
+	h.start(nil)
+	cases := []struct {
+		task, message string
+		names         []string
+	}{
+		{tasks.FailName, "no way", tasks.TaskFailedTypes},
+		{"test.Error", "plain error", flowkit.GoErrorTypes},
+		{"test.Panic", "kaboom", flowkit.GoPanicTypes},
+		{"test.NaN", "test.NaN", flowkit.InvalidFormatTypes},
+	}
+	for _, c := range cases {
+		request := h.request(c.task, flowkit.ActionExecute, map[string]any{"message": "no way"}, nil)
+		h.add(request)
+		final := h.final(request.ID)
+		if final.Event != flowkit.EventFailure || !reflect.DeepEqual(final.Failure.ExcTypeNames, c.names) ||
+			!strings.Contains(final.Failure.ExceptionStr, c.message) {
+			t.Errorf("%s: final = %+v failure = %+v", c.task, final, final.Failure)
+		}
+	}
+	// The worker survived the panic.
+	request := h.request(tasks.CountPrimesName, flowkit.ActionExecute, map[string]any{"limit": json.Number("100")}, nil)
+	h.add(request)
+	if final := h.final(request.ID); final.Result != json.Number("25") {
+		t.Fatalf("after the panic: %+v", final)
+	}
+	h.eventually("every request acknowledged and deleted", h.settled)
+}
+
+func TestProgressResponsesComeBetweenRunningAndSuccess(t *testing.T) {
+	h := newHarness(t)
+	h.start(nil)
+	request := h.request(tasks.SleepName, flowkit.ActionExecute, map[string]any{"seconds": json.Number("0.2")}, nil)
+	h.add(request)
+	got := h.responses(request.ID, 10*time.Second)
+	if !reflect.DeepEqual(events(got), []string{"running", "progress", "success"}) || got[1].Progress != 0.5 {
+		t.Fatalf("events = %v", events(got))
+	}
+}
+
+func TestUnknownTaskIsAnsweredWithNotFound(t *testing.T) {
+	h := newHarness(t)
+	worker, _, _ := h.start(nil)
+	request := h.request("nobody.Knows", flowkit.ActionExecute, map[string]any{}, nil)
+	h.add(request)
+	got := h.responses(request.ID, 10*time.Second)
+	if len(got) != 1 || got[0].Event != flowkit.EventFailure {
+		t.Fatalf("events = %v", events(got))
+	}
+	want := fmt.Sprintf("worker %s on topic cpu has no task named nobody.Knows", worker.ID())
+	if got[0].Failure.ExceptionStr != want || !reflect.DeepEqual(got[0].Failure.ExcTypeNames, flowkit.NotFoundTypes) {
+		t.Fatalf("failure = %+v", got[0].Failure)
+	}
+	h.eventually("request acknowledged and deleted", h.settled)
+}
+
+func TestBadlySignedRequestsAreDroppedAndTheWorkerKeepsRunning(t *testing.T) {
+	h := newHarness(t)
+	h.secret = []byte("s3cret")
+	h.start(nil)
+	good := h.request(tasks.EchoName, flowkit.ActionExecute, map[string]any{"value": "x"}, nil)
+	body := []byte(`{"v":1}`)
+	if envelope, err := flowkit.Encode(good, nil, 0); err == nil {
+		body = []byte(envelope["body"].(string))
+	}
+	entries := map[string]string{
+		h.add(map[string]any{"body": string(body)}):                                                  "not signed",
+		h.add(map[string]any{"body": string(body), "sig": flowkit.Sign(body, []byte("bad"))}):        "signature does not match",
+		h.add(map[string]any{"body": "not json", "sig": flowkit.Sign([]byte("not json"), h.secret)}): "not JSON",
+		h.add(map[string]any{"nobody": "x"}):                                                         "no 'body'",
+	}
+	h.eventually("rejected entries acknowledged and deleted", h.settled)
+	for id, reason := range entries {
+		if !strings.Contains(h.log.String(), "entry "+id+": ") || !strings.Contains(h.log.String(), reason) {
+			t.Errorf("no log line names entry %s and %q:\n%s", id, reason, h.log)
+		}
+	}
+	if n := h.client.XLen(context.Background(), h.replyTo).Val(); n != 0 {
+		t.Fatalf("%d responses to rejected requests", n)
+	}
+	h.add(good)
+	final := h.final(good.ID) // decoded with the secret: the reply is signed
+	if final.Result != "x" {
+		t.Fatalf("final = %+v", final)
+	}
+}
+
+func TestOtherProtocolVersionsAreAnsweredAndLateRequestsDropped(t *testing.T) {
+	h := newHarness(t)
+	h.start(nil)
+	body := fmt.Sprintf(`{"v":2,"type":"request","id":"v2-req","reply_to":%q,"whatever":1}`, h.replyTo)
+	h.add(map[string]any{"body": body})
+	final := h.final("v2-req")
+	if !reflect.DeepEqual(final.Failure.ExcTypeNames, flowkit.IncompatibleVersionTypes) ||
+		!strings.Contains(final.Failure.ExceptionStr, "unsupported protocol version 2") {
+		t.Fatalf("failure = %+v", final.Failure)
+	}
+	late := h.request(tasks.EchoName, flowkit.ActionExecute, map[string]any{"value": 1}, func(r *flowkit.Request) {
+		r.Deadline = flowkit.Now() - 1
+	})
+	h.add(late)
+	h.eventually("late request acknowledged and deleted", h.settled)
+	if got := h.responses(late.ID, 300*time.Millisecond); len(got) != 0 {
+		t.Fatalf("late request answered: %v", events(got))
+	}
+	if !strings.Contains(h.log.String(), "its deadline passed") {
+		t.Fatalf("no log of the dropped request:\n%s", h.log)
+	}
+}
+
+func TestStalePendingRequestsAreTakenOverOrFailedAfterMaxDeliveries(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	if err := h.client.XGroupCreateMkStream(ctx, h.stream, flowkit.Group, "0").Err(); err != nil {
+		t.Fatal(err)
+	}
+	fresh := h.request(tasks.EchoName, flowkit.ActionExecute, map[string]any{"value": "again"}, nil)
+	worn := h.request(tasks.EchoName, flowkit.ActionExecute, map[string]any{"value": "never"}, nil)
+	freshID, wornID := h.add(fresh), h.add(worn)
+	// A worker that died after reading both: they sit in its pending list.
+	if err := h.client.XReadGroup(ctx, &redis.XReadGroupArgs{
+		Group: flowkit.Group, Consumer: "dead", Streams: []string{h.stream, ">"}, Count: 10,
+	}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	// The worn one was already re-delivered to other dead workers (3 deliveries in all).
+	for _, consumer := range []string{"dead2", "dead3"} {
+		if err := h.client.XClaim(ctx, &redis.XClaimArgs{
+			Stream: h.stream, Group: flowkit.Group, Consumer: consumer, Messages: []string{wornID},
+		}).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(400 * time.Millisecond) // both idle longer than the visibility timeout below
+	h.start(func(o *flowkit.Options) {
+		o.VisibilityTimeout = 300 * time.Millisecond
+		o.MaxDeliveries = 3
+	})
+	if final := h.final(fresh.ID); final.Result != "again" {
+		t.Fatalf("taken-over request: %+v", final)
+	}
+	final := h.final(worn.ID)
+	if final.Event != flowkit.EventFailure || !reflect.DeepEqual(final.Failure.ExcTypeNames, flowkit.RequestTimeoutTypes) ||
+		final.Failure.ExceptionStr != fmt.Sprintf("request %s delivered 4 times; its workers died", worn.ID) {
+		t.Fatalf("worn request: %+v %+v", final, final.Failure)
+	}
+	h.eventually("both acknowledged and deleted", h.settled)
+	if !strings.Contains(h.log.String(), "takes over request "+fresh.ID+" (entry "+freshID) {
+		t.Fatalf("no takeover log:\n%s", h.log)
+	}
+}
+
+func TestRunningRequestsStayClaimedPastTheVisibilityTimeout(t *testing.T) {
+	h := newHarness(t)
+	worker, _, _ := h.start(func(o *flowkit.Options) { o.VisibilityTimeout = 300 * time.Millisecond })
+	// A second worker would take the request over if the first stopped refreshing its claim.
+	h.start(func(o *flowkit.Options) {
+		o.VisibilityTimeout = 300 * time.Millisecond
+		o.WorkerID = "go-test-other-" + h.namespace
+	})
+	request := h.request(tasks.SleepName, flowkit.ActionExecute, map[string]any{"seconds": json.Number("1.2")}, nil)
+	h.add(request)
+	got := h.responses(request.ID, 10*time.Second)
+	if !reflect.DeepEqual(events(got), []string{"running", "progress", "success"}) {
+		t.Fatalf("events = %v (a second running means a takeover)", events(got))
+	}
+	if got[0].Worker != got[2].Worker {
+		t.Fatalf("started by %s, finished by %s", got[0].Worker, got[2].Worker)
+	}
+	_ = worker
+}
+
+func TestAdvertisementIsPublishedAndRemovedOnStop(t *testing.T) {
+	h := newHarness(t)
+	worker, done, runErr := h.start(nil)
+	ctx := context.Background()
+	fields, err := h.client.HGetAll(ctx, flowkit.WorkerKey(h.namespace, worker.ID())).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	values := map[string]any{}
+	for k, v := range fields {
+		values[k] = v
+	}
+	message, err := flowkit.Decode(values, nil, 0)
+	if err != nil || message.Notify == nil {
+		t.Fatalf("advert: %v %v", err, fields)
+	}
+	notify := message.Notify
+	if notify.Language != "go" || notify.Topic != "cpu" || notify.Worker != worker.ID() || notify.Heartbeat != 0.1 ||
+		notify.VisibilityTimeout != 2 || len(notify.Tasks) != len(testRegistry().Names()) {
+		t.Fatalf("notify = %+v", notify)
+	}
+	score, err := h.client.ZScore(ctx, flowkit.WorkersKey(h.namespace, "cpu"), worker.ID()).Result()
+	if err != nil || score < float64(time.Now().UnixMilli()) {
+		t.Fatalf("zset score %v (%v)", score, err)
+	}
+	if ttl := h.client.PTTL(ctx, flowkit.WorkerKey(h.namespace, worker.ID())).Val(); ttl <= 0 || ttl > 300*time.Millisecond {
+		t.Fatalf("hash TTL = %v", ttl)
+	}
+	// A stop lets the running request finish first.
+	request := h.request(tasks.SleepName, flowkit.ActionExecute, map[string]any{"seconds": json.Number("0.3")}, nil)
+	h.add(request)
+	if got := h.responsesUntil(request.ID, 5*time.Second, flowkit.EventRunning); len(got) != 1 {
+		t.Fatalf("events = %v", events(got))
+	}
+	worker.Stop()
+	select {
+	case <-done:
+		if *runErr != nil {
+			t.Fatal(*runErr)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return")
+	}
+	if final := h.final(request.ID); final.Event != flowkit.EventSuccess {
+		t.Fatalf("final = %+v", final)
+	}
+	if !h.settled() {
+		t.Fatal("the finished request was not acknowledged")
+	}
+	if h.client.Exists(ctx, flowkit.WorkerKey(h.namespace, worker.ID())).Val() != 0 ||
+		h.client.ZScore(ctx, flowkit.WorkersKey(h.namespace, "cpu"), worker.ID()).Err() != redis.Nil {
+		t.Fatal("advertisement left behind")
+	}
+}
+
+func TestRequestsStillRunningAfterTheGraceAreLeftPending(t *testing.T) {
+	h := newHarness(t)
+	worker, done, _ := h.start(func(o *flowkit.Options) { o.Grace = 100 * time.Millisecond })
+	request := h.request(tasks.SleepName, flowkit.ActionExecute, map[string]any{"seconds": json.Number("30")}, nil)
+	h.add(request)
+	if got := h.responsesUntil(request.ID, 5*time.Second, flowkit.EventRunning); !reflect.DeepEqual(events(got), []string{"running"}) {
+		t.Fatalf("events = %v", events(got))
+	}
+	began := time.Now()
+	worker.Stop()
+	<-done
+	if elapsed := time.Since(began); elapsed > 2*time.Second {
+		t.Fatalf("stop took %s", elapsed)
+	}
+	pending, err := h.client.XPending(context.Background(), h.stream, flowkit.Group).Result()
+	if err != nil || pending.Count != 1 {
+		t.Fatalf("pending = %+v (%v)", pending, err)
+	}
+	if got := h.responses(request.ID, 300*time.Millisecond); len(got) != 0 {
+		t.Fatalf("abandoned request answered: %v", events(got))
+	}
+}
+
+func TestBurstModeReturnsWhenIdle(t *testing.T) {
+	h := newHarness(t)
+	request := h.request(tasks.CountPrimesName, flowkit.ActionExecute, map[string]any{"limit": json.Number("1000")}, nil)
+	h.add(request)
+	worker, err := flowkit.NewWorker(testRegistry(), h.options(func(o *flowkit.Options) { o.Burst = true }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- worker.Run(context.Background()) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		worker.Stop()
+		t.Fatal("burst worker did not return")
+	}
+	if final := h.final(request.ID); final.Result != json.Number("168") {
+		t.Fatalf("final = %+v", final)
+	}
+}
+
+func TestWorkerRecreatesItsGroupWhenTheStreamIsDeleted(t *testing.T) {
+	h := newHarness(t)
+	h.start(nil)
+	time.Sleep(200 * time.Millisecond)
+	if err := h.client.Del(context.Background(), h.stream).Err(); err != nil {
+		t.Fatal(err)
+	}
+	h.eventually("group re-created", func() bool {
+		groups, err := h.client.XInfoGroups(context.Background(), h.stream).Result()
+		return err == nil && len(groups) == 1
+	})
+	request := h.request(tasks.EchoName, flowkit.ActionExecute, map[string]any{"value": "back"}, nil)
+	h.add(request)
+	if final := h.final(request.ID); final.Result != "back" {
+		t.Fatalf("final = %+v", final)
+	}
+	if !strings.Contains(h.log.String(), "NOGROUP") {
+		t.Fatalf("the Redis error was not logged:\n%s", h.log)
+	}
+}
+
+func TestNewWorkerChecksItsOptions(t *testing.T) {
+	reg := testRegistry()
+	for name, opts := range map[string]flowkit.Options{
+		"no topic":            {RedisURL: "redis://localhost"},
+		"visibility too low":  {RedisURL: "redis://localhost", Topic: "t", Heartbeat: time.Second, VisibilityTimeout: time.Second},
+		"bad url":             {RedisURL: "http://localhost", Topic: "t"},
+		"negative concurrent": {RedisURL: "redis://localhost", Topic: "t", Concurrency: -1},
+	} {
+		if _, err := flowkit.NewWorker(reg, opts); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	if _, err := flowkit.NewWorker(reg, flowkit.Options{RedisURL: "rediss://user:pw@localhost:6380/2", Topic: "t"}); err != nil {
+		t.Errorf("rediss URL with a password: %v", err)
+	}
+}

@@ -1,0 +1,247 @@
+"""One behaviour suite for both workers: the worker-based engine driving Python or Go.
+
+Every test runs twice, once per worker kind (``worker_kind``); the tasks are
+the Go example tasks and their Python twins from ``behaviour_tasks``, so the
+same flow must give the same results, failures and progress whichever
+language serves it. Workers and Redis are real processes.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from typing import Any
+
+import pytest
+
+from flowkit import exceptions as exc
+from flowkit import states as st
+from flowkit import task
+from flowkit.patterns import linear_flow, unordered_flow
+from flowkit.types.failure import Failure
+from tests import services
+from tests.workers.behaviour_tasks import CountPrimes, Echo, Fail, Sha256Rounds, Sleep, sha256_rounds
+from tests.workers.conftest import (
+    BackgroundRun,
+    Events,
+    WorkerFactory,
+    WorkerProcess,
+    fresh_topic,
+    load_engine,
+    pending_by_worker,
+    requests_added,
+    wait_stopped,
+    worker_key,
+    workers_key,
+)
+
+# Generous: the first Go test also pays for the session's `go build`.
+pytestmark = pytest.mark.timeout(300)
+
+TASK_FAILED_NAMES = ["flowkit_go_tasks.TaskFailed", "builtins.Exception", "builtins.BaseException"]
+
+
+class NotOffered(task.Task):
+    """A task no worker registers: the engine must refuse to start a flow using it."""
+
+    def execute(self, value: Any) -> Any:
+        return value
+
+
+def _failure_of(engine: Any, atom: str) -> Failure:
+    failure = engine.storage.get(atom)
+    assert isinstance(failure, Failure), f"atom {atom} has no failure, its result is {failure!r}"
+    return failure
+
+
+def test_results_flow_between_tasks_of_a_linear_flow(
+    worker: WorkerProcess, redis_client: Any, redis_flushed_url: str
+) -> None:
+    flow = linear_flow.Flow("chain").add(
+        Echo(name="start", provides="text"),
+        Sha256Rounds(name="hash", rebind={"data": "text"}, provides="digest"),
+        Echo(name="copy", rebind={"value": "digest"}, provides="copied"),
+        CountPrimes(name="primes", provides="count"),
+    )
+    engine = load_engine(
+        flow, redis_flushed_url, worker.topic, store={"value": "héllo wörld", "rounds": 5, "limit": 10_000}
+    )
+
+    engine.run()
+
+    expected = sha256_rounds("héllo wörld", 5)
+    assert engine.storage.fetch("digest") == expected
+    assert engine.storage.fetch("copied") == expected
+    assert engine.storage.fetch("count") == 1229
+    assert engine.storage.get_flow_state() == st.SUCCESS
+    # Four requests went through Redis: nothing ran in the engine's process.
+    assert requests_added(redis_client, worker.topic) == 4
+
+
+def test_results_of_an_unordered_flow_are_all_kept(
+    worker: WorkerProcess, redis_client: Any, redis_flushed_url: str
+) -> None:
+    limits = {"p100": 100, "p1000": 1000, "p2": 2, "p7919": 7920}
+    flow = unordered_flow.Flow("fan-out").add(
+        *(CountPrimes(name=name, provides=name, inject={"limit": limit}) for name, limit in limits.items()),
+        Echo(name="echo", provides="echoed", inject={"value": {"nested": [1, 2.5, None, True, "x"]}}),
+    )
+    engine = load_engine(flow, redis_flushed_url, worker.topic)
+
+    engine.run()
+
+    assert {name: engine.storage.fetch(name) for name in limits} == {
+        "p100": 25,
+        "p1000": 168,
+        "p2": 0,
+        "p7919": 1000,
+    }
+    assert engine.storage.fetch("echoed") == {"nested": [1, 2.5, None, True, "x"]}
+
+
+def test_a_remote_failure_keeps_its_type_names_and_message(
+    worker: WorkerProcess, redis_client: Any, redis_flushed_url: str
+) -> None:
+    flow = linear_flow.Flow("failing").add(Fail(name="fail"))
+    engine = load_engine(flow, redis_flushed_url, worker.topic, store={"message": "disk 7 is on fire"})
+
+    with pytest.raises(exc.WrappedFailure) as raised:
+        engine.run()
+
+    assert raised.value.check("flowkit_go_tasks.TaskFailed")
+    failure = _failure_of(engine, "fail")
+    assert list(failure.exception_type_names) == TASK_FAILED_NAMES
+    assert failure.exception_str == "disk 7 is on fire"
+    assert list(failure.exception_args) == ["disk 7 is on fire"]
+    assert "disk 7 is on fire" in str(failure)
+    assert failure.check("flowkit_go_tasks.TaskFailed") == "flowkit_go_tasks.TaskFailed"
+    assert engine.storage.get_flow_state() == st.REVERTED
+
+
+def test_reverts_run_on_the_worker_after_a_failure(
+    worker: WorkerProcess, redis_client: Any, redis_flushed_url: str
+) -> None:
+    flow = linear_flow.Flow("undo").add(
+        Echo(name="first", provides="a"),
+        Echo(name="second", rebind={"value": "a"}, provides="b"),
+        Fail(name="fail"),
+    )
+    engine = load_engine(flow, redis_flushed_url, worker.topic, store={"value": 3, "message": "stop"})
+    events = Events(engine)
+
+    with pytest.raises(exc.WrappedFailure):
+        engine.run()
+
+    for name in ("first", "second", "fail"):
+        assert engine.storage.get_atom_state(name) == st.REVERTED
+        assert engine.storage.get_revert_result(name) is None
+        assert events.saw(name, st.REVERTING)
+    # Three executes and three reverts, all sent to the worker.
+    assert requests_added(redis_client, worker.topic) == 6
+
+
+def test_progress_reported_by_the_worker_reaches_the_atom_notifier(
+    worker: WorkerProcess, redis_client: Any, redis_flushed_url: str
+) -> None:
+    flow = linear_flow.Flow("slow").add(Sleep(name="nap"))
+    engine = load_engine(flow, redis_flushed_url, worker.topic, store={"seconds": 0.4})
+    events = Events(engine)
+
+    engine.run()
+
+    assert 0.5 in events.progress_of("nap")
+    assert engine.storage.get_task_progress("nap") == 1.0
+
+
+def test_a_request_nobody_picks_up_times_out_and_the_flow_reverts(
+    spawn_worker: WorkerFactory, redis_client: Any, redis_flushed_url: str
+) -> None:
+    # A long heartbeat keeps the paused worker's advertisement live, so the
+    # engine keeps routing to it; while paused it reads nothing.
+    worker = spawn_worker(fresh_topic(), heartbeat=3.0)
+    flow = linear_flow.Flow("stall").add(
+        Echo(name="first", provides="x"),
+        Echo(name="stalled", rebind={"value": "x"}),
+    )
+    engine = load_engine(flow, redis_flushed_url, worker.topic, store={"value": 1}, transition_timeout=1.5)
+    events = Events(engine)
+
+    def pause() -> None:
+        os.kill(worker.pid, signal.SIGSTOP)
+        wait_stopped(worker.pid)
+
+    # Pause once "first" is done, before "stalled" is sent; resume once
+    # "stalled" timed out, so the reverts have a worker.
+    events.on("first", st.SUCCESS, pause)
+    events.on("stalled", st.FAILURE, lambda: os.kill(worker.pid, signal.SIGCONT))
+    began = time.monotonic()
+
+    with pytest.raises(Exception) as raised:  # noqa: PT011 - RequestTimeout, maybe wrapped
+        engine.run()
+
+    elapsed = time.monotonic() - began
+    failure = _failure_of(engine, "stalled")
+    assert failure.check(exc.RequestTimeout), failure.pformat()
+    for part in ("stalled", "flowkit_go_tasks.Echo", worker.topic):
+        assert part in failure.exception_str
+    if isinstance(raised.value, exc.WrappedFailure):
+        assert raised.value.check(exc.RequestTimeout)
+    else:
+        assert isinstance(raised.value, exc.RequestTimeout)
+    assert engine.storage.get_atom_state("stalled") == st.REVERTED
+    assert engine.storage.get_atom_state("first") == st.REVERTED
+    assert engine.storage.get_flow_state() == st.REVERTED
+    assert elapsed < 15.0
+    assert worker.alive
+
+
+def test_a_task_no_worker_offers_fails_fast_before_anything_runs(
+    worker: WorkerProcess, redis_client: Any, redis_flushed_url: str
+) -> None:
+    flow = linear_flow.Flow("missing").add(Echo(name="fine"), NotOffered(name="lonely"))
+    began = time.monotonic()
+
+    with pytest.raises(exc.NotFound) as raised:
+        engine = load_engine(flow, redis_flushed_url, worker.topic, store={"value": 1}, worker_wait=0.5)
+        engine.run()
+
+    message = str(raised.value)
+    assert "lonely" in message
+    assert f"{__name__}.NotOffered" in message
+    assert worker.topic in message
+    assert "fine" not in message.replace("flowkit_go_tasks", "")
+    assert time.monotonic() - began < 10.0
+    assert requests_added(redis_client, worker.topic) == 0
+
+
+def test_one_worker_runs_several_requests_at_once(
+    spawn_worker: WorkerFactory, redis_client: Any, redis_flushed_url: str
+) -> None:
+    worker = spawn_worker(fresh_topic(), concurrency=4)
+    flow = unordered_flow.Flow("naps").add(*(Sleep(name=f"nap{i}") for i in range(4)))
+    engine = load_engine(flow, redis_flushed_url, worker.topic, store={"seconds": 2.0})
+
+    run = BackgroundRun(engine)
+    # All four are held by the one worker at the same moment.
+    services.wait_until(
+        lambda: sum(pending_by_worker(redis_client, worker.topic).values()) == 4,
+        10.0,
+        message="4 requests in flight on the worker",
+    )
+    assert list(pending_by_worker(redis_client, worker.topic)) == [worker.worker_id]
+    assert run.join(30.0) is None
+    assert run.elapsed is not None and run.elapsed < 7.0
+    assert all(engine.storage.get_atom_state(f"nap{i}") == st.SUCCESS for i in range(4))
+
+
+def test_sigterm_stops_an_idle_worker_and_withdraws_its_advertisement(
+    worker: WorkerProcess, redis_client: Any
+) -> None:
+    worker_id = worker.worker_id
+    assert worker_id is not None
+
+    assert worker.stop() == 0, worker.log()
+
+    assert redis_client.zscore(workers_key(worker.topic), worker_id) is None
+    assert not redis_client.exists(worker_key(worker_id))
