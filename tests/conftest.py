@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import TypeVar
@@ -25,31 +24,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 
 def wait_until(predicate: Callable[[], T], timeout: float = 5.0, interval: float = 0.01) -> T:
-    """Poll ``predicate`` until it returns something truthy, and return that.
-
-    Functional tests use this instead of fixed sleeps: it returns as soon as
-    the condition holds, and fails loudly instead of hanging when it never
-    does.
-
-    Args:
-        predicate: called with no arguments until its result is truthy.
-        timeout: seconds to keep trying before giving up.
-        interval: seconds to sleep between two calls.
-
-    Returns:
-        The first truthy value ``predicate`` returned.
-
-    Raises:
-        AssertionError: if ``predicate`` stayed falsy for ``timeout`` seconds.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"{predicate!r} still false after {timeout:.2f}s (last result: {value!r})")
-        time.sleep(interval)
+    """Poll ``predicate`` until it is truthy (see :func:`tests.services.wait_until`); 5 s by default."""
+    return services.wait_until(predicate, timeout, interval)
 
 
 @pytest.fixture(name="wait_until")

@@ -79,11 +79,11 @@ class DispatchingDriver:
         """Get ready for a run (start pools, loops...)."""
 
     def schedule(self, runtime: Runtime) -> None:
-        if runtime.storage._tracked:
-            self._schedule_durably(runtime)
-            return
         next_item = runtime.scheduler.next_item
         done = self._done
+        # With durable storage, every ready atom's state is written (one flush)
+        # before any of their calls is made.
+        held: list[tuple[_compiler.Node, int, Call]] | None = [] if runtime.storage._tracked else None
         while (item := next_item()) is not None:
             node, action = item
             call = runtime.begin_or_fail(node, action)
@@ -91,28 +91,16 @@ class DispatchingDriver:
                 continue
             if node.kind == _compiler.RETRY:
                 runtime.complete(node, action, *call_outcome(call, self.bridge))
-                continue
-            done.started()
-            self.dispatch(done, node, action, call)
-
-    def _schedule_durably(self, runtime: Runtime) -> None:
-        """:meth:`schedule`, with every ready atom's state written (in one flush) before any call."""
-        next_item = runtime.scheduler.next_item
-        ready: list[tuple[_compiler.Node, int, Call]] = []
-        while (item := next_item()) is not None:
-            node, action = item
-            call = runtime.begin_or_fail(node, action)
-            if call is None:
-                continue
-            if node.kind == _compiler.RETRY:
-                runtime.complete(node, action, *call_outcome(call, self.bridge))
-                continue
-            ready.append((node, action, call))
-        runtime.storage.flush()
-        done = self._done
-        for node, action, call in ready:
-            done.started()
-            self.dispatch(done, node, action, call)
+            elif held is not None:
+                held.append((node, action, call))
+            else:
+                done.started()
+                self.dispatch(done, node, action, call)
+        if held:
+            runtime.storage.flush()
+            for node, action, call in held:
+                done.started()
+                self.dispatch(done, node, action, call)
 
     def dispatch(self, done: Completions, node: _compiler.Node, action: int, call: Call) -> None:
         """Start ``call`` somewhere; its outcome must reach ``done`` exactly once."""
