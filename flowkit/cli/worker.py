@@ -107,8 +107,12 @@ def _fail(message: str, status: int) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from flowkit import exceptions as exc
-    from flowkit.engines.worker_based.worker import Worker
     from flowkit.persistence.backends._urls import mask_url
+
+    try:
+        from flowkit.engines.worker_based.worker import Worker
+    except ImportError as err:
+        return _fail(str(err), 1)
 
     # Like ``python -m``: modules next to where the worker was started are importable.
     here = os.getcwd()

@@ -24,8 +24,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from redis.exceptions import RedisError
-
 from flowkit import exceptions as exc
 from flowkit.engines import _scheduler as sch
 from flowkit.engines._compiler import Node
@@ -137,7 +135,7 @@ class RedisDriver(DispatchingDriver):
         self._closing.set()
         if self._reader is not None:
             # Wake the reader from its blocking read rather than wait out the block.
-            with contextlib.suppress(RedisError):
+            with contextlib.suppress(_transport.RedisError):
                 self._client.xadd(self._reply_key, {_WAKE: b"1"})
             self._reader.join()
         with self._lock:
@@ -151,7 +149,7 @@ class RedisDriver(DispatchingDriver):
                 self._client.pexpire(self._reply_key, _REPLY_TTL_MS)
             else:
                 self._client.delete(self._reply_key)
-        except RedisError as err:
+        except _transport.RedisError as err:
             LOG.warning("could not clean up reply stream %s: %s", self._reply_key, err)
         finally:
             self._client.close()
@@ -237,7 +235,7 @@ class RedisDriver(DispatchingDriver):
                 for request, envelope in ready:
                     pipe.xadd(protocol.requests_key(namespace, request.topic), _transport.fields(envelope))
                 entry_ids = pipe.execute()
-            except RedisError as err:
+            except _transport.RedisError as err:
                 if time.monotonic() >= ready[0][0].deadline or self._closing.is_set():
                     for request, _ in ready:
                         self._finish(request, _timeout(f"{request.describe()} could not be sent: {err}"))
@@ -291,7 +289,7 @@ class RedisDriver(DispatchingDriver):
         while not self._closing.is_set():
             try:
                 reply = client.xread({key: self._last_id}, count=_READ_COUNT, block=_BLOCK_MS)
-            except RedisError as err:
+            except _transport.RedisError as err:
                 if self._redis_down_since is None:
                     self._redis_down_since = time.monotonic()
                     LOG.warning("lost contact with Redis at %s: %s", mask_url(self._settings.url), err)
@@ -383,7 +381,7 @@ class RedisDriver(DispatchingDriver):
         if expired:
             try:
                 self._forget(expired)
-            except RedisError as err:
+            except _transport.RedisError as err:
                 LOG.debug("could not take back %d timed out request(s): %s", len(expired), err)
         if running:
             self._check_workers(running, now, timeout)
@@ -393,7 +391,7 @@ class RedisDriver(DispatchingDriver):
         try:
             directory.scan(self._client, sorted({r.topic for r in running}))
             live: Callable[[str], frozenset[str]] = directory.live
-        except RedisError:
+        except _transport.RedisError:
             live = _nobody  # unreachable Redis counts as a vanished worker
         for request in running:
             if request.worker in live(request.topic):
@@ -407,7 +405,7 @@ class RedisDriver(DispatchingDriver):
                     f"advertised for {now - request.gone_since:.1f} s (limit {timeout:g} s)"
                 )
                 if self._finish(request, _timeout(why + self._outage())):
-                    with contextlib.suppress(RedisError):
+                    with contextlib.suppress(_transport.RedisError):
                         self._forget([request])
 
     def _outage(self) -> str:
@@ -424,7 +422,7 @@ class RedisDriver(DispatchingDriver):
             pipe.pexpire(self._reply_key, _REPLY_TTL_MS)
             pipe.xtrim(self._reply_key, minid=self._last_id, approximate=True)
             pipe.execute()
-        except RedisError as err:
+        except _transport.RedisError as err:
             LOG.debug("could not tidy reply stream %s: %s", self._reply_key, err)
 
 

@@ -12,10 +12,15 @@ import time
 from collections.abc import Mapping
 from typing import Any, TypeAlias
 
-import redis
+try:
+    import redis
+except ImportError as missing:  # the client is an extra: say which
+    raise ImportError(
+        "the worker-based engine and 'flowkit worker' need the redis client: pip install 'flowkit[workers]'"
+    ) from missing
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
@@ -23,7 +28,16 @@ from flowkit import exceptions as exc
 from flowkit.engines.worker_based import protocol
 from flowkit.persistence.backends._urls import mask_url
 
-__all__ = ["Backoff", "Client", "connect", "ensure_group", "fields", "live_workers"]
+__all__ = [
+    "Backoff",
+    "Client",
+    "RedisError",
+    "ResponseError",
+    "connect",
+    "ensure_group",
+    "fields",
+    "live_workers",
+]
 
 #: The client type (replies are bytes: connections never decode responses).
 Client: TypeAlias = redis.Redis

@@ -77,6 +77,10 @@ class WorkerBasedActionEngine(ActionEngine):
     )
 
     def _check_options(self) -> None:
+        # Loading without the redis client installed fails here, before anything
+        # runs, with an ImportError that says which extra to install.
+        from flowkit.engines.worker_based import _transport  # noqa: F401
+
         options = self._options
         url = options.get("url")
         if not isinstance(url, str) or not url.startswith(_URL_SCHEMES):
@@ -99,9 +103,6 @@ class WorkerBasedActionEngine(ActionEngine):
         self._max_in_flight = _count(options, "max_in_flight", None)
 
     def _make_driver(self) -> Driver:
-        # Imported here: redis is needed only once a worker-based run starts.
-        from redis.exceptions import RedisError
-
         from flowkit.engines.worker_based import _transport
         from flowkit.engines.worker_based._directory import Directory
         from flowkit.engines.worker_based._driver import RedisDriver, Settings
@@ -117,7 +118,7 @@ class WorkerBasedActionEngine(ActionEngine):
         try:
             if needed:
                 directory.wait_for(client, needed, self._worker_wait)
-        except RedisError as err:
+        except _transport.RedisError as err:
             client.close()
             raise exc.ExecutionFailure(
                 f"the worker-based engine cannot reach Redis at {mask_url(self._url)}: {err}", cause=err

@@ -36,8 +36,6 @@ import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from redis.exceptions import RedisError, ResponseError
-
 from flowkit import exceptions as exc
 from flowkit.engines.worker_based import _transport, protocol
 from flowkit.engines.worker_based._task_call import ProgressThrottle, call_task
@@ -278,7 +276,7 @@ class Worker:
         try:
             try:
                 _transport.ensure_group(self._client, self._stream)
-            except RedisError as err:
+            except _transport.RedisError as err:
                 raise ConnectionError(f"cannot reach Redis at {mask_url(self._url)}: {err}") from err
             helpers = self._start_helpers()
             LOG.info(
@@ -343,7 +341,7 @@ class Worker:
             pipe.zrem(self._zset_key, self._worker_id)
             pipe.delete(self._hash_key)
             pipe.execute()
-        except RedisError as err:
+        except _transport.RedisError as err:
             LOG.warning("worker %s could not remove its advertisement: %s", self._worker_id, err)
         LOG.info("worker %s stopped", self._worker_id)
 
@@ -361,7 +359,7 @@ class Worker:
                 reply = self._client.xreadgroup(
                     protocol.GROUP, self._worker_id, streams, count=free, block=block_ms
                 )
-            except RedisError as err:
+            except _transport.RedisError as err:
                 self._redis_trouble("reading requests", err, backoff)
                 continue
             backoff.reset()
@@ -379,7 +377,7 @@ class Worker:
                 self._cond.wait(MAX_BLOCK)
             return 0 if self._stopping.is_set() else self._threads_count - self._busy
 
-    def _redis_trouble(self, doing: str, err: RedisError, backoff: _transport.Backoff) -> None:
+    def _redis_trouble(self, doing: str, err: _transport.RedisError, backoff: _transport.Backoff) -> None:
         delay = backoff.next()
         LOG.warning(
             "worker %s: Redis error while %s (retrying in %.1fs): %s", self._worker_id, doing, delay, err
@@ -388,7 +386,7 @@ class Worker:
             return
         try:
             _transport.ensure_group(self._client, self._stream)
-        except RedisError as again:
+        except _transport.RedisError as again:
             LOG.debug("worker %s: group not re-created yet: %s", self._worker_id, again)
 
     def _dispatch(self, entries: list[tuple[Any, Any]], deliveries: Mapping[str, int] | None) -> None:
@@ -593,7 +591,7 @@ class Worker:
             try:
                 results = pipe.execute(raise_on_error=False)
                 break
-            except RedisError as err:
+            except _transport.RedisError as err:
                 if time.monotonic() >= self._give_up_at:
                     LOG.error(
                         "worker %s gives up sending %d message(s): %s", self._worker_id, len(batch), err
@@ -608,7 +606,7 @@ class Worker:
                 )
                 time.sleep(delay)
         for result in results:
-            if isinstance(result, ResponseError):
+            if isinstance(result, _transport.ResponseError):
                 LOG.warning(
                     "worker %s: Redis refused a response or acknowledgement: %s", self._worker_id, result
                 )
@@ -624,7 +622,7 @@ class Worker:
         while True:
             try:
                 self._beat()
-            except RedisError as err:
+            except _transport.RedisError as err:
                 LOG.warning("worker %s: Redis error during heartbeat: %s", self._worker_id, err)
             except Exception:
                 LOG.exception("worker %s: heartbeat failed", self._worker_id)
