@@ -70,7 +70,21 @@ def register(subparsers: Any) -> None:
         help="a module whose task classes to offer, optionally with the class names (repeatable)",
     )
     parser.add_argument("--namespace", default="flowkit", help="prefix of the Redis keys (default: flowkit)")
-    parser.add_argument("--threads", type=_positive(int), metavar="N", help="tasks run at once")
+    parser.add_argument(
+        "--threads",
+        "--concurrency",
+        dest="threads",
+        type=_positive(int),
+        metavar="N",
+        help="tasks run at once (--concurrency, as the Go worker spells it, works too)",
+    )
+    parser.add_argument(
+        "--max-message-bytes",
+        type=_positive(int),
+        default=1 << 20,
+        metavar="N",
+        help="largest message body accepted or sent (default: 1048576)",
+    )
     parser.add_argument(
         "--heartbeat", type=_positive(float), default=1.0, metavar="S", help="seconds between heartbeats"
     )
@@ -128,6 +142,7 @@ def _run(args: argparse.Namespace) -> int:
             heartbeat=args.heartbeat,
             visibility_timeout=args.visibility_timeout,
             max_deliveries=args.max_deliveries,
+            max_message_bytes=args.max_message_bytes,
             worker_id=args.worker_id,
             grace=args.grace,
         )

@@ -180,8 +180,8 @@ def _worker_args(
     if visibility_timeout is not None:
         args += ["--visibility-timeout", _seconds(kind, visibility_timeout)]
     if concurrency is not None:
-        # Same meaning, different spelling: the Python CLI says --threads.
-        args += ["--threads" if kind == "python" else "--concurrency", str(concurrency)]
+        # Both workers take --concurrency (the Python CLI also calls it --threads).
+        args += ["--concurrency", str(concurrency)]
     if grace is not None:
         args += ["--grace", _seconds(kind, grace)]
     return args
