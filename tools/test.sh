@@ -47,6 +47,8 @@ missing_system_packages() {
     # the tests need initdb and postgres from the same one.
     compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || echo postgresql
     have go || echo golang-go
+    # The TLS test makes its own certificate authority.
+    have openssl || echo openssl
 }
 
 install_system_packages() {
