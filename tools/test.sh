@@ -59,7 +59,7 @@ install_system_packages() {
     local missing
     missing="$(missing_system_packages | tr '\n' ' ')"
     if [ -z "${missing// /}" ]; then
-        echo "all present: redis-server, zookeeper, postgresql, go"
+        echo "all present: redis-server, zookeeper (java), postgresql, go, openssl"
         return 0
     fi
     echo "installing: $missing"
