@@ -198,23 +198,24 @@ class Storage:
         """
         if not self._dirty and not self._flow_dirty:
             return
+        # Under the lock: progress reported from worker threads changes records too.
         with self._dirty_lock:
             dirty, self._dirty = self._dirty, {}
             flow_changed, self._flow_dirty = self._flow_dirty, False
-        flow_detail = self._flow_detail
-        if flow_detail is None:
-            flow_detail = self._flow_detail = FlowDetail(self._flow_name, self._flow_uuid)
-            flow_detail.meta = self._flow_meta
-            flow_changed = True
-        flow_detail.state = self._flow_state
-        details = self._details
-        written: list[AtomDetail] = []
-        for name, record in dirty.items():
-            detail = details.get(name)
-            if detail is None:
-                detail = details[name] = _detail_sync.new_detail(record)
-                flow_detail.add(detail)
-            written.append(_detail_sync.fill_detail(detail, record, self._history.get(name)))
+            flow_detail = self._flow_detail
+            if flow_detail is None:
+                flow_detail = self._flow_detail = FlowDetail(self._flow_name, self._flow_uuid)
+                flow_detail.meta = self._flow_meta
+                flow_changed = True
+            flow_detail.state = self._flow_state
+            details = self._details
+            written: list[AtomDetail] = []
+            for name, record in dirty.items():
+                detail = details.get(name)
+                if detail is None:
+                    detail = details[name] = _detail_sync.new_detail(record)
+                    flow_detail.add(detail)
+                written.append(_detail_sync.fill_detail(detail, record, self._history.get(name)))
         if self._backend is None:
             return
         try:

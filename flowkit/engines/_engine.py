@@ -289,7 +289,8 @@ class ActionEngine(Engine):
         assert runtime is not None
         driver = self._make_driver()
         started = time.perf_counter()
-        # The flow's RUNNING state is written with the first atom's (one write, not two).
+        # From here until runtime.finish() writes wait for the drivers' flush before
+        # each call: the flow's RUNNING state goes with the first atom's, one write.
         self._storage._batching = True
         self._change_state(st.RUNNING)
         try:

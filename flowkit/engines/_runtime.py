@@ -96,7 +96,8 @@ class Runtime:
         self._defer_reverts = defer_reverts
         self._never_resolve = never_resolve
         self.records: list[AtomRecord | None] = [None] * len(compilation.nodes)
-        # In memory, persisting is a no-op: skip even the call on the hot path.
+        # Only a flow detail someone can see (a backend's, or one passed in) is kept
+        # up to date; in memory the hot path skips even the calls.
         self._durable = storage._tracked
         self.scheduler = sch.Scheduler(compilation, self)
         #: Failures that end the run in FAILURE (revert failures, unresolvable ones).
@@ -124,8 +125,6 @@ class Runtime:
         self.retained = []
         self.completed = 0
         self._failures = dict(self.storage.get_execute_failures())
-        # From here on the drivers flush before each call they make (and finish() at the end).
-        self.storage._batching = True
         for node in scheduler.begin():
             # Stopped between a failure and its resolution: resolve it now.
             scheduler.executed(node, False)
