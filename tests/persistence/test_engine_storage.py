@@ -310,3 +310,16 @@ def test_an_engine_made_directly_with_a_backend_files_its_run_too(backend: Any) 
     engine.storage.inject({"value": 1})
     engine.run()
     assert stored_flow(backend, engine.storage.flow_uuid).state == states.SUCCESS
+
+
+def test_a_book_without_a_backend_holds_the_run_kept_up_to_date_in_memory() -> None:
+    book = models.LogBook("in memory")
+    engine = engines.load(chain("booked", 2), store={"value": 1}, book=book)
+    engine.run()
+    (flow_detail,) = book
+    assert flow_detail.uuid == engine.storage.flow_uuid
+    assert flow_detail.state == states.SUCCESS
+    assert {ad.name: (ad.state, ad.results) for ad in flow_detail} == {
+        "s0": (states.SUCCESS, 2),
+        "s1": (states.SUCCESS, 3),
+    }
