@@ -12,9 +12,11 @@ from typing import Any
 from flowkit import states as st
 from flowkit.types.failure import Failure
 
-__all__ = ["NO_PROVIDES", "AtomRecord"]
+__all__ = ["NO_PROVIDES", "RESULT_STATES", "AtomRecord"]
 
 NO_PROVIDES: Mapping[str, int | str | None] = {}
+#: States in which an atom that executed successfully still holds that result.
+RESULT_STATES = frozenset({st.SUCCESS, st.REVERTING, st.REVERTED, st.REVERT_FAILURE, st.RETRYING})
 
 
 class AtomRecord:

@@ -13,17 +13,15 @@ import json
 from typing import Any
 
 from flowkit import states as st
-from flowkit._atom_record import AtomRecord
+from flowkit._atom_record import RESULT_STATES, AtomRecord
 from flowkit.persistence.models import AtomDetail, RetryDetail, TaskDetail
 from flowkit.types.failure import Failure
 
-__all__ = ["RESULT_STATES", "check_storable", "fill_detail", "new_detail", "record_from_detail"]
+__all__ = ["check_storable", "fill_detail", "new_detail", "record_from_detail"]
 
 #: Retry history as storage keeps it: (what the retry returned, {atom: Failure}).
 History = list[tuple[Any, dict[str, Failure]]]
 
-#: States in which an atom that executed successfully still has that result.
-RESULT_STATES = frozenset({st.SUCCESS, st.REVERTING, st.REVERTED, st.REVERT_FAILURE, st.RETRYING})
 
 # Meta keys the record keeps in attributes of its own.
 _PROGRESS = "progress"

@@ -21,6 +21,7 @@ from typing import Any
 
 from flowkit import exceptions as exc
 from flowkit import states as st
+from flowkit._atom_record import RESULT_STATES
 from flowkit._detail_sync import check_storable
 from flowkit._utils.asyncio_bridge import EventLoopThread
 from flowkit.deciders import Depth
@@ -38,8 +39,6 @@ _LOG = logging.getLogger(__name__)
 
 #: What a driver runs: ``fn(**kwargs)``; the result may be a coroutine to await.
 Call = tuple[Callable[..., Any], dict[str, Any]]
-
-_RESULT_STATES = frozenset({st.SUCCESS, st.REVERTING, st.REVERTED, st.REVERT_FAILURE, st.RETRYING})
 
 
 # _run_execute and _run_revert are twins on purpose: one generic helper taking the
@@ -309,7 +308,7 @@ class Runtime:
 
     def _has_no_result(self, index: int) -> bool:
         record = self.records[index]
-        return record is None or not record.has_result or record.state not in _RESULT_STATES
+        return record is None or not record.has_result or record.state not in RESULT_STATES
 
     # -- finishing work -------------------------------------------------------------
 

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import json
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from flowkit import exceptions as exc
+from flowkit._detail_sync import check_storable
 from flowkit.engines.base import Engine
 
 __all__ = [
@@ -173,7 +173,7 @@ def _factory_meta(
     name = factory if isinstance(factory, str) else _factory_name(factory)
     meta = {"name": name, "args": list(factory_args or ()), "kwargs": dict(factory_kwargs or {})}
     try:
-        json.dumps(meta)
+        check_storable(meta)
     except (TypeError, ValueError) as err:
         raise exc.InvalidFormat(
             f"arguments of flow factory '{name}' cannot be stored as JSON: {err}"
