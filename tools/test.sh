@@ -93,7 +93,7 @@ fi
 
 # --- Python virtualenv ----------------------------------------------------
 
-banner "virtualenv $VENV with flowkit[dev]"
+banner "virtualenv $VENV with flowkit[dev,all]"
 if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
     echo "flowkit needs Python 3.11 or newer; $PYTHON is $("$PYTHON" --version 2>&1)" >&2
     exit 1
@@ -107,7 +107,7 @@ STAMP="$VENV/.flowkit-install-stamp"
 WANT="$(cat setup.cfg setup.py pyproject.toml <("$VENV/bin/python" --version) | sha256sum | cut -d' ' -f1)"
 if [ "$(cat "$STAMP" 2>/dev/null || true)" != "$WANT" ]; then
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
-    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e '.[dev]'
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e '.[dev,all]'
     echo "$WANT" >"$STAMP"
     echo "installed"
 else
