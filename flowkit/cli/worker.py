@@ -69,7 +69,13 @@ def register(subparsers: Any) -> None:
         metavar="MODULE[:Name,...]",
         help="a module whose task classes to offer, optionally with the class names (repeatable)",
     )
-    parser.add_argument("--namespace", default="flowkit", help="prefix of the Redis keys (default: flowkit)")
+    parser.add_argument(
+        "--key-prefix",
+        "--namespace",
+        dest="key_prefix",
+        default="flowkit",
+        help="prefix of the Redis keys, the engines' key_prefix (default: flowkit; also --namespace)",
+    )
     parser.add_argument(
         "--threads",
         "--concurrency",
@@ -137,7 +143,7 @@ def _run(args: argparse.Namespace) -> int:
             args.redis,
             args.topic,
             args.tasks,
-            namespace=args.namespace,
+            key_prefix=args.key_prefix,
             threads_count=args.threads,
             heartbeat=args.heartbeat,
             visibility_timeout=args.visibility_timeout,

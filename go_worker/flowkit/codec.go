@@ -103,7 +103,8 @@ func fieldBytes(envelope map[string]any, name string) ([]byte, bool) {
 //
 // Checks, in order: a "body" field, its size (maxBytes, 0: MaxMessageBytes),
 // the signature (when secret is non-empty; compared in constant time), UTF-8
-// JSON text of an object, "v" == 1, a known "type" and the fields that type
+// JSON text of an object with no lone surrogate escape ("\ud800") in any
+// string, "v" == 1, a known "type" and the fields that type
 // requires with their JSON types. Any problem is a *ProtocolError naming the
 // first one found.
 func Decode(envelope map[string]any, secret []byte, maxBytes int) (*Message, error) {
@@ -146,6 +147,10 @@ func DecodeBody(body []byte) (*Message, error) {
 	object, ok := value.(map[string]any)
 	if !ok {
 		return nil, protocolError("message must be a JSON object, not %s", jsonType(value))
+	}
+	if at := loneSurrogateAt(body); at >= 0 {
+		// Go's decoder turned it into U+FFFD; the protocol refuses it, as Python does.
+		return nil, protocolError("message holds a lone surrogate escape at byte %d: JSON strings must be Unicode text", at)
 	}
 	version, present := object["v"]
 	if v, isNumber := numberValue(version); !isNumber || v != Version {
@@ -269,4 +274,76 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// loneSurrogateAt returns the byte offset of the first \uXXXX escape of a
+// (valid) JSON text that spells half of a UTF-16 surrogate pair without the
+// other half, or -1. No UTF-8 text can hold such a string, so a message with
+// one could not be answered by every worker alike.
+func loneSurrogateAt(body []byte) int {
+	if !bytes.Contains(body, []byte(`\u`)) {
+		return -1
+	}
+	inString := false
+	for i := 0; i < len(body); i++ {
+		c := body[i]
+		if !inString {
+			inString = c == '"'
+			continue
+		}
+		if c == '"' {
+			inString = false
+			continue
+		}
+		if c != '\\' {
+			continue
+		}
+		if i+1 >= len(body) || body[i+1] != 'u' {
+			i++ // a one-letter escape such as \" or \\
+			continue
+		}
+		r, ok := hex4(body, i+2)
+		switch {
+		case !ok || r < 0xD800 || r > 0xDFFF:
+			i += 5
+		case r >= 0xDC00: // a low half with no high half before it
+			return i
+		default: // a high half: the next escape must be its low half
+			if low, ok := escapeAt(body, i+6); ok && low >= 0xDC00 && low <= 0xDFFF {
+				i += 11
+			} else {
+				return i
+			}
+		}
+	}
+	return -1
+}
+
+// escapeAt reads a \uXXXX escape starting at body[i].
+func escapeAt(body []byte, i int) (rune, bool) {
+	if i+1 >= len(body) || body[i] != '\\' || body[i+1] != 'u' {
+		return 0, false
+	}
+	return hex4(body, i+2)
+}
+
+// hex4 reads four hexadecimal digits starting at body[i].
+func hex4(body []byte, i int) (rune, bool) {
+	if i+4 > len(body) {
+		return 0, false
+	}
+	var r rune
+	for _, c := range body[i : i+4] {
+		switch {
+		case '0' <= c && c <= '9':
+			r = r<<4 | rune(c-'0')
+		case 'a' <= c && c <= 'f':
+			r = r<<4 | rune(c-'a'+10)
+		case 'A' <= c && c <= 'F':
+			r = r<<4 | rune(c-'A'+10)
+		default:
+			return 0, false
+		}
+	}
+	return r, true
 }

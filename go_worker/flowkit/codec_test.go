@@ -413,6 +413,44 @@ func TestDecodeRejectsBodiesThatAreNotOneJSONObject(t *testing.T) {
 	}
 }
 
+func TestDecodeRefusesLoneSurrogateEscapesAsPythonDoes(t *testing.T) {
+	request := `{"v":1,"type":"request","id":%s,"reply_to":"r","action":"execute","task":%s,` +
+		`"name":"n","arguments":{"a":%s},"sent_at":1,"deadline":2}`
+	ok := `"x"`
+	refused := map[string][3]string{
+		"high half in id":        {`"\ud800"`, ok, ok},
+		"low half in task":       {ok, `"a\uDC00b"`, ok},
+		"high then text":         {ok, ok, `"\ud83dx"`},
+		"two highs":              {ok, ok, `"\ud83d\ud83d"`},
+		"high at the end":        {`"ab\ud800"`, ok, ok},
+		"in a key":               {ok, ok, `{"\ud800":1}`},
+		"after an escaped quote": {ok, ok, `"\"\udfff"`},
+	}
+	for name, parts := range refused {
+		t.Run(name, func(t *testing.T) {
+			body := fmt.Sprintf(request, parts[0], parts[1], parts[2])
+			_, err := Decode(map[string]any{"body": body}, nil, 0)
+			if err == nil || !strings.Contains(err.Error(), "lone surrogate") {
+				t.Fatalf("%s: got %v", body, err)
+			}
+		})
+	}
+	accepted := map[string]string{
+		"a pair":               `"\ud83d\ude00"`,
+		"upper-case pair":      `"\uD83D\uDE00"`,
+		"an escaped backslash": `"\\ud800"`,
+		"plain escapes":        `"\u00e9\n\u2028"`,
+	}
+	for name, value := range accepted {
+		t.Run(name, func(t *testing.T) {
+			body := fmt.Sprintf(request, ok, ok, value)
+			if _, err := Decode(map[string]any{"body": body}, nil, 0); err != nil {
+				t.Fatalf("%s: %v", body, err)
+			}
+		})
+	}
+}
+
 func TestDecodeAcceptsBytesValues(t *testing.T) {
 	body := []byte(`{"v":1,"type":"response","id":"x","worker":"w","event":"running","sent_at":1}`)
 	message, err := Decode(map[string]any{"body": body, "sig": []byte(Sign(body, []byte("k")))}, []byte("k"), 0)

@@ -54,17 +54,18 @@ func ensureGroup(ctx context.Context, client *redis.Client, stream string) error
 	return nil
 }
 
-// isReplyError says whether err is an error reply of the server (the command
-// reached Redis), as opposed to a connection problem.
-func isReplyError(err error) bool {
+// isTransient says whether a command that failed with err may succeed if
+// simply tried again later: a connection problem, or a reply that means "not
+// now" (the server is loading or a replica, a cluster is reconfiguring).
+// Everything else Redis answers (an ACL's NOPERM, EXECABORT, OOM, WRONGTYPE) is
+// a refusal: retrying it would fail the same way forever.
+func isTransient(err error) bool {
 	var replyErr redis.Error
-	return errors.As(err, &replyErr) && !errors.Is(err, redis.Nil) && !isConnectionReply(err)
-}
-
-// isConnectionReply spots replies that mean "try again later" rather than "bad command".
-func isConnectionReply(err error) bool {
+	if !errors.As(err, &replyErr) {
+		return true
+	}
 	text := err.Error()
-	for _, prefix := range []string{"LOADING", "READONLY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "EXECABORT"} {
+	for _, prefix := range []string{"LOADING", "READONLY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN"} {
 		if strings.HasPrefix(text, prefix) {
 			return true
 		}

@@ -2,7 +2,9 @@ package flowkit
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"time"
@@ -26,11 +28,64 @@ func (w *Worker) writeLoop() {
 
 // write adds the batch's responses, then acknowledges and deletes its entries,
 // in one MULTI/EXEC block: an entry is never acknowledged before its answer
-// is written. Connection errors are retried (0.1 s doubling to 2 s) until the
-// shutdown deadline.
+// is written. Only connection errors are retried (0.1 s doubling to 2 s) until
+// the shutdown deadline. When Redis refuses the block (an ACL that denies a
+// reply stream, EXECABORT, a full memory), the items are written one by one so
+// that only the refused ones are lost: each is logged, and the entry of a
+// request whose answer was refused is still acknowledged, so no worker runs it
+// again and later answers are not held up behind it.
 func (w *Worker) write(batch []outItem) {
+	if err := w.transact(batch); err != nil {
+		w.logf(slog.LevelWarn, "worker %s: Redis refused a block of %d message(s) (%v); writing them one by one",
+			w.id, len(batch), err)
+		for _, item := range batch {
+			w.writeOne(item)
+		}
+	}
 	var acks []string
 	for _, item := range batch {
+		if item.ack != "" {
+			acks = append(acks, item.ack)
+		}
+	}
+	if len(acks) > 0 {
+		w.mu.Lock()
+		for _, id := range acks {
+			delete(w.inFlight, id)
+		}
+		w.mu.Unlock()
+		w.signal()
+	}
+}
+
+// writeOne writes a single item; a refused answer is dropped (logged) and its
+// entry acknowledged on its own.
+func (w *Worker) writeOne(item outItem) {
+	err := w.transact([]outItem{item})
+	if err == nil {
+		return
+	}
+	what := "a progress report"
+	if item.ack != "" {
+		what = "entry " + item.ack
+	}
+	if id := answerOf(item.envelope); id != "" {
+		what = "request " + id
+	}
+	w.logf(slog.LevelWarn, "worker %s: Redis refused the answer to %s on %q, dropped: %v", w.id, what, item.replyTo, err)
+	if item.ack != "" && item.envelope != nil {
+		if err := w.transact([]outItem{{ack: item.ack}}); err != nil {
+			w.logf(slog.LevelError, "worker %s: Redis refused to acknowledge entry %s: %v", w.id, item.ack, err)
+		}
+	}
+}
+
+// transact writes items in one MULTI/EXEC block and returns what Redis
+// refused as a whole (nil when the block ran, or was given up after connection
+// errors at shutdown). A command that fails inside a block that ran is logged.
+func (w *Worker) transact(items []outItem) error {
+	var acks []string
+	for _, item := range items {
 		if item.ack != "" {
 			acks = append(acks, item.ack)
 		}
@@ -39,7 +94,7 @@ func (w *Worker) write(batch []outItem) {
 	var retry backoff
 	for {
 		cmds, err := w.client.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
-			for _, item := range batch {
+			for _, item := range items {
 				if item.envelope != nil && item.replyTo != "" {
 					pipe.XAdd(ctx, &redis.XAddArgs{
 						Stream: item.replyTo,
@@ -55,33 +110,70 @@ func (w *Worker) write(batch []outItem) {
 			}
 			return nil
 		})
-		if err == nil || isReplyError(err) {
+		if err == nil {
+			return nil
+		}
+		if !isTransient(err) {
+			if aborted(cmds) {
+				return err
+			}
 			for _, cmd := range cmds {
 				if cmdErr := cmd.Err(); cmdErr != nil {
-					w.logf(slog.LevelWarn, "worker %s: Redis refused a response or acknowledgement: %v", w.id, cmdErr)
+					w.logf(slog.LevelWarn, "worker %s: Redis refused %s: %v", w.id, describe(cmd), cmdErr)
 				}
 			}
-			break
+			return nil
 		}
 		w.giveUpMu.Lock()
 		giveUpAt := w.giveUpAt
 		w.giveUpMu.Unlock()
 		if !giveUpAt.IsZero() && time.Now().After(giveUpAt) {
-			w.logf(slog.LevelError, "worker %s gives up sending %d message(s): %v", w.id, len(batch), err)
-			break
+			w.logf(slog.LevelError, "worker %s gives up sending %d message(s): %v", w.id, len(items), err)
+			return nil
 		}
 		delay := retry.next()
 		w.logf(slog.LevelWarn, "worker %s: Redis error while answering (retrying in %.1fs): %v", w.id, delay.Seconds(), err)
 		time.Sleep(delay)
 	}
-	if len(acks) > 0 {
-		w.mu.Lock()
-		for _, id := range acks {
-			delete(w.inFlight, id)
+}
+
+// aborted says whether a MULTI block was discarded as a whole (EXECABORT: a
+// command was refused when queued, so every command carries an error), as
+// opposed to a block that ran with some commands failing.
+func aborted(cmds []redis.Cmder) bool {
+	for _, cmd := range cmds {
+		if cmd.Err() == nil {
+			return false
 		}
-		w.mu.Unlock()
-		w.signal()
 	}
+	return true
+}
+
+// describe names a command of the writer's blocks for a log line.
+func describe(cmd redis.Cmder) string {
+	args := cmd.Args()
+	if len(args) > 1 {
+		return fmt.Sprintf("%s %v", cmd.Name(), args[1])
+	}
+	return cmd.Name()
+}
+
+// answerOf is the request id a response envelope answers ("" when unreadable).
+func answerOf(envelope Envelope) string {
+	if envelope == nil {
+		return ""
+	}
+	body, ok := fieldBytes(map[string]any(envelope), "body")
+	if !ok {
+		return ""
+	}
+	var head struct {
+		ID string `json:"id"`
+	}
+	if json.Unmarshal(body, &head) != nil {
+		return ""
+	}
+	return head.ID
 }
 
 // -- heartbeat ------------------------------------------------------------------

@@ -695,3 +695,72 @@ func TestNewWorkerChecksItsOptions(t *testing.T) {
 		t.Errorf("rediss URL with a password: %v", err)
 	}
 }
+
+func TestLoneSurrogateEscapesAreDroppedAndTheWorkerKeepsServing(t *testing.T) {
+	h := newHarness(t)
+	h.start(nil)
+	var bad []string
+	for _, field := range []string{"id", "task", "reply_to", "name"} {
+		request := h.request(tasks.EchoName, flowkit.ActionExecute, map[string]any{"value": 1}, nil)
+		envelope, err := flowkit.Encode(request, nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var message map[string]any
+		if err := json.Unmarshal([]byte(envelope["body"].(string)), &message); err != nil {
+			t.Fatal(err)
+		}
+		message[field] = "LONE"
+		body, _ := json.Marshal(message)
+		body = bytes.Replace(body, []byte(`"LONE"`), []byte(`"\ud800"`), 1)
+		bad = append(bad, h.add(map[string]any{"body": string(body)}))
+	}
+	for i := 0; i < 3; i++ {
+		good := h.request(tasks.EchoName, flowkit.ActionExecute, map[string]any{"value": i}, nil)
+		h.add(good)
+		if final := h.final(good.ID); final.Event != flowkit.EventSuccess {
+			t.Fatalf("good request after bad ones: %+v", final)
+		}
+	}
+	h.eventually("bad entries acknowledged and deleted", h.settled)
+	for _, id := range bad {
+		if !strings.Contains(h.log.String(), "entry "+id+": message holds a lone surrogate") {
+			t.Errorf("no log line names entry %s:\n%s", id, h.log)
+		}
+	}
+}
+
+// limitedUser makes a Redis ACL user that may touch only the harness's keys,
+// as in a locked-down deployment, and returns a URL that logs in as it.
+func (h *harness) limitedUser() string {
+	h.t.Helper()
+	ctx := context.Background()
+	user := "fk-" + h.namespace
+	if err := h.client.Do(ctx, "ACL", "SETUSER", user, "on", ">pw", "~"+h.namespace+":*", "&*", "+@all").Err(); err != nil {
+		h.t.Fatal(err)
+	}
+	h.t.Cleanup(func() { h.client.Do(context.Background(), "ACL", "DELUSER", user) })
+	return strings.Replace(redisURL, "redis://", "redis://"+user+":pw@", 1)
+}
+
+func TestAnAnswerRedisRefusesIsDroppedAndLaterAnswersGoOut(t *testing.T) {
+	h := newHarness(t)
+	limited := h.limitedUser()
+	h.start(func(o *flowkit.Options) { o.RedisURL = limited })
+	// NOPERM for the worker's user: its MULTI block ends in EXECABORT.
+	refused := h.request(tasks.EchoName, flowkit.ActionExecute, map[string]any{"value": "lost"}, func(r *flowkit.Request) {
+		r.ReplyTo = "elsewhere:replies:engine"
+	})
+	h.add(refused)
+	for i := 0; i < 5; i++ {
+		good := h.request(tasks.EchoName, flowkit.ActionExecute, map[string]any{"value": i}, nil)
+		h.add(good)
+		if final := h.final(good.ID); final.Event != flowkit.EventSuccess {
+			t.Fatalf("request after a refused answer: %+v", final)
+		}
+	}
+	h.eventually("the refused request acknowledged, not retried forever", h.settled)
+	if !strings.Contains(h.log.String(), "refused the answer to request "+refused.ID) {
+		t.Fatalf("no log line names the refused request:\n%s", h.log)
+	}
+}

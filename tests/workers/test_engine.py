@@ -560,7 +560,7 @@ def test_with_a_secret_an_unsigned_advertisement_does_not_count(
         ({"url": "redis://localhost", "topic": "t", "worker_wait": -1}, "worker_wait"),
         ({"url": "redis://localhost", "topic": "t", "max_in_flight": 0}, "max_in_flight"),
         ({"url": "redis://localhost", "topic": "t", "max_message_bytes": "big"}, "max_message_bytes"),
-        ({"url": "redis://localhost", "topic": "t", "namespace": ""}, "namespace"),
+        ({"url": "redis://localhost", "topic": "t", "key_prefix": ""}, "key_prefix"),
         ({"url": "redis://localhost", "topic": "t", "secret": 42}, "secret"),
         ({"url": "redis://localhost", "topic": "t", "retry_options": {"attempts": 0}}, "retry_options"),
         ({"url": "redis://localhost", "topic": "t", "retry_options": {"tries": 2}}, "retry_options"),
@@ -693,3 +693,32 @@ def test_a_failure_on_the_python_worker_reverts_the_flow_there(
     assert failure_of(engine, "fail").check("flowkit_go_tasks.TaskFailed")
     assert engine.storage.get_atom_state("first") == st.REVERTED
     assert engine.storage.get_atom_state("fail") == st.REVERTED
+
+
+def test_key_prefix_names_the_redis_keys_and_namespace_stays_the_entry_point_group(
+    redis_flushed_url: str, topic: str, client: Any
+) -> None:
+    from flowkit.engines.helpers import ENTRY_POINT_GROUP
+    from flowkit.engines.worker_based.worker import Worker
+    from tests.workers.behaviour_tasks import Echo
+
+    worker = Worker(
+        redis_flushed_url, topic, ["tests.workers.behaviour_tasks"], key_prefix="elsewhere", heartbeat=0.2
+    )
+    worker.start()
+    try:
+        engine = load(
+            Echo(name="echo", provides="v"),
+            redis_flushed_url,
+            topic,
+            store={"value": "prefixed"},
+            key_prefix="elsewhere",
+            namespace=ENTRY_POINT_GROUP,  # where engines are looked up: not a key prefix
+        )
+        assert "namespace" not in engine.options
+        engine.run()
+    finally:
+        worker.stop()
+    assert engine.storage.fetch("v") == "prefixed"
+    assert client.exists(protocol.requests_key("elsewhere", topic))
+    assert not list(client.scan_iter(f"{NS}:*"))

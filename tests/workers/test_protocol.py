@@ -571,3 +571,30 @@ def test_schema_and_decode_agree_on_generated_responses(message: dict[str, Any])
 @given(_mutated(_valid_adverts, _notify_fields))
 def test_schema_and_decode_agree_on_generated_adverts(message: dict[str, Any]) -> None:
     _check_agreement(message)
+
+
+@pytest.mark.parametrize(
+    ("value", "refused"),
+    [
+        ('"\\ud800"', True),
+        ('"a\\uDC00b"', True),
+        ('"\\ud83dx"', True),
+        ('"\\ud83d\\ud83d"', True),
+        ('{"\\ud800": 1}', True),
+        ('"\\"\\udfff"', True),
+        ('"\\ud83d\\ude00"', False),
+        ('"\\uD83D\\uDE00"', False),
+        ('"\\\\ud800"', False),
+        ('"\\u00e9\\n\\u2028"', False),
+    ],
+)
+def test_decode_refuses_lone_surrogate_escapes_as_the_go_worker_does(value: str, refused: bool) -> None:
+    body = (
+        '{"v":1,"type":"request","id":"x","reply_to":"r","action":"execute","task":"t",'
+        f'"name":"n","arguments":{{"a":{value}}},"sent_at":1,"deadline":2}}'
+    ).encode()
+    if refused:
+        with pytest.raises(protocol.ProtocolError, match="lone surrogate escape at arguments.a"):
+            protocol.decode({"body": body}, None)
+    else:
+        protocol.decode({"body": body}, None)

@@ -636,3 +636,65 @@ def test_cli_stops_gracefully_on_sigterm(redis_flushed_url: str) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+
+
+# -- entries that once stopped the worker --------------------------------------------------------
+
+
+def _lone_surrogate_in(wire: Wire, field: str) -> dict[str, Any]:
+    """A request whose ``field`` holds the JSON escape of a lone surrogate (no UTF-8 for it)."""
+    message = wire.request(name_of("Add"), {"x": 1, "y": 1})
+    message[field] = "\ud800"
+    body = json.dumps(message).encode()  # ensure_ascii: the escape travels as the six bytes \ud800
+    assert b"\\ud800" in body
+    return {"body": body}
+
+
+@pytest.mark.parametrize("field", ["id", "task", "reply_to", "name"])
+def test_a_lone_surrogate_escape_is_dropped_with_a_warning_and_the_worker_keeps_serving(
+    wire: Wire, start_worker: Any, caplog: pytest.LogCaptureFixture, field: str
+) -> None:
+    caplog.set_level(logging.WARNING, logger=WORKER_LOG)
+    worker = start_worker()
+    bad_ids = [wire.add(_lone_surrogate_in(wire, field)) for _ in range(3)]
+    good = [wire.send(name_of("Add"), {"x": i, "y": 1}) for i in range(5)]
+    assert [wire.final(request_id)["result"] for request_id in good] == [1, 2, 3, 4, 5]
+    wait_until(wire.stream_emptied)  # acknowledged: neither we nor a peer will see it again
+    assert not worker.wait(0)  # still running
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    for bad_id in bad_ids:
+        assert any(bad_id in text and "surrogate" in text for text in warnings), warnings
+
+
+@pytest.fixture
+def limited_url(redis_flushed_url: str) -> Iterator[str]:
+    """The URL of a Redis ACL user that may touch only ``flowkit:*`` keys, as in a locked-down deployment."""
+    admin = redis.Redis.from_url(redis_flushed_url)
+    user = f"fk-{uuid.uuid4().hex[:8]}"
+    admin.execute_command("ACL", "SETUSER", user, "on", ">pw", "~flowkit:*", "&*", "+@all")
+    try:
+        yield redis_flushed_url.replace("redis://", f"redis://{user}:pw@", 1)
+    finally:
+        admin.execute_command("ACL", "DELUSER", user)
+        admin.close()
+
+
+def test_an_answer_redis_refuses_is_dropped_with_a_warning_and_later_answers_go_out(
+    limited_url: str, wire: Wire, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger=WORKER_LOG)
+    worker = Worker(limited_url, TOPIC, [MODULE], heartbeat=0.05, threads_count=2, grace=1.0)
+    worker.start()
+    try:
+        outside = Wire(limited_url)
+        outside.reply_to = "elsewhere:replies:engine"  # NOPERM for this user: MULTI ends in EXECABORT
+        refused = outside.send(name_of("Add"), {"x": 1, "y": 1})
+        good = [wire.send(name_of("Add"), {"x": i, "y": 2}) for i in range(5)]
+        assert [wire.final(request_id)["result"] for request_id in good] == [2, 3, 4, 5, 6]
+        wait_until(wire.stream_emptied)  # the refused request was acknowledged, not retried forever
+        warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+        assert any(refused in text and "refused" in text for text in warnings), warnings
+        assert not worker.wait(0)
+    finally:
+        worker.stop(grace=0.5)
+        assert worker.wait(10)

@@ -19,8 +19,8 @@ except ImportError as missing:  # the client is an extra: say which
         "the worker-based engine and 'flowkit worker' need the redis client: pip install 'flowkit[workers]'"
     ) from missing
 from redis.backoff import ExponentialBackoff
+from redis.exceptions import ClusterDownError, ReadOnlyError, RedisError, ResponseError, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
@@ -36,6 +36,7 @@ __all__ = [
     "connect",
     "ensure_group",
     "fields",
+    "is_transient",
     "live_workers",
 ]
 
@@ -127,6 +128,20 @@ def ensure_group(client: Client, stream_key: str) -> None:
     except ResponseError as err:
         if "BUSYGROUP" not in str(err):
             raise
+
+
+#: Errors that mean "not now" rather than "never": the connection dropped or timed
+#: out, the server is loading or a replica, a cluster is reconfiguring.
+_TRANSIENT = (RedisConnectionError, RedisTimeoutError, ReadOnlyError, TryAgainError, ClusterDownError)
+
+
+def is_transient(err: BaseException) -> bool:
+    """Whether a command that raised ``err`` may succeed if simply tried again later.
+
+    Everything else (an ACL's NOPERM, EXECABORT, OOM, a wrong type, a value the
+    client cannot encode) is a refusal: retrying would fail the same way forever.
+    """
+    return isinstance(err, _TRANSIENT)
 
 
 class Backoff:

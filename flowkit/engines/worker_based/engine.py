@@ -46,7 +46,9 @@ class WorkerBasedActionEngine(ActionEngine):
       it, and a running request may outlive its worker's advertisement (default 60).
     * ``retry_options``: ``{"attempts": 5, "backoff": 0.1}``, how Redis commands
       are retried on connection errors.
-    * ``namespace``: prefix of the Redis keys (default ``"flowkit"``).
+    * ``key_prefix``: prefix of the Redis keys (default ``"flowkit"``); the
+      workers' ``--key-prefix`` must match. (``engines.load(namespace=)`` is
+      the entry-point group engines are found in, not this.)
     * ``secret``: HMAC key to sign and check messages (default: the
       ``FLOWKIT_WORKER_SECRET`` environment variable; unset means no signing).
     * ``max_message_bytes``: largest message body sent or accepted (default 1 MiB).
@@ -68,7 +70,7 @@ class WorkerBasedActionEngine(ActionEngine):
             "topic",
             "transition_timeout",
             "retry_options",
-            "namespace",
+            "key_prefix",
             "secret",
             "max_message_bytes",
             "worker_wait",
@@ -90,10 +92,10 @@ class WorkerBasedActionEngine(ActionEngine):
         self._topics = _topics(options.get("topic"), options.get("topics"))
         self._transition_timeout = _number(options, "transition_timeout", 60.0, positive=True)
         self._attempts, self._backoff = _retry_options(options.get("retry_options"))
-        namespace = options.get("namespace", protocol.DEFAULT_NAMESPACE)
-        if not isinstance(namespace, str) or not namespace:
-            raise _bad("namespace", f"namespace must be a non-empty str, not {namespace!r}")
-        self._namespace = namespace
+        key_prefix = options.get("key_prefix", protocol.DEFAULT_NAMESPACE)
+        if not isinstance(key_prefix, str) or not key_prefix:
+            raise _bad("key_prefix", f"key_prefix must be a non-empty str, not {key_prefix!r}")
+        self._namespace = key_prefix
         secret = options.get("secret")
         if secret is not None and not isinstance(secret, str | bytes):
             raise _bad("secret", f"secret must be a str or bytes, not {type(secret).__name__}")

@@ -375,13 +375,48 @@ def _first_bad_path(value: Any, path: str = "", depth: int = 0) -> str | None:
     return path or "."
 
 
+_ESCAPE: Final = b"\\ud"
+_ESCAPE_UPPER: Final = b"\\uD"
+
+
+def _lone_surrogate_path(value: Any, path: str = "") -> str | None:
+    """Where a decoded message holds a string with a lone surrogate (``\\ud800``), or None.
+
+    JSON's grammar lets such an escape through, but no UTF-8 text can hold it:
+    a message carrying one could never be answered (its ``id`` or ``reply_to``
+    cannot be written back to Redis), so :func:`decode` refuses it up front.
+    """
+    if type(value) is str:
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return path or "."
+        return None
+    if type(value) is dict:
+        for key, item in value.items():
+            where = f"{path}.{key}" if path else key
+            if _lone_surrogate_path(key, where) is not None:
+                return f"{path}[{key!r}]" if path else repr(key)
+            found = _lone_surrogate_path(item, where)
+            if found is not None:
+                return found
+        return None
+    if type(value) is list:
+        for index, item in enumerate(value):
+            found = _lone_surrogate_path(item, f"{path}[{index}]")
+            if found is not None:
+                return found
+    return None
+
+
 def decode(
     fields: Mapping[Any, Any], secret: bytes | None, max_bytes: int = MAX_MESSAGE_BYTES
 ) -> dict[str, Any]:
     """Unwrap and check an envelope read from Redis; return the message.
 
     Checks, in order: a ``body`` field, its size, the signature (when ``secret``
-    is set), JSON text of an object, ``v == 1``, a known ``type``, and the
+    is set), JSON text of an object with no lone surrogate escape in any
+    string, ``v == 1``, a known ``type``, and the
     fields that type requires with their JSON types. Keys and values may be
     ``bytes`` or ``str``.
 
@@ -419,6 +454,12 @@ def decode(
         raise ProtocolError(f"message body is not JSON text: {err}") from None
     if type(message) is not dict:
         raise ProtocolError(f"message must be a JSON object, not {_validate.json_type(message)}")
+    if _ESCAPE in body or _ESCAPE_UPPER in body:  # only an escape can spell a lone surrogate
+        where = _lone_surrogate_path(message)
+        if where is not None:
+            raise ProtocolError(
+                f"message holds a lone surrogate escape at {where}: JSON strings must be Unicode text"
+            )
     version = message.get("v")
     if version != VERSION or type(version) is bool:
         if "v" not in message:

@@ -26,6 +26,7 @@ finding task classes in ``_task_registry``.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import queue
@@ -97,7 +98,7 @@ class Worker:
         topic: the topic whose requests this worker takes.
         tasks: task classes, or strings naming them: ``"pkg.mod"`` for every
             task class defined in that module, ``"pkg.mod:Name,Other"`` for some.
-        namespace: prefix of every Redis key (engines must use the same).
+        key_prefix: prefix of every Redis key (the engines' ``key_prefix`` option).
         threads_count: how many tasks run at once (default: CPUs + 4, at most 32).
         secret: HMAC key to sign and check messages with; defaults to the
             ``FLOWKIT_WORKER_SECRET`` environment variable (unset: no signing).
@@ -124,7 +125,7 @@ class Worker:
         topic: str,
         tasks: Iterable[type | str],
         *,
-        namespace: str = protocol.DEFAULT_NAMESPACE,
+        key_prefix: str = protocol.DEFAULT_NAMESPACE,
         threads_count: int | None = None,
         secret: str | bytes | None = None,
         heartbeat: float = 1.0,
@@ -151,7 +152,7 @@ class Worker:
         self._client = _transport.connect(url)
         self._url = url
         self._topic = topic
-        self._namespace = namespace
+        self._namespace = key_prefix
         self._threads_count = threads_count
         self._secret = protocol.resolve_secret(secret)
         self._heartbeat = heartbeat
@@ -160,9 +161,9 @@ class Worker:
         self._max_bytes = max_message_bytes
         self._grace = grace
         self._worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        self._stream = protocol.requests_key(namespace, topic)
-        self._hash_key = protocol.worker_key(namespace, self._worker_id)
-        self._zset_key = protocol.workers_key(namespace, topic)
+        self._stream = protocol.requests_key(key_prefix, topic)
+        self._hash_key = protocol.worker_key(key_prefix, self._worker_id)
+        self._zset_key = protocol.workers_key(key_prefix, topic)
         # Guards _busy and _in_flight; waited on for free slots and for draining.
         self._cond = threading.Condition()
         self._busy = 0  # accepted requests not yet finished by the pool
@@ -403,10 +404,19 @@ class Worker:
                 self._in_flight[entry_id] = None
                 fresh.append((entry_id, fields))
         for entry_id, fields in fresh:
-            job = self._accept(entry_id, fields, now, deliveries, outs)
+            try:
+                job = self._accept(entry_id, fields, now, deliveries, outs)
+                if job is not None:
+                    running = self._encode_response(job, protocol.RUNNING)
+            except Exception as err:  # one odd entry must never stop the worker
+                LOG.warning(
+                    "worker %s drops entry %s, which it cannot handle: %s", self._worker_id, entry_id, err
+                )
+                outs.append((None, None, entry_id))
+                continue
             if job is not None:
                 jobs.append(job)
-                outs.append((job.message["reply_to"], self._encode_response(job, protocol.RUNNING), None))
+                outs.append((job.message["reply_to"], running, None))
         for out in outs:
             self._outbox.put(out)
         if jobs:
@@ -577,26 +587,84 @@ class Worker:
                 return
 
     def _write(self, batch: list[_Out]) -> None:
-        """Send responses, then acknowledge and delete their entries, in one MULTI block."""
+        """Send responses, then acknowledge and delete their entries, in one MULTI block.
+
+        Only connection errors are retried (until the stop deadline). When Redis
+        refuses the block (an ACL that denies a reply stream, a full memory, a
+        value the client cannot encode), the items are written one by one so
+        that only the refused ones are lost; each is logged, and the entry of a
+        request whose answer was refused is still acknowledged, so no worker
+        runs it again and later answers are not held up behind it.
+        """
+        refused = self._transact(batch)
+        if refused is not None:
+            LOG.warning(
+                "worker %s: Redis refused a block of %d message(s) (%s); writing them one by one",
+                self._worker_id,
+                len(batch),
+                refused,
+            )
+            for item in batch:
+                self._write_one(item)
         acks = [entry_id for _, _, entry_id in batch if entry_id is not None]
+        if acks:
+            with self._cond:
+                for entry_id in acks:
+                    self._in_flight.pop(entry_id, None)
+                self._cond.notify_all()
+
+    def _write_one(self, item: _Out) -> None:
+        reply_to, envelope, entry_id = item
+        refused = self._transact([item])
+        if refused is None:
+            return
+        what = f"entry {entry_id}" if entry_id is not None else "a progress report"
+        LOG.warning(
+            "worker %s: Redis refused the answer to %s on %r, dropped: %s",
+            self._worker_id,
+            _answer_of(envelope) or what,
+            reply_to,
+            refused,
+        )
+        if entry_id is not None and envelope is not None:
+            refused = self._transact([(None, None, entry_id)])
+            if refused is not None:
+                LOG.error(
+                    "worker %s: Redis refused to acknowledge entry %s: %s", self._worker_id, entry_id, refused
+                )
+
+    def _transact(self, items: list[_Out]) -> Exception | None:
+        """Write ``items`` in one MULTI block; return what Redis (or the client) refused, if anything.
+
+        Connection errors are retried with a backoff until the stop deadline, then
+        the items are given up (logged). Errors of single commands inside an
+        executed block are logged here and do not count as a refusal.
+        """
+        acks = [entry_id for _, _, entry_id in items if entry_id is not None]
+        labels: list[str] = []
         backoff = _transport.Backoff()
         while True:
             pipe = self._client.pipeline(transaction=True)
-            for reply_to, envelope, _ in batch:
+            labels.clear()
+            for reply_to, envelope, entry_id in items:
                 if envelope is not None and reply_to is not None:
                     pipe.xadd(reply_to, _transport.fields(envelope), maxlen=REPLY_MAXLEN, approximate=True)
+                    labels.append(f"the answer to {_answer_of(envelope) or entry_id} on {reply_to!r}")
             if acks:
                 pipe.xack(self._stream, protocol.GROUP, *acks)
                 pipe.xdel(self._stream, *acks)
+                labels += [f"the acknowledgement of {len(acks)} entries"] * 2
             try:
                 results = pipe.execute(raise_on_error=False)
                 break
-            except _transport.RedisError as err:
+            except Exception as err:  # sorted just below: retried, or refused
+                if not _transport.is_transient(err):
+                    return err
                 if time.monotonic() >= self._give_up_at:
                     LOG.error(
-                        "worker %s gives up sending %d message(s): %s", self._worker_id, len(batch), err
+                        "worker %s gives up sending %d message(s): %s", self._worker_id, len(items), err
                     )
-                    return
+                    return None
                 delay = backoff.next()
                 LOG.warning(
                     "worker %s: Redis error while answering (retrying in %.1fs): %s",
@@ -605,16 +673,10 @@ class Worker:
                     err,
                 )
                 time.sleep(delay)
-        for result in results:
-            if isinstance(result, _transport.ResponseError):
-                LOG.warning(
-                    "worker %s: Redis refused a response or acknowledgement: %s", self._worker_id, result
-                )
-        if acks:
-            with self._cond:
-                for entry_id in acks:
-                    self._in_flight.pop(entry_id, None)
-                self._cond.notify_all()
+        for label, result in zip(labels, results, strict=False):
+            if isinstance(result, Exception):
+                LOG.warning("worker %s: Redis refused %s: %s", self._worker_id, label, result)
+        return None
 
     # -- heartbeat -------------------------------------------------------------------------
 
@@ -678,6 +740,16 @@ class Worker:
         )
         deliveries: dict[str, int] = {_text(p["message_id"]): int(p["times_delivered"]) for p in pending}
         self._dispatch(claimed, deliveries)
+
+
+def _answer_of(envelope: Mapping[str, bytes] | None) -> str | None:
+    """ "request <id>" for a response envelope, for log lines (None when it cannot be read)."""
+    if envelope is None:
+        return None
+    try:
+        return f"request {json.loads(envelope['body'])['id']}"
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def _text(value: Any) -> str:

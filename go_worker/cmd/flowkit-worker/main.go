@@ -1,7 +1,7 @@
 // Command flowkit-worker serves the example Go tasks (package tasks) to
 // flowkit's worker-based engine over Redis.
 //
-//	flowkit-worker --redis redis://localhost:6379/0 --topic cpu [--namespace flowkit]
+//	flowkit-worker --redis redis://localhost:6379/0 --topic cpu [--key-prefix flowkit]
 //	    [--concurrency N] [--heartbeat 1s] [--visibility-timeout 30s] [--max-deliveries 3]
 //	    [--max-message-bytes 1048576] [--burst] [--grace 30s] [--secret-env NAME]
 //
@@ -41,7 +41,8 @@ func run(args []string) int {
 	flags := flag.NewFlagSet("flowkit-worker", flag.ContinueOnError)
 	redisURL := flags.String("redis", "", "Redis URL: redis://[user:password@]host:port/db, rediss:// or unix:// (required)")
 	topic := flags.String("topic", "", "topic whose requests to serve (required)")
-	namespace := flags.String("namespace", flowkit.DefaultNamespace, "prefix of every Redis key")
+	namespace := flags.String("key-prefix", flowkit.DefaultNamespace, "prefix of every Redis key (the engines' key_prefix)")
+	flags.StringVar(namespace, "namespace", flowkit.DefaultNamespace, "old name of --key-prefix")
 	concurrency := flags.Int("concurrency", 0, "requests run at once (default CPUs + 4, at most 32)")
 	heartbeat := flags.Duration("heartbeat", flowkit.DefaultHeartbeat, "time between advertisements")
 	visibility := flags.Duration("visibility-timeout", flowkit.DefaultVisibilityTimeout,
