@@ -3,7 +3,7 @@
 The layers, lowest first (a module may import its own layer and those
 below it, never one above)::
 
-    base        exceptions, states, types, _utils
+    base        exceptions, states, types, logging, version, _utils
     atoms       atom, task, retry, deciders
     patterns    flow, patterns
     persistence persistence
@@ -40,6 +40,8 @@ LAYERS: dict[str, str] = {
     "flowkit.exceptions": "base",
     "flowkit.states": "base",
     "flowkit.types": "base",
+    "flowkit.logging": "base",
+    "flowkit.version": "base",
     "flowkit._utils": "base",
     "flowkit.atom": "atoms",
     "flowkit.task": "atoms",

@@ -107,6 +107,7 @@ REQUIRED: dict[str, set[str]] = {
         "UnclaimableJob",
         "WrappedFailure",
     },
+    "flowkit.logging": {"BLATHER", "TRACE", "getLogger"},
     "flowkit.types.failure": {"Failure"},
     "flowkit.types.notifier": {"Notifier", "RestrictedNotifier"},
     "flowkit.listeners.base": {"DEFAULT_LISTEN_FOR", "DumpingListener", "Listener"},

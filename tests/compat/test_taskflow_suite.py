@@ -1,0 +1,143 @@
+"""TaskFlow 6.5's own unit tests, run against flowkit with the import root aliased.
+
+TaskFlow ships its unit tests in its wheel (``taskflow/tests/unit``). This test runs
+the modules that exercise TaskFlow's public API in a child pytest process with
+:mod:`tests.compat.taskflow_alias` loaded, so that ``import taskflow.X`` there gives
+``flowkit.X``. It runs in a child so that the real TaskFlow stays importable here,
+where :mod:`tests.compat.test_taskflow_oracle` uses it as an oracle.
+
+A case may fail only if ``taskflow_known_differences.txt`` lists it, with the reason:
+a check of a TaskFlow-private detail (a leading-underscore name, the memory backend's
+fake file system, the exact wording of an exception). Until every other case passes,
+two ratchets hold the ground gained: at least :data:`MIN_PASSED` cases pass, and at
+most :data:`MAX_UNLISTED_FAILURES` fail without being listed. Raise the first and
+lower the second as fixes land; the goal for the second is zero.
+
+Run it alone and see every failure (``-s`` shows the child's report)::
+
+    .venv/bin/python -m pytest tests/compat/test_taskflow_suite.py -s
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from tests.compat import taskflow_alias
+
+ROOT = Path(__file__).resolve().parents[2]
+KNOWN_DIFFERENCES = Path(__file__).with_name("taskflow_known_differences.txt")
+
+# TaskFlow's unit-test modules that cover its public API (paths under tests/unit).
+# Left out: jobs, conductors, workers and utils (their own issues, or private).
+MODULES = (
+    "patterns/test_graph_flow.py",
+    "patterns/test_linear_flow.py",
+    "patterns/test_unordered_flow.py",
+    "test_flow_dependencies.py",
+    "test_arguments_passing.py",
+    "test_engines.py",
+    "test_retries.py",
+    "test_suspend.py",
+    "test_engine_helpers.py",
+    "test_progress.py",
+    "test_functor_task.py",
+    "test_mapfunctor_task.py",
+    "test_reducefunctor_task.py",
+    "test_task.py",
+    "test_failure.py",
+    "test_notifier.py",
+    "test_states.py",
+    "test_check_transition.py",
+    "test_exceptions.py",
+    "test_deciders.py",
+    "test_formatters.py",
+    "test_listeners.py",
+    "test_storage.py",
+    "persistence/test_memory_persistence.py",
+    "persistence/test_dir_persistence.py",
+    "persistence/test_sql_persistence.py",
+)
+
+# Ratchets (see the module docstring): move them only towards the goal.
+MIN_PASSED = 409
+MAX_UNLISTED_FAILURES = 149
+
+# Importing taskflow's test helpers pulls in oslo_utils.eventletutils, which warns.
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+def load_known_differences(path: Path = KNOWN_DIFFERENCES) -> dict[str, str]:
+    """Parse ``<test id>  # <reason>`` lines; blank lines and ``#`` lines are comments."""
+    known: dict[str, str] = {}
+    for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        case, sep, reason = line.partition("#")
+        if not sep or not reason.strip():
+            raise ValueError(f"{path.name}:{number}: a listed case needs a reason after '#': {raw!r}")
+        known[case.strip()] = reason.strip()
+    return known
+
+
+def run_suite(results: Path) -> tuple[dict[str, str], str]:
+    """Run TaskFlow's modules in a child pytest; return each case's outcome and the report."""
+    unit_dir = taskflow_alias.real_taskflow_dir() / "tests" / "unit"
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-rf",
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "tests.compat.taskflow_alias",
+        "-o",
+        "addopts=",
+        "-o",
+        "timeout=120",
+        "--continue-on-collection-errors",
+        *(str(unit_dir / module) for module in MODULES),
+    ]
+    env = {**os.environ, taskflow_alias.RESULTS_ENV: str(results)}
+    child = subprocess.run(
+        command, check=False, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900
+    )
+    if not results.exists():
+        output = f"{child.stdout}\n{child.stderr}"
+        pytest.fail(f"the child pytest wrote no results (exit {child.returncode}):\n{output}")
+    outcomes: dict[str, str] = json.loads(results.read_text(encoding="utf-8"))
+    return outcomes, child.stdout + child.stderr
+
+
+def test_known_differences_file_is_well_formed() -> None:
+    known = load_known_differences()
+    malformed = [case for case in known if "::" not in case and not case.startswith("examples/")]
+    assert not malformed, f"ids look like test_x.py::Class::test_y or examples/NAME.py: {malformed}"
+
+
+def test_taskflow_unit_tests_pass_against_flowkit(tmp_path: Path) -> None:
+    outcomes, report = run_suite(tmp_path / "results.json")
+    known = load_known_differences()
+    counts = Counter(outcomes.values())
+    failed = sorted(case for case, outcome in outcomes.items() if outcome == "failed")
+    unlisted = [case for case in failed if case not in known]
+    stale = sorted(case for case in known if outcomes.get(case) == "passed")
+    summary = (
+        f"TaskFlow's unit tests on flowkit: {counts['passed']} passed, {counts['failed']} failed "
+        f"({len(failed) - len(unlisted)} listed as known differences), {counts['skipped']} skipped"
+    )
+    print(summary)
+    if stale:
+        print("listed as known differences but passing now (remove them):\n  " + "\n  ".join(stale))
+    detail = f"{summary}\nfailing and not listed:\n  " + "\n  ".join(unlisted) + "\n\n" + report[-20000:]
+    assert counts["passed"] >= MIN_PASSED, detail
+    assert len(unlisted) <= MAX_UNLISTED_FAILURES, detail
