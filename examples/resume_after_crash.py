@@ -113,12 +113,14 @@ def resume_in(url: str) -> None:
 
         print("second run, resuming")
         engine = engines.load_from_detail(flow_detail, backend=backend)
-        started: list[str] = []
+        # Steps finished by this run (the step in doubt was already RUNNING, so it
+        # is re-run without a new RUNNING notification, as in TaskFlow).
+        finished: list[str] = []
         engine.atom_notifier.register(
-            states.RUNNING, lambda state, details: started.append(details["task_name"])
+            states.SUCCESS, lambda state, details: finished.append(details["task_name"])
         )
         engine.run()
-        print(f"steps the second run started: {', '.join(started)}")
+        print(f"steps the second run finished: {', '.join(finished)}")
         results: dict[str, Any] = engine.storage.fetch_all()
         print(f"final flow state: {engine.storage.get_flow_state()}")
         print(f"results: {', '.join(f'{k}={results[k]}' for k in sorted(results))}")

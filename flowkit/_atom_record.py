@@ -12,11 +12,25 @@ from typing import Any
 from flowkit import states as st
 from flowkit.types.failure import Failure
 
-__all__ = ["NO_PROVIDES", "RESULT_STATES", "AtomRecord"]
+__all__ = ["ATOM_STATES", "NO_PROVIDES", "RESULT_STATES", "AtomRecord", "holds_result"]
 
 NO_PROVIDES: Mapping[str, int | str | None] = {}
 #: States in which an atom that executed successfully still holds that result.
 RESULT_STATES = frozenset({st.SUCCESS, st.REVERTING, st.REVERTED, st.REVERT_FAILURE, st.RETRYING})
+#: Every state an atom can be in (a stored record in any other is damaged).
+ATOM_STATES = frozenset(
+    {
+        st.PENDING,
+        st.RUNNING,
+        st.SUCCESS,
+        st.FAILURE,
+        st.REVERTING,
+        st.REVERTED,
+        st.REVERT_FAILURE,
+        st.RETRYING,
+        st.IGNORE,
+    }
+)
 
 
 class AtomRecord:
@@ -25,7 +39,6 @@ class AtomRecord:
     __slots__ = (
         "_meta",
         "failure",
-        "has_result",
         "injected",
         "intention",
         "is_retry",
@@ -47,9 +60,8 @@ class AtomRecord:
         self.is_retry = is_retry
         self.state = st.PENDING
         self.intention = st.EXECUTE
+        #: The last execute result; whether it stands is derived (:func:`holds_result`).
         self.result: Any = None
-        #: ``result`` is a standing execute result its provided names can be read from.
-        self.has_result = False
         #: The atom's provided name -> where it sits in ``result`` (shared, read-only).
         self.save_as: Mapping[str, int | str | None] = NO_PROVIDES
         self.progress = 0.0
@@ -68,3 +80,12 @@ class AtomRecord:
             self._meta = {}
         self._meta["progress"] = self.progress
         return self._meta
+
+
+def holds_result(record: AtomRecord) -> bool:
+    """Tell whether ``record.result`` is an execute result that still stands.
+
+    Derived from the state and failure rather than kept beside them: an atom that
+    executed successfully holds its result until it is reset (PENDING) or ignored.
+    """
+    return record.failure is None and record.state in RESULT_STATES

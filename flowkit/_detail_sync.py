@@ -9,11 +9,12 @@ when it resumes a flow detail from an earlier run.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+from flowkit import exceptions as exc
 from flowkit import states as st
-from flowkit._atom_record import RESULT_STATES, AtomRecord
+from flowkit._atom_record import ATOM_STATES, AtomRecord
+from flowkit.persistence.base import encode_json
 from flowkit.persistence.models import AtomDetail, RetryDetail, TaskDetail
 from flowkit.types.failure import Failure
 
@@ -29,15 +30,16 @@ _INJECTED = "injected"
 
 
 def check_storable(value: Any) -> None:
-    """Raise TypeError/ValueError if ``value`` cannot be stored as JSON.
+    """Raise TypeError/ValueError/RecursionError if no backend could store ``value``.
 
-    Backends encode results with :func:`json.dumps`; checking with the same
-    function when the result arrives lets the engine fail that one atom with a
-    clear message instead of failing the write that carries the whole batch.
+    Every backend encodes with :func:`~flowkit.persistence.base.encode_json`;
+    checking with it before anything is written (a factory's arguments, a result
+    as it arrives) fails that one thing with a clear message instead of the write
+    that carries a whole batch.
     """
     if value is None or type(value) in (str, int, float, bool):
         return
-    json.dumps(value)
+    encode_json(value)
 
 
 def new_detail(record: AtomRecord) -> AtomDetail:
@@ -67,12 +69,22 @@ def fill_detail(detail: AtomDetail, record: AtomRecord, history: History | None)
     return detail
 
 
-def record_from_detail(detail: AtomDetail) -> tuple[AtomRecord, History | None]:
-    """Rebuild the engine's record (and a retry's history) from a stored detail."""
+def record_from_detail(detail: AtomDetail, flow_name: str = "?") -> tuple[AtomRecord, History | None]:
+    """Rebuild the engine's record (and a retry's history) from a stored detail.
+
+    Raises:
+        StorageFailure: the detail holds a state or intention flowkit does not
+            know (a damaged record: resuming from it would mean guessing what ran).
+    """
     is_retry = isinstance(detail, RetryDetail)
     record = AtomRecord(detail.name, detail.uuid, detail.version or "1.0", is_retry)
     record.state = detail.state or st.PENDING
     record.intention = detail.intention or st.EXECUTE
+    if record.state not in ATOM_STATES or record.intention not in st.INTENTIONS:
+        raise exc.StorageFailure(
+            f"atom detail '{detail.name}' ({detail.uuid}) of flow '{flow_name}' holds unknown "
+            f"state {record.state!r} / intention {record.intention!r}; refusing to guess what ran"
+        )
     record.failure = detail.failure
     record.revert_result = detail.revert_results
     record.revert_failure = detail.revert_failure
@@ -82,7 +94,6 @@ def record_from_detail(detail: AtomDetail) -> tuple[AtomRecord, History | None]:
         record.result = history[-1][0] if history else None
     else:
         record.result = detail.results
-    record.has_result = record.failure is None and record.state in RESULT_STATES
     meta = dict(detail.meta or {})
     progress = meta.pop(_PROGRESS, None)
     if isinstance(progress, (int, float)):

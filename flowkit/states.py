@@ -17,6 +17,7 @@ __all__ = [
     "COMPLETE",
     "EXECUTE",
     "FAILURE",
+    "FLOW_STATES",
     "FLOW_TRANSITIONS",
     "IGNORE",
     "INTENTIONS",
@@ -68,6 +69,9 @@ EXECUTE = "EXECUTE"
 REVERT = "REVERT"
 RETRY = "RETRY"
 INTENTIONS = (EXECUTE, IGNORE, REVERT, RETRY)
+
+#: Every state a flow can be stored in.
+FLOW_STATES = frozenset({PENDING, RUNNING, SUCCESS, FAILURE, REVERTED, SUSPENDING, SUSPENDED, RESUMING})
 
 # -- engine-internal states, yielded by ``run_iter`` but never stored ----------
 SCHEDULING = "SCHEDULING"

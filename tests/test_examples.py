@@ -99,7 +99,7 @@ EXPECTED: dict[str, list[str]] = {
         "second run, resuming",
         "shipping the parcel for 42...",
         "e-mailed tracking number track-42",
-        "steps the second run started: ship_parcel, email_customer",
+        "steps the second run finished: ship_parcel, email_customer",
         "final flow state: SUCCESS",
         "results: order_id=42, payment=pay-42, reservation=rsv-42, tracking=track-42",
     ],
@@ -124,7 +124,7 @@ EXPECTED: dict[str, list[str]] = {
 # Lines that must never appear, whatever else the example prints.
 FORBIDDEN: dict[str, list[str]] = {
     "resume_after_crash.py": [
-        "steps the second run started: reserve_stock, charge_card, ship_parcel, email_customer"
+        "steps the second run finished: reserve_stock, charge_card, ship_parcel, email_customer"
     ],
     "reverting.py": ["execute send_invoice", "revert  send_invoice"],
 }

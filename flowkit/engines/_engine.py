@@ -83,7 +83,7 @@ class DispatchingDriver:
         done = self._done
         # With durable storage, every ready atom's state is written (one flush)
         # before any of their calls is made.
-        held: list[tuple[_compiler.Node, int, Call]] | None = [] if runtime.storage._tracked else None
+        held: list[tuple[_compiler.Node, int, Call]] | None = [] if runtime.state.durable else None
         while (item := next_item()) is not None:
             node, action = item
             call = runtime.begin_or_fail(node, action)
@@ -97,7 +97,7 @@ class DispatchingDriver:
                 done.started()
                 self.dispatch(done, node, action, call)
         if held:
-            runtime.storage.flush()
+            runtime.state.flush()
             for node, action, call in held:
                 done.started()
                 self.dispatch(done, node, action, call)
@@ -214,9 +214,10 @@ class ActionEngine(Engine):
             self._change_state(st.RESUMING)
             transient = bool(self._options.get("inject_transient", True))
             storage = self._storage
-            with gc_paused(), storage._batch():
+            run_state = storage.run_state
+            with gc_paused(), run_state.batch():
                 for node in self._compiled().atoms:
-                    storage._ensure(node.atom, node.kind == _compiler.RETRY)  # type: ignore[arg-type]
+                    run_state.ensure(node.atom, node.kind == _compiler.RETRY)
                     if node.atom.inject:  # type: ignore[union-attr]
                         storage.inject_atom_args(node.name, node.atom.inject, transient=transient)  # type: ignore[union-attr]
             self._change_state(st.SUSPENDED)
@@ -227,8 +228,8 @@ class ActionEngine(Engine):
     def validate(self) -> None:
         """Raise MissingDependencies for the first atom with an unsatisfiable argument."""
         self.prepare()
-        store = self._storage._store
-        records = self._storage._records
+        store = self._storage.run_state.store
+        records = self._storage.run_state.records
         problems: list[exc.MissingDependencies] = []
         # Only arguments no atom provides depend on injected values; the compiler
         # listed those per atom, so a fully wired flow is checked in no time.
@@ -291,7 +292,7 @@ class ActionEngine(Engine):
         started = time.perf_counter()
         # From here until runtime.finish() writes wait for the drivers' flush before
         # each call: the flow's RUNNING state goes with the first atom's, one write.
-        self._storage._batching = True
+        self._storage.run_state.batching = True
         self._change_state(st.RUNNING)
         try:
             runtime.start()
@@ -300,6 +301,7 @@ class ActionEngine(Engine):
             runtime.finish(best_effort=True)
             raise
         storage = self._storage
+        run = storage.run_state
         scheduler = runtime.scheduler
         closed = False
         try:
@@ -325,12 +327,10 @@ class ActionEngine(Engine):
                     if (
                         state == st.ANALYZING
                         and not driver.in_flight
-                        and (
-                            storage._flow_state != st.RUNNING or scheduler.halted or not scheduler.has_ready()
-                        )
+                        and (run.flow_state != st.RUNNING or scheduler.halted or not scheduler.has_ready())
                     ):
                         break
-                    if storage._flow_state == st.RUNNING and not scheduler.halted:
+                    if run.flow_state == st.RUNNING and not scheduler.halted:
                         driver.schedule(runtime)
                     state = st.SCHEDULING
             final = self._final_state(runtime)
@@ -369,7 +369,7 @@ class ActionEngine(Engine):
         atom_states = [scheduler.state[n.index] for n in self._compiled().atoms]
         if all(s in (st.SUCCESS, st.IGNORE) for s in atom_states):
             return st.SUCCESS
-        if self._storage._flow_state == st.SUSPENDING:
+        if self._storage.get_flow_state() == st.SUSPENDING:
             return st.SUSPENDED
         return st.REVERTED
 

@@ -21,8 +21,7 @@ from typing import Any
 
 from flowkit import exceptions as exc
 from flowkit import states as st
-from flowkit._atom_record import RESULT_STATES
-from flowkit._detail_sync import check_storable
+from flowkit._atom_record import RESULT_STATES, holds_result
 from flowkit._utils.asyncio_bridge import EventLoopThread
 from flowkit.deciders import Depth
 from flowkit.engines import _scheduler as sch
@@ -91,13 +90,15 @@ class Runtime:
     ) -> None:
         self.compilation = compilation
         self.storage = storage
+        #: The run's records, store and writes; the runtime's working data.
+        self.state = storage.run_state
         self.notifier = atom_notifier
         self._defer_reverts = defer_reverts
         self._never_resolve = never_resolve
         self.records: list[AtomRecord | None] = [None] * len(compilation.nodes)
         # Only a flow detail someone can see (a backend's, or one passed in) is kept
         # up to date; in memory the hot path skips even the calls.
-        self._durable = storage._tracked
+        self._durable = self.state.durable
         self.scheduler = sch.Scheduler(compilation, self)
         #: Failures that end the run in FAILURE (revert failures, unresolvable ones).
         self.retained: list[Failure] = []
@@ -109,21 +110,37 @@ class Runtime:
     def start(self) -> None:
         """Make a fresh scheduler from the stored states (this is also resuming)."""
         records = self.records
-        storage_records = self.storage._records
+        state = self.state
+        self._durable = state.durable
+        storage_records = state.records
         scheduler = sch.Scheduler(
             self.compilation,
             self,
             defer_reverts=self._defer_reverts,
             never_resolve=self._never_resolve,
         )
+        halted_by: list[Failure] = []
         for node in self.compilation.atoms:
             record = storage_records[node.name]
             records[node.index] = record
-            scheduler.load(node.index, record.state, record.intention)
+            loaded = record.state
+            if loaded == st.RUNNING and record.intention == st.REVERT:
+                # In doubt and already marked for revert when the process died: no
+                # call is out for it any more, so revert it like one being reverted.
+                loaded = st.REVERTING
+            elif loaded == st.REVERT_FAILURE and record.revert_failure is not None:
+                halted_by.append(record.revert_failure)
+            scheduler.load(node.index, loaded, record.intention)
         self.scheduler = scheduler
         self.retained = []
         self.completed = 0
-        self._failures = dict(self.storage.get_execute_failures())
+        self._failures = state.failures()
+        if halted_by:
+            # A revert failed in an earlier run: the flow stays halted, as it ended.
+            scheduler.halted = True
+            self.retained.extend(halted_by)
+            self._attach_progress(True)
+            return
         for node in scheduler.begin():
             # Stopped between a failure and its resolution: resolve it now.
             scheduler.executed(node, False)
@@ -131,15 +148,16 @@ class Runtime:
 
     def reset_all(self) -> None:
         """Put every atom back to PENDING with the intention to execute (engine.reset())."""
-        storage_records = self.storage._records
+        state = self.state
+        self._durable = state.durable
         for node in self.compilation.atoms:
-            record = self.records[node.index] = storage_records[node.name]
+            record = self.records[node.index] = state.records[node.name]
             record.intention = st.EXECUTE
             if record.state != st.PENDING:
                 self._transition(node, st.PENDING)
             elif self._durable:
-                self.storage._persist(record)
-        self.storage._history.clear()
+                state.changed(record)
+        state.history.clear()
 
     def finish(self, best_effort: bool = False) -> None:
         """End a run: stop relaying progress, write what is pending, release storage.
@@ -149,16 +167,16 @@ class Runtime:
                 is logged instead of raised, so that error is the one the caller sees.
         """
         self._attach_progress(False)
-        storage = self.storage
-        storage._batching = False
+        state = self.state
+        state.batching = False
         try:
-            storage.flush()
+            state.flush()
         except Exception:
             if not best_effort:
                 raise
-            _LOG.exception("could not write the final state of flow '%s'", storage.flow_name)
+            _LOG.exception("could not write the final state of flow '%s'", state.flow_name)
         finally:
-            storage._release()
+            state.release()
 
     def _attach_progress(self, on: bool) -> None:
         sink = self._on_progress if on else None
@@ -187,7 +205,7 @@ class Runtime:
             call = self.begin_or_fail(node, action)
             if call is not None:
                 if self._durable:
-                    self.storage.flush()
+                    self.state.flush()
                 ok, value = call_outcome(call)
                 self.complete(node, action, ok, value)
             return
@@ -209,7 +227,6 @@ class Runtime:
             return
         self.completed += 1
         record.result = value
-        record.has_result = True
         if record.failure is not None:  # it failed on an earlier attempt of a retry
             record.failure = None
             self._failures.pop(node.name, None)
@@ -275,7 +292,7 @@ class Runtime:
     def _fetch(self, node: Node, plans: tuple[ArgPlan, ...], record: AtomRecord) -> dict[str, Any]:
         out: dict[str, Any] = {}
         injected = record.injected
-        store = self.storage._store
+        store = self.state.store
         records = self.records
         for plan in plans:
             symbol = plan.symbol
@@ -288,7 +305,7 @@ class Runtime:
             provider = plan.provider
             if provider >= 0:
                 source = records[provider]
-                if source is not None and source.has_result:
+                if source is not None and source.failure is None and source.state in RESULT_STATES:
                     key = plan.key
                     out[plan.arg] = source.result if key is None else source.result[key]
                     continue
@@ -308,7 +325,7 @@ class Runtime:
 
     def _has_no_result(self, index: int) -> bool:
         record = self.records[index]
-        return record is None or not record.has_result or record.state not in RESULT_STATES
+        return record is None or not holds_result(record)
 
     # -- finishing work -------------------------------------------------------------
 
@@ -328,14 +345,14 @@ class Runtime:
             try:
                 _check_unpacks(node, atom, value)
                 if self._durable:
-                    _check_storable(node, "result", value)
+                    self._check_storable(node, "result", value)
             except exc.InvalidFormat as err:
                 ok, value = False, Failure.from_exception(err)
         if ok:
-            record.result, record.failure, record.has_result = value, None, True
+            record.result, record.failure = value, None
             self._failures.pop(node.name, None)
             if node.kind == RETRY:
-                self.storage._append_retry_result(node.name, value)
+                self.state.append_retry_result(node.name, value)
             else:
                 record.progress = 1.0
             self._transition(node, st.SUCCESS, value)
@@ -343,7 +360,7 @@ class Runtime:
                 atom.update_progress(1.0)  # type: ignore[union-attr]
             self.scheduler.executed(node, True)
             return
-        record.failure, record.result, record.has_result = value, None, False
+        record.failure, record.result = value, None
         self._failures[node.name] = value
         self._transition(node, st.FAILURE, value)
         self.scheduler.executed(node, False)
@@ -355,13 +372,13 @@ class Runtime:
         assert record is not None
         if ok and self._durable:
             try:
-                _check_storable(node, "revert result", value)
+                self._check_storable(node, "revert result", value)
             except exc.InvalidFormat as err:
                 ok, value = False, Failure.from_exception(err)
         if ok:
             record.revert_result, record.revert_failure = value, None
             if node.kind == RETRY:
-                self.storage._history.pop(node.name, None)
+                self.state.history.pop(node.name, None)
             self._transition(node, st.REVERTED, value)
             self.scheduler.reverted(node, True)
             return
@@ -377,8 +394,10 @@ class Runtime:
         record.state = state
         self.scheduler.state[node.index] = state
         if self._durable:
-            self.storage._persist(record)
-        if self.notifier.has_listeners:
+            self.state.changed(record)
+        # A state re-entered (an in-doubt RUNNING atom re-run on resume) is no
+        # transition: TaskFlow's listeners never hear RUNNING -> RUNNING.
+        if old != state and self.notifier.has_listeners:
             if node.kind == RETRY:
                 details = {"retry_name": node.name, "retry_uuid": record.uuid, "old_state": old}
             else:
@@ -394,7 +413,7 @@ class Runtime:
 
         A report that arrives after its atom finished is stale and dropped.
         """
-        record = self.storage._records.get(atom_name)
+        record = self.state.records.get(atom_name)
         if record is not None and record.state == st.RUNNING:
             self._progress(atom_name, progress, details)
 
@@ -412,11 +431,20 @@ class Runtime:
     def _progress(self, name: str, progress: float, details: dict[str, Any] | None) -> None:
         self.storage.set_task_progress(name, progress, details)
         if self.notifier.has_listeners:
-            record = self.storage._records[name]
+            record = self.state.records[name]
             event = {"task_name": name, "task_uuid": record.uuid, "progress": progress}
             if details:
                 event.update(details)
             self.notifier.notify(EVENT_UPDATE_PROGRESS, event)
+
+    def _check_storable(self, node: Node, what: str, value: Any) -> None:
+        """Raise InvalidFormat, naming the atom, if the backend in use cannot store ``value``."""
+        try:
+            self.state.check_storable(value)
+        except (TypeError, ValueError, RecursionError) as err:
+            raise exc.InvalidFormat(
+                f"{what} of atom '{node.name}' cannot be stored as JSON: {type(err).__name__}: {err}"
+            ) from err
 
     # -- scheduler hooks ---------------------------------------------------------------
 
@@ -426,10 +454,9 @@ class Runtime:
         if intention is not None:
             record.intention = intention
         if state is None:
-            self.storage._persist(record)
+            if self._durable:
+                self.state.changed(record)
             return
-        if state == st.IGNORE:
-            record.has_result = False
         self._transition(node, state)
 
     def decide(self, node: Node) -> Depth | None:
@@ -505,14 +532,6 @@ def _check_unpacks(node: Node, atom: Any, result: Any) -> None:
                 atom=node.name,
                 provides=list(atom.save_as),
             ) from err
-
-
-def _check_storable(node: Node, what: str, value: Any) -> None:
-    """Raise InvalidFormat, naming the atom, if ``value`` cannot be stored as JSON."""
-    try:
-        check_storable(value)
-    except (TypeError, ValueError) as err:
-        raise exc.InvalidFormat(f"{what} of atom '{node.name}' cannot be stored as JSON: {err}") from err
 
 
 def _short(value: Any) -> str:

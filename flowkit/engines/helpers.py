@@ -16,6 +16,7 @@ from urllib.parse import parse_qsl, urlsplit
 from flowkit import exceptions as exc
 from flowkit._detail_sync import check_storable
 from flowkit.engines.base import Engine
+from flowkit.storage import store_meta
 
 __all__ = [
     "ENGINE_DEFAULT",
@@ -118,7 +119,10 @@ def load(
         merged["namespace"] = namespace
     cls = _engine_class(kind)
     if flow_detail is None and (book is not None or backend is not None):
-        flow_detail = _new_flow_detail(flow, book, backend)
+        # The store goes into the flow detail's first write: a run whose record
+        # exists always has its inputs too (no crash window between two writes).
+        flow_detail = _new_flow_detail(flow, book, backend, store_meta(store, _flow_name(flow)))
+        store = None
     made = cls(flow, flow_detail, backend, merged)
     if store:
         made.storage.inject(store)
@@ -137,11 +141,15 @@ def run(flow: Any, store: Mapping[str, Any] | None = None, **kwargs: Any) -> dic
     return engine.storage.fetch_all()
 
 
+def _flow_name(flow: Any) -> str:
+    return getattr(flow, "name", None) or type(flow).__name__
+
+
 def _new_flow_detail(flow: Any, book: Any, backend: Any, meta: Mapping[str, Any] | None = None) -> Any:
     """Make the flow detail of a new run, add it to ``book`` and save that to ``backend``."""
     from flowkit.persistence import models
 
-    name = getattr(flow, "name", None) or type(flow).__name__
+    name = _flow_name(flow)
     flow_detail = models.FlowDetail(name, str(uuid.uuid4()))
     if meta:
         flow_detail.meta.update(meta)
@@ -223,10 +231,11 @@ def load_from_factory(
     """
     meta = {_FACTORY_KEY: _factory_meta(flow_factory, factory_args, factory_kwargs)}
     flow = flow_factory(*(factory_args or ()), **(factory_kwargs or {}))
+    # Factory, store and flow detail in one write (see load()).
+    meta.update(store_meta(store, _flow_name(flow)))
     flow_detail = _new_flow_detail(flow, book, backend, meta)
     return load(
         flow,
-        store=store,
         flow_detail=flow_detail,
         book=book,
         backend=backend,

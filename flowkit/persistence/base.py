@@ -14,11 +14,14 @@ run against every backend (``tests/persistence/test_contract.py``):
 - Everything returned is a fresh object: callers may change it freely without
   changing what is stored, and objects passed in are never kept.
 - Stored values go through JSON, so results come back as JSON types (tuples
-  as lists).
+  as lists, integer dict keys as strings). Every backend writes the same JSON:
+  :func:`encode_json` (ASCII only, so a lone surrogate survives any database's
+  text encoding; NaN and infinities as Python writes them, as TaskFlow does).
 """
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from types import MappingProxyType, TracebackType
@@ -26,7 +29,10 @@ from typing import Any
 
 from flowkit.persistence.models import AtomDetail, FlowDetail, LogBook
 
-__all__ = ["Backend", "Connection"]
+__all__ = ["Backend", "Connection", "encode_json"]
+
+#: The JSON text every backend stores values as (compact, ASCII, NaN allowed).
+encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, allow_nan=True).encode
 
 
 class Backend(ABC):
@@ -52,6 +58,20 @@ class Backend(ABC):
     def conf(self) -> Mapping[str, Any]:
         """The options the backend was made with (read-only)."""
         return MappingProxyType(self._conf)
+
+    def check_storable(self, value: Any) -> None:
+        """Raise if ``value`` cannot be written by this backend, exactly as it would fail.
+
+        The engine calls this when a result arrives, so the atom that produced an
+        unstorable value fails (and the flow reverts) instead of the write that
+        carries it. A backend that encodes differently overrides it.
+
+        Raises:
+            TypeError: a value JSON has no form for.
+            ValueError: a value JSON refuses.
+            RecursionError: nesting deeper than the encoder goes.
+        """
+        encode_json(value)
 
     @abstractmethod
     def get_connection(self) -> Connection:

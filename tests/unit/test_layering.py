@@ -7,7 +7,7 @@ below it, never one above)::
     atoms       atom, task, retry, deciders
     patterns    flow, patterns
     persistence persistence
-    engines     engines (compiler, scheduler, drivers), storage (with
+    engines     engines (compiler, scheduler, drivers), storage (with _run_state,
                 _atom_record and _detail_sync)
     observers   listeners, workers, engines.worker_based
     jobs        jobs, conductors
@@ -54,6 +54,7 @@ LAYERS: dict[str, str] = {
     "flowkit.storage": "engines",
     "flowkit._atom_record": "engines",
     "flowkit._detail_sync": "engines",
+    "flowkit._run_state": "engines",
     "flowkit.listeners": "observers",
     "flowkit.workers": "observers",
     "flowkit.engines.worker_based": "observers",

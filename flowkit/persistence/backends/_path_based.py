@@ -39,7 +39,7 @@ from contextlib import AbstractContextManager
 from typing import Any, TypeVar
 
 from flowkit import exceptions as exc
-from flowkit.persistence.base import Backend, Connection
+from flowkit.persistence.base import Backend, Connection, encode_json
 from flowkit.persistence.models import (
     AtomDetail,
     FlowDetail,
@@ -290,8 +290,8 @@ class Batch:
 
 def _encode(doc: Doc, kind: str, key: str) -> bytes:
     try:
-        return json.dumps(doc, separators=(",", ":"), allow_nan=False).encode()
-    except (TypeError, ValueError) as err:
+        return encode_json(doc).encode()
+    except (TypeError, ValueError, RecursionError) as err:
         raise exc.StorageFailure(
             f"cannot store {kind[:-1]} {key}: its data is not JSON-encodable: {err}"
         ) from err
@@ -389,6 +389,16 @@ class DocumentConnection(Connection):
 
     def _atoms(self, batch: Batch, flow_uuid: str, uuids: Sequence[str]) -> list[AtomDetail]:
         docs = batch.read_many(ATOMS, uuids)
+        if not self._store.optimistic:
+            # Read under the store's lock: a linked atom without its document is
+            # damage (a deleted file), not a race. Resuming without it would run
+            # that atom again as if it never had: refuse instead.
+            for key, doc in zip(uuids, docs, strict=True):
+                if doc is None:
+                    raise exc.StorageFailure(
+                        f"atom {key} of flow {flow_uuid} is linked but its record is missing "
+                        f"from {self._store.describe()}; the store is damaged"
+                    )
         # A member gone (or moved to another flow) was changed by someone else mid-read: skip it.
         return [_atom_from(doc) for doc in docs if doc is not None and doc["flow"] == flow_uuid]
 

@@ -8,7 +8,11 @@ import pytest
 
 from flowkit import engines, exceptions, retry, states, task
 from flowkit.patterns import linear_flow
+from flowkit.persistence.backends.impl_memory import MemoryBackend
+from flowkit.persistence.models import FlowDetail
+from flowkit.storage import Storage
 from flowkit.types.failure import Failure
+from flowkit.types.notifier import Notifier
 
 from ._tasks import Boom, FailTimes, Recorder, Step
 
@@ -133,3 +137,100 @@ def test_statistics_count_completed_atoms(engine_kind: str) -> None:
     engine = engines.load(flow, engine=engine_kind)
     engine.run()
     assert engine.statistics["completed"] == 3
+
+
+# -- TaskFlow's Storage semantics, used directly ------------------------------------
+
+
+class _Noop(task.Task):
+    def execute(self) -> None:
+        return None
+
+
+class _NoopRetry(retry.Retry):
+    def on_failure(self, history: Any, **kwargs: Any) -> Any:
+        return retry.REVERT
+
+    def execute(self, history: Any, **kwargs: Any) -> None:
+        return None
+
+
+def test_save_then_fetch_returns_the_saved_value() -> None:
+    storage = Storage("f")
+    storage.ensure_atom(_Noop("t", provides="out"))
+    storage.save("t", 5)
+    assert storage.fetch("out") == 5
+    assert storage.fetch_all() == {"out": 5}
+    assert storage.get("t") == 5
+
+
+def test_a_result_too_short_for_a_provided_name_is_not_found() -> None:
+    storage = Storage("f")
+    storage.ensure_atom(_Noop("t", provides=["a", "b"]))
+    storage.save("t", ["only"])
+    assert storage.fetch("a") == "only"
+    with pytest.raises(exceptions.NotFound):
+        storage.fetch("b")
+
+
+def test_ensure_atom_raises_duplicate_for_a_task_and_a_retry_of_one_name() -> None:
+    storage = Storage("f")
+    storage.ensure_atom(_Noop("same"))
+    with pytest.raises(exceptions.Duplicate):
+        storage.ensure_atom(_NoopRetry("same"))
+
+
+def test_storage_names_the_injector_record_as_taskflow_does() -> None:
+    assert Storage.injector_name == "_TaskFlow_INJECTOR"
+    storage = Storage("f")
+    storage.reset(Storage.injector_name)  # a no-op, as in TaskFlow
+
+
+def test_transient_values_are_fetched_but_not_restored_with_the_flow_detail() -> None:
+    detail = FlowDetail("f", "11111111-2222-3333-4444-555555555555")
+    storage = Storage(detail)
+    storage.inject({"a": "b"}, transient=True)
+    storage.inject({"b": "c"})
+    assert storage.fetch_all() == {"a": "b", "b": "c"}
+    assert storage.fetch_mapped_args({"y": "a", "z": "b"}) == {"y": "b", "z": "c"}
+    assert Storage(detail).fetch_all() == {"b": "c"}
+
+
+def test_transient_atom_arguments_win_over_saved_ones() -> None:
+    storage = Storage("f")
+    t = _Noop("t")
+    storage.ensure_atom(t)
+    storage.inject_atom_args("t", {"x": 2}, transient=False)
+    storage.inject_atom_args("t", {"x": 3}, transient=True)
+    assert storage.fetch_mapped_args({"x": "x"}, atom_name="t") == {"x": 3}
+
+
+def test_an_engine_without_a_backend_shows_a_memory_backend_holding_the_run() -> None:
+    flow = linear_flow.Flow("shown").add(_Noop("a"), _Noop("b"))
+    engine = engines.load(flow)
+    engine.compile()
+    engine.prepare()
+    backend = engine.storage.backend
+    assert isinstance(backend, MemoryBackend)
+    engine.run()
+    with backend.get_connection() as conn:
+        stored = conn.get_flow_details(engine.storage.flow_uuid)
+    assert {ad.name: ad.state for ad in stored} == {"a": states.SUCCESS, "b": states.SUCCESS}
+    assert stored.state == states.SUCCESS
+
+
+def test_a_resumed_in_doubt_atom_is_not_announced_running_twice() -> None:
+    flow = linear_flow.Flow("doubt").add(_Noop("a"))
+    detail = FlowDetail("doubt", "11111111-2222-3333-4444-666666666666")
+    first = engines.load(flow, flow_detail=detail)
+    first.compile()
+    first.prepare()
+    first.storage.set_atom_state("a", states.RUNNING)
+    first.storage.set_flow_state(states.RUNNING)
+    seen: list[tuple[str, str]] = []
+    resumed = engines.load(flow, flow_detail=detail)
+    resumed.atom_notifier.register(
+        Notifier.ANY, lambda state, details: seen.append((details["old_state"], state))
+    )
+    resumed.run()
+    assert seen == [(states.RUNNING, states.SUCCESS)]

@@ -18,6 +18,7 @@ from typing import Any
 
 from flowkit import exceptions as exc
 from flowkit.persistence import models
+from flowkit.persistence.base import encode_json
 from flowkit.types.failure import Failure
 
 __all__ = [
@@ -36,7 +37,7 @@ __all__ = [
     "utc",
 ]
 
-_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=True).encode
+_encode = encode_json
 _decode = json.JSONDecoder().decode
 
 
@@ -45,9 +46,18 @@ def dumps(value: Any) -> str | None:
     return None if value is None else _encode(value)
 
 
-def loads(text: str | None) -> Any:
-    """The value of stored JSON text (NULL reads as ``None``)."""
-    return None if text is None else _decode(text)
+def loads(text: str | None, where: str = "a stored value") -> Any:
+    """The value of stored JSON text (NULL reads as ``None``).
+
+    Raises:
+        StorageFailure: the text is not JSON (a damaged record; ``where`` names it).
+    """
+    if text is None:
+        return None
+    try:
+        return _decode(text)
+    except ValueError as err:
+        raise exc.StorageFailure(f"{where} holds invalid JSON ({err}); the record is damaged") from err
 
 
 def utc(when: datetime | None) -> datetime | None:
@@ -111,7 +121,7 @@ def atom_row(ad: models.AtomDetail, parent_uuid: str) -> dict[str, Any]:
             "revert_failure": _failure(ad.revert_failure),
             "meta": dumps(ad.meta),
         }
-    except (TypeError, ValueError) as err:
+    except (TypeError, ValueError, RecursionError) as err:
         raise exc.StorageFailure(
             f"cannot store atom {ad.name!r} ({ad.uuid}): its data is not JSON-serializable: {err}"
         ) from err
@@ -120,7 +130,7 @@ def atom_row(ad: models.AtomDetail, parent_uuid: str) -> dict[str, Any]:
 def book_from_row(row: Mapping[Any, Any]) -> models.LogBook:
     """A new :class:`LogBook` (without flow details) from its row."""
     book = models.LogBook(row["name"], row["uuid"])
-    book.meta = loads(row["meta"]) or {}
+    book.meta = loads(row["meta"], f"column 'meta' of logbook {row['uuid']!r}") or {}
     book.created_at = utc(row["created_at"])
     book.updated_at = utc(row["updated_at"])
     return book
@@ -130,7 +140,7 @@ def flow_from_row(row: Mapping[Any, Any]) -> models.FlowDetail:
     """A new :class:`FlowDetail` (without atom details) from its row."""
     fd = models.FlowDetail(row["name"], row["uuid"])
     fd.state = row["state"]
-    fd.meta = loads(row["meta"]) or {}
+    fd.meta = loads(row["meta"], f"column 'meta' of flow detail {row['uuid']!r}") or {}
     return fd
 
 
@@ -144,20 +154,24 @@ def atom_from_row(row: Mapping[Any, Any]) -> models.AtomDetail:
         cls = models.atom_detail_class(row["atom_type"])
     except TypeError as err:
         raise exc.StorageFailure(f"atom detail {row['uuid']!r}: {err}") from err
-    return cls.from_dict(
-        {
-            "name": row["name"],
-            "uuid": row["uuid"],
-            "state": row["state"],
-            "intention": row["intention"],
-            "version": row["version"],
-            "results": loads(row["results"]),
-            "failure": loads(row["failure"]),
-            "revert_results": loads(row["revert_results"]),
-            "revert_failure": loads(row["revert_failure"]),
-            "meta": loads(row["meta"]),
-        }
-    )
+    where = f"atom detail {row['name']!r} ({row['uuid']})"
+    fields = {
+        column: loads(row[column], f"column {column!r} of {where}")
+        for column in ("results", "failure", "revert_results", "revert_failure", "meta")
+    }
+    try:
+        return cls.from_dict(
+            {
+                "name": row["name"],
+                "uuid": row["uuid"],
+                "state": row["state"],
+                "intention": row["intention"],
+                "version": row["version"],
+                **fields,
+            }
+        )
+    except (TypeError, ValueError, KeyError) as err:
+        raise exc.StorageFailure(f"{where} cannot be read back ({err}); the record is damaged") from err
 
 
 def group_atoms(rows: Sequence[Any]) -> dict[str, list[models.AtomDetail]]:

@@ -1,0 +1,379 @@
+"""The live state of one flow run: the one place each atom's state, result and failure live.
+
+:class:`RunState` owns one :class:`~flowkit._atom_record.AtomRecord` per atom,
+the flow's state, its injected values and retry histories, and everything about
+writing them to a backend: which records changed since the last write
+(dirtiness), the batching switch, the connection a run holds, and the flush
+that turns changed records into one ``save_flow_progress`` transaction.
+
+Two façades sit on it and nothing else reaches inside: the engine's runtime
+(the hot path: it mutates records in place and calls :meth:`RunState.changed`),
+and :class:`~flowkit.storage.Storage`, TaskFlow's API by atom name. Whether an
+atom "has a result" is derived from its state and failure
+(:func:`~flowkit._atom_record.holds_result`), never stored beside them.
+
+Threads: the engine thread is the only writer while a run is on. Other threads
+(progress reports from pool workers, a user calling ``storage`` from a
+listener) go through the completion queue or take :attr:`RunState.lock`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import threading
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+from flowkit import _detail_sync
+from flowkit import exceptions as exc
+from flowkit import states as st
+from flowkit._atom_record import AtomRecord
+from flowkit.persistence.base import encode_json
+from flowkit.persistence.models import AtomDetail, FlowDetail
+from flowkit.types.failure import Failure
+
+__all__ = ["STORE_KEY", "History", "RunState"]
+
+#: Where a flow detail keeps the values injected with ``store=`` (to resume with them).
+STORE_KEY = "store"
+
+#: Retry history: (what the retry returned, {atom name: Failure}) per attempt.
+History = list[tuple[Any, dict[str, Failure]]]
+
+_VERSION_TEXT: dict[Any, str] = {}
+
+
+def version_text(version: Any) -> str:
+    """``(1, 0)`` -> ``"1.0"``, cached: most atoms share their class's version."""
+    try:
+        return _VERSION_TEXT[version]
+    except (KeyError, TypeError):
+        text = ".".join(str(p) for p in version) if isinstance(version, (list, tuple)) else str(version)
+        with contextlib.suppress(TypeError):  # unhashable versions are just not cached
+            _VERSION_TEXT[version] = text
+        return text
+
+
+class RunState:
+    """States, results, inputs and pending writes of one flow.
+
+    Args:
+        flow_detail: the flow detail to keep the run in (its atom details are
+            loaded: this is how a flow resumes), or the flow's name for a run kept
+            in memory only.
+        backend: the persistence backend the flow detail is saved to, or None.
+    """
+
+    def __init__(self, flow_detail: FlowDetail | str, backend: Any = None) -> None:
+        self.backend = backend
+        self.flow_state = st.PENDING
+        self.records: dict[str, AtomRecord] = {}
+        #: flow-level injected values (``store=``), visible to every atom.
+        self.store: dict[str, Any] = {}
+        #: names in :attr:`store` injected as transient (never written).
+        self.transient: set[str] = set()
+        self.history: dict[str, History] = {}
+        #: Held by writers outside the engine thread and by :meth:`flush`.
+        self.lock = threading.RLock()
+        #: True while the engine runs: writes wait for its next flush.
+        self.batching = False
+        # symbol -> records providing it, in flow order; built on first lookup (the
+        # engine never needs it, and a 100,000-atom flow would pay for it up front).
+        self._provider_index: dict[str, list[AtomRecord]] | None = None
+        # Random high bits per run plus a counter in the low 48 bits.
+        self._uuid_prefix = str(uuid.uuid4())[:24]
+        self._uuid_counter = itertools.count(1)
+        # What must be written at the next flush: records by name, and the flow row.
+        self._dirty: dict[str, AtomRecord] = {}
+        self._flow_dirty = False
+        self._connection: Any = None
+        self._details: dict[str, AtomDetail] = {}
+        # A logbook to save before the next write (a memory backend attached late).
+        self._pending_book: Any = None
+        if isinstance(flow_detail, str):
+            self.flow_detail: FlowDetail | None = None
+            self.flow_name = flow_detail
+            self.flow_uuid = str(uuid.uuid4())
+            self.flow_meta: dict[str, Any] = {}
+            #: Changes are tracked (and written) only for a flow detail somebody can see.
+            self.durable = backend is not None
+        else:
+            self.flow_detail = flow_detail
+            self.flow_name = flow_detail.name
+            self.flow_uuid = flow_detail.uuid
+            self.flow_meta = flow_detail.meta
+            self.durable = True
+            self._load(flow_detail)
+
+    def _load(self, flow_detail: FlowDetail) -> None:
+        """Take up the states and results an earlier run left in ``flow_detail``.
+
+        Raises:
+            StorageFailure: a record holds a state flowkit does not know (named).
+        """
+        self.flow_state = flow_detail.state or st.PENDING
+        if self.flow_state not in st.FLOW_STATES:
+            raise exc.StorageFailure(
+                f"flow detail '{flow_detail.name}' ({flow_detail.uuid}) is in unknown state "
+                f"{self.flow_state!r}; refusing to guess what ran"
+            )
+        for detail in flow_detail:
+            record, history = _detail_sync.record_from_detail(detail, flow_detail.name)
+            self.records[record.name] = record
+            self._details[record.name] = detail
+            if history:
+                self.history[record.name] = history
+        stored = self.flow_meta.get(STORE_KEY)
+        if isinstance(stored, dict):
+            self.store.update(stored)
+
+    # -- atoms ---------------------------------------------------------------------
+
+    def ensure(self, atom: Any, is_retry: bool) -> AtomRecord:
+        """The record of ``atom``, made (and marked changed) if missing.
+
+        Raises:
+            Duplicate: a record by that name exists for the other kind of atom
+                (a task where a retry is asked for, or the reverse).
+        """
+        record = self.records.get(atom.name)
+        if record is None:
+            record = AtomRecord(atom.name, self._new_uuid(), version_text(atom.version), is_retry)
+            self.records[atom.name] = record
+            record.save_as = atom.save_as
+            self._provider_index = None
+            if self.durable:
+                self.changed(record)
+        else:
+            if record.is_retry != is_retry:
+                kind = "retry" if record.is_retry else "task"
+                raise exc.Duplicate(
+                    f"Atom detail '{atom.name}' already exists in flow detail '{self.flow_name}' "
+                    f"(as a {kind})"
+                )
+            if record.save_as is not atom.save_as:
+                # Loaded from a flow detail: what it provides comes from the atom.
+                record.save_as = atom.save_as
+                self._provider_index = None
+        return record
+
+    def record(self, name: str) -> AtomRecord:
+        """The record of the atom called ``name``.
+
+        Raises:
+            NotFound: no atom by that name in this flow.
+        """
+        try:
+            return self.records[name]
+        except KeyError:
+            raise exc.NotFound(f"Unknown atom name '{name}' in flow '{self.flow_name}'") from None
+
+    def _new_uuid(self) -> str:
+        """A version-4 UUID string, made cheaply (flows have 100k+ atoms).
+
+        The first 20 random hex digits are drawn once per run; the last 12 count
+        atoms, so uuids are unique within a flow and random across flows.
+        """
+        return f"{self._uuid_prefix}{next(self._uuid_counter):012x}"
+
+    @property
+    def providers(self) -> dict[str, list[AtomRecord]]:
+        """Symbol -> the records providing it, in the order they were made."""
+        index = self._provider_index
+        if index is None:
+            index = {}
+            for record in self.records.values():
+                for symbol in record.save_as:
+                    index.setdefault(symbol, []).append(record)
+            self._provider_index = index
+        return index
+
+    def failures(self) -> dict[str, Failure]:
+        """Atom name -> its execute failure, for every atom whose last execute failed."""
+        return {name: r.failure for name, r in self.records.items() if r.failure is not None}
+
+    def revert_failures(self) -> dict[str, Failure]:
+        return {name: r.revert_failure for name, r in self.records.items() if r.revert_failure is not None}
+
+    # -- values --------------------------------------------------------------------
+
+    def check_storable(self, value: Any) -> None:
+        """Raise if the backend in use could not write ``value`` (see ``Backend.check_storable``).
+
+        Raises:
+            TypeError, ValueError, RecursionError: as the backend's encoder would.
+        """
+        if value is None or type(value) in (str, int, float, bool):
+            return
+        if self.backend is not None:
+            self.backend.check_storable(value)
+        else:
+            encode_json(value)
+
+    def inject(self, pairs: Mapping[str, Any], transient: bool) -> None:
+        """Add flow-level values; unless ``transient`` they are written with the flow detail.
+
+        Raises:
+            InvalidFormat: a key is not a string, or a value to be written cannot
+                be (nothing is injected then).
+        """
+        if not transient and self.durable:
+            for name, value in pairs.items():
+                self.check_injectable(name, value)
+        self.store.update(pairs)
+        if transient:
+            self.transient.update(pairs)
+            return
+        self.transient.difference_update(pairs)
+        if self.durable:
+            self.flow_meta[STORE_KEY] = {k: v for k, v in self.store.items() if k not in self.transient}
+        self.changed(None)
+
+    def check_injectable(self, name: Any, value: Any) -> None:
+        """Raise InvalidFormat, naming ``name`` and the flow, if it cannot be injected and kept."""
+        if not isinstance(name, str):
+            raise exc.InvalidFormat(
+                f"store key {name!r} of flow '{self.flow_name}' is a {type(name).__name__}; "
+                "symbols are strings"
+            )
+        try:
+            self.check_storable(value)
+        except (TypeError, ValueError, RecursionError) as err:
+            where = f"value injected as '{name}' into flow '{self.flow_name}'"
+            raise exc.InvalidFormat(f"{where} cannot be stored as JSON: {err}") from err
+
+    def append_retry_result(self, retry_name: str, result: Any) -> None:
+        self.history.setdefault(retry_name, []).append((result, {}))
+
+    # -- writing -------------------------------------------------------------------
+
+    def changed(self, record: AtomRecord | None) -> None:
+        """Note that ``record`` (None: the flow itself) changed; write it now unless batching."""
+        if not self.durable:
+            return
+        if record is None:
+            self._flow_dirty = True
+        else:
+            self._dirty[record.name] = record
+        if not self.batching:
+            self.flush()
+
+    def set_flow_state(self, state: str) -> None:
+        self.flow_state = state
+        self.changed(None)
+
+    def flush(self) -> None:
+        """Write every change made since the last flush, in one transaction.
+
+        The engine calls this before it starts or reverts an atom, so a state is
+        durable before the work it announces begins, and a result is durable
+        before any atom that depends on it starts. Outside a run (batching off)
+        the connection is given back right after the write.
+
+        Raises:
+            StorageFailure: the backend could not write; the changes stay pending
+                and are written by the next flush.
+        """
+        if not self._dirty and not self._flow_dirty:
+            return
+        with self.lock:
+            dirty, self._dirty = self._dirty, {}
+            flow_changed, self._flow_dirty = self._flow_dirty, False
+            flow_detail = self.flow_detail
+            if flow_detail is None:
+                flow_detail = self.flow_detail = FlowDetail(self.flow_name, self.flow_uuid)
+                flow_detail.meta = self.flow_meta
+                flow_changed = True
+            flow_detail.state = self.flow_state
+            details = self._details
+            written: list[AtomDetail] = []
+            for name, record in dirty.items():
+                detail = details.get(name)
+                if detail is None:
+                    detail = details[name] = _detail_sync.new_detail(record)
+                    flow_detail.add(detail)
+                written.append(_detail_sync.fill_detail(detail, record, self.history.get(name)))
+        if self.backend is None:
+            return
+        try:
+            if self._connection is None:
+                self._connection = self.backend.get_connection()
+            if self._pending_book is not None:
+                self._connection.save_logbook(self._pending_book)
+                self._pending_book = None
+            self._connection.save_flow_progress(flow_detail, written, flow_changed)
+        except BaseException:
+            with self.lock:
+                self._dirty = {**dirty, **self._dirty}
+                self._flow_dirty = self._flow_dirty or flow_changed
+            raise
+        finally:
+            # Only a run keeps its connection between writes; a write outside one
+            # (the final flow state, a user's set_flow_state) gives it back at once.
+            if not self.batching:
+                self.release()
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Hold writes back until the block ends (or an explicit :meth:`flush`), then flush."""
+        was, self.batching = self.batching, True
+        try:
+            yield
+        finally:
+            self.batching = was
+        if not was:
+            try:
+                self.flush()
+            finally:
+                self.release()
+
+    def release(self) -> None:
+        """Give the backend connection back (between runs nothing is written)."""
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                connection.close()
+
+    def backend_or_memory(self) -> Any:
+        """The backend; for a run kept in memory, a memory backend attached now.
+
+        From then on the run is written to it (its logbook and every record at
+        the next flush), so what TaskFlow programs print from it is there.
+        """
+        if self.backend is not None:
+            return self.backend
+        from flowkit.persistence.backends.impl_memory import MemoryBackend
+        from flowkit.persistence.models import LogBook
+
+        backend = MemoryBackend()
+        with self.lock:
+            if self.flow_detail is None:
+                self.flow_detail = FlowDetail(self.flow_name, self.flow_uuid)
+                self.flow_detail.meta = self.flow_meta
+            book = LogBook(f"{self.flow_name} run")
+            shell = FlowDetail(self.flow_name, self.flow_uuid)
+            book.add(shell)
+            self._pending_book = book
+            self.backend = backend
+            self.durable = True
+            self._flow_dirty = True
+            self._dirty.update(self.records)
+        return backend
+
+    def snapshot(self) -> FlowDetail:
+        """The flow detail as it stands (written through first, when there is one)."""
+        if self.flow_detail is not None:
+            self.flush()
+            return self.flow_detail
+        snapshot = FlowDetail(self.flow_name, self.flow_uuid)
+        snapshot.state = self.flow_state
+        snapshot.meta = dict(self.flow_meta)
+        for record in self.records.values():
+            history = self.history.get(record.name)
+            snapshot.add(_detail_sync.fill_detail(_detail_sync.new_detail(record), record, history))
+        return snapshot
+
+    def names(self) -> Iterable[str]:
+        return self.records.keys()
