@@ -8,6 +8,6 @@ backends and listeners are imported only when you use them.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from flowkit.version import __version__
 
 __all__ = ["__version__"]

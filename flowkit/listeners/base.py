@@ -208,9 +208,10 @@ class Listener:
 class DumpingListener(Listener, metaclass=abc.ABCMeta):
     """Writes a line for each flow and task state change to somewhere.
 
-    Subclasses say where by implementing :meth:`_dump`. Messages name the
-    engine, the flow or task (name and uuid), the new and old state and, for
-    finishing states, the result. A failure's live exception is passed along as
+    Subclasses say where by implementing :meth:`_dump`. Messages are TaskFlow's,
+    word for word (operators grep for them): ``"<engine> has moved task 'NAME'
+    (UUID) into state 'NEW' from state 'OLD'"``, with ``" with result '...'
+    (failure=...)"`` for finishing states. A failure's live exception is passed along as
     ``exc_info=``; a failure without one (for example one that came back from a
     remote worker) has its recorded traceback appended to the message instead.
     """
@@ -228,35 +229,35 @@ class DumpingListener(Listener, metaclass=abc.ABCMeta):
 
     def _flow_receiver(self, state: str, details: Details) -> None:
         self._dump(
-            "%s: flow '%s' (%s) went from state '%s' to state '%s'",
+            "%s has moved flow '%s' (%s) into state '%s' from state '%s'",
             self._engine,
             details["flow_name"],
             details["flow_uuid"],
-            details["old_state"],
             state,
+            details["old_state"],
         )
 
     def _task_receiver(self, state: str, details: Details) -> None:
         if state not in FINISH_STATES:
             self._dump(
-                "%s: task '%s' (%s) went from state '%s' to state '%s'",
+                "%s has moved task '%s' (%s) into state '%s' from state '%s'",
                 self._engine,
                 details["task_name"],
                 details["task_uuid"],
-                details["old_state"],
                 state,
+                details["old_state"],
             )
             return
         result = details.get("result")
         is_failure = isinstance(result, ft.Failure)
         exc_info: tuple[Any, ...] | None = None
-        message = "%s: task '%s' (%s) went from state '%s' to state '%s' with result '%s' (failure=%s)"
+        message = "%s has moved task '%s' (%s) into state '%s' from state '%s' with result '%s' (failure=%s)"
         args: list[Any] = [
             self._engine,
             details["task_name"],
             details["task_uuid"],
-            details["old_state"],
             state,
+            details["old_state"],
             result,
             is_failure,
         ]

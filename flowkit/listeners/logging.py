@@ -17,11 +17,11 @@ import os
 from collections.abc import Callable, Hashable, Iterable
 from typing import Any, Protocol
 
-from flowkit import states
+from flowkit import formatters, states
 from flowkit.listeners import base
 from flowkit.types import failure as ft
 
-__all__ = ["DynamicLoggingListener", "FailureFormatter", "LoggingListener"]
+__all__ = ["DynamicLoggingListener", "FailureFormatterLike", "LoggingListener"]
 
 LOG = logging.getLogger(__name__)
 
@@ -29,45 +29,22 @@ Logger = logging.Logger | logging.LoggerAdapter[Any]
 ExcInfo = tuple[Any, ...]
 
 
-class FailureFormatter(Protocol):
-    """What :class:`DynamicLoggingListener` needs to describe a failed task."""
+class FailureFormatterLike(Protocol):
+    """What :class:`DynamicLoggingListener` needs to describe a failed task.
+
+    :class:`flowkit.formatters.FailureFormatter` (the default) is one; a subclass of
+    it, or any object with this ``format`` method, may be passed as ``fail_formatter``.
+    """
 
     def format(self, fail: ft.Failure, atom_matcher: Callable[[Any], bool]) -> tuple[ExcInfo | None, str]:
         """Return ``(exc_info, text)``: what to log as traceback and as extra detail.
 
         Args:
             fail: the task's failure.
-            atom_matcher: tells whether an atom (or a tree node whose ``item``
-                is an atom) is the failed task.
+            atom_matcher: tells whether a node of the flow tree (its ``item`` is an
+                atom or a flow) is the failed task.
         """
         ...
-
-
-class _TextFailureFormatter:
-    """The default formatter: the live traceback, or else the recorded one.
-
-    A failure that crossed a process boundary has no live exception for
-    :mod:`logging` to format, so its traceback text goes into the message.
-    The hiding and masking options are kept for formatters that show atoms'
-    inputs and outputs; this one shows neither.
-    """
-
-    def __init__(
-        self,
-        engine: Any,
-        hide_inputs_outputs_of: frozenset[str] = frozenset(),
-        mask_inputs_keys: frozenset[str] = frozenset(),
-        mask_outputs_keys: frozenset[str] = frozenset(),
-    ) -> None:
-        self._engine = engine
-        self._hide_inputs_outputs_of = hide_inputs_outputs_of
-        self._mask_inputs_keys = mask_inputs_keys
-        self._mask_outputs_keys = mask_outputs_keys
-
-    def format(self, fail: ft.Failure, atom_matcher: Callable[[Any], bool]) -> tuple[ExcInfo | None, str]:
-        if fail.exc_info is not None:
-            return tuple(fail.exc_info), ""
-        return None, fail.pformat(traceback=True)
 
 
 def _make_matcher(task_name: str) -> Callable[[Any], bool]:
@@ -147,7 +124,8 @@ class DynamicLoggingListener(base.Listener):
         level: the level for everything else.
         hide_inputs_outputs_of: names of tasks whose results are never logged.
         fail_formatter: turns a task's failure into ``(exc_info, text)``; see
-            :class:`FailureFormatter`.
+            :class:`FailureFormatterLike`; a
+            :class:`flowkit.formatters.FailureFormatter` by default.
         mask_inputs_keys: input keys a formatter should mask.
         mask_outputs_keys: output keys a formatter should mask.
     """
@@ -168,7 +146,7 @@ class DynamicLoggingListener(base.Listener):
         failure_level: int = logging.WARNING,
         level: int = logging.DEBUG,
         hide_inputs_outputs_of: Iterable[str] = (),
-        fail_formatter: FailureFormatter | None = None,
+        fail_formatter: FailureFormatterLike | None = None,
         mask_inputs_keys: Iterable[str] = (),
         mask_outputs_keys: Iterable[str] = (),
     ) -> None:
@@ -188,7 +166,7 @@ class DynamicLoggingListener(base.Listener):
         self._mask_inputs_keys = frozenset(mask_inputs_keys)
         self._mask_outputs_keys = frozenset(mask_outputs_keys)
         self._logger = _pick_logger(log, self._LOGGER)
-        self._fail_formatter: FailureFormatter = fail_formatter or _TextFailureFormatter(
+        self._fail_formatter: FailureFormatterLike = fail_formatter or formatters.FailureFormatter(
             engine,
             hide_inputs_outputs_of=self._hide_inputs_outputs_of,
             mask_inputs_keys=self._mask_inputs_keys,
@@ -198,17 +176,17 @@ class DynamicLoggingListener(base.Listener):
     def _flow_receiver(self, state: str, details: base.Details) -> None:
         self._logger.log(
             self._flow_log_levels.get(state, self._level),
-            "Flow '%s' (%s) went from state '%s' to state '%s'",
+            "Flow '%s' (%s) transitioned into state '%s' from state '%s'",
             details["flow_name"],
             details["flow_uuid"],
-            details.get("old_state"),
             state,
+            details.get("old_state"),
         )
 
     def _task_receiver(self, state: str, details: base.Details) -> None:
         name = details["task_name"]
-        head = (name, details["task_uuid"], details["old_state"], state)
-        transition = "Task '%s' (%s) went from state '%s' to state '%s'"
+        head = (name, details["task_uuid"], state, details["old_state"])
+        transition = "Task '%s' (%s) transitioned into state '%s' from state '%s'"
         level = self._task_log_levels.get(state, self._level)
         if "result" not in details or state not in base.FINISH_STATES:
             self._logger.log(level, transition, *head)

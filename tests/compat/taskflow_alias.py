@@ -16,8 +16,10 @@ finder first on ``sys.meta_path`` so that those tests run against flowkit:
   as TaskFlow's own code quietly standing in).
 
 When ``FLOWKIT_COMPAT_RESULTS`` names a file, the outcome of every case (``passed``,
-``failed``, ``skipped``) is written there as JSON, keyed by a test id relative to
-``taskflow/tests/unit`` (``test_engines.py::SerialEngineTest::test_run_empty_flow``).
+``failed``, ``skipped``) is written there as JSON (``{"outcomes": {...}, "messages":
+{...}}``, the messages being each failure's or skip's one-line cause), keyed by a test
+id relative to ``taskflow/tests/unit``
+(``test_engines.py::SerialEngineTest::test_run_empty_flow``).
 """
 
 from __future__ import annotations
@@ -152,6 +154,29 @@ def pytest_configure(config: pytest.Config) -> None:
     install()
 
 
+def pytest_pycollect_makeitem(
+    collector: pytest.Collector, name: str, obj: object
+) -> list[pytest.Item | pytest.Collector] | None:
+    """Expand a testscenarios class into one class per scenario, as TaskFlow's runner does.
+
+    pytest does not know testscenarios: it would run such a class once, without any
+    scenario's attributes, and every case would fail in ``setUp``. Each scenario
+    becomes a subclass with its attributes set, collected as ``Class[scenario]``.
+    """
+    scenarios = getattr(obj, "scenarios", None)
+    if not (isinstance(obj, type) and scenarios and isinstance(collector, pytest.Module)):
+        return None
+    from _pytest.unittest import UnitTestCase
+
+    expanded: list[pytest.Item | pytest.Collector] = []
+    for label, attributes in scenarios:
+        variant = type(obj)(f"{name}[{label}]", (obj,), {**attributes, "scenarios": None})
+        variant.__module__ = obj.__module__
+        setattr(collector.obj, variant.__name__, variant)
+        expanded.append(UnitTestCase.from_parent(collector, name=variant.__name__, obj=variant))
+    return expanded
+
+
 def short_id(nodeid: str) -> str:
     """Return ``nodeid`` relative to TaskFlow's ``tests/unit`` directory."""
     _, marker, rest = nodeid.replace(os.sep, "/").rpartition(UNIT_MARKER)
@@ -159,6 +184,14 @@ def short_id(nodeid: str) -> str:
 
 
 _outcomes: dict[str, str] = {}
+_messages: dict[str, str] = {}
+
+
+def _last_error_line(report: pytest.TestReport | pytest.CollectReport) -> str:
+    """The last line of a failure's text that names an exception: its one-line cause."""
+    lines = [line.strip() for line in str(report.longrepr).splitlines() if line.strip()]
+    named = [line for line in lines if any(word in line.split(":", 1)[0] for word in ("Error", "Exception"))]
+    return (named or lines or [""])[-1][:300]
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
@@ -166,8 +199,11 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     case = short_id(report.nodeid)
     if report.failed:
         _outcomes[case] = "failed"
+        _messages.setdefault(case, _last_error_line(report))
     elif report.skipped:
         _outcomes.setdefault(case, "skipped")
+        if isinstance(report.longrepr, tuple):
+            _messages.setdefault(case, str(report.longrepr[2]))
     elif report.when == "call":
         _outcomes.setdefault(case, "passed")
 
@@ -175,14 +211,17 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 def pytest_collectreport(report: pytest.CollectReport) -> None:
     """A module that cannot be imported counts as one failed case, named after it."""
     if report.failed:
-        _outcomes[short_id(report.nodeid) or report.nodeid] = "failed"
+        case = short_id(report.nodeid) or report.nodeid
+        _outcomes[case] = "failed"
+        _messages[case] = _last_error_line(report)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Write the outcomes where the parent test asked for them."""
+    """Write the outcomes (and each failure's one-line cause) where the parent asked."""
     destination = os.environ.get(RESULTS_ENV)
     if destination:
-        Path(destination).write_text(json.dumps(_outcomes, indent=0, sort_keys=True), encoding="utf-8")
+        results = {"outcomes": _outcomes, "messages": _messages}
+        Path(destination).write_text(json.dumps(results, indent=0, sort_keys=True), encoding="utf-8")
 
 
 def run_script(path: str, *args: str) -> None:

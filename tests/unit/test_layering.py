@@ -9,7 +9,7 @@ below it, never one above)::
     persistence persistence
     engines     engines (compiler, scheduler, drivers), storage (with _run_state,
                 _atom_record and _detail_sync)
-    observers   listeners, workers, engines.worker_based
+    observers   listeners, formatters, workers, engines.worker_based
     jobs        jobs, conductors
     cli         cli, and the ``flowkit`` package itself
 
@@ -56,6 +56,7 @@ LAYERS: dict[str, str] = {
     "flowkit._detail_sync": "engines",
     "flowkit._run_state": "engines",
     "flowkit.listeners": "observers",
+    "flowkit.formatters": "observers",
     "flowkit.workers": "observers",
     "flowkit.engines.worker_based": "observers",
     "flowkit.jobs": "jobs",

@@ -108,6 +108,23 @@ REQUIRED: dict[str, set[str]] = {
         "WrappedFailure",
     },
     "flowkit.logging": {"BLATHER", "TRACE", "getLogger"},
+    "flowkit.version": {"version_string", "version_string_with_package"},
+    "flowkit.formatters": {"FailureFormatter"},
+    "flowkit.types.tree": {"FrozenNode", "Node"},
+    "flowkit.types.graph": {"DiGraph", "Graph", "OrderedDiGraph", "OrderedGraph", "merge_graphs"},
+    "flowkit.types.timing": {"Timeout", "convert_to_timeout"},
+    "flowkit.types.sets": {"OrderedSet"},
+    "flowkit.types.entity": {"Entity"},
+    "flowkit.types.latch": {"Latch"},
+    "flowkit.engines.action_engine.engine": {"ActionEngine", "ParallelActionEngine", "SerialActionEngine"},
+    "flowkit.engines.action_engine.executor": {
+        "ParallelGreenThreadTaskExecutor",
+        "ParallelTaskExecutor",
+        "ParallelThreadTaskExecutor",
+        "SerialRetryExecutor",
+        "SerialTaskExecutor",
+        "TaskExecutor",
+    },
     "flowkit.types.failure": {"Failure"},
     "flowkit.types.notifier": {"Notifier", "RestrictedNotifier"},
     "flowkit.listeners.base": {"DEFAULT_LISTEN_FOR", "DumpingListener", "Listener"},
@@ -145,6 +162,15 @@ ENGINE_MEMBERS = {
 
 # Top-level packages of optional extras; the core must not pull them in.
 OPTIONAL_PACKAGES = ("sqlalchemy", "alembic", "redis", "kazoo", "networkx")
+
+# TaskFlow's helper modules: importing flowkit or its engines must not load them.
+LAZY_MODULES = (
+    "flowkit.formatters",
+    "flowkit.logging",
+    "flowkit.types.graph",
+    "flowkit.types.tree",
+    "flowkit.engines.action_engine",
+)
 
 
 def _import(name: str) -> ModuleType:
@@ -217,7 +243,8 @@ def test_import_does_not_load_optional_backends(module_name: str) -> None:
         "import json, sys\n"
         f"import {module_name}\n"
         f"optional = {OPTIONAL_PACKAGES!r}\n"
-        "loaded = sorted(m for m in sys.modules if m.split('.')[0] in optional)\n"
+        f"lazy = {LAZY_MODULES!r}\n"
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] in optional or m in lazy)\n"
         "print(json.dumps(loaded))\n"
     )
     env = dict(os.environ)

@@ -263,7 +263,7 @@ def test_dump_of_an_intermediate_task_change_has_no_result(engine: FakeEngine) -
         engine.task("a", "RUNNING", "PENDING")
     (line,) = dumps.lines
     assert "task 'a' (a-uuid)" in line
-    assert "from state 'PENDING' to state 'RUNNING'" in line
+    assert line == "<FakeEngine> has moved task 'a' (a-uuid) into state 'RUNNING' from state 'PENDING'"
     assert "result" not in line
     assert dumps.exc_infos == [None]
 
@@ -272,7 +272,7 @@ def test_dump_of_a_finished_task_shows_its_result(engine: FakeEngine) -> None:
     with Dumps(engine) as dumps:
         engine.task("a", "SUCCESS", "RUNNING", result=42)
     (line,) = dumps.lines
-    assert "to state 'SUCCESS'" in line
+    assert "into state 'SUCCESS'" in line
     assert "result '42'" in line
     assert "failure=False" in line
     assert dumps.exc_infos == [None]

@@ -116,7 +116,9 @@ def test_dynamic_listener_logs_flow_trouble_at_failure_level(
         engine.flow(state, old_state)
     ((level, message),) = _levels_and_messages(caplog)
     assert level == expected
-    assert f"Flow 'flow-1' (flow-uuid-1) went from state '{old_state}' to state '{state}'" == message
+    assert (
+        f"Flow 'flow-1' (flow-uuid-1) transitioned into state '{state}' from state '{old_state}'" == message
+    )
 
 
 @pytest.mark.parametrize(
@@ -141,7 +143,7 @@ def test_dynamic_listener_logs_task_trouble_at_failure_level(
         engine.task("a", state, old_state)
     ((level, message),) = _levels_and_messages(caplog)
     assert level == expected
-    assert message == f"Task 'a' (a-uuid) went from state '{old_state}' to state '{state}'"
+    assert message == f"Task 'a' (a-uuid) transitioned into state '{state}' from state '{old_state}'"
 
 
 def test_dynamic_listener_levels_are_configurable(
@@ -182,7 +184,7 @@ def test_dynamic_listener_hides_results_of_named_tasks(
         engine.task("public", "SUCCESS", "RUNNING", result="hello")
     messages = [message for _, message in _levels_and_messages(caplog)]
     assert "password" not in messages[0]
-    assert "to state 'SUCCESS'" in messages[0]
+    assert "into state 'SUCCESS'" in messages[0]
     assert "hello" in messages[1]
 
 
@@ -218,7 +220,7 @@ def test_dynamic_listener_logs_a_live_failure_with_its_exc_info(
         engine.task("a", "FAILURE", "RUNNING", result=failure)
     (record,) = caplog.records
     assert record.levelno == logging.WARNING
-    assert record.getMessage() == "Task 'a' (a-uuid) went from state 'RUNNING' to state 'FAILURE'"
+    assert record.getMessage() == "Task 'a' (a-uuid) transitioned into state 'FAILURE' from state 'RUNNING'"
     assert record.exc_info is not None
     assert record.exc_info[1] is failure.exception
     assert "ValueError: boom" in caplog.text
@@ -234,7 +236,7 @@ def test_dynamic_listener_logs_a_deserialized_failures_recorded_traceback(
     assert record.levelno == logging.WARNING
     assert not record.exc_info
     message = record.getMessage()
-    assert message.startswith("Task 'a' (a-uuid) went from state 'RUNNING' to state 'FAILURE'")
+    assert message.startswith("Task 'a' (a-uuid) transitioned into state 'FAILURE' from state 'RUNNING'")
     assert "Failure: ValueError: boom" in message
     assert "Traceback (most recent call last)" in message
     assert "_raise_failure" in message

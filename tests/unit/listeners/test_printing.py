@@ -27,8 +27,8 @@ def test_printing_listener_prints_one_line_per_change_to_stdout(
     out, err = capsys.readouterr()
     lines = out.splitlines()
     assert len(lines) == 3
-    assert "flow 'flow-1' (flow-uuid-1) went from state 'PENDING' to state 'RUNNING'" in lines[0]
-    assert "task 'a' (a-uuid) went from state 'PENDING' to state 'RUNNING'" in lines[1]
+    assert "has moved flow 'flow-1' (flow-uuid-1) into state 'RUNNING' from state 'PENDING'" in lines[0]
+    assert "has moved task 'a' (a-uuid) into state 'RUNNING' from state 'PENDING'" in lines[1]
     assert "result '5'" in lines[2]
     assert err == ""
 

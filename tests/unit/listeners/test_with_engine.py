@@ -92,11 +92,11 @@ def test_dynamic_logging_logs_the_failing_tasks_traceback(caplog: pytest.LogCapt
     caplog.set_level(logging.DEBUG, logger="flowkit.listeners.logging")
     with logging_listeners.DynamicLoggingListener(engine), pytest.raises(ValueError):
         engine.run()
-    failed = [r for r in caplog.records if "to state 'FAILURE'" in r.getMessage()]
+    failed = [r for r in caplog.records if "into state 'FAILURE'" in r.getMessage()]
     assert [r.levelno for r in failed] == [logging.WARNING]
     assert failed[0].getMessage().startswith("Task 'b'")
     assert "ValueError: boom" in caplog.text
-    reverted = [r for r in caplog.records if "to state 'REVERTED'" in r.getMessage()]
+    reverted = [r for r in caplog.records if "into state 'REVERTED'" in r.getMessage()]
     assert [r.levelno for r in reverted] == [logging.WARNING, logging.WARNING]  # the task, then the flow
 
 
