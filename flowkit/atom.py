@@ -63,8 +63,8 @@ def _provides_key(atom_name: object, provides: Any) -> tuple[str, tuple[str, ...
         kind = "key"
     else:
         raise TypeError(
-            f"atom {atom_name}: provides must be a str, a list or tuple (indexed result) "
-            f"or a set (dict result), not {type(provides).__name__}"
+            f"Atom provides parameter can be only string, set, tuple or list (atom {atom_name}: "
+            f"a str, a list or tuple (indexed result) or a set (dict result), not {type(provides).__name__})"
         )
     return (kind, tuple(_check_symbol(atom_name, name, "provides") for name in provides))
 
@@ -104,7 +104,9 @@ def _rebind_key(atom_name: object, rebind: Any) -> _RebindKey:
                 for a, s in rebind.items()
             ),
         )
-    raise TypeError(f"atom {atom_name}: rebind must be a list, tuple or dict, not {type(rebind).__name__}")
+    raise TypeError(
+        f"Invalid rebind value '{rebind}' ({type(rebind)}): atom {atom_name} needs a list, tuple or dict"
+    )
 
 
 def _requires_key(atom_name: object, requires: Any) -> tuple[str, ...] | None:

@@ -101,7 +101,8 @@ class TaskFlowException(Exception):
         return str(self.args[0]) if self.args else ""
 
     def __str__(self) -> str:
-        return self.message
+        # TaskFlow's str() is the whole chain: the message, then each cause indented.
+        return self.pformat()
 
     def pformat(self, indent: int = 2, indent_text: str = " ", show_root_class: bool = False) -> str:
         """Format this error and its chain of causes, one indented line each."""
@@ -384,4 +385,4 @@ class WrappedFailure(Exception):
         return None
 
     def __str__(self) -> str:
-        return f"WrappedFailure: {[str(cause) for cause in self._causes]}"
+        return "WrappedFailure: [" + ", ".join(str(cause) for cause in self._causes) + "]"

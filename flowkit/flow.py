@@ -147,27 +147,6 @@ class Flow(abc.ABC):
         if item is self:
             message = f"flow '{self._name}' cannot contain itself"
             raise exc.InvalidFlowItem(message, flow=self._name, item=item)
-        if self._retry is not None:
-            self._check_retry_collision(self._retry, item)
-
-    def _check_retry_collision(self, retry: Retry, item: FlowItem) -> None:
-        provided = item.provides
-        # Only a direct atom competes with the retry; a nested flow's providers
-        # (its own retry included) sit in a nearer scope and shadow it legitimately.
-        both = retry.provides & provided if isinstance(item, Atom) else frozenset()
-        if both:
-            raise exc.AmbiguousDependency(
-                f"retry '{retry.name}' of flow '{self._name}' and its item '{item.name}' "
-                f"both provide {sorted(both)}",
-                symbol=sorted(both)[0],
-                providers=[retry.name, item.name],
-            )
-        needed = retry.requires & provided
-        if needed:
-            raise exc.DependencyFailure(
-                f"retry '{retry.name}' of flow '{self._name}' requires {sorted(needed)}, which its "
-                f"item '{item.name}' provides; the retry runs before its items, so it could never get them"
-            )
 
     def _display_class(self) -> str:
         name = reflection.get_class_name(self)

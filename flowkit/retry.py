@@ -298,7 +298,7 @@ class ForEachBase(Retry):
     def _get_next_value(self, values: Iterable[Any], history: History) -> Any:
         remaining = _untried(values, history.provided_iter())
         if not remaining:
-            raise exc.NotFound(f"no values left to try in retry {self.name}")
+            raise exc.NotFound(f"No elements left in collection of iterable retry controller {self.name}")
         return remaining[0]
 
     def _on_failure(self, values: Iterable[Any], history: History) -> Decision:

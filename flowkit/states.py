@@ -152,7 +152,7 @@ def check_job_transition(old_state: str, new_state: str) -> bool:
         return False
     if (old_state, new_state) in JOB_TRANSITIONS:
         return True
-    raise exc.InvalidState(f"job transition from {old_state!r} to {new_state!r} is not allowed")
+    raise exc.InvalidState(f"Job transition from {old_state!r} to {new_state!r} is not allowed")
 
 
 def check_flow_transition(old_state: str, new_state: str) -> bool:
@@ -172,7 +172,7 @@ def check_flow_transition(old_state: str, new_state: str) -> bool:
         return True
     if pair in _IGNORED_FLOW_TRANSITIONS:
         return False
-    raise exc.InvalidState(f"flow transition from {old_state!r} to {new_state!r} is not allowed")
+    raise exc.InvalidState(f"Flow transition from {old_state!r} to {new_state!r} is not allowed")
 
 
 def check_task_transition(old_state: str, new_state: str) -> bool:

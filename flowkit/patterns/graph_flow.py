@@ -196,9 +196,9 @@ class Flow(flow.Flow):
                 (the flow is left unchanged).
         """
         if u not in self._nodes:
-            raise ValueError(f"cannot link from {u!r}: it is not in flow '{self._name}'")
+            raise ValueError(f"Node '{u}' not found to link from: it is not in flow '{self._name}'")
         if v not in self._nodes:
-            raise ValueError(f"cannot link to {v!r}: it is not in flow '{self._name}'")
+            raise ValueError(f"Node '{v}' not found to link to: it is not in flow '{self._name}'")
         if decider is not None and not callable(decider):
             raise ValueError(f"a decider must be callable, not {decider!r}")
         depth: deciders.Depth | None = None
@@ -268,8 +268,9 @@ class Flow(flow.Flow):
         if path is not None:
             cycle = " -> ".join(f"'{node.name}'" for node in [goal, *path])
             raise exc.DependencyFailure(
-                f"linking '{goal.name}' to '{path[0].name}' in flow '{self._name}' "
-                f"would create the cycle {cycle}"
+                f"No path through the node(s) in the graph produces an ordering that will allow for "
+                f"logical edge traversal: linking '{goal.name}' to '{path[0].name}' in flow "
+                f"'{self._name}' would create the cycle {cycle}"
             )
 
     def _check_no_cycle(self, node: FlowItem) -> None:
@@ -405,7 +406,7 @@ class TargetedFlow(Flow):
             ValueError: ``target_node`` is not in the flow.
         """
         if target_node not in self._nodes:
-            raise ValueError(f"cannot target {target_node!r}: it is not in flow '{self._name}'")
+            raise ValueError(f"Node '{target_node}' not found: it is not in flow '{self._name}'")
         self._target = target_node
         self._subset = None
 

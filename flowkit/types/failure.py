@@ -161,7 +161,11 @@ class Failure:
         exc_type_names: Iterable[str] | None = None,
         exc_args: Iterable[Any] | None = None,
         causes: Iterable[Failure] | None = None,
+        **unexpected: Any,
     ) -> None:
+        if unexpected:
+            names = ", ".join(unexpected)
+            raise TypeError(f"Failure.__init__ got unexpected keyword argument(s): {names}")
         self._causes = None if causes is None else tuple(causes)
         if exception_str is None:
             if traceback_str is not None or exc_type_names is not None or exc_args is not None:
@@ -418,6 +422,18 @@ class Failure:
             pending.extend((f"{where}causes[{i}].", cause) for i, cause in enumerate(causes))
 
     # -- display and copies --------------------------------------------------
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Pickling keeps the record and drops the live exception (tracebacks cannot be
+        # pickled), as TaskFlow does; flowkit itself never pickles failures.
+        state = {name: getattr(self, name) for name in self.__slots__ if hasattr(self, name)}
+        state["_exc_info"] = None
+        state["_causes"] = tuple(self.causes)  # worked out from the live exception, if not yet
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for name, value in state.items():
+            setattr(self, name, value)
 
     def copy(self) -> Failure:
         """Return an equal failure sharing the same (immutable) state and live exception."""

@@ -256,7 +256,7 @@ def test_a_run_killed_while_reverting_finishes_reverting_in_a_new_process(
     # exception, so it comes wrapped (as in TaskFlow).
     assert resumed["error"] == {
         "type": "WrappedFailure",
-        "message": "WrappedFailure: ['Failure: RuntimeError: t5 failed']",
+        "message": "WrappedFailure: [Failure: RuntimeError: t5 failed]",
         "wrapped": [
             {
                 "types": ["builtins.RuntimeError", "builtins.Exception", "builtins.BaseException"],

@@ -147,13 +147,12 @@ def test_str_and_repr_name_the_pattern(pattern: type[flow.Flow]) -> None:
 
 
 @pytest.mark.parametrize("pattern", PATTERNS)
-def test_item_providing_what_the_retry_provides_is_ambiguous(pattern: type[flow.Flow]) -> None:
+def test_an_item_may_provide_what_the_retry_provides(pattern: type[flow.Flow]) -> None:
+    # As in TaskFlow: both are providers; which one a consumer reads is the engine's choice.
     f = pattern("f", retry=retry.Times(name="r", provides="x"))
-    with pytest.raises(exc.AmbiguousDependency) as info:
-        f.add(make("t", provides="x"))
-    assert info.value.symbol == "x"
-    assert info.value.providers == ("r", "t")
-    assert len(f) == 0
+    f.add(make("t", provides="x"))
+    assert len(f) == 1
+    assert f.provides == frozenset({"x"})
 
 
 @pytest.mark.parametrize("pattern", PATTERNS)
@@ -167,11 +166,13 @@ def test_subflow_may_shadow_what_the_retry_provides(pattern: type[flow.Flow]) ->
 
 
 @pytest.mark.parametrize("pattern", PATTERNS)
-def test_retry_requiring_what_an_item_provides_is_a_dependency_failure(pattern: type[flow.Flow]) -> None:
+def test_a_retry_may_require_what_an_item_provides(pattern: type[flow.Flow]) -> None:
+    # As in TaskFlow: the retry runs before its items, so the value must come from
+    # outside the flow; the flow still requires it, and validation says so if nobody gives it.
     f = pattern("f", retry=retry.AlwaysRevert(name="r", requires=["x"]))
-    with pytest.raises(exc.DependencyFailure, match="'r'.*\\['x'\\].*'t'"):
-        f.add(make("t", provides="x"))
-    assert len(f) == 0
+    f.add(make("t", provides="x"))
+    assert f.requires == frozenset({"x"})
+    assert f.provides == frozenset({"x"})
 
 
 @pytest.mark.parametrize("pattern", PATTERNS)
