@@ -694,7 +694,7 @@ def atom_detail_class(type_name: str) -> type[AtomDetail]:
     try:
         return _CLASSES[type_name]
     except (KeyError, TypeError):
-        raise TypeError(f"unknown atom detail type {type_name!r}; known: {', '.join(ATOM_TYPES)}") from None
+        raise TypeError(f"Unknown atom type '{type_name}' (known: {', '.join(ATOM_TYPES)})") from None
 
 
 def atom_detail_type(ad: AtomDetail) -> str:
@@ -707,4 +707,4 @@ def atom_detail_type(ad: AtomDetail) -> str:
         name = _TYPE_NAMES.get(cls)
         if name is not None:
             return name
-    raise TypeError(f"unknown atom detail {ad!r} ({type(ad).__name__})")
+    raise TypeError(f"Unknown atom '{ad!r}' ({type(ad).__name__})")

@@ -64,6 +64,7 @@ REQUIRED: dict[str, set[str]] = {
     "flowkit.persistence.models": {"AtomDetail", "FlowDetail", "LogBook", "RetryDetail", "TaskDetail"},
     "flowkit.persistence.base": {"Backend", "Connection"},
     "flowkit.persistence.backends": {"backend", "fetch"},
+    "flowkit.persistence.path_based": {"PathBasedBackend", "PathBasedConnection"},
     "flowkit.engines.worker_based.engine": {"WorkerBasedActionEngine"},
     "flowkit.engines.worker_based.worker": {"Worker"},
     "flowkit.storage": {"Storage"},
