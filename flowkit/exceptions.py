@@ -14,6 +14,7 @@ The tree (names follow TaskFlow's so ``except`` clauses migrate unchanged)::
      |    +-- DependencyFailure                 symbols or links cannot be satisfied
      |    |    +-- AmbiguousDependency          two providers, no way to choose
      |    |    +-- MissingDependencies          nobody provides a required symbol
+     |    |    +-- TypeMismatch (TypeError)     a provider's type cannot satisfy a consumer's
      |    +-- CompilationFailure                a flow cannot be turned into a graph
      |    |    +-- InvalidFlowItem (TypeError)  something not an atom or flow was added
      |    +-- IncompatibleVersion
@@ -25,6 +26,8 @@ The tree (names follow TaskFlow's so ``except`` clauses migrate unchanged)::
      |    +-- InvalidFormat                     a value has the wrong shape
      |    |    +-- InvalidEngineOption (TypeError)
      |    |    +-- ResultUnpackError            a result does not fit ``provides``
+     |    |    +-- InvalidResult (TypeError)    a result is not of its declared type
+     |    +-- FlowSpecError (ValueError)        a declarative flow spec is wrong
      |    +-- DisallowedAccess
      +-- WrappedFailure                         several failures at once
     NotImplementedError
@@ -55,11 +58,13 @@ __all__ = [
     "Duplicate",
     "Empty",
     "ExecutionFailure",
+    "FlowSpecError",
     "FlowkitError",
     "IncompatibleVersion",
     "InvalidEngineOption",
     "InvalidFlowItem",
     "InvalidFormat",
+    "InvalidResult",
     "InvalidState",
     "JobFailure",
     "MissingDependencies",
@@ -70,6 +75,7 @@ __all__ = [
     "ResultUnpackError",
     "StorageFailure",
     "TaskFlowException",
+    "TypeMismatch",
     "UnclaimableJob",
     "UnknownEngine",
     "WrappedFailure",
@@ -239,6 +245,41 @@ class MissingDependencies(DependencyFailure):
         self.method = method
 
 
+class TypeMismatch(DependencyFailure, TypeError):
+    """A provider's declared result type cannot satisfy a consumer's declared argument type.
+
+    Raised when a flow is compiled, before anything runs; only atoms whose
+    ``execute`` is annotated on both ends are checked.
+
+    Attributes:
+        symbol: the symbol passed from one to the other.
+        provider: the name of the atom whose result it is.
+        consumer: the name of the atom that requires it.
+        argument: the consumer's argument the symbol feeds.
+        provided: the provider's declared type, as text.
+        required: the consumer's declared type, as text.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        symbol: str,
+        provider: str,
+        consumer: str,
+        argument: str,
+        provided: str,
+        required: str,
+    ) -> None:
+        super().__init__(message)
+        self.symbol = symbol
+        self.provider = provider
+        self.consumer = consumer
+        self.argument = argument
+        self.provided = provided
+        self.required = required
+
+
 class CompilationFailure(TaskFlowException):
     """A flow cannot be compiled into an execution graph."""
 
@@ -331,6 +372,65 @@ class ResultUnpackError(InvalidFormat):
         super().__init__(message)
         self.atom = atom
         self.provides = tuple(provides)
+
+
+class InvalidResult(InvalidFormat, TypeError):
+    """An atom returned (or was given) a value that is not of its declared type.
+
+    Raised by run-time type validation; it fails the atom, so the flow reverts.
+
+    Attributes:
+        atom: the atom's name.
+        what: ``"result"`` or the name of the argument that was checked.
+        expected: the declared type, as text.
+    """
+
+    def __init__(
+        self, message: str, *, atom: str | None = None, what: str = "result", expected: str = ""
+    ) -> None:
+        super().__init__(message)
+        self.atom = atom
+        self.what = what
+        self.expected = expected
+
+
+class FlowSpecError(TaskFlowException, ValueError):
+    """A declarative flow spec (dict, YAML or JSON) is wrong; nothing has run.
+
+    The message starts with where: the file (when read from one), the line
+    (when known), the task and the key at fault.
+
+    Attributes:
+        source: the file the spec was read from (``None`` for a dict).
+        task: the spec's task key at fault (``None`` for flow-level keys).
+        key: the key at fault, dotted (``"inputs.amount"``, ``"after"``...).
+        line: the 1-based line in ``source``, when known.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        source: str | None = None,
+        task: str | None = None,
+        key: str | None = None,
+        line: int | None = None,
+    ) -> None:
+        where = []
+        if source is not None:
+            where.append(str(source))
+        if line is not None:
+            where.append(f"line {line}")
+        if task is not None:
+            where.append(f"task '{task}'")
+        if key is not None:
+            where.append(f"key '{key}'")
+        super().__init__(f"{', '.join(where)}: {message}" if where else message)
+        self.source = source
+        self.task = task
+        self.key = key
+        self.line = line
+        self.reason = message
 
 
 class DisallowedAccess(TaskFlowException):

@@ -4,8 +4,8 @@ The layers, lowest first (a module may import its own layer and those
 below it, never one above)::
 
     base        exceptions, states, types, logging, version, _utils
-    atoms       atom, task, retry, deciders
-    patterns    flow, patterns
+    atoms       atom, task, retry, deciders, typed
+    patterns    flow, patterns, declarative (specs compile to patterns)
     persistence persistence
     engines     engines (compiler, scheduler, drivers), storage (with _run_state,
                 _atom_record and _detail_sync)
@@ -47,8 +47,10 @@ LAYERS: dict[str, str] = {
     "flowkit.task": "atoms",
     "flowkit.retry": "atoms",
     "flowkit.deciders": "atoms",
+    "flowkit.typed": "atoms",
     "flowkit.flow": "patterns",
     "flowkit.patterns": "patterns",
+    "flowkit.declarative": "patterns",
     "flowkit.persistence": "persistence",
     "flowkit.engines": "engines",
     "flowkit.storage": "engines",

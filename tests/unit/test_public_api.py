@@ -126,6 +126,8 @@ REQUIRED: dict[str, set[str]] = {
         "SerialTaskExecutor",
         "TaskExecutor",
     },
+    "flowkit.declarative": {"FlowSpecError", "load_flow", "register", "schema"},
+    "flowkit.typed": {"Contract", "check_compilation", "contract_of", "satisfies", "validator_for"},
     "flowkit.types.failure": {"Failure"},
     "flowkit.types.notifier": {"Notifier", "RestrictedNotifier"},
     "flowkit.listeners.base": {"DEFAULT_LISTEN_FOR", "DumpingListener", "Listener"},

@@ -1,0 +1,73 @@
+"""Flows as data: a dict, YAML or JSON spec compiled to an ordinary graph flow.
+
+.. code-block:: yaml
+
+    name: pricing
+    tasks:
+      fetch:  {task: myapp.tasks:FetchPrices, inputs: {symbol: AAPL}}
+      fx:     {task: myapp.tasks:FetchRate,   inputs: {currency: EUR}}
+      price:  {task: myapp.tasks:Convert,     inputs: {amount: "${fetch.close}", rate: "${fx}"}}
+      notify: {task: myapp.tasks:Notify,      inputs: {text: "price is ${price}"}, after: [fx]}
+
+``load_flow("pricing.yaml")`` returns a :class:`~flowkit.patterns.graph_flow.Flow`
+that any engine runs, persists and resumes. Every mistake in a spec is a
+:class:`~flowkit.exceptions.FlowSpecError` raised by :func:`load_flow`, before
+anything runs, naming the file, line, task and key. The format is described by a
+JSON Schema shipped in the package (:func:`schema`, :data:`SCHEMA_PATH`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from flowkit.declarative._build import TASK_OPTIONS, build_flow
+from flowkit.declarative._registry import register, registered, unregister
+from flowkit.declarative._source import read_spec
+from flowkit.exceptions import FlowSpecError
+from flowkit.patterns import graph_flow
+
+__all__ = [
+    "SCHEMA_PATH",
+    "TASK_OPTIONS",
+    "FlowSpecError",
+    "is_spec_path",
+    "load_flow",
+    "register",
+    "registered",
+    "schema",
+    "unregister",
+]
+
+#: The JSON Schema of the spec format, shipped as package data.
+SCHEMA_PATH = Path(__file__).with_name("flow-spec.schema.json")
+
+_SPEC_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def load_flow(spec: Any) -> graph_flow.Flow:
+    """Build the flow a spec describes.
+
+    Args:
+        spec: a mapping, or the path (str or path-like) of a ``.yaml``/``.yml``
+            or ``.json`` file (YAML needs ``pip install 'flowkit[declarative]'``).
+
+    Returns:
+        An ordinary graph flow: one atom per spec task, named after the task.
+
+    Raises:
+        FlowSpecError: the spec cannot be read or is wrong; nothing has run.
+    """
+    return build_flow(read_spec(spec))
+
+
+def is_spec_path(target: str) -> bool:
+    """Whether a command-line TARGET names a spec file (by its suffix) rather than a factory."""
+    return target.lower().endswith(_SPEC_SUFFIXES)
+
+
+def schema() -> dict[str, Any]:
+    """The JSON Schema of the spec format, as a dict."""
+    loaded: dict[str, Any] = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+    return loaded

@@ -1,0 +1,367 @@
+"""From spec data to an ordinary graph flow, checking everything on the way.
+
+Each spec task becomes one atom named after its key (or its ``name:``) whose
+result is stored under the symbol of its key, so ``${fetch}`` is simply the
+symbol ``fetch``. Constants become the atom's ``inject`` values, whole
+references ``rebind`` entries, and inputs with fields or text go through a
+:class:`~flowkit.declarative._spec_task.SpecTask` adapter. A ``retry:`` puts the
+atom in a one-item linear flow with a :class:`~flowkit.retry.Times` controller;
+``after:`` is a graph link. Nothing here is an engine feature: the result is the
+flow one would have written by hand, so it persists and resumes like any other.
+
+Checks, all before the flow exists, each naming the file, line, task and key:
+the shape of every key (the JSON Schema says the same), unknown task, unknown
+and missing inputs, references to unknown tasks, parameters or fields, cycles
+through references and ``after:``, and constant inputs or references whose
+declared type cannot fit the argument's annotation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import graphlib
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from flowkit import typed
+from flowkit._utils import reflection
+from flowkit.atom import Atom
+from flowkit.declarative import _refs
+from flowkit.declarative._registry import UnknownTask, resolve_task
+from flowkit.declarative._source import Source
+from flowkit.declarative._spec_task import SpecTask
+from flowkit.patterns import graph_flow, linear_flow
+from flowkit.retry import Times
+from flowkit.task import BaseTask, FunctorTask
+
+__all__ = ["TASK_OPTIONS", "build_flow"]
+
+_TOP_KEYS = ("name", "description", "parameters", "tasks")
+#: The keys a task may have besides ``task`` and ``inputs``.
+TASK_OPTIONS = ("after", "retry", "timeout", "cache", "topic", "name")
+_TASK_KEYS = ("task", "inputs", *TASK_OPTIONS)
+
+
+@dataclass(slots=True)
+class _Task:
+    key: str
+    name: str
+    path: str
+    target: Callable[..., Any]
+    inputs: dict[str, _refs.Value]
+    after: list[str]
+    retry: int | None
+    timeout: float | None
+    cache: bool | None
+    topic: str | None
+
+
+def build_flow(source: Source) -> graph_flow.Flow:
+    """Check ``source`` and build its flow.
+
+    Raises:
+        FlowSpecError: the first problem found.
+    """
+    data = source.data
+    if not isinstance(data, Mapping):
+        raise source.error(f"a flow spec is a mapping with a 'tasks' key, not {type(data).__name__}")
+    for key in data:
+        if key not in _TOP_KEYS:
+            raise source.error(f"unknown key {key!r}; a spec has {list(_TOP_KEYS)}", key=str(key))
+    name = data.get("name")
+    if name is None:
+        name = Path(source.path).stem if source.path else "declarative"
+    if not isinstance(name, str) or not name:
+        raise source.error(f"the flow name must be a non-empty string, not {name!r}", key="name")
+    parameters = _parameters(source, data.get("parameters", []))
+    tasks = data.get("tasks")
+    if not isinstance(tasks, Mapping) or not tasks:
+        raise source.error("'tasks' must be a non-empty mapping of task name -> task", key="tasks")
+    specs = [_parse_task(source, str(key), body) for key, body in tasks.items()]
+    keys = {spec.key for spec in specs}
+    for clash in sorted(keys & parameters):
+        raise source.error(f"{clash!r} is both a task and a parameter", task=clash)
+    _check_names(source, specs)
+    _check_references(source, specs, keys | parameters)
+    _check_cycles(source, specs)
+    by_key = {spec.key: spec for spec in specs}
+    atoms: dict[str, BaseTask] = {}
+    for spec in specs:
+        atoms[spec.key] = _make_atom(source, spec, by_key, atoms)
+    flow = graph_flow.Flow(name)
+    items: dict[str, Any] = {}
+    for spec in specs:
+        item: Any = atoms[spec.key]
+        if spec.retry is not None:
+            item = linear_flow.Flow(
+                f"{spec.name}-retry", retry=Times(spec.retry, name=f"{spec.name}-retry")
+            ).add(item)
+        items[spec.key] = item
+    flow.add(*items.values())
+    for spec in specs:
+        for before in spec.after:
+            flow.link(items[before], items[spec.key])
+    return flow
+
+
+def _parameters(source: Source, value: Any) -> set[str]:
+    if not isinstance(value, list) or not all(isinstance(p, str) and p for p in value):
+        raise source.error(
+            "'parameters' must be a list of names given at run time (store=)", key="parameters"
+        )
+    return set(value)
+
+
+def _parse_task(source: Source, key: str, body: Any) -> _Task:
+    if not isinstance(body, Mapping):
+        raise source.error(f"a task is a mapping with a 'task' key, not {type(body).__name__}", task=key)
+    for option in body:
+        if option not in _TASK_KEYS:
+            raise source.error(
+                f"unknown key {option!r}; a task has {list(_TASK_KEYS)}", task=key, key=str(option)
+            )
+    path = body.get("task")
+    if not isinstance(path, str) or not path:
+        raise source.error(
+            "'task' must name a registered task or an import path module:Name", task=key, key="task"
+        )
+    try:
+        target = resolve_task(path)
+    except UnknownTask as err:
+        raise source.error(f"unknown task: {err}", task=key, key="task") from err
+    raw_inputs = body.get("inputs", {})
+    if not isinstance(raw_inputs, Mapping):
+        raise source.error("'inputs' must be a mapping of argument -> value", task=key, key="inputs")
+    inputs: dict[str, _refs.Value] = {}
+    for arg, value in raw_inputs.items():
+        try:
+            inputs[str(arg)] = _refs.parse_value(value)
+        except _refs.RefSyntaxError as err:
+            raise source.error(str(err), task=key, key=f"inputs.{arg}") from err
+    after = body.get("after", [])
+    if isinstance(after, str):
+        after = [after]
+    if not isinstance(after, list) or not all(isinstance(a, str) for a in after):
+        raise source.error("'after' must be a task name or a list of them", task=key, key="after")
+    return _Task(
+        key=key,
+        name=_option(source, key, body, "name", str, key),
+        path=path,
+        target=target,
+        inputs=inputs,
+        after=after,
+        retry=_option(source, key, body, "retry", int, None),
+        timeout=_option(source, key, body, "timeout", float, None),
+        cache=_option(source, key, body, "cache", bool, None),
+        topic=_option(source, key, body, "topic", str, None),
+    )
+
+
+def _option(source: Source, task: str, body: Mapping[str, Any], key: str, kind: type, default: Any) -> Any:
+    value = body.get(key, default)
+    if value is default:
+        return value
+    ok = isinstance(value, kind) and not (kind is not bool and isinstance(value, bool))
+    if kind is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+    elif kind is int:
+        ok = ok and value >= 0
+    elif kind is str:
+        ok = ok and bool(value)
+    if not ok:
+        wanted = {
+            int: "a whole number of retries, 0 or more",
+            float: "a number of seconds above 0",
+            bool: "true or false",
+            str: "a non-empty string",
+        }[kind]
+        raise source.error(f"{key!r} must be {wanted}, not {value!r}", task=task, key=key)
+    return float(value) if kind is float else value
+
+
+def _check_names(source: Source, specs: list[_Task]) -> None:
+    seen: dict[str, str] = {}
+    for spec in specs:
+        other = seen.get(spec.name)
+        if other is not None:
+            raise source.error(
+                f"atom name {spec.name!r} is also used by task {other!r}", task=spec.key, key="name"
+            )
+        seen[spec.name] = spec.key
+
+
+def _check_references(source: Source, specs: list[_Task], known: set[str]) -> None:
+    listed = ", ".join(sorted(known))
+    for spec in specs:
+        for arg, value in spec.inputs.items():
+            for ref in _refs.refs_in(value):
+                if ref.name not in known:
+                    raise source.error(
+                        f"{ref.text} names no task or parameter (known: {listed})",
+                        task=spec.key,
+                        key=f"inputs.{arg}",
+                    )
+                if ref.name == spec.key:
+                    raise source.error(
+                        f"{ref.text} refers to the task itself", task=spec.key, key=f"inputs.{arg}"
+                    )
+        for before in spec.after:
+            if before not in {s.key for s in specs}:
+                raise source.error(f"'after' names no task: {before!r}", task=spec.key, key="after")
+
+
+def _check_cycles(source: Source, specs: list[_Task]) -> None:
+    keys = {spec.key for spec in specs}
+    sorter: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter()
+    for spec in specs:
+        deps = {
+            ref.name for value in spec.inputs.values() for ref in _refs.refs_in(value) if ref.name in keys
+        }
+        sorter.add(spec.key, *deps, *spec.after)
+    try:
+        sorter.prepare()
+    except graphlib.CycleError as err:
+        cycle: list[str] = list(err.args[1])
+        path = " -> ".join(reversed(cycle))
+        first = cycle[-1]
+        spec = next(s for s in specs if s.key == first)
+        nxt = cycle[-2]
+        key = "after" if nxt in spec.after else _input_naming(spec, nxt)
+        raise source.error(f"the tasks form a cycle: {path}", task=first, key=key) from None
+
+
+def _input_naming(spec: _Task, name: str) -> str:
+    for arg, value in spec.inputs.items():
+        if any(ref.name == name for ref in _refs.refs_in(value)):
+            return f"inputs.{arg}"
+    return "inputs"
+
+
+def _factory(spec: _Task) -> Callable[..., BaseTask]:
+    target = spec.target
+    if isinstance(target, type):
+        if issubclass(target, BaseTask):
+            return lambda **kw: target(name=spec.name, **kw)
+        if issubclass(target, Atom):
+            raise TypeError(f"{spec.path} is an atom but not a task (retries cannot be spec tasks)")
+    return lambda **kw: FunctorTask(target, name=spec.name, **kw)
+
+
+def _make_atom(
+    source: Source, spec: _Task, by_key: Mapping[str, _Task], made: Mapping[str, BaseTask]
+) -> BaseTask:
+    try:
+        make = _factory(spec)
+        probe = make()
+    except (TypeError, ValueError) as err:
+        raise source.error(f"cannot make task {spec.path}: {err}", task=spec.key, key="task") from err
+    shape = reflection.inspect_callable(probe._arg_sources()[0])
+    for arg in spec.inputs:
+        if arg not in shape.all and not shape.accepts_kwargs:
+            raise source.error(
+                f"{spec.path} takes no argument {arg!r} (it takes {list(shape.all)})",
+                task=spec.key,
+                key=f"inputs.{arg}",
+            )
+    missing = [arg for arg in shape.required if arg not in spec.inputs]
+    if missing:
+        raise source.error(
+            f"missing input(s) {missing} that {spec.path} requires", task=spec.key, key="inputs"
+        )
+    contract = typed.contract_of(probe)
+    for arg, value in spec.inputs.items():
+        _check_type(source, spec, arg, value, contract.inputs.get(arg, typed.UNTYPED), made)
+    plain = all(
+        isinstance(v, _refs.Constant) or (isinstance(v, _refs.Ref) and not v.path)
+        for v in spec.inputs.values()
+    )
+    if plain:
+        inject = {a: v.value for a, v in spec.inputs.items() if isinstance(v, _refs.Constant)}
+        rebind = {a: v.name for a, v in spec.inputs.items() if isinstance(v, _refs.Ref)}
+        atom = make(provides=spec.key, rebind=rebind or None, inject=inject or None)
+    else:
+        if spec.topic is not None:
+            raise source.error(
+                "a task sent to workers (topic) takes constants and whole references (${task}) only, "
+                "since a worker runs the task itself",
+                task=spec.key,
+                key="topic",
+            )
+        symbols = sorted({ref.name for v in spec.inputs.values() for ref in _refs.refs_in(v)})
+        atom = SpecTask(probe, spec.inputs, symbols, provides=spec.key)
+    # Options other features read from the atom: timeouts (issue 13), caching, workers.
+    if spec.timeout is not None:
+        atom.timeout = spec.timeout  # type: ignore[attr-defined]
+    if spec.cache is not None:
+        atom.cache = spec.cache  # type: ignore[attr-defined]
+    if spec.topic is not None:
+        atom.topic = spec.topic  # type: ignore[attr-defined]
+    return atom
+
+
+def _check_type(
+    source: Source, spec: _Task, arg: str, value: _refs.Value, wanted: Any, made: Mapping[str, BaseTask]
+) -> None:
+    key = f"inputs.{arg}"
+    if isinstance(value, _refs.Constant):
+        if wanted is not typed.UNTYPED:
+            try:
+                typed.coerce_value(value.value, wanted)
+            except TypeError as err:
+                raise source.error(f"wrong type: {err}", task=spec.key, key=key) from err
+        return
+    if isinstance(value, _refs.Interpolation):
+        if not typed.satisfies(str, wanted):
+            raise source.error(f"text is not {typed.type_name(wanted)}", task=spec.key, key=key)
+        refs: list[_refs.Ref] = [p for p in value.parts if isinstance(p, _refs.Ref)]
+    elif isinstance(value, _refs.Ref):
+        refs = [value]
+    else:
+        refs = list(_refs.refs_in(value))
+    for ref in refs:
+        provider = made.get(ref.name)
+        if provider is None:  # a parameter
+            continue
+        declared = typed.contract_of(provider).result
+        for field in ref.path:
+            declared = _field_type(declared, field)
+            if declared is _NO_FIELD:
+                raise source.error(
+                    f"{ref.text}: task {ref.name!r} result has no field {field!r}", task=spec.key, key=key
+                )
+        if isinstance(value, _refs.Ref) and not typed.satisfies(declared, wanted):
+            raise source.error(
+                f"wrong type: {ref.text} is {typed.type_name(declared)}, "
+                f"argument {arg!r} wants {typed.type_name(wanted)}",
+                task=spec.key,
+                key=key,
+            )
+
+
+_NO_FIELD = object()
+_SCALARS = frozenset({int, float, complex, bool, str, bytes, type(None)})
+
+
+def _field_type(declared: Any, field: str | int) -> Any:
+    """The declared type of ``declared``'s field, UNTYPED when unknown, _NO_FIELD when absent."""
+    if declared is typed.UNTYPED or not isinstance(declared, type):
+        return typed.UNTYPED
+    if declared in _SCALARS:  # no keys, no items, only the attributes of the class
+        return typed.UNTYPED if isinstance(field, str) and hasattr(declared, field) else _NO_FIELD
+    fields: Mapping[str, Any] | None = None
+    model_fields = getattr(declared, "model_fields", None)
+    if isinstance(model_fields, Mapping):  # pydantic
+        fields = {name: info.annotation for name, info in model_fields.items()}
+    elif dataclasses.is_dataclass(declared) or typing.is_typeddict(declared) or hasattr(declared, "_fields"):
+        try:
+            fields = typing.get_type_hints(declared)
+        except Exception:
+            return typed.UNTYPED
+    if fields is None:
+        return typed.UNTYPED
+    if not isinstance(field, str) or field not in fields:
+        return _NO_FIELD
+    return fields[field]

@@ -1,0 +1,139 @@
+"""Reading a spec: a dict as given, or a YAML/JSON file, with the line of every key.
+
+Lines are what make an error in a 200-line spec findable, so YAML files are
+composed (PyYAML's node tree carries positions) and the line of each task and
+each of its keys is kept in a :class:`Lines` map beside the plain data.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from flowkit import exceptions as exc
+
+__all__ = ["Lines", "Source", "read_spec"]
+
+
+@dataclass(slots=True)
+class Lines:
+    """1-based lines of a spec's keys: ``(task, key)`` -> line; ``(task, None)`` for a task."""
+
+    by_key: dict[tuple[str | None, str | None], int] = field(default_factory=dict)
+
+    def find(self, task: str | None, key: str | None) -> int | None:
+        """The line of ``key`` of ``task``, else of the nearest enclosing key, else None."""
+        while key is not None:
+            line = self.by_key.get((task, key))
+            if line is not None:
+                return line
+            key = key.rpartition(".")[0] or None
+        return self.by_key.get((task, None))
+
+
+@dataclass(slots=True)
+class Source:
+    """A spec's data and where it came from."""
+
+    data: Any
+    path: str | None
+    lines: Lines
+
+    def error(self, message: str, task: str | None = None, key: str | None = None) -> exc.FlowSpecError:
+        """A :class:`~flowkit.exceptions.FlowSpecError` naming this source, the line, task and key."""
+        return exc.FlowSpecError(
+            message,
+            source=self.path,
+            task=task,
+            key=key,
+            line=self.lines.find(task, key) if self.path else None,
+        )
+
+
+def read_spec(spec: Any) -> Source:
+    """Turn ``spec`` (a mapping, or a path to a ``.yaml``/``.yml``/``.json`` file) into a Source.
+
+    Raises:
+        FlowSpecError: the file cannot be read or parsed (with the line for syntax
+            errors), or ``spec`` is neither a mapping nor a path.
+    """
+    if isinstance(spec, Mapping):
+        return Source(spec, None, Lines())
+    if not isinstance(spec, str | os.PathLike):
+        raise exc.FlowSpecError(
+            f"a flow spec is a mapping or the path of a YAML or JSON file, not {type(spec).__name__}"
+        )
+    path = Path(spec)
+    shown = str(spec)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise exc.FlowSpecError(f"cannot read the spec: {err.strerror or err}", source=shown) from err
+    except UnicodeDecodeError as err:
+        raise exc.FlowSpecError(f"the spec is not UTF-8 text: {err}", source=shown) from err
+    if path.suffix.lower() == ".json":
+        return _read_json(text, shown)
+    return _read_yaml(text, shown)
+
+
+def _read_json(text: str, shown: str) -> Source:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise exc.FlowSpecError(
+            f"invalid JSON: {err.msg} (column {err.colno})", source=shown, line=err.lineno
+        ) from err
+    return Source(data, shown, Lines())
+
+
+def _read_yaml(text: str, shown: str) -> Source:
+    try:
+        import yaml
+    except ImportError as err:
+        raise exc.FlowSpecError(
+            "reading a YAML spec needs PyYAML: pip install 'flowkit[declarative]' "
+            "(or use a .json file or a dict)",
+            source=shown,
+        ) from err
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+        problem = getattr(err, "problem", None) or str(err)
+        raise exc.FlowSpecError(
+            f"invalid YAML: {problem}", source=shown, line=None if mark is None else mark.line + 1
+        ) from err
+    lines = Lines()
+    if node is not None:
+        lines.by_key[(None, None)] = node.start_mark.line + 1
+        _index_lines(node, lines, yaml)
+    return Source(data, shown, lines)
+
+
+def _index_lines(root: Any, lines: Lines, yaml: Any) -> None:
+    if not isinstance(root, yaml.MappingNode):
+        return
+    for key_node, value_node in root.value:
+        key = key_node.value
+        lines.by_key[(None, str(key))] = key_node.start_mark.line + 1
+        if key != "tasks" or not isinstance(value_node, yaml.MappingNode):
+            continue
+        for task_node, body in value_node.value:
+            task = str(task_node.value)
+            lines.by_key[(task, None)] = task_node.start_mark.line + 1
+            _index_task(task, body, "", lines, yaml)
+
+
+def _index_task(task: str, node: Any, prefix: str, lines: Lines, yaml: Any) -> None:
+    if not isinstance(node, yaml.MappingNode):
+        return
+    for key_node, value_node in node.value:
+        key = f"{prefix}{key_node.value}"
+        lines.by_key[(task, key)] = key_node.start_mark.line + 1
+        if not prefix:  # one level down: inputs.<arg>
+            _index_task(task, value_node, key + ".", lines, yaml)

@@ -1,0 +1,95 @@
+"""The adapter for a spec task whose inputs need more than a symbol: fields and text.
+
+Most spec tasks need no adapter: constants become ``inject`` values and whole
+references (``${fetch}``) become ``rebind`` entries of the user's own task. An
+input such as ``${fetch.close}`` or ``"price is ${price}"`` must be computed
+from the referenced results just before ``execute``; :class:`SpecTask` does that
+and calls the user's task with the computed arguments. It keeps the user task's
+name and version, so the flow's atoms, states and stored results are the same
+as without it.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from typing import Any
+
+from flowkit import exceptions as exc
+from flowkit import typed
+from flowkit.declarative import _refs
+from flowkit.task import BaseTask, Task
+
+__all__ = ["SpecTask"]
+
+
+class SpecTask(Task):
+    """Run ``inner`` with inputs rendered from the referenced results.
+
+    Args:
+        inner: the user's task (named like this one).
+        inputs: argument -> parsed input value.
+        symbols: every task result or flow parameter the inputs reference.
+        provides: the symbol this task's result is stored under.
+    """
+
+    def __init__(
+        self, inner: BaseTask, inputs: Mapping[str, _refs.Value], symbols: list[str], provides: str
+    ) -> None:
+        self._inner = inner
+        self._inputs = dict(inputs)
+        super().__init__(inner.name, provides=provides, requires=symbols, auto_extract=False)
+        self.version = inner.version
+        revert = inner.revert
+        self._revert_takes_all = _accepts_kwargs(revert)
+        self._revert_args = frozenset(inspect.signature(revert).parameters)
+
+    @property
+    def inner(self) -> BaseTask:
+        """The user's task this adapter runs."""
+        return self._inner
+
+    def __flowkit_contract__(self) -> typed.Contract:
+        # Inputs are checked when the spec is loaded; the result is the inner task's.
+        return typed.Contract({}, typed.contract_of(self._inner).result)
+
+    def _render(self, values: Mapping[str, Any], strict: bool = True) -> dict[str, Any]:
+        out = {}
+        for arg, value in self._inputs.items():
+            try:
+                out[arg] = _refs.render(value, values)
+            except _refs.FieldMissing as err:
+                if strict:
+                    raise exc.NotFound(f"task '{self.name}', key 'inputs.{arg}': {err}") from err
+                # Reverting after that very error: revert gets the inputs that exist.
+        return out
+
+    def pre_execute(self) -> None:
+        self._inner._progress_sink = self._relay_progress
+        self._inner.pre_execute()
+
+    def post_execute(self) -> None:
+        self._inner.post_execute()
+        self._inner._progress_sink = None
+
+    def pre_revert(self) -> None:
+        self._inner.pre_revert()
+
+    def post_revert(self) -> None:
+        self._inner.post_revert()
+
+    def _relay_progress(self, _task: BaseTask, progress: float) -> None:
+        self.update_progress(progress)
+
+    def execute(self, **values: Any) -> Any:
+        return self._inner.execute(**self._render(values))
+
+    def revert(self, result: Any, flow_failures: Any, **values: Any) -> Any:
+        kwargs = self._render(values, strict=False)
+        if not self._revert_takes_all:
+            kwargs = {k: v for k, v in kwargs.items() if k in self._revert_args}
+        return self._inner.revert(result=result, flow_failures=flow_failures, **kwargs)
+
+
+def _accepts_kwargs(fn: Any) -> bool:
+    return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in inspect.signature(fn).parameters.values())

@@ -1,0 +1,400 @@
+"""Typed task inputs and outputs: an atom's ``execute`` annotations are its contract.
+
+``def execute(self, amount: float, rate: float) -> Price`` says that ``amount``
+and ``rate`` must be floats and that the result is a ``Price``. Three things use
+that contract:
+
+* the compiler's check (:func:`check_compilation`): a provider whose declared
+  result type cannot satisfy a consumer's declared argument type is a
+  :class:`~flowkit.exceptions.TypeMismatch` before anything runs. Only a
+  *certain* mismatch is an error: an unannotated side, ``Any``, a type variable
+  or a form this module does not understand is accepted (untyped stays unchecked);
+* run-time validation (:func:`validator_for`): a result that is not of its
+  declared type fails its atom with :class:`~flowkit.exceptions.InvalidResult`,
+  so the flow reverts. It is on by default only for pydantic models, and turned
+  on or off per task (``validate_types`` on the class or instance) or per engine
+  (the ``validate_types=`` option);
+* declarative specs, which check constant inputs against the annotations.
+
+With pydantic installed (``pip install 'flowkit[typed]'``) a model type is
+validated by pydantic and a mapping is turned into the model (which is how a
+model comes back from JSON: persistence, workers). Without it, values are
+checked with ``isinstance`` for the basic types: classes, ``None``, unions,
+``Literal``, and the element types of ``list``/``set``/``tuple``/``dict`` and
+their abstract bases. Anything else is accepted.
+
+Cost: contracts are read once per function (cached); an atom whose ``execute``
+has no annotations costs one dictionary lookup at compile time and nothing at
+run time.
+"""
+
+from __future__ import annotations
+
+import collections.abc as cabc
+import enum
+import functools
+import types
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from flowkit import exceptions as exc
+
+__all__ = [
+    "UNTYPED",
+    "Contract",
+    "Untyped",
+    "check_compilation",
+    "check_value",
+    "coerce_value",
+    "contract_of",
+    "has_pydantic",
+    "satisfies",
+    "type_name",
+    "validator_for",
+]
+
+
+class Untyped(enum.Enum):
+    """The type of something that carries no annotation (so is not checked)."""
+
+    UNTYPED = "untyped"
+
+
+UNTYPED = Untyped.UNTYPED
+
+
+@dataclass(frozen=True, slots=True)
+class Contract:
+    """What an atom's ``execute`` declares.
+
+    Attributes:
+        inputs: argument name -> annotation, for the annotated arguments only.
+        result: the return annotation, or :data:`UNTYPED`.
+    """
+
+    inputs: Mapping[str, Any]
+    result: Any
+
+    @property
+    def typed(self) -> bool:
+        """Whether anything at all is declared."""
+        return bool(self.inputs) or self.result is not UNTYPED
+
+
+_EMPTY = Contract({}, UNTYPED)
+
+
+def has_pydantic() -> bool:
+    """Whether pydantic (the ``typed`` extra) can be imported."""
+    return _pydantic() is not None
+
+
+@functools.cache
+def _pydantic() -> Any:
+    try:
+        import pydantic
+    except ImportError:
+        return None
+    return pydantic
+
+
+def _is_model(tp: Any) -> bool:
+    pydantic = _pydantic()
+    return pydantic is not None and isinstance(tp, type) and issubclass(tp, pydantic.BaseModel)
+
+
+# -- reading contracts -------------------------------------------------------------
+
+
+def contract_of(atom: Any) -> Contract:
+    """Return the :class:`Contract` of ``atom`` (cached per ``execute`` function).
+
+    An atom may define ``__flowkit_contract__()`` to declare its contract itself
+    (adapters that wrap another task do).
+    """
+    own = getattr(atom, "__flowkit_contract__", None)
+    if own is not None:
+        return own()  # type: ignore[no-any-return]
+    source = atom._arg_sources()[0]
+    return _contract_of_callable(getattr(source, "__func__", source))
+
+
+def _contract_of_callable(fn: Callable[..., Any]) -> Contract:
+    try:
+        return _cached_contract(fn)
+    except TypeError:  # an unhashable callable object
+        return _read_contract(fn)
+
+
+def _read_contract(fn: Callable[..., Any]) -> Contract:
+    target = fn if isinstance(fn, types.FunctionType | types.MethodType) else getattr(fn, "__call__", fn)  # noqa: B004 - the method, not callability
+    if not getattr(target, "__annotations__", None):
+        return _EMPTY
+    try:
+        hints = typing.get_type_hints(target, include_extras=False)
+    except Exception:  # an annotation that cannot be resolved is treated as absent
+        return _EMPTY
+    result = hints.pop("return", UNTYPED)
+    hints.pop("self", None)
+    if not hints and result is UNTYPED:
+        return _EMPTY
+    return Contract(types.MappingProxyType(hints), result)
+
+
+_cached_contract = functools.lru_cache(maxsize=4096)(_read_contract)
+
+
+def type_name(tp: Any) -> str:
+    """A short readable name for a type or annotation."""
+    if tp is UNTYPED:
+        return "untyped"
+    if isinstance(tp, type) and not typing.get_args(tp):
+        return tp.__qualname__ if tp.__module__ == "builtins" else f"{tp.__module__}.{tp.__qualname__}"
+    return repr(tp).replace("typing.", "")
+
+
+# -- static compatibility ----------------------------------------------------------
+
+_UNIONS = (typing.Union, types.UnionType)
+_NUMERIC_PROMOTIONS: dict[type, tuple[type, ...]] = {float: (int,), complex: (int, float)}
+
+
+def _strip(tp: Any) -> Any:
+    if tp is None:
+        return type(None)
+    while True:
+        origin = typing.get_origin(tp)
+        if origin is typing.Annotated:
+            tp = typing.get_args(tp)[0]
+        elif isinstance(tp, typing.NewType):
+            tp = tp.__supertype__
+        else:
+            return tp
+
+
+def satisfies(provided: Any, required: Any) -> bool:
+    """Tell whether a value declared as ``provided`` can be what ``required`` asks for.
+
+    False only for a certain mismatch (``str`` for ``int``, ``list[str]`` for
+    ``list[int]``...); unannotated, ``Any``, type variables and forms not
+    understood give True.
+    """
+    if provided is UNTYPED or required is UNTYPED:
+        return True
+    provided, required = _strip(provided), _strip(required)
+    if required is Any or required is object or provided is Any:
+        return True
+    if isinstance(required, typing.TypeVar) or isinstance(provided, typing.TypeVar):
+        return True
+    p_origin, r_origin = typing.get_origin(provided), typing.get_origin(required)
+    if p_origin in _UNIONS:
+        return all(satisfies(arg, required) for arg in typing.get_args(provided))
+    if r_origin in _UNIONS:
+        return any(satisfies(provided, arg) for arg in typing.get_args(required))
+    if p_origin is typing.Literal:
+        return all(satisfies(type(value), required) for value in typing.get_args(provided))
+    if r_origin is typing.Literal:
+        return any(
+            satisfies(provided, type(value)) or satisfies(type(value), provided)
+            for value in typing.get_args(required)
+        )
+    p_cls = p_origin if p_origin is not None else provided
+    r_cls = r_origin if r_origin is not None else required
+    if not isinstance(p_cls, type) or not isinstance(r_cls, type):
+        return True
+    try:
+        related = issubclass(p_cls, r_cls)
+    except TypeError:  # protocols, TypedDicts: not checkable by class
+        return True
+    if not related:
+        return p_cls in _NUMERIC_PROMOTIONS.get(r_cls, ())
+    return _parameters_satisfy(p_cls, typing.get_args(provided), typing.get_args(required))
+
+
+def _parameters_satisfy(cls: type, p_args: tuple[Any, ...], r_args: tuple[Any, ...]) -> bool:
+    if not p_args or not r_args:
+        return True
+    if issubclass(cls, tuple):
+        p_var = len(p_args) == 2 and p_args[1] is Ellipsis
+        r_var = len(r_args) == 2 and r_args[1] is Ellipsis
+        if r_var:
+            return all(satisfies(arg, r_args[0]) for arg in (p_args[:1] if p_var else p_args))
+        if p_var:
+            return all(satisfies(p_args[0], arg) for arg in r_args)
+        return len(p_args) == len(r_args) and all(map(satisfies, p_args, r_args))
+    if len(p_args) != len(r_args):
+        return True
+    return all(map(satisfies, p_args, r_args))
+
+
+def _provided_type(provider: Any, key: int | str | None) -> Any:
+    """The declared type of what a consumer reads from ``provider``'s result."""
+    result = contract_of(provider).result
+    if key is None or result is UNTYPED:
+        return result
+    result = _strip(result)
+    args = typing.get_args(result)
+    origin = typing.get_origin(result)
+    if isinstance(key, int) and origin is tuple and args:
+        if len(args) == 2 and args[1] is Ellipsis:
+            return args[0]
+        return args[key] if key < len(args) else UNTYPED
+    if isinstance(key, str):
+        if isinstance(origin, type) and issubclass(origin, cabc.Mapping) and len(args) == 2:
+            return args[1]
+        if typing.is_typeddict(result):
+            return typing.get_type_hints(result).get(key, UNTYPED)
+    return UNTYPED
+
+
+def check_compilation(compilation: Any) -> None:
+    """Check every provider -> consumer edge of a compiled flow against the annotations.
+
+    Args:
+        compilation: an engine's :class:`~flowkit.engines._compiler.Compilation`.
+
+    Raises:
+        TypeMismatch: the first edge whose declared types cannot match, naming
+            both atoms and the symbol.
+    """
+    nodes = compilation.nodes
+    for node in compilation.atoms:
+        inputs = contract_of(node.atom).inputs
+        if not inputs:
+            continue
+        for plan in node.exec_args:
+            required = inputs.get(plan.arg, UNTYPED)
+            if plan.provider < 0 or required is UNTYPED:
+                continue
+            provider = nodes[plan.provider]
+            provided = _provided_type(provider.atom, plan.key)
+            if not satisfies(provided, required):
+                raise exc.TypeMismatch(
+                    f"atom '{node.name}' requires '{plan.symbol}' (argument '{plan.arg}') as "
+                    f"{type_name(required)}, but atom '{provider.name}' provides it as "
+                    f"{type_name(provided)}",
+                    symbol=plan.symbol,
+                    provider=provider.name,
+                    consumer=node.name,
+                    argument=plan.arg,
+                    provided=type_name(provided),
+                    required=type_name(required),
+                )
+
+
+# -- values at run time ------------------------------------------------------------
+
+
+def check_value(value: Any, tp: Any) -> bool:
+    """Tell whether ``value`` is of type ``tp`` (basic types; see the module docs)."""
+    if tp is UNTYPED:
+        return True
+    tp = _strip(tp)
+    if tp is Any or tp is object or isinstance(tp, typing.TypeVar):
+        return True
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in _UNIONS:
+        return any(check_value(value, arg) for arg in args)
+    if origin is typing.Literal:
+        return any(value == arg and type(value) is type(arg) for arg in args)
+    cls = origin if origin is not None else tp
+    if not isinstance(cls, type):
+        return True
+    if cls is float and type(value) is int:
+        return True
+    if cls is complex and type(value) in (int, float):
+        return True
+    try:
+        if not isinstance(value, cls):
+            return False
+    except TypeError:  # protocols, TypedDicts
+        return True
+    if not args or isinstance(value, str | bytes):
+        return True
+    if isinstance(value, tuple) and issubclass(cls, tuple):
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(check_value(item, args[0]) for item in value)
+        return len(args) == len(value) and all(map(check_value, value, args))
+    if isinstance(value, cabc.Mapping) and len(args) == 2:
+        return all(check_value(k, args[0]) and check_value(v, args[1]) for k, v in value.items())
+    if isinstance(value, cabc.Collection) and len(args) == 1:
+        return all(check_value(item, args[0]) for item in value)
+    return True
+
+
+def coerce_value(value: Any, tp: Any) -> Any:
+    """Return ``value`` as a ``tp``, or raise ``TypeError`` saying why it is not one.
+
+    pydantic models (and, with pydantic, containers of them) are validated by
+    pydantic, which turns a mapping into the model; other types are checked
+    with :func:`check_value` and returned unchanged.
+    """
+    stripped = _strip(tp)
+    if _is_model(stripped):
+        if isinstance(value, stripped):
+            return value
+        try:
+            return stripped.model_validate(value)
+        except Exception as err:  # pydantic.ValidationError; its text says what is wrong
+            raise TypeError(str(err)) from err
+    if _pydantic() is not None and _mentions_model(stripped):
+        try:
+            return _adapter(stripped).validate_python(value)
+        except Exception as err:
+            raise TypeError(str(err)) from err
+    if not check_value(value, stripped):
+        raise TypeError(f"{_short(value)} ({type(value).__name__}) is not {type_name(stripped)}")
+    return value
+
+
+def _mentions_model(tp: Any) -> bool:
+    return _is_model(tp) or any(_mentions_model(arg) for arg in typing.get_args(tp))
+
+
+@functools.lru_cache(maxsize=256)
+def _adapter(tp: Any) -> Any:
+    return _pydantic().TypeAdapter(tp)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def validator_for(atom: Any, default: bool | None = None) -> Callable[[Any], Any] | None:
+    """The run-time check of ``atom``'s result, or None when it is not validated.
+
+    Whether a result is validated: the atom's ``validate_types`` attribute if it
+    is a bool, else ``default`` (the engine option) if given, else only when the
+    declared result type involves a pydantic model.
+
+    Returns:
+        A function taking the result and returning it (a mapping turned into its
+        model), raising :class:`~flowkit.exceptions.InvalidResult` when it does
+        not fit.
+    """
+    result = contract_of(atom).result
+    if result is UNTYPED:
+        return None
+    own = getattr(atom, "validate_types", None)
+    wanted = own if isinstance(own, bool) else default
+    if wanted is None:
+        wanted = _pydantic() is not None and _mentions_model(_strip(result))
+    if not wanted:
+        return None
+    name = atom.name
+
+    def validate(value: Any) -> Any:
+        try:
+            return coerce_value(value, result)
+        except TypeError as err:
+            raise exc.InvalidResult(
+                f"atom '{name}' returned a result that is not {type_name(result)}: {err}",
+                atom=name,
+                expected=type_name(result),
+            ) from err
+
+    return validate

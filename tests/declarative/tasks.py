@@ -1,0 +1,104 @@
+"""Tasks that spec tests name by import path (``tests.declarative.tasks:Name``)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from flowkit import task
+
+#: Every execute call, in order: (task name, kwargs). Tests clear it.
+CALLS: list[tuple[str, dict[str, Any]]] = []
+
+
+class FetchPrices(task.Task):
+    def execute(self, symbol: str) -> dict[str, float]:
+        CALLS.append((self.name, {"symbol": symbol}))
+        return {"close": 10.0, "open": 9.5}
+
+
+class FetchRate(task.Task):
+    def execute(self, currency: str) -> float:
+        CALLS.append((self.name, {"currency": currency}))
+        return 2.0
+
+
+class Convert(task.Task):
+    def execute(self, amount: float, rate: float) -> float:
+        CALLS.append((self.name, {"amount": amount, "rate": rate}))
+        return amount * rate
+
+
+class Notify(task.Task):
+    def execute(self, text: str) -> str:
+        CALLS.append((self.name, {"text": text}))
+        return text
+
+
+class Count(task.Task):
+    def execute(self, n: int) -> int:
+        return n
+
+
+class Untyped(task.Task):
+    def execute(self, value, extra=None):  # type: ignore[no-untyped-def]
+        CALLS.append((self.name, {"value": value}))
+        return value
+
+
+class Boom(task.Task):
+    def execute(self, value: Any = None) -> None:
+        raise RuntimeError("boom")
+
+
+class Recorded(task.Task):
+    """Records executes and reverts, for revert tests."""
+
+    def execute(self, value: Any = None) -> Any:
+        CALLS.append((self.name, {"value": value}))
+        return value
+
+    def revert(self, result: Any, flow_failures: Any, **kwargs: Any) -> None:
+        CALLS.append((self.name + ".revert", {"result": result}))
+
+
+def add(a: int, b: int = 0) -> int:
+    return a + b
+
+
+NOT_CALLABLE = 42
+
+
+@dataclasses.dataclass
+class Point:
+    x: int
+
+
+def point() -> Point:
+    return Point(1)
+
+
+try:
+    import pydantic
+except ImportError:  # the typed extra is optional; tests that need it skip
+    pydantic = None  # type: ignore[assignment]
+
+if pydantic is not None:
+
+    class Quote(pydantic.BaseModel):
+        close: float
+
+    def quote() -> Quote:
+        return Quote(close=4.0)
+
+
+class Step(task.Task):
+    """A task for generated flows: adds its inputs, fails when asked, records reverts."""
+
+    def execute(self, x: int, y: int = 0, z: int = 0, fail: bool = False) -> int:
+        if fail:
+            raise RuntimeError(f"{self.name} fails")
+        return x + y + z
+
+    def revert(self, result: Any, flow_failures: Any, **kwargs: Any) -> None:
+        CALLS.append((self.name + ".revert", {"result": result}))

@@ -1,0 +1,406 @@
+"""Loading specs: what they compile to, how they run, and every error naming file, task and key."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flowkit import declarative, engines, exceptions
+from flowkit.patterns import graph_flow
+from tests.declarative import tasks
+
+T = "tests.declarative.tasks"
+
+PRICING = f"""\
+name: pricing
+tasks:
+  fetch:  {{task: {T}:FetchPrices, inputs: {{symbol: AAPL}}}}
+  fx:     {{task: {T}:FetchRate,   inputs: {{currency: EUR}}}}
+  price:  {{task: {T}:Convert,     inputs: {{amount: "${{fetch.close}}", rate: "${{fx}}"}}}}
+  notify: {{task: {T}:Notify,      inputs: {{text: "price is ${{price}}"}}, after: [fx]}}
+"""
+
+
+@pytest.fixture(autouse=True)
+def _clear_calls() -> None:
+    tasks.CALLS.clear()
+
+
+def write(tmp_path: Path, text: str, name: str = "flow.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def spec(**tasks_: Any) -> dict[str, Any]:
+    return {"name": "f", "tasks": tasks_}
+
+
+def test_the_issue_example_runs_from_yaml(tmp_path: Path) -> None:
+    flow = declarative.load_flow(write(tmp_path, PRICING, "pricing.yaml"))
+    assert isinstance(flow, graph_flow.Flow)
+    assert flow.name == "pricing"
+    engine = engines.load(flow)
+    engine.run()
+    results = engine.storage.fetch_all()
+    assert results == {
+        "fetch": {"close": 10.0, "open": 9.5},
+        "fx": 2.0,
+        "price": 20.0,
+        "notify": "price is 20.0",
+    }
+
+
+def test_json_and_dict_specs_give_the_same_flow(tmp_path: Path) -> None:
+    data = {
+        "name": "pricing",
+        "tasks": {
+            "fx": {"task": f"{T}:FetchRate", "inputs": {"currency": "EUR"}},
+            "price": {"task": f"{T}:Convert", "inputs": {"amount": 3.0, "rate": "${fx}"}},
+        },
+    }
+    path = write(tmp_path, json.dumps(data), "pricing.json")
+    for source in (data, path, str(path)):
+        assert engines.run(declarative.load_flow(source)) == {"fx": 2.0, "price": 6.0}
+
+
+def test_after_orders_without_passing_data() -> None:
+    flow = declarative.load_flow(
+        spec(
+            first={"task": f"{T}:Recorded", "inputs": {"value": 1}},
+            second={"task": f"{T}:Recorded", "inputs": {"value": 2}, "after": "first"},
+        )
+    )
+    engines.run(flow, engine="parallel")
+    assert [name for name, _ in tasks.CALLS] == ["first", "second"]
+
+
+def test_registered_function_and_class() -> None:
+    declarative.register("spec-test-add", tasks.add)
+    declarative.register("spec-test-count", tasks.Count)
+    try:
+        flow = declarative.load_flow(
+            spec(
+                one={"task": "spec-test-count", "inputs": {"n": 1}},
+                two={"task": "spec-test-add", "inputs": {"a": "${one}", "b": 2}},
+            )
+        )
+        assert engines.run(flow) == {"one": 1, "two": 3}
+    finally:
+        declarative.unregister("spec-test-add")
+        declarative.unregister("spec-test-count")
+
+
+def test_register_refuses_a_second_target_under_one_name() -> None:
+    declarative.register("spec-test-dup", tasks.add)
+    try:
+        declarative.register("spec-test-dup", tasks.add)  # the same one again is fine
+        with pytest.raises(exceptions.Duplicate):
+            declarative.register("spec-test-dup", tasks.Count)
+    finally:
+        declarative.unregister("spec-test-dup")
+
+
+def test_register_as_decorator() -> None:
+    @declarative.register("spec-test-deco")
+    def double(x: int) -> int:
+        return 2 * x
+
+    try:
+        assert engines.run(declarative.load_flow(spec(d={"task": "spec-test-deco", "inputs": {"x": 4}}))) == {
+            "d": 8
+        }
+    finally:
+        declarative.unregister("spec-test-deco")
+
+
+def test_fields_of_mappings_sequences_and_objects() -> None:
+    declarative.register("spec-test-obj", type("O", (), {"attr": {"k": [5, 6]}}))
+    try:
+        flow = declarative.load_flow(
+            spec(
+                obj={"task": "spec-test-obj"},
+                use={"task": f"{T}:Untyped", "inputs": {"value": "${obj.attr.k.1}"}},
+                nested={
+                    "task": f"{T}:Untyped",
+                    "inputs": {"value": {"list": ["${use}", "x ${use} $${literal}"]}},
+                },
+            )
+        )
+        results = engines.run(flow)
+    finally:
+        declarative.unregister("spec-test-obj")
+    assert results["use"] == 6
+    assert results["nested"] == {"list": [6, "x 6 ${literal}"]}
+
+
+def test_pydantic_model_fields() -> None:
+    pytest.importorskip("pydantic")
+    flow = declarative.load_flow(
+        spec(
+            q={"task": f"{T}:quote"},
+            p={"task": f"{T}:Convert", "inputs": {"amount": "${q.close}", "rate": 2}},
+        )
+    )
+    assert engines.run(flow)["p"] == 8.0
+    err = load_error(
+        spec(
+            q={"task": f"{T}:quote"}, p={"task": f"{T}:Convert", "inputs": {"amount": "${q.high}", "rate": 2}}
+        )
+    )
+    assert (err.task, err.key) == ("p", "inputs.amount")
+    assert "no field 'high'" in str(err)
+
+
+def test_a_missing_field_at_run_time_fails_the_atom_and_reverts() -> None:
+    flow = declarative.load_flow(
+        spec(
+            a={"task": f"{T}:Recorded", "inputs": {"value": {"x": 1}}},
+            b={"task": f"{T}:Untyped", "inputs": {"value": "${a.y}"}},
+        )
+    )
+    with pytest.raises(exceptions.NotFound, match=r"task 'b', key 'inputs.value'.*no field 'y'"):
+        engines.run(flow)
+    assert ("a.revert", {"result": {"x": 1}}) in tasks.CALLS
+
+
+def test_parameters_come_from_the_store() -> None:
+    flow = declarative.load_flow(
+        {
+            "parameters": ["currency"],
+            "tasks": {"fx": {"task": f"{T}:FetchRate", "inputs": {"currency": "${currency}"}}},
+        }
+    )
+    assert engines.run(flow, store={"currency": "USD"})["fx"] == 2.0
+    assert tasks.CALLS == [("fx", {"currency": "USD"})]
+
+
+def test_options_are_kept_on_the_atoms() -> None:
+    flow = declarative.load_flow(
+        spec(
+            a={
+                "task": f"{T}:Untyped",
+                "inputs": {"value": 1},
+                "timeout": 2.5,
+                "cache": True,
+                "topic": "t",
+                "name": "A",
+            },
+        )
+    )
+    (atom,) = list(flow)
+    assert (atom.name, atom.timeout, atom.cache, atom.topic) == ("A", 2.5, True, "t")
+    assert engines.run(flow) == {"a": 1}
+
+
+def test_retry_wraps_the_task_in_a_times_controller() -> None:
+    attempts: list[int] = []
+
+    def flaky() -> str:
+        attempts.append(1)
+        if len(attempts) < 3:
+            raise RuntimeError("not yet")
+        return "ok"
+
+    declarative.register("spec-test-flaky", flaky)
+    try:
+        flow = declarative.load_flow(spec(f={"task": "spec-test-flaky", "retry": 3}))
+        assert engines.run(flow)["f"] == "ok"
+        assert len(attempts) == 3
+    finally:
+        declarative.unregister("spec-test-flaky")
+
+
+# -- errors ------------------------------------------------------------------------------
+
+
+def load_error(source: Any) -> exceptions.FlowSpecError:
+    with pytest.raises(exceptions.FlowSpecError) as err:
+        declarative.load_flow(source)
+    assert isinstance(err.value, exceptions.TaskFlowException)
+    return err.value
+
+
+BAD_SPECS = {
+    "unknown task": (
+        {"a": {"task": "no.such.module:Thing"}},
+        "a",
+        "task",
+        "cannot import module 'no.such.module'",
+    ),
+    "unknown registered name": (
+        {"a": {"task": "nothing-registered-so"}},
+        "a",
+        "task",
+        "no task is registered",
+    ),
+    "missing input": ({"a": {"task": f"{T}:Convert", "inputs": {"amount": 1.0}}}, "a", "inputs", "['rate']"),
+    "unknown input": (
+        {"a": {"task": f"{T}:Count", "inputs": {"n": 1, "m": 2}}},
+        "a",
+        "inputs.m",
+        "no argument 'm'",
+    ),
+    "unknown reference": (
+        {"a": {"task": f"{T}:Untyped", "inputs": {"value": "${nobody}"}}},
+        "a",
+        "inputs.value",
+        "${nobody} names no task",
+    ),
+    "unknown field": (
+        {
+            "a": {"task": f"{T}:Count", "inputs": {"n": 1}},
+            "b": {"task": f"{T}:Count", "inputs": {"n": "${a.x}"}},
+        },
+        "b",
+        "inputs.n",
+        None,
+    ),
+    "cycle": (
+        {
+            "a": {"task": f"{T}:Untyped", "inputs": {"value": "${b}"}},
+            "b": {"task": f"{T}:Untyped", "inputs": {"value": "${a}"}},
+        },
+        "a",
+        "inputs.value",
+        "cycle",
+    ),
+    "cycle through after": (
+        {
+            "a": {"task": f"{T}:Untyped", "inputs": {"value": 1}, "after": ["b"]},
+            "b": {"task": f"{T}:Untyped", "inputs": {"value": "${a}"}},
+        },
+        None,
+        None,
+        "cycle",
+    ),
+    "wrong constant type": (
+        {"a": {"task": f"{T}:Count", "inputs": {"n": "three"}}},
+        "a",
+        "inputs.n",
+        "wrong type",
+    ),
+    "wrong reference type": (
+        {
+            "a": {"task": f"{T}:Notify", "inputs": {"text": "x"}},
+            "b": {"task": f"{T}:Count", "inputs": {"n": "${a}"}},
+        },
+        "b",
+        "inputs.n",
+        "wrong type",
+    ),
+    "text for a number": (
+        {
+            "a": {"task": f"{T}:Count", "inputs": {"n": 1}},
+            "b": {"task": f"{T}:Count", "inputs": {"n": "x${a}"}},
+        },
+        "b",
+        "inputs.n",
+        "text is not int",
+    ),
+    "unknown task key": (
+        {"a": {"task": f"{T}:Count", "inputs": {"n": 1}, "retries": 2}},
+        "a",
+        "retries",
+        "unknown key",
+    ),
+    "bad retry": ({"a": {"task": f"{T}:Count", "inputs": {"n": 1}, "retry": -1}}, "a", "retry", "0 or more"),
+    "bad timeout": (
+        {"a": {"task": f"{T}:Count", "inputs": {"n": 1}, "timeout": "soon"}},
+        "a",
+        "timeout",
+        "seconds",
+    ),
+    "bad cache": (
+        {"a": {"task": f"{T}:Count", "inputs": {"n": 1}, "cache": "yes"}},
+        "a",
+        "cache",
+        "true or false",
+    ),
+    "after names nobody": (
+        {"a": {"task": f"{T}:Count", "inputs": {"n": 1}, "after": ["z"]}},
+        "a",
+        "after",
+        "'z'",
+    ),
+    "bad reference syntax": (
+        {"a": {"task": f"{T}:Untyped", "inputs": {"value": "${a b}"}}},
+        "a",
+        "inputs.value",
+        "not a reference",
+    ),
+    "not callable": ({"a": {"task": f"{T}:NOT_CALLABLE"}}, "a", "task", "not a task class"),
+    "fields on workers": (
+        {
+            "a": {"task": f"{T}:Count", "inputs": {"n": 1}},
+            "b": {"task": f"{T}:Untyped", "inputs": {"value": "n=${a}"}, "topic": "w"},
+        },
+        "b",
+        "topic",
+        "constants and whole references",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_SPECS))
+def test_spec_errors_name_the_task_and_key(case: str) -> None:
+    body, task, key, text = BAD_SPECS[case]
+    err = load_error({"name": "f", "tasks": body})
+    if task is not None:
+        assert (err.task, err.key) == (task, key)
+        assert f"task '{task}', key '{key}'" in str(err)
+    if text is not None:
+        assert text in str(err)
+
+
+def test_unknown_field_of_a_typed_dataclass_result() -> None:
+    err = load_error(spec(p={"task": f"{T}:point"}, q={"task": f"{T}:Count", "inputs": {"n": "${p.y}"}}))
+    assert (err.task, err.key) == ("q", "inputs.n")
+    ok = declarative.load_flow(
+        spec(p={"task": f"{T}:point"}, q={"task": f"{T}:Count", "inputs": {"n": "${p.x}"}})
+    )
+    assert engines.run(ok)["q"] == 1
+
+
+def test_errors_in_a_file_name_the_file_and_line(tmp_path: Path) -> None:
+    text = PRICING.replace("${fx}", "${fxx}")
+    path = write(tmp_path, text, "pricing.yaml")
+    err = load_error(path)
+    assert err.source == str(path)
+    assert err.line == 5
+    assert str(err).startswith(f"{path}, line 5, task 'price', key 'inputs.rate': ")
+
+
+def test_yaml_syntax_error_has_its_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "name: x\ntasks:\n  a: {task: [unclosed\n  b: 1\n")
+    err = load_error(path)
+    assert err.source == str(path)
+    assert err.line is not None and err.line >= 3
+    assert "invalid YAML" in str(err)
+
+
+def test_json_syntax_error_has_its_line(tmp_path: Path) -> None:
+    err = load_error(write(tmp_path, '{"tasks":\n  {"a": }\n}', "f.json"))
+    assert err.line == 2
+
+
+def test_missing_file_and_bad_shapes(tmp_path: Path) -> None:
+    assert "cannot read" in str(load_error(tmp_path / "nope.yaml"))
+    assert "mapping" in str(load_error(write(tmp_path, "- a\n- b\n")))
+    assert load_error({"tasks": {}}).key == "tasks"
+    assert load_error({"tasks": {"a": {"task": f"{T}:Count", "inputs": {"n": 1}}}, "extra": 1}).key == "extra"
+    assert "mapping" in str(load_error(42))
+
+
+def test_flow_spec_error_is_a_value_error_under_the_root() -> None:
+    assert issubclass(exceptions.FlowSpecError, exceptions.TaskFlowException)
+    assert issubclass(exceptions.FlowSpecError, ValueError)
+
+
+def test_is_spec_path() -> None:
+    assert declarative.is_spec_path("a/pricing.yaml")
+    assert declarative.is_spec_path("P.JSON")
+    assert not declarative.is_spec_path("myapp.flows:make")

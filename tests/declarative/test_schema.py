@@ -1,0 +1,59 @@
+"""The JSON Schema shipped in the package agrees with the loader about shapes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jsonschema
+import pytest
+
+from flowkit import declarative, exceptions
+
+T = "tests.declarative.tasks"
+GOOD = {
+    "name": "pricing",
+    "description": "d",
+    "parameters": ["currency"],
+    "tasks": {
+        "fx": {"task": f"{T}:FetchRate", "inputs": {"currency": "${currency}"}, "retry": 2, "timeout": 1.5},
+        "n": {
+            "task": f"{T}:Notify",
+            "inputs": {"text": "rate ${fx}"},
+            "after": "fx",
+            "cache": True,
+            "name": "N",
+        },
+    },
+}
+BAD_SHAPES: list[dict[str, Any]] = [
+    {"tasks": {}},
+    {"tasks": {"a": {"inputs": {}}}},
+    {"tasks": {"a": {"task": f"{T}:Count", "retry": -1}}},
+    {"tasks": {"a": {"task": f"{T}:Count", "timeout": 0}}},
+    {"tasks": {"a": {"task": f"{T}:Count", "cache": "yes"}}},
+    {"tasks": {"a": {"task": f"{T}:Count", "after": [1]}}},
+    {"tasks": {"a": {"task": f"{T}:Count", "unknown": 1}}},
+    {"tasks": {"a": {"task": f"{T}:Count"}}, "extra": 1},
+    {"tasks": {"a": {"task": f"{T}:Count"}}, "parameters": "x"},
+]
+
+
+def test_the_schema_is_valid_and_accepts_a_good_spec() -> None:
+    schema = declarative.schema()
+    jsonschema.Draft202012Validator.check_schema(schema)
+    jsonschema.validate(GOOD, schema)
+    declarative.load_flow(GOOD)
+
+
+@pytest.mark.parametrize("index", range(len(BAD_SHAPES)))
+def test_schema_and_loader_both_reject_bad_shapes(index: int) -> None:
+    bad = BAD_SHAPES[index]
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad, declarative.schema())
+    with pytest.raises(exceptions.FlowSpecError):
+        declarative.load_flow(bad)
+
+
+def test_the_task_options_listed_in_code_are_those_of_the_schema() -> None:
+    properties = declarative.schema()["$defs"]["task"]["properties"]
+    assert set(properties) == {"task", "inputs", *declarative.TASK_OPTIONS}

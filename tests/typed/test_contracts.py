@@ -1,0 +1,119 @@
+"""Contracts read from annotations, static compatibility, and basic value checks."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal, Optional, TypeVar, Union
+
+import pytest
+
+from flowkit import task, typed
+
+T = TypeVar("T")
+
+
+class Typed(task.Task):
+    def execute(self, a: int, b: list[str], c=None) -> dict[str, int]:  # type: ignore[no-untyped-def]
+        return {}
+
+
+class Plain(task.Task):
+    def execute(self, a, b):  # type: ignore[no-untyped-def]
+        return a
+
+
+def typed_function(x: float) -> str:
+    return str(x)
+
+
+def test_contract_of_a_task_class_and_a_function() -> None:
+    contract = typed.contract_of(Typed())
+    assert dict(contract.inputs) == {"a": int, "b": list[str]}
+    assert contract.result == dict[str, int]
+    functor = task.FunctorTask(typed_function)
+    assert dict(typed.contract_of(functor).inputs) == {"x": float}
+    assert typed.contract_of(functor).result is str
+
+
+def test_untyped_atoms_have_an_empty_contract() -> None:
+    contract = typed.contract_of(Plain())
+    assert not contract.typed
+    assert contract.result is typed.UNTYPED
+
+
+@pytest.mark.parametrize(
+    ("provided", "required"),
+    [
+        (int, int),
+        (int, float),
+        (bool, int),
+        (list[int], Sequence[int]),
+        (dict[str, int], Mapping[str, float]),
+        (int, Optional[int]),  # noqa: UP045 - the spelling under test
+        (int, int | str),
+        (Literal["a"], str),
+        (str, Literal["a", "b"]),
+        (Any, int),
+        (int, Any),
+        (T, int),
+        (tuple[int, int], tuple[int, ...]),
+        (typed.UNTYPED, int),
+        (int, object),
+        (None, Optional[str]),  # noqa: UP045
+    ],
+)
+def test_compatible_declarations(provided: Any, required: Any) -> None:
+    assert typed.satisfies(provided, required)
+
+
+@pytest.mark.parametrize(
+    ("provided", "required"),
+    [
+        (str, int),
+        (float, int),
+        (list[str], list[int]),
+        (int | None, int),
+        (Union[int, str], int),  # noqa: UP007
+        (dict[str, str], Mapping[str, int]),
+        (tuple[int, str], tuple[int, ...]),
+        (Literal[1], str),
+        (None, int),
+    ],
+)
+def test_certain_mismatches(provided: Any, required: Any) -> None:
+    assert not typed.satisfies(provided, required)
+
+
+@pytest.mark.parametrize(
+    ("value", "tp", "ok"),
+    [
+        (1, int, True),
+        (1, float, True),
+        (1.5, int, False),
+        ("x", int, False),
+        (None, Optional[int], True),  # noqa: UP045
+        ([1, 2], list[int], True),
+        ([1, "2"], list[int], False),
+        ({"a": 1}, dict[str, int], True),
+        ({"a": "b"}, dict[str, int], False),
+        ((1, "a"), tuple[int, str], True),
+        ((1, 2), tuple[int, str], False),
+        ("a", Literal["a", "b"], True),
+        ("c", Literal["a", "b"], False),
+        (object(), Any, True),
+    ],
+)
+def test_check_value_for_basic_types(value: Any, tp: Any, ok: bool) -> None:
+    assert typed.check_value(value, tp) is ok
+
+
+def test_coerce_value_turns_a_mapping_into_a_pydantic_model() -> None:
+    pydantic = pytest.importorskip("pydantic")
+
+    class Price(pydantic.BaseModel):
+        amount: float
+
+    assert typed.coerce_value({"amount": 2}, Price) == Price(amount=2.0)
+    with pytest.raises(TypeError, match="amount"):
+        typed.coerce_value({"amount": "lots"}, Price)
+    assert typed.coerce_value([{"amount": 1}], list[Price]) == [Price(amount=1.0)]
