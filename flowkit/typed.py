@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flowkit import exceptions as exc
+from flowkit.atom import Atom
 
 __all__ = [
     "UNTYPED",
@@ -84,6 +85,7 @@ class Contract:
 
 
 _EMPTY = Contract({}, UNTYPED)
+_DEFAULT_ARG_SOURCES = Atom._arg_sources
 
 
 def has_pydantic() -> bool:
@@ -108,12 +110,24 @@ def _is_model(tp: Any) -> bool:
 # -- reading contracts -------------------------------------------------------------
 
 
+#: Classes whose instances all share one contract (execute is a method of the class).
+_BY_CLASS: dict[type, Contract] = {}
+
+
 def contract_of(atom: Any) -> Contract:
     """Return the :class:`Contract` of ``atom`` (cached per ``execute`` function).
 
     An atom may define ``__flowkit_contract__()`` to declare its contract itself
     (adapters that wrap another task do).
     """
+    cls = type(atom)
+    found = _BY_CLASS.get(cls)
+    if found is not None:
+        return found
+    if cls._arg_sources is _DEFAULT_ARG_SOURCES and not hasattr(cls, "__flowkit_contract__"):
+        # One lookup per atom from now on: flows of 100,000 atoms of one class are common.
+        found = _BY_CLASS[cls] = _contract_of_callable(cls.execute)
+        return found
     own = getattr(atom, "__flowkit_contract__", None)
     if own is not None:
         return own()  # type: ignore[no-any-return]
