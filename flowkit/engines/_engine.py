@@ -20,6 +20,7 @@ from typing import Any, ClassVar, Protocol
 
 from flowkit import exceptions as exc
 from flowkit import states as st
+from flowkit import typed
 from flowkit._utils.asyncio_bridge import EventLoopThread
 from flowkit._utils.gc_pause import gc_paused
 from flowkit.engines import _compiler
@@ -134,12 +135,14 @@ class ActionEngine(Engine):
     enclosing retry instead of reverting only its own scope), ``never_resolve``
     (do not revert on failure: stop and end in FAILURE), ``inject_transient``
     (atom ``inject=`` values are not persisted; default True),
-    ``gather_statistics`` (default True).
+    ``gather_statistics`` (default True), ``check_types`` (compare the
+    ``execute`` annotations of providers and consumers when compiling; default
+    True, see :mod:`flowkit.typed`).
     """
 
     kind: ClassVar[str] = "action"
     OPTIONS: ClassVar[frozenset[str]] = frozenset(
-        {"defer_reverts", "never_resolve", "inject_transient", "gather_statistics"}
+        {"defer_reverts", "never_resolve", "inject_transient", "gather_statistics", "check_types"}
     )
 
     def __init__(
@@ -199,6 +202,8 @@ class ActionEngine(Engine):
             return
         with gc_paused():
             compilation = _compiler.compile_flow(self._flow)
+        if self._options.get("check_types", True):
+            typed.check_compilation(compilation)
         self._runtime = Runtime(
             compilation,
             self._storage,

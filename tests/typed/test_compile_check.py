@@ -1,0 +1,79 @@
+"""The engine checks declared types between providers and consumers before running."""
+
+from __future__ import annotations
+
+import pytest
+
+from flowkit import engines, exceptions, task
+from flowkit.patterns import graph_flow, linear_flow
+
+RAN: list[str] = []
+
+
+class MakeText(task.Task):
+    default_provides = "value"
+
+    def execute(self) -> str:
+        RAN.append(self.name)
+        return "text"
+
+
+class MakeNumber(task.Task):
+    default_provides = "value"
+
+    def execute(self) -> int:
+        RAN.append(self.name)
+        return 1
+
+
+class MakePair(task.Task):
+    default_provides = ("first", "second")
+
+    def execute(self) -> tuple[int, str]:
+        return 1, "a"
+
+
+class NeedsFloat(task.Task):
+    def execute(self, value: float) -> float:
+        RAN.append(self.name)
+        return value
+
+
+class NeedsInt(task.Task):
+    def execute(self, second: int) -> int:
+        return second
+
+
+class Untyped(task.Task):
+    default_provides = "value"
+
+    def execute(self):  # type: ignore[no-untyped-def]
+        return "anything"
+
+
+def test_a_mismatch_is_raised_before_anything_runs_naming_both_atoms_and_the_symbol() -> None:
+    RAN.clear()
+    flow = linear_flow.Flow("f").add(MakeText("maker"), NeedsFloat("user"))
+    with pytest.raises(exceptions.TypeMismatch) as err:
+        engines.run(flow)
+    assert (err.value.provider, err.value.consumer, err.value.symbol) == ("maker", "user", "value")
+    assert (err.value.provided, err.value.required) == ("str", "float")
+    assert "atom 'user' requires 'value'" in str(err.value)
+    assert isinstance(err.value, exceptions.DependencyFailure)
+    assert RAN == []
+
+
+def test_compatible_types_and_untyped_providers_run() -> None:
+    assert engines.run(linear_flow.Flow("f").add(MakeNumber("m"), NeedsFloat("u")))["value"] == 1
+    assert engines.run(graph_flow.Flow("g").add(Untyped("m"), NeedsFloat("u")))["value"] == "anything"
+
+
+def test_items_of_a_tuple_result_are_checked_by_position() -> None:
+    with pytest.raises(exceptions.TypeMismatch, match="'second'"):
+        engines.load(linear_flow.Flow("f").add(MakePair("p"), NeedsInt("n"))).compile()
+
+
+def test_the_check_can_be_turned_off() -> None:
+    engine = engines.load(linear_flow.Flow("f").add(MakeText("m"), NeedsFloat("u")), check_types=False)
+    engine.run()
+    assert engine.storage.fetch("value") == "text"
