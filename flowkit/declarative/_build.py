@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import graphlib
+import heapq
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -86,24 +87,26 @@ def build_flow(source: Source) -> graph_flow.Flow:
         raise source.error(f"{clash!r} is both a task and a parameter", task=clash)
     _check_names(source, specs)
     _check_references(source, specs, keys | parameters)
-    _check_cycles(source, specs)
+    order = _check_cycles(source, specs)
     by_key = {spec.key: spec for spec in specs}
     atoms: dict[str, BaseTask] = {}
     for spec in specs:
         atoms[spec.key] = _make_atom(source, spec, by_key, atoms)
     flow = graph_flow.Flow(name)
     items: dict[str, Any] = {}
-    for spec in specs:
-        item: Any = atoms[spec.key]
+    # One item at a time, providers first: then a new item has no successors yet, so
+    # graph_flow's cycle check is O(1) per item instead of a walk of the whole graph,
+    # and no earlier item can be waiting for it (resolve_existing would scan them all).
+    for key in order:
+        spec = by_key[key]
+        item: Any = atoms[key]
         if spec.retry is not None:
-            item = linear_flow.Flow(
-                f"{spec.name}-retry", retry=Times(spec.retry, name=f"{spec.name}-retry")
-            ).add(item)
-        items[spec.key] = item
-    flow.add(*items.values())
-    for spec in specs:
+            retry = Times(spec.retry, name=f"{spec.name}-retry")
+            item = linear_flow.Flow(f"{spec.name}-retry", retry=retry).add(item)
+        items[key] = item
+        flow.add(item, resolve_existing=False)
         for before in spec.after:
-            flow.link(items[before], items[spec.key])
+            flow.link(items[before], item)
     return flow
 
 
@@ -213,7 +216,8 @@ def _check_references(source: Source, specs: list[_Task], known: set[str]) -> No
                 raise source.error(f"'after' names no task: {before!r}", task=spec.key, key="after")
 
 
-def _check_cycles(source: Source, specs: list[_Task]) -> None:
+def _check_cycles(source: Source, specs: list[_Task]) -> list[str]:
+    """Return the task keys providers first (spec order where free), or raise on a cycle."""
     keys = {spec.key for spec in specs}
     sorter: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter()
     for spec in specs:
@@ -223,6 +227,7 @@ def _check_cycles(source: Source, specs: list[_Task]) -> None:
         sorter.add(spec.key, *deps, *spec.after)
     try:
         sorter.prepare()
+        return _stable_order(specs, keys)
     except graphlib.CycleError as err:
         cycle: list[str] = list(err.args[1])
         path = " -> ".join(reversed(cycle))
@@ -231,6 +236,32 @@ def _check_cycles(source: Source, specs: list[_Task]) -> None:
         nxt = cycle[-2]
         key = "after" if nxt in spec.after else _input_naming(spec, nxt)
         raise source.error(f"the tasks form a cycle: {path}", task=first, key=key) from None
+
+
+def _stable_order(specs: list[_Task], keys: set[str]) -> list[str]:
+    """A topological order of the tasks that keeps the spec's order wherever it can."""
+    position = {spec.key: i for i, spec in enumerate(specs)}
+    waiting_on: dict[str, set[str]] = {}
+    users: dict[str, list[str]] = {}
+    for spec in specs:
+        deps = {
+            ref.name for value in spec.inputs.values() for ref in _refs.refs_in(value) if ref.name in keys
+        }
+        deps.update(spec.after)
+        waiting_on[spec.key] = deps
+        for dep in deps:
+            users.setdefault(dep, []).append(spec.key)
+    ready = [position[k] for k, deps in waiting_on.items() if not deps]
+    heapq.heapify(ready)
+    order: list[str] = []
+    while ready:
+        key = specs[heapq.heappop(ready)].key
+        order.append(key)
+        for user in users.get(key, ()):
+            waiting_on[user].discard(key)
+            if not waiting_on[user]:
+                heapq.heappush(ready, position[user])
+    return order
 
 
 def _input_naming(spec: _Task, name: str) -> str:
