@@ -243,6 +243,16 @@ def _parameters_satisfy(cls: type, p_args: tuple[Any, ...], r_args: tuple[Any, .
     return all(map(satisfies, p_args, r_args))
 
 
+def _satisfies_cached(provided: Any, required: Any) -> bool:
+    try:
+        return _satisfies_memo(provided, required)
+    except TypeError:  # an unhashable annotation
+        return satisfies(provided, required)
+
+
+_satisfies_memo = functools.lru_cache(maxsize=1024)(satisfies)
+
+
 def _provided_type(provider: Any, key: int | str | None) -> Any:
     """The declared type of what a consumer reads from ``provider``'s result."""
     result = contract_of(provider).result
@@ -284,7 +294,7 @@ def check_compilation(compilation: Any) -> None:
                 continue
             provider = nodes[plan.provider]
             provided = _provided_type(provider.atom, plan.key)
-            if not satisfies(provided, required):
+            if provided is not required and not _satisfies_cached(provided, required):
                 raise exc.TypeMismatch(
                     f"atom '{node.name}' requires '{plan.symbol}' (argument '{plan.arg}') as "
                     f"{type_name(required)}, but atom '{provider.name}' provides it as "
