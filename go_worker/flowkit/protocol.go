@@ -30,6 +30,10 @@ const (
 	MaxMessageBytes = 1 << 20
 	// SecretEnv names the environment variable holding the signing secret.
 	SecretEnv = "FLOWKIT_WORKER_SECRET"
+	// MaxClockSkew is how far the clocks of engines and workers may disagree:
+	// a request id is remembered against replays until this long after its
+	// deadline, and an advert is stale three heartbeats plus this after its sent_at.
+	MaxClockSkew = 30 * time.Second
 	// ReplyMaxLen is the approximate length reply streams are trimmed to.
 	ReplyMaxLen = 100000
 )
@@ -75,6 +79,10 @@ func WorkersKey(namespace, topic string) string { return namespace + ":workers:"
 
 // WorkerKey is the hash holding one worker's notify envelope.
 func WorkerKey(namespace, workerID string) string { return namespace + ":worker:" + workerID }
+
+// SeenKey is the string a worker sets, once, for each request id it runs:
+// a replayed request finds it taken.
+func SeenKey(namespace, requestID string) string { return namespace + ":seen:" + requestID }
 
 // RepliesKey is the stream workers add responses for one engine to.
 func RepliesKey(namespace, engineID string) string { return namespace + ":replies:" + engineID }

@@ -254,6 +254,11 @@ func (w *Worker) Run(ctx context.Context) error {
 		defer close(beatDone)
 		w.beatLoop(beatStop)
 	}()
+	if len(w.secret) == 0 {
+		w.logf(slog.LevelWarn, "worker %s runs without a signing secret: anyone who can write to this Redis can make"+
+			" it run tasks and send their results anywhere; set %s (the same on engines and workers) in production",
+			w.id, SecretEnv)
+	}
 	w.logf(slog.LevelInfo, "worker %s serves topic %q with concurrency %d; tasks: %s",
 		w.id, w.opts.Topic, w.opts.Concurrency, strings.Join(w.registry.Names(), ", "))
 	w.readLoop()
@@ -404,20 +409,70 @@ func (w *Worker) dispatch(entries []redis.XMessage, deliveries map[string]int64)
 		fresh = append(fresh, entry)
 	}
 	w.mu.Unlock()
+	var accepted []*job
 	for _, entry := range fresh {
-		request := w.accept(entry, now, deliveries)
-		if request == nil {
-			continue
+		if request := w.accept(entry, now, deliveries); request != nil {
+			accepted = append(accepted, &job{entryID: entry.ID, request: request})
 		}
+	}
+	for _, j := range w.firstSightings(accepted, now) {
+		request := j.request
 		ctx, cancel := context.WithCancel(context.Background())
-		j := &job{entryID: entry.ID, request: request, cancel: cancel}
+		j.cancel = cancel
 		w.mu.Lock()
-		w.inFlight[entry.ID] = j
+		w.inFlight[j.entryID] = j
 		w.busy++
 		w.mu.Unlock()
 		w.send(request.ReplyTo, &Response{ID: request.ID, Worker: w.id, Event: EventRunning}, "")
 		go w.perform(ctx, j)
 	}
+}
+
+// firstSightings returns the jobs whose request id no other stream entry has
+// carried: replays are refused. Each request id is claimed once, with
+// SET {ns}:seen:{id} {entry id} NX kept until its deadline has surely passed
+// everywhere. A request read again from the same entry (taken over from a
+// dead worker) finds its own entry id there and runs; a copy added as a new
+// entry (a captured request replayed) finds another and is acknowledged
+// unanswered, with a warning. When Redis cannot be asked, the jobs are left
+// pending for a later delivery.
+func (w *Worker) firstSightings(jobs []*job, now float64) []*job {
+	if len(jobs) == 0 {
+		return nil
+	}
+	ctx := context.Background()
+	pipe := w.client.Pipeline()
+	sets := make([]*redis.BoolCmd, len(jobs))
+	gets := make([]*redis.StringCmd, len(jobs))
+	for i, j := range jobs {
+		key := SeenKey(w.opts.Namespace, j.request.ID)
+		keep := time.Duration((j.request.Deadline-now)*float64(time.Second)) + MaxClockSkew
+		sets[i] = pipe.SetNX(ctx, key, j.entryID, max(keep, time.Millisecond))
+		gets[i] = pipe.Get(ctx, key)
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		w.logf(slog.LevelWarn, "worker %s cannot check %d request(s) against replays, leaving them for a later delivery: %v",
+			w.id, len(jobs), err)
+		w.mu.Lock()
+		for _, j := range jobs {
+			delete(w.inFlight, j.entryID)
+		}
+		w.mu.Unlock()
+		w.signal()
+		return nil
+	}
+	fresh := make([]*job, 0, len(jobs))
+	for i, j := range jobs {
+		holder, err := gets[i].Result()
+		if sets[i].Val() || err != nil || holder == j.entryID {
+			fresh = append(fresh, j)
+			continue
+		}
+		w.logf(slog.LevelWarn, "worker %s refuses entry %s: request %s (task %s) is a replay, first seen in entry %s",
+			w.id, j.entryID, j.request.ID, j.request.Task, holder)
+		w.out.push(outItem{ack: j.entryID})
+	}
+	return fresh
 }
 
 // accept returns the request of a runnable entry; otherwise it queues the

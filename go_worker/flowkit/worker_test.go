@@ -764,3 +764,45 @@ func TestAnAnswerRedisRefusesIsDroppedAndLaterAnswersGoOut(t *testing.T) {
 		t.Fatalf("no log line names the refused request:\n%s", h.log)
 	}
 }
+
+func TestAReplayedRequestIsRefused(t *testing.T) {
+	h := newHarness(t)
+	h.start(nil)
+	request := h.request(tasks.EchoName, flowkit.ActionExecute, map[string]any{"value": "once"}, nil)
+	envelope, err := flowkit.Encode(request, nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.add(map[string]any(envelope))
+	if final := h.final(request.ID); final.Result != "once" {
+		t.Fatalf("final = %+v", final)
+	}
+	var replays []string
+	for i := 0; i < 3; i++ {
+		replays = append(replays, h.add(map[string]any(envelope)))
+	}
+	h.eventually("replays acknowledged and deleted", h.settled)
+	if got := h.responses(request.ID, 300*time.Millisecond); len(got) != 0 {
+		t.Fatalf("a replay was run: %v", events(got))
+	}
+	for _, id := range replays {
+		if !strings.Contains(h.log.String(), "refuses entry "+id+": request "+request.ID+" (task "+tasks.EchoName+") is a replay") {
+			t.Errorf("no log line names the replayed entry %s:\n%s", id, h.log)
+		}
+	}
+	if ttl := h.client.PTTL(context.Background(), flowkit.SeenKey(h.namespace, request.ID)).Val(); ttl < 30*time.Second || ttl > 61*time.Second {
+		t.Fatalf("the request id is remembered for %s, not until its deadline plus the clock skew", ttl)
+	}
+}
+
+func TestAWorkerWithoutASecretWarnsAtStart(t *testing.T) {
+	for _, secret := range []string{"", "s3cret"} {
+		h := newHarness(t)
+		h.secret = []byte(secret)
+		h.start(nil)
+		warned := strings.Contains(h.log.String(), "runs without a signing secret")
+		if warned != (secret == "") {
+			t.Errorf("secret %q: warned = %v:\n%s", secret, warned, h.log)
+		}
+	}
+}

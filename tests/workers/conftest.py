@@ -159,6 +159,7 @@ class WorkerFactory(Protocol):
         grace: float | None = None,
         secret: str | None = None,
         wait: bool = True,
+        url: str | None = None,
     ) -> WorkerProcess: ...
 
 
@@ -188,9 +189,10 @@ def _worker_args(
 
 
 @contextlib.contextmanager
-def _worker_factory(kind: str, url: str, command: Callable[[str], list[str]]) -> Iterator[WorkerFactory]:
+def _worker_factory(kind: str, url: str, command: Callable[[str, str], list[str]]) -> Iterator[WorkerFactory]:
     redis = services.require_module("redis", "redis")
     client = redis.Redis.from_url(url)
+    default_url = url
     started: list[WorkerProcess] = []
     logdir = Path(tempfile.mkdtemp(prefix=f"flowkit-{kind}-workers-"))
 
@@ -203,6 +205,7 @@ def _worker_factory(kind: str, url: str, command: Callable[[str], list[str]]) ->
         grace: float | None = None,
         secret: str | None = None,
         wait: bool = True,
+        url: str | None = None,
     ) -> WorkerProcess:
         env = dict(os.environ)
         env.pop("FLOWKIT_WORKER_SECRET", None)
@@ -210,7 +213,9 @@ def _worker_factory(kind: str, url: str, command: Callable[[str], list[str]]) ->
             env["FLOWKIT_WORKER_SECRET"] = secret
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
         env["PYTHONUNBUFFERED"] = "1"
-        argv = command(topic) + _worker_args(kind, heartbeat, visibility_timeout, concurrency, grace)
+        argv = command(topic, url or default_url) + _worker_args(
+            kind, heartbeat, visibility_timeout, concurrency, grace
+        )
         log_path = logdir / f"{len(started)}-{topic}.log"
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(
@@ -242,10 +247,10 @@ def _worker_factory(kind: str, url: str, command: Callable[[str], list[str]]) ->
 def python_worker(redis_flushed_url: str) -> Iterator[WorkerFactory]:
     """Start Python workers: ``python_worker(topic, heartbeat=..., ...)`` -> :class:`WorkerProcess`."""
 
-    def command(topic: str) -> list[str]:
+    def command(topic: str, url: str) -> list[str]:
         return [
             sys.executable, "-m", "flowkit", "worker",
-            "--redis", redis_flushed_url, "--topic", topic, "--tasks", TASKS_MODULE,
+            "--redis", url, "--topic", topic, "--tasks", TASKS_MODULE,
         ]  # fmt: skip
 
     with _worker_factory("python", redis_flushed_url, command) as factory:
@@ -291,8 +296,8 @@ def go_worker_binary() -> Iterator[str]:
 def go_worker(redis_flushed_url: str, go_worker_binary: str) -> Iterator[WorkerFactory]:
     """Start Go workers: ``go_worker(topic, heartbeat=..., ...)`` -> :class:`WorkerProcess`."""
 
-    def command(topic: str) -> list[str]:
-        return [go_worker_binary, "--redis", redis_flushed_url, "--topic", topic]
+    def command(topic: str, url: str) -> list[str]:
+        return [go_worker_binary, "--redis", url, "--topic", topic]
 
     with _worker_factory("go", redis_flushed_url, command) as factory:
         yield factory

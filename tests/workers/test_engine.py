@@ -722,3 +722,32 @@ def test_key_prefix_names_the_redis_keys_and_namespace_stays_the_entry_point_gro
     assert engine.storage.fetch("v") == "prefixed"
     assert client.exists(protocol.requests_key("elsewhere", topic))
     assert not list(client.scan_iter(f"{NS}:*"))
+
+
+def test_without_a_secret_the_engine_warns_once_that_results_can_be_forged(
+    scripted: Any, redis_flushed_url: str, topic: str, caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    from flowkit.engines.worker_based import engine as engine_module
+
+    monkeypatch.setattr(engine_module, "_WARNED_UNSIGNED", set())
+    caplog.set_level(logging.WARNING, logger=ENGINE_LOG)
+    scripted()
+    for _ in range(2):
+        load(chain(1), redis_flushed_url, topic, store={"value": 1}).run()
+    warnings = [r.getMessage() for r in caplog.records if "signing secret" in r.getMessage()]
+    assert len(warnings) == 1, warnings
+    assert "forge" in warnings[0] and protocol.SECRET_ENV in warnings[0]
+
+
+def test_with_a_secret_the_engine_does_not_warn_about_signing(
+    scripted: Any, redis_flushed_url: str, topic: str, caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    from flowkit.engines.worker_based import engine as engine_module
+
+    monkeypatch.setattr(engine_module, "_WARNED_UNSIGNED", set())
+    caplog.set_level(logging.WARNING, logger=ENGINE_LOG)
+    scripted(secret="s3cret")
+    load(chain(1), redis_flushed_url, topic, store={"value": 1}, secret="s3cret").run()
+    assert not [r for r in caplog.records if "signing secret" in r.getMessage()]

@@ -698,3 +698,18 @@ def test_an_answer_redis_refuses_is_dropped_with_a_warning_and_later_answers_go_
     finally:
         worker.stop(grace=0.5)
         assert worker.wait(10)
+
+
+@pytest.mark.parametrize(("secret", "warned"), [(None, True), ("s3cret", False)])
+def test_a_worker_without_a_secret_warns_at_start_that_anyone_can_command_it(
+    start_worker: Any, caplog: pytest.LogCaptureFixture, secret: str | None, warned: bool,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    monkeypatch.delenv(protocol.SECRET_ENV, raising=False)
+    caplog.set_level(logging.WARNING, logger=WORKER_LOG)
+    worker = start_worker(secret=secret)
+    worker.stop(grace=0.1)
+    found = [r.getMessage() for r in caplog.records if "signing secret" in r.getMessage()]
+    assert bool(found) is warned, found
+    if warned:
+        assert worker.worker_id in found[0] and protocol.SECRET_ENV in found[0]

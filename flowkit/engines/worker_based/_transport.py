@@ -171,15 +171,24 @@ def live_workers(
     topic: str,
     secret: bytes | None,
     max_bytes: int = protocol.MAX_MESSAGE_BYTES,
+    *,
+    now: float | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Read the live advertisements of ``topic``: worker id -> its ``notify`` message.
 
     Members whose expiry score has passed are removed from the set. An advert
     whose hash is gone, does not decode (bad signature, malformed), is not a
-    ``notify`` or names another topic is left out and the reason logged.
+    ``notify``, names another topic or is stale (its ``sent_at`` more than
+    three heartbeats plus :data:`~protocol.MAX_CLOCK_SKEW` before ``now``: a
+    dead worker's advert written back) is left out and the reason logged.
+
+    Args:
+        now: the current unix time (default: the real time).
     """
+    if now is None:
+        now = time.time()
     key = protocol.workers_key(namespace, topic)
-    now_ms = int(time.time() * 1000)
+    now_ms = int(now * 1000)
     pipe = client.pipeline(transaction=False)
     pipe.zremrangebyscore(key, "-inf", f"({now_ms}")
     pipe.zrange(key, 0, -1)
@@ -192,14 +201,18 @@ def live_workers(
         pipe.hgetall(protocol.worker_key(namespace, worker_id))
     adverts: dict[str, dict[str, Any]] = {}
     for worker_id, fields in zip(ids, pipe.execute(), strict=True):
-        message = _advert(worker_id, topic, fields, secret, max_bytes)
+        message = _advert(worker_id, topic, fields, secret, max_bytes, now)
         if message is not None:
             adverts[worker_id] = message
     return adverts
 
 
+#: Stale adverts already reported, so a replay repeated at every scan logs once.
+_REPORTED_STALE: dict[tuple[str, float], None] = {}
+
+
 def _advert(
-    worker_id: str, topic: str, fields: Mapping[Any, Any], secret: bytes | None, max_bytes: int
+    worker_id: str, topic: str, fields: Mapping[Any, Any], secret: bytes | None, max_bytes: int, now: float
 ) -> dict[str, Any] | None:
     if not fields:
         LOG.debug("worker %s of topic %r has no advertisement (expired or stopped)", worker_id, topic)
@@ -221,5 +234,23 @@ def _advert(
             message["worker"],
             message["topic"],
         )
+        return None
+    age = now - message["sent_at"]
+    if age > 3 * message["heartbeat"] + protocol.MAX_CLOCK_SKEW:
+        seen = (worker_id, message["sent_at"])
+        if seen not in _REPORTED_STALE:
+            if len(_REPORTED_STALE) >= 1000:
+                _REPORTED_STALE.clear()
+            _REPORTED_STALE[seen] = None
+            LOG.warning(
+                "ignoring the advertisement of worker %s of topic %r: it is stale, written %.1f s ago"
+                " (beyond three heartbeats of %g s and %g s of clock skew): a dead worker's advert"
+                " written back, or clocks that disagree",
+                worker_id,
+                topic,
+                age,
+                message["heartbeat"],
+                protocol.MAX_CLOCK_SKEW,
+            )
         return None
     return message

@@ -15,6 +15,7 @@ so a flow that cannot finish fails at once with :class:`~flowkit.exceptions.NotF
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -25,6 +26,8 @@ from flowkit.engines._engine import ActionEngine, Driver
 from flowkit.engines.worker_based import protocol
 
 __all__ = ["WorkerBasedActionEngine"]
+
+LOG = logging.getLogger(__name__)
 
 _KIND = "worker-based"
 _URL_SCHEMES = ("redis://", "rediss://", "unix://")
@@ -115,6 +118,8 @@ class WorkerBasedActionEngine(ActionEngine):
             for node in self._compiled().atoms
             if node.kind != _compiler.RETRY
         }
+        if self._secret is None:
+            _warn_unsigned(mask_url(self._url), self._namespace)
         client = _transport.connect(self._url, attempts=self._attempts, backoff=self._backoff)
         directory = Directory(self._topics, self._namespace, self._secret, self._max_bytes)
         try:
@@ -137,6 +142,25 @@ class WorkerBasedActionEngine(ActionEngine):
             max_in_flight=self._max_in_flight,
         )
         return RedisDriver(client, directory, settings)
+
+
+#: (masked URL, key prefix) pairs already warned about running unsigned in this process.
+_WARNED_UNSIGNED: set[tuple[str, str]] = set()
+
+
+def _warn_unsigned(url: str, key_prefix: str) -> None:
+    """Say, once per Redis and key prefix in a process, that unsigned messages can be forged."""
+    if (url, key_prefix) in _WARNED_UNSIGNED:
+        return
+    _WARNED_UNSIGNED.add((url, key_prefix))
+    LOG.warning(
+        "the worker-based engine runs without a signing secret on %s (key prefix %r): anyone who can"
+        " write to this Redis can forge task results and advertise workers; set %s or secret= (the"
+        " same on engines and workers) in production",
+        url,
+        key_prefix,
+        protocol.SECRET_ENV,
+    )
 
 
 def _bad(option: str, message: str) -> exc.InvalidEngineOption:

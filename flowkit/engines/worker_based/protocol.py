@@ -41,6 +41,7 @@ __all__ = [
     "EXECUTE",
     "FAILURE",
     "GROUP",
+    "MAX_CLOCK_SKEW",
     "MAX_MESSAGE_BYTES",
     "MISSING",
     "PROGRESS",
@@ -58,6 +59,7 @@ __all__ = [
     "requests_key",
     "resolve_secret",
     "response_message",
+    "seen_key",
     "sign",
     "task_name",
     "worker_key",
@@ -69,6 +71,11 @@ DEFAULT_NAMESPACE: Final = "flowkit"
 GROUP: Final = "workers"
 MAX_MESSAGE_BYTES: Final = 1 << 20
 SECRET_ENV: Final = "FLOWKIT_WORKER_SECRET"
+#: Seconds by which the clocks of engines and workers may disagree. Times in
+#: messages are compared across machines with this much slack: an advert is
+#: stale three heartbeats plus this after its ``sent_at``, and a request id is
+#: remembered (against replays) until this long after its ``deadline``.
+MAX_CLOCK_SKEW: Final = 30.0
 
 EXECUTE: Final = "execute"
 REVERT: Final = "revert"
@@ -136,6 +143,11 @@ def worker_key(namespace: str, worker_id: str) -> str:
 def replies_key(namespace: str, engine_id: str) -> str:
     """The stream workers add responses for one engine to."""
     return f"{namespace}:replies:{engine_id}"
+
+
+def seen_key(namespace: str, request_id: str) -> str:
+    """The string a worker sets, once, for each request id it runs: a replay finds it taken."""
+    return f"{namespace}:seen:{request_id}"
 
 
 def task_name(task_or_class: object) -> str:

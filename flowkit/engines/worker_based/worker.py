@@ -287,6 +287,14 @@ class Worker:
                 self._threads_count,
                 ", ".join(self.tasks),
             )
+            if self._secret is None:
+                LOG.warning(
+                    "worker %s runs without a signing secret: anyone who can write to this Redis can make"
+                    " it run tasks and send their results anywhere; set %s (the same on engines and"
+                    " workers) in production",
+                    self._worker_id,
+                    protocol.SECRET_ENV,
+                )
             self._read_loop(burst)
             self._drain()
         finally:
@@ -403,11 +411,10 @@ class Worker:
                     continue
                 self._in_flight[entry_id] = None
                 fresh.append((entry_id, fields))
+        accepted: list[_Job] = []
         for entry_id, fields in fresh:
             try:
                 job = self._accept(entry_id, fields, now, deliveries, outs)
-                if job is not None:
-                    running = self._encode_response(job, protocol.RUNNING)
             except Exception as err:  # one odd entry must never stop the worker
                 LOG.warning(
                     "worker %s drops entry %s, which it cannot handle: %s", self._worker_id, entry_id, err
@@ -415,8 +422,16 @@ class Worker:
                 outs.append((None, None, entry_id))
                 continue
             if job is not None:
-                jobs.append(job)
-                outs.append((job.message["reply_to"], running, None))
+                accepted.append(job)
+        for job in self._first_sightings(accepted, now, outs):
+            try:
+                running = self._encode_response(job, protocol.RUNNING)
+            except Exception as err:  # cannot happen to a decoded request; never stop for it
+                LOG.warning("worker %s drops entry %s: %s", self._worker_id, job.entry_id, err)
+                outs.append((None, None, job.entry_id))
+                continue
+            jobs.append(job)
+            outs.append((job.message["reply_to"], running, None))
         for out in outs:
             self._outbox.put(out)
         if jobs:
@@ -424,6 +439,54 @@ class Worker:
                 self._busy += len(jobs)
             for job in jobs:
                 self._jobs.put(job)
+
+    def _first_sightings(self, jobs: list[_Job], now: float, outs: list[_Out]) -> list[_Job]:
+        """The jobs whose request id no other stream entry has carried: replays are refused.
+
+        Each request id is claimed once, with ``SET {ns}:seen:{id} {entry id} NX``
+        kept until its deadline has surely passed everywhere. A request read
+        again from the same entry (taken over from a dead worker) finds its own
+        entry id there and runs; a copy added as a new entry (a captured request
+        replayed) finds another and is acknowledged unanswered, with a warning.
+        When Redis cannot be asked, the jobs are left pending for a later delivery.
+        """
+        if not jobs:
+            return jobs
+        pipe = self._client.pipeline(transaction=False)
+        for job in jobs:
+            key = protocol.seen_key(self._namespace, job.message["id"])
+            keep = job.message["deadline"] - now + protocol.MAX_CLOCK_SKEW
+            pipe.set(key, job.entry_id, nx=True, px=max(1, int(keep * 1000)))
+            pipe.get(key)
+        try:
+            replies = pipe.execute()
+        except _transport.RedisError as err:
+            LOG.warning(
+                "worker %s cannot check %d request(s) against replays, leaving them for a later delivery: %s",
+                self._worker_id,
+                len(jobs),
+                err,
+            )
+            with self._cond:
+                for job in jobs:
+                    self._in_flight.pop(job.entry_id, None)
+                self._cond.notify_all()
+            return []
+        fresh = []
+        for job, first, holder in zip(jobs, replies[0::2], replies[1::2], strict=True):
+            if first or holder is None or _text(holder) == job.entry_id:
+                fresh.append(job)
+                continue
+            LOG.warning(
+                "worker %s refuses entry %s: request %s (task %s) is a replay, first seen in entry %s",
+                self._worker_id,
+                job.entry_id,
+                job.message["id"],
+                job.message["task"],
+                _text(holder),
+            )
+            outs.append((None, None, job.entry_id))
+        return fresh
 
     def _accept(
         self,

@@ -1,0 +1,295 @@
+"""Hostile input against real worker processes: both workers, signed and unsigned.
+
+What an attacker with write access to Redis, or a buggy client, can send:
+32 malformed request entries, captured requests replayed before their
+deadline, answers Redis refuses to store, and a dead worker's advertisement
+written back. Every case runs against the Python and the Go worker, with and
+without a signing secret (malformed bodies are correctly signed in signed
+mode, so they get past the signature check and reach the body's checks).
+After each batch a good request must still be answered: no input may stop a
+worker or keep it from serving.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from flowkit import engines
+from flowkit import exceptions as exc
+from flowkit.engines.worker_based import protocol
+from tests import services
+from tests.workers.behaviour_tasks import Echo
+from tests.workers.conftest import (
+    NAMESPACE,
+    WorkerFactory,
+    WorkerProcess,
+    fresh_topic,
+    pending_requests,
+    requests_key,
+)
+
+# Generous: the first Go test also pays for the session's `go build`.
+pytestmark = pytest.mark.timeout(300)
+
+SECRET = "hardening-secret"
+ECHO = "flowkit_go_tasks.Echo"
+#: The protocol's default body size limit (both workers' default).
+MAX_MESSAGE_BYTES = 1 << 20
+
+
+@pytest.fixture(params=["signed", "unsigned"])
+def signing(request: pytest.FixtureRequest) -> str | None:
+    """The secret workers and the test share (None: no signing)."""
+    return SECRET if request.param == "signed" else None
+
+
+def _sign(body: bytes, secret: str) -> str:
+    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def _envelope(body: bytes, secret: str | None) -> dict[str, Any]:
+    fields: dict[str, Any] = {"body": body}
+    if secret is not None:
+        fields["sig"] = _sign(body, secret)
+    return fields
+
+
+def _reply_to() -> str:
+    return f"{NAMESPACE}:replies:test-{uuid.uuid4().hex[:8]}"
+
+
+def _request(reply_to: str, **changes: Any) -> dict[str, Any]:
+    now = time.time()
+    message: dict[str, Any] = {
+        "v": 1,
+        "type": "request",
+        "id": str(uuid.uuid4()),
+        "reply_to": reply_to,
+        "action": "execute",
+        "task": ECHO,
+        "name": "echo",
+        "arguments": {"value": "ok"},
+        "sent_at": now,
+        "deadline": now + 60.0,
+    }
+    message.update(changes)
+    return message
+
+
+def _json(message: Any) -> bytes:
+    return json.dumps(message).encode()
+
+
+def _without(field: str) -> Callable[[str], bytes]:
+    def make(reply_to: str) -> bytes:
+        message = _request(reply_to)
+        del message[field]
+        return _json(message)
+
+    return make
+
+
+def _with(**changes: Any) -> Callable[[str], bytes]:
+    return lambda reply_to: _json(_request(reply_to, **changes))
+
+
+def _lone_surrogate(field: str) -> Callable[[str], bytes]:
+    def make(reply_to: str) -> bytes:
+        message = _request(reply_to)
+        if field == "arguments":
+            message["arguments"] = {"\ud800": 1}
+        else:
+            message[field] = "\ud800"
+        body = _json(message)  # ensure_ascii: the escape travels as the six bytes \ud800
+        assert b"\\ud800" in body
+        return body
+
+    return make
+
+
+def _raw(body: bytes) -> Callable[[str], bytes]:
+    return lambda reply_to: body
+
+
+#: 32 request bodies no worker may run, and that must not stop it.
+MALFORMED: dict[str, Callable[[str], bytes]] = {
+    "empty-body": _raw(b""),
+    "not-utf8": _raw(b'{"v": 1, "type": "request", "id": "\xff\xfe"}'),
+    "not-json": _raw(b"{v: 1}"),
+    "truncated": _raw(b'{"v": 1, "type": "request", "id": '),
+    "trailing-data": lambda reply_to: _json(_request(reply_to)) + b" {}",
+    "json-array": _raw(b'["request"]'),
+    "json-string": _raw(b'"request"'),
+    "json-null": _raw(b"null"),
+    "nan": lambda reply_to: _json(_request(reply_to)).replace(b'"ok"', b"NaN"),
+    "deep-nesting": _raw(b"[" * 100_000 + b"]" * 100_000),
+    "oversized": _with(arguments={"value": "x" * MAX_MESSAGE_BYTES}),
+    "no-version": _without("v"),
+    "version-string": _with(v="1"),
+    "version-fraction": _with(v=1.5),
+    "version-true": _with(v=True),
+    "no-type": _without("type"),
+    "unknown-type": _with(type="bogus"),
+    "a-response": _with(type="response"),
+    "no-id": _without("id"),
+    "empty-id": _with(id=""),
+    "numeric-id": _with(id=5),
+    "no-reply-to": _without("reply_to"),
+    "unknown-action": _with(action="destroy"),
+    "no-task": _without("task"),
+    "arguments-list": _with(arguments=["ok"]),
+    "deadline-string": _with(deadline="soon"),
+    "no-sent-at": _without("sent_at"),
+    "execute-with-result": _with(result=1),
+    "surrogate-in-id": _lone_surrogate("id"),
+    "surrogate-in-task": _lone_surrogate("task"),
+    "surrogate-in-reply-to": _lone_surrogate("reply_to"),
+    "surrogate-in-argument-key": _lone_surrogate("arguments"),
+}
+assert len(MALFORMED) == 32
+
+
+def _replies(client: Any, key: str) -> list[dict[str, Any]]:
+    return [json.loads(fields[b"body"]) for _, fields in client.xrange(key)]
+
+
+def _good_request_is_answered(client: Any, worker: WorkerProcess, secret: str | None) -> None:
+    reply_to = _reply_to()
+    request = _request(reply_to, arguments={"value": ["still", "here"]})
+    client.xadd(requests_key(worker.topic), _envelope(_json(request), secret))
+
+    def final() -> dict[str, Any] | None:
+        return next((r for r in _replies(client, reply_to) if r["event"] in ("success", "failure")), None)
+
+    answer = services.wait_until(final, 15.0, message=f"an answer from {worker!r}\n{worker.log()[-3000:]}")
+    assert (answer["event"], answer["result"]) == ("success", ["still", "here"]), answer
+    assert worker.alive, worker.log()
+
+
+def _settled(client: Any, topic: str) -> bool:
+    return client.xlen(requests_key(topic)) == 0 and pending_requests(client, topic) == 0
+
+
+def test_no_malformed_entry_stops_a_worker_or_gets_run(
+    spawn_worker: WorkerFactory, signing: str | None, redis_client: Any
+) -> None:
+    worker = spawn_worker(fresh_topic(), secret=signing)
+    reply_to = _reply_to()
+    names = list(MALFORMED)
+    entries: dict[str, str] = {}
+    for start in range(0, len(names), 8):  # four batches of eight, a good request after each
+        for name in names[start : start + 8]:
+            entry = redis_client.xadd(
+                requests_key(worker.topic), _envelope(MALFORMED[name](reply_to), signing)
+            )
+            entries[name] = entry.decode()
+        _good_request_is_answered(redis_client, worker, signing)
+
+    services.wait_until(
+        lambda: _settled(redis_client, worker.topic), 15.0, message="every malformed entry acknowledged"
+    )
+    assert _replies(redis_client, reply_to) == [], "a malformed request was answered"
+    log = worker.log()
+    unlogged = [name for name, entry in entries.items() if f"entry {entry}" not in log]
+    assert unlogged == [], f"no log line names the entries of {unlogged}:\n{log[-5000:]}"
+    assert worker.alive
+
+
+def test_a_replayed_request_is_refused_and_its_task_not_run_again(
+    spawn_worker: WorkerFactory, signing: str | None, redis_client: Any
+) -> None:
+    worker = spawn_worker(fresh_topic(), secret=signing)
+    reply_to = _reply_to()
+    request = _request(reply_to, arguments={"value": "once"})
+    captured = _envelope(_json(request), signing)
+    redis_client.xadd(requests_key(worker.topic), captured)
+    services.wait_until(
+        lambda: any(r["event"] == "success" for r in _replies(redis_client, reply_to)), 15.0, message="answer"
+    )
+
+    replays = [redis_client.xadd(requests_key(worker.topic), captured).decode() for _ in range(5)]
+    _good_request_is_answered(redis_client, worker, signing)
+    services.wait_until(lambda: _settled(redis_client, worker.topic), 15.0, message="replays acknowledged")
+
+    assert [r["event"] for r in _replies(redis_client, reply_to)] == ["running", "success"]
+    log = worker.log()
+    for entry in replays:
+        assert any(entry in line and "replay" in line for line in log.splitlines()), log[-3000:]
+
+
+def test_a_request_redis_refuses_to_answer_is_dropped_and_later_ones_answered(
+    spawn_worker: WorkerFactory, redis_client: Any, redis_flushed_url: str
+) -> None:
+    user = f"fk-{uuid.uuid4().hex[:8]}"
+    redis_client.execute_command("ACL", "SETUSER", user, "on", ">pw", f"~{NAMESPACE}:*", "&*", "+@all")
+    worker: WorkerProcess | None = None
+    try:
+        limited = redis_flushed_url.replace("redis://", f"redis://{user}:pw@", 1)
+        worker = spawn_worker(fresh_topic(), url=limited)
+        refused = _request("elsewhere:replies:engine")  # NOPERM for the worker's user
+        redis_client.xadd(requests_key(worker.topic), _envelope(_json(refused), None))
+        for _ in range(3):
+            _good_request_is_answered(redis_client, worker, None)
+        services.wait_until(lambda: _settled(redis_client, worker.topic), 15.0, message="refused one acked")
+        assert any(refused["id"] in line and "refused" in line for line in worker.log().splitlines())
+    finally:
+        if worker is not None:
+            worker.stop()  # while its user still exists, so it leaves cleanly
+        redis_client.execute_command("ACL", "DELUSER", user)
+
+
+# -- the engine's side -----------------------------------------------------------
+
+
+@pytest.fixture
+def no_env_secret(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.delenv(protocol.SECRET_ENV, raising=False)
+    yield
+
+
+def _write_advert(client: Any, topic: str, worker_id: str, sent_at: float, secret: str | None) -> None:
+    """Put back a ``notify`` as a captured one would be: written at ``sent_at``, expiring in the future."""
+    notify = protocol.notify_message(worker_id, topic, [ECHO], heartbeat=1.0, visibility_timeout=30.0)
+    notify["sent_at"] = sent_at
+    client.hset(protocol.worker_key(NAMESPACE, worker_id), mapping=_envelope(_json(notify), secret))
+    client.zadd(protocol.workers_key(NAMESPACE, topic), {worker_id: int((time.time() + 60) * 1000)})
+
+
+def test_a_replayed_advertisement_of_a_dead_worker_is_refused(
+    no_env_secret: None, signing: str | None, redis_client: Any, redis_flushed_url: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    topic = fresh_topic()
+    _write_advert(redis_client, topic, "dead-worker", time.time() - 600, signing)
+    engine = engines.load(
+        Echo(name="echo"),
+        store={"value": 1},
+        engine="worker-based",
+        url=redis_flushed_url,
+        topics=[topic],
+        secret=signing,
+        worker_wait=0.2,
+    )
+    with caplog.at_level(logging.WARNING), pytest.raises(exc.NotFound, match="echo"):
+        engine.run()
+    assert any("dead-worker" in r.getMessage() and "stale" in r.getMessage() for r in caplog.records)
+
+
+def test_a_fresh_advertisement_counts(
+    no_env_secret: None, signing: str | None, redis_client: Any, redis_flushed_url: str
+) -> None:
+    from flowkit.engines.worker_based import _transport
+
+    topic = fresh_topic()
+    _write_advert(redis_client, topic, "live-worker", time.time(), signing)
+    secret = protocol.resolve_secret(signing)
+    assert list(_transport.live_workers(redis_client, NAMESPACE, topic, secret)) == ["live-worker"]
