@@ -65,6 +65,10 @@ type Options struct {
 	WorkerID string
 	// Logger receives the worker's log (default slog.Default()).
 	Logger *slog.Logger
+	// Clock is the wall clock the worker compares request deadlines with and
+	// writes in its messages and adverts (default time.Now). Tests set it to
+	// put requests past their deadline without waiting.
+	Clock func() time.Time
 }
 
 // Worker serves the tasks of a Registry to worker-based engines on one topic.
@@ -123,6 +127,9 @@ func NewWorker(registry *Registry, opts Options) (*Worker, error) {
 	}
 	if opts.MaxMessageBytes == 0 {
 		opts.MaxMessageBytes = MaxMessageBytes
+	}
+	if opts.Clock == nil {
+		opts.Clock = time.Now
 	}
 	if opts.Grace == 0 {
 		opts.Grace = DefaultGrace
@@ -210,6 +217,9 @@ func (w *Worker) isStopping() bool {
 		return false
 	}
 }
+
+// now is the worker's clock as unix seconds, the protocol's times.
+func (w *Worker) now() float64 { return float64(w.opts.Clock().UnixNano()) / 1e9 }
 
 func (w *Worker) signal() {
 	select {
@@ -398,7 +408,7 @@ func (w *Worker) redisTrouble(doing string, err error, retry *backoff) {
 // dispatch checks each entry and queues its answer or starts its job;
 // deliveries holds the delivery counts of taken-over entries (nil: fresh reads).
 func (w *Worker) dispatch(entries []redis.XMessage, deliveries map[string]int64) {
-	now := Now()
+	now := w.now()
 	w.mu.Lock()
 	fresh := make([]redis.XMessage, 0, len(entries))
 	for _, entry := range entries {
@@ -557,7 +567,7 @@ func (w *Worker) perform(ctx context.Context, j *job) {
 	progress.flush()
 	if failure == nil {
 		var err error
-		envelope, err = w.encode(&Response{ID: request.ID, Worker: w.id, Event: EventSuccess, Result: result, SentAt: Now()})
+		envelope, err = w.encode(&Response{ID: request.ID, Worker: w.id, Event: EventSuccess, Result: result, SentAt: w.now()})
 		if err != nil {
 			text := fmt.Sprintf("task %s (atom %s) returned a result it cannot send: %v", request.Task, request.Name, err)
 			failure = NewFailure(text, InvalidFormatTypes)
@@ -634,7 +644,7 @@ func (w *Worker) encode(message any) (Envelope, error) {
 
 // send queues a response (and an acknowledgement when ack is non-empty).
 func (w *Worker) send(replyTo string, response *Response, ack string) {
-	response.SentAt = Now()
+	response.SentAt = w.now()
 	envelope, err := w.encode(response)
 	if err != nil && response.Event == EventProgress && response.Details != nil {
 		w.logf(slog.LevelWarn, "worker %s: progress details of request %s cannot be sent (%v); sending none",
@@ -659,7 +669,7 @@ func (w *Worker) sendFailure(replyTo, requestID string, failure *Failure, ack st
 // failureEnvelope encodes a failure response; a record too large or not JSON
 // is replaced by its gist with the same type names.
 func (w *Worker) failureEnvelope(requestID string, failure *Failure) Envelope {
-	response := &Response{ID: requestID, Worker: w.id, Event: EventFailure, Failure: failure, SentAt: Now()}
+	response := &Response{ID: requestID, Worker: w.id, Event: EventFailure, Failure: failure, SentAt: w.now()}
 	envelope, err := w.encode(response)
 	if err == nil {
 		return envelope

@@ -207,7 +207,7 @@ func (w *Worker) beat() error {
 		Host:              w.host,
 		Heartbeat:         w.opts.Heartbeat.Seconds(),
 		VisibilityTimeout: w.opts.VisibilityTimeout.Seconds(),
-		SentAt:            Now(),
+		SentAt:            w.now(),
 	})
 	if err != nil {
 		return err
@@ -221,7 +221,7 @@ func (w *Worker) beat() error {
 	pipe := w.client.Pipeline()
 	pipe.HSet(ctx, w.hashKey, map[string]any(envelope))
 	pipe.PExpire(ctx, w.hashKey, ttl)
-	pipe.ZAdd(ctx, w.zsetKey, redis.Z{Score: float64(time.Now().Add(ttl).UnixMilli()), Member: w.id})
+	pipe.ZAdd(ctx, w.zsetKey, redis.Z{Score: float64(w.opts.Clock().Add(ttl).UnixMilli()), Member: w.id})
 	if len(inFlight) > 0 {
 		pipe.XClaimJustID(ctx, &redis.XClaimArgs{
 			Stream: w.stream, Group: Group, Consumer: w.id, MinIdle: 0, Messages: inFlight,

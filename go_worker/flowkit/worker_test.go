@@ -209,6 +209,17 @@ func (h *harness) waitAdvertised(id string) {
 	})
 }
 
+// makeIdle gives a pending entry to consumer and makes Redis see it idle for
+// idle, as if its worker had died that long ago.
+func (h *harness) makeIdle(consumer, entryID string, idle time.Duration) {
+	h.t.Helper()
+	err := h.client.Do(context.Background(), "XCLAIM", h.stream, flowkit.Group, consumer, 0, entryID,
+		"IDLE", idle.Milliseconds(), "JUSTID").Err()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+}
+
 func (h *harness) eventually(what string, ok func() bool) {
 	h.t.Helper()
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
@@ -517,11 +528,17 @@ func TestStalePendingRequestsAreTakenOverOrFailedAfterMaxDeliveries(t *testing.T
 			t.Fatal(err)
 		}
 	}
-	time.Sleep(400 * time.Millisecond) // both idle longer than the visibility timeout below
-	h.start(func(o *flowkit.Options) {
-		o.VisibilityTimeout = 300 * time.Millisecond
-		o.MaxDeliveries = 3
-	})
+	// Both look idle for a minute, far past the visibility timeout, without
+	// waiting for it: XCLAIM ... IDLE sets Redis's own idle clock (JUSTID: not
+	// a delivery).
+	h.makeIdle("dead", freshID, time.Minute)
+	h.makeIdle("dead3", wornID, time.Minute)
+	// The dead worker had claimed the fresh one against replays: a takeover of
+	// the same entry still runs it.
+	if err := h.client.Set(ctx, flowkit.SeenKey(h.namespace, fresh.ID), freshID, time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	h.start(func(o *flowkit.Options) { o.MaxDeliveries = 3 })
 	if final := h.final(fresh.ID); final.Result != "again" {
 		t.Fatalf("taken-over request: %+v", final)
 	}
@@ -661,7 +678,10 @@ func TestBurstModeReturnsWhenIdle(t *testing.T) {
 func TestWorkerRecreatesItsGroupWhenTheStreamIsDeleted(t *testing.T) {
 	h := newHarness(t)
 	h.start(nil)
-	time.Sleep(200 * time.Millisecond)
+	h.eventually("worker waiting in XREADGROUP", func() bool {
+		clients, err := h.client.ClientList(context.Background()).Result()
+		return err == nil && strings.Contains(clients, "cmd=xreadgroup")
+	})
 	if err := h.client.Del(context.Background(), h.stream).Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -804,5 +824,35 @@ func TestAWorkerWithoutASecretWarnsAtStart(t *testing.T) {
 		if warned != (secret == "") {
 			t.Errorf("secret %q: warned = %v:\n%s", secret, warned, h.log)
 		}
+	}
+}
+
+func TestDeadlinesAreReadOnTheWorkersClock(t *testing.T) {
+	h := newHarness(t)
+	// The worker's clock runs a minute ahead of the harness's.
+	h.start(func(o *flowkit.Options) { o.Clock = func() time.Time { return time.Now().Add(time.Minute) } })
+	late := h.request(tasks.EchoName, flowkit.ActionExecute, map[string]any{"value": "late"}, func(r *flowkit.Request) {
+		r.Deadline = flowkit.Now() + 30 // thirty seconds left here, thirty past for the worker
+	})
+	timely := h.request(tasks.EchoName, flowkit.ActionExecute, map[string]any{"value": "timely"}, func(r *flowkit.Request) {
+		r.Deadline = flowkit.Now() + 90
+	})
+	lateID := h.add(late)
+	h.add(timely)
+	final := h.final(timely.ID)
+	if final.Result != "timely" || final.SentAt < flowkit.Now()+50 {
+		t.Fatalf("timely request: %+v (its sent_at must come from the worker's clock)", final)
+	}
+	h.eventually("late request acknowledged and deleted", h.settled)
+	if got := h.responses(late.ID, 100*time.Millisecond); len(got) != 0 {
+		t.Fatalf("late request answered: %v", events(got))
+	}
+	if !strings.Contains(h.log.String(), "drops request "+late.ID+" (entry "+lateID+", task "+tasks.EchoName+"): its deadline passed") {
+		t.Fatalf("no log line for the late request:\n%s", h.log)
+	}
+	// Remembered against replays until its deadline, on the worker's clock, plus the skew.
+	ttl := h.client.PTTL(context.Background(), flowkit.SeenKey(h.namespace, timely.ID)).Val()
+	if ttl < 55*time.Second || ttl > 61*time.Second {
+		t.Fatalf("request id kept for %s, expected about 30 s + 30 s", ttl)
 	}
 }

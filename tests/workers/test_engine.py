@@ -29,6 +29,7 @@ from flowkit.patterns import linear_flow, unordered_flow
 from flowkit.types.failure import Failure
 from tests import services
 from tests.workers.conftest import BackgroundRun, Events
+from tests.workers.fake_clock import FakeClock
 
 redis = pytest.importorskip("redis")
 
@@ -327,23 +328,42 @@ def test_at_most_max_in_flight_requests_are_out_at_once(
 # -- the request lifecycle -------------------------------------------------------------
 
 
-def test_a_request_no_worker_starts_times_out_and_the_flow_reverts(
+def _reader_moved_on(clock: FakeClock) -> None:
+    """Wait until the engine's reply reader has finished a loop on the clock's current time.
+
+    The reader reads the clock once a loop and once more in each timeout check, so
+    three reads after the clock moved mean one check began and ended after it.
+    """
+    start = clock.monotonic_reads
+    services.wait_until(
+        lambda: clock.monotonic_reads >= start + 3, 5.0, interval=0.005, message="a reader loop"
+    )
+
+
+def test_a_request_no_worker_starts_times_out_at_its_deadline_and_the_flow_reverts(
     scripted: Any, redis_flushed_url: str, topic: str, client: Any
 ) -> None:
     def ignore_executes(worker: ScriptedWorker, entry_id: bytes, request: dict[str, Any]) -> None:
         if request["action"] == protocol.REVERT:
             add_one(worker, entry_id, request)  # reads it, never answers, never acknowledges
 
-    scripted(ignore_executes)
-    engine = load(chain(1), redis_flushed_url, topic, store={"value": 1}, transition_timeout=0.5)
-    began = time.monotonic()
+    worker = scripted(ignore_executes)
+    clock = FakeClock()
+    engine = load(chain(1), redis_flushed_url, topic, store={"value": 1}, transition_timeout=5.0, clock=clock)
+    run = BackgroundRun(engine)
+    services.wait_until(worker.requests, 5.0, message="the request reaching the worker")
+    (request,) = worker.requests()
+    assert request["deadline"] == request["sent_at"] + 5.0 == clock.time() + 5.0
 
-    with pytest.raises(exc.RequestTimeout) as raised:
-        engine.run()
+    clock.advance(4.9)
+    _reader_moved_on(clock)
+    assert not run.done, "timed out before its deadline"
+    clock.advance(0.3)  # past the deadline and the reader's next check (every 0.25 s)
+    error = run.join(10.0)
 
-    assert 0.5 <= time.monotonic() - began < 5.0
-    for part in ("add0", ADD, topic, "0.5 s"):
-        assert part in str(raised.value)
+    assert isinstance(error, exc.RequestTimeout), repr(error)
+    for part in ("add0", ADD, topic, "5 s"):
+        assert part in str(error)
     assert failure_of(engine, "add0").check(exc.RequestTimeout)
     assert engine.storage.get_atom_state("add0") == st.REVERTED
     # The engine took the request back: deleted from the stream, not pending on anyone.
@@ -363,13 +383,26 @@ def test_a_running_request_whose_worker_vanishes_times_out(
             add_one(worker, entry_id, request)
 
     worker = scripted(crash_on_execute)
-    engine = load(chain(1), redis_flushed_url, topic, store={"value": 1}, transition_timeout=0.5)
+    clock = FakeClock()
+    engine = load(chain(1), redis_flushed_url, topic, store={"value": 1}, transition_timeout=5.0, clock=clock)
+    events = Events(engine)
+    run = BackgroundRun(engine)
+    services.wait_until(worker.requests, 5.0, message="the request reaching the worker")
 
-    with pytest.raises(exc.RequestTimeout) as raised:
-        engine.run()
+    def moved_until_failed() -> bool:
+        # Half a second of engine time per poll, until the worker's absence has lasted the timeout.
+        if not events.saw("add0", st.FAILURE):
+            clock.advance(0.5)
+            return False
+        return True
 
-    message = str(raised.value)
+    services.wait_until(moved_until_failed, 10.0, interval=0.01, message="the execute timing out")
+    error = run.join(10.0)
+
+    assert isinstance(error, exc.RequestTimeout), repr(error)
+    message = str(error)
     assert worker.worker_id in message and "add0" in message and "advertised" in message
+    assert "limit 5 s" in message
     assert engine.storage.get_atom_state("add0") == st.REVERTED
 
 
@@ -383,12 +416,18 @@ def test_a_running_request_survives_while_its_worker_is_advertised(
         held.append((entry_id, request))
 
     worker = scripted(hold)
-    engine = load(chain(1), redis_flushed_url, topic, store={"value": 1}, transition_timeout=0.3)
+    clock = FakeClock()
+    engine = load(chain(1), redis_flushed_url, topic, store={"value": 1}, transition_timeout=5.0, clock=clock)
+    events = Events(engine)
     run = BackgroundRun(engine)
     services.wait_until(lambda: held, 5.0, message="the request reaching the worker")
-    # Several transition timeouts pass: RUNNING has no deadline while the worker lives.
-    time.sleep(0.9)  # what is tested is that nothing happens meanwhile: no event to wait for
+    # Three transition timeouts pass, checked every three seconds: RUNNING has
+    # no deadline while its worker is advertised.
+    for _ in range(5):
+        clock.advance(3.0)
+        _reader_moved_on(clock)
     assert not run.done
+    assert not events.saw("add0", st.FAILURE)
     add_one(worker, *held[0])
 
     assert run.join(5.0) is None
@@ -432,18 +471,19 @@ def test_duplicate_late_and_unknown_responses_are_ignored(
 # -- checks before running ------------------------------------------------------------
 
 
-def test_a_task_no_worker_offers_fails_fast_naming_it(
+def test_a_task_no_worker_offers_fails_after_worker_wait_naming_it(
     scripted: Any, redis_flushed_url: str, topic: str, client: Any
 ) -> None:
     scripted()
     flow = linear_flow.Flow("f").add(Add(name="offered"), Other(name="lonely"))
-    engine = load(flow, redis_flushed_url, topic, store={"value": 1}, worker_wait=0.2)
-    began = time.monotonic()
+    clock = FakeClock()  # its sleep() moves it on: the wait costs no real time
+    began = clock.monotonic()
+    engine = load(flow, redis_flushed_url, topic, store={"value": 1}, worker_wait=5.0, clock=clock)
 
     with pytest.raises(exc.NotFound) as raised:
         engine.run()
 
-    assert time.monotonic() - began < 2.0
+    assert 5.0 <= clock.monotonic() - began < 5.2  # waited the whole worker_wait, polling
     message = str(raised.value)
     assert "'lonely'" in message and OTHER in message and topic in message
     assert "offered" not in message
@@ -562,6 +602,7 @@ def test_with_a_secret_an_unsigned_advertisement_does_not_count(
         ({"url": "redis://localhost", "topic": "t", "max_message_bytes": "big"}, "max_message_bytes"),
         ({"url": "redis://localhost", "topic": "t", "key_prefix": ""}, "key_prefix"),
         ({"url": "redis://localhost", "topic": "t", "secret": 42}, "secret"),
+        ({"url": "redis://localhost", "topic": "t", "clock": object()}, "clock"),
         ({"url": "redis://localhost", "topic": "t", "retry_options": {"attempts": 0}}, "retry_options"),
         ({"url": "redis://localhost", "topic": "t", "retry_options": {"tries": 2}}, "retry_options"),
         ({"url": "redis://localhost", "topic": "t", "max_workers": 2}, "max_workers"),

@@ -26,6 +26,7 @@ from flowkit.engines.worker_based.worker import Worker  # noqa: E402
 from flowkit.types.failure import Failure  # noqa: E402
 from tests.conftest import wait_until  # noqa: E402
 from tests.workers import worker_tasks  # noqa: E402
+from tests.workers.fake_clock import FakeClock  # noqa: E402
 
 TOPIC = "tests"
 MODULE = worker_tasks.__name__
@@ -305,13 +306,22 @@ def test_heartbeat_keeps_a_long_request_claimed(wire: Wire, start_worker: Any) -
     assert entry["times_delivered"] == 1  # refreshing does not count as a delivery
 
 
+def _make_idle(wire: Wire, consumer: str, entry_id: Any, idle_ms: int = 60_000) -> None:
+    """Hand a pending entry to ``consumer`` and make Redis see it idle for ``idle_ms``, as if
+    its worker had died a minute ago (``JUSTID``: this is not a delivery)."""
+    wire.client.xclaim(wire.stream, protocol.GROUP, consumer, 0, [entry_id], idle=idle_ms, justid=True)
+
+
 def test_stale_entry_of_a_dead_worker_is_taken_over(wire: Wire, start_worker: Any) -> None:
     client = wire.client
     client.xgroup_create(wire.stream, protocol.GROUP, id="0", mkstream=True)
     request_id = wire.send(name_of("Add"), {"x": 20, "y": 22})
-    client.xreadgroup(protocol.GROUP, "dead", {wire.stream: ">"}, count=1)
+    (((_, ((entry_id, _),)),)) = client.xreadgroup(protocol.GROUP, "dead", {wire.stream: ">"}, count=1)
+    _make_idle(wire, "dead", entry_id)  # far past the visibility timeout, without waiting for it
+    # The dead worker had claimed the request id against replays: the same entry still runs.
+    client.set(protocol.seen_key("flowkit", request_id), entry_id, px=60_000)
     assert [p["consumer"] for p in wire.pending()] == [b"dead"]
-    worker = start_worker(heartbeat=0.05, visibility_timeout=0.2)
+    worker = start_worker(visibility_timeout=5.0)
     final = wire.final(request_id)
     assert final["result"] == 42
     assert final["worker"] == worker.worker_id
@@ -325,7 +335,8 @@ def test_entry_delivered_too_often_fails_with_request_timeout(wire: Wire, start_
     request_id = wire.send(name_of("Add"), {"x": 1, "y": 2})
     (((_, ((entry_id, _),)),)) = client.xreadgroup(protocol.GROUP, "dead", {wire.stream: ">"}, count=1)
     client.xclaim(wire.stream, protocol.GROUP, "dead-too", 0, [entry_id])  # second delivery
-    start_worker(heartbeat=0.05, visibility_timeout=0.2, max_deliveries=2)
+    _make_idle(wire, "dead-too", entry_id)
+    start_worker(visibility_timeout=5.0, max_deliveries=2)
     final = wire.final(request_id)
     assert final["event"] == "failure"
     assert final["failure"]["exc_type_names"] == TIMEOUT_NAMES
@@ -423,17 +434,23 @@ def test_request_of_another_protocol_version_is_answered_with_a_failure(
     assert any(entry_id in r.getMessage() and "version" in r.getMessage() for r in caplog.records)
 
 
-def test_request_past_its_deadline_is_dropped_unanswered(
+def test_request_past_its_deadline_on_the_workers_clock_is_dropped_unanswered(
     wire: Wire, start_worker: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger=WORKER_LOG)
-    late = wire.send(name_of("Add"), {"x": 1, "y": 1}, deadline_in=-1.0)
-    start_worker()
-    good = wire.send(name_of("Add"), {"x": 2, "y": 2})
+    clock = FakeClock()
+    clock.advance(60.0)  # the worker's time: a minute after the engine's
+    late = wire.send(name_of("Add"), {"x": 1, "y": 1}, deadline_in=30.0)
+    start_worker(clock=clock)
+    good = wire.send(name_of("Add"), {"x": 2, "y": 2}, deadline_in=90.0)
     assert wire.final(good)["result"] == 4
     wait_until(wire.stream_emptied)
     assert wire.responses(late) == []
-    assert any(late in r.getMessage() and "deadline" in r.getMessage() for r in caplog.records)
+    assert any(late in r.getMessage() and "deadline passed 30" in r.getMessage() for r in caplog.records)
+    # The good one's id is remembered against replays until its deadline (on the
+    # worker's clock) plus the clock skew allowed.
+    kept = wire.client.pttl(protocol.seen_key("flowkit", good)) / 1000
+    assert 30.0 + protocol.MAX_CLOCK_SKEW - 5 < kept <= 30.0 + protocol.MAX_CLOCK_SKEW + 1
 
 
 # -- life cycle ------------------------------------------------------------------------------------
@@ -497,7 +514,10 @@ def test_burst_mode_returns_once_nothing_is_waiting(wire: Wire, redis_flushed_ur
     assert not wire.client.exists(protocol.worker_key("flowkit", worker.worker_id))
 
 
-def test_worker_survives_a_redis_restart(redis_server: Any, start_worker: Any) -> None:
+def test_worker_survives_a_redis_restart(
+    redis_server: Any, start_worker: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger=WORKER_LOG)
     redis_server.start()
     redis_server.flushall()
     start_worker()
@@ -505,7 +525,10 @@ def test_worker_survives_a_redis_restart(redis_server: Any, start_worker: Any) -
     assert wire.final(wire.send(name_of("Add"), {"x": 1, "y": 1}))["result"] == 2
     redis_server.stop()
     try:
-        time.sleep(0.2)  # let the worker hit the outage (the test passes either way)
+        wait_until(
+            lambda: any("Redis error while reading" in r.getMessage() for r in caplog.records),
+            timeout=10,
+        )  # the worker met the outage
     finally:
         redis_server.start()
     # The restarted server is empty: the worker must re-create the group.

@@ -10,12 +10,12 @@ keeps a second notion of liveness beside the workers' own.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from flowkit import exceptions as exc
 from flowkit.engines.worker_based import _transport
+from flowkit.engines.worker_based._clock import SYSTEM, Clock
 
 __all__ = ["Directory"]
 
@@ -31,10 +31,19 @@ class Directory:
         namespace: prefix of the Redis keys.
         secret: HMAC key adverts must be signed with (None: no signing).
         max_bytes: largest advert body accepted.
+        clock: what expiry, staleness and waiting are measured with.
     """
 
-    def __init__(self, topics: Sequence[str], namespace: str, secret: bytes | None, max_bytes: int) -> None:
+    def __init__(
+        self,
+        topics: Sequence[str],
+        namespace: str,
+        secret: bytes | None,
+        max_bytes: int,
+        clock: Clock = SYSTEM,
+    ) -> None:
         self.topics = tuple(topics)
+        self._clock = clock
         self.namespace = namespace
         self._secret = secret
         self._max_bytes = max_bytes
@@ -52,7 +61,9 @@ class Directory:
         offers = dict(self._offers)
         live = dict(self._live)
         for topic in self.topics if topics is None else topics:
-            adverts = _transport.live_workers(client, self.namespace, topic, self._secret, self._max_bytes)
+            adverts = _transport.live_workers(
+                client, self.namespace, topic, self._secret, self._max_bytes, now=self._clock.time()
+            )
             live[topic] = frozenset(adverts)
             offers[topic] = frozenset(name for advert in adverts.values() for name in _names(advert))
         self._offers, self._live = offers, live
@@ -85,13 +96,14 @@ class Directory:
                 missing atom with its task, and the topics searched.
             redis.RedisError: Redis could not be asked.
         """
-        deadline = time.monotonic() + wait
+        clock = self._clock
+        deadline = clock.monotonic() + wait
         while True:
             self.scan(client)
             missing = {atom: task for atom, task in needed.items() if self.topic_of(task) is None}
-            if not missing or time.monotonic() >= deadline:
+            if not missing or clock.monotonic() >= deadline:
                 break
-            time.sleep(min(_POLL, max(deadline - time.monotonic(), 0.0)))
+            clock.sleep(min(_POLL, max(deadline - clock.monotonic(), 0.0)))
         if missing:
             listed = ", ".join(f"atom '{atom}' (task {task})" for atom, task in sorted(missing.items()))
             raise exc.NotFound(

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from flowkit.engines._completions import Completion, Completions
 from flowkit.engines._engine import DispatchingDriver
 from flowkit.engines._runtime import Call, Runtime
 from flowkit.engines.worker_based import _transport, protocol
+from flowkit.engines.worker_based._clock import SYSTEM, Clock
 from flowkit.engines.worker_based._directory import Directory
 from flowkit.persistence.backends._urls import mask_url
 from flowkit.types.failure import Failure
@@ -63,6 +63,8 @@ class Settings:
     max_bytes: int
     transition_timeout: float
     max_in_flight: int | None
+    #: What every deadline and timeout is read from (tests pass one they move).
+    clock: Clock = SYSTEM
 
 
 class _Request:
@@ -203,7 +205,7 @@ class RedisDriver(DispatchingDriver):
         else:
             batch, self._outgoing = outgoing, []
         settings = self._settings
-        now, now_mono = time.time(), time.monotonic()
+        now, now_mono = settings.clock.time(), settings.clock.monotonic()
         ready: list[tuple[_Request, dict[str, bytes]]] = []
         for request, message in batch:
             message["sent_at"] = now
@@ -236,12 +238,12 @@ class RedisDriver(DispatchingDriver):
                     pipe.xadd(protocol.requests_key(namespace, request.topic), _transport.fields(envelope))
                 entry_ids = pipe.execute()
             except _transport.RedisError as err:
-                if time.monotonic() >= ready[0][0].deadline or self._closing.is_set():
+                if self._settings.clock.monotonic() >= ready[0][0].deadline or self._closing.is_set():
                     for request, _ in ready:
                         self._finish(request, _timeout(f"{request.describe()} could not be sent: {err}"))
                     return
                 LOG.warning("could not send %d request(s), retrying: %s", len(ready), err)
-                time.sleep(backoff.next())
+                self._settings.clock.sleep(backoff.next())
                 continue
             with self._lock:
                 late = []
@@ -282,16 +284,16 @@ class RedisDriver(DispatchingDriver):
     # -- the reader thread --------------------------------------------------------
 
     def _read_loop(self) -> None:
-        client, key = self._client, self._reply_key
+        client, key, clock = self._client, self._reply_key, self._settings.clock
         backoff = _transport.Backoff()
         tick = min(0.25, self._settings.transition_timeout / 4)
-        next_tick = next_touch = time.monotonic()
+        next_tick = next_touch = clock.monotonic()
         while not self._closing.is_set():
             try:
                 reply = client.xread({key: self._last_id}, count=_READ_COUNT, block=_BLOCK_MS)
             except _transport.RedisError as err:
                 if self._redis_down_since is None:
-                    self._redis_down_since = time.monotonic()
+                    self._redis_down_since = clock.monotonic()
                     LOG.warning("lost contact with Redis at %s: %s", mask_url(self._settings.url), err)
                 self._tick()
                 self._closing.wait(backoff.next())
@@ -306,7 +308,7 @@ class RedisDriver(DispatchingDriver):
                     self._on_reply(entry_id, fields)
                 except Exception:  # a bug here must not silence the thread the run waits on
                     LOG.exception("could not handle reply %s on %s", _text(entry_id), key)
-            now = time.monotonic()
+            now = clock.monotonic()
             if now >= next_tick:
                 next_tick = now + tick
                 try:
@@ -367,7 +369,7 @@ class RedisDriver(DispatchingDriver):
 
     def _tick(self) -> None:
         """Fail requests nobody started before their deadline, and those whose worker vanished."""
-        now = time.monotonic()
+        now = self._settings.clock.monotonic()
         timeout = self._settings.transition_timeout
         with self._lock:
             expired = [r for r in self._requests.values() if r.state == PENDING and now >= r.deadline]
@@ -413,7 +415,7 @@ class RedisDriver(DispatchingDriver):
         if down is None:
             return ""
         url = mask_url(self._settings.url)
-        return f"; Redis at {url} has been unreachable for {time.monotonic() - down:.1f} s"
+        return f"; Redis at {url} has been unreachable for {self._settings.clock.monotonic() - down:.1f} s"
 
     def _tidy(self) -> None:
         """Keep the reply stream's expiry fresh and drop the replies already read."""

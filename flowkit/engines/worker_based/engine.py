@@ -18,12 +18,15 @@ import contextlib
 import logging
 import math
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from flowkit import exceptions as exc
 from flowkit.engines import _compiler
 from flowkit.engines._engine import ActionEngine, Driver
 from flowkit.engines.worker_based import protocol
+
+if TYPE_CHECKING:
+    from flowkit.engines.worker_based._clock import Clock
 
 __all__ = ["WorkerBasedActionEngine"]
 
@@ -58,6 +61,9 @@ class WorkerBasedActionEngine(ActionEngine):
     * ``worker_wait``: seconds to wait for workers offering every task before
       failing fast (default 5).
     * ``max_in_flight``: most requests out at once (default: no limit).
+    * ``clock``: what deadlines, timeouts and advert expiry are read from, an
+      object with ``time()``, ``monotonic()`` and ``sleep(seconds)`` (default:
+      the system clock); tests pass one they move by hand.
 
     TaskFlow's ``exchange``, ``transport``, ``transport_options`` and
     ``worker_expiry`` are accepted and ignored.
@@ -78,6 +84,7 @@ class WorkerBasedActionEngine(ActionEngine):
             "max_message_bytes",
             "worker_wait",
             "max_in_flight",
+            "clock",
         }
     )
 
@@ -106,6 +113,7 @@ class WorkerBasedActionEngine(ActionEngine):
         self._max_bytes = _count(options, "max_message_bytes", protocol.MAX_MESSAGE_BYTES)
         self._worker_wait = _number(options, "worker_wait", 5.0, positive=False)
         self._max_in_flight = _count(options, "max_in_flight", None)
+        self._clock = _clock(options.get("clock"))
 
     def _make_driver(self) -> Driver:
         from flowkit.engines.worker_based import _transport
@@ -121,7 +129,7 @@ class WorkerBasedActionEngine(ActionEngine):
         if self._secret is None:
             _warn_unsigned(mask_url(self._url), self._namespace)
         client = _transport.connect(self._url, attempts=self._attempts, backoff=self._backoff)
-        directory = Directory(self._topics, self._namespace, self._secret, self._max_bytes)
+        directory = Directory(self._topics, self._namespace, self._secret, self._max_bytes, self._clock)
         try:
             if needed:
                 directory.wait_for(client, needed, self._worker_wait)
@@ -140,6 +148,7 @@ class WorkerBasedActionEngine(ActionEngine):
             max_bytes=self._max_bytes,
             transition_timeout=self._transition_timeout,
             max_in_flight=self._max_in_flight,
+            clock=self._clock,
         )
         return RedisDriver(client, directory, settings)
 
@@ -203,6 +212,18 @@ def _count(options: Mapping[str, Any], name: str, default: int | None) -> Any:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise _bad(name, f"{name} must be a positive int, not {value!r}")
     return value
+
+
+def _clock(value: Any) -> Clock:
+    from flowkit.engines.worker_based._clock import SYSTEM
+
+    if value is None:
+        return SYSTEM
+    missing = [name for name in ("time", "monotonic", "sleep") if not callable(getattr(value, name, None))]
+    if missing:
+        raise _bad("clock", f"clock must have time(), monotonic() and sleep(); {value!r} lacks {missing}")
+    clock: Clock = value
+    return clock
 
 
 def _retry_options(value: Any) -> tuple[int, float]:

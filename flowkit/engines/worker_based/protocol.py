@@ -188,8 +188,9 @@ def notify_message(
     language: str = "python",
     heartbeat: float,
     visibility_timeout: float,
+    sent_at: float | None = None,
 ) -> dict[str, Any]:
-    """A worker's advertisement: who it is and which tasks it runs."""
+    """A worker's advertisement: who it is and which tasks it runs (``sent_at``: default now)."""
     return {
         "v": VERSION,
         "type": NOTIFY,
@@ -201,7 +202,7 @@ def notify_message(
         "host": socket.gethostname(),
         "heartbeat": float(heartbeat),
         "visibility_timeout": float(visibility_timeout),
-        "sent_at": time.time(),
+        "sent_at": time.time() if sent_at is None else float(sent_at),
     }
 
 

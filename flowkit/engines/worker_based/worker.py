@@ -39,6 +39,7 @@ from typing import Any
 
 from flowkit import exceptions as exc
 from flowkit.engines.worker_based import _transport, protocol
+from flowkit.engines.worker_based._clock import SYSTEM, Clock
 from flowkit.engines.worker_based._task_call import ProgressThrottle, call_task
 from flowkit.engines.worker_based._task_registry import TaskClass, load_tasks
 from flowkit.persistence.backends._urls import mask_url
@@ -110,6 +111,8 @@ class Worker:
         max_message_bytes: largest message body sent or accepted.
         worker_id: this worker's name (default: ``host-pid-random``).
         grace: seconds a graceful stop waits for running tasks.
+        clock: the wall clock request deadlines are compared with and adverts
+            are dated by (default: the system clock); tests pass one they move.
 
     Raises:
         NotFound: a task module or name cannot be found (the message names it).
@@ -134,6 +137,7 @@ class Worker:
         max_message_bytes: int = protocol.MAX_MESSAGE_BYTES,
         worker_id: str | None = None,
         grace: float = 30.0,
+        clock: Clock = SYSTEM,
     ) -> None:
         if threads_count is None:
             threads_count = min(32, (os.cpu_count() or 1) + 4)
@@ -160,6 +164,7 @@ class Worker:
         self._max_deliveries = max_deliveries
         self._max_bytes = max_message_bytes
         self._grace = grace
+        self._clock = clock
         self._worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._stream = protocol.requests_key(key_prefix, topic)
         self._hash_key = protocol.worker_key(key_prefix, self._worker_id)
@@ -402,7 +407,7 @@ class Worker:
         """Check each entry and queue its answer or its job; ``deliveries`` marks taken-over ones."""
         outs: list[_Out] = []
         jobs: list[_Job] = []
-        now = time.time()
+        now = self._clock.time()
         with self._cond:
             fresh = []
             for raw_id, fields in entries:
@@ -763,13 +768,14 @@ class Worker:
             self.tasks,
             heartbeat=self._heartbeat,
             visibility_timeout=self._visibility_timeout,
+            sent_at=self._clock.time(),
         )
         with self._cond:
             in_flight: list[Any] = list(self._in_flight)
         pipe = self._client.pipeline(transaction=False)
         pipe.hset(self._hash_key, mapping=self._encode(notify))  # type: ignore[arg-type]
         pipe.pexpire(self._hash_key, ttl_ms)
-        pipe.zadd(self._zset_key, {self._worker_id: int(time.time() * 1000) + ttl_ms})
+        pipe.zadd(self._zset_key, {self._worker_id: int(self._clock.time() * 1000) + ttl_ms})
         if in_flight:
             pipe.xclaim(self._stream, protocol.GROUP, self._worker_id, 0, in_flight, justid=True)
         pipe.execute()
