@@ -59,19 +59,23 @@ class Flow(abc.ABC):
             ``<name>_retry``.
 
     Raises:
-        flowkit.exceptions.InvalidFlowItem: ``retry`` is not a Retry.
+        flowkit.exceptions.InvalidFlowItem: ``retry`` is not an atom. An atom that is
+            not a :class:`~flowkit.retry.Retry` is accepted here, as TaskFlow does (its
+            ``requires`` and ``provides`` count as the flow's), and refused when the flow
+            is compiled, before anything runs.
     """
 
     def __init__(self, name: str, retry: Retry | None = None) -> None:
         self._name = str(name)
         if retry is not None:
-            if not isinstance(retry, Retry):
+            if not isinstance(retry, Atom):
                 raise exc.InvalidFlowItem(
                     f"the retry of flow '{self._name}' must be a flowkit.retry.Retry, not {retry!r}",
                     flow=self._name,
                     item=retry,
                 )
-            retry._adopt_flow_name(self._name)
+            if isinstance(retry, Retry):
+                retry._adopt_flow_name(self._name)
         self._retry = retry
 
     @property

@@ -101,10 +101,21 @@ def test_a_flow_cannot_contain_itself(pattern: type[flow.Flow]) -> None:
 
 
 @pytest.mark.parametrize("pattern", PATTERNS)
-def test_retry_must_be_a_retry(pattern: type[flow.Flow]) -> None:
+def test_retry_must_be_an_atom(pattern: type[flow.Flow]) -> None:
     with pytest.raises(exc.InvalidFlowItem) as info:
-        pattern("f", retry=make("not-a-retry"))  # type: ignore[arg-type]
+        pattern("f", retry=object())  # type: ignore[arg-type]
     assert info.value.flow == "f"
+    assert isinstance(info.value, TypeError)
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_a_task_as_retry_is_refused_when_compiled_as_in_taskflow(pattern: type[flow.Flow]) -> None:
+    from flowkit import engines
+
+    f = pattern("f", retry=make("not-a-retry", requires=["x"], provides="x"))  # type: ignore[arg-type]
+    assert f.requires == frozenset({"x"}) and f.provides == frozenset({"x"})
+    with pytest.raises(exc.InvalidFlowItem, match="not a Retry") as info:
+        engines.load(f).compile()
     assert isinstance(info.value, TypeError)
 
 
