@@ -56,6 +56,8 @@ LAYERS: dict[str, str] = {
     "flowkit.storage": "engines",
     "flowkit._atom_record": "engines",
     "flowkit._detail_sync": "engines",
+    "flowkit._guards": "engines",
+    "flowkit.cache": "engines",
     "flowkit._run_state": "engines",
     "flowkit.listeners": "observers",
     "flowkit.formatters": "observers",

@@ -128,6 +128,7 @@ REQUIRED: dict[str, set[str]] = {
     },
     "flowkit.declarative": {"FlowSpecError", "load_flow", "register", "schema"},
     "flowkit.typed": {"Contract", "check_compilation", "contract_of", "satisfies", "validator_for"},
+    "flowkit.cache": {"CacheStore", "MemoryStore", "open_store"},
     "flowkit.types.failure": {"Failure"},
     "flowkit.types.notifier": {"Notifier", "RestrictedNotifier"},
     "flowkit.listeners.base": {"DEFAULT_LISTEN_FOR", "DumpingListener", "Listener"},

@@ -1,0 +1,150 @@
+"""Run-time guards around an atom's call: result type validation and result caching.
+
+The engine asks :func:`build` once per compilation which atoms need a guard;
+for the usual flow (no annotations asking for validation, nothing cacheable)
+the answer is an empty mapping and the run costs nothing more. For a guarded
+atom the runtime calls :meth:`Guard.on_begin` when the call is about to be made
+and :meth:`Guard.on_result` with its result.
+
+Caching (see :mod:`flowkit.cache`): ``on_begin`` computes the call's
+topological key and looks it up; a hit completes the atom with the stored
+result without calling ``execute`` (the SUCCESS notification's details carry
+``cache_hit: True`` and the key). ``on_result`` stores what a real call returned.
+
+The revert rule: reverting a flow calls ``revert`` only for atoms executed in
+this run. An atom completed from the cache is moved to REVERTED without its
+``revert`` being called, and the cached entry stays: it was produced by another
+run, which owns whatever side effects it had.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from flowkit import typed
+from flowkit.cache import _keys
+from flowkit.cache._stores import CacheStore, open_store
+
+__all__ = ["Guard", "build"]
+
+_LOG = logging.getLogger(__name__)
+
+
+class Guard:
+    """What the runtime does around one atom's call (validation, caching)."""
+
+    __slots__ = ("_all", "_custom", "_identity", "_node", "_store", "_validate", "hit", "key")
+
+    def __init__(
+        self,
+        node: Any,
+        validate: Callable[[Any], Any] | None,
+        store: CacheStore | None,
+        everyone: Mapping[int, Guard],
+    ) -> None:
+        self._node = node
+        self._validate = validate
+        self._store = store
+        self._all = everyone
+        atom = node.atom
+        self._identity = _keys.task_identity(atom) if store is not None else None
+        hook = getattr(atom, "cache_key", None)
+        self._custom: Callable[[dict[str, Any]], Any] | None = hook if callable(hook) else None
+        #: The key of this atom's call in the current run (None: not cached).
+        self.key: str | None = None
+        #: Whether the current run took this atom's result from the cache.
+        self.hit = False
+
+    @property
+    def caches(self) -> bool:
+        return self._store is not None
+
+    def on_begin(self, kwargs: dict[str, Any]) -> tuple[bool, Any]:
+        """Before ``execute``: ``(True, result)`` on a cache hit, else ``(False, None)``."""
+        self.hit = False
+        self.key = None
+        if self._store is None:
+            return False, None
+        try:
+            key = self._key(kwargs)
+        except _keys.Uncacheable as err:
+            _LOG.debug("atom '%s' is not cached this time: %s", self._node.name, err)
+            return False, None
+        if key is None:
+            return False, None
+        self.key = key
+        text = self._store.get(key)
+        if text is None:
+            return False, None
+        self.hit = True
+        return True, _keys.decode_value(text)
+
+    def _key(self, kwargs: dict[str, Any]) -> str | None:
+        inputs: dict[str, Any] = {}
+        for plan in self._node.exec_args:
+            if plan.arg not in kwargs:
+                continue
+            upstream = self._all.get(plan.provider) if plan.provider >= 0 else None
+            if upstream is not None and upstream.key is not None:
+                inputs[plan.arg] = _keys.UpstreamKey(upstream.key, plan.key)
+            else:
+                inputs[plan.arg] = kwargs[plan.arg]
+        custom = None
+        if self._custom is not None:
+            found = self._custom(dict(kwargs))
+            if found is None:
+                return None
+            custom = str(found)
+        assert self._identity is not None
+        return _keys.call_key(self._identity, inputs, custom)
+
+    def on_result(self, value: Any) -> Any:
+        """After a call (or a hit): the validated result; stores a real call's result.
+
+        Raises:
+            InvalidResult: the result is not of the declared type.
+        """
+        if self._validate is not None:
+            value = self._validate(value)
+        if self._store is not None and self.key is not None and not self.hit:
+            try:
+                self._store.put(self.key, _keys.encode_value(value))
+            except _keys.Uncacheable as err:
+                _LOG.debug("result of atom '%s' is not cached: %s", self._node.name, err)
+            except Exception:  # a cache that cannot be written must not fail the flow
+                _LOG.warning("could not cache the result of atom '%s'", self._node.name, exc_info=True)
+        return value
+
+    def annotate(self, details: dict[str, Any]) -> None:
+        """Add the cache outcome to a notification's details."""
+        if self._store is not None:
+            details["cache_hit"] = self.hit
+            details["cache_key"] = self.key
+
+
+def build(compilation: Any, options: Mapping[str, Any]) -> dict[int, Guard]:
+    """The guards a compiled flow needs, by node index (empty when none does).
+
+    Args:
+        compilation: the engine's compilation.
+        options: the engine options; ``cache`` (a URL or store) and
+            ``validate_types`` (True/False; default: pydantic results only).
+
+    Raises:
+        InvalidEngineOption: a bad ``cache`` value.
+    """
+    target = options.get("cache")
+    store = open_store(target) if target is not None else None
+    default = options.get("validate_types")
+    guards: dict[int, Guard] = {}
+    for node in compilation.atoms:
+        if node.kind != 0:  # retries decide; they are never cached or validated
+            continue
+        atom = node.atom
+        validate = typed.validator_for(atom, default if isinstance(default, bool) else None)
+        cached = store if store is not None and getattr(atom, "cache", False) is True else None
+        if validate is not None or cached is not None:
+            guards[node.index] = Guard(node, validate, cached, guards)
+    return guards

@@ -1,0 +1,123 @@
+"""Cache keys: a task's identity plus a canonical hash of its inputs, topologically.
+
+The key of a cacheable atom's call is the SHA-256 of a canonical JSON document:
+
+* the task's identity: its class path (a function task's function path), its
+  ``version``, its ``cache_version`` attribute if any, and, when the class sets
+  ``cache_code = True``, a hash of ``execute``'s byte code and constants;
+* its inputs, argument by argument. An input that came from an upstream
+  cacheable atom computed (or found) in this run is represented by that atom's
+  key rather than its value, so a change anywhere upstream changes every key
+  downstream of it. Other inputs are represented by their values.
+
+A task may define ``cache_key(self, inputs)`` returning a string that replaces
+the inputs' part of the key, or ``None`` to not cache that call.
+
+Values are made canonical as JSON with sorted keys; pydantic models as their
+JSON dump with the model's class path. A value JSON cannot represent makes the
+call uncacheable (it runs, and nothing is stored).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from flowkit.task import FunctorTask
+
+__all__ = ["Uncacheable", "UpstreamKey", "call_key", "decode_value", "encode_value", "task_identity"]
+
+
+class Uncacheable(ValueError):
+    """A call whose inputs (or result) cannot be represented as JSON."""
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamKey:
+    """An input that is (part of) the result of an upstream cacheable call."""
+
+    key: str
+    item: int | str | None
+
+
+def task_identity(atom: Any) -> dict[str, Any]:
+    """What identifies the code that a cached result came from."""
+    source = atom._arg_sources()[0]
+    target = getattr(source, "__func__", source)
+    if isinstance(atom, FunctorTask):  # the function is the code, not the adapter class
+        path = f"{getattr(target, '__module__', '?')}.{getattr(target, '__qualname__', repr(target))}"
+    else:
+        cls = type(atom)
+        path = f"{cls.__module__}.{cls.__qualname__}"
+    identity: dict[str, Any] = {"task": path, "version": _plain(atom.version)}
+    extra = getattr(atom, "cache_version", None)
+    if extra is not None:
+        identity["cache_version"] = str(extra)
+    if getattr(atom, "cache_code", False):
+        code = getattr(target, "__code__", None)
+        if code is not None:
+            digest = hashlib.sha256(code.co_code)
+            digest.update(repr(code.co_consts).encode())
+            identity["code"] = digest.hexdigest()
+    return identity
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, UpstreamKey):
+        return {"@upstream": value.key, "item": value.item}
+    dump = getattr(value, "model_dump", None)
+    if callable(dump):
+        cls = type(value)
+        return {"@model": f"{cls.__module__}.{cls.__qualname__}", "data": dump(mode="json")}
+    if isinstance(value, set | frozenset):
+        return sorted(value, key=repr)
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+def canonical(value: Any) -> str:
+    """Canonical JSON text of ``value``.
+
+    Raises:
+        Uncacheable: JSON cannot represent it.
+    """
+    try:
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), default=_default, allow_nan=False)
+    except (TypeError, ValueError) as err:
+        raise Uncacheable(str(err)) from err
+
+
+def call_key(identity: Mapping[str, Any], inputs: Mapping[str, Any], custom: str | None = None) -> str:
+    """The key of one call: hex SHA-256 of the identity and the inputs (or ``custom``)."""
+    document = {"identity": identity, "inputs": inputs if custom is None else {"@custom": custom}}
+    return hashlib.sha256(canonical(document).encode()).hexdigest()
+
+
+def encode_value(value: Any) -> str:
+    """A result as stored in a cache (JSON text; models as their JSON dump).
+
+    Raises:
+        Uncacheable: JSON cannot represent it.
+    """
+    try:
+        return json.dumps(value, default=_dump_default, allow_nan=False)
+    except (TypeError, ValueError) as err:
+        raise Uncacheable(str(err)) from err
+
+
+def _dump_default(value: Any) -> Any:
+    dump = getattr(value, "model_dump", None)
+    if callable(dump):
+        return dump(mode="json")
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+def decode_value(text: str) -> Any:
+    """A stored result, back from JSON (a model comes back as a mapping; validation rebuilds it)."""
+    return json.loads(text)

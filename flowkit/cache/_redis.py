@@ -1,0 +1,78 @@
+"""The Redis cache store: one string per entry (``SET ... PX`` for the TTL) and a
+sorted set indexing the keys by write time, which bounds the size.
+
+Keys live under ``flowkit:cache:``; Redis expires entries itself. Every process
+talking to the server shares the cache.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from flowkit import exceptions as exc
+from flowkit.cache._stores import CacheStore, Clock
+
+__all__ = ["PREFIX", "RedisStore"]
+
+PREFIX = "flowkit:cache:"
+_INDEX = PREFIX + "@index"
+
+
+class RedisStore(CacheStore):
+    """Entries in a Redis server (``redis://host:port/db``).
+
+    TTL is Redis's own (``PX``), so it follows the server's clock; the injected
+    clock only orders the size index.
+    """
+
+    def __init__(
+        self, url: str, ttl: float | None = None, max_entries: int | None = None, clock: Clock = time.time
+    ) -> None:
+        super().__init__(ttl, max_entries, clock)
+        try:
+            import redis
+        except ImportError as err:
+            raise exc.StorageFailure(
+                "the redis cache store needs the redis client: pip install 'flowkit[workers]'"
+            ) from err
+        self.url = url
+        self._client: Any = redis.Redis.from_url(url)
+        try:
+            self._client.ping()
+        except redis.RedisError as err:
+            raise exc.StorageFailure(f"cannot reach cache store {url}: {err}") from err
+
+    def _get(self, key: str, now: float) -> str | None:
+        found = self._client.get(PREFIX + key)
+        return None if found is None else found.decode("utf-8")
+
+    def _put(self, key: str, text: str, now: float, expires: float | None) -> None:
+        pipe = self._client.pipeline()
+        if self.ttl is None:
+            pipe.set(PREFIX + key, text)
+        else:
+            pipe.set(PREFIX + key, text, px=max(1, int(self.ttl * 1000)))
+        pipe.zadd(_INDEX, {key: now})
+        pipe.execute()
+        if self.max_entries is not None:
+            extra = self._client.zcard(_INDEX) - self.max_entries
+            if extra > 0:
+                for old, _score in self._client.zpopmin(_INDEX, extra):
+                    self._client.delete(PREFIX + old.decode("utf-8"))
+
+    def _entries(self, now: float) -> int:
+        count = 0
+        for _key in self._client.scan_iter(match=PREFIX + "*", count=1000):
+            count += 1
+        return max(0, count - (1 if self._client.exists(_INDEX) else 0))
+
+    def clear(self) -> int:
+        count = self._entries(self.clock())
+        keys = list(self._client.scan_iter(match=PREFIX + "*", count=1000))
+        if keys:
+            self._client.delete(*keys)
+        return count
+
+    def close(self) -> None:
+        self._client.close()

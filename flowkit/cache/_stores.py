@@ -1,0 +1,296 @@
+"""Where cached results live: the store interface, the URL parser, memory and dir stores.
+
+Every store keeps JSON text under a hex key, with an optional time to live
+(``ttl=`` seconds, from the URL query or the constructor) and an optional size
+bound (``max_entries=``: the oldest entries go first). Clocks are injectable so
+expiry is tested without sleeping.
+
+Concurrency: no store is single-flight. Two runs that miss the same key at the
+same moment both execute the task and both store the (same) result; the last
+write wins, which is harmless because the key names the inputs and the code.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import os
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from flowkit import exceptions as exc
+
+__all__ = ["CacheStats", "CacheStore", "DirStore", "MemoryStore", "open_store"]
+
+Clock = Callable[[], float]
+
+
+@dataclass(frozen=True, slots=True)
+class CacheStats:
+    """What a store holds and how it has been used by this process."""
+
+    url: str
+    entries: int
+    hits: int
+    misses: int
+    writes: int
+
+
+class CacheStore(abc.ABC):
+    """A key -> JSON text store with optional TTL and size bound.
+
+    Args:
+        ttl: seconds an entry lives (None: until evicted or cleared).
+        max_entries: at most this many entries (None: unbounded).
+        clock: wall-clock seconds (injectable for tests).
+    """
+
+    url: str = ""
+
+    def __init__(
+        self, ttl: float | None = None, max_entries: int | None = None, clock: Clock = time.time
+    ) -> None:
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self.clock = clock
+        self._counts = {"hits": 0, "misses": 0, "writes": 0}
+        self._count_lock = threading.Lock()
+
+    def get(self, key: str) -> str | None:
+        """The text stored under ``key``, or None (missing or expired)."""
+        found = self._get(key, self.clock())
+        with self._count_lock:
+            self._counts["hits" if found is not None else "misses"] += 1
+        return found
+
+    def put(self, key: str, text: str) -> None:
+        """Store ``text`` under ``key`` (replacing what was there)."""
+        now = self.clock()
+        self._put(key, text, now, None if self.ttl is None else now + self.ttl)
+        with self._count_lock:
+            self._counts["writes"] += 1
+
+    def stats(self) -> CacheStats:
+        """Entries held now (expired ones not counted) and this process's hits, misses, writes."""
+        with self._count_lock:
+            counts = dict(self._counts)
+        return CacheStats(
+            self.url, self._entries(self.clock()), counts["hits"], counts["misses"], counts["writes"]
+        )
+
+    @abc.abstractmethod
+    def clear(self) -> int:
+        """Remove every entry; return how many there were."""
+
+    def close(self) -> None:  # noqa: B027 - most stores hold nothing to release
+        """Release connections or files."""
+
+    @abc.abstractmethod
+    def _get(self, key: str, now: float) -> str | None: ...
+
+    @abc.abstractmethod
+    def _put(self, key: str, text: str, now: float, expires: float | None) -> None: ...
+
+    @abc.abstractmethod
+    def _entries(self, now: float) -> int: ...
+
+
+class MemoryStore(CacheStore):
+    """Entries in this process's memory, shared by every engine given the same store object.
+
+    ``memory://NAME`` URLs with the same name share one store within a process.
+    """
+
+    def __init__(
+        self, ttl: float | None = None, max_entries: int | None = None, clock: Clock = time.time
+    ) -> None:
+        super().__init__(ttl, max_entries, clock)
+        self._data: OrderedDict[str, tuple[str, float | None]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _get(self, key: str, now: float) -> str | None:
+        with self._lock:
+            found = self._data.get(key)
+            if found is None:
+                return None
+            text, expires = found
+            if expires is not None and expires <= now:
+                del self._data[key]
+                return None
+            self._data.move_to_end(key)
+            return text
+
+    def _put(self, key: str, text: str, now: float, expires: float | None) -> None:
+        with self._lock:
+            self._data[key] = (text, expires)
+            self._data.move_to_end(key)
+            if self.max_entries is not None:
+                while len(self._data) > self.max_entries:
+                    self._data.popitem(last=False)
+
+    def _entries(self, now: float) -> int:
+        with self._lock:
+            return sum(1 for _, expires in self._data.values() if expires is None or expires > now)
+
+    def clear(self) -> int:
+        with self._lock:
+            count = len(self._data)
+            self._data.clear()
+            return count
+
+
+class DirStore(CacheStore):
+    """One JSON file per entry in a directory; processes on one machine share it.
+
+    Writes go to a temporary file renamed into place, so a reader never sees
+    half an entry. An entry's file holds its expiry time on the first line.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        ttl: float | None = None,
+        max_entries: int | None = None,
+        clock: Clock = time.time,
+    ) -> None:
+        super().__init__(ttl, max_entries, clock)
+        self.path = Path(path)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise exc.StorageFailure(f"cannot use cache directory {self.path}: {err}") from err
+
+    def _file(self, key: str) -> Path:
+        return self.path / f"{key}.json"
+
+    def _read(self, file: Path) -> tuple[float | None, float, str]:
+        """``(expires, created, text)`` of an entry file."""
+        header, _, text = file.read_text(encoding="utf-8").partition("\n")
+        expires, _, created = header.partition(" ")
+        return (float(expires) if expires != "-" else None), float(created), text
+
+    def _get(self, key: str, now: float) -> str | None:
+        try:
+            expires, _created, text = self._read(self._file(key))
+        except (FileNotFoundError, ValueError):
+            return None
+        if expires is not None and expires <= now:
+            with contextlib.suppress(FileNotFoundError):
+                self._file(key).unlink()
+            return None
+        return text
+
+    def _put(self, key: str, text: str, now: float, expires: float | None) -> None:
+        temporary = self.path / f".{key}.{os.getpid()}.{threading.get_ident()}.tmp"
+        header = f"{'-' if expires is None else repr(expires)} {now!r}"
+        temporary.write_text(f"{header}\n{text}", encoding="utf-8")
+        os.replace(temporary, self._file(key))
+        if self.max_entries is not None:
+            entries = []
+            for file in self.path.glob("*.json"):
+                with contextlib.suppress(FileNotFoundError, ValueError):
+                    entries.append((self._read(file)[1], file))
+            entries.sort()
+            for _created, old in entries[: max(0, len(entries) - self.max_entries)]:
+                with contextlib.suppress(FileNotFoundError):
+                    old.unlink()
+
+    def _entries(self, now: float) -> int:
+        count = 0
+        for file in self.path.glob("*.json"):
+            with contextlib.suppress(FileNotFoundError, ValueError):
+                expires = self._read(file)[0]
+                if expires is None or expires > now:
+                    count += 1
+        return count
+
+    def clear(self) -> int:
+        count = 0
+        for file in self.path.glob("*.json"):
+            with contextlib.suppress(FileNotFoundError):
+                file.unlink()
+                count += 1
+        return count
+
+
+_MEMORY: dict[str, MemoryStore] = {}
+_MEMORY_LOCK = threading.Lock()
+_SQL_SCHEMES = ("sqlite", "postgresql", "postgres", "mysql")
+
+
+def open_store(target: str | CacheStore, clock: Clock = time.time) -> CacheStore:
+    """The store a ``cache=`` option names: a store object, or a URL.
+
+    URLs: ``memory://[NAME]``, ``dir:///path``, ``sqlite:///path.db``,
+    ``postgresql://...``, ``redis://host:port/db``; each takes ``?ttl=SECONDS``
+    and ``&max_entries=N``.
+
+    Raises:
+        InvalidEngineOption: not a store or a URL of a known scheme, or bad
+            ``ttl``/``max_entries`` values; the message names the URL.
+    """
+    if isinstance(target, CacheStore):
+        return target
+    if not isinstance(target, str) or "://" not in target:
+        raise _bad(
+            f"cache= takes a cache store or a URL such as memory:// or sqlite:///cache.db, not {target!r}"
+        )
+    parts = urlsplit(target)
+    scheme = parts.scheme.lower().partition("+")[0]
+    query = dict(parse_qsl(parts.query))
+    ttl = _number(target, query.pop("ttl", None), "ttl", float)
+    max_entries = _number(target, query.pop("max_entries", None), "max_entries", int)
+    bare = target.partition("?")[0]
+    if scheme == "memory":
+        if query:
+            raise _bad(f"cache URL {target!r}: unknown option(s) {sorted(query)}")
+        name = parts.netloc + parts.path
+        with _MEMORY_LOCK:
+            store = _MEMORY.get(name)
+            if store is None:
+                store = _MEMORY[name] = MemoryStore(ttl, max_entries, clock)
+                store.url = bare
+        return store
+    if scheme in ("dir", "file"):
+        if query:
+            raise _bad(f"cache URL {target!r}: unknown option(s) {sorted(query)}")
+        if not parts.path:
+            raise _bad(f"cache URL {target!r} names no directory (dir:///path)")
+        dir_store = DirStore(parts.path, ttl, max_entries, clock)
+        dir_store.url = bare
+        return dir_store
+    if scheme in _SQL_SCHEMES:
+        from flowkit.cache._sql import SqlStore
+
+        rest = "&".join(f"{k}={v}" for k, v in query.items())
+        return SqlStore(f"{bare}?{rest}" if rest else bare, ttl, max_entries, clock)
+    if scheme in ("redis", "rediss"):
+        from flowkit.cache._redis import RedisStore
+
+        return RedisStore(bare, ttl, max_entries, clock)
+    raise _bad(
+        f"cache URL {target!r}: unknown scheme {parts.scheme!r}; "
+        "use memory://, dir://, sqlite://, postgresql:// or redis://"
+    )
+
+
+def _number(url: str, text: str | None, name: str, kind: type) -> Any:
+    if text is None:
+        return None
+    try:
+        value = kind(text)
+    except ValueError:
+        raise _bad(f"cache URL {url!r}: {name} must be a number, not {text!r}") from None
+    if value <= 0:
+        raise _bad(f"cache URL {url!r}: {name} must be above 0, not {text!r}")
+    return value
+
+
+def _bad(message: str) -> exc.InvalidEngineOption:
+    return exc.InvalidEngineOption(message, option="cache")

@@ -1,0 +1,115 @@
+"""Every cache store keeps the same contract, against real servers for Redis and PostgreSQL."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from flowkit import exceptions
+from flowkit.cache import CacheStore, open_store
+from tests.services import wait_until
+
+KINDS = ["memory", "dir", "sqlite", "postgresql", "redis"]
+_NAMES = itertools.count()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make_url(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if kind == "memory":
+        return f"memory://store-test-{next(_NAMES)}"
+    if kind == "dir":
+        return f"dir://{tmp_path / 'cache'}"
+    if kind == "sqlite":
+        return f"sqlite:///{tmp_path / 'cache.db'}"
+    if kind == "postgresql":
+        return str(request.getfixturevalue("postgresql_db_url"))
+    return str(request.getfixturevalue("redis_flushed_url"))
+
+
+@pytest.fixture(params=KINDS)
+def kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def opened(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, Clock]]:
+    yield make_url(kind, request, tmp_path), Clock()
+
+
+def store_for(url: str, clock: Clock, query: str = "") -> CacheStore:
+    sep = "&" if "?" in url else "?"
+    return open_store(url + (sep + query if query else ""), clock=clock)
+
+
+def test_put_get_and_clear(opened: tuple[str, Clock]) -> None:
+    url, clock = opened
+    store = store_for(url, clock)
+    try:
+        assert store.get("a" * 64) is None
+        store.put("a" * 64, '{"x": 1}')
+        store.put("b" * 64, "2")
+        store.put("b" * 64, "3")
+        assert store.get("a" * 64) == '{"x": 1}'
+        assert store.get("b" * 64) == "3"
+        stats = store.stats()
+        assert (stats.entries, stats.hits, stats.misses, stats.writes) == (2, 2, 1, 3)
+        assert store.clear() == 2
+        assert store.get("a" * 64) is None
+        assert store.stats().entries == 0
+    finally:
+        store.close()
+
+
+def test_size_bound_drops_the_oldest(opened: tuple[str, Clock]) -> None:
+    url, clock = opened
+    store = store_for(url, clock, "max_entries=2")
+    try:
+        for i, key in enumerate(("k1", "k2", "k3")):
+            clock.now += 1
+            store.put(key, str(i))
+        assert store.get("k1") is None
+        assert store.get("k3") == "2"
+        assert store.stats().entries == 2
+    finally:
+        store.close()
+
+
+def test_entries_expire_after_their_ttl(kind: str, opened: tuple[str, Clock]) -> None:
+    url, clock = opened
+    if kind == "redis":
+        # Redis expires keys by its own clock: a short TTL, polled for.
+        store = store_for(url, clock, "ttl=0.2")
+        store.put("k", "v")
+        assert store.get("k") == "v"
+        wait_until(lambda: store.get("k") is None, timeout=5, message="the Redis entry to expire")
+        store.close()
+        return
+    store = store_for(url, clock, "ttl=10")
+    try:
+        store.put("k", "v")
+        clock.now += 9
+        assert store.get("k") == "v"
+        clock.now += 2
+        assert store.get("k") is None
+        assert store.stats().entries == 0
+    finally:
+        store.close()
+
+
+def test_unreachable_stores_fail_clearly(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(exceptions.StorageFailure, match="cannot use cache directory"):
+        open_store(f"dir://{blocker}/sub")
+    with pytest.raises(exceptions.StorageFailure, match="cannot reach cache store redis://127.0.0.1:1/0"):
+        open_store("redis://127.0.0.1:1/0")
