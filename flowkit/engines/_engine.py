@@ -18,9 +18,9 @@ import time
 from collections.abc import Generator, Mapping
 from typing import Any, ClassVar, Protocol
 
+from flowkit import _guards, typed
 from flowkit import exceptions as exc
 from flowkit import states as st
-from flowkit import typed
 from flowkit._utils.asyncio_bridge import EventLoopThread
 from flowkit._utils.gc_pause import gc_paused
 from flowkit.engines import _compiler
@@ -137,12 +137,23 @@ class ActionEngine(Engine):
     (atom ``inject=`` values are not persisted; default True),
     ``gather_statistics`` (default True), ``check_types`` (compare the
     ``execute`` annotations of providers and consumers when compiling; default
-    True, see :mod:`flowkit.typed`).
+    True, see :mod:`flowkit.typed`), ``validate_types`` (check results against
+    their annotations: True, False, or by default pydantic models only),
+    ``cache`` (a cache store or URL for tasks marked ``cache = True``, see
+    :mod:`flowkit.cache`).
     """
 
     kind: ClassVar[str] = "action"
     OPTIONS: ClassVar[frozenset[str]] = frozenset(
-        {"defer_reverts", "never_resolve", "inject_transient", "gather_statistics", "check_types"}
+        {
+            "defer_reverts",
+            "never_resolve",
+            "inject_transient",
+            "gather_statistics",
+            "check_types",
+            "validate_types",
+            "cache",
+        }
     )
 
     def __init__(
@@ -211,6 +222,7 @@ class ActionEngine(Engine):
             defer_reverts=bool(self._options.get("defer_reverts", False)),
             never_resolve=bool(self._options.get("never_resolve", False)),
         )
+        self._runtime.guards = _guards.build(compilation, self._options)
         self._compilation = compilation
 
     def prepare(self) -> None:

@@ -100,6 +100,9 @@ class Runtime:
         # up to date; in memory the hot path skips even the calls.
         self._durable = self.state.durable
         self.scheduler = sch.Scheduler(compilation, self)
+        #: node index -> the authoring layers' guard (type validation, caching);
+        #: set by the engine, empty for flows that use neither (flowkit._guards).
+        self.guards: dict[int, Any] = {}
         #: Failures that end the run in FAILURE (revert failures, unresolvable ones).
         self.retained: list[Failure] = []
         #: Calls whose outcome was accounted for in the current run.
@@ -201,6 +204,7 @@ class Runtime:
             or self._durable
             or self.notifier.has_listeners
             or atom._notifier is not None  # type: ignore[union-attr]
+            or node.index in self.guards
         ):
             call = self.begin_or_fail(node, action)
             if call is not None:
@@ -237,10 +241,29 @@ class Runtime:
     def begin_or_fail(self, node: Node, action: int) -> Call | None:
         """:meth:`begin`, but an argument that cannot be fetched fails the atom (None)."""
         try:
-            return self.begin(node, action)
+            call = self.begin(node, action)
         except Exception:
             self.complete(node, action, False, Failure())
             return None
+        guard = self.guards.get(node.index) if self.guards else None
+        return call if guard is None else self._guarded(guard, node, action, call)
+
+    def _guarded(self, guard: Any, node: Node, action: int, call: Call) -> Call | None:
+        """Let a guard answer from the cache instead of calling (see flowkit._guards)."""
+        if action == sch.REVERT:
+            if not guard.hit:
+                return call
+            value: Any = None  # revert only what this run executed
+        else:
+            try:
+                hit, value = guard.on_begin(call[1]["kwargs"])
+            except Exception:
+                self.complete(node, action, False, Failure())
+                return None
+            if not hit:
+                return call
+        self.complete(node, action, True, value)
+        return None
 
     # -- starting work ------------------------------------------------------------
 
@@ -343,6 +366,8 @@ class Runtime:
         atom = node.atom
         if ok:
             try:
+                if self.guards and node.index in self.guards:
+                    value = self.guards[node.index].on_result(value)
                 _check_unpacks(node, atom, value)
                 if self._durable:
                     self._check_storable(node, "result", value)
@@ -404,6 +429,8 @@ class Runtime:
                 details = {"task_name": node.name, "task_uuid": record.uuid, "old_state": old}
             if result is not sch:
                 details["result"] = result
+            if state == st.SUCCESS and node.index in self.guards:
+                self.guards[node.index].annotate(details)
             self.notifier.notify(state, details)
 
     def progress_by_name(

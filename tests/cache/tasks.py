@@ -1,0 +1,44 @@
+"""Cacheable tasks for the cache tests (importable, so child processes can use them)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flowkit import task
+from flowkit.patterns import linear_flow
+
+#: Names of the tasks whose execute ran, in order; tests clear it.
+CALLS: list[str] = []
+REVERTS: list[str] = []
+
+
+class Add(task.Task):
+    cache = True
+
+    def execute(self, value: int, k: int) -> int:
+        CALLS.append(self.name)
+        return value + k
+
+    def revert(self, result: Any, flow_failures: Any, **kwargs: Any) -> None:
+        REVERTS.append(self.name)
+
+
+class Fail(task.Task):
+    def execute(self, value: int) -> None:
+        raise RuntimeError("fails on purpose")
+
+
+def chain(count: int, ks: dict[int, int] | None = None) -> linear_flow.Flow:
+    """``count`` Adds, each adding its own ``k`` (1 unless ``ks`` says) to the previous result."""
+    ks = ks or {}
+    flow = linear_flow.Flow("chain")
+    for i in range(count):
+        flow.add(
+            Add(
+                f"add{i}",
+                provides=f"v{i}",
+                rebind={"value": "start" if i == 0 else f"v{i - 1}"},
+                inject={"k": ks.get(i, 1)},
+            )
+        )
+    return flow

@@ -1,0 +1,163 @@
+"""Caching through the engine: what runs again, what does not, and what listeners see."""
+
+from __future__ import annotations
+
+import itertools
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flowkit import engines, exceptions, states, task
+from flowkit.cache import MemoryStore
+from flowkit.patterns import linear_flow
+from flowkit.types.notifier import Notifier
+from tests.cache import tasks
+
+REPO = Path(__file__).resolve().parents[2]
+_NAMES = itertools.count()
+
+
+@pytest.fixture(autouse=True)
+def _clear() -> Iterator[None]:
+    tasks.CALLS.clear()
+    tasks.REVERTS.clear()
+    yield
+
+
+@pytest.fixture
+def url() -> str:
+    """A memory store of this test's own."""
+    return f"memory://engine-test-{next(_NAMES)}"
+
+
+def test_a_second_run_of_an_unchanged_100_task_flow_executes_nothing(url: str) -> None:
+    first = engines.run(tasks.chain(100), store={"start": 0}, cache=url)
+    assert len(tasks.CALLS) == 100
+    tasks.CALLS.clear()
+    second = engines.run(tasks.chain(100), store={"start": 0}, cache=url)
+    assert tasks.CALLS == []
+    assert second == first
+    assert second["v99"] == 100
+
+
+def test_changing_one_input_in_the_middle_reruns_exactly_its_downstream(url: str) -> None:
+    engines.run(tasks.chain(100), store={"start": 0}, cache=url)
+    tasks.CALLS.clear()
+    results = engines.run(tasks.chain(100, ks={50: 2}), store={"start": 0}, cache=url)
+    downstream = [f"add{i}" for i in range(50, 100)]
+    assert downstream == tasks.CALLS
+    assert results["v99"] == 101
+
+
+def test_a_change_upstream_invalidates_downstream_even_when_values_coincide(url: str) -> None:
+    # add1 gets value 1 either way (0+1 or ... ) but its key names add0's key, not the value.
+    engines.run(tasks.chain(3), store={"start": 0}, cache=url)
+    tasks.CALLS.clear()
+    engines.run(tasks.chain(3, ks={0: 2}), store={"start": -1}, cache=url)
+    assert tasks.CALLS == ["add0", "add1", "add2"]
+
+
+def test_without_a_cache_option_cacheable_tasks_just_run() -> None:
+    engines.run(tasks.chain(3), store={"start": 0})
+    engines.run(tasks.chain(3), store={"start": 0})
+    assert len(tasks.CALLS) == 6
+
+
+def test_a_hit_is_visible_in_the_success_notification(url: str) -> None:
+    seen: list[tuple[str, Any]] = []
+
+    def listen(state: str, details: dict[str, Any]) -> None:
+        if state == states.SUCCESS:
+            seen.append((details["task_name"], details["cache_hit"]))
+
+    for _ in range(2):
+        engine = engines.load(tasks.chain(2), store={"start": 0}, cache=url)
+        engine.atom_notifier.register(Notifier.ANY, listen)
+        engine.run()
+    assert seen == [("add0", False), ("add1", False), ("add0", True), ("add1", True)]
+
+
+def test_revert_is_not_called_for_results_taken_from_the_cache(url: str) -> None:
+    def failing() -> linear_flow.Flow:
+        return tasks.chain(2).add(tasks.Fail("fail", rebind={"value": "v1"}))
+
+    with pytest.raises(RuntimeError):
+        engines.run(failing(), store={"start": 0}, cache=url)
+    assert tasks.REVERTS == ["add1", "add0"]
+    tasks.REVERTS.clear()
+    tasks.CALLS.clear()
+    engine = engines.load(failing(), store={"start": 0}, cache=url)
+    with pytest.raises(RuntimeError):
+        engine.run()
+    # The first run's failure stored nothing for 'fail'; add0/add1 were cached then.
+    assert tasks.CALLS == []
+    assert tasks.REVERTS == []
+    assert engine.storage.get_atom_state("add0") == states.REVERTED
+
+
+def test_ttl_expiry_with_an_injected_clock() -> None:
+    now = [1000.0]
+    store = MemoryStore(ttl=10, clock=lambda: now[0])
+    engines.run(tasks.chain(1), store={"start": 0}, cache=store)
+    now[0] += 9
+    engines.run(tasks.chain(1), store={"start": 0}, cache=store)
+    assert tasks.CALLS == ["add0"]
+    now[0] += 2
+    engines.run(tasks.chain(1), store={"start": 0}, cache=store)
+    assert tasks.CALLS == ["add0", "add0"]
+
+
+def test_the_cache_key_hook_can_widen_or_refuse_sharing(url: str) -> None:
+    class Rounded(task.Task):
+        cache = True
+
+        def cache_key(self, inputs: dict[str, Any]) -> str | None:
+            return None if inputs["x"] < 0 else str(round(inputs["x"]))
+
+        def execute(self, x: float) -> float:
+            tasks.CALLS.append(self.name)
+            return x
+
+    for x in (1.1, 0.9, -1.0, -1.0):
+        engines.run(Rounded("r"), store={"x": x}, cache=url)
+    assert tasks.CALLS == ["r", "r", "r"]
+
+
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [
+        ("nowhere://x", "unknown scheme 'nowhere'"),
+        ("memory://x?ttl=soon", "ttl must be a number"),
+        ("memory://x?max_entries=0", "max_entries must be above 0"),
+        ("not a url", "cache= takes a cache store or a URL"),
+        (42, "not 42"),
+    ],
+)
+def test_a_bad_cache_option_is_a_clear_error_before_anything_runs(value: Any, words: str) -> None:
+    with pytest.raises(exceptions.InvalidEngineOption, match=words) as err:
+        engines.run(tasks.chain(1), store={"start": 0}, cache=value)
+    assert err.value.option == "cache"
+    assert tasks.CALLS == []
+
+
+def test_a_sqlite_cache_is_shared_by_two_processes(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'cache.db'}"
+    script = textwrap.dedent(
+        f"""
+        from flowkit import engines
+        from tests.cache import tasks
+        engines.run(tasks.chain(5), store={{"start": 0}}, cache={url!r})
+        print(len(tasks.CALLS))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120, check=True
+    )
+    assert done.stdout.strip() == "5"
+    assert engines.run(tasks.chain(5), store={"start": 0}, cache=url)["v4"] == 5
+    assert tasks.CALLS == []

@@ -1,0 +1,28 @@
+"""Tasks with pydantic models for the run-time validation tests (pydantic is optional)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pydantic
+
+from flowkit import task
+
+
+class Price(pydantic.BaseModel):
+    amount: float
+    currency: str
+
+
+class MakePrice(task.Task):
+    default_provides = "price"
+
+    def execute(self, raw: Any) -> Price:
+        return raw  # type: ignore[no-any-return]  # whatever the test hands in
+
+
+class UsePrice(task.Task):
+    default_provides = "seen"
+
+    def execute(self, price: Price) -> str:
+        return f"{type(price).__name__} {price.amount} {price.currency}"
