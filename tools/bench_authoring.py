@@ -10,11 +10,15 @@ Rows (best of a few runs, microseconds per task, in-memory serial engine):
   the check costs a flow that declares nothing.
 * ``typed linear-N load+run``: every task annotated, so every edge is compared.
 * ``spec linear-N load_flow``: building the same chain from a dict spec.
+* ``cached linear-N``: every task ``cache = True``; a first run (miss and
+  store) and a second run (all hits) against ``memory://`` and SQLite, so the
+  per-task cost of a lookup is the second run minus the untyped run.
 """
 
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
@@ -24,6 +28,13 @@ from flowkit.patterns import linear_flow
 
 
 class Untyped(task.Task):
+    def execute(self, value):  # type: ignore[no-untyped-def]
+        return value
+
+
+class Cached(task.Task):
+    cache = True
+
     def execute(self, value):  # type: ignore[no-untyped-def]
         return value
 
@@ -83,6 +94,14 @@ def main() -> None:
                 for i in range(n)
             },
         }
+        for url in (f"memory://bench-{n}", f"sqlite:///{tempfile.mkdtemp()}/cache.db"):
+            cached = chain(Cached, n)
+            for label in ("miss+store", "hit"):
+                started = time.perf_counter()
+                engines.load(cached, store={"value": 1}, cache=url).run()
+                spent = time.perf_counter() - started
+                shown = url.split(":")[0]
+                print(f"cached   linear-{n:<7} {shown:6} {label:11} {spent / n * 1e6:7.2f} us/task")
         spent = best(lambda spec=spec: declarative.load_flow(spec), repeat)
         print(f"spec     linear-{n:<7} load_flow          {spent / n * 1e6:7.2f} us/task")
 

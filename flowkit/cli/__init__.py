@@ -16,6 +16,7 @@ __all__ = ["main"]
 
 #: subcommand name -> module defining ``register(subparsers)``.
 _SUBCOMMANDS = {
+    "cache": "flowkit.cli.cache",
     "db": "flowkit.cli.db",
     "worker": "flowkit.cli.worker",
 }

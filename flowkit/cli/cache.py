@@ -1,0 +1,68 @@
+"""``flowkit cache``: look at or empty a result cache.
+
+::
+
+    flowkit cache stats --cache sqlite:///cache.db
+    flowkit cache clear --cache redis://localhost:6379/0
+
+``stats`` prints the number of live entries; ``clear`` removes every entry and
+prints how many there were. Errors are one line on stderr and exit status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+__all__ = ["register"]
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``cache`` command and its subcommands to the ``flowkit`` parser."""
+    cache = subparsers.add_parser(
+        "cache",
+        help="look at or empty a result cache",
+        description="Look at or empty the cache of results of tasks marked cache=True.",
+    )
+    commands = cache.add_subparsers(dest="cache_command", required=True, metavar="SUBCOMMAND")
+    stats = commands.add_parser("stats", help="print how many entries the cache holds")
+    clear = commands.add_parser("clear", help="remove every entry")
+    for parser in (stats, clear):
+        parser.add_argument(
+            "--cache",
+            required=True,
+            metavar="URL",
+            help="the cache store: memory://, dir:///path, sqlite:///path, postgresql://..., redis://...",
+        )
+    stats.set_defaults(handler=_stats)
+    clear.set_defaults(handler=_clear)
+
+
+def _open(args: argparse.Namespace) -> Any:
+    from flowkit.cache import open_store
+
+    return open_store(args.cache)
+
+
+def _stats(args: argparse.Namespace) -> int:
+    return _run(args, lambda store: f"entries: {store.stats().entries}")
+
+
+def _clear(args: argparse.Namespace) -> int:
+    return _run(args, lambda store: f"cleared: {store.clear()}")
+
+
+def _run(args: argparse.Namespace, action: Any) -> int:
+    from flowkit import exceptions
+
+    try:
+        store = _open(args)
+        try:
+            print(action(store))
+        finally:
+            store.close()
+    except exceptions.TaskFlowException as err:
+        print(f"flowkit cache {args.cache_command}: {err}", file=sys.stderr)
+        return 1
+    return 0
