@@ -121,3 +121,19 @@ def test_live_workers_skips_adverts_that_are_missing_or_do_not_decode(
 
 def test_live_workers_of_an_unknown_topic_is_empty(client: _transport.Client) -> None:
     assert _transport.live_workers(client, "ns", "nobody", None) == {}
+
+
+def test_an_advert_goes_stale_three_heartbeats_plus_the_clock_skew_after_it_was_written(
+    client: _transport.Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    _advertise(client, "w", "t", None, expires_in=3600.0)  # its expiry score is no help: only sent_at tells
+    (advert,) = _transport.live_workers(client, "ns", "t", None).values()
+    stale_at = advert["sent_at"] + 3 * advert["heartbeat"] + protocol.MAX_CLOCK_SKEW
+
+    assert list(_transport.live_workers(client, "ns", "t", None, now=stale_at - 0.01)) == ["w"]
+    with caplog.at_level(logging.WARNING, logger="flowkit.engines.worker_based._transport"):
+        assert _transport.live_workers(client, "ns", "t", None, now=stale_at + 0.01) == {}
+        assert _transport.live_workers(client, "ns", "t", None, now=stale_at + 5) == {}
+    stale = [r.getMessage() for r in caplog.records if "stale" in r.getMessage()]
+    assert len(stale) == 1, stale  # said once, not at every scan
+    assert "worker w of topic 't'" in stale[0]
