@@ -18,6 +18,8 @@ __all__ = ["main"]
 _SUBCOMMANDS = {
     "cache": "flowkit.cli.cache",
     "db": "flowkit.cli.db",
+    "run": "flowkit.cli.run",
+    "flows": "flowkit.cli.flows",
     "worker": "flowkit.cli.worker",
 }
 

@@ -1,0 +1,196 @@
+"""What the ``run``, ``flows``, ``graph`` and ``monitor`` commands share.
+
+Exit statuses: 0 when all went well, 1 when the flow failed or something
+outside the user's words broke (a database that cannot be reached), 2 for bad
+usage (an unknown target or flow, a bad ``--store``). Errors are one line on
+stderr naming the thing at fault; ``-v`` adds the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import json
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "USAGE",
+    "CliError",
+    "FlowRef",
+    "add_connection",
+    "find_flow",
+    "guarded",
+    "import_target",
+    "importable_cwd",
+    "list_flows",
+    "open_backend",
+    "parse_store",
+]
+
+LOG = logging.getLogger(__name__)
+
+#: Exit status for bad usage (argparse's own).
+USAGE = 2
+#: Exit status for a failed flow or a runtime error.
+FAILED = 1
+
+
+class CliError(Exception):
+    """An error to show as one line, with the exit status to leave with."""
+
+    def __init__(self, message: str, status: int = USAGE) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def add_connection(parser: argparse.ArgumentParser, default: str | None = None) -> None:
+    """Add ``--connection URL`` (required unless there is a default)."""
+    parser.add_argument(
+        "--connection",
+        required=default is None,
+        default=default,
+        metavar="URL",
+        help="the persistence backend, for example sqlite:///flows.db or postgresql://user:pw@host/db"
+        + (f" (default: {default})" if default else ""),
+    )
+
+
+def guarded(prog: str, handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Wrap a command's handler so every error leaves as one line and a status."""
+
+    def run(args: argparse.Namespace) -> int:
+        from flowkit.persistence.backends._urls import mask_url
+
+        try:
+            return handler(args)
+        except CliError as err:
+            error: BaseException = err
+            message, status = str(err), err.status
+        except KeyboardInterrupt:
+            print(f"{prog}: interrupted", file=sys.stderr)
+            return 130
+        except Exception as err:  # every other failure becomes one line and status 1
+            error = err
+            message = f"{type(err).__name__}: {' '.join(str(err).split())}".rstrip(": ")
+            status = FAILED
+        if getattr(args, "verbose", 0):
+            traceback.print_exception(error, file=sys.stderr)
+        connection = getattr(args, "connection", None)
+        if connection:
+            message = message.replace(connection, mask_url(connection))
+        print(f"{prog}: error: {message}", file=sys.stderr)
+        return status
+
+    return run
+
+
+def importable_cwd() -> None:
+    """Let modules in the current directory be imported, as ``python -m`` does."""
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+
+
+def import_target(text: str) -> Any:
+    """Import ``module:attribute`` (the current directory is importable, as with ``python -m``).
+
+    Raises:
+        CliError: the text is not ``module:attribute``, or either part is missing.
+    """
+    module_name, sep, attr = text.partition(":")
+    if not sep or not module_name or not attr:
+        raise CliError(f"target '{text}' must be MODULE:NAME, for example myapp.flows:make_flow")
+    importable_cwd()
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise CliError(f"target '{text}': cannot import module '{module_name}': {err}") from err
+    target: Any = module
+    for part in attr.split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            raise CliError(f"target '{text}': module '{module_name}' has no attribute '{attr}'") from None
+    return target
+
+
+def parse_store(items: Sequence[str]) -> dict[str, Any]:
+    """Turn ``KEY=VALUE`` items into a dict (VALUE read as JSON when it parses, else text).
+
+    Raises:
+        CliError: an item has no ``=`` or an empty key.
+    """
+    store: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise CliError(f"--store '{item}' must be KEY=VALUE")
+        try:
+            store[key.strip()] = json.loads(value)
+        except ValueError:
+            store[key.strip()] = value
+    return store
+
+
+@contextlib.contextmanager
+def open_backend(url: str) -> Iterator[Any]:
+    """Fetch the backend at ``url``, bring its schema up to date, yield it, close it.
+
+    Raises:
+        CliError: the URL names no known backend (status 2), or it cannot be
+            reached (status 1).
+    """
+    from flowkit import exceptions as exc
+    from flowkit.persistence import backends
+    from flowkit.persistence.backends._urls import mask_url
+
+    try:
+        backend = backends.fetch({"connection": url})
+    except (exc.NotFound, ValueError) as err:
+        raise CliError(f"--connection {mask_url(url)}: {err}") from err
+    try:
+        try:
+            with contextlib.closing(backend.get_connection()) as conn:
+                conn.upgrade()
+        except Exception as err:
+            detail = " ".join(str(err).split())
+            raise CliError(f"cannot use database {mask_url(url)}: {detail}", status=FAILED) from err
+        yield backend
+    finally:
+        backend.close()
+
+
+@dataclass(frozen=True, slots=True)
+class FlowRef:
+    """A flow detail and the logbook that holds it."""
+
+    book: Any
+    flow: Any
+
+
+def list_flows(backend: Any) -> list[FlowRef]:
+    """Every flow detail in the backend, oldest logbook first."""
+    with contextlib.closing(backend.get_connection()) as conn:
+        books = list(conn.get_logbooks())
+    books.sort(key=lambda b: (b.created_at is None, b.created_at))
+    return [FlowRef(book, flow) for book in books for flow in book]
+
+
+def find_flow(backend: Any, ref: str) -> FlowRef:
+    """The flow detail whose uuid is ``ref`` or, failing that, the newest named ``ref``.
+
+    Raises:
+        CliError: no flow detail has that uuid or name.
+    """
+    found = [f for f in list_flows(backend) if f.flow.uuid == ref]
+    if not found:
+        found = [f for f in list_flows(backend) if f.flow.name == ref]
+    if not found:
+        raise CliError(f"no flow with uuid or name '{ref}' in this backend")
+    return found[-1]

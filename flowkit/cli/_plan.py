@@ -1,0 +1,193 @@
+"""The resume plan: what resuming a stopped flow will do to each atom, and why.
+
+Worked out from the stored states and intentions alone (nothing runs), by the
+rules the engine applies when it loads a flow detail again (``doc/cli.rst``
+lists them). The plan assumes nothing fails anew: a new failure changes the
+rest of the run, which no plan can know.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from flowkit import states as st
+
+__all__ = ["Action", "PlannedAtom", "ResumePlan", "plan_resume"]
+
+
+class Action(StrEnum):
+    """What resuming does with one atom."""
+
+    #: Completed (or ignored, or already reverted): left alone.
+    SKIP = "skip"
+    #: Never ran: runs.
+    RUN = "run"
+    #: Was RUNNING when the run stopped: in doubt, runs again (at-least-once).
+    RERUN = "rerun"
+    #: Marked to revert: its revert runs.
+    REVERT = "revert"
+    #: Was REVERTING when the run stopped: in doubt, reverts again.
+    REREVERT = "rerevert"
+    #: A retry that chose RETRY: it reverts its scope and runs again.
+    RETRY = "retry"
+    #: Failed, and the failure was not yet resolved: resolving it comes first.
+    RESOLVE = "resolve"
+    #: Its revert failed: the engine does not try again; it stays as it is.
+    STUCK = "stuck"
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedAtom:
+    """One atom's part in the plan.
+
+    Attributes:
+        name: the atom's name.
+        state: its stored state.
+        intention: its stored intention.
+        action: what resuming does with it.
+        then_run: True when, after that, a retry's RETRY makes it run again.
+        reason: why, in words.
+    """
+
+    name: str
+    state: str
+    intention: str
+    action: Action
+    then_run: bool
+    reason: str
+
+    @property
+    def runs(self) -> bool:
+        """Whether its ``execute`` will be called."""
+        return self.action in (Action.RUN, Action.RERUN, Action.RETRY) or self.then_run
+
+    @property
+    def reverts(self) -> bool:
+        """Whether its ``revert`` will be called."""
+        return self.action in (Action.REVERT, Action.REREVERT, Action.RETRY)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "state": self.state,
+            "intention": self.intention,
+            "action": self.action.value,
+            "then_run": self.then_run,
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ResumePlan:
+    """What resuming a flow detail will do.
+
+    Attributes:
+        flow_name: the flow's name.
+        flow_uuid: its flow detail's uuid.
+        flow_state: its stored state.
+        note: a sentence about the flow as a whole.
+        atoms: every atom, in the flow's order.
+    """
+
+    flow_name: str
+    flow_uuid: str
+    flow_state: str
+    note: str
+    atoms: tuple[PlannedAtom, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "uuid": self.flow_uuid,
+            "name": self.flow_name,
+            "state": self.flow_state,
+            "note": self.note,
+            "atoms": [a.to_dict() for a in self.atoms],
+        }
+
+    def to_text(self) -> str:
+        lines = [f"resume plan for flow '{self.flow_name}' ({self.flow_uuid}), now {self.flow_state}:"]
+        lines.append(f"  {self.note}")
+        width = max((len(a.name) for a in self.atoms), default=4)
+        for atom in self.atoms:
+            action = atom.action.value + (" then run" if atom.then_run else "")
+            lines.append(f"  {atom.name:<{width}}  {action:<16} {atom.reason}")
+        return "\n".join(lines)
+
+
+_SKIP_REASONS = {
+    st.SUCCESS: "completed in an earlier run",
+    st.IGNORE: "ignored by a decider",
+}
+
+
+def plan_resume(flow_detail: Any, retry_scopes: Mapping[str, tuple[str, ...]] | None = None) -> ResumePlan:
+    """Work out the resume plan of ``flow_detail``.
+
+    Args:
+        flow_detail: the stopped run's flow detail.
+        retry_scopes: atom name -> the retries controlling it, innermost first
+            (from the compiled flow); lets the plan say which reverted atoms a
+            retry's RETRY will run again.
+    """
+    scopes = retry_scopes or {}
+    flow_state = flow_detail.state or st.PENDING
+    details = list(flow_detail)
+    if flow_state == st.SUCCESS:
+        atoms = tuple(
+            PlannedAtom(d.name, d.state or st.PENDING, d.intention, Action.SKIP, False, "the flow succeeded")
+            for d in details
+        )
+        return ResumePlan(
+            flow_detail.name, flow_detail.uuid, flow_state, "the flow already succeeded: nothing runs", atoms
+        )
+    if flow_state == st.REVERTED:
+        atoms = tuple(
+            PlannedAtom(d.name, d.state or st.PENDING, d.intention, Action.RUN, False, "the flow starts over")
+            for d in details
+        )
+        note = "the flow was reverted: resuming resets it and runs every atom again from the start"
+        return ResumePlan(flow_detail.name, flow_detail.uuid, flow_state, note, atoms)
+    retrying = {d.name for d in details if d.intention == st.RETRY or d.state == st.RETRYING}
+    planned = []
+    for detail in details:
+        state = detail.state or st.PENDING
+        action, reason = _action(state, detail.intention)
+        looping = [r for r in scopes.get(detail.name, ()) if r in retrying]
+        then_run = bool(looping) and action in (Action.REVERT, Action.REREVERT, Action.SKIP, Action.RUN)
+        if then_run:
+            if (action == Action.SKIP and state not in (st.REVERTED, st.PENDING)) or action == Action.RUN:
+                then_run = False
+            else:
+                reason += f"; then retry '{looping[0]}' runs it again"
+        planned.append(PlannedAtom(detail.name, state, detail.intention, action, then_run, reason))
+    note = "assuming nothing fails anew (a new failure changes what follows)"
+    return ResumePlan(flow_detail.name, flow_detail.uuid, flow_state, note, tuple(planned))
+
+
+def _action(state: str, intention: str) -> tuple[Action, str]:
+    if intention == st.RETRY or state == st.RETRYING:
+        return Action.RETRY, "its RETRY decision stands: it reverts its scope and runs again"
+    if intention == st.REVERT:
+        if state in (st.SUCCESS, st.FAILURE):
+            return Action.REVERT, "marked to revert when the run stopped"
+        if state == st.REVERTING:
+            return Action.REREVERT, "was REVERTING when the run stopped: in doubt, reverted again"
+        if state == st.REVERT_FAILURE:
+            return Action.STUCK, "its revert failed; resuming does not try it again"
+        if state == st.REVERTED:
+            return Action.SKIP, "already reverted"
+        return Action.SKIP, "never ran: nothing to revert"
+    if state in _SKIP_REASONS:
+        return Action.SKIP, _SKIP_REASONS[state]
+    if state == st.RUNNING:
+        return Action.RERUN, "was RUNNING when the run stopped: in doubt, run again (at-least-once)"
+    if state == st.FAILURE:
+        return Action.RESOLVE, "failed and its failure was not yet resolved: its retry (or a revert) decides"
+    if state == st.REVERT_FAILURE:
+        return Action.STUCK, "its revert failed; resuming does not try it again"
+    if state == st.REVERTED:
+        return Action.SKIP, "already reverted"
+    return Action.RUN, "not run yet"

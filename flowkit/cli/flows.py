@@ -1,0 +1,220 @@
+"""``flowkit flows``: list, show, resume and explain the flows in a backend.
+
+::
+
+    flowkit flows list --connection sqlite:///flows.db [--state FAILURE] [--json]
+    flowkit flows show FLOW --connection URL [--json]
+    flowkit flows resume FLOW --connection URL [--dry-run] [--json]
+    flowkit flows why FLOW ATOM --connection URL [--json]
+
+``FLOW`` is a flow detail's uuid or a flow name (the newest flow of that
+name). The JSON documents' keys are listed in ``doc/cli.rst`` and stay stable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import Counter
+from typing import Any
+
+from flowkit.cli._common import CliError, add_connection, find_flow, guarded, list_flows, open_backend
+
+__all__ = ["register"]
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``flows`` command and its subcommands to the ``flowkit`` parser."""
+    from flowkit.cli.run import add_run_options
+
+    flows = subparsers.add_parser(
+        "flows", help="list, show, resume and explain persisted flows", description=__doc__.split("\n\n")[0]
+    )
+    commands = flows.add_subparsers(dest="flows_command", required=True, metavar="SUBCOMMAND")
+
+    lister = commands.add_parser("list", help="every flow in the backend", description="List every flow.")
+    lister.add_argument("--state", help="only flows in this state (for example FAILURE)")
+    lister.set_defaults(handler=guarded("flowkit flows list", _list))
+
+    show = commands.add_parser("show", help="one flow, atom by atom", description="Show one flow's report.")
+    show.add_argument("flow", metavar="FLOW", help="flow detail uuid or flow name")
+    show.add_argument("--events", action="store_true", help="also print the event log")
+    show.set_defaults(handler=guarded("flowkit flows show", _show))
+
+    resume = commands.add_parser(
+        "resume",
+        help="carry on a stopped flow (or print the plan with --dry-run)",
+        description="Rebuild a flow from its recorded factory and run it from where it stopped.",
+    )
+    resume.add_argument("flow", metavar="FLOW", help="flow detail uuid or flow name")
+    resume.add_argument("--dry-run", action="store_true", help="print what resuming would do; run nothing")
+    resume.add_argument("--engine", help="engine kind (default: the one the run used)")
+    add_run_options(resume)
+    resume.set_defaults(handler=guarded("flowkit flows resume", _resume), prog_name="flowkit flows resume")
+
+    why = commands.add_parser(
+        "why",
+        help="the chain of causes behind an atom's state",
+        description="Explain why an atom is in its state, from the flow's causal event log.",
+    )
+    why.add_argument("flow", metavar="FLOW", help="flow detail uuid or flow name")
+    why.add_argument("atom", metavar="ATOM", help="atom name")
+    why.set_defaults(handler=guarded("flowkit flows why", _why))
+
+    for parser in (lister, show, resume, why):
+        add_connection(parser)
+        parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+
+# -- list ---------------------------------------------------------------------------
+
+
+def flow_summary(book: Any, flow: Any) -> dict[str, Any]:
+    """The ``flows list`` JSON object of one flow (keys documented in doc/cli.rst)."""
+    from flowkit.listeners.events import META_KEY
+
+    counts = Counter((d.state or "PENDING") for d in flow)
+    events = [e for e in (flow.meta or {}).get(META_KEY, ()) if isinstance(e, dict)]
+    started = next((e["at"] for e in events if e.get("state") == "RUNNING"), None)
+    final = events[-1] if events and events[-1].get("state") in ("SUCCESS", "REVERTED", "FAILURE") else None
+    return {
+        "uuid": flow.uuid,
+        "name": flow.name,
+        "state": flow.state or "PENDING",
+        "book": {"uuid": book.uuid, "name": book.name},
+        "created_at": book.created_at.isoformat() if book.created_at else None,
+        "updated_at": book.updated_at.isoformat() if book.updated_at else None,
+        "started_at": started,
+        "ended_at": final["at"] if final else None,
+        "atoms": dict(sorted(counts.items())),
+        "total": len(flow),
+    }
+
+
+def _list(args: argparse.Namespace) -> int:
+    with open_backend(args.connection) as backend:
+        rows = [flow_summary(ref.book, ref.flow) for ref in list_flows(backend)]
+    if args.state:
+        rows = [r for r in rows if r["state"] == args.state.upper()]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for row in rows:
+        counts = ", ".join(f"{n} {s}" for s, n in row["atoms"].items()) or "no atoms"
+        when = row["created_at"] or "-"
+        print(f"{row['uuid']}  {row['name']:<20} {row['state']:<10} {when}  {counts}")
+    if not rows:
+        print("no flows")
+    return 0
+
+
+# -- show -------------------------------------------------------------------------------
+
+
+def _show(args: argparse.Namespace) -> int:
+    from flowkit.report import ExecutionReport
+
+    with open_backend(args.connection) as backend:
+        ref = find_flow(backend, args.flow)
+    report = ExecutionReport.from_flow_detail(ref.flow)
+    if args.json:
+        data = report.to_dict()
+        data["book"] = {"uuid": ref.book.uuid, "name": ref.book.name}
+        print(json.dumps(data, indent=2))
+        return 0
+    print(report.to_text(verbose=args.verbose > 0))
+    if args.events:
+        for event in report.events:
+            print(f"  #{event.seq} {event.describe()}")
+    return 0
+
+
+# -- resume ------------------------------------------------------------------------------
+
+
+def _retry_scopes(flow: Any) -> dict[str, tuple[str, ...]]:
+    """Atom name -> the retries controlling it, innermost first (from the compiled flow)."""
+    from flowkit import engines
+
+    engine: Any = engines.load(flow)
+    engine.compile()
+    nodes = engine.compilation.nodes
+    scopes: dict[str, tuple[str, ...]] = {}
+    for node in engine.compilation.atoms:
+        chain, index = [], node.retry
+        while index >= 0:
+            chain.append(nodes[index].name)
+            index = nodes[index].retry
+        scopes[node.name] = tuple(chain)
+    return scopes
+
+
+def _rebuild(ref: Any) -> Any:
+    from flowkit import engines
+    from flowkit.cli._common import importable_cwd
+
+    importable_cwd()
+    try:
+        return engines.flow_from_detail(ref.flow)
+    except (ValueError, CliError) as err:
+        raise CliError(f"flow '{ref.flow.name}' ({ref.flow.uuid}) cannot be rebuilt: {err}") from err
+
+
+def _resume(args: argparse.Namespace) -> int:
+    from flowkit import engines
+    from flowkit.cli._plan import plan_resume
+    from flowkit.cli.run import ENGINE_KEY, run_engine
+
+    with open_backend(args.connection) as backend:
+        ref = find_flow(backend, args.flow)
+        flow = _rebuild(ref)
+        if args.dry_run:
+            plan = plan_resume(ref.flow, _retry_scopes(flow))
+            print(json.dumps(plan.to_dict(), indent=2) if args.json else plan.to_text())
+            return 0
+        kind = args.engine or (ref.flow.meta or {}).get(ENGINE_KEY) or "serial"
+        engine = engines.load(flow, flow_detail=ref.flow, backend=backend, engine=kind)
+        if args.json:
+            args.report = "json"
+        return run_engine(engine, args)
+
+
+# -- why ------------------------------------------------------------------------------------
+
+
+def _why(args: argparse.Namespace) -> int:
+    from flowkit.listeners.events import EventLog
+
+    with open_backend(args.connection) as backend:
+        ref = find_flow(backend, args.flow)
+    detail = next((d for d in ref.flow if d.name == args.atom), None)
+    if detail is None:
+        names = ", ".join(sorted(d.name for d in ref.flow)) or "none"
+        raise CliError(f"flow '{ref.flow.name}' has no atom '{args.atom}' (its atoms: {names})")
+    log = EventLog.from_flow_detail(ref.flow)
+    if not log:
+        raise CliError(
+            f"flow '{ref.flow.name}' ({ref.flow.uuid}) has no event log: run it with 'flowkit run' "
+            "or attach flowkit.listeners.events.EventLogListener",
+            status=1,
+        )
+    chain = log.why(args.atom)
+    if not chain:
+        # It never ran: what ended the flow before it is the answer.
+        chain = [e for e in log.why(ref.flow.name) if e.kind == "flow"][:1]
+        if chain and chain[0].cause.event is not None:
+            chain = log.why(ref.flow.name)
+    if args.json:
+        print(
+            json.dumps(
+                {"atom": args.atom, "state": detail.state, "chain": [e.to_dict() for e in chain]},
+                indent=2,
+            )
+        )
+        return 0
+    print(f"{args.atom} is {detail.state or 'PENDING'}:")
+    if not log.of(args.atom):
+        print("  it never ran; the flow:")
+    for depth, event in enumerate(chain):
+        print(f"  {'  ' * min(depth, 8)}{'<- ' if depth else ''}{event.describe()}")
+    return 0

@@ -1,0 +1,185 @@
+"""``flowkit run``: load a flow from a module, run it, report what happened.
+
+::
+
+    flowkit run myapp.flows:make_flow --store vm_id=42 --connection sqlite:///flows.db
+
+``TARGET`` is ``module:callable`` (called with no arguments, it returns the
+flow) or ``module:name`` of a flow object. The run records how to rebuild
+its flow (as :func:`flowkit.engines.load_from_factory` does), so
+``flowkit flows resume`` can pick it up in another process with nothing but
+the URL. The causal event log is recorded (``flowkit flows why`` reads it).
+
+Exit status: 0 the flow succeeded; 1 it failed (after reverting: the failure,
+the atom and the revert outcome go to stderr) or the database could not be
+used; 2 bad usage (unknown target, bad ``--store``, a value the flow needs
+that was not given).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+from typing import Any
+
+from flowkit.cli._common import FAILED, USAGE, CliError, add_connection, guarded, import_target, parse_store
+
+__all__ = ["flow_at", "register", "run_engine"]
+
+#: Flow detail metadata key holding the engine kind a run used (resume reuses it).
+ENGINE_KEY = "engine"
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``run`` command to the ``flowkit`` parser."""
+    parser = subparsers.add_parser(
+        "run",
+        help="run a flow from a module",
+        description="Load a flow (MODULE:CALLABLE returning one, or MODULE:NAME of one), run it, report.",
+    )
+    parser.add_argument("target", metavar="TARGET", help="MODULE:CALLABLE or MODULE:FLOW")
+    parser.add_argument(
+        "--store",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a value the flow can read (VALUE is JSON when it parses, else text); repeatable",
+    )
+    parser.add_argument("--engine", default="serial", help="engine kind or URI (default: serial)")
+    add_connection(parser, default="memory://")
+    add_run_options(parser)
+    parser.set_defaults(handler=guarded("flowkit run", _run), prog_name="flowkit run")
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    """The options ``run`` and ``flows resume`` share."""
+    parser.add_argument("--no-progress", action="store_true", help="do not draw progress bars")
+    parser.add_argument(
+        "--report",
+        choices=("text", "json", "none"),
+        default="text",
+        help="print the execution report at the end as text (default), JSON, or not at all",
+    )
+
+
+def flow_at(target: str) -> Any:
+    """The flow object named by ``module:name`` (the factory recorded for flow objects)."""
+    return import_target(target)
+
+
+def _is_flow(obj: Any) -> bool:
+    from flowkit.atom import Atom
+    from flowkit.flow import Flow
+
+    return isinstance(obj, (Flow, Atom))
+
+
+def _run(args: argparse.Namespace) -> int:
+    from flowkit import engines
+
+    target = import_target(args.target)
+    store = parse_store(args.store)
+    if not _is_flow(target) and not callable(target):
+        raise CliError(f"target '{args.target}' is neither a flow nor a callable returning one")
+    from flowkit.cli._common import open_backend
+
+    with open_backend(args.connection) as backend:
+        if _is_flow(target):
+            factory, factory_args = flow_at, [args.target]
+        else:
+            factory, factory_args = target, []
+        try:
+            engine = engines.load_from_factory(
+                factory, factory_args=factory_args, store=store, backend=backend, engine=args.engine
+            )
+        except ValueError as err:
+            if factory is flow_at or "cannot be found again" not in str(err):
+                raise CliError(f"target '{args.target}': {err}") from err
+            # A callable that cannot be named again (a lambda): record the target instead.
+            engine = engines.load_from_factory(
+                _called, factory_args=[args.target], store=store, backend=backend, engine=args.engine
+            )
+        _check_flow(engine, args.target)
+        engine.storage.update_flow_metadata({ENGINE_KEY: args.engine})
+        return run_engine(engine, args)
+
+
+def _called(target: str) -> Any:
+    """The flow returned by calling ``module:callable`` (the factory recorded for lambdas)."""
+    return import_target(target)()
+
+
+def _check_flow(engine: Any, target: str) -> None:
+    try:
+        engine.compile()
+    except Exception as err:
+        raise CliError(f"target '{target}' did not give a flow: {err}") from err
+
+
+def run_engine(engine: Any, args: argparse.Namespace) -> int:
+    """Run ``engine`` with the event log and progress display; print the report.
+
+    Returns:
+        0 when the flow succeeded, 1 when it failed, 2 when it could not start
+        for want of a value (``MissingDependencies``).
+    """
+    from flowkit import exceptions as exc
+    from flowkit import states as st
+    from flowkit.listeners.events import EventLogListener
+    from flowkit.report import ExecutionReport
+
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(EventLogListener(engine))
+        if not args.no_progress:
+            progress = _progress(engine)
+            if progress is not None:
+                stack.enter_context(progress)
+        try:
+            engine.run()
+            error: BaseException | None = None
+        except exc.MissingDependencies as err:
+            raise CliError(f"{err} (give it with --store KEY=VALUE)", status=USAGE) from err
+        except Exception as err:  # the flow failed: its report says how
+            error = err
+    state = engine.storage.get_flow_state()
+    report = ExecutionReport.from_engine(engine)
+    verbose = getattr(args, "verbose", 0) > 0
+    if args.report == "json":
+        print(json.dumps(report.to_dict(), indent=2))
+    elif args.report == "text":
+        print(report.to_text(verbose=verbose))
+    if error is None and state == st.SUCCESS:
+        return 0
+    if error is not None and not report.failures:
+        raise error
+    print(f"{args.prog_name}: error: {_failure_line(report)}", file=sys.stderr)
+    return FAILED
+
+
+def _failure_line(report: Any) -> str:
+    failed = [a for a in report.atoms if a.failure is not None]
+    revert_failed = [a for a in report.atoms if a.revert_failure is not None]
+    parts = [f"flow '{report.flow_name}' ended {report.state}"]
+    if failed:
+        atom = failed[0]
+        parts.append(f"atom '{atom.name}' failed with {atom.failure}")
+    if revert_failed:
+        atom = revert_failed[0]
+        parts.append(f"reverting '{atom.name}' failed with {atom.revert_failure}")
+    else:
+        reverted = [a.name for a in report.atoms if a.reverted == "reverted"]
+        parts.append(f"reverted {len(reverted)} atom(s)" if reverted else "nothing needed reverting")
+    return "; ".join(parts)
+
+
+def _progress(engine: Any) -> Any:
+    """A progress listener, or None when rich is missing or stdout is not a terminal."""
+    try:
+        from flowkit.listeners.progress import ProgressListener
+
+        listener = ProgressListener(engine)
+    except ImportError:
+        return None
+    return listener if listener.enabled else None

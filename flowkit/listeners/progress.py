@@ -1,0 +1,136 @@
+"""A console progress display for a running flow, drawn with ``rich``.
+
+One bar for the flow (atoms finished out of all atoms) and one per running
+task, which moves with the task's own ``update_progress`` calls::
+
+    with ProgressListener(engine):
+        engine.run()
+
+It stays silent when the console is not a terminal (output piped to a file
+or to another program), so logs and scripts are never filled with bar
+drawings. ``rich`` is an optional dependency: ``pip install 'flowkit[cli]'``.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from flowkit import states as st
+from flowkit.listeners import base
+from flowkit.task import EVENT_UPDATE_PROGRESS
+from flowkit.types import notifier as nt
+
+__all__ = ["ProgressListener"]
+
+#: Atom states that end a running row.
+_FINISHED = frozenset({st.SUCCESS, st.FAILURE, st.REVERTED, st.REVERT_FAILURE, st.IGNORE})
+#: Atom states that count as done on the flow's bar.
+_DONE = frozenset({st.SUCCESS, st.IGNORE})
+
+
+def _rich_progress() -> Any:
+    try:
+        import rich.progress
+    except ImportError as err:  # pragma: no cover - depends on the installation
+        raise ImportError("the progress display needs rich: pip install 'flowkit[cli]'") from err
+    return rich.progress
+
+
+class ProgressListener(base.Listener):
+    """Shows the flow's progress and each running task's on the console.
+
+    Args:
+        engine: the engine to watch.
+        console: a ``rich.console.Console`` to draw on (default: a new one on
+            stdout). Nothing is drawn when it is not a terminal.
+        total: how many atoms the flow has (default: counted from the engine's
+            compiled graph when it starts).
+    """
+
+    def __init__(self, engine: Any, console: Any = None, total: int | None = None) -> None:
+        super().__init__(
+            engine,
+            task_listen_for=(nt.Notifier.ANY, EVENT_UPDATE_PROGRESS),
+            retry_listen_for=base.DEFAULT_LISTEN_FOR,
+            flow_listen_for=base.DEFAULT_LISTEN_FOR,
+        )
+        progress = _rich_progress()
+        if console is None:
+            from rich.console import Console
+
+            console = Console()
+        self.enabled = bool(console.is_terminal)
+        self._total = total
+        self._lock = threading.Lock()
+        self._bar = progress.Progress(
+            progress.SpinnerColumn(),
+            progress.TextColumn("{task.description}"),
+            progress.BarColumn(),
+            progress.TaskProgressColumn(),
+            progress.TimeElapsedColumn(),
+            console=console,
+            transient=False,
+        )
+        self._flow_task: Any = None
+        self._atoms: dict[str, Any] = {}
+        self._done: set[str] = set()
+
+    def register(self) -> None:
+        """Start listening (only when the console is a terminal)."""
+        if self.enabled:
+            super().register()
+
+    def deregister(self) -> None:
+        super().deregister()
+        with self._lock:
+            if self._flow_task is not None:
+                self._bar.stop()
+                self._flow_task = None
+
+    def _count(self) -> int:
+        if self._total is not None:
+            return self._total
+        compilation = getattr(self._engine, "compilation", None)
+        return len(getattr(compilation, "atoms", None) or ()) or 1
+
+    def _flow_receiver(self, state: str, details: base.Details) -> None:
+        with self._lock:
+            if state == st.RUNNING and self._flow_task is None:
+                self._bar.start()
+                self._flow_task = self._bar.add_task(f"flow {details['flow_name']}", total=self._count())
+            elif self._flow_task is not None:
+                self._bar.update(self._flow_task, description=f"flow {details['flow_name']} {state}")
+
+    def _task_receiver(self, state: str, details: base.Details) -> None:
+        self._atom(details["task_name"], state, details)
+
+    def _retry_receiver(self, state: str, details: base.Details) -> None:
+        self._atom(details["retry_name"], state, details)
+
+    def _atom(self, name: str, state: str, details: base.Details) -> None:
+        with self._lock:
+            if self._flow_task is None:
+                return
+            bar = self._bar
+            row = self._atoms.get(name)
+            if state == EVENT_UPDATE_PROGRESS:
+                if row is not None:
+                    bar.update(row, completed=float(details.get("progress", 0.0)))
+            elif state in (st.RUNNING, st.REVERTING):
+                label = f"  {name}" if state == st.RUNNING else f"  {name} (reverting)"
+                if row is None:
+                    self._atoms[name] = bar.add_task(label, total=1.0)
+                else:
+                    bar.reset(row, description=label, total=1.0)
+            else:
+                if state in _FINISHED and row is not None:
+                    bar.remove_task(row)
+                    del self._atoms[name]
+                # The flow's bar counts atoms whose work stands (a revert or a
+                # retry's reset takes one back).
+                if state in _DONE:
+                    self._done.add(name)
+                else:
+                    self._done.discard(name)
+                bar.update(self._flow_task, completed=len(self._done))

@@ -1,0 +1,329 @@
+"""The execution report: what happened to a flow run, atom by atom.
+
+Built from a flow detail, so it works as well for a run persisted by another
+process (``flowkit flows show``) as for the engine in hand
+(:meth:`ExecutionReport.from_engine`)::
+
+    engine.run()
+    report = ExecutionReport.from_engine(engine)
+    print(report.to_text())
+    json.dumps(report.to_dict())
+
+Attempts and durations come from the causal event log when an
+:class:`~flowkit.listeners.events.EventLogListener` recorded one; otherwise
+from the ``duration`` metadata a
+:class:`~flowkit.listeners.timing.DurationListener` leaves; otherwise they are
+unknown (``None``), never guessed.
+"""
+
+from __future__ import annotations
+
+import reprlib
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from flowkit import exceptions as exc
+from flowkit import states as st
+from flowkit.listeners.events import Event, EventLog
+from flowkit.types.failure import Failure
+
+__all__ = ["AtomReport", "ExecutionReport", "FailureReport"]
+
+_SUMMARY = reprlib.Repr()
+_SUMMARY.maxstring = 60
+_SUMMARY.maxother = 60
+_SUMMARY.maxlist = _SUMMARY.maxdict = _SUMMARY.maxtuple = 5
+
+
+def summarize(value: Any) -> str:
+    """A short one-line ``repr`` of a result (long values are cut with ``...``)."""
+    return " ".join(_SUMMARY.repr(value).split())
+
+
+@dataclass(frozen=True, slots=True)
+class FailureReport:
+    """A failure as a report shows it.
+
+    Attributes:
+        type: the exception's type name (qualified as recorded).
+        message: the exception's message.
+        traceback: the recorded traceback text (may be empty).
+    """
+
+    type: str
+    message: str
+    traceback: str
+
+    @classmethod
+    def from_failure(cls, failure: Failure) -> FailureReport:
+        names = failure.exception_type_names
+        kind = names[0] if names else "Exception"
+        kind = kind.removeprefix("builtins.")
+        return cls(kind, failure.exception_str, failure.traceback_str or "")
+
+    def to_dict(self) -> dict[str, str]:
+        return {"type": self.type, "message": self.message, "traceback": self.traceback}
+
+    def __str__(self) -> str:
+        return f"{self.type}: {self.message}" if self.message else self.type
+
+
+@dataclass(frozen=True, slots=True)
+class AtomReport:
+    """One atom of the run.
+
+    Attributes:
+        name: the atom's name.
+        kind: ``task`` or ``retry``.
+        uuid: its atom detail's uuid.
+        state: its last state (``PENDING`` if it never ran).
+        intention: what the engine meant to do with it next.
+        attempts: how many times ``execute`` started (None: unknown).
+        duration: seconds spent in ``execute``, all attempts (None: unknown).
+        revert_duration: seconds spent in ``revert`` (None: unknown or never).
+        result: a short summary of its result (None when it has none).
+        failure: why ``execute`` failed, if its last attempt did.
+        reverted: ``reverted`` or ``revert failed`` when a revert ran, else None.
+        revert_failure: why ``revert`` failed, if it did.
+        progress: the last progress it reported (0.0 to 1.0).
+    """
+
+    name: str
+    kind: str
+    uuid: str
+    state: str
+    intention: str
+    attempts: int | None
+    duration: float | None
+    revert_duration: float | None
+    result: str | None
+    failure: FailureReport | None
+    reverted: str | None
+    revert_failure: FailureReport | None
+    progress: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "uuid": self.uuid,
+            "state": self.state,
+            "intention": self.intention,
+            "attempts": self.attempts,
+            "duration": self.duration,
+            "revert_duration": self.revert_duration,
+            "result": self.result,
+            "failure": None if self.failure is None else self.failure.to_dict(),
+            "reverted": self.reverted,
+            "revert_failure": None if self.revert_failure is None else self.revert_failure.to_dict(),
+            "progress": self.progress,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionReport:
+    """What happened to one flow run.
+
+    Attributes:
+        flow_name: the flow's name.
+        flow_uuid: its flow detail's uuid.
+        state: the flow's state.
+        started_at: when its first run started (epoch seconds; None: unknown).
+        ended_at: when its latest run ended (None: unknown or still running).
+        duration: seconds the engine was active (the engine's own figure when
+            built from an engine, else from the event log; None: unknown).
+        runs: how many runs the event log saw (0 without an event log).
+        atoms: every atom, in the flow's order.
+        events: the causal event log (empty if none was recorded).
+    """
+
+    flow_name: str
+    flow_uuid: str
+    state: str
+    started_at: float | None
+    ended_at: float | None
+    duration: float | None
+    runs: int
+    atoms: tuple[AtomReport, ...]
+    events: EventLog
+
+    # -- building -----------------------------------------------------------------
+
+    @classmethod
+    def from_flow_detail(cls, flow_detail: Any, elapsed: float | None = None) -> ExecutionReport:
+        """Build the report of ``flow_detail`` (a :class:`~flowkit.persistence.models.FlowDetail`).
+
+        Args:
+            flow_detail: the run's flow detail, fresh from a backend or an engine.
+            elapsed: seconds the engine was active, when the caller timed it.
+        """
+        log = EventLog.from_flow_detail(flow_detail)
+        by_atom: dict[str, list[Event]] = {}
+        flow_events: list[Event] = []
+        for event in log:
+            if event.kind == "flow":
+                flow_events.append(event)
+            else:
+                by_atom.setdefault(event.name, []).append(event)
+        atoms = tuple(_atom_report(detail, by_atom.get(detail.name, [])) for detail in flow_detail)
+        runs = max((e.run for e in log), default=0)
+        started = next((e.at for e in flow_events if e.state == st.RUNNING), None)
+        ended = None
+        if flow_events and flow_events[-1].state in (st.SUCCESS, st.REVERTED, st.FAILURE, st.SUSPENDED):
+            ended = flow_events[-1].at
+        if elapsed is None:
+            elapsed = _active_time(flow_events)
+        return cls(
+            flow_name=flow_detail.name,
+            flow_uuid=flow_detail.uuid,
+            state=flow_detail.state or st.PENDING,
+            started_at=started,
+            ended_at=ended,
+            duration=elapsed,
+            runs=runs,
+            atoms=atoms,
+            events=log,
+        )
+
+    @classmethod
+    def from_engine(cls, engine: Any) -> ExecutionReport:
+        """Build the report of ``engine``'s flow, with the engine's own run time."""
+        elapsed = (getattr(engine, "statistics", None) or {}).get("active_for")
+        return cls.from_flow_detail(engine.storage.flow_detail, elapsed=elapsed)
+
+    # -- reading --------------------------------------------------------------------
+
+    @property
+    def totals(self) -> dict[str, int]:
+        """Atom count by state (only states that occur), plus ``total``."""
+        counts = Counter(a.state for a in self.atoms)
+        return {**dict(sorted(counts.items())), "total": len(self.atoms)}
+
+    @property
+    def failures(self) -> list[AtomReport]:
+        """Atoms whose execute or revert failed."""
+        return [a for a in self.atoms if a.failure is not None or a.revert_failure is not None]
+
+    def to_dict(self, events: bool = True) -> dict[str, Any]:
+        """A JSON-safe dict (the keys are documented in ``doc/reports.rst``)."""
+        out: dict[str, Any] = {
+            "uuid": self.flow_uuid,
+            "name": self.flow_name,
+            "state": self.state,
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
+            "duration": self.duration,
+            "runs": self.runs,
+            "totals": self.totals,
+            "atoms": [a.to_dict() for a in self.atoms],
+        }
+        if events:
+            out["events"] = self.events.to_list()
+        return out
+
+    def to_text(self, verbose: bool = False) -> str:
+        """A readable report: one line per atom, then the failures.
+
+        Args:
+            verbose: add failures' tracebacks.
+        """
+        took = "" if self.duration is None else f" in {self.duration:.3f}s"
+        counts = ", ".join(f"{n} {s}" for s, n in self.totals.items() if s != "total")
+        lines = [f"flow '{self.flow_name}' ({self.flow_uuid}): {self.state}{took}; {counts}"]
+        width = max((len(a.name) for a in self.atoms), default=4)
+        for atom in self.atoms:
+            parts = [f"  {atom.name:<{width}}  {atom.state:<14}"]
+            if atom.attempts is not None and atom.attempts != 1:
+                parts.append(f"attempts={atom.attempts}")
+            if atom.duration is not None:
+                parts.append(f"{atom.duration:.3f}s")
+            if atom.failure is not None:
+                parts.append(f"failed: {atom.failure}")
+            elif atom.result is not None and atom.state == st.SUCCESS:
+                parts.append(f"-> {atom.result}")
+            if atom.reverted is not None:
+                parts.append(atom.reverted)
+            if atom.revert_failure is not None:
+                parts.append(f"revert failed: {atom.revert_failure}")
+            lines.append("  ".join(parts).rstrip())
+        for atom in self.failures if verbose else ():
+            for what, failure in (("execute", atom.failure), ("revert", atom.revert_failure)):
+                if failure is not None and failure.traceback:
+                    lines.append(f"{atom.name} {what} traceback:")
+                    lines.extend(f"  {line}" for line in failure.traceback.rstrip().splitlines())
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.to_text()
+
+
+def _active_time(flow_events: list[Event]) -> float | None:
+    """Seconds between each RUNNING of the flow and the end of that run, summed."""
+    total, began, seen = 0.0, None, False
+    for event in flow_events:
+        if event.state == st.RUNNING:
+            began = event.at
+        elif began is not None and event.state in (st.SUCCESS, st.REVERTED, st.FAILURE, st.SUSPENDED):
+            total += event.at - began
+            began, seen = None, True
+    return total if seen else None
+
+
+def _spans(events: list[Event], starts: str, ends: frozenset[str]) -> float | None:
+    total, began, seen = 0.0, None, False
+    for event in events:
+        if event.state == starts:
+            began = event.at
+        elif began is not None and event.state in ends:
+            total += event.at - began
+            began, seen = None, True
+    return total if seen else None
+
+
+_EXEC_ENDS = frozenset({st.SUCCESS, st.FAILURE})
+_REVERT_ENDS = frozenset({st.REVERTED, st.REVERT_FAILURE})
+
+
+def _atom_report(detail: Any, events: list[Event]) -> AtomReport:
+    kind = "retry" if type(detail).__name__ == "RetryDetail" else "task"
+    meta: Mapping[str, Any] = detail.meta or {}
+    state = detail.state or st.PENDING
+    if events:
+        attempts: int | None = sum(1 for e in events if e.state == st.RUNNING)
+        duration = _spans(events, st.RUNNING, _EXEC_ENDS)
+        revert_duration = _spans(events, st.REVERTING, _REVERT_ENDS)
+    else:
+        attempts = None if state != st.PENDING else 0
+        duration = meta.get("duration") if isinstance(meta.get("duration"), (int, float)) else None
+        revert_duration = None
+    failure = detail.failure
+    revert_failure = detail.revert_failure
+    reverted = None
+    if state == st.REVERTED or (events and any(e.state == st.REVERTED for e in events)):
+        reverted = "reverted"
+    if revert_failure is not None or state == st.REVERT_FAILURE:
+        reverted = "revert failed"
+    try:
+        results = detail.last_results
+    except exc.NotFound:  # a retry with no (or reverted) results
+        results = None
+    has_result = state in (st.SUCCESS, st.REVERTED, st.REVERTING) and results is not None
+    return AtomReport(
+        name=detail.name,
+        kind=kind,
+        uuid=detail.uuid,
+        state=state,
+        intention=detail.intention or st.EXECUTE,
+        attempts=attempts,
+        duration=duration,
+        revert_duration=revert_duration,
+        result=summarize(results) if has_result else None,
+        failure=FailureReport.from_failure(failure) if isinstance(failure, Failure) else None,
+        reverted=reverted,
+        revert_failure=FailureReport.from_failure(revert_failure)
+        if isinstance(revert_failure, Failure)
+        else None,
+        progress=float(meta.get("progress", 0.0) or 0.0),
+    )

@@ -1,0 +1,101 @@
+"""Flows the CLI tests run through the real ``flowkit`` command (importable by name).
+
+Tasks that must stop a run midway wait on a marker file named by the
+``FLOWKIT_TEST_MARKER`` environment variable: the first time they get there
+they create it and block until the test kills the process; once it exists
+(the resumed run) they carry on.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from flowkit import retry, task
+from flowkit.patterns import linear_flow
+
+__all__ = ["CardDeclined", "make_blocking", "make_shop", "make_slow", "make_stuck_revert", "SHOP"]
+
+
+class CardDeclined(Exception):
+    """The payment failed."""
+
+
+def _block_first_time() -> None:
+    marker = Path(os.environ["FLOWKIT_TEST_MARKER"])
+    if marker.exists():
+        return
+    marker.write_text(str(os.getpid()))
+    while True:  # until the test kills this process
+        time.sleep(0.05)
+
+
+class Step(task.Task):
+    """Returns its own name."""
+
+    def execute(self) -> str:
+        return self.name
+
+
+class Blocking(task.Task):
+    """Blocks the first run in ``execute`` (see the module docstring)."""
+
+    def execute(self) -> str:
+        _block_first_time()
+        return self.name
+
+
+class BlockingRevert(task.Task):
+    """Blocks the first run in ``revert``."""
+
+    def execute(self) -> str:
+        return self.name
+
+    def revert(self, *args: Any, **kwargs: Any) -> None:
+        _block_first_time()
+
+
+class Charge(task.Task):
+    """Charges ``amount``; over 100 is declined."""
+
+    def execute(self, amount: int) -> int:
+        if amount > 100:
+            raise CardDeclined(f"card declined for {amount}")
+        return amount
+
+
+class Slow(task.Task):
+    """Sleeps ``delay`` seconds (a flow a browser can watch)."""
+
+    def execute(self, delay: float) -> str:
+        for part in range(5):
+            self.update_progress(part / 5)
+            time.sleep(delay / 5)
+        return self.name
+
+
+def make_shop() -> linear_flow.Flow:
+    """reserve, then charge under retry r1 (2 attempts, then REVERT_ALL), then ship."""
+    payment = linear_flow.Flow("payment", retry=retry.Times(2, "r1", revert_all=True)).add(Charge("charge"))
+    return linear_flow.Flow("shop").add(Step("reserve"), payment, Step("ship"))
+
+
+def make_blocking() -> linear_flow.Flow:
+    """a, b, c (blocks the first time), d."""
+    return linear_flow.Flow("blocking").add(Step("a"), Step("b"), Blocking("c"), Step("d"))
+
+
+def make_stuck_revert() -> linear_flow.Flow:
+    """a, b (its revert blocks the first time), then charge fails: the flow reverts."""
+    return linear_flow.Flow("stuck-revert").add(Step("a"), BlockingRevert("b"), Charge("charge"))
+
+
+def make_slow() -> linear_flow.Flow:
+    """Three slow steps."""
+    return linear_flow.Flow("slow").add(Slow("one"), Slow("two"), Slow("three"))
+
+
+#: A flow object (``flowkit run`` takes these too).
+SHOP = make_shop()

@@ -1,0 +1,184 @@
+"""The execution report, the causal event log and the progress display, in process."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import itertools
+import json
+from typing import Any
+
+import pytest
+
+from flowkit import engines, retry, task
+from flowkit.listeners.events import META_KEY, CauseKind, EventLog, EventLogListener
+from flowkit.listeners.progress import ProgressListener
+from flowkit.patterns import linear_flow, unordered_flow
+from flowkit.persistence import backends
+from flowkit.report import ExecutionReport
+from tests.cli._flows import CardDeclined, make_shop
+
+
+class Ticking:
+    """A wall clock that moves one second per reading."""
+
+    def __init__(self) -> None:
+        self._ticks = itertools.count(1000)
+
+    def __call__(self) -> float:
+        return float(next(self._ticks))
+
+
+class Flaky(task.Task):
+    """Fails its first ``failures`` attempts."""
+
+    def __init__(self, name: str, failures: int) -> None:
+        super().__init__(name=name)
+        self.left = failures
+
+    def execute(self) -> str:
+        if self.left:
+            self.left -= 1
+            raise CardDeclined("declined")
+        return "ok"
+
+
+class Step(task.Task):
+    def execute(self) -> str:
+        self.update_progress(0.5)
+        return self.name
+
+
+def _run(flow: Any, **kwargs: Any) -> tuple[Any, EventLogListener]:
+    engine = engines.load(flow, **kwargs)
+    listener = EventLogListener(engine, clock=Ticking())
+    with listener, contextlib.suppress(CardDeclined):
+        engine.run()
+    return engine, listener
+
+
+def test_every_transition_is_logged_with_its_cause() -> None:
+    flow = linear_flow.Flow("f").add(
+        Step("a"),
+        linear_flow.Flow("sub", retry=retry.Times(3, "r1")).add(Step("b"), Flaky("flaky", failures=1)),
+        Step("c"),
+    )
+    engine, listener = _run(flow)
+    log = listener.log
+    assert [e.seq for e in log] == list(range(1, len(log) + 1))
+    first = log.of("a")[0]
+    assert first.state == "RUNNING" and first.cause.kind == CauseKind.READY and first.cause.atoms == ()
+    c_running = log.of("c")[0]
+    assert c_running.cause.atoms == ("flaky",)
+    assert log.get(c_running.cause.event).name == "flaky"  # type: ignore[union-attr]
+    flaky_failed = next(e for e in log.of("flaky") if e.state == "FAILURE")
+    assert flaky_failed.cause.kind == CauseKind.RAISED and flaky_failed.cause.failure == "CardDeclined"
+    b_reverting = next(e for e in log.of("b") if e.state == "REVERTING")
+    assert b_reverting.cause.kind == CauseKind.FAILURE
+    assert (b_reverting.cause.retry, b_reverting.cause.decision) == ("r1", "RETRY")
+    assert b_reverting.cause.event == flaky_failed.seq
+    b_again = [e for e in log.of("b") if e.state == "RUNNING"][1]
+    assert b_again.attempt == 2 and b_again.cause.kind == CauseKind.RETRY
+    flow_events = [e for e in log if e.kind == "flow"]
+    assert flow_events[0].cause.kind == CauseKind.STARTED
+    assert flow_events[-1].state == "SUCCESS" and flow_events[-1].cause.kind == CauseKind.FINISHED
+    # Kept in the details' metadata, and read back the same from a flow detail.
+    detail = engine.storage.flow_detail
+    assert META_KEY in detail.meta
+    assert EventLog.from_flow_detail(detail).to_list() == log.to_list()
+    json.dumps(log.to_list())
+
+
+def test_revert_all_and_scoped_revert_are_told_apart() -> None:
+    def flow(retry_atom: Any) -> Any:
+        return linear_flow.Flow("g").add(
+            Step("a"), linear_flow.Flow("sub", retry=retry_atom).add(Step("b"), Flaky("bad", failures=9))
+        )
+
+    _, everything = _run(flow(retry.AlwaysRevertAll("r1")))
+    causes = {e.name: e.cause for e in everything.log if e.state == "REVERTING"}
+    assert {c.decision for c in causes.values()} == {"REVERT_ALL"}
+    assert set(causes) == {"a", "b", "bad", "r1"}
+    chain = everything.log.why("a")
+    assert [(e.name, e.state) for e in chain] == [("a", "REVERTED"), ("a", "REVERTING"), ("bad", "FAILURE")]
+
+    _, scoped = _run(flow(retry.AlwaysRevert("r1")))
+    b_cause = next(e.cause for e in scoped.log.of("b") if e.state == "REVERTING")
+    assert (b_cause.retry, b_cause.decision) == ("r1", "REVERT")
+
+
+def test_without_a_listener_nothing_is_recorded() -> None:
+    engine = engines.load(make_shop(), store={"amount": 5})
+    engine.run()
+    detail = engine.storage.flow_detail
+    assert META_KEY not in detail.meta
+    assert all(META_KEY not in (d.meta or {}) for d in detail)
+    assert not EventLog.from_flow_detail(detail)
+
+
+def test_report_of_a_failed_run_counts_attempts_durations_and_reverts() -> None:
+    engine, _ = _run(make_shop(), store={"amount": 500})
+    report = ExecutionReport.from_engine(engine)
+    assert report.state == "REVERTED" and report.runs == 1
+    atoms = {a.name: a for a in report.atoms}
+    assert atoms["charge"].attempts == 2
+    assert atoms["charge"].failure is not None and atoms["charge"].failure.type.endswith("CardDeclined")
+    assert atoms["charge"].duration == 2.0  # two attempts of one tick each
+    assert atoms["reserve"].reverted == "reverted" and atoms["reserve"].revert_duration == 1.0
+    assert atoms["ship"].state == "PENDING" and atoms["ship"].attempts == 0
+    assert report.totals == {"PENDING": 1, "REVERTED": 3, "total": 4}
+    assert [a.name for a in report.failures] == ["charge"]
+    data = json.loads(json.dumps(report.to_dict()))
+    assert data["atoms"][0]["name"] == "reserve" and data["events"]
+    text = report.to_text()
+    assert text.splitlines()[0].startswith("flow 'shop'") and "REVERTED" in text
+    assert "failed: " in text and "CardDeclined: card declined for 500" in text
+
+
+def test_report_from_a_persisted_flow_detail_read_in_another_connection(tmp_path: Any) -> None:
+    url = f"sqlite:///{tmp_path}/r.db"
+    with backends.backend(url) as backend:
+        engine, _ = _run(make_shop(), store={"amount": 5}, backend=backend)
+        uuid = engine.storage.flow_uuid
+    with backends.backend(url) as backend, backend.get_connection() as conn:
+        detail = conn.get_flow_details(uuid)
+    report = ExecutionReport.from_flow_detail(detail)
+    assert report.state == "SUCCESS"
+    assert {a.name: a.result for a in report.atoms}["charge"] == "5"
+    assert report.started_at is not None and report.ended_at is not None
+    assert report.duration == report.ended_at - report.started_at
+
+
+def test_report_without_an_event_log_leaves_timings_unknown() -> None:
+    engine = engines.load(make_shop(), store={"amount": 5})
+    engine.run()
+    report = ExecutionReport.from_engine(engine)
+    assert report.duration is not None  # the engine's own statistics
+    assert all(a.attempts is None and a.duration is None for a in report.atoms)
+
+
+def test_progress_listener_draws_on_a_terminal_and_stays_quiet_otherwise() -> None:
+    from rich.console import Console
+
+    flow = unordered_flow.Flow("p").add(Step("one"), Step("two"))
+    out = io.StringIO()
+    engine = engines.load(flow)
+    with ProgressListener(engine, console=Console(file=out, force_terminal=True, width=100)) as listener:
+        assert listener.enabled
+        engine.run()
+    drawn = out.getvalue()
+    assert "flow p" in drawn and "one" in drawn and "100%" in drawn
+
+    quiet = io.StringIO()
+    engine = engines.load(flow)
+    with ProgressListener(engine, console=Console(file=quiet, force_terminal=False)) as listener:
+        assert not listener.enabled
+        engine.run()
+    assert quiet.getvalue() == ""
+
+
+@pytest.mark.parametrize("engine_kind", ["serial", "parallel"])
+def test_event_log_works_on_every_engine(engine_kind: str) -> None:
+    flow = unordered_flow.Flow("u").add(*(Step(f"s{i}") for i in range(10)))
+    engine, listener = _run(flow, engine=engine_kind)
+    assert sum(1 for e in listener.log if e.state == "SUCCESS" and e.kind == "task") == 10

@@ -1,0 +1,107 @@
+"""``flowkit flows resume``: after a SIGKILL, the dry-run plan is what the resume then does."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from tests.cli.conftest import FLOWKIT, SOURCE_ROOT, command_env, flowkit_cmd, flowkit_json
+from tests.conftest import wait_until
+
+
+def _run_until_killed(target: str, connection: str, marker: Path, *extra: str) -> None:
+    """Start ``flowkit run TARGET``, wait for it to block on ``marker``, SIGKILL it."""
+    env = command_env(FLOWKIT_TEST_MARKER=str(marker))
+    proc = subprocess.Popen(
+        [FLOWKIT, "run", target, "--connection", connection, "--no-progress", *extra],
+        env=env,
+        cwd=SOURCE_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        wait_until(marker.exists, timeout=60)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+
+
+def _what_run_did(connection: str, flow: str, run: int) -> tuple[set[str], set[str]]:
+    """The atoms whose execute (RUNNING) and revert (REVERTING) started in run ``run``."""
+    events: list[dict[str, Any]] = flowkit_json("flows", "show", flow, "--connection", connection)["events"]
+    mine = [e for e in events if e["run"] == run and e["kind"] != "flow"]
+    return {e["name"] for e in mine if e["state"] == "RUNNING"}, {
+        e["name"] for e in mine if e["state"] == "REVERTING"
+    }
+
+
+def _plan(connection: str, flow: str, env: dict[str, str]) -> dict[str, Any]:
+    plan: dict[str, Any] = flowkit_json(
+        "flows", "resume", flow, "--dry-run", "--connection", connection, env=env
+    )
+    return plan
+
+
+def test_resume_after_sigkill_in_execute_does_exactly_the_plan(connection: str, tmp_path: Path) -> None:
+    marker = tmp_path / "blocked"
+    _run_until_killed("tests.cli._flows:make_blocking", connection, marker)
+    env = command_env(FLOWKIT_TEST_MARKER=str(marker))
+    plan = _plan(connection, "blocking", env)
+    actions = {a["name"]: a["action"] for a in plan["atoms"]}
+    assert actions == {"a": "skip", "b": "skip", "c": "rerun", "d": "run"}
+    text = flowkit_cmd("flows", "resume", "blocking", "--dry-run", "--connection", connection, env=env)
+    assert "in doubt" in text.stdout
+    # The dry run changed nothing.
+    assert flowkit_json("flows", "show", "blocking", "--connection", connection)["state"] == "RUNNING"
+
+    resumed = flowkit_cmd("flows", "resume", "blocking", "--connection", connection, "--no-progress", env=env)
+    assert resumed.returncode == 0, resumed.stderr
+    ran, reverted = _what_run_did(connection, "blocking", run=2)
+    assert ran == {
+        a["name"] for a in plan["atoms"] if a["action"] in ("run", "rerun", "retry") or a["then_run"]
+    }
+    assert reverted == {a["name"] for a in plan["atoms"] if a["action"] in ("revert", "rerevert", "retry")}
+    shown = flowkit_json("flows", "show", "blocking", "--connection", connection)
+    assert shown["state"] == "SUCCESS" and shown["runs"] == 2
+    c_events = [e for e in shown["events"] if e["name"] == "c" and e["state"] == "RUNNING"]
+    assert c_events[-1]["cause"]["kind"] == "resumed"
+
+
+def test_resume_after_sigkill_in_revert_does_exactly_the_plan(connection: str, tmp_path: Path) -> None:
+    marker = tmp_path / "blocked"
+    _run_until_killed("tests.cli._flows:make_stuck_revert", connection, marker, "--store", "amount=500")
+    env = command_env(FLOWKIT_TEST_MARKER=str(marker))
+    plan = _plan(connection, "stuck-revert", env)
+    actions = {a["name"]: a["action"] for a in plan["atoms"]}
+    assert actions == {"a": "revert", "b": "rerevert", "charge": "skip"}
+
+    resumed = flowkit_cmd(
+        "flows", "resume", "stuck-revert", "--connection", connection, "--no-progress", env=env
+    )
+    assert resumed.returncode == 1
+    ran, reverted = _what_run_did(connection, "stuck-revert", run=2)
+    assert ran == {
+        a["name"] for a in plan["atoms"] if a["action"] in ("run", "rerun", "retry") or a["then_run"]
+    }
+    assert reverted == {a["name"] for a in plan["atoms"] if a["action"] in ("revert", "rerevert", "retry")}
+    assert flowkit_json("flows", "show", "stuck-revert", "--connection", connection)["state"] == "REVERTED"
+
+
+def test_resume_of_a_flow_without_a_factory_says_so(tmp_path: Path) -> None:
+    from flowkit import engines
+    from flowkit.persistence import backends
+    from tests.cli._flows import make_blocking
+
+    url = f"sqlite:///{tmp_path}/plain.db"
+    with backends.backend(url) as backend:
+        engine = engines.load(make_blocking(), backend=backend)
+        engine.compile()
+        engine.prepare()
+        uuid = engine.storage.flow_uuid
+    done = flowkit_cmd("flows", "resume", uuid, "--connection", url)
+    assert done.returncode == 2
+    assert "cannot be rebuilt" in done.stderr and "records no flow factory" in done.stderr

@@ -1,0 +1,161 @@
+"""``flowkit run`` and ``flowkit flows list|show|why``, as users run them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.cli.conftest import flowkit_cmd, flowkit_json
+
+
+def test_run_succeeds_with_status_0_and_prints_the_report(connection: str) -> None:
+    done = flowkit_cmd("run", "tests.cli._flows:make_shop", "--store", "amount=5", "--connection", connection)
+    assert done.returncode == 0, done.stderr
+    assert "flow 'shop'" in done.stdout and "SUCCESS" in done.stdout
+    assert done.stderr == ""
+
+
+def test_a_failed_flow_exits_1_naming_the_atom_the_failure_and_the_revert(connection: str) -> None:
+    done = flowkit_cmd(
+        "run", "tests.cli._flows:make_shop", "--store", "amount=500", "--connection", connection
+    )
+    assert done.returncode == 1
+    line = done.stderr.strip()
+    assert "\n" not in line and "Traceback" not in line
+    assert "atom 'charge' failed with" in line and "CardDeclined: card declined for 500" in line
+    assert "reverted" in line
+
+
+def test_run_accepts_a_flow_object_and_prints_a_json_report() -> None:
+    done = flowkit_cmd("run", "tests.cli._flows:SHOP", "--store", "amount=7", "--report", "json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["state"] == "SUCCESS"
+    atoms = {a["name"]: a for a in report["atoms"]}
+    assert atoms["charge"]["result"] == "7" and atoms["charge"]["attempts"] == 1
+
+
+def test_store_values_are_json_when_they_parse_and_text_otherwise() -> None:
+    as_json = flowkit_cmd("run", "tests.cli._flows:make_shop", "--store", "amount=101", "--report", "none")
+    assert as_json.returncode == 1  # 101 arrived as a number, and was declined
+    as_text = flowkit_cmd("run", "tests.cli._flows:make_shop", "--store", "amount=lots", "--report", "json")
+    assert as_text.returncode == 1
+    assert "'>' not supported" in as_text.stderr or "TypeError" in as_text.stderr
+
+
+def test_bad_usage_exits_2_with_one_line_naming_the_fault(tmp_path: Path) -> None:
+    cases = {
+        ("run", "tests.cli._flows:nothing"): "has no attribute 'nothing'",
+        ("run", "no_such_module_xyz:make"): "cannot import module 'no_such_module_xyz'",
+        ("run", "tests.cli._flows"): "must be MODULE:NAME",
+        ("run", "tests.cli._flows:make_shop", "--store", "amount"): "--store 'amount' must be KEY=VALUE",
+        ("run", "tests.cli._flows:make_shop"): "amount",  # a value the flow needs, not given
+        ("run", "tests.cli._flows:CardDeclined"): "did not give a flow",
+    }
+    for args, words in cases.items():
+        done = flowkit_cmd(*args)
+        assert done.returncode == 2, (args, done.stderr)
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and words in lines[0], (args, done.stderr)
+    unknown = flowkit_cmd("flows", "show", "nope", "--connection", f"sqlite:///{tmp_path}/x.db")
+    assert unknown.returncode == 2
+    assert (
+        unknown.stderr.strip()
+        == "flowkit flows show: error: no flow with uuid or name 'nope' in this backend"
+    )
+
+
+def test_verbose_adds_the_traceback() -> None:
+    done = flowkit_cmd("-v", "run", "tests.cli._flows:nothing")
+    assert done.returncode == 2
+    assert "Traceback" in done.stderr
+
+
+def test_an_unreachable_database_exits_1_naming_it_with_the_password_masked() -> None:
+    url = "postgresql+psycopg://someone:secret@127.0.0.1:9/nowhere"
+    done = flowkit_cmd("flows", "list", "--connection", url)
+    assert done.returncode == 1
+    line = done.stderr.strip()
+    assert "\n" not in line and "secret" not in line
+    assert "cannot use database postgresql+psycopg://someone:***@127.0.0.1:9/nowhere" in line
+
+
+def test_flows_list_and_show_give_stable_json(connection: str) -> None:
+    assert (
+        flowkit_cmd(
+            "run", "tests.cli._flows:make_shop", "--store", "amount=5", "--connection", connection
+        ).returncode
+        == 0
+    )
+    assert (
+        flowkit_cmd(
+            "run", "tests.cli._flows:make_shop", "--store", "amount=500", "--connection", connection
+        ).returncode
+        == 1
+    )
+    listed = flowkit_json("flows", "list", "--connection", connection)
+    assert [f["state"] for f in listed] == ["SUCCESS", "REVERTED"]
+    for flow in listed:
+        assert {
+            "uuid",
+            "name",
+            "state",
+            "book",
+            "created_at",
+            "started_at",
+            "ended_at",
+            "atoms",
+            "total",
+        } <= set(flow)
+        assert flow["name"] == "shop" and flow["total"] == 4
+    assert listed[0]["atoms"] == {"SUCCESS": 4}
+    failed = flowkit_json("flows", "list", "--state", "reverted", "--connection", connection)
+    assert [f["uuid"] for f in failed] == [listed[1]["uuid"]]
+
+    shown = flowkit_json("flows", "show", listed[1]["uuid"], "--connection", connection)
+    assert shown["uuid"] == listed[1]["uuid"] and shown["state"] == "REVERTED"
+    atoms = {a["name"]: a for a in shown["atoms"]}
+    assert set(atoms) == {"reserve", "r1", "charge", "ship"}
+    for atom in shown["atoms"]:
+        assert {"name", "state", "intention", "attempts", "duration", "result", "failure", "reverted"} <= set(
+            atom
+        )
+    assert atoms["charge"]["attempts"] == 2
+    assert atoms["charge"]["failure"]["type"].endswith("CardDeclined")
+    assert atoms["charge"]["failure"]["message"] == "card declined for 500"
+    assert atoms["reserve"]["reverted"] == "reverted"
+    assert atoms["ship"]["state"] == "PENDING"
+    # By name: the newest flow of that name.
+    by_name = flowkit_json("flows", "show", "shop", "--connection", connection)
+    assert by_name["uuid"] == listed[1]["uuid"]
+    text = flowkit_cmd("-v", "flows", "show", "shop", "--connection", connection)
+    assert "CardDeclined" in text.stdout and "Traceback" not in text.stdout
+    assert "charge execute traceback:" in text.stdout
+
+
+def test_flows_why_tells_the_chain_of_causes(connection: str) -> None:
+    assert (
+        flowkit_cmd(
+            "run", "tests.cli._flows:make_shop", "--store", "amount=500", "--connection", connection
+        ).returncode
+        == 1
+    )
+    done = flowkit_cmd("flows", "why", "shop", "reserve", "--connection", connection)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "reserve is REVERTED:"
+    assert "reserve REVERTING" in lines[2]
+    assert "'charge' failed with CardDeclined: card declined for 500 in attempt 2" in lines[2]
+    assert "retry 'r1' chose REVERT_ALL" in lines[2]
+    assert "charge FAILURE (attempt 2, run 1)" in lines[3]
+    chain = flowkit_json("flows", "why", "shop", "charge", "--connection", connection)["chain"]
+    assert chain[0]["state"] == "REVERTED"
+    retried = flowkit_json("flows", "why", "shop", "r1", "--connection", connection)
+    assert retried["state"] == "REVERTED"
+    # Attempt 2 of charge ran because r1 chose RETRY after attempt 1 failed.
+    events = flowkit_json("flows", "show", "shop", "--connection", connection)["events"]
+    second = [e for e in events if e["name"] == "charge" and e["state"] == "RUNNING"][1]
+    assert second["cause"]["kind"] == "retry" and second["cause"]["decision"] == "RETRY"
+    assert second["cause"]["retry"] == "r1"
+    unknown = flowkit_cmd("flows", "why", "shop", "nobody", "--connection", connection)
+    assert unknown.returncode == 2 and "has no atom 'nobody'" in unknown.stderr
