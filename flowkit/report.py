@@ -26,10 +26,10 @@ from typing import Any
 
 from flowkit import exceptions as exc
 from flowkit import states as st
-from flowkit.listeners.events import Event, EventLog
+from flowkit.listeners.events import META_KEY, Event, EventLog
 from flowkit.types.failure import Failure
 
-__all__ = ["AtomReport", "ExecutionReport", "FailureReport"]
+__all__ = ["AtomReport", "ExecutionReport", "FailureReport", "flow_summary"]
 
 _SUMMARY = reprlib.Repr()
 _SUMMARY.maxstring = 60
@@ -257,6 +257,31 @@ class ExecutionReport:
 
     def __str__(self) -> str:
         return self.to_text()
+
+
+def flow_summary(book: Any, flow: Any) -> dict[str, Any]:
+    """One flow at a glance: what ``flowkit flows list --json`` and the monitor's list show.
+
+    Keys (stable, documented in ``doc/cli.rst``): ``uuid``, ``name``, ``state``,
+    ``book``, ``created_at``, ``updated_at``, ``started_at``, ``ended_at``,
+    ``atoms`` (count by state), ``total``.
+    """
+    counts = Counter((d.state or "PENDING") for d in flow)
+    events = [e for e in (flow.meta or {}).get(META_KEY, ()) if isinstance(e, dict)]
+    started = next((e["at"] for e in events if e.get("state") == "RUNNING"), None)
+    final = events[-1] if events and events[-1].get("state") in ("SUCCESS", "REVERTED", "FAILURE") else None
+    return {
+        "uuid": flow.uuid,
+        "name": flow.name,
+        "state": flow.state or "PENDING",
+        "book": {"uuid": book.uuid, "name": book.name},
+        "created_at": book.created_at.isoformat() if book.created_at else None,
+        "updated_at": book.updated_at.isoformat() if book.updated_at else None,
+        "started_at": started,
+        "ended_at": final["at"] if final else None,
+        "atoms": dict(sorted(counts.items())),
+        "total": len(flow),
+    }
 
 
 def _active_time(flow_events: list[Event]) -> float | None:

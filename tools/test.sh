@@ -51,6 +51,8 @@ missing_system_packages() {
     have go || echo golang-go
     # The TLS test makes its own certificate authority.
     have openssl || echo openssl
+    # The monitor's browser test drives Debian's Chromium (never a downloaded one).
+    have chromium || echo chromium
 }
 
 install_system_packages() {
@@ -61,7 +63,7 @@ install_system_packages() {
     local missing
     missing="$(missing_system_packages | tr '\n' ' ')"
     if [ -z "${missing// /}" ]; then
-        echo "all present: redis-server, zookeeper (java), postgresql, go, openssl"
+        echo "all present: redis-server, zookeeper (java), postgresql, go, openssl, chromium"
         return 0
     fi
     echo "installing: $missing"

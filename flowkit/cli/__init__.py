@@ -20,6 +20,8 @@ _SUBCOMMANDS = {
     "db": "flowkit.cli.db",
     "run": "flowkit.cli.run",
     "flows": "flowkit.cli.flows",
+    "graph": "flowkit.cli.graph",
+    "monitor": "flowkit.cli.monitor",
     "worker": "flowkit.cli.worker",
 }
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections import Counter
 from typing import Any
 
 from flowkit.cli._common import CliError, add_connection, find_flow, guarded, list_flows, open_backend
@@ -69,29 +68,9 @@ def register(subparsers: Any) -> None:
 # -- list ---------------------------------------------------------------------------
 
 
-def flow_summary(book: Any, flow: Any) -> dict[str, Any]:
-    """The ``flows list`` JSON object of one flow (keys documented in doc/cli.rst)."""
-    from flowkit.listeners.events import META_KEY
-
-    counts = Counter((d.state or "PENDING") for d in flow)
-    events = [e for e in (flow.meta or {}).get(META_KEY, ()) if isinstance(e, dict)]
-    started = next((e["at"] for e in events if e.get("state") == "RUNNING"), None)
-    final = events[-1] if events and events[-1].get("state") in ("SUCCESS", "REVERTED", "FAILURE") else None
-    return {
-        "uuid": flow.uuid,
-        "name": flow.name,
-        "state": flow.state or "PENDING",
-        "book": {"uuid": book.uuid, "name": book.name},
-        "created_at": book.created_at.isoformat() if book.created_at else None,
-        "updated_at": book.updated_at.isoformat() if book.updated_at else None,
-        "started_at": started,
-        "ended_at": final["at"] if final else None,
-        "atoms": dict(sorted(counts.items())),
-        "total": len(flow),
-    }
-
-
 def _list(args: argparse.Namespace) -> int:
+    from flowkit.report import flow_summary
+
     with open_backend(args.connection) as backend:
         rows = [flow_summary(ref.book, ref.flow) for ref in list_flows(backend)]
     if args.state:

@@ -30,6 +30,9 @@ __all__ = ["flow_at", "register", "run_engine"]
 
 #: Flow detail metadata key holding the engine kind a run used (resume reuses it).
 ENGINE_KEY = "engine"
+#: Flows up to this many graph nodes keep their shape in their metadata, so the
+#: monitor can draw them without importing their code.
+_GRAPH_LIMIT = 2000
 
 
 def register(subparsers: Any) -> None:
@@ -102,7 +105,14 @@ def _run(args: argparse.Namespace) -> int:
                 _called, factory_args=[args.target], store=store, backend=backend, engine=args.engine
             )
         _check_flow(engine, args.target)
-        engine.storage.update_flow_metadata({ENGINE_KEY: args.engine})
+        meta: dict[str, Any] = {ENGINE_KEY: args.engine}
+        compiled: Any = engine  # an ActionEngine: it exposes its compiled graph
+        if len(compiled.compilation.nodes) <= _GRAPH_LIMIT:
+            from flowkit.monitor._data import GRAPH_KEY
+            from flowkit.monitor._layout import shape_of
+
+            meta[GRAPH_KEY] = shape_of(engine).to_dict()
+        engine.storage.update_flow_metadata(meta)
         return run_engine(engine, args)
 
 

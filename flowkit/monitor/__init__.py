@@ -1,0 +1,27 @@
+"""The web monitor: a small ASGI app that watches the flows of a persistence backend.
+
+``flowkit monitor --connection URL`` serves it; :func:`create_app` builds it
+for any ASGI server. Pages: the list of flows (filter by state), and a flow's
+page with its graph coloured by atom state and updated live (server-sent
+events), its report, event log and failures. The JSON API (``doc/monitor.rst``):
+
+``GET /api/flows``
+    every flow (``?state=FAILURE`` filters), as ``flowkit flows list --json``.
+``GET /api/flows/{uuid}``
+    one flow's execution report, as ``flowkit flows show --json``.
+``GET /api/flows/{uuid}/graph``
+    its graph with node positions.
+``GET /api/flows/{uuid}/stream``
+    server-sent events: ``{"state", "atoms": {name: state}}`` at each change.
+
+It only reads. With a token, every request must carry
+``Authorization: Bearer TOKEN`` (a browser may open ``/?token=TOKEN`` once:
+the token is then kept in a cookie); without it the answer is 401.
+Needs ``pip install 'flowkit[monitor]'`` (Starlette and uvicorn).
+"""
+
+from __future__ import annotations
+
+from flowkit.monitor.app import create_app
+
+__all__ = ["create_app"]

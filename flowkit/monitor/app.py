@@ -1,0 +1,168 @@
+"""The monitor's ASGI application: pages, JSON API, live stream, token check."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from flowkit.monitor import _data
+
+__all__ = ["create_app"]
+
+STATIC = Path(__file__).resolve().parent / "static"
+#: Cookie that keeps a browser's token after it opened ``/?token=...``.
+TOKEN_COOKIE = "flowkit_monitor_token"
+
+
+def _starlette() -> Any:
+    try:
+        import starlette  # noqa: F401
+    except ImportError as err:  # pragma: no cover - depends on the installation
+        raise ImportError("the monitor needs Starlette and uvicorn: pip install 'flowkit[monitor]'") from err
+
+
+def create_app(connection: str | Any, token: str | None = None, poll_interval: float = 0.5) -> Any:
+    """Build the monitor for the backend at ``connection`` (a URL or a backend).
+
+    Args:
+        connection: a backend URL (fetched, upgraded and closed with the app) or
+            a backend object (left open).
+        token: when set, requests must carry ``Authorization: Bearer TOKEN``.
+        poll_interval: seconds between two reads of a watched flow (live view).
+
+    Returns:
+        A Starlette application.
+    """
+    _starlette()
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
+    from starlette.routing import Mount, Route
+    from starlette.staticfiles import StaticFiles
+
+    reader = _data.Reader(connection)
+
+    async def in_thread(fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.to_thread(fn, *args)
+
+    async def index(request: Request) -> Response:
+        return _with_cookie(FileResponse(STATIC / "index.html"), request)
+
+    async def flow_page(request: Request) -> Response:
+        return _with_cookie(FileResponse(STATIC / "flow.html"), request)
+
+    async def api_flows(request: Request) -> Response:
+        rows = await in_thread(reader.flows)
+        state = request.query_params.get("state")
+        if state:
+            rows = [r for r in rows if r["state"] == state.upper()]
+        return JSONResponse(rows)
+
+    async def api_flow(request: Request) -> Response:
+        found = await in_thread(reader.report, request.path_params["uuid"])
+        if found is None:
+            return JSONResponse({"error": f"no flow {request.path_params['uuid']}"}, status_code=404)
+        return JSONResponse(found)
+
+    async def api_graph(request: Request) -> Response:
+        found = await in_thread(reader.graph, request.path_params["uuid"])
+        if found is None:
+            return JSONResponse({"error": f"no flow {request.path_params['uuid']}"}, status_code=404)
+        return JSONResponse(found)
+
+    async def api_stream(request: Request) -> Response:
+        uuid = request.path_params["uuid"]
+
+        async def events() -> AsyncIterator[str]:
+            last: Any = None
+            while not await request.is_disconnected():
+                snapshot = await in_thread(reader.states, uuid)
+                if snapshot != last:
+                    last = snapshot
+                    yield f"data: {json.dumps(snapshot)}\n\n"
+                else:
+                    yield ": still here\n\n"  # lets a closed connection be noticed
+                await asyncio.sleep(poll_interval)
+
+        return StreamingResponse(
+            events(), media_type="text/event-stream", headers={"Cache-Control": "no-store"}
+        )
+
+    def _with_cookie(response: Response, request: Request) -> Response:
+        given = request.query_params.get("token")
+        if token is not None and given is not None:
+            response.set_cookie(TOKEN_COOKIE, given, httponly=True, samesite="strict")
+        return response
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Any) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            reader.close()
+
+    app = Starlette(
+        routes=[
+            Route("/", index),
+            Route("/flows/{uuid}", flow_page),
+            Route("/api/flows", api_flows),
+            Route("/api/flows/{uuid}", api_flow),
+            Route("/api/flows/{uuid}/graph", api_graph),
+            Route("/api/flows/{uuid}/stream", api_stream),
+            Mount("/static", StaticFiles(directory=STATIC), name="static"),
+        ],
+        lifespan=lifespan,
+    )
+    if token is not None:
+        return _TokenGate(app, token)
+    return app
+
+
+class _TokenGate:
+    """ASGI middleware: 401 unless the request carries the token.
+
+    Accepted: ``Authorization: Bearer TOKEN``, the cookie a browser gets from
+    ``/?token=TOKEN``, or that query parameter itself. Compared in constant time.
+    """
+
+    def __init__(self, app: Any, token: str) -> None:
+        self.app = app
+        self._token = token.encode()
+
+    def _allowed(self, scope: dict[str, Any]) -> bool:
+        from starlette.requests import HTTPConnection
+
+        conn = HTTPConnection(scope)
+        offered: list[str] = []
+        header = conn.headers.get("authorization", "")
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() == "bearer":
+            offered.append(value.strip())
+        if TOKEN_COOKIE in conn.cookies:
+            offered.append(conn.cookies[TOKEN_COOKIE])
+        if "token" in conn.query_params:
+            offered.append(conn.query_params["token"])
+        return any(hmac.compare_digest(o.encode(), self._token) for o in offered)
+
+    async def __call__(
+        self,
+        scope: dict[str, Any],
+        receive: Callable[[], Awaitable[Any]],
+        send: Callable[[Any], Awaitable[None]],
+    ) -> None:
+        if scope["type"] == "http" and not self._allowed(scope):
+            from starlette.responses import JSONResponse
+
+            response = JSONResponse(
+                {"error": "a token is required: send 'Authorization: Bearer TOKEN'"},
+                status_code=401,
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)

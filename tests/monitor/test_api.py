@@ -1,0 +1,104 @@
+"""The monitor's JSON API and its token check (Starlette's test client, a real SQLite file)."""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flowkit import engines
+from flowkit.listeners.events import EventLogListener
+from flowkit.monitor import create_app
+from flowkit.persistence import backends
+from tests.cli._flows import CardDeclined, make_shop
+
+with warnings.catch_warnings():
+    # Starlette's test client now prefers another HTTP client than httpx; httpx still works.
+    warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient
+
+
+def _run_shop(url: str, amount: int) -> str:
+    with backends.backend(url) as backend:
+        engine = engines.load_from_factory(make_shop, store={"amount": amount}, backend=backend)
+        with EventLogListener(engine), contextlib.suppress(CardDeclined):
+            engine.run()
+        return engine.storage.flow_uuid
+
+
+@pytest.fixture
+def flows(tmp_path: Path) -> tuple[str, str, str]:
+    url = f"sqlite:///{tmp_path}/monitor.db"
+    return url, _run_shop(url, 5), _run_shop(url, 500)
+
+
+@pytest.fixture
+def client(flows: tuple[str, str, str]) -> Iterator[TestClient]:
+    with TestClient(create_app(flows[0])) as test_client:
+        yield test_client
+
+
+def test_api_lists_every_flow_with_the_documented_keys(
+    client: TestClient, flows: tuple[str, str, str]
+) -> None:
+    response = client.get("/api/flows")
+    assert response.status_code == 200
+    listed: list[dict[str, Any]] = response.json()
+    assert [f["uuid"] for f in listed] == [flows[1], flows[2]]
+    assert [f["state"] for f in listed] == ["SUCCESS", "REVERTED"]
+    assert {"uuid", "name", "state", "atoms", "total", "started_at", "ended_at"} <= set(listed[0])
+    only = client.get("/api/flows", params={"state": "reverted"}).json()
+    assert [f["uuid"] for f in only] == [flows[2]]
+
+
+def test_api_gives_one_flow_with_its_atoms_and_events(
+    client: TestClient, flows: tuple[str, str, str]
+) -> None:
+    shown = client.get(f"/api/flows/{flows[2]}").json()
+    assert shown["uuid"] == flows[2] and shown["state"] == "REVERTED"
+    atoms = {a["name"]: a for a in shown["atoms"]}
+    assert (
+        atoms["charge"]["attempts"] == 2 and atoms["charge"]["failure"]["message"] == "card declined for 500"
+    )
+    assert shown["events"][0]["kind"] == "flow"
+    missing = client.get("/api/flows/no-such-uuid")
+    assert missing.status_code == 404 and "no-such-uuid" in missing.json()["error"]
+
+
+def test_api_graph_places_every_atom(client: TestClient, flows: tuple[str, str, str]) -> None:
+    graph = client.get(f"/api/flows/{flows[1]}/graph").json()
+    ids = {n["id"] for n in graph["nodes"] if n["kind"] != "barrier"}
+    assert ids == {"reserve", "r1", "charge", "ship"}
+    edges = {(u, v) for u, v, _ in graph["edges"]}
+    assert ("reserve", "r1") in edges and ("r1", "charge") in edges and ("charge", "ship") in edges
+    y = {n["id"]: n["y"] for n in graph["nodes"]}
+    assert y["reserve"] < y["r1"] < y["charge"] < y["ship"]
+
+
+def test_pages_and_assets_are_served_from_the_package(
+    client: TestClient, flows: tuple[str, str, str]
+) -> None:
+    assert "flowkit monitor" in client.get("/").text
+    page = client.get(f"/flows/{flows[1]}")
+    assert page.status_code == 200 and "/static/monitor.js" in page.text
+    script = client.get("/static/monitor.js")
+    assert script.status_code == 200 and "EventSource" in script.text
+    assert "http" not in script.text.replace("http://www.w3.org/2000/svg", "")  # nothing from a CDN
+
+
+def test_with_a_token_requests_without_it_get_401(flows: tuple[str, str, str]) -> None:
+    with TestClient(create_app(flows[0], token="s3cret")) as client:
+        for path in ("/", "/api/flows", f"/api/flows/{flows[1]}", "/static/monitor.js"):
+            refused = client.get(path)
+            assert refused.status_code == 401, path
+            assert refused.headers["www-authenticate"] == "Bearer"
+        assert client.get("/api/flows", headers={"Authorization": "Bearer wrong"}).status_code == 401
+        allowed = client.get("/api/flows", headers={"Authorization": "Bearer s3cret"})
+        assert allowed.status_code == 200 and len(allowed.json()) == 2
+        # A browser opens /?token=... once; the cookie carries it afterwards.
+        assert client.get("/", params={"token": "s3cret"}).status_code == 200
+        assert client.get("/api/flows").status_code == 200

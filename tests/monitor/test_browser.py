@@ -1,0 +1,192 @@
+"""The monitor in a real headless Chromium: a flow run by another process appears and
+its atoms change colour live; and the live stream itself, from a real server.
+
+Chromium is Debian's package (installed by tools/test.sh), driven by Playwright
+for Python; no browser is downloaded. The screenshot goes to tests/artifacts/.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests import services
+from tests.cli.conftest import FLOWKIT, SOURCE_ROOT, command_env
+from tests.conftest import wait_until
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-default-apps",
+    "--disable-extensions",
+    "--disable-sync",
+    "--no-first-run",
+    "--metrics-recording-only",
+    "--mute-audio",
+]
+
+
+def _get_json(url: str) -> object:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return json.load(response)
+
+
+def _answers(url: str) -> bool:
+    try:
+        _get_json(url)
+    except OSError:
+        return False
+    return True
+
+
+class Monitor:
+    def __init__(self, url: str, connection: str) -> None:
+        self.url = url
+        self.connection = connection
+
+
+@pytest.fixture
+def monitor(tmp_path: Path) -> Iterator[Monitor]:
+    connection = f"sqlite:///{tmp_path}/watched.db"
+    port = services.free_port()
+    proc = subprocess.Popen(
+        [FLOWKIT, "monitor", "--connection", connection, "--port", str(port), "--poll", "0.1"],
+        env=command_env(),
+        cwd=SOURCE_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: _answers(f"{base}/api/flows") or proc.poll() is not None, timeout=30)
+        assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+        yield Monitor(base, connection)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def _start_slow_run(connection: str, delay: float) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [
+            FLOWKIT,
+            "run",
+            "tests.cli._flows:make_slow",
+            "--store",
+            f"delay={delay}",
+            "--connection",
+            connection,
+            "--no-progress",
+            "--report",
+            "none",
+        ],
+        env=command_env(),
+        cwd=SOURCE_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def test_a_flow_run_elsewhere_appears_and_its_atoms_change_colour_live(monitor: Monitor) -> None:
+    chromium = services.require_binary("chromium", "chromium")
+    sync_api = services.require_module("playwright.sync_api", "playwright")
+    run = _start_slow_run(monitor.connection, delay=2.0)
+    try:
+        with sync_api.sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page(viewport={"width": 1280, "height": 800})
+                page.goto(monitor.url + "/")
+                # The list refreshes by itself: the new flow shows up without a reload.
+                link = page.wait_for_selector("#flows a:text('slow')", timeout=30_000)
+                assert link is not None
+                link.click()
+                page.wait_for_selector("#graph svg", timeout=30_000)
+                errors: list[str] = []
+                page.on("pageerror", lambda err: errors.append(str(err)))
+                shape = '#graph g[data-atom="{}"] > [data-state="{}"]'
+                running = page.wait_for_selector('#graph g > [data-state="RUNNING"]', timeout=30_000)
+                assert running is not None
+                atom = running.evaluate("e => e.parentNode.getAttribute('data-atom')")
+                running_fill = running.evaluate("e => getComputedStyle(e).fill")
+                # The same shape turns SUCCESS, with no reload, and another one starts.
+                done = page.wait_for_selector(shape.format(atom, "SUCCESS"), timeout=30_000)
+                assert done is not None
+                success_fill = done.evaluate("e => getComputedStyle(e).fill")
+                assert running_fill != success_fill
+                assert not errors
+                ARTIFACTS.mkdir(exist_ok=True)
+                page.screenshot(path=str(ARTIFACTS / "monitor-live.png"), full_page=True)
+                page.wait_for_selector('body[data-flow-state="SUCCESS"]', timeout=30_000)
+                page.wait_for_selector(shape.format("three", "SUCCESS"), timeout=30_000)
+                # The report and the event log were refreshed live too.
+                assert page.inner_text("#flow-state") == "SUCCESS"
+                assert "the flow started" in page.inner_text("#events")
+                page.screenshot(path=str(ARTIFACTS / "monitor-done.png"), full_page=True)
+            finally:
+                browser.close()
+    finally:
+        if run.poll() is None:
+            run.terminate()
+        run.wait(timeout=60)
+    assert run.returncode == 0, run.stderr.read().decode() if run.stderr else ""
+
+
+def test_the_stream_sends_each_change_of_state(monitor: Monitor) -> None:
+    run = _start_slow_run(monitor.connection, delay=0.5)
+    try:
+        flows = wait_until(lambda: _get_json(monitor.url + "/api/flows"), timeout=30)
+        assert isinstance(flows, list)
+        uuid = flows[0]["uuid"]
+        seen: list[dict[str, object]] = []
+        with urllib.request.urlopen(f"{monitor.url}/api/flows/{uuid}/stream", timeout=30) as stream:
+            for raw in stream:
+                line = raw.decode().strip()
+                if line.startswith("data: "):
+                    snapshot = json.loads(line[len("data: ") :])
+                    seen.append(snapshot)
+                    if snapshot["state"] == "SUCCESS":
+                        break
+    finally:
+        run.wait(timeout=60)
+    assert seen[-1]["atoms"] == {"one": "SUCCESS", "two": "SUCCESS", "three": "SUCCESS"}
+    # Each message differs from the one before: changes only, no repeats.
+    assert all(a != b for a, b in zip(seen, seen[1:], strict=False))
+    assert any(s["atoms"].get("two") == "RUNNING" for s in seen)  # type: ignore[attr-defined]
+
+
+def test_monitor_refuses_requests_without_the_token(tmp_path: Path) -> None:
+    port = services.free_port()
+    proc = subprocess.Popen(
+        [FLOWKIT, "monitor", "--connection", f"sqlite:///{tmp_path}/t.db", "--port", str(port)],
+        env=command_env(FLOWKIT_MONITOR_TOKEN="t0ken"),
+        cwd=SOURCE_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}/api/flows"
+
+    def status(headers: dict[str, str]) -> int:
+        try:
+            with urllib.request.urlopen(urllib.request.Request(base, headers=headers), timeout=5) as response:
+                return int(response.status)
+        except urllib.error.HTTPError as err:
+            return int(err.code)
+        except OSError:
+            return 0
+
+    try:
+        assert wait_until(lambda: status({}), timeout=30) == 401
+        assert status({"Authorization": "Bearer t0ken"}) == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
