@@ -64,10 +64,11 @@ def with_events_and_report(n: int) -> None:
 
 def _otel() -> Callable[[int], None] | None:
     try:
-        from flowkit.listeners.otel import TracingListener
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import SimpleSpanProcessor
         from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+        from flowkit.listeners.otel import TracingListener
     except ImportError:
         return None
     provider = TracerProvider()

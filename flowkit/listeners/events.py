@@ -323,6 +323,8 @@ class EventLogListener(base.Listener):
         self._in_doubt: set[str] = set()
         #: atom name -> seq of its latest event.
         self._last: dict[str, int] = {}
+        #: atom name -> its events so far (what its metadata holds).
+        self._atom_events: dict[str, list[dict[str, Any]]] = {}
         #: atom name -> its predecessor atoms.
         self._preds: dict[str, list[str]] = {}
         #: failure seq -> the (retry, decision) inferred for it.
@@ -349,7 +351,9 @@ class EventLogListener(base.Listener):
             state = storage.get_atom_state(name)
             if state in (st.RUNNING, st.REVERTING):
                 self._in_doubt.add(name)
-            for data in storage.get_atom_metadata(name).get(META_KEY, ()):
+            stored = list(storage.get_atom_metadata(name).get(META_KEY, ()))
+            self._atom_events[name] = stored
+            for data in stored:
                 self._seq = max(self._seq, int(data["seq"]))
                 self._last[name] = max(self._last.get(name, 0), int(data["seq"]))
                 if data["state"] == st.RUNNING:
@@ -388,8 +392,10 @@ class EventLogListener(base.Listener):
             # A new list each time: a backend may hold on to the one it was given.
             storage.update_flow_metadata({META_KEY: [*(storage.flow_meta.get(META_KEY) or ()), data]})
         else:
-            meta = storage.get_atom_metadata(name)
-            storage.update_atom_metadata(name, {META_KEY: [*(meta.get(META_KEY) or ()), data]})
+            # This listener's own copy of the atom's list: no read of the metadata back.
+            events = [*self._atom_events.get(name, ()), data]
+            self._atom_events[name] = events
+            storage.update_atom_metadata(name, {META_KEY: events})
         return self._seq
 
     def _flow_receiver(self, state: str, details: base.Details) -> None:

@@ -1,0 +1,166 @@
+"""OpenTelemetry tracing: a span per flow run and per atom execution and revert.
+
+::
+
+    from flowkit.listeners.otel import TracingListener
+
+    with TracingListener(engine):           # the global tracer provider
+        engine.run()
+
+The flow run's span (``flow <name>``) is a child of whatever span is current
+when the run starts, so a run inside your own span joins your trace. Each
+``execute`` and ``revert`` of an atom is a child span (``execute <atom>``,
+``revert <atom>``) with these attributes:
+
+``flowkit.flow.name``, ``flowkit.flow.uuid``
+    the flow run.
+``flowkit.atom.name``, ``flowkit.atom.uuid``, ``flowkit.atom.kind``
+    the atom (``task`` or ``retry``).
+``flowkit.atom.attempt``
+    which execution of the atom (1 for the first; a retry's RETRY adds one).
+``flowkit.state``
+    the state it ended in (atoms and the flow).
+``flowkit.failure.type``, ``flowkit.failure.message``
+    when it failed (the span's status is then ERROR).
+
+Spans are timed by the notifications, on the engine's side: for a task run by
+a remote worker, the span covers the round trip. Needs ``opentelemetry-api``
+(``pip install 'flowkit[otel]'``) and, to export anything, an SDK configured
+by the application.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from flowkit import states as st
+from flowkit.listeners import base
+from flowkit.types.failure import Failure
+
+__all__ = ["TracingListener"]
+
+_EXECUTE_ENDS = frozenset({st.SUCCESS, st.FAILURE})
+_REVERT_ENDS = frozenset({st.REVERTED, st.REVERT_FAILURE})
+_FLOW_ENDS = frozenset({st.SUCCESS, st.REVERTED, st.FAILURE, st.SUSPENDED})
+_FAILED = frozenset({st.FAILURE, st.REVERT_FAILURE})
+
+
+def _trace_api() -> Any:
+    try:
+        from opentelemetry import trace
+    except ImportError as err:  # pragma: no cover - depends on the installation
+        raise ImportError("TracingListener needs OpenTelemetry: pip install 'flowkit[otel]'") from err
+    return trace
+
+
+def _version() -> str | None:
+    """flowkit's installed version, for the tracer's name (read without importing flowkit)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("flowkit")
+    except metadata.PackageNotFoundError:
+        return None
+
+
+class TracingListener(base.Listener):
+    """Emits OpenTelemetry spans for a flow run and each atom's execute and revert.
+
+    Args:
+        engine: the engine to trace.
+        tracer: the tracer to make spans with (default: ``flowkit`` from the
+            global tracer provider, or from ``tracer_provider``).
+        tracer_provider: where to get the default tracer from.
+    """
+
+    def __init__(self, engine: Any, tracer: Any = None, tracer_provider: Any = None) -> None:
+        super().__init__(engine)
+        trace = _trace_api()
+        if tracer is None:
+            tracer = trace.get_tracer("flowkit", _version(), tracer_provider=tracer_provider)
+        self._trace = trace
+        self._tracer = tracer
+        self._lock = threading.Lock()
+        self._flow_span: Any = None
+        self._flow_attrs: dict[str, str] = {}
+        #: atom name -> its open span.
+        self._spans: dict[str, Any] = {}
+        self._attempts: dict[str, int] = {}
+
+    def deregister(self) -> None:
+        """Stop listening; end any span still open (a run that was interrupted)."""
+        super().deregister()
+        with self._lock:
+            for span in self._spans.values():
+                span.end()
+            self._spans.clear()
+            if self._flow_span is not None:
+                self._flow_span.end()
+                self._flow_span = None
+
+    def _flow_receiver(self, state: str, details: base.Details) -> None:
+        with self._lock:
+            if state == st.RUNNING and self._flow_span is None:
+                self._flow_attrs = {
+                    "flowkit.flow.name": details["flow_name"],
+                    "flowkit.flow.uuid": details["flow_uuid"],
+                }
+                self._flow_span = self._tracer.start_span(
+                    f"flow {details['flow_name']}", attributes=self._flow_attrs
+                )
+            elif state in _FLOW_ENDS and self._flow_span is not None:
+                span, self._flow_span = self._flow_span, None
+                span.set_attribute("flowkit.state", state)
+                if state in (st.REVERTED, st.FAILURE):
+                    span.set_status(self._trace.Status(self._trace.StatusCode.ERROR, f"flow ended {state}"))
+                span.end()
+
+    def _task_receiver(self, state: str, details: base.Details) -> None:
+        self._atom("task", details["task_name"], details["task_uuid"], state, details)
+
+    def _retry_receiver(self, state: str, details: base.Details) -> None:
+        self._atom("retry", details["retry_name"], details["retry_uuid"], state, details)
+
+    def _atom(self, kind: str, name: str, uuid: str, state: str, details: base.Details) -> None:
+        with self._lock:
+            if state in (st.RUNNING, st.REVERTING):
+                self._start(kind, name, uuid, state)
+            elif state in _EXECUTE_ENDS or state in _REVERT_ENDS:
+                span = self._spans.pop(name, None)
+                if span is None:
+                    return
+                span.set_attribute("flowkit.state", state)
+                if state in _FAILED:
+                    result = details.get("result")
+                    if isinstance(result, Failure):
+                        names = result.exception_type_names
+                        span.set_attribute("flowkit.failure.type", names[0] if names else "Exception")
+                        span.set_attribute("flowkit.failure.message", result.exception_str)
+                        message = f"{names[0] if names else 'Exception'}: {result.exception_str}"
+                    else:
+                        message = state
+                    span.set_status(self._trace.Status(self._trace.StatusCode.ERROR, message))
+                span.end()
+
+    def _start(self, kind: str, name: str, uuid: str, state: str) -> None:
+        leftover = self._spans.pop(name, None)
+        if leftover is not None:  # in doubt (a resumed run): close what never ended
+            leftover.end()
+        if state == st.RUNNING:
+            self._attempts[name] = self._attempts.get(name, 0) + 1
+        action = "execute" if state == st.RUNNING else "revert"
+        context = None
+        if self._flow_span is not None:
+            context = self._trace.set_span_in_context(self._flow_span)
+        self._spans[name] = self._tracer.start_span(
+            f"{action} {name}",
+            context=context,
+            attributes={
+                **self._flow_attrs,
+                "flowkit.atom.name": name,
+                "flowkit.atom.uuid": uuid,
+                "flowkit.atom.kind": kind,
+                "flowkit.atom.attempt": self._attempts.get(name, 1),
+            },
+        )

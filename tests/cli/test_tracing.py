@@ -1,0 +1,128 @@
+"""OpenTelemetry spans from TracingListener, read back with the SDK's in-memory exporter."""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
+
+from flowkit import engines, retry
+from flowkit.listeners.otel import TracingListener
+from flowkit.patterns import linear_flow
+from tests import services
+from tests.cli._flows import CardDeclined, Charge, Step
+from tests.cli.conftest import SOURCE_ROOT, command_env
+
+
+@pytest.fixture
+def spans() -> Iterator[tuple[Any, InMemorySpanExporter]]:
+    provider = TracerProvider()
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    yield provider.get_tracer("test"), exporter
+    provider.shutdown()
+
+
+def _by_name(exporter: InMemorySpanExporter) -> dict[str, list[Any]]:
+    found: dict[str, list[Any]] = {}
+    for span in exporter.get_finished_spans():
+        found.setdefault(span.name, []).append(span)
+    return found
+
+
+def test_a_local_run_gives_a_flow_span_with_a_child_per_execute_and_revert(
+    spans: tuple[Any, InMemorySpanExporter],
+) -> None:
+    tracer, exporter = spans
+    payment = linear_flow.Flow("payment", retry=retry.Times(2, "r1", revert_all=True)).add(Charge("charge"))
+    flow = linear_flow.Flow("shop").add(Step("reserve"), payment)
+    engine = engines.load(flow, store={"amount": 500})
+    with (
+        tracer.start_as_current_span("caller") as caller,
+        TracingListener(engine, tracer=tracer),
+        contextlib.suppress(CardDeclined),
+    ):
+        engine.run()
+    found = _by_name(exporter)
+    (flow_span,) = found["flow shop"]
+    # The run joins the caller's trace, as a child of the span current when it started.
+    assert flow_span.parent.span_id == caller.get_span_context().span_id
+    assert flow_span.attributes["flowkit.flow.uuid"] == engine.storage.flow_uuid
+    assert flow_span.attributes["flowkit.state"] == "REVERTED"
+    assert flow_span.status.status_code == StatusCode.ERROR
+    charges = sorted(found["execute charge"], key=lambda s: s.start_time)
+    assert [s.attributes["flowkit.atom.attempt"] for s in charges] == [1, 2]
+    for span in charges:
+        assert span.parent.span_id == flow_span.context.span_id
+        assert span.context.trace_id == caller.get_span_context().trace_id
+        assert span.attributes["flowkit.state"] == "FAILURE"
+        assert span.attributes["flowkit.failure.type"].endswith("CardDeclined")
+        assert span.attributes["flowkit.failure.message"] == "card declined for 500"
+        assert span.status.status_code == StatusCode.ERROR
+    (reserve,) = found["execute reserve"]
+    assert (
+        reserve.attributes["flowkit.atom.kind"] == "task" and reserve.status.status_code == StatusCode.UNSET
+    )
+    (revert,) = found["revert reserve"]
+    assert revert.attributes["flowkit.state"] == "REVERTED" and revert.start_time >= reserve.end_time
+    assert found["execute r1"][0].attributes["flowkit.atom.kind"] == "retry"
+    assert all(s.end_time is not None for s in exporter.get_finished_spans())
+
+
+@contextlib.contextmanager
+def _python_worker(redis_url: str, topic: str) -> Iterator[subprocess.Popen[bytes]]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flowkit", "worker", "--redis", redis_url, "--topic", topic,
+         "--tasks", "tests.workers.worker_tasks"],
+        env=command_env(),
+        cwd=SOURCE_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_a_worker_based_run_traces_each_remote_task_under_the_flow(
+    spans: tuple[Any, InMemorySpanExporter], redis_flushed_url: str
+) -> None:
+    services.require_module("redis", "redis")
+    from tests.workers.worker_tasks import Add
+
+    tracer, exporter = spans
+    topic = f"otel-{uuid.uuid4().hex[:8]}"
+    flow = linear_flow.Flow("remote").add(
+        Add("first", provides="z"), Add("second", rebind={"x": "z"}, provides="total")
+    )
+    with _python_worker(redis_flushed_url, topic):
+        engine = engines.load(
+            flow,
+            store={"x": 1, "y": 2},
+            engine="worker-based",
+            url=redis_flushed_url,
+            topics=[topic],
+            transition_timeout=30.0,
+        )
+        with TracingListener(engine, tracer=tracer):
+            engine.run()
+    assert engine.storage.fetch("total") == 5
+    found = _by_name(exporter)
+    (flow_span,) = found["flow remote"]
+    for name in ("first", "second"):
+        (span,) = found[f"execute {name}"]
+        assert span.parent.span_id == flow_span.context.span_id
+        assert span.attributes["flowkit.state"] == "SUCCESS"
+        assert span.attributes["flowkit.atom.name"] == name
+    assert found["execute first"][0].end_time <= found["execute second"][0].start_time
