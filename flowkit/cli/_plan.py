@@ -67,7 +67,7 @@ class PlannedAtom:
     @property
     def reverts(self) -> bool:
         """Whether its ``revert`` will be called."""
-        return self.action in (Action.REVERT, Action.REREVERT, Action.RETRY)
+        return self.action in (Action.REVERT, Action.REREVERT)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -123,16 +123,16 @@ _SKIP_REASONS = {
 }
 
 
-def plan_resume(flow_detail: Any, retry_scopes: Mapping[str, tuple[str, ...]] | None = None) -> ResumePlan:
+def plan_resume(flow_detail: Any, retry_reach: Mapping[str, frozenset[str]] | None = None) -> ResumePlan:
     """Work out the resume plan of ``flow_detail``.
 
     Args:
         flow_detail: the stopped run's flow detail.
-        retry_scopes: atom name -> the retries controlling it, innermost first
-            (from the compiled flow); lets the plan say which reverted atoms a
-            retry's RETRY will run again.
+        retry_reach: retry name -> every atom after it in the compiled graph
+            (what its RETRY resets and runs again); lets the plan say which
+            atoms run again after their revert.
     """
-    scopes = retry_scopes or {}
+    reach = retry_reach or {}
     flow_state = flow_detail.state or st.PENDING
     details = list(flow_detail)
     if flow_state == st.SUCCESS:
@@ -155,13 +155,11 @@ def plan_resume(flow_detail: Any, retry_scopes: Mapping[str, tuple[str, ...]] | 
     for detail in details:
         state = detail.state or st.PENDING
         action, reason = _action(state, detail.intention)
-        looping = [r for r in scopes.get(detail.name, ()) if r in retrying]
-        then_run = bool(looping) and action in (Action.REVERT, Action.REREVERT, Action.SKIP, Action.RUN)
+        looping = sorted(r for r in retrying if detail.name in reach.get(r, frozenset()))
+        # A RETRY resets everything after the retry and runs it again.
+        then_run = bool(looping) and action in (Action.REVERT, Action.REREVERT, Action.SKIP)
         if then_run:
-            if (action == Action.SKIP and state not in (st.REVERTED, st.PENDING)) or action == Action.RUN:
-                then_run = False
-            else:
-                reason += f"; then retry '{looping[0]}' runs it again"
+            reason += f"; then retry '{looping[0]}' runs it again"
         planned.append(PlannedAtom(detail.name, state, detail.intention, action, then_run, reason))
     note = "assuming nothing fails anew (a new failure changes what follows)"
     return ResumePlan(flow_detail.name, flow_detail.uuid, flow_state, note, tuple(planned))

@@ -111,21 +111,26 @@ def _show(args: argparse.Namespace) -> int:
 # -- resume ------------------------------------------------------------------------------
 
 
-def _retry_scopes(flow: Any) -> dict[str, tuple[str, ...]]:
-    """Atom name -> the retries controlling it, innermost first (from the compiled flow)."""
-    from flowkit import engines
+def _retry_reach(flow: Any) -> dict[str, frozenset[str]]:
+    """Retry name -> every atom reachable after it in the compiled graph (its RETRY resets them)."""
+    from flowkit.export import to_networkx_data
 
-    engine: Any = engines.load(flow)
-    engine.compile()
-    nodes = engine.compilation.nodes
-    scopes: dict[str, tuple[str, ...]] = {}
-    for node in engine.compilation.atoms:
-        chain, index = [], node.retry
-        while index >= 0:
-            chain.append(nodes[index].name)
-            index = nodes[index].retry
-        scopes[node.name] = tuple(chain)
-    return scopes
+    nodes, edges = to_networkx_data(flow)
+    succ: dict[str, list[str]] = {}
+    for source, target, _decider in edges:
+        succ.setdefault(source, []).append(target)
+    atoms = {n["id"] for n in nodes if n["kind"] in ("task", "retry")}
+    reach: dict[str, frozenset[str]] = {}
+    for retry in (n["id"] for n in nodes if n["kind"] == "retry"):
+        seen: set[str] = set()
+        stack = list(succ.get(retry, ()))
+        while stack:
+            node = stack.pop()
+            if node not in seen:
+                seen.add(node)
+                stack.extend(succ.get(node, ()))
+        reach[retry] = frozenset(seen & atoms)
+    return reach
 
 
 def _rebuild(ref: Any) -> Any:
@@ -148,7 +153,7 @@ def _resume(args: argparse.Namespace) -> int:
         ref = find_flow(backend, args.flow)
         flow = _rebuild(ref)
         if args.dry_run:
-            plan = plan_resume(ref.flow, _retry_scopes(flow))
+            plan = plan_resume(ref.flow, _retry_reach(flow))
             print(json.dumps(plan.to_dict(), indent=2) if args.json else plan.to_text())
             return 0
         kind = args.engine or (ref.flow.meta or {}).get(ENGINE_KEY) or "serial"

@@ -16,7 +16,15 @@ from typing import Any
 from flowkit import retry, task
 from flowkit.patterns import linear_flow
 
-__all__ = ["CardDeclined", "make_blocking", "make_shop", "make_slow", "make_stuck_revert", "SHOP"]
+__all__ = [
+    "SHOP",
+    "CardDeclined",
+    "make_blocking",
+    "make_retried",
+    "make_shop",
+    "make_slow",
+    "make_stuck_revert",
+]
 
 
 class CardDeclined(Exception):
@@ -99,3 +107,23 @@ def make_slow() -> linear_flow.Flow:
 
 #: A flow object (``flowkit run`` takes these too).
 SHOP = make_shop()
+
+
+class FailsUntilMarked(task.Task):
+    """Fails while the marker file does not exist (the first run), succeeds after."""
+
+    def execute(self) -> str:
+        if not Path(os.environ["FLOWKIT_TEST_MARKER"]).exists():
+            raise CardDeclined("no marker yet")
+        return self.name
+
+
+def make_retried() -> linear_flow.Flow:
+    """a; under retry r1: b (its revert blocks the first time), then c (fails until then); d.
+
+    The first run: c fails, r1 chooses RETRY, c is reverted, b's revert blocks.
+    """
+    scope = linear_flow.Flow("scope", retry=retry.Times(3, "r1")).add(
+        BlockingRevert("b"), FailsUntilMarked("c")
+    )
+    return linear_flow.Flow("retried").add(Step("a"), scope, Step("d"))

@@ -91,6 +91,32 @@ def test_resume_after_sigkill_in_revert_does_exactly_the_plan(connection: str, t
     assert flowkit_json("flows", "show", "stuck-revert", "--connection", connection)["state"] == "REVERTED"
 
 
+def test_resume_after_sigkill_in_a_retry_revert_does_exactly_the_plan(
+    connection: str, tmp_path: Path
+) -> None:
+    marker = tmp_path / "blocked"
+    _run_until_killed("tests.cli._flows:make_retried", connection, marker)
+    env = command_env(FLOWKIT_TEST_MARKER=str(marker))
+    plan = _plan(connection, "retried", env)
+    planned = {a["name"]: (a["action"], a["then_run"]) for a in plan["atoms"]}
+    assert planned == {
+        "a": ("skip", False),
+        "r1": ("retry", False),
+        "b": ("rerevert", True),
+        "c": ("skip", True),
+        "d": ("skip", True),
+    }
+
+    resumed = flowkit_cmd("flows", "resume", "retried", "--connection", connection, "--no-progress", env=env)
+    assert resumed.returncode == 0, resumed.stderr
+    ran, reverted = _what_run_did(connection, "retried", run=2)
+    assert ran == {
+        a["name"] for a in plan["atoms"] if a["action"] in ("run", "rerun", "retry") or a["then_run"]
+    }
+    assert reverted == {a["name"] for a in plan["atoms"] if a["action"] in ("revert", "rerevert")}
+    assert flowkit_json("flows", "show", "retried", "--connection", connection)["state"] == "SUCCESS"
+
+
 def test_resume_of_a_flow_without_a_factory_says_so(tmp_path: Path) -> None:
     from flowkit import engines
     from flowkit.persistence import backends
