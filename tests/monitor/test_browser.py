@@ -107,27 +107,27 @@ def test_a_flow_run_elsewhere_appears_and_its_atoms_change_colour_live(monitor: 
                 page = browser.new_page(viewport={"width": 1280, "height": 800})
                 page.goto(monitor.url + "/")
                 # The list refreshes by itself: the new flow shows up without a reload.
-                link = page.wait_for_selector("#flows a:text('slow')", timeout=30_000)
+                link = page.wait_for_selector("#flows a:text('slow')", timeout=60_000)
                 assert link is not None
                 link.click()
-                page.wait_for_selector("#graph svg", timeout=30_000)
+                page.wait_for_selector("#graph svg", timeout=60_000)
                 errors: list[str] = []
                 page.on("pageerror", lambda err: errors.append(str(err)))
                 shape = '#graph g[data-atom="{}"] > [data-state="{}"]'
-                running = page.wait_for_selector('#graph g > [data-state="RUNNING"]', timeout=30_000)
+                running = page.wait_for_selector('#graph g > [data-state="RUNNING"]', timeout=60_000)
                 assert running is not None
                 atom = running.evaluate("e => e.parentNode.getAttribute('data-atom')")
                 running_fill = running.evaluate("e => getComputedStyle(e).fill")
                 # The same shape turns SUCCESS, with no reload, and another one starts.
-                done = page.wait_for_selector(shape.format(atom, "SUCCESS"), timeout=30_000)
+                done = page.wait_for_selector(shape.format(atom, "SUCCESS"), timeout=60_000)
                 assert done is not None
                 success_fill = done.evaluate("e => getComputedStyle(e).fill")
                 assert running_fill != success_fill
                 assert not errors
                 ARTIFACTS.mkdir(exist_ok=True)
                 page.screenshot(path=str(ARTIFACTS / "monitor-live.png"), full_page=True)
-                page.wait_for_selector('body[data-flow-state="SUCCESS"]', timeout=30_000)
-                page.wait_for_selector(shape.format("three", "SUCCESS"), timeout=30_000)
+                page.wait_for_selector('body[data-flow-state="SUCCESS"]', timeout=60_000)
+                page.wait_for_selector(shape.format("three", "SUCCESS"), timeout=60_000)
                 # The report and the event log were refreshed live too.
                 assert page.inner_text("#flow-state") == "SUCCESS"
                 assert "the flow started" in page.inner_text("#events")

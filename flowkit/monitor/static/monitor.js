@@ -51,10 +51,13 @@ const flowkitMonitor = (() => {
         body.append(row);
       }
     }
-    stateFilter.addEventListener("change", refresh);
-    nameFilter.addEventListener("input", refresh);
-    await refresh();
-    setInterval(refresh, 2000);
+    // A refresh that fails (the server restarting, a slow database) is retried
+    // by the next one; it must not break the page.
+    const safeRefresh = () => refresh().catch((err) => console.warn("flows refresh failed:", err));
+    stateFilter.addEventListener("change", safeRefresh);
+    nameFilter.addEventListener("input", safeRefresh);
+    await safeRefresh();
+    setInterval(safeRefresh, 2000);
   }
 
   // -- one flow -----------------------------------------------------------------
@@ -176,7 +179,13 @@ const flowkitMonitor = (() => {
       document.body.setAttribute("data-flow-state", snapshot.state);
       if (!refreshing) {
         refreshing = true;
-        try { showReport(await getJSON("/api/flows/" + uuid)); } finally { refreshing = false; }
+        try {
+          showReport(await getJSON("/api/flows/" + uuid));
+        } catch (err) {
+          console.warn("report refresh failed:", err);  // the next change tries again
+        } finally {
+          refreshing = false;
+        }
       }
     };
   }
