@@ -53,6 +53,8 @@ missing_system_packages() {
     have openssl || echo openssl
     # The monitor's browser test drives Debian's Chromium (never a downloaded one).
     have chromium || echo chromium
+    # Debian's python3 makes virtualenvs only with python3-venv (ensurepip).
+    "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1 || echo python3-venv
 }
 
 install_system_packages() {
@@ -63,7 +65,7 @@ install_system_packages() {
     local missing
     missing="$(missing_system_packages | tr '\n' ' ')"
     if [ -z "${missing// /}" ]; then
-        echo "all present: redis-server, zookeeper (java), postgresql, go, openssl, chromium"
+        echo "all present: redis-server, zookeeper (java), postgresql, go, openssl, chromium, python3-venv"
         return 0
     fi
     echo "installing: $missing"
