@@ -1,0 +1,80 @@
+"""tools/bench_peers.py stays runnable: flowkit and the floors compute every workload right.
+
+The peers themselves are optional (the ``bench`` extra) and not installed for
+the tests; the benchmark shows them as missing. Sizes here are tiny: this checks
+the harness and the workloads' answers, never a speed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.tools._load import load_tool
+
+child = load_tool("_bench_peers_child")
+peers = load_tool("bench_peers")
+
+CASES = [
+    ("linear", 30, 0),
+    ("fanout", 30, 0),
+    ("fanout", 30, 4),
+    ("dag", 60, 0),
+    ("sleep", 4, 4),
+    ("sqlite", 10, 0),
+]
+
+
+@pytest.mark.parametrize("library", ["flowkit", "floor-loop", "floor-graphlib-pool"])
+@pytest.mark.parametrize(("workload", "n", "threads"), CASES)
+def test_each_workload_computes_the_expected_result(
+    library: str, workload: str, n: int, threads: int, tmp_path: Path
+) -> None:
+    setup = child.Setup(workload, n, threads, tmp_path)
+    runner = child.LIBRARIES[library]()
+    try:
+        runner.setup(setup)
+    except child.NotApplicable:
+        assert library.startswith("floor")  # flowkit runs every workload
+        return
+    assert runner.run(setup) == child.expected(workload, n)
+
+
+def test_the_dag_has_several_sinks_and_shared_predecessors() -> None:
+    # Otherwise "every sink's value" would check little and culling peers would skip work.
+    preds = child.dag_predecessors(200)
+    assert len(child.dag_sinks(preds)) > 5
+    assert any(len(ps) > 1 for ps in preds)
+
+
+@pytest.mark.parametrize("shape", peers.COMPILE_SHAPES)
+def test_compile_cost_measures_every_shape(shape: str) -> None:
+    result = child.compile_cost(shape, 50)
+    assert result["ok"] and result["compile_s"] > 0
+
+
+def test_a_child_process_reports_a_checked_figure_and_a_missing_peer() -> None:
+    result = peers.run_child(["flowkit", "linear", "20", "0"], timeout=120)
+    assert result["ok"] and result["value"] == 20 and result["e2e_s"] > 0
+    cells = peers.measure(
+        [peers.Library("absent", "Absent", "no_such_module_for_bench", None)], [("linear", 20, 0)], 1, 60
+    )
+    assert cells["absent", "linear", 20, 0].status == "missing"
+
+
+def test_tables_show_statuses_and_the_compile_cost() -> None:
+    libs = [peers.LIBRARIES[0], peers.LIBRARIES[1]]
+    cells = {}
+    for w in peers.WORKLOADS:
+        cells["flowkit", w.kind, w.n, w.threads] = peers.Cell(
+            [{"ok": True, "e2e_s": w.n * 2e-6, "import_s": 0.05}]
+        )
+        cells["taskflow", w.kind, w.n, w.threads] = peers.Cell([], "timeout", "over 60 s")
+    compile_table = {
+        (s, n): {"status": "ok", "compile_s": n * 3e-6} for s in peers.COMPILE_SHAPES for n in (10, 20)
+    }
+    text = peers.tables(libs, cells, compile_table, [10, 20])
+    assert "     - 2.00\n     - timeout" in text
+    assert "TaskFlow, linear chain of 1,000: timeout (over 60 s)." in text
+    assert "     - 3.0\n     - 3.0\n     - 1.00" in text
