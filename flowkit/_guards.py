@@ -139,7 +139,14 @@ def build(compilation: Any, options: Mapping[str, Any]) -> dict[int, Guard]:
     store = open_store(target) if target is not None else None
     default = options.get("validate_types")
     guards: dict[int, Guard] = {}
-    for node in compilation.atoms:
+    nodes = compilation.atoms
+    if store is None:
+        # Only validation can apply: only atoms whose class declares a result.
+        suspects = typed.classes_declaring(nodes, inputs=False)
+        if not suspects:
+            return guards
+        nodes = [node for node in nodes if type(node.atom) in suspects]
+    for node in nodes:
         if node.kind != 0:  # retries decide; they are never cached or validated
             continue
         atom = node.atom
