@@ -161,3 +161,17 @@ def test_a_sqlite_cache_is_shared_by_two_processes(tmp_path: Path) -> None:
     assert done.stdout.strip() == "5"
     assert engines.run(tasks.chain(5), store={"start": 0}, cache=url)["v4"] == 5
     assert tasks.CALLS == []
+
+
+def test_a_cached_pydantic_result_comes_back_as_the_model(url: str) -> None:
+    pytest.importorskip("pydantic")
+    from tests.typed import models
+
+    models.CachedPrice.calls = 0
+    raw = {"amount": 3, "currency": "USD"}
+    for _ in range(2):
+        flow = linear_flow.Flow("f").add(models.CachedPrice("make"), models.UsePrice("use"))
+        results = engines.run(flow, store={"raw": raw}, cache=url)
+        assert isinstance(results["price"], models.Price)
+        assert results["seen"] == "Price 3.0 USD"
+    assert models.CachedPrice.calls == 1

@@ -26,3 +26,12 @@ class UsePrice(task.Task):
 
     def execute(self, price: Price) -> str:
         return f"{type(price).__name__} {price.amount} {price.currency}"
+
+
+class CachedPrice(MakePrice):
+    cache = True
+    calls = 0
+
+    def execute(self, raw: Any) -> Price:
+        CachedPrice.calls += 1
+        return Price(**raw)
