@@ -17,6 +17,9 @@ run against every backend (``tests/persistence/test_contract.py``):
   as lists, integer dict keys as strings). Every backend writes the same JSON:
   :func:`encode_json` (ASCII only, so a lone surrogate survives any database's
   text encoding; NaN and infinities as Python writes them, as TaskFlow does).
+  A pydantic model is stored as its JSON dump (it comes back as a mapping;
+  :mod:`flowkit.typed` validation turns it back into the model where a task's
+  annotation asks for one).
 """
 
 from __future__ import annotations
@@ -31,8 +34,19 @@ from flowkit.persistence.models import AtomDetail, FlowDetail, LogBook
 
 __all__ = ["Backend", "Connection", "encode_json"]
 
+
+def _model_dump(value: Any) -> Any:
+    """JSON for what the encoder does not know: pydantic models (``model_dump``), nothing else."""
+    dump = getattr(value, "model_dump", None)
+    if callable(dump) and not isinstance(value, type):
+        return dump(mode="json")
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
 #: The JSON text every backend stores values as (compact, ASCII, NaN allowed).
-encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, allow_nan=True).encode
+encode_json = json.JSONEncoder(
+    separators=(",", ":"), ensure_ascii=True, allow_nan=True, default=_model_dump
+).encode
 
 
 class Backend(ABC):
