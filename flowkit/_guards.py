@@ -35,7 +35,7 @@ _LOG = logging.getLogger(__name__)
 class Guard:
     """What the runtime does around one atom's call (validation, caching)."""
 
-    __slots__ = ("_all", "_custom", "_identity", "_node", "_store", "_validate", "hit", "key")
+    __slots__ = ("_all", "_coerce", "_custom", "_identity", "_node", "_store", "_validate", "hit", "key")
 
     def __init__(
         self,
@@ -46,6 +46,9 @@ class Guard:
     ) -> None:
         self._node = node
         self._validate = validate
+        #: Arguments typed with pydantic models: a mapping (from JSON: a resumed
+        #: run's stored result, a worker's reply, the cache) becomes the model.
+        self._coerce = typed.model_inputs(node.atom)
         self._store = store
         self._all = everyone
         atom = node.atom
@@ -65,6 +68,9 @@ class Guard:
         """Before ``execute``: ``(True, result)`` on a cache hit, else ``(False, None)``."""
         self.hit = False
         self.key = None
+        for arg, model in self._coerce.items():
+            if arg in kwargs:
+                kwargs[arg] = typed.coerce_input(self._node.name, arg, kwargs[arg], model)
         if self._store is None:
             return False, None
         try:
@@ -141,8 +147,8 @@ def build(compilation: Any, options: Mapping[str, Any]) -> dict[int, Guard]:
     guards: dict[int, Guard] = {}
     nodes = compilation.atoms
     if store is None:
-        # Only validation can apply: only atoms whose class declares a result.
-        suspects = typed.classes_declaring(nodes, inputs=False)
+        # Only validation can apply: only atoms whose class declares something.
+        suspects = typed.classes_declaring(nodes, inputs=False) | typed.classes_declaring(nodes, inputs=True)
         if not suspects:
             return guards
         nodes = [node for node in nodes if type(node.atom) in suspects]
@@ -152,6 +158,6 @@ def build(compilation: Any, options: Mapping[str, Any]) -> dict[int, Guard]:
         atom = node.atom
         validate = typed.validator_for(atom, default if isinstance(default, bool) else None)
         cached = store if store is not None and getattr(atom, "cache", False) is True else None
-        if validate is not None or cached is not None:
+        if validate is not None or cached is not None or typed.model_inputs(atom):
             guards[node.index] = Guard(node, validate, cached, guards)
     return guards

@@ -49,10 +49,12 @@ __all__ = [
     "check_compilation",
     "check_value",
     "classes_declaring",
+    "coerce_input",
     "coerce_value",
     "contract_of",
     "contract_of_class",
     "has_pydantic",
+    "model_inputs",
     "satisfies",
     "type_name",
     "validator_for",
@@ -420,6 +422,31 @@ def _adapter(tp: Any) -> Any:
 def _short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def model_inputs(atom: Any) -> Mapping[str, Any]:
+    """``execute``'s arguments typed with a pydantic model (or a container of them), by name."""
+    if _pydantic() is None:
+        return {}
+    inputs = contract_of(atom).inputs
+    return {arg: tp for arg, tp in inputs.items() if _mentions_model(_strip(tp))}
+
+
+def coerce_input(atom: str, arg: str, value: Any, tp: Any) -> Any:
+    """``value`` as the model-typed argument ``arg`` of ``atom`` wants it.
+
+    Raises:
+        InvalidResult: it cannot be made into one (``what`` names the argument).
+    """
+    try:
+        return coerce_value(value, tp)
+    except TypeError as err:
+        raise exc.InvalidResult(
+            f"atom '{atom}' argument '{arg}' is not {type_name(tp)}: {err}",
+            atom=atom,
+            what=arg,
+            expected=type_name(tp),
+        ) from err
 
 
 def validator_for(atom: Any, default: bool | None = None) -> Callable[[Any], Any] | None:
