@@ -5,7 +5,8 @@
     flowkit run myapp.flows:make_flow --store vm_id=42 --connection sqlite:///flows.db
 
 ``TARGET`` is ``module:callable`` (called with no arguments, it returns the
-flow) or ``module:name`` of a flow object. The run records how to rebuild
+flow), ``module:name`` of a flow object, or the path of a declarative spec
+(``.yaml``, ``.yml``, ``.json``; see :mod:`flowkit.declarative`). The run records how to rebuild
 its flow (as :func:`flowkit.engines.load_from_factory` does), so
 ``flowkit flows resume`` can pick it up in another process with nothing but
 the URL. The causal event log is recorded (``flowkit flows why`` reads it).
@@ -21,12 +22,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 from typing import Any
 
 from flowkit.cli._common import FAILED, USAGE, CliError, add_connection, guarded, import_target, parse_store
 
-__all__ = ["flow_at", "register", "run_engine"]
+__all__ = ["flow_at", "register", "run_engine", "spec_flow"]
 
 #: Flow detail metadata key holding the engine kind a run used (resume reuses it).
 ENGINE_KEY = "engine"
@@ -42,7 +44,9 @@ def register(subparsers: Any) -> None:
         help="run a flow from a module",
         description="Load a flow (MODULE:CALLABLE returning one, or MODULE:NAME of one), run it, report.",
     )
-    parser.add_argument("target", metavar="TARGET", help="MODULE:CALLABLE or MODULE:FLOW")
+    parser.add_argument(
+        "target", metavar="TARGET", help="MODULE:CALLABLE, MODULE:FLOW or a spec file (.yaml, .yml, .json)"
+    )
     parser.add_argument(
         "--store",
         action="append",
@@ -80,16 +84,24 @@ def _is_flow(obj: Any) -> bool:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from flowkit import engines
+    from flowkit import declarative, engines
 
-    target = import_target(args.target)
+    factory: Any
+    if declarative.is_spec_path(args.target):
+        # A declarative spec file: its flow is rebuilt from the file on resume.
+        target: Any = None
+        factory, factory_args = spec_flow, [os.path.abspath(args.target)]
+    else:
+        target = import_target(args.target)
     store = parse_store(args.store)
-    if not _is_flow(target) and not callable(target):
+    if target is not None and not _is_flow(target) and not callable(target):
         raise CliError(f"target '{args.target}' is neither a flow nor a callable returning one")
     from flowkit.cli._common import open_backend
 
     with open_backend(args.connection) as backend:
-        if _is_flow(target):
+        if target is None:
+            pass
+        elif _is_flow(target):
             factory, factory_args = flow_at, [args.target]
         else:
             factory, factory_args = target, []
@@ -114,6 +126,13 @@ def _run(args: argparse.Namespace) -> int:
             meta[GRAPH_KEY] = shape_of(engine).to_dict()
         engine.storage.update_flow_metadata(meta)
         return run_engine(engine, args)
+
+
+def spec_flow(path: str) -> Any:
+    """The flow of a declarative spec file (the factory recorded for ``flowkit run spec.yaml``)."""
+    from flowkit import declarative
+
+    return declarative.load_flow(path)
 
 
 def _called(target: str) -> Any:
