@@ -173,6 +173,18 @@ def _method_mapping(
     optional: dict[str, str] = {}
     if auto_extract:
         optional = {arg: arg for arg in candidates if arg not in required}
+    if spec.positional_only:
+        # Engines pass arguments by keyword: such an argument could never be given.
+        # An optional one is simply never passed (its default applies).
+        stuck = [arg for arg in spec.positional_only if arg in required]
+        if stuck:
+            raise _MappingError(
+                f"Positional-only arguments (before '/') cannot be passed by keyword, "
+                f"which is how engines call the {method} method of atom",
+                stuck,
+            )
+        for arg in spec.positional_only:
+            optional.pop(arg, None)
     if not spec.accepts_kwargs:
         extra = [arg for arg in required if arg not in named]
         if extra:

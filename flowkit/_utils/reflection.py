@@ -43,11 +43,14 @@ class CallableArgs:
         all: names of every named argument (``*args``/``**kwargs`` excluded).
         accepts_kwargs: whether the callable takes ``**kwargs``, which lets it
             receive names that are not in its signature.
+        positional_only: names of the arguments that cannot be passed by keyword
+            (before a ``/``); engines pass every argument by keyword.
     """
 
     required: tuple[str, ...]
     all: tuple[str, ...]
     accepts_kwargs: bool
+    positional_only: tuple[str, ...] = ()
 
 
 def get_class_name(obj: Any, fully_qualified: bool = True, truncate_builtins: bool = True) -> str:
@@ -106,6 +109,7 @@ def _inspect(target: Callable[..., Any], drop_first: bool) -> CallableArgs:
         required=tuple(p.name for p in named if p.default is inspect.Parameter.empty),
         all=tuple(p.name for p in named),
         accepts_kwargs=any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params),
+        positional_only=tuple(p.name for p in named if p.kind is inspect.Parameter.POSITIONAL_ONLY),
     )
 
 

@@ -31,6 +31,7 @@ from flowkit.storage import Storage
 from flowkit.types.failure import Failure
 
 __all__ = [
+    "MAX_WORKERS",
     "ActionEngine",
     "Completion",
     "DispatchingDriver",
@@ -38,6 +39,11 @@ __all__ = [
     "call_outcome",
     "positive_workers",
 ]
+
+#: The most workers an engine may be asked for. Threads are started only as work
+#: arrives, but a process pool starts all of its processes, and a number this large
+#: is a typo or an attack more often than a plan; above it loading is refused.
+MAX_WORKERS = 1024
 
 
 _NO_RERAISE = frozenset({st.SUCCESS, st.SUSPENDED})
@@ -115,7 +121,7 @@ class DispatchingDriver:
 
 
 def positive_workers(options: Mapping[str, Any], kind: str) -> int | None:
-    """The ``max_workers`` option, checked: None or a positive int (not a bool).
+    """The ``max_workers`` option, checked: None or an int from 1 to :data:`MAX_WORKERS`.
 
     Raises:
         InvalidEngineOption: any other value.
@@ -124,6 +130,12 @@ def positive_workers(options: Mapping[str, Any], kind: str) -> int | None:
     if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool) or workers < 1):
         raise exc.InvalidEngineOption(
             f"max_workers must be a positive int, not {workers!r}", engine=kind, option="max_workers"
+        )
+    if workers is not None and workers > MAX_WORKERS:
+        raise exc.InvalidEngineOption(
+            f"max_workers={workers} is more than the {MAX_WORKERS} workers an engine may have",
+            engine=kind,
+            option="max_workers",
         )
     return workers
 

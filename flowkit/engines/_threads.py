@@ -6,6 +6,10 @@ The engine needs none of that: it hands a call to a thread and hears back throug
 its completion queue. So a run borrows a :class:`WorkerThreads` whose threads are
 already running, and returns it afterwards for the next run to reuse.
 
+``size`` is a limit, not an allocation: a thread is started only when a call
+arrives and no started thread is idle, so ``max_workers=1000`` for a flow that
+never has more than three atoms ready costs three threads.
+
 A pool is borrowed by one run at a time. Concurrent or nested runs (a task that
 runs a flow of its own) borrow different pools, so they can never starve each
 other of threads.
@@ -31,21 +35,43 @@ class WorkerThreads:
         self._queue: queue.SimpleQueue[tuple[Callable[..., None], tuple[Any, ...]] | None] = (
             queue.SimpleQueue()
         )
-        self._threads = [
-            threading.Thread(target=self._serve, name=f"flowkit-worker-{i}", daemon=True) for i in range(size)
-        ]
-        for thread in self._threads:
-            thread.start()
+        self._threads: list[threading.Thread] = []
+        # Started threads that finished their call and wait for another (each
+        # submit takes one, so two quick submits never count on the same thread).
+        self._idle = 0
+        self._lock = threading.Lock()
 
-    def _serve(self) -> None:
-        get = self._queue.get
-        while (item := get()) is not None:
+    def _serve(self, first: tuple[Callable[..., None], tuple[Any, ...]]) -> None:
+        get, lock = self._queue.get, self._lock
+        item: tuple[Callable[..., None], tuple[Any, ...]] | None = first
+        while item is not None:
             fn, args = item
             fn(*args)  # the engine's calls report their own outcome and never raise
+            with lock:
+                self._idle += 1
+            item = get()
 
     def submit(self, fn: Callable[..., None], *args: Any) -> None:
-        """Run ``fn(*args)`` on one of the threads."""
+        """Run ``fn(*args)`` on an idle thread, a new one while below ``size``, or the next free one."""
+        with self._lock:
+            if self._idle:
+                self._idle -= 1
+            elif len(self._threads) < self.size:
+                thread = threading.Thread(
+                    target=self._serve,
+                    args=((fn, args),),
+                    name=f"flowkit-worker-{len(self._threads)}",
+                    daemon=True,
+                )
+                self._threads.append(thread)
+                thread.start()
+                return
         self._queue.put((fn, args))
+
+    @property
+    def started(self) -> int:
+        """How many threads were started so far (at most ``size``)."""
+        return len(self._threads)
 
     def stop(self) -> None:
         """Tell the threads to end once they finish what was already submitted."""

@@ -42,14 +42,21 @@ ENTRY_POINT_GROUP = "flowkit.engines"
 _FACTORY_KEY = "factory"
 
 
-def _engine_class(kind: str) -> type[Engine]:
-    target = _BUILTIN.get(kind)
+def _engine_class(kind: str, namespace: str = ENTRY_POINT_GROUP) -> type[Engine]:
+    """The engine class called ``kind`` in entry-point group ``namespace``.
+
+    The built-in kinds belong to flowkit's own group; another group holds only
+    what is registered in it (as TaskFlow's ``namespace`` selects a stevedore group).
+    """
+    builtin = namespace == ENTRY_POINT_GROUP
+    target = _BUILTIN.get(kind) if builtin else None
     if target is None:
         from importlib import metadata
 
-        found = {ep.name: ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
+        found = {ep.name: ep for ep in metadata.entry_points(group=namespace)}
         if kind not in found:
-            raise exc.UnknownEngine(kind, set(_BUILTIN) | set(found))
+            known = (set(_BUILTIN) if builtin else set()) | set(found)
+            raise exc.UnknownEngine(kind, known)
         cls: type[Engine] = found[kind].load()
         return cls
     module, _, name = target.partition(":")
@@ -106,32 +113,72 @@ def load(
         options: engine options, for example ``executor=``, ``max_workers=``,
             ``defer_reverts=``, ``never_resolve=``.
 
+    Everything that can be checked before the run (the engine kind, its options,
+    the ``store`` keys and values, the atoms ``inject`` names) is checked before
+    anything is written to ``backend``, so a refused load leaves no run behind.
+
     Raises:
-        UnknownEngine: no engine kind by that name.
+        UnknownEngine: no engine kind by that name in ``namespace``.
         InvalidEngineOption: an option the engine kind does not take.
+        InvalidFormat: a ``store`` key is not a string, or a value cannot be
+            stored as JSON, while the run is persisted.
         NotFound: ``inject`` names an atom that is not in the flow.
     """
     if not isinstance(engine, str):
         raise exc.InvalidEngineOption(f"engine must be a name or URI string, not {engine!r}", option="engine")
+    return _load(flow, store, flow_detail, book, backend, namespace, engine, inject, options, None)
+
+
+def _load(
+    flow: Any,
+    store: Mapping[str, Any] | None,
+    flow_detail: Any,
+    book: Any,
+    backend: Any,
+    namespace: str,
+    engine: str,
+    inject: Mapping[str, Mapping[str, Any]] | None,
+    options: Mapping[str, Any],
+    new_meta: Mapping[str, Any] | None,
+) -> Engine:
+    """:func:`load`; ``new_meta`` goes into the flow detail made for the run (with a factory's record)."""
     kind, uri_options = _parse_engine(engine)
     merged = {**uri_options, **options}
-    if namespace != ENTRY_POINT_GROUP:
-        merged["namespace"] = namespace
-    cls = _engine_class(kind)
-    if flow_detail is None and (book is not None or backend is not None):
-        # The store goes into the flow detail's first write: a run whose record
-        # exists always has its inputs too (no crash window between two writes).
-        flow_detail = _new_flow_detail(flow, book, backend, store_meta(store, _flow_name(flow)))
+    cls = _engine_class(kind, namespace)
+    unsaved_book = None
+    if flow_detail is None and (book is not None or backend is not None or new_meta):
+        # Made now, saved once the engine took its options and inject= was checked;
+        # the store goes into that first write (a run whose record exists always has
+        # its inputs too: no crash window between two writes).
+        meta = {**(new_meta or {}), **store_meta(store, _flow_name(flow))}
+        flow_detail, unsaved_book = _make_flow_detail(flow, book, meta)
         store = None
     made = cls(flow, flow_detail, backend, merged)
+    if inject:
+        made.compile()
+        _check_inject(made, inject)
+    if unsaved_book is not None and backend is not None:
+        _save_book(unsaved_book, backend)
     if store:
         made.storage.inject(store)
     if inject:
-        made.compile()
         made.prepare()
         for atom_name, pairs in inject.items():
             made.storage.inject_atom_args(atom_name, pairs)
     return made
+
+
+def _check_inject(engine: Engine, inject: Mapping[str, Mapping[str, Any]]) -> None:
+    """Refuse ``inject=`` entries for atoms the (compiled) flow does not have."""
+    compilation = getattr(engine, "compilation", None)
+    if compilation is None:
+        return
+    names = {node.name for node in compilation.atoms}
+    unknown = sorted(str(name) for name in inject if name not in names)
+    if unknown:
+        raise exc.NotFound(
+            f"inject= names atom(s) {unknown}, which flow '{engine.storage.flow_name}' does not have"
+        )
 
 
 def run(flow: Any, store: Mapping[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
@@ -147,6 +194,14 @@ def _flow_name(flow: Any) -> str:
 
 def _new_flow_detail(flow: Any, book: Any, backend: Any, meta: Mapping[str, Any] | None = None) -> Any:
     """Make the flow detail of a new run, add it to ``book`` and save that to ``backend``."""
+    flow_detail, book = _make_flow_detail(flow, book, meta)
+    if backend is not None:
+        _save_book(book, backend)
+    return flow_detail
+
+
+def _make_flow_detail(flow: Any, book: Any, meta: Mapping[str, Any] | None = None) -> tuple[Any, Any]:
+    """Make the flow detail of a new run in ``book`` (a new logbook if None); write nothing."""
     from flowkit.persistence import models
 
     name = _flow_name(flow)
@@ -156,10 +211,12 @@ def _new_flow_detail(flow: Any, book: Any, backend: Any, meta: Mapping[str, Any]
     if book is None:
         book = models.LogBook(f"{name} run")
     book.add(flow_detail)
-    if backend is not None:
-        with contextlib.closing(backend.get_connection()) as conn:
-            conn.save_logbook(book)
-    return flow_detail
+    return flow_detail, book
+
+
+def _save_book(book: Any, backend: Any) -> None:
+    with contextlib.closing(backend.get_connection()) as conn:
+        conn.save_logbook(book)
 
 
 def _factory_name(factory: Callable[..., Any]) -> str:
@@ -231,18 +288,11 @@ def load_from_factory(
     """
     meta = {_FACTORY_KEY: _factory_meta(flow_factory, factory_args, factory_kwargs)}
     flow = flow_factory(*(factory_args or ()), **(factory_kwargs or {}))
-    # Factory, store and flow detail in one write (see load()).
-    meta.update(store_meta(store, _flow_name(flow)))
-    flow_detail = _new_flow_detail(flow, book, backend, meta)
-    return load(
-        flow,
-        flow_detail=flow_detail,
-        book=book,
-        backend=backend,
-        namespace=namespace,
-        engine=engine,
-        **kwargs,
-    )
+    if not isinstance(engine, str):
+        raise exc.InvalidEngineOption(f"engine must be a name or URI string, not {engine!r}", option="engine")
+    inject = kwargs.pop("inject", None)
+    # Factory, store and flow detail in one write, after every check (see load()).
+    return _load(flow, store, None, book, backend, namespace, engine, inject, kwargs, meta)
 
 
 def flow_from_detail(flow_detail: Any) -> Any:

@@ -7,6 +7,7 @@ no queue and no lock between the scheduler and the call. Coroutines returned by
 
 from __future__ import annotations
 
+import logging
 from typing import ClassVar
 
 from flowkit.engines._completions import Completion
@@ -14,6 +15,8 @@ from flowkit.engines._engine import ActionEngine, Driver
 from flowkit.engines._runtime import Runtime
 
 __all__ = ["SerialEngine"]
+
+_LOG = logging.getLogger(__name__)
 
 
 class _SerialDriver:
@@ -40,6 +43,15 @@ class SerialEngine(ActionEngine):
     """Runs atoms one after another in the calling thread (``engine="serial"``)."""
 
     kind: ClassVar[str] = "serial"
+    #: Taken and ignored, as TaskFlow's serial engine does: services that let the
+    #: operator pick the engine (Glance, Octavia, Karbor) always pass them.
+    IGNORED_OPTIONS: ClassVar[frozenset[str]] = frozenset({"executor", "max_workers"})
+    OPTIONS: ClassVar[frozenset[str]] = ActionEngine.OPTIONS | IGNORED_OPTIONS
+
+    def _check_options(self) -> None:
+        ignored = sorted(name for name in self.IGNORED_OPTIONS if name in self._options)
+        if ignored:
+            _LOG.debug("the serial engine runs atoms inline and ignores option(s) %s", ignored)
 
     def _make_driver(self) -> Driver:
         return _SerialDriver()

@@ -135,9 +135,110 @@ def test_bad_executor_values_are_refused(executor: Any) -> None:
     assert info.value.option == "executor"
 
 
-def test_the_serial_engine_takes_no_executor() -> None:
-    with cf.ThreadPoolExecutor(1) as pool, pytest.raises(exceptions.InvalidEngineOption):
-        engines.load(linear_flow.Flow("f"), executor=pool)
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"executor": None},
+        {"max_workers": None},
+        {"executor": "threads", "max_workers": 8},
+        {"max_workers": 0},
+    ],
+    ids=repr,
+)
+def test_the_serial_engine_takes_and_ignores_executor_and_max_workers(
+    options: dict[str, Any], rec: Recorder, caplog: pytest.LogCaptureFixture
+) -> None:
+    # As TaskFlow's does: Glance, Octavia and Karbor pass both whatever engine they run.
+    with caplog.at_level("DEBUG", logger="flowkit.engines.serial"):
+        engines.load(Step("a", rec), engine="serial", **options).run()
+    assert rec.executed() == ["a"]
+    assert "ignores option(s)" in caplog.text
+
+
+def test_the_serial_engine_ignores_an_executor_object(rec: Recorder) -> None:
+    with cf.ThreadPoolExecutor(1) as pool:
+        engines.load(Step("a", rec), executor=pool).run()
+    assert rec.executed() == ["a"]
+
+
+@pytest.mark.parametrize("kind", ["parallel", "asyncio"])
+def test_max_workers_above_the_ceiling_is_refused_naming_it(kind: str) -> None:
+    from flowkit.engines._engine import MAX_WORKERS
+
+    with pytest.raises(exceptions.InvalidEngineOption) as info:
+        engines.load(linear_flow.Flow("f"), engine=kind, max_workers=10**9)
+    assert info.value.option == "max_workers"
+    assert str(MAX_WORKERS) in str(info.value)
+
+
+def test_max_workers_is_a_limit_threads_start_as_work_arrives(rec: Recorder) -> None:
+    from flowkit.engines import _threads
+
+    engines.run(
+        unordered_flow.Flow("u").add(Step("a", rec), Step("b", rec)), engine="parallel", max_workers=1000
+    )
+    pools = [pool for pool in _threads._idle if pool.size == 1000]
+    assert pools and all(pool.started <= 2 for pool in pools)
+    assert sorted(rec.executed()) == ["a", "b"]
+
+
+def test_a_namespace_selects_the_entry_point_group_engines_are_found_in() -> None:
+    with pytest.raises(exceptions.UnknownEngine) as info:
+        engines.load(linear_flow.Flow("f"), engine="serial", namespace="no.such.group")
+    assert "serial" not in info.value.known
+    # The default group holds the built-in kinds; it is not passed on as an option.
+    engine = engines.load(linear_flow.Flow("f"), namespace=engines.ENTRY_POINT_GROUP)
+    assert "namespace" not in engine.options
+
+
+def test_a_tuple_store_key_of_a_persisted_run_is_refused_at_load_before_any_write() -> None:
+    from flowkit.persistence.backends import impl_memory
+
+    backend = impl_memory.MemoryBackend({})
+    with pytest.raises(exceptions.InvalidFormat, match=r"store key \('a', 'b'\)"):
+        engines.load(linear_flow.Flow("f"), store={("a", "b"): 1}, backend=backend)  # type: ignore[dict-item]
+    with backend.get_connection() as conn:
+        assert list(conn.get_logbooks()) == []
+
+
+def test_a_refused_option_of_a_persisted_run_leaves_nothing_in_the_backend() -> None:
+    from flowkit.persistence.backends import impl_memory
+
+    backend = impl_memory.MemoryBackend({})
+    with pytest.raises(exceptions.InvalidEngineOption):
+        engines.load(linear_flow.Flow("f"), engine="parallel", backend=backend, max_workers=-1)
+    with pytest.raises(exceptions.NotFound):
+        engines.load(linear_flow.Flow("f"), backend=backend, inject={"ghost": {"x": 1}})
+    with backend.get_connection() as conn:
+        assert list(conn.get_logbooks()) == []
+
+
+def test_a_tuple_store_key_in_memory_is_kept_as_taskflow_keeps_it(rec: Recorder) -> None:
+    engine = engines.load(Step("a", rec), store={("a", "b"): 1})  # type: ignore[dict-item]
+    engine.run()
+    assert engine.storage.fetch(("a", "b")) == 1  # type: ignore[arg-type]
+
+
+def test_a_positional_only_execute_argument_is_refused_when_the_task_is_made() -> None:
+    from flowkit import task
+
+    class PositionalOnly(task.Task):
+        def execute(self, size, /):  # type: ignore[no-untyped-def]
+            return size
+
+    with pytest.raises(ValueError, match=r"Positional-only.*'size'") as info:
+        PositionalOnly("resize")
+    assert "resize" in str(info.value)
+
+
+def test_an_optional_positional_only_argument_is_left_to_its_default(rec: Recorder) -> None:
+    from flowkit import task
+
+    class Defaulted(task.Task):
+        def execute(self, size=3, /):  # type: ignore[no-untyped-def]
+            return size
+
+    assert engines.run(Defaulted("d", provides="out"), store={"size": 9}) == {"size": 9, "out": 3}
 
 
 def test_a_refused_run_leaves_the_flow_unstarted(rec: Recorder) -> None:
