@@ -333,11 +333,13 @@ class ActionEngine(Engine):
         run = storage.run_state
         scheduler = runtime.scheduler
         closed = False
+        collected: list[Completion] = []
         try:
             state = st.RESUMING
             while True:
-                # Yield the state; a truthy value sent in (or closing the iterator)
-                # asks for a suspend, which lets running atoms finish first.
+                # Yield the state, then do its work (TaskFlow's machine reacts to a
+                # state after announcing it). A truthy value sent in (or closing the
+                # iterator) asks for a suspend, which lets running atoms finish first.
                 if not closed:
                     try:
                         sent = yield state
@@ -346,28 +348,36 @@ class ActionEngine(Engine):
                     if sent:
                         self.suspend()
                 if state == st.SCHEDULING:
+                    if run.flow_state == st.RUNNING and not scheduler.halted:
+                        driver.schedule(runtime)
                     state = st.WAITING
                 elif state == st.WAITING:
                     if driver.in_flight:
-                        for node, action, ok, value in driver.wait(timeout):
-                            runtime.complete(node, action, ok, value)
+                        collected = driver.wait(timeout)
                     state = st.ANALYZING
-                else:
-                    if (
-                        state == st.ANALYZING
-                        and not driver.in_flight
-                        and (run.flow_state != st.RUNNING or scheduler.halted or not scheduler.has_ready())
-                    ):
+                elif state == st.ANALYZING:
+                    if collected:
+                        for node, action, ok, value in collected:
+                            runtime.complete(node, action, ok, value)
+                        collected = []
+                    if run.flow_state == st.RUNNING and not scheduler.halted and scheduler.has_ready():
+                        state = st.SCHEDULING
+                    elif driver.in_flight:
+                        state = st.WAITING
+                    else:
                         break
-                    if run.flow_state == st.RUNNING and not scheduler.halted:
-                        driver.schedule(runtime)
+                else:  # RESUMING: the runtime already took up the stored states
                     state = st.SCHEDULING
             final = self._final_state(runtime)
-        except BaseException:
+        except BaseException as err:
             driver.close()
             runtime.finish(best_effort=True)
-            with contextlib.suppress(Exception):  # the error being raised says more
-                self._change_state(st.FAILURE)
+            if isinstance(err, Exception):
+                # An interrupt (KeyboardInterrupt, SystemExit) leaves the flow RUNNING,
+                # as TaskFlow does: the run did not fail, it was stopped; resuming
+                # takes it RUNNING -> RESUMING -> SUSPENDED -> RUNNING.
+                with contextlib.suppress(Exception):  # the error being raised says more
+                    self._change_state(st.FAILURE)
             raise
         finally:
             if self._gather:

@@ -189,13 +189,15 @@ class Runtime:
 
     # -- the serial fast path -------------------------------------------------------
 
-    def run_inline(self, node: Node, action: int) -> None:
-        """Begin, call and complete ``node`` in this thread (the serial engine's step).
+    def run_inline(self, node: Node, action: int) -> tuple[bool, Any] | None:
+        """Begin and call ``node`` in this thread (the serial engine's step).
 
         A plain task executing with nobody listening and nothing to persist takes a
         short path with the same effects as ``begin``/``call``/``complete``, minus
-        the notifications nobody would receive. Anything else (reverts, retries,
-        failures, listeners, durable storage) takes the general path.
+        the notifications nobody would receive, and its success is accounted for
+        at once. Anything else (reverts, retries, failures, listeners, durable
+        storage) returns ``(ok, value)`` for the engine to :meth:`complete` when it
+        analyzes outcomes, where TaskFlow does (None: nothing left to account for).
         """
         atom = node.atom
         if (
@@ -207,12 +209,14 @@ class Runtime:
             or node.index in self.guards
         ):
             call = self.begin_or_fail(node, action)
-            if call is not None:
-                if self._durable:
-                    self.state.flush()
-                ok, value = call_outcome(call)
-                self.complete(node, action, ok, value)
-            return
+            if call is None:
+                return None
+            if node.kind == RETRY:  # a retry's decision steers what comes next: at once
+                self.complete(node, action, *call_outcome(call))
+                return None
+            if self._durable:
+                self.state.flush()
+            return call_outcome(call)
         index = node.index
         record = self.records[index]
         assert record is not None
@@ -226,9 +230,7 @@ class Runtime:
                 value = _shared_bridge().run(value)
             _check_unpacks(node, atom, value)
         except Exception:
-            self.completed += 1
-            self._complete_execute(node, False, Failure())
-            return
+            return False, Failure()
         self.completed += 1
         record.result = value
         if record.failure is not None:  # it failed on an earlier attempt of a retry
@@ -237,6 +239,7 @@ class Runtime:
         record.progress = 1.0
         record.state = scheduler_state[index] = st.SUCCESS
         self.scheduler.executed(node, True)
+        return None
 
     def begin_or_fail(self, node: Node, action: int) -> Call | None:
         """:meth:`begin`, but an argument that cannot be fetched fails the atom (None)."""

@@ -1,7 +1,8 @@
 """The serial engine: every call runs inline, in the caller's thread, one at a time.
 
 This is the default engine and the fastest for CPU-light flows: there is no pool,
-no queue and no lock between the scheduler and the call. Coroutines returned by
+no queue and no lock between the scheduler and the call. It starts atoms in the
+order TaskFlow's serial engine does: every ready atom of a step, then the outcomes. Coroutines returned by
 ``async def`` tasks are run to completion on a private event-loop thread.
 """
 
@@ -20,23 +21,55 @@ _LOG = logging.getLogger(__name__)
 
 
 class _SerialDriver:
-    """Runs one ready atom per engine cycle, inline."""
+    """Runs every atom that is ready, one after another, then lets the engine look.
 
-    in_flight = 0
+    As TaskFlow's serial engine does, a ``SCHEDULING`` step starts the whole batch
+    of ready atoms before any outcome is accounted for: two branches of an
+    unordered flow advance in step, and when one fails, the other has run what
+    was ready beside the failure and nothing more. Outcomes are accounted for in
+    the ``ANALYZING`` step, where TaskFlow's are.
+
+    A task that succeeds with nobody listening and nothing persisted is accounted
+    for at once (:meth:`Runtime.run_inline`'s short path): nobody could tell.
+    """
+
+    def __init__(self) -> None:
+        self._done: list[Completion] = []
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._done)
 
     def open(self, runtime: Runtime) -> None:
         self._next_item = runtime.scheduler.next_item
 
     def schedule(self, runtime: Runtime) -> None:
-        item = self._next_item()
-        if item is not None:
-            runtime.run_inline(*item)
+        next_item = self._next_item
+        first = next_item()
+        if first is None:
+            return
+        second = next_item()
+        run_inline = runtime.run_inline
+        if second is None:
+            outcome = run_inline(*first)
+            if outcome is not None:
+                self._done.append((first[0], first[1], *outcome))
+            return
+        batch = [first, second]
+        while (item := next_item()) is not None:
+            batch.append(item)
+        done = self._done
+        for node, action in batch:
+            outcome = run_inline(node, action)
+            if outcome is not None:
+                done.append((node, action, *outcome))
 
     def wait(self, timeout: float | None) -> list[Completion]:
-        return []
+        done, self._done = self._done, []
+        return done
 
     def close(self) -> None:
-        pass
+        self._done = []
 
 
 class SerialEngine(ActionEngine):

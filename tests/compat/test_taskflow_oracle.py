@@ -242,6 +242,34 @@ def unordered_failure(L: Lib) -> Any:
     return L.uf.Flow("u").add(L.Ok("a"), L.Ok("b"), L.Fail("c"))
 
 
+def unordered_failure_first(L: Lib) -> Any:
+    # TaskFlow's serial engine starts every ready atom of a step before it looks at
+    # any outcome: b and c run (and are reverted) although a failed first.
+    return L.uf.Flow("u").add(L.Fail("a"), L.Ok("b"), L.Ok("c"))
+
+
+def amphora_pair(L: Lib) -> Any:
+    """Octavia's ACTIVE_STANDBY amphora pair: two branches in an unordered flow, one fails.
+
+    TaskFlow advances both branches in step, so when the BACKUP's compute create
+    fails, the MASTER has run its first three tasks and never starts its two
+    database tasks after them.
+    """
+
+    def branch(role: str, fail: bool) -> Any:
+        compute = L.Fail if fail else L.Ok
+        return L.lf.Flow(f"{role}-amphora").add(
+            L.Ok(f"{role}-create-amphora-in-db"),
+            L.Ok(f"{role}-generate-server-pem"),
+            compute(f"{role}-compute-create"),
+            L.Ok(f"{role}-mark-amphora-allocated-in-db"),
+            L.Ok(f"{role}-update-amphora-info-in-db"),
+        )
+
+    pair = L.uf.Flow("amphora-pair").add(branch("master", False), branch("backup", True))
+    return L.lf.Flow("create-lb").add(L.Ok("get-lb"), pair, L.Ok("mark-lb-active-in-db"))
+
+
 def unordered_in_linear(L: Lib) -> Any:
     return L.lf.Flow("f").add(
         L.Ok("first", provides="x"),
@@ -534,6 +562,7 @@ SCENARIOS: dict[str, tuple[Builder, dict[str, Any], bool]] = {
     "linear-failure": (linear_failure, {}, True),
     "unordered-success": (unordered_success, {}, False),
     "unordered-failure": (unordered_failure, {}, False),
+    "unordered-failure-first": (unordered_failure_first, {}, False),
     "unordered-in-linear": (unordered_in_linear, {}, False),
     "nested-linear-success": (nested_linear_success, {}, True),
     "nested-linear-failure": (nested_linear_failure, {}, True),
@@ -647,6 +676,28 @@ def _prioritised(L: Lib) -> Any:
         atom.priority = priority
         tasks.append(atom)
     return L.lf.Flow("f").add(L.Ok("first"), L.uf.Flow("u").add(*tasks))
+
+
+def _executed(outcome: Outcome) -> list[str]:
+    return sorted(name for call, name in outcome.calls if call == "execute")
+
+
+def test_the_serial_engine_advances_unordered_branches_in_step_as_taskflow() -> None:
+    # Octavia's amphora pair: flowkit must run exactly the tasks TaskFlow runs. (What
+    # TaskFlow does next is not always the same: when it happens to account for the
+    # MASTER's step before the BACKUP's failure, it "reverts" the MASTER's next task,
+    # which never ran. flowkit never reverts what did not run.)
+    expected, actual = run_on("taskflow", amphora_pair), run_on("flowkit", amphora_pair)
+    assert _executed(actual) == _executed(expected)
+    assert "master-mark-amphora-allocated-in-db" not in _executed(actual)
+    ran = set(_executed(actual))
+    reverted = sorted(name for call, name in actual.calls if call == "revert")
+    assert reverted == sorted(ran)
+    assert actual.flow_state == expected.flow_state == "REVERTED"
+    assert _error_summary(actual.error) == _error_summary(expected.error)
+    for name, state in expected.atom_states.items():
+        never_ran_but_reverted = name not in ran and state == "REVERTED"
+        assert actual.atom_states[name] == ("PENDING" if never_ran_but_reverted else state)
 
 
 def test_priority_orders_ready_atoms_like_taskflow() -> None:
@@ -798,6 +849,93 @@ def _run_iter(root: str, build: Builder) -> list[str]:
 @pytest.mark.parametrize("build", [linear_success, linear_failure], ids=["success", "failure"])
 def test_run_iter_yields_the_same_engine_states(build: Builder) -> None:
     assert _run_iter("flowkit", build) == _run_iter("taskflow", build)
+
+
+def _run_iter_interleaved(root: str, build: Builder) -> list[Any]:
+    """The yielded states with the calls the engine made between them."""
+    lib = Lib(root)
+    engine = lib.engines.load(build(lib))
+    seen: list[Any] = []
+
+    def calls_since() -> None:
+        seen.extend(lib.journal.calls)
+        lib.journal.calls.clear()
+
+    try:
+        for state in engine.run_iter():
+            calls_since()
+            seen.append(state)
+    except Exception as err:
+        seen.append(type(err).__name__)
+    calls_since()
+    return seen
+
+
+@pytest.mark.parametrize(
+    "build", [linear_success, linear_failure, times_recovering], ids=["success", "failure", "retry"]
+)
+def test_run_iter_runs_each_task_after_yielding_scheduling_as_taskflow(build: Builder) -> None:
+    # TaskFlow's run_by_iter examples interleave engines on this: SCHEDULING is
+    # yielded, then the ready work runs, then WAITING is yielded.
+    expected = _run_iter_interleaved("taskflow", build)
+    assert _run_iter_interleaved("flowkit", build) == expected
+    assert (
+        expected[:4] == ["RESUMING", "SCHEDULING", ("execute", "a"), "WAITING"] or build is times_recovering
+    )
+
+
+def _interrupted_then_resumed(root: str) -> tuple[list[Any], list[Any], dict[str, str]]:
+    """Interrupt a persisted run with KeyboardInterrupt, then resume it with a new engine."""
+    lib = Lib(root)
+    backends = importlib.import_module(f"{root}.persistence.backends")
+    models = importlib.import_module(f"{root}.persistence.models")
+    backend = backends.fetch({"connection": "memory://"})
+    interrupted: list[bool] = []
+
+    class Interrupting(lib.Ok):  # type: ignore[misc, name-defined]
+        def execute(self, **kwargs: Any) -> Any:
+            lib.journal.calls.append(("execute", self.name))
+            if not interrupted:
+                interrupted.append(True)
+                raise KeyboardInterrupt
+            return self.value
+
+    def build() -> Any:
+        return lib.lf.Flow("f").add(lib.Ok("a"), Interrupting("b"), lib.Ok("c"))
+
+    book = models.LogBook("book")
+    flow_detail = models.FlowDetail("f", "7f1b59f6-5e1a-4a41-9d36-7b7a3c1f0c2e")
+    book.add(flow_detail)
+    with contextlib.closing(backend.get_connection()) as conn:
+        conn.save_logbook(book)
+    first = lib.engines.load(build(), flow_detail=flow_detail, book=book, backend=backend)
+    with pytest.raises(KeyboardInterrupt):
+        first.run()
+    after_interrupt = [
+        first.storage.get_flow_state(),
+        first.storage.get_atom_state("b"),
+        list(lib.journal.calls),
+    ]
+    lib.journal.calls.clear()
+    with contextlib.closing(backend.get_connection()) as conn:
+        stored = conn.get_logbook(book.uuid).find(flow_detail.uuid)
+    second = lib.engines.load(build(), flow_detail=stored, book=book, backend=backend)
+    events: list[Any] = []
+    second.notifier.register(second.notifier.ANY, lambda state, details: events.append(("flow", state)))
+    second.atom_notifier.register(
+        second.atom_notifier.ANY,
+        lambda state, details: events.append((details.get("task_name"), details.get("old_state"), state)),
+    )
+    second.run()
+    final = {name: second.storage.get_atom_state(name) for name in ("a", "b", "c")}
+    return after_interrupt, events + list(lib.journal.calls), final
+
+
+def test_an_interrupted_run_is_left_running_and_resumes_as_in_taskflow() -> None:
+    expected = _interrupted_then_resumed("taskflow")
+    actual = _interrupted_then_resumed("flowkit")
+    assert expected[0][:2] == ["RUNNING", "RUNNING"]
+    assert actual == expected
 
 
 def _storage_answers(root: str, build: Builder, store: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -213,6 +213,9 @@ def test_a_base_exception_in_a_task_ends_the_run_instead_of_hanging(
     assert not runner.is_alive(), "the engine hung"
     assert len(outcome) == 1
     assert isinstance(outcome[0], expected)
+    # Stopped, not failed: the flow and the atom in doubt stay RUNNING, as in TaskFlow.
+    assert engine.storage.get_flow_state() == states.RUNNING
+    assert engine.storage.get_atom_state("x") == states.RUNNING
 
 
 def test_never_resolve_stops_at_the_first_failure_without_reverting(engine_kind: str, rec: Recorder) -> None:

@@ -137,6 +137,5 @@ def test_after_a_failure_everything_that_ran_is_reverted_once_successors_first(
     # An atom is reverted only after it finished.
     for node, position in revert_started.items():
         assert finished[node] < position
-    if kind == "serial":
-        completion = log.nodes("done")
-        assert log.nodes("revert-start") == list(reversed(completion))
+    # (The serial engine, like TaskFlow's, reverts every atom whose revert is ready
+    # in one step, so the order is newest first only among atoms ready together.)
