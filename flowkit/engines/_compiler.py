@@ -15,13 +15,21 @@ inside). Symbol lookups are *not* edges: flows already order providers before
 consumers (graph flows add those edges themselves when items are added), and the
 compiler only has to find, for each argument of each atom, which atom's result it
 reads. That search walks the flow tree upward from the consumer, nearest scope
-first, the same visibility rule TaskFlow documents, but answered structurally
-(sibling order, not a transitive-closure of the whole graph) so it costs O(depth)
-per argument instead of O(n).
+first, answered structurally (sibling order, not a transitive closure of the whole
+graph) so it costs O(depth) per argument instead of O(n).
+
+The choice is TaskFlow's (its ``ScopeWalker`` and ``Storage`` fetch): at each level,
+the children placed before the consumer are searched last-first, each nested flow
+last child first (and its retry after its children), keeping only atoms that run
+before the consumer; the first provider found wins, and only if a level has none
+is the enclosing one searched. So when two unordered branches both provide a
+symbol, the one added later is read, as in TaskFlow. With ``strict=True`` several
+equally near providers are an :class:`~flowkit.exceptions.AmbiguousDependency`
+instead.
 
 All validation that does not depend on stored values happens here and raises
-before anything runs: duplicate atom names, ambiguous providers, items that are
-not atoms or flows.
+before anything runs: duplicate atom names, items that are not atoms or flows,
+and (strict) ambiguous providers.
 """
 
 from __future__ import annotations
@@ -186,13 +194,18 @@ class Compilation:
         return _Resolver(self.nodes, skip, strict=False).find(node, symbol)
 
 
-def compile_flow(root: Any) -> Compilation:
+def compile_flow(root: Any, *, strict: bool = False) -> Compilation:
     """Compile ``root`` (a flow, or a single atom) into a :class:`Compilation`.
+
+    Args:
+        root: the flow or atom.
+        strict: refuse an argument several equally near atoms provide, instead of
+            choosing one as TaskFlow does.
 
     Raises:
         InvalidFlowItem: something in the tree is neither an atom nor a flow.
         Duplicate: two atoms share a name.
-        AmbiguousDependency: an argument has several equally near providers.
+        AmbiguousDependency: (strict only) an argument has several equally near providers.
     """
     builder = _Builder()
     if _kind_of(root) >= 0:
@@ -206,7 +219,7 @@ def compile_flow(root: Any) -> Compilation:
         )
     builder.check_duplicates()
     nodes = builder.nodes
-    plan = _Resolver(nodes, _never, strict=True).plan
+    plan = _Resolver(nodes, _never, strict=strict).plan
     atoms: list[Node] = []
     open_atoms: list[Node] = []
     for node in nodes:
@@ -543,12 +556,16 @@ class _Resolver:
                 if found >= 0:
                     return found
             return -1
-        before = [p for p in positions if p != pos and scope.precedes(p, pos)]
-        # Nearest first: a provider that precedes another candidate is shadowed by it.
-        nearest = [p for p in before if not any(q != p and scope.precedes(p, q) for q in before)]
-        if self._strict and len(nearest) > 1:
-            self._ambiguous(scope, nearest, symbol, consumer)
-        for p in sorted(before, key=lambda p: (p not in nearest, -p)):
+        before = [p for p in positions if p < pos and scope.precedes(p, pos)]
+        if self._strict:
+            # Nearest first: a provider that precedes another candidate is shadowed by it.
+            nearest = [p for p in before if not any(q != p and scope.precedes(p, q) for q in before)]
+            if len(nearest) > 1:
+                self._ambiguous(scope, nearest, symbol, consumer)
+            before.sort(key=lambda p: (p not in nearest, -p))
+        else:
+            before.reverse()  # TaskFlow's order: the child placed last first
+        for p in before:
             found = self._descend(scope.children[p], symbol, consumer)
             if found >= 0:
                 return found
@@ -561,8 +578,8 @@ class _Resolver:
                 return child
             return -1
         positions = _positions(child, symbol)
-        if child.mode == _LINEAR:
-            ordered = list(reversed(positions))
+        if child.mode == _LINEAR or not self._strict:
+            ordered = list(reversed(positions))  # the child placed last first
         else:
             last = [p for p in positions if not any(q != p and child.precedes(p, q) for q in positions)]
             if self._strict and len(last) > 1:

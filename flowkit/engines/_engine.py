@@ -152,7 +152,9 @@ class ActionEngine(Engine):
     True, see :mod:`flowkit.typed`), ``validate_types`` (check results against
     their annotations: True, False, or by default pydantic models only),
     ``cache`` (a cache store or URL for tasks marked ``cache = True``, see
-    :mod:`flowkit.cache`).
+    :mod:`flowkit.cache`), ``strict`` (refuse what TaskFlow lets run but is
+    likely a mistake: several equally near providers of an argument raise
+    AmbiguousDependency at compile time; default False).
     """
 
     kind: ClassVar[str] = "action"
@@ -165,6 +167,7 @@ class ActionEngine(Engine):
             "check_types",
             "validate_types",
             "cache",
+            "strict",
         }
     )
 
@@ -224,7 +227,7 @@ class ActionEngine(Engine):
         if self._compilation is not None:
             return
         with gc_paused():
-            compilation = _compiler.compile_flow(self._flow)
+            compilation = _compiler.compile_flow(self._flow, strict=bool(self._options.get("strict", False)))
         if self._options.get("check_types", True):
             typed.check_compilation(compilation)
         self._runtime = Runtime(

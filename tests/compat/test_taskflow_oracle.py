@@ -270,6 +270,43 @@ def amphora_pair(L: Lib) -> Any:
     return L.lf.Flow("create-lb").add(L.Ok("get-lb"), pair, L.Ok("mark-lb-active-in-db"))
 
 
+def active_standby(L: Lib) -> Any:
+    """Octavia's ACTIVE_STANDBY create-LB flow: both amphora branches provide ``amphora_id``.
+
+    TaskFlow compiles it and the task after the pair reads one of the two values
+    (the branch added last); flowkit must read the same one.
+    """
+
+    def branch(role: str) -> Any:
+        return L.lf.Flow(f"{role}-amphora").add(
+            L.Ok(f"{role}-create-amphora-in-db", value=f"{role}-amp", provides="amphora_id"),
+            L.Echo(f"{role}-compute-create", requires=["amphora_id"], provides="compute_id"),
+        )
+
+    pair = L.uf.Flow("amphora-pair").add(branch("master"), branch("backup"))
+    return L.lf.Flow("create-lb").add(
+        L.Ok("get-lb", provides="loadbalancer"),
+        pair,
+        L.Echo("mark-lb-active-in-db", requires=["amphora_id", "compute_id", "loadbalancer"]),
+    )
+
+
+def linked_graph_providers(L: Lib) -> Any:
+    # Both provide x and p1 runs first; TaskFlow reads the one placed last in the
+    # graph flow's (topological) order, p2.
+    p2, p1 = L.Ok("p2", provides="x"), L.Ok("p1", provides="x")
+    graph = L.gf.Flow("g").add(p2, p1).link(p1, p2)
+    return L.lf.Flow("f").add(graph, L.Echo("c", requires=["x"]))
+
+
+def nested_unordered_providers(L: Lib) -> Any:
+    inner = L.uf.Flow("inner").add(L.Ok("a", provides="x"), L.Ok("b", provides="x"))
+    outer = L.uf.Flow("outer").add(
+        inner, L.Ok("c", provides="x"), L.lf.Flow("s").add(L.Ok("d", provides="x"))
+    )
+    return L.lf.Flow("f").add(L.Ok("z", provides="x"), outer, L.Echo("use", requires=["x"]))
+
+
 def unordered_in_linear(L: Lib) -> Any:
     return L.lf.Flow("f").add(
         L.Ok("first", provides="x"),
@@ -563,6 +600,9 @@ SCENARIOS: dict[str, tuple[Builder, dict[str, Any], bool]] = {
     "unordered-success": (unordered_success, {}, False),
     "unordered-failure": (unordered_failure, {}, False),
     "unordered-failure-first": (unordered_failure_first, {}, False),
+    "active-standby-providers": (active_standby, {}, False),
+    "linked-graph-providers": (linked_graph_providers, {}, True),
+    "nested-unordered-providers": (nested_unordered_providers, {}, False),
     "unordered-in-linear": (unordered_in_linear, {}, False),
     "nested-linear-success": (nested_linear_success, {}, True),
     "nested-linear-failure": (nested_linear_failure, {}, True),

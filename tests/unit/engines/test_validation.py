@@ -41,12 +41,22 @@ def test_a_requirement_provided_only_by_a_later_task_is_missing(rec: Recorder) -
     assert rec.executed() == []
 
 
-def test_two_unordered_providers_of_a_required_symbol_are_ambiguous(rec: Recorder) -> None:
-    flow = linear_flow.Flow("f").add(
+def _two_unordered_providers(rec: Recorder) -> linear_flow.Flow:
+    return linear_flow.Flow("f").add(
         unordered_flow.Flow("u").add(Step("p1", rec, provides="x"), Step("p2", rec, provides="x")),
         Step("consumer", rec, requires=["x"]),
     )
-    engine = engines.load(flow)
+
+
+def test_of_two_unordered_providers_the_one_added_last_is_read_as_in_taskflow(
+    engine_kind: str, rec: Recorder
+) -> None:
+    engines.run(_two_unordered_providers(rec), engine=engine_kind)
+    assert rec.details("execute", "consumer") == [{"x": "p2"}]
+
+
+def test_two_unordered_providers_of_a_required_symbol_are_ambiguous_when_strict(rec: Recorder) -> None:
+    engine = engines.load(_two_unordered_providers(rec), strict=True)
     with pytest.raises(exceptions.AmbiguousDependency) as info:
         engine.run()
     assert info.value.symbol == "x"
