@@ -1,0 +1,135 @@
+"""The compiler on its own: the graph, the argument plans and the structural checks it makes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from flowkit import exceptions, retry, task
+from flowkit.engines import _compiler
+from flowkit.engines._compiler import FLOW_END, FLOW_START, RETRY, TASK, compile_flow
+from flowkit.patterns import graph_flow, linear_flow, unordered_flow
+
+
+class Use(task.Task):
+    def execute(self, **kwargs: Any) -> None:
+        """Never called: only the compiled form is looked at."""
+
+
+def node(compilation: _compiler.Compilation, name: str) -> _compiler.Node:
+    (found,) = [n for n in compilation.nodes if n.name == name]
+    return found
+
+
+def provider_of(compilation: _compiler.Compilation, consumer: str, symbol: str) -> str | None:
+    (plan,) = [p for p in node(compilation, consumer).exec_args if p.symbol == symbol]
+    return None if plan.provider < 0 else compilation.nodes[plan.provider].name
+
+
+def test_a_linear_flow_is_a_chain_between_its_start_and_end_nodes() -> None:
+    compilation = compile_flow(linear_flow.Flow("f").add(Use("a"), Use("b")))
+    kinds = [(n.name, n.kind) for n in compilation.nodes]
+    assert kinds == [("f^start", FLOW_START), ("a", TASK), ("b", TASK), ("f^end", FLOW_END)]
+    assert [tuple(n.succ) for n in compilation.nodes] == [(1,), (2,), (3,), ()]
+    assert isinstance(compilation.order, range)  # creation order is topological
+    assert [n.name for n in compilation.atoms] == ["a", "b"]
+
+
+def test_an_unordered_flow_fans_out_from_its_start_and_in_to_its_end() -> None:
+    compilation = compile_flow(unordered_flow.Flow("u").add(Use("a"), Use("b")))
+    start, end = node(compilation, "u^start"), node(compilation, "u^end")
+    assert sorted(compilation.nodes[i].name for i in start.succ) == ["a", "b"]
+    assert sorted(compilation.nodes[i].name for i in end.pred) == ["a", "b"]
+
+
+def test_each_argument_reads_the_nearest_provider_before_it() -> None:
+    flow = linear_flow.Flow("f").add(
+        Use("p1", provides="x"), Use("p2", provides="x"), Use("c", requires=["x"]), Use("p3", provides="x")
+    )
+    compilation = compile_flow(flow)
+    assert provider_of(compilation, "c", "x") == "p2"
+    assert compilation.open_atoms == []
+
+
+def test_an_argument_with_no_provider_is_planned_as_injected() -> None:
+    compilation = compile_flow(unordered_flow.Flow("u").add(Use("p", provides="x"), Use("c", requires=["x"])))
+    assert provider_of(compilation, "c", "x") is None
+    assert [n.name for n in compilation.open_atoms] == ["c"]
+
+
+def test_a_provided_item_records_where_it_sits_in_the_result() -> None:
+    flow = linear_flow.Flow("f").add(Use("p", provides=("x", "y")), Use("c", requires=["y"]))
+    (plan,) = node(compile_flow(flow), "c").exec_args
+    assert (plan.arg, plan.symbol, plan.key, plan.optional) == ("y", "y", 1, False)
+
+
+def _branches() -> linear_flow.Flow:
+    master = linear_flow.Flow("master").add(Use("m", provides="amphora_id"))
+    backup = linear_flow.Flow("backup").add(Use("b", provides="amphora_id"))
+    pair = unordered_flow.Flow("pair").add(master, backup)
+    return linear_flow.Flow("f").add(pair, Use("after", requires=["amphora_id"]))
+
+
+def test_of_equally_near_providers_the_one_placed_last_is_chosen_as_in_taskflow() -> None:
+    assert provider_of(compile_flow(_branches()), "after", "amphora_id") == "b"
+
+
+def test_strict_compilation_refuses_equally_near_providers() -> None:
+    with pytest.raises(exceptions.AmbiguousDependency) as info:
+        compile_flow(_branches(), strict=True)
+    assert info.value.symbol == "amphora_id"
+    assert info.value.atom == "after"
+    assert sorted(info.value.providers) == ["backup", "master"]
+
+
+def test_a_graph_flow_is_searched_in_its_own_order_last_first() -> None:
+    p2, p1 = Use("p2", provides="x"), Use("p1", provides="x")
+    inner = graph_flow.Flow("g").add(p2, p1).link(p1, p2)
+    compilation = compile_flow(linear_flow.Flow("f").add(inner, Use("c", requires=["x"])))
+    assert provider_of(compilation, "c", "x") == "p2"
+    assert compilation.order != range(len(compilation.nodes))
+
+
+def test_atoms_under_a_retry_know_it_and_the_retry_runs_first() -> None:
+    flow = linear_flow.Flow("f", retry=retry.Times(2, "r", provides="n")).add(Use("a", requires=["n"]))
+    compilation = compile_flow(flow)
+    r, a = node(compilation, "r"), node(compilation, "a")
+    assert r.kind == RETRY
+    assert a.retry == r.index
+    assert a.index in r.succ
+    assert provider_of(compilation, "a", "n") == "r"
+
+
+def test_a_decider_is_attached_to_the_link_it_guards() -> None:
+    a, b = Use("a"), Use("b")
+    compilation = compile_flow(graph_flow.Flow("g").add(a, b).link(a, b, decider=lambda history: True))
+    (edge,) = node(compilation, "b").deciders
+    assert compilation.nodes[edge.source].name == "a"
+
+
+def test_resolve_skips_a_provider_the_run_ignored() -> None:
+    flow = linear_flow.Flow("f").add(
+        Use("p1", provides="x"), Use("p2", provides="x"), Use("c", requires=["x"])
+    )
+    compilation = compile_flow(flow)
+    p2 = node(compilation, "p2").index
+    found = compilation.resolve(node(compilation, "c"), "x", lambda index: index == p2)
+    assert compilation.nodes[found].name == "p1"
+
+
+def test_duplicate_atom_names_are_refused() -> None:
+    with pytest.raises(exceptions.Duplicate) as info:
+        compile_flow(linear_flow.Flow("f").add(Use("a"), linear_flow.Flow("s").add(Use("a"))))
+    assert list(info.value.names) == ["a"]
+
+
+def test_something_that_is_not_a_flow_or_atom_is_refused() -> None:
+    with pytest.raises(exceptions.InvalidFlowItem):
+        compile_flow(object())
+
+
+def test_a_single_atom_compiles_into_a_flow_of_its_own() -> None:
+    compilation = compile_flow(Use("solo"))
+    assert [n.name for n in compilation.atoms] == ["solo"]
+    assert len(compilation.nodes) == 3
