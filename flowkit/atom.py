@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import abc
 import functools
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from types import MappingProxyType
 from typing import Any, ClassVar, NamedTuple
@@ -91,6 +91,63 @@ def _save_as_view(extraction: _Extraction) -> Mapping[str, int | str | None]:
     return MappingProxyType(dict(extraction))
 
 
+class _OneName(Mapping[str, None]):
+    """``save_as`` of an atom whose whole result is stored under one name.
+
+    The most common spelling (``provides="x"``), and different for nearly every
+    atom of a big flow, so it is a one-slot object rather than a cached mapping
+    proxy over a dict (a tenth of the memory).
+    """
+
+    __slots__ = ("_name",)
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getitem__(self, key: str) -> None:
+        if key == self._name:
+            return
+        raise KeyError(key)
+
+    def __contains__(self, key: object) -> bool:
+        return key == self._name
+
+    def __iter__(self) -> Iterator[str]:
+        return iter((self._name,))
+
+    def __len__(self) -> int:
+        return 1
+
+    def __repr__(self) -> str:
+        return f"{{{self._name!r}: None}}"
+
+
+#: Stand-ins for the symbols of a ``rebind`` dict in a cached profile (see
+#: :class:`_Template`). No symbol a flow uses contains a NUL.
+_SLOTS: tuple[str, ...] = tuple(f"\x00flowkit-rebind-{i}\x00" for i in range(8))
+_SLOT_INDEX: dict[str, int] = {slot: i for i, slot in enumerate(_SLOTS)}
+
+#: (argument, index of its symbol in the atom's rebind values or -1, fixed symbol)
+_Plan = tuple[tuple[str, int, str], ...]
+
+
+def _plan_of(mapping: Mapping[str, str]) -> _Plan:
+    return tuple((arg, _SLOT_INDEX.get(sym, -1), sym) for arg, sym in mapping.items())
+
+
+def _fill(plan: _Plan, values: tuple[str, ...]) -> Mapping[str, str]:
+    return MappingProxyType({arg: values[i] if i >= 0 else sym for arg, i, sym in plan})
+
+
+#: Rebound argument names -> the rebind key with stand-in symbols.
+_SLOTTED: dict[tuple[str, ...], _RebindKey] = {}
+
+#: Mappings filled in lately, so atoms spelled alike still share theirs. Cleared
+#: when full: an atom spelled like no other gains nothing from being remembered.
+_FILLED: dict[tuple[_Profile, tuple[str, ...]], tuple[Mapping[str, str], Mapping[str, str]]] = {}
+_FILLED_MAX = 1024
+
+
 def _rebind_key(atom_name: object, rebind: Any) -> _RebindKey:
     if rebind is None:
         return None
@@ -120,7 +177,7 @@ def _requires_key(atom_name: object, requires: Any) -> tuple[str, ...] | None:
 class _Profile:
     """The argument mappings of an atom class (or functor), shared by atoms spelled alike."""
 
-    __slots__ = ("optional", "rebind", "requires", "revert_optional", "revert_rebind")
+    __slots__ = ("optional", "plans", "rebind", "requires", "revert_optional", "revert_rebind")
 
     def __init__(
         self,
@@ -137,6 +194,17 @@ class _Profile:
         self.requires = requires
         self.optional = optional
         self.revert_optional = optional if revert_optional == optional else revert_optional
+        #: For a profile whose rebind symbols are :data:`_SLOTS`: how to fill them in.
+        self.plans: tuple[_Plan, _Plan | None] | None = None
+
+    def template(self) -> tuple[_Plan, _Plan | None]:
+        """``(execute plan, revert plan or None when revert shares execute's mapping)``."""
+        plans = self.plans
+        if plans is None:
+            execute = _plan_of(self.rebind)
+            revert = None if self.revert_rebind is self.rebind else _plan_of(self.revert_rebind)
+            plans = self.plans = (execute, revert)
+        return plans
 
 
 def _method_mapping(
@@ -222,7 +290,10 @@ def _frozen(names: Iterable[str]) -> frozenset[str]:
 
 
 class _ProfileKey(NamedTuple):
-    """Everything an atom's argument mappings depend on; hashable, so they can be cached."""
+    """Everything an atom's argument mappings depend on; hashable, so they can be cached.
+
+    Atoms build the plain tuple (cheaper); :func:`_build_profile` names its parts.
+    """
 
     exec_key: tuple[Callable[..., Any], bool]
     revert_key: tuple[Callable[..., Any], bool] | None
@@ -234,7 +305,8 @@ class _ProfileKey(NamedTuple):
     ignore: tuple[str, ...]
 
 
-def _build_profile(key: _ProfileKey) -> _Profile:
+def _build_profile(key: tuple[Any, ...]) -> _Profile:
+    key = _ProfileKey(*key)
     exec_rebind, exec_required, exec_optional = _method_mapping(
         reflection.inspect_key(*key.exec_key),
         "execute",
@@ -260,7 +332,7 @@ def _build_profile(key: _ProfileKey) -> _Profile:
 _cached_profile = functools.lru_cache(maxsize=4096)(_build_profile)
 
 
-def _lookup_profile(key: _ProfileKey) -> _Profile:
+def _lookup_profile(key: tuple[Any, ...]) -> _Profile:
     try:
         return _cached_profile(key)
     except TypeError:
@@ -322,13 +394,14 @@ class Atom(metaclass=abc.ABCMeta):
 
     #: Argument names the engine fills in itself; never requirements.
     _ignore_args: ClassVar[tuple[str, ...]] = ()
+    #: Set on each subclass when its first atom is made: its execute, its revert,
+    #: and their signature keys (see __init__).
+    _flowkit_signatures: ClassVar[tuple[Any, Any, Any] | None] = None
 
     name: str
     inject: dict[str, Any] | None
-    provides: frozenset[str]
     save_as: Mapping[str, int | str | None]
     rebind: Mapping[str, str]
-    requires: frozenset[str]
     optional: frozenset[str]
     revert_rebind: Mapping[str, str]
     revert_optional: frozenset[str]
@@ -350,31 +423,56 @@ class Atom(metaclass=abc.ABCMeta):
         self.inject = inject
         self._set_provides(self.default_provides if provides is None else provides)
         ignore = self._ignore_args + tuple(ignore_list) if ignore_list else self._ignore_args
-        execute, revert = self._arg_sources()
-        exec_key = reflection.signature_key(execute)
-        revert_key = None if revert is None else reflection.signature_key(revert)
+        cls = type(self)
+        # The signature keys of the class's own execute/revert, kept on the class
+        # (checked against the methods, which a test may have patched since).
+        known = cls.__dict__.get("_flowkit_signatures")
+        if known is not None and known[0] is cls.execute and known[1] is cls.revert:
+            signatures = known[2]
+        else:
+            execute, revert = self._arg_sources()
+            signatures = (
+                reflection.signature_key(execute),
+                None if revert is None else reflection.signature_key(revert),
+            )
+            if cls._arg_sources is Atom._arg_sources and signatures[0][1]:
+                cls._flowkit_signatures = (cls.execute, cls.revert, signatures)
+        values: tuple[str, ...] | None = None
         if requires is None and rebind is None and revert_requires is None and revert_rebind is None:
             req_key = revert_req_key = rebind_key = revert_rebind_key = None
         else:
             req_key = _requires_key(self.name, requires)
-            rebind_key = _rebind_key(self.name, rebind)
             revert_req_key = _requires_key(self.name, revert_requires) if revert_requires else req_key
-            revert_rebind_key = _rebind_key(self.name, revert_rebind) if revert_rebind else rebind_key
-        key = _ProfileKey(
-            exec_key,
-            revert_key,
+            if revert_rebind is None and type(rebind) is dict and 0 < len(rebind) <= len(_SLOTS):
+                # A rebind dict usually names symbols no other atom's does (``x17``):
+                # the profile is cached with stand-ins and the symbols filled in.
+                values = tuple(rebind.values())
+                args = tuple(rebind)
+                for text in values + args:
+                    if type(text) is not str:
+                        _check_symbol(self.name, text, "rebind")
+                rebind_key = _SLOTTED.get(args)
+                if rebind_key is None:
+                    rebind_key = _SLOTTED[args] = ("map", tuple(zip(args, _SLOTS, strict=False)))
+                revert_rebind_key = rebind_key
+            else:
+                rebind_key = _rebind_key(self.name, rebind)
+                revert_rebind_key = _rebind_key(self.name, revert_rebind) if revert_rebind else rebind_key
+        key = (
+            signatures[0],
+            signatures[1],
             req_key,
             rebind_key,
             revert_req_key,
             revert_rebind_key,
-            bool(auto_extract),
+            auto_extract is True or bool(auto_extract),
             ignore,
         )
         try:
             profile = _lookup_profile(key)
         except _MappingError as err:
             raise ValueError(f"{err.what} {self.name}: {err.names}") from None
-        self._apply_profile(profile)
+        self._apply_profile(profile, values)
 
     def _arg_sources(self) -> tuple[Callable[..., Any], Callable[..., Any] | None]:
         """Return the callables whose signatures define ``execute``'s and ``revert``'s arguments.
@@ -385,26 +483,78 @@ class Atom(metaclass=abc.ABCMeta):
         return self.execute, self.revert
 
     def _set_provides(self, provides: Any) -> None:
+        if type(provides) is str:
+            # The whole result under one name: nothing to extract, nothing to cache.
+            self._extraction = ()
+            self.save_as = _OneName(provides)
+            return
         try:
             extraction, names = _save_as(_provides_key(self.name, provides))
         except _MappingError as err:
             raise ValueError(f"{err.what} of atom {self.name}: {err.names}") from None
         self._extraction = extraction
         self.save_as = _save_as_view(extraction)
-        self.provides = names
+        self.__dict__["_provides"] = names
 
-    def _apply_profile(self, profile: _Profile) -> None:
-        self.rebind = profile.rebind
-        self.revert_rebind = profile.revert_rebind
+    def _apply_profile(self, profile: _Profile, values: tuple[str, ...] | None = None) -> None:
+        if values is None:
+            self.rebind = profile.rebind
+            self.revert_rebind = profile.revert_rebind
+        else:
+            key = (profile, values)
+            filled = _FILLED.get(key)
+            if filled is None:
+                execute, revert = profile.template()
+                rebind = _fill(execute, values)
+                filled = (rebind, rebind if revert is None else _fill(revert, values))
+                if len(_FILLED) >= _FILLED_MAX:
+                    _FILLED.clear()
+                _FILLED[key] = filled
+            self.rebind, self.revert_rebind = filled
         if self.inject:
             injected = self.inject.keys()
-            self.requires = profile.requires.difference(injected)
             self.optional = profile.optional.difference(injected)
             self.revert_optional = profile.revert_optional.difference(injected)
         else:
-            self.requires = profile.requires
             self.optional = profile.optional
             self.revert_optional = profile.revert_optional
+
+    # ``provides`` and ``requires`` are worked out when first read: the engine needs
+    # neither (it reads ``save_as`` and ``rebind``), and a linear flow of 100,000
+    # atoms would pay two sets per atom for them.
+
+    @property
+    def provides(self) -> frozenset[str]:
+        found: frozenset[str] | None = self.__dict__.get("_provides")
+        if found is None:
+            found = self.__dict__["_provides"] = frozenset(self.save_as)
+        return found
+
+    @provides.setter
+    def provides(self, value: frozenset[str]) -> None:
+        self.__dict__["_provides"] = value
+
+    @property
+    def requires(self) -> frozenset[str]:
+        found: frozenset[str] | None = self.__dict__.get("_requires")
+        if found is None:
+            found = self.__dict__["_requires"] = self._derive_requires()
+        return found
+
+    @requires.setter
+    def requires(self, value: frozenset[str]) -> None:
+        self.__dict__["_requires"] = value
+
+    def _derive_requires(self) -> frozenset[str]:
+        """The symbols bound to required arguments of ``execute`` and ``revert``, less injected ones."""
+        optional = self.optional
+        found = {sym for arg, sym in self.rebind.items() if arg not in optional}
+        if self.revert_rebind is not self.rebind or self.revert_optional is not optional:
+            revert_optional = self.revert_optional
+            found.update(sym for arg, sym in self.revert_rebind.items() if arg not in revert_optional)
+        if self.inject:
+            found.difference_update(self.inject)
+        return _frozen(found)
 
     def pre_execute(self) -> None:  # noqa: B027 - optional hook, a no-op unless overridden
         """Run just before ``execute``; a hook for shared setup in a base class."""

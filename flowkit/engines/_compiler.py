@@ -41,7 +41,7 @@ from typing import Any, NamedTuple
 
 from flowkit import exceptions as exc
 from flowkit import flow as flow_mod
-from flowkit.atom import Atom
+from flowkit.atom import Atom, _OneName
 from flowkit.deciders import Depth
 from flowkit.patterns import linear_flow, unordered_flow
 from flowkit.retry import Retry
@@ -57,6 +57,8 @@ __all__ = [
     "Node",
     "compile_flow",
 ]
+
+_new_tuple = tuple.__new__
 
 TASK = 0
 RETRY = 1
@@ -235,8 +237,13 @@ def compile_flow(root: Any, *, strict: bool = False) -> Compilation:
             revert_args = node.revert_args = exec_args
         else:
             revert_args = node.revert_args = plan(node, revert_rebind, atom.revert_optional)
-        if _has_open(exec_args) or (revert_args is not exec_args and _has_open(revert_args)):
-            open_atoms.append(node)
+        for p in exec_args:
+            if p.provider < 0 and not p.optional:
+                open_atoms.append(node)
+                break
+        else:
+            if revert_args is not exec_args and _has_open(revert_args):
+                open_atoms.append(node)
     order: Sequence[int] = range(len(nodes)) if builder.ordered else _topological_order(nodes)
     return Compilation(scope, nodes, atoms, open_atoms, order)
 
@@ -469,7 +476,8 @@ def _index_providers(scope: FlowScope, nodes: list[Node]) -> None:
     nested = scope.parent is not None
     provides: set[str] = set()
     for pos, child in enumerate(scope.children):
-        child_provides = child.provides if isinstance(child, FlowScope) else nodes[child].atom.provides  # type: ignore[union-attr]
+        # An atom's save_as holds what it provides (its provides set is made only on demand).
+        child_provides = child.provides if isinstance(child, FlowScope) else nodes[child].atom.save_as  # type: ignore[union-attr]
         for symbol in child_provides:
             found = providers.get(symbol)
             if found is None:
@@ -507,11 +515,17 @@ class _Resolver:
             return ()
         optional = optional if isinstance(optional, frozenset) else frozenset(optional)
         nodes = self._nodes
+        find = self.find
         plans = []
         for arg, symbol in rebind.items():
-            provider = self.find(node, symbol)
-            key = nodes[provider].atom.save_as[symbol] if provider >= 0 else None  # type: ignore[union-attr]
-            plans.append(ArgPlan(arg, symbol, provider, arg in optional, key))
+            provider = find(node, symbol)
+            if provider >= 0:
+                save_as = nodes[provider].atom.save_as  # type: ignore[union-attr]
+                key = None if type(save_as) is _OneName else save_as[symbol]
+            else:
+                key = None
+            # tuple.__new__ spares the named tuple's own __new__ frame: one per argument.
+            plans.append(_new_tuple(ArgPlan, (arg, symbol, provider, arg in optional, key)))
         return tuple(plans)
 
     def find(self, node: Node, symbol: str) -> int:
@@ -538,8 +552,8 @@ class _Resolver:
             scope = scope.parent
         return -1
 
-    def _provides(self, index: int) -> frozenset[str]:
-        return self._nodes[index].atom.provides  # type: ignore[union-attr]
+    def _provides(self, index: int) -> Mapping[str, Any]:
+        return self._nodes[index].atom.save_as  # type: ignore[union-attr]
 
     def _in_level(self, scope: FlowScope, pos: int, symbol: str, consumer: Node) -> int:
         found_at = scope.providers.get(symbol)

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
 from flowkit import exceptions as exc
 from flowkit._detail_sync import check_storable
@@ -66,6 +64,8 @@ def _engine_class(kind: str, namespace: str = ENTRY_POINT_GROUP) -> type[Engine]
 def _parse_engine(engine: str) -> tuple[str, dict[str, Any]]:
     if "://" not in engine:
         return engine.lower(), {}
+    from urllib.parse import parse_qsl, urlsplit  # only engine URIs need it (start-up time)
+
     parts = urlsplit(engine)
     options: dict[str, Any] = {}
     for key, value in parse_qsl(parts.query):
@@ -202,6 +202,8 @@ def _new_flow_detail(flow: Any, book: Any, backend: Any, meta: Mapping[str, Any]
 
 def _make_flow_detail(flow: Any, book: Any, meta: Mapping[str, Any] | None = None) -> tuple[Any, Any]:
     """Make the flow detail of a new run in ``book`` (a new logbook if None); write nothing."""
+    import uuid
+
     from flowkit.persistence import models
 
     name = _flow_name(flow)

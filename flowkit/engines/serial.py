@@ -35,10 +35,8 @@ class _SerialDriver:
 
     def __init__(self) -> None:
         self._done: list[Completion] = []
-
-    @property
-    def in_flight(self) -> int:
-        return len(self._done)
+        #: Outcomes waiting for ANALYZING (a plain attribute: the loop reads it per step).
+        self.in_flight = 0
 
     def open(self, runtime: Runtime) -> None:
         self._next_item = runtime.scheduler.next_item
@@ -54,6 +52,7 @@ class _SerialDriver:
             outcome = run_inline(*first)
             if outcome is not None:
                 self._done.append((first[0], first[1], *outcome))
+                self.in_flight = len(self._done)
             return
         batch = [first, second]
         while (item := next_item()) is not None:
@@ -63,13 +62,16 @@ class _SerialDriver:
             outcome = run_inline(node, action)
             if outcome is not None:
                 done.append((node, action, *outcome))
+        self.in_flight = len(done)
 
     def wait(self, timeout: float | None) -> list[Completion]:
         done, self._done = self._done, []
+        self.in_flight = 0
         return done
 
     def close(self) -> None:
         self._done = []
+        self.in_flight = 0
 
 
 class SerialEngine(ActionEngine):
