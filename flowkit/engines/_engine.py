@@ -337,6 +337,7 @@ class ActionEngine(Engine):
         scheduler = runtime.scheduler
         closed = False
         collected: list[Completion] = []
+        has_ready = scheduler.has_ready
         try:
             state = st.RESUMING
             while True:
@@ -363,7 +364,7 @@ class ActionEngine(Engine):
                         for node, action, ok, value in collected:
                             runtime.complete(node, action, ok, value)
                         collected = []
-                    if run.flow_state == st.RUNNING and not scheduler.halted and scheduler.has_ready():
+                    if run.flow_state == st.RUNNING and not scheduler.halted and has_ready():
                         state = st.SCHEDULING
                     elif driver.in_flight:
                         state = st.WAITING

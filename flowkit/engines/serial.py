@@ -39,14 +39,16 @@ class _SerialDriver:
         self.in_flight = 0
 
     def open(self, runtime: Runtime) -> None:
-        self._next_item = runtime.scheduler.next_item
+        scheduler = runtime.scheduler
+        self._next_item = scheduler.next_item
+        self._has_ready = scheduler.has_ready
 
     def schedule(self, runtime: Runtime) -> None:
         next_item = self._next_item
         first = next_item()
         if first is None:
             return
-        second = next_item()
+        second = next_item() if self._has_ready() else None
         run_inline = runtime.run_inline
         if second is None:
             outcome = run_inline(*first)
