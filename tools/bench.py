@@ -274,6 +274,12 @@ def group_linear(r: Runner) -> list[Row]:
         rows.append(_judge(row, "< 10 us", run, lambda v: v < 10 * US))
         if run is not None:
             per_task.append(run)
+        if size == max(SCALING_SIZES):
+            total = _best(out, "total", size)
+            row = Row(
+                "linear-scaling", f"{size} build+load+run per task", "per-task", total, None, None, note
+            )
+            rows.append(_judge(row, "< 15 us", total, lambda v: v < 15 * US))
     flat = max(per_task) / min(per_task) if len(per_task) == len(SCALING_SIZES) else None
     row = Row("linear-scaling", "max/min per task", "ratio", flat, ratios=False)
     rows.append(_judge(row, "<= 2.0 (flat)", flat, lambda v: v <= 2.0))
@@ -436,7 +442,7 @@ def group_memory(r: Runner) -> list[Row]:
     floor = bare.best("maxrss")
     row = Row("memory", f"linear-{MEMORY_LINEAR_N} peak RSS", "mem", lin.best("maxrss"), None, floor)
     row.flowkit_note, row.floor_ratio = r.cell("flowkit", lin, f"linear-{MEMORY_LINEAR_N}"), False
-    rows = [_judge(row, "< 300 MB (floor: idle interpreter)", row.flowkit, lambda v: v < 300 * MB)]
+    rows = [_judge(row, "< 200 MB (floor: idle interpreter)", row.flowkit, lambda v: v < 200 * MB)]
     row = Row("memory", f"parallel-{MEMORY_PARALLEL_N} peak RSS", "mem", par.best("maxrss"), None, floor)
     row.taskflow = tf_par.best("maxrss") if tf_par is not None else None
     row.flowkit_note = r.cell("flowkit", par, f"parallel-{MEMORY_PARALLEL_N}")

@@ -333,6 +333,7 @@ class _Builder:
         fixed = _FIXED_ORDER.get(type(flow))
         items = iter(flow) if fixed is not None else (item for item, _meta in flow.iter_nodes())
         controlling = _controlling_retry(scope)
+        nodes = self.nodes
         entries: list[int] = []
         exits: list[int] = []
         children = scope.children
@@ -345,10 +346,11 @@ class _Builder:
                 entries.append(child.start)
                 exits.append(child.end)
             elif kind >= 0:
-                node = self._new(kind, item.name, item, scope)
+                index = len(nodes)
+                node = Node(index, kind, item.name, item, scope)
+                nodes.append(node)
                 node.retry = controlling
                 node.pos = pos
-                index = node.index
                 children.append(index)
                 entries.append(index)
                 exits.append(index)
@@ -366,10 +368,13 @@ class _Builder:
             self._edge(entry, end.index)
         elif fixed == _LINEAR:
             scope.mode = _LINEAR
-            self._edge(entry, entries[0])
-            for pos in range(1, len(entries)):
-                self._edge(exits[pos - 1], entries[pos])
-            self._edge(exits[-1], end.index)
+            before = entry
+            for pos in range(len(entries)):
+                after = entries[pos]
+                nodes[before].succ.append(after)  # type: ignore[attr-defined]
+                nodes[after].pred.append(before)  # type: ignore[attr-defined]
+                before = exits[pos]
+            self._edge(before, end.index)
         elif fixed == _UNORDERED:
             scope.mode = _UNORDERED
             for pos in range(len(entries)):
@@ -516,9 +521,22 @@ class _Resolver:
         optional = optional if isinstance(optional, frozenset) else frozenset(optional)
         nodes = self._nodes
         find = self.find
+        # The common case, answered inline: an atom in a linear flow reading what an
+        # earlier sibling atom provides (what find() would conclude, four calls deep).
+        scope = node.scope
+        linear = scope.mode == _LINEAR and node.kind != RETRY and self._skip is _never
+        providers, children, pos = scope.providers, scope.children, node.pos
         plans = []
         for arg, symbol in rebind.items():
-            provider = find(node, symbol)
+            provider = -1
+            if linear:
+                found_at = providers.get(symbol)
+                if type(found_at) is int and found_at < pos:
+                    child = children[found_at]
+                    if type(child) is int and symbol in nodes[child].atom.save_as:  # type: ignore[union-attr]
+                        provider = child
+            if provider < 0:
+                provider = find(node, symbol)
             if provider >= 0:
                 save_as = nodes[provider].atom.save_as  # type: ignore[union-attr]
                 key = None if type(save_as) is _OneName else save_as[symbol]
