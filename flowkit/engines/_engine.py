@@ -13,6 +13,7 @@ final flow state.
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import time
 from collections.abc import Generator, Mapping
@@ -39,6 +40,8 @@ __all__ = [
     "call_outcome",
     "positive_workers",
 ]
+
+_LOG = logging.getLogger(__name__)
 
 #: The most workers an engine may be asked for. Threads are started only as work
 #: arrives, but a process pool starts all of its processes, and a number this large
@@ -153,8 +156,9 @@ class ActionEngine(Engine):
     their annotations: True, False, or by default pydantic models only),
     ``cache`` (a cache store or URL for tasks marked ``cache = True``, see
     :mod:`flowkit.cache`), ``strict`` (refuse what TaskFlow lets run but is
-    likely a mistake: several equally near providers of an argument raise
-    AmbiguousDependency at compile time; default False).
+    likely a mistake: options the engine kind does not take, and several
+    equally near providers of an argument, which raise AmbiguousDependency at
+    compile time; default False).
     """
 
     kind: ClassVar[str] = "action"
@@ -181,11 +185,12 @@ class ActionEngine(Engine):
         super().__init__(flow, flow_detail, backend, options)
         unknown = sorted(set(self._options) - self.OPTIONS)
         if unknown:
-            raise exc.InvalidEngineOption(
-                f"{self.kind} engine does not take option(s) {unknown}; it takes {sorted(self.OPTIONS)}",
-                engine=self.kind,
-                option=unknown[0],
-            )
+            # TaskFlow passes options it does not know through (programs pass their
+            # own); strict=True refuses them, since a misspelt one is silently lost.
+            message = f"{self.kind} engine does not take option(s) {unknown}; it takes {sorted(self.OPTIONS)}"
+            if self._options.get("strict"):
+                raise exc.InvalidEngineOption(message, engine=self.kind, option=unknown[0])
+            _LOG.warning("%s (kept in engine.options; strict=True refuses them)", message)
         if flow_detail is None and backend is not None:
             # Made directly rather than by engines.load(): file the run the same way.
             from flowkit.engines.helpers import _new_flow_detail

@@ -226,8 +226,8 @@ def _factory_name(factory: Callable[..., Any]) -> str:
     qualname = getattr(factory, "__qualname__", None)
     if not module or not qualname or "<" in qualname:
         raise ValueError(
-            f"flow factory {factory!r} cannot be found again by name: use a module-level "
-            "function or class (not a lambda, closure or nested function)"
+            f"Flow factory {factory!r} is not reimportable by name {module}.{qualname}: use a "
+            "module-level function or class (not a lambda, closure or nested function)"
         )
     return f"{module}.{qualname}"
 
@@ -268,7 +268,7 @@ def save_factory_details(
 
 
 def load_from_factory(
-    flow_factory: Callable[..., Any],
+    flow_factory: Callable[..., Any] | str,
     factory_args: Sequence[Any] | None = None,
     factory_kwargs: Mapping[str, Any] | None = None,
     store: Mapping[str, Any] | None = None,
@@ -286,10 +286,13 @@ def load_from_factory(
 
     Raises:
         ValueError: the factory cannot be found again by name (a lambda, a closure).
+        ImportError: ``flow_factory`` is a name that cannot be imported.
         InvalidFormat: its arguments cannot be stored as JSON.
     """
     meta = {_FACTORY_KEY: _factory_meta(flow_factory, factory_args, factory_kwargs)}
-    flow = flow_factory(*(factory_args or ()), **(factory_kwargs or {}))
+    # As in TaskFlow, the factory may be given by its dotted name.
+    factory = _import_by_name(flow_factory) if isinstance(flow_factory, str) else flow_factory
+    flow = factory(*(factory_args or ()), **(factory_kwargs or {}))
     if not isinstance(engine, str):
         raise exc.InvalidEngineOption(f"engine must be a name or URI string, not {engine!r}", option="engine")
     inject = kwargs.pop("inject", None)
@@ -301,17 +304,31 @@ def flow_from_detail(flow_detail: Any) -> Any:
     """Rebuild the flow of ``flow_detail`` with the factory recorded in it.
 
     Raises:
-        ValueError: the flow detail records no factory, or it cannot be imported.
+        ValueError: the flow detail records no factory (it was not loaded with
+            :func:`load_from_factory`).
+        ImportError: the recorded factory cannot be imported (also a ValueError,
+            which earlier flowkit releases raised).
     """
     factory_data = (flow_detail.meta or {}).get(_FACTORY_KEY)
     if not isinstance(factory_data, Mapping) or not isinstance(factory_data.get("name"), str):
+        # TaskFlow's wording, which programs match on.
         raise ValueError(
-            f"flow detail '{flow_detail.name}' ({flow_detail.uuid}) records no flow factory; "
-            "only runs loaded with load_from_factory() can be rebuilt"
+            f"Cannot reconstruct flow '{flow_detail.name}' {flow_detail.uuid}: it records no flow "
+            "factory (only runs loaded with load_from_factory() can be rebuilt), no factory "
+            "information saved."
         )
     name = factory_data["name"]
-    factory = _import_by_name(name)
+    try:
+        factory = _import_by_name(name)
+    except ImportError as err:
+        raise _FactoryImportError(
+            f"Could not import factory for flow '{flow_detail.name}' {flow_detail.uuid}: {err}"
+        ) from err
     return factory(*factory_data.get("args", ()), **factory_data.get("kwargs", {}))
+
+
+class _FactoryImportError(ImportError, ValueError):
+    """A recorded flow factory that cannot be imported: TaskFlow's ImportError, flowkit's ValueError."""
 
 
 def _import_by_name(name: str) -> Any:
@@ -328,7 +345,7 @@ def _import_by_name(name: str) -> Any:
         except AttributeError:
             break
         return target
-    raise ValueError(f"flow factory '{name}' cannot be imported")
+    raise _FactoryImportError(f"flow factory '{name}' cannot be imported")
 
 
 def load_from_detail(

@@ -605,7 +605,7 @@ def test_with_a_secret_an_unsigned_advertisement_does_not_count(
         ({"url": "redis://localhost", "topic": "t", "clock": object()}, "clock"),
         ({"url": "redis://localhost", "topic": "t", "retry_options": {"attempts": 0}}, "retry_options"),
         ({"url": "redis://localhost", "topic": "t", "retry_options": {"tries": 2}}, "retry_options"),
-        ({"url": "redis://localhost", "topic": "t", "max_workers": 2}, "max_workers"),
+        ({"url": "redis://localhost", "topic": "t", "max_workers": 2, "strict": True}, "max_workers"),
     ],
 )
 def test_bad_options_are_refused_before_anything_runs(options: dict[str, Any], option: str) -> None:

@@ -112,15 +112,27 @@ def test_an_unknown_engine_name_is_refused() -> None:
     assert "serial" in info.value.known
 
 
-def test_an_unknown_engine_option_is_refused(engine_kind: str) -> None:
+def test_an_unknown_engine_option_is_refused_when_strict(engine_kind: str) -> None:
     with pytest.raises(exceptions.InvalidEngineOption) as info:
-        engines.load(linear_flow.Flow("f"), engine=engine_kind, turbo=True)
+        engines.load(linear_flow.Flow("f"), engine=engine_kind, turbo=True, strict=True)
     assert info.value.option == "turbo"
 
 
-def test_an_unknown_option_in_an_engine_uri_is_refused() -> None:
+def test_an_unknown_option_in_an_engine_uri_is_refused_when_strict() -> None:
     with pytest.raises(exceptions.InvalidEngineOption):
-        engines.load(linear_flow.Flow("f"), engine="parallel://?turbo=yes")
+        engines.load(linear_flow.Flow("f"), engine="parallel://?turbo=yes&strict=true")
+
+
+def test_an_unknown_engine_option_is_passed_through_as_in_taskflow(
+    engine_kind: str, rec: Recorder, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Programs pass options of their own; a warning still catches a misspelt one.
+    with caplog.at_level("WARNING", logger="flowkit.engines._engine"):
+        engine = engines.load(Step("a", rec), engine=engine_kind, pass_1=1, max_worker=4)
+    assert engine.options["pass_1"] == 1
+    assert "['max_worker', 'pass_1']" in caplog.text
+    engine.run()
+    assert rec.executed() == ["a"]
 
 
 def test_engine_options_can_be_given_in_a_uri(rec: Recorder) -> None:
