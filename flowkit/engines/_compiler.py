@@ -210,6 +210,11 @@ def compile_flow(root: Any, *, strict: bool = False) -> Compilation:
         AmbiguousDependency: (strict only) an argument has several equally near providers.
     """
     builder = _Builder()
+    if _kind_of(root) == RETRY:
+        # A retry only decides for the flow it is given to (retry=), as in TaskFlow.
+        raise exc.InvalidFlowItem(
+            f"retry {root.name!r} cannot run on its own; give it to a flow as retry=", item=root
+        )
     if _kind_of(root) >= 0:
         scope = builder.wrap_atom(root)
     elif _kind_of(root) == _FLOW:

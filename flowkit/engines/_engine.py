@@ -293,12 +293,19 @@ class ActionEngine(Engine):
                 )
                 cause = problems[-1] if problems else None
                 problems.append(exc.MissingDependencies(node.name, missing, cause=cause, method=method))
+        if len(problems) == 1:
+            raise problems[0]
         if problems:
+            # Raised for the first atom with a gap; as in TaskFlow, its cause is the
+            # chain of per-atom errors (each caused by the one before), every gap.
             first = problems[0]
+            raised = exc.MissingDependencies(
+                first.atom, first.missing, cause=problems[-1], method=first.method
+            )
             if len(problems) > 1:
                 others = "; ".join(f"'{p.atom}' needs {p.missing}" for p in problems[1:])
-                first.args = (f"{first.message} (also: {others})",)
-            raise first
+                raised.args = (f"{raised.message} (also: {others})",)
+            raise raised
 
     def _compiled(self) -> _compiler.Compilation:
         if self._compilation is None:
@@ -404,6 +411,11 @@ class ActionEngine(Engine):
             except GeneratorExit:
                 closed = True
         self._change_state(final)
+        if final == st.FAILURE and runtime.retained:
+            # As TaskFlow: a run that could not be reverted raises what stopped the
+            # revert (a revert's own exception), not the failure that started it;
+            # that one stays in storage.get_execute_failures().
+            Failure.reraise_if_any(list(runtime.retained))
         if final not in _NO_RERAISE:
             failures = list(storage.get_execute_failures().values())
             failures.extend(storage.get_revert_failures().values())

@@ -129,6 +129,11 @@ def test_something_that_is_not_a_flow_or_atom_is_refused() -> None:
         compile_flow(object())
 
 
+def test_a_retry_cannot_run_on_its_own_as_in_taskflow() -> None:
+    with pytest.raises(TypeError, match="retry='r'|retry 'r'"):
+        compile_flow(retry.Times(2, "r"))
+
+
 def test_a_single_atom_compiles_into_a_flow_of_its_own() -> None:
     compilation = compile_flow(Use("solo"))
     assert [n.name for n in compilation.atoms] == ["solo"]
