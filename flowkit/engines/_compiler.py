@@ -187,6 +187,36 @@ class Compilation:
     #: ``range`` when creation order already is one.
     order: Sequence[int]
 
+    @property
+    def execution_graph(self) -> Any:
+        """The atoms as a :class:`flowkit.types.graph.DiGraph` (TaskFlow's ``execution_graph``).
+
+        Nodes are the atom objects (with ``kind`` ``"task"`` or ``"retry"``); an edge
+        ``u -> v`` says ``v`` starts only after ``u``. Built on request (it needs
+        the ``graph`` extra, networkx); the engine itself never uses it.
+        """
+        from flowkit.types.graph import DiGraph
+
+        graph = DiGraph()
+        nodes = self.nodes
+        for node in self.atoms:
+            graph.add_node(node.atom, kind="retry" if node.kind == RETRY else "task")
+        for node in self.atoms:
+            # Follow edges through the virtual flow nodes to the next atoms.
+            seen: set[int] = set()
+            stack = list(node.succ)
+            while stack:
+                index = stack.pop()
+                if index in seen:
+                    continue
+                seen.add(index)
+                target = nodes[index]
+                if target.atom is not None:
+                    graph.add_edge(node.atom, target.atom)
+                else:
+                    stack.extend(target.succ)
+        return graph
+
     def resolve(self, node: Node, symbol: str, skip: Callable[[int], bool]) -> int:
         """Find the nearest visible provider of ``symbol`` for ``node``, skipping some.
 

@@ -154,6 +154,13 @@ class Scheduler:
                 elif state[index] == st.RETRYING:
                     self.intention[index] = st.RETRY
                     self._in_revert[index] = True
+        # A retry stopped while about to retry (RETRYING, or its RETRY decision
+        # stored): its whole scope must be undone before it runs again, whatever
+        # intentions its atoms were left with (TaskFlow resumes it the same way).
+        for index in self._order:
+            if nodes[index].kind == RETRY and self._in_revert[index] and intention[index] == st.RETRY:
+                for succ in self._successors_closure(index)[1:]:
+                    self._in_revert[succ] = True
         for index in reversed(self._order):
             if not self._in_revert[index]:
                 continue

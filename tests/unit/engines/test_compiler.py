@@ -129,6 +129,16 @@ def test_something_that_is_not_a_flow_or_atom_is_refused() -> None:
         compile_flow(object())
 
 
+def test_the_execution_graph_links_atoms_through_flow_boundaries() -> None:
+    pytest.importorskip("networkx")
+    a, b, c = Use("a"), Use("b"), Use("c")
+    flow = linear_flow.Flow("f").add(a, unordered_flow.Flow("u").add(b), c)
+    graph = compile_flow(flow).execution_graph
+    assert set(graph.nodes) == {a, b, c}
+    assert set(graph.edges) == {(a, b), (b, c)}
+    assert graph.nodes[a]["kind"] == "task"
+
+
 def test_a_retry_cannot_run_on_its_own_as_in_taskflow() -> None:
     with pytest.raises(TypeError, match="retry='r'|retry 'r'"):
         compile_flow(retry.Times(2, "r"))

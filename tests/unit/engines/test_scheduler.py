@@ -247,3 +247,21 @@ def test_a_linear_step_costs_the_same_whatever_the_flow_size(size: int) -> None:
         largest = max(largest, len(scheduler._exec_heap))
     assert ran == size
     assert largest <= 1
+
+
+@pytest.mark.parametrize(
+    ("retry_state", "retry_intention"),
+    [(states.RETRYING, states.EXECUTE), (states.SUCCESS, states.RETRY)],
+    ids=["stopped-while-retrying", "stopped-after-deciding-to-retry"],
+)
+def test_resuming_a_retry_that_was_about_to_retry_retries_its_scope(
+    retry_state: str, retry_intention: str
+) -> None:
+    # Its atoms may be left with any intention (TaskFlow's test_retries sets only states).
+    flow = linear_flow.Flow("f", retry=retry.Times(3, "r")).add(Noop("a"), Noop("b"))
+    scheduler, _ = scheduler_for(flow)
+    scheduler.load(by_name(scheduler, "r").index, retry_state, retry_intention)
+    scheduler.load(by_name(scheduler, "a").index, states.REVERTED, states.EXECUTE)
+    scheduler.load(by_name(scheduler, "b").index, states.PENDING, states.EXECUTE)
+    scheduler.begin()
+    assert drive(scheduler) == [("r", RETRY_AGAIN), ("a", EXECUTE), ("b", EXECUTE)]
