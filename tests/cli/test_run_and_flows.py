@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from pathlib import Path
 
-from tests.cli.conftest import flowkit_cmd, flowkit_json
+from tests.cli.conftest import FLOWKIT, SOURCE_ROOT, command_env, flowkit_cmd, flowkit_json
 
 
 def test_run_succeeds_with_status_0_and_prints_the_report(connection: str) -> None:
@@ -159,3 +161,35 @@ def test_flows_why_tells_the_chain_of_causes(connection: str) -> None:
     assert second["cause"]["retry"] == "r1"
     unknown = flowkit_cmd("flows", "why", "shop", "nobody", "--connection", connection)
     assert unknown.returncode == 2 and "has no atom 'nobody'" in unknown.stderr
+
+
+def test_run_draws_progress_bars_on_a_terminal_only() -> None:
+    import pty
+
+    primary, secondary = pty.openpty()
+    try:
+        proc = subprocess.Popen(
+            [FLOWKIT, "run", "tests.cli._flows:make_shop", "--store", "amount=5", "--report", "none"],
+            stdin=secondary,
+            stdout=secondary,
+            stderr=secondary,
+            env=command_env(COLUMNS="100", TERM="xterm"),
+            cwd=SOURCE_ROOT,
+        )
+        os.close(secondary)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(primary, 4096)
+            except OSError:  # the terminal closed: the process is gone
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        os.close(primary)
+    drawn = b"".join(chunks).decode(errors="replace")
+    assert "flow shop" in drawn and "100%" in drawn
+    piped = flowkit_cmd("run", "tests.cli._flows:make_shop", "--store", "amount=5", "--report", "none")
+    assert piped.returncode == 0 and piped.stdout == ""
