@@ -144,6 +144,16 @@ class Storage:
         """
         return self._run.snapshot()
 
+    @property
+    def _flowdetail(self) -> FlowDetail:
+        """TaskFlow's private name for :attr:`flow_detail`.
+
+        TaskFlow programs and TaskFlow's own tests read ``engine.storage._flowdetail``
+        to reuse a run's flow detail (to resume it in a second engine, or to read its
+        meta); the name is kept so that code keeps working after the import change.
+        """
+        return self.flow_detail
+
     def flush(self) -> None:
         """Write every pending change now (see :meth:`RunState.flush`)."""
         self._run.flush()

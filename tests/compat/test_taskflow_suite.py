@@ -66,8 +66,8 @@ MODULES = (
 )
 
 # Ratchets (see the module docstring): move them only towards the goal.
-MIN_PASSED = 740
-MAX_UNLISTED_FAILURES = 103
+MIN_PASSED = 790
+MAX_UNLISTED_FAILURES = 53
 
 # Importing taskflow's test helpers pulls in oslo_utils.eventletutils, which warns.
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")

@@ -234,3 +234,23 @@ def test_a_resumed_in_doubt_atom_is_not_announced_running_twice() -> None:
     )
     resumed.run()
     assert seen == [(states.RUNNING, states.SUCCESS)]
+
+
+def test_taskflows_private_flowdetail_name_resumes_in_a_second_engine(
+    engine_kind: str, rec: Recorder
+) -> None:
+    engine = _succeeded(engine_kind, rec)
+    detail = engine.storage._flowdetail
+    assert detail.uuid == engine.storage.flow_uuid
+    assert {ad.name: ad.state for ad in detail} == {"a": states.SUCCESS, "b": states.SUCCESS}
+    again = engines.load(
+        linear_flow.Flow("f").add(
+            Step("a", rec, value=1, provides="x"), Step("b", rec, value=(2, 3), provides=("y", "z"))
+        ),
+        flow_detail=detail,
+        engine=engine_kind,
+    )
+    events = len(rec.events)
+    again.run()
+    assert len(rec.events) == events, "a finished run resumed from _flowdetail runs nothing again"
+    assert again.storage.fetch("z") == 3
