@@ -1,0 +1,241 @@
+"""A jobboard in this process's memory: for tests and single-host use.
+
+Every conductor sharing the board object shares its jobs; nothing survives
+the process. Claims last until given back unless an ``expiry`` is given
+(per claim or as the board's ``claim_expiry`` option), measured on the
+board's clock (injectable, so expiry is testable without sleeping).
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+import uuid as uuidlib
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from flowkit import exceptions as exc
+from flowkit import states
+from flowkit.jobs import _posting
+from flowkit.jobs._job import BoardJob
+from flowkit.jobs.base import (
+    POSTED,
+    REMOVAL,
+    Attempt,
+    AttemptEnd,
+    Claim,
+    Job,
+    JobBoardIterator,
+    JobPriority,
+    NotifyingJobBoard,
+    _Waiter,
+    check_who,
+    iter_sorted,
+    wait_for_jobs,
+)
+
+if TYPE_CHECKING:
+    from flowkit.persistence.base import Backend
+    from flowkit.persistence.models import LogBook
+
+__all__ = ["MemoryJobBoard"]
+
+
+@dataclass
+class _Entry:
+    job: BoardJob
+    claim: Claim | None = None
+    expires_at: float | None = None
+    attempts: list[Attempt] = field(default_factory=list)
+
+
+class MemoryJobBoard(NotifyingJobBoard):
+    """A thread-safe board held in memory.
+
+    Args:
+        name: the board's name.
+        conf: options; ``claim_expiry`` (seconds) makes claims expire unless renewed.
+        persistence: backend the jobs' logbooks are loaded from.
+        clock: monotonic seconds (injected by tests).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        conf: dict[str, Any] | None = None,
+        persistence: Backend | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(name, dict(conf or {}))
+        self._persistence = persistence
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._entries: dict[str, _Entry] = {}
+        self._trash: list[dict[str, Any]] = []
+        self._sequence = itertools.count(1)
+        self._tokens = itertools.count(1)
+        self._connected = False
+        self._waiter = _Waiter()
+        expiry = self._conf.get("claim_expiry")
+        self._default_expiry = None if expiry is None else float(expiry)
+
+    # -- connection ------------------------------------------------------
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    def connect(self) -> None:
+        self._connected = True
+
+    def close(self) -> None:
+        self._connected = False
+
+    def register_entity(self, entity: Any) -> None:
+        """Nothing to do: a memory board lists no entities."""
+
+    # -- reading ---------------------------------------------------------
+    def _live(self, job_uuid: str) -> _Entry | None:
+        """The entry of ``job_uuid`` with an expired claim dropped (caller holds the lock)."""
+        entry = self._entries.get(job_uuid)
+        expires_at = None if entry is None or entry.claim is None else entry.expires_at
+        if entry is not None and expires_at is not None and self._clock() >= expires_at:
+            self._end_attempt(entry, AttemptEnd.LOST, "claim expired")
+            entry.claim = None
+            entry.expires_at = None
+        return entry
+
+    def _end_attempt(self, entry: _Entry, end: AttemptEnd, reason: str | None) -> None:
+        if entry.attempts and entry.attempts[-1].end is AttemptEnd.OPEN:
+            entry.attempts[-1] = replace(entry.attempts[-1], end=end, reason=reason)
+
+    def _job_state(self, job: BoardJob) -> str:
+        with self._lock:
+            entry = self._live(job.uuid)
+            if entry is None:
+                return states.COMPLETE
+            return states.UNCLAIMED if entry.claim is None else states.CLAIMED
+
+    @property
+    def job_count(self) -> int:
+        with self._lock:
+            return len(self._entries)
+
+    def _fetch(self, ensure_fresh: bool) -> list[BoardJob]:
+        with self._lock:
+            return iter_sorted([e.job for e in self._entries.values()])
+
+    def iterjobs(self, only_unclaimed: bool = False, ensure_fresh: bool = False) -> JobBoardIterator:
+        return JobBoardIterator(self, self._fetch, only_unclaimed=only_unclaimed, ensure_fresh=ensure_fresh)
+
+    def wait(self, timeout: float | None = None) -> JobBoardIterator:
+        return wait_for_jobs(self, timeout, self._waiter, clock=self._clock)
+
+    def find_owner(self, job: Job) -> str | None:
+        claim = self.current_claim(job)
+        return None if claim is None else claim.owner
+
+    def current_claim(self, job: Job) -> Claim | None:
+        with self._lock:
+            entry = self._live(job.uuid)
+            return None if entry is None else entry.claim
+
+    def attempts(self, job: Job) -> list[Attempt]:
+        with self._lock:
+            entry = self._live(job.uuid)
+            return [] if entry is None else list(entry.attempts)
+
+    def trashed(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [dict(t) for t in self._trash]
+
+    # -- writing ---------------------------------------------------------
+    def post(
+        self,
+        name: str,
+        book: LogBook | None = None,
+        details: dict[str, Any] | None = None,
+        priority: JobPriority | str = JobPriority.NORMAL,
+    ) -> BoardJob:
+        with self._lock:
+            posting = _posting.Posting.make(
+                str(uuidlib.uuid4()), name, next(self._sequence), book, details, priority
+            )
+            job = BoardJob(self, posting, backend=self._persistence, book=book)
+            self._entries[posting.uuid] = _Entry(job)
+        self._waiter.wake()
+        self._notify(POSTED, job)
+        return job
+
+    def _entry_of(self, job: Job, action: str) -> _Entry:
+        entry = self._live(job.uuid)
+        if entry is None:
+            raise exc.NotFound(f"job {job.uuid} is not on board {self.name!r} (cannot {action} it)")
+        return entry
+
+    def _held_entry(self, job: Job, who: str, action: str) -> _Entry:
+        entry = self._entry_of(job, action)
+        if entry.claim is None:
+            raise exc.JobFailure(f"cannot {action} job {job.uuid}: it is not claimed (by {who!r} or anyone)")
+        if entry.claim.owner != who:
+            raise exc.JobFailure(
+                f"cannot {action} job {job.uuid}: it is claimed by {entry.claim.owner!r}, not {who!r}"
+            )
+        return entry
+
+    @check_who
+    def claim(self, job: Job, who: str, expiry: float | None = None) -> Claim:
+        if expiry is not None and expiry <= 0:
+            raise ValueError(f"claim expiry must be positive, not {expiry!r}")
+        with self._lock:
+            entry = self._entry_of(job, "claim")
+            if entry.claim is not None:
+                raise exc.UnclaimableJob(f"job {job.uuid} is already claimed by {entry.claim.owner!r}")
+            claim = Claim(who, next(self._tokens))
+            seconds = expiry if expiry is not None else self._default_expiry
+            entry.claim = claim
+            entry.expires_at = None if seconds is None else self._clock() + seconds
+            self._end_attempt(entry, AttemptEnd.LOST, "claim lost")
+            entry.attempts.append(Attempt(who, claim.token, time.time()))
+            return claim
+
+    def renew(self, job: Job, claim: Claim, expiry: float) -> bool:
+        """Push back the expiry of ``claim``; ``False`` if it is no longer current."""
+        with self._lock:
+            entry = self._live(job.uuid)
+            if entry is None or entry.claim != claim:
+                return False
+            entry.expires_at = self._clock() + expiry
+            return True
+
+    @check_who
+    def consume(self, job: Job, who: str) -> None:
+        with self._lock:
+            entry = self._held_entry(job, who, "consume")
+            del self._entries[job.uuid]
+        self._notify(REMOVAL, entry.job)
+
+    @check_who
+    def abandon(self, job: Job, who: str, reason: str | None = None, failed: bool = False) -> None:
+        with self._lock:
+            entry = self._held_entry(job, who, "abandon")
+            self._end_attempt(entry, AttemptEnd.FAILED if failed else AttemptEnd.ABANDONED, reason)
+            entry.claim = None
+            entry.expires_at = None
+        self._waiter.wake()
+
+    @check_who
+    def trash(self, job: Job, who: str, reason: str | None = None) -> None:
+        with self._lock:
+            entry = self._held_entry(job, who, "trash")
+            self._end_attempt(entry, AttemptEnd.ABANDONED, reason)
+            del self._entries[job.uuid]
+            self._trash.append(
+                {
+                    **entry.job.posting.to_dict(),
+                    "reason": reason,
+                    "attempts": [a.to_dict() for a in entry.attempts],
+                }
+            )
+        self._notify(REMOVAL, entry.job)

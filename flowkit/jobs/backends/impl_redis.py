@@ -1,0 +1,479 @@
+"""A jobboard in Redis: claims are keys with an expiry that their holder keeps alive.
+
+Layout under the board's ``namespace`` (default ``flowkit``)::
+
+    {ns}:listings          hash   job uuid -> posting JSON
+    {ns}:sequence          string posting order counter
+    {ns}:tokens            string claim (fencing) token counter
+    {ns}:owner:{uuid}      string {"owner": ..., "token": ...}, expires unless renewed
+    {ns}:attempts:{uuid}   list   one JSON attempt per claim (see ``Attempt``)
+    {ns}:trash             hash   job uuid -> {"posting", "reason", "attempts"}
+    {ns}:entities          hash   entity name -> JSON (registered conductors)
+
+Every state change is one Lua script, so it is atomic on the server: a claim
+checks there is no owner, takes the next token and records the attempt in
+one step. A holder's board renews its claims every third of their expiry on
+a background thread; a holder that dies (or stops) loses its claim when the
+key expires, and the next claim records the previous attempt as lost.
+
+Options (TaskFlow's names): ``host``, ``port``, ``password``, ``username``,
+``db``, ``namespace``, ``ssl``..., ``socket_timeout``, ``sentinel``,
+``sentinel_fallbacks``, ``sentinel_kwargs``; or ``url``
+(``redis://:pw@host:6379/0``). flowkit's own: ``claim_expiry`` (seconds,
+default 30; TaskFlow's claims never expire unless asked).
+
+Board notifications (:data:`~flowkit.jobs.base.POSTED`, ``REMOVAL``) are sent
+for changes made through this board object only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid as uuidlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from flowkit import exceptions as exc
+from flowkit import states
+from flowkit.jobs import _posting
+from flowkit.jobs._job import BoardJob
+from flowkit.jobs.base import (
+    POSTED,
+    REMOVAL,
+    Attempt,
+    Claim,
+    Job,
+    JobBoardIterator,
+    JobPriority,
+    NotifyingJobBoard,
+    check_who,
+    iter_sorted,
+    wait_for_jobs,
+)
+from flowkit.persistence.backends._urls import mask_url
+
+if TYPE_CHECKING:
+    from flowkit.persistence.base import Backend
+    from flowkit.persistence.models import LogBook
+
+__all__ = ["RedisJobBoard"]
+
+LOG = logging.getLogger(__name__)
+
+DEFAULT_NAMESPACE = "flowkit"
+DEFAULT_CLAIM_EXPIRY = 30.0
+
+# KEYS: listings, owner, attempts, tokens. ARGV: uuid, who, expiry ms (0: none), now.
+_CLAIM = """
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return {0, 'unknown'} end
+local current = redis.call('GET', KEYS[2])
+if current then return {0, 'claimed', current} end
+local token = redis.call('INCR', KEYS[4])
+local value = cjson.encode({owner = ARGV[2], token = token})
+if tonumber(ARGV[3]) > 0 then
+  redis.call('SET', KEYS[2], value, 'PX', ARGV[3])
+else
+  redis.call('SET', KEYS[2], value)
+end
+local last = redis.call('LINDEX', KEYS[3], -1)
+if last then
+  local record = cjson.decode(last)
+  if record['end'] == 'open' then
+    record['end'] = 'lost'
+    record['reason'] = 'claim lost (expired or holder gone)'
+    redis.call('LSET', KEYS[3], -1, cjson.encode(record))
+  end
+end
+local attempt = {owner = ARGV[2], token = token, claimed_at = tonumber(ARGV[4]), ['end'] = 'open'}
+redis.call('RPUSH', KEYS[3], cjson.encode(attempt))
+return {1, token}
+"""
+
+# KEYS: owner. ARGV: the token held, expiry ms.
+_RENEW = """
+local current = redis.call('GET', KEYS[1])
+if current and cjson.decode(current)['token'] == tonumber(ARGV[1]) then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+
+# KEYS: listings, owner, attempts, trash. ARGV: uuid, who, action, reason, end.
+_RELEASE = """
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return {0, 'unknown'} end
+local current = redis.call('GET', KEYS[2])
+if not current then return {0, 'unclaimed'} end
+local holder = cjson.decode(current)
+if holder['owner'] ~= ARGV[2] then return {0, 'other', current} end
+redis.call('DEL', KEYS[2])
+local last = redis.call('LINDEX', KEYS[3], -1)
+if last and ARGV[3] ~= 'consume' then
+  local record = cjson.decode(last)
+  if record['end'] == 'open' then
+    record['end'] = ARGV[5]
+    if ARGV[4] ~= '' then record['reason'] = ARGV[4] end
+    redis.call('LSET', KEYS[3], -1, cjson.encode(record))
+  end
+end
+if ARGV[3] == 'trash' then
+  local posting = redis.call('HGET', KEYS[1], ARGV[1])
+  local attempts = redis.call('LRANGE', KEYS[3], 0, -1)
+  local reason = cjson.encode(ARGV[4])
+  local doc = '{"posting":' .. posting .. ',"reason":' .. reason
+  doc = doc .. ',"attempts":[' .. table.concat(attempts, ',') .. ']}'
+  redis.call('HSET', KEYS[4], ARGV[1], doc)
+end
+if ARGV[3] ~= 'abandon' then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  redis.call('DEL', KEYS[3])
+end
+return {1}
+"""
+
+# Options handed to redis-py as they are (TaskFlow's list).
+_CLIENT_OPTIONS: dict[str, type | None] = {
+    "host": str,
+    "port": int,
+    "username": str,
+    "password": str,
+    "db": int,
+    "encoding": str,
+    "socket_timeout": float,
+    "socket_connect_timeout": float,
+    "socket_keepalive": bool,
+    "ssl": bool,
+    "ssl_keyfile": str,
+    "ssl_certfile": str,
+    "ssl_cert_reqs": None,
+    "ssl_ca_certs": str,
+    "ssl_check_hostname": bool,
+}
+
+
+@contextmanager
+def _translated(action: str, where: str) -> Iterator[None]:
+    """Turn redis-py's errors into :class:`JobFailure` naming the action and the (masked) server."""
+    from redis.exceptions import RedisError
+
+    try:
+        yield
+    except RedisError as err:
+        raise exc.JobFailure(f"Redis jobboard at {where}: could not {action}: {mask_url(err)}") from err
+
+
+class RedisJobBoard(NotifyingJobBoard):
+    """TaskFlow's Redis jobboard semantics, with fencing tokens and attempt history.
+
+    Args:
+        name: the board's name.
+        conf: options (see the module docstring).
+        persistence: backend the jobs' logbooks are loaded from.
+        client: an already made ``redis.Redis`` to use instead of one made from ``conf``.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        conf: dict[str, Any] | None = None,
+        persistence: Backend | None = None,
+        client: Any = None,
+    ) -> None:
+        super().__init__(name, dict(conf or {}))
+        self._persistence = persistence
+        self._client = client
+        self._own_client = client is None
+        ns = str(self._conf.get("namespace", DEFAULT_NAMESPACE))
+        self._ns = ns
+        self._listings = f"{ns}:listings"
+        self._sequence = f"{ns}:sequence"
+        self._tokens = f"{ns}:tokens"
+        self._trash = f"{ns}:trash"
+        self._entities = f"{ns}:entities"
+        expiry = self._conf.get("claim_expiry", DEFAULT_CLAIM_EXPIRY)
+        self._default_expiry = None if expiry in (None, "", "none") else float(expiry)
+        self._scripts: dict[str, Any] = {}
+        # Claims this board keeps alive: job uuid -> (token, expiry ms).
+        self._kept: dict[str, tuple[int, int]] = {}
+        self._kept_lock = threading.Lock()
+        self._keeper: threading.Thread | None = None
+        self._keeper_stop = threading.Event()
+
+    # -- connection ------------------------------------------------------
+    @property
+    def where(self) -> str:
+        """The server's address, password masked (for messages)."""
+        url = self._conf.get("url")
+        if url:
+            return mask_url(url)
+        return f"redis://{self._conf.get('host', '127.0.0.1')}:{self._conf.get('port', 6379)}"
+
+    def _make_client(self) -> Any:
+        try:
+            import redis
+        except ImportError as err:  # pragma: no cover - redis is a declared extra
+            raise exc.JobFailure("the Redis jobboard needs redis-py: pip install 'flowkit[redis]'") from err
+        options: dict[str, Any] = {"socket_connect_timeout": 5.0, "socket_timeout": 10.0}
+        for key, convert in _CLIENT_OPTIONS.items():
+            if key in self._conf and key != "url":
+                options[key] = self._conf[key] if convert is None else convert(self._conf[key])
+        try:
+            from redis.maint_notifications import MaintNotificationsConfig
+        except ImportError:  # pragma: no cover - redis-py < 7
+            pass
+        else:
+            options["maint_notifications_config"] = MaintNotificationsConfig(enabled=False)
+        url = self._conf.get("url")
+        sentinel = self._conf.get("sentinel")
+        try:
+            if sentinel:
+                from redis.sentinel import Sentinel
+
+                hosts = [(options.pop("host", "127.0.0.1"), options.pop("port", 26379))]
+                for fallback in self._conf.get("sentinel_fallbacks", []):
+                    host, _, port = str(fallback).rpartition(":")
+                    hosts.append((host, int(port)))
+                if not options.get("ssl"):
+                    options = {k: v for k, v in options.items() if not k.startswith("ssl")}
+                made = Sentinel(hosts, sentinel_kwargs=self._conf.get("sentinel_kwargs"), **options)
+                return made.master_for(str(sentinel))
+            if url:
+                return redis.Redis.from_url(str(url), **options)
+            return redis.Redis(**options)
+        except (ValueError, TypeError) as err:
+            raise exc.JobFailure(f"malformed Redis jobboard configuration for {self.where}: {err}") from err
+
+    @property
+    def connected(self) -> bool:
+        if self._client is None:
+            return False
+        try:
+            return bool(self._client.ping())
+        except Exception:  # any failure to answer means not connected
+            return False
+
+    def connect(self) -> None:
+        if self._client is None:
+            self._client = self._make_client()
+            self._own_client = True
+        with _translated("connect", self.where):
+            self._client.ping()
+        for name, body in (("claim", _CLAIM), ("renew", _RENEW), ("release", _RELEASE)):
+            self._scripts[name] = self._client.register_script(body)
+
+    def close(self) -> None:
+        self._keeper_stop.set()
+        keeper, self._keeper = self._keeper, None
+        if keeper is not None:
+            keeper.join(timeout=5)
+        with self._kept_lock:
+            self._kept.clear()
+        if self._client is not None and self._own_client:
+            self._client.close()
+            self._client = None
+
+    def _redis(self) -> Any:
+        if self._client is None or not self._scripts:
+            raise exc.JobFailure(f"Redis jobboard {self.name!r} at {self.where} is not connected")
+        return self._client
+
+    def register_entity(self, entity: Any) -> None:
+        record = {
+            "kind": getattr(entity, "kind", None),
+            "name": getattr(entity, "name", str(entity)),
+            "metadata": getattr(entity, "metadata", {}),
+            "registered_at": time.time(),
+        }
+        with _translated("register an entity", self.where):
+            self._redis().hset(self._entities, record["name"], json.dumps(record, default=str))
+
+    # -- keys ------------------------------------------------------------
+    def _owner_key(self, job_uuid: str) -> str:
+        return f"{self._ns}:owner:{job_uuid}"
+
+    def _attempts_key(self, job_uuid: str) -> str:
+        return f"{self._ns}:attempts:{job_uuid}"
+
+    # -- reading ---------------------------------------------------------
+    def _job_state(self, job: BoardJob) -> str:
+        with _translated(f"read the state of job {job.uuid}", self.where):
+            pipe = self._redis().pipeline(transaction=False)
+            pipe.hexists(self._listings, job.uuid)
+            pipe.exists(self._owner_key(job.uuid))
+            listed, owned = pipe.execute()
+        if not listed:
+            return states.COMPLETE
+        return states.CLAIMED if owned else states.UNCLAIMED
+
+    @property
+    def job_count(self) -> int:
+        with _translated("count jobs", self.where):
+            return int(self._redis().hlen(self._listings))
+
+    def _set_aside_malformed(self, key: str, raw: bytes, error: _posting.MalformedJob) -> None:
+        LOG.warning("setting aside malformed job document %s: %s", error.location, error)
+        doc = json.dumps({"raw": raw.decode("utf-8", "replace"), "reason": str(error), "attempts": []})
+        with _translated("set a malformed job aside", self.where):
+            pipe = self._redis().pipeline(transaction=True)
+            pipe.hset(self._trash, key, doc)
+            pipe.hdel(self._listings, key)
+            pipe.execute()
+
+    def _fetch(self, ensure_fresh: bool) -> list[BoardJob]:
+        with _translated("list jobs", self.where):
+            raw = self._redis().hgetall(self._listings)
+        jobs = []
+        for raw_key, raw_posting in raw.items():
+            key = raw_key.decode()
+            try:
+                posting = _posting.loads(raw_posting, f"{self.where} {self._listings}[{key}]")
+            except _posting.MalformedJob as error:
+                self._set_aside_malformed(key, raw_posting, error)
+                continue
+            jobs.append(BoardJob(self, posting, backend=self._persistence))
+        return iter_sorted(jobs)
+
+    def iterjobs(self, only_unclaimed: bool = False, ensure_fresh: bool = False) -> JobBoardIterator:
+        return JobBoardIterator(self, self._fetch, only_unclaimed=only_unclaimed, ensure_fresh=ensure_fresh)
+
+    def wait(self, timeout: float | None = None) -> JobBoardIterator:
+        return wait_for_jobs(self, timeout)
+
+    def current_claim(self, job: Job) -> Claim | None:
+        with _translated(f"read the claim of job {job.uuid}", self.where):
+            raw = self._redis().get(self._owner_key(job.uuid))
+        return None if raw is None else _decode_claim(raw)
+
+    def find_owner(self, job: Job) -> str | None:
+        claim = self.current_claim(job)
+        return None if claim is None else claim.owner
+
+    def attempts(self, job: Job) -> list[Attempt]:
+        with _translated(f"read the attempts of job {job.uuid}", self.where):
+            raw = self._redis().lrange(self._attempts_key(job.uuid), 0, -1)
+        return [Attempt.from_dict(json.loads(item)) for item in raw]
+
+    def trashed(self) -> list[dict[str, Any]]:
+        with _translated("list trashed jobs", self.where):
+            raw = self._redis().hgetall(self._trash)
+        found = []
+        for item in raw.values():
+            doc = json.loads(item)
+            posting = doc.pop("posting", None) or {}
+            found.append({**posting, **doc})
+        return found
+
+    # -- writing ---------------------------------------------------------
+    def post(
+        self,
+        name: str,
+        book: LogBook | None = None,
+        details: dict[str, Any] | None = None,
+        priority: JobPriority | str = JobPriority.NORMAL,
+    ) -> BoardJob:
+        job_uuid = str(uuidlib.uuid4())
+        # Check the posting before any write, so bad details cost no sequence number.
+        _posting.Posting.make(job_uuid, name, 0, book, details, priority)
+        with _translated(f"post job {name!r}", self.where):
+            sequence = int(self._redis().incr(self._sequence))
+            posting = _posting.Posting.make(job_uuid, name, sequence, book, details, priority)
+            if not self._redis().hsetnx(self._listings, job_uuid, _posting.dumps(posting)):
+                raise exc.JobFailure(f"job {job_uuid} could not be posted: the uuid is taken")
+        job = BoardJob(self, posting, backend=self._persistence, book=book)
+        self._notify(POSTED, job)
+        return job
+
+    @check_who
+    def claim(self, job: Job, who: str, expiry: float | None = None) -> Claim:
+        seconds = expiry if expiry is not None else self._default_expiry
+        if seconds is not None and seconds <= 0:
+            raise ValueError(f"claim expiry must be positive, not {seconds!r}")
+        ms = 0 if seconds is None else max(1, int(seconds * 1000))
+        keys = [self._listings, self._owner_key(job.uuid), self._attempts_key(job.uuid), self._tokens]
+        with _translated(f"claim job {job.uuid}", self.where):
+            result = self._scripts["claim"](keys=keys, args=[job.uuid, who, ms, time.time()])
+        if result[0] != 1:
+            reason = _text(result[1])
+            if reason == "unknown":
+                raise exc.NotFound(f"job {job.uuid} is not on board {self.name!r} (cannot claim it)")
+            owner = _decode_claim(result[2]).owner
+            raise exc.UnclaimableJob(f"job {job.uuid} is already claimed by {owner!r}")
+        claim = Claim(who, int(result[1]))
+        if ms:
+            self._keep_alive(job.uuid, claim.token, ms)
+        return claim
+
+    def _release(self, job: Job, who: str, action: str, reason: str | None, end: str) -> None:
+        self._forget(job.uuid)
+        keys = [self._listings, self._owner_key(job.uuid), self._attempts_key(job.uuid), self._trash]
+        with _translated(f"{action} job {job.uuid}", self.where):
+            result = self._scripts["release"](keys=keys, args=[job.uuid, who, action, reason or "", end])
+        if result[0] == 1:
+            return
+        why = _text(result[1])
+        if why == "unknown":
+            raise exc.NotFound(f"job {job.uuid} is not on board {self.name!r} (cannot {action} it)")
+        if why == "unclaimed":
+            raise exc.JobFailure(f"cannot {action} job {job.uuid}: it is not claimed (by {who!r} or anyone)")
+        owner = _decode_claim(result[2]).owner
+        raise exc.JobFailure(f"cannot {action} job {job.uuid}: it is claimed by {owner!r}, not {who!r}")
+
+    @check_who
+    def consume(self, job: Job, who: str) -> None:
+        self._release(job, who, "consume", None, "consumed")
+        self._notify(REMOVAL, job)
+
+    @check_who
+    def abandon(self, job: Job, who: str, reason: str | None = None, failed: bool = False) -> None:
+        self._release(job, who, "abandon", reason, "failed" if failed else "abandoned")
+
+    @check_who
+    def trash(self, job: Job, who: str, reason: str | None = None) -> None:
+        self._release(job, who, "trash", reason, "abandoned")
+        self._notify(REMOVAL, job)
+
+    # -- keeping claims alive --------------------------------------------
+    def _keep_alive(self, job_uuid: str, token: int, ms: int) -> None:
+        with self._kept_lock:
+            self._kept[job_uuid] = (token, ms)
+            if self._keeper is None or not self._keeper.is_alive():
+                self._keeper_stop.clear()
+                self._keeper = threading.Thread(
+                    target=self._renew_loop, name=f"flowkit-redis-claims-{self.name}", daemon=True
+                )
+                self._keeper.start()
+
+    def _forget(self, job_uuid: str) -> None:
+        with self._kept_lock:
+            self._kept.pop(job_uuid, None)
+
+    def _renew_loop(self) -> None:
+        while True:
+            with self._kept_lock:
+                kept = dict(self._kept)
+            period = min((ms for _, ms in kept.values()), default=3000) / 3000.0
+            if self._keeper_stop.wait(period):
+                return
+            for job_uuid, (token, ms) in kept.items():
+                try:
+                    renewed = self._scripts["renew"](keys=[self._owner_key(job_uuid)], args=[token, ms])
+                except Exception:  # retried next period; the claim expires only later
+                    LOG.warning(
+                        "could not renew the claim on job %s at %s", job_uuid, self.where, exc_info=True
+                    )
+                    continue
+                if not renewed:
+                    LOG.warning("claim on job %s at %s was lost; no longer renewing it", job_uuid, self.where)
+                    self._forget(job_uuid)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _decode_claim(raw: Any) -> Claim:
+    data = json.loads(raw)
+    return Claim(str(data["owner"]), int(data["token"]))

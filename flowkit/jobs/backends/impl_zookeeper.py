@@ -1,0 +1,466 @@
+"""A jobboard in ZooKeeper: jobs are sequential nodes, claims are ephemeral nodes.
+
+Layout under the board's ``path`` (default ``/flowkit/jobs``)::
+
+    job0000000007            posting JSON (persistent, sequential: posting order)
+    job0000000007.lock       {"owner": ..., "token": ...} (ephemeral: the claim)
+    job0000000007.attempts   JSON list of attempts; its version is the claim token
+    .trash/job0000000007     {"posting", "reason", "attempts"} of a job set aside
+    .entities/<name>         registered conductors (ephemeral)
+
+A claim is one multi-operation transaction: create the ephemeral lock and
+bump the attempts node from the version just read. The token is that new
+version, so it grows with every claim of the job, and the transaction fails
+if anyone claimed in between. The claim lives as long as the claimant's
+ZooKeeper session: a holder that dies, hangs past the session timeout or is
+partitioned away loses it when the server expires the session.
+
+A children watch on ``path`` sends :data:`~flowkit.jobs.base.POSTED` and
+``REMOVAL`` notifications for every change, made here or by anyone else.
+
+Options (TaskFlow's names): ``hosts`` (``"h1:2181,h2:2181"`` or a list),
+``path``, ``timeout`` (seconds: connecting and the session timeout); or a
+``zookeeper://h1:2181,h2:2181/path`` URL.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid as uuidlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from flowkit import exceptions as exc
+from flowkit import states
+from flowkit.jobs import _posting
+from flowkit.jobs._job import BoardJob
+from flowkit.jobs.base import (
+    POSTED,
+    REMOVAL,
+    Attempt,
+    AttemptEnd,
+    Claim,
+    Job,
+    JobBoardIterator,
+    JobPriority,
+    NotifyingJobBoard,
+    _Waiter,
+    check_who,
+    iter_sorted,
+    wait_for_jobs,
+)
+
+if TYPE_CHECKING:
+    from flowkit.persistence.base import Backend
+    from flowkit.persistence.models import LogBook
+
+__all__ = ["ZookeeperJobBoard"]
+
+LOG = logging.getLogger(__name__)
+
+DEFAULT_PATH = "/flowkit/jobs"
+DEFAULT_TIMEOUT = 10.0
+_PREFIX = "job"
+_LOCK = ".lock"
+_ATTEMPTS = ".attempts"
+
+
+class ZkJob(BoardJob):
+    """A job with the path of its node."""
+
+    def __init__(self, board: ZookeeperJobBoard, posting: _posting.Posting, path: str, **kwargs: Any) -> None:
+        super().__init__(board, posting, **kwargs)
+        self.path = path
+
+
+@contextmanager
+def _translated(action: str, where: str) -> Iterator[None]:
+    from kazoo import exceptions as kazoo_errors  # type: ignore[import-untyped]
+
+    try:
+        yield
+    except kazoo_errors.NoNodeError as err:
+        raise exc.NotFound(f"ZooKeeper jobboard at {where}: could not {action}: a node is gone") from err
+    except (kazoo_errors.KazooException, OSError) as err:
+        raise exc.JobFailure(f"ZooKeeper jobboard at {where}: could not {action}: {err!r}") from err
+
+
+class ZookeeperJobBoard(NotifyingJobBoard):
+    """TaskFlow's ZooKeeper jobboard semantics, with fencing tokens and attempt history.
+
+    Args:
+        name: the board's name.
+        conf: options (see the module docstring).
+        persistence: backend the jobs' logbooks are loaded from.
+        client: an already made ``KazooClient`` to use instead of one made from ``conf``.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        conf: dict[str, Any] | None = None,
+        persistence: Backend | None = None,
+        client: Any = None,
+    ) -> None:
+        super().__init__(name, dict(conf or {}))
+        self._persistence = persistence
+        self._client = client
+        self._own_client = client is None
+        hosts: Any = self._conf.get("hosts")
+        path = self._conf.get("path")
+        url = self._conf.get("url")
+        if url:
+            parts = urlsplit(str(url))
+            hosts = hosts or parts.netloc
+            path = path or (parts.path if parts.path not in ("", "/") else None)
+        if isinstance(hosts, (list, tuple)):
+            hosts = ",".join(str(h) for h in hosts)
+        self._hosts = str(hosts or "127.0.0.1:2181")
+        self._path = "/" + str(path or DEFAULT_PATH).strip("/")
+        self._trash = f"{self._path}/.trash"
+        self._entities = f"{self._path}/.entities"
+        self._timeout = float(self._conf.get("timeout", DEFAULT_TIMEOUT))
+        self._waiter = _Waiter()
+        # Job nodes seen by the children watch, with the job read when it appeared.
+        self._known: dict[str, ZkJob | None] = {}
+        self._known_lock = threading.Lock()
+
+    @property
+    def where(self) -> str:
+        """``zookeeper://hosts/path`` (for messages)."""
+        return f"zookeeper://{self._hosts}{self._path}"
+
+    @property
+    def path(self) -> str:
+        """The root node of the board."""
+        return self._path
+
+    # -- connection ------------------------------------------------------
+    @property
+    def connected(self) -> bool:
+        return self._client is not None and bool(self._client.connected)
+
+    def connect(self) -> None:
+        try:
+            from kazoo.client import KazooClient  # type: ignore[import-untyped]
+        except ImportError as err:  # pragma: no cover - kazoo is a declared extra
+            raise exc.JobFailure(
+                "the ZooKeeper jobboard needs kazoo: pip install 'flowkit[zookeeper]'"
+            ) from err
+        if self._client is None:
+            self._client = KazooClient(hosts=self._hosts, timeout=self._timeout)
+            self._own_client = True
+        if not self._client.connected:
+            try:
+                self._client.start(timeout=self._timeout)
+            except self._client.handler.timeout_exception as err:
+                self._client.stop()
+                raise exc.JobFailure(
+                    f"could not connect to the ZooKeeper jobboard at {self.where} "
+                    f"within {self._timeout} seconds"
+                ) from err
+        with _translated("create the board's nodes", self.where):
+            self._client.ensure_path(self._trash)
+            self._client.ensure_path(self._entities)
+        self._client.ChildrenWatch(self._path, self._on_children)
+
+    def close(self) -> None:
+        if self._client is not None and self._own_client:
+            self._client.stop()
+            self._client.close()
+            self._client = None
+
+    def _zk(self) -> Any:
+        if self._client is None or not self._client.connected:
+            raise exc.JobFailure(f"ZooKeeper jobboard {self.name!r} at {self.where} is not connected")
+        return self._client
+
+    def register_entity(self, entity: Any) -> None:
+        name = str(getattr(entity, "name", entity))
+        record = {
+            "kind": getattr(entity, "kind", None),
+            "name": name,
+            "metadata": getattr(entity, "metadata", {}),
+        }
+        from kazoo.exceptions import NodeExistsError  # type: ignore[import-untyped]
+
+        path = f"{self._entities}/{name.replace('/', '_')}"
+        with _translated("register an entity", self.where):
+            try:
+                self._zk().create(path, json.dumps(record, default=str).encode(), ephemeral=True)
+            except NodeExistsError:
+                self._zk().set(path, json.dumps(record, default=str).encode())
+
+    # -- notifications ---------------------------------------------------
+    def _on_children(self, children: list[str]) -> None:
+        names = {c for c in children if _is_job_node(c)}
+        listening = self.notifier.has_listeners
+        with self._known_lock:
+            added = sorted(names - self._known.keys())
+            removed = [self._known.pop(c) for c in sorted(self._known.keys() - names)]
+            for child in added:
+                self._known[child] = self._read_job(child) if listening else None
+            posted = [self._known[c] for c in added]
+        if added:
+            self._waiter.wake()
+        for job in posted:
+            if job is not None:
+                self._notify(POSTED, job)
+        for gone in removed:
+            if gone is not None:
+                self._notify(REMOVAL, gone)
+
+    # -- reading ---------------------------------------------------------
+    def _read_job(self, child: str) -> ZkJob | None:
+        path = f"{self._path}/{child}"
+        try:
+            raw, _ = self._zk().get(path)
+        except Exception:  # gone meanwhile or unreadable: nothing to hand out
+            return None
+        return self._job_from(child, raw)
+
+    def _job_from(self, child: str, raw: bytes) -> ZkJob | None:
+        path = f"{self._path}/{child}"
+        try:
+            posting = _posting.loads(raw, f"{self.where}/{child}")
+        except _posting.MalformedJob as error:
+            self._set_aside_malformed(child, raw, error)
+            return None
+        sequence = int(child[len(_PREFIX) :])
+        posting = _posting.Posting(**{**posting.__dict__, "sequence": sequence})
+        return ZkJob(self, posting, path, backend=self._persistence)
+
+    def _set_aside_malformed(self, child: str, raw: bytes, error: _posting.MalformedJob) -> None:
+        LOG.warning("setting aside malformed job document %s: %s", error.location, error)
+        doc = json.dumps({"raw": raw.decode("utf-8", "replace"), "reason": str(error), "attempts": []})
+        zk = self._zk()
+        try:
+            txn = zk.transaction()
+            txn.create(f"{self._trash}/{child}", doc.encode())
+            txn.delete(f"{self._path}/{child}")
+            txn.commit()
+        except Exception:  # another board set it aside first
+            LOG.debug("could not set %s aside", child, exc_info=True)
+
+    def _children(self) -> list[str]:
+        with _translated("list jobs", self.where):
+            return [c for c in self._zk().get_children(self._path) if _is_job_node(c)]
+
+    def _job_state(self, job: BoardJob) -> str:
+        path = _path_of(job)
+        with _translated(f"read the state of job {job.uuid}", self.where):
+            zk = self._zk()
+            exists = zk.exists_async(path)
+            locked = zk.exists_async(path + _LOCK)
+            listed, owned = exists.get(), locked.get()
+        if listed is None:
+            return states.COMPLETE
+        return states.CLAIMED if owned is not None else states.UNCLAIMED
+
+    @property
+    def job_count(self) -> int:
+        return len(self._children())
+
+    def _fetch(self, ensure_fresh: bool) -> list[ZkJob]:
+        children = self._children()
+        zk = self._zk()
+        pending = [(c, zk.get_async(f"{self._path}/{c}")) for c in children]
+        jobs = []
+        from kazoo.exceptions import NoNodeError
+
+        for child, result in pending:
+            try:
+                raw, _ = result.get()
+            except NoNodeError:
+                continue
+            job = self._job_from(child, raw)
+            if job is not None:
+                jobs.append(job)
+        return iter_sorted(jobs)
+
+    def iterjobs(self, only_unclaimed: bool = False, ensure_fresh: bool = False) -> JobBoardIterator:
+        return JobBoardIterator(self, self._fetch, only_unclaimed=only_unclaimed, ensure_fresh=ensure_fresh)
+
+    def wait(self, timeout: float | None = None) -> JobBoardIterator:
+        return wait_for_jobs(self, timeout, self._waiter)
+
+    def current_claim(self, job: Job) -> Claim | None:
+        from kazoo.exceptions import NoNodeError
+
+        with _translated(f"read the claim of job {job.uuid}", self.where):
+            try:
+                raw, _ = self._zk().get(_path_of(job) + _LOCK)
+            except NoNodeError:
+                return None
+        data = json.loads(raw)
+        return Claim(str(data["owner"]), int(data["token"]))
+
+    def find_owner(self, job: Job) -> str | None:
+        claim = self.current_claim(job)
+        return None if claim is None else claim.owner
+
+    def _read_attempts(self, job: Job) -> tuple[list[Attempt], int | None]:
+        from kazoo.exceptions import NoNodeError
+
+        try:
+            raw, stat = self._zk().get(_path_of(job) + _ATTEMPTS)
+        except NoNodeError:
+            return [], None
+        return [Attempt.from_dict(item) for item in json.loads(raw)], stat.version
+
+    def attempts(self, job: Job) -> list[Attempt]:
+        with _translated(f"read the attempts of job {job.uuid}", self.where):
+            return self._read_attempts(job)[0]
+
+    def trashed(self) -> list[dict[str, Any]]:
+        found = []
+        with _translated("list trashed jobs", self.where):
+            for child in self._zk().get_children(self._trash):
+                raw, _ = self._zk().get(f"{self._trash}/{child}")
+                doc = json.loads(raw)
+                posting = doc.pop("posting", None) or {}
+                found.append({**posting, **doc})
+        return found
+
+    # -- writing ---------------------------------------------------------
+    def post(
+        self,
+        name: str,
+        book: LogBook | None = None,
+        details: dict[str, Any] | None = None,
+        priority: JobPriority | str = JobPriority.NORMAL,
+    ) -> ZkJob:
+        posting = _posting.Posting.make(str(uuidlib.uuid4()), name, 0, book, details, priority)
+        with _translated(f"post job {name!r}", self.where):
+            path = self._zk().create(
+                f"{self._path}/{_PREFIX}", _posting.dumps(posting).encode(), sequence=True
+            )
+        child = path.rsplit("/", 1)[1]
+        posting = _posting.Posting(**{**posting.__dict__, "sequence": int(child[len(_PREFIX) :])})
+        job = ZkJob(self, posting, path, backend=self._persistence, book=book)
+        self._waiter.wake()
+        return job
+
+    @check_who
+    def claim(self, job: Job, who: str, expiry: float | None = None) -> Claim:
+        from kazoo.exceptions import NodeExistsError, NoNodeError
+
+        path = _path_of(job)
+        zk = self._zk()
+        with _translated(f"claim job {job.uuid}", self.where):
+            for _ in range(10):
+                if zk.exists(path) is None:
+                    raise exc.NotFound(f"job {job.uuid} is not on board {self.name!r} (cannot claim it)")
+                attempts, version = self._read_attempts(job)
+                token = 1 if version is None else version + 2
+                if attempts and attempts[-1].end is AttemptEnd.OPEN:
+                    attempts[-1] = _ended(attempts[-1], AttemptEnd.LOST, "claim lost (session expired)")
+                claim = Claim(who, token)
+                attempts.append(Attempt(who, token, time.time()))
+                body = json.dumps([a.to_dict() for a in attempts]).encode()
+                txn = zk.transaction()
+                txn.check(path, -1)
+                txn.create(path + _LOCK, json.dumps({"owner": who, "token": token}).encode(), ephemeral=True)
+                if version is None:
+                    # Created at version 0 with token 1; each later change bumps the version, and a
+                    # claim's token is the version it writes plus one, so tokens only grow.
+                    txn.create(path + _ATTEMPTS, body)
+                else:
+                    txn.set_data(path + _ATTEMPTS, body, version=version)
+                results = txn.commit()
+                failures = [r for r in results if isinstance(r, Exception)]
+                if not failures:
+                    return claim
+                if any(isinstance(r, NodeExistsError) for r in results[1:2]):
+                    owner = self.find_owner(job)
+                    raise exc.UnclaimableJob(f"job {job.uuid} is already claimed by {owner!r}")
+                if isinstance(results[0], NoNodeError):
+                    raise exc.NotFound(f"job {job.uuid} is not on board {self.name!r} (cannot claim it)")
+                # The attempts node changed under us (a racing claim): read again.
+        raise exc.UnclaimableJob(f"job {job.uuid} could not be claimed: too much contention")
+
+    def _held(self, job: Job, who: str, action: str) -> tuple[Claim, int]:
+        from kazoo.exceptions import NoNodeError
+
+        zk = self._zk()
+        path = _path_of(job)
+        if zk.exists(path) is None:
+            raise exc.NotFound(f"job {job.uuid} is not on board {self.name!r} (cannot {action} it)")
+        try:
+            raw, stat = zk.get(path + _LOCK)
+        except NoNodeError:
+            raise exc.JobFailure(
+                f"cannot {action} job {job.uuid}: it is not claimed (by {who!r} or anyone)"
+            ) from None
+        data = json.loads(raw)
+        if data["owner"] != who:
+            raise exc.JobFailure(
+                f"cannot {action} job {job.uuid}: it is claimed by {data['owner']!r}, not {who!r}"
+            )
+        return Claim(str(data["owner"]), int(data["token"])), stat.version
+
+    def _finish(self, job: Job, who: str, action: str, reason: str | None, end: AttemptEnd) -> None:
+        path = _path_of(job)
+        zk = self._zk()
+        with _translated(f"{action} job {job.uuid}", self.where):
+            for _ in range(10):
+                _claim, lock_version = self._held(job, who, action)
+                attempts, version = self._read_attempts(job)
+                if attempts and attempts[-1].end is AttemptEnd.OPEN:
+                    attempts[-1] = _ended(attempts[-1], end, reason)
+                txn = zk.transaction()
+                txn.delete(path + _LOCK, version=lock_version)
+                if action == "abandon":
+                    if version is not None:
+                        txn.set_data(
+                            path + _ATTEMPTS, json.dumps([a.to_dict() for a in attempts]).encode(), version
+                        )
+                else:
+                    if action == "trash":
+                        raw, _ = zk.get(path)
+                        doc = {
+                            "posting": json.loads(raw),
+                            "reason": reason,
+                            "attempts": [a.to_dict() for a in attempts],
+                        }
+                        txn.create(f"{self._trash}/{path.rsplit('/', 1)[1]}", json.dumps(doc).encode())
+                    if version is not None:
+                        txn.delete(path + _ATTEMPTS, version=version)
+                    txn.delete(path)
+                results = txn.commit()
+                if not any(isinstance(r, Exception) for r in results):
+                    return
+        raise exc.JobFailure(f"could not {action} job {job.uuid}: too much contention")
+
+    @check_who
+    def consume(self, job: Job, who: str) -> None:
+        self._finish(job, who, "consume", None, AttemptEnd.ABANDONED)
+
+    @check_who
+    def abandon(self, job: Job, who: str, reason: str | None = None, failed: bool = False) -> None:
+        self._finish(job, who, "abandon", reason, AttemptEnd.FAILED if failed else AttemptEnd.ABANDONED)
+
+    @check_who
+    def trash(self, job: Job, who: str, reason: str | None = None) -> None:
+        self._finish(job, who, "trash", reason, AttemptEnd.ABANDONED)
+
+
+def _is_job_node(child: str) -> bool:
+    return child.startswith(_PREFIX) and child[len(_PREFIX) :].isdigit()
+
+
+def _path_of(job: Job) -> str:
+    if not isinstance(job, ZkJob):
+        raise exc.NotFound(f"job {job.uuid} was not read from a ZooKeeper jobboard")
+    return job.path
+
+
+def _ended(attempt: Attempt, end: AttemptEnd, reason: str | None) -> Attempt:
+    from dataclasses import replace
+
+    return replace(attempt, end=end, reason=reason)

@@ -1,0 +1,650 @@
+"""Jobs and jobboards: TaskFlow's interfaces, plus claims that carry a fencing token.
+
+A *job* names a piece of work (usually one flow detail in a logbook) that one
+entity at a time may own. A *jobboard* is where jobs are posted, claimed,
+consumed (done), abandoned (given back) and trashed (set aside). The
+interfaces and their semantics are TaskFlow's, so conductors and operator
+tools written for it work unchanged.
+
+What flowkit adds, every board implementing it the same way:
+
+- :meth:`JobBoard.claim` returns a :class:`Claim` whose ``token`` grows with
+  every claim made on the board. :meth:`JobBoard.check_claim` raises
+  :class:`ClaimLost` unless that claim is still the job's current one, which
+  is how a conductor refuses to write after its claim expired or was taken
+  over (:mod:`flowkit.conductors`).
+- Each job keeps its history of :class:`Attempt` records (who claimed it,
+  how each claim ended), so a job that keeps failing can be set aside
+  instead of cycling between conductors forever.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import logging
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from flowkit import exceptions as exc
+from flowkit import states
+from flowkit.types import notifier
+
+if TYPE_CHECKING:
+    from flowkit.persistence.base import Backend
+    from flowkit.persistence.models import LogBook
+
+__all__ = [
+    "POSTED",
+    "REMOVAL",
+    "Attempt",
+    "AttemptEnd",
+    "Claim",
+    "ClaimLost",
+    "Job",
+    "JobBoard",
+    "JobBoardIterator",
+    "JobPriority",
+    "NotifyingJobBoard",
+    "check_who",
+]
+
+LOG = logging.getLogger(__name__)
+
+POSTED = "POSTED"
+"""Board event: a job was posted (details: ``job``)."""
+REMOVAL = "REMOVAL"
+"""Board event: a job left the board, consumed or trashed (details: ``job``)."""
+
+
+class JobPriority(enum.Enum):
+    """How urgent a job is; boards hand out higher priorities first."""
+
+    VERY_HIGH = "VERY_HIGH"
+    HIGH = "HIGH"
+    NORMAL = "NORMAL"
+    LOW = "LOW"
+    VERY_LOW = "VERY_LOW"
+
+    @classmethod
+    def convert(cls, value: JobPriority | str) -> JobPriority:
+        """Accept a priority or its name in any case.
+
+        Raises:
+            ValueError: ``value`` names no priority (the valid ones are listed).
+        """
+        if isinstance(value, cls):
+            return value
+        try:
+            return cls(str(value).upper())
+        except ValueError:
+            valid = ", ".join(p.value for p in cls)
+            raise ValueError(f"{value!r} is not a job priority; valid priorities are {valid}") from None
+
+    @property
+    def rank(self) -> int:
+        """0 for the most urgent priority, growing as urgency falls."""
+        return _RANKS[self]
+
+    @classmethod
+    def reorder(cls, *values: tuple[JobPriority | str, Any]) -> Any:
+        """Order ``(priority, value)`` pairs most urgent first and return the values.
+
+        As in TaskFlow, one pair gives its bare value and several give a
+        tuple; values of equal priority keep their order.
+
+        Raises:
+            ValueError: no pair given, or a priority is not valid.
+        """
+        if not values:
+            raise ValueError("at least one (priority, value) pair is required")
+        ranked = sorted(((cls.convert(p).rank, i, v) for i, (p, v) in enumerate(values)))
+        if len(ranked) == 1:
+            return ranked[0][2]
+        return tuple(v for _, _, v in ranked)
+
+
+_RANKS = {p: i for i, p in enumerate(JobPriority)}
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A claim on a job: who holds it and its fencing token.
+
+    Tokens grow with every claim made on a board, so a later claim on a job
+    always has a larger token than an earlier one.
+    """
+
+    owner: str
+    token: int
+
+
+class AttemptEnd(enum.Enum):
+    """How one claim of a job ended."""
+
+    #: Still held (or its holder died and nobody has noticed yet).
+    OPEN = "open"
+    #: Given back on purpose (``abandon``), for example on a graceful stop.
+    ABANDONED = "abandoned"
+    #: Given back because running the job failed.
+    FAILED = "failed"
+    #: Ended by the claim's loss (expiry, session loss): the holder died or hung.
+    LOST = "lost"
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One claim of a job, as the job's history records it."""
+
+    owner: str
+    token: int
+    claimed_at: float
+    end: AttemptEnd = AttemptEnd.OPEN
+    reason: str | None = None
+
+    @property
+    def counts_as_failure(self) -> bool:
+        """A failed run or a lost claim (not an orderly give-back, not the current one)."""
+        return self.end in (AttemptEnd.FAILED, AttemptEnd.LOST)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form boards store."""
+        return {
+            "owner": self.owner,
+            "token": self.token,
+            "claimed_at": self.claimed_at,
+            "end": self.end.value,
+            "reason": self.reason,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Attempt:
+        """Read the JSON form back."""
+        return cls(
+            owner=str(data["owner"]),
+            token=int(data["token"]),
+            claimed_at=float(data["claimed_at"]),
+            end=AttemptEnd(data.get("end", "open")),
+            reason=data.get("reason"),
+        )
+
+
+class ClaimLost(exc.JobFailure):
+    """A claim is no longer the job's current one (expired, abandoned, taken over).
+
+    Attributes:
+        job: the uuid of the job.
+        claim: the claim that was lost.
+        current: the job's current claim, if any.
+    """
+
+    def __init__(self, message: str, *, job: str, claim: Claim, current: Claim | None = None) -> None:
+        super().__init__(message)
+        self.job = job
+        self.claim = claim
+        self.current = current
+
+
+_R = TypeVar("_R")
+
+
+def check_who(meth: Callable[..., _R]) -> Callable[..., _R]:
+    """Reject an empty or non-string ``who`` before a board method runs (TaskFlow's check)."""
+
+    @functools.wraps(meth)
+    def wrapper(self: Any, job: Any, who: Any, *args: Any, **kwargs: Any) -> _R:
+        if not isinstance(who, str):
+            raise TypeError(f"job applicant must be a string, not {type(who).__name__}")
+        if not who:
+            raise ValueError("job applicant must be a non-empty string")
+        return meth(self, job, who, *args, **kwargs)
+
+    return wrapper
+
+
+class Job(ABC):
+    """A named, trackable unit of work on a board, tied to a logbook.
+
+    Args:
+        board: the board the job is on.
+        name: a name for people (not unique).
+        uuid: the job's identity.
+        details: JSON-able details posted with the job (``store``, ``flow_uuid``...).
+        backend: persistence backend the job's logbook is loaded from.
+        book: the logbook itself, when already at hand.
+        book_data: ``{"name", "uuid"}`` of the logbook, as posted.
+        priority: how urgent the job is.
+        created_on: when it was posted (UTC).
+    """
+
+    def __init__(
+        self,
+        board: JobBoard,
+        name: str,
+        uuid: str,
+        details: dict[str, Any] | None = None,
+        backend: Backend | None = None,
+        book: LogBook | None = None,
+        book_data: dict[str, Any] | None = None,
+        priority: JobPriority = JobPriority.NORMAL,
+        created_on: datetime | None = None,
+    ) -> None:
+        self._board = board
+        self._name = name
+        self._uuid = uuid
+        self._details = details or {}
+        self._backend = backend
+        self._book = book
+        self._book_data = book_data or {}
+        self._priority = priority
+        self._created_on = created_on
+
+    @property
+    def board(self) -> JobBoard:
+        """The board this job is on."""
+        return self._board
+
+    @property
+    def name(self) -> str:
+        """The job's (non-unique) name."""
+        return self._name
+
+    @property
+    def uuid(self) -> str:
+        """The job's identity on its board."""
+        return self._uuid
+
+    @property
+    def details(self) -> dict[str, Any]:
+        """The details posted with the job."""
+        return self._details
+
+    @property
+    def priority(self) -> JobPriority:
+        """The job's :class:`JobPriority`."""
+        return self._priority
+
+    @property
+    def created_on(self) -> datetime | None:
+        """When the job was posted (UTC)."""
+        return self._created_on
+
+    @property
+    def last_modified(self) -> datetime | None:
+        """When the job was last claimed, abandoned or posted (UTC)."""
+        return self._created_on
+
+    @property
+    @abstractmethod
+    def state(self) -> str:
+        """``UNCLAIMED``, ``CLAIMED`` or ``COMPLETE`` (asks the board).
+
+        Raises:
+            JobFailure: the board cannot be read.
+        """
+
+    @property
+    def book_uuid(self) -> str | None:
+        """The uuid of the job's logbook, if it has one."""
+        if self._book is not None:
+            return self._book.uuid
+        value = self._book_data.get("uuid")
+        return str(value) if value is not None else None
+
+    @property
+    def book_name(self) -> str | None:
+        """The name of the job's logbook, if it has one."""
+        if self._book is not None:
+            return self._book.name
+        value = self._book_data.get("name")
+        return str(value) if value is not None else None
+
+    @property
+    def book(self) -> LogBook | None:
+        """The job's logbook, loaded from the board's persistence backend on first use.
+
+        Raises:
+            NotFound: the backend has no logbook with the posted uuid.
+            StorageFailure: the backend cannot be read.
+        """
+        if self._book is None and self._backend is not None and self.book_uuid is not None:
+            with self._backend.get_connection() as conn:
+                self._book = conn.get_logbook(self.book_uuid)
+        return self._book
+
+    @property
+    def attempts(self) -> list[Attempt]:
+        """The job's claims so far, oldest first (asks the board)."""
+        return self._board.attempts(self)
+
+    def wait(
+        self,
+        timeout: float | None = None,
+        delay: float = 0.01,
+        delay_multiplier: float = 2.0,
+        max_delay: float = 1.0,
+        sleep_func: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> bool:
+        """Wait until the job is ``COMPLETE``; return ``False`` if ``timeout`` passed first."""
+        deadline = None if timeout is None else clock() + timeout
+        while True:
+            if self.state == states.COMPLETE:
+                return True
+            if deadline is not None:
+                left = deadline - clock()
+                if left <= 0:
+                    return False
+                delay = min(delay, left)
+            sleep_func(delay)
+            delay = min(delay * delay_multiplier, max_delay)
+
+    def __str__(self) -> str:
+        return (
+            f"{type(self).__name__}: {self.name} (priority={self.priority.value}, "
+            f"uuid={self.uuid}, details={self.details})"
+        )
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r} {self.uuid}>"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Job):
+            return NotImplemented
+        return self.uuid == other.uuid and self.board is other.board
+
+    def __hash__(self) -> int:
+        return hash(self.uuid)
+
+
+class JobBoardIterator:
+    """Iterates over a board's jobs, skipping those that left meanwhile.
+
+    The board's listing is fetched on the first ``next()``; each job's state
+    is then checked as it is reached, so a job claimed or consumed since the
+    fetch is skipped (with ``only_unclaimed``) instead of handed out.
+
+    Attributes:
+        only_unclaimed: hand out unclaimed jobs only.
+        ensure_fresh: ask the board to refresh its listing first (boards that
+            keep a local cache honour it; others always read fresh).
+    """
+
+    def __init__(
+        self,
+        board: JobBoard,
+        fetch: Callable[[bool], Sequence[Job]],
+        only_unclaimed: bool = False,
+        ensure_fresh: bool = False,
+    ) -> None:
+        self._board = board
+        self._fetch = fetch
+        self._jobs: deque[Job] = deque()
+        self._fetched = False
+        self.only_unclaimed = only_unclaimed
+        self.ensure_fresh = ensure_fresh
+
+    @property
+    def board(self) -> JobBoard:
+        """The board this iterator reads."""
+        return self._board
+
+    def __iter__(self) -> JobBoardIterator:
+        return self
+
+    def __next__(self) -> Job:
+        if not self._fetched:
+            self._jobs.extend(self._fetch(self.ensure_fresh))
+            self._fetched = True
+        allowed = (states.UNCLAIMED,) if self.only_unclaimed else (states.UNCLAIMED, states.CLAIMED)
+        while self._jobs:
+            job = self._jobs.popleft()
+            try:
+                if job.state in allowed:
+                    return job
+            except exc.NotFound:
+                continue
+            except exc.JobFailure:
+                LOG.warning("could not read the state of job %s", job, exc_info=True)
+        raise StopIteration
+
+
+class JobBoard(ABC):
+    """A place jobs are posted to, claimed from, and completed on.
+
+    Args:
+        name: the board's name (for people and logs).
+        conf: the board's options.
+    """
+
+    def __init__(self, name: str, conf: dict[str, Any]) -> None:
+        self._name = name
+        self._conf = dict(conf)
+
+    @property
+    def name(self) -> str:
+        """The board's name."""
+        return self._name
+
+    @property
+    def conf(self) -> dict[str, Any]:
+        """The options the board was made with."""
+        return dict(self._conf)
+
+    @abstractmethod
+    def iterjobs(self, only_unclaimed: bool = False, ensure_fresh: bool = False) -> JobBoardIterator:
+        """Iterate over the board's jobs, most urgent then oldest first."""
+
+    @abstractmethod
+    def wait(self, timeout: float | None = None) -> JobBoardIterator:
+        """Block until the board holds a job; return an iterator over the jobs.
+
+        Raises:
+            NotFound: ``timeout`` seconds passed without a job.
+        """
+
+    @property
+    @abstractmethod
+    def job_count(self) -> int:
+        """How many jobs are on the board (approximate when others change it)."""
+
+    @abstractmethod
+    def find_owner(self, job: Job) -> str | None:
+        """Who holds ``job``'s claim, or ``None``.
+
+        Raises:
+            NotFound: the job is not on the board.
+        """
+
+    @abstractmethod
+    def current_claim(self, job: Job) -> Claim | None:
+        """``job``'s current claim (owner and token), or ``None`` when unclaimed.
+
+        Raises:
+            NotFound: the job is not on the board.
+        """
+
+    def check_claim(self, job: Job, claim: Claim) -> None:
+        """Raise :class:`ClaimLost` unless ``claim`` is still ``job``'s current claim.
+
+        Raises:
+            ClaimLost: the job was consumed, abandoned, or claimed again since.
+        """
+        try:
+            current = self.current_claim(job)
+        except exc.NotFound:
+            current = None
+        if current != claim:
+            held = f"now held by {current.owner!r} with token {current.token}" if current else "now unclaimed"
+            raise ClaimLost(
+                f"claim of {claim.owner!r} (token {claim.token}) on job {job.uuid} on board "
+                f"{self.name!r} is lost: the job is {held}",
+                job=job.uuid,
+                claim=claim,
+                current=current,
+            )
+
+    @abstractmethod
+    def attempts(self, job: Job) -> list[Attempt]:
+        """``job``'s claims so far, oldest first (see :class:`Attempt`)."""
+
+    @abstractmethod
+    def post(
+        self,
+        name: str,
+        book: LogBook | None = None,
+        details: dict[str, Any] | None = None,
+        priority: JobPriority | str = JobPriority.NORMAL,
+    ) -> Job:
+        """Post a new job and return it.
+
+        Raises:
+            InvalidFormat: ``details`` cannot be stored as JSON.
+            JobFailure: the board cannot be written.
+        """
+
+    @abstractmethod
+    def claim(self, job: Job, who: str, expiry: float | None = None) -> Claim:
+        """Claim ``job`` for ``who`` and return the claim.
+
+        Args:
+            job: a job on this board.
+            who: the claiming entity's name.
+            expiry: seconds the claim lasts unless kept alive (boards
+                whose claims expire; the board's default otherwise).
+
+        Raises:
+            UnclaimableJob: someone holds it already, or it is complete.
+            NotFound: the job is not on the board.
+        """
+
+    @abstractmethod
+    def consume(self, job: Job, who: str) -> None:
+        """Remove ``job`` from the board as done; only its claimant may.
+
+        Raises:
+            NotFound: the job is not on the board.
+            JobFailure: ``who`` does not hold the job's claim.
+        """
+
+    @abstractmethod
+    def abandon(self, job: Job, who: str, reason: str | None = None, failed: bool = False) -> None:
+        """Give ``job``'s claim back so another entity can claim it.
+
+        Args:
+            job: the claimed job.
+            who: its claimant.
+            reason: why, recorded in the job's history.
+            failed: the run failed (counts towards setting the job aside).
+
+        Raises:
+            NotFound: the job is not on the board.
+            JobFailure: ``who`` does not hold the job's claim.
+        """
+
+    @abstractmethod
+    def trash(self, job: Job, who: str, reason: str | None = None) -> None:
+        """Set ``job`` aside: remove it from the board, keeping it (and ``reason``) for review.
+
+        Raises:
+            NotFound: the job is not on the board.
+            JobFailure: ``who`` does not hold the job's claim.
+        """
+
+    @abstractmethod
+    def trashed(self) -> list[dict[str, Any]]:
+        """The documents of jobs set aside, each with its ``reason`` and ``attempts``."""
+
+    @abstractmethod
+    def register_entity(self, entity: Any) -> None:
+        """Make ``entity`` (a conductor) known on the board (boards that list them)."""
+
+    @property
+    @abstractmethod
+    def connected(self) -> bool:
+        """Whether the board is connected."""
+
+    @abstractmethod
+    def connect(self) -> None:
+        """Open the connection to the board's server.
+
+        Raises:
+            JobFailure: the server cannot be reached (its address is named, masked).
+        """
+
+    @abstractmethod
+    def close(self) -> None:
+        """Close the connection; a closed board can be connected again."""
+
+    def __enter__(self) -> JobBoard:
+        self.connect()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class NotifyingJobBoard(JobBoard):
+    """A board that tells listeners about jobs posted (:data:`POSTED`) and removed (:data:`REMOVAL`).
+
+    Callbacks may run on a board's own thread: they must be thread-safe and quick.
+    """
+
+    def __init__(self, name: str, conf: dict[str, Any]) -> None:
+        super().__init__(name, conf)
+        self.notifier = notifier.Notifier()
+
+    def _notify(self, event: str, job: Job) -> None:
+        if self.notifier.has_listeners:
+            self.notifier.notify(event, {"job": job})
+
+
+class _Waiter:
+    """A condition a board's ``wait()`` sleeps on and its change paths wake."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+
+    def wake(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+    def sleep(self, seconds: float) -> None:
+        with self._cond:
+            self._cond.wait(seconds)
+
+
+def wait_for_jobs(
+    board: JobBoard,
+    timeout: float | None,
+    waiter: _Waiter | None = None,
+    max_delay: float = 0.5,
+    clock: Callable[[], float] = time.monotonic,
+) -> JobBoardIterator:
+    """Shared ``wait()``: poll ``job_count`` (woken early by ``waiter``) until it is positive."""
+    deadline = None if timeout is None else clock() + timeout
+    delay = 0.005
+    while True:
+        if board.job_count > 0:
+            return board.iterjobs()
+        if deadline is not None:
+            left = deadline - clock()
+            if left <= 0:
+                raise exc.NotFound(f"no job appeared on board {board.name!r} within {timeout} seconds")
+            delay = min(delay, left)
+        if waiter is not None:
+            waiter.sleep(delay)
+        else:
+            time.sleep(delay)
+        delay = min(delay * 2, max_delay)
+
+
+def iter_sorted(jobs: list[Any]) -> list[Any]:
+    """Order job records most urgent first, then oldest (by ``sequence``) first."""
+    return sorted(jobs, key=lambda j: (j.priority.rank, j.sequence))

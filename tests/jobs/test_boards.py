@@ -1,0 +1,137 @@
+"""Board behaviour that differs by kind: claim liveness, stray documents, configuration errors."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from flowkit import exceptions as exc
+from flowkit import states
+from flowkit.jobs import backends, base
+from flowkit.jobs.backends.impl_memory import MemoryJobBoard
+from tests import services
+from tests.conftest import wait_until
+from tests.jobs.conftest import board_conf
+
+
+class FakeClock:
+    """Monotonic seconds that move only when told to."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_memory_claim_expires_on_the_boards_clock() -> None:
+    clock = FakeClock()
+    board = MemoryJobBoard("m", {"claim_expiry": 5}, clock=clock)
+    job = board.post("j")
+    claim = board.claim(job, "a")
+    clock.now += 4.9
+    assert board.renew(job, claim, 5)
+    clock.now += 4.9
+    assert job.state == states.CLAIMED
+    clock.now += 0.2
+    assert job.state == states.UNCLAIMED
+    assert not board.renew(job, claim, 5)
+    board.claim(job, "b")
+    assert [(a.owner, a.end) for a in job.attempts] == [
+        ("a", base.AttemptEnd.LOST),
+        ("b", base.AttemptEnd.OPEN),
+    ]
+
+
+@pytest.mark.parametrize("kind", ["redis", "zookeeper"])
+def test_claim_of_a_holder_that_went_away_is_lost(kind: str, request: pytest.FixtureRequest) -> None:
+    conf = board_conf(kind, request)
+    holder = backends.fetch("holder", {**conf, "claim_expiry": 1.0, "timeout": 1.0})
+    other = backends.fetch("other", conf)
+    holder.connect()
+    other.connect()
+    try:
+        job = holder.post("j")
+        first = holder.claim(job, "a")
+        [seen] = list(other.iterjobs())
+        assert seen.state == states.CLAIMED
+        holder.close()  # ...and lost once it is gone (ZooKeeper: session closed; Redis: key expires)
+        wait_until(lambda: seen.state == states.UNCLAIMED, timeout=5)
+        second = other.claim(seen, "b")
+        assert second.token > first.token
+        assert [a.end for a in other.attempts(seen)] == [base.AttemptEnd.LOST, base.AttemptEnd.OPEN]
+    finally:
+        holder.close()
+        other.close()
+
+
+def test_redis_claim_is_kept_alive_past_its_expiry(request: pytest.FixtureRequest) -> None:
+    conf = board_conf("redis", request)
+    with backends.backend("h", {**conf, "claim_expiry": 0.3}) as holder, backends.backend("o", conf) as other:
+        job = holder.post("j")
+        claim = holder.claim(job, "a")
+        key = holder._owner_key(job.uuid)  # type: ignore[attr-defined]
+        ttls: list[int] = []
+
+        def renewed_three_times() -> bool:
+            ttls.append(int(holder._redis().pttl(key)))  # type: ignore[attr-defined]
+            return sum(1 for before, after in zip(ttls, ttls[1:], strict=False) if after > before) >= 3
+
+        # The server would drop the key 300 ms after the last renewal; the holder renews it.
+        wait_until(renewed_three_times, timeout=5)
+        [seen] = list(other.iterjobs())
+        other.check_claim(seen, claim)
+
+
+def _write_stray_document(kind: str, board: Any, raw: bytes) -> None:
+    if kind == "redis":
+        board._redis().hset(board._listings, "not-a-job", raw)
+    else:
+        board._zk().create(f"{board.path}/job", raw, sequence=True)
+
+
+@pytest.mark.parametrize("kind", ["redis", "zookeeper"])
+@pytest.mark.parametrize(
+    "raw", [b"\x80 not json", b"[1, 2]", json.dumps({"uuid": "u", "name": "n"}).encode()]
+)
+def test_malformed_job_document_is_set_aside(kind: str, raw: bytes, request: pytest.FixtureRequest) -> None:
+    conf = board_conf(kind, request)
+    with backends.backend("b", conf) as board:
+        good = board.post("good")
+        _write_stray_document(kind, board, raw)
+        assert [j.uuid for j in board.iterjobs()] == [good.uuid]
+        [aside] = board.trashed()
+        assert "job document" in aside["reason"] and aside["raw"] == raw.decode("utf-8", "replace")
+        assert board.job_count == 1
+
+
+def test_unknown_board_kind_names_the_known_ones() -> None:
+    with pytest.raises(exc.NotFound, match="'carrier-pigeon'.*memory, redis"):
+        backends.fetch("b", {"board": "carrier-pigeon"})
+    with pytest.raises(exc.NotFound, match="no 'board' kind"):
+        backends.fetch("b", {"host": "x"})
+
+
+def test_unreachable_redis_board_names_the_masked_url() -> None:
+    port = services.free_port()
+    board = backends.fetch("b", f"redis://:hunter2@127.0.0.1:{port}/0")
+    with pytest.raises(exc.JobFailure) as failure:
+        board.connect()
+    message = str(failure.value)
+    assert f"redis://:***@127.0.0.1:{port}/0" in message and "hunter2" not in message
+
+
+def test_unreachable_zookeeper_board_names_its_address() -> None:
+    services.require_module("kazoo", "kazoo")
+    port = services.free_port()
+    board = backends.fetch("b", {"board": "zookeeper", "hosts": f"127.0.0.1:{port}", "timeout": 0.5})
+    with pytest.raises(exc.JobFailure, match=f"zookeeper://127.0.0.1:{port}/flowkit/jobs"):
+        board.connect()
+
+
+def test_boards_are_found_by_url() -> None:
+    board = backends.fetch("b", "zookeeper://h1:2181,h2:2181/my/jobs")
+    assert board.where == "zookeeper://h1:2181,h2:2181/my/jobs"  # type: ignore[attr-defined]
+    assert type(backends.fetch("b", "memory://")).__name__ == "MemoryJobBoard"

@@ -1,0 +1,174 @@
+"""One behaviour suite for every jobboard: memory, Redis and ZooKeeper (real servers)."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+
+from flowkit import exceptions as exc
+from flowkit import states
+from flowkit.jobs import base
+from flowkit.persistence import backends as persistence_backends
+from flowkit.persistence import models
+from tests.conftest import wait_until
+from tests.jobs.conftest import MakeBoard
+
+
+def test_posted_job_is_listed_with_its_posting(make_board: MakeBoard) -> None:
+    board = make_board()
+    job = board.post("boot-vm-42", details={"store": {"vm_id": 42}}, priority="high")
+    [listed] = list(make_board().iterjobs())
+    assert (listed.uuid, listed.name, listed.details) == (job.uuid, "boot-vm-42", {"store": {"vm_id": 42}})
+    assert listed.priority is base.JobPriority.HIGH
+    assert listed.created_on is not None and listed.created_on == job.created_on
+    assert listed.state == states.UNCLAIMED
+    assert board.job_count == 1
+
+
+def test_claim_is_exclusive_and_names_its_owner(make_board: MakeBoard) -> None:
+    board, other = make_board(), make_board()
+    job = board.post("j")
+    claim = board.claim(job, "host-a")
+    assert claim.owner == "host-a"
+    [seen] = list(other.iterjobs())
+    assert seen.state == states.CLAIMED
+    assert other.find_owner(seen) == "host-a"
+    with pytest.raises(exc.UnclaimableJob, match="host-a"):
+        other.claim(seen, "host-b")
+    assert list(other.iterjobs(only_unclaimed=True)) == []
+
+
+def test_every_claim_has_a_larger_token(make_board: MakeBoard) -> None:
+    board, other = make_board(), make_board()
+    job = board.post("j")
+    first = board.claim(job, "a")
+    board.abandon(job, "a")
+    [seen] = list(other.iterjobs())
+    second = other.claim(seen, "b")
+    assert second.token > first.token
+    other.check_claim(seen, second)
+    with pytest.raises(base.ClaimLost) as lost:
+        board.check_claim(job, first)
+    assert (lost.value.claim, lost.value.current, lost.value.job) == (first, second, job.uuid)
+
+
+def test_consume_completes_the_job_for_its_claimant_only(make_board: MakeBoard) -> None:
+    board = make_board()
+    job = board.post("j")
+    with pytest.raises(exc.JobFailure, match="not claimed"):
+        board.consume(job, "a")
+    board.claim(job, "a")
+    with pytest.raises(exc.JobFailure, match="claimed by 'a', not 'b'"):
+        board.consume(job, "b")
+    board.consume(job, "a")
+    assert job.state == states.COMPLETE
+    assert job.wait(timeout=0)
+    assert list(board.iterjobs()) == [] and board.job_count == 0
+    with pytest.raises(exc.NotFound):
+        board.consume(job, "a")
+    with pytest.raises(exc.NotFound):
+        board.claim(job, "a")
+
+
+def test_abandoned_job_can_be_claimed_by_another(make_board: MakeBoard) -> None:
+    board, other = make_board(), make_board()
+    job = board.post("j")
+    board.claim(job, "a")
+    with pytest.raises(exc.JobFailure):
+        board.abandon(job, "b")
+    board.abandon(job, "a", reason="shutting down")
+    [seen] = list(other.iterjobs(only_unclaimed=True))
+    other.claim(seen, "b")
+    assert other.find_owner(seen) == "b"
+    ends = [(a.owner, a.end, a.reason) for a in other.attempts(seen)]
+    assert ends == [("a", base.AttemptEnd.ABANDONED, "shutting down"), ("b", base.AttemptEnd.OPEN, None)]
+
+
+def test_failed_abandons_count_as_failures(make_board: MakeBoard) -> None:
+    board = make_board()
+    job = board.post("j")
+    for who in ("a", "b"):
+        board.claim(job, who)
+        board.abandon(job, who, reason=f"{who} crashed", failed=True)
+    assert [a.counts_as_failure for a in job.attempts] == [True, True]
+    assert [a.reason for a in job.attempts] == ["a crashed", "b crashed"]
+
+
+def test_trashed_job_is_kept_aside_with_its_reason(make_board: MakeBoard) -> None:
+    board = make_board()
+    job = board.post("poison", details={"x": 1})
+    board.claim(job, "a")
+    board.trash(job, "a", reason="flow factory cannot be imported")
+    assert job.state == states.COMPLETE
+    assert list(board.iterjobs()) == []
+    [doc] = make_board().trashed()
+    assert (doc["uuid"], doc["name"], doc["details"]) == (job.uuid, "poison", {"x": 1})
+    assert doc["reason"] == "flow factory cannot be imported"
+    assert [a["owner"] for a in doc["attempts"]] == ["a"]
+
+
+def test_jobs_come_most_urgent_then_oldest_first(make_board: MakeBoard) -> None:
+    board = make_board()
+    names = [("low", "LOW"), ("n1", "NORMAL"), ("vh", "VERY_HIGH"), ("n2", "normal")]
+    for name, priority in names:
+        board.post(name, priority=priority)
+    assert [j.name for j in make_board().iterjobs()] == ["vh", "n1", "n2", "low"]
+
+
+def test_wait_returns_once_a_job_is_posted(make_board: MakeBoard) -> None:
+    board, other = make_board(), make_board()
+    with pytest.raises(exc.NotFound, match="no job appeared"):
+        board.wait(timeout=0.05)
+    timer = threading.Timer(0.1, other.post, args=("late",))
+    timer.start()
+    try:
+        jobs = list(board.wait(timeout=10))
+    finally:
+        timer.join()
+    assert [j.name for j in jobs] == ["late"]
+
+
+def test_board_notifies_posted_and_removed_jobs(make_board: MakeBoard) -> None:
+    board = make_board()
+    assert isinstance(board, base.NotifyingJobBoard)
+    events: list[tuple[str, Any]] = []
+    board.notifier.register(base.POSTED, lambda event_type, details: events.append((event_type, details)))
+    board.notifier.register(base.REMOVAL, lambda event_type, details: events.append((event_type, details)))
+    job = board.post("j")
+    wait_until(lambda: [e for e, _ in events] == [base.POSTED], timeout=10)
+    assert events[0][1]["job"].uuid == job.uuid
+    board.claim(job, "a")
+    board.consume(job, "a")
+    wait_until(lambda: [e for e, _ in events] == [base.POSTED, base.REMOVAL], timeout=10)
+
+
+def test_job_book_is_loaded_from_persistence(make_board: MakeBoard, tmp_path: Any) -> None:
+    persistence = persistence_backends.fetch(f"sqlite:///{tmp_path / 'p.db'}")
+    with persistence.get_connection() as conn:
+        conn.upgrade()
+        book = models.LogBook("the-book")
+        book.add(models.FlowDetail("flow", "fd-1"))
+        conn.save_logbook(book)
+    board = make_board(persistence=persistence)
+    board.post("j", book=book)
+    reader = make_board(persistence=persistence)
+    [job] = list(reader.iterjobs())
+    assert (job.book_uuid, job.book_name) == (book.uuid, "the-book")
+    assert job.book is not None and [fd.uuid for fd in job.book] == ["fd-1"]
+    persistence.close()
+
+
+def test_bad_arguments_fail_before_writing(make_board: MakeBoard) -> None:
+    board = make_board()
+    with pytest.raises(exc.InvalidFormat, match="'j'"):
+        board.post("j", details={"not json": object()})
+    with pytest.raises(ValueError, match="priority"):
+        board.post("j", priority="urgent")
+    assert board.job_count == 0
+    job = board.post("j")
+    with pytest.raises(ValueError, match="non-empty"):
+        board.claim(job, "")
+    with pytest.raises(TypeError):
+        board.claim(job, None)  # type: ignore[arg-type]
