@@ -17,11 +17,13 @@ __all__ = ["main"]
 #: subcommand name -> module defining ``register(subparsers)``.
 _SUBCOMMANDS = {
     "cache": "flowkit.cli.cache",
+    "conductor": "flowkit.cli.conductor",
     "db": "flowkit.cli.db",
     "run": "flowkit.cli.run",
     "flows": "flowkit.cli.flows",
     "graph": "flowkit.cli.graph",
     "monitor": "flowkit.cli.monitor",
+    "jobs": "flowkit.cli.jobs",
     "worker": "flowkit.cli.worker",
 }
 

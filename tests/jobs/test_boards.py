@@ -126,7 +126,8 @@ def test_unreachable_redis_board_names_the_masked_url() -> None:
 def test_unreachable_zookeeper_board_names_its_address() -> None:
     services.require_module("kazoo", "kazoo")
     port = services.free_port()
-    board = backends.fetch("b", {"board": "zookeeper", "hosts": f"127.0.0.1:{port}", "timeout": 0.5})
+    conf = {"board": "zookeeper", "hosts": f"127.0.0.1:{port}", "timeout": 0.5, "connect_timeout": 0.5}
+    board = backends.fetch("b", conf)
     with pytest.raises(exc.JobFailure, match=f"zookeeper://127.0.0.1:{port}/flowkit/jobs"):
         board.connect()
 

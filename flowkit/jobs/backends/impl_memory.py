@@ -163,7 +163,10 @@ class MemoryJobBoard(NotifyingJobBoard):
                 str(uuidlib.uuid4()), name, next(self._sequence), book, details, priority
             )
             job = BoardJob(self, posting, backend=self._persistence, book=book)
-            self._entries[posting.uuid] = _Entry(job)
+            # Readers of the board load the book afresh from persistence (as on the
+            # other boards), not the poster's object, which the run does not update.
+            listed = job if self._persistence is None else BoardJob(self, posting, backend=self._persistence)
+            self._entries[posting.uuid] = _Entry(listed)
         self._waiter.wake()
         self._notify(POSTED, job)
         return job

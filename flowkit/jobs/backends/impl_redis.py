@@ -36,6 +36,7 @@ import uuid as uuidlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from flowkit import exceptions as exc
 from flowkit import states
@@ -182,7 +183,7 @@ class RedisJobBoard(NotifyingJobBoard):
         persistence: Backend | None = None,
         client: Any = None,
     ) -> None:
-        super().__init__(name, dict(conf or {}))
+        super().__init__(name, _conf_from_url(dict(conf or {})))
         self._persistence = persistence
         self._client = client
         self._own_client = client is None
@@ -468,6 +469,25 @@ class RedisJobBoard(NotifyingJobBoard):
                 if not renewed:
                     LOG.warning("claim on job %s at %s was lost; no longer renewing it", job_uuid, self.where)
                     self._forget(job_uuid)
+
+
+#: Options read from a board URL's query string (``redis://h/0?namespace=x``) rather than given to redis-py.
+_BOARD_QUERY_OPTIONS = ("namespace", "claim_expiry")
+
+
+def _conf_from_url(conf: dict[str, Any]) -> dict[str, Any]:
+    """Move the board's own options out of the ``url``'s query string into ``conf``."""
+    url = conf.get("url")
+    if not url:
+        return conf
+    parts = urlsplit(str(url))
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    for key, value in query:
+        if key in _BOARD_QUERY_OPTIONS:
+            conf.setdefault(key, value)
+    kept = [(k, v) for k, v in query if k not in _BOARD_QUERY_OPTIONS]
+    conf["url"] = urlunsplit(parts._replace(query=urlencode(kept)))
+    return conf
 
 
 def _text(value: Any) -> str:

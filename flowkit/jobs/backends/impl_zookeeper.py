@@ -19,7 +19,9 @@ A children watch on ``path`` sends :data:`~flowkit.jobs.base.POSTED` and
 ``REMOVAL`` notifications for every change, made here or by anyone else.
 
 Options (TaskFlow's names): ``hosts`` (``"h1:2181,h2:2181"`` or a list),
-``path``, ``timeout`` (seconds: connecting and the session timeout); or a
+``path``, ``timeout`` (the session timeout, seconds: how long a silent
+holder keeps its claims); flowkit's ``connect_timeout`` (seconds to connect,
+default the larger of ``timeout`` and 10); or a
 ``zookeeper://h1:2181,h2:2181/path`` URL.
 """
 
@@ -125,6 +127,8 @@ class ZookeeperJobBoard(NotifyingJobBoard):
         self._trash = f"{self._path}/.trash"
         self._entities = f"{self._path}/.entities"
         self._timeout = float(self._conf.get("timeout", DEFAULT_TIMEOUT))
+        # A short session timeout (quick take-over) must not make connecting fragile.
+        self._connect_timeout = float(self._conf.get("connect_timeout", max(self._timeout, DEFAULT_TIMEOUT)))
         self._waiter = _Waiter()
         # Job nodes seen by the children watch, with the job read when it appeared.
         self._known: dict[str, ZkJob | None] = {}
@@ -153,16 +157,21 @@ class ZookeeperJobBoard(NotifyingJobBoard):
                 "the ZooKeeper jobboard needs kazoo: pip install 'flowkit[zookeeper]'"
             ) from err
         if self._client is None:
-            self._client = KazooClient(hosts=self._hosts, timeout=self._timeout)
+            self._client = KazooClient(
+                hosts=self._hosts,
+                timeout=self._timeout,
+                # Keep trying (a busy server may answer late) until start()'s own timeout.
+                connection_retry={"max_tries": -1, "delay": 0.1, "backoff": 2, "max_delay": 1.0},
+            )
             self._own_client = True
         if not self._client.connected:
             try:
-                self._client.start(timeout=self._timeout)
+                self._client.start(timeout=self._connect_timeout)
             except self._client.handler.timeout_exception as err:
                 self._client.stop()
                 raise exc.JobFailure(
                     f"could not connect to the ZooKeeper jobboard at {self.where} "
-                    f"within {self._timeout} seconds"
+                    f"within {self._connect_timeout} seconds"
                 ) from err
         with _translated("create the board's nodes", self.where):
             self._client.ensure_path(self._trash)

@@ -1,0 +1,190 @@
+"""``flowkit conductor``: claim jobs from a board and run their flows.
+
+::
+
+    flowkit conductor --board redis://127.0.0.1:6379/0 \\
+        --connection postgresql+psycopg://user@db/flows --name host-a
+
+The board is a URL (``redis://``, ``rediss://``, ``zookeeper://hosts/path``)
+and ``--connection`` the persistence backend holding the jobs' flow details.
+The current directory is importable (as with ``python -m``), so flow
+factories next to where the conductor starts can be found. SIGTERM or SIGINT
+stop it gracefully: running flows are suspended after the tasks running now
+and their jobs abandoned for another conductor; a second signal exits at once.
+Bad arguments exit with status 2, runtime failures (an unreachable board)
+with 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from types import FrameType
+from typing import Any
+
+__all__ = ["register"]
+
+LOG = logging.getLogger(__name__)
+
+#: Poison jobs are set aside after this many failed attempts unless told otherwise.
+DEFAULT_MAX_FAILURES = 5
+
+
+def _positive(kind: type[float] | type[int]) -> Any:
+    def parse(text: str) -> float | int:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def board_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options naming a board and a persistence backend (shared with ``flowkit jobs``)."""
+    parser.add_argument(
+        "--board",
+        required=True,
+        metavar="URL",
+        help="jobboard URL: redis://host:6379/0 or zookeeper://host:2181/path",
+    )
+    parser.add_argument(
+        "--connection",
+        metavar="URL",
+        help="persistence backend URL of the jobs' flow details",
+    )
+    parser.add_argument(
+        "--board-name", default="flowkit", metavar="NAME", help="the board's name (default: flowkit)"
+    )
+    parser.add_argument(
+        "--claim-expiry",
+        type=_positive(float),
+        metavar="S",
+        help="seconds a claim lasts unless its holder renews it (Redis) or the session timeout (ZooKeeper)",
+    )
+
+
+def open_board(args: argparse.Namespace, persistence: Any) -> Any:
+    """Make and connect the board ``args`` name."""
+    from flowkit.jobs import backends
+
+    conf: dict[str, Any] = {"board": args.board}
+    if args.claim_expiry is not None:
+        conf["claim_expiry"] = args.claim_expiry
+        conf["timeout"] = args.claim_expiry
+    board = backends.fetch(args.board_name, conf, persistence=persistence)
+    board.connect()
+    return board
+
+
+def open_persistence(args: argparse.Namespace) -> Any:
+    """Make the persistence backend ``--connection`` names (``None`` without one)."""
+    if not args.connection:
+        return None
+    from flowkit.persistence import backends
+
+    return backends.fetch(args.connection)
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``conductor`` command to the ``flowkit`` parser."""
+    parser = subparsers.add_parser(
+        "conductor",
+        help="claim jobs from a jobboard and run their flows",
+        description="Run a conductor: claim jobs from the board, run their flows with the "
+        "persistence backend, consume them when done. SIGTERM stops it gracefully.",
+    )
+    board_arguments(parser)
+    parser.add_argument("--name", required=True, help="the name jobs are claimed under")
+    parser.add_argument(
+        "--kind",
+        choices=("blocking", "nonblocking"),
+        default="blocking",
+        help="conductor kind",
+    )
+    parser.add_argument("--engine", default="serial", help="engine to run flows with (default: serial)")
+    parser.add_argument(
+        "--max-simultaneous-jobs", type=_positive(int), metavar="N", help="jobs at once (nonblocking only)"
+    )
+    parser.add_argument(
+        "--max-failures",
+        type=int,
+        default=DEFAULT_MAX_FAILURES,
+        metavar="N",
+        help=f"set a job aside after N failed attempts; 0 never does (default: {DEFAULT_MAX_FAILURES})",
+    )
+    parser.add_argument("--max-dispatches", type=_positive(int), metavar="N", help="exit after N jobs")
+    parser.add_argument(
+        "--wait-timeout", type=_positive(float), default=0.5, metavar="S", help="seconds between idle polls"
+    )
+    parser.set_defaults(handler=_run)
+
+
+def fail(command: str, message: str, status: int) -> int:
+    """Print ``flowkit COMMAND: error: MESSAGE`` and return ``status``."""
+    print(f"flowkit {command}: error: {' '.join(message.split())}", file=sys.stderr)
+    return status
+
+
+def _run(args: argparse.Namespace) -> int:
+    from flowkit import conductors
+    from flowkit import exceptions as exc
+    from flowkit.persistence.backends._urls import mask_url
+
+    here = os.getcwd()
+    if here not in sys.path and "" not in sys.path:
+        sys.path.insert(0, here)
+    try:
+        persistence = open_persistence(args)
+    except exc.TaskFlowException as err:
+        return fail("conductor", mask_url(str(err)), 2)
+    try:
+        board = open_board(args, persistence)
+    except exc.NotFound as err:
+        return fail("conductor", str(err), 2)
+    except exc.JobFailure as err:
+        return fail("conductor", str(err), 1)
+    options: dict[str, Any] = {
+        "persistence": persistence,
+        "engine": args.engine,
+        "wait_timeout": args.wait_timeout,
+        "max_failures": args.max_failures or None,
+        "claim_expiry": args.claim_expiry,
+    }
+    if args.max_simultaneous_jobs is not None:
+        options["max_simultaneous_jobs"] = args.max_simultaneous_jobs
+    conductor = conductors.backends.fetch(args.kind, args.name, board, **options)
+
+    signals = 0
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        nonlocal signals
+        signals += 1
+        name = signal.Signals(signum).name
+        if signals > 1:
+            LOG.warning("%s received again: exiting now", name)
+            os._exit(1)
+        LOG.warning("%s received: stopping conductor %s gracefully", name, args.name)
+        conductor.stop()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        conductor.run(max_dispatches=args.max_dispatches)
+    except Exception as err:
+        if getattr(args, "verbose", 0) >= 2:
+            LOG.exception("flowkit conductor failed")
+        return fail("conductor", mask_url(str(err)), 1)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        board.close()
+        if persistence is not None:
+            persistence.close()
+    return 0

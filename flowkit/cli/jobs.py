@@ -1,0 +1,185 @@
+"""``flowkit jobs``: post, list, show and trash jobs on a jobboard (operator commands).
+
+::
+
+    flowkit jobs --board redis://127.0.0.1:6379/0 --connection sqlite:///flows.db \\
+        post boot-vm-42 --factory myservice.flows.boot --args '[42]' --store '{"vm_id": 42}'
+    flowkit jobs --board redis://127.0.0.1:6379/0 list [--json]
+    flowkit jobs --board redis://127.0.0.1:6379/0 show JOB_UUID
+    flowkit jobs --board redis://127.0.0.1:6379/0 trash JOB_UUID --reason "operator: bad input"
+
+``post`` saves a logbook holding one flow detail that records the flow
+factory (so any conductor can rebuild the flow) and posts a job naming it.
+``trash`` claims the job as ``flowkit-cli`` and sets it aside with the reason;
+a job someone holds cannot be trashed. Bad arguments exit with status 2,
+runtime failures with 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import uuid
+from typing import Any
+
+from flowkit.cli.conductor import board_arguments, fail, open_board, open_persistence
+
+__all__ = ["register"]
+
+#: The name ``flowkit jobs trash`` claims jobs under.
+CLI_OWNER = "flowkit-cli"
+
+
+def _json_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"not JSON: {err}") from None
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``jobs`` command to the ``flowkit`` parser."""
+    parser = subparsers.add_parser("jobs", help="post, list, show and trash jobs on a jobboard")
+    board_arguments(parser)
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    post = actions.add_parser("post", help="save a flow detail for a flow factory and post a job for it")
+    post.add_argument("name", help="the job's name")
+    post.add_argument("--factory", required=True, metavar="MODULE.FUNCTION", help="the flow factory")
+    post.add_argument(
+        "--args", type=_json_value, default=[], metavar="JSON", help="factory arguments (a list)"
+    )
+    post.add_argument(
+        "--kwargs", type=_json_value, default={}, metavar="JSON", help="factory keyword arguments"
+    )
+    post.add_argument(
+        "--store", type=_json_value, default={}, metavar="JSON", help="the job's store (an object)"
+    )
+    post.add_argument("--priority", default="NORMAL", help="VERY_HIGH, HIGH, NORMAL, LOW or VERY_LOW")
+
+    listing = actions.add_parser("list", help="list the jobs on the board")
+    listing.add_argument("--json", action="store_true", help="one JSON object per line")
+    listing.add_argument("--trashed", action="store_true", help="list the jobs set aside instead")
+
+    show = actions.add_parser("show", help="show one job, its claim and its attempts")
+    show.add_argument("uuid")
+
+    trash = actions.add_parser("trash", help="set an unclaimed job aside")
+    trash.add_argument("uuid")
+    trash.add_argument("--reason", default="trashed by an operator", help="why (kept with the job)")
+    parser.set_defaults(handler=_run)
+
+
+def _describe(board: Any, job: Any) -> dict[str, Any]:
+    claim = board.current_claim(job)
+    return {
+        "uuid": job.uuid,
+        "name": job.name,
+        "state": job.state,
+        "priority": job.priority.value,
+        "created_on": job.created_on.isoformat() if job.created_on else None,
+        "owner": None if claim is None else claim.owner,
+        "token": None if claim is None else claim.token,
+        "book": job.book_uuid,
+        "details": job.details,
+    }
+
+
+def _find(board: Any, uuid: str) -> Any:
+    from flowkit import exceptions as exc
+
+    for job in board.iterjobs():
+        if job.uuid == uuid:
+            return job
+    raise exc.NotFound(f"no job {uuid} on board {board.name!r}")
+
+
+def _post(args: argparse.Namespace, board: Any, persistence: Any) -> int:
+    from flowkit import engines
+    from flowkit.persistence import models
+
+    if persistence is None:
+        return fail(
+            "jobs", "post needs --connection: the flow detail must be saved where conductors read it", 2
+        )
+    if (
+        not isinstance(args.args, list)
+        or not isinstance(args.kwargs, dict)
+        or not isinstance(args.store, dict)
+    ):
+        return fail("jobs", "--args must be a JSON list, --kwargs and --store JSON objects", 2)
+    book = models.LogBook(args.name)
+    flow_detail = models.FlowDetail(args.name, str(uuid.uuid4()))
+    book.add(flow_detail)
+    engines.save_factory_details(flow_detail, args.factory, args.args, args.kwargs)
+    with persistence.get_connection() as conn:
+        conn.upgrade()
+        conn.save_logbook(book)
+    job = board.post(args.name, book=book, details={"store": args.store}, priority=args.priority)
+    print(job.uuid)
+    return 0
+
+
+def _list(args: argparse.Namespace, board: Any) -> int:
+    if args.trashed:
+        for doc in board.trashed():
+            print(json.dumps(doc, sort_keys=True, default=str))
+        return 0
+    for job in board.iterjobs():
+        row = _describe(board, job)
+        if args.json:
+            print(json.dumps(row, sort_keys=True, default=str))
+        else:
+            owner = f" owner={row['owner']}" if row["owner"] else ""
+            print(f"{row['uuid']}  {row['state']:<9} {row['priority']:<9} {row['name']}{owner}")
+    return 0
+
+
+def _show(args: argparse.Namespace, board: Any) -> int:
+    job = _find(board, args.uuid)
+    row = _describe(board, job)
+    row["attempts"] = [a.to_dict() for a in board.attempts(job)]
+    print(json.dumps(row, indent=2, sort_keys=True, default=str))
+    return 0
+
+
+def _trash(args: argparse.Namespace, board: Any) -> int:
+    job = _find(board, args.uuid)
+    board.claim(job, CLI_OWNER)
+    board.trash(job, CLI_OWNER, reason=args.reason)
+    print(f"trashed {job.uuid}")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from flowkit import exceptions as exc
+    from flowkit.persistence.backends._urls import mask_url
+
+    try:
+        persistence = open_persistence(args)
+    except exc.TaskFlowException as err:
+        return fail("jobs", mask_url(str(err)), 2)
+    try:
+        board = open_board(args, persistence)
+    except exc.NotFound as err:
+        return fail("jobs", str(err), 2)
+    except exc.JobFailure as err:
+        return fail("jobs", str(err), 1)
+    try:
+        if args.action == "post":
+            return _post(args, board, persistence)
+        if args.action == "list":
+            return _list(args, board)
+        if args.action == "show":
+            return _show(args, board)
+        return _trash(args, board)
+    except (exc.NotFound, exc.InvalidFormat, ValueError) as err:
+        return fail("jobs", str(err), 2)
+    except exc.TaskFlowException as err:
+        return fail("jobs", mask_url(str(err)), 1)
+    finally:
+        board.close()
+        if persistence is not None:
+            persistence.close()
+        sys.stdout.flush()

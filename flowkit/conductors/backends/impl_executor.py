@@ -1,0 +1,357 @@
+"""The conductor loop shared by the blocking and non-blocking conductors.
+
+``run()`` lists the board's unclaimed jobs, claims them one at a time while it
+has room (``max_simultaneous_jobs``), and hands each claimed job to an
+executor; when nothing could be claimed it sleeps ``wait_timeout`` seconds
+(cut short by :meth:`stop`). Each dispatched job ends in one
+:class:`Verdict`:
+
+- ``CONSUME``: the flow finished (successfully, or reverted after a task
+  failed: TaskFlow consumes those too);
+- ``ABANDON``: the conductor is stopping and suspended the flow;
+- ``FAIL``: running failed in a way another conductor may get past
+  (a storage or execution failure): abandoned and recorded as a failure;
+- ``TRASH``: the job cannot be run at all (no flow detail, a flow factory
+  that cannot be imported): set aside with the reason;
+- ``LOST``: the claim was lost meanwhile; the board is left alone, since the
+  job belongs to someone else now.
+
+Beyond TaskFlow: every engine writes through a
+:class:`~flowkit.conductors._fencing.FencedBackend`, so a conductor whose
+claim was lost cannot write; a job whose earlier attempts failed
+``max_failures`` times is set aside (``None``, the default, never does);
+tasks left ``RUNNING`` by a dead conductor are asked ``check_done``
+(:mod:`flowkit.conductors.in_doubt`).
+
+Events sent on the conductor's notifier (details: ``job``, ``conductor``,
+and ``engine`` for the stages): ``compilation_start``/``_end``,
+``preparation_start``/``_end``, ``validation_start``/``_end``,
+``running_start``/``_end``, ``job_consumed``, ``job_abandoned``,
+``job_trashed`` (with ``reason``), ``job_lost``.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import enum
+import functools
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from flowkit import exceptions as exc
+from flowkit import states
+from flowkit.conductors._fencing import ClaimFence, FencedBackend
+from flowkit.conductors.base import Conductor
+from flowkit.jobs.base import Claim, ClaimLost, Job, JobBoard
+from flowkit.listeners import logging as logging_listener
+from flowkit.persistence.base import Backend
+
+__all__ = ["ExecutorConductor", "Verdict"]
+
+LOG = logging.getLogger(__name__)
+
+
+class Verdict(enum.Enum):
+    """How a dispatched job ends (see the module docstring)."""
+
+    CONSUME = "consume"
+    ABANDON = "abandon"
+    FAIL = "fail"
+    TRASH = "trash"
+    LOST = "lost"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A verdict and why."""
+
+    verdict: Verdict
+    reason: str | None = None
+
+
+#: Failures another conductor may get past: abandon rather than consume.
+NO_CONSUME_EXCEPTIONS: tuple[type[BaseException], ...] = (exc.ExecutionFailure, exc.StorageFailure)
+
+
+class ExecutorConductor(Conductor):
+    """Dispatches claimed jobs to an executor made by :meth:`_executor_factory`.
+
+    Args:
+        name: the name jobs are claimed under.
+        jobboard: the board to take jobs from.
+        persistence: the backend holding the jobs' logbooks and flow details.
+        engine: engine kind for every job's flow.
+        engine_options: more engine options.
+        store: values every job's flow may use (lowest precedence).
+        wait_timeout: seconds to sleep when no job could be claimed.
+        log: logger for the conductor and its engines' logging listeners.
+        max_simultaneous_jobs: jobs running at once (``<= 0``: no limit).
+        max_failures: set a job aside once this many of its earlier attempts
+            failed or lost their claim (``None``: never, as TaskFlow).
+        claim_expiry: seconds a claim lasts unless renewed (boards with expiring claims).
+    """
+
+    WAIT_TIMEOUT = 0.5
+    MAX_SIMULTANEOUS_JOBS = -1
+    #: Seconds between two listings that ask the board to refresh (``ensure_fresh``).
+    REFRESH_PERIODICITY = 30.0
+
+    EVENTS_EMITTED = (
+        "compilation_start",
+        "compilation_end",
+        "preparation_start",
+        "preparation_end",
+        "validation_start",
+        "validation_end",
+        "running_start",
+        "running_end",
+        "job_consumed",
+        "job_abandoned",
+        "job_trashed",
+        "job_lost",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        jobboard: JobBoard,
+        persistence: Backend | None = None,
+        engine: str | None = None,
+        engine_options: Mapping[str, Any] | None = None,
+        wait_timeout: float | None = None,
+        log: logging.Logger | None = None,
+        max_simultaneous_jobs: int | None = None,
+        store: Mapping[str, Any] | None = None,
+        max_failures: int | None = None,
+        claim_expiry: float | None = None,
+    ) -> None:
+        super().__init__(
+            name, jobboard, persistence=persistence, engine=engine, engine_options=engine_options, store=store
+        )
+        self._wait_timeout = self.WAIT_TIMEOUT if wait_timeout is None else float(wait_timeout)
+        self._log = log or LOG
+        limit = self.MAX_SIMULTANEOUS_JOBS if max_simultaneous_jobs is None else max_simultaneous_jobs
+        self._max_simultaneous_jobs = int(limit)
+        if max_failures is not None and max_failures < 1:
+            raise ValueError(f"max_failures must be at least 1 (or None), not {max_failures!r}")
+        self._max_failures = max_failures
+        self._claim_expiry = claim_expiry
+        self._stopped = threading.Event()
+        self._dead = threading.Event()
+        self._dead.set()
+        self._dispatched: set[concurrent.futures.Future[Outcome]] = set()
+        self._dispatched_lock = threading.Lock()
+
+    def _executor_factory(self) -> concurrent.futures.Executor:
+        raise NotImplementedError
+
+    # -- control -----------------------------------------------------------
+    def stop(self) -> None:
+        self._stopped.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._dead.wait(timeout)
+
+    @property
+    def dispatching(self) -> bool:
+        """Whether :meth:`run` is still running."""
+        return not self._dead.is_set()
+
+    def _notify(self, event: str, details: dict[str, Any]) -> None:
+        if self._notifier.has_listeners:
+            self._notifier.notify(event, {"conductor": self, "persistence": self._persistence, **details})
+
+    # -- the loop ----------------------------------------------------------
+    def run(self, max_dispatches: int | None = None) -> None:
+        self._dead.clear()
+        self._stopped.clear()
+        try:
+            self._jobboard.register_entity(self.conductor)
+            with self._executor_factory() as executor:
+                self._run_until_stopped(executor, max_dispatches)
+        finally:
+            self._dead.set()
+
+    def _can_claim_more(self) -> bool:
+        if self._stopped.is_set():
+            return False
+        if self._max_simultaneous_jobs <= 0:
+            return True
+        with self._dispatched_lock:
+            return len(self._dispatched) < self._max_simultaneous_jobs
+
+    def _run_until_stopped(self, executor: concurrent.futures.Executor, max_dispatches: int | None) -> None:
+        limit = -1 if max_dispatches is None else max_dispatches
+        total = 0
+        last_fresh = time.monotonic()
+        while limit != 0 and not self._stopped.is_set():
+            dispatched_any = False
+            ensure_fresh = time.monotonic() - last_fresh >= self.REFRESH_PERIODICITY
+            if ensure_fresh:
+                last_fresh = time.monotonic()
+            try:
+                for job in self._jobboard.iterjobs(only_unclaimed=True, ensure_fresh=ensure_fresh):
+                    if not self._can_claim_more():
+                        break
+                    claim = self._try_claim(job)
+                    if claim is None or self._set_aside_if_poisoned(job, claim):
+                        continue
+                    future = executor.submit(self._dispatch_job, job, claim)
+                    with self._dispatched_lock:
+                        self._dispatched.add(future)
+                    future.add_done_callback(functools.partial(self._on_job_done, job, claim))
+                    dispatched_any = True
+                    total += 1
+                    if 0 <= limit <= total:
+                        self._log.info("maximum dispatch limit of %s reached", limit)
+                        return
+            except exc.JobFailure:
+                self._log.exception("transient jobboard failure while listing jobs; backing off and retrying")
+            if not dispatched_any and not self._stopped.is_set():
+                self._stopped.wait(self._wait_timeout)
+
+    def _try_claim(self, job: Job) -> Claim | None:
+        try:
+            return self._jobboard.claim(job, self._name, expiry=self._claim_expiry)
+        except (exc.UnclaimableJob, exc.NotFound):
+            self._log.debug("job already claimed or consumed: %s", job)
+            return None
+
+    def _set_aside_if_poisoned(self, job: Job, claim: Claim) -> bool:
+        if self._max_failures is None:
+            return False
+        earlier = [a for a in self._jobboard.attempts(job) if a.token != claim.token]
+        failures = [a for a in earlier if a.counts_as_failure]
+        if len(failures) < self._max_failures:
+            return False
+        listed = "; ".join(f"{a.owner}: {a.end.value}: {a.reason or 'no reason given'}" for a in failures)
+        reason = f"set aside after {len(failures)} failed attempts ({listed})"
+        self._log.warning("job %s is poisoned: %s", job, reason)
+        self._finish(job, claim, Outcome(Verdict.TRASH, reason))
+        return True
+
+    # -- one job -----------------------------------------------------------
+    def _fenced(self, job: Job, claim: Claim) -> Backend | None:
+        if self._persistence is None:
+            return None
+        return FencedBackend(self._persistence, ClaimFence(self._jobboard, job, claim, self._claim_expiry))
+
+    def _dispatch_job(self, job: Job, claim: Claim) -> Outcome:
+        backend = self._fenced(job, claim)
+        try:
+            return self._load_and_run(job, backend)
+        finally:
+            if backend is not None:
+                backend.close()
+
+    def _load_and_run(self, job: Job, backend: Backend | None) -> Outcome:
+        try:
+            engine = self._engine_from_job(job, backend)
+        except ClaimLost as lost:
+            return Outcome(Verdict.LOST, str(lost))
+        except (exc.JobFailure, exc.StorageFailure) as failure:
+            # The board or the store failed: another try (here or elsewhere) may succeed.
+            return Outcome(Verdict.FAIL, f"could not load the job's flow: {failure}")
+        except Exception as error:  # any other loading error means this job can never run
+            return Outcome(Verdict.TRASH, f"cannot load the job's flow: {type(error).__name__}: {error}")
+        details = {"job": job, "engine": engine}
+        listeners = [
+            logging_listener.LoggingListener(engine, log=self._log),
+            *self._listeners_from_job(job, engine),
+        ]
+        for listener in listeners:
+            listener.register()
+        try:
+            return self._run_engine(job, engine, details)
+        finally:
+            for listener in reversed(listeners):
+                listener.deregister()
+
+    def _run_engine(self, job: Job, engine: Any, details: dict[str, Any]) -> Outcome:
+        def run() -> None:
+            suspended = False
+            for _state in engine.run_iter():
+                if not suspended and self._stopped.is_set():
+                    self._log.info("conductor stopping: suspending the engine of job %s", job)
+                    engine.suspend()
+                    suspended = True
+
+        stages: list[tuple[Callable[[], None], str]] = [
+            (engine.compile, "compilation"),
+            (engine.prepare, "preparation"),
+            (engine.validate, "validation"),
+            (run, "running"),
+        ]
+        try:
+            for stage, event in stages:
+                self._notify(f"{event}_start", details)
+                stage()
+                self._notify(f"{event}_end", details)
+        except ClaimLost as lost:
+            return Outcome(Verdict.LOST, str(lost))
+        except exc.WrappedFailure as failures:
+            if any(f.check(ClaimLost) for f in failures):
+                return Outcome(Verdict.LOST, "claim lost while running")
+            if all(f.check(*NO_CONSUME_EXCEPTIONS) for f in failures):
+                return Outcome(Verdict.FAIL, f"{len(failures)} failures: {failures}")
+            self._log.warning("job %s failed (consuming it): %s", job, failures)
+            return Outcome(Verdict.CONSUME, str(failures))
+        except NO_CONSUME_EXCEPTIONS as error:
+            self._log.warning("job %s failed (abandoning it)", job, exc_info=True)
+            return Outcome(Verdict.FAIL, f"{type(error).__name__}: {error}")
+        except Exception as error:  # a task's own failure: the flow reverted; TaskFlow consumes
+            self._log.warning("job %s failed (consuming it)", job, exc_info=True)
+            return Outcome(Verdict.CONSUME, f"{type(error).__name__}: {error}")
+        if engine.storage.get_flow_state() == states.SUSPENDED:
+            return Outcome(Verdict.ABANDON, "conductor stopped; flow suspended")
+        return Outcome(Verdict.CONSUME)
+
+    def _on_job_done(self, job: Job, claim: Claim, future: concurrent.futures.Future[Outcome]) -> None:
+        try:
+            try:
+                outcome = future.result()
+            except Exception as error:  # a bug in dispatching: set the job aside with it
+                self._log.exception("dispatching job %s failed", job)
+                outcome = Outcome(Verdict.TRASH, f"dispatching failed: {type(error).__name__}: {error}")
+            self._finish(job, claim, outcome)
+        finally:
+            with self._dispatched_lock:
+                self._dispatched.discard(future)
+            # Room for another job: wake the loop if it sleeps.
+            if self._max_simultaneous_jobs > 0:
+                self._wake()
+
+    def _wake(self) -> None:
+        """Hook for subclasses whose loop sleeps on something else than ``stop``."""
+
+    def _finish(self, job: Job, claim: Claim, outcome: Outcome) -> None:
+        verdict = outcome.verdict
+        details = {"job": job, "reason": outcome.reason}
+        if verdict is Verdict.LOST:
+            self._log.warning(
+                "claim on job %s was lost; leaving it to its new owner: %s", job, outcome.reason
+            )
+            self._notify("job_lost", details)
+            return
+        try:
+            self._jobboard.check_claim(job, claim)
+            if verdict is Verdict.CONSUME:
+                self._jobboard.consume(job, self._name)
+                self._notify("job_consumed", details)
+            elif verdict is Verdict.TRASH:
+                self._log.warning("setting job %s aside: %s", job, outcome.reason)
+                self._jobboard.trash(job, self._name, reason=outcome.reason)
+                self._notify("job_trashed", details)
+            else:
+                failed = verdict is Verdict.FAIL
+                self._jobboard.abandon(job, self._name, reason=outcome.reason, failed=failed)
+                self._notify("job_abandoned", details)
+        except ClaimLost as lost:
+            self._log.warning("claim on job %s was lost before it could be finished: %s", job, lost)
+            self._notify("job_lost", {**details, "reason": str(lost)})
+        except (exc.JobFailure, exc.NotFound):
+            self._log.warning("could not %s job %s", verdict.value, job, exc_info=True)

@@ -1,0 +1,188 @@
+"""Conductors: claim jobs from a board, run their flows, consume or abandon them.
+
+TaskFlow's ``taskflow.conductors.base`` interface. A conductor finds the flow
+detail a job names (``details["flow_uuid"]`` in the job's logbook, or the
+book's only flow detail), rebuilds its flow with the factory recorded in it
+(:func:`flowkit.engines.save_factory_details`), and loads an engine over it
+with the store made of, lowest precedence first:
+
+1. the conductor's own ``store`` (values every job may use),
+2. the flow detail's ``meta["store"]``,
+3. the job's ``details["store"]``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+from flowkit import engines, states
+from flowkit import exceptions as exc
+from flowkit.conductors import in_doubt
+from flowkit.jobs.base import Job, JobBoard
+from flowkit.persistence.base import Backend
+from flowkit.persistence.models import FlowDetail
+from flowkit.types import notifier
+
+__all__ = ["Conductor", "Entity"]
+
+
+@dataclass(frozen=True)
+class Entity:
+    """Who a conductor is, as registered on its board (TaskFlow's ``types.entity.Entity``)."""
+
+    kind: str
+    name: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+class Conductor(ABC):
+    """Claims jobs on ``jobboard`` and runs their flows in engines.
+
+    Args:
+        name: the conductor's name; it claims jobs under it.
+        jobboard: the board to take jobs from.
+        persistence: the backend holding the jobs' logbooks and flow details.
+        engine: the engine kind to run flows with (``serial``, ``parallel``...).
+        engine_options: more options for every engine (``executor``, ``max_workers``...).
+        store: values every job's flow may use (the lowest precedence).
+    """
+
+    #: The kind of entity registered on the board.
+    ENTITY_KIND = "conductor"
+
+    def __init__(
+        self,
+        name: str,
+        jobboard: JobBoard,
+        persistence: Backend | None = None,
+        engine: str | None = None,
+        engine_options: Mapping[str, Any] | None = None,
+        store: Mapping[str, Any] | None = None,
+    ) -> None:
+        self._name = name
+        self._jobboard = jobboard
+        self._persistence = persistence
+        self._engine = engine
+        self._engine_options = dict(engine_options or {})
+        self._store = dict(store or {})
+        self._lock = threading.RLock()
+        self._notifier = notifier.Notifier()
+
+    @property
+    def name(self) -> str:
+        """The name jobs are claimed under."""
+        return self._name
+
+    @cached_property
+    def conductor(self) -> Entity:
+        """This conductor as an entity: ``name@host:pid`` with host and pid as metadata."""
+        host = socket.gethostname()
+        pid = os.getpid()
+        return Entity(self.ENTITY_KIND, f"{self._name}@{host}:{pid}", {"hostname": host, "pid": pid})
+
+    @property
+    def notifier(self) -> notifier.Notifier:
+        """Where the conductor's events are sent (see the implementation for which)."""
+        return self._notifier
+
+    def _flow_detail_from_job(self, job: Job) -> FlowDetail:
+        """The flow detail ``job`` names, read afresh from the persistence backend.
+
+        The job's logbook says which flow detail to run; its current state is
+        then read from the backend, since the book a job carries may be a
+        copy made before an earlier run progressed.
+
+        Raises:
+            NotFound: the job has no logbook, or the named flow detail is not in it.
+            MultipleChoices: no ``flow_uuid`` given and the book holds several.
+        """
+        book = job.book
+        if book is None:
+            raise exc.NotFound(f"job {job.uuid} ({job.name!r}) has no logbook")
+        flow_uuid = (job.details or {}).get("flow_uuid")
+        if flow_uuid is not None:
+            found = book.find(flow_uuid)
+            if found is None:
+                raise exc.NotFound(f"job {job.uuid}: flow detail {flow_uuid} is not in logbook {book.uuid}")
+            return self._fresh(found)
+        details = list(book)
+        if len(details) == 1:
+            return self._fresh(details[0])
+        if not details:
+            raise exc.NotFound(f"job {job.uuid}: logbook {book.uuid} holds no flow detail")
+        raise exc.MultipleChoices(
+            f"job {job.uuid}: logbook {book.uuid} holds {len(details)} flow details and the job "
+            "names none ('flow_uuid' in its details)"
+        )
+
+    def _fresh(self, flow_detail: FlowDetail) -> FlowDetail:
+        if self._persistence is None:
+            return flow_detail
+        with self._persistence.get_connection() as conn:
+            return conn.get_flow_details(flow_detail.uuid)
+
+    def _store_for(self, job: Job, flow_detail: FlowDetail) -> dict[str, Any]:
+        store = dict(self._store)
+        store.update((flow_detail.meta or {}).get("store") or {})
+        store.update((job.details or {}).get("store") or {})
+        return store
+
+    def _engine_from_job(self, job: Job, backend: Backend | None = None) -> Any:
+        """Load the engine that runs ``job``'s flow (writing through ``backend``).
+
+        A flow detail with atoms left ``RUNNING`` by a conductor that died is
+        first shown to :func:`flowkit.conductors.in_doubt.resolve`; atoms it
+        finds done are recorded, and the engine is loaded from the result.
+        """
+        flow_detail = self._flow_detail_from_job(job)
+        backend = backend if backend is not None else self._persistence
+        engine = self._load(job, flow_detail, backend)
+        if backend is not None and any(ad.state == states.RUNNING for ad in flow_detail):
+            engine.compile()
+            engine.prepare()
+            if in_doubt.resolve(engine):
+                engine.storage.flush()
+                engine = self._load(job, self._fresh(flow_detail), backend)
+        return engine
+
+    def _load(self, job: Job, flow_detail: FlowDetail, backend: Backend | None) -> Any:
+        options = dict(self._engine_options)
+        if self._engine is not None:
+            options["engine"] = self._engine
+        return engines.load_from_detail(
+            flow_detail, store=self._store_for(job, flow_detail), backend=backend, **options
+        )
+
+    def _listeners_from_job(self, job: Job, engine: Any) -> list[Any]:
+        """Listeners to attach to ``engine`` for ``job`` (override to add some)."""
+        return []
+
+    def connect(self) -> None:
+        """Connect the board unless it is connected already."""
+        with self._lock:
+            if not self._jobboard.connected:
+                self._jobboard.connect()
+
+    def close(self) -> None:
+        """Close the board."""
+        with self._lock:
+            self._jobboard.close()
+
+    @abstractmethod
+    def run(self, max_dispatches: int | None = None) -> None:
+        """Claim, run and consume jobs until stopped, or until ``max_dispatches`` were dispatched."""
+
+    @abstractmethod
+    def stop(self) -> None:
+        """Ask the conductor to stop; returns at once (see :meth:`wait`)."""
+
+    @abstractmethod
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for :meth:`run` to return; ``False`` if ``timeout`` passed first."""

@@ -1,0 +1,127 @@
+"""``flowkit conductor`` and ``flowkit jobs`` as an operator runs them (real Redis)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from flowkit import states
+from flowkit.jobs import backends
+from flowkit.persistence import backends as persistence_backends
+from tests import services
+from tests.conductors import flows
+from tests.conductors.conftest import flow_state
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def flowkit(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "flowkit", *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        check=False,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture
+def redis_board(redis_server: services.RedisServer) -> str:
+    redis_server.start()
+    return f"redis://127.0.0.1:{redis_server.port}/0?namespace=cli-{uuid.uuid4().hex[:8]}"
+
+
+def test_jobs_post_list_show_and_a_conductor_runs_it(redis_board: str, tmp_path: Path) -> None:
+    connection = f"sqlite:///{tmp_path / 'flows.db'}"
+    calls = str(tmp_path / "calls")
+    common = ["jobs", "--board", redis_board, "--connection", connection]
+    posted = flowkit(
+        *common, "post", "two-steps", "--factory", "tests.conductors.flows.chain", "--args", "[2]",
+        "--store", json.dumps({"v0": 5, "calls": calls}), "--priority", "high",
+    )  # fmt: skip
+    assert posted.returncode == 0, posted.stderr
+    job_uuid = posted.stdout.strip()
+    listed = flowkit(*common, "list", "--json")
+    [row] = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert (row["uuid"], row["name"], row["state"], row["priority"]) == (
+        job_uuid,
+        "two-steps",
+        "UNCLAIMED",
+        "HIGH",
+    )
+    shown = json.loads(flowkit(*common, "show", job_uuid).stdout)
+    assert shown["attempts"] == [] and shown["details"]["store"]["v0"] == 5
+    ran = flowkit("conductor", "--board", redis_board, "--connection", connection, "--name", "cli-c",
+                  "--max-dispatches", "1")  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    assert flowkit(*common, "list").stdout == ""
+    assert [c["atom"] for c in flows.read_calls(calls)] == ["step0", "step1"]
+
+
+def test_jobs_trash_sets_a_job_aside(redis_board: str, tmp_path: Path) -> None:
+    persistence = persistence_backends.fetch(f"sqlite:///{tmp_path / 'flows.db'}")
+    with backends.backend("b", redis_board, persistence=persistence) as board:
+        job = board.post("unwanted")
+        done = flowkit("jobs", "--board", redis_board, "trash", job.uuid, "--reason", "operator said so")
+        assert done.returncode == 0, done.stderr
+        assert job.state == states.COMPLETE
+        [aside] = board.trashed()
+        assert aside["reason"] == "operator said so"
+    trashed = flowkit("jobs", "--board", redis_board, "list", "--trashed")
+    assert json.loads(trashed.stdout)["uuid"] == job.uuid
+    missing = flowkit("jobs", "--board", redis_board, "show", "no-such-job")
+    assert missing.returncode == 2 and "no job no-such-job" in missing.stderr
+
+
+def test_conductor_stops_gracefully_on_sigterm_and_abandons_its_job(redis_board: str, tmp_path: Path) -> None:
+    connection = f"sqlite:///{tmp_path / 'flows.db'}"
+    persistence = persistence_backends.fetch(connection)
+    with persistence.get_connection() as conn:
+        conn.upgrade()
+    calls, gate = str(tmp_path / "calls"), tmp_path / "gate"
+    from tests.conductors.conftest import post_flow
+
+    with backends.backend("b", redis_board, persistence=persistence) as board:
+        job, fd = post_flow(
+            board, persistence, flows.chain, [3, 1, str(gate)], job_store={"v0": 0, "calls": calls}
+        )
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "flowkit", "conductor", "--board", redis_board, "--connection", connection,
+             "--name", "graceful", "--wait-timeout", "0.05"],
+            cwd=REPO_ROOT, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            services.wait_until(lambda: len(flows.read_calls(calls)) == 2, 60, message="step1 running")
+            proc.send_signal(signal.SIGTERM)
+            gate.touch()
+            _, stderr = proc.communicate(timeout=60)
+        finally:
+            proc.kill()
+        assert proc.returncode == 0, stderr
+        assert "SIGTERM received: stopping conductor graceful gracefully" in stderr
+        assert job.state == states.UNCLAIMED
+        assert flow_state(persistence, fd) == (
+            states.SUSPENDED,
+            {"step0": states.SUCCESS, "step1": states.SUCCESS, "step2": states.PENDING},
+        )
+    persistence.close()
+
+
+def test_unknown_board_kind_is_a_usage_error() -> None:
+    done = flowkit("conductor", "--board", "pigeon://loft", "--name", "c")
+    assert done.returncode == 2
+    assert "no jobboard of kind 'pigeon'" in done.stderr
+
+
+def test_unreachable_board_names_its_masked_url() -> None:
+    port = services.free_port()
+    done = flowkit("jobs", "--board", f"redis://:hunter2@127.0.0.1:{port}/0", "list")
+    assert done.returncode == 1
+    assert f"redis://:***@127.0.0.1:{port}/0" in done.stderr and "hunter2" not in done.stderr

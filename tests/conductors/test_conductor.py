@@ -1,0 +1,299 @@
+"""Conductors over a memory board and SQLite persistence: TaskFlow's behaviour and flowkit's additions."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flowkit import conductors, states
+from flowkit.jobs.backends.impl_memory import MemoryJobBoard
+from flowkit.jobs.base import AttemptEnd
+from flowkit.listeners.claims import CheckingClaimListener
+from flowkit.persistence.base import Backend
+from tests.conductors import flows
+from tests.conductors.conftest import flow_state, post_flow, stored_results
+from tests.conftest import wait_until
+
+
+def make_board() -> MemoryJobBoard:
+    board = MemoryJobBoard("board")
+    board.connect()
+    return board
+
+
+def record_events(conductor: Any) -> list[tuple[str, dict[str, Any]]]:
+    events: list[tuple[str, dict[str, Any]]] = []
+    conductor.notifier.register("*", lambda event_type, details: events.append((event_type, details)))
+    return events
+
+
+@pytest.mark.parametrize("kind", ["blocking", "nonblocking"])
+def test_conductor_runs_a_job_and_consumes_it(kind: str, persistence: Backend, tmp_path: Path) -> None:
+    board = make_board()
+    calls = str(tmp_path / "calls")
+    job, fd = post_flow(board, persistence, flows.chain, [2], job_store={"v0": 40, "calls": calls})
+    conductor = conductors.backends.fetch(kind, "host-a", board, persistence=persistence, engine="serial")
+    events = record_events(conductor)
+    conductor.run(max_dispatches=1)
+    assert job.state == states.COMPLETE
+    assert flow_state(persistence, fd) == (states.SUCCESS, {"step0": states.SUCCESS, "step1": states.SUCCESS})
+    assert stored_results(persistence, fd) == {"step0": 41, "step1": 42}
+    names = [e for e, _ in events]
+    assert names == [
+        "compilation_start",
+        "compilation_end",
+        "preparation_start",
+        "preparation_end",
+        "validation_start",
+        "validation_end",
+        "running_start",
+        "running_end",
+        "job_consumed",
+    ]
+    assert events[-1][1]["job"] is job and events[-1][1]["conductor"] is conductor
+    assert conductor.wait(0)
+
+
+def test_store_precedence_is_job_then_flow_detail_then_conductor(persistence: Backend) -> None:
+    board = make_board()
+    _, fd = post_flow(
+        board,
+        persistence,
+        flows.collect,
+        meta_store={"b": "meta", "c": "meta"},
+        job_store={"c": "job"},
+    )
+    conductor = conductors.backends.fetch(
+        "blocking", "c", board, persistence=persistence, store={"a": "conductor", "b": "conductor", "c": "x"}
+    )
+    conductor.run(max_dispatches=1)
+    assert stored_results(persistence, fd) == {"Collect": ["conductor", "meta", "job"]}
+
+
+def test_run_returns_after_max_dispatches(persistence: Backend, tmp_path: Path) -> None:
+    board = make_board()
+    store = {"v0": 0, "calls": str(tmp_path / "calls")}
+    jobs = [
+        post_flow(board, persistence, flows.chain, [1], job_store=store, name=f"j{i}")[0] for i in range(3)
+    ]
+    conductor = conductors.backends.fetch("blocking", "c", board, persistence=persistence)
+    conductor.run(max_dispatches=2)
+    assert [j.state for j in jobs] == [states.COMPLETE, states.COMPLETE, states.UNCLAIMED]
+    conductor.run(max_dispatches=0)
+    assert jobs[2].state == states.UNCLAIMED
+
+
+def test_stop_ends_an_idle_run(persistence: Backend) -> None:
+    board = make_board()
+    conductor = conductors.backends.fetch(
+        "nonblocking", "c", board, persistence=persistence, wait_timeout=0.01
+    )
+    runner = threading.Thread(target=conductor.run)
+    runner.start()
+    wait_until(lambda: conductor.dispatching)
+    conductor.stop()
+    assert conductor.wait(10)
+    runner.join(10)
+    assert not runner.is_alive()
+
+
+def test_stop_suspends_a_running_flow_and_abandons_its_job(persistence: Backend, tmp_path: Path) -> None:
+    board = make_board()
+    gate = tmp_path / "gate"
+    calls = str(tmp_path / "calls")
+    job, fd = post_flow(
+        board, persistence, flows.chain, [3, 1, str(gate)], job_store={"v0": 0, "calls": calls}
+    )
+    conductor = conductors.backends.fetch("blocking", "c", board, persistence=persistence)
+    events = record_events(conductor)
+    runner = threading.Thread(target=conductor.run)
+    runner.start()
+    wait_until(lambda: [c["atom"] for c in flows.read_calls(calls)] == ["step0", "step1"])
+    conductor.stop()
+    gate.touch()
+    assert conductor.wait(10)
+    runner.join(10)
+    assert job.state == states.UNCLAIMED
+    assert [e for e, _ in events][-1] == "job_abandoned"
+    assert job.attempts[-1].end is AttemptEnd.ABANDONED and not job.attempts[-1].counts_as_failure
+    state, atoms = flow_state(persistence, fd)
+    assert state == states.SUSPENDED and atoms["step2"] == states.PENDING
+    # Another conductor resumes where it stopped: step0 and step1 do not run again.
+    conductors.backends.fetch("blocking", "d", board, persistence=persistence).run(max_dispatches=1)
+    assert job.state == states.COMPLETE
+    assert [c["atom"] for c in flows.read_calls(calls)] == ["step0", "step1", "step2"]
+    assert stored_results(persistence, fd)["step2"] == 3
+
+
+def test_a_failed_flow_is_reverted_and_its_job_consumed(persistence: Backend, tmp_path: Path) -> None:
+    board = make_board()
+    calls = str(tmp_path / "calls")
+    job, fd = post_flow(board, persistence, flows.failing, job_store={"calls": calls})
+    conductor = conductors.backends.fetch("blocking", "c", board, persistence=persistence)
+    conductor.run(max_dispatches=1)
+    assert job.state == states.COMPLETE
+    assert flow_state(persistence, fd)[0] == states.REVERTED
+    assert [c["action"] for c in flows.read_calls(calls)] == ["execute", "revert"]
+
+
+def test_job_whose_factory_cannot_be_imported_is_set_aside(persistence: Backend, tmp_path: Path) -> None:
+    board = make_board()
+    bad, _ = post_flow(board, persistence, "tests.conductors.no_such_module.factory", name="bad")
+    calls = str(tmp_path / "calls")
+    good, _ = post_flow(
+        board, persistence, flows.chain, [1], job_store={"v0": 0, "calls": calls}, name="good"
+    )
+    conductor = conductors.backends.fetch("blocking", "c", board, persistence=persistence)
+    events = record_events(conductor)
+    conductor.run(max_dispatches=2)
+    assert (bad.state, good.state) == (states.COMPLETE, states.COMPLETE)
+    [aside] = board.trashed()
+    assert aside["uuid"] == bad.uuid
+    assert "tests.conductors.no_such_module.factory" in aside["reason"]
+    assert "cannot be imported" in aside["reason"]
+    assert [e for e, _ in events if e.startswith("job_")] == ["job_trashed", "job_consumed"]
+
+
+def test_job_without_a_logbook_is_set_aside(persistence: Backend) -> None:
+    board = make_board()
+    job = board.post("orphan")
+    conductors.backends.fetch("blocking", "c", board, persistence=persistence).run(max_dispatches=1)
+    assert job.state == states.COMPLETE
+    assert "has no logbook" in board.trashed()[0]["reason"]
+
+
+def test_poison_job_is_set_aside_with_its_failures(persistence: Backend, tmp_path: Path) -> None:
+    board = make_board()
+    job, _ = post_flow(
+        board, persistence, flows.chain, [1], job_store={"v0": 0, "calls": str(tmp_path / "c")}
+    )
+    for who in ("host-a", "host-b"):
+        board.claim(job, who)
+        board.abandon(job, who, reason=f"{who} ran out of memory", failed=True)
+    conductor = conductors.backends.fetch("blocking", "c", board, persistence=persistence, max_failures=2)
+    events = record_events(conductor)
+    runner = threading.Thread(target=conductor.run)
+    runner.start()
+    wait_until(lambda: job.state == states.COMPLETE)
+    conductor.stop()
+    runner.join(10)
+    [aside] = board.trashed()
+    assert "after 2 failed attempts" in aside["reason"]
+    assert "host-a: failed: host-a ran out of memory" in aside["reason"]
+    assert [e for e, _ in events] == ["job_trashed"]
+    assert not (tmp_path / "c").exists()
+
+
+def test_poison_limit_must_be_positive(persistence: Backend) -> None:
+    with pytest.raises(ValueError, match="max_failures"):
+        conductors.backends.fetch("blocking", "c", make_board(), persistence=persistence, max_failures=0)
+
+
+def test_unknown_conductor_kind_names_the_known_ones() -> None:
+    from flowkit import exceptions as exc
+
+    with pytest.raises(exc.NotFound, match="'turbo'.*blocking, nonblocking"):
+        conductors.backends.fetch("turbo", "c", make_board())
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_writes_of_a_conductor_whose_claim_was_taken_over_are_refused(
+    persistence: Backend, tmp_path: Path
+) -> None:
+    clock = FakeClock()
+    board = MemoryJobBoard("board", {"claim_expiry": 10}, clock=clock)
+    gate = tmp_path / "gate"
+    calls = str(tmp_path / "calls")
+    job, fd = post_flow(
+        board, persistence, flows.chain, [2, 0, str(gate)], job_store={"v0": 0, "calls": calls}
+    )
+    loser = conductors.backends.fetch("blocking", "loser", board, persistence=persistence)
+    events = record_events(loser)
+    runner = threading.Thread(target=loser.run, kwargs={"max_dispatches": 1})
+    runner.start()
+    wait_until(lambda: [c["atom"] for c in flows.read_calls(calls)] == ["step0"])
+    # The loser's claim expires while its task runs; another conductor takes the job.
+    clock.now += 11
+    [seen] = list(board.iterjobs(only_unclaimed=True))
+    board.claim(seen, "winner")
+    gate.touch()
+    runner.join(10)
+    assert [e for e, _ in events][-1] == "job_lost"
+    # Its result was never written: the flow detail shows step0 still running, as the winner found it.
+    assert flow_state(persistence, fd)[1]["step0"] == states.RUNNING
+    assert board.find_owner(job) == "winner"
+
+
+def test_in_doubt_task_that_finished_is_not_run_again(persistence: Backend, tmp_path: Path) -> None:
+    board = make_board()
+    calls, ledger = str(tmp_path / "calls"), tmp_path / "ledger"
+    job, fd = post_flow(board, persistence, flows.checkout, job_store={"calls": calls, "ledger": str(ledger)})
+    _leave_running(persistence, fd, "Charge")
+    ledger.write_text("charged")  # the dead conductor's charge went through
+    conductors.backends.fetch("blocking", "c", board, persistence=persistence).run(max_dispatches=1)
+    assert job.state == states.COMPLETE
+    assert [(c["atom"], c["action"]) for c in flows.read_calls(calls)] == [
+        ("Charge", "check_done"),
+        ("Ship", "execute"),
+    ]
+    assert stored_results(persistence, fd) == {"Charge": "receipt-1", "Ship": "shipped with receipt-1"}
+
+
+def test_in_doubt_task_that_did_not_finish_runs_again(persistence: Backend, tmp_path: Path) -> None:
+    board = make_board()
+    calls, ledger = str(tmp_path / "calls"), tmp_path / "ledger"
+    job, fd = post_flow(board, persistence, flows.checkout, job_store={"calls": calls, "ledger": str(ledger)})
+    _leave_running(persistence, fd, "Charge")
+    conductors.backends.fetch("blocking", "c", board, persistence=persistence).run(max_dispatches=1)
+    assert [(c["atom"], c["action"]) for c in flows.read_calls(calls)] == [
+        ("Charge", "check_done"),
+        ("Charge", "execute"),
+        ("Ship", "execute"),
+    ]
+
+
+def _leave_running(persistence: Backend, fd: Any, atom: str) -> None:
+    """Make the stored flow look like its conductor died while ``atom`` ran."""
+    from flowkit import engines
+
+    with persistence.get_connection() as conn:
+        stored = conn.get_flow_details(fd.uuid)
+    engine = engines.load_from_detail(stored, backend=persistence, store={"calls": "-", "ledger": "-"})
+    engine.prepare()
+    engine.storage.set_atom_state(atom, states.RUNNING)
+    engine.storage.flush()
+
+
+def test_checking_claim_listener_suspends_an_engine_that_lost_its_claim(
+    persistence: Backend, tmp_path: Path
+) -> None:
+    board = make_board()
+    calls = str(tmp_path / "calls")
+    job, fd = post_flow(board, persistence, flows.chain, [3], job_store={"v0": 0, "calls": calls})
+    board.claim(job, "a")
+
+    class Losing(conductors.backends.fetch("blocking", "x", board).__class__):  # type: ignore[misc]
+        def _listeners_from_job(self, job: Any, engine: Any) -> list[Any]:
+            return [CheckingClaimListener(engine, job, self._jobboard, self._name)]
+
+    board.abandon(job, "a")
+    conductor = Losing("c", board, persistence=persistence)
+
+    def steal(event_type: str, details: dict[str, Any]) -> None:
+        board.abandon(job, "c")
+        board.claim(job, "thief")
+
+    conductor.notifier.register("running_start", steal)
+    conductor.run(max_dispatches=1)
+    assert len(flows.read_calls(calls)) < 3
+    assert board.find_owner(job) == "thief"
