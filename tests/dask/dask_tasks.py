@@ -1,0 +1,46 @@
+"""Tasks the Dask tests run on cluster workers: importable there, picklable, JSON results."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from flowkit import task
+from flowkit.patterns import linear_flow, unordered_flow
+
+
+class Square(task.Task):
+    """Returns its input squared and the PID of the process that computed it."""
+
+    def execute(self, x: int) -> list[int]:
+        return [x * x, os.getpid()]
+
+
+def squares(count: int) -> unordered_flow.Flow:
+    """``count`` independent squares of ``x0``, ``x1``... providing ``r0``, ``r1``..."""
+    flow = unordered_flow.Flow("squares")
+    for i in range(count):
+        flow.add(Square(name=f"sq{i}", provides=f"r{i}", rebind={"x": f"x{i}"}))
+    return flow
+
+
+class Reserve(task.Task):
+    """Reserves something; its revert records the PID that undid it in a file."""
+
+    def execute(self, x: int, undo_log: str) -> int:
+        return x
+
+    def revert(self, x: int, undo_log: str, **kwargs: Any) -> None:
+        with open(undo_log, "a", encoding="utf-8") as out:
+            out.write(f"{os.getpid()}\n")
+
+
+class Refuse(task.Task):
+    """Always fails, naming the worker process."""
+
+    def execute(self, x: int) -> None:
+        raise ValueError(f"refused {x} in process {os.getpid()}")
+
+
+def reserve_then_refuse() -> linear_flow.Flow:
+    return linear_flow.Flow("refusing").add(Reserve(name="reserve"), Refuse(name="refuse"))

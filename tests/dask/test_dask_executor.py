@@ -1,0 +1,86 @@
+"""The parallel engine on a Dask cluster: ``executor=client.get_executor()``.
+
+A ``distributed.LocalCluster`` of worker *processes* stands in for a real
+cluster: tasks, arguments, results and failures cross a process boundary the
+way they would cross machines.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flowkit import conductors, engines, states
+from flowkit import exceptions as exc
+from flowkit.jobs.backends.impl_memory import MemoryJobBoard
+from flowkit.persistence.base import Backend
+from tests import services
+from tests.conductors.conftest import persistence, post_flow, stored_results  # noqa: F401 - fixture
+from tests.dask import dask_tasks
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[Any]:
+    distributed = services.require_module("distributed", "'flowkit[dask]'")
+    cluster = distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    )
+    made = distributed.Client(cluster)
+    try:
+        yield made
+    finally:
+        made.close()
+        cluster.close()
+
+
+def test_independent_tasks_run_on_the_cluster_workers(client: Any) -> None:
+    engine = engines.load(
+        dask_tasks.squares(6),
+        store={f"x{i}": i for i in range(6)},
+        engine="parallel",
+        executor=client.get_executor(),
+    )
+    engine.run()
+    results = {name: value for name, value in engine.storage.fetch_all().items() if name.startswith("r")}
+    assert {name: value[0] for name, value in results.items()} == {f"r{i}": i * i for i in range(6)}
+    worker_pids = set(client.run(os.getpid).values())
+    assert {value[1] for value in results.values()} <= worker_pids
+    assert os.getpid() not in worker_pids
+
+
+def test_a_failure_on_a_worker_reverts_the_flow_with_the_real_exception(client: Any, tmp_path: Path) -> None:
+    undo_log = tmp_path / "undo"
+    engine = engines.load(
+        dask_tasks.reserve_then_refuse(),
+        store={"x": 3, "undo_log": str(undo_log)},
+        engine="parallel",
+        executor=client.get_executor(),
+    )
+    # The failure crosses back as a record (its traceback object cannot): the engine
+    # raises it wrapped, still naming the real exception type.
+    with pytest.raises(exc.WrappedFailure, match="refused 3 in process") as raised:
+        engine.run()
+    assert raised.value.check(ValueError)
+    assert engine.storage.get_flow_state() == states.REVERTED
+    assert int(undo_log.read_text().split()[0]) != os.getpid()
+
+
+def test_a_conductor_runs_jobs_on_the_cluster(client: Any, persistence: Backend) -> None:  # noqa: F811
+    board = MemoryJobBoard("board", persistence=persistence)
+    job, fd = post_flow(board, persistence, dask_tasks.squares, [2], job_store={"x0": 3, "x1": 4})
+    conductor = conductors.backends.fetch(
+        "blocking",
+        "dask-conductor",
+        board,
+        persistence=persistence,
+        engine="parallel",
+        engine_options={"executor": client.get_executor()},
+    )
+    conductor.run(max_dispatches=1)
+    assert job.state == states.COMPLETE
+    results = stored_results(persistence, fd)
+    assert (results["sq0"][0], results["sq1"][0]) == (9, 16)
