@@ -18,7 +18,6 @@ import socket
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
@@ -29,17 +28,9 @@ from flowkit.jobs.base import Job, JobBoard
 from flowkit.persistence.base import Backend
 from flowkit.persistence.models import FlowDetail
 from flowkit.types import notifier
+from flowkit.types.entity import Entity
 
-__all__ = ["Conductor", "Entity"]
-
-
-@dataclass(frozen=True)
-class Entity:
-    """Who a conductor is, as registered on its board (TaskFlow's ``types.entity.Entity``)."""
-
-    kind: str
-    name: str
-    metadata: dict[str, Any] = field(default_factory=dict)
+__all__ = ["Conductor"]
 
 
 class Conductor(ABC):
