@@ -1,0 +1,240 @@
+#!/usr/bin/env python3
+"""Measure jobboards and conductors: jobs per second, and take-over time after SIGKILL.
+
+Usage (from anywhere; the checkout's ``flowkit`` is put first on the path)::
+
+    python tools/bench_jobs.py                      # starts its own Redis and ZooKeeper
+    python tools/bench_jobs.py --jobs 2000 --boards redis
+    python tools/bench_jobs.py --connection postgresql+psycopg://user@host/db
+
+Rows:
+
+* throughput: ``--jobs`` trivial one-task flows are posted (each with its
+  logbook saved to the persistence backend), then 1 or 3 conductors start and
+  run them all; jobs/s is the count divided by the time from the first claim
+  to the board being empty. Conductors are ``flowkit conductor`` processes on
+  Redis and ZooKeeper, threads on the memory board (it lives in one process).
+* take-over: 3 conductors, one job whose task waits on a gate; the holder is
+  killed with SIGKILL and the time until the task starts in another conductor
+  is measured, next to the claim expiry (``--expiry``; the session timeout on
+  ZooKeeper). The target is expiry + 1 s.
+
+Targets (issue 10): at least 200 jobs/s with 3 conductors on Redis on a
+2-core machine; take-over within expiry + 1 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from flowkit import conductors, engines  # noqa: E402 - after the path is set
+from flowkit.jobs import backends  # noqa: E402
+from flowkit.jobs.backends.impl_memory import MemoryJobBoard  # noqa: E402
+from flowkit.persistence import backends as persistence_backends  # noqa: E402
+from flowkit.persistence import models  # noqa: E402
+from tools import _bench_jobs_flows as bench_flows  # noqa: E402
+
+TIMEOUT = 600.0
+
+
+@contextlib.contextmanager
+def servers(boards: list[str]) -> Iterator[dict[str, Any]]:
+    """Start the servers the chosen boards need (the test suite's fixtures, outside pytest)."""
+    from tests import services
+
+    started: dict[str, Any] = {}
+    try:
+        if "redis" in boards:
+            started["redis"] = services.RedisServer()
+            started["redis"].start()
+        if "zookeeper" in boards:
+            started["zookeeper"] = services.ZooKeeperServer()
+            started["zookeeper"].start()
+        yield started
+    finally:
+        for server in started.values():
+            server.close()
+
+
+def board_url(kind: str, running: dict[str, Any]) -> str:
+    unique = uuid.uuid4().hex[:10]
+    if kind == "redis":
+        return f"redis://127.0.0.1:{running['redis'].port}/0?namespace=bench-{unique}"
+    return f"zookeeper://{running['zookeeper'].hosts}/flowkit-bench/{unique}"
+
+
+def post_jobs(board: Any, persistence: Any, count: int, factory: Any, store: dict[str, Any]) -> list[Any]:
+    jobs = []
+    with persistence.get_connection() as conn:
+        for i in range(count):
+            book = models.LogBook(f"bench-{i}")
+            flow_detail = models.FlowDetail(f"bench-{i}", str(uuid.uuid4()))
+            book.add(flow_detail)
+            engines.save_factory_details(flow_detail, factory, None, None)
+            conn.save_logbook(book)
+            jobs.append(board.post(f"bench-{i}", book=book, details={"store": store}))
+    return jobs
+
+
+def spawn_conductor(
+    url: str, connection: str, name: str, expiry: float, log_dir: Path
+) -> subprocess.Popen[bytes]:
+    command = [
+        sys.executable, "-m", "flowkit", "conductor", "--board", url, "--connection", connection,
+        "--name", name, "--wait-timeout", "0.01", "--max-failures", "0", "--claim-expiry", str(expiry),
+    ]  # fmt: skip
+    with open(log_dir / f"{name}.log", "wb") as log:
+        return subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+
+
+def wait_for(predicate: Any, what: str, timeout: float = TIMEOUT, interval: float = 0.002) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timed out waiting for {what}")
+        time.sleep(interval)
+
+
+def throughput(kind: str, count: int, conductors_count: int, running: dict[str, Any], work: Path) -> float:
+    """Jobs per second with ``conductors_count`` conductors on a board of ``kind``."""
+    connection = f"sqlite:///{work / f'{kind}-{conductors_count}.db'}"
+    persistence = persistence_backends.fetch(connection)
+    with persistence.get_connection() as conn:
+        conn.upgrade()
+    if kind == "memory":
+        board: Any = MemoryJobBoard("bench", persistence=persistence)
+    else:
+        url = board_url(kind, running)
+        board = backends.fetch("bench", url, persistence=persistence)
+    board.connect()
+    post_jobs(board, persistence, count, bench_flows.one_task, {})
+    procs: list[subprocess.Popen[bytes]] = []
+    threads: list[tuple[Any, threading.Thread]] = []
+    try:
+        if kind == "memory":
+            for i in range(conductors_count):
+                made = conductors.backends.fetch(
+                    "blocking", f"c{i}", board, persistence=persistence, wait_timeout=0.01
+                )
+                threads.append((made, threading.Thread(target=made.run)))
+            for _, thread in threads:
+                thread.start()
+        else:
+            for i in range(conductors_count):
+                procs.append(spawn_conductor(url, connection, f"{kind}-c{i}", 30.0, work))
+        wait_for(lambda: board.job_count < count, "the first job taken", interval=0.001)
+        started = time.monotonic()
+        wait_for(lambda: board.job_count == 0, "every job done", interval=0.005)
+        elapsed = time.monotonic() - started
+    finally:
+        for made, _ in threads:
+            made.stop()
+        for _, thread in threads:
+            thread.join(30)
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        board.close()
+        persistence.close()
+    # The first job was already taken when the clock started: count it out.
+    return (count - 1) / elapsed
+
+
+def takeover(kind: str, expiry: float, running: dict[str, Any], work: Path) -> float:
+    """Seconds from SIGKILL of the holder to the job's task starting in another conductor."""
+    connection = f"sqlite:///{work / f'{kind}-takeover.db'}"
+    persistence = persistence_backends.fetch(connection)
+    with persistence.get_connection() as conn:
+        conn.upgrade()
+    url = board_url(kind, running)
+    board = backends.fetch("bench", url, persistence=persistence)
+    board.connect()
+    calls, gate = work / f"{kind}-calls", work / f"{kind}-gate"
+    post_jobs(board, persistence, 1, bench_flows.gated, {"calls": str(calls), "gate": str(gate)})
+    procs = {}
+    try:
+        for i in range(3):
+            proc = spawn_conductor(url, connection, f"{kind}-t{i}", expiry, work)
+            procs[proc.pid] = proc
+
+        def starts() -> list[dict[str, Any]]:
+            if not calls.exists():
+                return []
+            return [json.loads(line) for line in calls.read_text().splitlines() if line]
+
+        first = wait_for(starts, "the job started")[0]
+        os.kill(first["pid"], signal.SIGKILL)
+        procs[first["pid"]].wait(10)
+        killed_at = time.time()
+        second = wait_for(lambda: starts()[1:], "the job resumed elsewhere", interval=0.005)[0]
+        gate.touch()
+        return float(second["time"]) - killed_at
+    finally:
+        for proc in procs.values():
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+        for proc in procs.values():
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        board.close()
+        persistence.close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--jobs", type=int, default=1000, help="jobs per throughput row (default: 1000)")
+    parser.add_argument("--boards", default="memory,redis,zookeeper", help="comma-separated board kinds")
+    parser.add_argument(
+        "--expiry", type=float, default=2.0, help="claim expiry / session timeout for take-over"
+    )
+    args = parser.parse_args()
+    boards = [b.strip() for b in args.boards.split(",") if b.strip()]
+    print(
+        f"# flowkit jobboards: {args.jobs} trivial one-task jobs, SQLite persistence, {os.cpu_count()} cores"
+    )
+    with servers(boards) as running, tempfile.TemporaryDirectory(prefix="bench-jobs-") as tmp:
+        work = Path(tmp)
+        print(f"{'board':<10} {'conductors':>10} {'jobs/s':>10}")
+        for kind in boards:
+            for count in (1, 3):
+                rate = throughput(kind, args.jobs, count, running, work)
+                print(f"{kind:<10} {count:>10} {rate:>10.0f}", flush=True)
+        print()
+        print(f"{'board':<10} {'expiry s':>10} {'take-over s':>12} {'target s':>10}")
+        for kind in boards:
+            if kind == "memory":
+                continue
+            seconds = takeover(kind, args.expiry, running, work)
+            print(f"{kind:<10} {args.expiry:>10.1f} {seconds:>12.2f} {args.expiry + 1:>10.1f}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
