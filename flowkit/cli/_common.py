@@ -1,4 +1,4 @@
-"""What the ``run``, ``flows``, ``graph`` and ``monitor`` commands share.
+"""What the ``flowkit`` subcommands share.
 
 Exit statuses: 0 when all went well, 1 when the flow failed or something
 outside the user's words broke (a database that cannot be reached), 2 for bad
@@ -32,6 +32,7 @@ __all__ = [
     "list_flows",
     "open_backend",
     "parse_store",
+    "positive",
 ]
 
 LOG = logging.getLogger(__name__)
@@ -48,6 +49,25 @@ class CliError(Exception):
     def __init__(self, message: str, status: int = USAGE) -> None:
         super().__init__(message)
         self.status = status
+
+
+def positive(kind: type[float] | type[int]) -> Callable[[str], float | int]:
+    """An argparse ``type=`` that accepts only a positive number of ``kind``.
+
+    The worker and conductor commands share it so their options fail alike.
+    """
+
+    def parse(text: str) -> float | int:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
 
 
 def add_connection(parser: argparse.ArgumentParser, default: str | None = None) -> None:

@@ -25,26 +25,14 @@ import sys
 from types import FrameType
 from typing import Any
 
+from flowkit.cli._common import positive
+
 __all__ = ["register"]
 
 LOG = logging.getLogger(__name__)
 
 #: Poison jobs are set aside after this many failed attempts unless told otherwise.
 DEFAULT_MAX_FAILURES = 5
-
-
-def _positive(kind: type[float] | type[int]) -> Any:
-    def parse(text: str) -> float | int:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {text!r}") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
-        return value
-
-    parse.__name__ = kind.__name__
-    return parse
 
 
 def board_arguments(parser: argparse.ArgumentParser) -> None:
@@ -65,7 +53,7 @@ def board_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--claim-expiry",
-        type=_positive(float),
+        type=positive(float),
         metavar="S",
         help="seconds a claim lasts unless its holder renews it (Redis) or the session timeout (ZooKeeper)",
     )
@@ -111,7 +99,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--engine", default="serial", help="engine to run flows with (default: serial)")
     parser.add_argument(
-        "--max-simultaneous-jobs", type=_positive(int), metavar="N", help="jobs at once (nonblocking only)"
+        "--max-simultaneous-jobs", type=positive(int), metavar="N", help="jobs at once (nonblocking only)"
     )
     parser.add_argument(
         "--max-failures",
@@ -120,9 +108,9 @@ def register(subparsers: Any) -> None:
         metavar="N",
         help=f"set a job aside after N failed attempts; 0 never does (default: {DEFAULT_MAX_FAILURES})",
     )
-    parser.add_argument("--max-dispatches", type=_positive(int), metavar="N", help="exit after N jobs")
+    parser.add_argument("--max-dispatches", type=positive(int), metavar="N", help="exit after N jobs")
     parser.add_argument(
-        "--wait-timeout", type=_positive(float), default=0.5, metavar="S", help="seconds between idle polls"
+        "--wait-timeout", type=positive(float), default=0.5, metavar="S", help="seconds between idle polls"
     )
     parser.set_defaults(handler=_run)
 

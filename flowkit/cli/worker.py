@@ -23,23 +23,11 @@ import sys
 from types import FrameType
 from typing import Any
 
+from flowkit.cli._common import positive
+
 __all__ = ["register"]
 
 LOG = logging.getLogger(__name__)
-
-
-def _positive(kind: type[float] | type[int]) -> Any:
-    def parse(text: str) -> float | int:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {text!r}") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
-        return value
-
-    parse.__name__ = kind.__name__
-    return parse
 
 
 def _not_negative(text: str) -> float:
@@ -80,30 +68,30 @@ def register(subparsers: Any) -> None:
         "--threads",
         "--concurrency",
         dest="threads",
-        type=_positive(int),
+        type=positive(int),
         metavar="N",
         help="tasks run at once (--concurrency, as the Go worker spells it, works too)",
     )
     parser.add_argument(
         "--max-message-bytes",
-        type=_positive(int),
+        type=positive(int),
         default=1 << 20,
         metavar="N",
         help="largest message body accepted or sent (default: 1048576)",
     )
     parser.add_argument(
-        "--heartbeat", type=_positive(float), default=1.0, metavar="S", help="seconds between heartbeats"
+        "--heartbeat", type=positive(float), default=1.0, metavar="S", help="seconds between heartbeats"
     )
     parser.add_argument(
         "--visibility-timeout",
-        type=_positive(float),
+        type=positive(float),
         default=30.0,
         metavar="S",
         help="seconds before a dead worker's request is taken over (default: 30)",
     )
     parser.add_argument(
         "--max-deliveries",
-        type=_positive(int),
+        type=positive(int),
         default=3,
         metavar="N",
         help="deliveries after which a taken-over request fails (default: 3)",
