@@ -26,7 +26,7 @@ import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from flowkit import _detail_sync
+from flowkit import _detail_sync, typed
 from flowkit import exceptions as exc
 from flowkit import states as st
 from flowkit._atom_record import AtomRecord
@@ -153,6 +153,9 @@ class RunState:
                     f"Atom detail '{atom.name}' already exists in flow detail '{self.flow_name}' "
                     f"(as a {kind})"
                 )
+            if not is_retry and type(record.result) is dict:
+                # A stored pydantic model came back as its JSON object: make it the model again.
+                record.result = typed.revive_result(atom, record.result)
             if record.save_as is not atom.save_as:
                 # Loaded from a flow detail: what it provides comes from the atom.
                 record.save_as = atom.save_as

@@ -55,6 +55,7 @@ __all__ = [
     "contract_of_class",
     "has_pydantic",
     "model_inputs",
+    "revive_result",
     "satisfies",
     "type_name",
     "validator_for",
@@ -430,6 +431,26 @@ def model_inputs(atom: Any) -> Mapping[str, Any]:
         return {}
     inputs = contract_of(atom).inputs
     return {arg: tp for arg, tp in inputs.items() if _mentions_model(_strip(tp))}
+
+
+def revive_result(atom: Any, value: Any) -> Any:
+    """A result read back from JSON (a resumed run's store), as the model ``atom`` declares.
+
+    Models are stored as JSON objects; a resumed run takes them up as mappings.
+    When ``atom``'s result is declared as a pydantic model (or a container of
+    them) the mapping is made into it again, so ``storage.fetch`` returns what
+    the first run did. A value that does not fit is left as it was: the
+    resumed run reads what was stored, it does not judge it.
+    """
+    if _pydantic() is None:
+        return value
+    result = contract_of(atom).result
+    if result is UNTYPED or not _mentions_model(_strip(result)):
+        return value
+    try:
+        return coerce_value(value, result)
+    except TypeError:
+        return value
 
 
 def coerce_input(atom: str, arg: str, value: Any, tp: Any) -> Any:

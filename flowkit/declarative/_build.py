@@ -329,7 +329,7 @@ def _make_atom(
     if spec.cache is not None:
         atom.cache = spec.cache  # type: ignore[attr-defined]
     if spec.topic is not None:
-        atom.topic = spec.topic  # type: ignore[attr-defined]
+        atom.worker_topic = spec.topic  # type: ignore[attr-defined]
     return atom
 
 

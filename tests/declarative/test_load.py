@@ -192,7 +192,7 @@ def test_options_are_kept_on_the_atoms() -> None:
         )
     )
     (atom,) = list(flow)
-    assert (atom.name, atom.timeout, atom.cache, atom.topic) == ("A", 2.5, True, "t")
+    assert (atom.name, atom.timeout, atom.cache, atom.worker_topic) == ("A", 2.5, True, "t")
     assert engines.run(flow) == {"a": 1}
 
 

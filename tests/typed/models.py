@@ -35,3 +35,17 @@ class CachedPrice(MakePrice):
     def execute(self, raw: Any) -> Price:
         CachedPrice.calls += 1
         return Price(**raw)
+
+
+class KillIfAsked(task.Task):
+    """Passes the price on, or SIGKILLs its own process when ``$FLOWKIT_TEST_KILL`` is set (a crash)."""
+
+    default_provides = "checked"
+
+    def execute(self, price: Price) -> str:
+        import os
+        import signal
+
+        if os.environ.get("FLOWKIT_TEST_KILL"):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return type(price).__name__

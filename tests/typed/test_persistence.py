@@ -46,3 +46,39 @@ def test_a_model_result_is_stored_on_sqlite_and_is_a_model_again_after_resume(tm
         assert resumed.storage.fetch("seen") == "Price 2.0 EUR"
     finally:
         backend.close()
+
+
+def test_a_model_result_survives_sigkill_and_is_a_model_in_the_resuming_process(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.typed import _crash_child
+
+    repo = Path(__file__).resolve().parents[2]
+    url = f"sqlite:///{tmp_path / 'flows.db'}"
+    env = {**os.environ, "FLOWKIT_TEST_KILL": "1"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(repo), env.get("PYTHONPATH")]))
+    child = subprocess.run(
+        [sys.executable, "-m", "tests.typed._crash_child", url],
+        cwd=repo, env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert child.returncode == -signal.SIGKILL, child.stderr
+
+    backend = backends.fetch({"connection": url})
+    try:
+        with contextlib.closing(backend.get_connection()) as conn:
+            (book,) = conn.get_logbooks()
+            (detail,) = list(book)
+        stored = {atom.name: (atom.state, atom.results) for atom in detail}
+        assert stored["make"] == (states.SUCCESS, {"amount": 2.0, "currency": "EUR"})
+        assert stored["kill"][0] == states.RUNNING  # in doubt: it runs again
+
+        resumed = engines.load(_crash_child.priced_flow(), flow_detail=detail, backend=backend)
+        resumed.run()
+        assert resumed.storage.fetch("price") == models.Price(amount=2.0, currency="EUR")
+        assert resumed.storage.fetch("checked") == "Price"  # the stored JSON came back a model
+        assert resumed.storage.fetch("seen") == "Price 2.0 EUR"
+    finally:
+        backend.close()

@@ -32,6 +32,8 @@ class Directory:
         secret: HMAC key adverts must be signed with (None: no signing).
         max_bytes: largest advert body accepted.
         clock: what expiry, staleness and waiting are measured with.
+        pinned: atom name -> topic, for atoms whose task names its own topic
+            (``worker_topic``): they go there and nowhere else.
     """
 
     def __init__(
@@ -41,15 +43,19 @@ class Directory:
         secret: bytes | None,
         max_bytes: int,
         clock: Clock = SYSTEM,
+        pinned: Mapping[str, str] | None = None,
     ) -> None:
         self.topics = tuple(topics)
+        self.pinned: dict[str, str] = dict(pinned or {})
+        #: Every topic scanned: the routing ones, then the pinned ones not among them.
+        self._scanned = self.topics + tuple(sorted(set(self.pinned.values()) - set(self.topics)))
         self._clock = clock
         self.namespace = namespace
         self._secret = secret
         self._max_bytes = max_bytes
         # Both replaced whole by scan(), so readers in other threads see one scan or the next.
-        self._offers: dict[str, frozenset[str]] = {topic: frozenset() for topic in self.topics}
-        self._live: dict[str, frozenset[str]] = {topic: frozenset() for topic in self.topics}
+        self._offers: dict[str, frozenset[str]] = {topic: frozenset() for topic in self._scanned}
+        self._live: dict[str, frozenset[str]] = {topic: frozenset() for topic in self._scanned}
         self._routes: dict[str, str] = {}
 
     def scan(self, client: _transport.Client, topics: Sequence[str] | None = None) -> None:
@@ -60,7 +66,7 @@ class Directory:
         """
         offers = dict(self._offers)
         live = dict(self._live)
-        for topic in self.topics if topics is None else topics:
+        for topic in self._scanned if topics is None else topics:
             adverts = _transport.live_workers(
                 client, self.namespace, topic, self._secret, self._max_bytes, now=self._clock.time()
             )
@@ -78,6 +84,17 @@ class Directory:
             if topic is not None:
                 self._routes[task] = topic
         return topic
+
+    def route(self, atom: str, task: str) -> str | None:
+        """The topic a request of ``atom`` (running ``task``) goes to, or None when nobody offers it.
+
+        A pinned atom goes to its own topic, when that topic's workers offer
+        the task; any other atom goes to the first routing topic that does.
+        """
+        topic = self.pinned.get(atom)
+        if topic is None:
+            return self.topic_of(task)
+        return topic if task in self._offers.get(topic, frozenset()) else None
 
     def live(self, topic: str) -> frozenset[str]:
         """Ids of the workers of ``topic`` that were advertised at the last scan."""
@@ -100,16 +117,22 @@ class Directory:
         deadline = clock.monotonic() + wait
         while True:
             self.scan(client)
-            missing = {atom: task for atom, task in needed.items() if self.topic_of(task) is None}
+            missing = {atom: task for atom, task in needed.items() if self.route(atom, task) is None}
             if not missing or clock.monotonic() >= deadline:
                 break
             clock.sleep(min(_POLL, max(deadline - clock.monotonic(), 0.0)))
         if missing:
-            listed = ", ".join(f"atom '{atom}' (task {task})" for atom, task in sorted(missing.items()))
+            listed = ", ".join(
+                f"atom '{atom}' (task {task}{self._pin_text(atom)})" for atom, task in sorted(missing.items())
+            )
             raise exc.NotFound(
                 f"no live worker offers the task(s) of {listed}; searched topic(s) "
-                f"{list(self.topics)} in namespace '{self.namespace}' for {wait:g} s"
+                f"{list(self._scanned)} in namespace '{self.namespace}' for {wait:g} s"
             )
+
+    def _pin_text(self, atom: str) -> str:
+        topic = self.pinned.get(atom)
+        return "" if topic is None else f", pinned to topic '{topic}'"
 
 
 def _names(advert: Mapping[str, Any]) -> list[str]:

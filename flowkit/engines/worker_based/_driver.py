@@ -169,7 +169,8 @@ class RedisDriver(DispatchingDriver):
     def dispatch(self, done: Completions, node: Node, action: int, call: Call) -> None:
         kwargs: dict[str, Any] = call[1]["kwargs"]
         task = protocol.task_name(call[1]["atom"])
-        topic = self._directory.topic_of(task) or self._directory.topics[0]
+        directory = self._directory
+        topic = directory.route(node.name, task) or directory.pinned.get(node.name) or directory.topics[0]
         request = _Request(str(uuid.uuid4()), node, action, task, topic)
         try:
             if action == sch.REVERT:

@@ -3,7 +3,8 @@
 Kept apart from the worker loop because it is the part that touches user code:
 it builds a fresh task per request, turns revert records back into
 :class:`~flowkit.types.failure.Failure` objects, runs ``async def`` methods to
-completion, and throttles progress reports so a chatty task cannot flood the
+completion, makes JSON objects into the pydantic models ``execute``'s
+annotations ask for, and throttles progress reports so a chatty task cannot flood the
 engine's reply stream.
 """
 
@@ -16,6 +17,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from flowkit import task as task_module
+from flowkit import typed
 from flowkit.engines.worker_based import protocol
 from flowkit.types.failure import Failure
 
@@ -74,7 +76,7 @@ def call_task(
     task = task_cls(name=request["name"])
     if progress is not None:
         task._progress_sink = progress
-    arguments = request["arguments"]
+    arguments = _typed_arguments(task, request["arguments"])
     if request["action"] == protocol.EXECUTE:
         outcome = task.execute(**arguments)
     else:
@@ -83,6 +85,25 @@ def call_task(
         # A fresh loop per call: pool threads have none, and tasks share nothing across calls.
         outcome = asyncio.run(_awaited(outcome))
     return outcome
+
+
+def _typed_arguments(task: task_module.BaseTask, arguments: dict[str, Any]) -> dict[str, Any]:
+    """``arguments`` with those ``execute`` types as pydantic models made into the models.
+
+    Models cross the wire as JSON objects; the engine side turns them back into
+    models before a local call, and this does the same before a remote one.
+
+    Raises:
+        InvalidResult: an argument cannot be made into its model.
+    """
+    models = typed.model_inputs(task)
+    if not models:
+        return arguments
+    arguments = dict(arguments)
+    for arg, model in models.items():
+        if arg in arguments:
+            arguments[arg] = typed.coerce_input(task.name, arg, arguments[arg], model)
+    return arguments
 
 
 def _revert_extras(request: Mapping[str, Any]) -> dict[str, Any]:

@@ -47,7 +47,9 @@ class WorkerBasedActionEngine(ActionEngine):
 
     * ``url``: the Redis URL (``redis://``, ``rediss://`` or ``unix://``); required.
     * ``topics``: topics to send tasks to, in routing order (a task goes to the
-      first whose live workers offer it); ``topic`` names a single one.
+      first whose live workers offer it); ``topic`` names a single one. A task
+      whose ``worker_topic`` (class or instance attribute; a declarative spec's
+      ``topic:``) is set goes to that topic only, listed here or not.
     * ``transition_timeout``: seconds a request may wait for a worker to start
       it, and a running request may outlive its worker's advertisement (default 60).
     * ``retry_options``: ``{"attempts": 5, "backoff": 0.1}``, how Redis commands
@@ -121,15 +123,15 @@ class WorkerBasedActionEngine(ActionEngine):
         from flowkit.engines.worker_based._driver import RedisDriver, Settings
         from flowkit.persistence.backends._urls import mask_url
 
-        needed = {
-            node.name: protocol.task_name(node.atom)
-            for node in self._compiled().atoms
-            if node.kind != _compiler.RETRY
-        }
+        tasks = [node for node in self._compiled().atoms if node.kind != _compiler.RETRY]
+        needed = {node.name: protocol.task_name(node.atom) for node in tasks}
+        pinned = _pinned_topics(tasks)
         if self._secret is None:
             _warn_unsigned(mask_url(self._url), self._namespace)
         client = _transport.connect(self._url, attempts=self._attempts, backoff=self._backoff)
-        directory = Directory(self._topics, self._namespace, self._secret, self._max_bytes, self._clock)
+        directory = Directory(
+            self._topics, self._namespace, self._secret, self._max_bytes, self._clock, pinned=pinned
+        )
         try:
             if needed:
                 directory.wait_for(client, needed, self._worker_wait)
@@ -191,6 +193,24 @@ def _topics(topic: Any, topics: Any) -> tuple[str, ...]:
     if not found:
         raise _bad("topics", "the worker-based engine needs topics=[...] (or topic=...) to send tasks to")
     return tuple(found)
+
+
+def _pinned_topics(nodes: Any) -> dict[str, str]:
+    """Atom name -> topic, for the tasks that name their own topic with ``worker_topic``.
+
+    Raises:
+        InvalidEngineOption: a ``worker_topic`` that is not a non-empty str
+            (raised before anything is sent, naming the atom).
+    """
+    pinned: dict[str, str] = {}
+    for node in nodes:
+        topic = getattr(node.atom, "worker_topic", None)
+        if topic is None:
+            continue
+        if not isinstance(topic, str) or not topic:
+            raise _bad("topic", f"atom '{node.name}' has worker_topic {topic!r}: it must be a non-empty str")
+        pinned[node.name] = topic
+    return pinned
 
 
 def _number(options: Mapping[str, Any], name: str, default: float, *, positive: bool) -> float:

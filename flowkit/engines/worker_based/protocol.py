@@ -326,7 +326,22 @@ def _record(failure: Any) -> dict[str, Any]:
 
 # -- envelopes ----------------------------------------------------------------
 
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+
+def _model_dump(value: Any) -> Any:
+    """JSON for a pydantic model (its ``model_dump(mode="json")``); anything else is refused.
+
+    Typed tasks take and return models; they travel as JSON objects and the
+    receiving side makes them into models again from the task's annotations.
+    """
+    dump = getattr(value, "model_dump", None)
+    if dump is None or isinstance(value, type):
+        raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+    return dump(mode="json")
+
+
+_dumps = json.JSONEncoder(
+    separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_model_dump
+).encode
 
 
 def _refuse_constant(name: str) -> Any:
