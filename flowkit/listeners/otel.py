@@ -24,7 +24,12 @@ when the run starts, so a run inside your own span joins your trace. Each
     when it failed (the span's status is then ERROR).
 
 Spans are timed by the notifications, on the engine's side: for a task run by
-a remote worker, the span covers the round trip. Needs ``opentelemetry-api``
+a remote worker, the span covers the round trip. On the worker-based engine
+each request also carries the W3C ``traceparent`` of its atom's span (the
+listener joins the engine's ``trace_sources``), so what the worker does joins
+the flow's trace: the Python worker runs the task in a child span of its own
+(when OpenTelemetry is installed there), and both workers hand the context to
+the task. Needs ``opentelemetry-api``
 (``pip install 'flowkit[otel]'``) and, to export anything, an SDK configured
 by the application.
 """
@@ -88,9 +93,34 @@ class TracingListener(base.Listener):
         self._spans: dict[str, Any] = {}
         self._attempts: dict[str, int] = {}
 
+    def register(self) -> None:
+        """Start listening, and give a worker-based engine's requests the atom's trace context."""
+        super().register()
+        sources = getattr(self._engine, "trace_sources", None)
+        if isinstance(sources, list) and self.traceparent not in sources:
+            sources.append(self.traceparent)
+
+    def traceparent(self, atom: str) -> str | None:
+        """The W3C ``traceparent`` of ``atom``'s open span, or None when it has none.
+
+        Called by the worker-based engine as it builds the request for
+        ``atom`` (after the RUNNING or REVERTING notification opened its span).
+        """
+        with self._lock:
+            span = self._spans.get(atom)
+        if span is None:
+            return None
+        context = span.get_span_context()
+        if not context.is_valid:
+            return None
+        return f"00-{context.trace_id:032x}-{context.span_id:016x}-{int(context.trace_flags):02x}"
+
     def deregister(self) -> None:
         """Stop listening; end any span still open (a run that was interrupted)."""
         super().deregister()
+        sources = getattr(self._engine, "trace_sources", None)
+        if isinstance(sources, list) and self.traceparent in sources:
+            sources.remove(self.traceparent)
         with self._lock:
             for span in self._spans.values():
                 span.end()

@@ -217,6 +217,9 @@ func requestFrom(m map[string]any) *Request {
 		SentAt:    float(m["sent_at"]),
 		Deadline:  float(m["deadline"]),
 	}
+	if traceParent, ok := m["traceparent"].(string); ok {
+		r.TraceParent = traceParent
+	}
 	if record, ok := m["failure"]; ok {
 		r.Failure = failureFrom(record)
 	}

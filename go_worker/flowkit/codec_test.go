@@ -208,7 +208,7 @@ func decodedBody(t *testing.T, envelope Envelope) map[string]any {
 var knownFields = map[string]bool{
 	"v": true, "type": true, "id": true, "reply_to": true, "action": true, "task": true, "name": true,
 	"arguments": true, "result": true, "failure": true, "flow_failures": true, "sent_at": true,
-	"deadline": true, "worker": true, "event": true, "progress": true, "details": true, "topic": true,
+	"deadline": true, "traceparent": true, "worker": true, "event": true, "progress": true, "details": true, "topic": true,
 	"tasks": true, "language": true, "pid": true, "host": true, "heartbeat": true, "visibility_timeout": true,
 }
 
@@ -586,6 +586,23 @@ func TestMaskURLHidesPasswords(t *testing.T) {
 	for in, want := range cases {
 		if got := MaskURL(in); got != want {
 			t.Errorf("MaskURL(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestValidTraceParentKeepsW3CValuesAndDropsTheRest(t *testing.T) {
+	good := "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	for value, want := range map[string]string{
+		good: good,
+		"":   "",
+		"00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01": "", // uppercase
+		"ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01": "", // forbidden version
+		"00-00000000000000000000000000000000-00f067aa0ba902b7-01": "", // no trace id
+		"00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01": "", // no parent id
+		"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7":    "", // no flags
+	} {
+		if got := ValidTraceParent(value); got != want {
+			t.Errorf("ValidTraceParent(%q) = %q, want %q", value, got, want)
 		}
 	}
 }

@@ -14,7 +14,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"regexp"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -194,8 +196,11 @@ type Request struct {
 	Failure *Failure
 	// FlowFailures maps atom names to failures, revert only.
 	FlowFailures map[string]*Failure
-	SentAt       float64
-	Deadline     float64
+	// TraceParent is the W3C traceparent of the engine's span for this
+	// request ("" when it carried none); optional on the wire.
+	TraceParent string
+	SentAt      float64
+	Deadline    float64
 }
 
 // MarshalJSON writes the request; revert-only fields appear for reverts only.
@@ -225,6 +230,9 @@ func (r *Request) MarshalJSON() ([]byte, error) {
 			flowFailures = map[string]*Failure{}
 		}
 		fields = append(fields, field{"flow_failures", flowFailures})
+	}
+	if r.TraceParent != "" {
+		fields = append(fields, field{"traceparent", r.TraceParent})
 	}
 	fields = append(fields, field{"sent_at", r.SentAt}, field{"deadline", r.Deadline})
 	return marshalObject(fields)
@@ -314,4 +322,18 @@ func marshalValue(value any) ([]byte, error) {
 		return nil, err
 	}
 	return bytes.TrimSuffix(buf.Bytes(), []byte{'\n'}), nil
+}
+
+// traceParentPattern is a W3C traceparent: version (not ff), trace id (not all
+// zeros), parent span id (not all zeros), flags; lowercase hex.
+var traceParentPattern = regexp.MustCompile(`^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$`)
+
+// ValidTraceParent returns value when it is a W3C traceparent this side
+// understands, else "" (W3C Trace Context: ignore what does not parse).
+func ValidTraceParent(value string) string {
+	if !traceParentPattern.MatchString(value) || value[:2] == "ff" ||
+		value[3:35] == strings.Repeat("0", 32) || value[36:52] == strings.Repeat("0", 16) {
+		return ""
+	}
+	return value
 }

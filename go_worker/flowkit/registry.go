@@ -25,6 +25,11 @@ type Call struct {
 	RequestID string
 	// Arguments are the keyword arguments; numbers are json.Number.
 	Arguments map[string]any
+	// TraceParent is the W3C traceparent of the engine's span for this request
+	// when it carried a valid one, else "". A task that calls other services
+	// passes it on (with OpenTelemetry: propagation.TraceContext{}.Extract) so
+	// its work joins the flow's trace.
+	TraceParent string
 	// Progress reports progress from 0 to 1 with optional JSON details
 	// (nil: null). Reports are sent at most every 50 ms; the last one always is.
 	Progress func(progress float64, details map[string]any)

@@ -145,6 +145,13 @@ func requestProblem(m map[string]any) string {
 	if p := numbers("request", m, "sent_at", "deadline"); p != "" {
 		return p
 	}
+	if value, present := m["traceparent"]; present {
+		// Only the type: W3C Trace Context has receivers ignore a value they
+		// cannot parse rather than refuse the work it came with.
+		if _, ok := value.(string); !ok {
+			return bad("request", m, "traceparent", "a string")
+		}
+	}
 	if action == ActionExecute {
 		for _, name := range []string{"result", "failure", "flow_failures"} {
 			if _, present := m[name]; present {

@@ -556,12 +556,13 @@ func (w *Worker) perform(ctx context.Context, j *job) {
 		w.send(request.ReplyTo, &Response{ID: request.ID, Worker: w.id, Event: EventProgress, Progress: value, Details: details}, "")
 	}}
 	call := &Call{
-		Context:   ctx,
-		Name:      request.Name,
-		Task:      request.Task,
-		RequestID: request.ID,
-		Arguments: request.Arguments,
-		Progress:  progress.report,
+		Context:     ctx,
+		Name:        request.Name,
+		Task:        request.Task,
+		RequestID:   request.ID,
+		Arguments:   request.Arguments,
+		Progress:    progress.report,
+		TraceParent: ValidTraceParent(request.TraceParent),
 	}
 	result, failure := w.registry.Run(call, request)
 	progress.flush()

@@ -24,6 +24,7 @@ const (
 	FailName         = Prefix + "Fail"
 	SleepName        = Prefix + "Sleep"
 	EchoName         = Prefix + "Echo"
+	TraceParentName  = Prefix + "TraceParent"
 )
 
 // TaskFailedTypes are the exception type names of Fail's failure.
@@ -36,6 +37,7 @@ func RegisterAll(reg *flowkit.Registry) {
 	reg.Register(FailName, fail, nil)
 	reg.Register(SleepName, sleep, nil)
 	reg.Register(EchoName, echo, nil)
+	reg.Register(TraceParentName, traceParent, nil)
 }
 
 func countPrimes(call *flowkit.Call) (any, error) {
@@ -138,4 +140,10 @@ func pause(ctx context.Context, d time.Duration) error {
 
 func echo(call *flowkit.Call) (any, error) {
 	return call.Value("value")
+}
+
+// traceParent returns the W3C traceparent its request carried ("" for none):
+// the trace context reaches the task, which can pass it on to what it calls.
+func traceParent(call *flowkit.Call) (any, error) {
+	return call.TraceParent, nil
 }

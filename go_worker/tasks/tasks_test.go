@@ -73,7 +73,7 @@ func TestRegisterAllOffersTheContractNames(t *testing.T) {
 	RegisterAll(reg)
 	want := []string{
 		"flowkit_go_tasks.CountPrimes", "flowkit_go_tasks.Echo", "flowkit_go_tasks.Fail",
-		"flowkit_go_tasks.Sha256Rounds", "flowkit_go_tasks.Sleep",
+		"flowkit_go_tasks.Sha256Rounds", "flowkit_go_tasks.Sleep", "flowkit_go_tasks.TraceParent",
 	}
 	if got := reg.Names(); !reflect.DeepEqual(got, want) {
 		t.Fatalf("names = %v", got)

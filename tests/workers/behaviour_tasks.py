@@ -17,7 +17,16 @@ from typing import Any
 
 from flowkit import task
 
-__all__ = ["CountPrimes", "Echo", "Fail", "Sha256Rounds", "Sleep", "TaskFailed", "sha256_rounds"]
+__all__ = [
+    "CountPrimes",
+    "Echo",
+    "Fail",
+    "Sha256Rounds",
+    "Sleep",
+    "TaskFailed",
+    "TraceParent",
+    "sha256_rounds",
+]
 
 #: Prefix of every Go example task's name; the twins share it.
 GO_TASKS = "flowkit_go_tasks"
@@ -117,3 +126,14 @@ class Echo(task.Task):
 
     def revert(self, value: Any, result: Any = None, flow_failures: Any = None, **kwargs: Any) -> None:
         return None
+
+
+class TraceParent(task.Task):
+    """Return the W3C ``traceparent`` the request carried ("" for none)."""
+
+    worker_task_name = f"{GO_TASKS}.TraceParent"
+
+    def execute(self) -> str:
+        from flowkit.engines.worker_based.worker import current_traceparent
+
+        return current_traceparent() or ""

@@ -19,7 +19,7 @@ import contextlib
 import logging
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,6 +65,9 @@ class Settings:
     max_in_flight: int | None
     #: What every deadline and timeout is read from (tests pass one they move).
     clock: Clock = SYSTEM
+    #: Where a request's ``traceparent`` comes from (the engine's list, shared: a
+    #: tracing listener may join it); empty: requests carry none.
+    trace_sources: Sequence[Callable[[str], str | None]] = ()
 
 
 class _Request:
@@ -172,6 +175,8 @@ class RedisDriver(DispatchingDriver):
         directory = self._directory
         topic = directory.route(node.name, task) or directory.pinned.get(node.name) or directory.topics[0]
         request = _Request(str(uuid.uuid4()), node, action, task, topic)
+        sources = self._settings.trace_sources
+        traceparent = sources[-1](node.name) if sources else None
         try:
             if action == sch.REVERT:
                 arguments = dict(kwargs)
@@ -183,12 +188,13 @@ class RedisDriver(DispatchingDriver):
                     extra = {"result": result}
                 message = protocol.request_message(
                     request.id, self._reply_key, protocol.REVERT, task, node.name, arguments, 0.0,
-                    flow_failures=flow_failures, **extra,
+                    flow_failures=flow_failures, traceparent=traceparent, **extra,
                 )  # fmt: skip
             else:
                 message = protocol.request_message(
-                    request.id, self._reply_key, protocol.EXECUTE, task, node.name, kwargs, 0.0
-                )
+                    request.id, self._reply_key, protocol.EXECUTE, task, node.name, kwargs, 0.0,
+                    traceparent=traceparent,
+                )  # fmt: skip
         except (ValueError, TypeError, exc.InvalidFormat) as err:
             done.put(node, action, False, _invalid(request, str(err)))
             return

@@ -100,6 +100,10 @@ def _request(message: dict[str, Any]) -> str | None:
     found = _numbers("request", message, ("sent_at", "deadline"))
     if found is not None:
         return found
+    if "traceparent" in message and type(message["traceparent"]) is not str:
+        # Only the type is checked: W3C Trace Context has receivers ignore a
+        # value they cannot parse rather than refuse the work it came with.
+        return _bad("request", message, "traceparent", "a string")
     if action == "execute":
         for field in _REVERT_ONLY:
             if field in message:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from flowkit import exceptions as exc
@@ -116,6 +116,9 @@ class WorkerBasedActionEngine(ActionEngine):
         self._worker_wait = _number(options, "worker_wait", 5.0, positive=False)
         self._max_in_flight = _count(options, "max_in_flight", None)
         self._clock = _clock(options.get("clock"))
+        #: Functions ``(atom name) -> traceparent or None`` whose answer each request
+        #: carries (the last one added wins); ``TracingListener`` adds itself here.
+        self.trace_sources: list[Callable[[str], str | None]] = []
 
     def _make_driver(self) -> Driver:
         from flowkit.engines.worker_based import _transport
@@ -151,6 +154,7 @@ class WorkerBasedActionEngine(ActionEngine):
             transition_timeout=self._transition_timeout,
             max_in_flight=self._max_in_flight,
             clock=self._clock,
+            trace_sources=self.trace_sources,
         )
         return RedisDriver(client, directory, settings)
 

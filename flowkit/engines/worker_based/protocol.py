@@ -218,6 +218,7 @@ def request_message(
     result: Any = MISSING,
     failure: Any = None,
     flow_failures: Mapping[str, Any] | None = None,
+    traceparent: str | None = None,
 ) -> dict[str, Any]:
     """A request for a worker to execute or revert one task.
 
@@ -233,6 +234,8 @@ def request_message(
         failure: revert only: the execute failure, a ``Failure`` or its record;
             sent instead of ``result``.
         flow_failures: revert only: atom name -> ``Failure`` or record.
+        traceparent: the W3C ``traceparent`` of the engine's span for this
+            request (see the tracing page of the docs); omitted when None.
 
     Raises:
         ValueError: unknown action, or revert-only values given to execute.
@@ -260,6 +263,8 @@ def request_message(
             raise ValueError("result, failure and flow_failures belong to revert requests only")
     else:
         raise ValueError(f"unknown action {action!r} (expected {EXECUTE!r} or {REVERT!r})")
+    if traceparent is not None:
+        message["traceparent"] = traceparent
     message["sent_at"] = time.time()
     message["deadline"] = float(deadline)
     return message

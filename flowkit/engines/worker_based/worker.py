@@ -42,10 +42,11 @@ from flowkit.engines.worker_based import _transport, protocol
 from flowkit.engines.worker_based._clock import SYSTEM, Clock
 from flowkit.engines.worker_based._task_call import ProgressThrottle, call_task
 from flowkit.engines.worker_based._task_registry import TaskClass, load_tasks
+from flowkit.engines.worker_based._tracing import current_traceparent, request_span
 from flowkit.persistence.backends._urls import mask_url
 from flowkit.types.failure import Failure
 
-__all__ = ["Worker"]
+__all__ = ["Worker", "current_traceparent"]
 
 LOG = logging.getLogger(__name__)
 
@@ -113,6 +114,9 @@ class Worker:
         grace: seconds a graceful stop waits for running tasks.
         clock: the wall clock request deadlines are compared with and adverts
             are dated by (default: the system clock); tests pass one they move.
+        tracer_provider: the OpenTelemetry tracer provider of the spans made
+            for requests that carry a trace context (default: the global one);
+            see :func:`current_traceparent`.
 
     Raises:
         NotFound: a task module or name cannot be found (the message names it).
@@ -138,6 +142,7 @@ class Worker:
         worker_id: str | None = None,
         grace: float = 30.0,
         clock: Clock = SYSTEM,
+        tracer_provider: Any = None,
     ) -> None:
         if threads_count is None:
             threads_count = min(32, (os.cpu_count() or 1) + 4)
@@ -165,6 +170,7 @@ class Worker:
         self._max_bytes = max_message_bytes
         self._grace = grace
         self._clock = clock
+        self._tracer_provider = tracer_provider
         self._worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._stream = protocol.requests_key(key_prefix, topic)
         self._hash_key = protocol.worker_key(key_prefix, self._worker_id)
@@ -589,7 +595,8 @@ class Worker:
         message = job.message
         throttle = ProgressThrottle(lambda value: self._send_progress(job, value))
         try:
-            outcome = call_task(job.task_cls, message, throttle.report)
+            with request_span(message, self._worker_id, self._topic, self._tracer_provider):
+                outcome = call_task(job.task_cls, message, throttle.report)
         except BaseException as err:  # the task's failure, whatever it is, goes back to the engine
             throttle.flush()
             return self._failure_envelope(message["id"], Failure.from_exception(err))
