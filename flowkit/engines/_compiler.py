@@ -151,27 +151,52 @@ class FlowScope:
     mode: int = _UNORDERED
     # For graph mode: child position -> positions it has a direct link from.
     preds_of: dict[int, set[int]] = field(default_factory=dict)
+    # For graph mode: child position -> its rank in a topological order of the children
+    # (an ancestor always ranks lower), so that a search for one can stop early.
+    rank: list[int] = field(default_factory=list)
+    # For graph mode: child position -> all positions it (transitively) runs after,
+    # filled on demand for children whose providers are not all direct predecessors.
+    ancestors_of: dict[int, frozenset[int]] = field(default_factory=dict)
     # symbol -> the child position whose subtree provides it, or a sorted list of them
     # when several do (a bare int for the common single provider saves a list each).
     providers: dict[str, int | list[int]] = field(default_factory=dict)
     provides: frozenset[str] = frozenset()
 
     def precedes(self, a: int, b: int) -> bool:
-        """Tell whether child ``a`` always finishes before child ``b`` starts."""
+        """Tell whether child ``a`` always finishes before child ``b`` starts.
+
+        In a graph flow most providers are direct predecessors of their consumer
+        (adding an item links it from what it requires), which is answered at once.
+        Otherwise the ancestors of ``b`` are collected once and kept: a consumer
+        asking about many providers (a fan-in) pays for one walk, not one each.
+        """
         if self.mode == _LINEAR:
             return a < b
         if self.mode == _UNORDERED:
             return False
+        direct = self.preds_of.get(b)
+        if not direct:
+            return False
+        if a in direct:
+            return True
+        rank = self.rank
+        if rank[a] >= rank[b]:
+            return False
+        ancestors = self.ancestors_of.get(b)
+        if ancestors is None:
+            ancestors = self.ancestors_of[b] = self._ancestors(b)
+        return a in ancestors
+
+    def _ancestors(self, b: int) -> frozenset[int]:
+        preds_of = self.preds_of
         seen: set[int] = set()
-        stack = list(self.preds_of.get(b, ()))
+        stack = [b]
         while stack:
-            cur = stack.pop()
-            if cur == a:
-                return True
-            if cur not in seen:
-                seen.add(cur)
-                stack.extend(self.preds_of.get(cur, ()))
-        return False
+            for p in preds_of.get(stack.pop(), ()):
+                if p not in seen:
+                    seen.add(p)
+                    stack.append(p)
+        return frozenset(seen)
 
 
 @dataclass(eq=False, slots=True)
@@ -507,8 +532,34 @@ def _classify(scope: FlowScope, links: list[tuple[int, int]]) -> None:
         scope.mode = _LINEAR
     else:
         scope.mode = _GRAPH
+        preds_of = scope.preds_of
         for u, v in links:
-            scope.preds_of.setdefault(v, set()).add(u)
+            preds_of.setdefault(v, set()).add(u)
+        scope.rank = _ranks(count, preds_of)
+
+
+def _ranks(count: int, preds_of: dict[int, set[int]]) -> list[int]:
+    """Number children ``0..count-1`` in a topological order of their links (Kahn)."""
+    succ_of: list[list[int]] = [[] for _ in range(count)]
+    indegree = [0] * count
+    for v, preds in preds_of.items():
+        indegree[v] = len(preds)
+        for u in preds:
+            succ_of[u].append(v)
+    ready = [pos for pos in range(count) if not indegree[pos]]
+    rank = [0] * count
+    done = 0
+    while ready:
+        pos = ready.pop()
+        rank[pos] = done
+        done += 1
+        for v in succ_of[pos]:
+            indegree[v] -= 1
+            if not indegree[v]:
+                ready.append(v)
+    # Children on a cycle keep rank 0; compile_flow's topological sort of the whole
+    # graph then refuses the flow, so no answer given meanwhile is ever used.
+    return rank
 
 
 def _index_providers(scope: FlowScope, nodes: list[Node]) -> None:

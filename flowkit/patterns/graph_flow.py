@@ -100,9 +100,11 @@ class Flow(flow.Flow):
                     self._resolve_existing(node, waiting)
             # As in TaskFlow, cycles are looked for once everything is linked (so
             # an ambiguity found on the way is what gets reported). The graph was
-            # acyclic before, so any cycle goes through a new node.
-            for node in fresh:
-                self._check_no_cycle(node)
+            # acyclic before, so any cycle goes through a new node: one walk over
+            # what the new nodes reach tells, and only then is the cycle traced.
+            if self._has_cycle_from(fresh):
+                for node in fresh:
+                    self._check_no_cycle(node)
         except BaseException:
             for node in fresh:
                 self._remove_node(node)
@@ -272,6 +274,31 @@ class Flow(flow.Flow):
                 f"logical edge traversal: linking '{goal.name}' to '{path[0].name}' in flow "
                 f"'{self._name}' would create the cycle {cycle}"
             )
+
+    def _has_cycle_from(self, starts: Iterable[FlowItem]) -> bool:
+        """Tell whether a cycle is reachable from ``starts``, in one walk (time linear in what they reach)."""
+        succ = self._succ
+        # Absent: not visited; True: on the current path; False: finished.
+        on_path: dict[FlowItem, bool] = {}
+        for start in starts:
+            if start in on_path:
+                continue
+            on_path[start] = True
+            stack = [(start, iter(succ[start]))]
+            while stack:
+                node, after = stack[-1]
+                for nxt in after:
+                    state = on_path.get(nxt)
+                    if state is None:
+                        on_path[nxt] = True
+                        stack.append((nxt, iter(succ[nxt])))
+                        break
+                    if state:
+                        return True
+                else:
+                    on_path[node] = False
+                    stack.pop()
+        return False
 
     def _check_no_cycle(self, node: FlowItem) -> None:
         """Raise if ``node`` lies on a cycle."""

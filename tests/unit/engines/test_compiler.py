@@ -91,6 +91,27 @@ def test_a_graph_flow_is_searched_in_its_own_order_last_first() -> None:
     assert compilation.order != range(len(compilation.nodes))
 
 
+def test_a_graph_flow_provider_reached_only_through_links_is_found() -> None:
+    p1, p2, loose = Use("p1", provides="x"), Use("p2", provides="y"), Use("loose", provides="z")
+    mid = Use("m")
+    consumer = Use("c", requires=["x", "y", "z"])
+    flow = graph_flow.Flow("g").add(p1, p2, loose, mid)
+    flow.add(consumer, resolve_requires=False)
+    flow.link(p1, mid).link(p2, mid).link(mid, consumer)
+    compilation = compile_flow(flow)
+    assert provider_of(compilation, "c", "x") == "p1"
+    assert provider_of(compilation, "c", "y") == "p2"
+    # Not linked before the consumer: not visible, so it must be injected.
+    assert provider_of(compilation, "c", "z") is None
+
+
+def test_a_graph_flow_consumer_of_many_providers_sees_each_of_them() -> None:
+    leaves = [Use(f"t{i}", provides=f"v{i}") for i in range(50)]
+    sink = Use("sink", requires=[f"v{i}" for i in range(50)])
+    compilation = compile_flow(graph_flow.Flow("fan-in").add(*leaves, sink))
+    assert [provider_of(compilation, "sink", f"v{i}") for i in range(50)] == [f"t{i}" for i in range(50)]
+
+
 def test_atoms_under_a_retry_know_it_and_the_retry_runs_first() -> None:
     flow = linear_flow.Flow("f", retry=retry.Times(2, "r", provides="n")).add(Use("a", requires=["n"]))
     compilation = compile_flow(flow)
