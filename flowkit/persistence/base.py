@@ -163,7 +163,8 @@ class Connection(ABC):
 
         Args:
             book_uuid: the book's uuid.
-            lazy: leave the flow details' atom details out (cheaper).
+            lazy: return the book alone, without its flow details (TaskFlow's
+                meaning; :meth:`get_flows_for_book` reads them on their own).
 
         Raises:
             NotFound: no such book.
@@ -175,7 +176,7 @@ class Connection(ABC):
 
     @abstractmethod
     def get_flows_for_book(self, book_uuid: str, lazy: bool = False) -> Iterator[FlowDetail]:
-        """Iterate over the flow details of one book.
+        """Iterate over the flow details of one book (``lazy``: without their atom details).
 
         Raises:
             NotFound: no such book.

@@ -66,8 +66,8 @@ MODULES = (
 )
 
 # Ratchets (see the module docstring): move them only towards the goal.
-MIN_PASSED = 790
-MAX_UNLISTED_FAILURES = 53
+MIN_PASSED = 829
+MAX_UNLISTED_FAILURES = 25
 
 # Importing taskflow's test helpers pulls in oslo_utils.eventletutils, which warns.
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -107,7 +107,15 @@ def run_suite(results: Path) -> tuple[dict[str, str], dict[str, str], str]:
         "--continue-on-collection-errors",
         *(str(unit_dir / module) for module in MODULES),
     ]
-    env = {**os.environ, taskflow_alias.RESULTS_ENV: str(results)}
+    env = {
+        **os.environ,
+        taskflow_alias.RESULTS_ENV: str(results),
+        # TaskFlow's claim-listener cases need a ZooKeeper jobboard laid out as TaskFlow's
+        # (/taskflow/jobs, its lock documents); flowkit's keeps its own layout (doc/jobs.rst),
+        # so they are skipped, as TaskFlow's runner skips them without ZooKeeper. Saying so
+        # through TaskFlow's own switch spares the 30-second probe of localhost:2181.
+        "TAKSFLOW_TEST_URL": "memory://",
+    }
     child = subprocess.run(
         command, check=False, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900
     )

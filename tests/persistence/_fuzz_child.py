@@ -126,7 +126,7 @@ def main(argv: list[str]) -> int:
             )
         else:
             with contextlib.closing(backend.get_connection()) as conn:
-                (found,) = list(conn.get_logbook(book_uuid, lazy=True))
+                (found,) = list(conn.get_flows_for_book(book_uuid, lazy=True))
                 flow_detail = conn.get_flow_details(found.uuid)
             engine = engines.load_from_detail(flow_detail, backend=backend, engine=engine_kind)
         with contextlib.suppress(Exception):

@@ -66,7 +66,7 @@ def _start(backend: Any, ids: dict[str, Any], log_path: str) -> Engine:
 
 def _resume(backend: Any, ids: dict[str, Any]) -> Engine:
     with contextlib.closing(backend.get_connection()) as conn:
-        (found,) = list(conn.get_logbook(ids["book"], lazy=True))
+        (found,) = list(conn.get_flows_for_book(ids["book"], lazy=True))
         flow_detail = conn.get_flow_details(found.uuid)
     return engines.load_from_detail(
         flow_detail, backend=backend, engine=ids.get("engine", "serial"), **ids.get("options", {})

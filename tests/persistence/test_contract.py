@@ -168,18 +168,20 @@ def test_get_logbooks_lists_every_book(conn: Connection) -> None:
     assert all(len(book) == 1 for book in got.values())
 
 
-def test_lazy_loading_leaves_atom_details_out(conn: Connection) -> None:
+def test_lazy_loading_leaves_the_level_below_out(conn: Connection) -> None:
+    # TaskFlow's meaning: a lazy book has no flow details, a lazy flow detail no atom details.
     fd = _flow(_task("a"), _task("b"))
     book = _book_with(fd)
     conn.save_logbook(book)
 
     lazy_book = conn.get_logbook(book.uuid, lazy=True)
-    lazy_fd = lazy_book.find(fd.uuid)
-    assert lazy_fd is not None and len(lazy_fd) == 0
-    assert all(len(got) == 0 for got in conn.get_flows_for_book(book.uuid, lazy=True))
+    assert (lazy_book.uuid, lazy_book.name, len(lazy_book)) == (book.uuid, book.name, 0)
+    assert [len(got) for got in conn.get_logbooks(lazy=True)] == [0]
+    assert [(got.uuid, len(got)) for got in conn.get_flows_for_book(book.uuid, lazy=True)] == [(fd.uuid, 0)]
+    assert [len(got) for got in conn.get_flows_for_book(book.uuid)] == [2]
     assert len(conn.get_flow_details(fd.uuid, lazy=True)) == 0
-    assert all(len(got_fd) == 0 for got in conn.get_logbooks(lazy=True) for got_fd in got)
     assert len(conn.get_flow_details(fd.uuid)) == 2
+    assert [len(got_fd) for got in conn.get_logbooks() for got_fd in got] == [2]
 
 
 def test_get_flows_for_book_returns_its_flows_only(conn: Connection) -> None:

@@ -60,7 +60,7 @@ def _url(kind: str, tmp_path: Path) -> str:
 def _stored(backend: Any, book: str) -> tuple[str | None, dict[str, tuple[str, str]]]:
     """The stored flow state and ``{atom: (state, intention)}``; reading must work after any kill."""
     with contextlib.closing(backend.get_connection()) as conn:
-        flows = list(conn.get_logbook(book, lazy=True))
+        flows = list(conn.get_flows_for_book(book, lazy=True))
         if not flows:
             return None, {}
         (fd,) = flows

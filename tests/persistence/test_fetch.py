@@ -30,6 +30,17 @@ def test_fetch_dir_by_url_or_by_path_option(tmp_path: Path) -> None:
     assert not list(tmp_path.iterdir())  # fetch does no I/O
 
 
+def test_urls_without_an_authority_name_their_backend_as_in_taskflow(tmp_path: Path) -> None:
+    # TaskFlow's users write {"connection": "memory:"} and {"connection": "dir:", "path": ...}.
+    assert isinstance(backends.fetch({"connection": "memory:"}), MemoryBackend)
+    assert backends.fetch("memory:?a=b").conf["a"] == "b"
+    for scheme in ("dir:", "file:"):
+        made = backends.fetch({"connection": scheme, "path": str(tmp_path)})
+        assert isinstance(made, DirBackend) and made.path == str(tmp_path)
+    by_path_url = backends.fetch(f"dir:{tmp_path}")
+    assert isinstance(by_path_url, DirBackend) and by_path_url.path == str(tmp_path)
+
+
 def test_fetch_merges_url_query_options_without_overriding_the_dict(tmp_path: Path) -> None:
     made = backends.fetch({"connection": f"dir://{tmp_path}?fsync=true&lock_timeout=5", "lock_timeout": "9"})
     assert made.conf["fsync"] == "true" and made.conf["lock_timeout"] == "9"

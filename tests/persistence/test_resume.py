@@ -211,7 +211,7 @@ def test_a_run_killed_in_a_task_resumes_in_a_new_process_redoing_only_that_task(
     }
     # The resumed run carried on in the stored flow detail; it made no new one.
     with connection(store_url) as conn:
-        assert [[fd.uuid for fd in lb] for lb in conn.get_logbooks(lazy=True)] == [[final.uuid]]
+        assert [[fd.uuid for fd in lb] for lb in conn.get_logbooks()] == [[final.uuid]]
 
 
 # -- killed while reverting ------------------------------------------------------------------

@@ -102,6 +102,10 @@ class ZookeeperJobBoard(NotifyingJobBoard):
         client: an already made ``KazooClient`` to use instead of one made from ``conf``.
     """
 
+    #: The oldest ZooKeeper server this board works with (TaskFlow's attribute): claims
+    #: are multi-operation transactions, which ZooKeeper has since 3.4.
+    MIN_ZK_VERSION = (3, 4, 0)
+
     def __init__(
         self,
         name: str,

@@ -419,8 +419,10 @@ class DocumentConnection(Connection):
 
     def _book(self, batch: Batch, doc: Doc, lazy: bool) -> LogBook:
         book = LogBook.from_dict(doc["book"], unmarshal_time=True)
+        if lazy:  # as in TaskFlow: a lazy book is the book alone, without its flows
+            return book
         stored_update = book.updated_at
-        for fd in self._flows(batch, doc["flows"], lazy):
+        for fd in self._flows(batch, doc["flows"], lazy=False):
             book.add(fd)
         book.updated_at = stored_update  # add() stamps "now"; the stored time is the truth
         return book

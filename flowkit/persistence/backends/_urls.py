@@ -29,6 +29,8 @@ __all__ = [
 MASK = "***"
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://")
+# A URI without an authority (``memory:``, ``dir:/var/lib/flows``): TaskFlow accepts these too.
+_BARE_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*):(?!//)")
 # Query parameters whose values are secrets.
 _SECRET_PARAM = re.compile(r"(?i)([?&;](?:password|passwd|pwd|secret|token)=)[^&;#]*")
 _TRUE = frozenset({"1", "true", "yes", "on"})
@@ -68,8 +70,11 @@ def split_conf(conf: str | Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     """Turn ``fetch()``'s argument into ``(scheme, conf dict)``.
 
     ``conf`` is a URL, or a mapping whose ``connection`` key is a URL or a
-    bare backend name (``{"connection": "dir", "path": "/x"}``). A URL's query
-    parameters are added to the conf unless the conf already sets them.
+    bare backend name (``{"connection": "dir", "path": "/x"}``). As in
+    TaskFlow, a URL needs no authority part: ``memory:`` and ``dir:`` (with
+    the directory in ``path``) name their backend as ``memory://`` does. A
+    URL's query parameters are added to the conf unless the conf already sets
+    them.
 
     Raises:
         StorageFailure: no ``connection`` given, or the URL's scheme is malformed.
@@ -81,14 +86,23 @@ def split_conf(conf: str | Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
             f"persistence conf needs a 'connection' URL or backend name, got {mask_url(connection)!r}"
         )
     if "://" not in connection:
-        return connection.strip().lower(), merged
+        bare = _BARE_SCHEME.match(connection.strip())
+        if bare is None:
+            return connection.strip().lower(), merged
+        _merge_query(connection, merged)
+        return bare.group(1).lower(), merged
     match = _SCHEME.match(connection)
     if match is None:
         raise exc.StorageFailure(f"malformed persistence URL {mask_url(connection)!r}: bad scheme")
+    _merge_query(connection, merged)
+    return match.group(1).lower(), merged
+
+
+def _merge_query(connection: str, merged: dict[str, Any]) -> None:
+    """Add the URL's query parameters to ``merged``, keeping the options it already has."""
     _, _, query = connection.partition("?")
     for key, value in parse_qsl(query.partition("#")[0], keep_blank_values=True):
         merged.setdefault(key, value)
-    return match.group(1).lower(), merged
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,11 +36,14 @@ import json
 import os
 import shutil
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from flowkit import exceptions as exc
+from flowkit.persistence.backends._file_cache import FileCache, signature_of
 from flowkit.persistence.backends._path_based import (
     FLOWS,
     KINDS,
@@ -86,10 +89,11 @@ def _path_lock(root: str) -> _PathLock:
 
 
 class _DirStore(DocumentStore):
-    def __init__(self, root: str, fsync: bool, lock_timeout: float) -> None:
+    def __init__(self, root: str, fsync: bool, lock_timeout: float, cache: FileCache | None = None) -> None:
         self._root = root
         self._fsync = fsync
         self._lock_timeout = lock_timeout
+        self._cache = cache
         self._lock = _path_lock(root)
         self._ensured = False
 
@@ -109,11 +113,22 @@ class _DirStore(DocumentStore):
         return os.path.join(self._root, MEMBERS, self._name(flow))
 
     def read(self, kind: str, key: str) -> Read | None:
+        path = self._file(kind, key)
+        cache = self._cache
         try:
-            with open(self._file(kind, key), "rb") as handle:
-                return handle.read(), None
+            if cache is not None:
+                cached = cache.get(path, signature_of(os.stat(path)))
+                if cached is not None:
+                    return cached, None
+            with open(path, "rb") as handle:
+                # The signature of the very file read (fstat), not of whatever the path names now.
+                signature = signature_of(os.fstat(handle.fileno())) if cache is not None else None
+                data = handle.read()
         except FileNotFoundError:
             return None
+        if cache is not None and signature is not None:
+            cache.put(path, signature, data)
+        return data, None
 
     def exists_many(self, kind: str, keys: Sequence[str]) -> list[bool]:
         return [os.path.exists(self._file(kind, key)) for key in keys]
@@ -154,7 +169,13 @@ class _DirStore(DocumentStore):
             if self._fsync:
                 handle.flush()
                 os.fsync(handle.fileno())
+        # A nanosecond stamp, so that a file cache (_file_cache) in any process never takes
+        # this version for one it read within the same tick of the file system's clock.
+        now = time.time_ns()
+        os.utime(tmp, ns=(now, now))
         os.replace(tmp, path)
+        if self._cache is not None:
+            self._cache.discard(path)
 
     def _sync_dir(self, path: str) -> None:
         fd = os.open(path, os.O_RDONLY)
@@ -171,6 +192,8 @@ class _DirStore(DocumentStore):
             if data is None:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(path)
+                if self._cache is not None:
+                    self._cache.discard(path)
                 if kind == FLOWS:
                     shutil.rmtree(self._members_dir(key), ignore_errors=True)
                     touched.add(os.path.join(self._root, MEMBERS))
@@ -243,6 +266,8 @@ class _DirStore(DocumentStore):
                 shutil.rmtree(os.path.join(self._root, kind), ignore_errors=True)
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(os.path.join(self._root, _JOURNAL))
+            if self._cache is not None:
+                self._cache.clear()
             self.ensure()
 
     def validate(self) -> None:
@@ -264,6 +289,8 @@ def _root_from(conf: Mapping[str, Any]) -> str:
                 f"dir URL {mask_url(connection)!r} must hold an absolute path: dir:///abs/path"
             )
         path = parsed.path
+    elif not path and ":" in connection:  # dir:/abs/path, a URL without an authority
+        path = unquote(urlsplit(connection).path)
     if not path:
         raise exc.StorageFailure(
             f"dir backend needs a directory: 'dir:///abs/path' or conf 'path' (got {mask_url(connection)!r})"
@@ -278,17 +305,27 @@ class DirBackend(Backend):
         conf: ``{"connection": "dir:///abs/path"}`` (or ``file://``), or
             ``{"connection": "dir", "path": "/abs/path"}``. Options:
             ``fsync`` (default false) flushes every write to disk;
-            ``lock_timeout`` (seconds, default 60) bounds the wait for the lock.
+            ``lock_timeout`` (seconds, default 60) bounds the wait for the lock;
+            ``max_cache_size`` (TaskFlow's option) keeps the contents of that
+            many files read, reused while a file is unchanged (default: no
+            cache, where TaskFlow's default is an unbounded one).
 
     Raises:
         StorageFailure: no directory given, or the URL is malformed.
+        ValueError: ``max_cache_size`` is not a whole number of at least one.
     """
 
     def __init__(self, conf: Mapping[str, Any] | None) -> None:
         super().__init__(conf)
         self._root = _root_from(self._conf)
+        max_cache_size = self._conf.get("max_cache_size")
+        #: The cache of file contents (TaskFlow's attribute), or None without ``max_cache_size``.
+        self.file_cache = FileCache(int(max_cache_size)) if max_cache_size is not None else None
         self._store = _DirStore(
-            self._root, conf_bool(self._conf, "fsync"), conf_float(self._conf, "lock_timeout", 60.0)
+            self._root,
+            conf_bool(self._conf, "fsync"),
+            conf_float(self._conf, "lock_timeout", 60.0),
+            self.file_cache,
         )
 
     @property

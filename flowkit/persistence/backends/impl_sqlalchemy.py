@@ -503,31 +503,42 @@ class SQLAlchemyConnection(base.Connection):
     # -- reads -------------------------------------------------------------------------
 
     def get_logbook(self, book_uuid: str, lazy: bool = False) -> models.LogBook:
-        """Return the stored book (``lazy``: its flow details without atom details).
+        """Return the stored book (``lazy``: the book alone, without its flow details).
 
         Raises:
             NotFound: no such book.
         """
 
         def work(conn: SAConnection) -> models.LogBook:
-            params = {"b_uuid": book_uuid}
-            found = conn.execute(sql.SELECT_BOOK, params).first()
-            if found is None:
-                raise exc.NotFound(f"no logbook with uuid {book_uuid!r}")
-            atoms = None if lazy else _codec.group_atoms(conn.execute(sql.SELECT_BOOK_ATOMS, params).all())
-            flow_rows = conn.execute(sql.SELECT_BOOK_FLOWS, params).all()
-            return _codec.build_book(found, _codec.assemble_flows(flow_rows, atoms))
+            found, flows = self._book_and_flows(conn, book_uuid, with_flows=not lazy, with_atoms=not lazy)
+            return _codec.build_book(found, flows)
 
         return self._run(f"reading logbook {book_uuid!r}", work, write=False)
+
+    @staticmethod
+    def _book_and_flows(
+        conn: SAConnection, book_uuid: str, with_flows: bool, with_atoms: bool
+    ) -> tuple[Any, list[tuple[str, models.FlowDetail]]]:
+        """The book's row and, if asked, its flow details (with their atom details if asked)."""
+        params = {"b_uuid": book_uuid}
+        found = conn.execute(sql.SELECT_BOOK, params).first()
+        if found is None:
+            raise exc.NotFound(f"no logbook with uuid {book_uuid!r}")
+        if not with_flows:
+            return found, []
+        atoms = _codec.group_atoms(conn.execute(sql.SELECT_BOOK_ATOMS, params).all()) if with_atoms else None
+        flow_rows = conn.execute(sql.SELECT_BOOK_FLOWS, params).all()
+        return found, _codec.assemble_flows(flow_rows, atoms)
 
     def get_logbooks(self, lazy: bool = False) -> Iterator[models.LogBook]:
         """Iterate over every stored book (read in one transaction, up front)."""
 
         def work(conn: SAConnection) -> list[models.LogBook]:
-            atoms = None if lazy else _codec.group_atoms(conn.execute(sql.SELECT_ALL_ATOMS).all())
             by_book: dict[str, list[tuple[str, models.FlowDetail]]] = {}
-            for parent_uuid, fd in _codec.assemble_flows(conn.execute(sql.SELECT_ALL_FLOWS).all(), atoms):
-                by_book.setdefault(parent_uuid, []).append((parent_uuid, fd))
+            if not lazy:  # a lazy book is the book alone, as in get_logbook
+                atoms = _codec.group_atoms(conn.execute(sql.SELECT_ALL_ATOMS).all())
+                for parent_uuid, fd in _codec.assemble_flows(conn.execute(sql.SELECT_ALL_FLOWS).all(), atoms):
+                    by_book.setdefault(parent_uuid, []).append((parent_uuid, fd))
             return [
                 _codec.build_book(row, by_book.get(row._mapping["uuid"], []))
                 for row in conn.execute(sql.SELECT_ALL_BOOKS)
@@ -541,7 +552,12 @@ class SQLAlchemyConnection(base.Connection):
         Raises:
             NotFound: no such book.
         """
-        return iter(self.get_logbook(book_uuid, lazy=lazy))
+
+        def work(conn: SAConnection) -> list[models.FlowDetail]:
+            _, flows = self._book_and_flows(conn, book_uuid, with_flows=True, with_atoms=not lazy)
+            return [fd for _, fd in flows]
+
+        return iter(self._run(f"reading the flows of logbook {book_uuid!r}", work, write=False))
 
     def get_flow_details(self, fd_uuid: str, lazy: bool = False) -> models.FlowDetail:
         """Return the stored flow detail (``lazy``: without its atom details).
