@@ -1,8 +1,9 @@
 """The SQL cache store: one table, ``flowkit_cache``, in SQLite or PostgreSQL.
 
-The table is the cache's own and is created when the store is opened if it is
-not there (``CREATE TABLE IF NOT EXISTS``), so the same database can hold the
-persistence schema and the cache, or only the cache. Processes sharing the
+The table is part of the persistence schema (``tables.flowkit_cache``, created
+by Alembic revision 0002 with ``flowkit db upgrade``), and the store also
+creates it when it is opened on a database that lacks it, so a database can
+hold only the cache; the revision then keeps the table it finds. Processes sharing the
 database share the cache; SQLite serialises writers with its file lock.
 """
 
@@ -15,18 +16,11 @@ import sqlalchemy as sa
 
 from flowkit import exceptions as exc
 from flowkit.cache._stores import CacheStore, Clock
+from flowkit.persistence.backends.sqlalchemy import tables
 
 __all__ = ["TABLE", "SqlStore"]
 
-METADATA = sa.MetaData()
-TABLE = sa.Table(
-    "flowkit_cache",
-    METADATA,
-    sa.Column("key", sa.String(64), primary_key=True),
-    sa.Column("value", sa.Text, nullable=False),
-    sa.Column("created", sa.Float, nullable=False, index=True),
-    sa.Column("expires", sa.Float, nullable=True),
-)
+TABLE = tables.flowkit_cache
 
 _DRIVERS = {"postgresql": "postgresql+psycopg", "postgres": "postgresql+psycopg", "mysql": "mysql+pymysql"}
 
@@ -55,7 +49,7 @@ class SqlStore(CacheStore):
                 # A cache entry can always be recomputed: WAL without a sync per
                 # commit makes a write cost microseconds instead of an fsync.
                 sa.event.listen(self._engine, "connect", _sqlite_pragmas)
-            METADATA.create_all(self._engine, checkfirst=True)
+            TABLE.create(self._engine, checkfirst=True)
         except (sa.exc.SQLAlchemyError, ImportError) as err:
             raise exc.StorageFailure(f"cannot open cache store {url}: {err}") from err
 

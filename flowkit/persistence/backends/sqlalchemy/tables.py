@@ -14,7 +14,7 @@ compares an upgraded database against these definitions.
 
 from __future__ import annotations
 
-from sqlalchemy import Column, DateTime, ForeignKey, Index, MetaData, String, Table, Text
+from sqlalchemy import Column, DateTime, Float, ForeignKey, Index, MetaData, String, Table, Text
 
 __all__ = [
     "KIND_LENGTH",
@@ -24,6 +24,7 @@ __all__ = [
     "VERSION_LENGTH",
     "atomdetails",
     "flowdetails",
+    "flowkit_cache",
     "logbooks",
     "metadata",
 ]
@@ -87,4 +88,17 @@ atomdetails = Table(
     Column("created_at", DateTime(timezone=True)),
     Column("updated_at", DateTime(timezone=True)),
     Index("ix_atomdetails_parent_uuid", "parent_uuid"),
+)
+
+#: Results cached by input hash (:mod:`flowkit.cache`): key -> JSON text. The SQL
+#: cache store reads and writes it; it creates it when missing, so a database
+#: can hold only the cache.
+flowkit_cache = Table(
+    "flowkit_cache",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("created", Float, nullable=False),
+    Column("expires", Float, nullable=True),
+    Index("ix_flowkit_cache_created", "created"),
 )
