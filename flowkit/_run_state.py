@@ -23,13 +23,13 @@ import contextlib
 import itertools
 import threading
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from flowkit import _detail_sync, typed
 from flowkit import exceptions as exc
 from flowkit import states as st
-from flowkit._atom_record import AtomRecord
+from flowkit._atom_record import AtomRecord, holds_result
 from flowkit.persistence.base import encode_json
 from flowkit.persistence.models import AtomDetail, FlowDetail
 from flowkit.types.failure import Failure
@@ -75,6 +75,10 @@ class RunState:
         #: names in :attr:`store` injected as transient (never written).
         self.transient: set[str] = set()
         self.history: dict[str, History] = {}
+        #: ``(atom name, symbol) -> name of the nearest atom visible to it holding the
+        #: symbol`` (or None); set by an engine once it has compiled its flow, so that
+        #: storage lookups for an atom see what that atom sees.
+        self.scope: Callable[[str, str], str | None] | None = None
         #: Held by writers outside the engine thread and by :meth:`flush`.
         self.lock = threading.RLock()
         #: True while the engine runs: writes wait for its next flush.
@@ -233,6 +237,26 @@ class RunState:
         if self.durable:
             self.flow_meta[STORE_KEY] = {k: v for k, v in self.store.items() if k not in self.transient}
         self.changed(None)
+
+    def replace_injected(self, pairs: Mapping[str, Any]) -> None:
+        """Make ``pairs`` the flow's saved injected values; transient ones stay.
+
+        Raises:
+            InvalidFormat: as :meth:`inject` (nothing is changed then).
+        """
+        if self.durable:
+            for name, value in pairs.items():
+                self.check_injectable(name, value)
+        self.store = {**{k: v for k, v in self.store.items() if k in self.transient}, **pairs}
+        self.transient.difference_update(pairs)
+        if self.durable:
+            self.flow_meta[STORE_KEY] = dict(pairs)
+        self.changed(None)
+
+    def has_result(self, atom_name: str) -> bool:
+        """Tell whether the atom named so holds an execute result now."""
+        record = self.records.get(atom_name)
+        return record is not None and holds_result(record)
 
     def check_injectable(self, name: Any, value: Any) -> None:
         """Raise InvalidFormat, naming ``name`` and the flow, if it cannot be injected and kept."""

@@ -126,22 +126,17 @@ class Flow(abc.ABC):
     def _check_item(self, item: object) -> None:
         """Raise unless ``item`` may be added as a child of this flow.
 
+        A retry is accepted here, as TaskFlow does, and refused when the flow is
+        compiled (retries are given as ``retry=``).
+
         Raises:
-            flowkit.exceptions.InvalidFlowItem: not an atom or flow, a retry
-                (retries are given as ``retry=``), or this flow itself.
+            flowkit.exceptions.InvalidFlowItem: not an atom or flow, or this flow itself.
             flowkit.exceptions.AmbiguousDependency: the item provides a symbol
                 this flow's retry provides too.
             flowkit.exceptions.DependencyFailure: the flow's retry requires a
                 symbol the item provides (the retry runs first, so it could
                 never get it from the item).
         """
-        if isinstance(item, Retry):
-            raise exc.InvalidFlowItem(
-                f"retry {item.name!r} cannot be added to flow '{self._name}' as an item; "
-                "give it as the flow's retry= instead",
-                flow=self._name,
-                item=item,
-            )
         if not isinstance(item, (Atom, Flow)):
             raise exc.InvalidFlowItem(
                 f"flow '{self._name}' can only contain atoms and flows, not {item!r} ({type(item).__name__})",

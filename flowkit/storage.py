@@ -218,14 +218,18 @@ class Storage:
     def set_task_progress(
         self, task_name: str, progress: float, details: dict[str, Any] | None = None
     ) -> None:
+        """Record a task's progress, and with non-empty ``details`` the details at this point.
+
+        As in TaskFlow, ``details=None`` leaves the last details in place (the
+        engine's own 0.0 and 1.0 say nothing new) and empty details erase them.
+        """
         record = self._record(task_name)
         with self._run.lock:
             record.progress = progress
-            meta = record.meta
             if details is not None:
-                meta["progress_details"] = {"at_progress": progress, "details": details}
-            else:
-                meta.pop("progress_details", None)
+                record.meta["progress_details"] = (
+                    {"at_progress": progress, "details": details} if details else None
+                )
         self._changed(record)
 
     def get_task_progress(self, task_name: str) -> float:
@@ -241,8 +245,13 @@ class Storage:
         """Store an outcome: a result (or Failure) for ``state``.
 
         After ``save(name, value)`` the atom is SUCCESS and the names it provides
-        can be fetched, as in TaskFlow.
+        can be fetched, as in TaskFlow. Saving a mapping under
+        :attr:`injector_name` replaces the flow's saved injected values
+        (``save(storage.injector_name, {})`` forgets them all), as in TaskFlow.
         """
+        if atom_name == self.injector_name:
+            self._run.replace_injected(dict(result or {}))
+            return
         record = self._record(atom_name)
         record.state = state
         if state in (st.SUCCESS, st.FAILURE):
@@ -406,7 +415,15 @@ class Storage:
         """
         values = self._values_of(name)
         if not values:
-            raise exc.NotFound(f"Unable to find result '{name}' in flow '{self._run.flow_name}'")
+            flow = self._run.flow_name
+            searched = len(self._run.providers.get(name, ()))
+            if not searched:
+                raise exc.NotFound(
+                    f"Name '{name}' is not mapped as a produced output by any providers (flow '{flow}')"
+                )
+            raise exc.NotFound(
+                f"Unable to find result '{name}', searched {searched} providers (flow '{flow}')"
+            )
         return many_handler(values) if many_handler else values[0]
 
     def fetch_all(self, many_handler: Callable[[list[Any]], Any] | None = None) -> dict[str, Any]:
@@ -436,26 +453,42 @@ class Storage:
         """Resolve ``{argument: symbol}`` to ``{argument: value}``.
 
         Atom-specific injected values come first, then the flow's injected values,
-        then results. Missing optional arguments are left out.
+        then results: with ``atom_name``, once an engine compiled the flow, the
+        result of the nearest atom visible to that atom (what it reads when it
+        runs, as in TaskFlow); otherwise the first one. Missing optional
+        arguments are left out.
 
         Raises:
             NotFound: a required argument has no value, naming it and the atom.
         """
         optional = frozenset(optional_args or ())
         injected = self._record(atom_name).injected or {} if atom_name else {}
+        scope = self._run.scope if atom_name else None
+        store = self._run.store
         out: dict[str, Any] = {}
         for arg, symbol in args_mapping.items():
             if symbol in injected:
                 out[arg] = injected[symbol]
                 continue
             try:
-                out[arg] = self.fetch(symbol)
+                if scope is not None and symbol not in store:
+                    out[arg] = self._visible_value(scope, atom_name or "", symbol)
+                else:
+                    out[arg] = self.fetch(symbol)
             except exc.NotFound:
                 if arg in optional:
                     continue
                 who = f" for atom '{atom_name}'" if atom_name else ""
                 raise exc.NotFound(f"Mapped argument '{arg}' <= '{symbol}'{who} was not produced") from None
         return out
+
+    def _visible_value(self, scope: Callable[[str, str], str | None], atom_name: str, symbol: str) -> Any:
+        provider = scope(atom_name, symbol)
+        if provider is None:
+            raise exc.NotFound(f"no atom visible to '{atom_name}' holds '{symbol}'")
+        record = self._record(provider)
+        key = record.save_as.get(symbol)
+        return record.result if key is None else record.result[key]
 
     def fetch_unsatisfied_args(
         self,

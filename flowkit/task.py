@@ -41,6 +41,39 @@ REVERT_FLOW_FAILURES = "flow_failures"
 EVENT_UPDATE_PROGRESS = "update_progress"
 
 
+ProgressSink = Callable[..., None]
+"""``sink(task, progress[, details])``: how a running engine hears a task's progress."""
+
+
+class _TaskNotifier(notifier.RestrictedNotifier):
+    """A task's own notifier, which also hands progress notified on it to the engine.
+
+    TaskFlow's engines listen on each task's notifier, so a task may report
+    progress with details by notifying :data:`EVENT_UPDATE_PROGRESS` itself
+    (``{"progress": 0.5, ...}``). flowkit's engine hears progress through the
+    task's sink instead (no notifier is made per task), so such a report is
+    passed on to the sink here.
+    """
+
+    def __init__(self, owner: BaseTask, events: Iterable[str]) -> None:
+        super().__init__(events)
+        self.owner = owner
+
+    def notify(self, event_type: Any, details: Any) -> None:
+        sink = self.owner._progress_sink
+        if event_type == EVENT_UPDATE_PROGRESS and sink is not None and details and "progress" in details:
+            rest = {key: value for key, value in details.items() if key != "progress"}
+            if rest:
+                sink(self.owner, details["progress"], rest)
+            else:
+                sink(self.owner, details["progress"])
+        super().notify(event_type, details)
+
+    def tell_listeners(self, event_type: Any, details: Any) -> None:
+        """Notify the registered listeners only (the engine's own 0.0 and 1.0 reports)."""
+        super().notify(event_type, details)
+
+
 class BaseTask(atom.Atom):
     """An atom that does work, can undo it, and can report its progress.
 
@@ -51,17 +84,17 @@ class BaseTask(atom.Atom):
     TASK_EVENTS: ClassVar[tuple[str, ...]] = (EVENT_UPDATE_PROGRESS,)
 
     # Created on first use of ``notifier``; most tasks never get a listener.
-    _notifier: notifier.RestrictedNotifier | None = None
-    # Set by a running engine to hear progress (``sink(task, progress)``)
+    _notifier: _TaskNotifier | None = None
+    # Set by a running engine to hear progress (``sink(task, progress[, details])``)
     # without registering on, or creating, the task's own notifier.
-    _progress_sink: Callable[[BaseTask, float], None] | None = None
+    _progress_sink: ProgressSink | None = None
 
     @property
     def notifier(self) -> notifier.RestrictedNotifier:
         """The notifier for this task's own events (see :attr:`TASK_EVENTS`)."""
         found = self._notifier
         if found is None:
-            found = self._notifier = notifier.RestrictedNotifier(self.TASK_EVENTS)
+            found = self._notifier = _TaskNotifier(self, self.TASK_EVENTS)
         return found
 
     def copy(self, retain_listeners: bool = True) -> BaseTask:
@@ -73,7 +106,12 @@ class BaseTask(atom.Atom):
         """
         clone = copy.copy(self)
         if self._notifier is not None:
-            clone._notifier = self._notifier.copy() if retain_listeners else None  # type: ignore[assignment]
+            copied = self._notifier.copy() if retain_listeners else None
+            if isinstance(copied, _TaskNotifier):
+                copied.owner = clone
+                clone._notifier = copied
+            else:
+                clone._notifier = None
         return clone
 
     def update_progress(self, progress: float) -> None:
@@ -86,12 +124,13 @@ class BaseTask(atom.Atom):
         if progress > 1.0 or progress < 0.0:
             LOG.warning("Progress must be between 0.0 and 1.0, not %r; clamping it", progress)
             progress = 1.0 if progress > 1.0 else 0.0
+        found = self._notifier
+        if found is not None:
+            found.notify(EVENT_UPDATE_PROGRESS, {"progress": progress})  # tells the sink too
+            return
         sink = self._progress_sink
         if sink is not None:
             sink(self, progress)
-        found = self._notifier
-        if found is not None and found.has_listeners:
-            found.notify(EVENT_UPDATE_PROGRESS, {"progress": progress})
 
 
 class Task(BaseTask):

@@ -78,7 +78,7 @@ class SpecTask(Task):
     def post_revert(self) -> None:
         self._inner.post_revert()
 
-    def _relay_progress(self, _task: BaseTask, progress: float) -> None:
+    def _relay_progress(self, _task: BaseTask, progress: float, _details: object = None) -> None:
         self.update_progress(progress)
 
     def execute(self, **values: Any) -> Any:

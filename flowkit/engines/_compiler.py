@@ -242,6 +242,19 @@ class Compilation:
                     stack.extend(target.succ)
         return graph
 
+    def visible_provider(self, atom_name: str, symbol: str, has_result: Callable[[str], bool]) -> str | None:
+        """The nearest atom visible to ``atom_name`` that holds ``symbol`` now, by name.
+
+        What ``storage.fetch_mapped_args(..., atom_name=...)`` reads (TaskFlow's
+        scoping); None when no visible atom has it, or no atom has that name.
+        """
+        node = next((n for n in self.atoms if n.name == atom_name), None)
+        if node is None:
+            return None
+        nodes = self.nodes
+        found = self.resolve(node, symbol, lambda index: not has_result(nodes[index].name))
+        return nodes[found].name if found >= 0 else None
+
     def resolve(self, node: Node, symbol: str, skip: Callable[[int], bool]) -> int:
         """Find the nearest visible provider of ``symbol`` for ``node``, skipping some.
 
@@ -405,6 +418,14 @@ class _Builder:
                 children.append(child)
                 entries.append(child.start)
                 exits.append(child.end)
+            elif kind == RETRY:
+                # As in TaskFlow, a retry decides for the flow it is given to and is no task.
+                raise exc.InvalidFlowItem(
+                    f"retry {item.name!r} was added to flow {flow.name!r} as an item; "
+                    "give it to a flow as retry= instead",
+                    flow=flow.name,
+                    item=item,
+                )
             elif kind >= 0:
                 index = len(nodes)
                 node = Node(index, kind, item.name, item, scope)

@@ -244,6 +244,8 @@ class ActionEngine(Engine):
         )
         self._runtime.guards = _guards.build(compilation, self._options)
         self._compilation = compilation
+        run = self._storage.run_state
+        run.scope = lambda atom_name, symbol: compilation.visible_provider(atom_name, symbol, run.has_result)
 
     def prepare(self) -> None:
         self.compile()

@@ -26,8 +26,8 @@ def child_initializer(reports: Any) -> None:
     _child_queue = reports
 
 
-def _report_from_child(atom: Any, progress: float) -> None:
-    _child_queue.put((atom.name, progress))
+def _report_from_child(atom: Any, progress: float, details: dict[str, Any] | None = None) -> None:
+    _child_queue.put((atom.name, progress, details))
 
 
 def attach_in_child(atom: Any) -> None:
@@ -39,7 +39,7 @@ def attach_in_child(atom: Any) -> None:
 class ProgressRelay:
     """Carries progress reports from pool children to ``deliver`` in this process."""
 
-    def __init__(self, deliver: Callable[[str, float], None]) -> None:
+    def __init__(self, deliver: Callable[[str, float, dict[str, Any] | None], None]) -> None:
         self.queue: Any = multiprocessing.get_context().SimpleQueue()
         self._deliver = deliver
         self._thread = threading.Thread(target=self._pump, name="flowkit-progress", daemon=True)

@@ -296,7 +296,7 @@ class Runtime:
             kwargs["history"] = self.storage.get_retry_history(node.name)
             return atom.execute, kwargs  # type: ignore[union-attr]
         if self._progress_watched(atom):
-            atom.update_progress(0.0)  # type: ignore[union-attr]
+            self._announce_progress(node.name, atom, 0.0)
         return _run_execute, {"atom": atom, "kwargs": kwargs}
 
     def _begin_revert(self, node: Node) -> Call:
@@ -385,7 +385,7 @@ class Runtime:
                 record.progress = 1.0
             self._transition(node, st.SUCCESS, value)
             if node.kind != RETRY and self._progress_watched(atom):
-                atom.update_progress(1.0)  # type: ignore[union-attr]
+                self._announce_progress(node.name, atom, 1.0)
             self.scheduler.executed(node, True)
             return
         record.failure, record.result = value, None
@@ -458,8 +458,23 @@ class Runtime:
         """Called (from any thread) when a running task reports progress."""
         self._progress(atom.name, progress, details)
 
+    def _announce_progress(self, name: str, atom: Any, progress: float) -> None:
+        """Tell listeners of the 0.0 and 1.0 the engine itself reports (already recorded).
+
+        As in TaskFlow they reach the task's own listeners but are not a report of
+        the task's: the details it last reported stay in storage.
+        """
+        own = atom._notifier
+        if own is not None and own.has_listeners:
+            own.tell_listeners(EVENT_UPDATE_PROGRESS, {"progress": progress})
+        self._notify_progress(name, progress, None)
+
     def _progress(self, name: str, progress: float, details: dict[str, Any] | None) -> None:
-        self.storage.set_task_progress(name, progress, details)
+        # A report without details erases the last ones, as in TaskFlow.
+        self.storage.set_task_progress(name, progress, details or {})
+        self._notify_progress(name, progress, details)
+
+    def _notify_progress(self, name: str, progress: float, details: dict[str, Any] | None) -> None:
         if self.notifier.has_listeners:
             record = self.state.records[name]
             event = {"task_name": name, "task_uuid": record.uuid, "progress": progress}

@@ -66,8 +66,8 @@ MODULES = (
 )
 
 # Ratchets (see the module docstring): move them only towards the goal.
-MIN_PASSED = 829
-MAX_UNLISTED_FAILURES = 25
+MIN_PASSED = 844
+MAX_UNLISTED_FAILURES = 0
 
 # Importing taskflow's test helpers pulls in oslo_utils.eventletutils, which warns.
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")

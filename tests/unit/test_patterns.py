@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
+from flowkit import engines, flow, retry, task
 from flowkit import exceptions as exc
-from flowkit import flow, retry, task
 from flowkit.patterns import graph_flow, linear_flow, unordered_flow
 
 PATTERNS = [linear_flow.Flow, unordered_flow.Flow, graph_flow.Flow]
@@ -87,10 +87,13 @@ def test_adding_a_non_atom_raises_invalid_flow_item(pattern: type[flow.Flow], ba
 
 
 @pytest.mark.parametrize("pattern", PATTERNS)
-def test_a_retry_cannot_be_added_as_an_item(pattern: type[flow.Flow]) -> None:
-    r = retry.AlwaysRevert(name="r")
-    with pytest.raises(exc.InvalidFlowItem, match="retry="):
-        pattern("f").add(r)
+def test_a_retry_added_as_an_item_is_refused_when_the_flow_is_compiled(pattern: type[flow.Flow]) -> None:
+    # TaskFlow accepts the add and raises TypeError when the engine compiles the flow.
+    f = pattern("f").add(retry.AlwaysRevert(name="r"))
+    engine = engines.load(f)
+    with pytest.raises(exc.InvalidFlowItem, match="retry=") as info:
+        engine.run()
+    assert isinstance(info.value, TypeError) and info.value.item is list(f)[0]
 
 
 @pytest.mark.parametrize("pattern", PATTERNS)

@@ -41,8 +41,8 @@ class ProgressThrottle:
         self._last_sent = float("-inf")
         self._unsent: float | None = None
 
-    def report(self, _task: task_module.BaseTask, progress: float) -> None:
-        """The task's progress sink: send now, or keep the value for later."""
+    def report(self, _task: task_module.BaseTask, progress: float, _details: object = None) -> None:
+        """The task's progress sink: send now, or keep the value for later (details stay here)."""
         now = time.monotonic()
         if now - self._last_sent >= PROGRESS_INTERVAL:
             self._last_sent = now

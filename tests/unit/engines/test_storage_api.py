@@ -254,3 +254,94 @@ def test_taskflows_private_flowdetail_name_resumes_in_a_second_engine(
     again.run()
     assert len(rec.events) == events, "a finished run resumed from _flowdetail runs nothing again"
     assert again.storage.fetch("z") == 3
+
+
+def test_fetch_mapped_args_for_an_atom_reads_what_that_atom_saw(engine_kind: str, rec: Recorder) -> None:
+    # Three atoms provide "value", each from the one before it: TaskFlow's scoping.
+    flow = linear_flow.Flow("f").add(
+        Step("a", rec, value=1, provides="value", rebind={"value": "source"}),
+        Step("b", rec, value=2, provides="value", requires=["value"]),
+        Step("c", rec, value=3, provides="value", requires=["value"]),
+    )
+    engine = engines.load(flow, store={"source": 0}, engine=engine_kind)
+    engine.run()
+    storage = engine.storage
+    assert storage.fetch_mapped_args({"value": "source"}, atom_name="a") == {"value": 0}
+    assert storage.fetch_mapped_args({"value": "value"}, atom_name="b") == {"value": 1}
+    assert storage.fetch_mapped_args({"value": "value"}, atom_name="c") == {"value": 2}
+    assert storage.fetch_mapped_args({"value": "value"}) == {"value": 1}  # no atom: the first
+    with pytest.raises(exceptions.NotFound):
+        storage.fetch_mapped_args({"value": "value"}, atom_name="a")  # nothing before "a"
+
+
+def test_progress_details_are_kept_erased_or_left_as_taskflow_does() -> None:
+    storage = Storage("f")
+    storage.ensure_atom(_Noop("t"))
+    storage.set_task_progress("t", 0.5, {"step": 1})
+    assert storage.get_task_progress_details("t") == {"at_progress": 0.5, "details": {"step": 1}}
+    storage.set_task_progress("t", 0.9)  # no details: the last ones stay
+    assert (storage.get_task_progress("t"), storage.get_task_progress_details("t")) == (
+        0.9,
+        {"at_progress": 0.5, "details": {"step": 1}},
+    )
+    storage.set_task_progress("t", 0.95, {})  # empty details erase them
+    assert storage.get_task_progress_details("t") is None
+
+
+class _ReportsDetails(task.Task):
+    def execute(self) -> None:
+        self.update_progress(0.25)
+        self.notifier.notify(task.EVENT_UPDATE_PROGRESS, {"progress": 0.5, "phase": "copy"})
+
+
+class _ReportsPlainly(task.Task):
+    def execute(self) -> None:
+        self.update_progress(0.25)
+
+
+def test_progress_a_task_notifies_itself_reaches_storage_with_its_details(engine_kind: str) -> None:
+    # TaskFlow's engines listen on the task's notifier, so tasks notify it directly.
+    heard: list[float] = []
+    reporter = _ReportsDetails("t")
+    reporter.notifier.register(
+        task.EVENT_UPDATE_PROGRESS, lambda event_type, details: heard.append(details["progress"])
+    )
+    engine = engines.load(reporter, backend=MemoryBackend({}), engine=engine_kind)
+    engine.run()
+    assert engine.storage.get_task_progress("t") == 1.0
+    assert engine.storage.get_task_progress_details("t") == {"at_progress": 0.5, "details": {"phase": "copy"}}
+    assert heard == [0.0, 0.25, 0.5, 1.0]
+    # A plain report carries no details: the atom detail says so, as TaskFlow's does.
+    plain = engines.load(_ReportsPlainly("p"), engine=engine_kind)
+    plain.run()
+    (atom_detail,) = list(plain.storage.flow_detail)
+    assert atom_detail.meta["progress"] == 1.0 and atom_detail.meta["progress_details"] is None
+
+
+def test_saving_under_the_injector_name_replaces_the_injected_values() -> None:
+    detail = FlowDetail("f", "11111111-2222-3333-4444-555555555555")
+    storage = Storage(detail)
+    storage.inject({"a": 1, "b": 2})
+    storage.inject({"t": "transient"}, transient=True)
+    storage.save(Storage.injector_name, {"b": 3})
+    assert storage.fetch_all() == {"t": "transient", "b": 3}
+    assert Storage(detail).fetch_all() == {"b": 3}
+
+
+def test_an_engine_rechecks_injected_values_on_every_run(rec: Recorder) -> None:
+    flow = linear_flow.Flow("f").add(Step("a", rec, requires=["x"]))
+    engine = engines.load(flow, store={"x": 1})
+    engine.run()
+    engine.storage.save(engine.storage.injector_name, {})
+    engine.reset()
+    with pytest.raises(exceptions.MissingDependencies):
+        engine.run()
+
+
+def test_fetching_a_name_nothing_provides_says_so() -> None:
+    storage = Storage("f")
+    storage.ensure_atom(_Noop("t", provides="out"))
+    with pytest.raises(exceptions.NotFound, match="^Name 'xxx' is not mapped"):
+        storage.fetch("xxx")
+    with pytest.raises(exceptions.NotFound, match="^Unable to find result 'out', searched 1 providers"):
+        storage.fetch("out")
