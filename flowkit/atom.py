@@ -122,21 +122,56 @@ class _OneName(Mapping[str, None]):
         return f"{{{self._name!r}: None}}"
 
 
-#: Stand-ins for the symbols of a ``rebind`` dict in a cached profile (see
-#: :class:`_Template`). No symbol a flow uses contains a NUL.
-_SLOTS: tuple[str, ...] = tuple(f"\x00flowkit-rebind-{i}\x00" for i in range(8))
+#: Stand-ins for the symbols of a ``rebind`` dict (and for the names in a
+#: ``requires`` list) in a cached profile, filled in per atom. No symbol a flow
+#: uses contains a NUL. Grown on demand: a fan-in atom may require thousands.
+_SLOTS: list[str] = [f"\x00flowkit-rebind-{i}\x00" for i in range(8)]
 _SLOT_INDEX: dict[str, int] = {slot: i for i, slot in enumerate(_SLOTS)}
+#: How many symbols of a ``rebind`` dict are stood in for (a longer one is cached as is).
+_REBIND_SLOTS = 8
+_SLOT_RUNS: dict[int, tuple[str, ...]] = {}
 
-#: (argument, index of its symbol in the atom's rebind values or -1, fixed symbol)
-_Plan = tuple[tuple[str, int, str], ...]
+
+def _slots(count: int) -> tuple[str, ...]:
+    """The first ``count`` stand-ins (made when first needed)."""
+    found = _SLOT_RUNS.get(count)
+    if found is None:
+        while len(_SLOTS) < count:
+            slot = f"\x00flowkit-rebind-{len(_SLOTS)}\x00"
+            _SLOT_INDEX[slot] = len(_SLOTS)
+            _SLOTS.append(slot)
+        found = _SLOT_RUNS[count] = tuple(_SLOTS[:count])
+    return found
+
+
+#: (argument, index of the argument's name in the atom's values or -1, index of
+#: its symbol there or -1, fixed symbol). Only ``requires`` stands in for arguments.
+_Plan = tuple[tuple[str, int, int, str], ...]
 
 
 def _plan_of(mapping: Mapping[str, str]) -> _Plan:
-    return tuple((arg, _SLOT_INDEX.get(sym, -1), sym) for arg, sym in mapping.items())
+    index = _SLOT_INDEX.get
+    return tuple((arg, index(arg, -1), index(sym, -1), sym) for arg, sym in mapping.items())
 
 
 def _fill(plan: _Plan, values: tuple[str, ...]) -> Mapping[str, str]:
-    return MappingProxyType({arg: values[i] if i >= 0 else sym for arg, i, sym in plan})
+    return MappingProxyType(
+        {values[a] if a >= 0 else arg: values[i] if i >= 0 else sym for arg, a, i, sym in plan}
+    )
+
+
+#: Signature keys of an atom class -> every argument name its execute and revert take.
+_ARG_NAMES: dict[tuple[Any, Any], frozenset[str]] = {}
+
+
+def _arg_names(signatures: tuple[Any, Any]) -> frozenset[str]:
+    found = _ARG_NAMES.get(signatures)
+    if found is None:
+        names = set(reflection.inspect_key(*signatures[0]).all)
+        if signatures[1] is not None:
+            names.update(reflection.inspect_key(*signatures[1]).all)
+        found = _ARG_NAMES[signatures] = frozenset(names)
+    return found
 
 
 #: Rebound argument names -> the rebind key with stand-in symbols.
@@ -171,7 +206,11 @@ def _requires_key(atom_name: object, requires: Any) -> tuple[str, ...] | None:
         return None
     if isinstance(requires, str):
         return (requires,)
-    return tuple(_check_symbol(atom_name, name, "requires") for name in requires)
+    names = tuple(requires)
+    for name in names:
+        if type(name) is not str:
+            _check_symbol(atom_name, name, "requires")
+    return names
 
 
 class _Profile:
@@ -438,12 +477,29 @@ class Atom(metaclass=abc.ABCMeta):
             if cls._arg_sources is Atom._arg_sources and signatures[0][1]:
                 cls._flowkit_signatures = (cls.execute, cls.revert, signatures)
         values: tuple[str, ...] | None = None
+        # Whether ``values`` stand in for the names of ``requires`` (else for rebind symbols).
+        slotted_requires = False
         if requires is None and rebind is None and revert_requires is None and revert_rebind is None:
             req_key = revert_req_key = rebind_key = revert_rebind_key = None
         else:
             req_key = _requires_key(self.name, requires)
             revert_req_key = _requires_key(self.name, revert_requires) if revert_requires else req_key
-            if revert_rebind is None and type(rebind) is dict and 0 < len(rebind) <= len(_SLOTS):
+            if (
+                rebind is None
+                and revert_rebind is None
+                and revert_req_key is req_key
+                and req_key
+                and known is not None
+                and len(set(req_key)) == len(req_key)
+                and _arg_names(signatures).isdisjoint(req_key)
+            ):
+                # ``requires=["d3", "d17"]`` on a **kwargs task: names no other atom
+                # uses, and none of the signature's, so the profile is cached with
+                # stand-ins (for argument and symbol alike) and the names filled in.
+                values, slotted_requires = req_key, True
+                req_key = revert_req_key = _slots(len(values))
+                rebind_key = revert_rebind_key = None
+            elif revert_rebind is None and type(rebind) is dict and 0 < len(rebind) <= _REBIND_SLOTS:
                 # A rebind dict usually names symbols no other atom's does (``x17``):
                 # the profile is cached with stand-ins and the symbols filled in.
                 values = tuple(rebind.values())
@@ -453,7 +509,7 @@ class Atom(metaclass=abc.ABCMeta):
                         _check_symbol(self.name, text, "rebind")
                 rebind_key = _SLOTTED.get(args)
                 if rebind_key is None:
-                    rebind_key = _SLOTTED[args] = ("map", tuple(zip(args, _SLOTS, strict=False)))
+                    rebind_key = _SLOTTED[args] = ("map", tuple(zip(args, _slots(len(args)), strict=True)))
                 revert_rebind_key = rebind_key
             else:
                 rebind_key = _rebind_key(self.name, rebind)
@@ -469,7 +525,18 @@ class Atom(metaclass=abc.ABCMeta):
             ignore,
         )
         try:
-            profile = _lookup_profile(key)
+            try:
+                try:
+                    profile = _cached_profile(key)
+                except TypeError:
+                    profile = _lookup_profile(key)
+            except _MappingError:
+                if not slotted_requires:
+                    raise
+                # Say what is wrong with the real names, not the stand-ins.
+                real = _requires_key(self.name, requires)
+                _lookup_profile((key[0], key[1], real, None, real, None, key[6], key[7]))
+                raise
         except _MappingError as err:
             raise ValueError(f"{err.what} {self.name}: {err.names}") from None
         self._apply_profile(profile, values)

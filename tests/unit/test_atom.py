@@ -164,6 +164,25 @@ def test_requires_naming_an_argument_execute_cannot_take_is_an_error() -> None:
         Plain(requires=["zzz"])
 
 
+def test_atoms_of_one_class_each_get_their_own_required_names() -> None:
+    AllVariadic(requires=["warm"])  # the class's signature is known from now on
+    first, second = AllVariadic(requires=["p", "q"]), AllVariadic(requires=["r"])
+    assert first.rebind == {"p": "p", "q": "q"}
+    assert second.rebind == {"r": "r"}
+    assert (first.requires, second.requires) == (frozenset({"p", "q"}), frozenset({"r"}))
+    assert first.revert_rebind == first.rebind  # the default revert takes them too
+    again = WithKwargs(requires=["x", "x", "a"])
+    assert again.rebind == {"a": "a", "x": "x"}
+    assert WithOptional(requires=["b"]).requires == frozenset({"a", "b", "c"})
+
+
+def test_a_required_name_execute_cannot_take_is_named_in_the_error_each_time() -> None:
+    Plain()
+    for _ in range(2):
+        with pytest.raises(ValueError, match="Extra arguments.*\\['zzz'\\]"):
+            Plain(requires=["zzz"])
+
+
 def test_without_auto_extract_unbound_required_arguments_are_an_error() -> None:
     with pytest.raises(ValueError, match="Missing arguments.*\\['a', 'b'\\]"):
         Plain(auto_extract=False)
