@@ -21,11 +21,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flowkit import typed
-from flowkit.cache import _keys
-from flowkit.cache._stores import CacheStore, open_store
+
+# The cache modules (hashing, stores) are imported only by a run that caches:
+# every other first run of a process would pay for them.
+if TYPE_CHECKING:
+    from flowkit.cache._stores import CacheStore
 
 __all__ = ["Guard", "build"]
 
@@ -52,7 +55,11 @@ class Guard:
         self._store = store
         self._all = everyone
         atom = node.atom
-        self._identity = _keys.task_identity(atom) if store is not None else None
+        self._identity = None
+        if store is not None:
+            from flowkit.cache import _keys
+
+            self._identity = _keys.task_identity(atom)
         hook = getattr(atom, "cache_key", None)
         self._custom: Callable[[dict[str, Any]], Any] | None = hook if callable(hook) else None
         #: The key of this atom's call in the current run (None: not cached).
@@ -73,6 +80,8 @@ class Guard:
                 kwargs[arg] = typed.coerce_input(self._node.name, arg, kwargs[arg], model)
         if self._store is None:
             return False, None
+        from flowkit.cache import _keys
+
         try:
             key = self._key(kwargs)
         except _keys.Uncacheable as err:
@@ -88,6 +97,8 @@ class Guard:
         return True, _keys.decode_value(text)
 
     def _key(self, kwargs: dict[str, Any]) -> str | None:
+        from flowkit.cache import _keys
+
         inputs: dict[str, Any] = {}
         for plan in self._node.exec_args:
             if plan.arg not in kwargs:
@@ -115,6 +126,8 @@ class Guard:
         if self._validate is not None:
             value = self._validate(value)
         if self._store is not None and self.key is not None and not self.hit:
+            from flowkit.cache import _keys
+
             try:
                 self._store.put(self.key, _keys.encode_value(value))
             except _keys.Uncacheable as err:
@@ -142,7 +155,11 @@ def build(compilation: Any, options: Mapping[str, Any]) -> dict[int, Guard]:
         InvalidEngineOption: a bad ``cache`` value.
     """
     target = options.get("cache")
-    store = open_store(target) if target is not None else None
+    store = None
+    if target is not None:
+        from flowkit.cache._stores import open_store
+
+        store = open_store(target)
     default = options.get("validate_types")
     guards: dict[int, Guard] = {}
     nodes = compilation.atoms
@@ -152,12 +169,22 @@ def build(compilation: Any, options: Mapping[str, Any]) -> dict[int, Guard]:
         if not suspects:
             return guards
         nodes = [node for node in nodes if type(node.atom) in suspects]
+    # Atoms of a class that shares one contract need no guard once one of them
+    # needs none (without a cache), unless an atom sets ``validate_types`` itself:
+    # a 100,000-atom flow of annotated tasks pays one lookup per atom.
+    unguarded: set[type] = set()
     for node in nodes:
         if node.kind != 0:  # retries decide; they are never cached or validated
             continue
         atom = node.atom
+        cls = type(atom)
+        own = "validate_types" in atom.__dict__
+        if cls in unguarded and not own:
+            continue
         validate = typed.validator_for(atom, default if isinstance(default, bool) else None)
         cached = store if store is not None and getattr(atom, "cache", False) is True else None
         if validate is not None or cached is not None or typed.model_inputs(atom):
             guards[node.index] = Guard(node, validate, cached, guards)
+        elif store is None and not own and typed.shares_contract(cls):
+            unguarded.add(cls)
     return guards

@@ -33,6 +33,7 @@ from __future__ import annotations
 import collections.abc as cabc
 import enum
 import functools
+import sys
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -57,6 +58,7 @@ __all__ = [
     "model_inputs",
     "revive_result",
     "satisfies",
+    "shares_contract",
     "type_name",
     "validator_for",
 ]
@@ -107,8 +109,20 @@ def _pydantic() -> Any:
     return pydantic
 
 
+def _loaded_pydantic() -> Any:
+    """pydantic if something imported it already, else None (without importing it).
+
+    A type can only be a pydantic model once pydantic is imported, so asking
+    whether an annotation mentions one never needs to import it; importing it
+    anyway would add a tenth of a second to every short-lived process whose tasks
+    are annotated.
+    """
+    module = sys.modules.get("pydantic")
+    return module if getattr(module, "BaseModel", None) is not None else None
+
+
 def _is_model(tp: Any) -> bool:
-    pydantic = _pydantic()
+    pydantic = _loaded_pydantic()
     return pydantic is not None and isinstance(tp, type) and issubclass(tp, pydantic.BaseModel)
 
 
@@ -117,6 +131,12 @@ def _is_model(tp: Any) -> bool:
 
 #: Classes whose instances all share one contract (execute is a method of the class).
 _BY_CLASS: dict[type, Contract] = {}
+
+
+def shares_contract(cls: type) -> bool:
+    """Whether every atom of ``cls`` has the same contract (its class's ``execute``)."""
+    sources = getattr(cls, "_arg_sources", None)
+    return sources is _DEFAULT_ARG_SOURCES and not hasattr(cls, "__flowkit_contract__")
 
 
 def contract_of(atom: Any) -> Contract:
@@ -129,7 +149,7 @@ def contract_of(atom: Any) -> Contract:
     found = _BY_CLASS.get(cls)
     if found is not None:
         return found
-    if cls._arg_sources is _DEFAULT_ARG_SOURCES and not hasattr(cls, "__flowkit_contract__"):
+    if shares_contract(cls):
         # One lookup per atom from now on: flows of 100,000 atoms of one class are common.
         found = _BY_CLASS[cls] = _contract_of_callable(cls.execute)
         return found
@@ -401,7 +421,7 @@ def coerce_value(value: Any, tp: Any) -> Any:
             return stripped.model_validate(value)
         except Exception as err:  # pydantic.ValidationError; its text says what is wrong
             raise TypeError(str(err)) from err
-    if _pydantic() is not None and _mentions_model(stripped):
+    if _loaded_pydantic() is not None and _mentions_model(stripped):
         try:
             return _adapter(stripped).validate_python(value)
         except Exception as err:
@@ -417,7 +437,7 @@ def _mentions_model(tp: Any) -> bool:
 
 @functools.lru_cache(maxsize=256)
 def _adapter(tp: Any) -> Any:
-    return _pydantic().TypeAdapter(tp)
+    return _loaded_pydantic().TypeAdapter(tp)
 
 
 def _short(value: Any) -> str:
@@ -427,7 +447,7 @@ def _short(value: Any) -> str:
 
 def model_inputs(atom: Any) -> Mapping[str, Any]:
     """``execute``'s arguments typed with a pydantic model (or a container of them), by name."""
-    if _pydantic() is None:
+    if _loaded_pydantic() is None:
         return {}
     inputs = contract_of(atom).inputs
     return {arg: tp for arg, tp in inputs.items() if _mentions_model(_strip(tp))}
@@ -442,7 +462,7 @@ def revive_result(atom: Any, value: Any) -> Any:
     the first run did. A value that does not fit is left as it was: the
     resumed run reads what was stored, it does not judge it.
     """
-    if _pydantic() is None:
+    if _loaded_pydantic() is None:
         return value
     result = contract_of(atom).result
     if result is UNTYPED or not _mentions_model(_strip(result)):
@@ -488,7 +508,7 @@ def validator_for(atom: Any, default: bool | None = None) -> Callable[[Any], Any
     own = getattr(atom, "validate_types", None)
     wanted = own if isinstance(own, bool) else default
     if wanted is None:
-        wanted = _pydantic() is not None and _mentions_model(_strip(result))
+        wanted = _loaded_pydantic() is not None and _mentions_model(_strip(result))
     if not wanted:
         return None
     name = atom.name

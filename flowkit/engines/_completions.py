@@ -10,11 +10,13 @@ in the engine thread, so ``run()`` ends with it instead of hanging.
 from __future__ import annotations
 
 import queue
-from concurrent.futures import Future
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flowkit.engines._compiler import Node
 from flowkit.types.failure import Failure
+
+if TYPE_CHECKING:  # the serial engine never makes a future: it need not import them
+    from concurrent.futures import Future
 
 __all__ = ["RAISE", "Completion", "Completions"]
 

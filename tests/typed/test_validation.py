@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -60,3 +62,27 @@ def test_pydantic_results_are_validated_by_default_and_mappings_become_models() 
     assert isinstance(results["price"], models.Price)
     with pytest.raises(exceptions.InvalidResult, match="amount"):
         engines.run(flow, store={"raw": {"amount": "lots", "currency": "EUR"}})
+
+
+def test_one_task_may_opt_in_to_validation_among_many_of_its_class() -> None:
+    trusted, checked = Liar("trusted", provides="a"), Liar("checked", provides="b")
+    checked.validate_types = True  # type: ignore[attr-defined]
+    flow = linear_flow.Flow("f").add(trusted, checked)
+    with pytest.raises(exceptions.InvalidResult) as err:
+        engines.run(flow, store={"give": "text"})
+    assert err.value.atom == "checked"
+
+
+def test_running_annotated_tasks_does_not_import_pydantic() -> None:
+    # Only a pydantic model needs pydantic, and one exists only once pydantic is
+    # imported: importing it to find out would cost every process a tenth of a second.
+    code = (
+        "import sys\n"
+        "from flowkit import engines, task\n"
+        "class T(task.Task):\n"
+        "    def execute(self, x: int) -> int:\n"
+        "        return x + 1\n"
+        "assert engines.run(T(provides='y'), store={'x': 1}, validate_types=True)['y'] == 2\n"
+        "assert 'pydantic' not in sys.modules, 'pydantic was imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
