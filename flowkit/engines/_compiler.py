@@ -36,14 +36,13 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from flowkit import exceptions as exc
 from flowkit import flow as flow_mod
 from flowkit.atom import Atom, _OneName
 from flowkit.deciders import Depth
-from flowkit.patterns import linear_flow, unordered_flow
+from flowkit.patterns import graph_flow, linear_flow, unordered_flow
 from flowkit.retry import Retry
 
 __all__ = [
@@ -87,13 +86,18 @@ class ArgPlan(NamedTuple):
     key: int | str | None = None
 
 
-@dataclass(frozen=True, slots=True)
 class EdgeDecider:
     """A decider on a link: ``decider(history=...)`` runs before ``target`` starts."""
 
-    source: int
-    decider: Callable[..., bool]
-    depth: Depth
+    __slots__ = ("decider", "depth", "source")
+
+    def __init__(self, source: int, decider: Callable[..., bool], depth: Depth) -> None:
+        self.source = source
+        self.decider = decider
+        self.depth = depth
+
+    def __repr__(self) -> str:
+        return f"EdgeDecider(source={self.source}, depth={self.depth})"
 
 
 class Node:
@@ -135,32 +139,56 @@ class Node:
         return f"<Node {self.index} {self.name}>"
 
 
-@dataclass(eq=False, slots=True)
 class FlowScope:
-    """A flow as the compiler sees it: its children in order and how they are ordered."""
+    """A flow as the compiler sees it: its children in order and how they are ordered.
 
-    flow: Any
-    name: str
-    parent: FlowScope | None
-    pos: int = 0
-    start: int = -1
-    end: int = -1
-    retry: int = -1
-    # Each child is an atom node index (int) or a nested FlowScope.
-    children: list[int | FlowScope] = field(default_factory=list)
-    mode: int = _UNORDERED
-    # For graph mode: child position -> positions it has a direct link from.
-    preds_of: dict[int, set[int]] = field(default_factory=dict)
-    # For graph mode: child position -> its rank in a topological order of the children
-    # (an ancestor always ranks lower), so that a search for one can stop early.
-    rank: list[int] = field(default_factory=list)
-    # For graph mode: child position -> all positions it (transitively) runs after,
-    # filled on demand for children whose providers are not all direct predecessors.
-    ancestors_of: dict[int, frozenset[int]] = field(default_factory=dict)
-    # symbol -> the child position whose subtree provides it, or a sorted list of them
-    # when several do (a bare int for the common single provider saves a list each).
-    providers: dict[str, int | list[int]] = field(default_factory=dict)
-    provides: frozenset[str] = frozenset()
+    (Plain slotted classes here, not dataclasses: making a dataclass costs about half
+    a millisecond at import, which every short-lived process pays on its first run.)
+    """
+
+    __slots__ = (
+        "ancestors_of",
+        "children",
+        "end",
+        "flow",
+        "mode",
+        "name",
+        "parent",
+        "pos",
+        "preds_of",
+        "providers",
+        "provides",
+        "rank",
+        "retry",
+        "start",
+    )
+
+    def __init__(self, flow: Any, name: str, parent: FlowScope | None, mode: int = _UNORDERED) -> None:
+        self.flow = flow
+        self.name = name
+        self.parent = parent
+        self.pos = 0
+        self.start = -1
+        self.end = -1
+        self.retry = -1
+        # Each child is an atom node index (int) or a nested FlowScope.
+        self.children: list[int | FlowScope] = []
+        self.mode = mode
+        # For graph mode: child position -> positions it has a direct link from.
+        self.preds_of: dict[int, set[int]] = {}
+        # For graph mode: child position -> its rank in a topological order of the
+        # children (an ancestor always ranks lower), so a search for one can stop early.
+        self.rank: list[int] = []
+        # For graph mode: child position -> all positions it (transitively) runs after,
+        # filled on demand for children whose providers are not all direct predecessors.
+        self.ancestors_of: dict[int, frozenset[int]] = {}
+        # symbol -> the child position whose subtree provides it, or a sorted list of
+        # them when several do (a bare int for the common single provider saves a list).
+        self.providers: dict[str, int | list[int]] = {}
+        self.provides: frozenset[str] = frozenset()
+
+    def __repr__(self) -> str:
+        return f"<FlowScope {self.name!r}>"
 
     def precedes(self, a: int, b: int) -> bool:
         """Tell whether child ``a`` always finishes before child ``b`` starts.
@@ -199,18 +227,33 @@ class FlowScope:
         return frozenset(seen)
 
 
-@dataclass(eq=False, slots=True)
 class Compilation:
-    """The compiled form of a flow: everything the engine needs, indexed."""
+    """The compiled form of a flow: everything the engine needs, indexed.
 
-    root: FlowScope
-    nodes: list[Node]
-    atoms: list[Node]
-    #: Atoms with a required argument no atom provides (it must be injected).
-    open_atoms: list[Node]
-    #: Node indices in a topological order (every edge goes forward in it); a plain
-    #: ``range`` when creation order already is one.
-    order: Sequence[int]
+    Attributes:
+        root: the scope of the flow compiled.
+        nodes: every node, by index.
+        atoms: the atom nodes, in index order.
+        open_atoms: atoms with a required argument no atom provides (it must be injected).
+        order: node indices in a topological order (every edge goes forward in it);
+            a plain ``range`` when creation order already is one.
+    """
+
+    __slots__ = ("atoms", "nodes", "open_atoms", "order", "root")
+
+    def __init__(
+        self,
+        root: FlowScope,
+        nodes: list[Node],
+        atoms: list[Node],
+        open_atoms: list[Node],
+        order: Sequence[int],
+    ) -> None:
+        self.root = root
+        self.nodes = nodes
+        self.atoms = atoms
+        self.open_atoms = open_atoms
+        self.order = order
 
     @property
     def execution_graph(self) -> Any:
@@ -404,7 +447,9 @@ class _Builder:
         # The two stock patterns with fixed order are wired without iter_links():
         # it makes a dict per link, and a 100,000-task flow would pay for it.
         fixed = _FIXED_ORDER.get(type(flow))
-        items = iter(flow) if fixed is not None else (item for item, _meta in flow.iter_nodes())
+        # Other flows give their items in order once (a graph flow sorts them to do so).
+        ordered = None if fixed is not None else [item for item, _meta in flow.iter_nodes()]
+        items = iter(flow) if ordered is None else ordered
         controlling = _controlling_retry(scope)
         nodes = self.nodes
         entries: list[int] = []
@@ -462,23 +507,31 @@ class _Builder:
                 self._edge(entry, entries[pos])
                 self._edge(exits[pos], end.index)
         else:
-            self._wire_links(flow, scope, entry, entries, exits)
+            self._wire_links(flow, scope, entry, entries, exits, ordered or [])
         _index_providers(scope, self.nodes)
         return scope
 
     def _wire_links(
-        self, flow: Any, scope: FlowScope, entry: int, entries: list[int], exits: list[int]
+        self,
+        flow: Any,
+        scope: FlowScope,
+        entry: int,
+        entries: list[int],
+        exits: list[int],
+        ordered: list[Any],
     ) -> None:
         """Wire a flow whose order comes from ``iter_links()`` (graph flows, custom patterns)."""
         # Links may point backwards in creation order: node order is no longer topological.
         self.ordered = False
-        position = {id(item): pos for pos, (item, _meta) in enumerate(flow.iter_nodes())}
+        position = {id(item): pos for pos, item in enumerate(ordered)}
         count = len(entries)
         has_in = [False] * count
         has_out = [False] * count
         links: list[tuple[int, int]] = []
         deciders: dict[int, list[EdgeDecider]] = {}
-        for u, v, meta in flow.iter_links():
+        # A stock graph flow lends its link metadata uncopied (it is only read here).
+        own_links = type(flow).iter_links is graph_flow.Flow.iter_links
+        for u, v, meta in flow._links() if own_links else flow.iter_links():
             pu, pv = position[id(u)], position[id(v)]
             links.append((pu, pv))
             has_out[pu] = True

@@ -390,11 +390,16 @@ class Flow(flow.Flow):
 
     def iter_links(self) -> Iterator[tuple[FlowItem, FlowItem, Meta]]:
         """Yield ``(u, v, metadata)`` for every link (copies; changing them changes nothing)."""
+        for u, v, meta in self._links():
+            yield u, v, _copy_meta(meta)
+
+    def _links(self) -> Iterator[tuple[FlowItem, FlowItem, Meta]]:
+        """Yield every link with its own metadata, not a copy (for readers that only read: the compiler)."""
         visible = self._visible()
         for u in self._nodes if visible is None else visible:
             for v, meta in self._succ[u].items():
                 if visible is None or v in visible:
-                    yield u, v, _copy_meta(meta)
+                    yield u, v, meta
 
     @property
     def requires(self) -> frozenset[str]:
