@@ -282,9 +282,20 @@ class _Server:
 
 
 class RedisServer(_Server):
-    """``redis-server`` without persistence: a restart starts empty, on the same port."""
+    """``redis-server`` on a loopback port, restartable on the same port.
+
+    Args:
+        appendonly: keep an append-only file fsynced on every write
+            (``appendfsync always``), so that even a SIGKILLed server comes
+            back with everything it acknowledged. Without it (the default) a
+            restart starts empty.
+    """
 
     kind = "redis"
+
+    def __init__(self, appendonly: bool = False) -> None:
+        super().__init__()
+        self.appendonly = appendonly
 
     def _prepare(self) -> None:
         self._binary = require_binary("redis-server", "redis-server")
@@ -296,7 +307,8 @@ class RedisServer(_Server):
             "--port", str(self.port),
             "--bind", "127.0.0.1",
             "--save", "",
-            "--appendonly", "no",
+            "--appendonly", "yes" if self.appendonly else "no",
+            "--appendfsync", "always",
             "--dir", str(self.tmpdir),
             "--daemonize", "no",
             "--protected-mode", "no",

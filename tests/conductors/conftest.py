@@ -13,6 +13,22 @@ from flowkit.jobs.base import Job, JobBoard
 from flowkit.persistence import backends as persistence_backends
 from flowkit.persistence import models
 from flowkit.persistence.base import Backend
+from tests import services
+
+
+@pytest.fixture(scope="session")
+def redis_aof_server() -> Iterator[services.RedisServer]:
+    """A Redis server with an append-only file fsynced on every write (survives SIGKILL).
+
+    This is the configuration the jobs documentation asks of a Redis jobboard
+    that must not lose jobs (``appendonly yes``, ``appendfsync always``).
+    """
+    server = services.RedisServer(appendonly=True)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()
 
 
 @pytest.fixture

@@ -225,3 +225,61 @@ def test_conductors_survive_a_board_restart(
     assert stored_results(persistence, fd) == {"step0": 11, "step1": 12}
     dead = [name for name, proc in running.procs.items() if proc.poll() is not None]
     assert not dead, f"{dead} died with the board: {running.log(dead[0])[-3000:] if dead else ''}"
+
+
+def test_no_job_is_lost_when_redis_is_killed_and_restarts_from_its_append_only_file(
+    redis_aof_server: services.RedisServer, tmp_path: Path
+) -> None:
+    """A claimed job mid-flow and two jobs waiting on the board all end consumed after SIGKILL of Redis."""
+    services.require_module("redis", "redis")
+    server = redis_aof_server
+    server.start()
+    url = f"redis://127.0.0.1:{server.port}/0?namespace=t-{uuid.uuid4().hex[:12]}"
+    connection = f"sqlite:///{tmp_path / 'flows.db'}"
+    persistence = persistence_backends.fetch(connection)
+    with persistence.get_connection() as conn:
+        conn.upgrade()
+    board = backends.fetch("test", url, persistence=persistence)
+    board.connect()
+    running = Conductors(url, connection, tmp_path)
+    calls, gate = str(tmp_path / "calls"), tmp_path / "gate"
+    try:
+        held, held_fd = post_flow(
+            board, persistence, flows.chain, [3, 1, str(gate)], job_store={"v0": 0, "calls": calls}
+        )
+        running.start("c1")
+        wait_for(lambda: any(c["atom"] == "step1" for c in flows.read_calls(calls)), "c1 inside step1")
+        # c1 is busy (a blocking conductor runs one job at a time): these two stay unclaimed.
+        waiting = [
+            post_flow(
+                board,
+                persistence,
+                flows.chain,
+                [1],
+                job_store={"v0": 10 * i, "calls": f"{calls}-w{i}"},
+                name=f"w{i}",
+            )
+            for i in (1, 2)
+        ]
+        assert [job.state for job, _ in waiting] == [states.UNCLAIMED, states.UNCLAIMED]
+        board.close()
+        pid = server.pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        server.stop()
+        server.start()
+        board.connect()
+        assert board.job_count == 3, "jobs were lost with the Redis process"
+        gate.touch()
+        running.start("c2")
+        for job, _ in [(held, held_fd), *waiting]:
+            wait_for(lambda job=job: job.state == states.COMPLETE, f"job {job.name} consumed")
+        step0 = [c for c in flows.read_calls(calls) if c["atom"] == "step0"]
+        assert len(step0) == 1, "a task that had succeeded ran again"
+        assert stored_results(persistence, held_fd) == {"step0": 1, "step1": 2, "step2": 3}
+        for i, (_, fd) in enumerate(waiting, start=1):
+            assert stored_results(persistence, fd) == {"step0": 10 * i + 1}
+    finally:
+        running.close()
+        board.close()
+        persistence.close()
