@@ -27,12 +27,61 @@ from __future__ import annotations
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from types import MappingProxyType, TracebackType
-from typing import Any
+from typing import Any, ClassVar
 
+from flowkit import exceptions as exc
 from flowkit.persistence.models import AtomDetail, FlowDetail, LogBook
 
-__all__ = ["Backend", "Connection", "encode_json"]
+__all__ = ["Backend", "Connection", "FenceRefused", "WriteFence", "encode_json"]
+
+
+@dataclass(frozen=True)
+class WriteFence:
+    """Who alone may write a flow detail's progress: one claim of one job.
+
+    Tokens are compared only between fences of the same ``holder`` (a job's
+    claims carry growing tokens; two jobs' tokens say nothing about each
+    other).
+
+    Attributes:
+        holder: the job's uuid.
+        token: the claim's fencing token.
+    """
+
+    holder: str
+    token: int
+
+
+class FenceRefused(exc.StorageFailure):
+    """A fenced write or a fence was refused: the flow detail is fenced for someone else.
+
+    Attributes:
+        flow: the flow detail's uuid.
+        fence: the fence that was refused.
+        current: the fence the flow detail holds, if any.
+    """
+
+    def __init__(self, message: str, *, flow: str, fence: WriteFence, current: WriteFence | None) -> None:
+        super().__init__(message)
+        self.flow = flow
+        self.fence = fence
+        self.current = current
+
+    @classmethod
+    def make(cls, flow: str, fence: WriteFence, current: WriteFence | None, action: str) -> FenceRefused:
+        """The error for ``action`` refused on ``flow``, saying who holds it now."""
+        held = "not fenced"
+        if current is not None:
+            held = f"fenced for job {current.holder} with token {current.token}"
+        return cls(
+            f"{action} flow detail {flow!r} for job {fence.holder} with token {fence.token} refused: "
+            f"it is {held}",
+            flow=flow,
+            fence=fence,
+            current=current,
+        )
 
 
 def _model_dump(value: Any) -> Any:
@@ -106,6 +155,9 @@ class Connection(ABC):
     Args:
         backend: the backend that made this connection.
     """
+
+    #: Whether :meth:`fence_flow` and :meth:`save_flow_progress_fenced` are implemented.
+    supports_fences: ClassVar[bool] = False
 
     def __init__(self, backend: Backend) -> None:
         self._backend = backend
@@ -261,3 +313,42 @@ class Connection(ABC):
         Raises:
             NotFound: the flow detail was never saved.
         """
+
+    # -- write fences (optional: see ``supports_fences``) -----------------------
+
+    def fence_flow(self, fd_uuid: str, fence: WriteFence) -> FlowDetail:
+        """Make ``fence`` the only one whose fenced writes go through, and read the flow.
+
+        Taken over a fence of another holder or an earlier token of the same
+        holder; refused while the same holder's later token holds it. The
+        flow detail (with its atom details) is read in the same step, so what
+        comes back includes every write made before the fence moved and none
+        made after.
+
+        Raises:
+            NotFound: no such flow detail.
+            FenceRefused: a later claim of the same job holds the fence.
+            NotImplementedError: this backend has no write fences.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not support write fences")
+
+    def save_flow_progress_fenced(
+        self,
+        flow_detail: FlowDetail,
+        atom_details: Sequence[AtomDetail],
+        flow_changed: bool,
+        fence: WriteFence,
+    ) -> None:
+        """:meth:`save_flow_progress`, done only if the flow detail is fenced with ``fence``.
+
+        The comparison is part of the write (one transaction), so a fence
+        taken by someone else an instant before refuses it, and one taken an
+        instant after waits for it.
+
+        Raises:
+            NotFound: no such flow detail.
+            FenceRefused: the flow detail is fenced for someone else (or not at all);
+                nothing was written.
+            NotImplementedError: this backend has no write fences.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not support write fences")

@@ -16,7 +16,7 @@ import pytest
 from flowkit import exceptions as exc
 from flowkit import states
 from flowkit.persistence import backends
-from flowkit.persistence.base import Backend, Connection
+from flowkit.persistence.base import Backend, Connection, FenceRefused, WriteFence
 from flowkit.persistence.models import AtomDetail, FlowDetail, LogBook, RetryDetail, TaskDetail
 from flowkit.types.failure import Failure
 
@@ -505,3 +505,87 @@ def test_a_second_backend_on_the_same_url_sees_the_data(backend_url: str, conn: 
     with backends.backend({"connection": backend_url}) as second, second.get_connection() as other:
         got = other.get_logbook(book.uuid)
         assert len(got) == 1
+
+
+# -- write fences (backends that offer them; the others say so) ----------------
+
+
+def _fenced_flow(conn: Connection) -> FlowDetail:
+    if not conn.supports_fences:
+        pytest.skip(f"{type(conn).__name__} has no write fences")
+    fd = _flow(_task("a", state=states.PENDING))
+    conn.save_logbook(_book_with(fd))
+    return fd
+
+
+def test_backends_without_fences_refuse_fenced_calls_before_writing(conn: Connection) -> None:
+    if conn.supports_fences:
+        pytest.skip(f"{type(conn).__name__} has write fences")
+    fd = _flow(_task("a", state=states.PENDING))
+    conn.save_logbook(_book_with(fd))
+    with pytest.raises(NotImplementedError):
+        conn.fence_flow(fd.uuid, WriteFence("job", 1))
+    changed = _task("a", state=states.SUCCESS)
+    with pytest.raises(NotImplementedError):
+        conn.save_flow_progress_fenced(fd, [changed], True, WriteFence("job", 1))
+    assert {ad.name for ad in conn.get_flow_details(fd.uuid)} == {"a"}
+
+
+def test_fence_flow_reads_the_flow_and_its_fenced_writes_go_through(conn: Connection) -> None:
+    fd = _fenced_flow(conn)
+    fence = WriteFence("job-1", 3)
+    read = conn.fence_flow(fd.uuid, fence)
+    assert read.uuid == fd.uuid and [ad.name for ad in read] == ["a"]
+    fd.state = states.RUNNING
+    conn.save_flow_progress_fenced(fd, [_task("b", results=1)], True, fence)
+    stored = conn.get_flow_details(fd.uuid)
+    assert stored.state == states.RUNNING and {ad.name for ad in stored} == {"a", "b"}
+
+
+def test_a_later_claim_takes_the_fence_and_the_earlier_ones_writes_are_refused(conn: Connection) -> None:
+    fd = _fenced_flow(conn)
+    old, new = WriteFence("job-1", 3), WriteFence("job-1", 4)
+    conn.fence_flow(fd.uuid, old)
+    conn.fence_flow(fd.uuid, new)
+    fd.state = states.FAILURE
+    with pytest.raises(FenceRefused) as refused:
+        conn.save_flow_progress_fenced(fd, [_task("late")], True, old)
+    assert refused.value.flow == fd.uuid and refused.value.fence == old and refused.value.current == new
+    assert isinstance(refused.value, exc.StorageFailure)
+    stored = conn.get_flow_details(fd.uuid)
+    assert stored.state != states.FAILURE and {ad.name for ad in stored} == {"a"}, "a refused write landed"
+    conn.save_flow_progress_fenced(fd, [_task("b")], False, new)
+
+
+def test_an_earlier_claim_cannot_take_the_fence_back(conn: Connection) -> None:
+    fd = _fenced_flow(conn)
+    conn.fence_flow(fd.uuid, WriteFence("job-1", 4))
+    with pytest.raises(FenceRefused) as refused:
+        conn.fence_flow(fd.uuid, WriteFence("job-1", 3))
+    assert refused.value.current == WriteFence("job-1", 4)
+    conn.fence_flow(fd.uuid, WriteFence("job-1", 4))  # the holder again: harmless
+
+
+def test_another_jobs_claim_takes_the_fence_whatever_its_token(conn: Connection) -> None:
+    fd = _fenced_flow(conn)
+    conn.fence_flow(fd.uuid, WriteFence("job-1", 40))
+    conn.fence_flow(fd.uuid, WriteFence("job-2", 1))
+    with pytest.raises(FenceRefused):
+        conn.save_flow_progress_fenced(fd, [], True, WriteFence("job-1", 40))
+
+
+def test_fenced_writes_to_an_unfenced_flow_are_refused(conn: Connection) -> None:
+    fd = _fenced_flow(conn)
+    with pytest.raises(FenceRefused) as refused:
+        conn.save_flow_progress_fenced(fd, [_task("b")], True, WriteFence("job-1", 1))
+    assert refused.value.current is None
+
+
+def test_fencing_an_unknown_flow_raises_not_found(conn: Connection) -> None:
+    _fenced_flow(conn)
+    missing = _uuid()
+    with pytest.raises(exc.NotFound, match=missing):
+        conn.fence_flow(missing, WriteFence("job-1", 1))
+    unsaved = _flow()
+    with pytest.raises(exc.NotFound, match=unsaved.uuid):
+        conn.save_flow_progress_fenced(unsaved, [], True, WriteFence("job-1", 1))

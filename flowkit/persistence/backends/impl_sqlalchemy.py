@@ -157,6 +157,8 @@ class SQLAlchemyConnection(base.Connection):
     error (the database connection is replaced first when it was lost).
     """
 
+    supports_fences = True
+
     def __init__(self, backend: SQLAlchemyBackend) -> None:
         super().__init__(backend)
         self._sa_backend = backend
@@ -457,6 +459,36 @@ class SQLAlchemyConnection(base.Connection):
             NotFound: the flow detail was never saved.
             StorageFailure: the database failed, or a result is not JSON-serializable.
         """
+        self._save_progress(flow_detail, atom_details, flow_changed, None)
+
+    def save_flow_progress_fenced(
+        self,
+        flow_detail: models.FlowDetail,
+        atom_details: Sequence[models.AtomDetail],
+        flow_changed: bool,
+        fence: base.WriteFence,
+    ) -> None:
+        """:meth:`save_flow_progress` in a transaction that first holds ``fence`` on the row.
+
+        The fence check is an ``UPDATE`` matching only the writer's own fence:
+        it takes the row's write lock (SQLite's write transactions are
+        serialised anyway), so a :meth:`fence_flow` by someone else commits
+        either before (this write is refused) or after this transaction.
+
+        Raises:
+            NotFound: the flow detail was never saved.
+            FenceRefused: the flow detail is fenced for someone else; nothing was written.
+            StorageFailure: the database failed.
+        """
+        self._save_progress(flow_detail, atom_details, flow_changed, fence)
+
+    def _save_progress(
+        self,
+        flow_detail: models.FlowDetail,
+        atom_details: Sequence[models.AtomDetail],
+        flow_changed: bool,
+        fence: base.WriteFence | None,
+    ) -> None:
         fd_uuid = flow_detail.uuid
         writer = self._sa_backend.progress_writer()
         now = writer.stamp(_now())
@@ -477,6 +509,10 @@ class SQLAlchemyConnection(base.Connection):
         )
 
         def work(conn: SAConnection) -> None:
+            if fence is not None:
+                held = {"b_uuid": fd_uuid, "holder": fence.holder, "token": fence.token}
+                if conn.execute(sql.HOLD_FENCE, held).rowcount == 0:
+                    raise _refusal(conn, fd_uuid, fence, "writing progress of")
             if flow_params is not None:
                 if writer.update_flow(conn, flow_params) == 0:
                     raise exc.NotFound(f"no flow detail with uuid {fd_uuid!r}")
@@ -492,6 +528,22 @@ class SQLAlchemyConnection(base.Connection):
             if isinstance(failure.__cause__, sa_exc.IntegrityError) and not self._flow_exists(fd_uuid):
                 raise exc.NotFound(f"no flow detail with uuid {fd_uuid!r}") from None
             raise
+
+    def fence_flow(self, fd_uuid: str, fence: base.WriteFence) -> models.FlowDetail:
+        """Take the flow detail's write fence and read it, in one write transaction.
+
+        Raises:
+            NotFound: no such flow detail.
+            FenceRefused: a later claim of the same job holds the fence.
+        """
+
+        def work(conn: SAConnection) -> models.FlowDetail:
+            params = {"b_uuid": fd_uuid, "holder": fence.holder, "token": fence.token}
+            if conn.execute(sql.FENCE_FLOW, params).rowcount == 0:
+                raise _refusal(conn, fd_uuid, fence, "fencing")
+            return _read_flow(conn, fd_uuid, lazy=False)
+
+        return self._run(f"fencing flow detail {fd_uuid!r}", work, write=True)
 
     def _flow_exists(self, fd_uuid: str) -> bool:
         return self._run(
@@ -566,18 +618,9 @@ class SQLAlchemyConnection(base.Connection):
             NotFound: no such flow detail.
         """
 
-        def work(conn: SAConnection) -> models.FlowDetail:
-            params = {"b_uuid": fd_uuid}
-            found = conn.execute(sql.SELECT_FLOW, params).first()
-            if found is None:
-                raise exc.NotFound(f"no flow detail with uuid {fd_uuid!r}")
-            fd = _codec.flow_from_row(found._mapping)
-            if not lazy:
-                for row in conn.execute(sql.SELECT_FLOW_ATOMS, params):
-                    fd.add(_codec.atom_from_row(row._mapping))
-            return fd
-
-        return self._run(f"reading flow detail {fd_uuid!r}", work, write=False)
+        return self._run(
+            f"reading flow detail {fd_uuid!r}", lambda conn: _read_flow(conn, fd_uuid, lazy), write=False
+        )
 
     def get_atom_details(self, ad_uuid: str) -> models.AtomDetail:
         """Return the stored atom detail.
@@ -601,3 +644,25 @@ class SQLAlchemyConnection(base.Connection):
             NotFound: no such flow detail.
         """
         return iter(self.get_flow_details(fd_uuid))
+
+
+def _read_flow(conn: SAConnection, fd_uuid: str, lazy: bool) -> models.FlowDetail:
+    params = {"b_uuid": fd_uuid}
+    found = conn.execute(sql.SELECT_FLOW, params).first()
+    if found is None:
+        raise exc.NotFound(f"no flow detail with uuid {fd_uuid!r}")
+    fd = _codec.flow_from_row(found._mapping)
+    if not lazy:
+        for row in conn.execute(sql.SELECT_FLOW_ATOMS, params):
+            fd.add(_codec.atom_from_row(row._mapping))
+    return fd
+
+
+def _refusal(conn: SAConnection, fd_uuid: str, fence: base.WriteFence, action: str) -> Exception:
+    """Why a fence statement matched no row: no such flow, or someone else's fence."""
+    found = conn.execute(sql.SELECT_FENCE, {"b_uuid": fd_uuid}).first()
+    if found is None:
+        return exc.NotFound(f"no flow detail with uuid {fd_uuid!r}")
+    holder, token = found
+    current = None if holder is None else base.WriteFence(str(holder), int(token))
+    return base.FenceRefused.make(fd_uuid, fence, current, action)

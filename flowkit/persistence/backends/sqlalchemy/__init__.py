@@ -14,7 +14,7 @@ from pathlib import Path
 
 __all__ = ["ALEMBIC_INI", "HEAD", "REVISIONS"]
 
-REVISIONS: tuple[str, ...] = ("0001", "0002")
+REVISIONS: tuple[str, ...] = ("0001", "0002", "0003")
 """Every Alembic revision id known to this flowkit, oldest first."""
 
 HEAD: str = REVISIONS[-1]

@@ -23,6 +23,7 @@ from sqlalchemy import (
     Update,
     bindparam,
     delete,
+    or_,
     select,
 )
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -35,7 +36,9 @@ __all__ = [
     "DELETE_BOOK",
     "DELETE_BOOK_ATOMS",
     "DELETE_BOOK_FLOWS",
+    "FENCE_FLOW",
     "FLOW_EXISTS",
+    "HOLD_FENCE",
     "INSERT_ATOM",
     "INSERT_BOOK",
     "INSERT_FLOW",
@@ -46,6 +49,7 @@ __all__ = [
     "SELECT_BOOK",
     "SELECT_BOOK_ATOMS",
     "SELECT_BOOK_FLOWS",
+    "SELECT_FENCE",
     "SELECT_FLOW",
     "SELECT_FLOW_ATOMS",
     "UPDATE_ATOM",
@@ -96,6 +100,33 @@ UPDATE_FLOW_PROGRESS: Update = (
     )
 )
 UPDATE_ATOM: Update = atomdetails.update().where(atomdetails.c.uuid == bindparam("b_uuid"))
+# Write fences: taking one is refused while the same holder's later claim holds it; a fenced
+# write first "updates" the fence to itself, which matches only while the fence is the
+# writer's and takes the row's write lock, so no fence can change until the write commits.
+FENCE_FLOW: Update = (
+    flowdetails.update()
+    .where(
+        flowdetails.c.uuid == bindparam("b_uuid"),
+        or_(
+            flowdetails.c.fence_holder.is_(None),
+            flowdetails.c.fence_holder != bindparam("holder"),
+            flowdetails.c.fence_token <= bindparam("token"),
+        ),
+    )
+    .values(fence_holder=bindparam("holder"), fence_token=bindparam("token"))
+)
+HOLD_FENCE: Update = (
+    flowdetails.update()
+    .where(
+        flowdetails.c.uuid == bindparam("b_uuid"),
+        flowdetails.c.fence_holder == bindparam("holder"),
+        flowdetails.c.fence_token == bindparam("token"),
+    )
+    .values(fence_token=bindparam("token"))
+)
+SELECT_FENCE: Select[Any] = select(flowdetails.c.fence_holder, flowdetails.c.fence_token).where(
+    flowdetails.c.uuid == bindparam("b_uuid")
+)
 
 _BOOK_FLOWS = select(flowdetails.c.uuid).where(flowdetails.c.parent_uuid == bindparam("b_uuid"))
 DELETE_BOOK_ATOMS: Delete = atomdetails.delete().where(atomdetails.c.parent_uuid.in_(_BOOK_FLOWS))

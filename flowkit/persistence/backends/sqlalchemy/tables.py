@@ -14,7 +14,7 @@ compares an upgraded database against these definitions.
 
 from __future__ import annotations
 
-from sqlalchemy import Column, DateTime, Float, ForeignKey, Index, MetaData, String, Table, Text
+from sqlalchemy import BigInteger, Column, DateTime, Float, ForeignKey, Index, MetaData, String, Table, Text
 
 __all__ = [
     "KIND_LENGTH",
@@ -62,6 +62,9 @@ flowdetails = Table(
     Column("meta", Text),
     Column("created_at", DateTime(timezone=True)),
     Column("updated_at", DateTime(timezone=True)),
+    # The write fence (see ``Connection.fence_flow``): who alone may write the flow's progress.
+    Column("fence_holder", String(UUID_LENGTH)),
+    Column("fence_token", BigInteger),
     Index("ix_flowdetails_parent_uuid", "parent_uuid"),
 )
 
