@@ -481,14 +481,17 @@ class JobBoard(ABC):
         except exc.NotFound:
             current = None
         if current != claim:
-            held = f"now held by {current.owner!r} with token {current.token}" if current else "now unclaimed"
-            raise ClaimLost(
-                f"claim of {claim.owner!r} (token {claim.token}) on job {job.uuid} on board "
-                f"{self.name!r} is lost: the job is {held}",
-                job=job.uuid,
-                claim=claim,
-                current=current,
-            )
+            raise lost_claim(self, job, claim, current)
+
+    def holds_locally(self, job: Job, claim: Claim) -> bool:
+        """Whether this board object knows, without asking its server, that ``claim`` holds ``job``.
+
+        ``True`` only when this board made or renewed the claim recently
+        enough that it cannot have expired yet (the Redis board, for claims
+        it keeps alive); ``False`` means "ask" (:meth:`check_claim`), never
+        "lost".
+        """
+        return False
 
     @abstractmethod
     def attempts(self, job: Job) -> list[Attempt]:
@@ -525,16 +528,31 @@ class JobBoard(ABC):
         """
 
     @abstractmethod
-    def consume(self, job: Job, who: str) -> None:
+    def consume(self, job: Job, who: str, claim: Claim | None = None) -> None:
         """Remove ``job`` from the board as done; only its claimant may.
+
+        Args:
+            job: the claimed job.
+            who: its claimant.
+            claim: beyond TaskFlow: consume only while this very claim (its
+                token, not just its owner's name) is current, checked in the
+                same atomic step as the removal.
 
         Raises:
             NotFound: the job is not on the board.
+            ClaimLost: ``claim`` was given and is no longer the job's current claim.
             JobFailure: ``who`` does not hold the job's claim.
         """
 
     @abstractmethod
-    def abandon(self, job: Job, who: str, reason: str | None = None, failed: bool = False) -> None:
+    def abandon(
+        self,
+        job: Job,
+        who: str,
+        reason: str | None = None,
+        failed: bool = False,
+        claim: Claim | None = None,
+    ) -> None:
         """Give ``job``'s claim back so another entity can claim it.
 
         Args:
@@ -542,18 +560,27 @@ class JobBoard(ABC):
             who: its claimant.
             reason: why, recorded in the job's history.
             failed: the run failed (counts towards setting the job aside).
+            claim: as for :meth:`consume`.
 
         Raises:
             NotFound: the job is not on the board.
+            ClaimLost: ``claim`` was given and is no longer the job's current claim.
             JobFailure: ``who`` does not hold the job's claim.
         """
 
     @abstractmethod
-    def trash(self, job: Job, who: str, reason: str | None = None) -> None:
+    def trash(self, job: Job, who: str, reason: str | None = None, claim: Claim | None = None) -> None:
         """Set ``job`` aside: remove it from the board, keeping it (and ``reason``) for review.
+
+        Args:
+            job: the claimed job.
+            who: its claimant.
+            reason: why, kept with the job.
+            claim: as for :meth:`consume`.
 
         Raises:
             NotFound: the job is not on the board.
+            ClaimLost: ``claim`` was given and is no longer the job's current claim.
             JobFailure: ``who`` does not hold the job's claim.
         """
 
@@ -648,3 +675,15 @@ def wait_for_jobs(
 def iter_sorted(jobs: list[Any]) -> list[Any]:
     """Order job records most urgent first, then oldest (by ``sequence``) first."""
     return sorted(jobs, key=lambda j: (j.priority.rank, j.sequence))
+
+
+def lost_claim(board: JobBoard, job: Job, claim: Claim, current: Claim | None) -> ClaimLost:
+    """The :class:`ClaimLost` for ``claim`` on ``job``, saying who holds the job now."""
+    held = f"now held by {current.owner!r} with token {current.token}" if current else "now unclaimed"
+    return ClaimLost(
+        f"claim of {claim.owner!r} (token {claim.token}) on job {job.uuid} on board "
+        f"{board.name!r} is lost: the job is {held}",
+        job=job.uuid,
+        claim=claim,
+        current=current,
+    )

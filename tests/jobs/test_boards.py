@@ -85,6 +85,27 @@ def test_redis_claim_is_kept_alive_past_its_expiry(request: pytest.FixtureReques
         other.check_claim(seen, claim)
 
 
+def test_redis_board_vouches_locally_only_for_claims_it_recently_made_or_renewed(
+    request: pytest.FixtureRequest,
+) -> None:
+    conf = board_conf("redis", request)
+    with backends.backend("h", {**conf, "claim_expiry": 30}) as holder, backends.backend("o", conf) as other:
+        job = holder.post("j")
+        claim = holder.claim(job, "a")
+        assert holder.holds_locally(job, claim)
+        [seen] = list(other.iterjobs())
+        assert not other.holds_locally(seen, claim), "a board vouched for a claim it never made"
+        assert not holder.holds_locally(job, base.Claim("a", claim.token + 1))
+        # Half the expiry after the claim was sent, the board asks again.
+        holder._renewed_at[job.uuid] -= 15.01  # type: ignore[attr-defined]
+        assert not holder.holds_locally(job, claim)
+        holder.abandon(job, "a", claim=claim)
+        assert not holder.holds_locally(job, claim)
+    memory = MemoryJobBoard("m")
+    job = memory.post("j")
+    assert not memory.holds_locally(job, memory.claim(job, "a")), "the memory board asks: it costs nothing"
+
+
 def _write_stray_document(kind: str, board: Any, raw: bytes) -> None:
     if kind == "redis":
         board._redis().hset(board._listings, "not-a-job", raw)

@@ -72,6 +72,29 @@ def test_consume_completes_the_job_for_its_claimant_only(make_board: MakeBoard) 
         board.claim(job, "a")
 
 
+def test_releases_naming_a_claim_compare_its_token_not_just_the_owner_name(make_board: MakeBoard) -> None:
+    board, other = make_board(), make_board()
+    job = board.post("j")
+    first = board.claim(job, "host-a")
+    board.abandon(job, "host-a", claim=first)
+    [seen] = list(other.iterjobs())
+    # The same name claims again (a restarted conductor): the old claim must not end the new one.
+    second = other.claim(seen, "host-a")
+    for release in (
+        lambda: board.consume(job, "host-a", claim=first),
+        lambda: board.abandon(job, "host-a", reason="late", claim=first),
+        lambda: board.trash(job, "host-a", reason="late", claim=first),
+    ):
+        with pytest.raises(base.ClaimLost) as lost:
+            release()
+        assert (lost.value.claim, lost.value.current) == (first, second)
+    assert other.current_claim(seen) == second
+    other.consume(seen, "host-a", claim=second)
+    assert seen.state == states.COMPLETE
+    with pytest.raises(exc.NotFound):
+        other.consume(seen, "host-a", claim=second)
+
+
 def test_abandoned_job_can_be_claimed_by_another(make_board: MakeBoard) -> None:
     board, other = make_board(), make_board()
     job = board.post("j")

@@ -337,18 +337,19 @@ class ExecutorConductor(Conductor):
             )
             self._notify("job_lost", details)
             return
+        # Each release names the claim: the board compares its token in the same atomic
+        # step, so a conductor whose claim was taken over never ends the new owner's run.
         try:
-            self._jobboard.check_claim(job, claim)
             if verdict is Verdict.CONSUME:
-                self._jobboard.consume(job, self._name)
+                self._jobboard.consume(job, self._name, claim=claim)
                 self._notify("job_consumed", details)
             elif verdict is Verdict.TRASH:
                 self._log.warning("setting job %s aside: %s", job, outcome.reason)
-                self._jobboard.trash(job, self._name, reason=outcome.reason)
+                self._jobboard.trash(job, self._name, reason=outcome.reason, claim=claim)
                 self._notify("job_trashed", details)
             else:
                 failed = verdict is Verdict.FAIL
-                self._jobboard.abandon(job, self._name, reason=outcome.reason, failed=failed)
+                self._jobboard.abandon(job, self._name, reason=outcome.reason, failed=failed, claim=claim)
                 self._notify("job_abandoned", details)
         except ClaimLost as lost:
             self._log.warning("claim on job %s was lost before it could be finished: %s", job, lost)

@@ -33,6 +33,7 @@ from flowkit.jobs.base import (
     _Waiter,
     check_who,
     iter_sorted,
+    lost_claim,
     wait_for_jobs,
 )
 
@@ -177,8 +178,10 @@ class MemoryJobBoard(NotifyingJobBoard):
             raise exc.NotFound(f"job {job.uuid} is not on board {self.name!r} (cannot {action} it)")
         return entry
 
-    def _held_entry(self, job: Job, who: str, action: str) -> _Entry:
+    def _held_entry(self, job: Job, who: str, action: str, claim: Claim | None) -> _Entry:
         entry = self._entry_of(job, action)
+        if claim is not None and entry.claim != claim:
+            raise lost_claim(self, job, claim, entry.claim)
         if entry.claim is None:
             raise exc.JobFailure(f"cannot {action} job {job.uuid}: it is not claimed (by {who!r} or anyone)")
         if entry.claim.owner != who:
@@ -213,25 +216,32 @@ class MemoryJobBoard(NotifyingJobBoard):
             return True
 
     @check_who
-    def consume(self, job: Job, who: str) -> None:
+    def consume(self, job: Job, who: str, claim: Claim | None = None) -> None:
         with self._lock:
-            entry = self._held_entry(job, who, "consume")
+            entry = self._held_entry(job, who, "consume", claim)
             del self._entries[job.uuid]
         self._notify(REMOVAL, entry.job)
 
     @check_who
-    def abandon(self, job: Job, who: str, reason: str | None = None, failed: bool = False) -> None:
+    def abandon(
+        self,
+        job: Job,
+        who: str,
+        reason: str | None = None,
+        failed: bool = False,
+        claim: Claim | None = None,
+    ) -> None:
         with self._lock:
-            entry = self._held_entry(job, who, "abandon")
+            entry = self._held_entry(job, who, "abandon", claim)
             self._end_attempt(entry, AttemptEnd.FAILED if failed else AttemptEnd.ABANDONED, reason)
             entry.claim = None
             entry.expires_at = None
         self._waiter.wake()
 
     @check_who
-    def trash(self, job: Job, who: str, reason: str | None = None) -> None:
+    def trash(self, job: Job, who: str, reason: str | None = None, claim: Claim | None = None) -> None:
         with self._lock:
-            entry = self._held_entry(job, who, "trash")
+            entry = self._held_entry(job, who, "trash", claim)
             self._end_attempt(entry, AttemptEnd.ABANDONED, reason)
             del self._entries[job.uuid]
             self._trash.append(

@@ -53,6 +53,7 @@ from flowkit.jobs.base import (
     NotifyingJobBoard,
     check_who,
     iter_sorted,
+    lost_claim,
     wait_for_jobs,
 )
 from flowkit.persistence.backends._urls import mask_url
@@ -103,13 +104,14 @@ end
 return 0
 """
 
-# KEYS: listings, owner, attempts, trash. ARGV: uuid, who, action, reason, end.
+# KEYS: listings, owner, attempts, trash. ARGV: uuid, who, action, reason, end, token ('': any).
 _RELEASE = """
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return {0, 'unknown'} end
 local current = redis.call('GET', KEYS[2])
 if not current then return {0, 'unclaimed'} end
 local holder = cjson.decode(current)
 if holder['owner'] ~= ARGV[2] then return {0, 'other', current} end
+if ARGV[6] ~= '' and holder['token'] ~= tonumber(ARGV[6]) then return {0, 'other', current} end
 redis.call('DEL', KEYS[2])
 local last = redis.call('LINDEX', KEYS[3], -1)
 if last and ARGV[3] ~= 'consume' then
@@ -199,6 +201,8 @@ class RedisJobBoard(NotifyingJobBoard):
         self._scripts: dict[str, Any] = {}
         # Claims this board keeps alive: job uuid -> (token, expiry ms).
         self._kept: dict[str, tuple[int, int]] = {}
+        # When the last claim or renewal of each kept claim that succeeded was sent (monotonic).
+        self._renewed_at: dict[str, float] = {}
         self._kept_lock = threading.Lock()
         self._keeper: threading.Thread | None = None
         self._keeper_stop = threading.Event()
@@ -272,6 +276,7 @@ class RedisJobBoard(NotifyingJobBoard):
             keeper.join(timeout=5)
         with self._kept_lock:
             self._kept.clear()
+            self._renewed_at.clear()
         if self._client is not None and self._own_client:
             self._client.close()
             self._client = None
@@ -394,6 +399,7 @@ class RedisJobBoard(NotifyingJobBoard):
             raise ValueError(f"claim expiry must be positive, not {seconds!r}")
         ms = 0 if seconds is None else max(1, int(seconds * 1000))
         keys = [self._listings, self._owner_key(job.uuid), self._attempts_key(job.uuid), self._tokens]
+        sent_at = time.monotonic()
         with _translated(f"claim job {job.uuid}", self.where):
             result = self._scripts["claim"](keys=keys, args=[job.uuid, who, ms, time.time()])
         if result[0] != 1:
@@ -404,42 +410,73 @@ class RedisJobBoard(NotifyingJobBoard):
             raise exc.UnclaimableJob(f"job {job.uuid} is already claimed by {owner!r}")
         claim = Claim(who, int(result[1]))
         if ms:
-            self._keep_alive(job.uuid, claim.token, ms)
+            self._keep_alive(job.uuid, claim.token, ms, sent_at)
         return claim
 
-    def _release(self, job: Job, who: str, action: str, reason: str | None, end: str) -> None:
+    def holds_locally(self, job: Job, claim: Claim) -> bool:
+        """True within half a claim's expiry of its last successful claim or renewal by this board.
+
+        The server set the key's expiry when it ran the script, after it was
+        sent, so the claim cannot lapse before ``sent + expiry``; half of that
+        leaves room for clocks that run at slightly different rates.
+        """
+        with self._kept_lock:
+            kept = self._kept.get(job.uuid)
+            sent_at = self._renewed_at.get(job.uuid)
+        if kept is None or sent_at is None or kept[0] != claim.token:
+            return False
+        return time.monotonic() < sent_at + kept[1] / 2000.0
+
+    def _release(
+        self, job: Job, who: str, action: str, reason: str | None, end: str, claim: Claim | None
+    ) -> None:
         self._forget(job.uuid)
         keys = [self._listings, self._owner_key(job.uuid), self._attempts_key(job.uuid), self._trash]
+        token = "" if claim is None else str(claim.token)
         with _translated(f"{action} job {job.uuid}", self.where):
-            result = self._scripts["release"](keys=keys, args=[job.uuid, who, action, reason or "", end])
+            result = self._scripts["release"](
+                keys=keys, args=[job.uuid, who, action, reason or "", end, token]
+            )
         if result[0] == 1:
             return
         why = _text(result[1])
         if why == "unknown":
             raise exc.NotFound(f"job {job.uuid} is not on board {self.name!r} (cannot {action} it)")
-        if why == "unclaimed":
+        current = None if why == "unclaimed" else _decode_claim(result[2])
+        if claim is not None:
+            raise lost_claim(self, job, claim, current)
+        if current is None:
             raise exc.JobFailure(f"cannot {action} job {job.uuid}: it is not claimed (by {who!r} or anyone)")
-        owner = _decode_claim(result[2]).owner
-        raise exc.JobFailure(f"cannot {action} job {job.uuid}: it is claimed by {owner!r}, not {who!r}")
+        raise exc.JobFailure(
+            f"cannot {action} job {job.uuid}: it is claimed by {current.owner!r}, not {who!r}"
+        )
 
     @check_who
-    def consume(self, job: Job, who: str) -> None:
-        self._release(job, who, "consume", None, "consumed")
+    def consume(self, job: Job, who: str, claim: Claim | None = None) -> None:
+        self._release(job, who, "consume", None, "consumed", claim)
         self._notify(REMOVAL, job)
 
     @check_who
-    def abandon(self, job: Job, who: str, reason: str | None = None, failed: bool = False) -> None:
-        self._release(job, who, "abandon", reason, "failed" if failed else "abandoned")
+    def abandon(
+        self,
+        job: Job,
+        who: str,
+        reason: str | None = None,
+        failed: bool = False,
+        claim: Claim | None = None,
+    ) -> None:
+        self._release(job, who, "abandon", reason, "failed" if failed else "abandoned", claim)
 
     @check_who
-    def trash(self, job: Job, who: str, reason: str | None = None) -> None:
-        self._release(job, who, "trash", reason, "abandoned")
+    def trash(self, job: Job, who: str, reason: str | None = None, claim: Claim | None = None) -> None:
+        self._release(job, who, "trash", reason, "abandoned", claim)
         self._notify(REMOVAL, job)
 
     # -- keeping claims alive --------------------------------------------
-    def _keep_alive(self, job_uuid: str, token: int, ms: int) -> None:
+    def _keep_alive(self, job_uuid: str, token: int, ms: int, sent_at: float) -> None:
         with self._kept_lock:
             self._kept[job_uuid] = (token, ms)
+            self._renewed_at[job_uuid] = sent_at
             if self._keeper is None or not self._keeper.is_alive():
                 self._keeper_stop.clear()
                 self._keeper = threading.Thread(
@@ -450,6 +487,7 @@ class RedisJobBoard(NotifyingJobBoard):
     def _forget(self, job_uuid: str) -> None:
         with self._kept_lock:
             self._kept.pop(job_uuid, None)
+            self._renewed_at.pop(job_uuid, None)
 
     def _renew_loop(self) -> None:
         while True:
@@ -459,6 +497,7 @@ class RedisJobBoard(NotifyingJobBoard):
             if self._keeper_stop.wait(period):
                 return
             for job_uuid, (token, ms) in kept.items():
+                sent_at = time.monotonic()
                 try:
                     renewed = self._scripts["renew"](keys=[self._owner_key(job_uuid)], args=[token, ms])
                 except Exception:  # retried next period; the claim expires only later
@@ -469,6 +508,10 @@ class RedisJobBoard(NotifyingJobBoard):
                 if not renewed:
                     LOG.warning("claim on job %s at %s was lost; no longer renewing it", job_uuid, self.where)
                     self._forget(job_uuid)
+                    continue
+                with self._kept_lock:
+                    if self._kept.get(job_uuid) == (token, ms):
+                        self._renewed_at[job_uuid] = sent_at
 
 
 #: Options read from a board URL's query string (``redis://h/0?namespace=x``) rather than given to redis-py.

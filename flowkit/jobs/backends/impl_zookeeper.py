@@ -54,6 +54,7 @@ from flowkit.jobs.base import (
     _Waiter,
     check_who,
     iter_sorted,
+    lost_claim,
     wait_for_jobs,
 )
 
@@ -367,8 +368,8 @@ class ZookeeperJobBoard(NotifyingJobBoard):
         zk = self._zk()
         with _translated(f"claim job {job.uuid}", self.where):
             for _ in range(10):
-                if zk.exists(path) is None:
-                    raise exc.NotFound(f"job {job.uuid} is not on board {self.name!r} (cannot claim it)")
+                # No separate existence check: the transaction's check of the job's node fails
+                # (NoNodeError, below) when it is gone.
                 attempts, version = self._read_attempts(job)
                 token = 1 if version is None else version + 2
                 if attempts and attempts[-1].end is AttemptEnd.OPEN:
@@ -397,37 +398,54 @@ class ZookeeperJobBoard(NotifyingJobBoard):
                 # The attempts node changed under us (a racing claim): read again.
         raise exc.UnclaimableJob(f"job {job.uuid} could not be claimed: too much contention")
 
-    def _held(self, job: Job, who: str, action: str) -> tuple[Claim, int]:
+    def _finish(
+        self, job: Job, who: str, action: str, reason: str | None, end: AttemptEnd, claim: Claim | None
+    ) -> None:
         from kazoo.exceptions import NoNodeError
 
-        zk = self._zk()
-        path = _path_of(job)
-        if zk.exists(path) is None:
-            raise exc.NotFound(f"job {job.uuid} is not on board {self.name!r} (cannot {action} it)")
-        try:
-            raw, stat = zk.get(path + _LOCK)
-        except NoNodeError:
-            raise exc.JobFailure(
-                f"cannot {action} job {job.uuid}: it is not claimed (by {who!r} or anyone)"
-            ) from None
-        data = json.loads(raw)
-        if data["owner"] != who:
-            raise exc.JobFailure(
-                f"cannot {action} job {job.uuid}: it is claimed by {data['owner']!r}, not {who!r}"
-            )
-        return Claim(str(data["owner"]), int(data["token"])), stat.version
-
-    def _finish(self, job: Job, who: str, action: str, reason: str | None, end: AttemptEnd) -> None:
         path = _path_of(job)
         zk = self._zk()
         with _translated(f"{action} job {job.uuid}", self.where):
             for _ in range(10):
-                _claim, lock_version = self._held(job, who, action)
-                attempts, version = self._read_attempts(job)
+                # The job, its claim and its attempts, read in one round trip.
+                posted, locked, history = (
+                    zk.get_async(path),
+                    zk.get_async(path + _LOCK),
+                    zk.get_async(path + _ATTEMPTS),
+                )
+                try:
+                    raw_posting, _ = posted.get()
+                except NoNodeError:
+                    raise exc.NotFound(
+                        f"job {job.uuid} is not on board {self.name!r} (cannot {action} it)"
+                    ) from None
+                try:
+                    raw_lock, lock_stat = locked.get()
+                except NoNodeError:
+                    if claim is not None:
+                        raise lost_claim(self, job, claim, None) from None
+                    raise exc.JobFailure(
+                        f"cannot {action} job {job.uuid}: it is not claimed (by {who!r} or anyone)"
+                    ) from None
+                data = json.loads(raw_lock)
+                current = Claim(str(data["owner"]), int(data["token"]))
+                if claim is not None and current != claim:
+                    raise lost_claim(self, job, claim, current)
+                if current.owner != who:
+                    raise exc.JobFailure(
+                        f"cannot {action} job {job.uuid}: it is claimed by {current.owner!r}, not {who!r}"
+                    )
+                try:
+                    raw_attempts, attempts_stat = history.get()
+                except NoNodeError:
+                    attempts, version = [], None
+                else:
+                    attempts = [Attempt.from_dict(item) for item in json.loads(raw_attempts)]
+                    version = attempts_stat.version
                 if attempts and attempts[-1].end is AttemptEnd.OPEN:
                     attempts[-1] = _ended(attempts[-1], end, reason)
                 txn = zk.transaction()
-                txn.delete(path + _LOCK, version=lock_version)
+                txn.delete(path + _LOCK, version=lock_stat.version)
                 if action == "abandon":
                     if version is not None:
                         txn.set_data(
@@ -435,9 +453,8 @@ class ZookeeperJobBoard(NotifyingJobBoard):
                         )
                 else:
                     if action == "trash":
-                        raw, _ = zk.get(path)
                         doc = {
-                            "posting": json.loads(raw),
+                            "posting": json.loads(raw_posting),
                             "reason": reason,
                             "attempts": [a.to_dict() for a in attempts],
                         }
@@ -451,16 +468,24 @@ class ZookeeperJobBoard(NotifyingJobBoard):
         raise exc.JobFailure(f"could not {action} job {job.uuid}: too much contention")
 
     @check_who
-    def consume(self, job: Job, who: str) -> None:
-        self._finish(job, who, "consume", None, AttemptEnd.ABANDONED)
+    def consume(self, job: Job, who: str, claim: Claim | None = None) -> None:
+        self._finish(job, who, "consume", None, AttemptEnd.ABANDONED, claim)
 
     @check_who
-    def abandon(self, job: Job, who: str, reason: str | None = None, failed: bool = False) -> None:
-        self._finish(job, who, "abandon", reason, AttemptEnd.FAILED if failed else AttemptEnd.ABANDONED)
+    def abandon(
+        self,
+        job: Job,
+        who: str,
+        reason: str | None = None,
+        failed: bool = False,
+        claim: Claim | None = None,
+    ) -> None:
+        end = AttemptEnd.FAILED if failed else AttemptEnd.ABANDONED
+        self._finish(job, who, "abandon", reason, end, claim)
 
     @check_who
-    def trash(self, job: Job, who: str, reason: str | None = None) -> None:
-        self._finish(job, who, "trash", reason, AttemptEnd.ABANDONED)
+    def trash(self, job: Job, who: str, reason: str | None = None, claim: Claim | None = None) -> None:
+        self._finish(job, who, "trash", reason, AttemptEnd.ABANDONED, claim)
 
 
 def _is_job_node(child: str) -> bool:
