@@ -1,21 +1,37 @@
 """A persistence backend that refuses writes once the writer's job claim is lost.
 
 A conductor runs a job's flow with its persistence backend wrapped in a
-:class:`FencedBackend`: every write (the engine's progress flushes, logbook
-and detail updates) first asks the jobboard whether the conductor's claim,
-identified by its fencing token, is still the job's current one, and raises
-:class:`~flowkit.jobs.base.ClaimLost` instead of writing when it is not. A
-conductor that was paused past its claim's expiry (a long GC pause, SIGSTOP,
-a frozen VM) and wakes up after another conductor took the job over can
-therefore not overwrite the new owner's progress.
+:class:`FencedBackend`. Two layers keep a conductor whose claim was lost (a
+long GC pause, SIGSTOP, a frozen VM past the claim's expiry) from writing
+over the progress of the conductor that took the job over:
 
-What it costs: one round trip to the board per write (the engine writes once
-per atom transition batch). What it cannot close on its own: a pause *between*
-the board's answer and the write reaching the store. The check refuses an
-answer that took longer than the claim's expiry (it may be stale already),
-which leaves only the write itself; closing that window entirely needs the
-store to compare the token as part of the write (a conditional write), which
-the persistence API does not offer.
+1. **In the store** (backends with write fences, ``Connection.supports_fences``:
+   the SQLAlchemy backend). Before reading the job's flow detail the conductor
+   *takes its fence* with the job's uuid and its claim's token
+   (:meth:`~flowkit.persistence.base.Connection.fence_flow`, one transaction
+   that also reads the flow), and every progress write carries that fence
+   (:meth:`~flowkit.persistence.base.Connection.save_flow_progress_fenced`):
+   the database compares it as part of the write. A later claim of the job
+   has a larger token and takes the fence before it reads anything, so from
+   then on the earlier holder's writes are refused whenever they arrive,
+   including a write already past every check when its process froze. What
+   the earlier holder wrote before the fence moved is what the new holder
+   reads: the two never interleave. Nothing is left open.
+2. **On the board**: a write first asks the board whether the claim is still
+   current and raises :class:`~flowkit.jobs.base.ClaimLost` instead of
+   writing when it is not, so a conductor stops writing soon after losing its
+   claim even when nobody took the job over. With store fences this is a
+   second line, not the safety, and costs no round trip while the board knows
+   the claim holds without asking (:meth:`~flowkit.jobs.base.JobBoard.holds_locally`:
+   the Redis board, within half an expiry of claiming or renewing it).
+
+Backends without write fences (memory, directory, ZooKeeper persistence) get
+the board check before every write, one round trip each. What that cannot
+close is a pause *between* the board's answer and the write reaching the
+store: an answer that took longer than the claim's expiry is refused, but a
+pause of the wrong length at exactly that point lets one stale write land
+after the new holder read the flow (``tests/conductors/test_fencing.py``
+forces that interleaving on both kinds of backend).
 """
 
 from __future__ import annotations
@@ -27,7 +43,7 @@ from typing import Any
 
 from flowkit import exceptions as exc
 from flowkit.jobs.base import Claim, ClaimLost, Job, JobBoard
-from flowkit.persistence.base import Backend, Connection
+from flowkit.persistence.base import Backend, Connection, FenceRefused, WriteFence
 from flowkit.persistence.models import AtomDetail, FlowDetail, LogBook
 
 __all__ = ["ClaimFence", "FencedBackend"]
@@ -68,8 +84,23 @@ class ClaimFence:
         self._sleep = sleep
         self.lost: ClaimLost | None = None
 
+    @property
+    def write_fence(self) -> WriteFence:
+        """The store-side fence of this claim: the job's uuid and the claim's token."""
+        return WriteFence(self.job.uuid, self.claim.token)
+
+    def check_cheaply(self) -> None:
+        """Like :meth:`check`, but no round trip when the board knows the claim holds.
+
+        (:meth:`~flowkit.jobs.base.JobBoard.holds_locally`: a Redis board
+        that renewed the claim less than half its expiry ago.)
+        """
+        if self.lost is None and self.board.holds_locally(self.job, self.claim):
+            return
+        self.check()
+
     def check(self) -> None:
-        """Raise :class:`ClaimLost` unless the claim is still current.
+        """Raise :class:`ClaimLost` unless the board says the claim is still current.
 
         Once lost, a claim stays lost: every later check raises at once.
         """
@@ -90,26 +121,29 @@ class ClaimFence:
                 if self._clock() - asked_at < patience:
                     self._sleep(UNREACHABLE_RETRY)
                     continue
-                self.lost = ClaimLost(
-                    f"claim of {self.claim.owner!r} (token {self.claim.token}) on job {self.job.uuid} "
-                    f"cannot be confirmed, so it counts as lost: {failure}",
-                    job=self.job.uuid,
-                    claim=self.claim,
-                )
+                self.lost = self._lost(f"cannot be confirmed, so it counts as lost: {failure}")
                 raise self.lost from failure
         if self._expiry is not None and self._clock() - asked_at > self._expiry:
             # The answer took longer than a claim lasts: it may be stale already.
-            self.lost = ClaimLost(
-                f"claim of {self.claim.owner!r} (token {self.claim.token}) on job {self.job.uuid}: "
-                f"the board's answer took longer than the claim's expiry ({self._expiry}s)",
-                job=self.job.uuid,
-                claim=self.claim,
-            )
+            why = f"the board's answer took longer than the claim's expiry ({self._expiry}s)"
+            self.lost = self._lost(why)
             raise self.lost
+
+    def refused(self, refusal: FenceRefused) -> ClaimLost:
+        """The claim counts as lost from now on: the store gave its fence to someone else."""
+        self.lost = self._lost(f"the store refused its write: {refusal}")
+        return self.lost
+
+    def _lost(self, why: str) -> ClaimLost:
+        return ClaimLost(
+            f"claim of {self.claim.owner!r} (token {self.claim.token}) on job {self.job.uuid}: {why}",
+            job=self.job.uuid,
+            claim=self.claim,
+        )
 
 
 class FencedBackend(Backend):
-    """Wraps ``inner`` so that every write first passes ``fence.check()``.
+    """Wraps ``inner`` so that writes pass ``fence`` (see the module docstring).
 
     Reads go straight through. A conductor makes one per job and closes it
     when the job ends: that closes every connection it handed out (an engine
@@ -123,9 +157,30 @@ class FencedBackend(Backend):
         self.fence = fence
         self._handed_out: list[_FencedConnection] = []
         self._lock = threading.Lock()
+        #: Flow details whose store-side fence this backend took (their writes carry it).
+        self.fenced_flows: set[str] = set()
+
+    def take(self, fd_uuid: str) -> FlowDetail:
+        """Read flow detail ``fd_uuid``, first taking its store-side fence when the store has them.
+
+        Raises:
+            ClaimLost: the claim is lost, or the store's fence went to a later claim.
+            NotFound: no such flow detail.
+        """
+        self.fence.check()
+        with self.inner.get_connection() as conn:
+            if not conn.supports_fences:
+                return conn.get_flow_details(fd_uuid)
+            try:
+                flow_detail = conn.fence_flow(fd_uuid, self.fence.write_fence)
+            except FenceRefused as refusal:
+                raise self.fence.refused(refusal) from refusal
+        with self._lock:
+            self.fenced_flows.add(fd_uuid)
+        return flow_detail
 
     def get_connection(self) -> Connection:
-        made = _FencedConnection(self, self.inner.get_connection(), self.fence.check)
+        made = _FencedConnection(self, self.inner.get_connection())
         with self._lock:
             self._handed_out = [c for c in self._handed_out if not c.closed]
             self._handed_out.append(made)
@@ -141,10 +196,11 @@ class FencedBackend(Backend):
 
 
 class _FencedConnection(Connection):
-    def __init__(self, backend: Backend, inner: Connection, check: Callable[[], None]) -> None:
+    def __init__(self, backend: FencedBackend, inner: Connection) -> None:
         super().__init__(backend)
+        self._fenced = backend
         self._inner = inner
-        self._check = check
+        self._check = backend.fence.check
         self.closed = False
 
     def close(self) -> None:
@@ -199,8 +255,18 @@ class _FencedConnection(Connection):
     def save_flow_progress(
         self, flow_detail: FlowDetail, atom_details: Sequence[AtomDetail], flow_changed: bool = True
     ) -> None:
-        self._check()
-        self._inner.save_flow_progress(flow_detail, atom_details, flow_changed)
+        fence = self._fenced.fence
+        if flow_detail.uuid not in self._fenced.fenced_flows:
+            fence.check()
+            self._inner.save_flow_progress(flow_detail, atom_details, flow_changed)
+            return
+        # The store compares the fence as part of the write; the board check is what
+        # stops a conductor whose claim lapsed (with nobody taking the job over yet).
+        fence.check_cheaply()
+        try:
+            self._inner.save_flow_progress_fenced(flow_detail, atom_details, flow_changed, fence.write_fence)
+        except FenceRefused as refusal:
+            raise fence.refused(refusal) from refusal
 
     def __getattr__(self, name: str) -> Any:
         # Backend-specific extras (statistics, helpers) read through unfenced.

@@ -24,6 +24,7 @@ from typing import Any
 from flowkit import engines, states
 from flowkit import exceptions as exc
 from flowkit.conductors import in_doubt
+from flowkit.conductors._fencing import FencedBackend
 from flowkit.jobs.base import Job, JobBoard
 from flowkit.persistence.base import Backend
 from flowkit.persistence.models import FlowDetail
@@ -83,12 +84,14 @@ class Conductor(ABC):
         """Where the conductor's events are sent (see the implementation for which)."""
         return self._notifier
 
-    def _flow_detail_from_job(self, job: Job) -> FlowDetail:
-        """The flow detail ``job`` names, read afresh from the persistence backend.
+    def _flow_detail_from_job(self, job: Job, backend: Backend | None = None) -> FlowDetail:
+        """The flow detail ``job`` names, read afresh from ``backend`` (default: the conductor's).
 
         The job's logbook says which flow detail to run; its current state is
         then read from the backend, since the book a job carries may be a
-        copy made before an earlier run progressed.
+        copy made before an earlier run progressed. Read through a
+        :class:`~flowkit.conductors._fencing.FencedBackend`, the read first
+        takes the flow detail's write fence for the job's claim.
 
         Raises:
             NotFound: the job has no logbook, or the named flow detail is not in it.
@@ -102,10 +105,10 @@ class Conductor(ABC):
             found = book.find(flow_uuid)
             if found is None:
                 raise exc.NotFound(f"job {job.uuid}: flow detail {flow_uuid} is not in logbook {book.uuid}")
-            return self._fresh(found)
+            return self._fresh(found, backend)
         details = list(book)
         if len(details) == 1:
-            return self._fresh(details[0])
+            return self._fresh(details[0], backend)
         if not details:
             raise exc.NotFound(f"job {job.uuid}: logbook {book.uuid} holds no flow detail")
         raise exc.MultipleChoices(
@@ -113,10 +116,13 @@ class Conductor(ABC):
             "names none ('flow_uuid' in its details)"
         )
 
-    def _fresh(self, flow_detail: FlowDetail) -> FlowDetail:
-        if self._persistence is None:
+    def _fresh(self, flow_detail: FlowDetail, backend: Backend | None = None) -> FlowDetail:
+        backend = backend if backend is not None else self._persistence
+        if backend is None:
             return flow_detail
-        with self._persistence.get_connection() as conn:
+        if isinstance(backend, FencedBackend):
+            return backend.take(flow_detail.uuid)
+        with backend.get_connection() as conn:
             return conn.get_flow_details(flow_detail.uuid)
 
     def _store_for(self, job: Job, flow_detail: FlowDetail) -> dict[str, Any]:
@@ -132,15 +138,15 @@ class Conductor(ABC):
         first shown to :func:`flowkit.conductors.in_doubt.resolve`; atoms it
         finds done are recorded, and the engine is loaded from the result.
         """
-        flow_detail = self._flow_detail_from_job(job)
         backend = backend if backend is not None else self._persistence
+        flow_detail = self._flow_detail_from_job(job, backend)
         engine = self._load(job, flow_detail, backend)
         if backend is not None and any(ad.state == states.RUNNING for ad in flow_detail):
             engine.compile()
             engine.prepare()
             if in_doubt.resolve(engine):
                 engine.storage.flush()
-                engine = self._load(job, self._fresh(flow_detail), backend)
+                engine = self._load(job, self._fresh(flow_detail, backend), backend)
         return engine
 
     def _load(self, job: Job, flow_detail: FlowDetail, backend: Backend | None) -> Any:

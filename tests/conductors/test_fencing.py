@@ -1,0 +1,141 @@
+"""The fencing window, forced: a conductor pauses after its claim check passed and before its write.
+
+The pause is forced by a pass-through backend that runs a hook just before a
+write reaches the real store (SQLite, or the memory backend, which has no
+write fences). In the hook the paused conductor's claim expires on the
+board, another conductor claims the job, takes over the flow detail and
+writes; then the paused write goes on. With store fences it is refused; the
+memory backend shows the window that remains without them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flowkit import states
+from flowkit.conductors._fencing import ClaimFence, FencedBackend
+from flowkit.jobs.backends.impl_memory import MemoryJobBoard
+from flowkit.jobs.base import ClaimLost
+from flowkit.persistence import backends as persistence_backends
+from flowkit.persistence import models
+from flowkit.persistence.base import Backend, Connection
+from tests.conductors import flows
+from tests.conductors.conftest import post_flow
+
+EXPIRY = 10.0
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class _PausingConnection:
+    """Passes everything to ``inner``; runs ``pause`` once, just before the first progress write."""
+
+    def __init__(self, inner: Connection, pause: list[Callable[[], None]]) -> None:
+        self._inner = inner
+        self._pause = pause
+
+    def _before_write(self) -> None:
+        while self._pause:
+            self._pause.pop()()
+
+    def save_flow_progress(self, *args: Any, **kwargs: Any) -> None:
+        self._before_write()
+        self._inner.save_flow_progress(*args, **kwargs)
+
+    def save_flow_progress_fenced(self, *args: Any, **kwargs: Any) -> None:
+        self._before_write()
+        self._inner.save_flow_progress_fenced(*args, **kwargs)
+
+    def __enter__(self) -> _PausingConnection:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._inner.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+class _PausingBackend(Backend):
+    def __init__(self, inner: Backend) -> None:
+        super().__init__(inner.conf)
+        self.inner = inner
+        self.pause: list[Callable[[], None]] = []
+
+    def get_connection(self) -> Connection:
+        return _PausingConnection(self.inner.get_connection(), self.pause)  # type: ignore[return-value]
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def _race(store: Backend, tmp_path: Path) -> tuple[models.FlowDetail, Callable[[], None]]:
+    """Set up the interleaving; return the flow detail and the paused conductor's write."""
+    clock = FakeClock()
+    board = MemoryJobBoard("board", {"claim_expiry": EXPIRY}, persistence=store, clock=clock)
+    job, fd = post_flow(board, store, flows.chain, [1], job_store={"v0": 0, "calls": str(tmp_path / "c")})
+    paused = _PausingBackend(store)
+    claim_a = board.claim(job, "a")
+    backend_a = FencedBackend(paused, ClaimFence(board, job, claim_a, EXPIRY, clock=clock))
+    flow_a = backend_a.take(fd.uuid)
+
+    def take_over() -> None:
+        # a is frozen: its claim expires, b claims the job, reads the flow and writes.
+        clock.now += EXPIRY + 1
+        claim_b = board.claim(job, "b")
+        backend_b = FencedBackend(store, ClaimFence(board, job, claim_b, EXPIRY, clock=clock))
+        flow_b = backend_b.take(fd.uuid)
+        flow_b.state = states.RUNNING
+        with backend_b.get_connection() as conn:
+            conn.save_flow_progress(flow_b, [_atom("written-by-b")], True)
+
+    paused.pause.append(take_over)
+
+    def write_of_a() -> None:
+        flow_a.state = states.FAILURE
+        with backend_a.get_connection() as conn:
+            conn.save_flow_progress(flow_a, [_atom("written-by-a")], True)
+
+    return fd, write_of_a
+
+
+def _atom(name: str) -> models.TaskDetail:
+    detail = models.TaskDetail(name, f"uuid-{name}")
+    detail.state = states.SUCCESS
+    return detail
+
+
+def _stored(store: Backend, fd: models.FlowDetail) -> tuple[str, set[str]]:
+    with store.get_connection() as conn:
+        stored = conn.get_flow_details(fd.uuid)
+    return str(stored.state), {ad.name for ad in stored}
+
+
+def test_with_store_fences_a_write_paused_after_its_claim_check_is_refused(
+    persistence: Backend, tmp_path: Path
+) -> None:
+    fd, write_of_a = _race(persistence, tmp_path)
+    with pytest.raises(ClaimLost, match="refused"):
+        write_of_a()
+    state, atoms = _stored(persistence, fd)
+    assert state == states.RUNNING and "written-by-b" in atoms
+    assert "written-by-a" not in atoms, "the paused conductor's write landed after the take-over"
+
+
+def test_without_store_fences_a_write_paused_after_its_claim_check_still_lands(tmp_path: Path) -> None:
+    """What remains on backends without write fences (memory, directory, ZooKeeper persistence)."""
+    store = persistence_backends.fetch("memory://")
+    fd, write_of_a = _race(store, tmp_path)
+    write_of_a()
+    state, atoms = _stored(store, fd)
+    assert state == states.FAILURE and {"written-by-a", "written-by-b"} <= atoms
