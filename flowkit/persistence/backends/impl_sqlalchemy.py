@@ -511,7 +511,7 @@ class SQLAlchemyConnection(base.Connection):
         def work(conn: SAConnection) -> None:
             if fence is not None:
                 held = {"b_uuid": fd_uuid, "holder": fence.holder, "token": fence.token}
-                if conn.execute(sql.HOLD_FENCE, held).rowcount == 0:
+                if writer.hold_fence(conn, held) == 0:
                     raise _refusal(conn, fd_uuid, fence, "writing progress of")
             if flow_params is not None:
                 if writer.update_flow(conn, flow_params) == 0:

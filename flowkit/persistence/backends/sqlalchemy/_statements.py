@@ -182,11 +182,13 @@ class ProgressWriter:
             processor = DateTime(timezone=True).dialect_impl(dialect).bind_processor(dialect)
             self._stamp: Callable[[Any], Any] | None = processor
             self._update_flow: _DriverStatement | None = _DriverStatement(UPDATE_FLOW_PROGRESS, dialect)
+            self._hold_fence: _DriverStatement | None = _DriverStatement(HOLD_FENCE, dialect)
             upsert = _DriverStatement(_on_conflict_upsert(dialect.name), dialect)
             self._upsert_atoms: AtomUpserter = upsert.run
         else:
             self._stamp = None
             self._update_flow = None
+            self._hold_fence = None
             self._upsert_atoms = atom_upserter(dialect.name)
 
     def stamp(self, when: datetime) -> Any:
@@ -198,6 +200,12 @@ class ProgressWriter:
         if self._update_flow is None:
             return conn.execute(UPDATE_FLOW_PROGRESS, dict(params)).rowcount
         return self._update_flow.run(conn, (params,))
+
+    def hold_fence(self, conn: Connection, params: Mapping[str, Any]) -> int:
+        """Lock a flow's row if its fence is ``holder``/``token``; return the rows matched (0 or 1)."""
+        if self._hold_fence is None:
+            return conn.execute(HOLD_FENCE, dict(params)).rowcount
+        return self._hold_fence.run(conn, (params,))
 
     def upsert_atoms(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
         """Insert or overwrite whole atom rows (every column given, times stamped)."""
