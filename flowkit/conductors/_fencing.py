@@ -167,10 +167,13 @@ class FencedBackend(Backend):
             ClaimLost: the claim is lost, or the store's fence went to a later claim.
             NotFound: no such flow detail.
         """
-        self.fence.check()
         with self.inner.get_connection() as conn:
             if not conn.supports_fences:
+                self.fence.check()
                 return conn.get_flow_details(fd_uuid)
+            # A claim lost meanwhile is caught by the store (a later claim holds the fence)
+            # or by the board check before the first write; no round trip needed here.
+            self.fence.check_cheaply()
             try:
                 flow_detail = conn.fence_flow(fd_uuid, self.fence.write_fence)
             except FenceRefused as refusal:

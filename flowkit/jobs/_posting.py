@@ -4,7 +4,7 @@ Boards store a job as one JSON object::
 
     {"uuid": "...", "name": "...", "priority": "NORMAL", "sequence": 7,
      "created_on": "2026-12-05T14:00:00+00:00", "details": {...},
-     "book": {"name": "...", "uuid": "..."}}
+     "book": {"name": "...", "uuid": "...", "flows": ["<flow detail uuid>", ...]}}
 
 Reading one back checks its shape, so a malformed document (written by a bug,
 by hand, by another program) becomes a :class:`MalformedJob` naming where it
@@ -74,7 +74,9 @@ class Posting:
             json.dumps(details, allow_nan=False)
         except (TypeError, ValueError) as err:
             raise exc.InvalidFormat(f"details of job {name!r} cannot be stored as JSON: {err}") from err
-        book_data = None if book is None else {"name": book.name, "uuid": book.uuid}
+        book_data = None
+        if book is not None:
+            book_data = {"name": book.name, "uuid": book.uuid, "flows": [fd.uuid for fd in book]}
         return cls(
             uuid=uuid,
             name=name,

@@ -218,7 +218,7 @@ class Job(ABC):
         details: JSON-able details posted with the job (``store``, ``flow_uuid``...).
         backend: persistence backend the job's logbook is loaded from.
         book: the logbook itself, when already at hand.
-        book_data: ``{"name", "uuid"}`` of the logbook, as posted.
+        book_data: ``{"name", "uuid", "flows"}`` of the logbook, as posted.
         priority: how urgent the job is.
         created_on: when it was posted (UTC).
     """
@@ -304,6 +304,21 @@ class Job(ABC):
             return self._book.name
         value = self._book_data.get("name")
         return str(value) if value is not None else None
+
+    @property
+    def posted_flow_uuids(self) -> tuple[str, ...]:
+        """The uuids of the flow details the job's logbook held when it was posted.
+
+        Beyond TaskFlow: lets a conductor go straight to a job's only flow
+        detail without loading the logbook first. Empty when unknown (a job
+        posted without a book, or by an older flowkit).
+        """
+        if self._book is not None:
+            return tuple(fd.uuid for fd in self._book)
+        value = self._book_data.get("flows")
+        if not isinstance(value, list):
+            return ()
+        return tuple(str(v) for v in value)
 
     @property
     def book(self) -> LogBook | None:

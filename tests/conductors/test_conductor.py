@@ -165,6 +165,24 @@ def test_job_without_a_logbook_is_set_aside(persistence: Backend) -> None:
     assert "has no logbook" in board.trashed()[0]["reason"]
 
 
+def test_job_whose_logbook_was_destroyed_after_posting_is_set_aside(
+    persistence: Backend, tmp_path: Path
+) -> None:
+    board = make_board()
+    job, fd = post_flow(
+        board, persistence, flows.chain, [1], job_store={"v0": 0, "calls": str(tmp_path / "c")}
+    )
+    assert job.book_uuid is not None
+    with persistence.get_connection() as conn:
+        conn.destroy_logbook(job.book_uuid)
+    [listed] = list(board.iterjobs())
+    conductors.backends.fetch("blocking", "c", board, persistence=persistence).run(max_dispatches=1)
+    assert listed.state == states.COMPLETE
+    reason = board.trashed()[0]["reason"]
+    assert "NotFound" in reason and fd.uuid in reason
+    assert not (tmp_path / "c").exists()
+
+
 def test_poison_job_is_set_aside_with_its_failures(persistence: Backend, tmp_path: Path) -> None:
     board = make_board()
     job, _ = post_flow(

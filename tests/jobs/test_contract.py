@@ -179,6 +179,8 @@ def test_job_book_is_loaded_from_persistence(make_board: MakeBoard, tmp_path: An
     reader = make_board(persistence=persistence)
     [job] = list(reader.iterjobs())
     assert (job.book_uuid, job.book_name) == (book.uuid, "the-book")
+    # Known from the posting alone, before the book is loaded.
+    assert job.posted_flow_uuids == ("fd-1",)
     assert job.book is not None and [fd.uuid for fd in job.book] == ["fd-1"]
     persistence.close()
 
