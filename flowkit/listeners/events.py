@@ -28,20 +28,22 @@ stored states at the moment each notification arrives:
 Without a listener attached nothing is recorded and nothing is paid; with it,
 each transition costs one small dict and a metadata update (measured in
 ``tools/bench_events.py``).
+
+This module is the listener; the records it writes are in ``_event_model``
+(re-exported here) and the graph questions it asks in ``_event_graph``.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
-from enum import StrEnum
+from collections.abc import Callable
 from typing import Any
 
 from flowkit import states as st
 from flowkit.listeners import base
+from flowkit.listeners._event_graph import FlowGraph, failure_words, state_before
+from flowkit.listeners._event_model import META_KEY, Cause, CauseKind, Event, EventLog
 from flowkit.retry import Retry
-from flowkit.types.failure import Failure
 
 __all__ = [
     "META_KEY",
@@ -52,242 +54,15 @@ __all__ = [
     "EventLogListener",
 ]
 
-#: The metadata key (of flow and atom details) under which events are kept.
-META_KEY = "event_log"
-
 #: Atom states that end an ``execute`` or a ``revert``.
 _DONE = frozenset({st.SUCCESS, st.IGNORE})
 
-
-class CauseKind(StrEnum):
-    """What kind of thing caused a transition."""
-
-    #: The flow's first run began.
-    STARTED = "started"
-    #: A later run picked the flow (or an in-doubt atom) up again.
-    RESUMED = "resumed"
-    #: Every predecessor had completed, so the atom could run.
-    READY = "ready"
-    #: ``execute`` or ``revert`` returned.
-    RETURNED = "returned"
-    #: ``execute`` or ``revert`` raised.
-    RAISED = "raised"
-    #: A failure (and the decision taken about it) made the atom revert.
-    FAILURE = "failure"
-    #: A retry controller decided to run its scope again.
-    RETRY = "retry"
-    #: A decider on a link into the atom returned False.
-    DECIDER = "decider"
-    #: The flow ended (its atoms all finished, or a failure ended it).
-    FINISHED = "finished"
-    #: Something else the engine was asked to do (prepare, suspend, reset).
-    ENGINE = "engine"
-
-
-@dataclass(frozen=True, slots=True)
-class Cause:
-    """Why a transition happened.
-
-    Attributes:
-        kind: what kind of cause.
-        text: one readable sentence.
-        event: the ``seq`` of the event that triggered this one (a predecessor's
-            completion, the failure), when there is one.
-        atoms: the atoms involved (predecessors, the failed atom).
-        failure: the exception type name of the failure involved.
-        retry: the retry controller whose decision is involved.
-        decision: that decision (``RETRY``, ``REVERT``, ``REVERT_ALL``).
-    """
-
-    kind: CauseKind
-    text: str
-    event: int | None = None
-    atoms: tuple[str, ...] = ()
-    failure: str | None = None
-    retry: str | None = None
-    decision: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-safe dict (empty fields left out)."""
-        out: dict[str, Any] = {"kind": self.kind.value, "text": self.text}
-        if self.event is not None:
-            out["event"] = self.event
-        if self.atoms:
-            out["atoms"] = list(self.atoms)
-        for key in ("failure", "retry", "decision"):
-            value = getattr(self, key)
-            if value is not None:
-                out[key] = value
-        return out
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Cause:
-        """Rebuild a cause from :meth:`to_dict` output."""
-        return cls(
-            kind=CauseKind(data["kind"]),
-            text=str(data.get("text", "")),
-            event=data.get("event"),
-            atoms=tuple(data.get("atoms", ())),
-            failure=data.get("failure"),
-            retry=data.get("retry"),
-            decision=data.get("decision"),
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class Event:
-    """One transition of the flow or of one atom.
-
-    Attributes:
-        seq: its position in the flow's log (increasing across runs).
-        at: wall-clock time, seconds since the epoch.
-        run: which run of the flow (1, then 2 for the first resume...).
-        kind: ``flow``, ``task`` or ``retry``.
-        name: the flow's or the atom's name.
-        old_state: the state it left.
-        state: the state it entered.
-        attempt: for atoms, which execution this belongs to (1 for the first).
-        cause: why.
-    """
-
-    seq: int
-    at: float
-    run: int
-    kind: str
-    name: str
-    old_state: str | None
-    state: str
-    attempt: int
-    cause: Cause
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-safe dict with every field (the cause nested)."""
-        return {
-            "seq": self.seq,
-            "at": self.at,
-            "run": self.run,
-            "kind": self.kind,
-            "name": self.name,
-            "old_state": self.old_state,
-            "state": self.state,
-            "attempt": self.attempt,
-            "cause": self.cause.to_dict(),
-        }
-
-    def describe(self) -> str:
-        """``name STATE (attempt n, run r): cause text``."""
-        where = f"run {self.run}" if self.kind == "flow" else f"attempt {self.attempt}, run {self.run}"
-        return f"{self.name} {self.state} ({where}): {self.cause.text}"
-
-
-def _stored(kind: str, name: str, data: Mapping[str, Any]) -> Event:
-    return Event(
-        seq=int(data["seq"]),
-        at=float(data["at"]),
-        run=int(data.get("run", 1)),
-        kind=kind,
-        name=name,
-        old_state=data.get("old"),
-        state=str(data["state"]),
-        attempt=int(data.get("attempt", 0)),
-        cause=Cause.from_dict(data["cause"]),
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class EventLog:
-    """The events of one flow detail, oldest first.
-
-    Attributes:
-        events: every recorded event, by ``seq``.
-    """
-
-    events: tuple[Event, ...] = ()
-    _by_seq: dict[int, Event] = field(default_factory=dict, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        self._by_seq.update((e.seq, e) for e in self.events)
-
-    @classmethod
-    def from_flow_detail(cls, flow_detail: Any) -> EventLog:
-        """Read the events kept in a flow detail and its atom details."""
-        found: list[Event] = []
-        for data in (flow_detail.meta or {}).get(META_KEY, ()):
-            found.append(_stored("flow", flow_detail.name, data))
-        for detail in flow_detail:
-            kind = "retry" if type(detail).__name__ == "RetryDetail" else "task"
-            for data in (detail.meta or {}).get(META_KEY, ()):
-                found.append(_stored(kind, detail.name, data))
-        found.sort(key=lambda e: e.seq)
-        return cls(tuple(found))
-
-    def __iter__(self) -> Iterator[Event]:
-        return iter(self.events)
-
-    def __len__(self) -> int:
-        return len(self.events)
-
-    def __bool__(self) -> bool:
-        return bool(self.events)
-
-    def of(self, name: str) -> list[Event]:
-        """The events of the atom (or flow) called ``name``, oldest first."""
-        return [e for e in self.events if e.name == name]
-
-    def get(self, seq: int) -> Event | None:
-        """The event numbered ``seq``, if recorded."""
-        return self._by_seq.get(seq)
-
-    def why(self, name: str, limit: int = 12) -> list[Event]:
-        """The chain of causes behind ``name``'s latest transition, newest first.
-
-        Starts at the atom's last event and follows each cause's triggering
-        event (the failure behind a revert, the retry decision behind a re-run,
-        the predecessor whose completion made it ready) for at most ``limit``
-        steps. Empty when nothing was recorded for ``name``.
-        """
-        own = self.of(name)
-        if not own:
-            return []
-        chain = [own[-1]]
-        seen = {own[-1].seq}
-        while len(chain) < limit:
-            trigger = chain[-1].cause.event
-            nxt = None if trigger is None else self._by_seq.get(trigger)
-            if nxt is None or nxt.seq in seen:
-                break
-            seen.add(nxt.seq)
-            chain.append(nxt)
-        return chain
-
-    def to_list(self) -> list[dict[str, Any]]:
-        """Every event as a JSON-safe dict."""
-        return [e.to_dict() for e in self.events]
-
-
 Clock = Callable[[], float]
-
-
-def _failure_words(failure: Any) -> tuple[str | None, str]:
-    if isinstance(failure, Failure):
-        names = failure.exception_type_names
-        kind = names[0].rpartition(".")[2] if names else "Exception"
-        return kind, f"{kind}: {failure.exception_str}" if failure.exception_str else kind
-    return None, "an error"
 
 
 #: Marks the details of a restart the listener records on the engine's behalf.
 _INFERRED = "inferred_restart"
 _UNANNOUNCED = " (unannounced by the engine: its time is when it ended)"
-
-
-def state_before(state: str) -> str | None:
-    """The state an atom is in while working towards ``state`` (RUNNING before SUCCESS...)."""
-    if state in (st.SUCCESS, st.FAILURE):
-        return st.RUNNING
-    if state in (st.REVERTED, st.REVERT_FAILURE):
-        return st.REVERTING
-    return None
 
 
 class EventLogListener(base.Listener):
@@ -310,7 +85,7 @@ class EventLogListener(base.Listener):
         self._clock = clock
         self._seq = 0
         self._run = 0
-        self._nodes: dict[str, Any] | None = None
+        self._graph = FlowGraph(engine)
         #: atom name -> how many times it entered RUNNING.
         self._attempts: dict[str, int] = {}
         #: atom name -> seq of its latest completion (SUCCESS/IGNORE).
@@ -325,10 +100,6 @@ class EventLogListener(base.Listener):
         self._last: dict[str, int] = {}
         #: atom name -> its events so far (what its metadata holds).
         self._atom_events: dict[str, list[dict[str, Any]]] = {}
-        #: atom name -> its predecessor atoms.
-        self._preds: dict[str, list[str]] = {}
-        #: failure seq -> the (retry, decision) inferred for it.
-        self._decisions: dict[int, tuple[str | None, str | None]] = {}
 
     @property
     def log(self) -> EventLog:
@@ -345,7 +116,7 @@ class EventLogListener(base.Listener):
         self._seq = max((int(e["seq"]) for e in earlier), default=0)
         if not earlier:
             return
-        for name, node in self._graph().items():
+        for name, node in self._graph.nodes().items():
             if node is None:
                 continue
             state = storage.get_atom_state(name)
@@ -365,14 +136,6 @@ class EventLogListener(base.Listener):
                 ):
                     cause = data.get("cause", {})
                     self._failure = (int(data["seq"]), name, cause.get("failure"))
-
-    def _graph(self) -> dict[str, Any]:
-        """Atom name -> compiled node (empty when the engine exposes no graph)."""
-        if self._nodes is None:
-            compilation = getattr(self._engine, "compilation", None)
-            atoms = getattr(compilation, "atoms", None) or ()
-            self._nodes = {node.name: node for node in atoms}
-        return self._nodes
 
     # -- recording ----------------------------------------------------------------
 
@@ -422,7 +185,7 @@ class EventLogListener(base.Listener):
         if self._failure is None:
             return Cause(CauseKind.FINISHED, f"the flow ended {state}")
         seq, name, failure = self._failure
-        kind, words = _failure_words(failure)
+        kind, words = failure_words(failure)
         if kind is None and isinstance(failure, str):
             kind, words = failure, failure
         return Cause(
@@ -470,7 +233,7 @@ class EventLogListener(base.Listener):
             return Cause(CauseKind.RETURNED, f"{what} returned", event=self._last.get(name))
         if state in (st.FAILURE, st.REVERT_FAILURE):
             what = "execute" if state == st.FAILURE else "revert"
-            kind, words = _failure_words(details.get("result"))
+            kind, words = failure_words(details.get("result"))
             return Cause(CauseKind.RAISED, f"{what} raised {words}", failure=kind)
         if state == st.REVERTING:
             if name in self._in_doubt and old == st.REVERTING:
@@ -501,7 +264,7 @@ class EventLogListener(base.Listener):
                 f"it was RUNNING when run {self._run - 1} stopped: run again (in doubt){note}",
             )
         retried = self._retried.pop(name, None)
-        node = self._graph().get(name)
+        node = self._graph.nodes().get(name)
         if retried is None and node is not None and isinstance(node.atom, Retry) and attempt > 1:
             # A retry runs again only because it chose RETRY.
             retried = self._failure_cause(name, "runs again", decided=(name, "RETRY"))
@@ -515,7 +278,7 @@ class EventLogListener(base.Listener):
                 retry=retried.retry,
                 decision=retried.decision,
             )
-        preds = self._predecessors(name)
+        preds = self._graph.predecessors(name)
         done = [(self._done[p], p) for p in preds if p in self._done]
         if not preds:
             return Cause(CauseKind.READY, "it is first in its flow")
@@ -523,57 +286,17 @@ class EventLogListener(base.Listener):
         names = ", ".join(f"'{p}'" for p in preds)
         return Cause(CauseKind.READY, f"{names} completed", event=last_seq, atoms=tuple(preds))
 
-    def _predecessors(self, name: str) -> list[str]:
-        """The atoms whose completion ``name`` waits for, through nested flows (cached)."""
-        known = self._preds.get(name)
-        if known is not None:
-            return known
-        node = self._graph().get(name)
-        if node is None:
-            return []
-        compilation = self._engine.compilation
-        nodes = compilation.nodes
-        found: list[str] = []
-        seen: set[int] = set()
-        stack = list(node.pred)
-        while stack:
-            index = stack.pop()
-            if index in seen:
-                continue
-            seen.add(index)
-            other = nodes[index]
-            if other.atom is None:
-                stack.extend(other.pred)
-            else:
-                found.append(other.name)
-        found.reverse()
-        self._preds[name] = found
-        return found
-
-    def _retry_chain(self, name: str) -> list[Any]:
-        """The retries controlling ``name``, innermost first."""
-        node = self._graph().get(name)
-        if node is None:
-            return []
-        nodes = self._engine.compilation.nodes
-        chain = []
-        index = getattr(node, "retry", -1)
-        while index is not None and index >= 0:
-            chain.append(nodes[index])
-            index = getattr(nodes[index], "retry", -1)
-        return chain
-
     def _failure_cause(self, name: str, verb: str, decided: tuple[str, str] | None = None) -> Cause:
         """Explain ``name`` reverting/retrying/resetting by the newest failure."""
         if self._failure is None:
             return Cause(CauseKind.FAILURE, f"it {verb} (no failure was recorded in this log)")
         seq, failed, failure = self._failure
-        kind, words = _failure_words(failure)
+        kind, words = failure_words(failure)
         if kind is None and isinstance(failure, str):
             kind, words = failure, failure
         attempt = self._attempts.get(failed, 1)
         head = f"'{failed}' failed with {words} in attempt {attempt}"
-        retry, decision = decided if decided is not None else self._decision(failed, name)
+        retry, decision = decided if decided is not None else self._graph.decision(failed, seq)
         if retry is None:
             tail = "no retry controls it, so the whole flow reverts"
         else:
@@ -587,34 +310,3 @@ class EventLogListener(base.Listener):
             retry=retry,
             decision=decision,
         )
-
-    def _decision(self, failed: str, subject: str) -> tuple[str | None, str | None]:
-        """Infer (retry name, decision) taken after the newest failure (of ``failed``).
-
-        Worked out once per failure, at its first consequence, when the
-        scheduler has marked every atom it will revert: the innermost retry
-        that chose RETRY, else the innermost whose scope holds every atom
-        meant to revert (REVERT), else REVERT_ALL.
-        """
-        assert self._failure is not None
-        known = self._decisions.get(self._failure[0])
-        if known is not None:
-            return known
-        chain = self._retry_chain(failed)
-        decided: tuple[str | None, str | None] = (None, None)
-        if chain:
-            storage = self._engine.storage
-            reverting = [n for n in self._graph() if storage.get_atom_intention(n) in (st.REVERT, st.RETRY)]
-            decided = (chain[-1].name, "REVERT_ALL")
-            for retry in chain:
-                if (
-                    storage.get_atom_intention(retry.name) == st.RETRY
-                    or storage.get_atom_state(retry.name) == st.RETRYING
-                ):
-                    decided = (retry.name, "RETRY")
-                    break
-                if all(n == retry.name or retry in self._retry_chain(n) for n in reverting):
-                    decided = (retry.name, "REVERT")
-                    break
-        self._decisions[self._failure[0]] = decided
-        return decided

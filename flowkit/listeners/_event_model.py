@@ -1,0 +1,225 @@
+"""The causal event log's records: events, their causes, and a flow's log read back.
+
+Plain frozen values, JSON-safe through ``to_dict``/``from_dict``, with no
+engine or listener code: the report, ``flowkit flows why`` and the monitor
+read them from a flow detail without importing what records them
+(:mod:`flowkit.listeners.events`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+__all__ = ["META_KEY", "Cause", "CauseKind", "Event", "EventLog"]
+
+#: The metadata key (of flow and atom details) under which events are kept.
+META_KEY = "event_log"
+
+
+class CauseKind(StrEnum):
+    """What kind of thing caused a transition."""
+
+    #: The flow's first run began.
+    STARTED = "started"
+    #: A later run picked the flow (or an in-doubt atom) up again.
+    RESUMED = "resumed"
+    #: Every predecessor had completed, so the atom could run.
+    READY = "ready"
+    #: ``execute`` or ``revert`` returned.
+    RETURNED = "returned"
+    #: ``execute`` or ``revert`` raised.
+    RAISED = "raised"
+    #: A failure (and the decision taken about it) made the atom revert.
+    FAILURE = "failure"
+    #: A retry controller decided to run its scope again.
+    RETRY = "retry"
+    #: A decider on a link into the atom returned False.
+    DECIDER = "decider"
+    #: The flow ended (its atoms all finished, or a failure ended it).
+    FINISHED = "finished"
+    #: Something else the engine was asked to do (prepare, suspend, reset).
+    ENGINE = "engine"
+
+
+@dataclass(frozen=True, slots=True)
+class Cause:
+    """Why a transition happened.
+
+    Attributes:
+        kind: what kind of cause.
+        text: one readable sentence.
+        event: the ``seq`` of the event that triggered this one (a predecessor's
+            completion, the failure), when there is one.
+        atoms: the atoms involved (predecessors, the failed atom).
+        failure: the exception type name of the failure involved.
+        retry: the retry controller whose decision is involved.
+        decision: that decision (``RETRY``, ``REVERT``, ``REVERT_ALL``).
+    """
+
+    kind: CauseKind
+    text: str
+    event: int | None = None
+    atoms: tuple[str, ...] = ()
+    failure: str | None = None
+    retry: str | None = None
+    decision: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-safe dict (empty fields left out)."""
+        out: dict[str, Any] = {"kind": self.kind.value, "text": self.text}
+        if self.event is not None:
+            out["event"] = self.event
+        if self.atoms:
+            out["atoms"] = list(self.atoms)
+        for key in ("failure", "retry", "decision"):
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Cause:
+        """Rebuild a cause from :meth:`to_dict` output."""
+        return cls(
+            kind=CauseKind(data["kind"]),
+            text=str(data.get("text", "")),
+            event=data.get("event"),
+            atoms=tuple(data.get("atoms", ())),
+            failure=data.get("failure"),
+            retry=data.get("retry"),
+            decision=data.get("decision"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One transition of the flow or of one atom.
+
+    Attributes:
+        seq: its position in the flow's log (increasing across runs).
+        at: wall-clock time, seconds since the epoch.
+        run: which run of the flow (1, then 2 for the first resume...).
+        kind: ``flow``, ``task`` or ``retry``.
+        name: the flow's or the atom's name.
+        old_state: the state it left.
+        state: the state it entered.
+        attempt: for atoms, which execution this belongs to (1 for the first).
+        cause: why.
+    """
+
+    seq: int
+    at: float
+    run: int
+    kind: str
+    name: str
+    old_state: str | None
+    state: str
+    attempt: int
+    cause: Cause
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-safe dict with every field (the cause nested)."""
+        return {
+            "seq": self.seq,
+            "at": self.at,
+            "run": self.run,
+            "kind": self.kind,
+            "name": self.name,
+            "old_state": self.old_state,
+            "state": self.state,
+            "attempt": self.attempt,
+            "cause": self.cause.to_dict(),
+        }
+
+    def describe(self) -> str:
+        """``name STATE (attempt n, run r): cause text``."""
+        where = f"run {self.run}" if self.kind == "flow" else f"attempt {self.attempt}, run {self.run}"
+        return f"{self.name} {self.state} ({where}): {self.cause.text}"
+
+
+def _stored(kind: str, name: str, data: Mapping[str, Any]) -> Event:
+    return Event(
+        seq=int(data["seq"]),
+        at=float(data["at"]),
+        run=int(data.get("run", 1)),
+        kind=kind,
+        name=name,
+        old_state=data.get("old"),
+        state=str(data["state"]),
+        attempt=int(data.get("attempt", 0)),
+        cause=Cause.from_dict(data["cause"]),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class EventLog:
+    """The events of one flow detail, oldest first.
+
+    Attributes:
+        events: every recorded event, by ``seq``.
+    """
+
+    events: tuple[Event, ...] = ()
+    _by_seq: dict[int, Event] = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self._by_seq.update((e.seq, e) for e in self.events)
+
+    @classmethod
+    def from_flow_detail(cls, flow_detail: Any) -> EventLog:
+        """Read the events kept in a flow detail and its atom details."""
+        found: list[Event] = []
+        for data in (flow_detail.meta or {}).get(META_KEY, ()):
+            found.append(_stored("flow", flow_detail.name, data))
+        for detail in flow_detail:
+            kind = "retry" if type(detail).__name__ == "RetryDetail" else "task"
+            for data in (detail.meta or {}).get(META_KEY, ()):
+                found.append(_stored(kind, detail.name, data))
+        found.sort(key=lambda e: e.seq)
+        return cls(tuple(found))
+
+    def __iter__(self) -> Iterator[Event]:
+        return iter(self.events)
+
+    def __len__(self) -> int:
+        return len(self.events)
+
+    def __bool__(self) -> bool:
+        return bool(self.events)
+
+    def of(self, name: str) -> list[Event]:
+        """The events of the atom (or flow) called ``name``, oldest first."""
+        return [e for e in self.events if e.name == name]
+
+    def get(self, seq: int) -> Event | None:
+        """The event numbered ``seq``, if recorded."""
+        return self._by_seq.get(seq)
+
+    def why(self, name: str, limit: int = 12) -> list[Event]:
+        """The chain of causes behind ``name``'s latest transition, newest first.
+
+        Starts at the atom's last event and follows each cause's triggering
+        event (the failure behind a revert, the retry decision behind a re-run,
+        the predecessor whose completion made it ready) for at most ``limit``
+        steps. Empty when nothing was recorded for ``name``.
+        """
+        own = self.of(name)
+        if not own:
+            return []
+        chain = [own[-1]]
+        seen = {own[-1].seq}
+        while len(chain) < limit:
+            trigger = chain[-1].cause.event
+            nxt = None if trigger is None else self._by_seq.get(trigger)
+            if nxt is None or nxt.seq in seen:
+                break
+            seen.add(nxt.seq)
+            chain.append(nxt)
+        return chain
+
+    def to_list(self) -> list[dict[str, Any]]:
+        """Every event as a JSON-safe dict."""
+        return [e.to_dict() for e in self.events]
