@@ -26,7 +26,7 @@ from flowkit._utils.asyncio_bridge import EventLoopThread
 from flowkit._utils.gc_pause import gc_paused
 from flowkit.engines import _compiler
 from flowkit.engines._completions import Completion, Completions
-from flowkit.engines._runtime import Call, Runtime, call_outcome
+from flowkit.engines._runtime import Call, RevertCause, Runtime, call_outcome
 from flowkit.engines.base import Engine
 from flowkit.storage import Storage
 from flowkit.types.failure import Failure
@@ -227,6 +227,18 @@ class ActionEngine(Engine):
         return self._compilation
 
     # -- the steps before running -------------------------------------------------------
+
+    def revert_cause(self, atom_name: str) -> RevertCause | None:
+        """Which failure, and which retry's decision about it, made ``atom_name`` revert or reset.
+
+        The engine's own account of its latest revert (or, for a retry's scope,
+        reset) in the current or last run; None when it has none (the atom was
+        not reverted in this engine's runs). The causal event log reads it, so
+        ``flowkit flows why`` names the failure that did it even when several
+        failures overlap.
+        """
+        runtime = self._runtime
+        return None if runtime is None else runtime.cause_of(atom_name)
 
     def compile(self) -> None:
         if self._compilation is not None:

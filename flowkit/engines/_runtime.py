@@ -17,6 +17,7 @@ import logging
 import threading
 import types
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any
 
 from flowkit import exceptions as exc
@@ -109,6 +110,10 @@ class Runtime:
         self.completed = 0
         #: atom name -> its execute failure, for every atom whose last execute failed.
         self._failures: dict[str, Failure] = {}
+        #: atom name -> the resolution that put it in the revert set (or reset it for
+        #: a retry), for :meth:`cause_of`. Written on failures only: the hot path
+        #: never touches it.
+        self._causes: dict[str, sch.Resolution] = {}
 
     def start(self) -> None:
         """Make a fresh scheduler from the stored states (this is also resuming)."""
@@ -498,11 +503,26 @@ class Runtime:
         assert record is not None
         if intention is not None:
             record.intention = intention
+            if intention in _REVERT_INTENTIONS and self.scheduler.resolution is not None:
+                self._causes[node.name] = self.scheduler.resolution
         if state is None:
             if self._durable:
                 self.state.changed(record)
             return
         self._transition(node, state)
+
+    def cause_of(self, name: str) -> RevertCause | None:
+        """The failure resolution behind ``name``'s latest revert or reset in this run, if any."""
+        resolution = self._causes.get(name)
+        if resolution is None:
+            return None
+        failed = self.records[resolution.failed.index]
+        return RevertCause(
+            failed=resolution.failed.name,
+            failure=None if failed is None else failed.failure,
+            decision=None if resolution.decision is None else str(resolution.decision),
+            retry=None if resolution.retry is None else resolution.retry.name,
+        )
 
     def decide(self, node: Node) -> Depth | None:
         history: dict[str, Any] = {}
@@ -532,6 +552,28 @@ class Runtime:
         kwargs = self._fetch(retry, retry.exec_args, record)
         kwargs["history"] = self.storage.get_retry_history(retry.name)
         return Decision(retry.atom.on_failure(**kwargs))  # type: ignore[union-attr]
+
+
+#: Intentions the scheduler gives the atoms a failure's resolution sends back.
+_REVERT_INTENTIONS = frozenset({st.REVERT, st.RETRY})
+
+
+@dataclass(frozen=True, slots=True)
+class RevertCause:
+    """Why an atom is being reverted (or was reset to run again): the failure resolved.
+
+    Attributes:
+        failed: the atom whose ``execute`` failed.
+        failure: that failure.
+        decision: ``RETRY``, ``REVERT`` or ``REVERT_ALL`` (None when no retry
+            controls the failed atom: the whole flow reverts).
+        retry: the retry whose decision it was (None with no decision).
+    """
+
+    failed: str
+    failure: Failure | None
+    decision: str | None
+    retry: str | None
 
 
 def call_outcome(call: Call, bridge: EventLoopThread | None = None) -> tuple[bool, Any]:

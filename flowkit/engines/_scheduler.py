@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from flowkit import states as st
@@ -46,6 +47,22 @@ _DONE_STATES = frozenset({st.SUCCESS, st.IGNORE})
 _CLEAR_STATES = frozenset({st.PENDING, st.REVERTED, st.IGNORE})
 _TO_REVERT_STATES = frozenset({st.SUCCESS, st.FAILURE, st.REVERTING})
 _REVERT_INTENTIONS = frozenset({st.REVERT, st.RETRY})
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    """How the scheduler resolved one failure: the cause of the reverts it ordered.
+
+    Attributes:
+        failed: the atom whose ``execute`` failed.
+        decision: ``RETRY``, ``REVERT`` or ``REVERT_ALL``; None when no retry
+            controls the failed atom (the whole flow reverts).
+        retry: the retry whose decision was applied (None with no decision).
+    """
+
+    failed: Node
+    decision: Decision | None
+    retry: Node | None
 
 
 class Hooks(Protocol):
@@ -104,6 +121,8 @@ class Scheduler:
         self.halted = False
         #: Atoms whose failure was resolved by a strategy (for statistics).
         self.resolved_failures = 0
+        #: The failure being resolved (set just before its reverts are marked).
+        self.resolution: Resolution | None = None
 
     # -- start / resume -------------------------------------------------------
 
@@ -387,6 +406,8 @@ class Scheduler:
     def _resolve(self, failed: Node) -> None:
         """Apply the failure resolution strategy for ``failed`` (TaskFlow's rules)."""
         kind, retry = self._determine(failed, failed)
+        # Read by the runtime's record() hook as _mark_revert marks each atom.
+        self.resolution = Resolution(failed, None if kind == _UNDEFINED else Decision(kind), retry)
         if kind == Decision.RETRY and retry is not None:
             scope = self._successors_closure(retry.index)
             self._mark_revert(scope[1:], retry_node=retry)
@@ -410,7 +431,7 @@ class Scheduler:
                 return parent
             return Decision.REVERT, retry
         if decision == Decision.REVERT_ALL:
-            return Decision.REVERT_ALL, None
+            return Decision.REVERT_ALL, retry  # the retry that chose it (everything reverts)
         raise ValueError(f"retry '{retry.name}' returned unknown decision {decision!r}")
 
     def _mark_revert(self, indices: Iterable[int], retry_node: Node | None = None) -> None:

@@ -12,16 +12,18 @@ in the flow detail's metadata (both under :data:`META_KEY`), so they are saved
 by the engine's own writes, in every backend, and no write is added to the
 run's hot path. :meth:`EventLog.from_flow_detail` puts them back in order.
 
-What is inferred, not observed: the listener hears notifications, not the
-scheduler's reasoning, so it derives causes from the compiled graph and the
+What the engine tells and what is inferred: for a revert (or a retry's reset)
+the engine's ``revert_cause(atom)`` names the failure it resolved, the retry
+and its decision, exactly; the rest is derived from the compiled graph and the
 stored states at the moment each notification arrives:
 
 * RUNNING: the predecessor atoms (through nested flows) whose completion came
   last; a retry's reset when the atom runs again inside a retry's scope; the
   resume when the atom was RUNNING (in doubt) when the previous run stopped.
-* REVERTING / RETRYING / PENDING: the newest execute failure, and the decision
-  read from the controlling retries' stored intentions (RETRY), or from whether
-  the reverting atom lies inside the retry's scope (REVERT) or outside it
+* REVERTING / RETRYING / PENDING: the engine's account; from an engine
+  without one, the newest execute failure and the decision read from the
+  controlling retries' stored intentions (RETRY), or from whether the
+  reverting atom lies inside the retry's scope (REVERT) or outside it
   (REVERT_ALL, or a REVERT that an outer retry widened).
 * SUCCESS, FAILURE, REVERTED, REVERT_FAILURE: what ``execute``/``revert`` did.
 
@@ -92,6 +94,8 @@ class EventLogListener(base.Listener):
         self._done: dict[str, int] = {}
         #: the newest execute failure: (seq, atom name, failure).
         self._failure: tuple[int, str, Any] | None = None
+        #: atom name -> seq of its latest execute FAILURE event.
+        self._failed_at: dict[str, int] = {}
         #: atom name -> the cause of the retry decision that reset it.
         self._retried: dict[str, Cause] = {}
         #: atoms that were RUNNING/REVERTING when this run began (in doubt).
@@ -136,6 +140,8 @@ class EventLogListener(base.Listener):
                 ):
                     cause = data.get("cause", {})
                     self._failure = (int(data["seq"]), name, cause.get("failure"))
+                if data["state"] == st.FAILURE:
+                    self._failed_at[name] = int(data["seq"])
 
     # -- recording ----------------------------------------------------------------
 
@@ -221,6 +227,7 @@ class EventLogListener(base.Listener):
             self._done[name] = seq
         elif state == st.FAILURE:
             self._failure = (seq, name, details.get("result"))
+            self._failed_at[name] = seq
 
     # -- inferring causes ---------------------------------------------------------
 
@@ -243,14 +250,20 @@ class EventLogListener(base.Listener):
                     CauseKind.RESUMED,
                     f"it was REVERTING when run {self._run - 1} stopped: reverted again (in doubt){note}",
                 )
-            return self._failure_cause(name, "reverts")
+            return self._failure_cause(name, "reverts", told=self._told(name))
         if state == st.RETRYING:
-            return self._failure_cause(name, "retries its scope")
+            retried = self._failure_cause(name, "retries its scope", told=self._told(name))
+            if retried.decision == "RETRY":
+                self._retried[name] = retried  # it runs again next: for that reason
+            return retried
         if state == st.PENDING:
-            retried = self._failure_cause(name, "is reset")
+            told = self._told(name)
+            retried = self._failure_cause(name, "is reset", told=told)
             if retried.decision == "RETRY":
                 self._retried[name] = retried
-            return retried if self._failure is not None else Cause(CauseKind.ENGINE, "reset")
+            if self._failure is None and told is None:
+                return Cause(CauseKind.ENGINE, "reset")
+            return retried
         if state == st.IGNORE:
             return Cause(CauseKind.DECIDER, "a decider on a link into it returned False")
         return Cause(CauseKind.ENGINE, f"moved to {state}")
@@ -286,17 +299,40 @@ class EventLogListener(base.Listener):
         names = ", ".join(f"'{p}'" for p in preds)
         return Cause(CauseKind.READY, f"{names} completed", event=last_seq, atoms=tuple(preds))
 
-    def _failure_cause(self, name: str, verb: str, decided: tuple[str, str] | None = None) -> Cause:
-        """Explain ``name`` reverting/retrying/resetting by the newest failure."""
-        if self._failure is None:
+    def _told(self, name: str) -> Any:
+        """The engine's own account of why ``name`` reverts or resets, if it gives one."""
+        ask = getattr(self._engine, "revert_cause", None)
+        return ask(name) if ask is not None else None
+
+    def _failure_cause(
+        self,
+        name: str,
+        verb: str,
+        decided: tuple[str, str] | None = None,
+        told: Any = None,
+    ) -> Cause:
+        """Explain ``name`` reverting/retrying/resetting by the failure behind it.
+
+        ``told`` is the engine's own account (``engine.revert_cause``: the
+        failed atom, its failure, the retry and its decision), exact even when
+        failures overlap; without it (an engine that gives none), the newest
+        failure is taken and the decision inferred from the graph.
+        """
+        if told is not None:
+            failed = str(told.failed)
+            failure: Any = told.failure
+            seq: int | None = self._failed_at.get(failed)
+            retry, decision = told.retry, told.decision
+        elif self._failure is None:
             return Cause(CauseKind.FAILURE, f"it {verb} (no failure was recorded in this log)")
-        seq, failed, failure = self._failure
+        else:
+            seq, failed, failure = self._failure
+            retry, decision = decided if decided is not None else self._graph.decision(failed, seq)
         kind, words = failure_words(failure)
         if kind is None and isinstance(failure, str):
             kind, words = failure, failure
         attempt = self._attempts.get(failed, 1)
         head = f"'{failed}' failed with {words} in attempt {attempt}"
-        retry, decision = decided if decided is not None else self._graph.decision(failed, seq)
         if retry is None:
             tail = "no retry controls it, so the whole flow reverts"
         else:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from flowkit import engines, retry, task
+from flowkit import engines, exceptions, retry, task
 from flowkit.listeners.events import META_KEY, CauseKind, EventLog, EventLogListener
 from flowkit.listeners.progress import ProgressListener
 from flowkit.patterns import linear_flow, unordered_flow
@@ -182,3 +182,56 @@ def test_event_log_works_on_every_engine(engine_kind: str) -> None:
     flow = unordered_flow.Flow("u").add(*(Step(f"s{i}") for i in range(10)))
     engine, listener = _run(flow, engine=engine_kind)
     assert sum(1 for e in listener.log if e.state == "SUCCESS" and e.kind == "task") == 10
+
+
+class Declines(task.Task):
+    """Always fails, with its own name in the message."""
+
+    def execute(self) -> str:
+        raise CardDeclined(f"{self.name} declined")
+
+
+def test_overlapping_failures_each_revert_their_own_scope_for_the_engines_reason() -> None:
+    # Both branches fail in the same step of the serial engine: 'right_fail' fails
+    # after 'left_fail', before any revert starts. The engine tells each revert which
+    # failure and which retry decision caused it; the newest failure would be wrong
+    # for the left branch.
+    flow = unordered_flow.Flow("both").add(
+        linear_flow.Flow("left", retry=retry.AlwaysRevert("r_left")).add(Step("l1"), Declines("left_fail")),
+        linear_flow.Flow("right", retry=retry.AlwaysRevert("r_right")).add(
+            Step("r1"), Declines("right_fail")
+        ),
+    )
+    engine = engines.load(flow)
+    listener = EventLogListener(engine, clock=Ticking())
+    with listener, pytest.raises(exceptions.WrappedFailure):
+        engine.run()
+    log = listener.log
+    failed_at = {e.name: e.seq for e in log if e.state == "FAILURE"}
+    assert (
+        failed_at["left_fail"] < failed_at["right_fail"] < min(e.seq for e in log if e.state == "REVERTING")
+    )
+    for atom, failed, retry_name in (("l1", "left_fail", "r_left"), ("r1", "right_fail", "r_right")):
+        (reverting,) = [e for e in log.of(atom) if e.state == "REVERTING"]
+        cause = reverting.cause
+        assert (cause.atoms, cause.retry, cause.decision) == ((failed,), retry_name, "REVERT")
+        assert cause.event == failed_at[failed]
+        assert f"'{failed}' failed with CardDeclined: {failed} declined" in cause.text
+        assert [(e.name, e.state) for e in log.why(atom)][:3] == [
+            (atom, "REVERTED"),
+            (atom, "REVERTING"),
+            (failed, "FAILURE"),
+        ]
+
+
+def test_the_engine_tells_which_failure_and_decision_made_an_atom_revert() -> None:
+    flow = linear_flow.Flow("f", retry=retry.Times(2, "r1", revert_all=True)).add(Step("a"), Declines("pay"))
+    engine = engines.load(flow)
+    assert engine.revert_cause("a") is None
+    with pytest.raises(CardDeclined):
+        engine.run()
+    cause = engine.revert_cause("a")
+    assert cause is not None
+    assert (cause.failed, cause.retry, cause.decision) == ("pay", "r1", "REVERT_ALL")
+    assert cause.failure is not None and cause.failure.check(CardDeclined)
+    assert engine.revert_cause("r1") is not None
