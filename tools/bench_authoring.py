@@ -8,7 +8,10 @@ Rows (best of a few runs, microseconds per task, in-memory serial engine):
 * ``untyped linear-N load+run``: the hot path of untyped flows, with the type
   check on (the default) and off (``check_types=False``); the difference is what
   the check costs a flow that declares nothing.
-* ``typed linear-N load+run``: every task annotated, so every edge is compared.
+* ``typed linear-N load+run``: every task annotated, so every edge is compared;
+  ``validated`` adds the run-time check of every result (``validate_types=True``).
+* ``pydantic linear-N load+run``: every task takes and returns a pydantic model,
+  validated by default (result validated, argument made into the model).
 * ``spec linear-N load_flow``: building the same chain from a dict spec.
 * ``cached linear-N``: every task ``cache = True``; a first run (miss and
   store) and a second run (all hits) against ``memory://`` and SQLite, so the
@@ -44,6 +47,22 @@ class Typed(task.Task):
         return value
 
 
+try:
+    import pydantic
+except ImportError:  # the typed extra is optional: its row is left out
+    pydantic = None
+
+if pydantic is not None:
+
+    class Money(pydantic.BaseModel):
+        amount: float
+        currency: str
+
+    class Modelled(task.Task):
+        def execute(self, value: Money) -> Money:
+            return value
+
+
 def chain(cls: type[task.Task], n: int) -> linear_flow.Flow:
     flow = linear_flow.Flow("chain")
     for i in range(n):
@@ -76,15 +95,21 @@ def main() -> None:
         repeat = 7 if n <= 1_000 else 2
         flows = {name: chain(cls, n) for name, cls in (("untyped", Untyped), ("typed", Typed))}
 
-        def run(name: str, flows: dict[str, linear_flow.Flow] = flows, **options: Any) -> Callable[[], Any]:
-            return lambda: engines.load(flows[name], store={"value": 1}, **options).run()
+        def run(
+            name: str, flows: dict[str, linear_flow.Flow] = flows, value: Any = 1, **options: Any
+        ) -> Callable[[], Any]:
+            return lambda: engines.load(flows[name], store={"value": value}, **options).run()
 
         rows = [
             ("untyped", "check on", run("untyped")),
             ("untyped", "check off", run("untyped", check_types=False)),
             ("typed", "check on", run("typed")),
             ("typed", "check off", run("typed", check_types=False)),
+            ("typed", "validated", run("typed", validate_types=True)),
         ]
+        if pydantic is not None:
+            flows["pydantic"] = chain(Modelled, n)
+            rows.append(("pydantic", "validated", run("pydantic", value=Money(amount=1.0, currency="EUR"))))
         for name, label, fn in rows:
             print(f"{name:8} linear-{n:<7} load+run {label:9} {best(fn, repeat) / n * 1e6:7.2f} us/task")
         spec = {
