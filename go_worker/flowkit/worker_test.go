@@ -856,3 +856,17 @@ func TestDeadlinesAreReadOnTheWorkersClock(t *testing.T) {
 		t.Fatalf("request id kept for %s, expected about 30 s + 30 s", ttl)
 	}
 }
+
+func TestTheTraceContextOfARequestReachesTheTask(t *testing.T) {
+	h := newHarness(t)
+	h.start(nil)
+	good := "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	for sent, want := range map[string]string{good: good, "": "", "00-garbage": ""} {
+		request := h.request(tasks.TraceParentName, flowkit.ActionExecute, nil, func(r *flowkit.Request) { r.TraceParent = sent })
+		h.add(request)
+		if final := h.final(request.ID); final.Event != flowkit.EventSuccess || final.Result != want {
+			t.Fatalf("traceparent %q: the task saw %+v, want %q; log:\n%s", sent, final, want, h.log)
+		}
+	}
+	h.eventually("every request acknowledged and deleted", h.settled)
+}
