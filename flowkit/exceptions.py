@@ -11,6 +11,8 @@ The tree (names follow TaskFlow's so ``except`` clauses migrate unchanged)::
      |    +-- ExecutionFailure                  running went wrong (not a task's error)
      |    |    +-- RequestTimeout
      |    |    +-- InvalidState                 a forbidden state transition
+     |    |    +-- SpawnLimitExceeded           dynamic sub-flows nested or grew too far
+     |    |    +-- LoopExhausted                a loop ran out of iterations
      |    +-- DependencyFailure                 symbols or links cannot be satisfied
      |    |    +-- AmbiguousDependency          two providers, no way to choose
      |    |    +-- MissingDependencies          nobody provides a required symbol
@@ -67,12 +69,14 @@ __all__ = [
     "InvalidResult",
     "InvalidState",
     "JobFailure",
+    "LoopExhausted",
     "MissingDependencies",
     "MultipleChoices",
     "NotFound",
     "NotImplementedError",
     "RequestTimeout",
     "ResultUnpackError",
+    "SpawnLimitExceeded",
     "StorageFailure",
     "TaskFlowException",
     "TypeMismatch",
@@ -178,6 +182,34 @@ class RequestTimeout(ExecutionFailure):
 
 class InvalidState(ExecutionFailure):
     """A state transition that the state tables forbid was attempted."""
+
+
+class SpawnLimitExceeded(ExecutionFailure):
+    """A task spawned a sub-flow past :data:`flowkit.dynamic.MAX_DEPTH` or ``MAX_SPAWNED``.
+
+    Attributes:
+        atom: the spawning task's name.
+        limit: the limit that was passed.
+    """
+
+    def __init__(self, message: str, *, atom: str | None = None, limit: int | None = None) -> None:
+        super().__init__(message)
+        self.atom = atom
+        self.limit = limit
+
+
+class LoopExhausted(ExecutionFailure):
+    """A :mod:`~flowkit.patterns.loop_flow` loop's ``until`` never held in ``max_iterations``.
+
+    Attributes:
+        loop: the loop flow's name.
+        iterations: how many iterations ran.
+    """
+
+    def __init__(self, message: str, *, loop: str | None = None, iterations: int | None = None) -> None:
+        super().__init__(message)
+        self.loop = loop
+        self.iterations = iterations
 
 
 # -- dependencies and compilation ---------------------------------------------

@@ -172,6 +172,7 @@ class ActionEngine(Engine):
             "validate_types",
             "cache",
             "strict",
+            "clock",
         }
     )
 
@@ -253,6 +254,7 @@ class ActionEngine(Engine):
             self._atom_notifier,
             defer_reverts=bool(self._options.get("defer_reverts", False)),
             never_resolve=bool(self._options.get("never_resolve", False)),
+            clock=self._options.get("clock"),
         )
         self._runtime.guards = _guards.build(compilation, self._options)
         self._compilation = compilation
@@ -361,6 +363,7 @@ class ActionEngine(Engine):
         storage = self._storage
         run = storage.run_state
         scheduler = runtime.scheduler
+        loops = runtime.loops
         closed = False
         collected: list[Completion] = []
         has_ready = scheduler.has_ready
@@ -383,17 +386,27 @@ class ActionEngine(Engine):
                     state = st.WAITING
                 elif state == st.WAITING:
                     if driver.in_flight:
-                        collected = driver.wait(timeout)
+                        collected = driver.wait(loops.wait_budget(timeout) if loops.timers else timeout)
                     state = st.ANALYZING
                 elif state == st.ANALYZING:
                     if collected:
                         for node, action, ok, value in collected:
                             runtime.complete(node, action, ok, value)
                         collected = []
+                    if loops.timers:
+                        loops.wake_due()
                     if run.flow_state == st.RUNNING and not scheduler.halted and has_ready():
                         state = st.SCHEDULING
                     elif driver.in_flight:
                         state = st.WAITING
+                    elif (
+                        loops.timers
+                        and run.flow_state == st.RUNNING
+                        and not scheduler.halted
+                        and loops.sleep_until_due()
+                    ):
+                        # Nothing else can move: wait out a loop's delay.
+                        state = st.SCHEDULING
                     else:
                         break
                 else:  # RESUMING: the runtime already took up the stored states

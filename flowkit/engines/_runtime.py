@@ -25,8 +25,11 @@ from flowkit import states as st
 from flowkit._atom_record import RESULT_STATES, holds_result
 from flowkit._utils.asyncio_bridge import EventLoopThread
 from flowkit.deciders import Depth
+from flowkit.dynamic import Subflow
 from flowkit.engines import _scheduler as sch
-from flowkit.engines._compiler import RETRY, ArgPlan, Compilation, Node
+from flowkit.engines._compiler import RETRY, ArgPlan, Compilation, FlowScope, Node
+from flowkit.engines._loops import Clock, Loops
+from flowkit.patterns.loop_flow import LoopVerdict
 from flowkit.retry import Decision
 from flowkit.storage import AtomRecord, Storage
 from flowkit.types.failure import Failure
@@ -39,6 +42,12 @@ _LOG = logging.getLogger(__name__)
 
 #: What a driver runs: ``fn(**kwargs)``; the result may be a coroutine to await.
 Call = tuple[Callable[..., Any], dict[str, Any]]
+
+#: Results that steer the run rather than being stored as they are: a spawned
+#: sub-flow (flowkit.dynamic) and a loop's until answer (loop_flow).
+_CONTROL = frozenset({Subflow, LoopVerdict})
+#: Flow-detail metadata set once a durable run spawned a sub-flow (resume looks for spawns).
+SPAWNED_FLOW_KEY = "dynamic"
 
 
 # _run_execute and _run_revert are twins on purpose: one generic helper taking the
@@ -88,6 +97,7 @@ class Runtime:
         *,
         defer_reverts: bool = False,
         never_resolve: bool = False,
+        clock: Clock | None = None,
     ) -> None:
         self.compilation = compilation
         self.storage = storage
@@ -114,6 +124,11 @@ class Runtime:
         #: a retry), for :meth:`cause_of`. Written on failures only: the hot path
         #: never touches it.
         self._causes: dict[str, sch.Resolution] = {}
+        #: Loops' iterations and delays (flowkit.engines._loops).
+        self.loops = Loops(self, clock)
+        self.loops.scan(compilation.root)
+        #: Spliced sub-flows (flowkit.engines._splice), made on the first spawn.
+        self._spawns: Any = None
 
     def start(self) -> None:
         """Make a fresh scheduler from the stored states (this is also resuming)."""
@@ -121,6 +136,16 @@ class Runtime:
         state = self.state
         self._durable = state.durable
         storage_records = state.records
+        self.loops.reset()
+        if self._spawns is not None or state.flow_meta.get(SPAWNED_FLOW_KEY):
+            spawns = self.spawns
+            spawns.restore()
+            if spawns.order_stale:
+                from flowkit.engines._splice import topological_order
+
+                self.compilation.order = topological_order(self.compilation.nodes)
+                spawns.order_stale = False
+            records = self.records
         scheduler = sch.Scheduler(
             self.compilation,
             self,
@@ -228,11 +253,15 @@ class Runtime:
         scheduler_state = self.scheduler.state
         record.state = scheduler_state[index] = st.RUNNING
         record.progress = 0.0
+        if self.loops.present:
+            self.loops.stamp(node, record)
         try:
             kwargs = self._fetch(node, node.exec_args, record) if node.exec_args else {}
             value = _run_execute(atom, kwargs)
             if type(value) is types.CoroutineType:
                 value = _shared_bridge().run(value)
+            if type(value) in _CONTROL:
+                return True, value
             _check_unpacks(node, atom, value)
         except Exception:
             return False, Failure()
@@ -294,6 +323,8 @@ class Runtime:
         assert record is not None
         if node.kind != RETRY:
             record.progress = 0.0
+        if self.loops.present:
+            self.loops.stamp(node, record)
         self._transition(node, st.RUNNING)
         kwargs = self._fetch(node, node.exec_args, record)
         atom = node.atom
@@ -372,6 +403,11 @@ class Runtime:
         record = self.records[node.index]
         assert record is not None
         atom = node.atom
+        if ok and type(value) in _CONTROL:
+            outcome = self._steer(node, value)
+            if outcome is None:
+                return
+            ok, value = outcome
         if ok:
             try:
                 if self.guards and node.index in self.guards:
@@ -399,6 +435,34 @@ class Runtime:
         self.scheduler.executed(node, False)
         if self.scheduler.halted and self._never_resolve:
             self.retained.append(value)
+
+    def _steer(self, node: Node, value: Any) -> tuple[bool, Any] | None:
+        """Act on a spawned sub-flow or a loop's answer; the outcome to store (None: handled)."""
+        if type(value) is LoopVerdict:
+            return self.loops.verdict(node, value)
+        if self.scheduler.reverting(node.index):
+            return True, None  # the flow is being reverted: nothing spawned would run
+        try:
+            self.spawns.spawn(node, value)
+        except Exception:
+            return False, Failure()
+        if self._durable and not self.state.flow_meta.get(SPAWNED_FLOW_KEY):
+            self.state.flow_meta[SPAWNED_FLOW_KEY] = True
+            self.state.changed(None)
+        return True, None
+
+    @property
+    def spawns(self) -> Any:
+        """The spliced sub-flows (made on first use: static flows never import it)."""
+        if self._spawns is None:
+            from flowkit.engines._splice import Spawns
+
+            self._spawns = Spawns(self)
+        return self._spawns
+
+    def spawns_spawner_of(self, root: FlowScope) -> int:
+        """The spawner of a spawned sub-flow's root scope, or -1."""
+        return -1 if self._spawns is None else self._spawns.spawner_of(root)
 
     def _complete_revert(self, node: Node, ok: bool, value: Any) -> None:
         record = self.records[node.index]
@@ -431,12 +495,17 @@ class Runtime:
         # A state re-entered (an in-doubt RUNNING atom re-run on resume) is no
         # transition: TaskFlow's listeners never hear RUNNING -> RUNNING.
         if old != state and self.notifier.has_listeners:
+            details: dict[str, Any]
             if node.kind == RETRY:
                 details = {"retry_name": node.name, "retry_uuid": record.uuid, "old_state": old}
             else:
                 details = {"task_name": node.name, "task_uuid": record.uuid, "old_state": old}
             if result is not sch:
                 details["result"] = result
+            if self.loops.present:
+                until = self.loops.until_of(node)
+                if until >= 0:
+                    details["iteration"] = self.loops.iteration(until)
             if state == st.SUCCESS and node.index in self.guards:
                 self.guards[node.index].annotate(details)
             self.notifier.notify(state, details)
@@ -542,6 +611,13 @@ class Runtime:
             return None
         order = (Depth.ALL, Depth.FLOW, Depth.NEIGHBORS, Depth.ATOM)
         return min(nays, key=order.index)
+
+    def joined(self, spawner: Node) -> None:
+        record = self.records[spawner.index]
+        assert record is not None
+        record.result = self.spawns.collect(spawner)
+        if self._durable:
+            self.state.changed(record)
 
     def ask_retry(self, retry: Node, failed: Node, origin: Node) -> Decision:
         origin_record = self.records[origin.index]

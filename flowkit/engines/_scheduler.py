@@ -77,6 +77,9 @@ class Hooks(Protocol):
     def ask_retry(self, retry: Node, failed: Node, origin: Node) -> Decision:
         """Record ``origin``'s failure in ``retry``'s history (under ``failed``'s name) and ask it."""
 
+    def joined(self, spawner: Node) -> None:
+        """A spawned sub-flow finished forward: give ``spawner`` its collected result."""
+
 
 class Scheduler:
     """Counters and ready queues over a :class:`Compilation`."""
@@ -115,6 +118,8 @@ class Scheduler:
             for rank, index in enumerate(self._order):
                 ranks[index] = rank
             self._rank = ranks
+        #: A spliced sub-flow's end node -> its spawner (see grow()).
+        self._joins: dict[int, int] = {}
         self._exec_heap: list[tuple[int, int, int]] = []
         self._revert_heap: list[tuple[int, int, int]] = []
         #: Set when a failure could not be resolved: nothing new may start.
@@ -156,6 +161,8 @@ class Scheduler:
             self._waiting[index] = waiting
             if node.atom is None:
                 self._fwd_done[index] = waiting == 0 and not self._in_revert[index]
+                if self._fwd_done[index] and index in self._joins:
+                    self._hooks.joined(nodes[self._joins[index]])
                 # A flow whose link deciders may not have run yet: let next_item() run them.
                 undecided = (
                     node.kind == FLOW_START
@@ -306,6 +313,93 @@ class Scheduler:
         self._hooks.record(retry, None, st.EXECUTE)
         return changed
 
+    # -- a graph that changes while it runs (dynamic sub-flows, loops) ---------
+
+    def grow(self, join_end: int, spawner: int) -> None:
+        """Take up nodes appended to the graph, a sub-flow spliced in after ``spawner``.
+
+        The new nodes start PENDING; each waits for its predecessors (the
+        sub-flow's start waits for the spawner). When the node ``join_end``
+        finishes forward, :meth:`Hooks.joined` is called for the spawner.
+        """
+        old, new = len(self.state), len(self._nodes)
+        extra = new - old
+        if extra > 0:
+            self.state.extend([st.PENDING] * extra)
+            self.intention.extend([st.EXECUTE] * extra)
+            for counters in (self._waiting, self._revert_wait, self._finished_seq):
+                counters.extend([0] * extra)
+            for flags in (self._fwd_done, self._in_revert, self._cleared, self._busy):
+                flags.extend([False] * extra)
+            # New nodes rank after every older one among nodes ready together.
+            if isinstance(self._rank, range):
+                self._rank = range(new)
+            else:
+                self._rank.extend(range(old, new))  # type: ignore[attr-defined]
+            fwd_done = self._fwd_done
+            for index in range(old, new):
+                self._waiting[index] = sum(1 for p in self._nodes[index].pred if not fwd_done[p])
+        self._joins[join_end] = spawner
+
+    def drop(self, indices: Iterable[int], join_end: int) -> None:
+        """Retire nodes cut out of the graph (a sub-flow replaced by a new spawn)."""
+        self._joins.pop(join_end, None)
+        for index in indices:
+            # Finished in both directions: never handed out, never waited for.
+            self._fwd_done[index] = True
+            self._cleared[index] = True
+            self._in_revert[index] = False
+
+    def reverting(self, index: int) -> bool:
+        """Tell whether node ``index`` is marked to be reverted."""
+        return self._in_revert[index]
+
+    def restart(self, start: int, end: int) -> list[Node]:
+        """Run the nodes from ``start`` up to (not including) ``end`` again: a loop's next iteration.
+
+        They go back to PENDING (through :meth:`Hooks.record`); ``start`` is then
+        queued by :meth:`wake`, at once or after the loop's delay. Returns the
+        atoms put back to PENDING.
+        """
+        body = self._between(start, end)
+        changed: list[Node] = []
+        for index in body:
+            self._fwd_done[index] = False
+            self._cleared[index] = False
+            self._in_revert[index] = False
+            self._revert_wait[index] = 0
+            self._busy[index] = False
+            node = self._nodes[index]
+            if node.atom is not None and (
+                self.state[index] != st.PENDING or self.intention[index] != st.EXECUTE
+            ):
+                self.state[index] = st.PENDING
+                self.intention[index] = st.EXECUTE
+                self._hooks.record(node, st.PENDING, st.EXECUTE)
+                changed.append(node)
+        for index in body:
+            self._waiting[index] = sum(1 for p in self._nodes[index].pred if not self._fwd_done[p])
+        return changed
+
+    def wake(self, index: int) -> None:
+        """Queue ``index`` (a loop's start, after its delay) if it may still run."""
+        if not self._in_revert[index] and not self._fwd_done[index] and self._waiting[index] == 0:
+            self._push_exec(index)
+
+    def _between(self, start: int, end: int) -> list[int]:
+        """Nodes reachable from ``start`` without passing ``end`` (``start`` first)."""
+        seen = {start, end}
+        out = [start]
+        stack = [start]
+        nodes = self._nodes
+        while stack:
+            for succ in nodes[stack.pop()].succ:
+                if succ not in seen:
+                    seen.add(succ)
+                    out.append(succ)
+                    stack.append(succ)
+        return out
+
     # -- internals --------------------------------------------------------------
 
     def _push_exec(self, index: int) -> None:
@@ -339,7 +433,10 @@ class Scheduler:
             else:
                 self._push_exec(succ)
         if cascade is not None:
+            joins = self._joins
             for succ in cascade:
+                if joins and succ in joins:
+                    self._hooks.joined(nodes[joins[succ]])
                 self._forward_done(succ)
 
     def _ignore(self, node: Node, depth: Depth) -> None:
@@ -414,7 +511,8 @@ class Scheduler:
         elif kind == Decision.REVERT and retry is not None:
             self._mark_revert(self._successors_closure(retry.index))
         else:
-            self._mark_revert(self._order)
+            # Every node, spliced ones included (the compiled order predates them).
+            self._mark_revert(range(len(self._nodes)))
 
     def _determine(self, failed: Node, origin: Node) -> tuple[str, Node | None]:
         if failed.retry < 0:

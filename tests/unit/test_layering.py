@@ -51,6 +51,8 @@ LAYERS: dict[str, str] = {
     "flowkit.flow": "patterns",
     "flowkit.patterns": "patterns",
     "flowkit.declarative": "patterns",
+    "flowkit.dynamic": "patterns",
+    "flowkit._flow_codec": "patterns",
     "flowkit.persistence": "persistence",
     "flowkit.engines": "engines",
     "flowkit.storage": "engines",

@@ -53,6 +53,8 @@ REQUIRED: dict[str, set[str]] = {
     "flowkit.patterns.linear_flow": {"Flow"},
     "flowkit.patterns.unordered_flow": {"Flow"},
     "flowkit.patterns.graph_flow": {"Flow", "TargetedFlow"},
+    "flowkit.patterns.loop_flow": {"Flow"},
+    "flowkit.dynamic": {"Collect", "MAX_DEPTH", "MAX_SPAWNED", "Subflow", "subflow"},
     "flowkit.engines": {
         "flow_from_detail",
         "load",

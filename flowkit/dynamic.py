@@ -1,0 +1,144 @@
+"""Dynamic sub-flows: a task adds atoms to the running flow by returning them.
+
+A task's ``execute`` may return :func:`subflow`. The engine then compiles that
+flow and splices it into the running graph right after the task (the
+*spawner*): everything that ran after the spawner now runs after the whole
+sub-flow, and the sub-flow's task results (a list, in the order the tasks were
+added) become the spawner's result::
+
+    class FanOut(task.Task):
+        def execute(self, volume_ids):
+            return dynamic.subflow(unordered_flow.Flow("per-volume").add(
+                *[Snapshot(name=f"snap-{v}", inject={"volume_id": v}) for v in volume_ids]))
+
+What was spawned is recorded in the spawner's atom detail (``meta["spawned"]``),
+so a run resumed after a crash rebuilds the sub-flow without running the
+spawner again. To rebuild it the engine needs either a *factory* (an
+importable function and JSON arguments: ``subflow(make_flow, ids)``) or a flow
+it can describe itself: stock patterns of atoms whose class is importable and
+that can be made again from their name, ``provides``, ``rebind`` and
+``inject`` (checked when the flow is spawned, with an error naming the atom
+that cannot be described). Runs kept only in memory need neither.
+
+Bounds: spawned flows nest at most :data:`MAX_DEPTH` deep and one run spawns
+at most :data:`MAX_SPAWNED` atoms; past either the spawner fails with
+:class:`~flowkit.exceptions.SpawnLimitExceeded` and the flow reverts.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from flowkit import exceptions as exc
+from flowkit import flow as flows
+from flowkit._flow_codec import callable_path, import_path
+
+__all__ = ["MAX_DEPTH", "MAX_SPAWNED", "Collect", "Subflow", "subflow"]
+
+#: How deep spawned flows may nest (a spawned task that spawns is one level deeper).
+MAX_DEPTH = 32
+#: How many atoms one run may spawn in total, over every spawner.
+MAX_SPAWNED = 1_000_000
+
+
+class Collect(enum.StrEnum):
+    """What the spawner's result becomes once its sub-flow has finished."""
+
+    #: The sub-flow's task results, in the order the tasks were added (default).
+    LIST = "list"
+    #: Task name -> result.
+    DICT = "dict"
+    #: Nothing (None): the sub-flow is run for its effects or what it provides.
+    NONE = "none"
+
+
+class Subflow:
+    """What :func:`subflow` returns: a flow to splice in, and how to rebuild it.
+
+    Attributes:
+        flow: the flow to run after the spawner.
+        collect: what the spawner's result becomes (:class:`Collect`).
+        factory: the dotted name of the function that made the flow, or None.
+        args: positional arguments the factory was called with.
+        kwargs: keyword arguments the factory was called with.
+    """
+
+    __slots__ = ("args", "collect", "factory", "flow", "kwargs")
+
+    def __init__(
+        self,
+        flow: flows.Flow,
+        collect: Collect,
+        factory: str | None = None,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.flow = flow
+        self.collect = collect
+        self.factory = factory
+        self.args = list(args)
+        self.kwargs = dict(kwargs or {})
+
+    def __repr__(self) -> str:
+        return f"<Subflow {self.flow.name!r} collect={self.collect.value}>"
+
+
+def subflow(
+    flow: flows.Flow | Callable[..., flows.Flow] | str,
+    *args: Any,
+    collect: Collect | str = Collect.LIST,
+    **kwargs: Any,
+) -> Subflow:
+    """Ask the engine to run ``flow`` right after the task returning this.
+
+    Args:
+        flow: a flow, or a factory making one: a module-level function or its
+            dotted name (``"package.module.function"``), called with ``args`` and ``kwargs``
+            (which must be JSON values, to be stored for a resume).
+        args: positional arguments for the factory.
+        collect: what the spawning task's result becomes (:class:`Collect`).
+        kwargs: keyword arguments for the factory.
+
+    Returns:
+        The marker to return from ``execute``.
+
+    Raises:
+        InvalidFlowItem: ``flow`` is not a flow (or the factory did not make one),
+            or arguments are given with a flow rather than a factory.
+        ValueError: ``collect`` is not a :class:`Collect` value.
+    """
+    how = Collect(collect)
+    if isinstance(flow, flows.Flow):
+        if args or kwargs:
+            raise exc.InvalidFlowItem(
+                f"dynamic.subflow() got arguments for flow '{flow.name}', which is not a factory",
+                flow=flow.name,
+                item=flow,
+            )
+        return Subflow(flow, how)
+    if isinstance(flow, str):
+        factory = import_path(flow)
+        name = flow
+    elif callable(flow) and not isinstance(flow, type):
+        factory = flow
+        try:
+            name = callable_path(flow)
+        except ValueError:
+            # Not importable again (a lambda, a closure): the flow it makes is
+            # recorded as a flow given directly would be.
+            name = None
+    else:
+        raise exc.InvalidFlowItem(
+            f"dynamic.subflow() needs a flow or a factory making one, not {flow!r} ({type(flow).__name__})",
+            item=flow,
+        )
+    made = factory(*args, **kwargs)
+    if not isinstance(made, flows.Flow):
+        raise exc.InvalidFlowItem(
+            f"factory {name or flow!r} given to dynamic.subflow() made {made!r} "
+            f"({type(made).__name__}), not a flow",
+            item=made,
+        )
+    return Subflow(made, how, name, args, kwargs)

@@ -1,0 +1,202 @@
+"""Loops (:mod:`flowkit.patterns.loop_flow`) as the runtime carries them out.
+
+A loop compiles like a linear flow whose last atom is the hidden ``until``
+task. When that task says "not yet", :meth:`Loops.verdict` keeps the
+iteration's results in each body atom's record, puts the body back to
+PENDING (:meth:`Scheduler.restart`) and queues the loop's start again: at
+once, or when its delay has passed. Delays are *timers*, not sleeps: the
+engine keeps running whatever else is ready and only waits (on the injected
+clock) when nothing else can move, so a delay never blocks another branch.
+
+The iteration number lives in each body atom's record (``meta["iteration"]``)
+and is written with the body's reset, in the same write, so a resumed run
+knows which iteration it was in.
+"""
+
+from __future__ import annotations
+
+import heapq
+import time
+from typing import TYPE_CHECKING, Any, Protocol
+
+from flowkit import exceptions as exc
+from flowkit.engines._compiler import FlowScope, Node
+from flowkit.patterns import loop_flow
+from flowkit.types.failure import Failure
+
+if TYPE_CHECKING:
+    from flowkit._atom_record import AtomRecord
+    from flowkit.engines._runtime import Runtime
+
+__all__ = ["ITERATION_KEY", "Clock", "Loops", "MonotonicClock"]
+
+#: Atom-detail metadata: the iteration an atom of a loop's body is in (from 1).
+ITERATION_KEY = "iteration"
+#: Atom-detail metadata: ``[{"iteration": n, "result": ...}, ...]`` of earlier iterations.
+HISTORY_KEY = "iterations"
+
+
+class Clock(Protocol):
+    """What loops need from a clock (the worker-based engine's clocks fit)."""
+
+    def monotonic(self) -> float: ...
+
+    def sleep(self, seconds: float) -> None: ...
+
+
+class MonotonicClock:
+    """The real clock."""
+
+    __slots__ = ()
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
+class Loops:
+    """Iteration counters and delay timers of one engine's loops."""
+
+    def __init__(self, runtime: Runtime, clock: Clock | None = None) -> None:
+        self._runtime = runtime
+        self.clock: Clock = clock if clock is not None else MonotonicClock()
+        #: Whether the graph has a loop at all (nothing here costs a thing otherwise).
+        self.present = False
+        #: ``until`` node index -> the iteration its loop is in.
+        self._iteration: dict[int, int] = {}
+        #: Node index -> its innermost loop's ``until`` node (-1: in no loop), filled as asked.
+        self._loop_of: dict[int, int] = {}
+        #: (due time, sequence, loop start node) of delays being waited out.
+        self.timers: list[tuple[float, int, int]] = []
+        self._seq = 0
+
+    def scan(self, root: FlowScope) -> None:
+        """Note whether the scopes under ``root`` hold a loop."""
+        stack = [root]
+        while stack:
+            scope = stack.pop()
+            if type(scope.flow) is loop_flow.Flow:
+                self.present = True
+                return
+            stack.extend(child for child in scope.children if type(child) is FlowScope)
+
+    def reset(self) -> None:
+        """Forget counters (a new run reads them from the records again) and timers."""
+        self._iteration.clear()
+        self._loop_of.clear()
+        self.timers = []
+
+    # -- iteration numbers ------------------------------------------------------------
+
+    def until_of(self, node: Node) -> int:
+        """The ``until`` node of the innermost loop ``node`` is in, or -1."""
+        found = self._loop_of.get(node.index)
+        if found is not None:
+            return found
+        found = -1
+        scope: FlowScope | None = node.scope
+        nodes = self._runtime.compilation.nodes
+        while scope is not None:
+            if type(scope.flow) is loop_flow.Flow:
+                last = scope.children[-1]
+                found = last if isinstance(last, int) else -1
+                break
+            if scope.parent is None:
+                # A spawned sub-flow's root: carry on from where its spawner sits.
+                spawner = self._runtime.spawns_spawner_of(scope)
+                scope = nodes[spawner].scope if spawner >= 0 else None
+            else:
+                scope = scope.parent
+        self._loop_of[node.index] = found
+        return found
+
+    def iteration(self, until_index: int) -> int:
+        """The iteration the loop of ``until_index`` is in (from 1)."""
+        found = self._iteration.get(until_index)
+        if found is None:
+            record = self._runtime.records[until_index]
+            meta = record._meta if record is not None else None
+            stored = meta.get(ITERATION_KEY) if meta else None
+            found = stored if isinstance(stored, int) and stored >= 1 else 1
+            self._iteration[until_index] = found
+        return found
+
+    def stamp(self, node: Node, record: AtomRecord) -> int | None:
+        """Write the iteration ``node`` runs in into its record; return it (None: not in a loop)."""
+        until = self.until_of(node)
+        if until < 0:
+            return None
+        current = self.iteration(until)
+        record.meta[ITERATION_KEY] = current
+        return current
+
+    # -- the until task's answer -------------------------------------------------------
+
+    def verdict(self, node: Node, answer: loop_flow.LoopVerdict) -> tuple[bool, Any] | None:
+        """Act on ``until``'s answer: the outcome to store, or None when the body runs again."""
+        loop = node.scope.flow
+        assert type(loop) is loop_flow.Flow
+        current = self.iteration(node.index)
+        if answer.done:
+            return True, answer.value
+        if current >= loop.max_iterations:
+            error = exc.LoopExhausted(
+                f"loop '{loop.name}' ran {current} iteration(s) (max_iterations={loop.max_iterations}) "
+                f"and its until never held (last value: {answer.value!r})",
+                loop=loop.name,
+                iterations=current,
+            )
+            return False, Failure.from_exception(error)
+        runtime = self._runtime
+        self._iteration[node.index] = current + 1
+        start = node.scope.start
+        for changed in runtime.scheduler.restart(start, node.scope.end):
+            record = runtime.records[changed.index]
+            assert record is not None
+            meta = record.meta
+            if changed.index != node.index:
+                meta.setdefault(HISTORY_KEY, []).append({"iteration": current, "result": record.result})
+            meta[ITERATION_KEY] = current + 1
+            record.result = None
+            if runtime.state.durable:
+                runtime.state.changed(record)
+        if loop.delay > 0:
+            self._seq += 1
+            heapq.heappush(self.timers, (self.clock.monotonic() + loop.delay, self._seq, start))
+        else:
+            runtime.scheduler.wake(start)
+        return None
+
+    # -- delays --------------------------------------------------------------------------
+
+    def wake_due(self) -> None:
+        """Queue every loop whose delay has passed."""
+        timers = self.timers
+        if not timers:
+            return
+        now = self.clock.monotonic()
+        while timers and timers[0][0] <= now:
+            self._runtime.scheduler.wake(heapq.heappop(timers)[2])
+
+    def wait_budget(self, timeout: float | None) -> float | None:
+        """How long the engine may block waiting for calls before a delay ends."""
+        if not self.timers:
+            return timeout
+        left = max(0.0, self.timers[0][0] - self.clock.monotonic())
+        return left if timeout is None else min(timeout, left)
+
+    def sleep_until_due(self) -> bool:
+        """With nothing else to do: wait out the next delay and queue its loop (False: none left)."""
+        scheduler = self._runtime.scheduler
+        timers = self.timers
+        while timers and scheduler.reverting(timers[0][2]):
+            heapq.heappop(timers)
+        if not timers:
+            return False
+        left = timers[0][0] - self.clock.monotonic()
+        if left > 0:
+            self.clock.sleep(left)
+        self.wake_due()
+        return True

@@ -1,0 +1,347 @@
+"""Dynamic sub-flows: a task returns dynamic.subflow(...) and the engine splices it in."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flowkit import dynamic, engines, task
+from flowkit import exceptions as exc
+from flowkit import states as st
+from flowkit.patterns import graph_flow, linear_flow, unordered_flow
+from flowkit.persistence import backends
+from flowkit.retry import Times
+
+#: What the module-level tasks did, in order (tests clear it; engines here are serial or joined).
+EVENTS: list[tuple[str, str]] = []
+
+
+class Child(task.Task):
+    """Returns ten times ``value``; logs execute and revert."""
+
+    def execute(self, value: int) -> int:
+        EVENTS.append(("execute", self.name))
+        return value * 10
+
+    def revert(self, **kwargs: Any) -> None:
+        EVENTS.append(("revert", self.name))
+
+
+class Stop(task.Task):
+    """Interrupts the run the first time (a crash stand-in), succeeds after."""
+
+    armed = True
+
+    def execute(self, value: int) -> int:
+        if Stop.armed:
+            Stop.armed = False
+            raise KeyboardInterrupt
+        EVENTS.append(("execute", self.name))
+        return value
+
+
+class Spawner(task.Task):
+    """Spawns one Child per id (names ``<prefix>-<id>``), unordered."""
+
+    default_provides = "spawned"
+
+    def __init__(
+        self, name: str = "spawner", prefix: str = "c", collect: str = "list", **kwargs: Any
+    ) -> None:
+        super().__init__(name, **kwargs)
+        self.prefix = prefix
+        self.collect = collect
+
+    def execute(self, ids: list[int]) -> Any:
+        EVENTS.append(("execute", self.name))
+        children = [Child(name=f"{self.prefix}-{i}", inject={"value": i}) for i in ids]
+        return dynamic.subflow(unordered_flow.Flow(f"{self.prefix}-fan").add(*children), collect=self.collect)
+
+    def revert(self, result: Any, **kwargs: Any) -> None:
+        EVENTS.append(("revert", self.name))
+
+
+class Total(task.Task):
+    default_provides = "total"
+
+    def execute(self, spawned: list[int]) -> int:
+        EVENTS.append(("execute", self.name))
+        return sum(spawned)
+
+
+class Fails(task.Task):
+    def execute(self, spawned: Any) -> None:
+        EVENTS.append(("execute", self.name))
+        raise ValueError("late failure")
+
+
+class Returns(task.Task):
+    """Returns (spawns) whatever it was given."""
+
+    def __init__(self, name: str, what: Any) -> None:
+        super().__init__(name)
+        self.what = what
+
+    def execute(self) -> Any:
+        return self.what
+
+
+class Nested(task.Task):
+    """Spawns a linear flow holding another Nested, ``levels`` deep; each level returns its list."""
+
+    def __init__(self, name: str, levels: int) -> None:
+        super().__init__(name)
+        self.levels = levels
+
+    def execute(self) -> Any:
+        EVENTS.append(("execute", self.name))
+        if self.levels == 0:
+            return self.name
+        return dynamic.subflow(
+            linear_flow.Flow(f"{self.name}-sub").add(Nested(f"{self.name}.n", self.levels - 1))
+        )
+
+
+def make_children(ids: list[int], prefix: str) -> linear_flow.Flow:
+    """A sub-flow factory (module level: importable by name, arguments stored as JSON)."""
+    return linear_flow.Flow(f"{prefix}-made").add(
+        *[Child(name=f"{prefix}-{i}", inject={"value": i}) for i in ids]
+    )
+
+
+class FactorySpawner(task.Task):
+    default_provides = "spawned"
+
+    def execute(self, ids: list[int]) -> Any:
+        EVENTS.append(("execute", self.name))
+        return dynamic.subflow(make_children, ids, prefix="m")
+
+
+@pytest.fixture(autouse=True)
+def _clear() -> None:
+    EVENTS.clear()
+    Stop.armed = True
+
+
+def _fan(kind: str, ids: list[int], then: task.Task | None = None) -> Any:
+    flow = linear_flow.Flow("fan").add(Spawner(), then if then is not None else Total())
+    return engines.load(flow, store={"ids": ids}, engine=kind)
+
+
+def test_children_run_after_the_spawner_and_their_results_become_its_result(engine_kind: str) -> None:
+    engine = _fan(engine_kind, [3, 1, 2])
+    engine.run()
+    assert engine.storage.fetch("spawned") == [30, 10, 20]  # in the order the children were added
+    assert engine.storage.fetch("total") == 60
+    executed = [name for what, name in EVENTS if what == "execute"]
+    assert executed[0] == "spawner"
+    assert executed[-1] == "__main__.Total" or executed[-1].endswith("Total")
+    assert sorted(executed[1:-1]) == ["c-1", "c-2", "c-3"]
+    assert engine.storage.get_atom_state("c-1") == st.SUCCESS
+
+
+def test_a_late_failure_reverts_children_newest_first_then_the_spawner(engine_kind: str) -> None:
+    engine = _fan(engine_kind, [1, 2, 3], then=Fails("late"))
+    with pytest.raises(ValueError, match="late failure"):
+        engine.run()
+    executed = [name for what, name in EVENTS if what == "execute" and name.startswith("c-")]
+    reverted = [name for what, name in EVENTS if what == "revert"]
+    assert reverted[-1] == "spawner"
+    assert sorted(reverted[:-1]) == ["c-1", "c-2", "c-3"]
+    if engine_kind == "serial":
+        assert reverted[:-1] == list(reversed(executed))
+    assert engine.storage.get_flow_state() == st.REVERTED
+
+
+@pytest.mark.parametrize(("collect", "want"), [("dict", {"c-1": 10, "c-2": 20}), ("none", None)])
+def test_collect_says_what_the_spawner_result_becomes(collect: str, want: Any) -> None:
+    flow = linear_flow.Flow("f").add(Spawner(collect=collect))
+    engine = engines.load(flow, store={"ids": [1, 2]})
+    engine.run()
+    assert engine.storage.fetch("spawned") == want
+
+
+def test_spawned_atoms_read_what_the_spawner_sees() -> None:
+    class Reads(task.Task):
+        def execute(self, base: int, value: int) -> int:
+            return base + value
+
+    class Spawns(task.Task):
+        default_provides = "out"
+
+        def execute(self) -> Any:
+            return dynamic.subflow(linear_flow.Flow("s").add(Reads(name="r", inject={"value": 1})))
+
+    flow = linear_flow.Flow("f").add(task.FunctorTask(lambda: 100, name="b", provides="base"), Spawns())
+    engine = engines.load(flow)
+    engine.run()
+    assert engine.storage.fetch("out") == [101]
+
+
+def test_nested_spawning_collects_nested_lists(engine_kind: str) -> None:
+    engine = engines.load(linear_flow.Flow("f").add(Nested("top", 3)), engine=engine_kind)
+    engine.run()
+    assert engine.storage.get("top") == [[["top.n.n.n"]]]
+
+
+def test_spawning_past_the_depth_bound_fails_the_spawner_and_reverts(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(dynamic, "MAX_DEPTH", 2)
+    engine = engines.load(linear_flow.Flow("f").add(Nested("top", 5)))
+    with pytest.raises(exc.SpawnLimitExceeded, match="MAX_DEPTH") as raised:
+        engine.run()
+    assert raised.value.atom == "top.n.n"
+    assert raised.value.limit == 2
+    assert engine.storage.get_flow_state() == st.REVERTED
+    assert engine.storage.get_atom_state("top") == st.REVERTED
+
+
+def test_spawning_past_the_size_bound_fails_the_spawner(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(dynamic, "MAX_SPAWNED", 3)
+    engine = _fan("serial", [1, 2, 3, 4])
+    with pytest.raises(exc.SpawnLimitExceeded, match="MAX_SPAWNED"):
+        engine.run()
+    assert not [name for what, name in EVENTS if name.startswith("c-")]
+
+
+def test_spawning_something_that_is_not_a_flow_is_refused() -> None:
+    with pytest.raises(exc.InvalidFlowItem, match="needs a flow or a factory"):
+        dynamic.subflow(42)  # type: ignore[arg-type]
+    with pytest.raises(exc.InvalidFlowItem, match="not a flow"):
+        dynamic.subflow(lambda: 42)  # type: ignore[arg-type, return-value]
+
+    class Bad(task.Task):
+        def execute(self) -> Any:
+            return dynamic.subflow("not a flow")  # a string names a factory that is not there
+
+    engine = engines.load(linear_flow.Flow("f").add(Bad("bad")))
+    with pytest.raises(ImportError):
+        engine.run()
+    assert engine.storage.get_flow_state() == st.REVERTED
+
+
+def test_a_spawned_flow_with_a_missing_dependency_fails_the_spawner_with_the_compile_error() -> None:
+    class Spawns(task.Task):
+        def execute(self) -> Any:
+            return dynamic.subflow(linear_flow.Flow("s").add(Child(name="needs-value")))
+
+    engine = engines.load(linear_flow.Flow("f").add(Child(name="first", inject={"value": 1}), Spawns("sp")))
+    with pytest.raises(exc.MissingDependencies) as raised:
+        engine.run()
+    assert raised.value.atom == "needs-value"
+    assert list(raised.value.missing) == ["value"]
+    assert engine.storage.get_atom_state("sp") == st.REVERTED
+    assert ("revert", "first") in EVENTS
+    assert ("execute", "needs-value") not in EVENTS
+
+
+def test_spawned_names_must_not_clash_with_atoms_in_the_flow() -> None:
+    flow = linear_flow.Flow("f").add(Child(name="c-1", inject={"value": 0}), Spawner())
+    engine = engines.load(flow, store={"ids": [1]})
+    with pytest.raises(exc.Duplicate, match="c-1"):
+        engine.run()
+
+
+def test_a_retry_around_the_spawner_spawns_afresh_each_attempt() -> None:
+    class Flaky(task.Task):
+        fails = 1
+
+        def execute(self, spawned: list[int]) -> int:
+            if Flaky.fails:
+                Flaky.fails -= 1
+                raise ValueError("once")
+            return len(spawned)
+
+    flow = linear_flow.Flow("f", retry=Times(3)).add(Spawner(), Flaky("flaky", provides="n"))
+    engine = engines.load(flow, store={"ids": [1, 2]})
+    engine.run()
+    assert engine.storage.fetch("n") == 2
+    children = [(what, name) for what, name in EVENTS if name.startswith("c-")]
+    assert sorted(children) == sorted(
+        [("execute", "c-1"), ("execute", "c-2"), ("revert", "c-1"), ("revert", "c-2")] * 1
+        + [("execute", "c-1"), ("execute", "c-2")]
+    )
+
+
+def test_a_graph_flow_spawned_with_links_runs_in_link_order() -> None:
+    class Spawns(task.Task):
+        def execute(self) -> Any:
+            a, b = Child(name="ga", inject={"value": 1}), Child(name="gb", inject={"value": 2})
+            return dynamic.subflow(graph_flow.Flow("g").add(a, b).link(b, a))
+
+    engine = engines.load(linear_flow.Flow("f").add(Spawns("sp")))
+    engine.run()
+    assert [name for _what, name in EVENTS] == ["gb", "ga"]
+
+
+# -- durability ------------------------------------------------------------------------
+
+
+def _sqlite(tmp_path: Path) -> Any:
+    backend = backends.fetch({"connection": f"sqlite:///{tmp_path / 'runs.db'}"})
+    with contextlib.closing(backend.get_connection()) as conn:
+        conn.upgrade()
+    return backend
+
+
+def fan_then_stop() -> linear_flow.Flow:
+    """Spawn three children, then a task that interrupts the first run."""
+    return linear_flow.Flow("fan-stop").add(Spawner(), Stop("stop", rebind={"value": "spawned"}))
+
+
+def factory_fan_then_stop() -> linear_flow.Flow:
+    return linear_flow.Flow("factory-fan-stop").add(
+        FactorySpawner("fs"), Stop("stop", rebind={"value": "spawned"})
+    )
+
+
+@pytest.mark.parametrize("factory", [fan_then_stop, factory_fan_then_stop])
+def test_a_resumed_run_rebuilds_the_spawn_without_running_the_spawner_again(
+    tmp_path: Path, factory: Any
+) -> None:
+    backend = _sqlite(tmp_path)
+    try:
+        engine = engines.load_from_factory(factory, store={"ids": [1, 2]}, backend=backend)
+        with pytest.raises(KeyboardInterrupt):
+            engine.run()
+        first = list(EVENTS)
+        EVENTS.clear()
+        with contextlib.closing(backend.get_connection()) as conn:
+            detail = conn.get_flow_details(engine.storage.flow_uuid)
+        spawner = next(ad for ad in detail if ad.name in ("spawner", "fs"))
+        assert spawner.state == st.SUCCESS
+        assert spawner.meta[dynamic_meta_key()]["depth"] == 1
+        resumed = engines.load_from_detail(detail, backend=backend)
+        resumed.run()
+        assert len(first) == 3  # spawner and two children
+        assert EVENTS == [("execute", "stop")]  # nothing that succeeded ran again
+        assert resumed.storage.fetch("spawned") == [10, 20]
+        assert resumed.storage.get_flow_state() == st.SUCCESS
+    finally:
+        backend.close()
+
+
+def dynamic_meta_key() -> str:
+    from flowkit.engines import _splice
+
+    return _splice.META_KEY
+
+
+def test_a_durable_spawn_of_an_atom_that_cannot_be_described_says_to_use_a_factory(tmp_path: Path) -> None:
+    class Local(task.Task):  # not importable by name
+        def execute(self) -> int:
+            return 1
+
+    class Spawns(task.Task):
+        def execute(self) -> Any:
+            return dynamic.subflow(linear_flow.Flow("s").add(Local("local")))
+
+    backend = _sqlite(tmp_path)
+    try:
+        engine = engines.load(linear_flow.Flow("f").add(Spawns("sp")), backend=backend)
+        with pytest.raises(exc.InvalidFlowItem, match="factory"):
+            engine.run()
+    finally:
+        backend.close()

@@ -1,0 +1,233 @@
+"""Bounded loops (loop_flow): repeat a body until a predicate holds, durable and never blocking."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flowkit import dynamic, engines, task
+from flowkit import exceptions as exc
+from flowkit import states as st
+from flowkit.patterns import linear_flow, loop_flow, unordered_flow
+from flowkit.persistence import backends
+from flowkit.types.notifier import Notifier
+
+#: (what, atom name, fake time) of every call the module's tasks make.
+EVENTS: list[tuple[str, str, float]] = []
+
+
+class FakeClock:
+    """A clock the engine reads and sleeps on; sleeping only moves it."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.slept: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+CLOCK = FakeClock()
+
+
+class Poll(task.Task):
+    """Provides ``status``: "ready" once it has run ``READY_AT`` times in all."""
+
+    default_provides = "status"
+    READY_AT = 3
+    calls = 0
+
+    def execute(self) -> str:
+        Poll.calls += 1
+        EVENTS.append(("execute", self.name, CLOCK.now))
+        return "ready" if Poll.calls >= Poll.READY_AT else f"wait-{Poll.calls}"
+
+    def revert(self, **kwargs: Any) -> None:
+        EVENTS.append(("revert", self.name, CLOCK.now))
+
+
+class Side(task.Task):
+    def execute(self) -> None:
+        EVENTS.append(("execute", self.name, CLOCK.now))
+
+    def revert(self, **kwargs: Any) -> None:
+        EVENTS.append(("revert", self.name, CLOCK.now))
+
+
+class Use(task.Task):
+    def execute(self, status: str) -> str:
+        EVENTS.append(("execute", self.name, CLOCK.now))
+        return status
+
+
+class Stop(task.Task):
+    """Interrupts the run once (a crash stand-in) after ``Poll`` ran twice."""
+
+    armed = True
+
+    def execute(self, status: str) -> None:
+        if Stop.armed and Poll.calls == 2:
+            Stop.armed = False
+            raise KeyboardInterrupt
+
+
+@pytest.fixture(autouse=True)
+def _reset() -> None:
+    EVENTS.clear()
+    Poll.calls = 0
+    Poll.READY_AT = 3
+    Stop.armed = True
+    CLOCK.now = 0.0
+    CLOCK.slept = []
+
+
+def _poll_loop(delay: float = 0.0, max_iterations: int = 5) -> loop_flow.Flow:
+    return loop_flow.Flow(
+        "wait-ready",
+        Poll("poll"),
+        until=lambda status: status == "ready",
+        max_iterations=max_iterations,
+        delay=delay,
+    )
+
+
+def test_the_body_repeats_until_the_predicate_holds(engine_kind: str) -> None:
+    flow = linear_flow.Flow("f").add(_poll_loop(), Use("use"))
+    engine = engines.load(flow, engine=engine_kind)
+    engine.run()
+    assert [name for _w, name, _t in EVENTS] == ["poll", "poll", "poll", "use"]
+    assert engine.storage.get("use") == "ready"
+    record = engine.storage.run_state.records["poll"]
+    assert record.meta["iteration"] == 3
+    assert record.meta["iterations"] == [
+        {"iteration": 1, "result": "wait-1"},
+        {"iteration": 2, "result": "wait-2"},
+    ]
+    assert engine.storage.get_flow_state() == st.SUCCESS
+
+
+def test_notifications_carry_the_iteration() -> None:
+    engine = engines.load(linear_flow.Flow("f").add(_poll_loop()))
+    seen: list[tuple[str, str, Any]] = []
+    engine.atom_notifier.register(
+        Notifier.ANY,
+        lambda state, details: seen.append((details["task_name"], state, details.get("iteration"))),
+    )
+    engine.run()
+    assert [(state, it) for name, state, it in seen if name == "poll" and state == st.SUCCESS] == [
+        (st.SUCCESS, 1),
+        (st.SUCCESS, 2),
+        (st.SUCCESS, 3),
+    ]
+
+
+def test_a_loop_that_never_ends_fails_with_loop_exhausted_and_reverts_once(engine_kind: str) -> None:
+    Poll.READY_AT = 100
+    flow = linear_flow.Flow("f").add(Side("before"), _poll_loop(max_iterations=4))
+    engine = engines.load(flow, engine=engine_kind)
+    with pytest.raises(exc.LoopExhausted, match="wait-ready") as raised:
+        engine.run()
+    assert raised.value.loop == "wait-ready"
+    assert raised.value.iterations == 4
+    assert [name for what, name, _t in EVENTS if what == "execute"] == ["before"] + ["poll"] * 4
+    assert [name for what, name, _t in EVENTS if what == "revert"] == ["poll", "before"]
+    assert engine.storage.get_flow_state() == st.REVERTED
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, None])
+def test_max_iterations_must_be_a_positive_int(bad: Any) -> None:
+    with pytest.raises(ValueError, match="max_iterations must be a positive int"):
+        loop_flow.Flow("l", Poll("p"), until=lambda status: True, max_iterations=bad)
+
+
+def test_bad_delay_and_until_are_refused() -> None:
+    with pytest.raises(ValueError, match="delay"):
+        loop_flow.Flow("l", Poll("p"), until=lambda status: True, max_iterations=2, delay=-1)
+    with pytest.raises(TypeError, match="until must be callable"):
+        loop_flow.Flow("l", Poll("p"), until="ready", max_iterations=2)  # type: ignore[arg-type]
+
+
+def test_an_until_reading_a_symbol_nothing_provides_fails_validation() -> None:
+    loop = loop_flow.Flow("l", Side("s"), until=lambda nowhere: True, max_iterations=2)
+    with pytest.raises(exc.MissingDependencies, match="nowhere"):
+        engines.load(linear_flow.Flow("f").add(loop)).run()
+
+
+@pytest.mark.parametrize("kind", ["serial", "parallel"])
+def test_a_delay_does_not_block_other_branches(kind: str) -> None:
+    others = linear_flow.Flow("others").add(*[Side(f"side-{i}") for i in range(4)])
+    flow = unordered_flow.Flow("u").add(_poll_loop(delay=10.0), others)
+    engine = engines.load(flow, engine=kind, clock=CLOCK, max_workers=1)
+    engine.run()
+    sides = [t for _w, name, t in EVENTS if name.startswith("side-")]
+    polls = [t for _w, name, t in EVENTS if name == "poll"]
+    assert sides == [0.0] * 4  # every other atom ran before the first delay was waited out
+    assert polls == [0.0, 10.0, 20.0]
+    assert CLOCK.slept == [10.0, 10.0]
+
+
+def test_a_spawner_in_a_loop_spawns_afresh_each_iteration() -> None:
+    class Child(task.Task):
+        def execute(self, value: int) -> int:
+            EVENTS.append(("execute", self.name, CLOCK.now))
+            return value
+
+    class Fan(task.Task):
+        default_provides = "fanned"
+
+        def execute(self) -> Any:
+            return dynamic.subflow(
+                unordered_flow.Flow("kids").add(Child(name="kid", inject={"value": Poll.calls}))
+            )
+
+    loop = loop_flow.Flow(
+        "l", Poll("poll"), Fan("fan"), until=lambda status: status == "ready", max_iterations=5
+    )
+    engine = engines.load(linear_flow.Flow("f").add(loop))
+    engine.run()
+    assert [name for _w, name, _t in EVENTS] == ["poll", "kid"] * 3
+    assert engine.storage.get("fan") == [3]
+
+
+def _sqlite(tmp_path: Path) -> Any:
+    backend = backends.fetch({"connection": f"sqlite:///{tmp_path / 'runs.db'}"})
+    with contextlib.closing(backend.get_connection()) as conn:
+        conn.upgrade()
+    return backend
+
+
+def poll_then_stop() -> linear_flow.Flow:
+    """A loop whose body is interrupted in its second iteration (after Poll ran twice)."""
+    loop = loop_flow.Flow(
+        "wait-ready", Poll("poll"), Stop("stop"), until=lambda status: status == "ready", max_iterations=5
+    )
+    return linear_flow.Flow("resumable").add(loop, Use("use"))
+
+
+def test_a_resumed_loop_carries_on_in_the_iteration_it_was_in(tmp_path: Path) -> None:
+    backend = _sqlite(tmp_path)
+    try:
+        engine = engines.load_from_factory(poll_then_stop, backend=backend)
+        with pytest.raises(KeyboardInterrupt):
+            engine.run()
+        with contextlib.closing(backend.get_connection()) as conn:
+            detail = conn.get_flow_details(engine.storage.flow_uuid)
+        stored = {ad.name: ad for ad in detail}
+        assert stored["poll"].state == st.SUCCESS
+        assert stored["poll"].meta["iteration"] == 2
+        EVENTS.clear()
+        resumed = engines.load_from_detail(detail, backend=backend)
+        resumed.run()
+        # poll (SUCCESS in iteration 2) is not run again in iteration 2; iteration 3 runs it.
+        assert [name for _w, name, _t in EVENTS] == ["poll", "use"]
+        assert resumed.storage.run_state.records["poll"].meta["iteration"] == 3
+        assert resumed.storage.get_flow_state() == st.SUCCESS
+    finally:
+        backend.close()
