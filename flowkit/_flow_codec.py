@@ -42,10 +42,10 @@ def callable_path(target: Callable[..., Any] | type) -> str:
     """
     module = getattr(target, "__module__", None)
     qualname = getattr(target, "__qualname__", None)
-    if not module or not qualname or "<" in qualname or module == "__main__":
+    if not module or not qualname or "<" in qualname:
         raise ValueError(
             f"{target!r} cannot be imported again by name ({module}.{qualname}): use a "
-            "module-level function or class of an importable module"
+            "module-level function or class"
         )
     return f"{module}.{qualname}"
 

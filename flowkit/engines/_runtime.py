@@ -165,6 +165,9 @@ class Runtime:
                 halted_by.append(record.revert_failure)
             scheduler.load(node.index, loaded, record.intention)
         self.scheduler = scheduler
+        if self._spawns is not None:
+            for splice in self._spawns.splices.values():
+                scheduler.join(splice.end, splice.spawner)
         self.retained = []
         self.completed = 0
         self._failures = state.failures()

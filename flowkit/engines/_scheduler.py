@@ -339,6 +339,10 @@ class Scheduler:
             fwd_done = self._fwd_done
             for index in range(old, new):
                 self._waiting[index] = sum(1 for p in self._nodes[index].pred if not fwd_done[p])
+        self.join(join_end, spawner)
+
+    def join(self, join_end: int, spawner: int) -> None:
+        """Call :meth:`Hooks.joined` for ``spawner`` when ``join_end`` finishes forward."""
         self._joins[join_end] = spawner
 
     def drop(self, indices: Iterable[int], join_end: int) -> None:
