@@ -35,7 +35,10 @@ from flowkit import exceptions as exc
 from flowkit import flow as flows
 from flowkit._flow_codec import callable_path, import_path
 
-__all__ = ["MAX_DEPTH", "MAX_SPAWNED", "Collect", "Subflow", "subflow"]
+__all__ = ["MAX_DEPTH", "MAX_SPAWNED", "RECORD_KEY", "Collect", "Subflow", "subflow"]
+
+#: The key that marks a sub-flow sent as JSON (from a worker to the engine).
+RECORD_KEY = "flowkit.subflow"
 
 #: How deep spawned flows may nest (a spawned task that spawns is one level deeper).
 MAX_DEPTH = 32
@@ -83,6 +86,43 @@ class Subflow:
 
     def __repr__(self) -> str:
         return f"<Subflow {self.flow.name!r} collect={self.collect.value}>"
+
+    def to_record(self) -> dict[str, Any]:
+        """This spawn as JSON values: how a worker sends it back to the engine.
+
+        Raises:
+            InvalidFlowItem: the flow was not made by a factory and cannot be
+                described (see :mod:`flowkit.dynamic`).
+        """
+        from flowkit import _flow_codec
+
+        record: dict[str, Any] = {RECORD_KEY: 1, "collect": self.collect.value, "factory": self.factory}
+        if self.factory is not None:
+            record["args"], record["kwargs"] = self.args, self.kwargs
+        else:
+            record["flow"] = _flow_codec.describe(self.flow)
+        return record
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> Subflow:
+        """The spawn :meth:`to_record` wrote, with its flow made again.
+
+        Raises:
+            InvalidFormat: the record is damaged or names something that cannot be imported.
+        """
+        from flowkit import _flow_codec
+
+        collect = Collect(record.get("collect", Collect.LIST))
+        factory = record.get("factory")
+        if isinstance(factory, str):
+            try:
+                made = import_path(factory)(*record.get("args", ()), **record.get("kwargs", {}))
+            except ImportError as err:
+                raise exc.InvalidFormat(f"sub-flow factory '{factory}' cannot be imported: {err}") from err
+            if not isinstance(made, flows.Flow):
+                raise exc.InvalidFormat(f"sub-flow factory '{factory}' made {made!r}, not a flow")
+            return cls(made, collect, factory, record.get("args", ()), record.get("kwargs"))
+        return cls(_flow_codec.rebuild(dict(record["flow"])), collect)
 
 
 def subflow(

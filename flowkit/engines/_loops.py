@@ -152,13 +152,24 @@ class Loops:
         runtime = self._runtime
         self._iteration[node.index] = current + 1
         start = node.scope.start
-        for changed in runtime.scheduler.restart(start, node.scope.end):
-            record = runtime.records[changed.index]
+        changed = runtime.scheduler.restart(start, node.scope.end)
+        # Loops nested in the body start over from their first iteration.
+        inner: dict[int, int] = {}
+        for atom_node in changed:
+            own = self.until_of(atom_node)
+            if own != node.index and own not in inner:
+                inner[own] = self.iteration(own)
+        for own in inner:
+            self._iteration[own] = 1
+        for atom_node in changed:
+            record = runtime.records[atom_node.index]
             assert record is not None
+            own = self.until_of(atom_node)
             meta = record.meta
-            if changed.index != node.index:
-                meta.setdefault(HISTORY_KEY, []).append({"iteration": current, "result": record.result})
-            meta[ITERATION_KEY] = current + 1
+            if atom_node.index != node.index:
+                was = current if own == node.index else inner[own]
+                meta.setdefault(HISTORY_KEY, []).append({"iteration": was, "result": record.result})
+            meta[ITERATION_KEY] = current + 1 if own == node.index else 1
             record.result = None
             if runtime.state.durable:
                 runtime.state.changed(record)

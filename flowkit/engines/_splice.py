@@ -51,10 +51,12 @@ from flowkit.engines._compiler import (
 if TYPE_CHECKING:
     from flowkit.engines._runtime import Runtime
 
-__all__ = ["META_KEY", "Spawns", "Splice", "topological_order"]
+__all__ = ["META_KEY", "SPAWNED_BY_KEY", "Spawns", "Splice", "topological_order"]
 
 #: The spawner's atom-detail metadata key that records what it spawned.
 META_KEY = "spawned"
+#: A spawned atom's atom-detail metadata key naming its spawner (durable runs).
+SPAWNED_BY_KEY = "spawned_by"
 
 #: A spawned atom's execute and revert argument plans.
 _Plans = tuple[tuple[ArgPlan, ...], tuple[ArgPlan, ...]]
@@ -225,6 +227,8 @@ class Spawns:
                 if state.durable:
                     state.changed(record)
             runtime.records[atom_node.index] = record
+            if fresh and state.durable:
+                record.meta[SPAWNED_BY_KEY] = spawner.name
             if atom.inject:
                 runtime.storage.inject_atom_args(atom_node.name, atom.inject, transient=True)
             if atom_node.kind != RETRY:

@@ -792,3 +792,76 @@ def test_with_a_secret_the_engine_does_not_warn_about_signing(
     scripted(secret="s3cret")
     load(chain(1), redis_flushed_url, topic, store={"value": 1}, secret="s3cret").run()
     assert not [r for r in caplog.records if "signing secret" in r.getMessage()]
+
+
+# -- dynamic sub-flows spawned on a worker ---------------------------------------------------
+
+
+@pytest.fixture
+def spawning_worker(redis_flushed_url: str, topic: str) -> Iterator[Any]:
+    from flowkit.engines.worker_based.worker import Worker
+
+    worker = Worker(
+        redis_flushed_url,
+        topic,
+        ["tests.workers.behaviour_tasks", "tests.workers.dynamic_tasks"],
+        heartbeat=0.2,
+        visibility_timeout=1.0,
+        grace=1.0,
+    )
+    worker.start()
+    try:
+        yield worker
+    finally:
+        worker.stop()
+
+
+def test_a_task_on_a_worker_spawns_a_sub_flow_that_runs_on_workers_too(
+    spawning_worker: Any, redis_flushed_url: str, topic: str
+) -> None:
+    from tests.workers.dynamic_tasks import FanOut
+
+    engine = load(
+        FanOut(name="fan", provides="echoed"), redis_flushed_url, topic, store={"values": [1, "b", 3]}
+    )
+    events = Events(engine)
+
+    engine.run()
+
+    assert engine.storage.fetch("echoed") == [1, "b", 3]
+    assert engine.storage.get_atom_state("echo-1") == st.SUCCESS
+    assert events.saw("echo-2", st.SUCCESS)
+
+
+def test_a_sub_flow_that_cannot_travel_fails_the_spawner_on_the_worker(
+    spawning_worker: Any, redis_flushed_url: str, topic: str
+) -> None:
+    from tests.workers.dynamic_tasks import BadFanOut
+
+    engine = load(BadFanOut(name="bad"), redis_flushed_url, topic)
+    with pytest.raises(exc.WrappedFailure, match="spawn it with a factory"):
+        engine.run()  # the remote error, wrapped as every failure from a worker is
+    assert failure_of(engine, "bad").check(exc.InvalidFlowItem)
+    assert engine.storage.get_atom_state("bad") == st.REVERTED
+
+
+def test_a_loop_runs_its_body_on_workers_and_its_until_in_the_engine(
+    spawning_worker: Any, redis_flushed_url: str, topic: str
+) -> None:
+    import itertools
+
+    from flowkit.patterns import loop_flow
+    from tests.workers.behaviour_tasks import Echo
+
+    asked = itertools.count(1)
+    loop = loop_flow.Flow(
+        "twice", Echo(name="echo", provides="seen"), until=lambda seen: next(asked) >= 2, max_iterations=3
+    )
+    engine = load(loop, redis_flushed_url, topic, store={"value": "hi"})
+    events = Events(engine)
+
+    engine.run()
+
+    assert engine.storage.fetch("seen") == "hi"
+    assert [state for name, state in events.states if name == "echo"].count(st.SUCCESS) == 2
+    assert engine.storage.run_state.records["echo"].meta["iteration"] == 2

@@ -23,15 +23,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from flowkit import dynamic
 from flowkit import exceptions as exc
 from flowkit.engines import _scheduler as sch
 from flowkit.engines._compiler import Node
 from flowkit.engines._completions import Completion, Completions
 from flowkit.engines._engine import DispatchingDriver
-from flowkit.engines._runtime import Call, Runtime
+from flowkit.engines._runtime import Call, Runtime, call_outcome
 from flowkit.engines.worker_based import _transport, protocol
 from flowkit.engines.worker_based._clock import SYSTEM, Clock
 from flowkit.engines.worker_based._directory import Directory
+from flowkit.patterns import loop_flow
 from flowkit.persistence.backends._urls import mask_url
 from flowkit.types.failure import Failure
 
@@ -170,6 +172,10 @@ class RedisDriver(DispatchingDriver):
         return super().wait(timeout)
 
     def dispatch(self, done: Completions, node: Node, action: int, call: Call) -> None:
+        if type(node.atom) is loop_flow.Until:
+            # A loop's until only decides (and its predicate is code): run it here.
+            done.put(node, action, *call_outcome(call))
+            return
         kwargs: dict[str, Any] = call[1]["kwargs"]
         task = protocol.task_name(call[1]["atom"])
         directory = self._directory
@@ -358,7 +364,15 @@ class RedisDriver(DispatchingDriver):
         elif event == protocol.PROGRESS:
             self._on_progress(request, message["progress"], message.get("details"))
         elif event == protocol.SUCCESS:
-            self._finish(request, result=message["result"])
+            result = message["result"]
+            if type(result) is dict and dynamic.RECORD_KEY in result:
+                # A task that spawned a sub-flow on the worker (flowkit.dynamic).
+                try:
+                    result = dynamic.Subflow.from_record(result)
+                except Exception as err:
+                    self._finish(request, failure=Failure.from_exception(err))
+                    return
+            self._finish(request, result=result)
         else:
             try:
                 failure = Failure.from_dict(message["failure"])

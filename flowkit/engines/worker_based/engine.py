@@ -24,6 +24,7 @@ from flowkit import exceptions as exc
 from flowkit.engines import _compiler
 from flowkit.engines._engine import ActionEngine, Driver
 from flowkit.engines.worker_based import protocol
+from flowkit.patterns import loop_flow
 
 if TYPE_CHECKING:
     from flowkit.engines.worker_based._clock import Clock
@@ -126,7 +127,12 @@ class WorkerBasedActionEngine(ActionEngine):
         from flowkit.engines.worker_based._driver import RedisDriver, Settings
         from flowkit.persistence.backends._urls import mask_url
 
-        tasks = [node for node in self._compiled().atoms if node.kind != _compiler.RETRY]
+        # Retries and loops' until tasks only decide: they run in the engine.
+        tasks = [
+            node
+            for node in self._compiled().atoms
+            if node.kind != _compiler.RETRY and type(node.atom) is not loop_flow.Until
+        ]
         needed = {node.name: protocol.task_name(node.atom) for node in tasks}
         pinned = _pinned_topics(tasks)
         if self._secret is None:

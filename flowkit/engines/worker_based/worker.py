@@ -37,6 +37,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from flowkit import dynamic
 from flowkit import exceptions as exc
 from flowkit.engines.worker_based import _transport, protocol
 from flowkit.engines.worker_based._clock import SYSTEM, Clock
@@ -601,6 +602,12 @@ class Worker:
             throttle.flush()
             return self._failure_envelope(message["id"], Failure.from_exception(err))
         throttle.flush()
+        try:
+            if type(outcome) is dynamic.Subflow:
+                # A spawned sub-flow travels as JSON; the engine builds it again.
+                outcome = outcome.to_record()
+        except exc.InvalidFlowItem as err:
+            return self._failure_envelope(message["id"], Failure.from_exception(err))
         try:
             return self._encode(
                 protocol.response_message(message["id"], self._worker_id, protocol.SUCCESS, result=outcome)

@@ -143,6 +143,13 @@ def test_children_run_after_the_spawner_and_their_results_become_its_result(engi
     assert engine.storage.get_atom_state("c-1") == st.SUCCESS
 
 
+def test_a_process_pool_brings_the_sub_flow_back_to_the_engine() -> None:
+    flow = linear_flow.Flow("fan").add(Spawner(), Total())
+    engine = engines.load(flow, store={"ids": [1, 2]}, engine="parallel", executor="processes", max_workers=2)
+    engine.run()
+    assert engine.storage.fetch("total") == 30
+
+
 def test_a_late_failure_reverts_children_newest_first_then_the_spawner(engine_kind: str) -> None:
     engine = _fan(engine_kind, [1, 2, 3], then=Fails("late"))
     with pytest.raises(ValueError, match="late failure"):
@@ -313,6 +320,8 @@ def test_a_resumed_run_rebuilds_the_spawn_without_running_the_spawner_again(
         spawner = next(ad for ad in detail if ad.name in ("spawner", "fs"))
         assert spawner.state == st.SUCCESS
         assert spawner.meta[dynamic_meta_key()]["depth"] == 1
+        children = [ad for ad in detail if ad.name not in (spawner.name, "stop")]
+        assert {ad.meta["spawned_by"] for ad in children} == {spawner.name}
         resumed = engines.load_from_detail(detail, backend=backend)
         resumed.run()
         assert len(first) == 3  # spawner and two children

@@ -231,3 +231,26 @@ def test_a_resumed_loop_carries_on_in_the_iteration_it_was_in(tmp_path: Path) ->
         assert resumed.storage.get_flow_state() == st.SUCCESS
     finally:
         backend.close()
+
+
+def test_a_loop_in_a_loop_starts_over_in_each_outer_iteration() -> None:
+    counts = {"inner": 0, "outer": 0}
+
+    class Count(task.Task):
+        def execute(self) -> int:
+            counts[self.name] += 1
+            return counts[self.name]
+
+    inner = loop_flow.Flow(
+        "inner-loop", Count("inner", provides="i"), until=lambda i: i % 2 == 0, max_iterations=2
+    )
+    outer = loop_flow.Flow(
+        "outer-loop", Count("outer", provides="o"), inner, until=lambda o: o == 3, max_iterations=3
+    )
+    engine = engines.load(linear_flow.Flow("f").add(outer))
+    engine.run()
+    assert counts == {"outer": 3, "inner": 6}  # two inner iterations in each of three outer ones
+    records = engine.storage.run_state.records
+    assert records["outer"].meta["iteration"] == 3
+    assert records["inner"].meta["iteration"] == 2
+    assert [it["iteration"] for it in records["inner"].meta["iterations"]] == [1, 2, 1, 2, 1]
