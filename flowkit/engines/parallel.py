@@ -19,7 +19,7 @@ import os
 from typing import Any, ClassVar
 
 from flowkit import exceptions as exc
-from flowkit.engines import _process_progress, _threads
+from flowkit.engines import _green, _process_progress, _threads
 from flowkit.engines._compiler import Node
 from flowkit.engines._completions import Completion, Completions
 from flowkit.engines._engine import ActionEngine, DispatchingDriver, Driver, call_outcome, positive_workers
@@ -85,6 +85,7 @@ class _ExecutorDriver(DispatchingDriver):
         executor: cf.Executor | None,
         processes: bool,
         workers: int | None = None,
+        green: bool = False,
     ):
         super().__init__()
         self._given = executor
@@ -92,10 +93,15 @@ class _ExecutorDriver(DispatchingDriver):
         self._workers = workers
         self._executor: cf.Executor | None = None
         self._relay: _process_progress.ProgressRelay | None = None
+        # Green threads run only while the engine thread waits the green way (_green).
+        self._green = green
+        self._futures: list[cf.Future[Any]] = []
 
     def open(self, runtime: Runtime) -> None:
         if self._given is not None:
             self._executor = self._given
+        elif self._green:
+            self._executor = _green.make_pool(self._workers)
         else:
             # flowkit's own process pool: its children relay progress to this run.
             self._relay = _process_progress.ProgressRelay(runtime.progress_by_name)
@@ -113,8 +119,12 @@ class _ExecutorDriver(DispatchingDriver):
         else:
             future = executor.submit(call_outcome, call)
         future.add_done_callback(functools.partial(done.put_future, node, action))
+        if self._green:
+            self._futures.append(future)
 
     def wait(self, timeout: float | None) -> list[Completion]:
+        if self._green:
+            return self._wait_green(timeout)
         finished = super().wait(timeout)
         if self._processes:
             # Failures raised in a child come back as records; a pool that could not
@@ -123,6 +133,15 @@ class _ExecutorDriver(DispatchingDriver):
                 (node, action, ok, Failure.from_dict(value) if not ok and isinstance(value, dict) else value)
                 for node, action, ok, value in finished
             ]
+        return finished
+
+    def _wait_green(self, timeout: float | None) -> list[Completion]:
+        """Wait on the futures themselves, which lets the green threads run."""
+        finished = super().wait(0)
+        if not finished and self._futures:
+            _green.wait_for_any(self._futures, timeout)
+            finished = super().wait(0)
+        self._futures = [future for future in self._futures if not future.done()]
         return finished
 
     def close(self) -> None:
@@ -149,20 +168,28 @@ class ParallelEngine(ActionEngine):
         executor = self._options.get("executor")
         self._executor: cf.Executor | None = None
         self._processes = False
+        self._green = False
         if isinstance(executor, cf.Executor):
             self._executor = executor
             self._processes = isinstance(executor, cf.ProcessPoolExecutor)
+            self._green = _green.is_green(executor)
         elif isinstance(executor, str) and executor.lower() in _PROCESS_NAMES:
             self._processes = True
+        elif isinstance(executor, str) and executor.lower() in _green.GREEN_NAMES:
+            try:
+                _green.require()
+            except ImportError as err:
+                raise exc.InvalidEngineOption(str(err), engine=self.kind, option="executor") from err
+            self._green = True
         elif not (executor is None or (isinstance(executor, str) and executor.lower() in _THREAD_NAMES)):
             raise exc.InvalidEngineOption(
                 f"executor must be a concurrent.futures.Executor or one of "
-                f"{sorted(_THREAD_NAMES | _PROCESS_NAMES)}, not {executor!r}",
+                f"{sorted(_THREAD_NAMES | _PROCESS_NAMES | _green.GREEN_NAMES)}, not {executor!r}",
                 engine=self.kind,
                 option="executor",
             )
 
     def _make_driver(self) -> Driver:
-        if self._executor is None and not self._processes:
+        if self._executor is None and not self._processes and not self._green:
             return _ThreadsDriver(self._workers or min(32, (os.cpu_count() or 1) + 4))
-        return _ExecutorDriver(self._executor, self._processes, self._workers)
+        return _ExecutorDriver(self._executor, self._processes, self._workers, self._green)

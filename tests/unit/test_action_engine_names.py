@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures as cf
+import sys
 import threading
 
 import pytest
@@ -61,10 +62,15 @@ def test_serial_task_executor_runs_inline_and_keeps_exceptions_in_the_future() -
     assert isinstance(executor.SerialRetryExecutor(), executor.SerialTaskExecutor)
 
 
-def test_green_thread_executor_exists_but_cannot_be_made() -> None:
+def test_green_thread_executor_names_what_to_install_when_eventlet_is_missing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     assert issubclass(executor.ParallelGreenThreadTaskExecutor, executor.ParallelThreadTaskExecutor)
-    with pytest.raises(exceptions.NotImplementedError, match="eventlet"):
+    monkeypatch.setitem(sys.modules, "eventlet", None)  # as if it were not installed
+    with pytest.raises(ImportError, match="pip install eventlet"):
         executor.ParallelGreenThreadTaskExecutor()
+    with pytest.raises(exceptions.InvalidEngineOption, match="pip install eventlet"):
+        engines.load(_flow(), engine="parallel", executor="greenthreads")
 
 
 def test_bad_pool_size_is_refused() -> None:

@@ -8,8 +8,9 @@ name here is such an executor:
 * :class:`SerialTaskExecutor` runs each call inline, in the engine's thread;
 * :class:`ParallelThreadTaskExecutor` runs calls on a thread pool it makes on
   first use (``max_workers`` threads), or on the executor it was given;
-* :class:`ParallelGreenThreadTaskExecutor` exists so that ``isinstance`` checks
-  keep working, but flowkit has no eventlet: making one raises.
+* :class:`ParallelGreenThreadTaskExecutor` runs calls on eventlet green threads
+  (futurist's green pool), when eventlet and futurist are installed; the
+  parallel engine then waits the green way (see ``flowkit.engines._green``).
 
 TaskFlow's engines call ``start()`` before a run and ``stop()`` after it; flowkit's
 engine does not need either, and :meth:`TaskExecutor.stop` shuts down only a pool
@@ -22,8 +23,6 @@ import concurrent.futures as cf
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
-
-from flowkit import exceptions as exc
 
 __all__ = [
     "ParallelGreenThreadTaskExecutor",
@@ -126,10 +125,22 @@ class ParallelThreadTaskExecutor(ParallelTaskExecutor):
 
 
 class ParallelGreenThreadTaskExecutor(ParallelThreadTaskExecutor):
-    """TaskFlow's eventlet executor: flowkit has no eventlet, so making one raises."""
+    """Runs calls on eventlet green threads (TaskFlow's ``executor="greenthreads"``).
+
+    Raises:
+        ImportError: when made, if eventlet or futurist is not installed.
+    """
+
+    #: Tells the parallel engine to wait the green way (``flowkit.engines._green``).
+    green = True
 
     def __init__(self, executor: cf.Executor | None = None, max_workers: int | None = None) -> None:
-        raise exc.NotImplementedError(
-            "flowkit has no eventlet green-thread executor; use ParallelThreadTaskExecutor "
-            "or engine='asyncio' for many concurrent waits"
-        )
+        from flowkit.engines import _green
+
+        _green.require()  # fail here, naming what to install, not at the first call
+        super().__init__(executor, max_workers)
+
+    def _create_executor(self, max_workers: int | None = None) -> cf.Executor:
+        from flowkit.engines import _green
+
+        return _green.make_pool(max_workers)
