@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import threading
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
@@ -30,6 +29,7 @@ from flowkit import _detail_sync, typed
 from flowkit import exceptions as exc
 from flowkit import states as st
 from flowkit._atom_record import AtomRecord, holds_result
+from flowkit._utils.uuids import random_uuid
 from flowkit.persistence.base import encode_json
 from flowkit.persistence.models import AtomDetail, FlowDetail
 from flowkit.types.failure import Failure
@@ -87,7 +87,7 @@ class RunState:
         # engine never needs it, and a 100,000-atom flow would pay for it up front).
         self._provider_index: dict[str, list[AtomRecord]] | None = None
         # Random high bits per run plus a counter in the low 48 bits.
-        self._uuid_prefix = str(uuid.uuid4())[:24]
+        self._uuid_prefix = random_uuid()[:24]
         self._uuid_counter = itertools.count(1)
         # What must be written at the next flush: records by name, and the flow row.
         self._dirty: dict[str, AtomRecord] = {}
@@ -99,7 +99,7 @@ class RunState:
         if isinstance(flow_detail, str):
             self.flow_detail: FlowDetail | None = None
             self.flow_name = flow_detail
-            self.flow_uuid = str(uuid.uuid4())
+            self.flow_uuid = random_uuid()
             self.flow_meta: dict[str, Any] = {}
             #: Changes are tracked (and written) only for a flow detail somebody can see.
             self.durable = backend is not None

@@ -9,16 +9,16 @@ share loop-bound resources.
 
 from __future__ import annotations
 
-import concurrent.futures
 import threading
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import asyncio
+    import concurrent.futures
 
-# asyncio itself is imported on first use: it costs ~30 ms, and most flows never
-# await anything.
+# asyncio itself (and with it concurrent.futures) is imported on first use: it
+# costs ~30 ms, and most flows never await anything.
 
 __all__ = ["EventLoopThread"]
 

@@ -23,10 +23,10 @@ from collections.abc import Iterator, Mapping
 from copy import deepcopy
 from datetime import UTC, datetime
 from typing import Any, TypeVar
-from uuid import uuid4
 
 from flowkit import exceptions as exc
 from flowkit import states
+from flowkit._utils.uuids import random_uuid
 from flowkit.types.failure import Failure
 
 __all__ = [
@@ -116,7 +116,7 @@ class LogBook:
 
     def __init__(self, name: str, uuid: str | None = None) -> None:
         self._name = name
-        self._uuid = uuid if uuid else str(uuid4())
+        self._uuid = uuid if uuid else random_uuid()
         self._flows: dict[str, FlowDetail] = {}
         self.meta: dict[str, Any] = {}
         self.created_at: datetime | None = _now()
