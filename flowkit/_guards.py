@@ -178,7 +178,9 @@ def build(compilation: Any, options: Mapping[str, Any]) -> dict[int, Guard]:
             continue
         atom = node.atom
         cls = type(atom)
-        own = "validate_types" in atom.__dict__
+        # Set on the atom itself (not inherited)? Compared by identity rather than by
+        # looking in ``atom.__dict__``, which would make CPython build a dict per atom.
+        own = getattr(atom, "validate_types", None) is not getattr(cls, "validate_types", None)
         if cls in unguarded and not own:
             continue
         validate = typed.validator_for(atom, default if isinstance(default, bool) else None)

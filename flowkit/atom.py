@@ -155,9 +155,43 @@ def _plan_of(mapping: Mapping[str, str]) -> _Plan:
 
 
 def _fill(plan: _Plan, values: tuple[str, ...]) -> Mapping[str, str]:
+    if len(plan) == 1:
+        ((arg, a, i, sym),) = plan
+        return _OnePair(values[a] if a >= 0 else arg, values[i] if i >= 0 else sym)
     return MappingProxyType(
         {values[a] if a >= 0 else arg: values[i] if i >= 0 else sym for arg, a, i, sym in plan}
     )
+
+
+class _OnePair(Mapping[str, str]):
+    """A read-only mapping of one argument to one symbol (``rebind={"x": "x17"}``).
+
+    Such a mapping is different for nearly every atom of a big flow, so it is a
+    two-slot object rather than a mapping proxy over a dict (a third of the memory).
+    """
+
+    __slots__ = ("_arg", "_symbol")
+
+    def __init__(self, arg: str, symbol: str) -> None:
+        self._arg = arg
+        self._symbol = symbol
+
+    def __getitem__(self, key: str) -> str:
+        if key == self._arg:
+            return self._symbol
+        raise KeyError(key)
+
+    def __contains__(self, key: object) -> bool:
+        return key == self._arg
+
+    def __iter__(self) -> Iterator[str]:
+        return iter((self._arg,))
+
+    def __len__(self) -> int:
+        return 1
+
+    def __repr__(self) -> str:
+        return f"{{{self._arg!r}: {self._symbol!r}}}"
 
 
 #: Signature keys of an atom class -> every argument name its execute and revert take.

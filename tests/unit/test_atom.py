@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from typing import Any
 
 import pytest
@@ -383,6 +384,20 @@ def test_mappings_are_read_only_so_atoms_can_share_them() -> None:
         first.save_as["x"] = 0  # type: ignore[index]
     assert second.rebind == {"a": "a", "b": "b"}
     assert second.save_as == {"x": None}
+
+
+def test_a_one_argument_rebind_is_a_read_only_mapping_that_pickles() -> None:
+    WithKwargs(rebind={"a": "warm"})  # the class's signature is known from now on
+    t = WithKwargs(rebind={"a": "x7"})
+    assert t.rebind == {"a": "x7"} and dict(t.rebind) == {"a": "x7"}
+    assert list(t.rebind.items()) == [("a", "x7")] and "a" in t.rebind and "x7" not in t.rebind
+    with pytest.raises(TypeError):
+        t.rebind["a"] = "changed"  # type: ignore[index]
+    with pytest.raises(KeyError):
+        t.rebind["x7"]
+    assert repr(t.rebind) == "{'a': 'x7'}"
+    copy = pickle.loads(pickle.dumps(t))
+    assert copy.rebind == {"a": "x7"} and copy.requires == frozenset({"x7"})
 
 
 def test_signature_is_inspected_once_per_function() -> None:
