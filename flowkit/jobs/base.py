@@ -27,10 +27,10 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from flowkit import exceptions as exc
 from flowkit import states
@@ -47,11 +47,13 @@ __all__ = [
     "AttemptEnd",
     "Claim",
     "ClaimLost",
+    "Claimed",
     "Job",
     "JobBoard",
     "JobBoardIterator",
     "JobPriority",
     "NotifyingJobBoard",
+    "check_applicant",
     "check_who",
 ]
 
@@ -123,6 +125,13 @@ class Claim:
 
     owner: str
     token: int
+
+
+class Claimed(NamedTuple):
+    """A job and the claim just made on it (:meth:`JobBoard.claim_first`)."""
+
+    job: Job
+    claim: Claim
 
 
 class AttemptEnd(enum.Enum):
@@ -199,13 +208,23 @@ def check_who(meth: Callable[..., _R]) -> Callable[..., _R]:
 
     @functools.wraps(meth)
     def wrapper(self: Any, job: Any, who: Any, *args: Any, **kwargs: Any) -> _R:
-        if not isinstance(who, str):
-            raise TypeError(f"job applicant must be a string, not {type(who).__name__}")
-        if not who:
-            raise ValueError("job applicant must be a non-empty string")
+        check_applicant(who)
         return meth(self, job, who, *args, **kwargs)
 
     return wrapper
+
+
+def check_applicant(who: Any) -> None:
+    """Raise unless ``who`` is a non-empty string (TaskFlow's check of a claimant).
+
+    Raises:
+        TypeError: not a string.
+        ValueError: empty.
+    """
+    if not isinstance(who, str):
+        raise TypeError(f"job applicant must be a string, not {type(who).__name__}")
+    if not who:
+        raise ValueError("job applicant must be a non-empty string")
 
 
 class Job(ABC):
@@ -413,6 +432,21 @@ class JobBoardIterator:
     def __iter__(self) -> JobBoardIterator:
         return self
 
+    def candidates(self) -> Iterator[Job]:
+        """The fetched jobs in order, without asking each one's state (beyond TaskFlow).
+
+        For a caller that tries to claim each job it gets (a conductor): the
+        claim fails anyway for a job claimed or completed since the fetch
+        (:class:`~flowkit.exceptions.UnclaimableJob`,
+        :class:`~flowkit.exceptions.NotFound`), so asking its state first
+        would only cost a round trip per job. Shares the iterator's position.
+        """
+        if not self._fetched:
+            self._jobs.extend(self._fetch(self.ensure_fresh))
+            self._fetched = True
+        while self._jobs:
+            yield self._jobs.popleft()
+
     def __next__(self) -> Job:
         if not self._fetched:
             self._jobs.extend(self._fetch(self.ensure_fresh))
@@ -541,6 +575,28 @@ class JobBoard(ABC):
             UnclaimableJob: someone holds it already, or it is complete.
             NotFound: the job is not on the board.
         """
+
+    def claim_first(self, jobs: Sequence[Job], who: str, expiry: float | None = None) -> Claimed | None:
+        """Claim the first of ``jobs`` that can be claimed, trying them in order (beyond TaskFlow).
+
+        Jobs claimed by someone else or gone from the board are passed over,
+        so conductors racing down one listing do not pay a round trip for
+        every job a peer took first: a board may try several in one round
+        trip (the Redis board does).
+
+        Returns:
+            the job claimed and its claim, or ``None`` when none could be.
+
+        Raises:
+            ValueError, TypeError: as :meth:`claim`.
+        """
+        check_applicant(who)
+        for job in jobs:
+            try:
+                return Claimed(job, self.claim(job, who, expiry=expiry))
+            except (exc.UnclaimableJob, exc.NotFound):
+                continue
+        return None
 
     @abstractmethod
     def consume(self, job: Job, who: str, claim: Claim | None = None) -> None:

@@ -40,6 +40,37 @@ def test_claim_is_exclusive_and_names_its_owner(make_board: MakeBoard) -> None:
     assert list(other.iterjobs(only_unclaimed=True)) == []
 
 
+def test_candidates_are_the_listing_in_order_with_states_left_to_the_claim(make_board: MakeBoard) -> None:
+    board = make_board()
+    first, second = board.post("a"), board.post("b")
+    board.claim(first, "x")
+    listing = make_board().iterjobs(only_unclaimed=True)
+    candidates = list(listing.candidates())
+    assert [j.uuid for j in candidates] == [first.uuid, second.uuid]
+    with pytest.raises(exc.UnclaimableJob, match="'x'"):
+        board.claim(candidates[0], "y")
+    assert board.claim(candidates[1], "y").owner == "y"
+    assert list(listing) == [], "candidates and the iterator share one position"
+
+
+def test_claim_first_claims_the_first_claimable_job_in_order(make_board: MakeBoard) -> None:
+    board, other = make_board(), make_board()
+    first, second, third = board.post("a"), board.post("b"), board.post("c")
+    board.claim(first, "x")
+    board.claim(board.post("gone"), "x")
+    listed = list(other.iterjobs())
+    gone = listed[3]
+    board.consume(gone, "x")
+    claimed = other.claim_first([gone, listed[0], listed[1], listed[2]], "y")
+    assert claimed is not None and claimed.job.uuid == second.uuid
+    assert claimed.claim.owner == "y" and other.current_claim(listed[1]) == claimed.claim
+    assert other.claim_first([listed[0], listed[1]], "z") is None
+    again = board.claim_first([first, second, third], "z")
+    assert again is not None and (again.job, again.claim.owner) == (third, "z")
+    with pytest.raises(ValueError, match="non-empty"):
+        board.claim_first([], "")
+
+
 def test_every_claim_has_a_larger_token(make_board: MakeBoard) -> None:
     board, other = make_board(), make_board()
     job = board.post("j")

@@ -33,7 +33,7 @@ import logging
 import threading
 import time
 import uuid as uuidlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -47,10 +47,12 @@ from flowkit.jobs.base import (
     REMOVAL,
     Attempt,
     Claim,
+    Claimed,
     Job,
     JobBoardIterator,
     JobPriority,
     NotifyingJobBoard,
+    check_applicant,
     check_who,
     iter_sorted,
     lost_claim,
@@ -69,31 +71,57 @@ LOG = logging.getLogger(__name__)
 DEFAULT_NAMESPACE = "flowkit"
 DEFAULT_CLAIM_EXPIRY = 30.0
 
-# KEYS: listings, owner, attempts, tokens. ARGV: uuid, who, expiry ms (0: none), now.
-_CLAIM = """
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return {0, 'unknown'} end
-local current = redis.call('GET', KEYS[2])
-if current then return {0, 'claimed', current} end
-local token = redis.call('INCR', KEYS[4])
-local value = cjson.encode({owner = ARGV[2], token = token})
-if tonumber(ARGV[3]) > 0 then
-  redis.call('SET', KEYS[2], value, 'PX', ARGV[3])
-else
-  redis.call('SET', KEYS[2], value)
-end
-local last = redis.call('LINDEX', KEYS[3], -1)
-if last then
-  local record = cjson.decode(last)
-  if record['end'] == 'open' then
-    record['end'] = 'lost'
-    record['reason'] = 'claim lost (expired or holder gone)'
-    redis.call('LSET', KEYS[3], -1, cjson.encode(record))
+# Claims one job: {1, token}, or {0, 'unknown'} / {0, 'claimed', current owner JSON}.
+_CLAIM_ONE = """
+local function claim_one(listings, owner, attempts, tokens, uuid, who, ms, now)
+  if redis.call('HEXISTS', listings, uuid) == 0 then return {0, 'unknown'} end
+  local current = redis.call('GET', owner)
+  if current then return {0, 'claimed', current} end
+  local token = redis.call('INCR', tokens)
+  local value = cjson.encode({owner = who, token = token})
+  if tonumber(ms) > 0 then
+    redis.call('SET', owner, value, 'PX', ms)
+  else
+    redis.call('SET', owner, value)
   end
+  local last = redis.call('LINDEX', attempts, -1)
+  if last then
+    local record = cjson.decode(last)
+    if record['end'] == 'open' then
+      record['end'] = 'lost'
+      record['reason'] = 'claim lost (expired or holder gone)'
+      redis.call('LSET', attempts, -1, cjson.encode(record))
+    end
+  end
+  local attempt = {owner = who, token = token, claimed_at = tonumber(now), ['end'] = 'open'}
+  redis.call('RPUSH', attempts, cjson.encode(attempt))
+  return {1, token}
 end
-local attempt = {owner = ARGV[2], token = token, claimed_at = tonumber(ARGV[4]), ['end'] = 'open'}
-redis.call('RPUSH', KEYS[3], cjson.encode(attempt))
-return {1, token}
 """
+
+# KEYS: listings, owner, attempts, tokens. ARGV: uuid, who, expiry ms (0: none), now.
+_CLAIM = (
+    _CLAIM_ONE
+    + """
+return claim_one(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[2], ARGV[3], ARGV[4])
+"""
+)
+
+# The first claimable of several jobs, in order: {1, index (1-based), token}, or {0}.
+# KEYS: listings, tokens, then owner and attempts of each job. ARGV: who, expiry ms, now, then
+# the uuid of each job.
+_CLAIM_FIRST = (
+    _CLAIM_ONE
+    + """
+for i = 4, #ARGV do
+  local j = i - 3
+  local owner, attempts = KEYS[1 + 2 * j], KEYS[2 + 2 * j]
+  local got = claim_one(KEYS[1], owner, attempts, KEYS[2], ARGV[i], ARGV[1], ARGV[2], ARGV[3])
+  if got[1] == 1 then return {1, j, got[2]} end
+end
+return {0}
+"""
+)
 
 # KEYS: owner. ARGV: the token held, expiry ms.
 _RENEW = """
@@ -266,7 +294,8 @@ class RedisJobBoard(NotifyingJobBoard):
             self._own_client = True
         with _translated("connect", self.where):
             self._client.ping()
-        for name, body in (("claim", _CLAIM), ("renew", _RENEW), ("release", _RELEASE)):
+        scripts = (("claim", _CLAIM), ("claim_first", _CLAIM_FIRST), ("renew", _RENEW), ("release", _RELEASE))
+        for name, body in scripts:
             self._scripts[name] = self._client.register_script(body)
 
     def close(self) -> None:
@@ -394,10 +423,7 @@ class RedisJobBoard(NotifyingJobBoard):
 
     @check_who
     def claim(self, job: Job, who: str, expiry: float | None = None) -> Claim:
-        seconds = expiry if expiry is not None else self._default_expiry
-        if seconds is not None and seconds <= 0:
-            raise ValueError(f"claim expiry must be positive, not {seconds!r}")
-        ms = 0 if seconds is None else max(1, int(seconds * 1000))
+        ms = self._expiry_ms(expiry)
         keys = [self._listings, self._owner_key(job.uuid), self._attempts_key(job.uuid), self._tokens]
         sent_at = time.monotonic()
         with _translated(f"claim job {job.uuid}", self.where):
@@ -412,6 +438,38 @@ class RedisJobBoard(NotifyingJobBoard):
         if ms:
             self._keep_alive(job.uuid, claim.token, ms, sent_at)
         return claim
+
+    def _expiry_ms(self, expiry: float | None) -> int:
+        """A claim's expiry in milliseconds (0: none), the board's default unless given."""
+        seconds = expiry if expiry is not None else self._default_expiry
+        if seconds is not None and seconds <= 0:
+            raise ValueError(f"claim expiry must be positive, not {seconds!r}")
+        return 0 if seconds is None else max(1, int(seconds * 1000))
+
+    #: Jobs one :meth:`claim_first` round trip tries at most.
+    CLAIM_FIRST_BATCH = 16
+
+    def claim_first(self, jobs: Sequence[Job], who: str, expiry: float | None = None) -> Claimed | None:
+        """Try the jobs in order, up to :attr:`CLAIM_FIRST_BATCH` per round trip, in one script each."""
+        check_applicant(who)
+        ms = self._expiry_ms(expiry)
+        for start in range(0, len(jobs), self.CLAIM_FIRST_BATCH):
+            batch = jobs[start : start + self.CLAIM_FIRST_BATCH]
+            keys = [self._listings, self._tokens]
+            for job in batch:
+                keys += [self._owner_key(job.uuid), self._attempts_key(job.uuid)]
+            sent_at = time.monotonic()
+            with _translated(f"claim one of {len(batch)} jobs", self.where):
+                result = self._scripts["claim_first"](
+                    keys=keys, args=[who, ms, time.time(), *(job.uuid for job in batch)]
+                )
+            if result[0] == 1:
+                job = batch[int(result[1]) - 1]
+                claim = Claim(who, int(result[2]))
+                if ms:
+                    self._keep_alive(job.uuid, claim.token, ms, sent_at)
+                return Claimed(job, claim)
+        return None
 
     def holds_locally(self, job: Job, claim: Claim) -> bool:
         """True within half a claim's expiry of its last successful claim or renewal by this board.

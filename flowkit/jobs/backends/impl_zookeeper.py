@@ -368,9 +368,24 @@ class ZookeeperJobBoard(NotifyingJobBoard):
         zk = self._zk()
         with _translated(f"claim job {job.uuid}", self.where):
             for _ in range(10):
-                # No separate existence check: the transaction's check of the job's node fails
-                # (NoNodeError, below) when it is gone.
-                attempts, version = self._read_attempts(job)
+                # The claim and the history in one round trip; no separate existence check:
+                # the transaction's check of the job's node fails (NoNodeError, below) when it
+                # is gone.
+                locked, history = zk.get_async(path + _LOCK), zk.get_async(path + _ATTEMPTS)
+                try:
+                    raw_lock, _ = locked.get()
+                except NoNodeError:
+                    pass
+                else:
+                    owner = json.loads(raw_lock).get("owner")
+                    raise exc.UnclaimableJob(f"job {job.uuid} is already claimed by {owner!r}")
+                try:
+                    raw_attempts, stat = history.get()
+                except NoNodeError:
+                    attempts, version = [], None
+                else:
+                    attempts = [Attempt.from_dict(item) for item in json.loads(raw_attempts)]
+                    version = stat.version
                 token = 1 if version is None else version + 2
                 if attempts and attempts[-1].end is AttemptEnd.OPEN:
                     attempts[-1] = _ended(attempts[-1], AttemptEnd.LOST, "claim lost (session expired)")
