@@ -35,9 +35,11 @@ from __future__ import annotations
 import concurrent.futures
 import enum
 import functools
+import itertools
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -46,7 +48,7 @@ from flowkit import exceptions as exc
 from flowkit import states
 from flowkit.conductors._fencing import ClaimFence, FencedBackend
 from flowkit.conductors.base import Conductor
-from flowkit.jobs.base import Claim, ClaimLost, Job, JobBoard
+from flowkit.jobs.base import Claim, Claimed, ClaimLost, Job, JobBoard
 from flowkit.listeners import logging as logging_listener
 from flowkit.persistence.base import Backend
 
@@ -99,6 +101,8 @@ class ExecutorConductor(Conductor):
     MAX_SIMULTANEOUS_JOBS = -1
     #: Seconds between two listings that ask the board to refresh (``ensure_fresh``).
     REFRESH_PERIODICITY = 30.0
+    #: Listed jobs offered to the board per claim attempt (``JobBoard.claim_first``).
+    CLAIM_WINDOW = 16
 
     EVENTS_EMITTED = (
         "compilation_start",
@@ -194,11 +198,16 @@ class ExecutorConductor(Conductor):
             if ensure_fresh:
                 last_fresh = time.monotonic()
             try:
-                for job in self._jobboard.iterjobs(only_unclaimed=True, ensure_fresh=ensure_fresh):
-                    if not self._can_claim_more():
-                        break
-                    claim = self._try_claim(job)
-                    if claim is None or self._set_aside_if_poisoned(job, claim):
+                listing = self._jobboard.iterjobs(only_unclaimed=True, ensure_fresh=ensure_fresh)
+                # Claiming is the state check: a job taken or done since the listing fails
+                # to be claimed, in the one round trip a separate check would have cost.
+                candidates = deque(listing.candidates())
+                while candidates and self._can_claim_more():
+                    claimed = self._claim_first(candidates)
+                    if claimed is None:
+                        continue
+                    job, claim = claimed
+                    if self._set_aside_if_poisoned(job, claim):
                         continue
                     future = executor.submit(self._dispatch_job, job, claim)
                     with self._dispatched_lock:
@@ -214,12 +223,21 @@ class ExecutorConductor(Conductor):
             if not dispatched_any and not self._stopped.is_set():
                 self._stopped.wait(self._wait_timeout)
 
-    def _try_claim(self, job: Job) -> Claim | None:
-        try:
-            return self._jobboard.claim(job, self._name, expiry=self._claim_expiry)
-        except (exc.UnclaimableJob, exc.NotFound):
-            self._log.debug("job already claimed or consumed: %s", job)
-            return None
+    def _claim_first(self, candidates: deque[Job]) -> Claimed | None:
+        """Claim the first claimable of the next :attr:`CLAIM_WINDOW` candidates; drop those tried.
+
+        Conductors racing down one listing lose most claims to each other; the
+        board tries a window of jobs in order (in one round trip on Redis)
+        instead of one round trip per job a peer took first.
+        """
+        window = list(itertools.islice(candidates, self.CLAIM_WINDOW))
+        claimed = self._jobboard.claim_first(window, self._name, expiry=self._claim_expiry)
+        tried = len(window) if claimed is None else window.index(claimed.job) + 1
+        for _ in range(tried):
+            candidates.popleft()
+        if claimed is None:
+            self._log.debug("%d jobs already claimed or consumed", tried)
+        return claimed
 
     def _set_aside_if_poisoned(self, job: Job, claim: Claim) -> bool:
         if self._max_failures is None:
