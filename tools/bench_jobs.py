@@ -5,7 +5,7 @@ Usage (from anywhere; the checkout's ``flowkit`` is put first on the path)::
 
     python tools/bench_jobs.py                      # starts its own Redis and ZooKeeper
     python tools/bench_jobs.py --jobs 2000 --boards redis
-    python tools/bench_jobs.py --connection postgresql+psycopg://user@host/db
+    python tools/bench_jobs.py --store postgresql      # persistence on a PostgreSQL it starts
 
 Rows:
 
@@ -14,6 +14,9 @@ Rows:
   run them all; jobs/s is the count divided by the time from the first claim
   to the board being empty. Conductors are ``flowkit conductor`` processes on
   Redis and ZooKeeper, threads on the memory board (it lives in one process).
+* CPU per job: one conductor in the bench's own process runs ``--jobs``
+  jobs; its CPU time per job does not move with the machine's load as the
+  throughput rows do (the servers' CPU is not counted).
 * take-over: 3 conductors, one job whose task waits on a gate; the holder is
   killed with SIGKILL and the time until the task starts in another conductor
   is measured, next to the claim expiry (``--expiry``; the session timeout on
@@ -54,12 +57,15 @@ TIMEOUT = 600.0
 
 
 @contextlib.contextmanager
-def servers(boards: list[str]) -> Iterator[dict[str, Any]]:
-    """Start the servers the chosen boards need (the test suite's fixtures, outside pytest)."""
+def servers(boards: list[str], store: str) -> Iterator[dict[str, Any]]:
+    """Start the servers the chosen boards and store need (the test suite's fixtures, outside pytest)."""
     from tests import services
 
     started: dict[str, Any] = {}
     try:
+        if store == "postgresql":
+            started["postgresql"] = services.PostgresServer()
+            started["postgresql"].start()
         if "redis" in boards:
             started["redis"] = services.RedisServer()
             started["redis"].start()
@@ -70,6 +76,13 @@ def servers(boards: list[str]) -> Iterator[dict[str, Any]]:
     finally:
         for server in started.values():
             server.close()
+
+
+def store_url(label: str, running: dict[str, Any], work: Path) -> str:
+    """A fresh, empty persistence store for one row: a SQLite file, or a PostgreSQL database."""
+    if "postgresql" in running:
+        return str(running["postgresql"].create_database(f"bench_{label}_{uuid.uuid4().hex[:8]}"))
+    return f"sqlite:///{work / f'{label}.db'}"
 
 
 def board_url(kind: str, running: dict[str, Any]) -> str:
@@ -116,7 +129,7 @@ def wait_for(predicate: Any, what: str, timeout: float = TIMEOUT, interval: floa
 
 def throughput(kind: str, count: int, conductors_count: int, running: dict[str, Any], work: Path) -> float:
     """Jobs per second with ``conductors_count`` conductors on a board of ``kind``."""
-    connection = f"sqlite:///{work / f'{kind}-{conductors_count}.db'}"
+    connection = store_url(f"{kind}_{conductors_count}", running, work)
     persistence = persistence_backends.fetch(connection)
     with persistence.get_connection() as conn:
         conn.upgrade()
@@ -163,9 +176,47 @@ def throughput(kind: str, count: int, conductors_count: int, running: dict[str, 
     return (count - 1) / elapsed
 
 
+def cpu_per_job(kind: str, count: int, running: dict[str, Any], work: Path) -> tuple[float, float]:
+    """CPU and wall milliseconds per job of one conductor run in this process.
+
+    CPU time is what a conductor costs whatever else runs on the machine (the
+    throughput rows move with the machine's load); it counts this process's
+    threads (the conductor and its board client), not the servers.
+    """
+    connection = store_url(f"{kind}_cpu", running, work)
+    persistence = persistence_backends.fetch(connection)
+    with persistence.get_connection() as conn:
+        conn.upgrade()
+    if kind == "memory":
+        board: Any = MemoryJobBoard("bench", persistence=persistence)
+    else:
+        board = backends.fetch("bench", board_url(kind, running), persistence=persistence)
+    board.connect()
+    post_jobs(board, persistence, count, bench_flows.one_task, {})
+    made = conductors.backends.fetch(
+        "blocking", "cpu", board, persistence=persistence, wait_timeout=0.01, claim_expiry=30.0
+    )
+
+    def stop_when_done() -> None:
+        wait_for(lambda: board.job_count == 0, "every job done", interval=0.01)
+        made.stop()
+
+    stopper = threading.Thread(target=stop_when_done)
+    try:
+        stopper.start()
+        cpu, wall = time.process_time(), time.monotonic()
+        made.run()
+        cpu, wall = time.process_time() - cpu, time.monotonic() - wall
+        stopper.join()
+    finally:
+        board.close()
+        persistence.close()
+    return cpu / count * 1000, wall / count * 1000
+
+
 def takeover(kind: str, expiry: float, running: dict[str, Any], work: Path) -> float:
     """Seconds from SIGKILL of the holder to the job's task starting in another conductor."""
-    connection = f"sqlite:///{work / f'{kind}-takeover.db'}"
+    connection = store_url(f"{kind}_takeover", running, work)
     persistence = persistence_backends.fetch(connection)
     with persistence.get_connection() as conn:
         conn.upgrade()
@@ -212,20 +263,32 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=1000, help="jobs per throughput row (default: 1000)")
     parser.add_argument("--boards", default="memory,redis,zookeeper", help="comma-separated board kinds")
     parser.add_argument(
+        "--store",
+        choices=("sqlite", "postgresql"),
+        default="sqlite",
+        help="persistence: a SQLite file per row, or a database per row on a PostgreSQL server it starts",
+    )
+    parser.add_argument(
         "--expiry", type=float, default=2.0, help="claim expiry / session timeout for take-over"
     )
     args = parser.parse_args()
     boards = [b.strip() for b in args.boards.split(",") if b.strip()]
     print(
-        f"# flowkit jobboards: {args.jobs} trivial one-task jobs, SQLite persistence, {os.cpu_count()} cores"
+        f"# flowkit jobboards: {args.jobs} trivial one-task jobs, {args.store} persistence, "
+        f"{os.cpu_count()} cores"
     )
-    with servers(boards) as running, tempfile.TemporaryDirectory(prefix="bench-jobs-") as tmp:
+    with servers(boards, args.store) as running, tempfile.TemporaryDirectory(prefix="bench-jobs-") as tmp:
         work = Path(tmp)
         print(f"{'board':<10} {'conductors':>10} {'jobs/s':>10}")
         for kind in boards:
             for count in (1, 3):
                 rate = throughput(kind, args.jobs, count, running, work)
                 print(f"{kind:<10} {count:>10} {rate:>10.0f}", flush=True)
+        print()
+        print(f"{'board':<10} {'CPU ms/job':>11} {'wall ms/job':>12}   (one conductor in this process)")
+        for kind in boards:
+            cpu, wall = cpu_per_job(kind, args.jobs, running, work)
+            print(f"{kind:<10} {cpu:>11.2f} {wall:>12.2f}", flush=True)
         print()
         print(f"{'board':<10} {'expiry s':>10} {'take-over s':>12} {'target s':>10}")
         for kind in boards:
