@@ -31,9 +31,9 @@ import enum
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from flowkit import _steering
 from flowkit import exceptions as exc
 from flowkit import flow as flows
-from flowkit._flow_codec import callable_path, import_path
 
 __all__ = ["MAX_DEPTH", "MAX_SPAWNED", "RECORD_KEY", "Collect", "Subflow", "subflow"]
 
@@ -113,6 +113,7 @@ class Subflow:
         from flowkit import _flow_codec
 
         collect = Collect(record.get("collect", Collect.LIST))
+        import_path = _flow_codec.import_path
         factory = record.get("factory")
         if isinstance(factory, str):
             try:
@@ -158,6 +159,8 @@ def subflow(
                 item=flow,
             )
         return Subflow(flow, how)
+    from flowkit._flow_codec import callable_path, import_path
+
     if isinstance(flow, str):
         factory = import_path(flow)
         name = flow
@@ -182,3 +185,6 @@ def subflow(
             item=made,
         )
     return Subflow(made, how, name, args, kwargs)
+
+
+_steering.STEERING[Subflow] = _steering.Steer.SPAWN

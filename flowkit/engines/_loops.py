@@ -20,13 +20,14 @@ import time
 from typing import TYPE_CHECKING, Any, Protocol
 
 from flowkit import exceptions as exc
+from flowkit._steering import LOOPS
 from flowkit.engines._compiler import FlowScope, Node
-from flowkit.patterns import loop_flow
 from flowkit.types.failure import Failure
 
 if TYPE_CHECKING:
     from flowkit._atom_record import AtomRecord
     from flowkit.engines._runtime import Runtime
+    from flowkit.patterns import loop_flow
 
 __all__ = ["ITERATION_KEY", "Clock", "Loops", "MonotonicClock"]
 
@@ -77,7 +78,7 @@ class Loops:
         stack = [root]
         while stack:
             scope = stack.pop()
-            if type(scope.flow) is loop_flow.Flow:
+            if type(scope.flow) in LOOPS:
                 self.present = True
                 return
             stack.extend(child for child in scope.children if type(child) is FlowScope)
@@ -99,7 +100,7 @@ class Loops:
         scope: FlowScope | None = node.scope
         nodes = self._runtime.compilation.nodes
         while scope is not None:
-            if type(scope.flow) is loop_flow.Flow:
+            if type(scope.flow) in LOOPS:
                 last = scope.children[-1]
                 found = last if isinstance(last, int) else -1
                 break
@@ -136,8 +137,7 @@ class Loops:
 
     def verdict(self, node: Node, answer: loop_flow.LoopVerdict) -> tuple[bool, Any] | None:
         """Act on ``until``'s answer: the outcome to store, or None when the body runs again."""
-        loop = node.scope.flow
-        assert type(loop) is loop_flow.Flow
+        loop: loop_flow.Flow = node.scope.flow
         current = self.iteration(node.index)
         if answer.done:
             return True, answer.value

@@ -20,16 +20,15 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
+from flowkit import _steering
 from flowkit import exceptions as exc
 from flowkit import states as st
 from flowkit._atom_record import RESULT_STATES, holds_result
 from flowkit._utils.asyncio_bridge import EventLoopThread
 from flowkit.deciders import Depth
-from flowkit.dynamic import Subflow
 from flowkit.engines import _scheduler as sch
 from flowkit.engines._compiler import RETRY, ArgPlan, Compilation, FlowScope, Node
 from flowkit.engines._loops import Clock, Loops
-from flowkit.patterns.loop_flow import LoopVerdict
 from flowkit.retry import Decision
 from flowkit.storage import AtomRecord, Storage
 from flowkit.types.failure import Failure
@@ -45,7 +44,7 @@ Call = tuple[Callable[..., Any], dict[str, Any]]
 
 #: Results that steer the run rather than being stored as they are: a spawned
 #: sub-flow (flowkit.dynamic) and a loop's until answer (loop_flow).
-_CONTROL = frozenset({Subflow, LoopVerdict})
+_CONTROL = _steering.STEERING
 #: Flow-detail metadata set once a durable run spawned a sub-flow (resume looks for spawns).
 SPAWNED_FLOW_KEY = "dynamic"
 
@@ -441,7 +440,7 @@ class Runtime:
 
     def _steer(self, node: Node, value: Any) -> tuple[bool, Any] | None:
         """Act on a spawned sub-flow or a loop's answer; the outcome to store (None: handled)."""
-        if type(value) is LoopVerdict:
+        if _CONTROL[type(value)] == _steering.Steer.LOOP:
             return self.loops.verdict(node, value)
         if self.scheduler.reverting(node.index):
             return True, None  # the flow is being reverted: nothing spawned would run

@@ -36,6 +36,7 @@ from flowkit import _flow_codec, dynamic
 from flowkit import exceptions as exc
 from flowkit import states as st
 from flowkit._atom_record import holds_result
+from flowkit._utils.gc_pause import gc_paused
 from flowkit.atom import _OneName
 from flowkit.engines._compiler import (
     RETRY,
@@ -135,7 +136,10 @@ class Spawns:
         old = self.splices.get(node.index)
         if old is not None:
             self._detach(old)
-        splice = self._splice(node, sub.flow, depth, sub.collect, fresh=True)
+        # As when a flow is loaded: thousands of nodes and records are made at
+        # once, and none of them is garbage.
+        with gc_paused():
+            splice = self._splice(node, sub.flow, depth, sub.collect, fresh=True)
         record = runtime.records[node.index]
         assert record is not None
         record.meta[META_KEY] = meta
@@ -159,7 +163,8 @@ class Spawns:
                 continue
             flow = _rebuild(node.name, spawned)
             collect = dynamic.Collect(spawned.get("collect", dynamic.Collect.LIST))
-            self._splice(node, flow, int(spawned.get("depth", 1)), collect, fresh=False)
+            with gc_paused():
+                self._splice(node, flow, int(spawned.get("depth", 1)), collect, fresh=False)
 
     def _splice(
         self, spawner: Node, flow: Any, depth: int, collect: dynamic.Collect, *, fresh: bool
@@ -397,8 +402,8 @@ def _renumber(
     for node in sub.nodes:
         local = node.index
         node.index = local + offset
-        node.succ = tuple(s + offset for s in node.succ)
-        node.pred = tuple(p + offset for p in node.pred)
+        node.succ = tuple([s + offset for s in node.succ])
+        node.pred = tuple([p + offset for p in node.pred])
         node.retry = node.retry + offset if node.retry >= 0 else outer_retry
         if node.deciders:
             node.deciders = tuple(EdgeDecider(d.source + offset, d.decider, d.depth) for d in node.deciders)

@@ -29,7 +29,7 @@ import math
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from flowkit import flow, task
+from flowkit import _steering, flow, task
 from flowkit._utils import reflection
 from flowkit.flow import FlowItem
 from flowkit.patterns import linear_flow
@@ -142,3 +142,7 @@ class Flow(linear_flow.Flow):
             needed.update(item.requires.difference(available))
             available.update(item.provides)
         return frozenset(needed)
+
+
+_steering.STEERING[LoopVerdict] = _steering.Steer.LOOP
+_steering.LOOPS.add(Flow)

@@ -52,6 +52,7 @@ LAYERS: dict[str, str] = {
     "flowkit.patterns": "patterns",
     "flowkit.declarative": "patterns",
     "flowkit.dynamic": "patterns",
+    "flowkit._steering": "base",
     "flowkit._flow_codec": "patterns",
     "flowkit.persistence": "persistence",
     "flowkit.engines": "engines",
