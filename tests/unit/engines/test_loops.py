@@ -160,7 +160,7 @@ def test_an_until_reading_a_symbol_nothing_provides_fails_validation() -> None:
         engines.load(linear_flow.Flow("f").add(loop)).run()
 
 
-@pytest.mark.parametrize("kind", ["serial", "parallel"])
+@pytest.mark.parametrize("kind", ["serial", "parallel", "asyncio"])
 def test_a_delay_does_not_block_other_branches(kind: str) -> None:
     others = linear_flow.Flow("others").add(*[Side(f"side-{i}") for i in range(4)])
     flow = unordered_flow.Flow("u").add(_poll_loop(delay=10.0), others)
