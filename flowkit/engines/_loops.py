@@ -75,6 +75,8 @@ class Loops:
 
     def scan(self, root: FlowScope) -> None:
         """Note whether the scopes under ``root`` hold a loop."""
+        if not LOOPS or self.present:
+            return  # no loop flow was ever made (or one is known already)
         stack = [root]
         while stack:
             scope = stack.pop()

@@ -354,3 +354,43 @@ def test_a_durable_spawn_of_an_atom_that_cannot_be_described_says_to_use_a_facto
             engine.run()
     finally:
         backend.close()
+
+
+def test_a_spawned_flow_with_its_own_retry_retries_inside_the_sub_flow() -> None:
+    attempts = {"flaky": 0}
+
+    class Flaky(task.Task):
+        def execute(self) -> str:
+            attempts["flaky"] += 1
+            if attempts["flaky"] < 3:
+                raise ValueError("not yet")
+            return "ok"
+
+    class Spawns(task.Task):
+        default_provides = "got"
+
+        def execute(self) -> Any:
+            return dynamic.subflow(
+                linear_flow.Flow("s", retry=Times(5)).add(
+                    Child(name="steady", inject={"value": 1}), Flaky("flaky")
+                )
+            )
+
+    engine = engines.load(linear_flow.Flow("f").add(Spawns("sp")))
+    engine.run()
+    assert engine.storage.fetch("got") == [10, "ok"]
+    assert attempts["flaky"] == 3
+    # The retry's scope is the sub-flow: its atoms run again, the spawner does not.
+    assert EVENTS == [("execute", "steady"), ("revert", "steady")] * 2 + [("execute", "steady")]
+
+
+def test_a_decider_in_a_spawned_graph_flow_can_skip_a_child() -> None:
+    class Spawns(task.Task):
+        def execute(self) -> Any:
+            a, b = Child(name="da", inject={"value": 1}), Child(name="db", inject={"value": 2})
+            return dynamic.subflow(graph_flow.Flow("g").add(a, b).link(a, b, decider=lambda history: False))
+
+    engine = engines.load(linear_flow.Flow("f").add(Spawns("sp")))
+    engine.run()
+    assert engine.storage.get_atom_state("db") == st.IGNORE
+    assert engine.storage.get("sp") == [10, None]
