@@ -3,7 +3,8 @@
 Generated DAGs of tasks whose inputs are constants and whole references, with
 ``after:`` links and sometimes a failing task: the spec's flow and the
 hand-built one give the same results, the same state sequence for every atom
-and the same flow states, on the serial, parallel and asyncio engines.
+and the same flow states, on the serial, parallel and asyncio engines, and on
+the worker-based engine with a Python worker over a real Redis.
 
 Failing flows are compared on the serial engine only: on a concurrent engine an
 atom independent of the failing one may or may not have started when the
@@ -64,8 +65,8 @@ def by_hand(spec: dict[str, Any]) -> graph_flow.Flow:
     return flow
 
 
-def run(flow: graph_flow.Flow, kind: str) -> tuple[Any, ...]:
-    engine = engines.load(flow, engine=kind)
+def run(flow: graph_flow.Flow, kind: str, **options: Any) -> tuple[Any, ...]:
+    engine = engines.load(flow, engine=kind, **options)
     atom_states: dict[str, list[str]] = {}
     flow_states: list[str] = []
     engine.atom_notifier.register(
@@ -91,3 +92,38 @@ def test_spec_and_hand_built_flow_run_alike_on_the_serial_engine(spec: dict[str,
 @given(spec=dags(may_fail=False))
 def test_spec_and_hand_built_flow_run_alike_on_concurrent_engines(kind: str, spec: dict[str, Any]) -> None:
     assert run(declarative.load_flow(spec), kind) == run(by_hand(spec), kind)
+
+
+@pytest.fixture(scope="module")
+def worker_topic(redis_url: str) -> Any:
+    """A Python worker in this process serving the generated flows' task, on a topic of its own."""
+    pytest.importorskip("redis")
+    import uuid
+
+    from flowkit.engines.worker_based.worker import Worker
+
+    topic = f"spec-{uuid.uuid4().hex[:8]}"
+    worker = Worker(redis_url, topic, [STEP], heartbeat=0.2, visibility_timeout=2.0, grace=1.0)
+    worker.start()
+    try:
+        yield redis_url, topic
+    finally:
+        worker.stop(grace=0.5)
+        assert worker.wait(10)
+
+
+@pytest.mark.timeout(300)
+@settings(
+    max_examples=15,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(spec=dags(may_fail=False))
+def test_spec_and_hand_built_flow_run_alike_on_the_worker_based_engine(
+    worker_topic: tuple[str, str], spec: dict[str, Any]
+) -> None:
+    url, topic = worker_topic
+    options = {"url": url, "topics": [topic], "transition_timeout": 30.0}
+    assert run(declarative.load_flow(spec), "worker-based", **options) == run(
+        by_hand(spec), "worker-based", **options
+    )
