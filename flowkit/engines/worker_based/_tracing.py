@@ -20,6 +20,7 @@ beyond a dictionary lookup.
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
@@ -49,7 +50,9 @@ def valid_traceparent(value: Any) -> str | None:
     return None
 
 
+@functools.cache
 def _otel() -> Any:
+    """OpenTelemetry's trace API and W3C propagator, or None when it is not installed (asked once)."""
     try:
         from opentelemetry import trace
         from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
