@@ -9,10 +9,9 @@ object (not the bound method, which is new for every instance).
 from __future__ import annotations
 
 import functools
-import inspect
+import types
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = [
     "CallableArgs",
@@ -26,16 +25,12 @@ __all__ = [
 ]
 
 _BUILTIN_MODULES = frozenset(["builtins", "__builtin__", "__builtins__", "exceptions"])
-_NAMED_KINDS = (
-    inspect.Parameter.POSITIONAL_ONLY,
-    inspect.Parameter.POSITIONAL_OR_KEYWORD,
-    inspect.Parameter.KEYWORD_ONLY,
-)
-_POSITIONAL_KINDS = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+# Code object flags (see the inspect module's CO_* constants).
+_CO_VARARGS = 0x04
+_CO_VARKEYWORDS = 0x08
 
 
-@dataclass(frozen=True, slots=True)
-class CallableArgs:
+class CallableArgs(NamedTuple):
     """The named arguments of a callable, as an atom needs to know them.
 
     Attributes:
@@ -68,9 +63,9 @@ def get_class_name(obj: Any, fully_qualified: bool = True, truncate_builtins: bo
     Raises:
         TypeError: for a plain function, which has no class.
     """
-    if inspect.isfunction(obj):
+    if isinstance(obj, types.FunctionType):
         raise TypeError(f"cannot get a class name from the function {obj!r}")
-    if inspect.ismethod(obj):
+    if isinstance(obj, types.MethodType):
         obj = obj.__self__
     cls = obj if isinstance(obj, type) else type(obj)
     module = getattr(cls, "__module__", None)
@@ -85,14 +80,14 @@ def get_callable_name(function: Callable[..., Any]) -> str:
     Bound methods are named after the class of the object they are bound to;
     other callable objects after their class.
     """
-    owner = getattr(function, "__self__", None) if inspect.ismethod(function) else None
+    owner = getattr(function, "__self__", None) if isinstance(function, types.MethodType) else None
     if owner is not None:
         owner_cls = owner if isinstance(owner, type) else type(owner)
         qualname = getattr(function, "__qualname__", None)
         if qualname is None:
             return f"{owner_cls.__module__}.{owner_cls.__name__}.{function.__name__}"
         return f"{owner_cls.__module__}.{qualname}"
-    if inspect.isfunction(function) or inspect.ismethod(function):
+    if isinstance(function, (types.FunctionType, types.MethodType)):
         qualname = getattr(function, "__qualname__", function.__name__)
         return f"{function.__module__}.{qualname}"
     cls = function if isinstance(function, type) else type(function)
@@ -101,15 +96,61 @@ def get_callable_name(function: Callable[..., Any]) -> str:
 
 @functools.lru_cache(maxsize=4096)
 def _inspect(target: Callable[..., Any], drop_first: bool) -> CallableArgs:
-    params = list(inspect.signature(target).parameters.values())
-    if drop_first and params and params[0].kind in _POSITIONAL_KINDS:
-        params = params[1:]
-    named = [p for p in params if p.kind in _NAMED_KINDS]
+    if (
+        type(target) is types.FunctionType
+        and not hasattr(target, "__wrapped__")
+        and not hasattr(target, "__signature__")
+    ):
+        return _from_code(target, drop_first)
+    return _from_signature(target, drop_first)
+
+
+def _from_code(function: types.FunctionType, drop_first: bool) -> CallableArgs:
+    """Read a plain function's arguments from its code object.
+
+    What :func:`inspect.signature` would say, without importing :mod:`inspect`
+    (with :mod:`ast` and :mod:`dis`, a few milliseconds every process would pay
+    for its first task). Decorated functions (``__wrapped__``) and functions with
+    a ``__signature__`` go through :func:`_from_signature`.
+    """
+    code = function.__code__
+    positional = code.co_varnames[: code.co_argcount]
+    keyword_only = code.co_varnames[code.co_argcount : code.co_argcount + code.co_kwonlyargcount]
+    posonly_count = code.co_posonlyargcount
+    defaulted = len(function.__defaults__ or ())
+    first_default = len(positional) - defaulted
+    if drop_first and positional:
+        positional = positional[1:]
+        posonly_count = max(posonly_count - 1, 0)
+        first_default -= 1
+    kw_defaults = function.__kwdefaults__ or {}
+    required = positional[: max(first_default, 0)] + tuple(n for n in keyword_only if n not in kw_defaults)
     return CallableArgs(
-        required=tuple(p.name for p in named if p.default is inspect.Parameter.empty),
+        required=required,
+        all=positional + keyword_only,
+        accepts_kwargs=bool(code.co_flags & _CO_VARKEYWORDS),
+        positional_only=positional[:posonly_count],
+    )
+
+
+def _from_signature(target: Callable[..., Any], drop_first: bool) -> CallableArgs:
+    """Read any callable's arguments with :func:`inspect.signature`."""
+    import inspect
+
+    kinds = inspect.Parameter
+    params = list(inspect.signature(target).parameters.values())
+    if drop_first and params and params[0].kind in (kinds.POSITIONAL_ONLY, kinds.POSITIONAL_OR_KEYWORD):
+        params = params[1:]
+    named = [
+        p
+        for p in params
+        if p.kind in (kinds.POSITIONAL_ONLY, kinds.POSITIONAL_OR_KEYWORD, kinds.KEYWORD_ONLY)
+    ]
+    return CallableArgs(
+        required=tuple(p.name for p in named if p.default is kinds.empty),
         all=tuple(p.name for p in named),
-        accepts_kwargs=any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params),
-        positional_only=tuple(p.name for p in named if p.kind is inspect.Parameter.POSITIONAL_ONLY),
+        accepts_kwargs=any(p.kind is kinds.VAR_KEYWORD for p in params),
+        positional_only=tuple(p.name for p in named if p.kind is kinds.POSITIONAL_ONLY),
     )
 
 

@@ -17,8 +17,7 @@ import logging
 import threading
 import types
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from flowkit import _steering
 from flowkit import exceptions as exc
@@ -636,8 +635,7 @@ class Runtime:
 _REVERT_INTENTIONS = frozenset({st.REVERT, st.RETRY})
 
 
-@dataclass(frozen=True, slots=True)
-class RevertCause:
+class RevertCause(NamedTuple):
     """Why an atom is being reverted (or was reset to run again): the failure resolved.
 
     Attributes:

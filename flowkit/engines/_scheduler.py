@@ -25,8 +25,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from flowkit import states as st
 from flowkit.deciders import Depth
@@ -49,8 +48,7 @@ _TO_REVERT_STATES = frozenset({st.SUCCESS, st.FAILURE, st.REVERTING})
 _REVERT_INTENTIONS = frozenset({st.REVERT, st.RETRY})
 
 
-@dataclass(frozen=True, slots=True)
-class Resolution:
+class Resolution(NamedTuple):
     """How the scheduler resolved one failure: the cause of the reverts it ordered.
 
     Attributes:

@@ -27,9 +27,8 @@ from __future__ import annotations
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from types import MappingProxyType, TracebackType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 from flowkit import exceptions as exc
 from flowkit.persistence.models import AtomDetail, FlowDetail, LogBook
@@ -37,8 +36,7 @@ from flowkit.persistence.models import AtomDetail, FlowDetail, LogBook
 __all__ = ["Backend", "Connection", "FenceRefused", "WriteFence", "encode_json"]
 
 
-@dataclass(frozen=True)
-class WriteFence:
+class WriteFence(NamedTuple):
     """Who alone may write a flow detail's progress: one claim of one job.
 
     Tokens are compared only between fences of the same ``holder`` (a job's
