@@ -23,7 +23,9 @@ over the progress of the conductor that took the job over:
    claim even when nobody took the job over. With store fences this is a
    second line, not the safety, and costs no round trip while the board knows
    the claim holds without asking (:meth:`~flowkit.jobs.base.JobBoard.holds_locally`:
-   the Redis board, within half an expiry of claiming or renewing it).
+   the Redis board within half an expiry of claiming or renewing it, the
+   ZooKeeper board within a second of claiming or confirming it in the same
+   session).
 
 Backends without write fences (memory, directory, ZooKeeper persistence) get
 the board check before every write, one round trip each. What that cannot
@@ -92,8 +94,8 @@ class ClaimFence:
     def check_cheaply(self) -> None:
         """Like :meth:`check`, but no round trip when the board knows the claim holds.
 
-        (:meth:`~flowkit.jobs.base.JobBoard.holds_locally`: a Redis board
-        that renewed the claim less than half its expiry ago.)
+        (:meth:`~flowkit.jobs.base.JobBoard.holds_locally`: a board that
+        made or confirmed the claim so recently that it cannot have lapsed.)
         """
         if self.lost is None and self.board.holds_locally(self.job, self.claim):
             return

@@ -536,9 +536,9 @@ class JobBoard(ABC):
         """Whether this board object knows, without asking its server, that ``claim`` holds ``job``.
 
         ``True`` only when this board made or renewed the claim recently
-        enough that it cannot have expired yet (the Redis board, for claims
-        it keeps alive); ``False`` means "ask" (:meth:`check_claim`), never
-        "lost".
+        enough that it cannot have lapsed yet (the Redis and ZooKeeper
+        boards, for claims they made); ``False`` means "ask"
+        (:meth:`check_claim`), never "lost".
         """
         return False
 

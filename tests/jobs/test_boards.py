@@ -106,6 +106,29 @@ def test_redis_board_vouches_locally_only_for_claims_it_recently_made_or_renewed
     assert not memory.holds_locally(job, memory.claim(job, "a")), "the memory board asks: it costs nothing"
 
 
+def test_zookeeper_board_vouches_locally_only_within_its_session_and_lease(
+    request: pytest.FixtureRequest,
+) -> None:
+    services.require_module("kazoo", "kazoo")
+    conf = board_conf("zookeeper", request)
+    with backends.backend("h", conf) as holder, backends.backend("o", conf) as other:
+        job = holder.post("j")
+        claim = holder.claim(job, "a")
+        assert holder.holds_locally(job, claim)
+        [seen] = list(other.iterjobs())
+        assert not other.holds_locally(seen, claim), "a board vouched for a claim it never made"
+        assert not holder.holds_locally(job, base.Claim("a", claim.token + 1))
+        lease = holder._leases[job.uuid]  # type: ignore[attr-defined]
+        holder._leases[job.uuid] = type(lease)(lease.token, lease.session, lease.sent_at - 1.01)  # type: ignore[attr-defined]
+        assert not holder.holds_locally(job, claim), "a confirmation older than the lease was trusted"
+        holder.check_claim(job, claim)  # asking the server renews the lease
+        assert holder.holds_locally(job, claim)
+        holder._leases[job.uuid] = type(lease)(lease.token, ("another", b"session"), lease.sent_at)  # type: ignore[attr-defined]
+        assert not holder.holds_locally(job, claim), "a claim of another session was trusted"
+        holder.consume(job, "a", claim=claim)
+        assert not holder.holds_locally(job, claim)
+
+
 def _write_stray_document(kind: str, board: Any, raw: bytes) -> None:
     if kind == "redis":
         board._redis().hset(board._listings, "not-a-job", raw)

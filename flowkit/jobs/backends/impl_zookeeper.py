@@ -34,6 +34,7 @@ import time
 import uuid as uuidlib
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -71,6 +72,18 @@ DEFAULT_TIMEOUT = 10.0
 _PREFIX = "job"
 _LOCK = ".lock"
 _ATTEMPTS = ".attempts"
+#: Seconds at most that a confirmation of a claim is trusted without asking again (see
+#: ``holds_locally``): under the shortest session timeout a server is likely to grant.
+LEASE_CAP = 1.0
+
+
+@dataclass(frozen=True)
+class _Lease:
+    """What this board knows of a claim it made: in which session, confirmed when."""
+
+    token: int
+    session: Any
+    sent_at: float
 
 
 class ZkJob(BoardJob):
@@ -138,6 +151,9 @@ class ZookeeperJobBoard(NotifyingJobBoard):
         # Job nodes seen by the children watch, with the job read when it appeared.
         self._known: dict[str, ZkJob | None] = {}
         self._known_lock = threading.Lock()
+        # Claims this board made, by job uuid (``holds_locally``).
+        self._leases: dict[str, _Lease] = {}
+        self._leases_lock = threading.Lock()
 
     @property
     def where(self) -> str:
@@ -184,6 +200,8 @@ class ZookeeperJobBoard(NotifyingJobBoard):
         self._client.ChildrenWatch(self._path, self._on_children)
 
     def close(self) -> None:
+        with self._leases_lock:
+            self._leases.clear()
         if self._client is not None and self._own_client:
             self._client.stop()
             self._client.close()
@@ -306,13 +324,40 @@ class ZookeeperJobBoard(NotifyingJobBoard):
     def current_claim(self, job: Job) -> Claim | None:
         from kazoo.exceptions import NoNodeError
 
+        sent_at = time.monotonic()
         with _translated(f"read the claim of job {job.uuid}", self.where):
             try:
                 raw, _ = self._zk().get(_path_of(job) + _LOCK)
             except NoNodeError:
                 return None
         data = json.loads(raw)
-        return Claim(str(data["owner"]), int(data["token"]))
+        claim = Claim(str(data["owner"]), int(data["token"]))
+        with self._leases_lock:
+            lease = self._leases.get(job.uuid)
+            if lease is not None and lease.token == claim.token:
+                self._leases[job.uuid] = _Lease(lease.token, lease.session, sent_at)
+        return claim
+
+    def holds_locally(self, job: Job, claim: Claim) -> bool:
+        """True for a claim this board made, in its current session, confirmed less than a while ago.
+
+        The claim lives as long as the session that made it, and the server
+        does not expire a session sooner than its timeout after the last
+        request it answered: a confirmation sent at ``t`` holds until
+        ``t + timeout``. Half the session timeout, never more than
+        :data:`LEASE_CAP` seconds, is trusted (the server may have granted a
+        shorter session timeout than the board asked for).
+        """
+        from kazoo.protocol.states import KazooState  # type: ignore[import-untyped]
+
+        with self._leases_lock:
+            lease = self._leases.get(job.uuid)
+        client = self._client
+        if lease is None or client is None or lease.token != claim.token:
+            return False
+        if client.state != KazooState.CONNECTED or client.client_id != lease.session:
+            return False
+        return time.monotonic() < lease.sent_at + min(self._timeout / 2, LEASE_CAP)
 
     def find_owner(self, job: Job) -> str | None:
         claim = self.current_claim(job)
@@ -401,9 +446,12 @@ class ZookeeperJobBoard(NotifyingJobBoard):
                     txn.create(path + _ATTEMPTS, body)
                 else:
                     txn.set_data(path + _ATTEMPTS, body, version=version)
+                session, sent_at = zk.client_id, time.monotonic()
                 results = txn.commit()
                 failures = [r for r in results if isinstance(r, Exception)]
                 if not failures:
+                    with self._leases_lock:
+                        self._leases[job.uuid] = _Lease(token, session, sent_at)
                     return claim
                 if any(isinstance(r, NodeExistsError) for r in results[1:2]):
                     owner = self.find_owner(job)
@@ -420,6 +468,8 @@ class ZookeeperJobBoard(NotifyingJobBoard):
 
         path = _path_of(job)
         zk = self._zk()
+        with self._leases_lock:
+            self._leases.pop(job.uuid, None)
         with _translated(f"{action} job {job.uuid}", self.where):
             for _ in range(10):
                 # The job, its claim and its attempts, read in one round trip.
