@@ -74,10 +74,12 @@ class Cause:
             out["event"] = self.event
         if self.atoms:
             out["atoms"] = list(self.atoms)
-        for key in ("failure", "retry", "decision"):
-            value = getattr(self, key)
-            if value is not None:
-                out[key] = value
+        if self.failure is not None:
+            out["failure"] = self.failure
+        if self.retry is not None:
+            out["retry"] = self.retry
+        if self.decision is not None:
+            out["decision"] = self.decision
         return out
 
     @classmethod

@@ -61,6 +61,23 @@ _DONE = frozenset({st.SUCCESS, st.IGNORE})
 
 Clock = Callable[[], float]
 
+#: A cause as stored (what :meth:`Cause.to_dict` gives), made directly on the two
+#: paths every atom takes (it became ready, its call returned): making a frozen
+#: Cause first cost more there than the rest of recording the event.
+CauseRecord = dict[str, Any]
+
+
+def _plain(
+    kind: CauseKind, text: str, event: int | None = None, atoms: list[str] | None = None
+) -> CauseRecord:
+    """``Cause(kind, text, event=event, atoms=atoms).to_dict()``, without the Cause."""
+    out: CauseRecord = {"kind": kind.value, "text": text}
+    if event is not None:
+        out["event"] = event
+    if atoms:
+        out["atoms"] = list(atoms)
+    return out
+
 
 #: Marks the details of a restart the listener records on the engine's behalf.
 _INFERRED = "inferred_restart"
@@ -145,7 +162,9 @@ class EventLogListener(base.Listener):
 
     # -- recording ----------------------------------------------------------------
 
-    def _record(self, kind: str, name: str, old: str | None, state: str, attempt: int, cause: Cause) -> int:
+    def _record(
+        self, kind: str, name: str, old: str | None, state: str, attempt: int, cause: Cause | CauseRecord
+    ) -> int:
         self._seq += 1
         data: dict[str, Any] = {
             "seq": self._seq,
@@ -154,7 +173,7 @@ class EventLogListener(base.Listener):
             "old": old,
             "state": state,
             "attempt": attempt,
-            "cause": cause.to_dict(),
+            "cause": cause.to_dict() if isinstance(cause, Cause) else cause,
         }
         storage = self._engine.storage
         if kind == "flow":
@@ -231,13 +250,15 @@ class EventLogListener(base.Listener):
 
     # -- inferring causes ---------------------------------------------------------
 
-    def _cause(self, name: str, old: str | None, state: str, details: base.Details, attempt: int) -> Cause:
+    def _cause(
+        self, name: str, old: str | None, state: str, details: base.Details, attempt: int
+    ) -> Cause | CauseRecord:
         if state == st.RUNNING:
             return self._running_cause(name, attempt, bool(details.get(_INFERRED)))
         if state in (st.SUCCESS, st.REVERTED):
             what = "execute" if state == st.SUCCESS else "revert"
             # Linked to the atom's start, so a chain of causes walks on from there.
-            return Cause(CauseKind.RETURNED, f"{what} returned", event=self._last.get(name))
+            return _plain(CauseKind.RETURNED, f"{what} returned", self._last.get(name))
         if state in (st.FAILURE, st.REVERT_FAILURE):
             what = "execute" if state == st.FAILURE else "revert"
             kind, words = failure_words(details.get("result"))
@@ -268,7 +289,7 @@ class EventLogListener(base.Listener):
             return Cause(CauseKind.DECIDER, "a decider on a link into it returned False")
         return Cause(CauseKind.ENGINE, f"moved to {state}")
 
-    def _running_cause(self, name: str, attempt: int, inferred: bool) -> Cause:
+    def _running_cause(self, name: str, attempt: int, inferred: bool) -> Cause | CauseRecord:
         if name in self._in_doubt:
             self._in_doubt.discard(name)
             note = _UNANNOUNCED if inferred else ""
@@ -276,11 +297,12 @@ class EventLogListener(base.Listener):
                 CauseKind.RESUMED,
                 f"it was RUNNING when run {self._run - 1} stopped: run again (in doubt){note}",
             )
-        retried = self._retried.pop(name, None)
-        node = self._graph.nodes().get(name)
-        if retried is None and node is not None and isinstance(node.atom, Retry) and attempt > 1:
-            # A retry runs again only because it chose RETRY.
-            retried = self._failure_cause(name, "runs again", decided=(name, "RETRY"))
+        retried = self._retried.pop(name, None) if self._retried else None
+        if retried is None and attempt > 1:
+            node = self._graph.nodes().get(name)
+            if node is not None and isinstance(node.atom, Retry):
+                # A retry runs again only because it chose RETRY.
+                retried = self._failure_cause(name, "runs again", decided=(name, "RETRY"))
         if retried is not None:
             return Cause(
                 CauseKind.RETRY,
@@ -294,10 +316,10 @@ class EventLogListener(base.Listener):
         preds = self._graph.predecessors(name)
         done = [(self._done[p], p) for p in preds if p in self._done]
         if not preds:
-            return Cause(CauseKind.READY, "it is first in its flow")
+            return _plain(CauseKind.READY, "it is first in its flow")
         last_seq = max(done)[0] if done else None
         names = ", ".join(f"'{p}'" for p in preds)
-        return Cause(CauseKind.READY, f"{names} completed", event=last_seq, atoms=tuple(preds))
+        return _plain(CauseKind.READY, f"{names} completed", last_seq, preds)
 
     def _told(self, name: str) -> Any:
         """The engine's own account of why ``name`` reverts or resets, if it gives one."""
