@@ -40,6 +40,41 @@ class FanOut(base.Work):
         return dynamic.subflow(unordered_flow.Flow("fan").add(*children))
 
 
+class SubFan(base.Work):
+    """A spawned spawner: spawns two Work tasks of its own (nested spawning)."""
+
+    def execute(self, value: int, other: int = 0) -> Any:
+        base.kill_point()
+        base.log(f"execute start {self.name}")
+        base.kill_point()
+        base.log(f"execute done {self.name}")
+        children = [Work(name=f"{self.name}.{i}", inject={"value": value + i}) for i in range(2)]
+        return dynamic.subflow(linear_flow.Flow(f"{self.name}-fan").add(*children))
+
+
+class NestedFanOut(base.Work):
+    """Spawns three SubFan spawners (unordered)."""
+
+    def execute(self, value: int, other: int = 0) -> Any:
+        base.kill_point()
+        base.log(f"execute start {self.name}")
+        base.kill_point()
+        base.log(f"execute done {self.name}")
+        spawners = [SubFan(name=f"s{i}", inject={"value": i}) for i in range(3)]
+        return dynamic.subflow(unordered_flow.Flow("subfans").add(*spawners))
+
+
+class Count(base.Work):
+    """Reads any result (a nested list here) and returns its length."""
+
+    def execute(self, value: Any, other: int = 0) -> int:
+        base.kill_point()
+        base.log(f"execute start {self.name}")
+        base.kill_point()
+        base.log(f"execute done {self.name}")
+        return len(value)
+
+
 class Total(base.Work):
     """Reads the fan-out's list of results."""
 
@@ -76,6 +111,27 @@ def fanout_ok() -> linear_flow.Flow:
 
 def fanout_fails() -> linear_flow.Flow:
     return fanout_ok().add(Fails("boom", rebind={"value": "v0"}))
+
+
+def nested_ok() -> linear_flow.Flow:
+    """A spawner whose spawned tasks spawn in turn."""
+    return linear_flow.Flow("nested-ok").add(
+        Work("t0", provides="v0"),
+        NestedFanOut("fan", provides="fanned", rebind={"value": "v0"}),
+        Count("total", rebind={"value": "fanned"}),
+    )
+
+
+def loop_spawn_ok() -> linear_flow.Flow:
+    """A loop whose body spawns a fan-out afresh in each iteration."""
+    body = loop_flow.Flow(
+        "poll-loop",
+        Poll("poll", provides="polled"),
+        FanOut("fan", provides="fanned", rebind={"value": "polled"}),
+        until=lambda polled: polled >= 2,
+        max_iterations=4,
+    )
+    return linear_flow.Flow("loop-spawn-ok").add(body, Count("total", rebind={"value": "fanned"}))
 
 
 def loop_ok() -> linear_flow.Flow:

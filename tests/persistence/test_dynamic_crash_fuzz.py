@@ -1,7 +1,9 @@
 """Crash fuzzing of dynamic runs: SIGKILL a spawned fan-out or a loop at random points, resume, check.
 
 Like ``test_crash_fuzz.py`` (same kill points, same child protocol; the
-flows are in ``_dynamic_fuzz_child.py``), on SQLite and PostgreSQL. After
+flows are in ``_dynamic_fuzz_child.py``: a fan-out, one reverted by a late
+failure, a nested fan-out whose spawned tasks spawn, loops that end or are
+exhausted, a loop that spawns in each iteration), on SQLite and PostgreSQL. After
 the run ends it checks:
 
 - the final flow and atom states are those of an uninterrupted run (every
@@ -53,11 +55,21 @@ EXPECTED: dict[str, tuple[str, dict[str, str]]] = {
         dict.fromkeys(["t0", "poll", "step", "poll-loop^until"], states.REVERTED),
     ),
 }
+_NESTED = (
+    ["t0", "fan", "total"] + [f"s{i}" for i in range(3)] + [f"s{i}.{j}" for i in range(3) for j in range(2)]
+)
+EXPECTED["nested_ok"] = (states.SUCCESS, dict.fromkeys(_NESTED, states.SUCCESS))
+EXPECTED["loop_spawn_ok"] = (
+    states.SUCCESS,
+    dict.fromkeys(["poll", "fan", "poll-loop^until", "total", *_CHILDREN], states.SUCCESS),
+)
 CASES = [
     ("parallel", "fanout_ok"),
     ("serial", "fanout_fails"),
+    ("parallel", "nested_ok"),
     ("serial", "loop_ok"),
     ("parallel", "loop_fails"),
+    ("serial", "loop_spawn_ok"),
 ]
 
 
@@ -128,7 +140,7 @@ def test_a_dynamic_run_killed_at_random_points_resumes_to_the_uninterrupted_outc
         assert flow_state == want_flow
         assert {name: state for name, (state, _it) in atoms.items()} == want_atoms
         _check_no_success_reruns(calls, kills)
-        if flow.startswith("fanout"):
+        if flow.startswith(("fanout", "nested")):
             _check_only_in_flight_rerun(calls, kills)
         if want_flow == states.REVERTED:
             _check_reverts(calls, kills)
