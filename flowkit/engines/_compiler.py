@@ -681,17 +681,21 @@ class _Resolver:
         optional = optional if isinstance(optional, frozenset) else frozenset(optional)
         nodes = self._nodes
         find = self.find
-        # The common case, answered inline: an atom in a linear flow reading what an
-        # earlier sibling atom provides (what find() would conclude, four calls deep).
+        # The common cases, answered inline: an atom reading what its only provider
+        # among its siblings gives, placed before it in a linear flow or linked
+        # straight to it in a graph flow (what find() would conclude, four calls deep).
         scope = node.scope
-        linear = scope.mode == _LINEAR and node.kind != RETRY and self._skip is _never
+        mode = scope.mode
+        inline = mode != _UNORDERED and node.kind != RETRY and self._skip is _never
+        linked = scope.preds_of.get(node.pos, ()) if mode == _GRAPH else ()
+        linear = mode == _LINEAR
         providers, children, pos = scope.providers, scope.children, node.pos
         plans = []
         for arg, symbol in rebind.items():
             provider = -1
-            if linear:
+            if inline:
                 found_at = providers.get(symbol)
-                if type(found_at) is int and found_at < pos:
+                if type(found_at) is int and found_at < pos and (linear or found_at in linked):
                     child = children[found_at]
                     if type(child) is int and symbol in nodes[child].atom.save_as:  # type: ignore[union-attr]
                         provider = child

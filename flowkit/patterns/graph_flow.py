@@ -141,8 +141,16 @@ class Flow(flow.Flow):
         provided_now: dict[str, list[FlowItem]],
         waiting: dict[str, list[FlowItem]],
     ) -> None:
-        for value in sorted(node.requires.difference(from_retry)):
-            providers = self._providers_of(value) + provided_now.get(value, [])
+        requires = node.requires
+        own, subflows = self._providers, self._subflows
+        for value in sorted(requires.difference(from_retry) if from_retry else requires):
+            now = provided_now.get(value)
+            if subflows:
+                providers = self._providers_of(value) + (now or [])
+            else:
+                # Atoms only (the usual flow): the index answers without copying.
+                found = own.get(value)
+                providers = (found + now if now else found) if found else (now or [])
             if len(providers) > 1:
                 names = sorted(provider.name for provider in providers)
                 raise exc.AmbiguousDependency(
