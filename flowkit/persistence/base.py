@@ -39,13 +39,10 @@ __all__ = ["Backend", "Connection", "FenceRefused", "WriteFence", "encode_json"]
 class WriteFence(NamedTuple):
     """Who alone may write a flow detail's progress: one claim of one job.
 
+    ``holder`` is the job's uuid and ``token`` the claim's fencing token.
     Tokens are compared only between fences of the same ``holder`` (a job's
     claims carry growing tokens; two jobs' tokens say nothing about each
     other).
-
-    Attributes:
-        holder: the job's uuid.
-        token: the claim's fencing token.
     """
 
     holder: str
