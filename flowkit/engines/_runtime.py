@@ -440,7 +440,15 @@ class Runtime:
     def _steer(self, node: Node, value: Any) -> tuple[bool, Any] | None:
         """Act on a spawned sub-flow or a loop's answer; the outcome to store (None: handled)."""
         if _CONTROL[type(value)] == _steering.Steer.LOOP:
-            return self.loops.verdict(node, value)
+            scope = node.scope
+            if type(scope.flow) in _steering.LOOPS and scope.children[-1] == node.index:
+                return self.loops.verdict(node, value)
+            return True, value  # not a loop's until: an ordinary value
+        if node.kind == RETRY:
+            error = exc.InvalidFlowItem(
+                f"retry '{node.name}' returned dynamic.subflow(); only tasks may spawn sub-flows", item=value
+            )
+            return False, Failure.from_exception(error)
         if self.scheduler.reverting(node.index):
             return True, None  # the flow is being reverted: nothing spawned would run
         try:

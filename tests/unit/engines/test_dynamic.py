@@ -394,3 +394,13 @@ def test_a_decider_in_a_spawned_graph_flow_can_skip_a_child() -> None:
     engine.run()
     assert engine.storage.get_atom_state("db") == st.IGNORE
     assert engine.storage.get("sp") == [10, None]
+
+
+def test_a_retry_cannot_spawn() -> None:
+    class Spawning(Times):
+        def execute(self, history: Any, *args: Any, **kwargs: Any) -> Any:
+            return dynamic.subflow(linear_flow.Flow("s"))
+
+    flow = linear_flow.Flow("f", retry=Spawning(2, name="r")).add(Child(name="c", inject={"value": 1}))
+    with pytest.raises(exc.InvalidFlowItem, match="only tasks may spawn"):
+        engines.load(flow).run()

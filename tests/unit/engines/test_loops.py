@@ -254,3 +254,15 @@ def test_a_loop_in_a_loop_starts_over_in_each_outer_iteration() -> None:
     assert records["outer"].meta["iteration"] == 3
     assert records["inner"].meta["iteration"] == 2
     assert [it["iteration"] for it in records["inner"].meta["iterations"]] == [1, 2, 1, 2, 1]
+
+
+def test_a_loop_verdict_returned_by_an_ordinary_task_is_an_ordinary_value() -> None:
+    class Returns(task.Task):
+        default_provides = "v"
+
+        def execute(self) -> Any:
+            return loop_flow.LoopVerdict(True, "x")
+
+    engine = engines.load(linear_flow.Flow("f").add(Returns("r")))
+    engine.run()
+    assert isinstance(engine.storage.fetch("v"), loop_flow.LoopVerdict)
