@@ -595,7 +595,7 @@ class Atom(metaclass=abc.ABCMeta):
             raise ValueError(f"{err.what} of atom {self.name}: {err.names}") from None
         self._extraction = extraction
         self.save_as = _save_as_view(extraction)
-        self.__dict__["_provides"] = names
+        self._provides = names
 
     def _apply_profile(self, profile: _Profile, values: tuple[str, ...] | None = None) -> None:
         if values is None:
@@ -622,29 +622,33 @@ class Atom(metaclass=abc.ABCMeta):
 
     # ``provides`` and ``requires`` are worked out when first read: the engine needs
     # neither (it reads ``save_as`` and ``rebind``), and a linear flow of 100,000
-    # atoms would pay two sets per atom for them.
+    # atoms would pay two sets per atom for them. Kept in plain attributes (None
+    # on the class until set): reading ``self.__dict__`` would make CPython build
+    # a dict for every atom.
+    _provides: frozenset[str] | None = None
+    _requires: frozenset[str] | None = None
 
     @property
     def provides(self) -> frozenset[str]:
-        found: frozenset[str] | None = self.__dict__.get("_provides")
+        found = self._provides
         if found is None:
-            found = self.__dict__["_provides"] = frozenset(self.save_as)
+            found = self._provides = frozenset(self.save_as)
         return found
 
     @provides.setter
     def provides(self, value: frozenset[str]) -> None:
-        self.__dict__["_provides"] = value
+        self._provides = value
 
     @property
     def requires(self) -> frozenset[str]:
-        found: frozenset[str] | None = self.__dict__.get("_requires")
+        found = self._requires
         if found is None:
-            found = self.__dict__["_requires"] = self._derive_requires()
+            found = self._requires = self._derive_requires()
         return found
 
     @requires.setter
     def requires(self, value: frozenset[str]) -> None:
-        self.__dict__["_requires"] = value
+        self._requires = value
 
     def _derive_requires(self) -> frozenset[str]:
         """The symbols bound to required arguments of ``execute`` and ``revert``, less injected ones."""
