@@ -55,9 +55,10 @@ class FlowGraph:
 
     def nodes(self) -> dict[str, Any]:
         """Atom name -> compiled node (empty when the engine exposes no graph)."""
-        if self._nodes is None:
-            compilation = getattr(self._engine, "compilation", None)
-            atoms = getattr(compilation, "atoms", None) or ()
+        compilation = getattr(self._engine, "compilation", None)
+        atoms = getattr(compilation, "atoms", None) or ()
+        # A spawned sub-flow (flowkit.dynamic) adds atoms while the flow runs.
+        if self._nodes is None or len(self._nodes) != len(atoms):
             self._nodes = {node.name: node for node in atoms}
         return self._nodes
 

@@ -279,6 +279,8 @@ class EventLogListener(base.Listener):
             return retried
         if state == st.PENDING:
             told = self._told(name)
+            if told is None and details.get("iteration") is not None:
+                return Cause(CauseKind.ENGINE, f"its loop runs again: iteration {details['iteration']}")
             retried = self._failure_cause(name, "is reset", told=told)
             if retried.decision == "RETRY":
                 self._retried[name] = retried

@@ -266,3 +266,25 @@ def test_a_loop_verdict_returned_by_an_ordinary_task_is_an_ordinary_value() -> N
     engine = engines.load(linear_flow.Flow("f").add(Returns("r")))
     engine.run()
     assert isinstance(engine.storage.fetch("v"), loop_flow.LoopVerdict)
+
+
+def test_the_event_log_says_a_loop_runs_again_and_who_spawned_an_atom() -> None:
+    from flowkit.listeners.events import EventLogListener
+
+    class Kid(task.Task):
+        def execute(self) -> int:
+            return 1
+
+    class Fan(task.Task):
+        def execute(self) -> Any:
+            return dynamic.subflow(linear_flow.Flow("kids").add(Kid("kid")))
+
+    flow = linear_flow.Flow("f").add(_poll_loop(), Fan("fan"))
+    engine = engines.load(flow)
+    with EventLogListener(engine) as listener:
+        engine.run()
+    events = listener.log.events
+    resets = [e.cause.text for e in events if e.name == "poll" and e.state == st.PENDING]
+    assert resets == ["its loop runs again: iteration 2", "its loop runs again: iteration 3"]
+    (kid_started,) = [e for e in events if e.name == "kid" and e.state == st.RUNNING]
+    assert kid_started.cause.atoms == ("fan",)
