@@ -10,7 +10,6 @@ started without that queue, so its tasks' progress stays in the child.
 
 from __future__ import annotations
 
-import multiprocessing
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -40,6 +39,10 @@ class ProgressRelay:
     """Carries progress reports from pool children to ``deliver`` in this process."""
 
     def __init__(self, deliver: Callable[[str, float, dict[str, Any] | None], None]) -> None:
+        # Imported here: only a process pool needs it, and it brings pickle, socket
+        # and selectors (~30 ms) to every run of the parallel engine otherwise.
+        import multiprocessing
+
         self.queue: Any = multiprocessing.get_context().SimpleQueue()
         self._deliver = deliver
         self._thread = threading.Thread(target=self._pump, name="flowkit-progress", daemon=True)
