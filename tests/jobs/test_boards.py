@@ -129,6 +129,25 @@ def test_zookeeper_board_vouches_locally_only_within_its_session_and_lease(
         assert not holder.holds_locally(job, claim)
 
 
+def test_zookeeper_children_watch_runs_only_for_listeners_and_waiters(request: pytest.FixtureRequest) -> None:
+    services.require_module("kazoo", "kazoo")
+    conf = board_conf("zookeeper", request)
+    with backends.backend("c", conf) as conductor_like, backends.backend("p", conf) as poster:
+        job = poster.post("j")
+        [seen] = list(conductor_like.iterjobs())
+        claim = conductor_like.claim(seen, "a")
+        conductor_like.consume(seen, "a", claim=claim)
+        # Listing every job on every change is what the watch costs: nobody asked for it here.
+        assert conductor_like._watched_client is None  # type: ignore[attr-defined]
+        events: list[str] = []
+        conductor_like.notifier.register(base.POSTED, lambda event_type, details: events.append(event_type))
+        assert conductor_like._watched_client is not None  # type: ignore[attr-defined]
+        poster.post("k")
+        wait_until(lambda: events == [base.POSTED], timeout=10)
+        assert job.state == states.COMPLETE
+        assert [j.name for j in poster.wait(timeout=5)] == ["k"]
+
+
 def _write_stray_document(kind: str, board: Any, raw: bytes) -> None:
     if kind == "redis":
         board._redis().hset(board._listings, "not-a-job", raw)

@@ -16,7 +16,11 @@ ZooKeeper session: a holder that dies, hangs past the session timeout or is
 partitioned away loses it when the server expires the session.
 
 A children watch on ``path`` sends :data:`~flowkit.jobs.base.POSTED` and
-``REMOVAL`` notifications for every change, made here or by anyone else.
+``REMOVAL`` notifications for every change, made here or by anyone else, and
+wakes :meth:`~ZookeeperJobBoard.wait`. It lists every job on each change, so
+it starts only once someone registers a listener on the board's notifier or
+calls ``wait()`` (its first listing announces the jobs already on the board
+as posted); a conductor, which does neither, does not pay for it.
 
 Options (TaskFlow's names): ``hosts`` (``"h1:2181,h2:2181"`` or a list),
 ``path``, ``timeout`` (the session timeout, seconds: how long a silent
@@ -32,7 +36,7 @@ import logging
 import threading
 import time
 import uuid as uuidlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -58,6 +62,7 @@ from flowkit.jobs.base import (
     lost_claim,
     wait_for_jobs,
 )
+from flowkit.types import notifier
 
 if TYPE_CHECKING:
     from flowkit.persistence.base import Backend
@@ -148,6 +153,12 @@ class ZookeeperJobBoard(NotifyingJobBoard):
         # A short session timeout (quick take-over) must not make connecting fragile.
         self._connect_timeout = float(self._conf.get("connect_timeout", max(self._timeout, DEFAULT_TIMEOUT)))
         self._waiter = _Waiter()
+        # The children watch costs a listing of every job on each change, so it runs only
+        # for someone who uses it: a notification listener, or a caller of wait().
+        self.notifier = _WatchStartingNotifier(self._want_watch)
+        self._watch_wanted = False
+        self._watched_client: Any = None
+        self._watch_lock = threading.Lock()
         # Job nodes seen by the children watch, with the job read when it appeared.
         self._known: dict[str, ZkJob | None] = {}
         self._known_lock = threading.Lock()
@@ -197,7 +208,7 @@ class ZookeeperJobBoard(NotifyingJobBoard):
         with _translated("create the board's nodes", self.where):
             self._client.ensure_path(self._trash)
             self._client.ensure_path(self._entities)
-        self._client.ChildrenWatch(self._path, self._on_children)
+        self._start_watch()
 
     def close(self) -> None:
         with self._leases_lock:
@@ -229,6 +240,21 @@ class ZookeeperJobBoard(NotifyingJobBoard):
                 self._zk().set(path, json.dumps(record, default=str).encode())
 
     # -- notifications ---------------------------------------------------
+    def _want_watch(self) -> None:
+        self._watch_wanted = True
+        self._start_watch()
+
+    def _start_watch(self) -> None:
+        """Watch the board's children, once per client, if anyone wants it."""
+        with self._watch_lock:
+            client = self._client
+            if not self._watch_wanted or client is None or not client.connected:
+                return  # connect() starts it
+            if self._watched_client is client:
+                return
+            self._watched_client = client
+        client.ChildrenWatch(self._path, self._on_children)
+
     def _on_children(self, children: list[str]) -> None:
         names = {c for c in children if _is_job_node(c)}
         listening = self.notifier.has_listeners
@@ -319,6 +345,7 @@ class ZookeeperJobBoard(NotifyingJobBoard):
         return JobBoardIterator(self, self._fetch, only_unclaimed=only_unclaimed, ensure_fresh=ensure_fresh)
 
     def wait(self, timeout: float | None = None) -> JobBoardIterator:
+        self._want_watch()
         return wait_for_jobs(self, timeout, self._waiter)
 
     def current_claim(self, job: Job) -> Claim | None:
@@ -551,6 +578,18 @@ class ZookeeperJobBoard(NotifyingJobBoard):
     @check_who
     def trash(self, job: Job, who: str, reason: str | None = None, claim: Claim | None = None) -> None:
         self._finish(job, who, "trash", reason, AttemptEnd.ABANDONED, claim)
+
+
+class _WatchStartingNotifier(notifier.Notifier):
+    """A notifier that starts its board's children watch when a listener registers."""
+
+    def __init__(self, on_register: Callable[[], None]) -> None:
+        super().__init__()
+        self._on_register = on_register
+
+    def register(self, *args: Any, **kwargs: Any) -> None:
+        super().register(*args, **kwargs)
+        self._on_register()
 
 
 def _is_job_node(child: str) -> bool:
