@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import abc
 import functools
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, ItemsView, Iterable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from types import MappingProxyType
 from typing import Any, ClassVar, NamedTuple
@@ -190,8 +190,23 @@ class _OnePair(Mapping[str, str]):
     def __len__(self) -> int:
         return 1
 
+    def items(self) -> ItemsView[str, str]:
+        return _OnePairItems(self)
+
     def __repr__(self) -> str:
         return f"{{{self._arg!r}: {self._symbol!r}}}"
+
+
+class _OnePairItems(ItemsView[str, str]):
+    """The items of a :class:`_OnePair`, iterated without a generator (the compiler reads them)."""
+
+    __slots__ = ()
+
+    _mapping: _OnePair
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        pair = self._mapping
+        return iter(((pair._arg, pair._symbol),))
 
 
 #: Signature keys of an atom class -> every argument name its execute and revert take.
