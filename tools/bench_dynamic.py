@@ -11,8 +11,8 @@ Both shapes are ``linear(head, unordered(n trivial tasks), tail)`` run in memory
 with :func:`flowkit.dynamic.subflow` (built, compiled and spliced while the
 flow runs). Prints the best time per task of each (build+load+run) and the
 peak memory each adds (CPU time too: on a busy machine it moves less than
-the wall clock), measured in a fresh child process per shape with
-``resource.getrusage``'s max RSS over the idle interpreter's.
+the wall clock), measured in a fresh child process per shape as its peak
+resident set (``VmHWM``) over the idle interpreter's.
 """
 
 from __future__ import annotations
@@ -67,12 +67,15 @@ def run_shape(shape: str, n: int, kind: str) -> tuple[float, float]:
 
 def peak_mb(shape: str, n: int, kind: str) -> float:
     """Peak RSS in MB of a child process running one shape once (0 for the idle interpreter)."""
+    # VmHWM, not getrusage's ru_maxrss: that one survives exec, so a child
+    # started by a parent that has run a big flow would report the parent's peak.
     code = (
-        "import resource, sys; sys.path.insert(0, sys.argv[1]); sys.argv = sys.argv[1:];"
+        "import sys; sys.path.insert(0, sys.argv[1]); sys.argv = sys.argv[1:];"
         "import tools.bench_dynamic as b;"
         "shape, n, kind = sys.argv[1], int(sys.argv[2]), sys.argv[3];"
         "shape != 'idle' and b.run_shape(shape, n, kind);"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
+        "line = next(l for l in open('/proc/self/status') if l.startswith('VmHWM:'));"
+        "print(int(line.split()[1]) / 1024)"
     )
     out = subprocess.run(
         [sys.executable, "-c", code, str(ROOT), shape, str(n), kind],

@@ -92,8 +92,6 @@ class Spawns:
         self.splices: dict[int, Splice] = {}
         #: Sub-flow root scope -> its splice (to resolve arguments outward).
         self._by_root: dict[int, Splice] = {}
-        #: Spawned node index -> how deep it was spawned (top-level nodes: 0).
-        self._depth: dict[int, int] = {}
         self.spawned_atoms = 0
         #: Names of atoms in the graph (built on the first spawn).
         self._live: set[str] | None = None
@@ -113,7 +111,7 @@ class Spawns:
             InvalidFormat: the spawn cannot be recorded for a resume.
         """
         runtime = self._runtime
-        depth = self._depth.get(node.index, 0) + 1
+        depth = self._depth_of(node) + 1
         if depth > dynamic.MAX_DEPTH:
             raise exc.SpawnLimitExceeded(
                 f"atom '{node.name}' spawned a sub-flow {depth} levels deep; at most "
@@ -222,7 +220,6 @@ class Spawns:
         for atom_node in sub.atoms:
             atom = atom_node.atom
             assert atom is not None
-            self._depth[atom_node.index] = depth
             live.add(atom_node.name)
             record = state.ensure(atom, atom_node.kind == RETRY)
             if fresh and (record.state != st.PENDING or record.intention != st.EXECUTE):
@@ -301,6 +298,11 @@ class Spawns:
             current = compilation.nodes[splice.spawner] if splice is not None else None
         return -1
 
+    def _depth_of(self, node: Node) -> int:
+        """How deep ``node`` was spawned (0: in the flow loaded up front)."""
+        splice = self._by_root.get(id(_root_of(node.scope)))
+        return 0 if splice is None else splice.depth
+
     def spawner_of(self, root: FlowScope) -> int:
         """The spawner of the sub-flow whose root scope is ``root``, or -1."""
         splice = self._by_root.get(id(root))
@@ -332,7 +334,6 @@ class Spawns:
         for node in compilation.atoms:
             if node.index in dead:
                 live.discard(node.name)
-                self._depth.pop(node.index, None)
                 self.spawned_atoms -= 1
             else:
                 kept.append(node)
@@ -399,11 +400,14 @@ def _renumber(
     plans: dict[int, _Plans],
 ) -> None:
     """Shift every index of ``sub`` by ``offset``, in place."""
+    # One int object per new index, shared by the node and every edge naming it
+    # (an int past 256 is a new object each time it is computed).
+    shifted = [local + offset for local in range(len(sub.nodes))]
     for node in sub.nodes:
         local = node.index
-        node.index = local + offset
-        node.succ = tuple([s + offset for s in node.succ])
-        node.pred = tuple([p + offset for p in node.pred])
+        node.index = shifted[local]
+        node.succ = tuple([shifted[s] for s in node.succ])
+        node.pred = tuple([shifted[p] for p in node.pred])
         node.retry = node.retry + offset if node.retry >= 0 else outer_retry
         if node.deciders:
             node.deciders = tuple(EdgeDecider(d.source + offset, d.decider, d.depth) for d in node.deciders)
