@@ -22,7 +22,7 @@ from typing import Any, ClassVar, NamedTuple
 
 from flowkit._utils import reflection
 
-__all__ = ["Atom"]
+__all__ = ["Atom", "check_concurrency_key", "check_retry", "check_timeout"]
 
 #: Names in ``revert``'s signature that the engine fills itself; never required.
 _REVERT_SPECIAL_ARGS: tuple[str, ...] = ("result", "flow_failures")
@@ -452,6 +452,16 @@ class Atom(metaclass=abc.ABCMeta):
         ignore_list: argument names not to treat as requirements.
         revert_rebind: ``rebind`` for ``revert`` (defaults to ``rebind``).
         revert_requires: ``requires`` for ``revert`` (defaults to ``requires``).
+        timeout: seconds ``execute`` may run before the atom fails with
+            :class:`~flowkit.exceptions.TaskTimeout` (default: the class's
+            ``timeout``, else the engine's ``default_timeout``; ``math.inf``
+            opts out of the engine's default). See ``doc/timeouts.rst``.
+        concurrency_key: the name of a limit the engine's
+            ``concurrency_limits`` sets: at most that many atoms sharing the key
+            run at once. See ``doc/limits.rst``.
+        retry: run this atom under its own retry controller: a
+            :class:`~flowkit.retry.Retry`, or an int ``n`` for ``Times(n)``, as if
+            it sat alone in a linear flow with that ``retry=``.
 
     Attributes:
         name: see above.
@@ -468,17 +478,27 @@ class Atom(metaclass=abc.ABCMeta):
         optional: execute arguments with defaults, passed only when available.
         revert_rebind: like ``rebind``, for ``revert``'s own arguments.
         revert_optional: like ``optional``, for ``revert``.
+        timeout: see above (``None``: none of its own).
+        concurrency_key: see above (``None``: not limited).
+        retry: see above (``None``: none of its own).
 
     Raises:
         ValueError: when ``rebind``/``requires`` name arguments the method
             cannot take, when required arguments are left unbound, or when
             ``provides`` names a symbol twice.
         TypeError: when ``provides`` or ``rebind`` has an unsupported type.
+        flowkit.exceptions.InvalidAtomOption: a bad ``timeout``,
+            ``concurrency_key`` or ``retry`` (also a ValueError).
     """
 
     priority: ClassVar[int] = 0
     default_provides: ClassVar[ProvidesSpec] = None
     version: tuple[int, ...] | str = (1, 0)
+    # Run options the engine reads (a class may set them too; the engine checks
+    # class values when it loads the flow, since no constructor sees them).
+    timeout: float | None = None
+    concurrency_key: str | None = None
+    retry: Any = None
 
     #: Argument names the engine fills in itself; never requirements.
     _ignore_args: ClassVar[tuple[str, ...]] = ()
@@ -506,9 +526,15 @@ class Atom(metaclass=abc.ABCMeta):
         ignore_list: Iterable[str] | None = None,
         revert_rebind: RebindSpec = None,
         revert_requires: str | Iterable[str] | None = None,
+        *,
+        timeout: float | None = None,
+        concurrency_key: str | None = None,
+        retry: Any = None,
     ) -> None:
         self.name = reflection.get_class_name(self) if name is None else name
         self.inject = inject
+        if timeout is not None or concurrency_key is not None or retry is not None:
+            self._set_run_options(timeout, concurrency_key, retry)
         self._set_provides(self.default_provides if provides is None else provides)
         ignore = self._ignore_args + tuple(ignore_list) if ignore_list else self._ignore_args
         cls = type(self)
@@ -589,6 +615,14 @@ class Atom(metaclass=abc.ABCMeta):
         except _MappingError as err:
             raise ValueError(f"{err.what} {self.name}: {err.names}") from None
         self._apply_profile(profile, values)
+
+    def _set_run_options(self, timeout: Any, concurrency_key: Any, retry: Any) -> None:
+        if timeout is not None:
+            self.timeout = check_timeout(self.name, timeout)
+        if concurrency_key is not None:
+            self.concurrency_key = check_concurrency_key(self.name, concurrency_key)
+        if retry is not None:
+            self.retry = check_retry(self.name, retry)
 
     def _arg_sources(self) -> tuple[Callable[..., Any], Callable[..., Any] | None]:
         """Return the callables whose signatures define ``execute``'s and ``revert``'s arguments.
@@ -735,3 +769,66 @@ class Atom(metaclass=abc.ABCMeta):
             if key in state:
                 state[key] = MappingProxyType(state[key])
         self.__dict__.update(state)
+
+
+# -- run options -------------------------------------------------------------------
+# Checked when an atom is made with them and again when an engine loads the flow
+# (class attributes and later assignments bypass the constructor).
+
+
+def check_timeout(atom_name: str, value: Any) -> float:
+    """Return ``value`` as float seconds, or raise naming the atom.
+
+    Raises:
+        flowkit.exceptions.InvalidAtomOption: not a number above zero
+            (``math.inf`` is allowed: no timeout).
+    """
+    from flowkit import exceptions as exc
+
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise exc.InvalidAtomOption(
+            f"atom '{atom_name}' has timeout={value!r}; a timeout is a number of seconds above zero "
+            "(math.inf for none)",
+            atom=atom_name,
+            option="timeout",
+            value=value,
+        )
+    return float(value)
+
+
+def check_concurrency_key(atom_name: str, value: Any) -> str:
+    """Return ``value`` if it is a non-empty str, or raise naming the atom.
+
+    Raises:
+        flowkit.exceptions.InvalidAtomOption: anything else.
+    """
+    from flowkit import exceptions as exc
+
+    if not isinstance(value, str) or not value:
+        raise exc.InvalidAtomOption(
+            f"atom '{atom_name}' has concurrency_key={value!r}; it must be a non-empty str",
+            atom=atom_name,
+            option="concurrency_key",
+            value=value,
+        )
+    return value
+
+
+def check_retry(atom_name: str, value: Any) -> Any:
+    """Return ``value`` if it is a Retry or an int of attempts from 1, or raise naming the atom.
+
+    Raises:
+        flowkit.exceptions.InvalidAtomOption: anything else.
+    """
+    from flowkit import exceptions as exc
+    from flowkit.retry import Retry
+
+    if isinstance(value, Retry) or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+        return value
+    raise exc.InvalidAtomOption(
+        f"atom '{atom_name}' has retry={value!r}; give a flowkit.retry.Retry or a number of "
+        "attempts from 1 (retry=3 means retry=Times(3))",
+        atom=atom_name,
+        option="retry",
+        value=value,
+    )

@@ -10,6 +10,7 @@ The tree (names follow TaskFlow's so ``except`` clauses migrate unchanged)::
      |    |    +-- UnclaimableJob
      |    +-- ExecutionFailure                  running went wrong (not a task's error)
      |    |    +-- RequestTimeout
+     |    |    +-- TaskTimeout (TimeoutError)   a task ran past its ``timeout``
      |    |    +-- InvalidState                 a forbidden state transition
      |    |    +-- SpawnLimitExceeded           dynamic sub-flows nested or grew too far
      |    |    +-- LoopExhausted                a loop ran out of iterations
@@ -27,6 +28,7 @@ The tree (names follow TaskFlow's so ``except`` clauses migrate unchanged)::
      |    +-- MultipleChoices
      |    +-- InvalidFormat                     a value has the wrong shape
      |    |    +-- InvalidEngineOption (TypeError)
+     |    |    +-- InvalidAtomOption (ValueError)  a task's timeout, concurrency key or retry
      |    |    +-- ResultUnpackError            a result does not fit ``provides``
      |    |    +-- InvalidResult (TypeError)    a result is not of its declared type
      |    +-- FlowSpecError (ValueError)        a declarative flow spec is wrong
@@ -63,6 +65,7 @@ __all__ = [
     "FlowSpecError",
     "FlowkitError",
     "IncompatibleVersion",
+    "InvalidAtomOption",
     "InvalidEngineOption",
     "InvalidFlowItem",
     "InvalidFormat",
@@ -79,6 +82,7 @@ __all__ = [
     "SpawnLimitExceeded",
     "StorageFailure",
     "TaskFlowException",
+    "TaskTimeout",
     "TypeMismatch",
     "UnclaimableJob",
     "UnknownEngine",
@@ -178,6 +182,22 @@ class ExecutionFailure(TaskFlowException):
 
 class RequestTimeout(ExecutionFailure):
     """A request (to a worker, a lock, a server) did not finish in time."""
+
+
+class TaskTimeout(ExecutionFailure, builtins.TimeoutError):
+    """A task's ``execute`` ran longer than its ``timeout``; the atom fails with it.
+
+    Also a builtin :class:`TimeoutError`, so ``except TimeoutError`` catches it.
+
+    Attributes:
+        atom: the atom's name.
+        timeout: the limit it ran past, in seconds.
+    """
+
+    def __init__(self, message: str, *, atom: str | None = None, timeout: float | None = None) -> None:
+        super().__init__(message)
+        self.atom = atom
+        self.timeout = timeout
 
 
 class InvalidState(ExecutionFailure):
@@ -390,6 +410,26 @@ class InvalidEngineOption(InvalidFormat, TypeError):
         super().__init__(message)
         self.engine = engine
         self.option = option
+
+
+class InvalidAtomOption(InvalidFormat, ValueError):
+    """A task was given a bad ``timeout``, ``concurrency_key`` or ``retry``.
+
+    Raised when the task is made (constructor arguments) or when the engine
+    loads it (class attributes, and a key the engine has no limit for), before
+    anything runs.
+
+    Attributes:
+        atom: the atom's name.
+        option: ``"timeout"``, ``"concurrency_key"`` or ``"retry"``.
+        value: the value refused.
+    """
+
+    def __init__(self, message: str, *, atom: str | None = None, option: str = "", value: Any = None) -> None:
+        super().__init__(message)
+        self.atom = atom
+        self.option = option
+        self.value = value
 
 
 class ResultUnpackError(InvalidFormat):

@@ -161,6 +161,9 @@ class FunctorTask(Task):
         revert: called to undo ``execute``; without it reverting does nothing.
         version: overrides the default ``(1, 0)``.
         inject: see :class:`~flowkit.atom.Atom`.
+        timeout: see :class:`~flowkit.atom.Atom`.
+        concurrency_key: see :class:`~flowkit.atom.Atom`.
+        retry: see :class:`~flowkit.atom.Atom`.
 
     Raises:
         ValueError: ``execute`` or ``revert`` is not callable.
@@ -177,6 +180,10 @@ class FunctorTask(Task):
         revert: Callable[..., Any] | None = None,
         version: tuple[int, ...] | None = None,
         inject: dict[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+        concurrency_key: str | None = None,
+        retry: Any = None,
     ) -> None:
         _check_callable(execute, "executing")
         if revert is not None:
@@ -192,6 +199,9 @@ class FunctorTask(Task):
             auto_extract=auto_extract,
             rebind=rebind,
             inject=inject,
+            timeout=timeout,
+            concurrency_key=concurrency_key,
+            retry=retry,
         )
         if version is not None:
             self.version = version

@@ -325,7 +325,7 @@ def _make_atom(
         atom = SpecTask(probe, spec.inputs, symbols, provides=spec.key)
     # Options other features read from the atom: timeouts (issue 13), caching, workers.
     if spec.timeout is not None:
-        atom.timeout = spec.timeout  # type: ignore[attr-defined]
+        atom.timeout = spec.timeout
     if spec.cache is not None:
         atom.cache = spec.cache  # type: ignore[attr-defined]
     if spec.topic is not None:

@@ -35,6 +35,7 @@ and (strict) ambiguous providers.
 from __future__ import annotations
 
 import bisect
+import copy
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -43,7 +44,7 @@ from flowkit import flow as flow_mod
 from flowkit.atom import Atom, _OneName
 from flowkit.deciders import Depth
 from flowkit.patterns import graph_flow, linear_flow, unordered_flow
-from flowkit.retry import Retry
+from flowkit.retry import Retry, Times
 
 __all__ = [
     "FLOW_END",
@@ -326,7 +327,9 @@ def compile_flow(root: Any, *, strict: bool = False) -> Compilation:
         raise exc.InvalidFlowItem(
             f"retry {root.name!r} cannot run on its own; give it to a flow as retry=", item=root
         )
-    if _kind_of(root) >= 0:
+    if _kind_of(root) == TASK and root.retry is not None:
+        scope = builder.add_flow(_own_retry_flow(root), None)
+    elif _kind_of(root) >= 0:
         scope = builder.wrap_atom(root)
     elif _kind_of(root) == _FLOW:
         scope = builder.add_flow(root, None)
@@ -457,7 +460,13 @@ class _Builder:
         children = scope.children
         for pos, item in enumerate(items):
             kind = _kind_of(item)
-            if kind == _FLOW:
+            if kind == TASK and item.retry is not None and type(flow) is not _OwnRetryFlow:
+                child = self.add_flow(_own_retry_flow(item), scope)
+                child.pos = pos
+                children.append(child)
+                entries.append(child.start)
+                exits.append(child.end)
+            elif kind == _FLOW:
                 child = self.add_flow(item, scope)
                 child.pos = pos
                 children.append(child)
@@ -587,6 +596,31 @@ def _kind_of(item: Any) -> int:
             kind = -1
         _KIND_CACHE[cls] = kind
     return kind
+
+
+class _OwnRetryFlow(linear_flow.Flow):
+    """The flow made for a task's own ``retry=`` (its task is not wrapped again)."""
+
+
+def _own_retry_flow(atom: Any) -> linear_flow.Flow:
+    """The one-task flow that a task's own ``retry=`` stands for.
+
+    Built anew at each compile from the task, so the flow the user built is left
+    as it was. The controller is copied (one ``Times(3)`` may serve several
+    tasks) and, unless its owner named it, named ``<task>-retry``, like the flow.
+    """
+    controller = atom.retry
+    name = f"{atom.name}-retry"
+    if isinstance(controller, int):
+        controller = Times(controller, name=name)
+    else:
+        controller = copy.copy(controller)
+        if getattr(controller, "_name_defaulted", False):
+            controller.name = name
+    return _OwnRetryFlow(name, retry=controller).add(atom)
+
+
+_FIXED_ORDER[_OwnRetryFlow] = _LINEAR
 
 
 def _controlling_retry(scope: FlowScope | None) -> int:

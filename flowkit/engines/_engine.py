@@ -24,9 +24,11 @@ from flowkit import exceptions as exc
 from flowkit import states as st
 from flowkit._utils.asyncio_bridge import EventLoopThread
 from flowkit._utils.gc_pause import gc_paused
-from flowkit.engines import _compiler
+from flowkit.engines import _compiler, _task_options
 from flowkit.engines._completions import Completion, Completions
 from flowkit.engines._runtime import Call, RevertCause, Runtime, call_outcome
+from flowkit.engines._scheduler import REVERT
+from flowkit.engines._timeouts import SYSTEM_TIMER, Timer
 from flowkit.engines.base import Engine
 from flowkit.storage import Storage
 from flowkit.types.failure import Failure
@@ -89,7 +91,8 @@ class DispatchingDriver:
         """Get ready for a run (start pools, loops...)."""
 
     def schedule(self, runtime: Runtime) -> None:
-        next_item = runtime.scheduler.next_item
+        next_item = runtime.next_item
+        timeouts = runtime.timeouts
         done = self._done
         # With durable storage, every ready atom's state is written (one flush)
         # before any of their calls is made.
@@ -105,16 +108,41 @@ class DispatchingDriver:
                 held.append((node, action, call))
             else:
                 done.started()
-                self.dispatch(done, node, action, call)
+                if timeouts and action != REVERT and node.index in timeouts:
+                    self.dispatch_timed(runtime, node, action, call, timeouts[node.index])
+                else:
+                    self.dispatch(done, node, action, call)
         if held:
             runtime.state.flush()
             for node, action, call in held:
                 done.started()
-                self.dispatch(done, node, action, call)
+                if timeouts and action != REVERT and node.index in timeouts:
+                    self.dispatch_timed(runtime, node, action, call, timeouts[node.index])
+                else:
+                    self.dispatch(done, node, action, call)
 
-    def dispatch(self, done: Completions, node: _compiler.Node, action: int, call: Call) -> None:
-        """Start ``call`` somewhere; its outcome must reach ``done`` exactly once."""
+    def dispatch(self, done: Completions, node: _compiler.Node, action: int, call: Call) -> Any:
+        """Start ``call`` somewhere; its outcome must reach ``done`` exactly once.
+
+        Returns:
+            A future of the call, if there is one (a timed call is cancelled through it).
+        """
         raise NotImplementedError
+
+    def dispatch_timed(
+        self, runtime: Runtime, node: _compiler.Node, action: int, call: Call, seconds: float
+    ) -> None:
+        """Start a call that may run ``seconds``; past that the atom fails with TaskTimeout.
+
+        This default counts from now (the call is handed over) and cancels the
+        returned future, if any, on time-out; drivers that know when the call
+        really starts, or can stop it better, override it.
+        """
+        timed = runtime.watchdog.call(self._done, node, action, seconds)
+        timed.arm()
+        future = self.dispatch(timed, node, action, call)  # type: ignore[arg-type]
+        if future is not None:
+            timed.attach(future.cancel)
 
     def wait(self, timeout: float | None) -> list[Completion]:
         return self._done.take(timeout)
@@ -158,7 +186,14 @@ class ActionEngine(Engine):
     :mod:`flowkit.cache`), ``strict`` (refuse what TaskFlow lets run but is
     likely a mistake: options the engine kind does not take, and several
     equally near providers of an argument, which raise AmbiguousDependency at
-    compile time; default False).
+    compile time; default False), ``default_timeout`` (seconds any task's
+    execute may run unless it sets its own ``timeout``; see
+    ``doc/timeouts.rst``), ``concurrency_limits`` (concurrency key -> most
+    calls at once; see ``doc/limits.rst``), ``clock`` (what loop delays and
+    task timeouts are measured with: an object with ``monotonic()``, plus
+    ``sleep(seconds)`` for loops and ``call_later(seconds, callback)``
+    returning a handle with ``cancel()`` for timeouts; tests pass one they
+    move by hand).
     """
 
     kind: ClassVar[str] = "action"
@@ -172,6 +207,8 @@ class ActionEngine(Engine):
             "validate_types",
             "cache",
             "strict",
+            "default_timeout",
+            "concurrency_limits",
             "clock",
         }
     )
@@ -208,6 +245,10 @@ class ActionEngine(Engine):
         self._statistics: dict[str, Any] = {}
         self._gather = bool(self._options.get("gather_statistics", True))
         self._check_options()
+        if self._options.get("concurrency_limits") is not None:
+            # Compiled now rather than at the first run (it is compiled once either
+            # way), so a concurrency key the limits do not name fails at load.
+            self.compile()
 
     def _check_options(self) -> None:
         """Check the options of this engine kind (raise InvalidEngineOption); a hook."""
@@ -257,9 +298,37 @@ class ActionEngine(Engine):
             clock=self._options.get("clock"),
         )
         self._runtime.guards = _guards.build(compilation, self._options)
+        task_options = _task_options.read_task_options(compilation, self._options, self.kind)
+        self._runtime.timeouts = task_options.timeouts
+        self._runtime.keys = task_options.keys
+        self._runtime.limits = task_options.limits
+        self._runtime.default_timeout = task_options.default_timeout
+        self._runtime.timer = self._timer(bool(task_options.timeouts or task_options.default_timeout))
         self._compilation = compilation
         run = self._storage.run_state
         run.scope = lambda atom_name, symbol: compilation.visible_provider(atom_name, symbol, run.has_result)
+
+    def _timer(self, needed: bool) -> Timer:
+        """What this engine measures task timeouts with (the ``clock`` option).
+
+        Args:
+            needed: some task has a timeout, so a clock that cannot time one is
+                an error (otherwise it may be a clock for loops only).
+        """
+        clock = self._options.get("clock")
+        if clock is None:
+            return SYSTEM_TIMER
+        missing = [name for name in ("monotonic", "call_later") if not callable(getattr(clock, name, None))]
+        if missing and not needed:
+            return SYSTEM_TIMER
+        if missing:
+            raise exc.InvalidEngineOption(
+                f"clock must have monotonic() and call_later(seconds, callback) to time tasks; "
+                f"{clock!r} lacks {missing}",
+                engine=self.kind,
+                option="clock",
+            )
+        return clock  # type: ignore[no-any-return]
 
     def prepare(self) -> None:
         self.compile()
@@ -366,7 +435,7 @@ class ActionEngine(Engine):
         loops = runtime.loops
         closed = False
         collected: list[Completion] = []
-        has_ready = scheduler.has_ready
+        has_ready = runtime.has_ready
         try:
             state = st.RESUMING
             while True:

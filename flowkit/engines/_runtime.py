@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import types
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, NamedTuple
 
 from flowkit import _steering
@@ -27,7 +27,10 @@ from flowkit._utils.asyncio_bridge import EventLoopThread
 from flowkit.deciders import Depth
 from flowkit.engines import _scheduler as sch
 from flowkit.engines._compiler import RETRY, ArgPlan, Compilation, FlowScope, Node
+from flowkit.engines._limits import Limiter
 from flowkit.engines._loops import Clock, Loops
+from flowkit.engines._task_options import options_of
+from flowkit.engines._timeouts import SYSTEM_TIMER, Timer, Watchdog
 from flowkit.retry import Decision
 from flowkit.storage import AtomRecord, Storage
 from flowkit.types.failure import Failure
@@ -127,6 +130,26 @@ class Runtime:
         self.loops.scan(compilation.root)
         #: Spliced sub-flows (flowkit.engines._splice), made on the first spawn.
         self._spawns: Any = None
+        #: node index -> seconds its execute may run; set by the engine (timed atoms only).
+        self.timeouts: dict[int, float] = {}
+        #: What timeouts are measured with (set by the engine; default: real time).
+        self.timer: Timer = SYSTEM_TIMER
+        #: The timed calls of the current run (made at each start: atoms with a
+        #: timeout may also be spawned while it runs).
+        self.watchdog = Watchdog(SYSTEM_TIMER)
+        #: The engine's ``default_timeout`` (for atoms added while running).
+        self.default_timeout: float | None = None
+        #: concurrency key -> limit, and node index -> key; set by the engine.
+        self.limits: dict[str, int] = {}
+        self.keys: dict[int, str] = {}
+        #: The current run's slots (None when the engine has no concurrency limits).
+        self.limiter: Limiter | None = None
+        #: What drivers pull work from and the run loop asks for more: the
+        #: scheduler's own methods, or the limiter's wrappers around them.
+        self.next_item: Callable[[], tuple[Node, int] | None] = self.scheduler.next_item
+        self.has_ready: Callable[[], bool] = self.scheduler.has_ready
+        # Nodes that never take run_inline's short path (guarded or timed ones).
+        self._special: set[int] = set()
 
     def start(self) -> None:
         """Make a fresh scheduler from the stored states (this is also resuming)."""
@@ -169,6 +192,7 @@ class Runtime:
         self.retained = []
         self.completed = 0
         self._failures = state.failures()
+        self._start_options(scheduler)
         if halted_by:
             # A revert failed in an earlier run: the flow stays halted, as it ended.
             scheduler.halted = True
@@ -179,6 +203,61 @@ class Runtime:
             # Stopped between a failure and its resolution: resolve it now.
             scheduler.executed(node, False)
         self._attach_progress(True)
+
+    def _start_options(self, scheduler: sch.Scheduler) -> None:
+        """Set up this run's timeouts and concurrency limits, if any atom has them."""
+        self.watchdog = Watchdog(self.timer)
+        self._special = set(self.guards)
+        self._special.update(self.timeouts)
+        # With limits set, keyed atoms may also arrive later (spawned sub-flows).
+        if self.limits:
+            self.limiter = Limiter(self.limits, self.keys)
+            self.next_item = self._next_limited
+            self.has_ready = self._has_ready_limited
+        else:
+            self.limiter = None
+            self.next_item = scheduler.next_item
+            self.has_ready = scheduler.has_ready
+
+    def adopt_options(self, nodes: Iterable[Node]) -> None:
+        """Read the timeouts and concurrency keys of atoms added to the running flow.
+
+        Raises:
+            InvalidAtomOption: a bad timeout or key, or a key the limits do not name.
+        """
+        for node in nodes:
+            seconds, key = options_of(node, self.default_timeout, self.limits)
+            if seconds is not None:
+                self.timeouts[node.index] = seconds
+                self._special.add(node.index)
+            if key is not None:
+                self.keys[node.index] = key  # the limiter reads this same dict
+
+    def _next_limited(self) -> tuple[Node, int] | None:
+        """The scheduler's next item that may run now under the concurrency limits.
+
+        An item whose key is full goes back to the scheduler (still PENDING) and
+        waits in the limiter; once slots free, waiting items are offered to the
+        scheduler again, which hands them out only if they are still ready.
+        """
+        scheduler, limiter = self.scheduler, self.limiter
+        assert limiter is not None
+        while True:
+            item = scheduler.next_item()
+            if item is None:
+                back = limiter.reoffer()
+                if not back:
+                    return None
+                for node, action in back:
+                    scheduler.offer(node, action)
+                continue
+            if limiter.admit(*item):
+                return item
+            scheduler.give_back(item[0])
+
+    def _has_ready_limited(self) -> bool:
+        assert self.limiter is not None
+        return self.scheduler.has_ready() or self.limiter.has_reoffer()
 
     def reset_all(self) -> None:
         """Put every atom back to PENDING with the intention to execute (engine.reset())."""
@@ -201,6 +280,7 @@ class Runtime:
                 is logged instead of raised, so that error is the one the caller sees.
         """
         self._attach_progress(False)
+        self.watchdog.close()
         state = self.state
         state.batching = False
         try:
@@ -237,7 +317,7 @@ class Runtime:
             or self._durable
             or self.notifier.has_listeners
             or atom._notifier is not None  # type: ignore[union-attr]
-            or node.index in self.guards
+            or node.index in self._special
         ):
             call = self.begin_or_fail(node, action)
             if call is None:
@@ -247,6 +327,8 @@ class Runtime:
                 return None
             if self._durable:
                 self.state.flush()
+            if action != sch.REVERT and node.index in self.timeouts:
+                return self.watchdog.run_inline(node, action, call, self.timeouts[node.index])
             return call_outcome(call)
         index = node.index
         record = self.records[index]
@@ -395,6 +477,10 @@ class Runtime:
     def complete(self, node: Node, action: int, ok: bool, value: Any) -> None:
         """Store the outcome of a call and tell the scheduler."""
         self.completed += 1
+        if self.limiter is not None:
+            # First: whatever this outcome starts (a spawned sub-flow, the next
+            # atom) may need the slot the call held.
+            self.limiter.release(node)
         if action == sch.REVERT:
             self._complete_revert(node, ok, value)
         else:

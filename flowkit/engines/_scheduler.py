@@ -237,6 +237,19 @@ class Scheduler:
                 return node, EXECUTE
         return None
 
+    def give_back(self, node: Node) -> None:
+        """Take back ``node``, handed out by :meth:`next_item` but not started (its
+        concurrency limit is full); it stays as it was until :meth:`offer`."""
+        self._busy[node.index] = False
+
+    def offer(self, node: Node, action: int) -> None:
+        """Queue ``node`` again after :meth:`give_back`; :meth:`next_item` hands it
+        out only if it is still ready for ``action``."""
+        if action == EXECUTE:
+            self._push_exec(node.index)
+        else:
+            self._push_revert(node.index)
+
     def has_ready(self) -> bool:
         """Tell whether anything could start now (used to tell SUSPENDED from done)."""
         return bool(self._exec_heap or self._revert_heap)

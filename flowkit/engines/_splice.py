@@ -48,6 +48,7 @@ from flowkit.engines._compiler import (
     Node,
     compile_flow,
 )
+from flowkit.engines._task_options import options_of
 
 if TYPE_CHECKING:
     from flowkit.engines._runtime import Runtime
@@ -186,6 +187,8 @@ class Spawns:
             )
         offset = len(compilation.nodes)
         plans = self._plan(spawner, sub, offset)
+        for atom_node in sub.atoms:  # a bad timeout or concurrency key fails the spawner
+            options_of(atom_node, runtime.default_timeout, runtime.limits)
         # Checks done: from here on the running graph changes.
         local_start, local_end = sub.root.start, sub.root.end
         _renumber(sub, offset, spawner.retry, plans)
@@ -216,6 +219,7 @@ class Spawns:
         self.spawned_atoms += len(sub.atoms)
         self.order_stale = True
         runtime.loops.scan(sub.root)
+        runtime.adopt_options(sub.atoms)  # timeouts and concurrency keys
         state = runtime.state
         for atom_node in sub.atoms:
             atom = atom_node.atom

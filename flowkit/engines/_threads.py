@@ -68,6 +68,12 @@ class WorkerThreads:
                 return
         self._queue.put((fn, args))
 
+    def lend(self, delta: int) -> None:
+        """Allow ``delta`` more (or fewer) threads: a call abandoned after its timeout
+        keeps its thread busy, and the work queued behind it must not wait for it."""
+        with self._lock:
+            self.size += delta
+
     @property
     def started(self) -> int:
         """How many threads were started so far (at most ``size``)."""

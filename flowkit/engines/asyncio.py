@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 from flowkit import exceptions as exc
 from flowkit._utils.asyncio_bridge import EventLoopThread
+from flowkit.engines import _timeouts
 from flowkit.engines._compiler import Node
 from flowkit.engines._completions import RAISE, Completions
 from flowkit.engines._engine import ActionEngine, DispatchingDriver, Driver, positive_workers
@@ -40,16 +41,18 @@ def _wants_loop(atom: Any, action: int) -> bool:
 
 
 async def _run_on_loop(
-    call: Call, in_thread: bool, limit: asyncio.Semaphore | None
+    call: Call, in_thread: bool, limit: asyncio.Semaphore | None, timed: _timeouts.TimedCall | None = None
 ) -> tuple[bool | None, Any]:
     fn, kwargs = call
     try:
         if limit is not None:
             await limit.acquire()
         try:
+            if timed is not None:
+                timed.arm()  # a timed call's time starts when it runs, not while it waits for max_workers
             value = await asyncio.to_thread(fn, **kwargs) if in_thread else fn(**kwargs)
             if asyncio.iscoroutine(value):
-                value = await value
+                value = await (value if timed is None else _timeouts.watched(value, timed))
         finally:
             if limit is not None:
                 limit.release()
@@ -81,6 +84,23 @@ class _LoopDriver(DispatchingDriver):
         in_thread = not _wants_loop(node.atom, action)
         future = self.bridge.submit(_run_on_loop(call, in_thread, self._limit))
         future.add_done_callback(functools.partial(done.put_future, node, action))
+
+    def dispatch_timed(self, runtime: Runtime, node: Node, action: int, call: Call, seconds: float) -> None:
+        timed = runtime.watchdog.call(self._done, node, action, seconds)
+        if _wants_loop(node.atom, action):
+            # Cancelling the future cancels the coroutine's task on the loop.
+            future = self.bridge.submit(_run_on_loop(call, False, self._limit, timed))
+            future.add_done_callback(functools.partial(timed.put_future, node, action))
+        else:
+            # A plain task runs in a thread and reports through ``timed`` itself, so
+            # its late outcome is logged when the thread returns; cancelling the
+            # future only frees its max_workers slot: the thread cannot be stopped.
+            thread_call: Call = (
+                _timeouts.run_timed,
+                {"call": timed, "node": node, "action": action, "fn": call[0], "kwargs": call[1]},
+            )
+            future = self.bridge.submit(_run_on_loop(thread_call, True, self._limit))
+        timed.attach(future.cancel)
 
     def close(self) -> None:
         self.bridge.close()

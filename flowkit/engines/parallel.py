@@ -19,7 +19,7 @@ import os
 from typing import Any, ClassVar
 
 from flowkit import exceptions as exc
-from flowkit.engines import _green, _process_progress, _threads
+from flowkit.engines import _green, _process_progress, _threads, _timeouts
 from flowkit.engines._compiler import Node
 from flowkit.engines._completions import Completion, Completions
 from flowkit.engines._engine import ActionEngine, DispatchingDriver, Driver, call_outcome, positive_workers
@@ -58,20 +58,31 @@ class _ThreadsDriver(DispatchingDriver):
         super().__init__()
         self._size = size
         self._threads: _threads.WorkerThreads | None = None
+        self._watch: _timeouts.Watchdog | None = None
 
     def open(self, runtime: Runtime) -> None:
         self._threads = _threads.borrow(self._size)
+        self._watch = runtime.watchdog
+        self._watch.on_abandoned = self._threads.lend
 
     def dispatch(self, done: Completions, node: Node, action: int, call: Call) -> None:
         self._threads.submit(_report, done, node, action, call)  # type: ignore[union-attr]
+
+    def dispatch_timed(self, runtime: Runtime, node: Node, action: int, call: Call, seconds: float) -> None:
+        # Armed on the pool thread when the call starts, so waiting for a free
+        # thread does not count; a coroutine is handed on to the loop thread, and
+        # cancelled there on time-out.
+        assert self._watch is not None and self._threads is not None
+        timed = self._watch.call(self._done, node, action, seconds)
+        self._threads.submit(_timeouts.run_timed, timed, node, action, call[0], call[1])
 
     def close(self) -> None:
         threads, self._threads = self._threads, None
         if threads is None:
             return
-        if self.in_flight:
-            # An interrupted run left calls running: those threads are not reusable,
-            # so they are told to stop once their calls end.
+        if self.in_flight or (self._watch is not None and self._watch.abandoned):
+            # An interrupted run (or a timed-out call) left calls running: those
+            # threads are not reusable, so they are told to stop once their calls end.
             threads.stop()
         else:
             _threads.give_back(threads)
@@ -96,8 +107,10 @@ class _ExecutorDriver(DispatchingDriver):
         # Green threads run only while the engine thread waits the green way (_green).
         self._green = green
         self._futures: list[cf.Future[Any]] = []
+        self._watch: _timeouts.Watchdog | None = None
 
     def open(self, runtime: Runtime) -> None:
+        self._watch = runtime.watchdog
         if self._given is not None:
             self._executor = self._given
         elif self._green:
@@ -111,7 +124,7 @@ class _ExecutorDriver(DispatchingDriver):
                 initargs=(self._relay.queue,),
             )
 
-    def dispatch(self, done: Completions, node: Node, action: int, call: Call) -> None:
+    def dispatch(self, done: Completions, node: Node, action: int, call: Call) -> cf.Future[Any]:
         executor = self._executor
         assert executor is not None
         if self._processes:
@@ -121,6 +134,7 @@ class _ExecutorDriver(DispatchingDriver):
         future.add_done_callback(functools.partial(done.put_future, node, action))
         if self._green:
             self._futures.append(future)
+        return future
 
     def wait(self, timeout: float | None) -> list[Completion]:
         if self._green:
@@ -146,10 +160,26 @@ class _ExecutorDriver(DispatchingDriver):
 
     def close(self) -> None:
         if self._given is None and self._executor is not None:
+            if self._watch is not None and self._watch.abandoned:
+                _stop_processes(self._executor)
             self._executor.shutdown(wait=True)
         if self._relay is not None:
             self._relay.close()
         self._executor = self._relay = None
+
+
+def _stop_processes(executor: cf.Executor) -> None:
+    """End the child processes of our own pool: one still runs a timed-out call.
+
+    ``shutdown`` would wait for that call, which may never end. Python 3.14 has
+    ``terminate_workers()``; before it, the pool's process table is the only way.
+    """
+    terminate = getattr(executor, "terminate_workers", None)
+    if terminate is not None:
+        terminate()
+        return
+    for process in list(getattr(executor, "_processes", {}).values()):
+        process.terminate()
 
 
 class ParallelEngine(ActionEngine):

@@ -196,6 +196,25 @@ def test_a_request_nobody_picks_up_times_out_and_the_flow_reverts(
     assert worker.alive
 
 
+def test_a_task_past_its_timeout_fails_without_waiting_for_the_worker(
+    worker: WorkerProcess, redis_client: Any, redis_flushed_url: str
+) -> None:
+    flow = linear_flow.Flow("slow").add(Echo(name="first", provides="x"), Sleep(name="nap", timeout=0.5))
+    engine = load_engine(flow, redis_flushed_url, worker.topic, store={"value": 1, "seconds": 8.0})
+    began = time.monotonic()
+
+    with pytest.raises(exc.TaskTimeout) as raised:
+        engine.run()
+
+    elapsed = time.monotonic() - began
+    assert (raised.value.atom, raised.value.timeout) == ("nap", 0.5)
+    assert _failure_of(engine, "nap").check(exc.TaskTimeout)
+    assert engine.storage.get_atom_state("nap") == st.REVERTED
+    assert engine.storage.get_atom_state("first") == st.REVERTED
+    assert elapsed < 6.0, "the engine waited for the sleeping worker"
+    assert worker.alive
+
+
 def test_a_task_no_worker_offers_fails_fast_before_anything_runs(
     worker: WorkerProcess, redis_client: Any, redis_flushed_url: str
 ) -> None:

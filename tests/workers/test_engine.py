@@ -434,6 +434,48 @@ def test_a_running_request_survives_while_its_worker_is_advertised(
     assert engine.storage.fetch("v0") == 2
 
 
+def test_a_task_past_its_own_timeout_fails_and_its_late_result_is_refused(
+    scripted: Any, redis_flushed_url: str, topic: str, client: Any
+) -> None:
+    held: list[tuple[bytes, dict[str, Any]]] = []
+
+    def hold_executes(worker: ScriptedWorker, entry_id: bytes, request: dict[str, Any]) -> None:
+        if request["action"] == protocol.EXECUTE:
+            worker.reply(request, protocol.RUNNING)
+            held.append((entry_id, request))  # answered by the test, too late
+        else:
+            add_one(worker, entry_id, request)
+
+    worker = scripted(hold_executes)
+    clock = FakeClock()
+    flow = linear_flow.Flow("f").add(Add(name="add0", provides="v0", timeout=2.0))
+    engine = load(flow, redis_flushed_url, topic, store={"value": 1}, transition_timeout=5.0, clock=clock)
+    events = Events(engine)
+    run = BackgroundRun(engine)
+    services.wait_until(lambda: held, 5.0, message="the request reaching the worker")
+    _reader_moved_on(clock)  # the RUNNING reply is read: the task's time counts from here
+
+    clock.advance(1.9)
+    _reader_moved_on(clock)
+    assert not run.done, "timed out before its timeout"
+    clock.advance(0.3)  # past the timeout and the reader's next check
+    error = run.join(10.0)
+
+    assert isinstance(error, exc.TaskTimeout), repr(error)
+    assert (error.atom, error.timeout) == ("add0", 2.0)
+    assert isinstance(error, TimeoutError)
+    assert engine.storage.get_atom_state("add0") == st.REVERTED
+    # The revert went to the worker with the TaskTimeout as the execute's failure.
+    (revert,) = worker.requests(protocol.REVERT)
+    assert "flowkit.exceptions.TaskTimeout" in revert["failure"]["exc_type_names"]
+    # The worker's late answer changes nothing, and the request left the stream.
+    add_one(worker, *held[0])
+    assert engine.storage.get_atom_state("add0") == st.REVERTED
+    assert not events.saw("add0", st.SUCCESS)
+    stream = protocol.requests_key(NS, topic)
+    assert client.xpending(stream, protocol.GROUP)["pending"] == 0
+
+
 def test_duplicate_late_and_unknown_responses_are_ignored(
     scripted: Any, redis_flushed_url: str, topic: str
 ) -> None:

@@ -82,8 +82,10 @@ class _Request:
         "gone_since",
         "id",
         "node",
+        "started_at",
         "state",
         "task",
+        "timeout",
         "topic",
         "worker",
     )
@@ -99,6 +101,8 @@ class _Request:
         self.entry_id: bytes | None = None
         self.worker: str | None = None
         self.gone_since: float | None = None  # when its worker was first seen without an advert
+        self.timeout: float | None = None  # the task's own timeout, counted from RUNNING
+        self.started_at = 0.0  # monotonic; when its worker said it started
 
     def describe(self) -> str:
         verb = "revert" if self.action == sch.REVERT else "execute"
@@ -171,11 +175,18 @@ class RedisDriver(DispatchingDriver):
         self._send()  # what a full window held back
         return super().wait(timeout)
 
-    def dispatch(self, done: Completions, node: Node, action: int, call: Call) -> None:
+    def dispatch_timed(self, runtime: Runtime, node: Node, action: int, call: Call, seconds: float) -> None:
+        # The worker is not interrupted: past the timeout (counted from its RUNNING
+        # response) the reader thread refuses the result, in _tick.
+        request = self.dispatch(self._done, node, action, call)
+        if request is not None:
+            request.timeout = seconds
+
+    def dispatch(self, done: Completions, node: Node, action: int, call: Call) -> _Request | None:
         if type(node.atom) is loop_flow.Until:
             # A loop's until only decides (and its predicate is code): run it here.
             done.put(node, action, *call_outcome(call))
-            return
+            return None
         kwargs: dict[str, Any] = call[1]["kwargs"]
         task = protocol.task_name(call[1]["atom"])
         directory = self._directory
@@ -203,8 +214,9 @@ class RedisDriver(DispatchingDriver):
                 )  # fmt: skip
         except (ValueError, TypeError, exc.InvalidFormat) as err:
             done.put(node, action, False, _invalid(request, str(err)))
-            return
+            return None
         self._outgoing.append((request, message))
+        return request
 
     def _send(self) -> None:
         """Encode and add the outgoing requests the in-flight window allows, in one pipeline."""
@@ -353,6 +365,7 @@ class RedisDriver(DispatchingDriver):
                 request.state = RUNNING
                 request.worker = message["worker"]
                 request.gone_since = None
+                request.started_at = settings.clock.monotonic()
                 return
         if request is None:
             LOG.debug(
@@ -407,7 +420,28 @@ class RedisDriver(DispatchingDriver):
             except _transport.RedisError as err:
                 LOG.debug("could not take back %d timed out request(s): %s", len(expired), err)
         if running:
+            running = self._check_task_timeouts(running, now)
+        if running:
             self._check_workers(running, now, timeout)
+
+    def _check_task_timeouts(self, running: list[_Request], now: float) -> list[_Request]:
+        """Fail running requests past their task's own timeout; return the others."""
+        late = [r for r in running if r.timeout is not None and now - r.started_at >= r.timeout]
+        if not late:
+            return running
+        for request in late:
+            assert request.timeout is not None
+            error = exc.TaskTimeout(
+                f"atom '{request.node.name}' did not finish within its timeout of {request.timeout:g} s "
+                f"on worker {request.worker} (task {request.task}); its result will be refused",
+                atom=request.node.name,
+                timeout=request.timeout,
+            )
+            if self._finish(request, Failure.from_exception(error)):
+                LOG.warning("%s ran past its timeout of %g s", request.describe(), request.timeout)
+        with contextlib.suppress(_transport.RedisError):
+            self._forget(late)
+        return [r for r in running if r not in late]
 
     def _check_workers(self, running: list[_Request], now: float, timeout: float) -> None:
         directory = self._directory

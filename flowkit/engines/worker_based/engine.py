@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from flowkit import exceptions as exc
 from flowkit.engines import _compiler
 from flowkit.engines._engine import ActionEngine, Driver
+from flowkit.engines._timeouts import SYSTEM_TIMER, Timer
 from flowkit.engines.worker_based import protocol
 from flowkit.patterns import loop_flow
 
@@ -120,6 +121,11 @@ class WorkerBasedActionEngine(ActionEngine):
         #: Functions ``(atom name) -> traceparent or None`` whose answer each request
         #: carries (the last one added wins); ``TracingListener`` adds itself here.
         self.trace_sources: list[Callable[[str], str | None]] = []
+
+    def _timer(self, needed: bool) -> Timer:
+        # Task timeouts are enforced by the driver's reply reader, on ``clock``
+        # (which needs no call_later here); the in-process timer is never used.
+        return SYSTEM_TIMER
 
     def _make_driver(self) -> Driver:
         from flowkit.engines.worker_based import _transport

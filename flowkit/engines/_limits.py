@@ -1,0 +1,120 @@
+"""Concurrency limits: at most ``n`` calls of atoms sharing a ``concurrency_key`` at once.
+
+The runtime consults a :class:`Limiter` for every item the scheduler hands out,
+before the atom is begun: an item whose key has a free slot takes it and is
+dispatched; one whose key is full is *parked* (the scheduler takes it back, still
+PENDING) until a slot frees. A slot frees when the engine accounts for the call's
+outcome, the first thing it does with it: so a task that spawns more work gives its
+slot back before that work can be dispatched, and a limit of 1 cannot deadlock on a
+parent waiting for its children.
+
+Parked items are not trusted when they come back: they are offered to the
+scheduler again, which hands them out only if they are still ready (a failure may
+have put them in a revert set since, or a retry reset them).
+
+Everything here runs in the engine thread, so there is no lock. Limits count
+execute and revert calls alike: both reach the resource the key stands for.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Mapping
+from typing import NamedTuple
+
+from flowkit import exceptions as exc
+from flowkit.engines._compiler import Node
+
+__all__ = ["Item", "Limiter", "check_limits"]
+
+
+class Item(NamedTuple):
+    """What the scheduler hands out: a node and what to do with it."""
+
+    node: Node
+    action: int
+
+
+class Limiter:
+    """Free slots and parked items per key, for one run.
+
+    Args:
+        limits: key -> most calls at once.
+        keys: node index -> its key, for the atoms that have one.
+    """
+
+    def __init__(self, limits: Mapping[str, int], keys: Mapping[int, str]) -> None:
+        self._free = dict(limits)
+        self._keys = keys
+        self._parked: dict[str, deque[Item]] = {key: deque() for key in limits}
+        self._holding: set[int] = set()
+        #: key -> most calls seen holding a slot at once (for tests and statistics).
+        self.peak: dict[str, int] = dict.fromkeys(limits, 0)
+        self._limits = dict(limits)
+
+    def admit(self, node: Node, action: int) -> bool:
+        """Take a slot for ``node`` if it needs one; False parks it (the caller gives it back)."""
+        key = self._keys.get(node.index)
+        if key is None:
+            return True
+        free = self._free[key]
+        if free > 0:
+            self._free[key] = free - 1
+            self._holding.add(node.index)
+            self.peak[key] = max(self.peak[key], self._limits[key] - free + 1)
+            return True
+        self._parked[key].append(Item(node, action))
+        return False
+
+    def release(self, node: Node) -> None:
+        """``node``'s call is over: free its slot (a no-op for a node that holds none)."""
+        index = node.index
+        if index in self._holding:
+            self._holding.discard(index)
+            self._free[self._keys[index]] += 1
+
+    def reoffer(self) -> list[Item]:
+        """Take back as many parked items as there are free slots for their keys."""
+        out: list[Item] = []
+        for key, parked in self._parked.items():
+            count = self._free[key]
+            while count > 0 and parked:
+                out.append(parked.popleft())
+                count -= 1
+        return out
+
+    def has_reoffer(self) -> bool:
+        """Whether :meth:`reoffer` would return something."""
+        return any(parked and self._free[key] > 0 for key, parked in self._parked.items())
+
+
+def check_limits(value: object, engine: str) -> dict[str, int]:
+    """Check the ``concurrency_limits`` engine option: a mapping of str keys to ints from 1.
+
+    Raises:
+        InvalidEngineOption: anything else.
+    """
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise exc.InvalidEngineOption(
+            f"concurrency_limits must be a mapping of key -> most calls at once, not {value!r}",
+            engine=engine,
+            option="concurrency_limits",
+        )
+    limits: dict[str, int] = {}
+    for key, count in value.items():
+        if not isinstance(key, str) or not key:
+            raise exc.InvalidEngineOption(
+                f"concurrency_limits keys must be non-empty str, not {key!r}",
+                engine=engine,
+                option="concurrency_limits",
+            )
+        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+            raise exc.InvalidEngineOption(
+                f"concurrency_limits[{key!r}] must be an int from 1, not {count!r}",
+                engine=engine,
+                option="concurrency_limits",
+            )
+        limits[key] = count
+    return limits

@@ -1,0 +1,336 @@
+"""Per-task timeouts on every in-process engine kind, with a timer the test moves by hand.
+
+Each test starts the run in a thread, waits (on the timer, not the clock) until the
+timed call started, moves time past the deadline and checks that the atom failed
+with TaskTimeout, that the flow reverted (the timed-out atom's revert included), and
+that the abandoned call's late outcome was ignored.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import logging
+import math
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from flowkit import engines, states
+from flowkit import exceptions as exc
+from flowkit.patterns import linear_flow, unordered_flow
+from flowkit.retry import Times
+from flowkit.types.failure import Failure
+
+from . import _timeout_tasks as tt
+from ._manual_timer import ManualTimer
+
+RUN_WAIT = 30.0  # real seconds a test waits for a run it expects to end
+
+
+@pytest.fixture(autouse=True)
+def _fresh_gates() -> Iterator[None]:
+    tt.GATES.clear()
+    yield
+    for g in tt.GATES.values():
+        g.release.set()  # let abandoned calls end
+
+
+@pytest.fixture
+def runner() -> Iterator[cf.ThreadPoolExecutor]:
+    with cf.ThreadPoolExecutor(1) as pool:
+        yield pool
+
+
+def _start(runner: cf.ThreadPoolExecutor, engine: Any) -> cf.Future[None]:
+    return runner.submit(engine.run)
+
+
+def _assert_timed_out(future: cf.Future[None], atom: str, seconds: float) -> exc.TaskTimeout:
+    with pytest.raises(exc.TaskTimeout) as caught:
+        future.result(RUN_WAIT)
+    assert caught.value.atom == atom
+    assert caught.value.timeout == seconds
+    assert isinstance(caught.value, TimeoutError)
+    assert isinstance(caught.value, exc.ExecutionFailure)
+    return caught.value
+
+
+KINDS = ("serial", "parallel", "asyncio")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_thread_task_past_its_timeout_fails_and_reverts(kind: str, runner: cf.ThreadPoolExecutor) -> None:
+    timer = ManualTimer()
+    flow = linear_flow.Flow("f").add(tt.Quick("before"), tt.Blocking("slow", timeout=5))
+    engine = engines.load(flow, engine=kind, clock=timer)
+    running = _start(runner, engine)
+    timer.wait_armed(1)
+    timer.advance(4.9)
+    assert not running.done()
+    timer.advance(0.1)
+    _assert_timed_out(running, "slow", 5.0)
+    storage = engine.storage
+    assert storage.get_flow_state() == states.REVERTED
+    assert storage.get_atom_state("slow") == states.REVERTED
+    assert storage.get_atom_state("before") == states.REVERTED
+    # The timed-out atom's own revert ran, and was told why.
+    (result,) = tt.gate("slow").reverted
+    assert isinstance(result, Failure) and result.check(exc.TaskTimeout)
+    # The abandoned thread finishes later: its result is logged and ignored.
+    with _LateLog() as late:
+        tt.gate("slow").release.set()
+        message = late.wait()
+    assert "past its timeout" in message and "'slow done'" in message
+    assert storage.get_atom_state("slow") == states.REVERTED
+
+
+class _LateLog(logging.Handler):
+    """Collects the timeout module's records; installed before the late call can log."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[str] = []
+        self.seen = threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+        self.seen.set()
+
+    def __enter__(self) -> _LateLog:
+        logger = logging.getLogger("flowkit.engines.timeouts")
+        self._level = logger.level
+        logger.setLevel(logging.WARNING)
+        logger.addHandler(self)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        logger = logging.getLogger("flowkit.engines.timeouts")
+        logger.removeHandler(self)
+        logger.setLevel(self._level)
+
+    def wait(self) -> str:
+        assert self.seen.wait(RUN_WAIT), "the late outcome was not logged"
+        return self.messages[0]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_call_in_time_cancels_its_timer(kind: str) -> None:
+    timer = ManualTimer()
+    flow = unordered_flow.Flow("f").add(*[tt.Quick(f"q{i}", timeout=1) for i in range(5)])
+    engine = engines.load(flow, engine=kind, clock=timer)
+    engine.run()
+    assert timer.armed == 5
+    assert timer.pending() == 0  # every deadline cancelled
+    timer.advance(10)  # nothing left to fire
+    assert engine.storage.get_flow_state() == states.SUCCESS
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_async_task_is_cancelled(kind: str, runner: cf.ThreadPoolExecutor) -> None:
+    timer = ManualTimer()
+    engine = engines.load(tt.AsyncBlocking("coro", timeout=2), engine=kind, clock=timer)
+    running = _start(runner, engine)
+    timer.wait_armed(1)
+    timer.advance(2)
+    _assert_timed_out(running, "coro", 2.0)
+    assert tt.gate("coro").cancelled.wait(RUN_WAIT)
+    assert not tt.gate("coro").finished.is_set()
+    assert engine.storage.get_atom_state("coro") == states.REVERTED
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_task_that_ignores_cancellation_still_times_out(kind: str, runner: cf.ThreadPoolExecutor) -> None:
+    timer = ManualTimer()
+    engine = engines.load(tt.Stubborn("stubborn", timeout=1), engine=kind, clock=timer)
+    running = _start(runner, engine)
+    timer.wait_armed(1)
+    timer.advance(1)
+    # The run ends on time although the coroutine swallowed its cancellation.
+    _assert_timed_out(running, "stubborn", 1.0)
+    assert tt.gate("stubborn").cancelled.wait(RUN_WAIT)
+    assert not tt.gate("stubborn").finished.is_set()
+    assert engine.storage.get_atom_state("stubborn") == states.REVERTED
+    if kind == "asyncio":
+        return  # the run's own event loop closed with the run, and the coroutine with it
+    # On the shared loop thread of the other engines it runs on, and its late
+    # outcome is logged and ignored.
+    with _LateLog() as late:
+        tt.gate("stubborn").release.set()
+        message = late.wait()
+    assert "past its timeout" in message and "'stubborn done anyway'" in message
+    assert engine.storage.get_atom_state("stubborn") == states.REVERTED
+
+
+def test_waiting_for_a_free_thread_does_not_count(runner: cf.ThreadPoolExecutor) -> None:
+    timer = ManualTimer()
+    flow = unordered_flow.Flow("both").add(tt.Blocking("a", timeout=10), tt.Blocking("b", timeout=10))
+    engine = engines.load(flow, engine="parallel", max_workers=1, clock=timer)
+    running = _start(runner, engine)
+    timer.wait_armed(1)  # one of them runs; the other waits for the only thread
+    first, second = ("a", "b") if tt.gate("a").started.is_set() else ("b", "a")
+    timer.advance(9)
+    tt.gate(first).release.set()
+    timer.wait_armed(2)  # the second starts only now, at t=9: its deadline is t=19, not t=10
+    timer.advance(5)
+    tt.gate(second).release.set()
+    running.result(RUN_WAIT)
+    assert engine.storage.get_flow_state() == states.SUCCESS
+
+
+def test_default_timeout_applies_unless_a_task_sets_its_own(runner: cf.ThreadPoolExecutor) -> None:
+    timer = ManualTimer()
+    flow = unordered_flow.Flow("f").add(
+        tt.Blocking("default"), tt.Blocking("own", timeout=50), tt.Blocking("none", timeout=math.inf)
+    )
+    engine = engines.load(flow, engine="parallel", default_timeout=20, clock=timer)
+    running = _start(runner, engine)
+    timer.wait_armed(2)  # 'none' sets no timer at all
+    tt.gate("own").release.set()
+    tt.gate("none").release.set()
+    assert tt.gate("own").finished.wait(RUN_WAIT) and tt.gate("none").finished.wait(RUN_WAIT)
+    timer.advance(20)
+    _assert_timed_out(running, "default", 20.0)
+    assert timer.armed == 2
+
+
+def test_class_attribute_timeout(runner: cf.ThreadPoolExecutor) -> None:
+    class Slow(tt.Blocking):
+        timeout = 3
+
+    timer = ManualTimer()
+    engine = engines.load(Slow("cls"), engine="serial", clock=timer)
+    running = _start(runner, engine)
+    timer.wait_armed(1)
+    timer.advance(3)
+    _assert_timed_out(running, "cls", 3.0)
+
+
+def test_timeout_in_a_retry_scope_is_retried(runner: cf.ThreadPoolExecutor) -> None:
+    timer = ManualTimer()
+    flow = linear_flow.Flow("f", retry=Times(2)).add(tt.Blocking("flaky", timeout=1, provides="out"))
+    engine = engines.load(flow, engine="parallel", clock=timer)
+    running = _start(runner, engine)
+    timer.wait_armed(1)
+    timer.advance(1)  # first attempt abandoned; the retry runs it again
+    timer.wait_armed(2)
+    tt.gate("flaky").release.set()
+    running.result(RUN_WAIT)
+    assert engine.storage.get_flow_state() == states.SUCCESS
+    assert engine.storage.fetch("out") == "flaky done"
+    history = engine.storage.get_retry_history("f_retry")
+    assert len(history) == 2
+    assert history.caused_by(exc.TaskTimeout, index=0)
+
+
+def test_process_pool_timeout_refuses_the_result_and_stops_the_child(runner: cf.ThreadPoolExecutor) -> None:
+    timer = ManualTimer()
+    engine = engines.load(
+        tt.SleepsLong("long", timeout=2), engine="parallel", executor="processes", clock=timer
+    )
+    running = _start(runner, engine)
+    timer.wait_armed(1)
+    timer.advance(2)
+    # The child would sleep two minutes: the run ends now, its pool's processes stopped.
+    _assert_timed_out(running, "long", 2.0)
+    assert engine.storage.get_atom_state("long") == states.REVERTED
+
+
+# -- bad input -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", [-1, 0, 0.0, math.nan, "5", True, [1]])
+def test_bad_timeout_is_refused_naming_the_task(bad: Any) -> None:
+    with pytest.raises(exc.InvalidAtomOption) as caught:
+        tt.Quick("named", timeout=bad)
+    assert caught.value.atom == "named"
+    assert caught.value.option == "timeout"
+    assert "'named'" in str(caught.value)
+    assert isinstance(caught.value, ValueError)
+
+
+def test_bad_class_attribute_timeout_is_refused_at_compile() -> None:
+    class Negative(tt.Quick):
+        timeout = -2
+
+    engine = engines.load(linear_flow.Flow("f").add(Negative("neg")))
+    with pytest.raises(exc.InvalidAtomOption, match="'neg' has timeout=-2"):
+        engine.compile()
+
+
+@pytest.mark.parametrize("bad", [-1, 0, "soon", False])
+def test_bad_default_timeout_is_refused(bad: Any) -> None:
+    engine = engines.load(tt.Quick("q"), default_timeout=bad)
+    with pytest.raises(exc.InvalidEngineOption) as caught:
+        engine.compile()
+    assert caught.value.option == "default_timeout"
+
+
+def test_clock_without_call_later_is_refused() -> None:
+    class OnlyMonotonic:
+        def monotonic(self) -> float:
+            return 0.0
+
+    engine = engines.load(tt.Quick("q", timeout=1), clock=OnlyMonotonic())
+    with pytest.raises(exc.InvalidEngineOption, match="call_later"):
+        engine.compile()
+
+
+def test_atoms_added_while_running_get_their_options() -> None:
+    # Spawned sub-flows add atoms after compiling; the runtime reads their
+    # timeout and key then, with the engine's default and limits.
+    engine: Any = engines.load(
+        linear_flow.Flow("f").add(tt.Quick("q")),
+        engine="parallel",
+        default_timeout=7,
+        concurrency_limits={"api": 1},
+    )
+    engine.compile()
+    runtime = engine._runtime
+    assert runtime is not None
+    (node,) = engine.compilation.atoms
+    runtime.timeouts.clear()
+    node.atom.concurrency_key = "api"
+    runtime.adopt_options([node])
+    assert runtime.timeouts == {node.index: 7.0}
+    assert runtime.keys == {node.index: "api"}
+    node.atom.concurrency_key = "nope"
+    with pytest.raises(exc.InvalidAtomOption, match="'nope'"):
+        runtime.adopt_options([node])
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_spawned_task_times_out(kind: str, runner: cf.ThreadPoolExecutor) -> None:
+    from flowkit import dynamic, task
+
+    class Spawn(task.Task):
+        def execute(self) -> Any:
+            return dynamic.subflow(linear_flow.Flow("sub").add(tt.Blocking("child", timeout=3)))
+
+    timer = ManualTimer()
+    engine = engines.load(linear_flow.Flow("f").add(Spawn("spawner")), engine=kind, clock=timer)
+    running = _start(runner, engine)
+    timer.wait_armed(1)
+    timer.advance(3)
+    _assert_timed_out(running, "child", 3.0)
+    assert engine.storage.get_atom_state("child") == states.REVERTED
+    assert engine.storage.get_atom_state("spawner") == states.REVERTED
+
+
+def test_a_loops_check_is_not_timed_but_its_body_is() -> None:
+    from flowkit.patterns import loop_flow
+
+    timer = ManualTimer()
+    counter = iter(range(10))
+
+    class Count(tt.Quick):
+        def execute(self) -> int:  # type: ignore[override]
+            return next(counter)
+
+    flow = loop_flow.Flow(
+        "poll", Count("count", provides="count"), until=lambda count: count == 2, max_iterations=5
+    )
+    engine = engines.load(flow, engine="serial", default_timeout=30, clock=timer)
+    engine.run()
+    assert timer.armed == 3  # the body's three calls; the loop's own check runs untimed
