@@ -61,6 +61,10 @@ class Driver(Protocol):
     def in_flight(self) -> int:
         """Calls started and not yet collected by :meth:`wait`."""
 
+    @property
+    def completions(self) -> Completions | None:
+        """The queue calls made in other threads come back through (None: all inline)."""
+
     def open(self, runtime: Runtime) -> None: ...
 
     def schedule(self, runtime: Runtime) -> None: ...
@@ -86,6 +90,10 @@ class DispatchingDriver:
     @property
     def in_flight(self) -> int:
         return self._done.in_flight
+
+    @property
+    def completions(self) -> Completions:
+        return self._done
 
     def open(self, runtime: Runtime) -> None:
         """Get ready for a run (start pools, loops...)."""
@@ -425,6 +433,8 @@ class ActionEngine(Engine):
         self._change_state(st.RUNNING)
         try:
             runtime.start()
+            # Progress reported in other threads reaches the records through the queue.
+            runtime.relay_progress(driver.completions)
             driver.open(runtime)
         except BaseException:
             runtime.finish(best_effort=True)

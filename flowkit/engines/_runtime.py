@@ -27,6 +27,7 @@ from flowkit._utils.asyncio_bridge import EventLoopThread
 from flowkit.deciders import Depth
 from flowkit.engines import _scheduler as sch
 from flowkit.engines._compiler import RETRY, ArgPlan, Compilation, FlowScope, Node
+from flowkit.engines._completions import Completions, ProgressReport
 from flowkit.engines._limits import Limiter
 from flowkit.engines._loops import Clock, Loops
 from flowkit.engines._task_options import options_of
@@ -41,8 +42,19 @@ __all__ = ["Call", "Runtime", "call_outcome"]
 EVENT_UPDATE_PROGRESS = "update_progress"
 _LOG = logging.getLogger(__name__)
 
-#: What a driver runs: ``fn(**kwargs)``; the result may be a coroutine to await.
-Call = tuple[Callable[..., Any], dict[str, Any]]
+
+class Call(NamedTuple):
+    """What a driver runs: ``fn(**kwargs)``; the result may be a coroutine to await.
+
+    Attributes:
+        fn: a retry's own ``execute``/``revert``, or the wrapper that runs a
+            task's with its pre- and post-hooks.
+        kwargs: the arguments; for a task, ``{"atom": task, "kwargs": its arguments}``.
+    """
+
+    fn: Callable[..., Any]
+    kwargs: dict[str, Any]
+
 
 #: Results that steer the run rather than being stored as they are: a spawned
 #: sub-flow (flowkit.dynamic) and a loop's until answer (loop_flow).
@@ -150,6 +162,10 @@ class Runtime:
         self.has_ready: Callable[[], bool] = self.scheduler.has_ready
         # Nodes that never take run_inline's short path (guarded or timed ones).
         self._special: set[int] = set()
+        #: Where progress reported from other threads goes during a run (the
+        #: driver's completion queue), and the thread that applies it.
+        self._relay: Completions | None = None
+        self._engine_thread = 0
 
     def start(self) -> None:
         """Make a fresh scheduler from the stored states (this is also resuming)."""
@@ -281,6 +297,7 @@ class Runtime:
         """
         self._attach_progress(False)
         self.watchdog.close()
+        self.relay_progress(None)
         state = self.state
         state.batching = False
         try:
@@ -376,7 +393,7 @@ class Runtime:
             value: Any = None  # revert only what this run executed
         else:
             try:
-                hit, value = guard.on_begin(call[1]["kwargs"])
+                hit, value = guard.on_begin(call.kwargs["kwargs"])
             except Exception:
                 self.complete(node, action, False, Failure())
                 return None
@@ -413,10 +430,10 @@ class Runtime:
         atom = node.atom
         if node.kind == RETRY:
             kwargs["history"] = self.storage.get_retry_history(node.name)
-            return atom.execute, kwargs  # type: ignore[union-attr]
+            return Call(atom.execute, kwargs)  # type: ignore[union-attr]
         if self._progress_watched(atom):
             self._announce_progress(node.name, atom, 0.0)
-        return _run_execute, {"atom": atom, "kwargs": kwargs}
+        return Call(_run_execute, {"atom": atom, "kwargs": kwargs})
 
     def _begin_revert(self, node: Node) -> Call:
         record = self.records[node.index]
@@ -430,9 +447,9 @@ class Runtime:
         atom = node.atom
         if node.kind == RETRY:
             kwargs["history"] = self.storage.get_retry_history(node.name)
-            return atom.revert, kwargs  # type: ignore[union-attr]
+            return Call(atom.revert, kwargs)  # type: ignore[union-attr]
         kwargs["result"] = record.failure if record.failure is not None else record.result
-        return _run_revert, {"atom": atom, "kwargs": kwargs}
+        return Call(_run_revert, {"atom": atom, "kwargs": kwargs})
 
     def _fetch(self, node: Node, plans: tuple[ArgPlan, ...], record: AtomRecord) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -605,16 +622,40 @@ class Runtime:
                 self.guards[node.index].annotate(details)
             self.notifier.notify(state, details)
 
+    def relay_progress(self, completions: Completions | None) -> None:
+        """Send progress reported from other threads through ``completions`` (None: stop).
+
+        Called by the engine thread as a run starts and ends. While a relay is
+        set, a report made in any other thread (a pool worker, an event loop, the
+        thread relaying a process pool's or a remote worker's reports) is queued
+        and applied by the engine thread as it waits, so that thread is the only
+        one writing the run's records and the listeners hear it there.
+        """
+        if self._relay is not None:
+            self._relay.on_progress = None
+        self._relay = completions
+        self._engine_thread = threading.get_ident()
+        if completions is not None:
+            completions.on_progress = self._apply_report
+
+    def _apply_report(self, report: ProgressReport) -> None:
+        """Record a progress report taken from the completion queue (engine thread)."""
+        record = self.state.records.get(report.name)
+        if record is not None and record.state in _CALL_STATES:
+            self._progress(report.name, report.progress, report.details)
+
     def progress_by_name(
         self, atom_name: str, progress: float, details: dict[str, Any] | None = None
     ) -> None:
         """Record progress reported for an atom that runs elsewhere (another process, a worker).
 
-        A report that arrives after its atom finished is stale and dropped.
+        A report that arrives after its atom's call ended is stale and dropped.
         """
-        record = self.state.records.get(atom_name)
-        if record is not None and record.state == st.RUNNING:
-            self._progress(atom_name, progress, details)
+        relay = self._relay
+        if relay is not None and threading.get_ident() != self._engine_thread:
+            relay.put_progress(atom_name, progress, details)
+        else:
+            self._apply_report(ProgressReport(atom_name, progress, details))
 
     def _progress_watched(self, atom: Any) -> bool:
         """Tell whether anyone would see a progress event (the task's or the engine's listeners)."""
@@ -625,7 +666,11 @@ class Runtime:
 
     def _on_progress(self, atom: Any, progress: float, details: dict[str, Any] | None = None) -> None:
         """Called (from any thread) when a running task reports progress."""
-        self._progress(atom.name, progress, details)
+        relay = self._relay
+        if relay is not None and threading.get_ident() != self._engine_thread:
+            relay.put_progress(atom.name, progress, details)
+        else:
+            self._progress(atom.name, progress, details)
 
     def _announce_progress(self, name: str, atom: Any, progress: float) -> None:
         """Tell listeners of the 0.0 and 1.0 the engine itself reports (already recorded).
@@ -725,6 +770,8 @@ class Runtime:
         return Decision(retry.atom.on_failure(**kwargs))  # type: ignore[union-attr]
 
 
+#: States in which an atom's call is out, so a progress report about it is current.
+_CALL_STATES = frozenset({st.RUNNING, st.REVERTING})
 #: Intentions the scheduler gives the atoms a failure's resolution sends back.
 _REVERT_INTENTIONS = frozenset({st.REVERT, st.RETRY})
 

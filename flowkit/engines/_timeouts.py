@@ -176,7 +176,7 @@ class Watchdog:
         if helpers is None:
             helpers = self._helpers = _threads.WorkerThreads(1)
             self.on_abandoned = helpers.lend
-        helpers.submit(run_timed, timed, node, action, call[0], call[1])
+        helpers.submit(run_timed, timed, node, action, call.fn, call.kwargs)
         _node, _action, ok, value = box.take(None)[0]
         return ok, value
 

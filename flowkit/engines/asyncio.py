@@ -95,9 +95,9 @@ class _LoopDriver(DispatchingDriver):
             # A plain task runs in a thread and reports through ``timed`` itself, so
             # its late outcome is logged when the thread returns; cancelling the
             # future only frees its max_workers slot: the thread cannot be stopped.
-            thread_call: Call = (
+            thread_call = Call(
                 _timeouts.run_timed,
-                {"call": timed, "node": node, "action": action, "fn": call[0], "kwargs": call[1]},
+                {"call": timed, "node": node, "action": action, "fn": call.fn, "kwargs": call.kwargs},
             )
             future = self.bridge.submit(_run_on_loop(thread_call, True, self._limit))
         timed.attach(future.cancel)

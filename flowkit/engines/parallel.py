@@ -44,7 +44,7 @@ def _report(done: Completions, node: Node, action: int, call: Call) -> None:
 
 def _in_process(call: Call) -> tuple[bool, Any]:
     """Run ``call`` in a child process; a failure comes back as a plain dict."""
-    _process_progress.attach_in_child(call[1]["atom"])
+    _process_progress.attach_in_child(call.kwargs["atom"])
     ok, value = call_outcome(call)
     if not ok:
         return False, value.to_dict()
@@ -74,7 +74,7 @@ class _ThreadsDriver(DispatchingDriver):
         # cancelled there on time-out.
         assert self._watch is not None and self._threads is not None
         timed = self._watch.call(self._done, node, action, seconds)
-        self._threads.submit(_timeouts.run_timed, timed, node, action, call[0], call[1])
+        self._threads.submit(_timeouts.run_timed, timed, node, action, call.fn, call.kwargs)
 
     def close(self) -> None:
         threads, self._threads = self._threads, None
@@ -144,7 +144,9 @@ class _ExecutorDriver(DispatchingDriver):
             # Failures raised in a child come back as records; a pool that could not
             # even ship the call (unpicklable task) fails locally with a real Failure.
             finished = [
-                (node, action, ok, Failure.from_dict(value) if not ok and isinstance(value, dict) else value)
+                Completion(node, action, False, Failure.from_dict(value))
+                if not ok and isinstance(value, dict)
+                else Completion(node, action, ok, value)
                 for node, action, ok, value in finished
             ]
         return finished

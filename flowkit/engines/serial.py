@@ -33,6 +33,9 @@ class _SerialDriver:
     for at once (:meth:`Runtime.run_inline`'s short path): nobody could tell.
     """
 
+    #: Nothing runs in another thread, so nothing comes back through a queue.
+    completions = None
+
     def __init__(self) -> None:
         self._done: list[Completion] = []
         #: Outcomes waiting for ANALYZING (a plain attribute: the loop reads it per step).
@@ -53,7 +56,7 @@ class _SerialDriver:
         if second is None:
             outcome = run_inline(*first)
             if outcome is not None:
-                self._done.append((first[0], first[1], *outcome))
+                self._done.append(Completion(first[0], first[1], *outcome))
                 self.in_flight = len(self._done)
             return
         batch = [first, second]
@@ -63,7 +66,7 @@ class _SerialDriver:
         for node, action in batch:
             outcome = run_inline(node, action)
             if outcome is not None:
-                done.append((node, action, *outcome))
+                done.append(Completion(node, action, *outcome))
         self.in_flight = len(done)
 
     def wait(self, timeout: float | None) -> list[Completion]:

@@ -187,8 +187,8 @@ class RedisDriver(DispatchingDriver):
             # A loop's until only decides (and its predicate is code): run it here.
             done.put(node, action, *call_outcome(call))
             return None
-        kwargs: dict[str, Any] = call[1]["kwargs"]
-        task = protocol.task_name(call[1]["atom"])
+        kwargs: dict[str, Any] = call.kwargs["kwargs"]
+        task = protocol.task_name(call.kwargs["atom"])
         directory = self._directory
         topic = directory.route(node.name, task) or directory.pinned.get(node.name) or directory.topics[0]
         request = _Request(str(uuid.uuid4()), node, action, task, topic)

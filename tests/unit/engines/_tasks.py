@@ -128,3 +128,16 @@ class ReportPid(task.Task):
         import os
 
         return os.getpid()
+
+
+class ReportsHalfway(task.Task):
+    """Reports progress 0.5 from whatever process runs it and returns once ``heard`` is set.
+
+    ``heard`` is a multiprocessing manager's event: a report relayed from a child
+    process travels apart from the call's result, so the test sets it when the
+    report arrived, and only then lets the task finish.
+    """
+
+    def execute(self, heard: Any) -> bool:
+        self.update_progress(0.5)
+        return bool(heard.wait(30))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import threading
 from typing import Any
 
 import pytest
@@ -10,7 +12,7 @@ from flowkit import engines, retry, states, task
 from flowkit.listeners.capturing import CaptureListener
 from flowkit.patterns import linear_flow
 
-from ._tasks import Boom, FailTimes, Recorder, Step
+from ._tasks import Boom, FailTimes, Recorder, ReportsHalfway, Step
 
 
 class Capture(CaptureListener):
@@ -165,6 +167,56 @@ def test_any_listeners_see_state_changes_only_as_on_taskflow(engine_kind: str) -
     engine.run()
     assert [state for state, _details in events] == [states.RUNNING, states.SUCCESS]
     assert all("old_state" in details for _state, details in events)
+
+
+class ProgressingWhere(task.Task):
+    """Reports progress and says which thread it ran in."""
+
+    def execute(self) -> int:
+        self.update_progress(0.5)
+        return threading.get_ident()
+
+
+def test_progress_from_another_thread_is_recorded_and_announced_in_the_engine_thread(
+    engine_kind: str,
+) -> None:
+    # The engine thread is the only writer of a run's records: a report made in a
+    # pool worker or an event loop's thread travels through the completion queue.
+    engine = engines.load(ProgressingWhere("p", provides="ran_in"), engine=engine_kind)
+    heard: list[tuple[float, int]] = []
+    engine.atom_notifier.register(
+        "update_progress", lambda event, details: heard.append((details["progress"], threading.get_ident()))
+    )
+    engine.run()
+    here = threading.get_ident()
+    if engine_kind != "serial":
+        assert engine.storage.fetch("ran_in") != here  # or the test proves nothing
+    assert heard == [(0.0, here), (0.5, here), (1.0, here)]
+    assert engine.storage.get_task_progress("p") == 1.0
+
+
+def test_progress_relayed_from_a_child_process_is_announced_in_the_engine_thread() -> None:
+    with multiprocessing.Manager() as manager:
+        arrived = manager.Event()
+        engine = engines.load(
+            ReportsHalfway("p", provides="finished"),
+            store={"heard": arrived},
+            engine="parallel",
+            executor="processes",
+            max_workers=1,
+        )
+        heard: list[tuple[float, int]] = []
+
+        def on_progress(event: str, details: dict[str, Any]) -> None:
+            heard.append((details["progress"], threading.get_ident()))
+            if details["progress"] == 0.5:
+                arrived.set()
+
+        engine.atom_notifier.register("update_progress", on_progress)
+        engine.run()
+    here = threading.get_ident()
+    assert engine.storage.fetch("finished") is True
+    assert heard == [(0.0, here), (0.5, here), (1.0, here)]
 
 
 def test_progress_is_stored_even_with_no_listener(engine_kind: str) -> None:
