@@ -9,6 +9,7 @@ REVERTED, a resumed parallel revert that skipped an in-doubt atom.
 from __future__ import annotations
 
 import contextlib
+import gc
 import math
 import os
 from collections.abc import Iterator
@@ -181,6 +182,30 @@ def test_runs_leave_no_sqlite_descriptor_open_after_the_backend_is_closed(tmp_pa
         engines.load(chain_factory(2), store={"value": 1}, backend=made).run()
     made.close()
     assert _open_files_under(tmp_path) == 0
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts descriptors through /proc")
+def test_a_finished_run_gives_its_connection_back_while_its_engine_lives(tmp_path: Path) -> None:
+    # An engine that kept its connection until it was collected would make the
+    # next run open another one (more descriptors), with both engines alive.
+    made = backends.fetch({"connection": f"sqlite:///{tmp_path / 'flows.db'}"})
+    with contextlib.closing(made.get_connection()) as conn:
+        conn.upgrade()
+    idle = _open_files_under(tmp_path)  # the pool's one idle connection
+    alive = []
+    gc.disable()  # nothing is collected behind the test's back
+    try:
+        for _ in range(3):
+            engine = engines.load(chain_factory(2), store={"value": 1}, backend=made)
+            engine.run()
+            alive.append(engine)
+            assert _open_files_under(tmp_path) == idle
+            engine.storage.set_flow_state(states.SUCCESS)  # a write after the run
+            assert _open_files_under(tmp_path) == idle
+    finally:
+        gc.enable()
+        made.close()
+    assert len(alive) == 3
 
 
 def test_runs_leave_no_postgresql_connection_open_after_the_backend_is_closed(postgresql_db_url: str) -> None:
