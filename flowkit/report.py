@@ -26,7 +26,7 @@ from typing import Any
 
 from flowkit import exceptions as exc
 from flowkit import states as st
-from flowkit.listeners.events import META_KEY, Event, EventLog
+from flowkit.listeners.events import META_KEY, CauseKind, Event, EventLog
 from flowkit.types.failure import Failure
 
 __all__ = ["AtomReport", "ExecutionReport", "FailureReport", "flow_summary"]
@@ -88,6 +88,8 @@ class AtomReport:
         reverted: ``reverted`` or ``revert failed`` when a revert ran, else None.
         revert_failure: why ``revert`` failed, if it did.
         progress: the last progress it reported (0.0 to 1.0).
+        cached: True when its latest result came from the result cache rather
+            than from running it (None: unknown, no event log).
     """
 
     name: str
@@ -103,6 +105,7 @@ class AtomReport:
     reverted: str | None
     revert_failure: FailureReport | None
     progress: float
+    cached: bool | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -119,6 +122,7 @@ class AtomReport:
             "reverted": self.reverted,
             "revert_failure": None if self.revert_failure is None else self.revert_failure.to_dict(),
             "progress": self.progress,
+            "cached": self.cached,
         }
 
 
@@ -243,6 +247,8 @@ class ExecutionReport:
                 parts.append(f"failed: {atom.failure}")
             elif atom.result is not None and atom.state == st.SUCCESS:
                 parts.append(f"-> {atom.result}")
+            if atom.cached:
+                parts.append("(from the cache)")
             if atom.reverted is not None:
                 parts.append(atom.reverted)
             if atom.revert_failure is not None:
@@ -315,8 +321,11 @@ def _atom_report(detail: Any, events: list[Event]) -> AtomReport:
     kind = "retry" if type(detail).__name__ == "RetryDetail" else "task"
     meta: Mapping[str, Any] = detail.meta or {}
     state = detail.state or st.PENDING
+    cached: bool | None = None
     if events:
         attempts: int | None = sum(1 for e in events if e.state == st.RUNNING)
+        outcome = next((e for e in reversed(events) if e.state == st.SUCCESS), None)
+        cached = outcome is not None and outcome.cause.kind == CauseKind.CACHED
         duration = _spans(events, st.RUNNING, _EXEC_ENDS)
         revert_duration = _spans(events, st.REVERTING, _REVERT_ENDS)
     else:
@@ -351,4 +360,5 @@ def _atom_report(detail: Any, events: list[Event]) -> AtomReport:
         if isinstance(revert_failure, Failure)
         else None,
         progress=float(meta.get("progress", 0.0) or 0.0),
+        cached=cached,
     )

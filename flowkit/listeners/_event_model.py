@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-__all__ = ["META_KEY", "Cause", "CauseKind", "Event", "EventLog"]
+__all__ = ["META_KEY", "Cause", "CauseKind", "Event", "EventLog", "cause_text"]
 
 #: The metadata key (of flow and atom details) under which events are kept.
 META_KEY = "event_log"
@@ -30,6 +30,8 @@ class CauseKind(StrEnum):
     READY = "ready"
     #: ``execute`` or ``revert`` returned.
     RETURNED = "returned"
+    #: The result was taken from the result cache instead of running ``execute``.
+    CACHED = "cached"
     #: ``execute`` or ``revert`` raised.
     RAISED = "raised"
     #: A failure (and the decision taken about it) made the atom revert.
@@ -142,7 +144,31 @@ class Event:
         return f"{self.name} {self.state} ({where}): {self.cause.text}"
 
 
+def cause_text(cause: Mapping[str, Any], state: str) -> str:
+    """The sentence of a stored cause; made here for those recorded without one.
+
+    The listener leaves it out of the two causes every atom gets (it became
+    ready, its call returned), since it follows from the rest of the record.
+    """
+    text = cause.get("text")
+    if text is not None:
+        return str(text)
+    kind = cause.get("kind")
+    if kind == CauseKind.READY:
+        atoms = cause.get("atoms")
+        if not atoms:
+            return "it is first in its flow"
+        return ", ".join(f"'{a}'" for a in atoms) + " completed"
+    if kind == CauseKind.RETURNED:
+        return "revert returned" if state in ("REVERTED", "REVERT_FAILURE") else "execute returned"
+    return ""
+
+
 def _stored(kind: str, name: str, data: Mapping[str, Any]) -> Event:
+    state = str(data["state"])
+    cause = data["cause"]
+    if "text" not in cause:
+        cause = {**cause, "text": cause_text(cause, state)}
     return Event(
         seq=int(data["seq"]),
         at=float(data["at"]),
@@ -150,9 +176,9 @@ def _stored(kind: str, name: str, data: Mapping[str, Any]) -> Event:
         kind=kind,
         name=name,
         old_state=data.get("old"),
-        state=str(data["state"]),
+        state=state,
         attempt=int(data.get("attempt", 0)),
-        cause=Cause.from_dict(data["cause"]),
+        cause=Cause.from_dict(cause),
     )
 
 

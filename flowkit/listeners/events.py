@@ -27,8 +27,15 @@ stored states at the moment each notification arrives:
   (REVERT_ALL, or a REVERT that an outer retry widened).
 * SUCCESS, FAILURE, REVERTED, REVERT_FAILURE: what ``execute``/``revert`` did.
 
-Without a listener attached nothing is recorded and nothing is paid; with it,
-each transition costs one small dict and a metadata update (measured in
+Without a listener attached nothing is recorded and nothing is paid. With it,
+the two transitions every atom makes (RUNNING because it became ready,
+SUCCESS because it returned) take a short path that builds one small dict
+each; their cause's sentence is written out when the log is read, not when it
+is recorded. When the run is persisted (a backend), each event is added to its
+atom's metadata at once, so the engine's next write saves it with the state
+it explains; a run kept only in memory holds its events in the listener and
+hands them to storage when the flow ends, when :attr:`EventLogListener.log`
+is read and when the listener is detached (measured in
 ``tools/bench_events.py``).
 
 This module is the listener; the records it writes are in ``_event_model``
@@ -46,6 +53,7 @@ from flowkit.listeners import base
 from flowkit.listeners._event_graph import FlowGraph, failure_words, state_before
 from flowkit.listeners._event_model import META_KEY, Cause, CauseKind, Event, EventLog
 from flowkit.retry import Retry
+from flowkit.types import notifier as nt
 
 __all__ = [
     "META_KEY",
@@ -63,15 +71,18 @@ Clock = Callable[[], float]
 
 #: A cause as stored (what :meth:`Cause.to_dict` gives), made directly on the two
 #: paths every atom takes (it became ready, its call returned): making a frozen
-#: Cause first cost more there than the rest of recording the event.
+#: Cause first cost more there than the rest of recording the event. Their
+#: ``text`` is left out: it follows from the rest and is written when read
+#: (:func:`~flowkit.listeners._event_model.cause_text`).
 CauseRecord = dict[str, Any]
 
+_RUNNING = st.RUNNING
+_SUCCESS = st.SUCCESS
 
-def _plain(
-    kind: CauseKind, text: str, event: int | None = None, atoms: list[str] | None = None
-) -> CauseRecord:
-    """``Cause(kind, text, event=event, atoms=atoms).to_dict()``, without the Cause."""
-    out: CauseRecord = {"kind": kind.value, "text": text}
+
+def _plain(kind: CauseKind, event: int | None = None, atoms: list[str] | None = None) -> CauseRecord:
+    """A ready/returned cause as stored (its sentence is made on reading)."""
+    out: CauseRecord = {"kind": kind.value}
     if event is not None:
         out["event"] = event
     if atoms:
@@ -105,6 +116,10 @@ class EventLogListener(base.Listener):
         self._seq = 0
         self._run = 0
         self._graph = FlowGraph(engine)
+        self._storage: Any = None
+        #: The engine's run state: whether it is persisted decides when events are handed over.
+        self._state: Any = None
+        self._attached = False
         #: atom name -> how many times it entered RUNNING.
         self._attempts: dict[str, int] = {}
         #: atom name -> seq of its latest completion (SUCCESS/IGNORE).
@@ -119,19 +134,61 @@ class EventLogListener(base.Listener):
         self._in_doubt: set[str] = set()
         #: atom name -> seq of its latest event.
         self._last: dict[str, int] = {}
-        #: atom name -> its events so far (what its metadata holds).
+        #: atom name -> its events so far (what its metadata holds, or will).
         self._atom_events: dict[str, list[dict[str, Any]]] = {}
+        #: atoms whose events storage has not been given yet (a run kept in memory).
+        self._unwritten: set[str] = set()
 
     @property
     def log(self) -> EventLog:
         """Everything recorded for this flow so far (earlier runs included)."""
+        self.write()
         return EventLog.from_flow_detail(self._engine.storage.flow_detail)
+
+    # -- attaching ----------------------------------------------------------------------
+
+    def register(self) -> None:
+        """Start recording: one receiver for the atoms' state changes, one for the flow's.
+
+        Registered directly for :attr:`Notifier.ANY` (which hears state changes
+        only): the receiver tells tasks from retries itself, so no details
+        filter runs per notification.
+        """
+        if self._attached:
+            return
+        self._engine.atom_notifier.register(nt.Notifier.ANY, self._on_atom)
+        try:
+            self._engine.notifier.register(nt.Notifier.ANY, self._flow_receiver)
+        except ValueError:
+            self._engine.atom_notifier.deregister(nt.Notifier.ANY, self._on_atom)
+            raise
+        self._attached = True
+
+    def deregister(self) -> None:
+        """Stop recording; hand storage whatever it has not been given yet."""
+        if not self._attached:
+            return
+        self._attached = False
+        self._engine.atom_notifier.deregister(nt.Notifier.ANY, self._on_atom)
+        self._engine.notifier.deregister(nt.Notifier.ANY, self._flow_receiver)
+        self.write()
+
+    def write(self) -> None:
+        """Give storage the events it does not hold yet (a run kept in memory only)."""
+        if not self._unwritten:
+            return
+        unwritten, self._unwritten = self._unwritten, set()
+        storage = self._engine.storage
+        for name in unwritten:
+            # A copy: this listener goes on appending to its own list.
+            storage.update_atom_metadata(name, {META_KEY: list(self._atom_events[name])})
 
     # -- starting a run ---------------------------------------------------------------
 
     def _begin_run(self) -> None:
         """Number this run and pick up the seq/attempt counters of earlier ones."""
-        storage = self._engine.storage
+        storage = self._storage = self._engine.storage
+        self._state = getattr(storage, "run_state", None)
         earlier = storage.flow_meta.get(META_KEY) or ()
         self._run = 1 + max((int(e.get("run", 1)) for e in earlier), default=0)
         self._seq = max((int(e["seq"]) for e in earlier), default=0)
@@ -165,9 +222,9 @@ class EventLogListener(base.Listener):
     def _record(
         self, kind: str, name: str, old: str | None, state: str, attempt: int, cause: Cause | CauseRecord
     ) -> int:
-        self._seq += 1
+        self._seq = seq = self._seq + 1
         data: dict[str, Any] = {
-            "seq": self._seq,
+            "seq": seq,
             "at": self._clock(),
             "run": self._run,
             "old": old,
@@ -175,16 +232,30 @@ class EventLogListener(base.Listener):
             "attempt": attempt,
             "cause": cause.to_dict() if isinstance(cause, Cause) else cause,
         }
-        storage = self._engine.storage
         if kind == "flow":
+            self.write()  # the atoms' events first: a reader then sees the whole log
+            storage = self._engine.storage
             # A new list each time: a backend may hold on to the one it was given.
             storage.update_flow_metadata({META_KEY: [*(storage.flow_meta.get(META_KEY) or ()), data]})
-        else:
-            # This listener's own copy of the atom's list: no read of the metadata back.
-            events = [*self._atom_events.get(name, ()), data]
-            self._atom_events[name] = events
-            storage.update_atom_metadata(name, {META_KEY: events})
-        return self._seq
+            return seq
+        events = self._atom_events.get(name)
+        run_state = self._state
+        if run_state is not None and not run_state.durable:
+            # Kept in memory only: nobody reads the metadata before the flow
+            # ends or the log is asked for (then write() hands it over).
+            if events is None:
+                self._atom_events[name] = [data]
+            else:
+                events.append(data)
+            self._unwritten.add(name)
+            return seq
+        if self._unwritten:
+            self.write()  # the run became persisted (a backend attached on request)
+        # A new list each time: a backend may hold on to the one it was given.
+        events = [*events, data] if events else [data]
+        self._atom_events[name] = events
+        self._storage.update_atom_metadata(name, {META_KEY: events})
+        return seq
 
     def _flow_receiver(self, state: str, details: base.Details) -> None:
         if not self._run:
@@ -221,15 +292,47 @@ class EventLogListener(base.Listener):
             failure=kind,
         )
 
-    def _task_receiver(self, state: str, details: base.Details) -> None:
-        self._atom_event("task", details["task_name"], state, details)
-
-    def _retry_receiver(self, state: str, details: base.Details) -> None:
-        self._atom_event("retry", details["retry_name"], state, details)
-
-    def _atom_event(self, kind: str, name: str, state: str, details: base.Details) -> None:
+    def _on_atom(self, state: str, details: base.Details) -> None:
+        """Every atom state change: the common two inline, the rest by :meth:`_atom_event`."""
+        name = details.get("task_name")
+        if name is None:
+            name = details.get("retry_name")
+            if name is None:
+                return
+            kind = "retry"
+        else:
+            kind = "task"
         if not self._run:
             self._begin_run()
+        if self._in_doubt or self._retried or "cache_hit" in details:
+            self._atom_event(kind, name, state, details)
+        elif state == _RUNNING and (kind == "task" or name not in self._attempts):
+            attempt = self._attempts[name] = self._attempts.get(name, 0) + 1
+            preds = self._graph.predecessors(name)
+            cause: CauseRecord
+            if not preds:
+                cause = {"kind": "ready"}
+            else:
+                done = self._done
+                if len(preds) == 1:
+                    last = done.get(preds[0])
+                else:
+                    last = max((done[p] for p in preds if p in done), default=None)
+                cause = {"kind": "ready", "atoms": list(preds)}
+                if last is not None:
+                    cause["event"] = last
+            self._last[name] = self._record(kind, name, details.get("old_state"), state, attempt, cause)
+        elif state == _SUCCESS:
+            last = self._last.get(name)
+            cause = {"kind": "returned"} if last is None else {"kind": "returned", "event": last}
+            seq = self._record(
+                kind, name, details.get("old_state"), state, self._attempts.get(name, 0), cause
+            )
+            self._last[name] = self._done[name] = seq
+        else:
+            self._atom_event(kind, name, state, details)
+
+    def _atom_event(self, kind: str, name: str, state: str, details: base.Details) -> None:
         old = details.get("old_state")
         if name in self._in_doubt and old is not None and old == state_before(state):
             # An atom in doubt is run (or reverted) again without a new RUNNING
@@ -255,10 +358,16 @@ class EventLogListener(base.Listener):
     ) -> Cause | CauseRecord:
         if state == st.RUNNING:
             return self._running_cause(name, attempt, bool(details.get(_INFERRED)))
+        if state == st.SUCCESS and details.get("cache_hit"):
+            key = str(details.get("cache_key") or "")
+            return Cause(
+                CauseKind.CACHED,
+                f"its result came from the cache (key {key[:12]}), not from running it",
+                event=self._last.get(name),
+            )
         if state in (st.SUCCESS, st.REVERTED):
-            what = "execute" if state == st.SUCCESS else "revert"
             # Linked to the atom's start, so a chain of causes walks on from there.
-            return _plain(CauseKind.RETURNED, f"{what} returned", self._last.get(name))
+            return _plain(CauseKind.RETURNED, self._last.get(name))
         if state in (st.FAILURE, st.REVERT_FAILURE):
             what = "execute" if state == st.FAILURE else "revert"
             kind, words = failure_words(details.get("result"))
@@ -318,10 +427,9 @@ class EventLogListener(base.Listener):
         preds = self._graph.predecessors(name)
         done = [(self._done[p], p) for p in preds if p in self._done]
         if not preds:
-            return _plain(CauseKind.READY, "it is first in its flow")
+            return _plain(CauseKind.READY)
         last_seq = max(done)[0] if done else None
-        names = ", ".join(f"'{p}'" for p in preds)
-        return _plain(CauseKind.READY, f"{names} completed", last_seq, preds)
+        return _plain(CauseKind.READY, last_seq, preds)
 
     def _told(self, name: str) -> Any:
         """The engine's own account of why ``name`` reverts or resets, if it gives one."""

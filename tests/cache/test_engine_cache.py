@@ -82,6 +82,28 @@ def test_a_hit_is_visible_in_the_success_notification(url: str) -> None:
     assert seen == [("add0", False), ("add1", False), ("add0", True), ("add1", True)]
 
 
+def test_a_hit_is_visible_in_the_event_log_and_the_report(url: str) -> None:
+    from flowkit.listeners.events import CauseKind, EventLogListener
+    from flowkit.report import ExecutionReport
+
+    reports = []
+    for _ in range(2):
+        engine = engines.load(tasks.chain(2), store={"start": 0}, cache=url)
+        with EventLogListener(engine) as events:
+            engine.run()
+        reports.append(ExecutionReport.from_engine(engine))
+    outcome = [e for e in events.log if e.state == states.SUCCESS and e.kind == "task"]
+    assert [(e.name, e.cause.kind) for e in outcome] == [
+        ("add0", CauseKind.CACHED),
+        ("add1", CauseKind.CACHED),
+    ]
+    assert "from the cache" in outcome[0].cause.text
+    assert [a.cached for a in reports[0].atoms] == [False, False]
+    assert [a.cached for a in reports[1].atoms] == [True, True]
+    assert reports[1].to_dict()["atoms"][0]["cached"] is True
+    assert "(from the cache)" in reports[1].to_text()
+
+
 def test_revert_is_not_called_for_results_taken_from_the_cache(url: str) -> None:
     def failing() -> linear_flow.Flow:
         return tasks.chain(2).add(tasks.Fail("fail", rebind={"value": "v1"}))
