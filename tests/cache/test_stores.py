@@ -113,3 +113,54 @@ def test_unreachable_stores_fail_clearly(tmp_path: Path) -> None:
         open_store(f"dir://{blocker}/sub")
     with pytest.raises(exceptions.StorageFailure, match="cannot reach cache store redis://127.0.0.1:1/0"):
         open_store("redis://127.0.0.1:1/0")
+
+
+@pytest.mark.parametrize("kind", ["memory", "dir", "sqlite", "postgresql", "redis"])
+def test_threads_share_one_store(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    import threading
+
+    store = store_for(make_url(kind, request, tmp_path), Clock())
+    errors: list[BaseException] = []
+
+    def work(worker: int) -> None:
+        try:
+            for i in range(25):
+                key = f"{worker:02d}{i:02d}".ljust(64, "0")
+                store.put(key, str(i))
+                assert store.get(key) == str(i)
+        except BaseException as err:  # reported below, with the thread's failure
+            errors.append(err)
+
+    try:
+        threads = [threading.Thread(target=work, args=(n,)) for n in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert not errors
+        assert store.stats().entries == 150
+    finally:
+        store.close()
+
+
+def test_a_sql_store_whose_connection_dies_fails_once_then_reconnects(postgresql_db_url: str) -> None:
+    import sqlalchemy as sa
+
+    store = store_for(postgresql_db_url, Clock())
+    try:
+        store.put("a" * 64, "1")
+        # Another session ends every other connection to this database: the store's among them.
+        admin = sa.create_engine(postgresql_db_url.replace("postgresql://", "postgresql+psycopg://", 1))
+        with admin.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            )
+        admin.dispose()
+        with pytest.raises(exceptions.StorageFailure, match="cache store .*: cannot read an entry"):
+            store.get("a" * 64)
+        assert store.get("a" * 64) == "1"  # a new connection, the same entry
+    finally:
+        store.close()
