@@ -22,6 +22,10 @@ when the run starts, so a run inside your own span joins your trace. Each
     the state it ended in (atoms and the flow).
 ``flowkit.failure.type``, ``flowkit.failure.message``
     when it failed (the span's status is then ERROR).
+``flowkit.worker.id``
+    on the worker-based engine, the worker that started the request (the
+    worker's id in the protocol; the span of a request no worker started, one
+    that timed out in the queue, has none).
 
 Spans are timed by the notifications, on the engine's side: for a task run by
 a remote worker, the span covers the round trip. On the worker-based engine
@@ -99,6 +103,9 @@ class TracingListener(base.Listener):
         sources = getattr(self._engine, "trace_sources", None)
         if isinstance(sources, list) and self.traceparent not in sources:
             sources.append(self.traceparent)
+        watchers = getattr(self._engine, "start_watchers", None)
+        if isinstance(watchers, list) and self.started_by not in watchers:
+            watchers.append(self.started_by)
 
     def traceparent(self, atom: str) -> str | None:
         """The W3C ``traceparent`` of ``atom``'s open span, or None when it has none.
@@ -115,12 +122,26 @@ class TracingListener(base.Listener):
             return None
         return f"00-{context.trace_id:032x}-{context.span_id:016x}-{int(context.trace_flags):02x}"
 
+    def started_by(self, atom: str, worker: str) -> None:
+        """Name ``worker`` on ``atom``'s open span (the worker-based engine calls this).
+
+        Called from the engine's reply reader when a worker reports that it
+        started the atom's request.
+        """
+        with self._lock:
+            span = self._spans.get(atom)
+            if span is not None:
+                span.set_attribute("flowkit.worker.id", worker)
+
     def deregister(self) -> None:
         """Stop listening; end any span still open (a run that was interrupted)."""
         super().deregister()
         sources = getattr(self._engine, "trace_sources", None)
         if isinstance(sources, list) and self.traceparent in sources:
             sources.remove(self.traceparent)
+        watchers = getattr(self._engine, "start_watchers", None)
+        if isinstance(watchers, list) and self.started_by in watchers:
+            watchers.remove(self.started_by)
         with self._lock:
             for span in self._spans.values():
                 span.end()

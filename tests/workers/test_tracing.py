@@ -72,6 +72,8 @@ def test_each_worker_hands_the_atom_spans_trace_context_to_the_task(
     assert execute.parent.span_id == flow_span.context.span_id
     # The task, on the worker (Python or Go), saw the context of the engine's span for it.
     assert engine.storage.fetch("seen") == traceparent_of(execute)
+    # The engine's span names the worker that ran the request.
+    assert execute.attributes["flowkit.worker.id"]
     assert not engine.trace_sources  # the listener left the engine as it found it
 
 
@@ -135,6 +137,8 @@ def test_the_python_worker_runs_the_task_in_a_child_span_of_the_atom_span(
         assert span.kind == SpanKind.CONSUMER
         assert span.attributes["flowkit.atom.name"] == atom
         assert span.attributes["flowkit.worker.topic"] == topic
+        # The engine's span names the worker the worker's own span says it was.
+        assert engine_span.attributes["flowkit.worker.id"] == span.attributes["flowkit.worker.id"]
     assert remote[f"worker execute {Fail.worker_task_name}"].status.status_code == StatusCode.ERROR
     assert remote[f"worker execute {Echo.worker_task_name}"].status.status_code == StatusCode.UNSET
 

@@ -70,6 +70,9 @@ class Settings:
     #: Where a request's ``traceparent`` comes from (the engine's list, shared: a
     #: tracing listener may join it); empty: requests carry none.
     trace_sources: Sequence[Callable[[str], str | None]] = ()
+    #: Told ``(atom name, worker id)`` when a worker starts a request (the
+    #: engine's list, shared: a tracing listener may join it).
+    start_watchers: Sequence[Callable[[str, str], None]] = ()
 
 
 class _Request:
@@ -361,12 +364,15 @@ class RedisDriver(DispatchingDriver):
         event = message["event"]
         with self._lock:
             request = self._requests.get(message["id"])
-            if request is not None and event == protocol.RUNNING:
+            started = request is not None and event == protocol.RUNNING
+            if request is not None and started:
                 request.state = RUNNING
                 request.worker = message["worker"]
                 request.gone_since = None
                 request.started_at = settings.clock.monotonic()
-                return
+        if request is not None and started:
+            self._tell_started(request.node.name, str(message["worker"]))
+            return
         if request is None:
             LOG.debug(
                 "ignoring %s response %s for unknown or finished request %s",
@@ -394,6 +400,13 @@ class RedisDriver(DispatchingDriver):
                     exc.InvalidFormat(f"{request.describe()} failed with an unreadable failure record: {err}")
                 )
             self._finish(request, failure)
+
+    def _tell_started(self, atom: str, worker: str) -> None:
+        for watch in self._settings.start_watchers:
+            try:
+                watch(atom, worker)
+            except Exception:  # an observer must not stop the replies being read
+                LOG.warning("a start watcher failed for atom '%s'", atom, exc_info=True)
 
     def _on_progress(self, request: _Request, progress: float, details: dict[str, Any] | None) -> None:
         runtime = self._runtime

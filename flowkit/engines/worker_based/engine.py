@@ -121,6 +121,9 @@ class WorkerBasedActionEngine(ActionEngine):
         #: Functions ``(atom name) -> traceparent or None`` whose answer each request
         #: carries (the last one added wins); ``TracingListener`` adds itself here.
         self.trace_sources: list[Callable[[str], str | None]] = []
+        #: Functions ``(atom name, worker id)`` told when a worker starts an atom's
+        #: request; ``TracingListener`` adds itself here to name the worker on the span.
+        self.start_watchers: list[Callable[[str, str], None]] = []
 
     def _timer(self, needed: bool) -> Timer:
         # Task timeouts are enforced by the driver's reply reader, on ``clock``
@@ -167,6 +170,7 @@ class WorkerBasedActionEngine(ActionEngine):
             max_in_flight=self._max_in_flight,
             clock=self._clock,
             trace_sources=self.trace_sources,
+            start_watchers=self.start_watchers,
         )
         return RedisDriver(client, directory, settings)
 
