@@ -37,7 +37,7 @@ def register(subparsers: Any) -> None:
 
     show = commands.add_parser("show", help="one flow, atom by atom", description="Show one flow's report.")
     show.add_argument("flow", metavar="FLOW", help="flow detail uuid or flow name")
-    show.add_argument("--events", action="store_true", help="also print the event log")
+    show.add_argument("--events", action="store_true", help="also print the event log as a tree of causes")
     show.set_defaults(handler=guarded("flowkit flows show", _show))
 
     resume = commands.add_parser(
@@ -103,8 +103,9 @@ def _show(args: argparse.Namespace) -> int:
         return 0
     print(report.to_text(verbose=args.verbose > 0))
     if args.events:
-        for event in report.events:
-            print(f"  #{event.seq} {event.describe()}")
+        # The causal tree: an event under the one that caused it (chains stay level).
+        for row in report.events.tree():
+            print(f"  {'  ' * min(row.depth, 12)}#{row.event.seq} {row.event.describe()}")
     return 0
 
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
-__all__ = ["META_KEY", "Cause", "CauseKind", "Event", "EventLog", "cause_text"]
+__all__ = ["META_KEY", "Cause", "CauseKind", "Event", "EventLog", "TreeRow", "cause_text"]
 
 #: The metadata key (of flow and atom details) under which events are kept.
 META_KEY = "event_log"
@@ -182,6 +182,18 @@ def _stored(kind: str, name: str, data: Mapping[str, Any]) -> Event:
     )
 
 
+class TreeRow(NamedTuple):
+    """One event of :meth:`EventLog.tree` (``event``), with how deep it sits (``depth``).
+
+    ``depth`` is 0 for an event that nothing recorded caused; its cause's
+    depth when it is that cause's only consequence (a chain stays level); one
+    more when the cause led to several (a branch).
+    """
+
+    event: Event
+    depth: int
+
+
 @dataclass(frozen=True, slots=True)
 class EventLog:
     """The events of one flow detail, oldest first.
@@ -247,6 +259,33 @@ class EventLog:
             seen.add(nxt.seq)
             chain.append(nxt)
         return chain
+
+    def tree(self) -> list[TreeRow]:
+        """The events as a tree of causes: each under the event that triggered it.
+
+        An event's children are the events whose ``cause.event`` is its
+        ``seq``. A chain (one consequence per event, as in a linear flow)
+        stays at one depth, so only branches indent: a fan-out, a failure and
+        the reverts it caused. Roots and siblings come in ``seq`` order and
+        every event appears once.
+        """
+        children: dict[int, list[Event]] = {}
+        roots: list[Event] = []
+        for event in self.events:
+            trigger = event.cause.event
+            if trigger is None or trigger >= event.seq or trigger not in self._by_seq:
+                roots.append(event)
+            else:
+                children.setdefault(trigger, []).append(event)
+        rows: list[TreeRow] = []
+        stack = [(event, 0) for event in reversed(roots)]
+        while stack:
+            event, depth = stack.pop()
+            rows.append(TreeRow(event, depth))
+            below = children.get(event.seq, ())
+            step = depth if len(below) == 1 else depth + 1
+            stack.extend((child, step) for child in reversed(below))
+        return rows
 
     def to_list(self) -> list[dict[str, Any]]:
         """Every event as a JSON-safe dict."""

@@ -51,7 +51,7 @@ from typing import Any
 from flowkit import states as st
 from flowkit.listeners import base
 from flowkit.listeners._event_graph import FlowGraph, failure_words, state_before
-from flowkit.listeners._event_model import META_KEY, Cause, CauseKind, Event, EventLog
+from flowkit.listeners._event_model import META_KEY, Cause, CauseKind, Event, EventLog, TreeRow
 from flowkit.retry import Retry
 from flowkit.types import notifier as nt
 
@@ -62,6 +62,7 @@ __all__ = [
     "Event",
     "EventLog",
     "EventLogListener",
+    "TreeRow",
 ]
 
 #: Atom states that end an ``execute`` or a ``revert``.

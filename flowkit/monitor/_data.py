@@ -57,11 +57,17 @@ class Reader:
         return [flow_summary(book, flow) for book in books for flow in book]
 
     def report(self, uuid: str) -> dict[str, Any] | None:
-        """One flow's execution report (``to_dict()``), or None if there is no such flow."""
+        """One flow's execution report (``to_dict()``, with ``event_tree``), or None if none has ``uuid``."""
         from flowkit.report import ExecutionReport
 
         flow = self._flow(uuid)
-        return None if flow is None else ExecutionReport.from_flow_detail(flow).to_dict()
+        if flow is None:
+            return None
+        report = ExecutionReport.from_flow_detail(flow)
+        data = report.to_dict()
+        # The event log's tree of causes, as the flow page draws it.
+        data["event_tree"] = [{"seq": row.event.seq, "depth": row.depth} for row in report.events.tree()]
+        return data
 
     def states(self, uuid: str) -> dict[str, Any] | None:
         """The flow's state and each atom's: what the live view recolours by."""

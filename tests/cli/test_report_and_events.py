@@ -235,3 +235,22 @@ def test_the_engine_tells_which_failure_and_decision_made_an_atom_revert() -> No
     assert (cause.failed, cause.retry, cause.decision) == ("pay", "r1", "REVERT_ALL")
     assert cause.failure is not None and cause.failure.check(CardDeclined)
     assert engine.revert_cause("r1") is not None
+
+
+def test_the_event_tree_puts_each_event_under_its_cause_and_indents_only_branches() -> None:
+    _, listener = _run(make_shop(), store={"amount": 500})
+    log = listener.log
+    rows = log.tree()
+    assert sorted(row.event.seq for row in rows) == [e.seq for e in log]  # each event once
+    depth = {(row.event.name, row.event.state, row.event.attempt): row.depth for row in rows}
+    # The forward chain is one level: each event is its cause's only consequence.
+    assert depth[("reserve", "RUNNING", 1)] == depth[("charge", "RUNNING", 1)] == 0
+    # A failure branches: the reverts and the retry it caused sit one level under it.
+    assert depth[("charge", "FAILURE", 1)] == 0
+    assert depth[("charge", "REVERTING", 1)] == depth[("r1", "RETRYING", 1)] == 1
+    assert depth[("reserve", "REVERTING", 1)] == depth[("shop", "REVERTED", 0)] == 1
+    # Every child comes after the event that caused it.
+    order = [row.event.seq for row in rows]
+    for row in rows:
+        if row.depth and row.event.cause.event is not None:
+            assert order.index(row.event.cause.event) < order.index(row.event.seq)

@@ -65,6 +65,12 @@ def test_api_gives_one_flow_with_its_atoms_and_events(
         atoms["charge"]["attempts"] == 2 and atoms["charge"]["failure"]["message"] == "card declined for 500"
     )
     assert shown["events"][0]["kind"] == "flow"
+    # The event tree: every event once, the reverts under the failure that caused them.
+    tree = shown["event_tree"]
+    assert sorted(row["seq"] for row in tree) == [e["seq"] for e in shown["events"]]
+    by_seq = {e["seq"]: e for e in shown["events"]}
+    reverting = [row for row in tree if by_seq[row["seq"]]["state"] == "REVERTING"]
+    assert reverting and all(row["depth"] == 1 for row in reverting)
     missing = client.get("/api/flows/no-such-uuid")
     assert missing.status_code == 404 and "no-such-uuid" in missing.json()["error"]
 

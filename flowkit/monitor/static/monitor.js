@@ -130,7 +130,8 @@ const flowkitMonitor = (() => {
       cell.append(stateBadge(atom.state));
       row.append(cell, el("td", {}, atom.attempts ?? ""),
                  el("td", {}, atom.duration === null ? "" : atom.duration.toFixed(3) + "s"),
-                 el("td", {}, failure + (atom.reverted ? " (" + atom.reverted + ")" : "")));
+                 el("td", {}, failure + (atom.cached ? " (from the cache)" : "") +
+                                (atom.reverted ? " (" + atom.reverted + ")" : "")));
       table.append(row);
     }
     const total = report.duration === null ? "" : " in " + report.duration.toFixed(3) + "s";
@@ -148,15 +149,24 @@ const flowkitMonitor = (() => {
     }
     if (!failures.children.length) failures.append(el("p", {}, "none"));
 
+    // The event tree: each event under the one that caused it; a chain of single
+    // consequences stays level, so only branches (a fan-out, a failure and the
+    // reverts it caused) indent.
     const events = document.querySelector("#events tbody");
     events.replaceChildren();
-    for (const event of (report.events || []).slice().reverse()) {
-      const row = el("tr");
-      row.append(el("td", {}, event.seq), el("td", {}, event.run),
-                 el("td", {}, event.name + (event.kind === "flow" ? " (flow)" : " #" + event.attempt)));
+    const bySeq = new Map((report.events || []).map(e => [e.seq, e]));
+    const tree = report.event_tree || (report.events || []).map(e => ({seq: e.seq, depth: 0}));
+    for (const {seq, depth} of tree) {
+      const event = bySeq.get(seq);
+      if (!event) continue;
+      const row = el("tr", {"data-seq": seq, "data-depth": depth});
+      const what = el("td", {"class": "tree", "style": "padding-left: " + (10 + 16 * Math.min(depth, 12)) + "px"},
+                      (depth ? "\u21b3 " : "") + event.name + (event.kind === "flow" ? " (flow)" : " #" + event.attempt));
       const cell = el("td");
       cell.append(stateBadge(event.state));
-      row.append(cell, el("td", {}, event.cause.text));
+      const cause = event.cause.event ? " (#" + event.cause.event + ")" : "";
+      row.append(el("td", {}, event.seq), el("td", {}, event.run), what, cell,
+                 el("td", {}, event.cause.text + cause));
       events.append(row);
     }
   }
