@@ -196,6 +196,36 @@ def test_options_are_kept_on_the_atoms() -> None:
     assert engines.run(flow) == {"a": 1}
 
 
+def test_a_spec_timeout_times_the_task_out_and_the_flow_reverts() -> None:
+    import concurrent.futures as cf
+
+    from flowkit import states
+    from tests.unit.engines import _timeout_tasks as tt
+    from tests.unit.engines._manual_timer import ManualTimer
+
+    tt.GATES.clear()
+    flow = declarative.load_flow(
+        spec(
+            before={"task": "tests.unit.engines._timeout_tasks:Quick"},
+            slow={"task": "tests.unit.engines._timeout_tasks:Blocking", "timeout": 5, "after": ["before"]},
+        )
+    )
+    timer = ManualTimer()
+    engine = engines.load(flow, clock=timer)
+    try:
+        with cf.ThreadPoolExecutor(1) as runner:
+            running = runner.submit(engine.run)
+            timer.wait_armed(1)
+            timer.advance(5.0)
+            with pytest.raises(exceptions.TaskTimeout) as caught:
+                running.result(30)
+    finally:
+        tt.gate("slow").release.set()  # let the abandoned call end
+    assert (caught.value.atom, caught.value.timeout) == ("slow", 5.0)
+    assert engine.storage.get_flow_state() == states.REVERTED
+    assert engine.storage.get_atom_state("before") == states.REVERTED
+
+
 def test_retry_wraps_the_task_in_a_times_controller() -> None:
     attempts: list[int] = []
 
