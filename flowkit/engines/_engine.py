@@ -532,7 +532,8 @@ class ActionEngine(Engine):
         scheduler = runtime.scheduler
         if scheduler.halted:
             return st.FAILURE
-        atom_states = [scheduler.state[n.index] for n in self._compiled().atoms]
+        records = scheduler.records
+        atom_states = [records[n.index].state for n in self._compiled().atoms]
         if all(s in (st.SUCCESS, st.IGNORE) for s in atom_states):
             return st.SUCCESS
         if self._storage.get_flow_state() == st.SUSPENDING:

@@ -183,24 +183,21 @@ class Runtime:
                 self.compilation.order = topological_order(self.compilation.nodes)
                 spawns.order_stale = False
             records = self.records
+        halted_by: list[Failure] = []
+        for node in self.compilation.atoms:
+            record = storage_records[node.name]
+            records[node.index] = record
+            if record.state == st.REVERT_FAILURE and record.revert_failure is not None:
+                halted_by.append(record.revert_failure)
+        # The scheduler decides on these same records (no copy of the states): an
+        # atom left RUNNING has no call out any more, and it treats it as in doubt.
         scheduler = sch.Scheduler(
             self.compilation,
             self,
             defer_reverts=self._defer_reverts,
             never_resolve=self._never_resolve,
+            records=records,
         )
-        halted_by: list[Failure] = []
-        for node in self.compilation.atoms:
-            record = storage_records[node.name]
-            records[node.index] = record
-            loaded = record.state
-            if loaded == st.RUNNING and record.intention == st.REVERT:
-                # In doubt and already marked for revert when the process died: no
-                # call is out for it any more, so revert it like one being reverted.
-                loaded = st.REVERTING
-            elif loaded == st.REVERT_FAILURE and record.revert_failure is not None:
-                halted_by.append(record.revert_failure)
-            scheduler.load(node.index, loaded, record.intention)
         self.scheduler = scheduler
         if self._spawns is not None:
             for splice in self._spawns.splices.values():
@@ -350,8 +347,7 @@ class Runtime:
         index = node.index
         record = self.records[index]
         assert record is not None
-        scheduler_state = self.scheduler.state
-        record.state = scheduler_state[index] = st.RUNNING
+        record.state = st.RUNNING
         record.progress = 0.0
         if self.loops.present:
             self.loops.stamp(node, record)
@@ -371,7 +367,7 @@ class Runtime:
             record.failure = None
             self._failures.pop(node.name, None)
         record.progress = 1.0
-        record.state = scheduler_state[index] = st.SUCCESS
+        record.state = st.SUCCESS
         self.scheduler.executed(node, True)
         return None
 
@@ -600,8 +596,7 @@ class Runtime:
         record = self.records[node.index]
         assert record is not None
         old = record.state
-        record.state = state
-        self.scheduler.state[node.index] = state
+        record.state = state  # the scheduler reads this same record
         if self._durable:
             self.state.changed(record)
         # A state re-entered (an in-doubt RUNNING atom re-run on resume) is no

@@ -16,23 +16,27 @@ The driver reports outcomes (:meth:`executed`, :meth:`reverted`) and pulls work
 small :class:`Hooks` protocol the runtime implements: recording a state change,
 evaluating a link's decider, and asking a retry controller what to do.
 
-States live here, in ``state``/``intention`` lists indexed by node, because the
-core decides with them; the runtime mirrors every change into storage and
-notifications through :meth:`Hooks.record`.
+States are not kept here. The scheduler reads and writes each atom's state and
+intention on the record the runtime gives it for that node (the run's
+:class:`~flowkit._atom_record.AtomRecord`, the one place they live), so there is
+no copy to keep in step; flow nodes, and every node when a test drives the
+scheduler alone, get a bare :class:`Mark`. A change the outside world must hear
+of (persisted, notified) goes through :meth:`Hooks.record`, which the runtime
+answers by making the transition on that same record.
 """
 
 from __future__ import annotations
 
 import heapq
 from collections.abc import Iterable, Sequence
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from flowkit import states as st
 from flowkit.deciders import Depth
 from flowkit.engines._compiler import FLOW_END, FLOW_START, RETRY, Compilation, Node
 from flowkit.retry import Decision
 
-__all__ = ["EXECUTE", "RETRY_AGAIN", "REVERT", "Hooks", "Scheduler"]
+__all__ = ["EXECUTE", "RETRY_AGAIN", "REVERT", "Hooks", "Mark", "Scheduler"]
 
 # What the driver is asked to do with a node.
 EXECUTE = 0
@@ -63,6 +67,16 @@ class Resolution(NamedTuple):
     retry: Node | None
 
 
+class Mark:
+    """A node's state and intention where no atom record holds them (flow nodes, tests)."""
+
+    __slots__ = ("intention", "state")
+
+    def __init__(self) -> None:
+        self.state = st.PENDING
+        self.intention = st.EXECUTE
+
+
 class Hooks(Protocol):
     """What the scheduler needs from the world around it."""
 
@@ -89,15 +103,22 @@ class Scheduler:
         *,
         defer_reverts: bool = False,
         never_resolve: bool = False,
+        records: Sequence[Any] | None = None,
     ) -> None:
+        """
+        Args:
+            records: per node index, the object holding that node's ``state`` and
+                ``intention`` (an atom record); None entries, or no sequence at
+                all, get a fresh :class:`Mark`.
+        """
         self._nodes = compilation.nodes
         self._order = compilation.order
         count = len(self._nodes)
         self._hooks = hooks
         self._defer_reverts = defer_reverts
         self._never_resolve = never_resolve
-        self.state: list[str] = [st.PENDING] * count
-        self.intention: list[str] = [st.EXECUTE] * count
+        #: Per node index: where its state and intention live.
+        self.records: list[Any] = _marked(records, count)
         self._waiting = [0] * count
         self._fwd_done = [False] * count
         self._in_revert = [False] * count
@@ -130,9 +151,15 @@ class Scheduler:
     # -- start / resume -------------------------------------------------------
 
     def load(self, index: int, state: str, intention: str) -> None:
-        """Seed one atom's stored state before :meth:`begin` (resuming)."""
-        self.state[index] = state
-        self.intention[index] = intention
+        """Seed one atom's stored state before :meth:`begin` (a test's resume)."""
+        record = self.records[index]
+        record.state = state
+        record.intention = intention
+
+    @property
+    def state(self) -> list[str]:
+        """Every node's state, by index (a snapshot)."""
+        return [record.state for record in self.records]
 
     def begin(self) -> list[Node]:
         """Compute every counter from the loaded states and queue what is ready.
@@ -142,17 +169,18 @@ class Scheduler:
             that stopped between a failure and its resolution); the caller
             passes each to :meth:`executed` again once it has their failure.
         """
-        nodes, state, intention = self._nodes, self.state, self.intention
+        nodes, records = self._nodes, self.records
         unresolved: list[Node] = []
         for index in self._order:
             node = nodes[index]
+            record = records[index]
             if node.atom is None:
                 self._in_revert[index] = any(self._in_revert[p] for p in node.pred)
             else:
-                self._in_revert[index] = intention[index] in _REVERT_INTENTIONS
-                if state[index] == st.FAILURE and intention[index] == st.EXECUTE:
+                self._in_revert[index] = record.intention in _REVERT_INTENTIONS
+                if record.state == st.FAILURE and record.intention == st.EXECUTE:
                     unresolved.append(node)
-                if state[index] in _DONE_STATES or state[index] == st.FAILURE:
+                if record.state in _DONE_STATES or record.state == st.FAILURE:
                     self._seq += 1
                     self._finished_seq[index] = self._seq
             waiting = sum(1 for p in node.pred if not self._fwd_done[p])
@@ -165,24 +193,24 @@ class Scheduler:
                 undecided = (
                     node.kind == FLOW_START
                     and node.deciders
-                    and all(state[s] == st.PENDING for s in node.succ)
+                    and all(records[s].state == st.PENDING for s in node.succ)
                 )
                 if self._fwd_done[index] and undecided:
                     self._fwd_done[index] = False
                     self._push_exec(index)
-            elif state[index] in _DONE_STATES and intention[index] in (st.EXECUTE, st.IGNORE):
+            elif record.state in _DONE_STATES and record.intention in (st.EXECUTE, st.IGNORE):
                 self._fwd_done[index] = True
-            elif waiting == 0 and intention[index] == st.EXECUTE:
-                if state[index] in (st.PENDING, st.RUNNING):
+            elif waiting == 0 and record.intention == st.EXECUTE:
+                if record.state in (st.PENDING, st.RUNNING):
                     self._push_exec(index)
-                elif state[index] == st.RETRYING:
-                    self.intention[index] = st.RETRY
+                elif record.state == st.RETRYING:
+                    record.intention = st.RETRY
                     self._in_revert[index] = True
         # A retry stopped while about to retry (RETRYING, or its RETRY decision
         # stored): its whole scope must be undone before it runs again, whatever
         # intentions its atoms were left with (TaskFlow resumes it the same way).
         for index in self._order:
-            if nodes[index].kind == RETRY and self._in_revert[index] and intention[index] == st.RETRY:
+            if nodes[index].kind == RETRY and self._in_revert[index] and records[index].intention == st.RETRY:
                 for succ in self._successors_closure(index)[1:]:
                     self._in_revert[succ] = True
         for index in reversed(self._order):
@@ -212,11 +240,12 @@ class Scheduler:
                 and not self._cleared[index]
                 and not self._busy[index]
             ):
-                current = self.state[index]
-                if self.intention[index] == st.RETRY and current in (st.SUCCESS, st.RETRYING):
+                record = self.records[index]
+                current = record.state
+                if record.intention == st.RETRY and current in (st.SUCCESS, st.RETRYING):
                     self._busy[index] = True
                     return self._nodes[index], RETRY_AGAIN
-                if current in _TO_REVERT_STATES:
+                if current in _TO_REVERT_STATES or current == st.RUNNING:  # RUNNING: in doubt
                     self._busy[index] = True
                     return self._nodes[index], REVERT
         while exec_heap:
@@ -232,7 +261,8 @@ class Scheduler:
             if node.atom is None:
                 self._forward_done(index)
                 continue
-            if self.state[index] in (st.PENDING, st.RUNNING) and self.intention[index] == st.EXECUTE:
+            record = self.records[index]
+            if record.state in (st.PENDING, st.RUNNING) and record.intention == st.EXECUTE:
                 self._busy[index] = True
                 return node, EXECUTE
         return None
@@ -262,15 +292,16 @@ class Scheduler:
         self._busy[index] = False
         self._seq += 1
         self._finished_seq[index] = self._seq
+        record = self.records[index]
         if ok:
-            self.state[index] = st.SUCCESS
+            record.state = st.SUCCESS
             if self._in_revert[index]:
                 if self._revert_wait[index] == 0:
                     self._push_revert(index)
             else:
                 self._forward_done(index)
             return
-        self.state[index] = st.FAILURE
+        record.state = st.FAILURE
         if self._never_resolve:
             self.halted = True
             return
@@ -284,10 +315,10 @@ class Scheduler:
         index = node.index
         self._busy[index] = False
         if not ok:
-            self.state[index] = st.REVERT_FAILURE
+            self.records[index].state = st.REVERT_FAILURE
             self.halted = True
             return
-        self.state[index] = st.REVERTED
+        self.records[index].state = st.REVERTED
         self._clear(index)
 
     def retry_restarted(self, retry: Node) -> list[Node]:
@@ -305,13 +336,13 @@ class Scheduler:
             self._revert_wait[index] = 0
         for index in scope[1:]:
             node = self._nodes[index]
-            if node.atom is not None and (
-                self.state[index] != st.PENDING or self.intention[index] != st.EXECUTE
-            ):
-                new_state = None if self.state[index] == st.PENDING else st.PENDING
-                self.state[index] = st.PENDING
-                self.intention[index] = st.EXECUTE
+            record = self.records[index]
+            if node.atom is not None and (record.state != st.PENDING or record.intention != st.EXECUTE):
+                new_state = None if record.state == st.PENDING else st.PENDING
+                # Told first, so the runtime's transition sees the state it leaves.
                 self._hooks.record(node, new_state, st.EXECUTE)
+                record.state = st.PENDING
+                record.intention = st.EXECUTE
                 if new_state is not None:
                     changed.append(node)
         for index in scope:
@@ -319,25 +350,26 @@ class Scheduler:
         r = retry.index
         self._in_revert[r] = False
         self._cleared[r] = False
-        self.intention[r] = st.EXECUTE
-        self.state[r] = st.RUNNING
+        # The retry itself goes RUNNING when the runtime starts executing it again.
         self._hooks.record(retry, None, st.EXECUTE)
+        self.records[r].intention = st.EXECUTE
         return changed
 
     # -- a graph that changes while it runs (dynamic sub-flows, loops) ---------
 
-    def grow(self, join_end: int, spawner: int) -> None:
+    def grow(self, join_end: int, spawner: int, records: Sequence[Any] | None = None) -> None:
         """Take up nodes appended to the graph, a sub-flow spliced in after ``spawner``.
 
         The new nodes start PENDING; each waits for its predecessors (the
         sub-flow's start waits for the spawner). When the node ``join_end``
         finishes forward, :meth:`Hooks.joined` is called for the spawner.
+        ``records`` holds every node's record by index, new ones included (see
+        ``__init__``); without it the new nodes get marks.
         """
-        old, new = len(self.state), len(self._nodes)
+        old, new = len(self.records), len(self._nodes)
         extra = new - old
         if extra > 0:
-            self.state.extend([st.PENDING] * extra)
-            self.intention.extend([st.EXECUTE] * extra)
+            self.records.extend(_marked(None if records is None else records[old:new], extra))
             for counters in (self._waiting, self._revert_wait, self._finished_seq):
                 counters.extend([0] * extra)
             for flags in (self._fwd_done, self._in_revert, self._cleared, self._busy):
@@ -385,12 +417,11 @@ class Scheduler:
             self._revert_wait[index] = 0
             self._busy[index] = False
             node = self._nodes[index]
-            if node.atom is not None and (
-                self.state[index] != st.PENDING or self.intention[index] != st.EXECUTE
-            ):
-                self.state[index] = st.PENDING
-                self.intention[index] = st.EXECUTE
-                self._hooks.record(node, st.PENDING, st.EXECUTE)
+            record = self.records[index]
+            if node.atom is not None and (record.state != st.PENDING or record.intention != st.EXECUTE):
+                self._hooks.record(node, st.PENDING, st.EXECUTE)  # before: see retry_restarted
+                record.state = st.PENDING
+                record.intention = st.EXECUTE
                 changed.append(node)
         for index in body:
             self._waiting[index] = sum(1 for p in self._nodes[index].pred if not self._fwd_done[p])
@@ -441,7 +472,7 @@ class Scheduler:
                 continue
             node = nodes[succ]
             # Ignored atoms and plain flow barriers pass straight through.
-            if (self.state[succ] == st.IGNORE) if node.atom is not None else not node.deciders:
+            if (self.records[succ].state == st.IGNORE) if node.atom is not None else not node.deciders:
                 if cascade is None:
                     cascade = []
                 cascade.append(succ)
@@ -457,10 +488,11 @@ class Scheduler:
     def _ignore(self, node: Node, depth: Depth) -> None:
         """Skip ``node`` (a decider said no) and what ``depth`` covers."""
         for index in self._ignore_set(node, depth):
-            if self.state[index] == st.PENDING:
-                self.state[index] = st.IGNORE
-                self.intention[index] = st.IGNORE
-                self._hooks.record(self._nodes[index], st.IGNORE, st.IGNORE)
+            record = self.records[index]
+            if record.state == st.PENDING:
+                self._hooks.record(self._nodes[index], st.IGNORE, st.IGNORE)  # before: see retry_restarted
+                record.state = st.IGNORE
+                record.intention = st.IGNORE
         if node.atom is None or self._waiting[node.index] == 0:
             self._forward_done(node.index)
 
@@ -558,13 +590,13 @@ class Scheduler:
             added.append(index)
             node = nodes[index]
             if node.atom is not None:
-                self.intention[index] = st.REVERT
+                self.records[index].intention = st.REVERT
                 self._hooks.record(node, None, st.REVERT)
         if retry_node is not None:
             r = retry_node.index
-            if self.intention[r] != st.REVERT:
+            if self.records[r].intention != st.REVERT:
                 self._in_revert[r] = True
-                self.intention[r] = st.RETRY
+                self.records[r].intention = st.RETRY
                 self._hooks.record(retry_node, None, st.RETRY)
                 added.append(r)
         for index in added:
@@ -575,12 +607,12 @@ class Scheduler:
 
     def _settle(self, index: int) -> None:
         """Act on a revert-set node whose successors are all cleared."""
-        current = self.state[index]
+        current = self.records[index].state
         if self._nodes[index].atom is None or current in _CLEAR_STATES:
             self._clear(index)
-        elif current in _TO_REVERT_STATES or current == st.RETRYING:
+        elif current in _TO_REVERT_STATES or current == st.RETRYING or self._in_doubt(index):
             self._push_revert(index)
-        # RUNNING: executed() queues it once it finishes.
+        # RUNNING with a call out: executed() queues it once it finishes.
 
     def _clear(self, index: int) -> None:
         stack = [index]
@@ -595,14 +627,26 @@ class Scheduler:
                     continue
                 self._revert_wait[pred] -= 1
                 if self._revert_wait[pred] == 0:
-                    pstate = self.state[pred]
-                    if nodes[pred].atom is None or (
-                        pstate in _CLEAR_STATES and self.intention[pred] != st.RETRY
-                    ):
+                    precord = self.records[pred]
+                    pstate = precord.state
+                    clear = pstate in _CLEAR_STATES and precord.intention != st.RETRY
+                    if nodes[pred].atom is None or clear:
                         stack.append(pred)
                     elif (
                         pstate in _TO_REVERT_STATES
                         or pstate == st.RETRYING
-                        or self.intention[pred] == st.RETRY
+                        or precord.intention == st.RETRY
+                        or self._in_doubt(pred)
                     ):
                         self._push_revert(pred)
+
+    def _in_doubt(self, index: int) -> bool:
+        """RUNNING with no call out: a resumed run's in-doubt atom (it may have run)."""
+        return self.records[index].state == st.RUNNING and not self._busy[index]
+
+
+def _marked(records: Sequence[Any] | None, count: int) -> list[Any]:
+    """``records`` (or nothing) as ``count`` state holders, a :class:`Mark` where one is missing."""
+    if records is None:
+        return [Mark() for _ in range(count)]
+    return [Mark() if record is None else record for record in records]

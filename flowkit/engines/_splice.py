@@ -142,7 +142,7 @@ class Spawns:
         record = runtime.records[node.index]
         assert record is not None
         record.meta[META_KEY] = meta
-        runtime.scheduler.grow(splice.end, node.index)
+        runtime.scheduler.grow(splice.end, node.index, runtime.records)
 
     def restore(self) -> None:
         """Splice again what stored spawners spawned (resuming a run), in spawning order."""

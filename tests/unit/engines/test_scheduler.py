@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from flowkit import retry, states, task
+from flowkit import engines, retry, states, task
 from flowkit.deciders import Depth
 from flowkit.engines import _compiler
 from flowkit.engines._scheduler import EXECUTE, RETRY_AGAIN, REVERT, Scheduler
@@ -59,7 +59,7 @@ def take_all(scheduler: Scheduler) -> list[tuple[str, int]]:
     found = []
     while (item := scheduler.next_item()) is not None:
         node, action = item
-        scheduler.state[node.index] = states.REVERTING if action == REVERT else states.RUNNING
+        scheduler.records[node.index].state = states.REVERTING if action == REVERT else states.RUNNING
         found.append((node.name, action))
     return found
 
@@ -222,6 +222,52 @@ def test_resuming_skips_what_succeeded_and_reruns_the_atom_in_doubt() -> None:
     scheduler.load(by_name(scheduler, "b").index, states.RUNNING, states.EXECUTE)
     assert scheduler.begin() == []
     assert drive(scheduler) == [("b", EXECUTE), ("c", EXECUTE)]
+
+
+def test_resuming_reverts_an_atom_in_doubt_that_was_marked_for_revert() -> None:
+    # The process died while b ran and a failure elsewhere had already marked it
+    # for revert: no call is out for it any more, so it is reverted (it may have run).
+    flow = linear_flow.Flow("f").add(Noop("a"), Noop("b"), Noop("c"))
+    scheduler, _ = scheduler_for(flow)
+    scheduler.load(by_name(scheduler, "a").index, states.SUCCESS, states.REVERT)
+    scheduler.load(by_name(scheduler, "b").index, states.RUNNING, states.REVERT)
+    scheduler.load(by_name(scheduler, "c").index, states.PENDING, states.REVERT)
+    assert scheduler.begin() == []
+    assert drive(scheduler) == [("b", REVERT), ("a", REVERT)]
+
+
+def test_the_scheduler_decides_on_the_records_it_is_given_and_keeps_no_copy() -> None:
+    flow = linear_flow.Flow("f").add(Noop("a"), Noop("b"))
+    compilation = _compiler.compile_flow(flow)
+    given = [Holder() if node.atom is not None else None for node in compilation.nodes]
+    scheduler = Scheduler(compilation, FakeHooks(), records=given)
+    a, b = (by_name(scheduler, name) for name in ("a", "b"))
+    assert scheduler.records[a.index] is given[a.index]
+    given[a.index].state = states.SUCCESS  # as the runtime records it, nowhere else
+    scheduler.begin()
+    assert take_all(scheduler) == [("b", EXECUTE)]
+    scheduler.executed(b, True)
+    assert given[b.index].state == states.SUCCESS
+
+
+def test_an_engines_scheduler_decides_on_the_run_states_own_records() -> None:
+    # One source of truth: no state list beside the records, synced by hand.
+    flow = graph_flow.Flow("f").add(Noop("a"), Noop("b"))
+    engine = engines.load(flow)
+    engine.run()
+    runtime = engine._runtime  # type: ignore[attr-defined]
+    run_state = engine.storage.run_state
+    for node in runtime.compilation.atoms:
+        assert runtime.scheduler.records[node.index] is run_state.records[node.name]
+    assert not hasattr(runtime.scheduler, "intention")
+
+
+class Holder:
+    """A stand-in for an atom record: where a state and an intention live."""
+
+    def __init__(self) -> None:
+        self.state = states.PENDING
+        self.intention = states.EXECUTE
 
 
 def test_resuming_a_failure_not_yet_resolved_hands_it_back() -> None:
