@@ -1,7 +1,8 @@
 """Where to draw each atom of a flow: a layered layout computed on the server.
 
-The monitor ships its own small renderer (no JavaScript library, no CDN), so
-positions are worked out here, in Python, once per flow: nodes are placed in
+The page's renderer (the vendored Cytoscape.js) draws nodes where this says
+(its ``preset`` layout), so positions are worked out here, in Python, once per
+flow and the same for every viewer: nodes are placed in
 layers by longest path from the sources (every edge points down), in the
 flow's order within a layer. Flows' start/end barriers of the compiled graph
 are dropped where that does not add edges (a linear flow of nested flows

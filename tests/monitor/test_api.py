@@ -93,7 +93,13 @@ def test_pages_and_assets_are_served_from_the_package(
     assert page.status_code == 200 and "/static/monitor.js" in page.text
     script = client.get("/static/monitor.js")
     assert script.status_code == 200 and "EventSource" in script.text
-    assert "http" not in script.text.replace("http://www.w3.org/2000/svg", "")  # nothing from a CDN
+    assert "http" not in script.text  # nothing from a CDN
+    # The graph renderer, Cytoscape.js, is vendored in the package with its licence.
+    assert '<script src="/static/vendor/cytoscape.min.js">' in page.text
+    assert 'src="http' not in page.text and 'href="http' not in page.text
+    renderer = client.get("/static/vendor/cytoscape.min.js")
+    assert renderer.status_code == 200 and "The Cytoscape Consortium" in renderer.text
+    assert "Permission is hereby granted" in client.get("/static/vendor/cytoscape.LICENSE").text
 
 
 def test_with_a_token_requests_without_it_get_401(flows: tuple[str, str, str]) -> None:

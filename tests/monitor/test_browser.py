@@ -110,24 +110,30 @@ def test_a_flow_run_elsewhere_appears_and_its_atoms_change_colour_live(monitor: 
                 link = page.wait_for_selector("#flows a:text('slow')", timeout=60_000)
                 assert link is not None
                 link.click()
-                page.wait_for_selector("#graph svg", timeout=60_000)
+                # Cytoscape.js draws the graph on canvases; its nodes' state and the
+                # colour it paints them are read back from the instance the page keeps.
+                page.wait_for_selector("#graph canvas", timeout=60_000)
                 errors: list[str] = []
                 page.on("pageerror", lambda err: errors.append(str(err)))
-                shape = '#graph g[data-atom="{}"] > [data-state="{}"]'
-                running = page.wait_for_selector('#graph g > [data-state="RUNNING"]', timeout=60_000)
-                assert running is not None
-                atom = running.evaluate("e => e.parentNode.getAttribute('data-atom')")
-                running_fill = running.evaluate("e => getComputedStyle(e).fill")
-                # The same shape turns SUCCESS, with no reload, and another one starts.
-                done = page.wait_for_selector(shape.format(atom, "SUCCESS"), timeout=60_000)
-                assert done is not None
-                success_fill = done.evaluate("e => getComputedStyle(e).fill")
+                cy = "flowkitMonitor.current.cy"
+                page.wait_for_function(f"() => {cy} && {cy}.nodes().length > 0", timeout=60_000)
+                drawn = page.evaluate(f"() => {cy}.nodes().map(n => n.id())")
+                assert {"one", "two", "three"} <= set(drawn)
+                in_state = f"([atom, state]) => {cy}.getElementById(atom).data('state') === state"
+                fill = f"atom => {cy}.getElementById(atom).style('background-color')"
+                first_running = f"() => {cy}.nodes('[state = \"RUNNING\"]').map(n => n.id())[0]"
+                running = page.wait_for_function(first_running, timeout=60_000)
+                atom = running.json_value()
+                running_fill = page.evaluate(fill, atom)
+                # The same node turns SUCCESS, with no reload, and another one starts.
+                page.wait_for_function(in_state, arg=[atom, "SUCCESS"], timeout=60_000)
+                success_fill = page.evaluate(fill, atom)
                 assert running_fill != success_fill
                 assert not errors
                 ARTIFACTS.mkdir(exist_ok=True)
                 page.screenshot(path=str(ARTIFACTS / "monitor-live.png"), full_page=True)
                 page.wait_for_selector('body[data-flow-state="SUCCESS"]', timeout=60_000)
-                page.wait_for_selector(shape.format("three", "SUCCESS"), timeout=60_000)
+                page.wait_for_function(in_state, arg=["three", "SUCCESS"], timeout=60_000)
                 # The report and the event log were refreshed live too.
                 assert page.inner_text("#flow-state") == "SUCCESS"
                 assert "the flow started" in page.inner_text("#events")

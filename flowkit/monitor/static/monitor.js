@@ -1,20 +1,15 @@
 // flowkit monitor: list and flow pages, the graph renderer and the live updates.
-// Plain JavaScript shipped with the package (no library, nothing fetched from a CDN).
+// Plain JavaScript shipped with the package; the graph is drawn by the vendored
+// Cytoscape.js (static/vendor/), nothing is fetched from a CDN.
 "use strict";
 const flowkitMonitor = (() => {
   const STATES = ["PENDING", "RUNNING", "SUCCESS", "FAILURE", "REVERTING", "REVERTED",
                   "REVERT_FAILURE", "RETRYING", "IGNORE"];
-  const SVG = "http://www.w3.org/2000/svg";
 
   function el(tag, attrs, text) {
     const node = document.createElement(tag);
     for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, v);
     if (text !== undefined && text !== null) node.textContent = String(text);
-    return node;
-  }
-  function svg(tag, attrs) {
-    const node = document.createElementNS(SVG, tag);
-    for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, v);
     return node;
   }
   async function getJSON(url) {
@@ -61,57 +56,70 @@ const flowkitMonitor = (() => {
   }
 
   // -- one flow -----------------------------------------------------------------
-  function drawGraph(container, graph) {
-    const pad = 20;
-    const root = svg("svg", {width: graph.width + 2 * pad, height: graph.height + 2 * pad,
-                             viewBox: `${-pad} ${-pad} ${graph.width + 2 * pad} ${graph.height + 2 * pad}`});
-    const where = {};
-    for (const node of graph.nodes) where[node.id] = node;
-    const edges = svg("g");
-    for (const [source, target, decider] of graph.edges) {
-      const a = where[source], b = where[target];
-      if (!a || !b) continue;
-      const line = svg("path", {"class": "edge" + (decider ? " decider" : ""),
-                                d: `M${a.x},${a.y + 14} C${a.x},${(a.y + b.y) / 2} ${b.x},${(a.y + b.y) / 2} ${b.x},${b.y - 14}`});
-      if (decider) line.append(Object.assign(svg("title"), {textContent: "decider: " + decider}));
-      edges.append(line);
+  // The graph is drawn by Cytoscape.js (vendored in static/vendor/, MIT), at the
+  // positions the server's layered layout chose ("preset" layout); each node's
+  // state is node data, and the stylesheet maps a state to its colour.
+  const COLOURS = {PENDING: "#e3e6eb", RUNNING: "#7ab8ff", SUCCESS: "#7fd18b", FAILURE: "#ff7b7b",
+                   REVERTING: "#ffc46b", REVERTED: "#d5b8ff", REVERT_FAILURE: "#d12f2f",
+                   RETRYING: "#ffe36b", IGNORE: "#f6f7f9", SUSPENDED: "#c9ced8"};
+  const SHAPES = {task: "round-rectangle", retry: "hexagon", barrier: "ellipse"};
+
+  function graphStyle() {
+    const style = [
+      {selector: "node", style: {
+        "shape": (n) => SHAPES[n.data("kind")] || "round-rectangle",
+        "width": 120, "height": 28, "label": "data(label)", "font-size": 12,
+        "text-valign": "center", "text-halign": "center", "color": "#1d2330",
+        "border-width": 1.2, "border-color": "#4a5263", "background-color": COLOURS.PENDING}},
+      {selector: 'node[kind = "barrier"]', style: {"width": 8, "height": 8}},
+      {selector: "edge", style: {
+        "width": 1.4, "line-color": "#9aa3b2", "curve-style": "bezier",
+        "target-arrow-shape": "triangle", "target-arrow-color": "#9aa3b2", "arrow-scale": 0.8}},
+      {selector: "edge[decider]", style: {"line-style": "dashed", "line-dash-pattern": [5, 4]}},
+    ];
+    for (const [state, fill] of Object.entries(COLOURS)) {
+      style.push({selector: `node[state = "${state}"]`, style: {"background-color": fill}});
     }
-    root.append(edges);
-    const shapes = {};
-    for (const node of graph.nodes) {
-      const group = svg("g", {"class": "node", "data-atom": node.id});
-      let shape;
-      if (node.kind === "barrier") {
-        shape = svg("circle", {cx: node.x, cy: node.y, r: 4, "class": "s-PENDING"});
-      } else if (node.kind === "retry") {
-        const x = node.x, y = node.y;
-        shape = svg("polygon", {points: `${x - 60},${y} ${x - 48},${y - 14} ${x + 48},${y - 14} ${x + 60},${y} ${x + 48},${y + 14} ${x - 48},${y + 14}`,
-                                "class": "s-PENDING"});
-      } else {
-        shape = svg("rect", {x: node.x - 60, y: node.y - 14, width: 120, height: 28, rx: 6, "class": "s-PENDING"});
-      }
-      shape.setAttribute("data-state", "PENDING");
-      group.append(shape);
-      if (node.kind !== "barrier") {
-        const label = svg("text", {x: node.x, y: node.y + 4, "text-anchor": "middle"});
-        label.textContent = node.id.length > 18 ? node.id.slice(0, 17) + "…" : node.id;
-        group.append(label);
-        group.append(Object.assign(svg("title"), {textContent: node.id}));
-      }
-      root.append(group);
-      shapes[node.id] = shape;
-    }
-    container.replaceChildren(root);
-    return shapes;
+    style.push({selector: 'node[state = "REVERT_FAILURE"]', style: {"color": "#fff"}});
+    return style;
   }
 
-  function colour(shapes, atoms) {
-    for (const [name, state] of Object.entries(atoms)) {
-      const shape = shapes[name];
-      if (!shape) continue;
-      shape.setAttribute("class", "s-" + state);
-      shape.setAttribute("data-state", state);
+  function drawGraph(container, graph) {
+    const elements = [];
+    for (const node of graph.nodes) {
+      const label = node.kind === "barrier" ? "" : (node.id.length > 18 ? node.id.slice(0, 17) + "\u2026" : node.id);
+      elements.push({group: "nodes", data: {id: node.id, kind: node.kind, label, state: "PENDING"},
+                     position: {x: node.x, y: node.y}});
     }
+    const ids = new Set(graph.nodes.map(n => n.id));
+    graph.edges.forEach(([source, target, decider], i) => {
+      if (!ids.has(source) || !ids.has(target)) return;
+      const data = {id: "edge-" + i, source, target};
+      if (decider) data.decider = decider;
+      elements.push({group: "edges", data});
+    });
+    container.style.height = Math.min(Math.max(graph.height + 60, 160), 640) + "px";
+    const cy = cytoscape({
+      container, elements, style: graphStyle(),
+      layout: {name: "preset", fit: true, padding: 20},
+      minZoom: 0.2, maxZoom: 1.5, autoungrabify: true, boxSelectionEnabled: false,
+    });
+    // Full names and deciders on hover (labels are shortened to fit a node).
+    cy.on("mouseover", "node", (e) => { container.title = e.target.id(); });
+    cy.on("mouseover", "edge", (e) => {
+      container.title = e.target.data("decider") ? "decider: " + e.target.data("decider") : "";
+    });
+    cy.on("mouseout", () => { container.title = ""; });
+    return cy;
+  }
+
+  function colour(cy, atoms) {
+    cy.batch(() => {
+      for (const [name, state] of Object.entries(atoms)) {
+        const node = cy.getElementById(name);
+        if (node.nonempty()) node.data("state", state);
+      }
+    });
   }
 
   function showReport(report) {
@@ -176,16 +184,17 @@ const flowkitMonitor = (() => {
     const legend = document.getElementById("legend");
     for (const state of STATES) legend.append(stateBadge(state));
     const graph = await getJSON("/api/flows/" + uuid + "/graph");
-    const shapes = drawGraph(document.getElementById("graph"), graph);
+    const cy = drawGraph(document.getElementById("graph"), graph);
+    current.cy = cy;
     let report = await getJSON("/api/flows/" + uuid);
     showReport(report);
-    colour(shapes, Object.fromEntries(report.atoms.map(a => [a.name, a.state])));
+    colour(cy, Object.fromEntries(report.atoms.map(a => [a.name, a.state])));
     const stream = new EventSource("/api/flows/" + uuid + "/stream");
     let refreshing = false;
     stream.onmessage = async (message) => {
       const snapshot = JSON.parse(message.data);
       if (!snapshot) return;
-      colour(shapes, snapshot.atoms);
+      colour(cy, snapshot.atoms);
       document.body.setAttribute("data-flow-state", snapshot.state);
       if (!refreshing) {
         refreshing = true;
@@ -200,5 +209,7 @@ const flowkitMonitor = (() => {
     };
   }
 
-  return {listPage, flowPage, drawGraph, colour};
+  // current.cy: the flow page's Cytoscape instance, for tests and the console.
+  const current = {cy: null};
+  return {listPage, flowPage, drawGraph, colour, current};
 })();
