@@ -17,7 +17,7 @@ import logging
 import threading
 import time
 from collections.abc import Generator, Mapping
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from flowkit import _guards, typed
 from flowkit import exceptions as exc
@@ -28,10 +28,12 @@ from flowkit.engines import _compiler, _task_options
 from flowkit.engines._completions import Completion, Completions
 from flowkit.engines._runtime import Call, RevertCause, Runtime, call_outcome
 from flowkit.engines._scheduler import REVERT
-from flowkit.engines._timeouts import SYSTEM_TIMER, Timer
 from flowkit.engines.base import Engine
 from flowkit.storage import Storage
 from flowkit.types.failure import Failure
+
+if TYPE_CHECKING:
+    from flowkit.engines._timeouts import Timer
 
 __all__ = [
     "MAX_WORKERS",
@@ -146,7 +148,7 @@ class DispatchingDriver:
         returned future, if any, on time-out; drivers that know when the call
         really starts, or can stop it better, override it.
         """
-        timed = runtime.watchdog.call(self._done, node, action, seconds)
+        timed = runtime.timed_calls().call(self._done, node, action, seconds)
         timed.arm()
         future = self.dispatch(timed, node, action, call)  # type: ignore[arg-type]
         if future is not None:
@@ -316,8 +318,8 @@ class ActionEngine(Engine):
         run = self._storage.run_state
         run.scope = lambda atom_name, symbol: compilation.visible_provider(atom_name, symbol, run.has_result)
 
-    def _timer(self, needed: bool) -> Timer:
-        """What this engine measures task timeouts with (the ``clock`` option).
+    def _timer(self, needed: bool) -> Timer | None:
+        """What this engine measures task timeouts with (the ``clock`` option; None: real time).
 
         Args:
             needed: some task has a timeout, so a clock that cannot time one is
@@ -325,10 +327,10 @@ class ActionEngine(Engine):
         """
         clock = self._options.get("clock")
         if clock is None:
-            return SYSTEM_TIMER
+            return None
         missing = [name for name in ("monotonic", "call_later") if not callable(getattr(clock, name, None))]
         if missing and not needed:
-            return SYSTEM_TIMER
+            return None
         if missing:
             raise exc.InvalidEngineOption(
                 f"clock must have monotonic() and call_later(seconds, callback) to time tasks; "

@@ -20,19 +20,10 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Mapping
-from typing import NamedTuple
 
-from flowkit import exceptions as exc
 from flowkit.engines._compiler import Node
 
-__all__ = ["Item", "Limiter", "check_limits"]
-
-
-class Item(NamedTuple):
-    """What the scheduler hands out: a node and what to do with it."""
-
-    node: Node
-    action: int
+__all__ = ["Limiter"]
 
 
 class Limiter:
@@ -46,7 +37,7 @@ class Limiter:
     def __init__(self, limits: Mapping[str, int], keys: Mapping[int, str]) -> None:
         self._free = dict(limits)
         self._keys = keys
-        self._parked: dict[str, deque[Item]] = {key: deque() for key in limits}
+        self._parked: dict[str, deque[tuple[Node, int]]] = {key: deque() for key in limits}
         self._holding: set[int] = set()
         #: key -> most calls seen holding a slot at once (for tests and statistics).
         self.peak: dict[str, int] = dict.fromkeys(limits, 0)
@@ -63,7 +54,7 @@ class Limiter:
             self._holding.add(node.index)
             self.peak[key] = max(self.peak[key], self._limits[key] - free + 1)
             return True
-        self._parked[key].append(Item(node, action))
+        self._parked[key].append((node, action))
         return False
 
     def release(self, node: Node) -> None:
@@ -73,9 +64,9 @@ class Limiter:
             self._holding.discard(index)
             self._free[self._keys[index]] += 1
 
-    def reoffer(self) -> list[Item]:
+    def reoffer(self) -> list[tuple[Node, int]]:
         """Take back as many parked items as there are free slots for their keys."""
-        out: list[Item] = []
+        out: list[tuple[Node, int]] = []
         for key, parked in self._parked.items():
             count = self._free[key]
             while count > 0 and parked:
@@ -86,35 +77,3 @@ class Limiter:
     def has_reoffer(self) -> bool:
         """Whether :meth:`reoffer` would return something."""
         return any(parked and self._free[key] > 0 for key, parked in self._parked.items())
-
-
-def check_limits(value: object, engine: str) -> dict[str, int]:
-    """Check the ``concurrency_limits`` engine option: a mapping of str keys to ints from 1.
-
-    Raises:
-        InvalidEngineOption: anything else.
-    """
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise exc.InvalidEngineOption(
-            f"concurrency_limits must be a mapping of key -> most calls at once, not {value!r}",
-            engine=engine,
-            option="concurrency_limits",
-        )
-    limits: dict[str, int] = {}
-    for key, count in value.items():
-        if not isinstance(key, str) or not key:
-            raise exc.InvalidEngineOption(
-                f"concurrency_limits keys must be non-empty str, not {key!r}",
-                engine=engine,
-                option="concurrency_limits",
-            )
-        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
-            raise exc.InvalidEngineOption(
-                f"concurrency_limits[{key!r}] must be an int from 1, not {count!r}",
-                engine=engine,
-                option="concurrency_limits",
-            )
-        limits[key] = count
-    return limits

@@ -17,7 +17,7 @@ import logging
 import threading
 import types
 from collections.abc import Callable, Coroutine, Iterable
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from flowkit import _steering
 from flowkit import exceptions as exc
@@ -28,14 +28,16 @@ from flowkit.deciders import Depth
 from flowkit.engines import _scheduler as sch
 from flowkit.engines._compiler import RETRY, ArgPlan, Compilation, FlowScope, Node
 from flowkit.engines._completions import Completions, ProgressReport
-from flowkit.engines._limits import Limiter
 from flowkit.engines._loops import Clock, Loops
 from flowkit.engines._task_options import options_of
-from flowkit.engines._timeouts import SYSTEM_TIMER, Timer, Watchdog
 from flowkit.retry import Decision
 from flowkit.storage import AtomRecord, Storage
 from flowkit.types.failure import Failure
 from flowkit.types.notifier import Notifier
+
+if TYPE_CHECKING:
+    from flowkit.engines._limits import Limiter
+    from flowkit.engines._timeouts import Timer, Watchdog
 
 __all__ = ["Call", "Runtime", "call_outcome"]
 
@@ -145,10 +147,9 @@ class Runtime:
         #: node index -> seconds its execute may run; set by the engine (timed atoms only).
         self.timeouts: dict[int, float] = {}
         #: What timeouts are measured with (set by the engine; default: real time).
-        self.timer: Timer = SYSTEM_TIMER
-        #: The timed calls of the current run (made at each start: atoms with a
-        #: timeout may also be spawned while it runs).
-        self.watchdog = Watchdog(SYSTEM_TIMER)
+        self.timer: Timer | None = None
+        #: The timed calls of the current run (made on first use, see timed_calls()).
+        self.watchdog: Watchdog | None = None
         #: The engine's ``default_timeout`` (for atoms added while running).
         self.default_timeout: float | None = None
         #: concurrency key -> limit, and node index -> key; set by the engine.
@@ -219,11 +220,13 @@ class Runtime:
 
     def _start_options(self, scheduler: sch.Scheduler) -> None:
         """Set up this run's timeouts and concurrency limits, if any atom has them."""
-        self.watchdog = Watchdog(self.timer)
+        self.watchdog = None
         self._special = set(self.guards)
         self._special.update(self.timeouts)
         # With limits set, keyed atoms may also arrive later (spawned sub-flows).
         if self.limits:
+            from flowkit.engines._limits import Limiter
+
             self.limiter = Limiter(self.limits, self.keys)
             self.next_item = self._next_limited
             self.has_ready = self._has_ready_limited
@@ -232,6 +235,32 @@ class Runtime:
             self.next_item = scheduler.next_item
             self.has_ready = scheduler.has_ready
 
+    def _run_timed_inline(self, node: Node, action: int, call: Call) -> tuple[bool, Any]:
+        """Make a timed call on a helper thread and wait for it here (the serial engine).
+
+        The task's progress comes back through the queue this thread waits on, so
+        this thread stays the only one writing the run's records.
+        """
+        box = Completions()
+        outer = self._relay
+        self.relay_progress(box)
+        try:
+            return self.timed_calls().run_inline(box, node, action, call, self.timeouts[node.index])
+        finally:
+            self.relay_progress(outer)
+
+    def timed_calls(self) -> Watchdog:
+        """The current run's timed calls, made when the first timed call starts.
+
+        Made on first use, so a flow without timeouts never imports the module.
+        """
+        watch = self.watchdog
+        if watch is None:
+            from flowkit.engines._timeouts import SYSTEM_TIMER, Watchdog
+
+            watch = self.watchdog = Watchdog(self.timer or SYSTEM_TIMER)
+        return watch
+
     def adopt_options(self, nodes: Iterable[Node]) -> None:
         """Read the timeouts and concurrency keys of atoms added to the running flow.
 
@@ -239,7 +268,8 @@ class Runtime:
             InvalidAtomOption: a bad timeout or key, or a key the limits do not name.
         """
         for node in nodes:
-            seconds, key = options_of(node, self.default_timeout, self.limits)
+            found = options_of(node, self.default_timeout, self.limits)
+            seconds, key = found.timeout, found.key
             if seconds is not None:
                 self.timeouts[node.index] = seconds
                 self._special.add(node.index)
@@ -293,7 +323,8 @@ class Runtime:
                 is logged instead of raised, so that error is the one the caller sees.
         """
         self._attach_progress(False)
-        self.watchdog.close()
+        if self.watchdog is not None:
+            self.watchdog.close()
         self.relay_progress(None)
         state = self.state
         state.batching = False
@@ -342,7 +373,7 @@ class Runtime:
             if self._durable:
                 self.state.flush()
             if action != sch.REVERT and node.index in self.timeouts:
-                return self.watchdog.run_inline(node, action, call, self.timeouts[node.index])
+                return self._run_timed_inline(node, action, call)
             return call_outcome(call)
         index = node.index
         record = self.records[index]

@@ -15,28 +15,46 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import Any
 
 from flowkit import exceptions as exc
 from flowkit.atom import check_concurrency_key, check_timeout
 from flowkit.engines._compiler import RETRY, Compilation, Node
-from flowkit.engines._limits import check_limits
 
-__all__ = ["AtomOptions", "TaskOptions", "check_default_timeout", "options_of", "read_task_options"]
+__all__ = [
+    "AtomOptions",
+    "TaskOptions",
+    "check_default_timeout",
+    "check_limits",
+    "options_of",
+    "read_task_options",
+]
 
 
-class TaskOptions(NamedTuple):
-    """The per-atom run options of one compiled flow (a named tuple: no dataclasses
-    module to import on a short-lived process's first run)."""
+class TaskOptions:
+    """The per-atom run options of one compiled flow.
 
-    #: node index -> seconds its execute may run (timed atoms only).
-    timeouts: dict[int, float]
-    #: node index -> concurrency key (keyed atoms only).
-    keys: dict[int, str]
-    #: concurrency key -> most calls at once (the engine option, checked).
-    limits: dict[str, int]
-    #: The engine's ``default_timeout`` (None: none).
-    default_timeout: float | None
+    A plain slotted class: a named tuple or a dataclass costs a millisecond to
+    define, on the start-up path of every short-lived process.
+    """
+
+    __slots__ = ("default_timeout", "keys", "limits", "timeouts")
+
+    def __init__(
+        self,
+        timeouts: dict[int, float],
+        keys: dict[int, str],
+        limits: dict[str, int],
+        default_timeout: float | None,
+    ) -> None:
+        #: node index -> seconds its execute may run (timed atoms only).
+        self.timeouts = timeouts
+        #: node index -> concurrency key (keyed atoms only).
+        self.keys = keys
+        #: concurrency key -> most calls at once (the engine option, checked).
+        self.limits = limits
+        #: The engine's ``default_timeout`` (None: none).
+        self.default_timeout = default_timeout
 
 
 def check_default_timeout(value: Any, engine: str) -> float | None:
@@ -65,21 +83,27 @@ def read_task_options(compilation: Compilation, options: Mapping[str, Any], engi
     timeouts: dict[int, float] = {}
     keys: dict[int, str] = {}
     for node in compilation.atoms:
-        seconds, key = options_of(node, default, limits)
-        if seconds is not None:
-            timeouts[node.index] = seconds
-        if key is not None:
-            keys[node.index] = key
+        atom: Any = node.atom
+        if default is None and atom.timeout is None and atom.concurrency_key is None:
+            continue  # the common case, checked without a call: loads stay O(1) per atom
+        found = options_of(node, default, limits)
+        if found.timeout is not None:
+            timeouts[node.index] = found.timeout
+        if found.key is not None:
+            keys[node.index] = found.key
     return TaskOptions(timeouts, keys, limits, default)
 
 
-class AtomOptions(NamedTuple):
+class AtomOptions:
     """The run options of one atom, checked."""
 
-    #: Seconds its execute may run (None: no timeout).
-    timeout: float | None
-    #: Its concurrency key (None: not limited).
-    key: str | None
+    __slots__ = ("key", "timeout")
+
+    def __init__(self, timeout: float | None, key: str | None) -> None:
+        #: Seconds its execute may run (None: no timeout).
+        self.timeout = timeout
+        #: Its concurrency key (None: not limited).
+        self.key = key
 
 
 def options_of(node: Node, default: float | None, limits: Mapping[str, int]) -> AtomOptions:
@@ -116,3 +140,35 @@ def _until_class() -> type | None:
     """Loops' check task, if loops are in use (not imported for a flow without any)."""
     loops = sys.modules.get("flowkit.patterns.loop_flow")
     return None if loops is None else loops.Until
+
+
+def check_limits(value: object, engine: str) -> dict[str, int]:
+    """Check the ``concurrency_limits`` engine option: a mapping of str keys to ints from 1.
+
+    Raises:
+        InvalidEngineOption: anything else.
+    """
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise exc.InvalidEngineOption(
+            f"concurrency_limits must be a mapping of key -> most calls at once, not {value!r}",
+            engine=engine,
+            option="concurrency_limits",
+        )
+    limits: dict[str, int] = {}
+    for key, count in value.items():
+        if not isinstance(key, str) or not key:
+            raise exc.InvalidEngineOption(
+                f"concurrency_limits keys must be non-empty str, not {key!r}",
+                engine=engine,
+                option="concurrency_limits",
+            )
+        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+            raise exc.InvalidEngineOption(
+                f"concurrency_limits[{key!r}] must be an int from 1, not {count!r}",
+                engine=engine,
+                option="concurrency_limits",
+            )
+        limits[key] = count
+    return limits

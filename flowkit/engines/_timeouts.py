@@ -30,41 +30,43 @@ import threading
 import time
 import types
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from flowkit import exceptions as exc
-from flowkit.engines import _threads
 from flowkit.engines._compiler import Node
 from flowkit.engines._completions import Completions
 from flowkit.types.failure import Failure
 
 if TYPE_CHECKING:
     import concurrent.futures as cf
+    from typing import Protocol
 
     from flowkit.engines._runtime import Call
+    from flowkit.engines._threads import WorkerThreads
 
-__all__ = ["SYSTEM_TIMER", "Handle", "SystemTimer", "TimedCall", "Timer", "Watchdog", "run_timed", "watched"]
+    # Protocols only for the type checker: creating a Protocol class costs about a
+    # millisecond, on the start-up path of every short-lived process.
+    class Handle(Protocol):
+        """A pending timer callback."""
+
+        def cancel(self) -> None:
+            """Make sure the callback does not run (if it has not already)."""
+
+    class Timer(Protocol):
+        """Where timeouts are measured: a monotonic clock that can call back later."""
+
+        def monotonic(self) -> float:
+            """Seconds from an arbitrary start that never go back."""
+            ...
+
+        def call_later(self, seconds: float, callback: Callable[[], None]) -> Handle:
+            """Call ``callback()`` (from any thread) once ``seconds`` have passed."""
+            ...
+
+
+__all__ = ["SYSTEM_TIMER", "SystemTimer", "TimedCall", "Watchdog", "run_timed", "watched"]
 
 _LOG = logging.getLogger("flowkit.engines.timeouts")
-
-
-class Handle(Protocol):
-    """A pending timer callback."""
-
-    def cancel(self) -> None:
-        """Make sure the callback does not run (if it has not already)."""
-
-
-class Timer(Protocol):
-    """Where timeouts are measured: a monotonic clock that can call back later."""
-
-    def monotonic(self) -> float:
-        """Seconds from an arbitrary start that never go back."""
-        ...
-
-    def call_later(self, seconds: float, callback: Callable[[], None]) -> Handle:
-        """Call ``callback()`` (from any thread) once ``seconds`` have passed."""
-        ...
 
 
 class _Entry:
@@ -157,24 +159,31 @@ class Watchdog:
         #: lends a thread for each running abandoned call, so work still queued runs).
         self.on_abandoned: Callable[[int], None] | None = None
         self._armed: set[TimedCall] = set()
-        self._helpers: _threads.WorkerThreads | None = None
+        self._helpers: WorkerThreads | None = None
 
     def call(self, done: Completions, node: Node, action: int, seconds: float) -> TimedCall:
         """A gate for one execute call of ``node``, reporting into ``done``."""
         return TimedCall(self, done, node, action, seconds)
 
-    def run_inline(self, node: Node, action: int, call: Call, seconds: float) -> tuple[bool, Any]:
+    def run_inline(
+        self, box: Completions, node: Node, action: int, call: Call, seconds: float
+    ) -> tuple[bool, Any]:
         """Make ``call`` on a helper thread and wait for its outcome or its timeout (serial engine).
+
+        Args:
+            box: an empty completion queue the caller's thread waits on (progress
+                reports queued on it are applied by that thread as it waits).
 
         Raises:
             BaseException: an interrupt the call raised (not an Exception).
         """
-        box = Completions()
         box.started()
         timed = self.call(box, node, action, seconds)
         helpers = self._helpers
         if helpers is None:
-            helpers = self._helpers = _threads.WorkerThreads(1)
+            from flowkit.engines._threads import WorkerThreads
+
+            helpers = self._helpers = WorkerThreads(1)
             self.on_abandoned = helpers.lend
         helpers.submit(run_timed, timed, node, action, call.fn, call.kwargs)
         _node, _action, ok, value = box.take(None)[0]

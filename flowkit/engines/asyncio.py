@@ -86,7 +86,7 @@ class _LoopDriver(DispatchingDriver):
         future.add_done_callback(functools.partial(done.put_future, node, action))
 
     def dispatch_timed(self, runtime: Runtime, node: Node, action: int, call: Call, seconds: float) -> None:
-        timed = runtime.watchdog.call(self._done, node, action, seconds)
+        timed = runtime.timed_calls().call(self._done, node, action, seconds)
         if _wants_loop(node.atom, action):
             # Cancelling the future cancels the coroutine's task on the loop.
             future = self.bridge.submit(_run_on_loop(call, False, self._limit, timed))

@@ -58,12 +58,11 @@ class _ThreadsDriver(DispatchingDriver):
         super().__init__()
         self._size = size
         self._threads: _threads.WorkerThreads | None = None
-        self._watch: _timeouts.Watchdog | None = None
+        self._runtime: Runtime | None = None
 
     def open(self, runtime: Runtime) -> None:
         self._threads = _threads.borrow(self._size)
-        self._watch = runtime.watchdog
-        self._watch.on_abandoned = self._threads.lend
+        self._runtime = runtime
 
     def dispatch(self, done: Completions, node: Node, action: int, call: Call) -> None:
         self._threads.submit(_report, done, node, action, call)  # type: ignore[union-attr]
@@ -72,15 +71,18 @@ class _ThreadsDriver(DispatchingDriver):
         # Armed on the pool thread when the call starts, so waiting for a free
         # thread does not count; a coroutine is handed on to the loop thread, and
         # cancelled there on time-out.
-        assert self._watch is not None and self._threads is not None
-        timed = self._watch.call(self._done, node, action, seconds)
+        assert self._threads is not None
+        watch = runtime.timed_calls()
+        watch.on_abandoned = self._threads.lend
+        timed = watch.call(self._done, node, action, seconds)
         self._threads.submit(_timeouts.run_timed, timed, node, action, call.fn, call.kwargs)
 
     def close(self) -> None:
         threads, self._threads = self._threads, None
         if threads is None:
             return
-        if self.in_flight or (self._watch is not None and self._watch.abandoned):
+        watch = self._runtime.watchdog if self._runtime is not None else None
+        if self.in_flight or (watch is not None and watch.abandoned):
             # An interrupted run (or a timed-out call) left calls running: those
             # threads are not reusable, so they are told to stop once their calls end.
             threads.stop()
@@ -107,10 +109,10 @@ class _ExecutorDriver(DispatchingDriver):
         # Green threads run only while the engine thread waits the green way (_green).
         self._green = green
         self._futures: list[cf.Future[Any]] = []
-        self._watch: _timeouts.Watchdog | None = None
+        self._runtime: Runtime | None = None
 
     def open(self, runtime: Runtime) -> None:
-        self._watch = runtime.watchdog
+        self._runtime = runtime
         if self._given is not None:
             self._executor = self._given
         elif self._green:
@@ -162,7 +164,8 @@ class _ExecutorDriver(DispatchingDriver):
 
     def close(self) -> None:
         if self._given is None and self._executor is not None:
-            if self._watch is not None and self._watch.abandoned:
+            watch = self._runtime.watchdog if self._runtime is not None else None
+            if watch is not None and watch.abandoned:
                 _stop_processes(self._executor)
             self._executor.shutdown(wait=True)
         if self._relay is not None:

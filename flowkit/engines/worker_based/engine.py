@@ -23,11 +23,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from flowkit import exceptions as exc
 from flowkit.engines import _compiler
 from flowkit.engines._engine import ActionEngine, Driver
-from flowkit.engines._timeouts import SYSTEM_TIMER, Timer
 from flowkit.engines.worker_based import protocol
 from flowkit.patterns import loop_flow
 
 if TYPE_CHECKING:
+    from flowkit.engines._timeouts import Timer
     from flowkit.engines.worker_based._clock import Clock
 
 __all__ = ["WorkerBasedActionEngine"]
@@ -125,10 +125,10 @@ class WorkerBasedActionEngine(ActionEngine):
         #: request; ``TracingListener`` adds itself here to name the worker on the span.
         self.start_watchers: list[Callable[[str, str], None]] = []
 
-    def _timer(self, needed: bool) -> Timer:
+    def _timer(self, needed: bool) -> Timer | None:
         # Task timeouts are enforced by the driver's reply reader, on ``clock``
         # (which needs no call_later here); the in-process timer is never used.
-        return SYSTEM_TIMER
+        return None
 
     def _make_driver(self) -> Driver:
         from flowkit.engines.worker_based import _transport

@@ -334,3 +334,23 @@ def test_a_loops_check_is_not_timed_but_its_body_is() -> None:
     engine = engines.load(flow, engine="serial", default_timeout=30, clock=timer)
     engine.run()
     assert timer.armed == 3  # the body's three calls; the loop's own check runs untimed
+
+
+def test_progress_of_a_timed_task_on_the_serial_engine_is_heard_in_the_engine_thread() -> None:
+    from flowkit import task
+
+    class Reports(task.Task):
+        def execute(self) -> int:
+            self.update_progress(0.5)
+            return 1
+
+    engine = engines.load(Reports("reports", timeout=30), engine="serial")
+    heard: list[tuple[float, int]] = []
+
+    def listen(_event: str, details: dict[str, Any]) -> None:
+        heard.append((details["progress"], threading.get_ident()))
+
+    engine.atom_notifier.register(task.EVENT_UPDATE_PROGRESS, listen)
+    engine.run()
+    assert (0.5, threading.get_ident()) in heard  # relayed from the helper thread to this one
+    assert engine.storage.get_task_progress("reports") == 1.0
