@@ -56,6 +56,7 @@ __all__ = [
     "FlowScope",
     "Node",
     "compile_flow",
+    "topological_order",
 ]
 
 _new_tuple = tuple.__new__
@@ -363,7 +364,7 @@ def compile_flow(root: Any, *, strict: bool = False) -> Compilation:
         else:
             if revert_args is not exec_args and _has_open(revert_args):
                 open_atoms.append(node)
-    order: Sequence[int] = range(len(nodes)) if builder.ordered else _topological_order(nodes)
+    order: Sequence[int] = range(len(nodes)) if builder.ordered else topological_order(nodes)
     return Compilation(scope, nodes, atoms, open_atoms, order)
 
 
@@ -372,7 +373,7 @@ def _has_open(plans: tuple[ArgPlan, ...]) -> bool:
     return any(p.provider < 0 and not p.optional for p in plans)
 
 
-def _topological_order(nodes: list[Node]) -> list[int]:
+def topological_order(nodes: list[Node]) -> list[int]:
     """Kahn's algorithm; flows refuse cycles, so a leftover means a broken flow class."""
     indegree = [len(n.pred) for n in nodes]
     ready = [n.index for n in nodes if not n.pred]

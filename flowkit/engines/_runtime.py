@@ -26,7 +26,7 @@ from flowkit._atom_record import RESULT_STATES, holds_result
 from flowkit._utils.asyncio_bridge import EventLoopThread
 from flowkit.deciders import Depth
 from flowkit.engines import _scheduler as sch
-from flowkit.engines._compiler import RETRY, ArgPlan, Compilation, FlowScope, Node
+from flowkit.engines._compiler import RETRY, ArgPlan, Compilation, FlowScope, Node, topological_order
 from flowkit.engines._completions import Completions, ProgressReport
 from flowkit.engines._loops import Clock, Loops
 from flowkit.engines._task_options import options_of
@@ -179,8 +179,6 @@ class Runtime:
             spawns = self.spawns
             spawns.restore()
             if spawns.order_stale:
-                from flowkit.engines._splice import topological_order
-
                 self.compilation.order = topological_order(self.compilation.nodes)
                 spawns.order_stale = False
             records = self.records

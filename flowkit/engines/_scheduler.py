@@ -535,17 +535,8 @@ class Scheduler:
         return found
 
     def _successors_closure(self, index: int) -> list[int]:
-        seen = {index}
-        out = [index]
-        stack = [index]
-        nodes = self._nodes
-        while stack:
-            for succ in nodes[stack.pop()].succ:
-                if succ not in seen:
-                    seen.add(succ)
-                    out.append(succ)
-                    stack.append(succ)
-        return out
+        """``index`` and every node after it (``index`` first)."""
+        return self._between(index, index)
 
     def _resolve(self, failed: Node) -> None:
         """Apply the failure resolution strategy for ``failed`` (TaskFlow's rules)."""

@@ -53,7 +53,7 @@ from flowkit.engines._task_options import options_of
 if TYPE_CHECKING:
     from flowkit.engines._runtime import Runtime
 
-__all__ = ["META_KEY", "SPAWNED_BY_KEY", "Spawns", "Splice", "topological_order"]
+__all__ = ["META_KEY", "SPAWNED_BY_KEY", "Spawns", "Splice"]
 
 #: The spawner's atom-detail metadata key that records what it spawned.
 META_KEY = "spawned"
@@ -440,19 +440,3 @@ def _root_of(scope: FlowScope) -> FlowScope:
 
 def _never(_index: int) -> bool:
     return False
-
-
-def topological_order(nodes: list[Node]) -> list[int]:
-    """Every node index, each after its predecessors (Kahn's algorithm)."""
-    indegree = [len(n.pred) for n in nodes]
-    ready = [n.index for n in nodes if not n.pred]
-    ready.reverse()
-    order: list[int] = []
-    while ready:
-        index = ready.pop()
-        order.append(index)
-        for succ in reversed(nodes[index].succ):
-            indegree[succ] -= 1
-            if indegree[succ] == 0:
-                ready.append(succ)
-    return order

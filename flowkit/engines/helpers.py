@@ -332,20 +332,13 @@ class _FactoryImportError(ImportError, ValueError):
 
 
 def _import_by_name(name: str) -> Any:
-    """Import ``pkg.module.Qual.Name``: the longest importable module prefix, then attributes."""
-    parts = name.split(".")
-    for cut in range(len(parts) - 1, 0, -1):
-        try:
-            target: Any = importlib.import_module(".".join(parts[:cut]))
-        except ImportError:
-            continue
-        try:
-            for attr in parts[cut:]:
-                target = getattr(target, attr)
-        except AttributeError:
-            break
-        return target
-    raise _FactoryImportError(f"flow factory '{name}' cannot be imported")
+    """Import ``pkg.module.Qual.Name`` (see :func:`flowkit._flow_codec.import_path`)."""
+    from flowkit._flow_codec import import_path  # only resumes of factory flows need it
+
+    try:
+        return import_path(name)
+    except ImportError:
+        raise _FactoryImportError(f"flow factory '{name}' cannot be imported") from None
 
 
 def load_from_detail(
