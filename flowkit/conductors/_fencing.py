@@ -6,7 +6,7 @@ long GC pause, SIGSTOP, a frozen VM past the claim's expiry) from writing
 over the progress of the conductor that took the job over:
 
 1. **In the store** (backends with write fences, ``Connection.supports_fences``:
-   the SQLAlchemy backend). Before reading the job's flow detail the conductor
+   every bundled backend). Before reading the job's flow detail the conductor
    *takes its fence* with the job's uuid and its claim's token
    (:meth:`~flowkit.persistence.base.Connection.fence_flow`, one transaction
    that also reads the flow), and every progress write carries that fence
@@ -27,13 +27,14 @@ over the progress of the conductor that took the job over:
    ZooKeeper board within a second of claiming or confirming it in the same
    session).
 
-Backends without write fences (memory, directory, ZooKeeper persistence) get
-the board check before every write, one round trip each. What that cannot
-close is a pause *between* the board's answer and the write reaching the
-store: an answer that took longer than the claim's expiry is refused, but a
-pause of the wrong length at exactly that point lets one stale write land
-after the new holder read the flow (``tests/conductors/test_fencing.py``
-forces that interleaving on both kinds of backend).
+Backends without write fences (third-party ones whose connections say
+``supports_fences = False``) get the board check before every write, one
+round trip each. What that cannot close is a pause *between* the board's
+answer and the write reaching the store: an answer that took longer than the
+claim's expiry is refused, but a pause of the wrong length at exactly that
+point lets one stale write land after the new holder read the flow
+(``tests/conductors/test_fencing.py`` forces that interleaving on the
+bundled backends, where the store refuses it).
 """
 
 from __future__ import annotations

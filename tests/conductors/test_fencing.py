@@ -1,11 +1,10 @@
 """The fencing window, forced: a conductor pauses after its claim check passed and before its write.
 
 The pause is forced by a pass-through backend that runs a hook just before a
-write reaches the real store (SQLite, or the memory backend, which has no
-write fences). In the hook the paused conductor's claim expires on the
-board, another conductor claims the job, takes over the flow detail and
-writes; then the paused write goes on. With store fences it is refused; the
-memory backend shows the window that remains without them.
+write reaches the real store (SQLite, memory, directory or ZooKeeper). In the hook the
+paused conductor's claim expires on the board, another conductor claims the
+job, takes over the flow detail and writes; then the paused write goes on.
+The store's write fence refuses it.
 """
 
 from __future__ import annotations
@@ -38,11 +37,15 @@ class FakeClock:
 
 
 class _PausingConnection:
-    """Passes everything to ``inner``; runs ``pause`` once, just before the first progress write."""
+    """Passes everything to ``inner``; runs ``pause`` once, just before the first progress write.
 
-    def __init__(self, inner: Connection, pause: list[Callable[[], None]]) -> None:
+    With ``fences=False`` it says it has no write fences, as a third-party backend may.
+    """
+
+    def __init__(self, inner: Connection, pause: list[Callable[[], None]], fences: bool) -> None:
         self._inner = inner
         self._pause = pause
+        self.supports_fences = fences and inner.supports_fences
 
     def _before_write(self) -> None:
         while self._pause:
@@ -67,24 +70,31 @@ class _PausingConnection:
 
 
 class _PausingBackend(Backend):
-    def __init__(self, inner: Backend) -> None:
+    def __init__(self, inner: Backend, fences: bool = True) -> None:
         super().__init__(inner.conf)
         self.inner = inner
+        self.fences = fences
         self.pause: list[Callable[[], None]] = []
 
     def get_connection(self) -> Connection:
-        return _PausingConnection(self.inner.get_connection(), self.pause)  # type: ignore[return-value]
+        inner = self.inner.get_connection()
+        return _PausingConnection(inner, self.pause, self.fences)  # type: ignore[return-value]
 
     def close(self) -> None:
         self.inner.close()
 
 
-def _race(store: Backend, tmp_path: Path) -> tuple[models.FlowDetail, Callable[[], None]]:
-    """Set up the interleaving; return the flow detail and the paused conductor's write."""
+def _race(
+    store: Backend, tmp_path: Path, fences: bool = True
+) -> tuple[models.FlowDetail, Callable[[], None]]:
+    """Set up the interleaving; return the flow detail and the paused conductor's write.
+
+    ``fences=False``: both conductors see a store without write fences.
+    """
     clock = FakeClock()
     board = MemoryJobBoard("board", {"claim_expiry": EXPIRY}, persistence=store, clock=clock)
     job, fd = post_flow(board, store, flows.chain, [1], job_store={"v0": 0, "calls": str(tmp_path / "c")})
-    paused = _PausingBackend(store)
+    paused = _PausingBackend(store, fences)
     claim_a = board.claim(job, "a")
     backend_a = FencedBackend(paused, ClaimFence(board, job, claim_a, EXPIRY, clock=clock))
     flow_a = backend_a.take(fd.uuid)
@@ -93,7 +103,7 @@ def _race(store: Backend, tmp_path: Path) -> tuple[models.FlowDetail, Callable[[
         # a is frozen: its claim expires, b claims the job, reads the flow and writes.
         clock.now += EXPIRY + 1
         claim_b = board.claim(job, "b")
-        backend_b = FencedBackend(store, ClaimFence(board, job, claim_b, EXPIRY, clock=clock))
+        backend_b = FencedBackend(paused, ClaimFence(board, job, claim_b, EXPIRY, clock=clock))
         flow_b = backend_b.take(fd.uuid)
         flow_b.state = states.RUNNING
         with backend_b.get_connection() as conn:
@@ -132,10 +142,29 @@ def test_with_store_fences_a_write_paused_after_its_claim_check_is_refused(
     assert "written-by-a" not in atoms, "the paused conductor's write landed after the take-over"
 
 
-def test_without_store_fences_a_write_paused_after_its_claim_check_still_lands(tmp_path: Path) -> None:
-    """What remains on backends without write fences (memory, directory, ZooKeeper persistence)."""
-    store = persistence_backends.fetch("memory://")
+@pytest.mark.parametrize("kind", ["memory", "dir", "zookeeper"])
+def test_document_stores_refuse_a_write_paused_after_its_claim_check(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """The document backends keep the fence in the flow's document (see ``_path_based``)."""
+    urls = {"memory": "memory://", "dir": f"dir://{tmp_path / 'store'}"}
+    url = urls[kind] if kind in urls else str(request.getfixturevalue("zookeeper_path_url"))
+    store = persistence_backends.fetch(url)
+    with store.get_connection() as conn:
+        conn.upgrade()
     fd, write_of_a = _race(store, tmp_path)
+    with pytest.raises(ClaimLost, match="refused"):
+        write_of_a()
+    state, atoms = _stored(store, fd)
+    assert state == states.RUNNING and "written-by-b" in atoms
+    assert "written-by-a" not in atoms, "the paused conductor's write landed after the take-over"
+    store.close()
+
+
+def test_without_store_fences_a_write_paused_after_its_claim_check_still_lands(tmp_path: Path) -> None:
+    """What remains on a backend without write fences (none bundled; a third-party one may be)."""
+    store = persistence_backends.fetch("memory://")
+    fd, write_of_a = _race(store, tmp_path, fences=False)
     write_of_a()
     state, atoms = _stored(store, fd)
     assert state == states.FAILURE and {"written-by-a", "written-by-b"} <= atoms

@@ -507,28 +507,14 @@ def test_a_second_backend_on_the_same_url_sees_the_data(backend_url: str, conn: 
         assert len(got) == 1
 
 
-# -- write fences (backends that offer them; the others say so) ----------------
+# -- write fences (every backend here has them) ------------------------------
 
 
 def _fenced_flow(conn: Connection) -> FlowDetail:
-    if not conn.supports_fences:
-        pytest.skip(f"{type(conn).__name__} has no write fences")
+    assert conn.supports_fences
     fd = _flow(_task("a", state=states.PENDING))
     conn.save_logbook(_book_with(fd))
     return fd
-
-
-def test_backends_without_fences_refuse_fenced_calls_before_writing(conn: Connection) -> None:
-    if conn.supports_fences:
-        pytest.skip(f"{type(conn).__name__} has write fences")
-    fd = _flow(_task("a", state=states.PENDING))
-    conn.save_logbook(_book_with(fd))
-    with pytest.raises(NotImplementedError):
-        conn.fence_flow(fd.uuid, WriteFence("job", 1))
-    changed = _task("a", state=states.SUCCESS)
-    with pytest.raises(NotImplementedError):
-        conn.save_flow_progress_fenced(fd, [changed], True, WriteFence("job", 1))
-    assert {ad.name for ad in conn.get_flow_details(fd.uuid)} == {"a"}
 
 
 def test_fence_flow_reads_the_flow_and_its_fenced_writes_go_through(conn: Connection) -> None:

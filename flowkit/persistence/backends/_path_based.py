@@ -4,7 +4,8 @@ Each of those backends stores three collections of JSON documents keyed by
 uuid, plus the membership of atoms in flows::
 
     books/<uuid>  {"book": LogBook.to_dict(), "flows": [flow uuids]}
-    flows/<uuid>  {"flow": FlowDetail.to_dict(), "book": book uuid}
+    flows/<uuid>  {"flow": FlowDetail.to_dict(), "book": book uuid,
+                   "fence": {"holder": job uuid, "token": claim token} (once fenced)}
     atoms/<uuid>  {"type": "TaskDetail", "atom": AtomDetail.to_dict(), "flow": flow uuid}
     members of flow <uuid>: one link per atom, kept by the store (a set entry,
         an empty file, a child znode)
@@ -27,6 +28,12 @@ write are recorded, the writes are collected, and the store commits them as one
 unit. Stores that lock (memory, dir) hold their lock over the whole read-decide-
 commit step; optimistic stores (ZooKeeper) commit with version checks and raise
 :class:`Conflict`, and the connection runs the step again on fresh reads.
+
+Write fences (:meth:`DocumentConnection.fence_flow`) live in the flow's own
+document, so a fenced write reads that document in its step: under the lock
+of a locking store nobody can move the fence between the check and the write,
+and an optimistic store's commit checks the document's version, so a fence
+moved in between makes the commit fail and the step re-run (and be refused).
 """
 
 from __future__ import annotations
@@ -39,7 +46,7 @@ from contextlib import AbstractContextManager
 from typing import Any, TypeVar
 
 from flowkit import exceptions as exc
-from flowkit.persistence.base import Backend, Connection, encode_json
+from flowkit.persistence.base import Backend, Connection, FenceRefused, WriteFence, encode_json
 from flowkit.persistence.models import (
     AtomDetail,
     FlowDetail,
@@ -321,6 +328,8 @@ def _atom_uuids(doc: Doc, members: list[str]) -> list[str]:
 class DocumentConnection(Connection):
     """A :class:`~flowkit.persistence.base.Connection` over a :class:`DocumentStore`."""
 
+    supports_fences = True
+
     def __init__(self, backend: Backend, store: DocumentStore) -> None:
         super().__init__(backend)
         self._store = store
@@ -563,6 +572,72 @@ class DocumentConnection(Connection):
 
         self._step("save_flow_progress", flow_uuid, body)
 
+    # -- Connection API: write fences -------------------------------------------
+
+    def fence_flow(self, fd_uuid: str, fence: WriteFence) -> FlowDetail:
+        """Store ``fence`` in the flow's document and read the flow, in one step.
+
+        Raises:
+            NotFound: no such flow detail.
+            FenceRefused: a later claim of the same job holds the fence.
+        """
+
+        def body(batch: Batch) -> FlowDetail:
+            doc = batch.get(FLOWS, fd_uuid)
+            if doc is None:
+                raise exc.NotFound(f"no flow with uuid {fd_uuid}")
+            current = _fence_of(doc)
+            if current is not None and current.holder == fence.holder and current.token > fence.token:
+                raise FenceRefused.make(fd_uuid, fence, current, "fencing")
+            # Written even when unchanged: an optimistic store's commit then checks the reads below.
+            doc["fence"] = {"holder": fence.holder, "token": fence.token}
+            batch.put(FLOWS, fd_uuid, doc)
+            # Read in the same step: the lock (or the commit's version checks of the
+            # flow's links) keeps every atom write either before the fence or refused.
+            fd = self._flow(batch, fd_uuid, lazy=False)
+            assert fd is not None  # read just above
+            return fd
+
+        return self._step("fence_flow", fd_uuid, body)
+
+    def save_flow_progress_fenced(
+        self,
+        flow_detail: FlowDetail,
+        atom_details: Sequence[AtomDetail],
+        flow_changed: bool,
+        fence: WriteFence,
+    ) -> None:
+        """:meth:`save_flow_progress` in a step that first finds ``fence`` in the flow's document.
+
+        Raises:
+            NotFound: no such flow detail.
+            FenceRefused: the flow detail is fenced for someone else (or not at all);
+                nothing was written.
+        """
+        flow_uuid = flow_detail.uuid
+
+        def body(batch: Batch) -> None:
+            # Always read the flow document (never guess): its version is what an
+            # optimistic store checks at commit, so a fence moved meanwhile fails it.
+            doc, exists = batch.get_and_exists(FLOWS, flow_uuid, ATOMS, [ad.uuid for ad in atom_details])
+            if doc is None:
+                raise exc.NotFound(f"no flow with uuid {flow_uuid}")
+            current = _fence_of(doc)
+            if current != fence:
+                raise FenceRefused.make(flow_uuid, fence, current, "writing progress of")
+            if flow_changed:
+                doc["flow"]["state"] = flow_detail.state
+                doc["flow"]["meta"] = flow_detail.meta
+                batch.put(FLOWS, flow_uuid, doc)
+            for ad, present in zip(atom_details, exists, strict=True):
+                batch.put(ATOMS, ad.uuid, _atom_doc(ad, flow_uuid), exists=present)
+                if not present:
+                    batch.link(flow_uuid, ad.uuid)
+            if atom_details:
+                batch.touched.add(flow_uuid)
+
+        self._step("save_flow_progress_fenced", flow_uuid, body)
+
     def destroy_logbook(self, book_uuid: str) -> None:
         def body(batch: Batch) -> None:
             doc = self._must(batch, BOOKS, book_uuid)
@@ -599,6 +674,12 @@ class DocumentConnection(Connection):
 
 def _atom_doc(ad: AtomDetail, flow_uuid: str) -> Doc:
     return {"type": atom_detail_type(ad), "atom": ad.to_dict(), "flow": flow_uuid}
+
+
+def _fence_of(doc: Doc) -> WriteFence | None:
+    """The fence a flow document holds, if any."""
+    held = doc.get("fence")
+    return WriteFence(str(held["holder"]), int(held["token"])) if held else None
 
 
 def _atom_from(doc: Doc) -> AtomDetail:
