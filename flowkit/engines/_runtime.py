@@ -543,7 +543,7 @@ class Runtime:
                     value = self.guards[node.index].on_result(value)
                 _check_unpacks(node, atom, value)
                 if self._durable:
-                    self._check_storable(node, "result", value)
+                    self.check_storable(node, "result", value)
             except exc.InvalidFormat as err:
                 ok, value = False, Failure.from_exception(err)
         if ok:
@@ -606,7 +606,7 @@ class Runtime:
         assert record is not None
         if ok and self._durable:
             try:
-                self._check_storable(node, "revert result", value)
+                self.check_storable(node, "revert result", value)
             except exc.InvalidFormat as err:
                 ok, value = False, Failure.from_exception(err)
         if ok:
@@ -720,7 +720,7 @@ class Runtime:
                 event.update(details)
             self.notifier.notify(EVENT_UPDATE_PROGRESS, event)
 
-    def _check_storable(self, node: Node, what: str, value: Any) -> None:
+    def check_storable(self, node: Node, what: str, value: Any) -> None:
         """Raise InvalidFormat, naming the atom, if the backend in use cannot store ``value``."""
         try:
             self.state.check_storable(value)

@@ -126,12 +126,7 @@ class Spawns:
         if runtime.state.durable:
             if sub.factory is None:
                 meta["flow"] = _flow_codec.describe(sub.flow)
-            try:
-                runtime.state.check_storable(meta)
-            except (TypeError, ValueError, RecursionError) as err:
-                raise exc.InvalidFormat(
-                    f"the sub-flow atom '{node.name}' spawned cannot be recorded as JSON: {err}"
-                ) from err
+            runtime.check_storable(node, "the record of the sub-flow", meta)
         old = self.splices.get(node.index)
         if old is not None:
             self._detach(old)

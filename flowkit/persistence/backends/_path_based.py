@@ -551,7 +551,7 @@ class DocumentConnection(Connection):
             if guess is not None and atom_details and not flow_changed:
                 # Nothing to read: the commit fails if the flow is gone (see
                 # DocumentStore.commit) or a guess is wrong; the next attempt reads.
-                exists = guess
+                doc, exists = None, guess
             else:
                 if guess is not None:
                     doc, exists = batch.get(FLOWS, flow_uuid), guess
@@ -559,16 +559,7 @@ class DocumentConnection(Connection):
                     doc, exists = batch.get_and_exists(FLOWS, flow_uuid, ATOMS, uuids)
                 if doc is None:
                     raise exc.NotFound(f"no flow with uuid {flow_uuid}")
-                if flow_changed:
-                    doc["flow"]["state"] = flow_detail.state
-                    doc["flow"]["meta"] = flow_detail.meta
-                    batch.put(FLOWS, flow_uuid, doc)
-            for ad, present in zip(atom_details, exists, strict=True):
-                batch.put(ATOMS, ad.uuid, _atom_doc(ad, flow_uuid), exists=present)
-                if not present:
-                    batch.link(flow_uuid, ad.uuid)
-            if atom_details:
-                batch.touched.add(flow_uuid)
+            _put_progress(batch, flow_detail, atom_details, exists, doc if flow_changed else None)
 
         self._step("save_flow_progress", flow_uuid, body)
 
@@ -625,16 +616,7 @@ class DocumentConnection(Connection):
             current = _fence_of(doc)
             if current != fence:
                 raise FenceRefused.make(flow_uuid, fence, current, "writing progress of")
-            if flow_changed:
-                doc["flow"]["state"] = flow_detail.state
-                doc["flow"]["meta"] = flow_detail.meta
-                batch.put(FLOWS, flow_uuid, doc)
-            for ad, present in zip(atom_details, exists, strict=True):
-                batch.put(ATOMS, ad.uuid, _atom_doc(ad, flow_uuid), exists=present)
-                if not present:
-                    batch.link(flow_uuid, ad.uuid)
-            if atom_details:
-                batch.touched.add(flow_uuid)
+            _put_progress(batch, flow_detail, atom_details, exists, doc if flow_changed else None)
 
         self._step("save_flow_progress_fenced", flow_uuid, body)
 
@@ -670,6 +652,27 @@ class DocumentConnection(Connection):
 
     def close(self) -> None:
         """Nothing to release: the store belongs to the backend."""
+
+
+def _put_progress(
+    batch: Batch,
+    flow_detail: FlowDetail,
+    atom_details: Sequence[AtomDetail],
+    exists: Sequence[bool],
+    flow_doc: Doc | None,
+) -> None:
+    """Write progress: the flow's state and meta into ``flow_doc`` (None: unchanged), then the atoms."""
+    flow_uuid = flow_detail.uuid
+    if flow_doc is not None:
+        flow_doc["flow"]["state"] = flow_detail.state
+        flow_doc["flow"]["meta"] = flow_detail.meta
+        batch.put(FLOWS, flow_uuid, flow_doc)
+    for ad, present in zip(atom_details, exists, strict=True):
+        batch.put(ATOMS, ad.uuid, _atom_doc(ad, flow_uuid), exists=present)
+        if not present:
+            batch.link(flow_uuid, ad.uuid)
+    if atom_details:
+        batch.touched.add(flow_uuid)
 
 
 def _atom_doc(ad: AtomDetail, flow_uuid: str) -> Doc:
