@@ -14,7 +14,7 @@ from typing import Any
 from flowkit import exceptions as exc
 from flowkit import states as st
 from flowkit._atom_record import ATOM_STATES, AtomRecord
-from flowkit.persistence.base import encode_json
+from flowkit.persistence._json import encode_json
 from flowkit.persistence.models import AtomDetail, RetryDetail, TaskDetail
 from flowkit.types.failure import Failure
 

@@ -19,11 +19,11 @@ run, which owns whatever side effects it had.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from flowkit import typed
+from flowkit._utils.lazy_logging import module_logger
 
 # The cache modules (hashing, stores) are imported only by a run that caches:
 # every other first run of a process would pay for them.
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Guard", "build"]
 
-_LOG = logging.getLogger(__name__)
+_LOG = module_logger(__name__)
 
 
 class Guard:

@@ -23,16 +23,18 @@ import contextlib
 import itertools
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flowkit import _detail_sync, typed
 from flowkit import exceptions as exc
 from flowkit import states as st
 from flowkit._atom_record import AtomRecord, holds_result
 from flowkit._utils.uuids import random_uuid
-from flowkit.persistence.base import encode_json
-from flowkit.persistence.models import AtomDetail, FlowDetail
 from flowkit.types.failure import Failure
+
+if TYPE_CHECKING:
+    # A flow run in memory never makes a detail: the models (and what they import)
+    # load with the first backend write, resume or snapshot (start-up time).
+    from flowkit.persistence.models import AtomDetail, FlowDetail
 
 __all__ = ["STORE_KEY", "History", "RunState"]
 
@@ -117,6 +119,8 @@ class RunState:
         Raises:
             StorageFailure: a record holds a state flowkit does not know (named).
         """
+        from flowkit import _detail_sync
+
         self.flow_state = flow_detail.state or st.PENDING
         if self.flow_state not in st.FLOW_STATES:
             raise exc.StorageFailure(
@@ -159,6 +163,8 @@ class RunState:
                 )
             if not is_retry and type(record.result) is dict:
                 # A stored pydantic model came back as its JSON object: make it the model again.
+                from flowkit import typed
+
                 record.result = typed.revive_result(atom, record.result)
             if record.save_as is not atom.save_as:
                 # Loaded from a flow detail: what it provides comes from the atom.
@@ -217,6 +223,8 @@ class RunState:
         if self.backend is not None:
             self.backend.check_storable(value)
         else:
+            from flowkit.persistence._json import encode_json
+
             encode_json(value)
 
     def inject(self, pairs: Mapping[str, Any], transient: bool) -> None:
@@ -305,6 +313,9 @@ class RunState:
         """
         if not self._dirty and not self._flow_dirty:
             return
+        from flowkit import _detail_sync
+        from flowkit.persistence.models import FlowDetail
+
         with self.lock:
             dirty, self._dirty = self._dirty, {}
             flow_changed, self._flow_dirty = self._flow_dirty, False
@@ -372,7 +383,7 @@ class RunState:
         if self.backend is not None:
             return self.backend
         from flowkit.persistence.backends.impl_memory import MemoryBackend
-        from flowkit.persistence.models import LogBook
+        from flowkit.persistence.models import FlowDetail, LogBook
 
         backend = MemoryBackend()
         with self.lock:
@@ -391,6 +402,9 @@ class RunState:
 
     def snapshot(self) -> FlowDetail:
         """The flow detail as it stands (written through first, when there is one)."""
+        from flowkit import _detail_sync
+        from flowkit.persistence.models import FlowDetail
+
         if self.flow_detail is not None:
             self.flush()
             return self.flow_detail

@@ -46,7 +46,6 @@ TaskFlow compatibility simply sets ``__cause__``.
 from __future__ import annotations
 
 import builtins
-import traceback
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -120,6 +119,8 @@ class TaskFlowException(Exception):
 
     def pformat(self, indent: int = 2, indent_text: str = " ", show_root_class: bool = False) -> str:
         """Format this error and its chain of causes, one indented line each."""
+        import traceback  # only formatting needs it (start-up time)
+
         if indent < 0:
             raise ValueError(f"indent must be zero or more, not {indent}")
         lines = [(f"{type(self).__name__}: " if show_root_class else "") + self.message]

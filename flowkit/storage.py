@@ -17,16 +17,18 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flowkit import exceptions as exc
 from flowkit import states as st
 from flowkit._atom_record import AtomRecord, holds_result
 from flowkit._run_state import STORE_KEY, RunState
 from flowkit.atom import Atom
-from flowkit.persistence.models import FlowDetail
 from flowkit.retry import History, Retry
 from flowkit.types.failure import Failure
+
+if TYPE_CHECKING:  # a flow run in memory never makes one (start-up time)
+    from flowkit.persistence.models import FlowDetail
 
 __all__ = ["AtomRecord", "Storage", "store_meta"]
 

@@ -10,14 +10,13 @@ making a task stays cheap.
 
 from __future__ import annotations
 
-import copy
 import functools
-import logging
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
 from flowkit import atom
 from flowkit._utils import reflection
+from flowkit._utils.lazy_logging import module_logger
 from flowkit.types import notifier
 
 __all__ = [
@@ -31,7 +30,7 @@ __all__ = [
     "Task",
 ]
 
-LOG = logging.getLogger(__name__)
+LOG = module_logger(__name__)
 
 #: Keyword under which ``revert`` receives what ``execute`` returned (or its failure).
 REVERT_RESULT = "result"
@@ -104,7 +103,9 @@ class BaseTask(atom.Atom):
             retain_listeners: keep the registered progress listeners on the copy
                 (registered independently from now on); otherwise it has none.
         """
-        clone = copy.copy(self)
+        from copy import copy as shallow_copy  # rarely needed (start-up time)
+
+        clone = shallow_copy(self)
         if self._notifier is not None:
             copied = self._notifier.copy() if retain_listeners else None
             if isinstance(copied, _TaskNotifier):

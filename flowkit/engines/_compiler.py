@@ -35,7 +35,6 @@ and (strict) ambiguous providers.
 from __future__ import annotations
 
 import bisect
-import copy
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -43,7 +42,7 @@ from flowkit import exceptions as exc
 from flowkit import flow as flow_mod
 from flowkit.atom import Atom, _OneName
 from flowkit.deciders import Depth
-from flowkit.patterns import graph_flow, linear_flow, unordered_flow
+from flowkit.patterns import linear_flow, unordered_flow
 from flowkit.retry import Retry, Times
 
 __all__ = [
@@ -539,6 +538,9 @@ class _Builder:
         has_out = [False] * count
         links: list[tuple[int, int]] = []
         deciders: dict[int, list[EdgeDecider]] = {}
+        # Imported here: a flow without graph flows never needs the module (start-up time).
+        from flowkit.patterns import graph_flow
+
         # A stock graph flow lends its link metadata uncopied (it is only read here).
         own_links = type(flow).iter_links is graph_flow.Flow.iter_links
         for u, v, meta in flow._links() if own_links else flow.iter_links():
@@ -610,6 +612,8 @@ def _own_retry_flow(atom: Any) -> linear_flow.Flow:
     as it was. The controller is copied (one ``Times(3)`` may serve several
     tasks) and, unless its owner named it, named ``<task>-retry``, like the flow.
     """
+    import copy  # rarely needed: not at module level (start-up time)
+
     controller = atom.retry
     name = f"{atom.name}-retry"
     if isinstance(controller, int):

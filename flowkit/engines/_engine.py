@@ -13,7 +13,6 @@ final flow state.
 from __future__ import annotations
 
 import contextlib
-import logging
 import threading
 import time
 from collections.abc import Generator, Mapping
@@ -24,6 +23,7 @@ from flowkit import exceptions as exc
 from flowkit import states as st
 from flowkit._utils.asyncio_bridge import EventLoopThread
 from flowkit._utils.gc_pause import gc_paused
+from flowkit._utils.lazy_logging import module_logger
 from flowkit.engines import _compiler, _task_options
 from flowkit.engines._completions import Completion, Completions
 from flowkit.engines._runtime import Call, RevertCause, Runtime, call_outcome
@@ -45,7 +45,7 @@ __all__ = [
     "positive_workers",
 ]
 
-_LOG = logging.getLogger(__name__)
+_LOG = module_logger(__name__)
 
 #: The most workers an engine may be asked for. Threads are started only as work
 #: arrives, but a process pool starts all of its processes, and a number this large

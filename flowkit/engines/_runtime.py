@@ -13,7 +13,6 @@ the compiler's precomputed plans.
 
 from __future__ import annotations
 
-import logging
 import threading
 import types
 from collections.abc import Callable, Coroutine, Iterable
@@ -24,6 +23,7 @@ from flowkit import exceptions as exc
 from flowkit import states as st
 from flowkit._atom_record import RESULT_STATES, holds_result
 from flowkit._utils.asyncio_bridge import EventLoopThread
+from flowkit._utils.lazy_logging import module_logger
 from flowkit.deciders import Depth
 from flowkit.engines import _scheduler as sch
 from flowkit.engines._compiler import RETRY, ArgPlan, Compilation, FlowScope, Node, topological_order
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 __all__ = ["Call", "Runtime", "call_outcome"]
 
 EVENT_UPDATE_PROGRESS = "update_progress"
-_LOG = logging.getLogger(__name__)
+_LOG = module_logger(__name__)
 
 
 class Call(NamedTuple):

@@ -12,7 +12,6 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from flowkit import exceptions as exc
-from flowkit._detail_sync import check_storable
 from flowkit.engines.base import Engine
 from flowkit.storage import store_meta
 
@@ -237,6 +236,8 @@ def _factory_meta(
     factory_args: Sequence[Any] | None,
     factory_kwargs: Mapping[str, Any] | None,
 ) -> dict[str, Any]:
+    from flowkit._detail_sync import check_storable  # only factory flows need it (start-up time)
+
     name = factory if isinstance(factory, str) else _factory_name(factory)
     meta = {"name": name, "args": list(factory_args or ()), "kwargs": dict(factory_kwargs or {})}
     try:

@@ -8,16 +8,16 @@ order TaskFlow's serial engine does: every ready atom of a step, then the outcom
 
 from __future__ import annotations
 
-import logging
 from typing import ClassVar
 
+from flowkit._utils.lazy_logging import module_logger
 from flowkit.engines._completions import Completion
 from flowkit.engines._engine import ActionEngine, Driver
 from flowkit.engines._runtime import Runtime
 
 __all__ = ["SerialEngine"]
 
-_LOG = logging.getLogger(__name__)
+_LOG = module_logger(__name__)
 
 
 class _SerialDriver:

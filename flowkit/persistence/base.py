@@ -24,13 +24,13 @@ run against every backend (``tests/persistence/test_contract.py``):
 
 from __future__ import annotations
 
-import json
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from types import MappingProxyType, TracebackType
 from typing import Any, ClassVar, NamedTuple
 
 from flowkit import exceptions as exc
+from flowkit.persistence._json import encode_json
 from flowkit.persistence.models import AtomDetail, FlowDetail, LogBook
 
 __all__ = ["Backend", "Connection", "FenceRefused", "WriteFence", "encode_json"]
@@ -77,20 +77,6 @@ class FenceRefused(exc.StorageFailure):
             fence=fence,
             current=current,
         )
-
-
-def _model_dump(value: Any) -> Any:
-    """JSON for what the encoder does not know: pydantic models (``model_dump``), nothing else."""
-    dump = getattr(value, "model_dump", None)
-    if callable(dump) and not isinstance(value, type):
-        return dump(mode="json")
-    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
-
-
-#: The JSON text every backend stores values as (compact, ASCII, NaN allowed).
-encode_json = json.JSONEncoder(
-    separators=(",", ":"), ensure_ascii=True, allow_nan=True, default=_model_dump
-).encode
 
 
 class Backend(ABC):

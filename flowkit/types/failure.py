@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 import sys
-import traceback
 import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
@@ -196,6 +195,8 @@ class Failure:
         return (type(value), value, exc_info[2])
 
     def _capture(self, exc_info: Sequence[Any]) -> None:
+        import traceback  # not at module level: a run that never fails never needs it
+
         info = self._checked_exc_info(exc_info)
         value, tb = info[1], info[2]
         self._exc_info = info

@@ -16,16 +16,16 @@ the way TaskFlow calls them, so ``def on_event(event_type, details)`` works.
 from __future__ import annotations
 
 import contextlib
-import copy as copy_module
-import logging
 import threading
 import weakref
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from typing import Any, ClassVar
 
+from flowkit._utils.lazy_logging import module_logger
+
 __all__ = ["Listener", "Notifier", "RestrictedNotifier", "register_deregister"]
 
-LOG = logging.getLogger(__name__)
+LOG = module_logger(__name__)
 
 Callback = Callable[..., Any]
 DetailsFilter = Callable[[Any], Any]
@@ -385,8 +385,10 @@ class Notifier:
 
     def copy(self) -> Notifier:
         """Return a notifier with the same listeners, registered independently from now on."""
+        from copy import copy as shallow_copy  # rarely needed (start-up time)
+
         with self._lock:
-            clone = copy_module.copy(self)
+            clone = shallow_copy(self)
             clone._lock = threading.Lock()
             # Safe to share: listener mappings are never changed in place.
             clone._topics = self._topics

@@ -10,8 +10,12 @@ memory, so none may be imported on the way (import them where they are used).
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
 
 AVOIDED = (
     "inspect",
@@ -52,3 +56,87 @@ def test_a_first_run_in_memory_imports_none_of_the_costly_modules() -> None:
     out = subprocess.run([sys.executable, "-c", FIRST_RUN], check=True, capture_output=True, text=True)
     loaded = set(json.loads(out.stdout))
     assert not loaded & set(AVOIDED), f"a first run imported {sorted(loaded & set(AVOIDED))}"
+
+
+# A one-task linear flow in memory, the smallest program: what it must not import.
+# Each of these is either costly (milliseconds: ``logging`` brings ``traceback``,
+# ``linecache``, ``tokenize`` and ``string``) or only needed off this path (a backend,
+# a graph flow, a failure's traceback, a parallel engine).
+NOT_IN_ONE_TASK_RUN = (
+    *AVOIDED,
+    "logging",
+    "traceback",
+    "linecache",
+    "tokenize",
+    "textwrap",
+    "string",
+    "json",
+    "datetime",
+    "copy",
+    "pathlib",
+    "fnmatch",
+    "urllib.parse",
+    "importlib.metadata",
+    "sqlalchemy",
+    "redis",
+    "kazoo",
+    "networkx",
+    "flowkit.persistence.base",
+    "flowkit.persistence.models",
+    "flowkit._detail_sync",
+    "flowkit.patterns.graph_flow",
+    "flowkit.listeners",
+)
+
+# ``import flowkit.engines`` defers the engine's own modules to the first ``load``.
+NOT_AT_ENGINES_IMPORT = (
+    *NOT_IN_ONE_TASK_RUN,
+    "flowkit.engines._engine",
+    "flowkit.engines._compiler",
+    "flowkit.engines._runtime",
+    "flowkit.engines._scheduler",
+    "flowkit.engines.serial",
+)
+
+ONE_TASK_RUN = """
+import sys
+before = set(sys.modules)
+from flowkit import engines
+after_import = set(sys.modules) - before
+from flowkit import task
+from flowkit.patterns import linear_flow
+
+class One(task.Task):
+    def execute(self) -> int:
+        return 1
+
+engine = engines.load(linear_flow.Flow("f").add(One("one", provides="x")))
+engine.run()
+assert engine.storage.fetch("x") == 1
+loaded = set(sys.modules) - before
+import json  # only now, so that it is not counted as flowkit's
+print(json.dumps({"import": sorted(after_import), "run": sorted(loaded)}))
+"""
+
+
+def _imported_by_one_task_run() -> dict[str, set[str]]:
+    # -S: no site, so nothing the interpreter's set-up imports (an editable install's
+    # path finder imports pathlib, a sitecustomize may import logging) hides what
+    # flowkit imports; modules loaded before flowkit's import are not counted either.
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run(
+        [sys.executable, "-S", "-c", ONE_TASK_RUN], check=True, capture_output=True, text=True, env=env
+    )
+    return {what: set(names) for what, names in json.loads(out.stdout).items()}
+
+
+def test_import_engines_defers_the_engine_and_everything_costly() -> None:
+    loaded = _imported_by_one_task_run()["import"]
+    assert "flowkit.engines" in loaded  # the probe does measure the import
+    assert not loaded & set(NOT_AT_ENGINES_IMPORT), sorted(loaded & set(NOT_AT_ENGINES_IMPORT))
+
+
+def test_a_one_task_run_in_memory_imports_only_what_it_uses() -> None:
+    loaded = _imported_by_one_task_run()["run"]
+    assert "flowkit.engines.serial" in loaded  # the probe does run a flow
+    assert not loaded & set(NOT_IN_ONE_TASK_RUN), sorted(loaded & set(NOT_IN_ONE_TASK_RUN))
