@@ -265,7 +265,7 @@ def _requires_key(atom_name: object, requires: Any) -> tuple[str, ...] | None:
 class _Profile:
     """The argument mappings of an atom class (or functor), shared by atoms spelled alike."""
 
-    __slots__ = ("optional", "plans", "rebind", "requires", "revert_optional", "revert_rebind")
+    __slots__ = ("optional", "plans", "rebind", "requires", "revert_optional", "revert_rebind", "single")
 
     def __init__(
         self,
@@ -284,6 +284,9 @@ class _Profile:
         self.revert_optional = optional if revert_optional == optional else revert_optional
         #: For a profile whose rebind symbols are :data:`_SLOTS`: how to fill them in.
         self.plans: tuple[_Plan, _Plan | None] | None = None
+        #: Set by :meth:`template` when execute and revert share one mapping of one
+        #: argument to the first stand-in (``rebind={"x": "x17"}``): that argument.
+        self.single: str | None = None
 
     def template(self) -> tuple[_Plan, _Plan | None]:
         """``(execute plan, revert plan or None when revert shares execute's mapping)``."""
@@ -291,6 +294,8 @@ class _Profile:
         if plans is None:
             execute = _plan_of(self.rebind)
             revert = None if self.revert_rebind is self.rebind else _plan_of(self.revert_rebind)
+            if revert is None and len(execute) == 1 and execute[0][1] < 0 and execute[0][2] == 0:
+                self.single = execute[0][0]
             plans = self.plans = (execute, revert)
         return plans
 
@@ -375,6 +380,45 @@ def _frozen(names: Iterable[str]) -> frozenset[str]:
     """A frozenset of ``names``; the one shared empty set when there are none."""
     found = frozenset(names)
     return found if found else _EMPTY
+
+
+class _KnownClass:
+    """What the first atom of an atom class worked out, for the atoms of that class made after it.
+
+    Kept on the class itself (``_flowkit_signatures``), so it goes with the class.
+
+    Attributes:
+        execute: the class's ``execute`` it was worked out from; a different one
+            (a test patched it) makes the whole record stale.
+        revert: likewise for ``revert``.
+        signatures: the signature keys of both (see :func:`reflection.signature_key`).
+        ignore: the class's ``_ignore_args`` at the time (also checked).
+        shortcuts: the profile of each common spelling seen so far, keyed by the
+            argument names of its ``rebind`` dict (None: no rebind), for atoms
+            given nothing but a name, ``provides``, ``inject``, run options and
+            at most that ``rebind``; or by the number of names in ``requires``
+            for atoms given that and no ``rebind``. A big flow makes its atoms
+            alike by the hundred thousand, and this spares each one building and
+            hashing the full profile key.
+        arg_names: every argument name of execute and revert (a ``requires``
+            shortcut holds only for names none of these is).
+    """
+
+    __slots__ = ("arg_names", "execute", "ignore", "revert", "shortcuts", "signatures")
+
+    def __init__(
+        self, execute: Any, revert: Any, signatures: tuple[Any, Any], ignore: tuple[str, ...]
+    ) -> None:
+        self.execute = execute
+        self.revert = revert
+        self.signatures = signatures
+        self.ignore = ignore
+        self.shortcuts: dict[tuple[str, ...] | int | None, _Profile] = {}
+        self.arg_names: frozenset[str] = frozenset()
+
+
+#: ``save_as`` of an atom that provides nothing.
+_NO_NAMES: Mapping[str, int | str | None] = MappingProxyType({})
 
 
 class _ProfileKey(NamedTuple):
@@ -502,9 +546,11 @@ class Atom(metaclass=abc.ABCMeta):
 
     #: Argument names the engine fills in itself; never requirements.
     _ignore_args: ClassVar[tuple[str, ...]] = ()
-    #: Set on each subclass when its first atom is made: its execute, its revert,
-    #: and their signature keys (see __init__).
-    _flowkit_signatures: ClassVar[tuple[Any, Any, Any] | None] = None
+    #: Set on each subclass when its first atom is made (see :class:`_KnownClass`).
+    _flowkit_signatures: ClassVar[_KnownClass | None] = None
+    #: Nothing to extract from the result: the common ``provides="x"`` (or no
+    #: ``provides``) leaves it at this class default instead of setting one per atom.
+    _extraction: _Extraction = ()
 
     name: str
     inject: dict[str, Any] | None
@@ -513,7 +559,6 @@ class Atom(metaclass=abc.ABCMeta):
     optional: frozenset[str]
     revert_rebind: Mapping[str, str]
     revert_optional: frozenset[str]
-    _extraction: _Extraction
 
     def __init__(
         self,
@@ -535,22 +580,66 @@ class Atom(metaclass=abc.ABCMeta):
         self.inject = inject
         if timeout is not None or concurrency_key is not None or retry is not None:
             self._set_run_options(timeout, concurrency_key, retry)
-        self._set_provides(self.default_provides if provides is None else provides)
-        ignore = self._ignore_args + tuple(ignore_list) if ignore_list else self._ignore_args
+        if provides is None:
+            provides = self.default_provides
+        if type(provides) is str:
+            # The whole result under one name: nothing to extract, nothing to cache.
+            self.save_as = _OneName(provides)
+        elif provides is not None:
+            self._set_provides(provides)
+        else:
+            self.save_as = _NO_NAMES
         cls = type(self)
-        # The signature keys of the class's own execute/revert, kept on the class
-        # (checked against the methods, which a test may have patched since).
+        # What the class's first atom worked out, kept on the class (checked against
+        # the methods, which a test may have patched since).
         known = cls.__dict__.get("_flowkit_signatures")
-        if known is not None and known[0] is cls.execute and known[1] is cls.revert:
-            signatures = known[2]
+        if known is not None and known.execute is cls.execute and known.revert is cls.revert:
+            if (
+                revert_requires is None
+                and revert_rebind is None
+                and ignore_list is None
+                and auto_extract is True
+                and known.ignore is cls._ignore_args
+            ):
+                # The common spellings: the profile of the class's earlier atom spelled
+                # alike, found by the argument names of a small rebind dict (None: no
+                # rebind) or by the number of names in ``requires``.
+                if requires is None and rebind is None:
+                    profile = known.shortcuts.get(None)
+                    if profile is not None:
+                        self._apply_profile(profile)
+                        return
+                elif requires is None and type(rebind) is dict:
+                    profile = known.shortcuts.get(tuple(rebind))
+                    if profile is not None:
+                        symbols = tuple(rebind.values())
+                        for text in symbols:
+                            if type(text) is not str:
+                                _check_symbol(self.name, text, "rebind")
+                        self._apply_profile(profile, symbols)
+                        return
+                elif rebind is None:
+                    names = _requires_key(self.name, requires) or ()
+                    profile = known.shortcuts.get(len(names))
+                    if (
+                        profile is not None
+                        and len(set(names)) == len(names)
+                        and known.arg_names.isdisjoint(names)
+                    ):
+                        self._apply_profile(profile, names)
+                        return
+            signatures = known.signatures
         else:
             execute, revert = self._arg_sources()
             signatures = (
                 reflection.signature_key(execute),
                 None if revert is None else reflection.signature_key(revert),
             )
+            known = None
             if cls._arg_sources is Atom._arg_sources and signatures[0][1]:
-                cls._flowkit_signatures = (cls.execute, cls.revert, signatures)
+                known = _KnownClass(cls.execute, cls.revert, signatures, cls._ignore_args)
+                cls._flowkit_signatures = known
+        ignore = self._ignore_args + tuple(ignore_list) if ignore_list else self._ignore_args
         values: tuple[str, ...] | None = None
         # Whether ``values`` stand in for the names of ``requires`` (else for rebind symbols).
         slotted_requires = False
@@ -615,6 +704,26 @@ class Atom(metaclass=abc.ABCMeta):
         except _MappingError as err:
             raise ValueError(f"{err.what} {self.name}: {err.names}") from None
         self._apply_profile(profile, values)
+        if (
+            known is not None
+            and (rebind is None or (values is not None and not slotted_requires))
+            and requires is None
+            and revert_requires is None
+            and revert_rebind is None
+            and ignore_list is None
+            and auto_extract is True
+        ):
+            # The next atom of this class spelled alike takes the shortcut above.
+            known.shortcuts[None if rebind is None else tuple(rebind)] = profile
+        elif (
+            slotted_requires
+            and known is not None
+            and revert_requires is None
+            and ignore_list is None
+            and auto_extract is True
+        ):
+            known.arg_names = _arg_names(signatures)
+            known.shortcuts[len(values or ())] = profile
 
     def _set_run_options(self, timeout: Any, concurrency_key: Any, retry: Any) -> None:
         if timeout is not None:
@@ -650,6 +759,10 @@ class Atom(metaclass=abc.ABCMeta):
         if values is None:
             self.rebind = profile.rebind
             self.revert_rebind = profile.revert_rebind
+        elif profile.plans is not None and profile.single is not None:
+            # One argument, one symbol: a two-slot mapping different for nearly every
+            # atom, cheaper to make than to look up in _FILLED.
+            self.rebind = self.revert_rebind = _OnePair(profile.single, values[0])
         else:
             key = (profile, values)
             filled = _FILLED.get(key)

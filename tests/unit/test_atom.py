@@ -400,6 +400,82 @@ def test_a_one_argument_rebind_is_a_read_only_mapping_that_pickles() -> None:
     assert copy.rebind == {"a": "x7"} and copy.requires == frozenset({"x7"})
 
 
+def _fresh_classes() -> tuple[type[task.Task], type[task.Task]]:
+    """Two classes with one signature: one warmed up (the shortcut's), one never used."""
+
+    def make() -> type[task.Task]:
+        class Fresh(task.Task):
+            def execute(self, a, b=1, **kwargs):  # type: ignore[no-untyped-def]
+                return a
+
+            def revert(self, a, result, **kwargs):  # type: ignore[no-untyped-def]
+                return None
+
+        return Fresh
+
+    return make(), make()
+
+
+SPELLINGS: list[tuple[dict[str, Any], dict[str, Any]]] = [
+    ({"name": "one"}, {"name": "two", "provides": "p"}),
+    ({"rebind": {"a": "x1"}}, {"rebind": {"a": "x2"}, "provides": ["p", "q"]}),
+    ({"rebind": {"a": "x1", "b": "y1"}}, {"rebind": {"a": "x2", "b": "y2"}}),
+    ({"rebind": {"a": "x1"}}, {"rebind": {"a": "x2"}, "inject": {"b": 5}}),
+    ({"requires": ["r1"]}, {"requires": ["r2"]}),
+    ({"requires": ["r1", "s1"]}, {"requires": ["r2", "s2"], "inject": {"s2": 0}}),
+    ({"requires": ["r1"]}, {"requires": ["b"]}),  # names an argument: the long way
+    ({"requires": ["r1", "s1"]}, {"requires": ["r2", "r2"]}),  # a repeat: the long way
+]
+
+
+@pytest.mark.parametrize(("first", "later"), SPELLINGS)
+def test_a_later_atom_spelled_like_an_earlier_one_gets_what_the_long_way_gives(
+    first: dict[str, Any], later: dict[str, Any]
+) -> None:
+    # The class remembers the profile of each common spelling for the atoms after it.
+    warmed, fresh = _fresh_classes()
+    warmed(**first)
+    short, long = warmed(**later), fresh(**later)
+    assert _mappings(short) == _mappings(long)
+
+
+def _mappings(t: atom.Atom) -> dict[str, Any]:
+    return {
+        "rebind": list(t.rebind.items()),
+        "revert_rebind": list(t.revert_rebind.items()),
+        "save_as": list(t.save_as.items()),
+        "extraction": t._extraction,
+        "optional": t.optional,
+        "revert_optional": t.revert_optional,
+        "requires": t.requires,
+        "provides": t.provides,
+    }
+
+
+def test_a_later_atom_spelled_alike_is_still_checked() -> None:
+    warmed, _ = _fresh_classes()
+    warmed(rebind={"a": "x1"}, requires=None)
+    with pytest.raises(TypeError, match="rebind"):
+        warmed(rebind={"a": 7})  # type: ignore[dict-item]
+    Plain(rebind={"a": "x1"})
+    with pytest.raises(ValueError, match="Extra arguments"):
+        Plain(rebind={"zzz": "x2"})
+
+
+def test_patching_a_method_drops_what_the_class_remembered() -> None:
+    warmed, _ = _fresh_classes()
+    warmed(rebind={"a": "x1"})
+    warmed(rebind={"a": "x2"})
+
+    def execute(self: Any, c: Any) -> Any:
+        return c
+
+    warmed.execute = execute  # type: ignore[method-assign]
+    assert warmed(rebind={"c": "x3"}).rebind == {"c": "x3"}
+    with pytest.raises(ValueError, match="Extra arguments"):
+        warmed(rebind={"a": "x4"})
+
+
 def test_signature_is_inspected_once_per_function() -> None:
     first, second = Plain(), Plain()
     assert reflection.inspect_callable(first.execute) is reflection.inspect_callable(second.execute)
