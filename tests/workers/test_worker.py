@@ -21,6 +21,7 @@ redis = pytest.importorskip("redis")
 
 from flowkit import exceptions as exc  # noqa: E402
 from flowkit.engines.worker_based import protocol  # noqa: E402
+from flowkit.engines.worker_based._task_call import PROGRESS_INTERVAL  # noqa: E402
 from flowkit.engines.worker_based._task_registry import load_tasks  # noqa: E402
 from flowkit.engines.worker_based.worker import Worker  # noqa: E402
 from flowkit.types.failure import Failure  # noqa: E402
@@ -107,6 +108,8 @@ class Wire:
 def _gate() -> Iterator[None]:
     worker_tasks.GATE.clear()
     worker_tasks.GATE_ENTERED.clear()
+    worker_tasks.PACE = threading.Semaphore(0)
+    worker_tasks.PACED = threading.Semaphore(0)
     try:
         yield
     finally:
@@ -226,25 +229,35 @@ def test_async_execute_and_revert_run_to_completion(wire: Wire, start_worker: An
 def test_progress_is_sent_between_running_and_success_and_ends_with_the_last_value(
     wire: Wire, start_worker: Any
 ) -> None:
-    start_worker()
+    start_worker(clock=FakeClock())  # time stands still: every report but the first is too soon
     request_id = wire.send(name_of("Progress"), {"steps": 10})
     wire.final(request_id)
     messages = wire.responses(request_id)
-    events = [m["event"] for m in messages]
-    assert events[0] == "running"
-    assert events[-1] == "success"
-    values = [m["progress"] for m in messages if m["event"] == "progress"]
-    assert values[0] == 0.1  # the first report goes out at once
-    assert values[-1] == 1.0  # the last one always goes out
-    assert values == sorted(values)
+    assert [m["event"] for m in messages] == ["running", "progress", "progress", "success"]
+    # The first report goes out at once, the last one (held back) when the task ends.
+    assert [m["progress"] for m in messages if m["event"] == "progress"] == [0.1, 1.0]
     assert all(m["details"] is None for m in messages if m["event"] == "progress")
 
 
-def test_progress_reports_far_apart_are_all_sent(wire: Wire, start_worker: Any) -> None:
-    start_worker()
-    request_id = wire.send(name_of("SlowProgress"))
+def test_progress_is_sent_at_most_once_per_interval_on_the_workers_clock(
+    wire: Wire, start_worker: Any
+) -> None:
+    clock = FakeClock()
+    start_worker(clock=clock)
+    request_id = wire.send(name_of("Paced"), {"steps": [0.25, 0.5, 0.75, 1.0]})
+
+    def report(advance: float = 0.0) -> None:
+        clock.advance(advance)
+        worker_tasks.PACE.release()
+        assert worker_tasks.PACED.acquire(timeout=10)
+
+    report()  # 0.25: the first, sent
+    report()  # 0.5: too soon, held back
+    report(PROGRESS_INTERVAL * 1.2)  # 0.75: past the interval, sent (0.5 is dropped)
+    report(PROGRESS_INTERVAL / 2)  # 1.0: too soon, held back until the task ends
     wire.final(request_id)
-    assert [m["progress"] for m in wire.responses(request_id) if m["event"] == "progress"] == [0.5, 1.0]
+    sent = [m["progress"] for m in wire.responses(request_id) if m["event"] == "progress"]
+    assert sent == [0.25, 0.75, 1.0]
 
 
 def test_unknown_task_fails_with_not_found(wire: Wire, start_worker: Any) -> None:
@@ -291,19 +304,43 @@ def test_entry_stays_pending_while_running_and_goes_after_the_response(wire: Wir
 
 
 def test_heartbeat_keeps_a_long_request_claimed(wire: Wire, start_worker: Any) -> None:
-    start_worker(heartbeat=0.05, visibility_timeout=0.5)
+    clock = FakeClock()
+    worker = start_worker(clock=clock, heartbeat=0.05, visibility_timeout=5.0)
     wire.send(name_of("Gate"))
     assert worker_tasks.GATE_ENTERED.wait(10)
-    seen: list[int] = []
-
-    def idle_was_reset() -> bool:
-        (entry,) = wire.pending()
-        seen.append(entry["time_since_delivered"])
-        return len(seen) > 1 and seen[-1] < max(seen[:-1])
-
-    wait_until(idle_was_reset, timeout=5, interval=0.01)
+    clock.settle()  # the heartbeat thread waits for its next beat
     (entry,) = wire.pending()
-    assert entry["times_delivered"] == 1  # refreshing does not count as a delivery
+    # Redis sees the running entry idle for a minute: without a refresh, the
+    # next beat's XAUTOCLAIM (or a peer's) would take it over as stale.
+    _make_idle(wire, worker.worker_id, entry["message_id"])
+    assert wire.pending()[0]["time_since_delivered"] >= 60_000
+
+    clock.advance(0.05)  # one heartbeat, on the worker's clock
+    clock.settle()  # ... has run: the thread waits for the next one
+
+    (entry,) = wire.pending()
+    assert entry["consumer"].decode() == worker.worker_id
+    assert entry["time_since_delivered"] < 5_000  # refreshed: younger than the visibility timeout
+    assert entry["times_delivered"] == 1  # refreshing is not a delivery, and nothing took it over
+    worker_tasks.GATE.set()
+
+
+def test_without_a_heartbeat_a_running_request_is_left_alone(wire: Wire, start_worker: Any) -> None:
+    """The control for the test above: the refresh came from the beat, not from elsewhere."""
+    clock = FakeClock()
+    worker = start_worker(clock=clock, heartbeat=0.05, visibility_timeout=5.0)
+    wire.send(name_of("Gate"))
+    assert worker_tasks.GATE_ENTERED.wait(10)
+    clock.settle()
+    (entry,) = wire.pending()
+    _make_idle(wire, worker.worker_id, entry["message_id"])
+
+    clock.advance(0.04)  # short of a heartbeat: the thread wakes, sees it is not due, waits on
+    clock.settle()
+
+    (entry,) = wire.pending()
+    assert entry["time_since_delivered"] >= 60_000
+    worker_tasks.GATE.set()
 
 
 def _make_idle(wire: Wire, consumer: str, entry_id: Any, idle_ms: int = 60_000) -> None:
@@ -475,13 +512,17 @@ def test_worker_advertises_itself_and_its_tasks(wire: Wire, start_worker: Any) -
 
 
 def test_stop_waits_for_running_tasks_and_removes_the_advertisement(wire: Wire, start_worker: Any) -> None:
-    worker = start_worker(grace=10.0)
+    clock = FakeClock()
+    worker = start_worker(clock=clock, grace=10.0)
     hash_key = protocol.worker_key("flowkit", worker.worker_id)
     request_id = wire.send(name_of("Gate"))
     assert worker_tasks.GATE_ENTERED.wait(10)
     stopper = threading.Thread(target=worker.stop)
     stopper.start()
-    assert not worker.wait(0.1)  # still draining
+    clock.settle(waiters=2)  # the heartbeat and the drain wait on the clock
+    clock.advance(9.9)  # almost the whole grace
+    clock.settle(waiters=2)
+    assert not worker.wait(0)  # still draining
     worker_tasks.GATE.set()
     stopper.join(10)
     assert worker.wait(0)
@@ -492,10 +533,15 @@ def test_stop_waits_for_running_tasks_and_removes_the_advertisement(wire: Wire, 
 
 
 def test_stop_leaves_requests_running_past_the_grace_unacknowledged(wire: Wire, start_worker: Any) -> None:
-    worker = start_worker()
+    clock = FakeClock()
+    worker = start_worker(clock=clock, grace=10.0)
     request_id = wire.send(name_of("Gate"))
     assert worker_tasks.GATE_ENTERED.wait(10)
-    worker.stop(grace=0.05)
+    stopper = threading.Thread(target=worker.stop)
+    stopper.start()
+    clock.settle(waiters=2)
+    clock.advance(10.0)  # the grace is over; the request still runs
+    stopper.join(10)
     assert worker.wait(0)
     assert [p["consumer"].decode() for p in wire.pending()] == [worker.worker_id]
     assert wire.events(request_id) == ["running"]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from typing import Any
 
 from flowkit import task
@@ -18,6 +17,10 @@ from flowkit.types.failure import Failure
 GATE = threading.Event()
 #: Set by :class:`Gate` once it has started.
 GATE_ENTERED = threading.Event()
+#: Released by tests once per progress report :class:`Paced` may make.
+PACE = threading.Semaphore(0)
+#: Released by :class:`Paced` once per report made.
+PACED = threading.Semaphore(0)
 
 
 class TaskFailed(Exception):
@@ -51,13 +54,19 @@ class Progress(task.Task):
         return "done"
 
 
-class SlowProgress(task.Task):
-    """Reports twice, far enough apart that the rate limit lets both through."""
+class Paced(task.Task):
+    """Reports each value of ``steps`` when the test releases :data:`PACE`, then releases :data:`PACED`.
 
-    def execute(self) -> str:
-        self.update_progress(0.5)
-        time.sleep(0.12)
-        self.update_progress(1.0)
+    The test moves the worker's clock between reports, so which of them the
+    rate limit lets through is decided by the test, not by how fast this runs.
+    """
+
+    def execute(self, steps: list[float]) -> str:
+        for value in steps:
+            if not PACE.acquire(timeout=10):
+                raise TimeoutError("the test never released the next progress report")
+            self.update_progress(value)
+            PACED.release()
         return "done"
 
 

@@ -32,18 +32,23 @@ class ProgressThrottle:
 
     Args:
         send: called with a progress value to send it.
+        monotonic: the clock the interval is measured on (the worker's, so
+            tests can move it).
     """
 
-    __slots__ = ("_last_sent", "_send", "_unsent")
+    __slots__ = ("_last_sent", "_monotonic", "_send", "_unsent")
 
-    def __init__(self, send: Callable[[float], None]) -> None:
+    def __init__(
+        self, send: Callable[[float], None], monotonic: Callable[[], float] = time.monotonic
+    ) -> None:
         self._send = send
+        self._monotonic = monotonic
         self._last_sent = float("-inf")
         self._unsent: float | None = None
 
     def report(self, _task: task_module.BaseTask, progress: float, _details: object = None) -> None:
         """The task's progress sink: send now, or keep the value for later (details stay here)."""
-        now = time.monotonic()
+        now = self._monotonic()
         if now - self._last_sent >= PROGRESS_INTERVAL:
             self._last_sent = now
             self._unsent = None

@@ -32,7 +32,6 @@ import os
 import queue
 import socket
 import threading
-import time
 import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -40,7 +39,7 @@ from typing import Any
 from flowkit import dynamic
 from flowkit import exceptions as exc
 from flowkit.engines.worker_based import _transport, protocol
-from flowkit.engines.worker_based._clock import SYSTEM, Clock
+from flowkit.engines.worker_based._clock import SYSTEM, WorkerClock
 from flowkit.engines.worker_based._task_call import ProgressThrottle, call_task
 from flowkit.engines.worker_based._task_registry import TaskClass, load_tasks
 from flowkit.engines.worker_based._tracing import current_traceparent, request_span
@@ -113,8 +112,11 @@ class Worker:
         max_message_bytes: largest message body sent or accepted.
         worker_id: this worker's name (default: ``host-pid-random``).
         grace: seconds a graceful stop waits for running tasks.
-        clock: the wall clock request deadlines are compared with and adverts
-            are dated by (default: the system clock); tests pass one they move.
+        clock: what request deadlines are compared with, adverts are dated
+            by, and the heartbeat, the grace period and the writer's retries
+            are timed on: an object with ``time()``, ``monotonic()``,
+            ``sleep(seconds)`` and ``wait(event, timeout)`` (default: the
+            system clock); tests pass one they move by hand.
         tracer_provider: the OpenTelemetry tracer provider of the spans made
             for requests that carry a trace context (default: the global one);
             see :func:`current_traceparent`.
@@ -142,7 +144,7 @@ class Worker:
         max_message_bytes: int = protocol.MAX_MESSAGE_BYTES,
         worker_id: str | None = None,
         grace: float = 30.0,
-        clock: Clock = SYSTEM,
+        clock: WorkerClock = SYSTEM,
         tracer_provider: Any = None,
     ) -> None:
         if threads_count is None:
@@ -327,11 +329,11 @@ class Worker:
 
     def _drain(self) -> None:
         """Wait up to the grace period for accepted requests to be answered and acknowledged."""
-        began = time.monotonic()
+        began = self._clock.monotonic()
         with self._cond:
             while self._busy or self._in_flight:
                 # Re-read each time: a second stop signal may shorten the grace.
-                left = began + self._grace_now - time.monotonic()
+                left = began + self._grace_now - self._clock.monotonic()
                 if left <= 0:
                     LOG.warning(
                         "worker %s: %d request(s) still running after %.1fs; leaving them for another worker",
@@ -340,7 +342,7 @@ class Worker:
                         self._grace_now,
                     )
                     break
-                self._cond.wait(left)
+                self._clock.wait(self._cond, left)
 
     def _shut_down(self, helpers: list[threading.Thread]) -> None:
         self._stopping.set()
@@ -348,7 +350,7 @@ class Worker:
         if not helpers:
             return
         # Answers already computed still go out, unless Redis stays away too long.
-        self._give_up_at = time.monotonic() + max(1.0, min(self._grace_now, 5.0))
+        self._give_up_at = self._clock.monotonic() + max(1.0, min(self._grace_now, 5.0))
         for _ in range(self._threads_count):
             self._jobs.put(None)
         self._outbox.put(_STOP)
@@ -403,7 +405,7 @@ class Worker:
         LOG.warning(
             "worker %s: Redis error while %s (retrying in %.1fs): %s", self._worker_id, doing, delay, err
         )
-        if self._stopping.wait(delay):
+        if self._clock.wait(self._stopping, delay):
             return
         try:
             _transport.ensure_group(self._client, self._stream)
@@ -594,7 +596,7 @@ class Worker:
     def _perform(self, job: _Job) -> dict[str, bytes]:
         """Run the job's task; return the encoded final response."""
         message = job.message
-        throttle = ProgressThrottle(lambda value: self._send_progress(job, value))
+        throttle = ProgressThrottle(lambda value: self._send_progress(job, value), self._clock.monotonic)
         try:
             with request_span(message, self._worker_id, self._topic, self._tracer_provider):
                 outcome = call_task(job.task_cls, message, throttle.report)
@@ -742,7 +744,7 @@ class Worker:
             except Exception as err:  # sorted just below: retried, or refused
                 if not _transport.is_transient(err):
                     return err
-                if time.monotonic() >= self._give_up_at:
+                if self._clock.monotonic() >= self._give_up_at:
                     LOG.error(
                         "worker %s gives up sending %d message(s): %s", self._worker_id, len(items), err
                     )
@@ -754,7 +756,7 @@ class Worker:
                     delay,
                     err,
                 )
-                time.sleep(delay)
+                self._clock.sleep(delay)
         for label, result in zip(labels, results, strict=False):
             if isinstance(result, Exception):
                 LOG.warning("worker %s: Redis refused %s: %s", self._worker_id, label, result)
@@ -770,7 +772,7 @@ class Worker:
                 LOG.warning("worker %s: Redis error during heartbeat: %s", self._worker_id, err)
             except Exception:
                 LOG.exception("worker %s: heartbeat failed", self._worker_id)
-            if self._beat_stop.wait(self._heartbeat):
+            if self._clock.wait(self._beat_stop, self._heartbeat):
                 return
 
     def _beat(self) -> None:
