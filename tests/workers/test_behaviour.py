@@ -197,8 +197,11 @@ def test_a_request_nobody_picks_up_times_out_and_the_flow_reverts(
 
 
 def test_a_task_past_its_timeout_fails_without_waiting_for_the_worker(
-    worker: WorkerProcess, redis_client: Any, redis_flushed_url: str
+    spawn_worker: WorkerFactory, redis_client: Any, redis_flushed_url: str
 ) -> None:
+    # A short grace: at teardown the worker leaves the still sleeping task
+    # instead of finishing its eight seconds.
+    worker = spawn_worker(fresh_topic(), grace=0.1)
     flow = linear_flow.Flow("slow").add(Echo(name="first", provides="x"), Sleep(name="nap", timeout=0.5))
     engine = load_engine(flow, redis_flushed_url, worker.topic, store={"value": 1, "seconds": 8.0})
     began = time.monotonic()
