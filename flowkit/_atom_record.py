@@ -6,10 +6,13 @@ and from persistence models can use it without an import cycle.
 
 from __future__ import annotations
 
+import itertools
+import os
 from collections.abc import Mapping
 from typing import Any
 
 from flowkit import states as st
+from flowkit._utils.uuids import random_uuid
 from flowkit.types.failure import Failure
 
 __all__ = ["ATOM_STATES", "NO_PROVIDES", "RESULT_STATES", "AtomRecord", "holds_result"]
@@ -33,11 +36,43 @@ ATOM_STATES = frozenset(
 )
 
 
+class _UuidSource:
+    """Where the uuids of new atoms come from: random high bits drawn once per
+    process (again in a forked child) and a counter in the low 48 bits, so they
+    are unique within the process and random across processes."""
+
+    __slots__ = ("prefix", "serials")
+
+    def __init__(self) -> None:
+        self.prefix = ""
+        self.serials = itertools.count(1)
+        self.redraw()
+
+    def redraw(self) -> None:
+        self.prefix = random_uuid()[:24]
+        self.serials = itertools.count(1)
+
+
+_SOURCE = _UuidSource()
+if hasattr(os, "register_at_fork"):  # not on Windows
+    os.register_at_fork(after_in_child=_SOURCE.redraw)
+
+
 class AtomRecord:
-    """Everything stored about one atom in one flow."""
+    """Everything stored about one atom in one flow.
+
+    Args:
+        name: the atom's name.
+        atom_uuid: its uuid as stored, or None for a new atom: one is made, and
+            written out as text only when first asked for (most in-memory runs
+            never ask, and 100,000 uuid strings weigh 8 MB).
+        version: the atom's version as text.
+        is_retry: whether the atom is a retry.
+    """
 
     __slots__ = (
         "_meta",
+        "_uuid",
         "failure",
         "injected",
         "intention",
@@ -49,13 +84,13 @@ class AtomRecord:
         "revert_result",
         "save_as",
         "state",
-        "uuid",
         "version",
     )
 
-    def __init__(self, name: str, atom_uuid: str, version: str, is_retry: bool) -> None:
+    def __init__(self, name: str, atom_uuid: str | None, version: str, is_retry: bool) -> None:
         self.name = name
-        self.uuid = atom_uuid
+        # The text, or (new atoms) the serial number it is made from on first use.
+        self._uuid: str | int = next(_SOURCE.serials) if atom_uuid is None else atom_uuid
         self.version = version
         self.is_retry = is_retry
         self.state = st.PENDING
@@ -72,6 +107,15 @@ class AtomRecord:
         self.injected: dict[str, Any] | None = None
         # Most atoms never get metadata: the dict is made on first write.
         self._meta: dict[str, Any] | None = None
+
+    @property
+    def uuid(self) -> str:
+        """The atom's uuid (a version-4 UUID string)."""
+        value = self._uuid
+        if type(value) is str:
+            return value
+        text = self._uuid = f"{_SOURCE.prefix}{value:012x}"
+        return text
 
     @property
     def meta(self) -> dict[str, Any]:

@@ -20,7 +20,6 @@ listener) go through the completion queue or take :attr:`RunState.lock`.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
@@ -88,9 +87,6 @@ class RunState:
         # symbol -> records providing it, in flow order; built on first lookup (the
         # engine never needs it, and a 100,000-atom flow would pay for it up front).
         self._provider_index: dict[str, list[AtomRecord]] | None = None
-        # Random high bits per run plus a counter in the low 48 bits.
-        self._uuid_prefix = random_uuid()[:24]
-        self._uuid_counter = itertools.count(1)
         # What must be written at the next flush: records by name, and the flow row.
         self._dirty: dict[str, AtomRecord] = {}
         self._flow_dirty = False
@@ -148,7 +144,7 @@ class RunState:
         """
         record = self.records.get(atom.name)
         if record is None:
-            record = AtomRecord(atom.name, self._new_uuid(), version_text(atom.version), is_retry)
+            record = AtomRecord(atom.name, None, version_text(atom.version), is_retry)
             self.records[atom.name] = record
             record.save_as = atom.save_as
             self._provider_index = None
@@ -182,14 +178,6 @@ class RunState:
             return self.records[name]
         except KeyError:
             raise exc.NotFound(f"Unknown atom name '{name}' in flow '{self.flow_name}'") from None
-
-    def _new_uuid(self) -> str:
-        """A version-4 UUID string, made cheaply (flows have 100k+ atoms).
-
-        The first 20 random hex digits are drawn once per run; the last 12 count
-        atoms, so uuids are unique within a flow and random across flows.
-        """
-        return f"{self._uuid_prefix}{next(self._uuid_counter):012x}"
 
     @property
     def providers(self) -> dict[str, list[AtomRecord]]:

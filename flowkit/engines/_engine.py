@@ -416,12 +416,18 @@ class ActionEngine(Engine):
         if not self._lock.acquire(blocking=False):
             raise exc.ExecutionFailure("this engine is already running; wait for it to finish")
         try:
-            for _state in self.run_iter(timeout=timeout):
+            # Nobody watches the steps: only the final state is yielded (three
+            # generator round trips per step are a tenth of a serial task's cost).
+            for _state in self._steps(timeout, emit=False):
                 pass
         finally:
             self._lock.release()
 
     def run_iter(self, timeout: float | None = None) -> Generator[str, Any, None]:
+        return self._steps(timeout, emit=True)
+
+    def _steps(self, timeout: float | None, emit: bool) -> Generator[str, Any, None]:
+        """The run's state machine; ``emit``: yield every engine state (run_iter), not just the last."""
         self.compile()
         self.prepare()
         self.validate()
@@ -432,6 +438,7 @@ class ActionEngine(Engine):
         # From here until runtime.finish() writes wait for the drivers' flush before
         # each call: the flow's RUNNING state goes with the first atom's, one write.
         self._storage.run_state.batching = True
+        runtime.steps_watched = emit
         self._change_state(st.RUNNING)
         try:
             runtime.start()
@@ -454,7 +461,7 @@ class ActionEngine(Engine):
                 # Yield the state, then do its work (TaskFlow's machine reacts to a
                 # state after announcing it). A truthy value sent in (or closing the
                 # iterator) asks for a suspend, which lets running atoms finish first.
-                if not closed:
+                if emit and not closed:
                     try:
                         sent = yield state
                     except GeneratorExit:

@@ -125,7 +125,10 @@ class Runtime:
         # Only a flow detail someone can see (a backend's, or one passed in) is kept
         # up to date; in memory the hot path skips even the calls.
         self._durable = self.state.durable
-        self.scheduler = sch.Scheduler(compilation, self)
+        #: The current run's scheduler, made by :meth:`start` from the stored
+        #: states (none before the first run: a 100,000-atom flow would pay for
+        #: a scheduler it throws away).
+        self.scheduler: sch.Scheduler = _NOT_STARTED  # type: ignore[assignment]
         #: node index -> the authoring layers' guard (type validation, caching);
         #: set by the engine, empty for flows that use neither (flowkit._guards).
         self.guards: dict[int, Any] = {}
@@ -159,14 +162,17 @@ class Runtime:
         self.limiter: Limiter | None = None
         #: What drivers pull work from and the run loop asks for more: the
         #: scheduler's own methods, or the limiter's wrappers around them.
-        self.next_item: Callable[[], tuple[Node, int] | None] = self.scheduler.next_item
-        self.has_ready: Callable[[], bool] = self.scheduler.has_ready
+        self.next_item: Callable[[], tuple[Node, int] | None] = _nothing_ready
+        self.has_ready: Callable[[], bool] = _NOT_STARTED.has_ready
         # Nodes that never take run_inline's short path (guarded or timed ones).
         self._special: set[int] = set()
         #: Where progress reported from other threads goes during a run (the
         #: driver's completion queue), and the thread that applies it.
         self._relay: Completions | None = None
         self._engine_thread = 0
+        #: Whether someone watches every engine step (``run_iter``); when not, a
+        #: driver may make several steps in one go (set by the engine per run).
+        self.steps_watched = True
 
     def start(self) -> None:
         """Make a fresh scheduler from the stored states (this is also resuming)."""
@@ -792,6 +798,24 @@ class Runtime:
         kwargs = self._fetch(retry, retry.exec_args, record)
         kwargs["history"] = self.storage.get_retry_history(retry.name)
         return Decision(retry.atom.on_failure(**kwargs))  # type: ignore[union-attr]
+
+
+class _NotStarted:
+    """The scheduler of a runtime that has not started a run: nothing is ready, nothing halted."""
+
+    halted = False
+    resolved_failures = 0
+    resolution = None
+
+    def has_ready(self) -> bool:
+        return False
+
+
+_NOT_STARTED = _NotStarted()
+
+
+def _nothing_ready() -> tuple[Node, int] | None:
+    return None
 
 
 #: States in which an atom's call is out, so a progress report about it is current.

@@ -14,6 +14,7 @@ from flowkit._utils.lazy_logging import module_logger
 from flowkit.engines._completions import Completion
 from flowkit.engines._engine import ActionEngine, Driver
 from flowkit.engines._runtime import Runtime
+from flowkit.states import RUNNING
 
 __all__ = ["SerialEngine"]
 
@@ -40,11 +41,13 @@ class _SerialDriver:
         self._done: list[Completion] = []
         #: Outcomes waiting for ANALYZING (a plain attribute: the loop reads it per step).
         self.in_flight = 0
+        self._chain = False
 
     def open(self, runtime: Runtime) -> None:
         scheduler = runtime.scheduler
         self._next_item = scheduler.next_item
         self._has_ready = scheduler.has_ready
+        self._chain = not runtime.steps_watched
 
     def schedule(self, runtime: Runtime) -> None:
         next_item = self._next_item
@@ -53,6 +56,28 @@ class _SerialDriver:
             return
         second = next_item() if self._has_ready() else None
         run_inline = runtime.run_inline
+        if second is None and self._chain:
+            # Nobody watches the engine's steps (run(), not run_iter()): a run of
+            # steps that each start one atom and account for it at once is made
+            # here, without a round of the state machine per atom. What the
+            # machine would check between those steps is checked here.
+            run = runtime.state
+            scheduler = runtime.scheduler
+            loops = runtime.loops
+            while True:
+                outcome = run_inline(*first)
+                if outcome is not None:
+                    self._done.append(Completion(first[0], first[1], *outcome))
+                    self.in_flight = len(self._done)
+                    return
+                if run.flow_state != RUNNING or scheduler.halted or loops.timers:
+                    return
+                first = next_item()
+                if first is None:
+                    return
+                if self._has_ready():
+                    second = next_item()
+                    break
         if second is None:
             outcome = run_inline(*first)
             if outcome is not None:

@@ -111,6 +111,21 @@ def test_run_iter_yields_engine_states_ending_in_the_flow_state(engine_kind: str
     assert rec.executed() == ["a", "b"]
 
 
+def test_run_iter_makes_one_step_per_atom_of_a_chain_even_where_run_chains_them(rec: Recorder) -> None:
+    # run() may start a chain of atoms in one step (nobody sees its steps);
+    # run_iter() yields every step as TaskFlow's serial engine does.
+    def chain() -> linear_flow.Flow:
+        return linear_flow.Flow("f").add(Step("a", rec), Step("b", rec), Step("c", rec))
+
+    seen = list(engines.load(chain(), engine="serial").run_iter())
+    step = [states.SCHEDULING, states.WAITING, states.ANALYZING]
+    assert seen == [states.RESUMING, *step, *step, *step, states.SUCCESS]
+    engine = engines.load(chain(), engine="serial")
+    engine.run()
+    assert engine.storage.get_flow_state() == states.SUCCESS
+    assert rec.executed() == ["a", "b", "c", "a", "b", "c"]
+
+
 def test_sending_true_to_run_iter_suspends(engine_kind: str, rec: Recorder) -> None:
     flow = linear_flow.Flow("f").add(Step("a", rec), Step("b", rec), Step("c", rec))
     engine = engines.load(flow, engine=engine_kind)
