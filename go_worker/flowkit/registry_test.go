@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 func newCall(arguments map[string]any) *Call {
@@ -174,13 +175,18 @@ func TestArgumentHelpersNameTheProblemAsATypeError(t *testing.T) {
 
 func TestProgressThrottleSendsTheLastValueOnFlush(t *testing.T) {
 	var sent []float64
-	th := &throttle{send: func(p float64, _ map[string]any) { sent = append(sent, p) }}
+	now := time.Unix(1000, 0)
+	th := &throttle{now: func() time.Time { return now }, send: func(p float64, _ map[string]any) { sent = append(sent, p) }}
 	th.report(0.1, nil)
+	now = now.Add(progressInterval - time.Millisecond)
 	th.report(0.2, nil) // within the interval: held back
 	th.report(7, nil)   // clamped to 1, replaces 0.2
-	th.flush()
+	now = now.Add(time.Millisecond)
+	th.report(0.5, nil) // an interval after the last one sent: sent (1 is dropped)
+	th.report(0.9, nil) // held back again ...
+	th.flush()          // ... until the task ends
 	th.report(0.3, nil) // after flush: ignored
-	if !reflect.DeepEqual(sent, []float64{0.1, 1}) {
+	if !reflect.DeepEqual(sent, []float64{0.1, 0.5, 0.9}) {
 		t.Fatalf("sent = %v", sent)
 	}
 }

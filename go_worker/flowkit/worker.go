@@ -65,10 +65,12 @@ type Options struct {
 	WorkerID string
 	// Logger receives the worker's log (default slog.Default()).
 	Logger *slog.Logger
-	// Clock is the wall clock the worker compares request deadlines with and
-	// writes in its messages and adverts (default time.Now). Tests set it to
-	// put requests past their deadline without waiting.
-	Clock func() time.Time
+	// Clock is what the worker compares request deadlines with, dates its
+	// messages and adverts by, and times its heartbeat, grace period, retry
+	// pauses and progress rate limit on (default SystemClock). Tests set one
+	// they move by hand, to put a request past its deadline or make a
+	// heartbeat or a grace period fall due without waiting.
+	Clock Clock
 }
 
 // Worker serves the tasks of a Registry to worker-based engines on one topic.
@@ -129,7 +131,7 @@ func NewWorker(registry *Registry, opts Options) (*Worker, error) {
 		opts.MaxMessageBytes = MaxMessageBytes
 	}
 	if opts.Clock == nil {
-		opts.Clock = time.Now
+		opts.Clock = SystemClock
 	}
 	if opts.Grace == 0 {
 		opts.Grace = DefaultGrace
@@ -219,7 +221,7 @@ func (w *Worker) isStopping() bool {
 }
 
 // now is the worker's clock as unix seconds, the protocol's times.
-func (w *Worker) now() float64 { return float64(w.opts.Clock().UnixNano()) / 1e9 }
+func (w *Worker) now() float64 { return float64(w.opts.Clock.Now().UnixNano()) / 1e9 }
 
 func (w *Worker) signal() {
 	select {
@@ -277,7 +279,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	close(beatStop)
 	<-beatDone
 	w.giveUpMu.Lock()
-	w.giveUpAt = time.Now().Add(max(time.Second, min(w.opts.Grace, 5*time.Second)))
+	w.giveUpAt = w.opts.Clock.Now().Add(max(time.Second, min(w.opts.Grace, 5*time.Second)))
 	w.giveUpMu.Unlock()
 	w.out.close()
 	<-writerDone
@@ -297,7 +299,7 @@ func (w *Worker) Run(ctx context.Context) error {
 // acknowledged; requests still running then are abandoned, left pending for
 // another worker to take over.
 func (w *Worker) drain() {
-	timer := time.NewTimer(w.opts.Grace)
+	timer := w.opts.Clock.NewTimer(w.opts.Grace)
 	defer timer.Stop()
 	for {
 		w.mu.Lock()
@@ -309,7 +311,7 @@ func (w *Worker) drain() {
 		select {
 		case <-w.wake:
 			continue
-		case <-timer.C:
+		case <-timer.C():
 		case <-w.hurry:
 		}
 		break
@@ -394,10 +396,8 @@ func (w *Worker) freeSlots() int {
 func (w *Worker) redisTrouble(doing string, err error, retry *backoff) {
 	delay := retry.next()
 	w.logf(slog.LevelWarn, "worker %s: Redis error while %s (retrying in %.1fs): %v", w.id, doing, delay.Seconds(), err)
-	select {
-	case <-w.stopping:
+	if !sleep(w.opts.Clock, delay, w.stopping) {
 		return
-	case <-time.After(delay):
 	}
 	// The stream (and its group) may have been deleted: NOGROUP until re-created.
 	if err := ensureGroup(context.Background(), w.client, w.stream); err != nil {
@@ -552,7 +552,7 @@ func (w *Worker) perform(ctx context.Context, j *job) {
 		}
 		w.finish(j, envelope)
 	}()
-	progress := &throttle{send: func(value float64, details map[string]any) {
+	progress := &throttle{now: w.opts.Clock.Now, send: func(value float64, details map[string]any) {
 		w.send(request.ReplyTo, &Response{ID: request.ID, Worker: w.id, Event: EventProgress, Progress: value, Details: details}, "")
 	}}
 	call := &Call{
@@ -601,6 +601,7 @@ func (w *Worker) finish(j *job, envelope Envelope) {
 // the last value held back is sent by flush, after which reports are ignored.
 type throttle struct {
 	mu       sync.Mutex
+	now      func() time.Time // the worker's clock
 	send     func(float64, map[string]any)
 	last     time.Time
 	unsent   bool
@@ -619,7 +620,7 @@ func (t *throttle) report(progress float64, details map[string]any) {
 	if t.finished {
 		return
 	}
-	if now := time.Now(); now.Sub(t.last) >= progressInterval {
+	if now := t.now(); now.Sub(t.last) >= progressInterval {
 		t.last, t.unsent = now, false
 		t.send(progress, details)
 	} else {

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -127,13 +126,13 @@ func (w *Worker) transact(items []outItem) error {
 		w.giveUpMu.Lock()
 		giveUpAt := w.giveUpAt
 		w.giveUpMu.Unlock()
-		if !giveUpAt.IsZero() && time.Now().After(giveUpAt) {
+		if !giveUpAt.IsZero() && w.opts.Clock.Now().After(giveUpAt) {
 			w.logf(slog.LevelError, "worker %s gives up sending %d message(s): %v", w.id, len(items), err)
 			return nil
 		}
 		delay := retry.next()
 		w.logf(slog.LevelWarn, "worker %s: Redis error while answering (retrying in %.1fs): %v", w.id, delay.Seconds(), err)
-		time.Sleep(delay)
+		sleep(w.opts.Clock, delay, nil)
 	}
 }
 
@@ -178,17 +177,15 @@ func answerOf(envelope Envelope) string {
 
 // -- heartbeat ------------------------------------------------------------------
 
+// beatLoop beats at once, then every heartbeat on the worker's clock (a beat
+// that runs long delays the next rather than bunching them), until stop.
 func (w *Worker) beatLoop(stop <-chan struct{}) {
-	ticker := time.NewTicker(w.opts.Heartbeat)
-	defer ticker.Stop()
 	for {
 		if err := w.beat(); err != nil {
 			w.logf(slog.LevelWarn, "worker %s: Redis error during heartbeat: %v", w.id, err)
 		}
-		select {
-		case <-stop:
+		if !sleep(w.opts.Clock, w.opts.Heartbeat, stop) {
 			return
-		case <-ticker.C:
 		}
 	}
 }
@@ -221,7 +218,7 @@ func (w *Worker) beat() error {
 	pipe := w.client.Pipeline()
 	pipe.HSet(ctx, w.hashKey, map[string]any(envelope))
 	pipe.PExpire(ctx, w.hashKey, ttl)
-	pipe.ZAdd(ctx, w.zsetKey, redis.Z{Score: float64(w.opts.Clock().Add(ttl).UnixMilli()), Member: w.id})
+	pipe.ZAdd(ctx, w.zsetKey, redis.Z{Score: float64(w.opts.Clock.Now().Add(ttl).UnixMilli()), Member: w.id})
 	if len(inFlight) > 0 {
 		pipe.XClaimJustID(ctx, &redis.XClaimArgs{
 			Stream: w.stream, Group: Group, Consumer: w.id, MinIdle: 0, Messages: inFlight,

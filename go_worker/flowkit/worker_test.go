@@ -166,6 +166,7 @@ func testRegistry() *flowkit.Registry {
 	reg.Register("test.Error", func(*flowkit.Call) (any, error) { return nil, errors.New("plain error") }, nil)
 	reg.Register("test.Panic", func(*flowkit.Call) (any, error) { panic("kaboom") }, nil)
 	reg.Register("test.NaN", func(*flowkit.Call) (any, error) { return math.NaN(), nil }, nil)
+	reg.Register(blockName, block, nil)
 	reg.Register("test.Revert", func(*flowkit.Call) (any, error) { return nil, nil },
 		func(call *flowkit.Call, result any, failure *flowkit.Failure, flowFailures map[string]*flowkit.Failure) (any, error) {
 			return map[string]any{
@@ -173,6 +174,39 @@ func testRegistry() *flowkit.Registry {
 			}, nil
 		})
 	return reg
+}
+
+// blockName is a task that runs until the test opens its gate (or its
+// request is abandoned): a request that stays running as long as a test needs.
+const blockName = "test.Block"
+
+var gates sync.Map // gate name -> chan struct{}
+
+// gate makes a gate for blockName's "gate" argument; open (also called when
+// the test ends) lets the task finish. Make it after starting the worker, so
+// that it opens before the worker is stopped.
+func gate(t *testing.T) (name string, open func()) {
+	name = fmt.Sprintf("gate-%d", testSeq.Add(1))
+	ch := make(chan struct{})
+	gates.Store(name, ch)
+	var once sync.Once
+	open = func() { once.Do(func() { close(ch) }) }
+	t.Cleanup(open)
+	return name, open
+}
+
+func block(call *flowkit.Call) (any, error) {
+	name, _ := call.Arguments["gate"].(string)
+	ch, ok := gates.Load(name)
+	if !ok {
+		return nil, fmt.Errorf("no gate named %q", name)
+	}
+	select {
+	case <-ch.(chan struct{}):
+		return "opened", nil
+	case <-call.Context.Done():
+		return nil, call.Context.Err()
+	}
 }
 
 // start runs a worker until the test ends; the returned channel is closed
@@ -319,6 +353,40 @@ func (h *harness) responsesUntil(requestID string, timeout time.Duration, until 
 		}
 	}
 	return got
+}
+
+// answered returns every response to requestID on the reply stream now,
+// without waiting: once the request is acknowledged, any answer is there,
+// since a worker writes an answer and its acknowledgement in one MULTI block.
+func (h *harness) answered(requestID string) []*flowkit.Response {
+	h.t.Helper()
+	entries, err := h.client.XRange(context.Background(), h.replyTo, "-", "+").Result()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	var got []*flowkit.Response
+	for _, entry := range entries {
+		message, err := flowkit.Decode(entry.Values, h.secret, 0)
+		if err != nil {
+			h.t.Fatalf("worker sent an invalid message: %v (%v)", err, entry.Values)
+		}
+		if message.Response != nil && message.Response.ID == requestID {
+			got = append(got, message.Response)
+		}
+	}
+	return got
+}
+
+// pendingEntry is the pending-list record of a request entry.
+func (h *harness) pendingEntry(entryID string) redis.XPendingExt {
+	h.t.Helper()
+	pending, err := h.client.XPendingExt(context.Background(), &redis.XPendingExtArgs{
+		Stream: h.stream, Group: flowkit.Group, Start: entryID, End: entryID, Count: 1,
+	}).Result()
+	if err != nil || len(pending) != 1 {
+		h.t.Fatalf("entry %s pending: %v (%v)", entryID, pending, err)
+	}
+	return pending[0]
 }
 
 func (h *harness) final(requestID string) *flowkit.Response {
@@ -497,7 +565,7 @@ func TestOtherProtocolVersionsAreAnsweredAndLateRequestsDropped(t *testing.T) {
 	})
 	h.add(late)
 	h.eventually("late request acknowledged and deleted", h.settled)
-	if got := h.responses(late.ID, 300*time.Millisecond); len(got) != 0 {
+	if got := h.answered(late.ID); len(got) != 0 {
 		t.Fatalf("late request answered: %v", events(got))
 	}
 	if !strings.Contains(h.log.String(), "its deadline passed") {
@@ -555,27 +623,59 @@ func TestStalePendingRequestsAreTakenOverOrFailedAfterMaxDeliveries(t *testing.T
 
 func TestRunningRequestsStayClaimedPastTheVisibilityTimeout(t *testing.T) {
 	h := newHarness(t)
-	worker, _, _ := h.start(func(o *flowkit.Options) { o.VisibilityTimeout = 300 * time.Millisecond })
-	// A second worker would take the request over if the first stopped refreshing its claim.
-	h.start(func(o *flowkit.Options) {
-		o.VisibilityTimeout = 300 * time.Millisecond
-		o.WorkerID = "go-test-other-" + h.namespace
-	})
-	request := h.request(tasks.SleepName, flowkit.ActionExecute, map[string]any{"seconds": json.Number("1.2")}, nil)
-	h.add(request)
+	// Two workers, each on a clock of its own: either takes over a request
+	// whose entry looks stale when its heartbeat falls due.
+	clocks := map[string]*fakeClock{}
+	for _, id := range []string{"go-test-a-" + h.namespace, "go-test-b-" + h.namespace} {
+		clock := newFakeClock(time.Now())
+		clocks[id] = clock
+		h.start(func(o *flowkit.Options) {
+			o.WorkerID, o.Clock = id, clock
+			o.Heartbeat, o.VisibilityTimeout = time.Second, 5*time.Second
+		})
+		clock.settle(t, 1) // its first beat is done; the next one waits on the clock
+	}
+	name, open := gate(t)
+	request := h.request(blockName, flowkit.ActionExecute, map[string]any{"gate": name}, nil)
+	entryID := h.add(request)
+	running := h.responsesUntil(request.ID, 5*time.Second, flowkit.EventRunning)
+	if len(running) != 1 || running[0].Event != flowkit.EventRunning {
+		t.Fatalf("events = %v", events(running))
+	}
+	owner, other := running[0].Worker, ""
+	for id := range clocks {
+		if id != owner {
+			other = id
+		}
+	}
+	// Redis sees the running entry idle for a minute, far past the
+	// visibility timeout: stale, unless its worker refreshes the claim.
+	h.makeIdle(owner, entryID, time.Minute)
+
+	clocks[owner].advance(900 * time.Millisecond) // short of a heartbeat: nothing refreshed
+	clocks[owner].settle(t, 1)
+	if p := h.pendingEntry(entryID); p.Idle < time.Minute {
+		t.Fatalf("claim refreshed before a heartbeat was due: %+v", p)
+	}
+	clocks[owner].advance(100 * time.Millisecond) // the owner's heartbeat
+	clocks[owner].settle(t, 1)
+	clocks[other].advance(time.Second) // the other worker's heartbeat, which looks for stale entries
+	clocks[other].settle(t, 1)
+	if p := h.pendingEntry(entryID); p.Consumer != owner || p.Idle >= 5*time.Second || p.RetryCount != 1 {
+		t.Fatalf("after both heartbeats: %+v (owner %s; a refresh resets the idle time and is not a delivery)", p, owner)
+	}
+
+	open()
 	got := h.responses(request.ID, 10*time.Second)
-	if !reflect.DeepEqual(events(got), []string{"running", "progress", "success"}) {
-		t.Fatalf("events = %v (a second running means a takeover)", events(got))
+	if !reflect.DeepEqual(events(got), []string{"success"}) || got[0].Worker != owner {
+		t.Fatalf("after the running reply: %v from %v (a second running means a takeover)", events(got), got)
 	}
-	if got[0].Worker != got[2].Worker {
-		t.Fatalf("started by %s, finished by %s", got[0].Worker, got[2].Worker)
-	}
-	_ = worker
 }
 
 func TestAdvertisementIsPublishedAndRemovedOnStop(t *testing.T) {
 	h := newHarness(t)
-	worker, done, runErr := h.start(nil)
+	clock := newFakeClock(time.Now())
+	worker, done, runErr := h.start(func(o *flowkit.Options) { o.Clock = clock })
 	ctx := context.Background()
 	fields, err := h.client.HGetAll(ctx, flowkit.WorkerKey(h.namespace, worker.ID())).Result()
 	if err != nil {
@@ -595,19 +695,29 @@ func TestAdvertisementIsPublishedAndRemovedOnStop(t *testing.T) {
 		t.Fatalf("notify = %+v", notify)
 	}
 	score, err := h.client.ZScore(ctx, flowkit.WorkersKey(h.namespace, "cpu"), worker.ID()).Result()
-	if err != nil || score < float64(time.Now().UnixMilli()) {
-		t.Fatalf("zset score %v (%v)", score, err)
+	if expiry := clock.Now().Add(300 * time.Millisecond).UnixMilli(); err != nil || score != float64(expiry) {
+		t.Fatalf("zset score %v (%v), expected three heartbeats after the worker's now, %d", score, err, expiry)
 	}
 	if ttl := h.client.PTTL(ctx, flowkit.WorkerKey(h.namespace, worker.ID())).Val(); ttl <= 0 || ttl > 300*time.Millisecond {
 		t.Fatalf("hash TTL = %v", ttl)
 	}
-	// A stop lets the running request finish first.
-	request := h.request(tasks.SleepName, flowkit.ActionExecute, map[string]any{"seconds": json.Number("0.3")}, nil)
+	// A stop lets the running request finish first, however long the grace.
+	name, open := gate(t)
+	request := h.request(blockName, flowkit.ActionExecute, map[string]any{"gate": name}, nil)
 	h.add(request)
 	if got := h.responsesUntil(request.ID, 5*time.Second, flowkit.EventRunning); len(got) != 1 {
 		t.Fatalf("events = %v", events(got))
 	}
 	worker.Stop()
+	clock.settle(t, 2) // the heartbeat's timer and the grace period's
+	clock.advance(4900 * time.Millisecond)
+	clock.settle(t, 2)
+	select {
+	case <-done:
+		t.Fatal("Run returned while a request was running within the grace period")
+	default:
+	}
+	open()
 	select {
 	case <-done:
 		if *runErr != nil {
@@ -630,23 +740,33 @@ func TestAdvertisementIsPublishedAndRemovedOnStop(t *testing.T) {
 
 func TestRequestsStillRunningAfterTheGraceAreLeftPending(t *testing.T) {
 	h := newHarness(t)
-	worker, done, _ := h.start(func(o *flowkit.Options) { o.Grace = 100 * time.Millisecond })
-	request := h.request(tasks.SleepName, flowkit.ActionExecute, map[string]any{"seconds": json.Number("30")}, nil)
-	h.add(request)
+	clock := newFakeClock(time.Now())
+	worker, done, _ := h.start(func(o *flowkit.Options) { o.Clock = clock; o.Grace = 10 * time.Second })
+	name, _ := gate(t)
+	request := h.request(blockName, flowkit.ActionExecute, map[string]any{"gate": name}, nil)
+	entryID := h.add(request)
 	if got := h.responsesUntil(request.ID, 5*time.Second, flowkit.EventRunning); !reflect.DeepEqual(events(got), []string{"running"}) {
 		t.Fatalf("events = %v", events(got))
 	}
-	began := time.Now()
 	worker.Stop()
-	<-done
-	if elapsed := time.Since(began); elapsed > 2*time.Second {
-		t.Fatalf("stop took %s", elapsed)
+	clock.settle(t, 2) // the heartbeat's timer and the grace period's
+	clock.advance(9900 * time.Millisecond)
+	clock.settle(t, 2)
+	select {
+	case <-done:
+		t.Fatal("Run returned before the grace period ended")
+	default:
 	}
-	pending, err := h.client.XPending(context.Background(), h.stream, flowkit.Group).Result()
-	if err != nil || pending.Count != 1 {
-		t.Fatalf("pending = %+v (%v)", pending, err)
+	clock.advance(100 * time.Millisecond) // the grace is over; the request still runs
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("Run did not return once the grace was over; log:\n%s", h.log)
 	}
-	if got := h.responses(request.ID, 300*time.Millisecond); len(got) != 0 {
+	if p := h.pendingEntry(entryID); p.Consumer != worker.ID() {
+		t.Fatalf("abandoned entry: %+v, expected pending on %s for another worker to take over", p, worker.ID())
+	}
+	if got := h.answered(request.ID); !reflect.DeepEqual(events(got), []string{"running"}) {
 		t.Fatalf("abandoned request answered: %v", events(got))
 	}
 }
@@ -802,7 +922,7 @@ func TestAReplayedRequestIsRefused(t *testing.T) {
 		replays = append(replays, h.add(map[string]any(envelope)))
 	}
 	h.eventually("replays acknowledged and deleted", h.settled)
-	if got := h.responses(request.ID, 300*time.Millisecond); len(got) != 0 {
+	if got := h.answered(request.ID); !reflect.DeepEqual(events(got), []string{"running", "success"}) {
 		t.Fatalf("a replay was run: %v", events(got))
 	}
 	for _, id := range replays {
@@ -830,7 +950,7 @@ func TestAWorkerWithoutASecretWarnsAtStart(t *testing.T) {
 func TestDeadlinesAreReadOnTheWorkersClock(t *testing.T) {
 	h := newHarness(t)
 	// The worker's clock runs a minute ahead of the harness's.
-	h.start(func(o *flowkit.Options) { o.Clock = func() time.Time { return time.Now().Add(time.Minute) } })
+	h.start(func(o *flowkit.Options) { o.Clock = newFakeClock(time.Now().Add(time.Minute)) })
 	late := h.request(tasks.EchoName, flowkit.ActionExecute, map[string]any{"value": "late"}, func(r *flowkit.Request) {
 		r.Deadline = flowkit.Now() + 30 // thirty seconds left here, thirty past for the worker
 	})
@@ -844,7 +964,7 @@ func TestDeadlinesAreReadOnTheWorkersClock(t *testing.T) {
 		t.Fatalf("timely request: %+v (its sent_at must come from the worker's clock)", final)
 	}
 	h.eventually("late request acknowledged and deleted", h.settled)
-	if got := h.responses(late.ID, 100*time.Millisecond); len(got) != 0 {
+	if got := h.answered(late.ID); len(got) != 0 {
 		t.Fatalf("late request answered: %v", events(got))
 	}
 	if !strings.Contains(h.log.String(), "drops request "+late.ID+" (entry "+lateID+", task "+tasks.EchoName+"): its deadline passed") {
