@@ -347,11 +347,16 @@ class ActionEngine(Engine):
             transient = bool(self._options.get("inject_transient", True))
             storage = self._storage
             run_state = storage.run_state
+            assert self._runtime is not None
+            # The runtime reaches each record by node index from here on.
+            records = self._runtime.records
+            ensure = run_state.ensure
             with gc_paused(), run_state.batch():
                 for node in self._compiled().atoms:
-                    run_state.ensure(node.atom, node.kind == _compiler.RETRY)
-                    if node.atom.inject:  # type: ignore[union-attr]
-                        storage.inject_atom_args(node.name, node.atom.inject, transient=transient)  # type: ignore[union-attr]
+                    atom = node.atom
+                    records[node.index] = ensure(atom, node.kind == _compiler.RETRY)
+                    if atom.inject:  # type: ignore[union-attr]
+                        storage.inject_atom_args(node.name, atom.inject, transient=transient)  # type: ignore[union-attr]
             self._change_state(st.SUSPENDED)
             self._prepared = True
         if self._storage.get_flow_state() == st.REVERTED:

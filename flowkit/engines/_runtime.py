@@ -189,11 +189,19 @@ class Runtime:
                 spawns.order_stale = False
             records = self.records
         halted_by: list[Failure] = []
+        failures: dict[str, Failure] = {}
         for node in self.compilation.atoms:
-            record = storage_records[node.name]
-            records[node.index] = record
+            # A record, once made, is the atom's for good (prepare() put most here).
+            record = records[node.index]
+            if record is None:
+                record = records[node.index] = storage_records[node.name]
+            if record.failure is not None:
+                failures[node.name] = record.failure
             if record.state == st.REVERT_FAILURE and record.revert_failure is not None:
                 halted_by.append(record.revert_failure)
+        if len(storage_records) != len(self.compilation.atoms):
+            # The flow detail holds atoms this flow no longer has: their failures count too.
+            failures = state.failures()
         # The scheduler decides on these same records (no copy of the states): an
         # atom left RUNNING has no call out any more, and it treats it as in doubt.
         scheduler = sch.Scheduler(
@@ -209,7 +217,7 @@ class Runtime:
                 scheduler.join(splice.end, splice.spawner)
         self.retained = []
         self.completed = 0
-        self._failures = state.failures()
+        self._failures = failures
         self._start_options(scheduler)
         if halted_by:
             # A revert failed in an earlier run: the flow stays halted, as it ended.

@@ -47,6 +47,8 @@ RETRY_AGAIN = 2
 _UNDEFINED = "UNDEFINED"
 
 _DONE_STATES = frozenset({st.SUCCESS, st.IGNORE})
+# PENDING, or RUNNING in doubt (a resumed run): may be handed out to execute.
+_STARTABLE_STATES = frozenset({st.PENDING, st.RUNNING})
 _CLEAR_STATES = frozenset({st.PENDING, st.REVERTED, st.IGNORE})
 _TO_REVERT_STATES = frozenset({st.SUCCESS, st.FAILURE, st.REVERTING})
 _REVERT_INTENTIONS = frozenset({st.REVERT, st.RETRY})
@@ -170,51 +172,71 @@ class Scheduler:
             passes each to :meth:`executed` again once it has their failure.
         """
         nodes, records = self._nodes, self.records
+        in_revert, fwd_done, waiting_of = self._in_revert, self._fwd_done, self._waiting
+        finished_seq = self._finished_seq
         unresolved: list[Node] = []
+        retries: list[int] = []
+        any_revert = False
         for index in self._order:
             node = nodes[index]
             record = records[index]
+            # Predecessors not finished forward (a loop, not a generator: this runs per node).
+            waiting = 0
+            for p in node.pred:
+                if not fwd_done[p]:
+                    waiting += 1
+            waiting_of[index] = waiting
             if node.atom is None:
-                self._in_revert[index] = any(self._in_revert[p] for p in node.pred)
-            else:
-                self._in_revert[index] = record.intention in _REVERT_INTENTIONS
-                if record.state == st.FAILURE and record.intention == st.EXECUTE:
-                    unresolved.append(node)
-                if record.state in _DONE_STATES or record.state == st.FAILURE:
-                    self._seq += 1
-                    self._finished_seq[index] = self._seq
-            waiting = sum(1 for p in node.pred if not self._fwd_done[p])
-            self._waiting[index] = waiting
-            if node.atom is None:
-                self._fwd_done[index] = waiting == 0 and not self._in_revert[index]
-                if self._fwd_done[index] and index in self._joins:
+                reverting = False
+                for p in node.pred:
+                    if in_revert[p]:
+                        reverting = True
+                        break
+                if reverting:
+                    in_revert[index] = any_revert = True
+                    continue
+                done = fwd_done[index] = waiting == 0
+                if done and index in self._joins:
                     self._hooks.joined(nodes[self._joins[index]])
                 # A flow whose link deciders may not have run yet: let next_item() run them.
-                undecided = (
-                    node.kind == FLOW_START
+                if (
+                    done
+                    and node.kind == FLOW_START
                     and node.deciders
                     and all(records[s].state == st.PENDING for s in node.succ)
-                )
-                if self._fwd_done[index] and undecided:
-                    self._fwd_done[index] = False
+                ):
+                    fwd_done[index] = False
                     self._push_exec(index)
-            elif record.state in _DONE_STATES and record.intention in (st.EXECUTE, st.IGNORE):
-                self._fwd_done[index] = True
-            elif waiting == 0 and record.intention == st.EXECUTE:
-                if record.state in (st.PENDING, st.RUNNING):
+                continue
+            state, intention = record.state, record.intention
+            if node.kind == RETRY:
+                retries.append(index)
+            if intention in _REVERT_INTENTIONS:
+                in_revert[index] = any_revert = True
+            elif state == st.FAILURE and intention == st.EXECUTE:
+                unresolved.append(node)
+            if state in _DONE_STATES or state == st.FAILURE:
+                self._seq += 1
+                finished_seq[index] = self._seq
+            if state in _DONE_STATES and intention in (st.EXECUTE, st.IGNORE):
+                fwd_done[index] = True
+            elif waiting == 0 and intention == st.EXECUTE:
+                if state in _STARTABLE_STATES:
                     self._push_exec(index)
-                elif record.state == st.RETRYING:
+                elif state == st.RETRYING:
                     record.intention = st.RETRY
-                    self._in_revert[index] = True
+                    in_revert[index] = any_revert = True
         # A retry stopped while about to retry (RETRYING, or its RETRY decision
         # stored): its whole scope must be undone before it runs again, whatever
         # intentions its atoms were left with (TaskFlow resumes it the same way).
-        for index in self._order:
-            if nodes[index].kind == RETRY and self._in_revert[index] and records[index].intention == st.RETRY:
+        for index in retries:
+            if in_revert[index] and records[index].intention == st.RETRY:
                 for succ in self._successors_closure(index)[1:]:
-                    self._in_revert[succ] = True
+                    in_revert[succ] = True
+        if not any_revert:
+            return unresolved
         for index in reversed(self._order):
-            if not self._in_revert[index]:
+            if not in_revert[index]:
                 continue
             self._revert_wait[index] = sum(1 for s in nodes[index].succ if not self._cleared[s])
             if self._revert_wait[index] == 0:
@@ -248,11 +270,21 @@ class Scheduler:
                 if current in _TO_REVERT_STATES or current == st.RUNNING:  # RUNNING: in doubt
                     self._busy[index] = True
                     return self._nodes[index], REVERT
+        if not exec_heap:
+            return None
+        nodes, waiting, in_revert, fwd_done, busy = (
+            self._nodes,
+            self._waiting,
+            self._in_revert,
+            self._fwd_done,
+            self._busy,
+        )
+        pop = heapq.heappop
         while exec_heap:
-            index = heapq.heappop(exec_heap)[2]
-            node = self._nodes[index]
-            if self._waiting[index] or self._in_revert[index] or self._fwd_done[index] or self._busy[index]:
+            index = pop(exec_heap)[2]
+            if waiting[index] or in_revert[index] or fwd_done[index] or busy[index]:
                 continue
+            node = nodes[index]
             if node.deciders:
                 depth = self._hooks.decide(node)
                 if depth is not None:
@@ -262,8 +294,9 @@ class Scheduler:
                 self._forward_done(index)
                 continue
             record = self.records[index]
-            if record.state in (st.PENDING, st.RUNNING) and record.intention == st.EXECUTE:
-                self._busy[index] = True
+            state = record.state
+            if state in _STARTABLE_STATES and record.intention == st.EXECUTE:
+                busy[index] = True
                 return node, EXECUTE
         return None
 
@@ -290,8 +323,8 @@ class Scheduler:
         """Account for a finished ``execute`` (the runtime already stored the outcome)."""
         index = node.index
         self._busy[index] = False
-        self._seq += 1
-        self._finished_seq[index] = self._seq
+        seq = self._seq = self._seq + 1
+        self._finished_seq[index] = seq
         record = self.records[index]
         if ok:
             record.state = st.SUCCESS
@@ -463,7 +496,7 @@ class Scheduler:
         if fwd_done[index]:
             return
         fwd_done[index] = True
-        nodes, waiting, in_revert = self._nodes, self._waiting, self._in_revert
+        nodes, waiting, in_revert, records = self._nodes, self._waiting, self._in_revert, self.records
         cascade: list[int] | None = None
         for succ in nodes[index].succ:
             left = waiting[succ] - 1
@@ -472,12 +505,12 @@ class Scheduler:
                 continue
             node = nodes[succ]
             # Ignored atoms and plain flow barriers pass straight through.
-            if (self.records[succ].state == st.IGNORE) if node.atom is not None else not node.deciders:
+            if (records[succ].state == st.IGNORE) if node.atom is not None else not node.deciders:
                 if cascade is None:
                     cascade = []
                 cascade.append(succ)
             else:
-                self._push_exec(succ)
+                heapq.heappush(self._exec_heap, (-node.priority, self._rank[succ], succ))
         if cascade is not None:
             joins = self._joins
             for succ in cascade:
