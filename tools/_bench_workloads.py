@@ -13,7 +13,8 @@ every task body calls the same module-level function (:func:`step`, :func:`noop`
 differs between the three columns of a result row is the machinery around the call.
 
 The child prints exactly one JSON object on its last line of standard output:
-``{"ok": true, "build_s": ..., "load_s": ..., "run_s": ..., "maxrss_kb": ...}`` or
+``{"ok": true, "build_s": ..., "load_s": ..., "run_s": ..., "maxrss_kb": ...}`` (the peak
+resident set, ``VmHWM``: see ``_peak_memory.py``) or
 ``{"ok": false, "stage": ..., "error": ...}`` where ``stage`` says how far it got
 (``import``, ``build``, ``load``, ``run`` or ``check``).
 """
@@ -35,6 +36,8 @@ from concurrent import futures
 from dataclasses import dataclass
 from types import ModuleType, SimpleNamespace
 from typing import Any
+
+from _peak_memory import peak_rss_kb
 
 __all__ = [
     "DAG_SEED",
@@ -303,11 +306,6 @@ def _check(lib: Library, kind: str, n: int, engine: Any, raised: BaseException |
             raise AssertionError(f"chain ended at {last!r}, expected {n}")
 
 
-def _maxrss_kb() -> int:
-    # ru_maxrss is in KiB on Linux (bytes on macOS; this harness targets Linux).
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-
-
 def _run_once(lib: Library, kind: str, n: int, workers: int, stage: list[str]) -> dict[str, Any]:
     """Build, load, run and check one flow, noting in ``stage[0]`` how far it got."""
     stage[0] = "build"
@@ -345,9 +343,9 @@ def measure(lib_name: str, kind: str, n: int, workers: int = 1) -> dict[str, Any
     try:
         if lib_name == "floor":
             run_s = _run_floor(kind, n, workers)
-            return {"ok": True, "build_s": 0.0, "load_s": 0.0, "run_s": run_s, "maxrss_kb": _maxrss_kb()}
+            return {"ok": True, "build_s": 0.0, "load_s": 0.0, "run_s": run_s, "maxrss_kb": peak_rss_kb()}
         lib = load_library(lib_name)
-        import_kb = _maxrss_kb()
+        import_kb = peak_rss_kb()
         start = time.perf_counter()
         _run_once(lib, kind, 1, workers, stage)
         warmup_s = time.perf_counter() - start
@@ -356,7 +354,7 @@ def measure(lib_name: str, kind: str, n: int, workers: int = 1) -> dict[str, Any
             "ok": True,
             **result,
             "warmup_s": warmup_s,
-            "maxrss_kb": _maxrss_kb(),
+            "maxrss_kb": peak_rss_kb(),
             "import_maxrss_kb": import_kb,
         }
     except Exception as exc:

@@ -67,15 +67,14 @@ def run_shape(shape: str, n: int, kind: str) -> tuple[float, float]:
 
 def peak_mb(shape: str, n: int, kind: str) -> float:
     """Peak RSS in MB of a child process running one shape once (0 for the idle interpreter)."""
-    # VmHWM, not getrusage's ru_maxrss: that one survives exec, so a child
-    # started by a parent that has run a big flow would report the parent's peak.
+    # VmHWM (tools/_peak_memory.py says why not getrusage's ru_maxrss).
     code = (
         "import sys; sys.path.insert(0, sys.argv[1]); sys.argv = sys.argv[1:];"
         "import tools.bench_dynamic as b;"
         "shape, n, kind = sys.argv[1], int(sys.argv[2]), sys.argv[3];"
         "shape != 'idle' and b.run_shape(shape, n, kind);"
-        "line = next(l for l in open('/proc/self/status') if l.startswith('VmHWM:'));"
-        "print(int(line.split()[1]) / 1024)"
+        "from tools._peak_memory import peak_rss_kb;"
+        "print(peak_rss_kb() / 1024)"
     )
     out = subprocess.run(
         [sys.executable, "-c", code, str(ROOT), shape, str(n), kind],
