@@ -19,8 +19,8 @@ listener) go through the completion queue or take :attr:`RunState.lock`.
 
 from __future__ import annotations
 
+import _thread  # threading's RLock, without importing threading (start-up time)
 import contextlib
-import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -81,7 +81,7 @@ class RunState:
         #: storage lookups for an atom see what that atom sees.
         self.scope: Callable[[str, str], str | None] | None = None
         #: Held by writers outside the engine thread and by :meth:`flush`.
-        self.lock = threading.RLock()
+        self.lock = _thread.RLock()
         #: True while the engine runs: writes wait for its next flush.
         self.batching = False
         # symbol -> records providing it, in flow order; built on first lookup (the

@@ -15,7 +15,6 @@ resolves arguments through the plans its compiler made.
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +26,10 @@ from flowkit.atom import Atom
 from flowkit.retry import History, Retry
 from flowkit.types.failure import Failure
 
-if TYPE_CHECKING:  # a flow run in memory never makes one (start-up time)
+if TYPE_CHECKING:
+    import threading
+
+    # A flow run in memory never makes a flow detail (start-up time).
     from flowkit.persistence.models import FlowDetail
 
 __all__ = ["AtomRecord", "Storage", "store_meta"]

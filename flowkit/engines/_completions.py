@@ -16,8 +16,8 @@ run's records have one writer and need no lock. Two kinds of item travel:
 
 from __future__ import annotations
 
-import queue
 import time
+from _queue import Empty, SimpleQueue  # queue's own, without importing queue and threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -74,7 +74,7 @@ class Completions:
     """A queue of finished calls and progress reports, plus the count of calls still out."""
 
     def __init__(self) -> None:
-        self._queue: queue.SimpleQueue[Completion | ProgressReport | _Raise] = queue.SimpleQueue()
+        self._queue: SimpleQueue[Completion | ProgressReport | _Raise] = SimpleQueue()
         self.in_flight = 0
         #: Applies a progress report; called by :meth:`take`, in the engine thread.
         #: Reports that arrive while it is None are dropped (no run is listening).
@@ -127,7 +127,7 @@ class Completions:
                 else:
                     left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
                     item = get(timeout=left)
-            except queue.Empty:
+            except Empty:
                 break
             kind = type(item)
             if kind is Completion:

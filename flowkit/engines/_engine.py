@@ -12,8 +12,8 @@ final flow state.
 
 from __future__ import annotations
 
+import _thread  # threading's Lock, without importing threading (start-up time)
 import contextlib
-import threading
 import time
 from collections.abc import Generator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 from flowkit import _guards, typed
 from flowkit import exceptions as exc
 from flowkit import states as st
-from flowkit._utils.asyncio_bridge import EventLoopThread
 from flowkit._utils.gc_pause import gc_paused
 from flowkit._utils.lazy_logging import module_logger
 from flowkit.engines import _compiler, _task_options
@@ -33,6 +32,7 @@ from flowkit.storage import Storage
 from flowkit.types.failure import Failure
 
 if TYPE_CHECKING:
+    from flowkit._utils.asyncio_bridge import EventLoopThread
     from flowkit.engines._timeouts import Timer
 
 __all__ = [
@@ -251,7 +251,7 @@ class ActionEngine(Engine):
         self._compilation: _compiler.Compilation | None = None
         self._runtime: Runtime | None = None
         self._prepared = False
-        self._lock = threading.Lock()
+        self._lock = _thread.allocate_lock()
         self._statistics: dict[str, Any] = {}
         self._gather = bool(self._options.get("gather_statistics", True))
         self._check_options()

@@ -13,7 +13,7 @@ the compiler's precomputed plans.
 
 from __future__ import annotations
 
-import threading
+import _thread  # threading's lock and get_ident, without importing threading (start-up time)
 import types
 from collections.abc import Callable, Coroutine, Iterable
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -22,7 +22,6 @@ from flowkit import _steering
 from flowkit import exceptions as exc
 from flowkit import states as st
 from flowkit._atom_record import RESULT_STATES, holds_result
-from flowkit._utils.asyncio_bridge import EventLoopThread
 from flowkit._utils.lazy_logging import module_logger
 from flowkit.deciders import Depth
 from flowkit.engines import _scheduler as sch
@@ -36,6 +35,7 @@ from flowkit.types.failure import Failure
 from flowkit.types.notifier import Notifier
 
 if TYPE_CHECKING:
+    from flowkit._utils.asyncio_bridge import EventLoopThread
     from flowkit.engines._limits import Limiter
     from flowkit.engines._timeouts import Timer, Watchdog
 
@@ -672,7 +672,7 @@ class Runtime:
         if self._relay is not None:
             self._relay.on_progress = None
         self._relay = completions
-        self._engine_thread = threading.get_ident()
+        self._engine_thread = _thread.get_ident()
         if completions is not None:
             completions.on_progress = self._apply_report
 
@@ -690,7 +690,7 @@ class Runtime:
         A report that arrives after its atom's call ended is stale and dropped.
         """
         relay = self._relay
-        if relay is not None and threading.get_ident() != self._engine_thread:
+        if relay is not None and _thread.get_ident() != self._engine_thread:
             relay.put_progress(atom_name, progress, details)
         else:
             self._apply_report(ProgressReport(atom_name, progress, details))
@@ -705,7 +705,7 @@ class Runtime:
     def _on_progress(self, atom: Any, progress: float, details: dict[str, Any] | None = None) -> None:
         """Called (from any thread) when a running task reports progress."""
         relay = self._relay
-        if relay is not None and threading.get_ident() != self._engine_thread:
+        if relay is not None and _thread.get_ident() != self._engine_thread:
             relay.put_progress(atom.name, progress, details)
         else:
             self._progress(atom.name, progress, details)
@@ -867,10 +867,12 @@ def call_outcome(call: Call, bridge: EventLoopThread | None = None) -> tuple[boo
 
 # One process-wide loop thread for coroutines met by the synchronous engines.
 _BRIDGES: list[EventLoopThread] = []
-_BRIDGE_LOCK = threading.Lock()
+_BRIDGE_LOCK = _thread.allocate_lock()
 
 
 def _shared_bridge() -> EventLoopThread:
+    from flowkit._utils.asyncio_bridge import EventLoopThread  # only coroutines need it
+
     with _BRIDGE_LOCK:
         if not _BRIDGES:
             _BRIDGES.append(EventLoopThread())

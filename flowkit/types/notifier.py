@@ -15,8 +15,8 @@ the way TaskFlow calls them, so ``def on_event(event_type, details)`` works.
 
 from __future__ import annotations
 
+import _thread  # threading's Lock, without importing threading (start-up time)
 import contextlib
-import threading
 import weakref
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from typing import Any, ClassVar
@@ -178,7 +178,7 @@ class Notifier:
                 for progress events, so ``ANY`` listeners written for TaskFlow
                 (which never sent those there) keep seeing only state changes.
         """
-        self._lock = threading.Lock()
+        self._lock = _thread.allocate_lock()
         self._topics: _Topics = {}
         self._prune_pending = False
         self._named_only = frozenset(named_only)
@@ -389,7 +389,7 @@ class Notifier:
 
         with self._lock:
             clone = shallow_copy(self)
-            clone._lock = threading.Lock()
+            clone._lock = _thread.allocate_lock()
             # Safe to share: listener mappings are never changed in place.
             clone._topics = self._topics
             clone.has_listeners = bool(self._topics)

@@ -61,7 +61,7 @@ def test_a_first_run_in_memory_imports_none_of_the_costly_modules() -> None:
 # A one-task linear flow in memory, the smallest program: what it must not import.
 # Each of these is either costly (milliseconds: ``logging`` brings ``traceback``,
 # ``linecache``, ``tokenize`` and ``string``) or only needed off this path (a backend,
-# a graph flow, a failure's traceback, a parallel engine).
+# a graph flow, a failure's traceback, a parallel engine, a thread).
 NOT_IN_ONE_TASK_RUN = (
     *AVOIDED,
     "logging",
@@ -86,6 +86,10 @@ NOT_IN_ONE_TASK_RUN = (
     "flowkit._detail_sync",
     "flowkit.patterns.graph_flow",
     "flowkit.listeners",
+    # The serial engine runs atoms in the caller's thread: no threads, no queue.
+    "threading",
+    "queue",
+    "flowkit._utils.asyncio_bridge",
 )
 
 # ``import flowkit.engines`` defers the engine's own modules to the first ``load``.
