@@ -34,7 +34,6 @@ and (strict) ambiguous providers.
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -785,7 +784,9 @@ class _Resolver:
             return self._descend(scope.children[found_at], symbol, consumer) if found_at < pos else -1
         positions = _positions(scope, symbol)
         if scope.mode == _LINEAR:
-            cut = bisect.bisect_left(positions, pos)
+            from bisect import bisect_left  # several providers only: not at module level
+
+            cut = bisect_left(positions, pos)
             for i in range(cut - 1, -1, -1):
                 found = self._descend(scope.children[positions[i]], symbol, consumer)
                 if found >= 0:

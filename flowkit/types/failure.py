@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import math
 import sys
-import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
-from typing import Any, ClassVar, NoReturn, TypeAlias
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn, TypeAlias
 
 from flowkit import exceptions as exc
+
+if TYPE_CHECKING:
+    import weakref
 
 __all__ = ["ExcInfo", "Failure"]
 
@@ -40,8 +42,9 @@ _SCALARS = (str, int, bool, type(None))
 _MAX_ARG_DEPTH = 16
 
 # Class -> its type names. Weak keys so exception classes made on the fly can
-# still be collected.
-_names_cache: weakref.WeakKeyDictionary[type, tuple[str, ...]] = weakref.WeakKeyDictionary()
+# still be collected. Made by the first failure, so that a run that never fails
+# does not import weakref (start-up time).
+_names_cache: weakref.WeakKeyDictionary[type, tuple[str, ...]] | None = None
 
 
 def _class_name(cls: type) -> str:
@@ -50,6 +53,11 @@ def _class_name(cls: type) -> str:
 
 
 def _type_names(cls: type[BaseException]) -> tuple[str, ...]:
+    global _names_cache  # noqa: PLW0603 - made on first use (see above)
+    if _names_cache is None:
+        import weakref
+
+        _names_cache = weakref.WeakKeyDictionary()
     names = _names_cache.get(cls)
     if names is None:
         names = tuple(_class_name(base) for base in cls.__mro__ if base is not object)

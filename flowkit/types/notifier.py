@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import _thread  # threading's Lock, without importing threading (start-up time)
 import contextlib
-import weakref
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from flowkit._utils.lazy_logging import module_logger
+
+if TYPE_CHECKING:
+    import weakref
 
 __all__ = ["Listener", "Notifier", "RestrictedNotifier", "register_deregister"]
 
@@ -70,6 +72,8 @@ class Listener:
         self._ref: weakref.ref[Any] | None = None
         self._callback: Callback | None = callback
         if weak:
+            import weakref  # only weak listeners need it (start-up time)
+
             notify_dead = None if on_collected is None else (lambda _ref: on_collected())
             if hasattr(callback, "__self__") and hasattr(callback, "__func__"):
                 self._ref = weakref.WeakMethod(callback, notify_dead)
@@ -281,6 +285,8 @@ class Notifier:
     # -- weak listeners --------------------------------------------------------
 
     def _pruner(self) -> Callable[[], None]:
+        import weakref
+
         # Hold the notifier weakly: a listener must not keep it alive.
         notifier_ref = weakref.ref(self)
 

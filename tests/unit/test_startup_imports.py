@@ -76,6 +76,8 @@ NOT_IN_ONE_TASK_RUN = (
     "pathlib",
     "fnmatch",
     "urllib.parse",
+    "weakref",
+    "bisect",
     "importlib.metadata",
     "sqlalchemy",
     "redis",
