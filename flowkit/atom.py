@@ -18,9 +18,10 @@ import functools
 from collections.abc import Callable, ItemsView, Iterable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from types import MappingProxyType
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar
 
 from flowkit._utils import reflection
+from flowkit._utils.records import Record
 
 __all__ = ["Atom", "check_concurrency_key", "check_retry", "check_timeout"]
 
@@ -421,7 +422,7 @@ class _KnownClass:
 _NO_NAMES: Mapping[str, int | str | None] = MappingProxyType({})
 
 
-class _ProfileKey(NamedTuple):
+class _ProfileKey(Record):
     """Everything an atom's argument mappings depend on; hashable, so they can be cached.
 
     Atoms build the plain tuple (cheaper); :func:`_build_profile` names its parts.

@@ -11,7 +11,9 @@ from __future__ import annotations
 import functools
 import types
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
+
+from flowkit._utils.records import Record
 
 __all__ = [
     "CallableArgs",
@@ -30,7 +32,7 @@ _CO_VARARGS = 0x04
 _CO_VARKEYWORDS = 0x08
 
 
-class CallableArgs(NamedTuple):
+class CallableArgs(Record):
     """The named arguments of a callable, as an atom needs to know them.
 
     Attributes:

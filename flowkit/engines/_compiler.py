@@ -35,10 +35,11 @@ and (strict) ambiguous providers.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 from flowkit import exceptions as exc
 from flowkit import flow as flow_mod
+from flowkit._utils.records import Record
 from flowkit.atom import Atom, _OneName
 from flowkit.deciders import Depth
 from flowkit.patterns import linear_flow, unordered_flow
@@ -69,7 +70,7 @@ _LINEAR = 1
 _GRAPH = 2
 
 
-class ArgPlan(NamedTuple):
+class ArgPlan(Record):
     """Where one argument of one atom comes from.
 
     ``provider`` is the node index whose result holds ``symbol`` (or -1 when no atom

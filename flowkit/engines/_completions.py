@@ -19,8 +19,9 @@ from __future__ import annotations
 import time
 from _queue import Empty, SimpleQueue  # queue's own, without importing queue and threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
+from flowkit._utils.records import Record
 from flowkit.engines._compiler import Node
 from flowkit.types.failure import Failure
 
@@ -30,7 +31,7 @@ if TYPE_CHECKING:  # the serial engine never makes a future: it need not import 
 __all__ = ["RAISE", "Completion", "Completions", "ProgressReport"]
 
 
-class Completion(NamedTuple):
+class Completion(Record):
     """A finished call, as the engine thread accounts for it.
 
     Attributes:
@@ -46,7 +47,7 @@ class Completion(NamedTuple):
     value: Any
 
 
-class ProgressReport(NamedTuple):
+class ProgressReport(Record):
     """Progress a task reported from a thread other than the engine's.
 
     Attributes:
@@ -60,7 +61,7 @@ class ProgressReport(NamedTuple):
     details: dict[str, Any] | None
 
 
-class _Raise(NamedTuple):
+class _Raise(Record):
     """An exception the engine thread must raise (an interrupt met by a call)."""
 
     error: BaseException

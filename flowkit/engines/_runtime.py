@@ -16,13 +16,14 @@ from __future__ import annotations
 import _thread  # threading's lock and get_ident, without importing threading (start-up time)
 import types
 from collections.abc import Callable, Coroutine, Iterable
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from flowkit import _steering
 from flowkit import exceptions as exc
 from flowkit import states as st
 from flowkit._atom_record import RESULT_STATES, holds_result
 from flowkit._utils.lazy_logging import module_logger
+from flowkit._utils.records import Record
 from flowkit.deciders import Depth
 from flowkit.engines import _scheduler as sch
 from flowkit.engines._compiler import RETRY, ArgPlan, Compilation, FlowScope, Node, topological_order
@@ -45,7 +46,7 @@ EVENT_UPDATE_PROGRESS = "update_progress"
 _LOG = module_logger(__name__)
 
 
-class Call(NamedTuple):
+class Call(Record):
     """What a driver runs: ``fn(**kwargs)``; the result may be a coroutine to await.
 
     Attributes:
@@ -832,7 +833,7 @@ _CALL_STATES = frozenset({st.RUNNING, st.REVERTING})
 _REVERT_INTENTIONS = frozenset({st.REVERT, st.RETRY})
 
 
-class RevertCause(NamedTuple):
+class RevertCause(Record):
     """Why an atom is being reverted (or was reset to run again): the failure resolved.
 
     Attributes:

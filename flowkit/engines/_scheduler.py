@@ -29,9 +29,10 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterable, Sequence
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
 from flowkit import states as st
+from flowkit._utils.records import Record
 from flowkit.deciders import Depth
 from flowkit.engines._compiler import FLOW_END, FLOW_START, RETRY, Compilation, Node
 from flowkit.retry import Decision
@@ -54,7 +55,7 @@ _TO_REVERT_STATES = frozenset({st.SUCCESS, st.FAILURE, st.REVERTING})
 _REVERT_INTENTIONS = frozenset({st.REVERT, st.RETRY})
 
 
-class Resolution(NamedTuple):
+class Resolution(Record):
     """How the scheduler resolved one failure: the cause of the reverts it ordered.
 
     Attributes:
