@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import _thread  # threading's RLock, without importing threading (start-up time)
 import contextlib
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from flowkit import exceptions as exc
@@ -167,6 +167,42 @@ class RunState:
                 record.save_as = atom.save_as
                 self._provider_index = None
         return record
+
+    def ensure_all(self, atoms: Sequence[Any], is_retry: Sequence[bool]) -> list[AtomRecord]:
+        """:meth:`ensure` for each of ``atoms`` (``is_retry`` tells which are retries), in order.
+
+        A run that holds no record yet (a new flow, the usual case) makes them all
+        in one pass: nothing to look up, compare or revive.
+
+        Raises:
+            Duplicate: as :meth:`ensure`.
+        """
+        records = self.records
+        if records:
+            return [self.ensure(atom, retry) for atom, retry in zip(atoms, is_retry, strict=True)]
+        made: list[AtomRecord] = []
+        add = made.append
+        # Most atoms share their class's version object: convert it once.
+        last_version: Any = None
+        text = ""
+        for atom, retry in zip(atoms, is_retry, strict=True):
+            version = atom.version
+            if version is not last_version or not text:
+                last_version, text = version, version_text(version)
+            record = AtomRecord(atom.name, None, text, retry)
+            record.save_as = atom.save_as
+            records[record.name] = record
+            add(record)
+        if len(records) != len(made):
+            # Two atoms of one name (the compiler refuses that): take the slow path's answer.
+            records.clear()
+            return [self.ensure(atom, retry) for atom, retry in zip(atoms, is_retry, strict=True)]
+        self._provider_index = None
+        if self.durable:
+            self._dirty.update(records)
+            if not self.batching:
+                self.flush()
+        return made
 
     def record(self, name: str) -> AtomRecord:
         """The record of the atom called ``name``.

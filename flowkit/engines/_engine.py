@@ -350,11 +350,14 @@ class ActionEngine(Engine):
             assert self._runtime is not None
             # The runtime reaches each record by node index from here on.
             records = self._runtime.records
-            ensure = run_state.ensure
+            nodes = self._compiled().atoms
             with gc_paused(), run_state.batch():
-                for node in self._compiled().atoms:
+                made = run_state.ensure_all(
+                    [node.atom for node in nodes], [node.kind == _compiler.RETRY for node in nodes]
+                )
+                for node, record in zip(nodes, made, strict=True):
+                    records[node.index] = record
                     atom = node.atom
-                    records[node.index] = ensure(atom, node.kind == _compiler.RETRY)
                     if atom.inject:  # type: ignore[union-attr]
                         storage.inject_atom_args(node.name, atom.inject, transient=transient)  # type: ignore[union-attr]
             self._change_state(st.SUSPENDED)
