@@ -17,8 +17,9 @@ import os
 import sys
 import traceback
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
+
+from flowkit._utils.records import Record
 
 __all__ = [
     "USAGE",
@@ -186,8 +187,7 @@ def open_backend(url: str) -> Iterator[Any]:
         backend.close()
 
 
-@dataclass(frozen=True, slots=True)
-class FlowRef:
+class FlowRef(Record):
     """A flow detail and the logbook that holds it."""
 
     book: Any

@@ -20,12 +20,13 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import sys
-from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flowkit.cli._common import positive
+
+if TYPE_CHECKING:
+    from types import FrameType
 
 __all__ = ["register"]
 
@@ -122,6 +123,8 @@ def fail(command: str, message: str, status: int) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    import signal  # only a running conductor needs it (``flowkit --help`` start-up)
+
     from flowkit import conductors
     from flowkit import exceptions as exc
     from flowkit.persistence.backends._urls import mask_url

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import uuid
 from typing import Any
 
 from flowkit.cli.conductor import board_arguments, fail, open_board, open_persistence
@@ -97,6 +96,7 @@ def _find(board: Any, uuid: str) -> Any:
 
 def _post(args: argparse.Namespace, board: Any, persistence: Any) -> int:
     from flowkit import engines
+    from flowkit._utils.uuids import random_uuid
     from flowkit.persistence import models
 
     if persistence is None:
@@ -110,7 +110,7 @@ def _post(args: argparse.Namespace, board: Any, persistence: Any) -> int:
     ):
         return fail("jobs", "--args must be a JSON list, --kwargs and --store JSON objects", 2)
     book = models.LogBook(args.name)
-    flow_detail = models.FlowDetail(args.name, str(uuid.uuid4()))
+    flow_detail = models.FlowDetail(args.name, random_uuid())
     book.add(flow_detail)
     engines.save_factory_details(flow_detail, args.factory, args.args, args.kwargs)
     with persistence.get_connection() as conn:

@@ -18,12 +18,13 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import sys
-from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flowkit.cli._common import positive
+
+if TYPE_CHECKING:
+    from types import FrameType
 
 __all__ = ["register"]
 
@@ -114,6 +115,8 @@ def _fail(message: str, status: int) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    import signal  # only a running worker needs it (``flowkit --help`` start-up)
+
     from flowkit import exceptions as exc
     from flowkit.persistence.backends._urls import mask_url
 

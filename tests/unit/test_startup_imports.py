@@ -165,3 +165,41 @@ def test_a_one_task_run_compiles_no_source_text() -> None:
     # 1 ms), and typing.NamedTuple compiles each field's annotation string: records
     # on this path derive from flowkit._utils.records.Record instead.
     assert _one_task_run()["compiled"] == []
+
+
+# ``flowkit --help`` (and every subcommand's parser) answers without these: the
+# subcommands import them where they run.
+NOT_FOR_CLI_PARSER = (
+    "inspect",
+    "dataclasses",
+    "uuid",
+    "platform",
+    "signal",
+    "asyncio",
+    "concurrent.futures",
+    "sqlalchemy",
+    "redis",
+    "kazoo",
+    "flowkit.engines",
+    "flowkit.persistence.models",
+)
+
+CLI_PARSER = """
+import sys
+before = set(sys.modules)
+from flowkit.cli import build_parser
+build_parser()
+loaded = set(sys.modules) - before
+import json
+print(json.dumps(sorted(loaded)))
+"""
+
+
+def test_the_command_line_parser_imports_none_of_the_costly_modules() -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run(
+        [sys.executable, "-S", "-c", CLI_PARSER], check=True, capture_output=True, text=True, env=env
+    )
+    loaded = set(json.loads(out.stdout))
+    assert "flowkit.cli.run" in loaded  # the probe does build every subcommand's parser
+    assert not loaded & set(NOT_FOR_CLI_PARSER), sorted(loaded & set(NOT_FOR_CLI_PARSER))
