@@ -109,7 +109,7 @@ def worker_topic(redis_url: str) -> Any:
         yield redis_url, topic
     finally:
         worker.stop(grace=0.5)
-        assert worker.wait(10)
+        assert worker.join(10)
 
 
 @pytest.mark.timeout(300)

@@ -42,7 +42,7 @@ def start_worker(redis_flushed_url: str) -> Iterator[Callable[..., Any]]:
     yield start
     for worker in started:
         worker.stop(grace=0.5)
-        assert worker.wait(10)
+        assert worker.join(10)
 
 
 @pytest.fixture

@@ -658,22 +658,6 @@ def test_bad_options_are_refused_before_anything_runs(options: dict[str, Any], o
     assert option in str(raised.value)
 
 
-def test_taskflow_transport_options_are_accepted_and_ignored() -> None:
-    engine = engines.load(
-        chain(1),
-        store={"value": 1},
-        engine="worker-based",
-        url="redis://localhost:1/0",
-        topics=["t"],
-        exchange="test",
-        transport="memory",
-        transport_options={"polling_interval": 0.1},
-        worker_expiry=60,
-        retry_options={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.1, "interval_max": 1},
-    )
-    assert engine.options["exchange"] == "test"
-
-
 def test_importing_the_package_does_not_import_redis() -> None:
     code = "import sys, flowkit.engines, flowkit.engines.worker_based; print('redis' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -108,7 +108,7 @@ def worker_spans(redis_flushed_url: str) -> Iterator[tuple[str, Recorder]]:
         yield topic, recorder
     finally:
         worker.stop(grace=0.5)
-        assert worker.wait(10)
+        assert worker.join(10)
         recorder.provider.shutdown()
 
 

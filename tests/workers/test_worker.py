@@ -21,7 +21,7 @@ redis = pytest.importorskip("redis")
 
 from flowkit import exceptions as exc  # noqa: E402
 from flowkit.engines.worker_based import protocol  # noqa: E402
-from flowkit.engines.worker_based._task_call import PROGRESS_INTERVAL  # noqa: E402
+from flowkit.engines.worker_based._task_call import PROGRESS_BURST, PROGRESS_INTERVAL  # noqa: E402
 from flowkit.engines.worker_based._task_registry import load_tasks  # noqa: E402
 from flowkit.engines.worker_based.worker import Worker  # noqa: E402
 from flowkit.types.failure import Failure  # noqa: E402
@@ -138,7 +138,7 @@ def start_worker(redis_flushed_url: str) -> Iterator[Callable[..., Worker]]:
     yield start
     for worker in started:
         worker.stop(grace=0.5)
-        assert worker.wait(10)
+        assert worker.join(10)
 
 
 # -- round trips -----------------------------------------------------------------------------------
@@ -229,35 +229,41 @@ def test_async_execute_and_revert_run_to_completion(wire: Wire, start_worker: An
 def test_progress_is_sent_between_running_and_success_and_ends_with_the_last_value(
     wire: Wire, start_worker: Any
 ) -> None:
-    start_worker(clock=FakeClock())  # time stands still: every report but the first is too soon
-    request_id = wire.send(name_of("Progress"), {"steps": 10})
+    start_worker(clock=FakeClock())  # time stands still: the burst allowance is all there is
+    steps = PROGRESS_BURST + 5
+    request_id = wire.send(name_of("Progress"), {"steps": steps})
     wire.final(request_id)
     messages = wire.responses(request_id)
-    assert [m["event"] for m in messages] == ["running", "progress", "progress", "success"]
-    # The first report goes out at once, the last one (held back) when the task ends.
-    assert [m["progress"] for m in messages if m["event"] == "progress"] == [0.1, 1.0]
+    events = [m["event"] for m in messages]
+    assert events == ["running"] + ["progress"] * (PROGRESS_BURST + 1) + ["success"]
+    # A burst goes out whole (as TaskFlow sends every report); the last one, held
+    # back by the rate limit, when the task ends.
+    sent = [m["progress"] for m in messages if m["event"] == "progress"]
+    assert sent == [step / steps for step in range(1, PROGRESS_BURST + 1)] + [1.0]
     assert all(m["details"] is None for m in messages if m["event"] == "progress")
 
 
-def test_progress_is_sent_at_most_once_per_interval_on_the_workers_clock(
+def test_past_a_burst_progress_is_sent_once_per_interval_on_the_workers_clock(
     wire: Wire, start_worker: Any
 ) -> None:
     clock = FakeClock()
     start_worker(clock=clock)
-    request_id = wire.send(name_of("Paced"), {"steps": [0.25, 0.5, 0.75, 1.0]})
+    steps = [round(0.01 * i, 2) for i in range(1, PROGRESS_BURST + 4)]
+    request_id = wire.send(name_of("Paced"), {"steps": steps})
 
     def report(advance: float = 0.0) -> None:
         clock.advance(advance)
         worker_tasks.PACE.release()
         assert worker_tasks.PACED.acquire(timeout=10)
 
-    report()  # 0.25: the first, sent
-    report()  # 0.5: too soon, held back
-    report(PROGRESS_INTERVAL * 1.2)  # 0.75: past the interval, sent (0.5 is dropped)
-    report(PROGRESS_INTERVAL / 2)  # 1.0: too soon, held back until the task ends
+    for _ in range(PROGRESS_BURST):
+        report()  # the burst: all sent
+    report()  # too soon, held back
+    report(PROGRESS_INTERVAL * 1.2)  # one report earned back: sent (the held one is dropped)
+    report(PROGRESS_INTERVAL / 2)  # too soon again, held back until the task ends
     wire.final(request_id)
     sent = [m["progress"] for m in wire.responses(request_id) if m["event"] == "progress"]
-    assert sent == [0.25, 0.75, 1.0]
+    assert sent == steps[:PROGRESS_BURST] + steps[PROGRESS_BURST + 1 :]
 
 
 def test_unknown_task_fails_with_not_found(wire: Wire, start_worker: Any) -> None:
@@ -522,10 +528,10 @@ def test_stop_waits_for_running_tasks_and_removes_the_advertisement(wire: Wire, 
     clock.settle(waiters=2)  # the heartbeat and the drain wait on the clock
     clock.advance(9.9)  # almost the whole grace
     clock.settle(waiters=2)
-    assert not worker.wait(0)  # still draining
+    assert not worker.join(0)  # still draining
     worker_tasks.GATE.set()
     stopper.join(10)
-    assert worker.wait(0)
+    assert worker.join(0)
     assert wire.final(request_id, timeout=0.5)["result"] == "opened"
     assert wire.stream_emptied()
     assert not wire.client.exists(hash_key)
@@ -542,7 +548,7 @@ def test_stop_leaves_requests_running_past_the_grace_unacknowledged(wire: Wire, 
     clock.settle(waiters=2)
     clock.advance(10.0)  # the grace is over; the request still runs
     stopper.join(10)
-    assert worker.wait(0)
+    assert worker.join(0)
     assert [p["consumer"].decode() for p in wire.pending()] == [worker.worker_id]
     assert wire.events(request_id) == ["running"]
     assert not wire.client.exists(protocol.worker_key("flowkit", worker.worker_id))
@@ -729,7 +735,7 @@ def test_a_lone_surrogate_escape_is_dropped_with_a_warning_and_the_worker_keeps_
     good = [wire.send(name_of("Add"), {"x": i, "y": 1}) for i in range(5)]
     assert [wire.final(request_id)["result"] for request_id in good] == [1, 2, 3, 4, 5]
     wait_until(wire.stream_emptied)  # acknowledged: neither we nor a peer will see it again
-    assert not worker.wait(0)  # still running
+    assert not worker.join(0)  # still running
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     for bad_id in bad_ids:
         assert any(bad_id in text and "surrogate" in text for text in warnings), warnings
@@ -763,10 +769,10 @@ def test_an_answer_redis_refuses_is_dropped_with_a_warning_and_later_answers_go_
         wait_until(wire.stream_emptied)  # the refused request was acknowledged, not retried forever
         warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
         assert any(refused in text and "refused" in text for text in warnings), warnings
-        assert not worker.wait(0)
+        assert not worker.join(0)
     finally:
         worker.stop(grace=0.5)
-        assert worker.wait(10)
+        assert worker.join(10)
 
 
 @pytest.mark.parametrize(("secret", "warned"), [(None, True), ("s3cret", False)])

@@ -34,6 +34,9 @@ class Directory:
         clock: what expiry, staleness and waiting are measured with.
         pinned: atom name -> topic, for atoms whose task names its own topic
             (``worker_topic``): they go there and nowhere else.
+        expiry: seconds after its ``sent_at`` an advert stops counting, even
+            when it has not expired yet (TaskFlow's ``worker_expiry``); None:
+            only the advert's own expiry counts.
     """
 
     def __init__(
@@ -44,12 +47,14 @@ class Directory:
         max_bytes: int,
         clock: Clock = SYSTEM,
         pinned: Mapping[str, str] | None = None,
+        expiry: float | None = None,
     ) -> None:
         self.topics = tuple(topics)
         self.pinned: dict[str, str] = dict(pinned or {})
         #: Every topic scanned: the routing ones, then the pinned ones not among them.
         self._scanned = self.topics + tuple(sorted(set(self.pinned.values()) - set(self.topics)))
         self._clock = clock
+        self._expiry = expiry
         self.namespace = namespace
         self._secret = secret
         self._max_bytes = max_bytes
@@ -67,9 +72,16 @@ class Directory:
         offers = dict(self._offers)
         live = dict(self._live)
         for topic in self._scanned if topics is None else topics:
+            now = self._clock.time()
             adverts = _transport.live_workers(
-                client, self.namespace, topic, self._secret, self._max_bytes, now=self._clock.time()
+                client, self.namespace, topic, self._secret, self._max_bytes, now=now
             )
+            if self._expiry is not None:
+                adverts = {
+                    worker: advert
+                    for worker, advert in adverts.items()
+                    if now - advert["sent_at"] <= self._expiry
+                }
             live[topic] = frozenset(adverts)
             offers[topic] = frozenset(name for advert in adverts.values() for name in _names(advert))
         self._offers, self._live = offers, live

@@ -35,6 +35,7 @@ from flowkit.engines.worker_based._clock import SYSTEM, Clock
 from flowkit.engines.worker_based._directory import Directory
 from flowkit.patterns import loop_flow
 from flowkit.persistence.backends._urls import mask_url
+from flowkit.task import EVENT_UPDATE_PROGRESS
 from flowkit.types.failure import Failure
 
 __all__ = ["RedisDriver", "Settings"]
@@ -412,6 +413,14 @@ class RedisDriver(DispatchingDriver):
         runtime = self._runtime
         if runtime is None or request.action == sch.REVERT:
             return
+        # The task ran on the worker: its listeners here hear of its report as they
+        # would had it run here (TaskFlow's engine passes remote events on to them).
+        own = getattr(request.node.atom, "_notifier", None)
+        if own is not None and own.has_listeners:
+            try:
+                own.tell_listeners(EVENT_UPDATE_PROGRESS, {"progress": progress})
+            except Exception:  # a listener must not stop the replies being read
+                LOG.warning("a progress listener of atom '%s' failed", request.node.name, exc_info=True)
         runtime.progress_by_name(request.node.name, progress, details or None)
 
     def _tick(self) -> None:

@@ -1,13 +1,18 @@
-"""Redis plumbing shared by the worker-based engine and the Python worker.
+"""The transport seam shared by the worker-based engine and the Python worker.
 
-This is the only module of the package that imports redis, and it is imported
-only when an engine or worker actually starts, so ``import flowkit.engines``
-never pays for (or needs) the redis client.
+:func:`connect` turns a URL into a client: a Redis client for ``redis://``,
+``rediss://`` and ``unix://``, or, for ``memory://``, a client of the
+in-process memory transport (:mod:`._memory`), which answers the same commands
+so the driver and the worker run unchanged on either. Only this module and
+``_memory`` import redis, and they are imported only when an engine or worker
+actually starts, so ``import flowkit.engines`` never pays for (or needs) the
+redis client.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Mapping
 from typing import Any, TypeAlias
@@ -25,7 +30,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
 from flowkit import exceptions as exc
-from flowkit.engines.worker_based import protocol
+from flowkit.engines.worker_based import _memory, protocol
 from flowkit.persistence.backends._urls import mask_url
 
 __all__ = [
@@ -33,15 +38,19 @@ __all__ = [
     "Client",
     "RedisError",
     "ResponseError",
+    "TransportOptionError",
+    "bad_url",
+    "choose_url",
     "connect",
     "ensure_group",
     "fields",
     "is_transient",
     "live_workers",
+    "retry_settings",
 ]
 
-#: The client type (replies are bytes: connections never decode responses).
-Client: TypeAlias = redis.Redis
+#: The client types (replies are bytes: connections never decode responses).
+Client: TypeAlias = redis.Redis | _memory.MemoryClient
 
 LOG = logging.getLogger(__name__)
 
@@ -66,20 +75,25 @@ def connect(url: str, *, attempts: int = 5, backoff: float = 0.1) -> Client:
     times in all, waiting ``backoff`` seconds doubled each time up to 2 s.
     Nothing is sent until the first command.
 
+    A ``memory://`` URL gives a client of the in-process memory transport
+    instead (``attempts`` and ``backoff`` do not apply: it cannot drop).
+
     Args:
         url: ``redis://``, ``rediss://`` (TLS) or ``unix://`` URL, with an
-            optional ``user:password@`` and ``/db`` number.
+            optional ``user:password@`` and ``/db`` number; or ``memory://``
+            (``memory://NAME`` for a separate in-process broker).
         attempts: tries per command before its error is raised (at least 1).
         backoff: first wait between tries, in seconds.
 
     Raises:
-        InvalidFormat: the URL is not a Redis URL (the message shows it with
-            the password masked).
+        InvalidFormat: the URL is not a Redis or memory URL (the message shows
+            it with the password masked; an ``amqp://`` URL is told that
+            flowkit's workers speak Redis or memory, not AMQP).
     """
+    if _memory.is_memory_url(url):
+        return _memory.connect(url)
     if not isinstance(url, str) or not url.startswith(_SCHEMES):
-        raise exc.InvalidFormat(
-            f"malformed Redis URL {_masked(url)!r}: expected redis://, rediss:// or unix://"
-        )
+        raise exc.InvalidFormat(bad_url(url))
     retry = Retry(
         ExponentialBackoff(cap=2.0, base=max(backoff, 0.0)),
         retries=max(attempts - 1, 0),
@@ -104,6 +118,121 @@ def connect(url: str, *, attempts: int = 5, backoff: float = 0.1) -> Client:
         return redis.Redis.from_url(url, **options)
     except (ValueError, TypeError) as err:
         raise exc.InvalidFormat(f"malformed Redis URL {_masked(url)!r}: {_masked(err)}") from None
+
+
+#: ``transport=`` values: the memory transport, or Redis (the URL says where).
+MEMORY, REDIS = "memory", "redis"
+
+
+class TransportOptionError(exc.InvalidFormat):
+    """A ``url`` or ``transport`` option that cannot be used.
+
+    Attributes:
+        option: which of the two (``"url"`` or ``"transport"``).
+    """
+
+    def __init__(self, message: str, *, option: str) -> None:
+        super().__init__(message)
+        self.option = option
+
+
+def choose_url(url: Any, transport: Any) -> str:
+    """The URL to :func:`connect` to, from TaskFlow's ``url`` and ``transport`` options.
+
+    ``transport="memory"`` without a URL means ``memory://``; otherwise the URL
+    says which transport it is, and a ``transport`` given must agree with it.
+
+    Raises:
+        TransportOptionError: no usable URL, a transport other than memory or
+            Redis (AMQP...), or a URL of another transport than ``transport``;
+            the message names them (the URL with its password masked).
+    """
+    if transport is not None and transport not in (MEMORY, REDIS):
+        raise TransportOptionError(
+            f"transport {transport!r} is not supported: flowkit's workers speak Redis (transport='redis'"
+            " with a redis:// URL) or the in-process memory transport (transport='memory'), not kombu's"
+            " other transports (doc/migrating.rst)",
+            option="transport",
+        )
+    if url is None and transport == MEMORY:
+        return _memory.SCHEME
+    if url is None:
+        raise TransportOptionError(
+            "url is missing: the Redis URL the engine and its workers share is needed"
+            " (or transport='memory' for an engine and workers in one process)",
+            option="url",
+        )
+    if _memory.is_memory_url(url):
+        kind = MEMORY
+    elif isinstance(url, str) and url.startswith(_SCHEMES):
+        kind = REDIS
+    else:
+        raise TransportOptionError(f"url is not usable: {bad_url(url)}", option="url")
+    if transport is not None and transport != kind:
+        raise TransportOptionError(
+            f"transport {transport!r} does not match the {kind} URL {_masked(url)!r}", option="transport"
+        )
+    chosen: str = url
+    return chosen
+
+
+#: TaskFlow's (kombu's) retry option names, read as the nearest of ours.
+_KOMBU_RETRY = frozenset({"max_retries", "interval_start", "interval_step", "interval_max"})
+
+
+def retry_settings(value: Any) -> tuple[int, float]:
+    """``(attempts, backoff)`` for :func:`connect` from a ``retry_options`` dict (default 5, 0.1 s).
+
+    Takes ours (``attempts``, ``backoff``) and kombu's as TaskFlow passes them
+    (``max_retries`` retries after the first try, ``interval_start`` the first
+    wait; ``interval_step`` and ``interval_max`` are accepted: the backoff
+    doubles up to 2 s).
+
+    Raises:
+        TransportOptionError: not a dict, an unknown key or a bad value.
+    """
+    if value is None:
+        return 5, 0.1
+    if not isinstance(value, Mapping):
+        raise TransportOptionError(
+            f"retry_options must be a dict, not {type(value).__name__}", option="retry_options"
+        )
+    unknown = sorted(set(value) - {"attempts", "backoff"} - _KOMBU_RETRY)
+    if unknown:
+        raise TransportOptionError(
+            f"retry_options has unknown key(s) {unknown}; it takes 'attempts', 'backoff'",
+            option="retry_options",
+        )
+    attempts = value.get("attempts")
+    if attempts is None and value.get("max_retries") is not None:
+        attempts = value["max_retries"] + 1 if isinstance(value["max_retries"], int) else value["max_retries"]
+    if attempts is None:
+        attempts = 5
+    if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
+        raise TransportOptionError(
+            f"retry_options['attempts'] must be a positive int, not {attempts!r}", option="retry_options"
+        )
+    backoff = value.get("backoff", value.get("interval_start", 0.1))
+    if isinstance(backoff, bool) or not isinstance(backoff, int | float) or not 0 <= backoff < math.inf:
+        raise TransportOptionError(
+            f"retry_options['backoff'] must be a non-negative number, not {backoff!r}", option="retry_options"
+        )
+    return attempts, float(backoff)
+
+
+def bad_url(url: object) -> str:
+    """What to say about a URL that is neither Redis nor memory, password masked (AMQP gets a why)."""
+    if isinstance(url, str) and url.split("://", 1)[0].lower() in _AMQP_SCHEMES:
+        return (
+            f"unsupported worker transport URL {_masked(url)!r}: flowkit's workers speak Redis"
+            " (redis://, rediss://, unix://) or the in-process memory transport (memory://), not"
+            " AMQP (doc/migrating.rst)"
+        )
+    return f"malformed Redis URL {_masked(url)!r}: expected redis://, rediss://, unix:// or memory://"
+
+
+#: Kombu's AMQP transports, refused with a word on why.
+_AMQP_SCHEMES = frozenset({"amqp", "amqps", "pyamqp", "librabbitmq", "qpid"})
 
 
 def _masked(text: object) -> str:

@@ -3,9 +3,11 @@
 ``engines.load(flow, engine="worker-based", url="redis://...", topics=["volumes"])``
 runs ``flow`` with every task sent as a request to the workers serving the
 topics (Python ``flowkit worker`` processes or Go workers); retries still decide
-in the engine's own thread. Nothing here changes the run loop: the engine is the
-shared :class:`~flowkit.engines._engine.ActionEngine` with a driver that speaks
-the worker protocol (``doc/workers_protocol.rst``).
+in the engine's own thread. ``transport="memory"`` (or ``url="memory://"``)
+reaches workers of the same process instead, as TaskFlow's memory transport
+does. Nothing here changes the run loop: the engine is the shared
+:class:`~flowkit.engines._engine.ActionEngine` with a driver that speaks the
+worker protocol (``doc/workers_protocol.rst``).
 
 Before any task runs, the engine checks that some live worker offers every task
 of the flow (waiting up to ``worker_wait`` seconds for workers still starting),
@@ -35,11 +37,8 @@ __all__ = ["WorkerBasedActionEngine"]
 LOG = logging.getLogger(__name__)
 
 _KIND = "worker-based"
-_URL_SCHEMES = ("redis://", "rediss://", "unix://")
-#: TaskFlow's options for its kombu transport: accepted so its users' code loads, and ignored.
-_IGNORED = frozenset({"exchange", "transport", "transport_options", "worker_expiry"})
-#: TaskFlow's (kombu's) retry option names, read as the nearest of ours.
-_KOMBU_RETRY = frozenset({"max_retries", "interval_start", "interval_step", "interval_max"})
+#: TaskFlow's options for its kombu transport, read as their nearest meaning here.
+_TASKFLOW = frozenset({"exchange", "transport", "transport_options", "worker_expiry"})
 
 
 class WorkerBasedActionEngine(ActionEngine):
@@ -47,7 +46,23 @@ class WorkerBasedActionEngine(ActionEngine):
 
     Options (besides the common ones):
 
-    * ``url``: the Redis URL (``redis://``, ``rediss://`` or ``unix://``); required.
+    * ``url``: the Redis URL (``redis://``, ``rediss://`` or ``unix://``), or
+      ``memory://`` (``memory://NAME``) for workers in this process; required
+      unless ``transport="memory"``.
+    * ``transport``: ``"memory"`` for the in-process memory transport (engines
+      and workers of one process find each other by ``exchange`` and topic),
+      ``"redis"`` or None (the default: the URL decides). Kombu's other
+      transports (AMQP...) are refused, naming them.
+    * ``exchange``: on the memory transport, the namespace engines and workers
+      meet in (default ``"flowkit"``), as TaskFlow's exchange; on Redis that is
+      ``key_prefix``, and ``exchange`` is ignored, so engines keep finding
+      workers started by ``flowkit worker``.
+    * ``transport_options``: kombu's options (``polling_interval``...): accepted
+      and ignored, nothing here polls.
+    * ``worker_expiry``: seconds since a worker's last advertisement after which
+      no request goes to it and its running requests count as orphaned (their
+      ``transition_timeout`` starts); None, 0 or negative: only the advert's own
+      expiry (three heartbeats) counts, the default.
     * ``topics``: topics to send tasks to, in routing order (a task goes to the
       first whose live workers offer it); ``topic`` names a single one. A task
       whose ``worker_topic`` (class or instance attribute; a declarative spec's
@@ -56,9 +71,10 @@ class WorkerBasedActionEngine(ActionEngine):
       it, and a running request may outlive its worker's advertisement (default 60).
     * ``retry_options``: ``{"attempts": 5, "backoff": 0.1}``, how Redis commands
       are retried on connection errors.
-    * ``key_prefix``: prefix of the Redis keys (default ``"flowkit"``); the
-      workers' ``--key-prefix`` must match. (``engines.load(namespace=)`` is
-      the entry-point group engines are found in, not this.)
+    * ``key_prefix``: prefix of the Redis keys (default ``"flowkit"``, or the
+      ``exchange`` on the memory transport); the workers' ``--key-prefix`` must
+      match. (``engines.load(namespace=)`` is the entry-point group engines are
+      found in, not this.)
     * ``secret``: HMAC key to sign and check messages (default: the
       ``FLOWKIT_WORKER_SECRET`` environment variable; unset means no signing).
     * ``max_message_bytes``: largest message body sent or accepted (default 1 MiB).
@@ -68,15 +84,12 @@ class WorkerBasedActionEngine(ActionEngine):
     * ``clock``: what deadlines, timeouts and advert expiry are read from, an
       object with ``time()``, ``monotonic()`` and ``sleep(seconds)`` (default:
       the system clock); tests pass one they move by hand.
-
-    TaskFlow's ``exchange``, ``transport``, ``transport_options`` and
-    ``worker_expiry`` are accepted and ignored.
     """
 
     kind: ClassVar[str] = _KIND
     OPTIONS: ClassVar[frozenset[str]] = (
         ActionEngine.OPTIONS
-        | _IGNORED
+        | _TASKFLOW
         | {
             "url",
             "topics",
@@ -95,18 +108,26 @@ class WorkerBasedActionEngine(ActionEngine):
     def _check_options(self) -> None:
         # Loading without the redis client installed fails here, before anything
         # runs, with an ImportError that says which extra to install.
-        from flowkit.engines.worker_based import _transport  # noqa: F401
+        from flowkit.engines.worker_based import _memory, _transport  # noqa: F401
 
         options = self._options
-        url = options.get("url")
-        if not isinstance(url, str) or not url.startswith(_URL_SCHEMES):
-            shown = "missing" if url is None else "not a redis://, rediss:// or unix:// URL"
-            raise _bad("url", f"url is {shown}: the worker-based engine needs the Redis URL its workers use")
-        self._url = url
+        self._url = _url(options.get("url"), options.get("transport"))
+        self._memory = _memory.is_memory_url(self._url)
+        transport_options = options.get("transport_options")
+        if transport_options is not None and not isinstance(transport_options, Mapping):
+            raise _bad(
+                "transport_options",
+                f"transport_options must be a dict, not {type(transport_options).__name__}",
+            )
         self._topics = _topics(options.get("topic"), options.get("topics"))
         self._transition_timeout = _number(options, "transition_timeout", 60.0, positive=True)
+        self._worker_expiry = _expiry(options.get("worker_expiry"))
         self._attempts, self._backoff = _retry_options(options.get("retry_options"))
-        key_prefix = options.get("key_prefix", protocol.DEFAULT_NAMESPACE)
+        exchange = options.get("exchange")
+        if exchange is not None and (not isinstance(exchange, str) or not exchange):
+            raise _bad("exchange", f"exchange must be a non-empty str, not {exchange!r}")
+        default_prefix = exchange if self._memory and exchange else protocol.DEFAULT_NAMESPACE
+        key_prefix = options.get("key_prefix", default_prefix)
         if not isinstance(key_prefix, str) or not key_prefix:
             raise _bad("key_prefix", f"key_prefix must be a non-empty str, not {key_prefix!r}")
         self._namespace = key_prefix
@@ -144,11 +165,17 @@ class WorkerBasedActionEngine(ActionEngine):
         ]
         needed = {node.name: protocol.task_name(node.atom) for node in tasks}
         pinned = _pinned_topics(tasks)
-        if self._secret is None:
+        if self._secret is None and not self._memory:  # in one process, nobody else can write
             _warn_unsigned(mask_url(self._url), self._namespace)
         client = _transport.connect(self._url, attempts=self._attempts, backoff=self._backoff)
         directory = Directory(
-            self._topics, self._namespace, self._secret, self._max_bytes, self._clock, pinned=pinned
+            self._topics,
+            self._namespace,
+            self._secret,
+            self._max_bytes,
+            self._clock,
+            pinned=pinned,
+            expiry=self._worker_expiry,
         )
         try:
             if needed:
@@ -196,6 +223,25 @@ def _warn_unsigned(url: str, key_prefix: str) -> None:
 
 def _bad(option: str, message: str) -> exc.InvalidEngineOption:
     return exc.InvalidEngineOption(message, engine=_KIND, option=option)
+
+
+def _url(url: Any, transport: Any) -> str:
+    """The transport URL from TaskFlow's ``url`` and ``transport`` options (see ``choose_url``)."""
+    from flowkit.engines.worker_based import _transport
+
+    try:
+        return _transport.choose_url(url, transport)
+    except _transport.TransportOptionError as err:
+        raise _bad(err.option, str(err)) from None
+
+
+def _expiry(value: Any) -> float | None:
+    """``worker_expiry`` in seconds, None for no limit beyond the advert's own (TaskFlow: <= 0 or None)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+        raise _bad("worker_expiry", f"worker_expiry must be a number of seconds or None, not {value!r}")
+    return float(value) if 0 < value < math.inf else None
 
 
 def _topics(topic: Any, topics: Any) -> tuple[str, ...]:
@@ -267,25 +313,9 @@ def _clock(value: Any) -> Clock:
 
 
 def _retry_options(value: Any) -> tuple[int, float]:
-    if value is None:
-        return 5, 0.1
-    if not isinstance(value, Mapping):
-        raise _bad("retry_options", f"retry_options must be a dict, not {type(value).__name__}")
-    unknown = sorted(set(value) - {"attempts", "backoff"} - _KOMBU_RETRY)
-    if unknown:
-        raise _bad(
-            "retry_options", f"retry_options has unknown key(s) {unknown}; it takes 'attempts', 'backoff'"
-        )
-    attempts = value.get("attempts")
-    if attempts is None and value.get("max_retries") is not None:
-        attempts = value["max_retries"] + 1 if isinstance(value["max_retries"], int) else value["max_retries"]
-    if attempts is None:
-        attempts = 5
-    if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
-        raise _bad("retry_options", f"retry_options['attempts'] must be a positive int, not {attempts!r}")
-    backoff = value.get("backoff", value.get("interval_start", 0.1))
-    if isinstance(backoff, bool) or not isinstance(backoff, int | float) or not 0 <= backoff < math.inf:
-        raise _bad(
-            "retry_options", f"retry_options['backoff'] must be a non-negative number, not {backoff!r}"
-        )
-    return attempts, float(backoff)
+    from flowkit.engines.worker_based import _transport
+
+    try:
+        return _transport.retry_settings(value)
+    except _transport.TransportOptionError as err:
+        raise _bad(err.option, str(err)) from None

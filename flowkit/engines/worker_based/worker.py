@@ -1,5 +1,8 @@
 """The Python worker: runs the tasks it offers for worker-based engines, over Redis.
 
+(Or over the in-process memory transport, ``transport="memory"``, for engines
+of the same process: the same loop runs on either, see ``_transport.connect``.)
+
 A :class:`Worker` serves one topic. It reads requests from the topic's stream
 as a member of the ``workers`` consumer group, runs each on a pool of threads
 and answers on the engine's reply stream (``running``, ``progress``, then
@@ -95,12 +98,31 @@ class _Job:
 class Worker:
     """Serve the tasks in ``tasks`` to engines that send requests on ``topic``.
 
+    TaskFlow's keyword arguments work as there: ``Worker(exchange="ex",
+    topic="t", tasks=[...], transport="memory")`` serves engines of this process
+    loaded with the same ``exchange`` and ``transport``.
+
     Args:
-        url: the Redis URL (``redis://``, ``rediss://`` or ``unix://``).
+        url: the Redis URL (``redis://``, ``rediss://`` or ``unix://``), or
+            ``memory://`` (``memory://NAME``) for engines in this process;
+            may be left out with ``transport="memory"``.
         topic: the topic whose requests this worker takes.
         tasks: task classes, or strings naming them: ``"pkg.mod"`` for every
             task class defined in that module, ``"pkg.mod:Name,Other"`` for some.
-        key_prefix: prefix of every Redis key (the engines' ``key_prefix`` option).
+        transport: ``"memory"``, ``"redis"`` or None (the URL decides), as the
+            engine's option of that name.
+        exchange: on the memory transport, the namespace shared with the
+            engines (their ``exchange``; default ``"flowkit"``); ignored on Redis,
+            where ``key_prefix`` is that namespace.
+        transport_options: kombu's options (``polling_interval``...), accepted
+            and ignored: nothing here polls.
+        retry_options: ``{"attempts": 5, "backoff": 0.1}`` (or kombu's
+            ``max_retries``, ``interval_start``...), how Redis commands are
+            retried on connection errors.
+        executor: accepted for TaskFlow's signature and ignored: tasks run on
+            the worker's own ``threads_count`` threads.
+        key_prefix: prefix of every Redis key (the engines' ``key_prefix``
+            option; default ``"flowkit"``, or ``exchange`` on the memory transport).
         threads_count: how many tasks run at once (default: CPUs + 4, at most 32).
         secret: HMAC key to sign and check messages with; defaults to the
             ``FLOWKIT_WORKER_SECRET`` environment variable (unset: no signing).
@@ -125,17 +147,23 @@ class Worker:
         NotFound: a task module or name cannot be found (the message names it).
         TypeError: something in ``tasks`` is not a task class.
         ValueError: a numeric option is out of range.
-        InvalidFormat: ``url`` is not a Redis URL.
+        InvalidFormat: ``url`` is not a Redis or memory URL (an ``amqp://`` one
+            is told why), or ``transport`` is not one of ours.
         Duplicate: two task classes share one task name.
     """
 
     def __init__(
         self,
-        url: str,
-        topic: str,
-        tasks: Iterable[type | str],
+        url: str | None = None,
+        topic: str = "",
+        tasks: Iterable[type | str] = (),
         *,
-        key_prefix: str = protocol.DEFAULT_NAMESPACE,
+        transport: str | None = None,
+        exchange: str | None = None,
+        transport_options: Mapping[str, Any] | None = None,
+        retry_options: Mapping[str, Any] | None = None,
+        executor: object = None,
+        key_prefix: str | None = None,
         threads_count: int | None = None,
         secret: str | bytes | None = None,
         heartbeat: float = 1.0,
@@ -160,8 +188,13 @@ class Worker:
         _check(max_message_bytes > 0, f"max_message_bytes must be positive, not {max_message_bytes}")
         _check(grace >= 0, f"grace must not be negative, not {grace}")
         _check(bool(topic), "topic must be a non-empty string")
+        url = _transport.choose_url(url, transport)
+        attempts, backoff = _transport.retry_settings(retry_options)
+        self._memory = url.startswith("memory://")
+        if key_prefix is None:
+            key_prefix = exchange if self._memory and exchange else protocol.DEFAULT_NAMESPACE
         self._registry = load_tasks(tasks)
-        self._client = _transport.connect(url)
+        self._client = _transport.connect(url, attempts=attempts, backoff=backoff)
         self._url = url
         self._topic = topic
         self._namespace = key_prefix
@@ -188,6 +221,9 @@ class Worker:
         self._beat_stop = threading.Event()
         self._done = threading.Event()
         self._done.set()
+        # Set once serving begins and again when the run ends, so wait() never
+        # hangs on a worker that could not start.
+        self._started = threading.Event()
         self._run_thread: threading.Thread | None = None
         self._generation = 0
         self._grace_now = grace
@@ -258,6 +294,16 @@ class Worker:
             self._done.wait()
 
     def wait(self, timeout: float | None = None) -> bool:
+        """Wait until the worker serves requests (as TaskFlow's ``wait``); return whether it does.
+
+        Meant for a worker run in another thread: start it, ``wait()``, then
+        load engines. Returns False when ``timeout`` passed first or the
+        worker stopped (or could not start) meanwhile. :meth:`join` waits for
+        the end instead.
+        """
+        return self._started.wait(timeout) and not self._done.is_set()
+
+    def join(self, timeout: float | None = None) -> bool:
         """Wait until the worker has stopped; return whether it has."""
         return self._done.wait(timeout)
 
@@ -267,6 +313,7 @@ class Worker:
         if not self._done.is_set():
             raise RuntimeError(f"worker {self._worker_id} is already running")
         self._done.clear()
+        self._started.clear()
         self._stopping.clear()
         self._beat_stop.clear()
         self._grace_now = self._grace
@@ -294,6 +341,7 @@ class Worker:
             except _transport.RedisError as err:
                 raise ConnectionError(f"cannot reach Redis at {mask_url(self._url)}: {err}") from err
             helpers = self._start_helpers()
+            self._started.set()
             LOG.info(
                 "worker %s serves topic %r with %d threads; tasks: %s",
                 self._worker_id,
@@ -301,7 +349,7 @@ class Worker:
                 self._threads_count,
                 ", ".join(self.tasks),
             )
-            if self._secret is None:
+            if self._secret is None and not self._memory:  # in one process, nobody else can write
                 LOG.warning(
                     "worker %s runs without a signing secret: anyone who can write to this Redis can make"
                     " it run tasks and send their results anywhere; set %s (the same on engines and"
@@ -314,6 +362,7 @@ class Worker:
         finally:
             self._shut_down(helpers)
             self._done.set()
+            self._started.set()
 
     def _start_helpers(self) -> list[threading.Thread]:
         run = (self._generation, self._jobs, self._outbox)

@@ -1,0 +1,315 @@
+"""The worker-based engine and the Python worker in one process, on the memory transport.
+
+This is how TaskFlow's users (and TaskFlow's own tests) run the worker-based
+engine: ``Worker(exchange=..., topic=..., tasks=[...], transport="memory")`` in
+a thread, and ``engines.load(..., engine="worker-based", exchange=...,
+transport="memory", topics=[...])`` beside it. Timing logic runs on a
+:class:`~tests.workers.fake_clock.FakeClock` the test moves; nothing sleeps.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from flowkit import engines, task
+from flowkit import exceptions as exc
+from flowkit import states as st
+from flowkit.engines.worker_based import _memory, _task_call, protocol
+from flowkit.engines.worker_based.worker import Worker
+from flowkit.patterns import linear_flow
+from tests.workers.fake_clock import FakeClock
+
+pytestmark = pytest.mark.timeout(60)
+
+#: What the tasks below did, in order (they run in this process, on the worker's threads).
+JOURNAL: list[str] = []
+
+
+class Reserve(task.Task):
+    default_provides = "reservation"
+
+    def execute(self, size: int) -> str:
+        JOURNAL.append(f"reserve {size}")
+        return f"r-{size}"
+
+    def revert(self, size: int, result: Any, **kwargs: Any) -> None:
+        JOURNAL.append(f"release {result}")
+
+
+class Fail(task.Task):
+    def execute(self, reservation: str) -> None:
+        raise RuntimeError(f"cannot use {reservation}")
+
+
+class Chatty(task.Task):
+    """Reports progress a few times in a row, as TaskFlow's own test tasks do."""
+
+    def execute(self) -> None:
+        for value in (0.2, 0.5, 0.8):
+            self.update_progress(value)
+
+
+TASKS = [Reserve, Fail, Chatty]
+
+
+@pytest.fixture
+def exchange() -> str:
+    """An exchange of this test's own, so tests cannot see each other's workers."""
+    return f"ex-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def start_worker() -> Iterator[Callable[..., Worker]]:
+    """Start workers in threads, TaskFlow's way (``run`` in a thread, then ``wait``); stop them after."""
+    started: list[tuple[Worker, threading.Thread]] = []
+
+    def start(**options: Any) -> Worker:
+        worker = Worker(transport="memory", tasks=TASKS, **options)
+        runner = threading.Thread(target=worker.run, daemon=True)
+        runner.start()
+        assert worker.wait(10)
+        started.append((worker, runner))
+        return worker
+
+    yield start
+    for worker, runner in started:
+        worker.stop()
+        runner.join(10)
+        assert worker.join(0)
+
+
+def load(flow: Any, exchange: str, **options: Any) -> Any:
+    options.setdefault("topics", ["t"])
+    return engines.load(flow, engine="worker-based", exchange=exchange, transport="memory", **options)
+
+
+def test_an_engine_runs_a_flow_on_a_worker_of_its_process(
+    start_worker: Callable[..., Worker], exchange: str
+) -> None:
+    start_worker(exchange=exchange, topic="t", transport_options={"polling_interval": 0.01})
+    engine = load(linear_flow.Flow("f").add(Reserve()), exchange, store={"size": 3})
+
+    engine.run()
+
+    assert engine.storage.fetch("reservation") == "r-3"
+    assert engine.storage.get_flow_state() == st.SUCCESS
+
+
+def test_a_remote_failure_reverts_the_flow_on_the_worker(
+    start_worker: Callable[..., Worker], exchange: str
+) -> None:
+    start_worker(exchange=exchange, topic="t")
+    engine = load(linear_flow.Flow("f").add(Reserve(), Fail()), exchange, store={"size": 7})
+    JOURNAL.clear()
+
+    with pytest.raises(exc.WrappedFailure, match="cannot use r-7"):
+        engine.run()
+
+    assert JOURNAL == ["reserve 7", "release r-7"]
+    assert engine.storage.get_atom_state(Reserve().name) == st.REVERTED
+    assert engine.storage.get_flow_state() == st.REVERTED
+
+
+def test_every_progress_report_of_a_short_burst_reaches_the_engine(
+    start_worker: Callable[..., Worker], exchange: str
+) -> None:
+    start_worker(exchange=exchange, topic="t")
+    chatty = Chatty()
+    seen: list[float] = []
+    chatty.notifier.register(
+        task.EVENT_UPDATE_PROGRESS, lambda event_type, details: seen.append(details["progress"])
+    )
+
+    load(linear_flow.Flow("f").add(chatty), exchange).run()
+
+    assert seen == [0.0, 0.2, 0.5, 0.8, 1.0]
+
+
+def test_a_progress_flood_is_cut_to_a_burst_then_one_report_per_interval() -> None:
+    now = [0.0]
+    sent: list[float] = []
+    throttle = _task_call.ProgressThrottle(sent.append, monotonic=lambda: now[0])
+    for i in range(_task_call.PROGRESS_BURST + 5):
+        throttle.report(Chatty(), i / 100)
+    assert sent == [i / 100 for i in range(_task_call.PROGRESS_BURST)]
+
+    now[0] += _task_call.PROGRESS_INTERVAL
+    throttle.report(Chatty(), 0.5)
+    throttle.report(Chatty(), 0.6)
+    throttle.flush()
+    assert sent[_task_call.PROGRESS_BURST :] == [0.5, 0.6]
+
+
+def test_engines_and_workers_meet_by_exchange_and_topic(
+    start_worker: Callable[..., Worker], exchange: str
+) -> None:
+    start_worker(exchange=exchange, topic="t")
+    clock = FakeClock()  # the availability check's wait costs no real time
+    flow = linear_flow.Flow("f").add(Reserve())
+
+    for elsewhere in ({"exchange": f"{exchange}-other"}, {"topics": ["other-topic"]}):
+        options = {
+            "exchange": exchange,
+            "store": {"size": 1},
+            "worker_wait": 1.0,
+            "clock": clock,
+            **elsewhere,
+        }
+        with pytest.raises(exc.NotFound, match="no live worker offers"):
+            load(flow, **options).run()
+
+    engine = load(flow, exchange, store={"size": 1}, url="memory://")
+    engine.run()
+    assert engine.storage.fetch("reservation") == "r-1"
+
+
+def test_a_named_memory_url_is_a_separate_broker(start_worker: Callable[..., Worker], exchange: str) -> None:
+    start_worker(exchange=exchange, topic="t", url=f"memory://{exchange}")
+    flow = linear_flow.Flow("f").add(Reserve())
+
+    with pytest.raises(exc.NotFound):
+        load(flow, exchange, store={"size": 1}, worker_wait=1.0, clock=FakeClock()).run()
+    engine = load(flow, exchange, store={"size": 2}, url=f"memory://{exchange}")
+    engine.run()
+    assert engine.storage.fetch("reservation") == "r-2"
+
+
+def test_worker_expiry_stops_sending_to_a_worker_not_heard_from(
+    start_worker: Callable[..., Worker], exchange: str
+) -> None:
+    clock = FakeClock()
+    # A heartbeat far away: the advert itself stays valid for 3000 s of the clock.
+    start_worker(exchange=exchange, topic="t", clock=clock, heartbeat=1000.0, visibility_timeout=2000.0)
+    flow = linear_flow.Flow("f").add(Reserve())
+    clock.advance(31.0)
+
+    with pytest.raises(exc.NotFound, match="no live worker offers"):
+        load(flow, exchange, store={"size": 1}, worker_expiry=30, worker_wait=1.0, clock=clock).run()
+
+    for no_limit in (None, 0, -1):
+        engine = load(flow, exchange, store={"size": 1}, worker_expiry=no_limit, clock=clock)
+        engine.run()
+        assert engine.storage.fetch("reservation") == "r-1"
+
+
+def _silent_worker(exchange: str, clock: FakeClock) -> None:
+    """Advertise, in the memory broker, a worker of topic ``t`` that never reads a request."""
+    client = _memory.connect()
+    advert = protocol.notify_message(
+        "silent", "t", [protocol.task_name(Reserve)], heartbeat=1000.0, visibility_timeout=2000.0,
+        sent_at=clock.time(),
+    )  # fmt: skip
+    client.hset(protocol.worker_key(exchange, "silent"), mapping=protocol.encode(advert, None))
+    client.zadd(protocol.workers_key(exchange, "t"), {"silent": int((clock.time() + 3000) * 1000)})
+
+
+def test_a_request_no_worker_starts_times_out_after_the_transition_timeout(
+    exchange: str, wait_until: Callable[..., object]
+) -> None:
+    clock = FakeClock()
+    _silent_worker(exchange, clock)
+    engine = load(
+        linear_flow.Flow("f").add(Reserve()), exchange, store={"size": 1}, transition_timeout=5.0, clock=clock
+    )
+    outcome: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            engine.run()
+        except BaseException as err:  # handed to the test thread
+            outcome.append(err)
+
+    runner = threading.Thread(target=run, daemon=True)
+    runner.start()
+    client = _memory.connect()
+    stream = protocol.requests_key(exchange, "t")
+    wait_until(lambda: client.exists(stream) and client.xread({stream: "0-0"}))
+    clock.advance(4.0)
+    assert runner.is_alive()
+    clock.advance(1.5)
+    # The failed atom's revert request is not started either: it times out in turn.
+    wait_until(lambda: clock.advance(0.5) or not runner.is_alive())
+
+    assert len(outcome) == 1
+    assert isinstance(outcome[0], exc.RequestTimeout)
+    assert "revert request" in str(outcome[0]) and "no worker started it within 5 s" in str(outcome[0])
+    assert engine.storage.get_atom_state(Reserve().name) == st.REVERT_FAILURE
+    assert isinstance(engine.storage.get_execute_failures()[Reserve().name].exception, exc.RequestTimeout)
+
+
+def test_an_amqp_url_is_refused_naming_it_without_its_password() -> None:
+    flow = linear_flow.Flow("f").add(Reserve())
+    url = "amqp://guest:hunter2@rabbit:5672//"
+
+    with pytest.raises(exc.InvalidEngineOption) as raised:
+        engines.load(flow, engine="worker-based", url=url, topics=["t"], exchange="x")
+    with pytest.raises(exc.InvalidFormat) as refused:
+        Worker(exchange="x", topic="t", tasks=TASKS, url=url)
+
+    for error in (raised.value, refused.value):
+        text = str(error)
+        assert "amqp://guest:***@rabbit:5672//" in text and "hunter2" not in text
+        assert "Redis" in text and "memory" in text
+    assert raised.value.option == "url"
+
+
+@pytest.mark.parametrize(
+    ("options", "option", "words"),
+    [
+        ({"transport": "amqp"}, "transport", "transport 'amqp' is not supported"),
+        ({"transport": "memory", "url": "redis://localhost"}, "transport", "does not match"),
+        ({"transport": "redis"}, "url", "url is missing"),
+        ({}, "url", "url is missing"),
+        ({"transport": "memory", "transport_options": 3}, "transport_options", "must be a dict"),
+        ({"transport": "memory", "worker_expiry": "soon"}, "worker_expiry", "worker_expiry"),
+        ({"transport": "memory", "exchange": ""}, "exchange", "exchange"),
+    ],
+)
+def test_bad_transport_options_are_refused_before_anything_runs(
+    options: dict[str, Any], option: str, words: str
+) -> None:
+    with pytest.raises(exc.InvalidEngineOption, match=words) as raised:
+        engines.load(linear_flow.Flow("f").add(Reserve()), engine="worker-based", topics=["t"], **options)
+    assert raised.value.option == option
+
+
+def test_taskflow_options_are_accepted_on_redis_too() -> None:
+    engine = engines.load(
+        linear_flow.Flow("f").add(Reserve()),
+        store={"size": 1},
+        engine="worker-based",
+        url="redis://localhost:1/0",
+        topics=["t"],
+        exchange="test",
+        transport="redis",
+        transport_options={"polling_interval": 0.1},
+        worker_expiry=60,
+        retry_options={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.1, "interval_max": 1},
+    )
+    assert engine.options["exchange"] == "test"
+
+
+def test_wait_returns_false_for_a_worker_that_stopped_and_join_waits_for_the_end(exchange: str) -> None:
+    worker = Worker(exchange=exchange, topic="t", tasks=TASKS, transport="memory")
+    assert worker.join(0)  # not running
+    worker.start()
+    assert worker.wait(10)
+    assert not worker.join(0)
+    worker.stop()
+    assert worker.join(0)
+    assert not worker.wait(0)
+
+
+def test_nothing_warns_about_signing_in_one_process(
+    start_worker: Callable[..., Worker], exchange: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING)
+    start_worker(exchange=exchange, topic="t")
+    load(linear_flow.Flow("f").add(Reserve()), exchange, store={"size": 1}).run()
+    assert not [r for r in caplog.records if "signing secret" in r.getMessage()]
