@@ -66,7 +66,7 @@ MODULES = (
 )
 
 # Ratchets (see the module docstring): move them only towards the goal.
-MIN_PASSED = 998
+MIN_PASSED = 1067
 MAX_UNLISTED_FAILURES = 0
 
 # Importing taskflow's test helpers pulls in oslo_utils.eventletutils, which warns.
