@@ -169,6 +169,24 @@ def test_engines_and_workers_meet_by_exchange_and_topic(
     assert engine.storage.fetch("reservation") == "r-1"
 
 
+def test_without_an_exchange_both_sides_use_taskflows_default_one(
+    start_worker: Callable[..., Worker],
+) -> None:
+    topic = f"t-{uuid.uuid4().hex[:8]}"
+    start_worker(topic=topic)
+    engine = engines.load(
+        linear_flow.Flow("f").add(Reserve()),
+        engine="worker-based",
+        transport="memory",
+        exchange="default",
+        topics=[topic],
+        store={"size": 4},
+        transition_timeout=None,  # TaskFlow's "no limit"
+    )
+    engine.run()
+    assert engine.storage.fetch("reservation") == "r-4"
+
+
 def test_a_named_memory_url_is_a_separate_broker(start_worker: Callable[..., Worker], exchange: str) -> None:
     start_worker(exchange=exchange, topic="t", url=f"memory://{exchange}")
     flow = linear_flow.Flow("f").add(Reserve())

@@ -46,6 +46,7 @@ __all__ = [
     "fields",
     "is_transient",
     "live_workers",
+    "namespace",
     "retry_settings",
 ]
 
@@ -174,6 +175,23 @@ def choose_url(url: Any, transport: Any) -> str:
         )
     chosen: str = url
     return chosen
+
+
+#: The exchange TaskFlow's engines use when given none.
+DEFAULT_EXCHANGE = "default"
+
+
+def namespace(url: str, exchange: str | None) -> str:
+    """The key prefix engines and workers meet under when no ``key_prefix`` is given.
+
+    On the memory transport it is the ``exchange`` (TaskFlow's ``"default"``
+    when none is given), as engines and workers find each other by exchange on
+    TaskFlow's; on Redis it stays ``"flowkit"`` whatever the exchange, so
+    engines keep finding workers started by ``flowkit worker``.
+    """
+    if _memory.is_memory_url(url):
+        return exchange or DEFAULT_EXCHANGE
+    return protocol.DEFAULT_NAMESPACE
 
 
 #: TaskFlow's (kombu's) retry option names, read as the nearest of ours.

@@ -37,6 +37,8 @@ __all__ = ["WorkerBasedActionEngine"]
 LOG = logging.getLogger(__name__)
 
 _KIND = "worker-based"
+#: ``transition_timeout=None``: a year, as good as for ever (a request carries a finite deadline).
+_NO_TIMEOUT = 365 * 24 * 3600.0
 #: TaskFlow's options for its kombu transport, read as their nearest meaning here.
 _TASKFLOW = frozenset({"exchange", "transport", "transport_options", "worker_expiry"})
 
@@ -54,7 +56,7 @@ class WorkerBasedActionEngine(ActionEngine):
       ``"redis"`` or None (the default: the URL decides). Kombu's other
       transports (AMQP...) are refused, naming them.
     * ``exchange``: on the memory transport, the namespace engines and workers
-      meet in (default ``"flowkit"``), as TaskFlow's exchange; on Redis that is
+      meet in (default ``"default"``, as TaskFlow's); on Redis that is
       ``key_prefix``, and ``exchange`` is ignored, so engines keep finding
       workers started by ``flowkit worker``.
     * ``transport_options``: kombu's options (``polling_interval``...): accepted
@@ -68,11 +70,12 @@ class WorkerBasedActionEngine(ActionEngine):
       whose ``worker_topic`` (class or instance attribute; a declarative spec's
       ``topic:``) is set goes to that topic only, listed here or not.
     * ``transition_timeout``: seconds a request may wait for a worker to start
-      it, and a running request may outlive its worker's advertisement (default 60).
+      it, and a running request may outlive its worker's advertisement (default
+      60; None, as in TaskFlow, for no limit: a year).
     * ``retry_options``: ``{"attempts": 5, "backoff": 0.1}``, how Redis commands
       are retried on connection errors.
-    * ``key_prefix``: prefix of the Redis keys (default ``"flowkit"``, or the
-      ``exchange`` on the memory transport); the workers' ``--key-prefix`` must
+    * ``key_prefix``: prefix of the Redis keys (default ``"flowkit"``; on the
+      memory transport, the ``exchange``); the workers' ``--key-prefix`` must
       match. (``engines.load(namespace=)`` is the entry-point group engines are
       found in, not this.)
     * ``secret``: HMAC key to sign and check messages (default: the
@@ -108,7 +111,7 @@ class WorkerBasedActionEngine(ActionEngine):
     def _check_options(self) -> None:
         # Loading without the redis client installed fails here, before anything
         # runs, with an ImportError that says which extra to install.
-        from flowkit.engines.worker_based import _memory, _transport  # noqa: F401
+        from flowkit.engines.worker_based import _memory, _transport
 
         options = self._options
         self._url = _url(options.get("url"), options.get("transport"))
@@ -120,14 +123,16 @@ class WorkerBasedActionEngine(ActionEngine):
                 f"transport_options must be a dict, not {type(transport_options).__name__}",
             )
         self._topics = _topics(options.get("topic"), options.get("topics"))
-        self._transition_timeout = _number(options, "transition_timeout", 60.0, positive=True)
+        if "transition_timeout" in options and options["transition_timeout"] is None:
+            self._transition_timeout = _NO_TIMEOUT  # TaskFlow's "wait for ever"
+        else:
+            self._transition_timeout = _number(options, "transition_timeout", 60.0, positive=True)
         self._worker_expiry = _expiry(options.get("worker_expiry"))
         self._attempts, self._backoff = _retry_options(options.get("retry_options"))
         exchange = options.get("exchange")
         if exchange is not None and (not isinstance(exchange, str) or not exchange):
             raise _bad("exchange", f"exchange must be a non-empty str, not {exchange!r}")
-        default_prefix = exchange if self._memory and exchange else protocol.DEFAULT_NAMESPACE
-        key_prefix = options.get("key_prefix", default_prefix)
+        key_prefix = options.get("key_prefix", _transport.namespace(self._url, exchange))
         if not isinstance(key_prefix, str) or not key_prefix:
             raise _bad("key_prefix", f"key_prefix must be a non-empty str, not {key_prefix!r}")
         self._namespace = key_prefix

@@ -41,7 +41,7 @@ from typing import Any
 
 from flowkit import dynamic
 from flowkit import exceptions as exc
-from flowkit.engines.worker_based import _transport, protocol
+from flowkit.engines.worker_based import _memory, _transport, protocol
 from flowkit.engines.worker_based._clock import SYSTEM, WorkerClock
 from flowkit.engines.worker_based._task_call import ProgressThrottle, call_task
 from flowkit.engines.worker_based._task_registry import TaskClass, load_tasks
@@ -112,8 +112,8 @@ class Worker:
         transport: ``"memory"``, ``"redis"`` or None (the URL decides), as the
             engine's option of that name.
         exchange: on the memory transport, the namespace shared with the
-            engines (their ``exchange``; default ``"flowkit"``); ignored on Redis,
-            where ``key_prefix`` is that namespace.
+            engines (their ``exchange``; default ``"default"``, as TaskFlow's);
+            ignored on Redis, where ``key_prefix`` is that namespace.
         transport_options: kombu's options (``polling_interval``...), accepted
             and ignored: nothing here polls.
         retry_options: ``{"attempts": 5, "backoff": 0.1}`` (or kombu's
@@ -122,7 +122,7 @@ class Worker:
         executor: accepted for TaskFlow's signature and ignored: tasks run on
             the worker's own ``threads_count`` threads.
         key_prefix: prefix of every Redis key (the engines' ``key_prefix``
-            option; default ``"flowkit"``, or ``exchange`` on the memory transport).
+            option; default ``"flowkit"``; on the memory transport, ``exchange``).
         threads_count: how many tasks run at once (default: CPUs + 4, at most 32).
         secret: HMAC key to sign and check messages with; defaults to the
             ``FLOWKIT_WORKER_SECRET`` environment variable (unset: no signing).
@@ -190,9 +190,9 @@ class Worker:
         _check(bool(topic), "topic must be a non-empty string")
         url = _transport.choose_url(url, transport)
         attempts, backoff = _transport.retry_settings(retry_options)
-        self._memory = url.startswith("memory://")
+        self._memory = _memory.is_memory_url(url)
         if key_prefix is None:
-            key_prefix = exchange if self._memory and exchange else protocol.DEFAULT_NAMESPACE
+            key_prefix = _transport.namespace(url, exchange)
         self._registry = load_tasks(tasks)
         self._client = _transport.connect(url, attempts=attempts, backoff=backoff)
         self._url = url
