@@ -117,7 +117,7 @@ class DispatchingDriver:
             elif held is not None:
                 held.append((node, action, call))
             else:
-                done.started()
+                done.in_flight += 1  # done.started(), inline: once per call
                 if timeouts and action != REVERT and node.index in timeouts:
                     self.dispatch_timed(runtime, node, action, call, timeouts[node.index])
                 else:

@@ -402,7 +402,8 @@ class Runtime:
                 value = _shared_bridge().run(value)
             if type(value) in _CONTROL:
                 return True, value
-            _check_unpacks(node, atom, value)
+            if atom._extraction:  # type: ignore[union-attr]
+                _check_unpacks(node, atom, value)
         except Exception:
             return False, Failure()
         self.completed += 1
@@ -471,7 +472,8 @@ class Runtime:
         if node.kind == RETRY:
             kwargs["history"] = self.storage.get_retry_history(node.name)
             return Call(atom.execute, kwargs)  # type: ignore[union-attr]
-        if self._progress_watched(atom):
+        own = atom._notifier  # type: ignore[union-attr]
+        if self.notifier.has_listeners or (own is not None and own.has_listeners):  # _progress_watched
             self._announce_progress(node.name, atom, 0.0)
         return Call(_run_execute, {"atom": atom, "kwargs": kwargs})
 
@@ -556,21 +558,25 @@ class Runtime:
             try:
                 if self.guards and node.index in self.guards:
                     value = self.guards[node.index].on_result(value)
-                _check_unpacks(node, atom, value)
+                if atom._extraction:  # type: ignore[union-attr]
+                    _check_unpacks(node, atom, value)
                 if self._durable:
                     self.check_storable(node, "result", value)
             except exc.InvalidFormat as err:
                 ok, value = False, Failure.from_exception(err)
         if ok:
             record.result, record.failure = value, None
-            self._failures.pop(node.name, None)
+            if self._failures:
+                self._failures.pop(node.name, None)
             if node.kind == RETRY:
                 self.state.append_retry_result(node.name, value)
             else:
                 record.progress = 1.0
             self._transition(node, st.SUCCESS, value)
-            if node.kind != RETRY and self._progress_watched(atom):
-                self._announce_progress(node.name, atom, 1.0)
+            if node.kind != RETRY:
+                own = atom._notifier  # type: ignore[union-attr]
+                if self.notifier.has_listeners or (own is not None and own.has_listeners):
+                    self._announce_progress(node.name, atom, 1.0)
             self.scheduler.executed(node, True)
             return
         record.failure, record.result = value, None
