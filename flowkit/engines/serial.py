@@ -64,10 +64,12 @@ class _SerialDriver:
             run = runtime.state
             scheduler = runtime.scheduler
             loops = runtime.loops
+            has_ready = self._has_ready
             while True:
-                outcome = run_inline(*first)
+                node, action = first
+                outcome = run_inline(node, action)
                 if outcome is not None:
-                    self._done.append(Completion(first[0], first[1], *outcome))
+                    self._done.append(Completion(node, action, *outcome))
                     self.in_flight = len(self._done)
                     return
                 if run.flow_state != RUNNING or scheduler.halted or loops.timers:
@@ -75,7 +77,7 @@ class _SerialDriver:
                 first = next_item()
                 if first is None:
                     return
-                if self._has_ready():
+                if has_ready():
                     second = next_item()
                     break
         if second is None:
