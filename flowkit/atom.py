@@ -125,11 +125,15 @@ class _OneName(Mapping[str, None]):
 
 #: Stand-ins for the symbols of a ``rebind`` dict (and for the names in a
 #: ``requires`` list) in a cached profile, filled in per atom. No symbol a flow
-#: uses contains a NUL. Grown on demand: a fan-in atom may require thousands.
+#: uses contains a NUL. Grown on demand, up to :data:`_REQUIRES_SLOTS`.
 _SLOTS: list[str] = [f"\x00flowkit-rebind-{i}\x00" for i in range(8)]
 _SLOT_INDEX: dict[str, int] = {slot: i for i, slot in enumerate(_SLOTS)}
 #: How many symbols of a ``rebind`` dict are stood in for (a longer one is cached as is).
 _REBIND_SLOTS = 8
+#: How many names of a ``requires`` list are stood in for. A longer list is a fan-in
+#: atom's, nearly always one of a kind: stand-ins would cost it three more passes
+#: over its names (and a thousand stand-ins made once) for a profile never shared.
+_REQUIRES_SLOTS = 64
 _SLOT_RUNS: dict[int, tuple[str, ...]] = {}
 
 
@@ -654,6 +658,7 @@ class Atom(metaclass=abc.ABCMeta):
                 and revert_rebind is None
                 and revert_req_key is req_key
                 and req_key
+                and len(req_key) <= _REQUIRES_SLOTS
                 and known is not None
                 and len(set(req_key)) == len(req_key)
                 and _arg_names(signatures).isdisjoint(req_key)
@@ -795,7 +800,9 @@ class Atom(metaclass=abc.ABCMeta):
     def provides(self) -> frozenset[str]:
         found = self._provides
         if found is None:
-            found = self._provides = frozenset(self.save_as)
+            save_as = self.save_as
+            names = (save_as._name,) if type(save_as) is _OneName else save_as
+            found = self._provides = frozenset(names)
         return found
 
     @provides.setter
@@ -815,7 +822,12 @@ class Atom(metaclass=abc.ABCMeta):
 
     def _derive_requires(self) -> frozenset[str]:
         """The symbols bound to required arguments of ``execute`` and ``revert``, less injected ones."""
-        optional = self.optional
+        optional, rebind = self.optional, self.rebind
+        if not optional and not self.inject and rebind is self.revert_rebind and not self.revert_optional:
+            # Every argument required, execute and revert alike (the usual atom): the symbols.
+            if type(rebind) is _OnePair:
+                return frozenset((rebind._symbol,))
+            return _frozen(rebind.values())
         found = {sym for arg, sym in self.rebind.items() if arg not in optional}
         if self.revert_rebind is not self.rebind or self.revert_optional is not optional:
             revert_optional = self.revert_optional
