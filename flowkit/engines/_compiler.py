@@ -109,6 +109,7 @@ class Node:
         "deciders",
         "exec_args",
         "index",
+        "keyless",
         "kind",
         "name",
         "pos",
@@ -127,6 +128,10 @@ class Node:
         self.atom = atom
         self.scope = scope
         self.priority: int = atom.priority if atom is not None else 0
+        #: The atom's whole result is stored under its one name (``provides="x"``),
+        #: so reading a symbol from it needs no key (known here, where the atom is
+        #: at hand, so that resolving a reader does not fetch the atom again).
+        self.keyless = atom is None or type(atom.save_as) is _OneName
         # Lists while the graph is built, frozen to tuples after (lighter, and final).
         self.succ: Sequence[int] = []
         self.pred: Sequence[int] = []
@@ -178,8 +183,9 @@ class FlowScope:
         # For graph mode: child position -> positions it has a direct link from.
         self.preds_of: dict[int, set[int]] = {}
         # For graph mode: child position -> its rank in a topological order of the
-        # children (an ancestor always ranks lower), so a search for one can stop early.
-        self.rank: list[int] = []
+        # children (an ancestor always ranks lower), so a search for one can stop
+        # early; None when the positions themselves are such an order (the usual case).
+        self.rank: list[int] | None = None
         # For graph mode: child position -> all positions it (transitively) runs after,
         # filled on demand for children whose providers are not all direct predecessors.
         self.ancestors_of: dict[int, frozenset[int]] = {}
@@ -198,6 +204,9 @@ class FlowScope:
         (adding an item links it from what it requires), which is answered at once.
         Otherwise the ancestors of ``b`` are collected once and kept: a consumer
         asking about many providers (a fan-in) pays for one walk, not one each.
+        A ``b`` linked from one child only asks about that child's ancestors
+        instead, so many consumers hanging off one item (the end of a chain)
+        share one walk rather than each making its own.
         """
         if self.mode == _LINEAR:
             return a < b
@@ -209,8 +218,10 @@ class FlowScope:
         if a in direct:
             return True
         rank = self.rank
-        if rank[a] >= rank[b]:
+        if (a >= b) if rank is None else (rank[a] >= rank[b]):
             return False
+        if len(direct) == 1:
+            (b,) = direct  # a is not it: a precedes b when it precedes b's only predecessor
         ancestors = self.ancestors_of.get(b)
         if ancestors is None:
             ancestors = self.ancestors_of[b] = self._ancestors(b)
@@ -530,40 +541,82 @@ class _Builder:
         ordered: list[Any],
     ) -> None:
         """Wire a flow whose order comes from ``iter_links()`` (graph flows, custom patterns)."""
-        # Links may point backwards in creation order: node order is no longer topological.
-        self.ordered = False
-        position = {id(item): pos for pos, item in enumerate(ordered)}
         count = len(entries)
-        has_in = [False] * count
         has_out = [False] * count
-        links: list[tuple[int, int]] = []
+        # Child position -> the positions it has a direct link from.
+        preds_of: dict[int, set[int]] = {}
         deciders: dict[int, list[EdgeDecider]] = {}
         # Imported here: a flow without graph flows never needs the module (start-up time).
         from flowkit.patterns import graph_flow
 
-        # A stock graph flow lends its link metadata uncopied (it is only read here).
-        own_links = type(flow).iter_links is graph_flow.Flow.iter_links
-        for u, v, meta in flow._links() if own_links else flow.iter_links():
-            pu, pv = position[id(u)], position[id(v)]
-            links.append((pu, pv))
+        # Child (or its id) -> its position.
+        position: dict[Any, int]
+        if type(flow).iter_links is graph_flow.Flow.iter_links:
+            # A stock graph flow lends its links uncopied (they are only read here),
+            # grouped by the child they leave, and says whether any has a decider.
+            # Its children key its own dicts, so they may key this one too (found by
+            # identity: cheaper than making an id per lookup).
+            position = {item: pos for pos, item in enumerate(ordered)}
+            groups: Iterable[tuple[Any, Mapping[Any, Any]]] = flow._links_by_source()
+            decided = flow._decided
+        else:
+            position = {id(item): pos for pos, item in enumerate(ordered)}
+            groups = ((id(u), {id(v): meta}) for u, v, meta in flow.iter_links())
+            decided = True
+        # Children are numbered in the order iter_nodes() gave: a dependency order
+        # for a graph flow, so every link points forward. Then node creation order
+        # stays topological, and a child's position is its rank (no sort needed).
+        forward = True
+        # Whether the links make one chain through the children in order (so far).
+        chain = True
+        links = 0
+        nodes = self.nodes
+        for u, outs in groups:
+            if not outs:
+                continue
+            pu = position[u]
             has_out[pu] = True
-            has_in[pv] = True
-            self._edge(exits[pu], entries[pv])
-            decider = meta.get(_DECIDER) if meta else None
-            if decider is not None:
-                depth = meta.get(flow_mod.LINK_DECIDER_DEPTH) or Depth.ALL
-                deciders.setdefault(entries[pv], []).append(
-                    EdgeDecider(exits[pu], decider, Depth.translate(depth))
-                )
-        for entry_node, found in deciders.items():
-            self.nodes[entry_node].deciders = tuple(found)
+            source = exits[pu]
+            succ: list[int] = nodes[source].succ  # type: ignore[assignment]
+            # Targets only: a link's metadata is looked at only if some link has a
+            # decider (in a big graph, touching each link's dict costs a cache miss).
+            for v in outs:
+                pv = position[v]
+                links += 1
+                if pu > pv:
+                    forward = False
+                if pu + 1 != pv:
+                    chain = False
+                found = preds_of.get(pv)
+                if found is None:
+                    preds_of[pv] = {pu}
+                else:
+                    found.add(pu)
+                target = entries[pv]
+                succ.append(target)
+                nodes[target].pred.append(source)  # type: ignore[attr-defined]
+                if not decided:
+                    continue
+                meta = outs[v]
+                decider = meta.get(_DECIDER) if meta else None
+                if decider is not None:
+                    depth = meta.get(flow_mod.LINK_DECIDER_DEPTH) or Depth.ALL
+                    deciders.setdefault(target, []).append(
+                        EdgeDecider(source, decider, Depth.translate(depth))
+                    )
+        for entry_node, found_deciders in deciders.items():
+            nodes[entry_node].deciders = tuple(found_deciders)
         end = scope.end
         for pos in range(count):
-            if not has_in[pos]:
+            if pos not in preds_of:
                 self._edge(entry, entries[pos])
             if not has_out[pos]:
                 self._edge(exits[pos], end)
-        _classify(scope, links)
+        if not forward:
+            # A pattern whose items do not come in dependency order: node creation
+            # order is no longer topological (compile_flow sorts the nodes).
+            self.ordered = False
+        _classify(scope, preds_of, linear=chain and links == count - 1, forward=forward)
 
     def check_duplicates(self) -> None:
         seen: set[str] = set()
@@ -636,19 +689,25 @@ def _controlling_retry(scope: FlowScope | None) -> int:
     return -1
 
 
-def _classify(scope: FlowScope, links: list[tuple[int, int]]) -> None:
-    """Decide how children of ``scope`` are ordered, for provider visibility."""
-    count = len(scope.children)
-    if not links:
+def _classify(scope: FlowScope, preds_of: dict[int, set[int]], *, linear: bool, forward: bool) -> None:
+    """Decide how children of ``scope`` are ordered, for provider visibility.
+
+    Args:
+        scope: the flow's scope.
+        preds_of: child position -> the positions linked to it.
+        linear: the links chain every child to the next one, in order.
+        forward: every link goes from a lower position to a higher one, so the
+            positions already rank the children (``scope.rank`` stays None).
+    """
+    if not preds_of:
         scope.mode = _UNORDERED
-    elif len(links) == count - 1 and all(u + 1 == v for u, v in links):
+    elif linear:
         scope.mode = _LINEAR
     else:
         scope.mode = _GRAPH
-        preds_of = scope.preds_of
-        for u, v in links:
-            preds_of.setdefault(v, set()).add(u)
-        scope.rank = _ranks(count, preds_of)
+        scope.preds_of = preds_of
+        if not forward:
+            scope.rank = _ranks(len(scope.children), preds_of)
 
 
 def _ranks(count: int, preds_of: dict[int, set[int]]) -> list[int]:
@@ -736,15 +795,16 @@ class _Resolver:
                 found_at = providers.get(symbol)
                 if type(found_at) is int and found_at < pos and (linear or found_at in linked):
                     child = children[found_at]
-                    if type(child) is int and symbol in nodes[child].atom.save_as:  # type: ignore[union-attr]
+                    if type(child) is int:
+                        # An atom child: the index holds it because its save_as has the symbol.
                         provider = child
             if provider < 0:
                 provider = find(node, symbol)
-            if provider >= 0:
-                save_as = nodes[provider].atom.save_as  # type: ignore[union-attr]
-                key = None if type(save_as) is _OneName else save_as[symbol]
-            else:
+            if provider < 0:
                 key = None
+            else:
+                found = nodes[provider]
+                key = None if found.keyless else found.atom.save_as[symbol]  # type: ignore[union-attr]
             # tuple.__new__ spares the named tuple's own __new__ frame: one per argument.
             plans.append(_new_tuple(ArgPlan, (arg, symbol, provider, arg in optional, key)))
         return tuple(plans)
@@ -793,7 +853,11 @@ class _Resolver:
                 if found >= 0:
                     return found
             return -1
-        before = [p for p in positions if p < pos and scope.precedes(p, pos)]
+        if scope.rank is None:
+            # Positions are a dependency order: only earlier children can run before.
+            before = [p for p in positions if p < pos and scope.precedes(p, pos)]
+        else:
+            before = [p for p in positions if scope.precedes(p, pos)]
         if self._strict:
             # Nearest first: a provider that precedes another candidate is shadowed by it.
             nearest = [p for p in before if not any(q != p and scope.precedes(p, q) for q in before)]

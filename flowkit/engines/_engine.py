@@ -295,18 +295,20 @@ class ActionEngine(Engine):
     def compile(self) -> None:
         if self._compilation is not None:
             return
+        # The compilation and the runtime's per-node state are big and long-lived:
+        # no point in the collector walking them while they are made.
         with gc_paused():
             compilation = _compiler.compile_flow(self._flow, strict=bool(self._options.get("strict", False)))
-        if self._options.get("check_types", True):
-            typed.check_compilation(compilation)
-        self._runtime = Runtime(
-            compilation,
-            self._storage,
-            self._atom_notifier,
-            defer_reverts=bool(self._options.get("defer_reverts", False)),
-            never_resolve=bool(self._options.get("never_resolve", False)),
-            clock=self._options.get("clock"),
-        )
+            if self._options.get("check_types", True):
+                typed.check_compilation(compilation)
+            self._runtime = Runtime(
+                compilation,
+                self._storage,
+                self._atom_notifier,
+                defer_reverts=bool(self._options.get("defer_reverts", False)),
+                never_resolve=bool(self._options.get("never_resolve", False)),
+                clock=self._options.get("clock"),
+            )
         self._runtime.guards = _guards.build(compilation, self._options)
         task_options = _task_options.read_task_options(compilation, self._options, self.kind)
         self._runtime.timeouts = task_options.timeouts

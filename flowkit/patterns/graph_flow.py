@@ -21,6 +21,7 @@ from typing import Any, Self
 
 from flowkit import deciders, flow
 from flowkit import exceptions as exc
+from flowkit._utils.gc_pause import gc_paused
 from flowkit.atom import Atom
 from flowkit.flow import FlowItem
 from flowkit.retry import Retry
@@ -28,6 +29,9 @@ from flowkit.retry import Retry
 __all__ = ["Flow", "TargetedFlow"]
 
 Meta = dict[str, Any]
+
+#: From this many items in one add, the cyclic garbage collector is paused meanwhile.
+_BULK = 1000
 
 
 def _copy_meta(meta: Meta) -> Meta:
@@ -59,6 +63,14 @@ class Flow(flow.Flow):
         self._requirers: dict[str, list[FlowItem]] = {}
         self._subflows: list[FlowItem] = []
         self._counter = 0
+        # Whether every link goes from an item added earlier to one added later
+        # (the usual case: providers first). Insertion order is then already a
+        # dependency order, and iter_nodes need not sort. Never set back once a
+        # link went backwards (a removed link leaves it False: sorting is safe).
+        self._forward = True
+        # Whether a link was ever given a decider (the compiler reads no link's
+        # metadata while none was: a big graph's links are many).
+        self._decided = False
 
     # -- building --------------------------------------------------------------
 
@@ -86,31 +98,48 @@ class Flow(flow.Flow):
                 fresh[node] = None
         if not fresh:
             return self
+        if len(fresh) < _BULK:
+            return self._add_fresh(fresh, resolve_requires, resolve_existing)
+        # A big batch builds a big long-lived graph: the collector would only walk
+        # it again and again while it grows (nothing in it is garbage).
+        with gc_paused():
+            return self._add_fresh(fresh, resolve_requires, resolve_existing)
+
+    def _add_fresh(self, fresh: dict[FlowItem, None], resolve_requires: bool, resolve_existing: bool) -> Self:
+        """Add items not in the flow yet (see :meth:`add`)."""
         from_retry = self._retry.provides if self._retry is not None else frozenset()
         waiting = self._still_waiting(fresh, from_retry) if resolve_existing else {}
-        provided_now: dict[str, list[FlowItem]] = {}
+        nodes, order, succ, pred = self._nodes, self._order, self._succ, self._pred
+        counter = self._counter
         try:
             for node in fresh:
-                self._insert_node(node)
+                nodes[node] = {}
+                order[node] = counter
+                counter += 1
+                succ[node] = {}
+                pred[node] = {}
                 if resolve_requires:
-                    self._resolve_requires(node, from_retry, provided_now, waiting)
-                for value in node.provides:
-                    provided_now.setdefault(value, []).append(node)
-                if resolve_existing:
+                    self._resolve_requires(node, from_retry, waiting)
+                # Indexed at once (after its own requirements were resolved), so the
+                # items after it in this add find it as they find earlier ones.
+                self._index(node)
+                if resolve_existing and waiting:
                     self._resolve_existing(node, waiting)
             # As in TaskFlow, cycles are looked for once everything is linked (so
             # an ambiguity found on the way is what gets reported). The graph was
             # acyclic before, so any cycle goes through a new node: one walk over
             # what the new nodes reach tells, and only then is the cycle traced.
-            if self._has_cycle_from(fresh):
+            # No walk at all while every link points forward in insertion order:
+            # such links cannot close a cycle.
+            if not self._forward and self._has_cycle_from(fresh):
                 for node in fresh:
                     self._check_no_cycle(node)
         except BaseException:
             for node in fresh:
                 self._remove_node(node)
             raise
-        for node in fresh:
-            self._index(node)
+        finally:
+            self._counter = counter
         self._changed()
         return self
 
@@ -118,6 +147,8 @@ class Flow(flow.Flow):
         self, fresh: Iterable[FlowItem], from_retry: frozenset[str]
     ) -> dict[str, list[FlowItem]]:
         """Map each symbol the new items offer to the existing items still missing it."""
+        if not self._requirers and not self._subflows:
+            return {}  # no existing item requires anything (a first add, say)
         offered: set[str] = set()
         for node in fresh:
             offered.update(node.provides)
@@ -135,22 +166,17 @@ class Flow(flow.Flow):
         return waiting
 
     def _resolve_requires(
-        self,
-        node: FlowItem,
-        from_retry: frozenset[str],
-        provided_now: dict[str, list[FlowItem]],
-        waiting: dict[str, list[FlowItem]],
+        self, node: FlowItem, from_retry: frozenset[str], waiting: dict[str, list[FlowItem]]
     ) -> None:
         requires = node.requires
+        if not requires:
+            return
         own, subflows = self._providers, self._subflows
-        for value in sorted(requires.difference(from_retry) if from_retry else requires):
-            now = provided_now.get(value)
-            if subflows:
-                providers = self._providers_of(value) + (now or [])
-            else:
-                # Atoms only (the usual flow): the index answers without copying.
-                found = own.get(value)
-                providers = (found + now if now else found) if found else (now or [])
+        if from_retry:
+            requires = requires.difference(from_retry)
+        for value in sorted(requires) if len(requires) > 1 else requires:
+            # Atoms only (the usual flow): the index answers without copying.
+            providers = self._providers_of(value) if subflows else own.get(value, ())
             if len(providers) > 1:
                 names = sorted(provider.name for provider in providers)
                 raise exc.AmbiguousDependency(
@@ -223,19 +249,14 @@ class Flow(flow.Flow):
         if decider is not None:
             meta[flow.LINK_DECIDER] = decider
             meta[flow.LINK_DECIDER_DEPTH] = depth
+            self._decided = True
         self._changed()
         return self
 
     # -- the graph itself --------------------------------------------------------
 
-    def _insert_node(self, node: FlowItem) -> None:
-        self._nodes[node] = {}
-        self._order[node] = self._counter
-        self._counter += 1
-        self._succ[node] = {}
-        self._pred[node] = {}
-
     def _remove_node(self, node: FlowItem) -> None:
+        """Take back an item of an add that failed: its links and its index entries."""
         if node not in self._nodes:
             return
         for after in self._succ.pop(node):
@@ -244,6 +265,16 @@ class Flow(flow.Flow):
             self._succ[before].pop(node, None)
         del self._nodes[node]
         del self._order[node]
+        if not isinstance(node, Atom):
+            self._subflows[:] = [sub for sub in self._subflows if sub is not node]
+            return
+        for index, values in ((self._providers, node.provides), (self._requirers, node.requires)):
+            for value in values:
+                kept = [item for item in index.get(value, ()) if item is not node]
+                if kept:
+                    index[value] = kept
+                else:
+                    index.pop(value, None)
 
     def _index(self, node: FlowItem) -> None:
         if not isinstance(node, Atom):
@@ -268,6 +299,8 @@ class Flow(flow.Flow):
             meta = {}
             self._succ[u][v] = meta
             self._pred[v][u] = meta
+            if self._forward and self._order[u] > self._order[v]:
+                self._forward = False
         if reason is not None:
             meta.setdefault(flow.LINK_REASONS, set()).add(reason)
         return meta
@@ -383,6 +416,13 @@ class Flow(flow.Flow):
         """Yield ``(item, metadata)`` in dependency order (insertion order among equals)."""
         visible = self._visible()
         nodes = self._nodes if visible is None else visible
+        if self._forward:
+            # Every link points forward: insertion order is the answer (the sort
+            # below would give the same, at O(n log n)).
+            metas = self._nodes
+            for node in nodes:
+                yield node, metas[node]
+            return
         order = self._order
         indegree = {node: sum(1 for before in self._pred[node] if before in nodes) for node in nodes}
         ready = [(order[node], node) for node, count in indegree.items() if count == 0]
@@ -408,6 +448,16 @@ class Flow(flow.Flow):
             for v, meta in self._succ[u].items():
                 if visible is None or v in visible:
                     yield u, v, meta
+
+    def _links_by_source(self) -> Iterator[tuple[FlowItem, dict[FlowItem, Meta]]]:
+        """Yield each item with its links out (target -> own metadata, not a copy): for the compiler."""
+        visible = self._visible()
+        succ = self._succ
+        if visible is None:
+            yield from succ.items()
+            return
+        for u in visible:
+            yield u, {v: meta for v, meta in succ[u].items() if v in visible}
 
     @property
     def requires(self) -> frozenset[str]:

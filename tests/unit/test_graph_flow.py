@@ -123,6 +123,18 @@ def test_ambiguity_within_one_add_leaves_the_flow_unchanged() -> None:
     assert [node.name for node in f] == ["first"]
 
 
+def test_a_refused_add_leaves_nothing_behind_in_the_symbol_indexes() -> None:
+    f = graph_flow.Flow("g").add(make("first"))
+    sub = linear_flow.Flow("sub").add(make("s", provides="y"))
+    with pytest.raises(exc.AmbiguousDependency):
+        f.add(sub, make("p1", provides="x"), make("p2", provides="x"), make("c", requires=["x"]))
+    # Neither p1, p2 nor the nested flow provide anything any more; c is not waiting.
+    f.add(make("p3", provides="x"), make("c2", requires=["x", "y"]))
+    assert links(f) == [("p3", "c2", {flow.LINK_REASONS: {"x"}})]
+    f.add(make("c3", provides="c"))
+    assert f.requires == frozenset({"y"})
+
+
 # -- cycles ----------------------------------------------------------------------
 
 

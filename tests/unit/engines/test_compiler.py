@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from flowkit import exceptions, retry, task
+from flowkit import flow as flow_mod
 from flowkit.engines import _compiler
 from flowkit.engines._compiler import FLOW_END, FLOW_START, RETRY, TASK, compile_flow
 from flowkit.patterns import graph_flow, linear_flow, unordered_flow
@@ -88,7 +89,33 @@ def test_a_graph_flow_is_searched_in_its_own_order_last_first() -> None:
     inner = graph_flow.Flow("g").add(p2, p1).link(p1, p2)
     compilation = compile_flow(linear_flow.Flow("f").add(inner, Use("c", requires=["x"])))
     assert provider_of(compilation, "c", "x") == "p2"
-    assert compilation.order != range(len(compilation.nodes))
+    # Nodes are made in the graph flow's dependency order (p1 first): every edge points forward.
+    rank = {index: i for i, index in enumerate(compilation.order)}
+    assert all(rank[node.index] < rank[after] for node in compilation.nodes for after in node.succ)
+    assert [n.name for n in compilation.atoms] == ["p1", "p2", "c"]
+
+
+class _LastFirst(flow_mod._OrderedItems):
+    """A custom pattern that runs its items last-added first: its links point backwards."""
+
+    def iter_links(self) -> Any:
+        items = list(self)
+        for later, earlier in zip(items[1:], items, strict=False):
+            yield later, earlier, {}
+
+    @property
+    def requires(self) -> frozenset[str]:
+        return frozenset()
+
+
+def test_a_pattern_whose_links_point_backwards_is_sorted_and_still_resolved() -> None:
+    a, b, c = Use("a", requires=["y"]), Use("b", requires=["z"], provides="y"), Use("c", provides="z")
+    compilation = compile_flow(_LastFirst("f").add(a, b, c))
+    assert not isinstance(compilation.order, range)  # creation order is not topological here
+    names = [compilation.nodes[index].name for index in compilation.order]
+    assert names.index("c") < names.index("b") < names.index("a")
+    assert provider_of(compilation, "a", "y") == "b"
+    assert provider_of(compilation, "b", "z") == "c"
 
 
 def test_a_graph_flow_provider_reached_only_through_links_is_found() -> None:
@@ -103,6 +130,20 @@ def test_a_graph_flow_provider_reached_only_through_links_is_found() -> None:
     assert provider_of(compilation, "c", "y") == "p2"
     # Not linked before the consumer: not visible, so it must be injected.
     assert provider_of(compilation, "c", "z") is None
+
+
+def test_readers_hanging_off_the_end_of_a_chain_see_the_whole_chain_and_nothing_else() -> None:
+    chain = [Use(f"t{i}", provides=f"x{i}") for i in range(5)]
+    loose = Use("loose", provides="z")
+    readers = [Use(f"r{i}", requires=[f"x{i}", "z"]) for i in range(5)]
+    flow = graph_flow.Flow("g").add(*chain, loose, *readers, resolve_requires=False)
+    for before, after in zip(chain, chain[1:], strict=False):
+        flow.link(before, after)
+    for reader in readers:
+        flow.link(chain[-1], reader)
+    compilation = compile_flow(flow)
+    assert [provider_of(compilation, f"r{i}", f"x{i}") for i in range(5)] == [f"t{i}" for i in range(5)]
+    assert [provider_of(compilation, f"r{i}", "z") for i in range(5)] == [None] * 5
 
 
 def test_a_graph_flow_consumer_of_many_providers_sees_each_of_them() -> None:
