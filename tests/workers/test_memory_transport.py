@@ -313,6 +313,23 @@ def test_taskflow_options_are_accepted_on_redis_too() -> None:
     assert engine.options["exchange"] == "test"
 
 
+def test_interrupt_ends_a_blocking_read_at_once_whether_it_began_yet_or_not(exchange: str) -> None:
+    client = _memory.connect(f"memory://{exchange}")
+    client.xgroup_create("s", protocol.GROUP, id="0", mkstream=True)
+    replies: list[Any] = []
+
+    def read() -> None:
+        replies.append(client.xreadgroup(protocol.GROUP, "c", {"s": ">"}, block=600_000))
+
+    for _ in range(2):
+        reader = threading.Thread(target=read)
+        reader.start()
+        client.interrupt()  # before or during the read: either way it ends now, not in ten minutes
+        reader.join(10)
+        assert not reader.is_alive()
+    assert replies == [[], []]
+
+
 def test_wait_returns_false_for_a_worker_that_stopped_and_join_waits_for_the_end(exchange: str) -> None:
     worker = Worker(exchange=exchange, topic="t", tasks=TASKS, transport="memory")
     assert worker.join(0)  # not running
@@ -322,6 +339,25 @@ def test_wait_returns_false_for_a_worker_that_stopped_and_join_waits_for_the_end
     worker.stop()
     assert worker.join(0)
     assert not worker.wait(0)
+
+
+def test_run_takes_taskflows_banner_arguments(exchange: str, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="flowkit.engines.worker_based.worker")
+    written: list[str] = []
+    workers = []
+    for options in ({"banner_writer": written.append}, {"display_banner": False}):
+        worker = Worker(exchange=exchange, topic="t", tasks=TASKS, transport="memory")
+        runner = threading.Thread(target=worker.run, kwargs=options)
+        runner.start()
+        assert worker.wait(10)
+        worker.stop()
+        runner.join(10)
+        workers.append(worker)
+
+    assert written == [workers[0].banner]
+    assert written[0].splitlines()[0] == f"flowkit worker {workers[0].worker_id}"
+    assert f"namespace '{exchange}'" in written[0] and protocol.task_name(Fail) in written[0]
+    assert not [r for r in caplog.records if "serves topic" in r.getMessage()]  # neither run logged it
 
 
 def test_nothing_warns_about_signing_in_one_process(

@@ -134,8 +134,11 @@ class MemoryBroker:
                     results.append(err)
         return results
 
-    def read_blocking(self, read: Callable[[], Any], block_ms: int | None) -> Any:
-        """Run ``read`` until it finds something or ``block_ms`` (real time) has passed."""
+    def read_blocking(self, read: Callable[[], Any], block_ms: int | None, client: MemoryClient) -> Any:
+        """Run ``read`` until it finds something, ``block_ms`` passes or ``client`` is interrupted.
+
+        The block is real time, as on Redis, whatever the broker's clock.
+        """
         with self._added:
             reply = read()
             if reply or block_ms is None:
@@ -143,11 +146,18 @@ class MemoryBroker:
             deadline = time.monotonic() + block_ms / 1000
             while not reply:
                 left = deadline - time.monotonic()
-                if left <= 0:
+                if left <= 0 or client.interrupted:
                     break
                 self._added.wait(left)
                 reply = read()
+            client.interrupted = False
             return reply
+
+    def interrupt(self, client: MemoryClient) -> None:
+        """End ``client``'s blocking read now, or its next one if none is waiting."""
+        with self._added:
+            client.interrupted = True
+            self._added.notify_all()
 
     def _now(self) -> float:
         return self._clock.monotonic()
@@ -566,6 +576,8 @@ class MemoryClient(_Commands):
     def __init__(self, broker: MemoryBroker, url: str = SCHEME) -> None:
         self.broker = broker
         self.url = url
+        #: Set by :meth:`interrupt`, cleared by the blocking read it ends (under the broker's lock).
+        self.interrupted = False
 
     def __repr__(self) -> str:
         return f"<MemoryClient {self.url}>"
@@ -586,9 +598,18 @@ class MemoryClient(_Commands):
     def close(self) -> None:
         """Nothing to release: the broker lives as long as the process."""
 
+    def interrupt(self) -> None:
+        """End this client's blocking read at once (or its next one): a stopping worker stops waiting.
+
+        Redis has no such thing; there a stop waits out the read's block (at
+        most half a second), which is fine across a network but adds up when
+        a test starts and stops a worker in every case.
+        """
+        self.broker.interrupt(self)
+
     def xread(self, streams: Mapping[Any, Any], count: int | None = None, block: int | None = None) -> Any:
         broker = self.broker
-        return broker.read_blocking(lambda: broker.xread(streams, count), block)
+        return broker.read_blocking(lambda: broker.xread(streams, count), block, self)
 
     def xreadgroup(
         self,
@@ -599,7 +620,9 @@ class MemoryClient(_Commands):
         block: int | None = None,
     ) -> Any:
         broker = self.broker
-        return broker.read_blocking(lambda: broker.xreadgroup(groupname, consumername, streams, count), block)
+        return broker.read_blocking(
+            lambda: broker.xreadgroup(groupname, consumername, streams, count), block, self
+        )
 
     def xautoclaim(
         self,

@@ -36,7 +36,7 @@ import queue
 import socket
 import threading
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from flowkit import dynamic
@@ -249,11 +249,34 @@ class Worker:
     def __repr__(self) -> str:
         return f"<Worker {self._worker_id} topic={self._topic!r} tasks={len(self._registry)}>"
 
-    def run(self, burst: bool = False) -> None:
+    @property
+    def banner(self) -> str:
+        """A few lines saying what this worker serves and where (TaskFlow's ``banner``)."""
+        return "\n".join(
+            (
+                f"flowkit worker {self._worker_id}",
+                f"  transport: {mask_url(self._url)} (namespace {self._namespace!r})",
+                f"  topic: {self._topic}",
+                f"  threads: {self._threads_count}",
+                f"  tasks: {', '.join(self.tasks)}",
+            )
+        )
+
+    def run(
+        self,
+        burst: bool = False,
+        *,
+        display_banner: bool = True,
+        banner_writer: Callable[[str], object] | None = None,
+    ) -> None:
         """Serve requests until :meth:`stop` (or, with ``burst``, until idle); block meanwhile.
 
         Args:
             burst: return once a read finds no request and none is in flight.
+            display_banner: say what the worker serves once it starts (as
+                TaskFlow's worker does): :attr:`banner` to ``banner_writer``, or
+                one INFO log line without one.
+            banner_writer: called with :attr:`banner` (``print``, say).
 
         Raises:
             RuntimeError: the worker is already running.
@@ -261,10 +284,10 @@ class Worker:
                 waited out).
         """
         self._begin()
-        self._serve(burst)
+        self._serve(burst, display_banner, banner_writer)
 
     def start(self) -> None:
-        """Run the worker in a background thread; :meth:`stop` or :meth:`wait` end it.
+        """Run the worker in a background thread; :meth:`stop` ends it, :meth:`join` waits for the end.
 
         Raises:
             RuntimeError: the worker is already running.
@@ -290,6 +313,8 @@ class Worker:
         self._stopping.set()
         with self._cond:
             self._cond.notify_all()
+        if isinstance(self._client, _memory.MemoryClient):
+            self._client.interrupt()  # its read need not wait out its block
         if threading.current_thread() is not self._run_thread:
             self._done.wait()
 
@@ -333,7 +358,9 @@ class Worker:
         except Exception:
             LOG.exception("worker %s stopped on an error", self._worker_id)
 
-    def _serve(self, burst: bool) -> None:
+    def _serve(
+        self, burst: bool, display_banner: bool = True, banner_writer: Callable[[str], object] | None = None
+    ) -> None:
         helpers: list[threading.Thread] = []
         try:
             try:
@@ -342,13 +369,16 @@ class Worker:
                 raise ConnectionError(f"cannot reach Redis at {mask_url(self._url)}: {err}") from err
             helpers = self._start_helpers()
             self._started.set()
-            LOG.info(
-                "worker %s serves topic %r with %d threads; tasks: %s",
-                self._worker_id,
-                self._topic,
-                self._threads_count,
-                ", ".join(self.tasks),
-            )
+            if display_banner and banner_writer is not None:
+                banner_writer(self.banner)
+            elif display_banner:
+                LOG.info(
+                    "worker %s serves topic %r with %d threads; tasks: %s",
+                    self._worker_id,
+                    self._topic,
+                    self._threads_count,
+                    ", ".join(self.tasks),
+                )
             if self._secret is None and not self._memory:  # in one process, nobody else can write
                 LOG.warning(
                     "worker %s runs without a signing secret: anyone who can write to this Redis can make"
