@@ -32,6 +32,8 @@ Meta = dict[str, Any]
 
 #: From this many items in one add, the cyclic garbage collector is paused meanwhile.
 _BULK = 1000
+#: Item class -> whether it is an atom (ABC isinstance checks are slow; classes are few).
+_IS_ATOM: dict[type, bool] = {}
 
 
 def _copy_meta(meta: Meta) -> Meta:
@@ -118,7 +120,7 @@ class Flow(flow.Flow):
                 counter += 1
                 succ[node] = {}
                 pred[node] = {}
-                if resolve_requires:
+                if resolve_requires and node.requires:
                     self._resolve_requires(node, from_retry, waiting)
                 # Indexed at once (after its own requirements were resolved), so the
                 # items after it in this add find it as they find earlier ones.
@@ -169,9 +171,8 @@ class Flow(flow.Flow):
         self, node: FlowItem, from_retry: frozenset[str], waiting: dict[str, list[FlowItem]]
     ) -> None:
         requires = node.requires
-        if not requires:
-            return
         own, subflows = self._providers, self._subflows
+        succ, node_pred = self._succ, self._pred[node]
         if from_retry:
             requires = requires.difference(from_retry)
         for value in sorted(requires) if len(requires) > 1 else requires:
@@ -187,7 +188,15 @@ class Flow(flow.Flow):
                     atom=node.name,
                 )
             if providers:
-                self._add_edge(providers[0], node, reason=value, check=False)
+                # _add_edge(provider, node, reason=value), inline: the provider was
+                # added before the node, so the link points forward.
+                provider = providers[0]
+                outs = succ[provider]
+                meta = outs.get(node)
+                if meta is None:
+                    outs[node] = node_pred[provider] = {flow.LINK_REASONS: {value}}
+                else:
+                    meta.setdefault(flow.LINK_REASONS, set()).add(value)
             else:
                 waiting.setdefault(value, []).append(node)
 
@@ -277,13 +286,26 @@ class Flow(flow.Flow):
                     index.pop(value, None)
 
     def _index(self, node: FlowItem) -> None:
-        if not isinstance(node, Atom):
+        cls = type(node)
+        is_atom = _IS_ATOM.get(cls)
+        if is_atom is None:
+            is_atom = _IS_ATOM[cls] = isinstance(node, Atom)
+        if not is_atom:
             self._subflows.append(node)
             return
+        providers, requirers = self._providers, self._requirers
         for value in node.provides:
-            self._providers.setdefault(value, []).append(node)
+            found = providers.get(value)
+            if found is None:
+                providers[value] = [node]
+            else:
+                found.append(node)
         for value in node.requires:
-            self._requirers.setdefault(value, []).append(node)
+            found = requirers.get(value)
+            if found is None:
+                requirers[value] = [node]
+            else:
+                found.append(node)
 
     def _add_edge(self, u: FlowItem, v: FlowItem, reason: str | None = None, check: bool = True) -> Meta:
         """Add (or reuse) the edge ``u -> v`` and return its metadata.
