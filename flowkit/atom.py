@@ -290,7 +290,9 @@ class _Profile:
         #: For a profile whose rebind symbols are :data:`_SLOTS`: how to fill them in.
         self.plans: tuple[_Plan, _Plan | None] | None = None
         #: Set by :meth:`template` when execute and revert share one mapping of one
-        #: argument to the first stand-in (``rebind={"x": "x17"}``): that argument.
+        #: argument to the first stand-in: that argument (``rebind={"x": "x17"}``),
+        #: or the first stand-in itself when the name is the argument too
+        #: (``requires=["d17"]``).
         self.single: str | None = None
 
     def template(self) -> tuple[_Plan, _Plan | None]:
@@ -299,7 +301,7 @@ class _Profile:
         if plans is None:
             execute = _plan_of(self.rebind)
             revert = None if self.revert_rebind is self.rebind else _plan_of(self.revert_rebind)
-            if revert is None and len(execute) == 1 and execute[0][1] < 0 and execute[0][2] == 0:
+            if revert is None and len(execute) == 1 and execute[0][1] <= 0 and execute[0][2] == 0:
                 self.single = execute[0][0]
             plans = self.plans = (execute, revert)
         return plans
@@ -625,10 +627,16 @@ class Atom(metaclass=abc.ABCMeta):
                         return
                 elif rebind is None:
                     names = _requires_key(self.name, requires) or ()
+                    if not names:
+                        # ``requires=[]`` asks for nothing more than no ``requires``.
+                        profile = known.shortcuts.get(None)
+                        if profile is not None:
+                            self._apply_profile(profile)
+                            return
                     profile = known.shortcuts.get(len(names))
                     if (
                         profile is not None
-                        and len(set(names)) == len(names)
+                        and (len(names) == 1 or len(set(names)) == len(names))
                         and known.arg_names.isdisjoint(names)
                     ):
                         self._apply_profile(profile, names)
@@ -713,7 +721,7 @@ class Atom(metaclass=abc.ABCMeta):
         if (
             known is not None
             and (rebind is None or (values is not None and not slotted_requires))
-            and requires is None
+            and (requires is None or (rebind is None and req_key == ()))
             and revert_requires is None
             and revert_rebind is None
             and ignore_list is None
@@ -768,7 +776,9 @@ class Atom(metaclass=abc.ABCMeta):
         elif profile.plans is not None and profile.single is not None:
             # One argument, one symbol: a two-slot mapping different for nearly every
             # atom, cheaper to make than to look up in _FILLED.
-            self.rebind = self.revert_rebind = _OnePair(profile.single, values[0])
+            arg = profile.single
+            symbol = values[0]
+            self.rebind = self.revert_rebind = _OnePair(symbol if arg == _SLOTS[0] else arg, symbol)
         else:
             key = (profile, values)
             filled = _FILLED.get(key)

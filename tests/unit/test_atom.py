@@ -422,6 +422,9 @@ SPELLINGS: list[tuple[dict[str, Any], dict[str, Any]]] = [
     ({"rebind": {"a": "x1", "b": "y1"}}, {"rebind": {"a": "x2", "b": "y2"}}),
     ({"rebind": {"a": "x1"}}, {"rebind": {"a": "x2"}, "inject": {"b": 5}}),
     ({"requires": ["r1"]}, {"requires": ["r2"]}),
+    ({"name": "one"}, {"requires": []}),
+    ({"requires": []}, {"name": "two", "inject": {"a": 1}}),
+    ({"requires": ["r1"]}, {"requires": ["b"], "inject": {"a": 1}}),
     ({"requires": ["r1", "s1"]}, {"requires": ["r2", "s2"], "inject": {"s2": 0}}),
     ({"requires": ["r1"]}, {"requires": ["b"]}),  # names an argument: the long way
     ({"requires": ["r1", "s1"]}, {"requires": ["r2", "r2"]}),  # a repeat: the long way
