@@ -40,7 +40,7 @@ from typing import Any
 from flowkit import exceptions as exc
 from flowkit import flow as flow_mod
 from flowkit._utils.records import Record
-from flowkit.atom import Atom, _OneName
+from flowkit.atom import Atom, _OneName, _OnePair
 from flowkit.deciders import Depth
 from flowkit.patterns import linear_flow, unordered_flow
 from flowkit.retry import Retry, Times
@@ -469,8 +469,11 @@ class _Builder:
         entries: list[int] = []
         exits: list[int] = []
         children = scope.children
+        known_kinds = _KIND_CACHE
         for pos, item in enumerate(items):
-            kind = _kind_of(item)
+            kind = known_kinds.get(type(item))
+            if kind is None:
+                kind = _kind_of(item)
             if kind == TASK and item.retry is not None and type(flow) is not _OwnRetryFlow:
                 child = self.add_flow(_own_retry_flow(item), scope)
                 child.pos = pos
@@ -740,7 +743,13 @@ def _index_providers(scope: FlowScope, nodes: list[Node]) -> None:
     provides: set[str] = set()
     for pos, child in enumerate(scope.children):
         # An atom's save_as holds what it provides (its provides set is made only on demand).
-        child_provides = child.provides if isinstance(child, FlowScope) else nodes[child].atom.save_as  # type: ignore[union-attr]
+        child_provides: Iterable[str]
+        if type(child) is FlowScope:
+            child_provides = child.provides
+        else:
+            save_as = nodes[child].atom.save_as  # type: ignore[union-attr, index]
+            # The usual provides="x" read without iterating the mapping in Python.
+            child_provides = (save_as._name,) if type(save_as) is _OneName else save_as
         for symbol in child_provides:
             found = providers.get(symbol)
             if found is None:
@@ -789,7 +798,9 @@ class _Resolver:
         linear = mode == _LINEAR
         providers, children, pos = scope.providers, scope.children, node.pos
         plans = []
-        for arg, symbol in rebind.items():
+        # The usual one-argument mapping read without its items view (two Python calls).
+        pairs = ((rebind._arg, rebind._symbol),) if type(rebind) is _OnePair else rebind.items()
+        for arg, symbol in pairs:
             provider = -1
             if inline:
                 found_at = providers.get(symbol)
