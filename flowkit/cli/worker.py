@@ -131,9 +131,9 @@ def _run(args: argparse.Namespace) -> int:
         sys.path.insert(0, here)
     try:
         worker = Worker(
-            args.redis,
-            args.topic,
-            args.tasks,
+            topic=args.topic,
+            tasks=args.tasks,
+            url=args.redis,
             key_prefix=args.key_prefix,
             threads_count=args.threads,
             heartbeat=args.heartbeat,

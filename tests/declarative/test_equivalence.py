@@ -103,7 +103,9 @@ def worker_topic(redis_url: str) -> Any:
     from flowkit.engines.worker_based.worker import Worker
 
     topic = f"spec-{uuid.uuid4().hex[:8]}"
-    worker = Worker(redis_url, topic, [STEP], heartbeat=0.2, visibility_timeout=2.0, grace=1.0)
+    worker = Worker(
+        topic=topic, tasks=[STEP], url=redis_url, heartbeat=0.2, visibility_timeout=2.0, grace=1.0
+    )
     worker.start()
     try:
         yield redis_url, topic

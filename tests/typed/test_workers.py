@@ -34,7 +34,14 @@ def start_worker(redis_flushed_url: str) -> Iterator[Callable[..., Any]]:
     started: list[Worker] = []
 
     def start(topic: str, tasks: str = MODELS) -> Worker:
-        worker = Worker(redis_flushed_url, topic, [tasks], heartbeat=0.2, visibility_timeout=2.0, grace=1.0)
+        worker = Worker(
+            topic=topic,
+            tasks=[tasks],
+            url=redis_flushed_url,
+            heartbeat=0.2,
+            visibility_timeout=2.0,
+            grace=1.0,
+        )
         worker.start()
         started.append(worker)
         return worker

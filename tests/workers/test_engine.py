@@ -711,9 +711,9 @@ def python_worker_thread(redis_flushed_url: str, topic: str) -> Iterator[Any]:
     from flowkit.engines.worker_based.worker import Worker
 
     worker = Worker(
-        redis_flushed_url,
-        topic,
-        ["tests.workers.behaviour_tasks"],
+        topic=topic,
+        tasks=["tests.workers.behaviour_tasks"],
+        url=redis_flushed_url,
         heartbeat=0.2,
         visibility_timeout=1.0,
         grace=1.0,
@@ -770,7 +770,11 @@ def test_key_prefix_names_the_redis_keys_and_namespace_stays_the_entry_point_gro
     from tests.workers.behaviour_tasks import Echo
 
     worker = Worker(
-        redis_flushed_url, topic, ["tests.workers.behaviour_tasks"], key_prefix="elsewhere", heartbeat=0.2
+        topic=topic,
+        tasks=["tests.workers.behaviour_tasks"],
+        url=redis_flushed_url,
+        key_prefix="elsewhere",
+        heartbeat=0.2,
     )
     worker.start()
     try:
@@ -828,9 +832,9 @@ def spawning_worker(redis_flushed_url: str, topic: str) -> Iterator[Any]:
     from flowkit.engines.worker_based.worker import Worker
 
     worker = Worker(
-        redis_flushed_url,
-        topic,
-        ["tests.workers.behaviour_tasks", "tests.workers.dynamic_tasks"],
+        topic=topic,
+        tasks=["tests.workers.behaviour_tasks", "tests.workers.dynamic_tasks"],
+        url=redis_flushed_url,
         heartbeat=0.2,
         visibility_timeout=1.0,
         grace=1.0,

@@ -261,6 +261,32 @@ def test_a_request_no_worker_starts_times_out_after_the_transition_timeout(
     assert isinstance(engine.storage.get_execute_failures()[Reserve().name].exception, exc.RequestTimeout)
 
 
+def test_taskflows_positional_call_serves_the_exchange_it_names(exchange: str) -> None:
+    # TaskFlow's order: exchange, topic, tasks, executor, threads_count, url, transport.
+    worker = Worker(exchange, "t", TASKS, None, 2, None, "memory")
+    worker.start()
+    try:
+        assert worker.wait(10)
+        engine = load(linear_flow.Flow("f").add(Reserve()), exchange, store={"size": 5})
+        engine.run()
+    finally:
+        worker.stop()
+    assert engine.storage.fetch("reservation") == "r-5"
+    assert f"namespace '{exchange}'" in worker.banner and "threads: 2" in worker.banner
+
+
+def test_a_url_where_the_exchange_goes_is_refused_saying_to_pass_url() -> None:
+    # flowkit's Worker once took the URL first; such a call must not serve the wrong broker quietly.
+    with pytest.raises(exc.InvalidFormat) as refused:
+        Worker("redis://user:hunter2@localhost:6379/0", "t", TASKS)
+
+    text = str(refused.value)
+    assert "redis://user:***@localhost:6379/0" in text and "hunter2" not in text
+    assert "exchange" in text and "url=" in text
+    with pytest.raises(exc.InvalidFormat, match="exchange must be a string"):
+        Worker(42, "t", TASKS, transport="memory")  # type: ignore[arg-type]
+
+
 def test_an_amqp_url_is_refused_naming_it_without_its_password() -> None:
     flow = linear_flow.Flow("f").add(Reserve())
     url = "amqp://guest:hunter2@rabbit:5672//"
@@ -345,9 +371,9 @@ def test_run_takes_taskflows_banner_arguments(exchange: str, caplog: pytest.LogC
     caplog.set_level(logging.INFO, logger="flowkit.engines.worker_based.worker")
     written: list[str] = []
     workers = []
-    for options in ({"banner_writer": written.append}, {"display_banner": False}):
+    for arguments in ((True, written.append), (False,)):  # TaskFlow's positional order
         worker = Worker(exchange=exchange, topic="t", tasks=TASKS, transport="memory")
-        runner = threading.Thread(target=worker.run, kwargs=options)
+        runner = threading.Thread(target=worker.run, args=arguments)
         runner.start()
         assert worker.wait(10)
         worker.stop()

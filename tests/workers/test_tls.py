@@ -74,7 +74,9 @@ def test_a_flow_runs_over_tls_with_a_password(tls_redis_url: str) -> None:
 
     client = _transport.connect(tls_redis_url)
     assert client.connection_pool.connection_class.__name__ == "SSLConnection"
-    worker = Worker(tls_redis_url, "tls", ["tests.workers.behaviour_tasks"], heartbeat=0.2, grace=1.0)
+    worker = Worker(
+        topic="tls", tasks=["tests.workers.behaviour_tasks"], url=tls_redis_url, heartbeat=0.2, grace=1.0
+    )
     worker.start()
     try:
         flow = unordered_flow.Flow("over-tls").add(

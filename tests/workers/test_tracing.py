@@ -95,9 +95,9 @@ def worker_spans(redis_flushed_url: str) -> Iterator[tuple[str, Recorder]]:
     recorder = Recorder()
     topic = fresh_topic()
     worker = Worker(
-        redis_flushed_url,
-        topic,
-        ["tests.workers.behaviour_tasks"],
+        topic=topic,
+        tasks=["tests.workers.behaviour_tasks"],
+        url=redis_flushed_url,
         heartbeat=0.2,
         visibility_timeout=2.0,
         grace=1.0,

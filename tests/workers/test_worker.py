@@ -130,7 +130,7 @@ def start_worker(redis_flushed_url: str) -> Iterator[Callable[..., Worker]]:
         options.setdefault("visibility_timeout", 5.0)
         options.setdefault("threads_count", 4)
         options.setdefault("grace", 2.0)
-        worker = Worker(redis_flushed_url, TOPIC, options.pop("tasks", [MODULE]), **options)
+        worker = Worker(topic=TOPIC, tasks=options.pop("tasks", [MODULE]), url=redis_flushed_url, **options)
         worker.start()
         started.append(worker)
         return worker
@@ -556,7 +556,9 @@ def test_stop_leaves_requests_running_past_the_grace_unacknowledged(wire: Wire, 
 
 def test_burst_mode_returns_once_nothing_is_waiting(wire: Wire, redis_flushed_url: str) -> None:
     ids = [wire.send(name_of("Add"), {"x": i, "y": 1}) for i in range(5)]
-    worker = Worker(redis_flushed_url, TOPIC, [worker_tasks.Add], heartbeat=0.05, threads_count=2)
+    worker = Worker(
+        topic=TOPIC, tasks=[worker_tasks.Add], url=redis_flushed_url, heartbeat=0.05, threads_count=2
+    )
     runner = threading.Thread(target=worker.run, kwargs={"burst": True})
     runner.start()
     runner.join(15)
@@ -597,7 +599,7 @@ def test_running_twice_at_once_is_refused(redis_flushed_url: str, start_worker: 
 def test_unreachable_redis_at_start_raises_connection_error() -> None:
     from tests.services import free_port
 
-    worker = Worker(f"redis://127.0.0.1:{free_port()}/0", TOPIC, [worker_tasks.Add])
+    worker = Worker(topic=TOPIC, tasks=[worker_tasks.Add], url=f"redis://127.0.0.1:{free_port()}/0")
     with pytest.raises(ConnectionError, match="cannot reach Redis"):
         worker.run(burst=True)
 
@@ -635,12 +637,18 @@ def test_classes_are_accepted_directly() -> None:
 )
 def test_bad_task_specs_are_refused_at_construction(spec: Any, error: type[Exception], named: str) -> None:
     with pytest.raises(error, match=named):
-        Worker("redis://127.0.0.1:1/0", TOPIC, [spec])
+        Worker(topic=TOPIC, tasks=[spec], url="redis://127.0.0.1:1/0")
 
 
 def test_visibility_timeout_must_exceed_the_heartbeat() -> None:
     with pytest.raises(ValueError, match="visibility_timeout"):
-        Worker("redis://127.0.0.1:1/0", TOPIC, [worker_tasks.Add], heartbeat=2.0, visibility_timeout=1.0)
+        Worker(
+            topic=TOPIC,
+            tasks=[worker_tasks.Add],
+            url="redis://127.0.0.1:1/0",
+            heartbeat=2.0,
+            visibility_timeout=1.0,
+        )
 
 
 # -- command line ----------------------------------------------------------------------------------
@@ -758,7 +766,7 @@ def test_an_answer_redis_refuses_is_dropped_with_a_warning_and_later_answers_go_
     limited_url: str, wire: Wire, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger=WORKER_LOG)
-    worker = Worker(limited_url, TOPIC, [MODULE], heartbeat=0.05, threads_count=2, grace=1.0)
+    worker = Worker(topic=TOPIC, tasks=[MODULE], url=limited_url, heartbeat=0.05, threads_count=2, grace=1.0)
     worker.start()
     try:
         outside = Wire(limited_url)

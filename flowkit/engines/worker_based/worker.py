@@ -98,32 +98,35 @@ class _Job:
 class Worker:
     """Serve the tasks in ``tasks`` to engines that send requests on ``topic``.
 
-    TaskFlow's keyword arguments work as there: ``Worker(exchange="ex",
-    topic="t", tasks=[...], transport="memory")`` serves engines of this process
-    loaded with the same ``exchange`` and ``transport``.
+    The signature is TaskFlow's: ``Worker(exchange, topic, tasks, executor,
+    threads_count, url, transport, transport_options, retry_options)`` in that
+    order, so ``Worker("ex", "t", [...], transport="memory")`` serves engines
+    of this process loaded with the same ``exchange`` and ``transport``, and
+    ``Worker(None, "t", [...], url="redis://...")`` (or ``exchange=`` left out)
+    serves engines on Redis. flowkit's own options come after, by keyword only.
 
     Args:
-        url: the Redis URL (``redis://``, ``rediss://`` or ``unix://``), or
-            ``memory://`` (``memory://NAME``) for engines in this process;
-            may be left out with ``transport="memory"``.
-        topic: the topic whose requests this worker takes.
-        tasks: task classes, or strings naming them: ``"pkg.mod"`` for every
-            task class defined in that module, ``"pkg.mod:Name,Other"`` for some.
-        transport: ``"memory"``, ``"redis"`` or None (the URL decides), as the
-            engine's option of that name.
         exchange: on the memory transport, the namespace shared with the
             engines (their ``exchange``; default ``"default"``, as TaskFlow's);
             ignored on Redis, where ``key_prefix`` is that namespace.
+        topic: the topic whose requests this worker takes.
+        tasks: task classes, or strings naming them: ``"pkg.mod"`` for every
+            task class defined in that module, ``"pkg.mod:Name,Other"`` for some.
+        executor: accepted for TaskFlow's signature and ignored: tasks run on
+            the worker's own ``threads_count`` threads.
+        threads_count: how many tasks run at once (default: CPUs + 4, at most 32).
+        url: the Redis URL (``redis://``, ``rediss://`` or ``unix://``), or
+            ``memory://`` (``memory://NAME``) for engines in this process;
+            may be left out with ``transport="memory"``.
+        transport: ``"memory"``, ``"redis"`` or None (the URL decides), as the
+            engine's option of that name.
         transport_options: kombu's options (``polling_interval``...), accepted
             and ignored: nothing here polls.
         retry_options: ``{"attempts": 5, "backoff": 0.1}`` (or kombu's
             ``max_retries``, ``interval_start``...), how Redis commands are
             retried on connection errors.
-        executor: accepted for TaskFlow's signature and ignored: tasks run on
-            the worker's own ``threads_count`` threads.
         key_prefix: prefix of every Redis key (the engines' ``key_prefix``
             option; default ``"flowkit"``; on the memory transport, ``exchange``).
-        threads_count: how many tasks run at once (default: CPUs + 4, at most 32).
         secret: HMAC key to sign and check messages with; defaults to the
             ``FLOWKIT_WORKER_SECRET`` environment variable (unset: no signing).
         heartbeat: seconds between advertisements and claim refreshes.
@@ -148,23 +151,25 @@ class Worker:
         TypeError: something in ``tasks`` is not a task class.
         ValueError: a numeric option is out of range.
         InvalidFormat: ``url`` is not a Redis or memory URL (an ``amqp://`` one
-            is told why), or ``transport`` is not one of ours.
+            is told why), ``transport`` is not one of ours, or ``exchange``
+            looks like a URL (flowkit's Worker used to take the URL first:
+            pass it as ``url=``).
         Duplicate: two task classes share one task name.
     """
 
     def __init__(
         self,
-        url: str | None = None,
+        exchange: str | None = None,
         topic: str = "",
         tasks: Iterable[type | str] = (),
-        *,
+        executor: object = None,
+        threads_count: int | None = None,
+        url: str | None = None,
         transport: str | None = None,
-        exchange: str | None = None,
         transport_options: Mapping[str, Any] | None = None,
         retry_options: Mapping[str, Any] | None = None,
-        executor: object = None,
+        *,
         key_prefix: str | None = None,
-        threads_count: int | None = None,
         secret: str | bytes | None = None,
         heartbeat: float = 1.0,
         visibility_timeout: float = 30.0,
@@ -188,6 +193,7 @@ class Worker:
         _check(max_message_bytes > 0, f"max_message_bytes must be positive, not {max_message_bytes}")
         _check(grace >= 0, f"grace must not be negative, not {grace}")
         _check(bool(topic), "topic must be a non-empty string")
+        _check_exchange(exchange, url)
         url = _transport.choose_url(url, transport)
         attempts, backoff = _transport.retry_settings(retry_options)
         self._memory = _memory.is_memory_url(url)
@@ -264,19 +270,21 @@ class Worker:
 
     def run(
         self,
-        burst: bool = False,
-        *,
         display_banner: bool = True,
         banner_writer: Callable[[str], object] | None = None,
+        *,
+        burst: bool = False,
     ) -> None:
         """Serve requests until :meth:`stop` (or, with ``burst``, until idle); block meanwhile.
 
+        The positional arguments are TaskFlow's (``run(display_banner, banner_writer)``).
+
         Args:
-            burst: return once a read finds no request and none is in flight.
             display_banner: say what the worker serves once it starts (as
                 TaskFlow's worker does): :attr:`banner` to ``banner_writer``, or
                 one INFO log line without one.
             banner_writer: called with :attr:`banner` (``print``, say).
+            burst: return once a read finds no request and none is in flight.
 
         Raises:
             RuntimeError: the worker is already running.
@@ -924,6 +932,29 @@ def _text(value: Any) -> str:
 def _check(ok: bool, problem: str) -> None:
     if not ok:
         raise ValueError(problem)
+
+
+def _check_exchange(exchange: object, url: object) -> None:
+    """Refuse a URL passed where TaskFlow's signature puts the exchange.
+
+    flowkit's ``Worker`` took the URL first before it took TaskFlow's order;
+    such a call would otherwise serve the wrong broker without a word.
+
+    Raises:
+        InvalidFormat: ``exchange`` is not a string, or looks like a URL
+            (the message shows it with its password masked).
+    """
+    if exchange is None:
+        return
+    if not isinstance(exchange, str):
+        raise exc.InvalidFormat(f"exchange must be a string, not {type(exchange).__name__}")
+    if "://" in exchange:
+        hint = "" if url is None else f" (url is {mask_url(url)!r} already)"
+        raise exc.InvalidFormat(
+            f"exchange {mask_url(exchange)!r} looks like a URL{hint}: Worker's first argument is the"
+            " exchange, as TaskFlow's; pass the broker as url=, e.g. Worker(topic=..., tasks=...,"
+            " url='redis://...')"
+        )
 
 
 def _stream_entries(reply: Any) -> list[tuple[Any, Any]]:
