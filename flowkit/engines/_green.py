@@ -14,10 +14,12 @@ waits the green way either way.)
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import sys
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # only named in annotations: the default thread pool never imports it
+    import concurrent.futures as cf
 
 __all__ = ["GREEN_NAMES", "is_green", "make_pool", "require", "wait_for_any"]
 

@@ -13,18 +13,23 @@ exceptions. Retries always run in the engine thread: they only decide.
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import functools
 import os
-from typing import Any, ClassVar
+import sys
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from flowkit import exceptions as exc
-from flowkit.engines import _green, _process_progress, _threads, _timeouts
+from flowkit.engines import _green, _process_progress, _threads
 from flowkit.engines._compiler import Node
 from flowkit.engines._completions import Completion, Completions
 from flowkit.engines._engine import ActionEngine, DispatchingDriver, Driver, call_outcome, positive_workers
 from flowkit.engines._runtime import Call, Runtime
 from flowkit.types.failure import Failure
+
+if TYPE_CHECKING:
+    # Imported where an executor is made or checked: concurrent.futures imports
+    # logging, a few milliseconds that the default thread pool never needs.
+    import concurrent.futures as cf
 
 __all__ = ["ParallelEngine"]
 
@@ -75,7 +80,9 @@ class _ThreadsDriver(DispatchingDriver):
         watch = runtime.timed_calls()
         watch.on_abandoned = self._threads.lend
         timed = watch.call(self._done, node, action, seconds)
-        self._threads.submit(_timeouts.run_timed, timed, node, action, call.fn, call.kwargs)
+        from flowkit.engines._timeouts import run_timed  # with logging: only runs with timeouts need it
+
+        self._threads.submit(run_timed, timed, node, action, call.fn, call.kwargs)
 
     def close(self) -> None:
         threads, self._threads = self._threads, None
@@ -119,6 +126,8 @@ class _ExecutorDriver(DispatchingDriver):
             self._executor = _green.make_pool(self._workers)
         else:
             # flowkit's own process pool: its children relay progress to this run.
+            import concurrent.futures as cf
+
             self._relay = _process_progress.ProgressRelay(runtime.progress_by_name)
             self._executor = cf.ProcessPoolExecutor(
                 self._workers,
@@ -204,9 +213,11 @@ class ParallelEngine(ActionEngine):
         self._executor: cf.Executor | None = None
         self._processes = False
         self._green = False
-        if isinstance(executor, cf.Executor):
+        # An Executor instance means concurrent.futures is imported already.
+        futures = sys.modules.get("concurrent.futures")
+        if futures is not None and isinstance(executor, futures.Executor):
             self._executor = executor
-            self._processes = isinstance(executor, cf.ProcessPoolExecutor)
+            self._processes = isinstance(executor, futures.ProcessPoolExecutor)
             self._green = _green.is_green(executor)
         elif isinstance(executor, str) and executor.lower() in _PROCESS_NAMES:
             self._processes = True

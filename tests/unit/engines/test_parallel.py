@@ -299,3 +299,36 @@ def test_idle_worker_threads_kept_between_runs_stay_bounded() -> None:
             max_workers=size,
         )
     assert threading.active_count() - before <= 2 * 40
+
+
+_THREAD_POOL_RUN = """
+import json, sys
+from flowkit import engines, task
+from flowkit.patterns import unordered_flow
+
+class One(task.Task):
+    def execute(self) -> int:
+        return 1
+
+flow = unordered_flow.Flow("u").add(One("a"), One("b"))
+engines.load(flow, engine="parallel", max_workers=2).run()
+print(json.dumps(sorted(sys.modules)))
+"""
+
+
+def test_a_thread_pool_run_imports_neither_concurrent_futures_nor_logging() -> None:
+    # concurrent.futures brings logging (with traceback, tokenize...): milliseconds
+    # that flowkit's own worker threads never need (executors and timeouts import them).
+    import json
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-S", "-c", _THREAD_POOL_RUN],
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
+    )
+    loaded = set(json.loads(out.stdout))
+    assert not loaded & {"concurrent.futures", "logging"}, sorted(loaded & {"concurrent.futures", "logging"})
