@@ -24,6 +24,9 @@ from contextlib import contextmanager
 
 __all__ = ["gc_paused"]
 
+# CPython's collector has generations to skip; other interpreters may lack these.
+_CAN_PROMOTE = all(hasattr(gc, name) for name in ("freeze", "unfreeze", "get_freeze_count"))
+
 
 @contextmanager
 def gc_paused() -> Iterator[None]:
@@ -38,7 +41,7 @@ def gc_paused() -> Iterator[None]:
         yield
     finally:
         if was_enabled:
-            if gc.get_freeze_count() == 0:
+            if _CAN_PROMOTE and gc.get_freeze_count() == 0:
                 gc.freeze()
                 gc.unfreeze()
             gc.enable()

@@ -467,7 +467,7 @@ class Runtime:
         if self.loops.present:
             self.loops.stamp(node, record)
         self._transition(node, st.RUNNING)
-        kwargs = self._fetch(node, node.exec_args, record)
+        kwargs = self._fetch(node, node.exec_args, record) if node.exec_args else {}
         atom = node.atom
         if node.kind == RETRY:
             kwargs["history"] = self.storage.get_retry_history(node.name)
