@@ -143,6 +143,8 @@ def _run(args: argparse.Namespace) -> int:
             worker_id=args.worker_id,
             grace=args.grace,
         )
+    except ImportError as err:  # a Redis URL without the redis client: the message says what to install
+        return _fail(str(err), 1)
     except (exc.NotFound, exc.InvalidFormat, exc.Duplicate, TypeError, ValueError) as err:
         return _fail(mask_url(str(err)).replace(args.redis, mask_url(args.redis)), 2)
 

@@ -10,6 +10,9 @@ transport="memory", topics=[...])`` beside it. Timing logic runs on a
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
+import textwrap
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -393,3 +396,68 @@ def test_nothing_warns_about_signing_in_one_process(
     start_worker(exchange=exchange, topic="t")
     load(linear_flow.Flow("f").add(Reserve()), exchange, store={"size": 1}).run()
     assert not [r for r in caplog.records if "signing secret" in r.getMessage()]
+
+
+#: Makes ``import redis`` fail in a child process, as on a plain ``pip install flowkit``.
+_NO_REDIS = """
+import sys
+
+
+class NoRedis:
+    def find_spec(self, name, path=None, target=None):
+        if name == "redis" or name.startswith("redis."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+
+sys.meta_path.insert(0, NoRedis())
+"""
+
+
+def test_the_memory_transport_runs_without_the_redis_client_and_redis_urls_say_what_to_install() -> None:
+    script = _NO_REDIS + textwrap.dedent(
+        """
+        from flowkit import engines, task
+        from flowkit.engines.worker_based.worker import Worker
+        from flowkit.patterns import linear_flow
+
+
+        class Double(task.Task):
+            default_provides = "doubled"
+
+            def execute(self, x):
+                return 2 * x
+
+
+        worker = Worker("no-redis", "t", [Double], transport="memory")
+        worker.start()
+        assert worker.wait(10)
+        engine = engines.load(
+            linear_flow.Flow("f").add(Double()), store={"x": 21},
+            engine="worker-based", exchange="no-redis", transport="memory", topics=["t"],
+        )
+        engine.run()
+        worker.stop()
+        print("doubled", engine.storage.fetch("doubled"))
+        print("redis imported:", "redis" in sys.modules)
+        for attempt in (
+            lambda: Worker(topic="t", tasks=[Double], url="redis://localhost:6379/0"),
+            lambda: engines.load(linear_flow.Flow("g").add(Double()), engine="worker-based",
+                                 url="redis://localhost:6379/0", topics=["t"]),
+        ):
+            try:
+                attempt()
+            except ImportError as err:
+                print("refused:", err)
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[:2] == ["doubled 42", "redis imported: False"]
+    refusals = lines[2:]
+    assert len(refusals) == 2
+    assert all("pip install 'flowkit[workers]'" in line for line in refusals)

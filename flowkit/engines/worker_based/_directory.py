@@ -67,7 +67,7 @@ class Directory:
         """Read the adverts of ``topics`` (default: all) and remember who offers what.
 
         Raises:
-            redis.RedisError: Redis could not be asked.
+            redis.RedisError: Redis could not be asked (a ``_transport.errors()`` one).
         """
         offers = dict(self._offers)
         live = dict(self._live)
@@ -123,7 +123,7 @@ class Directory:
         Raises:
             NotFound: some tasks are still not offered; the message names each
                 missing atom with its task, and the topics searched.
-            redis.RedisError: Redis could not be asked.
+            redis.RedisError: Redis could not be asked (a ``_transport.errors()`` one).
         """
         clock = self._clock
         deadline = clock.monotonic() + wait

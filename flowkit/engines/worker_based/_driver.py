@@ -150,7 +150,7 @@ class RedisDriver(DispatchingDriver):
         self._closing.set()
         if self._reader is not None:
             # Wake the reader from its blocking read rather than wait out the block.
-            with contextlib.suppress(_transport.RedisError):
+            with contextlib.suppress(*_transport.errors()):
                 self._client.xadd(self._reply_key, {_WAKE: b"1"})
             self._reader.join()
         with self._lock:
@@ -164,7 +164,7 @@ class RedisDriver(DispatchingDriver):
                 self._client.pexpire(self._reply_key, _REPLY_TTL_MS)
             else:
                 self._client.delete(self._reply_key)
-        except _transport.RedisError as err:
+        except _transport.errors() as err:
             LOG.warning("could not clean up reply stream %s: %s", self._reply_key, err)
         finally:
             self._client.close()
@@ -266,7 +266,7 @@ class RedisDriver(DispatchingDriver):
                 for request, envelope in ready:
                     pipe.xadd(protocol.requests_key(namespace, request.topic), _transport.fields(envelope))
                 entry_ids = pipe.execute()
-            except _transport.RedisError as err:
+            except _transport.errors() as err:
                 if self._settings.clock.monotonic() >= ready[0][0].deadline or self._closing.is_set():
                     for request, _ in ready:
                         self._finish(request, _timeout(f"{request.describe()} could not be sent: {err}"))
@@ -320,7 +320,7 @@ class RedisDriver(DispatchingDriver):
         while not self._closing.is_set():
             try:
                 reply = client.xread({key: self._last_id}, count=_READ_COUNT, block=_BLOCK_MS)
-            except _transport.RedisError as err:
+            except _transport.errors() as err:
                 if self._redis_down_since is None:
                     self._redis_down_since = clock.monotonic()
                     LOG.warning("lost contact with Redis at %s: %s", mask_url(self._settings.url), err)
@@ -439,7 +439,7 @@ class RedisDriver(DispatchingDriver):
         if expired:
             try:
                 self._forget(expired)
-            except _transport.RedisError as err:
+            except _transport.errors() as err:
                 LOG.debug("could not take back %d timed out request(s): %s", len(expired), err)
         if running:
             running = self._check_task_timeouts(running, now)
@@ -461,7 +461,7 @@ class RedisDriver(DispatchingDriver):
             )
             if self._finish(request, Failure.from_exception(error)):
                 LOG.warning("%s ran past its timeout of %g s", request.describe(), request.timeout)
-        with contextlib.suppress(_transport.RedisError):
+        with contextlib.suppress(*_transport.errors()):
             self._forget(late)
         return [r for r in running if r not in late]
 
@@ -470,7 +470,7 @@ class RedisDriver(DispatchingDriver):
         try:
             directory.scan(self._client, sorted({r.topic for r in running}))
             live: Callable[[str], frozenset[str]] = directory.live
-        except _transport.RedisError:
+        except _transport.errors():
             live = _nobody  # unreachable Redis counts as a vanished worker
         for request in running:
             if request.worker in live(request.topic):
@@ -484,7 +484,7 @@ class RedisDriver(DispatchingDriver):
                     f"advertised for {now - request.gone_since:.1f} s (limit {timeout:g} s)"
                 )
                 if self._finish(request, _timeout(why + self._outage())):
-                    with contextlib.suppress(_transport.RedisError):
+                    with contextlib.suppress(*_transport.errors()):
                         self._forget([request])
 
     def _outage(self) -> str:
@@ -501,7 +501,7 @@ class RedisDriver(DispatchingDriver):
             pipe.pexpire(self._reply_key, _REPLY_TTL_MS)
             pipe.xtrim(self._reply_key, minid=self._last_id, approximate=True)
             pipe.execute()
-        except _transport.RedisError as err:
+        except _transport.errors() as err:
             LOG.debug("could not tidy reply stream %s: %s", self._reply_key, err)
 
 

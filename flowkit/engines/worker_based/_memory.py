@@ -27,11 +27,19 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from redis.exceptions import ResponseError
-
 from flowkit.engines.worker_based._clock import SYSTEM, Clock
 
-__all__ = ["SCHEME", "MemoryBroker", "MemoryClient", "MemoryPipeline", "broker", "connect", "is_memory_url"]
+__all__ = [
+    "SCHEME",
+    "CommandError",
+    "MemoryBroker",
+    "MemoryClient",
+    "MemoryPipeline",
+    "TransportError",
+    "broker",
+    "connect",
+    "is_memory_url",
+]
 
 #: The URL scheme of the memory transport.
 SCHEME = "memory://"
@@ -42,6 +50,22 @@ _WRONGTYPE = "WRONGTYPE Operation against a key holding the wrong kind of value"
 _Id = tuple[int, int]
 #: A command of a block: the broker method, its arguments and keyword arguments.
 _Command = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]
+
+
+class TransportError(Exception):
+    """Base of what the memory transport raises; it plays redis-py's ``RedisError``.
+
+    The memory transport does not import redis (a plain ``pip install flowkit``
+    has no redis client), so it has its own errors; ``_transport.errors()``
+    catches these and redis-py's alike.
+    """
+
+
+class CommandError(TransportError):
+    """A command refused, worded as Redis words it (``BUSYGROUP ...``, ``WRONGTYPE ...``).
+
+    It plays redis-py's ``ResponseError``: ``_transport.refusals()`` catches both.
+    """
 
 
 def is_memory_url(url: object) -> bool:
@@ -81,7 +105,7 @@ def _parse_id(value: Any, *, low: bool = True) -> _Id:
     try:
         return (int(ms), int(seq) if sep else (0 if low else 2**64))
     except ValueError:
-        raise ResponseError("ERR Invalid stream ID specified as stream command argument") from None
+        raise CommandError("ERR Invalid stream ID specified as stream command argument") from None
 
 
 @dataclass
@@ -130,7 +154,7 @@ class MemoryBroker:
             for command, args, kwargs in commands:
                 try:
                     results.append(command(self, *args, **kwargs))
-                except ResponseError as err:
+                except CommandError as err:
                     results.append(err)
         return results
 
@@ -170,7 +194,7 @@ class MemoryBroker:
             self._values.pop(key, None)
         value = self._values.get(key)
         if value is not None and kind is not None and type(value) is not kind:
-            raise ResponseError(_WRONGTYPE)
+            raise CommandError(_WRONGTYPE)
         return value
 
     def _make(self, key: bytes, kind: type) -> Any:
@@ -187,7 +211,7 @@ class MemoryBroker:
         stream = self._stream(key)
         found = None if stream is None else stream.groups.get(_bytes(group))
         if stream is None or found is None:
-            raise ResponseError(
+            raise CommandError(
                 f"NOGROUP No such key '{_bytes(key).decode()}' or consumer group '{_bytes(group).decode()}'"
             )
         return stream, found
@@ -319,14 +343,14 @@ class MemoryBroker:
         stream = self._stream(key)
         if stream is None:
             if not mkstream:
-                raise ResponseError(
+                raise CommandError(
                     "ERR The XGROUP subcommand requires the key to exist. Note that for CREATE you may want"
                     " to use the MKSTREAM option to create an empty stream automatically."
                 )
             stream = self._make(_bytes(key), _Stream)
         name = _bytes(group)
         if name in stream.groups:
-            raise ResponseError("BUSYGROUP Consumer Group name already exists")
+            raise CommandError("BUSYGROUP Consumer Group name already exists")
         start = stream.last_id if _bytes(entry_id) == b"$" else _parse_id(entry_id)
         stream.groups[name] = _Group(last_delivered=start)
         return True
@@ -565,7 +589,7 @@ class MemoryPipeline(_Commands):
         results = self._broker.run(queued)
         if raise_on_error:
             for result in results:
-                if isinstance(result, ResponseError):
+                if isinstance(result, CommandError):
                     raise result
         return results
 
@@ -584,7 +608,7 @@ class MemoryClient(_Commands):
 
     def _do(self, command: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         result = self.broker.run([(command, args, kwargs)])[0]
-        if isinstance(result, ResponseError):
+        if isinstance(result, CommandError):
             raise result
         return result
 

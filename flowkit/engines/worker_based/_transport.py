@@ -3,57 +3,90 @@
 :func:`connect` turns a URL into a client: a Redis client for ``redis://``,
 ``rediss://`` and ``unix://``, or, for ``memory://``, a client of the
 in-process memory transport (:mod:`._memory`), which answers the same commands
-so the driver and the worker run unchanged on either. Only this module and
-``_memory`` import redis, and they are imported only when an engine or worker
-actually starts, so ``import flowkit.engines`` never pays for (or needs) the
-redis client.
+so the driver and the worker run unchanged on either.
+
+Only the Redis path imports redis (:func:`choose_url` and :func:`connect` for a
+Redis URL): the memory transport runs on a plain ``pip install flowkit``
+without the redis client, and ``import flowkit.engines`` never pays for it.
+So the errors a command may raise are not one class: :func:`errors` and
+:func:`refusals` give what to catch, the memory transport's classes plus
+redis-py's once it is loaded (no Redis command can have failed before).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import sys
 import time
 from collections.abc import Mapping
-from typing import Any, TypeAlias
-
-try:
-    import redis
-except ImportError as missing:  # the client is an extra: say which
-    raise ImportError(
-        "the worker-based engine and 'flowkit worker' need the redis client: pip install 'flowkit[workers]'"
-    ) from missing
-from redis.backoff import ExponentialBackoff
-from redis.exceptions import ClusterDownError, ReadOnlyError, RedisError, ResponseError, TryAgainError
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.retry import Retry
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from flowkit import exceptions as exc
 from flowkit.engines.worker_based import _memory, protocol
 from flowkit.persistence.backends._urls import mask_url
 
+if TYPE_CHECKING:
+    import redis
+
 __all__ = [
     "Backoff",
     "Client",
-    "RedisError",
-    "ResponseError",
     "TransportOptionError",
     "bad_url",
     "choose_url",
     "connect",
     "ensure_group",
+    "errors",
     "fields",
     "is_transient",
     "live_workers",
     "namespace",
+    "refusals",
     "retry_settings",
 ]
 
 #: The client types (replies are bytes: connections never decode responses).
-Client: TypeAlias = redis.Redis | _memory.MemoryClient
+Client: TypeAlias = "redis.Redis | _memory.MemoryClient"
 
 LOG = logging.getLogger(__name__)
+
+#: Said when a Redis URL is used without the redis client installed.
+_MISSING_REDIS = (
+    "the worker-based engine and 'flowkit worker' need the redis client for a Redis URL:"
+    " pip install 'flowkit[workers]' (transport='memory' needs nothing more)"
+)
+
+
+def _redis() -> ModuleType:
+    """The redis package, imported on the Redis path only.
+
+    Raises:
+        ImportError: the redis client is not installed (the message says
+            which extra installs it).
+    """
+    try:
+        import redis
+    except ImportError as missing:  # the client is an extra: say which
+        raise ImportError(_MISSING_REDIS) from missing
+    return redis
+
+
+def errors() -> tuple[type[Exception], ...]:
+    """What a failed command raises, to catch: the memory transport's error, and redis-py's if loaded."""
+    loaded = sys.modules.get("redis.exceptions")
+    if loaded is None:
+        return (_memory.TransportError,)
+    return (_memory.TransportError, loaded.RedisError)
+
+
+def refusals() -> tuple[type[Exception], ...]:
+    """What a command the server refused raises (``BUSYGROUP``, ``NOGROUP``...), to catch."""
+    loaded = sys.modules.get("redis.exceptions")
+    if loaded is None:
+        return (_memory.CommandError,)
+    return (_memory.CommandError, loaded.ResponseError)
 
 
 def fields(envelope: Mapping[str, bytes]) -> dict[Any, Any]:
@@ -95,6 +128,12 @@ def connect(url: str, *, attempts: int = 5, backoff: float = 0.1) -> Client:
         return _memory.connect(url)
     if not isinstance(url, str) or not url.startswith(_SCHEMES):
         raise exc.InvalidFormat(bad_url(url))
+    module = _redis()
+    from redis.backoff import ExponentialBackoff
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+    from redis.retry import Retry
+
     retry = Retry(
         ExponentialBackoff(cap=2.0, base=max(backoff, 0.0)),
         retries=max(attempts - 1, 0),
@@ -116,9 +155,10 @@ def connect(url: str, *, attempts: int = 5, backoff: float = 0.1) -> Client:
         # connection a round trip that fails on plain Redis.
         options["maint_notifications_config"] = MaintNotificationsConfig(enabled=False)
     try:
-        return redis.Redis.from_url(url, **options)
+        client: redis.Redis = module.Redis.from_url(url, **options)
     except (ValueError, TypeError) as err:
         raise exc.InvalidFormat(f"malformed Redis URL {_masked(url)!r}: {_masked(err)}") from None
+    return client
 
 
 #: ``transport=`` values: the memory transport, or Redis (the URL says where).
@@ -167,6 +207,7 @@ def choose_url(url: Any, transport: Any) -> str:
         kind = MEMORY
     elif isinstance(url, str) and url.startswith(_SCHEMES):
         kind = REDIS
+        _redis()  # say now, before anything runs, that the client is missing
     else:
         raise TransportOptionError(f"url is not usable: {bad_url(url)}", option="url")
     if transport is not None and transport != kind:
@@ -272,23 +313,31 @@ def ensure_group(client: Client, stream_key: str) -> None:
     """
     try:
         client.xgroup_create(stream_key, protocol.GROUP, id="0", mkstream=True)
-    except ResponseError as err:
+    except refusals() as err:
         if "BUSYGROUP" not in str(err):
             raise
-
-
-#: Errors that mean "not now" rather than "never": the connection dropped or timed
-#: out, the server is loading or a replica, a cluster is reconfiguring.
-_TRANSIENT = (RedisConnectionError, RedisTimeoutError, ReadOnlyError, TryAgainError, ClusterDownError)
 
 
 def is_transient(err: BaseException) -> bool:
     """Whether a command that raised ``err`` may succeed if simply tried again later.
 
-    Everything else (an ACL's NOPERM, EXECABORT, OOM, a wrong type, a value the
-    client cannot encode) is a refusal: retrying would fail the same way forever.
+    "Not now" is a dropped or timed-out connection, a server loading or a
+    replica, a cluster reconfiguring. Everything else (an ACL's NOPERM,
+    EXECABORT, OOM, a wrong type, a value the client cannot encode) is a
+    refusal: retrying would fail the same way forever. The memory transport
+    cannot drop, so its errors are never transient.
     """
-    return isinstance(err, _TRANSIENT)
+    loaded = sys.modules.get("redis.exceptions")
+    if loaded is None:
+        return False
+    transient = (
+        loaded.ConnectionError,
+        loaded.TimeoutError,
+        loaded.ReadOnlyError,
+        loaded.TryAgainError,
+        loaded.ClusterDownError,
+    )
+    return isinstance(err, transient)
 
 
 class Backoff:

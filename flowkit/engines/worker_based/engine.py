@@ -185,7 +185,7 @@ class WorkerBasedActionEngine(ActionEngine):
         try:
             if needed:
                 directory.wait_for(client, needed, self._worker_wait)
-        except _transport.RedisError as err:
+        except _transport.errors() as err:
             client.close()
             raise exc.ExecutionFailure(
                 f"the worker-based engine cannot reach Redis at {mask_url(self._url)}: {err}", cause=err

@@ -373,7 +373,7 @@ class Worker:
         try:
             try:
                 _transport.ensure_group(self._client, self._stream)
-            except _transport.RedisError as err:
+            except _transport.errors() as err:
                 raise ConnectionError(f"cannot reach Redis at {mask_url(self._url)}: {err}") from err
             helpers = self._start_helpers()
             self._started.set()
@@ -451,7 +451,7 @@ class Worker:
             pipe.zrem(self._zset_key, self._worker_id)
             pipe.delete(self._hash_key)
             pipe.execute()
-        except _transport.RedisError as err:
+        except _transport.errors() as err:
             LOG.warning("worker %s could not remove its advertisement: %s", self._worker_id, err)
         LOG.info("worker %s stopped", self._worker_id)
 
@@ -469,7 +469,7 @@ class Worker:
                 reply = self._client.xreadgroup(
                     protocol.GROUP, self._worker_id, streams, count=free, block=block_ms
                 )
-            except _transport.RedisError as err:
+            except _transport.errors() as err:
                 self._redis_trouble("reading requests", err, backoff)
                 continue
             backoff.reset()
@@ -487,7 +487,7 @@ class Worker:
                 self._cond.wait(MAX_BLOCK)
             return 0 if self._stopping.is_set() else self._threads_count - self._busy
 
-    def _redis_trouble(self, doing: str, err: _transport.RedisError, backoff: _transport.Backoff) -> None:
+    def _redis_trouble(self, doing: str, err: Exception, backoff: _transport.Backoff) -> None:
         delay = backoff.next()
         LOG.warning(
             "worker %s: Redis error while %s (retrying in %.1fs): %s", self._worker_id, doing, delay, err
@@ -496,7 +496,7 @@ class Worker:
             return
         try:
             _transport.ensure_group(self._client, self._stream)
-        except _transport.RedisError as again:
+        except _transport.errors() as again:
             LOG.debug("worker %s: group not re-created yet: %s", self._worker_id, again)
 
     def _dispatch(self, entries: list[tuple[Any, Any]], deliveries: Mapping[str, int] | None) -> None:
@@ -561,7 +561,7 @@ class Worker:
             pipe.get(key)
         try:
             replies = pipe.execute()
-        except _transport.RedisError as err:
+        except _transport.errors() as err:
             LOG.warning(
                 "worker %s cannot check %d request(s) against replays, leaving them for a later delivery: %s",
                 self._worker_id,
@@ -855,7 +855,7 @@ class Worker:
         while True:
             try:
                 self._beat()
-            except _transport.RedisError as err:
+            except _transport.errors() as err:
                 LOG.warning("worker %s: Redis error during heartbeat: %s", self._worker_id, err)
             except Exception:
                 LOG.exception("worker %s: heartbeat failed", self._worker_id)
