@@ -241,6 +241,7 @@ func responseFrom(m map[string]any) *Response {
 		SentAt: float(m["sent_at"]),
 	}
 	r.Progress = float(m["progress"])
+	r.EventType, _ = m["event_type"].(string)
 	r.Details, _ = m["details"].(map[string]any)
 	if record, ok := m["failure"]; ok {
 		r.Failure = failureFrom(record)

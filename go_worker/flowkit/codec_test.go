@@ -208,7 +208,7 @@ func decodedBody(t *testing.T, envelope Envelope) map[string]any {
 var knownFields = map[string]bool{
 	"v": true, "type": true, "id": true, "reply_to": true, "action": true, "task": true, "name": true,
 	"arguments": true, "result": true, "failure": true, "flow_failures": true, "sent_at": true,
-	"deadline": true, "traceparent": true, "worker": true, "event": true, "progress": true, "details": true, "topic": true,
+	"deadline": true, "traceparent": true, "worker": true, "event": true, "progress": true, "event_type": true, "details": true, "topic": true,
 	"tasks": true, "language": true, "pid": true, "host": true, "heartbeat": true, "visibility_timeout": true,
 }
 
@@ -234,7 +234,7 @@ func jsonDiff(want, got any, path string) string {
 		if _, isFailure := w["exc_type_names"]; isFailure {
 			w = withDefaults(w, map[string]any{"exc_args": []any{}, "causes": []any{}})
 		}
-		if w["event"] == EventProgress {
+		if w["event"] == EventProgress || w["event"] == EventNotification {
 			w = withDefaults(w, map[string]any{"details": nil})
 		}
 		keys := map[string]bool{}

@@ -49,6 +49,9 @@ const (
 	EventProgress = "progress"
 	EventSuccess  = "success"
 	EventFailure  = "failure"
+	// EventNotification relays an event the task notified (Call.Notify), as
+	// TaskFlow relays a remote task's notifier events to the engine's task.
+	EventNotification = "notification"
 
 	TypeNotify   = "notify"
 	TypeRequest  = "request"
@@ -242,10 +245,12 @@ func (r *Request) MarshalJSON() ([]byte, error) {
 type Response struct {
 	ID     string
 	Worker string
-	Event  string // EventRunning, EventProgress, EventSuccess or EventFailure
-	// Progress (0 to 1) and Details (nil: null) belong to progress events.
-	Progress float64
-	Details  map[string]any
+	Event  string // EventRunning, EventProgress, EventNotification, EventSuccess or EventFailure
+	// Progress (0 to 1) belongs to progress events, EventType (non-empty) to
+	// notification events, Details (nil: null) to both.
+	Progress  float64
+	EventType string
+	Details   map[string]any
 	// Result belongs to success events (nil: null).
 	Result any
 	// Failure belongs to failure events.
@@ -272,6 +277,15 @@ func (r *Response) MarshalJSON() ([]byte, error) {
 			details = r.Details
 		}
 		fields = append(fields, field{"progress", r.Progress}, field{"details", details})
+	case EventNotification:
+		if r.EventType == "" {
+			return nil, fmt.Errorf("a notification response needs an event type")
+		}
+		var details any
+		if r.Details != nil {
+			details = r.Details
+		}
+		fields = append(fields, field{"event_type", r.EventType}, field{"details", details})
 	case EventSuccess:
 		fields = append(fields, field{"result", r.Result})
 	case EventFailure:

@@ -33,6 +33,13 @@ type Call struct {
 	// Progress reports progress from 0 to 1 with optional JSON details
 	// (nil: null). Reports are sent at most every 50 ms; the last one always is.
 	Progress func(progress float64, details map[string]any)
+	// Notify sends an event of the task's own (eventType non-empty, details
+	// JSON or nil) to the engine, whose copy of the task tells its notifier's
+	// listeners, as TaskFlow does with a remote task's notifier events. Every
+	// event is sent, in order, while the task runs; an empty type, details
+	// that cannot be sent, or a call after the task returned are logged and
+	// dropped.
+	Notify func(eventType string, details map[string]any)
 }
 
 // ExecuteFunc runs a task's execute; its result must be JSON-encodable.

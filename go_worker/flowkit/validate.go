@@ -20,7 +20,7 @@ var baseNames = map[string]bool{
 	"Exception":              true,
 }
 
-var events = map[string]bool{EventRunning: true, EventProgress: true, EventSuccess: true, EventFailure: true}
+var events = map[string]bool{EventRunning: true, EventProgress: true, EventNotification: true, EventSuccess: true, EventFailure: true}
 
 // jsonType names a decoded value's JSON type the way the Python side does
 // (a number written with a fraction or exponent is a "number").
@@ -187,7 +187,7 @@ func responseProblem(m map[string]any) string {
 	}
 	event := m["event"].(string)
 	if !events[event] {
-		return fmt.Sprintf("response field 'event' must be one of ['failure', 'progress', 'running', 'success'], not %s", short(event))
+		return fmt.Sprintf("response field 'event' must be one of ['failure', 'notification', 'progress', 'running', 'success'], not %s", short(event))
 	}
 	if p := numbers("response", m, "sent_at"); p != "" {
 		return p
@@ -197,17 +197,24 @@ func responseProblem(m map[string]any) string {
 		if !ok || !(progress >= 0 && progress <= 1) {
 			return bad("progress response", m, "progress", "a number from 0 to 1")
 		}
+	} else if _, present := m["progress"]; present {
+		return fmt.Sprintf("%s response must not carry 'progress' (progress responses only)", event)
+	}
+	if event == EventNotification {
+		if p := nonEmptyStrings("notification response", m, "event_type"); p != "" {
+			return p
+		}
+	} else if _, present := m["event_type"]; present {
+		return fmt.Sprintf("%s response must not carry 'event_type' (notification responses only)", event)
+	}
+	if event == EventProgress || event == EventNotification {
 		if details, present := m["details"]; present && details != nil {
 			if _, ok := details.(map[string]any); !ok {
-				return bad("progress response", m, "details", "an object or null")
+				return bad(event+" response", m, "details", "an object or null")
 			}
 		}
-	} else {
-		for _, name := range []string{"progress", "details"} {
-			if _, present := m[name]; present {
-				return fmt.Sprintf("%s response must not carry '%s' (progress responses only)", event, name)
-			}
-		}
+	} else if _, present := m["details"]; present {
+		return fmt.Sprintf("%s response must not carry 'details' (progress and notification responses only)", event)
 	}
 	_, hasResult := m["result"]
 	if event == EventSuccess {

@@ -555,6 +555,15 @@ func (w *Worker) perform(ctx context.Context, j *job) {
 	progress := &throttle{now: w.opts.Clock.Now, send: func(value float64, details map[string]any) {
 		w.send(request.ReplyTo, &Response{ID: request.ID, Worker: w.id, Event: EventProgress, Progress: value, Details: details}, "")
 	}}
+	notify := func(eventType string, details map[string]any) {
+		if eventType == "" {
+			w.logf(slog.LevelWarn, "worker %s: task %s notified an event without a type; dropped", w.id, request.Task)
+			return
+		}
+		progress.whileRunning(func() {
+			w.send(request.ReplyTo, &Response{ID: request.ID, Worker: w.id, Event: EventNotification, EventType: eventType, Details: details}, "")
+		})
+	}
 	call := &Call{
 		Context:     ctx,
 		Name:        request.Name,
@@ -562,6 +571,7 @@ func (w *Worker) perform(ctx context.Context, j *job) {
 		RequestID:   request.ID,
 		Arguments:   request.Arguments,
 		Progress:    progress.report,
+		Notify:      notify,
 		TraceParent: ValidTraceParent(request.TraceParent),
 	}
 	result, failure := w.registry.Run(call, request)
@@ -628,6 +638,16 @@ func (t *throttle) report(progress float64, details map[string]any) {
 	}
 }
 
+// whileRunning calls send unless the task has returned (flush was called),
+// under the throttle's lock so events and progress keep the task's order.
+func (t *throttle) whileRunning(send func()) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.finished {
+		send()
+	}
+}
+
 func (t *throttle) flush() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -653,6 +673,11 @@ func (w *Worker) send(replyTo string, response *Response, ack string) {
 			w.id, response.ID, err)
 		response.Details = nil
 		envelope, err = w.encode(response)
+	}
+	if err != nil && response.Event == EventNotification {
+		w.logf(slog.LevelWarn, "worker %s: event %q of request %s cannot be sent (%v); dropped",
+			w.id, response.EventType, response.ID, err)
+		return
 	}
 	if err != nil {
 		w.logf(slog.LevelError, "worker %s cannot encode a %s response to request %s: %v", w.id, response.Event, response.ID, err)

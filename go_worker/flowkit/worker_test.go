@@ -166,6 +166,14 @@ func testRegistry() *flowkit.Registry {
 	reg.Register("test.Error", func(*flowkit.Call) (any, error) { return nil, errors.New("plain error") }, nil)
 	reg.Register("test.Panic", func(*flowkit.Call) (any, error) { panic("kaboom") }, nil)
 	reg.Register("test.NaN", func(*flowkit.Call) (any, error) { return math.NaN(), nil }, nil)
+	reg.Register("test.Notify", func(call *flowkit.Call) (any, error) {
+		call.Notify("A", map[string]any{"leftover": []any{"A", "B"}})
+		call.Notify("", nil)                                  // no type: dropped
+		call.Notify("bad", map[string]any{"nan": math.NaN()}) // not JSON: dropped
+		call.Progress(0.5, nil)
+		call.Notify("B", nil)
+		return "done", nil
+	}, nil)
 	reg.Register(blockName, block, nil)
 	reg.Register("test.Revert", func(*flowkit.Call) (any, error) { return nil, nil },
 		func(call *flowkit.Call, result any, failure *flowkit.Failure, flowFailures map[string]*flowkit.Failure) (any, error) {
@@ -213,7 +221,13 @@ func block(call *flowkit.Call) (any, error) {
 // when Run returns, after *runErr is set.
 func (h *harness) start(change func(*flowkit.Options)) (*flowkit.Worker, <-chan struct{}, *error) {
 	h.t.Helper()
-	worker, err := flowkit.NewWorker(testRegistry(), h.options(change))
+	return h.startWith(testRegistry(), change)
+}
+
+// startWith is start with a registry of the test's own.
+func (h *harness) startWith(reg *flowkit.Registry, change func(*flowkit.Options)) (*flowkit.Worker, <-chan struct{}, *error) {
+	h.t.Helper()
+	worker, err := flowkit.NewWorker(reg, h.options(change))
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -500,6 +514,30 @@ func TestProgressResponsesComeBetweenRunningAndSuccess(t *testing.T) {
 	got := h.responses(request.ID, 10*time.Second)
 	if !reflect.DeepEqual(events(got), []string{"running", "progress", "success"}) || got[1].Progress != 0.5 {
 		t.Fatalf("events = %v", events(got))
+	}
+}
+
+func TestNotifiedEventsAreSentInOrderAndUnsendableOnesDropped(t *testing.T) {
+	h := newHarness(t)
+	h.start(nil)
+	request := h.request("test.Notify", flowkit.ActionExecute, map[string]any{}, nil)
+	h.add(request)
+	got := h.responses(request.ID, 10*time.Second)
+	want := []string{"running", "notification", "progress", "notification", "success"}
+	if !reflect.DeepEqual(events(got), want) {
+		t.Fatalf("events = %v, want %v; log:\n%s", events(got), want, h.log)
+	}
+	first, second := got[1], got[3]
+	if first.EventType != "A" || !reflect.DeepEqual(first.Details, map[string]any{"leftover": []any{"A", "B"}}) {
+		t.Fatalf("first event = %+v", first)
+	}
+	if second.EventType != "B" || second.Details != nil {
+		t.Fatalf("second event = %+v", second)
+	}
+	for _, dropped := range []string{"without a type", "of request " + request.ID + " cannot be sent"} {
+		if !strings.Contains(h.log.String(), dropped) {
+			t.Errorf("log does not say %q:\n%s", dropped, h.log)
+		}
 	}
 }
 

@@ -58,7 +58,19 @@ class Chatty(task.Task):
             self.update_progress(value)
 
 
-TASKS = [Reserve, Fail, Chatty]
+class Announcer(task.Task):
+    """Notifies events of its own on its notifier, as TaskFlow's wbe_event_sender example does."""
+
+    def execute(self) -> None:
+        self.notifier.notify("A", {"leftover": ("A", "B")})
+        self.update_progress(0.5)
+        self.notifier.notify("disk-full", None)
+        self.notifier.notify("odd", {"value": object()})  # not JSON: dropped, logged
+        self.notifier.notify(7, {})  # not a string: dropped, logged
+        self.notifier.notify("B", {"leftover": ("B",)})
+
+
+TASKS = [Reserve, Fail, Chatty, Announcer]
 
 
 @pytest.fixture
@@ -132,6 +144,31 @@ def test_every_progress_report_of_a_short_burst_reaches_the_engine(
     load(linear_flow.Flow("f").add(chatty), exchange).run()
 
     assert seen == [0.0, 0.2, 0.5, 0.8, 1.0]
+
+
+def test_events_a_remote_task_notifies_reach_its_listeners_in_the_engine_in_order(
+    start_worker: Callable[..., Worker], exchange: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="flowkit.engines.worker_based.worker")
+    start_worker(exchange=exchange, topic="t")
+    announcer = Announcer()
+    heard: list[tuple[Any, Any]] = []
+    announcer.notifier.register(
+        announcer.notifier.ANY, lambda event_type, details: heard.append((event_type, details))
+    )
+
+    load(linear_flow.Flow("f").add(announcer), exchange).run()
+
+    assert heard == [
+        (task.EVENT_UPDATE_PROGRESS, {"progress": 0.0}),
+        ("A", {"leftover": ["A", "B"]}),  # through JSON, as on TaskFlow
+        (task.EVENT_UPDATE_PROGRESS, {"progress": 0.5}),
+        ("disk-full", {}),
+        ("B", {"leftover": ["B"]}),
+        (task.EVENT_UPDATE_PROGRESS, {"progress": 1.0}),
+    ]
+    dropped = [r.getMessage() for r in caplog.records if "cannot be sent" in r.getMessage()]
+    assert len(dropped) == 2 and all(protocol.task_name(Announcer) in line for line in dropped)
 
 
 def test_a_progress_flood_is_cut_to_a_burst_then_one_report_per_interval() -> None:

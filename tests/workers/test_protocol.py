@@ -346,6 +346,13 @@ def test_response_message_builds_each_event() -> None:
     assert _round_trip(protocol.response_message("1", "w", protocol.SUCCESS))["result"] is None
     failure = protocol.response_message("1", "w", protocol.FAILURE, failure=_failure())
     assert Failure.from_dict(_round_trip(failure)["failure"]).exception_str == "boom"
+    notification = protocol.response_message(
+        "1", "w", protocol.NOTIFICATION, event_type="A", details={"leftover": ["A", "B"]}
+    )
+    assert _round_trip(notification)["event_type"] == "A"
+    assert _round_trip(notification)["details"] == {"leftover": ["A", "B"]}
+    bare = _round_trip(protocol.response_message("1", "w", protocol.NOTIFICATION, event_type="B"))
+    assert bare["details"] is None and "progress" not in bare
 
 
 @pytest.mark.parametrize(
@@ -357,6 +364,11 @@ def test_response_message_builds_each_event() -> None:
         ("failure", {"result": 1}),
         ("progress", {}),
         ("failure", {}),
+        ("notification", {}),
+        ("notification", {"event_type": ""}),
+        ("notification", {"event_type": "A", "progress": 0.5}),
+        ("progress", {"progress": 0.5, "event_type": "A"}),
+        ("success", {"details": {}}),
     ],
 )
 def test_response_message_refuses_misuse(event: str, kwargs: dict[str, Any]) -> None:

@@ -383,6 +383,8 @@ class RedisDriver(DispatchingDriver):
             )
         elif event == protocol.PROGRESS:
             self._on_progress(request, message["progress"], message.get("details"))
+        elif event == protocol.NOTIFICATION:
+            self._on_notification(request, message["event_type"], message.get("details"))
         elif event == protocol.SUCCESS:
             result = message["result"]
             if type(result) is dict and dynamic.RECORD_KEY in result:
@@ -422,6 +424,18 @@ class RedisDriver(DispatchingDriver):
             except Exception:  # a listener must not stop the replies being read
                 LOG.warning("a progress listener of atom '%s' failed", request.node.name, exc_info=True)
         runtime.progress_by_name(request.node.name, progress, details or None)
+
+    def _on_notification(self, request: _Request, event_type: str, details: dict[str, Any] | None) -> None:
+        """Tell the listeners of the task's own notifier here of an event it notified on the worker."""
+        own = getattr(request.node.atom, "_notifier", None)
+        if own is None or not own.has_listeners:
+            return
+        try:
+            own.tell_listeners(event_type, details)
+        except Exception:  # a listener must not stop the replies being read
+            LOG.warning(
+                "a listener of atom '%s' failed on event %r", request.node.name, event_type, exc_info=True
+            )
 
     def _tick(self) -> None:
         """Fail requests nobody started before their deadline, and those whose worker vanished."""

@@ -6,7 +6,8 @@ it builds a fresh task per request, turns revert records back into
 completion, makes JSON objects into the pydantic models ``execute``'s
 annotations ask for, and throttles progress reports so a chatty task cannot flood the
 engine's reply stream (a task that reports a few times, as most do, has every report
-sent, as the protocol asks and TaskFlow does).
+sent, as the protocol asks and TaskFlow does). Other events the task notifies on its
+own notifier are handed on as they come, none held back: each may mean something.
 """
 
 from __future__ import annotations
@@ -21,8 +22,12 @@ from flowkit import task as task_module
 from flowkit import typed
 from flowkit.engines.worker_based import protocol
 from flowkit.types.failure import Failure
+from flowkit.types.notifier import Notifier
 
-__all__ = ["PROGRESS_BURST", "PROGRESS_INTERVAL", "ProgressThrottle", "call_task"]
+__all__ = ["PROGRESS_BURST", "PROGRESS_INTERVAL", "EventSink", "ProgressThrottle", "call_task"]
+
+EventSink = Callable[[Any, Any], None]
+"""``sink(event_type, details)``: receives the events a task notifies, progress aside."""
 
 #: Reports a task may send back to back; past them, one per :data:`PROGRESS_INTERVAL`.
 PROGRESS_BURST = 20
@@ -77,6 +82,7 @@ def call_task(
     task_cls: type[task_module.BaseTask],
     request: Mapping[str, Any],
     progress: Callable[[task_module.BaseTask, float], None] | None = None,
+    events: EventSink | None = None,
 ) -> Any:
     """Execute or revert a fresh instance of ``task_cls`` as ``request`` asks; return its outcome.
 
@@ -84,6 +90,8 @@ def call_task(
         task_cls: the registered class; instantiated with the atom's name.
         request: a decoded, valid request message.
         progress: receives the task's ``update_progress`` reports.
+        events: receives every other event the task notifies on its own
+            notifier (``self.notifier.notify("A", {...})``), as it is notified.
 
     Raises:
         BaseException: whatever the task raised.
@@ -91,6 +99,8 @@ def call_task(
     task = task_cls(name=request["name"])
     if progress is not None:
         task._progress_sink = progress
+    if events is not None:
+        task.notifier.register(Notifier.ANY, _RelayEvents(events))
     arguments = _typed_arguments(task, request["arguments"])
     if request["action"] == protocol.EXECUTE:
         outcome = task.execute(**arguments)
@@ -100,6 +110,19 @@ def call_task(
         # A fresh loop per call: pool threads have none, and tasks share nothing across calls.
         outcome = asyncio.run(_awaited(outcome))
     return outcome
+
+
+class _RelayEvents:
+    """The listener that hands a task's own events to the worker (progress goes its own way)."""
+
+    __slots__ = ("_sink",)
+
+    def __init__(self, sink: EventSink) -> None:
+        self._sink = sink
+
+    def __call__(self, event_type: Any, details: Any = None) -> None:
+        if event_type != task_module.EVENT_UPDATE_PROGRESS:
+            self._sink(event_type, details)
 
 
 def _typed_arguments(task: task_module.BaseTask, arguments: dict[str, Any]) -> dict[str, Any]:

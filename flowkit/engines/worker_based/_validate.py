@@ -18,7 +18,7 @@ from typing import Any, Final
 __all__ = ["failure_problem", "is_integer", "json_type", "problem"]
 
 _ACTIONS: Final = frozenset(("execute", "revert"))
-_EVENTS: Final = frozenset(("running", "progress", "success", "failure"))
+_EVENTS: Final = frozenset(("running", "progress", "notification", "success", "failure"))
 _BASE_NAMES: Final = frozenset(("builtins.BaseException", "builtins.Exception", "BaseException", "Exception"))
 _REVERT_ONLY: Final = ("result", "failure", "flow_failures")
 _JSON_TYPES: Final = {
@@ -138,13 +138,20 @@ def _response(message: dict[str, Any]) -> str | None:
         progress: Any = message.get("progress")
         if not _is_number(progress) or not 0.0 <= progress <= 1.0:
             return _bad("progress response", message, "progress", "a number from 0 to 1")
+    elif "progress" in message:
+        return f"{event} response must not carry 'progress' (progress responses only)"
+    if event == "notification":
+        found = _strings("notification response", message, ("event_type",))
+        if found is not None:
+            return found
+    elif "event_type" in message:
+        return f"{event} response must not carry 'event_type' (notification responses only)"
+    if event in ("progress", "notification"):
         details = message.get("details")
         if details is not None and type(details) is not dict:
-            return _bad("progress response", message, "details", "an object or null")
-    else:
-        for field in ("progress", "details"):
-            if field in message:
-                return f"{event} response must not carry '{field}' (progress responses only)"
+            return _bad(f"{event} response", message, "details", "an object or null")
+    elif "details" in message:
+        return f"{event} response must not carry 'details' (progress and notification responses only)"
     if event == "success":
         if "result" not in message:
             return "success response has no 'result' field"

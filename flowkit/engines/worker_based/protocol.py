@@ -14,8 +14,9 @@ Rules the schemas state and the builders here follow:
 * a revert request carries ``flow_failures`` and exactly one of ``result``
   (the atom's execute succeeded, possibly ``null``) or ``failure`` (it failed);
   an execute request carries none of the three;
-* a response carries ``progress``/``details`` only on ``progress`` events,
-  ``result`` only on ``success`` and ``failure`` only on ``failure``;
+* a response carries ``progress`` only on ``progress`` events, ``event_type``
+  only on ``notification`` events, ``details`` only on those two, ``result``
+  only on ``success`` and ``failure`` only on ``failure``;
 * a failure record's ``exc_type_names`` ends with a base exception name (the
   schema can only check that one is present; :func:`decode` checks the end, so
   every record it accepts also passes :meth:`Failure.from_dict
@@ -44,6 +45,7 @@ __all__ = [
     "MAX_CLOCK_SKEW",
     "MAX_MESSAGE_BYTES",
     "MISSING",
+    "NOTIFICATION",
     "PROGRESS",
     "REVERT",
     "RUNNING",
@@ -83,6 +85,9 @@ RUNNING: Final = "running"
 PROGRESS: Final = "progress"
 SUCCESS: Final = "success"
 FAILURE: Final = "failure"
+#: An event the task notified on its own notifier (``self.notifier.notify``),
+#: relayed to the engine's copy of the task, as TaskFlow relays them.
+NOTIFICATION: Final = "notification"
 
 NOTIFY: Final = "notify"
 REQUEST: Final = "request"
@@ -100,7 +105,7 @@ class _Missing:
 
 MISSING: Final = _Missing()
 
-_EVENTS: Final = frozenset((RUNNING, PROGRESS, SUCCESS, FAILURE))
+_EVENTS: Final = frozenset((RUNNING, PROGRESS, NOTIFICATION, SUCCESS, FAILURE))
 
 
 class ProtocolError(exc.InvalidFormat):
@@ -276,18 +281,22 @@ def response_message(
     event: str,
     *,
     progress: float | None = None,
+    event_type: str | None = None,
     details: Mapping[str, Any] | None = None,
     result: Any = MISSING,
     failure: Any = None,
 ) -> dict[str, Any]:
-    """A worker's answer to a request: running, progress, success or failure.
+    """A worker's answer to a request: running, progress, notification, success or failure.
 
     Args:
         request_id: the request's ``id``.
         worker_id: the answering worker.
-        event: :data:`RUNNING`, :data:`PROGRESS`, :data:`SUCCESS` or :data:`FAILURE`.
+        event: :data:`RUNNING`, :data:`PROGRESS`, :data:`NOTIFICATION`,
+            :data:`SUCCESS` or :data:`FAILURE`.
         progress: progress events only: a number from 0.0 to 1.0.
-        details: progress events only: an optional JSON object.
+        event_type: notification events only: the event the task notified
+            (a non-empty string).
+        details: progress and notification events only: an optional JSON object.
         result: success only: the result (missing is sent as ``null``).
         failure: failure only: a ``Failure`` or its record.
 
@@ -298,8 +307,12 @@ def response_message(
     message["event"] = event
     if event not in _EVENTS:
         raise ValueError(f"unknown event {event!r} (expected one of {sorted(_EVENTS)})")
-    if (progress is not None or details is not None) and event != PROGRESS:
-        raise ValueError("progress and details belong to progress events only")
+    if progress is not None and event != PROGRESS:
+        raise ValueError("progress belongs to progress events only")
+    if event_type is not None and event != NOTIFICATION:
+        raise ValueError("event_type belongs to notification events only")
+    if details is not None and event not in (PROGRESS, NOTIFICATION):
+        raise ValueError("details belong to progress and notification events only")
     if result is not MISSING and event != SUCCESS:
         raise ValueError("result belongs to success events only")
     if failure is not None and event != FAILURE:
@@ -308,6 +321,11 @@ def response_message(
         if progress is None:
             raise ValueError("a progress event needs a progress value")
         message["progress"] = float(progress)
+        message["details"] = None if details is None else dict(details)
+    elif event == NOTIFICATION:
+        if not event_type or not isinstance(event_type, str):
+            raise ValueError(f"a notification event needs a non-empty string event_type, not {event_type!r}")
+        message["event_type"] = event_type
         message["details"] = None if details is None else dict(details)
     elif event == SUCCESS:
         message["result"] = None if result is MISSING else result

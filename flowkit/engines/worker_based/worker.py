@@ -686,7 +686,12 @@ class Worker:
         throttle = ProgressThrottle(lambda value: self._send_progress(job, value), self._clock.monotonic)
         try:
             with request_span(message, self._worker_id, self._topic, self._tracer_provider):
-                outcome = call_task(job.task_cls, message, throttle.report)
+                outcome = call_task(
+                    job.task_cls,
+                    message,
+                    throttle.report,
+                    lambda kind, details: self._send_event(job, kind, details),
+                )
         except BaseException as err:  # the task's failure, whatever it is, goes back to the engine
             throttle.flush()
             return self._failure_envelope(message["id"], Failure.from_exception(err))
@@ -708,6 +713,32 @@ class Worker:
     def _send_progress(self, job: _Job, progress: float) -> None:
         envelope = self._encode_response(job, protocol.PROGRESS, progress=progress)
         self._outbox.put((job.message["reply_to"], envelope, None))
+
+    def _send_event(self, job: _Job, event_type: Any, details: Any) -> None:
+        """Relay an event the task notified; one that cannot be sent is logged and dropped."""
+        message = job.message
+        try:
+            if not isinstance(event_type, str) or not event_type:
+                raise ValueError(f"its type {event_type!r} is not a non-empty string")
+            envelope = self._encode(
+                protocol.response_message(
+                    message["id"],
+                    self._worker_id,
+                    protocol.NOTIFICATION,
+                    event_type=event_type,
+                    details=details,
+                )
+            )
+        except (protocol.ProtocolError, ValueError, TypeError) as err:
+            LOG.warning(
+                "worker %s: task %s (atom %s) notified an event that cannot be sent, dropped: %s",
+                self._worker_id,
+                message["task"],
+                message["name"],
+                getattr(err, "reason", err),
+            )
+            return
+        self._outbox.put((message["reply_to"], envelope, None))
 
     # -- encoding --------------------------------------------------------------------
 
