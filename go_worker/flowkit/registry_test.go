@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"reflect"
 	"strings"
 	"testing"
@@ -173,20 +174,44 @@ func TestArgumentHelpersNameTheProblemAsATypeError(t *testing.T) {
 	}
 }
 
-func TestProgressThrottleSendsTheLastValueOnFlush(t *testing.T) {
+func TestProgressThrottleSendsABurstThenOnePerIntervalAndTheLastValueOnFlush(t *testing.T) {
 	var sent []float64
 	now := time.Unix(1000, 0)
-	th := &throttle{now: func() time.Time { return now }, send: func(p float64, _ map[string]any) { sent = append(sent, p) }}
-	th.report(0.1, nil)
+	th := newThrottle(func() time.Time { return now }, func(p float64, _ map[string]any) { sent = append(sent, p) })
+	for i := 0; i < progressBurst; i++ {
+		th.report(0.01, nil) // the whole burst goes out at once
+	}
+	th.report(0.2, nil)        // no report left: held back
+	th.report(7, nil)          // clamped to 1, replaces 0.2
+	th.report(math.NaN(), nil) // ignored
 	now = now.Add(progressInterval - time.Millisecond)
-	th.report(0.2, nil) // within the interval: held back
-	th.report(7, nil)   // clamped to 1, replaces 0.2
+	th.report(0.4, nil) // not quite one earned: replaces 1
 	now = now.Add(time.Millisecond)
-	th.report(0.5, nil) // an interval after the last one sent: sent (1 is dropped)
+	th.report(0.5, nil) // one earned: sent (0.4 is dropped)
 	th.report(0.9, nil) // held back again ...
 	th.flush()          // ... until the task ends
 	th.report(0.3, nil) // after flush: ignored
-	if !reflect.DeepEqual(sent, []float64{0.1, 0.5, 0.9}) {
-		t.Fatalf("sent = %v", sent)
+	now = now.Add(time.Hour)
+	th.flush()
+	want := []float64{}
+	for i := 0; i < progressBurst; i++ {
+		want = append(want, 0.01)
+	}
+	want = append(want, 0.5, 0.9)
+	if !reflect.DeepEqual(sent, want) {
+		t.Fatalf("sent = %v, want %v", sent, want)
+	}
+}
+
+func TestProgressThrottleEarnsBackAtMostABurst(t *testing.T) {
+	sent := 0
+	now := time.Unix(1000, 0)
+	th := newThrottle(func() time.Time { return now }, func(float64, map[string]any) { sent++ })
+	now = now.Add(time.Hour) // idle for long: still only a burst at once
+	for i := 0; i < 3*progressBurst; i++ {
+		th.report(0.5, nil)
+	}
+	if sent != progressBurst {
+		t.Fatalf("sent %d reports after an idle hour, want %d", sent, progressBurst)
 	}
 }

@@ -28,7 +28,12 @@ const (
 	maxBlock = 500 * time.Millisecond
 	// maxBatch is the most responses and acknowledgements written in one MULTI block.
 	maxBatch = 512
-	// progressInterval is the least time between two progress responses of a request.
+	// progressBurst is how many progress responses of a request may go out
+	// back to back; past them, one more is allowed per progressInterval (a
+	// token bucket, the Python worker's rule: a task that reports a few times
+	// has every report sent, a flood is cut down).
+	progressBurst = 20
+	// progressInterval is the time in which a request earns back one report.
 	progressInterval = 50 * time.Millisecond
 )
 
@@ -552,9 +557,9 @@ func (w *Worker) perform(ctx context.Context, j *job) {
 		}
 		w.finish(j, envelope)
 	}()
-	progress := &throttle{now: w.opts.Clock.Now, send: func(value float64, details map[string]any) {
+	progress := newThrottle(w.opts.Clock.Now, func(value float64, details map[string]any) {
 		w.send(request.ReplyTo, &Response{ID: request.ID, Worker: w.id, Event: EventProgress, Progress: value, Details: details}, "")
-	}}
+	})
 	notify := func(eventType string, details map[string]any) {
 		if eventType == "" {
 			w.logf(slog.LevelWarn, "worker %s: task %s notified an event without a type; dropped", w.id, request.Task)
@@ -607,17 +612,24 @@ func (w *Worker) finish(j *job, envelope Envelope) {
 	w.signal()
 }
 
-// throttle passes a task's progress on, at most once per progressInterval;
-// the last value held back is sent by flush, after which reports are ignored.
+// throttle passes a task's progress on: a burst of progressBurst reports at
+// once, then one per progressInterval (a token bucket on the worker's clock).
+// A report beyond that is kept, replacing the one kept before, and flush sends
+// it at the end, after which reports are ignored.
 type throttle struct {
 	mu       sync.Mutex
 	now      func() time.Time // the worker's clock
 	send     func(float64, map[string]any)
-	last     time.Time
+	tokens   float64   // reports that may go out now (at most progressBurst)
+	at       time.Time // when tokens was last brought up to date
 	unsent   bool
 	value    float64
 	details  map[string]any
 	finished bool
+}
+
+func newThrottle(now func() time.Time, send func(float64, map[string]any)) *throttle {
+	return &throttle{now: now, send: send, tokens: progressBurst, at: now()}
 }
 
 func (t *throttle) report(progress float64, details map[string]any) {
@@ -630,8 +642,14 @@ func (t *throttle) report(progress float64, details map[string]any) {
 	if t.finished {
 		return
 	}
-	if now := t.now(); now.Sub(t.last) >= progressInterval {
-		t.last, t.unsent = now, false
+	now := t.now()
+	if elapsed := now.Sub(t.at); elapsed > 0 {
+		t.tokens = min(progressBurst, t.tokens+float64(elapsed)/float64(progressInterval))
+	}
+	t.at = now
+	if t.tokens >= 1 {
+		t.tokens--
+		t.unsent, t.details = false, nil
 		t.send(progress, details)
 	} else {
 		t.unsent, t.value, t.details = true, progress, details

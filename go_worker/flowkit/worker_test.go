@@ -541,6 +541,52 @@ func TestNotifiedEventsAreSentInOrderAndUnsendableOnesDropped(t *testing.T) {
 	}
 }
 
+// progressValues are the progress values of responses, in order.
+func progressValues(responses []*flowkit.Response) []float64 {
+	var values []float64
+	for _, r := range responses {
+		if r.Event == flowkit.EventProgress {
+			values = append(values, r.Progress)
+		}
+	}
+	return values
+}
+
+func TestProgressIsSentInBurstsOfTwentyThenOnePer50msAndTheLastValueAlways(t *testing.T) {
+	h := newHarness(t)
+	clock := newFakeClock(time.Now())
+	reg := testRegistry()
+	reg.Register("test.Flood", func(call *flowkit.Call) (any, error) {
+		for i := 1; i <= 25; i++ { // the clock stands still: 20 go out, the rest wait
+			call.Progress(float64(i)/100, nil)
+		}
+		clock.advance(50 * time.Millisecond) // one report earned back
+		call.Progress(0.5, nil)
+		call.Progress(0.6, nil) // none left: kept
+		clock.advance(25 * time.Millisecond)
+		call.Progress(0.7, nil) // half a report earned: kept instead of 0.6
+		clock.advance(25 * time.Millisecond)
+		call.Progress(0.8, nil) // the other half: sent
+		call.Progress(0.9, nil) // kept, and sent when the task returns
+		return nil, nil
+	}, nil)
+	h.startWith(reg, func(o *flowkit.Options) { o.Clock = clock })
+	request := h.request("test.Flood", flowkit.ActionExecute, map[string]any{}, nil)
+	h.add(request)
+	got := h.responses(request.ID, 10*time.Second)
+	var want []float64
+	for i := 1; i <= 20; i++ {
+		want = append(want, float64(i)/100)
+	}
+	want = append(want, 0.5, 0.8, 0.9)
+	if values := progressValues(got); !reflect.DeepEqual(values, want) {
+		t.Fatalf("progress sent = %v, want %v", values, want)
+	}
+	if last := got[len(got)-1]; last.Event != flowkit.EventSuccess {
+		t.Fatalf("events = %v", events(got))
+	}
+}
+
 func TestUnknownTaskIsAnsweredWithNotFound(t *testing.T) {
 	h := newHarness(t)
 	worker, _, _ := h.start(nil)
