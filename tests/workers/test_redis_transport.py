@@ -55,16 +55,6 @@ def test_connect_refuses_a_malformed_url_without_showing_its_password(url: str) 
     assert "***" in str(caught.value)
 
 
-def test_ensure_group_creates_the_stream_once_and_delivers_older_entries(client: _transport.Client) -> None:
-    client.xadd("s", {"body": b"early"})
-    _transport.ensure_group(client, "s")
-    _transport.ensure_group(client, "s")
-    _transport.ensure_group(client, "fresh")
-    assert client.exists("fresh") == 1
-    entries = client.xreadgroup(protocol.GROUP, "c1", {"s": ">"}, count=10)
-    assert [fields for _, items in entries for _, fields in items] == [{b"body": b"early"}]
-
-
 def test_ensure_group_raises_other_redis_errors(client: _transport.Client) -> None:
     client.set("not-a-stream", "x")
     with pytest.raises(Exception, match="WRONGTYPE"):
