@@ -17,7 +17,6 @@ run's records have one writer and need no lock. Two kinds of item travel:
 from __future__ import annotations
 
 import time
-from _queue import Empty, SimpleQueue  # queue's own, without importing queue and threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +25,7 @@ from flowkit.engines._compiler import Node
 from flowkit.types.failure import Failure
 
 if TYPE_CHECKING:  # the serial engine never makes a future: it need not import them
+    from _queue import SimpleQueue
     from concurrent.futures import Future
 
 __all__ = ["RAISE", "Completion", "Completions", "ProgressReport"]
@@ -75,6 +75,12 @@ class Completions:
     """A queue of finished calls and progress reports, plus the count of calls still out."""
 
     def __init__(self) -> None:
+        # queue's own C queue, without importing queue and threading; imported here,
+        # as the serial engine's records come from this module and it needs no queue
+        # (loading the extension costs a quarter of a millisecond).
+        from _queue import Empty, SimpleQueue
+
+        self._empty = Empty
         self._queue: SimpleQueue[Completion | ProgressReport | _Raise] = SimpleQueue()
         self.in_flight = 0
         #: Applies a progress report; called by :meth:`take`, in the engine thread.
@@ -120,6 +126,7 @@ class Completions:
         """
         items: list[Completion] = []
         get = self._queue.get
+        empty = self._empty
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             try:
@@ -128,7 +135,7 @@ class Completions:
                 else:
                     left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
                     item = get(timeout=left)
-            except Empty:
+            except empty:
                 break
             kind = type(item)
             if kind is Completion:
