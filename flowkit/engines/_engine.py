@@ -56,24 +56,26 @@ MAX_WORKERS = 1024
 _NO_RERAISE = frozenset({st.SUCCESS, st.SUSPENDED})
 
 
-class Driver(Protocol):
-    """Where calls run. ``schedule`` starts ready work; ``wait`` collects finished work."""
+if TYPE_CHECKING:  # a Protocol costs at class creation: type checkers only need it
 
-    @property
-    def in_flight(self) -> int:
-        """Calls started and not yet collected by :meth:`wait`."""
+    class Driver(Protocol):
+        """Where calls run. ``schedule`` starts ready work; ``wait`` collects finished work."""
 
-    @property
-    def completions(self) -> Completions | None:
-        """The queue calls made in other threads come back through (None: all inline)."""
+        @property
+        def in_flight(self) -> int:
+            """Calls started and not yet collected by :meth:`wait`."""
 
-    def open(self, runtime: Runtime) -> None: ...
+        @property
+        def completions(self) -> Completions | None:
+            """The queue calls made in other threads come back through (None: all inline)."""
 
-    def schedule(self, runtime: Runtime) -> None: ...
+        def open(self, runtime: Runtime) -> None: ...
 
-    def wait(self, timeout: float | None) -> list[Completion]: ...
+        def schedule(self, runtime: Runtime) -> None: ...
 
-    def close(self) -> None: ...
+        def wait(self, timeout: float | None) -> list[Completion]: ...
+
+        def close(self) -> None: ...
 
 
 class DispatchingDriver:

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterable, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from flowkit import states as st
 from flowkit._utils.records import Record
@@ -80,20 +80,22 @@ class Mark:
         self.intention = st.EXECUTE
 
 
-class Hooks(Protocol):
-    """What the scheduler needs from the world around it."""
+if TYPE_CHECKING:  # a Protocol costs at class creation: type checkers only need it
 
-    def record(self, node: Node, state: str | None, intention: str | None) -> None:
-        """Persist and announce a state and/or intention the scheduler decided."""
+    class Hooks(Protocol):
+        """What the scheduler needs from the world around it."""
 
-    def decide(self, node: Node) -> Depth | None:
-        """Run the deciders on links into ``node``; a Depth means skip that much."""
+        def record(self, node: Node, state: str | None, intention: str | None) -> None:
+            """Persist and announce a state and/or intention the scheduler decided."""
 
-    def ask_retry(self, retry: Node, failed: Node, origin: Node) -> Decision:
-        """Record ``origin``'s failure in ``retry``'s history (under ``failed``'s name) and ask it."""
+        def decide(self, node: Node) -> Depth | None:
+            """Run the deciders on links into ``node``; a Depth means skip that much."""
 
-    def joined(self, spawner: Node) -> None:
-        """A spawned sub-flow finished forward: give ``spawner`` its collected result."""
+        def ask_retry(self, retry: Node, failed: Node, origin: Node) -> Decision:
+            """Record ``origin``'s failure in ``retry``'s history (under ``failed``'s name) and ask it."""
+
+        def joined(self, spawner: Node) -> None:
+            """A spawned sub-flow finished forward: give ``spawner`` its collected result."""
 
 
 class Scheduler:

@@ -13,16 +13,19 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from flowkit import exceptions as exc
 from flowkit._utils.asyncio_bridge import EventLoopThread
 from flowkit.engines import _timeouts
 from flowkit.engines._compiler import Node
 from flowkit.engines._completions import RAISE, Completions
-from flowkit.engines._engine import ActionEngine, DispatchingDriver, Driver, positive_workers
+from flowkit.engines._engine import ActionEngine, DispatchingDriver, positive_workers
 from flowkit.engines._runtime import Call, Runtime
 from flowkit.types.failure import Failure
+
+if TYPE_CHECKING:
+    from flowkit.engines._engine import Driver
 
 __all__ = ["AsyncioEngine"]
 

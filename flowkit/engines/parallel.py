@@ -22,7 +22,7 @@ from flowkit import exceptions as exc
 from flowkit.engines import _green, _process_progress, _threads
 from flowkit.engines._compiler import Node
 from flowkit.engines._completions import Completion, Completions
-from flowkit.engines._engine import ActionEngine, DispatchingDriver, Driver, call_outcome, positive_workers
+from flowkit.engines._engine import ActionEngine, DispatchingDriver, call_outcome, positive_workers
 from flowkit.engines._runtime import Call, Runtime
 from flowkit.types.failure import Failure
 
@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     # Imported where an executor is made or checked: concurrent.futures imports
     # logging, a few milliseconds that the default thread pool never needs.
     import concurrent.futures as cf
+
+    from flowkit.engines._engine import Driver
 
 __all__ = ["ParallelEngine"]
 

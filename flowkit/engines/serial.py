@@ -8,13 +8,16 @@ order TaskFlow's serial engine does: every ready atom of a step, then the outcom
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from flowkit._utils.lazy_logging import module_logger
 from flowkit.engines._completions import Completion
-from flowkit.engines._engine import ActionEngine, Driver
+from flowkit.engines._engine import ActionEngine
 from flowkit.engines._runtime import Runtime
 from flowkit.states import RUNNING
+
+if TYPE_CHECKING:
+    from flowkit.engines._engine import Driver
 
 __all__ = ["SerialEngine"]
 

@@ -24,11 +24,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from flowkit import exceptions as exc
 from flowkit.engines import _compiler
-from flowkit.engines._engine import ActionEngine, Driver
+from flowkit.engines._engine import ActionEngine
 from flowkit.engines.worker_based import protocol
 from flowkit.patterns import loop_flow
 
 if TYPE_CHECKING:
+    from flowkit.engines._engine import Driver
     from flowkit.engines._timeouts import Timer
     from flowkit.engines.worker_based._clock import Clock
 
