@@ -463,7 +463,6 @@ class ActionEngine(Engine):
         storage = self._storage
         run = storage.run_state
         scheduler = runtime.scheduler
-        loops = runtime.loops
         closed = False
         collected: list[Completion] = []
         has_ready = runtime.has_ready
@@ -486,21 +485,26 @@ class ActionEngine(Engine):
                     state = st.WAITING
                 elif state == st.WAITING:
                     if driver.in_flight:
-                        collected = driver.wait(loops.wait_budget(timeout) if loops.timers else timeout)
+                        # A loop flow may be spliced in mid-run: runtime.loops is read each time.
+                        loops = runtime.loops
+                        budget = loops.wait_budget(timeout) if loops is not None and loops.timers else timeout
+                        collected = driver.wait(budget)
                     state = st.ANALYZING
                 elif state == st.ANALYZING:
                     if collected:
                         for node, action, ok, value in collected:
                             runtime.complete(node, action, ok, value)
                         collected = []
-                    if loops.timers:
+                    loops = runtime.loops
+                    if loops is not None and loops.timers:
                         loops.wake_due()
                     if run.flow_state == st.RUNNING and not scheduler.halted and has_ready():
                         state = st.SCHEDULING
                     elif driver.in_flight:
                         state = st.WAITING
                     elif (
-                        loops.timers
+                        loops is not None
+                        and loops.timers
                         and run.flow_state == st.RUNNING
                         and not scheduler.halted
                         and loops.sleep_until_due()

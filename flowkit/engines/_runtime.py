@@ -28,7 +28,6 @@ from flowkit.deciders import Depth
 from flowkit.engines import _scheduler as sch
 from flowkit.engines._compiler import RETRY, ArgPlan, Compilation, FlowScope, Node, topological_order
 from flowkit.engines._completions import Completions, ProgressReport
-from flowkit.engines._loops import Clock, Loops
 from flowkit.engines._task_options import options_of
 from flowkit.retry import Decision
 from flowkit.storage import AtomRecord, Storage
@@ -38,6 +37,7 @@ from flowkit.types.notifier import Notifier
 if TYPE_CHECKING:
     from flowkit._utils.asyncio_bridge import EventLoopThread
     from flowkit.engines._limits import Limiter
+    from flowkit.engines._loops import Clock, Loops
     from flowkit.engines._timeouts import Timer, Watchdog
 
 __all__ = ["Call", "Runtime", "call_outcome"]
@@ -143,9 +143,11 @@ class Runtime:
         #: a retry), for :meth:`cause_of`. Written on failures only: the hot path
         #: never touches it.
         self._causes: dict[str, sch.Resolution] = {}
-        #: Loops' iterations and delays (flowkit.engines._loops).
-        self.loops = Loops(self, clock)
-        self.loops.scan(compilation.root)
+        #: Loops' iterations and delays (flowkit.engines._loops); None while the
+        #: graph has no loop flow (the module is not even imported then).
+        self.loops: Loops | None = None
+        self._clock = clock
+        self.scan_loops(compilation.root)
         #: Spliced sub-flows (flowkit.engines._splice), made on the first spawn.
         self._spawns: Any = None
         #: node index -> seconds its execute may run; set by the engine (timed atoms only).
@@ -175,13 +177,30 @@ class Runtime:
         #: driver may make several steps in one go (set by the engine per run).
         self.steps_watched = True
 
+    def scan_loops(self, root: FlowScope) -> None:
+        """Start the loops' book-keeping once a loop flow is among the scopes under ``root``.
+
+        Called for the compiled graph and for each spliced sub-flow. Until then
+        :attr:`loops` stays None: a program that never made a loop flow (nothing
+        registered in :data:`flowkit._steering.LOOPS`) does not import the module.
+        """
+        if self.loops is not None or not _steering.LOOPS:
+            return
+        from flowkit.engines._loops import Loops
+
+        loops = Loops(self, self._clock)
+        loops.scan(root)
+        if loops.present:
+            self.loops = loops
+
     def start(self) -> None:
         """Make a fresh scheduler from the stored states (this is also resuming)."""
         records = self.records
         state = self.state
         self._durable = state.durable
         storage_records = state.records
-        self.loops.reset()
+        if self.loops is not None:
+            self.loops.reset()
         if self._spawns is not None or state.flow_meta.get(SPAWNED_FLOW_KEY):
             spawns = self.spawns
             spawns.restore()
@@ -393,7 +412,7 @@ class Runtime:
         assert record is not None
         record.state = st.RUNNING
         record.progress = 0.0
-        if self.loops.present:
+        if self.loops is not None:
             self.loops.stamp(node, record)
         try:
             kwargs = self._fetch(node, node.exec_args, record) if node.exec_args else {}
@@ -464,7 +483,7 @@ class Runtime:
         assert record is not None
         if node.kind != RETRY:
             record.progress = 0.0
-        if self.loops.present:
+        if self.loops is not None:
             self.loops.stamp(node, record)
         self._transition(node, st.RUNNING)
         kwargs = self._fetch(node, node.exec_args, record) if node.exec_args else {}
@@ -591,6 +610,8 @@ class Runtime:
         if _CONTROL[type(value)] == _steering.Steer.LOOP:
             scope = node.scope
             if type(scope.flow) in _steering.LOOPS and scope.children[-1] == node.index:
+                self.scan_loops(scope)  # found at compile time or splice: made already
+                assert self.loops is not None
                 return self.loops.verdict(node, value)
             return True, value  # not a loop's until: an ordinary value
         if node.kind == RETRY:
@@ -659,10 +680,11 @@ class Runtime:
                 details = {"task_name": node.name, "task_uuid": record.uuid, "old_state": old}
             if result is not sch:
                 details["result"] = result
-            if self.loops.present:
-                until = self.loops.until_of(node)
+            loops = self.loops
+            if loops is not None:
+                until = loops.until_of(node)
                 if until >= 0:
-                    details["iteration"] = self.loops.iteration(until)
+                    details["iteration"] = loops.iteration(until)
             if state == st.SUCCESS and node.index in self.guards:
                 self.guards[node.index].annotate(details)
             self.notifier.notify(state, details)

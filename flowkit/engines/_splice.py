@@ -213,7 +213,7 @@ class Spawns:
         self._by_root[id(sub.root)] = splice
         self.spawned_atoms += len(sub.atoms)
         self.order_stale = True
-        runtime.loops.scan(sub.root)
+        runtime.scan_loops(sub.root)
         runtime.adopt_options(sub.atoms)  # timeouts and concurrency keys
         state = runtime.state
         for atom_node in sub.atoms:

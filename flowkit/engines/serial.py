@@ -66,7 +66,6 @@ class _SerialDriver:
             # machine would check between those steps is checked here.
             run = runtime.state
             scheduler = runtime.scheduler
-            loops = runtime.loops
             has_ready = self._has_ready
             while True:
                 node, action = first
@@ -75,7 +74,8 @@ class _SerialDriver:
                     self._done.append(Completion(node, action, *outcome))
                     self.in_flight = len(self._done)
                     return
-                if run.flow_state != RUNNING or scheduler.halted or loops.timers:
+                loops = runtime.loops  # None unless a loop flow is in the graph
+                if run.flow_state != RUNNING or scheduler.halted or (loops is not None and loops.timers):
                     return
                 first = next_item()
                 if first is None:

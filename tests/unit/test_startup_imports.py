@@ -89,9 +89,13 @@ NOT_IN_ONE_TASK_RUN = (
     "flowkit._detail_sync",
     "flowkit.patterns.graph_flow",
     "flowkit.listeners",
-    # The serial engine runs atoms in the caller's thread: no threads, no queue.
+    # The serial engine runs atoms in the caller's thread: no threads, no queue
+    # (not even the C one that the other engines' completion queue is).
     "threading",
     "queue",
+    "_queue",
+    # A flow without loops keeps no loop book-keeping.
+    "flowkit.engines._loops",
     "flowkit._utils.asyncio_bridge",
 )
 
