@@ -25,6 +25,7 @@ const (
 	SleepName        = Prefix + "Sleep"
 	EchoName         = Prefix + "Echo"
 	TraceParentName  = Prefix + "TraceParent"
+	AnnounceName     = Prefix + "Announce"
 )
 
 // TaskFailedTypes are the exception type names of Fail's failure.
@@ -38,6 +39,34 @@ func RegisterAll(reg *flowkit.Registry) {
 	reg.Register(SleepName, sleep, nil)
 	reg.Register(EchoName, echo, nil)
 	reg.Register(TraceParentName, traceParent, nil)
+	reg.Register(AnnounceName, announce, nil)
+}
+
+// announce notifies each event named in the list "events", with the names
+// not yet announced as details, and reports progress after each (the task of
+// TaskFlow's wbe_event_sender example); it returns how many it announced.
+func announce(call *flowkit.Call) (any, error) {
+	value, err := call.Value("events")
+	if err != nil {
+		return nil, err
+	}
+	items, ok := value.([]any)
+	if !ok {
+		return nil, flowkit.ArgumentError("argument 'events' must be a list of strings")
+	}
+	names := make([]any, len(items))
+	for i, item := range items {
+		name, ok := item.(string)
+		if !ok || name == "" {
+			return nil, flowkit.ArgumentError("argument 'events' must be a list of non-empty strings")
+		}
+		names[i] = name
+	}
+	for i, name := range names {
+		call.Notify(name.(string), map[string]any{"leftover": names[i:]})
+		call.Progress(float64(i+1)/float64(len(names)), nil)
+	}
+	return len(names), nil
 }
 
 func countPrimes(call *flowkit.Call) (any, error) {

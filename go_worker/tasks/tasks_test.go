@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"reflect"
 	"testing"
 	"time"
@@ -64,7 +65,8 @@ func run(t *testing.T, name string, arguments map[string]any, progress func(floa
 	if progress == nil {
 		progress = func(float64, map[string]any) {}
 	}
-	call := &flowkit.Call{Context: context.Background(), Task: name, Arguments: arguments, Progress: progress}
+	call := &flowkit.Call{Context: context.Background(), Task: name, Arguments: arguments, Progress: progress,
+		Notify: func(string, map[string]any) {}}
 	return reg.Run(call, &flowkit.Request{Task: name, Action: flowkit.ActionExecute, Arguments: arguments})
 }
 
@@ -72,7 +74,7 @@ func TestRegisterAllOffersTheContractNames(t *testing.T) {
 	reg := flowkit.NewRegistry()
 	RegisterAll(reg)
 	want := []string{
-		"flowkit_go_tasks.CountPrimes", "flowkit_go_tasks.Echo", "flowkit_go_tasks.Fail",
+		"flowkit_go_tasks.Announce", "flowkit_go_tasks.CountPrimes", "flowkit_go_tasks.Echo", "flowkit_go_tasks.Fail",
 		"flowkit_go_tasks.Sha256Rounds", "flowkit_go_tasks.Sleep", "flowkit_go_tasks.TraceParent",
 	}
 	if got := reg.Names(); !reflect.DeepEqual(got, want) {
@@ -126,5 +128,29 @@ func TestEchoReturnsItsValueAndCountPrimesChecksItsArgument(t *testing.T) {
 func BenchmarkCountPrimes5M(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		CountPrimes(5_000_000)
+	}
+}
+
+func TestAnnounceNotifiesEachEventWithThoseLeftThenReportsProgress(t *testing.T) {
+	var heard []string
+	reg := flowkit.NewRegistry()
+	RegisterAll(reg)
+	arguments := map[string]any{"events": []any{"A", "B"}}
+	call := &flowkit.Call{
+		Context: context.Background(), Task: AnnounceName, Arguments: arguments,
+		Progress: func(p float64, _ map[string]any) { heard = append(heard, fmt.Sprint(p)) },
+		Notify: func(name string, details map[string]any) {
+			heard = append(heard, fmt.Sprint(name, details["leftover"]))
+		},
+	}
+	result, failure := reg.Run(call, &flowkit.Request{Task: AnnounceName, Action: flowkit.ActionExecute, Arguments: arguments})
+	if result != 2 || failure != nil || !reflect.DeepEqual(heard, []string{"A[A B]", "0.5", "B[B]", "1"}) {
+		t.Fatalf("result=%v failure=%v heard=%v", result, failure, heard)
+	}
+	for _, bad := range []any{"A", []any{"A", 1}, []any{""}} {
+		_, failure := run(t, AnnounceName, map[string]any{"events": bad}, nil)
+		if failure == nil || !reflect.DeepEqual(failure.ExcTypeNames, flowkit.TypeErrorTypes) {
+			t.Errorf("events=%v: failure = %+v", bad, failure)
+		}
 	}
 }

@@ -18,6 +18,7 @@ from typing import Any
 from flowkit import task
 
 __all__ = [
+    "Announce",
     "CountPrimes",
     "Echo",
     "Fail",
@@ -137,3 +138,18 @@ class TraceParent(task.Task):
         from flowkit.engines.worker_based.worker import current_traceparent
 
         return current_traceparent() or ""
+
+
+class Announce(task.Task):
+    """Notify each event of ``events`` with those not yet announced, reporting progress after each.
+
+    The task of TaskFlow's ``wbe_event_sender`` example; returns how many it announced.
+    """
+
+    worker_task_name = f"{GO_TASKS}.Announce"
+
+    def execute(self, events: list[str]) -> int:
+        for i, name in enumerate(events):
+            self.notifier.notify(name, {"leftover": events[i:]})
+            self.update_progress((i + 1) / len(events))
+        return len(events)

@@ -21,7 +21,15 @@ from flowkit import task
 from flowkit.patterns import linear_flow, unordered_flow
 from flowkit.types.failure import Failure
 from tests import services
-from tests.workers.behaviour_tasks import CountPrimes, Echo, Fail, Sha256Rounds, Sleep, sha256_rounds
+from tests.workers.behaviour_tasks import (
+    Announce,
+    CountPrimes,
+    Echo,
+    Fail,
+    Sha256Rounds,
+    Sleep,
+    sha256_rounds,
+)
 from tests.workers.conftest import (
     BackgroundRun,
     Events,
@@ -152,6 +160,35 @@ def test_progress_reported_by_the_worker_reaches_the_atom_notifier(
 
     assert 0.5 in events.progress_of("nap")
     assert engine.storage.get_task_progress("nap") == 1.0
+
+
+def test_events_and_every_progress_report_of_a_remote_task_reach_its_listeners_in_order(
+    worker: WorkerProcess, redis_flushed_url: str
+) -> None:
+    announce = Announce(name="announce", provides="announced")
+    heard: list[tuple[Any, Any]] = []
+    announce.notifier.register(
+        announce.notifier.ANY, lambda event_type, details: heard.append((event_type, details))
+    )
+    flow = linear_flow.Flow("announcing").add(announce)
+    engine = load_engine(flow, redis_flushed_url, worker.topic, store={"events": ["A", "B", "C", "D"]})
+
+    engine.run()
+
+    assert engine.storage.fetch("announced") == 4
+    progress = task.EVENT_UPDATE_PROGRESS
+    assert heard == [
+        (progress, {"progress": 0.0}),
+        ("A", {"leftover": ["A", "B", "C", "D"]}),
+        (progress, {"progress": 0.25}),  # four reports in a row: each one sent
+        ("B", {"leftover": ["B", "C", "D"]}),
+        (progress, {"progress": 0.5}),
+        ("C", {"leftover": ["C", "D"]}),
+        (progress, {"progress": 0.75}),
+        ("D", {"leftover": ["D"]}),
+        (progress, {"progress": 1.0}),
+        (progress, {"progress": 1.0}),
+    ]
 
 
 def test_a_request_nobody_picks_up_times_out_and_the_flow_reverts(
