@@ -486,6 +486,11 @@ def test_the_memory_transport_runs_without_the_redis_client_and_redis_urls_say_w
                 attempt()
             except ImportError as err:
                 print("refused:", err)
+
+        from flowkit.cli import main
+
+        print("cli exit", main(["worker", "--redis", "redis://localhost:6379/0", "--topic", "t",
+                                "--tasks", "tests.workers.behaviour_tasks"]))
         """
     )
     done = subprocess.run(
@@ -495,6 +500,8 @@ def test_the_memory_transport_runs_without_the_redis_client_and_redis_urls_say_w
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[:2] == ["doubled 42", "redis imported: False"]
-    refusals = lines[2:]
+    refusals = lines[2:4]
     assert len(refusals) == 2
     assert all("pip install 'flowkit[workers]'" in line for line in refusals)
+    assert lines[4:] == ["cli exit 1"]
+    assert "flowkit worker: error:" in done.stderr and "pip install 'flowkit[workers]'" in done.stderr
