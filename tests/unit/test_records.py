@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import collections
+import copy
+import inspect
 import pickle
 import typing
 from typing import Any, NamedTuple
@@ -68,3 +71,36 @@ def test_namedtuple_internals_cannot_be_overridden() -> None:
             @classmethod
             def _make(cls, iterable: Any) -> Any:
                 return iterable
+
+
+def _namedtuple_twin(fields: tuple[str, ...], defaults: tuple[Any, ...]) -> tuple[type, type]:
+    namespace: dict[str, Any] = {"__annotations__": dict.fromkeys(fields, "int"), "__module__": __name__}
+    namespace.update(zip(fields[len(fields) - len(defaults) :], defaults, strict=True))
+    made = type(Record)("Many", (Record,), namespace)
+    return made, collections.namedtuple("Many", fields, defaults=defaults, module=__name__)
+
+
+@pytest.mark.parametrize("count", [1, 2, 5, 8, 9, 12])
+def test_records_of_any_size_behave_as_namedtuple_classes(count: int) -> None:
+    fields = tuple(f"f{i}" for i in range(count))
+    made, twin = _namedtuple_twin(fields, (7,))
+    values = tuple(range(count))
+    record, reference = made(*values), twin(*values)
+    assert record == reference
+    assert repr(record) == repr(reference)
+    assert made(**dict(zip(fields, values, strict=True))) == record  # keywords are the field names
+    assert made(*values[:-1]) == (*values[:-1], 7)  # the default
+    assert str(inspect.signature(made)) == str(inspect.signature(twin))
+    assert record._asdict() == reference._asdict()
+    assert made._make(values) == record
+    assert record._replace(f0=-1)[0] == -1
+    assert made.__match_args__ == fields
+    assert made.__doc__ == twin.__doc__
+    assert [getattr(record, name) for name in fields] == list(values)
+    assert copy.copy(record) == record  # through __getnewargs__, as pickle (see above)
+    with pytest.raises(TypeError, match=f"Expected {count} arguments"):
+        made._make(values + (0,))
+    with pytest.raises(ValueError, match="unexpected field names"):
+        record._replace(nope=1)
+    with pytest.raises(TypeError, match="positional arguments"):
+        made(*values, 0)
