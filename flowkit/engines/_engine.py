@@ -15,15 +15,17 @@ from __future__ import annotations
 import _thread  # threading's Lock, without importing threading (start-up time)
 import contextlib
 import time
-from collections.abc import Generator, Mapping
+from collections.abc import Generator, Iterable, Mapping
+from types import FunctionType
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-from flowkit import _guards, typed
 from flowkit import exceptions as exc
 from flowkit import states as st
 from flowkit._utils.gc_pause import gc_paused
 from flowkit._utils.lazy_logging import module_logger
+from flowkit.atom import Atom
 from flowkit.engines import _compiler, _task_options
+from flowkit.engines._compiler import Node
 from flowkit.engines._completions import Completion, Completions
 from flowkit.engines._runtime import Call, RevertCause, Runtime, call_outcome
 from flowkit.engines._scheduler import REVERT
@@ -42,6 +44,7 @@ __all__ = [
     "DispatchingDriver",
     "Driver",
     "call_outcome",
+    "may_declare_types",
     "positive_workers",
 ]
 
@@ -76,6 +79,27 @@ if TYPE_CHECKING:  # a Protocol costs at class creation: type checkers only need
         def wait(self, timeout: float | None) -> list[Completion]: ...
 
         def close(self) -> None: ...
+
+
+def may_declare_types(nodes: Iterable[Node]) -> bool:
+    """Whether an atom among ``nodes`` may declare types that :mod:`flowkit.typed` reads.
+
+    True unless every atom's class takes its arguments the default way and has
+    an ``execute`` function without annotations: then ``typed`` finds no contract
+    (:func:`flowkit.typed.classes_declaring` is empty), and neither it nor the
+    guards need be imported or asked. Anything else is left to ``typed`` to judge.
+    """
+    default_sources = Atom._arg_sources
+    for cls in {type(node.atom) for node in nodes}:
+        execute = getattr(cls, "execute", None)
+        if (
+            getattr(cls, "_arg_sources", None) is not default_sources
+            or hasattr(cls, "__flowkit_contract__")
+            or type(execute) is not FunctionType
+            or execute.__annotations__
+        ):
+            return True
+    return False
 
 
 class DispatchingDriver:
@@ -301,7 +325,12 @@ class ActionEngine(Engine):
         # no point in the collector walking them while they are made.
         with gc_paused():
             compilation = _compiler.compile_flow(self._flow, strict=bool(self._options.get("strict", False)))
-            if self._options.get("check_types", True):
+            # Type checks and guards (validation, caching) import their modules only
+            # for flows that can use them: a flow of plain tasks pays one pass here.
+            declares = may_declare_types(compilation.atoms)
+            if declares and self._options.get("check_types", True):
+                from flowkit import typed
+
                 typed.check_compilation(compilation)
             self._runtime = Runtime(
                 compilation,
@@ -311,7 +340,10 @@ class ActionEngine(Engine):
                 never_resolve=bool(self._options.get("never_resolve", False)),
                 clock=self._options.get("clock"),
             )
-        self._runtime.guards = _guards.build(compilation, self._options)
+        if declares or self._options.get("cache") is not None:
+            from flowkit import _guards
+
+            self._runtime.guards = _guards.build(compilation, self._options)
         task_options = _task_options.read_task_options(compilation, self._options, self.kind)
         self._runtime.timeouts = task_options.timeouts
         self._runtime.keys = task_options.keys

@@ -96,6 +96,10 @@ NOT_IN_ONE_TASK_RUN = (
     "_queue",
     # A flow without loops keeps no loop book-keeping.
     "flowkit.engines._loops",
+    # Nor, when no atom declares a type (this one has no annotation), type checks
+    # and guards (an annotated first run imports them: see FIRST_RUN above).
+    "flowkit.typed",
+    "flowkit._guards",
     "flowkit._utils.asyncio_bridge",
 )
 
@@ -127,7 +131,7 @@ from flowkit import task
 from flowkit.patterns import linear_flow
 
 class One(task.Task):
-    def execute(self) -> int:
+    def execute(self):
         return 1
 
 engine = engines.load(linear_flow.Flow("f").add(One("one", provides="x")))
