@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from flowkit._utils.records import Record
 from flowkit.engines._compiler import Node
+from flowkit.engines._runtime import Completion  # defined there: the serial engine needs no queue
 from flowkit.types.failure import Failure
 
 if TYPE_CHECKING:  # the serial engine never makes a future: it need not import them
@@ -29,22 +30,6 @@ if TYPE_CHECKING:  # the serial engine never makes a future: it need not import 
     from concurrent.futures import Future
 
 __all__ = ["RAISE", "Completion", "Completions", "ProgressReport"]
-
-
-class Completion(Record):
-    """A finished call, as the engine thread accounts for it.
-
-    Attributes:
-        node: the atom's node.
-        action: what was asked of it (``EXECUTE``, ``REVERT`` or ``RETRY_AGAIN``).
-        ok: whether the call returned (False: it raised).
-        value: what it returned, or the :class:`~flowkit.types.failure.Failure`.
-    """
-
-    node: Node
-    action: int
-    ok: bool
-    value: Any
 
 
 class ProgressReport(Record):

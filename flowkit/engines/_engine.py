@@ -26,8 +26,7 @@ from flowkit._utils.lazy_logging import module_logger
 from flowkit.atom import Atom
 from flowkit.engines import _compiler, _task_options
 from flowkit.engines._compiler import Node
-from flowkit.engines._completions import Completion, Completions
-from flowkit.engines._runtime import Call, RevertCause, Runtime, call_outcome
+from flowkit.engines._runtime import Call, Completion, RevertCause, Runtime, call_outcome
 from flowkit.engines._scheduler import REVERT
 from flowkit.engines.base import Engine
 from flowkit.storage import Storage
@@ -35,6 +34,7 @@ from flowkit.types.failure import Failure
 
 if TYPE_CHECKING:
     from flowkit._utils.asyncio_bridge import EventLoopThread
+    from flowkit.engines._completions import Completions
     from flowkit.engines._timeouts import Timer
 
 __all__ = [
@@ -113,6 +113,8 @@ class DispatchingDriver:
     bridge: EventLoopThread | None = None
 
     def __init__(self) -> None:
+        from flowkit.engines._completions import Completions  # not the serial engine's: imported here
+
         self._done = Completions()
 
     @property

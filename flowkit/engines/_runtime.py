@@ -27,7 +27,6 @@ from flowkit._utils.records import Record
 from flowkit.deciders import Depth
 from flowkit.engines import _scheduler as sch
 from flowkit.engines._compiler import RETRY, ArgPlan, Compilation, FlowScope, Node, topological_order
-from flowkit.engines._completions import Completions, ProgressReport
 from flowkit.engines._task_options import options_of
 from flowkit.retry import Decision
 from flowkit.storage import AtomRecord, Storage
@@ -36,11 +35,12 @@ from flowkit.types.notifier import Notifier
 
 if TYPE_CHECKING:
     from flowkit._utils.asyncio_bridge import EventLoopThread
+    from flowkit.engines._completions import Completions, ProgressReport
     from flowkit.engines._limits import Limiter
     from flowkit.engines._loops import Clock, Loops
     from flowkit.engines._timeouts import Timer, Watchdog
 
-__all__ = ["Call", "Runtime", "call_outcome"]
+__all__ = ["Call", "Completion", "Runtime", "call_outcome"]
 
 EVENT_UPDATE_PROGRESS = "update_progress"
 _LOG = module_logger(__name__)
@@ -57,6 +57,26 @@ class Call(Record):
 
     fn: Callable[..., Any]
     kwargs: dict[str, Any]
+
+
+class Completion(Record):
+    """A finished call, as the engine thread accounts for it.
+
+    Defined here, beside :class:`Call`, rather than with the completion queue
+    (:mod:`flowkit.engines._completions`): the serial engine hands its outcomes
+    over as completions too, and never needs the queue's module.
+
+    Attributes:
+        node: the atom's node.
+        action: what was asked of it (``EXECUTE``, ``REVERT`` or ``RETRY_AGAIN``).
+        ok: whether the call returned (False: it raised).
+        value: what it returned, or the :class:`~flowkit.types.failure.Failure`.
+    """
+
+    node: Node
+    action: int
+    ok: bool
+    value: Any
 
 
 #: Results that steer the run rather than being stored as they are: a spawned
@@ -273,6 +293,8 @@ class Runtime:
         The task's progress comes back through the queue this thread waits on, so
         this thread stays the only one writing the run's records.
         """
+        from flowkit.engines._completions import Completions
+
         box = Completions()
         outer = self._relay
         self.relay_progress(box)
@@ -707,9 +729,12 @@ class Runtime:
 
     def _apply_report(self, report: ProgressReport) -> None:
         """Record a progress report taken from the completion queue (engine thread)."""
-        record = self.state.records.get(report.name)
+        self._apply_progress(report.name, report.progress, report.details)
+
+    def _apply_progress(self, atom_name: str, progress: float, details: dict[str, Any] | None) -> None:
+        record = self.state.records.get(atom_name)
         if record is not None and record.state in _CALL_STATES:
-            self._progress(report.name, report.progress, report.details)
+            self._progress(atom_name, progress, details)
 
     def progress_by_name(
         self, atom_name: str, progress: float, details: dict[str, Any] | None = None
@@ -722,7 +747,7 @@ class Runtime:
         if relay is not None and _thread.get_ident() != self._engine_thread:
             relay.put_progress(atom_name, progress, details)
         else:
-            self._apply_report(ProgressReport(atom_name, progress, details))
+            self._apply_progress(atom_name, progress, details)
 
     def _progress_watched(self, atom: Any) -> bool:
         """Tell whether anyone would see a progress event (the task's or the engine's listeners)."""

@@ -11,9 +11,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, ClassVar
 
 from flowkit._utils.lazy_logging import module_logger
-from flowkit.engines._completions import Completion
 from flowkit.engines._engine import ActionEngine
-from flowkit.engines._runtime import Runtime
+from flowkit.engines._runtime import Completion, Runtime
 from flowkit.states import RUNNING
 
 if TYPE_CHECKING:

@@ -94,6 +94,7 @@ NOT_IN_ONE_TASK_RUN = (
     "threading",
     "queue",
     "_queue",
+    "flowkit.engines._completions",
     # A flow without loops keeps no loop book-keeping.
     "flowkit.engines._loops",
     # Nor, when no atom declares a type (this one has no annotation), type checks
