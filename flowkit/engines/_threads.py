@@ -17,8 +17,8 @@ other of threads.
 
 from __future__ import annotations
 
-import queue
 import threading
+from _queue import SimpleQueue  # queue's own, without the rest of the queue module
 from collections.abc import Callable
 from typing import Any
 
@@ -32,9 +32,7 @@ class WorkerThreads:
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._queue: queue.SimpleQueue[tuple[Callable[..., None], tuple[Any, ...]] | None] = (
-            queue.SimpleQueue()
-        )
+        self._queue: SimpleQueue[tuple[Callable[..., None], tuple[Any, ...]] | None] = SimpleQueue()
         self._threads: list[threading.Thread] = []
         # Started threads that finished their call and wait for another (each
         # submit takes one, so two quick submits never count on the same thread).

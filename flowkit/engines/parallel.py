@@ -19,7 +19,7 @@ import sys
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from flowkit import exceptions as exc
-from flowkit.engines import _green, _process_progress, _threads
+from flowkit.engines import _threads
 from flowkit.engines._compiler import Node
 from flowkit.engines._completions import Completion, Completions
 from flowkit.engines._engine import ActionEngine, DispatchingDriver, call_outcome, positive_workers
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     import concurrent.futures as cf
 
     from flowkit.engines._engine import Driver
+    from flowkit.engines._process_progress import ProgressRelay
 
 __all__ = ["ParallelEngine"]
 
@@ -51,6 +52,8 @@ def _report(done: Completions, node: Node, action: int, call: Call) -> None:
 
 def _in_process(call: Call) -> tuple[bool, Any]:
     """Run ``call`` in a child process; a failure comes back as a plain dict."""
+    from flowkit.engines import _process_progress
+
     _process_progress.attach_in_child(call.kwargs["atom"])
     ok, value = call_outcome(call)
     if not ok:
@@ -114,7 +117,7 @@ class _ExecutorDriver(DispatchingDriver):
         self._processes = processes
         self._workers = workers
         self._executor: cf.Executor | None = None
-        self._relay: _process_progress.ProgressRelay | None = None
+        self._relay: ProgressRelay | None = None
         # Green threads run only while the engine thread waits the green way (_green).
         self._green = green
         self._futures: list[cf.Future[Any]] = []
@@ -125,10 +128,14 @@ class _ExecutorDriver(DispatchingDriver):
         if self._given is not None:
             self._executor = self._given
         elif self._green:
+            from flowkit.engines import _green
+
             self._executor = _green.make_pool(self._workers)
         else:
             # flowkit's own process pool: its children relay progress to this run.
             import concurrent.futures as cf
+
+            from flowkit.engines import _process_progress
 
             self._relay = _process_progress.ProgressRelay(runtime.progress_by_name)
             self._executor = cf.ProcessPoolExecutor(
@@ -168,6 +175,8 @@ class _ExecutorDriver(DispatchingDriver):
         """Wait on the futures themselves, which lets the green threads run."""
         finished = super().wait(0)
         if not finished and self._futures:
+            from flowkit.engines import _green
+
             _green.wait_for_any(self._futures, timeout)
             finished = super().wait(0)
         self._futures = [future for future in self._futures if not future.done()]
@@ -220,22 +229,29 @@ class ParallelEngine(ActionEngine):
         if futures is not None and isinstance(executor, futures.Executor):
             self._executor = executor
             self._processes = isinstance(executor, futures.ProcessPoolExecutor)
+            from flowkit.engines import _green
+
             self._green = _green.is_green(executor)
         elif isinstance(executor, str) and executor.lower() in _PROCESS_NAMES:
             self._processes = True
-        elif isinstance(executor, str) and executor.lower() in _green.GREEN_NAMES:
+        elif executor is None or (isinstance(executor, str) and executor.lower() in _THREAD_NAMES):
+            pass  # flowkit's own worker threads, the default
+        else:
+            # Green threads (or a mistake): only then is their module imported.
+            from flowkit.engines import _green
+
+            if not (isinstance(executor, str) and executor.lower() in _green.GREEN_NAMES):
+                raise exc.InvalidEngineOption(
+                    f"executor must be a concurrent.futures.Executor or one of "
+                    f"{sorted(_THREAD_NAMES | _PROCESS_NAMES | _green.GREEN_NAMES)}, not {executor!r}",
+                    engine=self.kind,
+                    option="executor",
+                )
             try:
                 _green.require()
             except ImportError as err:
                 raise exc.InvalidEngineOption(str(err), engine=self.kind, option="executor") from err
             self._green = True
-        elif not (executor is None or (isinstance(executor, str) and executor.lower() in _THREAD_NAMES)):
-            raise exc.InvalidEngineOption(
-                f"executor must be a concurrent.futures.Executor or one of "
-                f"{sorted(_THREAD_NAMES | _PROCESS_NAMES | _green.GREEN_NAMES)}, not {executor!r}",
-                engine=self.kind,
-                option="executor",
-            )
 
     def _make_driver(self) -> Driver:
         if self._executor is None and not self._processes and not self._green:

@@ -169,6 +169,29 @@ def test_a_one_task_run_in_memory_imports_only_what_it_uses() -> None:
     assert not loaded & set(NOT_IN_ONE_TASK_RUN), sorted(loaded & set(NOT_IN_ONE_TASK_RUN))
 
 
+# The parallel engine's first run: threads, but only its own (not the green-thread
+# or process-pool support, nor the queue module around the C queue it uses).
+_PARALLEL_NEEDS = {"threading", "_queue", "flowkit.engines._completions"}
+NOT_IN_ONE_TASK_PARALLEL_RUN = (
+    *(name for name in NOT_IN_ONE_TASK_RUN if name not in _PARALLEL_NEEDS),
+    "multiprocessing",
+    "flowkit.engines._green",
+    "flowkit.engines._process_progress",
+)
+
+
+def test_a_one_task_parallel_run_imports_only_what_it_uses() -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    probe = ONE_TASK_RUN.replace('provides="x")))', 'provides="x")), engine="parallel")')
+    assert probe != ONE_TASK_RUN
+    out = subprocess.run(
+        [sys.executable, "-S", "-c", probe], check=True, capture_output=True, text=True, env=env
+    )
+    loaded = set(json.loads(out.stdout)["run"])
+    assert "flowkit.engines.parallel" in loaded  # the probe does run the parallel engine
+    assert not loaded & set(NOT_IN_ONE_TASK_PARALLEL_RUN), sorted(loaded & set(NOT_IN_ONE_TASK_PARALLEL_RUN))
+
+
 def test_a_one_task_run_compiles_no_source_text() -> None:
     # The first compile() of a process builds the interpreter's AST classes (about
     # 1 ms), and typing.NamedTuple compiles each field's annotation string: records
