@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, Optional, TypeVar, Union
 
@@ -117,3 +118,48 @@ def test_coerce_value_turns_a_mapping_into_a_pydantic_model() -> None:
     with pytest.raises(TypeError, match="amount"):
         typed.coerce_value({"amount": "lots"}, Price)
     assert typed.coerce_value([{"amount": 1}], list[Price]) == [Price(amount=1.0)]
+
+
+class Order:
+    """A class of this module, named by a string annotation."""
+
+
+def _plain_names(a: int, b: Order, c: None, d: str = "") -> bool:
+    return True
+
+
+def _not_plain(a: int | None, b: list[str], c: Optional[int]) -> Mapping[str, int]:  # noqa: UP045 - the old spelling on purpose
+    return {}
+
+
+def _unknown(a: NoSuchName) -> int:  # type: ignore[name-defined]  # noqa: F821 - unresolvable on purpose
+    return 0
+
+
+@pytest.mark.parametrize("fn", [_plain_names, _not_plain, typed_function, Typed().execute])
+def test_hints_of_plain_names_are_read_without_compile_and_match_typing(
+    fn: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    expected = typing.get_type_hints(fn)
+    if typed._plain_hints(fn) is not None:  # plain names only: no compile() on the way
+        monkeypatch.setattr("builtins.compile", _no_compile)
+    assert dict(typed._read_contract(fn).inputs) == {k: v for k, v in expected.items() if k != "return"}
+    assert typed._read_contract(fn).result == expected.get("return", typed.UNTYPED)
+
+
+def _no_compile(*args: Any, **kwargs: Any) -> Any:
+    raise AssertionError(f"compile{args!r}")
+
+
+def test_which_annotations_count_as_plain_names() -> None:
+    assert typed._plain_hints(_plain_names) == {
+        "a": int,
+        "b": Order,
+        "c": type(None),
+        "d": str,
+        "return": bool,
+    }
+    assert typed._plain_hints(typed_function) == {"x": float, "return": str}
+    assert typed._plain_hints(_not_plain) is None
+    assert typed._plain_hints(_unknown) is None  # left to typing, which cannot resolve it either
+    assert typed._read_contract(_unknown) is typed._read_contract(Plain().execute)  # both empty

@@ -199,6 +199,45 @@ def test_a_one_task_run_compiles_no_source_text() -> None:
     assert _one_task_run()["compiled"] == []
 
 
+ANNOTATED_RUN = """
+from __future__ import annotations
+import builtins, json
+compiled = []
+real_compile = builtins.compile
+
+def compile(source, *args, **kwargs):
+    if isinstance(source, str):
+        compiled.append(source)
+    return real_compile(source, *args, **kwargs)
+
+builtins.compile = compile
+from flowkit import engines, task
+from flowkit.patterns import linear_flow
+
+class Add(task.Task):
+    def execute(self, x: int) -> int:
+        return x + 1
+
+class Total(task.Task):
+    def execute(self, **values: int) -> int:
+        return sum(values.values())
+
+flow = linear_flow.Flow("f").add(Add("a", provides="y"), Total("t", requires=["y"], provides="total"))
+assert engines.run(flow, store={"x": 1})["total"] == 2
+print(json.dumps(compiled))
+"""
+
+
+def test_a_run_of_tasks_annotated_with_plain_names_compiles_no_source_text() -> None:
+    # Under ``from __future__ import annotations`` every annotation is a string;
+    # typing.get_type_hints would compile() each one (and, the first time, build the
+    # AST classes): flowkit.typed looks plain class names up instead.
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-S", "-c", ANNOTATED_RUN]
+    out = subprocess.run(command, check=True, capture_output=True, text=True, env=env)
+    assert json.loads(out.stdout) == []
+
+
 # ``flowkit --help`` (and every subcommand's parser) answers without these: the
 # subcommands import them where they run.
 NOT_FOR_CLI_PARSER = (
