@@ -797,6 +797,11 @@ class Atom(metaclass=abc.ABCMeta):
         else:
             self.optional = profile.optional
             self.revert_optional = profile.revert_optional
+            if values is None:
+                # No stand-ins and nothing injected: the profile's required symbols
+                # are this atom's own (what _derive_requires would work out again
+                # when a graph flow first reads them), and shared, so free to keep.
+                self._requires = profile.requires
 
     # ``provides`` and ``requires`` are worked out when first read: the engine needs
     # neither (it reads ``save_as`` and ``rebind``), and a linear flow of 100,000

@@ -11,7 +11,7 @@ links; the engine's compiler turns the tree into one execution graph.
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from typing import Any, Self, TypeAlias
 
 from flowkit import exceptions as exc
@@ -153,6 +153,16 @@ class Flow(abc.ABC):
         if item is self:
             message = f"flow '{self._name}' cannot contain itself"
             raise exc.InvalidFlowItem(message, flow=self._name, item=item)
+
+    def _check_items(self, items: Collection[object]) -> None:
+        """Raise as :meth:`_check_item` would for the first bad one of ``items``.
+
+        Items of classes already seen need no call each: one pass over their classes
+        tells (a fan-out adds a thousand items of one class at once).
+        """
+        if self in items or not _ITEM_CLASSES.issuperset(map(type, items)):
+            for item in items:
+                self._check_item(item)
 
     def _display_class(self) -> str:
         name = reflection.get_class_name(self)

@@ -93,11 +93,11 @@ class Flow(flow.Flow):
             flowkit.exceptions.DependencyFailure: the links would form a cycle.
             In every case the flow is left unchanged.
         """
-        fresh: dict[FlowItem, None] = {}
-        for node in nodes:
-            self._check_item(node)
-            if node not in self._nodes:
-                fresh[node] = None
+        fresh = dict.fromkeys(nodes)
+        self._check_items(fresh)
+        known = self._nodes
+        if known and not known.keys().isdisjoint(fresh):
+            fresh = {node: None for node in fresh if node not in known}
         if not fresh:
             return self
         if len(fresh) < _BULK:
