@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import abc
 import functools
-from collections.abc import Callable, ItemsView, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, ItemsView, Iterable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from types import MappingProxyType
 from typing import Any, ClassVar
@@ -834,6 +834,19 @@ class Atom(metaclass=abc.ABCMeta):
     @requires.setter
     def requires(self, value: frozenset[str]) -> None:
         self._requires = value
+
+    def _provided_names(self) -> Collection[str]:
+        """What :attr:`provides` holds, without making and keeping a set for it.
+
+        For a graph flow indexing a stock atom's symbols: a set kept on each atom
+        costs a set, and an attribute added after the atom was made (CPython then
+        gives every such atom its own dict once the run adds another one).
+        """
+        found = self._provides
+        if found is not None:
+            return found
+        save_as = self.save_as
+        return (save_as._name,) if type(save_as) is _OneName else save_as.keys()
 
     def _derive_requires(self) -> frozenset[str]:
         """The symbols bound to required arguments of ``execute`` and ``revert``, less injected ones."""

@@ -362,7 +362,8 @@ def compile_flow(root: Any, *, strict: bool = False) -> Compilation:
             continue
         atoms.append(node)
         rebind, revert_rebind = atom.rebind, atom.revert_rebind
-        exec_args = node.exec_args = plan(node, rebind, atom.optional)
+        # An atom of no arguments (a fan-out's leaves) needs no plan: spare the call.
+        exec_args = node.exec_args = plan(node, rebind, atom.optional) if rebind else ()
         if revert_rebind is rebind or (revert_rebind == rebind and atom.revert_optional == atom.optional):
             revert_args = node.revert_args = exec_args
         else:
@@ -610,11 +611,19 @@ class _Builder:
         for entry_node, found_deciders in deciders.items():
             nodes[entry_node].deciders = tuple(found_deciders)
         end = scope.end
+        # Children no link reaches start at the flow's entry; children no link leaves
+        # end at its end (self._edge inline: a fan-out has a thousand of each kind).
+        entry_succ: list[int] = nodes[entry].succ  # type: ignore[assignment]
+        end_pred: list[int] = nodes[end].pred  # type: ignore[assignment]
         for pos in range(count):
             if pos not in preds_of:
-                self._edge(entry, entries[pos])
+                target = entries[pos]
+                entry_succ.append(target)
+                nodes[target].pred.append(entry)  # type: ignore[attr-defined]
             if not has_out[pos]:
-                self._edge(exits[pos], end)
+                source = exits[pos]
+                nodes[source].succ.append(end)  # type: ignore[attr-defined]
+                end_pred.append(source)
         if not forward:
             # A pattern whose items do not come in dependency order: node creation
             # order is no longer topological (compile_flow sorts the nodes).
@@ -622,14 +631,15 @@ class _Builder:
         _classify(scope, preds_of, linear=chain and links == count - 1, forward=forward)
 
     def check_duplicates(self) -> None:
+        names = [node.name for node in self.nodes if node.atom is not None]
+        if len(set(names)) == len(names):
+            return  # the usual answer, from one set made in C
         seen: set[str] = set()
         dups: set[str] = set()
-        for node in self.nodes:
-            if node.atom is None:
-                continue
-            if node.name in seen:
-                dups.add(node.name)
-            seen.add(node.name)
+        for name in names:
+            if name in seen:
+                dups.add(name)
+            seen.add(name)
         if dups:
             raise exc.Duplicate(f"atoms with duplicate names found: {sorted(dups)}", names=sorted(dups))
 

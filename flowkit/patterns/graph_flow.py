@@ -32,8 +32,16 @@ Meta = dict[str, Any]
 
 #: From this many items in one add, the cyclic garbage collector is paused meanwhile.
 _BULK = 1000
-#: Item class -> whether it is an atom (ABC isinstance checks are slow; classes are few).
-_IS_ATOM: dict[type, bool] = {}
+#: Item class -> how :meth:`Flow._index` reads it (ABC isinstance checks are slow;
+#: classes are few): a flow, an atom, or an atom of the stock ``provides``.
+_IS_ATOM: dict[type, int] = {}
+_A_FLOW, _AN_ATOM, _A_STOCK_ATOM = 0, 1, 2
+
+
+def _index_kind(cls: type) -> int:
+    if not issubclass(cls, Atom):
+        return _A_FLOW
+    return _A_STOCK_ATOM if cls.provides is Atom.provides else _AN_ATOM
 
 
 def _copy_meta(meta: Meta) -> Meta:
@@ -287,14 +295,16 @@ class Flow(flow.Flow):
 
     def _index(self, node: FlowItem) -> None:
         cls = type(node)
-        is_atom = _IS_ATOM.get(cls)
-        if is_atom is None:
-            is_atom = _IS_ATOM[cls] = isinstance(node, Atom)
-        if not is_atom:
+        kind = _IS_ATOM.get(cls)
+        if kind is None:
+            kind = _IS_ATOM[cls] = _index_kind(cls)
+        if kind == _A_FLOW:
             self._subflows.append(node)
             return
         providers, requirers = self._providers, self._requirers
-        for value in node.provides:
+        # A stock atom's symbols read from its save_as: no set made and kept on it.
+        provided = node._provided_names() if kind == _A_STOCK_ATOM else node.provides  # type: ignore[union-attr]
+        for value in provided:
             found = providers.get(value)
             if found is None:
                 providers[value] = [node]
