@@ -54,6 +54,32 @@ def test_graph_flow_gathers_every_symbol_of_a_link_as_its_reasons() -> None:
     assert links(f) == [("a", "b", {flow.LINK_REASONS: {"x", "y"}})]
 
 
+class OwnProvides(T):
+    """An atom class that says what it provides by overriding the property."""
+
+    @property  # type: ignore[misc]
+    def provides(self) -> frozenset[str]:
+        return frozenset({"y"})
+
+
+def test_graph_flow_links_from_what_provides_says_not_from_save_as() -> None:
+    set_later = make("a", provides="x")
+    set_later.provides = frozenset({"z"})
+    f = graph_flow.Flow("g").add(
+        set_later, OwnProvides(name="b", provides="x"), make("c", requires=["z"]), make("d", requires=["y"])
+    )
+    assert links(f) == [("a", "c", {flow.LINK_REASONS: {"z"}}), ("b", "d", {flow.LINK_REASONS: {"y"}})]
+
+
+def test_graph_flow_refuses_an_item_after_adding_items_of_known_classes() -> None:
+    f = graph_flow.Flow("g").add(make("a", provides="x"))
+    with pytest.raises(exc.InvalidFlowItem, match="itself"):
+        f.add(make("b"), f)
+    with pytest.raises(exc.InvalidFlowItem, match="not 3"):
+        f.add(make("c"), 3)  # type: ignore[arg-type]
+    assert [node.name for node in f] == ["a"]
+
+
 def test_graph_flow_resolution_can_be_turned_off() -> None:
     no_requires = graph_flow.Flow("g").add(make("a", provides="x"))
     no_requires.add(make("b", requires=["x"]), resolve_requires=False)
