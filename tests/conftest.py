@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import TypeVar
 
 import pytest
@@ -126,3 +127,25 @@ def zookeeper_path_url(zookeeper_server: services.ZooKeeperServer) -> Iterator[s
         yield zookeeper_server.url_for(path)
     finally:
         zookeeper_server.delete_tree(path)
+
+
+BACKENDS = ["memory", "dir", "sqlite", "postgresql", "zookeeper"]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """One storage URL per backend (the persistence contract and the event log use it).
+
+    The PostgreSQL and ZooKeeper URLs are looked up only for their own parameter,
+    so a missing server affects only its tests.
+    """
+    kind = request.param
+    if kind == "memory":
+        return "memory://"
+    if kind == "dir":
+        return f"dir://{tmp_path}/store"
+    if kind == "sqlite":
+        return f"sqlite:///{tmp_path}/flows.db"
+    if kind == "postgresql":
+        return str(request.getfixturevalue("postgresql_db_url"))
+    return str(request.getfixturevalue("zookeeper_path_url"))

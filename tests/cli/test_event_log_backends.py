@@ -14,22 +14,6 @@ from flowkit.patterns import linear_flow
 from flowkit.persistence import backends
 from tests.cli._flows import CardDeclined, make_shop
 
-BACKENDS = ["memory", "dir", "sqlite", "postgresql", "zookeeper"]
-
-
-@pytest.fixture(params=BACKENDS)
-def backend_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    kind = request.param
-    if kind == "memory":
-        return "memory://"
-    if kind == "dir":
-        return f"dir://{tmp_path}/store"
-    if kind == "sqlite":
-        return f"sqlite:///{tmp_path}/flows.db"
-    if kind == "postgresql":
-        return str(request.getfixturevalue("postgresql_db_url"))
-    return str(request.getfixturevalue("zookeeper_path_url"))
-
 
 def test_the_event_log_is_kept_with_the_flow_detail_in_every_backend(backend_url: str) -> None:
     backend = backends.fetch({"connection": backend_url})
