@@ -26,6 +26,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from _best_time import best
+
 from flowkit import declarative, engines, task
 from flowkit.patterns import linear_flow
 
@@ -74,15 +76,6 @@ def chain(cls: type[task.Task], n: int) -> linear_flow.Flow:
             )
         )
     return flow
-
-
-def best(fn: Callable[[], Any], repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return min(times)
 
 
 def main() -> None:

@@ -24,9 +24,10 @@ before and after).
 from __future__ import annotations
 
 import argparse
-import time
 from collections.abc import Callable
 from typing import Any
+
+from _best_time import best
 
 from flowkit import engines, task
 from flowkit.patterns import linear_flow, unordered_flow
@@ -43,15 +44,6 @@ def linear(n: int, **options: Any) -> linear_flow.Flow:
 
 def independent(n: int, **options: Any) -> unordered_flow.Flow:
     return unordered_flow.Flow("fan").add(*[Noop(f"t{i}", **options) for i in range(n)])
-
-
-def best(fn: Callable[[], Any], repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return min(times)
 
 
 def main() -> None:
