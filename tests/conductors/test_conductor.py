@@ -16,6 +16,7 @@ from flowkit.persistence.base import Backend
 from tests.conductors import flows
 from tests.conductors.conftest import flow_state, post_flow, stored_results
 from tests.conftest import wait_until
+from tests.manual_clock import ManualClock
 
 
 def make_board() -> MemoryJobBoard:
@@ -217,18 +218,10 @@ def test_unknown_conductor_kind_names_the_known_ones() -> None:
         conductors.backends.fetch("turbo", "c", make_board())
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_writes_of_a_conductor_whose_claim_was_taken_over_are_refused(
     persistence: Backend, tmp_path: Path
 ) -> None:
-    clock = FakeClock()
+    clock = ManualClock(0.0)
     board = MemoryJobBoard("board", {"claim_expiry": 10}, clock=clock)
     gate = tmp_path / "gate"
     calls = str(tmp_path / "calls")

@@ -24,16 +24,9 @@ from flowkit.persistence import models
 from flowkit.persistence.base import Backend, Connection
 from tests.conductors import flows
 from tests.conductors.conftest import post_flow
+from tests.manual_clock import ManualClock
 
 EXPIRY = 10.0
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class _PausingConnection:
@@ -91,7 +84,7 @@ def _race(
 
     ``fences=False``: both conductors see a store without write fences.
     """
-    clock = FakeClock()
+    clock = ManualClock(0.0)
     board = MemoryJobBoard("board", {"claim_expiry": EXPIRY}, persistence=store, clock=clock)
     job, fd = post_flow(board, store, flows.chain, [1], job_store={"v0": 0, "calls": str(tmp_path / "c")})
     paused = _PausingBackend(store, fences)

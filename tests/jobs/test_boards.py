@@ -14,20 +14,11 @@ from flowkit.jobs.backends.impl_memory import MemoryJobBoard
 from tests import services
 from tests.conftest import wait_until
 from tests.jobs.conftest import board_conf
-
-
-class FakeClock:
-    """Monotonic seconds that move only when told to."""
-
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.manual_clock import ManualClock
 
 
 def test_memory_claim_expires_on_the_boards_clock() -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     board = MemoryJobBoard("m", {"claim_expiry": 5}, clock=clock)
     job = board.post("j")
     claim = board.claim(job, "a")

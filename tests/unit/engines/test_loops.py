@@ -14,27 +14,13 @@ from flowkit import states as st
 from flowkit.patterns import linear_flow, loop_flow, unordered_flow
 from flowkit.persistence import backends
 from flowkit.types.notifier import Notifier
+from tests.manual_clock import ManualClock
 
 #: (what, atom name, fake time) of every call the module's tasks make.
 EVENTS: list[tuple[str, str, float]] = []
 
 
-class FakeClock:
-    """A clock the engine reads and sleeps on; sleeping only moves it."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.slept: list[float] = []
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
-
-
-CLOCK = FakeClock()
+CLOCK = ManualClock(0.0)
 
 
 class Poll(task.Task):

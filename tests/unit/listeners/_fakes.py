@@ -73,16 +73,3 @@ class FakeEngine:
 
     def __repr__(self) -> str:
         return "<FakeEngine>"
-
-
-class FakeClock:
-    """A clock that moves only when told to."""
-
-    def __init__(self, now: float = 100.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds

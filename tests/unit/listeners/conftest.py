@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from ._fakes import FakeClock, FakeEngine
+from tests.manual_clock import ManualClock
+
+from ._fakes import FakeEngine
 
 
 @pytest.fixture
@@ -13,5 +15,5 @@ def engine() -> FakeEngine:
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
+def clock() -> ManualClock:
+    return ManualClock()

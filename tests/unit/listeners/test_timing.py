@@ -7,13 +7,14 @@ import logging
 import pytest
 
 from flowkit.listeners import timing
+from tests.manual_clock import ManualClock
 
-from ._fakes import FakeClock, FakeEngine
+from ._fakes import FakeEngine
 
 # -- DurationListener -----------------------------------------------------------------
 
 
-def test_duration_of_a_task_is_saved_in_its_metadata(engine: FakeEngine, clock: FakeClock) -> None:
+def test_duration_of_a_task_is_saved_in_its_metadata(engine: FakeEngine, clock: ManualClock) -> None:
     with timing.DurationListener(engine, clock=clock):
         engine.task("a", "RUNNING", "PENDING")
         clock.advance(2.5)
@@ -21,7 +22,7 @@ def test_duration_of_a_task_is_saved_in_its_metadata(engine: FakeEngine, clock: 
     assert engine.storage.atom_meta == {"a": {"duration": 2.5}}
 
 
-def test_duration_of_the_flow_is_saved_in_flow_metadata(engine: FakeEngine, clock: FakeClock) -> None:
+def test_duration_of_the_flow_is_saved_in_flow_metadata(engine: FakeEngine, clock: ManualClock) -> None:
     with timing.DurationListener(engine, clock=clock):
         engine.flow("RUNNING", "PENDING")
         clock.advance(7.0)
@@ -32,7 +33,7 @@ def test_duration_of_the_flow_is_saved_in_flow_metadata(engine: FakeEngine, cloc
 
 @pytest.mark.parametrize("end_state", ["SUCCESS", "FAILURE"])
 def test_a_task_is_timed_until_it_succeeds_or_fails(
-    engine: FakeEngine, clock: FakeClock, end_state: str
+    engine: FakeEngine, clock: ManualClock, end_state: str
 ) -> None:
     with timing.DurationListener(engine, clock=clock):
         engine.task("a", "RUNNING", "PENDING")
@@ -42,7 +43,7 @@ def test_a_task_is_timed_until_it_succeeds_or_fails(
 
 
 @pytest.mark.parametrize("end_state", ["REVERTED", "REVERT_FAILURE"])
-def test_a_revert_is_timed_from_reverting(engine: FakeEngine, clock: FakeClock, end_state: str) -> None:
+def test_a_revert_is_timed_from_reverting(engine: FakeEngine, clock: ManualClock, end_state: str) -> None:
     with timing.DurationListener(engine, clock=clock):
         engine.task("a", "RUNNING", "PENDING")
         clock.advance(1.0)
@@ -54,7 +55,7 @@ def test_a_revert_is_timed_from_reverting(engine: FakeEngine, clock: FakeClock, 
     assert engine.storage.atom_meta["a"]["duration"] == 0.25
 
 
-def test_tasks_are_timed_separately(engine: FakeEngine, clock: FakeClock) -> None:
+def test_tasks_are_timed_separately(engine: FakeEngine, clock: ManualClock) -> None:
     with timing.DurationListener(engine, clock=clock):
         engine.task("a", "RUNNING", "PENDING")
         clock.advance(1.0)
@@ -66,7 +67,7 @@ def test_tasks_are_timed_separately(engine: FakeEngine, clock: FakeClock) -> Non
     assert engine.storage.atom_meta == {"a": {"duration": 3.0}, "b": {"duration": 6.0}}
 
 
-def test_pending_forgets_a_started_timer(engine: FakeEngine, clock: FakeClock) -> None:
+def test_pending_forgets_a_started_timer(engine: FakeEngine, clock: ManualClock) -> None:
     with timing.DurationListener(engine, clock=clock):
         engine.task("a", "RUNNING", "PENDING")
         engine.task("a", "PENDING", "REVERTED")
@@ -74,13 +75,13 @@ def test_pending_forgets_a_started_timer(engine: FakeEngine, clock: FakeClock) -
     assert engine.storage.atom_meta == {}
 
 
-def test_finishing_without_starting_records_nothing(engine: FakeEngine, clock: FakeClock) -> None:
+def test_finishing_without_starting_records_nothing(engine: FakeEngine, clock: ManualClock) -> None:
     with timing.DurationListener(engine, clock=clock):
         engine.task("a", "SUCCESS", "RUNNING")
     assert engine.storage.atom_meta == {}
 
 
-def test_retries_and_progress_are_not_timed(engine: FakeEngine, clock: FakeClock) -> None:
+def test_retries_and_progress_are_not_timed(engine: FakeEngine, clock: ManualClock) -> None:
     with timing.DurationListener(engine, clock=clock):
         engine.retry("r", "RUNNING", "PENDING")
         engine.progress("a", 0.5)
@@ -89,7 +90,7 @@ def test_retries_and_progress_are_not_timed(engine: FakeEngine, clock: FakeClock
 
 
 def test_a_storage_failure_is_logged_not_raised(
-    engine: FakeEngine, clock: FakeClock, caplog: pytest.LogCaptureFixture
+    engine: FakeEngine, clock: ManualClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     engine.storage.broken = True
     with (
@@ -103,7 +104,7 @@ def test_a_storage_failure_is_logged_not_raised(
 
 
 def test_deregister_warns_about_unfinished_timers(
-    engine: FakeEngine, clock: FakeClock, caplog: pytest.LogCaptureFixture
+    engine: FakeEngine, clock: ManualClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     listener = timing.DurationListener(engine, clock=clock)
     with caplog.at_level(logging.WARNING, logger="flowkit.listeners.timing"):
@@ -128,7 +129,9 @@ def test_duration_listener_defaults_to_a_monotonic_clock(engine: FakeEngine) -> 
 # -- PrintingDurationListener -----------------------------------------------------------
 
 
-def test_printing_duration_listener_prints_starts_and_durations(engine: FakeEngine, clock: FakeClock) -> None:
+def test_printing_duration_listener_prints_starts_and_durations(
+    engine: FakeEngine, clock: ManualClock
+) -> None:
     printed: list[str] = []
     with timing.PrintingDurationListener(engine, printer=printed.append, clock=clock):
         engine.flow("RUNNING", "PENDING")
@@ -147,7 +150,7 @@ def test_printing_duration_listener_prints_starts_and_durations(engine: FakeEngi
 
 
 def test_printing_duration_listener_prints_to_stdout_by_default(
-    engine: FakeEngine, clock: FakeClock, capsys: pytest.CaptureFixture[str]
+    engine: FakeEngine, clock: ManualClock, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with timing.PrintingDurationListener(engine, clock=clock):
         engine.task("a", "RUNNING", "PENDING")
@@ -157,7 +160,7 @@ def test_printing_duration_listener_prints_to_stdout_by_default(
 # -- EventTimeListener -------------------------------------------------------------------
 
 
-def test_event_time_listener_stamps_each_state_entered(engine: FakeEngine, clock: FakeClock) -> None:
+def test_event_time_listener_stamps_each_state_entered(engine: FakeEngine, clock: ManualClock) -> None:
     with timing.EventTimeListener(engine, clock=clock):
         engine.flow("RUNNING", "PENDING")
         clock.advance(1.0)
@@ -173,7 +176,7 @@ def test_event_time_listener_stamps_each_state_entered(engine: FakeEngine, clock
     }
 
 
-def test_event_time_listener_honours_listen_for(engine: FakeEngine, clock: FakeClock) -> None:
+def test_event_time_listener_honours_listen_for(engine: FakeEngine, clock: ManualClock) -> None:
     with timing.EventTimeListener(engine, task_listen_for=["SUCCESS"], flow_listen_for=(), clock=clock):
         engine.flow("RUNNING", "PENDING")
         engine.task("a", "RUNNING", "PENDING")
@@ -183,7 +186,7 @@ def test_event_time_listener_honours_listen_for(engine: FakeEngine, clock: FakeC
 
 
 def test_event_time_listener_logs_storage_failures(
-    engine: FakeEngine, clock: FakeClock, caplog: pytest.LogCaptureFixture
+    engine: FakeEngine, clock: ManualClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     engine.storage.broken = True
     with (
