@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import _thread  # threading's Lock, without importing threading (start-up time)
 import contextlib
+import sys
 import time
 from collections.abc import Generator, Iterable, Mapping
 from types import FunctionType
@@ -44,7 +45,8 @@ __all__ = [
     "DispatchingDriver",
     "Driver",
     "call_outcome",
-    "may_declare_types",
+    "may_check_types",
+    "may_guard",
     "positive_workers",
 ]
 
@@ -57,6 +59,8 @@ MAX_WORKERS = 1024
 
 
 _NO_RERAISE = frozenset({st.SUCCESS, st.SUSPENDED})
+#: Annotations of ``execute`` that are not argument types for :mod:`flowkit.typed`.
+_NOT_INPUTS = frozenset({"return", "self"})
 
 
 if TYPE_CHECKING:  # a Protocol costs at class creation: type checkers only need it
@@ -81,23 +85,70 @@ if TYPE_CHECKING:  # a Protocol costs at class creation: type checkers only need
         def close(self) -> None: ...
 
 
-def may_declare_types(nodes: Iterable[Node]) -> bool:
-    """Whether an atom among ``nodes`` may declare types that :mod:`flowkit.typed` reads.
+def _declares_alone(cls: type) -> bool:
+    """Whether ``cls`` takes its arguments the default way from a plain ``execute`` function.
 
-    True unless every atom's class takes its arguments the default way and has
-    an ``execute`` function without annotations: then ``typed`` finds no contract
-    (:func:`flowkit.typed.classes_declaring` is empty), and neither it nor the
-    guards need be imported or asked. Anything else is left to ``typed`` to judge.
+    Then what :mod:`flowkit.typed` reads of it is that function's ``__annotations__``,
+    which the checks below read without importing ``typed``. Any other class
+    (function tasks, adapters, an own ``__flowkit_contract__``) is left to ``typed``.
     """
-    default_sources = Atom._arg_sources
-    for cls in {type(node.atom) for node in nodes}:
-        execute = getattr(cls, "execute", None)
-        if (
-            getattr(cls, "_arg_sources", None) is not default_sources
-            or hasattr(cls, "__flowkit_contract__")
-            or type(execute) is not FunctionType
-            or execute.__annotations__
-        ):
+    return (
+        getattr(cls, "_arg_sources", None) is Atom._arg_sources
+        and not hasattr(cls, "__flowkit_contract__")
+        and type(getattr(cls, "execute", None)) is FunctionType
+    )
+
+
+def may_check_types(nodes: Iterable[Node], classes: Iterable[type]) -> bool:
+    """Whether :func:`flowkit.typed.check_compilation` may find an edge to check among ``nodes``.
+
+    It compares a provider's result type with the consumer's annotation of the
+    argument it feeds, so it has something to do only where an ``execute``
+    annotates an argument that another atom provides. Worked out per class
+    (``classes``: those of ``nodes``' atoms) from the annotations' names, without
+    resolving them or importing ``typed``: a flow of tasks that annotate their
+    results only, or arguments fed by the store, pays one look per class.
+    """
+    annotated: dict[type, set[str]] = {}
+    for cls in classes:
+        if not _declares_alone(cls):
+            return True
+        # typed's inputs: every annotated parameter but ``self``.
+        names = cls.execute.__annotations__.keys() - _NOT_INPUTS  # type: ignore[attr-defined]
+        if names:
+            annotated[cls] = names
+    if not annotated:
+        return False
+    for node in nodes:
+        names = annotated.get(type(node.atom))
+        if names is not None:
+            for plan in node.exec_args:
+                if plan.provider >= 0 and plan.arg in names:
+                    return True
+    return False
+
+
+def may_guard(nodes: Iterable[Node], classes: Iterable[type], options: Mapping[str, Any]) -> bool:
+    """Whether :func:`flowkit._guards.build` may find an atom to guard among ``nodes``.
+
+    Without a cache, a guard validates a result or turns arguments into pydantic
+    models. Unless pydantic is imported or ``validate_types=True`` asks for every
+    annotated result, a result is validated only for an atom whose
+    ``validate_types`` is True (an attribute of the atom or its class), and only
+    if its ``execute`` declares a result: a flow of annotated tasks pays one
+    attribute look per atom of such a class, and a flow of plain tasks none.
+    """
+    if options.get("cache") is not None or options.get("validate_types") is True or "pydantic" in sys.modules:
+        return True
+    returning = {
+        cls
+        for cls in classes
+        if not _declares_alone(cls) or "return" in cls.execute.__annotations__  # type: ignore[attr-defined]
+    }
+    if not returning:
+        return False
+    for node in nodes:
+        if type(node.atom) in returning and getattr(node.atom, "validate_types", None) is True:
             return True
     return False
 
@@ -328,9 +379,10 @@ class ActionEngine(Engine):
         with gc_paused():
             compilation = _compiler.compile_flow(self._flow, strict=bool(self._options.get("strict", False)))
             # Type checks and guards (validation, caching) import their modules only
-            # for flows that can use them: a flow of plain tasks pays one pass here.
-            declares = may_declare_types(compilation.atoms)
-            if declares and self._options.get("check_types", True):
+            # for flows that can use them: most flows pay one pass over the atoms here.
+            nodes = compilation.atoms
+            classes = {type(node.atom) for node in nodes}
+            if self._options.get("check_types", True) and may_check_types(nodes, classes):
                 from flowkit import typed
 
                 typed.check_compilation(compilation)
@@ -342,7 +394,7 @@ class ActionEngine(Engine):
                 never_resolve=bool(self._options.get("never_resolve", False)),
                 clock=self._options.get("clock"),
             )
-        if declares or self._options.get("cache") is not None:
+        if may_guard(nodes, classes, self._options):
             from flowkit import _guards
 
             self._runtime.guards = _guards.build(compilation, self._options)

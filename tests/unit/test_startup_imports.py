@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -211,6 +212,7 @@ def compile(source, *args, **kwargs):
     return real_compile(source, *args, **kwargs)
 
 builtins.compile = compile
+import sys
 from flowkit import engines, task
 from flowkit.patterns import linear_flow
 
@@ -223,19 +225,37 @@ class Total(task.Task):
         return sum(values.values())
 
 flow = linear_flow.Flow("f").add(Add("a", provides="y"), Total("t", requires=["y"], provides="total"))
+if {fed}:  # an annotated argument fed by another atom: typed compares the two annotations
+    flow.add(Add("b", rebind={"x": "y"}, provides="z"))
 assert engines.run(flow, store={"x": 1})["total"] == 2
-print(json.dumps(compiled))
+print(json.dumps({"compiled": compiled, "typed": "flowkit.typed" in sys.modules,
+                  "guards": "flowkit._guards" in sys.modules}))
 """
+
+
+def _annotated_run(fed: bool) -> dict[str, Any]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-S", "-c", ANNOTATED_RUN.replace("{fed}", str(fed))]
+    out = subprocess.run(command, check=True, capture_output=True, text=True, env=env)
+    found: dict[str, Any] = json.loads(out.stdout)
+    return found
 
 
 def test_a_run_of_tasks_annotated_with_plain_names_compiles_no_source_text() -> None:
     # Under ``from __future__ import annotations`` every annotation is a string;
     # typing.get_type_hints would compile() each one (and, the first time, build the
     # AST classes): flowkit.typed looks plain class names up instead.
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    command = [sys.executable, "-S", "-c", ANNOTATED_RUN]
-    out = subprocess.run(command, check=True, capture_output=True, text=True, env=env)
-    assert json.loads(out.stdout) == []
+    found = _annotated_run(fed=True)
+    assert found["typed"]  # the probe does check the annotations
+    assert found["compiled"] == []
+
+
+def test_annotations_with_nothing_to_compare_or_validate_import_neither_typed_nor_guards() -> None:
+    # Results annotated, arguments annotated but fed by the store (or by **values):
+    # no edge for typed to compare, no result to validate.
+    found = _annotated_run(fed=False)
+    assert not found["typed"]
+    assert not found["guards"]
 
 
 # ``flowkit --help`` (and every subcommand's parser) answers without these: the
