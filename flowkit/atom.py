@@ -446,8 +446,9 @@ class _ProfileKey(Record):
 
 def _build_profile(key: tuple[Any, ...]) -> _Profile:
     key = _ProfileKey(*key)
+    exec_spec = reflection.inspect_key(*key.exec_key)
     exec_rebind, exec_required, exec_optional = _method_mapping(
-        reflection.inspect_key(*key.exec_key),
+        exec_spec,
         "execute",
         requires=key.requires,
         rebind=key.rebind,
@@ -456,13 +457,26 @@ def _build_profile(key: tuple[Any, ...]) -> _Profile:
     )
     if key.revert_key is None:
         return _Profile(exec_rebind, exec_rebind, exec_required, exec_optional, exec_optional)
+    revert_spec = reflection.inspect_key(*key.revert_key)
+    revert_ignore = key.ignore + _REVERT_SPECIAL_ARGS
+    if (
+        key.revert_requires == key.requires
+        and key.revert_rebind == key.rebind
+        and revert_spec.accepts_kwargs == exec_spec.accepts_kwargs
+        and revert_spec.positional_only == exec_spec.positional_only
+        and _shape(revert_spec, revert_ignore) == _shape(exec_spec, key.ignore)
+    ):
+        # Everything _method_mapping reads is alike (a **kwargs execute with the
+        # default revert, given a long ``requires``): the same answer, not worked
+        # out twice.
+        return _Profile(exec_rebind, exec_rebind, exec_required, exec_optional, exec_optional)
     revert_rebind, revert_required, revert_optional = _method_mapping(
-        reflection.inspect_key(*key.revert_key),
+        revert_spec,
         "revert",
         requires=key.revert_requires,
         rebind=key.revert_rebind,
         auto_extract=key.auto_extract,
-        ignore=key.ignore + _REVERT_SPECIAL_ARGS,
+        ignore=revert_ignore,
     )
     requires = exec_required if revert_required <= exec_required else exec_required | revert_required
     return _Profile(exec_rebind, revert_rebind, requires, exec_optional, revert_optional)

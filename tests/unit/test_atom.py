@@ -252,6 +252,21 @@ def test_revert_requires_replaces_requires_for_revert() -> None:
     assert t.requires == frozenset({"a", "x", "y"})
 
 
+def test_a_revert_read_alike_shares_the_execute_mapping_and_one_that_differs_does_not() -> None:
+    # A **kwargs execute with the default revert and a long requires (a fan-in):
+    # revert's mapping is execute's, worked out once and shared.
+    names = [f"v{i}" for i in range(100)]
+    t = AllVariadic(requires=names)
+    assert t.rebind == dict(zip(names, names, strict=True))
+    assert t.revert_rebind is t.rebind
+    assert t.requires == frozenset(names)
+    # Revert with arguments of its own, or other requires, still gets its own mapping.
+    assert WithRevert(rebind={"a": "x"}).revert_rebind == {"a": "x", "c": "c", "d": "d"}
+    other = AllVariadic(requires=names, revert_requires=["y"])
+    assert other.revert_rebind == {"y": "y"}
+    assert other.requires == frozenset([*names, "y"])
+
+
 def test_revert_rebind_naming_an_unknown_argument_names_the_revert_method() -> None:
     with pytest.raises(ValueError, match="revert method of atom named"):
         WithRevert(name="named", revert_rebind={"zzz": "q"})
