@@ -82,6 +82,11 @@ func RequestsKey(namespace, topic string) string { return namespace + ":requests
 // WorkersKey is the sorted set of live worker ids of topic (score: expiry in unix ms).
 func WorkersKey(namespace, topic string) string { return namespace + ":workers:" + topic }
 
+// TopicsKey is the sorted set of the topics live workers serve (score: the
+// latest expiry in unix ms). Engines given no topics find them here; every
+// worker raises its topic's score (ZADD GT) at each heartbeat.
+func TopicsKey(namespace string) string { return namespace + ":topics" }
+
 // WorkerKey is the hash holding one worker's notify envelope.
 func WorkerKey(namespace, workerID string) string { return namespace + ":worker:" + workerID }
 

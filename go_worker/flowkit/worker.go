@@ -81,17 +81,18 @@ type Options struct {
 // Worker serves the tasks of a Registry to worker-based engines on one topic.
 // A Worker runs once: make a new one to serve again.
 type Worker struct {
-	registry *Registry
-	opts     Options
-	id       string
-	secret   []byte
-	client   *redis.Client
-	stream   string
-	hashKey  string
-	zsetKey  string
-	log      *slog.Logger
-	host     string
-	out      *outQueue
+	registry  *Registry
+	opts      Options
+	id        string
+	secret    []byte
+	client    *redis.Client
+	stream    string
+	hashKey   string
+	zsetKey   string
+	topicsKey string // where engines given no topics find ours
+	log       *slog.Logger
+	host      string
+	out       *outQueue
 
 	mu       sync.Mutex
 	busy     int             // accepted requests whose task has not finished
@@ -175,21 +176,22 @@ func NewWorker(registry *Registry, opts Options) (*Worker, error) {
 		logger = slog.Default()
 	}
 	return &Worker{
-		registry: registry,
-		opts:     opts,
-		id:       opts.WorkerID,
-		secret:   ResolveSecret(opts.Secret),
-		client:   client,
-		stream:   RequestsKey(opts.Namespace, opts.Topic),
-		hashKey:  WorkerKey(opts.Namespace, opts.WorkerID),
-		zsetKey:  WorkersKey(opts.Namespace, opts.Topic),
-		log:      logger,
-		host:     host,
-		out:      newOutQueue(),
-		inFlight: map[string]*job{},
-		wake:     make(chan struct{}, 1),
-		stopping: make(chan struct{}),
-		hurry:    make(chan struct{}),
+		registry:  registry,
+		opts:      opts,
+		id:        opts.WorkerID,
+		secret:    ResolveSecret(opts.Secret),
+		client:    client,
+		stream:    RequestsKey(opts.Namespace, opts.Topic),
+		hashKey:   WorkerKey(opts.Namespace, opts.WorkerID),
+		zsetKey:   WorkersKey(opts.Namespace, opts.Topic),
+		topicsKey: TopicsKey(opts.Namespace),
+		log:       logger,
+		host:      host,
+		out:       newOutQueue(),
+		inFlight:  map[string]*job{},
+		wake:      make(chan struct{}, 1),
+		stopping:  make(chan struct{}),
+		hurry:     make(chan struct{}),
 	}, nil
 }
 

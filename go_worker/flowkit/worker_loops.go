@@ -218,7 +218,10 @@ func (w *Worker) beat() error {
 	pipe := w.client.Pipeline()
 	pipe.HSet(ctx, w.hashKey, map[string]any(envelope))
 	pipe.PExpire(ctx, w.hashKey, ttl)
-	pipe.ZAdd(ctx, w.zsetKey, redis.Z{Score: float64(w.opts.Clock.Now().Add(ttl).UnixMilli()), Member: w.id})
+	expires := float64(w.opts.Clock.Now().Add(ttl).UnixMilli())
+	pipe.ZAdd(ctx, w.zsetKey, redis.Z{Score: expires, Member: w.id})
+	// Engines given no topics find this one here (GT: never shorten another worker's).
+	pipe.ZAddGT(ctx, w.topicsKey, redis.Z{Score: expires, Member: w.opts.Topic})
 	if len(inFlight) > 0 {
 		pipe.XClaimJustID(ctx, &redis.XClaimArgs{
 			Stream: w.stream, Group: Group, Consumer: w.id, MinIdle: 0, Messages: inFlight,

@@ -782,6 +782,10 @@ func TestAdvertisementIsPublishedAndRemovedOnStop(t *testing.T) {
 	if expiry := clock.Now().Add(300 * time.Millisecond).UnixMilli(); err != nil || score != float64(expiry) {
 		t.Fatalf("zset score %v (%v), expected three heartbeats after the worker's now, %d", score, err, expiry)
 	}
+	topicScore, err := h.client.ZScore(ctx, flowkit.TopicsKey(h.namespace), "cpu").Result()
+	if err != nil || topicScore != score {
+		t.Fatalf("topics score %v (%v), expected the worker's own expiry %v", topicScore, err, score)
+	}
 	if ttl := h.client.PTTL(ctx, flowkit.WorkerKey(h.namespace, worker.ID())).Val(); ttl <= 0 || ttl > 300*time.Millisecond {
 		t.Fatalf("hash TTL = %v", ttl)
 	}

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
+from flowkit import engines, task
 from flowkit import exceptions as exc
 from flowkit import states as st
-from flowkit import task
 from flowkit.patterns import linear_flow, unordered_flow
 from flowkit.types.failure import Failure
 from tests import services
@@ -31,6 +31,7 @@ from tests.workers.behaviour_tasks import (
     sha256_rounds,
 )
 from tests.workers.conftest import (
+    NAMESPACE,
     BackgroundRun,
     Events,
     WorkerFactory,
@@ -272,6 +273,26 @@ def test_a_task_no_worker_offers_fails_fast_before_anything_runs(
     assert "fine" not in message.replace("flowkit_go_tasks", "")
     assert time.monotonic() - began < 10.0
     assert requests_added(redis_client, worker.topic) == 0
+
+
+def test_an_engine_given_no_topics_finds_the_worker_by_its_announcement(
+    worker: WorkerProcess, redis_client: Any, redis_flushed_url: str
+) -> None:
+    expires_ms = redis_client.zscore(f"{NAMESPACE}:topics", worker.topic)
+    assert expires_ms is not None and expires_ms > time.time() * 1000
+    flow = linear_flow.Flow("found").add(
+        Echo(name="start", provides="text"),
+        Sha256Rounds(name="hash", rebind={"data": "text"}, provides="digest"),
+    )
+    engine = engines.load(
+        flow, engine="worker-based", url=redis_flushed_url, store={"value": "abc", "rounds": 2},
+        transition_timeout=30.0,
+    )  # fmt: skip
+
+    engine.run()
+
+    assert engine.storage.fetch("digest") == sha256_rounds("abc", 2)
+    assert requests_added(redis_client, worker.topic) == 2
 
 
 def test_one_worker_runs_several_requests_at_once(

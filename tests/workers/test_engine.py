@@ -108,6 +108,7 @@ class ScriptedWorker:
         self.client.hset(protocol.worker_key(NS, self.worker_id), mapping=envelope)  # type: ignore[arg-type]
         expiry = int((time.time() + 30.0) * 1000)
         self.client.zadd(protocol.workers_key(NS, self.topic), {self.worker_id: expiry})
+        self.client.zadd(protocol.topics_key(NS), {self.topic: expiry}, gt=True)
 
     def withdraw(self) -> None:
         """Vanish as a crashed worker does once its advertisement expires."""
@@ -572,6 +573,104 @@ def test_a_task_goes_to_the_first_topic_that_offers_it(scripted: Any, redis_flus
     assert [r["name"] for r in both.requests()] == ["add"]
 
 
+# -- no topics given: the engine finds the topics workers announce (TaskFlow's default) ----
+
+
+def discovering(flow: Any, url: str, store: dict[str, Any] | None = None, **options: Any) -> Any:
+    """Load ``flow`` without topics: it must find its workers by their announcements."""
+    options.setdefault("transition_timeout", 5.0)
+    return engines.load(flow, store=store, engine="worker-based", url=url, **options)
+
+
+def test_without_topics_each_task_goes_to_a_topic_whose_workers_announce_it(
+    scripted: Any, redis_flushed_url: str
+) -> None:
+    only_other = scripted(tasks=(OTHER,), topic=f"a-{uuid.uuid4().hex[:8]}")
+    only_add = scripted(tasks=(ADD,), topic=f"b-{uuid.uuid4().hex[:8]}")
+    flow = linear_flow.Flow("f").add(
+        Add(name="add", provides="x"), Other(name="other", rebind={"value": "x"}, provides="y")
+    )
+
+    engine = discovering(flow, redis_flushed_url, store={"value": 1})
+    engine.run()
+
+    assert engine.storage.fetch("y") == 3
+    assert [r["name"] for r in only_add.requests()] == ["add"]
+    assert [r["name"] for r in only_other.requests()] == ["other"]
+
+
+def test_without_topics_a_request_waits_for_a_worker_that_offers_its_task(
+    scripted: Any, redis_flushed_url: str, client: Any
+) -> None:
+    clock = FakeClock()
+    engine = discovering(chain(1), redis_flushed_url, store={"value": 1}, clock=clock)
+    events = Events(engine)
+    run = BackgroundRun(engine)
+    services.wait_until(lambda: events.saw("add0", st.RUNNING), 5.0, message="the atom starting")
+    clock.advance(1.0)
+    _reader_moved_on(clock)  # a look for workers found none: the request stays with the engine
+    assert not run.done
+    assert client.keys(protocol.requests_key(NS, "*")) == []
+
+    worker = scripted()
+    clock.advance(0.3)  # the reader's next look finds it
+    assert run.join(10.0) is None
+
+    assert engine.storage.fetch("v0") == 2
+    (request,) = worker.requests()
+    # Stamped when it began to wait, not when it was sent: its deadline counts from then.
+    assert request["sent_at"] < clock.time()
+    assert request["deadline"] == request["sent_at"] + 5.0
+
+
+def test_without_topics_a_task_no_worker_offers_times_out_and_so_does_its_revert(
+    scripted: Any, redis_flushed_url: str
+) -> None:
+    worker = scripted()
+    clock = FakeClock()
+    flow = linear_flow.Flow("f").add(
+        Add(name="add0", provides="x"), Other(name="lonely", rebind={"value": "x"})
+    )
+    engine = discovering(flow, redis_flushed_url, store={"value": 1}, clock=clock)
+    events = Events(engine)
+    run = BackgroundRun(engine)
+    services.wait_until(lambda: events.saw("lonely", st.RUNNING), 5.0, message="the lonely atom starting")
+
+    clock.advance(4.9)
+    _reader_moved_on(clock)
+    assert not run.done, "timed out before transition_timeout"
+    clock.advance(0.3)
+    services.wait_until(lambda: events.saw("lonely", st.FAILURE), 5.0, message="the execute timing out")
+    failure = failure_of(engine, "lonely")
+    # Its revert is a request too, which nobody offers either: it times out in turn (as TaskFlow's).
+    clock.advance(5.3)
+    error = run.join(10.0)
+
+    assert isinstance(error, exc.RequestTimeout), repr(error)
+    assert failure.check(exc.RequestTimeout)
+    for part in ("'lonely'", OTHER, "no live worker offered", "5 s"):
+        assert part in str(failure)
+    assert "revert request of atom 'lonely'" in str(error)
+    # A revert that failed stops the flow there, as in TaskFlow: add0 keeps its result.
+    assert engine.storage.get_atom_state("lonely") == st.REVERT_FAILURE
+    assert engine.storage.get_atom_state("add0") == st.SUCCESS
+    assert engine.storage.get_flow_state() == st.FAILURE
+    assert [(r["name"], r["action"]) for r in worker.requests()] == [("add0", protocol.EXECUTE)]
+
+
+def test_without_topics_worker_wait_given_checks_before_the_run(
+    scripted: Any, redis_flushed_url: str
+) -> None:
+    scripted()
+    flow = linear_flow.Flow("f").add(Add(name="offered"), Other(name="lonely"))
+    engine = discovering(flow, redis_flushed_url, store={"value": 1}, worker_wait=1.0, clock=FakeClock())
+
+    with pytest.raises(exc.NotFound, match="'lonely'"):
+        engine.run()
+
+    assert engine.storage.get_atom_state("offered") == st.PENDING
+
+
 @pytest.mark.parametrize(
     ("value", "expected"),
     [(object(), "arguments.value"), ("x" * 400, "bytes")],
@@ -633,8 +732,7 @@ def test_with_a_secret_an_unsigned_advertisement_does_not_count(
     [
         ({"topics": ["t"]}, "url"),
         ({"url": "http://localhost", "topics": ["t"]}, "url"),
-        ({"url": "redis://localhost"}, "topics"),
-        ({"url": "redis://localhost", "topics": []}, "topics"),
+        ({"url": "redis://localhost", "topics": 3}, "topics"),
         ({"url": "redis://localhost", "topics": ["ok", ""]}, "topics"),
         ({"url": "redis://localhost", "topic": 3}, "topic"),
         ({"url": "redis://localhost", "topic": "t", "transition_timeout": 0}, "transition_timeout"),

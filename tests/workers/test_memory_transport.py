@@ -85,7 +85,8 @@ def start_worker() -> Iterator[Callable[..., Worker]]:
     started: list[tuple[Worker, threading.Thread]] = []
 
     def start(**options: Any) -> Worker:
-        worker = Worker(transport="memory", tasks=TASKS, **options)
+        options.setdefault("tasks", TASKS)
+        worker = Worker(transport="memory", **options)
         runner = threading.Thread(target=worker.run, daemon=True)
         runner.start()
         assert worker.wait(10)
@@ -299,6 +300,66 @@ def test_a_request_no_worker_starts_times_out_after_the_transition_timeout(
     assert "revert request" in str(outcome[0]) and "no worker started it within 5 s" in str(outcome[0])
     assert engine.storage.get_atom_state(Reserve().name) == st.REVERT_FAILURE
     assert isinstance(engine.storage.get_execute_failures()[Reserve().name].exception, exc.RequestTimeout)
+
+
+def test_an_engine_given_no_topics_finds_the_workers_of_its_exchange(
+    start_worker: Callable[..., Worker], exchange: str
+) -> None:
+    start_worker(exchange=exchange, topic="reserving", tasks=[Reserve])
+    start_worker(exchange=exchange, topic="failing", tasks=[Fail])
+    start_worker(exchange=f"{exchange}-other", topic="elsewhere")
+    engine = engines.load(
+        linear_flow.Flow("f").add(Reserve(), Fail()),
+        engine="worker-based",
+        exchange=exchange,
+        transport="memory",
+        store={"size": 5},
+    )
+    JOURNAL.clear()
+
+    with pytest.raises(exc.WrappedFailure, match="cannot use r-5"):
+        engine.run()
+
+    assert JOURNAL == ["reserve 5", "release r-5"]
+
+
+class Unserved(task.Task):
+    """A task no worker of these tests registers."""
+
+    def execute(self) -> None:
+        raise AssertionError("never runs")
+
+
+def test_without_topics_a_request_no_worker_offers_times_out_after_the_transition_timeout(
+    start_worker: Callable[..., Worker], exchange: str, wait_until: Callable[..., object]
+) -> None:
+    start_worker(exchange=exchange, topic="t")
+    clock = FakeClock()
+    engine = engines.load(
+        linear_flow.Flow("f").add(Unserved()),
+        engine="worker-based",
+        exchange=exchange,
+        transport="memory",
+        transition_timeout=5.0,
+        clock=clock,
+    )
+    outcome: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            engine.run()
+        except BaseException as err:  # handed to the test thread
+            outcome.append(err)
+
+    runner = threading.Thread(target=run, daemon=True)
+    runner.start()
+    wait_until(lambda: engine.storage.get_atom_state(Unserved().name) == st.RUNNING)
+    wait_until(lambda: clock.advance(0.5) or not runner.is_alive())
+
+    assert len(outcome) == 1 and isinstance(outcome[0], exc.RequestTimeout)
+    assert "no live worker offered its task within 5 s" in str(outcome[0])
+    failure = engine.storage.get_execute_failures()[Unserved().name]
+    assert failure.check(exc.RequestTimeout) and "execute request" in str(failure.exception)
 
 
 def test_taskflows_positional_call_serves_the_exchange_it_names(exchange: str) -> None:

@@ -158,6 +158,16 @@ def test_strings_set_nx_once_and_hashes_and_sorted_sets_answer_in_bytes(client: 
     assert client.delete("k", "h", "z", "gone") == 3
 
 
+def test_zadd_gt_only_raises_an_existing_score_and_adds_new_members(client: _transport.Client) -> None:
+    client.zadd("z", {"a": 20})
+
+    assert client.zadd("z", {"a": 10, "b": 5}, gt=True) == 1
+    assert client.zrange("z", 0, -1) == [b"b", b"a"]
+    client.zadd("z", {"b": 30}, gt=True)
+    assert client.zrange("z", 0, -1) == [b"a", b"b"]
+    assert client.zremrangebyscore("z", "-inf", "(30") == 1
+
+
 def test_a_key_with_an_expiry_goes_away(client: _transport.Client, wait_until: Callable[..., object]) -> None:
     client.hset("h", mapping={"a": b"1"})
     assert client.pexpire("h", 1)

@@ -6,6 +6,12 @@ still starting)? During a run: which topic does a task go to, and is the worker
 running a request still alive? Both answers come from the same scan of the
 topics' advertisements (:func:`_transport.live_workers`), so the engine never
 keeps a second notion of liveness beside the workers' own.
+
+An engine given no topics *discovers* them, as TaskFlow's worker finder learns
+them from the workers' notifications: every full scan first reads the topics
+the workers announce (:func:`_transport.live_topics`), then their adverts. A
+discovered task goes to the first of those topics, by name, whose live workers
+offer it.
 """
 
 from __future__ import annotations
@@ -27,7 +33,8 @@ class Directory:
     """The live workers of some topics and the tasks they offer, as last scanned.
 
     Args:
-        topics: topics in routing order (a task goes to the first that offers it).
+        topics: topics in routing order (a task goes to the first that offers
+            it); empty: the topics the workers announce, found at each full scan.
         namespace: prefix of the Redis keys.
         secret: HMAC key adverts must be signed with (None: no signing).
         max_bytes: largest advert body accepted.
@@ -50,9 +57,13 @@ class Directory:
         expiry: float | None = None,
     ) -> None:
         self.topics = tuple(topics)
+        #: No topics given: the routing topics are those the workers announce.
+        self.discovers = not self.topics
         self.pinned: dict[str, str] = dict(pinned or {})
+        #: The topics tasks are routed to, in order: the given ones, or the discovered ones.
+        self._routing = self.topics
         #: Every topic scanned: the routing ones, then the pinned ones not among them.
-        self._scanned = self.topics + tuple(sorted(set(self.pinned.values()) - set(self.topics)))
+        self._scanned = self._with_pinned(self._routing)
         self._clock = clock
         self._expiry = expiry
         self.namespace = namespace
@@ -69,9 +80,16 @@ class Directory:
         Raises:
             redis.RedisError: Redis could not be asked (a ``_transport.errors()`` one).
         """
-        offers = dict(self._offers)
-        live = dict(self._live)
-        for topic in self._scanned if topics is None else topics:
+        if topics is None and self.discovers:
+            # A full scan starts afresh: topics whose workers all left drop out.
+            routing = tuple(_transport.live_topics(client, self.namespace, now=self._clock.time()))
+            scanned = self._with_pinned(routing)
+            offers: dict[str, frozenset[str]] = {}
+            live: dict[str, frozenset[str]] = {}
+        else:
+            routing, scanned = self._routing, self._scanned
+            offers, live = dict(self._offers), dict(self._live)
+        for topic in scanned if topics is None else topics:
             now = self._clock.time()
             adverts = _transport.live_workers(
                 client, self.namespace, topic, self._secret, self._max_bytes, now=now
@@ -85,14 +103,18 @@ class Directory:
             live[topic] = frozenset(adverts)
             offers[topic] = frozenset(name for advert in adverts.values() for name in _names(advert))
         self._offers, self._live = offers, live
+        self._routing, self._scanned = routing, scanned
         self._routes = {}
+
+    def _with_pinned(self, routing: tuple[str, ...]) -> tuple[str, ...]:
+        return routing + tuple(sorted(set(self.pinned.values()) - set(routing)))
 
     def topic_of(self, task: str) -> str | None:
         """The first topic whose live workers offered ``task`` at the last scan, if any."""
         topic = self._routes.get(task)
         if topic is None:
             offers = self._offers
-            topic = next((t for t in self.topics if task in offers[t]), None)
+            topic = next((t for t in self._routing if task in offers.get(t, ())), None)
             if topic is not None:
                 self._routes[task] = topic
         return topic
@@ -137,9 +159,10 @@ class Directory:
             listed = ", ".join(
                 f"atom '{atom}' (task {task}{self._pin_text(atom)})" for atom, task in sorted(missing.items())
             )
+            searched = f"topic(s) {list(self._scanned)}" if self._scanned else "the topics workers announce"
             raise exc.NotFound(
-                f"no live worker offers the task(s) of {listed}; searched topic(s) "
-                f"{list(self._scanned)} in namespace '{self.namespace}' for {wait:g} s"
+                f"no live worker offers the task(s) of {listed}; searched {searched}"
+                f" in namespace '{self.namespace}' for {wait:g} s"
             )
 
     def _pin_text(self, atom: str) -> str:

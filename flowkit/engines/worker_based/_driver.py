@@ -8,6 +8,11 @@ Two threads share one Redis client (a pool of connections):
   completions (and progress into progress events), and every tick enforces the
   timeouts of the request lifecycle (``doc/workers_protocol.rst``).
 
+An engine that discovers its topics (given none) holds a request whose task
+no live worker offers yet (WAITING, as TaskFlow's engine does): every tick
+scans the announced topics again and sends it once some worker offers it, or
+fails it with ``RequestTimeout`` when ``transition_timeout`` passes first.
+
 Every request reaches the completion queue exactly once: whoever moves it to
 DONE first (a terminal response, a timeout, a send that gave up) reports it,
 under one lock; responses that come later are ignored.
@@ -53,7 +58,7 @@ _REPLY_TTL_MS = 24 * 3600 * 1000
 #: The field of the entry close() adds to its own reply stream to end the reader's wait.
 _WAKE = b"flowkit-engine-closing"
 
-PENDING, RUNNING, DONE = "PENDING", "RUNNING", "DONE"
+WAITING, PENDING, RUNNING, DONE = "WAITING", "PENDING", "RUNNING", "DONE"
 
 
 @dataclass(frozen=True)
@@ -83,6 +88,7 @@ class _Request:
         "action",
         "deadline",
         "entry_id",
+        "envelope",
         "gone_since",
         "id",
         "node",
@@ -103,6 +109,7 @@ class _Request:
         self.state = PENDING
         self.deadline = 0.0  # monotonic; set when sent
         self.entry_id: bytes | None = None
+        self.envelope: dict[str, bytes] = {}  # kept while WAITING for a worker to offer the task
         self.worker: str | None = None
         self.gone_since: float | None = None  # when its worker was first seen without an advert
         self.timeout: float | None = None  # the task's own timeout, counted from RUNNING
@@ -110,7 +117,8 @@ class _Request:
 
     def describe(self) -> str:
         verb = "revert" if self.action == sch.REVERT else "execute"
-        return f"the {verb} request of atom '{self.node.name}' (task {self.task}, topic {self.topic})"
+        where = f"topic {self.topic}" if self.topic else "no topic offers it"
+        return f"the {verb} request of atom '{self.node.name}' (task {self.task}, {where})"
 
 
 class RedisDriver(DispatchingDriver):
@@ -194,7 +202,10 @@ class RedisDriver(DispatchingDriver):
         kwargs: dict[str, Any] = call.kwargs["kwargs"]
         task = protocol.task_name(call.kwargs["atom"])
         directory = self._directory
-        topic = directory.route(node.name, task) or directory.pinned.get(node.name) or directory.topics[0]
+        topic = directory.route(node.name, task) or directory.pinned.get(node.name)
+        if topic is None:
+            # Discovering: no topic yet ("", held WAITING); given topics: the first one's stream.
+            topic = "" if directory.discovers else directory.topics[0]
         request = _Request(str(uuid.uuid4()), node, action, task, topic)
         sources = self._settings.trace_sources
         traceparent = sources[-1](node.name) if sources else None
@@ -236,6 +247,7 @@ class RedisDriver(DispatchingDriver):
         settings = self._settings
         now, now_mono = settings.clock.time(), settings.clock.monotonic()
         ready: list[tuple[_Request, dict[str, bytes]]] = []
+        held: list[_Request] = []
         for request, message in batch:
             message["sent_at"] = now
             message["deadline"] = now + settings.transition_timeout
@@ -245,13 +257,19 @@ class RedisDriver(DispatchingDriver):
             except protocol.ProtocolError as err:
                 self._done.put(request.node, request.action, False, _invalid(request, err.reason))
                 continue
-            ready.append((request, envelope))
-        if not ready:
-            return
+            if request.topic:
+                ready.append((request, envelope))
+            else:  # no live worker offers its task yet: held until one does (see _release)
+                request.state, request.envelope = WAITING, envelope
+                held.append(request)
+                LOG.debug("%s waits for a worker offering it", request.describe())
         with self._lock:
             for request, _ in ready:
                 self._requests[request.id] = request
-        self._add(ready)
+            for request in held:
+                self._requests[request.id] = request
+        if ready:
+            self._add(ready)
 
     def _add(self, ready: list[tuple[_Request, dict[str, bytes]]]) -> None:
         """XADD ``ready``, retrying through an outage until their deadline, then failing them."""
@@ -442,10 +460,15 @@ class RedisDriver(DispatchingDriver):
         now = self._settings.clock.monotonic()
         timeout = self._settings.transition_timeout
         with self._lock:
-            expired = [r for r in self._requests.values() if r.state == PENDING and now >= r.deadline]
+            expired = [
+                r for r in self._requests.values() if r.state in (PENDING, WAITING) and now >= r.deadline
+            ]
             running = [r for r in self._requests.values() if r.state == RUNNING]
+            waiting = [r for r in self._requests.values() if r.state == WAITING and now < r.deadline]
         for request in expired:
-            if request.entry_id is None:
+            if request.state == WAITING:
+                why = f"{request.describe()} timed out: no live worker offered its task within {timeout:g} s"
+            elif request.entry_id is None:
                 why = f"{request.describe()} was not delivered to Redis within {timeout:g} s"
             else:
                 why = f"{request.describe()} timed out: no worker started it within {timeout:g} s"
@@ -455,10 +478,48 @@ class RedisDriver(DispatchingDriver):
                 self._forget(expired)
             except _transport.errors() as err:
                 LOG.debug("could not take back %d timed out request(s): %s", len(expired), err)
+        if waiting:
+            self._release(waiting)
         if running:
             running = self._check_task_timeouts(running, now)
         if running:
             self._check_workers(running, now, timeout)
+
+    def _release(self, waiting: list[_Request]) -> None:
+        """Send the held requests whose task some live worker now offers (one try: the next tick retries)."""
+        directory = self._directory
+        try:
+            directory.scan(self._client)
+        except _transport.errors() as err:
+            LOG.debug("could not look for workers for %d waiting request(s): %s", len(waiting), err)
+            return
+        ready: list[tuple[_Request, dict[str, bytes]]] = []
+        with self._lock:
+            for request in waiting:
+                topic = directory.route(request.node.name, request.task)
+                if topic is not None and request.state == WAITING:
+                    request.topic, request.state = topic, PENDING
+                    ready.append((request, request.envelope))
+        if not ready:
+            return
+        namespace = self._settings.namespace
+        try:
+            pipe = self._client.pipeline(transaction=False)
+            for request, envelope in ready:
+                pipe.xadd(protocol.requests_key(namespace, request.topic), _transport.fields(envelope))
+            entry_ids = pipe.execute()
+        except _transport.errors() as err:
+            LOG.warning("could not send %d request(s) that found a worker, retrying: %s", len(ready), err)
+            with self._lock:
+                for request, _ in ready:
+                    if request.state == PENDING:
+                        request.topic, request.state = "", WAITING
+            return
+        with self._lock:
+            for (request, _), entry_id in zip(ready, entry_ids, strict=True):
+                request.entry_id = entry_id
+                request.envelope = {}
+        LOG.debug("sent %d request(s) that waited for a worker", len(ready))
 
     def _check_task_timeouts(self, running: list[_Request], now: float) -> list[_Request]:
         """Fail running requests past their task's own timeout; return the others."""

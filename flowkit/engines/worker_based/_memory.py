@@ -268,12 +268,17 @@ class MemoryBroker:
 
     # -- sorted sets -----------------------------------------------------------------
 
-    def zadd(self, key: Any, mapping: Mapping[Any, Any]) -> int:
+    def zadd(self, key: Any, mapping: Mapping[Any, Any], gt: bool = False) -> int:
         members: _ZSet = self._make(_bytes(key), _ZSet)
         added = 0
         for member, score in mapping.items():
-            added += _bytes(member) not in members
-            members[_bytes(member)] = float(score)
+            name, value = _bytes(member), float(score)
+            old = members.get(name)
+            if old is None:
+                added += 1
+            elif gt and value <= old:  # GT: an existing score only ever rises
+                continue
+            members[name] = value
         return added
 
     def zrem(self, key: Any, *members: Any) -> int:
@@ -518,8 +523,8 @@ class _Commands:
     def hgetall(self, name: Any) -> Any:
         return self._do(MemoryBroker.hgetall, name)
 
-    def zadd(self, name: Any, mapping: Mapping[Any, Any]) -> Any:
-        return self._do(MemoryBroker.zadd, name, mapping)
+    def zadd(self, name: Any, mapping: Mapping[Any, Any], gt: bool = False) -> Any:
+        return self._do(MemoryBroker.zadd, name, mapping, gt=gt)
 
     def zrem(self, name: Any, *values: Any) -> Any:
         return self._do(MemoryBroker.zrem, name, *values)

@@ -41,6 +41,7 @@ __all__ = [
     "errors",
     "fields",
     "is_transient",
+    "live_topics",
     "live_workers",
     "namespace",
     "refusals",
@@ -401,6 +402,26 @@ def live_workers(
         if message is not None:
             adverts[worker_id] = message
     return adverts
+
+
+def live_topics(client: Client, namespace: str, *, now: float | None = None) -> list[str]:
+    """The topics some worker advertised for recently, by name; expired ones are removed.
+
+    A topic listed here may have no live worker left (its last one stopped
+    cleanly less than three heartbeats ago): :func:`live_workers` is what says
+    who is alive.
+
+    Args:
+        now: the current unix time (default: the real time).
+    """
+    if now is None:
+        now = time.time()
+    key = protocol.topics_key(namespace)
+    pipe = client.pipeline(transaction=False)
+    pipe.zremrangebyscore(key, "-inf", f"({int(now * 1000)}")
+    pipe.zrange(key, 0, -1)
+    _, members = pipe.execute()
+    return sorted(m.decode("utf-8", "replace") if isinstance(m, bytes) else str(m) for m in members)
 
 
 #: Stale adverts already reported, so a replay repeated at every scan logs once.

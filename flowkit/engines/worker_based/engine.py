@@ -9,9 +9,14 @@ does. Nothing here changes the run loop: the engine is the shared
 :class:`~flowkit.engines._engine.ActionEngine` with a driver that speaks the
 worker protocol (``doc/workers_protocol.rst``).
 
-Before any task runs, the engine checks that some live worker offers every task
-of the flow (waiting up to ``worker_wait`` seconds for workers still starting),
-so a flow that cannot finish fails at once with :class:`~flowkit.exceptions.NotFound`.
+Given ``topics``, before any task runs the engine checks that some live worker
+offers every task of the flow (waiting up to ``worker_wait`` seconds for workers
+still starting), so a flow that cannot finish fails at once with
+:class:`~flowkit.exceptions.NotFound`. Given none, as TaskFlow allows, it finds
+the topics the workers announce and holds a request until some worker offers
+its task, failing it with :class:`~flowkit.exceptions.RequestTimeout` after
+``transition_timeout`` (``worker_wait``, when given, checks before the run as
+above).
 """
 
 from __future__ import annotations
@@ -67,9 +72,12 @@ class WorkerBasedActionEngine(ActionEngine):
       ``transition_timeout`` starts); None, 0 or negative: only the advert's own
       expiry (three heartbeats) counts, the default.
     * ``topics``: topics to send tasks to, in routing order (a task goes to the
-      first whose live workers offer it); ``topic`` names a single one. A task
-      whose ``worker_topic`` (class or instance attribute; a declarative spec's
-      ``topic:``) is set goes to that topic only, listed here or not.
+      first whose live workers offer it); ``topic`` names a single one. None or
+      empty (TaskFlow's default): the topics the workers announce, in name
+      order, found again while a request waits for a worker offering its
+      task. A task whose ``worker_topic`` (class or instance attribute; a
+      declarative spec's ``topic:``) is set goes to that topic only, listed
+      here or not.
     * ``transition_timeout``: seconds a request may wait for a worker to start
       it, and a running request may outlive its worker's advertisement (default
       60; None, as in TaskFlow, for no limit: a year).
@@ -83,7 +91,8 @@ class WorkerBasedActionEngine(ActionEngine):
       ``FLOWKIT_WORKER_SECRET`` environment variable; unset means no signing).
     * ``max_message_bytes``: largest message body sent or accepted (default 1 MiB).
     * ``worker_wait``: seconds to wait for workers offering every task before
-      failing fast (default 5).
+      failing fast (default 5 with ``topics``; without, no such check unless
+      given: a request waits up to ``transition_timeout`` for a worker).
     * ``max_in_flight``: most requests out at once (default: no limit).
     * ``clock``: what deadlines, timeouts and advert expiry are read from, an
       object with ``time()``, ``monotonic()`` and ``sleep(seconds)`` (default:
@@ -142,7 +151,9 @@ class WorkerBasedActionEngine(ActionEngine):
             raise _bad("secret", f"secret must be a str or bytes, not {type(secret).__name__}")
         self._secret = protocol.resolve_secret(secret)
         self._max_bytes = _count(options, "max_message_bytes", protocol.MAX_MESSAGE_BYTES)
-        self._worker_wait = _number(options, "worker_wait", 5.0, positive=False)
+        # Discovering topics, TaskFlow's way: no check before the run unless asked for.
+        wait_checked = bool(self._topics) or options.get("worker_wait") is not None
+        self._worker_wait = _number(options, "worker_wait", 5.0, positive=False) if wait_checked else None
         self._max_in_flight = _count(options, "max_in_flight", None)
         self._clock = _clock(options.get("clock"))
         #: Functions ``(atom name) -> traceparent or None`` whose answer each request
@@ -184,8 +195,10 @@ class WorkerBasedActionEngine(ActionEngine):
             expiry=self._worker_expiry,
         )
         try:
-            if needed:
+            if needed and self._worker_wait is not None:
                 directory.wait_for(client, needed, self._worker_wait)
+            elif needed:
+                directory.scan(client)  # requests of tasks nobody offers yet wait for a worker
         except _transport.errors() as err:
             client.close()
             raise exc.ExecutionFailure(
@@ -262,9 +275,7 @@ def _topics(topic: Any, topics: Any) -> tuple[str, ...]:
         if not isinstance(topics, list | tuple) or not all(isinstance(t, str) and t for t in topics):
             raise _bad("topics", f"topics must be a list of non-empty str, not {topics!r}")
         found.extend(t for t in topics if t not in found)
-    if not found:
-        raise _bad("topics", "the worker-based engine needs topics=[...] (or topic=...) to send tasks to")
-    return tuple(found)
+    return tuple(found)  # empty: the workers' announced topics (TaskFlow's default)
 
 
 def _pinned_topics(nodes: Any) -> dict[str, str]:

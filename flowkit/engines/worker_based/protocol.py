@@ -64,6 +64,7 @@ __all__ = [
     "seen_key",
     "sign",
     "task_name",
+    "topics_key",
     "worker_key",
     "workers_key",
 ]
@@ -138,6 +139,16 @@ def requests_key(namespace: str, topic: str) -> str:
 def workers_key(namespace: str, topic: str) -> str:
     """The sorted set of live worker ids of ``topic`` (score: expiry in unix ms)."""
     return f"{namespace}:workers:{topic}"
+
+
+def topics_key(namespace: str) -> str:
+    """The sorted set of the topics live workers serve (score: the latest expiry in unix ms).
+
+    An engine given no topics finds them here; each worker raises its topic's
+    score (``ZADD GT``) at every heartbeat, so a topic drops out once its last
+    worker has gone quiet for three heartbeats.
+    """
+    return f"{namespace}:topics"
 
 
 def worker_key(namespace: str, worker_id: str) -> str:

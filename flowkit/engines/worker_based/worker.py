@@ -217,6 +217,7 @@ class Worker:
         self._stream = protocol.requests_key(key_prefix, topic)
         self._hash_key = protocol.worker_key(key_prefix, self._worker_id)
         self._zset_key = protocol.workers_key(key_prefix, topic)
+        self._topics_key = protocol.topics_key(key_prefix)
         # Guards _busy and _in_flight; waited on for free slots and for draining.
         self._cond = threading.Condition()
         self._busy = 0  # accepted requests not yet finished by the pool
@@ -909,7 +910,10 @@ class Worker:
         pipe = self._client.pipeline(transaction=False)
         pipe.hset(self._hash_key, mapping=self._encode(notify))  # type: ignore[arg-type]
         pipe.pexpire(self._hash_key, ttl_ms)
-        pipe.zadd(self._zset_key, {self._worker_id: int(self._clock.time() * 1000) + ttl_ms})
+        expires_ms = int(self._clock.time() * 1000) + ttl_ms
+        pipe.zadd(self._zset_key, {self._worker_id: expires_ms})
+        # Engines given no topics find this one here (GT: never shorten another worker's).
+        pipe.zadd(self._topics_key, {self._topic: expires_ms}, gt=True)
         if in_flight:
             pipe.xclaim(self._stream, protocol.GROUP, self._worker_id, 0, in_flight, justid=True)
         pipe.execute()
