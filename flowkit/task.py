@@ -42,6 +42,8 @@ EVENT_UPDATE_PROGRESS = "update_progress"
 
 ProgressSink = Callable[..., None]
 """``sink(task, progress[, details])``: how a running engine hears a task's progress."""
+EventSink = Callable[[Any, Any], None]
+"""``sink(event_type, details)``: how a worker hears the other events a task notifies."""
 
 
 class _TaskNotifier(notifier.RestrictedNotifier):
@@ -66,6 +68,10 @@ class _TaskNotifier(notifier.RestrictedNotifier):
                 sink(self.owner, details["progress"], rest)
             else:
                 sink(self.owner, details["progress"])
+        elif event_type not in (EVENT_UPDATE_PROGRESS, self.ANY):
+            events = self.owner._event_sink  # a worker relaying the task's events (none made per request)
+            if events is not None:
+                events(event_type, details or {})
         super().notify(event_type, details)
 
     def tell_listeners(self, event_type: Any, details: Any) -> None:
@@ -87,6 +93,9 @@ class BaseTask(atom.Atom):
     # Set by a running engine to hear progress (``sink(task, progress[, details])``)
     # without registering on, or creating, the task's own notifier.
     _progress_sink: ProgressSink | None = None
+    # Set by a worker to hear every other event notified on the task's notifier
+    # (``sink(event_type, details)``), again without making one per request.
+    _event_sink: EventSink | None = None
 
     @property
     def notifier(self) -> notifier.RestrictedNotifier:

@@ -16,7 +16,7 @@ import textwrap
 import threading
 import uuid
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -185,6 +185,49 @@ def test_a_progress_flood_is_cut_to_a_burst_then_one_report_per_interval() -> No
     throttle.report(Chatty(), 0.6)
     throttle.flush()
     assert sent[_task_call.PROGRESS_BURST :] == [0.5, 0.6]
+
+
+class Quiet(task.Task):
+    def execute(self) -> bool:
+        return self._notifier is None
+
+
+class Talker(task.Task):
+    """Notifies events with a listener of its own on its notifier."""
+
+    heard: ClassVar[list[tuple[str, Any]]] = []
+
+    def execute(self) -> None:
+        self.notifier.register(
+            self.notifier.ANY, lambda event_type, details: self.heard.append((event_type, details))
+        )
+        self.notifier.notify("A", {"leftover": ["A"]})
+        self.update_progress(0.5)
+        self.notifier.notify("disk-full", None)
+
+
+def test_a_task_call_relays_notified_events_without_a_notifier_per_request() -> None:
+    relayed: list[tuple[str, Any]] = []
+    progress: list[float] = []
+
+    def call(task_cls: type[task.Task]) -> Any:
+        request = {"name": "x", "arguments": {}, "action": protocol.EXECUTE}
+        return _task_call.call_task(
+            task_cls, request, lambda _t, value: progress.append(value), lambda *event: relayed.append(event)
+        )
+
+    assert call(Quiet) is True  # a task that notifies nothing never gets a notifier
+    assert relayed == []
+
+    call(Talker)
+
+    assert relayed == [("A", {"leftover": ["A"]}), ("disk-full", {})]  # progress goes its own way
+    assert progress == [0.5]
+    assert Talker.heard == [
+        ("A", {"leftover": ["A"]}),
+        ("update_progress", {"progress": 0.5}),
+        ("disk-full", {}),
+    ]
 
 
 def test_engines_and_workers_meet_by_exchange_and_topic(

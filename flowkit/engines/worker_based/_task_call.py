@@ -22,11 +22,10 @@ from flowkit import task as task_module
 from flowkit import typed
 from flowkit.engines.worker_based import protocol
 from flowkit.types.failure import Failure
-from flowkit.types.notifier import Notifier
 
 __all__ = ["PROGRESS_BURST", "PROGRESS_INTERVAL", "EventSink", "ProgressThrottle", "call_task"]
 
-EventSink = Callable[[Any, Any], None]
+EventSink = task_module.EventSink
 """``sink(event_type, details)``: receives the events a task notifies, progress aside."""
 
 #: Reports a task may send back to back; past them, one per :data:`PROGRESS_INTERVAL`.
@@ -100,7 +99,8 @@ def call_task(
     if progress is not None:
         task._progress_sink = progress
     if events is not None:
-        task.notifier.register(Notifier.ANY, _RelayEvents(events))
+        # Its notifier, if the task ever uses one, hands events here: none is made per request.
+        task._event_sink = events
     arguments = _typed_arguments(task, request["arguments"])
     if request["action"] == protocol.EXECUTE:
         outcome = task.execute(**arguments)
@@ -110,19 +110,6 @@ def call_task(
         # A fresh loop per call: pool threads have none, and tasks share nothing across calls.
         outcome = asyncio.run(_awaited(outcome))
     return outcome
-
-
-class _RelayEvents:
-    """The listener that hands a task's own events to the worker (progress goes its own way)."""
-
-    __slots__ = ("_sink",)
-
-    def __init__(self, sink: EventSink) -> None:
-        self._sink = sink
-
-    def __call__(self, event_type: Any, details: Any = None) -> None:
-        if event_type != task_module.EVENT_UPDATE_PROGRESS:
-            self._sink(event_type, details)
 
 
 def _typed_arguments(task: task_module.BaseTask, arguments: dict[str, Any]) -> dict[str, Any]:
