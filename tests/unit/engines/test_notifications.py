@@ -159,6 +159,29 @@ def test_progress_updates_reach_the_atom_notifier(engine_kind: str) -> None:
     assert engine.storage.get_task_progress("p") == 1.0
 
 
+class Finishes(task.Task):
+    def execute(self) -> None:
+        self.update_progress(0.5)
+        self.update_progress(1.0)
+
+
+def test_a_task_that_reports_done_itself_is_heard_at_one_twice_as_on_taskflow(engine_kind: str) -> None:
+    # TaskFlow 6.5 gives [0.0, 0.5, 1.0, 1.0] on its serial, parallel and
+    # worker-based engines: the task's own report, then the engine's at SUCCESS.
+    finishes = Finishes("f")
+    own: list[float] = []
+    finishes.notifier.register("update_progress", lambda event, details: own.append(details["progress"]))
+    engine = engines.load(finishes, engine=engine_kind)
+    announced: list[float] = []
+    engine.atom_notifier.register(
+        "update_progress", lambda event, details: announced.append(details["progress"])
+    )
+
+    engine.run()
+
+    assert own == announced == [0.0, 0.5, 1.0, 1.0]
+
+
 def test_any_listeners_see_state_changes_only_as_on_taskflow(engine_kind: str) -> None:
     # TaskFlow never sent progress to atom_notifier; an ANY listener written for it
     # (reading details["old_state"]) must not start receiving progress events.
