@@ -52,6 +52,7 @@ from flowkit.jobs.backends.impl_memory import MemoryJobBoard  # noqa: E402
 from flowkit.persistence import backends as persistence_backends  # noqa: E402
 from flowkit.persistence import models  # noqa: E402
 from tools import _bench_jobs_flows as bench_flows  # noqa: E402
+from tools._child_env import child_env  # noqa: E402
 
 TIMEOUT = 600.0
 
@@ -112,8 +113,8 @@ def spawn_conductor(
         sys.executable, "-m", "flowkit", "conductor", "--board", url, "--connection", connection,
         "--name", name, "--wait-timeout", "0.01", "--max-failures", "0", "--claim-expiry", str(expiry),
     ]  # fmt: skip
-    with open(log_dir / f"{name}.log", "wb") as log:
-        return subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    with open(log_dir / f"{name}.log", "wb") as log:  # child_env: from bytecode, as installed
+        return subprocess.Popen(command, cwd=ROOT, env=child_env(), stdout=log, stderr=subprocess.STDOUT)
 
 
 def wait_for(predicate: Any, what: str, timeout: float = TIMEOUT, interval: float = 0.002) -> Any:

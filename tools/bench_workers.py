@@ -42,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 from flowkit import engines  # noqa: E402 - after the path is set
 from flowkit.patterns import linear_flow, unordered_flow  # noqa: E402
 from tools._bench_worker_tasks import Noop  # noqa: E402
+from tools._child_env import child_env  # noqa: E402
 
 NOOP_MODULE = "tools._bench_worker_tasks"
 TWINS_MODULE = "tests.workers.behaviour_tasks"  # Python twins of the Go example tasks
@@ -121,7 +122,7 @@ def _live_workers(url: str, topic: str) -> int:
 @contextlib.contextmanager
 def workers(argv: list[str], count: int, url: str, topic: str) -> Iterator[None]:
     """Start ``count`` worker processes (``argv`` + topic) and wait until all advertise."""
-    env = dict(os.environ)
+    env = child_env()  # workers run from bytecode, as an installed flowkit does
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     env.pop("FLOWKIT_WORKER_SECRET", None)
     procs = [
