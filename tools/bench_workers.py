@@ -10,7 +10,8 @@ Usage (from anywhere; the checkout's ``flowkit`` is put first on the path)::
 Workers are real processes (``python -m flowkit worker``, or the Go binary),
 started for each configuration and stopped after it. Rows:
 
-* throughput: an unordered flow of ``--tasks`` trivial tasks, with 1 and 2 workers;
+* throughput: an unordered flow of ``--tasks`` trivial tasks, with 1 and 2 workers,
+  and with 1 worker found by an engine given no topics;
 * latency: a linear flow of ``--chain`` trivial tasks (each waits for the previous),
   wall time divided by the number of tasks;
 * with ``--go``: the same throughput rows for the Go worker (task ``Echo``, and its
@@ -152,11 +153,17 @@ def workers(argv: list[str], count: int, url: str, topic: str) -> Iterator[None]
                 proc.wait()
 
 
-def best_run(make_flow: Callable[[], Any], url: str, topic: str, repeat: int) -> float:
-    """Seconds of the fastest ``engine.run()`` of a fresh flow, after one warm-up run."""
+def best_run(
+    make_flow: Callable[[], Any], url: str, topic: str, repeat: int, *, discover: bool = False
+) -> float:
+    """Seconds of the fastest ``engine.run()`` of a fresh flow, after one warm-up run.
+
+    ``discover``: load the engine without topics, so it finds the workers' own.
+    """
     times = []
+    topics = {} if discover else {"topics": [topic]}
     for attempt in range(repeat + 1):
-        engine = engines.load(make_flow(), engine="worker-based", url=url, topics=[topic], worker_wait=10.0)
+        engine = engines.load(make_flow(), engine="worker-based", url=url, worker_wait=10.0, **topics)
         engine.compile()
         engine.prepare()
         began = time.perf_counter()
@@ -230,6 +237,13 @@ def measure(args: argparse.Namespace, url: str) -> list[tuple[str, str]]:
                 )
             )
             if count == 1:
+                seconds = best_run(fan_out(Noop, args.tasks), url, name, args.repeat, discover=True)
+                rows.append(
+                    (
+                        f"python x1: {args.tasks} trivial tasks, unordered, no topics given",
+                        f"{args.tasks / seconds:8.0f} tasks/s",
+                    )
+                )
                 seconds = best_run(chain(args.chain), url, name, args.repeat)
                 rows.append(
                     (
