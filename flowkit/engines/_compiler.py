@@ -34,7 +34,7 @@ and (strict) ambiguous providers.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from flowkit import exceptions as exc
@@ -154,9 +154,11 @@ class FlowScope:
 
     __slots__ = (
         "ancestors_of",
+        "atoms_from",
         "children",
         "end",
         "flow",
+        "keyless",
         "mode",
         "name",
         "parent",
@@ -179,9 +181,15 @@ class FlowScope:
         self.retry = -1
         # Each child is an atom node index (int) or a nested FlowScope.
         self.children: list[int | FlowScope] = []
+        # When every child is an atom: the node index of the first (child ``p`` is
+        # node ``atoms_from + p``), else -1. Lets a reader skip fetching the child.
+        self.atoms_from = -1
+        # Whether every atom child stores its whole result under its one name
+        # (``provides="x"``), so a symbol read from it needs no key.
+        self.keyless = False
         self.mode = mode
         # For graph mode: child position -> positions it has a direct link from.
-        self.preds_of: dict[int, set[int]] = {}
+        self.preds_of: Mapping[int, Collection[int]] = {}
         # For graph mode: child position -> its rank in a topological order of the
         # children (an ancestor always ranks lower), so a search for one can stop
         # early; None when the positions themselves are such an order (the usual case).
@@ -467,6 +475,7 @@ class _Builder:
         items = iter(flow) if ordered is None else ordered
         controlling = _controlling_retry(scope)
         nodes = self.nodes
+        first = len(nodes)
         entries: list[int] = []
         exits: list[int] = []
         children = scope.children
@@ -511,6 +520,8 @@ class _Builder:
                     flow=flow.name,
                     item=item,
                 )
+        if children and len(nodes) - first == len(children):
+            scope.atoms_from = first  # a nested flow makes two nodes or more: atoms only
         end = self._new(FLOW_END, flow.name + "^end", None, scope)
         end.retry = controlling
         scope.end = end.index
@@ -556,6 +567,10 @@ class _Builder:
         # Child (or its id) -> its position.
         position: dict[Any, int]
         if type(flow).iter_links is graph_flow.Flow.iter_links:
+            numbered = flow._numbered_links() if type(flow).iter_nodes is graph_flow.Flow.iter_nodes else None
+            if numbered is not None:
+                self._wire_numbered(scope, entry, entries, exits, *numbered)
+                return
             # A stock graph flow lends its links uncopied (they are only read here),
             # grouped by the child they leave, and says whether any has a decider.
             # Its children key its own dicts, so they may key this one too (found by
@@ -630,6 +645,79 @@ class _Builder:
             self.ordered = False
         _classify(scope, preds_of, linear=chain and links == count - 1, forward=forward)
 
+    def _wire_numbered(
+        self,
+        scope: FlowScope,
+        entry: int,
+        entries: list[int],
+        exits: list[int],
+        sources: Sequence[int],
+        targets: Sequence[int],
+    ) -> None:
+        """Wire a stock graph flow from its links as numbers (what ``_wire_links`` does).
+
+        The edges and their order are those ``_wire_links`` makes: each child's
+        successors in the order its links were made, its predecessors by position.
+        Nothing but numbers is read, mostly in order (the links of a graph flow
+        built providers first come grouped by target), so a big random graph is
+        wired without hopping between the scattered dicts of its items: there,
+        each hop was a cache miss, and they made a random DAG of 100,000 items
+        cost twice as much per item to compile as one of 1,000.
+        """
+        count = len(entries)
+        nodes = self.nodes
+        # Child position -> positions linked to it; and -> positions it links to
+        # (a bare number while there is one: most children have one link or none).
+        ins: list[int | list[int] | None] = [None] * count
+        outs: list[int | list[int] | None] = [None] * count
+        for u, v in zip(sources, targets, strict=True):
+            found = ins[v]
+            if found is None:
+                ins[v] = u
+            elif type(found) is int:
+                ins[v] = [found, u]
+            else:
+                found.append(u)  # type: ignore[union-attr]
+            found = outs[u]
+            if found is None:
+                outs[u] = v
+            elif type(found) is int:
+                outs[u] = [found, v]
+            else:
+                found.append(v)  # type: ignore[union-attr]
+        links = len(sources)
+        preds_of: dict[int, Collection[int]] = {}
+        end = scope.end
+        entry_succ: list[int] = nodes[entry].succ  # type: ignore[assignment]
+        end_pred: list[int] = nodes[end].pred  # type: ignore[assignment]
+        # A child's own edges are made here only, so they are set as the final
+        # tuples at once (no list to fill, copy and drop per node).
+        for pos in range(count):
+            before = ins[pos]
+            target = entries[pos]
+            if before is None:
+                entry_succ.append(target)
+                nodes[target].pred = (entry,)
+            elif type(before) is int:
+                preds_of[pos] = (before,)
+                nodes[target].pred = (exits[before],)
+            else:
+                before.sort()  # type: ignore[union-attr]
+                # A small tuple answers "is p linked to it" as fast as a set, and is lighter.
+                preds_of[pos] = tuple(before) if len(before) <= _SMALL else frozenset(before)  # type: ignore[arg-type]
+                nodes[target].pred = tuple(map(exits.__getitem__, before))  # type: ignore[arg-type]
+            after = outs[pos]
+            source = exits[pos]
+            if after is None:
+                nodes[source].succ = (end,)
+                end_pred.append(source)
+            elif type(after) is int:
+                nodes[source].succ = (entries[after],)
+            else:
+                nodes[source].succ = tuple(map(entries.__getitem__, after))  # type: ignore[arg-type]
+        chain = links == count - 1 and all(v - u == 1 for u, v in zip(sources, targets, strict=True))
+        _classify(scope, preds_of, linear=chain, forward=True)
+
     def check_duplicates(self) -> None:
         names = [node.name for node in self.nodes if node.atom is not None]
         if len(set(names)) == len(names):
@@ -645,6 +733,8 @@ class _Builder:
 
 
 _FLOW = -2
+#: Up to this many direct predecessors, a child's are kept as a tuple, not a set.
+_SMALL = 8
 _FIXED_ORDER: dict[type, int] = {linear_flow.Flow: _LINEAR, unordered_flow.Flow: _UNORDERED}
 _KIND_CACHE: dict[type, int] = {}
 _DECIDER = flow_mod.LINK_DECIDER
@@ -702,7 +792,9 @@ def _controlling_retry(scope: FlowScope | None) -> int:
     return -1
 
 
-def _classify(scope: FlowScope, preds_of: dict[int, set[int]], *, linear: bool, forward: bool) -> None:
+def _classify(
+    scope: FlowScope, preds_of: Mapping[int, Collection[int]], *, linear: bool, forward: bool
+) -> None:
     """Decide how children of ``scope`` are ordered, for provider visibility.
 
     Args:
@@ -723,7 +815,7 @@ def _classify(scope: FlowScope, preds_of: dict[int, set[int]], *, linear: bool, 
             scope.rank = _ranks(len(scope.children), preds_of)
 
 
-def _ranks(count: int, preds_of: dict[int, set[int]]) -> list[int]:
+def _ranks(count: int, preds_of: Mapping[int, Collection[int]]) -> list[int]:
     """Number children ``0..count-1`` in a topological order of their links (Kahn)."""
     succ_of: list[list[int]] = [[] for _ in range(count)]
     indegree = [0] * count
@@ -751,6 +843,7 @@ def _index_providers(scope: FlowScope, nodes: list[Node]) -> None:
     providers = scope.providers
     nested = scope.parent is not None
     provides: set[str] = set()
+    keyless = True
     for pos, child in enumerate(scope.children):
         # An atom's save_as holds what it provides (its provides set is made only on demand).
         child_provides: Iterable[str]
@@ -759,7 +852,11 @@ def _index_providers(scope: FlowScope, nodes: list[Node]) -> None:
         else:
             save_as = nodes[child].atom.save_as  # type: ignore[union-attr, index]
             # The usual provides="x" read without iterating the mapping in Python.
-            child_provides = (save_as._name,) if type(save_as) is _OneName else save_as
+            if type(save_as) is _OneName:
+                child_provides = (save_as._name,)
+            else:
+                child_provides = save_as
+                keyless = False
         for symbol in child_provides:
             found = providers.get(symbol)
             if found is None:
@@ -770,6 +867,7 @@ def _index_providers(scope: FlowScope, nodes: list[Node]) -> None:
                 found.append(pos)
         if nested:
             provides.update(child_provides)
+    scope.keyless = keyless
     # Only a nested flow's parent asks what the whole subtree provides.
     if nested:
         if scope.retry >= 0:
@@ -807,6 +905,11 @@ class _Resolver:
         linked = scope.preds_of.get(node.pos, ()) if mode == _GRAPH else ()
         linear = mode == _LINEAR
         providers, children, pos = scope.providers, scope.children, node.pos
+        # Siblings that are all atoms are found without fetching them (in a big
+        # graph each fetch is a cache miss): by number, and without a key if none
+        # keeps its results under several names.
+        atoms_from = scope.atoms_from
+        keyless = atoms_from >= 0 and scope.keyless
         plans = []
         # The usual one-argument mapping read without its items view (two Python calls).
         pairs = ((rebind._arg, rebind._symbol),) if type(rebind) is _OnePair else rebind.items()
@@ -815,6 +918,10 @@ class _Resolver:
             if inline:
                 found_at = providers.get(symbol)
                 if type(found_at) is int and found_at < pos and (linear or found_at in linked):
+                    if keyless:
+                        provider = atoms_from + found_at
+                        plans.append(_new_tuple(ArgPlan, (arg, symbol, provider, arg in optional, None)))
+                        continue
                     child = children[found_at]
                     if type(child) is int:
                         # An atom child: the index holds it because its save_as has the symbol.
