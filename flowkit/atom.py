@@ -411,11 +411,13 @@ class _KnownClass:
             shortcut holds only for names none of these is).
     """
 
-    __slots__ = ("arg_names", "execute", "ignore", "revert", "shortcuts", "signatures")
+    __slots__ = ("arg_names", "execute", "ignore", "owner", "revert", "shortcuts", "signatures")
 
     def __init__(
-        self, execute: Any, revert: Any, signatures: tuple[Any, Any], ignore: tuple[str, ...]
+        self, owner: type, execute: Any, revert: Any, signatures: tuple[Any, Any], ignore: tuple[str, ...]
     ) -> None:
+        #: The class it was worked out for: a subclass inherits the attribute, not the record.
+        self.owner = owner
         self.execute = execute
         self.revert = revert
         self.signatures = signatures
@@ -613,8 +615,15 @@ class Atom(metaclass=abc.ABCMeta):
         cls = type(self)
         # What the class's first atom worked out, kept on the class (checked against
         # the methods, which a test may have patched since).
-        known = cls.__dict__.get("_flowkit_signatures")
-        if known is not None and known.execute is cls.execute and known.revert is cls.revert:
+        # Read as an attribute (no mapping proxy made per atom); a subclass inherits
+        # it, hence the owner check.
+        known = cls._flowkit_signatures
+        if (
+            known is not None
+            and known.owner is cls
+            and known.execute is cls.execute
+            and known.revert is cls.revert
+        ):
             if (
                 revert_requires is None
                 and revert_rebind is None
@@ -628,7 +637,18 @@ class Atom(metaclass=abc.ABCMeta):
                 if requires is None and rebind is None:
                     profile = known.shortcuts.get(None)
                     if profile is not None:
-                        self._apply_profile(profile)
+                        # _apply_profile(profile) for the commonest atom, inline: made by
+                        # the hundred thousand.
+                        self.rebind = profile.rebind
+                        self.revert_rebind = profile.revert_rebind
+                        if inject:
+                            injected = inject.keys()
+                            self.optional = profile.optional.difference(injected)
+                            self.revert_optional = profile.revert_optional.difference(injected)
+                        else:
+                            self.optional = profile.optional
+                            self.revert_optional = profile.revert_optional
+                            self._requires = profile.requires
                         return
                 elif requires is None and type(rebind) is dict:
                     profile = known.shortcuts.get(tuple(rebind))
@@ -664,7 +684,7 @@ class Atom(metaclass=abc.ABCMeta):
             )
             known = None
             if cls._arg_sources is Atom._arg_sources and signatures[0][1]:
-                known = _KnownClass(cls.execute, cls.revert, signatures, cls._ignore_args)
+                known = _KnownClass(cls, cls.execute, cls.revert, signatures, cls._ignore_args)
                 cls._flowkit_signatures = known
         ignore = self._ignore_args + tuple(ignore_list) if ignore_list else self._ignore_args
         values: tuple[str, ...] | None = None
