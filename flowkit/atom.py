@@ -274,16 +274,21 @@ class _Profile:
 
     def __init__(
         self,
-        rebind: tuple[tuple[str, str], ...],
-        revert_rebind: tuple[tuple[str, str], ...],
+        rebind: dict[str, str],
+        revert_rebind: dict[str, str],
         requires: frozenset[str],
         optional: frozenset[str],
         revert_optional: frozenset[str],
     ) -> None:
         # Atoms spelled alike share these objects (flows of 100,000 atoms are common),
-        # which is why atoms treat their mappings as read-only.
-        self.rebind: Mapping[str, str] = MappingProxyType(dict(rebind))
-        self.revert_rebind = self.rebind if revert_rebind == rebind else MappingProxyType(dict(revert_rebind))
+        # which is why atoms treat their mappings as read-only. The dicts are the
+        # profile's own (made by _method_mapping for it), so they are not copied.
+        self.rebind: Mapping[str, str] = MappingProxyType(rebind)
+        self.revert_rebind = (
+            self.rebind
+            if revert_rebind is rebind or (revert_rebind == rebind and list(revert_rebind) == list(rebind))
+            else MappingProxyType(revert_rebind)
+        )
         self.requires = requires
         self.optional = optional
         self.revert_optional = optional if revert_optional == optional else revert_optional
@@ -315,7 +320,7 @@ def _method_mapping(
     rebind: _RebindKey,
     auto_extract: bool,
     ignore: tuple[str, ...],
-) -> tuple[tuple[tuple[str, str], ...], frozenset[str], frozenset[str]]:
+) -> tuple[dict[str, str], frozenset[str], frozenset[str]]:
     """Work out which symbol feeds each argument of one method (TaskFlow's rules).
 
     Required arguments (minus ``ignore``) map to themselves when
@@ -325,7 +330,7 @@ def _method_mapping(
     optional. Rebinding an optional argument makes it required, as in TaskFlow.
 
     Returns:
-        ``(argument -> symbol pairs, required symbols, optional arguments)``.
+        ``(argument -> symbol, required first; required symbols, optional arguments)``.
     """
     req_args, candidates, named = _shape(spec, ignore)
     required: dict[str, str] = dict(zip(req_args, req_args, strict=True)) if auto_extract else {}
@@ -360,11 +365,10 @@ def _method_mapping(
     missing = [arg for arg in req_args if arg not in required]
     if missing:
         raise _MappingError(f"Missing arguments for the {method} method of atom", missing)
-    return (
-        tuple(required.items()) + tuple(optional.items()),
-        _frozen(required.values()),
-        _frozen(optional.values()),
-    )
+    frozen_required, frozen_optional = _frozen(required.values()), _frozen(optional.values())
+    # Required arguments first, then optional ones (none is both): one dict, made once.
+    required.update(optional)
+    return required, frozen_required, frozen_optional
 
 
 @functools.lru_cache(maxsize=1024)
