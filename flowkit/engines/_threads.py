@@ -36,6 +36,7 @@ other of threads.
 from __future__ import annotations
 
 import _thread
+import os
 import sys
 import threading
 from collections import deque
@@ -157,6 +158,20 @@ class WorkerThreads:
 
 _idle: list[WorkerThreads] = []  # least recently returned first
 _lock = _thread.allocate_lock()
+
+
+def _forget_pools() -> None:
+    """In a forked child: the idle pools' threads stayed in the parent, so drop the pools.
+
+    A run in the child would otherwise hand its calls to threads that do not
+    exist there, and wait for them forever.
+    """
+    global _lock  # noqa: PLW0603 - a lock another thread held at the fork stays held in the child
+    _idle.clear()
+    _lock = _thread.allocate_lock()
+
+
+os.register_at_fork(after_in_child=_forget_pools)
 
 
 def borrow(size: int) -> WorkerThreads:

@@ -95,3 +95,45 @@ def test_stop_lets_the_submitted_calls_finish_and_then_ends_the_threads() -> Non
     pool.close()
     assert sorted(ran) == list(range(6))
     assert _thread._count() == before
+
+
+_FORKED_RUN = """
+import multiprocessing, sys
+from flowkit import engines, task
+from flowkit.patterns import unordered_flow
+
+class One(task.Task):
+    def execute(self) -> int:
+        return 1
+
+def run() -> int:
+    flow = unordered_flow.Flow("f").add(*(One(f"t{i}", provides=f"t{i}") for i in range(3)))
+    return sum(engines.run(flow, engine="parallel", max_workers=3).values())
+
+def child(out) -> None:
+    out.put(run())
+
+if __name__ == "__main__":
+    assert run() == 3  # leaves a pool of three threads idle in this process
+    context = multiprocessing.get_context("fork")
+    out = context.SimpleQueue()
+    process = context.Process(target=child, args=(out,))
+    process.start()
+    process.join(20)
+    assert process.exitcode == 0, process.exitcode
+    assert out.get() == 3
+    print("ok")
+"""
+
+
+def test_a_forked_child_runs_its_flows_on_threads_of_its_own(tmp_path: Any) -> None:
+    # The parent's idle pools are kept in a module list the child inherits, but
+    # their threads are not: the child must start its own.
+    import subprocess
+
+    script = tmp_path / "forked.py"
+    script.write_text(_FORKED_RUN)
+    out = subprocess.run(
+        [sys.executable, str(script)], check=False, capture_output=True, text=True, timeout=60
+    )
+    assert out.stdout.strip() == "ok", out.stderr
