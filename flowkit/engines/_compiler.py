@@ -35,7 +35,7 @@ and (strict) ambiguous providers.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flowkit import exceptions as exc
 from flowkit import flow as flow_mod
@@ -44,6 +44,9 @@ from flowkit.atom import Atom, _OneName, _OnePair
 from flowkit.deciders import Depth
 from flowkit.patterns import linear_flow, unordered_flow
 from flowkit.retry import Retry, Times
+
+if TYPE_CHECKING:
+    from flowkit.patterns.graph_flow import _NumberedLinks
 
 __all__ = [
     "FLOW_END",
@@ -167,6 +170,8 @@ class FlowScope:
         "providers",
         "provides",
         "rank",
+        "read_from",
+        "read_symbols",
         "retry",
         "start",
     )
@@ -187,6 +192,12 @@ class FlowScope:
         # Whether every atom child stores its whole result under its one name
         # (``provides="x"``), so a symbol read from it needs no key.
         self.keyless = False
+        # While compiling a graph flow wired from its numbered links, when the
+        # links name their symbols truly (see _index_providers): child position ->
+        # the symbol(s) its links in were made for, and -> their sources' positions
+        # (a bare value for one link, aligned lists for several; None for none).
+        self.read_symbols: list[str | list[str | None] | None] | None = None
+        self.read_from: list[int | list[int] | None] | None = None
         self.mode = mode
         # For graph mode: child position -> positions it has a direct link from.
         self.preds_of: Mapping[int, Collection[int]] = {}
@@ -383,6 +394,8 @@ def compile_flow(root: Any, *, strict: bool = False) -> Compilation:
         else:
             if revert_args is not exec_args and _has_open(revert_args):
                 open_atoms.append(node)
+    for read in builder.read_scopes:
+        read.read_symbols = read.read_from = None  # planned: not kept with the compilation
     order: Sequence[int] = range(len(nodes)) if builder.ordered else topological_order(nodes)
     return Compilation(scope, nodes, atoms, open_atoms, order)
 
@@ -423,6 +436,8 @@ class _Builder:
         self._seen_flows: set[int] = set()
         #: Node creation order is topological until a flow links items by hand.
         self.ordered = True
+        #: Scopes given the symbols of their links, to forget once planned.
+        self.read_scopes: list[FlowScope] = []
 
     def _new(self, kind: int, name: str, atom: Atom | None, scope: FlowScope) -> Node:
         node = Node(len(self.nodes), kind, name, atom, scope)
@@ -569,7 +584,7 @@ class _Builder:
         if type(flow).iter_links is graph_flow.Flow.iter_links:
             numbered = flow._numbered_links() if type(flow).iter_nodes is graph_flow.Flow.iter_nodes else None
             if numbered is not None:
-                self._wire_numbered(scope, entry, entries, exits, *numbered)
+                self._wire_numbered(scope, entry, entries, exits, numbered)
                 return
             # A stock graph flow lends its links uncopied (they are only read here),
             # grouped by the child they leave, and says whether any has a decider.
@@ -651,8 +666,7 @@ class _Builder:
         entry: int,
         entries: list[int],
         exits: list[int],
-        sources: Sequence[int],
-        targets: Sequence[int],
+        numbered: _NumberedLinks,
     ) -> None:
         """Wire a stock graph flow from its links as numbers (what ``_wire_links`` does).
 
@@ -666,18 +680,24 @@ class _Builder:
         """
         count = len(entries)
         nodes = self.nodes
-        # Child position -> positions linked to it; and -> positions it links to
-        # (a bare number while there is one: most children have one link or none).
+        sources, targets = numbered.sources, numbered.targets
+        # Child position -> positions linked to it, in the order the links were
+        # made, and the symbols they were made for; -> positions it links to (a
+        # bare value while there is one: most children have one link or none).
         ins: list[int | list[int] | None] = [None] * count
+        symbols: list[str | list[str | None] | None] = [None] * count
         outs: list[int | list[int] | None] = [None] * count
-        for u, v in zip(sources, targets, strict=True):
+        for u, v, symbol in zip(sources, targets, numbered.symbols, strict=True):
             found = ins[v]
             if found is None:
                 ins[v] = u
+                symbols[v] = symbol
             elif type(found) is int:
                 ins[v] = [found, u]
+                symbols[v] = [symbols[v], symbol]  # type: ignore[list-item]
             else:
                 found.append(u)  # type: ignore[union-attr]
+                symbols[v].append(symbol)  # type: ignore[union-attr]
             found = outs[u]
             if found is None:
                 outs[u] = v
@@ -702,10 +722,10 @@ class _Builder:
                 preds_of[pos] = (before,)
                 nodes[target].pred = (exits[before],)
             else:
-                before.sort()  # type: ignore[union-attr]
                 # A small tuple answers "is p linked to it" as fast as a set, and is lighter.
                 preds_of[pos] = tuple(before) if len(before) <= _SMALL else frozenset(before)  # type: ignore[arg-type]
-                nodes[target].pred = tuple(map(exits.__getitem__, before))  # type: ignore[arg-type]
+                # Predecessors by position (node indices grow with positions).
+                nodes[target].pred = tuple(sorted(map(exits.__getitem__, before)))  # type: ignore[arg-type]
             after = outs[pos]
             source = exits[pos]
             if after is None:
@@ -717,6 +737,10 @@ class _Builder:
                 nodes[source].succ = tuple(map(entries.__getitem__, after))  # type: ignore[arg-type]
         chain = links == count - 1 and all(v - u == 1 for u, v in zip(sources, targets, strict=True))
         _classify(scope, preds_of, linear=chain, forward=True)
+        if numbered.plain:
+            scope.read_symbols = symbols
+            scope.read_from = ins
+            self.read_scopes.append(scope)
 
     def check_duplicates(self) -> None:
         names = [node.name for node in self.nodes if node.atom is not None]
@@ -856,7 +880,8 @@ def _index_providers(scope: FlowScope, nodes: list[Node]) -> None:
                 child_provides = (save_as._name,)
             else:
                 child_provides = save_as
-                keyless = False
+                if save_as:  # (an atom providing nothing is nobody's provider)
+                    keyless = False
         for symbol in child_provides:
             found = providers.get(symbol)
             if found is None:
@@ -868,6 +893,9 @@ def _index_providers(scope: FlowScope, nodes: list[Node]) -> None:
         if nested:
             provides.update(child_provides)
     scope.keyless = keyless
+    if not keyless or scope.atoms_from < 0:
+        # Sibling readers are planned by number among atoms of one-name results only.
+        scope.read_symbols = scope.read_from = None
     # Only a nested flow's parent asks what the whole subtree provides.
     if nested:
         if scope.retry >= 0:
@@ -910,11 +938,37 @@ class _Resolver:
         # keeps its results under several names.
         atoms_from = scope.atoms_from
         keyless = atoms_from >= 0 and scope.keyless
+        # In a graph flow of plain atoms, the link the flow made for a symbol when
+        # the atom was added names the provider the search below would choose: the
+        # one sibling that gave the symbol then (two were refused as ambiguous),
+        # linked to it; a sibling giving it too, added later, is placed after it.
+        # So the symbol needs no lookup in the dict of every sibling's symbols.
+        read_symbols = scope.read_symbols if inline else None
+        # The atom's links in: a symbol and a position, aligned lists, or a dict.
+        symbols_in: Any = None
+        sources_in: Any = None
+        if read_symbols is not None:
+            symbols_in = read_symbols[pos]
+            sources_in = scope.read_from[pos]  # type: ignore[index]
+            if type(symbols_in) is list and len(symbols_in) > _SMALL:
+                # Many links in (a fan-in's sink): one dict, not a scan per argument.
+                symbols_in = dict(zip(symbols_in, sources_in, strict=True))
         plans = []
         # The usual one-argument mapping read without its items view (two Python calls).
         pairs = ((rebind._arg, rebind._symbol),) if type(rebind) is _OnePair else rebind.items()
         for arg, symbol in pairs:
             provider = -1
+            if symbols_in is not None:
+                if type(sources_in) is int:  # one link in
+                    read = sources_in if symbols_in == symbol else None
+                elif type(symbols_in) is dict:
+                    read = symbols_in.get(symbol)
+                else:
+                    read = sources_in[symbols_in.index(symbol)] if symbol in symbols_in else None
+                if read is not None:
+                    provider = atoms_from + read
+                    plans.append(_new_tuple(ArgPlan, (arg, symbol, provider, arg in optional, None)))
+                    continue
             if inline:
                 found_at = providers.get(symbol)
                 if type(found_at) is int and found_at < pos and (linear or found_at in linked):

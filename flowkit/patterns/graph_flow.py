@@ -18,12 +18,12 @@ import heapq
 from array import array
 from collections import deque
 from collections.abc import Callable, Collection, Iterable, Iterator
-from typing import Any, Self
+from typing import Any, NamedTuple, Self
 
 from flowkit import deciders, flow
 from flowkit import exceptions as exc
 from flowkit._utils.gc_pause import gc_paused
-from flowkit.atom import Atom
+from flowkit.atom import Atom, _OneName
 from flowkit.flow import FlowItem
 from flowkit.retry import Retry
 
@@ -43,6 +43,21 @@ def _index_kind(cls: type) -> int:
     if not issubclass(cls, Atom):
         return _A_FLOW
     return _A_STOCK_ATOM if cls.provides is Atom.provides else _AN_ATOM
+
+
+class _NumberedLinks(NamedTuple):
+    """A graph flow's links as numbers, for the compiler (see ``Flow._numbered_links``)."""
+
+    #: Link ``k`` goes from the item at position ``sources[k]`` ...
+    sources: array[int]
+    #: ... to the one at ``targets[k]``.
+    targets: array[int]
+    #: The symbol link ``k`` was made for (the first, when its target needs
+    #: several from its source), or None for a link made by hand.
+    symbols: list[str | None]
+    #: Every item is an atom whose provided symbols are its ``save_as`` names, so
+    #: a link made for a symbol comes from the item whose ``save_as`` has it.
+    plain: bool
 
 
 def _copy_meta(meta: Meta) -> Meta:
@@ -78,9 +93,15 @@ class Flow(flow.Flow):
         # the links were made), in flat arrays: what the compiler reads to wire a big
         # graph without looking each item up, visiting memory in order instead of
         # hopping between scattered dicts (a random DAG of 100,000 items otherwise
-        # spends most of its compile time waiting on cache misses).
-        self._link_from = array("l")
-        self._link_to = array("l")
+        # spends most of its compile time waiting on cache misses). 4-byte numbers:
+        # a flow of 2**31 items is out of reach anyway. And the symbol each link was
+        # made for (None for a hand link), which the compiler trusts for flows of
+        # plain atoms (see _NumberedLinks.plain).
+        self._link_from = array("i")
+        self._link_to = array("i")
+        self._link_symbol: list[str | None] = []
+        # Whether every item ever added is an atom of the stock ``provides``.
+        self._plain = True
         # Whether every link goes from an item added earlier to one added later
         # (the usual case: providers first). Insertion order is then already a
         # dependency order, and iter_nodes need not sort. Never set back once a
@@ -161,6 +182,7 @@ class Flow(flow.Flow):
             counter = started
             del self._link_from[links_before:]
             del self._link_to[links_before:]
+            del self._link_symbol[links_before:]
             raise
         finally:
             self._counter = counter
@@ -220,6 +242,7 @@ class Flow(flow.Flow):
                     outs[node] = node_pred[provider] = {flow.LINK_REASONS: {value}}
                     self._link_from.append(self._order[provider])
                     self._link_to.append(at)
+                    self._link_symbol.append(value)
                 else:
                     meta.setdefault(flow.LINK_REASONS, set()).add(value)
             else:
@@ -316,11 +339,22 @@ class Flow(flow.Flow):
         if kind is None:
             kind = _IS_ATOM[cls] = _index_kind(cls)
         if kind == _A_FLOW:
+            self._plain = False
             self._subflows.append(node)
             return
         providers, requirers = self._providers, self._requirers
         # A stock atom's symbols read from its save_as: no set made and kept on it.
-        provided = node._provided_names() if kind == _A_STOCK_ATOM else node.provides  # type: ignore[union-attr]
+        if kind == _A_STOCK_ATOM:
+            provided = node._provided_names()  # type: ignore[union-attr]
+            if node._provides is not None and self._plain:  # type: ignore[union-attr]
+                # Set by hand (or kept by a read): the compiler may rely on links
+                # made for a symbol only if they name what save_as holds.
+                save_as = node.save_as  # type: ignore[union-attr]
+                names = (save_as._name,) if type(save_as) is _OneName else save_as
+                self._plain = node._provides == frozenset(names)  # type: ignore[union-attr]
+        else:
+            provided = node.provides
+            self._plain = False
         for value in provided:
             found = providers.get(value)
             if found is None:
@@ -351,6 +385,7 @@ class Flow(flow.Flow):
             order = self._order
             self._link_from.append(order[u])
             self._link_to.append(order[v])
+            self._link_symbol.append(reason)
             if self._forward and order[u] > order[v]:
                 self._forward = False
         if reason is not None:
@@ -501,14 +536,13 @@ class Flow(flow.Flow):
                 if visible is None or v in visible:
                     yield u, v, meta
 
-    def _numbered_links(self) -> tuple[array[int], array[int]] | None:
-        """Every link as numbers, for the compiler: ``(sources, targets)``, or None.
+    def _numbered_links(self) -> _NumberedLinks | None:
+        """Every link as numbers, for the compiler, or None.
 
-        Link ``k`` goes from the item at position ``sources[k]`` of :meth:`iter_nodes`
-        to the one at ``targets[k]``; links from one item come in the order they were
-        made. None when positions are not insertion numbers (a link points backwards,
-        or a target hides items) or when some link has a decider (its metadata must
-        then be read anyway).
+        Positions are those of :meth:`iter_nodes`; links from one item come in the
+        order they were made. None when positions are not insertion numbers (a
+        link points backwards, or a target hides items) or when some link has a
+        decider (its metadata must then be read anyway).
         """
         if (
             not self._forward
@@ -517,7 +551,7 @@ class Flow(flow.Flow):
             or self._counter != len(self._nodes)
         ):
             return None
-        return self._link_from, self._link_to
+        return _NumberedLinks(self._link_from, self._link_to, self._link_symbol, self._plain)
 
     def _links_by_source(self) -> Iterator[tuple[FlowItem, dict[FlowItem, Meta]]]:
         """Yield each item with its links out (target -> own metadata, not a copy): for the compiler."""

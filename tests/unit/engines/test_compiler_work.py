@@ -144,3 +144,47 @@ def test_building_and_compiling_work_grows_linearly(shape: str) -> None:
     small, large = _build_and_compile(shape, SMALL), _build_and_compile(shape, 4 * SMALL)
     ratio = large / small
     assert large <= BOUND * small, f"{shape}: {small} -> {large} bytecodes ({ratio:.2f}x for 4x atoms)"
+
+
+class _Symbol(str):
+    """A symbol that counts how often it is compared: scans made in C call this ``__eq__``."""
+
+    compared = 0
+
+    def __eq__(self, other: object) -> bool:
+        _Symbol.compared += 1
+        return str.__eq__(self, other)
+
+    __hash__ = str.__hash__
+
+
+class _Reader(task.Task):
+    """Its own class: a class remembers its atoms' symbols, so plain ones read before could be reused."""
+
+    def execute(self, **kwargs: Any) -> None:
+        """Never called: only compiling is counted."""
+
+
+def _symbol_comparisons(shape: str, n: int) -> int:
+    """How many times compiling compares a required symbol with another (list scans included)."""
+    if shape == "fanin":
+        atoms = [_Reader(f"t{i}", provides=f"v{i}") for i in range(n)]
+        atoms.append(_Reader("sink", requires=[_Symbol(f"v{i}") for i in range(n)]))
+    else:
+        rng = random.Random(n)
+        atoms = []
+        for i in range(n):
+            preds = rng.sample(range(i), rng.randint(0, min(3, i)))
+            atoms.append(_Reader(f"t{i}", provides=f"d{i}", requires=[_Symbol(f"d{p}") for p in preds]))
+    flow = graph_flow.Flow(shape).add(*atoms)
+    _Symbol.compared = 0
+    compile_flow(flow)
+    return _Symbol.compared
+
+
+@pytest.mark.parametrize("shape", ["fanin", "dag"])
+def test_compiling_compares_symbols_a_number_of_times_linear_in_the_links(shape: str) -> None:
+    # Bytecode counts miss a scan of a list done in C (``x in symbols``): a str
+    # subclass whose __eq__ is Python shows each comparison such a scan makes.
+    small, large = _symbol_comparisons(shape, SMALL), _symbol_comparisons(shape, 4 * SMALL)
+    assert large <= BOUND * small + 16, f"{shape}: {small} -> {large} symbol comparisons for 4x atoms"
