@@ -28,6 +28,7 @@ from flowkit import exceptions as exc
 from flowkit import states as st
 from flowkit._atom_record import AtomRecord, holds_result
 from flowkit._utils.uuids import random_uuid
+from flowkit.atom import _OneName
 from flowkit.types.failure import Failure
 
 if TYPE_CHECKING:
@@ -222,7 +223,16 @@ class RunState:
         if index is None:
             index = {}
             for record in self.records.values():
-                for symbol in record.save_as:
+                save_as = record.save_as
+                if type(save_as) is _OneName:
+                    # The common ``provides="x"``: its one name, without iterating the mapping.
+                    found = index.get(save_as._name)
+                    if found is None:
+                        index[save_as._name] = [record]
+                    else:
+                        found.append(record)
+                    continue
+                for symbol in save_as:
                     index.setdefault(symbol, []).append(record)
             self._provider_index = index
         return index

@@ -274,16 +274,21 @@ class _Profile:
 
     def __init__(
         self,
-        rebind: tuple[tuple[str, str], ...],
-        revert_rebind: tuple[tuple[str, str], ...],
+        rebind: dict[str, str],
+        revert_rebind: dict[str, str],
         requires: frozenset[str],
         optional: frozenset[str],
         revert_optional: frozenset[str],
     ) -> None:
         # Atoms spelled alike share these objects (flows of 100,000 atoms are common),
-        # which is why atoms treat their mappings as read-only.
-        self.rebind: Mapping[str, str] = MappingProxyType(dict(rebind))
-        self.revert_rebind = self.rebind if revert_rebind == rebind else MappingProxyType(dict(revert_rebind))
+        # which is why atoms treat their mappings as read-only. The dicts are the
+        # profile's own (made by _method_mapping for it), so they are not copied.
+        self.rebind: Mapping[str, str] = MappingProxyType(rebind)
+        self.revert_rebind = (
+            self.rebind
+            if revert_rebind is rebind or (revert_rebind == rebind and list(revert_rebind) == list(rebind))
+            else MappingProxyType(revert_rebind)
+        )
         self.requires = requires
         self.optional = optional
         self.revert_optional = optional if revert_optional == optional else revert_optional
@@ -315,7 +320,7 @@ def _method_mapping(
     rebind: _RebindKey,
     auto_extract: bool,
     ignore: tuple[str, ...],
-) -> tuple[tuple[tuple[str, str], ...], frozenset[str], frozenset[str]]:
+) -> tuple[dict[str, str], frozenset[str], frozenset[str]]:
     """Work out which symbol feeds each argument of one method (TaskFlow's rules).
 
     Required arguments (minus ``ignore``) map to themselves when
@@ -325,7 +330,7 @@ def _method_mapping(
     optional. Rebinding an optional argument makes it required, as in TaskFlow.
 
     Returns:
-        ``(argument -> symbol pairs, required symbols, optional arguments)``.
+        ``(argument -> symbol, required first; required symbols, optional arguments)``.
     """
     req_args, candidates, named = _shape(spec, ignore)
     required: dict[str, str] = dict(zip(req_args, req_args, strict=True)) if auto_extract else {}
@@ -360,11 +365,10 @@ def _method_mapping(
     missing = [arg for arg in req_args if arg not in required]
     if missing:
         raise _MappingError(f"Missing arguments for the {method} method of atom", missing)
-    return (
-        tuple(required.items()) + tuple(optional.items()),
-        _frozen(required.values()),
-        _frozen(optional.values()),
-    )
+    frozen_required, frozen_optional = _frozen(required.values()), _frozen(optional.values())
+    # Required arguments first, then optional ones (none is both): one dict, made once.
+    required.update(optional)
+    return required, frozen_required, frozen_optional
 
 
 @functools.lru_cache(maxsize=1024)
@@ -411,11 +415,13 @@ class _KnownClass:
             shortcut holds only for names none of these is).
     """
 
-    __slots__ = ("arg_names", "execute", "ignore", "revert", "shortcuts", "signatures")
+    __slots__ = ("arg_names", "execute", "ignore", "owner", "revert", "shortcuts", "signatures")
 
     def __init__(
-        self, execute: Any, revert: Any, signatures: tuple[Any, Any], ignore: tuple[str, ...]
+        self, owner: type, execute: Any, revert: Any, signatures: tuple[Any, Any], ignore: tuple[str, ...]
     ) -> None:
+        #: The class it was worked out for: a subclass inherits the attribute, not the record.
+        self.owner = owner
         self.execute = execute
         self.revert = revert
         self.signatures = signatures
@@ -613,8 +619,15 @@ class Atom(metaclass=abc.ABCMeta):
         cls = type(self)
         # What the class's first atom worked out, kept on the class (checked against
         # the methods, which a test may have patched since).
-        known = cls.__dict__.get("_flowkit_signatures")
-        if known is not None and known.execute is cls.execute and known.revert is cls.revert:
+        # Read as an attribute (no mapping proxy made per atom); a subclass inherits
+        # it, hence the owner check.
+        known = cls._flowkit_signatures
+        if (
+            known is not None
+            and known.owner is cls
+            and known.execute is cls.execute
+            and known.revert is cls.revert
+        ):
             if (
                 revert_requires is None
                 and revert_rebind is None
@@ -628,7 +641,18 @@ class Atom(metaclass=abc.ABCMeta):
                 if requires is None and rebind is None:
                     profile = known.shortcuts.get(None)
                     if profile is not None:
-                        self._apply_profile(profile)
+                        # _apply_profile(profile) for the commonest atom, inline: made by
+                        # the hundred thousand.
+                        self.rebind = profile.rebind
+                        self.revert_rebind = profile.revert_rebind
+                        if inject:
+                            injected = inject.keys()
+                            self.optional = profile.optional.difference(injected)
+                            self.revert_optional = profile.revert_optional.difference(injected)
+                        else:
+                            self.optional = profile.optional
+                            self.revert_optional = profile.revert_optional
+                            self._requires = profile.requires
                         return
                 elif requires is None and type(rebind) is dict:
                     profile = known.shortcuts.get(tuple(rebind))
@@ -664,7 +688,7 @@ class Atom(metaclass=abc.ABCMeta):
             )
             known = None
             if cls._arg_sources is Atom._arg_sources and signatures[0][1]:
-                known = _KnownClass(cls.execute, cls.revert, signatures, cls._ignore_args)
+                known = _KnownClass(cls, cls.execute, cls.revert, signatures, cls._ignore_args)
                 cls._flowkit_signatures = known
         ignore = self._ignore_args + tuple(ignore_list) if ignore_list else self._ignore_args
         values: tuple[str, ...] | None = None

@@ -16,7 +16,9 @@ run's records have one writer and need no lock. Two kinds of item travel:
 
 from __future__ import annotations
 
+import _thread
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +28,6 @@ from flowkit.engines._runtime import Completion  # defined there: the serial eng
 from flowkit.types.failure import Failure
 
 if TYPE_CHECKING:  # the serial engine never makes a future: it need not import them
-    from _queue import SimpleQueue
     from concurrent.futures import Future
 
 __all__ = ["RAISE", "Completion", "Completions", "ProgressReport"]
@@ -60,13 +61,14 @@ class Completions:
     """A queue of finished calls and progress reports, plus the count of calls still out."""
 
     def __init__(self) -> None:
-        # queue's own C queue, without importing queue and threading; imported here,
-        # as the serial engine's records come from this module and it needs no queue
-        # (loading the extension costs a quarter of a millisecond).
-        from _queue import Empty, SimpleQueue
-
-        self._empty = Empty
-        self._queue: SimpleQueue[Completion | ProgressReport | _Raise] = SimpleQueue()
+        # One reader (the engine thread), any number of writers: a deque (whose
+        # append and popleft are atomic) and a lock the writers release to wake the
+        # reader. No queue module: loading the ``_queue`` extension costs a quarter
+        # of a millisecond of a process's first parallel run.
+        self._items: deque[Completion | ProgressReport | _Raise] = deque()
+        # Held while nothing new is signalled; a writer releases it after appending.
+        self._signal = _thread.allocate_lock()
+        self._signal.acquire()
         self.in_flight = 0
         #: Applies a progress report; called by :meth:`take`, in the engine thread.
         #: Reports that arrive while it is None are dropped (no run is listening).
@@ -76,20 +78,29 @@ class Completions:
         """Count one more call out (engine thread only)."""
         self.in_flight += 1
 
+    def _put(self, item: Completion | ProgressReport | _Raise) -> None:
+        self._items.append(item)
+        signal = self._signal
+        if signal.locked():
+            try:  # noqa: SIM105 - contextlib.suppress costs more, on every completion
+                signal.release()
+            except RuntimeError:  # another writer released it just now: the reader is woken
+                pass
+
     def put(self, node: Node, action: int, ok: bool, value: Any) -> None:
         """Hand in a finished call (any thread)."""
-        self._queue.put(Completion(node, action, ok, value))
+        self._put(Completion(node, action, ok, value))
 
     def put_progress(self, name: str, progress: float, details: dict[str, Any] | None) -> None:
         """Hand in a progress report for the engine thread to record (any thread)."""
-        self._queue.put(ProgressReport(name, progress, details))
+        self._put(ProgressReport(name, progress, details))
 
     def put_raising(self, node: Node, action: int, error: BaseException) -> None:
         """Hand in a call that ended with an exception the engine must raise (any thread)."""
         if isinstance(error, Exception):
-            self._queue.put(Completion(node, action, False, Failure.from_exception(error)))
+            self._put(Completion(node, action, False, Failure.from_exception(error)))
         else:
-            self._queue.put(_Raise(error))
+            self._put(_Raise(error))
 
     def put_future(self, node: Node, action: int, future: Future[Any]) -> None:
         """Hand in a future whose result is ``(ok, value)`` (any thread)."""
@@ -101,7 +112,7 @@ class Completions:
         if ok is RAISE:
             self.put_raising(node, action, value)
         else:
-            self._queue.put(Completion(node, action, ok, value))
+            self._put(Completion(node, action, ok, value))
 
     def take(self, timeout: float | None) -> list[Completion]:
         """Wait up to ``timeout`` for a completion, then take all that are ready.
@@ -110,18 +121,24 @@ class Completions:
         end the wait.
         """
         items: list[Completion] = []
-        get = self._queue.get
-        empty = self._empty
+        pop = self._items.popleft
+        signal = self._signal
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             try:
+                item = pop()
+            except IndexError:
                 if items:
-                    item = get(block=False)
+                    break
+                # Nothing yet: wait for a writer's signal (one may be left over from
+                # items already taken; then the deque is looked at again, and so on).
+                if deadline is None:
+                    signal.acquire()
                 else:
-                    left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
-                    item = get(timeout=left)
-            except empty:
-                break
+                    left = deadline - time.monotonic()
+                    if not (signal.acquire(timeout=left) if left > 0 else signal.acquire(False)):
+                        break
+                continue
             kind = type(item)
             if kind is Completion:
                 items.append(item)  # type: ignore[arg-type]

@@ -1,4 +1,4 @@
-"""The parallel engine's own worker threads: a queue and N threads, nothing more.
+"""The parallel engine's own worker threads: a deque of calls and N threads, nothing more.
 
 :class:`concurrent.futures.ThreadPoolExecutor` makes a future, a work item and a
 lock round-trip per call, and starts its threads one at a time as work arrives.
@@ -10,6 +10,24 @@ already running, and returns it afterwards for the next run to reuse.
 arrives and no started thread is idle, so ``max_workers=1000`` for a flow that
 never has more than three atoms ready costs three threads.
 
+Starting a thread does not wait for it to run. :meth:`threading.Thread.start`
+waits until the new thread is scheduled, which on a busy machine takes a
+millisecond or more per thread: a pool of 32 then took 30-50 ms to start, one
+thread after another, while the work waited. The engine thread here waits for
+a new thread at most :data:`_HANDSHAKE_S` (as long as a thread takes to start on
+an idle machine, so that the first calls start at once), then goes on handing
+out work; threads late to start still start together. The threads are made with
+:func:`_thread.start_new_thread` for that reason, and do what
+:class:`threading.Thread` would do for them: take the name ``flowkit-worker-N``
+(what a task's log records show), and the tracing and profiling functions set
+with :func:`threading.settrace`/:func:`threading.setprofile` (debuggers,
+coverage). Python before 3.13 keeps a worker's :class:`threading.Thread` record
+(a "dummy") in :func:`threading.enumerate` after the thread ends.
+
+Idle threads wait each on a lock of their own, and are handed a call directly
+(no queue module: loading the ``_queue`` extension costs a quarter of a
+millisecond of a process's first parallel run).
+
 A pool is borrowed by one run at a time. Concurrent or nested runs (a task that
 runs a flow of its own) borrow different pools, so they can never starve each
 other of threads.
@@ -17,54 +35,98 @@ other of threads.
 
 from __future__ import annotations
 
+import _thread
+import os
+import sys
 import threading
-from _queue import SimpleQueue  # queue's own, without the rest of the queue module
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 __all__ = ["WorkerThreads", "borrow", "give_back"]
 
 _KEEP_IDLE = 2  # idle pools kept warm in all; older ones are closed
+#: How long the engine thread waits for a thread it started to run (seconds).
+_HANDSHAKE_S = 0.0005
+
+_Call = tuple[Callable[..., None], tuple[Any, ...]]
+
+
+class _Parked:
+    """An idle thread: the lock it waits on, and the call it is handed (None: end)."""
+
+    __slots__ = ("call", "wake")
+
+    def __init__(self) -> None:
+        self.wake = _thread.allocate_lock()
+        self.wake.acquire()
+        self.call: _Call | None = None
 
 
 class WorkerThreads:
-    """``size`` daemon threads running the calls put on one queue."""
+    """``size`` daemon threads running the calls handed to them."""
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._queue: SimpleQueue[tuple[Callable[..., None], tuple[Any, ...]] | None] = SimpleQueue()
-        self._threads: list[threading.Thread] = []
-        # Started threads that finished their call and wait for another (each
-        # submit takes one, so two quick submits never count on the same thread).
-        self._idle = 0
-        self._lock = threading.Lock()
+        # Calls no thread was free for, taken in order as threads finish theirs.
+        self._work: deque[_Call] = deque()
+        self._parked: list[_Parked] = []
+        # One per started thread, released when the thread ends.
+        self._ended: list[_thread.LockType] = []
+        self._stopping = False
+        self._lock = _thread.allocate_lock()
 
-    def _serve(self, first: tuple[Callable[..., None], tuple[Any, ...]]) -> None:
-        get, lock = self._queue.get, self._lock
-        item: tuple[Callable[..., None], tuple[Any, ...]] | None = first
-        while item is not None:
-            fn, args = item
+    def _thread_main(
+        self, number: int, first: _Call, running: _thread.LockType, ended: _thread.LockType
+    ) -> None:
+        running.release()
+        try:
+            # What threading.Thread does for a thread it starts.
+            trace, profile = threading.gettrace(), threading.getprofile()
+            if trace is not None:
+                sys.settrace(trace)
+            if profile is not None:
+                sys.setprofile(profile)
+            threading.current_thread().name = f"flowkit-worker-{number}"
+            self._serve(first)
+        finally:
+            ended.release()
+
+    def _serve(self, first: _Call) -> None:
+        lock, work, parked = self._lock, self._work, self._parked
+        me = _Parked()
+        call: _Call | None = first
+        while call is not None:
+            fn, args = call
             fn(*args)  # the engine's calls report their own outcome and never raise
             with lock:
-                self._idle += 1
-            item = get()
+                if work:
+                    call = work.popleft()
+                    continue
+                if self._stopping:
+                    return
+                parked.append(me)
+            me.wake.acquire()  # released by submit() or stop(), which set me.call first
+            call = me.call
 
     def submit(self, fn: Callable[..., None], *args: Any) -> None:
         """Run ``fn(*args)`` on an idle thread, a new one while below ``size``, or the next free one."""
         with self._lock:
-            if self._idle:
-                self._idle -= 1
-            elif len(self._threads) < self.size:
-                thread = threading.Thread(
-                    target=self._serve,
-                    args=((fn, args),),
-                    name=f"flowkit-worker-{len(self._threads)}",
-                    daemon=True,
-                )
-                self._threads.append(thread)
-                thread.start()
+            if self._parked:
+                idle = self._parked.pop()
+                idle.call = (fn, args)
+                idle.wake.release()
                 return
-        self._queue.put((fn, args))
+            if len(self._ended) >= self.size:
+                self._work.append((fn, args))
+                return
+            running, ended = _thread.allocate_lock(), _thread.allocate_lock()
+            running.acquire()
+            ended.acquire()
+            number = len(self._ended)
+            _thread.start_new_thread(self._thread_main, (number, (fn, args), running, ended))
+            self._ended.append(ended)
+        running.acquire(timeout=_HANDSHAKE_S)
 
     def lend(self, delta: int) -> None:
         """Allow ``delta`` more (or fewer) threads: a call abandoned after its timeout
@@ -75,22 +137,41 @@ class WorkerThreads:
     @property
     def started(self) -> int:
         """How many threads were started so far (at most ``size``)."""
-        return len(self._threads)
+        return len(self._ended)
 
     def stop(self) -> None:
         """Tell the threads to end once they finish what was already submitted."""
-        for _ in self._threads:
-            self._queue.put(None)
+        with self._lock:
+            self._stopping = True
+            parked, self._parked = self._parked, []
+        for idle in parked:
+            idle.call = None
+            idle.wake.release()
 
     def close(self) -> None:
         """Stop the threads and wait for them to end."""
         self.stop()
-        for thread in self._threads:
-            thread.join()
+        for ended in self._ended:
+            ended.acquire()
+            ended.release()
 
 
 _idle: list[WorkerThreads] = []  # least recently returned first
-_lock = threading.Lock()
+_lock = _thread.allocate_lock()
+
+
+def _forget_pools() -> None:
+    """In a forked child: the idle pools' threads stayed in the parent, so drop the pools.
+
+    A run in the child would otherwise hand its calls to threads that do not
+    exist there, and wait for them forever.
+    """
+    global _lock  # noqa: PLW0603 - a lock another thread held at the fork stays held in the child
+    _idle.clear()
+    _lock = _thread.allocate_lock()
+
+
+os.register_at_fork(after_in_child=_forget_pools)
 
 
 def borrow(size: int) -> WorkerThreads:

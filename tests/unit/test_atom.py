@@ -494,6 +494,26 @@ def test_patching_a_method_drops_what_the_class_remembered() -> None:
         warmed(rebind={"a": "x4"})
 
 
+def test_a_subclass_does_not_take_what_its_base_class_remembered() -> None:
+    # The record is a class attribute, so a subclass sees its base's: it must work
+    # out its own (here it reads its arguments from another function).
+    class Base(task.Task):
+        def execute(self, a: Any) -> Any:
+            return a
+
+    def other(b: Any) -> Any:
+        return b
+
+    class Sub(Base):
+        def _arg_sources(self) -> Any:
+            return other, None
+
+    assert Base().requires == frozenset({"a"})
+    assert Base().requires == frozenset({"a"})  # from what Base remembered
+    assert Sub().requires == frozenset({"b"})
+    assert Sub(inject={"b": 1}).requires == frozenset()
+
+
 def test_signature_is_inspected_once_per_function() -> None:
     first, second = Plain(), Plain()
     assert reflection.inspect_callable(first.execute) is reflection.inspect_callable(second.execute)

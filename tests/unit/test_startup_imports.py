@@ -171,8 +171,8 @@ def test_a_one_task_run_in_memory_imports_only_what_it_uses() -> None:
 
 
 # The parallel engine's first run: threads, but only its own (not the green-thread
-# or process-pool support, nor the queue module around the C queue it uses).
-_PARALLEL_NEEDS = {"threading", "_queue", "flowkit.engines._completions"}
+# or process-pool support, nor a queue module: not even the C one, an extension to load).
+_PARALLEL_NEEDS = {"threading", "flowkit.engines._completions"}
 NOT_IN_ONE_TASK_PARALLEL_RUN = (
     *(name for name in NOT_IN_ONE_TASK_RUN if name not in _PARALLEL_NEEDS),
     "multiprocessing",

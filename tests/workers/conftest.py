@@ -344,7 +344,6 @@ def load_engine(
     from flowkit import engines
 
     options.setdefault("transition_timeout", 10.0)
-    options.setdefault("worker_wait", 5.0)
     return engines.load(flow, store=store, engine="worker-based", url=url, topics=[topic], **options)
 
 

@@ -256,7 +256,23 @@ def test_a_task_past_its_timeout_fails_without_waiting_for_the_worker(
     assert worker.alive
 
 
-def test_a_task_no_worker_offers_fails_fast_before_anything_runs(
+def test_an_engine_started_before_its_worker_gets_the_work_done(
+    spawn_worker: WorkerFactory, redis_flushed_url: str
+) -> None:
+    topic = fresh_topic()
+    engine = load_engine(Echo(name="echo", provides="out"), redis_flushed_url, topic, store={"value": "hi"})
+    events = Events(engine)
+    run = BackgroundRun(engine)
+    services.wait_until(lambda: events.saw("echo", st.RUNNING), 10.0, message="the request waiting")
+    assert not run.done  # no NotFound, as in TaskFlow: the request waits for a worker
+
+    spawn_worker(topic)
+
+    assert run.join(30.0) is None
+    assert engine.storage.fetch("out") == "hi"
+
+
+def test_with_worker_wait_a_task_no_worker_offers_fails_fast_before_anything_runs(
     worker: WorkerProcess, redis_client: Any, redis_flushed_url: str
 ) -> None:
     flow = linear_flow.Flow("missing").add(Echo(name="fine"), NotOffered(name="lonely"))

@@ -10,6 +10,7 @@ request lifecycle is pinned down. The last tests run the real Python
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import subprocess
 import sys
@@ -17,6 +18,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -208,7 +210,6 @@ def client(redis_flushed_url: str) -> Iterator[Any]:
 
 def load(flow: Any, url: str, topic: str, store: dict[str, Any] | None = None, **options: Any) -> Any:
     options.setdefault("transition_timeout", 5.0)
-    options.setdefault("worker_wait", 2.0)
     return engines.load(flow, store=store, engine="worker-based", url=url, topics=[topic], **options)
 
 
@@ -398,6 +399,17 @@ def test_a_running_request_whose_worker_vanishes_times_out(
         return True
 
     services.wait_until(moved_until_failed, 10.0, interval=0.01, message="the execute timing out")
+    # The revert waits for a live worker offering the task (as TaskFlow's would): the worker comes back.
+    assert worker.requests(protocol.REVERT) == []
+    worker.advertise()
+
+    def moved_until_reverting() -> bool:
+        if not worker.requests(protocol.REVERT):
+            clock.advance(0.1)  # the reader's next tick looks again (the revert allows 5 s)
+            return False
+        return True
+
+    services.wait_until(moved_until_reverting, 10.0, interval=0.05, message="the revert reaching the worker")
     error = run.join(10.0)
 
     assert isinstance(error, exc.RequestTimeout), repr(error)
@@ -511,10 +523,10 @@ def test_duplicate_late_and_unknown_responses_are_ignored(
     assert engine.storage.get_flow_state() == st.SUCCESS
 
 
-# -- checks before running ------------------------------------------------------------
+# -- checks before running (opt-in: worker_wait) --------------------------------------
 
 
-def test_a_task_no_worker_offers_fails_after_worker_wait_naming_it(
+def test_with_worker_wait_a_task_no_worker_offers_fails_before_the_run_naming_it(
     scripted: Any, redis_flushed_url: str, topic: str, client: Any
 ) -> None:
     scripted()
@@ -599,11 +611,43 @@ def test_without_topics_each_task_goes_to_a_topic_whose_workers_announce_it(
     assert [r["name"] for r in only_other.requests()] == ["other"]
 
 
-def test_without_topics_a_request_waits_for_a_worker_that_offers_its_task(
-    scripted: Any, redis_flushed_url: str, client: Any
+def test_without_topics_worker_wait_given_checks_before_the_run(
+    scripted: Any, redis_flushed_url: str
+) -> None:
+    scripted()
+    flow = linear_flow.Flow("f").add(Add(name="offered"), Other(name="lonely"))
+    engine = discovering(flow, redis_flushed_url, store={"value": 1}, worker_wait=1.0, clock=FakeClock())
+
+    with pytest.raises(exc.NotFound, match="'lonely'"):
+        engine.run()
+
+    assert engine.storage.get_atom_state("offered") == st.PENDING
+
+
+# -- a request no live worker offers waits for one (TaskFlow's way, with topics or without) ----
+
+
+@dataclass(frozen=True)
+class Holding:
+    """How a test's engine is loaded (given the test's topic, or none) and where it looks for workers."""
+
+    load: Callable[..., Any]  # (flow, store=None, **options) -> engine
+    searched: str  # as a waiting request's timeout names it
+
+
+@pytest.fixture(params=["given-topics", "no-topics"])
+def holding(request: pytest.FixtureRequest, redis_flushed_url: str, topic: str) -> Holding:
+    """Both ways of loading hold a request nobody offers: one code path, tested both ways."""
+    if request.param == "given-topics":
+        return Holding(functools.partial(load, url=redis_flushed_url, topic=topic), f"topic(s) {[topic]}")
+    return Holding(functools.partial(discovering, url=redis_flushed_url), "the topics workers announce")
+
+
+def test_a_request_waits_for_a_worker_that_starts_after_the_engine(
+    scripted: Any, holding: Holding, client: Any
 ) -> None:
     clock = FakeClock()
-    engine = discovering(chain(1), redis_flushed_url, store={"value": 1}, clock=clock)
+    engine = holding.load(chain(1), store={"value": 1}, clock=clock)  # no worker yet: no NotFound either
     events = Events(engine)
     run = BackgroundRun(engine)
     services.wait_until(lambda: events.saw("add0", st.RUNNING), 5.0, message="the atom starting")
@@ -623,15 +667,13 @@ def test_without_topics_a_request_waits_for_a_worker_that_offers_its_task(
     assert request["deadline"] == request["sent_at"] + 5.0
 
 
-def test_without_topics_a_task_no_worker_offers_times_out_and_so_does_its_revert(
-    scripted: Any, redis_flushed_url: str
-) -> None:
+def test_a_task_no_worker_offers_times_out_and_so_does_its_revert(scripted: Any, holding: Holding) -> None:
     worker = scripted()
     clock = FakeClock()
     flow = linear_flow.Flow("f").add(
         Add(name="add0", provides="x"), Other(name="lonely", rebind={"value": "x"})
     )
-    engine = discovering(flow, redis_flushed_url, store={"value": 1}, clock=clock)
+    engine = holding.load(flow, store={"value": 1}, clock=clock)
     events = Events(engine)
     run = BackgroundRun(engine)
     services.wait_until(lambda: events.saw("lonely", st.RUNNING), 5.0, message="the lonely atom starting")
@@ -648,7 +690,7 @@ def test_without_topics_a_task_no_worker_offers_times_out_and_so_does_its_revert
 
     assert isinstance(error, exc.RequestTimeout), repr(error)
     assert failure.check(exc.RequestTimeout)
-    for part in ("'lonely'", OTHER, "no live worker offered", "5 s"):
+    for part in ("'lonely'", OTHER, "no live worker offered", "5 s", f"searched {holding.searched}"):
         assert part in str(failure)
     assert "revert request of atom 'lonely'" in str(error)
     # A revert that failed stops the flow there, as in TaskFlow: add0 keeps its result.
@@ -658,17 +700,28 @@ def test_without_topics_a_task_no_worker_offers_times_out_and_so_does_its_revert
     assert [(r["name"], r["action"]) for r in worker.requests()] == [("add0", protocol.EXECUTE)]
 
 
-def test_without_topics_worker_wait_given_checks_before_the_run(
-    scripted: Any, redis_flushed_url: str
+def test_a_pinned_task_waits_for_a_worker_of_its_own_topic(
+    scripted: Any, redis_flushed_url: str, topic: str
 ) -> None:
-    scripted()
-    flow = linear_flow.Flow("f").add(Add(name="offered"), Other(name="lonely"))
-    engine = discovering(flow, redis_flushed_url, store={"value": 1}, worker_wait=1.0, clock=FakeClock())
+    elsewhere = scripted()  # offers Add on the engine's topic, where the pinned task must not go
+    pinned = Add(name="add0", provides="v0")
+    pinned.worker_topic = f"pinned-{uuid.uuid4().hex[:8]}"  # type: ignore[attr-defined]
+    clock = FakeClock()
+    engine = load(pinned, redis_flushed_url, topic, store={"value": 1}, clock=clock)
+    events = Events(engine)
+    run = BackgroundRun(engine)
+    services.wait_until(lambda: events.saw("add0", st.RUNNING), 5.0, message="the atom starting")
+    clock.advance(1.0)
+    _reader_moved_on(clock)
+    assert not run.done
 
-    with pytest.raises(exc.NotFound, match="'lonely'"):
-        engine.run()
+    own = scripted(topic=pinned.worker_topic)  # type: ignore[attr-defined]
+    clock.advance(0.3)
+    assert run.join(10.0) is None
 
-    assert engine.storage.get_atom_state("offered") == st.PENDING
+    assert engine.storage.fetch("v0") == 2
+    assert [r["name"] for r in own.requests()] == ["add0"]
+    assert elsewhere.requests() == []
 
 
 @pytest.mark.parametrize(

@@ -373,8 +373,12 @@ class Unserved(task.Task):
         raise AssertionError("never runs")
 
 
-def test_without_topics_a_request_no_worker_offers_times_out_after_the_transition_timeout(
-    start_worker: Callable[..., Worker], exchange: str, wait_until: Callable[..., object]
+@pytest.mark.parametrize("topics", [["t"], None], ids=["given-topics", "no-topics"])
+def test_a_request_no_worker_offers_times_out_after_the_transition_timeout(
+    start_worker: Callable[..., Worker],
+    exchange: str,
+    wait_until: Callable[..., object],
+    topics: list[str] | None,
 ) -> None:
     start_worker(exchange=exchange, topic="t")
     clock = FakeClock()
@@ -383,9 +387,10 @@ def test_without_topics_a_request_no_worker_offers_times_out_after_the_transitio
         engine="worker-based",
         exchange=exchange,
         transport="memory",
+        topics=topics,
         transition_timeout=5.0,
         clock=clock,
-    )
+    )  # no NotFound up front, with topics or without: TaskFlow's engine waits too
     outcome: list[BaseException] = []
 
     def run() -> None:
@@ -401,8 +406,53 @@ def test_without_topics_a_request_no_worker_offers_times_out_after_the_transitio
 
     assert len(outcome) == 1 and isinstance(outcome[0], exc.RequestTimeout)
     assert "no live worker offered its task within 5 s" in str(outcome[0])
+    assert "revert request" in str(outcome[0])  # the revert waited for a worker in turn
     failure = engine.storage.get_execute_failures()[Unserved().name]
     assert failure.check(exc.RequestTimeout) and "execute request" in str(failure.exception)
+    assert engine.storage.get_atom_state(Unserved().name) == st.REVERT_FAILURE
+
+
+@pytest.mark.parametrize("topics", [["t"], None], ids=["given-topics", "no-topics"])
+def test_an_engine_started_before_its_worker_gets_the_work_done(
+    start_worker: Callable[..., Worker],
+    exchange: str,
+    wait_until: Callable[..., object],
+    topics: list[str] | None,
+) -> None:
+    clock = FakeClock()
+    engine = engines.load(
+        linear_flow.Flow("f").add(Reserve()),
+        engine="worker-based",
+        exchange=exchange,
+        transport="memory",
+        topics=topics,
+        store={"size": 3},
+        transition_timeout=30.0,
+        clock=clock,
+    )
+    outcome: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            engine.run()
+        except BaseException as err:  # handed to the test thread
+            outcome.append(err)
+
+    runner = threading.Thread(target=run, daemon=True)
+    runner.start()
+    wait_until(lambda: engine.storage.get_atom_state(Reserve().name) == st.RUNNING)
+    clock.advance(0.5)
+    assert runner.is_alive()
+    JOURNAL.clear()
+
+    start_worker(exchange=exchange, topic="t")
+    # Each poll moves the engine's clock about as fast as real time (the worker's adverts
+    # run on real time), so the engine's reader keeps looking for workers.
+    wait_until(lambda: clock.advance(0.01) or not runner.is_alive(), 10.0)
+
+    assert outcome == []
+    assert engine.storage.fetch("reservation") == "r-3"
+    assert JOURNAL == ["reserve 3"]
 
 
 def test_taskflows_positional_call_serves_the_exchange_it_names(exchange: str) -> None:

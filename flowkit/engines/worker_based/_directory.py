@@ -1,11 +1,12 @@
 """Who serves what: the live workers of an engine's topics, read from their adverts.
 
-The engine asks the directory two questions. Before a run: does some live
-worker offer every task of this flow (waiting a little for workers that are
-still starting)? During a run: which topic does a task go to, and is the worker
-running a request still alive? Both answers come from the same scan of the
-topics' advertisements (:func:`_transport.live_workers`), so the engine never
-keeps a second notion of liveness beside the workers' own.
+The engine asks the directory: which topic does a task go to (None: nobody
+offers it yet, so its request waits), and is the worker running a request
+still alive? When asked to (``worker_wait``), it also checks before a run that
+some live worker offers every task of the flow, waiting a little for workers
+still starting. Every answer comes from the same scan of the topics'
+advertisements (:func:`_transport.live_workers`), so the engine never keeps a
+second notion of liveness beside the workers' own.
 
 An engine given no topics *discovers* them, as TaskFlow's worker finder learns
 them from the workers' notifications: every full scan first reads the topics
@@ -164,6 +165,15 @@ class Directory:
                 f"no live worker offers the task(s) of {listed}; searched {searched}"
                 f" in namespace '{self.namespace}' for {wait:g} s"
             )
+
+    def searched(self, atom: str) -> str:
+        """Where a task of ``atom`` is looked for, for messages (its pinned topic, or the routing ones)."""
+        topic = self.pinned.get(atom)
+        if topic is not None:
+            return f"pinned topic '{topic}'"
+        if self.discovers:
+            return "the topics workers announce"
+        return f"topic(s) {list(self.topics)}"
 
     def _pin_text(self, atom: str) -> str:
         topic = self.pinned.get(atom)

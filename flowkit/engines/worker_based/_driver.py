@@ -8,10 +8,11 @@ Two threads share one Redis client (a pool of connections):
   completions (and progress into progress events), and every tick enforces the
   timeouts of the request lifecycle (``doc/workers_protocol.rst``).
 
-An engine that discovers its topics (given none) holds a request whose task
-no live worker offers yet (WAITING, as TaskFlow's engine does): every tick
-scans the announced topics again and sends it once some worker offers it, or
-fails it with ``RequestTimeout`` when ``transition_timeout`` passes first.
+A request whose task no live worker offers yet (on the given topics, or on
+those the workers announce) is held by the engine (WAITING, as TaskFlow's
+engine holds one its finder has no worker for): every tick scans the topics
+again and sends it once some worker offers it, or fails it with
+``RequestTimeout`` when ``transition_timeout`` passes first.
 
 Every request reaches the completion queue exactly once: whoever moves it to
 DONE first (a terminal response, a timeout, a send that gave up) reports it,
@@ -202,10 +203,8 @@ class RedisDriver(DispatchingDriver):
         kwargs: dict[str, Any] = call.kwargs["kwargs"]
         task = protocol.task_name(call.kwargs["atom"])
         directory = self._directory
-        topic = directory.route(node.name, task) or directory.pinned.get(node.name)
-        if topic is None:
-            # Discovering: no topic yet ("", held WAITING); given topics: the first one's stream.
-            topic = "" if directory.discovers else directory.topics[0]
+        # No live worker offers the task yet: no topic (""), and the request is held WAITING.
+        topic = directory.route(node.name, task) or ""
         request = _Request(str(uuid.uuid4()), node, action, task, topic)
         sources = self._settings.trace_sources
         traceparent = sources[-1](node.name) if sources else None
@@ -262,7 +261,14 @@ class RedisDriver(DispatchingDriver):
             else:  # no live worker offers its task yet: held until one does (see _release)
                 request.state, request.envelope = WAITING, envelope
                 held.append(request)
-                LOG.debug("%s waits for a worker offering it", request.describe())
+        if held:
+            # One line per batch (a wide flow with no workers yet would say it a thousand times).
+            LOG.info(
+                "%d request(s) wait up to %g s for a live worker offering their task; the first: %s",
+                len(held),
+                settings.transition_timeout,
+                held[0].describe(),
+            )
         with self._lock:
             for request, _ in ready:
                 self._requests[request.id] = request
@@ -467,7 +473,11 @@ class RedisDriver(DispatchingDriver):
             waiting = [r for r in self._requests.values() if r.state == WAITING and now < r.deadline]
         for request in expired:
             if request.state == WAITING:
-                why = f"{request.describe()} timed out: no live worker offered its task within {timeout:g} s"
+                why = (
+                    f"{request.describe()} timed out: no live worker offered its task within {timeout:g} s"
+                    f" (searched {self._directory.searched(request.node.name)}"
+                    f" in namespace '{self._settings.namespace}')"
+                )
             elif request.entry_id is None:
                 why = f"{request.describe()} was not delivered to Redis within {timeout:g} s"
             else:

@@ -9,14 +9,14 @@ does. Nothing here changes the run loop: the engine is the shared
 :class:`~flowkit.engines._engine.ActionEngine` with a driver that speaks the
 worker protocol (``doc/workers_protocol.rst``).
 
-Given ``topics``, before any task runs the engine checks that some live worker
-offers every task of the flow (waiting up to ``worker_wait`` seconds for workers
-still starting), so a flow that cannot finish fails at once with
-:class:`~flowkit.exceptions.NotFound`. Given none, as TaskFlow allows, it finds
-the topics the workers announce and holds a request until some worker offers
-its task, failing it with :class:`~flowkit.exceptions.RequestTimeout` after
-``transition_timeout`` (``worker_wait``, when given, checks before the run as
-above).
+As in TaskFlow, an engine started before its workers still gets its work
+done: a request whose task no live worker offers (on the given ``topics``, or,
+given none, on the topics the workers announce) is held until some worker
+offers it, and fails with :class:`~flowkit.exceptions.RequestTimeout` after
+``transition_timeout``. ``worker_wait``, when given, is the stricter opt-in:
+before any task runs the engine checks that some live worker offers every task
+of the flow (waiting up to that many seconds for workers still starting), so a
+flow that cannot finish fails at once with :class:`~flowkit.exceptions.NotFound`.
 """
 
 from __future__ import annotations
@@ -90,9 +90,10 @@ class WorkerBasedActionEngine(ActionEngine):
     * ``secret``: HMAC key to sign and check messages (default: the
       ``FLOWKIT_WORKER_SECRET`` environment variable; unset means no signing).
     * ``max_message_bytes``: largest message body sent or accepted (default 1 MiB).
-    * ``worker_wait``: seconds to wait for workers offering every task before
-      failing fast (default 5 with ``topics``; without, no such check unless
-      given: a request waits up to ``transition_timeout`` for a worker).
+    * ``worker_wait``: opt-in check before the run: seconds to wait for live
+      workers offering every task before failing with ``NotFound``. None (the
+      default, TaskFlow's way): no check; a request waits up to
+      ``transition_timeout`` for a worker offering its task.
     * ``max_in_flight``: most requests out at once (default: no limit).
     * ``clock``: what deadlines, timeouts and advert expiry are read from, an
       object with ``time()``, ``monotonic()`` and ``sleep(seconds)`` (default:
@@ -151,9 +152,9 @@ class WorkerBasedActionEngine(ActionEngine):
             raise _bad("secret", f"secret must be a str or bytes, not {type(secret).__name__}")
         self._secret = protocol.resolve_secret(secret)
         self._max_bytes = _count(options, "max_message_bytes", protocol.MAX_MESSAGE_BYTES)
-        # Discovering topics, TaskFlow's way: no check before the run unless asked for.
-        wait_checked = bool(self._topics) or options.get("worker_wait") is not None
-        self._worker_wait = _number(options, "worker_wait", 5.0, positive=False) if wait_checked else None
+        # TaskFlow's way: no check before the run (requests wait for workers) unless asked for.
+        checked = options.get("worker_wait") is not None
+        self._worker_wait = _number(options, "worker_wait", 0.0, positive=False) if checked else None
         self._max_in_flight = _count(options, "max_in_flight", None)
         self._clock = _clock(options.get("clock"))
         #: Functions ``(atom name) -> traceparent or None`` whose answer each request

@@ -1,0 +1,139 @@
+"""The parallel engine's own worker threads (flowkit.engines._threads)."""
+
+from __future__ import annotations
+
+import _thread
+import sys
+import threading
+from types import FrameType
+from typing import Any
+
+from flowkit import engines, task
+from flowkit.engines._threads import WorkerThreads
+from flowkit.patterns import unordered_flow
+
+
+class Where(task.Task):
+    def execute(self) -> str:
+        return threading.current_thread().name
+
+
+def test_tasks_run_on_threads_named_as_flowkit_workers() -> None:
+    flow = unordered_flow.Flow("f").add(*(Where(f"t{i}", provides=f"t{i}") for i in range(4)))
+    results = engines.run(flow, engine="parallel", max_workers=4)
+    assert all(results[f"t{i}"].startswith("flowkit-worker-") for i in range(4)), results
+    assert all(results[f"t{i}"] != threading.current_thread().name for i in range(4))
+
+
+def test_worker_threads_carry_the_tracing_function_set_with_threading_settrace() -> None:
+    # What threading.Thread does for the threads it starts (coverage, debuggers).
+    seen: set[str] = set()
+
+    def tracer(frame: FrameType, event: str, arg: Any) -> None:
+        if event == "call":
+            seen.add(frame.f_code.co_name)
+
+    def traced() -> None:
+        pass
+
+    pool = WorkerThreads(2)
+    threading.settrace(tracer)  # type: ignore[arg-type]
+    try:
+        done = threading.Event()
+        pool.submit(lambda: (traced(), done.set()))
+        assert done.wait(10)
+    finally:
+        threading.settrace(None)  # type: ignore[arg-type]
+        pool.close()
+    assert "traced" in seen
+    assert sys.gettrace() is None  # this thread's own tracing was left alone
+
+
+def test_every_call_runs_once_on_at_most_size_threads_and_close_waits_for_them() -> None:
+    before = _thread._count()
+    pool = WorkerThreads(3)
+    ran: list[int] = []
+    lock = threading.Lock()
+    gate = threading.Event()
+
+    def call(i: int) -> None:
+        gate.wait(10)
+        with lock:
+            ran.append(i)
+
+    for i in range(50):
+        pool.submit(call, i)
+    assert pool.started == 3
+    gate.set()
+    pool.close()
+    assert sorted(ran) == list(range(50))
+    assert _thread._count() == before  # every thread ended
+
+
+def test_idle_threads_take_new_calls_instead_of_new_threads_starting() -> None:
+    pool = WorkerThreads(8)
+    try:
+        for _ in range(20):
+            done = threading.Event()
+            pool.submit(done.set)
+            assert done.wait(10)
+        # One call at a time: the first thread took every one of them.
+        assert pool.started == 1
+    finally:
+        pool.close()
+
+
+def test_stop_lets_the_submitted_calls_finish_and_then_ends_the_threads() -> None:
+    before = _thread._count()
+    pool = WorkerThreads(2)
+    gate = threading.Event()
+    ran: list[int] = []
+    for i in range(6):
+        pool.submit(lambda i=i: (gate.wait(10), ran.append(i)))
+    pool.stop()
+    gate.set()
+    pool.close()
+    assert sorted(ran) == list(range(6))
+    assert _thread._count() == before
+
+
+_FORKED_RUN = """
+import multiprocessing, sys
+from flowkit import engines, task
+from flowkit.patterns import unordered_flow
+
+class One(task.Task):
+    def execute(self) -> int:
+        return 1
+
+def run() -> int:
+    flow = unordered_flow.Flow("f").add(*(One(f"t{i}", provides=f"t{i}") for i in range(3)))
+    return sum(engines.run(flow, engine="parallel", max_workers=3).values())
+
+def child(out) -> None:
+    out.put(run())
+
+if __name__ == "__main__":
+    assert run() == 3  # leaves a pool of three threads idle in this process
+    context = multiprocessing.get_context("fork")
+    out = context.SimpleQueue()
+    process = context.Process(target=child, args=(out,))
+    process.start()
+    process.join(20)
+    assert process.exitcode == 0, process.exitcode
+    assert out.get() == 3
+    print("ok")
+"""
+
+
+def test_a_forked_child_runs_its_flows_on_threads_of_its_own(tmp_path: Any) -> None:
+    # The parent's idle pools are kept in a module list the child inherits, but
+    # their threads are not: the child must start its own.
+    import subprocess
+
+    script = tmp_path / "forked.py"
+    script.write_text(_FORKED_RUN)
+    out = subprocess.run(
+        [sys.executable, str(script)], check=False, capture_output=True, text=True, timeout=60
+    )
+    assert out.stdout.strip() == "ok", out.stderr
