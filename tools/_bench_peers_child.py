@@ -3,10 +3,10 @@
     python tools/_bench_peers_child.py LIBRARY WORKLOAD N THREADS
 
 The child imports one library (timed: ``import_s``), does any one-time set-up
-that is not the workload's (Prefect's temporary API server: ``setup_s``; the
-SQLite schema), then times the workload end to end (``e2e_s``): building the
-flow or graph, loading/compiling it and running it, with every first-use cost
-of the process included (nothing is warmed up first). It prints one JSON line
+that is not the workload's (the SQLite schema: ``setup_s``), then times the
+workload end to end (``e2e_s``): building the flow or graph, loading/compiling
+it and running it, with every first-use cost of the process included (nothing
+is warmed up first; Prefect's children use the API server the parent started). It prints one JSON line
 with the result the workload computed; the parent checks it.
 
 Every library runs the same plain functions (:func:`step`, :func:`leaf`,
@@ -372,7 +372,7 @@ class DaskDelayed:
         return sum(self.compute(s, *(d_nap() for _ in range(n))))
 
 
-# --- Prefect: tasks run inside a flow, against its temporary local API server ---------
+# --- Prefect: tasks run inside a flow, against the API server the parent started -----
 
 
 class Prefect:
@@ -385,9 +385,10 @@ class Prefect:
     def setup(self, s: Setup) -> None:
         if s.workload == "sqlite":
             raise NotApplicable("no durable mode of the same kind")
-        # The first flow run of a process starts Prefect's temporary API server:
-        # a one-time cost, reported apart (setup_s) and left out of the workload's time.
-        self.flow(name="warm-up")(lambda: self.task(step)(0))()
+        # Without a server to use, the first flow run would start a temporary one (~25 s)
+        # inside the timed run: tools/bench_peers.py starts one for all runs instead.
+        if not os.environ.get("PREFECT_API_URL"):
+            raise RuntimeError("PREFECT_API_URL is not set: run Prefect through tools/bench_peers.py")
 
     def run(self, s: Setup) -> Any:
         n = s.n

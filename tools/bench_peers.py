@@ -4,13 +4,15 @@ Every figure is one fresh interpreter running one workload on one library
 (``tools/_bench_peers_child.py``), timed from the first line that builds the
 flow to the end of the run: building, loading/compiling and running, with the
 process's first-use costs included. Imports are timed apart (the start-up
-row), and so is Prefect's one-time start of its temporary API server, which is
-left out of its figures. Rounds are interleaved (every library once per
+row). Prefect's children use one API server that the benchmark starts first
+(``tools/_bench_prefect_server.py``): its start is timed and reported, and left
+out of Prefect's figures, and after each Prefect run the benchmark waits until
+that server has recorded it. Rounds are interleaved (every library once per
 workload, then the next round, with the order of libraries rotated), the
 median of the rounds is kept, and every run's result is checked against plain
 Python; a wrong result is a failure, never a time.
 
-    python tools/bench_peers.py                # 3 rounds, scaling to 100,000 nodes
+    python tools/bench_peers.py                # 3 rounds (Prefect 1), scaling to 100,000 nodes
     python tools/bench_peers.py --quick        # 1 round, scaling to 10,000 nodes
     python tools/bench_peers.py --only flowkit,dask-graph --out /tmp/peers
 
@@ -36,7 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +47,7 @@ ROOT = TOOLS.parent
 sys.path.insert(0, str(TOOLS))
 
 from _bench_peers_child import expected  # noqa: E402 (a sibling script, not a package)
+from _bench_prefect_server import PrefectServer, ServerStartError  # noqa: E402
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,6 +104,10 @@ LIBRARIES = [
     Library("floor-graphlib-pool", "graphlib + pool", None, None),
 ]
 
+#: Rounds for Prefect unless --prefect-rounds says otherwise: each of its runs leaves its
+#: server a minute or more of recording to wait out, so three rounds would double a full run.
+PREFECT_ROUNDS = 1
+
 #: Libraries whose cost per node grows with the flow or whose 10,000-node runs take
 #: minutes: they appear in the scaling chart at the sizes of the main table only.
 NOT_SCALED = frozenset({"taskflow", "prefect"})
@@ -108,12 +115,10 @@ SCALING_KINDS = ("linear", "fanout")
 COMPILE_SHAPES = ("linear", "fanout", "fanin", "dag")
 
 # Peers must not phone home from this machine (and would only time out trying).
+# Prefect's children also get PREFECT_API_URL: the server the benchmark started.
 CHILD_ENV = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "PREFECT_LOGGING_LEVEL": "ERROR",
-    # Starting Prefect's temporary server takes ~25 s on a busy 2-core machine, past its
-    # own 20 s limit; it is not what is measured, so let it take its time.
-    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "300",
     "DO_NOT_TRACK": "1",
     "HAMILTON_TELEMETRY_ENABLED": "false",
     # Every library runs from compiled bytecode, as an installed package does (pip
@@ -126,14 +131,17 @@ CHILD_ENV = {
 }
 
 
-def warm_up(libraries: list[Library]) -> None:
+def warm_up(libraries: list[Library], servers: Mapping[str, PrefectServer]) -> None:
     """Run each library once, untimed, so that its bytecode is cached before the rounds."""
     env = {**os.environ, **CHILD_ENV}
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "flowkit")], env=env, check=False)
     for lib in libraries:
+        server = servers.get(lib.name)
         for kind in ("linear", "fanout", "dag", "sqlite"):
-            run_child([lib.name, kind, "10", "0"], 300)
+            run_child([lib.name, kind, "10", "0"], 300, server.child_env() if server else None)
+        if server:
+            server.settle()
 
 
 @dataclasses.dataclass
@@ -153,10 +161,10 @@ class Cell:
         return statistics.median(values) if values else None
 
 
-def run_child(args: list[str], timeout: float) -> dict[str, Any]:
-    """Run one measurement in a fresh interpreter; kill its whole process group on time-out."""
+def run_child(args: list[str], timeout: float, extra_env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Run one measurement in a fresh interpreter; kill its whole process group on time-out or Ctrl-C."""
     command = [sys.executable, str(TOOLS / "_bench_peers_child.py"), *args]
-    env = {**os.environ, **CHILD_ENV}
+    env = {**os.environ, **CHILD_ENV, **(extra_env or {})}
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     with subprocess.Popen(
         command,
@@ -166,7 +174,7 @@ def run_child(args: list[str], timeout: float) -> dict[str, Any]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        start_new_session=True,  # Prefect's server and Dask's threads go with it
+        start_new_session=True,  # whatever it starts goes with it
     ) as child:
         try:
             out, err = child.communicate(timeout=timeout)
@@ -174,6 +182,9 @@ def run_child(args: list[str], timeout: float) -> dict[str, Any]:
             os.killpg(child.pid, signal.SIGKILL)
             child.communicate()
             return {"ok": False, "timeout": True, "error": f"over {timeout:.0f} s"}
+        except BaseException:  # Ctrl-C: its own session does not get the SIGINT
+            os.killpg(child.pid, signal.SIGKILL)
+            raise
     lines = [line for line in out.splitlines() if line.startswith("{")]
     if not lines:
         tail = (err.strip().splitlines() or ["no output"])[-1]
@@ -186,8 +197,19 @@ def measure(
     points: list[tuple[str, int, int]],
     rounds: int,
     timeout: float,
+    servers: Mapping[str, PrefectServer] | None = None,
+    unavailable: Mapping[str, str] | None = None,
+    rounds_of: Mapping[str, int] | None = None,
 ) -> dict[tuple[str, str, int, int], Cell]:
-    """Run every (library, point) *rounds* times, interleaved, checking every result."""
+    """Run every (library, point) *rounds* times, interleaved, checking every result.
+
+    A library in *servers* runs against that server (and waits for it to be idle
+    after each run); one in *unavailable* is shown as failed with that reason; one
+    in *rounds_of* takes part in that many rounds only (the first ones).
+    """
+    servers = servers or {}
+    unavailable = unavailable or {}
+    rounds_of = rounds_of or {}
     cells: dict[tuple[str, str, int, int], Cell] = {}
     for lib in libraries:
         missing = lib.module is not None and importlib.util.find_spec(lib.module) is None
@@ -195,20 +217,33 @@ def measure(
             cell = cells[lib.name, kind, n, threads] = Cell()
             if missing:
                 cell.status, cell.note = "missing", f"{lib.module} is not installed"
-    total = rounds * len(points) * len(libraries)
+            elif lib.name in unavailable:
+                cell.status, cell.note = "failed", unavailable[lib.name]
+    total = len(points) * sum(min(rounds, rounds_of.get(lib.name, rounds)) for lib in libraries)
     done = 0
-    for round_no in range(rounds):
+    for round_no in range(rounds if libraries else 0):
         shift = round_no % len(libraries)
         order = libraries[shift:] + libraries[:shift]
         for kind, n, threads in points:
             for lib in order:
+                if round_no >= rounds_of.get(lib.name, rounds):
+                    continue
                 done += 1
                 cell = cells[lib.name, kind, n, threads]
                 if cell.status != "ok":
                     continue  # missing, not applicable, or already timed out / failed
-                # Prefect's server start is not the workload's: give it room on top.
-                limit = timeout + (300 if lib.name == "prefect" else 0)
-                result = run_child([lib.name, kind, str(n), str(threads)], limit)
+                server = servers.get(lib.name)
+                result = run_child(
+                    [lib.name, kind, str(n), str(threads)], timeout, server.child_env() if server else None
+                )
+                settled = ""
+                if server:  # its backlog must not run during the next measurement
+                    waited = server.settle()
+                    settled = (
+                        f" (then {waited:.0f} s until its server was idle)"
+                        if waited is not None
+                        else " (its server still busy at the limit)"
+                    )
                 label = f"[{done}/{total}] {lib.name} {kind}-{n}" + (
                     f" on {threads} threads" if threads else ""
                 )
@@ -230,7 +265,7 @@ def measure(
                 else:
                     cell.status, cell.note = "failed", result.get("error", "?")
                 shown = f"{result['e2e_s'] * 1e6 / n:.1f} µs/node" if cell.status == "ok" else cell.status
-                print(f"{label}: {shown}", file=sys.stderr, flush=True)
+                print(f"{label}: {shown}{settled}", file=sys.stderr, flush=True)
     return cells
 
 
@@ -295,6 +330,31 @@ def per_node(cell: Cell, n: int) -> str:
     return f"{value:,.2f}" if value < 10 else f"{value:,.1f}" if value < 100 else f"{value:,.0f}"
 
 
+def prefect_note(server: Mapping[str, Any]) -> str:
+    """The line under the table that reports Prefect's API server, started once and not counted."""
+    text = (
+        f"* Prefect's API server, started once for all of Prefect's runs and left out of its "
+        f"figures, took {server['start_s']:.1f} s to start."
+    )
+    waits = [w for w in server["settle_s"] if w is not None]
+    if waits:
+        text += (
+            f" After each Prefect run the benchmark waited for it to finish recording that run "
+            f"(median {statistics.median(waits):.0f} s, at most {max(waits):.0f} s) before measuring "
+            f"anything else."
+        )
+    still_busy = len(server["settle_s"]) - len(waits)
+    if still_busy:
+        text += f" It was still busy after {still_busy} of them at the limit."
+    rounds, of_rounds = server.get("rounds", 1), server.get("of_rounds", 1)
+    if rounds < of_rounds:
+        text += (
+            f" To keep the run short, Prefect's figures are of {rounds} round{'s' if rounds > 1 else ''}"
+            f" (``--prefect-rounds``), not the median of {of_rounds}."
+        )
+    return text
+
+
 def rst_table(header: list[str], rows: list[list[str]]) -> str:
     lines = [".. list-table::", "   :header-rows: 1", ""]
     for row in [header, *rows]:
@@ -308,6 +368,7 @@ def tables(
     cells: dict[tuple[str, str, int, int], Cell],
     compile_table: dict[tuple[str, int], dict[str, Any]],
     sizes: list[int],
+    prefect_server: Mapping[str, Any] | None = None,
 ) -> str:
     header = ["µs per node, end to end", *(lib.label for lib in libraries)]
     rows = [
@@ -326,13 +387,6 @@ def tables(
         ]
         startup.append(f"{statistics.median(imports) * 1e3:,.0f}" if imports and lib.module else "")
     rows.append(startup)
-    setups = [
-        s["setup_s"]
-        for (name, *_), cell in cells.items()
-        if name == "prefect"
-        for s in cell.samples
-        if s.get("ok")
-    ]
     text = rst_table(header, rows)
     notes = []
     for lib in libraries:
@@ -340,11 +394,8 @@ def tables(
             cell = cells[lib.name, w.kind, w.n, w.threads]
             if cell.status in ("failed", "timeout") and cell.note:
                 notes.append(f"* {lib.label}, {w.title}: {cell.status} ({cell.note}).")
-    if setups:
-        notes.append(
-            f"* Prefect's temporary API server start, excluded from its figures: "
-            f"{statistics.median(setups):.1f} s (median of {len(setups)})."
-        )
+    if prefect_server:
+        notes.append(prefect_note(prefect_server))
     if notes:
         text += "\n" + "\n".join(notes) + "\n"
     compile_header = [
@@ -441,7 +492,7 @@ def report(record: dict[str, Any], out: Path) -> None:
     }
     compile_table = {(c["shape"], c["n"]): c for c in record["compile"]}
     sizes = record["options"]["sizes"]
-    text = tables(libraries, cells, compile_table, sizes)
+    text = tables(libraries, cells, compile_table, sizes, record.get("prefect_server"))
     (out / "bench_peers_tables.inc").write_text(text)
     made = charts(out, libraries, cells, sizes)
     print(text)
@@ -452,6 +503,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
     parser.add_argument("--quick", action="store_true", help="1 round, sizes up to 10,000, 60 s time-out")
     parser.add_argument("--rounds", type=int, help="rounds per figure, median kept (default 3, quick 1)")
+    parser.add_argument(
+        "--prefect-rounds",
+        type=int,
+        default=PREFECT_ROUNDS,
+        help=f"rounds for Prefect, at most --rounds (default {PREFECT_ROUNDS}: after each of its runs its "
+        "server records that run for up to minutes, which the benchmark waits out)",
+    )
     parser.add_argument("--timeout", type=float, help="seconds one run may take (default 120, quick 60)")
     parser.add_argument(
         "--only", help="comma-separated libraries: " + ",".join(lib.name for lib in LIBRARIES)
@@ -468,6 +526,7 @@ def main(argv: list[str] | None = None) -> int:
         report(json.loads(args.from_json.read_text()), args.out)
         return 0
     rounds = args.rounds or (1 if args.quick else 3)
+    prefect_rounds = max(1, min(rounds, args.prefect_rounds))
     timeout = args.timeout or (60.0 if args.quick else 120.0)
     sizes = [1_000, 10_000] if args.quick else [1_000, 10_000, 100_000]
     libraries = LIBRARIES
@@ -484,10 +543,55 @@ def main(argv: list[str] | None = None) -> int:
     points += [(kind, n, 0) for kind in SCALING_KINDS for n in sizes if (kind, n, 0) not in points]
     # The scaling sizes beyond the main table are for the libraries that scale.
     main_points = {(w.kind, w.n, w.threads) for w in WORKLOADS}
-    warm_up(libraries)
-    cells = measure(libraries, [p for p in points if p in main_points], rounds, timeout)
-    scaled = [lib for lib in libraries if lib.name not in NOT_SCALED]
-    cells.update(measure(scaled, [p for p in points if p not in main_points], rounds, timeout))
+    # SIGTERM ends the run as Ctrl-C does: through the finally that stops the server.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    servers: dict[str, PrefectServer] = {}
+    unavailable: dict[str, str] = {}
+    prefect_server: dict[str, Any] | None = None
+    try:
+        if any(lib.name == "prefect" for lib in libraries) and importlib.util.find_spec("prefect"):
+            print("starting Prefect's API server...", file=sys.stderr, flush=True)
+            try:
+                servers["prefect"] = PrefectServer.start()
+                print(
+                    f"Prefect's API server answers at {servers['prefect'].url} after "
+                    f"{servers['prefect'].start_s:.1f} s (not counted)",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            except ServerStartError as exc:
+                unavailable["prefect"] = str(exc)
+                print(exc, file=sys.stderr, flush=True)
+        warm_up([lib for lib in libraries if lib.name not in unavailable], servers)
+        if "prefect" in servers:
+            servers["prefect"].settle_s.clear()  # the warm-up's wait is not reported
+        if prefect_rounds < rounds and any(lib.name == "prefect" for lib in libraries):
+            print(
+                f"Prefect: {prefect_rounds} of the {rounds} rounds (--prefect-rounds)",
+                file=sys.stderr,
+                flush=True,
+            )
+        cells = measure(
+            libraries,
+            [p for p in points if p in main_points],
+            rounds,
+            timeout,
+            servers,
+            unavailable,
+            {"prefect": prefect_rounds},
+        )
+        scaled = [lib for lib in libraries if lib.name not in NOT_SCALED]
+        cells.update(measure(scaled, [p for p in points if p not in main_points], rounds, timeout))
+    finally:
+        for server in servers.values():
+            server.stop()
+    if "prefect" in servers:
+        prefect_server = {
+            "start_s": servers["prefect"].start_s,
+            "settle_s": servers["prefect"].settle_s,
+            "rounds": prefect_rounds,
+            "of_rounds": rounds,
+        }
     compile_table = measure_compile(sizes, rounds, timeout)
 
     record = {
@@ -500,7 +604,14 @@ def main(argv: list[str] | None = None) -> int:
             "loadavg_after": os.getloadavg(),
         },
         "versions": versions(libraries),
-        "options": {"rounds": rounds, "timeout_s": timeout, "sizes": sizes, "quick": args.quick},
+        "prefect_server": prefect_server,
+        "options": {
+            "rounds": rounds,
+            "prefect_rounds": prefect_rounds,
+            "timeout_s": timeout,
+            "sizes": sizes,
+            "quick": args.quick,
+        },
         "command": " ".join(
             ["python", "tools/bench_peers.py", *(argv if argv is not None else sys.argv[1:])]
         ),
