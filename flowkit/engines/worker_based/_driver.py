@@ -279,17 +279,13 @@ class RedisDriver(DispatchingDriver):
 
     def _add(self, ready: list[tuple[_Request, dict[str, bytes]]]) -> None:
         """XADD ``ready``, retrying through an outage until their deadline, then failing them."""
-        namespace = self._settings.namespace
         backoff = _transport.Backoff()
         while True:
             ready = [item for item in ready if item[0].state != DONE]
             if not ready:
                 return
             try:
-                pipe = self._client.pipeline(transaction=False)
-                for request, envelope in ready:
-                    pipe.xadd(protocol.requests_key(namespace, request.topic), _transport.fields(envelope))
-                entry_ids = pipe.execute()
+                entry_ids = self._xadd(ready)
             except _transport.errors() as err:
                 if self._settings.clock.monotonic() >= ready[0][0].deadline or self._closing.is_set():
                     for request, _ in ready:
@@ -307,6 +303,18 @@ class RedisDriver(DispatchingDriver):
             if late:
                 self._forget(late)
             return
+
+    def _xadd(self, ready: list[tuple[_Request, dict[str, bytes]]]) -> list[Any]:
+        """Append each request's envelope to its topic's stream in one round trip; return the entry ids.
+
+        Raises whatever the transport raises (``_transport.errors()``): the callers differ in how
+        they retry.
+        """
+        namespace = self._settings.namespace
+        pipe = self._client.pipeline(transaction=False)
+        for request, envelope in ready:
+            pipe.xadd(protocol.requests_key(namespace, request.topic), _transport.fields(envelope))
+        return list(pipe.execute())
 
     def _forget(self, requests: list[_Request]) -> None:
         """Acknowledge and delete the stream entries of ``requests`` (timed out or abandoned)."""
@@ -512,12 +520,8 @@ class RedisDriver(DispatchingDriver):
                     ready.append((request, request.envelope))
         if not ready:
             return
-        namespace = self._settings.namespace
         try:
-            pipe = self._client.pipeline(transaction=False)
-            for request, envelope in ready:
-                pipe.xadd(protocol.requests_key(namespace, request.topic), _transport.fields(envelope))
-            entry_ids = pipe.execute()
+            entry_ids = self._xadd(ready)
         except _transport.errors() as err:
             LOG.warning("could not send %d request(s) that found a worker, retrying: %s", len(ready), err)
             with self._lock:
