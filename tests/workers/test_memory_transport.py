@@ -73,6 +73,21 @@ class Announcer(task.Task):
 TASKS = [Reserve, Fail, Chatty, Announcer]
 
 
+class _BackgroundRun:
+    """``engine.run()`` on a daemon thread; what it raised is kept in ``outcome`` for the test."""
+
+    def __init__(self, engine: Any) -> None:
+        self.outcome: list[BaseException] = []
+        self.thread = threading.Thread(target=self._run, args=(engine,), daemon=True)
+        self.thread.start()
+
+    def _run(self, engine: Any) -> None:
+        try:
+            engine.run()
+        except BaseException as err:  # handed to the test thread
+            self.outcome.append(err)
+
+
 @pytest.fixture
 def exchange() -> str:
     """An exchange of this test's own, so tests cannot see each other's workers."""
@@ -319,28 +334,20 @@ def test_a_request_no_worker_starts_times_out_after_the_transition_timeout(
     engine = load(
         linear_flow.Flow("f").add(Reserve()), exchange, store={"size": 1}, transition_timeout=5.0, clock=clock
     )
-    outcome: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            engine.run()
-        except BaseException as err:  # handed to the test thread
-            outcome.append(err)
-
-    runner = threading.Thread(target=run, daemon=True)
-    runner.start()
+    runner = _BackgroundRun(engine)
     client = _memory.connect()
     stream = protocol.requests_key(exchange, "t")
     wait_until(lambda: client.exists(stream) and client.xread({stream: "0-0"}))
     clock.advance(4.0)
-    assert runner.is_alive()
+    assert runner.thread.is_alive()
     clock.advance(1.5)
     # The failed atom's revert request is not started either: it times out in turn.
-    wait_until(lambda: clock.advance(0.5) or not runner.is_alive())
+    wait_until(lambda: clock.advance(0.5) or not runner.thread.is_alive())
 
-    assert len(outcome) == 1
-    assert isinstance(outcome[0], exc.RequestTimeout)
-    assert "revert request" in str(outcome[0]) and "no worker started it within 5 s" in str(outcome[0])
+    assert len(runner.outcome) == 1
+    assert isinstance(runner.outcome[0], exc.RequestTimeout)
+    message = str(runner.outcome[0])
+    assert "revert request" in message and "no worker started it within 5 s" in message
     assert engine.storage.get_atom_state(Reserve().name) == st.REVERT_FAILURE
     assert isinstance(engine.storage.get_execute_failures()[Reserve().name].exception, exc.RequestTimeout)
 
@@ -391,22 +398,13 @@ def test_a_request_no_worker_offers_times_out_after_the_transition_timeout(
         transition_timeout=5.0,
         clock=clock,
     )  # no NotFound up front, with topics or without: TaskFlow's engine waits too
-    outcome: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            engine.run()
-        except BaseException as err:  # handed to the test thread
-            outcome.append(err)
-
-    runner = threading.Thread(target=run, daemon=True)
-    runner.start()
+    runner = _BackgroundRun(engine)
     wait_until(lambda: engine.storage.get_atom_state(Unserved().name) == st.RUNNING)
-    wait_until(lambda: clock.advance(0.5) or not runner.is_alive())
+    wait_until(lambda: clock.advance(0.5) or not runner.thread.is_alive())
 
-    assert len(outcome) == 1 and isinstance(outcome[0], exc.RequestTimeout)
-    assert "no live worker offered its task within 5 s" in str(outcome[0])
-    assert "revert request" in str(outcome[0])  # the revert waited for a worker in turn
+    assert len(runner.outcome) == 1 and isinstance(runner.outcome[0], exc.RequestTimeout)
+    assert "no live worker offered its task within 5 s" in str(runner.outcome[0])
+    assert "revert request" in str(runner.outcome[0])  # the revert waited for a worker in turn
     failure = engine.storage.get_execute_failures()[Unserved().name]
     assert failure.check(exc.RequestTimeout) and "execute request" in str(failure.exception)
     assert engine.storage.get_atom_state(Unserved().name) == st.REVERT_FAILURE
@@ -430,27 +428,18 @@ def test_an_engine_started_before_its_worker_gets_the_work_done(
         transition_timeout=30.0,
         clock=clock,
     )
-    outcome: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            engine.run()
-        except BaseException as err:  # handed to the test thread
-            outcome.append(err)
-
-    runner = threading.Thread(target=run, daemon=True)
-    runner.start()
+    runner = _BackgroundRun(engine)
     wait_until(lambda: engine.storage.get_atom_state(Reserve().name) == st.RUNNING)
     clock.advance(0.5)
-    assert runner.is_alive()
+    assert runner.thread.is_alive()
     JOURNAL.clear()
 
     start_worker(exchange=exchange, topic="t")
     # Each poll moves the engine's clock about as fast as real time (the worker's adverts
     # run on real time), so the engine's reader keeps looking for workers.
-    wait_until(lambda: clock.advance(0.01) or not runner.is_alive(), 10.0)
+    wait_until(lambda: clock.advance(0.01) or not runner.thread.is_alive(), 10.0)
 
-    assert outcome == []
+    assert runner.outcome == []
     assert engine.storage.fetch("reservation") == "r-3"
     assert JOURNAL == ["reserve 3"]
 
