@@ -14,6 +14,7 @@ nested flows may still grow after being added, so they are always re-read.
 
 from __future__ import annotations
 
+import enum
 import heapq
 from array import array
 from collections import deque
@@ -33,16 +34,26 @@ Meta = dict[str, Any]
 
 #: From this many items in one add, the cyclic garbage collector is paused meanwhile.
 _BULK = 1000
-#: Item class -> how :meth:`Flow._index` reads it (ABC isinstance checks are slow;
-#: classes are few): a flow, an atom, or an atom of the stock ``provides``.
-_IS_ATOM: dict[type, int] = {}
-_A_FLOW, _AN_ATOM, _A_STOCK_ATOM = 0, 1, 2
 
 
-def _index_kind(cls: type) -> int:
+class _ItemKind(enum.Enum):
+    """How :meth:`Flow._index` reads an item of some class."""
+
+    FLOW = "flow"
+    ATOM = "atom"  # an atom whose class overrides ``provides``
+    STOCK_ATOM = "stock atom"  # an atom of the stock ``provides`` (read from ``save_as``)
+
+
+#: Item class -> its kind (ABC isinstance checks are slow; classes are few).
+_ITEM_KINDS: dict[type, _ItemKind] = {}
+#: Read as module globals in the hot path (an enum class's attribute costs more).
+_FLOW_ITEM, _STOCK_ATOM = _ItemKind.FLOW, _ItemKind.STOCK_ATOM
+
+
+def _item_kind(cls: type) -> _ItemKind:
     if not issubclass(cls, Atom):
-        return _A_FLOW
-    return _A_STOCK_ATOM if cls.provides is Atom.provides else _AN_ATOM
+        return _ItemKind.FLOW
+    return _ItemKind.STOCK_ATOM if cls.provides is Atom.provides else _ItemKind.ATOM
 
 
 class _NumberedLinks(NamedTuple):
@@ -335,16 +346,16 @@ class Flow(flow.Flow):
 
     def _index(self, node: FlowItem) -> None:
         cls = type(node)
-        kind = _IS_ATOM.get(cls)
+        kind = _ITEM_KINDS.get(cls)
         if kind is None:
-            kind = _IS_ATOM[cls] = _index_kind(cls)
-        if kind == _A_FLOW:
+            kind = _ITEM_KINDS[cls] = _item_kind(cls)
+        if kind is _FLOW_ITEM:
             self._plain = False
             self._subflows.append(node)
             return
         providers, requirers = self._providers, self._requirers
         # A stock atom's symbols read from its save_as: no set made and kept on it.
-        if kind == _A_STOCK_ATOM:
+        if kind is _STOCK_ATOM:
             provided = node._provided_names()  # type: ignore[union-attr]
             if node._provides is not None and self._plain:  # type: ignore[union-attr]
                 # Set by hand (or kept by a read): the compiler may rely on links
