@@ -32,6 +32,8 @@ from importlib import util as importlib_util
 from pathlib import Path
 from typing import Any
 
+from _child_env import child_env  # a sibling in tools/, on the path of a script run from there
+
 ROOT = Path(__file__).resolve().parent.parent
 TOOLS = ROOT / "tools"
 
@@ -115,10 +117,9 @@ class Runner:
         self.cache: dict[tuple[str, str, int, int], Outcome] = {}
         # (library, error) -> workloads it hit; one footnote per distinct error.
         self.notes: dict[tuple[str, str], list[str]] = {}
-        self.env = dict(os.environ)
         # Imports are timed as users see them, with compiled bytecode cached. A private
         # cache directory keeps the checkout clean and treats both libraries alike.
-        self.env.pop("PYTHONDONTWRITEBYTECODE", None)
+        self.env = child_env()
         self.env.setdefault("PYTHONPYCACHEPREFIX", str(Path(tempfile.gettempdir()) / "flowkit-bench-pycache"))
         extra = [str(TOOLS), str(ROOT)]
         if self.env.get("PYTHONPATH"):

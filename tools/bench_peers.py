@@ -48,6 +48,7 @@ sys.path.insert(0, str(TOOLS))
 
 from _bench_peers_child import expected  # noqa: E402 (a sibling script, not a package)
 from _bench_prefect_server import PrefectServer, ServerStartError  # noqa: E402
+from _child_env import child_env  # noqa: E402
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,8 +134,7 @@ CHILD_ENV = {
 
 def warm_up(libraries: list[Library], servers: Mapping[str, PrefectServer]) -> None:
     """Run each library once, untimed, so that its bytecode is cached before the rounds."""
-    env = {**os.environ, **CHILD_ENV}
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env = child_env({**os.environ, **CHILD_ENV})
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "flowkit")], env=env, check=False)
     for lib in libraries:
         server = servers.get(lib.name)
@@ -164,8 +164,7 @@ class Cell:
 def run_child(args: list[str], timeout: float, extra_env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Run one measurement in a fresh interpreter; kill its whole process group on time-out or Ctrl-C."""
     command = [sys.executable, str(TOOLS / "_bench_peers_child.py"), *args]
-    env = {**os.environ, **CHILD_ENV, **(extra_env or {})}
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env = child_env({**os.environ, **CHILD_ENV, **(extra_env or {})})
     with subprocess.Popen(
         command,
         cwd=ROOT,
