@@ -3,8 +3,8 @@
 The shell of this project exports ``PYTHONDONTWRITEBYTECODE=1``; a child that
 inherits it compiles every module it imports at each start, which makes
 start-up about three times slower than that of an installed flowkit (pip
-compiles what it installs). Benchmarks start their workers and conductors
-without it, as ``bench_peers.py`` does its children.
+compiles what it installs). Every benchmark starts its Python children (the
+measured interpreters, workers and conductors) with this environment.
 """
 
 from __future__ import annotations
