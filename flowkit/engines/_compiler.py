@@ -41,11 +41,11 @@ from flowkit import exceptions as exc
 from flowkit import flow as flow_mod
 from flowkit._utils.records import Record
 from flowkit.atom import Atom, _OneName, _OnePair
-from flowkit.deciders import Depth
 from flowkit.patterns import linear_flow, unordered_flow
 from flowkit.retry import Retry, Times
 
 if TYPE_CHECKING:
+    from flowkit.deciders import Depth  # an enum class: imported where deciders run
     from flowkit.patterns.graph_flow import _NumberedLinks
 
 __all__ = [
@@ -634,6 +634,8 @@ class _Builder:
                 meta = outs[v]
                 decider = meta.get(_DECIDER) if meta else None
                 if decider is not None:
+                    from flowkit.deciders import Depth  # only flows with deciders need it
+
                     depth = meta.get(flow_mod.LINK_DECIDER_DEPTH) or Depth.ALL
                     deciders.setdefault(target, []).append(
                         EdgeDecider(source, decider, Depth.translate(depth))

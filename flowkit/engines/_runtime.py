@@ -24,7 +24,6 @@ from flowkit import states as st
 from flowkit._atom_record import RESULT_STATES, holds_result
 from flowkit._utils.lazy_logging import module_logger
 from flowkit._utils.records import Record
-from flowkit.deciders import Depth
 from flowkit.engines import _scheduler as sch
 from flowkit.engines._compiler import RETRY, ArgPlan, Compilation, FlowScope, Node, topological_order
 from flowkit.engines._task_options import options_of
@@ -35,6 +34,7 @@ from flowkit.types.notifier import Notifier
 
 if TYPE_CHECKING:
     from flowkit._utils.asyncio_bridge import EventLoopThread
+    from flowkit.deciders import Depth  # an enum class: imported where deciders run
     from flowkit.engines._completions import Completions, ProgressReport
     from flowkit.engines._limits import Limiter
     from flowkit.engines._loops import Clock, Loops
@@ -841,6 +841,8 @@ class Runtime:
                 nays.append(edge.depth)
         if not nays:
             return None
+        from flowkit.deciders import Depth  # only flows with deciders get here
+
         order = (Depth.ALL, Depth.FLOW, Depth.NEIGHBORS, Depth.ATOM)
         return min(nays, key=order.index)
 

@@ -27,15 +27,18 @@ answers by making the transition on that same record.
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from flowkit import states as st
 from flowkit._utils.records import Record
-from flowkit.deciders import Depth
 from flowkit.engines._compiler import FLOW_END, FLOW_START, RETRY, Compilation, Node
 from flowkit.retry import Decision
+
+try:  # the C heap functions without heapq.py around them: a quarter-millisecond of a first load
+    from _heapq import heappop, heappush
+except ImportError:  # an interpreter without the extension
+    from heapq import heappop, heappush
 
 __all__ = ["EXECUTE", "RETRY_AGAIN", "REVERT", "Hooks", "Mark", "Scheduler"]
 
@@ -81,6 +84,7 @@ class Mark:
 
 
 if TYPE_CHECKING:  # a Protocol costs at class creation: type checkers only need it
+    from flowkit.deciders import Depth  # an enum class: imported where deciders run
 
     class Hooks(Protocol):
         """What the scheduler needs from the world around it."""
@@ -258,7 +262,7 @@ class Scheduler:
             return None
         revert_heap, exec_heap = self._revert_heap, self._exec_heap
         while revert_heap:
-            index = heapq.heappop(revert_heap)[2]
+            index = heappop(revert_heap)[2]
             if (
                 self._in_revert[index]
                 and self._revert_wait[index] == 0
@@ -282,7 +286,7 @@ class Scheduler:
             self._fwd_done,
             self._busy,
         )
-        pop = heapq.heappop
+        pop = heappop
         while exec_heap:
             index = pop(exec_heap)[2]
             if waiting[index] or in_revert[index] or fwd_done[index] or busy[index]:
@@ -485,10 +489,10 @@ class Scheduler:
     # -- internals --------------------------------------------------------------
 
     def _push_exec(self, index: int) -> None:
-        heapq.heappush(self._exec_heap, (-self._nodes[index].priority, self._rank[index], index))
+        heappush(self._exec_heap, (-self._nodes[index].priority, self._rank[index], index))
 
     def _push_revert(self, index: int) -> None:
-        heapq.heappush(
+        heappush(
             self._revert_heap,
             (-self._nodes[index].priority, -self._finished_seq[index], index),
         )
@@ -513,7 +517,7 @@ class Scheduler:
                     cascade = []
                 cascade.append(succ)
             else:
-                heapq.heappush(self._exec_heap, (-node.priority, self._rank[succ], succ))
+                heappush(self._exec_heap, (-node.priority, self._rank[succ], succ))
         if cascade is not None:
             joins = self._joins
             for succ in cascade:
@@ -533,6 +537,8 @@ class Scheduler:
             self._forward_done(node.index)
 
     def _ignore_set(self, node: Node, depth: Depth) -> list[int]:
+        from flowkit.deciders import Depth  # only flows with deciders get here
+
         nodes = self._nodes
         if depth == Depth.ALL:
             return [i for i in self._successors_closure(node.index) if nodes[i].atom is not None]

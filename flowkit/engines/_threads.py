@@ -24,6 +24,12 @@ with :func:`threading.settrace`/:func:`threading.setprofile` (debuggers,
 coverage). Python before 3.13 keeps a worker's :class:`threading.Thread` record
 (a "dummy") in :func:`threading.enumerate` after the thread ends.
 
+This module does not import :mod:`threading` (most of a millisecond of a
+process's first parallel run): a program that never imported it has no thread
+names to show nor tracing set through it. A worker takes its name as soon as
+:mod:`threading` is imported, checked when it starts and before each call, so a
+task's log records (:mod:`logging` imports :mod:`threading`) carry it.
+
 Idle threads wait each on a lock of their own, and are handed a call directly
 (no queue module: loading the ``_queue`` extension costs a quarter of a
 millisecond of a process's first parallel run).
@@ -38,7 +44,6 @@ from __future__ import annotations
 import _thread
 import os
 import sys
-import threading
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -81,22 +86,31 @@ class WorkerThreads:
     ) -> None:
         running.release()
         try:
-            # What threading.Thread does for a thread it starts.
-            trace, profile = threading.gettrace(), threading.getprofile()
-            if trace is not None:
-                sys.settrace(trace)
-            if profile is not None:
-                sys.setprofile(profile)
-            threading.current_thread().name = f"flowkit-worker-{number}"
-            self._serve(first)
+            threading = sys.modules.get("threading")
+            if threading is not None:
+                # What threading.Thread does for a thread it starts.
+                trace, profile = threading.gettrace(), threading.getprofile()
+                if trace is not None:
+                    sys.settrace(trace)
+                if profile is not None:
+                    sys.setprofile(profile)
+            self._serve(first, number)
         finally:
             ended.release()
 
-    def _serve(self, first: _Call) -> None:
+    def _serve(self, first: _Call, number: int) -> None:
         lock, work, parked = self._lock, self._work, self._parked
+        modules = sys.modules
+        named = False
         me = _Parked()
         call: _Call | None = first
         while call is not None:
+            if not named:
+                # None until threading is imported (or while another thread imports it).
+                current_thread = getattr(modules.get("threading"), "current_thread", None)
+                if current_thread is not None:
+                    current_thread().name = f"flowkit-worker-{number}"
+                    named = True
             fn, args = call
             fn(*args)  # the engine's calls report their own outcome and never raise
             with lock:

@@ -137,3 +137,49 @@ def test_a_forked_child_runs_its_flows_on_threads_of_its_own(tmp_path: Any) -> N
         [sys.executable, str(script)], check=False, capture_output=True, text=True, timeout=60
     )
     assert out.stdout.strip() == "ok", out.stderr
+
+
+_LATE_THREADING = """
+import sys
+
+from flowkit import engines, task
+from flowkit.patterns import unordered_flow
+
+
+class Name(task.Task):
+    def execute(self):
+        threading = sys.modules.get("threading")
+        return None if threading is None else threading.current_thread().name
+
+
+def run():
+    flow = unordered_flow.Flow("f").add(*(Name(f"t{i}", provides=f"t{i}") for i in range(3)))
+    results = engines.run(flow, engine="parallel", max_workers=3)
+    return sorted(str(results[f"t{i}"]) for i in range(3))
+
+
+print(run())  # threading never imported: nothing to name the threads with
+import threading  # as logging would, for instance
+
+print(run())  # the same pool's threads, named now
+print(sorted(t.name for t in threading.enumerate() if t.name.startswith("flowkit-worker-")))
+"""
+
+
+def test_a_worker_takes_its_name_once_threading_is_imported(tmp_path: Any) -> None:
+    # The engine does not import threading (first-run time); a program that
+    # imports it later still sees the workers' names, on the threads already started.
+    import ast
+    import subprocess
+
+    script = tmp_path / "late.py"
+    script.write_text(_LATE_THREADING)
+    out = subprocess.run(
+        [sys.executable, str(script)], check=False, capture_output=True, text=True, timeout=60
+    )
+    lines = out.stdout.splitlines()
+    assert len(lines) == 3, out.stderr
+    first, second, listed = (ast.literal_eval(line) for line in lines)
+    assert first == ["None", "None", "None"]
+    assert all(name.startswith("flowkit-worker-") for name in second), second
+    assert set(second) <= set(listed)
