@@ -98,6 +98,9 @@ NOT_IN_ONE_TASK_RUN = (
     "flowkit.engines._completions",
     # A flow without loops keeps no loop book-keeping.
     "flowkit.engines._loops",
+    # The scheduler's heap is _heapq's C functions; deciders are imported where one runs.
+    "heapq",
+    "flowkit.deciders",
     # Nor, when no atom declares a type (this one has no annotation), type checks
     # and guards (an annotated first run imports them: see FIRST_RUN above).
     "flowkit.typed",
@@ -171,8 +174,9 @@ def test_a_one_task_run_in_memory_imports_only_what_it_uses() -> None:
 
 
 # The parallel engine's first run: threads, but only its own (not the green-thread
-# or process-pool support, nor a queue module: not even the C one, an extension to load).
-_PARALLEL_NEEDS = {"threading", "flowkit.engines._completions"}
+# or process-pool support, nor a queue module: not even the C one, an extension to load),
+# started with _thread: threading is imported by the program if at all.
+_PARALLEL_NEEDS = {"flowkit.engines._completions"}
 NOT_IN_ONE_TASK_PARALLEL_RUN = (
     *(name for name in NOT_IN_ONE_TASK_RUN if name not in _PARALLEL_NEEDS),
     "multiprocessing",
