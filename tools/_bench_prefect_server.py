@@ -191,8 +191,12 @@ class PrefectServer:
         server.start_s = time.monotonic() - launched
         return server
 
-    def child_env(self) -> dict[str, str]:
-        """What a Prefect child needs to use this server and nothing else."""
+    def extra_env(self) -> dict[str, str]:
+        """The variables to add to a Prefect child's environment so that it uses this server.
+
+        Only those: the caller merges them into a whole environment (``run_child``
+        in ``tools/bench_peers.py`` does, through ``tools/_child_env.child_env``).
+        """
         return {**CLIENT_ENV, "PREFECT_API_URL": self.url}
 
     def settle(self, limit_s: float = 300.0) -> float | None:

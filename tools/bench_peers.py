@@ -139,7 +139,7 @@ def warm_up(libraries: list[Library], servers: Mapping[str, PrefectServer]) -> N
     for lib in libraries:
         server = servers.get(lib.name)
         for kind in ("linear", "fanout", "dag", "sqlite"):
-            run_child([lib.name, kind, "10", "0"], 300, server.child_env() if server else None)
+            run_child([lib.name, kind, "10", "0"], 300, server.extra_env() if server else None)
         if server:
             server.settle()
 
@@ -233,7 +233,7 @@ def measure(
                     continue  # missing, not applicable, or already timed out / failed
                 server = servers.get(lib.name)
                 result = run_child(
-                    [lib.name, kind, str(n), str(threads)], timeout, server.child_env() if server else None
+                    [lib.name, kind, str(n), str(threads)], timeout, server.extra_env() if server else None
                 )
                 settled = ""
                 if server:  # its backlog must not run during the next measurement

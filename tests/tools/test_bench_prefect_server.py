@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import http.server
 import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -94,6 +97,14 @@ def test_the_cpu_of_a_process_group_counts_this_process() -> None:
     # The test process has run the collection: its group has used some CPU.
     assert server_mod.process_group_cpu_s(os.getpgrp()) > 0
     assert server_mod.process_group_cpu_s(2**22 + 1) == 0  # no such group
+
+
+def test_a_prefect_child_is_given_only_the_server_url_and_the_client_settings(tmp_path: Path) -> None:
+    done = subprocess.Popen([sys.executable, "-c", ""])
+    done.wait()
+    server = server_mod.PrefectServer(done, tmp_path, "http://127.0.0.1:1/api", 0.0)
+    # Variables to add to a child's environment, not a whole one (no PATH, no HOME).
+    assert server.extra_env() == {**server_mod.CLIENT_ENV, "PREFECT_API_URL": "http://127.0.0.1:1/api"}
 
 
 def test_the_note_reports_the_start_and_the_waits() -> None:
