@@ -118,6 +118,12 @@ class Setup:
         self.sinks = dag_sinks(self.preds)
 
 
+def _import(name: str) -> types.ModuleType:
+    """``import name`` for an optional peer; its attributes are typed ``Any``."""
+    __import__(name)
+    return sys.modules[name]
+
+
 # --- flowkit and TaskFlow: one implementation, two import roots ---------------------
 
 
@@ -248,11 +254,10 @@ def _hamilton_fn(name: str, params: list[str], body: Callable[..., Any]) -> Call
 
 class Hamilton:
     def __init__(self) -> None:
-        from hamilton import driver
-        from hamilton.plugins import h_threadpool
-
-        self.driver = driver
-        self.h_threadpool = h_threadpool
+        # Imported by name: Hamilton is optional and has no type information, and
+        # an import statement would type-check differently with and without it.
+        self.driver = _import("hamilton.driver")
+        self.h_threadpool = _import("hamilton.plugins.h_threadpool")
 
     def setup(self, s: Setup) -> None:
         # Hamilton walks the graph recursively: a chain of 1,000 exceeds Python's default limit.
@@ -336,9 +341,15 @@ class DaskGraph:
 
 class DaskDelayed:
     def __init__(self) -> None:
-        import dask
+        # From the modules that define them: the package re-exports both without
+        # ``__all__``, which strict mypy reads as private. Importing dask.base
+        # imports the ``dask`` package first, as ``import dask`` does.
+        from dask.base import compute
+        from dask.delayed import delayed
 
-        self.dask = dask
+        # compute has no annotations; what it returns is a tuple, one value per argument.
+        self.dask_compute: Callable[..., tuple[Any, ...]] = compute
+        self.delayed = delayed
 
     def setup(self, s: Setup) -> None:
         sys.setrecursionlimit(max(10_000, 4 * s.n + 1_000))
@@ -347,11 +358,11 @@ class DaskDelayed:
 
     def compute(self, s: Setup, *values: Any) -> Any:
         if s.threads:
-            return self.dask.compute(*values, scheduler="threads", num_workers=s.threads)
-        return self.dask.compute(*values, scheduler="sync")
+            return self.dask_compute(*values, scheduler="threads", num_workers=s.threads)
+        return self.dask_compute(*values, scheduler="sync")
 
     def run(self, s: Setup) -> Any:
-        delayed = self.dask.delayed
+        delayed = self.delayed
         n = s.n
         if s.workload == "linear":
             x: Any = 0
@@ -377,10 +388,11 @@ class DaskDelayed:
 
 class Prefect:
     def __init__(self) -> None:
-        from prefect import flow, task
-        from prefect.task_runners import ThreadPoolTaskRunner
-
-        self.flow, self.task, self.ThreadPoolTaskRunner = flow, task, ThreadPoolTaskRunner
+        # Imported by name: Prefect is optional, and an import statement would
+        # type-check differently with and without it (it ships its own types).
+        prefect = _import("prefect")
+        self.flow, self.task = prefect.flow, prefect.task
+        self.ThreadPoolTaskRunner = _import("prefect.task_runners").ThreadPoolTaskRunner
 
     def setup(self, s: Setup) -> None:
         if s.workload == "sqlite":
@@ -544,7 +556,7 @@ def compile_cost(shape: str, n: int) -> dict[str, Any]:
     from flowkit import engines, task
     from flowkit.patterns import graph_flow, linear_flow
 
-    class Node(task.Task):  # type: ignore[misc]
+    class Node(task.Task):
         def execute(self, **kwargs: Any) -> int:
             return 1
 
