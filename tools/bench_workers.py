@@ -163,7 +163,9 @@ def best_run(
     times = []
     topics = {} if discover else {"topics": [topic]}
     for attempt in range(repeat + 1):
-        engine = engines.load(make_flow(), engine="worker-based", url=url, worker_wait=10.0, **topics)
+        # The library's default (TaskFlow's): no worker_wait check before the run;
+        # workers() has already waited for every worker to advertise.
+        engine = engines.load(make_flow(), engine="worker-based", url=url, **topics)
         engine.compile()
         engine.prepare()
         began = time.perf_counter()

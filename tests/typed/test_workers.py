@@ -66,8 +66,9 @@ def topic() -> str:
 
 
 def load(flow: Any, url: str, topics: list[str], **options: Any) -> Any:
+    # The library's default, as TaskFlow: no check before the run, a request waits
+    # (up to transition_timeout) for a worker offering its task.
     options.setdefault("transition_timeout", 10.0)
-    options.setdefault("worker_wait", 5.0)
     return engines.load(flow, engine="worker-based", url=url, topics=topics, **options)
 
 
@@ -137,6 +138,8 @@ def test_a_pinned_topic_nobody_serves_fails_before_the_run_naming_atom_and_topic
     start_worker(default)
     make = models.MakePrice("make")
     make.worker_topic = "nobody-here"  # type: ignore[attr-defined]
+    # worker_wait is the opt-in this test is about: by default the request would
+    # wait for a worker on that topic and time out, as in TaskFlow.
     engine = load(make, redis_flushed_url, [default], store={"raw": {}}, worker_wait=0.2)
 
     with pytest.raises(exc.NotFound, match="atom 'make' .*pinned to topic 'nobody-here'"):
