@@ -309,7 +309,7 @@ def group_dag(r: Runner) -> list[Row]:
 def group_sleep(r: Runner) -> list[Row]:
     fk, tf, floor = _triple(r, "sleep", SLEEP_TASKS, SLEEP_WORKERS)
     rows = _standard_rows(r, f"sleep-{SLEEP_TASKS}", fk, tf, floor, SLEEP_TASKS)[:3]
-    _judge(rows[1], "<= 1.2x floor (ideal 62.5 ms)", rows[1].fk_over_floor, lambda v: v <= 1.2)
+    _judge(rows[1], "<= 1.2x floor (ideal 70 ms)", rows[1].fk_over_floor, lambda v: v <= 1.2)
     return rows
 
 
