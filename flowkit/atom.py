@@ -123,6 +123,18 @@ class _OneName(Mapping[str, None]):
         return f"{{{self._name!r}: None}}"
 
 
+def _result_names(save_as: Mapping[str, object]) -> Collection[str]:
+    """The names an atom's result is saved under: the keys of its ``save_as``.
+
+    A :class:`_OneName` gives its one name without being iterated (its ``__iter__``
+    is Python code: a call and an iterator per atom); any other mapping gives its
+    C-level key view. Two loops over every atom of a flow, where a call per atom
+    measures, spell this out inline with a comment pointing here: the compiler's
+    provider index and ``RunState.providers``.
+    """
+    return (save_as._name,) if type(save_as) is _OneName else save_as.keys()
+
+
 #: Stand-ins for the symbols of a ``rebind`` dict (and for the names in a
 #: ``requires`` list) in a cached profile, filled in per atom. No symbol a flow
 #: uses contains a NUL. Grown on demand, up to :data:`_REQUIRES_SLOTS`.
@@ -853,9 +865,7 @@ class Atom(metaclass=abc.ABCMeta):
     def provides(self) -> frozenset[str]:
         found = self._provides
         if found is None:
-            save_as = self.save_as
-            names = (save_as._name,) if type(save_as) is _OneName else save_as
-            found = self._provides = frozenset(names)
+            found = self._provides = frozenset(_result_names(self.save_as))
         return found
 
     @provides.setter
@@ -872,19 +882,6 @@ class Atom(metaclass=abc.ABCMeta):
     @requires.setter
     def requires(self, value: frozenset[str]) -> None:
         self._requires = value
-
-    def _provided_names(self) -> Collection[str]:
-        """What :attr:`provides` holds, without making and keeping a set for it.
-
-        For a graph flow indexing a stock atom's symbols: a set kept on each atom
-        costs a set, and an attribute added after the atom was made (CPython then
-        gives every such atom its own dict once the run adds another one).
-        """
-        found = self._provides
-        if found is not None:
-            return found
-        save_as = self.save_as
-        return (save_as._name,) if type(save_as) is _OneName else save_as.keys()
 
     def _derive_requires(self) -> frozenset[str]:
         """The symbols bound to required arguments of ``execute`` and ``revert``, less injected ones."""

@@ -877,7 +877,9 @@ def _index_providers(scope: FlowScope, nodes: list[Node]) -> None:
             child_provides = child.provides
         else:
             save_as = nodes[child].atom.save_as  # type: ignore[union-attr, index]
-            # The usual provides="x" read without iterating the mapping in Python.
+            # The usual provides="x" read without iterating the mapping in Python: what
+            # flowkit.atom._result_names does, inlined (calling it per atom took compiling
+            # a linear flow of 100,000 atoms from 3.15 to 3.23 us an atom).
             if type(save_as) is _OneName:
                 child_provides = (save_as._name,)
             else:

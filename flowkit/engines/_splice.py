@@ -37,7 +37,6 @@ from flowkit import exceptions as exc
 from flowkit import states as st
 from flowkit._atom_record import holds_result
 from flowkit._utils.gc_pause import gc_paused
-from flowkit.atom import _OneName
 from flowkit.engines._compiler import (
     RETRY,
     TASK,
@@ -276,8 +275,8 @@ class Spawns:
             if provider is None:
                 provider = outward[plan.symbol] = self._resolve_outward(spawner, plan.symbol)
             if provider >= 0:
-                save_as = nodes[provider].atom.save_as  # type: ignore[union-attr]
-                key = None if type(save_as) is _OneName else save_as[plan.symbol]
+                found = nodes[provider]
+                key = None if found.keyless else found.atom.save_as[plan.symbol]  # type: ignore[union-attr]
                 fixed.append(plan._replace(provider=provider, key=key))
                 continue
             if not plan.optional and plan.symbol not in store and plan.symbol not in injected:

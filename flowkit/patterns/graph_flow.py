@@ -24,7 +24,7 @@ from typing import Any, NamedTuple, Self
 from flowkit import deciders, flow
 from flowkit import exceptions as exc
 from flowkit._utils.gc_pause import gc_paused
-from flowkit.atom import Atom, _OneName
+from flowkit.atom import Atom, _result_names
 from flowkit.flow import FlowItem
 from flowkit.retry import Retry
 
@@ -354,15 +354,18 @@ class Flow(flow.Flow):
             self._subflows.append(node)
             return
         providers, requirers = self._providers, self._requirers
-        # A stock atom's symbols read from its save_as: no set made and kept on it.
+        # A stock atom's symbols read from its save_as, no set made and kept on it: a
+        # set costs a set, and an attribute added after the atom was made (CPython
+        # then gives every such atom its own dict once the run adds another one).
         if kind is _STOCK_ATOM:
-            provided = node._provided_names()  # type: ignore[union-attr]
-            if node._provides is not None and self._plain:  # type: ignore[union-attr]
+            saved = _result_names(node.save_as)  # type: ignore[union-attr]
+            provided = node._provides  # type: ignore[union-attr]
+            if provided is None:
+                provided = saved
+            elif self._plain:
                 # Set by hand (or kept by a read): the compiler may rely on links
                 # made for a symbol only if they name what save_as holds.
-                save_as = node.save_as  # type: ignore[union-attr]
-                names = (save_as._name,) if type(save_as) is _OneName else save_as
-                self._plain = node._provides == frozenset(names)  # type: ignore[union-attr]
+                self._plain = provided == frozenset(saved)
         else:
             provided = node.provides
             self._plain = False
