@@ -95,8 +95,17 @@ class Flow(flow.Flow):
         self._order: dict[FlowItem, int] = {}
         self._succ: dict[FlowItem, dict[FlowItem, Meta]] = {}
         self._pred: dict[FlowItem, dict[FlowItem, Meta]] = {}
-        # Symbol indexes over atom children only (nested flows are re-read).
-        self._providers: dict[str, list[FlowItem]] = {}
+        # Items by insertion number (the values of _order, as positions).
+        self._items: list[FlowItem] = []
+        # Symbol indexes over atom children only (nested flows are re-read). A symbol's
+        # providers are kept as insertion numbers (the ints _order holds: no new ones),
+        # the first one alone in _providers: linking an item from its provider then
+        # reads the number the numbered link needs from the one entry it looks up,
+        # not from a list and then _order (each a cache miss in a big flow), and a
+        # symbol costs no list. The rare further providers of a symbol (legal while
+        # nothing requires it) wait in _also_provided, in insertion order.
+        self._providers: dict[str, int] = {}
+        self._also_provided: dict[str, list[int]] = {}
         self._requirers: dict[str, list[FlowItem]] = {}
         self._subflows: list[FlowItem] = []
         self._counter = 0
@@ -162,6 +171,7 @@ class Flow(flow.Flow):
         nodes, order, succ, pred = self._nodes, self._order, self._succ, self._pred
         counter = started = self._counter
         links_before = len(self._link_from)
+        self._items.extend(fresh)
         try:
             for node in fresh:
                 nodes[node] = {}
@@ -170,10 +180,10 @@ class Flow(flow.Flow):
                 pred[node] = {}
                 if resolve_requires and node.requires:
                     self._resolve_requires(node, counter, from_retry, waiting)
-                counter += 1
                 # Indexed at once (after its own requirements were resolved), so the
                 # items after it in this add find it as they find earlier ones.
-                self._index(node)
+                self._index(node, counter)
+                counter += 1
                 if resolve_existing and waiting:
                     self._resolve_existing(node, waiting)
             # As in TaskFlow, cycles are looked for once everything is linked (so
@@ -191,6 +201,7 @@ class Flow(flow.Flow):
             # Numbers stay dense (an item's number is its place in insertion order)
             # and the numbered links stay those of the dicts.
             counter = started
+            del self._items[started:]
             del self._link_from[links_before:]
             del self._link_to[links_before:]
             del self._link_symbol[links_before:]
@@ -227,31 +238,35 @@ class Flow(flow.Flow):
     ) -> None:
         """Link ``node`` (numbered ``at``) from the items providing what it requires."""
         requires = node.requires
-        own, subflows = self._providers, self._subflows
+        own, also, subflows, items = self._providers, self._also_provided, self._subflows, self._items
         succ, node_pred = self._succ, self._pred[node]
         if from_retry:
             requires = requires.difference(from_retry)
         for value in sorted(requires) if len(requires) > 1 else requires:
-            # Atoms only (the usual flow): the index answers without copying.
-            providers = self._providers_of(value) if subflows else own.get(value, ())
-            if len(providers) > 1:
-                names = sorted(provider.name for provider in providers)
-                raise exc.AmbiguousDependency(
-                    f"cannot add '{node.name}' to flow '{self._name}': symbol '{value}' it requires "
-                    f"is provided by several items {names}",
-                    symbol=value,
-                    providers=names,
-                    atom=node.name,
-                )
-            if providers:
+            # Atoms only, one provider at most (the usual flow): one look-up answers.
+            if not subflows and not (also and value in also):
+                number = own.get(value)
+            else:
+                providers = self._providers_of(value)
+                if len(providers) > 1:
+                    names = sorted(items[number].name for number in providers)
+                    raise exc.AmbiguousDependency(
+                        f"cannot add '{node.name}' to flow '{self._name}': symbol '{value}' it requires "
+                        f"is provided by several items {names}",
+                        symbol=value,
+                        providers=names,
+                        atom=node.name,
+                    )
+                number = providers[0] if providers else None
+            if number is not None:
                 # _add_edge(provider, node, reason=value), inline: the provider was
                 # added before the node, so the link points forward.
-                provider = providers[0]
+                provider = items[number]
                 outs = succ[provider]
                 meta = outs.get(node)
                 if meta is None:
                     outs[node] = node_pred[provider] = {flow.LINK_REASONS: {value}}
-                    self._link_from.append(self._order[provider])
+                    self._link_from.append(number)
                     self._link_to.append(at)
                     self._link_symbol.append(value)
                 else:
@@ -269,9 +284,12 @@ class Flow(flow.Flow):
                     self._add_edge(node, requirer, reason=value, check=False)
                     requirers.remove(requirer)
 
-    def _providers_of(self, value: str) -> list[FlowItem]:
-        found = list(self._providers.get(value, ()))
-        found.extend(sub for sub in self._subflows if value in sub.provides)
+    def _providers_of(self, value: str) -> list[int]:
+        """The insertion numbers of the atoms and nested flows providing ``value``."""
+        first = self._providers.get(value)
+        found = [] if first is None else [first, *self._also_provided.get(value, ())]
+        order = self._order
+        found.extend(order[sub] for sub in self._subflows if value in sub.provides)
         return found
 
     def link(
@@ -332,19 +350,31 @@ class Flow(flow.Flow):
         for before in self._pred.pop(node):
             self._succ[before].pop(node, None)
         del self._nodes[node]
-        del self._order[node]
+        at = self._order.pop(node)
         if not isinstance(node, Atom):
             self._subflows[:] = [sub for sub in self._subflows if sub is not node]
             return
-        for index, values in ((self._providers, node.provides), (self._requirers, node.requires)):
-            for value in values:
-                kept = [item for item in index.get(value, ()) if item is not node]
-                if kept:
-                    index[value] = kept
+        providers, also = self._providers, self._also_provided
+        for value in node.provides:
+            more = also.get(value)
+            if providers.get(value) == at:
+                if more:
+                    providers[value] = more.pop(0)
                 else:
-                    index.pop(value, None)
+                    del providers[value]
+            elif more is not None and at in more:
+                more.remove(at)
+            if more is not None and not more:
+                del also[value]
+        for value in node.requires:
+            kept = [item for item in self._requirers.get(value, ()) if item is not node]
+            if kept:
+                self._requirers[value] = kept
+            else:
+                self._requirers.pop(value, None)
 
-    def _index(self, node: FlowItem) -> None:
+    def _index(self, node: FlowItem, at: int) -> None:
+        """Enter ``node`` (numbered ``at``) in the symbol indexes."""
         cls = type(node)
         kind = _ITEM_KINDS.get(cls)
         if kind is None:
@@ -370,11 +400,8 @@ class Flow(flow.Flow):
             provided = node.provides
             self._plain = False
         for value in provided:
-            found = providers.get(value)
-            if found is None:
-                providers[value] = [node]
-            else:
-                found.append(node)
+            if providers.setdefault(value, at) != at:
+                self._also_provided.setdefault(value, []).append(at)
         for value in node.requires:
             found = requirers.get(value)
             if found is None:

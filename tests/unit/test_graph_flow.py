@@ -161,6 +161,23 @@ def test_a_refused_add_leaves_nothing_behind_in_the_symbol_indexes() -> None:
     assert f.requires == frozenset({"y"})
 
 
+def test_every_provider_of_a_symbol_is_named_however_many() -> None:
+    f = graph_flow.Flow("g").add(make("p3", provides="x"), make("p1", provides="x"))
+    f.add(make("p2", provides=["x", "w"]))
+    with pytest.raises(exc.AmbiguousDependency) as info:
+        f.add(make("c", requires=["x"]))
+    assert info.value.providers == ("p1", "p2", "p3")
+
+
+def test_a_refused_add_takes_back_only_its_own_providers_of_a_symbol() -> None:
+    f = graph_flow.Flow("g").add(make("p1", provides="x"))
+    with pytest.raises(exc.AmbiguousDependency):
+        f.add(make("p2", provides="x"), make("p3", provides="x"), make("c", requires=["x"]))
+    # p1 is the one provider of x again.
+    f.add(make("c2", requires=["x"]))
+    assert links(f) == [("p1", "c2", {flow.LINK_REASONS: {"x"}})]
+
+
 # -- cycles ----------------------------------------------------------------------
 
 
