@@ -127,12 +127,13 @@ banner "ruff check"
 banner "ruff format --check"
 "$VENV/bin/ruff" format --check .
 
-banner "mypy (strict, flowkit/ and tools/_bench_peers_child.py)"
+banner "mypy (strict, flowkit/ and the peer benchmark's child and timeline)"
 "$VENV/bin/mypy"
-# The peer benchmark's child, alone of tools/: it type-checks the same with or
-# without the peers of the bench extra installed. (tools/ as a whole does not
-# map to one set of module names: its scripts import each other both ways.)
-"$VENV/bin/mypy" tools/_bench_peers_child.py
+# The peer benchmark's child and the timeline tool that runs it, alone of
+# tools/: they type-check the same with or without the peers of the bench extra
+# installed. (tools/ as a whole does not map to one set of module names: its
+# scripts import each other both ways.)
+"$VENV/bin/mypy" tools/_bench_peers_child.py tools/bench_sleep_timeline.py
 
 banner "Sphinx docs, warnings as errors -> doc/_build/html; their examples run as doctests"
 "$VENV/bin/sphinx-build" -q -W --keep-going -b html doc doc/_build/html
