@@ -95,7 +95,8 @@ class Flow(flow.Flow):
         self._order: dict[FlowItem, int] = {}
         self._succ: dict[FlowItem, dict[FlowItem, Meta]] = {}
         self._pred: dict[FlowItem, dict[FlowItem, Meta]] = {}
-        # Items by insertion number (the values of _order, as positions).
+        # Items by insertion number (the values of _order, as positions); its length
+        # is the number the next item gets.
         self._items: list[FlowItem] = []
         # Symbol indexes over atom children only (nested flows are re-read). A symbol's
         # providers are kept as insertion numbers (the ints _order holds: no new ones),
@@ -108,7 +109,6 @@ class Flow(flow.Flow):
         self._also_provided: dict[str, list[int]] = {}
         self._requirers: dict[str, list[FlowItem]] = {}
         self._subflows: list[FlowItem] = []
-        self._counter = 0
         # Every link again as two numbers (its ends' insertion numbers, in the order
         # the links were made), in flat arrays: what the compiler reads to wire a big
         # graph without looking each item up, visiting memory in order instead of
@@ -169,7 +169,7 @@ class Flow(flow.Flow):
         from_retry = self._retry.provides if self._retry is not None else frozenset()
         waiting = self._still_waiting(fresh, from_retry) if resolve_existing else {}
         nodes, order, succ, pred = self._nodes, self._order, self._succ, self._pred
-        counter = started = self._counter
+        counter = started = len(self._items)
         links_before = len(self._link_from)
         self._items.extend(fresh)
         try:
@@ -200,14 +200,11 @@ class Flow(flow.Flow):
                 self._remove_node(node)
             # Numbers stay dense (an item's number is its place in insertion order)
             # and the numbered links stay those of the dicts.
-            counter = started
             del self._items[started:]
             del self._link_from[links_before:]
             del self._link_to[links_before:]
             del self._link_symbol[links_before:]
             raise
-        finally:
-            self._counter = counter
         self._changed()
         return self
 
@@ -589,7 +586,7 @@ class Flow(flow.Flow):
             not self._forward
             or self._decided
             or self._visible() is not None
-            or self._counter != len(self._nodes)
+            or len(self._items) != len(self._nodes)
         ):
             return None
         return _NumberedLinks(self._link_from, self._link_to, self._link_symbol, self._plain)

@@ -98,7 +98,8 @@ def _numbers_match_dicts(flow: graph_flow.Flow) -> None:
         assert symbol in reasons if symbol is not None else not reasons
     from_dicts = {position[u]: [position[v] for v in outs] for u, outs in flow._succ.items() if outs}
     assert numbered == from_dicts
-    assert flow._counter == len(flow._nodes)
+    assert flow._items == list(flow._nodes)
+    assert all(flow._order[item] == at for at, item in enumerate(flow._items))
 
 
 @st.composite
