@@ -36,17 +36,16 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 TOOLS = Path(__file__).resolve().parent
-ROOT = TOOLS.parent
 sys.path.insert(0, str(TOOLS))
 
 from _bench_peers_child import expected  # noqa: E402 (a sibling script, not a package)
+from _bench_peers_run import CHILD_ENV, ROOT, run_child  # noqa: E402
 from _bench_prefect_server import PrefectServer, ServerStartError  # noqa: E402
 from _child_env import child_env  # noqa: E402
 
@@ -115,22 +114,6 @@ NOT_SCALED = frozenset({"taskflow", "prefect"})
 SCALING_KINDS = ("linear", "fanout")
 COMPILE_SHAPES = ("linear", "fanout", "fanin", "dag")
 
-# Peers must not phone home from this machine (and would only time out trying).
-# Prefect's children also get PREFECT_API_URL: the server the benchmark started.
-CHILD_ENV = {
-    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    "PREFECT_LOGGING_LEVEL": "ERROR",
-    "DO_NOT_TRACK": "1",
-    "HAMILTON_TELEMETRY_ENABLED": "false",
-    # Every library runs from compiled bytecode, as an installed package does (pip
-    # compiles the peers when it installs them): a private cache keeps the checkout
-    # clean, and warm_up() fills it before anything is timed. Without it flowkit
-    # compiled its engine's sources inside every timed run (~60 ms on this machine).
-    "PYTHONPYCACHEPREFIX": str(Path(tempfile.gettempdir()) / "flowkit-bench-pycache"),
-    # The checkout's flowkit is measured, whatever the interpreter has installed.
-    "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-}
-
 
 def warm_up(libraries: list[Library], servers: Mapping[str, PrefectServer]) -> None:
     """Run each library once, untimed, so that its bytecode is cached before the rounds."""
@@ -159,36 +142,6 @@ class Cell:
     def median_of(self, field: str) -> float | None:
         values = [s[field] for s in self.samples if s.get("ok") and field in s]
         return statistics.median(values) if values else None
-
-
-def run_child(args: list[str], timeout: float, extra_env: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """Run one measurement in a fresh interpreter; kill its whole process group on time-out or Ctrl-C."""
-    command = [sys.executable, str(TOOLS / "_bench_peers_child.py"), *args]
-    env = child_env({**os.environ, **CHILD_ENV, **(extra_env or {})})
-    with subprocess.Popen(
-        command,
-        cwd=ROOT,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # whatever it starts goes with it
-    ) as child:
-        try:
-            out, err = child.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(child.pid, signal.SIGKILL)
-            child.communicate()
-            return {"ok": False, "timeout": True, "error": f"over {timeout:.0f} s"}
-        except BaseException:  # Ctrl-C: its own session does not get the SIGINT
-            os.killpg(child.pid, signal.SIGKILL)
-            raise
-    lines = [line for line in out.splitlines() if line.startswith("{")]
-    if not lines:
-        tail = (err.strip().splitlines() or ["no output"])[-1]
-        return {"ok": False, "error": f"exit {child.returncode}: {tail}"[:300]}
-    return json.loads(lines[-1])  # type: ignore[no-any-return]
 
 
 def measure(

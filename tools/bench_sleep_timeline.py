@@ -7,7 +7,10 @@ THREADS threads": the whole run. Two libraries can reach the same figure in
 different ways (a slow start, or slow waves), and only a timeline tells which.
 This tool runs the same workload with the same child code
 (``tools/_bench_peers_child.py``: same imports, same ``Setup``, same runner),
-in a fresh interpreter per run, with ``nap`` replaced by one that also notes
+in a fresh interpreter per run started as ``bench_peers.py`` starts its
+children (``tools/_bench_peers_run.py``: same environment, one untimed run per
+library first so that it runs from compiled bytecode), with ``nap`` replaced
+by one that also notes
 when each sleep started and ended and on which thread. From that it reports,
 median of the runs, in milliseconds after the timer started:
 
@@ -35,7 +38,6 @@ import argparse
 import gc
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -44,7 +46,7 @@ from typing import Any, NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _child_env import child_env
+from _bench_peers_run import run_child
 
 __all__ = ["Timeline", "main", "measure", "timeline"]
 
@@ -117,22 +119,17 @@ def _child(library: str, n: int, threads: int) -> dict[str, Any]:
         finished = time.perf_counter()
     if value != n:
         raise AssertionError(f"{library} computed {value!r}, expected {n}")
-    return timeline(begin, finished, sleeps)._asdict()
+    return {"ok": True, **timeline(begin, finished, sleeps)._asdict()}
 
 
 def measure(library: str, n: int, threads: int) -> Timeline:
     """One run of ``library`` in a fresh interpreter."""
-    out = subprocess.run(
-        [sys.executable, str(_HERE), "--child", library, "--n", str(n), "--threads", str(threads)],
-        check=False,
-        capture_output=True,
-        text=True,
-        env=child_env(),
-        timeout=300,
+    result = run_child(
+        ["--child", library, "--n", str(n), "--threads", str(threads)], timeout=300, script=_HERE
     )
-    if out.returncode != 0:
-        raise RuntimeError(f"{library}: the child failed:\n{out.stderr.strip()[-2000:]}")
-    return Timeline(**json.loads(out.stdout.strip().splitlines()[-1]))
+    if not result.pop("ok", False):
+        raise RuntimeError(f"{library}: the child failed: {result.get('error')}")
+    return Timeline(**result)
 
 
 def _median(runs: list[Timeline]) -> Timeline:
@@ -153,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(_child(args.child, args.n, args.threads)))
         return 0
     libraries = [name for name in args.only.split(",") if name]
+    for name in libraries:  # untimed: fills the bytecode cache, as bench_peers' warm-up does
+        measure(name, args.n, args.threads)
     runs: dict[str, list[Timeline]] = {name: [] for name in libraries}
     for _ in range(args.runs):  # interleaved, as bench_peers does
         for name in libraries:
