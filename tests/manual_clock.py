@@ -1,7 +1,8 @@
 """A clock that moves only when a test moves it, for code that takes a ``clock``.
 
 Several seams read time through an injected clock, in one of two shapes: a
-callable returning seconds (jobboards, conductors, timing listeners) or an
+callable returning seconds (jobboards, conductors, timing listeners, the
+benchmark's wait for Prefect's server) or an
 object with ``monotonic()`` and ``sleep()`` (the engine's loop delays).
 :class:`ManualClock` is both, so every such test uses one fake. Sleeping only
 moves the clock and records what was asked, so a test can assert the delays a

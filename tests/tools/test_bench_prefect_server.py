@@ -17,23 +17,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.manual_clock import ManualClock
 from tests.tools._load import load_tool
 
 server_mod = load_tool("_bench_prefect_server")
 peers = load_tool("bench_peers")
-
-
-class FakeClock:
-    """A clock that moves only when the code under test sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class _Health(http.server.BaseHTTPRequestHandler):
@@ -59,12 +47,12 @@ def health_url() -> Iterator[str]:
 
 
 def test_a_healthy_server_is_found_at_once(health_url: str) -> None:
-    clock = FakeClock()
+    clock = ManualClock(now=0.0)
     assert server_mod.wait_until_healthy(health_url, 5, clock=clock, sleep=clock.sleep) == 0
 
 
 def test_a_port_nobody_listens_on_fails_after_the_limit_naming_the_url() -> None:
-    clock = FakeClock()
+    clock = ManualClock(now=0.0)
     url = f"http://127.0.0.1:{server_mod.free_port()}/api/health"
     with pytest.raises(server_mod.ServerStartError, match=f"{url} did not answer 200 within 3 s"):
         server_mod.wait_until_healthy(url, 3, clock=clock, sleep=clock.sleep)
@@ -72,7 +60,7 @@ def test_a_port_nobody_listens_on_fails_after_the_limit_naming_the_url() -> None
 
 
 def test_a_server_that_exited_fails_at_once_with_its_code() -> None:
-    clock = FakeClock()
+    clock = ManualClock(now=0.0)
     url = f"http://127.0.0.1:{server_mod.free_port()}/api/health"
     with pytest.raises(server_mod.ServerStartError, match="exited with code 3"):
         server_mod.wait_until_healthy(url, 60, exited=lambda: 3, clock=clock, sleep=clock.sleep)
@@ -80,7 +68,7 @@ def test_a_server_that_exited_fails_at_once_with_its_code() -> None:
 
 
 def test_idle_is_a_window_with_little_cpu() -> None:
-    clock = FakeClock()
+    clock = ManualClock(now=0.0)
     # Busy (0.9 s of CPU per 1 s window) for three windows, then idle.
     used = iter([0.0, 0.9, 1.8, 2.7, 2.72])
     waited = server_mod.wait_until_idle(lambda: next(used), 60, clock=clock, sleep=clock.sleep)
@@ -88,7 +76,7 @@ def test_idle_is_a_window_with_little_cpu() -> None:
 
 
 def test_a_process_busy_past_the_limit_is_reported_as_none() -> None:
-    clock = FakeClock()
+    clock = ManualClock(now=0.0)
     waited = server_mod.wait_until_idle(lambda: clock.now * 0.9, 5, clock=clock, sleep=clock.sleep)
     assert waited is None and clock.now == 5
 
