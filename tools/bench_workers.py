@@ -40,10 +40,16 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+# A sibling script by its plain name (this script's directory is on the path), as
+# every script in tools/ imports the others.
+from _child_env import child_env  # noqa: E402
+
 from flowkit import engines  # noqa: E402 - after the path is set
 from flowkit.patterns import linear_flow, unordered_flow  # noqa: E402
+
+# By its dotted name: the workers serve NOOP_MODULE, and a task's name on the
+# wire is module.Class. tools/test.sh type-checks it under that name.
 from tools._bench_worker_tasks import Noop  # noqa: E402
-from tools._child_env import child_env  # noqa: E402
 
 NOOP_MODULE = "tools._bench_worker_tasks"
 TWINS_MODULE = "tests.workers.behaviour_tasks"  # Python twins of the Go example tasks
