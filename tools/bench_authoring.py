@@ -52,9 +52,11 @@ class Typed(task.Task):
 try:
     import pydantic
 except ImportError:  # the typed extra is optional: its row is left out
-    pydantic = None
+    HAVE_PYDANTIC = False
+else:
+    HAVE_PYDANTIC = True
 
-if pydantic is not None:
+if HAVE_PYDANTIC:
 
     class Money(pydantic.BaseModel):
         amount: float
@@ -100,7 +102,7 @@ def main() -> None:
             ("typed", "check off", run("typed", check_types=False)),
             ("typed", "validated", run("typed", validate_types=True)),
         ]
-        if pydantic is not None:
+        if HAVE_PYDANTIC:
             flows["pydantic"] = chain(Modelled, n)
             rows.append(("pydantic", "validated", run("pydantic", value=Money(amount=1.0, currency="EUR"))))
         for name, label, fn in rows:
@@ -120,7 +122,11 @@ def main() -> None:
                 spent = time.perf_counter() - started
                 shown = url.split(":")[0]
                 print(f"cached   linear-{n:<7} {shown:6} {label:11} {spent / n * 1e6:7.2f} us/task")
-        spent = best(lambda spec=spec: declarative.load_flow(spec), repeat)
+
+        def load_spec(spec: dict[str, Any] = spec) -> Any:
+            return declarative.load_flow(spec)
+
+        spent = best(load_spec, repeat)
         print(f"spec     linear-{n:<7} load_flow          {spent / n * 1e6:7.2f} us/task")
 
 

@@ -167,7 +167,8 @@ def best_run(
     ``discover``: load the engine without topics, so it finds the workers' own.
     """
     times = []
-    topics = {} if discover else {"topics": [topic]}
+    # Engine options (load()'s **options are Any): none, or the topic to send to.
+    topics: dict[str, Any] = {} if discover else {"topics": [topic]}
     for attempt in range(repeat + 1):
         # The library's default (TaskFlow's): no worker_wait check before the run;
         # workers() has already waited for every worker to advertise.
