@@ -552,7 +552,7 @@ class ZooKeeperServer(_Server):
 
     def delete_tree(self, path: str) -> None:
         """Delete ``path`` and everything below it, if present."""
-        from kazoo.exceptions import NoNodeError
+        from kazoo.exceptions import NoNodeError  # type: ignore[import-untyped]  # kazoo has no types
 
         with self.client() as client, contextlib.suppress(NoNodeError):
             client.delete(path, recursive=True)
