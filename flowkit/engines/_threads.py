@@ -146,21 +146,28 @@ class WorkerThreads:
                 idle.call = (fn, args)
                 idle.wake.release()
                 return
+            starting = self._starting
             if len(self._ended) >= self.size:
                 self._work.append((fn, args))
-                return
-            running, ended = _thread.allocate_lock(), _thread.allocate_lock()
-            running.acquire()
-            ended.acquire()
-            number = len(self._ended)
-            _thread.start_new_thread(self._thread_main, (number, (fn, args), running, ended))
-            self._ended.append(ended)
-            starting = self._starting
-            starting.append(running)
-            if len(starting) <= _STARTS_AHEAD:
-                return
-            running = starting.popleft()
-        running.acquire(timeout=_HANDSHAKE_S)
+                if not starting:
+                    return
+                # Every thread is started: let the last ones begin their calls
+                # before this thread goes on queueing (and holding the GIL).
+                handshakes = list(starting)
+                starting.clear()
+            else:
+                running, ended = _thread.allocate_lock(), _thread.allocate_lock()
+                running.acquire()
+                ended.acquire()
+                number = len(self._ended)
+                _thread.start_new_thread(self._thread_main, (number, (fn, args), running, ended))
+                self._ended.append(ended)
+                starting.append(running)
+                if len(starting) <= _STARTS_AHEAD:
+                    return
+                handshakes = [starting.popleft()]
+        for running in handshakes:
+            running.acquire(timeout=_HANDSHAKE_S)
 
     def lend(self, delta: int) -> None:
         """Allow ``delta`` more (or fewer) threads: a call abandoned after its timeout

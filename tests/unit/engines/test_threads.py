@@ -163,6 +163,27 @@ def test_starting_a_thread_waits_for_the_one_started_two_before_not_for_itself(m
     assert sorted(ran) == [0, 1, 2, 3]
 
 
+def test_once_every_thread_is_started_the_ones_still_starting_are_waited_for(monkeypatch: Any) -> None:
+    # Queueing more calls holds the GIL: the last threads started get to begin first.
+    from flowkit.engines import _threads
+
+    fake = _HeldStarts()
+    monkeypatch.setattr(_threads, "_thread", fake)
+    pool = WorkerThreads(3)
+    ran: list[int] = []
+    for i in range(3):
+        pool.submit(ran.append, i)
+    assert [fake.started_by_handshake(lock) for lock in fake.waits] == [0]
+    pool.submit(ran.append, 3)  # queued: the pool is full
+    pool.submit(ran.append, 4)
+    assert [fake.started_by_handshake(lock) for lock in fake.waits] == [0, 1, 2]
+    monkeypatch.undo()
+    for fn, args in fake.held:
+        _thread.start_new_thread(fn, args)
+    pool.close()
+    assert sorted(ran) == [0, 1, 2, 3, 4]
+
+
 _FORKED_RUN = """
 import multiprocessing, sys
 from flowkit import engines, task
