@@ -11,12 +11,16 @@ of them pulls in the graph pattern, milliseconds of start-up).
 
 from __future__ import annotations
 
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Final
 
-__all__ = ["LOOPS", "STEERING", "Steer", "SteerKind"]
+__all__ = ["LOOPS", "STEERING", "Steer"]
 
-#: What a steering result asks of the engine: one of :class:`Steer`'s constants.
-SteerKind = Literal["spawn", "loop"]
+if TYPE_CHECKING:
+    from typing import Literal
+
+    #: What a steering result asks of the engine: one of :class:`Steer`'s constants.
+    #: For type checkers only: a ``Literal`` costs some 40 µs of a process's first load.
+    SteerKind = Literal["spawn", "loop"]
 
 
 class Steer:

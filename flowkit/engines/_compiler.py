@@ -553,9 +553,17 @@ class _Builder:
             self._edge(before, end.index)
         elif fixed == _UNORDERED:
             scope.mode = _UNORDERED
+            # self._edge inlined, as for the linear flow: two calls per item saved.
+            entry_succ = nodes[entry].succ
+            end_index = end.index
+            end_pred = end.pred
             for pos in range(len(entries)):
-                self._edge(entry, entries[pos])
-                self._edge(exits[pos], end.index)
+                after = entries[pos]
+                entry_succ.append(after)  # type: ignore[attr-defined]
+                nodes[after].pred.append(entry)  # type: ignore[attr-defined]
+                before = exits[pos]
+                nodes[before].succ.append(end_index)  # type: ignore[attr-defined]
+                end_pred.append(before)  # type: ignore[attr-defined]
         else:
             self._wire_links(flow, scope, entry, entries, exits, ordered or [])
         _index_providers(scope, self.nodes)

@@ -97,6 +97,93 @@ def test_stop_lets_the_submitted_calls_finish_and_then_ends_the_threads() -> Non
     assert _thread._count() == before
 
 
+class _NotedLock:
+    """A real lock that notes each wait with a time limit (a start handshake) in ``waits``."""
+
+    def __init__(self, waits: list[_NotedLock]) -> None:
+        self._lock = _thread.allocate_lock()
+        self._waits = waits
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        if timeout >= 0:
+            self._waits.append(self)
+        return self._lock.acquire(blocking, timeout)
+
+    def release(self) -> None:
+        self._lock.release()
+
+    def __enter__(self) -> bool:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+class _HeldStarts:
+    """Stands in for ``_thread`` in flowkit.engines._threads: threads start when the test says."""
+
+    def __init__(self) -> None:
+        self.waits: list[_NotedLock] = []
+        self.held: list[tuple[Any, tuple[Any, ...]]] = []
+
+    def allocate_lock(self) -> _NotedLock:
+        return _NotedLock(self.waits)
+
+    def start_new_thread(self, fn: Any, args: tuple[Any, ...]) -> int:
+        self.held.append((fn, args))
+        return 0
+
+    def started_by_handshake(self, lock: _NotedLock) -> int:
+        """Which thread (by number) a handshake lock belongs to."""
+        number: int = next(args[0] for _fn, args in self.held if args[2] is lock)
+        return number
+
+
+def test_starting_a_thread_waits_for_the_one_started_two_before_not_for_itself(monkeypatch: Any) -> None:
+    # While a new thread gets scheduled, the engine thread starts the next one
+    # instead of idling; it waits (a bounded handshake) for the thread started two
+    # before, so that started threads get the GIL to begin their calls.
+    from flowkit.engines import _threads
+
+    fake = _HeldStarts()
+    monkeypatch.setattr(_threads, "_thread", fake)
+    pool = WorkerThreads(8)
+    ran: list[int] = []
+    for i in range(2):
+        pool.submit(ran.append, i)
+    assert fake.waits == []  # neither start waited
+    pool.submit(ran.append, 2)
+    pool.submit(ran.append, 3)
+    # The held threads never ran, so each wait timed out (half a millisecond).
+    assert [fake.started_by_handshake(lock) for lock in fake.waits] == [0, 1]
+    monkeypatch.undo()
+    for fn, args in fake.held:  # now really start them
+        _thread.start_new_thread(fn, args)
+    pool.close()
+    assert sorted(ran) == [0, 1, 2, 3]
+
+
+def test_once_every_thread_is_started_the_ones_still_starting_are_waited_for(monkeypatch: Any) -> None:
+    # Queueing more calls holds the GIL: the last threads started get to begin first.
+    from flowkit.engines import _threads
+
+    fake = _HeldStarts()
+    monkeypatch.setattr(_threads, "_thread", fake)
+    pool = WorkerThreads(3)
+    ran: list[int] = []
+    for i in range(3):
+        pool.submit(ran.append, i)
+    assert [fake.started_by_handshake(lock) for lock in fake.waits] == [0]
+    pool.submit(ran.append, 3)  # queued: the pool is full
+    pool.submit(ran.append, 4)
+    assert [fake.started_by_handshake(lock) for lock in fake.waits] == [0, 1, 2]
+    monkeypatch.undo()
+    for fn, args in fake.held:
+        _thread.start_new_thread(fn, args)
+    pool.close()
+    assert sorted(ran) == [0, 1, 2, 3, 4]
+
+
 _FORKED_RUN = """
 import multiprocessing, sys
 from flowkit import engines, task
