@@ -724,6 +724,164 @@ def test_a_pinned_task_waits_for_a_worker_of_its_own_topic(
     assert elsewhere.requests() == []
 
 
+# -- max_in_flight counts the requests out, not those held for a worker ---------------------
+
+
+class Held:
+    """A scripted worker's handler that answers an execute only when the test says so (reverts at once).
+
+    Args:
+        start: say RUNNING on reading an execute (a running request whose worker is
+            advertised never times out); otherwise it stays PENDING until answered.
+    """
+
+    def __init__(self, start: bool = False) -> None:
+        self._start = start
+        self._lock = threading.Lock()
+        self._entries: dict[str, tuple[bytes, dict[str, Any]]] = {}  # by atom name, unanswered
+
+    def __call__(self, worker: ScriptedWorker, entry_id: bytes, request: dict[str, Any]) -> None:
+        if request["action"] == protocol.REVERT:
+            add_one(worker, entry_id, request)
+            return
+        if self._start:
+            worker.reply(request, protocol.RUNNING)
+        with self._lock:
+            self._entries[request["name"]] = (entry_id, request)
+
+    def answer(self, worker: ScriptedWorker, name: str) -> None:
+        """Answer the request of atom ``name`` as :func:`add_one` does (which deletes its entry)."""
+        with self._lock:
+            entry_id, request = self._entries.pop(name)
+        add_one(worker, entry_id, request)
+
+
+def _names_received(worker: ScriptedWorker, count: int) -> list[str]:
+    """The atoms of the requests ``worker`` read, once it has read ``count`` of them."""
+    services.wait_until(lambda: len(worker.requests()) >= count, 5.0, message=f"{count} request(s) read")
+    return [r["name"] for r in worker.requests()]
+
+
+def test_a_request_held_for_a_worker_takes_no_room_in_the_window(
+    scripted: Any, redis_flushed_url: str, topic: str
+) -> None:
+    worker = scripted()  # offers Add, not Other
+    clock = FakeClock()  # never moved until the end: the held request cannot time out meanwhile
+    flow = unordered_flow.Flow("f").add(
+        Other(name="lonely", provides="x", inject={"value": 1}),  # first: held before the other is sent
+        Add(name="served", provides="y", inject={"value": 10}),
+    )
+    engine = load(flow, redis_flushed_url, topic, max_in_flight=1, clock=clock)
+    events = Events(engine)
+    run = BackgroundRun(engine)
+
+    services.wait_until(lambda: events.saw("served", st.SUCCESS), 5.0, message="the served atom finishing")
+    assert not events.saw("lonely", st.SUCCESS) and not events.saw("lonely", st.FAILURE)
+    assert [r["name"] for r in worker.requests()] == ["served"]
+
+    worker.tasks = (ADD, OTHER)
+    worker.advertise()
+    clock.advance(0.3)  # the reader's next look finds a worker for the held one
+    assert run.join(10.0) is None
+    assert (engine.storage.fetch("x"), engine.storage.fetch("y")) == (2, 11)
+    assert [r["name"] for r in worker.requests()] == ["served", "lonely"]
+
+
+def test_held_requests_released_together_go_out_no_more_than_the_window_at_once(
+    scripted: Any, redis_flushed_url: str, topic: str, client: Any
+) -> None:
+    clock = FakeClock()
+    names = [f"o{i}" for i in range(5)]
+    flow = unordered_flow.Flow("fan").add(
+        *(Other(name=name, provides=f"r{i}", inject={"value": i}) for i, name in enumerate(names))
+    )
+    engine = load(flow, redis_flushed_url, topic, max_in_flight=2, clock=clock)
+    events = Events(engine)
+    run = BackgroundRun(engine)
+    services.wait_until(lambda: all(events.saw(n, st.RUNNING) for n in names), 5.0, message="all held")
+    _reader_moved_on(clock)  # all five are held (none takes room), and stay so: nobody offers Other
+
+    held = Held()
+    worker = scripted(held, tasks=(OTHER,))
+    stream = protocol.requests_key(NS, topic)
+    clock.advance(0.3)  # the reader's next look finds the worker for all five at once
+    for answered, name in enumerate(names):
+        assert _names_received(worker, min(answered + 2, 5)) == names[: answered + 2]
+        clock.advance(0.3)
+        _reader_moved_on(clock)  # another look for workers sends no more than the room left
+        assert client.xlen(stream) == min(2, 5 - answered)  # entries out and unanswered
+        held.answer(worker, name)
+
+    assert run.join(10.0) is None
+    assert [engine.storage.fetch(f"r{i}") for i in range(5)] == [1, 2, 3, 4, 5]
+    assert [r["name"] for r in worker.requests()] == names
+
+
+def test_a_held_request_whose_worker_comes_goes_ahead_of_newer_ones_when_room_frees(
+    scripted: Any, redis_flushed_url: str, topic: str, client: Any
+) -> None:
+    held = Held()
+    worker = scripted(held)  # offers Add, not Other (yet)
+    clock = FakeClock()
+    flow = unordered_flow.Flow("f").add(
+        Other(name="lonely", provides="x", inject={"value": 1}),
+        Add(name="a0", provides="y0", inject={"value": 10}),
+        Add(name="a1", provides="y1", inject={"value": 20}),
+    )
+    engine = load(flow, redis_flushed_url, topic, max_in_flight=1, clock=clock)
+    run = BackgroundRun(engine)
+    assert _names_received(worker, 1) == ["a0"]  # lonely held, a1 waits for room
+
+    worker.tasks = (ADD, OTHER)
+    worker.advertise()
+    clock.advance(0.3)
+    _reader_moved_on(clock)  # the reader found lonely a worker, but no room: it stays held
+    assert client.xlen(protocol.requests_key(NS, topic)) == 1
+
+    held.answer(worker, "a0")
+    assert _names_received(worker, 2) == ["a0", "lonely"]  # the freed slot goes to the older request
+    held.answer(worker, "lonely")
+    assert _names_received(worker, 3) == ["a0", "lonely", "a1"]
+    held.answer(worker, "a1")
+
+    assert run.join(10.0) is None
+    assert [engine.storage.fetch(name) for name in ("x", "y0", "y1")] == [2, 11, 21]
+
+
+def test_a_held_request_the_full_window_leaves_no_room_for_times_out_saying_so(
+    scripted: Any, redis_flushed_url: str, topic: str
+) -> None:
+    held = Held(start=True)
+    worker = scripted(held)  # offers Add, not Other (yet)
+    clock = FakeClock()
+    flow = unordered_flow.Flow("f").add(
+        Other(name="lonely", inject={"value": 1}), Add(name="busy", inject={"value": 10})
+    )
+    engine = load(flow, redis_flushed_url, topic, max_in_flight=1, clock=clock)
+    events = Events(engine)
+    run = BackgroundRun(engine)
+    assert _names_received(worker, 1) == ["busy"]
+    worker.tasks = (ADD, OTHER)
+    worker.advertise()
+
+    clock.advance(4.9)  # lonely finds its worker, but busy keeps the only slot
+    _reader_moved_on(clock)
+    assert not events.saw("lonely", st.FAILURE), "timed out before transition_timeout"
+    clock.advance(0.3)  # its deadline, set when it began to wait for a worker, has passed
+    services.wait_until(lambda: events.saw("lonely", st.FAILURE), 5.0, message="lonely timing out")
+    held.answer(worker, "busy")  # the flow reverts once busy is done: both reverts are answered
+    error = run.join(10.0)
+
+    assert isinstance(error, exc.RequestTimeout), repr(error)
+    failure = failure_of(engine, "lonely")
+    assert failure.check(exc.RequestTimeout)
+    for part in ("'lonely'", "a worker offers its task", "1 request(s) out at once (max_in_flight)", "5 s"):
+        assert part in str(failure)
+    first, *reverts = [(r["name"], r["action"]) for r in worker.requests()]
+    assert first == ("busy", protocol.EXECUTE)  # lonely's execute never went out
+    assert sorted(reverts) == [("busy", protocol.REVERT), ("lonely", protocol.REVERT)]
+
+
 @pytest.mark.parametrize(
     ("value", "expected"),
     [(object(), "arguments.value"), ("x" * 400, "bytes")],

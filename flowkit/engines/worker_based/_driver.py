@@ -14,6 +14,16 @@ engine holds one its finder has no worker for): every tick scans the topics
 again and sends it once some worker offers it, or fails it with
 ``RequestTimeout`` when ``transition_timeout`` passes first.
 
+``max_in_flight`` bounds the requests *out* (PENDING or RUNNING: added to a
+topic's stream), counted from the requests' states under the lock, the one
+record of it. A held request was never sent and takes no room, so a task no
+worker offers does not hold back the tasks that have workers. Either thread
+may send (the engine thread new requests, the reader thread held ones a
+worker now offers), so a slot is claimed, by moving the request to PENDING,
+in the same lock hold as the count. A held request whose worker appears while
+the window is full stays WAITING, first in line for the next free slot (ahead
+of newer requests, in the order they were held), with its deadline running.
+
 Every request reaches the completion queue exactly once: whoever moves it to
 DONE first (a terminal response, a timeout, a send that gave up) reports it,
 under one lock; responses that come later are ignored.
@@ -60,6 +70,8 @@ _REPLY_TTL_MS = 24 * 3600 * 1000
 _WAKE = b"flowkit-engine-closing"
 
 WAITING, PENDING, RUNNING, DONE = "WAITING", "PENDING", "RUNNING", "DONE"
+#: The states of a request that is out: added (or being added) to a topic's stream.
+_OUT = frozenset({PENDING, RUNNING})
 
 
 @dataclass(frozen=True)
@@ -110,7 +122,7 @@ class _Request:
         self.state = PENDING
         self.deadline = 0.0  # monotonic; set when sent
         self.entry_id: bytes | None = None
-        self.envelope: dict[str, bytes] = {}  # kept while WAITING for a worker to offer the task
+        self.envelope: dict[str, bytes] = {}  # kept while WAITING for a worker (or for room)
         self.worker: str | None = None
         self.gone_since: float | None = None  # when its worker was first seen without an advert
         self.timeout: float | None = None  # the task's own timeout, counted from RUNNING
@@ -233,28 +245,41 @@ class RedisDriver(DispatchingDriver):
         return request
 
     def _send(self) -> None:
-        """Encode and add the outgoing requests the in-flight window allows, in one pipeline."""
-        outgoing = self._outgoing
-        if not outgoing:
-            return
+        """Send what the in-flight window allows: held requests a worker offers first, then new ones.
+
+        New requests leave in order; one a worker offers but the window has no
+        room for stops the line (with those behind it), without a deadline yet.
+        One no worker offers leaves at its turn all the same, to be held
+        (WAITING takes no room). Encoding happens outside the lock; a request
+        that cannot be encoded gives its slot back as it finishes.
+        """
         limit = self._settings.max_in_flight
-        if limit is not None:
-            room = max(limit - len(self._requests), 0)
-            batch, self._outgoing = outgoing[:room], outgoing[room:]
-        else:
-            batch, self._outgoing = outgoing, []
+        if not self._outgoing and limit is None:  # no limit: a held request never waits for room
+            return
         settings = self._settings
         now, now_mono = settings.clock.time(), settings.clock.monotonic()
+        deadline = now_mono + settings.transition_timeout
+        with self._lock:
+            room = self._room()
+            released: list[tuple[_Request, dict[str, bytes]]] = []
+            if room is not None:  # unlimited, the reader sends a held request once a worker offers it
+                released = self._claim_released(now_mono, room)
+                room -= len(released)
+            leaving = self._leaving(room)
+            batch, self._outgoing = self._outgoing[:leaving], self._outgoing[leaving:]
+            for request, _ in batch:
+                request.deadline = deadline
+                if request.topic:  # PENDING from here: its slot is taken before the lock is let go
+                    self._requests[request.id] = request
         ready: list[tuple[_Request, dict[str, bytes]]] = []
         held: list[_Request] = []
         for request, message in batch:
             message["sent_at"] = now
             message["deadline"] = now + settings.transition_timeout
-            request.deadline = now_mono + settings.transition_timeout
             try:
                 envelope = protocol.encode(message, settings.secret, settings.max_bytes)
             except protocol.ProtocolError as err:
-                self._done.put(request.node, request.action, False, _invalid(request, err.reason))
+                self._finish(request, _invalid(request, err.reason))
                 continue
             if request.topic:
                 ready.append((request, envelope))
@@ -269,13 +294,51 @@ class RedisDriver(DispatchingDriver):
                 settings.transition_timeout,
                 held[0].describe(),
             )
-        with self._lock:
-            for request, _ in ready:
-                self._requests[request.id] = request
-            for request in held:
-                self._requests[request.id] = request
-        if ready:
-            self._add(ready)
+            with self._lock:
+                for request in held:
+                    self._requests[request.id] = request
+        if released or ready:
+            self._add(released + ready)
+
+    def _room(self) -> int | None:
+        """Free slots of the in-flight window (None: no limit); call with the lock held.
+
+        Counted from the requests' states, the one record of what is out, each time
+        (a walk over the requests not DONE, and only under a limit).
+        """
+        limit = self._settings.max_in_flight
+        if limit is None:
+            return None
+        return max(limit - sum(1 for r in self._requests.values() if r.state in _OUT), 0)
+
+    def _claim_released(self, now: float, room: int | None) -> list[tuple[_Request, dict[str, bytes]]]:
+        """Move held requests a worker now offers (a topic) to PENDING, oldest first, up to ``room``.
+
+        Call with the lock held, in the same hold as :meth:`_room`: the claim and
+        the count are one step, so the two threads never both take the last slot.
+        One past its deadline is left for the reader's timeout check to fail.
+        """
+        claimed: list[tuple[_Request, dict[str, bytes]]] = []
+        if room == 0:
+            return claimed
+        for request in self._requests.values():
+            if request.state == WAITING and request.topic and now < request.deadline:
+                request.state = PENDING
+                claimed.append((request, request.envelope))
+                if room is not None and len(claimed) == room:
+                    break
+        return claimed
+
+    def _leaving(self, room: int | None) -> int:
+        """How many outgoing requests, from the front, may leave: those a worker offers fit in ``room``."""
+        if room is None:
+            return len(self._outgoing)
+        for index, (request, _) in enumerate(self._outgoing):
+            if request.topic:
+                if room == 0:
+                    return index
+                room -= 1
+        return len(self._outgoing)
 
     def _add(self, ready: list[tuple[_Request, dict[str, bytes]]]) -> None:
         """XADD ``ready``, retrying through an outage until their deadline, then failing them."""
@@ -287,17 +350,20 @@ class RedisDriver(DispatchingDriver):
             try:
                 entry_ids = self._xadd(ready)
             except _transport.errors() as err:
-                if self._settings.clock.monotonic() >= ready[0][0].deadline or self._closing.is_set():
-                    for request, _ in ready:
-                        self._finish(request, _timeout(f"{request.describe()} could not be sent: {err}"))
+                now, closing = self._settings.clock.monotonic(), self._closing.is_set()
+                # Held requests sent late keep their earlier deadlines: each fails at its own.
+                late = [request for request, _ in ready if closing or now >= request.deadline]
+                for request in late:
+                    self._finish(request, _timeout(f"{request.describe()} could not be sent: {err}"))
+                if len(late) == len(ready):
                     return
-                LOG.warning("could not send %d request(s), retrying: %s", len(ready), err)
+                LOG.warning("could not send %d request(s), retrying: %s", len(ready) - len(late), err)
                 self._settings.clock.sleep(backoff.next())
                 continue
             with self._lock:
                 late = []
                 for (request, _), entry_id in zip(ready, entry_ids, strict=True):
-                    request.entry_id = entry_id
+                    request.entry_id, request.envelope = entry_id, {}
                     if request.state == DONE:  # timed out while we were sending
                         late.append(request)
             if late:
@@ -480,7 +546,13 @@ class RedisDriver(DispatchingDriver):
             running = [r for r in self._requests.values() if r.state == RUNNING]
             waiting = [r for r in self._requests.values() if r.state == WAITING and now < r.deadline]
         for request in expired:
-            if request.state == WAITING:
+            if request.state == WAITING and request.topic:
+                why = (
+                    f"{request.describe()} timed out: a worker offers its task, but the"
+                    f" {self._settings.max_in_flight} request(s) out at once (max_in_flight)"
+                    f" left no room for it within {timeout:g} s"
+                )
+            elif request.state == WAITING:
                 why = (
                     f"{request.describe()} timed out: no live worker offered its task within {timeout:g} s"
                     f" (searched {self._directory.searched(request.node.name)}"
@@ -497,27 +569,30 @@ class RedisDriver(DispatchingDriver):
             except _transport.errors() as err:
                 LOG.debug("could not take back %d timed out request(s): %s", len(expired), err)
         if waiting:
-            self._release(waiting)
+            self._release(waiting, now)
         if running:
             running = self._check_task_timeouts(running, now)
         if running:
             self._check_workers(running, now, timeout)
 
-    def _release(self, waiting: list[_Request]) -> None:
-        """Send the held requests whose task some live worker now offers (one try: the next tick retries)."""
+    def _release(self, waiting: list[_Request], now: float) -> None:
+        """Send the held requests some live worker now offers, as far as the window allows.
+
+        One try: on a failed send they are held again and the next tick retries.
+        Those the window has no room for keep their topic and stay WAITING, first
+        in line for the next slot (:meth:`_claim_released`, from either thread).
+        """
         directory = self._directory
         try:
             directory.scan(self._client)
         except _transport.errors() as err:
             LOG.debug("could not look for workers for %d waiting request(s): %s", len(waiting), err)
             return
-        ready: list[tuple[_Request, dict[str, bytes]]] = []
         with self._lock:
             for request in waiting:
-                topic = directory.route(request.node.name, request.task)
-                if topic is not None and request.state == WAITING:
-                    request.topic, request.state = topic, PENDING
-                    ready.append((request, request.envelope))
+                if request.state == WAITING:  # looked up again: a worker may have come or gone
+                    request.topic = directory.route(request.node.name, request.task) or ""
+            ready = self._claim_released(now, self._room())
         if not ready:
             return
         try:

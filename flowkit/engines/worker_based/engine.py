@@ -94,7 +94,11 @@ class WorkerBasedActionEngine(ActionEngine):
       workers offering every task before failing with ``NotFound``. None (the
       default, TaskFlow's way): no check; a request waits up to
       ``transition_timeout`` for a worker offering its task.
-    * ``max_in_flight``: most requests out at once (default: no limit).
+    * ``max_in_flight``: most requests out at once, sent to a topic and not yet
+      answered (default: no limit). A request held for a worker is not out: it
+      takes no room, so it does not hold back tasks that have workers; once a
+      worker offers its task it takes the next free slot, ahead of newer
+      requests, its ``transition_timeout`` still running.
     * ``clock``: what deadlines, timeouts and advert expiry are read from, an
       object with ``time()``, ``monotonic()`` and ``sleep(seconds)`` (default:
       the system clock); tests pass one they move by hand.
