@@ -5,8 +5,11 @@ from __future__ import annotations
 import _thread
 import sys
 import threading
+from collections.abc import Iterator
 from types import FrameType
 from typing import Any
+
+import pytest
 
 from flowkit import engines, task
 from flowkit.engines._threads import WorkerThreads
@@ -133,53 +136,60 @@ class _HeldStarts:
         self.held.append((fn, args))
         return 0
 
-    def started_by_handshake(self, lock: _NotedLock) -> int:
-        """Which thread (by number) a handshake lock belongs to."""
-        number: int = next(args[0] for _fn, args in self.held if args[2] is lock)
-        return number
+    def waited_for(self) -> list[int]:
+        """The threads (by number) whose start was waited for, in order."""
+        return [next(args[0] for _fn, args in self.held if args[2] is lock) for lock in self.waits]
+
+    def start_held(self) -> None:
+        """Start the held threads for real."""
+        for fn, args in self.held:
+            _thread.start_new_thread(fn, args)
 
 
-def test_starting_a_thread_waits_for_the_one_started_two_before_not_for_itself(monkeypatch: Any) -> None:
-    # While a new thread gets scheduled, the engine thread starts the next one
-    # instead of idling; it waits (a bounded handshake) for the thread started two
-    # before, so that started threads get the GIL to begin their calls.
+@pytest.fixture
+def held_starts(monkeypatch: pytest.MonkeyPatch) -> Iterator[_HeldStarts]:
+    """Worker threads made in the test start only at its end (their waits all time out, 0.5 ms each)."""
     from flowkit.engines import _threads
 
     fake = _HeldStarts()
     monkeypatch.setattr(_threads, "_thread", fake)
+    yield fake
+
+
+def test_starting_a_thread_waits_for_the_one_started_two_before_not_for_itself(
+    held_starts: _HeldStarts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # While a new thread gets scheduled, the engine thread starts the next one
+    # instead of idling; it waits (a bounded handshake) for the thread started two
+    # before, so that started threads get the GIL to begin their calls.
     pool = WorkerThreads(8)
     ran: list[int] = []
     for i in range(2):
         pool.submit(ran.append, i)
-    assert fake.waits == []  # neither start waited
+    assert held_starts.waited_for() == []  # neither start waited
     pool.submit(ran.append, 2)
     pool.submit(ran.append, 3)
-    # The held threads never ran, so each wait timed out (half a millisecond).
-    assert [fake.started_by_handshake(lock) for lock in fake.waits] == [0, 1]
+    assert held_starts.waited_for() == [0, 1]
     monkeypatch.undo()
-    for fn, args in fake.held:  # now really start them
-        _thread.start_new_thread(fn, args)
+    held_starts.start_held()
     pool.close()
     assert sorted(ran) == [0, 1, 2, 3]
 
 
-def test_once_every_thread_is_started_the_ones_still_starting_are_waited_for(monkeypatch: Any) -> None:
+def test_once_every_thread_is_started_the_ones_still_starting_are_waited_for(
+    held_starts: _HeldStarts, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Queueing more calls holds the GIL: the last threads started get to begin first.
-    from flowkit.engines import _threads
-
-    fake = _HeldStarts()
-    monkeypatch.setattr(_threads, "_thread", fake)
     pool = WorkerThreads(3)
     ran: list[int] = []
     for i in range(3):
         pool.submit(ran.append, i)
-    assert [fake.started_by_handshake(lock) for lock in fake.waits] == [0]
+    assert held_starts.waited_for() == [0]
     pool.submit(ran.append, 3)  # queued: the pool is full
     pool.submit(ran.append, 4)
-    assert [fake.started_by_handshake(lock) for lock in fake.waits] == [0, 1, 2]
+    assert held_starts.waited_for() == [0, 1, 2]
     monkeypatch.undo()
-    for fn, args in fake.held:
-        _thread.start_new_thread(fn, args)
+    held_starts.start_held()
     pool.close()
     assert sorted(ran) == [0, 1, 2, 3, 4]
 
