@@ -882,6 +882,41 @@ def test_a_held_request_the_full_window_leaves_no_room_for_times_out_saying_so(
     assert sorted(reverts) == [("busy", protocol.REVERT), ("lonely", protocol.REVERT)]
 
 
+def test_a_request_waiting_for_room_goes_to_the_topic_that_offers_its_task_when_room_frees(
+    scripted: Any, redis_flushed_url: str, client: Any
+) -> None:
+    first, second = f"t-{uuid.uuid4().hex[:12]}", f"t-{uuid.uuid4().hex[:12]}"
+    held = Held(start=True)
+    keeper = scripted(held, topic=second, tasks=(OTHER,))
+    leaver = scripted(topic=first, tasks=(ADD,))
+    clock = FakeClock()
+    flow = unordered_flow.Flow("f").add(
+        Other(name="busy", provides="x", inject={"value": 1}),
+        Add(name="late", provides="y", inject={"value": 10}),
+    )
+    engine = engines.load(
+        flow, engine="worker-based", url=redis_flushed_url, topics=[first, second],
+        max_in_flight=1, clock=clock, transition_timeout=5.0,
+    )  # fmt: skip
+    run = BackgroundRun(engine)
+    assert _names_received(keeper, 1) == ["busy"]  # late, routed to the first topic, waits for room
+
+    leaver.withdraw()  # the first topic's only worker goes away ...
+    leaver.stop()
+    keeper.tasks = (ADD, OTHER)  # ... and the second topic's offers late's task
+    keeper.advertise()
+    clock.advance(0.3)
+    _reader_moved_on(clock)  # the engine has looked for workers since
+
+    held.answer(keeper, "busy")
+    assert _names_received(keeper, 2) == ["busy", "late"]
+    held.answer(keeper, "late")
+    assert run.join(10.0) is None
+    assert (engine.storage.fetch("x"), engine.storage.fetch("y")) == (2, 11)
+    assert leaver.requests() == []
+    assert client.xlen(protocol.requests_key(NS, first)) == 0  # nothing left for a worker gone
+
+
 @pytest.mark.parametrize(
     ("value", "expected"),
     [(object(), "arguments.value"), ("x" * 400, "bytes")],

@@ -312,17 +312,23 @@ class RedisDriver(DispatchingDriver):
         return max(limit - sum(1 for r in self._requests.values() if r.state in _OUT), 0)
 
     def _claim_released(self, now: float, room: int | None) -> list[tuple[_Request, dict[str, bytes]]]:
-        """Move held requests a worker now offers (a topic) to PENDING, oldest first, up to ``room``.
+        """Move held requests a worker now offers to PENDING, oldest first, up to ``room``.
 
         Call with the lock held, in the same hold as :meth:`_room`: the claim and
         the count are one step, so the two threads never both take the last slot.
+        Each is routed again as it is claimed (:meth:`_route`): one that found a
+        worker while the window was full may have lost it since; nobody offering
+        its task now, it stays held, its topic cleared and its deadline kept.
         One past its deadline is left for the reader's timeout check to fail.
         """
         claimed: list[tuple[_Request, dict[str, bytes]]] = []
         if room == 0:
             return claimed
         for request in self._requests.values():
-            if request.state == WAITING and request.topic and now < request.deadline:
+            if request.state == WAITING and now < request.deadline:
+                request.topic = self._route(request)
+                if not request.topic:
+                    continue
                 request.state = PENDING
                 claimed.append((request, request.envelope))
                 if room is not None and len(claimed) == room:
@@ -330,15 +336,25 @@ class RedisDriver(DispatchingDriver):
         return claimed
 
     def _leaving(self, room: int | None) -> int:
-        """How many outgoing requests, from the front, may leave: those a worker offers fit in ``room``."""
+        """How many outgoing requests, from the front, may leave: those a worker offers fit in ``room``.
+
+        Under a limit each is routed again as it comes to leave (:meth:`_route`),
+        as it may have waited for room since :meth:`dispatch` routed it; call with
+        the lock held. Without one they all leave in the round that routed them.
+        """
         if room is None:
             return len(self._outgoing)
         for index, (request, _) in enumerate(self._outgoing):
+            request.topic = self._route(request)
             if request.topic:
                 if room == 0:
                     return index
                 room -= 1
         return len(self._outgoing)
+
+    def _route(self, request: _Request) -> str:
+        """The topic ``request`` goes to by the directory's last scan ("": nobody offers its task)."""
+        return self._directory.route(request.node.name, request.task) or ""
 
     def _add(self, ready: list[tuple[_Request, dict[str, bytes]]]) -> None:
         """XADD ``ready``, retrying through an outage until their deadline, then failing them."""
@@ -545,6 +561,9 @@ class RedisDriver(DispatchingDriver):
             ]
             running = [r for r in self._requests.values() if r.state == RUNNING]
             waiting = [r for r in self._requests.values() if r.state == WAITING and now < r.deadline]
+            # New requests waiting for room are routed when it frees (_leaving): keep that view
+            # current too. Only _send replaces the list, under this lock; dispatch appends to it.
+            queued = self._settings.max_in_flight is not None and bool(self._outgoing)
         for request in expired:
             if request.state == WAITING and request.topic:
                 why = (
@@ -568,7 +587,7 @@ class RedisDriver(DispatchingDriver):
                 self._forget(expired)
             except _transport.errors() as err:
                 LOG.debug("could not take back %d timed out request(s): %s", len(expired), err)
-        if waiting:
+        if waiting or queued:
             self._release(waiting, now)
         if running:
             running = self._check_task_timeouts(running, now)
@@ -576,22 +595,23 @@ class RedisDriver(DispatchingDriver):
             self._check_workers(running, now, timeout)
 
     def _release(self, waiting: list[_Request], now: float) -> None:
-        """Send the held requests some live worker now offers, as far as the window allows.
+        """Scan for workers, then send the held requests some live worker offers, as far as the window allows.
 
         One try: on a failed send they are held again and the next tick retries.
         Those the window has no room for keep their topic and stay WAITING, first
-        in line for the next slot (:meth:`_claim_released`, from either thread).
+        in line for the next slot (:meth:`_claim_released`, from either thread),
+        which routes them again then, from the scans each tick makes meanwhile.
         """
         directory = self._directory
         try:
             directory.scan(self._client)
         except _transport.errors() as err:
-            LOG.debug("could not look for workers for %d waiting request(s): %s", len(waiting), err)
+            LOG.debug("could not look for workers for the requests waiting to be sent: %s", err)
             return
         with self._lock:
             for request in waiting:
                 if request.state == WAITING:  # looked up again: a worker may have come or gone
-                    request.topic = directory.route(request.node.name, request.task) or ""
+                    request.topic = self._route(request)
             ready = self._claim_released(now, self._room())
         if not ready:
             return
