@@ -750,10 +750,18 @@ class Held:
             self._entries[request["name"]] = (entry_id, request)
 
     def answer(self, worker: ScriptedWorker, name: str) -> None:
-        """Answer the request of atom ``name`` as :func:`add_one` does (which deletes its entry)."""
+        """Answer the request of atom ``name`` as :func:`add_one` does (which deletes its entry).
+
+        Waits for the handler to have it: a worker records a request as read just before handling it.
+        """
+        services.wait_until(lambda: self._has(name), 5.0, message=f"the request of {name} handled")
         with self._lock:
             entry_id, request = self._entries.pop(name)
         add_one(worker, entry_id, request)
+
+    def _has(self, name: str) -> bool:
+        with self._lock:
+            return name in self._entries
 
 
 def _names_received(worker: ScriptedWorker, count: int) -> list[str]:
@@ -882,9 +890,25 @@ def test_a_held_request_the_full_window_leaves_no_room_for_times_out_saying_so(
     assert sorted(reverts) == [("busy", protocol.REVERT), ("lonely", protocol.REVERT)]
 
 
-def test_a_request_waiting_for_room_goes_to_the_topic_that_offers_its_task_when_room_frees(
-    scripted: Any, redis_flushed_url: str, client: Any
-) -> None:
+@dataclass(frozen=True)
+class WaitingForRoom:
+    """A run in which ``late`` waits for room, routed to ``first``, whose only worker has just left.
+
+    ``busy`` (task Other) runs on ``keeper``, the worker of ``second``, and keeps the
+    only slot (max_in_flight=1) until the test answers it through ``held``.
+    """
+
+    engine: Any
+    run: BackgroundRun
+    events: Events
+    clock: FakeClock
+    held: Held
+    keeper: ScriptedWorker
+    leaver: ScriptedWorker
+    first: str
+
+
+def _waiting_for_room(scripted: Any, url: str) -> WaitingForRoom:
     first, second = f"t-{uuid.uuid4().hex[:12]}", f"t-{uuid.uuid4().hex[:12]}"
     held = Held(start=True)
     keeper = scripted(held, topic=second, tasks=(OTHER,))
@@ -895,26 +919,59 @@ def test_a_request_waiting_for_room_goes_to_the_topic_that_offers_its_task_when_
         Add(name="late", provides="y", inject={"value": 10}),
     )
     engine = engines.load(
-        flow, engine="worker-based", url=redis_flushed_url, topics=[first, second],
+        flow, engine="worker-based", url=url, topics=[first, second],
         max_in_flight=1, clock=clock, transition_timeout=5.0,
     )  # fmt: skip
+    events = Events(engine)
     run = BackgroundRun(engine)
     assert _names_received(keeper, 1) == ["busy"]  # late, routed to the first topic, waits for room
-
-    leaver.withdraw()  # the first topic's only worker goes away ...
+    leaver.withdraw()  # the first topic's only worker goes away
     leaver.stop()
-    keeper.tasks = (ADD, OTHER)  # ... and the second topic's offers late's task
-    keeper.advertise()
-    clock.advance(0.3)
-    _reader_moved_on(clock)  # the engine has looked for workers since
+    return WaitingForRoom(engine, run, events, clock, held, keeper, leaver, first)
 
-    held.answer(keeper, "busy")
-    assert _names_received(keeper, 2) == ["busy", "late"]
-    held.answer(keeper, "late")
-    assert run.join(10.0) is None
-    assert (engine.storage.fetch("x"), engine.storage.fetch("y")) == (2, 11)
-    assert leaver.requests() == []
-    assert client.xlen(protocol.requests_key(NS, first)) == 0  # nothing left for a worker gone
+
+def test_a_request_waiting_for_room_goes_to_the_topic_that_offers_its_task_when_room_frees(
+    scripted: Any, redis_flushed_url: str, client: Any
+) -> None:
+    w = _waiting_for_room(scripted, redis_flushed_url)
+    w.keeper.tasks = (ADD, OTHER)  # the second topic's worker now offers late's task
+    w.keeper.advertise()
+    w.clock.advance(0.3)
+    _reader_moved_on(w.clock)  # the engine has looked for workers since
+
+    w.held.answer(w.keeper, "busy")
+    assert _names_received(w.keeper, 2) == ["busy", "late"]
+    w.held.answer(w.keeper, "late")
+    assert w.run.join(10.0) is None
+    assert (w.engine.storage.fetch("x"), w.engine.storage.fetch("y")) == (2, 11)
+    assert w.leaver.requests() == []
+    assert client.xlen(protocol.requests_key(NS, w.first)) == 0  # nothing left for a worker gone
+
+
+def test_a_request_waiting_for_room_nobody_offers_when_room_frees_is_held_then_times_out(
+    scripted: Any, redis_flushed_url: str, client: Any
+) -> None:
+    w = _waiting_for_room(scripted, redis_flushed_url)
+    w.clock.advance(0.3)
+    _reader_moved_on(w.clock)  # the engine has seen the first topic's worker leave
+
+    w.held.answer(w.keeper, "busy")
+    services.wait_until(lambda: w.events.saw("late", st.RUNNING), 5.0, message="late leaving the line")
+    _reader_moved_on(w.clock)
+    assert client.xlen(protocol.requests_key(NS, w.first)) == 0  # held, not sent to the worker gone
+    w.clock.advance(5.1)  # its deadline, set as it left the line
+    services.wait_until(lambda: w.events.saw("late", st.FAILURE), 5.0, message="late timing out")
+    w.keeper.tasks = (ADD, OTHER)  # so that late's revert is answered
+    w.keeper.advertise()
+    w.clock.advance(0.3)
+    error = w.run.join(10.0)
+
+    assert isinstance(error, exc.RequestTimeout), repr(error)
+    assert "no live worker offered its task within 5 s" in str(failure_of(w.engine, "late"))
+    first, *reverts = [(r["name"], r["action"]) for r in w.keeper.requests()]
+    assert first == ("busy", protocol.EXECUTE)  # late's execute never went out
+    assert sorted(reverts) == [("busy", protocol.REVERT), ("late", protocol.REVERT)]
+    assert w.leaver.requests() == []
 
 
 @pytest.mark.parametrize(
