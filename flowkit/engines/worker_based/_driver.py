@@ -24,6 +24,15 @@ in the same lock hold as the count. A held request whose worker appears while
 the window is full stays WAITING, first in line for the next free slot (ahead
 of newer requests, in the order they were held), with its deadline running.
 
+Under a limit a request's topic is chosen as it is claimed, from the
+directory's last scan, not when it began to wait for room: the workers of the
+topic it was routed to earlier may have left, and another topic's may have
+come. One nobody offers then is held like any other (a held one keeps its
+deadline). So that view is current when room frees, the reader's tick scans
+all the topics while any request waits, held or for room (one ``live_workers``
+read per topic, at most every tick). Without a limit nothing waits for room:
+requests leave in the scheduling round that routed them.
+
 Every request reaches the completion queue exactly once: whoever moves it to
 DONE first (a terminal response, a timeout, a send that gave up) reports it,
 under one lock; responses that come later are ignored.

@@ -98,7 +98,9 @@ class WorkerBasedActionEngine(ActionEngine):
       answered (default: no limit). A request held for a worker is not out: it
       takes no room, so it does not hold back tasks that have workers; once a
       worker offers its task it takes the next free slot, ahead of newer
-      requests, its ``transition_timeout`` still running.
+      requests, its ``transition_timeout`` still running. A request that waited
+      for room is routed when it is sent, to a topic whose live workers offer
+      its task then (held for a worker if none does).
     * ``clock``: what deadlines, timeouts and advert expiry are read from, an
       object with ``time()``, ``monotonic()`` and ``sleep(seconds)`` (default:
       the system clock); tests pass one they move by hand.
