@@ -12,13 +12,17 @@ Modes:
         ``update_flow_details``. The final records are what
         :func:`expected_atom` says.
     ``batches``: take an existing flow and rewrite all its atoms (and the
-        flow's meta) ``batches`` times in single ``save_flow_progress`` calls,
-        each batch stamping one increasing counter on everything it writes.
+        flow's meta) in single ``save_flow_progress`` calls, each batch
+        stamping one increasing counter on everything it writes: at least
+        ``batches`` times, and on until a ``stop`` line comes on stdin (so the
+        test's reads overlap the writes however the machine schedules the
+        two processes). Prints the last counter written before ``done``.
 """
 
 from __future__ import annotations
 
 import json
+import select
 import sys
 from typing import Any
 
@@ -75,12 +79,18 @@ def _write_books(conn: Any, args: dict[str, Any]) -> None:
 def _write_batches(conn: Any, args: dict[str, Any]) -> None:
     fd = conn.get_flow_details(args["flow_uuid"])
     atoms = list(fd)
-    for counter in range(1, args["batches"] + 1):
+    counter = 0
+    stopped = False
+    while not (stopped and counter >= args["batches"]):
+        counter += 1
         fd.meta["counter"] = counter
         for ad in atoms:
             ad.results = counter
             ad.meta["counter"] = counter
         conn.save_flow_progress(fd, atoms, flow_changed=True)
+        if not stopped and select.select([sys.stdin], [], [], 0)[0]:
+            stopped = sys.stdin.readline().strip() == "stop"
+    print(counter, flush=True)
 
 
 def main(argv: list[str]) -> int:
