@@ -91,8 +91,12 @@ class Flow(flow.Flow):
 
     def __init__(self, name: str, retry: Retry | None = None) -> None:
         super().__init__(name, retry)
-        self._nodes: dict[FlowItem, Meta] = {}
+        # Every item, with its insertion number: the flow's one record of membership.
         self._order: dict[FlowItem, int] = {}
+        # Items' metadata, made when iter_nodes first hands it out: no item carries an
+        # empty dict it never shows (64 bytes and a dict entry per atom in a big flow).
+        # Kept once made, so a caller's changes stay with that item, as in TaskFlow.
+        self._node_meta: dict[FlowItem, Meta] = {}
         self._succ: dict[FlowItem, dict[FlowItem, Meta]] = {}
         self._pred: dict[FlowItem, dict[FlowItem, Meta]] = {}
         # Items by insertion number (the values of _order, as positions); its length
@@ -152,7 +156,7 @@ class Flow(flow.Flow):
         """
         fresh = dict.fromkeys(nodes)
         self._check_items(fresh)
-        known = self._nodes
+        known = self._order
         if known and not known.keys().isdisjoint(fresh):
             fresh = {node: None for node in fresh if node not in known}
         if not fresh:
@@ -168,13 +172,12 @@ class Flow(flow.Flow):
         """Add items not in the flow yet (see :meth:`add`)."""
         from_retry = self._retry.provides if self._retry is not None else frozenset()
         waiting = self._still_waiting(fresh, from_retry) if resolve_existing else {}
-        nodes, order, succ, pred = self._nodes, self._order, self._succ, self._pred
+        order, succ, pred = self._order, self._succ, self._pred
         counter = started = len(self._items)
         links_before = len(self._link_from)
         self._items.extend(fresh)
         try:
             for node in fresh:
-                nodes[node] = {}
                 order[node] = counter
                 succ[node] = {}
                 pred[node] = {}
@@ -314,9 +317,9 @@ class Flow(flow.Flow):
             flowkit.exceptions.DependencyFailure: the link would close a cycle
                 (the flow is left unchanged).
         """
-        if u not in self._nodes:
+        if u not in self._order:
             raise ValueError(f"Node '{u}' not found to link from: it is not in flow '{self._name}'")
-        if v not in self._nodes:
+        if v not in self._order:
             raise ValueError(f"Node '{v}' not found to link to: it is not in flow '{self._name}'")
         if decider is not None and not callable(decider):
             raise ValueError(f"a decider must be callable, not {decider!r}")
@@ -340,13 +343,13 @@ class Flow(flow.Flow):
 
     def _remove_node(self, node: FlowItem) -> None:
         """Take back an item of an add that failed: its links and its index entries."""
-        if node not in self._nodes:
+        if node not in self._order:
             return
         for after in self._succ.pop(node):
             self._pred[after].pop(node, None)
         for before in self._pred.pop(node):
             self._succ[before].pop(node, None)
-        del self._nodes[node]
+        self._node_meta.pop(node, None)
         at = self._order.pop(node)
         if not isinstance(node, Atom):
             self._subflows[:] = [sub for sub in self._subflows if sub is not node]
@@ -531,22 +534,16 @@ class Flow(flow.Flow):
 
     def __len__(self) -> int:
         visible = self._visible()
-        return len(self._nodes) if visible is None else len(visible)
+        return len(self._order) if visible is None else len(visible)
 
     def __iter__(self) -> Iterator[FlowItem]:
-        for node, _meta in self.iter_nodes():
-            yield node
-
-    def iter_nodes(self) -> Iterator[tuple[FlowItem, Meta]]:
-        """Yield ``(item, metadata)`` in dependency order (insertion order among equals)."""
+        """Yield the items in dependency order (insertion order among equals), as :meth:`iter_nodes`."""
         visible = self._visible()
-        nodes = self._nodes if visible is None else visible
+        nodes = self._order if visible is None else visible
         if self._forward:
             # Every link points forward: insertion order is the answer (the sort
             # below would give the same, at O(n log n)).
-            metas = self._nodes
-            for node in nodes:
-                yield node, metas[node]
+            yield from nodes
             return
         order = self._order
         indegree = {node: sum(1 for before in self._pred[node] if before in nodes) for node in nodes}
@@ -554,12 +551,25 @@ class Flow(flow.Flow):
         heapq.heapify(ready)
         while ready:
             _index, node = heapq.heappop(ready)
-            yield node, self._nodes[node]
+            yield node
             for after in self._succ[node]:
                 if after in indegree:
                     indegree[after] -= 1
                     if indegree[after] == 0:
                         heapq.heappush(ready, (order[after], after))
+
+    def iter_nodes(self) -> Iterator[tuple[FlowItem, Meta]]:
+        """Yield ``(item, metadata)`` in dependency order (insertion order among equals).
+
+        Each item has its own metadata dict (made the first time it is handed
+        out, then kept): changing one item's changes no other's.
+        """
+        metas = self._node_meta
+        for node in self:
+            meta = metas.get(node)
+            if meta is None:
+                meta = metas[node] = {}
+            yield node, meta
 
     def iter_links(self) -> Iterator[tuple[FlowItem, FlowItem, Meta]]:
         """Yield ``(u, v, metadata)`` for every link (copies; changing them changes nothing)."""
@@ -569,7 +579,7 @@ class Flow(flow.Flow):
     def _links(self) -> Iterator[tuple[FlowItem, FlowItem, Meta]]:
         """Yield every link with its own metadata, not a copy (for readers that only read: the compiler)."""
         visible = self._visible()
-        for u in self._nodes if visible is None else visible:
+        for u in self._order if visible is None else visible:
             for v, meta in self._succ[u].items():
                 if visible is None or v in visible:
                     yield u, v, meta
@@ -586,7 +596,7 @@ class Flow(flow.Flow):
             not self._forward
             or self._decided
             or self._visible() is not None
-            or len(self._items) != len(self._nodes)
+            or len(self._items) != len(self._order)
         ):
             return None
         return _NumberedLinks(self._link_from, self._link_to, self._link_symbol, self._plain)
@@ -609,7 +619,7 @@ class Flow(flow.Flow):
             needed.update(self._retry.requires)
             from_retry = self._retry.provides
         visible = self._visible()
-        for node in self._nodes if visible is None else visible:
+        for node in self._order if visible is None else visible:
             needed.update(self._unsatisfied(node, from_retry))
         return frozenset(needed)
 
@@ -637,7 +647,7 @@ class TargetedFlow(Flow):
         Raises:
             ValueError: ``target_node`` is not in the flow.
         """
-        if target_node not in self._nodes:
+        if target_node not in self._order:
             raise ValueError(f"Node '{target_node}' not found: it is not in flow '{self._name}'")
         self._target = target_node
         self._subset = None
@@ -656,5 +666,5 @@ class TargetedFlow(Flow):
         if self._subset is None:
             wanted = {self._target, *self._ancestors(self._target)}
             # Keep insertion order so iteration stays deterministic.
-            self._subset = {node: None for node in self._nodes if node in wanted}
+            self._subset = {node: None for node in self._order if node in wanted}
         return self._subset

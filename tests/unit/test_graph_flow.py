@@ -296,6 +296,24 @@ def test_graph_flow_iterates_in_dependency_order_then_insertion_order() -> None:
     assert len(f) == 3
 
 
+def test_graph_flow_node_metadata_is_each_items_own_and_kept() -> None:
+    a, b = make("a", provides="x"), make("b", requires=["x"])
+    f = graph_flow.Flow("g").add(a, b)
+    first = dict(f.iter_nodes())
+    first[a]["note"] = 1
+    again = dict(f.iter_nodes())
+    assert again[a] == {"note": 1}  # kept with its item, as TaskFlow's graph keeps node data
+    assert again[b] == {}  # and no other item's changed
+
+
+def test_graph_flow_hands_out_no_node_metadata_to_the_compiler() -> None:
+    from flowkit import engines
+
+    f = graph_flow.Flow("g").add(make("a", provides="x"), make("b", requires=["x"]))
+    engines.load(f).compile()
+    assert f._node_meta == {}  # a big flow's atoms get no dict they never show
+
+
 def test_graph_flow_order_follows_manual_links() -> None:
     a, b, c = make("a"), make("b"), make("c")
     f = graph_flow.Flow("g").add(a, b, c).link(c, a)
