@@ -111,6 +111,12 @@ class Flow(flow.Flow):
         # nothing requires it) wait in _also_provided, in insertion order.
         self._providers: dict[str, int] = {}
         self._also_provided: dict[str, list[int]] = {}
+        # Atoms that may still wait for a symbol, by the symbols they require: those
+        # added with a requirement no provider then in the flow met (or with links
+        # from providers not asked for). An atom whose every requirement was linked
+        # from its provider as it was added waits for nothing ever after (links and
+        # providers stay, so those providers stay its ancestors), so a flow built
+        # providers first keeps no list per symbol here.
         self._requirers: dict[str, list[FlowItem]] = {}
         self._subflows: list[FlowItem] = []
         # Every link again as two numbers (its ends' insertion numbers, in the order
@@ -181,11 +187,13 @@ class Flow(flow.Flow):
                 order[node] = counter
                 succ[node] = {}
                 pred[node] = {}
-                if resolve_requires and node.requires:
-                    self._resolve_requires(node, counter, from_retry, waiting)
+                # Whether it can never wait for a symbol (see _requirers).
+                met = not node.requires or (
+                    resolve_requires and self._resolve_requires(node, counter, from_retry, waiting)
+                )
                 # Indexed at once (after its own requirements were resolved), so the
                 # items after it in this add find it as they find earlier ones.
-                self._index(node, counter)
+                self._index(node, counter, met)
                 counter += 1
                 if resolve_existing and waiting:
                     self._resolve_existing(node, waiting)
@@ -235,9 +243,15 @@ class Flow(flow.Flow):
 
     def _resolve_requires(
         self, node: FlowItem, at: int, from_retry: frozenset[str], waiting: dict[str, list[FlowItem]]
-    ) -> None:
-        """Link ``node`` (numbered ``at``) from the items providing what it requires."""
+    ) -> bool:
+        """Link ``node`` (numbered ``at``) from the items providing what it requires.
+
+        Returns:
+            Whether a provider was found for every symbol ``node`` requires
+            (from outside its retry's).
+        """
         requires = node.requires
+        met = True
         own, also, subflows, items = self._providers, self._also_provided, self._subflows, self._items
         succ, node_pred = self._succ, self._pred[node]
         if from_retry:
@@ -273,6 +287,8 @@ class Flow(flow.Flow):
                     meta.setdefault(flow.LINK_REASONS, set()).add(value)
             else:
                 waiting.setdefault(value, []).append(node)
+                met = False
+        return met
 
     def _resolve_existing(self, node: FlowItem, waiting: dict[str, list[FlowItem]]) -> None:
         for value in node.provides:
@@ -373,8 +389,12 @@ class Flow(flow.Flow):
             else:
                 self._requirers.pop(value, None)
 
-    def _index(self, node: FlowItem, at: int) -> None:
-        """Enter ``node`` (numbered ``at``) in the symbol indexes."""
+    def _index(self, node: FlowItem, at: int, met: bool) -> None:
+        """Enter ``node`` (numbered ``at``) in the symbol indexes.
+
+        ``met`` tells that every symbol it requires was linked from a provider:
+        it is then not entered as a requirer (see ``_requirers``).
+        """
         cls = type(node)
         kind = _ITEM_KINDS.get(cls)
         if kind is None:
@@ -402,6 +422,8 @@ class Flow(flow.Flow):
         for value in provided:
             if providers.setdefault(value, at) != at:
                 self._also_provided.setdefault(value, []).append(at)
+        if met:
+            return
         for value in node.requires:
             found = requirers.get(value)
             if found is None:

@@ -296,6 +296,17 @@ def test_graph_flow_iterates_in_dependency_order_then_insertion_order() -> None:
     assert len(f) == 3
 
 
+def test_graph_flow_indexes_as_requirers_only_atoms_that_may_still_wait() -> None:
+    a, b = make("a", provides="x"), make("b", requires=["x"])
+    c, d = make("c", provides="y"), make("d", requires=["x", "y"])
+    f = graph_flow.Flow("g").add(a, b)
+    assert f._requirers == {}  # b's only requirement was linked from its provider
+    f.add(d)
+    assert set(f._requirers) == {"x", "y"}  # d still waits for y
+    f.add(c, make("a2", provides="x"))
+    assert [(u, v) for u, v, _meta in links(f)] == [("a", "b"), ("a", "d"), ("c", "d")]
+
+
 def test_graph_flow_node_metadata_is_each_items_own_and_kept() -> None:
     a, b = make("a", provides="x"), make("b", requires=["x"])
     f = graph_flow.Flow("g").add(a, b)
