@@ -640,7 +640,8 @@ class _Builder:
                 if not decided:
                     continue
                 meta = outs[v]
-                decider = meta.get(_DECIDER) if meta else None
+                # A graph flow keeps a link made for one symbol as that str (no decider).
+                decider = meta.get(_DECIDER) if meta and not isinstance(meta, str) else None
                 if decider is not None:
                     from flowkit.deciders import Depth  # only flows with deciders need it
 

@@ -31,6 +31,11 @@ from flowkit.retry import Retry
 __all__ = ["Flow", "TargetedFlow"]
 
 Meta = dict[str, Any]
+#: What a graph flow keeps for a link: its metadata, or, for a link made for one
+#: symbol and nothing else yet, that symbol alone (its metadata would be
+#: ``{LINK_REASONS: {symbol}}``: a dict and a set, about 400 bytes a link, made
+#: only when the link gets a second reason, is linked by hand or handed out).
+LinkData = Meta | str
 
 #: From this many items in one add, the cyclic garbage collector is paused meanwhile.
 _BULK = 1000
@@ -71,7 +76,9 @@ class _NumberedLinks(NamedTuple):
     plain: bool
 
 
-def _copy_meta(meta: Meta) -> Meta:
+def _copy_meta(meta: LinkData) -> Meta:
+    if isinstance(meta, str):
+        return {flow.LINK_REASONS: {meta}}
     copied = dict(meta)
     reasons = copied.get(flow.LINK_REASONS)
     if reasons is not None:
@@ -97,8 +104,9 @@ class Flow(flow.Flow):
         # empty dict it never shows (64 bytes and a dict entry per atom in a big flow).
         # Kept once made, so a caller's changes stay with that item, as in TaskFlow.
         self._node_meta: dict[FlowItem, Meta] = {}
-        self._succ: dict[FlowItem, dict[FlowItem, Meta]] = {}
-        self._pred: dict[FlowItem, dict[FlowItem, Meta]] = {}
+        # Links both ways: each link's data (see LinkData) is one object, under both ends.
+        self._succ: dict[FlowItem, dict[FlowItem, LinkData]] = {}
+        self._pred: dict[FlowItem, dict[FlowItem, LinkData]] = {}
         # Items by insertion number (the values of _order, as positions); its length
         # is the number the next item gets.
         self._items: list[FlowItem] = []
@@ -277,14 +285,13 @@ class Flow(flow.Flow):
                 # added before the node, so the link points forward.
                 provider = items[number]
                 outs = succ[provider]
-                meta = outs.get(node)
-                if meta is None:
-                    outs[node] = node_pred[provider] = {flow.LINK_REASONS: {value}}
+                if node not in outs:
+                    outs[node] = node_pred[provider] = value
                     self._link_from.append(number)
                     self._link_to.append(at)
                     self._link_symbol.append(value)
                 else:
-                    meta.setdefault(flow.LINK_REASONS, set()).add(value)
+                    self._link_meta(provider, node).setdefault(flow.LINK_REASONS, set()).add(value)
             else:
                 waiting.setdefault(value, []).append(node)
                 met = False
@@ -346,7 +353,8 @@ class Flow(flow.Flow):
             depth = deciders.Depth.translate(decider_depth)
         elif decider is not None:
             depth = deciders.Depth.ALL
-        meta = self._add_edge(u, v)
+        self._add_edge(u, v)
+        meta = self._link_meta(u, v)
         meta[flow.LINK_MANUAL] = True
         if decider is not None:
             meta[flow.LINK_DECIDER] = decider
@@ -431,29 +439,32 @@ class Flow(flow.Flow):
             else:
                 found.append(node)
 
-    def _add_edge(self, u: FlowItem, v: FlowItem, reason: str | None = None, check: bool = True) -> Meta:
-        """Add (or reuse) the edge ``u -> v`` and return its metadata.
+    def _add_edge(self, u: FlowItem, v: FlowItem, reason: str | None = None, check: bool = True) -> None:
+        """Add (or reuse) the edge ``u -> v``, made for the symbol ``reason`` if given.
 
         Raises:
             flowkit.exceptions.DependencyFailure: ``check`` is set and the edge
                 would close a cycle (nothing is changed then).
         """
-        meta = self._succ[u].get(v)
-        if meta is None:
+        if v not in self._succ[u]:
             if check:
                 self._raise_if_path((v,), u)
-            meta = {}
-            self._succ[u][v] = meta
-            self._pred[v][u] = meta
+            self._succ[u][v] = self._pred[v][u] = {} if reason is None else reason
             order = self._order
             self._link_from.append(order[u])
             self._link_to.append(order[v])
             self._link_symbol.append(reason)
             if self._forward and order[u] > order[v]:
                 self._forward = False
-        if reason is not None:
-            meta.setdefault(flow.LINK_REASONS, set()).add(reason)
-        return meta
+        elif reason is not None:
+            self._link_meta(u, v).setdefault(flow.LINK_REASONS, set()).add(reason)
+
+    def _link_meta(self, u: FlowItem, v: FlowItem) -> Meta:
+        """The metadata of the link ``u -> v``, made now if the link kept only its symbol."""
+        data = self._succ[u][v]
+        if isinstance(data, str):
+            data = self._succ[u][v] = self._pred[v][u] = {flow.LINK_REASONS: {data}}
+        return data
 
     def _raise_if_path(self, starts: Iterable[FlowItem], goal: FlowItem) -> None:
         """Raise if ``goal`` is reachable from one of ``starts`` (so ``goal -> start`` closes a cycle)."""
@@ -598,8 +609,8 @@ class Flow(flow.Flow):
         for u, v, meta in self._links():
             yield u, v, _copy_meta(meta)
 
-    def _links(self) -> Iterator[tuple[FlowItem, FlowItem, Meta]]:
-        """Yield every link with its own metadata, not a copy (for readers that only read: the compiler)."""
+    def _links(self) -> Iterator[tuple[FlowItem, FlowItem, LinkData]]:
+        """Yield every link with its own data (see LinkData), not a copy."""
         visible = self._visible()
         for u in self._order if visible is None else visible:
             for v, meta in self._succ[u].items():
@@ -623,8 +634,12 @@ class Flow(flow.Flow):
             return None
         return _NumberedLinks(self._link_from, self._link_to, self._link_symbol, self._plain)
 
-    def _links_by_source(self) -> Iterator[tuple[FlowItem, dict[FlowItem, Meta]]]:
-        """Yield each item with its links out (target -> own metadata, not a copy): for the compiler."""
+    def _links_by_source(self) -> Iterator[tuple[FlowItem, dict[FlowItem, LinkData]]]:
+        """Yield each item with its links out (target -> own data, not a copy): for the compiler.
+
+        A link's data is its metadata, or a str (the one symbol it was made for:
+        such a link has no decider); see LinkData.
+        """
         visible = self._visible()
         succ = self._succ
         if visible is None:

@@ -307,6 +307,25 @@ def test_graph_flow_indexes_as_requirers_only_atoms_that_may_still_wait() -> Non
     assert [(u, v) for u, v, _meta in links(f)] == [("a", "b"), ("a", "d"), ("c", "d")]
 
 
+def test_graph_flow_keeps_a_one_symbol_link_as_its_symbol_until_its_metadata_is_needed() -> None:
+    a, b = make("a", provides=["x", "y"]), make("b", requires=["x"])
+    f = graph_flow.Flow("g").add(a, b)
+    assert f._succ[a][b] == "x"  # no dict and set per link in a big flow
+    handed = next(meta for _u, _v, meta in f.iter_links())
+    handed[flow.LINK_REASONS].add("z")
+    assert links(f) == [("a", "b", {flow.LINK_REASONS: {"x"}})]  # a copy, made each time
+    f._add_edge(a, b, reason="y")
+    assert f._succ[a][b] is f._pred[b][a]  # one object under both ends
+    assert links(f) == [("a", "b", {flow.LINK_REASONS: {"x", "y"}})]
+
+
+def test_graph_flow_adds_a_symbol_to_a_link_made_by_hand() -> None:
+    a, b = make("a", provides="x"), make("b", requires=["x"])
+    f = graph_flow.Flow("g").add(b, resolve_requires=False).add(a, resolve_existing=False).link(a, b)
+    f._add_edge(a, b, reason="x", check=False)
+    assert links(f)[0] == ("a", "b", {flow.LINK_MANUAL: True, flow.LINK_REASONS: {"x"}})
+
+
 def test_graph_flow_node_metadata_is_each_items_own_and_kept() -> None:
     a, b = make("a", provides="x"), make("b", requires=["x"])
     f = graph_flow.Flow("g").add(a, b)

@@ -94,7 +94,7 @@ def _numbers_match_dicts(flow: graph_flow.Flow) -> None:
     items = list(flow._order)
     for u, v, symbol in zip(flow._link_from, flow._link_to, flow._link_symbol, strict=True):
         numbered.setdefault(u, []).append(v)
-        reasons = flow._succ[items[u]][items[v]].get(flow_mod.LINK_REASONS, set())
+        reasons = graph_flow._copy_meta(flow._succ[items[u]][items[v]]).get(flow_mod.LINK_REASONS, set())
         assert symbol in reasons if symbol is not None else not reasons
     from_dicts = {position[u]: [position[v] for v in outs] for u, outs in flow._succ.items() if outs}
     assert numbered == from_dicts
