@@ -486,7 +486,7 @@ class _Builder:
         # it makes a dict per link, and a 100,000-task flow would pay for it.
         fixed = _FIXED_ORDER.get(type(flow))
         # Other flows give their items in order once (a graph flow sorts them to do so).
-        ordered = None if fixed is not None else [item for item, _meta in flow.iter_nodes()]
+        ordered = None if fixed is not None else _ordered_items(flow)
         items = iter(flow) if ordered is None else ordered
         controlling = _controlling_retry(scope)
         nodes = self.nodes
@@ -640,7 +640,8 @@ class _Builder:
                 if not decided:
                     continue
                 meta = outs[v]
-                decider = meta.get(_DECIDER) if meta else None
+                # A graph flow keeps a link made for one symbol as that str (no decider).
+                decider = meta.get(_DECIDER) if meta and not isinstance(meta, str) else None
                 if decider is not None:
                     from flowkit.deciders import Depth  # only flows with deciders need it
 
@@ -772,6 +773,22 @@ _SMALL = 8
 _FIXED_ORDER: dict[type, int] = {linear_flow.Flow: _LINEAR, unordered_flow.Flow: _UNORDERED}
 _KIND_CACHE: dict[type, int] = {}
 _DECIDER = flow_mod.LINK_DECIDER
+
+
+def _ordered_items(flow: Any) -> list[Any]:
+    """A flow's items in the order of its ``iter_nodes()``.
+
+    A stock graph flow's own ``__iter__`` gives that order without handing out
+    each item's metadata (which it makes only when asked for: reading it here
+    would give every atom of a big flow a dict it never needed).
+    """
+    # Imported here: a flow without graph flows never needs the module (start-up time).
+    from flowkit.patterns import graph_flow
+
+    cls = type(flow)
+    if cls.iter_nodes is graph_flow.Flow.iter_nodes and cls.__iter__ is graph_flow.Flow.__iter__:
+        return list(flow)
+    return [item for item, _meta in flow.iter_nodes()]
 
 
 def _kind_of(item: Any) -> int:

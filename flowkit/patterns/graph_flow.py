@@ -31,6 +31,11 @@ from flowkit.retry import Retry
 __all__ = ["Flow", "TargetedFlow"]
 
 Meta = dict[str, Any]
+#: What a graph flow keeps for a link: its metadata, or, for a link made for one
+#: symbol and nothing else yet, that symbol alone (its metadata would be
+#: ``{LINK_REASONS: {symbol}}``: a dict and a set, about 400 bytes a link, made
+#: only when the link gets a second reason, is linked by hand or handed out).
+LinkData = Meta | str
 
 #: From this many items in one add, the cyclic garbage collector is paused meanwhile.
 _BULK = 1000
@@ -71,7 +76,9 @@ class _NumberedLinks(NamedTuple):
     plain: bool
 
 
-def _copy_meta(meta: Meta) -> Meta:
+def _copy_meta(meta: LinkData) -> Meta:
+    if isinstance(meta, str):
+        return {flow.LINK_REASONS: {meta}}
     copied = dict(meta)
     reasons = copied.get(flow.LINK_REASONS)
     if reasons is not None:
@@ -91,10 +98,15 @@ class Flow(flow.Flow):
 
     def __init__(self, name: str, retry: Retry | None = None) -> None:
         super().__init__(name, retry)
-        self._nodes: dict[FlowItem, Meta] = {}
+        # Every item, with its insertion number: the flow's one record of membership.
         self._order: dict[FlowItem, int] = {}
-        self._succ: dict[FlowItem, dict[FlowItem, Meta]] = {}
-        self._pred: dict[FlowItem, dict[FlowItem, Meta]] = {}
+        # Items' metadata, made when iter_nodes first hands it out: no item carries an
+        # empty dict it never shows (64 bytes and a dict entry per atom in a big flow).
+        # Kept once made, so a caller's changes stay with that item, as in TaskFlow.
+        self._node_meta: dict[FlowItem, Meta] = {}
+        # Links both ways: each link's data (see LinkData) is one object, under both ends.
+        self._succ: dict[FlowItem, dict[FlowItem, LinkData]] = {}
+        self._pred: dict[FlowItem, dict[FlowItem, LinkData]] = {}
         # Items by insertion number (the values of _order, as positions); its length
         # is the number the next item gets.
         self._items: list[FlowItem] = []
@@ -107,6 +119,12 @@ class Flow(flow.Flow):
         # nothing requires it) wait in _also_provided, in insertion order.
         self._providers: dict[str, int] = {}
         self._also_provided: dict[str, list[int]] = {}
+        # Atoms that may still wait for a symbol, by the symbols they require: those
+        # added with a requirement no provider then in the flow met (or with links
+        # from providers not asked for). An atom whose every requirement was linked
+        # from its provider as it was added waits for nothing ever after (links and
+        # providers stay, so those providers stay its ancestors), so a flow built
+        # providers first keeps no list per symbol here.
         self._requirers: dict[str, list[FlowItem]] = {}
         self._subflows: list[FlowItem] = []
         # Every link again as two numbers (its ends' insertion numbers, in the order
@@ -152,7 +170,7 @@ class Flow(flow.Flow):
         """
         fresh = dict.fromkeys(nodes)
         self._check_items(fresh)
-        known = self._nodes
+        known = self._order
         if known and not known.keys().isdisjoint(fresh):
             fresh = {node: None for node in fresh if node not in known}
         if not fresh:
@@ -168,21 +186,22 @@ class Flow(flow.Flow):
         """Add items not in the flow yet (see :meth:`add`)."""
         from_retry = self._retry.provides if self._retry is not None else frozenset()
         waiting = self._still_waiting(fresh, from_retry) if resolve_existing else {}
-        nodes, order, succ, pred = self._nodes, self._order, self._succ, self._pred
+        order, succ, pred = self._order, self._succ, self._pred
         counter = started = len(self._items)
         links_before = len(self._link_from)
         self._items.extend(fresh)
         try:
             for node in fresh:
-                nodes[node] = {}
                 order[node] = counter
                 succ[node] = {}
                 pred[node] = {}
-                if resolve_requires and node.requires:
-                    self._resolve_requires(node, counter, from_retry, waiting)
+                # Whether it can never wait for a symbol (see _requirers).
+                met = not node.requires or (
+                    resolve_requires and self._resolve_requires(node, counter, from_retry, waiting)
+                )
                 # Indexed at once (after its own requirements were resolved), so the
                 # items after it in this add find it as they find earlier ones.
-                self._index(node, counter)
+                self._index(node, counter, met)
                 counter += 1
                 if resolve_existing and waiting:
                     self._resolve_existing(node, waiting)
@@ -232,9 +251,15 @@ class Flow(flow.Flow):
 
     def _resolve_requires(
         self, node: FlowItem, at: int, from_retry: frozenset[str], waiting: dict[str, list[FlowItem]]
-    ) -> None:
-        """Link ``node`` (numbered ``at``) from the items providing what it requires."""
+    ) -> bool:
+        """Link ``node`` (numbered ``at``) from the items providing what it requires.
+
+        Returns:
+            Whether a provider was found for every symbol ``node`` requires
+            (from outside its retry's).
+        """
         requires = node.requires
+        met = True
         own, also, subflows, items = self._providers, self._also_provided, self._subflows, self._items
         succ, node_pred = self._succ, self._pred[node]
         if from_retry:
@@ -260,16 +285,17 @@ class Flow(flow.Flow):
                 # added before the node, so the link points forward.
                 provider = items[number]
                 outs = succ[provider]
-                meta = outs.get(node)
-                if meta is None:
-                    outs[node] = node_pred[provider] = {flow.LINK_REASONS: {value}}
+                if node not in outs:
+                    outs[node] = node_pred[provider] = value
                     self._link_from.append(number)
                     self._link_to.append(at)
                     self._link_symbol.append(value)
                 else:
-                    meta.setdefault(flow.LINK_REASONS, set()).add(value)
+                    self._link_meta(provider, node).setdefault(flow.LINK_REASONS, set()).add(value)
             else:
                 waiting.setdefault(value, []).append(node)
+                met = False
+        return met
 
     def _resolve_existing(self, node: FlowItem, waiting: dict[str, list[FlowItem]]) -> None:
         for value in node.provides:
@@ -314,9 +340,9 @@ class Flow(flow.Flow):
             flowkit.exceptions.DependencyFailure: the link would close a cycle
                 (the flow is left unchanged).
         """
-        if u not in self._nodes:
+        if u not in self._order:
             raise ValueError(f"Node '{u}' not found to link from: it is not in flow '{self._name}'")
-        if v not in self._nodes:
+        if v not in self._order:
             raise ValueError(f"Node '{v}' not found to link to: it is not in flow '{self._name}'")
         if decider is not None and not callable(decider):
             raise ValueError(f"a decider must be callable, not {decider!r}")
@@ -327,7 +353,8 @@ class Flow(flow.Flow):
             depth = deciders.Depth.translate(decider_depth)
         elif decider is not None:
             depth = deciders.Depth.ALL
-        meta = self._add_edge(u, v)
+        self._add_edge(u, v)
+        meta = self._link_meta(u, v)
         meta[flow.LINK_MANUAL] = True
         if decider is not None:
             meta[flow.LINK_DECIDER] = decider
@@ -340,13 +367,13 @@ class Flow(flow.Flow):
 
     def _remove_node(self, node: FlowItem) -> None:
         """Take back an item of an add that failed: its links and its index entries."""
-        if node not in self._nodes:
+        if node not in self._order:
             return
         for after in self._succ.pop(node):
             self._pred[after].pop(node, None)
         for before in self._pred.pop(node):
             self._succ[before].pop(node, None)
-        del self._nodes[node]
+        self._node_meta.pop(node, None)
         at = self._order.pop(node)
         if not isinstance(node, Atom):
             self._subflows[:] = [sub for sub in self._subflows if sub is not node]
@@ -370,8 +397,12 @@ class Flow(flow.Flow):
             else:
                 self._requirers.pop(value, None)
 
-    def _index(self, node: FlowItem, at: int) -> None:
-        """Enter ``node`` (numbered ``at``) in the symbol indexes."""
+    def _index(self, node: FlowItem, at: int, met: bool) -> None:
+        """Enter ``node`` (numbered ``at``) in the symbol indexes.
+
+        ``met`` tells that every symbol it requires was linked from a provider:
+        it is then not entered as a requirer (see ``_requirers``).
+        """
         cls = type(node)
         kind = _ITEM_KINDS.get(cls)
         if kind is None:
@@ -399,6 +430,8 @@ class Flow(flow.Flow):
         for value in provided:
             if providers.setdefault(value, at) != at:
                 self._also_provided.setdefault(value, []).append(at)
+        if met:
+            return
         for value in node.requires:
             found = requirers.get(value)
             if found is None:
@@ -406,29 +439,32 @@ class Flow(flow.Flow):
             else:
                 found.append(node)
 
-    def _add_edge(self, u: FlowItem, v: FlowItem, reason: str | None = None, check: bool = True) -> Meta:
-        """Add (or reuse) the edge ``u -> v`` and return its metadata.
+    def _add_edge(self, u: FlowItem, v: FlowItem, reason: str | None = None, check: bool = True) -> None:
+        """Add (or reuse) the edge ``u -> v``, made for the symbol ``reason`` if given.
 
         Raises:
             flowkit.exceptions.DependencyFailure: ``check`` is set and the edge
                 would close a cycle (nothing is changed then).
         """
-        meta = self._succ[u].get(v)
-        if meta is None:
+        if v not in self._succ[u]:
             if check:
                 self._raise_if_path((v,), u)
-            meta = {}
-            self._succ[u][v] = meta
-            self._pred[v][u] = meta
+            self._succ[u][v] = self._pred[v][u] = {} if reason is None else reason
             order = self._order
             self._link_from.append(order[u])
             self._link_to.append(order[v])
             self._link_symbol.append(reason)
             if self._forward and order[u] > order[v]:
                 self._forward = False
-        if reason is not None:
-            meta.setdefault(flow.LINK_REASONS, set()).add(reason)
-        return meta
+        elif reason is not None:
+            self._link_meta(u, v).setdefault(flow.LINK_REASONS, set()).add(reason)
+
+    def _link_meta(self, u: FlowItem, v: FlowItem) -> Meta:
+        """The metadata of the link ``u -> v``, made now if the link kept only its symbol."""
+        data = self._succ[u][v]
+        if isinstance(data, str):
+            data = self._succ[u][v] = self._pred[v][u] = {flow.LINK_REASONS: {data}}
+        return data
 
     def _raise_if_path(self, starts: Iterable[FlowItem], goal: FlowItem) -> None:
         """Raise if ``goal`` is reachable from one of ``starts`` (so ``goal -> start`` closes a cycle)."""
@@ -531,22 +567,16 @@ class Flow(flow.Flow):
 
     def __len__(self) -> int:
         visible = self._visible()
-        return len(self._nodes) if visible is None else len(visible)
+        return len(self._order) if visible is None else len(visible)
 
     def __iter__(self) -> Iterator[FlowItem]:
-        for node, _meta in self.iter_nodes():
-            yield node
-
-    def iter_nodes(self) -> Iterator[tuple[FlowItem, Meta]]:
-        """Yield ``(item, metadata)`` in dependency order (insertion order among equals)."""
+        """Yield the items in dependency order (insertion order among equals), as :meth:`iter_nodes`."""
         visible = self._visible()
-        nodes = self._nodes if visible is None else visible
+        nodes = self._order if visible is None else visible
         if self._forward:
             # Every link points forward: insertion order is the answer (the sort
             # below would give the same, at O(n log n)).
-            metas = self._nodes
-            for node in nodes:
-                yield node, metas[node]
+            yield from nodes
             return
         order = self._order
         indegree = {node: sum(1 for before in self._pred[node] if before in nodes) for node in nodes}
@@ -554,22 +584,35 @@ class Flow(flow.Flow):
         heapq.heapify(ready)
         while ready:
             _index, node = heapq.heappop(ready)
-            yield node, self._nodes[node]
+            yield node
             for after in self._succ[node]:
                 if after in indegree:
                     indegree[after] -= 1
                     if indegree[after] == 0:
                         heapq.heappush(ready, (order[after], after))
 
+    def iter_nodes(self) -> Iterator[tuple[FlowItem, Meta]]:
+        """Yield ``(item, metadata)`` in dependency order (insertion order among equals).
+
+        Each item has its own metadata dict (made the first time it is handed
+        out, then kept): changing one item's changes no other's.
+        """
+        metas = self._node_meta
+        for node in self:
+            meta = metas.get(node)
+            if meta is None:
+                meta = metas[node] = {}
+            yield node, meta
+
     def iter_links(self) -> Iterator[tuple[FlowItem, FlowItem, Meta]]:
         """Yield ``(u, v, metadata)`` for every link (copies; changing them changes nothing)."""
         for u, v, meta in self._links():
             yield u, v, _copy_meta(meta)
 
-    def _links(self) -> Iterator[tuple[FlowItem, FlowItem, Meta]]:
-        """Yield every link with its own metadata, not a copy (for readers that only read: the compiler)."""
+    def _links(self) -> Iterator[tuple[FlowItem, FlowItem, LinkData]]:
+        """Yield every link with its own data (see LinkData), not a copy."""
         visible = self._visible()
-        for u in self._nodes if visible is None else visible:
+        for u in self._order if visible is None else visible:
             for v, meta in self._succ[u].items():
                 if visible is None or v in visible:
                     yield u, v, meta
@@ -586,13 +629,17 @@ class Flow(flow.Flow):
             not self._forward
             or self._decided
             or self._visible() is not None
-            or len(self._items) != len(self._nodes)
+            or len(self._items) != len(self._order)
         ):
             return None
         return _NumberedLinks(self._link_from, self._link_to, self._link_symbol, self._plain)
 
-    def _links_by_source(self) -> Iterator[tuple[FlowItem, dict[FlowItem, Meta]]]:
-        """Yield each item with its links out (target -> own metadata, not a copy): for the compiler."""
+    def _links_by_source(self) -> Iterator[tuple[FlowItem, dict[FlowItem, LinkData]]]:
+        """Yield each item with its links out (target -> own data, not a copy): for the compiler.
+
+        A link's data is its metadata, or a str (the one symbol it was made for:
+        such a link has no decider); see LinkData.
+        """
         visible = self._visible()
         succ = self._succ
         if visible is None:
@@ -609,7 +656,7 @@ class Flow(flow.Flow):
             needed.update(self._retry.requires)
             from_retry = self._retry.provides
         visible = self._visible()
-        for node in self._nodes if visible is None else visible:
+        for node in self._order if visible is None else visible:
             needed.update(self._unsatisfied(node, from_retry))
         return frozenset(needed)
 
@@ -637,7 +684,7 @@ class TargetedFlow(Flow):
         Raises:
             ValueError: ``target_node`` is not in the flow.
         """
-        if target_node not in self._nodes:
+        if target_node not in self._order:
             raise ValueError(f"Node '{target_node}' not found: it is not in flow '{self._name}'")
         self._target = target_node
         self._subset = None
@@ -656,5 +703,5 @@ class TargetedFlow(Flow):
         if self._subset is None:
             wanted = {self._target, *self._ancestors(self._target)}
             # Keep insertion order so iteration stays deterministic.
-            self._subset = {node: None for node in self._nodes if node in wanted}
+            self._subset = {node: None for node in self._order if node in wanted}
         return self._subset

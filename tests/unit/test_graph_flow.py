@@ -296,6 +296,54 @@ def test_graph_flow_iterates_in_dependency_order_then_insertion_order() -> None:
     assert len(f) == 3
 
 
+def test_graph_flow_indexes_as_requirers_only_atoms_that_may_still_wait() -> None:
+    a, b = make("a", provides="x"), make("b", requires=["x"])
+    c, d = make("c", provides="y"), make("d", requires=["x", "y"])
+    f = graph_flow.Flow("g").add(a, b)
+    assert f._requirers == {}  # b's only requirement was linked from its provider
+    f.add(d)
+    assert set(f._requirers) == {"x", "y"}  # d still waits for y
+    f.add(c, make("a2", provides="x"))
+    assert [(u, v) for u, v, _meta in links(f)] == [("a", "b"), ("a", "d"), ("c", "d")]
+
+
+def test_graph_flow_keeps_a_one_symbol_link_as_its_symbol_until_its_metadata_is_needed() -> None:
+    a, b = make("a", provides=["x", "y"]), make("b", requires=["x"])
+    f = graph_flow.Flow("g").add(a, b)
+    assert f._succ[a][b] == "x"  # no dict and set per link in a big flow
+    handed = next(meta for _u, _v, meta in f.iter_links())
+    handed[flow.LINK_REASONS].add("z")
+    assert links(f) == [("a", "b", {flow.LINK_REASONS: {"x"}})]  # a copy, made each time
+    f._add_edge(a, b, reason="y")
+    assert f._succ[a][b] is f._pred[b][a]  # one object under both ends
+    assert links(f) == [("a", "b", {flow.LINK_REASONS: {"x", "y"}})]
+
+
+def test_graph_flow_adds_a_symbol_to_a_link_made_by_hand() -> None:
+    a, b = make("a", provides="x"), make("b", requires=["x"])
+    f = graph_flow.Flow("g").add(b, resolve_requires=False).add(a, resolve_existing=False).link(a, b)
+    f._add_edge(a, b, reason="x", check=False)
+    assert links(f)[0] == ("a", "b", {flow.LINK_MANUAL: True, flow.LINK_REASONS: {"x"}})
+
+
+def test_graph_flow_node_metadata_is_each_items_own_and_kept() -> None:
+    a, b = make("a", provides="x"), make("b", requires=["x"])
+    f = graph_flow.Flow("g").add(a, b)
+    first = dict(f.iter_nodes())
+    first[a]["note"] = 1
+    again = dict(f.iter_nodes())
+    assert again[a] == {"note": 1}  # kept with its item, as TaskFlow's graph keeps node data
+    assert again[b] == {}  # and no other item's changed
+
+
+def test_graph_flow_hands_out_no_node_metadata_to_the_compiler() -> None:
+    from flowkit import engines
+
+    f = graph_flow.Flow("g").add(make("a", provides="x"), make("b", requires=["x"]))
+    engines.load(f).compile()
+    assert f._node_meta == {}  # a big flow's atoms get no dict they never show
+
+
 def test_graph_flow_order_follows_manual_links() -> None:
     a, b, c = make("a"), make("b"), make("c")
     f = graph_flow.Flow("g").add(a, b, c).link(c, a)

@@ -89,16 +89,16 @@ def _same_compilation(flow: Any) -> None:
 
 def _numbers_match_dicts(flow: graph_flow.Flow) -> None:
     """The numbered links are the dict links, in the order they were made per source."""
-    position = {item: at for at, item in enumerate(flow._nodes)}
+    position = {item: at for at, item in enumerate(flow._order)}
     numbered: dict[int, list[int]] = {}
-    items = list(flow._nodes)
+    items = list(flow._order)
     for u, v, symbol in zip(flow._link_from, flow._link_to, flow._link_symbol, strict=True):
         numbered.setdefault(u, []).append(v)
-        reasons = flow._succ[items[u]][items[v]].get(flow_mod.LINK_REASONS, set())
+        reasons = graph_flow._copy_meta(flow._succ[items[u]][items[v]]).get(flow_mod.LINK_REASONS, set())
         assert symbol in reasons if symbol is not None else not reasons
     from_dicts = {position[u]: [position[v] for v in outs] for u, outs in flow._succ.items() if outs}
     assert numbered == from_dicts
-    assert flow._items == list(flow._nodes)
+    assert flow._items == list(flow._order)
     assert all(flow._order[item] == at for at, item in enumerate(flow._items))
 
 
@@ -175,7 +175,7 @@ def test_a_failed_add_takes_its_numbered_links_and_numbers_back() -> None:
 def test_links_in_a_flow_with_a_target_are_not_read_as_numbers() -> None:
     flow = graph_flow.TargetedFlow("g").add(Step("a", provides="x"), Step("b", requires=["x"]), Step("c"))
     assert flow._numbered_links() is not None
-    flow.set_target(flow._nodes.__iter__().__next__())
+    flow.set_target(flow._order.__iter__().__next__())
     assert flow._numbered_links() is None
 
 
