@@ -78,3 +78,27 @@ def test_tables_show_statuses_and_the_compile_cost() -> None:
     assert "     - 2.00\n     - timeout" in text
     assert "TaskFlow, linear chain of 1,000: timeout (over 60 s)." in text
     assert "     - 3.0\n     - 3.0\n     - 1.00" in text
+
+
+def test_the_process_table_sums_import_and_run_sample_by_sample() -> None:
+    libs = [peers.LIBRARIES[0], peers.LIBRARIES[1]]
+    cells = {}
+    for w in peers.WORKLOADS:
+        # Medians of each part would be import 0.02 + run 0.03 = 50 ms; the samples' own
+        # sums are 60, 31 and 40 ms, whose median is 40.
+        cells["flowkit", w.kind, w.n, w.threads] = peers.Cell(
+            [
+                {"ok": True, "import_s": 0.03, "e2e_s": 0.03},
+                {"ok": True, "import_s": 0.001, "e2e_s": 0.03},
+                {"ok": True, "import_s": 0.02, "e2e_s": 0.02},
+                {"ok": False, "error": "boom"},
+            ]
+        )
+        cells["taskflow", w.kind, w.n, w.threads] = peers.Cell([], "not applicable", "no durable mode")
+    compile_table = {
+        (s, n): {"status": "ok", "compile_s": n * 3e-6} for s in peers.COMPILE_SHAPES for n in (10,)
+    }
+    text = peers.tables(libs, cells, compile_table, [10])
+    process = text.split(".. _process-cost-table:")[1].split(".. _compile-cost-table:")[0]
+    assert "import + end to end, ms (a fresh process)" in process
+    assert process.count("     - 40.0\n     - n/a") == len(peers.WORKLOADS)
