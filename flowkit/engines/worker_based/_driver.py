@@ -33,6 +33,13 @@ all the topics while any request waits, held or for room (one ``live_workers``
 read per topic, at most every tick). Without a limit nothing waits for room:
 requests leave in the scheduling round that routed them.
 
+A request Redis refuses to add to its topic's stream (a wrong type, an ACL, a
+full memory) fails at once, as any task that fails; one whose add failed for
+now (a lost connection) is tried again until its deadline, and then fails
+saying so, naming the stream and the last error, not that no worker offered
+it. The commands of one pipeline fail one by one: a request added beside a
+refused one is not added again.
+
 Every request reaches the completion queue exactly once: whoever moves it to
 DONE first (a terminal response, a timeout, a send that gave up) reports it,
 under one lock; responses that come later are ignored.
@@ -119,6 +126,7 @@ class _Request:
         "task",
         "timeout",
         "topic",
+        "unsent",
         "worker",
     )
 
@@ -136,11 +144,22 @@ class _Request:
         self.gone_since: float | None = None  # when its worker was first seen without an advert
         self.timeout: float | None = None  # the task's own timeout, counted from RUNNING
         self.started_at = 0.0  # monotonic; when its worker said it started
+        #: Why the last try to add it to a stream failed, while no try has succeeded ("" : none failed).
+        self.unsent = ""
 
     def describe(self) -> str:
         verb = "revert" if self.action == sch.REVERT else "execute"
         where = f"topic {self.topic}" if self.topic else "no topic offers it"
         return f"the {verb} request of atom '{self.node.name}' (task {self.task}, {where})"
+
+    def not_sent(self, namespace: str, error: Exception) -> None:
+        """Remember that adding it to its topic's stream failed with ``error`` (for its failure's message)."""
+        stream = protocol.requests_key(namespace, self.topic)
+        self.unsent = f"adding it to stream '{stream}' (topic {self.topic}) failed: {_error_text(error)}"
+
+
+#: A request with the envelope to add to its topic's stream.
+_Envelope = tuple[_Request, dict[str, bytes]]
 
 
 class RedisDriver(DispatchingDriver):
@@ -365,47 +384,92 @@ class RedisDriver(DispatchingDriver):
         """The topic ``request`` goes to by the directory's last scan ("": nobody offers its task)."""
         return self._directory.route(request.node.name, request.task) or ""
 
-    def _add(self, ready: list[tuple[_Request, dict[str, bytes]]]) -> None:
-        """XADD ``ready``, retrying through an outage until their deadline, then failing them."""
+    def _add(self, ready: list[_Envelope]) -> None:
+        """XADD ``ready``, retrying a transient failure until their deadline, then failing them.
+
+        A refusal (a wrong type, an ACL, a full memory: see ``_transport.is_transient``)
+        fails its request at once (:meth:`_try_add`): it would be refused the same way
+        until the deadline, with the engine thread waiting here all that time.
+        """
         backoff = _transport.Backoff()
         while True:
             ready = [item for item in ready if item[0].state != DONE]
             if not ready:
                 return
-            try:
-                entry_ids = self._xadd(ready)
-            except _transport.errors() as err:
-                now, closing = self._settings.clock.monotonic(), self._closing.is_set()
-                # Held requests sent late keep their earlier deadlines: each fails at its own.
-                late = [request for request, _ in ready if closing or now >= request.deadline]
-                for request in late:
-                    self._finish(request, _timeout(f"{request.describe()} could not be sent: {err}"))
-                if len(late) == len(ready):
-                    return
-                LOG.warning("could not send %d request(s), retrying: %s", len(ready) - len(late), err)
-                self._settings.clock.sleep(backoff.next())
-                continue
-            with self._lock:
-                late = []
-                for (request, _), entry_id in zip(ready, entry_ids, strict=True):
-                    request.entry_id, request.envelope = entry_id, {}
+            ready = self._try_add(ready)
+            if not ready:
+                return
+            now, closing = self._settings.clock.monotonic(), self._closing.is_set()
+            # Held requests sent late keep their earlier deadlines: each fails at its own.
+            late = [request for request, _ in ready if closing or now >= request.deadline]
+            for request in late:
+                self._finish(request, _timeout(self._unsent_why(request)))
+            if len(late) == len(ready):
+                return
+            LOG.warning(
+                "could not send %d request(s), retrying; the first: %s %s",
+                len(ready) - len(late),
+                ready[0][0].describe(),
+                ready[0][0].unsent,
+            )
+            self._settings.clock.sleep(backoff.next())
+
+    def _try_add(self, ready: list[_Envelope]) -> list[_Envelope]:
+        """XADD ``ready`` once; return those whose add failed for now (to try again), still PENDING.
+
+        Each request's own outcome counts (a pipeline's commands succeed or fail one
+        by one): one added keeps its entry id (taken back if it finished meanwhile),
+        one refused fails at once with what was refused and where. A failure of the
+        whole round trip (a lost connection) is each request's failure. Every failed
+        request remembers why (:meth:`_Request.not_sent`), which its timeout then says.
+        """
+        try:
+            results = self._xadd(ready)
+        except _transport.errors() as err:  # the round trip failed: every add with it
+            results = [err] * len(ready)
+        retry: list[_Envelope] = []
+        refused: list[_Request] = []
+        late: list[_Request] = []
+        namespace = self._settings.namespace
+        with self._lock:
+            for (request, envelope), result in zip(ready, results, strict=True):
+                if not isinstance(result, Exception):
+                    request.entry_id, request.envelope, request.unsent = result, {}, ""
                     if request.state == DONE:  # timed out while we were sending
                         late.append(request)
-            if late:
+                    continue
+                request.not_sent(namespace, result)
+                if _transport.is_transient(result):
+                    retry.append((request, envelope))
+                else:
+                    refused.append(request)
+        for request in refused:
+            why = f"{request.describe()} could not be sent: {request.unsent} (refused: not tried again)"
+            self._finish(request, Failure.from_exception(exc.ExecutionFailure(why)))
+        if late:
+            try:
                 self._forget(late)
-            return
+            except _transport.errors() as err:
+                LOG.debug("could not take back %d timed out request(s): %s", len(late), err)
+        return retry
 
-    def _xadd(self, ready: list[tuple[_Request, dict[str, bytes]]]) -> list[Any]:
-        """Append each request's envelope to its topic's stream in one round trip; return the entry ids.
+    def _unsent_why(self, request: _Request) -> str:
+        """What a request whose adds all failed says as it times out."""
+        timeout = self._settings.transition_timeout
+        return f"{request.describe()} could not be sent within {timeout:g} s: {request.unsent}"
 
-        Raises whatever the transport raises (``_transport.errors()``): the callers differ in how
-        they retry.
+    def _xadd(self, ready: list[_Envelope]) -> list[Any]:
+        """Append each request's envelope to its topic's stream in one round trip.
+
+        Returns, for each request, its entry id or the error its XADD was answered
+        with (a refusal). Raises what the transport raises (``_transport.errors()``)
+        when the round trip itself failed.
         """
         namespace = self._settings.namespace
         pipe = self._client.pipeline(transaction=False)
         for request, envelope in ready:
             pipe.xadd(protocol.requests_key(namespace, request.topic), _transport.fields(envelope))
-        return list(pipe.execute())
+        return list(pipe.execute(raise_on_error=False))
 
     def _forget(self, requests: list[_Request]) -> None:
         """Acknowledge and delete the stream entries of ``requests`` (timed out or abandoned)."""
@@ -574,7 +638,9 @@ class RedisDriver(DispatchingDriver):
             # current too. Only _send replaces the list, under this lock; dispatch appends to it.
             queued = self._settings.max_in_flight is not None and bool(self._outgoing)
         for request in expired:
-            if request.state == WAITING and request.topic:
+            if request.unsent and request.entry_id is None:  # a worker offered it, but the sends failed
+                why = self._unsent_why(request)
+            elif request.state == WAITING and request.topic:
                 why = (
                     f"{request.describe()} timed out: a worker offers its task, but the"
                     f" {self._settings.max_in_flight} request(s) out at once (max_in_flight)"
@@ -606,7 +672,9 @@ class RedisDriver(DispatchingDriver):
     def _release(self, waiting: list[_Request], now: float) -> None:
         """Scan for workers, then send the held requests some live worker offers, as far as the window allows.
 
-        One try: on a failed send they are held again and the next tick retries.
+        One try (:meth:`_try_add`): one refused fails at once; on a send that failed
+        for now (a lost connection) they are held again and the next tick retries,
+        and at their deadline they fail saying so, not that no worker offered them.
         Those the window has no room for keep their topic and stay WAITING, first
         in line for the next slot (:meth:`_claim_released`, from either thread),
         which routes them again then, from the scans each tick makes meanwhile.
@@ -624,20 +692,19 @@ class RedisDriver(DispatchingDriver):
             ready = self._claim_released(now, self._room())
         if not ready:
             return
-        try:
-            entry_ids = self._xadd(ready)
-        except _transport.errors() as err:
-            LOG.warning("could not send %d request(s) that found a worker, retrying: %s", len(ready), err)
+        retry = self._try_add(ready)
+        if retry:
+            LOG.warning(
+                "could not send %d request(s) that found a worker, retrying; the first: %s %s",
+                len(retry),
+                retry[0][0].describe(),
+                retry[0][0].unsent,
+            )
             with self._lock:
-                for request, _ in ready:
-                    if request.state == PENDING:
-                        request.topic, request.state = "", WAITING
-            return
-        with self._lock:
-            for (request, _), entry_id in zip(ready, entry_ids, strict=True):
-                request.entry_id = entry_id
-                request.envelope = {}
-        LOG.debug("sent %d request(s) that waited for a worker", len(ready))
+                for request, _ in retry:
+                    if request.state == PENDING:  # held again, its topic kept until it is routed again
+                        request.state = WAITING
+        LOG.debug("sent %d request(s) that waited for a worker", len(ready) - len(retry))
 
     def _check_task_timeouts(self, running: list[_Request], now: float) -> list[_Request]:
         """Fail running requests past their task's own timeout; return the others."""
@@ -710,6 +777,11 @@ def _invalid(request: _Request, reason: str) -> Failure:
     return Failure.from_exception(
         exc.InvalidFormat(f"{request.describe()} cannot be sent to a worker: {reason}")
     )
+
+
+def _error_text(error: Exception) -> str:
+    """``error`` for a message: its type (a lost connection, a refusal) and what it said."""
+    return f"{type(error).__name__}: {error}"
 
 
 def _text(value: Any) -> str:
