@@ -796,6 +796,45 @@ def test_a_request_held_for_a_worker_takes_no_room_in_the_window(
     assert [r["name"] for r in worker.requests()] == ["served", "lonely"]
 
 
+def test_a_send_under_the_window_costs_what_it_sends_not_the_requests_held(
+    scripted: Any, redis_flushed_url: str, topic: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flowkit.engines.worker_based._directory import Directory
+
+    lookups = [0]
+    route = Directory.route
+
+    def counted(self: Directory, atom: str, task: str) -> str | None:
+        lookups[0] += 1
+        return route(self, atom, task)
+
+    monkeypatch.setattr(Directory, "route", counted)
+    scripted()  # offers Add, not Other
+    clock = FakeClock()  # stands still while the offered tasks run: the held ones stay held
+    held, offered = 300, 30
+    flow = unordered_flow.Flow("f").add(
+        *(Other(name=f"o{i}", inject={"value": i}) for i in range(held)),
+        *(Add(name=f"a{i}", provides=f"r{i}", inject={"value": i}) for i in range(offered)),
+    )
+    engine = load(flow, redis_flushed_url, topic, max_in_flight=1, clock=clock)
+    events = Events(engine)
+    run = BackgroundRun(engine)
+    services.wait_until(
+        lambda: all(events.saw(f"a{i}", st.SUCCESS) for i in range(offered)), 20.0, message="the offered done"
+    )
+    # About 1300: each request is routed as it is made and as it leaves, and the held ones
+    # at each look for workers (one or two here); a send that walked the held requests
+    # would add 300 at each of the 30 sends.
+    assert lookups[0] < 6 * (held + offered), lookups[0]
+
+    clock.advance(5.1)  # the held requests time out; their reverts are held in turn
+    services.wait_until(
+        lambda: all(events.saw(f"a{i}", st.REVERTED) for i in range(offered)), 20.0, message="a* reverted"
+    )
+    clock.advance(5.1)
+    assert isinstance(run.join(10.0), exc.WrappedFailure | exc.RequestTimeout)
+
+
 def test_held_requests_released_together_go_out_no_more_than_the_window_at_once(
     scripted: Any, redis_flushed_url: str, topic: str, client: Any
 ) -> None:
