@@ -1213,6 +1213,29 @@ def test_a_held_request_whose_sends_fail_until_its_deadline_times_out_saying_why
     assert client.xlen(protocol.requests_key(NS, topic)) == 0
 
 
+def test_a_new_request_whose_sends_fail_until_its_deadline_times_out_saying_why(
+    scripted: Any, cutting_proxy: CuttingProxy, topic: str
+) -> None:
+    worker = scripted()
+    clock = FakeClock()  # the engine thread's pauses between tries move it on
+    url = f"redis://127.0.0.1:{cutting_proxy.port}/0"
+    engine = load(
+        chain(1), url, topic, store={"value": 1}, clock=clock, retry_options={"attempts": 1, "backoff": 0.0}
+    )
+    events = Events(engine)
+    events.on("add0", st.FAILURE, cutting_proxy.cutting.clear)  # its revert goes out
+    cutting_proxy.cutting.set()
+
+    with pytest.raises(exc.RequestTimeout) as raised:
+        engine.run()
+
+    assert cutting_proxy.cuts >= 2  # tried again until its deadline
+    _check_unsent(failure_of(engine, "add0"), topic, "ConnectionError")
+    assert "within 5 s" in str(raised.value)
+    assert [(r["name"], r["action"]) for r in worker.requests()] == [("add0", protocol.REVERT)]
+    assert engine.storage.get_atom_state("add0") == st.REVERTED
+
+
 @pytest.mark.parametrize(
     ("value", "expected"),
     [(object(), "arguments.value"), ("x" * 400, "bytes")],

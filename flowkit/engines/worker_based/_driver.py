@@ -513,7 +513,8 @@ class RedisDriver(DispatchingDriver):
             # Held requests sent late keep their earlier deadlines: each fails at its own.
             late = [request for request, _ in ready if closing or now >= request.deadline]
             for request in late:
-                self._finish(request, _timeout(self._unsent_why(request)))
+                why = self._unsent_why(request, closing=closing)
+                self._finish(request, _timeout(why))
             if len(late) == len(ready):
                 return
             LOG.warning(
@@ -563,8 +564,10 @@ class RedisDriver(DispatchingDriver):
                 LOG.debug("could not take back %d timed out request(s): %s", len(late), err)
         return retry
 
-    def _unsent_why(self, request: _Request) -> str:
-        """What a request whose adds all failed says as it times out."""
+    def _unsent_why(self, request: _Request, *, closing: bool = False) -> str:
+        """What a request whose adds all failed says as it times out (or as the engine closes)."""
+        if closing:
+            return f"{request.describe()} could not be sent before the engine closed: {request.unsent}"
         timeout = self._settings.transition_timeout
         return f"{request.describe()} could not be sent within {timeout:g} s: {request.unsent}"
 
