@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import socket
 import subprocess
 import sys
 import threading
@@ -795,6 +796,45 @@ def test_a_request_held_for_a_worker_takes_no_room_in_the_window(
     assert [r["name"] for r in worker.requests()] == ["served", "lonely"]
 
 
+def test_a_send_under_the_window_costs_what_it_sends_not_the_requests_held(
+    scripted: Any, redis_flushed_url: str, topic: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flowkit.engines.worker_based._directory import Directory
+
+    lookups = [0]
+    route = Directory.route
+
+    def counted(self: Directory, atom: str, task: str) -> str | None:
+        lookups[0] += 1
+        return route(self, atom, task)
+
+    monkeypatch.setattr(Directory, "route", counted)
+    scripted()  # offers Add, not Other
+    clock = FakeClock()  # stands still while the offered tasks run: the held ones stay held
+    held, offered = 300, 30
+    flow = unordered_flow.Flow("f").add(
+        *(Other(name=f"o{i}", inject={"value": i}) for i in range(held)),
+        *(Add(name=f"a{i}", provides=f"r{i}", inject={"value": i}) for i in range(offered)),
+    )
+    engine = load(flow, redis_flushed_url, topic, max_in_flight=1, clock=clock)
+    events = Events(engine)
+    run = BackgroundRun(engine)
+    services.wait_until(
+        lambda: all(events.saw(f"a{i}", st.SUCCESS) for i in range(offered)), 20.0, message="the offered done"
+    )
+    # About 1300: each request is routed as it is made and as it leaves, and the held ones
+    # at each look for workers (one or two here); a send that walked the held requests
+    # would add 300 at each of the 30 sends.
+    assert lookups[0] < 6 * (held + offered), lookups[0]
+
+    clock.advance(5.1)  # the held requests time out; their reverts are held in turn
+    services.wait_until(
+        lambda: all(events.saw(f"a{i}", st.REVERTED) for i in range(offered)), 20.0, message="a* reverted"
+    )
+    clock.advance(5.1)
+    assert isinstance(run.join(10.0), exc.WrappedFailure | exc.RequestTimeout)
+
+
 def test_held_requests_released_together_go_out_no_more_than_the_window_at_once(
     scripted: Any, redis_flushed_url: str, topic: str, client: Any
 ) -> None:
@@ -972,6 +1012,228 @@ def test_a_request_waiting_for_room_nobody_offers_when_room_frees_is_held_then_t
     assert first == ("busy", protocol.EXECUTE)  # late's execute never went out
     assert sorted(reverts) == [("busy", protocol.REVERT), ("late", protocol.REVERT)]
     assert w.leaver.requests() == []
+
+
+# -- a request that cannot be added to its topic's stream --------------------------------
+
+
+def _restore_stream(client: Any, stream: str) -> Callable[[], None]:
+    """What makes ``stream`` a stream again, with the workers' group (for a revert to go out)."""
+
+    def restore() -> None:
+        client.delete(stream)
+        client.xgroup_create(stream, protocol.GROUP, id="0", mkstream=True)
+
+    return restore
+
+
+def _check_unsent(failure: Failure, topic: str, error: str) -> None:
+    """``failure`` says the execute of add0 could not be sent, where, and why."""
+    message = failure.exception_str
+    stream = protocol.requests_key(NS, topic)
+    for part in ("execute request of atom 'add0'", ADD, "could not be sent", f"stream '{stream}'", error):
+        assert part in message, (part, message)
+    assert "no live worker offered" not in message
+
+
+def test_a_held_request_redis_refuses_to_add_fails_saying_so_and_the_run_resumes(
+    scripted: Any, redis_flushed_url: str, topic: str, client: Any
+) -> None:
+    clock = FakeClock()
+    engine = load(chain(1), redis_flushed_url, topic, store={"value": 1}, clock=clock)
+    events = Events(engine)
+    run = BackgroundRun(engine)
+    services.wait_until(lambda: events.saw("add0", st.RUNNING), 5.0, message="the atom starting")
+    _reader_moved_on(clock)  # held: no worker offers its task yet
+    stream = protocol.requests_key(NS, topic)
+    client.set(stream, b"not a stream")  # every XADD to it is refused: WRONGTYPE
+    events.on("add0", st.FAILURE, _restore_stream(client, stream))  # before its revert is sent
+    worker = scripted()  # offers Add: the reader's next look releases the request, and the send fails
+
+    clock.advance(0.3)
+    _reader_moved_on(clock)
+    clock.advance(5.0)  # past the deadline, whatever became of it
+    error = run.join(10.0)
+
+    assert isinstance(error, exc.ExecutionFailure), repr(error)
+    _check_unsent(failure_of(engine, "add0"), topic, "WRONGTYPE")
+    # Failed as any task fails: reverted on the worker, the flow reverted, nothing left out.
+    assert [(r["name"], r["action"]) for r in worker.requests()] == [("add0", protocol.REVERT)]
+    assert engine.storage.get_atom_state("add0") == st.REVERTED
+    assert engine.storage.get_flow_state() == st.REVERTED
+    assert client.xlen(stream) == 0
+
+    engine.run()  # and run again, it finishes
+
+    assert engine.storage.fetch("v0") == 2
+    assert engine.storage.get_flow_state() == st.SUCCESS
+
+
+def test_a_new_request_redis_refuses_to_add_fails_at_once_naming_the_stream(
+    scripted: Any, redis_flushed_url: str, topic: str, client: Any
+) -> None:
+    worker = scripted()
+    stream = protocol.requests_key(NS, topic)
+    client.delete(stream)
+    client.set(stream, b"not a stream")
+    clock = FakeClock()
+    engine = load(chain(1), redis_flushed_url, topic, store={"value": 1}, clock=clock)
+    events = Events(engine)
+    events.on("add0", st.FAILURE, _restore_stream(client, stream))
+    began = clock.monotonic()
+
+    with pytest.raises(exc.ExecutionFailure) as raised:
+        engine.run()
+
+    assert clock.monotonic() - began < 1.0  # not retried until the deadline: it would fail the same
+    assert not isinstance(raised.value, exc.RequestTimeout)
+    _check_unsent(failure_of(engine, "add0"), topic, "WRONGTYPE")
+    assert [(r["name"], r["action"]) for r in worker.requests()] == [("add0", protocol.REVERT)]
+    assert engine.storage.get_atom_state("add0") == st.REVERTED
+
+
+def test_a_refused_add_in_a_batch_does_not_send_the_others_again(
+    scripted: Any, redis_flushed_url: str, client: Any
+) -> None:
+    fine, broken = f"a-{uuid.uuid4().hex[:8]}", f"b-{uuid.uuid4().hex[:8]}"
+    adder = scripted(topic=fine)
+    other = scripted(topic=broken, tasks=(OTHER,))
+    stream = protocol.requests_key(NS, broken)
+    client.delete(stream)
+    client.set(stream, b"not a stream")
+    flow = unordered_flow.Flow("f").add(
+        Add(name="add", inject={"value": 1}), Other(name="other", inject={"value": 2})
+    )  # one scheduling round: both requests leave in one pipeline
+    engine = engines.load(
+        flow, engine="worker-based", url=redis_flushed_url, topics=[fine, broken],
+        clock=FakeClock(), transition_timeout=5.0,
+    )  # fmt: skip
+    events = Events(engine)
+    events.on("other", st.FAILURE, _restore_stream(client, stream))
+
+    with pytest.raises(exc.ExecutionFailure, match="WRONGTYPE"):
+        engine.run()
+
+    # The request added with the refused one went out once, and was reverted as any other.
+    assert [(r["name"], r["action"]) for r in adder.requests()] == [
+        ("add", protocol.EXECUTE),
+        ("add", protocol.REVERT),
+    ]
+    assert [(r["name"], r["action"]) for r in other.requests()] == [("other", protocol.REVERT)]
+    assert engine.storage.get_atom_state("add") == st.REVERTED
+    assert engine.storage.get_atom_state("other") == st.REVERTED
+
+
+class CuttingProxy:
+    """A TCP proxy in front of Redis that, while ``cutting`` is set, drops any connection adding a request.
+
+    The engine then loses its connection in the middle of an XADD to a topic's stream,
+    as on a network fault, while its other commands (looking for workers, reading
+    replies) go through. A request's pipeline is small enough to come in one read.
+    """
+
+    def __init__(self, upstream_port: int) -> None:
+        self._upstream = upstream_port
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._server.getsockname()[1]
+        self.cutting = threading.Event()
+        self.cuts = 0
+        self._sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, name="cutting-proxy", daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                near, _ = self._server.accept()
+            except OSError:  # closed
+                return
+            far = socket.create_connection(("127.0.0.1", self._upstream))
+            self._sockets += [near, far]
+            threading.Thread(target=self._pump, args=(near, far, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(far, near, False), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket, from_engine: bool) -> None:
+        try:
+            while data := source.recv(65536):
+                if from_engine and self.cutting.is_set() and b"XADD" in data and b":requests:" in data:
+                    self.cuts += 1
+                    break
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for end in (source, sink):
+                with contextlib.suppress(OSError):
+                    end.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self._server.close()
+        for end in self._sockets:
+            end.close()
+
+
+@pytest.fixture
+def cutting_proxy(redis_server: Any, redis_flushed_url: str) -> Iterator[CuttingProxy]:
+    proxy = CuttingProxy(redis_server.port)
+    yield proxy
+    proxy.close()
+
+
+def test_a_held_request_whose_sends_fail_until_its_deadline_times_out_saying_why(
+    scripted: Any, cutting_proxy: CuttingProxy, topic: str, client: Any
+) -> None:
+    clock = FakeClock()
+    url = f"redis://127.0.0.1:{cutting_proxy.port}/0"
+    engine = load(
+        chain(1), url, topic, store={"value": 1}, clock=clock, retry_options={"attempts": 1, "backoff": 0.0}
+    )
+    events = Events(engine)
+    run = BackgroundRun(engine)
+    services.wait_until(lambda: events.saw("add0", st.RUNNING), 5.0, message="the atom starting")
+    _reader_moved_on(clock)  # held: no worker offers its task yet
+    cutting_proxy.cutting.set()
+    events.on("add0", st.FAILURE, cutting_proxy.cutting.clear)  # its revert goes out
+    worker = scripted()  # straight to Redis: the reader finds it, and its sends are cut
+
+    for _ in range(3):
+        clock.advance(0.3)
+        _reader_moved_on(clock)
+    assert cutting_proxy.cuts >= 2  # tried again at each look, not given up on
+    assert not run.done, "a send that may work next time failed before the deadline"
+    clock.advance(5.0)
+    error = run.join(10.0)
+
+    assert isinstance(error, exc.RequestTimeout), repr(error)
+    failure = failure_of(engine, "add0")
+    assert failure.check(exc.RequestTimeout)
+    _check_unsent(failure, topic, "ConnectionError")
+    assert "within 5 s" in failure.exception_str
+    assert [(r["name"], r["action"]) for r in worker.requests()] == [("add0", protocol.REVERT)]
+    assert engine.storage.get_atom_state("add0") == st.REVERTED
+    assert client.xlen(protocol.requests_key(NS, topic)) == 0
+
+
+def test_a_new_request_whose_sends_fail_until_its_deadline_times_out_saying_why(
+    scripted: Any, cutting_proxy: CuttingProxy, topic: str
+) -> None:
+    worker = scripted()
+    clock = FakeClock()  # the engine thread's pauses between tries move it on
+    url = f"redis://127.0.0.1:{cutting_proxy.port}/0"
+    engine = load(
+        chain(1), url, topic, store={"value": 1}, clock=clock, retry_options={"attempts": 1, "backoff": 0.0}
+    )
+    events = Events(engine)
+    events.on("add0", st.FAILURE, cutting_proxy.cutting.clear)  # its revert goes out
+    cutting_proxy.cutting.set()
+
+    with pytest.raises(exc.RequestTimeout) as raised:
+        engine.run()
+
+    assert cutting_proxy.cuts >= 2  # tried again until its deadline
+    _check_unsent(failure_of(engine, "add0"), topic, "ConnectionError")
+    assert "within 5 s" in str(raised.value)
+    assert [(r["name"], r["action"]) for r in worker.requests()] == [("add0", protocol.REVERT)]
+    assert engine.storage.get_atom_state("add0") == st.REVERTED
 
 
 @pytest.mark.parametrize(

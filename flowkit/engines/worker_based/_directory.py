@@ -74,6 +74,8 @@ class Directory:
         self._offers: dict[str, frozenset[str]] = {topic: frozenset() for topic in self._scanned}
         self._live: dict[str, frozenset[str]] = {topic: frozenset() for topic in self._scanned}
         self._routes: dict[str, str] = {}
+        #: How many scans were made: a task's route changes only when this does.
+        self.scans = 0
 
     def scan(self, client: _transport.Client, topics: Sequence[str] | None = None) -> None:
         """Read the adverts of ``topics`` (default: all) and remember who offers what.
@@ -106,6 +108,7 @@ class Directory:
         self._offers, self._live = offers, live
         self._routing, self._scanned = routing, scanned
         self._routes = {}
+        self.scans += 1
 
     def _with_pinned(self, routing: tuple[str, ...]) -> tuple[str, ...]:
         return routing + tuple(sorted(set(self.pinned.values()) - set(routing)))

@@ -15,8 +15,10 @@ again and sends it once some worker offers it, or fails it with
 ``RequestTimeout`` when ``transition_timeout`` passes first.
 
 ``max_in_flight`` bounds the requests *out* (PENDING or RUNNING: added to a
-topic's stream), counted from the requests' states under the lock, the one
-record of it. A held request was never sent and takes no room, so a task no
+topic's stream), counted under the lock from the ledger of the requests'
+states, the one record of it (:class:`_Ledger`, which keeps the held requests
+in their own ordered structures: a send costs what it sends, not the number
+of requests held or waiting). A held request was never sent and takes no room, so a task no
 worker offers does not hold back the tasks that have workers. Either thread
 may send (the engine thread new requests, the reader thread held ones a
 worker now offers), so a slot is claimed, by moving the request to PENDING,
@@ -33,6 +35,13 @@ all the topics while any request waits, held or for room (one ``live_workers``
 read per topic, at most every tick). Without a limit nothing waits for room:
 requests leave in the scheduling round that routed them.
 
+A request Redis refuses to add to its topic's stream (a wrong type, an ACL, a
+full memory) fails at once, as any task that fails; one whose add failed for
+now (a lost connection) is tried again until its deadline, and then fails
+saying so, naming the stream and the last error, not that no worker offered
+it. The commands of one pipeline fail one by one: a request added beside a
+refused one is not added again.
+
 Every request reaches the completion queue exactly once: whoever moves it to
 DONE first (a terminal response, a timeout, a send that gave up) reports it,
 under one lock; responses that come later are ignored.
@@ -41,10 +50,13 @@ under one lock; responses that come later are ignored.
 from __future__ import annotations
 
 import contextlib
+import heapq
+import itertools
 import logging
 import threading
 import uuid
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,8 +91,6 @@ _REPLY_TTL_MS = 24 * 3600 * 1000
 _WAKE = b"flowkit-engine-closing"
 
 WAITING, PENDING, RUNNING, DONE = "WAITING", "PENDING", "RUNNING", "DONE"
-#: The states of a request that is out: added (or being added) to a topic's stream.
-_OUT = frozenset({PENDING, RUNNING})
 
 
 @dataclass(frozen=True)
@@ -112,6 +122,7 @@ class _Request:
         "entry_id",
         "envelope",
         "gone_since",
+        "held_order",
         "id",
         "node",
         "started_at",
@@ -119,6 +130,7 @@ class _Request:
         "task",
         "timeout",
         "topic",
+        "unsent",
         "worker",
     )
 
@@ -128,7 +140,8 @@ class _Request:
         self.action = action
         self.task = task
         self.topic = topic
-        self.state = PENDING
+        self.state = PENDING  # written by _Ledger.move only, once the request is in the ledger
+        self.held_order = -1  # its place among held requests, from when it was first held
         self.deadline = 0.0  # monotonic; set when sent
         self.entry_id: bytes | None = None
         self.envelope: dict[str, bytes] = {}  # kept while WAITING for a worker (or for room)
@@ -136,11 +149,113 @@ class _Request:
         self.gone_since: float | None = None  # when its worker was first seen without an advert
         self.timeout: float | None = None  # the task's own timeout, counted from RUNNING
         self.started_at = 0.0  # monotonic; when its worker said it started
+        #: Why the last try to add it to a stream failed, while no try has succeeded ("" : none failed).
+        self.unsent = ""
 
     def describe(self) -> str:
         verb = "revert" if self.action == sch.REVERT else "execute"
         where = f"topic {self.topic}" if self.topic else "no topic offers it"
         return f"the {verb} request of atom '{self.node.name}' (task {self.task}, {where})"
+
+    def not_sent(self, namespace: str, error: Exception) -> None:
+        """Remember that adding it to its topic's stream failed with ``error`` (for its failure's message)."""
+        stream = protocol.requests_key(namespace, self.topic)
+        self.unsent = f"adding it to stream '{stream}' (topic {self.topic}) failed: {_error_text(error)}"
+
+
+#: A request with the envelope to add to its topic's stream.
+_Envelope = tuple[_Request, dict[str, bytes]]
+
+
+class _Ledger:
+    """The requests not DONE and their states: the one record of both, changed by :meth:`move`.
+
+    Besides every live request by id (a reply finds its own here), the WAITING ones
+    are kept in their own ordered structures, oldest held first, split by whether a
+    worker offered their task when they were last routed: ``for_room`` (routed to a
+    topic, waiting for a slot) or ``for_worker`` (nobody offers it). A send then
+    claims the held requests it sends without walking those nobody offers, and the
+    requests out (PENDING or RUNNING) are counted from the structures' sizes, not
+    walked nor kept in a counter beside the states. Use under the driver's lock.
+    """
+
+    def __init__(self) -> None:
+        self.live: dict[str, _Request] = {}
+        self.for_room: dict[str, _Request] = {}
+        self.for_worker: dict[str, _Request] = {}
+        #: ``Directory.scans`` when the held requests were last routed.
+        self.routed_at = -1
+        self._order = itertools.count()
+
+    @property
+    def out(self) -> int:
+        """How many requests are out: PENDING or RUNNING, the live ones not held."""
+        return len(self.live) - len(self.for_room) - len(self.for_worker)
+
+    def move(self, request: _Request, state: str) -> None:
+        """Put ``request`` in ``state``, and in the structures that go with it (DONE: in none)."""
+        if request.state == WAITING:
+            self.for_room.pop(request.id, None)
+            self.for_worker.pop(request.id, None)
+        request.state = state
+        if state == DONE:
+            self.live.pop(request.id, None)
+            return
+        self.live[request.id] = request  # one already there keeps its place
+        if state == WAITING:
+            if request.held_order < 0:
+                request.held_order = next(self._order)
+            _insert(self.for_room if request.topic else self.for_worker, request)
+
+    def route(self, request: _Request, topic: str) -> None:
+        """Set the topic of the WAITING ``request`` ("": nobody offers its task), moving it if need be."""
+        if bool(topic) != bool(request.topic):
+            (self.for_room if request.topic else self.for_worker).pop(request.id)
+            _insert(self.for_room if topic else self.for_worker, request)
+        request.topic = topic
+
+    def route_all(self, route: Callable[[_Request], str], scans: int) -> None:
+        """Route every held request again, after the directory's scan number ``scans``.
+
+        Done once per scan, not per send: between two scans a task's route stays
+        the same, so the split holds until the next one.
+        """
+        for_room: dict[str, _Request] = {}
+        for_worker: dict[str, _Request] = {}
+        for request in _oldest_first(self.for_room.values(), self.for_worker.values()):
+            request.topic = route(request)
+            (for_room if request.topic else for_worker)[request.id] = request
+        self.for_room, self.for_worker, self.routed_at = for_room, for_worker, scans
+
+    def clear(self) -> list[_Request]:
+        """Forget every request (the driver is closing) and return them, states untouched."""
+        left = list(self.live.values())
+        self.live, self.for_room, self.for_worker = {}, {}, {}
+        return left
+
+
+def _held_order(request: _Request) -> int:
+    return request.held_order
+
+
+def _oldest_first(*held: Iterable[_Request]) -> Iterable[_Request]:
+    """The requests of ordered structures of held requests, merged, oldest held first."""
+    return heapq.merge(*held, key=_held_order)
+
+
+def _insert(held: dict[str, _Request], request: _Request) -> None:
+    """Add ``request`` to ``held`` in the order requests were first held.
+
+    A new one goes at the end; one held again (its send failed for now) or moved
+    between the structures may belong further up, and the structure is put in order
+    again then (rare: a send that failed, a worker that came or went).
+    """
+    if held and _held_order(next(reversed(held.values()))) > request.held_order:
+        ordered = sorted([*held.values(), request], key=_held_order)
+        held.clear()
+        held.update((r.id, r) for r in ordered)
+    else:
+        held[request.id] = request
 
 
 class RedisDriver(DispatchingDriver):
@@ -152,8 +267,8 @@ class RedisDriver(DispatchingDriver):
         self._directory = directory
         self._settings = settings
         self._lock = threading.Lock()
-        self._requests: dict[str, _Request] = {}  # by id, while not DONE
-        self._outgoing: list[tuple[_Request, dict[str, Any]]] = []  # built, not yet sent
+        self._ledger = _Ledger()  # the requests sent or held, while not DONE
+        self._outgoing: deque[tuple[_Request, dict[str, Any]]] = deque()  # built, not yet sent
         self._closing = threading.Event()
         self._reader: threading.Thread | None = None
         self._runtime: Runtime | None = None
@@ -184,8 +299,7 @@ class RedisDriver(DispatchingDriver):
                 self._client.xadd(self._reply_key, {_WAKE: b"1"})
             self._reader.join()
         with self._lock:
-            left = list(self._requests.values())
-            self._requests.clear()
+            left = self._ledger.clear()
         try:
             # Requests no worker started yet are taken back, so nobody runs them for no one.
             self._forget([r for r in left if r.state == PENDING])
@@ -274,12 +388,12 @@ class RedisDriver(DispatchingDriver):
             if room is not None:  # unlimited, the reader sends a held request once a worker offers it
                 released = self._claim_released(now_mono, room)
                 room -= len(released)
-            leaving = self._leaving(room)
-            batch, self._outgoing = self._outgoing[:leaving], self._outgoing[leaving:]
+            outgoing = self._outgoing
+            batch = [outgoing.popleft() for _ in range(self._leaving(room))]
             for request, _ in batch:
                 request.deadline = deadline
                 if request.topic:  # PENDING from here: its slot is taken before the lock is let go
-                    self._requests[request.id] = request
+                    self._ledger.move(request, PENDING)
         ready: list[tuple[_Request, dict[str, bytes]]] = []
         held: list[_Request] = []
         for request, message in batch:
@@ -293,7 +407,7 @@ class RedisDriver(DispatchingDriver):
             if request.topic:
                 ready.append((request, envelope))
             else:  # no live worker offers its task yet: held until one does (see _release)
-                request.state, request.envelope = WAITING, envelope
+                request.envelope = envelope
                 held.append(request)
         if held:
             # One line per batch (a wide flow with no workers yet would say it a thousand times).
@@ -305,43 +419,58 @@ class RedisDriver(DispatchingDriver):
             )
             with self._lock:
                 for request in held:
-                    self._requests[request.id] = request
+                    self._ledger.move(request, WAITING)
         if released or ready:
             self._add(released + ready)
 
     def _room(self) -> int | None:
         """Free slots of the in-flight window (None: no limit); call with the lock held.
 
-        Counted from the requests' states, the one record of what is out, each time
-        (a walk over the requests not DONE, and only under a limit).
+        Counted from the ledger, the one record of what is out (its structures'
+        sizes: no walk over the requests, no counter of its own).
         """
         limit = self._settings.max_in_flight
         if limit is None:
             return None
-        return max(limit - sum(1 for r in self._requests.values() if r.state in _OUT), 0)
+        return max(limit - self._ledger.out, 0)
 
     def _claim_released(self, now: float, room: int | None) -> list[tuple[_Request, dict[str, bytes]]]:
         """Move held requests a worker now offers to PENDING, oldest first, up to ``room``.
 
         Call with the lock held, in the same hold as :meth:`_room`: the claim and
         the count are one step, so the two threads never both take the last slot.
-        Each is routed again as it is claimed (:meth:`_route`): one that found a
-        worker while the window was full may have lost it since; nobody offering
-        its task now, it stays held, its topic cleared and its deadline kept.
-        One past its deadline is left for the reader's timeout check to fail.
+        Each is routed again as it is claimed: one that found a worker while the
+        window was full may have lost it since; nobody offering its task now, it
+        stays held, its topic cleared and its deadline kept. One past its deadline
+        is left for the reader's timeout check to fail.
+
+        Only the held requests a worker offered at their last routing are walked
+        (``_Ledger.for_room``); all of them are routed again first when the
+        directory has scanned since, as a route changes only with a scan. So a
+        claim costs what it sends, not the number of requests held.
         """
         claimed: list[tuple[_Request, dict[str, bytes]]] = []
         if room == 0:
             return claimed
-        for request in self._requests.values():
-            if request.state == WAITING and now < request.deadline:
-                request.topic = self._route(request)
-                if not request.topic:
-                    continue
-                request.state = PENDING
-                claimed.append((request, request.envelope))
-                if room is not None and len(claimed) == room:
-                    break
+        ledger = self._ledger
+        if ledger.routed_at != self._directory.scans:
+            ledger.route_all(self._route, self._directory.scans)
+        lost: list[_Request] = []
+        for request in ledger.for_room.values():
+            if now >= request.deadline:
+                continue
+            topic = self._route(request)
+            if not topic:  # its workers left in a scan made since the routing (by the other thread)
+                lost.append(request)
+                continue
+            request.topic = topic
+            claimed.append((request, request.envelope))
+            if room is not None and len(claimed) == room:
+                break
+        for request in lost:  # moved once the walk is over
+            ledger.route(request, "")
+        for request, _ in claimed:
+            ledger.move(request, PENDING)
         return claimed
 
     def _leaving(self, room: int | None) -> int:
@@ -365,47 +494,95 @@ class RedisDriver(DispatchingDriver):
         """The topic ``request`` goes to by the directory's last scan ("": nobody offers its task)."""
         return self._directory.route(request.node.name, request.task) or ""
 
-    def _add(self, ready: list[tuple[_Request, dict[str, bytes]]]) -> None:
-        """XADD ``ready``, retrying through an outage until their deadline, then failing them."""
+    def _add(self, ready: list[_Envelope]) -> None:
+        """XADD ``ready``, retrying a transient failure until their deadline, then failing them.
+
+        A refusal (a wrong type, an ACL, a full memory: see ``_transport.is_transient``)
+        fails its request at once (:meth:`_try_add`): it would be refused the same way
+        until the deadline, with the engine thread waiting here all that time.
+        """
         backoff = _transport.Backoff()
         while True:
             ready = [item for item in ready if item[0].state != DONE]
             if not ready:
                 return
-            try:
-                entry_ids = self._xadd(ready)
-            except _transport.errors() as err:
-                now, closing = self._settings.clock.monotonic(), self._closing.is_set()
-                # Held requests sent late keep their earlier deadlines: each fails at its own.
-                late = [request for request, _ in ready if closing or now >= request.deadline]
-                for request in late:
-                    self._finish(request, _timeout(f"{request.describe()} could not be sent: {err}"))
-                if len(late) == len(ready):
-                    return
-                LOG.warning("could not send %d request(s), retrying: %s", len(ready) - len(late), err)
-                self._settings.clock.sleep(backoff.next())
-                continue
-            with self._lock:
-                late = []
-                for (request, _), entry_id in zip(ready, entry_ids, strict=True):
-                    request.entry_id, request.envelope = entry_id, {}
+            ready = self._try_add(ready)
+            if not ready:
+                return
+            now, closing = self._settings.clock.monotonic(), self._closing.is_set()
+            # Held requests sent late keep their earlier deadlines: each fails at its own.
+            late = [request for request, _ in ready if closing or now >= request.deadline]
+            for request in late:
+                why = self._unsent_why(request, closing=closing)
+                self._finish(request, _timeout(why))
+            if len(late) == len(ready):
+                return
+            LOG.warning(
+                "could not send %d request(s), retrying; the first: %s %s",
+                len(ready) - len(late),
+                ready[0][0].describe(),
+                ready[0][0].unsent,
+            )
+            self._settings.clock.sleep(backoff.next())
+
+    def _try_add(self, ready: list[_Envelope]) -> list[_Envelope]:
+        """XADD ``ready`` once; return those whose add failed for now (to try again), still PENDING.
+
+        Each request's own outcome counts (a pipeline's commands succeed or fail one
+        by one): one added keeps its entry id (taken back if it finished meanwhile),
+        one refused fails at once with what was refused and where. A failure of the
+        whole round trip (a lost connection) is each request's failure. Every failed
+        request remembers why (:meth:`_Request.not_sent`), which its timeout then says.
+        """
+        try:
+            results = self._xadd(ready)
+        except _transport.errors() as err:  # the round trip failed: every add with it
+            results = [err] * len(ready)
+        retry: list[_Envelope] = []
+        refused: list[_Request] = []
+        late: list[_Request] = []
+        namespace = self._settings.namespace
+        with self._lock:
+            for (request, envelope), result in zip(ready, results, strict=True):
+                if not isinstance(result, Exception):
+                    request.entry_id, request.envelope, request.unsent = result, {}, ""
                     if request.state == DONE:  # timed out while we were sending
                         late.append(request)
-            if late:
+                    continue
+                request.not_sent(namespace, result)
+                if _transport.is_transient(result):
+                    retry.append((request, envelope))
+                else:
+                    refused.append(request)
+        for request in refused:
+            why = f"{request.describe()} could not be sent: {request.unsent} (refused: not tried again)"
+            self._finish(request, Failure.from_exception(exc.ExecutionFailure(why)))
+        if late:
+            try:
                 self._forget(late)
-            return
+            except _transport.errors() as err:
+                LOG.debug("could not take back %d timed out request(s): %s", len(late), err)
+        return retry
 
-    def _xadd(self, ready: list[tuple[_Request, dict[str, bytes]]]) -> list[Any]:
-        """Append each request's envelope to its topic's stream in one round trip; return the entry ids.
+    def _unsent_why(self, request: _Request, *, closing: bool = False) -> str:
+        """What a request whose adds all failed says as it times out (or as the engine closes)."""
+        if closing:
+            return f"{request.describe()} could not be sent before the engine closed: {request.unsent}"
+        timeout = self._settings.transition_timeout
+        return f"{request.describe()} could not be sent within {timeout:g} s: {request.unsent}"
 
-        Raises whatever the transport raises (``_transport.errors()``): the callers differ in how
-        they retry.
+    def _xadd(self, ready: list[_Envelope]) -> list[Any]:
+        """Append each request's envelope to its topic's stream in one round trip.
+
+        Returns, for each request, its entry id or the error its XADD was answered
+        with (a refusal). Raises what the transport raises (``_transport.errors()``)
+        when the round trip itself failed.
         """
         namespace = self._settings.namespace
         pipe = self._client.pipeline(transaction=False)
         for request, envelope in ready:
             pipe.xadd(protocol.requests_key(namespace, request.topic), _transport.fields(envelope))
-        return list(pipe.execute())
+        return list(pipe.execute(raise_on_error=False))
 
     def _forget(self, requests: list[_Request]) -> None:
         """Acknowledge and delete the stream entries of ``requests`` (timed out or abandoned)."""
@@ -425,8 +602,7 @@ class RedisDriver(DispatchingDriver):
         with self._lock:
             if request.state == DONE:
                 return False
-            request.state = DONE
-            self._requests.pop(request.id, None)
+            self._ledger.move(request, DONE)
         if failure is not None:
             self._done.put(request.node, request.action, False, failure)
         else:
@@ -487,10 +663,10 @@ class RedisDriver(DispatchingDriver):
             return
         event = message["event"]
         with self._lock:
-            request = self._requests.get(message["id"])
+            request = self._ledger.live.get(message["id"])
             started = request is not None and event == protocol.RUNNING
             if request is not None and started:
-                request.state = RUNNING
+                self._ledger.move(request, RUNNING)
                 request.worker = message["worker"]
                 request.gone_since = None
                 request.started_at = settings.clock.monotonic()
@@ -565,16 +741,17 @@ class RedisDriver(DispatchingDriver):
         now = self._settings.clock.monotonic()
         timeout = self._settings.transition_timeout
         with self._lock:
-            expired = [
-                r for r in self._requests.values() if r.state in (PENDING, WAITING) and now >= r.deadline
-            ]
-            running = [r for r in self._requests.values() if r.state == RUNNING]
-            waiting = [r for r in self._requests.values() if r.state == WAITING and now < r.deadline]
+            live = self._ledger.live.values()
+            expired = [r for r in live if r.state in (PENDING, WAITING) and now >= r.deadline]
+            running = [r for r in live if r.state == RUNNING]
+            waiting = any(r.state == WAITING and now < r.deadline for r in live)
             # New requests waiting for room are routed when it frees (_leaving): keep that view
             # current too. Only _send replaces the list, under this lock; dispatch appends to it.
             queued = self._settings.max_in_flight is not None and bool(self._outgoing)
         for request in expired:
-            if request.state == WAITING and request.topic:
+            if request.unsent and request.entry_id is None:  # a worker offered it, but the sends failed
+                why = self._unsent_why(request)
+            elif request.state == WAITING and request.topic:
                 why = (
                     f"{request.describe()} timed out: a worker offers its task, but the"
                     f" {self._settings.max_in_flight} request(s) out at once (max_in_flight)"
@@ -597,16 +774,18 @@ class RedisDriver(DispatchingDriver):
             except _transport.errors() as err:
                 LOG.debug("could not take back %d timed out request(s): %s", len(expired), err)
         if waiting or queued:
-            self._release(waiting, now)
+            self._release(now)
         if running:
             running = self._check_task_timeouts(running, now)
         if running:
             self._check_workers(running, now, timeout)
 
-    def _release(self, waiting: list[_Request], now: float) -> None:
+    def _release(self, now: float) -> None:
         """Scan for workers, then send the held requests some live worker offers, as far as the window allows.
 
-        One try: on a failed send they are held again and the next tick retries.
+        One try (:meth:`_try_add`): one refused fails at once; on a send that failed
+        for now (a lost connection) they are held again and the next tick retries,
+        and at their deadline they fail saying so, not that no worker offered them.
         Those the window has no room for keep their topic and stay WAITING, first
         in line for the next slot (:meth:`_claim_released`, from either thread),
         which routes them again then, from the scans each tick makes meanwhile.
@@ -618,26 +797,24 @@ class RedisDriver(DispatchingDriver):
             LOG.debug("could not look for workers for the requests waiting to be sent: %s", err)
             return
         with self._lock:
-            for request in waiting:
-                if request.state == WAITING:  # looked up again: a worker may have come or gone
-                    request.topic = self._route(request)
+            # Looked up again, all of them (a worker may have come or gone), whatever the room.
+            self._ledger.route_all(self._route, directory.scans)
             ready = self._claim_released(now, self._room())
         if not ready:
             return
-        try:
-            entry_ids = self._xadd(ready)
-        except _transport.errors() as err:
-            LOG.warning("could not send %d request(s) that found a worker, retrying: %s", len(ready), err)
+        retry = self._try_add(ready)
+        if retry:
+            LOG.warning(
+                "could not send %d request(s) that found a worker, retrying; the first: %s %s",
+                len(retry),
+                retry[0][0].describe(),
+                retry[0][0].unsent,
+            )
             with self._lock:
-                for request, _ in ready:
-                    if request.state == PENDING:
-                        request.topic, request.state = "", WAITING
-            return
-        with self._lock:
-            for (request, _), entry_id in zip(ready, entry_ids, strict=True):
-                request.entry_id = entry_id
-                request.envelope = {}
-        LOG.debug("sent %d request(s) that waited for a worker", len(ready))
+                for request, _ in retry:
+                    if request.state == PENDING:  # held again, its topic kept until it is routed again
+                        self._ledger.move(request, WAITING)
+        LOG.debug("sent %d request(s) that waited for a worker", len(ready) - len(retry))
 
     def _check_task_timeouts(self, running: list[_Request], now: float) -> list[_Request]:
         """Fail running requests past their task's own timeout; return the others."""
@@ -710,6 +887,11 @@ def _invalid(request: _Request, reason: str) -> Failure:
     return Failure.from_exception(
         exc.InvalidFormat(f"{request.describe()} cannot be sent to a worker: {reason}")
     )
+
+
+def _error_text(error: Exception) -> str:
+    """``error`` for a message: its type (a lost connection, a refusal) and what it said."""
+    return f"{type(error).__name__}: {error}"
 
 
 def _text(value: Any) -> str:
