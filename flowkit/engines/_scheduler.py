@@ -618,6 +618,13 @@ class Scheduler:
         nodes = self._nodes
         for index in indices:
             if self._in_revert[index]:
+                # A retry already set to retry (a sibling's earlier RETRY) that a
+                # wider decision now covers is reverted, not retried: REVERT_ALL
+                # (or an enclosing REVERT/RETRY) undoes its scope for good.
+                record = self.records[index]
+                if record.intention == st.RETRY and not self._busy[index] and not self._cleared[index]:
+                    record.intention = st.REVERT
+                    self._hooks.record(nodes[index], None, st.REVERT)
                 continue
             self._in_revert[index] = True
             added.append(index)
