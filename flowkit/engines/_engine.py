@@ -334,6 +334,9 @@ class ActionEngine(Engine):
         self._statistics: dict[str, Any] = {}
         self._gather = bool(self._options.get("gather_statistics", True))
         self._check_options()
+        # A bad value is refused here, at load, before a persisted run is written:
+        # not at the first run() (the limits below are checked at load the same way).
+        _task_options.check_default_timeout(self._options.get("default_timeout"), self.kind)
         if self._options.get("concurrency_limits") is not None:
             # Compiled now rather than at the first run (it is compiled once either
             # way), so a concurrency key the limits do not name fails at load.

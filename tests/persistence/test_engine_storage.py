@@ -201,6 +201,15 @@ def test_injecting_a_value_json_cannot_hold_fails_before_anything_runs(backend: 
     assert CALLS == []
 
 
+@pytest.mark.parametrize("timeout", [-1, 0, "soon"])
+def test_a_bad_default_timeout_is_refused_at_load_before_a_run_is_written(backend: Any, timeout: Any) -> None:
+    with pytest.raises(exceptions.InvalidEngineOption, match="default_timeout"):
+        engines.load(chain("bad-timeout", 1), store={"value": 1}, backend=backend, default_timeout=timeout)
+    with contextlib.closing(backend.get_connection()) as conn:
+        assert list(conn.get_logbooks()) == []
+    assert CALLS == []
+
+
 def test_one_write_per_task_on_a_linear_flow(backend: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     engine = engines.load(chain("counted", 50), store={"value": 0}, backend=backend)
     engine.prepare()
