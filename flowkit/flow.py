@@ -133,13 +133,11 @@ class Flow(abc.ABC):
         A retry is accepted here, as TaskFlow does, and refused when the flow is
         compiled (retries are given as ``retry=``).
 
+        An item may provide what the flow's retry provides or requires, as in
+        TaskFlow: validation reports a retry requirement nobody outside gives.
+
         Raises:
             flowkit.exceptions.InvalidFlowItem: not an atom or flow, or this flow itself.
-            flowkit.exceptions.AmbiguousDependency: the item provides a symbol
-                this flow's retry provides too.
-            flowkit.exceptions.DependencyFailure: the flow's retry requires a
-                symbol the item provides (the retry runs first, so it could
-                never get it from the item).
         """
         cls = type(item)
         if cls not in _ITEM_CLASSES:

@@ -334,6 +334,9 @@ class ActionEngine(Engine):
         self._statistics: dict[str, Any] = {}
         self._gather = bool(self._options.get("gather_statistics", True))
         self._check_options()
+        # A bad value is refused here, at load, before a persisted run is written:
+        # not at the first run() (the limits below are checked at load the same way).
+        _task_options.check_default_timeout(self._options.get("default_timeout"), self.kind)
         if self._options.get("concurrency_limits") is not None:
             # Compiled now rather than at the first run (it is compiled once either
             # way), so a concurrency key the limits do not name fails at load.
@@ -647,9 +650,21 @@ class ActionEngine(Engine):
         atom_states = [records[n.index].state for n in self._compiled().atoms]
         if all(s in (st.SUCCESS, st.IGNORE) for s in atom_states):
             return st.SUCCESS
-        if self._storage.get_flow_state() == st.SUSPENDING:
+        if self._storage.get_flow_state() == st.SUSPENDING and self._work_left(runtime):
             return st.SUSPENDED
+        # Nothing was left to do when the suspend came: the revert had finished.
         return st.REVERTED
+
+    @staticmethod
+    def _work_left(runtime: Runtime) -> bool:
+        """Tell whether a suspended run stopped before its end (something could still run or revert)."""
+        if runtime.scheduler.has_work():
+            return True
+        limiter = runtime.limiter
+        if limiter is not None and limiter.has_reoffer():
+            return True
+        loops = runtime.loops
+        return loops is not None and bool(loops.timers)
 
     def suspend(self) -> None:
         self._change_state(st.SUSPENDING)

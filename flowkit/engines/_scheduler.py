@@ -324,6 +324,40 @@ class Scheduler:
         """Tell whether anything could start now (used to tell SUSPENDED from done)."""
         return bool(self._exec_heap or self._revert_heap)
 
+    def has_work(self) -> bool:
+        """Tell whether :meth:`next_item` would still hand something out.
+
+        :meth:`has_ready` also counts queue entries that went stale (an atom queued
+        to run, then put in the revert set): a run suspended just as its revert
+        finished has nothing left, and must end REVERTED, not SUSPENDED, as on
+        TaskFlow. Stale entries are dropped here as :meth:`next_item` would drop
+        them; an atom with deciders still counts (deciding is work: a suspended
+        run leaves it for the next run).
+        """
+        revert_heap, exec_heap, records = self._revert_heap, self._exec_heap, self.records
+        while revert_heap:
+            index = revert_heap[0][2]
+            if (
+                self._in_revert[index]
+                and not self._cleared[index]
+                and (self._busy[index] or self._revert_wait[index] == 0)
+            ):
+                record = records[index]
+                current = record.state
+                if record.intention == st.RETRY and current in (st.SUCCESS, st.RETRYING):
+                    return True
+                if current in _TO_REVERT_STATES or current == st.RUNNING:
+                    return True
+            heappop(revert_heap)
+        while exec_heap:
+            index = exec_heap[0][2]
+            if not (
+                self._waiting[index] or self._in_revert[index] or self._fwd_done[index] or self._busy[index]
+            ):
+                return True
+            heappop(exec_heap)
+        return False
+
     # -- reporting outcomes ---------------------------------------------------
 
     def executed(self, node: Node, ok: bool) -> None:
@@ -618,6 +652,13 @@ class Scheduler:
         nodes = self._nodes
         for index in indices:
             if self._in_revert[index]:
+                # A retry already set to retry (a sibling's earlier RETRY) that a
+                # wider decision now covers is reverted, not retried: REVERT_ALL
+                # (or an enclosing REVERT/RETRY) undoes its scope for good.
+                record = self.records[index]
+                if record.intention == st.RETRY and not self._busy[index] and not self._cleared[index]:
+                    record.intention = st.REVERT
+                    self._hooks.record(nodes[index], None, st.REVERT)
                 continue
             self._in_revert[index] = True
             added.append(index)

@@ -117,7 +117,9 @@ def load(
             backend but no book, a logbook is made for the run.
         namespace: the entry-point group engines are looked up in.
         engine: the engine kind (``serial``, ``parallel``, ``asyncio``...), or a URI.
-        inject: per-atom values: ``{atom_name: {symbol: value}}``.
+        inject: per-atom values: ``{atom_name: {symbol: value}}``; with a
+            ``backend`` they are saved with the atoms' records, so a resumed run
+            has them too.
         options: engine options, for example ``executor=``, ``max_workers=``,
             ``defer_reverts=``, ``never_resolve=``.
 
@@ -128,8 +130,8 @@ def load(
     Raises:
         UnknownEngine: no engine kind by that name in ``namespace``.
         InvalidEngineOption: an option the engine kind does not take.
-        InvalidFormat: a ``store`` key is not a string, or a value cannot be
-            stored as JSON, while the run is persisted.
+        InvalidFormat: a ``store`` or ``inject`` key is not a string, or a value
+            cannot be stored as JSON, while the run is persisted.
         NotFound: ``inject`` names an atom that is not in the flow.
     """
     if not isinstance(engine, str):
@@ -164,20 +166,27 @@ def _load(
     made = cls(flow, flow_detail, backend, merged)
     if inject:
         made.compile()
-        _check_inject(made, inject)
+        _check_inject(made, inject, durable=backend is not None)
     if unsaved_book is not None and backend is not None:
         _save_book(unsaved_book, backend)
     if store:
         made.storage.inject(store)
     if inject:
         made.prepare()
+        # A persisted run keeps them with the atoms' records, as it keeps store=:
+        # a run resumed elsewhere (load_from_detail, a conductor) has its inputs.
         for atom_name, pairs in inject.items():
-            made.storage.inject_atom_args(atom_name, pairs)
+            made.storage.inject_atom_args(atom_name, pairs, transient=backend is None)
     return made
 
 
-def _check_inject(engine: Engine, inject: Mapping[str, Mapping[str, Any]]) -> None:
-    """Refuse ``inject=`` entries for atoms the (compiled) flow does not have."""
+def _check_inject(engine: Engine, inject: Mapping[str, Mapping[str, Any]], durable: bool = False) -> None:
+    """Refuse ``inject=`` entries for atoms the (compiled) flow does not have.
+
+    For a ``durable`` run (one with a backend, which keeps the values) also refuse
+    a symbol that is not a string or a value JSON cannot hold, before anything is
+    written.
+    """
     compilation = getattr(engine, "compilation", None)
     if compilation is None:
         return
@@ -187,6 +196,23 @@ def _check_inject(engine: Engine, inject: Mapping[str, Mapping[str, Any]]) -> No
         raise exc.NotFound(
             f"inject= names atom(s) {unknown}, which flow '{engine.storage.flow_name}' does not have"
         )
+    if not durable:
+        return
+    from flowkit._detail_sync import check_storable  # only persisted runs get here
+
+    for atom_name, pairs in inject.items():
+        for symbol, value in pairs.items():
+            if not isinstance(symbol, str):
+                raise exc.InvalidFormat(
+                    f"inject= key {symbol!r} for atom '{atom_name}' is a {type(symbol).__name__}; "
+                    "symbols are strings"
+                )
+            try:
+                check_storable(value)
+            except (TypeError, ValueError, RecursionError) as err:
+                raise exc.InvalidFormat(
+                    f"value injected as '{symbol}' into atom '{atom_name}' cannot be stored as JSON: {err}"
+                ) from err
 
 
 def run(flow: Any, store: Mapping[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:

@@ -610,9 +610,10 @@ class JobBoard(ABC):
                 same atomic step as the removal.
 
         Raises:
-            NotFound: the job is not on the board.
+            NotFound: the job is not on the board, or nobody holds its claim
+                (as TaskFlow: its owner cannot be found).
             ClaimLost: ``claim`` was given and is no longer the job's current claim.
-            JobFailure: ``who`` does not hold the job's claim.
+            JobFailure: someone other than ``who`` holds the job's claim.
         """
 
     @abstractmethod
@@ -634,9 +635,10 @@ class JobBoard(ABC):
             claim: as for :meth:`consume`.
 
         Raises:
-            NotFound: the job is not on the board.
+            NotFound: the job is not on the board, or nobody holds its claim
+                (as TaskFlow: its owner cannot be found).
             ClaimLost: ``claim`` was given and is no longer the job's current claim.
-            JobFailure: ``who`` does not hold the job's claim.
+            JobFailure: someone other than ``who`` holds the job's claim.
         """
 
     @abstractmethod
@@ -650,9 +652,10 @@ class JobBoard(ABC):
             claim: as for :meth:`consume`.
 
         Raises:
-            NotFound: the job is not on the board.
+            NotFound: the job is not on the board, or nobody holds its claim
+                (as TaskFlow: its owner cannot be found).
             ClaimLost: ``claim`` was given and is no longer the job's current claim.
-            JobFailure: ``who`` does not hold the job's claim.
+            JobFailure: someone other than ``who`` holds the job's claim.
         """
 
     @abstractmethod

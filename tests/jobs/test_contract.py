@@ -88,8 +88,13 @@ def test_every_claim_has_a_larger_token(make_board: MakeBoard) -> None:
 def test_consume_completes_the_job_for_its_claimant_only(make_board: MakeBoard) -> None:
     board = make_board()
     job = board.post("j")
-    with pytest.raises(exc.JobFailure, match="not claimed"):
+    # As TaskFlow's boards: a job nobody holds has no owner to be found (NotFound).
+    with pytest.raises(exc.NotFound, match="not claimed"):
         board.consume(job, "a")
+    with pytest.raises(exc.NotFound, match="not claimed"):
+        board.abandon(job, "a")
+    with pytest.raises(exc.NotFound, match="not claimed"):
+        board.trash(job, "a")
     board.claim(job, "a")
     with pytest.raises(exc.JobFailure, match="claimed by 'a', not 'b'"):
         board.consume(job, "b")

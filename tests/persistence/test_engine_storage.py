@@ -201,6 +201,15 @@ def test_injecting_a_value_json_cannot_hold_fails_before_anything_runs(backend: 
     assert CALLS == []
 
 
+@pytest.mark.parametrize("timeout", [-1, 0, "soon"])
+def test_a_bad_default_timeout_is_refused_at_load_before_a_run_is_written(backend: Any, timeout: Any) -> None:
+    with pytest.raises(exceptions.InvalidEngineOption, match="default_timeout"):
+        engines.load(chain("bad-timeout", 1), store={"value": 1}, backend=backend, default_timeout=timeout)
+    with contextlib.closing(backend.get_connection()) as conn:
+        assert list(conn.get_logbooks()) == []
+    assert CALLS == []
+
+
 def test_one_write_per_task_on_a_linear_flow(backend: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     engine = engines.load(chain("counted", 50), store={"value": 0}, backend=backend)
     engine.prepare()
@@ -241,6 +250,27 @@ def test_an_interrupted_run_resumes_without_redoing_what_succeeded(backend: Any)
     assert CALLS == [("halt", "execute"), ("after", "execute")]
     assert resumed.storage.fetch_all() == {"value": 1, "s0": 2, "s1": 3, "halt": 4, "after": 5}
     assert stored_flow(backend, flow_uuid).state == states.SUCCESS
+
+
+def test_values_load_injects_into_one_atom_are_kept_for_a_resumed_run(backend: Any) -> None:
+    # interrupted_factory's "halt" takes its value from s1; inject= overrides s1 for
+    # that atom only, and a run resumed from the stored flow detail must still have it.
+    engine = engines.load_from_factory(
+        interrupted_factory, store={"value": 1}, backend=backend, inject={"halt": {"s1": 40}}
+    )
+    flow_uuid = engine.storage.flow_uuid
+    with pytest.raises(KeyboardInterrupt):
+        engine.run()
+    resumed = engines.load_from_detail(stored_flow(backend, flow_uuid), backend=backend)
+    resumed.run()
+    assert resumed.storage.fetch("halt") == 41
+
+
+def test_a_value_inject_cannot_store_is_refused_before_a_run_is_written(backend: Any) -> None:
+    with pytest.raises(exceptions.InvalidFormat, match="'value' into atom 's0'"):
+        engines.load(chain("bad-inject", 1), backend=backend, inject={"s0": {"value": object()}})
+    with contextlib.closing(backend.get_connection()) as conn:
+        assert list(conn.get_logbooks()) == []
 
 
 def test_a_resumed_run_of_a_finished_flow_runs_nothing(backend: Any) -> None:

@@ -183,7 +183,8 @@ class MemoryJobBoard(NotifyingJobBoard):
         if claim is not None and entry.claim != claim:
             raise lost_claim(self, job, claim, entry.claim)
         if entry.claim is None:
-            raise exc.JobFailure(f"cannot {action} job {job.uuid}: it is not claimed (by {who!r} or anyone)")
+            # NotFound, as TaskFlow raises for a job whose owner it cannot find.
+            raise exc.NotFound(f"cannot {action} job {job.uuid}: it is not claimed (by {who!r} or anyone)")
         if entry.claim.owner != who:
             raise exc.JobFailure(
                 f"cannot {action} job {job.uuid}: it is claimed by {entry.claim.owner!r}, not {who!r}"

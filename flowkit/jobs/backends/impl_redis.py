@@ -504,7 +504,8 @@ class RedisJobBoard(NotifyingJobBoard):
         if claim is not None:
             raise lost_claim(self, job, claim, current)
         if current is None:
-            raise exc.JobFailure(f"cannot {action} job {job.uuid}: it is not claimed (by {who!r} or anyone)")
+            # NotFound, as TaskFlow raises for a job whose owner it cannot find.
+            raise exc.NotFound(f"cannot {action} job {job.uuid}: it is not claimed (by {who!r} or anyone)")
         raise exc.JobFailure(
             f"cannot {action} job {job.uuid}: it is claimed by {current.owner!r}, not {who!r}"
         )

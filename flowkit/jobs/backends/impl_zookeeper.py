@@ -516,7 +516,8 @@ class ZookeeperJobBoard(NotifyingJobBoard):
                 except NoNodeError:
                     if claim is not None:
                         raise lost_claim(self, job, claim, None) from None
-                    raise exc.JobFailure(
+                    # NotFound, as TaskFlow raises for a job whose owner it cannot find.
+                    raise exc.NotFound(
                         f"cannot {action} job {job.uuid}: it is not claimed (by {who!r} or anyone)"
                     ) from None
                 data = json.loads(raw_lock)

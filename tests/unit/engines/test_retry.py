@@ -210,6 +210,30 @@ def test_revert_all_ignores_an_enclosing_retry(engine_kind: str, rec: Recorder) 
     assert engine.storage.get_flow_state() == states.REVERTED
 
 
+def test_revert_all_overrides_a_sibling_retry_already_deciding_to_retry(rec: Recorder) -> None:
+    # The serial engine runs both failing atoms in one step and resolves them in
+    # flow order: "retried" decides RETRY first, then "doomed" decides REVERT_ALL.
+    # Everything must be reverted, the first retry included, not retried again.
+    retried = linear_flow.Flow("retried", retry=retry.Times(3, "r_retried")).add(
+        Step("b", rec), FailTimes("b_bad", rec, times=1)
+    )
+    doomed = linear_flow.Flow("doomed", retry=retry.AlwaysRevertAll("r_doomed")).add(
+        Step("a", rec), Boom("a_bad", rec)
+    )
+    flow = linear_flow.Flow("outer").add(
+        Step("pre", rec), unordered_flow.Flow("both").add(retried, doomed), Step("post", rec)
+    )
+    engine = engines.load(flow, engine="serial")
+    with pytest.raises(Exception, match="a_bad failed"):
+        engine.run()
+    assert rec.executed().count("b_bad") == 1
+    assert "pre" in rec.reverted()
+    for name in ("pre", "b", "b_bad", "r_retried", "a", "a_bad", "r_doomed"):
+        assert engine.storage.get_atom_state(name) == states.REVERTED, name
+    assert engine.storage.get_atom_state("post") == states.PENDING
+    assert engine.storage.get_flow_state() == states.REVERTED
+
+
 def test_revert_decision_defers_to_an_enclosing_retry(engine_kind: str, rec: Recorder) -> None:
     inner = linear_flow.Flow("inner", retry=retry.AlwaysRevert("r_inner")).add(FailTimes("c", rec, times=1))
     flow = linear_flow.Flow("outer", retry=retry.Times(3, "r_outer")).add(Step("a", rec), inner)

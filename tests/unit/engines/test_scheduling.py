@@ -9,7 +9,7 @@ import pytest
 from flowkit import engines, states
 from flowkit.patterns import linear_flow, unordered_flow
 
-from ._tasks import FailTimes, Recorder, Step
+from ._tasks import Boom, FailTimes, Recorder, Step
 
 
 class Suspender(Step):
@@ -83,6 +83,44 @@ def test_suspend_from_a_listener_stops_scheduling(engine_kind: str, rec: Recorde
     engine.run()
     assert rec.executed() == ["a", "b", "c"]
     assert engine.storage.get_flow_state() == states.SUCCESS
+
+
+def test_a_suspend_that_comes_as_the_last_revert_finishes_ends_the_run_reverted(
+    engine_kind: str, rec: Recorder
+) -> None:
+    # Nothing is left to do once "a" is reverted: the run ends REVERTED and raises,
+    # as TaskFlow's does, rather than SUSPENDED (and silent) with everything undone.
+    flow = linear_flow.Flow("f").add(Step("a", rec), Boom("b", rec))
+    engine = engines.load(flow, engine=engine_kind)
+
+    def on_state(state: str, details: dict[str, Any]) -> None:
+        if details.get("task_name") == "a" and state == states.REVERTED:
+            engine.suspend()
+
+    engine.atom_notifier.register(states.REVERTED, on_state)
+    with pytest.raises(ValueError, match="b failed"):
+        engine.run()
+    assert engine.storage.get_flow_state() == states.REVERTED
+    assert rec.reverted() == ["b", "a"]
+
+
+def test_a_suspend_during_a_revert_with_reverts_left_still_suspends(engine_kind: str, rec: Recorder) -> None:
+    flow = linear_flow.Flow("f").add(Step("a", rec), Step("b", rec), Boom("c", rec))
+    engine = engines.load(flow, engine=engine_kind)
+
+    def on_state(state: str, details: dict[str, Any]) -> None:
+        if details.get("task_name") == "c" and state == states.REVERTED:
+            engine.suspend()
+
+    engine.atom_notifier.register(states.REVERTED, on_state)
+    engine.run()
+    assert engine.storage.get_flow_state() == states.SUSPENDED
+    assert rec.reverted() == ["c"]
+    engine.atom_notifier.deregister(states.REVERTED, on_state)
+    with pytest.raises(Exception, match="c failed"):
+        engine.run()
+    assert engine.storage.get_flow_state() == states.REVERTED
+    assert rec.reverted() == ["c", "b", "a"]
 
 
 def test_a_suspended_parallel_run_lets_running_atoms_finish(rec: Recorder) -> None:

@@ -261,9 +261,8 @@ def test_bad_class_attribute_timeout_is_refused_at_compile() -> None:
 
 @pytest.mark.parametrize("bad", [-1, 0, "soon", False])
 def test_bad_default_timeout_is_refused(bad: Any) -> None:
-    engine = engines.load(tt.Quick("q"), default_timeout=bad)
     with pytest.raises(exc.InvalidEngineOption) as caught:
-        engine.compile()
+        engines.load(tt.Quick("q"), default_timeout=bad)  # at load, as every option value
     assert caught.value.option == "default_timeout"
 
 
