@@ -167,6 +167,14 @@ def test_a_bad_cache_option_is_a_clear_error_before_anything_runs(value: Any, wo
     assert tasks.CALLS == []
 
 
+@pytest.mark.parametrize("value", ["nowhere://x", "memory://x?ttl=soon", "dir://?ttl=5", "not a url", 42])
+def test_a_bad_cache_option_fails_engines_load(value: Any) -> None:
+    # As doc/caching.rst says: engines.load refuses it, not the first run.
+    with pytest.raises(exceptions.InvalidEngineOption) as err:
+        engines.load(tasks.chain(1), store={"start": 0}, cache=value)
+    assert err.value.option == "cache"
+
+
 def test_a_sqlite_cache_is_shared_by_two_processes(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'cache.db'}"
     script = textwrap.dedent(
