@@ -147,8 +147,9 @@ def _rebuild(ref: Any) -> Any:
 
 def _resume(args: argparse.Namespace) -> int:
     from flowkit import engines
+    from flowkit import exceptions as exc
     from flowkit.cli._plan import plan_resume
-    from flowkit.cli.run import ENGINE_KEY, run_engine
+    from flowkit.cli.run import ENGINE_KEY, engine_error, run_engine
 
     with open_backend(args.connection) as backend:
         ref = find_flow(backend, args.flow)
@@ -158,7 +159,10 @@ def _resume(args: argparse.Namespace) -> int:
             print(json.dumps(plan.to_dict(), indent=2) if args.json else plan.to_text())
             return 0
         kind = args.engine or (ref.flow.meta or {}).get(ENGINE_KEY) or "serial"
-        engine = engines.load(flow, flow_detail=ref.flow, backend=backend, engine=kind)
+        try:
+            engine = engines.load(flow, flow_detail=ref.flow, backend=backend, engine=kind)
+        except (exc.UnknownEngine, exc.InvalidEngineOption) as err:
+            raise engine_error(kind, err) from err
         if args.json:
             args.report = "json"
         return run_engine(engine, args)
