@@ -177,7 +177,9 @@ class TracingListener(base.Listener):
         with self._lock:
             if state in (st.RUNNING, st.REVERTING):
                 self._start(kind, name, uuid, state)
-            elif state in _EXECUTE_ENDS or state in _REVERT_ENDS:
+            elif state in _EXECUTE_ENDS or state in _REVERT_ENDS or state == st.PENDING:
+                # PENDING straight from RUNNING: a loop's until said "not yet" and
+                # its loop runs again; its execute ended there, not at the next one.
                 span = self._spans.pop(name, None)
                 if span is None:
                     return

@@ -17,7 +17,7 @@ from opentelemetry.trace import StatusCode
 
 from flowkit import engines, retry
 from flowkit.listeners.otel import TracingListener
-from flowkit.patterns import linear_flow
+from flowkit.patterns import linear_flow, loop_flow
 from tests import services
 from tests.cli._flows import CardDeclined, Charge, Step
 from tests.cli.conftest import SOURCE_ROOT, command_env
@@ -37,6 +37,22 @@ def _by_name(exporter: InMemorySpanExporter) -> dict[str, list[Any]]:
     for span in exporter.get_finished_spans():
         found.setdefault(span.name, []).append(span)
     return found
+
+
+def test_a_loops_until_span_ends_when_it_answers_not_yet(spans: tuple[Any, InMemorySpanExporter]) -> None:
+    tracer, exporter = spans
+    answers = iter([False, True])
+    loop = loop_flow.Flow("poll", Step("check"), until=lambda: next(answers), max_iterations=3)
+    engine = engines.load(loop)
+    with TracingListener(engine, tracer=tracer):
+        engine.run()
+    found = _by_name(exporter)
+    first, second = sorted(found["execute poll^until"], key=lambda s: s.start_time)
+    # The first answer's span ends with that answer, before the body runs again.
+    assert first.attributes["flowkit.state"] == "PENDING"
+    assert first.end_time <= max(s.start_time for s in found["execute check"])
+    assert second.attributes["flowkit.state"] == "SUCCESS"
+    assert [s.attributes["flowkit.atom.attempt"] for s in (first, second)] == [1, 2]
 
 
 def test_a_local_run_gives_a_flow_span_with_a_child_per_execute_and_revert(
