@@ -66,6 +66,11 @@ def add(a: int, b: int = 0) -> int:
     return a + b
 
 
+def options(**given: Any) -> dict[str, Any]:
+    """Returns what it was given (a function taking only ``**kwargs``)."""
+    return given
+
+
 NOT_CALLABLE = 42
 
 

@@ -178,6 +178,29 @@ def test_parameters_come_from_the_store() -> None:
     assert tasks.CALLS == [("fx", {"currency": "USD"})]
 
 
+def test_a_constant_named_like_a_symbol_another_argument_takes_goes_to_its_own_argument() -> None:
+    # inject is keyed by symbol: the constant for `b` was handed to `a` too.
+    from_task = spec(
+        b={"task": f"{T}:add", "inputs": {"a": 1}}, s={"task": f"{T}:add", "inputs": {"a": 10, "b": "${b}"}}
+    )
+    assert engines.run(declarative.load_flow(from_task))["s"] == 11
+    from_parameter = {
+        "parameters": ["a"],
+        "tasks": {"s": {"task": f"{T}:add", "inputs": {"a": 5, "b": "${a}"}}},
+    }
+    assert engines.run(declarative.load_flow(from_parameter), store={"a": 100})["s"] == 105
+
+
+def test_constants_reach_a_function_taking_kwargs() -> None:
+    flow = declarative.load_flow(
+        spec(
+            b={"task": f"{T}:add", "inputs": {"a": 2}},
+            o={"task": f"{T}:options", "inputs": {"p": 1, "q": "${b}"}},
+        )
+    )
+    assert engines.run(flow)["o"] == {"p": 1, "q": 2}
+
+
 def test_options_are_kept_on_the_atoms() -> None:
     flow = declarative.load_flow(
         spec(
