@@ -440,6 +440,19 @@ def test_json_syntax_error_has_its_line(tmp_path: Path) -> None:
     assert err.line == 2
 
 
+def test_a_key_given_twice_is_refused_not_silently_dropped(tmp_path: Path) -> None:
+    # A task pasted twice under one name: the parsers keep the last one only.
+    twice = PRICING + "  fx:     {task: " + T + ":FetchRate,   inputs: {currency: USD}}\n"
+    err = load_error(write(tmp_path, twice, "pricing.yaml"))
+    assert (err.line, err.key) == (7, "fx")
+    assert "duplicate key 'fx' (first on line 4)" in str(err)
+    inline = write(tmp_path, f"tasks: {{a: {{task: '{T}:add', inputs: {{a: 1, a: 2}}}}}}\n", "inline.yaml")
+    assert "duplicate key 'a'" in str(load_error(inline))
+    one = {"task": f"{T}:add", "inputs": {"a": 1}}
+    as_json = f'{{"tasks": {{"a": {json.dumps(one)}, "a": {json.dumps(one)}}}}}'
+    assert "duplicate key 'a'" in str(load_error(write(tmp_path, as_json, "f.json")))
+
+
 def test_missing_file_and_bad_shapes(tmp_path: Path) -> None:
     assert "cannot read" in str(load_error(tmp_path / "nope.yaml"))
     assert "mapping" in str(load_error(write(tmp_path, "- a\n- b\n")))
