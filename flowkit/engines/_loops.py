@@ -182,6 +182,43 @@ class Loops:
             runtime.scheduler.wake(start)
         return None
 
+    def restart_scope(self, scope: list[int]) -> None:
+        """A retry runs ``scope`` again: every loop wholly inside it starts over.
+
+        Such a loop is run again from its first iteration, with
+        ``max_iterations`` whole, as when it first ran (a loop nested in a
+        loop's body does the same each outer iteration). The iteration number
+        is written to its atoms' records, so a resumed run reads it; their
+        earlier iterations' results stay in their history. A loop the retry
+        sits inside (its ``until`` is not in ``scope``) goes on counting.
+        """
+        runtime = self._runtime
+        nodes = runtime.compilation.nodes
+        inside = set(scope)
+        restarted: set[int] = set()
+        for index in scope:
+            node = nodes[index]
+            if node.atom is None:
+                continue
+            until = self.until_of(node)
+            if until < 0 or until not in inside:
+                continue
+            restarted.add(until)
+            record = runtime.records[index]
+            if record is not None and record.meta.get(ITERATION_KEY, 1) != 1:
+                record.meta[ITERATION_KEY] = 1
+                if runtime.state.durable:
+                    runtime.state.changed(record)
+        if not restarted:
+            return
+        for until in restarted:
+            self._iteration[until] = 1
+        starts = {nodes[until].scope.start for until in restarted}
+        if any(timer[2] in starts for timer in self.timers):
+            # A delay being waited out belongs to the attempt the retry ended.
+            self.timers = [timer for timer in self.timers if timer[2] not in starts]
+            heapq.heapify(self.timers)
+
     # -- delays --------------------------------------------------------------------------
 
     def wake_due(self) -> None:
