@@ -499,7 +499,7 @@ class Runtime:
         self._transition(node, st.RETRYING)
         if self.loops is not None and self.loops.present:
             # First, so the atoms going back to PENDING are told their new iteration.
-            self.loops.restart_scope(self.scheduler.scope_of(node))
+            self.loops.restart_scope(node, self.scheduler.scope_of(node))
         self.scheduler.retry_restarted(node)
         return self._begin_execute(node)
 

@@ -280,6 +280,26 @@ def test_a_retry_runs_a_loop_in_its_scope_again_from_its_first_iteration(engine_
     assert [it["iteration"] for it in records["count"].meta["iterations"]] == [1, 2, 1, 2]
 
 
+def test_a_retry_in_a_loops_body_has_all_its_attempts_in_each_iteration() -> None:
+    # Its history kept every iteration's attempt: Times(2) in iteration 3 had none left.
+    FailsOnceAt.failed = False
+    runs = {"n": 0}
+
+    class Count(task.Task):
+        default_provides = "n"
+
+        def execute(self) -> int:
+            runs["n"] += 1
+            return runs["n"]
+
+    body = linear_flow.Flow("body", retry=retry.Times(2, "r")).add(FailsOnceAt("check", rebind={"n": "n"}))
+    loop = loop_flow.Flow("count", Count("count"), body, until=lambda n: n >= 4, max_iterations=4)
+    engine = engines.load(loop)
+    engine.run()
+    assert runs["n"] == 4
+    assert engine.storage.run_state.records["count"].meta["iteration"] == 4
+
+
 def test_a_loop_verdict_returned_by_an_ordinary_task_is_an_ordinary_value() -> None:
     class Returns(task.Task):
         default_provides = "v"
