@@ -710,8 +710,11 @@ class Runtime:
                 until = loops.until_of(node)
                 if until >= 0:
                     details["iteration"] = loops.iteration(until)
-            if state == st.SUCCESS and node.index in self.guards:
-                self.guards[node.index].annotate(details)
+            if state in (st.SUCCESS, st.REVERTED) and node.index in self.guards:
+                guard = self.guards[node.index]
+                if state == st.SUCCESS or guard.hit:
+                    # A hit's REVERTED says so too: its revert was not called.
+                    guard.annotate(details)
             self.notifier.notify(state, details)
 
     def relay_progress(self, completions: Completions | None) -> None:

@@ -372,6 +372,13 @@ class EventLogListener(base.Listener):
                 f"its result came from the cache (key {key[:12]}), not from running it",
                 event=self._last.get(name),
             )
+        if state == st.REVERTED and details.get("cache_hit"):
+            return Cause(
+                CauseKind.CACHED,
+                "its revert was not called: its result came from the cache, and the run "
+                "that computed it owns what it did",
+                event=self._last.get(name),
+            )
         if state in (st.SUCCESS, st.REVERTED):
             # Linked to the atom's start, so a chain of causes walks on from there.
             return _plain(CauseKind.RETURNED, self._last.get(name))

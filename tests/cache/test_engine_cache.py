@@ -122,6 +122,23 @@ def test_revert_is_not_called_for_results_taken_from_the_cache(url: str) -> None
     assert engine.storage.get_atom_state("add0") == states.REVERTED
 
 
+def test_the_event_log_does_not_say_a_cached_atoms_revert_ran(url: str) -> None:
+    from flowkit.listeners.events import CauseKind, EventLogListener
+
+    def failing() -> linear_flow.Flow:
+        return tasks.chain(1).add(tasks.Fail("fail", rebind={"value": "v0"}))
+
+    with pytest.raises(RuntimeError):
+        engines.run(failing(), store={"start": 0}, cache=url)
+    engine = engines.load(failing(), store={"start": 0}, cache=url)
+    with EventLogListener(engine) as events, pytest.raises(RuntimeError):
+        engine.run()
+    (reverted,) = [e for e in events.log if e.name == "add0" and e.state == states.REVERTED]
+    # It used to read "revert returned", for a revert that was never called.
+    assert reverted.cause.kind == CauseKind.CACHED
+    assert "revert was not called" in reverted.describe()
+
+
 def test_ttl_expiry_with_an_injected_clock() -> None:
     now = [1000.0]
     store = MemoryStore(ttl=10, clock=lambda: now[0])
