@@ -69,8 +69,12 @@ def register(subparsers: Any) -> None:
 
 
 def _list(args: argparse.Namespace) -> int:
+    from flowkit import states
     from flowkit.report import flow_summary
 
+    if args.state and args.state.upper() not in states.FLOW_STATES:
+        # A misspelt state (FAILED) would otherwise list nothing, as if no flow had failed.
+        raise CliError(f"--state '{args.state}' is no flow state; use one of {sorted(states.FLOW_STATES)}")
     with open_backend(args.connection) as backend:
         rows = [flow_summary(ref.book, ref.flow) for ref in list_flows(backend)]
     if args.state:

@@ -76,6 +76,20 @@ def test_bad_usage_exits_2_with_one_line_naming_the_fault(tmp_path: Path) -> Non
     )
 
 
+def test_a_state_that_is_no_flow_state_is_bad_usage_not_an_empty_list(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/flows.db"
+    assert (
+        flowkit_cmd(
+            "run", "tests.cli._flows:make_shop", "--store", "amount=500", "--connection", url
+        ).returncode
+        == 1
+    )
+    assert "shop" in flowkit_cmd("flows", "list", "--state", "reverted", "--connection", url).stdout
+    done = flowkit_cmd("flows", "list", "--state", "FAILED", "--connection", url)
+    assert done.returncode == 2
+    assert "--state 'FAILED' is no flow state" in done.stderr and "'REVERTED'" in done.stderr
+
+
 def test_a_bad_engine_for_resume_is_bad_usage_naming_it(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/flows.db"
     assert (
