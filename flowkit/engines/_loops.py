@@ -182,6 +182,11 @@ class Loops:
         if loop.delay > 0:
             self._seq += 1
             heapq.heappush(self.timers, (self.clock.monotonic() + loop.delay, self._seq, start))
+            if runtime.state.durable:
+                # Written now: the next call's flush comes only after the delay, and
+                # a run that dies meanwhile must resume in the next iteration
+                # rather than run ``until`` again and wait the delay out again.
+                runtime.state.flush()
         else:
             runtime.scheduler.wake(start)
         return None

@@ -219,6 +219,33 @@ def test_a_resumed_loop_carries_on_in_the_iteration_it_was_in(tmp_path: Path) ->
         backend.close()
 
 
+def test_the_next_iteration_is_written_before_a_delay_is_waited_out(tmp_path: Path) -> None:
+    # It was written with the next call, after the delay: a run killed during
+    # the delay ran until again on resume, and waited the whole delay again.
+    backend = _sqlite(tmp_path)
+
+    class Peek(ManualClock):
+        """Reads what the database holds when the engine starts waiting out a delay."""
+
+        stored: dict[str, tuple[str, Any]] = {}
+
+        def sleep(self, seconds: float) -> None:
+            with contextlib.closing(backend.get_connection()) as conn:
+                detail = conn.get_flow_details(engine.storage.flow_uuid)
+            Peek.stored = {ad.name: (ad.state, ad.meta.get("iteration")) for ad in detail}
+            super().sleep(seconds)
+
+    try:
+        engine = engines.load(
+            linear_flow.Flow("f").add(_poll_loop(delay=30.0)), backend=backend, clock=Peek()
+        )
+        engine.run()
+        assert Peek.stored["poll"] == (st.PENDING, 3)
+        assert Peek.stored["wait-ready^until"][0] == st.PENDING
+    finally:
+        backend.close()
+
+
 def test_a_loop_in_a_loop_starts_over_in_each_outer_iteration() -> None:
     counts = {"inner": 0, "outer": 0}
 
