@@ -176,7 +176,7 @@ def _option(source: Source, task: str, body: Mapping[str, Any], key: str, kind: 
         ok = ok and bool(value)
     if not ok:
         wanted = {
-            int: "a whole number of retries, 0 or more",
+            int: "a whole number of attempts (the first run included), 0 or more",
             float: "a number of seconds above 0",
             bool: "true or false",
             str: "a non-empty string",
