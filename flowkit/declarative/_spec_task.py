@@ -53,6 +53,16 @@ class SpecTask(Task):
         # Inputs are checked when the spec is loaded; the result is the inner task's.
         return typed.Contract({}, typed.contract_of(self._inner).result)
 
+    def __flowkit_cache_identity__(self) -> tuple[BaseTask, dict[str, Any]]:
+        """The user's task, and how its arguments are made from the results read.
+
+        The result cache (:mod:`flowkit.cache`) keys a call by the task's
+        identity and the values it reads, here whole results: both parts are
+        needed, or two spec tasks reading ``${s.v}`` would share one entry
+        whatever they run.
+        """
+        return self._inner, {"spec_inputs": {arg: repr(self._inputs[arg]) for arg in sorted(self._inputs)}}
+
     def _render(self, values: Mapping[str, Any], strict: bool = True) -> dict[str, Any]:
         out = {}
         for arg, value in self._inputs.items():

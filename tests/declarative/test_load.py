@@ -201,6 +201,36 @@ def test_constants_reach_a_function_taking_kwargs() -> None:
     assert engines.run(flow)["o"] == {"p": 1, "q": 2}
 
 
+def test_cached_spec_tasks_reading_fields_do_not_share_entries() -> None:
+    # Both run in the same adapter class with the same results read: their
+    # cache keys were equal, and the second run gave `double` triple's result.
+    calls: list[str] = []
+
+    def double(x: float) -> float:
+        calls.append("double")
+        return 2 * x
+
+    def triple(x: float) -> float:
+        calls.append("triple")
+        return 3 * x
+
+    declarative.register("spec-test-double", double)
+    declarative.register("spec-test-triple", triple)
+    try:
+        flow = spec(
+            p={"task": f"{T}:FetchPrices", "inputs": {"symbol": "X"}},
+            d={"task": "spec-test-double", "inputs": {"x": "${p.close}"}, "cache": True},
+            t={"task": "spec-test-triple", "inputs": {"x": "${p.close}"}, "cache": True},
+        )
+        for _ in range(2):
+            results = engines.run(declarative.load_flow(flow), cache="memory://spec-fields")
+            assert (results["d"], results["t"]) == (20.0, 30.0)
+        assert sorted(calls) == ["double", "triple"]  # the second run hit both
+    finally:
+        declarative.unregister("spec-test-double")
+        declarative.unregister("spec-test-triple")
+
+
 def test_options_are_kept_on_the_atoms() -> None:
     flow = declarative.load_flow(
         spec(
