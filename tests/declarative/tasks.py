@@ -62,6 +62,18 @@ class Recorded(task.Task):
         CALLS.append((self.name + ".revert", {"result": result}))
 
 
+class Limited(task.Task):
+    """A task whose class sets the run options the engine reads."""
+
+    timeout = 30.0
+    concurrency_key = "db"
+    cache = True
+
+    def execute(self, value: float) -> float:
+        CALLS.append((self.name, {"value": value}))
+        return value
+
+
 def add(a: int, b: int = 0) -> int:
     return a + b
 

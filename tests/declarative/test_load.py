@@ -231,6 +231,24 @@ def test_cached_spec_tasks_reading_fields_do_not_share_entries() -> None:
         declarative.unregister("spec-test-triple")
 
 
+@pytest.mark.parametrize("value", [1.5, "${p.close}"], ids=["plain", "adapter"])
+def test_the_run_options_of_a_task_class_hold_however_its_inputs_are_written(value: Any) -> None:
+    # The adapter (for ${p.close}) dropped the class's timeout, key and cache.
+    flow = declarative.load_flow(
+        spec(
+            p={"task": f"{T}:FetchPrices", "inputs": {"symbol": "X"}},
+            q={"task": f"{T}:Limited", "inputs": {"value": value}},
+        )
+    )
+    (atom,) = [a for a in flow if a.name == "q"]
+    assert (atom.timeout, atom.concurrency_key) == (30.0, "db")
+    with pytest.raises(exceptions.InvalidAtomOption, match="concurrency_key='db'"):
+        engines.load(flow, concurrency_limits={"other": 1})
+    for _ in range(2):
+        engines.run(flow, concurrency_limits={"db": 1}, cache="memory://spec-run-options-" + str(value))
+    assert [name for name, _ in tasks.CALLS].count("q") == 1  # cached: run once
+
+
 def test_options_are_kept_on_the_atoms() -> None:
     flow = declarative.load_flow(
         spec(
