@@ -80,8 +80,14 @@ def describe(flow: Flow) -> dict[str, Any]:
     """
     kind = _PATTERNS.get(type(flow))
     if kind is None or flow.retry is not None:
-        what = "has a retry" if kind is not None else f"is a {type(flow).__name__}"
-        raise _cannot(flow.name, f"flow '{flow.name}' {what}", flow)
+        cls = type(flow)
+        what = (
+            "has a retry"
+            if kind is not None
+            else f"is a {cls.__module__}.{cls.__qualname__} "
+            "(only linear, unordered and graph flows are described)"
+        )
+        raise _cannot(flow.name, f"flow '{flow.name}', which {what},", flow)
     items: list[dict[str, Any]] = []
     position: dict[int, int] = {}
     for pos, item in enumerate(flow):
@@ -190,7 +196,7 @@ def _make_atom(spec: dict[str, Any]) -> Atom:
 
 def _cannot(name: str, why: str, item: Any) -> exc.InvalidFlowItem:
     return exc.InvalidFlowItem(
-        f"cannot record spawned {why}, so a resumed run could not rebuild it; spawn it with a "
+        f"cannot record spawned {why.rstrip(',')}, so a resumed run could not rebuild it; spawn it with a "
         "factory instead: dynamic.subflow(make_flow, *json_args)",
         item=item,
     )

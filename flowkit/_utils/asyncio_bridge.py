@@ -33,6 +33,11 @@ class EventLoopThread:
         self._lock = threading.Lock()
 
     @property
+    def owned(self) -> bool:
+        """Whether the loop is this object's own (made by it, closed by :meth:`close`)."""
+        return self._owned
+
+    @property
     def loop(self) -> asyncio.AbstractEventLoop:
         """The loop coroutines run on (started if needed)."""
         with self._lock:

@@ -44,7 +44,17 @@ class UpstreamKey:
 
 
 def task_identity(atom: Any) -> dict[str, Any]:
-    """What identifies the code that a cached result came from."""
+    """What identifies the code that a cached result came from.
+
+    An adapter that runs another task (a declarative spec's, see
+    :mod:`flowkit.declarative`) says so with ``__flowkit_cache_identity__()``,
+    returning that task and what else tells its calls apart: its own class
+    would name the adapter, the same for every task it wraps.
+    """
+    hook = getattr(type(atom), "__flowkit_cache_identity__", None)
+    if hook is not None:
+        inner, extra = hook(atom)
+        return {**task_identity(inner), **extra}
     source = atom._arg_sources()[0]
     target = getattr(source, "__func__", source)
     if isinstance(atom, FunctorTask):  # the function is the code, not the adapter class

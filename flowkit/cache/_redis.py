@@ -12,6 +12,7 @@ from typing import Any
 
 from flowkit import exceptions as exc
 from flowkit.cache._stores import CacheStore, Clock
+from flowkit.persistence.backends._urls import mask_url
 
 __all__ = ["PREFIX", "RedisStore"]
 
@@ -41,7 +42,7 @@ class RedisStore(CacheStore):
         try:
             self._client.ping()
         except redis.RedisError as err:
-            raise exc.StorageFailure(f"cannot reach cache store {url}: {err}") from err
+            raise exc.StorageFailure(f"cannot reach cache store {mask_url(url)}: {err}") from err
 
     def _get(self, key: str, now: float) -> str | None:
         found = self._client.get(PREFIX + key)

@@ -26,7 +26,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from flowkit import exceptions as exc
 
-__all__ = ["CacheStats", "CacheStore", "DirStore", "MemoryStore", "open_store"]
+__all__ = ["CacheStats", "CacheStore", "DirStore", "MemoryStore", "check_target", "open_store"]
 
 Clock = Callable[[], float]
 
@@ -224,6 +224,55 @@ _MEMORY_LOCK = threading.Lock()
 _SQL_SCHEMES = ("sqlite", "postgresql", "postgres", "mysql")
 
 
+class _Target:
+    """A cache URL taken apart and checked (nothing opened yet)."""
+
+    __slots__ = ("bare", "max_entries", "parts", "query", "scheme", "ttl")
+
+    def __init__(self, target: str) -> None:
+        if "://" not in target:
+            raise _not_a_target(target)
+        self.parts = parts = urlsplit(target)
+        self.scheme = scheme = parts.scheme.lower().partition("+")[0]
+        self.query = query = dict(parse_qsl(parts.query))
+        self.ttl: float | None = _number(target, query.pop("ttl", None), "ttl", float)
+        self.max_entries: int | None = _number(target, query.pop("max_entries", None), "max_entries", int)
+        self.bare = target.partition("?")[0]
+        if scheme in ("memory", "dir", "file"):
+            if query:
+                raise _bad(f"cache URL {target!r}: unknown option(s) {sorted(query)}")
+            if scheme != "memory" and not parts.path:
+                raise _bad(f"cache URL {target!r} names no directory (dir:///path)")
+        elif scheme not in _SQL_SCHEMES and scheme not in ("redis", "rediss"):
+            raise _bad(
+                f"cache URL {target!r}: unknown scheme {parts.scheme!r}; "
+                "use memory://, dir://, sqlite://, postgresql:// or redis://"
+            )
+
+
+def _not_a_target(target: Any) -> exc.InvalidEngineOption:
+    return _bad(
+        f"cache= takes a cache store or a URL such as memory:// or sqlite:///cache.db, not {target!r}"
+    )
+
+
+def check_target(target: Any) -> None:
+    """Check a ``cache=`` option without opening anything (engines do it at load).
+
+    So a misspelt scheme or a bad ``ttl`` fails ``engines.load``, as the
+    documentation promises, rather than the first ``run``; a store that cannot
+    be reached is still found out when the flow is compiled.
+
+    Raises:
+        InvalidEngineOption: as :func:`open_store`.
+    """
+    if target is None or isinstance(target, CacheStore):
+        return
+    if not isinstance(target, str):
+        raise _not_a_target(target)
+    _Target(target)
+
+
 def open_store(target: str | CacheStore, clock: Clock = time.time) -> CacheStore:
     """The store a ``cache=`` option names: a store object, or a URL.
 
@@ -237,19 +286,11 @@ def open_store(target: str | CacheStore, clock: Clock = time.time) -> CacheStore
     """
     if isinstance(target, CacheStore):
         return target
-    if not isinstance(target, str) or "://" not in target:
-        raise _bad(
-            f"cache= takes a cache store or a URL such as memory:// or sqlite:///cache.db, not {target!r}"
-        )
-    parts = urlsplit(target)
-    scheme = parts.scheme.lower().partition("+")[0]
-    query = dict(parse_qsl(parts.query))
-    ttl = _number(target, query.pop("ttl", None), "ttl", float)
-    max_entries = _number(target, query.pop("max_entries", None), "max_entries", int)
-    bare = target.partition("?")[0]
-    if scheme == "memory":
-        if query:
-            raise _bad(f"cache URL {target!r}: unknown option(s) {sorted(query)}")
+    if not isinstance(target, str):
+        raise _not_a_target(target)
+    url = _Target(target)
+    ttl, max_entries, bare, parts = url.ttl, url.max_entries, url.bare, url.parts
+    if url.scheme == "memory":
         name = parts.netloc + parts.path
         with _MEMORY_LOCK:
             store = _MEMORY.get(name)
@@ -257,27 +298,18 @@ def open_store(target: str | CacheStore, clock: Clock = time.time) -> CacheStore
                 store = _MEMORY[name] = MemoryStore(ttl, max_entries, clock)
                 store.url = bare
         return store
-    if scheme in ("dir", "file"):
-        if query:
-            raise _bad(f"cache URL {target!r}: unknown option(s) {sorted(query)}")
-        if not parts.path:
-            raise _bad(f"cache URL {target!r} names no directory (dir:///path)")
+    if url.scheme in ("dir", "file"):
         dir_store = DirStore(parts.path, ttl, max_entries, clock)
         dir_store.url = bare
         return dir_store
-    if scheme in _SQL_SCHEMES:
+    if url.scheme in _SQL_SCHEMES:
         from flowkit.cache._sql import SqlStore
 
-        rest = "&".join(f"{k}={v}" for k, v in query.items())
+        rest = "&".join(f"{k}={v}" for k, v in url.query.items())
         return SqlStore(f"{bare}?{rest}" if rest else bare, ttl, max_entries, clock)
-    if scheme in ("redis", "rediss"):
-        from flowkit.cache._redis import RedisStore
+    from flowkit.cache._redis import RedisStore
 
-        return RedisStore(bare, ttl, max_entries, clock)
-    raise _bad(
-        f"cache URL {target!r}: unknown scheme {parts.scheme!r}; "
-        "use memory://, dir://, sqlite://, postgresql:// or redis://"
-    )
+    return RedisStore(bare, ttl, max_entries, clock)
 
 
 def _number(url: str, text: str | None, name: str, kind: type) -> Any:

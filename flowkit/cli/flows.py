@@ -69,8 +69,12 @@ def register(subparsers: Any) -> None:
 
 
 def _list(args: argparse.Namespace) -> int:
+    from flowkit import states
     from flowkit.report import flow_summary
 
+    if args.state and args.state.upper() not in states.FLOW_STATES:
+        # A misspelt state (FAILED) would otherwise list nothing, as if no flow had failed.
+        raise CliError(f"--state '{args.state}' is no flow state; use one of {sorted(states.FLOW_STATES)}")
     with open_backend(args.connection) as backend:
         rows = [flow_summary(ref.book, ref.flow) for ref in list_flows(backend)]
     if args.state:
@@ -147,8 +151,9 @@ def _rebuild(ref: Any) -> Any:
 
 def _resume(args: argparse.Namespace) -> int:
     from flowkit import engines
+    from flowkit import exceptions as exc
     from flowkit.cli._plan import plan_resume
-    from flowkit.cli.run import ENGINE_KEY, run_engine
+    from flowkit.cli.run import ENGINE_KEY, engine_error, run_engine
 
     with open_backend(args.connection) as backend:
         ref = find_flow(backend, args.flow)
@@ -158,7 +163,10 @@ def _resume(args: argparse.Namespace) -> int:
             print(json.dumps(plan.to_dict(), indent=2) if args.json else plan.to_text())
             return 0
         kind = args.engine or (ref.flow.meta or {}).get(ENGINE_KEY) or "serial"
-        engine = engines.load(flow, flow_detail=ref.flow, backend=backend, engine=kind)
+        try:
+            engine = engines.load(flow, flow_detail=ref.flow, backend=backend, engine=kind)
+        except (exc.UnknownEngine, exc.InvalidEngineOption) as err:
+            raise engine_error(kind, err) from err
         if args.json:
             args.report = "json"
         return run_engine(engine, args)

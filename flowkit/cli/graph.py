@@ -6,8 +6,9 @@
     flowkit graph myapp.flows:make_flow --format dot | dot -Tsvg > flow.svg
 
 ``TARGET`` is what ``flowkit run`` takes: ``module:callable`` returning a flow,
-or ``module:name`` of one. Nested flows are clusters (DOT) or subgraphs
-(Mermaid), retries sit in the scope they control, links show their deciders.
+``module:name`` of one, or a declarative spec file (``.yaml``, ``.yml``,
+``.json``). Nested flows are clusters (DOT) or subgraphs (Mermaid), retries
+sit in the scope they control, links show their deciders.
 """
 
 from __future__ import annotations
@@ -27,20 +28,29 @@ def register(subparsers: Any) -> None:
         help="draw a flow as DOT or Mermaid",
         description="Print a flow as a Graphviz DOT digraph or a Mermaid flowchart.",
     )
-    parser.add_argument("target", metavar="TARGET", help="MODULE:CALLABLE or MODULE:FLOW")
+    parser.add_argument(
+        "target", metavar="TARGET", help="MODULE:CALLABLE, MODULE:FLOW or a spec file (.yaml, .yml, .json)"
+    )
     parser.add_argument("--format", choices=("dot", "mermaid"), default="dot", help="default: dot")
     parser.set_defaults(handler=guarded("flowkit graph", _graph))
 
 
 def load_flow(text: str) -> Any:
-    """The flow named by a ``flowkit run``-style target (calling a callable).
+    """The flow named by a ``flowkit run``-style target (calling a callable, reading a spec file).
 
     Raises:
         CliError: the target is neither a flow nor a callable returning one.
     """
+    from flowkit import declarative
     from flowkit.atom import Atom
     from flowkit.flow import Flow
 
+    if declarative.is_spec_path(text):
+        # What `flowkit run` takes, so what it runs can be drawn first.
+        try:
+            return declarative.load_flow(text)
+        except (declarative.FlowSpecError, OSError) as err:
+            raise CliError(f"target '{text}': {err}") from err
     target = import_target(text)
     if not isinstance(target, (Flow, Atom)):
         if not callable(target):

@@ -85,6 +85,7 @@ def _is_flow(obj: Any) -> bool:
 
 def _run(args: argparse.Namespace) -> int:
     from flowkit import declarative, engines
+    from flowkit import exceptions as exc
 
     factory: Any
     if declarative.is_spec_path(args.target):
@@ -109,6 +110,8 @@ def _run(args: argparse.Namespace) -> int:
             engine = engines.load_from_factory(
                 factory, factory_args=factory_args, store=store, backend=backend, engine=args.engine
             )
+        except (exc.UnknownEngine, exc.InvalidEngineOption) as err:
+            raise engine_error(args.engine, err) from err
         except ValueError as err:
             if factory is flow_at or "cannot be found again" not in str(err):
                 raise CliError(f"target '{args.target}': {err}") from err
@@ -126,6 +129,11 @@ def _run(args: argparse.Namespace) -> int:
             meta[GRAPH_KEY] = shape_of(engine).to_dict()
         engine.storage.update_flow_metadata(meta)
         return run_engine(engine, args)
+
+
+def engine_error(engine: str, err: Exception) -> CliError:
+    """Bad usage naming ``--engine``: an unknown kind, or an option of its URI it refuses."""
+    return CliError(f"--engine '{engine}': {err}")
 
 
 def spec_flow(path: str) -> Any:

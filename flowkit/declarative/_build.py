@@ -176,7 +176,7 @@ def _option(source: Source, task: str, body: Mapping[str, Any], key: str, kind: 
         ok = ok and bool(value)
     if not ok:
         wanted = {
-            int: "a whole number of retries, 0 or more",
+            int: "a whole number of attempts (the first run included), 0 or more",
             float: "a number of seconds above 0",
             bool: "true or false",
             str: "a non-empty string",
@@ -310,8 +310,8 @@ def _make_atom(
         for v in spec.inputs.values()
     )
     if plain:
-        inject = {a: v.value for a, v in spec.inputs.items() if isinstance(v, _refs.Constant)}
         rebind = {a: v.name for a, v in spec.inputs.items() if isinstance(v, _refs.Ref)}
+        inject = _constants(spec, shape.all, set(rebind.values()), rebind)
         atom = make(provides=spec.key, rebind=rebind or None, inject=inject or None)
     else:
         if spec.topic is not None:
@@ -331,6 +331,32 @@ def _make_atom(
     if spec.topic is not None:
         atom.worker_topic = spec.topic  # type: ignore[attr-defined]
     return atom
+
+
+def _constants(spec: _Task, named: Any, referenced: set[str], rebind: dict[str, str]) -> dict[str, Any]:
+    """The ``inject`` of a plain task's constants (adding to ``rebind`` where needed).
+
+    ``inject`` is keyed by symbol, and a symbol an argument is rebound to is
+    looked up there first: a constant for argument ``x`` next to another
+    argument taking ``${x}`` would be handed to both. Such a constant goes
+    under a symbol of its own (``<task key>:<argument>``), bound to its
+    argument. So does a constant for an argument only ``**kwargs`` takes, which
+    is no requirement of the task unless bound.
+    """
+    inject: dict[str, Any] = {}
+    for arg, value in spec.inputs.items():
+        if not isinstance(value, _refs.Constant):
+            continue
+        symbol = arg
+        if arg in referenced:
+            symbol = f"{spec.key}:{arg}"
+            while symbol in referenced:
+                symbol += "'"
+            rebind[arg] = symbol
+        elif arg not in named:
+            rebind[arg] = symbol
+        inject[symbol] = value.value
+    return inject
 
 
 def _check_type(

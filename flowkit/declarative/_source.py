@@ -81,8 +81,18 @@ def read_spec(spec: Any) -> Source:
 
 
 def _read_json(text: str, shown: str) -> Source:
+    def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        # json keeps the last of two equal keys: a task pasted twice under one
+        # name would vanish without a word.
+        found: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in found:
+                raise exc.FlowSpecError(f"duplicate key {key!r} in a JSON object", source=shown, key=key)
+            found[key] = value
+        return found
+
     try:
-        data = json.loads(text)
+        data = json.loads(text, object_pairs_hook=unique)
     except json.JSONDecodeError as err:
         raise exc.FlowSpecError(
             f"invalid JSON: {err.msg} (column {err.colno})", source=shown, line=err.lineno
@@ -110,9 +120,38 @@ def _read_yaml(text: str, shown: str) -> Source:
         ) from err
     lines = Lines()
     if node is not None:
+        _refuse_duplicates(node, shown, yaml)
         lines.by_key[(None, None)] = node.start_mark.line + 1
         _index_lines(node, lines, yaml)
     return Source(data, shown, lines)
+
+
+def _refuse_duplicates(root: Any, shown: str, yaml: Any) -> None:
+    """Refuse a mapping holding one key twice (PyYAML keeps the last without a word).
+
+    A task pasted twice under one name would otherwise vanish from the flow.
+    """
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, yaml.MappingNode):
+            first: dict[str, int] = {}
+            for key_node, value_node in node.value:
+                stack.append(value_node)
+                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                line = key_node.start_mark.line + 1
+                seen = first.get(key_node.value)
+                if seen is not None:
+                    raise exc.FlowSpecError(
+                        f"duplicate key {key_node.value!r} (first on line {seen})",
+                        source=shown,
+                        key=str(key_node.value),
+                        line=line,
+                    )
+                first[key_node.value] = line
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
 
 
 def _index_lines(root: Any, lines: Lines, yaml: Any) -> None:

@@ -23,6 +23,10 @@ from flowkit.task import BaseTask, Task
 __all__ = ["SpecTask"]
 
 
+#: Attributes of the user's task that steer how the engine runs it.
+_RUN_OPTIONS = ("timeout", "concurrency_key", "retry", "cache", "validate_types")
+
+
 class SpecTask(Task):
     """Run ``inner`` with inputs rendered from the referenced results.
 
@@ -40,6 +44,14 @@ class SpecTask(Task):
         self._inputs = dict(inputs)
         super().__init__(inner.name, provides=provides, requires=symbols, auto_extract=False)
         self.version = inner.version
+        # What the engine reads from an atom to run it (set on the task or its
+        # class): this adapter runs in the task's place, so it must carry them,
+        # or a task class's `timeout = 30` would be dropped for a spec reading
+        # `${fetch.close}` and kept for one reading `${fetch}`.
+        for option in _RUN_OPTIONS:
+            value = getattr(inner, option, None)
+            if value is not None:
+                setattr(self, option, value)
         revert = inner.revert
         self._revert_takes_all = _accepts_kwargs(revert)
         self._revert_args = frozenset(inspect.signature(revert).parameters)
@@ -52,6 +64,16 @@ class SpecTask(Task):
     def __flowkit_contract__(self) -> typed.Contract:
         # Inputs are checked when the spec is loaded; the result is the inner task's.
         return typed.Contract({}, typed.contract_of(self._inner).result)
+
+    def __flowkit_cache_identity__(self) -> tuple[BaseTask, dict[str, Any]]:
+        """The user's task, and how its arguments are made from the results read.
+
+        The result cache (:mod:`flowkit.cache`) keys a call by the task's
+        identity and the values it reads, here whole results: both parts are
+        needed, or two spec tasks reading ``${s.v}`` would share one entry
+        whatever they run.
+        """
+        return self._inner, {"spec_inputs": {arg: repr(self._inputs[arg]) for arg in sorted(self._inputs)}}
 
     def _render(self, values: Mapping[str, Any], strict: bool = True) -> dict[str, Any]:
         out = {}

@@ -337,6 +337,11 @@ class ActionEngine(Engine):
         # A bad value is refused here, at load, before a persisted run is written:
         # not at the first run() (the limits below are checked at load the same way).
         _task_options.check_default_timeout(self._options.get("default_timeout"), self.kind)
+        if self._options.get("cache") is not None:
+            # Checked (not opened) now, so a bad URL fails load, before anything runs.
+            from flowkit.cache._stores import check_target
+
+            check_target(self._options["cache"])
         if self._options.get("concurrency_limits") is not None:
             # Compiled now rather than at the first run (it is compiled once either
             # way), so a concurrency key the limits do not name fails at load.

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from flowkit import exceptions as exc
 from flowkit._steering import LOOPS
-from flowkit.engines._compiler import FlowScope, Node
+from flowkit.engines._compiler import RETRY, FlowScope, Node
 from flowkit.types.failure import Failure
 
 if TYPE_CHECKING:
@@ -166,6 +166,10 @@ class Loops:
         for atom_node in changed:
             record = runtime.records[atom_node.index]
             assert record is not None
+            if atom_node.kind == RETRY:
+                # A retry in the body starts each iteration with its attempts whole,
+                # as after a revert: its history would otherwise count every iteration.
+                runtime.state.history.pop(atom_node.name, None)
             own = self.until_of(atom_node)
             meta = record.meta
             if atom_node.index != node.index:
@@ -178,9 +182,73 @@ class Loops:
         if loop.delay > 0:
             self._seq += 1
             heapq.heappush(self.timers, (self.clock.monotonic() + loop.delay, self._seq, start))
+            if runtime.state.durable:
+                # Written now: the next call's flush comes only after the delay, and
+                # a run that dies meanwhile must resume in the next iteration
+                # rather than run ``until`` again and wait the delay out again.
+                runtime.state.flush()
         else:
             runtime.scheduler.wake(start)
         return None
+
+    def restart_scope(self, retry: Node, scope: list[int]) -> None:
+        """``retry`` runs its scope again: every loop wholly inside it starts over.
+
+        Such a loop is run again from its first iteration, with
+        ``max_iterations`` whole, as when it first ran (a loop nested in a
+        loop's body does the same each outer iteration). The iteration number
+        is written to its atoms' records, so a resumed run reads it; their
+        earlier iterations' results stay in their history. A loop the retry
+        sits inside goes on counting.
+
+        Args:
+            retry: the retry node.
+            scope: the nodes after it (its flow's, and what follows that flow).
+        """
+        runtime = self._runtime
+        nodes = runtime.compilation.nodes
+        inside: dict[int, bool] = {}
+        restarted: set[int] = set()
+        for index in scope:
+            node = nodes[index]
+            if node.atom is None:
+                continue
+            until = self.until_of(node)
+            if until < 0:
+                continue
+            known = inside.get(until)
+            if known is None:
+                known = inside[until] = self._under(nodes[until].scope, retry.index)
+            if not known:
+                continue
+            restarted.add(until)
+            record = runtime.records[index]
+            if record is not None and record.meta.get(ITERATION_KEY, 1) != 1:
+                record.meta[ITERATION_KEY] = 1
+                if runtime.state.durable:
+                    runtime.state.changed(record)
+        if not restarted:
+            return
+        for until in restarted:
+            self._iteration[until] = 1
+        starts = {nodes[until].scope.start for until in restarted}
+        if any(timer[2] in starts for timer in self.timers):
+            # A delay being waited out belongs to the attempt the retry ended.
+            self.timers = [timer for timer in self.timers if timer[2] not in starts]
+            heapq.heapify(self.timers)
+
+    def _under(self, scope: FlowScope | None, retry: int) -> bool:
+        """Whether ``scope`` is the flow ``retry`` controls or nested in it."""
+        nodes = self._runtime.compilation.nodes
+        while scope is not None:
+            if scope.retry == retry:
+                return True
+            if scope.parent is None:
+                spawner = self._runtime.spawns_spawner_of(scope)
+                scope = nodes[spawner].scope if spawner >= 0 else None
+            else:
+                scope = scope.parent
+        return False
 
     # -- delays --------------------------------------------------------------------------
 

@@ -497,6 +497,9 @@ class Runtime:
         if action == sch.REVERT:
             return self._begin_revert(node)
         self._transition(node, st.RETRYING)
+        if self.loops is not None and self.loops.present:
+            # First, so the atoms going back to PENDING are told their new iteration.
+            self.loops.restart_scope(node, self.scheduler.scope_of(node))
         self.scheduler.retry_restarted(node)
         return self._begin_execute(node)
 
@@ -707,8 +710,11 @@ class Runtime:
                 until = loops.until_of(node)
                 if until >= 0:
                     details["iteration"] = loops.iteration(until)
-            if state == st.SUCCESS and node.index in self.guards:
-                self.guards[node.index].annotate(details)
+            if state in (st.SUCCESS, st.REVERTED) and node.index in self.guards:
+                guard = self.guards[node.index]
+                if state == st.SUCCESS or guard.hit:
+                    # A hit's REVERTED says so too: its revert was not called.
+                    guard.annotate(details)
             self.notifier.notify(state, details)
 
     def relay_progress(self, completions: Completions | None) -> None:

@@ -610,6 +610,10 @@ class Scheduler:
                 stack.extend(self._nodes[current].succ)
         return found
 
+    def scope_of(self, retry: Node) -> list[int]:
+        """The nodes a retry controls (every node after it), for a RETRY's reset."""
+        return self._successors_closure(retry.index)[1:]
+
     def _successors_closure(self, index: int) -> list[int]:
         """``index`` and every node after it (``index`` first)."""
         return self._between(index, index)

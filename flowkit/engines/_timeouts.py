@@ -261,6 +261,11 @@ class TimedCall:
         if expired:
             _quietly(cancel)
 
+    @property
+    def settled(self) -> bool:
+        """Whether the call's outcome came, or its deadline did (it was abandoned)."""
+        return self._state >= _DONE
+
     def disarm(self) -> None:
         handle = self._handle
         if handle is not None:

@@ -11,6 +11,7 @@ thread.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import inspect
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -67,6 +68,33 @@ async def _run_on_loop(
     return True, value
 
 
+async def _tracked(
+    calls: dict[asyncio.Task[Any], _timeouts.TimedCall], timed: _timeouts.TimedCall, coro: Any
+) -> Any:
+    """Run ``coro`` (a timed thread call), known to ``calls`` while it runs."""
+    task = asyncio.current_task()
+    assert task is not None
+    calls[task] = timed
+    try:
+        return await coro
+    finally:
+        del calls[task]
+
+
+async def _settle(calls: dict[asyncio.Task[Any], _timeouts.TimedCall]) -> None:
+    """Let the timed thread calls whose outcome (or deadline) came end their tasks.
+
+    Such a call reports through its TimedCall from the thread, so the run may
+    end before the loop has seen the thread return (or an abandoned call's
+    cancellation land): closing the loop then would leave the task pending
+    ("Task was destroyed but it is pending!"). They end at once; calls still
+    running with no outcome (an interrupted run) are not waited for.
+    """
+    waiting = [task for task, timed in list(calls.items()) if timed.settled]
+    if waiting:
+        await asyncio.wait(waiting)
+
+
 class _LoopDriver(DispatchingDriver):
     """Hands every ready atom to the event loop, as a task of its own."""
 
@@ -77,6 +105,8 @@ class _LoopDriver(DispatchingDriver):
         self.bridge = bridge
         self._max = max_concurrency
         self._limit: asyncio.Semaphore | None = None
+        #: The loop's tasks of timed thread calls still running (read and written on the loop).
+        self._thread_calls: dict[asyncio.Task[Any], _timeouts.TimedCall] = {}
 
     def open(self, runtime: Runtime) -> None:
         loop = self.bridge.loop
@@ -102,11 +132,17 @@ class _LoopDriver(DispatchingDriver):
                 _timeouts.run_timed,
                 {"call": timed, "node": node, "action": action, "fn": call.fn, "kwargs": call.kwargs},
             )
-            future = self.bridge.submit(_run_on_loop(thread_call, True, self._limit))
+            future = self.bridge.submit(
+                _tracked(self._thread_calls, timed, _run_on_loop(thread_call, True, self._limit))
+            )
         timed.attach(future.cancel)
 
     def close(self) -> None:
-        self.bridge.close()
+        bridge = self.bridge
+        if self._thread_calls and bridge.owned:
+            with contextlib.suppress(Exception):  # closing goes on whatever happens here
+                asyncio.run_coroutine_threadsafe(_settle(self._thread_calls), bridge.loop).result()
+        bridge.close()
 
 
 async def _semaphore(count: int) -> asyncio.Semaphore:

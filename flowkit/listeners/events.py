@@ -195,9 +195,15 @@ class EventLogListener(base.Listener):
         self._seq = max((int(e["seq"]) for e in earlier), default=0)
         if not earlier:
             return
-        for name, node in self._graph.nodes().items():
-            if node is None:
-                continue
+        names = [name for name, node in self._graph.nodes().items() if node is not None]
+        if self._state is not None:
+            # Atoms a sub-flow spawned in an earlier run (flowkit.dynamic) have
+            # records but are spliced in again only as this run goes on: their
+            # events (and seq numbers) are taken in now too, or this run would
+            # number its events over theirs and write its own over them.
+            graph = set(names)
+            names.extend(name for name in self._state.names() if name not in graph)
+        for name in names:
             state = storage.get_atom_state(name)
             if state in (st.RUNNING, st.REVERTING):
                 self._in_doubt.add(name)
@@ -364,6 +370,13 @@ class EventLogListener(base.Listener):
             return Cause(
                 CauseKind.CACHED,
                 f"its result came from the cache (key {key[:12]}), not from running it",
+                event=self._last.get(name),
+            )
+        if state == st.REVERTED and details.get("cache_hit"):
+            return Cause(
+                CauseKind.CACHED,
+                "its revert was not called: its result came from the cache, and the run "
+                "that computed it owns what it did",
                 event=self._last.get(name),
             )
         if state in (st.SUCCESS, st.REVERTED):

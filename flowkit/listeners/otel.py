@@ -160,12 +160,30 @@ class TracingListener(base.Listener):
                 self._flow_span = self._tracer.start_span(
                     f"flow {details['flow_name']}", attributes=self._flow_attrs
                 )
+                if details.get("old_state") not in (None, st.PENDING):
+                    self._open_in_doubt()
             elif state in _FLOW_ENDS and self._flow_span is not None:
                 span, self._flow_span = self._flow_span, None
                 span.set_attribute("flowkit.state", state)
                 if state in (st.REVERTED, st.FAILURE):
                     span.set_status(self._trace.Status(self._trace.StatusCode.ERROR, f"flow ended {state}"))
                 span.end()
+
+    def _open_in_doubt(self) -> None:
+        """Open spans for the atoms a resumed run finds RUNNING or REVERTING.
+
+        The engine runs (or reverts) them again without announcing it, since
+        they never left that state: their outcome would otherwise arrive with
+        no span to end, and that execute would be missing from the trace.
+        Their spans start with the run, which takes them up first.
+        """
+        run = getattr(self._engine.storage, "run_state", None)
+        records = getattr(run, "records", None)
+        if not records:
+            return
+        for record in list(records.values()):
+            if record.state in (st.RUNNING, st.REVERTING):
+                self._start("retry" if record.is_retry else "task", record.name, record.uuid, record.state)
 
     def _task_receiver(self, state: str, details: base.Details) -> None:
         self._atom("task", details["task_name"], details["task_uuid"], state, details)
@@ -177,7 +195,9 @@ class TracingListener(base.Listener):
         with self._lock:
             if state in (st.RUNNING, st.REVERTING):
                 self._start(kind, name, uuid, state)
-            elif state in _EXECUTE_ENDS or state in _REVERT_ENDS:
+            elif state in _EXECUTE_ENDS or state in _REVERT_ENDS or state == st.PENDING:
+                # PENDING straight from RUNNING: a loop's until said "not yet" and
+                # its loop runs again; its execute ended there, not at the next one.
                 span = self._spans.pop(name, None)
                 if span is None:
                     return

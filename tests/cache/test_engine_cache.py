@@ -122,6 +122,23 @@ def test_revert_is_not_called_for_results_taken_from_the_cache(url: str) -> None
     assert engine.storage.get_atom_state("add0") == states.REVERTED
 
 
+def test_the_event_log_does_not_say_a_cached_atoms_revert_ran(url: str) -> None:
+    from flowkit.listeners.events import CauseKind, EventLogListener
+
+    def failing() -> linear_flow.Flow:
+        return tasks.chain(1).add(tasks.Fail("fail", rebind={"value": "v0"}))
+
+    with pytest.raises(RuntimeError):
+        engines.run(failing(), store={"start": 0}, cache=url)
+    engine = engines.load(failing(), store={"start": 0}, cache=url)
+    with EventLogListener(engine) as events, pytest.raises(RuntimeError):
+        engine.run()
+    (reverted,) = [e for e in events.log if e.name == "add0" and e.state == states.REVERTED]
+    # It used to read "revert returned", for a revert that was never called.
+    assert reverted.cause.kind == CauseKind.CACHED
+    assert "revert was not called" in reverted.describe()
+
+
 def test_ttl_expiry_with_an_injected_clock() -> None:
     now = [1000.0]
     store = MemoryStore(ttl=10, clock=lambda: now[0])
@@ -165,6 +182,14 @@ def test_a_bad_cache_option_is_a_clear_error_before_anything_runs(value: Any, wo
         engines.run(tasks.chain(1), store={"start": 0}, cache=value)
     assert err.value.option == "cache"
     assert tasks.CALLS == []
+
+
+@pytest.mark.parametrize("value", ["nowhere://x", "memory://x?ttl=soon", "dir://?ttl=5", "not a url", 42])
+def test_a_bad_cache_option_fails_engines_load(value: Any) -> None:
+    # As doc/caching.rst says: engines.load refuses it, not the first run.
+    with pytest.raises(exceptions.InvalidEngineOption) as err:
+        engines.load(tasks.chain(1), store={"start": 0}, cache=value)
+    assert err.value.option == "cache"
 
 
 def test_a_sqlite_cache_is_shared_by_two_processes(tmp_path: Path) -> None:

@@ -115,6 +115,16 @@ def test_unreachable_stores_fail_clearly(tmp_path: Path) -> None:
         open_store("redis://127.0.0.1:1/0")
 
 
+@pytest.mark.parametrize(
+    "url", ["redis://user:s3cret@127.0.0.1:1/0", "postgresql://user:s3cret@127.0.0.1:1/db"]
+)
+def test_an_unreachable_store_is_named_with_its_password_masked(url: str) -> None:
+    with pytest.raises(exceptions.StorageFailure) as err:
+        open_store(url)
+    assert "s3cret" not in str(err.value)
+    assert "user:***@127.0.0.1:1" in str(err.value)
+
+
 @pytest.mark.parametrize("kind", ["memory", "dir", "sqlite", "postgresql", "redis"])
 def test_threads_share_one_store(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
     import threading

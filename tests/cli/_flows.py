@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from flowkit import retry, task
+from flowkit import dynamic, retry, task
 from flowkit.patterns import linear_flow
 
 __all__ = [
@@ -23,6 +23,8 @@ __all__ = [
     "make_retried",
     "make_shop",
     "make_slow",
+    "make_spawning",
+    "spawned_steps",
     "make_stuck_revert",
 ]
 
@@ -127,3 +129,20 @@ def make_retried() -> linear_flow.Flow:
         BlockingRevert("b"), FailsUntilMarked("c")
     )
     return linear_flow.Flow("retried").add(Step("a"), scope, Step("d"))
+
+
+def spawned_steps(names: list[str]) -> linear_flow.Flow:
+    """Steps named ``names``; the one named ``blocks`` blocks the first time (a sub-flow factory)."""
+    return linear_flow.Flow("spawned").add(*[Blocking(n) if n == "blocks" else Step(n) for n in names])
+
+
+class Spawner(task.Task):
+    """Spawns ``spawned_steps(["s1", "blocks", "s2"])``."""
+
+    def execute(self) -> Any:
+        return dynamic.subflow(spawned_steps, ["s1", "blocks", "s2"])
+
+
+def make_spawning() -> linear_flow.Flow:
+    """spawner (s1, blocks: blocks the first time, s2), then after."""
+    return linear_flow.Flow("spawning").add(Spawner("spawner"), Step("after"))

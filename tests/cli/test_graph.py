@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import networkx as nx
 
 from flowkit import retry, task
 from flowkit.export import to_dot, to_mermaid, to_networkx
 from flowkit.patterns import graph_flow, linear_flow, unordered_flow
 from tests.cli.conftest import flowkit_cmd
+from tests.declarative.test_load import PRICING
 
 
 class T(task.Task):
@@ -76,3 +79,17 @@ def test_flowkit_graph_prints_dot_and_mermaid() -> None:
     assert mermaid.returncode == 0 and mermaid.stdout.startswith("flowchart TD")
     bad = flowkit_cmd("graph", "tests.cli._flows:CardDeclined")
     assert bad.returncode == 2 and "did not give a flow" in bad.stderr
+
+
+def test_flowkit_graph_draws_a_spec_file_as_flowkit_run_takes_it(tmp_path: Path) -> None:
+    spec = tmp_path / "pricing.yaml"
+    spec.write_text(PRICING)
+    dot = flowkit_cmd("graph", str(spec))
+    assert dot.returncode == 0, dot.stderr
+    assert dot.stdout.startswith('digraph "pricing"') and 'label="price"' in dot.stdout
+    spec.write_text(PRICING.replace("${fx}", "${fxx}"))
+    bad = flowkit_cmd("graph", str(spec), "--format", "mermaid")
+    assert bad.returncode == 2
+    assert f"{spec}, line 5, task 'price', key 'inputs.rate'" in bad.stderr
+    missing = flowkit_cmd("graph", str(tmp_path / "missing.json"))
+    assert missing.returncode == 2 and "missing.json" in missing.stderr

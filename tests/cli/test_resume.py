@@ -71,6 +71,29 @@ def test_resume_after_sigkill_in_execute_does_exactly_the_plan(connection: str, 
     assert c_events[-1]["cause"]["kind"] == "resumed"
 
 
+def test_resume_keeps_the_event_log_of_spawned_atoms_and_tells_their_restart(
+    connection: str, tmp_path: Path
+) -> None:
+    # Spawned atoms are spliced in again only as the resumed run goes on: their
+    # first run's events used to be overwritten (and renumbered over) by the
+    # second's, and the restart of the one in doubt went unrecorded.
+    marker = tmp_path / "blocked"
+    _run_until_killed("tests.cli._flows:make_spawning", connection, marker)
+    before = flowkit_json("flows", "show", "spawning", "--connection", connection)["events"]
+    env = command_env(FLOWKIT_TEST_MARKER=str(marker))
+    resumed = flowkit_cmd("flows", "resume", "spawning", "--connection", connection, "--no-progress", env=env)
+    assert resumed.returncode == 0, resumed.stderr
+    shown = flowkit_json("flows", "show", "spawning", "--connection", connection)
+    events = shown["events"]
+    seqs = [e["seq"] for e in events]
+    assert len(seqs) == len(set(seqs))
+    assert all(e in events for e in before)  # nothing of run 1 lost
+    blocks = [(e["run"], e["state"], e["cause"]["kind"]) for e in events if e["name"] == "blocks"]
+    assert blocks == [(1, "RUNNING", "ready"), (2, "RUNNING", "resumed"), (2, "SUCCESS", "returned")]
+    attempts = {a["name"]: a["attempts"] for a in shown["atoms"]}
+    assert attempts["s1"] == 1 and attempts["blocks"] == 2 and attempts["s2"] == 1
+
+
 def test_resume_after_sigkill_in_revert_does_exactly_the_plan(connection: str, tmp_path: Path) -> None:
     marker = tmp_path / "blocked"
     _run_until_killed("tests.cli._flows:make_stuck_revert", connection, marker, "--store", "amount=500")

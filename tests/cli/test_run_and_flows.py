@@ -53,6 +53,15 @@ def test_bad_usage_exits_2_with_one_line_naming_the_fault(tmp_path: Path) -> Non
         ("run", "tests.cli._flows:make_shop", "--store", "amount"): "--store 'amount' must be KEY=VALUE",
         ("run", "tests.cli._flows:make_shop"): "amount",  # a value the flow needs, not given
         ("run", "tests.cli._flows:CardDeclined"): "did not give a flow",
+        (
+            "run",
+            "tests.cli._flows:make_shop",
+            "--engine",
+            "bogus",
+        ): "--engine 'bogus': unknown engine 'bogus'",
+        ("run", "tests.cli._flows:make_shop", "--engine", "parallel://?max_workers=0"): (
+            "--engine 'parallel://?max_workers=0': max_workers must be a positive int"
+        ),
     }
     for args, words in cases.items():
         done = flowkit_cmd(*args)
@@ -65,6 +74,35 @@ def test_bad_usage_exits_2_with_one_line_naming_the_fault(tmp_path: Path) -> Non
         unknown.stderr.strip()
         == "flowkit flows show: error: no flow with uuid or name 'nope' in this backend"
     )
+
+
+def test_a_state_that_is_no_flow_state_is_bad_usage_not_an_empty_list(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/flows.db"
+    assert (
+        flowkit_cmd(
+            "run", "tests.cli._flows:make_shop", "--store", "amount=500", "--connection", url
+        ).returncode
+        == 1
+    )
+    assert "shop" in flowkit_cmd("flows", "list", "--state", "reverted", "--connection", url).stdout
+    done = flowkit_cmd("flows", "list", "--state", "FAILED", "--connection", url)
+    assert done.returncode == 2
+    assert "--state 'FAILED' is no flow state" in done.stderr and "'REVERTED'" in done.stderr
+
+
+def test_a_bad_engine_for_resume_is_bad_usage_naming_it(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/flows.db"
+    assert (
+        flowkit_cmd(
+            "run", "tests.cli._flows:make_shop", "--store", "amount=5", "--connection", url
+        ).returncode
+        == 0
+    )
+    for engine, words in [("bogus", "unknown engine 'bogus'"), ("parallel://?max_workers=0", "max_workers")]:
+        done = flowkit_cmd("flows", "resume", "shop", "--engine", engine, "--connection", url)
+        assert done.returncode == 2, done.stderr
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and f"--engine '{engine}': " in lines[0] and words in lines[0], done.stderr
 
 
 def test_verbose_adds_the_traceback() -> None:

@@ -17,7 +17,8 @@ from opentelemetry.trace import StatusCode
 
 from flowkit import engines, retry
 from flowkit.listeners.otel import TracingListener
-from flowkit.patterns import linear_flow
+from flowkit.patterns import linear_flow, loop_flow
+from flowkit.persistence import backends
 from tests import services
 from tests.cli._flows import CardDeclined, Charge, Step
 from tests.cli.conftest import SOURCE_ROOT, command_env
@@ -37,6 +38,61 @@ def _by_name(exporter: InMemorySpanExporter) -> dict[str, list[Any]]:
     for span in exporter.get_finished_spans():
         found.setdefault(span.name, []).append(span)
     return found
+
+
+class StopsOnce(Step):
+    """Interrupts the run the first time (a crash stand-in: the atom stays RUNNING)."""
+
+    armed = True
+
+    def execute(self) -> str:
+        if StopsOnce.armed:
+            StopsOnce.armed = False
+            raise KeyboardInterrupt
+        return self.name
+
+
+def test_an_atom_run_again_after_a_crash_has_its_execute_span(
+    spans: tuple[Any, InMemorySpanExporter], tmp_path: Any
+) -> None:
+    # The engine does not announce the restart of an atom left RUNNING: its
+    # SUCCESS found no open span, and that execute was missing from the trace.
+    tracer, exporter = spans
+    StopsOnce.armed = True
+    with backends.backend(f"sqlite:///{tmp_path}/runs.db") as backend:
+        with contextlib.closing(backend.get_connection()) as conn:
+            conn.upgrade()
+        flow = linear_flow.Flow("f").add(Step("a"), StopsOnce("b"))
+        engine = engines.load(flow, backend=backend)
+        with pytest.raises(KeyboardInterrupt):
+            engine.run()
+        with contextlib.closing(backend.get_connection()) as conn:
+            detail = conn.get_flow_details(engine.storage.flow_uuid)
+        resumed = engines.load(flow, flow_detail=detail, backend=backend)
+        with TracingListener(resumed, tracer=tracer):
+            resumed.run()
+    found = _by_name(exporter)
+    (flow_span,) = found["flow f"]
+    (again,) = found["execute b"]
+    assert again.attributes["flowkit.state"] == "SUCCESS"
+    assert again.parent.span_id == flow_span.context.span_id
+    assert "execute a" not in found  # done in the first run: not run again
+
+
+def test_a_loops_until_span_ends_when_it_answers_not_yet(spans: tuple[Any, InMemorySpanExporter]) -> None:
+    tracer, exporter = spans
+    answers = iter([False, True])
+    loop = loop_flow.Flow("poll", Step("check"), until=lambda: next(answers), max_iterations=3)
+    engine = engines.load(loop)
+    with TracingListener(engine, tracer=tracer):
+        engine.run()
+    found = _by_name(exporter)
+    first, second = sorted(found["execute poll^until"], key=lambda s: s.start_time)
+    # The first answer's span ends with that answer, before the body runs again.
+    assert first.attributes["flowkit.state"] == "PENDING"
+    assert first.end_time <= max(s.start_time for s in found["execute check"])
+    assert second.attributes["flowkit.state"] == "SUCCESS"
+    assert [s.attributes["flowkit.atom.attempt"] for s in (first, second)] == [1, 2]
 
 
 def test_a_local_run_gives_a_flow_span_with_a_child_per_execute_and_revert(

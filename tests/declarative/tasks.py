@@ -62,8 +62,25 @@ class Recorded(task.Task):
         CALLS.append((self.name + ".revert", {"result": result}))
 
 
+class Limited(task.Task):
+    """A task whose class sets the run options the engine reads."""
+
+    timeout = 30.0
+    concurrency_key = "db"
+    cache = True
+
+    def execute(self, value: float) -> float:
+        CALLS.append((self.name, {"value": value}))
+        return value
+
+
 def add(a: int, b: int = 0) -> int:
     return a + b
+
+
+def options(**given: Any) -> dict[str, Any]:
+    """Returns what it was given (a function taking only ``**kwargs``)."""
+    return given
 
 
 NOT_CALLABLE = 42

@@ -178,6 +178,77 @@ def test_parameters_come_from_the_store() -> None:
     assert tasks.CALLS == [("fx", {"currency": "USD"})]
 
 
+def test_a_constant_named_like_a_symbol_another_argument_takes_goes_to_its_own_argument() -> None:
+    # inject is keyed by symbol: the constant for `b` was handed to `a` too.
+    from_task = spec(
+        b={"task": f"{T}:add", "inputs": {"a": 1}}, s={"task": f"{T}:add", "inputs": {"a": 10, "b": "${b}"}}
+    )
+    assert engines.run(declarative.load_flow(from_task))["s"] == 11
+    from_parameter = {
+        "parameters": ["a"],
+        "tasks": {"s": {"task": f"{T}:add", "inputs": {"a": 5, "b": "${a}"}}},
+    }
+    assert engines.run(declarative.load_flow(from_parameter), store={"a": 100})["s"] == 105
+
+
+def test_constants_reach_a_function_taking_kwargs() -> None:
+    flow = declarative.load_flow(
+        spec(
+            b={"task": f"{T}:add", "inputs": {"a": 2}},
+            o={"task": f"{T}:options", "inputs": {"p": 1, "q": "${b}"}},
+        )
+    )
+    assert engines.run(flow)["o"] == {"p": 1, "q": 2}
+
+
+def test_cached_spec_tasks_reading_fields_do_not_share_entries() -> None:
+    # Both run in the same adapter class with the same results read: their
+    # cache keys were equal, and the second run gave `double` triple's result.
+    calls: list[str] = []
+
+    def double(x: float) -> float:
+        calls.append("double")
+        return 2 * x
+
+    def triple(x: float) -> float:
+        calls.append("triple")
+        return 3 * x
+
+    declarative.register("spec-test-double", double)
+    declarative.register("spec-test-triple", triple)
+    try:
+        flow = spec(
+            p={"task": f"{T}:FetchPrices", "inputs": {"symbol": "X"}},
+            d={"task": "spec-test-double", "inputs": {"x": "${p.close}"}, "cache": True},
+            t={"task": "spec-test-triple", "inputs": {"x": "${p.close}"}, "cache": True},
+        )
+        for _ in range(2):
+            results = engines.run(declarative.load_flow(flow), cache="memory://spec-fields")
+            assert (results["d"], results["t"]) == (20.0, 30.0)
+        assert sorted(calls) == ["double", "triple"]  # the second run hit both
+    finally:
+        declarative.unregister("spec-test-double")
+        declarative.unregister("spec-test-triple")
+
+
+@pytest.mark.parametrize("value", [1.5, "${p.close}"], ids=["plain", "adapter"])
+def test_the_run_options_of_a_task_class_hold_however_its_inputs_are_written(value: Any) -> None:
+    # The adapter (for ${p.close}) dropped the class's timeout, key and cache.
+    flow = declarative.load_flow(
+        spec(
+            p={"task": f"{T}:FetchPrices", "inputs": {"symbol": "X"}},
+            q={"task": f"{T}:Limited", "inputs": {"value": value}},
+        )
+    )
+    (atom,) = [a for a in flow if a.name == "q"]
+    assert (atom.timeout, atom.concurrency_key) == (30.0, "db")
+    with pytest.raises(exceptions.InvalidAtomOption, match="concurrency_key='db'"):
+        engines.load(flow, concurrency_limits={"other": 1})
+    for _ in range(2):
+        engines.run(flow, concurrency_limits={"db": 1}, cache="memory://spec-run-options-" + str(value))
+    assert [name for name, _ in tasks.CALLS].count("q") == 1  # cached: run once
+
+
 def test_options_are_kept_on_the_atoms() -> None:
     flow = declarative.load_flow(
         spec(
@@ -415,6 +486,19 @@ def test_yaml_syntax_error_has_its_line(tmp_path: Path) -> None:
 def test_json_syntax_error_has_its_line(tmp_path: Path) -> None:
     err = load_error(write(tmp_path, '{"tasks":\n  {"a": }\n}', "f.json"))
     assert err.line == 2
+
+
+def test_a_key_given_twice_is_refused_not_silently_dropped(tmp_path: Path) -> None:
+    # A task pasted twice under one name: the parsers keep the last one only.
+    twice = PRICING + "  fx:     {task: " + T + ":FetchRate,   inputs: {currency: USD}}\n"
+    err = load_error(write(tmp_path, twice, "pricing.yaml"))
+    assert (err.line, err.key) == (7, "fx")
+    assert "duplicate key 'fx' (first on line 4)" in str(err)
+    inline = write(tmp_path, f"tasks: {{a: {{task: '{T}:add', inputs: {{a: 1, a: 2}}}}}}\n", "inline.yaml")
+    assert "duplicate key 'a'" in str(load_error(inline))
+    one = {"task": f"{T}:add", "inputs": {"a": 1}}
+    as_json = f'{{"tasks": {{"a": {json.dumps(one)}, "a": {json.dumps(one)}}}}}'
+    assert "duplicate key 'a'" in str(load_error(write(tmp_path, as_json, "f.json")))
 
 
 def test_missing_file_and_bad_shapes(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import pytest
 from flowkit import dynamic, engines, task
 from flowkit import exceptions as exc
 from flowkit import states as st
-from flowkit.patterns import graph_flow, linear_flow, unordered_flow
+from flowkit.patterns import graph_flow, linear_flow, loop_flow, unordered_flow
 from flowkit.persistence import backends
 from flowkit.retry import Times
 
@@ -354,6 +354,27 @@ def test_a_durable_spawn_of_an_atom_that_cannot_be_described_says_to_use_a_facto
             engine.run()
     finally:
         backend.close()
+
+
+def test_a_durable_spawn_of_a_loop_says_which_flows_can_be_recorded(tmp_path: Path) -> None:
+    # It read "cannot record spawned flow 'poll' is a Flow, so ...".
+    class Spawns(task.Task):
+        def execute(self) -> Any:
+            return dynamic.subflow(
+                loop_flow.Flow("poll", Child("c", inject={"value": 1}), until=lambda: True, max_iterations=2)
+            )
+
+    backend = _sqlite(tmp_path)
+    try:
+        engine = engines.load(linear_flow.Flow("f").add(Spawns("sp")), backend=backend)
+        with pytest.raises(exc.InvalidFlowItem) as err:
+            engine.run()
+    finally:
+        backend.close()
+    assert str(err.value).startswith(
+        "cannot record spawned flow 'poll', which is a flowkit.patterns.loop_flow.Flow "
+        "(only linear, unordered and graph flows are described), so a resumed run could not rebuild it"
+    )
 
 
 def test_a_spawned_flow_with_its_own_retry_retries_inside_the_sub_flow() -> None:

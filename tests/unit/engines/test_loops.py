@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from flowkit import dynamic, engines, task
+from flowkit import dynamic, engines, retry, task
 from flowkit import exceptions as exc
 from flowkit import states as st
 from flowkit.patterns import linear_flow, loop_flow, unordered_flow
@@ -219,6 +219,33 @@ def test_a_resumed_loop_carries_on_in_the_iteration_it_was_in(tmp_path: Path) ->
         backend.close()
 
 
+def test_the_next_iteration_is_written_before_a_delay_is_waited_out(tmp_path: Path) -> None:
+    # It was written with the next call, after the delay: a run killed during
+    # the delay ran until again on resume, and waited the whole delay again.
+    backend = _sqlite(tmp_path)
+
+    class Peek(ManualClock):
+        """Reads what the database holds when the engine starts waiting out a delay."""
+
+        stored: dict[str, tuple[str, Any]] = {}
+
+        def sleep(self, seconds: float) -> None:
+            with contextlib.closing(backend.get_connection()) as conn:
+                detail = conn.get_flow_details(engine.storage.flow_uuid)
+            Peek.stored = {ad.name: (ad.state, ad.meta.get("iteration")) for ad in detail}
+            super().sleep(seconds)
+
+    try:
+        engine = engines.load(
+            linear_flow.Flow("f").add(_poll_loop(delay=30.0)), backend=backend, clock=Peek()
+        )
+        engine.run()
+        assert Peek.stored["poll"] == (st.PENDING, 3)
+        assert Peek.stored["wait-ready^until"][0] == st.PENDING
+    finally:
+        backend.close()
+
+
 def test_a_loop_in_a_loop_starts_over_in_each_outer_iteration() -> None:
     counts = {"inner": 0, "outer": 0}
 
@@ -240,6 +267,64 @@ def test_a_loop_in_a_loop_starts_over_in_each_outer_iteration() -> None:
     assert records["outer"].meta["iteration"] == 3
     assert records["inner"].meta["iteration"] == 2
     assert [it["iteration"] for it in records["inner"].meta["iterations"]] == [1, 2, 1, 2, 1]
+
+
+class FailsOnceAt(task.Task):
+    """Passes ``n`` through, except that it fails the first time ``n`` is ``AT``."""
+
+    AT = 3
+    failed = False
+
+    def execute(self, n: int) -> int:
+        if n == FailsOnceAt.AT and not FailsOnceAt.failed:
+            FailsOnceAt.failed = True
+            raise RuntimeError(f"failing once at {n}")
+        return n
+
+
+def test_a_retry_runs_a_loop_in_its_scope_again_from_its_first_iteration(engine_kind: str) -> None:
+    # The loop kept counting across the retry: the second attempt had one
+    # iteration left of max_iterations, and failed with LoopExhausted.
+    FailsOnceAt.failed = False
+    runs = {"n": 0}
+
+    class Count(task.Task):
+        default_provides = "n"
+
+        def execute(self) -> int:
+            runs["n"] += 1
+            return runs["n"]
+
+    loop = loop_flow.Flow(
+        "count", Count("count"), FailsOnceAt("check"), until=lambda n: n >= 6, max_iterations=3
+    )
+    flow = linear_flow.Flow("f", retry=retry.Times(2, "r")).add(loop)
+    engine = engines.load(flow, engine=engine_kind)
+    engine.run()
+    assert runs["n"] == 6  # 3 iterations, then a fresh loop: iterations 1, 2, 3 again (n 4, 5, 6)
+    records = engine.storage.run_state.records
+    assert records["count"].meta["iteration"] == 3
+    assert [it["iteration"] for it in records["count"].meta["iterations"]] == [1, 2, 1, 2]
+
+
+def test_a_retry_in_a_loops_body_has_all_its_attempts_in_each_iteration() -> None:
+    # Its history kept every iteration's attempt: Times(2) in iteration 3 had none left.
+    FailsOnceAt.failed = False
+    runs = {"n": 0}
+
+    class Count(task.Task):
+        default_provides = "n"
+
+        def execute(self) -> int:
+            runs["n"] += 1
+            return runs["n"]
+
+    body = linear_flow.Flow("body", retry=retry.Times(2, "r")).add(FailsOnceAt("check", rebind={"n": "n"}))
+    loop = loop_flow.Flow("count", Count("count"), body, until=lambda n: n >= 4, max_iterations=4)
+    engine = engines.load(loop)
+    engine.run()
+    assert runs["n"] == 4
+    assert engine.storage.run_state.records["count"].meta["iteration"] == 4
 
 
 def test_a_loop_verdict_returned_by_an_ordinary_task_is_an_ordinary_value() -> None:

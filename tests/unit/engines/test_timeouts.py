@@ -353,3 +353,28 @@ def test_progress_of_a_timed_task_on_the_serial_engine_is_heard_in_the_engine_th
     engine.run()
     assert (0.5, threading.get_ident()) in heard  # relayed from the helper thread to this one
     assert engine.storage.get_task_progress("reports") == 1.0
+
+
+def test_an_asyncio_run_ending_on_a_timed_thread_call_leaves_no_task_pending(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Such a call reports from its thread: the run could end and close its loop
+    # before the loop saw the thread return, leaving the call's task pending
+    # (asyncio then logs "Task was destroyed but it is pending!"), in most runs.
+    import asyncio
+
+    from flowkit._utils.asyncio_bridge import EventLoopThread
+
+    left: list[Any] = []
+    close = EventLoopThread.close
+
+    def closing(bridge: EventLoopThread) -> None:
+        loop = bridge._loop if bridge._owned else None
+        close(bridge)
+        if loop is not None:
+            left.extend(asyncio.all_tasks(loop))
+
+    monkeypatch.setattr(EventLoopThread, "close", closing)
+    for _ in range(10):
+        engines.run(tt.Quick("timed", timeout=30), engine="asyncio")
+    assert left == []
