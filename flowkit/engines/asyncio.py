@@ -109,6 +109,33 @@ class _LoopDriver(DispatchingDriver):
         self.bridge.close()
 
 
+def _check_usable(loop: asyncio.AbstractEventLoop) -> None:
+    """Refuse a given loop that could never run the flow's calls, rather than wait forever.
+
+    The engine hands coroutines to ``loop`` from its own thread and blocks until
+    they finish, so the loop must be running in *another* thread.
+    """
+    problem = None
+    if loop.is_closed():
+        problem = "is closed"
+    elif not loop.is_running():
+        problem = "is not running: run it in another thread (loop.run_forever()) before run()"
+    else:
+        try:
+            current = asyncio.get_running_loop()
+        except RuntimeError:
+            current = None
+        if current is loop:
+            problem = (
+                "is the loop of the thread calling run(), which run() would block: "
+                "from a coroutine, await engine.run_async() instead"
+            )
+    if problem is not None:
+        raise exc.InvalidEngineOption(
+            f"the event loop given as loop= {problem}", engine="asyncio", option="loop"
+        )
+
+
 async def _semaphore(count: int) -> asyncio.Semaphore:
     return asyncio.Semaphore(count)
 
@@ -134,6 +161,8 @@ class AsyncioEngine(ActionEngine):
         self._loop: asyncio.AbstractEventLoop | None = loop
 
     def _make_driver(self) -> Driver:
+        if self._loop is not None:
+            _check_usable(self._loop)
         return _LoopDriver(EventLoopThread(self._loop), self._workers)
 
     async def run_async(self, timeout: float | None = None) -> None:

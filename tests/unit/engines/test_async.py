@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from flowkit import engines, states, task
+from flowkit import engines, exceptions, states, task
 from flowkit.engines.asyncio import AsyncioEngine
 from flowkit.patterns import linear_flow, unordered_flow
 
@@ -173,3 +173,32 @@ def test_asyncio_engine_runs_coroutines_on_a_given_loop(rec: Recorder) -> None:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=10)
         loop.close()
+
+
+def test_asyncio_engine_refuses_a_given_loop_that_is_not_running(rec: Recorder) -> None:
+    # A loop nobody runs would never run the flow's calls: run() waited forever.
+    loop = asyncio.new_event_loop()
+    try:
+        engine = engines.load(linear_flow.Flow("f").add(AsyncStep("a", rec)), engine="asyncio", loop=loop)
+        with pytest.raises(exceptions.InvalidEngineOption, match="not running"):
+            engine.run()
+        assert rec.executed() == []
+        assert engine.storage.get_flow_state() == states.PENDING
+    finally:
+        loop.close()
+    with pytest.raises(exceptions.InvalidEngineOption, match="closed"):
+        engines.run(linear_flow.Flow("f").add(AsyncStep("a", rec)), engine="asyncio", loop=loop)
+
+
+def test_asyncio_engine_refuses_run_on_the_loop_of_the_calling_thread(rec: Recorder) -> None:
+    # run() blocks its thread: the loop running in that thread could never run the
+    # flow's coroutines, so run() inside a coroutine with loop= its own loop deadlocked.
+    async def main() -> None:
+        engine = engines.load(
+            linear_flow.Flow("f").add(AsyncStep("a", rec)), engine="asyncio", loop=asyncio.get_running_loop()
+        )
+        with pytest.raises(exceptions.InvalidEngineOption, match="run_async"):
+            engine.run()
+
+    asyncio.run(main())
+    assert rec.executed() == []
