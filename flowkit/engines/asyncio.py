@@ -11,8 +11,10 @@ thread.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import inspect
+import threading
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from flowkit import exceptions as exc
@@ -25,6 +27,9 @@ from flowkit.engines._runtime import Call, Runtime
 from flowkit.types.failure import Failure
 
 if TYPE_CHECKING:
+    from collections.abc import Coroutine
+    from concurrent.futures import Future
+
     from flowkit.engines._engine import Driver
 
 __all__ = ["AsyncioEngine"]
@@ -77,6 +82,38 @@ class _LoopDriver(DispatchingDriver):
         self.bridge = bridge
         self._max = max_concurrency
         self._limit: asyncio.Semaphore | None = None
+        #: Set by :meth:`stop`: what every call not yet started ends with instead.
+        self._stopped: BaseException | None = None
+        #: The asyncio tasks of the calls running now (touched on the loop only).
+        self._running: set[asyncio.Task[Any]] = set()
+
+    def stop(self, error: BaseException) -> None:
+        """End the run with ``error`` (any thread): cancel the calls, start no more.
+
+        Every call, running or not yet started, then hands ``error`` to the
+        engine, which raises it as it raises an interrupt.
+        """
+        self._stopped = error
+        self.bridge.loop.call_soon_threadsafe(self._cancel_running)
+
+    def _cancel_running(self) -> None:
+        for running in list(self._running):
+            running.cancel()
+
+    async def _guarded(self, coro: Coroutine[Any, Any, tuple[bool | None, Any]]) -> tuple[bool | None, Any]:
+        if self._stopped is not None:
+            coro.close()
+            return RAISE, self._stopped
+        current = asyncio.current_task()
+        assert current is not None
+        self._running.add(current)
+        try:
+            return await coro
+        finally:
+            self._running.discard(current)
+
+    def _submit(self, coro: Coroutine[Any, Any, tuple[bool | None, Any]]) -> Future[Any]:
+        return self.bridge.submit(self._guarded(coro))
 
     def open(self, runtime: Runtime) -> None:
         loop = self.bridge.loop
@@ -85,14 +122,14 @@ class _LoopDriver(DispatchingDriver):
 
     def dispatch(self, done: Completions, node: Node, action: int, call: Call) -> None:
         in_thread = not _wants_loop(node.atom, action)
-        future = self.bridge.submit(_run_on_loop(call, in_thread, self._limit))
+        future = self._submit(_run_on_loop(call, in_thread, self._limit))
         future.add_done_callback(functools.partial(done.put_future, node, action))
 
     def dispatch_timed(self, runtime: Runtime, node: Node, action: int, call: Call, seconds: float) -> None:
         timed = runtime.timed_calls().call(self._done, node, action, seconds)
         if _wants_loop(node.atom, action):
             # Cancelling the future cancels the coroutine's task on the loop.
-            future = self.bridge.submit(_run_on_loop(call, False, self._limit, timed))
+            future = self._submit(_run_on_loop(call, False, self._limit, timed))
             future.add_done_callback(functools.partial(timed.put_future, node, action))
         else:
             # A plain task runs in a thread and reports through ``timed`` itself, so
@@ -102,7 +139,7 @@ class _LoopDriver(DispatchingDriver):
                 _timeouts.run_timed,
                 {"call": timed, "node": node, "action": action, "fn": call.fn, "kwargs": call.kwargs},
             )
-            future = self.bridge.submit(_run_on_loop(thread_call, True, self._limit))
+            future = self._submit(_run_on_loop(thread_call, True, self._limit))
         timed.attach(future.cancel)
 
     def close(self) -> None:
@@ -159,16 +196,48 @@ class AsyncioEngine(ActionEngine):
                 f"loop must be an event loop, not {loop!r}", engine=self.kind, option="loop"
             )
         self._loop: asyncio.AbstractEventLoop | None = loop
+        # How run_async() stops a run it was cancelled during (see run_async).
+        self._stop_lock = threading.Lock()
+        self._driver: _LoopDriver | None = None
+        self._stop_error: BaseException | None = None
 
     def _make_driver(self) -> Driver:
         if self._loop is not None:
             _check_usable(self._loop)
-        return _LoopDriver(EventLoopThread(self._loop), self._workers)
+        driver = _LoopDriver(EventLoopThread(self._loop), self._workers)
+        with self._stop_lock:
+            self._driver = driver
+            if self._stop_error is not None:  # cancelled before the run got this far
+                driver.stop(self._stop_error)
+        return driver
+
+    def _stop_run(self, error: BaseException) -> None:
+        """Stop the run under way, or the one about to start, with ``error``."""
+        with self._stop_lock:
+            self._stop_error = error
+            if self._driver is not None:
+                self._driver.stop(error)
 
     async def run_async(self, timeout: float | None = None) -> None:
-        """Run the flow from async code: coroutines run on the current loop."""
+        """Run the flow from async code: coroutines run on the current loop.
+
+        Cancelling the awaiting coroutine (``asyncio.wait_for``, a cancelled
+        request handler) stops the run as an interrupt does: the running calls
+        are cancelled, nothing more starts, and the :class:`asyncio.CancelledError`
+        is raised once the engine has stopped, leaving the flow and the
+        interrupted atoms ``RUNNING`` for a later run to carry on.
+        """
         self._loop = asyncio.get_running_loop()
+        self._driver, self._stop_error = None, None
+        runner = asyncio.ensure_future(asyncio.to_thread(self.run, timeout))
         try:
-            await asyncio.to_thread(self.run, timeout)
+            await asyncio.shield(runner)
+        except asyncio.CancelledError:
+            self._stop_run(asyncio.CancelledError())
+            with contextlib.suppress(BaseException):  # the cancellation says more
+                await runner  # no call of this run outlives the cancellation
+            raise
         finally:
             self._loop = self._options.get("loop")
+            with self._stop_lock:
+                self._driver, self._stop_error = None, None

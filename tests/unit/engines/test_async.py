@@ -202,3 +202,44 @@ def test_asyncio_engine_refuses_run_on_the_loop_of_the_calling_thread(rec: Recor
 
     asyncio.run(main())
     assert rec.executed() == []
+
+
+def test_cancelling_run_async_stops_the_run_and_cancels_its_coroutines(rec: Recorder) -> None:
+    # Cancelling the awaiting coroutine (asyncio.wait_for, a cancelled request
+    # handler) used to return at once while the flow went on running in the
+    # background, its coroutines uncancelled, to SUCCESS.
+    heard: list[str] = []
+
+    class Blocking(task.Task):
+        async def execute(self, gate: asyncio.Event, entered: asyncio.Event) -> str:
+            entered.set()
+            try:
+                await gate.wait()
+            except asyncio.CancelledError:
+                heard.append("cancelled")
+                raise
+            heard.append("finished")
+            return "done"
+
+    async def main() -> None:
+        gate, entered = asyncio.Event(), asyncio.Event()
+        flow = linear_flow.Flow("f").add(AsyncStep("first", rec), Blocking("block"), AsyncStep("after", rec))
+        engine = engines.load(flow, engine="asyncio", store={"gate": gate, "entered": entered})
+        assert isinstance(engine, AsyncioEngine)
+        run = asyncio.ensure_future(engine.run_async())
+        await entered.wait()
+        run.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await run
+        # The run has stopped by the time the cancellation is raised, as an interrupt stops it.
+        assert heard == ["cancelled"]
+        assert engine.storage.get_flow_state() == states.RUNNING
+        assert engine.storage.get_atom_state("block") == states.RUNNING
+        assert engine.storage.get_atom_state("after") == states.PENDING
+        gate.set()
+        await engine.run_async()  # carries on, as after an interrupt
+        assert engine.storage.get_flow_state() == states.SUCCESS
+
+    asyncio.run(main())
+    assert heard == ["cancelled", "finished"]
+    assert rec.executed() == ["first", "after"]
