@@ -66,6 +66,13 @@ async def _run_on_loop(
                 limit.release()
     except Exception:
         return False, Failure()
+    except asyncio.CancelledError as err:
+        current = asyncio.current_task()
+        if current is not None and not current.cancelling():
+            # Raised by the task itself, not a cancel of its call (a timeout, a
+            # cancelled run_async): a failure, as on the other engines.
+            return False, Failure()
+        return RAISE, err
     except BaseException as err:
         # An interrupt inside the loop would kill the loop thread; carry it to the engine.
         return RAISE, err

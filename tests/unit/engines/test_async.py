@@ -243,3 +243,21 @@ def test_cancelling_run_async_stops_the_run_and_cancels_its_coroutines(rec: Reco
     asyncio.run(main())
     assert heard == ["cancelled", "finished"]
     assert rec.executed() == ["first", "after"]
+
+
+@pytest.mark.parametrize("kind", ["serial", "parallel", "asyncio"])
+def test_a_task_raising_cancelled_error_itself_fails_and_the_flow_reverts(kind: str, rec: Recorder) -> None:
+    # Only KeyboardInterrupt and SystemExit stop a run (doc/engines.rst); the
+    # asyncio engine took a CancelledError the task raised for an interrupt and
+    # left the flow RUNNING, where the other engines failed the atom and reverted.
+    class GivesUp(task.Task):
+        async def execute(self) -> None:
+            raise asyncio.CancelledError("the upstream call was cancelled")
+
+    engine = engines.load(linear_flow.Flow("f").add(AsyncStep("a", rec), GivesUp("g")), engine=kind)
+    with pytest.raises(BaseException) as raised:
+        engine.run()
+    assert raised.type.__name__ == "CancelledError"
+    assert engine.storage.get_flow_state() == states.REVERTED
+    assert engine.storage.get_atom_state("g") == states.REVERTED
+    assert rec.reverted() == ["a"]
