@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import functools
 import inspect
+import threading
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from flowkit import exceptions as exc
@@ -26,6 +27,9 @@ from flowkit.engines._runtime import Call, Runtime
 from flowkit.types.failure import Failure
 
 if TYPE_CHECKING:
+    from collections.abc import Coroutine
+    from concurrent.futures import Future
+
     from flowkit.engines._engine import Driver
 
 __all__ = ["AsyncioEngine"]
@@ -62,6 +66,13 @@ async def _run_on_loop(
                 limit.release()
     except Exception:
         return False, Failure()
+    except asyncio.CancelledError as err:
+        current = asyncio.current_task()
+        if current is not None and not current.cancelling():
+            # Raised by the task itself, not a cancel of its call (a timeout, a
+            # cancelled run_async): a failure, as on the other engines.
+            return False, Failure()
+        return RAISE, err
     except BaseException as err:
         # An interrupt inside the loop would kill the loop thread; carry it to the engine.
         return RAISE, err
@@ -107,6 +118,38 @@ class _LoopDriver(DispatchingDriver):
         self._limit: asyncio.Semaphore | None = None
         #: The loop's tasks of timed thread calls still running (read and written on the loop).
         self._thread_calls: dict[asyncio.Task[Any], _timeouts.TimedCall] = {}
+        #: Set by :meth:`stop`: what every call not yet started ends with instead.
+        self._stopped: BaseException | None = None
+        #: The asyncio tasks of the calls running now (touched on the loop only).
+        self._running: set[asyncio.Task[Any]] = set()
+
+    def stop(self, error: BaseException) -> None:
+        """End the run with ``error`` (any thread): cancel the calls, start no more.
+
+        Every call, running or not yet started, then hands ``error`` to the
+        engine, which raises it as it raises an interrupt.
+        """
+        self._stopped = error
+        self.bridge.loop.call_soon_threadsafe(self._cancel_running)
+
+    def _cancel_running(self) -> None:
+        for running in list(self._running):
+            running.cancel()
+
+    async def _guarded(self, coro: Coroutine[Any, Any, tuple[bool | None, Any]]) -> tuple[bool | None, Any]:
+        if self._stopped is not None:
+            coro.close()
+            return RAISE, self._stopped
+        current = asyncio.current_task()
+        assert current is not None
+        self._running.add(current)
+        try:
+            return await coro
+        finally:
+            self._running.discard(current)
+
+    def _submit(self, coro: Coroutine[Any, Any, tuple[bool | None, Any]]) -> Future[Any]:
+        return self.bridge.submit(self._guarded(coro))
 
     def open(self, runtime: Runtime) -> None:
         loop = self.bridge.loop
@@ -115,14 +158,14 @@ class _LoopDriver(DispatchingDriver):
 
     def dispatch(self, done: Completions, node: Node, action: int, call: Call) -> None:
         in_thread = not _wants_loop(node.atom, action)
-        future = self.bridge.submit(_run_on_loop(call, in_thread, self._limit))
+        future = self._submit(_run_on_loop(call, in_thread, self._limit))
         future.add_done_callback(functools.partial(done.put_future, node, action))
 
     def dispatch_timed(self, runtime: Runtime, node: Node, action: int, call: Call, seconds: float) -> None:
         timed = runtime.timed_calls().call(self._done, node, action, seconds)
         if _wants_loop(node.atom, action):
             # Cancelling the future cancels the coroutine's task on the loop.
-            future = self.bridge.submit(_run_on_loop(call, False, self._limit, timed))
+            future = self._submit(_run_on_loop(call, False, self._limit, timed))
             future.add_done_callback(functools.partial(timed.put_future, node, action))
         else:
             # A plain task runs in a thread and reports through ``timed`` itself, so
@@ -132,9 +175,10 @@ class _LoopDriver(DispatchingDriver):
                 _timeouts.run_timed,
                 {"call": timed, "node": node, "action": action, "fn": call.fn, "kwargs": call.kwargs},
             )
-            future = self.bridge.submit(
-                _tracked(self._thread_calls, timed, _run_on_loop(thread_call, True, self._limit))
-            )
+            # Tracked outside the guard: a call stopped before it starts closes its
+            # coroutine unstarted, and still leaves the dict as it ends.
+            guarded = self._guarded(_run_on_loop(thread_call, True, self._limit))
+            future = self.bridge.submit(_tracked(self._thread_calls, timed, guarded))
         timed.attach(future.cancel)
 
     def close(self) -> None:
@@ -143,6 +187,33 @@ class _LoopDriver(DispatchingDriver):
             with contextlib.suppress(Exception):  # closing goes on whatever happens here
                 asyncio.run_coroutine_threadsafe(_settle(self._thread_calls), bridge.loop).result()
         bridge.close()
+
+
+def _check_usable(loop: asyncio.AbstractEventLoop) -> None:
+    """Refuse a given loop that could never run the flow's calls, rather than wait forever.
+
+    The engine hands coroutines to ``loop`` from its own thread and blocks until
+    they finish, so the loop must be running in *another* thread.
+    """
+    problem = None
+    if loop.is_closed():
+        problem = "is closed"
+    elif not loop.is_running():
+        problem = "is not running: run it in another thread (loop.run_forever()) before run()"
+    else:
+        try:
+            current = asyncio.get_running_loop()
+        except RuntimeError:
+            current = None
+        if current is loop:
+            problem = (
+                "is the loop of the thread calling run(), which run() would block: "
+                "from a coroutine, await engine.run_async() instead"
+            )
+    if problem is not None:
+        raise exc.InvalidEngineOption(
+            f"the event loop given as loop= {problem}", engine="asyncio", option="loop"
+        )
 
 
 async def _semaphore(count: int) -> asyncio.Semaphore:
@@ -168,14 +239,48 @@ class AsyncioEngine(ActionEngine):
                 f"loop must be an event loop, not {loop!r}", engine=self.kind, option="loop"
             )
         self._loop: asyncio.AbstractEventLoop | None = loop
+        # How run_async() stops a run it was cancelled during (see run_async).
+        self._stop_lock = threading.Lock()
+        self._driver: _LoopDriver | None = None
+        self._stop_error: BaseException | None = None
 
     def _make_driver(self) -> Driver:
-        return _LoopDriver(EventLoopThread(self._loop), self._workers)
+        if self._loop is not None:
+            _check_usable(self._loop)
+        driver = _LoopDriver(EventLoopThread(self._loop), self._workers)
+        with self._stop_lock:
+            self._driver = driver
+            if self._stop_error is not None:  # cancelled before the run got this far
+                driver.stop(self._stop_error)
+        return driver
+
+    def _stop_run(self, error: BaseException) -> None:
+        """Stop the run under way, or the one about to start, with ``error``."""
+        with self._stop_lock:
+            self._stop_error = error
+            if self._driver is not None:
+                self._driver.stop(error)
 
     async def run_async(self, timeout: float | None = None) -> None:
-        """Run the flow from async code: coroutines run on the current loop."""
+        """Run the flow from async code: coroutines run on the current loop.
+
+        Cancelling the awaiting coroutine (``asyncio.wait_for``, a cancelled
+        request handler) stops the run as an interrupt does: the running calls
+        are cancelled, nothing more starts, and the :class:`asyncio.CancelledError`
+        is raised once the engine has stopped, leaving the flow and the
+        interrupted atoms ``RUNNING`` for a later run to carry on.
+        """
         self._loop = asyncio.get_running_loop()
+        self._driver, self._stop_error = None, None
+        runner = asyncio.ensure_future(asyncio.to_thread(self.run, timeout))
         try:
-            await asyncio.to_thread(self.run, timeout)
+            await asyncio.shield(runner)
+        except asyncio.CancelledError:
+            self._stop_run(asyncio.CancelledError())
+            with contextlib.suppress(BaseException):  # the cancellation says more
+                await runner  # no call of this run outlives the cancellation
+            raise
         finally:
             self._loop = self._options.get("loop")
+            with self._stop_lock:
+                self._driver, self._stop_error = None, None

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from flowkit import engines, states, task
+from flowkit import engines, exceptions, states, task
 from flowkit.engines.asyncio import AsyncioEngine
 from flowkit.patterns import linear_flow, unordered_flow
 
@@ -173,3 +173,91 @@ def test_asyncio_engine_runs_coroutines_on_a_given_loop(rec: Recorder) -> None:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=10)
         loop.close()
+
+
+def test_asyncio_engine_refuses_a_given_loop_that_is_not_running(rec: Recorder) -> None:
+    # A loop nobody runs would never run the flow's calls: run() waited forever.
+    loop = asyncio.new_event_loop()
+    try:
+        engine = engines.load(linear_flow.Flow("f").add(AsyncStep("a", rec)), engine="asyncio", loop=loop)
+        with pytest.raises(exceptions.InvalidEngineOption, match="not running"):
+            engine.run()
+        assert rec.executed() == []
+        assert engine.storage.get_flow_state() == states.PENDING
+    finally:
+        loop.close()
+    with pytest.raises(exceptions.InvalidEngineOption, match="closed"):
+        engines.run(linear_flow.Flow("f").add(AsyncStep("a", rec)), engine="asyncio", loop=loop)
+
+
+def test_asyncio_engine_refuses_run_on_the_loop_of_the_calling_thread(rec: Recorder) -> None:
+    # run() blocks its thread: the loop running in that thread could never run the
+    # flow's coroutines, so run() inside a coroutine with loop= its own loop deadlocked.
+    async def main() -> None:
+        engine = engines.load(
+            linear_flow.Flow("f").add(AsyncStep("a", rec)), engine="asyncio", loop=asyncio.get_running_loop()
+        )
+        with pytest.raises(exceptions.InvalidEngineOption, match="run_async"):
+            engine.run()
+
+    asyncio.run(main())
+    assert rec.executed() == []
+
+
+def test_cancelling_run_async_stops_the_run_and_cancels_its_coroutines(rec: Recorder) -> None:
+    # Cancelling the awaiting coroutine (asyncio.wait_for, a cancelled request
+    # handler) used to return at once while the flow went on running in the
+    # background, its coroutines uncancelled, to SUCCESS.
+    heard: list[str] = []
+
+    class Blocking(task.Task):
+        async def execute(self, gate: asyncio.Event, entered: asyncio.Event) -> str:
+            entered.set()
+            try:
+                await gate.wait()
+            except asyncio.CancelledError:
+                heard.append("cancelled")
+                raise
+            heard.append("finished")
+            return "done"
+
+    async def main() -> None:
+        gate, entered = asyncio.Event(), asyncio.Event()
+        flow = linear_flow.Flow("f").add(AsyncStep("first", rec), Blocking("block"), AsyncStep("after", rec))
+        engine = engines.load(flow, engine="asyncio", store={"gate": gate, "entered": entered})
+        assert isinstance(engine, AsyncioEngine)
+        run = asyncio.ensure_future(engine.run_async())
+        await entered.wait()
+        run.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await run
+        # The run has stopped by the time the cancellation is raised, as an interrupt stops it.
+        assert heard == ["cancelled"]
+        assert engine.storage.get_flow_state() == states.RUNNING
+        assert engine.storage.get_atom_state("block") == states.RUNNING
+        assert engine.storage.get_atom_state("after") == states.PENDING
+        gate.set()
+        await engine.run_async()  # carries on, as after an interrupt
+        assert engine.storage.get_flow_state() == states.SUCCESS
+
+    asyncio.run(main())
+    assert heard == ["cancelled", "finished"]
+    assert rec.executed() == ["first", "after"]
+
+
+@pytest.mark.parametrize("kind", ["serial", "parallel", "asyncio"])
+def test_a_task_raising_cancelled_error_itself_fails_and_the_flow_reverts(kind: str, rec: Recorder) -> None:
+    # Only KeyboardInterrupt and SystemExit stop a run (doc/engines.rst); the
+    # asyncio engine took a CancelledError the task raised for an interrupt and
+    # left the flow RUNNING, where the other engines failed the atom and reverted.
+    class GivesUp(task.Task):
+        async def execute(self) -> None:
+            raise asyncio.CancelledError("the upstream call was cancelled")
+
+    engine = engines.load(linear_flow.Flow("f").add(AsyncStep("a", rec), GivesUp("g")), engine=kind)
+    with pytest.raises(BaseException) as raised:
+        engine.run()
+    assert raised.type.__name__ == "CancelledError"
+    assert engine.storage.get_flow_state() == states.REVERTED
+    assert engine.storage.get_atom_state("g") == states.REVERTED
+    assert rec.reverted() == ["a"]
