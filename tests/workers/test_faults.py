@@ -118,15 +118,25 @@ def test_a_task_whose_worker_is_killed_times_out_when_nobody_takes_it_over(
     flow, store = _sleep_flow(4.0)
     engine = load_engine(flow, redis_flushed_url, topic, store=store, transition_timeout=2.0)
     events = Events(engine)
+    reverters: list[WorkerProcess] = []
+
+    def await_reverter() -> None:
+        # In the engine's thread, before it sends the reverts: they must find a worker
+        # within transition_timeout, however long the reverter takes to start.
+        services.wait_until(lambda: reverters, 30.0, message="the reverter spawned")
+        reverters[0].wait_advertised()
+
+    events.on("nap", st.FAILURE, await_reverter)
     run = BackgroundRun(engine)
 
     services.wait_until(lambda: 0.5 in events.progress_of("nap"), 15.0, message="worker halfway through nap")
-    doomed.kill()
     # Someone must serve the reverts; this worker's visibility timeout is far
     # too long for it to take over the dead worker's request.
-    reverter = spawn_worker(topic, heartbeat=0.2, visibility_timeout=120.0)
+    reverters.append(spawn_worker(topic, heartbeat=0.2, visibility_timeout=120.0, wait=False))
+    doomed.kill()
+    [reverter] = reverters
 
-    failure = _timed_out(run.join(40.0), engine, "nap")
+    failure = _timed_out(run.join(60.0), engine, "nap")
     for part in ("nap", "flowkit_go_tasks.Sleep", topic):
         assert part in failure.exception_str, failure.exception_str
     assert engine.storage.get_atom_state("nap") == st.REVERTED
