@@ -377,10 +377,13 @@ def test_a_request_no_worker_starts_times_out_at_its_deadline_and_the_flow_rever
 def test_a_running_request_whose_worker_vanishes_times_out(
     scripted: Any, redis_flushed_url: str, topic: str
 ) -> None:
+    vanished: list[bytes] = []
+
     def crash_on_execute(worker: ScriptedWorker, entry_id: bytes, request: dict[str, Any]) -> None:
         if request["action"] == protocol.EXECUTE:
             worker.reply(request, protocol.RUNNING)
             worker.withdraw()  # ... and never answers again: its advert is gone
+            vanished.append(entry_id)
         else:
             add_one(worker, entry_id, request)
 
@@ -389,7 +392,10 @@ def test_a_running_request_whose_worker_vanishes_times_out(
     engine = load(chain(1), redis_flushed_url, topic, store={"value": 1}, transition_timeout=5.0, clock=clock)
     events = Events(engine)
     run = BackgroundRun(engine)
-    services.wait_until(worker.requests, 5.0, message="the request reaching the worker")
+    services.wait_until(lambda: vanished, 5.0, message="the worker starting the request and vanishing")
+    # The RUNNING reply is read before engine time moves: else the request could pass its
+    # deadline as one no worker started, a different timeout from the one tested here.
+    _reader_moved_on(clock)
 
     def moved_until_failed() -> bool:
         # Half a second of engine time per poll, until the worker's absence has lasted the timeout.
