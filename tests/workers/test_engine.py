@@ -125,6 +125,19 @@ class ScriptedWorker:
         self.client.xack(self.stream, protocol.GROUP, entry_id)
         self.client.xdel(self.stream, entry_id)
 
+    def finish(self, request: dict[str, Any], entry_id: bytes, event: str, **fields: Any) -> None:
+        """Send the final reply and acknowledge the entry in one MULTI block, as the real workers do.
+
+        The engine may end its run as soon as it reads the reply; a test then
+        finds the stream as the reply left it, with no acknowledgement to come.
+        """
+        message = protocol.response_message(request["id"], self.worker_id, event, **fields)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.xadd(request["reply_to"], protocol.encode(message, self.secret))  # type: ignore[arg-type]
+        pipe.xack(self.stream, protocol.GROUP, entry_id)
+        pipe.xdel(self.stream, entry_id)
+        pipe.execute()
+
     def requests(self, action: str | None = None) -> list[dict[str, Any]]:
         with self._lock:
             return [r for r in self.received if action is None or r["action"] == action]
@@ -153,10 +166,9 @@ def add_one(worker: ScriptedWorker, entry_id: bytes, request: dict[str, Any]) ->
     """Run ``Add`` as a real worker would: execute returns value + 1, revert returns None."""
     worker.reply(request, protocol.RUNNING)
     if request["action"] == protocol.EXECUTE:
-        worker.reply(request, protocol.SUCCESS, result=request["arguments"]["value"] + 1)
+        worker.finish(request, entry_id, protocol.SUCCESS, result=request["arguments"]["value"] + 1)
     else:
-        worker.reply(request, protocol.SUCCESS, result=None)
-    worker.ack(entry_id)
+        worker.finish(request, entry_id, protocol.SUCCESS, result=None)
 
 
 def failing(name: str) -> Handler:
@@ -168,8 +180,7 @@ def failing(name: str) -> Handler:
             try:
                 raise RuntimeError(f"{name} broke")
             except RuntimeError:
-                worker.reply(request, protocol.FAILURE, failure=Failure())
-            worker.ack(entry_id)
+                worker.finish(request, entry_id, protocol.FAILURE, failure=Failure())
         else:
             add_one(worker, entry_id, request)
 
