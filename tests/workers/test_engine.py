@@ -353,6 +353,21 @@ def _reader_moved_on(clock: FakeClock) -> None:
     )
 
 
+def _held_for_a_worker(caplog: pytest.LogCaptureFixture) -> None:
+    """Wait until the engine says a request is held for a worker (INFO on ENGINE_LOG captured).
+
+    The engine marks an atom RUNNING before its thread sends the request; the
+    request's deadline is set from the clock when it is sent, or held, as this
+    line says. A test must not move the clock before then, or the deadline
+    counts from the moved clock.
+    """
+    services.wait_until(
+        lambda: any("for a live worker offering their task" in r.getMessage() for r in caplog.records),
+        30.0,
+        message="the engine holding a request for a worker",
+    )
+
+
 def test_a_request_no_worker_starts_times_out_at_its_deadline_and_the_flow_reverts(
     scripted: Any, redis_flushed_url: str, topic: str, client: Any
 ) -> None:
@@ -684,7 +699,10 @@ def test_a_request_waits_for_a_worker_that_starts_after_the_engine(
     assert request["deadline"] == request["sent_at"] + 5.0
 
 
-def test_a_task_no_worker_offers_times_out_and_so_does_its_revert(scripted: Any, holding: Holding) -> None:
+def test_a_task_no_worker_offers_times_out_and_so_does_its_revert(
+    scripted: Any, holding: Holding, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger=ENGINE_LOG)
     worker = scripted()
     clock = FakeClock()
     flow = linear_flow.Flow("f").add(
@@ -694,6 +712,7 @@ def test_a_task_no_worker_offers_times_out_and_so_does_its_revert(scripted: Any,
     events = Events(engine)
     run = BackgroundRun(engine)
     services.wait_until(lambda: events.saw("lonely", st.RUNNING), 5.0, message="the lonely atom starting")
+    _held_for_a_worker(caplog)  # only now is its deadline set
 
     clock.advance(4.9)
     _reader_moved_on(clock)
@@ -974,14 +993,9 @@ def test_a_request_waiting_for_room_nobody_offers_when_room_frees_is_held_then_t
     _reader_moved_on(w.clock)  # the engine has seen the first topic's worker leave
 
     w.held.answer(w.keeper, "busy")
-    # Late (RUNNING since the start, as the engine sees it) leaves the line in the engine's
-    # thread once busy's answer is read, and is held then, with its deadline: the engine says
-    # so. Only after that may time move, or the deadline would count from the moved clock.
-    services.wait_until(
-        lambda: any("wait up to 5 s for a live worker" in r.getMessage() for r in caplog.records),
-        30.0,
-        message="late leaving the line, held for a worker",
-    )
+    # Late is RUNNING since the start, as the engine sees it; it leaves the line in the
+    # engine's thread once busy's answer is read, and is held then, its deadline set.
+    _held_for_a_worker(caplog)
     _reader_moved_on(w.clock)
     assert client.xlen(protocol.requests_key(NS, w.first)) == 0  # held, not sent to the worker gone
     w.clock.advance(5.1)  # its deadline, set as it left the line
