@@ -24,8 +24,14 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     return [f"flowkit {flowkit.__version__} from {flowkit.__path__[0]} on Python {sys.version.split()[0]}"]
 
 
-def wait_until(predicate: Callable[[], T], timeout: float = 5.0, interval: float = 0.01) -> T:
-    """Poll ``predicate`` until it is truthy (see :func:`tests.services.wait_until`); 5 s by default."""
+#: Default bound of :func:`wait_until`. Polling returns as soon as the condition holds, so
+#: the bound costs only a failing test its time; it is set for a loaded CI machine, where a
+#: thread, a server or a child process can take seconds to get there.
+WAIT_TIMEOUT = 30.0
+
+
+def wait_until(predicate: Callable[[], T], timeout: float = WAIT_TIMEOUT, interval: float = 0.01) -> T:
+    """Poll ``predicate`` until it is truthy (see :func:`tests.services.wait_until`); 30 s by default."""
     return services.wait_until(predicate, timeout, interval)
 
 

@@ -76,10 +76,28 @@ class Charge(task.Task):
         return amount
 
 
+#: Seconds a gated :class:`Slow` waits for its gate before it gives up.
+GATE_TIMEOUT = 120.0
+
+
 class Slow(task.Task):
-    """Sleeps ``delay`` seconds (a flow a browser can watch)."""
+    """Sleeps ``delay`` seconds (a flow a browser can watch), or waits for its gate.
+
+    With ``FLOWKIT_TEST_GATE`` set to a directory, it runs until a file named
+    after the atom appears there instead: a watcher that must see it RUNNING
+    lets it finish only once it has, however slow the machine is.
+    """
 
     def execute(self, delay: float) -> str:
+        gate = os.environ.get("FLOWKIT_TEST_GATE")
+        if gate:
+            self.update_progress(0.0)
+            deadline = time.monotonic() + GATE_TIMEOUT
+            while not (Path(gate) / self.name).exists():
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"gate {Path(gate) / self.name} not opened in {GATE_TIMEOUT:.0f} s")
+                time.sleep(0.02)
+            return self.name
         for part in range(5):
             self.update_progress(part / 5)
             time.sleep(delay / 5)

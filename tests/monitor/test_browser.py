@@ -20,6 +20,8 @@ from tests.cli.conftest import FLOWKIT, SOURCE_ROOT, command_env
 from tests.conftest import wait_until
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+#: The atoms of ``tests.cli._flows:make_slow``.
+SLOW_ATOMS = ("one", "two", "three")
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -75,31 +77,53 @@ def monitor(tmp_path: Path) -> Iterator[Monitor]:
         proc.wait(timeout=30)
 
 
-def _start_slow_run(connection: str, delay: float) -> subprocess.Popen[bytes]:
+def _start_slow_run(connection: str, gate: Path) -> subprocess.Popen[bytes]:
+    """Run the slow flow; each of its atoms runs until the test opens its gate (:func:`_open`)."""
     return subprocess.Popen(
         [
             FLOWKIT,
             "run",
             "tests.cli._flows:make_slow",
             "--store",
-            f"delay={delay}",
+            "delay=0",
             "--connection",
             connection,
             "--no-progress",
             "--report",
             "none",
         ],
-        env=command_env(),
+        env=command_env(FLOWKIT_TEST_GATE=str(gate)),
         cwd=SOURCE_ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
 
 
-def test_a_flow_run_elsewhere_appears_and_its_atoms_change_colour_live(monitor: Monitor) -> None:
+def _open(gate: Path, *atoms: str) -> None:
+    """Let these atoms of the slow flow finish."""
+    for atom in atoms:
+        (gate / atom).touch()
+
+
+def _finish(run: subprocess.Popen[bytes], gate: Path) -> None:
+    """Open every gate and wait for the run to end (killing it if it does not)."""
+    _open(gate, *SLOW_ATOMS)
+    try:
+        run.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        run.kill()
+        run.wait(timeout=10)
+        raise
+
+
+def test_a_flow_run_elsewhere_appears_and_its_atoms_change_colour_live(
+    monitor: Monitor, tmp_path: Path
+) -> None:
     chromium = services.require_binary("chromium", "chromium")
     sync_api = services.require_module("playwright.sync_api", "playwright")
-    run = _start_slow_run(monitor.connection, delay=2.0)
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    run = _start_slow_run(monitor.connection, gate)
     try:
         with sync_api.sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
@@ -125,7 +149,9 @@ def test_a_flow_run_elsewhere_appears_and_its_atoms_change_colour_live(monitor: 
                 running = page.wait_for_function(first_running, timeout=60_000)
                 atom = running.json_value()
                 running_fill = page.evaluate(fill, atom)
-                # The same node turns SUCCESS, with no reload, and another one starts.
+                # The atom runs until seen RUNNING here; let it finish: the same node
+                # turns SUCCESS, with no reload, and the rest of the flow runs.
+                _open(gate, *SLOW_ATOMS)
                 page.wait_for_function(in_state, arg=[atom, "SUCCESS"], timeout=60_000)
                 success_fill = page.evaluate(fill, atom)
                 assert running_fill != success_fill
@@ -141,14 +167,14 @@ def test_a_flow_run_elsewhere_appears_and_its_atoms_change_colour_live(monitor: 
             finally:
                 browser.close()
     finally:
-        if run.poll() is None:
-            run.terminate()
-        run.wait(timeout=60)
+        _finish(run, gate)
     assert run.returncode == 0, run.stderr.read().decode() if run.stderr else ""
 
 
-def test_the_stream_sends_each_change_of_state(monitor: Monitor) -> None:
-    run = _start_slow_run(monitor.connection, delay=0.5)
+def test_the_stream_sends_each_change_of_state(monitor: Monitor, tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    run = _start_slow_run(monitor.connection, gate)
     try:
         flows = wait_until(lambda: _get_json(monitor.url + "/api/flows"), timeout=30)
         assert isinstance(flows, list)
@@ -160,10 +186,12 @@ def test_the_stream_sends_each_change_of_state(monitor: Monitor) -> None:
                 if line.startswith("data: "):
                     snapshot = json.loads(line[len("data: ") :])
                     seen.append(snapshot)
+                    # An atom runs until the stream has said so: no RUNNING can be missed.
+                    _open(gate, *(a for a, state in snapshot["atoms"].items() if state == "RUNNING"))
                     if snapshot["state"] == "SUCCESS":
                         break
     finally:
-        run.wait(timeout=60)
+        _finish(run, gate)
     assert seen[-1]["atoms"] == {"one": "SUCCESS", "two": "SUCCESS", "three": "SUCCESS"}
     # Each message differs from the one before: changes only, no repeats.
     assert all(a != b for a, b in zip(seen, seen[1:], strict=False))

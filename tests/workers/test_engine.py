@@ -126,6 +126,19 @@ class ScriptedWorker:
         self.client.xack(self.stream, protocol.GROUP, entry_id)
         self.client.xdel(self.stream, entry_id)
 
+    def finish(self, request: dict[str, Any], entry_id: bytes, event: str, **fields: Any) -> None:
+        """Send the final reply and acknowledge the entry in one MULTI block, as the real workers do.
+
+        The engine may end its run as soon as it reads the reply; a test then
+        finds the stream as the reply left it, with no acknowledgement to come.
+        """
+        message = protocol.response_message(request["id"], self.worker_id, event, **fields)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.xadd(request["reply_to"], protocol.encode(message, self.secret))  # type: ignore[arg-type]
+        pipe.xack(self.stream, protocol.GROUP, entry_id)
+        pipe.xdel(self.stream, entry_id)
+        pipe.execute()
+
     def requests(self, action: str | None = None) -> list[dict[str, Any]]:
         with self._lock:
             return [r for r in self.received if action is None or r["action"] == action]
@@ -154,10 +167,9 @@ def add_one(worker: ScriptedWorker, entry_id: bytes, request: dict[str, Any]) ->
     """Run ``Add`` as a real worker would: execute returns value + 1, revert returns None."""
     worker.reply(request, protocol.RUNNING)
     if request["action"] == protocol.EXECUTE:
-        worker.reply(request, protocol.SUCCESS, result=request["arguments"]["value"] + 1)
+        worker.finish(request, entry_id, protocol.SUCCESS, result=request["arguments"]["value"] + 1)
     else:
-        worker.reply(request, protocol.SUCCESS, result=None)
-    worker.ack(entry_id)
+        worker.finish(request, entry_id, protocol.SUCCESS, result=None)
 
 
 def failing(name: str) -> Handler:
@@ -169,8 +181,7 @@ def failing(name: str) -> Handler:
             try:
                 raise RuntimeError(f"{name} broke")
             except RuntimeError:
-                worker.reply(request, protocol.FAILURE, failure=Failure())
-            worker.ack(entry_id)
+                worker.finish(request, entry_id, protocol.FAILURE, failure=Failure())
         else:
             add_one(worker, entry_id, request)
 
@@ -343,6 +354,21 @@ def _reader_moved_on(clock: FakeClock) -> None:
     )
 
 
+def _held_for_a_worker(caplog: pytest.LogCaptureFixture) -> None:
+    """Wait until the engine says a request is held for a worker (INFO on ENGINE_LOG captured).
+
+    The engine marks an atom RUNNING before its thread sends the request; the
+    request's deadline is set from the clock when it is sent, or held, as this
+    line says. A test must not move the clock before then, or the deadline
+    counts from the moved clock.
+    """
+    services.wait_until(
+        lambda: any("for a live worker offering their task" in r.getMessage() for r in caplog.records),
+        30.0,
+        message="the engine holding a request for a worker",
+    )
+
+
 def test_a_request_no_worker_starts_times_out_at_its_deadline_and_the_flow_reverts(
     scripted: Any, redis_flushed_url: str, topic: str, client: Any
 ) -> None:
@@ -378,10 +404,13 @@ def test_a_request_no_worker_starts_times_out_at_its_deadline_and_the_flow_rever
 def test_a_running_request_whose_worker_vanishes_times_out(
     scripted: Any, redis_flushed_url: str, topic: str
 ) -> None:
+    vanished: list[bytes] = []
+
     def crash_on_execute(worker: ScriptedWorker, entry_id: bytes, request: dict[str, Any]) -> None:
         if request["action"] == protocol.EXECUTE:
             worker.reply(request, protocol.RUNNING)
             worker.withdraw()  # ... and never answers again: its advert is gone
+            vanished.append(entry_id)
         else:
             add_one(worker, entry_id, request)
 
@@ -390,7 +419,10 @@ def test_a_running_request_whose_worker_vanishes_times_out(
     engine = load(chain(1), redis_flushed_url, topic, store={"value": 1}, transition_timeout=5.0, clock=clock)
     events = Events(engine)
     run = BackgroundRun(engine)
-    services.wait_until(worker.requests, 5.0, message="the request reaching the worker")
+    services.wait_until(lambda: vanished, 5.0, message="the worker starting the request and vanishing")
+    # The RUNNING reply is read before engine time moves: else the request could pass its
+    # deadline as one no worker started, a different timeout from the one tested here.
+    _reader_moved_on(clock)
 
     def moved_until_failed() -> bool:
         # Half a second of engine time per poll, until the worker's absence has lasted the timeout.
@@ -668,7 +700,10 @@ def test_a_request_waits_for_a_worker_that_starts_after_the_engine(
     assert request["deadline"] == request["sent_at"] + 5.0
 
 
-def test_a_task_no_worker_offers_times_out_and_so_does_its_revert(scripted: Any, holding: Holding) -> None:
+def test_a_task_no_worker_offers_times_out_and_so_does_its_revert(
+    scripted: Any, holding: Holding, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger=ENGINE_LOG)
     worker = scripted()
     clock = FakeClock()
     flow = linear_flow.Flow("f").add(
@@ -678,6 +713,7 @@ def test_a_task_no_worker_offers_times_out_and_so_does_its_revert(scripted: Any,
     events = Events(engine)
     run = BackgroundRun(engine)
     services.wait_until(lambda: events.saw("lonely", st.RUNNING), 5.0, message="the lonely atom starting")
+    _held_for_a_worker(caplog)  # only now is its deadline set
 
     clock.advance(4.9)
     _reader_moved_on(clock)
@@ -989,14 +1025,17 @@ def test_a_request_waiting_for_room_goes_to_the_topic_that_offers_its_task_when_
 
 
 def test_a_request_waiting_for_room_nobody_offers_when_room_frees_is_held_then_times_out(
-    scripted: Any, redis_flushed_url: str, client: Any
+    scripted: Any, redis_flushed_url: str, client: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger=ENGINE_LOG)
     w = _waiting_for_room(scripted, redis_flushed_url)
     w.clock.advance(0.3)
     _reader_moved_on(w.clock)  # the engine has seen the first topic's worker leave
 
     w.held.answer(w.keeper, "busy")
-    services.wait_until(lambda: w.events.saw("late", st.RUNNING), 5.0, message="late leaving the line")
+    # Late is RUNNING since the start, as the engine sees it; it leaves the line in the
+    # engine's thread once busy's answer is read, and is held then, its deadline set.
+    _held_for_a_worker(caplog)
     _reader_moved_on(w.clock)
     assert client.xlen(protocol.requests_key(NS, w.first)) == 0  # held, not sent to the worker gone
     w.clock.advance(5.1)  # its deadline, set as it left the line

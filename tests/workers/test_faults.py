@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import signal
 import time
 import uuid
 from typing import Any
@@ -35,6 +36,7 @@ from tests.workers.conftest import (
     pending_requests,
     requests_added,
     requests_key,
+    wait_stopped,
 )
 
 # Generous: the first Go test also pays for the session's `go build`.
@@ -81,20 +83,23 @@ def test_a_task_whose_worker_is_killed_is_finished_by_another_worker(
     topic = fresh_topic()
     first = spawn_worker(topic, heartbeat=0.2, visibility_timeout=1.0)
     flow, store = _sleep_flow(4.0)
-    engine = load_engine(flow, redis_flushed_url, topic, store=store, transition_timeout=6.0)
+    # The paused worker's advert lapses while the second one starts; from then on the
+    # request may wait transition_timeout for a taker: room for a slow start.
+    engine = load_engine(flow, redis_flushed_url, topic, store=store, transition_timeout=30.0)
     events = Events(engine)
     run = BackgroundRun(engine)
 
     services.wait_until(
         lambda: 0.5 in events.progress_of("nap"), 15.0, message="first worker halfway through nap"
     )
-    assert pending_by_worker(redis_client, topic) == {first.worker_id: 1}
+    # Frozen halfway: nap cannot end however long the second worker takes to start.
+    first.signal(signal.SIGSTOP)
+    wait_stopped(first.pid)
+    assert pending_by_worker(redis_client, topic) == {first.worker_id: 1}, "nap ended before the pause"
     second = spawn_worker(topic, heartbeat=0.2, visibility_timeout=1.0)
-    # Still the first worker's, so the kill below interrupts it mid-task.
-    assert pending_by_worker(redis_client, topic) == {first.worker_id: 1}, "nap ended before the kill"
     first.kill()
 
-    assert run.join(40.0) is None
+    assert run.join(60.0) is None
     assert engine.storage.fetch("y") == {"payload": [1, 2, 3]}
     assert engine.storage.get_atom_state("nap") == st.SUCCESS
     # The second worker re-ran the request from the stream (it reported
@@ -113,15 +118,25 @@ def test_a_task_whose_worker_is_killed_times_out_when_nobody_takes_it_over(
     flow, store = _sleep_flow(4.0)
     engine = load_engine(flow, redis_flushed_url, topic, store=store, transition_timeout=2.0)
     events = Events(engine)
+    reverters: list[WorkerProcess] = []
+
+    def await_reverter() -> None:
+        # In the engine's thread, before it sends the reverts: they must find a worker
+        # within transition_timeout, however long the reverter takes to start.
+        services.wait_until(lambda: reverters, 30.0, message="the reverter spawned")
+        reverters[0].wait_advertised()
+
+    events.on("nap", st.FAILURE, await_reverter)
     run = BackgroundRun(engine)
 
     services.wait_until(lambda: 0.5 in events.progress_of("nap"), 15.0, message="worker halfway through nap")
-    doomed.kill()
     # Someone must serve the reverts; this worker's visibility timeout is far
     # too long for it to take over the dead worker's request.
-    reverter = spawn_worker(topic, heartbeat=0.2, visibility_timeout=120.0)
+    reverters.append(spawn_worker(topic, heartbeat=0.2, visibility_timeout=120.0, wait=False))
+    doomed.kill()
+    [reverter] = reverters
 
-    failure = _timed_out(run.join(40.0), engine, "nap")
+    failure = _timed_out(run.join(60.0), engine, "nap")
     for part in ("nap", "flowkit_go_tasks.Sleep", topic):
         assert part in failure.exception_str, failure.exception_str
     assert engine.storage.get_atom_state("nap") == st.REVERTED
