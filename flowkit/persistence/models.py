@@ -672,14 +672,15 @@ class RetryDetail(AtomDetail):
         ]
 
 
-# Names written to storage for each kind of detail. TaskFlow's own spellings
-# are accepted when reading so records it wrote can be loaded.
-_TYPE_NAMES: dict[type, str] = {TaskDetail: "TaskDetail", RetryDetail: "RetryDetail"}
+# Names written to storage for each kind of detail: TaskFlow's, since
+# atom_detail_type() and ATOM_TYPES are public and callers compare with them.
+# The class names earlier flowkit releases wrote are still read.
+_TYPE_NAMES: dict[type, str] = {RetryDetail: "RETRY_DETAIL", TaskDetail: "TASK_DETAIL"}
 _CLASSES: dict[str, type[AtomDetail]] = {
+    "RETRY_DETAIL": RetryDetail,
+    "TASK_DETAIL": TaskDetail,
     "TaskDetail": TaskDetail,
     "RetryDetail": RetryDetail,
-    "TASK_DETAIL": TaskDetail,
-    "RETRY_DETAIL": RetryDetail,
 }
 ATOM_TYPES: list[str] = list(_TYPE_NAMES.values())
 """The type names :func:`atom_detail_type` returns."""

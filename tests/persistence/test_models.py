@@ -315,6 +315,15 @@ def test_atom_detail_type_names_round_trip() -> None:
         assert models.atom_detail_class(models.atom_detail_type(cls("a", "u"))) is cls
     assert models.atom_detail_class("TASK_DETAIL") is TaskDetail  # TaskFlow's spelling
     assert models.atom_detail_class("RETRY_DETAIL") is RetryDetail
+    assert models.atom_detail_class("TaskDetail") is TaskDetail  # written by earlier flowkit releases
+    assert models.atom_detail_class("RetryDetail") is RetryDetail
+
+
+def test_atom_detail_type_names_are_taskflows() -> None:
+    # Public: TaskFlow code compares atom_detail_type() with these strings.
+    assert models.atom_detail_type(TaskDetail("a", "u")) == "TASK_DETAIL"
+    assert models.atom_detail_type(RetryDetail("a", "u")) == "RETRY_DETAIL"
+    assert sorted(models.ATOM_TYPES) == ["RETRY_DETAIL", "TASK_DETAIL"]
 
 
 def test_unknown_atom_detail_type_raises_type_error() -> None:

@@ -6,7 +6,7 @@ uuid, plus the membership of atoms in flows::
     books/<uuid>  {"book": LogBook.to_dict(), "flows": [flow uuids]}
     flows/<uuid>  {"flow": FlowDetail.to_dict(), "book": book uuid,
                    "fence": {"holder": job uuid, "token": claim token} (once fenced)}
-    atoms/<uuid>  {"type": "TaskDetail", "atom": AtomDetail.to_dict(), "flow": flow uuid}
+    atoms/<uuid>  {"type": "TASK_DETAIL", "atom": AtomDetail.to_dict(), "flow": flow uuid}
     members of flow <uuid>: one link per atom, kept by the store (a set entry,
         an empty file, a child znode)
 
