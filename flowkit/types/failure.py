@@ -193,13 +193,17 @@ class Failure:
         if len(exc_info) != 3:
             raise ValueError(f"exc_info must be a (type, value, traceback) triple, not {exc_info!r}")
         value = exc_info[1]
+        # TypeError with TaskFlow's opening words, as TaskFlow raises for both.
         if value is None:
-            raise ValueError(
-                "no exception to capture: call Failure() inside an except block, "
-                "or use Failure.from_exception(exc)"
+            raise TypeError(
+                f"Invalid exception type '{exc_info[0]}' ({type(exc_info[0])}): no exception to capture: "
+                "call Failure() inside an except block, or use Failure.from_exception(exc)"
             )
         if not isinstance(value, BaseException):
-            raise ValueError(f"exc_info must hold an exception, not {value!r}")
+            raise TypeError(
+                f"Invalid exception type '{exc_info[0]}' ({type(exc_info[0])}): "
+                f"exc_info must hold an exception, not {value!r}"
+            )
         return (type(value), value, exc_info[2])
 
     def _capture(self, exc_info: Sequence[Any]) -> None:

@@ -66,9 +66,12 @@ def test_failure_captures_the_exception_being_handled() -> None:
     assert "raise error" in failure.traceback_str
 
 
-def test_failure_without_an_active_exception_raises_value_error() -> None:
-    with pytest.raises(ValueError, match="except block"):
+def test_failure_without_an_active_exception_raises_type_error() -> None:
+    # TaskFlow raises TypeError here; callers catch that.
+    with pytest.raises(TypeError, match=r"^Invalid exception type 'None' .*except block"):
         Failure()
+    with pytest.raises(TypeError, match=r"^Invalid exception type .*must hold an exception"):
+        Failure((ValueError, "not an exception", None))
 
 
 def test_failure_rejects_exc_info_that_is_not_a_triple() -> None:
