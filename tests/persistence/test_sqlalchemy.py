@@ -151,6 +151,17 @@ def test_in_memory_sqlite_is_one_database_for_every_connection() -> None:
     backend.close()
 
 
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///{tmp}/pooled.db"])
+def test_pool_sizing_options_are_ignored_by_sqlite(url: str, tmp_path: Path) -> None:
+    # One conf for SQLite in tests and a server in production, as TaskFlow allows.
+    conf = {"connection": url.format(tmp=tmp_path), "pool_size": 5, "max_overflow": 2, "pool_timeout": 3}
+    backend = backends.fetch(conf)
+    with backend.get_connection() as conn:
+        conn.upgrade()
+        assert list(conn.get_logbooks()) == []
+    backend.close()
+
+
 def test_cascade_removes_children_when_a_book_row_is_deleted(sqlite_url: str) -> None:
     backend, conn = _connect(sqlite_url)
     with conn:

@@ -99,10 +99,13 @@ def make_engine(settings: Settings, conf: Mapping[str, Any]) -> Engine:
         StorageFailure: the driver is not installed or an engine option is wrong.
     """
     kwargs: dict[str, Any] = {}
-    for key in ("pool_size", "max_overflow", "pool_timeout"):
-        if key in conf:
-            kwargs[key] = int(conf[key])
     sqlite = settings.dialect == "sqlite"
+    # Pool sizing means nothing to SQLite (and its in-memory StaticPool refuses
+    # it); as in TaskFlow it is ignored there, so one conf serves SQLite and a server.
+    if not sqlite:
+        for key in ("pool_size", "max_overflow", "pool_timeout"):
+            if key in conf:
+                kwargs[key] = int(conf[key])
     if sqlite:
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": settings.busy_timeout}
         if settings.is_memory:
