@@ -295,6 +295,19 @@ def test_plain_postgresql_scheme_uses_psycopg_3() -> None:
     backend.close()
 
 
+def test_taskflows_engine_option_names_are_honoured() -> None:
+    # TaskFlow confs say max_pool_size, idle_timeout and echo; none may be dropped silently.
+    conf = {"connection": "postgresql://flowkit:pw@127.0.0.1/flows?max_overflow=4&echo=true"}
+    backend = backends.fetch({**conf, "max_pool_size": 7, "idle_timeout": 60})
+    engine = backend.engine
+    assert engine.pool.size() == 7  # type: ignore[attr-defined]
+    assert engine.pool._max_overflow == 4  # type: ignore[attr-defined]
+    assert engine.pool._recycle == 60
+    assert engine.echo is True
+    assert "max_overflow" not in engine.url.query and "echo" not in engine.url.query
+    backend.close()
+
+
 def test_unserializable_result_fails_naming_the_atom_and_writes_nothing(sqlite_url: str) -> None:
     backend, conn = _connect(sqlite_url)
     with conn:
