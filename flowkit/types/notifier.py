@@ -336,7 +336,7 @@ class Notifier:
         if not self.has_listeners:
             return
         if not self.can_trigger_notification(event_type):
-            LOG.debug("event type %r cannot trigger notifications; dropped", event_type)
+            LOG.debug("Event type '%s' is not allowed to trigger notifications", event_type)
             return
         topics = self._topics
         if event_type in self._named_only:
@@ -353,8 +353,9 @@ class Notifier:
                 if not listener.deliver(event_type, dict(details)):
                     saw_dead = True
             except Exception:
+                # TaskFlow's words, so log searches written for it still match.
                 LOG.warning(
-                    "listener %r raised while being notified of %r (details: %r); carrying on",
+                    "Failure calling listener %s to notify about event %s, details: %s",
                     listener,
                     event_type,
                     details,

@@ -157,7 +157,8 @@ def test_a_failing_callback_is_logged_and_does_not_stop_the_others(caplog: pytes
     assert record.levelno == logging.WARNING
     assert record.exc_info is not None
     assert isinstance(record.exc_info[1], RuntimeError)
-    assert "'E'" in record.getMessage()
+    assert record.getMessage().startswith("Failure calling listener ")  # TaskFlow's words
+    assert record.getMessage().endswith(" to notify about event E, details: {'k': 1}")
 
 
 # -- deregistering and looking ---------------------------------------------------
