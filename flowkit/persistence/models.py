@@ -70,7 +70,31 @@ def _unmarshal_time(when: Any) -> datetime | None:
         return datetime.fromtimestamp(when, UTC)
     if isinstance(when, Mapping) and "seconds" in when:
         return datetime.fromtimestamp(when["seconds"] + when.get("microseconds", 0) / 1e6, UTC)
+    if isinstance(when, Mapping) and "year" in when:
+        return _unmarshal_taskflow_time(when)
     raise exc.InvalidFormat(f"cannot read a time from {when!r}")
+
+
+def _unmarshal_taskflow_time(when: Mapping[str, Any]) -> datetime:
+    """Read TaskFlow's marshalled time: its fields, naive UTC unless a ``tzname`` says otherwise."""
+    try:
+        naive = datetime(
+            when["year"],
+            when["month"],
+            when["day"],
+            when["hour"],
+            when["minute"],
+            min(when["second"], 59),  # a leap second, which datetime cannot hold
+            when.get("microsecond", 0),
+        )
+        tzname = when.get("tzname")
+        if not tzname or tzname in ("UTC", "UTC+00:00"):
+            return naive.replace(tzinfo=UTC)
+        from zoneinfo import ZoneInfo  # only for records written in another zone
+
+        return naive.replace(tzinfo=ZoneInfo(tzname))
+    except (KeyError, TypeError, ValueError) as err:
+        raise exc.InvalidFormat(f"cannot read a time from {when!r}: {err}") from err
 
 
 def _read_meta(data: Mapping[str, Any]) -> dict[str, Any]:

@@ -102,6 +102,26 @@ def test_logbook_reads_taskflow_time_records() -> None:
     assert back.created_at == datetime(1970, 1, 1, 0, 0, 0, 5, tzinfo=UTC)
 
 
+def test_logbook_reads_taskflows_marshalled_times() -> None:
+    # What TaskFlow's LogBook.to_dict(marshal_time=True) writes (oslo's marshall_now).
+    fields = {
+        "day": 6,
+        "month": 12,
+        "year": 2026,
+        "hour": 7,
+        "minute": 23,
+        "second": 52,
+        "microsecond": 847302,
+    }
+    back = LogBook.from_dict(
+        {"name": "b", "uuid": "u", "created_at": fields, "updated_at": {**fields, "tzname": "UTC"}},
+        unmarshal_time=True,
+    )
+    assert back.created_at == back.updated_at == datetime(2026, 12, 6, 7, 23, 52, 847302, tzinfo=UTC)
+    with pytest.raises(exc.InvalidFormat, match="cannot read a time"):
+        LogBook.from_dict({"name": "b", "uuid": "u", "created_at": {"year": 2026}}, unmarshal_time=True)
+
+
 def test_from_dict_without_uuid_raises_invalid_format() -> None:
     with pytest.raises(exc.InvalidFormat):
         LogBook.from_dict({"name": "b"})
