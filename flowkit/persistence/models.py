@@ -172,19 +172,20 @@ class LogBook:
     def __repr__(self) -> str:
         return f"<LogBook {self._name!r} uuid={self._uuid} flows={len(self._flows)}>"
 
-    def merge(self, other: LogBook, deep_copy: bool = False) -> LogBook:
-        """Take ``other``'s meta and times into this book (not its flow details).
+    def merge(self, lb: LogBook, deep_copy: bool = False) -> LogBook:
+        """Take ``lb``'s meta and times into this book (not its flow details).
 
-        Backends use this to fold a caller's book into the stored one.
+        Backends use this to fold a caller's book into the stored one. The
+        argument is named ``lb`` as in TaskFlow, so keyword calls keep working.
 
         Returns:
             this book.
         """
-        if other is not self:
-            if self.meta != other.meta:
-                self.meta = _same(other.meta, deep_copy)
-            self.created_at = other.created_at
-            self.updated_at = other.updated_at
+        if lb is not self:
+            if self.meta != lb.meta:
+                self.meta = _same(lb.meta, deep_copy)
+            self.created_at = lb.created_at
+            self.updated_at = lb.updated_at
         return self
 
     def copy(self, retain_contents: bool = True) -> LogBook:
@@ -302,16 +303,16 @@ class FlowDetail:
             self.meta = fd.meta
         return self
 
-    def merge(self, other: FlowDetail, deep_copy: bool = False) -> FlowDetail:
-        """Take ``other``'s state and meta (not its atom details).
+    def merge(self, fd: FlowDetail, deep_copy: bool = False) -> FlowDetail:
+        """Take ``fd``'s state and meta (not its atom details); ``fd`` is TaskFlow's argument name.
 
         Returns:
             this flow detail.
         """
-        if other is not self:
-            if self.meta != other.meta:
-                self.meta = _same(other.meta, deep_copy)
-            self.state = other.state
+        if fd is not self:
+            if self.meta != fd.meta:
+                self.meta = _same(fd.meta, deep_copy)
+            self.state = fd.state
         return self
 
     def copy(self, retain_contents: bool = True) -> FlowDetail:

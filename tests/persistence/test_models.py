@@ -327,6 +327,18 @@ def test_retry_copy_and_merge_make_their_own_history() -> None:
     assert merged.results[0][1] == {}
 
 
+def test_merge_takes_taskflows_keyword_names() -> None:
+    # TaskFlow callers write book.merge(lb=...) and flow.merge(fd=...).
+    book, other_book = LogBook("b", uuid="u"), LogBook("b", uuid="u")
+    other_book.meta = {"k": 1}
+    assert book.merge(lb=other_book, deep_copy=True) is book
+    assert book.meta == {"k": 1}
+    flow, other_flow = FlowDetail("f", "fu"), FlowDetail("f", "fu")
+    other_flow.state = "RUNNING"
+    assert flow.merge(fd=other_flow) is flow
+    assert flow.state == "RUNNING"
+
+
 # -- type names ----------------------------------------------------------------
 
 
