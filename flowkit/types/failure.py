@@ -384,10 +384,14 @@ class Failure:
             InvalidFormat: the record is malformed (the message names the field).
             ValueError: the record's ``version`` is missing or unsupported.
         """
-        cls.validate(data)
-        version = data.get("version")
+        # The version first, as TaskFlow does: a dict that is no failure record
+        # at all (no version) is a ValueError there, and callers catch that.
+        version = data.get("version") if isinstance(data, Mapping) else None
         if version != cls.DICT_VERSION:
-            raise ValueError(f"unsupported failure record version {version!r} (expected {cls.DICT_VERSION})")
+            raise ValueError(
+                f"Invalid dict version of failure object: {version!r} (expected {cls.DICT_VERSION})"
+            )
+        cls.validate(data)
         return cls._from_valid(data)
 
     @classmethod
