@@ -450,8 +450,11 @@ class AtomDetail(ABC):
             this atom detail.
         """
         if not isinstance(other, self._kind()):
+            # TaskFlow's words first ("Can only merge with other task details").
+            kind = "retry" if issubclass(self._kind(), RetryDetail) else "task"
             raise exc.NotImplementedError(
-                f"cannot merge a {type(other).__name__} into a {type(self).__name__}"
+                f"Can only merge with other {kind} details, not a {type(other).__name__} "
+                f"(into {type(self).__name__} {self.name!r})"
             )
         if other is self:
             return self

@@ -256,8 +256,10 @@ def test_task_merge_takes_all_fields_and_refuses_retry_details() -> None:
     ad.merge(other)
     assert (ad.state, ad.results, ad.meta) == (states.SUCCESS, [1], {"m": 1})
     assert ad.results is other.results  # results are shared, never copied
-    with pytest.raises(NotImplementedError):
+    with pytest.raises(NotImplementedError, match="^Can only merge with other task details"):
         ad.merge(RetryDetail("r", "u"))
+    with pytest.raises(NotImplementedError, match="^Can only merge with other retry details"):
+        RetryDetail("r", "u").merge(ad)
 
 
 def test_task_copy_owns_its_meta() -> None:
