@@ -92,7 +92,7 @@ class DurationListener(base.Listener):
             else:
                 storage.update_atom_metadata(name, update)
         except exc.StorageFailure:
-            LOG.warning("Failure to store duration update %s for %s '%s'", update, kind, name, exc_info=True)
+            LOG.warning("Failure to store duration update %s for %s %s", update, kind, name, exc_info=True)
 
     def _task_receiver(self, state: str, details: base.Details) -> None:
         self._receiver(_TASK, details["task_name"], state)
