@@ -199,7 +199,10 @@ class Listener:
             self.deregister()
         except Exception:
             # Whatever the block raised matters more than a failed cleanup.
-            LOG.warning("could not deregister listener %r from engine %r", self, self._engine, exc_info=True)
+            # TaskFlow's words, then the listener at fault.
+            LOG.warning(
+                "Failed deregistering listeners from engine %s (%r)", self._engine, self, exc_info=True
+            )
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} of {self._engine!r}>"

@@ -79,7 +79,7 @@ class CheckingClaimListener(base.Listener):
         if on_job_loss is None:
             self._on_job_loss: JobLossHandler = self._suspend_engine_on_loss
         elif not callable(on_job_loss):
-            raise ValueError(f"on_job_loss must be callable, not {on_job_loss!r}")
+            raise ValueError(f"Custom 'on_job_loss' handler must be callable, not {on_job_loss!r}")
         else:
             self._on_job_loss = on_job_loss
 
@@ -89,7 +89,7 @@ class CheckingClaimListener(base.Listener):
             engine.suspend()
         except exc.TaskFlowException as error:
             LOG.warning(
-                "could not suspend engine %r that lost its claim (held by %r):%s%s",
+                "Failed suspending engine '%s', (previously owned by '%s'):%s%s",
                 engine,
                 self._owner,
                 os.linesep,
@@ -112,7 +112,8 @@ class CheckingClaimListener(base.Listener):
 
     def _claim_checker(self, state: str, details: base.Details) -> None:
         if not self._has_been_lost():
-            LOG.debug("job %r is still claimed by %r", self._job, self._owner)
+            LOG.debug("Job '%s' is still claimed (actively owned by '%s')", self._job, self._owner)
             return
-        LOG.warning("job %r is no longer claimed by %r", self._job, self._owner)
+        # TaskFlow's words: log searches and alerts written for it keep working.
+        LOG.warning("Job '%s' has lost its claim (previously owned by '%s')", self._job, self._owner)
         self._on_job_loss(self._engine, state, details)

@@ -74,7 +74,7 @@ class DurationListener(base.Listener):
         for kind, started in self._started.items():
             if started:
                 LOG.warning(
-                    "%d %s(s) started but never reached one of %s: %s",
+                    "%d %s(s) did not enter %s states: %s",
                     len(started),
                     kind,
                     sorted(FINISHED_STATES),
@@ -92,7 +92,7 @@ class DurationListener(base.Listener):
             else:
                 storage.update_atom_metadata(name, update)
         except exc.StorageFailure:
-            LOG.warning("could not save duration %s of %s '%s'", update, kind, name, exc_info=True)
+            LOG.warning("Failure to store duration update %s for %s %s", update, kind, name, exc_info=True)
 
     def _task_receiver(self, state: str, details: base.Details) -> None:
         self._receiver(_TASK, details["task_name"], state)
@@ -130,12 +130,13 @@ class PrintingDurationListener(DurationListener):
 
     def _record_ending(self, elapsed: float, kind: str, name: str, state: str) -> None:
         super()._record_ending(elapsed, kind, name, state)
-        self._printer(f"{kind} '{name}' finished in {elapsed:0.2f} seconds.")
+        # TaskFlow's words, so output and anything parsing it stay the same.
+        self._printer(f"It took {kind} '{name}' {elapsed:0.2f} seconds to finish.")
 
     def _receiver(self, kind: str, name: str, state: str) -> None:
         super()._receiver(kind, name, state)
         if state in STARTING_STATES:
-            self._printer(f"{kind} '{name}' started.")
+            self._printer(f"'{name}' {kind} started.")
 
 
 class EventTimeListener(base.Listener):

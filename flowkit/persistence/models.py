@@ -70,7 +70,31 @@ def _unmarshal_time(when: Any) -> datetime | None:
         return datetime.fromtimestamp(when, UTC)
     if isinstance(when, Mapping) and "seconds" in when:
         return datetime.fromtimestamp(when["seconds"] + when.get("microseconds", 0) / 1e6, UTC)
+    if isinstance(when, Mapping) and "year" in when:
+        return _unmarshal_taskflow_time(when)
     raise exc.InvalidFormat(f"cannot read a time from {when!r}")
+
+
+def _unmarshal_taskflow_time(when: Mapping[str, Any]) -> datetime:
+    """Read TaskFlow's marshalled time: its fields, naive UTC unless a ``tzname`` says otherwise."""
+    try:
+        naive = datetime(
+            when["year"],
+            when["month"],
+            when["day"],
+            when["hour"],
+            when["minute"],
+            min(when["second"], 59),  # a leap second, which datetime cannot hold
+            when.get("microsecond", 0),
+        )
+        tzname = when.get("tzname")
+        if not tzname or tzname in ("UTC", "UTC+00:00"):
+            return naive.replace(tzinfo=UTC)
+        from zoneinfo import ZoneInfo  # only for records written in another zone
+
+        return naive.replace(tzinfo=ZoneInfo(tzname))
+    except (KeyError, TypeError, ValueError) as err:
+        raise exc.InvalidFormat(f"cannot read a time from {when!r}: {err}") from err
 
 
 def _read_meta(data: Mapping[str, Any]) -> dict[str, Any]:
@@ -148,19 +172,20 @@ class LogBook:
     def __repr__(self) -> str:
         return f"<LogBook {self._name!r} uuid={self._uuid} flows={len(self._flows)}>"
 
-    def merge(self, other: LogBook, deep_copy: bool = False) -> LogBook:
-        """Take ``other``'s meta and times into this book (not its flow details).
+    def merge(self, lb: LogBook, deep_copy: bool = False) -> LogBook:
+        """Take ``lb``'s meta and times into this book (not its flow details).
 
-        Backends use this to fold a caller's book into the stored one.
+        Backends use this to fold a caller's book into the stored one. The
+        argument is named ``lb`` as in TaskFlow, so keyword calls keep working.
 
         Returns:
             this book.
         """
-        if other is not self:
-            if self.meta != other.meta:
-                self.meta = _same(other.meta, deep_copy)
-            self.created_at = other.created_at
-            self.updated_at = other.updated_at
+        if lb is not self:
+            if self.meta != lb.meta:
+                self.meta = _same(lb.meta, deep_copy)
+            self.created_at = lb.created_at
+            self.updated_at = lb.updated_at
         return self
 
     def copy(self, retain_contents: bool = True) -> LogBook:
@@ -278,16 +303,16 @@ class FlowDetail:
             self.meta = fd.meta
         return self
 
-    def merge(self, other: FlowDetail, deep_copy: bool = False) -> FlowDetail:
-        """Take ``other``'s state and meta (not its atom details).
+    def merge(self, fd: FlowDetail, deep_copy: bool = False) -> FlowDetail:
+        """Take ``fd``'s state and meta (not its atom details); ``fd`` is TaskFlow's argument name.
 
         Returns:
             this flow detail.
         """
-        if other is not self:
-            if self.meta != other.meta:
-                self.meta = _same(other.meta, deep_copy)
-            self.state = other.state
+        if fd is not self:
+            if self.meta != fd.meta:
+                self.meta = _same(fd.meta, deep_copy)
+            self.state = fd.state
         return self
 
     def copy(self, retain_contents: bool = True) -> FlowDetail:
@@ -425,8 +450,11 @@ class AtomDetail(ABC):
             this atom detail.
         """
         if not isinstance(other, self._kind()):
+            # TaskFlow's words first ("Can only merge with other task details").
+            kind = "retry" if issubclass(self._kind(), RetryDetail) else "task"
             raise exc.NotImplementedError(
-                f"cannot merge a {type(other).__name__} into a {type(self).__name__}"
+                f"Can only merge with other {kind} details, not a {type(other).__name__} "
+                f"(into {type(self).__name__} {self.name!r})"
             )
         if other is self:
             return self
@@ -672,14 +700,15 @@ class RetryDetail(AtomDetail):
         ]
 
 
-# Names written to storage for each kind of detail. TaskFlow's own spellings
-# are accepted when reading so records it wrote can be loaded.
-_TYPE_NAMES: dict[type, str] = {TaskDetail: "TaskDetail", RetryDetail: "RetryDetail"}
+# Names written to storage for each kind of detail: TaskFlow's, since
+# atom_detail_type() and ATOM_TYPES are public and callers compare with them.
+# The class names earlier flowkit releases wrote are still read.
+_TYPE_NAMES: dict[type, str] = {RetryDetail: "RETRY_DETAIL", TaskDetail: "TASK_DETAIL"}
 _CLASSES: dict[str, type[AtomDetail]] = {
+    "RETRY_DETAIL": RetryDetail,
+    "TASK_DETAIL": TaskDetail,
     "TaskDetail": TaskDetail,
     "RetryDetail": RetryDetail,
-    "TASK_DETAIL": TaskDetail,
-    "RETRY_DETAIL": RetryDetail,
 }
 ATOM_TYPES: list[str] = list(_TYPE_NAMES.values())
 """The type names :func:`atom_detail_type` returns."""

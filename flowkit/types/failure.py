@@ -193,13 +193,17 @@ class Failure:
         if len(exc_info) != 3:
             raise ValueError(f"exc_info must be a (type, value, traceback) triple, not {exc_info!r}")
         value = exc_info[1]
+        # TypeError with TaskFlow's opening words, as TaskFlow raises for both.
         if value is None:
-            raise ValueError(
-                "no exception to capture: call Failure() inside an except block, "
-                "or use Failure.from_exception(exc)"
+            raise TypeError(
+                f"Invalid exception type '{exc_info[0]}' ({type(exc_info[0])}): no exception to capture: "
+                "call Failure() inside an except block, or use Failure.from_exception(exc)"
             )
         if not isinstance(value, BaseException):
-            raise ValueError(f"exc_info must hold an exception, not {value!r}")
+            raise TypeError(
+                f"Invalid exception type '{exc_info[0]}' ({type(exc_info[0])}): "
+                f"exc_info must hold an exception, not {value!r}"
+            )
         return (type(value), value, exc_info[2])
 
     def _capture(self, exc_info: Sequence[Any]) -> None:
@@ -380,10 +384,14 @@ class Failure:
             InvalidFormat: the record is malformed (the message names the field).
             ValueError: the record's ``version`` is missing or unsupported.
         """
-        cls.validate(data)
-        version = data.get("version")
+        # The version first, as TaskFlow does: a dict that is no failure record
+        # at all (no version) is a ValueError there, and callers catch that.
+        version = data.get("version") if isinstance(data, Mapping) else None
         if version != cls.DICT_VERSION:
-            raise ValueError(f"unsupported failure record version {version!r} (expected {cls.DICT_VERSION})")
+            raise ValueError(
+                f"Invalid dict version of failure object: {version!r} (expected {cls.DICT_VERSION})"
+            )
+        cls.validate(data)
         return cls._from_valid(data)
 
     @classmethod

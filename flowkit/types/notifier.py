@@ -217,22 +217,24 @@ class Notifier:
                 registered for it.
             KeyError: ``kwargs`` uses a reserved name (``details``).
         """
+        # Messages open with TaskFlow's words (callers match them), then add the culprit.
         if not callable(callback):
-            raise ValueError(f"event callback must be callable, not {callback!r}")
+            raise ValueError(f"Event callback must be callable, not {callback!r}")
         if details_filter is not None and not callable(details_filter):
-            raise ValueError(f"details filter must be callable, not {details_filter!r}")
+            raise ValueError(f"Details filter must be callable, not {details_filter!r}")
         if not self.can_be_registered(event_type):
-            raise ValueError(f"callbacks cannot be registered for event type {event_type!r}")
+            raise ValueError(f"Disallowed event type '{event_type}' can not have a callback registered")
         for key in self.RESERVED_KEYS:
             if kwargs and key in kwargs:
-                raise KeyError(f"keyword argument {key!r} is reserved and cannot be registered")
+                raise KeyError(f"Reserved key '{key}' not allowed in kwargs")
         on_collected = self._pruner() if weak else None
         listener = Listener(callback, args, kwargs, details_filter, weak=weak, on_collected=on_collected)
         with self._lock:
             current = self._topics.get(event_type, ())
             if any(known.is_equivalent(callback, details_filter) for known in current):
                 raise ValueError(
-                    f"callback {callback!r} is already registered for {event_type!r} with that details filter"
+                    "Event callback already registered with equivalent details filter: "
+                    f"{callback!r} for event type {event_type!r}"
                 )
             self._replace_topic(event_type, (*current, listener))
 
@@ -336,7 +338,7 @@ class Notifier:
         if not self.has_listeners:
             return
         if not self.can_trigger_notification(event_type):
-            LOG.debug("event type %r cannot trigger notifications; dropped", event_type)
+            LOG.debug("Event type '%s' is not allowed to trigger notifications", event_type)
             return
         topics = self._topics
         if event_type in self._named_only:
@@ -353,8 +355,9 @@ class Notifier:
                 if not listener.deliver(event_type, dict(details)):
                     saw_dead = True
             except Exception:
+                # TaskFlow's words, so log searches written for it still match.
                 LOG.warning(
-                    "listener %r raised while being notified of %r (details: %r); carrying on",
+                    "Failure calling listener %s to notify about event %s, details: %s",
                     listener,
                     event_type,
                     details,

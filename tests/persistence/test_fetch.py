@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -166,11 +167,26 @@ def test_dir_recovers_a_multi_file_write_left_half_done(tmp_path: Path) -> None:
         ("postgresql+psycopg://bob:p@ss@db/x", "postgresql+psycopg://bob:***@db/x"),
         ("mysql://bob@db/x?password=s3cret&a=1", "mysql://bob@db/x?password=***&a=1"),
         ("zookeeper://h1:1,h2:2/root", "zookeeper://h1:1,h2:2/root"),
-        ("not a url :pw@", "not a url :pw@"),
+        ("not a url :pw@", "not a url :***@"),
+        # Malformed ones end up in error messages most of all.
+        ("bob:s3cret@db/x", "bob:***@db/x"),
+        ("postgresql:/bob:s3cret@db/x", "postgresql:/bob:***@db/x"),
+        ("host=db password=s3cret dbname=x", "host=db password=*** dbname=x"),
+        ("host=db password='s3 cret' dbname=x", "host=db password=*** dbname=x"),
     ],
 )
 def test_mask_url_hides_passwords(url: str, masked: str) -> None:
     assert _urls.mask_url(url) == masked
+
+
+@pytest.mark.parametrize(
+    "conf",
+    ["bob:s3cret@db/x", "host=db password=s3cret dbname=x", {"connection": "postgresql:/bob:s3cret@db/x"}],
+)
+def test_a_malformed_connection_is_refused_without_its_password(conf: Any) -> None:
+    with pytest.raises(exc.TaskFlowException) as caught:
+        backends.fetch(conf)
+    assert "s3cret" not in str(caught.value)
 
 
 def test_parse_url_splits_multiple_hosts() -> None:

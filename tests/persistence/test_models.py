@@ -102,6 +102,26 @@ def test_logbook_reads_taskflow_time_records() -> None:
     assert back.created_at == datetime(1970, 1, 1, 0, 0, 0, 5, tzinfo=UTC)
 
 
+def test_logbook_reads_taskflows_marshalled_times() -> None:
+    # What TaskFlow's LogBook.to_dict(marshal_time=True) writes (oslo's marshall_now).
+    fields = {
+        "day": 6,
+        "month": 12,
+        "year": 2026,
+        "hour": 7,
+        "minute": 23,
+        "second": 52,
+        "microsecond": 847302,
+    }
+    back = LogBook.from_dict(
+        {"name": "b", "uuid": "u", "created_at": fields, "updated_at": {**fields, "tzname": "UTC"}},
+        unmarshal_time=True,
+    )
+    assert back.created_at == back.updated_at == datetime(2026, 12, 6, 7, 23, 52, 847302, tzinfo=UTC)
+    with pytest.raises(exc.InvalidFormat, match="cannot read a time"):
+        LogBook.from_dict({"name": "b", "uuid": "u", "created_at": {"year": 2026}}, unmarshal_time=True)
+
+
 def test_from_dict_without_uuid_raises_invalid_format() -> None:
     with pytest.raises(exc.InvalidFormat):
         LogBook.from_dict({"name": "b"})
@@ -236,8 +256,10 @@ def test_task_merge_takes_all_fields_and_refuses_retry_details() -> None:
     ad.merge(other)
     assert (ad.state, ad.results, ad.meta) == (states.SUCCESS, [1], {"m": 1})
     assert ad.results is other.results  # results are shared, never copied
-    with pytest.raises(NotImplementedError):
+    with pytest.raises(NotImplementedError, match="^Can only merge with other task details"):
         ad.merge(RetryDetail("r", "u"))
+    with pytest.raises(NotImplementedError, match="^Can only merge with other retry details"):
+        RetryDetail("r", "u").merge(ad)
 
 
 def test_task_copy_owns_its_meta() -> None:
@@ -307,6 +329,18 @@ def test_retry_copy_and_merge_make_their_own_history() -> None:
     assert merged.results[0][1] == {}
 
 
+def test_merge_takes_taskflows_keyword_names() -> None:
+    # TaskFlow callers write book.merge(lb=...) and flow.merge(fd=...).
+    book, other_book = LogBook("b", uuid="u"), LogBook("b", uuid="u")
+    other_book.meta = {"k": 1}
+    assert book.merge(lb=other_book, deep_copy=True) is book
+    assert book.meta == {"k": 1}
+    flow, other_flow = FlowDetail("f", "fu"), FlowDetail("f", "fu")
+    other_flow.state = "RUNNING"
+    assert flow.merge(fd=other_flow) is flow
+    assert flow.state == "RUNNING"
+
+
 # -- type names ----------------------------------------------------------------
 
 
@@ -315,6 +349,15 @@ def test_atom_detail_type_names_round_trip() -> None:
         assert models.atom_detail_class(models.atom_detail_type(cls("a", "u"))) is cls
     assert models.atom_detail_class("TASK_DETAIL") is TaskDetail  # TaskFlow's spelling
     assert models.atom_detail_class("RETRY_DETAIL") is RetryDetail
+    assert models.atom_detail_class("TaskDetail") is TaskDetail  # written by earlier flowkit releases
+    assert models.atom_detail_class("RetryDetail") is RetryDetail
+
+
+def test_atom_detail_type_names_are_taskflows() -> None:
+    # Public: TaskFlow code compares atom_detail_type() with these strings.
+    assert models.atom_detail_type(TaskDetail("a", "u")) == "TASK_DETAIL"
+    assert models.atom_detail_type(RetryDetail("a", "u")) == "RETRY_DETAIL"
+    assert sorted(models.ATOM_TYPES) == ["RETRY_DETAIL", "TASK_DETAIL"]
 
 
 def test_unknown_atom_detail_type_raises_type_error() -> None:

@@ -151,6 +151,17 @@ def test_in_memory_sqlite_is_one_database_for_every_connection() -> None:
     backend.close()
 
 
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///{tmp}/pooled.db"])
+def test_pool_sizing_options_are_ignored_by_sqlite(url: str, tmp_path: Path) -> None:
+    # One conf for SQLite in tests and a server in production, as TaskFlow allows.
+    conf = {"connection": url.format(tmp=tmp_path), "pool_size": 5, "max_overflow": 2, "pool_timeout": 3}
+    backend = backends.fetch(conf)
+    with backend.get_connection() as conn:
+        conn.upgrade()
+        assert list(conn.get_logbooks()) == []
+    backend.close()
+
+
 def test_cascade_removes_children_when_a_book_row_is_deleted(sqlite_url: str) -> None:
     backend, conn = _connect(sqlite_url)
     with conn:
@@ -281,6 +292,19 @@ def test_plain_postgresql_scheme_uses_psycopg_3() -> None:
     backend = backends.fetch("postgresql://flowkit:pw@127.0.0.1/flows")
     assert isinstance(backend, SQLAlchemyBackend)
     assert backend.engine.dialect.driver == "psycopg"
+    backend.close()
+
+
+def test_taskflows_engine_option_names_are_honoured() -> None:
+    # TaskFlow confs say max_pool_size, idle_timeout and echo; none may be dropped silently.
+    conf = {"connection": "postgresql://flowkit:pw@127.0.0.1/flows?max_overflow=4&echo=true"}
+    backend = backends.fetch({**conf, "max_pool_size": 7, "idle_timeout": 60})
+    engine = backend.engine
+    assert engine.pool.size() == 7  # type: ignore[attr-defined]
+    assert engine.pool._max_overflow == 4  # type: ignore[attr-defined]
+    assert engine.pool._recycle == 60
+    assert engine.echo is True
+    assert "max_overflow" not in engine.url.query and "echo" not in engine.url.query
     backend.close()
 
 

@@ -54,7 +54,7 @@ def _backend_class(name: str, namespace: str, connection: Any) -> type[Backend]:
     if name not in found:
         known = set(found) | (set(_BUILTIN) if namespace == BACKEND_NAMESPACE else set())
         raise exc.NotFound(
-            f"no persistence backend for scheme {name!r} (connection {mask_url(connection)!r}); "
+            f"no persistence backend for scheme {mask_url(name)!r} (connection {mask_url(connection)!r}); "
             f"known schemes: {', '.join(sorted(known))}"
         )
     loaded: type[Backend] = found[name].load()

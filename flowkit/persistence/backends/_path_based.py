@@ -6,7 +6,7 @@ uuid, plus the membership of atoms in flows::
     books/<uuid>  {"book": LogBook.to_dict(), "flows": [flow uuids]}
     flows/<uuid>  {"flow": FlowDetail.to_dict(), "book": book uuid,
                    "fence": {"holder": job uuid, "token": claim token} (once fenced)}
-    atoms/<uuid>  {"type": "TaskDetail", "atom": AtomDetail.to_dict(), "flow": flow uuid}
+    atoms/<uuid>  {"type": "TASK_DETAIL", "atom": AtomDetail.to_dict(), "flow": flow uuid}
     members of flow <uuid>: one link per atom, kept by the store (a set entry,
         an empty file, a child znode)
 
@@ -70,6 +70,8 @@ BOOKS = "books"
 FLOWS = "flows"
 ATOMS = "atoms"
 KINDS = (BOOKS, FLOWS, ATOMS)
+# How a missing record is reported: TaskFlow's words, the same as the SQL backend's.
+_MISSING = {BOOKS: "No logbook found", FLOWS: "No flow details found", ATOMS: "No atom details found"}
 MEMBERS = "members"
 """The pseudo-kind under which :attr:`Batch.seen` records the version of a flow's links."""
 
@@ -386,14 +388,14 @@ class DocumentConnection(Connection):
     def _must(batch: Batch, kind: str, key: str) -> Doc:
         doc = batch.get(kind, key)
         if doc is None:
-            raise exc.NotFound(f"no {kind[:-1]} with uuid {key}")
+            raise exc.NotFound(f"{_MISSING[kind]} with uuid {key!r}")
         return doc
 
     @staticmethod
     def _must_flow(batch: Batch, key: str) -> tuple[Doc, list[str]]:
         doc, members = batch.get_flow(key)
         if doc is None:
-            raise exc.NotFound(f"no flow with uuid {key}")
+            raise exc.NotFound(f"No flow details found with uuid {key!r}")
         return doc, _atom_uuids(doc, members)
 
     def _atoms(self, batch: Batch, flow_uuid: str, uuids: Sequence[str]) -> list[AtomDetail]:
@@ -460,7 +462,7 @@ class DocumentConnection(Connection):
         def body(batch: Batch) -> FlowDetail:
             fd = self._flow(batch, fd_uuid, lazy)
             if fd is None:
-                raise exc.NotFound(f"no flow with uuid {fd_uuid}")
+                raise exc.NotFound(f"No flow details found with uuid {fd_uuid!r}")
             return fd
 
         return self._read("get_flow_details", fd_uuid, body)
@@ -558,7 +560,7 @@ class DocumentConnection(Connection):
                 else:
                     doc, exists = batch.get_and_exists(FLOWS, flow_uuid, ATOMS, uuids)
                 if doc is None:
-                    raise exc.NotFound(f"no flow with uuid {flow_uuid}")
+                    raise exc.NotFound(f"No flow details found with uuid {flow_uuid!r}")
             _put_progress(batch, flow_detail, atom_details, exists, doc if flow_changed else None)
 
         self._step("save_flow_progress", flow_uuid, body)
@@ -576,7 +578,7 @@ class DocumentConnection(Connection):
         def body(batch: Batch) -> FlowDetail:
             doc = batch.get(FLOWS, fd_uuid)
             if doc is None:
-                raise exc.NotFound(f"no flow with uuid {fd_uuid}")
+                raise exc.NotFound(f"No flow details found with uuid {fd_uuid!r}")
             current = _fence_of(doc)
             if current is not None and current.holder == fence.holder and current.token > fence.token:
                 raise FenceRefused.make(fd_uuid, fence, current, "fencing")
@@ -612,7 +614,7 @@ class DocumentConnection(Connection):
             # optimistic store checks at commit, so a fence moved meanwhile fails it.
             doc, exists = batch.get_and_exists(FLOWS, flow_uuid, ATOMS, [ad.uuid for ad in atom_details])
             if doc is None:
-                raise exc.NotFound(f"no flow with uuid {flow_uuid}")
+                raise exc.NotFound(f"No flow details found with uuid {flow_uuid!r}")
             current = _fence_of(doc)
             if current != fence:
                 raise FenceRefused.make(flow_uuid, fence, current, "writing progress of")

@@ -33,6 +33,12 @@ _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://")
 _BARE_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*):(?!//)")
 # Query parameters whose values are secrets.
 _SECRET_PARAM = re.compile(r"(?i)([?&;](?:password|passwd|pwd|secret|token)=)[^&;#]*")
+# The same in a libpq keyword string (``host=db password=x``), whose values may be quoted.
+_SECRET_KEYWORD = re.compile(
+    r"(?i)((?:^|\s)(?:password|passwd|pwd|secret|token)\s*=\s*)('(?:[^'\\]|\\.)*'|\S*)"
+)
+# A scheme followed by too few slashes (``postgresql:/u:pw@h``): user info may still follow.
+_SCHEME_SLASHES = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:/+")
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off", ""})
 
@@ -40,25 +46,32 @@ _FALSE = frozenset({"0", "false", "no", "off", ""})
 def mask_url(url: object) -> str:
     """Return ``url`` as text with any password replaced by ``***``.
 
-    Handles ``scheme://user:password@host...`` and secret query parameters
-    (``?password=...``). When in doubt it masks more, never less.
+    Handles ``scheme://user:password@host...``, secret query parameters
+    (``?password=...``) and libpq keyword strings (``password=...``). When in
+    doubt it masks more, never less.
     """
     text = str(url)
     start = text.find("://")
     if start >= 0:
         start += 3
-        end = len(text)
-        for stop in ("?", "#"):
-            found = text.find(stop, start)
-            if found >= 0:
-                end = min(end, found)
-        # The last "@" ends the user info: a raw "@" in a password must not leak the rest.
-        at = text.rfind("@", start, end)
-        if at >= 0:
-            colon = text.find(":", start, at)
-            if colon >= 0:
-                text = f"{text[: colon + 1]}{MASK}{text[at:]}"
-    return _SECRET_PARAM.sub(lambda m: m.group(1) + MASK, text)
+    else:
+        # Not a well-formed URL (a scheme with one slash, or none at all, as in
+        # "user:pw@host/db"): exactly what ends up in an error message.
+        slashes = _SCHEME_SLASHES.match(text)
+        start = slashes.end() if slashes else 0
+    end = len(text)
+    for stop in ("?", "#"):
+        found = text.find(stop, start)
+        if found >= 0:
+            end = min(end, found)
+    # The last "@" ends the user info: a raw "@" in a password must not leak the rest.
+    at = text.rfind("@", start, end)
+    if at >= 0:
+        colon = text.find(":", start, at)
+        if colon >= 0:
+            text = f"{text[: colon + 1]}{MASK}{text[at:]}"
+    text = _SECRET_PARAM.sub(lambda m: m.group(1) + MASK, text)
+    return _SECRET_KEYWORD.sub(lambda m: m.group(1) + MASK, text)
 
 
 def backend_name(scheme: str) -> str:

@@ -99,7 +99,7 @@ def test_a_storage_failure_is_logged_not_raised(
     ):
         engine.task("a", "RUNNING", "PENDING")
         engine.task("a", "SUCCESS", "RUNNING")
-    assert "could not save duration" in caplog.text
+    assert "Failure to store duration update" in caplog.text
     assert caplog.records[0].exc_info is not None
 
 
@@ -110,7 +110,7 @@ def test_deregister_warns_about_unfinished_timers(
     with caplog.at_level(logging.WARNING, logger="flowkit.listeners.timing"):
         with listener:
             engine.task("a", "RUNNING", "PENDING")
-        assert "1 task(s) started but never reached" in caplog.text
+        assert "1 task(s) did not enter" in caplog.text
         caplog.clear()
         # The leftovers were forgotten: a second round starts clean.
         with listener:
@@ -141,10 +141,11 @@ def test_printing_duration_listener_prints_starts_and_durations(
         clock.advance(1.0)
         engine.flow("SUCCESS", "RUNNING")
     assert printed == [
-        "flow 'flow-1' started.",
-        "task 'a' started.",
-        "task 'a' finished in 1.23 seconds.",
-        "flow 'flow-1' finished in 2.23 seconds.",
+        # TaskFlow's wording, word for word.
+        "'flow-1' flow started.",
+        "'a' task started.",
+        "It took task 'a' 1.23 seconds to finish.",
+        "It took flow 'flow-1' 2.23 seconds to finish.",
     ]
     assert engine.storage.atom_meta["a"]["duration"] == pytest.approx(1.234)
 
@@ -154,7 +155,7 @@ def test_printing_duration_listener_prints_to_stdout_by_default(
 ) -> None:
     with timing.PrintingDurationListener(engine, clock=clock):
         engine.task("a", "RUNNING", "PENDING")
-    assert capsys.readouterr().out == "task 'a' started.\n"
+    assert capsys.readouterr().out == "'a' task started.\n"
 
 
 # -- EventTimeListener -------------------------------------------------------------------

@@ -66,9 +66,12 @@ def test_failure_captures_the_exception_being_handled() -> None:
     assert "raise error" in failure.traceback_str
 
 
-def test_failure_without_an_active_exception_raises_value_error() -> None:
-    with pytest.raises(ValueError, match="except block"):
+def test_failure_without_an_active_exception_raises_type_error() -> None:
+    # TaskFlow raises TypeError here; callers catch that.
+    with pytest.raises(TypeError, match=r"^Invalid exception type 'None' .*except block"):
         Failure()
+    with pytest.raises(TypeError, match=r"^Invalid exception type .*must hold an exception"):
+        Failure((ValueError, "not an exception", None))
 
 
 def test_failure_rejects_exc_info_that_is_not_a_triple() -> None:
@@ -277,6 +280,12 @@ def test_from_dict_rejects_an_unknown_version() -> None:
         Failure.from_dict(record)
 
 
+def test_from_dict_of_something_else_raises_taskflows_value_error() -> None:
+    # No version: TaskFlow's ValueError, before any field is looked at.
+    with pytest.raises(ValueError, match=r"^Invalid dict version of failure object: None"):
+        Failure.from_dict({"a": 1})
+
+
 def test_validate_accepts_records_from_to_dict() -> None:
     Failure.validate(_chained().to_dict())
     Failure.validate(json.loads(json.dumps(_chained().to_dict())))
@@ -316,7 +325,9 @@ def test_validate_rejects_malformed_records_naming_the_field(change: Any, field:
     change(record)
     with pytest.raises(exc.InvalidFormat, match=f"'{field}'"):
         Failure.validate(record)
-    with pytest.raises(exc.InvalidFormat, match=f"'{field}'"):
+    # from_dict checks the version first, with TaskFlow's ValueError.
+    expected = ValueError if field == "version" else exc.InvalidFormat
+    with pytest.raises(expected, match="version" if field == "version" else f"'{field}'"):
         Failure.from_dict(record)
 
 

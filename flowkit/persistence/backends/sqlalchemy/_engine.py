@@ -20,12 +20,23 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import StaticPool
 
 from flowkit import exceptions as exc
-from flowkit.persistence.backends._urls import conf_float, mask_url
+from flowkit.persistence.backends._urls import conf_bool, conf_float, mask_url
 
 __all__ = ["Settings", "make_engine", "read_settings"]
 
+# Engine options read from the conf under TaskFlow's names (and flowkit's
+# own pool_size), mapped to create_engine()'s arguments.
+_POOL_OPTIONS = {
+    "max_pool_size": "pool_size",
+    "pool_size": "pool_size",
+    "max_overflow": "max_overflow",
+    "pool_timeout": "pool_timeout",
+}
 # Options flowkit reads; removed from the URL query before the driver sees it.
-_OPTIONS = frozenset({"max_retries", "sqlite_synchronous", "sqlite_busy_timeout", "engine_args"})
+_OPTIONS = frozenset(
+    {"max_retries", "sqlite_synchronous", "sqlite_busy_timeout", "engine_args", "idle_timeout", "echo"}
+    | set(_POOL_OPTIONS)
+)
 _DEFAULT_DRIVERS = {
     "postgresql": "postgresql+psycopg",
     "postgres": "postgresql+psycopg",
@@ -99,10 +110,18 @@ def make_engine(settings: Settings, conf: Mapping[str, Any]) -> Engine:
         StorageFailure: the driver is not installed or an engine option is wrong.
     """
     kwargs: dict[str, Any] = {}
-    for key in ("pool_size", "max_overflow", "pool_timeout"):
-        if key in conf:
-            kwargs[key] = int(conf[key])
     sqlite = settings.dialect == "sqlite"
+    # Pool sizing means nothing to SQLite (and its in-memory StaticPool refuses
+    # it); as in TaskFlow it is ignored there, so one conf serves SQLite and a server.
+    if not sqlite:
+        for key, arg in _POOL_OPTIONS.items():
+            if key in conf:
+                kwargs[arg] = int(conf_float(conf, key, 0))
+    # TaskFlow's idle_timeout (seconds before a pooled connection is replaced) and echo.
+    if "idle_timeout" in conf:
+        kwargs["pool_recycle"] = int(conf_float(conf, "idle_timeout", -1))
+    if conf_bool(conf, "echo"):
+        kwargs["echo"] = True
     if sqlite:
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": settings.busy_timeout}
         if settings.is_memory:
