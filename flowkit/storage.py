@@ -390,11 +390,17 @@ class Storage:
 
         Only atoms whose result still stands count (SUCCESS, or REVERTING while it is
         being undone); a reverted atom's result is gone, as in TaskFlow. A result
-        too short for the provided name does not count either.
+        too short for the provided name does not count either. An atom that failed
+        gives its Failure for the names it provides whole until it is reset, as
+        TaskFlow's lookups do: code inspecting a failed run reads it there.
         """
         store = self._run.store
         values = [store[name]] if name in store else []
         for record in self._run.providers.get(name, ()):
+            if record.failure is not None:
+                if record.save_as[name] is None:
+                    values.append(record.failure)
+                continue
             if record.state in _EXECUTE_RESULT_STATES and holds_result(record):
                 key = record.save_as[name]
                 if key is None:

@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from flowkit import engines, exceptions  # noqa: E402
 from flowkit.engines.base import Engine  # noqa: E402
 from flowkit.persistence import backends, models  # noqa: E402
+from flowkit.types.failure import Failure  # noqa: E402
 from tests.persistence import _resume_flows  # noqa: E402
 
 BARRIER_TIMEOUT = 30.0
@@ -97,7 +98,11 @@ def main(argv: list[str]) -> int:
             error = _describe(err)
         report = {
             "state": engine.storage.get_flow_state(),
-            "results": engine.storage.fetch_all(),
+            # A failed atom's Failure (what TaskFlow's lookups give too) as its type names.
+            "results": {
+                name: {"failure": list(value.exception_type_names)} if isinstance(value, Failure) else value
+                for name, value in engine.storage.fetch_all().items()
+            },
             "error": error,
         }
     print(json.dumps(report), flush=True)

@@ -110,6 +110,34 @@ def test_a_reverted_atoms_result_is_no_longer_available(engine_kind: str, rec: R
     assert storage.fetch_all() == {"s": "stored"}
 
 
+def test_a_failed_atoms_failure_is_what_lookups_give_for_its_names(engine_kind: str, rec: Recorder) -> None:
+    # TaskFlow 6.5: fetch and fetch_all give a failed atom's Failure for a name it
+    # provides whole (and its revert does not take it away); before, flowkit said
+    # NotFound and left the name out.
+    flow = linear_flow.Flow("f").add(
+        Step("a", rec, value=1, provides="x"),
+        Boom("b", rec, provides="y"),
+        Boom("c", rec, provides=("p", "q")),
+    )
+    engine = engines.load(flow, engine=engine_kind)
+    with pytest.raises(ValueError, match="b failed"):
+        engine.run()
+    storage = engine.storage
+    failed = storage.fetch("y")
+    assert isinstance(failed, Failure) and failed.exception_str == "b failed"
+    assert storage.fetch_all() == {"y": failed}
+    with pytest.raises(exceptions.NotFound):  # c never ran: nothing for its names
+        storage.fetch("p")
+
+
+def test_a_retried_atoms_failure_gives_way_to_its_result(engine_kind: str, rec: Recorder) -> None:
+    flow = linear_flow.Flow("f", retry=retry.Times(2, "r")).add(FailTimes("a", rec, 1, value=7, provides="x"))
+    engine = engines.load(flow, engine=engine_kind)
+    engine.run()
+    assert engine.storage.fetch("x") == 7
+    assert engine.storage.fetch_all() == {"x": 7}
+
+
 def test_retry_history_after_a_run(engine_kind: str, rec: Recorder) -> None:
     flow = linear_flow.Flow("f", retry=retry.Times(3, "r", provides="n")).add(FailTimes("t", rec, times=2))
     engine = engines.load(flow, engine=engine_kind)
