@@ -101,6 +101,21 @@ def test_stop_ends_an_idle_run(persistence: Backend) -> None:
     assert not runner.is_alive()
 
 
+@pytest.mark.parametrize("kind", ["blocking", "nonblocking"])
+def test_stop_before_run_is_not_forgotten(kind: str, persistence: Backend) -> None:
+    """A stop() that lands before run() starts (a SIGTERM at start-up) still ends the run, as in TaskFlow."""
+    board = make_board()
+    job, _ = post_flow(board, persistence, flows.chain, [1], job_store={"v0": 1})
+    conductor = conductors.backends.fetch(kind, "c", board, persistence=persistence, wait_timeout=0.01)
+    conductor.stop()
+    runner = threading.Thread(target=conductor.run, daemon=True)
+    runner.start()
+    runner.join(10)
+    assert not runner.is_alive(), "run() ignored the stop() asked before it started"
+    assert conductor.wait(0)
+    assert job.state == states.UNCLAIMED
+
+
 def test_stop_suspends_a_running_flow_and_abandons_its_job(persistence: Backend, tmp_path: Path) -> None:
     board = make_board()
     gate = tmp_path / "gate"

@@ -141,6 +141,22 @@ def test_zookeeper_children_watch_runs_only_for_listeners_and_waiters(request: p
         assert [j.name for j in poster.wait(timeout=5)] == ["k"]
 
 
+def test_zookeeper_listener_registered_after_a_wait_hears_of_removals(request: pytest.FixtureRequest) -> None:
+    """A job first seen by wait() (no listener yet) is announced as removed to a later listener."""
+    services.require_module("kazoo", "kazoo")
+    conf = board_conf("zookeeper", request)
+    with backends.backend("w", conf) as watcher, backends.backend("p", conf) as poster:
+        job = poster.post("j")
+        assert [j.name for j in watcher.wait(timeout=5)] == ["j"]
+        events: list[tuple[str, str]] = []
+        watcher.notifier.register(
+            base.REMOVAL, lambda event_type, details: events.append((event_type, details["job"].name))
+        )
+        claim = poster.claim(job, "a")
+        poster.consume(job, "a", claim=claim)
+        wait_until(lambda: events == [(base.REMOVAL, "j")], timeout=10)
+
+
 def _write_stray_document(kind: str, board: Any, raw: bytes) -> None:
     if kind == "redis":
         board._redis().hset(board._listings, "not-a-job", raw)

@@ -172,7 +172,8 @@ class ExecutorConductor(Conductor):
     # -- the loop ----------------------------------------------------------
     def run(self, max_dispatches: int | None = None) -> None:
         self._dead.clear()
-        self._stopped.clear()
+        # The stop event is not cleared here: a stop() asked before run() started (a SIGTERM
+        # while ``flowkit conductor`` starts up) must end this run, as it does in TaskFlow.
         try:
             self._jobboard.register_entity(self.conductor)
             with self._executor_factory() as executor:

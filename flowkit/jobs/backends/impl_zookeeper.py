@@ -243,6 +243,21 @@ class ZookeeperJobBoard(NotifyingJobBoard):
     def _want_watch(self) -> None:
         self._watch_wanted = True
         self._start_watch()
+        if self.notifier.has_listeners:
+            self._read_unread_known()
+
+    def _read_unread_known(self) -> None:
+        """Read the jobs the watch noted by name only (it had no listener then).
+
+        Without them a listener registered after a ``wait()`` would never hear
+        of those jobs' removal: a job gone before it was read cannot be
+        announced.
+        """
+        with self._known_lock:
+            unread = [child for child, job in self._known.items() if job is None]
+            for child in unread:
+                if child in self._known and self._known[child] is None:
+                    self._known[child] = self._read_job(child)
 
     def _start_watch(self) -> None:
         """Watch the board's children, once per client, if anyone wants it."""
