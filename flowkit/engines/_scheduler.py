@@ -269,14 +269,10 @@ class Scheduler:
                 and not self._cleared[index]
                 and not self._busy[index]
             ):
-                record = self.records[index]
-                current = record.state
-                if record.intention == st.RETRY and current in (st.SUCCESS, st.RETRYING):
+                action = self._revert_action(index)
+                if action is not None:
                     self._busy[index] = True
-                    return self._nodes[index], RETRY_AGAIN
-                if current in _TO_REVERT_STATES or current == st.RUNNING:  # RUNNING: in doubt
-                    self._busy[index] = True
-                    return self._nodes[index], REVERT
+                    return self._nodes[index], action
         if not exec_heap:
             return None
         nodes, waiting, in_revert, fwd_done, busy = (
@@ -307,6 +303,17 @@ class Scheduler:
                 return node, EXECUTE
         return None
 
+    def _revert_action(self, index: int) -> int | None:
+        """What undoing ``index`` means in its record's state now: RETRY_AGAIN (a
+        retry set to retry), REVERT, or None (nothing left to undo)."""
+        record = self.records[index]
+        current = record.state
+        if record.intention == st.RETRY and current in (st.SUCCESS, st.RETRYING):
+            return RETRY_AGAIN
+        if current in _TO_REVERT_STATES or current == st.RUNNING:  # RUNNING: in doubt
+            return REVERT
+        return None
+
     def give_back(self, node: Node) -> None:
         """Take back ``node``, handed out by :meth:`next_item` but not started (its
         concurrency limit is full); it stays as it was until :meth:`offer`."""
@@ -334,20 +341,16 @@ class Scheduler:
         them; an atom with deciders still counts (deciding is work: a suspended
         run leaves it for the next run).
         """
-        revert_heap, exec_heap, records = self._revert_heap, self._exec_heap, self.records
+        revert_heap, exec_heap = self._revert_heap, self._exec_heap
         while revert_heap:
             index = revert_heap[0][2]
             if (
                 self._in_revert[index]
                 and not self._cleared[index]
                 and (self._busy[index] or self._revert_wait[index] == 0)
+                and self._revert_action(index) is not None
             ):
-                record = records[index]
-                current = record.state
-                if record.intention == st.RETRY and current in (st.SUCCESS, st.RETRYING):
-                    return True
-                if current in _TO_REVERT_STATES or current == st.RUNNING:
-                    return True
+                return True
             heappop(revert_heap)
         while exec_heap:
             index = exec_heap[0][2]
