@@ -282,26 +282,29 @@ class FailsOnceAt(task.Task):
         return n
 
 
+class Counts(task.Task):
+    """Provides ``n``: how many times a ``Counts`` ran since ``runs`` was reset."""
+
+    default_provides = "n"
+    runs = 0
+
+    def execute(self) -> int:
+        Counts.runs += 1
+        return Counts.runs
+
+
 def test_a_retry_runs_a_loop_in_its_scope_again_from_its_first_iteration(engine_kind: str) -> None:
     # The loop kept counting across the retry: the second attempt had one
     # iteration left of max_iterations, and failed with LoopExhausted.
     FailsOnceAt.failed = False
-    runs = {"n": 0}
-
-    class Count(task.Task):
-        default_provides = "n"
-
-        def execute(self) -> int:
-            runs["n"] += 1
-            return runs["n"]
-
+    Counts.runs = 0
     loop = loop_flow.Flow(
-        "count", Count("count"), FailsOnceAt("check"), until=lambda n: n >= 6, max_iterations=3
+        "count", Counts("count"), FailsOnceAt("check"), until=lambda n: n >= 6, max_iterations=3
     )
     flow = linear_flow.Flow("f", retry=retry.Times(2, "r")).add(loop)
     engine = engines.load(flow, engine=engine_kind)
     engine.run()
-    assert runs["n"] == 6  # 3 iterations, then a fresh loop: iterations 1, 2, 3 again (n 4, 5, 6)
+    assert Counts.runs == 6  # 3 iterations, then a fresh loop: iterations 1, 2, 3 again (n 4, 5, 6)
     records = engine.storage.run_state.records
     assert records["count"].meta["iteration"] == 3
     assert [it["iteration"] for it in records["count"].meta["iterations"]] == [1, 2, 1, 2]
@@ -310,20 +313,12 @@ def test_a_retry_runs_a_loop_in_its_scope_again_from_its_first_iteration(engine_
 def test_a_retry_in_a_loops_body_has_all_its_attempts_in_each_iteration() -> None:
     # Its history kept every iteration's attempt: Times(2) in iteration 3 had none left.
     FailsOnceAt.failed = False
-    runs = {"n": 0}
-
-    class Count(task.Task):
-        default_provides = "n"
-
-        def execute(self) -> int:
-            runs["n"] += 1
-            return runs["n"]
-
+    Counts.runs = 0
     body = linear_flow.Flow("body", retry=retry.Times(2, "r")).add(FailsOnceAt("check", rebind={"n": "n"}))
-    loop = loop_flow.Flow("count", Count("count"), body, until=lambda n: n >= 4, max_iterations=4)
+    loop = loop_flow.Flow("count", Counts("count"), body, until=lambda n: n >= 4, max_iterations=4)
     engine = engines.load(loop)
     engine.run()
-    assert runs["n"] == 4
+    assert Counts.runs == 4
     assert engine.storage.run_state.records["count"].meta["iteration"] == 4
 
 
