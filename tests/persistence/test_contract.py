@@ -7,6 +7,7 @@ in a store, atoms in a flow) are compared as sets.
 
 from __future__ import annotations
 
+import importlib
 import uuid
 from datetime import datetime
 from typing import Any
@@ -67,6 +68,21 @@ def test_upgrade_twice_is_harmless_and_validate_passes(conn: Connection) -> None
 
 def test_connection_knows_its_backend(backend: Backend, conn: Connection) -> None:
     assert conn.backend is backend
+
+
+def test_connection_is_of_its_modules_connection_class(backend_url: str, conn: Connection) -> None:
+    # TaskFlow code names these classes (impl_dir.Connection, impl_zookeeper.ZkConnection...).
+    classes = {
+        "memory": ("impl_memory", "Connection"),
+        "dir": ("impl_dir", "Connection"),
+        "sqlite": ("impl_sqlalchemy", "Connection"),
+        "postgresql": ("impl_sqlalchemy", "Connection"),
+        "zookeeper": ("impl_zookeeper", "ZkConnection"),
+    }
+    module, name = next(found for scheme, found in classes.items() if backend_url.startswith(scheme))
+    cls = getattr(importlib.import_module(f"flowkit.persistence.backends.{module}"), name)
+    assert cls is not Connection
+    assert isinstance(conn, cls)
 
 
 def test_connection_is_a_context_manager(backend: Backend) -> None:
