@@ -1061,6 +1061,21 @@ def test_a_retrys_execute_result_is_its_history_as_in_taskflow(build: Builder) -
     assert answers["flowkit"] == answers["taskflow"]
 
 
+@pytest.mark.parametrize("name", [7, ("a", 1)], ids=["int", "tuple"])
+@pytest.mark.parametrize("alone", [True, False], ids=["atom-alone", "in-a-flow"])
+def test_an_atom_name_that_is_not_a_string_runs_in_memory_as_in_taskflow(name: Any, alone: bool) -> None:
+    # flowkit crashed running such an atom alone (the run is named after it).
+    seen = {}
+    for root in LIBRARIES:
+        lib = Lib(root)
+        atom = lib.Ok(name, value=5, provides="x")
+        engine = lib.engines.load(atom if alone else lib.lf.Flow("f").add(lib.Ok("b"), atom))
+        engine.run()
+        storage = engine.storage
+        seen[root] = (storage.get_atom_state(name), storage.get(name), storage.fetch_all(), lib.journal.calls)
+    assert seen["flowkit"] == seen["taskflow"]
+
+
 def test_engines_run_returns_what_taskflow_returns_when_store_and_a_task_share_a_symbol() -> None:
     results = {}
     for root in LIBRARIES:
