@@ -281,6 +281,10 @@ class Storage:
     def get_execute_result(self, atom_name: str) -> Any:
         """The execute result (or Failure) of an atom.
 
+        For a retry this is its whole history, as in TaskFlow: a list of ``(result,
+        {atom name: Failure})`` per attempt, oldest first (TaskFlow's code that reads a
+        retry's results this way keeps working); :meth:`fetch` gives its last result.
+
         Raises:
             NotFound: the atom has no execute result in its current state.
         """
@@ -291,8 +295,7 @@ class Storage:
             why = " (as it was ignored)" if record.state == st.IGNORE else ""
             raise exc.NotFound(f"Result for atom '{atom_name}' execution is not known{why}")
         if record.is_retry:
-            history = self._run.history.get(atom_name)
-            return history[-1][0] if history else record.result
+            return [(value, dict(failures)) for value, failures in self._run.history.get(atom_name, ())]
         return record.result
 
     def get_revert_result(self, atom_name: str) -> Any:

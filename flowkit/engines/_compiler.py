@@ -450,9 +450,9 @@ class _Builder:
 
     def wrap_atom(self, atom: Atom) -> FlowScope:
         scope = FlowScope(flow=None, name=atom.name, parent=None, mode=_LINEAR)
-        scope.start = self._new(FLOW_START, atom.name + "^start", None, scope).index
+        scope.start = self._new(FLOW_START, f"{atom.name}^start", None, scope).index
         node = self._new(_kind_of(atom), atom.name, atom, scope)
-        scope.end = self._new(FLOW_END, atom.name + "^end", None, scope).index
+        scope.end = self._new(FLOW_END, f"{atom.name}^end", None, scope).index
         scope.children.append(node.index)
         self._edge(scope.start, node.index)
         self._edge(node.index, scope.end)

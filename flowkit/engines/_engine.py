@@ -16,7 +16,7 @@ import _thread  # threading's Lock, without importing threading (start-up time)
 import contextlib
 import sys
 import time
-from collections.abc import Generator, Iterable, Mapping
+from collections.abc import Generator, Iterable, Mapping, Sequence
 from types import FunctionType
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
@@ -323,10 +323,14 @@ class ActionEngine(Engine):
             from flowkit.engines.helpers import _new_flow_detail
 
             flow_detail = _new_flow_detail(flow, None, backend)
-        self._storage = Storage(
-            flow_detail if flow_detail is not None else getattr(flow, "name", type(flow).__name__),
-            backend=backend,
-        )
+        if flow_detail is None:
+            # A run in memory is named after its flow (or lone atom). An atom's name
+            # need not be a string (TaskFlow takes any); the run's name is its text.
+            name = getattr(flow, "name", None)
+            if name is None:
+                name = type(flow).__name__
+            flow_detail = name if isinstance(name, str) else str(name)
+        self._storage = Storage(flow_detail, backend=backend)
         self._compilation: _compiler.Compilation | None = None
         self._runtime: Runtime | None = None
         self._prepared = False
@@ -449,6 +453,8 @@ class ActionEngine(Engine):
             # The runtime reaches each record by node index from here on.
             records = self._runtime.records
             nodes = self._compiled().atoms
+            if run_state.durable:
+                _check_stored_names(nodes, run_state.flow_name)
             with gc_paused(), run_state.batch():
                 made = run_state.ensure_all(
                     [node.atom for node in nodes], [node.kind == _compiler.RETRY for node in nodes]
@@ -692,4 +698,24 @@ class ActionEngine(Engine):
                     "flow_uuid": self._storage.flow_uuid,
                     "old_state": old,
                 },
+            )
+
+
+def _check_stored_names(nodes: Sequence[Any], flow_name: str) -> None:
+    """Refuse, naming it, an atom whose name is not a string in a persisted run.
+
+    A run in memory takes any name, as TaskFlow does. A stored atom detail's name is
+    text (a SQL column, a JSON field), so on resume an atom named ``1`` would not
+    find its record ``"1"`` and would run again (TaskFlow then re-runs finished atoms
+    or fails with ``KeyError``): refused before anything runs instead.
+
+    Raises:
+        InvalidFormat: the first such atom, by name and type.
+    """
+    for node in nodes:
+        name = node.name
+        if not isinstance(name, str):
+            raise exc.InvalidFormat(
+                f"atom {name!r} of flow '{flow_name}' has a name of type {type(name).__name__}; "
+                "a persisted run needs string atom names (its records are looked up by name on resume)"
             )

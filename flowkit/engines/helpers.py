@@ -223,7 +223,11 @@ def run(flow: Any, store: Mapping[str, Any] | None = None, **kwargs: Any) -> dic
 
 
 def _flow_name(flow: Any) -> str:
-    return getattr(flow, "name", None) or type(flow).__name__
+    """The name of a run of ``flow``: its name as text (a lone atom's may be any value)."""
+    name = getattr(flow, "name", None)
+    if name is None or name == "":
+        return type(flow).__name__
+    return name if isinstance(name, str) else str(name)
 
 
 def _new_flow_detail(flow: Any, book: Any, backend: Any, meta: Mapping[str, Any] | None = None) -> Any:

@@ -54,12 +54,34 @@ def _same(value: _T, deep_copy: bool) -> _T:
     return deepcopy(value) if deep_copy else value
 
 
-def _marshal_time(when: datetime | None) -> str | None:
-    return when.isoformat() if when is not None else None
+#: The fields of TaskFlow's marshalled time (oslo.utils' ``marshall_now``), ``tzname`` aside.
+_TIME_FIELDS = ("year", "month", "day", "hour", "minute", "second", "microsecond")
+
+
+def _marshal_time(when: datetime | None) -> dict[str, Any] | None:
+    """Write a time in TaskFlow's marshalled form, so TaskFlow's ``from_dict`` reads it.
+
+    That form is a dict of the time's fields, plus ``tzname`` for an aware time.
+    TaskFlow reads ``tzname`` as an IANA zone name, which a fixed offset is not, so
+    an aware time is written in UTC; a naive one stays naive.
+    """
+    if when is None:
+        return None
+    aware = when.tzinfo is not None and when.utcoffset() is not None
+    if aware:
+        when = when.astimezone(UTC)
+    fields: dict[str, Any] = {name: getattr(when, name) for name in _TIME_FIELDS}
+    if aware:
+        fields["tzname"] = "UTC"
+    return fields
 
 
 def _unmarshal_time(when: Any) -> datetime | None:
-    """Read a stored time: ISO text (ours), epoch seconds, or TaskFlow's dict form."""
+    """Read a stored time: TaskFlow's dict form (what flowkit writes), ISO text or epoch seconds.
+
+    ISO 8601 text is what flowkit wrote before it wrote TaskFlow's form; files and
+    nodes written then are still read.
+    """
     if not when:
         return None
     if isinstance(when, datetime):
@@ -207,7 +229,10 @@ class LogBook:
         """Return the book's own fields (not its flow details) as a dict.
 
         Args:
-            marshal_time: write times as ISO 8601 text so the dict is JSON-safe.
+            marshal_time: write times as JSON-safe dicts of their fields, in
+                TaskFlow's form (aware times in UTC), so that TaskFlow's
+                ``LogBook.from_dict(..., unmarshal_time=True)`` reads them back.
+                flowkit's ``from_dict`` also reads the ISO 8601 text it wrote before.
         """
         return {
             "name": self._name,

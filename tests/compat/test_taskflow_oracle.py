@@ -1015,6 +1015,67 @@ def test_storage_fetch_with_several_providers_matches_taskflow() -> None:
     assert _storage_answers("flowkit", _two_providers) == _storage_answers("taskflow", _two_providers)
 
 
+def _neutral(value: Any) -> Any:
+    """``_result`` applied inside lists, tuples and dicts (a retry's history holds failures)."""
+    if isinstance(value, (list, tuple)):
+        return type(value)(_neutral(item) for item in value)
+    if isinstance(value, dict):
+        return {key: _neutral(item) for key, item in value.items()}
+    return _result(value)
+
+
+def _retried_then_succeeded(L: Lib) -> Any:
+    flow = L.lf.Flow("f", retry=L.retry.ForEach([10, 20, 30], name="r", provides="x"))
+    return flow.add(L.FailN("t", 2, requires=["x"]))
+
+
+def _retried_then_reverted(L: Lib) -> Any:
+    flow = L.lf.Flow("f", retry=L.retry.ForEach([10, 20], name="r", provides="x"))
+    return flow.add(L.FailN("t", 5, requires=["x"]))
+
+
+@pytest.mark.parametrize("build", [_retried_then_succeeded, _retried_then_reverted])
+def test_a_retrys_execute_result_is_its_history_as_in_taskflow(build: Builder) -> None:
+    # TaskFlow 6.5: get_execute_result (and get) of a retry give its whole history,
+    # [(result, {atom: Failure}), ...]; fetch gives the last result. flowkit gave the
+    # last result from all three.
+    answers = {}
+    for root in LIBRARIES:
+        lib = Lib(root)
+        engine = lib.engines.load(build(lib))
+        with contextlib.suppress(ValueError):
+            engine.run()
+        storage = engine.storage
+        found: dict[str, Any] = {}
+        for what, call in [
+            ("execute", lambda s=storage: s.get_execute_result("r")),
+            ("get", lambda s=storage: s.get("r")),
+            ("revert", lambda s=storage: s.get_revert_result("r")),
+            ("fetch", lambda s=storage: s.fetch("x")),
+        ]:
+            try:
+                found[what] = _neutral(call())
+            except Exception as err:
+                found[what] = ("raised", type(err).__name__)
+        answers[root] = found
+    assert answers["flowkit"] == answers["taskflow"]
+
+
+@pytest.mark.parametrize("name", [7, ("a", 1)], ids=["int", "tuple"])
+@pytest.mark.parametrize("alone", [True, False], ids=["atom-alone", "in-a-flow"])
+def test_an_atom_name_that_is_not_a_string_runs_in_memory_as_in_taskflow(name: Any, alone: bool) -> None:
+    # flowkit crashed running such an atom alone (the run is named after it).
+    seen = {}
+    for root in LIBRARIES:
+        lib = Lib(root)
+        atom = lib.Ok(name, value=5, provides="x")
+        engine = lib.engines.load(atom if alone else lib.lf.Flow("f").add(lib.Ok("b"), atom))
+        engine.run()
+        storage = engine.storage
+        seen[root] = (storage.get_atom_state(name), storage.get(name), storage.fetch_all(), lib.journal.calls)
+    assert seen["flowkit"] == seen["taskflow"]
+
+
 def test_engines_run_returns_what_taskflow_returns_when_store_and_a_task_share_a_symbol() -> None:
     results = {}
     for root in LIBRARIES:

@@ -11,6 +11,7 @@ from flowkit import exceptions as exc
 from flowkit import states
 from flowkit.jobs import backends, base
 from flowkit.jobs.backends.impl_memory import MemoryJobBoard
+from flowkit.types.entity import Entity
 from tests import services
 from tests.conftest import wait_until
 from tests.jobs.conftest import board_conf
@@ -155,6 +156,37 @@ def test_zookeeper_listener_registered_after_a_wait_hears_of_removals(request: p
         claim = poster.claim(job, "a")
         poster.consume(job, "a", claim=claim)
         wait_until(lambda: events == [(base.REMOVAL, "j")], timeout=10)
+
+
+def test_zookeeper_board_not_connected_lists_no_jobs_as_taskflows(request: pytest.FixtureRequest) -> None:
+    # TaskFlow's ZooKeeper board: iterjobs() of a closed board is empty and its
+    # job_count 0; a fresh listing (ensure_fresh) fails. flowkit raised JobFailure.
+    services.require_module("kazoo", "kazoo")
+    conf = board_conf("zookeeper", request)
+    board = backends.fetch("z", conf)
+    assert list(board.iterjobs()) == []  # never connected
+    assert board.job_count == 0
+    board.connect()
+    board.post("j")
+    assert board.job_count == 1
+    board.close()
+    assert list(board.iterjobs()) == []
+    assert list(board.iterjobs(only_unclaimed=True)) == []
+    assert board.job_count == 0
+    with pytest.raises(exc.JobFailure, match="not connected"):
+        list(board.iterjobs(ensure_fresh=True))
+    with backends.backend("again", conf) as again:
+        assert [j.name for j in again.iterjobs()] == ["j"]
+
+
+def test_zookeeper_board_registers_entities_not_plain_names(request: pytest.FixtureRequest) -> None:
+    services.require_module("kazoo", "kazoo")
+    with backends.backend("z", board_conf("zookeeper", request)) as board:
+        with pytest.raises(TypeError, match="register_entity takes an entity .* not str 'conductor-1'"):
+            board.register_entity("conductor-1")
+        board.register_entity(Entity("conductor", "conductor-1", {"pid": 1}))
+        raw, _ = board._zk().get(f"{board.path}/.entities/conductor-1")  # type: ignore[attr-defined]
+        assert json.loads(raw) == {"kind": "conductor", "name": "conductor-1", "metadata": {"pid": 1}}
 
 
 def _write_stray_document(kind: str, board: Any, raw: bytes) -> None:

@@ -7,6 +7,7 @@ in a store, atoms in a flow) are compared as sets.
 
 from __future__ import annotations
 
+import importlib
 import uuid
 from datetime import datetime
 from typing import Any
@@ -67,6 +68,21 @@ def test_upgrade_twice_is_harmless_and_validate_passes(conn: Connection) -> None
 
 def test_connection_knows_its_backend(backend: Backend, conn: Connection) -> None:
     assert conn.backend is backend
+
+
+def test_connection_is_of_its_modules_connection_class(backend_url: str, conn: Connection) -> None:
+    # TaskFlow code names these classes (impl_dir.Connection, impl_zookeeper.ZkConnection...).
+    classes = {
+        "memory": ("impl_memory", "Connection"),
+        "dir": ("impl_dir", "Connection"),
+        "sqlite": ("impl_sqlalchemy", "Connection"),
+        "postgresql": ("impl_sqlalchemy", "Connection"),
+        "zookeeper": ("impl_zookeeper", "ZkConnection"),
+    }
+    module, name = next(found for scheme, found in classes.items() if backend_url.startswith(scheme))
+    cls = getattr(importlib.import_module(f"flowkit.persistence.backends.{module}"), name)
+    assert cls is not Connection
+    assert isinstance(conn, cls)
 
 
 def test_connection_is_a_context_manager(backend: Backend) -> None:
@@ -250,6 +266,57 @@ def test_update_atom_details_of_unsaved_atom_raises_not_found(conn: Connection) 
     ad = _task()
     with pytest.raises(exc.NotFound, match=ad.uuid):
         conn.update_atom_details(ad)
+
+
+def _takes_ignore_missing(backend_url: str) -> None:
+    # TaskFlow's path-based connections (memory, dir, ZooKeeper) take ignore_missing=;
+    # its SQLAlchemy one does not, and its tables cannot hold a detail without a parent.
+    if backend_url.startswith(("sqlite", "postgresql")):
+        pytest.skip("the SQLAlchemy connection takes no ignore_missing=, as in TaskFlow")
+
+
+def test_update_atom_details_ignore_missing_writes_an_unsaved_atom_on_its_own(
+    backend_url: str, conn: Connection
+) -> None:
+    _takes_ignore_missing(backend_url)
+    ad = _task("alone", state=states.SUCCESS, results=[1, 2])
+    written = conn.update_atom_details(ad, ignore_missing=True)
+    assert (written.uuid, written.state, written.results) == (ad.uuid, states.SUCCESS, [1, 2])
+    assert conn.get_atom_details(ad.uuid).results == [1, 2]
+
+    # A flow saved later with that atom in it adopts it.
+    fd = _flow(_task("b"))
+    conn.save_logbook(_book_with(fd))
+    adopting = FlowDetail(fd.name, fd.uuid)
+    adopting.add(ad)
+    conn.update_flow_details(adopting)
+    assert ad.uuid in {got.uuid for got in conn.get_atoms_for_flow(fd.uuid)}
+    # Once stored, ignore_missing changes nothing: the update merges.
+    ad.state = states.REVERTED
+    assert conn.update_atom_details(ad, ignore_missing=True).state == states.REVERTED
+    assert conn.get_atom_details(ad.uuid).state == states.REVERTED
+
+
+def test_update_flow_details_ignore_missing_writes_an_unsaved_flow_on_its_own(
+    backend_url: str, conn: Connection
+) -> None:
+    _takes_ignore_missing(backend_url)
+    ad = _task("a")
+    fd = _flow(ad)
+    fd.state = states.RUNNING
+    written = conn.update_flow_details(fd, ignore_missing=True)
+    assert (written.uuid, written.state, _atom_uuids(written)) == (fd.uuid, states.RUNNING, {ad.uuid})
+    assert _atom_uuids(conn.get_flow_details(fd.uuid)) == {ad.uuid}
+    assert conn.get_atom_details(ad.uuid).name == "a"
+    assert list(conn.get_logbooks()) == []
+
+    # A book saved later with that flow in it adopts it, and destroying the book removes it.
+    book = _book_with(fd)
+    conn.save_logbook(book)
+    assert _atom_uuids(conn.get_logbook(book.uuid).find(fd.uuid)) == {ad.uuid}  # type: ignore[arg-type]
+    conn.destroy_logbook(book.uuid)
+    with pytest.raises(exc.NotFound):
+        conn.get_flow_details(fd.uuid)
 
 
 def test_update_atom_details_stores_every_field(conn: Connection) -> None:

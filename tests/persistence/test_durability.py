@@ -161,6 +161,18 @@ def test_a_store_key_that_is_not_a_string_is_refused_at_load_naming_it(backend: 
         assert list(conn.get_logbooks()) == []
 
 
+def test_an_atom_name_that_is_not_a_string_is_refused_before_a_persisted_run_runs(backend: Any) -> None:
+    # A stored name is text: resumed, atom 7 would not find its record "7" and run again
+    # (TaskFlow re-runs it, or fails with KeyError). In memory any name runs, as in TaskFlow.
+    flow = linear_flow.Flow("f").add(Step("first"), Step(7))
+    engine = engines.load(flow, store={"value": 1}, backend=backend)
+    with pytest.raises(exceptions.InvalidFormat, match=r"^atom 7 of flow 'f' has a name of type int"):
+        engine.run()
+    assert CALLS == []
+    assert engines.run(linear_flow.Flow("f").add(Step("first"), Step(7)), store={"value": 1}) == {"value": 1}
+    assert CALLS == [("first", "execute"), (7, "execute")]
+
+
 # -- 6. connections ---------------------------------------------------------------------------
 
 

@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
@@ -92,6 +92,32 @@ def test_logbook_dict_round_trip_with_marshalled_times() -> None:
     assert (back.created_at, back.updated_at) == (book.created_at, book.updated_at)
     raw = LogBook.from_dict(book.to_dict())
     assert raw.created_at == book.created_at
+
+
+def test_logbook_marshals_times_in_taskflows_form() -> None:
+    # TaskFlow's from_dict reads oslo.utils' marshall_now dicts only; flowkit wrote ISO text.
+    book = LogBook("b")
+    book.created_at = datetime(2026, 12, 6, 9, 30, 1, 250, tzinfo=timezone(timedelta(hours=2)))
+    book.updated_at = datetime(2026, 12, 6, 7, 31, 2)  # naive: stays naive, no zone
+    data = book.to_dict(marshal_time=True)
+    assert data["created_at"] == {
+        "year": 2026,
+        "month": 12,
+        "day": 6,
+        "hour": 7,
+        "minute": 30,
+        "second": 1,
+        "microsecond": 250,
+        "tzname": "UTC",
+    }
+    assert "tzname" not in data["updated_at"]
+
+
+def test_logbook_still_reads_the_iso_times_flowkit_wrote_before() -> None:
+    data = {"name": "b", "uuid": "u", "created_at": "2021-05-06T07:08:09.123456+00:00", "updated_at": None}
+    back = LogBook.from_dict(data, unmarshal_time=True)
+    assert back.created_at == datetime(2021, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
+    assert back.updated_at is None
 
 
 def test_logbook_reads_taskflow_time_records() -> None:

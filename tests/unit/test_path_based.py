@@ -124,6 +124,20 @@ def test_logbooks_round_trip_under_taskflows_layout() -> None:
     assert backend.transactions > 0
 
 
+def test_update_with_ignore_missing_writes_details_alone_as_taskflows_path_based_connection() -> None:
+    backend = DictBackend()
+    _, flow, atom = _book()
+    with backend.get_connection() as conn:
+        conn.upgrade()
+        with pytest.raises(exceptions.NotFound):
+            conn.update_atom_details(atom)
+        assert conn.update_atom_details(atom, ignore_missing=True).results == {"n": 1}
+        assert f"/taskflow/atom_details/{atom.uuid}" in backend.items
+        assert conn.update_flow_details(flow, ignore_missing=True).find(atom.uuid) is not None
+        assert list(backend.children[f"/taskflow/flow_details/{flow.uuid}"]) == [atom.uuid]
+        assert list(conn.get_logbooks()) == []
+
+
 def test_an_engine_runs_on_it_and_its_progress_is_saved() -> None:
     class Add(task.Task):
         def execute(self, x: int) -> int:

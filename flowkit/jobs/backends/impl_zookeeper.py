@@ -224,9 +224,21 @@ class ZookeeperJobBoard(NotifyingJobBoard):
         return self._client
 
     def register_entity(self, entity: Any) -> None:
-        name = str(getattr(entity, "name", entity))
+        """Make ``entity`` (a conductor) known on the board, under ``.entities``.
+
+        Raises:
+            TypeError: ``entity`` is not an entity (it has no ``kind`` and
+                ``name``, like :class:`~flowkit.types.entity.Entity`): TaskFlow's
+                board refuses a plain name too.
+        """
+        if not (hasattr(entity, "kind") and hasattr(entity, "name")):
+            raise TypeError(
+                f"register_entity takes an entity with a kind and a name (flowkit.types.entity.Entity), "
+                f"not {type(entity).__name__} {entity!r}"
+            )
+        name = str(entity.name)
         record = {
-            "kind": getattr(entity, "kind", None),
+            "kind": entity.kind,
             "name": name,
             "metadata": getattr(entity, "metadata", {}),
         }
@@ -337,9 +349,16 @@ class ZookeeperJobBoard(NotifyingJobBoard):
 
     @property
     def job_count(self) -> int:
+        """How many jobs are posted; 0 on a board that is not connected, as in TaskFlow."""
+        if not self.connected:
+            return 0
         return len(self._children())
 
     def _fetch(self, ensure_fresh: bool) -> list[ZkJob]:
+        if not self.connected and not ensure_fresh:
+            # As TaskFlow's board: a board not connected (closed, or its session
+            # suspended or lost) lists no jobs; only a fresh listing is an error.
+            return []
         children = self._children()
         zk = self._zk()
         pending = [(c, zk.get_async(f"{self._path}/{c}")) for c in children]
@@ -357,6 +376,11 @@ class ZookeeperJobBoard(NotifyingJobBoard):
         return iter_sorted(jobs)
 
     def iterjobs(self, only_unclaimed: bool = False, ensure_fresh: bool = False) -> JobBoardIterator:
+        """The posted jobs, most urgent then oldest first.
+
+        A board that is not connected lists none, as TaskFlow's does; with
+        ``ensure_fresh`` it raises :class:`~flowkit.exceptions.JobFailure` instead.
+        """
         return JobBoardIterator(self, self._fetch, only_unclaimed=only_unclaimed, ensure_fresh=ensure_fresh)
 
     def wait(self, timeout: float | None = None) -> JobBoardIterator:

@@ -10,6 +10,9 @@ uuid, plus the membership of atoms in flows::
     members of flow <uuid>: one link per atom, kept by the store (a set entry,
         an empty file, a child znode)
 
+(A flow or atom detail written on its own, by ``update_*_details(...,
+ignore_missing=True)``, has ``null`` for its book or flow, and no link.)
+
 A book lists its flows, so loading a book never scans. A flow does *not* list
 its atoms: the engine saves progress once per task, and a list inside the flow
 document would make each of those saves read and rewrite a document that grows
@@ -478,27 +481,35 @@ class DocumentConnection(Connection):
 
     # -- Connection API: writing ------------------------------------------------
 
-    def _merge_atom(self, batch: Batch, ad: AtomDetail, flow_uuid: str) -> None:
+    def _merge_atom(self, batch: Batch, ad: AtomDetail, flow_uuid: str | None) -> None:
+        """Merge ``ad`` into its stored document, under ``flow_uuid`` (None: in no flow)."""
         stored_doc = batch.get(ATOMS, ad.uuid)
         merged = ad
         if stored_doc is None:
-            batch.link(flow_uuid, ad.uuid)
+            if flow_uuid is not None:
+                batch.link(flow_uuid, ad.uuid)
         else:
             stored = _atom_from(stored_doc)
             # A detail whose kind changed cannot merge; the caller's replaces it.
             if type(stored) is type(ad):
                 merged = stored.merge(ad)
-            if stored_doc["flow"] != flow_uuid:  # moved to another flow
-                batch.unlink(stored_doc["flow"], ad.uuid)
-                batch.link(flow_uuid, ad.uuid)
+            if stored_doc["flow"] != flow_uuid:  # moved to another flow (or out of none)
+                if stored_doc["flow"] is not None:
+                    batch.unlink(stored_doc["flow"], ad.uuid)
+                if flow_uuid is not None:
+                    batch.link(flow_uuid, ad.uuid)
         batch.put(ATOMS, ad.uuid, _atom_doc(merged, flow_uuid))
-        batch.touched.add(flow_uuid)
+        if flow_uuid is not None:
+            batch.touched.add(flow_uuid)
 
-    def _merge_flow(self, batch: Batch, fd: FlowDetail, doc: Doc | None, book_uuid: str) -> None:
+    def _merge_flow(self, batch: Batch, fd: FlowDetail, doc: Doc | None, book_uuid: str | None) -> None:
+        """Merge ``fd`` and its atoms into its stored document, under ``book_uuid`` (None: in no book)."""
         if doc is None:
             doc = {"flow": fd.to_dict(), "book": book_uuid}
         else:
             doc["flow"] = FlowDetail.from_dict(doc["flow"]).merge(fd).to_dict()
+            if doc.get("book") is None:  # written alone (ignore_missing); now in a book
+                doc["book"] = book_uuid
         batch.put(FLOWS, fd.uuid, doc)
         for ad in fd:
             self._merge_atom(batch, ad, fd.uuid)
@@ -519,20 +530,48 @@ class DocumentConnection(Connection):
 
         return self._step("save_logbook", book.uuid, body)
 
-    def update_flow_details(self, flow_detail: FlowDetail) -> FlowDetail:
+    def update_flow_details(self, flow_detail: FlowDetail, ignore_missing: bool = False) -> FlowDetail:
+        """Merge ``flow_detail`` into its stored version and upsert its atom details.
+
+        Args:
+            flow_detail: the flow detail to write.
+            ignore_missing: as in TaskFlow's path-based backends: a flow detail
+                never saved is written as it is, in no logbook (readable by
+                :meth:`get_flow_details`; a later ``save_logbook`` adopts it),
+                instead of raising ``NotFound``.
+
+        Raises:
+            NotFound: the flow detail was never saved and ``ignore_missing`` is false.
+        """
+
         def body(batch: Batch) -> FlowDetail:
-            doc = self._must(batch, FLOWS, flow_detail.uuid)
-            self._merge_flow(batch, flow_detail, doc, doc["book"])
+            key = flow_detail.uuid
+            doc = batch.get(FLOWS, key) if ignore_missing else self._must(batch, FLOWS, key)
+            self._merge_flow(batch, flow_detail, doc, doc["book"] if doc is not None else None)
             merged = self._flow(batch, flow_detail.uuid, lazy=False)
             assert merged is not None  # written by this very batch
             return merged
 
         return self._step("update_flow_details", flow_detail.uuid, body)
 
-    def update_atom_details(self, atom_detail: AtomDetail) -> AtomDetail:
+    def update_atom_details(self, atom_detail: AtomDetail, ignore_missing: bool = False) -> AtomDetail:
+        """Merge ``atom_detail`` into its stored version.
+
+        Args:
+            atom_detail: the atom detail to write.
+            ignore_missing: as in TaskFlow's path-based backends: an atom detail
+                never saved is written as it is, in no flow detail (readable by
+                :meth:`get_atom_details`; a later save of a flow detail holding it
+                adopts it), instead of raising ``NotFound``.
+
+        Raises:
+            NotFound: the atom detail was never saved and ``ignore_missing`` is false.
+        """
+
         def body(batch: Batch) -> AtomDetail:
-            doc = self._must(batch, ATOMS, atom_detail.uuid)
-            self._merge_atom(batch, atom_detail, doc["flow"])
+            key = atom_detail.uuid
+            doc = batch.get(ATOMS, key) if ignore_missing else self._must(batch, ATOMS, key)
+            self._merge_atom(batch, atom_detail, doc["flow"] if doc is not None else None)
             return _atom_from(self._must(batch, ATOMS, atom_detail.uuid))
 
         return self._step("update_atom_details", atom_detail.uuid, body)
@@ -677,7 +716,7 @@ def _put_progress(
         batch.touched.add(flow_uuid)
 
 
-def _atom_doc(ad: AtomDetail, flow_uuid: str) -> Doc:
+def _atom_doc(ad: AtomDetail, flow_uuid: str | None) -> Doc:
     return {"type": atom_detail_type(ad), "atom": ad.to_dict(), "flow": flow_uuid}
 
 

@@ -55,9 +55,9 @@ from flowkit.persistence.backends._path_based import (
     Read,
 )
 from flowkit.persistence.backends._urls import conf_bool, conf_float, mask_url, parse_url
-from flowkit.persistence.base import Backend, Connection
+from flowkit.persistence.base import Backend
 
-__all__ = ["DirBackend"]
+__all__ = ["Connection", "DirBackend"]
 
 _SUFFIX = ".json"
 _JOURNAL = "journal.json"
@@ -298,6 +298,14 @@ def _root_from(conf: Mapping[str, Any]) -> str:
     return os.path.abspath(str(path))
 
 
+class Connection(DocumentConnection):
+    """A connection to a :class:`DirBackend` (TaskFlow's name for the directory backend's connection class).
+
+    Every method is the shared document connection's; the class exists so that
+    code naming it, in ``isinstance`` checks or type hints, keeps working.
+    """
+
+
 class DirBackend(Backend):
     """Keeps logbooks as JSON files under a directory, safe across processes.
 
@@ -334,7 +342,7 @@ class DirBackend(Backend):
         return self._root
 
     def get_connection(self) -> Connection:
-        return DocumentConnection(self, self._store)
+        return Connection(self, self._store)
 
     def close(self) -> None:
         """Nothing to release: files are opened only for the length of one step."""

@@ -22,9 +22,9 @@ from flowkit.persistence.backends._path_based import (
     Members,
     Read,
 )
-from flowkit.persistence.base import Backend, Connection
+from flowkit.persistence.base import Backend
 
-__all__ = ["MemoryBackend"]
+__all__ = ["Connection", "MemoryBackend"]
 
 
 class _MemoryStore(DocumentStore):
@@ -86,6 +86,14 @@ class _MemoryStore(DocumentStore):
             self._members.clear()
 
 
+class Connection(DocumentConnection):
+    """A connection to a :class:`MemoryBackend` (TaskFlow's name for the memory backend's connection class).
+
+    Every method is the shared document connection's; the class exists so that
+    code naming it, in ``isinstance`` checks or type hints, keeps working.
+    """
+
+
 class MemoryBackend(Backend):
     """Keeps logbooks in memory; shared by every connection it hands out.
 
@@ -98,7 +106,7 @@ class MemoryBackend(Backend):
         self._store = _MemoryStore()
 
     def get_connection(self) -> Connection:
-        return DocumentConnection(self, self._store)
+        return Connection(self, self._store)
 
     def close(self) -> None:
         """Nothing to release; the data lives as long as the backend object."""

@@ -43,9 +43,14 @@ from flowkit.persistence.backends.sqlalchemy import _codec, _engine, _schema
 from flowkit.persistence.backends.sqlalchemy import _statements as sql
 from flowkit.persistence.backends.sqlalchemy._errors import describe, is_transient, log_retry
 
-__all__ = ["SQLAlchemyBackend", "SQLAlchemyConnection"]
+__all__ = ["SQLITE_IN_MEMORY", "Connection", "SQLAlchemyBackend", "SQLAlchemyConnection"]
 
 LOG = logging.getLogger(__name__)
+
+#: The URLs that mean an in-memory SQLite database, under TaskFlow's name. (The
+#: backend also treats any ``sqlite`` URL without a database, or with
+#: ``mode=memory``, as one.)
+SQLITE_IN_MEMORY = ("sqlite://", "sqlite:///", "sqlite:///:memory:")
 
 _T = TypeVar("_T")
 
@@ -666,3 +671,7 @@ def _refusal(conn: SAConnection, fd_uuid: str, fence: base.WriteFence, action: s
     holder, token = found
     current = None if holder is None else base.WriteFence(str(holder), int(token))
     return base.FenceRefused.make(fd_uuid, fence, current, action)
+
+
+#: TaskFlow's name for this backend's connection class.
+Connection = SQLAlchemyConnection

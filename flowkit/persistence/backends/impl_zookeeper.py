@@ -41,9 +41,9 @@ from flowkit.persistence.backends._path_based import (
     Read,
 )
 from flowkit.persistence.backends._urls import conf_float, mask_url, parse_url
-from flowkit.persistence.base import Backend, Connection
+from flowkit.persistence.base import Backend
 
-__all__ = ["ZkBackend"]
+__all__ = ["ZkBackend", "ZkConnection"]
 
 DEFAULT_PATH = "/flowkit"
 DEFAULT_TIMEOUT = 10.0
@@ -291,6 +291,14 @@ class _ZkStore(DocumentStore):
                 raise exc.StorageFailure(f"{self._where} is missing {kind}; run upgrade() first")
 
 
+class ZkConnection(DocumentConnection):
+    """A connection to a :class:`ZkBackend` (TaskFlow's name for the ZooKeeper backend's connection class).
+
+    Every method is the shared document connection's; the class exists so that
+    code naming it, in ``isinstance`` checks or type hints, keeps working.
+    """
+
+
 class ZkBackend(Backend):
     """Keeps logbooks in ZooKeeper.
 
@@ -364,13 +372,13 @@ class ZkBackend(Backend):
             self._store = _ZkStore(self._client, self._path, self._where)
             return self._store
 
-    def get_connection(self) -> Connection:
+    def get_connection(self) -> ZkConnection:
         """Connect (on first use) and return a connection.
 
         Raises:
             StorageFailure: ZooKeeper is unreachable within the timeout.
         """
-        return DocumentConnection(self, self._started_store())
+        return ZkConnection(self, self._started_store())
 
     def _stop_client(self) -> None:
         client, self._client = self._client, None
