@@ -585,14 +585,28 @@ def test_with_worker_wait_a_task_no_worker_offers_fails_before_the_run_naming_it
 def test_the_availability_check_waits_for_a_worker_that_is_starting(
     scripted: Any, redis_flushed_url: str, topic: str
 ) -> None:
-    engine = load(chain(1), redis_flushed_url, topic, store={"value": 1}, worker_wait=5.0)
-    timer = threading.Timer(0.3, scripted)
-    timer.start()
-    try:
-        engine.run()
-    finally:
-        timer.join()
+    class StartsTheWorker(FakeClock):
+        """The worker starts during the check's first pause between scans: after a scan found none."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.pauses: list[float] = []
+
+        def sleep(self, seconds: float) -> None:
+            if not self.pauses:
+                scripted()
+            self.pauses.append(seconds)
+            super().sleep(seconds)
+
+    clock = StartsTheWorker()
+    began = clock.monotonic()
+    engine = load(chain(1), redis_flushed_url, topic, store={"value": 1}, worker_wait=5.0, clock=clock)
+
+    engine.run()
+
     assert engine.storage.fetch("v0") == 2
+    assert len(clock.pauses) == 1  # it looked again after its pause and found the worker
+    assert clock.monotonic() - began < 5.0  # not the whole worker_wait
 
 
 def test_a_task_goes_to_the_first_topic_that_offers_it(scripted: Any, redis_flushed_url: str) -> None:
