@@ -8,19 +8,28 @@ Binds to 127.0.0.1 unless told otherwise. With a token (``--token`` or the
 ``FLOWKIT_MONITOR_TOKEN`` environment variable, which keeps it out of process
 listings) every request needs ``Authorization: Bearer TOKEN``; a browser can
 open ``http://HOST:PORT/?token=TOKEN`` once. Needs ``pip install 'flowkit[monitor]'``.
+
+Once its socket is bound and listening it prints one line to standard output,
+``flowkit monitor on http://ADDRESS:PORT/``, with the address and port it
+actually bound: with ``--port 0`` that is how a caller (a test, a script)
+learns the free port the system picked, without choosing one itself and
+racing another process for it.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import socket
 from typing import Any
 
 from flowkit.cli._common import CliError, add_connection, guarded
 
-__all__ = ["register"]
+__all__ = ["LISTENING_PREFIX", "register"]
 
 TOKEN_ENV = "FLOWKIT_MONITOR_TOKEN"
+#: The start of the line printed once the monitor listens; the URL follows it.
+LISTENING_PREFIX = "flowkit monitor on "
 
 
 def register(subparsers: Any) -> None:
@@ -52,6 +61,40 @@ def _serve(args: argparse.Namespace) -> int:
     token = args.token or os.environ.get(TOKEN_ENV) or None
     with open_backend(args.connection) as backend:
         app = create_app(backend, token=token, poll_interval=args.poll)
-        print(f"flowkit monitor on http://{args.host}:{args.port}/", flush=True)
-        uvicorn.run(app, host=args.host, port=args.port, log_level="warning" if not args.verbose else "info")
+        with _listen(args.host, args.port) as sock:
+            # Printed only now: the socket listens, so whoever reads the URL can connect at once.
+            print(f"{LISTENING_PREFIX}{_url(sock)}", flush=True)
+            config = uvicorn.Config(app, log_level="warning" if not args.verbose else "info")
+            uvicorn.Server(config).run(sockets=[sock])
     return 0
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """Bind and listen here rather than in uvicorn, so the bound port is known before serving.
+
+    uvicorn binds inside its event loop and does not hand back the port it got
+    for port 0; a socket of our own does. The first address ``host`` resolves
+    to is bound (a name resolving to several addresses would otherwise get a
+    different free port on each).
+    """
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as err:
+        raise CliError(f"cannot resolve --host {host!r}: {err}", status=1) from err
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as err:
+        sock.close()
+        raise CliError(f"cannot listen on {host}:{port}: {err.strerror or err}", status=1) from err
+    return sock
+
+
+def _url(sock: socket.socket) -> str:
+    """The ``http://`` URL of a bound socket (an IPv6 address in brackets)."""
+    address, port = sock.getsockname()[:2]
+    return f"http://[{address}]:{port}/" if ":" in address else f"http://{address}:{port}/"

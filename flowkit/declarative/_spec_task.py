@@ -52,6 +52,11 @@ class SpecTask(Task):
             value = getattr(inner, option, None)
             if value is not None:
                 setattr(self, option, value)
+        # The result cache asks the atom for `cache_key(inputs)`: a user's key goes
+        # on this adapter only when the task has one, since any `cache_key` (even
+        # one that defers) replaces the inputs' part of the key.
+        if callable(getattr(inner, "cache_key", None)):
+            self.cache_key = self._inner_cache_key
         revert = inner.revert
         self._revert_takes_all = _accepts_kwargs(revert)
         self._revert_args = frozenset(inspect.signature(revert).parameters)
@@ -74,6 +79,20 @@ class SpecTask(Task):
         whatever they run.
         """
         return self._inner, {"spec_inputs": {arg: repr(self._inputs[arg]) for arg in sorted(self._inputs)}}
+
+    def _inner_cache_key(self, values: dict[str, Any]) -> Any:
+        """The user's ``cache_key`` of the arguments ``execute`` will get, as for a plain task.
+
+        The engine hands the adapter the results it reads (``values``); the
+        user's hook expects the task's own arguments, so they are rendered first.
+        A field that is missing means no key (the call runs uncached, and
+        ``execute`` reports the missing field).
+        """
+        try:
+            arguments = self._render(values)
+        except exc.NotFound:
+            return None
+        return self._inner.cache_key(arguments)  # type: ignore[attr-defined]
 
     def _render(self, values: Mapping[str, Any], strict: bool = True) -> dict[str, Any]:
         out = {}

@@ -530,7 +530,9 @@ func (w *Worker) accept(entry redis.XMessage, now float64, deliveries map[string
 		}
 	}
 	if count > int64(w.opts.MaxDeliveries) {
-		text := fmt.Sprintf("request %s delivered %d times; its workers died", request.ID, count)
+		// A poison request: name the atom and task at fault, not just an id.
+		text := fmt.Sprintf("the %s request %s of atom '%s' (task %s) was delivered %d times and its workers died; "+
+			"worker %s on topic %s gave up on it", request.Action, request.ID, request.Name, request.Task, count, w.id, w.opts.Topic)
 		w.logf(slog.LevelWarn, "worker %s fails entry %s: %s", w.id, entry.ID, text)
 		w.sendFailure(request.ReplyTo, request.ID, NewFailure(text, RequestTimeoutTypes), entry.ID)
 		return nil

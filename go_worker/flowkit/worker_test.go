@@ -690,13 +690,16 @@ func TestStalePendingRequestsAreTakenOverOrFailedAfterMaxDeliveries(t *testing.T
 	if err := h.client.Set(ctx, flowkit.SeenKey(h.namespace, fresh.ID), freshID, time.Minute).Err(); err != nil {
 		t.Fatal(err)
 	}
-	h.start(func(o *flowkit.Options) { o.MaxDeliveries = 3 })
+	w, _, _ := h.start(func(o *flowkit.Options) { o.MaxDeliveries = 3 })
 	if final := h.final(fresh.ID); final.Result != "again" {
 		t.Fatalf("taken-over request: %+v", final)
 	}
 	final := h.final(worn.ID)
+	// The failure names the atom, its task and the worker that gave up, not just a request id.
+	want := fmt.Sprintf("the execute request %s of atom 'atom' (task %s) was delivered 4 times and its workers died; "+
+		"worker %s on topic %s gave up on it", worn.ID, tasks.EchoName, w.ID(), h.topic)
 	if final.Event != flowkit.EventFailure || !reflect.DeepEqual(final.Failure.ExcTypeNames, flowkit.RequestTimeoutTypes) ||
-		final.Failure.ExceptionStr != fmt.Sprintf("request %s delivered 4 times; its workers died", worn.ID) {
+		final.Failure.ExceptionStr != want {
 		t.Fatalf("worn request: %+v %+v", final, final.Failure)
 	}
 	h.eventually("both acknowledged and deleted", h.settled)

@@ -74,6 +74,20 @@ class Limited(task.Task):
         return value
 
 
+class Keyed(task.Task):
+    """A cached task whose own ``cache_key`` decides: it records what it saw and refuses to cache."""
+
+    cache = True
+
+    def cache_key(self, inputs: dict[str, Any]) -> str | None:
+        CALLS.append((self.name + ".cache_key", dict(inputs)))
+        return None
+
+    def execute(self, value: float) -> float:
+        CALLS.append((self.name, {"value": value}))
+        return value
+
+
 def add(a: int, b: int = 0) -> int:
     return a + b
 

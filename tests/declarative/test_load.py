@@ -249,6 +249,24 @@ def test_the_run_options_of_a_task_class_hold_however_its_inputs_are_written(val
     assert [name for name, _ in tasks.CALLS].count("q") == 1  # cached: run once
 
 
+@pytest.mark.parametrize("value", [10.0, "${p.close}"], ids=["plain", "adapter"])
+def test_a_task_class_cache_key_holds_however_its_inputs_are_written(value: Any) -> None:
+    # The adapter (for ${p.close}) ignored the class's cache_key: cached by input hash instead.
+    flow = declarative.load_flow(
+        spec(
+            p={"task": f"{T}:FetchPrices", "inputs": {"symbol": "X"}},
+            k={"task": f"{T}:Keyed", "inputs": {"value": value}},
+        )
+    )
+    for _ in range(2):
+        assert engines.run(flow, cache="memory://spec-cache-key-" + str(value))["k"] == 10.0
+    # The hook saw the task's own arguments each time, and its None kept both calls uncached.
+    assert [call for call in tasks.CALLS if call[0].startswith("k")] == [
+        ("k.cache_key", {"value": 10.0}),
+        ("k", {"value": 10.0}),
+    ] * 2
+
+
 def test_options_are_kept_on_the_atoms() -> None:
     flow = declarative.load_flow(
         spec(

@@ -8,6 +8,7 @@ for Python; no browser is downloaded. The screenshot goes to tests/artifacts/.
 from __future__ import annotations
 
 import json
+import select
 import subprocess
 import urllib.request
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from flowkit.cli.monitor import LISTENING_PREFIX
 from tests import services
 from tests.cli.conftest import FLOWKIT, SOURCE_ROOT, command_env
 from tests.conftest import wait_until
@@ -42,39 +44,48 @@ def _get_json(url: str) -> object:
         return json.load(response)
 
 
-def _answers(url: str) -> bool:
-    try:
-        _get_json(url)
-    except OSError:
-        return False
-    return True
-
-
 class Monitor:
     def __init__(self, url: str, connection: str) -> None:
         self.url = url
         self.connection = connection
 
 
+def _start_monitor(connection: str, *options: str, **env: str) -> tuple[subprocess.Popen[bytes], str]:
+    """Start ``flowkit monitor --port 0`` and read the URL it bound from its first line.
+
+    The system picks the port and the monitor says which: no port is chosen
+    here and then bound there, which another process could take in between.
+    """
+    proc = subprocess.Popen(
+        [FLOWKIT, "monitor", "--connection", connection, "--port", "0", *options],
+        env=command_env(**env),
+        cwd=SOURCE_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], 30)
+    line = proc.stdout.readline().decode() if ready else ""
+    if not line.startswith(LISTENING_PREFIX):
+        proc.kill()
+        _, err = proc.communicate(timeout=30)
+        raise AssertionError(f"monitor printed {line!r}, not its URL; stderr: {err.decode()}")
+    return proc, line[len(LISTENING_PREFIX) :].strip().rstrip("/")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    proc.communicate(timeout=30)
+
+
 @pytest.fixture
 def monitor(tmp_path: Path) -> Iterator[Monitor]:
     connection = f"sqlite:///{tmp_path}/watched.db"
-    port = services.free_port()
-    proc = subprocess.Popen(
-        [FLOWKIT, "monitor", "--connection", connection, "--port", str(port), "--poll", "0.1"],
-        env=command_env(),
-        cwd=SOURCE_ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    base = f"http://127.0.0.1:{port}"
+    proc, base = _start_monitor(connection, "--poll", "0.1")
     try:
-        wait_until(lambda: _answers(f"{base}/api/flows") or proc.poll() is not None, timeout=30)
-        assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
         yield Monitor(base, connection)
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        _stop(proc)
 
 
 def _start_slow_run(connection: str, gate: Path) -> subprocess.Popen[bytes]:
@@ -199,15 +210,8 @@ def test_the_stream_sends_each_change_of_state(monitor: Monitor, tmp_path: Path)
 
 
 def test_monitor_refuses_requests_without_the_token(tmp_path: Path) -> None:
-    port = services.free_port()
-    proc = subprocess.Popen(
-        [FLOWKIT, "monitor", "--connection", f"sqlite:///{tmp_path}/t.db", "--port", str(port)],
-        env=command_env(FLOWKIT_MONITOR_TOKEN="t0ken"),
-        cwd=SOURCE_ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}/api/flows"
+    proc, url = _start_monitor(f"sqlite:///{tmp_path}/t.db", FLOWKIT_MONITOR_TOKEN="t0ken")
+    base = f"{url}/api/flows"
 
     def status(headers: dict[str, str]) -> int:
         try:
@@ -219,8 +223,18 @@ def test_monitor_refuses_requests_without_the_token(tmp_path: Path) -> None:
             return 0
 
     try:
-        assert wait_until(lambda: status({}), timeout=30) == 401
+        assert status({}) == 401
         assert status({"Authorization": "Bearer t0ken"}) == 200
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        _stop(proc)
+
+
+def test_port_0_prints_the_url_it_bound_and_answers_there(tmp_path: Path) -> None:
+    proc, url = _start_monitor(f"sqlite:///{tmp_path}/t.db")
+    try:
+        assert url.startswith("http://127.0.0.1:")
+        assert int(url.rsplit(":", 1)[1]) > 0
+        # Listening before the line is printed: the first request is answered, no polling.
+        assert _get_json(f"{url}/api/flows") == []
+    finally:
+        _stop(proc)

@@ -585,14 +585,28 @@ def test_with_worker_wait_a_task_no_worker_offers_fails_before_the_run_naming_it
 def test_the_availability_check_waits_for_a_worker_that_is_starting(
     scripted: Any, redis_flushed_url: str, topic: str
 ) -> None:
-    engine = load(chain(1), redis_flushed_url, topic, store={"value": 1}, worker_wait=5.0)
-    timer = threading.Timer(0.3, scripted)
-    timer.start()
-    try:
-        engine.run()
-    finally:
-        timer.join()
+    class StartsTheWorker(FakeClock):
+        """The worker starts during the check's first pause between scans: after a scan found none."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.pauses: list[float] = []
+
+        def sleep(self, seconds: float) -> None:
+            if not self.pauses:
+                scripted()
+            self.pauses.append(seconds)
+            super().sleep(seconds)
+
+    clock = StartsTheWorker()
+    began = clock.monotonic()
+    engine = load(chain(1), redis_flushed_url, topic, store={"value": 1}, worker_wait=5.0, clock=clock)
+
+    engine.run()
+
     assert engine.storage.fetch("v0") == 2
+    assert len(clock.pauses) == 1  # it looked again after its pause and found the worker
+    assert clock.monotonic() - began < 5.0  # not the whole worker_wait
 
 
 def test_a_task_goes_to_the_first_topic_that_offers_it(scripted: Any, redis_flushed_url: str) -> None:
@@ -1169,6 +1183,9 @@ class CuttingProxy:
     The engine then loses its connection in the middle of an XADD to a topic's stream,
     as on a network fault, while its other commands (looking for workers, reading
     replies) go through. A request's pipeline is small enough to come in one read.
+    With ``losing`` set instead, the next XADD of a request reaches Redis and the
+    connection drops before its reply comes back (once: ``losing`` is then cleared),
+    so the engine cannot tell whether the request was added.
     """
 
     def __init__(self, upstream_port: int) -> None:
@@ -1177,6 +1194,8 @@ class CuttingProxy:
         self.port: int = self._server.getsockname()[1]
         self.cutting = threading.Event()
         self.cuts = 0
+        self.losing = threading.Event()
+        self.lost = 0
         self._sockets: list[socket.socket] = []
         threading.Thread(target=self._accept, name="cutting-proxy", daemon=True).start()
 
@@ -1188,14 +1207,24 @@ class CuttingProxy:
                 return
             far = socket.create_connection(("127.0.0.1", self._upstream))
             self._sockets += [near, far]
-            threading.Thread(target=self._pump, args=(near, far, True), daemon=True).start()
-            threading.Thread(target=self._pump, args=(far, near, False), daemon=True).start()
+            lose_reply = threading.Event()  # this connection's next reply is dropped, and it with it
+            threading.Thread(target=self._pump, args=(near, far, True, lose_reply), daemon=True).start()
+            threading.Thread(target=self._pump, args=(far, near, False, lose_reply), daemon=True).start()
 
-    def _pump(self, source: socket.socket, sink: socket.socket, from_engine: bool) -> None:
+    def _pump(
+        self, source: socket.socket, sink: socket.socket, from_engine: bool, lose_reply: threading.Event
+    ) -> None:
         try:
             while data := source.recv(65536):
-                if from_engine and self.cutting.is_set() and b"XADD" in data and b":requests:" in data:
+                adds = from_engine and b"XADD" in data and b":requests:" in data
+                if adds and self.cutting.is_set():
                     self.cuts += 1
+                    break
+                if adds and self.losing.is_set():
+                    self.losing.clear()
+                    self.lost += 1
+                    lose_reply.set()  # before Redis can answer
+                elif not from_engine and lose_reply.is_set():
                     break
                 sink.sendall(data)
         except OSError:
@@ -1256,7 +1285,7 @@ def test_a_new_request_whose_sends_fail_until_its_deadline_times_out_saying_why(
     scripted: Any, cutting_proxy: CuttingProxy, topic: str
 ) -> None:
     worker = scripted()
-    clock = FakeClock()  # the engine thread's pauses between tries move it on
+    clock = FakeClock()
     url = f"redis://127.0.0.1:{cutting_proxy.port}/0"
     engine = load(
         chain(1), url, topic, store={"value": 1}, clock=clock, retry_options={"attempts": 1, "backoff": 0.0}
@@ -1264,15 +1293,126 @@ def test_a_new_request_whose_sends_fail_until_its_deadline_times_out_saying_why(
     events = Events(engine)
     events.on("add0", st.FAILURE, cutting_proxy.cutting.clear)  # its revert goes out
     cutting_proxy.cutting.set()
+    run = BackgroundRun(engine)
+    services.wait_until(lambda: cutting_proxy.cuts >= 1, 5.0, message="the first send cut")
 
-    with pytest.raises(exc.RequestTimeout) as raised:
-        engine.run()
+    for _ in range(3):  # the reader's ticks try it again
+        clock.advance(0.3)
+        _reader_moved_on(clock)
+    assert cutting_proxy.cuts >= 2  # tried again at each look, not given up on
+    assert not run.done, "a send that may work next time failed before the deadline"
+    clock.advance(5.0)
+    error = run.join(10.0)
 
-    assert cutting_proxy.cuts >= 2  # tried again until its deadline
+    assert isinstance(error, exc.RequestTimeout), repr(error)
     _check_unsent(failure_of(engine, "add0"), topic, "ConnectionError")
-    assert "within 5 s" in str(raised.value)
+    assert "within 5 s" in str(error)
     assert [(r["name"], r["action"]) for r in worker.requests()] == [("add0", protocol.REVERT)]
     assert engine.storage.get_atom_state("add0") == st.REVERTED
+
+
+class _NoSleep(FakeClock):
+    """A fake clock that records the pauses asked of it: the engine thread should ask none."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pauses: list[float] = []
+
+    def sleep(self, seconds: float) -> None:
+        self.pauses.append(seconds)
+        super().sleep(seconds)
+
+
+def test_a_send_that_failed_for_now_leaves_the_engine_thread_free_and_goes_out_once(
+    scripted: Any, cutting_proxy: CuttingProxy, topic: str
+) -> None:
+    # a and b1 go out together and are held at the worker; once b1 is answered,
+    # b2's send is cut. The engine thread used to retry it with pauses until
+    # Redis took it or its deadline passed, deaf to a's answer meanwhile.
+    deferred: dict[str, tuple[bytes, dict[str, Any]]] = {}
+
+    def handler(worker: ScriptedWorker, entry_id: bytes, request: dict[str, Any]) -> None:
+        if request["action"] == protocol.EXECUTE and request["name"] in ("a", "b1"):
+            worker.reply(request, protocol.RUNNING)
+            deferred[request["name"]] = (entry_id, request)  # answered by the test
+        else:
+            add_one(worker, entry_id, request)
+
+    worker = scripted(handler)
+    flow = unordered_flow.Flow("f").add(
+        Add(name="a", inject={"value": 1}, provides="va"),
+        linear_flow.Flow("chain").add(
+            Add(name="b1", inject={"value": 10}, provides="v1"),
+            Add(name="b2", rebind={"value": "v1"}, provides="v2"),
+        ),
+    )
+    clock = _NoSleep()
+    url = f"redis://127.0.0.1:{cutting_proxy.port}/0"
+    engine = load(flow, url, topic, clock=clock, retry_options={"attempts": 1, "backoff": 0.0})
+    events = Events(engine)
+    run = BackgroundRun(engine)
+    services.wait_until(lambda: len(deferred) == 2, 5.0, message="a and b1 at the worker")
+
+    cutting_proxy.cutting.set()
+    entry_id, request = deferred["b1"]
+    worker.finish(request, entry_id, protocol.SUCCESS, result=11)
+    services.wait_until(lambda: cutting_proxy.cuts >= 1, 5.0, message="b2's send cut")
+    entry_id, request = deferred["a"]
+    worker.finish(request, entry_id, protocol.SUCCESS, result=2)
+    services.wait_until(lambda: events.saw("a", st.SUCCESS), 5.0, message="a's answer taken")
+    assert not events.saw("b2", st.FAILURE) and not run.done  # b2 waits for its next try
+
+    cutting_proxy.cutting.clear()
+    clock.advance(0.3)  # the reader's next tick sends it
+    assert run.join(10.0) is None
+
+    assert engine.storage.fetch_all() == {"va": 2, "v1": 11, "v2": 12}
+    assert clock.pauses == []  # no pause between tries on the engine thread
+    # Each went out once: the cut sends never reached Redis, the tick's did.
+    assert sorted(r["name"] for r in worker.requests()) == ["a", "b1", "b2"]
+
+
+def test_an_add_whose_reply_was_lost_goes_out_again_and_the_worker_runs_it_once(
+    redis_flushed_url: str, cutting_proxy: CuttingProxy, topic: str, client: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    # The one way a send tried again can add a request twice: the first add reached
+    # Redis, but its reply did not come back. The engine cannot tell, and sends it
+    # again (from the reader's tick); the worker claims each request id once.
+    from flowkit.engines.worker_based.worker import Worker
+    from tests.workers.behaviour_tasks import Echo
+
+    ScriptedWorker(redis_flushed_url, topic, add_one, tasks=(protocol.task_name(Echo),)).advertise()
+    clock = FakeClock()
+    url = f"redis://127.0.0.1:{cutting_proxy.port}/0"
+    engine = load(
+        Echo(name="echo", provides="v"), url, topic, store={"value": "once"}, clock=clock,
+        retry_options={"attempts": 1, "backoff": 0.0},
+    )  # fmt: skip
+    stream = protocol.requests_key(NS, topic)
+    cutting_proxy.losing.set()
+    run = BackgroundRun(engine)
+    services.wait_until(lambda: cutting_proxy.lost == 1, 5.0, message="the first add's reply lost")
+    services.wait_until(lambda: client.exists(stream) and client.xlen(stream) == 1, 5.0, message="added")
+    _reader_moved_on(clock)
+    clock.advance(0.3)  # the reader's next tick sends it again
+    services.wait_until(lambda: client.xlen(stream) == 2, 5.0, message="added again")
+    ids = {protocol.decode(fields, None)["id"] for _, fields in client.xrange(stream)}
+    assert len(ids) == 1  # the same request twice
+
+    worker = Worker(topic=topic, tasks=["tests.workers.behaviour_tasks"], url=redis_flushed_url)
+    with caplog.at_level(logging.WARNING, logger="flowkit.engines.worker_based.worker"):
+        worker.start()
+        try:
+            assert run.join(10.0) is None
+            services.wait_until(lambda: client.xlen(stream) == 0, 5.0, message="both entries settled")
+        finally:
+            worker.stop()
+
+    assert engine.storage.fetch("v") == "once"
+    (request_id,) = ids
+    replays = [r.getMessage() for r in caplog.records if "is a replay" in r.getMessage()]
+    assert len(replays) == 1 and request_id in replays[0], replays  # the second was refused, not run
 
 
 @pytest.mark.parametrize(

@@ -375,15 +375,20 @@ def test_stale_entry_of_a_dead_worker_is_taken_over(wire: Wire, start_worker: An
 def test_entry_delivered_too_often_fails_with_request_timeout(wire: Wire, start_worker: Any) -> None:
     client = wire.client
     client.xgroup_create(wire.stream, protocol.GROUP, id="0", mkstream=True)
-    request_id = wire.send(name_of("Add"), {"x": 1, "y": 2})
+    request_id = wire.send(name_of("Add"), {"x": 1, "y": 2}, name="poisoned-add")
     (((_, ((entry_id, _),)),)) = client.xreadgroup(protocol.GROUP, "dead", {wire.stream: ">"}, count=1)
     client.xclaim(wire.stream, protocol.GROUP, "dead-too", 0, [entry_id])  # second delivery
     _make_idle(wire, "dead-too", entry_id)
-    start_worker(visibility_timeout=5.0, max_deliveries=2)
+    worker = start_worker(visibility_timeout=5.0, max_deliveries=2)
     final = wire.final(request_id)
     assert final["event"] == "failure"
     assert final["failure"]["exc_type_names"] == TIMEOUT_NAMES
-    assert final["failure"]["exception_str"] == f"request {request_id} delivered 3 times; its workers died"
+    # The failure names the atom, its task and the worker that gave up, not just a request id.
+    assert final["failure"]["exception_str"] == (
+        f"the execute request {request_id} of atom 'poisoned-add' (task {name_of('Add')}) "
+        "was delivered 3 times and its workers died; "
+        f"worker {worker.worker_id} on topic {TOPIC} gave up on it"
+    )
     wait_until(wire.stream_emptied)
 
 

@@ -37,10 +37,12 @@ requests leave in the scheduling round that routed them.
 
 A request Redis refuses to add to its topic's stream (a wrong type, an ACL, a
 full memory) fails at once, as any task that fails; one whose add failed for
-now (a lost connection) is tried again until its deadline, and then fails
-saying so, naming the stream and the last error, not that no worker offered
-it. The commands of one pipeline fail one by one: a request added beside a
-refused one is not added again.
+now (a lost connection) is held again (WAITING, its topic and deadline kept)
+and the reader's tick tries it again, so the engine thread goes on with other
+completions meanwhile; at its deadline it fails saying so, naming the stream
+and the last error, not that no worker offered it. The commands of one
+pipeline fail one by one: a request added beside a refused one is not added
+again.
 
 Every request reaches the completion queue exactly once: whoever moves it to
 DONE first (a terminal response, a timeout, a send that gave up) reports it,
@@ -495,35 +497,46 @@ class RedisDriver(DispatchingDriver):
         return self._directory.route(request.node.name, request.task) or ""
 
     def _add(self, ready: list[_Envelope]) -> None:
-        """XADD ``ready``, retrying a transient failure until their deadline, then failing them.
+        """XADD ``ready`` once; hold again those whose add failed for now, for the reader to retry.
 
         A refusal (a wrong type, an ACL, a full memory: see ``_transport.is_transient``)
         fails its request at once (:meth:`_try_add`): it would be refused the same way
-        until the deadline, with the engine thread waiting here all that time.
+        until the deadline. An add that failed for now (a lost connection) is not
+        retried here, which would keep the engine thread from every other completion
+        until Redis came back or the deadline passed: the request goes back to
+        WAITING with its topic, envelope and deadline, and the reader's tick sends it
+        again (:meth:`_release`) or fails it at its deadline saying why. Moving it
+        there under the lock hands it over: only a claim (:meth:`_claim_released`)
+        takes a WAITING request out again, once, so it is never sent by both threads.
         """
-        backoff = _transport.Backoff()
-        while True:
-            ready = [item for item in ready if item[0].state != DONE]
-            if not ready:
-                return
-            ready = self._try_add(ready)
-            if not ready:
-                return
-            now, closing = self._settings.clock.monotonic(), self._closing.is_set()
-            # Held requests sent late keep their earlier deadlines: each fails at its own.
-            late = [request for request, _ in ready if closing or now >= request.deadline]
-            for request in late:
-                why = self._unsent_why(request, closing=closing)
-                self._finish(request, _timeout(why))
-            if len(late) == len(ready):
-                return
-            LOG.warning(
-                "could not send %d request(s), retrying; the first: %s %s",
-                len(ready) - len(late),
-                ready[0][0].describe(),
-                ready[0][0].unsent,
-            )
-            self._settings.clock.sleep(backoff.next())
+        ready = [item for item in ready if item[0].state != DONE]
+        if not ready:
+            return
+        retry = self._try_add(ready)
+        if not retry:
+            return
+        now, closing = self._settings.clock.monotonic(), self._closing.is_set()
+        # Held requests sent late keep their earlier deadlines: each fails at its own.
+        late = {request.id for request, _ in retry if closing or now >= request.deadline}
+        for request, _ in retry:
+            if request.id in late:
+                self._finish(request, _timeout(self._unsent_why(request, closing=closing)))
+        again = [(request, envelope) for request, envelope in retry if request.id not in late]
+        if not again:
+            return
+        LOG.warning(
+            "could not send %d request(s), holding them for the next tries; the first: %s %s",
+            len(again),
+            again[0][0].describe(),
+            again[0][0].unsent,
+        )
+        with self._lock:
+            for request, envelope in again:
+                # Not if it finished meanwhile, or started: an add whose reply was lost may
+                # have reached Redis, and a worker already answered it.
+                if request.state == PENDING:
+                    request.envelope = envelope
+                    self._ledger.move(request, WAITING)
 
     def _try_add(self, ready: list[_Envelope]) -> list[_Envelope]:
         """XADD ``ready`` once; return those whose add failed for now (to try again), still PENDING.

@@ -636,7 +636,12 @@ class Worker:
             return None
         count = deliveries.get(entry_id, 1) if deliveries is not None else 1
         if count > self._max_deliveries:
-            text = f"request {request_id} delivered {count} times; its workers died"
+            # A poison request: name the atom and task at fault, not just an id.
+            text = (
+                f"the {message['action']} request {request_id} of atom '{message['name']}' (task {task}) "
+                f"was delivered {count} times and its workers died; "
+                f"worker {self._worker_id} on topic {self._topic} gave up on it"
+            )
             LOG.warning("worker %s fails entry %s: %s", self._worker_id, entry_id, text)
             failure = _named_failure(text, _TIMEOUT_NAMES)
             outs.append((reply_to, self._failure_envelope(request_id, failure), entry_id))
