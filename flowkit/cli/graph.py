@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from flowkit.cli._common import CliError, guarded, import_target
+from flowkit.cli._common import CliError, guarded, import_target, importable_cwd
 
 __all__ = ["register"]
 
@@ -47,6 +47,7 @@ def load_flow(text: str) -> Any:
 
     if declarative.is_spec_path(text):
         # What `flowkit run` takes, so what it runs can be drawn first.
+        importable_cwd()
         try:
             return declarative.load_flow(text)
         except (declarative.FlowSpecError, OSError) as err:

@@ -26,7 +26,16 @@ import os
 import sys
 from typing import Any
 
-from flowkit.cli._common import FAILED, USAGE, CliError, add_connection, guarded, import_target, parse_store
+from flowkit.cli._common import (
+    FAILED,
+    USAGE,
+    CliError,
+    add_connection,
+    guarded,
+    import_target,
+    importable_cwd,
+    parse_store,
+)
 
 __all__ = ["flow_at", "register", "run_engine", "spec_flow"]
 
@@ -137,9 +146,15 @@ def engine_error(engine: str, err: Exception) -> CliError:
 
 
 def spec_flow(path: str) -> Any:
-    """The flow of a declarative spec file (the factory recorded for ``flowkit run spec.yaml``)."""
+    """The flow of a declarative spec file (the factory recorded for ``flowkit run spec.yaml``).
+
+    The spec's ``module:Name`` tasks import from the current directory, as a
+    ``module:callable`` target does: a console script's ``sys.path`` starts with
+    its own directory, not the shell's.
+    """
     from flowkit import declarative
 
+    importable_cwd()
     return declarative.load_flow(path)
 
 
