@@ -26,8 +26,14 @@ def register(subparsers: Any) -> None:
         description="Look at or empty the cache of results of tasks marked cache=True.",
     )
     commands = cache.add_subparsers(dest="cache_command", required=True, metavar="SUBCOMMAND")
-    stats = commands.add_parser("stats", help="print how many entries the cache holds")
-    clear = commands.add_parser("clear", help="remove every entry")
+    stats = commands.add_parser(
+        "stats",
+        help="print how many entries the cache holds",
+        description="Print how many entries the cache holds.",
+    )
+    clear = commands.add_parser(
+        "clear", help="remove every entry", description="Remove every entry of the cache."
+    )
     for parser in (stats, clear):
         parser.add_argument(
             "--cache",

@@ -27,7 +27,9 @@ def register(subparsers: Any) -> None:
     from flowkit.cli.run import add_run_options
 
     flows = subparsers.add_parser(
-        "flows", help="list, show, resume and explain persisted flows", description=__doc__.split("\n\n")[0]
+        "flows",
+        help="list, show, resume and explain persisted flows",
+        description="List, show, resume and explain the flows kept in a persistence backend.",
     )
     commands = flows.add_subparsers(dest="flows_command", required=True, metavar="SUBCOMMAND")
 

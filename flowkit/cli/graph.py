@@ -26,7 +26,10 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "graph",
         help="draw a flow as DOT or Mermaid",
-        description="Print a flow as a Graphviz DOT digraph or a Mermaid flowchart.",
+        description=(
+            "Print a flow (MODULE:CALLABLE, MODULE:FLOW or a declarative spec file) as a Graphviz"
+            " DOT digraph or a Mermaid flowchart."
+        ),
     )
     parser.add_argument(
         "target", metavar="TARGET", help="MODULE:CALLABLE, MODULE:FLOW or a spec file (.yaml, .yml, .json)"

@@ -39,11 +39,19 @@ def _json_value(text: str) -> Any:
 
 def register(subparsers: Any) -> None:
     """Add the ``jobs`` command to the ``flowkit`` parser."""
-    parser = subparsers.add_parser("jobs", help="post, list, show and trash jobs on a jobboard")
+    parser = subparsers.add_parser(
+        "jobs",
+        help="post, list, show and trash jobs on a jobboard",
+        description="Post, list, show and trash the jobs on a jobboard (conductors claim and run them).",
+    )
     board_arguments(parser)
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
 
-    post = actions.add_parser("post", help="save a flow detail for a flow factory and post a job for it")
+    post = actions.add_parser(
+        "post",
+        help="save a flow detail for a flow factory and post a job for it",
+        description="Save a flow detail for a flow factory in the backend and post a job for it.",
+    )
     post.add_argument("name", help="the job's name")
     post.add_argument("--factory", required=True, metavar="MODULE.FUNCTION", help="the flow factory")
     post.add_argument(
@@ -57,14 +65,24 @@ def register(subparsers: Any) -> None:
     )
     post.add_argument("--priority", default="NORMAL", help="VERY_HIGH, HIGH, NORMAL, LOW or VERY_LOW")
 
-    listing = actions.add_parser("list", help="list the jobs on the board")
+    listing = actions.add_parser(
+        "list", help="list the jobs on the board", description="List the jobs on the board."
+    )
     listing.add_argument("--json", action="store_true", help="one JSON object per line")
     listing.add_argument("--trashed", action="store_true", help="list the jobs set aside instead")
 
-    show = actions.add_parser("show", help="show one job, its claim and its attempts")
+    show = actions.add_parser(
+        "show",
+        help="show one job, its claim and its attempts",
+        description="Show one job, who holds its claim, and its attempts.",
+    )
     show.add_argument("uuid")
 
-    trash = actions.add_parser("trash", help="set an unclaimed job aside")
+    trash = actions.add_parser(
+        "trash",
+        help="set an unclaimed job aside",
+        description="Set an unclaimed job aside, with a reason (list --trashed shows it).",
+    )
     trash.add_argument("uuid")
     trash.add_argument("--reason", default="trashed by an operator", help="why (kept with the job)")
     parser.set_defaults(handler=_run)

@@ -51,7 +51,10 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "run",
         help="run a flow from a module",
-        description="Load a flow (MODULE:CALLABLE returning one, or MODULE:NAME of one), run it, report.",
+        description=(
+            "Load a flow (MODULE:CALLABLE returning one, MODULE:NAME of one, or a declarative"
+            " spec file), run it, report."
+        ),
     )
     parser.add_argument(
         "target", metavar="TARGET", help="MODULE:CALLABLE, MODULE:FLOW or a spec file (.yaml, .yml, .json)"
