@@ -204,7 +204,7 @@ def _check_inject(engine: Engine, inject: Mapping[str, Mapping[str, Any]], durab
         for symbol, value in pairs.items():
             if not isinstance(symbol, str):
                 raise exc.InvalidFormat(
-                    f"inject= key {symbol!r} for atom '{atom_name}' is a {type(symbol).__name__}; "
+                    f"inject= key {symbol!r} for atom '{atom_name}' is of type {type(symbol).__name__}; "
                     "symbols are strings"
                 )
             try:

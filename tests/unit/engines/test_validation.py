@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from flowkit import engines, exceptions, states
+from flowkit import engines, exceptions, states, task
 from flowkit.patterns import graph_flow, linear_flow, unordered_flow
 
 from ._tasks import Recorder, Step
@@ -217,10 +217,22 @@ def test_a_tuple_store_key_of_a_persisted_run_is_refused_at_load_before_any_writ
     from flowkit.persistence.backends import impl_memory
 
     backend = impl_memory.MemoryBackend({})
-    with pytest.raises(exceptions.InvalidFormat, match=r"store key \('a', 'b'\)"):
+    # It read "... is a tuple"; for an int key, "is a int".
+    with pytest.raises(
+        exceptions.InvalidFormat, match=r"store key \('a', 'b'\) of flow 'f' is of type tuple;"
+    ):
         engines.load(linear_flow.Flow("f"), store={("a", "b"): 1}, backend=backend)  # type: ignore[dict-item]
     with backend.get_connection() as conn:
         assert list(conn.get_logbooks()) == []
+
+
+def test_an_int_inject_key_of_a_persisted_run_is_refused_naming_its_type() -> None:
+    from flowkit.persistence.backends import impl_memory
+
+    backend = impl_memory.MemoryBackend({})
+    flow = linear_flow.Flow("f").add(task.FunctorTask(lambda: None, name="t"))
+    with pytest.raises(exceptions.InvalidFormat, match=r"inject= key 1 for atom 't' is of type int;"):
+        engines.load(flow, inject={"t": {1: "x"}}, backend=backend)  # type: ignore[dict-item]
 
 
 def test_a_refused_option_of_a_persisted_run_leaves_nothing_in_the_backend() -> None:
