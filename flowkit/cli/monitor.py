@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 from typing import Any
 
 from flowkit.cli._common import CliError, add_connection, guarded
@@ -52,6 +53,30 @@ def _serve(args: argparse.Namespace) -> int:
     token = args.token or os.environ.get(TOKEN_ENV) or None
     with open_backend(args.connection) as backend:
         app = create_app(backend, token=token, poll_interval=args.poll)
-        print(f"flowkit monitor on http://{args.host}:{args.port}/", flush=True)
-        uvicorn.run(app, host=args.host, port=args.port, log_level="warning" if not args.verbose else "info")
+        # Bound here, before the address is printed, so that the line names the
+        # port actually taken (``--port 0`` picks one) and a port in use is one
+        # line naming it.
+        sock = _listen(args.host, args.port)
+        port = sock.getsockname()[1]
+        host = f"[{args.host}]" if ":" in args.host else args.host
+        print(f"flowkit monitor on http://{host}:{port}/", flush=True)
+        config = uvicorn.Config(app, log_level="warning" if not args.verbose else "info")
+        uvicorn.Server(config).run(sockets=[sock])
     return 0
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host:port`` (IPv6 when the host is an IPv6 address).
+
+    Raises:
+        CliError: the address cannot be bound (in use, not this machine's, bad port).
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except (OSError, OverflowError) as err:
+        sock.close()
+        raise CliError(f"cannot listen on {host}:{port}: {err}", status=1) from err
+    return sock
