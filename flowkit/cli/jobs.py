@@ -142,7 +142,12 @@ def _post(args: argparse.Namespace, board: Any, persistence: Any) -> int:
 def _list(args: argparse.Namespace, board: Any) -> int:
     if args.trashed:
         for doc in board.trashed():
-            print(json.dumps(doc, sort_keys=True, default=str))
+            if args.json:
+                print(json.dumps(doc, sort_keys=True, default=str))
+            else:
+                reason = " ".join(str(doc.get("reason") or "").split())
+                priority = doc.get("priority") or ""
+                print(f"{doc.get('uuid')}  {'TRASHED':<9} {priority:<9} {doc.get('name')}: {reason}")
         return 0
     for job in board.iterjobs():
         row = _describe(board, job)

@@ -74,8 +74,11 @@ def test_jobs_trash_sets_a_job_aside(redis_board: str, tmp_path: Path) -> None:
         assert job.state == states.COMPLETE
         [aside] = board.trashed()
         assert aside["reason"] == "operator said so"
-    trashed = flowkit("jobs", "--board", redis_board, "list", "--trashed")
+    trashed = flowkit("jobs", "--board", redis_board, "list", "--trashed", "--json")
     assert json.loads(trashed.stdout)["uuid"] == job.uuid
+    # Without --json it is a row like the other listing's (it printed JSON either way).
+    listed = flowkit("jobs", "--board", redis_board, "list", "--trashed")
+    assert listed.stdout == f"{job.uuid}  TRASHED   NORMAL    unwanted: operator said so\n"
     missing = flowkit("jobs", "--board", redis_board, "show", "no-such-job")
     assert missing.returncode == 2 and "no job no-such-job" in missing.stderr
 
