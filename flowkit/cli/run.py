@@ -225,7 +225,14 @@ def _failure_line(report: Any) -> str:
         parts.append(f"reverting '{atom.name}' failed with {atom.revert_failure}")
     else:
         reverted = [a.name for a in report.atoms if a.reverted == "reverted"]
-        parts.append(f"reverted {len(reverted)} atom(s)" if reverted else "nothing needed reverting")
+        if reverted:
+            parts.append(f"reverted {len(reverted)} atom(s)")
+        else:
+            # never_resolve (or a stop before any revert) leaves done work as it is: say so.
+            kept = sum(1 for a in report.atoms if a.state == "SUCCESS")
+            parts.append(
+                f"nothing was reverted ({kept} atom(s) left in SUCCESS)" if kept else "nothing was reverted"
+            )
     return "; ".join(parts)
 
 

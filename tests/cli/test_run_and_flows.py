@@ -28,6 +28,19 @@ def test_a_failed_flow_exits_1_naming_the_atom_the_failure_and_the_revert(connec
     assert "reverted" in line
 
 
+def test_a_failure_left_unresolved_does_not_say_nothing_needed_reverting() -> None:
+    # With never_resolve the reserve step stays SUCCESS; the line said "nothing needed reverting".
+    done = flowkit_cmd(
+        "run", "tests.cli._flows:make_shop", "--store", "amount=500",
+        "--engine", "serial://?never_resolve=true", "--report", "none",
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr.strip().endswith(
+        "flow 'shop' ended FAILURE; atom 'charge' failed with tests.cli._flows.CardDeclined: card declined "
+        "for 500; nothing was reverted (2 atom(s) left in SUCCESS)"
+    ), done.stderr
+
+
 def test_run_accepts_a_flow_object_and_prints_a_json_report() -> None:
     done = flowkit_cmd("run", "tests.cli._flows:SHOP", "--store", "amount=7", "--report", "json")
     assert done.returncode == 0, done.stderr
