@@ -142,13 +142,15 @@ def _retry_reach(flow: Any) -> dict[str, frozenset[str]]:
 
 def _rebuild(ref: Any) -> Any:
     from flowkit import engines
-    from flowkit.cli._common import importable_cwd
+    from flowkit.cli._common import importable_cwd, one_line
 
     importable_cwd()
     try:
         return engines.flow_from_detail(ref.flow)
     except (ValueError, CliError) as err:
-        raise CliError(f"flow '{ref.flow.name}' ({ref.flow.uuid}) cannot be rebuilt: {err}") from err
+        raise CliError(
+            f"flow '{ref.flow.name}' ({ref.flow.uuid}) cannot be rebuilt: {one_line(err)}"
+        ) from err
 
 
 def _resume(args: argparse.Namespace) -> int:

@@ -34,6 +34,7 @@ from flowkit.cli._common import (
     guarded,
     import_target,
     importable_cwd,
+    one_line,
     parse_store,
 )
 
@@ -126,7 +127,7 @@ def _run(args: argparse.Namespace) -> int:
             raise engine_error(args.engine, err) from err
         except ValueError as err:
             if factory is flow_at or "cannot be found again" not in str(err):
-                raise CliError(f"target '{args.target}': {err}") from err
+                raise CliError(f"target '{args.target}': {one_line(err)}") from err
             # A callable that cannot be named again (a lambda): record the target instead.
             engine = engines.load_from_factory(
                 _called, factory_args=[args.target], store=store, backend=backend, engine=args.engine
@@ -145,7 +146,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def engine_error(engine: str, err: Exception) -> CliError:
     """Bad usage naming ``--engine``: an unknown kind, or an option of its URI it refuses."""
-    return CliError(f"--engine '{engine}': {err}")
+    return CliError(f"--engine '{engine}': {one_line(err)}")
 
 
 def spec_flow(path: str) -> Any:
@@ -170,7 +171,7 @@ def _check_flow(engine: Any, target: str) -> None:
     try:
         engine.compile()
     except Exception as err:
-        raise CliError(f"target '{target}' did not give a flow: {err}") from err
+        raise CliError(f"target '{target}' did not give a flow: {one_line(err)}") from err
 
 
 def run_engine(engine: Any, args: argparse.Namespace) -> int:
@@ -195,7 +196,7 @@ def run_engine(engine: Any, args: argparse.Namespace) -> int:
             engine.run()
             error: BaseException | None = None
         except exc.MissingDependencies as err:
-            raise CliError(f"{err} (give it with --store KEY=VALUE)", status=USAGE) from err
+            raise CliError(f"{one_line(err)} (give it with --store KEY=VALUE)", status=USAGE) from err
         except Exception as err:  # the flow failed: its report says how
             error = err
     state = engine.storage.get_flow_state()

@@ -130,7 +130,26 @@ def test_an_unreachable_database_exits_1_naming_it_with_the_password_masked() ->
     assert done.returncode == 1
     line = done.stderr.strip()
     assert "\n" not in line and "secret" not in line
-    assert "cannot use database postgresql+psycopg://someone:***@127.0.0.1:9/nowhere" in line
+    assert "database postgresql+psycopg://someone:***@127.0.0.1:9/nowhere: " in line
+    # Said once: the line read "cannot use database URL: cannot connect to database URL: ..."
+    # and then the whole cause again.
+    assert line.count("127.0.0.1:9/nowhere") == 1, line
+
+
+def test_a_spec_error_with_a_cause_is_one_line() -> None:
+    # The cause of a flowkit error followed on lines of its own (seven for a YAML syntax error).
+    done = flowkit_cmd("run", "tests/cli/no_such_dir/spec.yaml")
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert "spec.yaml: cannot read the spec: No such file or directory" in done.stderr
+
+
+def test_an_unreachable_cache_is_one_line_with_the_usual_prefix() -> None:
+    # It lacked "error:", and the cause followed on a line of its own.
+    done = flowkit_cmd("cache", "stats", "--cache", "redis://:secret@127.0.0.1:9/0")
+    assert done.returncode == 1
+    assert done.stderr.startswith("flowkit cache stats: error: cannot reach cache store redis://:***@")
+    assert done.stderr.count("\n") == 1 and "secret" not in done.stderr, done.stderr
 
 
 def test_flows_list_and_show_give_stable_json(connection: str) -> None:
