@@ -220,10 +220,10 @@ def _failure_line(report: Any) -> str:
     parts = [f"flow '{report.flow_name}' ended {report.state}"]
     if failed:
         atom = failed[0]
-        parts.append(f"atom '{atom.name}' failed with {atom.failure}")
+        parts.append(f"atom '{atom.name}' failed with {atom.failure.one_line()}")
     if revert_failed:
         atom = revert_failed[0]
-        parts.append(f"reverting '{atom.name}' failed with {atom.revert_failure}")
+        parts.append(f"reverting '{atom.name}' failed with {atom.revert_failure.one_line()}")
     else:
         reverted = [a.name for a in report.atoms if a.reverted == "reverted"]
         if reverted:
