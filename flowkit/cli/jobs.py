@@ -22,6 +22,7 @@ import json
 import sys
 from typing import Any
 
+from flowkit.cli._common import one_line
 from flowkit.cli.conductor import board_arguments, fail, open_board, open_persistence
 
 __all__ = ["register"]
@@ -182,13 +183,13 @@ def _run(args: argparse.Namespace) -> int:
     try:
         persistence = open_persistence(args)
     except exc.TaskFlowException as err:
-        return fail("jobs", mask_url(str(err)), 2)
+        return fail("jobs", mask_url(one_line(err)), 2)
     try:
         board = open_board(args, persistence)
     except exc.NotFound as err:
-        return fail("jobs", str(err), 2)
+        return fail("jobs", one_line(err), 2)
     except exc.JobFailure as err:
-        return fail("jobs", str(err), 1)
+        return fail("jobs", one_line(err), 1)
     try:
         if args.action == "post":
             return _post(args, board, persistence)
@@ -198,9 +199,9 @@ def _run(args: argparse.Namespace) -> int:
             return _show(args, board)
         return _trash(args, board)
     except (exc.NotFound, exc.InvalidFormat, ValueError) as err:
-        return fail("jobs", str(err), 2)
+        return fail("jobs", one_line(err), 2)
     except exc.TaskFlowException as err:
-        return fail("jobs", mask_url(str(err)), 1)
+        return fail("jobs", mask_url(one_line(err)), 1)
     finally:
         board.close()
         if persistence is not None:

@@ -263,3 +263,19 @@ def test_run_draws_progress_bars_on_a_terminal_only() -> None:
     assert "flow shop" in drawn and "100%" in drawn
     piped = flowkit_cmd("run", "tests.cli._flows:make_shop", "--store", "amount=5", "--report", "none")
     assert piped.returncode == 0 and piped.stdout == ""
+
+
+def test_worker_jobs_and_conductor_errors_do_not_repeat_their_cause() -> None:
+    # They printed a flowkit error's message and then its cause again on the same line.
+    worker = flowkit_cmd(
+        "worker", "--redis", "redis://127.0.0.1:9/0", "--topic", "t", "--tasks", "no_such_mod"
+    )
+    assert worker.stderr == (
+        "flowkit worker: error: cannot import task module 'no_such_mod': No module named 'no_such_mod'\n"
+    )
+    for command in (["jobs", "--board", "redis://:pw@127.0.0.1:9/0", "list"], ["conductor", "--board",
+                    "redis://:pw@127.0.0.1:9/0", "--name", "c"]):  # fmt: skip
+        done = flowkit_cmd(*command)
+        assert done.returncode == 1
+        assert done.stderr.count("\n") == 1 and done.stderr.count("Connection refused") == 1, done.stderr
+        assert "pw" not in done.stderr
