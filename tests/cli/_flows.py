@@ -128,6 +128,9 @@ def make_slow() -> linear_flow.Flow:
 #: A flow object (``flowkit run`` takes these too).
 SHOP = make_shop()
 
+#: A factory bound to a module name but not importable by its own (``<lambda>``).
+make_shop_lambda = lambda: make_shop()  # noqa: E731, PLW0108 - the point: a lambda as a flowkit run target
+
 
 class FailsUntilMarked(task.Task):
     """Fails while the marker file does not exist (the first run), succeeds after."""

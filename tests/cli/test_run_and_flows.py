@@ -41,6 +41,20 @@ def test_a_failure_left_unresolved_does_not_say_nothing_needed_reverting() -> No
     ), done.stderr
 
 
+def test_run_records_a_lambda_target_by_its_module_name_and_resumes_it(tmp_path: Path) -> None:
+    # It failed: "Flow factory <function <lambda> ...> is not reimportable by name"; the
+    # CLI recognised that error by words load_from_factory no longer used.
+    connection = f"sqlite:///{tmp_path}/flows.db"
+    done = flowkit_cmd(
+        "run", "tests.cli._flows:make_shop_lambda", "--store", "amount=5", "--connection", connection
+    )
+    assert done.returncode == 0, done.stderr
+    plan = flowkit_json("flows", "resume", "shop", "--connection", connection, "--dry-run")
+    assert plan["state"] == "SUCCESS"
+    again = flowkit_cmd("flows", "resume", "shop", "--connection", connection)
+    assert again.returncode == 0, again.stderr
+
+
 def test_run_accepts_a_flow_object_and_prints_a_json_report() -> None:
     done = flowkit_cmd("run", "tests.cli._flows:SHOP", "--store", "amount=7", "--report", "json")
     assert done.returncode == 0, done.stderr
