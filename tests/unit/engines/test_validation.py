@@ -142,6 +142,16 @@ def test_engine_options_can_be_given_in_a_uri(rec: Recorder) -> None:
     assert rec.executed() == ["a"]
 
 
+def test_a_uri_option_with_a_fraction_is_a_float_as_in_code() -> None:
+    # "default_timeout=2.5" stayed the text '2.5', which the option refuses.
+    engine = engines.load(
+        linear_flow.Flow("f"), engine="serial://?default_timeout=2.5&own=1e3&tag=v1.5&x=inf"
+    )
+    assert engine.options["default_timeout"] == 2.5
+    assert engine.options["own"] == 1000.0
+    assert engine.options["tag"] == "v1.5" and engine.options["x"] == "inf"
+
+
 @pytest.mark.parametrize("kind", ["parallel", "asyncio"])
 @pytest.mark.parametrize("workers", [0, -2, "four", 2.5, True], ids=repr)
 def test_bad_max_workers_values_are_refused(kind: str, workers: Any) -> None:
