@@ -181,7 +181,10 @@ def _check_flow(engine: Any, target: str) -> None:
     try:
         engine.compile()
     except Exception as err:
-        raise CliError(f"target '{target}' did not give a flow: {one_line(err)}") from err
+        if not _is_flow(getattr(engine, "_flow", None)):
+            raise CliError(f"target '{target}' did not give a flow: {one_line(err)}") from err
+        # A flow that cannot run (a type mismatch, a cycle...): "did not give a flow" misled.
+        raise CliError(f"the flow of target '{target}' cannot run: {one_line(err)}") from err
 
 
 def run_engine(engine: Any, args: argparse.Namespace) -> int:

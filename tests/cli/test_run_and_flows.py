@@ -80,6 +80,10 @@ def test_bad_usage_exits_2_with_one_line_naming_the_fault(tmp_path: Path) -> Non
         ("run", "tests.cli._flows:make_shop", "--store", "amount"): "--store 'amount' must be KEY=VALUE",
         ("run", "tests.cli._flows:make_shop"): "amount",  # a value the flow needs, not given
         ("run", "tests.cli._flows:CardDeclined"): "did not give a flow",
+        # It said "did not give a flow" of a flow whose types do not fit.
+        ("run", "tests.cli._flows:make_mistyped"): (
+            "the flow of target 'tests.cli._flows:make_mistyped' cannot run: atom 'use' requires 'amount'"
+        ),
         (
             "run",
             "tests.cli._flows:make_shop",
