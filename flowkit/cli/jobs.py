@@ -54,7 +54,12 @@ def register(subparsers: Any) -> None:
         description="Save a flow detail for a flow factory in the backend and post a job for it.",
     )
     post.add_argument("name", help="the job's name")
-    post.add_argument("--factory", required=True, metavar="MODULE.FUNCTION", help="the flow factory")
+    post.add_argument(
+        "--factory",
+        required=True,
+        metavar="MODULE.FUNCTION",
+        help="the flow factory, as conductors import it (MODULE:FUNCTION works too)",
+    )
     post.add_argument(
         "--args", type=_json_value, default=[], metavar="JSON", help="factory arguments (a list)"
     )
@@ -128,10 +133,20 @@ def _post(args: argparse.Namespace, board: Any, persistence: Any) -> int:
         or not isinstance(args.store, dict)
     ):
         return fail("jobs", "--args must be a JSON list, --kwargs and --store JSON objects", 2)
+    # MODULE:NAME, as flowkit run spells its target, names the same factory; left
+    # as it was, conductors could not import it and trashed the job.
+    factory = args.factory.replace(":", ".", 1)
+    module, dot, name = factory.rpartition(".")
+    if not module or not dot or not name:
+        return fail(
+            "jobs",
+            f"--factory {args.factory!r} must be MODULE.FUNCTION, for example myapp.flows.make_flow",
+            2,
+        )
     book = models.LogBook(args.name)
     flow_detail = models.FlowDetail(args.name, random_uuid())
     book.add(flow_detail)
-    engines.save_factory_details(flow_detail, args.factory, args.args, args.kwargs)
+    engines.save_factory_details(flow_detail, factory, args.args, args.kwargs)
     with persistence.get_connection() as conn:
         conn.upgrade()
         conn.save_logbook(book)
