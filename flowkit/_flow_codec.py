@@ -135,8 +135,14 @@ def _rebuild(description: dict[str, Any]) -> Flow:
 def _describe_atom(atom: Atom) -> dict[str, Any]:
     try:
         path = callable_path(type(atom))
-    except ValueError as err:
-        raise _cannot(atom.name, f"atom '{atom.name}': {err}", atom) from None
+    except ValueError:
+        cls = type(atom)
+        raise _cannot(
+            atom.name,
+            f"atom '{atom.name}', whose class {cls.__module__}.{cls.__qualname__} cannot be imported "
+            "again by name (it is not defined at module level)",
+            atom,
+        ) from None
     failed: Exception | None = None
     # The atom's own rebind is recorded only when it differs from what its
     # signature gives (passing it would change what revert is given, too).

@@ -306,7 +306,7 @@ class RunState:
         """Raise InvalidFormat, naming ``name`` and the flow, if it cannot be injected and kept."""
         if not isinstance(name, str):
             raise exc.InvalidFormat(
-                f"store key {name!r} of flow '{self.flow_name}' is a {type(name).__name__}; "
+                f"store key {name!r} of flow '{self.flow_name}' is of type {type(name).__name__}; "
                 "symbols are strings"
             )
         try:

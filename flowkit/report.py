@@ -69,6 +69,10 @@ class FailureReport:
     def __str__(self) -> str:
         return f"{self.type}: {self.message}" if self.message else self.type
 
+    def one_line(self) -> str:
+        """``str()`` on one line: messages may span lines (a flowkit error's causes, pydantic's)."""
+        return " ".join(str(self).split())
+
 
 @dataclass(frozen=True, slots=True)
 class AtomReport:
@@ -244,15 +248,15 @@ class ExecutionReport:
             if atom.duration is not None:
                 parts.append(f"{atom.duration:.3f}s")
             if atom.failure is not None:
-                parts.append(f"failed: {atom.failure}")
+                parts.append(f"failed: {atom.failure.one_line()}")
             elif atom.result is not None and atom.state == st.SUCCESS:
                 parts.append(f"-> {atom.result}")
             if atom.cached:
                 parts.append("(from the cache)")
-            if atom.reverted is not None:
-                parts.append(atom.reverted)
+            if atom.reverted is not None and atom.revert_failure is None:
+                parts.append(atom.reverted)  # "revert failed" is said with its failure below
             if atom.revert_failure is not None:
-                parts.append(f"revert failed: {atom.revert_failure}")
+                parts.append(f"revert failed: {atom.revert_failure.one_line()}")
             lines.append("  ".join(parts).rstrip())
         for atom in self.failures if verbose else ():
             for what, failure in (("execute", atom.failure), ("revert", atom.revert_failure)):

@@ -131,9 +131,15 @@ class BaseTask(atom.Atom):
             progress: a fraction from 0.0 to 1.0; values outside are clamped
                 (and a warning logged).
         """
-        if progress > 1.0 or progress < 0.0:
-            LOG.warning("Progress must be between 0.0 and 1.0, not %r; clamping it", progress)
-            progress = 1.0 if progress > 1.0 else 0.0
+        if not 0.0 <= progress <= 1.0:  # NaN too: it would be stored and shown as "nan%"
+            clamped = 1.0 if progress > 1.0 else 0.0
+            LOG.warning(
+                "Progress must be between 0.0 and 1.0, not %r (task '%s'); clamping it to %s",
+                progress,
+                self.name,
+                clamped,
+            )
+            progress = clamped
         found = self._notifier
         if found is not None:
             found.notify(EVENT_UPDATE_PROGRESS, {"progress": progress})  # tells the sink too

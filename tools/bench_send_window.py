@@ -15,6 +15,7 @@ every request held would grow with the held ones.
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import threading
@@ -104,5 +105,18 @@ def main(offered: int, held: int) -> None:
     os._exit(0)  # the held requests would wait for ever: no clean shutdown to time
 
 
+def _arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument(
+        "offered", type=int, nargs="?", default=5000, help="tasks a worker offers (default 5000)"
+    )
+    parser.add_argument(
+        "held", type=int, nargs="?", default=0, help="tasks no worker offers, held (default 0)"
+    )
+    return parser.parse_args()
+
+
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 5000, int(sys.argv[2]) if len(sys.argv) > 2 else 0)
+    # argparse: "--help" was read as the number of tasks and failed with a ValueError.
+    args = _arguments()
+    main(args.offered, args.held)

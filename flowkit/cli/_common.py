@@ -31,6 +31,7 @@ __all__ = [
     "import_target",
     "importable_cwd",
     "list_flows",
+    "one_line",
     "open_backend",
     "parse_store",
     "positive",
@@ -93,13 +94,13 @@ def guarded(prog: str, handler: Callable[[argparse.Namespace], int]) -> Callable
             return handler(args)
         except CliError as err:
             error: BaseException = err
-            message, status = str(err), err.status
+            message, status = one_line(err), err.status
         except KeyboardInterrupt:
             print(f"{prog}: interrupted", file=sys.stderr)
             return 130
         except Exception as err:  # every other failure becomes one line and status 1
             error = err
-            message = f"{type(err).__name__}: {' '.join(str(err).split())}".rstrip(": ")
+            message = f"{type(err).__name__}: {one_line(err)}".rstrip(": ")
             status = FAILED
         if getattr(args, "verbose", 0):
             traceback.print_exception(error, file=sys.stderr)
@@ -110,6 +111,18 @@ def guarded(prog: str, handler: Callable[[argparse.Namespace], int]) -> Callable
         return status
 
     return run
+
+
+def one_line(err: BaseException) -> str:
+    """``err``'s message on one line, without the chain of causes flowkit errors print.
+
+    A flowkit error's ``str()`` appends each cause on a line of its own, which
+    mostly repeats the message; ``-v`` prints the whole chain as a traceback.
+    """
+    from flowkit.exceptions import TaskFlowException
+
+    text = err.message if isinstance(err, TaskFlowException) else str(err)
+    return " ".join(text.split())
 
 
 def importable_cwd() -> None:
@@ -174,14 +187,16 @@ def open_backend(url: str) -> Iterator[Any]:
     try:
         backend = backends.fetch({"connection": url})
     except (exc.NotFound, ValueError) as err:
-        raise CliError(f"--connection {mask_url(url)}: {err}") from err
+        raise CliError(f"--connection {mask_url(url)}: {one_line(err)}") from err
     try:
         try:
             with contextlib.closing(backend.get_connection()) as conn:
                 conn.upgrade()
         except Exception as err:
-            detail = " ".join(str(err).split())
-            raise CliError(f"cannot use database {mask_url(url)}: {detail}", status=FAILED) from err
+            detail = one_line(err).replace(url, mask_url(url))
+            if mask_url(url) not in detail:  # flowkit's own errors name the URL already
+                detail = f"cannot use database {mask_url(url)}: {detail}"
+            raise CliError(detail, status=FAILED) from err
         yield backend
     finally:
         backend.close()

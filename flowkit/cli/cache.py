@@ -6,14 +6,17 @@
     flowkit cache clear --cache redis://localhost:6379/0
 
 ``stats`` prints the number of live entries; ``clear`` removes every entry and
-prints how many there were. Errors are one line on stderr and exit status 1.
+prints how many there were. Errors are one line on stderr, with exit status 2
+for a URL that names no store (an unknown scheme, a bad option) and 1 for a
+store that cannot be reached.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
+
+from flowkit.cli._common import FAILED, USAGE, CliError, guarded, one_line
 
 __all__ = ["register"]
 
@@ -26,8 +29,14 @@ def register(subparsers: Any) -> None:
         description="Look at or empty the cache of results of tasks marked cache=True.",
     )
     commands = cache.add_subparsers(dest="cache_command", required=True, metavar="SUBCOMMAND")
-    stats = commands.add_parser("stats", help="print how many entries the cache holds")
-    clear = commands.add_parser("clear", help="remove every entry")
+    stats = commands.add_parser(
+        "stats",
+        help="print how many entries the cache holds",
+        description="Print how many entries the cache holds.",
+    )
+    clear = commands.add_parser(
+        "clear", help="remove every entry", description="Remove every entry of the cache."
+    )
     for parser in (stats, clear):
         parser.add_argument(
             "--cache",
@@ -35,8 +44,8 @@ def register(subparsers: Any) -> None:
             metavar="URL",
             help="the cache store: memory://, dir:///path, sqlite:///path, postgresql://..., redis://...",
         )
-    stats.set_defaults(handler=_stats)
-    clear.set_defaults(handler=_clear)
+    stats.set_defaults(handler=guarded("flowkit cache stats", _stats))
+    clear.set_defaults(handler=guarded("flowkit cache clear", _clear))
 
 
 def _open(args: argparse.Namespace) -> Any:
@@ -58,11 +67,14 @@ def _run(args: argparse.Namespace, action: Any) -> int:
 
     try:
         store = _open(args)
-        try:
-            print(action(store))
-        finally:
-            store.close()
+    except exceptions.InvalidEngineOption as err:  # the URL itself is wrong: bad usage
+        raise CliError(one_line(err), status=USAGE) from err
     except exceptions.TaskFlowException as err:
-        print(f"flowkit cache {args.cache_command}: {err}", file=sys.stderr)
-        return 1
+        raise CliError(one_line(err), status=FAILED) from err
+    try:
+        print(action(store))
+    except exceptions.TaskFlowException as err:
+        raise CliError(one_line(err), status=FAILED) from err
+    finally:
+        store.close()
     return 0

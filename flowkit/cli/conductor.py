@@ -23,7 +23,7 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
-from flowkit.cli._common import positive
+from flowkit.cli._common import one_line, positive
 
 if TYPE_CHECKING:
     from types import FrameType
@@ -135,13 +135,13 @@ def _run(args: argparse.Namespace) -> int:
     try:
         persistence = open_persistence(args)
     except exc.TaskFlowException as err:
-        return fail("conductor", mask_url(str(err)), 2)
+        return fail("conductor", mask_url(one_line(err)), 2)
     try:
         board = open_board(args, persistence)
     except exc.NotFound as err:
-        return fail("conductor", str(err), 2)
+        return fail("conductor", one_line(err), 2)
     except exc.JobFailure as err:
-        return fail("conductor", str(err), 1)
+        return fail("conductor", one_line(err), 1)
     options: dict[str, Any] = {
         "persistence": persistence,
         "engine": args.engine,
@@ -171,7 +171,7 @@ def _run(args: argparse.Namespace) -> int:
     except Exception as err:
         if getattr(args, "verbose", 0) >= 2:
             LOG.exception("flowkit conductor failed")
-        return fail("conductor", mask_url(str(err)), 1)
+        return fail("conductor", mask_url(one_line(err)), 1)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

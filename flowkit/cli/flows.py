@@ -27,7 +27,9 @@ def register(subparsers: Any) -> None:
     from flowkit.cli.run import add_run_options
 
     flows = subparsers.add_parser(
-        "flows", help="list, show, resume and explain persisted flows", description=__doc__.split("\n\n")[0]
+        "flows",
+        help="list, show, resume and explain persisted flows",
+        description="List, show, resume and explain the flows kept in a persistence backend.",
     )
     commands = flows.add_subparsers(dest="flows_command", required=True, metavar="SUBCOMMAND")
 
@@ -140,13 +142,15 @@ def _retry_reach(flow: Any) -> dict[str, frozenset[str]]:
 
 def _rebuild(ref: Any) -> Any:
     from flowkit import engines
-    from flowkit.cli._common import importable_cwd
+    from flowkit.cli._common import importable_cwd, one_line
 
     importable_cwd()
     try:
         return engines.flow_from_detail(ref.flow)
     except (ValueError, CliError) as err:
-        raise CliError(f"flow '{ref.flow.name}' ({ref.flow.uuid}) cannot be rebuilt: {err}") from err
+        raise CliError(
+            f"flow '{ref.flow.name}' ({ref.flow.uuid}) cannot be rebuilt: {one_line(err)}"
+        ) from err
 
 
 def _resume(args: argparse.Namespace) -> int:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from flowkit.cli._common import CliError, guarded, import_target
+from flowkit.cli._common import CliError, guarded, import_target, importable_cwd, one_line
 
 __all__ = ["register"]
 
@@ -26,7 +26,10 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "graph",
         help="draw a flow as DOT or Mermaid",
-        description="Print a flow as a Graphviz DOT digraph or a Mermaid flowchart.",
+        description=(
+            "Print a flow (MODULE:CALLABLE, MODULE:FLOW or a declarative spec file) as a Graphviz"
+            " DOT digraph or a Mermaid flowchart."
+        ),
     )
     parser.add_argument(
         "target", metavar="TARGET", help="MODULE:CALLABLE, MODULE:FLOW or a spec file (.yaml, .yml, .json)"
@@ -47,10 +50,11 @@ def load_flow(text: str) -> Any:
 
     if declarative.is_spec_path(text):
         # What `flowkit run` takes, so what it runs can be drawn first.
+        importable_cwd()
         try:
             return declarative.load_flow(text)
         except (declarative.FlowSpecError, OSError) as err:
-            raise CliError(f"target '{text}': {err}") from err
+            raise CliError(f"target '{text}': {one_line(err)}") from err
     target = import_target(text)
     if not isinstance(target, (Flow, Atom)):
         if not callable(target):

@@ -22,6 +22,7 @@ import json
 import sys
 from typing import Any
 
+from flowkit.cli._common import one_line
 from flowkit.cli.conductor import board_arguments, fail, open_board, open_persistence
 
 __all__ = ["register"]
@@ -39,13 +40,26 @@ def _json_value(text: str) -> Any:
 
 def register(subparsers: Any) -> None:
     """Add the ``jobs`` command to the ``flowkit`` parser."""
-    parser = subparsers.add_parser("jobs", help="post, list, show and trash jobs on a jobboard")
+    parser = subparsers.add_parser(
+        "jobs",
+        help="post, list, show and trash jobs on a jobboard",
+        description="Post, list, show and trash the jobs on a jobboard (conductors claim and run them).",
+    )
     board_arguments(parser)
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
 
-    post = actions.add_parser("post", help="save a flow detail for a flow factory and post a job for it")
+    post = actions.add_parser(
+        "post",
+        help="save a flow detail for a flow factory and post a job for it",
+        description="Save a flow detail for a flow factory in the backend and post a job for it.",
+    )
     post.add_argument("name", help="the job's name")
-    post.add_argument("--factory", required=True, metavar="MODULE.FUNCTION", help="the flow factory")
+    post.add_argument(
+        "--factory",
+        required=True,
+        metavar="MODULE.FUNCTION",
+        help="the flow factory, as conductors import it (MODULE:FUNCTION works too)",
+    )
     post.add_argument(
         "--args", type=_json_value, default=[], metavar="JSON", help="factory arguments (a list)"
     )
@@ -57,14 +71,24 @@ def register(subparsers: Any) -> None:
     )
     post.add_argument("--priority", default="NORMAL", help="VERY_HIGH, HIGH, NORMAL, LOW or VERY_LOW")
 
-    listing = actions.add_parser("list", help="list the jobs on the board")
+    listing = actions.add_parser(
+        "list", help="list the jobs on the board", description="List the jobs on the board."
+    )
     listing.add_argument("--json", action="store_true", help="one JSON object per line")
     listing.add_argument("--trashed", action="store_true", help="list the jobs set aside instead")
 
-    show = actions.add_parser("show", help="show one job, its claim and its attempts")
+    show = actions.add_parser(
+        "show",
+        help="show one job, its claim and its attempts",
+        description="Show one job, who holds its claim, and its attempts.",
+    )
     show.add_argument("uuid")
 
-    trash = actions.add_parser("trash", help="set an unclaimed job aside")
+    trash = actions.add_parser(
+        "trash",
+        help="set an unclaimed job aside",
+        description="Set an unclaimed job aside, with a reason (list --trashed shows it).",
+    )
     trash.add_argument("uuid")
     trash.add_argument("--reason", default="trashed by an operator", help="why (kept with the job)")
     parser.set_defaults(handler=_run)
@@ -109,10 +133,20 @@ def _post(args: argparse.Namespace, board: Any, persistence: Any) -> int:
         or not isinstance(args.store, dict)
     ):
         return fail("jobs", "--args must be a JSON list, --kwargs and --store JSON objects", 2)
+    # MODULE:NAME, as flowkit run spells its target, names the same factory; left
+    # as it was, conductors could not import it and trashed the job.
+    factory = args.factory.replace(":", ".", 1)
+    module, dot, name = factory.rpartition(".")
+    if not module or not dot or not name:
+        return fail(
+            "jobs",
+            f"--factory {args.factory!r} must be MODULE.FUNCTION, for example myapp.flows.make_flow",
+            2,
+        )
     book = models.LogBook(args.name)
     flow_detail = models.FlowDetail(args.name, random_uuid())
     book.add(flow_detail)
-    engines.save_factory_details(flow_detail, args.factory, args.args, args.kwargs)
+    engines.save_factory_details(flow_detail, factory, args.args, args.kwargs)
     with persistence.get_connection() as conn:
         conn.upgrade()
         conn.save_logbook(book)
@@ -124,7 +158,12 @@ def _post(args: argparse.Namespace, board: Any, persistence: Any) -> int:
 def _list(args: argparse.Namespace, board: Any) -> int:
     if args.trashed:
         for doc in board.trashed():
-            print(json.dumps(doc, sort_keys=True, default=str))
+            if args.json:
+                print(json.dumps(doc, sort_keys=True, default=str))
+            else:
+                reason = " ".join(str(doc.get("reason") or "").split())
+                priority = doc.get("priority") or ""
+                print(f"{doc.get('uuid')}  {'TRASHED':<9} {priority:<9} {doc.get('name')}: {reason}")
         return 0
     for job in board.iterjobs():
         row = _describe(board, job)
@@ -159,13 +198,13 @@ def _run(args: argparse.Namespace) -> int:
     try:
         persistence = open_persistence(args)
     except exc.TaskFlowException as err:
-        return fail("jobs", mask_url(str(err)), 2)
+        return fail("jobs", mask_url(one_line(err)), 2)
     try:
         board = open_board(args, persistence)
     except exc.NotFound as err:
-        return fail("jobs", str(err), 2)
+        return fail("jobs", one_line(err), 2)
     except exc.JobFailure as err:
-        return fail("jobs", str(err), 1)
+        return fail("jobs", one_line(err), 1)
     try:
         if args.action == "post":
             return _post(args, board, persistence)
@@ -175,9 +214,9 @@ def _run(args: argparse.Namespace) -> int:
             return _show(args, board)
         return _trash(args, board)
     except (exc.NotFound, exc.InvalidFormat, ValueError) as err:
-        return fail("jobs", str(err), 2)
+        return fail("jobs", one_line(err), 2)
     except exc.TaskFlowException as err:
-        return fail("jobs", mask_url(str(err)), 1)
+        return fail("jobs", mask_url(one_line(err)), 1)
     finally:
         board.close()
         if persistence is not None:

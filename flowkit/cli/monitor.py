@@ -88,9 +88,10 @@ def _listen(host: str, port: int) -> socket.socket:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(address)
         sock.listen(2048)
-    except OSError as err:
+    except (OSError, OverflowError) as err:  # OverflowError: a port outside 0-65535
         sock.close()
-        raise CliError(f"cannot listen on {host}:{port}: {err.strerror or err}", status=1) from err
+        reason = getattr(err, "strerror", None) or err
+        raise CliError(f"cannot listen on {host}:{port}: {reason}", status=1) from err
     return sock
 
 

@@ -26,7 +26,17 @@ import os
 import sys
 from typing import Any
 
-from flowkit.cli._common import FAILED, USAGE, CliError, add_connection, guarded, import_target, parse_store
+from flowkit.cli._common import (
+    FAILED,
+    USAGE,
+    CliError,
+    add_connection,
+    guarded,
+    import_target,
+    importable_cwd,
+    one_line,
+    parse_store,
+)
 
 __all__ = ["flow_at", "register", "run_engine", "spec_flow"]
 
@@ -42,7 +52,10 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "run",
         help="run a flow from a module",
-        description="Load a flow (MODULE:CALLABLE returning one, or MODULE:NAME of one), run it, report.",
+        description=(
+            "Load a flow (MODULE:CALLABLE returning one, MODULE:NAME of one, or a declarative"
+            " spec file), run it, report."
+        ),
     )
     parser.add_argument(
         "target", metavar="TARGET", help="MODULE:CALLABLE, MODULE:FLOW or a spec file (.yaml, .yml, .json)"
@@ -104,8 +117,12 @@ def _run(args: argparse.Namespace) -> int:
             pass
         elif _is_flow(target):
             factory, factory_args = flow_at, [args.target]
-        else:
+        elif _named_again(target):
             factory, factory_args = target, []
+        else:
+            # A callable that cannot be imported again by its own name (a lambda
+            # bound to a module name): the target is recorded instead.
+            factory, factory_args = _called, [args.target]
         try:
             engine = engines.load_from_factory(
                 factory, factory_args=factory_args, store=store, backend=backend, engine=args.engine
@@ -113,12 +130,7 @@ def _run(args: argparse.Namespace) -> int:
         except (exc.UnknownEngine, exc.InvalidEngineOption) as err:
             raise engine_error(args.engine, err) from err
         except ValueError as err:
-            if factory is flow_at or "cannot be found again" not in str(err):
-                raise CliError(f"target '{args.target}': {err}") from err
-            # A callable that cannot be named again (a lambda): record the target instead.
-            engine = engines.load_from_factory(
-                _called, factory_args=[args.target], store=store, backend=backend, engine=args.engine
-            )
+            raise CliError(f"target '{args.target}': {one_line(err)}") from err
         _check_flow(engine, args.target)
         meta: dict[str, Any] = {ENGINE_KEY: args.engine}
         compiled: Any = engine  # an ActionEngine: it exposes its compiled graph
@@ -133,14 +145,31 @@ def _run(args: argparse.Namespace) -> int:
 
 def engine_error(engine: str, err: Exception) -> CliError:
     """Bad usage naming ``--engine``: an unknown kind, or an option of its URI it refuses."""
-    return CliError(f"--engine '{engine}': {err}")
+    return CliError(f"--engine '{engine}': {one_line(err)}")
 
 
 def spec_flow(path: str) -> Any:
-    """The flow of a declarative spec file (the factory recorded for ``flowkit run spec.yaml``)."""
+    """The flow of a declarative spec file (the factory recorded for ``flowkit run spec.yaml``).
+
+    The spec's ``module:Name`` tasks import from the current directory, as a
+    ``module:callable`` target does: a console script's ``sys.path`` starts with
+    its own directory, not the shell's.
+    """
     from flowkit import declarative
 
+    importable_cwd()
     return declarative.load_flow(path)
+
+
+def _named_again(target: Any) -> bool:
+    """Tell whether ``target`` can be recorded as a factory by its own dotted name.
+
+    The test once read the words of load_from_factory's error, and stopped
+    matching when that error took TaskFlow's wording.
+    """
+    module = getattr(target, "__module__", None)
+    qualname = getattr(target, "__qualname__", None)
+    return bool(module) and isinstance(qualname, str) and "<" not in qualname
 
 
 def _called(target: str) -> Any:
@@ -152,7 +181,10 @@ def _check_flow(engine: Any, target: str) -> None:
     try:
         engine.compile()
     except Exception as err:
-        raise CliError(f"target '{target}' did not give a flow: {err}") from err
+        if not _is_flow(getattr(engine, "_flow", None)):
+            raise CliError(f"target '{target}' did not give a flow: {one_line(err)}") from err
+        # A flow that cannot run (a type mismatch, a cycle...): "did not give a flow" misled.
+        raise CliError(f"the flow of target '{target}' cannot run: {one_line(err)}") from err
 
 
 def run_engine(engine: Any, args: argparse.Namespace) -> int:
@@ -177,7 +209,7 @@ def run_engine(engine: Any, args: argparse.Namespace) -> int:
             engine.run()
             error: BaseException | None = None
         except exc.MissingDependencies as err:
-            raise CliError(f"{err} (give it with --store KEY=VALUE)", status=USAGE) from err
+            raise CliError(f"{one_line(err)} (give it with --store KEY=VALUE)", status=USAGE) from err
         except Exception as err:  # the flow failed: its report says how
             error = err
     state = engine.storage.get_flow_state()
@@ -201,13 +233,20 @@ def _failure_line(report: Any) -> str:
     parts = [f"flow '{report.flow_name}' ended {report.state}"]
     if failed:
         atom = failed[0]
-        parts.append(f"atom '{atom.name}' failed with {atom.failure}")
+        parts.append(f"atom '{atom.name}' failed with {atom.failure.one_line()}")
     if revert_failed:
         atom = revert_failed[0]
-        parts.append(f"reverting '{atom.name}' failed with {atom.revert_failure}")
+        parts.append(f"reverting '{atom.name}' failed with {atom.revert_failure.one_line()}")
     else:
         reverted = [a.name for a in report.atoms if a.reverted == "reverted"]
-        parts.append(f"reverted {len(reverted)} atom(s)" if reverted else "nothing needed reverting")
+        if reverted:
+            parts.append(f"reverted {len(reverted)} atom(s)")
+        else:
+            # never_resolve (or a stop before any revert) leaves done work as it is: say so.
+            kept = sum(1 for a in report.atoms if a.state == "SUCCESS")
+            parts.append(
+                f"nothing was reverted ({kept} atom(s) left in SUCCESS)" if kept else "nothing was reverted"
+            )
     return "; ".join(parts)
 
 

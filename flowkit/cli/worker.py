@@ -21,7 +21,7 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
-from flowkit.cli._common import positive
+from flowkit.cli._common import one_line, positive
 
 if TYPE_CHECKING:
     from types import FrameType
@@ -123,7 +123,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         from flowkit.engines.worker_based.worker import Worker
     except ImportError as err:
-        return _fail(str(err), 1)
+        return _fail(one_line(err), 1)
 
     # Like ``python -m``: modules next to where the worker was started are importable.
     here = os.getcwd()
@@ -144,9 +144,9 @@ def _run(args: argparse.Namespace) -> int:
             grace=args.grace,
         )
     except ImportError as err:  # a Redis URL without the redis client: the message says what to install
-        return _fail(str(err), 1)
+        return _fail(one_line(err), 1)
     except (exc.NotFound, exc.InvalidFormat, exc.Duplicate, TypeError, ValueError) as err:
-        return _fail(mask_url(str(err)).replace(args.redis, mask_url(args.redis)), 2)
+        return _fail(mask_url(one_line(err)).replace(args.redis, mask_url(args.redis)), 2)
 
     signals = 0
 
@@ -167,7 +167,7 @@ def _run(args: argparse.Namespace) -> int:
     except Exception as err:
         if getattr(args, "verbose", 0) >= 2:
             LOG.exception("flowkit worker failed")
-        return _fail(str(err).replace(args.redis, mask_url(args.redis)), 1)
+        return _fail(one_line(err).replace(args.redis, mask_url(args.redis)), 1)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -43,14 +43,36 @@ class ProgressRelay:
         # and selectors (~30 ms) to every run of the parallel engine otherwise.
         import multiprocessing
 
+        # A SimpleQueue writes each report into its pipe before put() returns, so a
+        # child's reports are all in the pipe by the time its call's result is sent.
         self.queue: Any = multiprocessing.get_context().SimpleQueue()
         self._deliver = deliver
+        # Held while a report is taken and delivered, so drain() and the pump
+        # deliver every report once and in the order the child sent them.
+        self._lock = threading.Lock()
+        self._closed = False
         self._thread = threading.Thread(target=self._pump, name="flowkit-progress", daemon=True)
         self._thread.start()
 
     def _pump(self) -> None:
-        while (report := self.queue.get()) is not None:
-            self._deliver(*report)
+        while not self._closed:
+            self.queue._reader.poll(None)  # wait for a report without holding the lock
+            self.drain()
+
+    def drain(self) -> None:
+        """Deliver every report already sent, in this thread (any thread).
+
+        Called before a call's outcome is handed to the engine: the pump thread
+        may not have read that call's last reports yet, and a report handed in
+        after its call's outcome is dropped as stale.
+        """
+        with self._lock:
+            while not self._closed and not self.queue.empty():
+                report = self.queue.get()
+                if report is None:
+                    self._closed = True
+                else:
+                    self._deliver(*report)
 
     def close(self) -> None:
         """Deliver what is queued, then stop."""

@@ -82,6 +82,7 @@ def _parse_engine(engine: str) -> tuple[str, dict[str, Any]]:
 
 
 def _coerce(text: str) -> Any:
+    """An engine URI's query value as the option would be written in code: bool, int, float or text."""
     lowered = text.lower()
     if lowered in ("true", "yes", "on"):
         return True
@@ -90,7 +91,15 @@ def _coerce(text: str) -> Any:
     try:
         return int(text)
     except ValueError:
-        return text
+        pass
+    # Seconds are often fractions (default_timeout=2.5, worker_wait=0.5); words
+    # float() would also take ("inf", "nan") stay text.
+    if any(c.isdigit() for c in text) and not any(c.isalpha() and c not in "eE" for c in text):
+        try:
+            return float(text)
+        except ValueError:
+            pass
+    return text
 
 
 def load(
@@ -204,7 +213,7 @@ def _check_inject(engine: Engine, inject: Mapping[str, Mapping[str, Any]], durab
         for symbol, value in pairs.items():
             if not isinstance(symbol, str):
                 raise exc.InvalidFormat(
-                    f"inject= key {symbol!r} for atom '{atom_name}' is a {type(symbol).__name__}; "
+                    f"inject= key {symbol!r} for atom '{atom_name}' is of type {type(symbol).__name__}; "
                     "symbols are strings"
                 )
             try:

@@ -151,7 +151,12 @@ class _ExecutorDriver(DispatchingDriver):
             future = executor.submit(_in_process, call)
         else:
             future = executor.submit(call_outcome, call)
-        future.add_done_callback(functools.partial(done.put_future, node, action))
+        relay = self._relay
+        if relay is not None:
+            # The child's progress reports go first, or the engine drops them as stale.
+            future.add_done_callback(functools.partial(_drained_then_put, relay, done, node, action))
+        else:
+            future.add_done_callback(functools.partial(done.put_future, node, action))
         if self._green:
             self._futures.append(future)
         return future
@@ -191,6 +196,13 @@ class _ExecutorDriver(DispatchingDriver):
         if self._relay is not None:
             self._relay.close()
         self._executor = self._relay = None
+
+
+def _drained_then_put(
+    relay: ProgressRelay, done: Completions, node: Node, action: int, future: cf.Future[Any]
+) -> None:
+    relay.drain()
+    done.put_future(node, action, future)
 
 
 def _stop_processes(executor: cf.Executor) -> None:

@@ -36,10 +36,11 @@ def test_stats_and_clear_a_sqlite_cache(tmp_path: Path) -> None:
     assert flowkit("cache", "stats", "--cache", url).stdout == "entries: 0\n"
 
 
-def test_a_bad_url_is_one_line_and_status_1() -> None:
+def test_a_bad_url_is_one_line_and_bad_usage() -> None:
+    # Status 2, as a bad --connection URL is for the other commands (it was 1).
     done = flowkit("cache", "stats", "--cache", "nowhere://x")
-    assert done.returncode == 1
+    assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
-        "flowkit cache stats: cache URL 'nowhere://x': unknown scheme 'nowhere'; "
+        "flowkit cache stats: error: cache URL 'nowhere://x': unknown scheme 'nowhere'; "
         "use memory://, dir://, sqlite://, postgresql:// or redis://"
     ]

@@ -110,6 +110,23 @@ def make_shop() -> linear_flow.Flow:
     return linear_flow.Flow("shop").add(Step("reserve"), payment, Step("ship"))
 
 
+class GivesText(task.Task):
+    default_provides = "amount"
+
+    def execute(self) -> str:
+        return "12"
+
+
+class UsesNumber(task.Task):
+    def execute(self, amount: float) -> float:
+        return amount
+
+
+def make_mistyped() -> linear_flow.Flow:
+    """A str provided where a float is required: refused when compiled."""
+    return linear_flow.Flow("mistyped").add(GivesText("give"), UsesNumber("use"))
+
+
 def make_blocking() -> linear_flow.Flow:
     """a, b, c (blocks the first time), d."""
     return linear_flow.Flow("blocking").add(Step("a"), Step("b"), Blocking("c"), Step("d"))
@@ -127,6 +144,9 @@ def make_slow() -> linear_flow.Flow:
 
 #: A flow object (``flowkit run`` takes these too).
 SHOP = make_shop()
+
+#: A factory bound to a module name but not importable by its own (``<lambda>``).
+make_shop_lambda = lambda: make_shop()  # noqa: E731, PLW0108 - the point: a lambda as a flowkit run target
 
 
 class FailsUntilMarked(task.Task):

@@ -135,6 +135,31 @@ def test_report_of_a_failed_run_counts_attempts_durations_and_reverts() -> None:
     assert "failed: " in text and "CardDeclined: card declined for 500" in text
 
 
+class BadRevert(task.Task):
+    """Fails, and fails to revert, with messages of several lines."""
+
+    def execute(self) -> None:
+        raise CardDeclined("declined\n  by the bank")
+
+    def revert(self, *args: Any, **kwargs: Any) -> None:
+        raise exceptions.ExecutionFailure("cannot refund", cause=ValueError("no\nrecord"))
+
+
+def test_the_text_report_keeps_one_line_per_atom_when_messages_span_lines() -> None:
+    # A flowkit error's causes (and pydantic's messages) span lines; they broke the layout.
+    engine = engines.load(linear_flow.Flow("f").add(BadRevert("pay")))
+    with contextlib.suppress(Exception):
+        engine.run()
+    report = ExecutionReport.from_engine(engine)
+    lines = report.to_text().splitlines()
+    assert len(lines) == 2, lines
+    assert lines[1].endswith(
+        "failed: tests.cli._flows.CardDeclined: declined by the bank  "
+        "revert failed: flowkit.exceptions.ExecutionFailure: cannot refund ValueError: no record"
+    ), lines
+    assert report.atoms[0].failure is not None and "\n" in report.atoms[0].failure.message  # kept whole
+
+
 def test_report_from_a_persisted_flow_detail_read_in_another_connection(tmp_path: Any) -> None:
     url = f"sqlite:///{tmp_path}/r.db"
     with backends.backend(url) as backend:

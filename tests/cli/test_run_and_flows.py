@@ -28,6 +28,33 @@ def test_a_failed_flow_exits_1_naming_the_atom_the_failure_and_the_revert(connec
     assert "reverted" in line
 
 
+def test_a_failure_left_unresolved_does_not_say_nothing_needed_reverting() -> None:
+    # With never_resolve the reserve step stays SUCCESS; the line said "nothing needed reverting".
+    done = flowkit_cmd(
+        "run", "tests.cli._flows:make_shop", "--store", "amount=500",
+        "--engine", "serial://?never_resolve=true", "--report", "none",
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr.strip().endswith(
+        "flow 'shop' ended FAILURE; atom 'charge' failed with tests.cli._flows.CardDeclined: card declined "
+        "for 500; nothing was reverted (2 atom(s) left in SUCCESS)"
+    ), done.stderr
+
+
+def test_run_records_a_lambda_target_by_its_module_name_and_resumes_it(tmp_path: Path) -> None:
+    # It failed: "Flow factory <function <lambda> ...> is not reimportable by name"; the
+    # CLI recognised that error by words load_from_factory no longer used.
+    connection = f"sqlite:///{tmp_path}/flows.db"
+    done = flowkit_cmd(
+        "run", "tests.cli._flows:make_shop_lambda", "--store", "amount=5", "--connection", connection
+    )
+    assert done.returncode == 0, done.stderr
+    plan = flowkit_json("flows", "resume", "shop", "--connection", connection, "--dry-run")
+    assert plan["state"] == "SUCCESS"
+    again = flowkit_cmd("flows", "resume", "shop", "--connection", connection)
+    assert again.returncode == 0, again.stderr
+
+
 def test_run_accepts_a_flow_object_and_prints_a_json_report() -> None:
     done = flowkit_cmd("run", "tests.cli._flows:SHOP", "--store", "amount=7", "--report", "json")
     assert done.returncode == 0, done.stderr
@@ -53,6 +80,10 @@ def test_bad_usage_exits_2_with_one_line_naming_the_fault(tmp_path: Path) -> Non
         ("run", "tests.cli._flows:make_shop", "--store", "amount"): "--store 'amount' must be KEY=VALUE",
         ("run", "tests.cli._flows:make_shop"): "amount",  # a value the flow needs, not given
         ("run", "tests.cli._flows:CardDeclined"): "did not give a flow",
+        # It said "did not give a flow" of a flow whose types do not fit.
+        ("run", "tests.cli._flows:make_mistyped"): (
+            "the flow of target 'tests.cli._flows:make_mistyped' cannot run: atom 'use' requires 'amount'"
+        ),
         (
             "run",
             "tests.cli._flows:make_shop",
@@ -117,7 +148,26 @@ def test_an_unreachable_database_exits_1_naming_it_with_the_password_masked() ->
     assert done.returncode == 1
     line = done.stderr.strip()
     assert "\n" not in line and "secret" not in line
-    assert "cannot use database postgresql+psycopg://someone:***@127.0.0.1:9/nowhere" in line
+    assert "database postgresql+psycopg://someone:***@127.0.0.1:9/nowhere: " in line
+    # Said once: the line read "cannot use database URL: cannot connect to database URL: ..."
+    # and then the whole cause again.
+    assert line.count("127.0.0.1:9/nowhere") == 1, line
+
+
+def test_a_spec_error_with_a_cause_is_one_line() -> None:
+    # The cause of a flowkit error followed on lines of its own (seven for a YAML syntax error).
+    done = flowkit_cmd("run", "tests/cli/no_such_dir/spec.yaml")
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert "spec.yaml: cannot read the spec: No such file or directory" in done.stderr
+
+
+def test_an_unreachable_cache_is_one_line_with_the_usual_prefix() -> None:
+    # It lacked "error:", and the cause followed on a line of its own.
+    done = flowkit_cmd("cache", "stats", "--cache", "redis://:secret@127.0.0.1:9/0")
+    assert done.returncode == 1
+    assert done.stderr.startswith("flowkit cache stats: error: cannot reach cache store redis://:***@")
+    assert done.stderr.count("\n") == 1 and "secret" not in done.stderr, done.stderr
 
 
 def test_flows_list_and_show_give_stable_json(connection: str) -> None:
@@ -231,3 +281,19 @@ def test_run_draws_progress_bars_on_a_terminal_only() -> None:
     assert "flow shop" in drawn and "100%" in drawn
     piped = flowkit_cmd("run", "tests.cli._flows:make_shop", "--store", "amount=5", "--report", "none")
     assert piped.returncode == 0 and piped.stdout == ""
+
+
+def test_worker_jobs_and_conductor_errors_do_not_repeat_their_cause() -> None:
+    # They printed a flowkit error's message and then its cause again on the same line.
+    worker = flowkit_cmd(
+        "worker", "--redis", "redis://127.0.0.1:9/0", "--topic", "t", "--tasks", "no_such_mod"
+    )
+    assert worker.stderr == (
+        "flowkit worker: error: cannot import task module 'no_such_mod': No module named 'no_such_mod'\n"
+    )
+    for command in (["jobs", "--board", "redis://:pw@127.0.0.1:9/0", "list"], ["conductor", "--board",
+                    "redis://:pw@127.0.0.1:9/0", "--name", "c"]):  # fmt: skip
+        done = flowkit_cmd(*command)
+        assert done.returncode == 1
+        assert done.stderr.count("\n") == 1 and done.stderr.count("Connection refused") == 1, done.stderr
+        assert "pw" not in done.stderr

@@ -65,6 +65,25 @@ def test_jobs_post_list_show_and_a_conductor_runs_it(redis_board: str, tmp_path:
     assert [c["atom"] for c in flows.read_calls(calls)] == ["step0", "step1"]
 
 
+def test_jobs_post_takes_a_factory_written_as_flowkit_run_writes_targets(
+    redis_board: str, tmp_path: Path
+) -> None:
+    # "--factory pkg.mod:fn" was saved as is; conductors could not import it and trashed the job.
+    connection = f"sqlite:///{tmp_path / 'flows.db'}"
+    calls = str(tmp_path / "calls")
+    common = ["jobs", "--board", redis_board, "--connection", connection]
+    posted = flowkit(*common, "post", "colon", "--factory", "tests.conductors.flows:chain", "--args", "[1]",
+                     "--store", json.dumps({"v0": 1, "calls": calls}))  # fmt: skip
+    assert posted.returncode == 0, posted.stderr
+    ran = flowkit("conductor", "--board", redis_board, "--connection", connection, "--name", "c",
+                  "--max-dispatches", "1")  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    assert flowkit("jobs", "--board", redis_board, "list", "--trashed").stdout == ""
+    assert [c["atom"] for c in flows.read_calls(calls)] == ["step0"]
+    bad = flowkit(*common, "post", "x", "--factory", "nodots")
+    assert bad.returncode == 2 and "--factory 'nodots' must be MODULE.FUNCTION" in bad.stderr
+
+
 def test_jobs_trash_sets_a_job_aside(redis_board: str, tmp_path: Path) -> None:
     persistence = persistence_backends.fetch(f"sqlite:///{tmp_path / 'flows.db'}")
     with backends.backend("b", redis_board, persistence=persistence) as board:
@@ -74,8 +93,11 @@ def test_jobs_trash_sets_a_job_aside(redis_board: str, tmp_path: Path) -> None:
         assert job.state == states.COMPLETE
         [aside] = board.trashed()
         assert aside["reason"] == "operator said so"
-    trashed = flowkit("jobs", "--board", redis_board, "list", "--trashed")
+    trashed = flowkit("jobs", "--board", redis_board, "list", "--trashed", "--json")
     assert json.loads(trashed.stdout)["uuid"] == job.uuid
+    # Without --json it is a row like the other listing's (it printed JSON either way).
+    listed = flowkit("jobs", "--board", redis_board, "list", "--trashed")
+    assert listed.stdout == f"{job.uuid}  TRASHED   NORMAL    unwanted: operator said so\n"
     missing = flowkit("jobs", "--board", redis_board, "show", "no-such-job")
     assert missing.returncode == 2 and "no job no-such-job" in missing.stderr
 

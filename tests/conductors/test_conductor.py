@@ -170,6 +170,8 @@ def test_job_whose_factory_cannot_be_imported_is_set_aside(persistence: Backend,
     assert aside["uuid"] == bad.uuid
     assert "tests.conductors.no_such_module.factory" in aside["reason"]
     assert "cannot be imported" in aside["reason"]
+    # It named flowkit's private "_FactoryImportError".
+    assert aside["reason"].startswith("cannot load the job's flow: ImportError: ")
     assert [e for e, _ in events if e.startswith("job_")] == ["job_trashed", "job_consumed"]
 
 

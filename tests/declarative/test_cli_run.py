@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
-from tests.cli.conftest import flowkit_cmd
+from tests.cli.conftest import FLOWKIT, command_env, flowkit_cmd
 from tests.declarative.test_load import PRICING
 
 
@@ -22,3 +23,38 @@ def test_a_bad_spec_is_bad_usage_naming_file_task_and_key(tmp_path: Path) -> Non
     done = flowkit_cmd("run", str(spec))
     assert done.returncode == 2
     assert f"{spec}, line 5, task 'price', key 'inputs.rate'" in done.stderr
+
+
+def test_a_spec_file_finds_its_tasks_in_the_current_directory(tmp_path: Path) -> None:
+    # `flowkit run` is a console script: sys.path starts with the script's own
+    # directory, so the spec's myapp_tasks:... imported only when PYTHONPATH
+    # happened to name the directory, unlike a module:callable target.
+    (tmp_path / "myapp_tasks.py").write_text("def double(x: int) -> int:\n    return 2 * x\n")
+    (tmp_path / "double.yaml").write_text(
+        "name: double\ntasks:\n  d: {task: myapp_tasks:double, inputs: {x: 21}}\n"
+    )
+    db = f"sqlite:///{tmp_path}/flows.db"
+    for args in (
+        ["run", "double.yaml", "--connection", db],
+        ["flows", "resume", "double", "--connection", db],
+    ):
+        done = subprocess.run(
+            [FLOWKIT, *args],
+            capture_output=True,
+            text=True,
+            env=command_env(),
+            cwd=tmp_path,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        assert "SUCCESS" in done.stdout
+    drawn = subprocess.run(
+        [FLOWKIT, "graph", "double.yaml"],
+        capture_output=True,
+        text=True,
+        env=command_env(),
+        cwd=tmp_path,
+        check=False,
+    )
+    assert drawn.returncode == 0, drawn.stderr

@@ -78,17 +78,19 @@ def test_update_progress_notifies_listeners_with_the_progress() -> None:
     assert seen.events == [("update_progress", {"progress": 0.5})]
 
 
-@pytest.mark.parametrize(("given", "sent"), [(1.5, 1.0), (-0.2, 0.0), (7, 1.0)])
+@pytest.mark.parametrize(("given", "sent"), [(1.5, 1.0), (-0.2, 0.0), (7, 1.0), (float("nan"), 0.0)])
 def test_update_progress_clamps_out_of_range_values_with_a_warning(
     given: float, sent: float, caplog: pytest.LogCaptureFixture
 ) -> None:
-    t = Work()
+    # NaN passed through (and was stored); the warning did not say which task.
+    t = Work("resize")
     seen = Recorder()
     t.notifier.register(task.EVENT_UPDATE_PROGRESS, seen)
     with caplog.at_level(logging.WARNING, logger="flowkit.task"):
         t.update_progress(given)
     assert seen.events == [("update_progress", {"progress": sent})]
-    assert any(str(given) in record.getMessage() for record in caplog.records)
+    [record] = caplog.records
+    assert str(given) in record.getMessage() and "task 'resize'" in record.getMessage()
 
 
 def test_update_progress_in_range_logs_nothing(caplog: pytest.LogCaptureFixture) -> None:

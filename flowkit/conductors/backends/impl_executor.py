@@ -276,7 +276,8 @@ class ExecutorConductor(Conductor):
             # The board or the store failed: another try (here or elsewhere) may succeed.
             return Outcome(Verdict.FAIL, f"could not load the job's flow: {failure}")
         except Exception as error:  # any other loading error means this job can never run
-            return Outcome(Verdict.TRASH, f"cannot load the job's flow: {type(error).__name__}: {error}")
+            kind = _public_type_name(error)
+            return Outcome(Verdict.TRASH, f"cannot load the job's flow: {kind}: {error}")
         details = {"job": job, "engine": engine}
         listeners = [
             logging_listener.LoggingListener(engine, log=self._log),
@@ -375,3 +376,9 @@ class ExecutorConductor(Conductor):
             self._notify("job_lost", {**details, "reason": str(lost)})
         except (exc.JobFailure, exc.NotFound):
             self._log.warning("could not %s job %s", verdict.value, job, exc_info=True)
+
+
+def _public_type_name(error: BaseException) -> str:
+    """The name of ``error``'s first class an operator could look up (``ImportError``,
+    not flowkit's private ``_FactoryImportError``)."""
+    return next(c.__name__ for c in type(error).__mro__ if not c.__name__.startswith("_"))

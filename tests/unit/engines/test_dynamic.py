@@ -350,10 +350,17 @@ def test_a_durable_spawn_of_an_atom_that_cannot_be_described_says_to_use_a_facto
     backend = _sqlite(tmp_path)
     try:
         engine = engines.load(linear_flow.Flow("f").add(Spawns("sp")), backend=backend)
-        with pytest.raises(exc.InvalidFlowItem, match="factory"):
+        with pytest.raises(exc.InvalidFlowItem, match="factory") as err:
             engine.run()
     finally:
         backend.close()
+    # It read "...: use a module-level function or class, so a resumed run could not rebuild it".
+    assert str(err.value).startswith(
+        "cannot record spawned atom 'local', whose class "
+        f"{__name__}.test_a_durable_spawn_of_an_atom_that_cannot_be_described_says_to_use_a_factory"
+        ".<locals>.Local cannot be imported again by name (it is not defined at module level), "
+        "so a resumed run could not rebuild it; spawn it with a factory instead"
+    )
 
 
 def test_a_durable_spawn_of_a_loop_says_which_flows_can_be_recorded(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from flowkit import engines, exceptions, states
+from flowkit import engines, exceptions, states, task
 from flowkit.patterns import graph_flow, linear_flow, unordered_flow
 
 from ._tasks import Recorder, Step
@@ -142,6 +142,16 @@ def test_engine_options_can_be_given_in_a_uri(rec: Recorder) -> None:
     assert rec.executed() == ["a"]
 
 
+def test_a_uri_option_with_a_fraction_is_a_float_as_in_code() -> None:
+    # "default_timeout=2.5" stayed the text '2.5', which the option refuses.
+    engine = engines.load(
+        linear_flow.Flow("f"), engine="serial://?default_timeout=2.5&own=1e3&tag=v1.5&x=inf"
+    )
+    assert engine.options["default_timeout"] == 2.5
+    assert engine.options["own"] == 1000.0
+    assert engine.options["tag"] == "v1.5" and engine.options["x"] == "inf"
+
+
 @pytest.mark.parametrize("kind", ["parallel", "asyncio"])
 @pytest.mark.parametrize("workers", [0, -2, "four", 2.5, True], ids=repr)
 def test_bad_max_workers_values_are_refused(kind: str, workers: Any) -> None:
@@ -217,10 +227,22 @@ def test_a_tuple_store_key_of_a_persisted_run_is_refused_at_load_before_any_writ
     from flowkit.persistence.backends import impl_memory
 
     backend = impl_memory.MemoryBackend({})
-    with pytest.raises(exceptions.InvalidFormat, match=r"store key \('a', 'b'\)"):
+    # It read "... is a tuple"; for an int key, "is a int".
+    with pytest.raises(
+        exceptions.InvalidFormat, match=r"store key \('a', 'b'\) of flow 'f' is of type tuple;"
+    ):
         engines.load(linear_flow.Flow("f"), store={("a", "b"): 1}, backend=backend)  # type: ignore[dict-item]
     with backend.get_connection() as conn:
         assert list(conn.get_logbooks()) == []
+
+
+def test_an_int_inject_key_of_a_persisted_run_is_refused_naming_its_type() -> None:
+    from flowkit.persistence.backends import impl_memory
+
+    backend = impl_memory.MemoryBackend({})
+    flow = linear_flow.Flow("f").add(task.FunctorTask(lambda: None, name="t"))
+    with pytest.raises(exceptions.InvalidFormat, match=r"inject= key 1 for atom 't' is of type int;"):
+        engines.load(flow, inject={"t": {1: "x"}}, backend=backend)  # type: ignore[dict-item]
 
 
 def test_a_refused_option_of_a_persisted_run_leaves_nothing_in_the_backend() -> None:

@@ -1,0 +1,62 @@
+"""``flowkit monitor`` as a shell user starts it: the address it prints is the one it serves."""
+
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+import urllib.request
+from pathlib import Path
+
+from tests.cli.conftest import FLOWKIT, SOURCE_ROOT, command_env
+from tests.conftest import wait_until
+
+
+def test_port_0_prints_the_port_it_picked_and_serves_there(tmp_path: Path) -> None:
+    # It printed "flowkit monitor on http://127.0.0.1:0/", so nobody could tell where it was.
+    proc = subprocess.Popen(
+        [FLOWKIT, "monitor", "--connection", f"sqlite:///{tmp_path}/t.db", "--port", "0"],
+        env=command_env(),
+        cwd=SOURCE_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        found = re.fullmatch(r"flowkit monitor on http://127\.0\.0\.1:(\d+)/\n", line)
+        assert found, line
+        port = int(found.group(1))
+        assert port != 0
+
+        def flows() -> bytes | None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/flows", timeout=5) as response:
+                    return bytes(response.read())
+            except OSError:
+                return None
+
+        assert wait_until(flows, timeout=30) == b"[]"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_a_port_in_use_is_one_line_naming_it(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [FLOWKIT, "monitor", "--connection", f"sqlite:///{tmp_path}/t.db", "--port", str(port)],
+            env=command_env(),
+            cwd=SOURCE_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"flowkit monitor: error: cannot listen on 127.0.0.1:{port}: "), done.stderr
+    assert done.stdout == ""
