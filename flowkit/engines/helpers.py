@@ -77,8 +77,31 @@ def _parse_engine(engine: str) -> tuple[str, dict[str, Any]]:
     parts = urlsplit(engine)
     options: dict[str, Any] = {}
     for key, value in parse_qsl(parts.query):
-        options[key] = _coerce(value)
+        options[key] = _limits(value, engine) if key == "concurrency_limits" else _coerce(value)
     return parts.scheme.lower(), options
+
+
+def _limits(text: str, uri: str) -> dict[str, Any]:
+    """``concurrency_limits`` in an engine URI: ``key:n`` pairs joined by commas, as a dict.
+
+    A URI is how the command line and configuration files give engine options,
+    and a flow whose tasks carry a ``concurrency_key`` cannot run without its
+    limits; the counts are then checked as in code (ints from 1).
+
+    Raises:
+        InvalidEngineOption: a pair that is not ``key:n``, naming it and the URI.
+    """
+    limits: dict[str, Any] = {}
+    for pair in text.split(","):
+        key, colon, count = pair.strip().rpartition(":")
+        if not colon or not key.strip():
+            raise exc.InvalidEngineOption(
+                f"concurrency_limits in engine URI {uri!r} must be key:n pairs joined by commas "
+                f"(db:2,api:4), not {pair!r}",
+                option="concurrency_limits",
+            )
+        limits[key.strip()] = _coerce(count.strip())
+    return limits
 
 
 def _coerce(text: str) -> Any:

@@ -152,6 +152,33 @@ def test_a_uri_option_with_a_fraction_is_a_float_as_in_code() -> None:
     assert engine.options["tag"] == "v1.5" and engine.options["x"] == "inf"
 
 
+class Keyed(task.Task):
+    """Provides its own name as ``<name>_out``."""
+
+    def __init__(self, name: str, **kwargs: Any) -> None:
+        super().__init__(name, provides=f"{name}_out", **kwargs)
+
+    def execute(self) -> str:
+        return self.name
+
+
+def test_concurrency_limits_in_a_uri_are_key_count_pairs() -> None:
+    # The command line gives engine options as a URI only: a flow whose tasks
+    # carry a concurrency_key could not run from it.
+    flow = unordered_flow.Flow("f").add(Keyed("a", concurrency_key="db"), Keyed("b", concurrency_key="api"))
+    engine = engines.load(flow, engine="parallel://?concurrency_limits=db:2, api:4&max_workers=3")
+    assert engine.options["concurrency_limits"] == {"db": 2, "api": 4}
+    engine.run()
+    assert engine.storage.fetch_all() == {"a_out": "a", "b_out": "b"}
+
+
+@pytest.mark.parametrize("text", ["db", "db:2,", ":2", "db:two"], ids=repr)
+def test_a_bad_concurrency_limits_in_a_uri_is_refused_naming_it(text: str) -> None:
+    with pytest.raises(exceptions.InvalidEngineOption) as info:
+        engines.load(linear_flow.Flow("f"), engine=f"parallel://?concurrency_limits={text}")
+    assert info.value.option == "concurrency_limits"
+
+
 @pytest.mark.parametrize("kind", ["parallel", "asyncio"])
 @pytest.mark.parametrize("workers", [0, -2, "four", 2.5, True], ids=repr)
 def test_bad_max_workers_values_are_refused(kind: str, workers: Any) -> None:
