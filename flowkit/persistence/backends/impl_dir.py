@@ -119,7 +119,7 @@ class _DirStore(DocumentStore):
             if cache is not None:
                 cached = cache.get(path, signature_of(os.stat(path)))
                 if cached is not None:
-                    return cached, None
+                    return Read(cached, None)
             with open(path, "rb") as handle:
                 # The signature of the very file read (fstat), not of whatever the path names now.
                 signature = signature_of(os.fstat(handle.fileno())) if cache is not None else None
@@ -128,16 +128,16 @@ class _DirStore(DocumentStore):
             return None
         if cache is not None and signature is not None:
             cache.put(path, signature, data)
-        return data, None
+        return Read(data, None)
 
     def exists_many(self, kind: str, keys: Sequence[str]) -> list[bool]:
         return [os.path.exists(self._file(kind, key)) for key in keys]
 
     def members(self, flow: str) -> Members:
         try:
-            return os.listdir(self._members_dir(flow)), None
+            return Members(os.listdir(self._members_dir(flow)), None)
         except FileNotFoundError:
-            return [], None
+            return Members([], None)
 
     def keys(self, kind: str) -> list[str]:
         try:

@@ -141,7 +141,7 @@ class _ZkStore(DocumentStore):
             except self._errors.NoNodeError:
                 found.append(None)
             else:
-                found.append((bytes(data), stat.version))
+                found.append(Read(bytes(data), stat.version))
         if kind:
             self._learn(kind, ((key, item is not None) for key, item in zip(keys, found, strict=True)))
         return found
@@ -150,8 +150,8 @@ class _ZkStore(DocumentStore):
         try:
             children, stat = pending.get()
         except self._errors.NoNodeError:
-            return [], None
-        return list(children), stat.version
+            return Members([], None)
+        return Members(list(children), stat.version)
 
     def members(self, flow: str) -> Members:
         return self._members_of(self._client.get_children_async(self._path(MEMBERS, flow), include_data=True))
