@@ -43,6 +43,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from flowkit import exceptions as exc
+from flowkit._utils.records import Record
 from flowkit.persistence.backends._file_cache import FileCache, signature_of
 from flowkit.persistence.backends._path_based import (
     FLOWS,
@@ -63,6 +64,23 @@ _SUFFIX = ".json"
 _JOURNAL = "journal.json"
 _JOURNAL_VERSION = 2  # 2 added "links"; a version 1 journal (no links) is still applied
 _JOURNAL_VERSIONS = (1, 2)
+
+
+class _Write(Record):
+    """A document to replace or delete: one entry of a commit (and of its journal)."""
+
+    kind: str
+    key: str
+    data: bytes | None  # None: delete the document
+
+
+class _Link(Record):
+    """An atom to link to or unlink from a flow: one entry of a commit (and of its journal)."""
+
+    flow: str
+    atom: str
+    add: bool  # False: unlink
+
 
 # One lock per directory for the whole process: POSIX file locks belong to the
 # process, so they keep out other processes but not our own threads (and
@@ -89,6 +107,8 @@ def _path_lock(root: str) -> _PathLock:
 
 
 class _DirStore(DocumentStore):
+    """A directory as a locking document store (layout and journal: see the module docstring)."""
+
     def __init__(self, root: str, fsync: bool, lock_timeout: float, cache: FileCache | None = None) -> None:
         self._root = root
         self._fsync = fsync
@@ -184,7 +204,7 @@ class _DirStore(DocumentStore):
         finally:
             os.close(fd)
 
-    def _apply(self, writes: list[tuple[str, str, bytes | None]], links: list[tuple[str, str, bool]]) -> None:
+    def _apply(self, writes: list[_Write], links: list[_Link]) -> None:
         """Write the documents, then the links; each step may be repeated harmlessly."""
         touched: set[str] = set()
         for kind, key, data in writes:
@@ -220,8 +240,8 @@ class _DirStore(DocumentStore):
     def commit(self, batch: Batch) -> None:
         if not self._ensured:
             self.ensure()
-        writes = [(kind, key, data) for (kind, key), data in batch.writes.items()]
-        links = [(flow, atom, add) for (flow, atom), add in batch.links.items()]
+        writes = [_Write(kind, key, data) for (kind, key), data in batch.writes.items()]
+        links = [_Link(flow, atom, add) for (flow, atom), add in batch.links.items()]
         if len(writes) + len(links) == 1:
             self._apply(writes, links)
             return
@@ -250,8 +270,11 @@ class _DirStore(DocumentStore):
         if record.get("version") not in _JOURNAL_VERSIONS:
             raise exc.StorageFailure(f"journal {journal} has unknown version {record.get('version')!r}")
         self._apply(
-            [(kind, key, None if text is None else text.encode()) for kind, key, text in record["writes"]],
-            [(flow, atom, bool(add)) for flow, atom, add in record.get("links", [])],
+            [
+                _Write(kind, key, None if text is None else text.encode())
+                for kind, key, text in record["writes"]
+            ],
+            [_Link(flow, atom, bool(add)) for flow, atom, add in record.get("links", [])],
         )
         os.unlink(journal)
 
