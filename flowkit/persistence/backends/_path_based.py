@@ -495,7 +495,8 @@ class DocumentConnection(Connection):
 
     def get_atoms_for_flow(self, fd_uuid: str) -> Iterator[AtomDetail]:
         def body(batch: Batch) -> list[AtomDetail]:
-            return self._atoms(batch, fd_uuid, self._must_flow(batch, fd_uuid)[1])
+            _doc, uuids = self._must_flow(batch, fd_uuid)
+            return self._atoms(batch, fd_uuid, uuids)
 
         return iter(self._read("get_atoms_for_flow", fd_uuid, body))
 
