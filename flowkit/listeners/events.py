@@ -448,10 +448,10 @@ class EventLogListener(base.Listener):
                 decision=retried.decision,
             )
         preds = self._graph.predecessors(name)
-        done = [(self._done[p], p) for p in preds if p in self._done]
         if not preds:
             return _plain(CauseKind.READY)
-        last_seq = max(done)[0] if done else None
+        done = self._done
+        last_seq = max((done[p] for p in preds if p in done), default=None)
         return _plain(CauseKind.READY, last_seq, preds)
 
     def _told(self, name: str) -> Any:
