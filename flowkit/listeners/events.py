@@ -100,6 +100,13 @@ class _Failed(Record):
     failure: Any  # a Failure; read back from a stored event, its short type name
 
 
+def _failed_words(failure: Any) -> tuple[str | None, str]:
+    """:func:`failure_words` of a :class:`_Failed` failure, which may be read back as a type name."""
+    if isinstance(failure, str):
+        return failure, failure
+    return failure_words(failure)
+
+
 #: Marks the details of a restart the listener records on the engine's behalf.
 _INFERRED = "inferred_restart"
 _UNANNOUNCED = " (unannounced by the engine: its time is when it ended)"
@@ -297,9 +304,7 @@ class EventLogListener(base.Listener):
         if self._failure is None:
             return Cause(CauseKind.FINISHED, f"the flow ended {state}")
         last = self._failure
-        kind, words = failure_words(last.failure)
-        if kind is None and isinstance(last.failure, str):
-            kind, words = last.failure, last.failure
+        kind, words = _failed_words(last.failure)
         return Cause(
             CauseKind.FINISHED,
             f"'{last.atom}' failed with {words}; the flow ended {state}",
@@ -485,9 +490,7 @@ class EventLogListener(base.Listener):
             if decided is None:
                 decided = self._graph.decision(failed, seq)
             retry, decision = decided.retry, decided.decision
-        kind, words = failure_words(failure)
-        if kind is None and isinstance(failure, str):
-            kind, words = failure, failure
+        kind, words = _failed_words(failure)
         attempt = self._attempts.get(failed, 1)
         head = f"'{failed}' failed with {words} in attempt {attempt}"
         if retry is None:
