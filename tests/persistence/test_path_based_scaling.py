@@ -243,7 +243,9 @@ def test_destroying_a_book_removes_the_links_of_its_flows(document_backend: Back
         conn.save_logbook(book)
         conn.save_flow_progress(fd, [_atom(i) for i in range(3)])
         conn.destroy_logbook(book.uuid)
-        assert store.members(fd.uuid).uuids == []
+        links = store.members(fd.uuid)
+        assert links.uuids == []
+        assert links.version is None  # the set itself is gone too (in ZooKeeper, its znode)
         with pytest.raises(exc.NotFound):
             conn.get_flow_details(fd.uuid)
 
