@@ -16,12 +16,9 @@ from flowkit import states as st
 from flowkit._atom_record import ATOM_STATES, AtomRecord
 from flowkit.persistence._json import encode_json
 from flowkit.persistence.models import AtomDetail, RetryDetail, TaskDetail
-from flowkit.types.failure import Failure
+from flowkit.persistence.models import RetryHistory as History
 
 __all__ = ["check_storable", "fill_detail", "new_detail", "record_from_detail"]
-
-#: Retry history as storage keeps it: (what the retry returned, {atom: Failure}).
-History = list[tuple[Any, dict[str, Failure]]]
 
 
 # Meta keys the record keeps in attributes of its own.

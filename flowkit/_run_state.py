@@ -35,14 +35,12 @@ if TYPE_CHECKING:
     # A flow run in memory never makes a detail: the models (and what they import)
     # load with the first backend write, resume or snapshot (start-up time).
     from flowkit.persistence.models import AtomDetail, FlowDetail
+    from flowkit.persistence.models import RetryHistory as History
 
-__all__ = ["STORE_KEY", "History", "RunState"]
+__all__ = ["STORE_KEY", "RunState"]
 
 #: Where a flow detail keeps the values injected with ``store=`` (to resume with them).
 STORE_KEY = "store"
-
-#: Retry history: (what the retry returned, {atom name: Failure}) per attempt.
-History = list[tuple[Any, dict[str, Failure]]]
 
 _VERSION_TEXT: dict[Any, str] = {}
 

@@ -33,6 +33,9 @@ from flowkit.types.failure import Failure
 
 __all__ = ["FailureFormatter"]
 
+#: What :meth:`FailureFormatter.format` returns as ``exc_info``: looser than
+#: :data:`flowkit.types.failure.ExcInfo`, so that a formatter of the user's may return
+#: any ``(type, value, traceback)`` tuple it has (the logging module takes any).
 ExcInfo = tuple[Any, ...]
 #: Values looked up once per format call, per kind then atom name: ``(value, found)``.
 _Cache = dict[str, dict[str, tuple[Any, bool]]]

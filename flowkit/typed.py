@@ -178,7 +178,7 @@ def contract_of(atom: Any) -> Contract:
     own = getattr(atom, "__flowkit_contract__", None)
     if own is not None:
         return own()  # type: ignore[no-any-return]
-    source = atom._arg_sources()[0]
+    source, _revert_source = atom._arg_sources()
     return _contract_of_callable(getattr(source, "__func__", source))
 
 

@@ -55,7 +55,7 @@ def task_identity(atom: Any) -> dict[str, Any]:
     if hook is not None:
         inner, extra = hook(atom)
         return {**task_identity(inner), **extra}
-    source = atom._arg_sources()[0]
+    source, _revert_source = atom._arg_sources()
     target = getattr(source, "__func__", source)
     if isinstance(atom, FunctorTask):  # the function is the code, not the adapter class
         path = f"{getattr(target, '__module__', '?')}.{getattr(target, '__qualname__', repr(target))}"

@@ -25,6 +25,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from flowkit import exceptions as exc
+from flowkit._utils.records import Record
 
 __all__ = ["CacheStats", "CacheStore", "DirStore", "MemoryStore", "check_target", "open_store"]
 
@@ -40,6 +41,18 @@ class CacheStats:
     hits: int
     misses: int
     writes: int
+
+
+class _Entry(Record):
+    """One stored result, as the memory store holds it and a dir store's file reads back."""
+
+    text: str
+    expires: float | None  # wall-clock seconds; None: never
+    created: float  # wall-clock seconds when written (a dir store's size bound drops the oldest)
+
+    def live(self, now: float) -> bool:
+        """Whether the entry is still served at wall-clock time ``now``."""
+        return self.expires is None or self.expires > now
 
 
 class CacheStore(abc.ABC):
@@ -111,7 +124,8 @@ class MemoryStore(CacheStore):
         self, ttl: float | None = None, max_entries: int | None = None, clock: Clock = time.time
     ) -> None:
         super().__init__(ttl, max_entries, clock)
-        self._data: OrderedDict[str, tuple[str, float | None]] = OrderedDict()
+        # Least recently used first, so the size bound evicts from the front.
+        self._data: OrderedDict[str, _Entry] = OrderedDict()
         self._lock = threading.Lock()
 
     def _get(self, key: str, now: float) -> str | None:
@@ -119,16 +133,15 @@ class MemoryStore(CacheStore):
             found = self._data.get(key)
             if found is None:
                 return None
-            text, expires = found
-            if expires is not None and expires <= now:
+            if not found.live(now):
                 del self._data[key]
                 return None
             self._data.move_to_end(key)
-            return text
+            return found.text
 
     def _put(self, key: str, text: str, now: float, expires: float | None) -> None:
         with self._lock:
-            self._data[key] = (text, expires)
+            self._data[key] = _Entry(text, expires, now)
             self._data.move_to_end(key)
             if self.max_entries is not None:
                 while len(self._data) > self.max_entries:
@@ -136,7 +149,7 @@ class MemoryStore(CacheStore):
 
     def _entries(self, now: float) -> int:
         with self._lock:
-            return sum(1 for _, expires in self._data.values() if expires is None or expires > now)
+            return sum(1 for entry in self._data.values() if entry.live(now))
 
     def clear(self) -> int:
         with self._lock:
@@ -169,22 +182,27 @@ class DirStore(CacheStore):
     def _file(self, key: str) -> Path:
         return self.path / f"{key}.json"
 
-    def _read(self, file: Path) -> tuple[float | None, float, str]:
-        """``(expires, created, text)`` of an entry file."""
+    def _read(self, file: Path) -> _Entry:
+        """The entry an entry file holds.
+
+        Raises:
+            FileNotFoundError: the entry is gone (another process may remove it at any time).
+            ValueError: the file is not an entry (a stray or damaged file).
+        """
         header, _, text = file.read_text(encoding="utf-8").partition("\n")
         expires, _, created = header.partition(" ")
-        return (float(expires) if expires != "-" else None), float(created), text
+        return _Entry(text, float(expires) if expires != "-" else None, float(created))
 
     def _get(self, key: str, now: float) -> str | None:
         try:
-            expires, _created, text = self._read(self._file(key))
+            entry = self._read(self._file(key))
         except (FileNotFoundError, ValueError):
             return None
-        if expires is not None and expires <= now:
+        if not entry.live(now):
             with contextlib.suppress(FileNotFoundError):
                 self._file(key).unlink()
             return None
-        return text
+        return entry.text
 
     def _put(self, key: str, text: str, now: float, expires: float | None) -> None:
         temporary = self.path / f".{key}.{os.getpid()}.{threading.get_ident()}.tmp"
@@ -195,7 +213,7 @@ class DirStore(CacheStore):
             entries = []
             for file in self.path.glob("*.json"):
                 with contextlib.suppress(FileNotFoundError, ValueError):
-                    entries.append((self._read(file)[1], file))
+                    entries.append((self._read(file).created, file))
             entries.sort()
             for _created, old in entries[: max(0, len(entries) - self.max_entries)]:
                 with contextlib.suppress(FileNotFoundError):
@@ -205,8 +223,7 @@ class DirStore(CacheStore):
         count = 0
         for file in self.path.glob("*.json"):
             with contextlib.suppress(FileNotFoundError, ValueError):
-                expires = self._read(file)[0]
-                if expires is None or expires > now:
+                if self._read(file).live(now):
                     count += 1
         return count
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from flowkit import exceptions as exc
 from flowkit._steering import LOOPS
+from flowkit._utils.records import Record
 from flowkit.engines._compiler import RETRY, FlowScope, Node
 from flowkit.types.failure import Failure
 
@@ -57,6 +58,14 @@ class MonotonicClock:
         time.sleep(seconds)
 
 
+class _Timer(Record):
+    """A loop's delay being waited out; timers sort (in a heap) by when they are due."""
+
+    due: float  # on the loops' monotonic clock
+    seq: int  # ties on ``due`` go first-set first (and never compare ``start``)
+    start: int  # the loop's start node, woken when due
+
+
 class Loops:
     """Iteration counters and delay timers of one engine's loops."""
 
@@ -69,8 +78,8 @@ class Loops:
         self._iteration: dict[int, int] = {}
         #: Node index -> its innermost loop's ``until`` node (-1: in no loop), filled as asked.
         self._loop_of: dict[int, int] = {}
-        #: (due time, sequence, loop start node) of delays being waited out.
-        self.timers: list[tuple[float, int, int]] = []
+        #: Delays being waited out, a heap (the next due first).
+        self.timers: list[_Timer] = []
         self._seq = 0
 
     def scan(self, root: FlowScope) -> None:
@@ -181,7 +190,7 @@ class Loops:
                 runtime.state.changed(record)
         if loop.delay > 0:
             self._seq += 1
-            heapq.heappush(self.timers, (self.clock.monotonic() + loop.delay, self._seq, start))
+            heapq.heappush(self.timers, _Timer(self.clock.monotonic() + loop.delay, self._seq, start))
             if runtime.state.durable:
                 # Written now: the next call's flush comes only after the delay, and
                 # a run that dies meanwhile must resume in the next iteration
@@ -232,9 +241,9 @@ class Loops:
         for until in restarted:
             self._iteration[until] = 1
         starts = {nodes[until].scope.start for until in restarted}
-        if any(timer[2] in starts for timer in self.timers):
+        if any(timer.start in starts for timer in self.timers):
             # A delay being waited out belongs to the attempt the retry ended.
-            self.timers = [timer for timer in self.timers if timer[2] not in starts]
+            self.timers = [timer for timer in self.timers if timer.start not in starts]
             heapq.heapify(self.timers)
 
     def _under(self, scope: FlowScope | None, retry: int) -> bool:
@@ -258,25 +267,25 @@ class Loops:
         if not timers:
             return
         now = self.clock.monotonic()
-        while timers and timers[0][0] <= now:
-            self._runtime.scheduler.wake(heapq.heappop(timers)[2])
+        while timers and timers[0].due <= now:
+            self._runtime.scheduler.wake(heapq.heappop(timers).start)
 
     def wait_budget(self, timeout: float | None) -> float | None:
         """How long the engine may block waiting for calls before a delay ends."""
         if not self.timers:
             return timeout
-        left = max(0.0, self.timers[0][0] - self.clock.monotonic())
+        left = max(0.0, self.timers[0].due - self.clock.monotonic())
         return left if timeout is None else min(timeout, left)
 
     def sleep_until_due(self) -> bool:
         """With nothing else to do: wait out the next delay and queue its loop (False: none left)."""
         scheduler = self._runtime.scheduler
         timers = self.timers
-        while timers and scheduler.reverting(timers[0][2]):
+        while timers and scheduler.reverting(timers[0].start):
             heapq.heappop(timers)
         if not timers:
             return False
-        left = timers[0][0] - self.clock.monotonic()
+        left = timers[0].due - self.clock.monotonic()
         if left > 0:
             self.clock.sleep(left)
         self.wake_due()

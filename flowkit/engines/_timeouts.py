@@ -33,6 +33,7 @@ from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from flowkit import exceptions as exc
+from flowkit._utils.records import Record
 from flowkit.engines._compiler import Node
 from flowkit.engines._completions import Completions
 from flowkit.types.failure import Failure
@@ -70,6 +71,8 @@ _LOG = logging.getLogger("flowkit.engines.timeouts")
 
 
 class _Entry:
+    """A callback set for later; the handle :meth:`SystemTimer.call_later` returns."""
+
     __slots__ = ("callback", "cancelled")
 
     def __init__(self, callback: Callable[[], None]) -> None:
@@ -78,6 +81,14 @@ class _Entry:
 
     def cancel(self) -> None:
         self.cancelled = True
+
+
+class _Due(Record):
+    """An entry of the timer's heap, which orders them by ``(when, seq)``."""
+
+    when: float  # time.monotonic() seconds
+    seq: int  # ties on ``when`` run in the order set (and never compare ``entry``)
+    entry: _Entry
 
 
 class SystemTimer:
@@ -89,7 +100,7 @@ class SystemTimer:
     """
 
     def __init__(self) -> None:
-        self._heap: list[tuple[float, int, _Entry]] = []
+        self._heap: list[_Due] = []
         self._cond = threading.Condition(threading.Lock())
         self._seq = itertools.count()
         self._thread: threading.Thread | None = None
@@ -102,11 +113,11 @@ class SystemTimer:
         when = time.monotonic() + seconds
         with self._cond:
             heap = self._heap
-            if len(heap) > 256 and sum(1 for item in heap if item[2].cancelled) > len(heap) // 2:
-                heap[:] = [item for item in heap if not item[2].cancelled]
+            if len(heap) > 256 and sum(1 for due in heap if due.entry.cancelled) > len(heap) // 2:
+                heap[:] = [due for due in heap if not due.entry.cancelled]
                 heapq.heapify(heap)
-            earliest = heap[0][0] if heap else None
-            heapq.heappush(heap, (when, next(self._seq), entry))
+            earliest = heap[0].when if heap else None
+            heapq.heappush(heap, _Due(when, next(self._seq), entry))
             if self._thread is None:
                 self._thread = threading.Thread(target=self._serve, name="flowkit-timeouts", daemon=True)
                 self._thread.start()
@@ -119,14 +130,14 @@ class SystemTimer:
         while True:
             with cond:
                 while True:
-                    while heap and heap[0][2].cancelled:
+                    while heap and heap[0].entry.cancelled:
                         heapq.heappop(heap)
                     if not heap:
                         cond.wait()
                         continue
-                    delay = heap[0][0] - time.monotonic()
+                    delay = heap[0].when - time.monotonic()
                     if delay <= 0:
-                        entry = heapq.heappop(heap)[2]
+                        entry = heapq.heappop(heap).entry
                         break
                     cond.wait(delay)
             if not entry.cancelled:
@@ -186,8 +197,8 @@ class Watchdog:
             helpers = self._helpers = WorkerThreads(1)
             self.on_abandoned = helpers.lend
         helpers.submit(run_timed, timed, node, action, call.fn, call.kwargs)
-        _node, _action, ok, value = box.take(None)[0]
-        return ok, value
+        outcome = box.take(None)[0]
+        return outcome.ok, outcome.value
 
     def close(self) -> None:
         """Cancel the timers still set (an interrupted run); late outcomes are then dropped."""

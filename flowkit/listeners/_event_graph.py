@@ -12,12 +12,17 @@ from __future__ import annotations
 from typing import Any
 
 from flowkit import states as st
+from flowkit._utils.records import Record
 from flowkit.types.failure import Failure
 
 __all__ = ["Decided", "FlowGraph", "failure_words", "state_before"]
 
-#: (retry name, decision), or (None, None) when no retry controls the failed atom.
-Decided = tuple[str | None, str | None]
+
+class Decided(Record):
+    """The retry decision that resolved a failure, as a cause names it."""
+
+    retry: str | None  # None (with decision None): no retry controls the failed atom
+    decision: str | None  # "RETRY", "REVERT" or "REVERT_ALL"
 
 
 def failure_words(failure: Any) -> tuple[str | None, str]:
@@ -50,7 +55,7 @@ class FlowGraph:
         self._nodes: dict[str, Any] | None = None
         #: atom name -> its predecessor atoms.
         self._preds: dict[str, list[str]] = {}
-        #: failure seq -> the (retry, decision) inferred for it.
+        #: failure seq -> the decision inferred for it.
         self._decisions: dict[int, Decided] = {}
 
     def nodes(self) -> dict[str, Any]:
@@ -102,7 +107,7 @@ class FlowGraph:
         return chain
 
     def decision(self, failed: str, failure_seq: int) -> Decided:
-        """Infer (retry name, decision) taken after the failure numbered ``failure_seq`` of ``failed``.
+        """Infer the retry decision taken after the failure numbered ``failure_seq`` of ``failed``.
 
         Worked out once per failure, at its first consequence, when the
         scheduler has marked every atom it will revert: the innermost retry
@@ -113,20 +118,20 @@ class FlowGraph:
         if known is not None:
             return known
         chain = self.retry_chain(failed)
-        decided: Decided = (None, None)
+        decided = Decided(None, None)
         if chain:
             storage = self._engine.storage
             reverting = [n for n in self.nodes() if storage.get_atom_intention(n) in (st.REVERT, st.RETRY)]
-            decided = (chain[-1].name, "REVERT_ALL")
+            decided = Decided(chain[-1].name, "REVERT_ALL")
             for retry in chain:
                 if (
                     storage.get_atom_intention(retry.name) == st.RETRY
                     or storage.get_atom_state(retry.name) == st.RETRYING
                 ):
-                    decided = (retry.name, "RETRY")
+                    decided = Decided(retry.name, "RETRY")
                     break
                 if all(n == retry.name or retry in self.retry_chain(n) for n in reverting):
-                    decided = (retry.name, "REVERT")
+                    decided = Decided(retry.name, "REVERT")
                     break
         self._decisions[failure_seq] = decided
         return decided

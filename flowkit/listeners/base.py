@@ -27,6 +27,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from flowkit import states
+from flowkit._utils.records import Record
 from flowkit.types import failure as ft
 from flowkit.types import notifier as nt
 
@@ -70,14 +71,39 @@ def _retry_transition_matcher(details: Any) -> bool:
     return _retry_matcher(details) and "old_state" in details
 
 
-# Per kind of atom: (filter for explicitly named events, filter for ANY).
-_ATOM_FILTERS: dict[str, tuple[DetailsFilter, DetailsFilter]] = {
-    "task": (_task_matcher, _task_transition_matcher),
-    "retry": (_retry_matcher, _retry_transition_matcher),
+class _AtomFilters(Record):
+    """The details filters of one kind of atom's receivers.
+
+    Progress events share the atom notifier with state changes: an event named
+    explicitly hears both, ``ANY`` hears state changes only.
+    """
+
+    named: DetailsFilter
+    any: DetailsFilter
+
+
+_ATOM_FILTERS: dict[str, _AtomFilters] = {
+    "task": _AtomFilters(named=_task_matcher, any=_task_transition_matcher),
+    "retry": _AtomFilters(named=_retry_matcher, any=_retry_transition_matcher),
 }
 
-# One registration: what to undo on deregister.
-_Registration = tuple[nt.Notifier, Hashable, Receiver, DetailsFilter | None]
+
+class _Registration(Record):
+    """One receiver registered on a notifier, kept so deregistering undoes exactly it."""
+
+    notifier: nt.Notifier
+    event: Hashable
+    receiver: Receiver
+    details_filter: DetailsFilter | None
+
+    def is_registered(self) -> bool:
+        return self.notifier.is_registered(self.event, self.receiver, details_filter=self.details_filter)
+
+    def register(self) -> None:
+        self.notifier.register(self.event, self.receiver, details_filter=self.details_filter)
+
+    def deregister(self) -> None:
+        self.notifier.deregister(self.event, self.receiver, details_filter=self.details_filter)
 
 
 def _listen_list(listen_for: Iterable[Hashable] | None) -> list[Hashable]:
@@ -138,17 +164,21 @@ class Listener:
         return getattr(type(self), name) is not getattr(Listener, name)
 
     def _plan(self, kind: str) -> list[_Registration]:
-        """What registering ``kind`` means: (notifier, event, callback, filter) tuples."""
+        """What registering ``kind`` means: one registration per event listened for."""
         if not self._is_overridden(kind):
             return []
         if kind == "flow":
             notifier: nt.Notifier = self._engine.notifier
-            return [(notifier, event, self._flow_receiver, None) for event in self._listen_for[kind]]
+            return [
+                _Registration(notifier, event, self._flow_receiver, None) for event in self._listen_for[kind]
+            ]
         notifier = self._engine.atom_notifier
         receiver = self._task_receiver if kind == "task" else self._retry_receiver
-        named_filter, any_filter = _ATOM_FILTERS[kind]
+        filters = _ATOM_FILTERS[kind]
         return [
-            (notifier, event, receiver, any_filter if event == nt.Notifier.ANY else named_filter)
+            _Registration(
+                notifier, event, receiver, filters.any if event == nt.Notifier.ANY else filters.named
+            )
             for event in self._listen_for[kind]
         ]
 
@@ -164,11 +194,11 @@ class Listener:
                 continue
             done: list[_Registration] = []
             try:
-                for notifier, event, callback, details_filter in self._plan(kind):
-                    if notifier.is_registered(event, callback, details_filter=details_filter):
+                for planned in self._plan(kind):
+                    if planned.is_registered():
                         continue
-                    notifier.register(event, callback, details_filter=details_filter)
-                    done.append((notifier, event, callback, details_filter))
+                    planned.register()
+                    done.append(planned)
             except ValueError:
                 self._undo(done)
                 raise
@@ -182,8 +212,7 @@ class Listener:
     @staticmethod
     def _undo(registrations: list[_Registration]) -> None:
         while registrations:
-            notifier, event, callback, details_filter = registrations.pop()
-            notifier.deregister(event, callback, details_filter=details_filter)
+            registrations.pop().deregister()
 
     def __enter__(self) -> Self:
         self.register()

@@ -49,8 +49,9 @@ from collections.abc import Callable
 from typing import Any
 
 from flowkit import states as st
+from flowkit._utils.records import Record
 from flowkit.listeners import base
-from flowkit.listeners._event_graph import FlowGraph, failure_words, state_before
+from flowkit.listeners._event_graph import Decided, FlowGraph, failure_words, state_before
 from flowkit.listeners._event_model import META_KEY, Cause, CauseKind, Event, EventLog, TreeRow
 from flowkit.retry import Retry
 from flowkit.types import notifier as nt
@@ -91,6 +92,21 @@ def _plain(kind: CauseKind, event: int | None = None, atoms: list[str] | None = 
     return out
 
 
+class _Failed(Record):
+    """An execute failure: the newest one explains reverts when the engine gives no account."""
+
+    seq: int  # of its FAILURE event
+    atom: str
+    failure: Any  # a Failure; read back from a stored event, its short type name
+
+
+def _failed_words(failure: Any) -> tuple[str | None, str]:
+    """:func:`failure_words` of a :class:`_Failed` failure, which may be read back as a type name."""
+    if isinstance(failure, str):
+        return failure, failure
+    return failure_words(failure)
+
+
 #: Marks the details of a restart the listener records on the engine's behalf.
 _INFERRED = "inferred_restart"
 _UNANNOUNCED = " (unannounced by the engine: its time is when it ended)"
@@ -125,8 +141,8 @@ class EventLogListener(base.Listener):
         self._attempts: dict[str, int] = {}
         #: atom name -> seq of its latest completion (SUCCESS/IGNORE).
         self._done: dict[str, int] = {}
-        #: the newest execute failure: (seq, atom name, failure).
-        self._failure: tuple[int, str, Any] | None = None
+        #: the newest execute failure.
+        self._failure: _Failed | None = None
         #: atom name -> seq of its latest execute FAILURE event.
         self._failed_at: dict[str, int] = {}
         #: atom name -> the cause of the retry decision that reset it.
@@ -217,10 +233,10 @@ class EventLogListener(base.Listener):
                 elif data["state"] in _DONE:
                     self._done[name] = int(data["seq"])
                 elif data["state"] == st.FAILURE and (
-                    self._failure is None or self._failure[0] < int(data["seq"])
+                    self._failure is None or self._failure.seq < int(data["seq"])
                 ):
                     cause = data.get("cause", {})
-                    self._failure = (int(data["seq"]), name, cause.get("failure"))
+                    self._failure = _Failed(int(data["seq"]), name, cause.get("failure"))
                 if data["state"] == st.FAILURE:
                     self._failed_at[name] = int(data["seq"])
 
@@ -287,15 +303,13 @@ class EventLogListener(base.Listener):
             return Cause(CauseKind.FINISHED, "the run was suspended")
         if self._failure is None:
             return Cause(CauseKind.FINISHED, f"the flow ended {state}")
-        seq, name, failure = self._failure
-        kind, words = failure_words(failure)
-        if kind is None and isinstance(failure, str):
-            kind, words = failure, failure
+        last = self._failure
+        kind, words = _failed_words(last.failure)
         return Cause(
             CauseKind.FINISHED,
-            f"'{name}' failed with {words}; the flow ended {state}",
-            event=seq,
-            atoms=(name,),
+            f"'{last.atom}' failed with {words}; the flow ended {state}",
+            event=last.seq,
+            atoms=(last.atom,),
             failure=kind,
         )
 
@@ -355,7 +369,7 @@ class EventLogListener(base.Listener):
         if state in _DONE:
             self._done[name] = seq
         elif state == st.FAILURE:
-            self._failure = (seq, name, details.get("result"))
+            self._failure = _Failed(seq, name, details.get("result"))
             self._failed_at[name] = seq
 
     # -- inferring causes ---------------------------------------------------------
@@ -427,7 +441,7 @@ class EventLogListener(base.Listener):
             node = self._graph.nodes().get(name)
             if node is not None and isinstance(node.atom, Retry):
                 # A retry runs again only because it chose RETRY.
-                retried = self._failure_cause(name, "runs again", decided=(name, "RETRY"))
+                retried = self._failure_cause(name, "runs again", decided=Decided(name, "RETRY"))
         if retried is not None:
             return Cause(
                 CauseKind.RETRY,
@@ -439,10 +453,10 @@ class EventLogListener(base.Listener):
                 decision=retried.decision,
             )
         preds = self._graph.predecessors(name)
-        done = [(self._done[p], p) for p in preds if p in self._done]
         if not preds:
             return _plain(CauseKind.READY)
-        last_seq = max(done)[0] if done else None
+        done = self._done
+        last_seq = max((done[p] for p in preds if p in done), default=None)
         return _plain(CauseKind.READY, last_seq, preds)
 
     def _told(self, name: str) -> Any:
@@ -454,7 +468,7 @@ class EventLogListener(base.Listener):
         self,
         name: str,
         verb: str,
-        decided: tuple[str, str] | None = None,
+        decided: Decided | None = None,
         told: Any = None,
     ) -> Cause:
         """Explain ``name`` reverting/retrying/resetting by the failure behind it.
@@ -472,11 +486,11 @@ class EventLogListener(base.Listener):
         elif self._failure is None:
             return Cause(CauseKind.FAILURE, f"it {verb} (no failure was recorded in this log)")
         else:
-            seq, failed, failure = self._failure
-            retry, decision = decided if decided is not None else self._graph.decision(failed, seq)
-        kind, words = failure_words(failure)
-        if kind is None and isinstance(failure, str):
-            kind, words = failure, failure
+            seq, failed, failure = self._failure.seq, self._failure.atom, self._failure.failure
+            if decided is None:
+                decided = self._graph.decision(failed, seq)
+            retry, decision = decided.retry, decided.decision
+        kind, words = _failed_words(failure)
         attempt = self._attempts.get(failed, 1)
         head = f"'{failed}' failed with {words} in attempt {attempt}"
         if retry is None:

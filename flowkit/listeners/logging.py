@@ -26,7 +26,7 @@ __all__ = ["DynamicLoggingListener", "FailureFormatterLike", "LoggingListener"]
 LOG = logging.getLogger(__name__)
 
 Logger = logging.Logger | logging.LoggerAdapter[Any]
-ExcInfo = tuple[Any, ...]
+ExcInfo = formatters.ExcInfo
 
 
 class FailureFormatterLike(Protocol):

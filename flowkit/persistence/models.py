@@ -43,6 +43,8 @@ __all__ = [
 _T = TypeVar("_T")
 _AD = TypeVar("_AD", bound="AtomDetail")
 
+#: A retry's history as stored: per attempt, (what the retry returned, {atom name: Failure}),
+#: the shape TaskFlow's ``RetryDetail.results`` has. Storage and the run state keep it as is.
 RetryHistory = list[tuple[Any, dict[str, Failure]]]
 
 

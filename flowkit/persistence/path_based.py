@@ -94,10 +94,10 @@ class _PathStore(DocumentStore):
         except exc.NotFound:
             return None
         data = value.encode() if isinstance(value, str) else bytes(value)
-        return data, None
+        return Read(data, None)
 
     def members(self, flow: str) -> Members:
-        return list(self._conn._get_children(self._item_path(FLOWS, flow))), None
+        return Members(list(self._conn._get_children(self._item_path(FLOWS, flow))), None)
 
     def keys(self, kind: str) -> list[str]:
         return list(self._conn._get_children(self._conn.root(kind)))

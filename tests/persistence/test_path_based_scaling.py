@@ -60,7 +60,7 @@ class CountingStore(DocumentStore):
 
     def _reads(self, found: Sequence[Read | None]) -> None:
         self.counts.docs_read += len(found)
-        self.counts.bytes_read += sum(len(item[0]) for item in found if item is not None)
+        self.counts.bytes_read += sum(len(item.data) for item in found if item is not None)
 
     def describe(self) -> str:
         return self.inner.describe()
@@ -100,13 +100,13 @@ class CountingStore(DocumentStore):
 
     def members(self, flow: str) -> Members:
         found = self.inner.members(flow)
-        self.counts.listed += len(found[0])
+        self.counts.listed += len(found.uuids)
         return found
 
     def read_flow(self, key: str) -> tuple[Read | None, Members]:
         found, members = self.inner.read_flow(key)
         self._reads([found])
-        self.counts.listed += len(members[0])
+        self.counts.listed += len(members.uuids)
         return found, members
 
     def keys(self, kind: str) -> list[str]:
@@ -243,7 +243,9 @@ def test_destroying_a_book_removes_the_links_of_its_flows(document_backend: Back
         conn.save_logbook(book)
         conn.save_flow_progress(fd, [_atom(i) for i in range(3)])
         conn.destroy_logbook(book.uuid)
-        assert store.members(fd.uuid)[0] == []
+        links = store.members(fd.uuid)
+        assert links.uuids == []
+        assert links.version is None  # the set itself is gone too (in ZooKeeper, its znode)
         with pytest.raises(exc.NotFound):
             conn.get_flow_details(fd.uuid)
 

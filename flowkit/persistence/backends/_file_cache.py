@@ -34,6 +34,13 @@ def signature_of(stat: os.stat_result) -> Signature:
     return Signature(stat.st_ino, stat.st_size, stat.st_mtime_ns)
 
 
+class _Cached(NamedTuple):
+    """A file's contents and the version of the file they were read from."""
+
+    signature: Signature
+    data: bytes
+
+
 class FileCache:
     """Least-recently-used file contents, at most ``maxsize`` files (thread-safe).
 
@@ -48,7 +55,7 @@ class FileCache:
         if maxsize < 1:
             raise ValueError(f"the directory backend's max_cache_size must be at least 1, not {maxsize}")
         self.maxsize = maxsize
-        self._entries: OrderedDict[str, tuple[Signature, bytes]] = OrderedDict()
+        self._entries: OrderedDict[str, _Cached] = OrderedDict()
         self._lock = threading.Lock()
 
     @property
@@ -66,15 +73,15 @@ class FileCache:
         """The cached contents of ``path`` if they were read from this version of it."""
         with self._lock:
             entry = self._entries.get(path)
-            if entry is None or entry[0] != signature:
+            if entry is None or entry.signature != signature:
                 return None
             self._entries.move_to_end(path)
-            return entry[1]
+            return entry.data
 
     def put(self, path: str, signature: Signature, data: bytes) -> None:
         """Remember ``data`` as the contents of this version of ``path``; evict the oldest."""
         with self._lock:
-            self._entries[path] = (signature, data)
+            self._entries[path] = _Cached(signature, data)
             self._entries.move_to_end(path)
             while len(self._entries) > self.maxsize:
                 self._entries.popitem(last=False)

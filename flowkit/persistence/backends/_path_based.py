@@ -49,6 +49,7 @@ from contextlib import AbstractContextManager
 from typing import Any, TypeVar
 
 from flowkit import exceptions as exc
+from flowkit._utils.records import Record
 from flowkit.persistence.base import Backend, Connection, FenceRefused, WriteFence, encode_json
 from flowkit.persistence.models import (
     AtomDetail,
@@ -67,6 +68,8 @@ __all__ = [
     "Conflict",
     "DocumentConnection",
     "DocumentStore",
+    "Members",
+    "Read",
 ]
 
 BOOKS = "books"
@@ -80,8 +83,25 @@ MEMBERS = "members"
 
 _T = TypeVar("_T")
 Doc = dict[str, Any]
-Read = tuple[bytes, Any]  # (document bytes, store-specific version)
-Members = tuple[list[str], Any]  # (atom uuids linked to a flow, store-specific version)
+
+
+class Read(Record):
+    """One document as a store read it."""
+
+    data: bytes
+    version: Any
+    """What an optimistic store checks on commit (``None`` for locking stores)."""
+
+
+class Members(Record):
+    """The atoms linked to a flow as a store listed them."""
+
+    uuids: list[str]
+    """In no particular order."""
+    version: Any
+    """Changes whenever a link is added or removed (``None`` for locking stores)."""
+
+
 DELETE = None  # the pending value of a document being deleted
 
 # How many times an optimistic store retries a step that lost a race, and
@@ -218,10 +238,10 @@ class Batch:
 
     def _decoded(self, kind: str, key: str, found: Read | None) -> Doc | None:
         where = (kind, key)
-        self.seen[where] = found[1] if found is not None else None
+        self.seen[where] = found.version if found is not None else None
         if self.checked:
             self.checked = None  # read after the last check
-        return _decode(found[0], kind, key) if found is not None else None
+        return _decode(found.data, kind, key) if found is not None else None
 
     def get(self, kind: str, key: str) -> Doc | None:
         """Read a document as this batch would leave it (pending writes included)."""
@@ -253,19 +273,19 @@ class Batch:
 
     def members(self, flow: str) -> list[str]:
         """The atoms linked to a flow, as this batch would leave them."""
-        stored, version = self._store.members(flow)
-        self.seen[(MEMBERS, flow)] = version
+        stored = self._store.members(flow)
+        self.seen[(MEMBERS, flow)] = stored.version
         if self.checked:
             self.checked = None
-        return self._pending_members(flow, stored)
+        return self._pending_members(flow, stored.uuids)
 
     def get_flow(self, key: str) -> tuple[Doc | None, list[str]]:
         """:meth:`get` a flow document and its :meth:`members` together."""
         if (FLOWS, key) in self.writes:
             return self.get(FLOWS, key), self.members(key)
-        found, (stored, version) = self._store.read_flow(key)
-        self.seen[(MEMBERS, key)] = version
-        return self._decoded(FLOWS, key, found), self._pending_members(key, stored)
+        found, stored = self._store.read_flow(key)
+        self.seen[(MEMBERS, key)] = stored.version
+        return self._decoded(FLOWS, key, found), self._pending_members(key, stored.uuids)
 
     def read_many(self, kind: str, keys: Sequence[str]) -> list[Doc | None]:
         """Read several documents (not recorded for conflict checks), checking the earlier reads."""
@@ -274,7 +294,10 @@ class Batch:
         found, checked = self._store.read_many_checked(kind, keys, self.seen)
         if checked is not None and self.checked is not False:
             self.checked = checked
-        return [_decode(item[0], kind, key) if item else None for key, item in zip(keys, found, strict=True)]
+        return [
+            _decode(item.data, kind, key) if item is not None else None
+            for key, item in zip(keys, found, strict=True)
+        ]
 
     @property
     def consistent(self) -> bool:
@@ -472,7 +495,8 @@ class DocumentConnection(Connection):
 
     def get_atoms_for_flow(self, fd_uuid: str) -> Iterator[AtomDetail]:
         def body(batch: Batch) -> list[AtomDetail]:
-            return self._atoms(batch, fd_uuid, self._must_flow(batch, fd_uuid)[1])
+            _doc, uuids = self._must_flow(batch, fd_uuid)
+            return self._atoms(batch, fd_uuid, uuids)
 
         return iter(self._read("get_atoms_for_flow", fd_uuid, body))
 

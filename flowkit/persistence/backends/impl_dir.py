@@ -43,6 +43,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from flowkit import exceptions as exc
+from flowkit._utils.records import Record
 from flowkit.persistence.backends._file_cache import FileCache, signature_of
 from flowkit.persistence.backends._path_based import (
     FLOWS,
@@ -63,6 +64,23 @@ _SUFFIX = ".json"
 _JOURNAL = "journal.json"
 _JOURNAL_VERSION = 2  # 2 added "links"; a version 1 journal (no links) is still applied
 _JOURNAL_VERSIONS = (1, 2)
+
+
+class _Write(Record):
+    """A document to replace or delete: one entry of a commit (and of its journal)."""
+
+    kind: str
+    key: str
+    data: bytes | None  # None: delete the document
+
+
+class _Link(Record):
+    """An atom to link to or unlink from a flow: one entry of a commit (and of its journal)."""
+
+    flow: str
+    atom: str
+    add: bool  # False: unlink
+
 
 # One lock per directory for the whole process: POSIX file locks belong to the
 # process, so they keep out other processes but not our own threads (and
@@ -89,6 +107,8 @@ def _path_lock(root: str) -> _PathLock:
 
 
 class _DirStore(DocumentStore):
+    """A directory as a locking document store (layout and journal: see the module docstring)."""
+
     def __init__(self, root: str, fsync: bool, lock_timeout: float, cache: FileCache | None = None) -> None:
         self._root = root
         self._fsync = fsync
@@ -119,7 +139,7 @@ class _DirStore(DocumentStore):
             if cache is not None:
                 cached = cache.get(path, signature_of(os.stat(path)))
                 if cached is not None:
-                    return cached, None
+                    return Read(cached, None)
             with open(path, "rb") as handle:
                 # The signature of the very file read (fstat), not of whatever the path names now.
                 signature = signature_of(os.fstat(handle.fileno())) if cache is not None else None
@@ -128,16 +148,16 @@ class _DirStore(DocumentStore):
             return None
         if cache is not None and signature is not None:
             cache.put(path, signature, data)
-        return data, None
+        return Read(data, None)
 
     def exists_many(self, kind: str, keys: Sequence[str]) -> list[bool]:
         return [os.path.exists(self._file(kind, key)) for key in keys]
 
     def members(self, flow: str) -> Members:
         try:
-            return os.listdir(self._members_dir(flow)), None
+            return Members(os.listdir(self._members_dir(flow)), None)
         except FileNotFoundError:
-            return [], None
+            return Members([], None)
 
     def keys(self, kind: str) -> list[str]:
         try:
@@ -184,7 +204,7 @@ class _DirStore(DocumentStore):
         finally:
             os.close(fd)
 
-    def _apply(self, writes: list[tuple[str, str, bytes | None]], links: list[tuple[str, str, bool]]) -> None:
+    def _apply(self, writes: list[_Write], links: list[_Link]) -> None:
         """Write the documents, then the links; each step may be repeated harmlessly."""
         touched: set[str] = set()
         for kind, key, data in writes:
@@ -220,8 +240,8 @@ class _DirStore(DocumentStore):
     def commit(self, batch: Batch) -> None:
         if not self._ensured:
             self.ensure()
-        writes = [(kind, key, data) for (kind, key), data in batch.writes.items()]
-        links = [(flow, atom, add) for (flow, atom), add in batch.links.items()]
+        writes = [_Write(kind, key, data) for (kind, key), data in batch.writes.items()]
+        links = [_Link(flow, atom, add) for (flow, atom), add in batch.links.items()]
         if len(writes) + len(links) == 1:
             self._apply(writes, links)
             return
@@ -250,8 +270,11 @@ class _DirStore(DocumentStore):
         if record.get("version") not in _JOURNAL_VERSIONS:
             raise exc.StorageFailure(f"journal {journal} has unknown version {record.get('version')!r}")
         self._apply(
-            [(kind, key, None if text is None else text.encode()) for kind, key, text in record["writes"]],
-            [(flow, atom, bool(add)) for flow, atom, add in record.get("links", [])],
+            [
+                _Write(kind, key, None if text is None else text.encode())
+                for kind, key, text in record["writes"]
+            ],
+            [_Link(flow, atom, bool(add)) for flow, atom, add in record.get("links", [])],
         )
         os.unlink(journal)
 

@@ -41,18 +41,18 @@ class _MemoryStore(DocumentStore):
 
     def read(self, kind: str, key: str) -> Read | None:
         data = self._docs[kind].get(key)
-        return (data, None) if data is not None else None
+        return Read(data, None) if data is not None else None
 
     def read_many(self, kind: str, keys: Sequence[str]) -> list[Read | None]:
         docs = self._docs[kind]
-        return [(docs[key], None) if key in docs else None for key in keys]
+        return [Read(docs[key], None) if key in docs else None for key in keys]
 
     def exists_many(self, kind: str, keys: Sequence[str]) -> list[bool]:
         docs = self._docs[kind]
         return [key in docs for key in keys]
 
     def members(self, flow: str) -> Members:
-        return list(self._members.get(flow, ())), None
+        return Members(list(self._members.get(flow, ())), None)
 
     def keys(self, kind: str) -> list[str]:
         with self._lock:

@@ -357,7 +357,9 @@ class SQLAlchemyConnection(base.Connection):
                 params = {"b_uuid": book.uuid}
                 atoms = _codec.group_atoms(conn.execute(sql.SELECT_BOOK_ATOMS, params).all())
                 flow_rows = conn.execute(sql.SELECT_BOOK_FLOWS, params).all()
-                stored_flows = {fd.uuid: fd for _, fd in _codec.assemble_flows(flow_rows, atoms)}
+                stored_flows = {
+                    found.flow.uuid: found.flow for found in _codec.assemble_flows(flow_rows, atoms)
+                }
             result = _codec.book_from_row(row)
             for fd in stored_flows.values():
                 result.add(fd)
@@ -575,7 +577,7 @@ class SQLAlchemyConnection(base.Connection):
     @staticmethod
     def _book_and_flows(
         conn: SAConnection, book_uuid: str, with_flows: bool, with_atoms: bool
-    ) -> tuple[Any, list[tuple[str, models.FlowDetail]]]:
+    ) -> tuple[Any, list[_codec.BookFlow]]:
         """The book's row and, if asked, its flow details (with their atom details if asked)."""
         params = {"b_uuid": book_uuid}
         found = conn.execute(sql.SELECT_BOOK, params).first()
@@ -591,11 +593,11 @@ class SQLAlchemyConnection(base.Connection):
         """Iterate over every stored book (read in one transaction, up front)."""
 
         def work(conn: SAConnection) -> list[models.LogBook]:
-            by_book: dict[str, list[tuple[str, models.FlowDetail]]] = {}
+            by_book: dict[str, list[_codec.BookFlow]] = {}
             if not lazy:  # a lazy book is the book alone, as in get_logbook
                 atoms = _codec.group_atoms(conn.execute(sql.SELECT_ALL_ATOMS).all())
-                for parent_uuid, fd in _codec.assemble_flows(conn.execute(sql.SELECT_ALL_FLOWS).all(), atoms):
-                    by_book.setdefault(parent_uuid, []).append((parent_uuid, fd))
+                for found in _codec.assemble_flows(conn.execute(sql.SELECT_ALL_FLOWS).all(), atoms):
+                    by_book.setdefault(found.book_uuid, []).append(found)
             return [
                 _codec.build_book(row, by_book.get(row._mapping["uuid"], []))
                 for row in conn.execute(sql.SELECT_ALL_BOOKS)
@@ -612,7 +614,7 @@ class SQLAlchemyConnection(base.Connection):
 
         def work(conn: SAConnection) -> list[models.FlowDetail]:
             _, flows = self._book_and_flows(conn, book_uuid, with_flows=True, with_atoms=not lazy)
-            return [fd for _, fd in flows]
+            return [found.flow for found in flows]
 
         return iter(self._run(f"reading the flows of logbook {book_uuid!r}", work, write=False))
 

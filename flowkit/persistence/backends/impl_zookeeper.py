@@ -28,6 +28,7 @@ from contextlib import AbstractContextManager, nullcontext, suppress
 from typing import Any
 
 from flowkit import exceptions as exc
+from flowkit._utils.records import Record
 from flowkit.persistence.backends._path_based import (
     ATOMS,
     FLOWS,
@@ -49,6 +50,15 @@ DEFAULT_PATH = "/flowkit"
 DEFAULT_TIMEOUT = 10.0
 # How many atom uuids a store remembers as existing, to guess instead of ask.
 _KNOWN_ATOMS = 50_000
+
+
+class _Deletion(Record):
+    """A document a commit deletes; kept aside because deletes go last (children first)."""
+
+    kind: str
+    key: str
+    present: bool  # whether it exists (as read, or as asked): a missing one has nothing to delete
+    expected: Any  # the version the delete checks (-1: any, for a document never read)
 
 
 def _kazoo_errors() -> Any:
@@ -141,7 +151,7 @@ class _ZkStore(DocumentStore):
             except self._errors.NoNodeError:
                 found.append(None)
             else:
-                found.append((bytes(data), stat.version))
+                found.append(Read(bytes(data), stat.version))
         if kind:
             self._learn(kind, ((key, item is not None) for key, item in zip(keys, found, strict=True)))
         return found
@@ -150,8 +160,8 @@ class _ZkStore(DocumentStore):
         try:
             children, stat = pending.get()
         except self._errors.NoNodeError:
-            return [], None
-        return list(children), stat.version
+            return Members([], None)
+        return Members(list(children), stat.version)
 
     def members(self, flow: str) -> Members:
         return self._members_of(self._client.get_children_async(self._path(MEMBERS, flow), include_data=True))
@@ -208,10 +218,11 @@ class _ZkStore(DocumentStore):
         existing = self._existing(batch)
         txn = self._client.transaction()
         covered: set[tuple[str, str]] = set()  # seen znodes whose version a write checks
-        deleted: list[tuple[tuple[str, str], bool, Any]] = []
+        deleted: list[_Deletion] = []
         # Documents first (a new flow's members znode with it), then links
         # (children after their parent), then deletes (children first).
         for where, data in batch.writes.items():
+            kind, key = where
             if where in batch.seen:
                 version = batch.seen[where]
                 present, expected = version is not None, version
@@ -219,31 +230,31 @@ class _ZkStore(DocumentStore):
             else:
                 present, expected = existing[where], -1
             if data is None:
-                deleted.append((where, present, expected))
+                deleted.append(_Deletion(kind, key, present, expected))
             elif present:
-                txn.set_data(self._path(*where), data, version=expected)
+                txn.set_data(self._path(kind, key), data, version=expected)
             else:
-                txn.create(self._path(*where), data)
-                if where[0] == FLOWS:
-                    txn.create(self._path(MEMBERS, where[1]), b"")
+                txn.create(self._path(kind, key), data)
+                if kind == FLOWS:
+                    txn.create(self._path(MEMBERS, key), b"")
         for (flow, atom), add in batch.links.items():
             link = f"{self._path(MEMBERS, flow)}/{atom}"
             if add:
                 txn.create(link, b"")
             else:
                 txn.delete(link)
-        gone = {key for (kind, key), present, _ in deleted if kind == FLOWS and present}
+        gone = {doc.key for doc in deleted if doc.kind == FLOWS and doc.present}
         for flow in batch.touched - gone:
             # A new data version tells readers the flow's atoms changed.
             members = (MEMBERS, flow)
             version = batch.seen.get(members)
             txn.set_data(self._path(*members), b"", version=-1 if version is None else version)
             covered.add(members)
-        for where, present, expected in deleted:
-            if present:
-                txn.delete(self._path(*where), version=expected)
-            if where[0] == FLOWS and where[1] in gone:
-                members = (MEMBERS, where[1])
+        for doc in deleted:
+            if doc.present:
+                txn.delete(self._path(doc.kind, doc.key), version=doc.expected)
+            if doc.kind == FLOWS and doc.key in gone:
+                members = (MEMBERS, doc.key)
                 if batch.seen.get(members) is not None:
                     txn.delete(self._path(*members), version=batch.seen[members])
                     covered.add(members)

@@ -310,6 +310,35 @@ def test_a_retry_runs_a_loop_in_its_scope_again_from_its_first_iteration(engine_
     assert [it["iteration"] for it in records["count"].meta["iterations"]] == [1, 2, 1, 2]
 
 
+class FailsOncePolled(task.Task):
+    """Fails, 5 seconds in, the first time it runs after ``Poll`` did (while the loop waits)."""
+
+    failed = False
+
+    def execute(self) -> None:
+        EVENTS.append(("execute", self.name, CLOCK.now))
+        if Poll.calls and not FailsOncePolled.failed:
+            FailsOncePolled.failed = True
+            CLOCK.advance(5.0)
+            raise RuntimeError("failing once, after a poll")
+
+
+@pytest.mark.parametrize("kind", ["serial", "parallel", "asyncio"])
+def test_a_retry_drops_the_delay_its_loop_was_waiting_out(kind: str) -> None:
+    # The first attempt's loop had set a delay (due at 10) when the other branch
+    # failed at 5; the retry starts the loop afresh, which sets its own delay (due
+    # at 15): the old one must not wake it early.
+    FailsOncePolled.failed = False
+    branch = linear_flow.Flow("branch").add(Side("side"), FailsOncePolled("fails"))
+    flow = unordered_flow.Flow("f", retry=retry.Times(2, "r")).add(_poll_loop(delay=10.0), branch)
+    engine = engines.load(flow, engine=kind, clock=CLOCK, max_workers=1)
+    engine.run()
+    assert FailsOncePolled.failed
+    assert [t for _w, name, t in EVENTS if name == "poll"] == [0.0, 5.0, 15.0]
+    assert CLOCK.slept == [10.0]
+    assert engine.storage.run_state.records["poll"].meta["iteration"] == 2
+
+
 def test_a_retry_in_a_loops_body_has_all_its_attempts_in_each_iteration() -> None:
     # Its history kept every iteration's attempt: Times(2) in iteration 3 had none left.
     FailsOnceAt.failed = False

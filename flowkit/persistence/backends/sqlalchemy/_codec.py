@@ -17,11 +17,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flowkit import exceptions as exc
+from flowkit._utils.records import Record
 from flowkit.persistence import models
 from flowkit.persistence.base import encode_json
 from flowkit.types.failure import Failure
 
 __all__ = [
+    "BookFlow",
     "assemble_flows",
     "atom_from_row",
     "atom_row",
@@ -39,6 +41,13 @@ __all__ = [
 
 _encode = encode_json
 _decode = json.JSONDecoder().decode
+
+
+class BookFlow(Record):
+    """A flow detail read with the uuid of its book, so flows read in bulk can be sorted into books."""
+
+    book_uuid: str
+    flow: models.FlowDetail
 
 
 def dumps(value: Any) -> str | None:
@@ -185,8 +194,8 @@ def group_atoms(rows: Sequence[Any]) -> dict[str, list[models.AtomDetail]]:
 
 def assemble_flows(
     flow_rows: Sequence[Any], atoms: dict[str, list[models.AtomDetail]] | None
-) -> list[tuple[str, models.FlowDetail]]:
-    """``(book uuid, flow detail)`` for each flowdetails row, given atoms added (``None``: lazy)."""
+) -> list[BookFlow]:
+    """The flow detail of each flowdetails row, given atoms added (``None``: lazy)."""
     flows = []
     for row in flow_rows:
         mapping = row._mapping
@@ -194,7 +203,7 @@ def assemble_flows(
         if atoms is not None:
             for ad in atoms.get(fd.uuid, ()):
                 fd.add(ad)
-        flows.append((mapping["parent_uuid"], fd))
+        flows.append(BookFlow(mapping["parent_uuid"], fd))
     return flows
 
 
@@ -205,11 +214,11 @@ def update_params(row: Mapping[str, Any]) -> dict[str, Any]:
     return params
 
 
-def build_book(row: Any, flows: list[tuple[str, models.FlowDetail]]) -> models.LogBook:
+def build_book(row: Any, flows: list[BookFlow]) -> models.LogBook:
     """The book of a logbooks row, holding those of ``flows`` that belong to it."""
     book = book_from_row(row._mapping)
-    for parent_uuid, fd in flows:
-        if parent_uuid == book.uuid:
-            book.add(fd)
+    for found in flows:
+        if found.book_uuid == book.uuid:
+            book.add(found.flow)
     book.updated_at = utc(row._mapping["updated_at"])  # add() stamped it; keep the stored one
     return book
