@@ -162,7 +162,7 @@ def _run(args: argparse.Namespace) -> int:
         return fail("jobs", mask_url(str(err)), 2)
     try:
         board = open_board(args, persistence)
-    except exc.NotFound as err:
+    except (exc.NotFound, ValueError) as err:  # no such kind; an option that does not convert
         return fail("jobs", str(err), 2)
     except exc.JobFailure as err:
         return fail("jobs", str(err), 1)

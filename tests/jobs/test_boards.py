@@ -208,3 +208,55 @@ def test_boards_are_found_by_url() -> None:
     board = backends.fetch("b", "zookeeper://h1:2181,h2:2181/my/jobs")
     assert board.where == "zookeeper://h1:2181,h2:2181/my/jobs"  # type: ignore[attr-defined]
     assert type(backends.fetch("b", "memory://")).__name__ == "MemoryJobBoard"
+
+
+def test_redis_options_given_as_text_are_converted(request: pytest.FixtureRequest) -> None:
+    """As a configuration file gives them: ``"false"`` turns TLS off rather than on."""
+    services.require_module("redis", "redis")
+    conf = board_conf("redis", request)
+    text = {
+        "port": str(conf["port"]),
+        "db": "0",
+        "ssl": "false",
+        "socket_keepalive": "no",
+        "retry_on_timeout": "true",
+        "health_check_interval": "30",
+        "socket_connect_timeout": "2",
+        "claim_expiry": "5",
+    }
+    board = backends.fetch("b", {**conf, **text})
+    board.connect()
+    try:
+        job = board.post("j")
+        assert [j.uuid for j in board.iterjobs()] == [job.uuid]
+    finally:
+        board.close()
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("port", "six"),
+        ("db", "zero"),
+        ("socket_timeout", "slow"),
+        ("ssl", "maybe"),
+        ("health_check_interval", "often"),
+        ("claim_expiry", "soon"),
+        ("claim_expiry", "-5"),
+        ("sentinel_fallbacks", ["nohost"]),
+    ],
+)
+def test_redis_option_that_does_not_convert_is_named_when_the_board_is_made(option: str, value: Any) -> None:
+    conf = {"board": "redis://:hunter2@127.0.0.1:6379/0", option: value}
+    with pytest.raises(ValueError, match=f"option '{option}' must be") as failure:
+        backends.fetch("b", conf)
+    message = str(failure.value)
+    assert "redis://:***@127.0.0.1:6379/0" in message and "hunter2" not in message
+
+
+def test_redis_board_on_a_unix_socket_names_the_socket(tmp_path: Any) -> None:
+    services.require_module("redis", "redis")
+    path = tmp_path / "no-redis.sock"
+    board = backends.fetch("b", {"board": "redis", "unix_socket_path": str(path)})
+    with pytest.raises(exc.JobFailure, match=f"unix://{path}.*No such file"):
+        board.connect()

@@ -17,10 +17,14 @@ a background thread; a holder that dies (or stops) loses its claim when the
 key expires, and the next claim records the previous attempt as lost.
 
 Options (TaskFlow's names): ``host``, ``port``, ``password``, ``username``,
-``db``, ``namespace``, ``ssl``..., ``socket_timeout``, ``sentinel``,
-``sentinel_fallbacks``, ``sentinel_kwargs``; or ``url``
-(``redis://:pw@host:6379/0``). flowkit's own: ``claim_expiry`` (seconds,
-default 30; TaskFlow's claims never expire unless asked).
+``db``, ``namespace``, ``unix_socket_path``, ``encoding``, ``encoding_errors``,
+``socket_timeout``, ``socket_connect_timeout``, ``retry_on_timeout``,
+``health_check_interval``, ``ssl``..., ``sentinel``, ``sentinel_fallbacks``,
+``sentinel_kwargs``; or ``url`` (``redis://:pw@host:6379/0``). flowkit's own:
+``claim_expiry`` (seconds, default 30, ``none`` for claims that never expire
+unless asked, as TaskFlow's). Options may be text, as a configuration file
+gives them (``"false"`` is false); one that does not convert is a
+``ValueError`` naming it, raised when the board is made.
 
 Board notifications (:data:`~flowkit.jobs.base.POSTED`, ``REMOVAL``) are sent
 for changes made through this board object only.
@@ -33,7 +37,7 @@ import logging
 import threading
 import time
 import uuid as uuidlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -165,24 +169,48 @@ end
 return {1}
 """
 
-# Options handed to redis-py as they are (TaskFlow's list).
-_CLIENT_OPTIONS: dict[str, type | None] = {
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+def _boolean(value: Any) -> bool:
+    """A yes/no option, which a configuration file or URL gives as text ("false" is false)."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ValueError("expected true or false")
+
+
+# Options handed to redis-py, converted (TaskFlow's list, plus ``socket_keepalive`` and
+# ``ssl_check_hostname``).
+_CLIENT_OPTIONS: dict[str, Callable[[Any], Any] | None] = {
     "host": str,
     "port": int,
     "username": str,
     "password": str,
     "db": int,
     "encoding": str,
+    "encoding_errors": str,
     "socket_timeout": float,
     "socket_connect_timeout": float,
-    "socket_keepalive": bool,
-    "ssl": bool,
+    "socket_keepalive": _boolean,
+    "retry_on_timeout": _boolean,
+    "health_check_interval": int,
+    "unix_socket_path": str,
+    "ssl": _boolean,
     "ssl_keyfile": str,
     "ssl_certfile": str,
     "ssl_cert_reqs": None,
     "ssl_ca_certs": str,
-    "ssl_check_hostname": bool,
+    "ssl_check_hostname": _boolean,
 }
+
+#: What each converter expects, for the error naming an option that does not convert.
+_EXPECTED = {int: "a whole number", float: "a number", _boolean: "true or false"}
 
 
 @contextmanager
@@ -224,8 +252,10 @@ class RedisJobBoard(NotifyingJobBoard):
         self._tokens = f"{ns}:tokens"
         self._trash = f"{ns}:trash"
         self._entities = f"{ns}:entities"
-        expiry = self._conf.get("claim_expiry", DEFAULT_CLAIM_EXPIRY)
-        self._default_expiry = None if expiry in (None, "", "none") else float(expiry)
+        self._default_expiry = self._claim_expiry_option()
+        # Converted now, so a bad option fails fetch(), naming it, before anything connects.
+        self._client_options = self._converted_options()
+        self._fallbacks = self._sentinel_fallbacks()
         self._scripts: dict[str, Any] = {}
         # Claims this board keeps alive: job uuid -> (token, expiry ms).
         self._kept: dict[str, tuple[int, int]] = {}
@@ -242,7 +272,61 @@ class RedisJobBoard(NotifyingJobBoard):
         url = self._conf.get("url")
         if url:
             return mask_url(url)
+        if self._conf.get("unix_socket_path"):
+            return f"unix://{self._conf['unix_socket_path']}"
         return f"redis://{self._conf.get('host', '127.0.0.1')}:{self._conf.get('port', 6379)}"
+
+    def _option_error(self, key: str, value: Any, expected: str) -> ValueError:
+        shown = mask_url(value) if "password" not in key else "***"
+        return ValueError(
+            f"Redis jobboard {self.name!r} at {self.where}: option {key!r} must be {expected}, not {shown!r}"
+        )
+
+    def _claim_expiry_option(self) -> float | None:
+        """The ``claim_expiry`` option in seconds (``None``: claims never expire)."""
+        value = self._conf.get("claim_expiry", DEFAULT_CLAIM_EXPIRY)
+        if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none")):
+            return None
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError):
+            seconds = -1.0
+        if not seconds > 0 or seconds == float("inf"):
+            raise self._option_error("claim_expiry", value, "a positive number of seconds or none")
+        return seconds
+
+    def _converted_options(self) -> dict[str, Any]:
+        """The options redis-py is given, each converted to its type.
+
+        Raises:
+            ValueError: an option does not convert (the option and the board are named).
+        """
+        options: dict[str, Any] = {}
+        for key, convert in _CLIENT_OPTIONS.items():
+            if key not in self._conf:
+                continue
+            value = self._conf[key]
+            try:
+                options[key] = value if convert is None else convert(value)
+            except (TypeError, ValueError):
+                raise self._option_error(key, value, _EXPECTED.get(convert, "text")) from None
+        return options
+
+    def _sentinel_fallbacks(self) -> list[tuple[str, int]]:
+        """The ``sentinel_fallbacks`` option as ``(host, port)`` pairs.
+
+        Raises:
+            ValueError: an entry is not ``host:port`` (the option and the board are named).
+        """
+        value = self._conf.get("sentinel_fallbacks") or []
+        entries = [value] if isinstance(value, str) else list(value)
+        pairs = []
+        for entry in entries:
+            host, _, port = str(entry).rpartition(":")
+            if not host or not port.isdigit():
+                raise self._option_error("sentinel_fallbacks", entry, "a list of host:port")
+            pairs.append((host, int(port)))
+        return pairs
 
     def _make_client(self) -> Any:
         try:
@@ -250,9 +334,10 @@ class RedisJobBoard(NotifyingJobBoard):
         except ImportError as err:  # pragma: no cover - redis is a declared extra
             raise exc.JobFailure("the Redis jobboard needs redis-py: pip install 'flowkit[redis]'") from err
         options: dict[str, Any] = {"socket_connect_timeout": 5.0, "socket_timeout": 10.0}
-        for key, convert in _CLIENT_OPTIONS.items():
-            if key in self._conf and key != "url":
-                options[key] = self._conf[key] if convert is None else convert(self._conf[key])
+        options.update(self._client_options)
+        if not redis.__version__.startswith(("2.", "3.", "4.", "5.")):
+            # redis-py 6 retries on timeouts by default and deprecates the option.
+            options.pop("retry_on_timeout", None)
         try:
             from redis.maint_notifications import MaintNotificationsConfig
         except ImportError:  # pragma: no cover - redis-py < 7
@@ -265,10 +350,7 @@ class RedisJobBoard(NotifyingJobBoard):
             if sentinel:
                 from redis.sentinel import Sentinel
 
-                hosts = [(options.pop("host", "127.0.0.1"), options.pop("port", 26379))]
-                for fallback in self._conf.get("sentinel_fallbacks", []):
-                    host, _, port = str(fallback).rpartition(":")
-                    hosts.append((host, int(port)))
+                hosts = [(options.pop("host", "127.0.0.1"), options.pop("port", 26379)), *self._fallbacks]
                 if not options.get("ssl"):
                     options = {k: v for k, v in options.items() if not k.startswith("ssl")}
                 made = Sentinel(hosts, sentinel_kwargs=self._conf.get("sentinel_kwargs"), **options)
