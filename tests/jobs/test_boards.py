@@ -260,3 +260,52 @@ def test_redis_board_on_a_unix_socket_names_the_socket(tmp_path: Any) -> None:
     board = backends.fetch("b", {"board": "redis", "unix_socket_path": str(path)})
     with pytest.raises(exc.JobFailure, match=f"unix://{path}.*No such file"):
         board.connect()
+
+
+def test_redis_job_reports_and_extends_its_claims_expiry_as_taskflows(request: pytest.FixtureRequest) -> None:
+    services.require_module("redis", "redis")
+    from flowkit.jobs.backends.impl_redis import RedisJob, UnknownExpire
+
+    conf = board_conf("redis", request)
+    board = backends.fetch("b", {**conf, "claim_expiry": "none"})
+    other = backends.fetch("o", conf)
+    board.connect()
+    other.connect()
+    try:
+        job = board.post("j")
+        assert isinstance(job, RedisJob)
+        assert job.expires_in() == UnknownExpire.KEY_NOT_FOUND
+        assert not job.extend_expiry(10)
+        board.claim(job, "a")
+        assert job.expires_in() == UnknownExpire.DOES_NOT_EXPIRE
+        assert job.extend_expiry(10)
+        assert 0 < job.expires_in() <= 10
+
+        # A claim the board keeps alive is renewed with the extended expiry from then on.
+        kept = other.post("k")
+        other.claim(kept, "b")  # the board's default expiry, 30 seconds
+        assert kept.extend_expiry(600)
+        assert kept.expires_in() > 30
+        assert other.holds_locally(kept, other.current_claim(kept))  # type: ignore[arg-type]
+    finally:
+        board.close()
+        other.close()
+
+
+def test_redis_job_last_modified_is_its_last_claim_or_give_back(request: pytest.FixtureRequest) -> None:
+    services.require_module("redis", "redis")
+    conf = board_conf("redis", request)
+    board = backends.fetch("b", conf)
+    board.connect()
+    try:
+        job = board.post("j")
+        assert job.last_modified == job.created_on
+        board.claim(job, "a")
+        claimed = job.last_modified
+        assert claimed > job.created_on
+        board.abandon(job, "a")
+        abandoned = job.last_modified
+        assert abandoned >= claimed
+        assert [j.last_modified for j in board.iterjobs()] == [abandoned]
+    finally:
+        board.close()

@@ -32,6 +32,7 @@ for changes made through this board object only.
 
 from __future__ import annotations
 
+import enum
 import json
 import logging
 import threading
@@ -39,6 +40,7 @@ import time
 import uuid as uuidlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -68,7 +70,7 @@ if TYPE_CHECKING:
     from flowkit.persistence.base import Backend
     from flowkit.persistence.models import LogBook
 
-__all__ = ["RedisJobBoard"]
+__all__ = ["RedisJob", "RedisJobBoard", "UnknownExpire"]
 
 LOG = logging.getLogger(__name__)
 
@@ -136,7 +138,7 @@ end
 return 0
 """
 
-# KEYS: listings, owner, attempts, trash. ARGV: uuid, who, action, reason, end, token ('': any).
+# KEYS: listings, owner, attempts, trash. ARGV: uuid, who, action, reason, end, token ('': any), now.
 _RELEASE = """
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return {0, 'unknown'} end
 local current = redis.call('GET', KEYS[2])
@@ -150,6 +152,7 @@ if last and ARGV[3] ~= 'consume' then
   local record = cjson.decode(last)
   if record['end'] == 'open' then
     record['end'] = ARGV[5]
+    record['ended_at'] = tonumber(ARGV[7])
     if ARGV[4] ~= '' then record['reason'] = ARGV[4] end
     redis.call('LSET', KEYS[3], -1, cjson.encode(record))
   end
@@ -211,6 +214,49 @@ _CLIENT_OPTIONS: dict[str, Callable[[Any], Any] | None] = {
 
 #: What each converter expects, for the error naming an option that does not convert.
 _EXPECTED = {int: "a whole number", float: "a number", _boolean: "true or false"}
+
+
+class UnknownExpire(enum.IntEnum):
+    """What :meth:`RedisJob.expires_in` answers when there is no time left to give (TaskFlow's values)."""
+
+    #: The job is claimed, and its claim does not expire.
+    DOES_NOT_EXPIRE = -1
+    #: The job is not claimed (or no longer on the board).
+    KEY_NOT_FOUND = -2
+
+
+class RedisJob(BoardJob):
+    """A job on a Redis board, with TaskFlow's ``expires_in``/``extend_expiry`` for its claim."""
+
+    _board: RedisJobBoard
+
+    def expires_in(self) -> float | UnknownExpire:
+        """Seconds until the job's current claim expires, or an :class:`UnknownExpire`.
+
+        Raises:
+            JobFailure: the board cannot be read.
+        """
+        return self._board._claim_ttl(self)
+
+    def extend_expiry(self, expiry: float) -> bool:
+        """Make the job's current claim expire ``expiry`` seconds from now; ``False`` when unclaimed.
+
+        A claim made without an expiry gets one. A claim this board keeps
+        alive is renewed with the new expiry from then on.
+
+        Raises:
+            JobFailure: the board cannot be written.
+        """
+        return self._board._set_claim_ttl(self, expiry)
+
+    @property
+    def last_modified(self) -> datetime:
+        """When the job was last claimed or given back (abandoned, trashed), else posted (UTC).
+
+        Raises:
+            JobFailure: the board cannot be read.
+        """
+        return self._board._last_modified(self)
 
 
 @contextmanager
@@ -450,7 +496,7 @@ class RedisJobBoard(NotifyingJobBoard):
             except _posting.MalformedJob as error:
                 self._set_aside_malformed(key, raw_posting, error)
                 continue
-            jobs.append(BoardJob(self, posting, backend=self._persistence))
+            jobs.append(RedisJob(self, posting, backend=self._persistence))
         return iter_sorted(jobs)
 
     def iterjobs(self, only_unclaimed: bool = False, ensure_fresh: bool = False) -> JobBoardIterator:
@@ -463,6 +509,40 @@ class RedisJobBoard(NotifyingJobBoard):
         with _translated(f"read the claim of job {job.uuid}", self.where):
             raw = self._redis().get(self._owner_key(job.uuid))
         return None if raw is None else _decode_claim(raw)
+
+    def _claim_ttl(self, job: Job) -> float | UnknownExpire:
+        with _translated(f"read the claim expiry of job {job.uuid}", self.where):
+            left = int(self._redis().pttl(self._owner_key(job.uuid)))
+        if left < 0:
+            return UnknownExpire(left) if left in (-1, -2) else UnknownExpire.KEY_NOT_FOUND
+        return left / 1000.0
+
+    def _set_claim_ttl(self, job: Job, expiry: float) -> bool:
+        ms = max(0, int(expiry * 1000))
+        sent_at = time.monotonic()
+        with _translated(f"extend the claim expiry of job {job.uuid}", self.where):
+            raw = self._redis().get(self._owner_key(job.uuid))
+            applied = raw is not None and bool(self._redis().pexpire(self._owner_key(job.uuid), ms))
+        if applied and ms > 0:
+            token = _decode_claim(raw).token
+            with self._kept_lock:
+                kept = self._kept.get(job.uuid)
+                if kept is not None and kept[0] == token:
+                    # Renew with the new expiry from now on (the keeper reads it each period).
+                    self._kept[job.uuid] = (token, ms)
+                    self._renewed_at[job.uuid] = sent_at
+        return applied
+
+    def _last_modified(self, job: BoardJob) -> datetime:
+        with _translated(f"read the last attempt of job {job.uuid}", self.where):
+            raw = self._redis().lindex(self._attempts_key(job.uuid), -1)
+        latest = job.created_on
+        if raw is not None:
+            record = json.loads(raw)
+            stamps = [record.get("claimed_at"), record.get("ended_at")]
+            seconds = max(float(v) for v in stamps if isinstance(v, (int, float)))
+            latest = max(latest, datetime.fromtimestamp(seconds, UTC))
+        return latest
 
     def find_owner(self, job: Job) -> str | None:
         claim = self.current_claim(job)
@@ -499,7 +579,7 @@ class RedisJobBoard(NotifyingJobBoard):
             posting = _posting.Posting.make(job_uuid, name, sequence, book, details, priority)
             if not self._redis().hsetnx(self._listings, job_uuid, _posting.dumps(posting)):
                 raise exc.JobFailure(f"job {job_uuid} could not be posted: the uuid is taken")
-        job = BoardJob(self, posting, backend=self._persistence, book=book)
+        job = RedisJob(self, posting, backend=self._persistence, book=book)
         self._notify(POSTED, job)
         return job
 
@@ -575,7 +655,7 @@ class RedisJobBoard(NotifyingJobBoard):
         token = "" if claim is None else str(claim.token)
         with _translated(f"{action} job {job.uuid}", self.where):
             result = self._scripts["release"](
-                keys=keys, args=[job.uuid, who, action, reason or "", end, token]
+                keys=keys, args=[job.uuid, who, action, reason or "", end, token, time.time()]
             )
         if result[0] == 1:
             return
