@@ -309,3 +309,32 @@ def test_redis_job_last_modified_is_its_last_claim_or_give_back(request: pytest.
         assert [j.last_modified for j in board.iterjobs()] == [abandoned]
     finally:
         board.close()
+
+
+def test_redis_board_on_a_client_handed_in_is_connected_only_between_connect_and_close(
+    request: pytest.FixtureRequest,
+) -> None:
+    """As TaskFlow's: a conductor connects such a board, and a closed one refuses work."""
+    services.require_module("redis", "redis")
+    import redis
+
+    from flowkit.conductors import backends as conductor_backends
+
+    conf = board_conf("redis", request)
+    client = redis.Redis(host=conf["host"], port=conf["port"])
+    try:
+        board = backends.fetch("b", {"board": "redis", "namespace": conf["namespace"]}, client=client)
+        assert not board.connected
+        conductor_backends.fetch("blocking", "c", board).connect()
+        assert board.connected
+        board.post("j")
+        board.close()
+        assert not board.connected
+        with pytest.raises(exc.JobFailure, match="not connected"):
+            board.post("k")
+        assert client.ping()  # the client is its owner's to close
+        board.connect()
+        assert board.job_count == 1
+        board.close()
+    finally:
+        client.close()

@@ -409,7 +409,9 @@ class RedisJobBoard(NotifyingJobBoard):
 
     @property
     def connected(self) -> bool:
-        if self._client is None:
+        # A client handed in exists before connect() and after close(): only a board
+        # connected since (its scripts registered) counts, whoever owns the client.
+        if self._client is None or not self._scripts:
             return False
         try:
             return bool(self._client.ping())
@@ -434,6 +436,7 @@ class RedisJobBoard(NotifyingJobBoard):
         with self._kept_lock:
             self._kept.clear()
             self._renewed_at.clear()
+        self._scripts.clear()
         if self._client is not None and self._own_client:
             self._client.close()
             self._client = None
