@@ -338,3 +338,19 @@ def test_redis_board_on_a_client_handed_in_is_connected_only_between_connect_and
         board.close()
     finally:
         client.close()
+
+
+def test_redis_namespace_given_as_bytes_is_the_same_namespace(request: pytest.FixtureRequest) -> None:
+    """TaskFlow's Redis namespaces are bytes; b"x" and "x" name one set of jobs."""
+    services.require_module("redis", "redis")
+    conf = board_conf("redis", request)
+    text = backends.fetch("t", conf)
+    raw = backends.fetch("r", {**conf, "namespace": conf["namespace"].encode()})
+    text.connect()
+    raw.connect()
+    try:
+        job = raw.post("j")
+        assert [j.uuid for j in text.iterjobs()] == [job.uuid]
+    finally:
+        text.close()
+        raw.close()

@@ -291,7 +291,9 @@ class RedisJobBoard(NotifyingJobBoard):
         self._persistence = persistence
         self._client = client
         self._own_client = client is None
-        ns = str(self._conf.get("namespace", DEFAULT_NAMESPACE))
+        ns = self._conf.get("namespace", DEFAULT_NAMESPACE)
+        # TaskFlow's namespaces are bytes (its default is b"taskflow"): the same name either way.
+        ns = ns.decode() if isinstance(ns, bytes) else str(ns)
         self._ns = ns
         self._listings = f"{ns}:listings"
         self._sequence = f"{ns}:sequence"
