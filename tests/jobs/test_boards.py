@@ -78,6 +78,27 @@ def test_redis_claim_is_kept_alive_past_its_expiry(request: pytest.FixtureReques
         other.check_claim(seen, claim)
 
 
+def test_redis_claim_with_a_shorter_expiry_than_the_others_kept_is_renewed_at_its_own_pace(
+    request: pytest.FixtureRequest,
+) -> None:
+    """A keeper pacing itself on a 30 s claim must not let a 1 s claim made meanwhile lapse."""
+    conf = board_conf("redis", request)
+    with backends.backend("h", {**conf, "claim_expiry": 30}) as holder, backends.backend("o", conf) as other:
+        holder.claim(holder.post("long"), "a")
+        job = holder.post("short")
+        claim = holder.claim(job, "a", expiry=1.0)
+        key = holder._owner_key(job.uuid)  # type: ignore[attr-defined]
+        ttls: list[int] = []
+
+        def renewed_three_times() -> bool:
+            ttls.append(int(holder._redis().pttl(key)))  # type: ignore[attr-defined]
+            return sum(1 for before, after in zip(ttls, ttls[1:], strict=False) if after > before) >= 3
+
+        wait_until(renewed_three_times, timeout=10)
+        [seen] = [j for j in other.iterjobs() if j.uuid == job.uuid]
+        other.check_claim(seen, claim)
+
+
 def test_redis_board_vouches_locally_only_for_claims_it_recently_made_or_renewed(
     request: pytest.FixtureRequest,
 ) -> None:

@@ -309,7 +309,12 @@ class RedisJobBoard(NotifyingJobBoard):
         self._kept: dict[str, tuple[int, int]] = {}
         # When the last claim or renewal of each kept claim that succeeded was sent (monotonic).
         self._renewed_at: dict[str, float] = {}
+        # When each kept claim is to be renewed next (monotonic): a third of its own expiry
+        # after its last renewal, so claims of different expiries each keep their own pace.
+        self._due: dict[str, float] = {}
         self._kept_lock = threading.Lock()
+        # Wakes the keeper early: a claim due sooner than it planned for, or close().
+        self._keeper_wake = threading.Condition(self._kept_lock)
         self._keeper: threading.Thread | None = None
         self._keeper_stop = threading.Event()
 
@@ -432,12 +437,15 @@ class RedisJobBoard(NotifyingJobBoard):
 
     def close(self) -> None:
         self._keeper_stop.set()
+        with self._keeper_wake:
+            self._keeper_wake.notify_all()
         keeper, self._keeper = self._keeper, None
         if keeper is not None:
             keeper.join(timeout=5)
         with self._kept_lock:
             self._kept.clear()
             self._renewed_at.clear()
+            self._due.clear()
         self._scripts.clear()
         if self._client is not None and self._own_client:
             self._client.close()
@@ -533,9 +541,8 @@ class RedisJobBoard(NotifyingJobBoard):
             with self._kept_lock:
                 kept = self._kept.get(job.uuid)
                 if kept is not None and kept[0] == token:
-                    # Renew with the new expiry from now on (the keeper reads it each period).
-                    self._kept[job.uuid] = (token, ms)
-                    self._renewed_at[job.uuid] = sent_at
+                    # Renewed with the new expiry from now on, at the pace it sets.
+                    self._schedule(job.uuid, token, ms, sent_at)
         return applied
 
     def _last_modified(self, job: BoardJob) -> datetime:
@@ -699,10 +706,16 @@ class RedisJobBoard(NotifyingJobBoard):
         self._notify(REMOVAL, job)
 
     # -- keeping claims alive --------------------------------------------
+    def _schedule(self, job_uuid: str, token: int, ms: int, sent_at: float) -> None:
+        """Keep ``job_uuid``'s claim, renewed next a third of ``ms`` after ``sent_at`` (lock held)."""
+        self._kept[job_uuid] = (token, ms)
+        self._renewed_at[job_uuid] = sent_at
+        self._due[job_uuid] = sent_at + ms / 3000.0
+        self._keeper_wake.notify_all()
+
     def _keep_alive(self, job_uuid: str, token: int, ms: int, sent_at: float) -> None:
         with self._kept_lock:
-            self._kept[job_uuid] = (token, ms)
-            self._renewed_at[job_uuid] = sent_at
+            self._schedule(job_uuid, token, ms, sent_at)
             if self._keeper is None or not self._keeper.is_alive():
                 self._keeper_stop.clear()
                 self._keeper = threading.Thread(
@@ -714,22 +727,36 @@ class RedisJobBoard(NotifyingJobBoard):
         with self._kept_lock:
             self._kept.pop(job_uuid, None)
             self._renewed_at.pop(job_uuid, None)
+            self._due.pop(job_uuid, None)
+
+    def _next_due(self) -> list[tuple[str, int, int]]:
+        """Wait until a kept claim is due for renewal; the due ones, or ``[]`` once closing."""
+        with self._keeper_wake:
+            while not self._keeper_stop.is_set():
+                now = time.monotonic()
+                due = [(u, *self._kept[u]) for u, at in self._due.items() if at <= now and u in self._kept]
+                if due:
+                    return due
+                # Woken early by a claim due sooner than this (or by close()).
+                self._keeper_wake.wait(min(self._due.values(), default=now + 1.0) - now)
+            return []
 
     def _renew_loop(self) -> None:
         while True:
-            with self._kept_lock:
-                kept = dict(self._kept)
-            period = min((ms for _, ms in kept.values()), default=3000) / 3000.0
-            if self._keeper_stop.wait(period):
+            due = self._next_due()
+            if not due:
                 return
-            for job_uuid, (token, ms) in kept.items():
+            for job_uuid, token, ms in due:
                 sent_at = time.monotonic()
                 try:
                     renewed = self._scripts["renew"](keys=[self._owner_key(job_uuid)], args=[token, ms])
-                except Exception:  # retried next period; the claim expires only later
+                except Exception:  # tried again a third of its expiry later; it expires only later
                     LOG.warning(
                         "could not renew the claim on job %s at %s", job_uuid, self.where, exc_info=True
                     )
+                    with self._kept_lock:
+                        if self._kept.get(job_uuid) == (token, ms):
+                            self._due[job_uuid] = sent_at + ms / 3000.0
                     continue
                 if not renewed:
                     LOG.warning("claim on job %s at %s was lost; no longer renewing it", job_uuid, self.where)
@@ -738,6 +765,7 @@ class RedisJobBoard(NotifyingJobBoard):
                 with self._kept_lock:
                     if self._kept.get(job_uuid) == (token, ms):
                         self._renewed_at[job_uuid] = sent_at
+                        self._due[job_uuid] = sent_at + ms / 3000.0
 
 
 #: Options read from a board URL's query string (``redis://h/0?namespace=x``) rather than given to redis-py.
