@@ -375,3 +375,29 @@ def test_redis_namespace_given_as_bytes_is_the_same_namespace(request: pytest.Fi
     finally:
         text.close()
         raw.close()
+
+
+def test_zookeeper_board_on_a_started_client_is_connected_only_between_connect_and_close(
+    request: pytest.FixtureRequest,
+) -> None:
+    """As TaskFlow's: a conductor connects such a board (its nodes made, its watch set up)."""
+    services.require_module("kazoo", "kazoo")
+    from kazoo.client import KazooClient  # type: ignore[import-untyped]
+
+    from flowkit.conductors import backends as conductor_backends
+
+    conf = board_conf("zookeeper", request)
+    client = KazooClient(hosts=conf["hosts"], timeout=10.0)
+    client.start(timeout=30)
+    try:
+        board = backends.fetch("b", conf, client=client)
+        assert not board.connected
+        conductor_backends.fetch("blocking", "c", board).connect()
+        assert board.connected
+        assert client.exists(f"{conf['path']}/.trash")
+        board.close()
+        assert not board.connected
+        assert client.connected  # the client is its owner's to stop
+    finally:
+        client.stop()
+        client.close()
