@@ -401,3 +401,25 @@ def test_zookeeper_board_on_a_started_client_is_connected_only_between_connect_a
     finally:
         client.stop()
         client.close()
+
+
+def test_redis_board_works_on_a_client_that_decodes_responses(request: pytest.FixtureRequest) -> None:
+    """A client handed in may be made with ``decode_responses=True`` (answers as str, not bytes)."""
+    services.require_module("redis", "redis")
+    import redis
+
+    conf = board_conf("redis", request)
+    client = redis.Redis(host=conf["host"], port=conf["port"], decode_responses=True)
+    board = backends.fetch("b", {"board": "redis", "namespace": conf["namespace"]}, client=client)
+    board.connect()
+    try:
+        job = board.post("j")
+        client.hset(f"{conf['namespace']}:listings", "stray", "not json")
+        assert [j.uuid for j in board.iterjobs()] == [job.uuid]
+        claim = board.claim(job, "a")
+        board.consume(job, "a", claim=claim)
+        assert ["not JSON" in t["reason"] for t in board.trashed()] == [True]  # the stray, set aside
+        assert board.job_count == 0
+    finally:
+        board.close()
+        client.close()

@@ -489,9 +489,10 @@ class RedisJobBoard(NotifyingJobBoard):
         with _translated("count jobs", self.where):
             return int(self._redis().hlen(self._listings))
 
-    def _set_aside_malformed(self, key: str, raw: bytes, error: _posting.MalformedJob) -> None:
+    def _set_aside_malformed(self, key: str, raw: bytes | str, error: _posting.MalformedJob) -> None:
         LOG.warning("setting aside malformed job document %s: %s", error.location, error)
-        doc = json.dumps({"raw": raw.decode("utf-8", "replace"), "reason": str(error), "attempts": []})
+        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+        doc = json.dumps({"raw": text, "reason": str(error), "attempts": []})
         with _translated("set a malformed job aside", self.where):
             pipe = self._redis().pipeline(transaction=True)
             pipe.hset(self._trash, key, doc)
@@ -503,7 +504,7 @@ class RedisJobBoard(NotifyingJobBoard):
             raw = self._redis().hgetall(self._listings)
         jobs = []
         for raw_key, raw_posting in raw.items():
-            key = raw_key.decode()
+            key = _text(raw_key)  # str from a client made with decode_responses=True
             try:
                 posting = _posting.loads(raw_posting, f"{self.where} {self._listings}[{key}]")
             except _posting.MalformedJob as error:
