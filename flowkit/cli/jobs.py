@@ -201,7 +201,7 @@ def _run(args: argparse.Namespace) -> int:
         return fail("jobs", mask_url(one_line(err)), 2)
     try:
         board = open_board(args, persistence)
-    except exc.NotFound as err:
+    except (exc.NotFound, ValueError) as err:  # no such kind; an option that does not convert
         return fail("jobs", one_line(err), 2)
     except exc.JobFailure as err:
         return fail("jobs", one_line(err), 1)

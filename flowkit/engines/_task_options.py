@@ -138,8 +138,9 @@ def options_of(node: Node, default: float | None, limits: Mapping[str, int]) -> 
 
 def _until_class() -> type | None:
     """Loops' check task, if loops are in use (not imported for a flow without any)."""
-    loops = sys.modules.get("flowkit.patterns.loop_flow")
-    return None if loops is None else loops.Until
+    # getattr: another thread may be importing the module, not yet at the class.
+    until: type | None = getattr(sys.modules.get("flowkit.patterns.loop_flow"), "Until", None)
+    return until
 
 
 def check_limits(value: object, engine: str) -> dict[str, int]:

@@ -59,14 +59,17 @@ def _engine_class(kind: str, namespace: str = ENTRY_POINT_GROUP) -> type[Engine]
         cls: type[Engine] = found[kind].load()
         return cls
     module, _, name = target.partition(":")
-    loaded = sys.modules.get(module)
-    if loaded is None:
+    # A module another thread is still importing is in sys.modules already, without its
+    # classes yet: only a module that has the class is taken as it is; otherwise
+    # import_module waits for that other import to finish.
+    engine_class: Any = getattr(sys.modules.get(module), name, None)
+    if engine_class is None:
         # The first load of a process imports the engine's own modules: a burst of
         # long-lived objects (classes, functions, code) that the cyclic collector
         # would walk for nothing, about a sixth of that first load.
         with gc_paused():
-            loaded = importlib.import_module(module)
-    return getattr(loaded, name)  # type: ignore[no-any-return]
+            engine_class = getattr(importlib.import_module(module), name)
+    return engine_class  # type: ignore[no-any-return]
 
 
 def _parse_engine(engine: str) -> tuple[str, dict[str, Any]]:

@@ -69,11 +69,13 @@ class Posting:
         """
         if not isinstance(name, str) or not name:
             raise exc.InvalidFormat(f"a job's name must be a non-empty string, not {name!r}")
-        details = dict(details or {})
         try:
-            json.dumps(details, allow_nan=False)
+            encoded = json.dumps(dict(details or {}), allow_nan=False)
         except (TypeError, ValueError) as err:
             raise exc.InvalidFormat(f"details of job {name!r} cannot be stored as JSON: {err}") from err
+        # The poster's job holds what every other reader gets back (lists for tuples, text
+        # keys), and none of the caller's objects, which it may change after posting.
+        details = json.loads(encoded)
         book_data = None
         if book is not None:
             book_data = {"name": book.name, "uuid": book.uuid, "flows": [fd.uuid for fd in book]}

@@ -296,7 +296,11 @@ class Job(ABC):
 
     @property
     def last_modified(self) -> datetime | None:
-        """When the job was last claimed, abandoned or posted (UTC)."""
+        """When the job last changed hands (UTC): here its posting; boards that record more say so.
+
+        The Redis board's jobs give their last claim or give-back (as
+        TaskFlow's do); the memory and ZooKeeper boards' give the posting.
+        """
         return self._created_on
 
     @property

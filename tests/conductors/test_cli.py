@@ -147,3 +147,13 @@ def test_unreachable_board_names_its_masked_url() -> None:
     done = flowkit("jobs", "--board", f"redis://:hunter2@127.0.0.1:{port}/0", "list")
     assert done.returncode == 1
     assert f"redis://:***@127.0.0.1:{port}/0" in done.stderr and "hunter2" not in done.stderr
+
+
+@pytest.mark.parametrize("command", ["jobs", "conductor"])
+def test_board_option_that_does_not_convert_is_a_usage_error_naming_it(command: str) -> None:
+    board = "redis://:hunter2@127.0.0.1:6379/0?claim_expiry=soon"
+    extra = ["list"] if command == "jobs" else ["--name", "c"]
+    done = flowkit(command, "--board", board, *extra)
+    assert done.returncode == 2, done.stderr
+    assert "option 'claim_expiry' must be" in done.stderr and "hunter2" not in done.stderr
+    assert "Traceback" not in done.stderr

@@ -79,6 +79,27 @@ def test_redis_claim_is_kept_alive_past_its_expiry(request: pytest.FixtureReques
         other.check_claim(seen, claim)
 
 
+def test_redis_claim_with_a_shorter_expiry_than_the_others_kept_is_renewed_at_its_own_pace(
+    request: pytest.FixtureRequest,
+) -> None:
+    """A keeper pacing itself on a 30 s claim must not let a 1 s claim made meanwhile lapse."""
+    conf = board_conf("redis", request)
+    with backends.backend("h", {**conf, "claim_expiry": 30}) as holder, backends.backend("o", conf) as other:
+        holder.claim(holder.post("long"), "a")
+        job = holder.post("short")
+        claim = holder.claim(job, "a", expiry=1.0)
+        key = holder._owner_key(job.uuid)  # type: ignore[attr-defined]
+        ttls: list[int] = []
+
+        def renewed_three_times() -> bool:
+            ttls.append(int(holder._redis().pttl(key)))  # type: ignore[attr-defined]
+            return sum(1 for before, after in zip(ttls, ttls[1:], strict=False) if after > before) >= 3
+
+        wait_until(renewed_three_times, timeout=10)
+        [seen] = [j for j in other.iterjobs() if j.uuid == job.uuid]
+        other.check_claim(seen, claim)
+
+
 def test_redis_board_vouches_locally_only_for_claims_it_recently_made_or_renewed(
     request: pytest.FixtureRequest,
 ) -> None:
@@ -240,3 +261,197 @@ def test_boards_are_found_by_url() -> None:
     board = backends.fetch("b", "zookeeper://h1:2181,h2:2181/my/jobs")
     assert board.where == "zookeeper://h1:2181,h2:2181/my/jobs"  # type: ignore[attr-defined]
     assert type(backends.fetch("b", "memory://")).__name__ == "MemoryJobBoard"
+
+
+def test_redis_options_given_as_text_are_converted(request: pytest.FixtureRequest) -> None:
+    """As a configuration file gives them: ``"false"`` turns TLS off rather than on."""
+    services.require_module("redis", "redis")
+    conf = board_conf("redis", request)
+    text = {
+        "port": str(conf["port"]),
+        "db": "0",
+        "ssl": "false",
+        "socket_keepalive": "no",
+        "retry_on_timeout": "true",
+        "health_check_interval": "30",
+        "socket_connect_timeout": "2",
+        "claim_expiry": "5",
+    }
+    board = backends.fetch("b", {**conf, **text})
+    board.connect()
+    try:
+        job = board.post("j")
+        assert [j.uuid for j in board.iterjobs()] == [job.uuid]
+    finally:
+        board.close()
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("port", "six"),
+        ("db", "zero"),
+        ("socket_timeout", "slow"),
+        ("ssl", "maybe"),
+        ("health_check_interval", "often"),
+        ("claim_expiry", "soon"),
+        ("claim_expiry", "-5"),
+        ("sentinel_fallbacks", ["nohost"]),
+    ],
+)
+def test_redis_option_that_does_not_convert_is_named_when_the_board_is_made(option: str, value: Any) -> None:
+    conf = {"board": "redis://:hunter2@127.0.0.1:6379/0", option: value}
+    with pytest.raises(ValueError, match=f"option '{option}' must be") as failure:
+        backends.fetch("b", conf)
+    message = str(failure.value)
+    assert "redis://:***@127.0.0.1:6379/0" in message and "hunter2" not in message
+
+
+def test_redis_board_on_a_unix_socket_names_the_socket(tmp_path: Any) -> None:
+    services.require_module("redis", "redis")
+    path = tmp_path / "no-redis.sock"
+    board = backends.fetch("b", {"board": "redis", "unix_socket_path": str(path)})
+    with pytest.raises(exc.JobFailure, match=f"unix://{path}.*No such file"):
+        board.connect()
+
+
+def test_redis_job_reports_and_extends_its_claims_expiry_as_taskflows(request: pytest.FixtureRequest) -> None:
+    services.require_module("redis", "redis")
+    from flowkit.jobs.backends.impl_redis import RedisJob, UnknownExpire
+
+    conf = board_conf("redis", request)
+    board = backends.fetch("b", {**conf, "claim_expiry": "none"})
+    other = backends.fetch("o", conf)
+    board.connect()
+    other.connect()
+    try:
+        job = board.post("j")
+        assert isinstance(job, RedisJob)
+        assert job.expires_in() == UnknownExpire.KEY_NOT_FOUND
+        assert not job.extend_expiry(10)
+        board.claim(job, "a")
+        assert job.expires_in() == UnknownExpire.DOES_NOT_EXPIRE
+        assert job.extend_expiry(10)
+        assert 0 < job.expires_in() <= 10
+
+        # A claim the board keeps alive is renewed with the extended expiry from then on.
+        kept = other.post("k")
+        other.claim(kept, "b")  # the board's default expiry, 30 seconds
+        assert kept.extend_expiry(600)
+        assert kept.expires_in() > 30
+        assert other.holds_locally(kept, other.current_claim(kept))  # type: ignore[arg-type]
+    finally:
+        board.close()
+        other.close()
+
+
+def test_redis_job_last_modified_is_its_last_claim_or_give_back(request: pytest.FixtureRequest) -> None:
+    services.require_module("redis", "redis")
+    conf = board_conf("redis", request)
+    board = backends.fetch("b", conf)
+    board.connect()
+    try:
+        job = board.post("j")
+        assert job.last_modified == job.created_on
+        board.claim(job, "a")
+        claimed = job.last_modified
+        assert claimed > job.created_on
+        board.abandon(job, "a")
+        abandoned = job.last_modified
+        assert abandoned >= claimed
+        assert [j.last_modified for j in board.iterjobs()] == [abandoned]
+    finally:
+        board.close()
+
+
+def test_redis_board_on_a_client_handed_in_is_connected_only_between_connect_and_close(
+    request: pytest.FixtureRequest,
+) -> None:
+    """As TaskFlow's: a conductor connects such a board, and a closed one refuses work."""
+    services.require_module("redis", "redis")
+    import redis
+
+    from flowkit.conductors import backends as conductor_backends
+
+    conf = board_conf("redis", request)
+    client = redis.Redis(host=conf["host"], port=conf["port"])
+    try:
+        board = backends.fetch("b", {"board": "redis", "namespace": conf["namespace"]}, client=client)
+        assert not board.connected
+        conductor_backends.fetch("blocking", "c", board).connect()
+        assert board.connected
+        board.post("j")
+        board.close()
+        assert not board.connected
+        with pytest.raises(exc.JobFailure, match="not connected"):
+            board.post("k")
+        assert client.ping()  # the client is its owner's to close
+        board.connect()
+        assert board.job_count == 1
+        board.close()
+    finally:
+        client.close()
+
+
+def test_redis_namespace_given_as_bytes_is_the_same_namespace(request: pytest.FixtureRequest) -> None:
+    """TaskFlow's Redis namespaces are bytes; b"x" and "x" name one set of jobs."""
+    services.require_module("redis", "redis")
+    conf = board_conf("redis", request)
+    text = backends.fetch("t", conf)
+    raw = backends.fetch("r", {**conf, "namespace": conf["namespace"].encode()})
+    text.connect()
+    raw.connect()
+    try:
+        job = raw.post("j")
+        assert [j.uuid for j in text.iterjobs()] == [job.uuid]
+    finally:
+        text.close()
+        raw.close()
+
+
+def test_zookeeper_board_on_a_started_client_is_connected_only_between_connect_and_close(
+    request: pytest.FixtureRequest,
+) -> None:
+    """As TaskFlow's: a conductor connects such a board (its nodes made, its watch set up)."""
+    services.require_module("kazoo", "kazoo")
+    from kazoo.client import KazooClient  # type: ignore[import-untyped]
+
+    from flowkit.conductors import backends as conductor_backends
+
+    conf = board_conf("zookeeper", request)
+    client = KazooClient(hosts=conf["hosts"], timeout=10.0)
+    client.start(timeout=30)
+    try:
+        board = backends.fetch("b", conf, client=client)
+        assert not board.connected
+        conductor_backends.fetch("blocking", "c", board).connect()
+        assert board.connected
+        assert client.exists(f"{conf['path']}/.trash")
+        board.close()
+        assert not board.connected
+        assert client.connected  # the client is its owner's to stop
+    finally:
+        client.stop()
+        client.close()
+
+
+def test_redis_board_works_on_a_client_that_decodes_responses(request: pytest.FixtureRequest) -> None:
+    """A client handed in may be made with ``decode_responses=True`` (answers as str, not bytes)."""
+    services.require_module("redis", "redis")
+    import redis
+
+    conf = board_conf("redis", request)
+    client = redis.Redis(host=conf["host"], port=conf["port"], decode_responses=True)
+    board = backends.fetch("b", {"board": "redis", "namespace": conf["namespace"]}, client=client)
+    board.connect()
+    try:
+        job = board.post("j")
+        client.hset(f"{conf['namespace']}:listings", "stray", "not json")
+        assert [j.uuid for j in board.iterjobs()] == [job.uuid]
+        claim = board.claim(job, "a")
+        board.consume(job, "a", claim=claim)
+        assert ["not JSON" in t["reason"] for t in board.trashed()] == [True]  # the stray, set aside
+        assert board.job_count == 0
+    finally:
+        board.close()
+        client.close()

@@ -27,6 +27,16 @@ def test_posted_job_is_listed_with_its_posting(make_board: MakeBoard) -> None:
     assert board.job_count == 1
 
 
+def test_poster_holds_the_details_every_reader_gets(make_board: MakeBoard) -> None:
+    """Tuples come back as lists and keys as text; the caller's dict is not the job's."""
+    board = make_board()
+    details: dict[Any, Any] = {"pair": (1, 2), 7: "seven", "store": {"x": [1]}}
+    job = board.post("j", details=details)
+    details["store"]["x"].append(2)
+    [listed] = list(make_board().iterjobs())
+    assert job.details == listed.details == {"pair": [1, 2], "7": "seven", "store": {"x": [1]}}
+
+
 def test_claim_is_exclusive_and_names_its_owner(make_board: MakeBoard) -> None:
     board, other = make_board(), make_board()
     job = board.post("j")

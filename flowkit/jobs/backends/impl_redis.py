@@ -17,10 +17,14 @@ a background thread; a holder that dies (or stops) loses its claim when the
 key expires, and the next claim records the previous attempt as lost.
 
 Options (TaskFlow's names): ``host``, ``port``, ``password``, ``username``,
-``db``, ``namespace``, ``ssl``..., ``socket_timeout``, ``sentinel``,
-``sentinel_fallbacks``, ``sentinel_kwargs``; or ``url``
-(``redis://:pw@host:6379/0``). flowkit's own: ``claim_expiry`` (seconds,
-default 30; TaskFlow's claims never expire unless asked).
+``db``, ``namespace``, ``unix_socket_path``, ``encoding``, ``encoding_errors``,
+``socket_timeout``, ``socket_connect_timeout``, ``retry_on_timeout``,
+``health_check_interval``, ``ssl``..., ``sentinel``, ``sentinel_fallbacks``,
+``sentinel_kwargs``; or ``url`` (``redis://:pw@host:6379/0``). flowkit's own:
+``claim_expiry`` (seconds, default 30, ``none`` for claims that never expire
+unless asked, as TaskFlow's). Options may be text, as a configuration file
+gives them (``"false"`` is false); one that does not convert is a
+``ValueError`` naming it, raised when the board is made.
 
 Board notifications (:data:`~flowkit.jobs.base.POSTED`, ``REMOVAL``) are sent
 for changes made through this board object only.
@@ -28,13 +32,15 @@ for changes made through this board object only.
 
 from __future__ import annotations
 
+import enum
 import json
 import logging
 import threading
 import time
 import uuid as uuidlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -64,7 +70,7 @@ if TYPE_CHECKING:
     from flowkit.persistence.base import Backend
     from flowkit.persistence.models import LogBook
 
-__all__ = ["RedisJobBoard"]
+__all__ = ["RedisJob", "RedisJobBoard", "UnknownExpire"]
 
 LOG = logging.getLogger(__name__)
 
@@ -132,7 +138,7 @@ end
 return 0
 """
 
-# KEYS: listings, owner, attempts, trash. ARGV: uuid, who, action, reason, end, token ('': any).
+# KEYS: listings, owner, attempts, trash. ARGV: uuid, who, action, reason, end, token ('': any), now.
 _RELEASE = """
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return {0, 'unknown'} end
 local current = redis.call('GET', KEYS[2])
@@ -146,6 +152,7 @@ if last and ARGV[3] ~= 'consume' then
   local record = cjson.decode(last)
   if record['end'] == 'open' then
     record['end'] = ARGV[5]
+    record['ended_at'] = tonumber(ARGV[7])
     if ARGV[4] ~= '' then record['reason'] = ARGV[4] end
     redis.call('LSET', KEYS[3], -1, cjson.encode(record))
   end
@@ -165,24 +172,91 @@ end
 return {1}
 """
 
-# Options handed to redis-py as they are (TaskFlow's list).
-_CLIENT_OPTIONS: dict[str, type | None] = {
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+def _boolean(value: Any) -> bool:
+    """A yes/no option, which a configuration file or URL gives as text ("false" is false)."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ValueError("expected true or false")
+
+
+# Options handed to redis-py, converted (TaskFlow's list, plus ``socket_keepalive`` and
+# ``ssl_check_hostname``).
+_CLIENT_OPTIONS: dict[str, Callable[[Any], Any] | None] = {
     "host": str,
     "port": int,
     "username": str,
     "password": str,
     "db": int,
     "encoding": str,
+    "encoding_errors": str,
     "socket_timeout": float,
     "socket_connect_timeout": float,
-    "socket_keepalive": bool,
-    "ssl": bool,
+    "socket_keepalive": _boolean,
+    "retry_on_timeout": _boolean,
+    "health_check_interval": int,
+    "unix_socket_path": str,
+    "ssl": _boolean,
     "ssl_keyfile": str,
     "ssl_certfile": str,
     "ssl_cert_reqs": None,
     "ssl_ca_certs": str,
-    "ssl_check_hostname": bool,
+    "ssl_check_hostname": _boolean,
 }
+
+#: What each converter expects, for the error naming an option that does not convert.
+_EXPECTED = {int: "a whole number", float: "a number", _boolean: "true or false"}
+
+
+class UnknownExpire(enum.IntEnum):
+    """What :meth:`RedisJob.expires_in` answers when there is no time left to give (TaskFlow's values)."""
+
+    #: The job is claimed, and its claim does not expire.
+    DOES_NOT_EXPIRE = -1
+    #: The job is not claimed (or no longer on the board).
+    KEY_NOT_FOUND = -2
+
+
+class RedisJob(BoardJob):
+    """A job on a Redis board, with TaskFlow's ``expires_in``/``extend_expiry`` for its claim."""
+
+    _board: RedisJobBoard
+
+    def expires_in(self) -> float | UnknownExpire:
+        """Seconds until the job's current claim expires, or an :class:`UnknownExpire`.
+
+        Raises:
+            JobFailure: the board cannot be read.
+        """
+        return self._board._claim_ttl(self)
+
+    def extend_expiry(self, expiry: float) -> bool:
+        """Make the job's current claim expire ``expiry`` seconds from now; ``False`` when unclaimed.
+
+        A claim made without an expiry gets one. A claim this board keeps
+        alive is renewed with the new expiry from then on.
+
+        Raises:
+            JobFailure: the board cannot be written.
+        """
+        return self._board._set_claim_ttl(self, expiry)
+
+    @property
+    def last_modified(self) -> datetime:
+        """When the job was last claimed or given back (abandoned, trashed), else posted (UTC).
+
+        Raises:
+            JobFailure: the board cannot be read.
+        """
+        return self._board._last_modified(self)
 
 
 @contextmanager
@@ -217,21 +291,30 @@ class RedisJobBoard(NotifyingJobBoard):
         self._persistence = persistence
         self._client = client
         self._own_client = client is None
-        ns = str(self._conf.get("namespace", DEFAULT_NAMESPACE))
+        ns = self._conf.get("namespace", DEFAULT_NAMESPACE)
+        # TaskFlow's namespaces are bytes (its default is b"taskflow"): the same name either way.
+        ns = ns.decode() if isinstance(ns, bytes) else str(ns)
         self._ns = ns
         self._listings = f"{ns}:listings"
         self._sequence = f"{ns}:sequence"
         self._tokens = f"{ns}:tokens"
         self._trash = f"{ns}:trash"
         self._entities = f"{ns}:entities"
-        expiry = self._conf.get("claim_expiry", DEFAULT_CLAIM_EXPIRY)
-        self._default_expiry = None if expiry in (None, "", "none") else float(expiry)
+        self._default_expiry = self._claim_expiry_option()
+        # Converted now, so a bad option fails fetch(), naming it, before anything connects.
+        self._client_options = self._converted_options()
+        self._fallbacks = self._sentinel_fallbacks()
         self._scripts: dict[str, Any] = {}
         # Claims this board keeps alive: job uuid -> (token, expiry ms).
         self._kept: dict[str, tuple[int, int]] = {}
         # When the last claim or renewal of each kept claim that succeeded was sent (monotonic).
         self._renewed_at: dict[str, float] = {}
+        # When each kept claim is to be renewed next (monotonic): a third of its own expiry
+        # after its last renewal, so claims of different expiries each keep their own pace.
+        self._due: dict[str, float] = {}
         self._kept_lock = threading.Lock()
+        # Wakes the keeper early: a claim due sooner than it planned for, or close().
+        self._keeper_wake = threading.Condition(self._kept_lock)
         self._keeper: threading.Thread | None = None
         self._keeper_stop = threading.Event()
 
@@ -242,7 +325,61 @@ class RedisJobBoard(NotifyingJobBoard):
         url = self._conf.get("url")
         if url:
             return mask_url(url)
+        if self._conf.get("unix_socket_path"):
+            return f"unix://{self._conf['unix_socket_path']}"
         return f"redis://{self._conf.get('host', '127.0.0.1')}:{self._conf.get('port', 6379)}"
+
+    def _option_error(self, key: str, value: Any, expected: str) -> ValueError:
+        shown = mask_url(value) if "password" not in key else "***"
+        return ValueError(
+            f"Redis jobboard {self.name!r} at {self.where}: option {key!r} must be {expected}, not {shown!r}"
+        )
+
+    def _claim_expiry_option(self) -> float | None:
+        """The ``claim_expiry`` option in seconds (``None``: claims never expire)."""
+        value = self._conf.get("claim_expiry", DEFAULT_CLAIM_EXPIRY)
+        if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none")):
+            return None
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError):
+            seconds = -1.0
+        if not seconds > 0 or seconds == float("inf"):
+            raise self._option_error("claim_expiry", value, "a positive number of seconds or none")
+        return seconds
+
+    def _converted_options(self) -> dict[str, Any]:
+        """The options redis-py is given, each converted to its type.
+
+        Raises:
+            ValueError: an option does not convert (the option and the board are named).
+        """
+        options: dict[str, Any] = {}
+        for key, convert in _CLIENT_OPTIONS.items():
+            if key not in self._conf:
+                continue
+            value = self._conf[key]
+            try:
+                options[key] = value if convert is None else convert(value)
+            except (TypeError, ValueError):
+                raise self._option_error(key, value, _EXPECTED.get(convert, "text")) from None
+        return options
+
+    def _sentinel_fallbacks(self) -> list[tuple[str, int]]:
+        """The ``sentinel_fallbacks`` option as ``(host, port)`` pairs.
+
+        Raises:
+            ValueError: an entry is not ``host:port`` (the option and the board are named).
+        """
+        value = self._conf.get("sentinel_fallbacks") or []
+        entries = [value] if isinstance(value, str) else list(value)
+        pairs = []
+        for entry in entries:
+            host, _, port = str(entry).rpartition(":")
+            if not host or not port.isdigit():
+                raise self._option_error("sentinel_fallbacks", entry, "a list of host:port")
+            pairs.append((host, int(port)))
+        return pairs
 
     def _make_client(self) -> Any:
         try:
@@ -250,9 +387,10 @@ class RedisJobBoard(NotifyingJobBoard):
         except ImportError as err:  # pragma: no cover - redis is a declared extra
             raise exc.JobFailure("the Redis jobboard needs redis-py: pip install 'flowkit[redis]'") from err
         options: dict[str, Any] = {"socket_connect_timeout": 5.0, "socket_timeout": 10.0}
-        for key, convert in _CLIENT_OPTIONS.items():
-            if key in self._conf and key != "url":
-                options[key] = self._conf[key] if convert is None else convert(self._conf[key])
+        options.update(self._client_options)
+        if not redis.__version__.startswith(("2.", "3.", "4.", "5.")):
+            # redis-py 6 retries on timeouts by default and deprecates the option.
+            options.pop("retry_on_timeout", None)
         try:
             from redis.maint_notifications import MaintNotificationsConfig
         except ImportError:  # pragma: no cover - redis-py < 7
@@ -265,10 +403,7 @@ class RedisJobBoard(NotifyingJobBoard):
             if sentinel:
                 from redis.sentinel import Sentinel
 
-                hosts = [(options.pop("host", "127.0.0.1"), options.pop("port", 26379))]
-                for fallback in self._conf.get("sentinel_fallbacks", []):
-                    host, _, port = str(fallback).rpartition(":")
-                    hosts.append((host, int(port)))
+                hosts = [(options.pop("host", "127.0.0.1"), options.pop("port", 26379)), *self._fallbacks]
                 if not options.get("ssl"):
                     options = {k: v for k, v in options.items() if not k.startswith("ssl")}
                 made = Sentinel(hosts, sentinel_kwargs=self._conf.get("sentinel_kwargs"), **options)
@@ -281,7 +416,9 @@ class RedisJobBoard(NotifyingJobBoard):
 
     @property
     def connected(self) -> bool:
-        if self._client is None:
+        # A client handed in exists before connect() and after close(): only a board
+        # connected since (its scripts registered) counts, whoever owns the client.
+        if self._client is None or not self._scripts:
             return False
         try:
             return bool(self._client.ping())
@@ -300,12 +437,16 @@ class RedisJobBoard(NotifyingJobBoard):
 
     def close(self) -> None:
         self._keeper_stop.set()
+        with self._keeper_wake:
+            self._keeper_wake.notify_all()
         keeper, self._keeper = self._keeper, None
         if keeper is not None:
             keeper.join(timeout=5)
         with self._kept_lock:
             self._kept.clear()
             self._renewed_at.clear()
+            self._due.clear()
+        self._scripts.clear()
         if self._client is not None and self._own_client:
             self._client.close()
             self._client = None
@@ -348,9 +489,10 @@ class RedisJobBoard(NotifyingJobBoard):
         with _translated("count jobs", self.where):
             return int(self._redis().hlen(self._listings))
 
-    def _set_aside_malformed(self, key: str, raw: bytes, error: _posting.MalformedJob) -> None:
+    def _set_aside_malformed(self, key: str, raw: bytes | str, error: _posting.MalformedJob) -> None:
         LOG.warning("setting aside malformed job document %s: %s", error.location, error)
-        doc = json.dumps({"raw": raw.decode("utf-8", "replace"), "reason": str(error), "attempts": []})
+        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+        doc = json.dumps({"raw": text, "reason": str(error), "attempts": []})
         with _translated("set a malformed job aside", self.where):
             pipe = self._redis().pipeline(transaction=True)
             pipe.hset(self._trash, key, doc)
@@ -362,13 +504,13 @@ class RedisJobBoard(NotifyingJobBoard):
             raw = self._redis().hgetall(self._listings)
         jobs = []
         for raw_key, raw_posting in raw.items():
-            key = raw_key.decode()
+            key = _text(raw_key)  # str from a client made with decode_responses=True
             try:
                 posting = _posting.loads(raw_posting, f"{self.where} {self._listings}[{key}]")
             except _posting.MalformedJob as error:
                 self._set_aside_malformed(key, raw_posting, error)
                 continue
-            jobs.append(BoardJob(self, posting, backend=self._persistence))
+            jobs.append(RedisJob(self, posting, backend=self._persistence))
         return iter_sorted(jobs)
 
     def iterjobs(self, only_unclaimed: bool = False, ensure_fresh: bool = False) -> JobBoardIterator:
@@ -381,6 +523,39 @@ class RedisJobBoard(NotifyingJobBoard):
         with _translated(f"read the claim of job {job.uuid}", self.where):
             raw = self._redis().get(self._owner_key(job.uuid))
         return None if raw is None else _decode_claim(raw)
+
+    def _claim_ttl(self, job: Job) -> float | UnknownExpire:
+        with _translated(f"read the claim expiry of job {job.uuid}", self.where):
+            left = int(self._redis().pttl(self._owner_key(job.uuid)))
+        if left < 0:
+            return UnknownExpire(left) if left in (-1, -2) else UnknownExpire.KEY_NOT_FOUND
+        return left / 1000.0
+
+    def _set_claim_ttl(self, job: Job, expiry: float) -> bool:
+        ms = max(0, int(expiry * 1000))
+        sent_at = time.monotonic()
+        with _translated(f"extend the claim expiry of job {job.uuid}", self.where):
+            raw = self._redis().get(self._owner_key(job.uuid))
+            applied = raw is not None and bool(self._redis().pexpire(self._owner_key(job.uuid), ms))
+        if applied and ms > 0:
+            token = _decode_claim(raw).token
+            with self._kept_lock:
+                kept = self._kept.get(job.uuid)
+                if kept is not None and kept[0] == token:
+                    # Renewed with the new expiry from now on, at the pace it sets.
+                    self._schedule(job.uuid, token, ms, sent_at)
+        return applied
+
+    def _last_modified(self, job: BoardJob) -> datetime:
+        with _translated(f"read the last attempt of job {job.uuid}", self.where):
+            raw = self._redis().lindex(self._attempts_key(job.uuid), -1)
+        latest = job.created_on
+        if raw is not None:
+            record = json.loads(raw)
+            stamps = [record.get("claimed_at"), record.get("ended_at")]
+            seconds = max(float(v) for v in stamps if isinstance(v, (int, float)))
+            latest = max(latest, datetime.fromtimestamp(seconds, UTC))
+        return latest
 
     def find_owner(self, job: Job) -> str | None:
         claim = self.current_claim(job)
@@ -417,7 +592,7 @@ class RedisJobBoard(NotifyingJobBoard):
             posting = _posting.Posting.make(job_uuid, name, sequence, book, details, priority)
             if not self._redis().hsetnx(self._listings, job_uuid, _posting.dumps(posting)):
                 raise exc.JobFailure(f"job {job_uuid} could not be posted: the uuid is taken")
-        job = BoardJob(self, posting, backend=self._persistence, book=book)
+        job = RedisJob(self, posting, backend=self._persistence, book=book)
         self._notify(POSTED, job)
         return job
 
@@ -493,7 +668,7 @@ class RedisJobBoard(NotifyingJobBoard):
         token = "" if claim is None else str(claim.token)
         with _translated(f"{action} job {job.uuid}", self.where):
             result = self._scripts["release"](
-                keys=keys, args=[job.uuid, who, action, reason or "", end, token]
+                keys=keys, args=[job.uuid, who, action, reason or "", end, token, time.time()]
             )
         if result[0] == 1:
             return
@@ -532,10 +707,16 @@ class RedisJobBoard(NotifyingJobBoard):
         self._notify(REMOVAL, job)
 
     # -- keeping claims alive --------------------------------------------
+    def _schedule(self, job_uuid: str, token: int, ms: int, sent_at: float) -> None:
+        """Keep ``job_uuid``'s claim, renewed next a third of ``ms`` after ``sent_at`` (lock held)."""
+        self._kept[job_uuid] = (token, ms)
+        self._renewed_at[job_uuid] = sent_at
+        self._due[job_uuid] = sent_at + ms / 3000.0
+        self._keeper_wake.notify_all()
+
     def _keep_alive(self, job_uuid: str, token: int, ms: int, sent_at: float) -> None:
         with self._kept_lock:
-            self._kept[job_uuid] = (token, ms)
-            self._renewed_at[job_uuid] = sent_at
+            self._schedule(job_uuid, token, ms, sent_at)
             if self._keeper is None or not self._keeper.is_alive():
                 self._keeper_stop.clear()
                 self._keeper = threading.Thread(
@@ -547,22 +728,36 @@ class RedisJobBoard(NotifyingJobBoard):
         with self._kept_lock:
             self._kept.pop(job_uuid, None)
             self._renewed_at.pop(job_uuid, None)
+            self._due.pop(job_uuid, None)
+
+    def _next_due(self) -> list[tuple[str, int, int]]:
+        """Wait until a kept claim is due for renewal; the due ones, or ``[]`` once closing."""
+        with self._keeper_wake:
+            while not self._keeper_stop.is_set():
+                now = time.monotonic()
+                due = [(u, *self._kept[u]) for u, at in self._due.items() if at <= now and u in self._kept]
+                if due:
+                    return due
+                # Woken early by a claim due sooner than this (or by close()).
+                self._keeper_wake.wait(min(self._due.values(), default=now + 1.0) - now)
+            return []
 
     def _renew_loop(self) -> None:
         while True:
-            with self._kept_lock:
-                kept = dict(self._kept)
-            period = min((ms for _, ms in kept.values()), default=3000) / 3000.0
-            if self._keeper_stop.wait(period):
+            due = self._next_due()
+            if not due:
                 return
-            for job_uuid, (token, ms) in kept.items():
+            for job_uuid, token, ms in due:
                 sent_at = time.monotonic()
                 try:
                     renewed = self._scripts["renew"](keys=[self._owner_key(job_uuid)], args=[token, ms])
-                except Exception:  # retried next period; the claim expires only later
+                except Exception:  # tried again a third of its expiry later; it expires only later
                     LOG.warning(
                         "could not renew the claim on job %s at %s", job_uuid, self.where, exc_info=True
                     )
+                    with self._kept_lock:
+                        if self._kept.get(job_uuid) == (token, ms):
+                            self._due[job_uuid] = sent_at + ms / 3000.0
                     continue
                 if not renewed:
                     LOG.warning("claim on job %s at %s was lost; no longer renewing it", job_uuid, self.where)
@@ -571,6 +766,7 @@ class RedisJobBoard(NotifyingJobBoard):
                 with self._kept_lock:
                     if self._kept.get(job_uuid) == (token, ms):
                         self._renewed_at[job_uuid] = sent_at
+                        self._due[job_uuid] = sent_at + ms / 3000.0
 
 
 #: Options read from a board URL's query string (``redis://h/0?namespace=x``) rather than given to redis-py.

@@ -136,6 +136,8 @@ class ZookeeperJobBoard(NotifyingJobBoard):
         self._persistence = persistence
         self._client = client
         self._own_client = client is None
+        # Set by connect(), cleared by close(): a client handed in may be started already.
+        self._opened = False
         hosts: Any = self._conf.get("hosts")
         path = self._conf.get("path")
         url = self._conf.get("url")
@@ -179,7 +181,7 @@ class ZookeeperJobBoard(NotifyingJobBoard):
     # -- connection ------------------------------------------------------
     @property
     def connected(self) -> bool:
-        return self._client is not None and bool(self._client.connected)
+        return self._opened and self._client is not None and bool(self._client.connected)
 
     def connect(self) -> None:
         try:
@@ -209,8 +211,10 @@ class ZookeeperJobBoard(NotifyingJobBoard):
             self._client.ensure_path(self._trash)
             self._client.ensure_path(self._entities)
         self._start_watch()
+        self._opened = True
 
     def close(self) -> None:
+        self._opened = False
         with self._leases_lock:
             self._leases.clear()
         if self._client is not None and self._own_client:
