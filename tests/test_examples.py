@@ -50,6 +50,20 @@ EXPECTED: dict[str, list[str]] = {
         "cheapest shop: south",
         "serial engine awaited each quote in turn; cheapest shop: south",
     ],
+    "declarative_flow.py": [
+        "loaded flow 'invoice' from declarative_flow.yaml: 5 tasks",
+        "[usage] acme stored 120 GB in May",
+        "[rate] plan business: 0.25 EUR per GB",
+        "[send] mail server busy, billing@acme.example not reached",
+        "[send] to billing@acme.example: Your May invoice: 30.0 EUR for 120 GB",
+        "[archive] filed the invoice of acme",
+        "results by task: amount=30.0, archive=archive/acme.pdf",
+        "a typo in a reference, caught before anything runs:",
+        "line 16, task 'amount', key 'inputs.quantity': ${usage.gigabyte}: "
+        "task 'usage' result has no field 'gigabyte'",
+        "a constant of the wrong type, caught before anything runs:",
+        "line 13, task 'rate', key 'inputs.plan': wrong type: 2 (int) is not str",
+    ],
     "dynamic_and_loops.py": [
         "[check-status] at t=0s the server is building",
         "[check-status] at t=10s the server is building",
