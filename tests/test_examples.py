@@ -86,6 +86,18 @@ EXPECTED: dict[str, list[str]] = {
         "rendered pages: docs.example/about, docs.example/index",
         "live at: https://docs.example/ (v2)",
     ],
+    "timeouts_and_limits.py": [
+        "exporting 6 reports on 6 threads, 2 database connections",
+        "[upload] sending 6 files to the partner...",
+        "[upload] revert told: atom 'upload' did not finish within its timeout of 0.2 s; "
+        "the call was abandoned (cancelled where it could be) and the atom failed",
+        "[upload] removed the files that reached the partner, if any",
+        "run() raised TaskTimeout: 'upload' ran past 0.2 s",
+        "queries at once: at most 2",
+        "temporary files removed: refunds.csv, returns.csv, sales.csv, signups.csv, stock.csv, visits.csv",
+        "final flow state: REVERTED",
+        "the abandoned upload returned late: flowkit logged a warning and ignored its result",
+    ],
     "typed_and_cached.py": [
         "quote from Dublin to 8 Rue Lepic, Paris",
         "[geocode_origin] asked the geocoding service about '1 Quay St, Dublin'",
