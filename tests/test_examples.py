@@ -180,6 +180,34 @@ EXPECTED: dict[str, list[str]] = {
         "final progress of copy_photos: 100%",
         "final progress of make_thumbnails: 100%",
     ],
+    "why_it_reverted.py": [
+        "[hold_seat] held seat 14C on LX 318",
+        "[charge_card] attempt 1: declined",
+        "[charge_card] attempt 2: declined",
+        "[hold_seat] released seat 14C on LX 318",
+        "run() raised CardDeclined: card declined for seat 14C",
+        "why was hold_seat reverted? (newest cause first)",
+        "hold_seat REVERTED (attempt 1, run 1): revert returned",
+        "hold_seat REVERTING (attempt 1, run 1): 'charge_card' failed with CardDeclined: "
+        "card declined for seat 14C in attempt 2; retry 'charge_twice' chose REVERT_ALL",
+        "charge_card FAILURE (attempt 2, run 1): execute raised CardDeclined: card declined for seat 14C",
+        "report: flow 'book-trip' REVERTED",
+        "hold_seat: REVERTED, attempts=1, reverted",
+        "charge_twice: REVERTED, attempts=2, reverted",
+        "charge_card: REVERTED, attempts=2, "
+        "failed: __main__.CardDeclined: card declined for seat 14C, reverted",
+        "spans:",
+        "flow book-trip: ERROR",
+        "execute hold_seat (attempt 1)",
+        "execute charge_twice (attempt 1)",
+        "execute charge_card (attempt 1): ERROR __main__.CardDeclined",
+        "revert charge_card (attempt 1)",
+        "execute charge_twice (attempt 2)",
+        "execute charge_card (attempt 2): ERROR __main__.CardDeclined",
+        "revert charge_card (attempt 2)",
+        "revert charge_twice (attempt 2)",
+        "revert hold_seat (attempt 1)",
+    ],
 }
 
 # Lines that must never appear, whatever else the example prints.
