@@ -504,6 +504,9 @@ def test_errors_in_a_file_name_the_file_and_line(tmp_path: Path) -> None:
     assert err.source == str(path)
     assert err.line == 5
     assert str(err).startswith(f"{path}, line 5, task 'price', key 'inputs.rate': ")
+    # What is wrong, without where: for callers that show the place their own way.
+    assert str(err) == f"{path}, line 5, task 'price', key 'inputs.rate': {err.reason}"
+    assert err.reason.startswith("${fxx} names no task or parameter")
 
 
 def test_yaml_syntax_error_has_its_line(tmp_path: Path) -> None:
