@@ -478,6 +478,8 @@ class FlowSpecError(TaskFlowException, ValueError):
         task: the spec's task key at fault (``None`` for flow-level keys).
         key: the key at fault, dotted (``"inputs.amount"``, ``"after"``...).
         line: the 1-based line in ``source``, when known.
+        reason: what is wrong, without the place (the message after it), for
+            callers that show the place their own way.
     """
 
     def __init__(

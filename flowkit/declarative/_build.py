@@ -90,8 +90,10 @@ def build_flow(source: Source) -> graph_flow.Flow:
     order = _check_cycles(source, specs)
     by_key = {spec.key: spec for spec in specs}
     atoms: dict[str, BaseTask] = {}
-    for spec in specs:
-        atoms[spec.key] = _make_atom(source, spec, by_key, atoms)
+    # Providers first (not the file's order): checking a consumer reads the atoms
+    # of the tasks it references, which must exist by then.
+    for key in order:
+        atoms[key] = _make_atom(source, by_key[key], by_key, atoms)
     flow = graph_flow.Flow(name)
     items: dict[str, Any] = {}
     # One item at a time, providers first: then a new item has no successors yet, so

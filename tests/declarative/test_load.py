@@ -155,6 +155,19 @@ def test_pydantic_model_fields() -> None:
     assert "no field 'high'" in str(err)
 
 
+@pytest.mark.parametrize("consumer_first", [False, True])
+def test_references_are_checked_whatever_order_the_tasks_are_written_in(consumer_first: bool) -> None:
+    # The checks read the provider's declared result: a consumer written above
+    # its provider must be checked all the same, not waved through.
+    provider = ("p", {"task": f"{T}:point"})
+    for value, problem in (("${p.y}", "no field 'y'"), ("${p}", "wrong type")):
+        consumer = ("q", {"task": f"{T}:Count", "inputs": {"n": value}})
+        order = [consumer, provider] if consumer_first else [provider, consumer]
+        err = load_error(spec(**dict(order)))
+        assert (err.task, err.key) == ("q", "inputs.n")
+        assert problem in str(err)
+
+
 def test_a_missing_field_at_run_time_fails_the_atom_and_reverts() -> None:
     flow = declarative.load_flow(
         spec(
@@ -491,6 +504,9 @@ def test_errors_in_a_file_name_the_file_and_line(tmp_path: Path) -> None:
     assert err.source == str(path)
     assert err.line == 5
     assert str(err).startswith(f"{path}, line 5, task 'price', key 'inputs.rate': ")
+    # What is wrong, without where: for callers that show the place their own way.
+    assert str(err) == f"{path}, line 5, task 'price', key 'inputs.rate': {err.reason}"
+    assert err.reason.startswith("${fxx} names no task or parameter")
 
 
 def test_yaml_syntax_error_has_its_line(tmp_path: Path) -> None:
