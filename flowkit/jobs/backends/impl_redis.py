@@ -514,7 +514,9 @@ class RedisJobBoard(NotifyingJobBoard):
         return iter_sorted(jobs)
 
     def iterjobs(self, only_unclaimed: bool = False, ensure_fresh: bool = False) -> JobBoardIterator:
-        return JobBoardIterator(self, self._fetch, only_unclaimed=only_unclaimed, ensure_fresh=ensure_fresh)
+        return JobBoardIterator(
+            self, LOG, board_fetch_func=self._fetch, only_unclaimed=only_unclaimed, ensure_fresh=ensure_fresh
+        )
 
     def wait(self, timeout: float | None = None) -> JobBoardIterator:
         return wait_for_jobs(self, timeout)
