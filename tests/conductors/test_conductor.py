@@ -87,6 +87,20 @@ def test_run_returns_after_max_dispatches(persistence: Backend, tmp_path: Path) 
     assert jobs[2].state == states.UNCLAIMED
 
 
+@pytest.mark.parametrize("kind", ["blocking", "nonblocking"])
+def test_conductor_not_run_yet_is_dispatching_and_waited_for_as_taskflows(
+    kind: str, persistence: Backend
+) -> None:
+    """TaskFlow's conductor counts as dispatching until a run() returns; wait() before it waits."""
+    conductor = conductors.backends.fetch(kind, "c", make_board(), persistence=persistence, wait_timeout=0.01)
+    assert conductor.dispatching
+    assert not conductor.wait(0)
+    assert not conductor.wait(0.01)
+    conductor.run(max_dispatches=0)
+    assert not conductor.dispatching
+    assert conductor.wait(0)
+
+
 def test_stop_ends_an_idle_run(persistence: Backend) -> None:
     board = make_board()
     conductor = conductors.backends.fetch(
