@@ -345,6 +345,63 @@ def test_redis_job_reports_and_extends_its_claims_expiry_as_taskflows(request: p
         other.close()
 
 
+def test_redis_claim_expiry_under_a_millisecond_is_refused_as_taskflows(
+    request: pytest.FixtureRequest,
+) -> None:
+    services.require_module("redis", "redis")
+    conf = board_conf("redis", request)
+    with pytest.raises(ValueError, match="claim_expiry"):
+        backends.fetch("b", {**conf, "claim_expiry": 0.0005})
+    board = backends.fetch("b", conf)
+    board.connect()
+    try:
+        job = board.post("j")
+        for expiry in (0.0005, 0.0009999, -1.0, float("nan"), float("inf")):
+            with pytest.raises(ValueError, match="at least a millisecond"):
+                board.claim(job, "a", expiry=expiry)
+            with pytest.raises(ValueError, match="at least a millisecond"):
+                board.claim_first([job], "a", expiry=expiry)
+        assert job.state == states.UNCLAIMED
+        board.claim(job, "a", expiry=0.001)  # one millisecond is the least Redis keeps
+    finally:
+        board.close()
+
+
+def test_redis_claim_of_ones_own_job_refreshes_its_expiry_as_taskflows(
+    request: pytest.FixtureRequest,
+) -> None:
+    """Refused all the same (UnclaimableJob), but given the expiry asked for and a later last_modified."""
+    services.require_module("redis", "redis")
+    conf = board_conf("redis", request)
+    board = backends.fetch("b", {**conf, "claim_expiry": "none"})
+    other = backends.fetch("o", conf)
+    board.connect()
+    other.connect()
+    try:
+        job = board.post("j")
+        claim = board.claim(job, "a", expiry=5)
+        claimed_at = job.last_modified
+        with pytest.raises(exc.UnclaimableJob, match="claimed by 'a'"):
+            other.claim(job, "b", expiry=600)  # another owner's claim changes nothing
+        assert job.expires_in() <= 5
+        with pytest.raises(exc.UnclaimableJob, match="claimed by 'a'"):
+            other.claim(job, "a", expiry=600)  # the owner's name, from any board
+        assert job.expires_in() > 5
+        assert job.last_modified > claimed_at
+        with pytest.raises(exc.UnclaimableJob):
+            board.claim(job, "a")  # no expiry asked for (claim_expiry none): left as it is
+        assert job.expires_in() > 5
+        # The board keeping the claim alive renews it with the new expiry from then on.
+        with pytest.raises(exc.UnclaimableJob):
+            board.claim(job, "a", expiry=900)
+        assert job.expires_in() > 600
+        assert board.current_claim(job) == claim
+        assert board.holds_locally(job, claim)  # type: ignore[attr-defined]
+    finally:
+        board.close()
+        other.close()
+
+
 def test_redis_job_last_modified_is_its_last_claim_or_give_back(request: pytest.FixtureRequest) -> None:
     services.require_module("redis", "redis")
     conf = board_conf("redis", request)

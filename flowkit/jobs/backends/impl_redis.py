@@ -106,9 +106,24 @@ end
 """
 
 # KEYS: listings, owner, attempts, tokens. ARGV: uuid, who, expiry ms (0: none), now.
+# A job already claimed by ``who`` is refused all the same, but its claim gets the expiry
+# asked for (none asked: left as it is) and its open attempt a ``reclaimed_at``, as
+# TaskFlow's claim of one's own job refreshes its expiry and last-modified time.
 _CLAIM = (
     _CLAIM_ONE
     + """
+local current = redis.call('GET', KEYS[2])
+if current and redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 and cjson.decode(current)['owner'] == ARGV[2] then
+  if tonumber(ARGV[3]) > 0 then redis.call('PEXPIRE', KEYS[2], ARGV[3]) end
+  local last = redis.call('LINDEX', KEYS[3], -1)
+  if last then
+    local record = cjson.decode(last)
+    if record['end'] == 'open' then
+      record['reclaimed_at'] = tonumber(ARGV[4])
+      redis.call('LSET', KEYS[3], -1, cjson.encode(record))
+    end
+  end
+end
 return claim_one(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[2], ARGV[3], ARGV[4])
 """
 )
@@ -344,8 +359,8 @@ class RedisJobBoard(NotifyingJobBoard):
             seconds = float(value)
         except (TypeError, ValueError):
             seconds = -1.0
-        if not seconds > 0 or seconds == float("inf"):
-            raise self._option_error("claim_expiry", value, "a positive number of seconds or none")
+        if not seconds >= 0.001 or seconds == float("inf"):
+            raise self._option_error("claim_expiry", value, "at least a millisecond (0.001 seconds) or none")
         return seconds
 
     def _converted_options(self) -> dict[str, Any]:
@@ -554,7 +569,7 @@ class RedisJobBoard(NotifyingJobBoard):
         latest = job.created_on
         if raw is not None:
             record = json.loads(raw)
-            stamps = [record.get("claimed_at"), record.get("ended_at")]
+            stamps = [record.get("claimed_at"), record.get("reclaimed_at"), record.get("ended_at")]
             seconds = max(float(v) for v in stamps if isinstance(v, (int, float)))
             latest = max(latest, datetime.fromtimestamp(seconds, UTC))
         return latest
@@ -609,19 +624,36 @@ class RedisJobBoard(NotifyingJobBoard):
             reason = _text(result[1])
             if reason == "unknown":
                 raise exc.NotFound(f"job {job.uuid} is not on board {self.name!r} (cannot claim it)")
-            owner = _decode_claim(result[2]).owner
-            raise exc.UnclaimableJob(f"job {job.uuid} is already claimed by {owner!r}")
+            current = _decode_claim(result[2])
+            if current.owner == who and ms:
+                # Refreshed by the script, as TaskFlow's: renewed with this expiry from now on.
+                with self._kept_lock:
+                    kept = self._kept.get(job.uuid)
+                    if kept is not None and kept[0] == current.token:
+                        self._schedule(job.uuid, current.token, ms, sent_at)
+            raise exc.UnclaimableJob(f"job {job.uuid} is already claimed by {current.owner!r}")
         claim = Claim(who, int(result[1]))
         if ms:
             self._keep_alive(job.uuid, claim.token, ms, sent_at)
         return claim
 
     def _expiry_ms(self, expiry: float | None) -> int:
-        """A claim's expiry in milliseconds (0: none), the board's default unless given."""
+        """A claim's expiry in milliseconds (0: none), the board's default unless given.
+
+        Raises:
+            ValueError: the expiry is under a millisecond, which Redis cannot
+                keep (TaskFlow refuses it too).
+        """
         seconds = expiry if expiry is not None else self._default_expiry
-        if seconds is not None and seconds <= 0:
-            raise ValueError(f"claim expiry must be positive, not {seconds!r}")
-        return 0 if seconds is None else max(1, int(seconds * 1000))
+        if seconds is None:
+            return 0
+        ms = int(seconds * 1000) if seconds < float("inf") else -1
+        if not ms > 0:
+            raise ValueError(
+                f"claim expiry on Redis jobboard {self.name!r} must be at least a millisecond, "
+                f"not {seconds!r} seconds"
+            )
+        return ms
 
     #: Jobs one :meth:`claim_first` round trip tries at most.
     CLAIM_FIRST_BATCH = 16
