@@ -210,6 +210,73 @@ def test_zookeeper_board_registers_entities_not_plain_names(request: pytest.Fixt
         assert json.loads(raw) == {"kind": "conductor", "name": "conductor-1", "metadata": {"pid": 1}}
 
 
+def test_redis_board_lists_an_entity_while_connected_with_an_expiry(request: pytest.FixtureRequest) -> None:
+    """Renewed while the board is connected, deleted by close(), gone on its own if the holder died."""
+    services.require_module("redis", "redis")
+    import redis
+
+    conf = board_conf("redis", request)
+    client = redis.Redis(host=conf["host"], port=conf["port"])
+    key = f"{conf['namespace']}:entity:conductor-1"
+    board = backends.fetch("b", conf)
+    try:
+        board.connect()
+        board.ENTITY_EXPIRY = 0.3  # type: ignore[attr-defined]
+        board.register_entity(Entity("conductor", "conductor-1", {"pid": 1}))
+        record = json.loads(client.get(key))
+        assert (record["kind"], record["name"], record["metadata"]) == (
+            "conductor",
+            "conductor-1",
+            {"pid": 1},
+        )
+        assert 0 < client.pttl(key) <= 300  # expires unless renewed
+        # Renewed in the background: its time to live goes up again, and it stays listed.
+        seen = [client.pttl(key)]
+
+        def renewed() -> bool:
+            left = client.pttl(key)
+            went_up, seen[0] = left > seen[0], left
+            return went_up
+
+        wait_until(renewed, 5)
+        assert client.exists(key)
+        board.close()
+        assert not client.exists(key)
+    finally:
+        board.close()
+        client.close()
+
+
+def test_redis_register_entity_never_fails_and_writes_once_redis_answers(
+    request: pytest.FixtureRequest,
+) -> None:
+    """TaskFlow's Redis board registers nothing, so it cannot fail: flowkit's logs and retries."""
+    services.require_module("redis", "redis")
+    import redis
+
+    conf = board_conf("redis", request)
+    server: services.RedisServer = request.getfixturevalue("redis_server")
+    client = redis.Redis(host=conf["host"], port=conf["port"])
+    key = f"{conf['namespace']}:entity:c"
+    board = backends.fetch("b", conf)
+    try:
+        board.register_entity(Entity("conductor", "c", {}))  # not connected yet: written by connect()
+        assert not client.exists(key)
+        board.connect()
+        assert client.exists(key)
+        board.ENTITY_EXPIRY = 0.3  # type: ignore[attr-defined]
+        server.stop()
+        try:
+            board.register_entity(Entity("conductor", "c2", {}))  # Redis down: no error
+        finally:
+            server.start()
+        # Written again by the board once Redis is back (the restart emptied it).
+        wait_until(lambda: client.exists(key) and client.exists(f"{conf['namespace']}:entity:c2"), 10)
+    finally:
+        board.close()
+        client.close()
+
+
 def _write_stray_document(kind: str, board: Any, raw: bytes) -> None:
     if kind == "redis":
         board._redis().hset(board._listings, "not-a-job", raw)

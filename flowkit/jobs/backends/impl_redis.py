@@ -8,7 +8,7 @@ Layout under the board's ``namespace`` (default ``flowkit``)::
     {ns}:owner:{uuid}      string {"owner": ..., "token": ...}, expires unless renewed
     {ns}:attempts:{uuid}   list   one JSON attempt per claim (see ``Attempt``)
     {ns}:trash             hash   job uuid -> {"posting", "reason", "attempts"}
-    {ns}:entities          hash   entity name -> JSON (registered conductors)
+    {ns}:entity:{name}     string JSON of a registered conductor, expires unless renewed
 
 Every state change is one Lua script, so it is atomic on the server: a claim
 checks there is no owner, takes the next token and records the attempt in
@@ -314,7 +314,6 @@ class RedisJobBoard(NotifyingJobBoard):
         self._sequence = f"{ns}:sequence"
         self._tokens = f"{ns}:tokens"
         self._trash = f"{ns}:trash"
-        self._entities = f"{ns}:entities"
         self._default_expiry = self._claim_expiry_option()
         # Converted now, so a bad option fails fetch(), naming it, before anything connects.
         self._client_options = self._converted_options()
@@ -332,6 +331,11 @@ class RedisJobBoard(NotifyingJobBoard):
         self._keeper_wake = threading.Condition(self._kept_lock)
         self._keeper: threading.Thread | None = None
         self._keeper_stop = threading.Event()
+        # Entities registered through this board: key -> JSON record, kept on the server
+        # while the board is connected (renewed by the keeper), deleted by close().
+        self._entities: dict[str, str] = {}
+        # When each entity's entry is to be written again (monotonic).
+        self._entity_due: dict[str, float] = {}
 
     # -- connection ------------------------------------------------------
     @property
@@ -449,6 +453,15 @@ class RedisJobBoard(NotifyingJobBoard):
         scripts = (("claim", _CLAIM), ("claim_first", _CLAIM_FIRST), ("renew", _RENEW), ("release", _RELEASE))
         for name, body in scripts:
             self._scripts[name] = self._client.register_script(body)
+        with self._kept_lock:
+            waiting = list(self._entities)
+        if waiting:
+            # Registered before the board was connected: listed from now on.
+            for key in waiting:
+                self._write_entity(key)
+            with self._kept_lock:
+                self._keeper_stop.clear()
+                self._start_keeper()
 
     def close(self) -> None:
         self._keeper_stop.set()
@@ -461,6 +474,16 @@ class RedisJobBoard(NotifyingJobBoard):
             self._kept.clear()
             self._renewed_at.clear()
             self._due.clear()
+            self._entity_due.clear()
+            entity_keys = list(self._entities)
+            self._entities.clear()
+        if entity_keys and self._client is not None and self._scripts:
+            # The entities registered here stop being listed with the board closed, as a
+            # ZooKeeper board's ephemeral nodes do; left to expire if Redis cannot be reached.
+            try:
+                self._client.delete(*entity_keys)
+            except Exception:  # closing goes on; the entries expire on their own
+                LOG.warning("could not remove the registered entities at %s", self.where, exc_info=True)
         self._scripts.clear()
         if self._client is not None and self._own_client:
             self._client.close()
@@ -471,15 +494,56 @@ class RedisJobBoard(NotifyingJobBoard):
             raise exc.JobFailure(f"Redis jobboard {self.name!r} at {self.where} is not connected")
         return self._client
 
+    #: Seconds a registered entity's entry lasts on the server unless its board renews it
+    #: (every third of that while the board is connected); a conductor whose process died
+    #: is no longer listed this long after.
+    ENTITY_EXPIRY = 30.0
+
     def register_entity(self, entity: Any) -> None:
+        """List ``entity`` (a conductor) on the board while this board is connected.
+
+        Its entry, ``{namespace}:entity:{name}``, expires :attr:`ENTITY_EXPIRY`
+        seconds after its last renewal, is renewed in the background while the
+        board is connected, and is deleted by :meth:`close`. TaskFlow's Redis
+        board registers nothing, so this never fails: with Redis out of reach
+        (or the board not connected yet) a warning is logged and the entry is
+        written once the server answers (on :meth:`connect` for a board not
+        connected), and a conductor's ``run()`` goes on to list jobs, retrying
+        as TaskFlow's does.
+        """
+        name = str(getattr(entity, "name", entity))
         record = {
             "kind": getattr(entity, "kind", None),
-            "name": getattr(entity, "name", str(entity)),
+            "name": name,
             "metadata": getattr(entity, "metadata", {}),
             "registered_at": time.time(),
         }
-        with _translated("register an entity", self.where):
-            self._redis().hset(self._entities, record["name"], json.dumps(record, default=str))
+        key = self._entity_key(name)
+        with self._kept_lock:
+            self._entities[key] = json.dumps(record, default=str)
+        if self._client is None or not self._scripts:
+            return  # written by connect()
+        self._write_entity(key)
+        with self._kept_lock:
+            self._keeper_stop.clear()
+            self._start_keeper()
+
+    def _write_entity(self, key: str) -> None:
+        """(Re)write one registered entity's entry with its expiry; a failure is retried later."""
+        ms = int(self.ENTITY_EXPIRY * 1000)
+        sent_at = time.monotonic()
+        with self._kept_lock:
+            value = self._entities.get(key)
+        if value is None:
+            return
+        try:
+            self._redis().set(key, value, px=ms)
+        except Exception:  # retried a third of the expiry later: registering never fails
+            LOG.warning("could not register entity %s at %s; retrying", key, self.where, exc_info=True)
+        with self._kept_lock:
+            if key in self._entities:
+                self._entity_due[key] = sent_at + ms / 3000.0
+                self._keeper_wake.notify_all()
 
     # -- keys ------------------------------------------------------------
     def _owner_key(self, job_uuid: str) -> str:
@@ -487,6 +551,9 @@ class RedisJobBoard(NotifyingJobBoard):
 
     def _attempts_key(self, job_uuid: str) -> str:
         return f"{self._ns}:attempts:{job_uuid}"
+
+    def _entity_key(self, name: str) -> str:
+        return f"{self._ns}:entity:{name}"
 
     # -- reading ---------------------------------------------------------
     def _job_state(self, job: BoardJob) -> str:
@@ -751,12 +818,16 @@ class RedisJobBoard(NotifyingJobBoard):
     def _keep_alive(self, job_uuid: str, token: int, ms: int, sent_at: float) -> None:
         with self._kept_lock:
             self._schedule(job_uuid, token, ms, sent_at)
-            if self._keeper is None or not self._keeper.is_alive():
-                self._keeper_stop.clear()
-                self._keeper = threading.Thread(
-                    target=self._renew_loop, name=f"flowkit-redis-claims-{self.name}", daemon=True
-                )
-                self._keeper.start()
+            self._keeper_stop.clear()
+            self._start_keeper()
+
+    def _start_keeper(self) -> None:
+        """Start the thread renewing claims and entities unless it runs (lock held)."""
+        if self._keeper is None or not self._keeper.is_alive():
+            self._keeper = threading.Thread(
+                target=self._renew_loop, name=f"flowkit-redis-claims-{self.name}", daemon=True
+            )
+            self._keeper.start()
 
     def _forget(self, job_uuid: str) -> None:
         with self._kept_lock:
@@ -764,23 +835,29 @@ class RedisJobBoard(NotifyingJobBoard):
             self._renewed_at.pop(job_uuid, None)
             self._due.pop(job_uuid, None)
 
-    def _next_due(self) -> list[tuple[str, int, int]]:
-        """Wait until a kept claim is due for renewal; the due ones, or ``[]`` once closing."""
+    def _next_due(self) -> tuple[list[tuple[str, int, int]], list[str]]:
+        """Wait until kept claims or entities are due for renewal; those due, or nothing once closing."""
         with self._keeper_wake:
             while not self._keeper_stop.is_set():
                 now = time.monotonic()
                 due = [(u, *self._kept[u]) for u, at in self._due.items() if at <= now and u in self._kept]
-                if due:
-                    return due
+                entities = [key for key, at in self._entity_due.items() if at <= now]
+                for key in entities:
+                    del self._entity_due[key]  # until written again
+                if due or entities:
+                    return due, entities
                 # Woken early by a claim due sooner than this (or by close()).
-                self._keeper_wake.wait(min(self._due.values(), default=now + 1.0) - now)
-            return []
+                soonest = min([*self._due.values(), *self._entity_due.values()], default=now + 1.0)
+                self._keeper_wake.wait(soonest - now)
+            return [], []
 
     def _renew_loop(self) -> None:
         while True:
-            due = self._next_due()
-            if not due:
+            due, entities = self._next_due()
+            if not due and not entities:
                 return
+            for key in entities:
+                self._write_entity(key)
             for job_uuid, token, ms in due:
                 sent_at = time.monotonic()
                 try:
