@@ -412,6 +412,67 @@ def test_redis_job_reports_and_extends_its_claims_expiry_as_taskflows(request: p
         other.close()
 
 
+def test_redis_board_has_taskflows_public_names_naming_its_own_keys(request: pytest.FixtureRequest) -> None:
+    """TaskFlow's class attributes, key names and join(), true for flowkit's own layout."""
+    services.require_module("redis", "redis")
+    import redis
+
+    from flowkit.jobs.backends.impl_redis import RedisJobBoard
+
+    assert RedisJobBoard.DEFAULT_NAMESPACE == b"flowkit"
+    assert RedisJobBoard.MIN_REDIS_VERSION >= (2, 6)
+    assert (RedisJobBoard.NAMESPACE_SEP, RedisJobBoard.KEY_PIECE_SEP) == (b":", b":")
+    assert ("port", int) in RedisJobBoard.CLIENT_CONF_TRANSFERS
+    assert all(callable(convert) for _, convert in RedisJobBoard.CLIENT_CONF_TRANSFERS)
+    assert backends.fetch("d", {"board": "redis"}).namespace == b"flowkit"  # type: ignore[attr-defined]
+
+    conf = board_conf("redis", request)
+    client = redis.Redis(host=conf["host"], port=conf["port"])
+    # TaskFlow's positional order: name, conf, client, persistence.
+    board = RedisJobBoard("b", {"namespace": conf["namespace"]}, client, None)
+    try:
+        board.connect()
+        ns = conf["namespace"].encode()
+        assert board.namespace == conf["namespace"]
+        assert board.join("owner", "u1") == board.join(b"owner", b"u1") == ns + b":owner:u1"
+        assert (board.listings_key, board.trash_key, board.sequence_key) == (
+            ns + b":listings",
+            ns + b":trash",
+            ns + b":sequence",
+        )
+        job = board.post("j")
+        assert client.hlen(board.listings_key) == board.job_count == 1
+        assert client.hexists(board.listings_key, job.key)  # type: ignore[attr-defined]
+        assert int(client.get(board.sequence_key)) == job.sequence  # type: ignore[attr-defined]
+        assert not client.exists(job.owner_key)  # type: ignore[attr-defined]
+        board.claim(job, "a")
+        assert json.loads(client.get(job.owner_key))["owner"] == "a"  # type: ignore[attr-defined]
+        board.trash(job, "a")
+        assert client.hexists(board.trash_key, job.key)  # type: ignore[attr-defined]
+    finally:
+        board.close()
+        client.close()
+
+
+def test_redis_board_refuses_a_server_older_than_its_min_version(request: pytest.FixtureRequest) -> None:
+    """As TaskFlow's, connect() raises IncompatibleVersion (the least version set above the server's)."""
+    services.require_module("redis", "redis")
+    from flowkit.jobs.backends.impl_redis import RedisJobBoard
+
+    class Demanding(RedisJobBoard):
+        MIN_REDIS_VERSION = (999, 0)
+
+    board = Demanding("b", board_conf("redis", request))
+    try:
+        with pytest.raises(
+            exc.IncompatibleVersion, match=r"Redis 999\.0 or newer is needed, the server is \d"
+        ):
+            board.connect()
+        assert not board.connected
+    finally:
+        board.close()
+
+
 def test_redis_claim_expiry_under_a_millisecond_is_refused_as_taskflows(
     request: pytest.FixtureRequest,
 ) -> None:

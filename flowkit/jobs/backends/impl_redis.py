@@ -35,6 +35,7 @@ from __future__ import annotations
 import enum
 import json
 import logging
+import re
 import threading
 import time
 import uuid as uuidlib
@@ -205,7 +206,12 @@ def _boolean(value: Any) -> bool:
 
 # Options handed to redis-py, converted (TaskFlow's list, plus ``socket_keepalive`` and
 # ``ssl_check_hostname``).
-_CLIENT_OPTIONS: dict[str, Callable[[Any], Any] | None] = {
+def _as_given(value: Any) -> Any:
+    """An option passed to redis-py as given (``ssl_cert_reqs``: a name or an ``ssl`` constant)."""
+    return value
+
+
+_CLIENT_OPTIONS: dict[str, Callable[[Any], Any]] = {
     "host": str,
     "port": int,
     "username": str,
@@ -222,7 +228,7 @@ _CLIENT_OPTIONS: dict[str, Callable[[Any], Any] | None] = {
     "ssl": _boolean,
     "ssl_keyfile": str,
     "ssl_certfile": str,
-    "ssl_cert_reqs": None,
+    "ssl_cert_reqs": _as_given,
     "ssl_ca_certs": str,
     "ssl_check_hostname": _boolean,
 }
@@ -241,9 +247,24 @@ class UnknownExpire(enum.IntEnum):
 
 
 class RedisJob(BoardJob):
-    """A job on a Redis board, with TaskFlow's ``expires_in``/``extend_expiry`` for its claim."""
+    """A job on a Redis board, with TaskFlow's ``expires_in``/``extend_expiry`` for its claim.
+
+    TaskFlow's ``key`` and ``owner_key`` name this board's keys; its
+    ``last_modified_key`` is left out, since a job's last change is read
+    from its attempts here, not kept in a key of its own.
+    """
 
     _board: RedisJobBoard
+
+    @property
+    def key(self) -> bytes:
+        """The job's field in the board's :attr:`~RedisJobBoard.listings_key` and ``trash_key`` hashes."""
+        return self.uuid.encode()
+
+    @property
+    def owner_key(self) -> bytes:
+        """Key of the job's claim (JSON owner and fencing token), absent while unclaimed."""
+        return self._board.join("owner", self.uuid)
 
     def expires_in(self) -> float | UnknownExpire:
         """Seconds until the job's current claim expires, or an :class:`UnknownExpire`.
@@ -288,26 +309,56 @@ def _translated(action: str, where: str) -> Iterator[None]:
 class RedisJobBoard(NotifyingJobBoard):
     """TaskFlow's Redis jobboard semantics, with fencing tokens and attempt history.
 
+    TaskFlow's public class attributes and key names are here with meanings
+    true for this board's own key layout (see the module docstring), which
+    differs from TaskFlow's by design: :attr:`listings_key` names the hash
+    this board lists its jobs in, not TaskFlow's. Left out, since nothing in
+    this layout answers to them: ``OWNED_POSTFIX`` and
+    ``LAST_MODIFIED_POSTFIX`` (a claim is ``{namespace}:owner:{uuid}``, made
+    with :meth:`join`, and a job's last change is read from its attempts),
+    and the ``SCRIPT_*`` constants and ``SCRIPT_TEMPLATES`` (TaskFlow's Lua
+    protocol; this board's scripts and their answers are its own).
+
     Args:
         name: the board's name.
         conf: options (see the module docstring).
-        persistence: backend the jobs' logbooks are loaded from.
         client: an already made ``redis.Redis`` to use instead of one made from ``conf``.
+        persistence: backend the jobs' logbooks are loaded from.
     """
+
+    #: Default namespace for keys when none is given (bytes, as TaskFlow's ``b"taskflow"``).
+    DEFAULT_NAMESPACE = DEFAULT_NAMESPACE.encode()
+
+    #: Least Redis version the board needs: Lua scripting with ``cjson`` (2.6) and
+    #: ``SET`` with ``PX`` (2.6.12). :meth:`connect` raises
+    #: :class:`~flowkit.exceptions.IncompatibleVersion` on an older server.
+    MIN_REDIS_VERSION = (2, 6, 12)
+
+    #: Separator between the namespace and the rest of a key.
+    NAMESPACE_SEP = b":"
+
+    #: Separator between the pieces :meth:`join` combines (``:`` in this layout:
+    #: ``join("owner", uuid)`` is a job's claim key).
+    KEY_PIECE_SEP = b":"
+
+    #: Options passed from ``conf`` to the redis-py client, each with its converter
+    #: (TaskFlow's list, plus ``socket_keepalive`` and ``ssl_check_hostname``).
+    CLIENT_CONF_TRANSFERS: tuple[tuple[str, Callable[[Any], Any]], ...] = tuple(_CLIENT_OPTIONS.items())
 
     def __init__(
         self,
         name: str,
         conf: dict[str, Any] | None = None,
-        persistence: Backend | None = None,
         client: Any = None,
+        persistence: Backend | None = None,
     ) -> None:
         super().__init__(name, _conf_from_url(dict(conf or {})))
         self._persistence = persistence
         self._client = client
         self._own_client = client is None
-        ns = self._conf.get("namespace", DEFAULT_NAMESPACE)
+        self._namespace: str | bytes = self._conf.get("namespace", self.DEFAULT_NAMESPACE)
         # TaskFlow's namespaces are bytes (its default is b"taskflow"): the same name either way.
+        ns = self._namespace
         ns = ns.decode() if isinstance(ns, bytes) else str(ns)
         self._ns = ns
         self._listings = f"{ns}:listings"
@@ -379,7 +430,7 @@ class RedisJobBoard(NotifyingJobBoard):
                 continue
             value = self._conf[key]
             try:
-                options[key] = value if convert is None else convert(value)
+                options[key] = convert(value)
             except (TypeError, ValueError):
                 raise self._option_error(key, value, _EXPECTED.get(convert, "text")) from None
         return options
@@ -450,6 +501,7 @@ class RedisJobBoard(NotifyingJobBoard):
             self._own_client = True
         with _translated("connect", self.where):
             self._client.ping()
+            self._check_version()
         scripts = (("claim", _CLAIM), ("claim_first", _CLAIM_FIRST), ("renew", _RENEW), ("release", _RELEASE))
         for name, body in scripts:
             self._scripts[name] = self._client.register_script(body)
@@ -462,6 +514,26 @@ class RedisJobBoard(NotifyingJobBoard):
             with self._kept_lock:
                 self._keeper_stop.clear()
                 self._start_keeper()
+
+    def _check_version(self) -> None:
+        """Refuse a server older than :attr:`MIN_REDIS_VERSION`, as TaskFlow's board does.
+
+        A server whose version cannot be read (``INFO`` refused, as an ACL
+        may) is taken as new enough: nothing says it is not.
+        """
+        from redis.exceptions import ResponseError
+
+        try:
+            text = str(self._client.info("server").get("redis_version") or "")
+        except ResponseError:
+            return
+        version = tuple(int(part) for part in re.findall(r"\d+", text)[:3])
+        if version and version < self.MIN_REDIS_VERSION:
+            wanted = ".".join(str(part) for part in self.MIN_REDIS_VERSION)
+            raise exc.IncompatibleVersion(
+                f"Redis jobboard {self.name!r} at {self.where}: Redis {wanted} or newer is needed, "
+                f"the server is {text}"
+            )
 
     def close(self) -> None:
         self._keeper_stop.set()
@@ -546,6 +618,35 @@ class RedisJobBoard(NotifyingJobBoard):
                 self._keeper_wake.notify_all()
 
     # -- keys ------------------------------------------------------------
+    @property
+    def namespace(self) -> str | bytes:
+        """The namespace every key of the board starts with, as given (default :attr:`DEFAULT_NAMESPACE`)."""
+        return self._namespace
+
+    def join(self, key_piece: str | bytes, *more_key_pieces: str | bytes) -> bytes:
+        """The key ``{namespace}:{piece}:{piece}...`` (bytes, as TaskFlow's), for reading the board's keys.
+
+        ``join("owner", job.uuid)`` is the key of a job's claim, ``join("listings")``
+        :attr:`listings_key`.
+        """
+        pieces = [p if isinstance(p, bytes) else str(p).encode() for p in (key_piece, *more_key_pieces)]
+        return self._ns.encode() + self.NAMESPACE_SEP + self.KEY_PIECE_SEP.join(pieces)
+
+    @property
+    def listings_key(self) -> bytes:
+        """Key of the hash listing the board's jobs (job uuid to its posting, JSON)."""
+        return self.join("listings")
+
+    @property
+    def trash_key(self) -> bytes:
+        """Key of the hash of trashed jobs (job uuid to its posting, reason and attempts, JSON)."""
+        return self.join("trash")
+
+    @property
+    def sequence_key(self) -> bytes:
+        """Key of the counter that numbers posted jobs in order."""
+        return self.join("sequence")
+
     def _owner_key(self, job_uuid: str) -> str:
         return f"{self._ns}:owner:{job_uuid}"
 
