@@ -27,7 +27,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
@@ -408,6 +408,15 @@ class JobBoardIterator:
     is then checked as it is reached, so a job claimed or consumed since the
     fetch is skipped (with ``only_unclaimed``) instead of handed out.
 
+    Takes TaskFlow's arguments, so a board written for TaskFlow runs
+    unchanged: ``board_fetch_func(ensure_fresh=...)`` gives the jobs (none
+    without it), ``board_removal_func(job)`` is called for a job found gone
+    (:class:`~flowkit.exceptions.NotFound`) while its state is read, and
+    ``logger`` logs a state that could not be read. flowkit's earlier form,
+    ``JobBoardIterator(board, fetch)`` with ``fetch(ensure_fresh)``, still
+    works: a callable in the ``logger`` place is taken as the fetch function
+    (a logger is never callable).
+
     Attributes:
         only_unclaimed: hand out unclaimed jobs only.
         ensure_fresh: ask the board to refresh its listing first (boards that
@@ -417,12 +426,30 @@ class JobBoardIterator:
     def __init__(
         self,
         board: JobBoard,
-        fetch: Callable[[bool], Sequence[Job]],
+        logger: logging.Logger | logging.LoggerAdapter[Any] | Callable[[bool], Iterable[Job]] | None = None,
+        board_fetch_func: Callable[..., Iterable[Job]] | None = None,
+        board_removal_func: Callable[[Job], Any] | None = None,
         only_unclaimed: bool = False,
         ensure_fresh: bool = False,
     ) -> None:
         self._board = board
+        fetch: Callable[[bool], Iterable[Job]] | None = None
+        if callable(logger) and not isinstance(logger, (logging.Logger, logging.LoggerAdapter)):
+            if board_fetch_func is not None:
+                raise TypeError(
+                    "JobBoardIterator: a fetch function given both as logger and board_fetch_func"
+                )
+            fetch, logger = logger, None
+        elif board_fetch_func is not None:
+            given = board_fetch_func
+
+            def fetch(ensure_fresh: bool) -> Iterable[Job]:
+                # TaskFlow passes ensure_fresh by keyword: a board's function may rely on it.
+                return given(ensure_fresh=ensure_fresh)
+
         self._fetch = fetch
+        self._removal = board_removal_func
+        self._logger: logging.Logger | logging.LoggerAdapter[Any] = logger if logger is not None else LOG
         self._jobs: deque[Job] = deque()
         self._fetched = False
         self.only_unclaimed = only_unclaimed
@@ -436,6 +463,12 @@ class JobBoardIterator:
     def __iter__(self) -> JobBoardIterator:
         return self
 
+    def _fill(self) -> None:
+        if not self._fetched:
+            if self._fetch is not None:
+                self._jobs.extend(self._fetch(self.ensure_fresh))
+            self._fetched = True
+
     def candidates(self) -> Iterator[Job]:
         """The fetched jobs in order, without asking each one's state (beyond TaskFlow).
 
@@ -445,16 +478,12 @@ class JobBoardIterator:
         :class:`~flowkit.exceptions.NotFound`), so asking its state first
         would only cost a round trip per job. Shares the iterator's position.
         """
-        if not self._fetched:
-            self._jobs.extend(self._fetch(self.ensure_fresh))
-            self._fetched = True
+        self._fill()
         while self._jobs:
             yield self._jobs.popleft()
 
     def __next__(self) -> Job:
-        if not self._fetched:
-            self._jobs.extend(self._fetch(self.ensure_fresh))
-            self._fetched = True
+        self._fill()
         allowed = (states.UNCLAIMED,) if self.only_unclaimed else (states.UNCLAIMED, states.CLAIMED)
         while self._jobs:
             job = self._jobs.popleft()
@@ -462,9 +491,11 @@ class JobBoardIterator:
                 if job.state in allowed:
                     return job
             except exc.NotFound:
-                continue
+                # Gone from the board since the fetch: the board may tidy up after it.
+                if self._removal is not None:
+                    self._removal(job)
             except exc.JobFailure:
-                LOG.warning("could not read the state of job %s", job, exc_info=True)
+                self._logger.warning("could not read the state of job %s", job, exc_info=True)
         raise StopIteration
 
 

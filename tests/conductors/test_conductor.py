@@ -13,9 +13,11 @@ from flowkit.jobs.backends.impl_memory import MemoryJobBoard
 from flowkit.jobs.base import AttemptEnd
 from flowkit.listeners.claims import CheckingClaimListener
 from flowkit.persistence.base import Backend
+from tests import services
 from tests.conductors import flows
 from tests.conductors.conftest import flow_state, post_flow, stored_results
 from tests.conftest import wait_until
+from tests.jobs.conftest import board_conf
 from tests.manual_clock import ManualClock
 
 
@@ -85,6 +87,59 @@ def test_run_returns_after_max_dispatches(persistence: Backend, tmp_path: Path) 
     assert [j.state for j in jobs] == [states.COMPLETE, states.COMPLETE, states.UNCLAIMED]
     conductor.run(max_dispatches=0)
     assert jobs[2].state == states.UNCLAIMED
+
+
+@pytest.mark.parametrize("kind", ["blocking", "nonblocking"])
+def test_conductor_not_run_yet_is_dispatching_and_waited_for_as_taskflows(
+    kind: str, persistence: Backend
+) -> None:
+    """TaskFlow's conductor counts as dispatching until a run() returns; wait() before it waits."""
+    conductor = conductors.backends.fetch(kind, "c", make_board(), persistence=persistence, wait_timeout=0.01)
+    assert conductor.dispatching
+    assert not conductor.wait(0)
+    assert not conductor.wait(0.01)
+    conductor.run(max_dispatches=0)
+    assert not conductor.dispatching
+    assert conductor.wait(0)
+
+
+def test_conductor_started_while_redis_is_down_waits_for_it_as_taskflows(
+    persistence: Backend, request: pytest.FixtureRequest, caplog: pytest.LogCaptureFixture
+) -> None:
+    """TaskFlow's run() registers nothing on Redis and retries listing: a Redis down at start is outlived."""
+    services.require_module("redis", "redis")
+    from flowkit.jobs import backends as board_backends
+
+    server: services.RedisServer = request.getfixturevalue("redis_server")
+    board = board_backends.fetch("b", board_conf("redis", request), persistence=persistence)
+    board.connect()
+    conductor = conductors.backends.fetch("blocking", "c", board, persistence=persistence, wait_timeout=0.01)
+    failures: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            conductor.run()
+        except BaseException as error:
+            failures.append(error)
+            raise
+
+    server.stop()
+    runner = threading.Thread(target=run, daemon=True)
+    try:
+        runner.start()
+        # Redis stays down until run() has tried it (and failed, or raised as it used to).
+        wait_until(lambda: failures or "could not register entity" in caplog.text)
+    finally:
+        server.start()
+    try:
+        job, _ = post_flow(board, persistence, flows.chain, [1], job_store={"v0": 1})
+        wait_until(lambda: failures or job.state == states.COMPLETE)
+        assert not failures, f"run() raised: {failures[0]!r}"
+    finally:
+        conductor.stop()
+        runner.join(30)
+        board.close()
+    assert not runner.is_alive()
 
 
 def test_stop_ends_an_idle_run(persistence: Backend) -> None:

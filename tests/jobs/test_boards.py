@@ -210,6 +210,73 @@ def test_zookeeper_board_registers_entities_not_plain_names(request: pytest.Fixt
         assert json.loads(raw) == {"kind": "conductor", "name": "conductor-1", "metadata": {"pid": 1}}
 
 
+def test_redis_board_lists_an_entity_while_connected_with_an_expiry(request: pytest.FixtureRequest) -> None:
+    """Renewed while the board is connected, deleted by close(), gone on its own if the holder died."""
+    services.require_module("redis", "redis")
+    import redis
+
+    conf = board_conf("redis", request)
+    client = redis.Redis(host=conf["host"], port=conf["port"])
+    key = f"{conf['namespace']}:entity:conductor-1"
+    board = backends.fetch("b", conf)
+    try:
+        board.connect()
+        board.ENTITY_EXPIRY = 0.3  # type: ignore[attr-defined]
+        board.register_entity(Entity("conductor", "conductor-1", {"pid": 1}))
+        record = json.loads(client.get(key))
+        assert (record["kind"], record["name"], record["metadata"]) == (
+            "conductor",
+            "conductor-1",
+            {"pid": 1},
+        )
+        assert 0 < client.pttl(key) <= 300  # expires unless renewed
+        # Renewed in the background: its time to live goes up again, and it stays listed.
+        seen = [client.pttl(key)]
+
+        def renewed() -> bool:
+            left = client.pttl(key)
+            went_up, seen[0] = left > seen[0], left
+            return went_up
+
+        wait_until(renewed, 5)
+        assert client.exists(key)
+        board.close()
+        assert not client.exists(key)
+    finally:
+        board.close()
+        client.close()
+
+
+def test_redis_register_entity_never_fails_and_writes_once_redis_answers(
+    request: pytest.FixtureRequest,
+) -> None:
+    """TaskFlow's Redis board registers nothing, so it cannot fail: flowkit's logs and retries."""
+    services.require_module("redis", "redis")
+    import redis
+
+    conf = board_conf("redis", request)
+    server: services.RedisServer = request.getfixturevalue("redis_server")
+    client = redis.Redis(host=conf["host"], port=conf["port"])
+    key = f"{conf['namespace']}:entity:c"
+    board = backends.fetch("b", conf)
+    try:
+        board.register_entity(Entity("conductor", "c", {}))  # not connected yet: written by connect()
+        assert not client.exists(key)
+        board.connect()
+        assert client.exists(key)
+        board.ENTITY_EXPIRY = 0.3  # type: ignore[attr-defined]
+        server.stop()
+        try:
+            board.register_entity(Entity("conductor", "c2", {}))  # Redis down: no error
+        finally:
+            server.start()
+        # Written again by the board once Redis is back (the restart emptied it).
+        wait_until(lambda: client.exists(key) and client.exists(f"{conf['namespace']}:entity:c2"), 10)
+    finally:
+        board.close()
+        client.close()
+
+
 def _write_stray_document(kind: str, board: Any, raw: bytes) -> None:
     if kind == "redis":
         board._redis().hset(board._listings, "not-a-job", raw)
@@ -340,6 +407,124 @@ def test_redis_job_reports_and_extends_its_claims_expiry_as_taskflows(request: p
         assert kept.extend_expiry(600)
         assert kept.expires_in() > 30
         assert other.holds_locally(kept, other.current_claim(kept))  # type: ignore[arg-type]
+    finally:
+        board.close()
+        other.close()
+
+
+def test_redis_board_has_taskflows_public_names_naming_its_own_keys(request: pytest.FixtureRequest) -> None:
+    """TaskFlow's class attributes, key names and join(), true for flowkit's own layout."""
+    services.require_module("redis", "redis")
+    import redis
+
+    from flowkit.jobs.backends.impl_redis import RedisJobBoard
+
+    assert RedisJobBoard.DEFAULT_NAMESPACE == b"flowkit"
+    assert RedisJobBoard.MIN_REDIS_VERSION >= (2, 6)
+    assert (RedisJobBoard.NAMESPACE_SEP, RedisJobBoard.KEY_PIECE_SEP) == (b":", b":")
+    assert ("port", int) in RedisJobBoard.CLIENT_CONF_TRANSFERS
+    assert all(callable(convert) for _, convert in RedisJobBoard.CLIENT_CONF_TRANSFERS)
+    assert backends.fetch("d", {"board": "redis"}).namespace == b"flowkit"  # type: ignore[attr-defined]
+
+    conf = board_conf("redis", request)
+    client = redis.Redis(host=conf["host"], port=conf["port"])
+    # TaskFlow's positional order: name, conf, client, persistence.
+    board = RedisJobBoard("b", {"namespace": conf["namespace"]}, client, None)
+    try:
+        board.connect()
+        ns = conf["namespace"].encode()
+        assert board.namespace == conf["namespace"]
+        assert board.join("owner", "u1") == board.join(b"owner", b"u1") == ns + b":owner:u1"
+        assert (board.listings_key, board.trash_key, board.sequence_key) == (
+            ns + b":listings",
+            ns + b":trash",
+            ns + b":sequence",
+        )
+        job = board.post("j")
+        assert client.hlen(board.listings_key) == board.job_count == 1
+        assert client.hexists(board.listings_key, job.key)  # type: ignore[attr-defined]
+        assert int(client.get(board.sequence_key)) == job.sequence  # type: ignore[attr-defined]
+        assert not client.exists(job.owner_key)  # type: ignore[attr-defined]
+        board.claim(job, "a")
+        assert json.loads(client.get(job.owner_key))["owner"] == "a"  # type: ignore[attr-defined]
+        board.trash(job, "a")
+        assert client.hexists(board.trash_key, job.key)  # type: ignore[attr-defined]
+    finally:
+        board.close()
+        client.close()
+
+
+def test_redis_board_refuses_a_server_older_than_its_min_version(request: pytest.FixtureRequest) -> None:
+    """As TaskFlow's, connect() raises IncompatibleVersion (the least version set above the server's)."""
+    services.require_module("redis", "redis")
+    from flowkit.jobs.backends.impl_redis import RedisJobBoard
+
+    class Demanding(RedisJobBoard):
+        MIN_REDIS_VERSION = (999, 0)
+
+    board = Demanding("b", board_conf("redis", request))
+    try:
+        with pytest.raises(
+            exc.IncompatibleVersion, match=r"Redis 999\.0 or newer is needed, the server is \d"
+        ):
+            board.connect()
+        assert not board.connected
+    finally:
+        board.close()
+
+
+def test_redis_claim_expiry_under_a_millisecond_is_refused_as_taskflows(
+    request: pytest.FixtureRequest,
+) -> None:
+    services.require_module("redis", "redis")
+    conf = board_conf("redis", request)
+    with pytest.raises(ValueError, match="claim_expiry"):
+        backends.fetch("b", {**conf, "claim_expiry": 0.0005})
+    board = backends.fetch("b", conf)
+    board.connect()
+    try:
+        job = board.post("j")
+        for expiry in (0.0005, 0.0009999, -1.0, float("nan"), float("inf")):
+            with pytest.raises(ValueError, match="at least a millisecond"):
+                board.claim(job, "a", expiry=expiry)
+            with pytest.raises(ValueError, match="at least a millisecond"):
+                board.claim_first([job], "a", expiry=expiry)
+        assert job.state == states.UNCLAIMED
+        board.claim(job, "a", expiry=0.001)  # one millisecond is the least Redis keeps
+    finally:
+        board.close()
+
+
+def test_redis_claim_of_ones_own_job_refreshes_its_expiry_as_taskflows(
+    request: pytest.FixtureRequest,
+) -> None:
+    """Refused all the same (UnclaimableJob), but given the expiry asked for and a later last_modified."""
+    services.require_module("redis", "redis")
+    conf = board_conf("redis", request)
+    board = backends.fetch("b", {**conf, "claim_expiry": "none"})
+    other = backends.fetch("o", conf)
+    board.connect()
+    other.connect()
+    try:
+        job = board.post("j")
+        claim = board.claim(job, "a", expiry=5)
+        claimed_at = job.last_modified
+        with pytest.raises(exc.UnclaimableJob, match="claimed by 'a'"):
+            other.claim(job, "b", expiry=600)  # another owner's claim changes nothing
+        assert job.expires_in() <= 5
+        with pytest.raises(exc.UnclaimableJob, match="claimed by 'a'"):
+            other.claim(job, "a", expiry=600)  # the owner's name, from any board
+        assert job.expires_in() > 5
+        assert job.last_modified > claimed_at
+        with pytest.raises(exc.UnclaimableJob):
+            board.claim(job, "a")  # no expiry asked for (claim_expiry none): left as it is
+        assert job.expires_in() > 5
+        # The board keeping the claim alive renews it with the new expiry from then on.
+        with pytest.raises(exc.UnclaimableJob):
+            board.claim(job, "a", expiry=900)
+        assert job.expires_in() > 600
+        assert board.current_claim(job) == claim
+        assert board.holds_locally(job, claim)  # type: ignore[attr-defined]
     finally:
         board.close()
         other.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Any
 
@@ -243,3 +244,47 @@ def test_bad_arguments_fail_before_writing(make_board: MakeBoard) -> None:
         board.claim(job, "")
     with pytest.raises(TypeError):
         board.claim(job, None)  # type: ignore[arg-type]
+
+
+class _VanishedJob:
+    """A job a third-party board listed that is gone by the time its state is read."""
+
+    uuid = "vanished"
+
+    @property
+    def state(self) -> str:
+        raise exc.NotFound("job vanished is gone")
+
+
+def test_iterator_takes_taskflows_arguments(make_board: MakeBoard) -> None:
+    """A board written for TaskFlow builds its iterator with TaskFlow's arguments, unchanged."""
+    board = make_board()
+    kept = board.post("kept")
+    taken = board.post("taken")
+    board.claim(taken, "someone")
+    vanished = _VanishedJob()
+    asked: list[bool] = []
+
+    def fetch(*, ensure_fresh: bool) -> list[Any]:  # TaskFlow passes it by keyword
+        asked.append(ensure_fresh)
+        return [*board.iterjobs(), vanished]
+
+    removed: list[Any] = []
+    listing = base.JobBoardIterator(
+        board,
+        logging.getLogger("third-party-board"),
+        board_fetch_func=fetch,
+        board_removal_func=removed.append,
+        only_unclaimed=True,
+        ensure_fresh=True,
+    )
+    assert [job.uuid for job in listing] == [kept.uuid]
+    assert asked == [True]
+    assert removed == [vanished]
+    assert listing.board is board
+    assert list(base.JobBoardIterator(board, logging.getLogger("x"))) == []  # no fetch function: no jobs
+    # flowkit's earlier form, the fetch function second, still works.
+    assert [j.uuid for j in base.JobBoardIterator(board, lambda fresh: list(board.iterjobs()))] == [
+        kept.uuid,
+        taken.uuid,
+    ]

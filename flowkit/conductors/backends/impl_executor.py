@@ -145,8 +145,10 @@ class ExecutorConductor(Conductor):
         self._max_failures = max_failures
         self._claim_expiry = claim_expiry
         self._stopped = threading.Event()
+        # Set once run() returns, as TaskFlow's: until then (before run() too) the conductor
+        # counts as dispatching and wait() waits, so a supervisor that starts run() on
+        # another thread and then waits is not told at once that it finished.
         self._dead = threading.Event()
-        self._dead.set()
         self._dispatched: set[concurrent.futures.Future[Outcome]] = set()
         self._dispatched_lock = threading.Lock()
 
@@ -158,11 +160,16 @@ class ExecutorConductor(Conductor):
         self._stopped.set()
 
     def wait(self, timeout: float | None = None) -> bool:
+        """Wait for :meth:`run` to return; ``False`` if ``timeout`` passed first.
+
+        As TaskFlow's, a conductor that has not run yet is waited for too
+        (``wait(0)`` is ``False``), until a :meth:`run` returns.
+        """
         return self._dead.wait(timeout)
 
     @property
     def dispatching(self) -> bool:
-        """Whether :meth:`run` is still running."""
+        """``False`` once :meth:`run` returned; ``True`` before (also before the first run, as TaskFlow's)."""
         return not self._dead.is_set()
 
     def _notify(self, event: str, details: dict[str, Any]) -> None:

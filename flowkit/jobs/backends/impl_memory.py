@@ -9,6 +9,7 @@ board's clock (injectable, so expiry is testable without sleeping).
 from __future__ import annotations
 
 import itertools
+import logging
 import threading
 import time
 import uuid as uuidlib
@@ -42,6 +43,8 @@ if TYPE_CHECKING:
     from flowkit.persistence.models import LogBook
 
 __all__ = ["MemoryJobBoard"]
+
+LOG = logging.getLogger(__name__)
 
 
 @dataclass
@@ -128,7 +131,9 @@ class MemoryJobBoard(NotifyingJobBoard):
             return iter_sorted([e.job for e in self._entries.values()])
 
     def iterjobs(self, only_unclaimed: bool = False, ensure_fresh: bool = False) -> JobBoardIterator:
-        return JobBoardIterator(self, self._fetch, only_unclaimed=only_unclaimed, ensure_fresh=ensure_fresh)
+        return JobBoardIterator(
+            self, LOG, board_fetch_func=self._fetch, only_unclaimed=only_unclaimed, ensure_fresh=ensure_fresh
+        )
 
     def wait(self, timeout: float | None = None) -> JobBoardIterator:
         return wait_for_jobs(self, timeout, self._waiter, clock=self._clock)

@@ -8,7 +8,7 @@ Layout under the board's ``namespace`` (default ``flowkit``)::
     {ns}:owner:{uuid}      string {"owner": ..., "token": ...}, expires unless renewed
     {ns}:attempts:{uuid}   list   one JSON attempt per claim (see ``Attempt``)
     {ns}:trash             hash   job uuid -> {"posting", "reason", "attempts"}
-    {ns}:entities          hash   entity name -> JSON (registered conductors)
+    {ns}:entity:{name}     string JSON of a registered conductor, expires unless renewed
 
 Every state change is one Lua script, so it is atomic on the server: a claim
 checks there is no owner, takes the next token and records the attempt in
@@ -35,6 +35,7 @@ from __future__ import annotations
 import enum
 import json
 import logging
+import re
 import threading
 import time
 import uuid as uuidlib
@@ -106,9 +107,24 @@ end
 """
 
 # KEYS: listings, owner, attempts, tokens. ARGV: uuid, who, expiry ms (0: none), now.
+# A job already claimed by ``who`` is refused all the same, but its claim gets the expiry
+# asked for (none asked: left as it is) and its open attempt a ``reclaimed_at``, as
+# TaskFlow's claim of one's own job refreshes its expiry and last-modified time.
 _CLAIM = (
     _CLAIM_ONE
     + """
+local current = redis.call('GET', KEYS[2])
+if current and redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 and cjson.decode(current)['owner'] == ARGV[2] then
+  if tonumber(ARGV[3]) > 0 then redis.call('PEXPIRE', KEYS[2], ARGV[3]) end
+  local last = redis.call('LINDEX', KEYS[3], -1)
+  if last then
+    local record = cjson.decode(last)
+    if record['end'] == 'open' then
+      record['reclaimed_at'] = tonumber(ARGV[4])
+      redis.call('LSET', KEYS[3], -1, cjson.encode(record))
+    end
+  end
+end
 return claim_one(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[2], ARGV[3], ARGV[4])
 """
 )
@@ -190,7 +206,12 @@ def _boolean(value: Any) -> bool:
 
 # Options handed to redis-py, converted (TaskFlow's list, plus ``socket_keepalive`` and
 # ``ssl_check_hostname``).
-_CLIENT_OPTIONS: dict[str, Callable[[Any], Any] | None] = {
+def _as_given(value: Any) -> Any:
+    """An option passed to redis-py as given (``ssl_cert_reqs``: a name or an ``ssl`` constant)."""
+    return value
+
+
+_CLIENT_OPTIONS: dict[str, Callable[[Any], Any]] = {
     "host": str,
     "port": int,
     "username": str,
@@ -207,7 +228,7 @@ _CLIENT_OPTIONS: dict[str, Callable[[Any], Any] | None] = {
     "ssl": _boolean,
     "ssl_keyfile": str,
     "ssl_certfile": str,
-    "ssl_cert_reqs": None,
+    "ssl_cert_reqs": _as_given,
     "ssl_ca_certs": str,
     "ssl_check_hostname": _boolean,
 }
@@ -226,9 +247,24 @@ class UnknownExpire(enum.IntEnum):
 
 
 class RedisJob(BoardJob):
-    """A job on a Redis board, with TaskFlow's ``expires_in``/``extend_expiry`` for its claim."""
+    """A job on a Redis board, with TaskFlow's ``expires_in``/``extend_expiry`` for its claim.
+
+    TaskFlow's ``key`` and ``owner_key`` name this board's keys; its
+    ``last_modified_key`` is left out, since a job's last change is read
+    from its attempts here, not kept in a key of its own.
+    """
 
     _board: RedisJobBoard
+
+    @property
+    def key(self) -> bytes:
+        """The job's field in the board's :attr:`~RedisJobBoard.listings_key` and ``trash_key`` hashes."""
+        return self.uuid.encode()
+
+    @property
+    def owner_key(self) -> bytes:
+        """Key of the job's claim (JSON owner and fencing token), absent while unclaimed."""
+        return self._board.join("owner", self.uuid)
 
     def expires_in(self) -> float | UnknownExpire:
         """Seconds until the job's current claim expires, or an :class:`UnknownExpire`.
@@ -273,33 +309,62 @@ def _translated(action: str, where: str) -> Iterator[None]:
 class RedisJobBoard(NotifyingJobBoard):
     """TaskFlow's Redis jobboard semantics, with fencing tokens and attempt history.
 
+    TaskFlow's public class attributes and key names are here with meanings
+    true for this board's own key layout (see the module docstring), which
+    differs from TaskFlow's by design: :attr:`listings_key` names the hash
+    this board lists its jobs in, not TaskFlow's. Left out, since nothing in
+    this layout answers to them: ``OWNED_POSTFIX`` and
+    ``LAST_MODIFIED_POSTFIX`` (a claim is ``{namespace}:owner:{uuid}``, made
+    with :meth:`join`, and a job's last change is read from its attempts),
+    and the ``SCRIPT_*`` constants and ``SCRIPT_TEMPLATES`` (TaskFlow's Lua
+    protocol; this board's scripts and their answers are its own).
+
     Args:
         name: the board's name.
         conf: options (see the module docstring).
-        persistence: backend the jobs' logbooks are loaded from.
         client: an already made ``redis.Redis`` to use instead of one made from ``conf``.
+        persistence: backend the jobs' logbooks are loaded from.
     """
+
+    #: Default namespace for keys when none is given (bytes, as TaskFlow's ``b"taskflow"``).
+    DEFAULT_NAMESPACE = DEFAULT_NAMESPACE.encode()
+
+    #: Least Redis version the board needs: Lua scripting with ``cjson`` (2.6) and
+    #: ``SET`` with ``PX`` (2.6.12). :meth:`connect` raises
+    #: :class:`~flowkit.exceptions.IncompatibleVersion` on an older server.
+    MIN_REDIS_VERSION = (2, 6, 12)
+
+    #: Separator between the namespace and the rest of a key.
+    NAMESPACE_SEP = b":"
+
+    #: Separator between the pieces :meth:`join` combines (``:`` in this layout:
+    #: ``join("owner", uuid)`` is a job's claim key).
+    KEY_PIECE_SEP = b":"
+
+    #: Options passed from ``conf`` to the redis-py client, each with its converter
+    #: (TaskFlow's list, plus ``socket_keepalive`` and ``ssl_check_hostname``).
+    CLIENT_CONF_TRANSFERS: tuple[tuple[str, Callable[[Any], Any]], ...] = tuple(_CLIENT_OPTIONS.items())
 
     def __init__(
         self,
         name: str,
         conf: dict[str, Any] | None = None,
-        persistence: Backend | None = None,
         client: Any = None,
+        persistence: Backend | None = None,
     ) -> None:
         super().__init__(name, _conf_from_url(dict(conf or {})))
         self._persistence = persistence
         self._client = client
         self._own_client = client is None
-        ns = self._conf.get("namespace", DEFAULT_NAMESPACE)
+        self._namespace: str | bytes = self._conf.get("namespace", self.DEFAULT_NAMESPACE)
         # TaskFlow's namespaces are bytes (its default is b"taskflow"): the same name either way.
+        ns = self._namespace
         ns = ns.decode() if isinstance(ns, bytes) else str(ns)
         self._ns = ns
         self._listings = f"{ns}:listings"
         self._sequence = f"{ns}:sequence"
         self._tokens = f"{ns}:tokens"
         self._trash = f"{ns}:trash"
-        self._entities = f"{ns}:entities"
         self._default_expiry = self._claim_expiry_option()
         # Converted now, so a bad option fails fetch(), naming it, before anything connects.
         self._client_options = self._converted_options()
@@ -317,6 +382,11 @@ class RedisJobBoard(NotifyingJobBoard):
         self._keeper_wake = threading.Condition(self._kept_lock)
         self._keeper: threading.Thread | None = None
         self._keeper_stop = threading.Event()
+        # Entities registered through this board: key -> JSON record, kept on the server
+        # while the board is connected (renewed by the keeper), deleted by close().
+        self._entities: dict[str, str] = {}
+        # When each entity's entry is to be written again (monotonic).
+        self._entity_due: dict[str, float] = {}
 
     # -- connection ------------------------------------------------------
     @property
@@ -344,8 +414,8 @@ class RedisJobBoard(NotifyingJobBoard):
             seconds = float(value)
         except (TypeError, ValueError):
             seconds = -1.0
-        if not seconds > 0 or seconds == float("inf"):
-            raise self._option_error("claim_expiry", value, "a positive number of seconds or none")
+        if not seconds >= 0.001 or seconds == float("inf"):
+            raise self._option_error("claim_expiry", value, "at least a millisecond (0.001 seconds) or none")
         return seconds
 
     def _converted_options(self) -> dict[str, Any]:
@@ -360,7 +430,7 @@ class RedisJobBoard(NotifyingJobBoard):
                 continue
             value = self._conf[key]
             try:
-                options[key] = value if convert is None else convert(value)
+                options[key] = convert(value)
             except (TypeError, ValueError):
                 raise self._option_error(key, value, _EXPECTED.get(convert, "text")) from None
         return options
@@ -431,9 +501,39 @@ class RedisJobBoard(NotifyingJobBoard):
             self._own_client = True
         with _translated("connect", self.where):
             self._client.ping()
+            self._check_version()
         scripts = (("claim", _CLAIM), ("claim_first", _CLAIM_FIRST), ("renew", _RENEW), ("release", _RELEASE))
         for name, body in scripts:
             self._scripts[name] = self._client.register_script(body)
+        with self._kept_lock:
+            waiting = list(self._entities)
+        if waiting:
+            # Registered before the board was connected: listed from now on.
+            for key in waiting:
+                self._write_entity(key)
+            with self._kept_lock:
+                self._keeper_stop.clear()
+                self._start_keeper()
+
+    def _check_version(self) -> None:
+        """Refuse a server older than :attr:`MIN_REDIS_VERSION`, as TaskFlow's board does.
+
+        A server whose version cannot be read (``INFO`` refused, as an ACL
+        may) is taken as new enough: nothing says it is not.
+        """
+        from redis.exceptions import ResponseError
+
+        try:
+            text = str(self._client.info("server").get("redis_version") or "")
+        except ResponseError:
+            return
+        version = tuple(int(part) for part in re.findall(r"\d+", text)[:3])
+        if version and version < self.MIN_REDIS_VERSION:
+            wanted = ".".join(str(part) for part in self.MIN_REDIS_VERSION)
+            raise exc.IncompatibleVersion(
+                f"Redis jobboard {self.name!r} at {self.where}: Redis {wanted} or newer is needed, "
+                f"the server is {text}"
+            )
 
     def close(self) -> None:
         self._keeper_stop.set()
@@ -446,6 +546,16 @@ class RedisJobBoard(NotifyingJobBoard):
             self._kept.clear()
             self._renewed_at.clear()
             self._due.clear()
+            self._entity_due.clear()
+            entity_keys = list(self._entities)
+            self._entities.clear()
+        if entity_keys and self._client is not None and self._scripts:
+            # The entities registered here stop being listed with the board closed, as a
+            # ZooKeeper board's ephemeral nodes do; left to expire if Redis cannot be reached.
+            try:
+                self._client.delete(*entity_keys)
+            except Exception:  # closing goes on; the entries expire on their own
+                LOG.warning("could not remove the registered entities at %s", self.where, exc_info=True)
         self._scripts.clear()
         if self._client is not None and self._own_client:
             self._client.close()
@@ -456,22 +566,95 @@ class RedisJobBoard(NotifyingJobBoard):
             raise exc.JobFailure(f"Redis jobboard {self.name!r} at {self.where} is not connected")
         return self._client
 
+    #: Seconds a registered entity's entry lasts on the server unless its board renews it
+    #: (every third of that while the board is connected); a conductor whose process died
+    #: is no longer listed this long after.
+    ENTITY_EXPIRY = 30.0
+
     def register_entity(self, entity: Any) -> None:
+        """List ``entity`` (a conductor) on the board while this board is connected.
+
+        Its entry, ``{namespace}:entity:{name}``, expires :attr:`ENTITY_EXPIRY`
+        seconds after its last renewal, is renewed in the background while the
+        board is connected, and is deleted by :meth:`close`. TaskFlow's Redis
+        board registers nothing, so this never fails: with Redis out of reach
+        (or the board not connected yet) a warning is logged and the entry is
+        written once the server answers (on :meth:`connect` for a board not
+        connected), and a conductor's ``run()`` goes on to list jobs, retrying
+        as TaskFlow's does.
+        """
+        name = str(getattr(entity, "name", entity))
         record = {
             "kind": getattr(entity, "kind", None),
-            "name": getattr(entity, "name", str(entity)),
+            "name": name,
             "metadata": getattr(entity, "metadata", {}),
             "registered_at": time.time(),
         }
-        with _translated("register an entity", self.where):
-            self._redis().hset(self._entities, record["name"], json.dumps(record, default=str))
+        key = self._entity_key(name)
+        with self._kept_lock:
+            self._entities[key] = json.dumps(record, default=str)
+        if self._client is None or not self._scripts:
+            return  # written by connect()
+        self._write_entity(key)
+        with self._kept_lock:
+            self._keeper_stop.clear()
+            self._start_keeper()
+
+    def _write_entity(self, key: str) -> None:
+        """(Re)write one registered entity's entry with its expiry; a failure is retried later."""
+        ms = int(self.ENTITY_EXPIRY * 1000)
+        sent_at = time.monotonic()
+        with self._kept_lock:
+            value = self._entities.get(key)
+        if value is None:
+            return
+        try:
+            self._redis().set(key, value, px=ms)
+        except Exception:  # retried a third of the expiry later: registering never fails
+            LOG.warning("could not register entity %s at %s; retrying", key, self.where, exc_info=True)
+        with self._kept_lock:
+            if key in self._entities:
+                self._entity_due[key] = sent_at + ms / 3000.0
+                self._keeper_wake.notify_all()
 
     # -- keys ------------------------------------------------------------
+    @property
+    def namespace(self) -> str | bytes:
+        """The namespace every key of the board starts with, as given (default :attr:`DEFAULT_NAMESPACE`)."""
+        return self._namespace
+
+    def join(self, key_piece: str | bytes, *more_key_pieces: str | bytes) -> bytes:
+        """The key ``{namespace}:{piece}:{piece}...`` (bytes, as TaskFlow's), for reading the board's keys.
+
+        ``join("owner", job.uuid)`` is the key of a job's claim, ``join("listings")``
+        :attr:`listings_key`.
+        """
+        pieces = [p if isinstance(p, bytes) else str(p).encode() for p in (key_piece, *more_key_pieces)]
+        return self._ns.encode() + self.NAMESPACE_SEP + self.KEY_PIECE_SEP.join(pieces)
+
+    @property
+    def listings_key(self) -> bytes:
+        """Key of the hash listing the board's jobs (job uuid to its posting, JSON)."""
+        return self.join("listings")
+
+    @property
+    def trash_key(self) -> bytes:
+        """Key of the hash of trashed jobs (job uuid to its posting, reason and attempts, JSON)."""
+        return self.join("trash")
+
+    @property
+    def sequence_key(self) -> bytes:
+        """Key of the counter that numbers posted jobs in order."""
+        return self.join("sequence")
+
     def _owner_key(self, job_uuid: str) -> str:
         return f"{self._ns}:owner:{job_uuid}"
 
     def _attempts_key(self, job_uuid: str) -> str:
         return f"{self._ns}:attempts:{job_uuid}"
+
+    def _entity_key(self, name: str) -> str:
+        return f"{self._ns}:entity:{name}"
 
     # -- reading ---------------------------------------------------------
     def _job_state(self, job: BoardJob) -> str:
@@ -514,7 +697,9 @@ class RedisJobBoard(NotifyingJobBoard):
         return iter_sorted(jobs)
 
     def iterjobs(self, only_unclaimed: bool = False, ensure_fresh: bool = False) -> JobBoardIterator:
-        return JobBoardIterator(self, self._fetch, only_unclaimed=only_unclaimed, ensure_fresh=ensure_fresh)
+        return JobBoardIterator(
+            self, LOG, board_fetch_func=self._fetch, only_unclaimed=only_unclaimed, ensure_fresh=ensure_fresh
+        )
 
     def wait(self, timeout: float | None = None) -> JobBoardIterator:
         return wait_for_jobs(self, timeout)
@@ -552,7 +737,7 @@ class RedisJobBoard(NotifyingJobBoard):
         latest = job.created_on
         if raw is not None:
             record = json.loads(raw)
-            stamps = [record.get("claimed_at"), record.get("ended_at")]
+            stamps = [record.get("claimed_at"), record.get("reclaimed_at"), record.get("ended_at")]
             seconds = max(float(v) for v in stamps if isinstance(v, (int, float)))
             latest = max(latest, datetime.fromtimestamp(seconds, UTC))
         return latest
@@ -607,19 +792,36 @@ class RedisJobBoard(NotifyingJobBoard):
             reason = _text(result[1])
             if reason == "unknown":
                 raise exc.NotFound(f"job {job.uuid} is not on board {self.name!r} (cannot claim it)")
-            owner = _decode_claim(result[2]).owner
-            raise exc.UnclaimableJob(f"job {job.uuid} is already claimed by {owner!r}")
+            current = _decode_claim(result[2])
+            if current.owner == who and ms:
+                # Refreshed by the script, as TaskFlow's: renewed with this expiry from now on.
+                with self._kept_lock:
+                    kept = self._kept.get(job.uuid)
+                    if kept is not None and kept[0] == current.token:
+                        self._schedule(job.uuid, current.token, ms, sent_at)
+            raise exc.UnclaimableJob(f"job {job.uuid} is already claimed by {current.owner!r}")
         claim = Claim(who, int(result[1]))
         if ms:
             self._keep_alive(job.uuid, claim.token, ms, sent_at)
         return claim
 
     def _expiry_ms(self, expiry: float | None) -> int:
-        """A claim's expiry in milliseconds (0: none), the board's default unless given."""
+        """A claim's expiry in milliseconds (0: none), the board's default unless given.
+
+        Raises:
+            ValueError: the expiry is under a millisecond, which Redis cannot
+                keep (TaskFlow refuses it too).
+        """
         seconds = expiry if expiry is not None else self._default_expiry
-        if seconds is not None and seconds <= 0:
-            raise ValueError(f"claim expiry must be positive, not {seconds!r}")
-        return 0 if seconds is None else max(1, int(seconds * 1000))
+        if seconds is None:
+            return 0
+        ms = int(seconds * 1000) if seconds < float("inf") else -1
+        if not ms > 0:
+            raise ValueError(
+                f"claim expiry on Redis jobboard {self.name!r} must be at least a millisecond, "
+                f"not {seconds!r} seconds"
+            )
+        return ms
 
     #: Jobs one :meth:`claim_first` round trip tries at most.
     CLAIM_FIRST_BATCH = 16
@@ -717,12 +919,16 @@ class RedisJobBoard(NotifyingJobBoard):
     def _keep_alive(self, job_uuid: str, token: int, ms: int, sent_at: float) -> None:
         with self._kept_lock:
             self._schedule(job_uuid, token, ms, sent_at)
-            if self._keeper is None or not self._keeper.is_alive():
-                self._keeper_stop.clear()
-                self._keeper = threading.Thread(
-                    target=self._renew_loop, name=f"flowkit-redis-claims-{self.name}", daemon=True
-                )
-                self._keeper.start()
+            self._keeper_stop.clear()
+            self._start_keeper()
+
+    def _start_keeper(self) -> None:
+        """Start the thread renewing claims and entities unless it runs (lock held)."""
+        if self._keeper is None or not self._keeper.is_alive():
+            self._keeper = threading.Thread(
+                target=self._renew_loop, name=f"flowkit-redis-claims-{self.name}", daemon=True
+            )
+            self._keeper.start()
 
     def _forget(self, job_uuid: str) -> None:
         with self._kept_lock:
@@ -730,23 +936,29 @@ class RedisJobBoard(NotifyingJobBoard):
             self._renewed_at.pop(job_uuid, None)
             self._due.pop(job_uuid, None)
 
-    def _next_due(self) -> list[tuple[str, int, int]]:
-        """Wait until a kept claim is due for renewal; the due ones, or ``[]`` once closing."""
+    def _next_due(self) -> tuple[list[tuple[str, int, int]], list[str]]:
+        """Wait until kept claims or entities are due for renewal; those due, or nothing once closing."""
         with self._keeper_wake:
             while not self._keeper_stop.is_set():
                 now = time.monotonic()
                 due = [(u, *self._kept[u]) for u, at in self._due.items() if at <= now and u in self._kept]
-                if due:
-                    return due
+                entities = [key for key, at in self._entity_due.items() if at <= now]
+                for key in entities:
+                    del self._entity_due[key]  # until written again
+                if due or entities:
+                    return due, entities
                 # Woken early by a claim due sooner than this (or by close()).
-                self._keeper_wake.wait(min(self._due.values(), default=now + 1.0) - now)
-            return []
+                soonest = min([*self._due.values(), *self._entity_due.values()], default=now + 1.0)
+                self._keeper_wake.wait(soonest - now)
+            return [], []
 
     def _renew_loop(self) -> None:
         while True:
-            due = self._next_due()
-            if not due:
+            due, entities = self._next_due()
+            if not due and not entities:
                 return
+            for key in entities:
+                self._write_entity(key)
             for job_uuid, token, ms in due:
                 sent_at = time.monotonic()
                 try:

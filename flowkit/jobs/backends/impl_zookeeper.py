@@ -385,7 +385,9 @@ class ZookeeperJobBoard(NotifyingJobBoard):
         A board that is not connected lists none, as TaskFlow's does; with
         ``ensure_fresh`` it raises :class:`~flowkit.exceptions.JobFailure` instead.
         """
-        return JobBoardIterator(self, self._fetch, only_unclaimed=only_unclaimed, ensure_fresh=ensure_fresh)
+        return JobBoardIterator(
+            self, LOG, board_fetch_func=self._fetch, only_unclaimed=only_unclaimed, ensure_fresh=ensure_fresh
+        )
 
     def wait(self, timeout: float | None = None) -> JobBoardIterator:
         self._want_watch()
