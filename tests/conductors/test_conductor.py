@@ -147,9 +147,19 @@ def test_stop_ends_an_idle_run(persistence: Backend) -> None:
     conductor = conductors.backends.fetch(
         "nonblocking", "c", board, persistence=persistence, wait_timeout=0.01
     )
+    # The run is idle once it has looked for jobs and found none (dispatching is
+    # True before run() starts, as in TaskFlow, so it cannot tell).
+    listed = threading.Event()
+    iterjobs = board.iterjobs
+
+    def listing(*args: Any, **kwargs: Any) -> Any:
+        listed.set()
+        return iterjobs(*args, **kwargs)
+
+    board.iterjobs = listing  # type: ignore[method-assign]
     runner = threading.Thread(target=conductor.run)
     runner.start()
-    wait_until(lambda: conductor.dispatching)
+    assert listed.wait(10), "the conductor never looked for jobs"
     conductor.stop()
     assert conductor.wait(10)
     runner.join(10)
