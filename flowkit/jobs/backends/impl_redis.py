@@ -47,6 +47,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from flowkit import exceptions as exc
 from flowkit import states
+from flowkit._utils.switches import read_switch
 from flowkit.jobs import _posting
 from flowkit.jobs._job import BoardJob
 from flowkit.jobs.base import (
@@ -188,20 +189,13 @@ end
 return {1}
 """
 
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"0", "false", "no", "off"})
-
 
 def _boolean(value: Any) -> bool:
     """A yes/no option, which a configuration file or URL gives as text ("false" is false)."""
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise ValueError("expected true or false")
+    switch = read_switch(value)
+    if switch is None:
+        raise ValueError("expected true or false")
+    return switch
 
 
 # Options handed to redis-py, converted (TaskFlow's list, plus ``socket_keepalive`` and

@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from flowkit import exceptions as exc
+from flowkit._utils.switches import read_switch
 
 __all__ = [
     "ParsedUrl",
@@ -39,8 +40,6 @@ _SECRET_KEYWORD = re.compile(
 )
 # A scheme followed by too few slashes (``postgresql:/u:pw@h``): user info may still follow.
 _SCHEME_SLASHES = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:/+")
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"0", "false", "no", "off", ""})
 
 
 def mask_url(url: object) -> str:
@@ -181,13 +180,11 @@ def conf_bool(conf: Mapping[str, Any], key: str, default: bool = False) -> bool:
         StorageFailure: the value is not a recognisable boolean.
     """
     value = conf.get(key, default)
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
+    if isinstance(value, str) and not value.strip():
+        return False  # ``?echo=`` in a URL: given, empty
+    switch = read_switch(value)
+    if switch is not None:
+        return switch
     raise exc.StorageFailure(f"persistence option {key!r} must be true or false, not {value!r}")
 
 
