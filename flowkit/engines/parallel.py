@@ -9,6 +9,11 @@ future's done-callback does.
 Process pools pickle the task and its arguments (so tasks must be importable and
 picklable) and bring failures back as JSON-safe records, never as pickled
 exceptions. Retries always run in the engine thread: they only decide.
+
+A Dask client's executor (``client.get_executor()``) gets every call under a key
+of its own, naming the atom (Dask's dashboard and its ``KilledWorker`` show it):
+its ``pure=True`` default would key a call by its content, and run two equal
+calls (the same task of two jobs, with the same arguments) once for both.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+import uuid
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from flowkit import exceptions as exc
@@ -111,10 +117,12 @@ class _ExecutorDriver(DispatchingDriver):
         processes: bool,
         workers: int | None = None,
         green: bool = False,
+        dask: bool = False,
     ):
         super().__init__()
         self._given = executor
         self._processes = processes
+        self._dask = dask
         self._workers = workers
         self._executor: cf.Executor | None = None
         self._relay: ProgressRelay | None = None
@@ -147,7 +155,11 @@ class _ExecutorDriver(DispatchingDriver):
     def dispatch(self, done: Completions, node: Node, action: int, call: Call) -> cf.Future[Any]:
         executor = self._executor
         assert executor is not None
-        if self._processes:
+        if self._dask:
+            # A key of its own per call (never Dask's pure=True dedup), naming the atom.
+            submit: Any = executor.submit  # Dask's takes submit options (key=) as keywords
+            future: cf.Future[Any] = submit(call_outcome, call, key=f"{node.name}-{uuid.uuid4().hex}")
+        elif self._processes:
             future = executor.submit(_in_process, call)
         else:
             future = executor.submit(call_outcome, call)
@@ -224,11 +236,15 @@ class ParallelEngine(ActionEngine):
         self._executor: cf.Executor | None = None
         self._processes = False
         self._green = False
+        self._dask = False
         # An Executor instance means concurrent.futures is imported already.
         futures = sys.modules.get("concurrent.futures")
         if futures is not None and isinstance(executor, futures.Executor):
             self._executor = executor
             self._processes = isinstance(executor, futures.ProcessPoolExecutor)
+            # Dask's is recognised without importing distributed: a program using it did.
+            dask = sys.modules.get("distributed.cfexecutor")
+            self._dask = dask is not None and isinstance(executor, dask.ClientExecutor)
             from flowkit.engines import _green
 
             self._green = _green.is_green(executor)
@@ -256,4 +272,4 @@ class ParallelEngine(ActionEngine):
     def _make_driver(self) -> Driver:
         if self._executor is None and not self._processes and not self._green:
             return _ThreadsDriver(self._workers or min(32, (os.cpu_count() or 1) + 4))
-        return _ExecutorDriver(self._executor, self._processes, self._workers, self._green)
+        return _ExecutorDriver(self._executor, self._processes, self._workers, self._green, self._dask)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 from flowkit import task
@@ -44,3 +45,20 @@ class Refuse(task.Task):
 
 def reserve_then_refuse() -> linear_flow.Flow:
     return linear_flow.Flow("refusing").add(Reserve(name="reserve"), Refuse(name="refuse"))
+
+
+class Charge(task.Task):
+    """Records that it started in ``marker_dir``, then waits for a ``release`` file there.
+
+    It stands for a side effect (charging a card) two jobs may ask for with the
+    same arguments: each job's call must run.
+    """
+
+    def execute(self, marker_dir: str, amount: int) -> int:
+        with open(os.path.join(marker_dir, f"started-{os.getpid()}-{time.monotonic_ns()}"), "w"):
+            pass
+        release = os.path.join(marker_dir, "release")
+        deadline = time.monotonic() + 30
+        while not os.path.exists(release) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return amount

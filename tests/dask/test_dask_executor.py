@@ -8,6 +8,7 @@ way they would cross machines.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,10 +18,12 @@ import pytest
 from flowkit import conductors, engines, states
 from flowkit import exceptions as exc
 from flowkit.jobs.backends.impl_memory import MemoryJobBoard
+from flowkit.patterns import linear_flow
 from flowkit.persistence.base import Backend
 from tests import services
 from tests.conductors.conftest import persistence, post_flow, stored_results  # noqa: F401 - fixture
 from tests.dask import dask_tasks
+from tests.services import wait_until
 
 
 @pytest.fixture(scope="module")
@@ -84,3 +87,46 @@ def test_a_conductor_runs_jobs_on_the_cluster(client: Any, persistence: Backend)
     assert job.state == states.COMPLETE
     results = stored_results(persistence, fd)
     assert (results["sq0"][0], results["sq1"][0]) == (9, 16)
+
+
+def _run_bounded(engine: Any, seconds: float) -> BaseException | None:
+    """Run ``engine`` in a thread; fail the test if it has not ended within ``seconds``."""
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            engine.run()
+        except BaseException as err:
+            outcome.append(err)
+        else:
+            outcome.append(None)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert outcome, f"the run had not ended after {seconds} s"
+    return outcome[0]
+
+
+def test_the_same_task_of_two_runs_runs_twice(client: Any, tmp_path: Path) -> None:
+    # Dask's executor submits pure=True by default: two equal calls (same task, same
+    # arguments) would share one key and run once, the second job charging nobody.
+    def engine() -> Any:
+        flow = linear_flow.Flow("payment").add(dask_tasks.Charge(name="charge", provides="charged"))
+        store = {"marker_dir": str(tmp_path), "amount": 5}
+        return engines.load(flow, store=store, engine="parallel", executor=client.get_executor())
+
+    first, second = engine(), engine()
+    threads = [threading.Thread(target=made.run, daemon=True) for made in (first, second)]
+    threads[0].start()
+    wait_until(lambda: list(tmp_path.glob("started-*")), 30, message="the first charge to start")
+    threads[1].start()
+    try:
+        wait_until(
+            lambda: len(list(tmp_path.glob("started-*"))) == 2, 10, message="the second charge to start"
+        )
+    finally:
+        (tmp_path / "release").touch()
+        for thread in threads:
+            thread.join(30)
+    assert first.storage.fetch("charged") == second.storage.fetch("charged") == 5
