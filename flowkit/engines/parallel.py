@@ -10,10 +10,14 @@ Process pools pickle the task and its arguments (so tasks must be importable and
 picklable) and bring failures back as JSON-safe records, never as pickled
 exceptions. Retries always run in the engine thread: they only decide.
 
-A Dask client's executor (``client.get_executor()``) gets every call under a key
-of its own, naming the atom (Dask's dashboard and its ``KilledWorker`` show it):
-its ``pure=True`` default would key a call by its content, and run two equal
-calls (the same task of two jobs, with the same arguments) once for both.
+A Dask client's executor (``client.get_executor()``) is driven the same way, with
+three differences its own defaults would get wrong: every call is submitted under
+a key of its own (Dask's ``pure=True`` default would run two equal calls, say
+the same task of two jobs, once for both); the call and its outcome travel as
+bytes flowkit pickles itself (with Dask's own pickler), so a task, argument or
+result that cannot cross fails its atom with an error naming it, where Dask's
+executor raised about a graph object, or never answered at all; and the key
+names the atom, which Dask's dashboard and its ``KilledWorker`` show.
 """
 
 from __future__ import annotations
@@ -54,6 +58,90 @@ def _report(done: Completions, node: Node, action: int, call: Call) -> None:
         done.put_raising(node, action, err)
     else:
         done.put(node, action, ok, value)
+
+
+def _dumps(value: Any) -> bytes:
+    """Pickle as Dask does (pickle, cloudpickle for what pickle cannot do)."""
+    from distributed.protocol import pickle
+
+    return pickle.dumps(value)  # type: ignore[no-any-return,no-untyped-call]
+
+
+def _loads(data: bytes) -> Any:
+    from distributed.protocol import pickle
+
+    return pickle.loads(data)  # type: ignore[no-untyped-call]
+
+
+def _on_dask_worker(payload: bytes, name: str) -> tuple[bool, Any]:
+    """Run a pickled call on a Dask worker; the result comes back pickled, a failure as a record.
+
+    Pickling the result here, not leaving it to Dask, is what lets a result that
+    cannot cross fail its atom: Dask's executor never completes the future of a
+    result it cannot serialize, which would hang the run. ``name`` is the atom's,
+    for the error when the call cannot even be unpickled here.
+    """
+    try:
+        call: Call = _loads(payload)
+    except Exception as err:
+        try:
+            raise TypeError(
+                f"atom {name!r} cannot be unpickled on the Dask worker (is the module of its task, "
+                f"and of its arguments, installed there?): {type(err).__name__}: {err}"
+            ) from err
+        except TypeError:
+            return False, Failure().to_dict()
+    ok, value = call_outcome(call)
+    if not ok:
+        return False, value.to_dict()
+    try:
+        return True, _dumps(value)
+    except Exception as err:  # pickle raises TypeError, AttributeError, PicklingError...
+        try:
+            raise TypeError(
+                f"atom {_atom_name(call)!r} returned {type(value).__name__} {_short(value)}, which cannot be "
+                f"sent back from the Dask worker: {type(err).__name__}: {err}"
+            ) from err
+        except TypeError:
+            return False, Failure().to_dict()
+
+
+def _atom_name(call: Call) -> str:
+    atom = call.kwargs.get("atom")
+    return str(getattr(atom, "name", "?"))
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    try:
+        text = repr(value)
+    except Exception:
+        text = object.__repr__(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _dask_payload(node: Node, call: Call) -> bytes:
+    """Pickle ``call`` for a Dask worker, or raise a TypeError naming what cannot cross."""
+    try:
+        return _dumps(call)
+    except Exception as err:
+        culprit = "the call"
+        atom = call.kwargs.get("atom")
+        arguments = call.kwargs.get("kwargs")
+        try:
+            _dumps(atom)
+        except Exception:
+            culprit = f"its task object ({type(atom).__name__}: an attribute)"
+        else:
+            for name, value in (arguments or {}).items():
+                try:
+                    _dumps(value)
+                except Exception:
+                    culprit = f"its argument {name!r} ({type(value).__name__} {_short(value)})"
+                    break
+        raise TypeError(
+            f"atom {node.name!r} cannot be sent to the Dask cluster: {culprit} cannot be pickled: "
+            f"{type(err).__name__}: {err}"
+        ) from err
 
 
 def _in_process(call: Call) -> tuple[bool, Any]:
@@ -122,6 +210,7 @@ class _ExecutorDriver(DispatchingDriver):
         super().__init__()
         self._given = executor
         self._processes = processes
+        # A Dask client's executor: calls and results cross as flowkit's own pickles.
         self._dask = dask
         self._workers = workers
         self._executor: cf.Executor | None = None
@@ -152,13 +241,20 @@ class _ExecutorDriver(DispatchingDriver):
                 initargs=(self._relay.queue,),
             )
 
-    def dispatch(self, done: Completions, node: Node, action: int, call: Call) -> cf.Future[Any]:
+    def dispatch(self, done: Completions, node: Node, action: int, call: Call) -> cf.Future[Any] | None:
         executor = self._executor
         assert executor is not None
         if self._dask:
+            try:
+                payload = _dask_payload(node, call)
+            except TypeError:
+                done.put(node, action, False, Failure())
+                return None
             # A key of its own per call (never Dask's pure=True dedup), naming the atom.
             submit: Any = executor.submit  # Dask's takes submit options (key=) as keywords
-            future: cf.Future[Any] = submit(call_outcome, call, key=f"{node.name}-{uuid.uuid4().hex}")
+            future: cf.Future[Any] = submit(
+                _on_dask_worker, payload, str(node.name), key=f"{node.name}-{uuid.uuid4().hex}"
+            )
         elif self._processes:
             future = executor.submit(_in_process, call)
         else:
@@ -172,6 +268,8 @@ class _ExecutorDriver(DispatchingDriver):
         if self._green:
             return self._wait_green(timeout)
         finished = super().wait(timeout)
+        if self._dask:
+            return [self._landed(completion) for completion in finished]
         if self._processes:
             # Failures raised in a child come back as records; a pool that could not
             # even ship the call (unpicklable task) fails locally with a real Failure.
@@ -182,6 +280,27 @@ class _ExecutorDriver(DispatchingDriver):
                 for node, action, ok, value in finished
             ]
         return finished
+
+    @staticmethod
+    def _landed(completion: Completion) -> Completion:
+        """Unpickle a result that came back from a Dask worker; rebuild a failure record."""
+        node, action, ok, value = completion
+        if not ok:
+            if isinstance(value, dict):
+                return Completion(node, action, False, Failure.from_dict(value))
+            return completion  # the future itself failed (KilledWorker, a closed client...)
+        if not isinstance(value, bytes):
+            return completion
+        try:
+            return Completion(node, action, True, _loads(value))
+        except Exception as err:
+            try:
+                raise TypeError(
+                    f"the result of atom {node.name!r} came back from the Dask worker but cannot be "
+                    f"unpickled in the engine's process: {type(err).__name__}: {err}"
+                ) from err
+            except TypeError:
+                return Completion(node, action, False, Failure())
 
     def _wait_green(self, timeout: float | None) -> list[Completion]:
         """Wait on the futures themselves, which lets the green threads run."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from typing import Any
 
@@ -62,3 +63,28 @@ class Charge(task.Task):
         while not os.path.exists(release) and time.monotonic() < deadline:
             time.sleep(0.02)
         return amount
+
+
+class ReturnsLock(task.Task):
+    """Returns what no pickler can send back: a lock."""
+
+    def execute(self) -> Any:
+        return threading.Lock()
+
+
+class HoldsLock(task.Task):
+    """Keeps a lock as an attribute: the task object itself cannot be sent."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name=name)
+        self.lock = threading.Lock()
+
+    def execute(self) -> int:
+        return 1
+
+
+class Echo(task.Task):
+    """Returns its argument."""
+
+    def execute(self, value: Any) -> Any:
+        return value

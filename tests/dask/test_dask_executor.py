@@ -7,7 +7,9 @@ way they would cross machines.
 
 from __future__ import annotations
 
+import importlib
 import os
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -130,3 +132,61 @@ def test_the_same_task_of_two_runs_runs_twice(client: Any, tmp_path: Path) -> No
         for thread in threads:
             thread.join(30)
     assert first.storage.fetch("charged") == second.storage.fetch("charged") == 5
+
+
+def test_a_result_that_cannot_be_pickled_fails_its_atom_naming_it(client: Any) -> None:
+    flow = linear_flow.Flow("locking").add(dask_tasks.ReturnsLock(name="make-lock"))
+    engine = engines.load(flow, engine="parallel", executor=client.get_executor())
+    # Dask's executor never completes the future of a result it cannot send: it hung.
+    raised = _run_bounded(engine, 30)
+    assert isinstance(raised, exc.WrappedFailure)
+    assert raised.check(TypeError)
+    assert "atom 'make-lock' returned lock" in str(raised)
+    assert "cannot be sent back from the Dask worker" in str(raised)
+    assert engine.storage.get_flow_state() == states.REVERTED
+
+
+def test_a_task_that_cannot_be_pickled_fails_naming_the_atom_and_attribute(client: Any) -> None:
+    flow = linear_flow.Flow("locked").add(dask_tasks.HoldsLock(name="hold-lock"))
+    engine = engines.load(flow, engine="parallel", executor=client.get_executor())
+    with pytest.raises(TypeError) as raised:
+        engine.run()
+    # Its revert cannot be sent either: it ends as any failed revert does.
+    assert "atom 'hold-lock' cannot be sent to the Dask cluster: its task object (HoldsLock" in str(
+        raised.value
+    )
+    assert engine.storage.get_atom_state("hold-lock") == states.REVERT_FAILURE
+    failure = engine.storage.get_execute_failures()["hold-lock"]
+    assert "cannot be sent to the Dask cluster" in str(failure)
+
+
+def test_an_argument_that_cannot_be_pickled_fails_naming_it(client: Any) -> None:
+    flow = linear_flow.Flow("echo").add(dask_tasks.Echo(name="echo"))
+    engine = engines.load(
+        flow, store={"value": threading.Lock()}, engine="parallel", executor=client.get_executor()
+    )
+    with pytest.raises(
+        TypeError, match="atom 'echo' cannot be sent to the Dask cluster: its argument 'value' "
+    ):
+        engine.run()
+
+
+def test_a_task_whose_module_the_workers_lack_fails_naming_the_atom(
+    client: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A module only the engine's process can import (its directory is not on the
+    # workers' path): the worker cannot unpickle the call.
+    (tmp_path / "qa8_local_tasks.py").write_text(
+        "from flowkit import task\n\nclass Local(task.Task):\n    def execute(self):\n        return 1\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    local_tasks = importlib.import_module("qa8_local_tasks")
+    flow = linear_flow.Flow("local").add(local_tasks.Local(name="local-only"))
+    engine = engines.load(flow, engine="parallel", executor=client.get_executor())
+    # Dask's executor never completed that call's future: the run hung.
+    raised = _run_bounded(engine, 30)
+    assert isinstance(raised, exc.WrappedFailure)
+    assert raised.check(TypeError)
+    assert "atom 'local-only' cannot be unpickled on the Dask worker" in str(raised)
+    assert "No module named 'qa8_local_tasks'" in str(raised)
+    monkeypatch.delitem(sys.modules, "qa8_local_tasks")
