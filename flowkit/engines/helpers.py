@@ -66,7 +66,12 @@ def _engine_class(kind: str, namespace: str = ENTRY_POINT_GROUP) -> type[Engine]
         # would walk for nothing, about a sixth of that first load.
         with gc_paused():
             loaded = importlib.import_module(module)
-    return getattr(loaded, name)  # type: ignore[no-any-return]
+    try:
+        return getattr(loaded, name)  # type: ignore[no-any-return]
+    except AttributeError:
+        # Another thread is importing the module right now and sys.modules holds it
+        # half made: import_module waits on the module's import lock for the rest.
+        return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
 
 
 def _parse_engine(engine: str) -> tuple[str, dict[str, Any]]:
