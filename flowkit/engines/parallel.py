@@ -106,6 +106,30 @@ def _on_dask_worker(payload: bytes, name: str) -> tuple[bool, Any]:
             return False, Failure().to_dict()
 
 
+def _from_dask(done: Completions, node: Node, action: int, future: cf.Future[Any]) -> None:
+    """Hand a Dask call's outcome in; a call the cluster dropped stops the run instead.
+
+    Dask cancels the futures of a client that lost its scheduler (and those
+    cancelled on the cluster by hand). Nobody knows whether such a call did its
+    work: failing the atom would revert it, on a cluster that cannot take the
+    revert either (a ``REVERT_FAILURE`` halts the flow for good). So the run
+    stops with the atom ``RUNNING``, in doubt, as if the engine's process had
+    died, and a resume runs it again. A call flowkit cancelled itself (a
+    timeout) was settled before this is called.
+    """
+    if not future.cancelled():
+        done.put_future(node, action, future)
+        return
+    try:
+        raise exc.ExecutionFailure(
+            f"the Dask cluster dropped the call of atom {node.name!r} (its future was cancelled: the "
+            f"client lost its scheduler, or the call was cancelled on the cluster); the run stopped "
+            f"with the atom RUNNING (in doubt): resume it once the cluster is back"
+        )
+    except exc.ExecutionFailure as err:
+        done.put_fatal(err)
+
+
 def _atom_name(call: Call) -> str:
     atom = call.kwargs.get("atom")
     return str(getattr(atom, "name", "?"))
@@ -252,10 +276,19 @@ class _ExecutorDriver(DispatchingDriver):
                 return None
             # A key of its own per call (never Dask's pure=True dedup), naming the atom.
             submit: Any = executor.submit  # Dask's takes submit options (key=) as keywords
-            future: cf.Future[Any] = submit(
-                _on_dask_worker, payload, str(node.name), key=f"{node.name}-{uuid.uuid4().hex}"
-            )
-        elif self._processes:
+            try:
+                future: cf.Future[Any] = submit(
+                    _on_dask_worker, payload, str(node.name), key=f"{node.name}-{uuid.uuid4().hex}"
+                )
+            except Exception as err:  # a closed client: the run stops, the atom stays in doubt
+                err.add_note(
+                    f"flowkit: atom {node.name!r} could not be submitted to the Dask cluster; the run "
+                    f"stopped with it RUNNING (in doubt): resume it once the client reaches a scheduler"
+                )
+                raise
+            future.add_done_callback(functools.partial(_from_dask, done, node, action))
+            return future
+        if self._processes:
             future = executor.submit(_in_process, call)
         else:
             future = executor.submit(call_outcome, call)

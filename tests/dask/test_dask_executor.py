@@ -190,3 +190,31 @@ def test_a_task_whose_module_the_workers_lack_fails_naming_the_atom(
     assert "atom 'local-only' cannot be unpickled on the Dask worker" in str(raised)
     assert "No module named 'qa8_local_tasks'" in str(raised)
     monkeypatch.delitem(sys.modules, "qa8_local_tasks")
+
+
+def test_a_call_the_cluster_drops_stops_the_run_in_doubt_and_a_rerun_completes(
+    client: Any, tmp_path: Path
+) -> None:
+    # Dask cancels the futures of a client that lost its scheduler; here the call is
+    # cancelled on the cluster by hand. Failing the atom would revert it on a cluster
+    # that cannot take the revert either, halting the flow with REVERT_FAILURE.
+    distributed = services.require_module("distributed", "'flowkit[dask]'")
+    flow = linear_flow.Flow("payment").add(dask_tasks.Charge(name="charge", provides="charged"))
+    store = {"marker_dir": str(tmp_path), "amount": 5}
+    engine = engines.load(flow, store=store, engine="parallel", executor=client.get_executor())
+    outcome: list[BaseException | None] = []
+    thread = threading.Thread(target=lambda: outcome.append(_run_bounded(engine, 30)), daemon=True)
+    thread.start()
+    wait_until(lambda: list(tmp_path.glob("started-*")), 30, message="the charge to start")
+    keys = [key for key in client.futures if str(key).startswith("charge-")]
+    client.cancel([distributed.Future(key, client) for key in keys])
+    thread.join(40)
+    (tmp_path / "release").touch()
+    assert outcome, "the run had not ended"
+    raised = outcome[0]
+    assert isinstance(raised, exc.ExecutionFailure), raised
+    assert "the Dask cluster dropped the call of atom 'charge'" in str(raised)
+    assert engine.storage.get_atom_state("charge") == states.RUNNING
+    assert engine.storage.get_flow_state() == states.FAILURE
+    engine.run()
+    assert engine.storage.fetch("charged") == 5
