@@ -114,12 +114,14 @@ def _from_dask(done: Completions, node: Node, action: int, future: cf.Future[Any
     work: failing the atom would revert it, on a cluster that cannot take the
     revert either (a ``REVERT_FAILURE`` halts the flow for good). So the run
     stops with the atom ``RUNNING``, in doubt, as if the engine's process had
-    died, and a resume runs it again. A call flowkit cancelled itself (a
-    timeout) was settled before this is called.
+    died, and a resume runs it again. A call flowkit cancelled itself (on its
+    timeout) was settled by then: nothing more is said about it.
     """
     if not future.cancelled():
         done.put_future(node, action, future)
         return
+    if getattr(done, "settled", False):
+        return  # cancelled by its timeout, which already failed the atom
     try:
         raise exc.ExecutionFailure(
             f"the Dask cluster dropped the call of atom {node.name!r} (its future was cancelled: the "

@@ -8,6 +8,7 @@ way they would cross machines.
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import sys
 import threading
@@ -26,6 +27,7 @@ from tests import services
 from tests.conductors.conftest import persistence, post_flow, stored_results  # noqa: F401 - fixture
 from tests.dask import dask_tasks
 from tests.services import wait_until
+from tests.unit.engines._manual_timer import ManualTimer
 
 
 @pytest.fixture(scope="module")
@@ -218,3 +220,25 @@ def test_a_call_the_cluster_drops_stops_the_run_in_doubt_and_a_rerun_completes(
     assert engine.storage.get_flow_state() == states.FAILURE
     engine.run()
     assert engine.storage.fetch("charged") == 5
+
+
+def test_a_call_cancelled_on_its_timeout_is_not_reported_as_dropped(
+    client: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    timer = ManualTimer()
+    flow = linear_flow.Flow("payment").add(dask_tasks.Charge(name="charge", provides="charged", timeout=5))
+    store = {"marker_dir": str(tmp_path), "amount": 5}
+    engine = engines.load(flow, store=store, engine="parallel", executor=client.get_executor(), clock=timer)
+    outcome: list[BaseException | None] = []
+    thread = threading.Thread(target=lambda: outcome.append(_run_bounded(engine, 30)), daemon=True)
+    with caplog.at_level(logging.WARNING, logger="flowkit"):
+        thread.start()
+        wait_until(lambda: list(tmp_path.glob("started-*")), 30, message="the charge to start")
+        timer.wait_armed(1)
+        timer.advance(5)
+        thread.join(40)
+    (tmp_path / "release").touch()
+    assert outcome, "the run had not ended"
+    assert isinstance(outcome[0], exc.TaskTimeout), outcome[0]
+    # The timeout cancelled the Dask future itself: nothing was dropped by the cluster.
+    assert not [record for record in caplog.records if "dropped" in record.getMessage()]
