@@ -25,7 +25,6 @@ from __future__ import annotations
 import functools
 import os
 import sys
-import uuid
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from flowkit import exceptions as exc
@@ -280,7 +279,7 @@ class _ExecutorDriver(DispatchingDriver):
             submit: Any = executor.submit  # Dask's takes submit options (key=) as keywords
             try:
                 future: cf.Future[Any] = submit(
-                    _on_dask_worker, payload, str(node.name), key=f"{node.name}-{uuid.uuid4().hex}"
+                    _on_dask_worker, payload, str(node.name), key=f"{node.name}-{os.urandom(16).hex()}"
                 )
             except Exception as err:  # a closed client: the run stops, the atom stays in doubt
                 err.add_note(
