@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from flowkit import exceptions as exc
 from flowkit.engines import _threads
 from flowkit.engines._compiler import Node
-from flowkit.engines._completions import Completion, Completions
+from flowkit.engines._completions import RAISE, Completion, Completions
 from flowkit.engines._engine import ActionEngine, DispatchingDriver, call_outcome, positive_workers
 from flowkit.engines._runtime import Call, Runtime
 from flowkit.types.failure import Failure
@@ -72,7 +72,7 @@ def _loads(data: bytes) -> Any:
     return pickle.loads(data)  # type: ignore[no-untyped-call]
 
 
-def _on_dask_worker(payload: bytes, name: str) -> tuple[bool, Any]:
+def _on_dask_worker(payload: bytes, name: str) -> tuple[bool | None, Any]:
     """Run a pickled call on a Dask worker; the result comes back pickled, a failure as a record.
 
     Pickling the result here, not leaving it to Dask, is what lets a result that
@@ -90,7 +90,14 @@ def _on_dask_worker(payload: bytes, name: str) -> tuple[bool, Any]:
             ) from err
         except TypeError:
             return False, Failure().to_dict()
-    ok, value = call_outcome(call)
+    try:
+        ok, value = call_outcome(call)
+    except (SystemExit, KeyboardInterrupt) as err:
+        # Raised on the worker, it would take the worker down (and Dask would try
+        # the call on the next, and the next...): it interrupts the run instead,
+        # in the engine's thread, as it does on local threads and process pools.
+        # Sent as (class, args): Dask's pickle protocol loses SystemExit's code.
+        return RAISE, (type(err), err.args)
     if not ok:
         return False, value.to_dict()
     try:
@@ -117,6 +124,12 @@ def _from_dask(done: Completions, node: Node, action: int, future: cf.Future[Any
     timeout) was settled by then: nothing more is said about it.
     """
     if not future.cancelled():
+        if future.exception() is None:
+            ok, value = future.result()
+            if ok is RAISE:  # an interrupt raised by the task, as (class, args)
+                kind, args = value
+                done.put_raising(node, action, kind(*args))
+                return
         done.put_future(node, action, future)
         return
     if getattr(done, "settled", False):

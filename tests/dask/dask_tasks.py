@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 from typing import Any
@@ -88,3 +89,10 @@ class Echo(task.Task):
 
     def execute(self, value: Any) -> Any:
         return value
+
+
+class Exit(task.Task):
+    """Calls ``sys.exit`` in the middle of a flow."""
+
+    def execute(self) -> None:
+        sys.exit(3)

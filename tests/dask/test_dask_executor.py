@@ -242,3 +242,17 @@ def test_a_call_cancelled_on_its_timeout_is_not_reported_as_dropped(
     assert isinstance(outcome[0], exc.TaskTimeout), outcome[0]
     # The timeout cancelled the Dask future itself: nothing was dropped by the cluster.
     assert not [record for record in caplog.records if "dropped" in record.getMessage()]
+
+
+def test_sys_exit_in_a_task_interrupts_the_run_as_locally_and_spares_the_workers(client: Any) -> None:
+    # SystemExit raised on a worker took the worker process down; Dask then tried
+    # the call on the next worker, and the next, before giving up with KilledWorker.
+    workers = set(client.scheduler_info()["workers"])
+    flow = linear_flow.Flow("exiting").add(dask_tasks.Exit(name="exit"))
+    engine = engines.load(flow, engine="parallel", executor=client.get_executor())
+    raised = _run_bounded(engine, 30)
+    assert isinstance(raised, SystemExit) and raised.code == 3, repr(raised)
+    # An interrupt, as on local threads: the run stopped, nothing was reverted.
+    assert engine.storage.get_flow_state() == states.RUNNING
+    assert engine.storage.get_atom_state("exit") == states.RUNNING
+    assert set(client.scheduler_info()["workers"]) == workers
