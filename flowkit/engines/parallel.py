@@ -10,14 +10,14 @@ Process pools pickle the task and its arguments (so tasks must be importable and
 picklable) and bring failures back as JSON-safe records, never as pickled
 exceptions. Retries always run in the engine thread: they only decide.
 
-A Dask client's executor (``client.get_executor()``) is driven the same way, with
-three differences its own defaults would get wrong: every call is submitted under
-a key of its own (Dask's ``pure=True`` default would run two equal calls, say
-the same task of two jobs, once for both); the call and its outcome travel as
-bytes flowkit pickles itself (with Dask's own pickler), so a task, argument or
-result that cannot cross fails its atom with an error naming it, where Dask's
-executor raised about a graph object, or never answered at all; and the key
-names the atom, which Dask's dashboard and its ``KilledWorker`` show.
+A Dask client's executor (``client.get_executor()``) is driven the same way,
+except where Dask's own defaults would get it wrong: every call gets a key of its
+own naming the atom (``pure=True`` would run two equal calls, say the same task
+of two jobs, once for both); the call and its outcome travel as bytes flowkit
+pickles itself with Dask's pickler, so what cannot cross fails its atom by name
+(Dask's executor raised about a graph object, or never answered); a call the
+cluster drops (cancelled) stops the run with its atom in doubt; and an interrupt
+raised by a task comes back to the engine's thread instead of killing workers.
 """
 
 from __future__ import annotations
