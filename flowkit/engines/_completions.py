@@ -102,6 +102,15 @@ class Completions:
         else:
             self._put(_Raise(error))
 
+    def put_fatal(self, error: BaseException) -> None:
+        """Hand in a call that ended the run, not just its atom (any thread).
+
+        ``error`` is raised in the engine thread whatever its class: the call's
+        outcome is unknown (a cluster that dropped it), so its atom stays
+        ``RUNNING``, in doubt, for a resume to run again.
+        """
+        self._put(_Raise(error))
+
     def put_future(self, node: Node, action: int, future: Future[Any]) -> None:
         """Hand in a future whose result is ``(ok, value)`` (any thread)."""
         try:

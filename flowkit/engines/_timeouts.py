@@ -296,6 +296,13 @@ class TimedCall:
         else:
             self.note_late("raised", error)
 
+    def put_fatal(self, error: BaseException) -> None:
+        """A call that ended the run (see :meth:`Completions.put_fatal`); late, it is only logged."""
+        if self._claim():
+            self._done.put_fatal(error)
+        else:
+            self.note_late("raised", error)
+
     def put_future(self, node: Node, action: int, future: cf.Future[Any]) -> None:
         """A future whose result is ``(ok, value)`` (see :meth:`Completions.put_future`)."""
         if self._claim():

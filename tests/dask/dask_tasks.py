@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import sys
+import threading
+import time
 from typing import Any
 
 from flowkit import task
@@ -44,3 +47,52 @@ class Refuse(task.Task):
 
 def reserve_then_refuse() -> linear_flow.Flow:
     return linear_flow.Flow("refusing").add(Reserve(name="reserve"), Refuse(name="refuse"))
+
+
+class Charge(task.Task):
+    """Records that it started in ``marker_dir``, then waits for a ``release`` file there.
+
+    It stands for a side effect (charging a card) two jobs may ask for with the
+    same arguments: each job's call must run.
+    """
+
+    def execute(self, marker_dir: str, amount: int) -> int:
+        with open(os.path.join(marker_dir, f"started-{os.getpid()}-{time.monotonic_ns()}"), "w"):
+            pass
+        release = os.path.join(marker_dir, "release")
+        deadline = time.monotonic() + 30
+        while not os.path.exists(release) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return amount
+
+
+class ReturnsLock(task.Task):
+    """Returns what no pickler can send back: a lock."""
+
+    def execute(self) -> Any:
+        return threading.Lock()
+
+
+class HoldsLock(task.Task):
+    """Keeps a lock as an attribute: the task object itself cannot be sent."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name=name)
+        self.lock = threading.Lock()
+
+    def execute(self) -> int:
+        return 1
+
+
+class Echo(task.Task):
+    """Returns its argument."""
+
+    def execute(self, value: Any) -> Any:
+        return value
+
+
+class Exit(task.Task):
+    """Calls ``sys.exit`` in the middle of a flow."""
+
+    def execute(self) -> None:
+        sys.exit(3)

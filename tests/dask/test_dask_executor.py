@@ -7,7 +7,11 @@ way they would cross machines.
 
 from __future__ import annotations
 
+import importlib
+import logging
 import os
+import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,10 +21,13 @@ import pytest
 from flowkit import conductors, engines, states
 from flowkit import exceptions as exc
 from flowkit.jobs.backends.impl_memory import MemoryJobBoard
+from flowkit.patterns import linear_flow
 from flowkit.persistence.base import Backend
 from tests import services
 from tests.conductors.conftest import persistence, post_flow, stored_results  # noqa: F401 - fixture
 from tests.dask import dask_tasks
+from tests.services import wait_until
+from tests.unit.engines._manual_timer import ManualTimer
 
 
 @pytest.fixture(scope="module")
@@ -84,3 +91,168 @@ def test_a_conductor_runs_jobs_on_the_cluster(client: Any, persistence: Backend)
     assert job.state == states.COMPLETE
     results = stored_results(persistence, fd)
     assert (results["sq0"][0], results["sq1"][0]) == (9, 16)
+
+
+def _run_bounded(engine: Any, seconds: float) -> BaseException | None:
+    """Run ``engine`` in a thread; fail the test if it has not ended within ``seconds``."""
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            engine.run()
+        except BaseException as err:
+            outcome.append(err)
+        else:
+            outcome.append(None)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert outcome, f"the run had not ended after {seconds} s"
+    return outcome[0]
+
+
+def test_the_same_task_of_two_runs_runs_twice(client: Any, tmp_path: Path) -> None:
+    # Dask's executor submits pure=True by default: two equal calls (same task, same
+    # arguments) would share one key and run once, the second job charging nobody.
+    def engine() -> Any:
+        flow = linear_flow.Flow("payment").add(dask_tasks.Charge(name="charge", provides="charged"))
+        store = {"marker_dir": str(tmp_path), "amount": 5}
+        return engines.load(flow, store=store, engine="parallel", executor=client.get_executor())
+
+    first, second = engine(), engine()
+    threads = [threading.Thread(target=made.run, daemon=True) for made in (first, second)]
+    threads[0].start()
+    wait_until(lambda: list(tmp_path.glob("started-*")), 30, message="the first charge to start")
+    threads[1].start()
+    try:
+        wait_until(
+            lambda: len(list(tmp_path.glob("started-*"))) == 2, 10, message="the second charge to start"
+        )
+    finally:
+        (tmp_path / "release").touch()
+        for thread in threads:
+            thread.join(30)
+    assert first.storage.fetch("charged") == second.storage.fetch("charged") == 5
+
+
+def test_a_result_that_cannot_be_pickled_fails_its_atom_naming_it(client: Any) -> None:
+    flow = linear_flow.Flow("locking").add(dask_tasks.ReturnsLock(name="make-lock"))
+    engine = engines.load(flow, engine="parallel", executor=client.get_executor())
+    # Dask's executor never completes the future of a result it cannot send: it hung.
+    raised = _run_bounded(engine, 30)
+    assert isinstance(raised, exc.WrappedFailure)
+    assert raised.check(TypeError)
+    assert "atom 'make-lock' returned lock" in str(raised)
+    assert "cannot be sent back from the Dask worker" in str(raised)
+    assert engine.storage.get_flow_state() == states.REVERTED
+
+
+def test_a_task_that_cannot_be_pickled_fails_naming_the_atom_and_attribute(client: Any) -> None:
+    flow = linear_flow.Flow("locked").add(dask_tasks.HoldsLock(name="hold-lock"))
+    engine = engines.load(flow, engine="parallel", executor=client.get_executor())
+    with pytest.raises(TypeError) as raised:
+        engine.run()
+    # Its revert cannot be sent either: it ends as any failed revert does.
+    assert "atom 'hold-lock' cannot be sent to the Dask cluster: its task object (HoldsLock" in str(
+        raised.value
+    )
+    assert engine.storage.get_atom_state("hold-lock") == states.REVERT_FAILURE
+    failure = engine.storage.get_execute_failures()["hold-lock"]
+    assert "cannot be sent to the Dask cluster" in str(failure)
+
+
+def test_an_argument_that_cannot_be_pickled_fails_naming_it(client: Any) -> None:
+    flow = linear_flow.Flow("echo").add(dask_tasks.Echo(name="echo"))
+    engine = engines.load(
+        flow, store={"value": threading.Lock()}, engine="parallel", executor=client.get_executor()
+    )
+    with pytest.raises(
+        TypeError, match="atom 'echo' cannot be sent to the Dask cluster: its argument 'value' "
+    ):
+        engine.run()
+
+
+def test_a_task_whose_module_the_workers_lack_fails_naming_the_atom(
+    client: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A module only the engine's process can import (its directory is not on the
+    # workers' path): the worker cannot unpickle the call.
+    (tmp_path / "qa8_local_tasks.py").write_text(
+        "from flowkit import task\n\nclass Local(task.Task):\n    def execute(self):\n        return 1\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    local_tasks = importlib.import_module("qa8_local_tasks")
+    flow = linear_flow.Flow("local").add(local_tasks.Local(name="local-only"))
+    engine = engines.load(flow, engine="parallel", executor=client.get_executor())
+    # Dask's executor never completed that call's future: the run hung.
+    raised = _run_bounded(engine, 30)
+    assert isinstance(raised, exc.WrappedFailure)
+    assert raised.check(TypeError)
+    assert "atom 'local-only' cannot be unpickled on the Dask worker" in str(raised)
+    assert "No module named 'qa8_local_tasks'" in str(raised)
+    monkeypatch.delitem(sys.modules, "qa8_local_tasks")
+
+
+def test_a_call_the_cluster_drops_stops_the_run_in_doubt_and_a_rerun_completes(
+    client: Any, tmp_path: Path
+) -> None:
+    # Dask cancels the futures of a client that lost its scheduler; here the call is
+    # cancelled on the cluster by hand. Failing the atom would revert it on a cluster
+    # that cannot take the revert either, halting the flow with REVERT_FAILURE.
+    distributed = services.require_module("distributed", "'flowkit[dask]'")
+    flow = linear_flow.Flow("payment").add(dask_tasks.Charge(name="charge", provides="charged"))
+    store = {"marker_dir": str(tmp_path), "amount": 5}
+    engine = engines.load(flow, store=store, engine="parallel", executor=client.get_executor())
+    outcome: list[BaseException | None] = []
+    thread = threading.Thread(target=lambda: outcome.append(_run_bounded(engine, 30)), daemon=True)
+    thread.start()
+    wait_until(lambda: list(tmp_path.glob("started-*")), 30, message="the charge to start")
+    keys = [key for key in client.futures if str(key).startswith("charge-")]
+    client.cancel([distributed.Future(key, client) for key in keys])
+    thread.join(40)
+    (tmp_path / "release").touch()
+    assert outcome, "the run had not ended"
+    raised = outcome[0]
+    assert isinstance(raised, exc.ExecutionFailure), raised
+    assert "the Dask cluster dropped the call of atom 'charge'" in str(raised)
+    assert engine.storage.get_atom_state("charge") == states.RUNNING
+    assert engine.storage.get_flow_state() == states.FAILURE
+    engine.run()
+    assert engine.storage.fetch("charged") == 5
+
+
+def test_a_call_cancelled_on_its_timeout_is_not_reported_as_dropped(
+    client: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    timer = ManualTimer()
+    flow = linear_flow.Flow("payment").add(dask_tasks.Charge(name="charge", provides="charged", timeout=5))
+    store = {"marker_dir": str(tmp_path), "amount": 5}
+    engine = engines.load(flow, store=store, engine="parallel", executor=client.get_executor(), clock=timer)
+    outcome: list[BaseException | None] = []
+    thread = threading.Thread(target=lambda: outcome.append(_run_bounded(engine, 30)), daemon=True)
+    with caplog.at_level(logging.WARNING, logger="flowkit"):
+        thread.start()
+        wait_until(lambda: list(tmp_path.glob("started-*")), 30, message="the charge to start")
+        timer.wait_armed(1)
+        timer.advance(5)
+        thread.join(40)
+    (tmp_path / "release").touch()
+    assert outcome, "the run had not ended"
+    assert isinstance(outcome[0], exc.TaskTimeout), outcome[0]
+    # The timeout cancelled the Dask future itself: nothing was dropped by the cluster.
+    assert not [record for record in caplog.records if "dropped" in record.getMessage()]
+
+
+def test_sys_exit_in_a_task_interrupts_the_run_as_locally_and_spares_the_workers(client: Any) -> None:
+    # SystemExit raised on a worker took the worker process down; Dask then tried
+    # the call on the next worker, and the next, before giving up with KilledWorker.
+    workers = set(client.scheduler_info()["workers"])
+    flow = linear_flow.Flow("exiting").add(dask_tasks.Exit(name="exit"))
+    engine = engines.load(flow, engine="parallel", executor=client.get_executor())
+    raised = _run_bounded(engine, 30)
+    assert isinstance(raised, SystemExit) and raised.code == 3, repr(raised)
+    # An interrupt, as on local threads: the run stopped, nothing was reverted.
+    assert engine.storage.get_flow_state() == states.RUNNING
+    assert engine.storage.get_atom_state("exit") == states.RUNNING
+    assert set(client.scheduler_info()["workers"]) == workers

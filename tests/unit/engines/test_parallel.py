@@ -338,3 +338,97 @@ def test_a_thread_pool_run_imports_neither_concurrent_futures_nor_logging() -> N
     )
     loaded = set(json.loads(out.stdout))
     assert not loaded & {"concurrent.futures", "logging"}, sorted(loaded & {"concurrent.futures", "logging"})
+
+
+_CONCURRENT_FIRST_LOADS = """
+import json, sys, threading, time
+from importlib import machinery
+from flowkit import engines, task
+from flowkit.engines import helpers
+from flowkit.patterns import linear_flow
+
+target = helpers._BUILTIN[sys.argv[1]].partition(":")[0]
+assert target not in sys.modules, target
+threads = []
+
+def others_blocked_or_done():
+    # True once every other loader has finished, or waits on the module's import lock.
+    frames = sys._current_frames()
+    for thread in threads:
+        if thread.ident == threading.get_ident() or not thread.is_alive():
+            continue
+        frame = frames.get(thread.ident)
+        while frame is not None and not (
+            frame.f_code.co_filename == "<frozen importlib._bootstrap>" and frame.f_code.co_name == "acquire"
+        ):
+            frame = frame.f_back
+        if frame is None:
+            return False
+    return True
+
+class Gated:
+    # Holds the engine module half made (in sys.modules, not yet run), lets the other
+    # threads load, and goes on once they failed or wait for the import to end.
+    def __init__(self, real):
+        self.real = real
+    def create_module(self, spec):
+        return self.real.create_module(spec)
+    def exec_module(self, module):
+        half_made.set()
+        deadline = time.monotonic() + 20
+        while not others_blocked_or_done() and time.monotonic() < deadline:
+            time.sleep(0.005)
+        self.real.exec_module(module)
+
+class Finder:
+    def find_spec(self, name, path, target_module=None):
+        if name != target:
+            return None
+        spec = machinery.PathFinder.find_spec(name, path)
+        spec.loader = Gated(spec.loader)
+        return spec
+
+sys.meta_path.insert(0, Finder())
+
+class One(task.Task):
+    def execute(self):
+        return 1
+
+errors = []
+half_made = threading.Event()
+
+def load(first):
+    if not first:
+        half_made.wait(20)  # the first thread's import is under way
+    try:
+        engines.load(linear_flow.Flow("f").add(One("one")), engine=sys.argv[1])
+    except Exception as err:
+        errors.append(repr(err))
+
+threads.extend(threading.Thread(target=load, args=(i == 0,)) for i in range(4))
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+print(json.dumps(errors))
+"""
+
+
+@pytest.mark.parametrize("kind", ["parallel", "asyncio"])
+def test_the_first_loads_of_a_process_in_several_threads_all_get_the_engine(kind: str) -> None:
+    # Conductors and services load engines from several threads; the first loads of
+    # a process import the engine's module, and the others found it half made
+    # in sys.modules ("partially initialized module ... has no attribute").
+    import json
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", _CONCURRENT_FIRST_LOADS, kind],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
+    )
+    assert json.loads(out.stdout) == []
