@@ -11,13 +11,8 @@ picklable) and bring failures back as JSON-safe records, never as pickled
 exceptions. Retries always run in the engine thread: they only decide.
 
 A Dask client's executor (``client.get_executor()``) is driven the same way,
-except where Dask's own defaults would get it wrong: every call gets a key of its
-own naming the atom (``pure=True`` would run two equal calls, say the same task
-of two jobs, once for both); the call and its outcome travel as bytes flowkit
-pickles itself with Dask's pickler, so what cannot cross fails its atom by name
-(Dask's executor raised about a graph object, or never answered); a call the
-cluster drops (cancelled) stops the run with its atom in doubt; and an interrupt
-raised by a task comes back to the engine's thread instead of killing workers.
+except where Dask's own defaults would get a flow wrong: see :mod:`flowkit.engines._dask`,
+imported only for such an executor.
 """
 
 from __future__ import annotations
@@ -30,7 +25,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from flowkit import exceptions as exc
 from flowkit.engines import _threads
 from flowkit.engines._compiler import Node
-from flowkit.engines._completions import RAISE, Completion, Completions
+from flowkit.engines._completions import Completion, Completions
 from flowkit.engines._engine import ActionEngine, DispatchingDriver, call_outcome, positive_workers
 from flowkit.engines._runtime import Call, Runtime
 from flowkit.types.failure import Failure
@@ -57,129 +52,6 @@ def _report(done: Completions, node: Node, action: int, call: Call) -> None:
         done.put_raising(node, action, err)
     else:
         done.put(node, action, ok, value)
-
-
-def _dumps(value: Any) -> bytes:
-    """Pickle as Dask does (pickle, cloudpickle for what pickle cannot do)."""
-    from distributed.protocol import pickle
-
-    return pickle.dumps(value)  # type: ignore[no-any-return,no-untyped-call]
-
-
-def _loads(data: bytes) -> Any:
-    from distributed.protocol import pickle
-
-    return pickle.loads(data)  # type: ignore[no-untyped-call]
-
-
-def _on_dask_worker(payload: bytes, name: str) -> tuple[bool | None, Any]:
-    """Run a pickled call on a Dask worker; the result comes back pickled, a failure as a record.
-
-    Pickling the result here, not leaving it to Dask, is what lets a result that
-    cannot cross fail its atom: Dask's executor never completes the future of a
-    result it cannot serialize, which would hang the run. ``name`` is the atom's,
-    for the error when the call cannot even be unpickled here.
-    """
-    try:
-        call: Call = _loads(payload)
-    except Exception as err:
-        try:
-            raise TypeError(
-                f"atom {name!r} cannot be unpickled on the Dask worker (is the module of its task, "
-                f"and of its arguments, installed there?): {type(err).__name__}: {err}"
-            ) from err
-        except TypeError:
-            return False, Failure().to_dict()
-    try:
-        ok, value = call_outcome(call)
-    except (SystemExit, KeyboardInterrupt) as err:
-        # Raised on the worker, it would take the worker down (and Dask would try
-        # the call on the next, and the next...): it interrupts the run instead,
-        # in the engine's thread, as it does on local threads and process pools.
-        # Sent as (class, args): Dask's pickle protocol loses SystemExit's code.
-        return RAISE, (type(err), err.args)
-    if not ok:
-        return False, value.to_dict()
-    try:
-        return True, _dumps(value)
-    except Exception as err:  # pickle raises TypeError, AttributeError, PicklingError...
-        try:
-            raise TypeError(
-                f"atom {_atom_name(call)!r} returned {type(value).__name__} {_short(value)}, which cannot be "
-                f"sent back from the Dask worker: {type(err).__name__}: {err}"
-            ) from err
-        except TypeError:
-            return False, Failure().to_dict()
-
-
-def _from_dask(done: Completions, node: Node, action: int, future: cf.Future[Any]) -> None:
-    """Hand a Dask call's outcome in; a call the cluster dropped stops the run instead.
-
-    Dask cancels the futures of a client that lost its scheduler (and those
-    cancelled on the cluster by hand). Nobody knows whether such a call did its
-    work: failing the atom would revert it, on a cluster that cannot take the
-    revert either (a ``REVERT_FAILURE`` halts the flow for good). So the run
-    stops with the atom ``RUNNING``, in doubt, as if the engine's process had
-    died, and a resume runs it again. A call flowkit cancelled itself (on its
-    timeout) was settled by then: nothing more is said about it.
-    """
-    if not future.cancelled():
-        if future.exception() is None:
-            ok, value = future.result()
-            if ok is RAISE:  # an interrupt raised by the task, as (class, args)
-                kind, args = value
-                done.put_raising(node, action, kind(*args))
-                return
-        done.put_future(node, action, future)
-        return
-    if getattr(done, "settled", False):
-        return  # cancelled by its timeout, which already failed the atom
-    try:
-        raise exc.ExecutionFailure(
-            f"the Dask cluster dropped the call of atom {node.name!r} (its future was cancelled: the "
-            f"client lost its scheduler, or the call was cancelled on the cluster); the run stopped "
-            f"with the atom RUNNING (in doubt): resume it once the cluster is back"
-        )
-    except exc.ExecutionFailure as err:
-        done.put_fatal(err)
-
-
-def _atom_name(call: Call) -> str:
-    atom = call.kwargs.get("atom")
-    return str(getattr(atom, "name", "?"))
-
-
-def _short(value: Any, limit: int = 80) -> str:
-    try:
-        text = repr(value)
-    except Exception:
-        text = object.__repr__(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _dask_payload(node: Node, call: Call) -> bytes:
-    """Pickle ``call`` for a Dask worker, or raise a TypeError naming what cannot cross."""
-    try:
-        return _dumps(call)
-    except Exception as err:
-        culprit = "the call"
-        atom = call.kwargs.get("atom")
-        arguments = call.kwargs.get("kwargs")
-        try:
-            _dumps(atom)
-        except Exception:
-            culprit = f"its task object ({type(atom).__name__}: an attribute)"
-        else:
-            for name, value in (arguments or {}).items():
-                try:
-                    _dumps(value)
-                except Exception:
-                    culprit = f"its argument {name!r} ({type(value).__name__} {_short(value)})"
-                    break
-        raise TypeError(
-            f"atom {node.name!r} cannot be sent to the Dask cluster: {culprit} cannot be pickled: "
-            f"{type(err).__name__}: {err}"
-        ) from err
 
 
 def _in_process(call: Call) -> tuple[bool, Any]:
@@ -283,25 +155,9 @@ class _ExecutorDriver(DispatchingDriver):
         executor = self._executor
         assert executor is not None
         if self._dask:
-            try:
-                payload = _dask_payload(node, call)
-            except TypeError:
-                done.put(node, action, False, Failure())
-                return None
-            # A key of its own per call (never Dask's pure=True dedup), naming the atom.
-            submit: Any = executor.submit  # Dask's takes submit options (key=) as keywords
-            try:
-                future: cf.Future[Any] = submit(
-                    _on_dask_worker, payload, str(node.name), key=f"{node.name}-{os.urandom(16).hex()}"
-                )
-            except Exception as err:  # a closed client: the run stops, the atom stays in doubt
-                err.add_note(
-                    f"flowkit: atom {node.name!r} could not be submitted to the Dask cluster; the run "
-                    f"stopped with it RUNNING (in doubt): resume it once the client reaches a scheduler"
-                )
-                raise
-            future.add_done_callback(functools.partial(_from_dask, done, node, action))
-            return future
+            from flowkit.engines import _dask  # only a Dask client's executor needs it
+
+            return _dask.submit(executor, done, node, action, call)
         if self._processes:
             future = executor.submit(_in_process, call)
         else:
@@ -321,7 +177,9 @@ class _ExecutorDriver(DispatchingDriver):
             return self._wait_green(timeout)
         finished = super().wait(timeout)
         if self._dask:
-            return [self._landed(completion) for completion in finished]
+            from flowkit.engines import _dask
+
+            return [_dask.landed(completion) for completion in finished]
         if self._processes:
             # Failures raised in a child come back as records; a pool that could not
             # even ship the call (unpicklable task) fails locally with a real Failure.
@@ -332,27 +190,6 @@ class _ExecutorDriver(DispatchingDriver):
                 for node, action, ok, value in finished
             ]
         return finished
-
-    @staticmethod
-    def _landed(completion: Completion) -> Completion:
-        """Unpickle a result that came back from a Dask worker; rebuild a failure record."""
-        node, action, ok, value = completion
-        if not ok:
-            if isinstance(value, dict):
-                return Completion(node, action, False, Failure.from_dict(value))
-            return completion  # the future itself failed (KilledWorker, a closed client...)
-        if not isinstance(value, bytes):
-            return completion
-        try:
-            return Completion(node, action, True, _loads(value))
-        except Exception as err:
-            try:
-                raise TypeError(
-                    f"the result of atom {node.name!r} came back from the Dask worker but cannot be "
-                    f"unpickled in the engine's process: {type(err).__name__}: {err}"
-                ) from err
-            except TypeError:
-                return Completion(node, action, False, Failure())
 
     def _wait_green(self, timeout: float | None) -> list[Completion]:
         """Wait on the futures themselves, which lets the green threads run."""
