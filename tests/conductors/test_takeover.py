@@ -111,7 +111,7 @@ def setup(
 def registered(board: Any) -> int:
     """How many conductors registered themselves on ``board``."""
     if board.where.startswith("redis"):
-        return len(list(board._redis().scan_iter(match=f"{board._ns}:entity:*")))
+        return len(list(board._redis().scan_iter(match=board.join("entity", "*"))))
     return len(board._zk().get_children(board._entities))
 
 

@@ -454,6 +454,37 @@ def test_redis_board_has_taskflows_public_names_naming_its_own_keys(request: pyt
         client.close()
 
 
+def test_redis_board_without_a_namespace_uses_unprefixed_keys(request: pytest.FixtureRequest) -> None:
+    """``namespace: None`` is no namespace, as in TaskFlow, never the text ``None``."""
+    services.require_module("redis", "redis")
+    import redis
+
+    conf = {**board_conf("redis", request), "namespace": None, "db": 9}
+    client = redis.Redis(host=conf["host"], port=conf["port"], db=9)
+    client.flushdb()  # a database of this test's own: unprefixed keys share it with nothing else
+    board, other = backends.fetch("b", conf), backends.fetch("o", conf)
+    try:
+        board.connect()
+        other.connect()
+        assert board.namespace is None  # type: ignore[attr-defined]
+        assert board.listings_key == b"listings"  # type: ignore[attr-defined]
+        assert board.join("owner", "u1") == b"owner:u1"  # type: ignore[attr-defined]
+        job = board.post("j")
+        board.claim(job, "a")
+        board.register_entity(Entity("conductor", "c1", {}))
+        [seen] = list(other.iterjobs())
+        assert (seen.uuid, other.find_owner(seen)) == (job.uuid, "a")
+        keys = sorted(k.decode() for k in client.scan_iter())
+        assert keys == sorted(
+            ["listings", "sequence", "tokens", f"owner:{job.uuid}", f"attempts:{job.uuid}", "entity:c1"]
+        )
+    finally:
+        board.close()
+        other.close()
+        client.flushdb()
+        client.close()
+
+
 def test_redis_board_refuses_a_server_older_than_its_min_version(request: pytest.FixtureRequest) -> None:
     """As TaskFlow's, connect() raises IncompatibleVersion (the least version set above the server's)."""
     services.require_module("redis", "redis")
