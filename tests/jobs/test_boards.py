@@ -220,7 +220,7 @@ def test_zookeeper_board_takes_taskflows_arguments_and_node_names(request: pytes
     services.require_module("kazoo", "kazoo")
     from kazoo.client import KazooClient
 
-    from flowkit.jobs.backends.impl_zookeeper import ZookeeperJobBoard
+    from flowkit.jobs.backends.impl_zookeeper import ZookeeperJob, ZookeeperJobBoard
     from flowkit.persistence import backends as persistence_backends
 
     conf = board_conf("zookeeper", request)
@@ -249,6 +249,7 @@ def test_zookeeper_board_takes_taskflows_arguments_and_node_names(request: pytes
         )
         assert board.DEFAULT_PATH == "/flowkit/jobs" and board.MIN_ZK_VERSION == (3, 4, 0)
         job: Any = board.post("j")
+        assert isinstance(job, ZookeeperJob)  # TaskFlow's class name
         node = job.path.rsplit("/", 1)[1]
         assert (job.root, node, job.lock_path) == (f"{path}/", f"job{job.sequence:010d}", job.path + ".lock")
         assert board.job_count == 1

@@ -80,7 +80,7 @@ if TYPE_CHECKING:
     from flowkit.persistence.base import Backend
     from flowkit.persistence.models import LogBook
 
-__all__ = ["ZookeeperJobBoard"]
+__all__ = ["ZookeeperJob", "ZookeeperJobBoard"]
 
 LOG = logging.getLogger(__name__)
 
@@ -103,8 +103,8 @@ class _Lease:
     sent_at: float
 
 
-class ZkJob(BoardJob):
-    """A job with the path of its node."""
+class ZookeeperJob(BoardJob):
+    """A job on a ZooKeeper board, with the paths of its nodes (TaskFlow's class name)."""
 
     def __init__(self, board: ZookeeperJobBoard, posting: _posting.Posting, path: str, **kwargs: Any) -> None:
         super().__init__(board, posting, **kwargs)
@@ -232,7 +232,7 @@ class ZookeeperJobBoard(NotifyingJobBoard):
         self._watched_client: Any = None
         self._watch_lock = threading.Lock()
         # Job nodes seen by the children watch, with the job read when it appeared.
-        self._known: dict[str, ZkJob | None] = {}
+        self._known: dict[str, ZookeeperJob | None] = {}
         self._known_lock = threading.Lock()
         # Claims this board made, by job uuid (``holds_locally``).
         self._leases: dict[str, _Lease] = {}
@@ -413,7 +413,7 @@ class ZookeeperJobBoard(NotifyingJobBoard):
                 self._notify(REMOVAL, gone)
 
     # -- reading ---------------------------------------------------------
-    def _read_job(self, child: str) -> ZkJob | None:
+    def _read_job(self, child: str) -> ZookeeperJob | None:
         path = f"{self._path}/{child}"
         try:
             raw, _ = self._zk().get(path)
@@ -421,7 +421,7 @@ class ZookeeperJobBoard(NotifyingJobBoard):
             return None
         return self._job_from(child, raw)
 
-    def _job_from(self, child: str, raw: bytes) -> ZkJob | None:
+    def _job_from(self, child: str, raw: bytes) -> ZookeeperJob | None:
         path = f"{self._path}/{child}"
         try:
             posting = _posting.loads(raw, f"{self.where}/{child}")
@@ -430,7 +430,7 @@ class ZookeeperJobBoard(NotifyingJobBoard):
             return None
         sequence = int(child[len(_PREFIX) :])
         posting = _posting.Posting(**{**posting.__dict__, "sequence": sequence})
-        return ZkJob(self, posting, path, backend=self._persistence)
+        return ZookeeperJob(self, posting, path, backend=self._persistence)
 
     def _set_aside_malformed(self, child: str, raw: bytes, error: _posting.MalformedJob) -> None:
         LOG.warning("setting aside malformed job document %s: %s", error.location, error)
@@ -466,7 +466,7 @@ class ZookeeperJobBoard(NotifyingJobBoard):
             return 0
         return len(self._children())
 
-    def _fetch(self, ensure_fresh: bool) -> list[ZkJob]:
+    def _fetch(self, ensure_fresh: bool) -> list[ZookeeperJob]:
         if not self.connected and not ensure_fresh:
             # As TaskFlow's board: a board not connected (closed, or its session
             # suspended or lost) lists no jobs; only a fresh listing is an error.
@@ -573,7 +573,7 @@ class ZookeeperJobBoard(NotifyingJobBoard):
         book: LogBook | None = None,
         details: dict[str, Any] | None = None,
         priority: JobPriority | str = JobPriority.NORMAL,
-    ) -> ZkJob:
+    ) -> ZookeeperJob:
         posting = _posting.Posting.make(str(uuidlib.uuid4()), name, 0, book, details, priority)
         with _translated(f"post job {name!r}", self.where):
             path = self._zk().create(
@@ -581,7 +581,7 @@ class ZookeeperJobBoard(NotifyingJobBoard):
             )
         child = path.rsplit("/", 1)[1]
         posting = _posting.Posting(**{**posting.__dict__, "sequence": int(child[len(_PREFIX) :])})
-        job = ZkJob(self, posting, path, backend=self._persistence, book=book)
+        job = ZookeeperJob(self, posting, path, backend=self._persistence, book=book)
         self._waiter.wake()
         return job
 
@@ -751,7 +751,7 @@ def _is_job_node(child: str) -> bool:
 
 
 def _path_of(job: Job) -> str:
-    if not isinstance(job, ZkJob):
+    if not isinstance(job, ZookeeperJob):
         raise exc.NotFound(f"job {job.uuid} was not read from a ZooKeeper jobboard")
     return job.path
 
