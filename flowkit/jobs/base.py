@@ -401,12 +401,20 @@ class Job(ABC):
         return hash(self.uuid)
 
 
+#: The job states :class:`JobBoardIterator` hands out, with and without ``only_unclaimed``.
+_UNCLAIMED_STATES = (states.UNCLAIMED,)
+_LISTED_STATES = (states.UNCLAIMED, states.CLAIMED, states.COMPLETE)
+
+
 class JobBoardIterator:
     """Iterates over a board's jobs, skipping those that left meanwhile.
 
     The board's listing is fetched on the first ``next()``; each job's state
-    is then checked as it is reached, so a job claimed or consumed since the
-    fetch is skipped (with ``only_unclaimed``) instead of handed out.
+    is then read as it is reached. With ``only_unclaimed`` a job claimed or
+    completed since the fetch is skipped; without it every listed job whose
+    state can be read is handed out, one completed since the fetch too (its
+    ``state`` is then ``COMPLETE``), as TaskFlow's iterator does: it is the
+    listing as it was, each job's state telling what became of it since.
 
     Takes TaskFlow's arguments, so a board written for TaskFlow runs
     unchanged: ``board_fetch_func(ensure_fresh=...)`` gives the jobs (none
@@ -484,7 +492,7 @@ class JobBoardIterator:
 
     def __next__(self) -> Job:
         self._fill()
-        allowed = (states.UNCLAIMED,) if self.only_unclaimed else (states.UNCLAIMED, states.CLAIMED)
+        allowed = _UNCLAIMED_STATES if self.only_unclaimed else _LISTED_STATES
         while self._jobs:
             job = self._jobs.popleft()
             try:

@@ -44,7 +44,7 @@ def board_url(kind: str, request: pytest.FixtureRequest) -> str:
         server.start()
         return f"redis://127.0.0.1:{server.port}/0?namespace=t-{unique}"
     zk: services.ZooKeeperServer = request.getfixturevalue("zookeeper_server")
-    return f"zookeeper://{zk.hosts}{zk.root}/jobs-{unique}"
+    return f"zookeeper://{zk.hosts}{zk.root}/{unique}/jobs"  # entities are kept next to the path
 
 
 class Conductors:
@@ -111,8 +111,8 @@ def setup(
 def registered(board: Any) -> int:
     """How many conductors registered themselves on ``board``."""
     if board.where.startswith("redis"):
-        return len(list(board._redis().scan_iter(match=f"{board._ns}:entity:*")))
-    return len(board._zk().get_children(board._entities))
+        return len(list(board._redis().scan_iter(match=board.join("entity", "*"))))
+    return len(board._zk().get_children(f"{board.entity_path}/conductor"))
 
 
 def wait_for(predicate: Callable[[], Any], what: str, timeout: float = PATIENCE) -> Any:

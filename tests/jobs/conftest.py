@@ -36,7 +36,8 @@ def board_conf(kind: str, request: pytest.FixtureRequest) -> dict[str, Any]:
     return {
         "board": "zookeeper",
         "hosts": server_zk.hosts,
-        "path": f"{server_zk.root}/jobs-{unique}",
+        # A parent of its own: registered entities are kept next to the board's path.
+        "path": f"{server_zk.root}/{unique}/jobs",
         "timeout": 10.0,
     }
 

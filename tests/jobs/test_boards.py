@@ -206,8 +206,84 @@ def test_zookeeper_board_registers_entities_not_plain_names(request: pytest.Fixt
         with pytest.raises(TypeError, match="register_entity takes an entity .* not str 'conductor-1'"):
             board.register_entity("conductor-1")
         board.register_entity(Entity("conductor", "conductor-1", {"pid": 1}))
-        raw, _ = board._zk().get(f"{board.path}/.entities/conductor-1")  # type: ignore[attr-defined]
+        # Where TaskFlow's board keeps it: .entities/conductor/<name>, next to the board's path.
+        parent = board.path.rsplit("/", 1)[0]  # type: ignore[attr-defined]
+        assert board.entity_path == f"{parent}/.entities"  # type: ignore[attr-defined]
+        raw, _ = board._zk().get(f"{parent}/.entities/conductor/conductor-1")  # type: ignore[attr-defined]
         assert json.loads(raw) == {"kind": "conductor", "name": "conductor-1", "metadata": {"pid": 1}}
+        board.register_entity(Entity("worker", "w-1", {}))  # TaskFlow's raises NotImplementedError
+        assert board._zk().exists(f"{parent}/.entities/worker/w-1")  # type: ignore[attr-defined]
+
+
+def test_zookeeper_board_takes_taskflows_arguments_and_node_names(request: pytest.FixtureRequest) -> None:
+    """TaskFlow's order ``(name, conf, client, persistence, emit_notifications)`` and public names."""
+    services.require_module("kazoo", "kazoo")
+    from kazoo.client import KazooClient
+
+    from flowkit.jobs.backends.impl_zookeeper import ZookeeperJob, ZookeeperJobBoard
+    from flowkit.persistence import backends as persistence_backends
+
+    conf = board_conf("zookeeper", request)
+    path = conf["path"]
+    persistence = persistence_backends.fetch("memory://")
+    with pytest.raises(TypeError, match=r"persistence backend .* was given as the client.*persistence="):
+        ZookeeperJobBoard("z", conf, persistence)
+    with pytest.raises(ValueError, match="'z': the path must name a node below the root, not '/'"):
+        ZookeeperJobBoard("z", {"path": "/"})
+    client = KazooClient(hosts=conf["hosts"], timeout=10.0)
+    board = ZookeeperJobBoard("z", {"path": path}, client, persistence)
+    try:
+        assert not board.connected and board.job_count == 0
+        board.connect(timeout=10.0)
+        assert board.connected
+        assert (board.path, board.trash_path, board.entity_path) == (
+            path,
+            f"{path}/.trash",
+            f"{path.rsplit('/', 1)[0]}/.entities",
+        )
+        assert (board.LOCK_POSTFIX, board.TRASH_FOLDER, board.ENTITY_FOLDER, board.JOB_PREFIX) == (
+            ".lock",
+            ".trash",
+            ".entities",
+            "job",
+        )
+        assert board.DEFAULT_PATH == "/flowkit/jobs" and board.MIN_ZK_VERSION == (3, 4, 0)
+        job: Any = board.post("j")
+        assert isinstance(job, ZookeeperJob)  # TaskFlow's class name
+        node = job.path.rsplit("/", 1)[1]
+        assert (job.root, node, job.lock_path) == (f"{path}/", f"job{job.sequence:010d}", job.path + ".lock")
+        assert board.job_count == 1
+        assert client.exists(job.path) and not client.exists(job.lock_path)
+        board.claim(job, "a")
+        assert json.loads(client.get(job.lock_path)[0])["owner"] == "a"
+        board.trash(job, "a")
+        assert client.exists(f"{board.trash_path}/{node}")
+    finally:
+        board.close()
+    assert client.connected  # a client handed in is the caller's to stop
+    client.stop()
+    client.close()
+
+
+def test_zookeeper_board_without_notifications_sends_none(request: pytest.FixtureRequest) -> None:
+    """``emit_notifications=False`` (TaskFlow's argument): listeners hear nothing, the board works."""
+    services.require_module("kazoo", "kazoo")
+    conf = board_conf("zookeeper", request)
+    heard: dict[str, list[str]] = {"quiet": [], "loud": []}
+    with (
+        backends.backend("quiet", conf, emit_notifications=False) as quiet,
+        backends.backend("loud", conf) as loud,
+    ):
+        for name, board in (("quiet", quiet), ("loud", loud)):
+            board.notifier.register(  # type: ignore[attr-defined]
+                base.POSTED, lambda _event, details, name=name: heard[name].append(details["job"].uuid)
+            )
+        job = loud.post("j")
+        node = job.path.rsplit("/", 1)[1]  # type: ignore[attr-defined]
+        wait_until(lambda: heard["loud"] == [job.uuid], 10)
+        wait_until(lambda: node in quiet._known, 10)  # type: ignore[attr-defined]  # its watch saw the job
+        assert heard["quiet"] == []
+        assert [j.uuid for j in quiet.iterjobs()] == [job.uuid]
 
 
 def test_redis_board_lists_an_entity_while_connected_with_an_expiry(request: pytest.FixtureRequest) -> None:
@@ -451,6 +527,37 @@ def test_redis_board_has_taskflows_public_names_naming_its_own_keys(request: pyt
         assert client.hexists(board.trash_key, job.key)  # type: ignore[attr-defined]
     finally:
         board.close()
+        client.close()
+
+
+def test_redis_board_without_a_namespace_uses_unprefixed_keys(request: pytest.FixtureRequest) -> None:
+    """``namespace: None`` is no namespace, as in TaskFlow, never the text ``None``."""
+    services.require_module("redis", "redis")
+    import redis
+
+    conf = {**board_conf("redis", request), "namespace": None, "db": 9}
+    client = redis.Redis(host=conf["host"], port=conf["port"], db=9)
+    client.flushdb()  # a database of this test's own: unprefixed keys share it with nothing else
+    board, other = backends.fetch("b", conf), backends.fetch("o", conf)
+    try:
+        board.connect()
+        other.connect()
+        assert board.namespace is None  # type: ignore[attr-defined]
+        assert board.listings_key == b"listings"  # type: ignore[attr-defined]
+        assert board.join("owner", "u1") == b"owner:u1"  # type: ignore[attr-defined]
+        job = board.post("j")
+        board.claim(job, "a")
+        board.register_entity(Entity("conductor", "c1", {}))
+        [seen] = list(other.iterjobs())
+        assert (seen.uuid, other.find_owner(seen)) == (job.uuid, "a")
+        keys = sorted(k.decode() for k in client.scan_iter())
+        assert keys == sorted(
+            ["listings", "sequence", "tokens", f"owner:{job.uuid}", f"attempts:{job.uuid}", "entity:c1"]
+        )
+    finally:
+        board.close()
+        other.close()
+        client.flushdb()
         client.close()
 
 

@@ -288,3 +288,16 @@ def test_iterator_takes_taskflows_arguments(make_board: MakeBoard) -> None:
         kept.uuid,
         taken.uuid,
     ]
+
+
+def test_iterating_every_job_hands_out_one_completed_since_the_listing(make_board: MakeBoard) -> None:
+    """As TaskFlow's iterator: without ``only_unclaimed`` the listing is handed out as fetched."""
+    board = make_board()
+    first, second = board.post("a"), board.post("b")
+    listing = make_board().iterjobs()
+    assert next(listing).uuid == first.uuid  # the listing is fetched now
+    board.claim(second, "x")
+    board.consume(second, "x")
+    done = next(listing)
+    assert (done.uuid, done.state) == (second.uuid, states.COMPLETE)
+    assert list(listing) == []

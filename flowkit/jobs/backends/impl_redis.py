@@ -10,6 +10,8 @@ Layout under the board's ``namespace`` (default ``flowkit``)::
     {ns}:trash             hash   job uuid -> {"posting", "reason", "attempts"}
     {ns}:entity:{name}     string JSON of a registered conductor, expires unless renewed
 
+With ``namespace: None`` the keys have no ``{ns}:`` prefix, as TaskFlow's do.
+
 Every state change is one Lua script, so it is atomic on the server: a claim
 checks there is no owner, takes the next token and records the attempt in
 one step. A holder's board renews its claims every third of their expiry on
@@ -350,15 +352,18 @@ class RedisJobBoard(NotifyingJobBoard):
         self._persistence = persistence
         self._client = client
         self._own_client = client is None
-        self._namespace: str | bytes = self._conf.get("namespace", self.DEFAULT_NAMESPACE)
+        self._namespace: str | bytes | None = self._conf.get("namespace", self.DEFAULT_NAMESPACE)
         # TaskFlow's namespaces are bytes (its default is b"taskflow"): the same name either way.
+        # ``None`` is no namespace, as in TaskFlow: the keys are then ``listings``, ``owner:{uuid}``...
         ns = self._namespace
-        ns = ns.decode() if isinstance(ns, bytes) else str(ns)
-        self._ns = ns
-        self._listings = f"{ns}:listings"
-        self._sequence = f"{ns}:sequence"
-        self._tokens = f"{ns}:tokens"
-        self._trash = f"{ns}:trash"
+        if ns is None:
+            self._prefix = ""
+        else:
+            self._prefix = (ns.decode() if isinstance(ns, bytes) else str(ns)) + self.NAMESPACE_SEP.decode()
+        self._listings = f"{self._prefix}listings"
+        self._sequence = f"{self._prefix}sequence"
+        self._tokens = f"{self._prefix}tokens"
+        self._trash = f"{self._prefix}trash"
         self._default_expiry = self._claim_expiry_option()
         # Converted now, so a bad option fails fetch(), naming it, before anything connects.
         self._client_options = self._converted_options()
@@ -613,18 +618,23 @@ class RedisJobBoard(NotifyingJobBoard):
 
     # -- keys ------------------------------------------------------------
     @property
-    def namespace(self) -> str | bytes:
-        """The namespace every key of the board starts with, as given (default :attr:`DEFAULT_NAMESPACE`)."""
+    def namespace(self) -> str | bytes | None:
+        """The namespace every key of the board starts with, as given (default :attr:`DEFAULT_NAMESPACE`).
+
+        ``None`` (given as ``namespace: None``) means no namespace, as in
+        TaskFlow: the board's keys are then unprefixed (``listings``,
+        ``owner:{uuid}``...), never prefixed with the text ``None``.
+        """
         return self._namespace
 
     def join(self, key_piece: str | bytes, *more_key_pieces: str | bytes) -> bytes:
         """The key ``{namespace}:{piece}:{piece}...`` (bytes, as TaskFlow's), for reading the board's keys.
 
         ``join("owner", job.uuid)`` is the key of a job's claim, ``join("listings")``
-        :attr:`listings_key`.
+        :attr:`listings_key`; with no namespace (``None``) the pieces alone.
         """
         pieces = [p if isinstance(p, bytes) else str(p).encode() for p in (key_piece, *more_key_pieces)]
-        return self._ns.encode() + self.NAMESPACE_SEP + self.KEY_PIECE_SEP.join(pieces)
+        return self._prefix.encode() + self.KEY_PIECE_SEP.join(pieces)
 
     @property
     def listings_key(self) -> bytes:
@@ -642,13 +652,13 @@ class RedisJobBoard(NotifyingJobBoard):
         return self.join("sequence")
 
     def _owner_key(self, job_uuid: str) -> str:
-        return f"{self._ns}:owner:{job_uuid}"
+        return f"{self._prefix}owner:{job_uuid}"
 
     def _attempts_key(self, job_uuid: str) -> str:
-        return f"{self._ns}:attempts:{job_uuid}"
+        return f"{self._prefix}attempts:{job_uuid}"
 
     def _entity_key(self, name: str) -> str:
-        return f"{self._ns}:entity:{name}"
+        return f"{self._prefix}entity:{name}"
 
     # -- reading ---------------------------------------------------------
     def _job_state(self, job: BoardJob) -> str:

@@ -6,7 +6,18 @@ Layout under the board's ``path`` (default ``/flowkit/jobs``)::
     job0000000007.lock       {"owner": ..., "token": ...} (ephemeral: the claim)
     job0000000007.attempts   JSON list of attempts; its version is the claim token
     .trash/job0000000007     {"posting", "reason", "attempts"} of a job set aside
-    .entities/<name>         registered conductors (ephemeral)
+
+and next to it, where TaskFlow's board keeps them (``/flowkit/.entities`` for
+the default path), so tooling that reads TaskFlow's conductor listing reads
+flowkit's::
+
+    .entities/conductor/<name>   a registered conductor, {"kind", "name", "metadata"}
+                                 (ephemeral); an entity of another kind under its kind
+
+Boards whose paths share a parent share that folder, as in TaskFlow. The
+trash stays under the board's own path (TaskFlow's is next to it too): job
+node names are numbered per board, so two boards' trashed jobs would collide
+in a shared folder.
 
 A claim is one multi-operation transaction: create the ephemeral lock and
 bump the attempts node from the version just read. The token is that new
@@ -33,6 +44,7 @@ from __future__ import annotations
 
 import json
 import logging
+import posixpath
 import threading
 import time
 import uuid as uuidlib
@@ -68,7 +80,7 @@ if TYPE_CHECKING:
     from flowkit.persistence.base import Backend
     from flowkit.persistence.models import LogBook
 
-__all__ = ["ZookeeperJobBoard"]
+__all__ = ["ZookeeperJob", "ZookeeperJobBoard"]
 
 LOG = logging.getLogger(__name__)
 
@@ -91,12 +103,27 @@ class _Lease:
     sent_at: float
 
 
-class ZkJob(BoardJob):
-    """A job with the path of its node."""
+class ZookeeperJob(BoardJob):
+    """A job on a ZooKeeper board, with the paths of its nodes (TaskFlow's class name)."""
 
     def __init__(self, board: ZookeeperJobBoard, posting: _posting.Posting, path: str, **kwargs: Any) -> None:
         super().__init__(board, posting, **kwargs)
-        self.path = path
+        self._path = path
+
+    @property
+    def path(self) -> str:
+        """The job's node (its posting)."""
+        return self._path
+
+    @property
+    def lock_path(self) -> str:
+        """The node of the job's claim, present while it is claimed (owner and fencing token, JSON)."""
+        return self._path + _LOCK
+
+    @property
+    def root(self) -> str:
+        """The board's path the job's node is under, with a trailing ``/`` (as TaskFlow's)."""
+        return self._path[: self._path.rindex("/") + 1]
 
 
 @contextmanager
@@ -114,26 +141,65 @@ def _translated(action: str, where: str) -> Iterator[None]:
 class ZookeeperJobBoard(NotifyingJobBoard):
     """TaskFlow's ZooKeeper jobboard semantics, with fencing tokens and attempt history.
 
+    TaskFlow's public attributes are here, naming this board's nodes (see
+    the module docstring). Left out: ``STATE_HISTORY_LENGTH`` and
+    ``NO_FETCH_STATES``, the bookkeeping of TaskFlow's connection-state
+    listener (this board asks its client whether it is connected), and the
+    server version check on connecting (``check_compatible``): it needs the
+    ``envi`` four-letter command, which ZooKeeper 3.5 and later refuse unless
+    allowed.
+
     Args:
         name: the board's name.
         conf: options (see the module docstring).
+        client: an already made ``KazooClient`` to use instead of one made from ``conf``
+            (``connect()`` starts it unless it is started; ``close()`` leaves it running).
         persistence: backend the jobs' logbooks are loaded from.
-        client: an already made ``KazooClient`` to use instead of one made from ``conf``.
+        emit_notifications: send :data:`~flowkit.jobs.base.POSTED` and ``REMOVAL``
+            to the board's ``notifier`` listeners (``False``: send none).
+
+    Raises:
+        TypeError: a persistence backend given where the client goes (flowkit's
+            earlier order was ``(name, conf, persistence, client)``).
     """
 
     #: The oldest ZooKeeper server this board works with (TaskFlow's attribute): claims
     #: are multi-operation transactions, which ZooKeeper has since 3.4.
     MIN_ZK_VERSION = (3, 4, 0)
 
+    #: What a job's node name is followed by to name its claim's node.
+    LOCK_POSTFIX = _LOCK
+
+    #: The child of :attr:`path` trashed jobs are kept under (:attr:`trash_path`).
+    TRASH_FOLDER = ".trash"
+
+    #: The sibling of :attr:`path` registered entities are kept under (:attr:`entity_path`).
+    ENTITY_FOLDER = ".entities"
+
+    #: What a job's node name starts with (its posting order follows: ``job0000000007``).
+    JOB_PREFIX = _PREFIX
+
+    #: The board's path when the configuration gives none.
+    DEFAULT_PATH = DEFAULT_PATH
+
     def __init__(
         self,
         name: str,
         conf: dict[str, Any] | None = None,
-        persistence: Backend | None = None,
         client: Any = None,
+        persistence: Backend | None = None,
+        emit_notifications: bool = True,
     ) -> None:
         super().__init__(name, dict(conf or {}))
+        from flowkit.persistence.base import Backend as _Backend
+
+        if isinstance(client, _Backend):
+            raise TypeError(
+                f"ZookeeperJobBoard {name!r}: a persistence backend ({type(client).__name__}) was given as "
+                "the client; the order is (name, conf, client, persistence), as TaskFlow's: pass persistence="
+            )
         self._persistence = persistence
+        self._emit_notifications = bool(emit_notifications)
         self._client = client
         self._own_client = client is None
         # Set by connect(), cleared by close(): a client handed in may be started already.
@@ -149,8 +215,12 @@ class ZookeeperJobBoard(NotifyingJobBoard):
             hosts = ",".join(str(h) for h in hosts)
         self._hosts = str(hosts or "127.0.0.1:2181")
         self._path = "/" + str(path or DEFAULT_PATH).strip("/")
-        self._trash = f"{self._path}/.trash"
-        self._entities = f"{self._path}/.entities"
+        if self._path == "/":
+            raise ValueError(
+                f"ZooKeeper jobboard {name!r}: the path must name a node below the root, not {path!r}"
+            )
+        self._trash = f"{self._path}/{self.TRASH_FOLDER}"
+        self._entities = posixpath.join(posixpath.dirname(self._path), self.ENTITY_FOLDER)
         self._timeout = float(self._conf.get("timeout", DEFAULT_TIMEOUT))
         # A short session timeout (quick take-over) must not make connecting fragile.
         self._connect_timeout = float(self._conf.get("connect_timeout", max(self._timeout, DEFAULT_TIMEOUT)))
@@ -162,7 +232,7 @@ class ZookeeperJobBoard(NotifyingJobBoard):
         self._watched_client: Any = None
         self._watch_lock = threading.Lock()
         # Job nodes seen by the children watch, with the job read when it appeared.
-        self._known: dict[str, ZkJob | None] = {}
+        self._known: dict[str, ZookeeperJob | None] = {}
         self._known_lock = threading.Lock()
         # Claims this board made, by job uuid (``holds_locally``).
         self._leases: dict[str, _Lease] = {}
@@ -175,15 +245,38 @@ class ZookeeperJobBoard(NotifyingJobBoard):
 
     @property
     def path(self) -> str:
-        """The root node of the board."""
+        """The node the board's jobs are children of."""
         return self._path
+
+    @property
+    def trash_path(self) -> str:
+        """The node trashed jobs are children of: ``.trash`` under :attr:`path` (see the module docstring)."""
+        return self._trash
+
+    @property
+    def entity_path(self) -> str:
+        """The node registered entities are under, by kind: ``.entities`` next to :attr:`path`, as TaskFlow's.
+
+        A conductor named ``c1`` is ``{entity_path}/conductor/c1``.
+        """
+        return self._entities
 
     # -- connection ------------------------------------------------------
     @property
     def connected(self) -> bool:
         return self._opened and self._client is not None and bool(self._client.connected)
 
-    def connect(self) -> None:
+    def connect(self, timeout: float | None = None) -> None:
+        """Start the client (unless it is started) and create the board's nodes.
+
+        Args:
+            timeout: seconds to wait for the connection, as TaskFlow's
+                ``connect(timeout=)``; default the ``connect_timeout`` option.
+
+        Raises:
+            JobFailure: no connection within the timeout, or the nodes could not be made.
+        """
+        connect_timeout = self._connect_timeout if timeout is None else float(timeout)
         try:
             from kazoo.client import KazooClient  # type: ignore[import-untyped]
         except ImportError as err:  # pragma: no cover - kazoo is a declared extra
@@ -200,16 +293,15 @@ class ZookeeperJobBoard(NotifyingJobBoard):
             self._own_client = True
         if not self._client.connected:
             try:
-                self._client.start(timeout=self._connect_timeout)
+                self._client.start(timeout=connect_timeout)
             except self._client.handler.timeout_exception as err:
                 self._client.stop()
                 raise exc.JobFailure(
                     f"could not connect to the ZooKeeper jobboard at {self.where} "
-                    f"within {self._connect_timeout} seconds"
+                    f"within {connect_timeout} seconds"
                 ) from err
         with _translated("create the board's nodes", self.where):
             self._client.ensure_path(self._trash)
-            self._client.ensure_path(self._entities)
         self._start_watch()
         self._opened = True
 
@@ -228,7 +320,13 @@ class ZookeeperJobBoard(NotifyingJobBoard):
         return self._client
 
     def register_entity(self, entity: Any) -> None:
-        """Make ``entity`` (a conductor) known on the board, under ``.entities``.
+        """Make ``entity`` (a conductor) known on the board while its session lives.
+
+        Its node is ``{entity_path}/{kind}/{name}``, ephemeral: for a
+        conductor that is TaskFlow's ``.entities/conductor/{name}``. An entity
+        of another kind goes under its kind, where TaskFlow's board raises
+        ``NotImplementedError``. Registering a name already there (a conductor
+        run again) writes its record anew.
 
         Raises:
             TypeError: ``entity`` is not an entity (it has no ``kind`` and
@@ -248,18 +346,28 @@ class ZookeeperJobBoard(NotifyingJobBoard):
         }
         from kazoo.exceptions import NodeExistsError  # type: ignore[import-untyped]
 
-        path = f"{self._entities}/{name.replace('/', '_')}"
+        folder = f"{self._entities}/{str(entity.kind).replace('/', '_')}"
+        path = f"{folder}/{name.replace('/', '_')}"
         with _translated("register an entity", self.where):
+            self._zk().ensure_path(folder)
             try:
                 self._zk().create(path, json.dumps(record, default=str).encode(), ephemeral=True)
             except NodeExistsError:
                 self._zk().set(path, json.dumps(record, default=str).encode())
 
     # -- notifications ---------------------------------------------------
+    def _notify(self, event: str, job: Job) -> None:
+        if self._emit_notifications:
+            super()._notify(event, job)
+
+    def _listening(self) -> bool:
+        """Whether anyone hears this board's notifications (else the watch need not read jobs)."""
+        return self._emit_notifications and self.notifier.has_listeners
+
     def _want_watch(self) -> None:
         self._watch_wanted = True
         self._start_watch()
-        if self.notifier.has_listeners:
+        if self._listening():
             self._read_unread_known()
 
     def _read_unread_known(self) -> None:
@@ -288,7 +396,7 @@ class ZookeeperJobBoard(NotifyingJobBoard):
 
     def _on_children(self, children: list[str]) -> None:
         names = {c for c in children if _is_job_node(c)}
-        listening = self.notifier.has_listeners
+        listening = self._listening()
         with self._known_lock:
             added = sorted(names - self._known.keys())
             removed = [self._known.pop(c) for c in sorted(self._known.keys() - names)]
@@ -305,7 +413,7 @@ class ZookeeperJobBoard(NotifyingJobBoard):
                 self._notify(REMOVAL, gone)
 
     # -- reading ---------------------------------------------------------
-    def _read_job(self, child: str) -> ZkJob | None:
+    def _read_job(self, child: str) -> ZookeeperJob | None:
         path = f"{self._path}/{child}"
         try:
             raw, _ = self._zk().get(path)
@@ -313,7 +421,7 @@ class ZookeeperJobBoard(NotifyingJobBoard):
             return None
         return self._job_from(child, raw)
 
-    def _job_from(self, child: str, raw: bytes) -> ZkJob | None:
+    def _job_from(self, child: str, raw: bytes) -> ZookeeperJob | None:
         path = f"{self._path}/{child}"
         try:
             posting = _posting.loads(raw, f"{self.where}/{child}")
@@ -322,7 +430,7 @@ class ZookeeperJobBoard(NotifyingJobBoard):
             return None
         sequence = int(child[len(_PREFIX) :])
         posting = _posting.Posting(**{**posting.__dict__, "sequence": sequence})
-        return ZkJob(self, posting, path, backend=self._persistence)
+        return ZookeeperJob(self, posting, path, backend=self._persistence)
 
     def _set_aside_malformed(self, child: str, raw: bytes, error: _posting.MalformedJob) -> None:
         LOG.warning("setting aside malformed job document %s: %s", error.location, error)
@@ -358,7 +466,7 @@ class ZookeeperJobBoard(NotifyingJobBoard):
             return 0
         return len(self._children())
 
-    def _fetch(self, ensure_fresh: bool) -> list[ZkJob]:
+    def _fetch(self, ensure_fresh: bool) -> list[ZookeeperJob]:
         if not self.connected and not ensure_fresh:
             # As TaskFlow's board: a board not connected (closed, or its session
             # suspended or lost) lists no jobs; only a fresh listing is an error.
@@ -465,7 +573,7 @@ class ZookeeperJobBoard(NotifyingJobBoard):
         book: LogBook | None = None,
         details: dict[str, Any] | None = None,
         priority: JobPriority | str = JobPriority.NORMAL,
-    ) -> ZkJob:
+    ) -> ZookeeperJob:
         posting = _posting.Posting.make(str(uuidlib.uuid4()), name, 0, book, details, priority)
         with _translated(f"post job {name!r}", self.where):
             path = self._zk().create(
@@ -473,7 +581,7 @@ class ZookeeperJobBoard(NotifyingJobBoard):
             )
         child = path.rsplit("/", 1)[1]
         posting = _posting.Posting(**{**posting.__dict__, "sequence": int(child[len(_PREFIX) :])})
-        job = ZkJob(self, posting, path, backend=self._persistence, book=book)
+        job = ZookeeperJob(self, posting, path, backend=self._persistence, book=book)
         self._waiter.wake()
         return job
 
@@ -643,7 +751,7 @@ def _is_job_node(child: str) -> bool:
 
 
 def _path_of(job: Job) -> str:
-    if not isinstance(job, ZkJob):
+    if not isinstance(job, ZookeeperJob):
         raise exc.NotFound(f"job {job.uuid} was not read from a ZooKeeper jobboard")
     return job.path
 
