@@ -22,8 +22,10 @@ from flowkit import exceptions as exc
 from flowkit import task as fk_task
 from flowkit.patterns import linear_flow
 from flowkit.persistence import backends
+from flowkit.persistence import models as fk_models
 from flowkit.persistence.backends.sqlalchemy.from_taskflow import import_taskflow, read_taskflow
 from tests import services
+from tests.persistence.test_cli_db import _flowkit
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # eventlet's deprecation, raised by TaskFlow's imports
@@ -187,9 +189,81 @@ def test_a_second_import_into_the_same_database_writes_nothing(urls: tuple[str, 
     _saved_by_taskflow(source)
     import_taskflow(source, target)
     before = _dump(target)
-    with pytest.raises(exc.StorageFailure, match="already holds logbook 'orders'.*nothing was imported"):
+    with pytest.raises(exc.StorageFailure, match="already holds logbook 'book-1'.*nothing was imported"):
         import_taskflow(source, target)
     assert _dump(target) == before
+
+
+def test_one_clashing_atom_detail_stops_the_whole_import(urls: tuple[str, str]) -> None:
+    source, target = urls
+    _saved_by_taskflow(source)
+    backend = backends.fetch(target)
+    with backend.get_connection() as conn:
+        conn.upgrade()
+        other = fk_models.LogBook("other", uuid="book-other")
+        fd = fk_models.FlowDetail("other-flow", "flow-other")
+        fd.add(fk_models.TaskDetail("clash", "atom-3"))
+        other.add(fd)
+        conn.save_logbook(other)
+    backend.close()
+    before = _dump(target)
+    with pytest.raises(exc.StorageFailure, match="atom detail 'atom-3'.*nothing was imported"):
+        import_taskflow(source, target)
+    assert _dump(target) == before
+
+
+def test_times_and_order_of_flow_and_atom_details_are_kept(urls: tuple[str, str]) -> None:
+    source, target = urls
+    _saved_by_taskflow(source)
+    import_taskflow(source, target)
+    assert _times(target, "flowdetails") == _times(source, "flowdetails")
+    assert _times(target, "atomdetails") == _times(source, "atomdetails")
+    backend = backends.fetch(target)
+    with backend.get_connection() as conn:
+        names = [ad.name for ad in conn.get_logbook("book-1").find("flow-1")]
+    backend.close()
+    assert names == ["allocate", "plug", "cleanup", "again", "text"]  # the order TaskFlow saved them
+
+
+def _times(url: str, table: str) -> dict[str, Any]:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(sa.text(f"SELECT uuid, created_at FROM {table}")).all()
+    finally:
+        engine.dispose()
+    # SQLite hands back text, PostgreSQL datetimes (naive from TaskFlow, aware from flowkit).
+    return {uuid_: str(when)[:26].replace("T", " ") for uuid_, when in rows}
+
+
+def test_any_flowkit_backend_can_be_the_target(tmp_path: Path) -> None:
+    source = f"sqlite:///{tmp_path}/taskflow.db"
+    _saved_by_taskflow(source)
+    summary = import_taskflow(source, f"dir://{tmp_path}/books")
+    assert summary.atom_details == 5
+    backend = backends.fetch(f"dir://{tmp_path}/books")
+    with backend.get_connection() as conn:
+        fd = conn.get_logbook("book-1").find("flow-1")
+    backend.close()
+    assert list(fd.find("atom-4").results[1]) == ["second", {}]
+    assert fd.find("atom-2").intention == states.REVERT
+
+
+def test_the_command_copies_and_masks_passwords(tmp_path: Path) -> None:
+    source = f"sqlite:///{tmp_path}/taskflow.db"
+    _saved_by_taskflow(source)
+    target = f"sqlite:///{tmp_path}/flowkit.db"
+    done = _flowkit("db", "import-taskflow", "--from", source, "--connection", target)
+    assert done.returncode == 0, done.stderr
+    assert "copied 1 logbook(s), 1 flow detail(s), 5 atom detail(s)" in done.stdout
+    again = _flowkit("db", "import-taskflow", "--from", source, "--connection", target)
+    assert again.returncode == 1
+    assert "already holds logbook 'book-1'" in again.stderr
+    secret = "postgresql://tf:s3cret@127.0.0.1:1/taskflow"
+    failed = _flowkit("db", "import-taskflow", "--from", secret, "--connection", target)
+    assert failed.returncode == 1
+    assert "s3cret" not in failed.stderr + failed.stdout
+    assert "tf:***@127.0.0.1:1/taskflow" in failed.stderr
 
 
 def test_importing_a_database_into_itself_is_refused(urls: tuple[str, str]) -> None:

@@ -35,9 +35,12 @@ from flowkit import exceptions as exc
 from flowkit import states
 from flowkit.persistence import models
 from flowkit.persistence.backends._urls import mask_url
-from flowkit.persistence.backends.sqlalchemy import REVISIONS
+from flowkit.persistence.backends.impl_sqlalchemy import SQLAlchemyConnection
+from flowkit.persistence.backends.sqlalchemy import REVISIONS, _codec, tables
+from flowkit.persistence.backends.sqlalchemy import _statements as sql
 from flowkit.persistence.backends.sqlalchemy._engine import read_settings
 from flowkit.persistence.backends.sqlalchemy._errors import describe
+from flowkit.persistence.base import Connection
 
 __all__ = [
     "TASKFLOW_REVISIONS",
@@ -67,6 +70,8 @@ TASKFLOW_REVISIONS: tuple[str, ...] = (
 )
 
 _TABLES = ("logbooks", "flowdetails", "atomdetails")
+# Rows per INSERT and uuids per IN (...): well under every driver's parameter limit.
+_CHUNK = 500
 _ATOM_JSON = ("results", "failure", "revert_results", "revert_failure", "meta")
 _DEFAULT_DRIVERS = {
     "postgresql": "postgresql+psycopg",
@@ -260,12 +265,22 @@ def _atom(row: Mapping[Any, Any], decoder: _Decoder, masked: str) -> models.Atom
         raise exc.StorageFailure(f"cannot import {where} from {masked}: {err}") from err
 
 
-def _read(conn: sa.Connection, masked: str) -> tuple[list[models.LogBook], int]:
+@dataclass(slots=True)
+class _Source:
+    books: list[models.LogBook]
+    orphans: int
+    #: (created_at, updated_at) of each flow and atom detail, by uuid, kept by SQL targets.
+    times: dict[str, tuple[datetime | None, datetime | None]]
+
+
+def _read(conn: sa.Connection, masked: str) -> _Source:
     tables = _check_schema(conn, masked)
+    times: dict[str, tuple[datetime | None, datetime | None]] = {}
     book_dec, flow_dec, atom_dec = (_Decoder(tables[name], masked) for name in _TABLES)
     atoms: dict[str, list[models.AtomDetail]] = {}
     for row in conn.execute(_order(tables["atomdetails"])).mappings():
         atoms.setdefault(row["parent_uuid"], []).append(_atom(row, atom_dec, masked))
+        times[row["uuid"]] = (_utc(row.get("created_at")), _utc(row.get("updated_at")))
     flows: dict[str, list[models.FlowDetail]] = {}
     orphans = 0
     for row in conn.execute(_order(tables["flowdetails"])).mappings():
@@ -273,6 +288,7 @@ def _read(conn: sa.Connection, masked: str) -> tuple[list[models.LogBook], int]:
         fd = models.FlowDetail(str(row.get("name") or ""), row["uuid"])
         fd.state = row.get("state")
         fd.meta = flow_dec.json(row, "meta", where) or {}
+        times[row["uuid"]] = (_utc(row.get("created_at")), _utc(row.get("updated_at")))
         for ad in atoms.get(fd.uuid, ()):
             fd.add(ad)
         if row.get("parent_uuid") is None:
@@ -289,7 +305,7 @@ def _read(conn: sa.Connection, masked: str) -> tuple[list[models.LogBook], int]:
         book.created_at = _utc(row.get("created_at"))
         book.updated_at = _utc(row.get("updated_at"))
         books.append(book)
-    return books, orphans
+    return _Source(books, orphans, times)
 
 
 def read_taskflow(source: str | URL) -> list[models.LogBook]:
@@ -304,7 +320,7 @@ def read_taskflow(source: str | URL) -> list[models.LogBook]:
     """
     masked = mask_url(str(source))
     with _snapshot(source, masked) as conn:
-        return _read(conn, masked)[0]
+        return _read(conn, masked).books
 
 
 def import_taskflow(source: str | URL, target: str | Mapping[str, Any]) -> ImportSummary:
@@ -330,25 +346,18 @@ def import_taskflow(source: str | URL, target: str | Mapping[str, Any]) -> Impor
 
     masked_source = mask_url(str(source))
     with _snapshot(source, masked_source) as conn:
-        books, orphans = _read(conn, masked_source)
+        read = _read(conn, masked_source)
+    books = read.books
     backend = backends.fetch(target)
     try:
         masked_target = str(getattr(backend, "masked_url", None) or mask_url(_connection_of(target)))
         with backend.get_connection() as tconn:
             _refuse_same(source, target, masked_source)
             tconn.upgrade()
-            for book in books:
-                try:
-                    tconn.get_logbook(book.uuid, lazy=True)
-                except exc.NotFound:
-                    continue
-                raise exc.StorageFailure(
-                    f"{masked_target} already holds logbook {book.name!r} ({book.uuid}) of "
-                    f"{masked_source}; nothing was imported. Import into a new database, or "
-                    "destroy the logbooks imported before"
-                )
-            for book in books:
-                tconn.save_logbook(book)
+            if isinstance(tconn, SQLAlchemyConnection):
+                _write_sql(tconn, read, masked_source, masked_target)
+            else:
+                _write_any(tconn, books, masked_source, masked_target)
     finally:
         backend.close()
     return ImportSummary(
@@ -357,8 +366,65 @@ def import_taskflow(source: str | URL, target: str | Mapping[str, Any]) -> Impor
         logbooks=len(books),
         flow_details=sum(len(book) for book in books),
         atom_details=sum(len(fd) for book in books for fd in book),
-        orphans=orphans,
+        orphans=read.orphans,
     )
+
+
+def _conflict(masked_target: str, masked_source: str, what: str) -> exc.StorageFailure:
+    return exc.StorageFailure(
+        f"{masked_target} already holds {what} of {masked_source}; nothing was imported. "
+        "Import into a new database, or destroy the logbooks imported before"
+    )
+
+
+def _write_any(conn: Connection, books: list[models.LogBook], masked_source: str, masked_target: str) -> None:
+    """Save book after book through the backend's own API (any flowkit backend)."""
+    for book in books:
+        try:
+            conn.get_logbook(book.uuid, lazy=True)
+        except exc.NotFound:
+            continue
+        raise _conflict(masked_target, masked_source, f"logbook {book.name!r} ({book.uuid})")
+    for book in books:
+        conn.save_logbook(book)
+
+
+def _write_sql(conn: SQLAlchemyConnection, read: _Source, masked_source: str, masked_target: str) -> None:
+    """Insert every row in one transaction, with the source's times: all or nothing, order kept."""
+    book_rows, flow_rows, atom_rows = [], [], []
+    for book in read.books:
+        book_rows.append(_codec.book_row(book))
+        for fd in book:
+            created, updated = read.times.get(fd.uuid, (None, None))
+            flow_rows.append({**_codec.flow_row(fd, book.uuid), "created_at": created, "updated_at": updated})
+            for ad in fd:
+                created, updated = read.times.get(ad.uuid, (None, None))
+                atom_rows.append(
+                    {**_codec.atom_row(ad, fd.uuid), "created_at": created, "updated_at": updated}
+                )
+    checks = (
+        ("logbook", tables.logbooks, book_rows),
+        ("flow detail", tables.flowdetails, flow_rows),
+        ("atom detail", tables.atomdetails, atom_rows),
+    )
+
+    def work(db: sa.Connection) -> None:
+        for what, table, rows in checks:
+            uuids = [row["uuid"] for row in rows]
+            for start in range(0, len(uuids), _CHUNK):
+                chunk = uuids[start : start + _CHUNK]
+                found = db.execute(sa.select(table.c.uuid).where(table.c.uuid.in_(chunk)).limit(1)).scalar()
+                if found is not None:
+                    raise _conflict(masked_target, masked_source, f"{what} {found!r}")
+        for statement, rows in (
+            (sql.INSERT_BOOK, book_rows),
+            (sql.INSERT_FLOW, flow_rows),
+            (sql.INSERT_ATOM, atom_rows),
+        ):
+            for start in range(0, len(rows), _CHUNK):
+                db.execute(statement, rows[start : start + _CHUNK])
+
+    conn.run_write(f"importing {masked_source}", work)
 
 
 def _connection_of(target: str | Mapping[str, Any]) -> str:
