@@ -315,16 +315,27 @@ class _TfStep(tf_task.Task):  # type: ignore[misc, name-defined]
         return f"{self.name}-done"
 
 
+class _FkNeedsInput(fk_task.Task):
+    def execute(self, lb_id: str) -> str:
+        RAN.append(self.name)
+        return f"{self.name}-{lb_id}"
+
+
+class _TfNeedsInput(tf_task.Task):  # type: ignore[misc, name-defined]
+    def execute(self, lb_id: str) -> str:
+        return f"{self.name}-{lb_id}"
+
+
 def _in_flight_under_taskflow(url: str) -> tuple[str, str]:
     """A three-step flow TaskFlow left mid-run: first done, second RUNNING, third PENDING."""
     backend = _taskflow_backend(url)
     book = tf_models.LogBook("conductor-book")
     flow = tf_linear.Flow("lb-create").add(
         _TfStep("first", provides="first_out"),
-        _TfStep("second", provides="second_out"),
+        _TfNeedsInput("second", provides="second_out"),
         _TfStep("third", provides="third_out"),
     )
-    engine = tf_engines.load(flow, backend=backend, book=book)
+    engine = tf_engines.load(flow, backend=backend, book=book, store={"lb_id": "lb-7"})
     engine.compile()
     engine.prepare()
     engine.storage.save("first", "first-from-taskflow")
@@ -344,9 +355,10 @@ def test_a_flow_in_flight_under_taskflow_is_resumed_by_flowkit(urls: tuple[str, 
         book = conn.get_logbook(book_uuid)
     fd = book.find(flow_uuid)
     assert fd.state == states.RUNNING
+    assert sorted(ad.name for ad in fd) == ["first", "second", "third"]  # no injector pseudo atom
     flow = linear_flow.Flow("lb-create").add(
         _FkStep("first", provides="first_out"),
-        _FkStep("second", provides="second_out"),
+        _FkNeedsInput("second", provides="second_out"),
         _FkStep("third", provides="third_out"),
     )
     RAN.clear()
@@ -355,7 +367,8 @@ def test_a_flow_in_flight_under_taskflow_is_resumed_by_flowkit(urls: tuple[str, 
     assert RAN == ["second", "third"]  # SUCCESS under TaskFlow is not run again; RUNNING is
     assert engine.storage.fetch_all() == {
         "first_out": "first-from-taskflow",
-        "second_out": "second-done",
+        "second_out": "second-lb-7",  # store= given to TaskFlow reaches the resumed task
+        "lb_id": "lb-7",
         "third_out": "third-done",
     }
     with backend.get_connection() as conn:

@@ -33,6 +33,7 @@ from sqlalchemy.engine import URL
 
 from flowkit import exceptions as exc
 from flowkit import states
+from flowkit._run_state import STORE_KEY
 from flowkit.persistence import models
 from flowkit.persistence.backends._urls import mask_url
 from flowkit.persistence.backends.impl_sqlalchemy import SQLAlchemyConnection
@@ -70,6 +71,8 @@ TASKFLOW_REVISIONS: tuple[str, ...] = (
 )
 
 _TABLES = ("logbooks", "flowdetails", "atomdetails")
+# The pseudo atom detail in which TaskFlow saves a flow's ``store=`` values.
+_INJECTOR = "_TaskFlow_INJECTOR"
 # Rows per INSERT and uuids per IN (...): well under every driver's parameter limit.
 _CHUNK = 500
 _ATOM_JSON = ("results", "failure", "revert_results", "revert_failure", "meta")
@@ -273,6 +276,24 @@ class _Source:
     times: dict[str, tuple[datetime | None, datetime | None]]
 
 
+def _take_store(fd: models.FlowDetail, injector: models.AtomDetail, masked: str) -> None:
+    """Move the ``store=`` values TaskFlow keeps in a pseudo atom to where flowkit keeps them.
+
+    Without this a resumed flow would lack its inputs: flowkit reads them from
+    the flow detail's ``meta["store"]`` and has no atom of that name.
+    """
+    values = injector.results
+    if values is None:
+        return
+    if not isinstance(values, dict):
+        raise exc.StorageFailure(
+            f"cannot import flow detail {fd.name!r} ({fd.uuid}) from {masked}: its {_INJECTOR} "
+            f"record holds {type(values).__name__}, not the dict of injected values"
+        )
+    store = fd.meta.get(STORE_KEY)
+    fd.meta[STORE_KEY] = {**(store if isinstance(store, dict) else {}), **values}
+
+
 def _read(conn: sa.Connection, masked: str) -> _Source:
     tables = _check_schema(conn, masked)
     times: dict[str, tuple[datetime | None, datetime | None]] = {}
@@ -290,7 +311,10 @@ def _read(conn: sa.Connection, masked: str) -> _Source:
         fd.meta = flow_dec.json(row, "meta", where) or {}
         times[row["uuid"]] = (_utc(row.get("created_at")), _utc(row.get("updated_at")))
         for ad in atoms.get(fd.uuid, ()):
-            fd.add(ad)
+            if ad.name == _INJECTOR:
+                _take_store(fd, ad, masked)
+            else:
+                fd.add(ad)
         if row.get("parent_uuid") is None:
             orphans += 1
             LOG.warning("skipping %s of %s: it belongs to no logbook", where, masked)
