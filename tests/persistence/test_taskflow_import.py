@@ -237,7 +237,8 @@ def _times(url: str, table: str) -> dict[str, Any]:
 
 
 def test_any_flowkit_backend_can_be_the_target(tmp_path: Path) -> None:
-    source = f"sqlite:///{tmp_path}/taskflow.db"
+    (tmp_path / "odd #").mkdir()
+    source = f"sqlite:///{tmp_path}/odd #/taskflow.db"
     _saved_by_taskflow(source)
     summary = import_taskflow(source, f"dir://{tmp_path}/books")
     assert summary.atom_details == 5

@@ -25,6 +25,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -139,8 +140,10 @@ def _sqlite_reader(url: URL, masked: str) -> sa.Engine:
             "TaskFlow's database file"
         )
 
+    uri = Path(database).resolve().as_uri() + "?mode=ro"  # percent-encoded: any path works
+
     def connect() -> sqlite3.Connection:
-        raw = sqlite3.connect(f"file:{database}?mode=ro", uri=True, check_same_thread=False)
+        raw = sqlite3.connect(uri, uri=True, check_same_thread=False)
         raw.isolation_level = None  # BEGIN is issued explicitly, for one snapshot
         return raw
 
