@@ -377,3 +377,54 @@ def test_a_flow_in_flight_under_taskflow_is_resumed_by_flowkit(urls: tuple[str, 
     backend.close()
     assert stored.state == states.SUCCESS
     assert {ad.name: ad.state for ad in stored} == dict.fromkeys(("first", "second", "third"), states.SUCCESS)
+
+
+REVERTED: list[str] = []
+
+
+class _FkRevertible(_FkStep):
+    def revert(self, *args: Any, **kwargs: Any) -> None:
+        REVERTED.append(self.name)
+
+
+def test_a_flow_reverting_under_taskflow_finishes_reverting_in_flowkit(urls: tuple[str, str]) -> None:
+    source, target = urls
+    backend = _taskflow_backend(source)
+    book = tf_models.LogBook("reverting-book")
+    flow = tf_linear.Flow("lb-delete").add(
+        _TfStep("first", provides="first_out"), _TfStep("second", provides="second_out")
+    )
+    engine = tf_engines.load(flow, backend=backend, book=book)
+    engine.compile()
+    engine.prepare()
+    engine.storage.save("first", "first-from-taskflow")
+    engine.storage.save("second", _failure(), states.FAILURE)
+    engine.storage.set_atom_intention("second", states.REVERT)
+    engine.storage.set_atom_intention("first", states.REVERT)
+    engine.storage.set_atom_state("first", states.REVERTING)
+    engine.storage.set_flow_state(states.RUNNING)  # TaskFlow flows revert while RUNNING
+    flow_uuid = engine.storage.flow_uuid
+    backend.close()
+
+    import_taskflow(source, target)
+    fk_backend = backends.fetch(target)
+    with fk_backend.get_connection() as conn:
+        fk_book = conn.get_logbook(book.uuid)
+    RAN.clear()
+    REVERTED.clear()
+    fk_flow = linear_flow.Flow("lb-delete").add(
+        _FkRevertible("first", provides="first_out"), _FkRevertible("second", provides="second_out")
+    )
+    fk_engine = engines.load(fk_flow, flow_detail=fk_book.find(flow_uuid), book=fk_book, backend=fk_backend)
+    with pytest.raises(exc.WrappedFailure) as raised:
+        fk_engine.run()
+    assert raised.value.check(ValueError)  # TaskFlow's failure record (bare type names), raised again
+    assert "bad input" in str(raised.value)
+    assert RAN == []
+    # The failed task, then the one TaskFlow left REVERTING (in doubt: reverted again).
+    assert REVERTED == ["second", "first"]
+    with fk_backend.get_connection() as conn:
+        stored = conn.get_logbook(book.uuid).find(flow_uuid)
+    fk_backend.close()
+    assert stored.state == states.REVERTED
+    assert {ad.name: ad.state for ad in stored} == dict.fromkeys(("first", "second"), states.REVERTED)
