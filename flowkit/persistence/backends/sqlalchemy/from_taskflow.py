@@ -217,13 +217,14 @@ class _Decoder:
 
     def __init__(self, table: sa.Table, masked: str) -> None:
         self._native = {column.name for column in table.columns if isinstance(column.type, sa.JSON)}
-        self._names = {column.name for column in table.columns}
         self._masked = masked
 
-    def has(self, column: str) -> bool:
-        return column in self._names
-
     def json(self, row: Mapping[Any, Any], column: str, where: str) -> Any:
+        """The value of ``column`` (``None`` if NULL, or missing from an older TaskFlow schema).
+
+        Raises:
+            StorageFailure: the text is not JSON (``where`` names the record).
+        """
         value = row.get(column)
         if value is None or column in self._native:
             return value
