@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from flowkit import exceptions as exc
 from flowkit import states as st
 from flowkit._atom_record import AtomRecord, holds_result
+from flowkit._utils.flow_meta import STORE_KEY
 from flowkit._utils.uuids import random_uuid
 from flowkit.atom import _OneName
 from flowkit.types.failure import Failure
@@ -37,10 +38,8 @@ if TYPE_CHECKING:
     from flowkit.persistence.models import AtomDetail, FlowDetail
     from flowkit.persistence.models import RetryHistory as History
 
-__all__ = ["STORE_KEY", "RunState"]
+__all__ = ["RunState"]
 
-#: Where a flow detail keeps the values injected with ``store=`` (to resume with them).
-STORE_KEY = "store"
 
 _VERSION_TEXT: dict[Any, str] = {}
 

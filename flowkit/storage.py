@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 from flowkit import exceptions as exc
 from flowkit import states as st
 from flowkit._atom_record import AtomRecord, holds_result
-from flowkit._run_state import STORE_KEY, RunState
+from flowkit._run_state import RunState
+from flowkit._utils.flow_meta import STORE_KEY
 from flowkit.atom import Atom
 from flowkit.retry import History, Retry
 from flowkit.types.failure import Failure

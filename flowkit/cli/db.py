@@ -4,10 +4,14 @@
 
     flowkit db upgrade --connection sqlite:///flows.db
     flowkit db current --connection postgresql://flowkit@db.example/flowkit
+    flowkit db import-taskflow --from postgresql://tf@db.example/taskflow \
+        --connection postgresql://flowkit@db.example/flowkit
 
 ``upgrade`` works for every backend (document stores just create their root);
 ``current`` (alias ``version``) prints the schema revision of a SQL database,
-or ``none`` when it was never upgraded. Errors are one line on stderr and
+or ``none`` when it was never upgraded. ``import-taskflow`` copies every
+logbook of a TaskFlow SQL database into a flowkit backend, leaving the
+TaskFlow database as it was. Errors are one line on stderr and
 exit status 1; passwords in URLs are masked wherever they are shown.
 """
 
@@ -42,7 +46,23 @@ def register(subparsers: Any) -> None:
         help="print the schema revision of a SQL database",
         description="Print the schema revision of a SQL database ('none' if never upgraded).",
     )
-    for parser in (upgrade, current):
+    imports = commands.add_parser(
+        "import-taskflow",
+        help="copy a TaskFlow SQL database's logbooks into a flowkit backend",
+        description=(
+            "Copy every logbook, flow detail and atom detail of a TaskFlow SQL database into a "
+            "flowkit backend (created or upgraded first). The TaskFlow database is only read; "
+            "stop the TaskFlow processes using it first, or their later writes are not copied."
+        ),
+    )
+    imports.add_argument(
+        "--from",
+        dest="source",
+        required=True,
+        metavar="URL",
+        help="the TaskFlow database, as TaskFlow's 'connection' option names it",
+    )
+    for parser in (upgrade, current, imports):
         parser.add_argument(
             "--connection",
             required=True,
@@ -51,6 +71,7 @@ def register(subparsers: Any) -> None:
         )
     upgrade.set_defaults(handler=_upgrade)
     current.set_defaults(handler=_current)
+    imports.set_defaults(handler=_import_taskflow)
 
 
 def _fail(args: argparse.Namespace, err: BaseException) -> int:
@@ -61,7 +82,9 @@ def _fail(args: argparse.Namespace, err: BaseException) -> int:
     if getattr(args, "verbose", 0) >= 2:
         LOG.exception("%s failed", command)
     # A message may quote the URL unmasked (a driver echoing its DSN): mask it again.
-    message = message.replace(args.connection, mask_url(args.connection))
+    for url in (args.connection, getattr(args, "source", None)):
+        if url:
+            message = message.replace(url, mask_url(url))
     print(f"{command}: error: {message}", file=sys.stderr)
     return 1
 
@@ -102,6 +125,22 @@ def _current(args: argparse.Namespace) -> int:
     except Exception as err:  # every failure becomes one line and status 1
         return _fail(args, err)
     print(revision or "none")
+    return 0
+
+
+def _import_taskflow(args: argparse.Namespace) -> int:
+    from flowkit.persistence.backends.sqlalchemy.from_taskflow import import_taskflow
+
+    try:
+        summary = import_taskflow(args.source, args.connection)
+    except Exception as err:  # every failure becomes one line and status 1
+        return _fail(args, err)
+    print(
+        f"{summary.source} -> {summary.target}: copied {summary.logbooks} logbook(s), "
+        f"{summary.flow_details} flow detail(s), {summary.atom_details} atom detail(s)"
+    )
+    if summary.orphans:
+        print(f"skipped {summary.orphans} flow detail(s) that belong to no logbook", file=sys.stderr)
     return 0
 
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from flowkit import engines, states
 from flowkit import exceptions as exc
+from flowkit._utils.flow_meta import STORE_KEY
 from flowkit.conductors import in_doubt
 from flowkit.conductors._fencing import FencedBackend
 from flowkit.jobs.base import Job, JobBoard
@@ -135,7 +136,7 @@ class Conductor(ABC):
 
     def _store_for(self, job: Job, flow_detail: FlowDetail) -> dict[str, Any]:
         store = dict(self._store)
-        store.update((flow_detail.meta or {}).get("store") or {})
+        store.update((flow_detail.meta or {}).get(STORE_KEY) or {})
         store.update((job.details or {}).get("store") or {})
         return store
 

@@ -309,6 +309,17 @@ class SQLAlchemyConnection(base.Connection):
         """The schema revision the database is at (``None`` if never upgraded)."""
         return self._run("reading the schema revision", _schema.current_revision, write=False, check=False)
 
+    def run_write(self, operation: str, work: Callable[[SAConnection], _T]) -> _T:
+        """Run ``work`` as one write transaction, retried whole after a transient error.
+
+        For bulk writes the model API has no call for (``flowkit db
+        import-taskflow`` inserts a whole database at once, so a failure leaves nothing).
+
+        Raises:
+            StorageFailure: a database error (``operation`` and the masked URL are named).
+        """
+        return self._run(operation, work, write=True)
+
     def clear_all(self) -> None:
         """Delete every logbook, flow detail and atom detail."""
 

@@ -28,6 +28,21 @@ def current_revision(conn: Connection) -> str | None:
     return conn.execute(text(f"SELECT version_num FROM {_VERSION_TABLE}")).scalar()
 
 
+def _taskflow(masked_url: str) -> exc.StorageFailure:
+    return exc.StorageFailure(
+        f"database {masked_url} holds TaskFlow's schema, which flowkit neither reads nor changes "
+        f"in place; copy its records into a new flowkit database with `flowkit db import-taskflow "
+        f"--from {masked_url} --connection NEW_URL` (see the migration guide, 'Your TaskFlow database')"
+    )
+
+
+def _refuse_taskflow(conn: Connection, masked_url: str) -> None:
+    from flowkit.persistence.backends.sqlalchemy.from_taskflow import looks_like_taskflow
+
+    if looks_like_taskflow(conn):
+        raise _taskflow(masked_url)
+
+
 def _newer(revision: str, masked_url: str) -> exc.StorageFailure:
     return exc.StorageFailure(
         f"database {masked_url}: schema revision {revision} is newer than this flowkit "
@@ -46,6 +61,8 @@ def check_revision(conn: Connection, masked_url: str) -> str:
             the message says what to run.
     """
     revision = current_revision(conn)
+    if revision is None or revision not in REVISIONS:
+        _refuse_taskflow(conn, masked_url)
     if revision is None:
         raise exc.StorageFailure(
             f"database {masked_url} has no flowkit schema; create it with "
@@ -72,13 +89,16 @@ def upgrade(conn: Connection, masked_url: str) -> str:
         the revision the database is at afterwards.
 
     Raises:
-        StorageFailure: the database's revision is newer than this flowkit.
+        StorageFailure: the database's revision is newer than this flowkit, or
+            it holds TaskFlow's schema (left untouched: see ``flowkit db import-taskflow``).
     """
     if conn.dialect.name == "postgresql":
         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_UPGRADE_LOCK})
     revision = current_revision(conn)
     if revision == HEAD:
         return revision
+    if revision is None or revision not in REVISIONS:
+        _refuse_taskflow(conn, masked_url)
     if revision is not None and revision not in REVISIONS:
         raise _newer(revision, masked_url)
 
