@@ -728,11 +728,8 @@ class RedisJobBoard(NotifyingJobBoard):
             applied = raw is not None and bool(self._redis().pexpire(self._owner_key(job.uuid), ms))
         if applied and ms > 0:
             token = _decode_claim(raw).token
-            with self._kept_lock:
-                kept = self._kept.get(job.uuid)
-                if kept is not None and kept[0] == token:
-                    # Renewed with the new expiry from now on, at the pace it sets.
-                    self._schedule(job.uuid, token, ms, sent_at)
+            # Renewed with the new expiry from now on, at the pace it sets.
+            self._reschedule_if_kept(job.uuid, token, ms, sent_at)
         return applied
 
     def _last_modified(self, job: BoardJob) -> datetime:
@@ -799,10 +796,7 @@ class RedisJobBoard(NotifyingJobBoard):
             current = _decode_claim(result[2])
             if current.owner == who and ms:
                 # Refreshed by the script, as TaskFlow's: renewed with this expiry from now on.
-                with self._kept_lock:
-                    kept = self._kept.get(job.uuid)
-                    if kept is not None and kept[0] == current.token:
-                        self._schedule(job.uuid, current.token, ms, sent_at)
+                self._reschedule_if_kept(job.uuid, current.token, ms, sent_at)
             raise exc.UnclaimableJob(f"job {job.uuid} is already claimed by {current.owner!r}")
         claim = Claim(who, int(result[1]))
         if ms:
@@ -919,6 +913,17 @@ class RedisJobBoard(NotifyingJobBoard):
         self._renewed_at[job_uuid] = sent_at
         self._due[job_uuid] = sent_at + ms / 3000.0
         self._keeper_wake.notify_all()
+
+    def _reschedule_if_kept(self, job_uuid: str, token: int, ms: int, sent_at: float) -> None:
+        """Renew ``job_uuid``'s claim at the pace of ``ms`` from ``sent_at`` on, if this board keeps it.
+
+        Only the claim with ``token``: one this board no longer keeps (lost,
+        given back) is not taken up again.
+        """
+        with self._kept_lock:
+            kept = self._kept.get(job_uuid)
+            if kept is not None and kept[0] == token:
+                self._schedule(job_uuid, token, ms, sent_at)
 
     def _keep_alive(self, job_uuid: str, token: int, ms: int, sent_at: float) -> None:
         with self._kept_lock:
