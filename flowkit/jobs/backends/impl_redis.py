@@ -511,7 +511,6 @@ class RedisJobBoard(NotifyingJobBoard):
             for key in waiting:
                 self._write_entity(key)
             with self._kept_lock:
-                self._keeper_stop.clear()
                 self._start_keeper()
 
     def _check_version(self) -> None:
@@ -596,7 +595,6 @@ class RedisJobBoard(NotifyingJobBoard):
             return  # written by connect()
         self._write_entity(key)
         with self._kept_lock:
-            self._keeper_stop.clear()
             self._start_keeper()
 
     def _write_entity(self, key: str) -> None:
@@ -928,11 +926,15 @@ class RedisJobBoard(NotifyingJobBoard):
     def _keep_alive(self, job_uuid: str, token: int, ms: int, sent_at: float) -> None:
         with self._kept_lock:
             self._schedule(job_uuid, token, ms, sent_at)
-            self._keeper_stop.clear()
             self._start_keeper()
 
     def _start_keeper(self) -> None:
-        """Start the thread renewing claims and entities unless it runs (lock held)."""
+        """Start the thread renewing claims and entities unless it runs (lock held).
+
+        Withdraws the stop :meth:`close` asked: a board used again after
+        closing renews what it then claims or registers.
+        """
+        self._keeper_stop.clear()
         if self._keeper is None or not self._keeper.is_alive():
             self._keeper = threading.Thread(
                 target=self._renew_loop, name=f"flowkit-redis-claims-{self.name}", daemon=True
