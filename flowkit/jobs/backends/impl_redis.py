@@ -200,13 +200,13 @@ def _boolean(value: Any) -> bool:
     return switch
 
 
-# Options handed to redis-py, converted (TaskFlow's list, plus ``socket_keepalive`` and
-# ``ssl_check_hostname``).
 def _as_given(value: Any) -> Any:
     """An option passed to redis-py as given (``ssl_cert_reqs``: a name or an ``ssl`` constant)."""
     return value
 
 
+# Options handed to redis-py, converted (TaskFlow's list, plus ``socket_keepalive`` and
+# ``ssl_check_hostname``).
 _CLIENT_OPTIONS: dict[str, Callable[[Any], Any]] = {
     "host": str,
     "port": int,
