@@ -23,7 +23,7 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
-from flowkit.cli._common import one_line, positive
+from flowkit.cli._common import importable_cwd, one_line, positive
 
 if TYPE_CHECKING:
     from types import FrameType
@@ -129,9 +129,7 @@ def _run(args: argparse.Namespace) -> int:
     from flowkit import exceptions as exc
     from flowkit.persistence.backends._urls import mask_url
 
-    here = os.getcwd()
-    if here not in sys.path and "" not in sys.path:
-        sys.path.insert(0, here)
+    importable_cwd()
     try:
         persistence = open_persistence(args)
     except exc.TaskFlowException as err:

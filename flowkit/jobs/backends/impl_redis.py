@@ -200,13 +200,13 @@ def _boolean(value: Any) -> bool:
     return switch
 
 
-# Options handed to redis-py, converted (TaskFlow's list, plus ``socket_keepalive`` and
-# ``ssl_check_hostname``).
 def _as_given(value: Any) -> Any:
     """An option passed to redis-py as given (``ssl_cert_reqs``: a name or an ``ssl`` constant)."""
     return value
 
 
+# Options handed to redis-py, converted (TaskFlow's list, plus ``socket_keepalive`` and
+# ``ssl_check_hostname``).
 _CLIENT_OPTIONS: dict[str, Callable[[Any], Any]] = {
     "host": str,
     "port": int,
@@ -511,7 +511,6 @@ class RedisJobBoard(NotifyingJobBoard):
             for key in waiting:
                 self._write_entity(key)
             with self._kept_lock:
-                self._keeper_stop.clear()
                 self._start_keeper()
 
     def _check_version(self) -> None:
@@ -596,7 +595,6 @@ class RedisJobBoard(NotifyingJobBoard):
             return  # written by connect()
         self._write_entity(key)
         with self._kept_lock:
-            self._keeper_stop.clear()
             self._start_keeper()
 
     def _write_entity(self, key: str) -> None:
@@ -728,11 +726,8 @@ class RedisJobBoard(NotifyingJobBoard):
             applied = raw is not None and bool(self._redis().pexpire(self._owner_key(job.uuid), ms))
         if applied and ms > 0:
             token = _decode_claim(raw).token
-            with self._kept_lock:
-                kept = self._kept.get(job.uuid)
-                if kept is not None and kept[0] == token:
-                    # Renewed with the new expiry from now on, at the pace it sets.
-                    self._schedule(job.uuid, token, ms, sent_at)
+            # Renewed with the new expiry from now on, at the pace it sets.
+            self._reschedule_if_kept(job.uuid, token, ms, sent_at)
         return applied
 
     def _last_modified(self, job: BoardJob) -> datetime:
@@ -799,10 +794,7 @@ class RedisJobBoard(NotifyingJobBoard):
             current = _decode_claim(result[2])
             if current.owner == who and ms:
                 # Refreshed by the script, as TaskFlow's: renewed with this expiry from now on.
-                with self._kept_lock:
-                    kept = self._kept.get(job.uuid)
-                    if kept is not None and kept[0] == current.token:
-                        self._schedule(job.uuid, current.token, ms, sent_at)
+                self._reschedule_if_kept(job.uuid, current.token, ms, sent_at)
             raise exc.UnclaimableJob(f"job {job.uuid} is already claimed by {current.owner!r}")
         claim = Claim(who, int(result[1]))
         if ms:
@@ -920,14 +912,29 @@ class RedisJobBoard(NotifyingJobBoard):
         self._due[job_uuid] = sent_at + ms / 3000.0
         self._keeper_wake.notify_all()
 
+    def _reschedule_if_kept(self, job_uuid: str, token: int, ms: int, sent_at: float) -> None:
+        """Renew ``job_uuid``'s claim at the pace of ``ms`` from ``sent_at`` on, if this board keeps it.
+
+        Only the claim with ``token``: one this board no longer keeps (lost,
+        given back) is not taken up again.
+        """
+        with self._kept_lock:
+            kept = self._kept.get(job_uuid)
+            if kept is not None and kept[0] == token:
+                self._schedule(job_uuid, token, ms, sent_at)
+
     def _keep_alive(self, job_uuid: str, token: int, ms: int, sent_at: float) -> None:
         with self._kept_lock:
             self._schedule(job_uuid, token, ms, sent_at)
-            self._keeper_stop.clear()
             self._start_keeper()
 
     def _start_keeper(self) -> None:
-        """Start the thread renewing claims and entities unless it runs (lock held)."""
+        """Start the thread renewing claims and entities unless it runs (lock held).
+
+        Withdraws the stop :meth:`close` asked: a board used again after
+        closing renews what it then claims or registers.
+        """
+        self._keeper_stop.clear()
         if self._keeper is None or not self._keeper.is_alive():
             self._keeper = threading.Thread(
                 target=self._renew_loop, name=f"flowkit-redis-claims-{self.name}", daemon=True

@@ -380,8 +380,7 @@ class ZookeeperJobBoard(NotifyingJobBoard):
         with self._known_lock:
             unread = [child for child, job in self._known.items() if job is None]
             for child in unread:
-                if child in self._known and self._known[child] is None:
-                    self._known[child] = self._read_job(child)
+                self._known[child] = self._read_job(child)
 
     def _start_watch(self) -> None:
         """Watch the board's children, once per client, if anyone wants it."""
