@@ -1240,6 +1240,19 @@ class CuttingProxy:
             end.close()
 
 
+def _sends_cut_until_the_deadline(
+    clock: FakeClock, proxy: CuttingProxy, run: BackgroundRun
+) -> BaseException | None:
+    """Let the reader's ticks try a cut send again, then pass its 5 s deadline; return the run's error."""
+    for _ in range(3):  # the reader's ticks try it again
+        clock.advance(0.3)
+        _reader_moved_on(clock)
+    assert proxy.cuts >= 2  # tried again at each look, not given up on
+    assert not run.done, "a send that may work next time failed before the deadline"
+    clock.advance(5.0)
+    return run.join(10.0)
+
+
 @pytest.fixture
 def cutting_proxy(redis_server: Any, redis_flushed_url: str) -> Iterator[CuttingProxy]:
     proxy = CuttingProxy(redis_server.port)
@@ -1263,13 +1276,7 @@ def test_a_held_request_whose_sends_fail_until_its_deadline_times_out_saying_why
     events.on("add0", st.FAILURE, cutting_proxy.cutting.clear)  # its revert goes out
     worker = scripted()  # straight to Redis: the reader finds it, and its sends are cut
 
-    for _ in range(3):
-        clock.advance(0.3)
-        _reader_moved_on(clock)
-    assert cutting_proxy.cuts >= 2  # tried again at each look, not given up on
-    assert not run.done, "a send that may work next time failed before the deadline"
-    clock.advance(5.0)
-    error = run.join(10.0)
+    error = _sends_cut_until_the_deadline(clock, cutting_proxy, run)
 
     assert isinstance(error, exc.RequestTimeout), repr(error)
     failure = failure_of(engine, "add0")
@@ -1296,13 +1303,7 @@ def test_a_new_request_whose_sends_fail_until_its_deadline_times_out_saying_why(
     run = BackgroundRun(engine)
     services.wait_until(lambda: cutting_proxy.cuts >= 1, 5.0, message="the first send cut")
 
-    for _ in range(3):  # the reader's ticks try it again
-        clock.advance(0.3)
-        _reader_moved_on(clock)
-    assert cutting_proxy.cuts >= 2  # tried again at each look, not given up on
-    assert not run.done, "a send that may work next time failed before the deadline"
-    clock.advance(5.0)
-    error = run.join(10.0)
+    error = _sends_cut_until_the_deadline(clock, cutting_proxy, run)
 
     assert isinstance(error, exc.RequestTimeout), repr(error)
     _check_unsent(failure_of(engine, "add0"), topic, "ConnectionError")

@@ -524,9 +524,19 @@ class RedisDriver(DispatchingDriver):
         again = [(request, envelope) for request, envelope in retry if request.id not in late]
         if not again:
             return
+        self._hold_again(again, "request(s), holding them for the next tries")
+
+    def _hold_again(self, again: list[_Envelope], what: str) -> None:
+        """Move requests whose add failed for now back to WAITING with their envelope, saying so.
+
+        Shared by a first send (:meth:`_add`) and a held one's (:meth:`_release`):
+        either way the reader's next tick sends them again, their topic kept until
+        they are routed again.
+        """
         LOG.warning(
-            "could not send %d request(s), holding them for the next tries; the first: %s %s",
+            "could not send %d %s; the first: %s %s",
             len(again),
+            what,
             again[0][0].describe(),
             again[0][0].unsent,
         )
@@ -817,16 +827,7 @@ class RedisDriver(DispatchingDriver):
             return
         retry = self._try_add(ready)
         if retry:
-            LOG.warning(
-                "could not send %d request(s) that found a worker, retrying; the first: %s %s",
-                len(retry),
-                retry[0][0].describe(),
-                retry[0][0].unsent,
-            )
-            with self._lock:
-                for request, _ in retry:
-                    if request.state == PENDING:  # held again, its topic kept until it is routed again
-                        self._ledger.move(request, WAITING)
+            self._hold_again(retry, "request(s) that found a worker, retrying")
         LOG.debug("sent %d request(s) that waited for a worker", len(ready) - len(retry))
 
     def _check_task_timeouts(self, running: list[_Request], now: float) -> list[_Request]:
