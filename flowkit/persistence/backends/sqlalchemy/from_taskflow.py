@@ -77,11 +77,6 @@ _INJECTOR = "_TaskFlow_INJECTOR"
 # Rows per INSERT and uuids per IN (...): well under every driver's parameter limit.
 _CHUNK = 500
 _ATOM_JSON = ("results", "failure", "revert_results", "revert_failure", "meta")
-_DEFAULT_DRIVERS = {
-    "postgresql": "postgresql+psycopg",
-    "postgres": "postgresql+psycopg",
-    "mysql": "mysql+pymysql",
-}
 
 
 @dataclass(frozen=True, slots=True)
