@@ -42,6 +42,7 @@ from flowkit.persistence.backends.sqlalchemy import REVISIONS, _codec, tables
 from flowkit.persistence.backends.sqlalchemy import _statements as sql
 from flowkit.persistence.backends.sqlalchemy._engine import read_settings
 from flowkit.persistence.backends.sqlalchemy._errors import describe
+from flowkit.persistence.backends.sqlalchemy._schema import current_revision
 from flowkit.persistence.base import Connection
 
 __all__ = [
@@ -178,14 +179,13 @@ def _snapshot(source: str | URL, masked: str) -> Iterator[sa.Connection]:
 
 
 def _check_schema(conn: sa.Connection, masked: str) -> dict[str, sa.Table]:
+    revision = current_revision(conn)
+    if revision in REVISIONS:
+        raise exc.StorageFailure(
+            f"{masked} is a flowkit database already (schema revision {revision}); "
+            "nothing to import, point flowkit at it"
+        )
     inspector = sa.inspect(conn)
-    if inspector.has_table("alembic_version"):
-        revision = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
-        if revision in REVISIONS:
-            raise exc.StorageFailure(
-                f"{masked} is a flowkit database already (schema revision {revision}); "
-                "nothing to import, point flowkit at it"
-            )
     if inspector.has_table("taskdetails") and not inspector.has_table("atomdetails"):
         raise exc.StorageFailure(
             f"{masked} holds an early TaskFlow schema (table 'taskdetails'); bring it to "
