@@ -147,9 +147,8 @@ def _sqlite_reader(url: URL, masked: str) -> sa.Engine:
 
 
 @contextmanager
-def _snapshot(source: str | URL, masked: str) -> Iterator[sa.Connection]:
-    """A connection reading the source in one read-only transaction."""
-    url = _source_url(source)
+def _snapshot(url: URL, masked: str) -> Iterator[sa.Connection]:
+    """A connection reading the source at ``url`` in one read-only transaction."""
     try:
         if url.get_backend_name() == "sqlite":
             engine = _sqlite_reader(url, masked)
@@ -342,7 +341,7 @@ def read_taskflow(source: str | URL) -> list[models.LogBook]:
             (the URL, password masked, and the record are named).
     """
     masked = mask_url(str(source))
-    with _snapshot(source, masked) as conn:
+    with _snapshot(_source_url(source), masked) as conn:
         return _read(conn, masked).books
 
 
@@ -368,14 +367,15 @@ def import_taskflow(source: str | URL, target: str | Mapping[str, Any]) -> Impor
     from flowkit.persistence import backends
 
     masked_source = mask_url(str(source))
-    with _snapshot(source, masked_source) as conn:
+    source_url = _source_url(source)
+    with _snapshot(source_url, masked_source) as conn:
         read = _read(conn, masked_source)
     books = read.books
     backend = backends.fetch(target)
     try:
         masked_target = str(getattr(backend, "masked_url", None) or mask_url(_connection_of(target)))
         with backend.get_connection() as tconn:
-            _refuse_same(source, target, masked_source)
+            _refuse_same(source_url, target, masked_source)
             tconn.upgrade()
             if isinstance(tconn, SQLAlchemyConnection):
                 _write_sql(tconn, read, masked_source, masked_target)
@@ -454,9 +454,9 @@ def _connection_of(target: str | Mapping[str, Any]) -> str:
     return str(target.get("connection", "")) if isinstance(target, Mapping) else target
 
 
-def _refuse_same(source: str | URL, target: str | Mapping[str, Any], masked: str) -> None:
+def _refuse_same(source: URL, target: str | Mapping[str, Any], masked: str) -> None:
     try:
-        same = _source_url(source) == _source_url(_connection_of(target))
+        same = source == _source_url(_connection_of(target))
     except exc.StorageFailure:
         return  # not a SQL target
     if same:
