@@ -184,18 +184,19 @@ def open_backend(url: str) -> Iterator[Any]:
     from flowkit.persistence import backends
     from flowkit.persistence.backends._urls import mask_url
 
+    masked = mask_url(url)
     try:
         backend = backends.fetch({"connection": url})
     except (exc.NotFound, ValueError) as err:
-        raise CliError(f"--connection {mask_url(url)}: {one_line(err)}") from err
+        raise CliError(f"--connection {masked}: {one_line(err)}") from err
     try:
         try:
             with contextlib.closing(backend.get_connection()) as conn:
                 conn.upgrade()
         except Exception as err:
-            detail = one_line(err).replace(url, mask_url(url))
-            if mask_url(url) not in detail:  # flowkit's own errors name the URL already
-                detail = f"cannot use database {mask_url(url)}: {detail}"
+            detail = one_line(err).replace(url, masked)
+            if masked not in detail:  # flowkit's own errors name the URL already
+                detail = f"cannot use database {masked}: {detail}"
             raise CliError(detail, status=FAILED) from err
         yield backend
     finally:

@@ -10,6 +10,13 @@ from pathlib import Path
 from tests.cli.conftest import FLOWKIT, SOURCE_ROOT, command_env, flowkit_cmd, flowkit_json
 
 
+def _run_shop(amount: int, connection: str) -> int:
+    """The exit status of ``flowkit run`` of the shop flow charging ``amount`` (over 100 is declined)."""
+    return flowkit_cmd(
+        "run", "tests.cli._flows:make_shop", "--store", f"amount={amount}", "--connection", connection
+    ).returncode
+
+
 def test_run_succeeds_with_status_0_and_prints_the_report(connection: str) -> None:
     done = flowkit_cmd("run", "tests.cli._flows:make_shop", "--store", "amount=5", "--connection", connection)
     assert done.returncode == 0, done.stderr
@@ -109,12 +116,7 @@ def test_bad_usage_exits_2_with_one_line_naming_the_fault(tmp_path: Path) -> Non
 
 def test_a_state_that_is_no_flow_state_is_bad_usage_not_an_empty_list(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/flows.db"
-    assert (
-        flowkit_cmd(
-            "run", "tests.cli._flows:make_shop", "--store", "amount=500", "--connection", url
-        ).returncode
-        == 1
-    )
+    assert _run_shop(500, url) == 1
     assert "shop" in flowkit_cmd("flows", "list", "--state", "reverted", "--connection", url).stdout
     done = flowkit_cmd("flows", "list", "--state", "FAILED", "--connection", url)
     assert done.returncode == 2
@@ -123,12 +125,7 @@ def test_a_state_that_is_no_flow_state_is_bad_usage_not_an_empty_list(tmp_path: 
 
 def test_a_bad_engine_for_resume_is_bad_usage_naming_it(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/flows.db"
-    assert (
-        flowkit_cmd(
-            "run", "tests.cli._flows:make_shop", "--store", "amount=5", "--connection", url
-        ).returncode
-        == 0
-    )
+    assert _run_shop(5, url) == 0
     for engine, words in [("bogus", "unknown engine 'bogus'"), ("parallel://?max_workers=0", "max_workers")]:
         done = flowkit_cmd("flows", "resume", "shop", "--engine", engine, "--connection", url)
         assert done.returncode == 2, done.stderr
@@ -171,18 +168,8 @@ def test_an_unreachable_cache_is_one_line_with_the_usual_prefix() -> None:
 
 
 def test_flows_list_and_show_give_stable_json(connection: str) -> None:
-    assert (
-        flowkit_cmd(
-            "run", "tests.cli._flows:make_shop", "--store", "amount=5", "--connection", connection
-        ).returncode
-        == 0
-    )
-    assert (
-        flowkit_cmd(
-            "run", "tests.cli._flows:make_shop", "--store", "amount=500", "--connection", connection
-        ).returncode
-        == 1
-    )
+    assert _run_shop(5, connection) == 0
+    assert _run_shop(500, connection) == 1
     listed = flowkit_json("flows", "list", "--connection", connection)
     assert [f["state"] for f in listed] == ["SUCCESS", "REVERTED"]
     for flow in listed:
@@ -224,12 +211,7 @@ def test_flows_list_and_show_give_stable_json(connection: str) -> None:
 
 
 def test_flows_why_tells_the_chain_of_causes(connection: str) -> None:
-    assert (
-        flowkit_cmd(
-            "run", "tests.cli._flows:make_shop", "--store", "amount=500", "--connection", connection
-        ).returncode
-        == 1
-    )
+    assert _run_shop(500, connection) == 1
     done = flowkit_cmd("flows", "why", "shop", "reserve", "--connection", connection)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()

@@ -42,6 +42,7 @@ from flowkit.persistence.backends.sqlalchemy import REVISIONS, _codec, tables
 from flowkit.persistence.backends.sqlalchemy import _statements as sql
 from flowkit.persistence.backends.sqlalchemy._engine import read_settings
 from flowkit.persistence.backends.sqlalchemy._errors import describe
+from flowkit.persistence.backends.sqlalchemy._schema import current_revision
 from flowkit.persistence.base import Connection
 
 __all__ = [
@@ -77,11 +78,6 @@ _INJECTOR = "_TaskFlow_INJECTOR"
 # Rows per INSERT and uuids per IN (...): well under every driver's parameter limit.
 _CHUNK = 500
 _ATOM_JSON = ("results", "failure", "revert_results", "revert_failure", "meta")
-_DEFAULT_DRIVERS = {
-    "postgresql": "postgresql+psycopg",
-    "postgres": "postgresql+psycopg",
-    "mysql": "mysql+pymysql",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,9 +147,8 @@ def _sqlite_reader(url: URL, masked: str) -> sa.Engine:
 
 
 @contextmanager
-def _snapshot(source: str | URL, masked: str) -> Iterator[sa.Connection]:
-    """A connection reading the source in one read-only transaction."""
-    url = _source_url(source)
+def _snapshot(url: URL, masked: str) -> Iterator[sa.Connection]:
+    """A connection reading the source at ``url`` in one read-only transaction."""
     try:
         if url.get_backend_name() == "sqlite":
             engine = _sqlite_reader(url, masked)
@@ -183,14 +178,13 @@ def _snapshot(source: str | URL, masked: str) -> Iterator[sa.Connection]:
 
 
 def _check_schema(conn: sa.Connection, masked: str) -> dict[str, sa.Table]:
+    revision = current_revision(conn)
+    if revision in REVISIONS:
+        raise exc.StorageFailure(
+            f"{masked} is a flowkit database already (schema revision {revision}); "
+            "nothing to import, point flowkit at it"
+        )
     inspector = sa.inspect(conn)
-    if inspector.has_table("alembic_version"):
-        revision = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
-        if revision in REVISIONS:
-            raise exc.StorageFailure(
-                f"{masked} is a flowkit database already (schema revision {revision}); "
-                "nothing to import, point flowkit at it"
-            )
     if inspector.has_table("taskdetails") and not inspector.has_table("atomdetails"):
         raise exc.StorageFailure(
             f"{masked} holds an early TaskFlow schema (table 'taskdetails'); bring it to "
@@ -347,7 +341,7 @@ def read_taskflow(source: str | URL) -> list[models.LogBook]:
             (the URL, password masked, and the record are named).
     """
     masked = mask_url(str(source))
-    with _snapshot(source, masked) as conn:
+    with _snapshot(_source_url(source), masked) as conn:
         return _read(conn, masked).books
 
 
@@ -373,14 +367,15 @@ def import_taskflow(source: str | URL, target: str | Mapping[str, Any]) -> Impor
     from flowkit.persistence import backends
 
     masked_source = mask_url(str(source))
-    with _snapshot(source, masked_source) as conn:
+    source_url = _source_url(source)
+    with _snapshot(source_url, masked_source) as conn:
         read = _read(conn, masked_source)
     books = read.books
     backend = backends.fetch(target)
     try:
         masked_target = str(getattr(backend, "masked_url", None) or mask_url(_connection_of(target)))
         with backend.get_connection() as tconn:
-            _refuse_same(source, target, masked_source)
+            _refuse_same(source_url, target, masked_source)
             tconn.upgrade()
             if isinstance(tconn, SQLAlchemyConnection):
                 _write_sql(tconn, read, masked_source, masked_target)
@@ -459,9 +454,9 @@ def _connection_of(target: str | Mapping[str, Any]) -> str:
     return str(target.get("connection", "")) if isinstance(target, Mapping) else target
 
 
-def _refuse_same(source: str | URL, target: str | Mapping[str, Any], masked: str) -> None:
+def _refuse_same(source: URL, target: str | Mapping[str, Any], masked: str) -> None:
     try:
-        same = _source_url(source) == _source_url(_connection_of(target))
+        same = source == _source_url(_connection_of(target))
     except exc.StorageFailure:
         return  # not a SQL target
     if same:
