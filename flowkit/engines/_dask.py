@@ -17,7 +17,12 @@ needs more than the others, because its defaults get a flow wrong:
   that cannot take the revert either;
 - ``SystemExit`` or ``KeyboardInterrupt`` raised by a task would take the
   worker down (and Dask would retry the call on the next, and the next): it is
-  sent back and raised in the engine's thread, as on local threads.
+  sent back and raised in the engine's thread, as on local threads;
+- each ``submit`` is a graph of its own for the scheduler, and costs the client
+  most of a millisecond: the atoms made ready by one scheduling round (a
+  fan-out's hundreds) are sent as one graph (``client.map``), which the
+  scheduler takes in at once. A call with a time limit is still submitted
+  alone, so that its time-out can cancel its future.
 
 Imported only when a run is given such an executor, so the parallel engine's
 first load costs a plain thread pool nothing for it.
@@ -30,17 +35,113 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from flowkit import exceptions as exc
+from flowkit._utils.records import Record
 from flowkit.engines._completions import RAISE, Completion, Completions
-from flowkit.engines._engine import call_outcome
+from flowkit.engines._engine import DispatchingDriver, call_outcome
 from flowkit.types.failure import Failure
 
 if TYPE_CHECKING:
     import concurrent.futures as cf
 
     from flowkit.engines._compiler import Node
-    from flowkit.engines._runtime import Call
+    from flowkit.engines._runtime import Call, Runtime
 
-__all__ = ["landed", "submit"]
+__all__ = ["DaskDriver", "landed", "submit"]
+
+#: How many atoms a "could not be submitted" note names before "and N more".
+_NAMED_IN_NOTE = 5
+
+
+class _Ready(Record):
+    """A call waiting for the end of its scheduling round, pickled for the cluster."""
+
+    node: Node
+    action: int
+    payload: bytes
+
+
+class DaskDriver(DispatchingDriver):
+    """Sends ready atoms to a Dask cluster: each scheduling round's as one graph.
+
+    ``executor`` is ``client.get_executor()``: its options (``workers=``,
+    ``resources=``, ``retries=``...) apply to every call. Batching goes through
+    the client behind it (``executor._client``, Dask's own attribute since its
+    executor exists); should a Dask release drop it, every call is submitted
+    alone through the executor, as a timed call is.
+    """
+
+    def __init__(self, executor: cf.Executor) -> None:
+        super().__init__()
+        self._executor = executor
+        self._round: list[_Ready] = []
+        # Dask forgets (and cancels) a task whose futures nobody holds: a batched
+        # call's future is held here until its outcome is handed in.
+        self._held: set[Any] = set()
+
+    def schedule(self, runtime: Runtime) -> None:
+        try:
+            super().schedule(runtime)
+        finally:
+            # Even when the round stopped half-way: what was dispatched is counted
+            # in flight, and the run waits for it.
+            self._send_round()
+
+    def dispatch(self, done: Completions, node: Node, action: int, call: Call) -> cf.Future[Any] | None:
+        if done is not self._done:
+            # A timed call (its own completion handle): submitted now, alone, so
+            # that its time-out can cancel the future returned here.
+            return submit(self._executor, done, node, action, call)
+        try:
+            payload = _dask_payload(node, call)
+        except TypeError:
+            done.put(node, action, False, Failure())
+            return None
+        self._round.append(_Ready(node, action, payload))
+        return None
+
+    def _send_round(self) -> None:
+        ready, self._round = self._round, []
+        if not ready:
+            return
+        executor: Any = self._executor
+        client = getattr(executor, "_client", None)
+        if client is None:
+            for node, action, payload in ready:
+                _submit_payload(executor, self._done, node, action, payload)
+            return
+        options = {**getattr(executor, "_kwargs", {}), "pure": False}
+        try:
+            if getattr(executor, "_shutdown", False):
+                raise RuntimeError("cannot schedule new futures after shutdown")  # as its submit says
+            futures = client.map(
+                _on_dask_worker,
+                [item.payload for item in ready],
+                [str(item.node.name) for item in ready],
+                key=[_key(item.node) for item in ready],
+                **options,
+            )
+        except Exception as err:  # a closed client: the run stops, the atoms stay in doubt
+            names = [repr(str(item.node.name)) for item in ready]
+            named = ", ".join(names[:_NAMED_IN_NOTE])
+            if len(names) > _NAMED_IN_NOTE:
+                named += f" and {len(names) - _NAMED_IN_NOTE} more"
+            err.add_note(
+                f"flowkit: atoms {named} could not be submitted to the Dask cluster; the run stopped "
+                f"with them RUNNING (in doubt): resume it once the client reaches a scheduler"
+            )
+            raise
+        held = self._held
+        for item, future in zip(ready, futures, strict=True):
+            held.add(future)
+            future.add_done_callback(functools.partial(self._landed, item.node, item.action))
+
+    def _landed(self, node: Node, action: int, future: Any) -> None:
+        """A batched call's future is done (on Dask's callback thread)."""
+        self._held.discard(future)
+        _from_dask(self._done, node, action, future)
+
+    def wait(self, timeout: float | None) -> list[Completion]:
+        return [landed(completion) for completion in super().wait(timeout)]
 
 
 def submit(
@@ -61,11 +162,16 @@ def submit(
     except TypeError:
         done.put(node, action, False, Failure())
         return None
+    return _submit_payload(executor, done, node, action, payload)
+
+
+def _submit_payload(
+    executor: cf.Executor, done: Completions, node: Node, action: int, payload: bytes
+) -> cf.Future[Any]:
+    """Submit one pickled call through the executor (see :func:`submit`)."""
     submit_call: Any = executor.submit  # Dask's takes submit options (key=) as keywords
     try:
-        future: cf.Future[Any] = submit_call(
-            _on_dask_worker, payload, str(node.name), key=f"{node.name}-{os.urandom(16).hex()}"
-        )
+        future: cf.Future[Any] = submit_call(_on_dask_worker, payload, str(node.name), key=_key(node))
     except Exception as err:  # a closed client: the run stops, the atom stays in doubt
         err.add_note(
             f"flowkit: atom {node.name!r} could not be submitted to the Dask cluster; the run "
@@ -74,6 +180,11 @@ def submit(
         raise
     future.add_done_callback(functools.partial(_from_dask, done, node, action))
     return future
+
+
+def _key(node: Node) -> str:
+    """A key of the call's own (Dask would key equal calls alike), naming its atom."""
+    return f"{node.name}-{os.urandom(16).hex()}"
 
 
 def _dumps(value: Any) -> bytes:

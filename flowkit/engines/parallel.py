@@ -115,13 +115,10 @@ class _ExecutorDriver(DispatchingDriver):
         processes: bool,
         workers: int | None = None,
         green: bool = False,
-        dask: bool = False,
     ):
         super().__init__()
         self._given = executor
         self._processes = processes
-        # A Dask client's executor: calls and results cross as flowkit's own pickles.
-        self._dask = dask
         self._workers = workers
         self._executor: cf.Executor | None = None
         self._relay: ProgressRelay | None = None
@@ -154,10 +151,6 @@ class _ExecutorDriver(DispatchingDriver):
     def dispatch(self, done: Completions, node: Node, action: int, call: Call) -> cf.Future[Any] | None:
         executor = self._executor
         assert executor is not None
-        if self._dask:
-            from flowkit.engines import _dask  # only a Dask client's executor needs it
-
-            return _dask.submit(executor, done, node, action, call)
         if self._processes:
             future = executor.submit(_in_process, call)
         else:
@@ -176,10 +169,6 @@ class _ExecutorDriver(DispatchingDriver):
         if self._green:
             return self._wait_green(timeout)
         finished = super().wait(timeout)
-        if self._dask:
-            from flowkit.engines import _dask
-
-            return [_dask.landed(completion) for completion in finished]
         if self._processes:
             # Failures raised in a child come back as records; a pool that could not
             # even ship the call (unpicklable task) fails locally with a real Failure.
@@ -287,4 +276,8 @@ class ParallelEngine(ActionEngine):
     def _make_driver(self) -> Driver:
         if self._executor is None and not self._processes and not self._green:
             return _ThreadsDriver(self._workers or min(32, (os.cpu_count() or 1) + 4))
-        return _ExecutorDriver(self._executor, self._processes, self._workers, self._green, self._dask)
+        if self._dask and self._executor is not None:
+            from flowkit.engines import _dask  # only a Dask client's executor needs it
+
+            return _dask.DaskDriver(self._executor)
+        return _ExecutorDriver(self._executor, self._processes, self._workers, self._green)

@@ -96,3 +96,25 @@ class Exit(task.Task):
 
     def execute(self) -> None:
         sys.exit(3)
+
+
+class GraphCounter:
+    """A Dask scheduler plugin: which keys each graph the scheduler takes in holds.
+
+    Registered with ``client.register_plugin``; read back with
+    ``client.run_on_scheduler(graphs_received, name=...)``.
+    """
+
+    name = "flowkit-graph-counter"
+
+    def __init__(self) -> None:
+        self.graphs: list[list[str]] = []
+
+    def update_graph(self, scheduler: Any, *, keys: Any, **kwargs: Any) -> None:
+        self.graphs.append(sorted(str(key) for key in keys))
+
+
+def graphs_received(dask_scheduler: Any) -> list[list[str]]:
+    """The keys of every graph the registered :class:`GraphCounter` saw."""
+    plugin = dask_scheduler.plugins[GraphCounter.name]
+    return list(plugin.graphs)

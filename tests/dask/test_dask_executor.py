@@ -59,6 +59,57 @@ def test_independent_tasks_run_on_the_cluster_workers(client: Any) -> None:
     assert os.getpid() not in worker_pids
 
 
+def test_the_atoms_ready_together_reach_the_scheduler_as_one_graph(client: Any) -> None:
+    # One submit per call was one graph per call for the scheduler (and most of a
+    # millisecond of the client's time each): a fan-out of hundreds crawled.
+    distributed = services.require_module("distributed", "'flowkit[dask]'")
+    # Made here: dask_tasks imports without distributed, and the scheduler tells
+    # its plugins apart by their base class.
+    plugin = type("Counter", (dask_tasks.GraphCounter, distributed.diagnostics.plugin.SchedulerPlugin), {})
+    client.register_plugin(plugin())
+    count = 12
+    engine = engines.load(
+        dask_tasks.squares(count),
+        store={f"x{i}": i for i in range(count)},
+        engine="parallel",
+        executor=client.get_executor(),
+    )
+    engine.run()
+    assert [engine.storage.fetch(f"r{i}")[0] for i in range(count)] == [i * i for i in range(count)]
+    graphs = client.run_on_scheduler(dask_tasks.graphs_received)
+    ours = [keys for keys in graphs if any(key.startswith("sq") for key in keys)]
+    assert len(ours) == 1, ours
+    assert sorted(key.rsplit("-", 1)[0] for key in ours[0]) == sorted(f"sq{i}" for i in range(count))
+
+
+def test_atoms_that_could_not_be_submitted_stay_in_doubt_and_a_resume_completes(
+    client: Any,
+    persistence: Backend,  # noqa: F811
+) -> None:
+    closed = client.get_executor()
+    closed.shutdown()
+    count = 7
+    flow = dask_tasks.squares(count)
+    store = {f"x{i}": i for i in range(count)}
+    engine = engines.load(flow, store=store, backend=persistence, engine="parallel", executor=closed)
+    with pytest.raises(RuntimeError, match="after shutdown") as raised:
+        engine.run()
+    note = "\n".join(getattr(raised.value, "__notes__", []))
+    assert "atoms 'sq0', 'sq1', 'sq2', 'sq3', 'sq4' and 2 more could not be submitted" in note
+    assert {engine.storage.get_atom_state(f"sq{i}") for i in range(count)} == {states.RUNNING}
+    with persistence.get_connection() as conn:
+        detail = conn.get_flow_details(engine.storage.flow_uuid)
+    resumed = engines.load(
+        flow,
+        flow_detail=detail,
+        backend=persistence,
+        engine="parallel",
+        executor=client.get_executor(),
+    )
+    resumed.run()
+    assert [resumed.storage.fetch(f"r{i}")[0] for i in range(count)] == [i * i for i in range(count)]
+
+
 def test_a_failure_on_a_worker_reverts_the_flow_with_the_real_exception(client: Any, tmp_path: Path) -> None:
     undo_log = tmp_path / "undo"
     engine = engines.load(
