@@ -299,18 +299,26 @@ class RunState:
         record = self.records.get(atom_name)
         return record is not None and holds_result(record)
 
-    def check_injectable(self, name: Any, value: Any) -> None:
-        """Raise InvalidFormat, naming ``name`` and the flow, if it cannot be injected and kept."""
+    def check_injectable(self, name: Any, value: Any, atom: str | None = None) -> None:
+        """Raise InvalidFormat if ``name`` and ``value`` cannot be injected and kept.
+
+        The one check of both ``store=`` (flow-level) and ``inject=`` (for ``atom``
+        only) values, so both refuse the same keys and values, each naming its
+        own option and the flow or atom the value was for.
+        """
         if not isinstance(name, str):
-            raise exc.InvalidFormat(
-                f"store key {name!r} of flow '{self.flow_name}' is of type {type(name).__name__}; "
-                "symbols are strings"
-            )
+            if atom is None:
+                key = f"store key {name!r} of flow '{self.flow_name}'"
+            else:
+                key = f"inject= key {name!r} for atom '{atom}'"
+            raise exc.InvalidFormat(f"{key} is of type {type(name).__name__}; symbols are strings")
         try:
             self.check_storable(value)
         except (TypeError, ValueError, RecursionError) as err:
-            where = f"value injected as '{name}' into flow '{self.flow_name}'"
-            raise exc.InvalidFormat(f"{where} cannot be stored as JSON: {err}") from err
+            into = f"flow '{self.flow_name}'" if atom is None else f"atom '{atom}'"
+            raise exc.InvalidFormat(
+                f"value injected as '{name}' into {into} cannot be stored as JSON: {err}"
+            ) from err
 
     def append_retry_result(self, retry_name: str, result: Any) -> None:
         self.history.setdefault(retry_name, []).append((result, {}))

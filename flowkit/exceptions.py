@@ -99,6 +99,10 @@ class TaskFlowException(Exception):
             tracebacks show the chain the normal Python way.
     """
 
+    #: True for errors whose message already quotes their cause: ``str()`` then
+    #: leaves the cause out instead of saying it twice (it stays ``__cause__``).
+    _message_quotes_cause = False
+
     def __init__(self, message: str, cause: BaseException | None = None) -> None:
         super().__init__(message)
         if cause is not None:
@@ -126,7 +130,7 @@ class TaskFlowException(Exception):
         lines = [(f"{type(self).__name__}: " if show_root_class else "") + self.message]
         depth = indent
         seen: set[int] = {id(self)}
-        cause = self.__cause__
+        cause = None if self._message_quotes_cause else self.__cause__
         while cause is not None and id(cause) not in seen:
             seen.add(id(cause))
             text = "".join(traceback.format_exception_only(type(cause), cause)).rstrip("\n")
@@ -451,12 +455,17 @@ class InvalidResult(InvalidFormat, TypeError):
     """An atom returned (or was given) a value that is not of its declared type.
 
     Raised by run-time type validation; it fails the atom, so the flow reverts.
+    The message ends with why the value does not fit, the words of the
+    ``TypeError`` (or pydantic's error) it is raised from, so ``str()`` does
+    not repeat that cause below it.
 
     Attributes:
         atom: the atom's name.
         what: ``"result"`` or the name of the argument that was checked.
         expected: the declared type, as text.
     """
+
+    _message_quotes_cause = True
 
     def __init__(
         self, message: str, *, atom: str | None = None, what: str = "result", expected: str = ""

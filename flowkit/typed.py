@@ -487,7 +487,9 @@ def coerce_value(value: Any, tp: Any) -> Any:
         except Exception as err:
             raise TypeError(str(err)) from err
     if not check_value(value, stripped):
-        raise TypeError(f"{_short(value)} ({type(value).__name__}) is not {type_name(stripped)}")
+        from flowkit._utils.reprs import short_repr  # only a value that does not fit needs it
+
+        raise TypeError(f"{short_repr(value, 60)} ({type(value).__name__}) is not {type_name(stripped)}")
     return value
 
 
@@ -498,11 +500,6 @@ def _mentions_model(tp: Any) -> bool:
 @functools.lru_cache(maxsize=256)
 def _adapter(tp: Any) -> Any:
     return _loaded_pydantic().TypeAdapter(tp)
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def model_inputs(atom: Any) -> Mapping[str, Any]:

@@ -22,6 +22,7 @@ from typing import Any
 from flowkit._utils.records import Record
 
 __all__ = [
+    "FAILED",
     "USAGE",
     "CliError",
     "FlowRef",

@@ -11,8 +11,9 @@
 ``current`` (alias ``version``) prints the schema revision of a SQL database,
 or ``none`` when it was never upgraded. ``import-taskflow`` copies every
 logbook of a TaskFlow SQL database into a flowkit backend, leaving the
-TaskFlow database as it was. Errors are one line on stderr and
-exit status 1; passwords in URLs are masked wherever they are shown.
+TaskFlow database as it was. Errors are one line on stderr and exit
+status 1, or 2 for bad usage (``current`` of a backend that is not a SQL
+database); passwords in URLs are masked wherever they are shown.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import argparse
 import logging
 import sys
 from typing import Any
+
+from flowkit.cli._common import FAILED, CliError
 
 __all__ = ["register"]
 
@@ -86,7 +89,7 @@ def _fail(args: argparse.Namespace, err: BaseException) -> int:
         if url:
             message = message.replace(url, mask_url(url))
     print(f"{command}: error: {message}", file=sys.stderr)
-    return 1
+    return err.status if isinstance(err, CliError) else FAILED
 
 
 def _upgrade(args: argparse.Namespace) -> int:
@@ -110,19 +113,23 @@ def _upgrade(args: argparse.Namespace) -> int:
 
 def _current(args: argparse.Namespace) -> int:
     from flowkit.persistence import backends
+    from flowkit.persistence.backends._urls import mask_url
 
     try:
         backend = backends.fetch({"connection": args.connection})
         try:
+            if not _keeps_revisions(backend):
+                # The user's words are wrong, not the store: said before any connection is
+                # tried (a ZooKeeper server out of reach would hide it behind a timeout).
+                where = mask_url(args.connection)
+                raise CliError(
+                    f"{where} ({type(backend).__name__}) has no schema revisions; only SQL databases do"
+                )
             with backend.get_connection() as conn:
-                if not hasattr(conn, "current_revision"):
-                    raise ValueError(
-                        f"{type(backend).__name__} has no schema revisions; only SQL databases do"
-                    )
                 revision = _revision_of(conn)
         finally:
             backend.close()
-    except Exception as err:  # every failure becomes one line and status 1
+    except Exception as err:  # every failure becomes one line and status 1 (2 for bad usage)
         return _fail(args, err)
     print(revision or "none")
     return 0
@@ -142,6 +149,16 @@ def _import_taskflow(args: argparse.Namespace) -> int:
     if summary.orphans:
         print(f"skipped {summary.orphans} flow detail(s) that belong to no logbook", file=sys.stderr)
     return 0
+
+
+def _keeps_revisions(backend: Any) -> bool:
+    """Whether ``backend`` is a SQL database, the only kind with schema revisions (no I/O).
+
+    The SQL backend's module is loaded whenever one of its backends exists, so a
+    document store is told apart without importing it (and SQLAlchemy with it).
+    """
+    sql = sys.modules.get("flowkit.persistence.backends.impl_sqlalchemy")
+    return sql is not None and isinstance(backend, sql.SQLAlchemyBackend)
 
 
 def _revision_of(conn: Any) -> str | None:

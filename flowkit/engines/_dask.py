@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from flowkit import exceptions as exc
 from flowkit._utils.records import Record
+from flowkit._utils.reprs import short_repr
 from flowkit.engines._completions import RAISE, Completion, Completions
 from flowkit.engines._engine import DispatchingDriver, call_outcome
 from flowkit.types.failure import Failure
@@ -233,8 +234,8 @@ def _on_dask_worker(payload: bytes, name: str) -> tuple[bool | None, Any]:
     except Exception as err:  # pickle raises TypeError, AttributeError, PicklingError...
         try:
             raise TypeError(
-                f"atom {_atom_name(call)!r} returned {type(value).__name__} {_short(value)}, which cannot be "
-                f"sent back from the Dask worker: {type(err).__name__}: {err}"
+                f"atom {_atom_name(call)!r} returned {type(value).__name__} {short_repr(value)}, which "
+                f"cannot be sent back from the Dask worker: {type(err).__name__}: {err}"
             ) from err
         except TypeError:
             return False, Failure().to_dict()
@@ -277,14 +278,6 @@ def _atom_name(call: Call) -> str:
     return str(getattr(atom, "name", "?"))
 
 
-def _short(value: Any, limit: int = 80) -> str:
-    try:
-        text = repr(value)
-    except Exception:
-        text = object.__repr__(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def _dask_payload(node: Node, call: Call) -> bytes:
     """Pickle ``call`` for a Dask worker, or raise a TypeError naming what cannot cross."""
     try:
@@ -302,7 +295,7 @@ def _dask_payload(node: Node, call: Call) -> bytes:
                 try:
                     _dumps(value)
                 except Exception:
-                    culprit = f"its argument {name!r} ({type(value).__name__} {_short(value)})"
+                    culprit = f"its argument {name!r} ({type(value).__name__} {short_repr(value)})"
                     break
         raise TypeError(
             f"atom {node.name!r} cannot be sent to the Dask cluster: {culprit} cannot be pickled: "

@@ -949,15 +949,12 @@ def _check_unpacks(node: Node, atom: Any, result: Any) -> None:
         try:
             result[key]
         except (IndexError, KeyError, TypeError) as err:
+            from flowkit._utils.reprs import short_repr  # the failure path only (start-up time)
+
             how = f"item {key}" if isinstance(key, int) else f"key {key!r}"
             raise exc.ResultUnpackError(
-                f"atom '{node.name}' returned {type(result).__name__} {_short(result)}, which has no "
+                f"atom '{node.name}' returned {type(result).__name__} {short_repr(result)}, which has no "
                 f"{how} for provided name '{name}' (provides={list(atom.save_as)})",
                 atom=node.name,
                 provides=list(atom.save_as),
             ) from err
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."

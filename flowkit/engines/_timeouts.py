@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from flowkit import exceptions as exc
 from flowkit._utils.records import Record
+from flowkit._utils.reprs import short_repr
 from flowkit.engines._compiler import Node
 from flowkit.engines._completions import Completions
 from flowkit.types.failure import Failure
@@ -436,5 +437,4 @@ def _describe(value: Any) -> str:
         return f"failure {value.exception_str}"
     if isinstance(value, BaseException):
         return f"{type(value).__name__}: {value}"
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+    return short_repr(value)

@@ -219,8 +219,8 @@ def _check_inject(engine: Engine, inject: Mapping[str, Mapping[str, Any]], durab
     """Refuse ``inject=`` entries for atoms the (compiled) flow does not have.
 
     For a ``durable`` run (one with a backend, which keeps the values) also refuse
-    a symbol that is not a string or a value JSON cannot hold, before anything is
-    written.
+    a symbol that is not a string or a value the backend cannot write, before
+    anything is written: the run state's check, the one ``store=`` goes through.
     """
     compilation = getattr(engine, "compilation", None)
     if compilation is None:
@@ -233,21 +233,10 @@ def _check_inject(engine: Engine, inject: Mapping[str, Mapping[str, Any]], durab
         )
     if not durable:
         return
-    from flowkit._detail_sync import check_storable  # only persisted runs get here
-
+    run_state = engine.storage.run_state
     for atom_name, pairs in inject.items():
         for symbol, value in pairs.items():
-            if not isinstance(symbol, str):
-                raise exc.InvalidFormat(
-                    f"inject= key {symbol!r} for atom '{atom_name}' is of type {type(symbol).__name__}; "
-                    "symbols are strings"
-                )
-            try:
-                check_storable(value)
-            except (TypeError, ValueError, RecursionError) as err:
-                raise exc.InvalidFormat(
-                    f"value injected as '{symbol}' into atom '{atom_name}' cannot be stored as JSON: {err}"
-                ) from err
+            run_state.check_injectable(symbol, value, atom=atom_name)
 
 
 def run(flow: Any, store: Mapping[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:

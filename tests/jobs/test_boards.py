@@ -112,7 +112,7 @@ def test_redis_board_vouches_locally_only_for_claims_it_recently_made_or_renewed
         assert not other.holds_locally(seen, claim), "a board vouched for a claim it never made"
         assert not holder.holds_locally(job, base.Claim("a", claim.token + 1))
         # Half the expiry after the claim was sent, the board asks again.
-        holder._renewed_at[job.uuid] -= 15.01  # type: ignore[attr-defined]
+        holder._kept[job.uuid].renewed_at -= 15.01  # type: ignore[attr-defined]
         assert not holder.holds_locally(job, claim)
         holder.abandon(job, "a", claim=claim)
         assert not holder.holds_locally(job, claim)

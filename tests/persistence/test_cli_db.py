@@ -92,10 +92,24 @@ def test_db_upgrade_refuses_a_database_written_by_a_newer_flowkit(sqlite_url: st
     assert "Traceback" not in result.stderr
 
 
-def test_db_current_of_a_store_without_revisions_is_an_error() -> None:
+def test_db_current_of_a_store_without_revisions_is_a_usage_error() -> None:
     result = _flowkit("db", "current", "--connection", "memory://")
-    assert result.returncode == 1
+    assert result.returncode == 2  # bad usage, as the other commands' (it was 1)
     assert "only SQL databases" in result.stderr
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        "flowkit db current: error: memory:// (MemoryBackend) has no schema revisions; only SQL databases do"
+    ]
+
+
+def test_db_current_of_a_zookeeper_url_says_so_without_connecting() -> None:
+    services.require_module("kazoo", "kazoo")
+    url = f"zookeeper://flowkit:hunter2@127.0.0.1:{services.free_port()}/flows?timeout=30"
+    result = _flowkit("db", "current", "--connection", url)
+    # Nothing listens there: an attempt to connect would fail (exit 1) after the timeout.
+    assert result.returncode == 2, result.stderr
+    assert "(ZkBackend) has no schema revisions; only SQL databases do" in result.stderr
+    assert "hunter2" not in result.stderr
 
 
 def test_db_without_a_subcommand_prints_usage_and_exits_2() -> None:

@@ -42,6 +42,14 @@ def test_a_result_of_the_wrong_type_fails_its_atom_and_the_flow_reverts() -> Non
     assert REVERTED == ["first"]
 
 
+def test_a_result_of_the_wrong_type_is_said_to_be_wrong_once() -> None:
+    with pytest.raises(exceptions.InvalidResult) as err:
+        engines.run(Liar("liar"), store={"give": "text"}, validate_types=True)
+    # It read the reason twice: once in the message, then again as the TypeError below it.
+    assert str(err.value) == "atom 'liar' returned a result that is not int: 'text' (str) is not int"
+    assert isinstance(err.value.__cause__, TypeError)  # still chained, for tracebacks
+
+
 def test_validation_is_off_by_default_for_plain_types() -> None:
     assert engines.run(Liar("liar"), store={"give": "text"})["number"] == "text"
 

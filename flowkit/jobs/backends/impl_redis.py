@@ -291,6 +291,42 @@ class RedisJob(BoardJob):
         return self._board._last_modified(self)
 
 
+class _KeptClaim:
+    """A claim this board keeps alive: which claim, its expiry, and the pace of its renewals.
+
+    One record per job instead of three dicts that had to be filled and emptied
+    together. Changed only with the board's ``_kept_lock`` held.
+    """
+
+    __slots__ = ("due", "ms", "renewed_at", "token")
+
+    token: int
+    ms: int
+    renewed_at: float
+    """When the last claim or renewal that succeeded was sent (monotonic)."""
+    due: float
+    """When to renew next (monotonic): a third of its own expiry after the last try,
+    so claims of different expiries each keep their own pace."""
+
+    def __init__(self, token: int, ms: int, sent_at: float) -> None:
+        self.token = token
+        self.ms = ms
+        self.renewed(sent_at)
+
+    def renewed(self, sent_at: float) -> None:
+        """The claim or renewal sent at ``sent_at`` succeeded."""
+        self.renewed_at = sent_at
+        self.retry_from(sent_at)
+
+    def retry_from(self, sent_at: float) -> None:
+        """Renew next a third of the expiry after ``sent_at`` (a renewal that failed then)."""
+        self.due = sent_at + self.ms / 3000.0
+
+    def is_claim(self, token: int, ms: int) -> bool:
+        """Whether this is still the claim ``token`` kept with expiry ``ms`` (not taken up again since)."""
+        return self.token == token and self.ms == ms
+
+
 @contextmanager
 def _translated(action: str, where: str) -> Iterator[None]:
     """Turn redis-py's errors into :class:`JobFailure` naming the action and the (masked) server."""
@@ -369,13 +405,8 @@ class RedisJobBoard(NotifyingJobBoard):
         self._client_options = self._converted_options()
         self._fallbacks = self._sentinel_fallbacks()
         self._scripts: dict[str, Any] = {}
-        # Claims this board keeps alive: job uuid -> (token, expiry ms).
-        self._kept: dict[str, tuple[int, int]] = {}
-        # When the last claim or renewal of each kept claim that succeeded was sent (monotonic).
-        self._renewed_at: dict[str, float] = {}
-        # When each kept claim is to be renewed next (monotonic): a third of its own expiry
-        # after its last renewal, so claims of different expiries each keep their own pace.
-        self._due: dict[str, float] = {}
+        # Claims this board keeps alive, by job uuid.
+        self._kept: dict[str, _KeptClaim] = {}
         self._kept_lock = threading.Lock()
         # Wakes the keeper early: a claim due sooner than it planned for, or close().
         self._keeper_wake = threading.Condition(self._kept_lock)
@@ -542,8 +573,6 @@ class RedisJobBoard(NotifyingJobBoard):
             keeper.join(timeout=5)
         with self._kept_lock:
             self._kept.clear()
-            self._renewed_at.clear()
-            self._due.clear()
             self._entity_due.clear()
             entity_keys = list(self._entities)
             self._entities.clear()
@@ -853,10 +882,10 @@ class RedisJobBoard(NotifyingJobBoard):
         """
         with self._kept_lock:
             kept = self._kept.get(job.uuid)
-            sent_at = self._renewed_at.get(job.uuid)
-        if kept is None or sent_at is None or kept[0] != claim.token:
-            return False
-        return time.monotonic() < sent_at + kept[1] / 2000.0
+            if kept is None or kept.token != claim.token:
+                return False
+            until = kept.renewed_at + kept.ms / 2000.0
+        return time.monotonic() < until
 
     def _release(
         self, job: Job, who: str, action: str, reason: str | None, end: str, claim: Claim | None
@@ -907,9 +936,7 @@ class RedisJobBoard(NotifyingJobBoard):
     # -- keeping claims alive --------------------------------------------
     def _schedule(self, job_uuid: str, token: int, ms: int, sent_at: float) -> None:
         """Keep ``job_uuid``'s claim, renewed next a third of ``ms`` after ``sent_at`` (lock held)."""
-        self._kept[job_uuid] = (token, ms)
-        self._renewed_at[job_uuid] = sent_at
-        self._due[job_uuid] = sent_at + ms / 3000.0
+        self._kept[job_uuid] = _KeptClaim(token, ms, sent_at)
         self._keeper_wake.notify_all()
 
     def _reschedule_if_kept(self, job_uuid: str, token: int, ms: int, sent_at: float) -> None:
@@ -920,7 +947,7 @@ class RedisJobBoard(NotifyingJobBoard):
         """
         with self._kept_lock:
             kept = self._kept.get(job_uuid)
-            if kept is not None and kept[0] == token:
+            if kept is not None and kept.token == token:
                 self._schedule(job_uuid, token, ms, sent_at)
 
     def _keep_alive(self, job_uuid: str, token: int, ms: int, sent_at: float) -> None:
@@ -944,22 +971,21 @@ class RedisJobBoard(NotifyingJobBoard):
     def _forget(self, job_uuid: str) -> None:
         with self._kept_lock:
             self._kept.pop(job_uuid, None)
-            self._renewed_at.pop(job_uuid, None)
-            self._due.pop(job_uuid, None)
 
     def _next_due(self) -> tuple[list[tuple[str, int, int]], list[str]]:
         """Wait until kept claims or entities are due for renewal; those due, or nothing once closing."""
         with self._keeper_wake:
             while not self._keeper_stop.is_set():
                 now = time.monotonic()
-                due = [(u, *self._kept[u]) for u, at in self._due.items() if at <= now and u in self._kept]
+                due = [(u, kept.token, kept.ms) for u, kept in self._kept.items() if kept.due <= now]
                 entities = [key for key, at in self._entity_due.items() if at <= now]
                 for key in entities:
                     del self._entity_due[key]  # until written again
                 if due or entities:
                     return due, entities
                 # Woken early by a claim due sooner than this (or by close()).
-                soonest = min([*self._due.values(), *self._entity_due.values()], default=now + 1.0)
+                dues = [kept.due for kept in self._kept.values()]
+                soonest = min([*dues, *self._entity_due.values()], default=now + 1.0)
                 self._keeper_wake.wait(soonest - now)
             return [], []
 
@@ -979,17 +1005,18 @@ class RedisJobBoard(NotifyingJobBoard):
                         "could not renew the claim on job %s at %s", job_uuid, self.where, exc_info=True
                     )
                     with self._kept_lock:
-                        if self._kept.get(job_uuid) == (token, ms):
-                            self._due[job_uuid] = sent_at + ms / 3000.0
+                        kept = self._kept.get(job_uuid)
+                        if kept is not None and kept.is_claim(token, ms):
+                            kept.retry_from(sent_at)
                     continue
                 if not renewed:
                     LOG.warning("claim on job %s at %s was lost; no longer renewing it", job_uuid, self.where)
                     self._forget(job_uuid)
                     continue
                 with self._kept_lock:
-                    if self._kept.get(job_uuid) == (token, ms):
-                        self._renewed_at[job_uuid] = sent_at
-                        self._due[job_uuid] = sent_at + ms / 3000.0
+                    kept = self._kept.get(job_uuid)
+                    if kept is not None and kept.is_claim(token, ms):
+                        kept.renewed(sent_at)
 
 
 #: Options read from a board URL's query string (``redis://h/0?namespace=x``) rather than given to redis-py.

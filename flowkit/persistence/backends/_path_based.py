@@ -50,6 +50,7 @@ from typing import Any, TypeVar
 
 from flowkit import exceptions as exc
 from flowkit._utils.records import Record
+from flowkit.persistence.backends._missing import ATOMS, BOOKS, FLOWS, not_found
 from flowkit.persistence.base import Backend, Connection, FenceRefused, WriteFence, encode_json
 from flowkit.persistence.models import (
     AtomDetail,
@@ -72,12 +73,7 @@ __all__ = [
     "Read",
 ]
 
-BOOKS = "books"
-FLOWS = "flows"
-ATOMS = "atoms"
 KINDS = (BOOKS, FLOWS, ATOMS)
-# How a missing record is reported: TaskFlow's words, the same as the SQL backend's.
-_MISSING = {BOOKS: "No logbook found", FLOWS: "No flow details found", ATOMS: "No atom details found"}
 MEMBERS = "members"
 """The pseudo-kind under which :attr:`Batch.seen` records the version of a flow's links."""
 
@@ -414,14 +410,14 @@ class DocumentConnection(Connection):
     def _must(batch: Batch, kind: str, key: str) -> Doc:
         doc = batch.get(kind, key)
         if doc is None:
-            raise _not_found(kind, key)
+            raise not_found(kind, key)
         return doc
 
     @staticmethod
     def _must_flow(batch: Batch, key: str) -> tuple[Doc, list[str]]:
         doc, members = batch.get_flow(key)
         if doc is None:
-            raise _not_found(FLOWS, key)
+            raise not_found(FLOWS, key)
         return doc, _atom_uuids(doc, members)
 
     def _atoms(self, batch: Batch, flow_uuid: str, uuids: Sequence[str]) -> list[AtomDetail]:
@@ -488,7 +484,7 @@ class DocumentConnection(Connection):
         def body(batch: Batch) -> FlowDetail:
             fd = self._flow(batch, fd_uuid, lazy)
             if fd is None:
-                raise _not_found(FLOWS, fd_uuid)
+                raise not_found(FLOWS, fd_uuid)
             return fd
 
         return self._read("get_flow_details", fd_uuid, body)
@@ -623,7 +619,7 @@ class DocumentConnection(Connection):
                 else:
                     doc, exists = batch.get_and_exists(FLOWS, flow_uuid, ATOMS, uuids)
                 if doc is None:
-                    raise _not_found(FLOWS, flow_uuid)
+                    raise not_found(FLOWS, flow_uuid)
             _put_progress(batch, flow_detail, atom_details, exists, doc if flow_changed else None)
 
         self._step("save_flow_progress", flow_uuid, body)
@@ -641,7 +637,7 @@ class DocumentConnection(Connection):
         def body(batch: Batch) -> FlowDetail:
             doc = batch.get(FLOWS, fd_uuid)
             if doc is None:
-                raise _not_found(FLOWS, fd_uuid)
+                raise not_found(FLOWS, fd_uuid)
             current = _fence_of(doc)
             if current is not None and current.holder == fence.holder and current.token > fence.token:
                 raise FenceRefused.make(fd_uuid, fence, current, "fencing")
@@ -677,7 +673,7 @@ class DocumentConnection(Connection):
             # optimistic store checks at commit, so a fence moved meanwhile fails it.
             doc, exists = batch.get_and_exists(FLOWS, flow_uuid, ATOMS, [ad.uuid for ad in atom_details])
             if doc is None:
-                raise _not_found(FLOWS, flow_uuid)
+                raise not_found(FLOWS, flow_uuid)
             current = _fence_of(doc)
             if current != fence:
                 raise FenceRefused.make(flow_uuid, fence, current, "writing progress of")
@@ -738,11 +734,6 @@ def _put_progress(
             batch.link(flow_uuid, ad.uuid)
     if atom_details:
         batch.touched.add(flow_uuid)
-
-
-def _not_found(kind: str, key: str) -> exc.NotFound:
-    """The error for a missing document of ``kind``, in the words every backend uses."""
-    return exc.NotFound(f"{_MISSING[kind]} with uuid {key!r}")
 
 
 def _atom_doc(ad: AtomDetail, flow_uuid: str | None) -> Doc:

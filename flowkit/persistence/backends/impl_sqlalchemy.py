@@ -39,6 +39,7 @@ from sqlalchemy import exc as sa_exc
 
 from flowkit import exceptions as exc
 from flowkit.persistence import base, models
+from flowkit.persistence.backends._missing import ATOMS, BOOKS, FLOWS, not_found
 from flowkit.persistence.backends.sqlalchemy import _codec, _engine, _schema
 from flowkit.persistence.backends.sqlalchemy import _statements as sql
 from flowkit.persistence.backends.sqlalchemy._errors import describe, is_transient, log_retry
@@ -341,7 +342,7 @@ class SQLAlchemyConnection(base.Connection):
             conn.execute(sql.DELETE_BOOK_ATOMS, params)
             conn.execute(sql.DELETE_BOOK_FLOWS, params)
             if conn.execute(sql.DELETE_BOOK, params).rowcount == 0:
-                raise exc.NotFound(f"No logbook found with uuid {book_uuid!r}")
+                raise not_found(BOOKS, book_uuid)
 
         self._run(f"destroying logbook {book_uuid!r}", work, write=True)
 
@@ -432,7 +433,7 @@ class SQLAlchemyConnection(base.Connection):
             params = {"b_uuid": flow_detail.uuid}
             found = conn.execute(sql.SELECT_FLOW, params).first()
             if found is None:
-                raise exc.NotFound(f"No flow details found with uuid {flow_detail.uuid!r}")
+                raise not_found(FLOWS, flow_detail.uuid)
             stored = _codec.flow_from_row(found._mapping)
             for row in conn.execute(sql.SELECT_FLOW_ATOMS, params):
                 stored.add(_codec.atom_from_row(row._mapping))
@@ -453,7 +454,7 @@ class SQLAlchemyConnection(base.Connection):
         def work(conn: SAConnection) -> models.AtomDetail:
             found = conn.execute(sql.SELECT_ATOM, {"b_uuid": atom_detail.uuid}).first()
             if found is None:
-                raise exc.NotFound(f"No atom details found with uuid {atom_detail.uuid!r}")
+                raise not_found(ATOMS, atom_detail.uuid)
             stored = _codec.atom_from_row(found._mapping).merge(atom_detail)
             row = _codec.atom_row(stored, found._mapping["parent_uuid"])
             conn.execute(sql.UPDATE_ATOM, {**_codec.update_params(row), "updated_at": _now()})
@@ -533,9 +534,9 @@ class SQLAlchemyConnection(base.Connection):
                     raise _refusal(conn, fd_uuid, fence, "writing progress of")
             if flow_params is not None:
                 if writer.update_flow(conn, flow_params) == 0:
-                    raise exc.NotFound(f"No flow details found with uuid {fd_uuid!r}")
+                    raise not_found(FLOWS, fd_uuid)
             elif not rows and conn.execute(sql.FLOW_EXISTS, {"b_uuid": fd_uuid}).first() is None:
-                raise exc.NotFound(f"No flow details found with uuid {fd_uuid!r}")
+                raise not_found(FLOWS, fd_uuid)
             if rows:
                 # A missing flow makes the foreign key fail; told apart below.
                 writer.upsert_atoms(conn, rows)
@@ -544,7 +545,7 @@ class SQLAlchemyConnection(base.Connection):
             self._run(f"saving progress of flow detail {fd_uuid!r}", work, write=True)
         except exc.StorageFailure as failure:
             if isinstance(failure.__cause__, sa_exc.IntegrityError) and not self._flow_exists(fd_uuid):
-                raise exc.NotFound(f"No flow details found with uuid {fd_uuid!r}") from None
+                raise not_found(FLOWS, fd_uuid) from None
             raise
 
     def fence_flow(self, fd_uuid: str, fence: base.WriteFence) -> models.FlowDetail:
@@ -593,7 +594,7 @@ class SQLAlchemyConnection(base.Connection):
         params = {"b_uuid": book_uuid}
         found = conn.execute(sql.SELECT_BOOK, params).first()
         if found is None:
-            raise exc.NotFound(f"No logbook found with uuid {book_uuid!r}")
+            raise not_found(BOOKS, book_uuid)
         if not with_flows:
             return found, []
         atoms = _codec.group_atoms(conn.execute(sql.SELECT_BOOK_ATOMS, params).all()) if with_atoms else None
@@ -650,7 +651,7 @@ class SQLAlchemyConnection(base.Connection):
         def work(conn: SAConnection) -> models.AtomDetail:
             found = conn.execute(sql.SELECT_ATOM, {"b_uuid": ad_uuid}).first()
             if found is None:
-                raise exc.NotFound(f"No atom details found with uuid {ad_uuid!r}")
+                raise not_found(ATOMS, ad_uuid)
             return _codec.atom_from_row(found._mapping)
 
         return self._run(f"reading atom detail {ad_uuid!r}", work, write=False)
@@ -668,7 +669,7 @@ def _read_flow(conn: SAConnection, fd_uuid: str, lazy: bool) -> models.FlowDetai
     params = {"b_uuid": fd_uuid}
     found = conn.execute(sql.SELECT_FLOW, params).first()
     if found is None:
-        raise exc.NotFound(f"No flow details found with uuid {fd_uuid!r}")
+        raise not_found(FLOWS, fd_uuid)
     fd = _codec.flow_from_row(found._mapping)
     if not lazy:
         for row in conn.execute(sql.SELECT_FLOW_ATOMS, params):
@@ -680,7 +681,7 @@ def _refusal(conn: SAConnection, fd_uuid: str, fence: base.WriteFence, action: s
     """Why a fence statement matched no row: no such flow, or someone else's fence."""
     found = conn.execute(sql.SELECT_FENCE, {"b_uuid": fd_uuid}).first()
     if found is None:
-        return exc.NotFound(f"No flow details found with uuid {fd_uuid!r}")
+        return not_found(FLOWS, fd_uuid)
     holder, token = found
     current = None if holder is None else base.WriteFence(str(holder), int(token))
     return base.FenceRefused.make(fd_uuid, fence, current, action)

@@ -272,6 +272,23 @@ def test_an_int_inject_key_of_a_persisted_run_is_refused_naming_its_type() -> No
         engines.load(flow, inject={"t": {1: "x"}}, backend=backend)  # type: ignore[dict-item]
 
 
+def test_an_unstorable_value_given_to_a_persisted_run_is_refused_naming_where_it_went() -> None:
+    from flowkit.persistence.backends import impl_memory
+
+    backend = impl_memory.MemoryBackend({})
+    flow = linear_flow.Flow("f").add(task.FunctorTask(lambda: None, name="t"))
+    with pytest.raises(
+        exceptions.InvalidFormat, match=r"value injected as 'x' into atom 't' cannot be stored as JSON"
+    ):
+        engines.load(flow, inject={"t": {"x": object()}}, backend=backend)
+    with pytest.raises(
+        exceptions.InvalidFormat, match=r"value injected as 'x' into flow 'f' cannot be stored as JSON"
+    ):
+        engines.load(flow, store={"x": object()}, backend=backend)
+    with backend.get_connection() as conn:
+        assert list(conn.get_logbooks()) == []
+
+
 def test_a_refused_option_of_a_persisted_run_leaves_nothing_in_the_backend() -> None:
     from flowkit.persistence.backends import impl_memory
 
