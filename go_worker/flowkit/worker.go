@@ -93,6 +93,11 @@ type Worker struct {
 	log       *slog.Logger
 	host      string
 	out       *outQueue
+	// slots holds a token per running task: at most Concurrency run at once.
+	// More may be accepted (a takeover racing a read both count the same free
+	// slots); the surplus waits here, as the Python worker's jobs wait for a
+	// thread of its pool.
+	slots chan struct{}
 
 	mu       sync.Mutex
 	busy     int             // accepted requests whose task has not finished
@@ -189,6 +194,7 @@ func NewWorker(registry *Registry, opts Options) (*Worker, error) {
 		host:      host,
 		out:       newOutQueue(),
 		inFlight:  map[string]*job{},
+		slots:     make(chan struct{}, opts.Concurrency),
 		wake:      make(chan struct{}, 1),
 		stopping:  make(chan struct{}),
 		hurry:     make(chan struct{}),
@@ -561,6 +567,10 @@ func (w *Worker) perform(ctx context.Context, j *job) {
 		}
 		w.finish(j, envelope)
 	}()
+	if !w.acquireSlot(ctx, j) {
+		return // abandoned at a stop before it could start: left pending
+	}
+	defer func() { <-w.slots }()
 	progress := newThrottle(w.opts.Clock.Now, func(value float64, details map[string]any) {
 		w.send(request.ReplyTo, &Response{ID: request.ID, Worker: w.id, Event: EventProgress, Progress: value, Details: details}, "")
 	})
@@ -595,6 +605,25 @@ func (w *Worker) perform(ctx context.Context, j *job) {
 	}
 	if failure != nil {
 		envelope = w.failureEnvelope(request.ID, failure)
+	}
+}
+
+// acquireSlot waits until fewer than Concurrency tasks run, so a request
+// accepted beyond the limit waits for one to end; it reports false when the
+// request was abandoned (ctx cancelled) first.
+func (w *Worker) acquireSlot(ctx context.Context, j *job) bool {
+	select {
+	case w.slots <- struct{}{}:
+		return true
+	default:
+	}
+	w.logf(slog.LevelDebug, "worker %s: request %s (entry %s) waits for one of the %d running tasks to end",
+		w.id, j.request.ID, j.entryID, w.opts.Concurrency)
+	select {
+	case w.slots <- struct{}{}:
+		return true
+	case <-ctx.Done():
+		return false
 	}
 }
 

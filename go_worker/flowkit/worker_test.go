@@ -1083,3 +1083,53 @@ func TestTheTraceContextOfARequestReachesTheTask(t *testing.T) {
 	}
 	h.eventually("every request acknowledged and deleted", h.settled)
 }
+
+func TestNoMoreTasksRunAtOnceThanTheConcurrency(t *testing.T) {
+	h := newHarness(t)
+	var running, most atomic.Int64
+	release := make(chan struct{})
+	var once sync.Once
+	openGate := func() { once.Do(func() { close(release) }) }
+	reg := flowkit.NewRegistry()
+	reg.Register("test.Count", func(call *flowkit.Call) (any, error) {
+		now := running.Add(1)
+		defer running.Add(-1)
+		for seen := most.Load(); now > seen && !most.CompareAndSwap(seen, now); seen = most.Load() {
+		}
+		<-release
+		return nil, nil
+	}, nil)
+	worker, _, _ := h.startWith(reg, func(o *flowkit.Options) { o.Concurrency = 2 })
+	t.Cleanup(openGate) // runs before the worker's stop, which waits for the tasks
+	// Three requests accepted at once by a worker with two slots: what a
+	// takeover by the heartbeat and a read that counted the same free slots
+	// hand over between them. Their entries are made up (never in the
+	// stream), so the worker's own reader cannot take them.
+	var entries []redis.XMessage
+	var ids []string
+	for i := 1; i <= 3; i++ {
+		request := h.request("test.Count", flowkit.ActionExecute, map[string]any{}, nil)
+		envelope, err := flowkit.Encode(request, nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		entries = append(entries, redis.XMessage{ID: fmt.Sprintf("1-%d", i), Values: envelope})
+		ids = append(ids, request.ID)
+	}
+	flowkit.Dispatch(worker, entries)
+	h.eventually("two tasks running and the third waiting (or running)", func() bool {
+		return running.Load() == 3 || (running.Load() == 2 && strings.Contains(h.log.String(), "waits for one of the 2"))
+	})
+	if n := running.Load(); n != 2 {
+		t.Fatalf("%d tasks run at once with a concurrency of 2", n)
+	}
+	openGate()
+	for _, id := range ids {
+		if final := h.final(id); final.Event != flowkit.EventSuccess {
+			t.Fatalf("%s: %+v", id, final)
+		}
+	}
+	if n := most.Load(); n != 2 {
+		t.Fatalf("at most %d tasks ran at once, expected the concurrency of 2", n)
+	}
+}
