@@ -332,7 +332,11 @@ func marshalObject(fields []field) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// marshalValue is json.Marshal without HTML escaping (like Python's json.dumps).
+// marshalValue is json.Marshal writing text as Python's json.dumps with
+// ensure_ascii=False does: raw UTF-8, no HTML escapes, and U+2028 and U+2029
+// raw too (encoding/json escapes them, for JavaScript's sake, in 6 bytes
+// instead of 3, which could put a result the Python worker sends over the
+// size limit).
 func marshalValue(value any) ([]byte, error) {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
@@ -340,7 +344,32 @@ func marshalValue(value any) ([]byte, error) {
 	if err := enc.Encode(value); err != nil {
 		return nil, err
 	}
-	return bytes.TrimSuffix(buf.Bytes(), []byte{'\n'}), nil
+	return unescapeLineSeparators(bytes.TrimSuffix(buf.Bytes(), []byte{'\n'})), nil
+}
+
+// unescapeLineSeparators writes the \u2028 and \u2029 escapes of JSON text
+// made by encoding/json as the raw characters. Every other backslash there
+// starts a two-character escape or a \uXXXX one, skipped whole, so an
+// escaped backslash followed by "u2028" is left alone.
+func unescapeLineSeparators(text []byte) []byte {
+	if !bytes.Contains(text, []byte(`\u202`)) {
+		return text
+	}
+	out := make([]byte, 0, len(text))
+	for i := 0; i < len(text); i++ {
+		if text[i] != '\\' || i+1 >= len(text) {
+			out = append(out, text[i])
+			continue
+		}
+		if i+6 <= len(text) && bytes.Equal(text[i+1:i+5], []byte("u202")) && (text[i+5] == '8' || text[i+5] == '9') {
+			out = append(out, 0xe2, 0x80, 0xa0+text[i+5]-'0') // U+2028 is E2 80 A8 in UTF-8
+			i += 5
+			continue
+		}
+		out = append(out, text[i], text[i+1])
+		i++
+	}
+	return out
 }
 
 // traceParentPattern is a W3C traceparent: version (not ff), trace id (not all
