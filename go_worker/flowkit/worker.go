@@ -560,10 +560,22 @@ func (w *Worker) accept(entry redis.XMessage, now float64, deliveries map[string
 func (w *Worker) perform(ctx context.Context, j *job) {
 	request := j.request
 	var envelope Envelope
+	// running is the task's throttle while its function runs. Still set
+	// below, it means the function ended its goroutine (runtime.Goexit, which
+	// t.FailNow calls) instead of returning: that is answered with a failure,
+	// as the Python worker answers a task that raises SystemExit, rather than
+	// left unanswered to be run again on every delivery.
+	var running *throttle
 	defer func() {
 		if value := recover(); value != nil { // a bug of ours: leave the request pending
 			w.logf(slog.LevelError, "worker %s failed to handle entry %s: %v", w.id, j.entryID, value)
 			envelope = nil
+		} else if running != nil {
+			running.flush()
+			text := fmt.Sprintf("the %s of task %s (atom %s) ended its goroutine (runtime.Goexit) instead of returning",
+				request.Action, request.Task, request.Name)
+			w.logf(slog.LevelWarn, "worker %s: %s (request %s)", w.id, text, request.ID)
+			envelope = w.failureEnvelope(request.ID, NewFailure(text, GoPanicTypes))
 		}
 		w.finish(j, envelope)
 	}()
@@ -593,7 +605,9 @@ func (w *Worker) perform(ctx context.Context, j *job) {
 		Notify:      notify,
 		TraceParent: ValidTraceParent(request.TraceParent),
 	}
+	running = progress
 	result, failure := w.registry.Run(call, request)
+	running = nil
 	progress.flush()
 	if failure == nil {
 		var err error

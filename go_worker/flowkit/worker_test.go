@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"reflect"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -166,6 +167,7 @@ func testRegistry() *flowkit.Registry {
 	reg.Register("test.Error", func(*flowkit.Call) (any, error) { return nil, errors.New("plain error") }, nil)
 	reg.Register("test.Panic", func(*flowkit.Call) (any, error) { panic("kaboom") }, nil)
 	reg.Register("test.NaN", func(*flowkit.Call) (any, error) { return math.NaN(), nil }, nil)
+	reg.Register("test.Goexit", func(*flowkit.Call) (any, error) { runtime.Goexit(); return nil, nil }, nil)
 	reg.Register("test.Notify", func(call *flowkit.Call) (any, error) {
 		call.Notify("A", map[string]any{"leftover": []any{"A", "B"}})
 		call.Notify("", nil)                                  // no type: dropped
@@ -487,6 +489,8 @@ func TestFailureTypesOfTaskErrorsGoErrorsAndPanics(t *testing.T) {
 		{"test.Error", "plain error", flowkit.GoErrorTypes},
 		{"test.Panic", "kaboom", flowkit.GoPanicTypes},
 		{"test.NaN", "test.NaN", flowkit.InvalidFormatTypes},
+		// Not returning at all (as t.FailNow does) is a failure too, not a request left unanswered.
+		{"test.Goexit", "the execute of task test.Goexit (atom atom) ended its goroutine (runtime.Goexit)", flowkit.GoPanicTypes},
 	}
 	for _, c := range cases {
 		request := h.request(c.task, flowkit.ActionExecute, map[string]any{"message": "no way"}, nil)
