@@ -628,17 +628,20 @@ func (w *Worker) perform(ctx context.Context, j *job) {
 func (w *Worker) acquireSlot(ctx context.Context, j *job) bool {
 	select {
 	case w.slots <- struct{}{}:
-		return true
 	default:
+		w.logf(slog.LevelDebug, "worker %s: request %s (entry %s) waits for one of the %d running tasks to end",
+			w.id, j.request.ID, j.entryID, w.opts.Concurrency)
+		select {
+		case w.slots <- struct{}{}:
+		case <-ctx.Done():
+			return false
+		}
 	}
-	w.logf(slog.LevelDebug, "worker %s: request %s (entry %s) waits for one of the %d running tasks to end",
-		w.id, j.request.ID, j.entryID, w.opts.Concurrency)
-	select {
-	case w.slots <- struct{}{}:
-		return true
-	case <-ctx.Done():
+	if ctx.Err() != nil { // abandoned as a slot came free (both were ready): not run after all
+		<-w.slots
 		return false
 	}
+	return true
 }
 
 // finish queues a job's final response with its acknowledgement, unless the

@@ -1137,3 +1137,58 @@ func TestNoMoreTasksRunAtOnceThanTheConcurrency(t *testing.T) {
 		t.Fatalf("at most %d tasks ran at once, expected the concurrency of 2", n)
 	}
 }
+
+func TestARequestWaitingForASlotAtTheEndOfTheGraceIsLeftUnrun(t *testing.T) {
+	h := newHarness(t)
+	clock := newFakeClock(time.Now())
+	var started atomic.Int64
+	release := make(chan struct{})
+	var once sync.Once
+	openGate := func() { once.Do(func() { close(release) }) }
+	reg := flowkit.NewRegistry()
+	reg.Register("test.Hold", func(call *flowkit.Call) (any, error) {
+		started.Add(1)
+		select {
+		case <-release:
+			return "done", nil
+		case <-call.Context.Done():
+			return nil, call.Context.Err()
+		}
+	}, nil)
+	worker, done, _ := h.startWith(reg, func(o *flowkit.Options) {
+		o.Concurrency, o.Clock, o.Grace = 1, clock, 10*time.Second
+	})
+	t.Cleanup(openGate)
+	var ids []string
+	var entries []redis.XMessage
+	for i := 1; i <= 2; i++ {
+		request := h.request("test.Hold", flowkit.ActionExecute, map[string]any{}, nil)
+		envelope, err := flowkit.Encode(request, nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		entries = append(entries, redis.XMessage{ID: fmt.Sprintf("1-%d", i), Values: envelope})
+		ids = append(ids, request.ID)
+	}
+	flowkit.Dispatch(worker, entries)
+	h.eventually("one task running, the other waiting for its slot", func() bool {
+		return started.Load() == 1 && strings.Contains(h.log.String(), "waits for one of the 1")
+	})
+	worker.Stop()
+	clock.settle(t, 2) // the heartbeat's timer and the grace period's
+	clock.advance(10 * time.Second)
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("Run did not return once the grace was over; log:\n%s", h.log)
+	}
+	openGate()
+	if n := started.Load(); n != 1 {
+		t.Fatalf("%d tasks started; the waiting one must not run once abandoned", n)
+	}
+	for _, id := range ids {
+		if got := h.answered(id); !reflect.DeepEqual(events(got), []string{"running"}) {
+			t.Fatalf("abandoned request %s answered: %v", id, events(got))
+		}
+	}
+}
