@@ -591,9 +591,13 @@ func (w *Worker) perform(ctx context.Context, j *job) {
 			w.logf(slog.LevelWarn, "worker %s: task %s notified an event without a type; dropped", w.id, request.Task)
 			return
 		}
-		progress.whileRunning(func() {
+		sent := progress.whileRunning(func() {
 			w.send(request.ReplyTo, &Response{ID: request.ID, Worker: w.id, Event: EventNotification, EventType: eventType, Details: details}, "")
 		})
+		if !sent {
+			w.logf(slog.LevelWarn, "worker %s: task %s notified event %q of request %s after it returned; dropped",
+				w.id, request.Task, eventType, request.ID)
+		}
 	}
 	call := &Call{
 		Context:     ctx,
@@ -707,13 +711,15 @@ func (t *throttle) report(progress float64, details map[string]any) {
 }
 
 // whileRunning calls send unless the task has returned (flush was called),
-// under the throttle's lock so events and progress keep the task's order.
-func (t *throttle) whileRunning(send func()) {
+// under the throttle's lock so events and progress keep the task's order;
+// it reports whether it called it.
+func (t *throttle) whileRunning(send func()) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if !t.finished {
 		send()
 	}
+	return !t.finished
 }
 
 func (t *throttle) flush() {

@@ -176,6 +176,10 @@ func testRegistry() *flowkit.Registry {
 		call.Notify("B", nil)
 		return "done", nil
 	}, nil)
+	reg.Register("test.Keep", func(call *flowkit.Call) (any, error) {
+		kept.Store(call.RequestID, call) // for a test to use after the task returned
+		return nil, nil
+	}, nil)
 	reg.Register(blockName, block, nil)
 	reg.Register("test.Revert", func(*flowkit.Call) (any, error) { return nil, nil },
 		func(call *flowkit.Call, result any, failure *flowkit.Failure, flowFailures map[string]*flowkit.Failure) (any, error) {
@@ -185,6 +189,9 @@ func testRegistry() *flowkit.Registry {
 		})
 	return reg
 }
+
+// kept holds the calls of test.Keep by request id.
+var kept sync.Map
 
 // blockName is a task that runs until the test opens its gate (or its
 // request is abandoned): a request that stays running as long as a test needs.
@@ -1190,5 +1197,27 @@ func TestARequestWaitingForASlotAtTheEndOfTheGraceIsLeftUnrun(t *testing.T) {
 		if got := h.answered(id); !reflect.DeepEqual(events(got), []string{"running"}) {
 			t.Fatalf("abandoned request %s answered: %v", id, events(got))
 		}
+	}
+}
+
+func TestAnEventNotifiedAfterTheTaskReturnedIsLoggedAndDropped(t *testing.T) {
+	h := newHarness(t)
+	h.start(nil)
+	request := h.request("test.Keep", flowkit.ActionExecute, map[string]any{}, nil)
+	h.add(request)
+	if final := h.final(request.ID); final.Event != flowkit.EventSuccess {
+		t.Fatalf("final = %+v", final)
+	}
+	call, _ := kept.Load(request.ID)
+	// A goroutine the task left behind, say, still holds its Call.
+	call.(*flowkit.Call).Notify("late", nil)
+	call.(*flowkit.Call).Progress(0.9, nil)
+	h.eventually("the late event logged", func() bool {
+		return strings.Contains(h.log.String(), "late") &&
+			strings.Contains(h.log.String(), "of request "+request.ID+" after it returned; dropped")
+	})
+	h.eventually("the request acknowledged", h.settled)
+	if got := h.answered(request.ID); !reflect.DeepEqual(events(got), []string{"running", "success"}) {
+		t.Fatalf("events = %v", events(got))
 	}
 }
