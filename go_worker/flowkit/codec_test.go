@@ -632,3 +632,20 @@ func TestEncodeWritesLineSeparatorsRawAsPythonDoes(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestEncodeRefusesTextThatIsNotUTF8AsPythonDoes(t *testing.T) {
+	// encoding/json would send U+FFFD in place of the bad byte: a changed value.
+	_, err := Encode(&Response{ID: "x", Worker: "w", Event: EventSuccess, Result: []any{"ok", "a\xffb"}, SentAt: 1}, nil, 0)
+	var perr *ProtocolError
+	if !errors.As(err, &perr) || !strings.Contains(perr.Reason, `field "result": a string is not valid UTF-8 text`) {
+		t.Fatalf("err = %v", err)
+	}
+	// A real U+FFFD, and the six characters \ufffd, are text like any other.
+	envelope, err := Encode(&Response{ID: "x", Worker: "w", Event: EventSuccess, Result: []any{"\uFFFD", `\ufffd`}, SentAt: 1}, nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body := envelope["body"].(string); !strings.Contains(body, "\"result\":[\"\uFFFD\",\"\\\\ufffd\"]") {
+		t.Fatalf("body = %s", body)
+	}
+}

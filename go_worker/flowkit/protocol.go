@@ -12,6 +12,7 @@ package flowkit
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"regexp"
@@ -336,7 +337,9 @@ func marshalObject(fields []field) ([]byte, error) {
 // ensure_ascii=False does: raw UTF-8, no HTML escapes, and U+2028 and U+2029
 // raw too (encoding/json escapes them, for JavaScript's sake, in 6 bytes
 // instead of 3, which could put a result the Python worker sends over the
-// size limit).
+// size limit). A string that is not valid UTF-8 is refused, as Python refuses
+// a str it cannot encode, rather than sent with U+FFFD in place of its bad
+// bytes, which would change the value without a word.
 func marshalValue(value any) ([]byte, error) {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
@@ -344,16 +347,18 @@ func marshalValue(value any) ([]byte, error) {
 	if err := enc.Encode(value); err != nil {
 		return nil, err
 	}
-	return unescapeLineSeparators(bytes.TrimSuffix(buf.Bytes(), []byte{'\n'})), nil
+	return asPythonWrites(bytes.TrimSuffix(buf.Bytes(), []byte{'\n'}))
 }
 
-// unescapeLineSeparators writes the \u2028 and \u2029 escapes of JSON text
-// made by encoding/json as the raw characters. Every other backslash there
-// starts a two-character escape or a \uXXXX one, skipped whole, so an
-// escaped backslash followed by "u2028" is left alone.
-func unescapeLineSeparators(text []byte) []byte {
-	if !bytes.Contains(text, []byte(`\u202`)) {
-		return text
+// asPythonWrites takes JSON text made by encoding/json and writes its
+// \u2028 and \u2029 escapes as the raw characters; it refuses the text when
+// it holds a \ufffd escape, which is how encoding/json writes the bytes of a
+// string that are not UTF-8 (a U+FFFD of valid text is written raw). Every
+// other backslash there starts a two-character escape or a \uXXXX one,
+// skipped whole, so an escaped backslash followed by "u2028" is left alone.
+func asPythonWrites(text []byte) ([]byte, error) {
+	if !bytes.Contains(text, []byte(`\u`)) {
+		return text, nil
 	}
 	out := make([]byte, 0, len(text))
 	for i := 0; i < len(text); i++ {
@@ -361,15 +366,20 @@ func unescapeLineSeparators(text []byte) []byte {
 			out = append(out, text[i])
 			continue
 		}
-		if i+6 <= len(text) && bytes.Equal(text[i+1:i+5], []byte("u202")) && (text[i+5] == '8' || text[i+5] == '9') {
-			out = append(out, 0xe2, 0x80, 0xa0+text[i+5]-'0') // U+2028 is E2 80 A8 in UTF-8
-			i += 5
-			continue
+		if i+6 <= len(text) && text[i+1] == 'u' {
+			switch escape := text[i+2 : i+6]; {
+			case bytes.Equal(escape, []byte("2028")) || bytes.Equal(escape, []byte("2029")):
+				out = append(out, 0xe2, 0x80, 0xa0+escape[3]-'0') // U+2028 is E2 80 A8 in UTF-8
+				i += 5
+				continue
+			case bytes.Equal(escape, []byte("fffd")):
+				return nil, errors.New("a string is not valid UTF-8 text")
+			}
 		}
 		out = append(out, text[i], text[i+1])
 		i++
 	}
-	return out
+	return out, nil
 }
 
 // traceParentPattern is a W3C traceparent: version (not ff), trace id (not all

@@ -779,6 +779,9 @@ func (w *Worker) failureEnvelope(requestID string, failure *Failure) Envelope {
 	if len(text) > 1000 {
 		text = text[:1000]
 	}
+	// The cut may split a character, and the message itself may hold bytes
+	// that are not UTF-8 (which the encoder refuses): keep the gist readable.
+	text = strings.ToValidUTF8(text, "\uFFFD")
 	names := failure.ExcTypeNames
 	if len(names) == 0 || !baseNames[names[len(names)-1]] {
 		names = GoErrorTypes

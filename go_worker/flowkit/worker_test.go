@@ -167,6 +167,10 @@ func testRegistry() *flowkit.Registry {
 	reg.Register("test.Error", func(*flowkit.Call) (any, error) { return nil, errors.New("plain error") }, nil)
 	reg.Register("test.Panic", func(*flowkit.Call) (any, error) { panic("kaboom") }, nil)
 	reg.Register("test.NaN", func(*flowkit.Call) (any, error) { return math.NaN(), nil }, nil)
+	reg.Register("test.Bytes", func(*flowkit.Call) (any, error) { return string([]byte{'o', 0xff, 'k'}), nil }, nil)
+	reg.Register("test.BadText", func(*flowkit.Call) (any, error) {
+		return nil, errors.New("x" + strings.Repeat("é", 600) + string([]byte{0xff}))
+	}, nil)
 	reg.Register("test.Goexit", func(*flowkit.Call) (any, error) { runtime.Goexit(); return nil, nil }, nil)
 	reg.Register("test.Notify", func(call *flowkit.Call) (any, error) {
 		call.Notify("A", map[string]any{"leftover": []any{"A", "B"}})
@@ -496,6 +500,11 @@ func TestFailureTypesOfTaskErrorsGoErrorsAndPanics(t *testing.T) {
 		{"test.Error", "plain error", flowkit.GoErrorTypes},
 		{"test.Panic", "kaboom", flowkit.GoPanicTypes},
 		{"test.NaN", "test.NaN", flowkit.InvalidFormatTypes},
+		// Text that is not UTF-8 is refused rather than sent changed.
+		{"test.Bytes", "returned a result it cannot send", flowkit.InvalidFormatTypes},
+		// A failure whose message is not UTF-8 (and too long to send whole,
+		// cut in the middle of a character) still gets its gist across.
+		{"test.BadText", "x" + strings.Repeat("é", 499) + "\uFFFD (full failure record not sendable", flowkit.GoErrorTypes},
 		// Not returning at all (as t.FailNow does) is a failure too, not a request left unanswered.
 		{"test.Goexit", "the execute of task test.Goexit (atom atom) ended its goroutine (runtime.Goexit)", flowkit.GoPanicTypes},
 	}
