@@ -469,8 +469,7 @@ func (w *Worker) firstSightings(jobs []*job, now float64) []*job {
 	gets := make([]*redis.StringCmd, len(jobs))
 	for i, j := range jobs {
 		key := SeenKey(w.opts.Namespace, j.request.ID)
-		keep := time.Duration((j.request.Deadline-now)*float64(time.Second)) + MaxClockSkew
-		sets[i] = pipe.SetNX(ctx, key, j.entryID, max(keep, time.Millisecond))
+		sets[i] = pipe.SetNX(ctx, key, j.entryID, seenFor(j.request.Deadline-now))
 		gets[i] = pipe.Get(ctx, key)
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
@@ -496,6 +495,27 @@ func (w *Worker) firstSightings(jobs []*job, now float64) []*job {
 		w.out.push(outItem{ack: j.entryID})
 	}
 	return fresh
+}
+
+// maxSeenFor bounds how long a request id is remembered: time.Duration holds
+// at most 292 years, and an engine may well give a request a deadline
+// further away (transition_timeout=1e10 for "for ever").
+const maxSeenFor = 100 * 365 * 24 * time.Hour
+
+// seenFor is how long to remember a request id whose deadline is left
+// seconds away: until it has surely passed everywhere (plus MaxClockSkew),
+// at least 1 ms and at most maxSeenFor, computed in seconds so that a far
+// deadline does not overflow into a negative duration (which made the id
+// forgotten at once, and a replay run again).
+func seenFor(left float64) time.Duration {
+	keep := left + MaxClockSkew.Seconds()
+	switch {
+	case keep >= maxSeenFor.Seconds():
+		return maxSeenFor
+	case keep <= time.Millisecond.Seconds():
+		return time.Millisecond
+	}
+	return time.Duration(keep * float64(time.Second))
 }
 
 // accept returns the request of a runnable entry; otherwise it queues the

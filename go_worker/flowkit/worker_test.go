@@ -1019,32 +1019,46 @@ func TestAnAnswerRedisRefusesIsDroppedAndLaterAnswersGoOut(t *testing.T) {
 }
 
 func TestAReplayedRequestIsRefused(t *testing.T) {
-	h := newHarness(t)
-	h.start(nil)
-	request := h.request(tasks.EchoName, flowkit.ActionExecute, map[string]any{"value": "once"}, nil)
-	envelope, err := flowkit.Encode(request, nil, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.add(map[string]any(envelope))
-	if final := h.final(request.ID); final.Result != "once" {
-		t.Fatalf("final = %+v", final)
-	}
-	var replays []string
-	for i := 0; i < 3; i++ {
-		replays = append(replays, h.add(map[string]any(envelope)))
-	}
-	h.eventually("replays acknowledged and deleted", h.settled)
-	if got := h.answered(request.ID); !reflect.DeepEqual(events(got), []string{"running", "success"}) {
-		t.Fatalf("a replay was run: %v", events(got))
-	}
-	for _, id := range replays {
-		if !strings.Contains(h.log.String(), "refuses entry "+id+": request "+request.ID+" (task "+tasks.EchoName+") is a replay") {
-			t.Errorf("no log line names the replayed entry %s:\n%s", id, h.log)
-		}
-	}
-	if ttl := h.client.PTTL(context.Background(), flowkit.SeenKey(h.namespace, request.ID)).Val(); ttl < 30*time.Second || ttl > 61*time.Second {
-		t.Fatalf("the request id is remembered for %s, not until its deadline plus the clock skew", ttl)
+	for _, c := range []struct {
+		name           string
+		deadline       float64 // seconds from now
+		minTTL, maxTTL time.Duration
+	}{
+		{"deadline in 30s", 30, 30 * time.Second, 61 * time.Second},
+		// An engine's transition_timeout of 1e10 s ("for ever"): more than
+		// time.Duration holds, which must not make the id forgotten at once.
+		{"deadline in 317 years", 1e10, 99 * 365 * 24 * time.Hour, 101 * 365 * 24 * time.Hour},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			h := newHarness(t)
+			h.start(nil)
+			request := h.request(tasks.EchoName, flowkit.ActionExecute, map[string]any{"value": "once"},
+				func(r *flowkit.Request) { r.Deadline = r.SentAt + c.deadline })
+			envelope, err := flowkit.Encode(request, nil, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			h.add(map[string]any(envelope))
+			if final := h.final(request.ID); final.Result != "once" {
+				t.Fatalf("final = %+v", final)
+			}
+			var replays []string
+			for i := 0; i < 3; i++ {
+				replays = append(replays, h.add(map[string]any(envelope)))
+			}
+			h.eventually("replays acknowledged and deleted", h.settled)
+			if got := h.answered(request.ID); !reflect.DeepEqual(events(got), []string{"running", "success"}) {
+				t.Fatalf("a replay was run: %v", events(got))
+			}
+			for _, id := range replays {
+				if !strings.Contains(h.log.String(), "refuses entry "+id+": request "+request.ID+" (task "+tasks.EchoName+") is a replay") {
+					t.Errorf("no log line names the replayed entry %s:\n%s", id, h.log)
+				}
+			}
+			if ttl := h.client.PTTL(context.Background(), flowkit.SeenKey(h.namespace, request.ID)).Val(); ttl < c.minTTL || ttl > c.maxTTL {
+				t.Fatalf("the request id is remembered for %s, not until its deadline plus the clock skew (at most 100 years)", ttl)
+			}
+		})
 	}
 }
 
