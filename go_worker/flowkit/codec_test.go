@@ -606,3 +606,46 @@ func TestValidTraceParentKeepsW3CValuesAndDropsTheRest(t *testing.T) {
 		}
 	}
 }
+
+func TestEncodeWritesLineSeparatorsRawAsPythonDoes(t *testing.T) {
+	// Python's json.dumps(ensure_ascii=False) writes U+2028 and U+2029 as they
+	// are; an escaped backslash before "u2028" stays two characters of text.
+	result := []any{"a\u2028b\u2029c", `\u2028`, `\\u2029`, map[string]any{"\u2028": "\u2029"}}
+	envelope, err := Encode(&Response{ID: "x", Worker: "w", Event: EventSuccess, Result: result, SentAt: 1}, nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"v":1,"type":"response","id":"x","worker":"w","event":"success",` +
+		"\"result\":[\"a\u2028b\u2029c\",\"\\\\u2028\",\"\\\\\\\\u2029\",{\"\u2028\":\"\u2029\"}],\"sent_at\":1}"
+	body := envelope["body"].(string)
+	if body != want {
+		t.Fatalf("body = %s\nwant   %s", body, want)
+	}
+	message, err := DecodeBody([]byte(body))
+	if err != nil || !reflect.DeepEqual(message.Response.Result, result) {
+		t.Fatalf("decoded %#v (%v), want %#v", message.Response.Result, err, result)
+	}
+	// So a result the Python worker can send fits the size limit here too:
+	// 300 000 line separators are 900 000 bytes of text, not 1 800 000.
+	big := strings.Repeat("\u2028", 300000)
+	if _, err := Encode(&Response{ID: "x", Worker: "w", Event: EventSuccess, Result: big, SentAt: 1}, nil, 0); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestEncodeRefusesTextThatIsNotUTF8AsPythonDoes(t *testing.T) {
+	// encoding/json would send U+FFFD in place of the bad byte: a changed value.
+	_, err := Encode(&Response{ID: "x", Worker: "w", Event: EventSuccess, Result: []any{"ok", "a\xffb"}, SentAt: 1}, nil, 0)
+	var perr *ProtocolError
+	if !errors.As(err, &perr) || !strings.Contains(perr.Reason, `field "result": a string is not valid UTF-8 text`) {
+		t.Fatalf("err = %v", err)
+	}
+	// A real U+FFFD, and the six characters \ufffd, are text like any other.
+	envelope, err := Encode(&Response{ID: "x", Worker: "w", Event: EventSuccess, Result: []any{"\uFFFD", `\ufffd`}, SentAt: 1}, nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body := envelope["body"].(string); !strings.Contains(body, "\"result\":[\"\uFFFD\",\"\\\\ufffd\"]") {
+		t.Fatalf("body = %s", body)
+	}
+}

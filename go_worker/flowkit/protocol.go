@@ -12,6 +12,7 @@ package flowkit
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"regexp"
@@ -332,7 +333,13 @@ func marshalObject(fields []field) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// marshalValue is json.Marshal without HTML escaping (like Python's json.dumps).
+// marshalValue is json.Marshal writing text as Python's json.dumps with
+// ensure_ascii=False does: raw UTF-8, no HTML escapes, and U+2028 and U+2029
+// raw too (encoding/json escapes them, for JavaScript's sake, in 6 bytes
+// instead of 3, which could put a result the Python worker sends over the
+// size limit). A string that is not valid UTF-8 is refused, as Python refuses
+// a str it cannot encode, rather than sent with U+FFFD in place of its bad
+// bytes, which would change the value without a word.
 func marshalValue(value any) ([]byte, error) {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
@@ -340,7 +347,39 @@ func marshalValue(value any) ([]byte, error) {
 	if err := enc.Encode(value); err != nil {
 		return nil, err
 	}
-	return bytes.TrimSuffix(buf.Bytes(), []byte{'\n'}), nil
+	return asPythonWrites(bytes.TrimSuffix(buf.Bytes(), []byte{'\n'}))
+}
+
+// asPythonWrites takes JSON text made by encoding/json and writes its
+// \u2028 and \u2029 escapes as the raw characters; it refuses the text when
+// it holds a \ufffd escape, which is how encoding/json writes the bytes of a
+// string that are not UTF-8 (a U+FFFD of valid text is written raw). Every
+// other backslash there starts a two-character escape or a \uXXXX one,
+// skipped whole, so an escaped backslash followed by "u2028" is left alone.
+func asPythonWrites(text []byte) ([]byte, error) {
+	if !bytes.Contains(text, []byte(`\u`)) {
+		return text, nil
+	}
+	out := make([]byte, 0, len(text))
+	for i := 0; i < len(text); i++ {
+		if text[i] != '\\' || i+1 >= len(text) {
+			out = append(out, text[i])
+			continue
+		}
+		if i+6 <= len(text) && text[i+1] == 'u' {
+			switch escape := text[i+2 : i+6]; {
+			case bytes.Equal(escape, []byte("2028")) || bytes.Equal(escape, []byte("2029")):
+				out = append(out, 0xe2, 0x80, 0xa0+escape[3]-'0') // U+2028 is E2 80 A8 in UTF-8
+				i += 5
+				continue
+			case bytes.Equal(escape, []byte("fffd")):
+				return nil, errors.New("a string is not valid UTF-8 text")
+			}
+		}
+		out = append(out, text[i], text[i+1])
+		i++
+	}
+	return out, nil
 }
 
 // traceParentPattern is a W3C traceparent: version (not ff), trace id (not all

@@ -93,6 +93,11 @@ type Worker struct {
 	log       *slog.Logger
 	host      string
 	out       *outQueue
+	// slots holds a token per running task: at most Concurrency run at once.
+	// More may be accepted (a takeover racing a read both count the same free
+	// slots); the surplus waits here, as the Python worker's jobs wait for a
+	// thread of its pool.
+	slots chan struct{}
 
 	mu       sync.Mutex
 	busy     int             // accepted requests whose task has not finished
@@ -189,6 +194,7 @@ func NewWorker(registry *Registry, opts Options) (*Worker, error) {
 		host:      host,
 		out:       newOutQueue(),
 		inFlight:  map[string]*job{},
+		slots:     make(chan struct{}, opts.Concurrency),
 		wake:      make(chan struct{}, 1),
 		stopping:  make(chan struct{}),
 		hurry:     make(chan struct{}),
@@ -463,8 +469,7 @@ func (w *Worker) firstSightings(jobs []*job, now float64) []*job {
 	gets := make([]*redis.StringCmd, len(jobs))
 	for i, j := range jobs {
 		key := SeenKey(w.opts.Namespace, j.request.ID)
-		keep := time.Duration((j.request.Deadline-now)*float64(time.Second)) + MaxClockSkew
-		sets[i] = pipe.SetNX(ctx, key, j.entryID, max(keep, time.Millisecond))
+		sets[i] = pipe.SetNX(ctx, key, j.entryID, seenFor(j.request.Deadline-now))
 		gets[i] = pipe.Get(ctx, key)
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
@@ -490,6 +495,27 @@ func (w *Worker) firstSightings(jobs []*job, now float64) []*job {
 		w.out.push(outItem{ack: j.entryID})
 	}
 	return fresh
+}
+
+// maxSeenFor bounds how long a request id is remembered: time.Duration holds
+// at most 292 years, and an engine may well give a request a deadline
+// further away (transition_timeout=1e10 for "for ever").
+const maxSeenFor = 100 * 365 * 24 * time.Hour
+
+// seenFor is how long to remember a request id whose deadline is left
+// seconds away: until it has surely passed everywhere (plus MaxClockSkew),
+// at least 1 ms and at most maxSeenFor, computed in seconds so that a far
+// deadline does not overflow into a negative duration (which made the id
+// forgotten at once, and a replay run again).
+func seenFor(left float64) time.Duration {
+	keep := left + MaxClockSkew.Seconds()
+	switch {
+	case keep >= maxSeenFor.Seconds():
+		return maxSeenFor
+	case keep <= time.Millisecond.Seconds():
+		return time.Millisecond
+	}
+	return time.Duration(keep * float64(time.Second))
 }
 
 // accept returns the request of a runnable entry; otherwise it queues the
@@ -554,13 +580,29 @@ func (w *Worker) accept(entry redis.XMessage, now float64, deliveries map[string
 func (w *Worker) perform(ctx context.Context, j *job) {
 	request := j.request
 	var envelope Envelope
+	// running is the task's throttle while its function runs. Still set
+	// below, it means the function ended its goroutine (runtime.Goexit, which
+	// t.FailNow calls) instead of returning: that is answered with a failure,
+	// as the Python worker answers a task that raises SystemExit, rather than
+	// left unanswered to be run again on every delivery.
+	var running *throttle
 	defer func() {
 		if value := recover(); value != nil { // a bug of ours: leave the request pending
 			w.logf(slog.LevelError, "worker %s failed to handle entry %s: %v", w.id, j.entryID, value)
 			envelope = nil
+		} else if running != nil {
+			running.flush()
+			text := fmt.Sprintf("the %s of task %s (atom %s) ended its goroutine (runtime.Goexit) instead of returning",
+				request.Action, request.Task, request.Name)
+			w.logf(slog.LevelWarn, "worker %s: %s (request %s)", w.id, text, request.ID)
+			envelope = w.failureEnvelope(request.ID, NewFailure(text, GoPanicTypes))
 		}
 		w.finish(j, envelope)
 	}()
+	if !w.acquireSlot(ctx, j) {
+		return // abandoned at a stop before it could start: left pending
+	}
+	defer func() { <-w.slots }()
 	progress := newThrottle(w.opts.Clock.Now, func(value float64, details map[string]any) {
 		w.send(request.ReplyTo, &Response{ID: request.ID, Worker: w.id, Event: EventProgress, Progress: value, Details: details}, "")
 	})
@@ -569,9 +611,13 @@ func (w *Worker) perform(ctx context.Context, j *job) {
 			w.logf(slog.LevelWarn, "worker %s: task %s notified an event without a type; dropped", w.id, request.Task)
 			return
 		}
-		progress.whileRunning(func() {
+		sent := progress.whileRunning(func() {
 			w.send(request.ReplyTo, &Response{ID: request.ID, Worker: w.id, Event: EventNotification, EventType: eventType, Details: details}, "")
 		})
+		if !sent {
+			w.logf(slog.LevelWarn, "worker %s: task %s notified event %q of request %s after it returned; dropped",
+				w.id, request.Task, eventType, request.ID)
+		}
 	}
 	call := &Call{
 		Context:     ctx,
@@ -583,7 +629,9 @@ func (w *Worker) perform(ctx context.Context, j *job) {
 		Notify:      notify,
 		TraceParent: ValidTraceParent(request.TraceParent),
 	}
+	running = progress
 	result, failure := w.registry.Run(call, request)
+	running = nil
 	progress.flush()
 	if failure == nil {
 		var err error
@@ -596,6 +644,28 @@ func (w *Worker) perform(ctx context.Context, j *job) {
 	if failure != nil {
 		envelope = w.failureEnvelope(request.ID, failure)
 	}
+}
+
+// acquireSlot waits until fewer than Concurrency tasks run, so a request
+// accepted beyond the limit waits for one to end; it reports false when the
+// request was abandoned (ctx cancelled) first.
+func (w *Worker) acquireSlot(ctx context.Context, j *job) bool {
+	select {
+	case w.slots <- struct{}{}:
+	default:
+		w.logf(slog.LevelDebug, "worker %s: request %s (entry %s) waits for one of the %d running tasks to end",
+			w.id, j.request.ID, j.entryID, w.opts.Concurrency)
+		select {
+		case w.slots <- struct{}{}:
+		case <-ctx.Done():
+			return false
+		}
+	}
+	if ctx.Err() != nil { // abandoned as a slot came free (both were ready): not run after all
+		<-w.slots
+		return false
+	}
+	return true
 }
 
 // finish queues a job's final response with its acknowledgement, unless the
@@ -661,13 +731,15 @@ func (t *throttle) report(progress float64, details map[string]any) {
 }
 
 // whileRunning calls send unless the task has returned (flush was called),
-// under the throttle's lock so events and progress keep the task's order.
-func (t *throttle) whileRunning(send func()) {
+// under the throttle's lock so events and progress keep the task's order;
+// it reports whether it called it.
+func (t *throttle) whileRunning(send func()) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if !t.finished {
 		send()
 	}
+	return !t.finished
 }
 
 func (t *throttle) flush() {
@@ -727,6 +799,9 @@ func (w *Worker) failureEnvelope(requestID string, failure *Failure) Envelope {
 	if len(text) > 1000 {
 		text = text[:1000]
 	}
+	// The cut may split a character, and the message itself may hold bytes
+	// that are not UTF-8 (which the encoder refuses): keep the gist readable.
+	text = strings.ToValidUTF8(text, "\uFFFD")
 	names := failure.ExcTypeNames
 	if len(names) == 0 || !baseNames[names[len(names)-1]] {
 		names = GoErrorTypes

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"reflect"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -166,6 +167,11 @@ func testRegistry() *flowkit.Registry {
 	reg.Register("test.Error", func(*flowkit.Call) (any, error) { return nil, errors.New("plain error") }, nil)
 	reg.Register("test.Panic", func(*flowkit.Call) (any, error) { panic("kaboom") }, nil)
 	reg.Register("test.NaN", func(*flowkit.Call) (any, error) { return math.NaN(), nil }, nil)
+	reg.Register("test.Bytes", func(*flowkit.Call) (any, error) { return string([]byte{'o', 0xff, 'k'}), nil }, nil)
+	reg.Register("test.BadText", func(*flowkit.Call) (any, error) {
+		return nil, errors.New("x" + strings.Repeat("é", 600) + string([]byte{0xff}))
+	}, nil)
+	reg.Register("test.Goexit", func(*flowkit.Call) (any, error) { runtime.Goexit(); return nil, nil }, nil)
 	reg.Register("test.Notify", func(call *flowkit.Call) (any, error) {
 		call.Notify("A", map[string]any{"leftover": []any{"A", "B"}})
 		call.Notify("", nil)                                  // no type: dropped
@@ -173,6 +179,10 @@ func testRegistry() *flowkit.Registry {
 		call.Progress(0.5, nil)
 		call.Notify("B", nil)
 		return "done", nil
+	}, nil)
+	reg.Register("test.Keep", func(call *flowkit.Call) (any, error) {
+		kept.Store(call.RequestID, call) // for a test to use after the task returned
+		return nil, nil
 	}, nil)
 	reg.Register(blockName, block, nil)
 	reg.Register("test.Revert", func(*flowkit.Call) (any, error) { return nil, nil },
@@ -183,6 +193,9 @@ func testRegistry() *flowkit.Registry {
 		})
 	return reg
 }
+
+// kept holds the calls of test.Keep by request id.
+var kept sync.Map
 
 // blockName is a task that runs until the test opens its gate (or its
 // request is abandoned): a request that stays running as long as a test needs.
@@ -487,6 +500,13 @@ func TestFailureTypesOfTaskErrorsGoErrorsAndPanics(t *testing.T) {
 		{"test.Error", "plain error", flowkit.GoErrorTypes},
 		{"test.Panic", "kaboom", flowkit.GoPanicTypes},
 		{"test.NaN", "test.NaN", flowkit.InvalidFormatTypes},
+		// Text that is not UTF-8 is refused rather than sent changed.
+		{"test.Bytes", "returned a result it cannot send", flowkit.InvalidFormatTypes},
+		// A failure whose message is not UTF-8 (and too long to send whole,
+		// cut in the middle of a character) still gets its gist across.
+		{"test.BadText", "x" + strings.Repeat("é", 499) + "\uFFFD (full failure record not sendable", flowkit.GoErrorTypes},
+		// Not returning at all (as t.FailNow does) is a failure too, not a request left unanswered.
+		{"test.Goexit", "the execute of task test.Goexit (atom atom) ended its goroutine (runtime.Goexit)", flowkit.GoPanicTypes},
 	}
 	for _, c := range cases {
 		request := h.request(c.task, flowkit.ActionExecute, map[string]any{"message": "no way"}, nil)
@@ -999,32 +1019,46 @@ func TestAnAnswerRedisRefusesIsDroppedAndLaterAnswersGoOut(t *testing.T) {
 }
 
 func TestAReplayedRequestIsRefused(t *testing.T) {
-	h := newHarness(t)
-	h.start(nil)
-	request := h.request(tasks.EchoName, flowkit.ActionExecute, map[string]any{"value": "once"}, nil)
-	envelope, err := flowkit.Encode(request, nil, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.add(map[string]any(envelope))
-	if final := h.final(request.ID); final.Result != "once" {
-		t.Fatalf("final = %+v", final)
-	}
-	var replays []string
-	for i := 0; i < 3; i++ {
-		replays = append(replays, h.add(map[string]any(envelope)))
-	}
-	h.eventually("replays acknowledged and deleted", h.settled)
-	if got := h.answered(request.ID); !reflect.DeepEqual(events(got), []string{"running", "success"}) {
-		t.Fatalf("a replay was run: %v", events(got))
-	}
-	for _, id := range replays {
-		if !strings.Contains(h.log.String(), "refuses entry "+id+": request "+request.ID+" (task "+tasks.EchoName+") is a replay") {
-			t.Errorf("no log line names the replayed entry %s:\n%s", id, h.log)
-		}
-	}
-	if ttl := h.client.PTTL(context.Background(), flowkit.SeenKey(h.namespace, request.ID)).Val(); ttl < 30*time.Second || ttl > 61*time.Second {
-		t.Fatalf("the request id is remembered for %s, not until its deadline plus the clock skew", ttl)
+	for _, c := range []struct {
+		name           string
+		deadline       float64 // seconds from now
+		minTTL, maxTTL time.Duration
+	}{
+		{"deadline in 30s", 30, 30 * time.Second, 61 * time.Second},
+		// An engine's transition_timeout of 1e10 s ("for ever"): more than
+		// time.Duration holds, which must not make the id forgotten at once.
+		{"deadline in 317 years", 1e10, 99 * 365 * 24 * time.Hour, 101 * 365 * 24 * time.Hour},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			h := newHarness(t)
+			h.start(nil)
+			request := h.request(tasks.EchoName, flowkit.ActionExecute, map[string]any{"value": "once"},
+				func(r *flowkit.Request) { r.Deadline = r.SentAt + c.deadline })
+			envelope, err := flowkit.Encode(request, nil, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			h.add(map[string]any(envelope))
+			if final := h.final(request.ID); final.Result != "once" {
+				t.Fatalf("final = %+v", final)
+			}
+			var replays []string
+			for i := 0; i < 3; i++ {
+				replays = append(replays, h.add(map[string]any(envelope)))
+			}
+			h.eventually("replays acknowledged and deleted", h.settled)
+			if got := h.answered(request.ID); !reflect.DeepEqual(events(got), []string{"running", "success"}) {
+				t.Fatalf("a replay was run: %v", events(got))
+			}
+			for _, id := range replays {
+				if !strings.Contains(h.log.String(), "refuses entry "+id+": request "+request.ID+" (task "+tasks.EchoName+") is a replay") {
+					t.Errorf("no log line names the replayed entry %s:\n%s", id, h.log)
+				}
+			}
+			if ttl := h.client.PTTL(context.Background(), flowkit.SeenKey(h.namespace, request.ID)).Val(); ttl < c.minTTL || ttl > c.maxTTL {
+				t.Fatalf("the request id is remembered for %s, not until its deadline plus the clock skew (at most 100 years)", ttl)
+			}
+		})
 	}
 }
 
@@ -1082,4 +1116,131 @@ func TestTheTraceContextOfARequestReachesTheTask(t *testing.T) {
 		}
 	}
 	h.eventually("every request acknowledged and deleted", h.settled)
+}
+
+func TestNoMoreTasksRunAtOnceThanTheConcurrency(t *testing.T) {
+	h := newHarness(t)
+	var running, most atomic.Int64
+	release := make(chan struct{})
+	var once sync.Once
+	openGate := func() { once.Do(func() { close(release) }) }
+	reg := flowkit.NewRegistry()
+	reg.Register("test.Count", func(call *flowkit.Call) (any, error) {
+		now := running.Add(1)
+		defer running.Add(-1)
+		for seen := most.Load(); now > seen && !most.CompareAndSwap(seen, now); seen = most.Load() {
+		}
+		<-release
+		return nil, nil
+	}, nil)
+	worker, _, _ := h.startWith(reg, func(o *flowkit.Options) { o.Concurrency = 2 })
+	t.Cleanup(openGate) // runs before the worker's stop, which waits for the tasks
+	// Three requests accepted at once by a worker with two slots: what a
+	// takeover by the heartbeat and a read that counted the same free slots
+	// hand over between them. Their entries are made up (never in the
+	// stream), so the worker's own reader cannot take them.
+	var entries []redis.XMessage
+	var ids []string
+	for i := 1; i <= 3; i++ {
+		request := h.request("test.Count", flowkit.ActionExecute, map[string]any{}, nil)
+		envelope, err := flowkit.Encode(request, nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		entries = append(entries, redis.XMessage{ID: fmt.Sprintf("1-%d", i), Values: envelope})
+		ids = append(ids, request.ID)
+	}
+	flowkit.Dispatch(worker, entries)
+	h.eventually("two tasks running and the third waiting (or running)", func() bool {
+		return running.Load() == 3 || (running.Load() == 2 && strings.Contains(h.log.String(), "waits for one of the 2"))
+	})
+	if n := running.Load(); n != 2 {
+		t.Fatalf("%d tasks run at once with a concurrency of 2", n)
+	}
+	openGate()
+	for _, id := range ids {
+		if final := h.final(id); final.Event != flowkit.EventSuccess {
+			t.Fatalf("%s: %+v", id, final)
+		}
+	}
+	if n := most.Load(); n != 2 {
+		t.Fatalf("at most %d tasks ran at once, expected the concurrency of 2", n)
+	}
+}
+
+func TestARequestWaitingForASlotAtTheEndOfTheGraceIsLeftUnrun(t *testing.T) {
+	h := newHarness(t)
+	clock := newFakeClock(time.Now())
+	var started atomic.Int64
+	release := make(chan struct{})
+	var once sync.Once
+	openGate := func() { once.Do(func() { close(release) }) }
+	reg := flowkit.NewRegistry()
+	reg.Register("test.Hold", func(call *flowkit.Call) (any, error) {
+		started.Add(1)
+		select {
+		case <-release:
+			return "done", nil
+		case <-call.Context.Done():
+			return nil, call.Context.Err()
+		}
+	}, nil)
+	worker, done, _ := h.startWith(reg, func(o *flowkit.Options) {
+		o.Concurrency, o.Clock, o.Grace = 1, clock, 10*time.Second
+	})
+	t.Cleanup(openGate)
+	var ids []string
+	var entries []redis.XMessage
+	for i := 1; i <= 2; i++ {
+		request := h.request("test.Hold", flowkit.ActionExecute, map[string]any{}, nil)
+		envelope, err := flowkit.Encode(request, nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		entries = append(entries, redis.XMessage{ID: fmt.Sprintf("1-%d", i), Values: envelope})
+		ids = append(ids, request.ID)
+	}
+	flowkit.Dispatch(worker, entries)
+	h.eventually("one task running, the other waiting for its slot", func() bool {
+		return started.Load() == 1 && strings.Contains(h.log.String(), "waits for one of the 1")
+	})
+	worker.Stop()
+	clock.settle(t, 2) // the heartbeat's timer and the grace period's
+	clock.advance(10 * time.Second)
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("Run did not return once the grace was over; log:\n%s", h.log)
+	}
+	openGate()
+	if n := started.Load(); n != 1 {
+		t.Fatalf("%d tasks started; the waiting one must not run once abandoned", n)
+	}
+	for _, id := range ids {
+		if got := h.answered(id); !reflect.DeepEqual(events(got), []string{"running"}) {
+			t.Fatalf("abandoned request %s answered: %v", id, events(got))
+		}
+	}
+}
+
+func TestAnEventNotifiedAfterTheTaskReturnedIsLoggedAndDropped(t *testing.T) {
+	h := newHarness(t)
+	h.start(nil)
+	request := h.request("test.Keep", flowkit.ActionExecute, map[string]any{}, nil)
+	h.add(request)
+	if final := h.final(request.ID); final.Event != flowkit.EventSuccess {
+		t.Fatalf("final = %+v", final)
+	}
+	call, _ := kept.Load(request.ID)
+	// A goroutine the task left behind, say, still holds its Call.
+	call.(*flowkit.Call).Notify("late", nil)
+	call.(*flowkit.Call).Progress(0.9, nil)
+	h.eventually("the late event logged", func() bool {
+		return strings.Contains(h.log.String(), "late") &&
+			strings.Contains(h.log.String(), "of request "+request.ID+" after it returned; dropped")
+	})
+	h.eventually("the request acknowledged", h.settled)
+	if got := h.answered(request.ID); !reflect.DeepEqual(events(got), []string{"running", "success"}) {
+		t.Fatalf("events = %v", events(got))
+	}
 }

@@ -163,28 +163,23 @@ class WorkerFactory(Protocol):
     ) -> WorkerProcess: ...
 
 
-def _seconds(kind: str, value: float) -> str:
-    # The Go binary takes Go durations ("1.5s"), the Python CLI plain seconds.
-    return f"{value}s" if kind == "go" else str(value)
-
-
 def _worker_args(
-    kind: str,
     heartbeat: float | None,
     visibility_timeout: float | None,
     concurrency: int | None,
     grace: float | None,
 ) -> list[str]:
+    # Both workers take times as plain seconds (the Go one also takes Go durations).
     args: list[str] = []
     if heartbeat is not None:
-        args += ["--heartbeat", _seconds(kind, heartbeat)]
+        args += ["--heartbeat", str(heartbeat)]
     if visibility_timeout is not None:
-        args += ["--visibility-timeout", _seconds(kind, visibility_timeout)]
+        args += ["--visibility-timeout", str(visibility_timeout)]
     if concurrency is not None:
         # Both workers take --concurrency (the Python CLI also calls it --threads).
         args += ["--concurrency", str(concurrency)]
     if grace is not None:
-        args += ["--grace", _seconds(kind, grace)]
+        args += ["--grace", str(grace)]
     return args
 
 
@@ -214,7 +209,7 @@ def _worker_factory(kind: str, url: str, command: Callable[[str, str], list[str]
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
         env["PYTHONUNBUFFERED"] = "1"
         argv = command(topic, url or default_url) + _worker_args(
-            kind, heartbeat, visibility_timeout, concurrency, grace
+            heartbeat, visibility_timeout, concurrency, grace
         )
         log_path = logdir / f"{len(started)}-{topic}.log"
         with open(log_path, "wb") as log:

@@ -5,6 +5,9 @@
 //	    [--concurrency N] [--heartbeat 1s] [--visibility-timeout 30s] [--max-deliveries 3]
 //	    [--max-message-bytes 1048576] [--burst] [--grace 30s] [--secret-env NAME]
 //
+// Times are Go durations (1.5s, 200ms) or, as the Python worker takes them,
+// plain numbers of seconds (1.5).
+//
 // The signing secret is read from the environment variable named by
 // --secret-env (default FLOWKIT_WORKER_SECRET); unset or empty means no signing.
 // SIGTERM or SIGINT stops gracefully; a second one stops at once.
@@ -12,12 +15,16 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -33,6 +40,37 @@ func (l redisLog) Printf(ctx context.Context, format string, args ...any) {
 	l.logger.Debug("redis client: " + fmt.Sprintf(format, args...))
 }
 
+// seconds is a time flag that takes a Go duration ("1.5s", "200ms") or a
+// plain number of seconds ("1.5"), which is what the Python worker's CLI
+// takes: the same command line serves either worker.
+type seconds struct{ value *time.Duration }
+
+func (s seconds) String() string {
+	if s.value == nil {
+		return ""
+	}
+	return s.value.String()
+}
+
+func (s seconds) Set(text string) error {
+	if d, err := time.ParseDuration(text); err == nil {
+		*s.value = d
+		return nil
+	}
+	f, err := strconv.ParseFloat(text, 64)
+	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) || math.Abs(f) > math.MaxInt64/float64(time.Second) {
+		return errors.New("not a duration (1.5s, 200ms) nor a number of seconds (1.5)")
+	}
+	*s.value = time.Duration(f * float64(time.Second))
+	return nil
+}
+
+// secondsFlag defines a time flag taking a Go duration or a number of seconds.
+func secondsFlag(flags *flag.FlagSet, name string, value time.Duration, usage string) *time.Duration {
+	flags.Var(seconds{&value}, name, usage+"; a `time`: 1.5s, 200ms, or 1.5 for seconds")
+	return &value
+}
+
 func main() {
 	os.Exit(run(os.Args[1:]))
 }
@@ -44,14 +82,14 @@ func run(args []string) int {
 	namespace := flags.String("key-prefix", flowkit.DefaultNamespace, "prefix of every Redis key (the engines' key_prefix)")
 	flags.StringVar(namespace, "namespace", flowkit.DefaultNamespace, "old name of --key-prefix")
 	concurrency := flags.Int("concurrency", 0, "requests run at once (default CPUs + 4, at most 32)")
-	heartbeat := flags.Duration("heartbeat", flowkit.DefaultHeartbeat, "time between advertisements")
-	visibility := flags.Duration("visibility-timeout", flowkit.DefaultVisibilityTimeout,
+	heartbeat := secondsFlag(flags, "heartbeat", flowkit.DefaultHeartbeat, "time between advertisements")
+	visibility := secondsFlag(flags, "visibility-timeout", flowkit.DefaultVisibilityTimeout,
 		"idle time after which a request of a dead worker is taken over")
 	maxDeliveries := flags.Int("max-deliveries", flowkit.DefaultMaxDeliveries,
 		"deliveries after which a taken-over request fails instead of running again")
 	maxBytes := flags.Int("max-message-bytes", flowkit.MaxMessageBytes, "largest message body sent or accepted")
 	burst := flags.Bool("burst", false, "exit once no request is waiting and none is running")
-	grace := flags.Duration("grace", flowkit.DefaultGrace, "how long a stop waits for running requests")
+	grace := secondsFlag(flags, "grace", flowkit.DefaultGrace, "how long a stop waits for running requests")
 	secretEnv := flags.String("secret-env", flowkit.SecretEnv, "environment variable holding the signing secret")
 	workerID := flags.String("worker-id", "", "worker id (default go-<host>-<pid>-<random>)")
 	logLevel := flags.String("log-level", "info", "debug, info, warn or error")
