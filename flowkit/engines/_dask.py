@@ -66,18 +66,15 @@ class DaskDriver(DispatchingDriver):
 
     ``executor`` is ``client.get_executor()``: its options (``workers=``,
     ``resources=``, ``retries=``...) apply to every call. Batching goes through
-    the client behind it (``executor._client``, Dask's own attribute since its
-    executor exists); should a Dask release drop it, every call is submitted
-    alone through the executor, as a timed call is.
+    the executor's own parts (``_client``, ``_kwargs``, ``_wrap_future``, there
+    since Dask's executor exists): should a Dask release drop them, every call
+    is submitted alone through the executor, as a timed call is.
     """
 
     def __init__(self, executor: cf.Executor) -> None:
         super().__init__()
         self._executor = executor
         self._round: list[_Ready] = []
-        # Dask forgets (and cancels) a task whose futures nobody holds: a batched
-        # call's future is held here until its outcome is handed in.
-        self._held: set[Any] = set()
 
     def schedule(self, runtime: Runtime) -> None:
         try:
@@ -106,7 +103,8 @@ class DaskDriver(DispatchingDriver):
             return
         executor: Any = self._executor
         client = getattr(executor, "_client", None)
-        if client is None:
+        wrap = getattr(executor, "_wrap_future", None)
+        if client is None or wrap is None:
             for node, action, payload in ready:
                 _submit_payload(executor, self._done, node, action, payload)
             return
@@ -131,15 +129,12 @@ class DaskDriver(DispatchingDriver):
                 f"with them RUNNING (in doubt): resume it once the client reaches a scheduler"
             )
             raise
-        held = self._held
         for item, future in zip(ready, futures, strict=True):
-            held.add(future)
-            future.add_done_callback(functools.partial(self._landed, item.node, item.action))
-
-    def _landed(self, node: Node, action: int, future: Any) -> None:
-        """A batched call's future is done (on Dask's callback thread)."""
-        self._held.discard(future)
-        _from_dask(self._done, node, action, future)
+            # As the executor's own submit does: it keeps the Dask future (a
+            # shutdown waits for it) and hands back a concurrent.futures one, which
+            # its event loop completes with the result already fetched.
+            executor._futures.add(future)
+            wrap(future).add_done_callback(functools.partial(_from_dask, self._done, item.node, item.action))
 
     def wait(self, timeout: float | None) -> list[Completion]:
         return [landed(completion) for completion in super().wait(timeout)]
