@@ -91,6 +91,16 @@ def test_connection_is_a_context_manager(backend: Backend) -> None:
         assert list(conn.get_logbooks()) == []
 
 
+def test_closing_twice_is_harmless_and_the_backend_stays_usable(backend: Backend) -> None:
+    first = backend.get_connection()
+    first.upgrade()
+    first.close()
+    first.close()
+    with backend.get_connection() as second:
+        second.validate()
+        assert list(second.get_logbooks()) == []
+
+
 def test_new_store_has_no_logbooks(conn: Connection) -> None:
     assert list(conn.get_logbooks()) == []
 
@@ -211,6 +221,22 @@ def test_get_flows_for_book_returns_its_flows_only(conn: Connection) -> None:
     assert len(flows[0]) == 1
 
 
+def test_get_flows_for_book_of_unknown_uuid_raises_not_found(conn: Connection) -> None:
+    missing = _uuid()
+    with pytest.raises(exc.NotFound, match=f"^No logbook found with uuid '{missing}'"):
+        list(conn.get_flows_for_book(missing))
+
+
+def test_a_book_without_flows_and_a_flow_without_atoms_list_nothing(conn: Connection) -> None:
+    fd = _flow()
+    conn.save_logbook(_book_with(fd))
+    empty = _book_with()
+    conn.save_logbook(empty)
+    assert list(conn.get_flows_for_book(empty.uuid)) == []
+    assert len(conn.get_logbook(empty.uuid)) == 0
+    assert list(conn.get_atoms_for_flow(fd.uuid)) == []
+
+
 # -- flow details ----------------------------------------------------------------
 
 
@@ -251,6 +277,12 @@ def test_get_atoms_for_flow_returns_its_atoms(conn: Connection) -> None:
     fd = _flow(*atoms)
     conn.save_logbook(_book_with(fd))
     assert {ad.uuid for ad in conn.get_atoms_for_flow(fd.uuid)} == {ad.uuid for ad in atoms}
+
+
+def test_get_atoms_for_flow_of_unknown_uuid_raises_not_found(conn: Connection) -> None:
+    missing = _uuid()
+    with pytest.raises(exc.NotFound, match=f"^No flow details found with uuid '{missing}'"):
+        list(conn.get_atoms_for_flow(missing))
 
 
 # -- atom details ----------------------------------------------------------------
