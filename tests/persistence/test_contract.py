@@ -351,6 +351,27 @@ def test_update_flow_details_ignore_missing_writes_an_unsaved_flow_on_its_own(
         conn.get_flow_details(fd.uuid)
 
 
+def test_merging_a_detail_of_another_kind_is_refused_and_nothing_changes(conn: Connection) -> None:
+    # A task detail does not merge with a retry detail of the same uuid (TaskFlow's models refuse).
+    ad = _task("a", state=states.SUCCESS, results=1)
+    fd = _flow(ad)
+    book = _book_with(fd)
+    conn.save_logbook(book)
+    other_kind = RetryDetail("a", ad.uuid)
+    with pytest.raises(exc.NotImplementedError, match="task details"):
+        conn.update_atom_details(other_kind)
+    changed_flow = FlowDetail(fd.name, fd.uuid)
+    changed_flow.add(other_kind)
+    with pytest.raises(exc.NotImplementedError, match="task details"):
+        conn.update_flow_details(changed_flow)
+    changed_book = LogBook(book.name, uuid=book.uuid)
+    changed_book.add(changed_flow)
+    with pytest.raises(exc.NotImplementedError, match="task details"):
+        conn.save_logbook(changed_book)
+    got = conn.get_atom_details(ad.uuid)
+    assert isinstance(got, TaskDetail) and got.results == 1
+
+
 def test_update_atom_details_stores_every_field(conn: Connection) -> None:
     ad = _task("a")
     fd = _flow(ad)
