@@ -301,3 +301,44 @@ def test_iterating_every_job_hands_out_one_completed_since_the_listing(make_boar
     done = next(listing)
     assert (done.uuid, done.state) == (second.uuid, states.COMPLETE)
     assert list(listing) == []
+
+
+def test_a_closed_board_refuses_writes_naming_itself_and_connects_again(
+    make_board: MakeBoard, board_kind: str
+) -> None:
+    if board_kind == "memory":
+        pytest.skip("the memory board has no connection to lose: it serves while closed")
+    board = make_board()
+    job = board.post("j")
+    claimed = board.post("claimed")
+    claim = board.claim(claimed, "a")
+    board.close()
+    assert not board.connected
+    for write in (
+        lambda: board.post("k"),
+        lambda: board.claim(job, "a"),
+        lambda: board.claim_first([job], "a"),
+        lambda: board.consume(claimed, "a", claim=claim),
+        lambda: board.abandon(claimed, "a"),
+        lambda: board.trash(claimed, "a"),
+    ):
+        with pytest.raises(exc.JobFailure, match=f"'{board.name}'.* not connected"):
+            write()
+    board.close()  # closing twice is harmless
+    board.connect()
+    assert board.connected
+    # The jobs are still there (a ZooKeeper claim, held by the closed session, is not).
+    assert {j.name for j in board.iterjobs()} == {"j", "claimed"}
+
+
+def test_a_job_gone_from_the_board_has_no_owner_claim_or_attempts(make_board: MakeBoard) -> None:
+    # As TaskFlow's boards: asking who holds a job that is gone answers "nobody", not NotFound.
+    board = make_board()
+    job = board.post("j")
+    board.claim(job, "a")
+    board.consume(job, "a")
+    assert (board.find_owner(job), board.current_claim(job), board.attempts(job)) == (None, None, [])
+    assert job.state == states.COMPLETE
+    with pytest.raises(exc.NotFound, match=job.uuid):
+        board.abandon(job, "a")
+    assert board.claim_first([job], "a") is None
