@@ -244,6 +244,10 @@ def test_bad_arguments_fail_before_writing(make_board: MakeBoard) -> None:
         board.claim(job, "")
     with pytest.raises(TypeError):
         board.claim(job, None)  # type: ignore[arg-type]
+    for expiry in (0, -1):  # boards whose claims never expire (ZooKeeper's) check it too
+        with pytest.raises(ValueError, match="expiry"):
+            board.claim(job, "a", expiry=expiry)
+    assert board.find_owner(job) is None
 
 
 class _VanishedJob:
