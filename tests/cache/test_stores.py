@@ -84,6 +84,23 @@ def test_size_bound_drops_the_oldest(opened: tuple[str, Clock]) -> None:
         store.close()
 
 
+def test_the_size_bound_drops_the_oldest_written_even_if_read_since(opened: tuple[str, Clock]) -> None:
+    # "The oldest entries are dropped" (doc/caching.rst): by when they were written, not read.
+    url, clock = opened
+    store = store_for(url, clock, "max_entries=2")
+    try:
+        for key in ("k1", "k2"):
+            clock.now += 1
+            store.put(key, key)
+        clock.now += 1
+        assert store.get("k1") == "k1"
+        clock.now += 1
+        store.put("k3", "k3")
+        assert (store.get("k1"), store.get("k2"), store.get("k3")) == (None, "k2", "k3")
+    finally:
+        store.close()
+
+
 def test_entries_expire_after_their_ttl(kind: str, opened: tuple[str, Clock]) -> None:
     url, clock = opened
     if kind == "redis":
