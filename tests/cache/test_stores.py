@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -166,6 +167,32 @@ def test_threads_share_one_store(kind: str, request: pytest.FixtureRequest, tmp_
             thread.join(60)
         assert not errors
         assert store.stats().entries == 150
+    finally:
+        store.close()
+
+
+def test_a_redis_store_whose_server_is_down_fails_naming_it_then_recovers(redis_server: Any) -> None:
+    # As the SQL store below: StorageFailure naming the store and what failed, not redis-py's error.
+    redis_server.start()
+    redis_server.flushall()
+    store = store_for(redis_server.url, Clock())
+    try:
+        store.put("a" * 64, "1")
+        redis_server.stop()
+        try:
+            for action, call in (
+                ("read an entry", lambda: store.get("a" * 64)),
+                ("write an entry", lambda: store.put("b" * 64, "2")),
+                ("count entries", store.stats),
+                ("clear", store.clear),
+            ):
+                with pytest.raises(exceptions.StorageFailure, match=f"store redis://.*: cannot {action}"):
+                    call()
+        finally:
+            redis_server.start()
+        assert store.get("a" * 64) is None  # the server keeps nothing across a restart here
+        store.put("a" * 64, "3")
+        assert store.get("a" * 64) == "3"
     finally:
         store.close()
 
