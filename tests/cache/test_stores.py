@@ -71,6 +71,20 @@ def test_put_get_and_clear(opened: tuple[str, Clock]) -> None:
         store.close()
 
 
+def test_a_second_store_on_the_same_url_shares_the_entries(opened: tuple[str, Clock]) -> None:
+    url, clock = opened
+    first = store_for(url, clock)
+    second = store_for(url, clock)
+    try:
+        first.put("k", "v")
+        assert second.get("k") == "v"
+        assert second.stats().url == first.stats().url
+    finally:
+        first.close()
+        second.close()
+        first.close()  # closing twice is harmless
+
+
 def test_size_bound_drops_the_oldest(opened: tuple[str, Clock]) -> None:
     url, clock = opened
     store = store_for(url, clock, "max_entries=2")
