@@ -80,9 +80,6 @@ def test_progress_reports_reach_the_tasks_own_listeners(
     if executor_kind == "dask":
         # Nothing carries a report from a Dask worker back: only the engine's 0.0 and 1.0 arrive.
         request.applymarker(pytest.mark.xfail(strict=True, reason="no progress channel from Dask workers"))
-    if executor_kind == "processes":
-        # Relayed to the run's storage and engine listeners, but not to the task's own.
-        request.applymarker(pytest.mark.xfail(strict=True, reason="the task's own listeners are not told"))
     progress = Progress()
     seen: list[float] = []
     progress.notifier.register(
