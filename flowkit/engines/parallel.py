@@ -71,6 +71,13 @@ def _relayed(
     runtime.progress_by_name(name, progress, details)
 
 
+def _relayed_event(atoms: dict[str, Any], name: str, event_type: Any, details: dict[str, Any]) -> None:
+    """An event a task notified in a child process: its own listeners here hear it (as TaskFlow's do)."""
+    own = getattr(atoms.get(name), "_notifier", None)
+    if own is not None and own.has_listeners:
+        own.tell_listeners(event_type, details)
+
+
 def _in_process(call: Call) -> tuple[bool, Any]:
     """Run ``call`` in a child process; a failure comes back as a plain dict."""
     from flowkit.engines import _process_progress
@@ -162,7 +169,9 @@ class _ExecutorDriver(DispatchingDriver):
             from flowkit.engines import _process_progress
 
             atoms = {node.name: node.atom for node in runtime.compilation.atoms}
-            self._relay = _process_progress.ProgressRelay(functools.partial(_relayed, runtime, atoms))
+            self._relay = _process_progress.ProgressRelay(
+                functools.partial(_relayed, runtime, atoms), functools.partial(_relayed_event, atoms)
+            )
             self._executor = cf.ProcessPoolExecutor(
                 self._workers,
                 initializer=_process_progress.child_initializer,

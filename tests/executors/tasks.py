@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import threading
 from typing import Any
 
 from flowkit import task
 
-__all__ = ["Add", "Boom", "Double", "Pid", "Progress", "Undoable"]
+__all__ = ["TASKS", "Add", "Announces", "AnnouncesTwice", "Boom", "Double", "Pid", "Progress", "Undoable"]
 
 
 class Double(task.Task):
@@ -60,4 +61,19 @@ class Progress(task.Task):
         self.update_progress(0.5)
 
 
-TASKS = [Add, Boom, Double, Pid, Progress, Undoable]
+class Announces(task.Task):
+    """Notifies an event of its own on its notifier."""
+
+    def execute(self) -> None:
+        self.notifier.notify("disk-full", {"left": 3})
+
+
+class AnnouncesTwice(task.Task):
+    """Notifies an event whose details cannot leave the process (a lock), then one that can."""
+
+    def execute(self) -> None:
+        self.notifier.notify("odd", {"lock": threading.Lock()})
+        self.notifier.notify("fine", {"n": 1})
+
+
+TASKS = [Add, Announces, AnnouncesTwice, Boom, Double, Pid, Progress, Undoable]

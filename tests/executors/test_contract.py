@@ -15,7 +15,7 @@ from flowkit import exceptions as exc
 from flowkit import states, task
 from flowkit.patterns import linear_flow, unordered_flow
 from tests.executors.conftest import Load
-from tests.executors.tasks import Add, Boom, Double, Pid, Progress, Undoable
+from tests.executors.tasks import Add, Announces, AnnouncesTwice, Boom, Double, Pid, Progress, Undoable
 
 
 def test_results_pass_from_task_to_task(run_on: Load) -> None:
@@ -87,6 +87,39 @@ def test_progress_reports_reach_the_tasks_own_listeners(
     )
     run_on(linear_flow.Flow("f").add(progress)).run()
     assert seen == [0.0, 0.5, 1.0]
+
+
+def test_events_a_task_notifies_reach_its_own_listeners(
+    executor_kind: str, run_on: Load, request: pytest.FixtureRequest
+) -> None:
+    if executor_kind == "dask":
+        request.applymarker(pytest.mark.xfail(strict=True, reason="no event channel from Dask workers"))
+    announces = Announces()
+    heard: list[tuple[str, object]] = []
+    announces.notifier.register(
+        announces.notifier.ANY, lambda event_type, details: heard.append((event_type, details))
+    )
+    run_on(linear_flow.Flow("f").add(announces)).run()
+    assert [(event, details) for event, details in heard if event != task.EVENT_UPDATE_PROGRESS] == [
+        ("disk-full", {"left": 3})
+    ]
+
+
+def test_an_event_that_cannot_leave_the_tasks_process_is_dropped_and_the_run_goes_on(
+    executor_kind: str, run_on: Load, request: pytest.FixtureRequest
+) -> None:
+    if executor_kind == "dask":
+        request.applymarker(pytest.mark.xfail(strict=True, reason="no event channel from Dask workers"))
+    announces = AnnouncesTwice()
+    heard: list[str] = []
+    announces.notifier.register(announces.notifier.ANY, lambda event_type, details: heard.append(event_type))
+    engine = run_on(linear_flow.Flow("f").add(announces))
+    engine.run()
+    assert engine.storage.get_flow_state() == states.SUCCESS
+    crossed = executor_kind not in OUT_OF_PROCESS  # in this process nothing needs to cross
+    assert [event for event in heard if event != task.EVENT_UPDATE_PROGRESS] == (
+        ["odd", "fine"] if crossed else ["fine"]
+    )
 
 
 def test_tasks_run_in_this_process_unless_the_executor_is_a_process_pool_or_cluster(
