@@ -38,6 +38,22 @@ def test_poster_holds_the_details_every_reader_gets(make_board: MakeBoard) -> No
     assert job.details == listed.details == {"pair": [1, 2], "7": "seven", "store": {"x": [1]}}
 
 
+def test_a_pydantic_model_in_the_details_is_posted_as_its_json_dump(make_board: MakeBoard) -> None:
+    # As storage, the cache and the worker wire hold one; a typed task validates it back.
+    pydantic = pytest.importorskip("pydantic")
+    point = pydantic.create_model("Point", x=(int, ...))(x=3)
+    board = make_board()
+    job = board.post("j", details={"store": {"point": point}})
+    [listed] = list(make_board().iterjobs())
+    assert job.details == listed.details == {"store": {"point": {"x": 3}}}
+    deep: list[Any] = []
+    for _ in range(5000):
+        deep = [deep]
+    with pytest.raises(exc.InvalidFormat, match="'too-deep'"):
+        board.post("too-deep", details={"deep": deep})
+    assert board.job_count == 1
+
+
 def test_claim_is_exclusive_and_names_its_owner(make_board: MakeBoard) -> None:
     board, other = make_board(), make_board()
     job = board.post("j")
