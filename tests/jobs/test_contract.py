@@ -362,3 +362,23 @@ def test_a_job_gone_from_the_board_has_no_owner_claim_or_attempts(make_board: Ma
     with pytest.raises(exc.NotFound, match=job.uuid):
         board.abandon(job, "a")
     assert board.claim_first([job], "a") is None
+
+
+def test_a_board_never_vouches_locally_for_a_claim_given_back_or_made_elsewhere(
+    make_board: MakeBoard,
+) -> None:
+    # holds_locally() may answer True only for a claim it made and still holds (False means "ask").
+    board, other = make_board(), make_board()
+    job = board.post("j")
+    first = board.claim(job, "a")
+    board.abandon(job, "a", claim=first)
+    assert not board.holds_locally(job, first)
+    [seen] = list(other.iterjobs())
+    second = other.claim(seen, "b")
+    assert not board.holds_locally(job, second) or board is other  # memory: one board object
+    other.consume(seen, "b", claim=second)
+    assert not other.holds_locally(seen, second)
+    trashed = board.post("k")
+    claim = board.claim(trashed, "a")
+    board.trash(trashed, "a", claim=claim)
+    assert not board.holds_locally(trashed, claim)
