@@ -66,6 +66,13 @@ def test_upgrade_twice_is_harmless_and_validate_passes(conn: Connection) -> None
     conn.validate()
 
 
+def test_validate_fails_on_a_store_never_upgraded(backend_url: str, backend: Backend) -> None:
+    if backend_url.startswith("memory"):
+        pytest.skip("a memory store has no layout to create")
+    with backend.get_connection() as fresh, pytest.raises(exc.StorageFailure):
+        fresh.validate()
+
+
 def test_connection_knows_its_backend(backend: Backend, conn: Connection) -> None:
     assert conn.backend is backend
 
