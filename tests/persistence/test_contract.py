@@ -562,6 +562,11 @@ def test_save_flow_progress_moves_an_atom_of_another_flow_under_this_one(
     conn.save_flow_progress(second, [ad])
     assert [got.uuid for got in conn.get_atoms_for_flow(second.uuid)] == [ad.uuid]
     assert list(conn.get_atoms_for_flow(first.uuid)) == []
+    conn.save_flow_progress(first, [ad], flow_changed=False)  # and back, the flow unchanged
+    assert [got.uuid for got in conn.get_atoms_for_flow(first.uuid)] == [ad.uuid]
+    assert list(conn.get_atoms_for_flow(second.uuid)) == []
+    conn.save_flow_progress(first, [ad], flow_changed=False)  # already there: stays
+    assert [got.uuid for got in conn.get_flow_details(first.uuid)] == [ad.uuid]
 
 
 def test_save_flow_progress_keeps_retry_histories(conn: Connection) -> None:
