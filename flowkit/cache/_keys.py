@@ -99,7 +99,7 @@ def canonical(value: Any) -> str:
     """
     try:
         return json.dumps(value, sort_keys=True, separators=(",", ":"), default=_default, allow_nan=False)
-    except (TypeError, ValueError) as err:
+    except (TypeError, ValueError, RecursionError) as err:
         raise Uncacheable(str(err)) from err
 
 
@@ -117,7 +117,7 @@ def encode_value(value: Any) -> str:
     """
     try:
         return json.dumps(value, default=_dump_default, allow_nan=False)
-    except (TypeError, ValueError) as err:
+    except (TypeError, ValueError, RecursionError) as err:  # too deep: as JSON refusing it
         raise Uncacheable(str(err)) from err
 
 

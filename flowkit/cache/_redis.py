@@ -8,7 +8,8 @@ talking to the server shares the cache.
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from flowkit import exceptions as exc
 from flowkit.cache._stores import CacheStore, Clock
@@ -18,6 +19,7 @@ __all__ = ["PREFIX", "RedisStore"]
 
 PREFIX = "flowkit:cache:"
 _INDEX = PREFIX + "@index"
+_T = TypeVar("_T")
 
 
 class RedisStore(CacheStore):
@@ -38,17 +40,33 @@ class RedisStore(CacheStore):
                 "the redis cache store needs the redis client: pip install 'flowkit[workers]'"
             ) from err
         self.url = url
+        self._errors: type[Exception] = redis.RedisError
         self._client: Any = redis.Redis.from_url(url)
         try:
             self._client.ping()
         except redis.RedisError as err:
             raise exc.StorageFailure(f"cannot reach cache store {mask_url(url)}: {err}") from err
 
+    def _run(self, what: str, work: Callable[[], _T]) -> _T:
+        """Run ``work`` against the server, turning redis-py's errors into the stores' own.
+
+        Raises:
+            StorageFailure: the server failed, naming the (masked) store and ``what``,
+                as the SQL store's errors do; the client reconnects on the next call.
+        """
+        try:
+            return work()
+        except self._errors as err:
+            raise exc.StorageFailure(f"cache store {mask_url(self.url)}: cannot {what}: {err}") from err
+
     def _get(self, key: str, now: float) -> str | None:
-        found = self._client.get(PREFIX + key)
+        found = self._run("read an entry", lambda: self._client.get(PREFIX + key))
         return None if found is None else found.decode("utf-8")
 
     def _put(self, key: str, text: str, now: float, expires: float | None) -> None:
+        self._run("write an entry", lambda: self._write(key, text, now))
+
+    def _write(self, key: str, text: str, now: float) -> None:
         pipe = self._client.pipeline()
         if self.ttl is None:
             pipe.set(PREFIX + key, text)
@@ -63,13 +81,19 @@ class RedisStore(CacheStore):
                     self._client.delete(PREFIX + old.decode("utf-8"))
 
     def _entries(self, now: float) -> int:
+        return self._run("count entries", self._count)
+
+    def _count(self) -> int:
         count = 0
         for _key in self._client.scan_iter(match=PREFIX + "*", count=1000):
             count += 1
         return max(0, count - (1 if self._client.exists(_INDEX) else 0))
 
     def clear(self) -> int:
-        count = self._entries(self.clock())
+        return self._run("clear", self._clear)
+
+    def _clear(self) -> int:
+        count = self._count()
         keys = list(self._client.scan_iter(match=PREFIX + "*", count=1000))
         if keys:
             self._client.delete(*keys)

@@ -124,7 +124,8 @@ class MemoryStore(CacheStore):
         self, ttl: float | None = None, max_entries: int | None = None, clock: Clock = time.time
     ) -> None:
         super().__init__(ttl, max_entries, clock)
-        # Least recently used first, so the size bound evicts from the front.
+        # Least recently written first, so the size bound evicts from the front, as
+        # every other store does (by write time; a read does not keep an entry).
         self._data: OrderedDict[str, _Entry] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -136,7 +137,6 @@ class MemoryStore(CacheStore):
             if not found.live(now):
                 del self._data[key]
                 return None
-            self._data.move_to_end(key)
             return found.text
 
     def _put(self, key: str, text: str, now: float, expires: float | None) -> None:

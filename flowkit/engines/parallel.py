@@ -28,6 +28,7 @@ from flowkit.engines._compiler import Node
 from flowkit.engines._completions import Completion, Completions
 from flowkit.engines._engine import ActionEngine, DispatchingDriver, call_outcome, positive_workers
 from flowkit.engines._runtime import Call, Runtime
+from flowkit.task import EVENT_UPDATE_PROGRESS
 from flowkit.types.failure import Failure
 
 if TYPE_CHECKING:
@@ -52,6 +53,29 @@ def _report(done: Completions, node: Node, action: int, call: Call) -> None:
         done.put_raising(node, action, err)
     else:
         done.put(node, action, ok, value)
+
+
+def _relayed(
+    runtime: Runtime, atoms: dict[str, Any], name: str, progress: float, details: dict[str, Any] | None
+) -> None:
+    """A progress report from a child process: the task's own listeners here hear it, then the run records it.
+
+    In the child the task has no listeners (its notifier is not pickled), so they
+    are told here, as the worker-based engine tells them of a remote task's report
+    (and as they hear a task that runs in this process). Reports are drained
+    before their call's outcome is handed in, so they come before the final 1.0.
+    """
+    own = getattr(atoms.get(name), "_notifier", None)
+    if own is not None and own.has_listeners:
+        own.tell_listeners(EVENT_UPDATE_PROGRESS, {"progress": progress})
+    runtime.progress_by_name(name, progress, details)
+
+
+def _relayed_event(atoms: dict[str, Any], name: str, event_type: Any, details: dict[str, Any]) -> None:
+    """An event a task notified in a child process: its own listeners here hear it (as TaskFlow's do)."""
+    own = getattr(atoms.get(name), "_notifier", None)
+    if own is not None and own.has_listeners:
+        own.tell_listeners(event_type, details)
 
 
 def _in_process(call: Call) -> tuple[bool, Any]:
@@ -141,7 +165,10 @@ class _ExecutorDriver(DispatchingDriver):
 
             from flowkit.engines import _process_progress
 
-            self._relay = _process_progress.ProgressRelay(runtime.progress_by_name)
+            atoms = {node.name: node.atom for node in runtime.compilation.atoms}
+            self._relay = _process_progress.ProgressRelay(
+                functools.partial(_relayed, runtime, atoms), functools.partial(_relayed_event, atoms)
+            )
             self._executor = cf.ProcessPoolExecutor(
                 self._workers,
                 initializer=_process_progress.child_initializer,

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from flowkit import exceptions as exc
 from flowkit.jobs.base import JobPriority
+from flowkit.persistence._json import model_dump
 
 if TYPE_CHECKING:
     from flowkit.persistence.models import LogBook
@@ -70,8 +71,9 @@ class Posting:
         if not isinstance(name, str) or not name:
             raise exc.InvalidFormat(f"a job's name must be a non-empty string, not {name!r}")
         try:
-            encoded = json.dumps(dict(details or {}), allow_nan=False)
-        except (TypeError, ValueError) as err:
+            # A pydantic model goes as its JSON dump, as in storage, the cache and the wire.
+            encoded = json.dumps(dict(details or {}), allow_nan=False, default=model_dump)
+        except (TypeError, ValueError, RecursionError) as err:
             raise exc.InvalidFormat(f"details of job {name!r} cannot be stored as JSON: {err}") from err
         # The poster's job holds what every other reader gets back (lists for tuples, text
         # keys), and none of the caller's objects, which it may change after posting.

@@ -548,19 +548,15 @@ class JobBoard(ABC):
 
     @abstractmethod
     def find_owner(self, job: Job) -> str | None:
-        """Who holds ``job``'s claim, or ``None``.
+        """Who holds ``job``'s claim, or ``None`` (also for a job no longer on the board).
 
-        Raises:
-            NotFound: the job is not on the board.
+        Every board answers ``None`` for a job consumed or set aside, as TaskFlow's
+        boards do, rather than raising ``NotFound``.
         """
 
     @abstractmethod
     def current_claim(self, job: Job) -> Claim | None:
-        """``job``'s current claim (owner and token), or ``None`` when unclaimed.
-
-        Raises:
-            NotFound: the job is not on the board.
-        """
+        """``job``'s current claim (owner and token), or ``None`` when unclaimed or gone from the board."""
 
     def check_claim(self, job: Job, claim: Claim) -> None:
         """Raise :class:`ClaimLost` unless ``claim`` is still ``job``'s current claim.

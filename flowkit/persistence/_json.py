@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-__all__ = ["encode_json"]
+__all__ = ["encode_json", "model_dump"]
 
 
-def _model_dump(value: Any) -> Any:
+def model_dump(value: Any) -> Any:
     """JSON for what the encoder does not know: pydantic models (``model_dump``), nothing else."""
     dump = getattr(value, "model_dump", None)
     if callable(dump) and not isinstance(value, type):
@@ -24,5 +24,5 @@ def _model_dump(value: Any) -> Any:
 
 #: The JSON text every backend stores values as (compact, ASCII, NaN allowed).
 encode_json = json.JSONEncoder(
-    separators=(",", ":"), ensure_ascii=True, allow_nan=True, default=_model_dump
+    separators=(",", ":"), ensure_ascii=True, allow_nan=True, default=model_dump
 ).encode

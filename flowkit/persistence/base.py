@@ -188,6 +188,10 @@ class Connection(ABC):
 
         Returns:
             a fresh copy of the stored book after the save, with everything in it.
+
+        Raises:
+            NotImplementedError: an atom detail is of another kind (task, retry)
+                than the stored one; nothing was written.
         """
 
     @abstractmethod
@@ -252,6 +256,8 @@ class Connection(ABC):
 
         Raises:
             NotFound: the flow detail was never saved (through a logbook).
+            NotImplementedError: one of its atom details is of another kind
+                (task, retry) than the stored one; nothing was written.
         """
 
     @abstractmethod
@@ -263,6 +269,8 @@ class Connection(ABC):
 
         Raises:
             NotFound: the atom detail was never saved (through its flow detail).
+            NotImplementedError: ``atom_detail`` is of another kind (task, retry)
+                than the stored one; nothing was written.
         """
 
     @abstractmethod

@@ -222,3 +222,23 @@ def test_a_cached_pydantic_result_comes_back_as_the_model(url: str) -> None:
         assert isinstance(results["price"], models.Price)
         assert results["seen"] == "Price 3.0 USD"
     assert models.CachedPrice.calls == 1
+
+
+class Depth(task.Task):
+    cache = True
+
+    def execute(self, nested: Any) -> int:
+        depth = 0
+        while nested:
+            nested, depth = nested[0], depth + 1
+        return depth
+
+
+def test_a_cacheable_task_whose_input_is_too_deep_for_json_runs_uncached(url: str) -> None:
+    nested: list[Any] = []
+    for _ in range(5000):
+        nested = [nested]
+    for _ in range(2):
+        engine = engines.load(Depth(provides="depth"), store={"nested": nested}, cache=url)
+        engine.run()
+        assert engine.storage.fetch("depth") == 5000

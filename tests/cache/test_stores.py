@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -70,6 +71,20 @@ def test_put_get_and_clear(opened: tuple[str, Clock]) -> None:
         store.close()
 
 
+def test_a_second_store_on_the_same_url_shares_the_entries(opened: tuple[str, Clock]) -> None:
+    url, clock = opened
+    first = store_for(url, clock)
+    second = store_for(url, clock)
+    try:
+        first.put("k", "v")
+        assert second.get("k") == "v"
+        assert second.stats().url == first.stats().url
+    finally:
+        first.close()
+        second.close()
+        first.close()  # closing twice is harmless
+
+
 def test_size_bound_drops_the_oldest(opened: tuple[str, Clock]) -> None:
     url, clock = opened
     store = store_for(url, clock, "max_entries=2")
@@ -80,6 +95,23 @@ def test_size_bound_drops_the_oldest(opened: tuple[str, Clock]) -> None:
         assert store.get("k1") is None
         assert store.get("k3") == "2"
         assert store.stats().entries == 2
+    finally:
+        store.close()
+
+
+def test_the_size_bound_drops_the_oldest_written_even_if_read_since(opened: tuple[str, Clock]) -> None:
+    # "The oldest entries are dropped" (doc/caching.rst): by when they were written, not read.
+    url, clock = opened
+    store = store_for(url, clock, "max_entries=2")
+    try:
+        for key in ("k1", "k2"):
+            clock.now += 1
+            store.put(key, key)
+        clock.now += 1
+        assert store.get("k1") == "k1"
+        clock.now += 1
+        store.put("k3", "k3")
+        assert (store.get("k1"), store.get("k2"), store.get("k3")) == (None, "k2", "k3")
     finally:
         store.close()
 
@@ -149,6 +181,32 @@ def test_threads_share_one_store(kind: str, request: pytest.FixtureRequest, tmp_
             thread.join(60)
         assert not errors
         assert store.stats().entries == 150
+    finally:
+        store.close()
+
+
+def test_a_redis_store_whose_server_is_down_fails_naming_it_then_recovers(redis_server: Any) -> None:
+    # As the SQL store below: StorageFailure naming the store and what failed, not redis-py's error.
+    redis_server.start()
+    redis_server.flushall()
+    store = store_for(redis_server.url, Clock())
+    try:
+        store.put("a" * 64, "1")
+        redis_server.stop()
+        try:
+            for action, call in (
+                ("read an entry", lambda: store.get("a" * 64)),
+                ("write an entry", lambda: store.put("b" * 64, "2")),
+                ("count entries", store.stats),
+                ("clear", store.clear),
+            ):
+                with pytest.raises(exceptions.StorageFailure, match=f"store redis://.*: cannot {action}"):
+                    call()
+        finally:
+            redis_server.start()
+        assert store.get("a" * 64) is None  # the server keeps nothing across a restart here
+        store.put("a" * 64, "3")
+        assert store.get("a" * 64) == "3"
     finally:
         store.close()
 

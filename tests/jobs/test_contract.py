@@ -38,6 +38,22 @@ def test_poster_holds_the_details_every_reader_gets(make_board: MakeBoard) -> No
     assert job.details == listed.details == {"pair": [1, 2], "7": "seven", "store": {"x": [1]}}
 
 
+def test_a_pydantic_model_in_the_details_is_posted_as_its_json_dump(make_board: MakeBoard) -> None:
+    # As storage, the cache and the worker wire hold one; a typed task validates it back.
+    pydantic = pytest.importorskip("pydantic")
+    point = pydantic.create_model("Point", x=(int, ...))(x=3)
+    board = make_board()
+    job = board.post("j", details={"store": {"point": point}})
+    [listed] = list(make_board().iterjobs())
+    assert job.details == listed.details == {"store": {"point": {"x": 3}}}
+    deep: list[Any] = []
+    for _ in range(5000):
+        deep = [deep]
+    with pytest.raises(exc.InvalidFormat, match="'too-deep'"):
+        board.post("too-deep", details={"deep": deep})
+    assert board.job_count == 1
+
+
 def test_claim_is_exclusive_and_names_its_owner(make_board: MakeBoard) -> None:
     board, other = make_board(), make_board()
     job = board.post("j")
@@ -244,6 +260,10 @@ def test_bad_arguments_fail_before_writing(make_board: MakeBoard) -> None:
         board.claim(job, "")
     with pytest.raises(TypeError):
         board.claim(job, None)  # type: ignore[arg-type]
+    for expiry in (0, -1):  # boards whose claims never expire (ZooKeeper's) check it too
+        with pytest.raises(ValueError, match="expiry"):
+            board.claim(job, "a", expiry=expiry)
+    assert board.find_owner(job) is None
 
 
 class _VanishedJob:
@@ -301,3 +321,64 @@ def test_iterating_every_job_hands_out_one_completed_since_the_listing(make_boar
     done = next(listing)
     assert (done.uuid, done.state) == (second.uuid, states.COMPLETE)
     assert list(listing) == []
+
+
+def test_a_closed_board_refuses_writes_naming_itself_and_connects_again(
+    make_board: MakeBoard, board_kind: str
+) -> None:
+    if board_kind == "memory":
+        pytest.skip("the memory board has no connection to lose: it serves while closed")
+    board = make_board()
+    job = board.post("j")
+    claimed = board.post("claimed")
+    claim = board.claim(claimed, "a")
+    board.close()
+    assert not board.connected
+    for write in (
+        lambda: board.post("k"),
+        lambda: board.claim(job, "a"),
+        lambda: board.claim_first([job], "a"),
+        lambda: board.consume(claimed, "a", claim=claim),
+        lambda: board.abandon(claimed, "a"),
+        lambda: board.trash(claimed, "a"),
+    ):
+        with pytest.raises(exc.JobFailure, match=f"'{board.name}'.* not connected"):
+            write()
+    board.close()  # closing twice is harmless
+    board.connect()
+    assert board.connected
+    # The jobs are still there (a ZooKeeper claim, held by the closed session, is not).
+    assert {j.name for j in board.iterjobs()} == {"j", "claimed"}
+
+
+def test_a_job_gone_from_the_board_has_no_owner_claim_or_attempts(make_board: MakeBoard) -> None:
+    # As TaskFlow's boards: asking who holds a job that is gone answers "nobody", not NotFound.
+    board = make_board()
+    job = board.post("j")
+    board.claim(job, "a")
+    board.consume(job, "a")
+    assert (board.find_owner(job), board.current_claim(job), board.attempts(job)) == (None, None, [])
+    assert job.state == states.COMPLETE
+    with pytest.raises(exc.NotFound, match=job.uuid):
+        board.abandon(job, "a")
+    assert board.claim_first([job], "a") is None
+
+
+def test_a_board_never_vouches_locally_for_a_claim_given_back_or_made_elsewhere(
+    make_board: MakeBoard,
+) -> None:
+    # holds_locally() may answer True only for a claim it made and still holds (False means "ask").
+    board, other = make_board(), make_board()
+    job = board.post("j")
+    first = board.claim(job, "a")
+    board.abandon(job, "a", claim=first)
+    assert not board.holds_locally(job, first)
+    [seen] = list(other.iterjobs())
+    second = other.claim(seen, "b")
+    assert not board.holds_locally(job, second) or board is other  # memory: one board object
+    other.consume(seen, "b", claim=second)
+    assert not other.holds_locally(seen, second)
+    trashed = board.post("k")
+    claim = board.claim(trashed, "a")
+    board.trash(trashed, "a", claim=claim)
+    assert not board.holds_locally(trashed, claim)

@@ -53,6 +53,12 @@ def test_backend_conf_is_read_only() -> None:
         made.conf["x"] = 1  # type: ignore[index]
 
 
+@pytest.mark.parametrize("conf", [["memory://"], None, 3])
+def test_a_conf_that_is_neither_a_url_nor_a_mapping_is_a_type_error(conf: Any) -> None:
+    with pytest.raises(TypeError, match="URL or a mapping"):
+        backends.fetch(conf)
+
+
 def test_dialect_driver_schemes_select_the_sqlalchemy_backend() -> None:
     pytest.importorskip("sqlalchemy")
     from flowkit.persistence.backends.impl_sqlalchemy import SQLAlchemyBackend

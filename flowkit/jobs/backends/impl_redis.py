@@ -593,6 +593,15 @@ class RedisJobBoard(NotifyingJobBoard):
             raise exc.JobFailure(f"Redis jobboard {self.name!r} at {self.where} is not connected")
         return self._client
 
+    def _script(self, name: str) -> Any:
+        """The registered Lua script ``name``; a board not connected has none and says so.
+
+        Raises:
+            JobFailure: the board is not connected (never connected, or closed).
+        """
+        self._redis()
+        return self._scripts[name]
+
     #: Seconds a registered entity's entry lasts on the server unless its board renews it
     #: (every third of that while the board is connected); a conductor whose process died
     #: is no longer listed this long after.
@@ -815,7 +824,7 @@ class RedisJobBoard(NotifyingJobBoard):
         keys = [self._listings, self._owner_key(job.uuid), self._attempts_key(job.uuid), self._tokens]
         sent_at = time.monotonic()
         with _translated(f"claim job {job.uuid}", self.where):
-            result = self._scripts["claim"](keys=keys, args=[job.uuid, who, ms, time.time()])
+            result = self._script("claim")(keys=keys, args=[job.uuid, who, ms, time.time()])
         if result[0] != 1:
             reason = _text(result[1])
             if reason == "unknown":
@@ -862,7 +871,7 @@ class RedisJobBoard(NotifyingJobBoard):
                 keys += [self._owner_key(job.uuid), self._attempts_key(job.uuid)]
             sent_at = time.monotonic()
             with _translated(f"claim one of {len(batch)} jobs", self.where):
-                result = self._scripts["claim_first"](
+                result = self._script("claim_first")(
                     keys=keys, args=[who, ms, time.time(), *(job.uuid for job in batch)]
                 )
             if result[0] == 1:
@@ -894,7 +903,7 @@ class RedisJobBoard(NotifyingJobBoard):
         keys = [self._listings, self._owner_key(job.uuid), self._attempts_key(job.uuid), self._trash]
         token = "" if claim is None else str(claim.token)
         with _translated(f"{action} job {job.uuid}", self.where):
-            result = self._scripts["release"](
+            result = self._script("release")(
                 keys=keys, args=[job.uuid, who, action, reason or "", end, token, time.time()]
             )
         if result[0] == 1:

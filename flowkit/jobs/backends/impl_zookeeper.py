@@ -588,6 +588,10 @@ class ZookeeperJobBoard(NotifyingJobBoard):
     def claim(self, job: Job, who: str, expiry: float | None = None) -> Claim:
         from kazoo.exceptions import NodeExistsError, NoNodeError
 
+        # Unused (the claim lasts as long as this board's session), but checked as every
+        # board checks it, so a caller's bad value fails here as it would elsewhere.
+        if expiry is not None and not expiry > 0:
+            raise ValueError(f"claim expiry must be positive, not {expiry!r}")
         path = _path_of(job)
         zk = self._zk()
         with _translated(f"claim job {job.uuid}", self.where):

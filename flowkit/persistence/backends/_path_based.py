@@ -362,10 +362,15 @@ class DocumentConnection(Connection):
 
     @contextlib.contextmanager
     def _failing(self, operation: str, uuid: str | None = None) -> Iterator[None]:
-        """Turn store errors into StorageFailure naming the operation and uuid."""
+        """Turn store errors into StorageFailure naming the operation and uuid.
+
+        flowkit's own errors pass unchanged, the refused merge of details of two
+        kinds (``exc.NotImplementedError``, not a ``TaskFlowException``) among them:
+        they are the caller's, not the store's.
+        """
         try:
             yield
-        except exc.TaskFlowException:
+        except (exc.TaskFlowException, exc.NotImplementedError):
             raise
         except Exception as err:
             what = f"{operation} of {uuid}" if uuid else operation
@@ -509,10 +514,9 @@ class DocumentConnection(Connection):
             if flow_uuid is not None:
                 batch.link(flow_uuid, ad.uuid)
         else:
-            stored = _atom_from(stored_doc)
-            # A detail whose kind changed cannot merge; the caller's replaces it.
-            if type(stored) is type(ad):
-                merged = stored.merge(ad)
+            # A detail of another kind does not merge: merge() raises, as TaskFlow's and
+            # the SQL backend's do, before anything of this step is written.
+            merged = _atom_from(stored_doc).merge(ad)
             if stored_doc["flow"] != flow_uuid:  # moved to another flow (or out of none)
                 if stored_doc["flow"] is not None:
                     batch.unlink(stored_doc["flow"], ad.uuid)

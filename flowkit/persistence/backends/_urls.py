@@ -89,8 +89,11 @@ def split_conf(conf: str | Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     them.
 
     Raises:
+        TypeError: ``conf`` is neither a string nor a mapping (as ``Backend`` refuses it).
         StorageFailure: no ``connection`` given, or the URL's scheme is malformed.
     """
+    if not isinstance(conf, str | Mapping):
+        raise TypeError(f"persistence conf must be a URL or a mapping, not {type(conf).__name__}")
     merged: dict[str, Any] = {"connection": conf} if isinstance(conf, str) else dict(conf)
     connection = merged.get("connection")
     if not isinstance(connection, str) or not connection:
