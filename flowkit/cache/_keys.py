@@ -110,15 +110,69 @@ def call_key(identity: Mapping[str, Any], inputs: Mapping[str, Any], custom: str
 
 
 def encode_value(value: Any) -> str:
-    """A result as stored in a cache (JSON text; models as their JSON dump).
+    """A result as stored in a cache: JSON text that decodes to an equal value.
+
+    Plain JSON would give a hit a different value than the call that filled
+    the entry: a mapping's int keys back as strings (a downstream ``m[1]``
+    fails on the second run only), a tuple back as a list (which a
+    ``-> tuple[...]`` result validation refuses). So what JSON does not
+    round-trip is tagged: ``{"@tuple": [...]}``, ``{"@set": [...]}``,
+    ``{"@frozenset": [...]}``, and ``{"@dict": [[key, value], ...]}`` for a
+    mapping with a key that is not a str or that starts with ``@`` (so a
+    stored mapping is never read as a tag). A pydantic model is stored as its
+    JSON dump and comes back as a mapping, which result validation turns into
+    the model again. A value that needs no tag (the usual one) costs one C
+    encode, decode and comparison more than before.
 
     Raises:
         Uncacheable: JSON cannot represent it.
     """
     try:
-        return json.dumps(value, default=_dump_default, allow_nan=False)
-    except (TypeError, ValueError) as err:
+        try:
+            text = json.dumps(value, default=_dump_default, allow_nan=False)
+        except TypeError:  # a set, a tuple key: tagging may represent it
+            pass
+        else:
+            if _needs_no_tags(text, value):
+                return text
+        return json.dumps(_tagged(value), allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as err:
         raise Uncacheable(str(err)) from err
+
+
+def _needs_no_tags(text: str, value: Any) -> bool:
+    """Whether plain JSON text gives ``value`` back as it is."""
+    if '"@' in text:  # a mapping key (or a str) that looks like a tag: take no chance
+        return False
+    try:
+        return bool(json.loads(text) == value)
+    except Exception:  # a value whose == fails: tag it (and let tagging decide)
+        return False
+
+
+_TAGS = ("@tuple", "@set", "@frozenset", "@dict")
+
+
+def _tagged(value: Any) -> Any:
+    """``value`` as JSON-native data that :func:`decode_value` turns back into it."""
+    kind = type(value)
+    if kind is str or kind is int or kind is float or kind is bool or value is None:
+        return value
+    if isinstance(value, dict):
+        if all(type(key) is str and not key.startswith("@") for key in value):
+            return {key: _tagged(item) for key, item in value.items()}
+        return {"@dict": [[_tagged(key), _tagged(item)] for key, item in value.items()]}
+    if isinstance(value, list):
+        return [_tagged(item) for item in value]
+    if isinstance(value, tuple):
+        return {"@tuple": [_tagged(item) for item in value]}
+    if isinstance(value, frozenset):
+        return {"@frozenset": [_tagged(item) for item in value]}
+    if isinstance(value, set):
+        return {"@set": [_tagged(item) for item in value]}
+    if isinstance(value, str | int | float):  # a subclass (an enum member): JSON takes its value
+        return value
+    return _dump_default(value)
 
 
 def _dump_default(value: Any) -> Any:
@@ -128,6 +182,23 @@ def _dump_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON")
 
 
+def _untag(mapping: dict[str, Any]) -> Any:
+    if len(mapping) == 1:
+        tag, items = next(iter(mapping.items()))
+        if tag in _TAGS and isinstance(items, list):
+            if tag == "@tuple":
+                return tuple(items)
+            if tag == "@set":
+                return set(items)
+            if tag == "@frozenset":
+                return frozenset(items)
+            # Keys come back hashable: a tuple or frozenset key was tagged too.
+            return dict(items)
+    return mapping
+
+
 def decode_value(text: str) -> Any:
-    """A stored result, back from JSON (a model comes back as a mapping; validation rebuilds it)."""
-    return json.loads(text)
+    """A stored result, back from JSON as it was stored (a model as a mapping; validation rebuilds it)."""
+    if '"@' not in text:
+        return json.loads(text)
+    return json.loads(text, object_hook=_untag)
