@@ -38,17 +38,37 @@ class RedisStore(CacheStore):
                 "the redis cache store needs the redis client: pip install 'flowkit[workers]'"
             ) from err
         self.url = url
+        self._errors: type[Exception] = redis.RedisError
         self._client: Any = redis.Redis.from_url(url)
         try:
             self._client.ping()
         except redis.RedisError as err:
             raise exc.StorageFailure(f"cannot reach cache store {mask_url(url)}: {err}") from err
 
+    def _failed(self, what: str, err: Exception) -> exc.StorageFailure:
+        """The error a server that went away (or refused a command) is reported as.
+
+        As the SQL stores do: a :class:`~flowkit.exceptions.StorageFailure`
+        naming the store, not the client library's own exception (which named
+        neither the cache nor the URL). The client reconnects by itself on the
+        next call.
+        """
+        return exc.StorageFailure(f"cache store {mask_url(self.url)}: cannot {what}: {err}")
+
     def _get(self, key: str, now: float) -> str | None:
-        found = self._client.get(PREFIX + key)
+        try:
+            found = self._client.get(PREFIX + key)
+        except self._errors as err:
+            raise self._failed("read an entry", err) from err
         return None if found is None else found.decode("utf-8")
 
     def _put(self, key: str, text: str, now: float, expires: float | None) -> None:
+        try:
+            self._write(key, text, now)
+        except self._errors as err:
+            raise self._failed("write an entry", err) from err
+
+    def _write(self, key: str, text: str, now: float) -> None:
         pipe = self._client.pipeline()
         if self.ttl is None:
             pipe.set(PREFIX + key, text)
@@ -63,16 +83,22 @@ class RedisStore(CacheStore):
                     self._client.delete(PREFIX + old.decode("utf-8"))
 
     def _entries(self, now: float) -> int:
-        count = 0
-        for _key in self._client.scan_iter(match=PREFIX + "*", count=1000):
-            count += 1
-        return max(0, count - (1 if self._client.exists(_INDEX) else 0))
+        try:
+            count = 0
+            for _key in self._client.scan_iter(match=PREFIX + "*", count=1000):
+                count += 1
+            return max(0, count - (1 if self._client.exists(_INDEX) else 0))
+        except self._errors as err:
+            raise self._failed("count entries", err) from err
 
     def clear(self) -> int:
         count = self._entries(self.clock())
-        keys = list(self._client.scan_iter(match=PREFIX + "*", count=1000))
-        if keys:
-            self._client.delete(*keys)
+        try:
+            keys = list(self._client.scan_iter(match=PREFIX + "*", count=1000))
+            if keys:
+                self._client.delete(*keys)
+        except self._errors as err:
+            raise self._failed("clear", err) from err
         return count
 
     def close(self) -> None:

@@ -174,3 +174,24 @@ def test_a_sql_store_whose_connection_dies_fails_once_then_reconnects(postgresql
         assert store.get("a" * 64) == "1"  # a new connection, the same entry
     finally:
         store.close()
+
+
+def test_a_redis_store_whose_server_went_away_fails_naming_the_store_then_recovers() -> None:
+    from tests.services import RedisServer
+
+    server = RedisServer()
+    server.start()
+    try:
+        store = open_store(server.url)
+        store.put("a" * 64, "1")
+        server.stop()
+        # It used to be the client's own ConnectionError, naming neither the cache nor the URL.
+        for call in (lambda: store.get("a" * 64), lambda: store.put("b" * 64, "2"), store.stats, store.clear):
+            with pytest.raises(exceptions.StorageFailure, match=f"cache store {server.url}: cannot "):
+                call()
+        server.start()
+        store.put("b" * 64, "2")
+        assert store.get("b" * 64) == "2"  # the client reconnected by itself
+        store.close()
+    finally:
+        server.close()
