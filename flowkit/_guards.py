@@ -93,8 +93,24 @@ class Guard:
         text = self._store.get(key)
         if text is None:
             return False, None
+        try:
+            value = _keys.decode_value(text)
+        except (ValueError, TypeError) as err:
+            # A damaged entry (a file edited, a row written by something else) is
+            # a miss: the call runs and its result replaces the entry, rather than
+            # a JSON error naming neither the atom nor the cache failing the flow.
+            from flowkit.persistence.backends._urls import mask_url
+
+            _LOG.warning(
+                "atom '%s': the entry of key %s in cache store %s is not readable (%s); running it",
+                self._node.name,
+                key,
+                mask_url(self._store.url),
+                err,
+            )
+            return False, None
         self.hit = True
-        return True, _keys.decode_value(text)
+        return True, value
 
     def _key(self, kwargs: dict[str, Any]) -> str | None:
         from flowkit.cache import _keys

@@ -271,3 +271,22 @@ def test_stored_results_round_trip_exactly(value: Any) -> None:
     back = _keys.decode_value(_keys.encode_value(value))
     assert back == value
     assert repr(back) == repr(value)  # types too: a tuple is not a list here
+
+
+def test_a_damaged_entry_is_a_miss_that_the_call_repairs(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = f"dir://{tmp_path / 'cache'}"
+    engines.run(tasks.chain(2), store={"start": 0}, cache=url)
+    for entry in (tmp_path / "cache").glob("*.json"):
+        header = entry.read_text().partition("\n")[0]
+        entry.write_text(header + "\n{not json")
+    tasks.CALLS.clear()
+    # It used to fail the flow with a bare JSONDecodeError naming neither the atom nor the cache.
+    assert engines.run(tasks.chain(2), store={"start": 0}, cache=url)["v1"] == 2
+    assert tasks.CALLS == ["add0", "add1"]
+    assert "atom 'add0': the entry of key" in caplog.text
+    assert f"in cache store {url} is not readable" in caplog.text
+    tasks.CALLS.clear()
+    engines.run(tasks.chain(2), store={"start": 0}, cache=url)
+    assert tasks.CALLS == []  # the calls wrote the entries again
