@@ -78,10 +78,13 @@ class _Statements(NamedTuple):
     evict: _Statement
     live: _Statement
     clear: _Statement
+    #: ``insert`` replaces a row with the same key itself (no ``delete`` first).
+    upserts: bool
 
     @classmethod
     def for_dialect(cls, dialect: Any) -> _Statements:
         key = TABLE.c.key
+        insert, upserts = _insert_for(dialect)
         oldest = sa.select(key).order_by(TABLE.c.created).limit(sa.bindparam("extra", type_=sa.Integer))
         live = sa.or_(TABLE.c.expires.is_(None), TABLE.c.expires > sa.bindparam("now"))
         return cls(
@@ -93,12 +96,43 @@ class _Statements(NamedTuple):
                 dialect,
             ),
             delete=_Statement.of(sa.delete(TABLE).where(key == sa.bindparam("k")), dialect),
-            insert=_Statement.of(sa.insert(TABLE), dialect, ["key", "value", "created", "expires"]),
+            insert=_Statement.of(insert, dialect, ["key", "value", "created", "expires"]),
             size=_Statement.of(sa.select(sa.func.count()).select_from(TABLE), dialect),
             evict=_Statement.of(sa.delete(TABLE).where(key.in_(oldest.scalar_subquery())), dialect),
             live=_Statement.of(sa.select(sa.func.count()).select_from(TABLE).where(live), dialect),
             clear=_Statement.of(sa.delete(TABLE), dialect),
+            upserts=upserts,
         )
+
+
+def _insert_for(dialect: Any) -> tuple[Any, bool]:
+    """The insert of an entry, and whether it replaces a row of the same key itself.
+
+    Two runs that miss the same key both write it. With a delete then an
+    insert, the second writer's delete does not see the first's uncommitted
+    row, and its insert then fails on the key once the first commits: the
+    entry keeps the first value and the second run logs a failed write. An
+    upsert makes the last write win, as the documentation says.
+    """
+    columns = ("value", "created", "expires")
+    if dialect.name == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
+        pg = postgresql.insert(TABLE)
+        replace = {name: pg.excluded[name] for name in columns}
+        return pg.on_conflict_do_update(index_elements=[TABLE.c.key], set_=replace), True
+    if dialect.name == "sqlite":
+        from sqlalchemy.dialects import sqlite
+
+        lite = sqlite.insert(TABLE)
+        replace = {name: lite.excluded[name] for name in columns}
+        return lite.on_conflict_do_update(index_elements=[TABLE.c.key], set_=replace), True
+    if dialect.name in ("mysql", "mariadb"):
+        from sqlalchemy.dialects import mysql
+
+        my = mysql.insert(TABLE)
+        return my.on_duplicate_key_update({name: my.inserted[name] for name in columns}), True
+    return sa.insert(TABLE), False
 
 
 class SqlStore(CacheStore):
@@ -179,8 +213,8 @@ class SqlStore(CacheStore):
         sql = self._sql
 
         def write(cursor: Any) -> None:
-            # Delete then insert: portable, and atomic inside the transaction.
-            self._execute(cursor, sql.delete, k=key)
+            if not sql.upserts:  # delete then insert: portable, atomic inside the transaction
+                self._execute(cursor, sql.delete, k=key)
             self._execute(cursor, sql.insert, key=key, value=text, created=now, expires=expires)
             if self.max_entries is not None:
                 count = int(self._execute(cursor, sql.size).fetchone()[0])

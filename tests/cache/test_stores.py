@@ -195,3 +195,50 @@ def test_a_redis_store_whose_server_went_away_fails_naming_the_store_then_recove
         store.close()
     finally:
         server.close()
+
+
+def test_two_writers_of_one_key_on_postgresql_the_last_write_wins(postgresql_db_url: str) -> None:
+    import threading
+
+    import sqlalchemy as sa
+
+    store = store_for(postgresql_db_url, Clock())
+    other = sa.create_engine(postgresql_db_url.replace("postgresql://", "postgresql+psycopg://", 1))
+    outcome: list[BaseException | None] = []
+
+    def second_writer() -> None:
+        try:
+            store.put("k" * 64, '"second"')
+            outcome.append(None)
+        except BaseException as err:  # reported below
+            outcome.append(err)
+
+    try:
+        with other.connect() as first:
+            # The first run's write of the key, not yet committed when the second one writes it.
+            pending = first.begin()
+            first.execute(
+                sa.text("INSERT INTO flowkit_cache (key, value, created, expires) VALUES (:k, :v, 0, NULL)"),
+                {"k": "k" * 64, "v": '"first"'},
+            )
+            writer = threading.Thread(target=second_writer)
+            writer.start()
+            with other.connect() as watcher:
+                wait_until(
+                    lambda: watcher.execute(
+                        sa.text(
+                            "SELECT count(*) FROM pg_stat_activity "
+                            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                        )
+                    ).scalar(),
+                    timeout=10,
+                    message="the second writer to wait for the first one's row",
+                )
+            pending.commit()
+            writer.join(10)
+        # The second writer's insert used to fail on the key (a logged failed write) and keep "first".
+        assert outcome == [None]
+        assert store.get("k" * 64) == '"second"'
+    finally:
+        other.dispose()
+        store.close()
