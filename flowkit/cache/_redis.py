@@ -74,6 +74,10 @@ class RedisStore(CacheStore):
             pipe.set(PREFIX + key, text)
         else:
             pipe.set(PREFIX + key, text, px=max(1, int(self.ttl * 1000)))
+            # Redis expires the entries, not their members of the size index: drop
+            # those whose entries have expired, or a cache with a TTL grows the
+            # index by one member per key ever written, for as long as it is used.
+            pipe.zremrangebyscore(_INDEX, "-inf", now - self.ttl)
         pipe.zadd(_INDEX, {key: now})
         pipe.execute()
         if self.max_entries is not None:

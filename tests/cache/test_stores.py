@@ -242,3 +242,21 @@ def test_two_writers_of_one_key_on_postgresql_the_last_write_wins(postgresql_db_
     finally:
         other.dispose()
         store.close()
+
+
+def test_a_redis_store_with_a_ttl_keeps_no_index_member_of_an_expired_entry(redis_flushed_url: str) -> None:
+    import redis
+
+    clock = Clock()
+    store = store_for(redis_flushed_url, clock, "ttl=10")
+    client = redis.Redis.from_url(redis_flushed_url)
+    try:
+        for key in ("k1", "k2", "k3"):
+            store.put(key, "1")
+        clock.now += 11  # all three have expired (Redis's own clock is not waited for)
+        store.put("k4", "1")
+        # The index used to keep a member per key ever written: a leak without bound.
+        assert client.zrange("flowkit:cache:@index", 0, -1) == [b"k4"]
+    finally:
+        client.close()
+        store.close()
