@@ -133,6 +133,19 @@ class Guard:
         assert self._identity is not None
         return _keys.call_key(self._identity, inputs, custom)
 
+    def spawned(self) -> None:
+        """The call returned a sub-flow: neither validate nor cache it, nor key others by it.
+
+        What a spawner returns in the end is what its sub-flow's tasks return,
+        which its key (its code and inputs) does not name: a hit would give no
+        sub-flow and a None result, and a downstream key built on the
+        spawner's would survive a change in the spawned tasks. So the call has
+        no key, and a downstream cacheable atom's key counts the collected
+        result by its value.
+        """
+        self.key = None
+        self.hit = False
+
     def on_result(self, value: Any) -> Any:
         """After a call (or a hit): the validated result; stores a real call's result.
 

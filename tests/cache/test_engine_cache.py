@@ -290,3 +290,56 @@ def test_a_damaged_entry_is_a_miss_that_the_call_repairs(
     tasks.CALLS.clear()
     engines.run(tasks.chain(2), store={"start": 0}, cache=url)
     assert tasks.CALLS == []  # the calls wrote the entries again
+
+
+class _Snap(task.Task):
+    suffix = ""
+
+    def execute(self, volume: str) -> str:
+        tasks.CALLS.append(self.name)
+        return f"snap-of-{volume}{self.suffix}"
+
+
+class _CachedFanOut(task.Task):
+    cache = True
+    default_provides = "snapshots"
+
+    def execute(self, volumes: list[str]) -> Any:
+        from flowkit import dynamic
+
+        tasks.CALLS.append(self.name)
+        return dynamic.subflow(
+            linear_flow.Flow("per").add(*[_Snap(f"snap-{v}", inject={"volume": v}) for v in volumes])
+        )
+
+
+class _Plain(task.Task):
+    def execute(self, snapshots: list[str]) -> list[str]:
+        return snapshots
+
+
+def test_a_cacheable_spawner_spawns_again_rather_than_hit_the_none_it_held(url: str) -> None:
+    # The None a spawner holds while its sub-flow runs used to be cached under its
+    # key: the next run hit it, spawned nothing, and 'snapshots' was None.
+    for _ in range(2):
+        tasks.CALLS.clear()
+        flow = linear_flow.Flow("f").add(_CachedFanOut("fan"), _Plain("use", provides="used"))
+        results = engines.run(flow, store={"volumes": ["a", "b"]}, cache=url)
+        assert results["snapshots"] == results["used"] == ["snap-of-a", "snap-of-b"]
+        assert tasks.CALLS == ["fan", "snap-a", "snap-b"]
+
+
+def test_a_key_downstream_of_a_spawner_counts_what_was_spawned(url: str) -> None:
+    # The spawned tasks change what they return; the spawner's code and inputs do
+    # not. A downstream key built on the spawner's key would hit the stale value.
+    outputs = []
+    try:
+        for suffix in ("", " v2"):
+            _Snap.suffix = suffix
+            flow = linear_flow.Flow("f").add(
+                _CachedFanOut("fan"), tasks.Add("add", provides="added", rebind={"value": "snapshots"})
+            )
+            outputs.append(engines.run(flow, store={"volumes": ["a"], "k": ["!"]}, cache=url)["added"])
+    finally:
+        _Snap.suffix = ""
+    assert outputs == [["snap-of-a", "!"], ["snap-of-a v2", "!"]]
