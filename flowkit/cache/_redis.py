@@ -86,6 +86,15 @@ class RedisStore(CacheStore):
                 for old, _score in self._client.zpopmin(_INDEX, extra):
                     self._client.delete(PREFIX + old.decode("utf-8"))
 
+    def _delete(self, key: str) -> None:
+        try:
+            pipe = self._client.pipeline()
+            pipe.delete(PREFIX + key)
+            pipe.zrem(_INDEX, key)
+            pipe.execute()
+        except self._errors as err:
+            raise self._failed("remove an entry", err) from err
+
     def _entries(self, now: float) -> int:
         try:
             count = 0

@@ -224,6 +224,10 @@ class SqlStore(CacheStore):
 
         self._run("write an entry", write)
 
+    def _delete(self, key: str) -> None:
+        sql = self._sql
+        self._run("remove an entry", lambda cursor: self._execute(cursor, sql.delete, k=key))
+
     def _entries(self, now: float) -> int:
         sql = self._sql
         count: int = self._run(

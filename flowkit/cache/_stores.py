@@ -89,6 +89,21 @@ class CacheStore(abc.ABC):
         with self._count_lock:
             self._counts["writes"] += 1
 
+    def delete(self, key: str) -> None:
+        """Remove the entry under ``key``, if there is one.
+
+        The engine removes the entry of a call whose ``revert`` it runs: the
+        revert undid what the call did, so its result no longer stands.
+
+        Raises:
+            NotImplementedError: the store cannot remove one entry (a store
+                written before this method existed; the engine logs it).
+        """
+        self._delete(key)
+
+    def _delete(self, key: str) -> None:
+        raise NotImplementedError(f"{type(self).__name__} cannot remove an entry")
+
     def stats(self) -> CacheStats:
         """Entries held now (expired ones not counted) and this process's hits, misses, writes."""
         with self._count_lock:
@@ -146,6 +161,10 @@ class MemoryStore(CacheStore):
             if self.max_entries is not None:
                 while len(self._data) > self.max_entries:
                     self._data.popitem(last=False)
+
+    def _delete(self, key: str) -> None:
+        with self._lock:
+            self._data.pop(key, None)
 
     def _entries(self, now: float) -> int:
         with self._lock:
@@ -218,6 +237,10 @@ class DirStore(CacheStore):
             for _created, old in entries[: max(0, len(entries) - self.max_entries)]:
                 with contextlib.suppress(FileNotFoundError):
                     old.unlink()
+
+    def _delete(self, key: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self._file(key).unlink()
 
     def _entries(self, now: float) -> int:
         count = 0

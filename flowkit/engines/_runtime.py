@@ -471,6 +471,7 @@ class Runtime:
         """Let a guard answer from the cache instead of calling (see flowkit._guards)."""
         if action == sch.REVERT:
             if not guard.hit:
+                guard.on_revert()  # its revert undoes the call: its entry goes
                 return call
             value: Any = None  # revert only what this run executed
         else:

@@ -8,7 +8,7 @@ import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -108,18 +108,91 @@ def test_revert_is_not_called_for_results_taken_from_the_cache(url: str) -> None
     def failing() -> linear_flow.Flow:
         return tasks.chain(2).add(tasks.Fail("fail", rebind={"value": "v1"}))
 
-    with pytest.raises(RuntimeError):
-        engines.run(failing(), store={"start": 0}, cache=url)
-    assert tasks.REVERTS == ["add1", "add0"]
-    tasks.REVERTS.clear()
+    engines.run(tasks.chain(2), store={"start": 0}, cache=url)  # add0 and add1 are cached
     tasks.CALLS.clear()
     engine = engines.load(failing(), store={"start": 0}, cache=url)
     with pytest.raises(RuntimeError):
         engine.run()
-    # The first run's failure stored nothing for 'fail'; add0/add1 were cached then.
     assert tasks.CALLS == []
     assert tasks.REVERTS == []
     assert engine.storage.get_atom_state("add0") == states.REVERTED
+    # Their entries stay: the run that made them owns what it did.
+    engines.run(tasks.chain(2), store={"start": 0}, cache=url)
+    assert tasks.CALLS == []
+
+
+def test_the_entry_of_a_call_whose_revert_ran_is_removed(url: str) -> None:
+    def failing() -> linear_flow.Flow:
+        return tasks.chain(2).add(tasks.Fail("fail", rebind={"value": "v1"}))
+
+    with pytest.raises(RuntimeError):
+        engines.run(failing(), store={"start": 0}, cache=url)
+    assert tasks.REVERTS == ["add1", "add0"]
+    tasks.CALLS.clear()
+    # The reverts undid what the calls did: their results used to be served again.
+    engines.run(tasks.chain(2), store={"start": 0}, cache=url)
+    assert tasks.CALLS == ["add0", "add1"]
+
+
+class _CreateVolume(task.Task):
+    cache = True
+    default_provides = "volume"
+    existing: ClassVar[set[str]] = set()
+    made = 0
+
+    def execute(self, size: int) -> str:
+        _CreateVolume.made += 1
+        volume = f"volume-{_CreateVolume.made}"
+        self.existing.add(volume)
+        return volume
+
+    def revert(self, result: Any, **kwargs: Any) -> None:
+        if isinstance(result, str):
+            self.existing.discard(result)
+
+
+class _AttachOnSecondTry(task.Task):
+    tries = 0
+
+    def execute(self, volume: str) -> str:
+        _AttachOnSecondTry.tries += 1
+        if _AttachOnSecondTry.tries == 1:
+            raise RuntimeError("transient")
+        assert volume in _CreateVolume.existing, f"{volume} was deleted by its revert"
+        return volume
+
+
+def test_a_retried_scope_executes_again_a_cached_task_its_revert_undid(url: str) -> None:
+    from flowkit import retry
+
+    _CreateVolume.existing.clear()
+    _CreateVolume.made = _AttachOnSecondTry.tries = 0
+    flow = linear_flow.Flow("f", retry=retry.Times(3)).add(
+        _CreateVolume("create"), _AttachOnSecondTry("attach", provides="attached")
+    )
+    # The retry reverted 'create' (deleting volume-1), then took volume-1 from the cache.
+    results = engines.run(flow, store={"size": 1}, cache=url)
+    assert results["attached"] == "volume-2"
+    assert _CreateVolume.existing == {"volume-2"}
+
+
+def test_a_task_without_a_revert_of_its_own_keeps_its_entry_when_reverted(url: str) -> None:
+    class Pure(task.Task):
+        cache = True
+
+        def execute(self, value: int) -> int:
+            tasks.CALLS.append(self.name)
+            return value * 2
+
+    def flow(failing: bool) -> linear_flow.Flow:
+        made = linear_flow.Flow("f").add(Pure("pure", provides="twice"))
+        return made.add(tasks.Fail("fail", rebind={"value": "twice"})) if failing else made
+
+    with pytest.raises(RuntimeError):
+        engines.run(flow(True), store={"value": 2}, cache=url)
+    # Fixing the late failure and running again reuses what nothing undid.
+    assert engines.run(flow(False), store={"value": 2}, cache=url)["twice"] == 4
+    assert tasks.CALLS == ["pure"]
 
 
 def test_the_event_log_does_not_say_a_cached_atoms_revert_ran(url: str) -> None:
@@ -128,8 +201,7 @@ def test_the_event_log_does_not_say_a_cached_atoms_revert_ran(url: str) -> None:
     def failing() -> linear_flow.Flow:
         return tasks.chain(1).add(tasks.Fail("fail", rebind={"value": "v0"}))
 
-    with pytest.raises(RuntimeError):
-        engines.run(failing(), store={"start": 0}, cache=url)
+    engines.run(tasks.chain(1), store={"start": 0}, cache=url)
     engine = engines.load(failing(), store={"start": 0}, cache=url)
     with EventLogListener(engine) as events, pytest.raises(RuntimeError):
         engine.run()

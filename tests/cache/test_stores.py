@@ -70,6 +70,21 @@ def test_put_get_and_clear(opened: tuple[str, Clock]) -> None:
         store.close()
 
 
+def test_delete_removes_one_entry(opened: tuple[str, Clock]) -> None:
+    url, clock = opened
+    store = store_for(url, clock)
+    try:
+        store.put("a" * 64, "1")
+        store.put("b" * 64, "2")
+        store.delete("a" * 64)
+        store.delete("c" * 64)  # nothing there: nothing to do
+        assert store.get("a" * 64) is None
+        assert store.get("b" * 64) == "2"
+        assert store.stats().entries == 1
+    finally:
+        store.close()
+
+
 def test_size_bound_drops_the_oldest(opened: tuple[str, Clock]) -> None:
     url, clock = opened
     store = store_for(url, clock, "max_entries=2")
