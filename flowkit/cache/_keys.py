@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import types
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -67,12 +68,46 @@ def task_identity(atom: Any) -> dict[str, Any]:
     if extra is not None:
         identity["cache_version"] = str(extra)
     if getattr(atom, "cache_code", False):
-        code = getattr(target, "__code__", None)
+        code = _code_digest(target)
         if code is not None:
-            digest = hashlib.sha256(code.co_code)
-            digest.update(repr(code.co_consts).encode())
-            identity["code"] = digest.hexdigest()
+            identity["code"] = code
     return identity
+
+
+def _code_digest(function: Any) -> str | None:
+    """A hash of what ``function`` runs, the same in every process (None: not Python code).
+
+    Byte code alone does not tell ``math.floor(x)`` from ``math.ceil(x)`` (the
+    names it loads are in ``co_names``), and the ``repr`` of a nested code
+    object (a generator expression, a lambda, a comprehension before 3.12)
+    holds its memory address, which made the key differ in every process:
+    nested code is hashed the same way instead. JSON-representable defaults
+    count too.
+    """
+    code = getattr(function, "__code__", None)
+    if not isinstance(code, types.CodeType):
+        return None
+    digest = hashlib.sha256()
+    _feed_code(digest, code)
+    try:
+        defaults = canonical(
+            [getattr(function, "__defaults__", None), getattr(function, "__kwdefaults__", None)]
+        )
+    except Uncacheable:
+        defaults = "?"  # objects JSON cannot show: their repr would differ in every process
+    digest.update(defaults.encode())
+    return digest.hexdigest()
+
+
+def _feed_code(digest: Any, code: types.CodeType) -> None:
+    digest.update(code.co_code)
+    digest.update(b"\0" + repr(code.co_names).encode() + b"\0")
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            digest.update(b"code\0")
+            _feed_code(digest, const)
+        else:
+            digest.update(repr(const).encode() + b"\0")
 
 
 def _plain(value: Any) -> Any:

@@ -415,3 +415,41 @@ def test_a_key_downstream_of_a_spawner_counts_what_was_spawned(url: str) -> None
     finally:
         _Snap.suffix = ""
     assert outputs == [["snap-of-a", "!"], ["snap-of-a v2", "!"]]
+
+
+def test_a_cache_code_key_is_the_same_in_another_process(tmp_path: Path) -> None:
+    # The repr of the generator expression's code object holds its address: the
+    # key differed in every process, so such a task never hit across runs.
+    url = f"sqlite:///{tmp_path / 'cache.db'}"
+    script = textwrap.dedent(
+        f"""
+        from flowkit import engines
+        from tests.cache import tasks
+        engines.run(tasks.Doubled("d", provides="sum"), store={{"values": [1, 2]}}, cache={url!r})
+        """
+    )
+    subprocess.run([sys.executable, "-c", script], cwd=REPO, timeout=120, check=True)
+    assert engines.run(tasks.Doubled("d", provides="sum"), store={"values": [1, 2]}, cache=url)["sum"] == 6
+    assert tasks.CALLS == []
+
+
+def test_a_cache_code_key_sees_which_names_the_code_loads() -> None:
+    import math
+
+    from flowkit.cache import task_identity
+
+    def version(rounding: Any) -> task.Task:
+        """The same task class (module and name) as deployed before and after an edit."""
+
+        namespace = {"execute": rounding, "cache": True, "cache_code": True, "__qualname__": "Rounded"}
+        return type("Rounded", (task.Task,), namespace)("r")  # type: ignore[no-any-return]
+
+    def floor(self: Any, x: float) -> int:
+        return math.floor(x)
+
+    def ceil(self: Any, x: float) -> int:
+        return math.ceil(x)
+
+    # The same byte code and constants; only co_names tells them apart.
+    assert floor.__code__.co_code == ceil.__code__.co_code
+    assert task_identity(version(floor)) != task_identity(version(ceil))
