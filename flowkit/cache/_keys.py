@@ -59,19 +59,55 @@ def task_identity(atom: Any) -> dict[str, Any]:
     source, _revert_source = atom._arg_sources()
     target = getattr(source, "__func__", source)
     if isinstance(atom, FunctorTask):  # the function is the code, not the adapter class
-        path = f"{getattr(target, '__module__', '?')}.{getattr(target, '__qualname__', repr(target))}"
+        name = getattr(target, "__qualname__", repr(target))
+        path = f"{getattr(target, '__module__', '?')}.{name}"
     else:
         cls = type(atom)
-        path = f"{cls.__module__}.{cls.__qualname__}"
+        name = cls.__qualname__
+        path = f"{cls.__module__}.{name}"
     identity: dict[str, Any] = {"task": path, "version": _plain(atom.version)}
     extra = getattr(atom, "cache_version", None)
     if extra is not None:
         identity["cache_version"] = str(extra)
-    if getattr(atom, "cache_code", False):
+    # A lambda, or a function or class made inside a function, does not own its
+    # name: every lambda of a module is "<lambda>", every adder(k)'s function is
+    # "adder.<locals>.add". Its code and the values it closes over tell it apart.
+    unnamed = "<lambda>" in name or "<locals>" in name
+    if unnamed or getattr(atom, "cache_code", False):
         code = _code_digest(target)
         if code is not None:
             identity["code"] = code
+    if unnamed:
+        cells = getattr(target, "__closure__", None) or ()
+        if cells:
+            identity["closure"] = [_cell_value(cell) for cell in cells]
     return identity
+
+
+def _cell_value(cell: Any) -> Any:
+    """A closed-over value as the key shows it: a class or function by its name and code."""
+    try:
+        value = cell.cell_contents
+    except ValueError:  # a cell not filled yet
+        return {"@empty": True}
+    if isinstance(value, type):  # the __class__ cell of a method that calls super()
+        return {"@class": f"{value.__module__}.{value.__qualname__}"}
+    if isinstance(value, types.FunctionType):
+        return {"@function": f"{value.__module__}.{value.__qualname__}", "code": _code_digest(value)}
+    if _constant(value):
+        return value
+    # Mutable state (a list the function appends to, a lock, a client): its
+    # contents would change the key at every call, so only its type counts.
+    return {"@object": f"{type(value).__module__}.{type(value).__qualname__}"}
+
+
+def _constant(value: Any) -> bool:
+    """Whether ``value`` is a plain immutable value (a number, a str, a tuple of them)."""
+    if value is None or type(value) in (str, int, float, bool):
+        return True
+    if type(value) is tuple or type(value) is frozenset:
+        return all(_constant(item) for item in value)
+    return False
 
 
 def _code_digest(function: Any) -> str | None:

@@ -453,3 +453,42 @@ def test_a_cache_code_key_sees_which_names_the_code_loads() -> None:
     # The same byte code and constants; only co_names tells them apart.
     assert floor.__code__.co_code == ceil.__code__.co_code
     assert task_identity(version(floor)) != task_identity(version(ceil))
+
+
+def _adder(k: int) -> Any:
+    def add(x: int) -> int:
+        return x + k
+
+    return add
+
+
+def _cached(function: Any, name: str) -> task.FunctorTask:
+    made = task.FunctorTask(function, name=name, provides="y")
+    made.cache = True  # type: ignore[attr-defined]
+    return made
+
+
+def test_two_lambdas_or_closures_of_one_name_do_not_share_entries(url: str) -> None:
+    # Every lambda is named "<lambda>" and every _adder(k) function
+    # "_adder.<locals>.add": the second of each pair used to get the first's result.
+    pairs = [
+        (lambda x: x + 1, lambda x: x * 10, [2, 10]),
+        (_adder(1), _adder(100), [2, 101]),
+    ]
+    for first, second, expected in pairs:
+        got = [engines.run(_cached(f, "f"), store={"x": 1}, cache=url)["y"] for f in (first, second)]
+        assert got == expected
+    # The same closure again is a hit.
+    assert engines.run(_cached(_adder(100), "f"), store={"x": 1}, cache=url)["y"] == 101
+
+
+def test_a_closure_over_mutable_state_is_keyed_by_its_type_not_its_contents(url: str) -> None:
+    seen: list[int] = []
+
+    def record(x: int) -> int:
+        seen.append(x)
+        return x
+
+    for _ in range(2):
+        assert engines.run(_cached(record, "f"), store={"x": 1}, cache=url)["y"] == 1
+    assert seen == [1]  # the list grew, and the second run still hit
