@@ -5,11 +5,12 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from flowkit import exceptions
-from flowkit.cache import CacheStore, open_store
+from flowkit.cache import CacheStore, DirStore, open_store
 from tests.services import wait_until
 
 KINDS = ["memory", "dir", "sqlite", "postgresql", "redis"]
@@ -275,3 +276,27 @@ def test_a_redis_store_with_a_ttl_keeps_no_index_member_of_an_expired_entry(redi
     finally:
         client.close()
         store.close()
+
+
+class _CountingDirStore(DirStore):
+    """A dir store that counts the entry files it reads."""
+
+    reads = 0
+
+    def _read(self, file: Path) -> Any:
+        self.reads += 1
+        return super()._read(file)
+
+
+def test_a_bounded_dir_store_does_not_read_every_entry_at_each_write(tmp_path: Path) -> None:
+    clock = Clock()
+    store = _CountingDirStore(tmp_path / "cache", max_entries=100, clock=clock)
+    for i in range(300):
+        clock.now += 1
+        store.put(f"{i:064d}", str(i))
+    # Every write used to read every entry's header: some 25,000 reads here. Now
+    # a pass past the bound reads them and drops a tenth more: ~10 per write.
+    assert store.reads < 3_000
+    kept = {int(file.stem) for file in (tmp_path / "cache").glob("*.json")}
+    assert len(kept) <= 100
+    assert max(kept) == 299 and min(kept) > 299 - 100  # the newest stay, the oldest went
