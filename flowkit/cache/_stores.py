@@ -343,7 +343,12 @@ def check_target(target: Any) -> None:
         return
     if not isinstance(target, str):
         raise _not_a_target(target)
-    _Target(target)
+    url = _Target(target)
+    if url.scheme == "memory":
+        with _MEMORY_LOCK:
+            store = _MEMORY.get(url.parts.netloc + url.parts.path)
+            if store is not None:
+                _check_same(target, store, url)
 
 
 def open_store(target: str | CacheStore, clock: Clock = time.time) -> CacheStore:
@@ -370,6 +375,8 @@ def open_store(target: str | CacheStore, clock: Clock = time.time) -> CacheStore
             if store is None:
                 store = _MEMORY[name] = MemoryStore(ttl, max_entries, clock)
                 store.url = bare
+            else:
+                _check_same(target, store, url)
         return store
     if url.scheme in ("dir", "file"):
         dir_store = DirStore(parts.path, ttl, max_entries, clock)
@@ -383,6 +390,24 @@ def open_store(target: str | CacheStore, clock: Clock = time.time) -> CacheStore
     from flowkit.cache._redis import RedisStore
 
     return RedisStore(bare, ttl, max_entries, clock)
+
+
+def _check_same(target: str, store: MemoryStore, url: _Target) -> None:
+    """Refuse a URL asking a ``ttl`` or ``max_entries`` the open store of its name does not have.
+
+    The process keeps one store per name: ``memory://c?ttl=60`` after
+    ``memory://c`` used to be handed the first store, without a TTL and
+    without a word. A URL without options shares the store as it is.
+    """
+    for option, asked, has in (
+        ("ttl", url.ttl, store.ttl),
+        ("max_entries", url.max_entries, store.max_entries),
+    ):
+        if asked is not None and asked != has:
+            raise _bad(
+                f"cache URL {target!r}: the memory store {store.url!r} is open in this process "
+                f"with {option}={has}; a URL naming it may repeat its options or give none"
+            )
 
 
 def _number(url: str, text: str | None, name: str, kind: type) -> Any:

@@ -492,3 +492,12 @@ def test_a_closure_over_mutable_state_is_keyed_by_its_type_not_its_contents(url:
     for _ in range(2):
         assert engines.run(_cached(record, "f"), store={"x": 1}, cache=url)["y"] == 1
     assert seen == [1]  # the list grew, and the second run still hit
+
+
+def test_a_memory_url_asking_other_options_than_its_open_store_is_refused_at_load(url: str) -> None:
+    engines.run(tasks.chain(1), store={"start": 0}, cache=url)
+    # It used to be handed the open store, without a TTL and without a word.
+    with pytest.raises(exceptions.InvalidEngineOption, match="is open in this process with ttl=None"):
+        engines.load(tasks.chain(1), store={"start": 0}, cache=f"{url}?ttl=60")
+    engines.run(tasks.chain(1), store={"start": 0}, cache=url)  # the same options (none): shared
+    assert tasks.CALLS == ["add0"]
