@@ -135,6 +135,22 @@ def _insert_for(dialect: Any) -> tuple[Any, bool]:
     return sa.insert(TABLE), False
 
 
+def _create_table(engine: Any) -> None:
+    """Create the cache table unless it exists, also when another process creates it meanwhile.
+
+    Two processes opening the store on a database without the table both find
+    it missing and both create it: on PostgreSQL the second ``CREATE TABLE``
+    waits for the first and then fails on the catalog's unique index, which
+    failed that process's flow with "cannot open cache store". Finding the
+    table there after the failure is success.
+    """
+    try:
+        TABLE.create(engine, checkfirst=True)
+    except sa.exc.SQLAlchemyError:
+        if not sa.inspect(engine).has_table(TABLE.name):
+            raise
+
+
 class SqlStore(CacheStore):
     """Entries in the ``flowkit_cache`` table of a SQL database."""
 
@@ -151,7 +167,7 @@ class SqlStore(CacheStore):
                 # A cache entry can always be recomputed: WAL without a sync per
                 # commit makes a write cost microseconds instead of an fsync.
                 sa.event.listen(self._engine, "connect", _sqlite_pragmas)
-            TABLE.create(self._engine, checkfirst=True)
+            _create_table(self._engine)
         except (sa.exc.SQLAlchemyError, ImportError) as err:
             raise exc.StorageFailure(f"cannot open cache store {mask_url(url)}: {err}") from err
         self._sql = _Statements.for_dialect(self._engine.dialect)

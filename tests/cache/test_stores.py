@@ -213,6 +213,26 @@ def test_a_redis_store_whose_server_went_away_fails_naming_the_store_then_recove
         server.close()
 
 
+def _wait_for_a_lock_wait(engine: Any, what: str) -> None:
+    """Poll until a session of the database waits for a lock.
+
+    A new connection per look: PostgreSQL shows one transaction the same
+    ``pg_stat_activity`` snapshot throughout, so polling in one could never
+    see the wait begin.
+    """
+    import sqlalchemy as sa
+
+    def waiting() -> int:
+        with engine.connect() as watcher:
+            query = (
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+            return int(watcher.execute(sa.text(query)).scalar())
+
+    wait_until(waiting, timeout=10, message=what)
+
+
 def test_two_writers_of_one_key_on_postgresql_the_last_write_wins(postgresql_db_url: str) -> None:
     import threading
 
@@ -239,17 +259,7 @@ def test_two_writers_of_one_key_on_postgresql_the_last_write_wins(postgresql_db_
             )
             writer = threading.Thread(target=second_writer)
             writer.start()
-            with other.connect() as watcher:
-                wait_until(
-                    lambda: watcher.execute(
-                        sa.text(
-                            "SELECT count(*) FROM pg_stat_activity "
-                            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-                        )
-                    ).scalar(),
-                    timeout=10,
-                    message="the second writer to wait for the first one's row",
-                )
+            _wait_for_a_lock_wait(other, "the second writer to wait for the first one's row")
             pending.commit()
             writer.join(10)
         # The second writer's insert used to fail on the key (a logged failed write) and keep "first".
@@ -300,3 +310,40 @@ def test_a_bounded_dir_store_does_not_read_every_entry_at_each_write(tmp_path: P
     kept = {int(file.stem) for file in (tmp_path / "cache").glob("*.json")}
     assert len(kept) <= 100
     assert max(kept) == 299 and min(kept) > 299 - 100  # the newest stay, the oldest went
+
+
+def test_two_processes_opening_a_postgresql_cache_without_its_table_both_open_it(
+    postgresql_db_url: str,
+) -> None:
+    import threading
+
+    import sqlalchemy as sa
+
+    from flowkit.cache._sql import TABLE
+
+    other = sa.create_engine(postgresql_db_url.replace("postgresql://", "postgresql+psycopg://", 1))
+    outcome: list[BaseException | CacheStore] = []
+
+    def second_opener() -> None:
+        try:
+            outcome.append(open_store(postgresql_db_url))
+        except BaseException as err:  # reported below
+            outcome.append(err)
+
+    try:
+        with other.connect() as first:
+            pending = first.begin()
+            TABLE.create(first)  # the first process's CREATE TABLE, not yet committed
+            opener = threading.Thread(target=second_opener)
+            opener.start()
+            _wait_for_a_lock_wait(other, "the second CREATE TABLE to wait for the first")
+            pending.commit()
+            opener.join(10)
+        # The second one's CREATE TABLE used to fail on the catalog: "cannot open cache store".
+        (store,) = outcome
+        assert isinstance(store, CacheStore), store
+        store.put("k" * 64, "1")
+        assert store.get("k" * 64) == "1"
+        store.close()
+    finally:
+        other.dispose()
