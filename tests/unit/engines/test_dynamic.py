@@ -326,6 +326,33 @@ def test_a_loop_spawning_fewer_atoms_in_a_later_iteration_ignores_the_rest() -> 
     assert engine.storage.get_atom_state("c-1") == st.SUCCESS
 
 
+def test_the_spawners_revert_gets_the_list_only_if_its_sub_flow_finished() -> None:
+    # What doc/dynamic.rst says: the collected list after a late failure, None
+    # after a failure inside the sub-flow (nothing was collected).
+    got: list[Any] = []
+
+    class Keeps(Spawner):
+        def revert(self, result: Any, **kwargs: Any) -> None:
+            got.append(result)
+
+    class FailsInside(task.Task):
+        def execute(self) -> Any:
+            return dynamic.subflow(
+                linear_flow.Flow("inner").add(
+                    Child(name="ok", inject={"value": 1}), Fails("bad", inject={"spawned": 0})
+                )
+            )
+
+        def revert(self, result: Any, **kwargs: Any) -> None:
+            got.append(result)
+
+    with pytest.raises(ValueError, match="late failure"):
+        engines.run(linear_flow.Flow("late").add(Keeps(), Fails("fails")), store={"ids": [1, 2]})
+    with pytest.raises(ValueError, match="late failure"):
+        engines.run(FailsInside("inside"))
+    assert got == [[10, 20], None]
+
+
 def test_a_graph_flow_spawned_with_links_runs_in_link_order() -> None:
     class Spawns(task.Task):
         def execute(self) -> Any:
