@@ -130,7 +130,8 @@ class Guard:
             )
             return False, None
         self.hit = True
-        return True, value
+        # What JSON cannot tell (a model, an enum member) comes back as the atom declares it.
+        return True, typed.revive_result(self._node.atom, value)
 
     def _key(self, kwargs: dict[str, Any]) -> str | None:
         from flowkit.cache import _keys

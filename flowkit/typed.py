@@ -514,18 +514,28 @@ def model_inputs(atom: Any) -> Mapping[str, Any]:
 
 
 def revive_result(atom: Any, value: Any) -> Any:
-    """A result read back from JSON (a resumed run's store), as the model ``atom`` declares.
+    """A result read back from JSON (a resumed run's store, the cache), as ``atom`` declares it.
 
     Models are stored as JSON objects; a resumed run takes them up as mappings.
     When ``atom``'s result is declared as a pydantic model (or a container of
     them) the mapping is made into it again, so ``storage.fetch`` returns what
-    the first run did. A value that does not fit is left as it was: the
+    the first run did; a result declared as an enum is made its member again
+    from the value JSON kept. A value that does not fit is left as it was: the
     resumed run reads what was stored, it does not judge it.
     """
-    if _loaded_pydantic() is None:
-        return value
     result = contract_of(atom).result
-    if result is UNTYPED or not _mentions_model(_strip(result)):
+    if result is UNTYPED:
+        return value
+    stripped = _strip(result)
+    if isinstance(stripped, type) and issubclass(stripped, enum.Enum):
+        # JSON holds an enum member as its value (an IntEnum's int): the member again.
+        if isinstance(value, stripped):
+            return value
+        try:
+            return stripped(value)
+        except (ValueError, TypeError):
+            return value
+    if _loaded_pydantic() is None or not _mentions_model(stripped):
         return value
     try:
         return coerce_value(value, result)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import itertools
 import subprocess
 import sys
@@ -501,3 +502,28 @@ def test_a_memory_url_asking_other_options_than_its_open_store_is_refused_at_loa
         engines.load(tasks.chain(1), store={"start": 0}, cache=f"{url}?ttl=60")
     engines.run(tasks.chain(1), store={"start": 0}, cache=url)  # the same options (none): shared
     assert tasks.CALLS == ["add0"]
+
+
+class _Level(enum.IntEnum):
+    LOW = 1
+    HIGH = 2
+
+
+class _Grade(task.Task):
+    cache = True
+    validate_types = True
+
+    def execute(self, score: int) -> _Level:
+        tasks.CALLS.append(self.name)
+        return _Level.HIGH if score > 5 else _Level.LOW
+
+
+def test_an_enum_result_comes_back_from_the_cache_as_its_member(url: str) -> None:
+    # JSON keeps an IntEnum member as its int: the hit failed its own "-> _Level" validation.
+    got = [
+        engines.run(_Grade("grade", provides="level"), store={"score": 9}, cache=url)["level"]
+        for _ in range(2)
+    ]
+    assert got == [_Level.HIGH, _Level.HIGH]
+    assert type(got[1]) is _Level
+    assert tasks.CALLS == ["grade"]
