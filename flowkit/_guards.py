@@ -46,6 +46,7 @@ class Guard:
         "_custom",
         "_identity",
         "_node",
+        "_revive",
         "_store",
         "_stored",
         "_undoes",
@@ -72,11 +73,14 @@ class Guard:
         self._identity = None
         #: Whether the atom's revert is code of its own (undoing the call's work).
         self._undoes = False
+        #: Whether a hit's value may need making into what the atom declares (an enum, a model).
+        self._revive = False
         if store is not None:
             from flowkit.cache import _keys
 
             self._identity = _keys.task_identity(atom)
             self._undoes = _undoes(atom)
+            self._revive = typed.revives(atom)
         #: Whether the current run stored this atom's result under ``key``.
         self._stored = False
         hook = getattr(atom, "cache_key", None)
@@ -130,8 +134,9 @@ class Guard:
             )
             return False, None
         self.hit = True
-        # What JSON cannot tell (a model, an enum member) comes back as the atom declares it.
-        return True, typed.revive_result(self._node.atom, value)
+        if self._revive:  # what JSON cannot tell (a model, an enum member), as the atom declares it
+            value = typed.revive_result(self._node.atom, value)
+        return True, value
 
     def _key(self, kwargs: dict[str, Any]) -> str | None:
         from flowkit.cache import _keys
@@ -217,16 +222,29 @@ class Guard:
 
 def _undoes(atom: Any) -> bool:
     """Whether reverting ``atom`` runs code of its own, not the default that undoes nothing."""
-    from flowkit.atom import Atom
-    from flowkit.task import FunctorTask, MapFunctorTask, ReduceFunctorTask
-
     hook = getattr(type(atom), "__flowkit_cache_identity__", None)
     if hook is not None:  # an adapter running another task: that task's revert
         return _undoes(hook(atom)[0])
-    if isinstance(atom, FunctorTask | MapFunctorTask | ReduceFunctorTask):
+    by_class = _UNDOES.get(type(atom))
+    if by_class is None:
+        by_class = _UNDOES[type(atom)] = _undoes_by_class(type(atom))
+    if by_class == "functor":
         return atom._revert is not None
-    revert = type(atom).revert
-    return revert is not Atom.revert
+    return by_class == "yes"
+
+
+#: Task class -> "yes", "no" or "functor" (the instance's function decides): what
+#: _undoes asks per atom, looked up once per class (ABC isinstance checks are slow).
+_UNDOES: dict[type, str] = {}
+
+
+def _undoes_by_class(cls: type) -> str:
+    from flowkit.atom import Atom
+    from flowkit.task import FunctorTask, MapFunctorTask, ReduceFunctorTask
+
+    if issubclass(cls, FunctorTask | MapFunctorTask | ReduceFunctorTask):
+        return "functor"
+    return "no" if getattr(cls, "revert", None) is Atom.revert else "yes"
 
 
 def build(compilation: Any, options: Mapping[str, Any]) -> dict[int, Guard]:

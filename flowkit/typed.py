@@ -57,6 +57,7 @@ __all__ = [
     "has_pydantic",
     "model_inputs",
     "revive_result",
+    "revives",
     "satisfies",
     "shares_contract",
     "type_name",
@@ -511,6 +512,21 @@ def model_inputs(atom: Any) -> Mapping[str, Any]:
         return {}
     inputs = contract_of(atom).inputs
     return {arg: tp for arg, tp in inputs.items() if _mentions_model(_strip(tp))}
+
+
+def revives(atom: Any) -> bool:
+    """Whether :func:`revive_result` may change a result of ``atom`` (an enum or a model declared).
+
+    So a caller that revives every result it reads back (the cache's hits)
+    asks once per atom, not once per value.
+    """
+    result = contract_of(atom).result
+    if result is UNTYPED:
+        return False
+    stripped = _strip(result)
+    if isinstance(stripped, type) and issubclass(stripped, enum.Enum):
+        return True
+    return _loaded_pydantic() is not None and _mentions_model(stripped)
 
 
 def revive_result(atom: Any, value: Any) -> Any:
