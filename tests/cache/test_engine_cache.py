@@ -527,3 +527,28 @@ def test_an_enum_result_comes_back_from_the_cache_as_its_member(url: str) -> Non
     assert got == [_Level.HIGH, _Level.HIGH]
     assert type(got[1]) is _Level
     assert tasks.CALLS == ["grade"]
+
+
+def _double(value: int) -> int:
+    tasks.CALLS.append("double")
+    return value * 2
+
+
+def _undo_double(**kwargs: Any) -> None:
+    tasks.REVERTS.append("double")
+
+
+@pytest.mark.parametrize(("revert", "calls"), [(None, ["double"]), (_undo_double, ["double", "double"])])
+def test_a_function_task_loses_its_entry_on_revert_only_with_a_revert_function(
+    url: str, revert: Any, calls: list[str]
+) -> None:
+    def flow(failing: bool) -> linear_flow.Flow:
+        made = task.FunctorTask(_double, name="double", provides="twice", revert=revert)
+        made.cache = True  # type: ignore[attr-defined]
+        out = linear_flow.Flow("f").add(made)
+        return out.add(tasks.Fail("fail", rebind={"value": "twice"})) if failing else out
+
+    with pytest.raises(RuntimeError):
+        engines.run(flow(True), store={"value": 2}, cache=url)
+    engines.run(flow(False), store={"value": 2}, cache=url)
+    assert calls == tasks.CALLS
