@@ -14,7 +14,9 @@ result without calling ``execute`` (the SUCCESS notification's details carry
 The revert rule: reverting a flow calls ``revert`` only for atoms executed in
 this run. An atom completed from the cache is moved to REVERTED without its
 ``revert`` being called, and the cached entry stays: it was produced by another
-run, which owns whatever side effects it had.
+run, which owns whatever side effects it had. An atom executed in this run
+whose task has a revert of its own loses its entry when that revert is
+called (:meth:`Guard.on_revert`): the result no longer stands.
 """
 
 from __future__ import annotations
@@ -38,7 +40,20 @@ _LOG = module_logger(__name__)
 class Guard:
     """What the runtime does around one atom's call (validation, caching)."""
 
-    __slots__ = ("_all", "_coerce", "_custom", "_identity", "_node", "_store", "_validate", "hit", "key")
+    __slots__ = (
+        "_all",
+        "_coerce",
+        "_custom",
+        "_identity",
+        "_node",
+        "_revive",
+        "_store",
+        "_stored",
+        "_undoes",
+        "_validate",
+        "hit",
+        "key",
+    )
 
     def __init__(
         self,
@@ -56,10 +71,18 @@ class Guard:
         self._all = everyone
         atom = node.atom
         self._identity = None
+        #: Whether the atom's revert is code of its own (undoing the call's work).
+        self._undoes = False
+        #: Whether a hit's value may need making into what the atom declares (an enum, a model).
+        self._revive = False
         if store is not None:
             from flowkit.cache import _keys
 
             self._identity = _keys.task_identity(atom)
+            self._undoes = _undoes(atom)
+            self._revive = typed.revives(atom)
+        #: Whether the current run stored this atom's result under ``key``.
+        self._stored = False
         hook = getattr(atom, "cache_key", None)
         self._custom: Callable[[dict[str, Any]], Any] | None = hook if callable(hook) else None
         #: The key of this atom's call in the current run (None: not cached).
@@ -75,6 +98,7 @@ class Guard:
         """Before ``execute``: ``(True, result)`` on a cache hit, else ``(False, None)``."""
         self.hit = False
         self.key = None
+        self._stored = False
         for arg, model in self._coerce.items():
             if arg in kwargs:
                 kwargs[arg] = typed.coerce_input(self._node.name, arg, kwargs[arg], model)
@@ -93,8 +117,26 @@ class Guard:
         text = self._store.get(key)
         if text is None:
             return False, None
+        try:
+            value = _keys.decode_value(text)
+        except (ValueError, TypeError) as err:
+            # A damaged entry (a file edited, a row written by something else) is
+            # a miss: the call runs and its result replaces the entry, rather than
+            # a JSON error naming neither the atom nor the cache failing the flow.
+            from flowkit.persistence.backends._urls import mask_url
+
+            _LOG.warning(
+                "atom '%s': the entry of key %s in cache store %s is not readable (%s); running it",
+                self._node.name,
+                key,
+                mask_url(self._store.url),
+                err,
+            )
+            return False, None
         self.hit = True
-        return True, _keys.decode_value(text)
+        if self._revive:  # what JSON cannot tell (a model, an enum member), as the atom declares it
+            value = typed.revive_result(self._node.atom, value)
+        return True, value
 
     def _key(self, kwargs: dict[str, Any]) -> str | None:
         from flowkit.cache import _keys
@@ -117,6 +159,19 @@ class Guard:
         assert self._identity is not None
         return _keys.call_key(self._identity, inputs, custom)
 
+    def spawned(self) -> None:
+        """The call returned a sub-flow: neither validate nor cache it, nor key others by it.
+
+        What a spawner returns in the end is what its sub-flow's tasks return,
+        which its key (its code and inputs) does not name: a hit would give no
+        sub-flow and a None result, and a downstream key built on the
+        spawner's would survive a change in the spawned tasks. So the call has
+        no key, and a downstream cacheable atom's key counts the collected
+        result by its value.
+        """
+        self.key = None
+        self.hit = False
+
     def on_result(self, value: Any) -> Any:
         """After a call (or a hit): the validated result; stores a real call's result.
 
@@ -130,17 +185,66 @@ class Guard:
 
             try:
                 self._store.put(self.key, _keys.encode_value(value))
+                self._stored = True
             except _keys.Uncacheable as err:
                 _LOG.debug("result of atom '%s' is not cached: %s", self._node.name, err)
             except Exception:  # a cache that cannot be written must not fail the flow
                 _LOG.warning("could not cache the result of atom '%s'", self._node.name, exc_info=True)
         return value
 
+    def on_revert(self) -> None:
+        """Before the revert of a call this run made: remove the entry it stored.
+
+        The revert undoes what the call did (the volume it made is deleted), so
+        its result no longer stands: a retry of the scope, or the next run, must
+        execute it again rather than be handed the id of a deleted volume. An
+        atom without a revert of its own undoes nothing, and keeps its entry.
+        """
+        if not (self._stored and self._undoes):
+            return
+        assert self._store is not None and self.key is not None
+        self._stored = False
+        try:
+            self._store.delete(self.key)
+        except Exception:  # the flow reverts all the same; the entry may be served again
+            _LOG.warning(
+                "could not remove the cached result of atom '%s', which is being reverted",
+                self._node.name,
+                exc_info=True,
+            )
+
     def annotate(self, details: dict[str, Any]) -> None:
         """Add the cache outcome to a notification's details."""
         if self._store is not None:
             details["cache_hit"] = self.hit
             details["cache_key"] = self.key
+
+
+def _undoes(atom: Any) -> bool:
+    """Whether reverting ``atom`` runs code of its own, not the default that undoes nothing."""
+    hook = getattr(type(atom), "__flowkit_cache_identity__", None)
+    if hook is not None:  # an adapter running another task: that task's revert
+        return _undoes(hook(atom)[0])
+    by_class = _UNDOES.get(type(atom))
+    if by_class is None:
+        by_class = _UNDOES[type(atom)] = _undoes_by_class(type(atom))
+    if by_class == "functor":
+        return atom._revert is not None
+    return by_class == "yes"
+
+
+#: Task class -> "yes", "no" or "functor" (the instance's function decides): what
+#: _undoes asks per atom, looked up once per class (ABC isinstance checks are slow).
+_UNDOES: dict[type, str] = {}
+
+
+def _undoes_by_class(cls: type) -> str:
+    from flowkit.atom import Atom
+    from flowkit.task import FunctorTask, MapFunctorTask, ReduceFunctorTask
+
+    if issubclass(cls, FunctorTask | MapFunctorTask | ReduceFunctorTask):
+        return "functor"
+    return "no" if getattr(cls, "revert", None) is Atom.revert else "yes"
 
 
 def build(compilation: Any, options: Mapping[str, Any]) -> dict[int, Guard]:

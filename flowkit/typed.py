@@ -57,6 +57,7 @@ __all__ = [
     "has_pydantic",
     "model_inputs",
     "revive_result",
+    "revives",
     "satisfies",
     "shares_contract",
     "type_name",
@@ -510,19 +511,44 @@ def model_inputs(atom: Any) -> Mapping[str, Any]:
     return {arg: tp for arg, tp in inputs.items() if _mentions_model(_strip(tp))}
 
 
+def revives(atom: Any) -> bool:
+    """Whether :func:`revive_result` may change a result of ``atom`` (an enum or a model declared).
+
+    So a caller that revives every result it reads back (the cache's hits)
+    asks once per atom, not once per value.
+    """
+    result = contract_of(atom).result
+    if result is UNTYPED:
+        return False
+    stripped = _strip(result)
+    if isinstance(stripped, type) and issubclass(stripped, enum.Enum):
+        return True
+    return _loaded_pydantic() is not None and _mentions_model(stripped)
+
+
 def revive_result(atom: Any, value: Any) -> Any:
-    """A result read back from JSON (a resumed run's store), as the model ``atom`` declares.
+    """A result read back from JSON (a resumed run's store, the cache), as ``atom`` declares it.
 
     Models are stored as JSON objects; a resumed run takes them up as mappings.
     When ``atom``'s result is declared as a pydantic model (or a container of
     them) the mapping is made into it again, so ``storage.fetch`` returns what
-    the first run did. A value that does not fit is left as it was: the
+    the first run did; a result declared as an enum is made its member again
+    from the value JSON kept. A value that does not fit is left as it was: the
     resumed run reads what was stored, it does not judge it.
     """
-    if _loaded_pydantic() is None:
-        return value
     result = contract_of(atom).result
-    if result is UNTYPED or not _mentions_model(_strip(result)):
+    if result is UNTYPED:
+        return value
+    stripped = _strip(result)
+    if isinstance(stripped, type) and issubclass(stripped, enum.Enum):
+        # JSON holds an enum member as its value (an IntEnum's int): the member again.
+        if isinstance(value, stripped):
+            return value
+        try:
+            return stripped(value)
+        except (ValueError, TypeError):
+            return value
+    if _loaded_pydantic() is None or not _mentions_model(stripped):
         return value
     try:
         return coerce_value(value, result)

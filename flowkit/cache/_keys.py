@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import types
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -58,21 +59,91 @@ def task_identity(atom: Any) -> dict[str, Any]:
     source, _revert_source = atom._arg_sources()
     target = getattr(source, "__func__", source)
     if isinstance(atom, FunctorTask):  # the function is the code, not the adapter class
-        path = f"{getattr(target, '__module__', '?')}.{getattr(target, '__qualname__', repr(target))}"
+        name = getattr(target, "__qualname__", repr(target))
+        path = f"{getattr(target, '__module__', '?')}.{name}"
     else:
         cls = type(atom)
-        path = f"{cls.__module__}.{cls.__qualname__}"
+        name = cls.__qualname__
+        path = f"{cls.__module__}.{name}"
     identity: dict[str, Any] = {"task": path, "version": _plain(atom.version)}
     extra = getattr(atom, "cache_version", None)
     if extra is not None:
         identity["cache_version"] = str(extra)
-    if getattr(atom, "cache_code", False):
-        code = getattr(target, "__code__", None)
+    # A lambda, or a function or class made inside a function, does not own its
+    # name: every lambda of a module is "<lambda>", every adder(k)'s function is
+    # "adder.<locals>.add". Its code and the values it closes over tell it apart.
+    unnamed = "<lambda>" in name or "<locals>" in name
+    if unnamed or getattr(atom, "cache_code", False):
+        code = _code_digest(target)
         if code is not None:
-            digest = hashlib.sha256(code.co_code)
-            digest.update(repr(code.co_consts).encode())
-            identity["code"] = digest.hexdigest()
+            identity["code"] = code
+    if unnamed:
+        cells = getattr(target, "__closure__", None) or ()
+        if cells:
+            identity["closure"] = [_cell_value(cell) for cell in cells]
     return identity
+
+
+def _cell_value(cell: Any) -> Any:
+    """A closed-over value as the key shows it: a class or function by its name and code."""
+    try:
+        value = cell.cell_contents
+    except ValueError:  # a cell not filled yet
+        return {"@empty": True}
+    if isinstance(value, type):  # the __class__ cell of a method that calls super()
+        return {"@class": f"{value.__module__}.{value.__qualname__}"}
+    if isinstance(value, types.FunctionType):
+        return {"@function": f"{value.__module__}.{value.__qualname__}", "code": _code_digest(value)}
+    if _constant(value):
+        return value
+    # Mutable state (a list the function appends to, a lock, a client): its
+    # contents would change the key at every call, so only its type counts.
+    return {"@object": f"{type(value).__module__}.{type(value).__qualname__}"}
+
+
+def _constant(value: Any) -> bool:
+    """Whether ``value`` is a plain immutable value (a number, a str, a tuple of them)."""
+    if value is None or type(value) in (str, int, float, bool):
+        return True
+    if type(value) is tuple or type(value) is frozenset:
+        return all(_constant(item) for item in value)
+    return False
+
+
+def _code_digest(function: Any) -> str | None:
+    """A hash of what ``function`` runs, the same in every process (None: not Python code).
+
+    Byte code alone does not tell ``math.floor(x)`` from ``math.ceil(x)`` (the
+    names it loads are in ``co_names``), and the ``repr`` of a nested code
+    object (a generator expression, a lambda, a comprehension before 3.12)
+    holds its memory address, which made the key differ in every process:
+    nested code is hashed the same way instead. JSON-representable defaults
+    count too.
+    """
+    code = getattr(function, "__code__", None)
+    if not isinstance(code, types.CodeType):
+        return None
+    digest = hashlib.sha256()
+    _feed_code(digest, code)
+    try:
+        defaults = canonical(
+            [getattr(function, "__defaults__", None), getattr(function, "__kwdefaults__", None)]
+        )
+    except Uncacheable:
+        defaults = "?"  # objects JSON cannot show: their repr would differ in every process
+    digest.update(defaults.encode())
+    return digest.hexdigest()
+
+
+def _feed_code(digest: Any, code: types.CodeType) -> None:
+    digest.update(code.co_code)
+    digest.update(b"\0" + repr(code.co_names).encode() + b"\0")
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            digest.update(b"code\0")
+            _feed_code(digest, const)
+        else:
+            digest.update(repr(const).encode() + b"\0")
 
 
 def _plain(value: Any) -> Any:
@@ -110,15 +181,69 @@ def call_key(identity: Mapping[str, Any], inputs: Mapping[str, Any], custom: str
 
 
 def encode_value(value: Any) -> str:
-    """A result as stored in a cache (JSON text; models as their JSON dump).
+    """A result as stored in a cache: JSON text that decodes to an equal value.
+
+    Plain JSON would give a hit a different value than the call that filled
+    the entry: a mapping's int keys back as strings (a downstream ``m[1]``
+    fails on the second run only), a tuple back as a list (which a
+    ``-> tuple[...]`` result validation refuses). So what JSON does not
+    round-trip is tagged: ``{"@tuple": [...]}``, ``{"@set": [...]}``,
+    ``{"@frozenset": [...]}``, and ``{"@dict": [[key, value], ...]}`` for a
+    mapping with a key that is not a str or that starts with ``@`` (so a
+    stored mapping is never read as a tag). A pydantic model is stored as its
+    JSON dump and comes back as a mapping, which result validation turns into
+    the model again. A value that needs no tag (the usual one) costs one C
+    encode, decode and comparison more than before.
 
     Raises:
         Uncacheable: JSON cannot represent it.
     """
     try:
-        return json.dumps(value, default=_dump_default, allow_nan=False)
-    except (TypeError, ValueError, RecursionError) as err:  # too deep: as JSON refusing it
+        try:
+            text = json.dumps(value, default=_dump_default, allow_nan=False)
+        except TypeError:  # a set, a tuple key: tagging may represent it
+            pass
+        else:
+            if _needs_no_tags(text, value):
+                return text
+        return json.dumps(_tagged(value), allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as err:
         raise Uncacheable(str(err)) from err
+
+
+def _needs_no_tags(text: str, value: Any) -> bool:
+    """Whether plain JSON text gives ``value`` back as it is."""
+    if '"@' in text:  # a mapping key (or a str) that looks like a tag: take no chance
+        return False
+    try:
+        return bool(json.loads(text) == value)
+    except Exception:  # a value whose == fails: tag it (and let tagging decide)
+        return False
+
+
+_TAGS = ("@tuple", "@set", "@frozenset", "@dict")
+
+
+def _tagged(value: Any) -> Any:
+    """``value`` as JSON-native data that :func:`decode_value` turns back into it."""
+    kind = type(value)
+    if kind is str or kind is int or kind is float or kind is bool or value is None:
+        return value
+    if isinstance(value, dict):
+        if all(type(key) is str and not key.startswith("@") for key in value):
+            return {key: _tagged(item) for key, item in value.items()}
+        return {"@dict": [[_tagged(key), _tagged(item)] for key, item in value.items()]}
+    if isinstance(value, list):
+        return [_tagged(item) for item in value]
+    if isinstance(value, tuple):
+        return {"@tuple": [_tagged(item) for item in value]}
+    if isinstance(value, frozenset):
+        return {"@frozenset": [_tagged(item) for item in value]}
+    if isinstance(value, set):
+        return {"@set": [_tagged(item) for item in value]}
+    if isinstance(value, str | int | float):  # a subclass (an enum member): JSON takes its value
+        return value
+    return _dump_default(value)
 
 
 def _dump_default(value: Any) -> Any:
@@ -128,6 +253,23 @@ def _dump_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON")
 
 
+def _untag(mapping: dict[str, Any]) -> Any:
+    if len(mapping) == 1:
+        tag, items = next(iter(mapping.items()))
+        if tag in _TAGS and isinstance(items, list):
+            if tag == "@tuple":
+                return tuple(items)
+            if tag == "@set":
+                return set(items)
+            if tag == "@frozenset":
+                return frozenset(items)
+            # Keys come back hashable: a tuple or frozenset key was tagged too.
+            return dict(items)
+    return mapping
+
+
 def decode_value(text: str) -> Any:
-    """A stored result, back from JSON (a model comes back as a mapping; validation rebuilds it)."""
-    return json.loads(text)
+    """A stored result, back from JSON as it was stored (a model as a mapping; validation rebuilds it)."""
+    if '"@' not in text:
+        return json.loads(text)
+    return json.loads(text, object_hook=_untag)

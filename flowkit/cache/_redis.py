@@ -72,6 +72,10 @@ class RedisStore(CacheStore):
             pipe.set(PREFIX + key, text)
         else:
             pipe.set(PREFIX + key, text, px=max(1, int(self.ttl * 1000)))
+            # Redis expires the entries, not their members of the size index: drop
+            # those whose entries have expired, or a cache with a TTL grows the
+            # index by one member per key ever written, for as long as it is used.
+            pipe.zremrangebyscore(_INDEX, "-inf", now - self.ttl)
         pipe.zadd(_INDEX, {key: now})
         pipe.execute()
         if self.max_entries is not None:
@@ -79,6 +83,15 @@ class RedisStore(CacheStore):
             if extra > 0:
                 for old, _score in self._client.zpopmin(_INDEX, extra):
                     self._client.delete(PREFIX + old.decode("utf-8"))
+
+    def _delete(self, key: str) -> None:
+        self._run("remove an entry", lambda: self._remove(key))
+
+    def _remove(self, key: str) -> None:
+        pipe = self._client.pipeline()
+        pipe.delete(PREFIX + key)
+        pipe.zrem(_INDEX, key)
+        pipe.execute()
 
     def _entries(self, now: float) -> int:
         return self._run("count entries", self._count)

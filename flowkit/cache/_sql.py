@@ -78,10 +78,13 @@ class _Statements(NamedTuple):
     evict: _Statement
     live: _Statement
     clear: _Statement
+    #: ``insert`` replaces a row with the same key itself (no ``delete`` first).
+    upserts: bool
 
     @classmethod
     def for_dialect(cls, dialect: Any) -> _Statements:
         key = TABLE.c.key
+        insert, upserts = _insert_for(dialect)
         oldest = sa.select(key).order_by(TABLE.c.created).limit(sa.bindparam("extra", type_=sa.Integer))
         live = sa.or_(TABLE.c.expires.is_(None), TABLE.c.expires > sa.bindparam("now"))
         return cls(
@@ -93,12 +96,59 @@ class _Statements(NamedTuple):
                 dialect,
             ),
             delete=_Statement.of(sa.delete(TABLE).where(key == sa.bindparam("k")), dialect),
-            insert=_Statement.of(sa.insert(TABLE), dialect, ["key", "value", "created", "expires"]),
+            insert=_Statement.of(insert, dialect, ["key", "value", "created", "expires"]),
             size=_Statement.of(sa.select(sa.func.count()).select_from(TABLE), dialect),
             evict=_Statement.of(sa.delete(TABLE).where(key.in_(oldest.scalar_subquery())), dialect),
             live=_Statement.of(sa.select(sa.func.count()).select_from(TABLE).where(live), dialect),
             clear=_Statement.of(sa.delete(TABLE), dialect),
+            upserts=upserts,
         )
+
+
+def _insert_for(dialect: Any) -> tuple[Any, bool]:
+    """The insert of an entry, and whether it replaces a row of the same key itself.
+
+    Two runs that miss the same key both write it. With a delete then an
+    insert, the second writer's delete does not see the first's uncommitted
+    row, and its insert then fails on the key once the first commits: the
+    entry keeps the first value and the second run logs a failed write. An
+    upsert makes the last write win, as the documentation says.
+    """
+    columns = ("value", "created", "expires")
+    if dialect.name == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
+        pg = postgresql.insert(TABLE)
+        replace = {name: pg.excluded[name] for name in columns}
+        return pg.on_conflict_do_update(index_elements=[TABLE.c.key], set_=replace), True
+    if dialect.name == "sqlite":
+        from sqlalchemy.dialects import sqlite
+
+        lite = sqlite.insert(TABLE)
+        replace = {name: lite.excluded[name] for name in columns}
+        return lite.on_conflict_do_update(index_elements=[TABLE.c.key], set_=replace), True
+    if dialect.name in ("mysql", "mariadb"):
+        from sqlalchemy.dialects import mysql
+
+        my = mysql.insert(TABLE)
+        return my.on_duplicate_key_update({name: my.inserted[name] for name in columns}), True
+    return sa.insert(TABLE), False
+
+
+def _create_table(engine: Any) -> None:
+    """Create the cache table unless it exists, also when another process creates it meanwhile.
+
+    Two processes opening the store on a database without the table both find
+    it missing and both create it: on PostgreSQL the second ``CREATE TABLE``
+    waits for the first and then fails on the catalog's unique index, which
+    failed that process's flow with "cannot open cache store". Finding the
+    table there after the failure is success.
+    """
+    try:
+        TABLE.create(engine, checkfirst=True)
+    except sa.exc.SQLAlchemyError:
+        if not sa.inspect(engine).has_table(TABLE.name):
+            raise
 
 
 class SqlStore(CacheStore):
@@ -117,7 +167,7 @@ class SqlStore(CacheStore):
                 # A cache entry can always be recomputed: WAL without a sync per
                 # commit makes a write cost microseconds instead of an fsync.
                 sa.event.listen(self._engine, "connect", _sqlite_pragmas)
-            TABLE.create(self._engine, checkfirst=True)
+            _create_table(self._engine)
         except (sa.exc.SQLAlchemyError, ImportError) as err:
             raise exc.StorageFailure(f"cannot open cache store {mask_url(url)}: {err}") from err
         self._sql = _Statements.for_dialect(self._engine.dialect)
@@ -179,8 +229,8 @@ class SqlStore(CacheStore):
         sql = self._sql
 
         def write(cursor: Any) -> None:
-            # Delete then insert: portable, and atomic inside the transaction.
-            self._execute(cursor, sql.delete, k=key)
+            if not sql.upserts:  # delete then insert: portable, atomic inside the transaction
+                self._execute(cursor, sql.delete, k=key)
             self._execute(cursor, sql.insert, key=key, value=text, created=now, expires=expires)
             if self.max_entries is not None:
                 count = int(self._execute(cursor, sql.size).fetchone()[0])
@@ -189,6 +239,10 @@ class SqlStore(CacheStore):
                     self._execute(cursor, sql.evict, extra=extra)
 
         self._run("write an entry", write)
+
+    def _delete(self, key: str) -> None:
+        sql = self._sql
+        self._run("remove an entry", lambda cursor: self._execute(cursor, sql.delete, k=key))
 
     def _entries(self, now: float) -> int:
         sql = self._sql

@@ -471,6 +471,7 @@ class Runtime:
         """Let a guard answer from the cache instead of calling (see flowkit._guards)."""
         if action == sch.REVERT:
             if not guard.hit:
+                guard.on_revert()  # its revert undoes the call: its entry goes
                 return call
             value: Any = None  # revert only what this run executed
         else:
@@ -593,15 +594,22 @@ class Runtime:
         record = self.records[node.index]
         assert record is not None
         atom = node.atom
+        guard = self.guards.get(node.index) if self.guards else None
         if ok and type(value) in _CONTROL:
+            spawning = _CONTROL[type(value)] == _steering.Steer.SPAWN
             outcome = self._steer(node, value)
             if outcome is None:
                 return
             ok, value = outcome
+            if spawning and guard is not None:
+                # The spawner's result is the sub-flow's, collected when it ends:
+                # None is no result to validate or cache now (see Guard.spawned).
+                guard.spawned()
+                guard = None
         if ok:
             try:
-                if self.guards and node.index in self.guards:
-                    value = self.guards[node.index].on_result(value)
+                if guard is not None:
+                    value = guard.on_result(value)
                 if atom._extraction:  # type: ignore[union-attr]
                     _check_unpacks(node, atom, value)
                 if self._durable:

@@ -127,8 +127,7 @@ class Spawns:
                 meta["flow"] = _flow_codec.describe(sub.flow)
             runtime.check_storable(node, "the record of the sub-flow", meta)
         old = self.splices.get(node.index)
-        if old is not None:
-            self._detach(old)
+        dropped = self._detach(old) if old is not None else []
         # As when a flow is loaded: thousands of nodes and records are made at
         # once, and none of them is garbage.
         with gc_paused():
@@ -137,6 +136,28 @@ class Spawns:
         assert record is not None
         record.meta[META_KEY] = meta
         runtime.scheduler.grow(splice.end, node.index, runtime.records)
+        if dropped:
+            self._retire(dropped)
+
+    def _retire(self, dropped: list[Node]) -> None:
+        """Mark IGNORE the atoms of a replaced sub-flow that the new one did not spawn again.
+
+        A retry (or a loop) reset them to PENDING before the spawner ran again;
+        left so, a flow that ended SUCCESS showed them PENDING for ever in its
+        flow detail, its report and ``flowkit flows show``, with the result of
+        the attempt that spawned them still stored. IGNORE is what an atom the
+        flow went past without running is (as a decider's).
+        """
+        live = self._live_names()
+        runtime = self._runtime
+        for node in dropped:
+            if node.name in live:
+                continue  # spawned again: the new splice shares (and reset) its record
+            record = runtime.records[node.index]
+            if record is None or record.state == st.IGNORE:
+                continue
+            record.result = record.failure = None
+            runtime.record(node, st.IGNORE, st.IGNORE)
 
     def restore(self) -> None:
         """Splice again what stored spawners spawned (resuming a run), in spawning order."""
@@ -313,8 +334,8 @@ class Spawns:
 
     # -- undoing a splice (the spawner runs again) ---------------------------------
 
-    def _detach(self, splice: Splice) -> None:
-        """Cut an earlier spawn out of the graph, with whatever it spawned in turn."""
+    def _detach(self, splice: Splice) -> list[Node]:
+        """Cut an earlier spawn out of the graph, with whatever it spawned in turn; return its atoms."""
         compilation = self._runtime.compilation
         nodes = compilation.nodes
         spawner = nodes[splice.spawner]
@@ -329,10 +350,12 @@ class Spawns:
             self._runtime.scheduler.drop(inner.nodes, inner.end)
         live = self._live_names()
         kept = []
+        dropped = []
         for node in compilation.atoms:
             if node.index in dead:
                 live.discard(node.name)
                 self.spawned_atoms -= 1
+                dropped.append(node)
             else:
                 kept.append(node)
         compilation.atoms[:] = kept
@@ -340,6 +363,7 @@ class Spawns:
             nodes[index].succ = ()
             nodes[index].pred = ()
         self.order_stale = True
+        return dropped
 
     def _nested(self, splice: Splice) -> Iterator[Splice]:
         yield splice

@@ -42,3 +42,14 @@ def chain(count: int, ks: dict[int, int] | None = None) -> linear_flow.Flow:
             )
         )
     return flow
+
+
+class Doubled(task.Task):
+    """Keyed by its code, which holds a nested code object (the generator expression)."""
+
+    cache = True
+    cache_code = True
+
+    def execute(self, values: list[int]) -> int:
+        CALLS.append(self.name)
+        return sum(value * 2 for value in values)

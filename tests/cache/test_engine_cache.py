@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import enum
 import itertools
 import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -108,18 +109,91 @@ def test_revert_is_not_called_for_results_taken_from_the_cache(url: str) -> None
     def failing() -> linear_flow.Flow:
         return tasks.chain(2).add(tasks.Fail("fail", rebind={"value": "v1"}))
 
-    with pytest.raises(RuntimeError):
-        engines.run(failing(), store={"start": 0}, cache=url)
-    assert tasks.REVERTS == ["add1", "add0"]
-    tasks.REVERTS.clear()
+    engines.run(tasks.chain(2), store={"start": 0}, cache=url)  # add0 and add1 are cached
     tasks.CALLS.clear()
     engine = engines.load(failing(), store={"start": 0}, cache=url)
     with pytest.raises(RuntimeError):
         engine.run()
-    # The first run's failure stored nothing for 'fail'; add0/add1 were cached then.
     assert tasks.CALLS == []
     assert tasks.REVERTS == []
     assert engine.storage.get_atom_state("add0") == states.REVERTED
+    # Their entries stay: the run that made them owns what it did.
+    engines.run(tasks.chain(2), store={"start": 0}, cache=url)
+    assert tasks.CALLS == []
+
+
+def test_the_entry_of_a_call_whose_revert_ran_is_removed(url: str) -> None:
+    def failing() -> linear_flow.Flow:
+        return tasks.chain(2).add(tasks.Fail("fail", rebind={"value": "v1"}))
+
+    with pytest.raises(RuntimeError):
+        engines.run(failing(), store={"start": 0}, cache=url)
+    assert tasks.REVERTS == ["add1", "add0"]
+    tasks.CALLS.clear()
+    # The reverts undid what the calls did: their results used to be served again.
+    engines.run(tasks.chain(2), store={"start": 0}, cache=url)
+    assert tasks.CALLS == ["add0", "add1"]
+
+
+class _CreateVolume(task.Task):
+    cache = True
+    default_provides = "volume"
+    existing: ClassVar[set[str]] = set()
+    made = 0
+
+    def execute(self, size: int) -> str:
+        _CreateVolume.made += 1
+        volume = f"volume-{_CreateVolume.made}"
+        self.existing.add(volume)
+        return volume
+
+    def revert(self, result: Any, **kwargs: Any) -> None:
+        if isinstance(result, str):
+            self.existing.discard(result)
+
+
+class _AttachOnSecondTry(task.Task):
+    tries = 0
+
+    def execute(self, volume: str) -> str:
+        _AttachOnSecondTry.tries += 1
+        if _AttachOnSecondTry.tries == 1:
+            raise RuntimeError("transient")
+        assert volume in _CreateVolume.existing, f"{volume} was deleted by its revert"
+        return volume
+
+
+def test_a_retried_scope_executes_again_a_cached_task_its_revert_undid(url: str) -> None:
+    from flowkit import retry
+
+    _CreateVolume.existing.clear()
+    _CreateVolume.made = _AttachOnSecondTry.tries = 0
+    flow = linear_flow.Flow("f", retry=retry.Times(3)).add(
+        _CreateVolume("create"), _AttachOnSecondTry("attach", provides="attached")
+    )
+    # The retry reverted 'create' (deleting volume-1), then took volume-1 from the cache.
+    results = engines.run(flow, store={"size": 1}, cache=url)
+    assert results["attached"] == "volume-2"
+    assert _CreateVolume.existing == {"volume-2"}
+
+
+def test_a_task_without_a_revert_of_its_own_keeps_its_entry_when_reverted(url: str) -> None:
+    class Pure(task.Task):
+        cache = True
+
+        def execute(self, value: int) -> int:
+            tasks.CALLS.append(self.name)
+            return value * 2
+
+    def flow(failing: bool) -> linear_flow.Flow:
+        made = linear_flow.Flow("f").add(Pure("pure", provides="twice"))
+        return made.add(tasks.Fail("fail", rebind={"value": "twice"})) if failing else made
+
+    with pytest.raises(RuntimeError):
+        engines.run(flow(True), store={"value": 2}, cache=url)
+    # Fixing the late failure and running again reuses what nothing undid.
+    assert engines.run(flow(False), store={"value": 2}, cache=url)["twice"] == 4
+    assert tasks.CALLS == ["pure"]
 
 
 def test_the_event_log_does_not_say_a_cached_atoms_revert_ran(url: str) -> None:
@@ -128,8 +202,7 @@ def test_the_event_log_does_not_say_a_cached_atoms_revert_ran(url: str) -> None:
     def failing() -> linear_flow.Flow:
         return tasks.chain(1).add(tasks.Fail("fail", rebind={"value": "v0"}))
 
-    with pytest.raises(RuntimeError):
-        engines.run(failing(), store={"start": 0}, cache=url)
+    engines.run(tasks.chain(1), store={"start": 0}, cache=url)
     engine = engines.load(failing(), store={"start": 0}, cache=url)
     with EventLogListener(engine) as events, pytest.raises(RuntimeError):
         engine.run()
@@ -242,3 +315,260 @@ def test_a_cacheable_task_whose_input_is_too_deep_for_json_runs_uncached(url: st
         engine = engines.load(Depth(provides="depth"), store={"nested": nested}, cache=url)
         engine.run()
         assert engine.storage.fetch("depth") == 5000
+
+
+class _MakeShapes(task.Task):
+    """Returns what plain JSON would not give back as it was: int keys, tuples, sets."""
+
+    cache = True
+    validate_types = True
+
+    def execute(self, n: int) -> tuple[dict[int, str], tuple[int, int], frozenset[str]]:
+        tasks.CALLS.append(self.name)
+        return {n: "one"}, (n, n), frozenset({"a"})
+
+
+class _UseShapes(task.Task):
+    def execute(self, names: dict[int, str], pair: tuple[int, int], tags: frozenset[str]) -> str:
+        return f"{names[1]} {pair!r} {sorted(tags)} {type(tags).__name__}"
+
+
+def test_a_hit_gives_the_same_value_as_the_call_that_filled_the_entry(url: str) -> None:
+    # A mapping with int keys used to come back from the cache with str keys (the
+    # consumer's names[1] failed on the second run only) and a tuple as a list
+    # (the result validation of a "-> tuple[...]" task refused its own hit).
+    outputs = []
+    for _ in range(2):
+        flow = linear_flow.Flow("f").add(
+            _MakeShapes("make", provides=("names", "pair", "tags")), _UseShapes("use", provides="out")
+        )
+        outputs.append(engines.run(flow, store={"n": 1}, cache=url))
+    assert tasks.CALLS == ["make"]
+    assert outputs[1] == outputs[0]
+    assert outputs[1]["out"] == "one (1, 1) ['a'] frozenset"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {1: "a", "1": "b"},
+        {"@tuple": [1]},
+        {(1, 2): {3}},
+        [(1, [2, (3,)]), {True: None, None: 1.5}],
+        'a "@tuple" in a string',
+    ],
+)
+def test_stored_results_round_trip_exactly(value: Any) -> None:
+    from flowkit.cache import _keys
+
+    back = _keys.decode_value(_keys.encode_value(value))
+    assert back == value
+    assert repr(back) == repr(value)  # types too: a tuple is not a list here
+
+
+def test_a_damaged_entry_is_a_miss_that_the_call_repairs(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = f"dir://{tmp_path / 'cache'}"
+    engines.run(tasks.chain(2), store={"start": 0}, cache=url)
+    for entry in (tmp_path / "cache").glob("*.json"):
+        header = entry.read_text().partition("\n")[0]
+        entry.write_text(header + "\n{not json")
+    tasks.CALLS.clear()
+    # It used to fail the flow with a bare JSONDecodeError naming neither the atom nor the cache.
+    assert engines.run(tasks.chain(2), store={"start": 0}, cache=url)["v1"] == 2
+    assert tasks.CALLS == ["add0", "add1"]
+    assert "atom 'add0': the entry of key" in caplog.text
+    assert f"in cache store {url} is not readable" in caplog.text
+    tasks.CALLS.clear()
+    engines.run(tasks.chain(2), store={"start": 0}, cache=url)
+    assert tasks.CALLS == []  # the calls wrote the entries again
+
+
+class _Snap(task.Task):
+    suffix = ""
+
+    def execute(self, volume: str) -> str:
+        tasks.CALLS.append(self.name)
+        return f"snap-of-{volume}{self.suffix}"
+
+
+class _CachedFanOut(task.Task):
+    cache = True
+    default_provides = "snapshots"
+
+    def execute(self, volumes: list[str]) -> Any:
+        from flowkit import dynamic
+
+        tasks.CALLS.append(self.name)
+        return dynamic.subflow(
+            linear_flow.Flow("per").add(*[_Snap(f"snap-{v}", inject={"volume": v}) for v in volumes])
+        )
+
+
+class _Plain(task.Task):
+    def execute(self, snapshots: list[str]) -> list[str]:
+        return snapshots
+
+
+def test_a_cacheable_spawner_spawns_again_rather_than_hit_the_none_it_held(url: str) -> None:
+    # The None a spawner holds while its sub-flow runs used to be cached under its
+    # key: the next run hit it, spawned nothing, and 'snapshots' was None.
+    for _ in range(2):
+        tasks.CALLS.clear()
+        flow = linear_flow.Flow("f").add(_CachedFanOut("fan"), _Plain("use", provides="used"))
+        results = engines.run(flow, store={"volumes": ["a", "b"]}, cache=url)
+        assert results["snapshots"] == results["used"] == ["snap-of-a", "snap-of-b"]
+        assert tasks.CALLS == ["fan", "snap-a", "snap-b"]
+
+
+def test_a_key_downstream_of_a_spawner_counts_what_was_spawned(url: str) -> None:
+    # The spawned tasks change what they return; the spawner's code and inputs do
+    # not. A downstream key built on the spawner's key would hit the stale value.
+    outputs = []
+    try:
+        for suffix in ("", " v2"):
+            _Snap.suffix = suffix
+            flow = linear_flow.Flow("f").add(
+                _CachedFanOut("fan"), tasks.Add("add", provides="added", rebind={"value": "snapshots"})
+            )
+            outputs.append(engines.run(flow, store={"volumes": ["a"], "k": ["!"]}, cache=url)["added"])
+    finally:
+        _Snap.suffix = ""
+    assert outputs == [["snap-of-a", "!"], ["snap-of-a v2", "!"]]
+
+
+def test_a_cache_code_key_is_the_same_in_another_process(tmp_path: Path) -> None:
+    # The repr of the generator expression's code object holds its address: the
+    # key differed in every process, so such a task never hit across runs.
+    url = f"sqlite:///{tmp_path / 'cache.db'}"
+    script = textwrap.dedent(
+        f"""
+        from flowkit import engines
+        from tests.cache import tasks
+        engines.run(tasks.Doubled("d", provides="sum"), store={{"values": [1, 2]}}, cache={url!r})
+        """
+    )
+    subprocess.run([sys.executable, "-c", script], cwd=REPO, timeout=120, check=True)
+    assert engines.run(tasks.Doubled("d", provides="sum"), store={"values": [1, 2]}, cache=url)["sum"] == 6
+    assert tasks.CALLS == []
+
+
+def test_a_cache_code_key_sees_which_names_the_code_loads() -> None:
+    import math
+
+    from flowkit.cache import task_identity
+
+    def version(rounding: Any) -> task.Task:
+        """The same task class (module and name) as deployed before and after an edit."""
+
+        namespace = {"execute": rounding, "cache": True, "cache_code": True, "__qualname__": "Rounded"}
+        return type("Rounded", (task.Task,), namespace)("r")  # type: ignore[no-any-return]
+
+    def floor(self: Any, x: float) -> int:
+        return math.floor(x)
+
+    def ceil(self: Any, x: float) -> int:
+        return math.ceil(x)
+
+    # The same byte code and constants; only co_names tells them apart.
+    assert floor.__code__.co_code == ceil.__code__.co_code
+    assert task_identity(version(floor)) != task_identity(version(ceil))
+
+
+def _adder(k: int) -> Any:
+    def add(x: int) -> int:
+        return x + k
+
+    return add
+
+
+def _cached(function: Any, name: str) -> task.FunctorTask:
+    made = task.FunctorTask(function, name=name, provides="y")
+    made.cache = True  # type: ignore[attr-defined]
+    return made
+
+
+def test_two_lambdas_or_closures_of_one_name_do_not_share_entries(url: str) -> None:
+    # Every lambda is named "<lambda>" and every _adder(k) function
+    # "_adder.<locals>.add": the second of each pair used to get the first's result.
+    pairs = [
+        (lambda x: x + 1, lambda x: x * 10, [2, 10]),
+        (_adder(1), _adder(100), [2, 101]),
+    ]
+    for first, second, expected in pairs:
+        got = [engines.run(_cached(f, "f"), store={"x": 1}, cache=url)["y"] for f in (first, second)]
+        assert got == expected
+    # The same closure again is a hit.
+    assert engines.run(_cached(_adder(100), "f"), store={"x": 1}, cache=url)["y"] == 101
+
+
+def test_a_closure_over_mutable_state_is_keyed_by_its_type_not_its_contents(url: str) -> None:
+    seen: list[int] = []
+
+    def record(x: int) -> int:
+        seen.append(x)
+        return x
+
+    for _ in range(2):
+        assert engines.run(_cached(record, "f"), store={"x": 1}, cache=url)["y"] == 1
+    assert seen == [1]  # the list grew, and the second run still hit
+
+
+def test_a_memory_url_asking_other_options_than_its_open_store_is_refused_at_load(url: str) -> None:
+    engines.run(tasks.chain(1), store={"start": 0}, cache=url)
+    # It used to be handed the open store, without a TTL and without a word.
+    with pytest.raises(exceptions.InvalidEngineOption, match="is open in this process with ttl=None"):
+        engines.load(tasks.chain(1), store={"start": 0}, cache=f"{url}?ttl=60")
+    engines.run(tasks.chain(1), store={"start": 0}, cache=url)  # the same options (none): shared
+    assert tasks.CALLS == ["add0"]
+
+
+class _Level(enum.IntEnum):
+    LOW = 1
+    HIGH = 2
+
+
+class _Grade(task.Task):
+    cache = True
+    validate_types = True
+
+    def execute(self, score: int) -> _Level:
+        tasks.CALLS.append(self.name)
+        return _Level.HIGH if score > 5 else _Level.LOW
+
+
+def test_an_enum_result_comes_back_from_the_cache_as_its_member(url: str) -> None:
+    # JSON keeps an IntEnum member as its int: the hit failed its own "-> _Level" validation.
+    got = [
+        engines.run(_Grade("grade", provides="level"), store={"score": 9}, cache=url)["level"]
+        for _ in range(2)
+    ]
+    assert got == [_Level.HIGH, _Level.HIGH]
+    assert type(got[1]) is _Level
+    assert tasks.CALLS == ["grade"]
+
+
+def _double(value: int) -> int:
+    tasks.CALLS.append("double")
+    return value * 2
+
+
+def _undo_double(**kwargs: Any) -> None:
+    tasks.REVERTS.append("double")
+
+
+@pytest.mark.parametrize(("revert", "calls"), [(None, ["double"]), (_undo_double, ["double", "double"])])
+def test_a_function_task_loses_its_entry_on_revert_only_with_a_revert_function(
+    url: str, revert: Any, calls: list[str]
+) -> None:
+    def flow(failing: bool) -> linear_flow.Flow:
+        made = task.FunctorTask(_double, name="double", provides="twice", revert=revert)
+        made.cache = True  # type: ignore[attr-defined]
+        out = linear_flow.Flow("f").add(made)
+        return out.add(tasks.Fail("fail", rebind={"value": "twice"})) if failing else out
+
+    with pytest.raises(RuntimeError):
+        engines.run(flow(True), store={"value": 2}, cache=url)
+    engines.run(flow(False), store={"value": 2}, cache=url)
+    assert calls == tasks.CALLS

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from flowkit import exceptions
-from flowkit.cache import CacheStore, open_store
+from flowkit.cache import CacheStore, DirStore, open_store
 from tests.services import wait_until
 
 KINDS = ["memory", "dir", "sqlite", "postgresql", "redis"]
@@ -83,6 +83,21 @@ def test_a_second_store_on_the_same_url_shares_the_entries(opened: tuple[str, Cl
         first.close()
         second.close()
         first.close()  # closing twice is harmless
+
+
+def test_delete_removes_one_entry(opened: tuple[str, Clock]) -> None:
+    url, clock = opened
+    store = store_for(url, clock)
+    try:
+        store.put("a" * 64, "1")
+        store.put("b" * 64, "2")
+        store.delete("a" * 64)
+        store.delete("c" * 64)  # nothing there: nothing to do
+        assert store.get("a" * 64) is None
+        assert store.get("b" * 64) == "2"
+        assert store.stats().entries == 1
+    finally:
+        store.close()
 
 
 def test_size_bound_drops_the_oldest(opened: tuple[str, Clock]) -> None:
@@ -232,3 +247,160 @@ def test_a_sql_store_whose_connection_dies_fails_once_then_reconnects(postgresql
         assert store.get("a" * 64) == "1"  # a new connection, the same entry
     finally:
         store.close()
+
+
+def test_a_redis_store_whose_server_went_away_fails_naming_the_store_then_recovers() -> None:
+    from tests.services import RedisServer
+
+    server = RedisServer()
+    server.start()
+    try:
+        store = open_store(server.url)
+        store.put("a" * 64, "1")
+        server.stop()
+        # It used to be the client's own ConnectionError, naming neither the cache nor the URL.
+        for call in (lambda: store.get("a" * 64), lambda: store.put("b" * 64, "2"), store.stats, store.clear):
+            with pytest.raises(exceptions.StorageFailure, match=f"cache store {server.url}: cannot "):
+                call()
+        server.start()
+        store.put("b" * 64, "2")
+        assert store.get("b" * 64) == "2"  # the client reconnected by itself
+        store.close()
+    finally:
+        server.close()
+
+
+def _wait_for_a_lock_wait(engine: Any, what: str) -> None:
+    """Poll until a session of the database waits for a lock.
+
+    A new connection per look: PostgreSQL shows one transaction the same
+    ``pg_stat_activity`` snapshot throughout, so polling in one could never
+    see the wait begin.
+    """
+    import sqlalchemy as sa
+
+    def waiting() -> int:
+        with engine.connect() as watcher:
+            query = (
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+            return int(watcher.execute(sa.text(query)).scalar())
+
+    wait_until(waiting, timeout=10, message=what)
+
+
+def test_two_writers_of_one_key_on_postgresql_the_last_write_wins(postgresql_db_url: str) -> None:
+    import threading
+
+    import sqlalchemy as sa
+
+    store = store_for(postgresql_db_url, Clock())
+    other = sa.create_engine(postgresql_db_url.replace("postgresql://", "postgresql+psycopg://", 1))
+    outcome: list[BaseException | None] = []
+
+    def second_writer() -> None:
+        try:
+            store.put("k" * 64, '"second"')
+            outcome.append(None)
+        except BaseException as err:  # reported below
+            outcome.append(err)
+
+    try:
+        with other.connect() as first:
+            # The first run's write of the key, not yet committed when the second one writes it.
+            pending = first.begin()
+            first.execute(
+                sa.text("INSERT INTO flowkit_cache (key, value, created, expires) VALUES (:k, :v, 0, NULL)"),
+                {"k": "k" * 64, "v": '"first"'},
+            )
+            writer = threading.Thread(target=second_writer)
+            writer.start()
+            _wait_for_a_lock_wait(other, "the second writer to wait for the first one's row")
+            pending.commit()
+            writer.join(10)
+        # The second writer's insert used to fail on the key (a logged failed write) and keep "first".
+        assert outcome == [None]
+        assert store.get("k" * 64) == '"second"'
+    finally:
+        other.dispose()
+        store.close()
+
+
+def test_a_redis_store_with_a_ttl_keeps_no_index_member_of_an_expired_entry(redis_flushed_url: str) -> None:
+    import redis
+
+    clock = Clock()
+    store = store_for(redis_flushed_url, clock, "ttl=10")
+    client = redis.Redis.from_url(redis_flushed_url)
+    try:
+        for key in ("k1", "k2", "k3"):
+            store.put(key, "1")
+        clock.now += 11  # all three have expired (Redis's own clock is not waited for)
+        store.put("k4", "1")
+        # The index used to keep a member per key ever written: a leak without bound.
+        assert client.zrange("flowkit:cache:@index", 0, -1) == [b"k4"]
+    finally:
+        client.close()
+        store.close()
+
+
+class _CountingDirStore(DirStore):
+    """A dir store that counts the entry files it reads."""
+
+    reads = 0
+
+    def _read(self, file: Path) -> Any:
+        self.reads += 1
+        return super()._read(file)
+
+
+def test_a_bounded_dir_store_does_not_read_every_entry_at_each_write(tmp_path: Path) -> None:
+    clock = Clock()
+    store = _CountingDirStore(tmp_path / "cache", max_entries=100, clock=clock)
+    for i in range(300):
+        clock.now += 1
+        store.put(f"{i:064d}", str(i))
+    # Every write used to read every entry's header: some 25,000 reads here. Now
+    # a pass past the bound reads them and drops a tenth more: ~10 per write.
+    assert store.reads < 3_000
+    kept = {int(file.stem) for file in (tmp_path / "cache").glob("*.json")}
+    assert len(kept) <= 100
+    assert max(kept) == 299 and min(kept) > 299 - 100  # the newest stay, the oldest went
+
+
+def test_two_processes_opening_a_postgresql_cache_without_its_table_both_open_it(
+    postgresql_db_url: str,
+) -> None:
+    import threading
+
+    import sqlalchemy as sa
+
+    from flowkit.cache._sql import TABLE
+
+    other = sa.create_engine(postgresql_db_url.replace("postgresql://", "postgresql+psycopg://", 1))
+    outcome: list[BaseException | CacheStore] = []
+
+    def second_opener() -> None:
+        try:
+            outcome.append(open_store(postgresql_db_url))
+        except BaseException as err:  # reported below
+            outcome.append(err)
+
+    try:
+        with other.connect() as first:
+            pending = first.begin()
+            TABLE.create(first)  # the first process's CREATE TABLE, not yet committed
+            opener = threading.Thread(target=second_opener)
+            opener.start()
+            _wait_for_a_lock_wait(other, "the second CREATE TABLE to wait for the first")
+            pending.commit()
+            opener.join(10)
+        # The second one's CREATE TABLE used to fail on the catalog: "cannot open cache store".
+        (store,) = outcome
+        assert isinstance(store, CacheStore), store
+        store.put("k" * 64, "1")
+        assert store.get("k" * 64) == "1"
+        store.close()
+    finally:
+        other.dispose()

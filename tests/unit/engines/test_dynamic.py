@@ -272,6 +272,87 @@ def test_a_retry_around_the_spawner_spawns_afresh_each_attempt() -> None:
     )
 
 
+class _Shrinking(task.Task):
+    """Spawns c-1 and c-2 on its first call, c-1 alone after."""
+
+    default_provides = "spawned"
+    calls = 0
+
+    def execute(self) -> Any:
+        _Shrinking.calls += 1
+        ids = [1, 2] if _Shrinking.calls == 1 else [1]
+        return dynamic.subflow(
+            linear_flow.Flow("kids").add(*[Child(name=f"c-{i}", inject={"value": i}) for i in ids])
+        )
+
+
+def test_an_atom_a_respawn_leaves_out_is_ignored_not_left_pending(tmp_path: Path) -> None:
+    class FailsOnce(task.Task):
+        fails = 1
+
+        def execute(self, spawned: list[int]) -> list[int]:
+            if FailsOnce.fails:
+                FailsOnce.fails -= 1
+                raise ValueError("once")
+            return spawned
+
+    _Shrinking.calls = 0
+    backend = _sqlite(tmp_path)
+    try:
+        flow = linear_flow.Flow("f", retry=Times(3)).add(_Shrinking("fan"), FailsOnce("use", provides="used"))
+        engine = engines.load(flow, backend=backend)
+        engine.run()
+        assert engine.storage.fetch("used") == [10]
+        with contextlib.closing(backend.get_connection()) as conn:
+            stored = {
+                ad.name: (ad.state, ad.results) for ad in conn.get_flow_details(engine.storage.flow_uuid)
+            }
+        # c-2 used to stay PENDING (with its first attempt's result) in a flow that ended SUCCESS.
+        assert stored["c-2"] == (st.IGNORE, None)
+        assert stored["c-1"] == (st.SUCCESS, 10)
+        assert engine.storage.get_flow_state() == st.SUCCESS
+    finally:
+        backend.close()
+
+
+def test_a_loop_spawning_fewer_atoms_in_a_later_iteration_ignores_the_rest() -> None:
+    _Shrinking.calls = 0
+    loop = loop_flow.Flow(
+        "again", _Shrinking("fan"), until=lambda spawned: len(spawned) == 1, max_iterations=3
+    )
+    engine = engines.load(linear_flow.Flow("f").add(loop))
+    engine.run()
+    assert engine.storage.get_atom_state("c-2") == st.IGNORE
+    assert engine.storage.get_atom_state("c-1") == st.SUCCESS
+
+
+def test_the_spawners_revert_gets_the_list_only_if_its_sub_flow_finished() -> None:
+    # What doc/dynamic.rst says: the collected list after a late failure, None
+    # after a failure inside the sub-flow (nothing was collected).
+    got: list[Any] = []
+
+    class Keeps(Spawner):
+        def revert(self, result: Any, **kwargs: Any) -> None:
+            got.append(result)
+
+    class FailsInside(task.Task):
+        def execute(self) -> Any:
+            return dynamic.subflow(
+                linear_flow.Flow("inner").add(
+                    Child(name="ok", inject={"value": 1}), Fails("bad", inject={"spawned": 0})
+                )
+            )
+
+        def revert(self, result: Any, **kwargs: Any) -> None:
+            got.append(result)
+
+    with pytest.raises(ValueError, match="late failure"):
+        engines.run(linear_flow.Flow("late").add(Keeps(), Fails("fails")), store={"ids": [1, 2]})
+    with pytest.raises(ValueError, match="late failure"):
+        engines.run(FailsInside("inside"))
+    assert got == [[10, 20], None]
+
+
 def test_a_graph_flow_spawned_with_links_runs_in_link_order() -> None:
     class Spawns(task.Task):
         def execute(self) -> Any:
