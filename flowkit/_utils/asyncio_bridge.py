@@ -31,6 +31,8 @@ class EventLoopThread:
         self._owned = loop is None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        #: Set by :meth:`close` before it stops the loop it started: its thread ends then.
+        self._closing = threading.Event()
 
     @property
     def owned(self) -> bool:
@@ -46,11 +48,22 @@ class EventLoopThread:
 
                 loop = asyncio.new_event_loop()
                 ready = threading.Event()
+                closing = self._closing = threading.Event()
 
                 def serve() -> None:
                     asyncio.set_event_loop(loop)
                     loop.call_soon(ready.set)
-                    loop.run_forever()
+                    while True:
+                        try:
+                            loop.run_forever()
+                        except (KeyboardInterrupt, SystemExit):
+                            # A coroutine raised it: asyncio puts it in the coroutine's
+                            # future, then re-raises it here. Ending the thread would leave
+                            # that future (and every later one) waiting forever, so the loop
+                            # goes on, and the future hands the interrupt to its waiter.
+                            if not closing.is_set():
+                                continue
+                        return
 
                 self._thread = threading.Thread(target=serve, name="flowkit-asyncio", daemon=True)
                 self._thread.start()
@@ -75,6 +88,7 @@ class EventLoopThread:
             if not self._owned or loop is None or thread is None:
                 return
             self._loop = self._thread = None
+            self._closing.set()
         loop.call_soon_threadsafe(loop.stop)
         thread.join()
         loop.close()

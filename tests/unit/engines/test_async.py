@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from typing import Any
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from flowkit import engines, exceptions, states, task
 from flowkit.engines.asyncio import AsyncioEngine
 from flowkit.patterns import linear_flow, unordered_flow
+from tests.conftest import WAIT_TIMEOUT
 
 from ._tasks import Recorder, Step
 
@@ -261,3 +263,46 @@ def test_a_task_raising_cancelled_error_itself_fails_and_the_flow_reverts(kind: 
     assert engine.storage.get_flow_state() == states.REVERTED
     assert engine.storage.get_atom_state("g") == states.REVERTED
     assert rec.reverted() == ["a"]
+
+
+def _run_in_thread(engine: Any) -> BaseException | None:
+    """Run ``engine`` in a thread of its own; return what it raised (None: it succeeded).
+
+    Bounded: an engine that never returns fails the test instead of hanging it.
+    """
+    outcome: list[BaseException | None] = []
+
+    def target() -> None:
+        try:
+            engine.run()
+        except BaseException as err:
+            outcome.append(err)
+        else:
+            outcome.append(None)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(WAIT_TIMEOUT)
+    assert outcome, "the run never returned"
+    return outcome[0]
+
+
+@pytest.mark.parametrize("interrupt", [KeyboardInterrupt, SystemExit])
+def test_an_interrupt_raised_in_a_coroutine_stops_the_run_and_spares_the_loop(
+    engine_kind: str, interrupt: type[BaseException], rec: Recorder
+) -> None:
+    # asyncio re-raises KeyboardInterrupt and SystemExit out of the loop: the
+    # serial and parallel engines' shared loop thread died of it, so the run
+    # waited forever for the coroutine's outcome, and so did every coroutine of
+    # the process after it.
+    class Interrupted(task.Task):
+        async def execute(self) -> None:
+            raise interrupt()
+
+    flow = linear_flow.Flow("f").add(AsyncStep("a", rec), Interrupted("i"))
+    engine = engines.load(flow, engine=engine_kind)
+    assert isinstance(_run_in_thread(engine), interrupt)
+    assert engine.storage.get_atom_state("i") == states.RUNNING
+    later = engines.load(AsyncStep("later", rec, provides="x"), engine=engine_kind)
+    assert _run_in_thread(later) is None
+    assert later.storage.fetch("x") == "later done"
