@@ -306,3 +306,37 @@ def test_an_interrupt_raised_in_a_coroutine_stops_the_run_and_spares_the_loop(
     later = engines.load(AsyncStep("later", rec, provides="x"), engine=engine_kind)
     assert _run_in_thread(later) is None
     assert later.storage.fetch("x") == "later done"
+
+
+def test_run_async_while_the_engine_runs_is_refused_and_leaves_the_run_cancellable() -> None:
+    # The refused second call reset the first run's stop on its way out, so
+    # cancelling the first run no longer stopped it: it waited for its tasks.
+    heard: list[str] = []
+
+    class Blocking(task.Task):
+        async def execute(self, gate: asyncio.Event, entered: asyncio.Event) -> None:
+            entered.set()
+            try:
+                await gate.wait()
+            except asyncio.CancelledError:
+                heard.append("cancelled")
+                raise
+
+    async def main() -> None:
+        gate, entered = asyncio.Event(), asyncio.Event()
+        engine = engines.load(Blocking("block"), engine="asyncio", store={"gate": gate, "entered": entered})
+        assert isinstance(engine, AsyncioEngine)
+        first = asyncio.ensure_future(engine.run_async())
+        await entered.wait()
+        with pytest.raises(exceptions.ExecutionFailure, match="already running"):
+            await engine.run_async()
+        first.cancel()
+        done, _ = await asyncio.wait([first], timeout=WAIT_TIMEOUT)
+        gate.set()  # lets an unstopped run end, so the test fails rather than hangs
+        assert done, "cancelling the first run did not stop it"
+        assert heard == ["cancelled"]
+        assert engine.storage.get_flow_state() == states.RUNNING
+        await engine.run_async()  # the engine is free again, and carries on
+        assert engine.storage.get_flow_state() == states.SUCCESS
+
+    asyncio.run(main())
