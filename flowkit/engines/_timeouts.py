@@ -30,6 +30,7 @@ import threading
 import time
 import types
 from collections.abc import Callable, Coroutine
+from contextvars import copy_context
 from typing import TYPE_CHECKING, Any
 
 from flowkit import exceptions as exc
@@ -196,7 +197,8 @@ class Watchdog:
 
             helpers = self._helpers = WorkerThreads(1)
             self.on_abandoned = helpers.lend
-        helpers.submit(run_timed, timed, node, action, call.fn, call.kwargs)
+        # In a copy of the caller's context, as an untimed call sees the caller's own.
+        helpers.submit(copy_context().run, run_timed, timed, node, action, call.fn, call.kwargs)
         outcome = box.take(None)[0]
         return outcome.ok, outcome.value
 

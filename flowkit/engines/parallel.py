@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+from contextvars import copy_context
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from flowkit import exceptions as exc
@@ -79,7 +80,11 @@ class _ThreadsDriver(DispatchingDriver):
         self._runtime = runtime
 
     def dispatch(self, done: Completions, node: Node, action: int, call: Call) -> None:
-        self._threads.submit(_report, done, node, action, call)  # type: ignore[union-attr]
+        # In a copy of the engine thread's context, as asyncio.to_thread does: the
+        # pool's threads outlive runs, and calls made in their own context saw
+        # none of the caller's context variables (a request id) and kept what an
+        # earlier call set there, of this run or of any run before it.
+        self._threads.submit(copy_context().run, _report, done, node, action, call)  # type: ignore[union-attr]
 
     def dispatch_timed(self, runtime: Runtime, node: Node, action: int, call: Call, seconds: float) -> None:
         # Armed on the pool thread when the call starts, so waiting for a free
@@ -91,7 +96,7 @@ class _ThreadsDriver(DispatchingDriver):
         timed = watch.call(self._done, node, action, seconds)
         from flowkit.engines._timeouts import run_timed  # with logging: only runs with timeouts need it
 
-        self._threads.submit(run_timed, timed, node, action, call.fn, call.kwargs)
+        self._threads.submit(copy_context().run, run_timed, timed, node, action, call.fn, call.kwargs)
 
     def close(self) -> None:
         threads, self._threads = self._threads, None
