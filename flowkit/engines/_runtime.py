@@ -303,6 +303,39 @@ class Runtime:
         finally:
             self.relay_progress(outer)
 
+    def _call_inline(self, node: Node, action: int, call: Call) -> tuple[bool, Any]:
+        """:func:`call_outcome` for the serial engine, which listeners or a store watch.
+
+        A coroutine runs on the shared loop thread, and this thread waits for it
+        taking the progress the task reports there through a queue, as
+        :meth:`_run_timed_inline` does: the listeners hear it in the engine's
+        thread, as they hear a plain task's, and the records have one writer.
+        """
+        fn, kwargs = call
+        try:
+            value = fn(**kwargs)
+            if type(value) is types.CoroutineType:
+                value = self._await_inline(node, action, value)
+        except Exception:
+            return False, Failure()
+        return True, value
+
+    def _await_inline(self, node: Node, action: int, coro: Coroutine[Any, Any, Any]) -> Any:
+        """Run ``coro`` on the shared loop thread; return (or raise) its outcome, relaying its progress."""
+        from flowkit.engines._completions import Completions
+
+        box = Completions()
+        outer = self._relay
+        self.relay_progress(box)
+        try:
+            box.started()
+            future = _shared_bridge().submit(coro)
+            future.add_done_callback(lambda _ended: box.put(node, action, True, None))
+            box.take(None)
+        finally:
+            self.relay_progress(outer)
+        return future.result()
+
     def timed_calls(self) -> Watchdog:
         """The current run's timed calls, made when the first timed call starts.
 
@@ -428,7 +461,7 @@ class Runtime:
                 self.state.flush()
             if action != sch.REVERT and node.index in self.timeouts:
                 return self._run_timed_inline(node, action, call)
-            return call_outcome(call)
+            return self._call_inline(node, action, call)
         index = node.index
         record = self.records[index]
         assert record is not None

@@ -340,3 +340,24 @@ def test_run_async_while_the_engine_runs_is_refused_and_leaves_the_run_cancellab
         assert engine.storage.get_flow_state() == states.SUCCESS
 
     asyncio.run(main())
+
+
+def test_progress_from_a_coroutine_is_heard_in_the_engine_thread(engine_kind: str) -> None:
+    # doc/engines.rst, "Which thread calls you": listeners hear progress in the
+    # engine's thread whatever the kind. The serial engine called them (and
+    # wrote the report) in the shared loop thread the coroutine ran on.
+    class Reporting(task.Task):
+        async def execute(self) -> None:
+            for step in (1, 2, 3):
+                await asyncio.sleep(0)
+                self.update_progress(step / 4)
+
+    heard: list[tuple[float, int]] = []
+    engine = engines.load(Reporting("r"), engine=engine_kind)
+    engine.atom_notifier.register(
+        "update_progress", lambda _event, details: heard.append((details["progress"], threading.get_ident()))
+    )
+    engine.run()
+    assert [progress for progress, _ in heard] == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert {thread for _, thread in heard} == {threading.get_ident()}
+    assert engine.storage.get_task_progress("r") == 1.0
