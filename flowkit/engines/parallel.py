@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+import types
 from contextvars import copy_context
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -28,7 +29,7 @@ from flowkit.engines import _threads
 from flowkit.engines._compiler import Node
 from flowkit.engines._completions import Completion, Completions
 from flowkit.engines._engine import ActionEngine, DispatchingDriver, call_outcome, positive_workers
-from flowkit.engines._runtime import Call, Runtime
+from flowkit.engines._runtime import Call, Runtime, _shared_bridge
 from flowkit.types.failure import Failure
 
 if TYPE_CHECKING:
@@ -46,13 +47,39 @@ _PROCESS_NAMES = frozenset({"process", "processes"})
 
 
 def _report(done: Completions, node: Node, action: int, call: Call) -> None:
-    """Run ``call`` on a pool thread and hand its outcome straight to the engine."""
+    """Run ``call`` on a pool thread and hand its outcome straight to the engine.
+
+    A coroutine (an ``async def`` task) is handed on to the shared loop thread,
+    which reports its outcome, and the pool thread is free at once: awaiting it
+    here held a thread for as long as the task awaited, so ``max_workers``
+    coroutines at a time ran, where a timed one (handed on the same way by
+    :func:`~flowkit.engines._timeouts.run_timed`) never held one.
+    """
+    fn, kwargs = call
     try:
-        ok, value = call_outcome(call)
+        value = fn(**kwargs)
+        if type(value) is types.CoroutineType:
+            future = _shared_bridge().submit(value)
+            future.add_done_callback(functools.partial(_report_awaited, done, node, action))
+            return
+    except Exception:
+        done.put(node, action, False, Failure())
     except BaseException as err:
         done.put_raising(node, action, err)
     else:
-        done.put(node, action, ok, value)
+        done.put(node, action, True, value)
+
+
+def _report_awaited(done: Completions, node: Node, action: int, future: cf.Future[Any]) -> None:
+    """Hand the engine the outcome of a task's coroutine (on the loop thread, as it ends)."""
+    try:
+        value = future.result()
+    except Exception:
+        done.put(node, action, False, Failure())
+    except BaseException as err:  # an interrupt the coroutine raised
+        done.put_raising(node, action, err)
+    else:
+        done.put(node, action, True, value)
 
 
 def _in_process(call: Call) -> tuple[bool, Any]:
