@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 # asyncio itself (and with it concurrent.futures) is imported on first use: it
 # costs ~30 ms, and most flows never await anything.
 
-__all__ = ["EventLoopThread"]
+__all__ = ["EventLoopThread", "result_of"]
 
 
 class EventLoopThread:
@@ -72,14 +72,22 @@ class EventLoopThread:
             return self._loop
 
     def submit(self, coro: Coroutine[Any, Any, Any]) -> concurrent.futures.Future[Any]:
-        """Schedule ``coro`` on the loop; return a thread-safe future of its result."""
+        """Schedule ``coro`` on the loop; return a thread-safe future of its result.
+
+        Cancelling the future cancels the coroutine. Read the outcome with
+        :func:`result_of`: a :class:`asyncio.CancelledError` the coroutine raised
+        itself (no one cancelled it) travels wrapped, since asyncio would mark the
+        future cancelled and its waiter would get a bare
+        :class:`concurrent.futures.CancelledError`, without the exception's class,
+        message or traceback.
+        """
         import asyncio
 
-        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+        return asyncio.run_coroutine_threadsafe(_own_cancel_kept(coro), self.loop)
 
     def run(self, coro: Coroutine[Any, Any, Any]) -> Any:
         """Run ``coro`` on the loop and block until it finishes; return or raise its outcome."""
-        return self.submit(coro).result()
+        return result_of(self.submit(coro))
 
     def close(self) -> None:
         """Stop the loop thread, if this object started one."""
@@ -92,3 +100,37 @@ class EventLoopThread:
         loop.call_soon_threadsafe(loop.stop)
         thread.join()
         loop.close()
+
+
+class _OwnCancel(Exception):
+    """Carries a CancelledError a coroutine raised itself out of its task, uncancelled."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__()
+        self.error = error
+
+
+def result_of(future: concurrent.futures.Future[Any]) -> Any:
+    """``future.result()`` of a :meth:`EventLoopThread.submit` future.
+
+    Raises:
+        BaseException: what the coroutine raised, a CancelledError it raised
+            itself included.
+    """
+    try:
+        return future.result()
+    except _OwnCancel as carried:
+        raise carried.error from None
+
+
+async def _own_cancel_kept(coro: Coroutine[Any, Any, Any]) -> Any:
+    """Await ``coro``; a CancelledError it raised itself leaves as :class:`_OwnCancel`."""
+    import asyncio
+
+    try:
+        return await coro
+    except asyncio.CancelledError as err:
+        task = asyncio.current_task()
+        if task is None or task.cancelling():
+            raise  # cancelled from outside (the future, a timeout): the task is cancelled
+        raise _OwnCancel(err) from None

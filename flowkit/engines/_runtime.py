@@ -14,6 +14,7 @@ the compiler's precomputed plans.
 from __future__ import annotations
 
 import _thread  # threading's lock and get_ident, without importing threading (start-up time)
+import sys
 import types
 from collections.abc import Callable, Coroutine, Iterable
 from typing import TYPE_CHECKING, Any
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
     from flowkit.engines._loops import Clock, Loops
     from flowkit.engines._timeouts import Timer, Watchdog
 
-__all__ = ["Call", "Completion", "Runtime", "call_outcome"]
+__all__ = ["Call", "Completion", "Runtime", "call_outcome", "raised_cancel"]
 
 EVENT_UPDATE_PROGRESS = "update_progress"
 _LOG = module_logger(__name__)
@@ -318,10 +319,15 @@ class Runtime:
                 value = self._await_inline(node, action, value)
         except Exception:
             return False, Failure()
+        except BaseException as err:
+            if not raised_cancel(err):
+                raise
+            return False, Failure()
         return True, value
 
     def _await_inline(self, node: Node, action: int, coro: Coroutine[Any, Any, Any]) -> Any:
         """Run ``coro`` on the shared loop thread; return (or raise) its outcome, relaying its progress."""
+        from flowkit._utils.asyncio_bridge import result_of
         from flowkit.engines._completions import Completions
 
         box = Completions()
@@ -334,7 +340,7 @@ class Runtime:
             box.take(None)
         finally:
             self.relay_progress(outer)
-        return future.result()
+        return result_of(future)
 
     def timed_calls(self) -> Watchdog:
         """The current run's timed calls, made when the first timed call starts.
@@ -479,6 +485,10 @@ class Runtime:
             if atom._extraction:  # type: ignore[union-attr]
                 _check_unpacks(node, atom, value)
         except Exception:
+            return False, Failure()
+        except BaseException as err:
+            if not raised_cancel(err):
+                raise
             return False, Failure()
         self.completed += 1
         record.result = value
@@ -957,7 +967,24 @@ def call_outcome(call: Call, bridge: EventLoopThread | None = None) -> tuple[boo
             value = (bridge or _shared_bridge()).run(value)
     except Exception:
         return False, Failure()
+    except BaseException as err:
+        if not raised_cancel(err):
+            raise
+        return False, Failure()
     return True, value
+
+
+def raised_cancel(error: BaseException) -> bool:
+    """Tell whether a call raised :class:`asyncio.CancelledError`: a failure of its atom.
+
+    Only KeyboardInterrupt and SystemExit stop a run (doc/engines.rst). A task
+    raises CancelledError itself (a call it made was cancelled), and a call the
+    engine cancels never reaches here as one, so it fails the atom, as it does
+    on the asyncio engine. asyncio is looked up, not imported: without it no
+    CancelledError exists.
+    """
+    asyncio = sys.modules.get("asyncio")
+    return asyncio is not None and isinstance(error, asyncio.CancelledError)
 
 
 # One process-wide loop thread for coroutines met by the synchronous engines.

@@ -37,6 +37,7 @@ from flowkit import exceptions as exc
 from flowkit._utils.records import Record
 from flowkit.engines._compiler import Node
 from flowkit.engines._completions import Completions
+from flowkit.engines._runtime import raised_cancel
 from flowkit.types.failure import Failure
 
 if TYPE_CHECKING:
@@ -319,12 +320,17 @@ class TimedCall:
             # Cancelled by the time-out: the coroutine reports a late outcome itself
             # if it ignored the cancellation (see _watched).
             return
+        from flowkit._utils.asyncio_bridge import result_of  # imported by now: the future came from there
+
         try:
-            value = future.result()
+            value = result_of(future)
         except Exception:
             self._done.put(node, action, False, Failure())
-        except BaseException as err:  # an interrupt, or a cancel from outside the engine
-            self._done.put_raising(node, action, err)
+        except BaseException as err:
+            if raised_cancel(err):
+                self._done.put(node, action, False, Failure())
+            else:  # an interrupt
+                self._done.put_raising(node, action, err)
         else:
             self._done.put(node, action, True, value)
 
@@ -404,7 +410,10 @@ def run_timed(
         call.put(node, action, False, Failure())
         return
     except BaseException as err:
-        call.put_raising(node, action, err)
+        if raised_cancel(err):
+            call.put(node, action, False, Failure())
+        else:
+            call.put_raising(node, action, err)
         return
     call.put(node, action, True, value)
 

@@ -29,7 +29,7 @@ from flowkit.engines import _threads
 from flowkit.engines._compiler import Node
 from flowkit.engines._completions import Completion, Completions
 from flowkit.engines._engine import ActionEngine, DispatchingDriver, call_outcome, positive_workers
-from flowkit.engines._runtime import Call, Runtime, _shared_bridge
+from flowkit.engines._runtime import Call, Runtime, _shared_bridge, raised_cancel
 from flowkit.types.failure import Failure
 
 if TYPE_CHECKING:
@@ -65,19 +65,27 @@ def _report(done: Completions, node: Node, action: int, call: Call) -> None:
     except Exception:
         done.put(node, action, False, Failure())
     except BaseException as err:
-        done.put_raising(node, action, err)
+        if raised_cancel(err):
+            done.put(node, action, False, Failure())
+        else:
+            done.put_raising(node, action, err)
     else:
         done.put(node, action, True, value)
 
 
 def _report_awaited(done: Completions, node: Node, action: int, future: cf.Future[Any]) -> None:
     """Hand the engine the outcome of a task's coroutine (on the loop thread, as it ends)."""
+    from flowkit._utils.asyncio_bridge import result_of  # imported by now: the future came from there
+
     try:
-        value = future.result()
+        value = result_of(future)
     except Exception:
         done.put(node, action, False, Failure())
-    except BaseException as err:  # an interrupt the coroutine raised
-        done.put_raising(node, action, err)
+    except BaseException as err:
+        if raised_cancel(err):
+            done.put(node, action, False, Failure())
+        else:  # an interrupt the coroutine raised
+            done.put_raising(node, action, err)
     else:
         done.put(node, action, True, value)
 
