@@ -90,16 +90,44 @@ class EventLoopThread:
         return result_of(self.submit(coro))
 
     def close(self) -> None:
-        """Stop the loop thread, if this object started one."""
+        """Stop the loop thread, if this object started one.
+
+        Its tasks still pending (the coroutines of a run an interrupt ended, a
+        task a coroutine started and left behind) are cancelled and awaited
+        first, as :func:`asyncio.run` does: closing the loop under them
+        destroyed them unfinished, so their ``finally`` blocks and ``async
+        with`` exits never ran ("Task was destroyed but it is pending!").
+        Tasks cancelled before that still run on (abandoned) are not waited for.
+        """
+        import asyncio
+
         with self._lock:
             loop, thread = self._loop, self._thread
             if not self._owned or loop is None or thread is None:
                 return
             self._loop = self._thread = None
-            self._closing.set()
+            closing = self._closing
+        asyncio.run_coroutine_threadsafe(_cancel_pending(), loop).result()
+        closing.set()
         loop.call_soon_threadsafe(loop.stop)
         thread.join()
         loop.close()
+
+
+async def _cancel_pending() -> None:
+    """Cancel the other tasks of the running loop and wait until they have ended.
+
+    A task already cancelled that goes on (a timed-out coroutine that swallowed
+    its cancellation) was abandoned: it is not waited for, and ends with the loop.
+    """
+    import asyncio
+
+    current = asyncio.current_task()
+    pending = [task for task in asyncio.all_tasks() if task is not current and not task.cancelling()]
+    for task in pending:
+        task.cancel()
+    if pending:
+        await asyncio.gather(*pending, return_exceptions=True)
 
 
 class _OwnCancel(Exception):

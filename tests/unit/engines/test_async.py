@@ -397,3 +397,32 @@ def test_parallel_engine_coroutines_do_not_hold_a_worker_thread_while_they_await
     flow = unordered_flow.Flow("u").add(Gathering("g1", state, 2), Gathering("g2", state, 2))
     results = engines.run(flow, engine="parallel", max_workers=1)
     assert results == {"g1": 2, "g2": 2}
+
+
+def test_an_interrupted_asyncio_run_cancels_its_coroutines_before_closing_its_loop() -> None:
+    # The private loop was closed under the running coroutines: they were
+    # destroyed unfinished ("Task was destroyed but it is pending!"), their
+    # finally blocks and async-with exits never ran.
+    heard: list[str] = []
+    entered = threading.Event()
+
+    class Waiting(task.Task):
+        async def execute(self) -> None:
+            entered.set()
+            try:
+                await asyncio.Event().wait()  # never set
+            except asyncio.CancelledError:
+                heard.append("cancelled")
+                raise
+            finally:
+                heard.append("cleaned up")
+
+    class Interrupting(task.Task):
+        def execute(self) -> None:
+            assert entered.wait(WAIT_TIMEOUT)
+            raise KeyboardInterrupt
+
+    flow = unordered_flow.Flow("u").add(Waiting("w"), Interrupting("i"))
+    with pytest.raises(KeyboardInterrupt):
+        engines.run(flow, engine="asyncio")
+    assert heard == ["cancelled", "cleaned up"]
