@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Coroutine
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -20,7 +21,12 @@ if TYPE_CHECKING:
 # asyncio itself (and with it concurrent.futures) is imported on first use: it
 # costs ~30 ms, and most flows never await anything.
 
-__all__ = ["EventLoopThread", "result_of"]
+__all__ = ["NESTING", "EventLoopThread", "result_of"]
+
+#: How many :class:`EventLoopThread` coroutines the running code is inside (0: none).
+#: A coroutine that runs a flow of its own (``engines.run`` in an ``async def``
+#: task) holds its loop's thread: that flow's coroutines must go to another loop.
+NESTING: ContextVar[int] = ContextVar("flowkit_loop_nesting", default=0)
 
 
 class EventLoopThread:
@@ -155,6 +161,7 @@ async def _own_cancel_kept(coro: Coroutine[Any, Any, Any]) -> Any:
     """Await ``coro``; a CancelledError it raised itself leaves as :class:`_OwnCancel`."""
     import asyncio
 
+    NESTING.set(NESTING.get() + 1)  # in this task's own copy of the context
     try:
         return await coro
     except asyncio.CancelledError as err:

@@ -987,18 +987,26 @@ def raised_cancel(error: BaseException) -> bool:
     return asyncio is not None and isinstance(error, asyncio.CancelledError)
 
 
-# One process-wide loop thread for coroutines met by the synchronous engines.
+# The process-wide loop threads for coroutines met by the synchronous engines: the
+# first for coroutines called from outside any of them, the next for those of a
+# flow a coroutine runs itself, and so on.
 _BRIDGES: list[EventLoopThread] = []
 _BRIDGE_LOCK = _thread.allocate_lock()
 
 
 def _shared_bridge() -> EventLoopThread:
-    from flowkit._utils.asyncio_bridge import EventLoopThread  # only coroutines need it
+    """The loop thread for a coroutine of the synchronous engines, one per nesting level.
 
+    A coroutine that runs a flow of its own blocks its loop's thread until that
+    flow ends: handing the flow's coroutines to the same loop waited forever.
+    """
+    from flowkit._utils.asyncio_bridge import NESTING, EventLoopThread  # only coroutines need it
+
+    depth = NESTING.get()
     with _BRIDGE_LOCK:
-        if not _BRIDGES:
+        while len(_BRIDGES) <= depth:
             _BRIDGES.append(EventLoopThread())
-        return _BRIDGES[0]
+        return _BRIDGES[depth]
 
 
 def _check_unpacks(node: Node, atom: Any, result: Any) -> None:

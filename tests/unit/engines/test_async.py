@@ -426,3 +426,22 @@ def test_an_interrupted_asyncio_run_cancels_its_coroutines_before_closing_its_lo
     with pytest.raises(KeyboardInterrupt):
         engines.run(flow, engine="asyncio")
     assert heard == ["cancelled", "cleaned up"]
+
+
+@pytest.mark.parametrize("inner_kind", ["serial", "parallel"])
+@pytest.mark.parametrize("outer_kind", ["serial", "parallel"])
+def test_an_async_task_can_run_a_flow_with_async_tasks_of_its_own(outer_kind: str, inner_kind: str) -> None:
+    # The outer coroutine holds the shared loop thread while its flow runs; the
+    # inner flow's coroutine was handed to that same loop and waited forever.
+    class Inner(task.Task):
+        async def execute(self) -> str:
+            await asyncio.sleep(0)
+            return "inner done"
+
+    class Outer(task.Task):
+        async def execute(self) -> str:
+            return str(engines.run(Inner("inner", provides="r"), engine=inner_kind)["r"])
+
+    engine = engines.load(Outer("outer", provides="o"), engine=outer_kind)
+    assert _run_in_thread(engine) is None
+    assert engine.storage.fetch("o") == "inner done"
