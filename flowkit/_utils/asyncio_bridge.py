@@ -92,8 +92,17 @@ class EventLoopThread:
         return asyncio.run_coroutine_threadsafe(_own_cancel_kept(coro), self.loop)
 
     def run(self, coro: Coroutine[Any, Any, Any]) -> Any:
-        """Run ``coro`` on the loop and block until it finishes; return or raise its outcome."""
-        return result_of(self.submit(coro))
+        """Run ``coro`` on the loop and block until it finishes; return or raise its outcome.
+
+        Interrupted while it waits (Ctrl-C), it cancels the coroutine, which went
+        on running on the loop, unwatched, after the interrupt had ended the run.
+        """
+        future = self.submit(coro)
+        try:
+            return result_of(future)
+        except BaseException:
+            future.cancel()  # nothing, if the coroutine had ended
+            raise
 
     def close(self) -> None:
         """Stop the loop thread, if this object started one.

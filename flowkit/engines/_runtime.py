@@ -337,7 +337,11 @@ class Runtime:
             box.started()
             future = _shared_bridge().submit(coro)
             future.add_done_callback(lambda _ended: box.put(node, action, True, None))
-            box.take(None)
+            try:
+                box.take(None)
+            except BaseException:  # an interrupt (Ctrl-C) ends the run: the coroutine too
+                future.cancel()
+                raise
         finally:
             self.relay_progress(outer)
         return result_of(future)

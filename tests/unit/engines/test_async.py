@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import signal
+import sys
 import threading
 from typing import Any
 
@@ -11,7 +13,7 @@ import pytest
 from flowkit import engines, exceptions, states, task
 from flowkit.engines.asyncio import AsyncioEngine
 from flowkit.patterns import linear_flow, unordered_flow
-from tests.conftest import WAIT_TIMEOUT
+from tests.conftest import WAIT_TIMEOUT, wait_until
 
 from ._tasks import Recorder, Step
 
@@ -445,3 +447,43 @@ def test_an_async_task_can_run_a_flow_with_async_tasks_of_its_own(outer_kind: st
     engine = engines.load(Outer("outer", provides="o"), engine=outer_kind)
     assert _run_in_thread(engine) is None
     assert engine.storage.fetch("o") == "inner done"
+
+
+@pytest.mark.parametrize("listened", [False, True], ids=["quiet", "listened"])
+def test_ctrl_c_during_a_serial_async_task_cancels_its_coroutine(listened: bool) -> None:
+    # The interrupt ended the run, and the coroutine went on running on the
+    # shared loop thread, unwatched; the asyncio engine cancels its coroutines.
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signals reach the main thread only")
+    cancelled = threading.Event()
+
+    main = threading.main_thread().ident or 0
+
+    def main_thread_waits() -> bool:
+        """Whether the main thread has reached the wait for the coroutine (or the queue)."""
+        frame = sys._current_frames().get(main)
+        while frame is not None:
+            if frame.f_code.co_name in ("result_of", "take"):
+                return True
+            frame = frame.f_back
+        return False
+
+    class Interrupted(task.Task):
+        async def execute(self) -> None:
+            # Ctrl-C, as the terminal sends it: a SIGINT the main thread handles,
+            # once it waits for this coroutine.
+            wait_until(main_thread_waits, interval=0.001)
+            signal.pthread_kill(main, signal.SIGINT)
+            try:
+                await asyncio.Event().wait()  # never set
+            except asyncio.CancelledError:
+                cancelled.set()
+                raise
+
+    engine = engines.load(Interrupted("i"), engine="serial")
+    if listened:  # the path that relays the task's progress
+        engine.atom_notifier.register("update_progress", lambda _event, _details: None)
+    with pytest.raises(KeyboardInterrupt):
+        engine.run()
+    assert cancelled.wait(WAIT_TIMEOUT)
+    assert engine.storage.get_atom_state("i") == states.RUNNING
