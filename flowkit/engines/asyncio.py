@@ -269,6 +269,10 @@ class AsyncioEngine(ActionEngine):
         are cancelled, nothing more starts, and the :class:`asyncio.CancelledError`
         is raised once the engine has stopped, leaving the flow and the
         interrupted atoms ``RUNNING`` for a later run to carry on.
+
+        Raises:
+            ExecutionFailure: the engine is running already (one run at a time,
+                as with :meth:`run`).
         """
         # Taken here, before anything about the run is set: a second call while a
         # run was under way reset the first run's stop before it failed, and
