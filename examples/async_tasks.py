@@ -8,6 +8,13 @@ the first request would wait forever and the flow would fail).
 
 The same flow also runs unchanged on the serial engine, which simply awaits
 each coroutine in turn; only the gate is left out there, since nothing overlaps.
+
+Last, the flow runs from async code, as in a web request handler: ``await
+engine.run_async()`` runs the coroutines on the handler's own loop. The first
+request gives up after a deadline while one shop has not answered: cancelling
+the await stops the run, the stalled request is cancelled, and the flow stays
+``RUNNING``. A second request carries on from there: the two quotes already
+in are not asked for again.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from __future__ import annotations
 import asyncio
 
 from flowkit import engines, task
+from flowkit.engines.asyncio import AsyncioEngine
 from flowkit.patterns import graph_flow, unordered_flow
 
 SHOPS = {"north": 12.5, "south": 11.0, "east": 13.25}
@@ -65,6 +73,43 @@ def build_flow(gate: Gate | None) -> graph_flow.Flow:
     return graph_flow.Flow("compare").add(quotes, PickCheapest())
 
 
+class SlowShop(task.Task):
+    """A shop whose answer comes only once ``answered`` is set."""
+
+    def __init__(self, shop: str, answered: asyncio.Event, asked: list[str]) -> None:
+        super().__init__(name=f"quote_{shop}", provides=f"price_{shop}")
+        self.shop = shop
+        self.answered = answered
+        self.asked = asked
+
+    async def execute(self) -> float:
+        self.asked.append(self.shop)
+        if self.shop == "east":
+            try:
+                await self.answered.wait()
+            except asyncio.CancelledError:
+                print("  the request to east was cancelled")
+                raise
+        return SHOPS[self.shop]
+
+
+async def handle_requests() -> None:
+    """Two requests, as a web handler would serve them, for one run."""
+    answered, asked = asyncio.Event(), list[str]()
+    quotes = unordered_flow.Flow("quotes").add(*(SlowShop(shop, answered, asked) for shop in SHOPS))
+    engine = engines.load(graph_flow.Flow("compare").add(quotes, PickCheapest()), engine="asyncio")
+    assert isinstance(engine, AsyncioEngine)  # for type checkers: run_async() is the asyncio engine's
+    try:
+        await asyncio.wait_for(engine.run_async(), timeout=1.0)
+    except TimeoutError:
+        state = engine.storage.get_flow_state()
+        print(f"first request: deadline passed, flow {state}, asked {sorted(asked)}")
+    answered.set()
+    asked.clear()
+    await engine.run_async()
+    print(f"second request: asked {asked} again, cheapest shop: {engine.storage.fetch('best')}")
+
+
 def main() -> None:
     gate = Gate(len(SHOPS))
     engine = engines.load(build_flow(gate), engine="asyncio")
@@ -74,6 +119,8 @@ def main() -> None:
 
     results = engines.run(build_flow(None), engine="serial")
     print(f"serial engine awaited each quote in turn; cheapest shop: {results['best']}")
+
+    asyncio.run(handle_requests())
 
 
 if __name__ == "__main__":

@@ -49,6 +49,9 @@ EXPECTED: dict[str, list[str]] = {
         "asyncio engine: 3 quotes were in flight together",
         "cheapest shop: south",
         "serial engine awaited each quote in turn; cheapest shop: south",
+        "the request to east was cancelled",
+        "first request: deadline passed, flow RUNNING, asked ['east', 'north', 'south']",
+        "second request: asked ['east'] again, cheapest shop: south",
     ],
     "declarative_flow.py": [
         "loaded flow 'invoice' from declarative_flow.yaml: 5 tasks",

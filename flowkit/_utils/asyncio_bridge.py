@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Coroutine
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -20,7 +21,12 @@ if TYPE_CHECKING:
 # asyncio itself (and with it concurrent.futures) is imported on first use: it
 # costs ~30 ms, and most flows never await anything.
 
-__all__ = ["EventLoopThread"]
+__all__ = ["NESTING", "EventLoopThread", "result_of"]
+
+#: How many :class:`EventLoopThread` coroutines the running code is inside (0: none).
+#: A coroutine that runs a flow of its own (``engines.run`` in an ``async def``
+#: task) holds its loop's thread: that flow's coroutines must go to another loop.
+NESTING: ContextVar[int] = ContextVar("flowkit_loop_nesting", default=0)
 
 
 class EventLoopThread:
@@ -31,6 +37,8 @@ class EventLoopThread:
         self._owned = loop is None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        #: Set by :meth:`close` before it stops the loop it started: its thread ends then.
+        self._closing = threading.Event()
 
     @property
     def owned(self) -> bool:
@@ -46,11 +54,22 @@ class EventLoopThread:
 
                 loop = asyncio.new_event_loop()
                 ready = threading.Event()
+                closing = self._closing = threading.Event()
 
                 def serve() -> None:
                     asyncio.set_event_loop(loop)
                     loop.call_soon(ready.set)
-                    loop.run_forever()
+                    while True:
+                        try:
+                            loop.run_forever()
+                        except (KeyboardInterrupt, SystemExit):
+                            # A coroutine raised it: asyncio puts it in the coroutine's
+                            # future, then re-raises it here. Ending the thread would leave
+                            # that future (and every later one) waiting forever, so the loop
+                            # goes on, and the future hands the interrupt to its waiter.
+                            if not closing.is_set():
+                                continue
+                        return
 
                 self._thread = threading.Thread(target=serve, name="flowkit-asyncio", daemon=True)
                 self._thread.start()
@@ -59,22 +78,103 @@ class EventLoopThread:
             return self._loop
 
     def submit(self, coro: Coroutine[Any, Any, Any]) -> concurrent.futures.Future[Any]:
-        """Schedule ``coro`` on the loop; return a thread-safe future of its result."""
+        """Schedule ``coro`` on the loop; return a thread-safe future of its result.
+
+        Cancelling the future cancels the coroutine. Read the outcome with
+        :func:`result_of`: a :class:`asyncio.CancelledError` the coroutine raised
+        itself (no one cancelled it) travels wrapped, since asyncio would mark the
+        future cancelled and its waiter would get a bare
+        :class:`concurrent.futures.CancelledError`, without the exception's class,
+        message or traceback.
+        """
         import asyncio
 
-        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+        return asyncio.run_coroutine_threadsafe(_own_cancel_kept(coro), self.loop)
 
     def run(self, coro: Coroutine[Any, Any, Any]) -> Any:
-        """Run ``coro`` on the loop and block until it finishes; return or raise its outcome."""
-        return self.submit(coro).result()
+        """Run ``coro`` on the loop and block until it finishes; return or raise its outcome.
+
+        Interrupted while it waits (Ctrl-C), it cancels the coroutine, which went
+        on running on the loop, unwatched, after the interrupt had ended the run.
+        """
+        future = self.submit(coro)
+        try:
+            return result_of(future)
+        except BaseException:
+            future.cancel()  # nothing, if the coroutine had ended
+            raise
 
     def close(self) -> None:
-        """Stop the loop thread, if this object started one."""
+        """Stop the loop thread, if this object started one.
+
+        Its tasks still pending (the coroutines of a run an interrupt ended, a
+        task a coroutine started and left behind) are cancelled and awaited
+        first, as :func:`asyncio.run` does: closing the loop under them
+        destroyed them unfinished, so their ``finally`` blocks and ``async
+        with`` exits never ran ("Task was destroyed but it is pending!").
+        Tasks cancelled before that still run on (abandoned) are not waited for.
+        """
+        import asyncio
+
         with self._lock:
             loop, thread = self._loop, self._thread
             if not self._owned or loop is None or thread is None:
                 return
             self._loop = self._thread = None
+            closing = self._closing
+        asyncio.run_coroutine_threadsafe(_cancel_pending(), loop).result()
+        closing.set()
         loop.call_soon_threadsafe(loop.stop)
         thread.join()
         loop.close()
+
+
+async def _cancel_pending() -> None:
+    """Cancel the other tasks of the running loop and wait until they have ended.
+
+    A task already cancelled that goes on (a timed-out coroutine that swallowed
+    its cancellation) was abandoned: it is not waited for, and ends with the loop.
+    """
+    import asyncio
+
+    current = asyncio.current_task()
+    pending = [task for task in asyncio.all_tasks() if task is not current and not task.cancelling()]
+    for task in pending:
+        task.cancel()
+    if pending:
+        await asyncio.gather(*pending, return_exceptions=True)
+
+
+class _OwnCancel(Exception):
+    """Carries a CancelledError a coroutine raised itself out of its task, uncancelled."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__()
+        self.error = error
+
+
+def result_of(future: concurrent.futures.Future[Any]) -> Any:
+    """``future.result()`` of a :meth:`EventLoopThread.submit` future.
+
+    Raises:
+        BaseException: what the coroutine raised, a CancelledError it raised
+            itself included.
+    """
+    try:
+        return future.result()
+    except _OwnCancel as carried:
+        raise carried.error from None
+
+
+async def _own_cancel_kept(coro: Coroutine[Any, Any, Any]) -> Any:
+    """Await ``coro``; a CancelledError it raised itself leaves as :class:`_OwnCancel`."""
+    import asyncio
+
+    NESTING.set(NESTING.get() + 1)  # in this task's own copy of the context
+    try:
+        return await coro
+    except asyncio.CancelledError as err:
+        task = asyncio.current_task()
+        if task is None or task.cancelling():
+            raise  # cancelled from outside (the future, a timeout): the task is cancelled
+        raise _OwnCancel(err) from None

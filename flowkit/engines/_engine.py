@@ -525,15 +525,23 @@ class ActionEngine(Engine):
         raise NotImplementedError
 
     def run(self, timeout: float | None = None) -> None:
-        if not self._lock.acquire(blocking=False):
-            raise exc.ExecutionFailure("this engine is already running; wait for it to finish")
+        self._take_run_lock()
         try:
-            # Nobody watches the steps: only the final state is yielded (three
-            # generator round trips per step are a tenth of a serial task's cost).
-            for _state in self._steps(timeout, emit=False):
-                pass
+            self._run_held(timeout)
         finally:
             self._lock.release()
+
+    def _take_run_lock(self) -> None:
+        """Take the lock a run holds, or raise: one run at a time per engine."""
+        if not self._lock.acquire(blocking=False):
+            raise exc.ExecutionFailure("this engine is already running; wait for it to finish")
+
+    def _run_held(self, timeout: float | None) -> None:
+        """What :meth:`run` does once it holds the run lock."""
+        # Nobody watches the steps: only the final state is yielded (three
+        # generator round trips per step are a tenth of a serial task's cost).
+        for _state in self._steps(timeout, emit=False):
+            pass
 
     def run_iter(self, timeout: float | None = None) -> Generator[str, Any, None]:
         return self._steps(timeout, emit=True)

@@ -14,6 +14,7 @@ the compiler's precomputed plans.
 from __future__ import annotations
 
 import _thread  # threading's lock and get_ident, without importing threading (start-up time)
+import sys
 import types
 from collections.abc import Callable, Coroutine, Iterable
 from typing import TYPE_CHECKING, Any
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
     from flowkit.engines._loops import Clock, Loops
     from flowkit.engines._timeouts import Timer, Watchdog
 
-__all__ = ["Call", "Completion", "Runtime", "call_outcome"]
+__all__ = ["Call", "Completion", "Runtime", "call_outcome", "raised_cancel"]
 
 EVENT_UPDATE_PROGRESS = "update_progress"
 _LOG = module_logger(__name__)
@@ -303,6 +304,48 @@ class Runtime:
         finally:
             self.relay_progress(outer)
 
+    def _call_inline(self, node: Node, action: int, call: Call) -> tuple[bool, Any]:
+        """:func:`call_outcome` for the serial engine, which listeners or a store watch.
+
+        A coroutine runs on the shared loop thread, and this thread waits for it
+        taking the progress the task reports there through a queue, as
+        :meth:`_run_timed_inline` does: the listeners hear it in the engine's
+        thread, as they hear a plain task's, and the records have one writer.
+        """
+        fn, kwargs = call
+        try:
+            value = fn(**kwargs)
+            if type(value) is types.CoroutineType:
+                value = self._await_inline(node, action, value)
+        except Exception:
+            return False, Failure()
+        except BaseException as err:
+            if not raised_cancel(err):
+                raise
+            return False, Failure()
+        return True, value
+
+    def _await_inline(self, node: Node, action: int, coro: Coroutine[Any, Any, Any]) -> Any:
+        """Run ``coro`` on the shared loop thread; return (or raise) its outcome, relaying its progress."""
+        from flowkit._utils.asyncio_bridge import result_of
+        from flowkit.engines._completions import Completions
+
+        box = Completions()
+        outer = self._relay
+        self.relay_progress(box)
+        try:
+            box.started()
+            future = _shared_bridge().submit(coro)
+            future.add_done_callback(lambda _ended: box.put(node, action, True, None))
+            try:
+                box.take(None)
+            except BaseException:  # an interrupt (Ctrl-C) ends the run: the coroutine too
+                future.cancel()
+                raise
+        finally:
+            self.relay_progress(outer)
+        return result_of(future)
+
     def timed_calls(self) -> Watchdog:
         """The current run's timed calls, made when the first timed call starts.
 
@@ -428,7 +471,7 @@ class Runtime:
                 self.state.flush()
             if action != sch.REVERT and node.index in self.timeouts:
                 return self._run_timed_inline(node, action, call)
-            return call_outcome(call)
+            return self._call_inline(node, action, call)
         index = node.index
         record = self.records[index]
         assert record is not None
@@ -446,6 +489,10 @@ class Runtime:
             if atom._extraction:  # type: ignore[union-attr]
                 _check_unpacks(node, atom, value)
         except Exception:
+            return False, Failure()
+        except BaseException as err:
+            if not raised_cancel(err):
+                raise
             return False, Failure()
         self.completed += 1
         record.result = value
@@ -932,21 +979,46 @@ def call_outcome(call: Call, bridge: EventLoopThread | None = None) -> tuple[boo
             value = (bridge or _shared_bridge()).run(value)
     except Exception:
         return False, Failure()
+    except BaseException as err:
+        if not raised_cancel(err):
+            raise
+        return False, Failure()
     return True, value
 
 
-# One process-wide loop thread for coroutines met by the synchronous engines.
+def raised_cancel(error: BaseException) -> bool:
+    """Tell whether a call raised :class:`asyncio.CancelledError`: a failure of its atom.
+
+    Only KeyboardInterrupt and SystemExit stop a run (doc/engines.rst). A task
+    raises CancelledError itself (a call it made was cancelled), and a call the
+    engine cancels never reaches here as one, so it fails the atom, as it does
+    on the asyncio engine. asyncio is looked up, not imported: without it no
+    CancelledError exists.
+    """
+    asyncio = sys.modules.get("asyncio")
+    return asyncio is not None and isinstance(error, asyncio.CancelledError)
+
+
+# The process-wide loop threads for coroutines met by the synchronous engines: the
+# first for coroutines called from outside any of them, the next for those of a
+# flow a coroutine runs itself, and so on.
 _BRIDGES: list[EventLoopThread] = []
 _BRIDGE_LOCK = _thread.allocate_lock()
 
 
 def _shared_bridge() -> EventLoopThread:
-    from flowkit._utils.asyncio_bridge import EventLoopThread  # only coroutines need it
+    """The loop thread for a coroutine of the synchronous engines, one per nesting level.
 
+    A coroutine that runs a flow of its own blocks its loop's thread until that
+    flow ends: handing the flow's coroutines to the same loop waited forever.
+    """
+    from flowkit._utils.asyncio_bridge import NESTING, EventLoopThread  # only coroutines need it
+
+    depth = NESTING.get()
     with _BRIDGE_LOCK:
-        if not _BRIDGES:
+        while len(_BRIDGES) <= depth:
             _BRIDGES.append(EventLoopThread())
-        return _BRIDGES[0]
+        return _BRIDGES[depth]
 
 
 def _check_unpacks(node: Node, atom: Any, result: Any) -> None:

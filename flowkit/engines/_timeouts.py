@@ -30,6 +30,7 @@ import threading
 import time
 import types
 from collections.abc import Callable, Coroutine
+from contextvars import copy_context
 from typing import TYPE_CHECKING, Any
 
 from flowkit import exceptions as exc
@@ -37,6 +38,7 @@ from flowkit._utils.records import Record
 from flowkit._utils.reprs import short_repr
 from flowkit.engines._compiler import Node
 from flowkit.engines._completions import Completions
+from flowkit.engines._runtime import raised_cancel
 from flowkit.types.failure import Failure
 
 if TYPE_CHECKING:
@@ -197,7 +199,8 @@ class Watchdog:
 
             helpers = self._helpers = WorkerThreads(1)
             self.on_abandoned = helpers.lend
-        helpers.submit(run_timed, timed, node, action, call.fn, call.kwargs)
+        # In a copy of the caller's context, as an untimed call sees the caller's own.
+        helpers.submit(copy_context().run, run_timed, timed, node, action, call.fn, call.kwargs)
         outcome = box.take(None)[0]
         return outcome.ok, outcome.value
 
@@ -318,12 +321,17 @@ class TimedCall:
             # Cancelled by the time-out: the coroutine reports a late outcome itself
             # if it ignored the cancellation (see _watched).
             return
+        from flowkit._utils.asyncio_bridge import result_of  # imported by now: the future came from there
+
         try:
-            value = future.result()
+            value = result_of(future)
         except Exception:
             self._done.put(node, action, False, Failure())
-        except BaseException as err:  # an interrupt, or a cancel from outside the engine
-            self._done.put_raising(node, action, err)
+        except BaseException as err:
+            if raised_cancel(err):
+                self._done.put(node, action, False, Failure())
+            else:  # an interrupt
+                self._done.put_raising(node, action, err)
         else:
             self._done.put(node, action, True, value)
 
@@ -403,7 +411,10 @@ def run_timed(
         call.put(node, action, False, Failure())
         return
     except BaseException as err:
-        call.put_raising(node, action, err)
+        if raised_cancel(err):
+            call.put(node, action, False, Failure())
+        else:
+            call.put_raising(node, action, err)
         return
     call.put(node, action, True, value)
 

@@ -269,18 +269,45 @@ class AsyncioEngine(ActionEngine):
         are cancelled, nothing more starts, and the :class:`asyncio.CancelledError`
         is raised once the engine has stopped, leaving the flow and the
         interrupted atoms ``RUNNING`` for a later run to carry on.
+
+        Raises:
+            ExecutionFailure: the engine is running already (one run at a time,
+                as with :meth:`run`).
         """
-        self._loop = asyncio.get_running_loop()
-        self._driver, self._stop_error = None, None
-        runner = asyncio.ensure_future(asyncio.to_thread(self.run, timeout))
+        # Taken here, before anything about the run is set: a second call while a
+        # run was under way reset the first run's stop before it failed, and
+        # cancelling the first run then no longer stopped it.
+        self._take_run_lock()
+        began: list[bool] = []  # the helper thread releases the lock once it has begun
         try:
-            await asyncio.shield(runner)
-        except asyncio.CancelledError:
-            self._stop_run(asyncio.CancelledError())
-            with contextlib.suppress(BaseException):  # the cancellation says more
-                await runner  # no call of this run outlives the cancellation
-            raise
+            self._loop = asyncio.get_running_loop()
+            self._driver, self._stop_error = None, None
+            runner = asyncio.ensure_future(asyncio.to_thread(self._run_releasing, timeout, began))
+            try:
+                await asyncio.shield(runner)
+            except asyncio.CancelledError:
+                self._stop_run(asyncio.CancelledError())
+                # No call of this run outlives the cancellation, however often it
+                # comes; what the run raised on its way out says less than it.
+                while not runner.done():
+                    with contextlib.suppress(BaseException):
+                        await asyncio.shield(runner)
+                raise
         finally:
-            self._loop = self._options.get("loop")
-            with self._stop_lock:
-                self._driver, self._stop_error = None, None
+            if not began:  # the helper thread never ran (it would have released the lock)
+                self._end_async_run()
+
+    def _run_releasing(self, timeout: float | None, began: list[bool]) -> None:
+        """Run the flow (in a helper thread) holding the run lock run_async took; then let it go."""
+        began.append(True)
+        try:
+            self._run_held(timeout)
+        finally:
+            self._end_async_run()
+
+    def _end_async_run(self) -> None:
+        """Forget the run_async run's loop and stop, and release the run lock: the engine is free."""
+        self._loop = self._options.get("loop")
+        with self._stop_lock:
+            self._driver, self._stop_error = None, None
+        self._lock.release()

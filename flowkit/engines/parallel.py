@@ -20,6 +20,8 @@ from __future__ import annotations
 import functools
 import os
 import sys
+import types
+from contextvars import copy_context
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from flowkit import exceptions as exc
@@ -27,7 +29,7 @@ from flowkit.engines import _threads
 from flowkit.engines._compiler import Node
 from flowkit.engines._completions import Completion, Completions
 from flowkit.engines._engine import ActionEngine, DispatchingDriver, call_outcome, positive_workers
-from flowkit.engines._runtime import Call, Runtime
+from flowkit.engines._runtime import Call, Runtime, _shared_bridge, raised_cancel
 from flowkit.task import EVENT_UPDATE_PROGRESS
 from flowkit.types.failure import Failure
 
@@ -46,13 +48,47 @@ _PROCESS_NAMES = frozenset({"process", "processes"})
 
 
 def _report(done: Completions, node: Node, action: int, call: Call) -> None:
-    """Run ``call`` on a pool thread and hand its outcome straight to the engine."""
+    """Run ``call`` on a pool thread and hand its outcome straight to the engine.
+
+    A coroutine (an ``async def`` task) is handed on to the shared loop thread,
+    which reports its outcome, and the pool thread is free at once: awaiting it
+    here held a thread for as long as the task awaited, so ``max_workers``
+    coroutines at a time ran, where a timed one (handed on the same way by
+    :func:`~flowkit.engines._timeouts.run_timed`) never held one.
+    """
+    fn, kwargs = call
     try:
-        ok, value = call_outcome(call)
+        value = fn(**kwargs)
+        if type(value) is types.CoroutineType:
+            future = _shared_bridge().submit(value)
+            future.add_done_callback(functools.partial(_report_awaited, done, node, action))
+            return
+    except Exception:
+        done.put(node, action, False, Failure())
     except BaseException as err:
-        done.put_raising(node, action, err)
+        if raised_cancel(err):
+            done.put(node, action, False, Failure())
+        else:
+            done.put_raising(node, action, err)
     else:
-        done.put(node, action, ok, value)
+        done.put(node, action, True, value)
+
+
+def _report_awaited(done: Completions, node: Node, action: int, future: cf.Future[Any]) -> None:
+    """Hand the engine the outcome of a task's coroutine (on the loop thread, as it ends)."""
+    from flowkit._utils.asyncio_bridge import result_of  # imported by now: the future came from there
+
+    try:
+        value = result_of(future)
+    except Exception:
+        done.put(node, action, False, Failure())
+    except BaseException as err:
+        if raised_cancel(err):
+            done.put(node, action, False, Failure())
+        else:  # an interrupt the coroutine raised
+            done.put_raising(node, action, err)
+    else:
+        done.put(node, action, True, value)
 
 
 def _relayed(
@@ -103,7 +139,11 @@ class _ThreadsDriver(DispatchingDriver):
         self._runtime = runtime
 
     def dispatch(self, done: Completions, node: Node, action: int, call: Call) -> None:
-        self._threads.submit(_report, done, node, action, call)  # type: ignore[union-attr]
+        # In a copy of the engine thread's context, as asyncio.to_thread does: the
+        # pool's threads outlive runs, and calls made in their own context saw
+        # none of the caller's context variables (a request id) and kept what an
+        # earlier call set there, of this run or of any run before it.
+        self._threads.submit(copy_context().run, _report, done, node, action, call)  # type: ignore[union-attr]
 
     def dispatch_timed(self, runtime: Runtime, node: Node, action: int, call: Call, seconds: float) -> None:
         # Armed on the pool thread when the call starts, so waiting for a free
@@ -115,7 +155,7 @@ class _ThreadsDriver(DispatchingDriver):
         timed = watch.call(self._done, node, action, seconds)
         from flowkit.engines._timeouts import run_timed  # with logging: only runs with timeouts need it
 
-        self._threads.submit(run_timed, timed, node, action, call.fn, call.kwargs)
+        self._threads.submit(copy_context().run, run_timed, timed, node, action, call.fn, call.kwargs)
 
     def close(self) -> None:
         threads, self._threads = self._threads, None

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import signal
+import sys
+import threading
 from typing import Any
 
 import pytest
@@ -10,6 +13,7 @@ import pytest
 from flowkit import engines, exceptions, states, task
 from flowkit.engines.asyncio import AsyncioEngine
 from flowkit.patterns import linear_flow, unordered_flow
+from tests.conftest import WAIT_TIMEOUT, wait_until
 
 from ._tasks import Recorder, Step
 
@@ -245,19 +249,241 @@ def test_cancelling_run_async_stops_the_run_and_cancels_its_coroutines(rec: Reco
     assert rec.executed() == ["first", "after"]
 
 
+@pytest.mark.parametrize("options", [{}, {"default_timeout": 60}], ids=["untimed", "timed"])
 @pytest.mark.parametrize("kind", ["serial", "parallel", "asyncio"])
-def test_a_task_raising_cancelled_error_itself_fails_and_the_flow_reverts(kind: str, rec: Recorder) -> None:
+def test_a_task_raising_cancelled_error_itself_fails_and_the_flow_reverts(
+    kind: str, options: dict[str, Any], rec: Recorder
+) -> None:
     # Only KeyboardInterrupt and SystemExit stop a run (doc/engines.rst); the
     # asyncio engine took a CancelledError the task raised for an interrupt and
     # left the flow RUNNING, where the other engines failed the atom and reverted.
+    # Those reported a bare concurrent.futures.CancelledError instead (asyncio
+    # marks the task cancelled): no message, and failure.check() missed it.
+    told: list[Any] = []
+
     class GivesUp(task.Task):
         async def execute(self) -> None:
             raise asyncio.CancelledError("the upstream call was cancelled")
 
-    engine = engines.load(linear_flow.Flow("f").add(AsyncStep("a", rec), GivesUp("g")), engine=kind)
-    with pytest.raises(BaseException) as raised:
+        def revert(self, result: Any, **kwargs: Any) -> None:
+            told.append(result.check(asyncio.CancelledError))
+
+    flow = linear_flow.Flow("f").add(AsyncStep("a", rec), GivesUp("g"))
+    engine = engines.load(flow, engine=kind, **options)
+    with pytest.raises(asyncio.CancelledError, match="the upstream call was cancelled"):
         engine.run()
-    assert raised.type.__name__ == "CancelledError"
     assert engine.storage.get_flow_state() == states.REVERTED
     assert engine.storage.get_atom_state("g") == states.REVERTED
+    assert told == [asyncio.CancelledError]
     assert rec.reverted() == ["a"]
+
+
+def test_a_plain_task_raising_cancelled_error_fails_on_every_engine(engine_kind: str, rec: Recorder) -> None:
+    # The serial and parallel engines took it for an interrupt (the flow left
+    # RUNNING); the asyncio engine, running the same task in a thread, failed it.
+    class GivesUp(task.Task):
+        def execute(self) -> None:
+            raise asyncio.CancelledError("gave up")
+
+    engine = engines.load(linear_flow.Flow("f").add(Step("a", rec), GivesUp("g")), engine=engine_kind)
+    with pytest.raises(asyncio.CancelledError, match="gave up"):
+        engine.run()
+    assert engine.storage.get_flow_state() == states.REVERTED
+    assert rec.reverted() == ["a"]
+
+
+def _run_in_thread(engine: Any) -> BaseException | None:
+    """Run ``engine`` in a thread of its own; return what it raised (None: it succeeded).
+
+    Bounded: an engine that never returns fails the test instead of hanging it.
+    """
+    outcome: list[BaseException | None] = []
+
+    def target() -> None:
+        try:
+            engine.run()
+        except BaseException as err:
+            outcome.append(err)
+        else:
+            outcome.append(None)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(WAIT_TIMEOUT)
+    assert outcome, "the run never returned"
+    return outcome[0]
+
+
+@pytest.mark.parametrize("interrupt", [KeyboardInterrupt, SystemExit])
+def test_an_interrupt_raised_in_a_coroutine_stops_the_run_and_spares_the_loop(
+    engine_kind: str, interrupt: type[BaseException], rec: Recorder
+) -> None:
+    # asyncio re-raises KeyboardInterrupt and SystemExit out of the loop: the
+    # serial and parallel engines' shared loop thread died of it, so the run
+    # waited forever for the coroutine's outcome, and so did every coroutine of
+    # the process after it.
+    class Interrupted(task.Task):
+        async def execute(self) -> None:
+            raise interrupt()
+
+    flow = linear_flow.Flow("f").add(AsyncStep("a", rec), Interrupted("i"))
+    engine = engines.load(flow, engine=engine_kind)
+    assert isinstance(_run_in_thread(engine), interrupt)
+    assert engine.storage.get_atom_state("i") == states.RUNNING
+    later = engines.load(AsyncStep("later", rec, provides="x"), engine=engine_kind)
+    assert _run_in_thread(later) is None
+    assert later.storage.fetch("x") == "later done"
+
+
+def test_run_async_while_the_engine_runs_is_refused_and_leaves_the_run_cancellable() -> None:
+    # The refused second call reset the first run's stop on its way out, so
+    # cancelling the first run no longer stopped it: it waited for its tasks.
+    heard: list[str] = []
+
+    class Blocking(task.Task):
+        async def execute(self, gate: asyncio.Event, entered: asyncio.Event) -> None:
+            entered.set()
+            try:
+                await gate.wait()
+            except asyncio.CancelledError:
+                heard.append("cancelled")
+                raise
+
+    async def main() -> None:
+        gate, entered = asyncio.Event(), asyncio.Event()
+        engine = engines.load(Blocking("block"), engine="asyncio", store={"gate": gate, "entered": entered})
+        assert isinstance(engine, AsyncioEngine)
+        first = asyncio.ensure_future(engine.run_async())
+        await entered.wait()
+        with pytest.raises(exceptions.ExecutionFailure, match="already running"):
+            await engine.run_async()
+        first.cancel()
+        done, _ = await asyncio.wait([first], timeout=WAIT_TIMEOUT)
+        gate.set()  # lets an unstopped run end, so the test fails rather than hangs
+        assert done, "cancelling the first run did not stop it"
+        assert heard == ["cancelled"]
+        assert engine.storage.get_flow_state() == states.RUNNING
+        await engine.run_async()  # the engine is free again, and carries on
+        assert engine.storage.get_flow_state() == states.SUCCESS
+
+    asyncio.run(main())
+
+
+def test_progress_from_a_coroutine_is_heard_in_the_engine_thread(engine_kind: str) -> None:
+    # doc/engines.rst, "Which thread calls you": listeners hear progress in the
+    # engine's thread whatever the kind. The serial engine called them (and
+    # wrote the report) in the shared loop thread the coroutine ran on.
+    class Reporting(task.Task):
+        async def execute(self) -> None:
+            for step in (1, 2, 3):
+                await asyncio.sleep(0)
+                self.update_progress(step / 4)
+
+    heard: list[tuple[float, int]] = []
+    engine = engines.load(Reporting("r"), engine=engine_kind)
+    engine.atom_notifier.register(
+        "update_progress", lambda _event, details: heard.append((details["progress"], threading.get_ident()))
+    )
+    engine.run()
+    assert [progress for progress, _ in heard] == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert {thread for _, thread in heard} == {threading.get_ident()}
+    assert engine.storage.get_task_progress("r") == 1.0
+
+
+def test_parallel_engine_coroutines_do_not_hold_a_worker_thread_while_they_await() -> None:
+    # Each coroutine held a pool thread until it finished (unless it had a
+    # timeout), so max_workers=1 ran one at a time: these two, each waiting
+    # for the other to start, never met, and 1,000 tasks awaiting I/O took
+    # 1,000 times as long as one.
+    state: dict[str, Any] = {"started": 0}
+    flow = unordered_flow.Flow("u").add(Gathering("g1", state, 2), Gathering("g2", state, 2))
+    results = engines.run(flow, engine="parallel", max_workers=1)
+    assert results == {"g1": 2, "g2": 2}
+
+
+def test_an_interrupted_asyncio_run_cancels_its_coroutines_before_closing_its_loop() -> None:
+    # The private loop was closed under the running coroutines: they were
+    # destroyed unfinished ("Task was destroyed but it is pending!"), their
+    # finally blocks and async-with exits never ran.
+    heard: list[str] = []
+    entered = threading.Event()
+
+    class Waiting(task.Task):
+        async def execute(self) -> None:
+            entered.set()
+            try:
+                await asyncio.Event().wait()  # never set
+            except asyncio.CancelledError:
+                heard.append("cancelled")
+                raise
+            finally:
+                heard.append("cleaned up")
+
+    class Interrupting(task.Task):
+        def execute(self) -> None:
+            assert entered.wait(WAIT_TIMEOUT)
+            raise KeyboardInterrupt
+
+    flow = unordered_flow.Flow("u").add(Waiting("w"), Interrupting("i"))
+    with pytest.raises(KeyboardInterrupt):
+        engines.run(flow, engine="asyncio")
+    assert heard == ["cancelled", "cleaned up"]
+
+
+@pytest.mark.parametrize("inner_kind", ["serial", "parallel"])
+@pytest.mark.parametrize("outer_kind", ["serial", "parallel"])
+def test_an_async_task_can_run_a_flow_with_async_tasks_of_its_own(outer_kind: str, inner_kind: str) -> None:
+    # The outer coroutine holds the shared loop thread while its flow runs; the
+    # inner flow's coroutine was handed to that same loop and waited forever.
+    class Inner(task.Task):
+        async def execute(self) -> str:
+            await asyncio.sleep(0)
+            return "inner done"
+
+    class Outer(task.Task):
+        async def execute(self) -> str:
+            return str(engines.run(Inner("inner", provides="r"), engine=inner_kind)["r"])
+
+    engine = engines.load(Outer("outer", provides="o"), engine=outer_kind)
+    assert _run_in_thread(engine) is None
+    assert engine.storage.fetch("o") == "inner done"
+
+
+@pytest.mark.parametrize("listened", [False, True], ids=["quiet", "listened"])
+def test_ctrl_c_during_a_serial_async_task_cancels_its_coroutine(listened: bool) -> None:
+    # The interrupt ended the run, and the coroutine went on running on the
+    # shared loop thread, unwatched; the asyncio engine cancels its coroutines.
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signals reach the main thread only")
+    cancelled = threading.Event()
+
+    main = threading.main_thread().ident or 0
+
+    def main_thread_waits() -> bool:
+        """Whether the main thread has reached the wait for the coroutine (or the queue)."""
+        frame = sys._current_frames().get(main)
+        while frame is not None:
+            if frame.f_code.co_name in ("result_of", "take"):
+                return True
+            frame = frame.f_back
+        return False
+
+    class Interrupted(task.Task):
+        async def execute(self) -> None:
+            # Ctrl-C, as the terminal sends it: a SIGINT the main thread handles,
+            # once it waits for this coroutine.
+            wait_until(main_thread_waits, interval=0.001)
+            signal.pthread_kill(main, signal.SIGINT)
+            try:
+                await asyncio.Event().wait()  # never set
+            except asyncio.CancelledError:
+                cancelled.set()
+                raise
+
+    engine = engines.load(Interrupted("i"), engine="serial")
+    if listened:  # the path that relays the task's progress
+        engine.atom_notifier.register("update_progress", lambda _event, _details: None)
+    with pytest.raises(KeyboardInterrupt):
+        engine.run()
+    assert cancelled.wait(WAIT_TIMEOUT)
+    assert engine.storage.get_atom_state("i") == states.RUNNING
