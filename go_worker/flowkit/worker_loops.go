@@ -93,6 +93,8 @@ func (w *Worker) transact(items []outItem) error {
 	var retry backoff
 	for {
 		cmds, err := w.client.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
+			var streams []string
+			seen := map[string]bool{}
 			for _, item := range items {
 				if item.envelope != nil && item.replyTo != "" {
 					pipe.XAdd(ctx, &redis.XAddArgs{
@@ -101,7 +103,16 @@ func (w *Worker) transact(items []outItem) error {
 						Approx: true,
 						Values: map[string]any(item.envelope),
 					})
+					if !seen[item.replyTo] {
+						seen[item.replyTo] = true
+						streams = append(streams, item.replyTo)
+					}
 				}
+			}
+			// An answer after the engine deleted its stream makes it again, read by
+			// nobody: it must expire as the engine's own does, not stay for ever.
+			for _, stream := range streams {
+				pipe.PExpire(ctx, stream, ReplyTTL)
 			}
 			if len(acks) > 0 {
 				pipe.XAck(ctx, w.stream, Group, acks...)

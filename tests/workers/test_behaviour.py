@@ -348,3 +348,27 @@ def test_sigterm_stops_an_idle_worker_and_withdraws_its_advertisement(
 
     assert redis_client.zscore(workers_key(worker.topic), worker_id) is None
     assert not redis_client.exists(worker_key(worker_id))
+
+
+def test_a_late_answer_does_not_leave_a_reply_stream_for_ever(
+    spawn_worker: WorkerFactory, redis_client: Any, redis_flushed_url: str
+) -> None:
+    """The engine gave up on a request and deleted its reply stream; the worker answers later.
+
+    The answer re-creates the stream (nobody reads it any more): it must
+    expire as the engine's own would, not stay in Redis for ever.
+    """
+    worker = spawn_worker(fresh_topic(), grace=0.1)
+    flow = linear_flow.Flow("late").add(Sleep(name="nap", timeout=0.3))
+    engine = load_engine(flow, redis_flushed_url, worker.topic, store={"seconds": 1.0})
+    with pytest.raises(exc.TaskTimeout):
+        engine.run()
+    assert not redis_client.keys("flowkit:replies:*"), "the engine left its reply stream behind"
+
+    # The worker finishes the nap a moment later and answers into the void.
+    late = services.wait_until(
+        lambda: redis_client.keys("flowkit:replies:*"), 15.0, message="the worker's late answer"
+    )
+    for key in late:
+        ttl_ms = redis_client.pttl(key)
+        assert 0 < ttl_ms <= 24 * 3600 * 1000, f"{key!r} has no expiry (PTTL {ttl_ms}): it stays for ever"

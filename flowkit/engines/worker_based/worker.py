@@ -55,6 +55,8 @@ LOG = logging.getLogger(__name__)
 
 #: Reply streams are trimmed to about this many entries.
 REPLY_MAXLEN = 100_000
+#: Every reply stream written to is set to expire this long after (the engine's own expiry).
+REPLY_TTL_MS = int(protocol.REPLY_TTL * 1000)
 #: Most responses and acknowledgements written in one MULTI block.
 MAX_BATCH = 512
 #: Longest single XREADGROUP block (seconds): bounds how long a stop request waits.
@@ -854,10 +856,17 @@ class Worker:
         while True:
             pipe = self._client.pipeline(transaction=True)
             labels.clear()
+            streams: dict[str, None] = {}
             for reply_to, envelope, entry_id in items:
                 if envelope is not None and reply_to is not None:
                     pipe.xadd(reply_to, _transport.fields(envelope), maxlen=REPLY_MAXLEN, approximate=True)
                     labels.append(f"the answer to {_answer_of(envelope) or entry_id} on {reply_to!r}")
+                    streams[reply_to] = None
+            for reply_to in streams:
+                # An answer after the engine deleted its stream makes it again, read by
+                # nobody: it must expire as the engine's own does, not stay for ever.
+                pipe.pexpire(reply_to, REPLY_TTL_MS)
+                labels.append(f"the expiry of {reply_to!r}")
             if acks:
                 pipe.xack(self._stream, protocol.GROUP, *acks)
                 pipe.xdel(self._stream, *acks)
