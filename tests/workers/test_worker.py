@@ -286,6 +286,23 @@ def test_result_that_is_not_json_fails_with_invalid_format(wire: Wire, start_wor
     assert name_of("Unsendable") in failure["exception_str"]
 
 
+def test_failure_whose_text_cannot_be_encoded_is_answered_saying_so(wire: Wire, start_worker: Any) -> None:
+    """A lone surrogate cannot be sent, not even in the short gist: the answer says why instead.
+
+    Left unanswered, the request would stay pending and run again at every delivery.
+    """
+    start_worker()
+    request_id = wire.send(name_of("Unencodable"))
+    final = wire.final(request_id)
+    assert final["event"] == "failure"
+    failure = Failure.from_dict(final["failure"])
+    assert failure.check(exc.InvalidFormat)
+    assert "could not be encoded" in failure.exception_str
+    assert "broken \\ud800 text" in failure.exception_str  # escaped, so it reads as it was
+    assert f"{MODULE}.TaskFailed" in failure.exception_str
+    wait_until(wire.stream_emptied, timeout=10.0)
+
+
 def test_signed_requests_get_signed_responses(redis_flushed_url: str, start_worker: Any) -> None:
     wire = Wire(redis_flushed_url, secret=b"s3cret")
     start_worker(secret="s3cret")

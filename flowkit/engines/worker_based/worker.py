@@ -78,6 +78,12 @@ _TIMEOUT_NAMES = (
     "builtins.Exception",
     "builtins.BaseException",
 )
+_INVALID_FORMAT_NAMES = (
+    "flowkit.exceptions.InvalidFormat",
+    "flowkit.exceptions.TaskFlowException",
+    "builtins.Exception",
+    "builtins.BaseException",
+)
 _STOP = object()
 
 
@@ -765,12 +771,36 @@ class Worker:
             )
         except protocol.ProtocolError as err:
             # A failure too large for the limit (or with odd arguments): send its gist.
+            gist = failure.pformat()[:1000]
             short = _named_failure(
-                f"{failure.pformat()[:1000]} (full failure record not sendable: {err.reason})",
+                f"{gist} (full failure record not sendable: {err.reason})",
                 failure.exception_type_names or ("builtins.Exception", "builtins.BaseException"),
             )
+        try:
             return self._encode(
                 protocol.response_message(request_id, self._worker_id, protocol.FAILURE, failure=short)
+            )
+        except protocol.ProtocolError as err:
+            # Its text is not Unicode that UTF-8 can carry (a lone surrogate): say so,
+            # as the Go worker refuses text that is not UTF-8, rather than leave the
+            # request unanswered, to be run again at every delivery.
+            LOG.warning(
+                "worker %s: the failure of request %s cannot be encoded, answering InvalidFormat: %s",
+                self._worker_id,
+                request_id,
+                err.reason,
+            )
+            readable = gist.encode("utf-8", "backslashreplace").decode("utf-8")
+            text = f"the failure could not be encoded ({err.reason}); its text, escaped: {readable}"
+            said = _named_failure(text, _INVALID_FORMAT_NAMES)
+        try:
+            return self._encode(
+                protocol.response_message(request_id, self._worker_id, protocol.FAILURE, failure=said)
+            )
+        except protocol.ProtocolError:  # only a tiny size limit gets here
+            said = _named_failure("failure record not sendable", _INVALID_FORMAT_NAMES)
+            return self._encode(
+                protocol.response_message(request_id, self._worker_id, protocol.FAILURE, failure=said)
             )
 
     # -- writing -----------------------------------------------------------------------
