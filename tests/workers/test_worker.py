@@ -518,6 +518,20 @@ def test_request_past_its_deadline_on_the_workers_clock_is_dropped_unanswered(
     assert 30.0 + protocol.MAX_CLOCK_SKEW - 5 < kept <= 30.0 + protocol.MAX_CLOCK_SKEW + 1
 
 
+@pytest.mark.parametrize("deadline_in", [1e10, 1e18])
+def test_request_with_a_far_deadline_is_answered_and_remembered_for_at_most_a_century(
+    wire: Wire, start_worker: Any, deadline_in: float
+) -> None:
+    """transition_timeout=1e10 ("for ever") must not make the replay record unwritable."""
+    start_worker()
+    request_id = wire.send(name_of("Add"), {"x": 1, "y": 2}, deadline_in=deadline_in)
+    assert wire.final(request_id)["result"] == 3
+    wait_until(wire.stream_emptied)
+    kept = wire.client.pttl(protocol.seen_key("flowkit", request_id)) / 1000
+    century = 100 * 365 * 24 * 3600
+    assert min(deadline_in, century) - 60 < kept <= century + 1
+
+
 # -- life cycle ------------------------------------------------------------------------------------
 
 

@@ -62,6 +62,9 @@ MAX_BATCH = 512
 #: Longest single XREADGROUP block (seconds): bounds how long a stop request waits.
 MAX_BLOCK = 0.5
 
+#: Longest a request id is remembered against replays (seconds): 100 years, as the Go worker.
+MAX_SEEN_FOR = 100 * 365 * 24 * 3600.0
+
 # (reply stream or None, envelope or None, entry id to acknowledge or None)
 _Out = tuple[str | None, dict[str, bytes] | None, str | None]
 
@@ -565,8 +568,7 @@ class Worker:
         pipe = self._client.pipeline(transaction=False)
         for job in jobs:
             key = protocol.seen_key(self._namespace, job.message["id"])
-            keep = job.message["deadline"] - now + protocol.MAX_CLOCK_SKEW
-            pipe.set(key, job.entry_id, nx=True, px=max(1, int(keep * 1000)))
+            pipe.set(key, job.entry_id, nx=True, px=_seen_for_ms(job.message["deadline"] - now))
             pipe.get(key)
         try:
             replies = pipe.execute()
@@ -991,6 +993,19 @@ class Worker:
         )
         deliveries: dict[str, int] = {_text(p["message_id"]): int(p["times_delivered"]) for p in pending}
         self._dispatch(claimed, deliveries)
+
+
+def _seen_for_ms(left: float) -> int:
+    """How long (ms) to remember a request id whose deadline is ``left`` seconds away.
+
+    Until the deadline has surely passed everywhere (plus the clock skew
+    allowed), at least 1 ms and at most :data:`MAX_SEEN_FOR`: a far deadline
+    (``transition_timeout=1e10`` for "for ever") would otherwise ask Redis for
+    an expiry it refuses ("value is not an integer or out of range"), and the
+    request would never be answered. The Go worker caps it the same way.
+    """
+    keep = min(left + protocol.MAX_CLOCK_SKEW, MAX_SEEN_FOR)
+    return max(1, int(keep * 1000))
 
 
 def _answer_of(envelope: Mapping[str, bytes] | None) -> str | None:
