@@ -27,6 +27,7 @@ from flowkit.engines.worker_based.worker import Worker  # noqa: E402
 from flowkit.types.failure import Failure  # noqa: E402
 from tests.conftest import wait_until  # noqa: E402
 from tests.workers import worker_tasks  # noqa: E402
+from tests.workers.conftest import wait_stopped  # noqa: E402
 from tests.workers.fake_clock import FakeClock  # noqa: E402
 
 TOPIC = "tests"
@@ -757,6 +758,76 @@ def test_cli_stops_gracefully_on_sigterm(redis_flushed_url: str) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+
+
+@pytest.fixture
+def own_redis() -> Iterator[Any]:
+    """A Redis server of this test alone, which it may freeze (SIGSTOP) without harming others."""
+    from tests import services
+
+    server = services.RedisServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        if server.pid is not None:
+            os.kill(server.pid, signal.SIGCONT)
+        server.close()
+
+
+def _frozen_cli_worker(server: Any, tmp_path: Path, *extra: str) -> tuple[subprocess.Popen[bytes], Path]:
+    """A CLI worker serving ``server``, advertised, then ``server`` frozen (SIGSTOP)."""
+    log = tmp_path / "worker.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            _cli(server.url, "--tasks", MODULE, "--worker-id", "frozen", "--heartbeat", "0.1", *extra),
+            cwd=REPO,
+            env=_env(PYTHONUNBUFFERED="1"),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    client = redis.Redis.from_url(server.url)
+    try:
+        hash_key = protocol.worker_key("flowkit", "frozen")
+        wait_until(lambda: client.exists(hash_key) or proc.poll() is not None, timeout=30)
+        assert proc.poll() is None, log.read_text()
+    finally:
+        client.close()
+    os.kill(server.pid, signal.SIGSTOP)
+    wait_stopped(server.pid)
+    return proc, log
+
+
+def _exits_within(proc: subprocess.Popen[bytes], log: Path, seconds: float) -> int:
+    try:
+        return proc.wait(seconds)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        tail = log.read_text()[-3000:]
+        raise AssertionError(f"the worker still ran {seconds:.0f} s later:\n{tail}") from None
+
+
+def test_cli_stops_within_its_grace_while_redis_is_frozen(own_redis: Any, tmp_path: Path) -> None:
+    from flowkit.engines.worker_based import worker as worker_module
+
+    grace = 1.0
+    proc, log = _frozen_cli_worker(own_redis, tmp_path, "--grace", str(grace))
+    proc.send_signal(signal.SIGTERM)
+    # Reading stops within one Redis timeout, answers are flushed for at most
+    # min(grace, 5) s, and the helpers get one more Redis timeout to let go.
+    bound = grace + min(grace, 5.0) + 2 * worker_module.REDIS_TIMEOUT + 5.0
+    assert _exits_within(proc, log, bound) == 0, log.read_text()
+
+
+def test_cli_stops_at_once_on_a_second_signal_while_redis_is_frozen(own_redis: Any, tmp_path: Path) -> None:
+    proc, log = _frozen_cli_worker(own_redis, tmp_path, "--grace", "600")
+    proc.send_signal(signal.SIGTERM)
+    wait_until(lambda: "stopping worker frozen gracefully" in log.read_text(), timeout=10)
+    proc.send_signal(signal.SIGINT)
+    assert _exits_within(proc, log, 3.0) == 0, log.read_text()
+    assert "stopping worker frozen now" in log.read_text()
 
 
 # -- entries that once stopped the worker --------------------------------------------------------

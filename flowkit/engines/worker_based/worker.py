@@ -35,6 +35,7 @@ import os
 import queue
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -61,6 +62,10 @@ REPLY_TTL_MS = int(protocol.REPLY_TTL * 1000)
 MAX_BATCH = 512
 #: Longest single XREADGROUP block (seconds): bounds how long a stop request waits.
 MAX_BLOCK = 0.5
+#: Seconds Redis may take to answer a command beyond the time it was asked to
+#: block: past them the command fails (and is not retried by the client), so a
+#: frozen Redis cannot hold a stopping worker for ever.
+REDIS_TIMEOUT = 5.0
 
 #: Longest a request id is remembered against replays (seconds): 100 years, as the Go worker.
 MAX_SEEN_FOR = 100 * 365 * 24 * 3600.0
@@ -211,7 +216,9 @@ class Worker:
         if key_prefix is None:
             key_prefix = _transport.namespace(url, exchange)
         self._registry = load_tasks(tasks)
-        self._client = _transport.connect(url, attempts=attempts, backoff=backoff)
+        self._client = _transport.connect(
+            url, attempts=attempts, backoff=backoff, socket_timeout=REDIS_TIMEOUT + MAX_BLOCK
+        )
         self._url = url
         self._topic = topic
         self._namespace = key_prefix
@@ -236,6 +243,8 @@ class Worker:
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._outbox: queue.SimpleQueue[_Out | object] = queue.SimpleQueue()
         self._stopping = threading.Event()
+        # Set by a stop with no grace: leave at once, giving Redis no more time.
+        self._hurry = threading.Event()
         self._beat_stop = threading.Event()
         self._done = threading.Event()
         self._done.set()
@@ -321,15 +330,23 @@ class Worker:
         """Stop reading, let running tasks finish for ``grace`` seconds, and leave.
 
         Requests still running after the grace period are left unacknowledged
-        for another worker to take over. Called from another thread, this waits
-        until the worker has stopped; called from the thread running :meth:`run`
-        (a signal handler), it only asks.
+        for another worker to take over. Answers already made then get
+        ``min(grace, 5)`` seconds (at least 1) to reach Redis, and the helper
+        threads one more Redis timeout (:data:`REDIS_TIMEOUT`) to let go,
+        before the worker leaves without them; so a stop ends in bounded time
+        even when Redis stopped answering. ``grace=0`` (the command line's
+        second signal) leaves at once: running tasks are abandoned and Redis
+        gets half a second at most. Called from another thread, this waits
+        until the worker has stopped; called from the thread running
+        :meth:`run` (a signal handler), it only asks.
 
         Args:
             grace: overrides the ``grace`` given at construction.
         """
         if grace is not None:
             self._grace_now = grace
+            if grace <= 0:
+                self._hurry.set()
         self._stopping.set()
         with self._cond:
             self._cond.notify_all()
@@ -360,6 +377,7 @@ class Worker:
         self._done.clear()
         self._started.clear()
         self._stopping.clear()
+        self._hurry.clear()
         self._beat_stop.clear()
         self._grace_now = self._grace
         self._give_up_at = float("inf")
@@ -410,9 +428,11 @@ class Worker:
             self._read_loop(burst)
             self._drain()
         finally:
-            self._shut_down(helpers)
-            self._done.set()
-            self._started.set()
+            try:
+                self._shut_down(helpers)
+            finally:
+                self._done.set()
+                self._started.set()
 
     def _start_helpers(self) -> list[threading.Thread]:
         run = (self._generation, self._jobs, self._outbox)
@@ -444,20 +464,53 @@ class Worker:
                 self._clock.wait(self._cond, left)
 
     def _shut_down(self, helpers: list[threading.Thread]) -> None:
+        """Let the writer flush and the heartbeat end, then withdraw the advertisement; in bounded time.
+
+        Answers already computed still go out, unless Redis stays away too
+        long: the writer stops retrying after the flush time, and a command
+        Redis does not answer fails after :data:`REDIS_TIMEOUT`. A helper
+        still waiting on Redis after that is left behind (it is a daemon
+        thread), and so is the advertisement, which expires by itself three
+        heartbeats later: a frozen Redis must not keep the worker from leaving.
+        """
         self._stopping.set()
         self._beat_stop.set()
-        if not helpers:
+        if not helpers:  # Redis was unreachable at start: nothing was advertised
             return
-        # Answers already computed still go out, unless Redis stays away too long.
-        self._give_up_at = self._clock.monotonic() + max(1.0, min(self._grace_now, 5.0))
+        hurry = self._hurry.is_set()
+        flush = 0.0 if hurry else max(1.0, min(self._grace_now, 5.0))
+        now = self._clock.monotonic()
+        self._give_up_at = now + flush
         for _ in range(self._threads_count):
             self._jobs.put(None)
         self._outbox.put(_STOP)
+        # Real time: a test's clock moved by hand must not make these waits endless.
+        until = time.monotonic() + (MAX_BLOCK if hurry else flush + REDIS_TIMEOUT)
+        stuck = []
         for thread in helpers:
             if not thread.name.startswith("flowkit-worker-pool"):
-                thread.join()
-        if not helpers:  # Redis was unreachable at start: nothing was advertised
+                thread.join(max(0.0, until - time.monotonic()))
+                if thread.is_alive():
+                    stuck.append(thread.name)
+        if not stuck:
+            farewell = threading.Thread(target=self._farewell, name="flowkit-worker-farewell", daemon=True)
+            farewell.start()
+            farewell.join(max(0.0, until - time.monotonic()))
+            if farewell.is_alive():
+                stuck.append(farewell.name)
+        if stuck:
+            LOG.warning(
+                "worker %s leaves without withdrawing its advertisement (it expires within %.1f s):"
+                " Redis did not answer in time (%s still waiting)",
+                self._worker_id,
+                3 * self._heartbeat,
+                ", ".join(stuck),
+            )
             return
+        LOG.info("worker %s stopped", self._worker_id)
+
+    def _farewell(self) -> None:
+        """Withdraw the advertisement (run in a thread of its own, so a frozen Redis cannot hold the stop)."""
         try:
             pipe = self._client.pipeline(transaction=False)
             pipe.zrem(self._zset_key, self._worker_id)
@@ -465,7 +518,6 @@ class Worker:
             pipe.execute()
         except _transport.errors() as err:
             LOG.warning("worker %s could not remove its advertisement: %s", self._worker_id, err)
-        LOG.info("worker %s stopped", self._worker_id)
 
     # -- reading -----------------------------------------------------------------
 
