@@ -255,6 +255,7 @@ class Worker:
         self._generation = 0
         self._grace_now = grace
         self._give_up_at = float("inf")  # when the writer stops retrying (set on stop)
+        self._next_sweep = 0.0  # when the heartbeat next looks for dead workers' consumers
 
     # -- public face ---------------------------------------------------------
 
@@ -510,7 +511,16 @@ class Worker:
         LOG.info("worker %s stopped", self._worker_id)
 
     def _farewell(self) -> None:
-        """Withdraw the advertisement (run in a thread of its own, so a frozen Redis cannot hold the stop)."""
+        """Withdraw the advertisement and, holding nothing, the consumer (in a thread of its own).
+
+        Every worker reads under a name of its own, so each restart would
+        leave one more consumer in the group for ever. A consumer is removed
+        only once it holds no entry: ``XGROUP DELCONSUMER`` drops its pending
+        entries with it, and those of requests left running must stay for
+        another worker to take over (then a live worker's sweep removes the
+        name, see :meth:`_sweep_consumers`). Run in a thread of its own, so a
+        frozen Redis cannot hold the stop.
+        """
         try:
             pipe = self._client.pipeline(transaction=False)
             pipe.zrem(self._zset_key, self._worker_id)
@@ -518,6 +528,14 @@ class Worker:
             pipe.execute()
         except _transport.errors() as err:
             LOG.warning("worker %s could not remove its advertisement: %s", self._worker_id, err)
+        try:
+            held = self._client.xpending_range(
+                self._stream, protocol.GROUP, min="-", max="+", count=1, consumername=self._worker_id
+            )
+            if not held:
+                self._client.xgroup_delconsumer(self._stream, protocol.GROUP, self._worker_id)
+        except _transport.errors() as err:
+            LOG.warning("worker %s could not remove its consumer from the group: %s", self._worker_id, err)
 
     # -- reading -----------------------------------------------------------------
 
@@ -1021,6 +1039,44 @@ class Worker:
             free = self._threads_count - self._busy
         if free > 0:
             self._take_over(free)
+        now = self._clock.monotonic()
+        if now >= self._next_sweep:
+            self._next_sweep = now + self._visibility_timeout
+            self._sweep_consumers()
+
+    def _sweep_consumers(self) -> None:
+        """Remove the consumers of dead workers that hold no entry any more.
+
+        A worker killed, or stopped while requests still ran, leaves its
+        consumer name in the group; once its entries were taken over it holds
+        nothing. A consumer is removed when it holds no entry, has been idle
+        longer than the visibility timeout and its worker is not advertised
+        (a live worker, even an idle one, is): removing a consumer that is
+        read for at that moment would drop the entry it was just given from
+        the pending list, which a dead worker cannot be.
+        """
+        idle_ms = int(self._visibility_timeout * 1000)
+        rows = self._client.xinfo_consumers(self._stream, protocol.GROUP)
+        candidates = [
+            _text(row["name"])
+            for row in rows
+            if int(row["pending"]) == 0
+            and int(row["idle"]) > idle_ms
+            and _text(row["name"]) != self._worker_id
+        ]
+        if not candidates:
+            return
+        pipe = self._client.pipeline(transaction=False)
+        for name in candidates:
+            pipe.exists(protocol.worker_key(self._namespace, name))
+        advertised = pipe.execute()
+        for name, alive in zip(candidates, advertised, strict=True):
+            if alive:
+                continue
+            self._client.xgroup_delconsumer(self._stream, protocol.GROUP, name)
+            LOG.info(
+                "worker %s removed the consumer of dead worker %s, which held nothing", self._worker_id, name
+            )
 
     def _take_over(self, count: int) -> None:
         reply = self._client.xautoclaim(
