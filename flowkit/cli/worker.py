@@ -9,10 +9,10 @@
 a comma-separated list of class names; the current directory is importable, as
 with ``python -m``. The signing secret comes from ``FLOWKIT_WORKER_SECRET`` so
 it never shows in a process listing. SIGTERM or SIGINT stop the worker
-gracefully (running tasks get ``--grace`` seconds, then answers already made
-up to 5 s more to reach Redis, and a Redis that stopped answering 5 s more at
-most); a second signal stops it at once, leaving running tasks for another
-worker. Either way the exit status is 0. Bad arguments exit with status 2,
+gracefully (running tasks get ``--grace`` seconds; a Redis that stopped
+answering delays the exit by a bounded time, see doc/workers.rst); a second
+signal stops it at once, leaving running tasks for another worker. Either way
+the exit status is 0. Bad arguments exit with status 2,
 runtime failures with 1.
 """
 
