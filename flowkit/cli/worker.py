@@ -9,8 +9,11 @@
 a comma-separated list of class names; the current directory is importable, as
 with ``python -m``. The signing secret comes from ``FLOWKIT_WORKER_SECRET`` so
 it never shows in a process listing. SIGTERM or SIGINT stop the worker
-gracefully (running tasks get ``--grace`` seconds); a second signal stops it
-without waiting. Bad arguments exit with status 2, runtime failures with 1.
+gracefully (running tasks get ``--grace`` seconds; a Redis that stopped
+answering delays the exit by a bounded time, see doc/workers.rst); a second
+signal stops it at once, leaving running tasks for another worker. Either way
+the exit status is 0. Bad arguments exit with status 2,
+runtime failures with 1.
 """
 
 from __future__ import annotations
@@ -109,6 +112,10 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(handler=_run)
 
 
+class _StopNow(BaseException):
+    """Raised by a second stop signal into the worker's thread, to leave whatever it waits on."""
+
+
 def _fail(message: str, status: int) -> int:
     print(f"flowkit worker: error: {' '.join(message.split())}", file=sys.stderr)
     return status
@@ -149,6 +156,7 @@ def _run(args: argparse.Namespace) -> int:
         return _fail(mask_url(one_line(err)).replace(args.redis, mask_url(args.redis)), 2)
 
     signals = 0
+    running = True
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         nonlocal signals
@@ -160,15 +168,21 @@ def _run(args: argparse.Namespace) -> int:
         else:
             LOG.warning("%s received again: stopping worker %s now", name, worker.worker_id)
             worker.stop(grace=0)
+            if running:
+                # Out of whatever the worker waits on, a Redis read included: "now" means now.
+                raise _StopNow
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         worker.run(burst=args.burst)
+    except _StopNow:
+        pass
     except Exception as err:
         if getattr(args, "verbose", 0) >= 2:
             LOG.exception("flowkit worker failed")
         return _fail(one_line(err).replace(args.redis, mask_url(args.redis)), 1)
     finally:
+        running = False
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return 0

@@ -39,6 +39,11 @@ const (
 	MaxClockSkew = 30 * time.Second
 	// ReplyMaxLen is the approximate length reply streams are trimmed to.
 	ReplyMaxLen = 100000
+	// ReplyTTL is how long a reply stream lives after its last write (the
+	// engine's open and tidy-ups, or a worker's answer): an answer arriving
+	// after its engine deleted the stream makes it again, read by nobody, and
+	// it must expire as the engine's own does rather than stay for ever.
+	ReplyTTL = 24 * time.Hour
 )
 
 // Request actions and response events.

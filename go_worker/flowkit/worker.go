@@ -111,6 +111,7 @@ type Worker struct {
 	hurryOnce sync.Once
 	giveUpAt  time.Time // when the writer stops retrying (set at shutdown)
 	giveUpMu  sync.Mutex
+	nextSweep time.Time // when the heartbeat next looks for dead workers' consumers (its goroutine only)
 }
 
 type job struct {
@@ -304,8 +305,27 @@ func (w *Worker) Run(ctx context.Context) error {
 	if _, err := pipe.Exec(cleanup); err != nil {
 		w.logf(slog.LevelWarn, "worker %s could not remove its advertisement: %v", w.id, err)
 	}
+	w.leaveGroup(cleanup)
 	w.logf(slog.LevelInfo, "worker %s stopped", w.id)
 	return nil
+}
+
+// leaveGroup removes the worker's consumer from the group once it holds no
+// entry. Every worker reads under a name of its own, so each restart would
+// leave one more consumer in the group for ever; but XGROUP DELCONSUMER drops
+// the consumer's pending entries with it, and those of requests left running
+// must stay for another worker to take over (a live worker's sweep removes
+// the name afterwards, see sweepConsumers).
+func (w *Worker) leaveGroup(ctx context.Context) {
+	held, err := w.client.XPendingExt(ctx, &redis.XPendingExtArgs{
+		Stream: w.stream, Group: Group, Start: "-", End: "+", Count: 1, Consumer: w.id,
+	}).Result()
+	if err == nil && len(held) == 0 {
+		err = w.client.XGroupDelConsumer(ctx, w.stream, Group, w.id).Err()
+	}
+	if err != nil {
+		w.logf(slog.LevelWarn, "worker %s could not remove its consumer from the group: %v", w.id, err)
+	}
 }
 
 // drain waits up to the grace period for accepted requests to be answered and

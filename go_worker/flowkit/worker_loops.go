@@ -93,6 +93,8 @@ func (w *Worker) transact(items []outItem) error {
 	var retry backoff
 	for {
 		cmds, err := w.client.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
+			var streams []string
+			seen := map[string]bool{}
 			for _, item := range items {
 				if item.envelope != nil && item.replyTo != "" {
 					pipe.XAdd(ctx, &redis.XAddArgs{
@@ -101,7 +103,16 @@ func (w *Worker) transact(items []outItem) error {
 						Approx: true,
 						Values: map[string]any(item.envelope),
 					})
+					if !seen[item.replyTo] {
+						seen[item.replyTo] = true
+						streams = append(streams, item.replyTo)
+					}
 				}
+			}
+			// An answer after the engine deleted its stream makes it again, read by
+			// nobody: it must expire as the engine's own does, not stay for ever.
+			for _, stream := range streams {
+				pipe.PExpire(ctx, stream, ReplyTTL)
 			}
 			if len(acks) > 0 {
 				pipe.XAck(ctx, w.stream, Group, acks...)
@@ -237,7 +248,55 @@ func (w *Worker) beat() error {
 	free := w.opts.Concurrency - w.busy
 	w.mu.Unlock()
 	if free > 0 {
-		return w.takeOver(ctx, free)
+		if err := w.takeOver(ctx, free); err != nil {
+			return err
+		}
+	}
+	if now := w.opts.Clock.Now(); !now.Before(w.nextSweep) {
+		w.nextSweep = now.Add(w.opts.VisibilityTimeout)
+		return w.sweepConsumers(ctx)
+	}
+	return nil
+}
+
+// sweepConsumers removes the consumers of dead workers that hold no entry any
+// more. A worker killed, or stopped while requests still ran, leaves its
+// consumer name in the group; once its entries were taken over it holds
+// nothing. A consumer is removed when it holds no entry, has been idle longer
+// than the visibility timeout and its worker is not advertised (a live
+// worker, even an idle one, is): removing a consumer that is read for at that
+// moment would drop the entry it was just given from the pending list, which
+// a dead worker cannot be.
+func (w *Worker) sweepConsumers(ctx context.Context) error {
+	consumers, err := w.client.XInfoConsumers(ctx, w.stream, Group).Result()
+	if err != nil {
+		return err
+	}
+	var candidates []string
+	for _, c := range consumers {
+		if c.Pending == 0 && c.Idle > w.opts.VisibilityTimeout && c.Name != w.id {
+			candidates = append(candidates, c.Name)
+		}
+	}
+	if len(candidates) == 0 {
+		return nil
+	}
+	pipe := w.client.Pipeline()
+	advertised := make([]*redis.IntCmd, len(candidates))
+	for i, name := range candidates {
+		advertised[i] = pipe.Exists(ctx, WorkerKey(w.opts.Namespace, name))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return err
+	}
+	for i, name := range candidates {
+		if advertised[i].Val() != 0 {
+			continue
+		}
+		if err := w.client.XGroupDelConsumer(ctx, w.stream, Group, name).Err(); err != nil {
+			return err
+		}
+		w.logf(slog.LevelInfo, "worker %s removed the consumer of dead worker %s, which held nothing", w.id, name)
 	}
 	return nil
 }

@@ -847,6 +847,62 @@ func TestAdvertisementIsPublishedAndRemovedOnStop(t *testing.T) {
 		h.client.ZScore(ctx, flowkit.WorkersKey(h.namespace, "cpu"), worker.ID()).Err() != redis.Nil {
 		t.Fatal("advertisement left behind")
 	}
+	if consumers := h.consumers(); consumers[worker.ID()] {
+		t.Fatalf("consumers after a clean stop: %v, expected %s gone (each restart would add one)", consumers, worker.ID())
+	}
+}
+
+// consumers is the set of consumer names in the topic's group.
+func (h *harness) consumers() map[string]bool {
+	h.t.Helper()
+	rows, err := h.client.XInfoConsumers(context.Background(), h.stream, flowkit.Group).Result()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	names := map[string]bool{}
+	for _, row := range rows {
+		names[row.Name] = true
+	}
+	return names
+}
+
+func TestDeadWorkersConsumersHoldingNothingAreRemoved(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	if err := h.client.XGroupCreateMkStream(ctx, h.stream, flowkit.Group, "0").Err(); err != nil {
+		t.Fatal(err)
+	}
+	// A dead worker that held nothing, a dead one still holding an entry, and a
+	// live one (advertised) that has not read for a while.
+	request := h.request(tasks.EchoName, flowkit.ActionExecute, map[string]any{"value": 1}, nil)
+	h.add(request)
+	held := h.client.XReadGroup(ctx, &redis.XReadGroupArgs{
+		Group: flowkit.Group, Consumer: "dead-holding", Streams: []string{h.stream, ">"}, Count: 1,
+	})
+	if err := held.Err(); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"dead-empty", "alive-idle"} {
+		if err := h.client.XGroupCreateConsumer(ctx, h.stream, flowkit.Group, name).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := h.client.HSet(ctx, flowkit.WorkerKey(h.namespace, "alive-idle"), "body", "{}").Err(); err != nil {
+		t.Fatal(err)
+	}
+	h.start(func(o *flowkit.Options) {
+		o.VisibilityTimeout = 300 * time.Millisecond
+		o.Heartbeat = 50 * time.Millisecond
+	})
+	h.eventually("the consumer of the dead worker holding nothing removed", func() bool { return !h.consumers()["dead-empty"] })
+	if consumers := h.consumers(); !consumers["alive-idle"] {
+		t.Fatalf("consumers = %v: an advertised worker's consumer was removed", consumers)
+	}
+	// The entry still held is taken over, answered, and then its dead consumer goes too.
+	if final := h.final(request.ID); final.Event != flowkit.EventSuccess {
+		t.Fatalf("final = %+v", final)
+	}
+	h.eventually("the dead worker's consumer removed once its entry was taken over", func() bool { return !h.consumers()["dead-holding"] })
 }
 
 func TestRequestsStillRunningAfterTheGraceAreLeftPending(t *testing.T) {

@@ -40,6 +40,7 @@ from tests.workers.conftest import (
     load_engine,
     pending_by_worker,
     requests_added,
+    requests_key,
     wait_stopped,
     worker_key,
     workers_key,
@@ -348,3 +349,62 @@ def test_sigterm_stops_an_idle_worker_and_withdraws_its_advertisement(
 
     assert redis_client.zscore(workers_key(worker.topic), worker_id) is None
     assert not redis_client.exists(worker_key(worker_id))
+
+
+def test_a_late_answer_does_not_leave_a_reply_stream_for_ever(
+    spawn_worker: WorkerFactory, redis_client: Any, redis_flushed_url: str
+) -> None:
+    """The engine gave up on a request and deleted its reply stream; the worker answers later.
+
+    The answer re-creates the stream (nobody reads it any more): it must
+    expire as the engine's own would, not stay in Redis for ever.
+    """
+    worker = spawn_worker(fresh_topic(), grace=0.1)
+    flow = linear_flow.Flow("late").add(Sleep(name="nap", timeout=0.3))
+    engine = load_engine(flow, redis_flushed_url, worker.topic, store={"seconds": 1.0})
+    with pytest.raises(exc.TaskTimeout):
+        engine.run()
+    assert not redis_client.keys("flowkit:replies:*"), "the engine left its reply stream behind"
+
+    # The worker finishes the nap a moment later and answers into the void.
+    late = services.wait_until(
+        lambda: redis_client.keys("flowkit:replies:*"), 15.0, message="the worker's late answer"
+    )
+    for key in late:
+        ttl_ms = redis_client.pttl(key)
+        assert 0 < ttl_ms <= 24 * 3600 * 1000, f"{key!r} has no expiry (PTTL {ttl_ms}): it stays for ever"
+
+
+def _consumers(client: Any, topic: str) -> dict[str, dict[str, Any]]:
+    """``{consumer name: XINFO CONSUMERS row}`` of ``topic``'s workers group."""
+    rows = client.xinfo_consumers(requests_key(topic), "workers")
+    return {row["name"].decode() if isinstance(row["name"], bytes) else row["name"]: row for row in rows}
+
+
+def test_a_worker_stopped_cleanly_leaves_no_consumer_behind(
+    spawn_worker: WorkerFactory, redis_client: Any, redis_flushed_url: str
+) -> None:
+    """Every restart would otherwise add a dead consumer name to the group, for ever."""
+    worker = spawn_worker(fresh_topic())
+    flow = linear_flow.Flow("once").add(Echo(name="echo", provides="y"))
+    engine = load_engine(flow, redis_flushed_url, worker.topic, store={"value": 1})
+    engine.run()  # the worker read a request: it is a consumer of the group now
+    assert worker.worker_id in _consumers(redis_client, worker.topic)
+    assert worker.stop() == 0
+    assert worker.worker_id not in _consumers(redis_client, worker.topic)
+
+
+def test_live_workers_remove_the_consumer_of_a_dead_worker_once_it_holds_nothing(
+    spawn_worker: WorkerFactory, redis_client: Any
+) -> None:
+    topic = fresh_topic()
+    redis_client.xgroup_create(requests_key(topic), "workers", id="0", mkstream=True)
+    # A worker killed with nothing in hand: its consumer holds no entry.
+    redis_client.xgroup_createconsumer(requests_key(topic), "workers", "dead-worker")
+    live = spawn_worker(topic, heartbeat=0.1, visibility_timeout=0.5)
+    services.wait_until(
+        lambda: "dead-worker" not in _consumers(redis_client, topic),
+        15.0,
+        message="the dead worker's consumer removed by the live one",
+    )
+    assert live.alive, live.log()

@@ -62,6 +62,10 @@ def _sleep_flow(seconds: float) -> tuple[Any, dict[str, Any]]:
     return flow, {"value": {"payload": [1, 2, 3]}}
 
 
+def _consumer_names(client: Any, topic: str) -> list[bytes]:
+    return [row["name"] for row in client.xinfo_consumers(requests_key(topic), "workers")]
+
+
 def _timed_out(error: BaseException | None, engine: Any, atom: str) -> Failure:
     """Check that ``atom`` failed with RequestTimeout and ``error`` is what run() raised for it."""
     assert error is not None, "engine.run() succeeded; a RequestTimeout was expected"
@@ -108,6 +112,13 @@ def test_a_task_whose_worker_is_killed_is_finished_by_another_worker(
     assert requests_added(redis_client, topic) == 3
     assert pending_requests(redis_client, topic) == 0
     assert second.alive
+    # The killed worker's consumer, holding nothing once its entry was taken
+    # over, is removed by the live worker rather than left in the group for ever.
+    services.wait_until(
+        lambda: first.worker_id.encode() not in _consumer_names(redis_client, topic),
+        15.0,
+        message="the killed worker's consumer removed from the group",
+    )
 
 
 def test_a_task_whose_worker_is_killed_times_out_when_nobody_takes_it_over(

@@ -27,6 +27,7 @@ from flowkit.engines.worker_based.worker import Worker  # noqa: E402
 from flowkit.types.failure import Failure  # noqa: E402
 from tests.conftest import wait_until  # noqa: E402
 from tests.workers import worker_tasks  # noqa: E402
+from tests.workers.conftest import wait_stopped  # noqa: E402
 from tests.workers.fake_clock import FakeClock  # noqa: E402
 
 TOPIC = "tests"
@@ -286,6 +287,23 @@ def test_result_that_is_not_json_fails_with_invalid_format(wire: Wire, start_wor
     assert name_of("Unsendable") in failure["exception_str"]
 
 
+def test_failure_whose_text_cannot_be_encoded_is_answered_saying_so(wire: Wire, start_worker: Any) -> None:
+    """A lone surrogate cannot be sent, not even in the short gist: the answer says why instead.
+
+    Left unanswered, the request would stay pending and run again at every delivery.
+    """
+    start_worker()
+    request_id = wire.send(name_of("Unencodable"))
+    final = wire.final(request_id)
+    assert final["event"] == "failure"
+    failure = Failure.from_dict(final["failure"])
+    assert failure.check(exc.InvalidFormat)
+    assert "could not be encoded" in failure.exception_str
+    assert "broken \\ud800 text" in failure.exception_str  # escaped, so it reads as it was
+    assert f"{MODULE}.TaskFailed" in failure.exception_str
+    wait_until(wire.stream_emptied, timeout=10.0)
+
+
 def test_signed_requests_get_signed_responses(redis_flushed_url: str, start_worker: Any) -> None:
     wire = Wire(redis_flushed_url, secret=b"s3cret")
     start_worker(secret="s3cret")
@@ -499,6 +517,20 @@ def test_request_past_its_deadline_on_the_workers_clock_is_dropped_unanswered(
     # worker's clock) plus the clock skew allowed.
     kept = wire.client.pttl(protocol.seen_key("flowkit", good)) / 1000
     assert 30.0 + protocol.MAX_CLOCK_SKEW - 5 < kept <= 30.0 + protocol.MAX_CLOCK_SKEW + 1
+
+
+@pytest.mark.parametrize("deadline_in", [1e10, 1e18])
+def test_request_with_a_far_deadline_is_answered_and_remembered_for_at_most_a_century(
+    wire: Wire, start_worker: Any, deadline_in: float
+) -> None:
+    """transition_timeout=1e10 ("for ever") must not make the replay record unwritable."""
+    start_worker()
+    request_id = wire.send(name_of("Add"), {"x": 1, "y": 2}, deadline_in=deadline_in)
+    assert wire.final(request_id)["result"] == 3
+    wait_until(wire.stream_emptied)
+    kept = wire.client.pttl(protocol.seen_key("flowkit", request_id)) / 1000
+    century = 100 * 365 * 24 * 3600
+    assert min(deadline_in, century) - 60 < kept <= century + 1
 
 
 # -- life cycle ------------------------------------------------------------------------------------
@@ -726,6 +758,76 @@ def test_cli_stops_gracefully_on_sigterm(redis_flushed_url: str) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+
+
+@pytest.fixture
+def own_redis() -> Iterator[Any]:
+    """A Redis server of this test alone, which it may freeze (SIGSTOP) without harming others."""
+    from tests import services
+
+    server = services.RedisServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        if server.pid is not None:
+            os.kill(server.pid, signal.SIGCONT)
+        server.close()
+
+
+def _frozen_cli_worker(server: Any, tmp_path: Path, *extra: str) -> tuple[subprocess.Popen[bytes], Path]:
+    """A CLI worker serving ``server``, advertised, then ``server`` frozen (SIGSTOP)."""
+    log = tmp_path / "worker.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            _cli(server.url, "--tasks", MODULE, "--worker-id", "frozen", "--heartbeat", "0.1", *extra),
+            cwd=REPO,
+            env=_env(PYTHONUNBUFFERED="1"),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    client = redis.Redis.from_url(server.url)
+    try:
+        hash_key = protocol.worker_key("flowkit", "frozen")
+        wait_until(lambda: client.exists(hash_key) or proc.poll() is not None, timeout=30)
+        assert proc.poll() is None, log.read_text()
+    finally:
+        client.close()
+    os.kill(server.pid, signal.SIGSTOP)
+    wait_stopped(server.pid)
+    return proc, log
+
+
+def _exits_within(proc: subprocess.Popen[bytes], log: Path, seconds: float) -> int:
+    try:
+        return proc.wait(seconds)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        tail = log.read_text()[-3000:]
+        raise AssertionError(f"the worker still ran {seconds:.0f} s later:\n{tail}") from None
+
+
+def test_cli_stops_within_its_grace_while_redis_is_frozen(own_redis: Any, tmp_path: Path) -> None:
+    from flowkit.engines.worker_based import worker as worker_module
+
+    grace = 1.0
+    proc, log = _frozen_cli_worker(own_redis, tmp_path, "--grace", str(grace))
+    proc.send_signal(signal.SIGTERM)
+    # Reading stops within one Redis timeout, answers are flushed for at most
+    # min(grace, 5) s, and the helpers get one more Redis timeout to let go.
+    bound = grace + min(grace, 5.0) + 2 * worker_module.REDIS_TIMEOUT + 5.0
+    assert _exits_within(proc, log, bound) == 0, log.read_text()
+
+
+def test_cli_stops_at_once_on_a_second_signal_while_redis_is_frozen(own_redis: Any, tmp_path: Path) -> None:
+    proc, log = _frozen_cli_worker(own_redis, tmp_path, "--grace", "600")
+    proc.send_signal(signal.SIGTERM)
+    wait_until(lambda: "stopping worker frozen gracefully" in log.read_text(), timeout=10)
+    proc.send_signal(signal.SIGINT)
+    assert _exits_within(proc, log, 3.0) == 0, log.read_text()
+    assert "stopping worker frozen now" in log.read_text()
 
 
 # -- entries that once stopped the worker --------------------------------------------------------

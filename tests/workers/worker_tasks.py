@@ -47,6 +47,13 @@ class Boom(task.Task):
         raise TaskFailed(message)
 
 
+class Unencodable(task.Task):
+    """Fails with a message holding a lone surrogate, which no UTF-8 encoder takes."""
+
+    def execute(self) -> None:
+        raise TaskFailed("broken \ud800 text")
+
+
 class Progress(task.Task):
     def execute(self, steps: int) -> str:
         for step in range(1, steps + 1):

@@ -87,7 +87,7 @@ _BLOCK_MS = 100
 _READ_COUNT = 1000
 #: Seconds between two tidy-ups of the reply stream (expiry refreshed, read replies trimmed).
 _TOUCH_EVERY = 10.0
-_REPLY_TTL_MS = 24 * 3600 * 1000
+_REPLY_TTL_MS = int(protocol.REPLY_TTL * 1000)
 
 #: The field of the entry close() adds to its own reply stream to end the reader's wait.
 _WAKE = b"flowkit-engine-closing"

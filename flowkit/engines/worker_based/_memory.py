@@ -401,6 +401,27 @@ class MemoryBroker:
             return 0
         return sum(found.pending.pop(_parse_id(entry_id), None) is not None for entry_id in ids)
 
+    def xinfo_consumers(self, key: Any, group: Any) -> list[dict[str, Any]]:
+        """XINFO CONSUMERS, of the consumers holding entries (the only ones this broker knows).
+
+        Their ``idle`` is 0: a consumer is never taken for a dead one here,
+        where a worker's entries are taken over by their own idle time.
+        """
+        _, found = self._group(key, group)
+        held: dict[bytes, int] = {}
+        for pending in found.pending.values():
+            held[pending.consumer] = held.get(pending.consumer, 0) + 1
+        return [{"name": name, "pending": count, "idle": 0} for name, count in held.items()]
+
+    def xgroup_delconsumer(self, key: Any, group: Any, consumer: Any) -> int:
+        """XGROUP DELCONSUMER: the consumer's pending entries are dropped with it; returns how many."""
+        _, found = self._group(key, group)
+        name = _bytes(consumer)
+        dropped = [entry_id for entry_id, pending in found.pending.items() if pending.consumer == name]
+        for entry_id in dropped:
+            del found.pending[entry_id]
+        return len(dropped)
+
     def xclaim(
         self, key: Any, group: Any, consumer: Any, min_idle_ms: int, ids: Iterable[Any]
     ) -> list[bytes]:
@@ -551,6 +572,12 @@ class _Commands:
 
     def xack(self, name: Any, groupname: Any, *ids: Any) -> Any:
         return self._do(MemoryBroker.xack, name, groupname, *ids)
+
+    def xinfo_consumers(self, name: Any, groupname: Any) -> Any:
+        return self._do(MemoryBroker.xinfo_consumers, name, groupname)
+
+    def xgroup_delconsumer(self, name: Any, groupname: Any, consumername: Any) -> Any:
+        return self._do(MemoryBroker.xgroup_delconsumer, name, groupname, consumername)
 
     def xclaim(
         self,

@@ -102,13 +102,22 @@ CONNECT_TIMEOUT = 5.0
 _SCHEMES = ("redis://", "rediss://", "unix://")
 
 
-def connect(url: str, *, attempts: int = 5, backoff: float = 0.1) -> Client:
+def connect(
+    url: str, *, attempts: int = 5, backoff: float = 0.1, socket_timeout: float | None = None
+) -> Client:
     """Make a client for ``url`` that retries dropped connections.
 
     The client returns raw ``bytes`` (the protocol checks bodies byte for byte)
     and retries each command on connection errors and timeouts, ``attempts``
     times in all, waiting ``backoff`` seconds doubled each time up to 2 s.
     Nothing is sent until the first command.
+
+    With ``socket_timeout``, a command whose answer takes longer than that
+    raises ``TimeoutError`` and is not retried: a server that stopped
+    answering (frozen, or a network that drops packets) costs the caller one
+    timeout, not ``attempts`` of them, and the caller's own loop decides
+    whether to try again. Without it a read waits for as long as the
+    connection lives.
 
     A ``memory://`` URL gives a client of the in-process memory transport
     instead (``attempts`` and ``backoff`` do not apply: it cannot drop).
@@ -138,7 +147,9 @@ def connect(url: str, *, attempts: int = 5, backoff: float = 0.1) -> Client:
     retry = Retry(
         ExponentialBackoff(cap=2.0, base=max(backoff, 0.0)),
         retries=max(attempts - 1, 0),
-        supported_errors=(RedisConnectionError, RedisTimeoutError),
+        supported_errors=(RedisConnectionError,)
+        if socket_timeout is not None
+        else (RedisConnectionError, RedisTimeoutError),
     )
     options: dict[str, Any] = {
         "decode_responses": False,
@@ -147,6 +158,8 @@ def connect(url: str, *, attempts: int = 5, backoff: float = 0.1) -> Client:
         "socket_connect_timeout": CONNECT_TIMEOUT,
         "socket_keepalive": True,
     }
+    if socket_timeout is not None:
+        options["socket_timeout"] = socket_timeout
     try:
         from redis.maint_notifications import MaintNotificationsConfig
     except ImportError:  # redis-py < 7 has no maintenance notifications to turn off

@@ -47,6 +47,7 @@ __all__ = [
     "MISSING",
     "NOTIFICATION",
     "PROGRESS",
+    "REPLY_TTL",
     "REVERT",
     "RUNNING",
     "SECRET_ENV",
@@ -79,6 +80,10 @@ SECRET_ENV: Final = "FLOWKIT_WORKER_SECRET"
 #: stale three heartbeats plus this after its ``sent_at``, and a request id is
 #: remembered (against replays) until this long after its ``deadline``.
 MAX_CLOCK_SKEW: Final = 30.0
+#: Seconds a reply stream lives after its last write (engine's open and tidy-ups,
+#: or a worker's answer): a crashed engine's stream goes, and so does one that
+#: an answer arriving after its engine deleted it made again.
+REPLY_TTL: Final = 24 * 3600.0
 
 EXECUTE: Final = "execute"
 REVERT: Final = "revert"

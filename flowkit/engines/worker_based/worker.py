@@ -35,6 +35,7 @@ import os
 import queue
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -55,10 +56,19 @@ LOG = logging.getLogger(__name__)
 
 #: Reply streams are trimmed to about this many entries.
 REPLY_MAXLEN = 100_000
+#: Every reply stream written to is set to expire this long after (the engine's own expiry).
+REPLY_TTL_MS = int(protocol.REPLY_TTL * 1000)
 #: Most responses and acknowledgements written in one MULTI block.
 MAX_BATCH = 512
 #: Longest single XREADGROUP block (seconds): bounds how long a stop request waits.
 MAX_BLOCK = 0.5
+#: Seconds Redis may take to answer a command beyond the time it was asked to
+#: block: past them the command fails (and is not retried by the client), so a
+#: frozen Redis cannot hold a stopping worker for ever.
+REDIS_TIMEOUT = 5.0
+
+#: Longest a request id is remembered against replays (seconds): 100 years, as the Go worker.
+MAX_SEEN_FOR = 100 * 365 * 24 * 3600.0
 
 # (reply stream or None, envelope or None, entry id to acknowledge or None)
 _Out = tuple[str | None, dict[str, bytes] | None, str | None]
@@ -72,6 +82,12 @@ _NOT_FOUND_NAMES = (
 _TIMEOUT_NAMES = (
     "flowkit.exceptions.RequestTimeout",
     "flowkit.exceptions.ExecutionFailure",
+    "flowkit.exceptions.TaskFlowException",
+    "builtins.Exception",
+    "builtins.BaseException",
+)
+_INVALID_FORMAT_NAMES = (
+    "flowkit.exceptions.InvalidFormat",
     "flowkit.exceptions.TaskFlowException",
     "builtins.Exception",
     "builtins.BaseException",
@@ -200,7 +216,9 @@ class Worker:
         if key_prefix is None:
             key_prefix = _transport.namespace(url, exchange)
         self._registry = load_tasks(tasks)
-        self._client = _transport.connect(url, attempts=attempts, backoff=backoff)
+        self._client = _transport.connect(
+            url, attempts=attempts, backoff=backoff, socket_timeout=REDIS_TIMEOUT + MAX_BLOCK
+        )
         self._url = url
         self._topic = topic
         self._namespace = key_prefix
@@ -225,6 +243,8 @@ class Worker:
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._outbox: queue.SimpleQueue[_Out | object] = queue.SimpleQueue()
         self._stopping = threading.Event()
+        # Set by a stop with no grace: leave at once, giving Redis no more time.
+        self._hurry = threading.Event()
         self._beat_stop = threading.Event()
         self._done = threading.Event()
         self._done.set()
@@ -235,6 +255,7 @@ class Worker:
         self._generation = 0
         self._grace_now = grace
         self._give_up_at = float("inf")  # when the writer stops retrying (set on stop)
+        self._next_sweep = 0.0  # when the heartbeat next looks for dead workers' consumers
 
     # -- public face ---------------------------------------------------------
 
@@ -310,15 +331,23 @@ class Worker:
         """Stop reading, let running tasks finish for ``grace`` seconds, and leave.
 
         Requests still running after the grace period are left unacknowledged
-        for another worker to take over. Called from another thread, this waits
-        until the worker has stopped; called from the thread running :meth:`run`
-        (a signal handler), it only asks.
+        for another worker to take over. Answers already made then get
+        ``min(grace, 5)`` seconds (at least 1) to reach Redis, and the helper
+        threads one more Redis timeout (:data:`REDIS_TIMEOUT`) to let go,
+        before the worker leaves without them; so a stop ends in bounded time
+        even when Redis stopped answering. ``grace=0`` (the command line's
+        second signal) leaves at once: running tasks are abandoned and Redis
+        gets half a second at most. Called from another thread, this waits
+        until the worker has stopped; called from the thread running
+        :meth:`run` (a signal handler), it only asks.
 
         Args:
             grace: overrides the ``grace`` given at construction.
         """
         if grace is not None:
             self._grace_now = grace
+            if grace <= 0:
+                self._hurry.set()
         self._stopping.set()
         with self._cond:
             self._cond.notify_all()
@@ -349,6 +378,7 @@ class Worker:
         self._done.clear()
         self._started.clear()
         self._stopping.clear()
+        self._hurry.clear()
         self._beat_stop.clear()
         self._grace_now = self._grace
         self._give_up_at = float("inf")
@@ -399,9 +429,11 @@ class Worker:
             self._read_loop(burst)
             self._drain()
         finally:
-            self._shut_down(helpers)
-            self._done.set()
-            self._started.set()
+            try:
+                self._shut_down(helpers)
+            finally:
+                self._done.set()
+                self._started.set()
 
     def _start_helpers(self) -> list[threading.Thread]:
         run = (self._generation, self._jobs, self._outbox)
@@ -433,20 +465,62 @@ class Worker:
                 self._clock.wait(self._cond, left)
 
     def _shut_down(self, helpers: list[threading.Thread]) -> None:
+        """Let the writer flush and the heartbeat end, then withdraw the advertisement; in bounded time.
+
+        Answers already computed still go out, unless Redis stays away too
+        long: the writer stops retrying after the flush time, and a command
+        Redis does not answer fails after :data:`REDIS_TIMEOUT`. A helper
+        still waiting on Redis after that is left behind (it is a daemon
+        thread), and so is the advertisement, which expires by itself three
+        heartbeats later: a frozen Redis must not keep the worker from leaving.
+        """
         self._stopping.set()
         self._beat_stop.set()
-        if not helpers:
+        if not helpers:  # Redis was unreachable at start: nothing was advertised
             return
-        # Answers already computed still go out, unless Redis stays away too long.
-        self._give_up_at = self._clock.monotonic() + max(1.0, min(self._grace_now, 5.0))
+        hurry = self._hurry.is_set()
+        flush = 0.0 if hurry else max(1.0, min(self._grace_now, 5.0))
+        now = self._clock.monotonic()
+        self._give_up_at = now + flush
         for _ in range(self._threads_count):
             self._jobs.put(None)
         self._outbox.put(_STOP)
+        # Real time: a test's clock moved by hand must not make these waits endless.
+        until = time.monotonic() + (MAX_BLOCK if hurry else flush + REDIS_TIMEOUT)
+        stuck = []
         for thread in helpers:
             if not thread.name.startswith("flowkit-worker-pool"):
-                thread.join()
-        if not helpers:  # Redis was unreachable at start: nothing was advertised
+                thread.join(max(0.0, until - time.monotonic()))
+                if thread.is_alive():
+                    stuck.append(thread.name)
+        if not stuck:
+            farewell = threading.Thread(target=self._farewell, name="flowkit-worker-farewell", daemon=True)
+            farewell.start()
+            farewell.join(max(0.0, until - time.monotonic()))
+            if farewell.is_alive():
+                stuck.append(farewell.name)
+        if stuck:
+            LOG.warning(
+                "worker %s leaves without withdrawing its advertisement (it expires within %.1f s):"
+                " Redis did not answer in time (%s still waiting)",
+                self._worker_id,
+                3 * self._heartbeat,
+                ", ".join(stuck),
+            )
             return
+        LOG.info("worker %s stopped", self._worker_id)
+
+    def _farewell(self) -> None:
+        """Withdraw the advertisement and, holding nothing, the consumer (in a thread of its own).
+
+        Every worker reads under a name of its own, so each restart would
+        leave one more consumer in the group for ever. A consumer is removed
+        only once it holds no entry: ``XGROUP DELCONSUMER`` drops its pending
+        entries with it, and those of requests left running must stay for
+        another worker to take over (then a live worker's sweep removes the
+        name, see :meth:`_sweep_consumers`). Run in a thread of its own, so a
+        frozen Redis cannot hold the stop.
+        """
         try:
             pipe = self._client.pipeline(transaction=False)
             pipe.zrem(self._zset_key, self._worker_id)
@@ -454,7 +528,14 @@ class Worker:
             pipe.execute()
         except _transport.errors() as err:
             LOG.warning("worker %s could not remove its advertisement: %s", self._worker_id, err)
-        LOG.info("worker %s stopped", self._worker_id)
+        try:
+            held = self._client.xpending_range(
+                self._stream, protocol.GROUP, min="-", max="+", count=1, consumername=self._worker_id
+            )
+            if not held:
+                self._client.xgroup_delconsumer(self._stream, protocol.GROUP, self._worker_id)
+        except _transport.errors() as err:
+            LOG.warning("worker %s could not remove its consumer from the group: %s", self._worker_id, err)
 
     # -- reading -----------------------------------------------------------------
 
@@ -557,8 +638,7 @@ class Worker:
         pipe = self._client.pipeline(transaction=False)
         for job in jobs:
             key = protocol.seen_key(self._namespace, job.message["id"])
-            keep = job.message["deadline"] - now + protocol.MAX_CLOCK_SKEW
-            pipe.set(key, job.entry_id, nx=True, px=max(1, int(keep * 1000)))
+            pipe.set(key, job.entry_id, nx=True, px=_seen_for_ms(job.message["deadline"] - now))
             pipe.get(key)
         try:
             replies = pipe.execute()
@@ -763,12 +843,36 @@ class Worker:
             )
         except protocol.ProtocolError as err:
             # A failure too large for the limit (or with odd arguments): send its gist.
+            gist = failure.pformat()[:1000]
             short = _named_failure(
-                f"{failure.pformat()[:1000]} (full failure record not sendable: {err.reason})",
+                f"{gist} (full failure record not sendable: {err.reason})",
                 failure.exception_type_names or ("builtins.Exception", "builtins.BaseException"),
             )
+        try:
             return self._encode(
                 protocol.response_message(request_id, self._worker_id, protocol.FAILURE, failure=short)
+            )
+        except protocol.ProtocolError as err:
+            # Its text is not Unicode that UTF-8 can carry (a lone surrogate): say so,
+            # as the Go worker refuses text that is not UTF-8, rather than leave the
+            # request unanswered, to be run again at every delivery.
+            LOG.warning(
+                "worker %s: the failure of request %s cannot be encoded, answering InvalidFormat: %s",
+                self._worker_id,
+                request_id,
+                err.reason,
+            )
+            readable = gist.encode("utf-8", "backslashreplace").decode("utf-8")
+            text = f"the failure could not be encoded ({err.reason}); its text, escaped: {readable}"
+            said = _named_failure(text, _INVALID_FORMAT_NAMES)
+        try:
+            return self._encode(
+                protocol.response_message(request_id, self._worker_id, protocol.FAILURE, failure=said)
+            )
+        except protocol.ProtocolError:  # only a tiny size limit gets here
+            said = _named_failure("failure record not sendable", _INVALID_FORMAT_NAMES)
+            return self._encode(
+                protocol.response_message(request_id, self._worker_id, protocol.FAILURE, failure=said)
             )
 
     # -- writing -----------------------------------------------------------------------
@@ -854,10 +958,17 @@ class Worker:
         while True:
             pipe = self._client.pipeline(transaction=True)
             labels.clear()
+            streams: dict[str, None] = {}
             for reply_to, envelope, entry_id in items:
                 if envelope is not None and reply_to is not None:
                     pipe.xadd(reply_to, _transport.fields(envelope), maxlen=REPLY_MAXLEN, approximate=True)
                     labels.append(f"the answer to {_answer_of(envelope) or entry_id} on {reply_to!r}")
+                    streams[reply_to] = None
+            for reply_to in streams:
+                # An answer after the engine deleted its stream makes it again, read by
+                # nobody: it must expire as the engine's own does, not stay for ever.
+                pipe.pexpire(reply_to, REPLY_TTL_MS)
+                labels.append(f"the expiry of {reply_to!r}")
             if acks:
                 pipe.xack(self._stream, protocol.GROUP, *acks)
                 pipe.xdel(self._stream, *acks)
@@ -928,6 +1039,44 @@ class Worker:
             free = self._threads_count - self._busy
         if free > 0:
             self._take_over(free)
+        now = self._clock.monotonic()
+        if now >= self._next_sweep:
+            self._next_sweep = now + self._visibility_timeout
+            self._sweep_consumers()
+
+    def _sweep_consumers(self) -> None:
+        """Remove the consumers of dead workers that hold no entry any more.
+
+        A worker killed, or stopped while requests still ran, leaves its
+        consumer name in the group; once its entries were taken over it holds
+        nothing. A consumer is removed when it holds no entry, has been idle
+        longer than the visibility timeout and its worker is not advertised
+        (a live worker, even an idle one, is): removing a consumer that is
+        read for at that moment would drop the entry it was just given from
+        the pending list, which a dead worker cannot be.
+        """
+        idle_ms = int(self._visibility_timeout * 1000)
+        rows = self._client.xinfo_consumers(self._stream, protocol.GROUP)
+        candidates = [
+            _text(row["name"])
+            for row in rows
+            if int(row["pending"]) == 0
+            and int(row["idle"]) > idle_ms
+            and _text(row["name"]) != self._worker_id
+        ]
+        if not candidates:
+            return
+        pipe = self._client.pipeline(transaction=False)
+        for name in candidates:
+            pipe.exists(protocol.worker_key(self._namespace, name))
+        advertised = pipe.execute()
+        for name, alive in zip(candidates, advertised, strict=True):
+            if alive:
+                continue
+            self._client.xgroup_delconsumer(self._stream, protocol.GROUP, name)
+            LOG.info(
+                "worker %s removed the consumer of dead worker %s, which held nothing", self._worker_id, name
+            )
 
     def _take_over(self, count: int) -> None:
         reply = self._client.xautoclaim(
@@ -952,6 +1101,19 @@ class Worker:
         )
         deliveries: dict[str, int] = {_text(p["message_id"]): int(p["times_delivered"]) for p in pending}
         self._dispatch(claimed, deliveries)
+
+
+def _seen_for_ms(left: float) -> int:
+    """How long (ms) to remember a request id whose deadline is ``left`` seconds away.
+
+    Until the deadline has surely passed everywhere (plus the clock skew
+    allowed), at least 1 ms and at most :data:`MAX_SEEN_FOR`: a far deadline
+    (``transition_timeout=1e10`` for "for ever") would otherwise ask Redis for
+    an expiry it refuses ("value is not an integer or out of range"), and the
+    request would never be answered. The Go worker caps it the same way.
+    """
+    keep = min(left + protocol.MAX_CLOCK_SKEW, MAX_SEEN_FOR)
+    return max(1, int(keep * 1000))
 
 
 def _answer_of(envelope: Mapping[str, bytes] | None) -> str | None:
