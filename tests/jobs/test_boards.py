@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -486,6 +487,87 @@ def test_redis_job_reports_and_extends_its_claims_expiry_as_taskflows(request: p
     finally:
         board.close()
         other.close()
+
+
+class _Interleaving:
+    """Runs ``then`` once, right after the first command naming ``key`` once armed.
+
+    Handed to a real redis-py client by :func:`_hooked_redis`, it forces an
+    interleaving: whatever ``then`` does to the server lands between that
+    command and the board's next one (none, if the board did it all at once).
+    """
+
+    def __init__(self, then: Callable[[], None]) -> None:
+        self.then = then
+        self.key: str | None = None  # armed once set
+        self.fired = False
+
+    def after(self, args: tuple[Any, ...]) -> None:
+        if self.fired or self.key is None:
+            return
+        if self.key in (arg.decode() if isinstance(arg, bytes) else str(arg) for arg in args[1:]):
+            self.fired = True
+            self.then()
+
+
+def _hooked_redis(interleaving: _Interleaving, **options: Any) -> Any:
+    """A real redis-py client (to the real server) that tells ``interleaving`` of each command it sent."""
+    import redis
+
+    class Hooked(redis.Redis):
+        def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+            result = super().execute_command(*args, **kwargs)
+            interleaving.after(args)
+            return result
+
+    return Hooked(**options)
+
+
+def test_redis_extend_expiry_never_changes_a_claim_taken_over_meanwhile(
+    request: pytest.FixtureRequest,
+) -> None:
+    """The old holder's extend, racing a takeover, leaves the new holder's expiry alone.
+
+    The claim lapses and another conductor claims the job right after the old
+    holder's board first touches the claim key (a read of it, or a script
+    doing it all at once). Extending in two steps (GET, then PEXPIRE) gave the new
+    claim the old holder's expiry, here a second, so it would lapse long
+    before its own board renews it, ten seconds in, and a third conductor
+    could take the job while the second runs it.
+    """
+    services.require_module("redis", "redis")
+    from flowkit.jobs.backends.impl_redis import RedisJobBoard
+
+    conf = board_conf("redis", request)
+    taker = backends.fetch("taker", conf)
+    taker.connect()
+    taken: list[base.Claim] = []
+
+    def lapse_and_take_over() -> None:
+        assert interleaving.key is not None
+        taker._redis().delete(interleaving.key)  # type: ignore[attr-defined]  # as when it expires
+        [seen] = list(taker.iterjobs())
+        taken.append(taker.claim(seen, "b"))  # 30 seconds, renewed every 10
+
+    interleaving = _Interleaving(lapse_and_take_over)
+    client = _hooked_redis(interleaving, host=conf["host"], port=conf["port"])
+    holder = RedisJobBoard("holder", {"namespace": conf["namespace"]}, client=client)
+    holder.connect()
+    try:
+        job = holder.post("j")
+        holder.claim(job, "a")
+        interleaving.key = holder._owner_key(job.uuid)
+        extended = job.extend_expiry(1)
+        assert extended  # the old holder's own claim, before it lapsed
+        assert interleaving.fired, "the interleaving was not forced: nothing sent on the claim"
+        assert taker.current_claim(job) == taken[0]
+        assert job.expires_in() > 20, "the new holder's claim got the old holder's expiry"
+        assert not job.extend_expiry(1), "the old holder extended a claim it no longer holds"
+        assert job.expires_in() > 20
+    finally:
+        holder.close()
+        taker.close()
+        client.close()
 
 
 def test_redis_board_has_taskflows_public_names_naming_its_own_keys(request: pytest.FixtureRequest) -> None:

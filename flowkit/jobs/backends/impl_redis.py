@@ -157,6 +157,18 @@ end
 return 0
 """
 
+# KEYS: owner. ARGV: expiry ms, the token whose claim to extend ('': whichever is current).
+# {1, owner JSON} when extended; {0} when unclaimed, {0, owner JSON} when another claim holds it.
+# One script, so the claim checked is the claim extended: one that lapsed and was taken by
+# another conductor meanwhile is never given the old holder's expiry.
+_EXTEND = """
+local current = redis.call('GET', KEYS[1])
+if not current then return {0} end
+if ARGV[2] ~= '' and cjson.decode(current)['token'] ~= tonumber(ARGV[2]) then return {0, current} end
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return {1, current}
+"""
+
 # KEYS: listings, owner, attempts, trash. ARGV: uuid, who, action, reason, end, token ('': any), now.
 _RELEASE = """
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return {0, 'unknown'} end
@@ -252,6 +264,10 @@ class RedisJob(BoardJob):
 
     _board: RedisJobBoard
 
+    #: Token of the last claim made through this job object (by any Redis board): the
+    #: claim :meth:`extend_expiry` extends; ``None`` while none was, then any current claim.
+    claimed_token: int | None = None
+
     @property
     def key(self) -> bytes:
         """The job's field in the board's :attr:`~RedisJobBoard.listings_key` and ``trash_key`` hashes."""
@@ -275,6 +291,14 @@ class RedisJob(BoardJob):
 
         A claim made without an expiry gets one. A claim this board keeps
         alive is renewed with the new expiry from then on.
+
+        A job object that was claimed (through :meth:`RedisJobBoard.claim` or
+        ``claim_first``) extends only that claim: once it lapsed, or was given
+        back, and another conductor claimed the job, this answers ``False``
+        and leaves the new holder's expiry alone, rather than shortening or
+        stretching a claim its caller does not hold. A job object never
+        claimed extends whichever claim is current, as TaskFlow's does. The
+        check and the change are one step on the server.
 
         Raises:
             JobFailure: the board cannot be written.
@@ -501,7 +525,13 @@ class RedisJobBoard(NotifyingJobBoard):
         with _translated("connect", self.where):
             self._client.ping()
             self._check_version()
-        scripts = (("claim", _CLAIM), ("claim_first", _CLAIM_FIRST), ("renew", _RENEW), ("release", _RELEASE))
+        scripts = (
+            ("claim", _CLAIM),
+            ("claim_first", _CLAIM_FIRST),
+            ("renew", _RENEW),
+            ("extend", _EXTEND),
+            ("release", _RELEASE),
+        )
         for name, body in scripts:
             self._scripts[name] = self._client.register_script(body)
         with self._kept_lock:
@@ -718,17 +748,21 @@ class RedisJobBoard(NotifyingJobBoard):
             return UnknownExpire(left) if left in (-1, -2) else UnknownExpire.KEY_NOT_FOUND
         return left / 1000.0
 
-    def _set_claim_ttl(self, job: Job, expiry: float) -> bool:
+    def _set_claim_ttl(self, job: RedisJob, expiry: float) -> bool:
         ms = max(0, int(expiry * 1000))
+        held = job.claimed_token
         sent_at = time.monotonic()
         with _translated(f"extend the claim expiry of job {job.uuid}", self.where):
-            raw = self._redis().get(self._owner_key(job.uuid))
-            applied = raw is not None and bool(self._redis().pexpire(self._owner_key(job.uuid), ms))
-        if applied and ms > 0:
-            token = _decode_claim(raw).token
+            self._redis()  # refuses a board not connected
+            result = self._scripts["extend"](
+                keys=[self._owner_key(job.uuid)], args=[ms, "" if held is None else held]
+            )
+        if result[0] != 1:
+            return False
+        if ms > 0:
             # Renewed with the new expiry from now on, at the pace it sets.
-            self._reschedule_if_kept(job.uuid, token, ms, sent_at)
-        return applied
+            self._reschedule_if_kept(job.uuid, _decode_claim(result[1]).token, ms, sent_at)
+        return True
 
     def _last_modified(self, job: BoardJob) -> datetime:
         with _translated(f"read the last attempt of job {job.uuid}", self.where):
@@ -797,6 +831,7 @@ class RedisJobBoard(NotifyingJobBoard):
                 self._reschedule_if_kept(job.uuid, current.token, ms, sent_at)
             raise exc.UnclaimableJob(f"job {job.uuid} is already claimed by {current.owner!r}")
         claim = Claim(who, int(result[1]))
+        _remember_claim(job, claim)
         if ms:
             self._keep_alive(job.uuid, claim.token, ms, sent_at)
         return claim
@@ -839,6 +874,7 @@ class RedisJobBoard(NotifyingJobBoard):
             if result[0] == 1:
                 job = batch[int(result[1]) - 1]
                 claim = Claim(who, int(result[2]))
+                _remember_claim(job, claim)
                 if ms:
                     self._keep_alive(job.uuid, claim.token, ms, sent_at)
                 return Claimed(job, claim)
@@ -1013,6 +1049,12 @@ def _conf_from_url(conf: dict[str, Any]) -> dict[str, Any]:
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _remember_claim(job: Job, claim: Claim) -> None:
+    """Note on a Redis job object the claim made through it (what its ``extend_expiry`` extends)."""
+    if isinstance(job, RedisJob):
+        job.claimed_token = claim.token
 
 
 def _decode_claim(raw: Any) -> Claim:
