@@ -15,6 +15,14 @@ write are version-checked in the same transaction, and a step that lost a race
 is re-run on fresh data. No lock node is needed, so a crashed client never
 leaves one behind.
 
+Reads are optimistic too, and a flow written without pause could make every
+one of them miss. So a read that missed a few times holds off the flow's
+writers for one more try: it creates the ephemeral ``readers/<flow uuid>``,
+and every transaction writing a flow's document or atoms creates and deletes
+that very znode, which fails while a reader holds it. The writer then waits
+for the znode to go (the read ending, or the reader's session) and runs its
+step again; it never fails for a reader that holds the flow a short while.
+
 kazoo is imported only when a connection is made, so configuring this backend
 (or importing flowkit) never needs it.
 """
@@ -22,9 +30,10 @@ kazoo is imported only when a connection is made, so configuring this backend
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
-from contextlib import AbstractContextManager, nullcontext, suppress
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from typing import Any
 
 from flowkit import exceptions as exc
@@ -50,6 +59,8 @@ DEFAULT_PATH = "/flowkit"
 DEFAULT_TIMEOUT = 10.0
 # How many atom uuids a store remembers as existing, to guess instead of ask.
 _KNOWN_ATOMS = 50_000
+# Where a read holding off a flow's writers puts its ephemeral znode (see the module docstring).
+READERS = "readers"
 
 
 class _Deletion(Record):
@@ -75,6 +86,10 @@ class _ZkStore(DocumentStore):
     """Documents as znodes; writes are version-checked multi-op transactions."""
 
     optimistic = True
+
+    #: Seconds a writer (or a reader) waits for a reader's hold on a flow to go before it
+    #: gives up; a reader whose process died holds it until its session expires.
+    reader_patience = 60.0
 
     def __init__(self, client: Any, root: str, where: str) -> None:
         self._client = client
@@ -197,6 +212,51 @@ class _ZkStore(DocumentStore):
     def unchanged(self, seen: Mapping[tuple[str, str], Any]) -> bool:
         return self._outcome(self._send_checks(seen))
 
+    def _hold_path(self, flow: str) -> str:
+        return self._path(READERS, flow)
+
+    @contextmanager
+    def excluding_writers(self, flows: Sequence[str]) -> Iterator[None]:
+        # Taken in the order given (sorted by the caller), so two readers never wait on each other.
+        held: list[str] = []
+        try:
+            for flow in flows:
+                path = self._hold_path(flow)
+                while True:
+                    try:
+                        self._client.create(path, b"", ephemeral=True)
+                        break
+                    except self._errors.NoNodeError:  # a store made before holds existed
+                        self._client.ensure_path(self._path(READERS))
+                    except self._errors.NodeExistsError:  # another reader's: wait for it
+                        self._await_reader(path)
+                held.append(path)
+            yield
+        finally:
+            for path in reversed(held):
+                with suppress(self._errors.NoNodeError):
+                    self._client.delete(path)
+
+    def _await_reader(self, path: str) -> None:
+        """Wait for a reader's hold ``path`` to go.
+
+        Raises:
+            StorageFailure: it is still there after :attr:`reader_patience` seconds.
+        """
+        deadline = time.monotonic() + self.reader_patience
+        gone = threading.Event()  # set by a watch; a stale one only makes the loop look again
+        while True:
+            gone.clear()
+            if self._client.exists(path, watch=lambda _event: gone.set()) is None:
+                return
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise exc.StorageFailure(
+                    f"{self._where}: a reader has held off the writers of flow {path.rsplit('/', 1)[-1]} "
+                    f"for over {self.reader_patience:g}s ({path} still exists)"
+                )
+            gone.wait(left)
+
     def _existing(self, batch: Batch) -> dict[tuple[str, str], bool]:
         """Whether each written-but-never-read document exists now."""
         known: dict[tuple[str, str], bool] = {}
@@ -217,6 +277,13 @@ class _ZkStore(DocumentStore):
     def commit(self, batch: Batch) -> None:
         existing = self._existing(batch)
         txn = self._client.transaction()
+        # First, per flow written: create and delete its reader hold, which fails while a
+        # reader holds the flow (see the module docstring). Operation index -> hold path.
+        holds: dict[int, str] = {}
+        for flow in sorted(batch.touched | {key for kind, key in batch.writes if kind == FLOWS}):
+            holds[len(txn.operations)] = path = self._hold_path(flow)
+            txn.create(path, b"")
+            txn.delete(path)
         covered: set[tuple[str, str]] = set()  # seen znodes whose version a write checks
         deleted: list[_Deletion] = []
         # Documents first (a new flow's members znode with it), then links
@@ -281,17 +348,22 @@ class _ZkStore(DocumentStore):
         knock_on = (self._errors.RolledBackError, self._errors.RuntimeInconsistency)
         real = [err for err in errors if not isinstance(err, knock_on)]
         if all(isinstance(err, races) for err in real):
+            for index, path in holds.items():
+                if isinstance(results[index], self._errors.NodeExistsError):
+                    self._await_reader(path)  # then the step runs again
+                elif isinstance(results[index], self._errors.NoNodeError):
+                    self._client.ensure_path(self._path(READERS))  # a store made before holds existed
             raise Conflict(str(real))
         raise real[0]
 
     def ensure(self) -> None:
-        for kind in (*KINDS, MEMBERS):
+        for kind in (*KINDS, MEMBERS, READERS):
             self._client.ensure_path(self._path(kind))
 
     def clear(self) -> None:
         with self._known_lock:
             self._known_atoms.clear()
-        for kind in (*KINDS, MEMBERS):
+        for kind in (*KINDS, MEMBERS, READERS):
             with suppress(self._errors.NoNodeError):
                 self._client.delete(self._path(kind), recursive=True)
         self.ensure()
