@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -502,6 +503,9 @@ class _Interleaving:
         self.key: str | None = None  # armed once set
         self.fired = False
 
+    def before(self, args: tuple[Any, ...]) -> None:
+        pass
+
     def after(self, args: tuple[Any, ...]) -> None:
         if self.fired or self.key is None:
             return
@@ -510,12 +514,16 @@ class _Interleaving:
             self.then()
 
 
-def _hooked_redis(interleaving: _Interleaving, **options: Any) -> Any:
-    """A real redis-py client (to the real server) that tells ``interleaving`` of each command it sent."""
+def _hooked_redis(interleaving: Any, **options: Any) -> Any:
+    """A real redis-py client (to the real server) telling ``interleaving`` of each command it sends.
+
+    ``interleaving.before(args)`` is called before the command goes out, ``after(args)`` once answered.
+    """
     import redis
 
     class Hooked(redis.Redis):
         def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+            interleaving.before(args)
             result = super().execute_command(*args, **kwargs)
             interleaving.after(args)
             return result
@@ -567,6 +575,140 @@ def test_redis_extend_expiry_never_changes_a_claim_taken_over_meanwhile(
     finally:
         holder.close()
         taker.close()
+        client.close()
+
+
+class _RenewalRacingExtend:
+    """Right before the keeper's renewal of a claim goes out, ``extend`` runs on a thread of its own.
+
+    The renewal is let go once ``extend`` is done, or waits for the board's
+    send lock (the lock is swapped for one that says so): either way the
+    extend was asked for while the renewal, with the expiry read before it,
+    was on its way.
+    """
+
+    def __init__(self, extend: Callable[[], bool]) -> None:
+        self.extend = extend
+        self.renew_sha: str | None = None  # armed once set
+        self.settled = threading.Event()
+        self.results: list[bool] = []
+        self.thread: threading.Thread | None = None
+
+    def before(self, args: tuple[Any, ...]) -> None:
+        if self.thread is not None or self.renew_sha is None or args[:2] != ("EVALSHA", self.renew_sha):
+            return
+        thread = threading.Thread(target=self._extend, daemon=True)
+        thread.start()
+        self.thread = thread  # once started: the test joins it when it sees it
+        assert self.settled.wait(10), "the extend neither finished nor waited"
+
+    def after(self, args: tuple[Any, ...]) -> None:
+        pass
+
+    def _extend(self) -> None:
+        try:
+            self.results.append(self.extend())
+        finally:
+            self.settled.set()
+
+    def lock(self) -> Any:
+        """A lock that, when it must be waited for, tells the renewal to go on."""
+        settled, inner = self.settled, threading.Lock()
+
+        class Announcing:
+            def __enter__(self) -> None:
+                if not inner.acquire(blocking=False):
+                    settled.set()
+                    inner.acquire()
+
+            def __exit__(self, *exc_info: object) -> None:
+                inner.release()
+
+        return Announcing()
+
+
+def test_redis_renewal_in_flight_never_undoes_an_extend_expiry(request: pytest.FixtureRequest) -> None:
+    """A renewal sent with the expiry read before an extend_expiry must not land after it.
+
+    It did: the keeper read (token, 3 s) when the claim fell due, the extend
+    set 600 s and put the next renewal off to 200 s later, and then the
+    renewal set 3 s, so the claim lapsed while its board vouched for it.
+    """
+    services.require_module("redis", "redis")
+    from flowkit.jobs.backends.impl_redis import RedisJob, RedisJobBoard
+
+    conf = board_conf("redis", request)
+    race = _RenewalRacingExtend(lambda: job.extend_expiry(600))
+    client = _hooked_redis(race, host=conf["host"], port=conf["port"])
+    board = RedisJobBoard("holder", {"namespace": conf["namespace"]}, client=client)
+    board.connect()
+    board._send_lock = race.lock()  # type: ignore[assignment]
+    try:
+        job = board.post("j")
+        assert isinstance(job, RedisJob)
+        # Renewed every second: a busy machine may delay the renewal, not let the claim lapse.
+        claim = board.claim(job, "a", expiry=3)
+        race.renew_sha = board._scripts["renew"].sha
+        wait_until(lambda: race.thread is not None, timeout=10)
+        assert race.thread is not None
+        race.thread.join(10)
+        assert race.results == [True]
+        assert job.expires_in() > 60, "the renewal in flight undid the extend"
+        assert board.current_claim(job) == claim
+    finally:
+        board.close()
+        client.close()
+
+
+def test_redis_renewal_in_flight_answered_lost_keeps_renewing_a_claim_made_meanwhile(
+    request: pytest.FixtureRequest,
+) -> None:
+    """The job given back and claimed again while a renewal of the old claim was on its way.
+
+    The renewal's "lost" answer is about the old claim: the board used to stop
+    renewing the job altogether, so the new claim lapsed a claim expiry later.
+    """
+    services.require_module("redis", "redis")
+    from flowkit.jobs.backends.impl_redis import RedisJobBoard
+
+    conf = board_conf("redis", request)
+    claims: list[base.Claim] = []
+
+    class GiveBackAndClaimAgain:
+        renew_sha: str | None = None  # armed once set
+
+        def before(self, args: tuple[Any, ...]) -> None:
+            if claims[1:] or self.renew_sha is None or args[:2] != ("EVALSHA", self.renew_sha):
+                return
+            board.abandon(job, "a", claim=claims[0])
+            claims.append(board.claim(job, "a", expiry=3))
+
+        def after(self, args: tuple[Any, ...]) -> None:
+            pass
+
+    race = GiveBackAndClaimAgain()
+    client = _hooked_redis(race, host=conf["host"], port=conf["port"])
+    board = RedisJobBoard("holder", {"namespace": conf["namespace"]}, client=client)
+    board.connect()
+    try:
+        job = board.post("j")
+        claims.append(board.claim(job, "a", expiry=3))  # due for renewal a second later
+        race.renew_sha = board._scripts["renew"].sha
+        wait_until(lambda: claims[1:], timeout=10)
+        first, second = claims
+        assert second.token > first.token
+        assert board.current_claim(job) == second
+        ttls: list[float] = []
+
+        def renewed() -> bool:
+            ttls.append(float(job.expires_in()))  # type: ignore[attr-defined]
+            return any(after > before for before, after in zip(ttls, ttls[1:], strict=False))
+
+        # Renewed a second after it was made, unless the board stopped renewing the job.
+        wait_until(renewed, timeout=5)
+        assert board.holds_locally(job, second)
+    finally:
+        board.close()
         client.close()
 
 

@@ -42,7 +42,7 @@ import threading
 import time
 import uuid as uuidlib
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -401,6 +401,10 @@ class RedisJobBoard(NotifyingJobBoard):
         # after its last renewal, so claims of different expiries each keep their own pace.
         self._due: dict[str, float] = {}
         self._kept_lock = threading.Lock()
+        # Held while a renewal, or a change of a kept claim's expiry (extend_expiry, a claim
+        # of one's own job), is on its way: a renewal with the expiry read before such a
+        # change would undo it on the server, the claim lapsing long before it is next due.
+        self._send_lock = threading.Lock()
         # Wakes the keeper early: a claim due sooner than it planned for, or close().
         self._keeper_wake = threading.Condition(self._kept_lock)
         self._keeper: threading.Thread | None = None
@@ -751,17 +755,17 @@ class RedisJobBoard(NotifyingJobBoard):
     def _set_claim_ttl(self, job: RedisJob, expiry: float) -> bool:
         ms = max(0, int(expiry * 1000))
         held = job.claimed_token
-        sent_at = time.monotonic()
-        with _translated(f"extend the claim expiry of job {job.uuid}", self.where):
+        with self._send_lock, _translated(f"extend the claim expiry of job {job.uuid}", self.where):
             self._redis()  # refuses a board not connected
+            sent_at = time.monotonic()
             result = self._scripts["extend"](
                 keys=[self._owner_key(job.uuid)], args=[ms, "" if held is None else held]
             )
-        if result[0] != 1:
-            return False
-        if ms > 0:
-            # Renewed with the new expiry from now on, at the pace it sets.
-            self._reschedule_if_kept(job.uuid, _decode_claim(result[1]).token, ms, sent_at)
+            if result[0] != 1:
+                return False
+            if ms > 0:
+                # Renewed with the new expiry from now on, at the pace it sets.
+                self._reschedule_if_kept(job.uuid, _decode_claim(result[1]).token, ms, sent_at)
         return True
 
     def _last_modified(self, job: BoardJob) -> datetime:
@@ -818,18 +822,22 @@ class RedisJobBoard(NotifyingJobBoard):
     def claim(self, job: Job, who: str, expiry: float | None = None) -> Claim:
         ms = self._expiry_ms(expiry)
         keys = [self._listings, self._owner_key(job.uuid), self._attempts_key(job.uuid), self._tokens]
-        sent_at = time.monotonic()
-        with _translated(f"claim job {job.uuid}", self.where):
-            result = self._scripts["claim"](keys=keys, args=[job.uuid, who, ms, time.time()])
-        if result[0] != 1:
-            reason = _text(result[1])
-            if reason == "unknown":
-                raise exc.NotFound(f"job {job.uuid} is not on board {self.name!r} (cannot claim it)")
-            current = _decode_claim(result[2])
-            if current.owner == who and ms:
-                # Refreshed by the script, as TaskFlow's: renewed with this expiry from now on.
-                self._reschedule_if_kept(job.uuid, current.token, ms, sent_at)
-            raise exc.UnclaimableJob(f"job {job.uuid} is already claimed by {current.owner!r}")
+        with self._kept_lock:
+            # The script may refresh the expiry of a claim kept here (see _send_lock).
+            kept = job.uuid in self._kept
+        with self._send_lock if kept else nullcontext():
+            sent_at = time.monotonic()
+            with _translated(f"claim job {job.uuid}", self.where):
+                result = self._scripts["claim"](keys=keys, args=[job.uuid, who, ms, time.time()])
+            if result[0] != 1:
+                reason = _text(result[1])
+                if reason == "unknown":
+                    raise exc.NotFound(f"job {job.uuid} is not on board {self.name!r} (cannot claim it)")
+                current = _decode_claim(result[2])
+                if current.owner == who and ms:
+                    # Refreshed by the script, as TaskFlow's: renewed with this expiry from now on.
+                    self._reschedule_if_kept(job.uuid, current.token, ms, sent_at)
+                raise exc.UnclaimableJob(f"job {job.uuid} is already claimed by {current.owner!r}")
         claim = Claim(who, int(result[1]))
         _remember_claim(job, claim)
         if ms:
@@ -977,8 +985,12 @@ class RedisJobBoard(NotifyingJobBoard):
             )
             self._keeper.start()
 
-    def _forget(self, job_uuid: str) -> None:
+    def _forget(self, job_uuid: str, token: int | None = None) -> None:
+        """Stop keeping ``job_uuid``'s claim (only the one with ``token``, when given)."""
         with self._kept_lock:
+            kept = self._kept.get(job_uuid)
+            if token is not None and (kept is None or kept[0] != token):
+                return  # given back and claimed anew meanwhile: that claim is kept
             self._kept.pop(job_uuid, None)
             self._renewed_at.pop(job_uuid, None)
             self._due.pop(job_uuid, None)
@@ -1006,26 +1018,34 @@ class RedisJobBoard(NotifyingJobBoard):
                 return
             for key in entities:
                 self._write_entity(key)
-            for job_uuid, token, ms in due:
-                sent_at = time.monotonic()
-                try:
-                    renewed = self._scripts["renew"](keys=[self._owner_key(job_uuid)], args=[token, ms])
-                except Exception:  # tried again a third of its expiry later; it expires only later
-                    LOG.warning(
-                        "could not renew the claim on job %s at %s", job_uuid, self.where, exc_info=True
-                    )
-                    with self._kept_lock:
-                        if self._kept.get(job_uuid) == (token, ms):
-                            self._due[job_uuid] = sent_at + ms / 3000.0
-                    continue
-                if not renewed:
-                    LOG.warning("claim on job %s at %s was lost; no longer renewing it", job_uuid, self.where)
-                    self._forget(job_uuid)
-                    continue
-                with self._kept_lock:
-                    if self._kept.get(job_uuid) == (token, ms):
-                        self._renewed_at[job_uuid] = sent_at
-                        self._due[job_uuid] = sent_at + ms / 3000.0
+            for job_uuid, token, _ms in due:
+                with self._send_lock:
+                    self._renew(job_uuid, token)
+
+    def _renew(self, job_uuid: str, token: int) -> None:
+        """Renew one kept claim with the expiry it has now (``_send_lock`` held)."""
+        with self._kept_lock:
+            kept = self._kept.get(job_uuid)
+        if kept is None or kept[0] != token:
+            return  # given back (or claimed anew) since it fell due
+        ms = kept[1]  # an extend_expiry since it fell due may have changed it
+        sent_at = time.monotonic()
+        try:
+            renewed = self._scripts["renew"](keys=[self._owner_key(job_uuid)], args=[token, ms])
+        except Exception:  # tried again a third of its expiry later; it expires only later
+            LOG.warning("could not renew the claim on job %s at %s", job_uuid, self.where, exc_info=True)
+            with self._kept_lock:
+                if self._kept.get(job_uuid) == (token, ms):
+                    self._due[job_uuid] = sent_at + ms / 3000.0
+            return
+        if not renewed:
+            LOG.warning("claim on job %s at %s was lost; no longer renewing it", job_uuid, self.where)
+            self._forget(job_uuid, token)
+            return
+        with self._kept_lock:
+            if self._kept.get(job_uuid) == (token, ms):
+                self._renewed_at[job_uuid] = sent_at
+                self._due[job_uuid] = sent_at + ms / 3000.0
 
 
 #: Options read from a board URL's query string (``redis://h/0?namespace=x``) rather than given to redis-py.
