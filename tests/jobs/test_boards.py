@@ -146,6 +146,111 @@ def test_zookeeper_board_vouches_locally_only_within_its_session_and_lease(
         assert not holder.holds_locally(job, claim)
 
 
+class _LostReplies:
+    """A real started KazooClient whose next ``n`` transaction commits end in ``ConnectionLoss``.
+
+    As when the connection drops with a transaction on its way: ``applied``,
+    the server made the change and the answer was lost (the session
+    surviving a reconnect, an ephemeral node made by it stands); not, the
+    request was lost before the server saw it.
+    """
+
+    def __init__(self, hosts: str, n: int = 1, applied: bool = True) -> None:
+        from kazoo.client import KazooClient  # type: ignore[import-untyped]
+
+        self.client = KazooClient(hosts=hosts, timeout=10.0)
+        self.client.start(timeout=30)
+        self.left = n
+        transaction = self.client.transaction
+        replies = self
+
+        def lossy_transaction() -> Any:
+            from kazoo.exceptions import ConnectionLoss  # type: ignore[import-untyped]
+
+            txn = transaction()
+            commit = txn.commit
+
+            def commit_then_lose_the_reply() -> Any:
+                if replies.left > 0:
+                    replies.left -= 1
+                    if applied:
+                        commit()
+                    raise ConnectionLoss()
+                return commit()
+
+            txn.commit = commit_then_lose_the_reply
+            return txn
+
+        self.client.transaction = lossy_transaction
+
+    def close(self) -> None:
+        self.client.stop()
+        self.client.close()
+
+
+def test_zookeeper_claim_whose_reply_was_lost_is_known_to_be_held(request: pytest.FixtureRequest) -> None:
+    """A claim the server made though its answer was lost is the board's, not a job stuck claimed.
+
+    Its ephemeral lock lives as long as the claimant's session, so a
+    conductor told "could not claim" would hold the job for as long as it
+    runs, and nobody would ever run it.
+    """
+    services.require_module("kazoo", "kazoo")
+    from flowkit.jobs.backends.impl_zookeeper import ZookeeperJobBoard
+
+    conf = board_conf("zookeeper", request)
+    replies = _LostReplies(conf["hosts"])
+    holder = ZookeeperJobBoard("h", {"path": conf["path"]}, client=replies.client)
+    other = backends.fetch("o", conf)
+    try:
+        holder.connect()
+        other.connect()
+        job = holder.post("j")
+        claim = holder.claim(job, "a")
+        assert replies.left == 0, "no reply was lost"
+        assert holder.current_claim(job) == claim
+        assert holder.holds_locally(job, claim)
+        holder.abandon(job, "a", claim=claim)
+        [seen] = list(other.iterjobs(only_unclaimed=True))
+        assert other.claim(seen, "b").token > claim.token
+    finally:
+        holder.close()
+        other.close()
+        replies.close()
+
+
+@pytest.mark.parametrize("applied", [True, False], ids=["applied", "not-applied"])
+@pytest.mark.parametrize("action", ["abandon", "consume", "trash"])
+def test_zookeeper_give_back_whose_reply_was_lost_is_done(
+    action: str, applied: bool, request: pytest.FixtureRequest
+) -> None:
+    """A give-back whose answer was lost is done: seen done on the server, or sent again.
+
+    Reported a failure instead, one never applied left the claim with the
+    conductor's live session: the job stayed claimed, and unrun, for as long
+    as the conductor ran.
+    """
+    services.require_module("kazoo", "kazoo")
+    from flowkit.jobs.backends.impl_zookeeper import ZookeeperJobBoard
+
+    conf = board_conf("zookeeper", request)
+    replies = _LostReplies(conf["hosts"], n=0, applied=applied)
+    holder = ZookeeperJobBoard("h", {"path": conf["path"]}, client=replies.client)
+    try:
+        holder.connect()
+        job = holder.post("j")
+        claim = holder.claim(job, "a")
+        replies.left = 1
+        getattr(holder, action)(job, "a", claim=claim)
+        assert replies.left == 0, "no reply was lost"
+        assert holder.current_claim(job) is None
+        ends = [a.end for a in holder.attempts(job)]
+        assert ends == ([base.AttemptEnd.ABANDONED] if action == "abandon" else [])
+    finally:
+        holder.close()
+        replies.close()
+
+
 def test_zookeeper_children_watch_runs_only_for_listeners_and_waiters(request: pytest.FixtureRequest) -> None:
     services.require_module("kazoo", "kazoo")
     conf = board_conf("zookeeper", request)
