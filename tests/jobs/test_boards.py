@@ -817,6 +817,82 @@ def test_redis_renewal_in_flight_answered_lost_keeps_renewing_a_claim_made_meanw
         client.close()
 
 
+class _LostScriptReply:
+    """Loses the reply to the next run of the armed script: redis-py sends it again, as it does.
+
+    A connection class for a real redis-py client: the script runs on the
+    real server, its answer is read and dropped, and ``TimeoutError`` is
+    raised, which redis-py's own retry answers by sending the command again
+    on a new connection. So a script runs twice for one call.
+    """
+
+    def __init__(self) -> None:
+        self.sha: str | None = None  # armed once set
+
+    def client(self, **options: Any) -> Any:
+        import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        lose = self
+
+        class LossyConnection(redis.connection.Connection):
+            sent: tuple[Any, ...] = ()
+
+            def send_command(self, *args: Any, **kwargs: Any) -> None:
+                self.sent = args
+                super().send_command(*args, **kwargs)
+
+            def read_response(self, *args: Any, **kwargs: Any) -> Any:
+                response = super().read_response(*args, **kwargs)
+                if lose.sha is not None and self.sent[:2] == ("EVALSHA", lose.sha):
+                    lose.sha = None
+                    raise redis.exceptions.TimeoutError("the reply was lost (forced by the test)")
+                return response
+
+        pool = redis.ConnectionPool(connection_class=LossyConnection, retry=Retry(NoBackoff(), 3), **options)
+        return redis.Redis(connection_pool=pool)
+
+
+@pytest.mark.parametrize("how", ["claim", "claim_first"])
+def test_redis_claim_sent_again_after_a_lost_reply_is_the_same_claim(
+    how: str, request: pytest.FixtureRequest
+) -> None:
+    """A claim script run twice for one call (its reply lost, redis-py sent it again) claims once.
+
+    The second run found the job claimed by the claimant itself: ``claim``
+    said it could not claim it, and ``claim_first`` went on to claim the next
+    job too. Either way a claim nobody knew of was left to expire, and its
+    job to wait for that, its attempt ending "lost".
+    """
+    services.require_module("redis", "redis")
+    from flowkit.jobs.backends.impl_redis import RedisJobBoard
+
+    conf = board_conf("redis", request)
+    lose = _LostScriptReply()
+    client = lose.client(host=conf["host"], port=conf["port"])
+    board = RedisJobBoard("holder", {"namespace": conf["namespace"]}, client=client)
+    board.connect()
+    try:
+        first, second = board.post("first"), board.post("second")
+        lose.sha = board._scripts[how].sha
+        if how == "claim":
+            claimed, claim = first, board.claim(first, "a")
+        else:
+            got = board.claim_first([first, second], "a")
+            assert got is not None
+            claimed, claim = got
+        assert lose.sha is None, "no reply was lost"
+        assert claimed is first
+        assert board.current_claim(first) == claim
+        assert board.current_claim(second) is None, "a second job was claimed for nothing"
+        assert board.holds_locally(first, claim)
+        assert [(a.owner, a.end) for a in board.attempts(first)] == [("a", base.AttemptEnd.OPEN)]
+    finally:
+        board.close()
+        client.close()
+
+
 def test_redis_board_has_taskflows_public_names_naming_its_own_keys(request: pytest.FixtureRequest) -> None:
     """TaskFlow's class attributes, key names and join(), true for flowkit's own layout."""
     services.require_module("redis", "redis")

@@ -5,7 +5,8 @@ Layout under the board's ``namespace`` (default ``flowkit``)::
     {ns}:listings          hash   job uuid -> posting JSON
     {ns}:sequence          string posting order counter
     {ns}:tokens            string claim (fencing) token counter
-    {ns}:owner:{uuid}      string {"owner": ..., "token": ...}, expires unless renewed
+    {ns}:owner:{uuid}      string {"owner": ..., "token": ..., "request": ...}, expires unless
+                           renewed ("request" marks the claim call that made it)
     {ns}:attempts:{uuid}   list   one JSON attempt per claim (see ``Attempt``)
     {ns}:trash             hash   job uuid -> {"posting", "reason", "attempts"}
     {ns}:entity:{name}     string JSON of a registered conductor, expires unless renewed
@@ -82,13 +83,19 @@ DEFAULT_NAMESPACE = "flowkit"
 DEFAULT_CLAIM_EXPIRY = 30.0
 
 # Claims one job: {1, token}, or {0, 'unknown'} / {0, 'claimed', current owner JSON}.
+# ``request`` is unique to one call of the board's claim: a claim already made by it (the
+# script sent again by redis-py after its reply was lost) is that claim, not someone else's.
 _CLAIM_ONE = """
-local function claim_one(listings, owner, attempts, tokens, uuid, who, ms, now)
+local function claim_one(listings, owner, attempts, tokens, uuid, who, ms, now, request)
   if redis.call('HEXISTS', listings, uuid) == 0 then return {0, 'unknown'} end
   local current = redis.call('GET', owner)
-  if current then return {0, 'claimed', current} end
+  if current then
+    local holder = cjson.decode(current)
+    if holder['request'] == request then return {1, holder['token']} end
+    return {0, 'claimed', current}
+  end
   local token = redis.call('INCR', tokens)
-  local value = cjson.encode({owner = who, token = token})
+  local value = cjson.encode({owner = who, token = token, request = request})
   if tonumber(ms) > 0 then
     redis.call('SET', owner, value, 'PX', ms)
   else
@@ -109,15 +116,17 @@ local function claim_one(listings, owner, attempts, tokens, uuid, who, ms, now)
 end
 """
 
-# KEYS: listings, owner, attempts, tokens. ARGV: uuid, who, expiry ms (0: none), now.
-# A job already claimed by ``who`` is refused all the same, but its claim gets the expiry
-# asked for (none asked: left as it is) and its open attempt a ``reclaimed_at``, as
-# TaskFlow's claim of one's own job refreshes its expiry and last-modified time.
+# KEYS: listings, owner, attempts, tokens. ARGV: uuid, who, expiry ms (0: none), now, request.
+# A job already claimed by ``who`` (by another request) is refused all the same, but its claim
+# gets the expiry asked for (none asked: left as it is) and its open attempt a ``reclaimed_at``,
+# as TaskFlow's claim of one's own job refreshes its expiry and last-modified time.
 _CLAIM = (
     _CLAIM_ONE
     + """
 local current = redis.call('GET', KEYS[2])
-if current and redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 and cjson.decode(current)['owner'] == ARGV[2] then
+local held = current and cjson.decode(current)
+if held and redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 and held['owner'] == ARGV[2]
+    and held['request'] ~= ARGV[5] then
   if tonumber(ARGV[3]) > 0 then redis.call('PEXPIRE', KEYS[2], ARGV[3]) end
   local last = redis.call('LINDEX', KEYS[3], -1)
   if last then
@@ -128,20 +137,20 @@ if current and redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 and cjson.decode(cur
     end
   end
 end
-return claim_one(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[2], ARGV[3], ARGV[4])
+return claim_one(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])
 """
 )
 
 # The first claimable of several jobs, in order: {1, index (1-based), token}, or {0}.
-# KEYS: listings, tokens, then owner and attempts of each job. ARGV: who, expiry ms, now, then
-# the uuid of each job.
+# KEYS: listings, tokens, then owner and attempts of each job. ARGV: who, expiry ms, now,
+# request, then the uuid of each job.
 _CLAIM_FIRST = (
     _CLAIM_ONE
     + """
-for i = 4, #ARGV do
-  local j = i - 3
+for i = 5, #ARGV do
+  local j = i - 4
   local owner, attempts = KEYS[1 + 2 * j], KEYS[2 + 2 * j]
-  local got = claim_one(KEYS[1], owner, attempts, KEYS[2], ARGV[i], ARGV[1], ARGV[2], ARGV[3])
+  local got = claim_one(KEYS[1], owner, attempts, KEYS[2], ARGV[i], ARGV[1], ARGV[2], ARGV[3], ARGV[4])
   if got[1] == 1 then return {1, j, got[2]} end
 end
 return {0}
@@ -828,7 +837,7 @@ class RedisJobBoard(NotifyingJobBoard):
         with self._send_lock if kept else nullcontext():
             sent_at = time.monotonic()
             with _translated(f"claim job {job.uuid}", self.where):
-                result = self._scripts["claim"](keys=keys, args=[job.uuid, who, ms, time.time()])
+                result = self._scripts["claim"](keys=keys, args=[job.uuid, who, ms, time.time(), _request()])
             if result[0] != 1:
                 reason = _text(result[1])
                 if reason == "unknown":
@@ -877,7 +886,7 @@ class RedisJobBoard(NotifyingJobBoard):
             sent_at = time.monotonic()
             with _translated(f"claim one of {len(batch)} jobs", self.where):
                 result = self._scripts["claim_first"](
-                    keys=keys, args=[who, ms, time.time(), *(job.uuid for job in batch)]
+                    keys=keys, args=[who, ms, time.time(), _request(), *(job.uuid for job in batch)]
                 )
             if result[0] == 1:
                 job = batch[int(result[1]) - 1]
@@ -1069,6 +1078,11 @@ def _conf_from_url(conf: dict[str, Any]) -> dict[str, Any]:
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _request() -> str:
+    """A unique mark of one claim call, kept with the claim (see ``_CLAIM_ONE``)."""
+    return uuidlib.uuid4().hex
 
 
 def _remember_claim(job: Job, claim: Claim) -> None:
