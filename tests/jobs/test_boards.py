@@ -893,6 +893,36 @@ def test_redis_claim_sent_again_after_a_lost_reply_is_the_same_claim(
         client.close()
 
 
+@pytest.mark.parametrize("action", ["abandon", "consume", "trash"])
+def test_redis_give_back_sent_again_after_a_lost_reply_is_done(
+    action: str, request: pytest.FixtureRequest
+) -> None:
+    """A release script run twice for one call (its reply lost, redis-py sent it again) is done.
+
+    The second run found the job unclaimed, or gone: the call said the claim
+    was lost (or the job not found) although it had done what was asked.
+    """
+    services.require_module("redis", "redis")
+    from flowkit.jobs.backends.impl_redis import RedisJobBoard
+
+    conf = board_conf("redis", request)
+    lose = _LostScriptReply()
+    client = lose.client(host=conf["host"], port=conf["port"])
+    board = RedisJobBoard("holder", {"namespace": conf["namespace"]}, client=client)
+    board.connect()
+    try:
+        job = board.post("j")
+        claim = board.claim(job, "a")
+        lose.sha = board._scripts["release"].sha
+        getattr(board, action)(job, "a", claim=claim)
+        assert lose.sha is None, "no reply was lost"
+        assert board.current_claim(job) is None
+        assert job.state == (states.UNCLAIMED if action == "abandon" else states.COMPLETE)
+    finally:
+        board.close()
+        client.close()
+
+
 def test_redis_board_has_taskflows_public_names_naming_its_own_keys(request: pytest.FixtureRequest) -> None:
     """TaskFlow's class attributes, key names and join(), true for flowkit's own layout."""
     services.require_module("redis", "redis")

@@ -9,6 +9,7 @@ Layout under the board's ``namespace`` (default ``flowkit``)::
                            renewed ("request" marks the claim call that made it)
     {ns}:attempts:{uuid}   list   one JSON attempt per claim (see ``Attempt``)
     {ns}:trash             hash   job uuid -> {"posting", "reason", "attempts"}
+    {ns}:released:{id}     string a release call made (expires after two minutes)
     {ns}:entity:{name}     string JSON of a registered conductor, expires unless renewed
 
 With ``namespace: None`` the keys have no ``{ns}:`` prefix, as TaskFlow's do.
@@ -178,8 +179,11 @@ redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return {1, current}
 """
 
-# KEYS: listings, owner, attempts, trash. ARGV: uuid, who, action, reason, end, token ('': any), now.
+# KEYS: listings, owner, attempts, trash, this call's "released" mark. ARGV: uuid, who, action,
+# reason, end, token ('': any), now, how long the mark lasts (ms). A call whose mark is there
+# already released the job: the script was sent again after its reply was lost.
 _RELEASE = """
+if redis.call('EXISTS', KEYS[5]) == 1 then return {1} end
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return {0, 'unknown'} end
 local current = redis.call('GET', KEYS[2])
 if not current then return {0, 'unclaimed'} end
@@ -209,6 +213,7 @@ if ARGV[3] ~= 'abandon' then
   redis.call('HDEL', KEYS[1], ARGV[1])
   redis.call('DEL', KEYS[3])
 end
+redis.call('SET', KEYS[5], '1', 'PX', ARGV[8])
 return {1}
 """
 
@@ -871,6 +876,10 @@ class RedisJobBoard(NotifyingJobBoard):
             )
         return ms
 
+    #: Milliseconds a release (consume, abandon, trash) is remembered as made, so that
+    #: redis-py sending the script again after its reply was lost does not report it failed.
+    RELEASED_MARK_MS = 120_000
+
     #: Jobs one :meth:`claim_first` round trip tries at most.
     CLAIM_FIRST_BATCH = 16
 
@@ -915,12 +924,12 @@ class RedisJobBoard(NotifyingJobBoard):
         self, job: Job, who: str, action: str, reason: str | None, end: str, claim: Claim | None
     ) -> None:
         self._forget(job.uuid)
-        keys = [self._listings, self._owner_key(job.uuid), self._attempts_key(job.uuid), self._trash]
+        done = f"{self._prefix}released:{_request()}"  # marks this call's release as made
+        keys = [self._listings, self._owner_key(job.uuid), self._attempts_key(job.uuid), self._trash, done]
         token = "" if claim is None else str(claim.token)
+        args = [job.uuid, who, action, reason or "", end, token, time.time(), self.RELEASED_MARK_MS]
         with _translated(f"{action} job {job.uuid}", self.where):
-            result = self._scripts["release"](
-                keys=keys, args=[job.uuid, who, action, reason or "", end, token, time.time()]
-            )
+            result = self._scripts["release"](keys=keys, args=args)
         if result[0] == 1:
             return
         why = _text(result[1])
