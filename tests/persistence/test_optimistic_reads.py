@@ -140,28 +140,25 @@ def test_reader_of_a_flow_written_between_every_read_gets_a_whole_answer(
     assert {ad.results for ad in stored} == {forced.counter}
 
 
-def test_writer_waits_out_a_readers_hold_and_names_one_held_too_long(
-    two_backends: tuple[Backend, Backend], zookeeper_server: services.ZooKeeperServer
+def test_writer_waits_out_a_readers_hold_and_removes_one_held_too_long(
+    two_backends: tuple[Backend, Backend],
+    zookeeper_server: services.ZooKeeperServer,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """A hold whose reader froze stops writes only until its session ends; a clear error past patience."""
+    """A reader's hold stops writes until the read (or its session) ends; a frozen one only a while."""
     from kazoo.client import KazooClient  # type: ignore[import-untyped]
 
-    reader, writer = two_backends
+    _reader, writer = two_backends
     book, fd = _flow()
     with writer.get_connection() as conn:
         conn.save_logbook(book)
         store: Any = conn._store  # type: ignore[attr-defined]
+        hold = store._hold_path(fd.uuid)
         frozen = KazooClient(hosts=zookeeper_server.hosts)
         frozen.start(timeout=WRITE_TIMEOUT)
         try:
-            frozen.create(store._hold_path(fd.uuid), b"", ephemeral=True)
-            store.reader_patience = 0.2
-            fd.meta["counter"] = 1
-            with pytest.raises(
-                exc.StorageFailure, match=f"held off the writers of flow {fd.uuid} for over 0.2s"
-            ):
-                conn.save_flow_progress(fd, list(fd))
-            store.reader_patience = WRITE_TIMEOUT
+            # A reader whose session ends while a write waits for its hold.
+            frozen.create(hold, b"", ephemeral=True)
             waiting = threading.Event()
             await_reader = store._await_reader
 
@@ -174,6 +171,7 @@ def test_writer_waits_out_a_readers_hold_and_names_one_held_too_long(
 
             def write() -> None:
                 try:
+                    fd.meta["counter"] = 1
                     conn.save_flow_progress(fd, list(fd))
                     done.append(None)
                 except BaseException as err:  # reported below
@@ -182,10 +180,22 @@ def test_writer_waits_out_a_readers_hold_and_names_one_held_too_long(
             thread = threading.Thread(target=write, daemon=True)
             thread.start()
             assert waiting.wait(WRITE_TIMEOUT), "the write did not wait for the reader's hold"
+            assert done == [], "the write landed while a reader held the flow"
             frozen.stop()  # the session ends: ZooKeeper deletes the ephemeral hold
             thread.join(WRITE_TIMEOUT)
             assert done == [None]
+            assert conn.get_flow_details(fd.uuid).meta["counter"] == 1
+
+            # A frozen reader (its session alive): its hold is removed after the patience.
+            frozen.start(timeout=WRITE_TIMEOUT)
+            frozen.create(hold, b"", ephemeral=True)
+            store._await_reader = await_reader
+            store.reader_patience = 0.2
+            fd.meta["counter"] = 2
+            conn.save_flow_progress(fd, list(fd))
+            assert frozen.exists(hold) is None
+            assert f"held off the writers of flow {fd.uuid} for over 0.2s" in caplog.text
         finally:
             frozen.stop()
             frozen.close()
-        assert conn.get_flow_details(fd.uuid).meta["counter"] == 1
+        assert conn.get_flow_details(fd.uuid).meta["counter"] == 2

@@ -21,7 +21,8 @@ writers for one more try: it creates the ephemeral ``readers/<flow uuid>``,
 and every transaction writing a flow's document or atoms creates and deletes
 that very znode, which fails while a reader holds it. The writer then waits
 for the znode to go (the read ending, or the reader's session) and runs its
-step again; it never fails for a reader that holds the flow a short while.
+step again; a hold that lasts over a minute (a frozen reader) it removes as
+stale, so writers never fail for a reader.
 
 kazoo is imported only when a connection is made, so configuring this backend
 (or importing flowkit) never needs it.
@@ -29,6 +30,7 @@ kazoo is imported only when a connection is made, so configuring this backend
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import OrderedDict
@@ -54,6 +56,8 @@ from flowkit.persistence.backends._urls import conf_float, mask_url, parse_url
 from flowkit.persistence.base import Backend
 
 __all__ = ["ZkBackend", "ZkConnection"]
+
+LOG = logging.getLogger(__name__)
 
 DEFAULT_PATH = "/flowkit"
 DEFAULT_TIMEOUT = 10.0
@@ -88,7 +92,7 @@ class _ZkStore(DocumentStore):
     optimistic = True
 
     #: Seconds a writer (or a reader) waits for a reader's hold on a flow to go before it
-    #: gives up; a reader whose process died holds it until its session expires.
+    #: removes the hold as stale (a reader frozen, or one whose removal failed).
     reader_patience = 60.0
 
     def __init__(self, client: Any, root: str, where: str) -> None:
@@ -234,14 +238,20 @@ class _ZkStore(DocumentStore):
             yield
         finally:
             for path in reversed(held):
-                with suppress(self._errors.NoNodeError):
+                try:
                     self._client.delete(path)
+                except self._errors.NoNodeError:
+                    pass
+                except self._errors.KazooException:  # writers remove it after reader_patience
+                    LOG.warning("%s: could not remove the read hold %s", self._where, path, exc_info=True)
 
     def _await_reader(self, path: str) -> None:
-        """Wait for a reader's hold ``path`` to go.
+        """Wait for a reader's hold ``path`` to go; past :attr:`reader_patience` seconds, remove it.
 
-        Raises:
-            StorageFailure: it is still there after :attr:`reader_patience` seconds.
+        A read takes milliseconds: a hold that lasts is a reader frozen (or
+        one whose removal of it failed, its session living on). Removing it
+        is safe: a read under a hold still checks that nothing it read
+        changed, so the reader it belonged to reads again, never torn data.
         """
         deadline = time.monotonic() + self.reader_patience
         gone = threading.Event()  # set by a watch; a stale one only makes the loop look again
@@ -251,10 +261,16 @@ class _ZkStore(DocumentStore):
                 return
             left = deadline - time.monotonic()
             if left <= 0:
-                raise exc.StorageFailure(
-                    f"{self._where}: a reader has held off the writers of flow {path.rsplit('/', 1)[-1]} "
-                    f"for over {self.reader_patience:g}s ({path} still exists)"
+                LOG.warning(
+                    "%s: a reader held off the writers of flow %s for over %gs; removing its hold %s",
+                    self._where,
+                    path.rsplit("/", 1)[-1],
+                    self.reader_patience,
+                    path,
                 )
+                with suppress(self._errors.NoNodeError):
+                    self._client.delete(path)
+                return
             gone.wait(left)
 
     def _existing(self, batch: Batch) -> dict[tuple[str, str], bool]:
