@@ -199,3 +199,22 @@ def test_writer_waits_out_a_readers_hold_and_removes_one_held_too_long(
             frozen.stop()
             frozen.close()
         assert conn.get_flow_details(fd.uuid).meta["counter"] == 2
+
+
+def test_a_store_made_before_read_holds_existed_is_written_and_held(
+    two_backends: tuple[Backend, Backend],
+) -> None:
+    """Without the ``readers`` folder (a store upgraded by an older flowkit) writes and holds make it."""
+    from flowkit.persistence.backends.impl_zookeeper import READERS
+
+    reader, _writer = two_backends
+    book, fd = _flow()
+    with reader.get_connection() as conn:
+        store: Any = conn._store  # type: ignore[attr-defined]
+        store._client.delete(store._path(READERS), recursive=True)
+        conn.save_logbook(book)  # its transaction's hold check finds no folder, makes it, runs again
+        store._client.delete(store._path(READERS), recursive=True)
+        with store.excluding_writers([fd.uuid]):
+            assert store._client.exists(store._hold_path(fd.uuid)) is not None
+        assert store._client.exists(store._hold_path(fd.uuid)) is None
+        assert len(conn.get_flow_details(fd.uuid)) == ATOMS
