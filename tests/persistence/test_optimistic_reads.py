@@ -140,6 +140,14 @@ def test_reader_of_a_flow_written_between_every_read_gets_a_whole_answer(
     assert {ad.results for ad in stored} == {forced.counter}
 
 
+def _take_hold(client: Any, hold: str) -> None:
+    """Take a read hold as a reader in another process does (with ``client``'s session)."""
+    txn = client.transaction()
+    txn.create(hold, b"", ephemeral=True)
+    txn.set_data(hold.rsplit("/", 1)[0], b"")
+    assert not any(isinstance(result, Exception) for result in txn.commit())
+
+
 def test_writer_waits_out_a_readers_hold_and_removes_one_held_too_long(
     two_backends: tuple[Backend, Backend],
     zookeeper_server: services.ZooKeeperServer,
@@ -158,7 +166,7 @@ def test_writer_waits_out_a_readers_hold_and_removes_one_held_too_long(
         frozen.start(timeout=WRITE_TIMEOUT)
         try:
             # A reader whose session ends while a write waits for its hold.
-            frozen.create(hold, b"", ephemeral=True)
+            _take_hold(frozen, hold)
             waiting = threading.Event()
             await_reader = store._await_reader
 
@@ -188,7 +196,7 @@ def test_writer_waits_out_a_readers_hold_and_removes_one_held_too_long(
 
             # A frozen reader (its session alive): its hold is removed after the patience.
             frozen.start(timeout=WRITE_TIMEOUT)
-            frozen.create(hold, b"", ephemeral=True)
+            _take_hold(frozen, hold)
             store._await_reader = await_reader
             store.reader_patience = 0.2
             fd.meta["counter"] = 2

@@ -17,12 +17,14 @@ leaves one behind.
 
 Reads are optimistic too, and a flow written without pause could make every
 one of them miss. So a read that missed a few times holds off the flow's
-writers for one more try: it creates the ephemeral ``readers/<flow uuid>``,
-and every transaction writing a flow's document or atoms creates and deletes
-that very znode, which fails while a reader holds it. The writer then waits
-for the znode to go (the read ending, or the reader's session) and runs its
-step again; a hold that lasts over a minute (a frozen reader) it removes as
-stale, so writers never fail for a reader.
+writers for one more try: in one transaction it creates the ephemeral
+``readers/<flow uuid>`` and gives ``readers`` a new data version. Every
+transaction writing a flow's document or atoms checks that version as this
+process last knew it (one ``check`` operation, the cheapest there is), so
+none commits once a hold was taken since; the writer then lists the holds,
+waits for those on its flows to go (the read ending, or the reader's
+session), and runs its step again. A hold that lasts over a minute (a
+frozen reader) it removes as stale, so writers never fail for a reader.
 
 kazoo is imported only when a connection is made, so configuring this backend
 (or importing flowkit) never needs it.
@@ -103,6 +105,9 @@ class _ZkStore(DocumentStore):
         # Atoms this process last saw existing, oldest first; only ever a guess.
         self._known_atoms: OrderedDict[str, None] = OrderedDict()
         self._known_lock = threading.Lock()
+        # The data version of ``readers`` this process last read (None: not read yet):
+        # every write checks it, and every read hold taken changes it.
+        self._gate: int | None = None
 
     def _learn(self, kind: str, facts: Iterable[tuple[str, bool]]) -> None:
         if kind != ATOMS:
@@ -219,22 +224,41 @@ class _ZkStore(DocumentStore):
     def _hold_path(self, flow: str) -> str:
         return self._path(READERS, flow)
 
+    def _read_gate(self) -> list[str]:
+        """Learn the version of ``readers`` and return the flows held now (one read, so they agree)."""
+        while True:
+            try:
+                held, stat = self._client.get_children(self._path(READERS), include_data=True)
+            except self._errors.NoNodeError:  # a store made before holds existed
+                self._client.ensure_path(self._path(READERS))
+                continue
+            self._gate = stat.version
+            return list(held)
+
+    def _hold(self, flow: str) -> str:
+        """Hold off the writers of ``flow`` (waiting for another reader's hold on it to go)."""
+        path = self._hold_path(flow)
+        while True:
+            txn = self._client.transaction()
+            txn.create(path, b"", ephemeral=True)
+            txn.set_data(self._path(READERS), b"")  # writers that last knew the old version stop
+            first = txn.commit()[0]
+            if not isinstance(first, Exception):
+                return path
+            if isinstance(first, self._errors.NodeExistsError):  # another reader's: wait for it
+                self._await_reader(path)
+            elif isinstance(first, self._errors.NoNodeError):  # a store made before holds existed
+                self._client.ensure_path(self._path(READERS))
+            else:
+                raise first
+
     @contextmanager
     def excluding_writers(self, flows: Sequence[str]) -> Iterator[None]:
         # Taken in the order given (sorted by the caller), so two readers never wait on each other.
         held: list[str] = []
         try:
             for flow in flows:
-                path = self._hold_path(flow)
-                while True:
-                    try:
-                        self._client.create(path, b"", ephemeral=True)
-                        break
-                    except self._errors.NoNodeError:  # a store made before holds existed
-                        self._client.ensure_path(self._path(READERS))
-                    except self._errors.NodeExistsError:  # another reader's: wait for it
-                        self._await_reader(path)
-                held.append(path)
+                held.append(self._hold(flow))
             yield
         finally:
             for path in reversed(held):
@@ -244,6 +268,11 @@ class _ZkStore(DocumentStore):
                     pass
                 except self._errors.KazooException:  # writers remove it after reader_patience
                     LOG.warning("%s: could not remove the read hold %s", self._where, path, exc_info=True)
+
+    def _wait_for_holds(self, flows: Iterable[str]) -> None:
+        """Learn the holds (and the version of ``readers``); wait for those on ``flows`` to go."""
+        for flow in sorted(set(self._read_gate()) & set(flows)):
+            self._await_reader(self._hold_path(flow))
 
     def _await_reader(self, path: str) -> None:
         """Wait for a reader's hold ``path`` to go; past :attr:`reader_patience` seconds, remove it.
@@ -293,13 +322,13 @@ class _ZkStore(DocumentStore):
     def commit(self, batch: Batch) -> None:
         existing = self._existing(batch)
         txn = self._client.transaction()
-        # First, per flow written: create and delete its reader hold, which fails while a
-        # reader holds the flow (see the module docstring). Operation index -> hold path.
-        holds: dict[int, str] = {}
-        for flow in sorted(batch.touched | {key for kind, key in batch.writes if kind == FLOWS}):
-            holds[len(txn.operations)] = path = self._hold_path(flow)
-            txn.create(path, b"")
-            txn.delete(path)
+        # First, for a write to flows: no read hold taken since this process last looked
+        # (see the module docstring).
+        flows = batch.touched | {key for kind, key in batch.writes if kind == FLOWS}
+        if flows:
+            if self._gate is None:
+                self._wait_for_holds(flows)
+            txn.check(self._path(READERS), self._gate)
         covered: set[tuple[str, str]] = set()  # seen znodes whose version a write checks
         deleted: list[_Deletion] = []
         # Documents first (a new flow's members znode with it), then links
@@ -364,11 +393,8 @@ class _ZkStore(DocumentStore):
         knock_on = (self._errors.RolledBackError, self._errors.RuntimeInconsistency)
         real = [err for err in errors if not isinstance(err, knock_on)]
         if all(isinstance(err, races) for err in real):
-            for index, path in holds.items():
-                if isinstance(results[index], self._errors.NodeExistsError):
-                    self._await_reader(path)  # then the step runs again
-                elif isinstance(results[index], self._errors.NoNodeError):
-                    self._client.ensure_path(self._path(READERS))  # a store made before holds existed
+            if flows and isinstance(results[0], races):  # a hold was taken (or never looked for)
+                self._wait_for_holds(flows)
             raise Conflict(str(real))
         raise real[0]
 
@@ -379,7 +405,8 @@ class _ZkStore(DocumentStore):
     def clear(self) -> None:
         with self._known_lock:
             self._known_atoms.clear()
-        for kind in (*KINDS, MEMBERS, READERS):
+        # Not ``readers``: its holds are ephemeral, and its version must only grow.
+        for kind in (*KINDS, MEMBERS):
             with suppress(self._errors.NoNodeError):
                 self._client.delete(self._path(kind), recursive=True)
         self.ensure()
