@@ -251,6 +251,63 @@ def test_zookeeper_give_back_whose_reply_was_lost_is_done(
         replies.close()
 
 
+@pytest.mark.parametrize("action", ["abandon", "consume", "trash"])
+def test_zookeeper_stale_give_back_racing_a_takeover_leaves_the_new_claim(
+    action: str, request: pytest.FixtureRequest
+) -> None:
+    """The old holder's give-back, sent after its claim lapsed and was taken over, changes nothing.
+
+    Between its read of the claim and its transaction, the holder's lock goes
+    (as when its session expires) and another conductor claims the job. The
+    lock the transaction deletes is then the new holder's, at the same node
+    version 0; what refuses it is the attempts node's version, which every
+    claim moves. Safe by design: this pins it.
+    """
+    services.require_module("kazoo", "kazoo")
+    from kazoo.client import KazooClient  # type: ignore[import-untyped]
+
+    from flowkit.jobs.backends.impl_zookeeper import ZookeeperJobBoard
+
+    conf = board_conf("zookeeper", request)
+    client = KazooClient(hosts=conf["hosts"], timeout=10.0)
+    client.start(timeout=30)
+    holder = ZookeeperJobBoard("h", {"path": conf["path"]}, client=client)
+    other = backends.fetch("o", conf)
+    taken: list[base.Claim] = []
+    transaction = client.transaction
+
+    def taken_over_before_commit() -> Any:
+        txn = transaction()
+        commit = txn.commit
+
+        def commit_after_takeover() -> Any:
+            if not taken:
+                client.delete(job.lock_path)  # type: ignore[attr-defined]  # as on session expiry
+                [seen] = list(other.iterjobs())
+                taken.append(other.claim(seen, "b"))
+            return commit()
+
+        txn.commit = commit_after_takeover
+        return txn
+
+    try:
+        holder.connect()
+        other.connect()
+        job = holder.post("j")
+        claim = holder.claim(job, "a")
+        client.transaction = taken_over_before_commit
+        with pytest.raises(base.ClaimLost):
+            getattr(holder, action)(job, "a", claim=claim)
+        assert taken, "the takeover was not forced"
+        assert other.current_claim(job) == taken[0]
+        assert job.state == states.CLAIMED
+    finally:
+        holder.close()
+        other.close()
+        client.stop()
+        client.close()
+
+
 def test_zookeeper_children_watch_runs_only_for_listeners_and_waiters(request: pytest.FixtureRequest) -> None:
     services.require_module("kazoo", "kazoo")
     conf = board_conf("zookeeper", request)
