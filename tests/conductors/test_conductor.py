@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from flowkit import conductors, states
+from flowkit import exceptions as exc
 from flowkit.jobs.backends.impl_memory import MemoryJobBoard
 from flowkit.jobs.base import AttemptEnd
 from flowkit.listeners.claims import CheckingClaimListener
@@ -390,3 +391,48 @@ def test_checking_claim_listener_suspends_an_engine_that_lost_its_claim(
     conductor.run(max_dispatches=1)
     assert len(flows.read_calls(calls)) < 3
     assert board.find_owner(job) == "thief"
+
+
+class _UncheckableBoard(MemoryJobBoard):
+    """A memory board whose claim checks fail once ``uncheckable`` is set (its other answers come).
+
+    As a board that does not answer a conductor's claim checks in time: the
+    conductor counts its claim lost, though the board still holds it.
+    """
+
+    uncheckable = False
+
+    def check_claim(self, job: Any, claim: Any) -> None:
+        if self.uncheckable:
+            raise exc.JobFailure("the claim check got no answer (forced by the test)")
+        super().check_claim(job, claim)
+
+
+def test_a_claim_counted_lost_but_still_held_is_given_back(persistence: Backend, tmp_path: Path) -> None:
+    """Not left claimed, by a conductor that stopped running the job, for as long as it lives.
+
+    Claims that never expire on their own (ZooKeeper's live with the
+    conductor's session, Redis's the board keeps renewing) made such a job
+    wait for ever. Given back with the claim's token, so a claim really taken
+    over is left to its new owner.
+    """
+    board = _UncheckableBoard("board", clock=ManualClock())  # its claims never expire
+    board.connect()
+    gate = tmp_path / "gate"
+    calls = str(tmp_path / "calls")
+    job, _fd = post_flow(
+        board, persistence, flows.chain, [2, 0, str(gate)], job_store={"v0": 0, "calls": calls}
+    )
+    conductor = conductors.backends.fetch("blocking", "c", board, persistence=persistence, claim_expiry=0.2)
+    events = record_events(conductor)
+    runner = threading.Thread(target=conductor.run, kwargs={"max_dispatches": 1})
+    runner.start()
+    wait_until(lambda: [c["atom"] for c in flows.read_calls(calls)] == ["step0"])
+    board.uncheckable = True  # step0's result is written next: its claim check gets no answer
+    gate.touch()
+    runner.join(10)
+    assert [e for e, _ in events][-1] == "job_lost"
+    assert job.state == states.UNCLAIMED, "the job stays claimed by a conductor no longer running it"
+    [attempt] = board.attempts(job)
+    assert attempt.end is AttemptEnd.FAILED
+    assert attempt.reason is not None and "counted as lost" in attempt.reason

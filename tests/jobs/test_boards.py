@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -142,6 +144,168 @@ def test_zookeeper_board_vouches_locally_only_within_its_session_and_lease(
         assert not holder.holds_locally(job, claim), "a claim of another session was trusted"
         holder.consume(job, "a", claim=claim)
         assert not holder.holds_locally(job, claim)
+
+
+class _LostReplies:
+    """A real started KazooClient whose next ``n`` transaction commits end in ``ConnectionLoss``.
+
+    As when the connection drops with a transaction on its way: ``applied``,
+    the server made the change and the answer was lost (the session
+    surviving a reconnect, an ephemeral node made by it stands); not, the
+    request was lost before the server saw it.
+    """
+
+    def __init__(self, hosts: str, n: int = 1, applied: bool = True) -> None:
+        from kazoo.client import KazooClient  # type: ignore[import-untyped]
+
+        self.client = KazooClient(hosts=hosts, timeout=10.0)
+        self.client.start(timeout=30)
+        self.left = n
+        transaction = self.client.transaction
+        replies = self
+
+        def lossy_transaction() -> Any:
+            from kazoo.exceptions import ConnectionLoss  # type: ignore[import-untyped]
+
+            txn = transaction()
+            commit = txn.commit
+
+            def commit_then_lose_the_reply() -> Any:
+                if replies.left > 0:
+                    replies.left -= 1
+                    if applied:
+                        commit()
+                    raise ConnectionLoss()
+                return commit()
+
+            txn.commit = commit_then_lose_the_reply
+            return txn
+
+        self.client.transaction = lossy_transaction
+
+    def close(self) -> None:
+        self.client.stop()
+        self.client.close()
+
+
+def test_zookeeper_claim_whose_reply_was_lost_is_known_to_be_held(request: pytest.FixtureRequest) -> None:
+    """A claim the server made though its answer was lost is the board's, not a job stuck claimed.
+
+    Its ephemeral lock lives as long as the claimant's session, so a
+    conductor told "could not claim" would hold the job for as long as it
+    runs, and nobody would ever run it.
+    """
+    services.require_module("kazoo", "kazoo")
+    from flowkit.jobs.backends.impl_zookeeper import ZookeeperJobBoard
+
+    conf = board_conf("zookeeper", request)
+    replies = _LostReplies(conf["hosts"])
+    holder = ZookeeperJobBoard("h", {"path": conf["path"]}, client=replies.client)
+    other = backends.fetch("o", conf)
+    try:
+        holder.connect()
+        other.connect()
+        job = holder.post("j")
+        claim = holder.claim(job, "a")
+        assert replies.left == 0, "no reply was lost"
+        assert holder.current_claim(job) == claim
+        assert holder.holds_locally(job, claim)
+        holder.abandon(job, "a", claim=claim)
+        [seen] = list(other.iterjobs(only_unclaimed=True))
+        assert other.claim(seen, "b").token > claim.token
+    finally:
+        holder.close()
+        other.close()
+        replies.close()
+
+
+@pytest.mark.parametrize("applied", [True, False], ids=["applied", "not-applied"])
+@pytest.mark.parametrize("action", ["abandon", "consume", "trash"])
+def test_zookeeper_give_back_whose_reply_was_lost_is_done(
+    action: str, applied: bool, request: pytest.FixtureRequest
+) -> None:
+    """A give-back whose answer was lost is done: seen done on the server, or sent again.
+
+    Reported a failure instead, one never applied left the claim with the
+    conductor's live session: the job stayed claimed, and unrun, for as long
+    as the conductor ran.
+    """
+    services.require_module("kazoo", "kazoo")
+    from flowkit.jobs.backends.impl_zookeeper import ZookeeperJobBoard
+
+    conf = board_conf("zookeeper", request)
+    replies = _LostReplies(conf["hosts"], n=0, applied=applied)
+    holder = ZookeeperJobBoard("h", {"path": conf["path"]}, client=replies.client)
+    try:
+        holder.connect()
+        job = holder.post("j")
+        claim = holder.claim(job, "a")
+        replies.left = 1
+        getattr(holder, action)(job, "a", claim=claim)
+        assert replies.left == 0, "no reply was lost"
+        assert holder.current_claim(job) is None
+        ends = [a.end for a in holder.attempts(job)]
+        assert ends == ([base.AttemptEnd.ABANDONED] if action == "abandon" else [])
+    finally:
+        holder.close()
+        replies.close()
+
+
+@pytest.mark.parametrize("action", ["abandon", "consume", "trash"])
+def test_zookeeper_stale_give_back_racing_a_takeover_leaves_the_new_claim(
+    action: str, request: pytest.FixtureRequest
+) -> None:
+    """The old holder's give-back, sent after its claim lapsed and was taken over, changes nothing.
+
+    Between its read of the claim and its transaction, the holder's lock goes
+    (as when its session expires) and another conductor claims the job. The
+    lock the transaction deletes is then the new holder's, at the same node
+    version 0; what refuses it is the attempts node's version, which every
+    claim moves. Safe by design: this pins it.
+    """
+    services.require_module("kazoo", "kazoo")
+    from kazoo.client import KazooClient  # type: ignore[import-untyped]
+
+    from flowkit.jobs.backends.impl_zookeeper import ZookeeperJobBoard
+
+    conf = board_conf("zookeeper", request)
+    client = KazooClient(hosts=conf["hosts"], timeout=10.0)
+    client.start(timeout=30)
+    holder = ZookeeperJobBoard("h", {"path": conf["path"]}, client=client)
+    other = backends.fetch("o", conf)
+    taken: list[base.Claim] = []
+    transaction = client.transaction
+
+    def taken_over_before_commit() -> Any:
+        txn = transaction()
+        commit = txn.commit
+
+        def commit_after_takeover() -> Any:
+            if not taken:
+                client.delete(job.lock_path)  # type: ignore[attr-defined]  # as on session expiry
+                [seen] = list(other.iterjobs())
+                taken.append(other.claim(seen, "b"))
+            return commit()
+
+        txn.commit = commit_after_takeover
+        return txn
+
+    try:
+        holder.connect()
+        other.connect()
+        job = holder.post("j")
+        claim = holder.claim(job, "a")
+        client.transaction = taken_over_before_commit
+        with pytest.raises(base.ClaimLost):
+            getattr(holder, action)(job, "a", claim=claim)
+        assert taken, "the takeover was not forced"
+        assert other.current_claim(job) == taken[0]
+        assert job.state == states.CLAIMED
+    finally:
+        holder.close()
+        other.close()
+        client.stop()
+        client.close()
 
 
 def test_zookeeper_children_watch_runs_only_for_listeners_and_waiters(request: pytest.FixtureRequest) -> None:
@@ -486,6 +650,334 @@ def test_redis_job_reports_and_extends_its_claims_expiry_as_taskflows(request: p
     finally:
         board.close()
         other.close()
+
+
+class _Interleaving:
+    """Runs ``then`` once, right after the first command naming ``key`` once armed.
+
+    Handed to a real redis-py client by :func:`_hooked_redis`, it forces an
+    interleaving: whatever ``then`` does to the server lands between that
+    command and the board's next one (none, if the board did it all at once).
+    """
+
+    def __init__(self, then: Callable[[], None]) -> None:
+        self.then = then
+        self.key: str | None = None  # armed once set
+        self.fired = False
+
+    def before(self, args: tuple[Any, ...]) -> None:
+        pass
+
+    def after(self, args: tuple[Any, ...]) -> None:
+        if self.fired or self.key is None:
+            return
+        if self.key in (arg.decode() if isinstance(arg, bytes) else str(arg) for arg in args[1:]):
+            self.fired = True
+            self.then()
+
+
+def _hooked_redis(interleaving: Any, **options: Any) -> Any:
+    """A real redis-py client (to the real server) telling ``interleaving`` of each command it sends.
+
+    ``interleaving.before(args)`` is called before the command goes out, ``after(args)`` once answered.
+    """
+    import redis
+
+    class Hooked(redis.Redis):
+        def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+            interleaving.before(args)
+            result = super().execute_command(*args, **kwargs)
+            interleaving.after(args)
+            return result
+
+    return Hooked(**options)
+
+
+def test_redis_extend_expiry_never_changes_a_claim_taken_over_meanwhile(
+    request: pytest.FixtureRequest,
+) -> None:
+    """The old holder's extend, racing a takeover, leaves the new holder's expiry alone.
+
+    The claim lapses and another conductor claims the job right after the old
+    holder's board first touches the claim key (a read of it, or a script
+    doing it all at once). Extending in two steps (GET, then PEXPIRE) gave the new
+    claim the old holder's expiry, here a second, so it would lapse long
+    before its own board renews it, ten seconds in, and a third conductor
+    could take the job while the second runs it.
+    """
+    services.require_module("redis", "redis")
+    from flowkit.jobs.backends.impl_redis import RedisJobBoard
+
+    conf = board_conf("redis", request)
+    taker = backends.fetch("taker", conf)
+    taker.connect()
+    taken: list[base.Claim] = []
+
+    def lapse_and_take_over() -> None:
+        assert interleaving.key is not None
+        taker._redis().delete(interleaving.key)  # type: ignore[attr-defined]  # as when it expires
+        [seen] = list(taker.iterjobs())
+        taken.append(taker.claim(seen, "b"))  # 30 seconds, renewed every 10
+
+    interleaving = _Interleaving(lapse_and_take_over)
+    client = _hooked_redis(interleaving, host=conf["host"], port=conf["port"])
+    holder = RedisJobBoard("holder", {"namespace": conf["namespace"]}, client=client)
+    holder.connect()
+    try:
+        job = holder.post("j")
+        holder.claim(job, "a")
+        interleaving.key = holder._owner_key(job.uuid)
+        extended = job.extend_expiry(1)
+        assert extended  # the old holder's own claim, before it lapsed
+        assert interleaving.fired, "the interleaving was not forced: nothing sent on the claim"
+        assert taker.current_claim(job) == taken[0]
+        assert job.expires_in() > 20, "the new holder's claim got the old holder's expiry"
+        assert not job.extend_expiry(1), "the old holder extended a claim it no longer holds"
+        assert job.expires_in() > 20
+    finally:
+        holder.close()
+        taker.close()
+        client.close()
+
+
+class _RenewalRacingExtend:
+    """Right before the keeper's renewal of a claim goes out, ``extend`` runs on a thread of its own.
+
+    The renewal is let go once ``extend`` is done, or waits for the board's
+    send lock (the lock is swapped for one that says so): either way the
+    extend was asked for while the renewal, with the expiry read before it,
+    was on its way.
+    """
+
+    def __init__(self, extend: Callable[[], bool]) -> None:
+        self.extend = extend
+        self.renew_sha: str | None = None  # armed once set
+        self.settled = threading.Event()
+        self.results: list[bool] = []
+        self.thread: threading.Thread | None = None
+
+    def before(self, args: tuple[Any, ...]) -> None:
+        if self.thread is not None or self.renew_sha is None or args[:2] != ("EVALSHA", self.renew_sha):
+            return
+        thread = threading.Thread(target=self._extend, daemon=True)
+        thread.start()
+        self.thread = thread  # once started: the test joins it when it sees it
+        assert self.settled.wait(10), "the extend neither finished nor waited"
+
+    def after(self, args: tuple[Any, ...]) -> None:
+        pass
+
+    def _extend(self) -> None:
+        try:
+            self.results.append(self.extend())
+        finally:
+            self.settled.set()
+
+    def lock(self) -> Any:
+        """A lock that, when it must be waited for, tells the renewal to go on."""
+        settled, inner = self.settled, threading.Lock()
+
+        class Announcing:
+            def __enter__(self) -> None:
+                if not inner.acquire(blocking=False):
+                    settled.set()
+                    inner.acquire()
+
+            def __exit__(self, *exc_info: object) -> None:
+                inner.release()
+
+        return Announcing()
+
+
+def test_redis_renewal_in_flight_never_undoes_an_extend_expiry(request: pytest.FixtureRequest) -> None:
+    """A renewal sent with the expiry read before an extend_expiry must not land after it.
+
+    It did: the keeper read (token, 3 s) when the claim fell due, the extend
+    set 600 s and put the next renewal off to 200 s later, and then the
+    renewal set 3 s, so the claim lapsed while its board vouched for it.
+    """
+    services.require_module("redis", "redis")
+    from flowkit.jobs.backends.impl_redis import RedisJob, RedisJobBoard
+
+    conf = board_conf("redis", request)
+    race = _RenewalRacingExtend(lambda: job.extend_expiry(600))
+    client = _hooked_redis(race, host=conf["host"], port=conf["port"])
+    board = RedisJobBoard("holder", {"namespace": conf["namespace"]}, client=client)
+    board.connect()
+    board._send_lock = race.lock()  # type: ignore[assignment]
+    try:
+        job = board.post("j")
+        assert isinstance(job, RedisJob)
+        # Renewed every second: a busy machine may delay the renewal, not let the claim lapse.
+        claim = board.claim(job, "a", expiry=3)
+        race.renew_sha = board._scripts["renew"].sha
+        wait_until(lambda: race.thread is not None, timeout=10)
+        assert race.thread is not None
+        race.thread.join(10)
+        assert race.results == [True]
+        assert job.expires_in() > 60, "the renewal in flight undid the extend"
+        assert board.current_claim(job) == claim
+    finally:
+        board.close()
+        client.close()
+
+
+def test_redis_renewal_in_flight_answered_lost_keeps_renewing_a_claim_made_meanwhile(
+    request: pytest.FixtureRequest,
+) -> None:
+    """The job given back and claimed again while a renewal of the old claim was on its way.
+
+    The renewal's "lost" answer is about the old claim: the board used to stop
+    renewing the job altogether, so the new claim lapsed a claim expiry later.
+    """
+    services.require_module("redis", "redis")
+    from flowkit.jobs.backends.impl_redis import RedisJobBoard
+
+    conf = board_conf("redis", request)
+    claims: list[base.Claim] = []
+
+    class GiveBackAndClaimAgain:
+        renew_sha: str | None = None  # armed once set
+
+        def before(self, args: tuple[Any, ...]) -> None:
+            if claims[1:] or self.renew_sha is None or args[:2] != ("EVALSHA", self.renew_sha):
+                return
+            board.abandon(job, "a", claim=claims[0])
+            claims.append(board.claim(job, "a", expiry=3))
+
+        def after(self, args: tuple[Any, ...]) -> None:
+            pass
+
+    race = GiveBackAndClaimAgain()
+    client = _hooked_redis(race, host=conf["host"], port=conf["port"])
+    board = RedisJobBoard("holder", {"namespace": conf["namespace"]}, client=client)
+    board.connect()
+    try:
+        job = board.post("j")
+        claims.append(board.claim(job, "a", expiry=3))  # due for renewal a second later
+        race.renew_sha = board._scripts["renew"].sha
+        wait_until(lambda: claims[1:], timeout=10)
+        first, second = claims
+        assert second.token > first.token
+        assert board.current_claim(job) == second
+        ttls: list[float] = []
+
+        def renewed() -> bool:
+            ttls.append(float(job.expires_in()))  # type: ignore[attr-defined]
+            return any(after > before for before, after in zip(ttls, ttls[1:], strict=False))
+
+        # Renewed a second after it was made, unless the board stopped renewing the job.
+        wait_until(renewed, timeout=5)
+        assert board.holds_locally(job, second)
+    finally:
+        board.close()
+        client.close()
+
+
+class _LostScriptReply:
+    """Loses the reply to the next run of the armed script: redis-py sends it again, as it does.
+
+    A connection class for a real redis-py client: the script runs on the
+    real server, its answer is read and dropped, and ``TimeoutError`` is
+    raised, which redis-py's own retry answers by sending the command again
+    on a new connection. So a script runs twice for one call.
+    """
+
+    def __init__(self) -> None:
+        self.sha: str | None = None  # armed once set
+
+    def client(self, **options: Any) -> Any:
+        import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        lose = self
+
+        class LossyConnection(redis.connection.Connection):
+            sent: tuple[Any, ...] = ()
+
+            def send_command(self, *args: Any, **kwargs: Any) -> None:
+                self.sent = args
+                super().send_command(*args, **kwargs)
+
+            def read_response(self, *args: Any, **kwargs: Any) -> Any:
+                response = super().read_response(*args, **kwargs)
+                if lose.sha is not None and self.sent[:2] == ("EVALSHA", lose.sha):
+                    lose.sha = None
+                    raise redis.exceptions.TimeoutError("the reply was lost (forced by the test)")
+                return response
+
+        pool = redis.ConnectionPool(connection_class=LossyConnection, retry=Retry(NoBackoff(), 3), **options)
+        return redis.Redis(connection_pool=pool)
+
+
+@pytest.mark.parametrize("how", ["claim", "claim_first"])
+def test_redis_claim_sent_again_after_a_lost_reply_is_the_same_claim(
+    how: str, request: pytest.FixtureRequest
+) -> None:
+    """A claim script run twice for one call (its reply lost, redis-py sent it again) claims once.
+
+    The second run found the job claimed by the claimant itself: ``claim``
+    said it could not claim it, and ``claim_first`` went on to claim the next
+    job too. Either way a claim nobody knew of was left to expire, and its
+    job to wait for that, its attempt ending "lost".
+    """
+    services.require_module("redis", "redis")
+    from flowkit.jobs.backends.impl_redis import RedisJobBoard
+
+    conf = board_conf("redis", request)
+    lose = _LostScriptReply()
+    client = lose.client(host=conf["host"], port=conf["port"])
+    board = RedisJobBoard("holder", {"namespace": conf["namespace"]}, client=client)
+    board.connect()
+    try:
+        first, second = board.post("first"), board.post("second")
+        lose.sha = board._scripts[how].sha
+        if how == "claim":
+            claimed, claim = first, board.claim(first, "a")
+        else:
+            got = board.claim_first([first, second], "a")
+            assert got is not None
+            claimed, claim = got
+        assert lose.sha is None, "no reply was lost"
+        assert claimed is first
+        assert board.current_claim(first) == claim
+        assert board.current_claim(second) is None, "a second job was claimed for nothing"
+        assert board.holds_locally(first, claim)
+        assert [(a.owner, a.end) for a in board.attempts(first)] == [("a", base.AttemptEnd.OPEN)]
+    finally:
+        board.close()
+        client.close()
+
+
+@pytest.mark.parametrize("action", ["abandon", "consume", "trash"])
+def test_redis_give_back_sent_again_after_a_lost_reply_is_done(
+    action: str, request: pytest.FixtureRequest
+) -> None:
+    """A release script run twice for one call (its reply lost, redis-py sent it again) is done.
+
+    The second run found the job unclaimed, or gone: the call said the claim
+    was lost (or the job not found) although it had done what was asked.
+    """
+    services.require_module("redis", "redis")
+    from flowkit.jobs.backends.impl_redis import RedisJobBoard
+
+    conf = board_conf("redis", request)
+    lose = _LostScriptReply()
+    client = lose.client(host=conf["host"], port=conf["port"])
+    board = RedisJobBoard("holder", {"namespace": conf["namespace"]}, client=client)
+    board.connect()
+    try:
+        job = board.post("j")
+        claim = board.claim(job, "a")
+        lose.sha = board._scripts["release"].sha
+        getattr(board, action)(job, "a", claim=claim)
+        assert lose.sha is None, "no reply was lost"
+        assert board.current_claim(job) is None
+        assert job.state == (states.UNCLAIMED if action == "abandon" else states.COMPLETE)
+    finally:
+        board.close()
+        client.close()
 
 
 def test_redis_board_has_taskflows_public_names_naming_its_own_keys(request: pytest.FixtureRequest) -> None:

@@ -13,8 +13,12 @@ executor; when nothing could be claimed it sleeps ``wait_timeout`` seconds
   (a storage or execution failure): abandoned and recorded as a failure;
 - ``TRASH``: the job cannot be run at all (no flow detail, a flow factory
   that cannot be imported): set aside with the reason;
-- ``LOST``: the claim was lost meanwhile; the board is left alone, since the
-  job belongs to someone else now.
+- ``LOST``: the claim was lost meanwhile, or counts as lost (the board did
+  not confirm it in time, the store gave its fence to another): given back
+  with the claim's token, which the board refuses if another conductor
+  claimed the job since, and which frees a job the board still holds for
+  this conductor (else claims that never lapse on their own, as ZooKeeper's
+  and the Redis board's renewed ones, would keep it claimed for ever).
 
 Beyond TaskFlow: every engine writes through a
 :class:`~flowkit.conductors._fencing.FencedBackend`, so a conductor whose
@@ -360,8 +364,11 @@ class ExecutorConductor(Conductor):
         details = {"job": job, "reason": outcome.reason}
         if verdict is Verdict.LOST:
             self._log.warning(
-                "claim on job %s was lost; leaving it to its new owner: %s", job, outcome.reason
+                "claim on job %s was lost (or counts as lost); giving it back if held: %s",
+                job,
+                outcome.reason,
             )
+            self._give_back_if_held(job, claim, outcome.reason)
             self._notify("job_lost", details)
             return
         # Each release names the claim: the board compares its token in the same atomic
@@ -383,6 +390,15 @@ class ExecutorConductor(Conductor):
             self._notify("job_lost", {**details, "reason": str(lost)})
         except (exc.JobFailure, exc.NotFound):
             self._log.warning("could not %s job %s", verdict.value, job, exc_info=True)
+
+    def _give_back_if_held(self, job: Job, claim: Claim, reason: str | None) -> None:
+        """Abandon ``job`` (as failed) if ``claim`` still holds it; the board refuses a claim taken over."""
+        try:
+            self._jobboard.abandon(
+                job, self._name, reason=f"claim counted as lost: {reason}", failed=True, claim=claim
+            )
+        except (ClaimLost, exc.JobFailure, exc.NotFound):
+            self._log.debug("job %s is no longer held by this conductor's claim", job, exc_info=True)
 
 
 def _public_type_name(error: BaseException) -> str:

@@ -5,9 +5,11 @@ Layout under the board's ``namespace`` (default ``flowkit``)::
     {ns}:listings          hash   job uuid -> posting JSON
     {ns}:sequence          string posting order counter
     {ns}:tokens            string claim (fencing) token counter
-    {ns}:owner:{uuid}      string {"owner": ..., "token": ...}, expires unless renewed
+    {ns}:owner:{uuid}      string {"owner": ..., "token": ..., "request": ...}, expires unless
+                           renewed ("request" marks the claim call that made it)
     {ns}:attempts:{uuid}   list   one JSON attempt per claim (see ``Attempt``)
     {ns}:trash             hash   job uuid -> {"posting", "reason", "attempts"}
+    {ns}:released:{id}     string a release call made (expires after two minutes)
     {ns}:entity:{name}     string JSON of a registered conductor, expires unless renewed
 
 With ``namespace: None`` the keys have no ``{ns}:`` prefix, as TaskFlow's do.
@@ -42,7 +44,7 @@ import threading
 import time
 import uuid as uuidlib
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -82,13 +84,19 @@ DEFAULT_NAMESPACE = "flowkit"
 DEFAULT_CLAIM_EXPIRY = 30.0
 
 # Claims one job: {1, token}, or {0, 'unknown'} / {0, 'claimed', current owner JSON}.
+# ``request`` is unique to one call of the board's claim: a claim already made by it (the
+# script sent again by redis-py after its reply was lost) is that claim, not someone else's.
 _CLAIM_ONE = """
-local function claim_one(listings, owner, attempts, tokens, uuid, who, ms, now)
+local function claim_one(listings, owner, attempts, tokens, uuid, who, ms, now, request)
   if redis.call('HEXISTS', listings, uuid) == 0 then return {0, 'unknown'} end
   local current = redis.call('GET', owner)
-  if current then return {0, 'claimed', current} end
+  if current then
+    local holder = cjson.decode(current)
+    if holder['request'] == request then return {1, holder['token']} end
+    return {0, 'claimed', current}
+  end
   local token = redis.call('INCR', tokens)
-  local value = cjson.encode({owner = who, token = token})
+  local value = cjson.encode({owner = who, token = token, request = request})
   if tonumber(ms) > 0 then
     redis.call('SET', owner, value, 'PX', ms)
   else
@@ -109,15 +117,17 @@ local function claim_one(listings, owner, attempts, tokens, uuid, who, ms, now)
 end
 """
 
-# KEYS: listings, owner, attempts, tokens. ARGV: uuid, who, expiry ms (0: none), now.
-# A job already claimed by ``who`` is refused all the same, but its claim gets the expiry
-# asked for (none asked: left as it is) and its open attempt a ``reclaimed_at``, as
-# TaskFlow's claim of one's own job refreshes its expiry and last-modified time.
+# KEYS: listings, owner, attempts, tokens. ARGV: uuid, who, expiry ms (0: none), now, request.
+# A job already claimed by ``who`` (by another request) is refused all the same, but its claim
+# gets the expiry asked for (none asked: left as it is) and its open attempt a ``reclaimed_at``,
+# as TaskFlow's claim of one's own job refreshes its expiry and last-modified time.
 _CLAIM = (
     _CLAIM_ONE
     + """
 local current = redis.call('GET', KEYS[2])
-if current and redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 and cjson.decode(current)['owner'] == ARGV[2] then
+local held = current and cjson.decode(current)
+if held and redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 and held['owner'] == ARGV[2]
+    and held['request'] ~= ARGV[5] then
   if tonumber(ARGV[3]) > 0 then redis.call('PEXPIRE', KEYS[2], ARGV[3]) end
   local last = redis.call('LINDEX', KEYS[3], -1)
   if last then
@@ -128,20 +138,20 @@ if current and redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 and cjson.decode(cur
     end
   end
 end
-return claim_one(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[2], ARGV[3], ARGV[4])
+return claim_one(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])
 """
 )
 
 # The first claimable of several jobs, in order: {1, index (1-based), token}, or {0}.
-# KEYS: listings, tokens, then owner and attempts of each job. ARGV: who, expiry ms, now, then
-# the uuid of each job.
+# KEYS: listings, tokens, then owner and attempts of each job. ARGV: who, expiry ms, now,
+# request, then the uuid of each job.
 _CLAIM_FIRST = (
     _CLAIM_ONE
     + """
-for i = 4, #ARGV do
-  local j = i - 3
+for i = 5, #ARGV do
+  local j = i - 4
   local owner, attempts = KEYS[1 + 2 * j], KEYS[2 + 2 * j]
-  local got = claim_one(KEYS[1], owner, attempts, KEYS[2], ARGV[i], ARGV[1], ARGV[2], ARGV[3])
+  local got = claim_one(KEYS[1], owner, attempts, KEYS[2], ARGV[i], ARGV[1], ARGV[2], ARGV[3], ARGV[4])
   if got[1] == 1 then return {1, j, got[2]} end
 end
 return {0}
@@ -157,8 +167,23 @@ end
 return 0
 """
 
-# KEYS: listings, owner, attempts, trash. ARGV: uuid, who, action, reason, end, token ('': any), now.
+# KEYS: owner. ARGV: expiry ms, the token whose claim to extend ('': whichever is current).
+# {1, owner JSON} when extended; {0} when unclaimed, {0, owner JSON} when another claim holds it.
+# One script, so the claim checked is the claim extended: one that lapsed and was taken by
+# another conductor meanwhile is never given the old holder's expiry.
+_EXTEND = """
+local current = redis.call('GET', KEYS[1])
+if not current then return {0} end
+if ARGV[2] ~= '' and cjson.decode(current)['token'] ~= tonumber(ARGV[2]) then return {0, current} end
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return {1, current}
+"""
+
+# KEYS: listings, owner, attempts, trash, this call's "released" mark. ARGV: uuid, who, action,
+# reason, end, token ('': any), now, how long the mark lasts (ms). A call whose mark is there
+# already released the job: the script was sent again after its reply was lost.
 _RELEASE = """
+if redis.call('EXISTS', KEYS[5]) == 1 then return {1} end
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return {0, 'unknown'} end
 local current = redis.call('GET', KEYS[2])
 if not current then return {0, 'unclaimed'} end
@@ -188,6 +213,7 @@ if ARGV[3] ~= 'abandon' then
   redis.call('HDEL', KEYS[1], ARGV[1])
   redis.call('DEL', KEYS[3])
 end
+redis.call('SET', KEYS[5], '1', 'PX', ARGV[8])
 return {1}
 """
 
@@ -252,6 +278,10 @@ class RedisJob(BoardJob):
 
     _board: RedisJobBoard
 
+    #: Token of the last claim made through this job object (by any Redis board): the
+    #: claim :meth:`extend_expiry` extends; ``None`` while none was, then any current claim.
+    claimed_token: int | None = None
+
     @property
     def key(self) -> bytes:
         """The job's field in the board's :attr:`~RedisJobBoard.listings_key` and ``trash_key`` hashes."""
@@ -275,6 +305,14 @@ class RedisJob(BoardJob):
 
         A claim made without an expiry gets one. A claim this board keeps
         alive is renewed with the new expiry from then on.
+
+        A job object that was claimed (through :meth:`RedisJobBoard.claim` or
+        ``claim_first``) extends only that claim: once it lapsed, or was given
+        back, and another conductor claimed the job, this answers ``False``
+        and leaves the new holder's expiry alone, rather than shortening or
+        stretching a claim its caller does not hold. A job object never
+        claimed extends whichever claim is current, as TaskFlow's does. The
+        check and the change are one step on the server.
 
         Raises:
             JobFailure: the board cannot be written.
@@ -408,6 +446,10 @@ class RedisJobBoard(NotifyingJobBoard):
         # Claims this board keeps alive, by job uuid.
         self._kept: dict[str, _KeptClaim] = {}
         self._kept_lock = threading.Lock()
+        # Held while a renewal, or a change of a kept claim's expiry (extend_expiry, a claim
+        # of one's own job), is on its way: a renewal with the expiry read before such a
+        # change would undo it on the server, the claim lapsing long before it is next due.
+        self._send_lock = threading.Lock()
         # Wakes the keeper early: a claim due sooner than it planned for, or close().
         self._keeper_wake = threading.Condition(self._kept_lock)
         self._keeper: threading.Thread | None = None
@@ -532,7 +574,13 @@ class RedisJobBoard(NotifyingJobBoard):
         with _translated("connect", self.where):
             self._client.ping()
             self._check_version()
-        scripts = (("claim", _CLAIM), ("claim_first", _CLAIM_FIRST), ("renew", _RENEW), ("release", _RELEASE))
+        scripts = (
+            ("claim", _CLAIM),
+            ("claim_first", _CLAIM_FIRST),
+            ("renew", _RENEW),
+            ("extend", _EXTEND),
+            ("release", _RELEASE),
+        )
         for name, body in scripts:
             self._scripts[name] = self._client.register_script(body)
         with self._kept_lock:
@@ -756,17 +804,20 @@ class RedisJobBoard(NotifyingJobBoard):
             return UnknownExpire(left) if left in (-1, -2) else UnknownExpire.KEY_NOT_FOUND
         return left / 1000.0
 
-    def _set_claim_ttl(self, job: Job, expiry: float) -> bool:
+    def _set_claim_ttl(self, job: RedisJob, expiry: float) -> bool:
         ms = max(0, int(expiry * 1000))
-        sent_at = time.monotonic()
-        with _translated(f"extend the claim expiry of job {job.uuid}", self.where):
-            raw = self._redis().get(self._owner_key(job.uuid))
-            applied = raw is not None and bool(self._redis().pexpire(self._owner_key(job.uuid), ms))
-        if applied and ms > 0:
-            token = _decode_claim(raw).token
-            # Renewed with the new expiry from now on, at the pace it sets.
-            self._reschedule_if_kept(job.uuid, token, ms, sent_at)
-        return applied
+        held = job.claimed_token
+        with self._send_lock, _translated(f"extend the claim expiry of job {job.uuid}", self.where):
+            sent_at = time.monotonic()
+            result = self._script("extend")(  # refuses a board not connected
+                keys=[self._owner_key(job.uuid)], args=[ms, "" if held is None else held]
+            )
+            if result[0] != 1:
+                return False
+            if ms > 0:
+                # Renewed with the new expiry from now on, at the pace it sets.
+                self._reschedule_if_kept(job.uuid, _decode_claim(result[1]).token, ms, sent_at)
+        return True
 
     def _last_modified(self, job: BoardJob) -> datetime:
         with _translated(f"read the last attempt of job {job.uuid}", self.where):
@@ -822,19 +873,24 @@ class RedisJobBoard(NotifyingJobBoard):
     def claim(self, job: Job, who: str, expiry: float | None = None) -> Claim:
         ms = self._expiry_ms(expiry)
         keys = [self._listings, self._owner_key(job.uuid), self._attempts_key(job.uuid), self._tokens]
-        sent_at = time.monotonic()
-        with _translated(f"claim job {job.uuid}", self.where):
-            result = self._script("claim")(keys=keys, args=[job.uuid, who, ms, time.time()])
-        if result[0] != 1:
-            reason = _text(result[1])
-            if reason == "unknown":
-                raise exc.NotFound(f"job {job.uuid} is not on board {self.name!r} (cannot claim it)")
-            current = _decode_claim(result[2])
-            if current.owner == who and ms:
-                # Refreshed by the script, as TaskFlow's: renewed with this expiry from now on.
-                self._reschedule_if_kept(job.uuid, current.token, ms, sent_at)
-            raise exc.UnclaimableJob(f"job {job.uuid} is already claimed by {current.owner!r}")
+        with self._kept_lock:
+            # The script may refresh the expiry of a claim kept here (see _send_lock).
+            kept = job.uuid in self._kept
+        with self._send_lock if kept else nullcontext():
+            sent_at = time.monotonic()
+            with _translated(f"claim job {job.uuid}", self.where):
+                result = self._script("claim")(keys=keys, args=[job.uuid, who, ms, time.time(), _request()])
+            if result[0] != 1:
+                reason = _text(result[1])
+                if reason == "unknown":
+                    raise exc.NotFound(f"job {job.uuid} is not on board {self.name!r} (cannot claim it)")
+                current = _decode_claim(result[2])
+                if current.owner == who and ms:
+                    # Refreshed by the script, as TaskFlow's: renewed with this expiry from now on.
+                    self._reschedule_if_kept(job.uuid, current.token, ms, sent_at)
+                raise exc.UnclaimableJob(f"job {job.uuid} is already claimed by {current.owner!r}")
         claim = Claim(who, int(result[1]))
+        _remember_claim(job, claim)
         if ms:
             self._keep_alive(job.uuid, claim.token, ms, sent_at)
         return claim
@@ -857,6 +913,10 @@ class RedisJobBoard(NotifyingJobBoard):
             )
         return ms
 
+    #: Milliseconds a release (consume, abandon, trash) is remembered as made, so that
+    #: redis-py sending the script again after its reply was lost does not report it failed.
+    RELEASED_MARK_MS = 120_000
+
     #: Jobs one :meth:`claim_first` round trip tries at most.
     CLAIM_FIRST_BATCH = 16
 
@@ -872,11 +932,12 @@ class RedisJobBoard(NotifyingJobBoard):
             sent_at = time.monotonic()
             with _translated(f"claim one of {len(batch)} jobs", self.where):
                 result = self._script("claim_first")(
-                    keys=keys, args=[who, ms, time.time(), *(job.uuid for job in batch)]
+                    keys=keys, args=[who, ms, time.time(), _request(), *(job.uuid for job in batch)]
                 )
             if result[0] == 1:
                 job = batch[int(result[1]) - 1]
                 claim = Claim(who, int(result[2]))
+                _remember_claim(job, claim)
                 if ms:
                     self._keep_alive(job.uuid, claim.token, ms, sent_at)
                 return Claimed(job, claim)
@@ -900,12 +961,12 @@ class RedisJobBoard(NotifyingJobBoard):
         self, job: Job, who: str, action: str, reason: str | None, end: str, claim: Claim | None
     ) -> None:
         self._forget(job.uuid)
-        keys = [self._listings, self._owner_key(job.uuid), self._attempts_key(job.uuid), self._trash]
+        done = f"{self._prefix}released:{_request()}"  # marks this call's release as made
+        keys = [self._listings, self._owner_key(job.uuid), self._attempts_key(job.uuid), self._trash, done]
         token = "" if claim is None else str(claim.token)
+        args = [job.uuid, who, action, reason or "", end, token, time.time(), self.RELEASED_MARK_MS]
         with _translated(f"{action} job {job.uuid}", self.where):
-            result = self._script("release")(
-                keys=keys, args=[job.uuid, who, action, reason or "", end, token, time.time()]
-            )
+            result = self._script("release")(keys=keys, args=args)
         if result[0] == 1:
             return
         why = _text(result[1])
@@ -977,8 +1038,12 @@ class RedisJobBoard(NotifyingJobBoard):
             )
             self._keeper.start()
 
-    def _forget(self, job_uuid: str) -> None:
+    def _forget(self, job_uuid: str, token: int | None = None) -> None:
+        """Stop keeping ``job_uuid``'s claim (only the one with ``token``, when given)."""
         with self._kept_lock:
+            kept = self._kept.get(job_uuid)
+            if token is not None and (kept is None or kept.token != token):
+                return  # given back and claimed anew meanwhile: that claim is kept
             self._kept.pop(job_uuid, None)
 
     def _next_due(self) -> tuple[list[tuple[str, int, int]], list[str]]:
@@ -1005,27 +1070,35 @@ class RedisJobBoard(NotifyingJobBoard):
                 return
             for key in entities:
                 self._write_entity(key)
-            for job_uuid, token, ms in due:
-                sent_at = time.monotonic()
-                try:
-                    renewed = self._scripts["renew"](keys=[self._owner_key(job_uuid)], args=[token, ms])
-                except Exception:  # tried again a third of its expiry later; it expires only later
-                    LOG.warning(
-                        "could not renew the claim on job %s at %s", job_uuid, self.where, exc_info=True
-                    )
-                    with self._kept_lock:
-                        kept = self._kept.get(job_uuid)
-                        if kept is not None and kept.is_claim(token, ms):
-                            kept.retry_from(sent_at)
-                    continue
-                if not renewed:
-                    LOG.warning("claim on job %s at %s was lost; no longer renewing it", job_uuid, self.where)
-                    self._forget(job_uuid)
-                    continue
-                with self._kept_lock:
-                    kept = self._kept.get(job_uuid)
-                    if kept is not None and kept.is_claim(token, ms):
-                        kept.renewed(sent_at)
+            for job_uuid, token, _ms in due:
+                with self._send_lock:
+                    self._renew(job_uuid, token)
+
+    def _renew(self, job_uuid: str, token: int) -> None:
+        """Renew one kept claim with the expiry it has now (``_send_lock`` held)."""
+        with self._kept_lock:
+            kept = self._kept.get(job_uuid)
+        if kept is None or kept.token != token:
+            return  # given back (or claimed anew) since it fell due
+        ms = kept.ms  # an extend_expiry since it fell due may have changed it
+        sent_at = time.monotonic()
+        try:
+            renewed = self._scripts["renew"](keys=[self._owner_key(job_uuid)], args=[token, ms])
+        except Exception:  # tried again a third of its expiry later; it expires only later
+            LOG.warning("could not renew the claim on job %s at %s", job_uuid, self.where, exc_info=True)
+            with self._kept_lock:
+                kept = self._kept.get(job_uuid)
+                if kept is not None and kept.is_claim(token, ms):
+                    kept.retry_from(sent_at)
+            return
+        if not renewed:
+            LOG.warning("claim on job %s at %s was lost; no longer renewing it", job_uuid, self.where)
+            self._forget(job_uuid, token)
+            return
+        with self._kept_lock:
+            kept = self._kept.get(job_uuid)
+            if kept is not None and kept.is_claim(token, ms):
+                kept.renewed(sent_at)
 
 
 #: Options read from a board URL's query string (``redis://h/0?namespace=x``) rather than given to redis-py.
@@ -1049,6 +1122,17 @@ def _conf_from_url(conf: dict[str, Any]) -> dict[str, Any]:
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _request() -> str:
+    """A unique mark of one claim call, kept with the claim (see ``_CLAIM_ONE``)."""
+    return uuidlib.uuid4().hex
+
+
+def _remember_claim(job: Job, claim: Claim) -> None:
+    """Note on a Redis job object the claim made through it (what its ``extend_expiry`` extends)."""
+    if isinstance(job, RedisJob):
+        job.claimed_token = claim.token
 
 
 def _decode_claim(raw: Any) -> Claim:

@@ -51,7 +51,7 @@ import uuid as uuidlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 from flowkit import exceptions as exc
@@ -83,6 +83,7 @@ if TYPE_CHECKING:
 __all__ = ["ZookeeperJob", "ZookeeperJobBoard"]
 
 LOG = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 DEFAULT_PATH = "/flowkit/jobs"
 DEFAULT_TIMEOUT = 10.0
@@ -584,9 +585,54 @@ class ZookeeperJobBoard(NotifyingJobBoard):
         self._waiter.wake()
         return job
 
+    def _after_lost_reply(self, read: Callable[[], _T]) -> _T:
+        """``read()`` once the connection is back, to learn what a request whose answer was lost did.
+
+        Tried until about twice the session timeout has passed: by then the
+        session either came back (its ephemeral nodes with it) or expired
+        (and they are gone).
+
+        Raises:
+            KazooException: still no answer by then.
+        """
+        from kazoo.retry import KazooRetry  # type: ignore[import-untyped]
+
+        retry = KazooRetry(max_tries=-1, delay=0.05, max_delay=0.5, deadline=2 * self._timeout)
+        return retry(read)  # type: ignore[no-any-return]
+
+    def _made_in_session(self, lock_path: str, claim: Claim, session: Any) -> bool:
+        """Whether ``lock_path`` holds ``claim``, made in ``session`` (a claim whose answer was lost)."""
+        from kazoo.exceptions import NoNodeError
+
+        assert self._client is not None
+        try:
+            raw, stat = self._after_lost_reply(lambda: self._client.get(lock_path))
+        except NoNodeError:
+            return False
+        data = json.loads(raw)
+        found = Claim(str(data["owner"]), int(data["token"]))
+        return found == claim and stat.ephemeralOwner == session[0]
+
+    def _gave_back(self, job: Job, action: str, token: int, end: AttemptEnd) -> bool:
+        """Whether ``action`` (whose answer was lost) ended the claim with ``token`` on the server."""
+        from kazoo.exceptions import NoNodeError
+
+        path = _path_of(job)
+        assert self._client is not None
+        client = self._client
+        if action != "abandon":
+            return self._after_lost_reply(lambda: client.exists(path)) is None
+        try:
+            raw, _ = self._after_lost_reply(lambda: client.get(path + _ATTEMPTS))
+        except NoNodeError:
+            return False
+        ours = [a for a in (Attempt.from_dict(item) for item in json.loads(raw)) if a.token == token]
+        # Another claim after ours would have ended it LOST, not with the end asked for.
+        return bool(ours) and ours[-1].end is end
+
     @check_who
     def claim(self, job: Job, who: str, expiry: float | None = None) -> Claim:
-        from kazoo.exceptions import NodeExistsError, NoNodeError
+        from kazoo.exceptions import ConnectionLoss, NodeExistsError, NoNodeError
 
         # Unused (the claim lasts as long as this board's session), but checked as every
         # board checks it, so a caller's bad value fails here as it would elsewhere.
@@ -630,7 +676,14 @@ class ZookeeperJobBoard(NotifyingJobBoard):
                 else:
                     txn.set_data(path + _ATTEMPTS, body, version=version)
                 session, sent_at = zk.client_id, time.monotonic()
-                results = txn.commit()
+                try:
+                    results = txn.commit()
+                except ConnectionLoss:
+                    # The answer was lost, maybe not the claim: made, its lock lives as long as
+                    # this session, and the job would stay claimed by nobody running it.
+                    if not self._made_in_session(path + _LOCK, claim, session):
+                        raise
+                    results = []
                 failures = [r for r in results if isinstance(r, Exception)]
                 if not failures:
                     with self._leases_lock:
@@ -647,7 +700,7 @@ class ZookeeperJobBoard(NotifyingJobBoard):
     def _finish(
         self, job: Job, who: str, action: str, reason: str | None, end: AttemptEnd, claim: Claim | None
     ) -> None:
-        from kazoo.exceptions import NoNodeError
+        from kazoo.exceptions import ConnectionLoss, NoNodeError
 
         path = _path_of(job)
         zk = self._zk()
@@ -711,7 +764,15 @@ class ZookeeperJobBoard(NotifyingJobBoard):
                     if version is not None:
                         txn.delete(path + _ATTEMPTS, version=version)
                     txn.delete(path)
-                results = txn.commit()
+                try:
+                    results = txn.commit()
+                except ConnectionLoss:
+                    # The answer was lost, maybe not the change. Not made, the claim would stay
+                    # with this session (and the job unrun) for as long as the board lives:
+                    # done if the server shows it, else tried again once it answers.
+                    if self._gave_back(job, action, current.token, end):
+                        return
+                    continue
                 if not any(isinstance(r, Exception) for r in results):
                     return
         raise exc.JobFailure(f"could not {action} job {job.uuid}: too much contention")

@@ -85,7 +85,8 @@ class _Link(Record):
 # One lock per directory for the whole process: POSIX file locks belong to the
 # process, so they keep out other processes but not our own threads (and
 # closing any handle on the lock file drops them). Sharing one file lock object
-# per directory behind a thread lock covers both.
+# per directory behind a thread lock covers both. Keyed by the directory's real
+# path: backends naming it through a symbolic link share the lock too.
 _registry_lock = threading.Lock()
 _path_locks: dict[str, _PathLock] = {}
 
@@ -99,6 +100,7 @@ class _PathLock:
 
 
 def _path_lock(root: str) -> _PathLock:
+    root = os.path.realpath(root)
     with _registry_lock:
         lock = _path_locks.get(root)
         if lock is None:

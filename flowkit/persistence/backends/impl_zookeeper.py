@@ -15,16 +15,29 @@ write are version-checked in the same transaction, and a step that lost a race
 is re-run on fresh data. No lock node is needed, so a crashed client never
 leaves one behind.
 
+Reads are optimistic too, and a flow written without pause could make every
+one of them miss. So a read that missed a few times holds off the flow's
+writers for one more try: in one transaction it creates the ephemeral
+``readers/<flow uuid>`` and gives ``readers`` a new data version. Every
+transaction writing a flow's document or atoms checks that version as this
+process last knew it (one ``check`` operation, the cheapest there is), so
+none commits once a hold was taken since; the writer then lists the holds,
+waits for those on its flows to go (the read ending, or the reader's
+session), and runs its step again. A hold that lasts over a minute (a
+frozen reader) it removes as stale, so writers never fail for a reader.
+
 kazoo is imported only when a connection is made, so configuring this backend
 (or importing flowkit) never needs it.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
-from contextlib import AbstractContextManager, nullcontext, suppress
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from typing import Any
 
 from flowkit import exceptions as exc
@@ -46,10 +59,14 @@ from flowkit.persistence.base import Backend
 
 __all__ = ["ZkBackend", "ZkConnection"]
 
+LOG = logging.getLogger(__name__)
+
 DEFAULT_PATH = "/flowkit"
 DEFAULT_TIMEOUT = 10.0
 # How many atom uuids a store remembers as existing, to guess instead of ask.
 _KNOWN_ATOMS = 50_000
+# Where a read holding off a flow's writers puts its ephemeral znode (see the module docstring).
+READERS = "readers"
 
 
 class _Deletion(Record):
@@ -76,6 +93,10 @@ class _ZkStore(DocumentStore):
 
     optimistic = True
 
+    #: Seconds a writer (or a reader) waits for a reader's hold on a flow to go before it
+    #: removes the hold as stale (a reader frozen, or one whose removal failed).
+    reader_patience = 60.0
+
     def __init__(self, client: Any, root: str, where: str) -> None:
         self._client = client
         self._root = root.rstrip("/") or "/"
@@ -84,6 +105,9 @@ class _ZkStore(DocumentStore):
         # Atoms this process last saw existing, oldest first; only ever a guess.
         self._known_atoms: OrderedDict[str, None] = OrderedDict()
         self._known_lock = threading.Lock()
+        # The data version of ``readers`` this process last read (None: not read yet):
+        # every write checks it, and every read hold taken changes it.
+        self._gate: int | None = None
 
     def _learn(self, kind: str, facts: Iterable[tuple[str, bool]]) -> None:
         if kind != ATOMS:
@@ -197,6 +221,87 @@ class _ZkStore(DocumentStore):
     def unchanged(self, seen: Mapping[tuple[str, str], Any]) -> bool:
         return self._outcome(self._send_checks(seen))
 
+    def _hold_path(self, flow: str) -> str:
+        return self._path(READERS, flow)
+
+    def _read_gate(self) -> list[str]:
+        """Learn the version of ``readers`` and return the flows held now (one read, so they agree)."""
+        while True:
+            try:
+                held, stat = self._client.get_children(self._path(READERS), include_data=True)
+            except self._errors.NoNodeError:  # a store made before holds existed
+                self._client.ensure_path(self._path(READERS))
+                continue
+            self._gate = stat.version
+            return list(held)
+
+    def _hold(self, flow: str) -> str:
+        """Hold off the writers of ``flow`` (waiting for another reader's hold on it to go)."""
+        path = self._hold_path(flow)
+        while True:
+            txn = self._client.transaction()
+            txn.create(path, b"", ephemeral=True)
+            txn.set_data(self._path(READERS), b"")  # writers that last knew the old version stop
+            first = txn.commit()[0]
+            if not isinstance(first, Exception):
+                return path
+            if isinstance(first, self._errors.NodeExistsError):  # another reader's: wait for it
+                self._await_reader(path)
+            elif isinstance(first, self._errors.NoNodeError):  # a store made before holds existed
+                self._client.ensure_path(self._path(READERS))
+            else:
+                raise first
+
+    @contextmanager
+    def excluding_writers(self, flows: Sequence[str]) -> Iterator[None]:
+        # Taken in the order given (sorted by the caller), so two readers never wait on each other.
+        held: list[str] = []
+        try:
+            for flow in flows:
+                held.append(self._hold(flow))
+            yield
+        finally:
+            for path in reversed(held):
+                try:
+                    self._client.delete(path)
+                except self._errors.NoNodeError:
+                    pass
+                except self._errors.KazooException:  # writers remove it after reader_patience
+                    LOG.warning("%s: could not remove the read hold %s", self._where, path, exc_info=True)
+
+    def _wait_for_holds(self, flows: Iterable[str]) -> None:
+        """Learn the holds (and the version of ``readers``); wait for those on ``flows`` to go."""
+        for flow in sorted(set(self._read_gate()) & set(flows)):
+            self._await_reader(self._hold_path(flow))
+
+    def _await_reader(self, path: str) -> None:
+        """Wait for a reader's hold ``path`` to go; past :attr:`reader_patience` seconds, remove it.
+
+        A read takes milliseconds: a hold that lasts is a reader frozen (or
+        one whose removal of it failed, its session living on). Removing it
+        is safe: a read under a hold still checks that nothing it read
+        changed, so the reader it belonged to reads again, never torn data.
+        """
+        deadline = time.monotonic() + self.reader_patience
+        gone = threading.Event()  # set by a watch; a stale one only makes the loop look again
+        while True:
+            gone.clear()
+            if self._client.exists(path, watch=lambda _event: gone.set()) is None:
+                return
+            left = deadline - time.monotonic()
+            if left <= 0:
+                LOG.warning(
+                    "%s: a reader held off the writers of flow %s for over %gs; removing its hold %s",
+                    self._where,
+                    path.rsplit("/", 1)[-1],
+                    self.reader_patience,
+                    path,
+                )
+                with suppress(self._errors.NoNodeError):
+                    self._client.delete(path)
+                return
+            gone.wait(left)
+
     def _existing(self, batch: Batch) -> dict[tuple[str, str], bool]:
         """Whether each written-but-never-read document exists now."""
         known: dict[tuple[str, str], bool] = {}
@@ -217,6 +322,13 @@ class _ZkStore(DocumentStore):
     def commit(self, batch: Batch) -> None:
         existing = self._existing(batch)
         txn = self._client.transaction()
+        # First, for a write to flows: no read hold taken since this process last looked
+        # (see the module docstring).
+        flows = batch.touched | {key for kind, key in batch.writes if kind == FLOWS}
+        if flows:
+            if self._gate is None:
+                self._wait_for_holds(flows)
+            txn.check(self._path(READERS), self._gate)
         covered: set[tuple[str, str]] = set()  # seen znodes whose version a write checks
         deleted: list[_Deletion] = []
         # Documents first (a new flow's members znode with it), then links
@@ -281,16 +393,19 @@ class _ZkStore(DocumentStore):
         knock_on = (self._errors.RolledBackError, self._errors.RuntimeInconsistency)
         real = [err for err in errors if not isinstance(err, knock_on)]
         if all(isinstance(err, races) for err in real):
+            if flows and isinstance(results[0], races):  # a hold was taken (or never looked for)
+                self._wait_for_holds(flows)
             raise Conflict(str(real))
         raise real[0]
 
     def ensure(self) -> None:
-        for kind in (*KINDS, MEMBERS):
+        for kind in (*KINDS, MEMBERS, READERS):
             self._client.ensure_path(self._path(kind))
 
     def clear(self) -> None:
         with self._known_lock:
             self._known_atoms.clear()
+        # Not ``readers``: its holds are ephemeral, and its version must only grow.
         for kind in (*KINDS, MEMBERS):
             with suppress(self._errors.NoNodeError):
                 self._client.delete(self._path(kind), recursive=True)
