@@ -158,3 +158,11 @@ def flowkit_topics(dask_scheduler: Any) -> dict[str, int]:
         for name, topic in dask_scheduler._broker._topics.items()
         if name.startswith("flowkit-run-")
     }
+
+
+class ReportsLock(task.Task):
+    """Reports progress with details that cannot leave the worker (a lock), then with details that can."""
+
+    def execute(self) -> None:
+        self.notifier.notify(task.EVENT_UPDATE_PROGRESS, {"progress": 0.5, "lock": threading.Lock()})
+        self.notifier.notify(task.EVENT_UPDATE_PROGRESS, {"progress": 0.75, "n": 1})

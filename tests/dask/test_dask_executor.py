@@ -393,3 +393,23 @@ def test_concurrent_runs_hear_only_their_own_tasks_and_unsubscribe_when_they_end
         10,
         message="the runs to unsubscribe from their topics",
     )
+
+
+def test_progress_whose_details_cannot_leave_the_worker_arrives_without_them(client: Any) -> None:
+    engine = engines.load(
+        linear_flow.Flow("locked").add(dask_tasks.ReportsLock(name="locked")),
+        engine="parallel",
+        executor=client.get_executor(),
+    )
+    heard: list[dict[str, Any]] = []
+    engine.atom_notifier.register(
+        task.EVENT_UPDATE_PROGRESS,
+        lambda event_type, details: heard.append({k: v for k, v in details.items() if k != "task_uuid"}),
+    )
+    engine.run()
+    assert heard == [
+        {"task_name": "locked", "progress": 0.0},
+        {"task_name": "locked", "progress": 0.5},
+        {"task_name": "locked", "progress": 0.75, "n": 1},
+        {"task_name": "locked", "progress": 1.0},
+    ]
