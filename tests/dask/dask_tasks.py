@@ -118,3 +118,51 @@ def graphs_received(dask_scheduler: Any) -> list[list[str]]:
     """The keys of every graph the registered :class:`GraphCounter` saw."""
     plugin = dask_scheduler.plugins[GraphCounter.name]
     return list(plugin.graphs)
+
+
+class Steps(task.Task):
+    """Reports its progress ``steps - 1`` times, the step and ``label`` as details; returns ``label``."""
+
+    def execute(self, steps: int, label: str) -> str:
+        for step in range(1, steps):
+            self.notifier.notify(
+                task.EVENT_UPDATE_PROGRESS, {"progress": step / steps, "step": step, "label": label}
+            )
+        return label
+
+
+class ReportsThenWaits(task.Task):
+    """Reports progress with ``label`` as details, then waits for a ``release`` file in ``marker_dir``.
+
+    Reports again as it ends, so a run hears the other's if they share a channel.
+    """
+
+    def execute(self, marker_dir: str, label: str) -> str:
+        self.notifier.notify(task.EVENT_UPDATE_PROGRESS, {"progress": 0.25, "label": label})
+        release = os.path.join(marker_dir, "release")
+        deadline = time.monotonic() + 30
+        while not os.path.exists(release) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        self.notifier.notify(task.EVENT_UPDATE_PROGRESS, {"progress": 0.75, "label": label})
+        self.notifier.notify("done", {"label": label})
+        return label
+
+
+def flowkit_topics(dask_scheduler: Any) -> dict[str, int]:
+    """The scheduler's event topics of flowkit's runs, and how many clients subscribe to each.
+
+    Reads the scheduler's event broker, which Dask has no public call for.
+    """
+    return {
+        name: len(topic.subscribers)
+        for name, topic in dask_scheduler._broker._topics.items()
+        if name.startswith("flowkit-run-")
+    }
+
+
+class ReportsLock(task.Task):
+    """Reports progress with details that cannot leave the worker (a lock), then with details that can."""
+
+    def execute(self) -> None:
+        self.notifier.notify(task.EVENT_UPDATE_PROGRESS, {"progress": 0.5, "lock": threading.Lock()})
+        self.notifier.notify(task.EVENT_UPDATE_PROGRESS, {"progress": 0.75, "n": 1})

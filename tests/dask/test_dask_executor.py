@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
-from flowkit import conductors, engines, states
+from flowkit import conductors, engines, states, task
 from flowkit import exceptions as exc
 from flowkit.jobs.backends.impl_memory import MemoryJobBoard
-from flowkit.patterns import linear_flow
+from flowkit.patterns import linear_flow, unordered_flow
 from flowkit.persistence.base import Backend
 from tests import services
 from tests.conductors.conftest import persistence, post_flow, stored_results  # noqa: F401 - fixture
@@ -307,3 +307,109 @@ def test_sys_exit_in_a_task_interrupts_the_run_as_locally_and_spares_the_workers
     assert engine.storage.get_flow_state() == states.RUNNING
     assert engine.storage.get_atom_state("exit") == states.RUNNING
     assert set(client.scheduler_info()["workers"]) == workers
+
+
+def test_every_progress_report_from_the_workers_is_recorded_in_order_before_its_task_ends(
+    client: Any,
+) -> None:
+    # A report handed in after its call's outcome is dropped as stale: one that
+    # overtook the outcome would be missing here, one out of order misplaced.
+    steps = 150
+    flow = unordered_flow.Flow("steps").add(
+        *(dask_tasks.Steps(name=f"s{i}", inject={"steps": steps, "label": f"s{i}"}) for i in range(4))
+    )
+    engine = engines.load(flow, engine="parallel", executor=client.get_executor())
+    heard: dict[str, list[tuple[float, Any]]] = {f"s{i}": [] for i in range(4)}
+    engine.atom_notifier.register(
+        task.EVENT_UPDATE_PROGRESS,
+        lambda event_type, details: heard[details["task_name"]].append(
+            (details["progress"], details.get("step"))
+        ),
+    )
+    engine.run()
+    expected = [(0.0, None), *((step / steps, step) for step in range(1, steps)), (1.0, None)]
+    assert heard == {f"s{i}": expected for i in range(4)}
+    # The task's last details stay in storage (the engine's 1.0 carries none).
+    assert engine.storage.get_task_progress_details("s2") == {
+        "at_progress": (steps - 1) / steps,
+        "details": {"step": steps - 1, "label": "s2"},
+    }
+
+
+def test_concurrent_runs_hear_only_their_own_tasks_and_unsubscribe_when_they_end(
+    client: Any, tmp_path: Path
+) -> None:
+    def engine(label: str) -> tuple[Any, list[Any], list[tuple[str, Any]]]:
+        flow = linear_flow.Flow("waits").add(
+            dask_tasks.ReportsThenWaits(name="wait", inject={"label": label, "marker_dir": str(tmp_path)})
+        )
+        made = engines.load(flow, engine="parallel", executor=client.get_executor())
+        progress: list[Any] = []  # what the engine's listeners hear
+        made.atom_notifier.register(
+            task.EVENT_UPDATE_PROGRESS, lambda event_type, details: progress.append(details.get("label"))
+        )
+        events: list[tuple[str, Any]] = []  # what the task's own listeners hear
+        for atom in flow:
+            atom.notifier.register(
+                atom.notifier.ANY, lambda event_type, details: events.append((event_type, details))
+            )
+        return made, progress, events
+
+    before = set(client.run_on_scheduler(dask_tasks.flowkit_topics))
+    (first, first_progress, first_events), (second, second_progress, second_events) = engine("a"), engine("b")
+    threads = [threading.Thread(target=made.run, daemon=True) for made in (first, second)]
+    for thread in threads:
+        thread.start()
+    try:
+        wait_until(
+            lambda: "a" in first_progress and "b" in second_progress,
+            30,
+            message="both runs to hear their task's first report",
+        )
+        ours = {
+            name: subscribers
+            for name, subscribers in client.run_on_scheduler(dask_tasks.flowkit_topics).items()
+            if name not in before
+        }
+        assert sorted(ours.values()) == [1, 1], ours  # a topic each, while both run
+    finally:
+        (tmp_path / "release").touch()
+        for thread in threads:
+            thread.join(30)
+    for label, progress, events in (
+        ("a", first_progress, first_events),
+        ("b", second_progress, second_events),
+    ):
+        assert progress == [None, label, label, None], label  # the engine's 0.0 and 1.0 carry none
+        assert events == [
+            (task.EVENT_UPDATE_PROGRESS, {"progress": 0.0}),
+            (task.EVENT_UPDATE_PROGRESS, {"progress": 0.25}),
+            (task.EVENT_UPDATE_PROGRESS, {"progress": 0.75}),
+            ("done", {"label": label}),
+            (task.EVENT_UPDATE_PROGRESS, {"progress": 1.0}),
+        ], label
+    wait_until(
+        lambda: not any(client.run_on_scheduler(dask_tasks.flowkit_topics).values()),
+        10,
+        message="the runs to unsubscribe from their topics",
+    )
+
+
+def test_progress_whose_details_cannot_leave_the_worker_arrives_without_them(client: Any) -> None:
+    engine = engines.load(
+        linear_flow.Flow("locked").add(dask_tasks.ReportsLock(name="locked")),
+        engine="parallel",
+        executor=client.get_executor(),
+    )
+    heard: list[dict[str, Any]] = []
+    engine.atom_notifier.register(
+        task.EVENT_UPDATE_PROGRESS,
+        lambda event_type, details: heard.append({k: v for k, v in details.items() if k != "task_uuid"}),
+    )
+    engine.run()
+    assert heard == [
+        {"task_name": "locked", "progress": 0.0},
+        {"task_name": "locked", "progress": 0.5},
+        {"task_name": "locked", "progress": 0.75, "n": 1},
+        {"task_name": "locked", "progress": 1.0},
+    ]

@@ -74,12 +74,7 @@ def test_the_run_raises_the_tasks_error_or_a_wrapped_failure_of_its_type(
         assert type(raised.value) is ValueError and str(raised.value) == "boom 1"
 
 
-def test_progress_reports_reach_the_tasks_own_listeners(
-    executor_kind: str, run_on: Load, request: pytest.FixtureRequest
-) -> None:
-    if executor_kind == "dask":
-        # Nothing carries a report from a Dask worker back: only the engine's 0.0 and 1.0 arrive.
-        request.applymarker(pytest.mark.xfail(strict=True, reason="no progress channel from Dask workers"))
+def test_progress_reports_reach_the_tasks_own_listeners(run_on: Load) -> None:
     progress = Progress()
     seen: list[float] = []
     progress.notifier.register(
@@ -89,11 +84,7 @@ def test_progress_reports_reach_the_tasks_own_listeners(
     assert seen == [0.0, 0.5, 1.0]
 
 
-def test_events_a_task_notifies_reach_its_own_listeners(
-    executor_kind: str, run_on: Load, request: pytest.FixtureRequest
-) -> None:
-    if executor_kind == "dask":
-        request.applymarker(pytest.mark.xfail(strict=True, reason="no event channel from Dask workers"))
+def test_events_a_task_notifies_reach_its_own_listeners(run_on: Load) -> None:
     announces = Announces()
     heard: list[tuple[str, object]] = []
     announces.notifier.register(
@@ -106,10 +97,8 @@ def test_events_a_task_notifies_reach_its_own_listeners(
 
 
 def test_an_event_that_cannot_leave_the_tasks_process_is_dropped_and_the_run_goes_on(
-    executor_kind: str, run_on: Load, request: pytest.FixtureRequest
+    executor_kind: str, run_on: Load
 ) -> None:
-    if executor_kind == "dask":
-        request.applymarker(pytest.mark.xfail(strict=True, reason="no event channel from Dask workers"))
     announces = AnnouncesTwice()
     heard: list[str] = []
     announces.notifier.register(announces.notifier.ANY, lambda event_type, details: heard.append(event_type))
