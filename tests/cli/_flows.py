@@ -20,6 +20,7 @@ __all__ = [
     "SHOP",
     "CardDeclined",
     "make_blocking",
+    "make_long",
     "make_retried",
     "make_shop",
     "make_slow",
@@ -135,6 +136,15 @@ def make_blocking() -> linear_flow.Flow:
 def make_stuck_revert() -> linear_flow.Flow:
     """a, b (its revert blocks the first time), then charge fails: the flow reverts."""
     return linear_flow.Flow("stuck-revert").add(Step("a"), BlockingRevert("b"), Charge("charge"))
+
+
+#: Atoms in :func:`make_long`: as many as ``flowkit run`` keeps the shape of for the monitor.
+LONG = 2000
+
+
+def make_long() -> linear_flow.Flow:
+    """``LONG`` steps in a row."""
+    return linear_flow.Flow("long").add(*(Step(f"step-{i:04d}") for i in range(LONG)))
 
 
 def make_slow() -> linear_flow.Flow:
