@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import select
 import subprocess
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +19,7 @@ import pytest
 
 from flowkit.cli.monitor import LISTENING_PREFIX
 from tests import services
-from tests.cli.conftest import FLOWKIT, SOURCE_ROOT, command_env
+from tests.cli.conftest import FLOWKIT, SOURCE_ROOT, command_env, flowkit_cmd
 from tests.conftest import wait_until
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
@@ -238,3 +239,66 @@ def test_port_0_prints_the_url_it_bound_and_answers_there(tmp_path: Path) -> Non
         assert _get_json(f"{url}/api/flows") == []
     finally:
         _stop(proc)
+
+
+def _status_code(url: str) -> tuple[int, dict[str, object]]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return int(response.status), {}
+    except urllib.error.HTTPError as err:
+        return int(err.code), json.loads(err.read() or b"{}")
+
+
+def test_a_database_that_goes_away_is_named_on_the_pages_which_recover_when_it_is_back(
+    postgresql_server: services.PostgresServer, postgresql_db_url: str, tmp_path: Path
+) -> None:
+    chromium = services.require_binary("chromium", "chromium")
+    sync_api = services.require_module("playwright.sync_api", "playwright")
+    # A password in the URL (trust auth ignores it): every message must mask it.
+    connection = postgresql_db_url.replace("flowkit@", "flowkit:s3cret@")
+    done = flowkit_cmd("run", "tests.cli._flows:make_shop", "--store", "amount=5", "--connection", connection)
+    assert done.returncode == 0, done.stderr
+    proc, base = _start_monitor(connection, "--poll", "0.1")
+    try:
+        with sync_api.sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
+            try:
+                listing = browser.new_page(viewport={"width": 1280, "height": 800})
+                listing.goto(base + "/")
+                listing.wait_for_selector("#flows a:text('shop')", timeout=60_000)
+                flow = browser.new_page(viewport={"width": 1280, "height": 800})
+                flow.goto(base + listing.get_attribute("#flows a", "href"))
+                flow.wait_for_selector("body[data-flow-state='SUCCESS']", timeout=60_000)
+                postgresql_server.stop()
+                try:
+                    status, body = _status_code(base + "/api/flows")
+                    assert status == 503
+                    error = str(body["error"])
+                    assert "cannot connect to database" in error and "flowkit:***@" in error
+                    assert "s3cret" not in error and "\n" not in error
+                    for page, words in (
+                        (listing, "cannot list the flows"),
+                        (flow, "database does not answer"),
+                    ):
+                        page.wait_for_selector("#status:visible", timeout=60_000)
+                        shown = page.inner_text("#status")
+                        assert words in shown and "flowkit:***@" in shown and "s3cret" not in shown
+                    # What was read before stays on the page.
+                    assert listing.inner_text("#flows a") == "shop"
+                    ARTIFACTS.mkdir(exist_ok=True)
+                    listing.screenshot(path=str(ARTIFACTS / "monitor-database-away.png"), full_page=True)
+                finally:
+                    postgresql_server.start()
+                for page in (listing, flow):
+                    page.wait_for_selector("#status", state="hidden", timeout=60_000)
+                assert _status_code(base + "/api/flows")[0] == 200
+            finally:
+                browser.close()
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    log = err.decode()
+    # One line when the outage starts and one when it ends; no traceback per request.
+    assert "Traceback" not in log, log
+    assert log.count("cannot read its backend") == 1 and "reads its backend again" in log, log
+    assert "s3cret" not in log

@@ -13,9 +13,26 @@ const flowkitMonitor = (() => {
     return node;
   }
   async function getJSON(url) {
-    const response = await fetch(url, {credentials: "same-origin"});
-    if (!response.ok) throw new Error(url + ": " + response.status);
+    let response;
+    try {
+      response = await fetch(url, {credentials: "same-origin"});
+    } catch (err) {
+      throw new Error("the monitor does not answer (" + err.message + ")");
+    }
+    if (!response.ok) {
+      // The server's one-line {"error"} (503: the database does not answer) says more than a status.
+      let detail = "";
+      try { detail = (await response.json()).error || ""; } catch (err) { detail = ""; }
+      throw new Error(detail || url + ": " + response.status);
+    }
     return response.json();
+  }
+  // The banner under the header: why what is shown may be stale; hidden when all is well.
+  function showStatus(text) {
+    const banner = document.getElementById("status");
+    if (!banner) return;
+    banner.textContent = text || "";
+    banner.hidden = !text;
   }
   function stateBadge(state) {
     return el("span", {"class": "state s-" + state}, state);
@@ -48,7 +65,9 @@ const flowkitMonitor = (() => {
     }
     // A refresh that fails (the server restarting, a slow database) is retried
     // by the next one; it must not break the page.
-    const safeRefresh = () => refresh().catch((err) => console.warn("flows refresh failed:", err));
+    const safeRefresh = () => refresh().then(
+      () => showStatus(""),
+      (err) => showStatus("cannot list the flows (showing the last list read): " + err.message));
     stateFilter.addEventListener("change", safeRefresh);
     nameFilter.addEventListener("input", safeRefresh);
     await safeRefresh();
@@ -183,17 +202,32 @@ const flowkitMonitor = (() => {
     const uuid = decodeURIComponent(location.pathname.split("/").pop());
     const legend = document.getElementById("legend");
     for (const state of STATES) legend.append(stateBadge(state));
-    const graph = await getJSON("/api/flows/" + uuid + "/graph");
+    let graph = null;
+    let report = null;
+    while (report === null) {  // the database may be away when the page opens: try until it answers
+      try {
+        graph = graph || await getJSON("/api/flows/" + uuid + "/graph");
+        report = await getJSON("/api/flows/" + uuid);
+      } catch (err) {
+        showStatus("cannot read the flow: " + err.message);
+        await new Promise((resolve) => setTimeout(resolve, 2000));
+      }
+    }
+    showStatus("");
     const cy = drawGraph(document.getElementById("graph"), graph);
     current.cy = cy;
-    let report = await getJSON("/api/flows/" + uuid);
     showReport(report);
     colour(cy, Object.fromEntries(report.atoms.map(a => [a.name, a.state])));
     const stream = new EventSource("/api/flows/" + uuid + "/stream");
     let refreshing = false;
+    stream.addEventListener("unavailable", (message) => {
+      showStatus("the database does not answer (showing the last state read): " + JSON.parse(message.data).error);
+    });
+    stream.onerror = () => showStatus("lost the monitor's live stream; reconnecting");
     stream.onmessage = async (message) => {
       const snapshot = JSON.parse(message.data);
       if (!snapshot) return;
+      showStatus("");
       colour(cy, snapshot.atoms);
       document.body.setAttribute("data-flow-state", snapshot.state);
       if (!refreshing) {
