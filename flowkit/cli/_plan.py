@@ -37,6 +37,9 @@ class Action(StrEnum):
     RESOLVE = "resolve"
     #: Its revert failed: the engine does not try again; it stays as it is.
     STUCK = "stuck"
+    #: Marked to revert, but after an atom whose revert failed: its revert waits
+    #: for that one's, which is not tried again, so it stays as it is.
+    BLOCKED = "blocked"
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,16 +126,18 @@ _SKIP_REASONS = {
 }
 
 
-def plan_resume(flow_detail: Any, retry_reach: Mapping[str, frozenset[str]] | None = None) -> ResumePlan:
+def plan_resume(flow_detail: Any, reach: Mapping[str, frozenset[str]] | None = None) -> ResumePlan:
     """Work out the resume plan of ``flow_detail``.
 
     Args:
         flow_detail: the stopped run's flow detail.
-        retry_reach: retry name -> every atom after it in the compiled graph
-            (what its RETRY resets and runs again); lets the plan say which
-            atoms run again after their revert.
+        reach: atom name -> every atom after it in the compiled graph. For a
+            retry, what its RETRY resets and runs again (which atoms run again
+            after their revert); for any atom, the atoms whose reverts come
+            before its own (an atom after one whose revert failed is not
+            reverted).
     """
-    reach = retry_reach or {}
+    reach = reach or {}
     flow_state = flow_detail.state or st.PENDING
     details = list(flow_detail)
     if flow_state == st.SUCCESS:
@@ -151,10 +156,16 @@ def plan_resume(flow_detail: Any, retry_reach: Mapping[str, frozenset[str]] | No
         note = "the flow was reverted: resuming resets it and runs every atom again from the start"
         return ResumePlan(flow_detail.name, flow_detail.uuid, flow_state, note, atoms)
     retrying = {d.name for d in details if d.intention == st.RETRY or d.state == st.RETRYING}
+    stuck = {d.name for d in details if d.state == st.REVERT_FAILURE}
     planned = []
     for detail in details:
         state = detail.state or st.PENDING
         action, reason = _action(state, detail.intention)
+        waits_for = sorted(stuck & reach.get(detail.name, frozenset()))
+        if action == Action.REVERT and waits_for:
+            # Reverts go from the last atom back: this one's waits for the stuck one's.
+            action = Action.BLOCKED
+            reason = f"marked to revert, but its revert waits for '{waits_for[0]}', whose revert failed"
         looping = sorted(r for r in retrying if detail.name in reach.get(r, frozenset()))
         # A RETRY resets everything after the retry and runs it again.
         then_run = bool(looping) and action in (Action.REVERT, Action.REREVERT, Action.SKIP)

@@ -118,8 +118,12 @@ def _show(args: argparse.Namespace) -> int:
 # -- resume ------------------------------------------------------------------------------
 
 
-def _retry_reach(flow: Any) -> dict[str, frozenset[str]]:
-    """Retry name -> every atom reachable after it in the compiled graph (its RETRY resets them)."""
+def _reach(flow: Any, every_atom: bool = False) -> dict[str, frozenset[str]]:
+    """Retry (or, with ``every_atom``, atom) name -> every atom reachable after it in the compiled graph.
+
+    A retry's RETRY resets those; any atom's revert waits for theirs, which
+    matters only once some revert failed (``every_atom``: it costs a walk per atom).
+    """
     from flowkit.export import to_networkx_data
 
     nodes, edges = to_networkx_data(flow)
@@ -128,15 +132,15 @@ def _retry_reach(flow: Any) -> dict[str, frozenset[str]]:
         succ.setdefault(source, []).append(target)
     atoms = {n["id"] for n in nodes if n["kind"] in ("task", "retry")}
     reach: dict[str, frozenset[str]] = {}
-    for retry in (n["id"] for n in nodes if n["kind"] == "retry"):
+    for atom in atoms if every_atom else (n["id"] for n in nodes if n["kind"] == "retry"):
         seen: set[str] = set()
-        stack = list(succ.get(retry, ()))
+        stack = list(succ.get(atom, ()))
         while stack:
             node = stack.pop()
             if node not in seen:
                 seen.add(node)
                 stack.extend(succ.get(node, ()))
-        reach[retry] = frozenset(seen & atoms)
+        reach[atom] = frozenset(seen & atoms)
     return reach
 
 
@@ -154,7 +158,7 @@ def _rebuild(ref: Any) -> Any:
 
 
 def _resume(args: argparse.Namespace) -> int:
-    from flowkit import engines
+    from flowkit import engines, states
     from flowkit import exceptions as exc
     from flowkit.cli._plan import plan_resume
     from flowkit.cli.run import ENGINE_KEY, engine_error, run_engine
@@ -163,7 +167,8 @@ def _resume(args: argparse.Namespace) -> int:
         ref = find_flow(backend, args.flow)
         flow = _rebuild(ref)
         if args.dry_run:
-            plan = plan_resume(ref.flow, _retry_reach(flow))
+            reverts_failed = any(d.state == states.REVERT_FAILURE for d in ref.flow)
+            plan = plan_resume(ref.flow, _reach(flow, every_atom=reverts_failed))
             print(json.dumps(plan.to_dict(), indent=2) if args.json else plan.to_text())
             return 0
         kind = args.engine or (ref.flow.meta or {}).get(ENGINE_KEY) or "serial"

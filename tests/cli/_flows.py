@@ -22,6 +22,7 @@ __all__ = [
     "make_blocking",
     "make_long",
     "make_retried",
+    "make_revert_fails",
     "make_shop",
     "make_slow",
     "make_spawning",
@@ -145,6 +146,21 @@ LONG = 2000
 def make_long() -> linear_flow.Flow:
     """``LONG`` steps in a row."""
     return linear_flow.Flow("long").add(*(Step(f"step-{i:04d}") for i in range(LONG)))
+
+
+class RevertFails(task.Task):
+    """Its revert always raises."""
+
+    def execute(self) -> str:
+        return self.name
+
+    def revert(self, *args: Any, **kwargs: Any) -> None:
+        raise RuntimeError(f"cannot undo {self.name}")
+
+
+def make_revert_fails() -> linear_flow.Flow:
+    """a, b (its revert raises), then charge fails: the flow ends FAILURE with a left done."""
+    return linear_flow.Flow("revert-fails").add(Step("a"), RevertFails("b"), Charge("charge"))
 
 
 def make_slow() -> linear_flow.Flow:

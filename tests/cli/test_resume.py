@@ -140,6 +140,33 @@ def test_resume_after_sigkill_in_a_retry_revert_does_exactly_the_plan(
     assert flowkit_json("flows", "show", "retried", "--connection", connection)["state"] == "SUCCESS"
 
 
+def test_the_plan_of_a_failed_flow_says_an_atom_before_a_failed_revert_stays_as_it_is(
+    connection: str,
+) -> None:
+    # b's revert failed, so a's revert, which waits for b's, never runs: the plan
+    # said "revert" for a, and an operator expected the resume to undo it.
+    run = flowkit_cmd(
+        "run", "tests.cli._flows:make_revert_fails", "--store", "amount=500", "--connection", connection
+    )
+    assert run.returncode == 1
+    plan = _plan(connection, "revert-fails", command_env())
+    actions = {a["name"]: a["action"] for a in plan["atoms"]}
+    assert actions == {"a": "blocked", "b": "stuck", "charge": "skip"}
+    assert "'b'" in next(a["reason"] for a in plan["atoms"] if a["name"] == "a")
+
+    resumed = flowkit_cmd("flows", "resume", "revert-fails", "--connection", connection, "--no-progress")
+    assert resumed.returncode == 1
+    ran, reverted = _what_run_did(connection, "revert-fails", run=2)
+    assert ran == set() and reverted == {
+        a["name"] for a in plan["atoms"] if a["action"] in ("revert", "rerevert")
+    }
+    atoms = {
+        a["name"]: a["state"]
+        for a in flowkit_json("flows", "show", "revert-fails", "--connection", connection)["atoms"]
+    }
+    assert atoms == {"a": "SUCCESS", "b": "REVERT_FAILURE", "charge": "REVERTED"}
+
+
 def test_resume_of_a_flow_without_a_factory_says_so(tmp_path: Path) -> None:
     from flowkit import engines
     from flowkit.persistence import backends
