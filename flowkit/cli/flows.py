@@ -84,13 +84,46 @@ def _list(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
+    if not rows:
+        print("no flows" + (f" in state {args.state.upper()}" if args.state else ""))
+        return 0
+    table: list[tuple[str, ...]] = [("UUID", "NAME", "STATE", "CREATED (UTC)", "ATOMS")]
     for row in rows:
         counts = ", ".join(f"{n} {s}" for s, n in row["atoms"].items()) or "no atoms"
-        when = row["created_at"] or "-"
-        print(f"{row['uuid']}  {row['name']:<20} {row['state']:<10} {when}  {counts}")
-    if not rows:
-        print("no flows")
+        table.append((row["uuid"], row["name"], row["state"], _utc(row["created_at"]), counts))
+    print(_columns(table))
     return 0
+
+
+def _utc(iso: str | None) -> str:
+    """An ISO 8601 time as ``YYYY-MM-DD HH:MM:SS`` in UTC (microseconds and offset only made it long)."""
+    from datetime import UTC, datetime
+
+    if not iso:
+        return "-"
+    when = datetime.fromisoformat(iso)
+    if when.tzinfo is not None:
+        when = when.astimezone(UTC)
+    return when.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _cells(text: str) -> int:
+    """How many terminal cells ``text`` takes: wide (CJK) characters two, combining marks none."""
+    import unicodedata
+
+    return sum(
+        0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text
+    )
+
+
+def _columns(table: list[tuple[str, ...]]) -> str:
+    """Rows of cells as aligned columns, each as wide as its longest cell (long names included)."""
+    widths = [max(_cells(row[i]) for row in table) for i in range(len(table[0]))]
+    lines = []
+    for row in table:
+        padded = [cell + " " * (width - _cells(cell)) for cell, width in zip(row[:-1], widths, strict=False)]
+        lines.append("  ".join([*padded, row[-1]]))
+    return "\n".join(lines)
 
 
 # -- show -------------------------------------------------------------------------------

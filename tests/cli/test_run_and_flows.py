@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -279,3 +280,27 @@ def test_worker_jobs_and_conductor_errors_do_not_repeat_their_cause() -> None:
         assert done.returncode == 1
         assert done.stderr.count("\n") == 1 and done.stderr.count("Connection refused") == 1, done.stderr
         assert "pw" not in done.stderr
+
+
+def test_flows_list_keeps_its_columns_with_long_and_wide_names(postgresql_db_url: str) -> None:
+    from flowkit import engines
+    from flowkit.patterns import linear_flow
+    from flowkit.persistence import backends
+    from tests.cli._flows import Step
+
+    names = ["shop", "a-very-long-flow-name-that-an-operator-gave-it <b>&</b>", "日本語のフロー"]
+    with backends.backend(postgresql_db_url) as backend:
+        for name in names:
+            engines.load(linear_flow.Flow(name).add(Step("a")), backend=backend).run()
+    done = flowkit_cmd("flows", "list", "--connection", postgresql_db_url)
+    assert done.returncode == 0, done.stderr
+    header, *rows = done.stdout.splitlines()
+    assert header.split() == ["UUID", "NAME", "STATE", "CREATED", "(UTC)", "ATOMS"]
+    assert [row.split("  ")[1].strip() for row in rows] == names
+    # Each state starts in the same terminal cell (a wide character takes two), under its header.
+    column = header.index("STATE")
+    for row, name in zip(rows, names, strict=True):
+        wide = sum(1 for c in name if ord(c) > 0x2E80)
+        assert row[column - wide :].startswith("SUCCESS"), done.stdout
+    # Seconds in UTC, not an ISO string with microseconds and an offset.
+    assert re.search(r"  \d{4}-\d\d-\d\d \d\d:\d\d:\d\d  1 SUCCESS$", rows[0]), rows[0]
