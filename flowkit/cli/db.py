@@ -11,20 +11,21 @@
 ``current`` (alias ``version``) prints the schema revision of a SQL database,
 or ``none`` when it was never upgraded. ``import-taskflow`` copies every
 logbook of a TaskFlow SQL database into a flowkit backend, leaving the
-TaskFlow database as it was. Errors are one line on stderr and
-exit status 1; passwords in URLs are masked wherever they are shown.
+TaskFlow database as it was. Errors are one line on stderr and exit status
+1 (2 for a URL no backend takes); passwords in URLs are masked wherever they
+are shown; ``-v`` adds the traceback.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
+import traceback
 from typing import Any
 
-__all__ = ["register"]
+from flowkit.cli._common import FAILED, CliError, one_line
 
-LOG = logging.getLogger(__name__)
+__all__ = ["register"]
 
 
 def register(subparsers: Any) -> None:
@@ -74,34 +75,52 @@ def register(subparsers: Any) -> None:
     imports.set_defaults(handler=_import_taskflow)
 
 
-def _fail(args: argparse.Namespace, err: BaseException) -> int:
+def _fail(args: argparse.Namespace, err: BaseException, status: int = FAILED) -> int:
     from flowkit.persistence.backends._urls import mask_url
 
     command = f"flowkit db {args.db_command}"
-    message = " ".join(str(err).split()) or type(err).__name__
-    if getattr(args, "verbose", 0) >= 2:
-        LOG.exception("%s failed", command)
+    # one_line: a flowkit error's str() appends its causes, which repeat the message.
+    message = one_line(err) or type(err).__name__
+    if getattr(args, "verbose", 0):
+        traceback.print_exception(err, file=sys.stderr)
     # A message may quote the URL unmasked (a driver echoing its DSN): mask it again.
     for url in (args.connection, getattr(args, "source", None)):
         if url:
             message = message.replace(url, mask_url(url))
     print(f"{command}: error: {message}", file=sys.stderr)
-    return 1
+    return status
+
+
+def _fetch(args: argparse.Namespace) -> Any:
+    """The backend ``--connection`` names.
+
+    Raises:
+        CliError: no backend has that URL's scheme (bad usage, status 2, as
+            for every other command).
+    """
+    from flowkit import exceptions as exc
+    from flowkit.persistence import backends
+
+    try:
+        return backends.fetch({"connection": args.connection})
+    except (exc.NotFound, ValueError) as err:
+        raise CliError(one_line(err)) from err
 
 
 def _upgrade(args: argparse.Namespace) -> int:
-    from flowkit.persistence import backends
     from flowkit.persistence.backends._urls import mask_url
 
     try:
-        backend = backends.fetch({"connection": args.connection})
+        backend = _fetch(args)
         try:
             with backend.get_connection() as conn:
                 conn.upgrade()
                 revision = _revision_of(conn)
         finally:
             backend.close()
-    except Exception as err:  # every failure becomes one line and status 1
+    except CliError as err:
+        return _fail(args, err, err.status)
+    except Exception as err:  # every other failure becomes one line and status 1
         return _fail(args, err)
     where = mask_url(args.connection)
     print(f"{where}: schema at revision {revision}" if revision else f"{where}: up to date")
@@ -109,10 +128,8 @@ def _upgrade(args: argparse.Namespace) -> int:
 
 
 def _current(args: argparse.Namespace) -> int:
-    from flowkit.persistence import backends
-
     try:
-        backend = backends.fetch({"connection": args.connection})
+        backend = _fetch(args)
         try:
             with backend.get_connection() as conn:
                 if not hasattr(conn, "current_revision"):
@@ -122,7 +139,9 @@ def _current(args: argparse.Namespace) -> int:
                 revision = _revision_of(conn)
         finally:
             backend.close()
-    except Exception as err:  # every failure becomes one line and status 1
+    except CliError as err:
+        return _fail(args, err, err.status)
+    except Exception as err:  # every other failure becomes one line and status 1
         return _fail(args, err)
     print(revision or "none")
     return 0
