@@ -21,6 +21,7 @@ __all__ = [
     "CardDeclined",
     "make_blocking",
     "make_long",
+    "make_long_gated",
     "make_retried",
     "make_revert_fails",
     "make_shop",
@@ -161,6 +162,13 @@ class RevertFails(task.Task):
 def make_revert_fails() -> linear_flow.Flow:
     """a, b (its revert raises), then charge fails: the flow ends FAILURE with a left done."""
     return linear_flow.Flow("revert-fails").add(Step("a"), RevertFails("b"), Charge("charge"))
+
+
+def make_long_gated() -> linear_flow.Flow:
+    """300 steps in a row; the 241st, ``gated``, is a :class:`Slow` (give ``delay``)."""
+    steps: list[task.Task] = [Step(f"step-{i:03d}") for i in range(300)]
+    steps[240] = Slow("gated")
+    return linear_flow.Flow("long-gated").add(*steps)
 
 
 def make_slow() -> linear_flow.Flow:

@@ -302,3 +302,50 @@ def test_a_database_that_goes_away_is_named_on_the_pages_which_recover_when_it_i
     assert "Traceback" not in log, log
     assert log.count("cannot read its backend") == 1 and "reads its backend again" in log, log
     assert "s3cret" not in log
+
+
+def test_a_long_flow_keeps_the_atom_it_runs_in_view(postgresql_db_url: str, tmp_path: Path) -> None:
+    # 300 atoms in a column do not fit the graph's box even at the smallest zoom,
+    # which then showed the middle of the flow: the atom running (the 241st) was
+    # out of sight, so its progress could not be watched.
+    chromium = services.require_binary("chromium", "chromium")
+    sync_api = services.require_module("playwright.sync_api", "playwright")
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    run = subprocess.Popen(
+        [FLOWKIT, "run", "tests.cli._flows:make_long_gated", "--store", "delay=0", "--connection",
+         postgresql_db_url, "--no-progress", "--report", "none"],
+        env=command_env(FLOWKIT_TEST_GATE=str(gate)),
+        cwd=SOURCE_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )  # fmt: skip
+    proc, base = _start_monitor(postgresql_db_url, "--poll", "0.1")
+    try:
+        flows = wait_until(lambda: _get_json(base + "/api/flows"), timeout=60)
+        assert isinstance(flows, list)
+        with sync_api.sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page(viewport={"width": 1280, "height": 800})
+                page.goto(f"{base}/flows/{flows[0]['uuid']}")
+                cy = "flowkitMonitor.current.cy"
+                page.wait_for_function(
+                    f"() => {cy} && {cy}.getElementById('gated').data('state') === 'RUNNING'", timeout=60_000
+                )
+                in_view = (
+                    f"() => {{ const p = {cy}.getElementById('gated').renderedPosition();"
+                    f" return p.x >= 0 && p.y >= 0 && p.x <= {cy}.width() && p.y <= {cy}.height(); }}"
+                )
+                page.wait_for_function(in_view, timeout=60_000)
+                ARTIFACTS.mkdir(exist_ok=True)
+                page.screenshot(path=str(ARTIFACTS / "monitor-long-flow.png"), full_page=False)
+                (gate / "gated").touch()
+                page.wait_for_selector('body[data-flow-state="SUCCESS"]', timeout=60_000)
+            finally:
+                browser.close()
+    finally:
+        (gate / "gated").touch()
+        _stop(proc)
+        run.wait(timeout=60)
+    assert run.returncode == 0, run.stderr.read().decode() if run.stderr else ""

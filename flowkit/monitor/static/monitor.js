@@ -141,6 +141,16 @@ const flowkitMonitor = (() => {
     });
   }
 
+  // A graph too big to fit the box (a long flow, at the smallest zoom) shows its
+  // middle, wherever the run is: keep what runs (or reverts) in view instead,
+  // until the user pans or zooms by hand.
+  function followRun(cy) {
+    const box = cy.elements().renderedBoundingBox();
+    if (box.w <= cy.width() && box.h <= cy.height()) return;
+    const active = cy.nodes('[state = "RUNNING"], [state = "REVERTING"]');
+    if (active.nonempty()) cy.center(active);
+  }
+
   function showReport(report) {
     document.getElementById("flow-title").textContent = report.name + " (" + report.uuid + ")";
     const badge = document.getElementById("flow-state");
@@ -218,6 +228,9 @@ const flowkitMonitor = (() => {
     current.cy = cy;
     showReport(report);
     colour(cy, Object.fromEntries(report.atoms.map(a => [a.name, a.state])));
+    let follow = true;
+    cy.on("dragpan scrollzoom pinchzoom", () => { follow = false; });
+    followRun(cy);
     const stream = new EventSource("/api/flows/" + uuid + "/stream");
     let refreshing = false;
     stream.addEventListener("unavailable", (message) => {
@@ -229,6 +242,7 @@ const flowkitMonitor = (() => {
       if (!snapshot) return;
       showStatus("");
       colour(cy, snapshot.atoms);
+      if (follow) followRun(cy);
       document.body.setAttribute("data-flow-state", snapshot.state);
       if (!refreshing) {
         refreshing = true;
