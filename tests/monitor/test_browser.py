@@ -338,6 +338,15 @@ def test_a_long_flow_keeps_the_atom_it_runs_in_view(postgresql_db_url: str, tmp_
                     f" return p.x >= 0 && p.y >= 0 && p.x <= {cy}.width() && p.y <= {cy}.height(); }}"
                 )
                 page.wait_for_function(in_view, timeout=60_000)
+                # Every state of the legend is inside the graph's box (REVERT_FAILURE ran out of it).
+                overflow = page.evaluate(
+                    """() => {
+                      const box = document.getElementById('legend').parentElement.getBoundingClientRect();
+                      return [...document.querySelectorAll('#legend span')]
+                        .filter(b => b.getBoundingClientRect().right > box.right).map(b => b.textContent);
+                    }"""
+                )
+                assert overflow == []
                 ARTIFACTS.mkdir(exist_ok=True)
                 page.screenshot(path=str(ARTIFACTS / "monitor-long-flow.png"), full_page=False)
                 (gate / "gated").touch()
