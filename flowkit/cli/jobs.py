@@ -18,6 +18,7 @@ runtime failures with 1.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from typing import Any
@@ -121,6 +122,7 @@ def _find(board: Any, uuid: str) -> Any:
 def _post(args: argparse.Namespace, board: Any, persistence: Any) -> int:
     from flowkit import engines
     from flowkit._utils.uuids import random_uuid
+    from flowkit.jobs.base import JobPriority
     from flowkit.persistence import models
 
     if persistence is None:
@@ -143,6 +145,9 @@ def _post(args: argparse.Namespace, board: Any, persistence: Any) -> int:
             f"--factory {args.factory!r} must be MODULE.FUNCTION, for example myapp.flows.make_flow",
             2,
         )
+    # Checked before anything is saved: a refused post left its logbook behind,
+    # listed by `flowkit flows list` as a PENDING flow no job would ever run.
+    priority = JobPriority.convert(args.priority)
     book = models.LogBook(args.name)
     flow_detail = models.FlowDetail(args.name, random_uuid())
     book.add(flow_detail)
@@ -150,7 +155,13 @@ def _post(args: argparse.Namespace, board: Any, persistence: Any) -> int:
     with persistence.get_connection() as conn:
         conn.upgrade()
         conn.save_logbook(book)
-    job = board.post(args.name, book=book, details={"store": args.store}, priority=args.priority)
+    try:
+        job = board.post(args.name, book=book, details={"store": args.store}, priority=priority)
+    except Exception:
+        # The board refused it (or went away): take the logbook back, keeping the board's error.
+        with contextlib.suppress(Exception), persistence.get_connection() as conn:
+            conn.destroy_logbook(book.uuid)
+        raise
     print(job.uuid)
     return 0
 

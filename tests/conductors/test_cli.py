@@ -84,6 +84,19 @@ def test_jobs_post_takes_a_factory_written_as_flowkit_run_writes_targets(
     assert bad.returncode == 2 and "--factory 'nodots' must be MODULE.FUNCTION" in bad.stderr
 
 
+def test_a_refused_post_leaves_no_flow_behind(redis_board: str, postgresql_db_url: str) -> None:
+    # The logbook was saved before the board refused the priority: `flows list`
+    # then showed a PENDING flow that no job would ever run.
+    common = ["jobs", "--board", redis_board, "--connection", postgresql_db_url]
+    refused = flowkit(
+        *common, "post", "urgent-one", "--factory", "tests.conductors.flows.chain", "--priority", "urgent"
+    )
+    assert refused.returncode == 2 and "'urgent' is not a job priority" in refused.stderr
+    listed = flowkit("flows", "list", "--connection", postgresql_db_url, "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert json.loads(listed.stdout) == []
+
+
 def test_jobs_trash_sets_a_job_aside(redis_board: str, tmp_path: Path) -> None:
     persistence = persistence_backends.fetch(f"sqlite:///{tmp_path / 'flows.db'}")
     with backends.backend("b", redis_board, persistence=persistence) as board:
