@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +72,19 @@ def test_resume_after_sigkill_in_execute_does_exactly_the_plan(connection: str, 
     assert shown["state"] == "SUCCESS" and shown["runs"] == 2
     c_events = [e for e in shown["events"] if e["name"] == "c" and e["state"] == "RUNNING"]
     assert c_events[-1]["cause"]["kind"] == "resumed"
+
+
+def test_show_says_since_when_an_atom_of_a_killed_run_is_running(connection: str, tmp_path: Path) -> None:
+    # A run whose process died looks like one under way; without a time an
+    # operator could not tell a stuck atom from a busy one.
+    before = time.time()
+    _run_until_killed("tests.cli._flows:make_blocking", connection, tmp_path / "blocked")
+    shown = flowkit_cmd("flows", "show", "blocking", "--connection", connection)
+    assert shown.returncode == 0, shown.stderr
+    found = re.search(r"^  c  RUNNING +since (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) UTC$", shown.stdout, re.M)
+    assert found, shown.stdout
+    since = datetime.strptime(found.group(1), "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC).timestamp()
+    assert int(before) <= since <= time.time()
 
 
 def test_resume_keeps_the_event_log_of_spawned_atoms_and_tells_their_restart(
