@@ -328,11 +328,18 @@ def test_a_long_flow_keeps_the_atom_it_runs_in_view(postgresql_db_url: str, tmp_
             browser = playwright.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
             try:
                 page = browser.new_page(viewport={"width": 1280, "height": 800})
+                page.goto(base + "/")
+                created = page.wait_for_selector("#flows tbody td:nth-child(4)", timeout=60_000)
+                assert created is not None
+                # The viewer's local time to the second, not the raw ISO text with microseconds.
+                assert "T" not in created.inner_text() and "." not in created.inner_text()
                 page.goto(f"{base}/flows/{flows[0]['uuid']}")
                 cy = "flowkitMonitor.current.cy"
                 page.wait_for_function(
                     f"() => {cy} && {cy}.getElementById('gated').data('state') === 'RUNNING'", timeout=60_000
                 )
+                # How long it has been running: a killed run's atom looks the same.
+                page.wait_for_selector('#report tr[data-atom="gated"] td.took:text("since")', timeout=60_000)
                 in_view = (
                     f"() => {{ const p = {cy}.getElementById('gated').renderedPosition();"
                     f" return p.x >= 0 && p.y >= 0 && p.x <= {cy}.width() && p.y <= {cy}.height(); }}"

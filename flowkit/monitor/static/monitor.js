@@ -58,7 +58,9 @@ const flowkitMonitor = (() => {
         row.children[0].append(link);
         row.children[1].append(stateBadge(flow.state));
         row.children[2].textContent = Object.entries(flow.atoms).map(([s, n]) => n + " " + s).join(", ");
-        row.children[3].textContent = flow.created_at || "";
+        // The viewer's local time to the second; the exact ISO time on hover.
+        row.children[3].textContent = flow.created_at ? new Date(flow.created_at).toLocaleString() : "";
+        if (flow.created_at) row.children[3].title = flow.created_at;
         row.children[4].textContent = flow.uuid;
         body.append(row);
       }
@@ -165,8 +167,14 @@ const flowkitMonitor = (() => {
       row.append(el("td", {}, atom.name));
       const cell = el("td");
       cell.append(stateBadge(atom.state));
+      // Running (or reverting) since when: a run whose process died looks like one under way.
+      let took = atom.duration === null ? "" : atom.duration.toFixed(3) + "s";
+      if (atom.state === "RUNNING" || atom.state === "REVERTING") {
+        const began = (report.events || []).filter(e => e.name === atom.name && e.state === atom.state).pop();
+        if (began) took = "since " + when(began.at);
+      }
       row.append(cell, el("td", {}, atom.attempts ?? ""),
-                 el("td", {}, atom.duration === null ? "" : atom.duration.toFixed(3) + "s"),
+                 el("td", {"class": "took"}, took),
                  el("td", {}, failure + (atom.cached ? " (from the cache)" : "") +
                                 (atom.reverted ? " (" + atom.reverted + ")" : "")));
       table.append(row);
