@@ -97,6 +97,25 @@ def test_a_refused_post_leaves_no_flow_behind(redis_board: str, postgresql_db_ur
     assert json.loads(listed.stdout) == []
 
 
+def test_flows_why_explains_a_flow_a_conductor_ran(redis_board: str, postgresql_db_url: str) -> None:
+    # The conductor recorded no event log: `flows why` said "no event log" for
+    # every job's flow, and the monitor had no events to show.
+    common = ["jobs", "--board", redis_board, "--connection", postgresql_db_url]
+    posted = flowkit(*common, "post", "order-7", "--factory", "tests.cli._flows.make_shop",
+                     "--store", json.dumps({"amount": 500}))  # fmt: skip
+    assert posted.returncode == 0, posted.stderr
+    ran = flowkit("conductor", "--board", redis_board, "--connection", postgresql_db_url, "--name", "c",
+                  "--max-dispatches", "1")  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    why = flowkit("flows", "why", "order-7", "reserve", "--connection", postgresql_db_url)
+    assert why.returncode == 0, why.stderr
+    assert why.stdout.startswith("reserve is REVERTED:")
+    assert (
+        "<- charge FAILURE (attempt 2, run 1): execute raised CardDeclined: card declined for 500"
+        in why.stdout
+    )
+
+
 def test_jobs_trash_sets_a_job_aside(redis_board: str, tmp_path: Path) -> None:
     persistence = persistence_backends.fetch(f"sqlite:///{tmp_path / 'flows.db'}")
     with backends.backend("b", redis_board, persistence=persistence) as board:
