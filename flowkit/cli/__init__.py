@@ -25,6 +25,7 @@ _SUBCOMMANDS = {
     "monitor": "flowkit.cli.monitor",
     "jobs": "flowkit.cli.jobs",
     "worker": "flowkit.cli.worker",
+    "workers": "flowkit.cli.workers",
 }
 
 

@@ -17,7 +17,15 @@ import argparse
 import json
 from typing import Any
 
-from flowkit.cli._common import CliError, add_connection, find_flow, guarded, list_flows, open_backend
+from flowkit.cli._common import (
+    CliError,
+    add_connection,
+    columns,
+    find_flow,
+    guarded,
+    list_flows,
+    open_backend,
+)
 
 __all__ = ["register"]
 
@@ -91,7 +99,7 @@ def _list(args: argparse.Namespace) -> int:
     for row in rows:
         counts = ", ".join(f"{n} {s}" for s, n in row["atoms"].items()) or "no atoms"
         table.append((row["uuid"], row["name"], row["state"], _utc(row["created_at"]), counts))
-    print(_columns(table))
+    print(columns(table))
     return 0
 
 
@@ -105,25 +113,6 @@ def _utc(iso: str | None) -> str:
     if when.tzinfo is not None:
         when = when.astimezone(UTC)
     return when.strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _cells(text: str) -> int:
-    """How many terminal cells ``text`` takes: wide (CJK) characters two, combining marks none."""
-    import unicodedata
-
-    return sum(
-        0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text
-    )
-
-
-def _columns(table: list[tuple[str, ...]]) -> str:
-    """Rows of cells as aligned columns, each as wide as its longest cell (long names included)."""
-    widths = [max(_cells(row[i]) for row in table) for i in range(len(table[0]))]
-    lines = []
-    for row in table:
-        padded = [cell + " " * (width - _cells(cell)) for cell, width in zip(row[:-1], widths, strict=False)]
-        lines.append("  ".join([*padded, row[-1]]))
-    return "\n".join(lines)
 
 
 # -- show -------------------------------------------------------------------------------
