@@ -7,6 +7,7 @@
     flowkit jobs --board redis://127.0.0.1:6379/0 list [--json]
     flowkit jobs --board redis://127.0.0.1:6379/0 show JOB_UUID
     flowkit jobs --board redis://127.0.0.1:6379/0 trash JOB_UUID --reason "operator: bad input"
+    flowkit jobs --board redis://127.0.0.1:6379/0 conductors [--json]
 
 ``post`` saves a logbook holding one flow detail that records the flow
 factory (so any conductor can rebuild the flow) and posts a job naming it.
@@ -43,8 +44,11 @@ def register(subparsers: Any) -> None:
     """Add the ``jobs`` command to the ``flowkit`` parser."""
     parser = subparsers.add_parser(
         "jobs",
-        help="post, list, show and trash jobs on a jobboard",
-        description="Post, list, show and trash the jobs on a jobboard (conductors claim and run them).",
+        help="post, list, show and trash jobs on a jobboard; list its conductors",
+        description=(
+            "Post, list, show and trash the jobs on a jobboard (conductors claim and run them);"
+            " list the conductors alive on it."
+        ),
     )
     board_arguments(parser)
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -84,6 +88,16 @@ def register(subparsers: Any) -> None:
         description="Show one job, who holds its claim, and its attempts.",
     )
     show.add_argument("uuid")
+
+    conductors = actions.add_parser(
+        "conductors",
+        help="list the conductors alive on the board",
+        description=(
+            "List the conductors registered on the board now: a conductor whose process died"
+            " drops out when its entry expires (Redis) or its session ends (ZooKeeper)."
+        ),
+    )
+    conductors.add_argument("--json", action="store_true", help="a JSON array, one object per conductor")
 
     trash = actions.add_parser(
         "trash",
@@ -194,6 +208,30 @@ def _show(args: argparse.Namespace, board: Any) -> int:
     return 0
 
 
+def _conductors(args: argparse.Namespace, board: Any) -> int:
+    from datetime import UTC, datetime
+
+    from flowkit.cli._common import columns
+
+    found = board.entities("conductor")
+    if args.json:
+        print(json.dumps(found, indent=2, sort_keys=True, default=str))
+        return 0
+    if not found:
+        print("no conductors alive")
+        return 0
+    table = [("NAME", "HOST", "PID", "SINCE (UTC)")]
+    for entity in found:
+        meta = entity.get("metadata") or {}
+        since = entity.get("registered_at")
+        when = datetime.fromtimestamp(since, UTC).strftime("%Y-%m-%d %H:%M:%S") if since else "-"
+        table.append(
+            (str(entity.get("name")), str(meta.get("hostname", "-")), str(meta.get("pid", "-")), when)
+        )
+    print(columns(table))
+    return 0
+
+
 def _trash(args: argparse.Namespace, board: Any) -> int:
     job = _find(board, args.uuid)
     board.claim(job, CLI_OWNER)
@@ -223,6 +261,8 @@ def _run(args: argparse.Namespace) -> int:
             return _list(args, board)
         if args.action == "show":
             return _show(args, board)
+        if args.action == "conductors":
+            return _conductors(args, board)
         return _trash(args, board)
     except (exc.NotFound, exc.InvalidFormat, ValueError) as err:
         return fail("jobs", one_line(err), 2)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import sys
 import uuid
@@ -17,6 +18,7 @@ from flowkit.persistence import backends as persistence_backends
 from tests import services
 from tests.conductors import flows
 from tests.conductors.conftest import flow_state
+from tests.conftest import wait_until
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -114,6 +116,31 @@ def test_flows_why_explains_a_flow_a_conductor_ran(redis_board: str, postgresql_
         "<- charge FAILURE (attempt 2, run 1): execute raised CardDeclined: card declined for 500"
         in why.stdout
     )
+
+
+def test_jobs_conductors_lists_a_running_conductor_until_it_stops(redis_board: str) -> None:
+    def listed() -> list[str]:
+        done = flowkit("jobs", "--board", redis_board, "conductors", "--json")
+        assert done.returncode == 0, done.stderr
+        return [entity["name"] for entity in json.loads(done.stdout)]
+
+    assert flowkit("jobs", "--board", redis_board, "conductors").stdout == "no conductors alive\n"
+    conductor = subprocess.Popen(
+        [sys.executable, "-m", "flowkit", "conductor", "--board", redis_board, "--name", "night-shift",
+         "--wait-timeout", "0.2"],
+        cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        names = wait_until(listed, timeout=60)
+        assert names == [f"night-shift@{socket.gethostname()}:{conductor.pid}"]
+        text = flowkit("jobs", "--board", redis_board, "conductors").stdout.splitlines()
+        assert text[0].split() == ["NAME", "HOST", "PID", "SINCE", "(UTC)"]
+        assert text[1].split()[:3] == [names[0], socket.gethostname(), str(conductor.pid)]
+    finally:
+        conductor.send_signal(signal.SIGTERM)
+        _, err = conductor.communicate(timeout=60)
+    assert conductor.returncode == 0, err
+    assert listed() == []
 
 
 def test_jobs_trash_sets_a_job_aside(redis_board: str, tmp_path: Path) -> None:
