@@ -40,6 +40,9 @@ class Action(StrEnum):
     #: Marked to revert, but after an atom whose revert failed: its revert waits
     #: for that one's, which is not tried again, so it stays as it is.
     BLOCKED = "blocked"
+    #: The engine never resolves a failure (``never_resolve``) and one stands: it
+    #: starts nothing new, so the atom stays as it is.
+    HELD = "held"
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +129,9 @@ _SKIP_REASONS = {
 }
 
 
-def plan_resume(flow_detail: Any, reach: Mapping[str, frozenset[str]] | None = None) -> ResumePlan:
+def plan_resume(
+    flow_detail: Any, reach: Mapping[str, frozenset[str]] | None = None, never_resolve: bool = False
+) -> ResumePlan:
     """Work out the resume plan of ``flow_detail``.
 
     Args:
@@ -136,6 +141,9 @@ def plan_resume(flow_detail: Any, reach: Mapping[str, frozenset[str]] | None = N
             after their revert); for any atom, the atoms whose reverts come
             before its own (an atom after one whose revert failed is not
             reverted).
+        never_resolve: the resuming engine's option of that name: a failure
+            that stands is then neither retried nor reverted, and nothing new
+            starts.
     """
     reach = reach or {}
     flow_state = flow_detail.state or st.PENDING
@@ -172,8 +180,24 @@ def plan_resume(flow_detail: Any, reach: Mapping[str, frozenset[str]] | None = N
         if then_run:
             reason += f"; then retry '{looping[0]}' runs it again"
         planned.append(PlannedAtom(detail.name, state, detail.intention, action, then_run, reason))
+    if never_resolve and any(p.action == Action.RESOLVE for p in planned):
+        planned = [_held(p) for p in planned]
     note = "assuming nothing fails anew (a new failure changes what follows)"
     return ResumePlan(flow_detail.name, flow_detail.uuid, flow_state, note, tuple(planned))
+
+
+def _held(atom: PlannedAtom) -> PlannedAtom:
+    """``atom`` as an engine with ``never_resolve`` leaves it while a failure stands."""
+    if atom.action == Action.RESOLVE:
+        reason = (
+            "stays FAILURE: the engine never resolves a failure (never_resolve);"
+            " resume with --engine serial to let its retry or a revert decide"
+        )
+    elif atom.action == Action.RUN:
+        reason = "not run: a failure stands and the engine, with never_resolve, starts nothing new"
+    else:
+        return atom
+    return PlannedAtom(atom.name, atom.state, atom.intention, Action.HELD, False, reason)
 
 
 def _action(state: str, intention: str) -> tuple[Action, str]:

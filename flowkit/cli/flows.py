@@ -184,16 +184,23 @@ def _resume(args: argparse.Namespace) -> int:
     from flowkit import exceptions as exc
     from flowkit.cli._plan import plan_resume
     from flowkit.cli.run import ENGINE_KEY, engine_error, run_engine
+    from flowkit.engines.helpers import _parse_engine as parse_engine
 
     with open_backend(args.connection) as backend:
         ref = find_flow(backend, args.flow)
         flow = _rebuild(ref)
+        kind = args.engine or (ref.flow.meta or {}).get(ENGINE_KEY) or "serial"
         if args.dry_run:
+            # The plan is that of the engine the resume would use (--engine, else the run's).
+            try:
+                options = parse_engine(kind)[1]
+            except (exc.UnknownEngine, exc.InvalidEngineOption) as err:
+                raise engine_error(kind, err) from err
             reverts_failed = any(d.state == states.REVERT_FAILURE for d in ref.flow)
-            plan = plan_resume(ref.flow, _reach(flow, every_atom=reverts_failed))
+            reach = _reach(flow, every_atom=reverts_failed)
+            plan = plan_resume(ref.flow, reach, never_resolve=bool(options.get("never_resolve")))
             print(json.dumps(plan.to_dict(), indent=2) if args.json else plan.to_text())
             return 0
-        kind = args.engine or (ref.flow.meta or {}).get(ENGINE_KEY) or "serial"
         try:
             engine = engines.load(flow, flow_detail=ref.flow, backend=backend, engine=kind)
         except (exc.UnknownEngine, exc.InvalidEngineOption) as err:

@@ -183,6 +183,30 @@ def test_the_plan_of_a_failed_flow_says_an_atom_before_a_failed_revert_stays_as_
     assert atoms == {"a": "SUCCESS", "b": "REVERT_FAILURE", "charge": "REVERTED"}
 
 
+def test_a_flow_left_failed_by_never_resolve_is_planned_held_and_reverted_by_hand(connection: str) -> None:
+    # The plan said "resolve" and "run" while the resume, with the run's
+    # never_resolve engine, did nothing; and --dry-run ignored --engine.
+    engine = "serial://?never_resolve=true"
+    run = flowkit_cmd("run", "tests.cli._flows:make_shop", "--store", "amount=500", "--engine", engine,
+                      "--connection", connection)  # fmt: skip
+    assert run.returncode == 1
+    plan = _plan(connection, "shop", command_env())
+    actions = {a["name"]: a["action"] for a in plan["atoms"]}
+    assert actions == {"reserve": "skip", "r1": "skip", "charge": "held", "ship": "held"}
+    resumed = flowkit_cmd("flows", "resume", "shop", "--connection", connection, "--no-progress")
+    assert resumed.returncode == 1
+    assert _what_run_did(connection, "shop", run=2) == (set(), set())
+
+    # By hand: the same flow resumed with an engine that resolves failures is reverted.
+    by_hand = flowkit_json(
+        "flows", "resume", "shop", "--dry-run", "--engine", "serial", "--connection", connection
+    )
+    assert {a["name"]: a["action"] for a in by_hand["atoms"]}["charge"] == "resolve"
+    reverted = flowkit_cmd("flows", "resume", "shop", "--engine", "serial", "--connection", connection)
+    assert reverted.returncode == 1
+    assert flowkit_json("flows", "show", "shop", "--connection", connection)["state"] == "REVERTED"
+
+
 def test_resume_of_a_flow_without_a_factory_says_so(tmp_path: Path) -> None:
     from flowkit import engines
     from flowkit.persistence import backends
