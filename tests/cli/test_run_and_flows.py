@@ -304,3 +304,19 @@ def test_flows_list_keeps_its_columns_with_long_and_wide_names(postgresql_db_url
         assert row[column - wide :].startswith("SUCCESS"), done.stdout
     # Seconds in UTC, not an ISO string with microseconds and an offset.
     assert re.search(r"  \d{4}-\d\d-\d\d \d\d:\d\d:\d\d  1 SUCCESS$", rows[0]), rows[0]
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly_as_sigpipe_would() -> None:
+    # `flowkit flows list | head -1` printed "error: BrokenPipeError" and exited 1.
+    proc = subprocess.Popen(
+        [FLOWKIT, "graph", "tests.cli._flows:make_shop"],
+        env=command_env(),
+        cwd=SOURCE_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # no reader left: the command's first write fails
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141, err
+    assert err == ""
