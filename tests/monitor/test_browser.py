@@ -365,3 +365,65 @@ def test_a_long_flow_keeps_the_atom_it_runs_in_view(postgresql_db_url: str, tmp_
         _stop(proc)
         run.wait(timeout=60)
     assert run.returncode == 0, run.stderr.read().decode() if run.stderr else ""
+
+
+def test_500_flows_html_and_unicode_names_and_a_2000_atom_flow_in_the_browser(
+    postgresql_db_url: str,
+) -> None:
+    from flowkit import engines
+    from flowkit.listeners.events import EventLogListener
+    from flowkit.patterns import linear_flow
+    from flowkit.persistence import backends
+    from tests.cli._flows import LONG, Step
+
+    chromium = services.require_binary("chromium", "chromium")
+    sync_api = services.require_module("playwright.sync_api", "playwright")
+    odd = "<script>alert('flow')</script> Ünïcode ✓ & <b>bold</b> 日本語"
+    with backends.backend(postgresql_db_url) as backend:
+        for i in range(499):
+            engine = engines.load(linear_flow.Flow(f"bulk-{i}").add(Step("a"), Step("b")), backend=backend)
+            with EventLogListener(engine):
+                engine.run()
+        engine = engines.load(
+            linear_flow.Flow(odd).add(Step("<img src=x onerror=alert(1)>")), backend=backend
+        )
+        with EventLogListener(engine):
+            engine.run()
+    run = ("run", "tests.cli._flows:make_long", "--no-progress", "--report", "none")
+    assert flowkit_cmd(*run, "--connection", postgresql_db_url).returncode == 0
+    proc, base = _start_monitor(postgresql_db_url)
+    try:
+        with sync_api.sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page(viewport={"width": 1280, "height": 800})
+                dialogs: list[str] = []
+                page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+                page.goto(base + "/")
+                page.wait_for_function("() => document.querySelectorAll('#flows tbody tr').length === 501")
+                # Names are text: nothing of theirs became an element, no script ran.
+                assert page.inner_text("#flows tbody tr:nth-child(2) a") == odd
+                assert (
+                    page.evaluate("document.querySelectorAll('#flows tbody b, #flows tbody script').length")
+                    == 0
+                )
+                ARTIFACTS.mkdir(exist_ok=True)
+                page.screenshot(path=str(ARTIFACTS / "monitor-many-flows.png"))
+                page.click("#flows a:text('long')")
+                cy = "flowkitMonitor.current.cy"
+                page.wait_for_function(f"() => {cy} && {cy}.nodes().length === {LONG}", timeout=60_000)
+                ys = page.evaluate(f"{cy}.nodes().map(n => n.position('y'))")
+                assert len(set(ys)) == LONG  # one under the other, in the flow's order
+                page.wait_for_selector(f"#report tr[data-atom='step-{LONG - 1:04d}']", timeout=60_000)
+                page.screenshot(path=str(ARTIFACTS / "monitor-2000-atoms.png"))
+                page.go_back()
+                page.locator("#flows a", has_text="Ünïcode").click()
+                page.wait_for_function(f"() => {cy} && {cy}.nodes().length === 1", timeout=60_000)
+                assert page.inner_text("#flow-title").startswith(odd)
+                assert page.evaluate(f"{cy}.nodes()[0].id()") == "<img src=x onerror=alert(1)>"
+                assert page.evaluate("document.querySelectorAll('main img').length") == 0
+                assert dialogs == []
+            finally:
+                browser.close()
+    finally:
+        _stop(proc)
