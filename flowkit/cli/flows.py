@@ -213,7 +213,14 @@ def _resume(args: argparse.Namespace) -> int:
 # -- why ------------------------------------------------------------------------------------
 
 
+def _utc_seconds(seconds: float) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
 def _why(args: argparse.Namespace) -> int:
+    from flowkit import states
     from flowkit.listeners.events import EventLog
 
     with open_backend(args.connection) as backend:
@@ -230,7 +237,14 @@ def _why(args: argparse.Namespace) -> int:
             status=1,
         )
     chain = log.why(args.atom)
-    if not chain:
+    waiting: list[Any] = []
+    if not chain and ref.flow.state in (states.RUNNING, states.RESUMING):
+        # It has not run and the flow has not ended: the atoms under way are what it
+        # waits behind (a killed run's too: they say since when).
+        busy = [d.name for d in ref.flow if d.state in (states.RUNNING, states.REVERTING)]
+        waiting = [log.of(name)[-1] for name in busy if log.of(name)]
+        chain = waiting
+    elif not chain:
         # It never ran: what ended the flow before it is the answer.
         chain = [e for e in log.why(ref.flow.name) if e.kind == "flow"][:1]
         if chain and chain[0].cause.event is not None:
@@ -244,8 +258,17 @@ def _why(args: argparse.Namespace) -> int:
         )
         return 0
     print(f"{args.atom} is {detail.state or 'PENDING'}:")
+    if waiting:
+        print(f"  it has not run yet; the flow is {ref.flow.state} with these under way:")
+        for event in waiting:
+            print(f"  {event.describe()}; since {_utc_seconds(event.at)} UTC")
+        return 0
     if not log.of(args.atom):
-        print("  it never ran; the flow:")
+        print(
+            f"  it has not run yet; the flow is {ref.flow.state}, with no atom under way:"
+            if ref.flow.state in (states.RUNNING, states.RESUMING)
+            else "  it never ran; the flow:"
+        )
     for depth, event in enumerate(chain):
         print(f"  {'  ' * min(depth, 8)}{'<- ' if depth else ''}{event.describe()}")
     return 0

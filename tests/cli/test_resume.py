@@ -85,6 +85,14 @@ def test_show_says_since_when_an_atom_of_a_killed_run_is_running(connection: str
     assert found, shown.stdout
     since = datetime.strptime(found.group(1), "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC).timestamp()
     assert int(before) <= since <= time.time()
+    # Why has d not run? Not "it never ran; the flow started": c is under way (or stuck).
+    why = flowkit_cmd("flows", "why", "blocking", "d", "--connection", connection)
+    assert why.returncode == 0, why.stderr
+    assert why.stdout.splitlines()[:2] == [
+        "d is PENDING:",
+        "  it has not run yet; the flow is RUNNING with these under way:",
+    ]
+    assert why.stdout.splitlines()[2].startswith("  c RUNNING (attempt 1, run 1): 'b' completed; since ")
 
 
 def test_resume_keeps_the_event_log_of_spawned_atoms_and_tells_their_restart(
