@@ -57,7 +57,9 @@ def register(subparsers: Any) -> None:
     )
     resume.add_argument("flow", metavar="FLOW", help="flow detail uuid or flow name")
     resume.add_argument("--dry-run", action="store_true", help="print what resuming would do; run nothing")
-    resume.add_argument("--engine", help="engine kind (default: the one the run used)")
+    resume.add_argument(
+        "--engine", help="engine kind or URI (default: the one the run used); --dry-run plans with it"
+    )
     add_run_options(resume)
     resume.set_defaults(handler=guarded("flowkit flows resume", _resume), prog_name="flowkit flows resume")
 

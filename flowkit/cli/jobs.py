@@ -87,7 +87,7 @@ def register(subparsers: Any) -> None:
         help="show one job, its claim and its attempts",
         description="Show one job, who holds its claim, and its attempts.",
     )
-    show.add_argument("uuid")
+    show.add_argument("uuid", metavar="JOB_UUID", help="the job's uuid (as jobs list prints it)")
 
     conductors = actions.add_parser(
         "conductors",
@@ -104,7 +104,7 @@ def register(subparsers: Any) -> None:
         help="set an unclaimed job aside",
         description="Set an unclaimed job aside, with a reason (list --trashed shows it).",
     )
-    trash.add_argument("uuid")
+    trash.add_argument("uuid", metavar="JOB_UUID", help="the job's uuid (as jobs list prints it)")
     trash.add_argument("--reason", default="trashed by an operator", help="why (kept with the job)")
     parser.set_defaults(handler=_run)
 
