@@ -397,6 +397,7 @@ def test_500_flows_html_and_unicode_names_and_a_2000_atom_flow_in_the_browser(
             browser = playwright.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
             try:
                 page = browser.new_page(viewport={"width": 1280, "height": 800})
+                page.set_default_timeout(90_000)  # 500 flows on a loaded machine: generous, not slept
                 dialogs: list[str] = []
                 page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
                 page.goto(base + "/")
@@ -411,14 +412,14 @@ def test_500_flows_html_and_unicode_names_and_a_2000_atom_flow_in_the_browser(
                 page.screenshot(path=str(ARTIFACTS / "monitor-many-flows.png"))
                 page.click("#flows a:text('long')")
                 cy = "flowkitMonitor.current.cy"
-                page.wait_for_function(f"() => {cy} && {cy}.nodes().length === {LONG}", timeout=60_000)
+                page.wait_for_function(f"() => {cy} && {cy}.nodes().length === {LONG}")
                 ys = page.evaluate(f"{cy}.nodes().map(n => n.position('y'))")
                 assert len(set(ys)) == LONG  # one under the other, in the flow's order
-                page.wait_for_selector(f"#report tr[data-atom='step-{LONG - 1:04d}']", timeout=60_000)
+                page.wait_for_selector(f"#report tr[data-atom='step-{LONG - 1:04d}']")
                 page.screenshot(path=str(ARTIFACTS / "monitor-2000-atoms.png"))
                 page.go_back()
                 page.locator("#flows a", has_text="Ünïcode").click()
-                page.wait_for_function(f"() => {cy} && {cy}.nodes().length === 1", timeout=60_000)
+                page.wait_for_function(f"() => {cy} && {cy}.nodes().length === 1")
                 assert page.inner_text("#flow-title").startswith(odd)
                 assert page.evaluate(f"{cy}.nodes()[0].id()") == "<img src=x onerror=alert(1)>"
                 assert page.evaluate("document.querySelectorAll('main img').length") == 0
