@@ -74,8 +74,16 @@ def create_app(connection: str | Any, token: str | None = None, poll_interval: f
         return _with_cookie(FileResponse(STATIC / "flow.html"), request)
 
     async def api_flows(request: Request) -> Response:
-        rows = await in_thread(reader.flows)
+        from flowkit import states
+
         state = request.query_params.get("state")
+        if state and state.upper() not in states.FLOW_STATES:
+            # As `flows list --state`: a misspelt state (FAILED) listed nothing, as if none had failed.
+            known = ", ".join(sorted(states.FLOW_STATES))
+            return JSONResponse(
+                {"error": f"state '{state}' is no flow state; use one of {known}"}, status_code=400
+            )
+        rows = await in_thread(reader.flows)
         if state:
             rows = [r for r in rows if r["state"] == state.upper()]
         return JSONResponse(rows)

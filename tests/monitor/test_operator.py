@@ -61,3 +61,10 @@ def test_a_flow_it_cannot_rebuild_is_drawn_as_a_column(postgresql_db_url: str, c
     ys = [n["y"] for n in graph["nodes"]]
     assert ys == sorted(ys) and len(set(ys)) == len(ys)
     assert graph["width"] < graph["height"]
+
+
+def test_a_state_that_is_no_flow_state_is_refused_not_an_empty_list(client: TestClient) -> None:
+    refused = client.get("/api/flows", params={"state": "FAILED"})
+    assert refused.status_code == 400
+    assert refused.json()["error"].startswith("state 'FAILED' is no flow state; use one of FAILURE, ")
+    assert client.get("/api/flows", params={"state": "failure"}).json() == []
