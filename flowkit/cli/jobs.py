@@ -130,7 +130,11 @@ def _find(board: Any, uuid: str) -> Any:
     for job in board.iterjobs():
         if job.uuid == uuid:
             return job
-    raise exc.NotFound(f"no job {uuid} on board {board.name!r}")
+    # A finished job is consumed, gone from the board: where to look instead.
+    raise exc.NotFound(
+        f"no job {uuid} on board {board.name!r} (a job is removed once done; its flow stays in the"
+        " persistence backend: flowkit flows list)"
+    )
 
 
 def _post(args: argparse.Namespace, board: Any, persistence: Any) -> int:
@@ -141,21 +145,21 @@ def _post(args: argparse.Namespace, board: Any, persistence: Any) -> int:
 
     if persistence is None:
         return fail(
-            "jobs", "post needs --connection: the flow detail must be saved where conductors read it", 2
+            "jobs post", "--connection is needed: the flow detail must be saved where conductors read it", 2
         )
     if (
         not isinstance(args.args, list)
         or not isinstance(args.kwargs, dict)
         or not isinstance(args.store, dict)
     ):
-        return fail("jobs", "--args must be a JSON list, --kwargs and --store JSON objects", 2)
+        return fail("jobs post", "--args must be a JSON list, --kwargs and --store JSON objects", 2)
     # MODULE:NAME, as flowkit run spells its target, names the same factory; left
     # as it was, conductors could not import it and trashed the job.
     factory = args.factory.replace(":", ".", 1)
     module, dot, name = factory.rpartition(".")
     if not module or not dot or not name:
         return fail(
-            "jobs",
+            "jobs post",
             f"--factory {args.factory!r} must be MODULE.FUNCTION, for example myapp.flows.make_flow",
             2,
         )
@@ -247,13 +251,13 @@ def _run(args: argparse.Namespace) -> int:
     try:
         persistence = open_persistence(args)
     except exc.TaskFlowException as err:
-        return fail("jobs", mask_url(one_line(err)), 2)
+        return fail(f"jobs {args.action}", mask_url(one_line(err)), 2)
     try:
         board = open_board(args, persistence)
     except (exc.NotFound, ValueError) as err:  # no such kind; an option that does not convert
-        return fail("jobs", one_line(err), 2)
+        return fail(f"jobs {args.action}", one_line(err), 2)
     except exc.JobFailure as err:
-        return fail("jobs", one_line(err), 1)
+        return fail(f"jobs {args.action}", one_line(err), 1)
     try:
         if args.action == "post":
             return _post(args, board, persistence)
@@ -265,9 +269,9 @@ def _run(args: argparse.Namespace) -> int:
             return _conductors(args, board)
         return _trash(args, board)
     except (exc.NotFound, exc.InvalidFormat, ValueError) as err:
-        return fail("jobs", one_line(err), 2)
+        return fail(f"jobs {args.action}", one_line(err), 2)
     except exc.TaskFlowException as err:
-        return fail("jobs", mask_url(one_line(err)), 1)
+        return fail(f"jobs {args.action}", mask_url(one_line(err)), 1)
     finally:
         board.close()
         if persistence is not None:

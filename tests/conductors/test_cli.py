@@ -159,6 +159,9 @@ def test_jobs_trash_sets_a_job_aside(redis_board: str, tmp_path: Path) -> None:
     assert listed.stdout == f"{job.uuid}  TRASHED   NORMAL    unwanted: operator said so\n"
     missing = flowkit("jobs", "--board", redis_board, "show", "no-such-job")
     assert missing.returncode == 2 and "no job no-such-job" in missing.stderr
+    # Named like every other command's errors, and where a finished job's story is.
+    assert missing.stderr.startswith("flowkit jobs show: error: no job no-such-job on board 'flowkit'")
+    assert "its flow stays in the persistence backend: flowkit flows list" in missing.stderr
 
 
 def test_conductor_stops_gracefully_on_sigterm_and_abandons_its_job(redis_board: str, tmp_path: Path) -> None:
