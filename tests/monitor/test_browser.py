@@ -340,6 +340,7 @@ def test_a_long_flow_keeps_the_atom_it_runs_in_view(postgresql_db_url: str, tmp_
                 )
                 # How long it has been running: a killed run's atom looks the same.
                 page.wait_for_selector('#report tr[data-atom="gated"] td.took:text("since")', timeout=60_000)
+                assert page.title() == "long-gated RUNNING - flowkit monitor"  # which tab is which flow
                 in_view = (
                     f"() => {{ const p = {cy}.getElementById('gated').renderedPosition();"
                     f" return p.x >= 0 && p.y >= 0 && p.x <= {cy}.width() && p.y <= {cy}.height(); }}"

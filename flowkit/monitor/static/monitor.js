@@ -155,6 +155,8 @@ const flowkitMonitor = (() => {
 
   function showReport(report) {
     document.getElementById("flow-title").textContent = report.name + " (" + report.uuid + ")";
+    // The tab says which flow and how it stands: an operator keeps several open.
+    document.title = report.name + " " + report.state + " - flowkit monitor";
     const badge = document.getElementById("flow-state");
     badge.textContent = report.state;
     badge.className = "state s-" + report.state;
