@@ -27,6 +27,7 @@ from typing import Any
 
 from flowkit import exceptions as exc
 from flowkit import states as st
+from flowkit._utils.text import cells, pad
 from flowkit.listeners.events import META_KEY, CauseKind, Event, EventLog
 from flowkit.types.failure import Failure
 
@@ -241,9 +242,9 @@ class ExecutionReport:
         took = "" if self.duration is None else f" in {self.duration:.3f}s"
         counts = ", ".join(f"{n} {s}" for s, n in self.totals.items() if s != "total")
         lines = [f"flow '{self.flow_name}' ({self.flow_uuid}): {self.state}{took}; {counts}"]
-        width = max((len(a.name) for a in self.atoms), default=4)
+        width = max((cells(a.name) for a in self.atoms), default=4)
         for atom in self.atoms:
-            parts = [f"  {atom.name:<{width}}  {atom.state:<14}"]
+            parts = [f"  {pad(atom.name, width)}  {atom.state:<14}"]
             if atom.attempts is not None and atom.attempts != 1:
                 parts.append(f"attempts={atom.attempts}")
             if atom.state in (st.RUNNING, st.REVERTING):

@@ -16,11 +16,11 @@ import logging
 import os
 import sys
 import traceback
-import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from flowkit._utils.records import Record
+from flowkit._utils.text import cells, pad
 
 __all__ = [
     "CLOSED_PIPE",
@@ -28,7 +28,6 @@ __all__ = [
     "CliError",
     "FlowRef",
     "add_connection",
-    "cells",
     "columns",
     "find_flow",
     "guarded",
@@ -227,19 +226,12 @@ def open_backend(url: str) -> Iterator[Any]:
         backend.close()
 
 
-def cells(text: str) -> int:
-    """How many terminal cells ``text`` takes: wide (CJK) characters two, combining marks none."""
-    return sum(
-        0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text
-    )
-
-
 def columns(table: Sequence[Sequence[str]]) -> str:
     """Rows of cells as aligned columns, each as wide as its longest cell (long names included)."""
     widths = [max(cells(row[i]) for row in table) for i in range(len(table[0]))]
     lines = []
     for row in table:
-        padded = [cell + " " * (width - cells(cell)) for cell, width in zip(row[:-1], widths, strict=False)]
+        padded = [pad(cell, width) for cell, width in zip(row[:-1], widths, strict=False)]
         lines.append("  ".join([*padded, row[-1]]))
     return "\n".join(lines)
 

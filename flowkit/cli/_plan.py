@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 from flowkit import states as st
+from flowkit._utils.text import cells, pad
 
 __all__ = ["Action", "PlannedAtom", "ResumePlan", "plan_resume"]
 
@@ -116,10 +117,10 @@ class ResumePlan:
     def to_text(self) -> str:
         lines = [f"resume plan for flow '{self.flow_name}' ({self.flow_uuid}), now {self.flow_state}:"]
         lines.append(f"  {self.note}")
-        width = max((len(a.name) for a in self.atoms), default=4)
+        width = max((cells(a.name) for a in self.atoms), default=4)
         for atom in self.atoms:
             action = atom.action.value + (" then run" if atom.then_run else "")
-            lines.append(f"  {atom.name:<{width}}  {action:<16} {atom.reason}")
+            lines.append(f"  {pad(atom.name, width)}  {action:<16} {atom.reason}")
         return "\n".join(lines)
 
 

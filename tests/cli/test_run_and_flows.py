@@ -6,6 +6,7 @@ import json
 import os
 import re
 import subprocess
+import unicodedata
 from pathlib import Path
 
 from tests.cli.conftest import FLOWKIT, SOURCE_ROOT, command_env, flowkit_cmd, flowkit_json
@@ -320,3 +321,23 @@ def test_a_reader_that_goes_away_ends_the_command_quietly_as_sigpipe_would() -> 
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 141, err
     assert err == ""
+
+
+def test_flows_show_aligns_the_states_of_atoms_with_wide_names(postgresql_db_url: str) -> None:
+    from flowkit import engines
+    from flowkit.patterns import linear_flow
+    from flowkit.persistence import backends
+    from tests.cli._flows import Step
+
+    with backends.backend(postgresql_db_url) as backend:
+        flow = linear_flow.Flow("wide").add(Step("日本語の手順"), Step("ascii-step"), Step("é"))
+        engines.load(flow, backend=backend).run()
+    shown = flowkit_cmd("flows", "show", "wide", "--connection", postgresql_db_url)
+    assert shown.returncode == 0, shown.stderr
+
+    # Each SUCCESS starts in the same terminal cell; a CJK character takes two.
+    def cells(text: str) -> int:
+        return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+    starts = [cells(line[: line.index("SUCCESS")]) for line in shown.stdout.splitlines()[1:]]
+    assert len(starts) == 3 and len(set(starts)) == 1, shown.stdout
