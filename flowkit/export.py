@@ -16,7 +16,6 @@ analysis; networkx is optional (``pip install 'flowkit[graph]'``).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -124,8 +123,13 @@ def _first(item: str | _Cluster) -> str | None:
 
 
 def _q(text: str) -> str:
-    """A DOT/Mermaid double-quoted string."""
-    return json.dumps(text)
+    """A DOT double-quoted string: UTF-8 as it is, ``"`` and ``\\`` escaped, newlines as ``\\n``.
+
+    Not JSON: DOT has no ``\\uXXXX`` escape, so Graphviz drew ``Ünïcode`` as
+    ``\\u00dcn\\u00efcode``.
+    """
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{escaped}"'
 
 
 def to_dot(flow: Flow | Atom) -> str:

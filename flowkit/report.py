@@ -22,10 +22,12 @@ import reprlib
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from flowkit import exceptions as exc
 from flowkit import states as st
+from flowkit._utils.text import cells, pad
 from flowkit.listeners.events import META_KEY, CauseKind, Event, EventLog
 from flowkit.types.failure import Failure
 
@@ -240,11 +242,17 @@ class ExecutionReport:
         took = "" if self.duration is None else f" in {self.duration:.3f}s"
         counts = ", ".join(f"{n} {s}" for s, n in self.totals.items() if s != "total")
         lines = [f"flow '{self.flow_name}' ({self.flow_uuid}): {self.state}{took}; {counts}"]
-        width = max((len(a.name) for a in self.atoms), default=4)
+        width = max((cells(a.name) for a in self.atoms), default=4)
         for atom in self.atoms:
-            parts = [f"  {atom.name:<{width}}  {atom.state:<14}"]
+            parts = [f"  {pad(atom.name, width)}  {atom.state:<14}"]
             if atom.attempts is not None and atom.attempts != 1:
                 parts.append(f"attempts={atom.attempts}")
+            if atom.state in (st.RUNNING, st.REVERTING):
+                # A run that stopped (its process killed) looks like one under way: when
+                # it began tells a stuck atom from a busy one.
+                began = [e.at for e in self.events.of(atom.name) if e.state == atom.state]
+                if began:
+                    parts.append(f"since {_utc(began[-1])}")
             if atom.duration is not None:
                 parts.append(f"{atom.duration:.3f}s")
             if atom.failure is not None:
@@ -267,6 +275,11 @@ class ExecutionReport:
 
     def __str__(self) -> str:
         return self.to_text()
+
+
+def _utc(seconds: float) -> str:
+    """A time (seconds since the epoch) as ``YYYY-MM-DD HH:MM:SS UTC``."""
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def flow_summary(book: Any, flow: Any) -> dict[str, Any]:

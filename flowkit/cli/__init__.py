@@ -25,6 +25,7 @@ _SUBCOMMANDS = {
     "monitor": "flowkit.cli.monitor",
     "jobs": "flowkit.cli.jobs",
     "worker": "flowkit.cli.worker",
+    "workers": "flowkit.cli.workers",
 }
 
 
@@ -43,4 +44,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return int(args.handler(args) or 0)
+    try:
+        return int(args.handler(args) or 0)
+    except BrokenPipeError:  # the commands that do not go through guarded(): jobs, worker...
+        from flowkit.cli._common import stdout_closed
+
+        return stdout_closed()

@@ -20,13 +20,16 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from flowkit._utils.records import Record
+from flowkit._utils.text import cells, pad
 
 __all__ = [
+    "CLOSED_PIPE",
     "FAILED",
     "USAGE",
     "CliError",
     "FlowRef",
     "add_connection",
+    "columns",
     "find_flow",
     "guarded",
     "import_target",
@@ -36,6 +39,7 @@ __all__ = [
     "open_backend",
     "parse_store",
     "positive",
+    "stdout_closed",
 ]
 
 LOG = logging.getLogger(__name__)
@@ -99,6 +103,8 @@ def guarded(prog: str, handler: Callable[[argparse.Namespace], int]) -> Callable
         except KeyboardInterrupt:
             print(f"{prog}: interrupted", file=sys.stderr)
             return 130
+        except BrokenPipeError:
+            return stdout_closed()
         except Exception as err:  # every other failure becomes one line and status 1
             error = err
             message = f"{type(err).__name__}: {one_line(err)}".rstrip(": ")
@@ -112,6 +118,23 @@ def guarded(prog: str, handler: Callable[[argparse.Namespace], int]) -> Callable
         return status
 
     return run
+
+
+#: Exit status of a command whose reader went away, as for a process killed by SIGPIPE.
+CLOSED_PIPE = 128 + 13
+
+
+def stdout_closed() -> int:
+    """Leave quietly when standard output's reader went away (``flowkit flows list | head``).
+
+    What a Unix tool does there: no error line, status 141 as if killed by
+    SIGPIPE. Standard output is pointed at /dev/null so that Python's own
+    flush at exit does not fail again on the closed pipe.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return CLOSED_PIPE
 
 
 def one_line(err: BaseException) -> str:
@@ -202,6 +225,16 @@ def open_backend(url: str) -> Iterator[Any]:
         yield backend
     finally:
         backend.close()
+
+
+def columns(table: Sequence[Sequence[str]]) -> str:
+    """Rows of cells as aligned columns, each as wide as its longest cell (long names included)."""
+    widths = [max(cells(row[i]) for row in table) for i in range(len(table[0]))]
+    lines = []
+    for row in table:
+        padded = [pad(cell, width) for cell, width in zip(row[:-1], widths, strict=False)]
+        lines.append("  ".join([*padded, row[-1]]))
+    return "\n".join(lines)
 
 
 class FlowRef(Record):

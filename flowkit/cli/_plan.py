@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 from flowkit import states as st
+from flowkit._utils.text import cells, pad
 
 __all__ = ["Action", "PlannedAtom", "ResumePlan", "plan_resume"]
 
@@ -37,6 +38,12 @@ class Action(StrEnum):
     RESOLVE = "resolve"
     #: Its revert failed: the engine does not try again; it stays as it is.
     STUCK = "stuck"
+    #: Marked to revert, but after an atom whose revert failed: its revert waits
+    #: for that one's, which is not tried again, so it stays as it is.
+    BLOCKED = "blocked"
+    #: The engine never resolves a failure (``never_resolve``) and one stands: it
+    #: starts nothing new, so the atom stays as it is.
+    HELD = "held"
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,10 +117,10 @@ class ResumePlan:
     def to_text(self) -> str:
         lines = [f"resume plan for flow '{self.flow_name}' ({self.flow_uuid}), now {self.flow_state}:"]
         lines.append(f"  {self.note}")
-        width = max((len(a.name) for a in self.atoms), default=4)
+        width = max((cells(a.name) for a in self.atoms), default=4)
         for atom in self.atoms:
             action = atom.action.value + (" then run" if atom.then_run else "")
-            lines.append(f"  {atom.name:<{width}}  {action:<16} {atom.reason}")
+            lines.append(f"  {pad(atom.name, width)}  {action:<16} {atom.reason}")
         return "\n".join(lines)
 
 
@@ -123,16 +130,23 @@ _SKIP_REASONS = {
 }
 
 
-def plan_resume(flow_detail: Any, retry_reach: Mapping[str, frozenset[str]] | None = None) -> ResumePlan:
+def plan_resume(
+    flow_detail: Any, reach: Mapping[str, frozenset[str]] | None = None, never_resolve: bool = False
+) -> ResumePlan:
     """Work out the resume plan of ``flow_detail``.
 
     Args:
         flow_detail: the stopped run's flow detail.
-        retry_reach: retry name -> every atom after it in the compiled graph
-            (what its RETRY resets and runs again); lets the plan say which
-            atoms run again after their revert.
+        reach: atom name -> every atom after it in the compiled graph. For a
+            retry, what its RETRY resets and runs again (which atoms run again
+            after their revert); for any atom, the atoms whose reverts come
+            before its own (an atom after one whose revert failed is not
+            reverted).
+        never_resolve: the resuming engine's option of that name: a failure
+            that stands is then neither retried nor reverted, and nothing new
+            starts.
     """
-    reach = retry_reach or {}
+    reach = reach or {}
     flow_state = flow_detail.state or st.PENDING
     details = list(flow_detail)
     if flow_state == st.SUCCESS:
@@ -151,18 +165,40 @@ def plan_resume(flow_detail: Any, retry_reach: Mapping[str, frozenset[str]] | No
         note = "the flow was reverted: resuming resets it and runs every atom again from the start"
         return ResumePlan(flow_detail.name, flow_detail.uuid, flow_state, note, atoms)
     retrying = {d.name for d in details if d.intention == st.RETRY or d.state == st.RETRYING}
+    stuck = {d.name for d in details if d.state == st.REVERT_FAILURE}
     planned = []
     for detail in details:
         state = detail.state or st.PENDING
         action, reason = _action(state, detail.intention)
+        waits_for = sorted(stuck & reach.get(detail.name, frozenset()))
+        if action == Action.REVERT and waits_for:
+            # Reverts go from the last atom back: this one's waits for the stuck one's.
+            action = Action.BLOCKED
+            reason = f"marked to revert, but its revert waits for '{waits_for[0]}', whose revert failed"
         looping = sorted(r for r in retrying if detail.name in reach.get(r, frozenset()))
         # A RETRY resets everything after the retry and runs it again.
         then_run = bool(looping) and action in (Action.REVERT, Action.REREVERT, Action.SKIP)
         if then_run:
             reason += f"; then retry '{looping[0]}' runs it again"
         planned.append(PlannedAtom(detail.name, state, detail.intention, action, then_run, reason))
+    if never_resolve and any(p.action == Action.RESOLVE for p in planned):
+        planned = [_held(p) for p in planned]
     note = "assuming nothing fails anew (a new failure changes what follows)"
     return ResumePlan(flow_detail.name, flow_detail.uuid, flow_state, note, tuple(planned))
+
+
+def _held(atom: PlannedAtom) -> PlannedAtom:
+    """``atom`` as an engine with ``never_resolve`` leaves it while a failure stands."""
+    if atom.action == Action.RESOLVE:
+        reason = (
+            "stays FAILURE: the engine never resolves a failure (never_resolve);"
+            " resume with --engine serial to let its retry or a revert decide"
+        )
+    elif atom.action == Action.RUN:
+        reason = "not run: a failure stands and the engine, with never_resolve, starts nothing new"
+    else:
+        return atom
+    return PlannedAtom(atom.name, atom.state, atom.intention, Action.HELD, False, reason)
 
 
 def _action(state: str, intention: str) -> tuple[Action, str]:

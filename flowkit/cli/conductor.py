@@ -122,10 +122,29 @@ def fail(command: str, message: str, status: int) -> int:
     return status
 
 
+def _recording(kind: str) -> Any:
+    """The conductor class of ``kind`` that records each job's causal event log.
+
+    As ``flowkit run`` does: without it, ``flowkit flows why`` had nothing to
+    say about any flow a conductor ran, and the monitor no events to show.
+    """
+    from flowkit.conductors.backends.impl_blocking import BlockingConductor
+    from flowkit.conductors.backends.impl_nonblocking import NonBlockingConductor
+    from flowkit.conductors.base import Conductor
+    from flowkit.listeners.events import EventLogListener
+
+    base = {"blocking": BlockingConductor, "nonblocking": NonBlockingConductor}[kind]
+
+    class RecordsEvents(Conductor):
+        def _listeners_from_job(self, job: Any, engine: Any) -> list[Any]:
+            return [*super()._listeners_from_job(job, engine), EventLogListener(engine)]
+
+    return type(f"EventLogging{base.__name__}", (RecordsEvents, base), {})
+
+
 def _run(args: argparse.Namespace) -> int:
     import signal  # only a running conductor needs it (``flowkit --help`` start-up)
 
-    from flowkit import conductors
     from flowkit import exceptions as exc
     from flowkit.persistence.backends._urls import mask_url
 
@@ -149,7 +168,7 @@ def _run(args: argparse.Namespace) -> int:
     }
     if args.max_simultaneous_jobs is not None:
         options["max_simultaneous_jobs"] = args.max_simultaneous_jobs
-    conductor = conductors.backends.fetch(args.kind, args.name, board, **options)
+    conductor = _recording(args.kind)(args.name, board, **options)
 
     signals = 0
 

@@ -11,23 +11,22 @@
 ``current`` (alias ``version``) prints the schema revision of a SQL database,
 or ``none`` when it was never upgraded. ``import-taskflow`` copies every
 logbook of a TaskFlow SQL database into a flowkit backend, leaving the
-TaskFlow database as it was. Errors are one line on stderr and exit
-status 1, or 2 for bad usage (``current`` of a backend that is not a SQL
-database); passwords in URLs are masked wherever they are shown.
+TaskFlow database as it was. Errors are one line on stderr and exit status
+1, or 2 for bad usage (a URL no backend takes, ``current`` of a backend that
+is not a SQL database); passwords in URLs are masked wherever they are
+shown; ``-v`` adds the traceback.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
+import traceback
 from typing import Any
 
-from flowkit.cli._common import FAILED, CliError
+from flowkit.cli._common import FAILED, CliError, one_line
 
 __all__ = ["register"]
-
-LOG = logging.getLogger(__name__)
 
 
 def register(subparsers: Any) -> None:
@@ -77,34 +76,52 @@ def register(subparsers: Any) -> None:
     imports.set_defaults(handler=_import_taskflow)
 
 
-def _fail(args: argparse.Namespace, err: BaseException) -> int:
+def _fail(args: argparse.Namespace, err: BaseException, status: int = FAILED) -> int:
     from flowkit.persistence.backends._urls import mask_url
 
     command = f"flowkit db {args.db_command}"
-    message = " ".join(str(err).split()) or type(err).__name__
-    if getattr(args, "verbose", 0) >= 2:
-        LOG.exception("%s failed", command)
+    # one_line: a flowkit error's str() appends its causes, which repeat the message.
+    message = one_line(err) or type(err).__name__
+    if getattr(args, "verbose", 0):
+        traceback.print_exception(err, file=sys.stderr)
     # A message may quote the URL unmasked (a driver echoing its DSN): mask it again.
     for url in (args.connection, getattr(args, "source", None)):
         if url:
             message = message.replace(url, mask_url(url))
     print(f"{command}: error: {message}", file=sys.stderr)
-    return err.status if isinstance(err, CliError) else FAILED
+    return status
+
+
+def _fetch(args: argparse.Namespace) -> Any:
+    """The backend ``--connection`` names.
+
+    Raises:
+        CliError: no backend has that URL's scheme (bad usage, status 2, as
+            for every other command).
+    """
+    from flowkit import exceptions as exc
+    from flowkit.persistence import backends
+
+    try:
+        return backends.fetch({"connection": args.connection})
+    except (exc.NotFound, ValueError) as err:
+        raise CliError(one_line(err)) from err
 
 
 def _upgrade(args: argparse.Namespace) -> int:
-    from flowkit.persistence import backends
     from flowkit.persistence.backends._urls import mask_url
 
     try:
-        backend = backends.fetch({"connection": args.connection})
+        backend = _fetch(args)
         try:
             with backend.get_connection() as conn:
                 conn.upgrade()
                 revision = _revision_of(conn)
         finally:
             backend.close()
-    except Exception as err:  # every failure becomes one line and status 1
+    except CliError as err:
+        return _fail(args, err, err.status)
+    except Exception as err:  # every other failure becomes one line and status 1
         return _fail(args, err)
     where = mask_url(args.connection)
     print(f"{where}: schema at revision {revision}" if revision else f"{where}: up to date")
@@ -112,11 +129,10 @@ def _upgrade(args: argparse.Namespace) -> int:
 
 
 def _current(args: argparse.Namespace) -> int:
-    from flowkit.persistence import backends
     from flowkit.persistence.backends._urls import mask_url
 
     try:
-        backend = backends.fetch({"connection": args.connection})
+        backend = _fetch(args)
         try:
             if not _keeps_revisions(backend):
                 # The user's words are wrong, not the store: said before any connection is
@@ -129,7 +145,9 @@ def _current(args: argparse.Namespace) -> int:
                 revision = _revision_of(conn)
         finally:
             backend.close()
-    except Exception as err:  # every failure becomes one line and status 1 (2 for bad usage)
+    except CliError as err:
+        return _fail(args, err, err.status)
+    except Exception as err:  # every other failure becomes one line and status 1
         return _fail(args, err)
     print(revision or "none")
     return 0

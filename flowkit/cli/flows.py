@@ -17,7 +17,15 @@ import argparse
 import json
 from typing import Any
 
-from flowkit.cli._common import CliError, add_connection, find_flow, guarded, list_flows, open_backend
+from flowkit.cli._common import (
+    CliError,
+    add_connection,
+    columns,
+    find_flow,
+    guarded,
+    list_flows,
+    open_backend,
+)
 
 __all__ = ["register"]
 
@@ -49,7 +57,9 @@ def register(subparsers: Any) -> None:
     )
     resume.add_argument("flow", metavar="FLOW", help="flow detail uuid or flow name")
     resume.add_argument("--dry-run", action="store_true", help="print what resuming would do; run nothing")
-    resume.add_argument("--engine", help="engine kind (default: the one the run used)")
+    resume.add_argument(
+        "--engine", help="engine kind or URI (default: the one the run used); --dry-run plans with it"
+    )
     add_run_options(resume)
     resume.set_defaults(handler=guarded("flowkit flows resume", _resume), prog_name="flowkit flows resume")
 
@@ -84,13 +94,27 @@ def _list(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
+    if not rows:
+        print("no flows" + (f" in state {args.state.upper()}" if args.state else ""))
+        return 0
+    table: list[tuple[str, ...]] = [("UUID", "NAME", "STATE", "CREATED (UTC)", "ATOMS")]
     for row in rows:
         counts = ", ".join(f"{n} {s}" for s, n in row["atoms"].items()) or "no atoms"
-        when = row["created_at"] or "-"
-        print(f"{row['uuid']}  {row['name']:<20} {row['state']:<10} {when}  {counts}")
-    if not rows:
-        print("no flows")
+        table.append((row["uuid"], row["name"], row["state"], _utc(row["created_at"]), counts))
+    print(columns(table))
     return 0
+
+
+def _utc(iso: str | None) -> str:
+    """An ISO 8601 time as ``YYYY-MM-DD HH:MM:SS`` in UTC (microseconds and offset only made it long)."""
+    from datetime import UTC, datetime
+
+    if not iso:
+        return "-"
+    when = datetime.fromisoformat(iso)
+    if when.tzinfo is not None:
+        when = when.astimezone(UTC)
+    return when.strftime("%Y-%m-%d %H:%M:%S")
 
 
 # -- show -------------------------------------------------------------------------------
@@ -118,8 +142,12 @@ def _show(args: argparse.Namespace) -> int:
 # -- resume ------------------------------------------------------------------------------
 
 
-def _retry_reach(flow: Any) -> dict[str, frozenset[str]]:
-    """Retry name -> every atom reachable after it in the compiled graph (its RETRY resets them)."""
+def _reach(flow: Any, every_atom: bool = False) -> dict[str, frozenset[str]]:
+    """Retry (or, with ``every_atom``, atom) name -> every atom reachable after it in the compiled graph.
+
+    A retry's RETRY resets those; any atom's revert waits for theirs, which
+    matters only once some revert failed (``every_atom``: it costs a walk per atom).
+    """
     from flowkit.export import to_networkx_data
 
     nodes, edges = to_networkx_data(flow)
@@ -128,15 +156,15 @@ def _retry_reach(flow: Any) -> dict[str, frozenset[str]]:
         succ.setdefault(source, []).append(target)
     atoms = {n["id"] for n in nodes if n["kind"] in ("task", "retry")}
     reach: dict[str, frozenset[str]] = {}
-    for retry in (n["id"] for n in nodes if n["kind"] == "retry"):
+    for atom in atoms if every_atom else (n["id"] for n in nodes if n["kind"] == "retry"):
         seen: set[str] = set()
-        stack = list(succ.get(retry, ()))
+        stack = list(succ.get(atom, ()))
         while stack:
             node = stack.pop()
             if node not in seen:
                 seen.add(node)
                 stack.extend(succ.get(node, ()))
-        reach[retry] = frozenset(seen & atoms)
+        reach[atom] = frozenset(seen & atoms)
     return reach
 
 
@@ -154,19 +182,27 @@ def _rebuild(ref: Any) -> Any:
 
 
 def _resume(args: argparse.Namespace) -> int:
-    from flowkit import engines
+    from flowkit import engines, states
     from flowkit import exceptions as exc
     from flowkit.cli._plan import plan_resume
     from flowkit.cli.run import ENGINE_KEY, engine_error, run_engine
+    from flowkit.engines.helpers import _parse_engine as parse_engine
 
     with open_backend(args.connection) as backend:
         ref = find_flow(backend, args.flow)
         flow = _rebuild(ref)
+        kind = args.engine or (ref.flow.meta or {}).get(ENGINE_KEY) or "serial"
         if args.dry_run:
-            plan = plan_resume(ref.flow, _retry_reach(flow))
+            # The plan is that of the engine the resume would use (--engine, else the run's).
+            try:
+                options = parse_engine(kind)[1]
+            except (exc.UnknownEngine, exc.InvalidEngineOption) as err:
+                raise engine_error(kind, err) from err
+            reverts_failed = any(d.state == states.REVERT_FAILURE for d in ref.flow)
+            reach = _reach(flow, every_atom=reverts_failed)
+            plan = plan_resume(ref.flow, reach, never_resolve=bool(options.get("never_resolve")))
             print(json.dumps(plan.to_dict(), indent=2) if args.json else plan.to_text())
             return 0
-        kind = args.engine or (ref.flow.meta or {}).get(ENGINE_KEY) or "serial"
         try:
             engine = engines.load(flow, flow_detail=ref.flow, backend=backend, engine=kind)
         except (exc.UnknownEngine, exc.InvalidEngineOption) as err:
@@ -179,7 +215,14 @@ def _resume(args: argparse.Namespace) -> int:
 # -- why ------------------------------------------------------------------------------------
 
 
+def _utc_seconds(seconds: float) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
 def _why(args: argparse.Namespace) -> int:
+    from flowkit import states
     from flowkit.listeners.events import EventLog
 
     with open_backend(args.connection) as backend:
@@ -196,7 +239,14 @@ def _why(args: argparse.Namespace) -> int:
             status=1,
         )
     chain = log.why(args.atom)
-    if not chain:
+    waiting: list[Any] = []
+    if not chain and ref.flow.state in (states.RUNNING, states.RESUMING):
+        # It has not run and the flow has not ended: the atoms under way are what it
+        # waits behind (a killed run's too: they say since when).
+        busy = [d.name for d in ref.flow if d.state in (states.RUNNING, states.REVERTING)]
+        waiting = [log.of(name)[-1] for name in busy if log.of(name)]
+        chain = waiting
+    elif not chain:
         # It never ran: what ended the flow before it is the answer.
         chain = [e for e in log.why(ref.flow.name) if e.kind == "flow"][:1]
         if chain and chain[0].cause.event is not None:
@@ -210,8 +260,17 @@ def _why(args: argparse.Namespace) -> int:
         )
         return 0
     print(f"{args.atom} is {detail.state or 'PENDING'}:")
+    if waiting:
+        print(f"  it has not run yet; the flow is {ref.flow.state} with these under way:")
+        for event in waiting:
+            print(f"  {event.describe()}; since {_utc_seconds(event.at)} UTC")
+        return 0
     if not log.of(args.atom):
-        print("  it never ran; the flow:")
+        print(
+            f"  it has not run yet; the flow is {ref.flow.state}, with no atom under way:"
+            if ref.flow.state in (states.RUNNING, states.RESUMING)
+            else "  it never ran; the flow:"
+        )
     for depth, event in enumerate(chain):
         print(f"  {'  ' * min(depth, 8)}{'<- ' if depth else ''}{event.describe()}")
     return 0

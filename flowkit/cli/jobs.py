@@ -7,6 +7,7 @@
     flowkit jobs --board redis://127.0.0.1:6379/0 list [--json]
     flowkit jobs --board redis://127.0.0.1:6379/0 show JOB_UUID
     flowkit jobs --board redis://127.0.0.1:6379/0 trash JOB_UUID --reason "operator: bad input"
+    flowkit jobs --board redis://127.0.0.1:6379/0 conductors [--json]
 
 ``post`` saves a logbook holding one flow detail that records the flow
 factory (so any conductor can rebuild the flow) and posts a job naming it.
@@ -18,6 +19,7 @@ runtime failures with 1.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from typing import Any
@@ -42,8 +44,11 @@ def register(subparsers: Any) -> None:
     """Add the ``jobs`` command to the ``flowkit`` parser."""
     parser = subparsers.add_parser(
         "jobs",
-        help="post, list, show and trash jobs on a jobboard",
-        description="Post, list, show and trash the jobs on a jobboard (conductors claim and run them).",
+        help="post, list, show and trash jobs on a jobboard; list its conductors",
+        description=(
+            "Post, list, show and trash the jobs on a jobboard (conductors claim and run them);"
+            " list the conductors alive on it."
+        ),
     )
     board_arguments(parser)
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -82,14 +87,24 @@ def register(subparsers: Any) -> None:
         help="show one job, its claim and its attempts",
         description="Show one job, who holds its claim, and its attempts.",
     )
-    show.add_argument("uuid")
+    show.add_argument("uuid", metavar="JOB_UUID", help="the job's uuid (as jobs list prints it)")
+
+    conductors = actions.add_parser(
+        "conductors",
+        help="list the conductors alive on the board",
+        description=(
+            "List the conductors registered on the board now: a conductor whose process died"
+            " drops out when its entry expires (Redis) or its session ends (ZooKeeper)."
+        ),
+    )
+    conductors.add_argument("--json", action="store_true", help="a JSON array, one object per conductor")
 
     trash = actions.add_parser(
         "trash",
         help="set an unclaimed job aside",
         description="Set an unclaimed job aside, with a reason (list --trashed shows it).",
     )
-    trash.add_argument("uuid")
+    trash.add_argument("uuid", metavar="JOB_UUID", help="the job's uuid (as jobs list prints it)")
     trash.add_argument("--reason", default="trashed by an operator", help="why (kept with the job)")
     parser.set_defaults(handler=_run)
 
@@ -115,34 +130,42 @@ def _find(board: Any, uuid: str) -> Any:
     for job in board.iterjobs():
         if job.uuid == uuid:
             return job
-    raise exc.NotFound(f"no job {uuid} on board {board.name!r}")
+    # A finished job is consumed, gone from the board: where to look instead.
+    raise exc.NotFound(
+        f"no job {uuid} on board {board.name!r} (a job is removed once done; its flow stays in the"
+        " persistence backend: flowkit flows list)"
+    )
 
 
 def _post(args: argparse.Namespace, board: Any, persistence: Any) -> int:
     from flowkit import engines
     from flowkit._utils.uuids import random_uuid
+    from flowkit.jobs.base import JobPriority
     from flowkit.persistence import models
 
     if persistence is None:
         return fail(
-            "jobs", "post needs --connection: the flow detail must be saved where conductors read it", 2
+            "jobs post", "--connection is needed: the flow detail must be saved where conductors read it", 2
         )
     if (
         not isinstance(args.args, list)
         or not isinstance(args.kwargs, dict)
         or not isinstance(args.store, dict)
     ):
-        return fail("jobs", "--args must be a JSON list, --kwargs and --store JSON objects", 2)
+        return fail("jobs post", "--args must be a JSON list, --kwargs and --store JSON objects", 2)
     # MODULE:NAME, as flowkit run spells its target, names the same factory; left
     # as it was, conductors could not import it and trashed the job.
     factory = args.factory.replace(":", ".", 1)
     module, dot, name = factory.rpartition(".")
     if not module or not dot or not name:
         return fail(
-            "jobs",
+            "jobs post",
             f"--factory {args.factory!r} must be MODULE.FUNCTION, for example myapp.flows.make_flow",
             2,
         )
+    # Checked before anything is saved: a refused post left its logbook behind,
+    # listed by `flowkit flows list` as a PENDING flow no job would ever run.
+    priority = JobPriority.convert(args.priority)
     book = models.LogBook(args.name)
     flow_detail = models.FlowDetail(args.name, random_uuid())
     book.add(flow_detail)
@@ -150,7 +173,13 @@ def _post(args: argparse.Namespace, board: Any, persistence: Any) -> int:
     with persistence.get_connection() as conn:
         conn.upgrade()
         conn.save_logbook(book)
-    job = board.post(args.name, book=book, details={"store": args.store}, priority=args.priority)
+    try:
+        job = board.post(args.name, book=book, details={"store": args.store}, priority=priority)
+    except Exception:
+        # The board refused it (or went away): take the logbook back, keeping the board's error.
+        with contextlib.suppress(Exception), persistence.get_connection() as conn:
+            conn.destroy_logbook(book.uuid)
+        raise
     print(job.uuid)
     return 0
 
@@ -183,6 +212,30 @@ def _show(args: argparse.Namespace, board: Any) -> int:
     return 0
 
 
+def _conductors(args: argparse.Namespace, board: Any) -> int:
+    from datetime import UTC, datetime
+
+    from flowkit.cli._common import columns
+
+    found = board.entities("conductor")
+    if args.json:
+        print(json.dumps(found, indent=2, sort_keys=True, default=str))
+        return 0
+    if not found:
+        print("no conductors alive")
+        return 0
+    table = [("NAME", "HOST", "PID", "SINCE (UTC)")]
+    for entity in found:
+        meta = entity.get("metadata") or {}
+        since = entity.get("registered_at")
+        when = datetime.fromtimestamp(since, UTC).strftime("%Y-%m-%d %H:%M:%S") if since else "-"
+        table.append(
+            (str(entity.get("name")), str(meta.get("hostname", "-")), str(meta.get("pid", "-")), when)
+        )
+    print(columns(table))
+    return 0
+
+
 def _trash(args: argparse.Namespace, board: Any) -> int:
     job = _find(board, args.uuid)
     board.claim(job, CLI_OWNER)
@@ -198,13 +251,13 @@ def _run(args: argparse.Namespace) -> int:
     try:
         persistence = open_persistence(args)
     except exc.TaskFlowException as err:
-        return fail("jobs", mask_url(one_line(err)), 2)
+        return fail(f"jobs {args.action}", mask_url(one_line(err)), 2)
     try:
         board = open_board(args, persistence)
     except (exc.NotFound, ValueError) as err:  # no such kind; an option that does not convert
-        return fail("jobs", one_line(err), 2)
+        return fail(f"jobs {args.action}", one_line(err), 2)
     except exc.JobFailure as err:
-        return fail("jobs", one_line(err), 1)
+        return fail(f"jobs {args.action}", one_line(err), 1)
     try:
         if args.action == "post":
             return _post(args, board, persistence)
@@ -212,11 +265,13 @@ def _run(args: argparse.Namespace) -> int:
             return _list(args, board)
         if args.action == "show":
             return _show(args, board)
+        if args.action == "conductors":
+            return _conductors(args, board)
         return _trash(args, board)
     except (exc.NotFound, exc.InvalidFormat, ValueError) as err:
-        return fail("jobs", one_line(err), 2)
+        return fail(f"jobs {args.action}", one_line(err), 2)
     except exc.TaskFlowException as err:
-        return fail("jobs", mask_url(one_line(err)), 1)
+        return fail(f"jobs {args.action}", mask_url(one_line(err)), 1)
     finally:
         board.close()
         if persistence is not None:

@@ -44,7 +44,11 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--port", type=int, default=8765, help="port (default: 8765; 0 picks a free one)")
     parser.add_argument("--token", help=f"require this bearer token (default: ${TOKEN_ENV} if set)")
     parser.add_argument(
-        "--poll", type=float, default=0.5, help="seconds between reads of a watched flow (default 0.5)"
+        "--poll",
+        type=float,
+        default=0.5,
+        metavar="S",
+        help="seconds between reads of a watched flow (default: 0.5)",
     )
     parser.set_defaults(handler=guarded("flowkit monitor", _serve))
 

@@ -42,8 +42,9 @@ __all__ = ["flow_at", "register", "run_engine", "spec_flow"]
 
 #: Flow detail metadata key holding the engine kind a run used (resume reuses it).
 ENGINE_KEY = "engine"
-#: Flows up to this many graph nodes keep their shape in their metadata, so the
-#: monitor can draw them without importing their code.
+#: Flows up to this many atoms keep their shape in their metadata, so the
+#: monitor can draw them without importing their code. Atoms, not graph nodes:
+#: the compiled graph adds two nodes per flow, so a flow of 2,000 atoms has more.
 _GRAPH_LIMIT = 2000
 
 
@@ -134,7 +135,7 @@ def _run(args: argparse.Namespace) -> int:
         _check_flow(engine, args.target)
         meta: dict[str, Any] = {ENGINE_KEY: args.engine}
         compiled: Any = engine  # an ActionEngine: it exposes its compiled graph
-        if len(compiled.compilation.nodes) <= _GRAPH_LIMIT:
+        if len(compiled.compilation.atoms) <= _GRAPH_LIMIT:
             from flowkit.monitor._data import GRAPH_KEY
             from flowkit.monitor._layout import shape_of
 

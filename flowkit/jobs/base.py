@@ -705,6 +705,14 @@ class JobBoard(ABC):
     def register_entity(self, entity: Any) -> None:
         """Make ``entity`` (a conductor) known on the board (boards that list them)."""
 
+    def entities(self, kind: str = "conductor") -> list[dict[str, Any]]:
+        """The entities of ``kind`` registered now (conductors alive), as ``{"kind", "name", "metadata"}``.
+
+        What an operator asks at a conductor's door: is it alive? A board that
+        lists no entities (the memory board) has none.
+        """
+        return []
+
     @property
     @abstractmethod
     def connected(self) -> bool:

@@ -7,7 +7,7 @@ import logging
 import threading
 from typing import Any
 
-from flowkit.monitor._layout import GraphShape, layout, shape_of
+from flowkit.monitor._layout import GraphShape, column, layout, shape_of
 
 __all__ = ["GRAPH_KEY", "Reader"]
 
@@ -84,22 +84,23 @@ class Reader:
         flow = self._flow(uuid)
         if flow is None:
             return None
-        shape = self._shape(flow)
-        drawn = layout(shape).to_dict(shape)
+        shape, known = self._shape(flow)
+        drawn = (layout(shape) if known else column(shape)).to_dict(shape)
         with self._lock:
             self._graphs[uuid] = drawn
         return drawn
 
     @staticmethod
-    def _shape(flow: Any) -> GraphShape:
+    def _shape(flow: Any) -> tuple[GraphShape, bool]:
+        """The flow's shape, and whether it is known (False: its atoms and no edges)."""
         stored = (flow.meta or {}).get(GRAPH_KEY)
         if isinstance(stored, dict):
-            return GraphShape.from_dict(stored)
+            return GraphShape.from_dict(stored), True
         from flowkit import engines
 
         try:
-            return shape_of(engines.flow_from_detail(flow))
+            return shape_of(engines.flow_from_detail(flow)), True
         except Exception:  # no factory, or its code is not importable here
             LOG.debug("cannot rebuild flow %s; drawing its atoms in a column", flow.uuid, exc_info=True)
         # Without the flow's shape, its atoms in a column and no edges (none is known).
-        return GraphShape(tuple({"id": d.name, "kind": "task", "flow": flow.name} for d in flow), ())
+        return GraphShape(tuple({"id": d.name, "kind": "task", "flow": flow.name} for d in flow), ()), False

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import hmac
 import json
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,8 @@ from typing import Any
 from flowkit.monitor import _data
 
 __all__ = ["create_app"]
+
+LOG = logging.getLogger(__name__)
 
 STATIC = Path(__file__).resolve().parent / "static"
 #: Cookie that keeps a browser's token after it opened ``/?token=...``.
@@ -45,10 +48,24 @@ def create_app(connection: str | Any, token: str | None = None, poll_interval: f
     from starlette.routing import Mount, Route
     from starlette.staticfiles import StaticFiles
 
+    from flowkit import exceptions as exc
+
     reader = _data.Reader(connection)
+    outage = _Outage()
 
     async def in_thread(fn: Callable[..., Any], *args: Any) -> Any:
-        return await asyncio.to_thread(fn, *args)
+        try:
+            result = await asyncio.to_thread(fn, *args)
+        except exc.StorageFailure as err:
+            outage.failed(err)
+            raise
+        outage.answered()
+        return result
+
+    async def unavailable(_request: Request, err: Exception) -> Response:
+        # The database went away (restarting, unreachable): say so in one line, as
+        # the CLI would, and let the pages keep polling until it answers again.
+        return JSONResponse({"error": _one_line(err)}, status_code=503)
 
     async def index(request: Request) -> Response:
         return _with_cookie(FileResponse(STATIC / "index.html"), request)
@@ -57,8 +74,16 @@ def create_app(connection: str | Any, token: str | None = None, poll_interval: f
         return _with_cookie(FileResponse(STATIC / "flow.html"), request)
 
     async def api_flows(request: Request) -> Response:
-        rows = await in_thread(reader.flows)
+        from flowkit import states
+
         state = request.query_params.get("state")
+        if state and state.upper() not in states.FLOW_STATES:
+            # As `flows list --state`: a misspelt state (FAILED) listed nothing, as if none had failed.
+            known = ", ".join(sorted(states.FLOW_STATES))
+            return JSONResponse(
+                {"error": f"state '{state}' is no flow state; use one of {known}"}, status_code=400
+            )
+        rows = await in_thread(reader.flows)
         if state:
             rows = [r for r in rows if r["state"] == state.upper()]
         return JSONResponse(rows)
@@ -81,7 +106,14 @@ def create_app(connection: str | Any, token: str | None = None, poll_interval: f
         async def events() -> AsyncIterator[str]:
             last: Any = None
             while not await request.is_disconnected():
-                snapshot = await in_thread(reader.states, uuid)
+                try:
+                    snapshot = await in_thread(reader.states, uuid)
+                except exc.StorageFailure as err:
+                    # Named, so a page's onmessage (which reads snapshots) is not handed it.
+                    yield f"event: unavailable\ndata: {json.dumps({'error': _one_line(err)})}\n\n"
+                    last = None  # the first snapshot once the database is back is sent
+                    await asyncio.sleep(poll_interval)
+                    continue
                 if snapshot != last:
                     last = snapshot
                     yield f"data: {json.dumps(snapshot)}\n\n"
@@ -117,10 +149,39 @@ def create_app(connection: str | Any, token: str | None = None, poll_interval: f
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ],
         lifespan=lifespan,
+        exception_handlers={exc.StorageFailure: unavailable},
     )
     if token is not None:
         return _TokenGate(app, token)
     return app
+
+
+def _one_line(err: BaseException) -> str:
+    from flowkit.cli._common import one_line
+
+    return one_line(err)
+
+
+class _Outage:
+    """Logs a database outage once when it starts and once when it ends.
+
+    Each page polls every few seconds: a traceback per request, as the server
+    logged before, buried the one line that mattered.
+    """
+
+    def __init__(self) -> None:
+        self._error: str | None = None
+
+    def failed(self, err: BaseException) -> None:
+        message = _one_line(err)
+        if self._error is None:
+            LOG.warning("the monitor cannot read its backend: %s", message)
+        self._error = message
+
+    def answered(self) -> None:
+        if self._error is not None:
+            LOG.warning("the monitor reads its backend again")
+            self._error = None
 
 
 class _TokenGate:

@@ -20,7 +20,10 @@ __all__ = [
     "SHOP",
     "CardDeclined",
     "make_blocking",
+    "make_long",
+    "make_long_gated",
     "make_retried",
+    "make_revert_fails",
     "make_shop",
     "make_slow",
     "make_spawning",
@@ -135,6 +138,37 @@ def make_blocking() -> linear_flow.Flow:
 def make_stuck_revert() -> linear_flow.Flow:
     """a, b (its revert blocks the first time), then charge fails: the flow reverts."""
     return linear_flow.Flow("stuck-revert").add(Step("a"), BlockingRevert("b"), Charge("charge"))
+
+
+#: Atoms in :func:`make_long`: as many as ``flowkit run`` keeps the shape of for the monitor.
+LONG = 2000
+
+
+def make_long() -> linear_flow.Flow:
+    """``LONG`` steps in a row."""
+    return linear_flow.Flow("long").add(*(Step(f"step-{i:04d}") for i in range(LONG)))
+
+
+class RevertFails(task.Task):
+    """Its revert always raises."""
+
+    def execute(self) -> str:
+        return self.name
+
+    def revert(self, *args: Any, **kwargs: Any) -> None:
+        raise RuntimeError(f"cannot undo {self.name}")
+
+
+def make_revert_fails() -> linear_flow.Flow:
+    """a, b (its revert raises), then charge fails: the flow ends FAILURE with a left done."""
+    return linear_flow.Flow("revert-fails").add(Step("a"), RevertFails("b"), Charge("charge"))
+
+
+def make_long_gated() -> linear_flow.Flow:
+    """300 steps in a row; the 241st, ``gated``, is a :class:`Slow` (give ``delay``)."""
+    steps: list[task.Task] = [Step(f"step-{i:03d}") for i in range(300)]
+    steps[240] = Slow("gated")
+    return linear_flow.Flow("long-gated").add(*steps)
 
 
 def make_slow() -> linear_flow.Flow:

@@ -93,3 +93,12 @@ def test_flowkit_graph_draws_a_spec_file_as_flowkit_run_takes_it(tmp_path: Path)
     assert f"{spec}, line 5, task 'price', key 'inputs.rate'" in bad.stderr
     missing = flowkit_cmd("graph", str(tmp_path / "missing.json"))
     assert missing.returncode == 2 and "missing.json" in missing.stderr
+
+
+def test_dot_keeps_unicode_names_as_they_are_and_escapes_quotes_and_backslashes() -> None:
+    # json.dumps wrote \u00dc, which DOT does not read as an escape: Graphviz drew the backslash codes.
+    flow = linear_flow.Flow("Ünïcode ✓ <b>").add(T("naïve—step 日本語"), T('say "hi" \\ bye'))
+    dot = to_dot(flow)
+    assert 'digraph "Ünïcode ✓ <b>" {' in dot
+    assert 'label="naïve—step 日本語"' in dot and "\\u" not in dot
+    assert 'label="say \\"hi\\" \\\\ bye"' in dot

@@ -37,3 +37,14 @@ def test_help_is_plain_text_with_a_description(command: str) -> None:
 def test_run_and_graph_say_they_take_spec_files() -> None:
     for command in ("flowkit run", "flowkit graph"):
         assert "spec file" in (PARSERS[command].description or ""), command
+
+
+@pytest.mark.parametrize("command", sorted(PARSERS))
+def test_every_argument_says_what_it_is(command: str) -> None:
+    # `flowkit jobs show --help` listed a bare "uuid" with nothing beside it.
+    bare = [
+        action.option_strings or action.dest
+        for action in PARSERS[command]._actions
+        if not isinstance(action, argparse._SubParsersAction) and not action.help
+    ]
+    assert bare == [], f"{command} --help: no words for {bare}"

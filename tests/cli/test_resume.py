@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +72,27 @@ def test_resume_after_sigkill_in_execute_does_exactly_the_plan(connection: str, 
     assert shown["state"] == "SUCCESS" and shown["runs"] == 2
     c_events = [e for e in shown["events"] if e["name"] == "c" and e["state"] == "RUNNING"]
     assert c_events[-1]["cause"]["kind"] == "resumed"
+
+
+def test_show_says_since_when_an_atom_of_a_killed_run_is_running(connection: str, tmp_path: Path) -> None:
+    # A run whose process died looks like one under way; without a time an
+    # operator could not tell a stuck atom from a busy one.
+    before = time.time()
+    _run_until_killed("tests.cli._flows:make_blocking", connection, tmp_path / "blocked")
+    shown = flowkit_cmd("flows", "show", "blocking", "--connection", connection)
+    assert shown.returncode == 0, shown.stderr
+    found = re.search(r"^  c  RUNNING +since (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) UTC$", shown.stdout, re.M)
+    assert found, shown.stdout
+    since = datetime.strptime(found.group(1), "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC).timestamp()
+    assert int(before) <= since <= time.time()
+    # Why has d not run? Not "it never ran; the flow started": c is under way (or stuck).
+    why = flowkit_cmd("flows", "why", "blocking", "d", "--connection", connection)
+    assert why.returncode == 0, why.stderr
+    assert why.stdout.splitlines()[:2] == [
+        "d is PENDING:",
+        "  it has not run yet; the flow is RUNNING with these under way:",
+    ]
+    assert why.stdout.splitlines()[2].startswith("  c RUNNING (attempt 1, run 1): 'b' completed; since ")
 
 
 def test_resume_keeps_the_event_log_of_spawned_atoms_and_tells_their_restart(
@@ -138,6 +162,57 @@ def test_resume_after_sigkill_in_a_retry_revert_does_exactly_the_plan(
     }
     assert reverted == {a["name"] for a in plan["atoms"] if a["action"] in ("revert", "rerevert")}
     assert flowkit_json("flows", "show", "retried", "--connection", connection)["state"] == "SUCCESS"
+
+
+def test_the_plan_of_a_failed_flow_says_an_atom_before_a_failed_revert_stays_as_it_is(
+    connection: str,
+) -> None:
+    # b's revert failed, so a's revert, which waits for b's, never runs: the plan
+    # said "revert" for a, and an operator expected the resume to undo it.
+    run = flowkit_cmd(
+        "run", "tests.cli._flows:make_revert_fails", "--store", "amount=500", "--connection", connection
+    )
+    assert run.returncode == 1
+    plan = _plan(connection, "revert-fails", command_env())
+    actions = {a["name"]: a["action"] for a in plan["atoms"]}
+    assert actions == {"a": "blocked", "b": "stuck", "charge": "skip"}
+    assert "'b'" in next(a["reason"] for a in plan["atoms"] if a["name"] == "a")
+
+    resumed = flowkit_cmd("flows", "resume", "revert-fails", "--connection", connection, "--no-progress")
+    assert resumed.returncode == 1
+    ran, reverted = _what_run_did(connection, "revert-fails", run=2)
+    assert ran == set() and reverted == {
+        a["name"] for a in plan["atoms"] if a["action"] in ("revert", "rerevert")
+    }
+    atoms = {
+        a["name"]: a["state"]
+        for a in flowkit_json("flows", "show", "revert-fails", "--connection", connection)["atoms"]
+    }
+    assert atoms == {"a": "SUCCESS", "b": "REVERT_FAILURE", "charge": "REVERTED"}
+
+
+def test_a_flow_left_failed_by_never_resolve_is_planned_held_and_reverted_by_hand(connection: str) -> None:
+    # The plan said "resolve" and "run" while the resume, with the run's
+    # never_resolve engine, did nothing; and --dry-run ignored --engine.
+    engine = "serial://?never_resolve=true"
+    run = flowkit_cmd("run", "tests.cli._flows:make_shop", "--store", "amount=500", "--engine", engine,
+                      "--connection", connection)  # fmt: skip
+    assert run.returncode == 1
+    plan = _plan(connection, "shop", command_env())
+    actions = {a["name"]: a["action"] for a in plan["atoms"]}
+    assert actions == {"reserve": "skip", "r1": "skip", "charge": "held", "ship": "held"}
+    resumed = flowkit_cmd("flows", "resume", "shop", "--connection", connection, "--no-progress")
+    assert resumed.returncode == 1
+    assert _what_run_did(connection, "shop", run=2) == (set(), set())
+
+    # By hand: the same flow resumed with an engine that resolves failures is reverted.
+    by_hand = flowkit_json(
+        "flows", "resume", "shop", "--dry-run", "--engine", "serial", "--connection", connection
+    )
+    assert {a["name"]: a["action"] for a in by_hand["atoms"]}["charge"] == "resolve"
+    reverted = flowkit_cmd("flows", "resume", "shop", "--engine", "serial", "--connection", connection)
+    assert reverted.returncode == 1
+    assert flowkit_json("flows", "show", "shop", "--connection", connection)["state"] == "REVERTED"
 
 
 def test_resume_of_a_flow_without_a_factory_says_so(tmp_path: Path) -> None:

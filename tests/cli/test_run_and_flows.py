@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
+import unicodedata
 from pathlib import Path
 
 from tests.cli.conftest import FLOWKIT, SOURCE_ROOT, command_env, flowkit_cmd, flowkit_json
@@ -279,3 +281,63 @@ def test_worker_jobs_and_conductor_errors_do_not_repeat_their_cause() -> None:
         assert done.returncode == 1
         assert done.stderr.count("\n") == 1 and done.stderr.count("Connection refused") == 1, done.stderr
         assert "pw" not in done.stderr
+
+
+def test_flows_list_keeps_its_columns_with_long_and_wide_names(postgresql_db_url: str) -> None:
+    from flowkit import engines
+    from flowkit.patterns import linear_flow
+    from flowkit.persistence import backends
+    from tests.cli._flows import Step
+
+    names = ["shop", "a-very-long-flow-name-that-an-operator-gave-it <b>&</b>", "日本語のフロー"]
+    with backends.backend(postgresql_db_url) as backend:
+        for name in names:
+            engines.load(linear_flow.Flow(name).add(Step("a")), backend=backend).run()
+    done = flowkit_cmd("flows", "list", "--connection", postgresql_db_url)
+    assert done.returncode == 0, done.stderr
+    header, *rows = done.stdout.splitlines()
+    assert header.split() == ["UUID", "NAME", "STATE", "CREATED", "(UTC)", "ATOMS"]
+    assert [row.split("  ")[1].strip() for row in rows] == names
+    # Each state starts in the same terminal cell (a wide character takes two), under its header.
+    column = header.index("STATE")
+    for row, name in zip(rows, names, strict=True):
+        wide = sum(1 for c in name if ord(c) > 0x2E80)
+        assert row[column - wide :].startswith("SUCCESS"), done.stdout
+    # Seconds in UTC, not an ISO string with microseconds and an offset.
+    assert re.search(r"  \d{4}-\d\d-\d\d \d\d:\d\d:\d\d  1 SUCCESS$", rows[0]), rows[0]
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly_as_sigpipe_would() -> None:
+    # `flowkit flows list | head -1` printed "error: BrokenPipeError" and exited 1.
+    proc = subprocess.Popen(
+        [FLOWKIT, "graph", "tests.cli._flows:make_shop"],
+        env=command_env(),
+        cwd=SOURCE_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # no reader left: the command's first write fails
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141, err
+    assert err == ""
+
+
+def test_flows_show_aligns_the_states_of_atoms_with_wide_names(postgresql_db_url: str) -> None:
+    from flowkit import engines
+    from flowkit.patterns import linear_flow
+    from flowkit.persistence import backends
+    from tests.cli._flows import Step
+
+    with backends.backend(postgresql_db_url) as backend:
+        flow = linear_flow.Flow("wide").add(Step("日本語の手順"), Step("ascii-step"), Step("é"))
+        engines.load(flow, backend=backend).run()
+    shown = flowkit_cmd("flows", "show", "wide", "--connection", postgresql_db_url)
+    assert shown.returncode == 0, shown.stderr
+
+    # Each SUCCESS starts in the same terminal cell; a CJK character takes two.
+    def cells(text: str) -> int:
+        return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+    starts = [cells(line[: line.index("SUCCESS")]) for line in shown.stdout.splitlines()[1:]]
+    assert len(starts) == 3 and len(set(starts)) == 1, shown.stdout

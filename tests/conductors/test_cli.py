@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import sys
 import uuid
@@ -17,6 +18,7 @@ from flowkit.persistence import backends as persistence_backends
 from tests import services
 from tests.conductors import flows
 from tests.conductors.conftest import flow_state
+from tests.conftest import wait_until
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -84,6 +86,63 @@ def test_jobs_post_takes_a_factory_written_as_flowkit_run_writes_targets(
     assert bad.returncode == 2 and "--factory 'nodots' must be MODULE.FUNCTION" in bad.stderr
 
 
+def test_a_refused_post_leaves_no_flow_behind(redis_board: str, postgresql_db_url: str) -> None:
+    # The logbook was saved before the board refused the priority: `flows list`
+    # then showed a PENDING flow that no job would ever run.
+    common = ["jobs", "--board", redis_board, "--connection", postgresql_db_url]
+    refused = flowkit(
+        *common, "post", "urgent-one", "--factory", "tests.conductors.flows.chain", "--priority", "urgent"
+    )
+    assert refused.returncode == 2 and "'urgent' is not a job priority" in refused.stderr
+    listed = flowkit("flows", "list", "--connection", postgresql_db_url, "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert json.loads(listed.stdout) == []
+
+
+def test_flows_why_explains_a_flow_a_conductor_ran(redis_board: str, postgresql_db_url: str) -> None:
+    # The conductor recorded no event log: `flows why` said "no event log" for
+    # every job's flow, and the monitor had no events to show.
+    common = ["jobs", "--board", redis_board, "--connection", postgresql_db_url]
+    posted = flowkit(*common, "post", "order-7", "--factory", "tests.cli._flows.make_shop",
+                     "--store", json.dumps({"amount": 500}))  # fmt: skip
+    assert posted.returncode == 0, posted.stderr
+    ran = flowkit("conductor", "--board", redis_board, "--connection", postgresql_db_url, "--name", "c",
+                  "--max-dispatches", "1")  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    why = flowkit("flows", "why", "order-7", "reserve", "--connection", postgresql_db_url)
+    assert why.returncode == 0, why.stderr
+    assert why.stdout.startswith("reserve is REVERTED:")
+    assert (
+        "<- charge FAILURE (attempt 2, run 1): execute raised CardDeclined: card declined for 500"
+        in why.stdout
+    )
+
+
+def test_jobs_conductors_lists_a_running_conductor_until_it_stops(redis_board: str) -> None:
+    def listed() -> list[str]:
+        done = flowkit("jobs", "--board", redis_board, "conductors", "--json")
+        assert done.returncode == 0, done.stderr
+        return [entity["name"] for entity in json.loads(done.stdout)]
+
+    assert flowkit("jobs", "--board", redis_board, "conductors").stdout == "no conductors alive\n"
+    conductor = subprocess.Popen(
+        [sys.executable, "-m", "flowkit", "conductor", "--board", redis_board, "--name", "night-shift",
+         "--wait-timeout", "0.2"],
+        cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        names = wait_until(listed, timeout=60)
+        assert names == [f"night-shift@{socket.gethostname()}:{conductor.pid}"]
+        text = flowkit("jobs", "--board", redis_board, "conductors").stdout.splitlines()
+        assert text[0].split() == ["NAME", "HOST", "PID", "SINCE", "(UTC)"]
+        assert text[1].split()[:3] == [names[0], socket.gethostname(), str(conductor.pid)]
+    finally:
+        conductor.send_signal(signal.SIGTERM)
+        _, err = conductor.communicate(timeout=60)
+    assert conductor.returncode == 0, err
+    assert listed() == []
+
+
 def test_jobs_trash_sets_a_job_aside(redis_board: str, tmp_path: Path) -> None:
     persistence = persistence_backends.fetch(f"sqlite:///{tmp_path / 'flows.db'}")
     with backends.backend("b", redis_board, persistence=persistence) as board:
@@ -100,6 +159,9 @@ def test_jobs_trash_sets_a_job_aside(redis_board: str, tmp_path: Path) -> None:
     assert listed.stdout == f"{job.uuid}  TRASHED   NORMAL    unwanted: operator said so\n"
     missing = flowkit("jobs", "--board", redis_board, "show", "no-such-job")
     assert missing.returncode == 2 and "no job no-such-job" in missing.stderr
+    # Named like every other command's errors, and where a finished job's story is.
+    assert missing.stderr.startswith("flowkit jobs show: error: no job no-such-job on board 'flowkit'")
+    assert "its flow stays in the persistence backend: flowkit flows list" in missing.stderr
 
 
 def test_conductor_stops_gracefully_on_sigterm_and_abandons_its_job(redis_board: str, tmp_path: Path) -> None:

@@ -1239,3 +1239,24 @@ def test_redis_board_works_on_a_client_that_decodes_responses(request: pytest.Fi
     finally:
         board.close()
         client.close()
+
+
+@pytest.mark.parametrize("kind", ["redis", "zookeeper"])
+def test_entities_lists_the_conductors_registered_while_their_board_is_open(
+    kind: str, request: pytest.FixtureRequest
+) -> None:
+    services.require_module("kazoo" if kind == "zookeeper" else "redis", kind)
+    conf = board_conf(kind, request)
+    with backends.backend("operator", conf) as operator:
+        assert operator.entities() == []
+        with backends.backend("c", conf) as conductor:
+            conductor.register_entity(Entity("conductor", "c-1@host:7", {"hostname": "host", "pid": 7}))
+            conductor.register_entity(Entity("worker", "w-1", {}))
+            listed = wait_until(operator.entities)
+            assert [(e["name"], e["metadata"]) for e in listed] == [
+                ("c-1@host:7", {"hostname": "host", "pid": 7})
+            ]
+            assert [e["name"] for e in operator.entities("worker")] == ["w-1"]
+        # Closed (a conductor that stopped): no longer listed.
+        wait_until(lambda: operator.entities() == [])
+    assert MemoryJobBoard("m", {}).entities() == []

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import select
 import subprocess
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +19,7 @@ import pytest
 
 from flowkit.cli.monitor import LISTENING_PREFIX
 from tests import services
-from tests.cli.conftest import FLOWKIT, SOURCE_ROOT, command_env
+from tests.cli.conftest import FLOWKIT, SOURCE_ROOT, command_env, flowkit_cmd
 from tests.conftest import wait_until
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
@@ -236,5 +237,196 @@ def test_port_0_prints_the_url_it_bound_and_answers_there(tmp_path: Path) -> Non
         assert int(url.rsplit(":", 1)[1]) > 0
         # Listening before the line is printed: the first request is answered, no polling.
         assert _get_json(f"{url}/api/flows") == []
+    finally:
+        _stop(proc)
+
+
+def _status_code(url: str) -> tuple[int, dict[str, object]]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return int(response.status), {}
+    except urllib.error.HTTPError as err:
+        return int(err.code), json.loads(err.read() or b"{}")
+
+
+def test_a_database_that_goes_away_is_named_on_the_pages_which_recover_when_it_is_back(
+    postgresql_server: services.PostgresServer, postgresql_db_url: str, tmp_path: Path
+) -> None:
+    chromium = services.require_binary("chromium", "chromium")
+    sync_api = services.require_module("playwright.sync_api", "playwright")
+    # A password in the URL (trust auth ignores it): every message must mask it.
+    connection = postgresql_db_url.replace("flowkit@", "flowkit:s3cret@")
+    done = flowkit_cmd("run", "tests.cli._flows:make_shop", "--store", "amount=5", "--connection", connection)
+    assert done.returncode == 0, done.stderr
+    proc, base = _start_monitor(connection, "--poll", "0.1")
+    try:
+        with sync_api.sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
+            try:
+                listing = browser.new_page(viewport={"width": 1280, "height": 800})
+                listing.goto(base + "/")
+                listing.wait_for_selector("#flows a:text('shop')", timeout=60_000)
+                flow = browser.new_page(viewport={"width": 1280, "height": 800})
+                flow.goto(base + listing.get_attribute("#flows a", "href"))
+                flow.wait_for_selector("body[data-flow-state='SUCCESS']", timeout=60_000)
+                postgresql_server.stop()
+                try:
+                    status, body = _status_code(base + "/api/flows")
+                    assert status == 503
+                    error = str(body["error"])
+                    assert "cannot connect to database" in error and "flowkit:***@" in error
+                    assert "s3cret" not in error and "\n" not in error
+                    for page, words in (
+                        (listing, "cannot list the flows"),
+                        (flow, "database does not answer"),
+                    ):
+                        page.wait_for_selector("#status:visible", timeout=60_000)
+                        shown = page.inner_text("#status")
+                        assert words in shown and "flowkit:***@" in shown and "s3cret" not in shown
+                    # What was read before stays on the page.
+                    assert listing.inner_text("#flows a") == "shop"
+                    ARTIFACTS.mkdir(exist_ok=True)
+                    listing.screenshot(path=str(ARTIFACTS / "monitor-database-away.png"), full_page=True)
+                finally:
+                    postgresql_server.start()
+                for page in (listing, flow):
+                    page.wait_for_selector("#status", state="hidden", timeout=60_000)
+                assert _status_code(base + "/api/flows")[0] == 200
+            finally:
+                browser.close()
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    log = err.decode()
+    # One line when the outage starts and one when it ends; no traceback per request.
+    assert "Traceback" not in log, log
+    assert log.count("cannot read its backend") == 1 and "reads its backend again" in log, log
+    assert "s3cret" not in log
+
+
+def test_a_long_flow_keeps_the_atom_it_runs_in_view(postgresql_db_url: str, tmp_path: Path) -> None:
+    # 300 atoms in a column do not fit the graph's box even at the smallest zoom,
+    # which then showed the middle of the flow: the atom running (the 241st) was
+    # out of sight, so its progress could not be watched.
+    chromium = services.require_binary("chromium", "chromium")
+    sync_api = services.require_module("playwright.sync_api", "playwright")
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    run = subprocess.Popen(
+        [FLOWKIT, "run", "tests.cli._flows:make_long_gated", "--store", "delay=0", "--connection",
+         postgresql_db_url, "--no-progress", "--report", "none"],
+        env=command_env(FLOWKIT_TEST_GATE=str(gate)),
+        cwd=SOURCE_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )  # fmt: skip
+    proc, base = _start_monitor(postgresql_db_url, "--poll", "0.1")
+    try:
+        flows = wait_until(lambda: _get_json(base + "/api/flows"), timeout=60)
+        assert isinstance(flows, list)
+        with sync_api.sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page(viewport={"width": 1280, "height": 800})
+                page.goto(base + "/")
+                created = page.wait_for_selector("#flows tbody td:nth-child(4)", timeout=60_000)
+                assert created is not None
+                # The viewer's local time to the second, not the raw ISO text with microseconds.
+                assert "T" not in created.inner_text() and "." not in created.inner_text()
+                page.goto(f"{base}/flows/{flows[0]['uuid']}")
+                cy = "flowkitMonitor.current.cy"
+                page.wait_for_function(
+                    f"() => {cy} && {cy}.getElementById('gated').data('state') === 'RUNNING'", timeout=60_000
+                )
+                # How long it has been running: a killed run's atom looks the same.
+                page.wait_for_selector('#report tr[data-atom="gated"] td.took:text("since")', timeout=60_000)
+                assert page.title() == "long-gated RUNNING - flowkit monitor"  # which tab is which flow
+                in_view = (
+                    f"() => {{ const p = {cy}.getElementById('gated').renderedPosition();"
+                    f" return p.x >= 0 && p.y >= 0 && p.x <= {cy}.width() && p.y <= {cy}.height(); }}"
+                )
+                page.wait_for_function(in_view, timeout=60_000)
+                # Every state of the legend is inside the graph's box (REVERT_FAILURE ran out of it).
+                overflow = page.evaluate(
+                    """() => {
+                      const box = document.getElementById('legend').parentElement.getBoundingClientRect();
+                      return [...document.querySelectorAll('#legend span')]
+                        .filter(b => b.getBoundingClientRect().right > box.right).map(b => b.textContent);
+                    }"""
+                )
+                assert overflow == []
+                ARTIFACTS.mkdir(exist_ok=True)
+                page.screenshot(path=str(ARTIFACTS / "monitor-long-flow.png"), full_page=False)
+                (gate / "gated").touch()
+                page.wait_for_selector('body[data-flow-state="SUCCESS"]', timeout=60_000)
+            finally:
+                browser.close()
+    finally:
+        (gate / "gated").touch()
+        _stop(proc)
+        run.wait(timeout=60)
+    assert run.returncode == 0, run.stderr.read().decode() if run.stderr else ""
+
+
+def test_500_flows_html_and_unicode_names_and_a_2000_atom_flow_in_the_browser(
+    postgresql_db_url: str,
+) -> None:
+    from flowkit import engines
+    from flowkit.listeners.events import EventLogListener
+    from flowkit.patterns import linear_flow
+    from flowkit.persistence import backends
+    from tests.cli._flows import LONG, Step
+
+    chromium = services.require_binary("chromium", "chromium")
+    sync_api = services.require_module("playwright.sync_api", "playwright")
+    odd = "<script>alert('flow')</script> Ünïcode ✓ & <b>bold</b> 日本語"
+    with backends.backend(postgresql_db_url) as backend:
+        for i in range(499):
+            engine = engines.load(linear_flow.Flow(f"bulk-{i}").add(Step("a"), Step("b")), backend=backend)
+            with EventLogListener(engine):
+                engine.run()
+        engine = engines.load(
+            linear_flow.Flow(odd).add(Step("<img src=x onerror=alert(1)>")), backend=backend
+        )
+        with EventLogListener(engine):
+            engine.run()
+    run = ("run", "tests.cli._flows:make_long", "--no-progress", "--report", "none")
+    assert flowkit_cmd(*run, "--connection", postgresql_db_url).returncode == 0
+    proc, base = _start_monitor(postgresql_db_url)
+    try:
+        with sync_api.sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page(viewport={"width": 1280, "height": 800})
+                page.set_default_timeout(90_000)  # 500 flows on a loaded machine: generous, not slept
+                dialogs: list[str] = []
+                page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+                page.goto(base + "/")
+                page.wait_for_function("() => document.querySelectorAll('#flows tbody tr').length === 501")
+                # Names are text: nothing of theirs became an element, no script ran.
+                assert page.inner_text("#flows tbody tr:nth-child(2) a") == odd
+                assert (
+                    page.evaluate("document.querySelectorAll('#flows tbody b, #flows tbody script').length")
+                    == 0
+                )
+                ARTIFACTS.mkdir(exist_ok=True)
+                page.screenshot(path=str(ARTIFACTS / "monitor-many-flows.png"))
+                page.click("#flows a:text('long')")
+                # The click starts a navigation: until the flow page's script runs, its name is undefined.
+                cy = "(typeof flowkitMonitor !== 'undefined' && flowkitMonitor.current.cy)"
+                page.wait_for_function(f"() => {cy} && {cy}.nodes().length === {LONG}")
+                ys = page.evaluate(f"{cy}.nodes().map(n => n.position('y'))")
+                assert len(set(ys)) == LONG  # one under the other, in the flow's order
+                page.wait_for_selector(f"#report tr[data-atom='step-{LONG - 1:04d}']")
+                page.screenshot(path=str(ARTIFACTS / "monitor-2000-atoms.png"))
+                page.go_back()
+                page.locator("#flows a", has_text="Ünïcode").click()
+                page.wait_for_function(f"() => {cy} && {cy}.nodes().length === 1")
+                assert page.inner_text("#flow-title").startswith(odd)
+                assert page.evaluate(f"{cy}.nodes()[0].id()") == "<img src=x onerror=alert(1)>"
+                assert page.evaluate("document.querySelectorAll('main img').length") == 0
+                assert dialogs == []
+            finally:
+                browser.close()
     finally:
         _stop(proc)

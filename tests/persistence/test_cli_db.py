@@ -124,3 +124,28 @@ def test_db_upgrade_and_current_on_postgresql(postgresql_db_url: str) -> None:
     assert upgraded.returncode == 0, upgraded.stderr
     current = _flowkit("db", "current", "--connection", plain)
     assert current.stdout.strip() == HEAD
+
+
+def test_db_current_of_an_unreachable_server_says_it_once_and_v_adds_the_traceback() -> None:
+    # The line went on with the whole cause again: the driver's message, SQLAlchemy's
+    # class name and its "Background on this error" link.
+    where = f"127.0.0.1:{services.free_port()}/flows"
+    result = _flowkit("db", "current", "--connection", f"postgresql://flowkit:hunter2@{where}")
+    assert result.returncode == 1
+    line = result.stderr.strip()
+    assert "\n" not in line and "hunter2" not in line
+    assert line.startswith(
+        f"flowkit db current: error: cannot connect to database postgresql://flowkit:***@{where}"
+    )
+    assert line.count("Connection refused") == 1 and "sqlalche.me" not in line, line
+    verbose = _flowkit("-v", "db", "current", "--connection", f"postgresql://flowkit:hunter2@{where}")
+    assert verbose.returncode == 1 and "Traceback" in verbose.stderr
+
+
+def test_db_with_a_url_no_backend_takes_is_bad_usage() -> None:
+    for command in ("upgrade", "current"):
+        result = _flowkit("db", command, "--connection", "nosuch://somewhere")
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.strip().endswith(
+            "known schemes: dir, file, memory, mysql, postgres, postgresql, sqlite, zookeeper"
+        )

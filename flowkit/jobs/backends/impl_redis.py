@@ -683,6 +683,22 @@ class RedisJobBoard(NotifyingJobBoard):
         with self._kept_lock:
             self._start_keeper()
 
+    def entities(self, kind: str = "conductor") -> list[dict[str, Any]]:
+        """The entities of ``kind`` listed now: those whose entry has not expired, by name."""
+        pattern = re.sub(r"([*?\[\]\\])", r"\\\1", self._entity_key("")) + "*"
+        found = []
+        with _translated("list entities", self.where):
+            client = self._redis()
+            keys = sorted(client.scan_iter(match=pattern, count=500))
+            values = client.mget(keys) if keys else []
+        for raw in values:
+            if raw is None:  # expired between the scan and the read
+                continue
+            record = json.loads(raw)
+            if record.get("kind") == kind:
+                found.append(record)
+        return found
+
     def _write_entity(self, key: str) -> None:
         """(Re)write one registered entity's entry with its expiry; a failure is retried later."""
         ms = int(self.ENTITY_EXPIRY * 1000)

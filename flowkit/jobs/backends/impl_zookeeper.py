@@ -356,6 +356,25 @@ class ZookeeperJobBoard(NotifyingJobBoard):
             except NodeExistsError:
                 self._zk().set(path, json.dumps(record, default=str).encode())
 
+    def entities(self, kind: str = "conductor") -> list[dict[str, Any]]:
+        """The entities of ``kind`` whose ephemeral node lives (their session is open), by name."""
+        from kazoo.exceptions import NoNodeError
+
+        folder = f"{self._entities}/{kind.replace('/', '_')}"
+        found = []
+        with _translated("list entities", self.where):
+            try:
+                children = sorted(self._zk().get_children(folder))
+            except NoNodeError:
+                return []
+            for child in children:
+                try:
+                    raw, _ = self._zk().get(f"{folder}/{child}")
+                except NoNodeError:  # its session ended between the listing and the read
+                    continue
+                found.append(json.loads(raw))
+        return found
+
     # -- notifications ---------------------------------------------------
     def _notify(self, event: str, job: Job) -> None:
         if self._emit_notifications:

@@ -13,9 +13,26 @@ const flowkitMonitor = (() => {
     return node;
   }
   async function getJSON(url) {
-    const response = await fetch(url, {credentials: "same-origin"});
-    if (!response.ok) throw new Error(url + ": " + response.status);
+    let response;
+    try {
+      response = await fetch(url, {credentials: "same-origin"});
+    } catch (err) {
+      throw new Error("the monitor does not answer (" + err.message + ")");
+    }
+    if (!response.ok) {
+      // The server's one-line {"error"} (503: the database does not answer) says more than a status.
+      let detail = "";
+      try { detail = (await response.json()).error || ""; } catch (err) { detail = ""; }
+      throw new Error(detail || url + ": " + response.status);
+    }
     return response.json();
+  }
+  // The banner under the header: why what is shown may be stale; hidden when all is well.
+  function showStatus(text) {
+    const banner = document.getElementById("status");
+    if (!banner) return;
+    banner.textContent = text || "";
+    banner.hidden = !text;
   }
   function stateBadge(state) {
     return el("span", {"class": "state s-" + state}, state);
@@ -41,14 +58,18 @@ const flowkitMonitor = (() => {
         row.children[0].append(link);
         row.children[1].append(stateBadge(flow.state));
         row.children[2].textContent = Object.entries(flow.atoms).map(([s, n]) => n + " " + s).join(", ");
-        row.children[3].textContent = flow.created_at || "";
+        // The viewer's local time to the second; the exact ISO time on hover.
+        row.children[3].textContent = flow.created_at ? new Date(flow.created_at).toLocaleString() : "";
+        if (flow.created_at) row.children[3].title = flow.created_at;
         row.children[4].textContent = flow.uuid;
         body.append(row);
       }
     }
     // A refresh that fails (the server restarting, a slow database) is retried
     // by the next one; it must not break the page.
-    const safeRefresh = () => refresh().catch((err) => console.warn("flows refresh failed:", err));
+    const safeRefresh = () => refresh().then(
+      () => showStatus(""),
+      (err) => showStatus("cannot list the flows (showing the last list read): " + err.message));
     stateFilter.addEventListener("change", safeRefresh);
     nameFilter.addEventListener("input", safeRefresh);
     await safeRefresh();
@@ -122,8 +143,20 @@ const flowkitMonitor = (() => {
     });
   }
 
+  // A graph too big to fit the box (a long flow, at the smallest zoom) shows its
+  // middle, wherever the run is: keep what runs (or reverts) in view instead,
+  // until the user pans or zooms by hand.
+  function followRun(cy) {
+    const box = cy.elements().renderedBoundingBox();
+    if (box.w <= cy.width() && box.h <= cy.height()) return;
+    const active = cy.nodes('[state = "RUNNING"], [state = "REVERTING"]');
+    if (active.nonempty()) cy.center(active);
+  }
+
   function showReport(report) {
     document.getElementById("flow-title").textContent = report.name + " (" + report.uuid + ")";
+    // The tab says which flow and how it stands: an operator keeps several open.
+    document.title = report.name + " " + report.state + " - flowkit monitor";
     const badge = document.getElementById("flow-state");
     badge.textContent = report.state;
     badge.className = "state s-" + report.state;
@@ -136,8 +169,14 @@ const flowkitMonitor = (() => {
       row.append(el("td", {}, atom.name));
       const cell = el("td");
       cell.append(stateBadge(atom.state));
+      // Running (or reverting) since when: a run whose process died looks like one under way.
+      let took = atom.duration === null ? "" : atom.duration.toFixed(3) + "s";
+      if (atom.state === "RUNNING" || atom.state === "REVERTING") {
+        const began = (report.events || []).filter(e => e.name === atom.name && e.state === atom.state).pop();
+        if (began) took = "since " + when(began.at);
+      }
       row.append(cell, el("td", {}, atom.attempts ?? ""),
-                 el("td", {}, atom.duration === null ? "" : atom.duration.toFixed(3) + "s"),
+                 el("td", {"class": "took"}, took),
                  el("td", {}, failure + (atom.cached ? " (from the cache)" : "") +
                                 (atom.reverted ? " (" + atom.reverted + ")" : "")));
       table.append(row);
@@ -183,18 +222,37 @@ const flowkitMonitor = (() => {
     const uuid = decodeURIComponent(location.pathname.split("/").pop());
     const legend = document.getElementById("legend");
     for (const state of STATES) legend.append(stateBadge(state));
-    const graph = await getJSON("/api/flows/" + uuid + "/graph");
+    let graph = null;
+    let report = null;
+    while (report === null) {  // the database may be away when the page opens: try until it answers
+      try {
+        graph = graph || await getJSON("/api/flows/" + uuid + "/graph");
+        report = await getJSON("/api/flows/" + uuid);
+      } catch (err) {
+        showStatus("cannot read the flow: " + err.message);
+        await new Promise((resolve) => setTimeout(resolve, 2000));
+      }
+    }
+    showStatus("");
     const cy = drawGraph(document.getElementById("graph"), graph);
     current.cy = cy;
-    let report = await getJSON("/api/flows/" + uuid);
     showReport(report);
     colour(cy, Object.fromEntries(report.atoms.map(a => [a.name, a.state])));
+    let follow = true;
+    cy.on("dragpan scrollzoom pinchzoom", () => { follow = false; });
+    followRun(cy);
     const stream = new EventSource("/api/flows/" + uuid + "/stream");
     let refreshing = false;
+    stream.addEventListener("unavailable", (message) => {
+      showStatus("the database does not answer (showing the last state read): " + JSON.parse(message.data).error);
+    });
+    stream.onerror = () => showStatus("lost the monitor's live stream; reconnecting");
     stream.onmessage = async (message) => {
       const snapshot = JSON.parse(message.data);
       if (!snapshot) return;
+      showStatus("");
       colour(cy, snapshot.atoms);
+      if (follow) followRun(cy);
       document.body.setAttribute("data-flow-state", snapshot.state);
       if (!refreshing) {
         refreshing = true;

@@ -1,0 +1,119 @@
+"""``flowkit workers``: the workers alive on a Redis, by topic.
+
+::
+
+    flowkit workers --redis redis://127.0.0.1:6379/0 [--key-prefix flowkit] [--topic T ...] [--json]
+
+Reads what engines read to find workers: each worker's advertisement, renewed
+at every heartbeat, under the topics announced in ``{key_prefix}:topics``. A
+worker that stopped or died drops out once its advertisement expires (three
+heartbeats). Advertisements are checked with the signing secret of
+``FLOWKIT_WORKER_SECRET`` when it is set, as engines check them. It only reads.
+Exit status: 0 (also when no worker is alive), 1 when Redis cannot be read,
+2 for a URL that is not a Redis URL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+from flowkit.cli._common import columns, one_line
+
+__all__ = ["register"]
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``workers`` command to the ``flowkit`` parser."""
+    parser = subparsers.add_parser(
+        "workers",
+        help="list the workers alive on a Redis, by topic",
+        description="List the workers alive on a Redis (what worker-based engines send tasks to), by topic.",
+    )
+    parser.add_argument("--redis", required=True, metavar="URL", help="Redis URL, e.g. redis://host:6379/0")
+    parser.add_argument(
+        "--key-prefix",
+        "--namespace",
+        default="flowkit",
+        metavar="PREFIX",
+        help="prefix of the Redis keys, the workers' --key-prefix (default: flowkit)",
+    )
+    parser.add_argument(
+        "--topic",
+        action="append",
+        default=[],
+        metavar="TOPIC",
+        help="only this topic (repeatable; default: every topic workers announced)",
+    )
+    parser.add_argument("--json", action="store_true", help="a JSON array, one object per worker")
+    parser.set_defaults(handler=_run)
+
+
+def _fail(message: str, status: int) -> int:
+    print(f"flowkit workers: error: {message}", file=sys.stderr)
+    return status
+
+
+def _run(args: argparse.Namespace) -> int:
+    from flowkit import exceptions as exc
+    from flowkit.engines.worker_based import _transport, protocol
+    from flowkit.persistence.backends._urls import mask_url
+
+    try:
+        client = _transport.connect(args.redis, attempts=1)
+    except (exc.InvalidFormat, ImportError) as err:
+        return _fail(one_line(err), 2 if isinstance(err, exc.InvalidFormat) else 1)
+    secret = protocol.resolve_secret(None)
+    now = time.time()
+    rows: list[dict[str, Any]] = []
+    try:
+        topics = args.topic or _transport.live_topics(client, args.key_prefix, now=now)
+        for topic in topics:
+            adverts = _transport.live_workers(client, args.key_prefix, topic, secret, now=now)
+            for worker_id, advert in sorted(adverts.items()):
+                rows.append(
+                    {
+                        "topic": topic,
+                        "worker": worker_id,
+                        "host": advert.get("host"),
+                        "pid": advert.get("pid"),
+                        "language": advert.get("language"),
+                        "seen_ago": round(max(now - float(advert["sent_at"]), 0.0), 3),
+                        "heartbeat": advert.get("heartbeat"),
+                        "tasks": list(advert.get("tasks") or ()),
+                    }
+                )
+    except _transport.errors() as err:
+        masked = mask_url(args.redis)
+        return _fail(
+            f"cannot read workers from Redis {masked}: {one_line(err).replace(args.redis, masked)}", 1
+        )
+    finally:
+        client.close()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        where = f" on topic {', '.join(args.topic)}" if args.topic else ""
+        print(f"no live workers{where}")
+        return 0
+    table = [("TOPIC", "WORKER", "HOST", "PID", "LANGUAGE", "SEEN", "TASKS")]
+    for row in rows:
+        seen = f"{row['seen_ago']:.0f}s ago"
+        tasks = f"{len(row['tasks'])}: {', '.join(row['tasks'])}"
+        table.append(
+            (
+                row["topic"],
+                row["worker"],
+                str(row["host"]),
+                str(row["pid"]),
+                str(row["language"]),
+                seen,
+                tasks,
+            )
+        )
+    print(columns(table))
+    return 0

@@ -1,0 +1,63 @@
+"""``flowkit workers``: an operator sees which workers are alive, on a real Redis."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import wait_until
+from tests.workers.conftest import WorkerFactory
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _workers(url: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "FLOWKIT_WORKER_SECRET"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    return subprocess.run(
+        [sys.executable, "-m", "flowkit", "workers", "--redis", url, *extra],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def _listed(url: str) -> list[dict[str, Any]]:
+    done = _workers(url, "--json")
+    assert done.returncode == 0, done.stderr
+    rows: list[dict[str, Any]] = json.loads(done.stdout)
+    return rows
+
+
+def test_workers_lists_the_live_workers_by_topic_and_drops_a_stopped_one(
+    python_worker: WorkerFactory, redis_flushed_url: str
+) -> None:
+    assert _workers(redis_flushed_url).stdout == "no live workers\n"
+    volumes = python_worker("volumes", heartbeat=0.2)
+    python_worker("images", heartbeat=0.2)
+    rows = _listed(redis_flushed_url)
+    assert [(r["topic"], r["language"]) for r in rows] == [("images", "python"), ("volumes", "python")]
+    assert {r["worker"] for r in rows if r["topic"] == "volumes"} == {volumes.worker_id}
+    assert rows[0]["tasks"] and rows[0]["tasks"] == rows[1]["tasks"]  # what the worker offers
+    text = _workers(redis_flushed_url, "--topic", "volumes").stdout.splitlines()
+    assert text[0].split() == ["TOPIC", "WORKER", "HOST", "PID", "LANGUAGE", "SEEN", "TASKS"]
+    assert len(text) == 2 and text[1].startswith(f"volumes  {volumes.worker_id}  ")
+    volumes.stop()
+    wait_until(lambda: [r["topic"] for r in _listed(redis_flushed_url)] == ["images"], timeout=30)
+
+
+def test_workers_names_an_unreachable_redis_with_its_password_masked() -> None:
+    done = _workers("redis://:hunter2@127.0.0.1:1/0")
+    assert done.returncode == 1
+    assert done.stderr.startswith(
+        "flowkit workers: error: cannot read workers from Redis redis://:***@127.0.0.1:1/0"
+    )
+    assert "hunter2" not in done.stderr and done.stderr.count("\n") == 1
+    assert _workers("amqp://somewhere").returncode == 2
