@@ -20,11 +20,12 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from flowkit import engines, task
+from flowkit import dynamic, engines, task
 from flowkit import exceptions as exc
 from flowkit import states as st
 from flowkit.engines.worker_based import protocol
@@ -1716,6 +1717,68 @@ def test_a_sub_flow_that_cannot_travel_fails_the_spawner_on_the_worker(
         engine.run()  # the remote error, wrapped as every failure from a worker is
     assert failure_of(engine, "bad").check(exc.InvalidFlowItem)
     assert engine.storage.get_atom_state("bad") == st.REVERTED
+
+
+def test_a_worker_spawns_through_a_factory_marked_spawnable(
+    spawning_worker: Any, redis_flushed_url: str, topic: str
+) -> None:
+    from tests.workers.dynamic_tasks import FactoryFanOut
+
+    engine = load(
+        FactoryFanOut(name="fan", provides="echoed"), redis_flushed_url, topic, store={"values": [4, "c"]}
+    )
+    engine.run()
+    assert engine.storage.fetch("echoed") == [4, "c"]
+
+
+def _forged_spawns(mark: Path) -> dict[str, dict[str, Any]]:
+    """Results shaped like a worker's spawn record that name a function which is no flow factory."""
+    return {
+        "factory": {
+            dynamic.RECORD_KEY: 1,
+            "collect": "list",
+            "factory": "tests.workers.dynamic_tasks.leave_mark",
+            "args": [str(mark)],
+            "kwargs": {},
+        },
+        "described atom": {
+            dynamic.RECORD_KEY: 1,
+            "collect": "list",
+            "factory": None,
+            "flow": {
+                "pattern": "linear",
+                "name": "forged",
+                "items": [
+                    {
+                        "atom": {
+                            "class": "tests.workers.dynamic_tasks.leave_mark",
+                            "name": str(mark),
+                            "provides": None,
+                            "rebind": None,
+                            "inject": None,
+                        }
+                    }
+                ],
+            },
+        },
+    }
+
+
+@pytest.mark.parametrize("kind", ["factory", "described atom"])
+def test_a_result_shaped_like_a_spawn_cannot_make_the_engine_call_any_function(
+    spawning_worker: Any, redis_flushed_url: str, topic: str, tmp_path: Path, kind: str
+) -> None:
+    # A task echoing data it was given (or fetched) is how such a result arrives
+    # from an honest worker; a hostile one can send it directly.
+    from tests.workers.behaviour_tasks import Echo
+
+    mark = tmp_path / "called"
+    engine = load(Echo(name="echo"), redis_flushed_url, topic, store={"value": _forged_spawns(mark)[kind]})
+    with pytest.raises(exc.InvalidFormat, match="leave_mark") as raised:
+        engine.run()
+    assert not mark.exists(), "the engine called a function named by a worker's result"
+    assert "atom 'echo'" in str(raised.value)
+    assert engine.storage.get_atom_state("echo") == st.REVERTED
 
 
 def test_a_loop_runs_its_body_on_workers_and_its_until_in_the_engine(

@@ -712,7 +712,9 @@ class RedisDriver(DispatchingDriver):
             if type(result) is dict and dynamic.RECORD_KEY in result:
                 # A task that spawned a sub-flow on the worker (flowkit.dynamic).
                 try:
-                    result = dynamic.Subflow.from_record(result)
+                    result = dynamic.Subflow.from_record(
+                        result, sender=f"worker {message['worker']} answering {request.describe()}"
+                    )
                 except Exception as err:
                     self._finish(request, failure=Failure.from_exception(err))
                     return
