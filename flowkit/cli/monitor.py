@@ -19,6 +19,7 @@ racing another process for it.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import socket
 from typing import Any
@@ -44,6 +45,14 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--port", type=int, default=8765, help="port (default: 8765; 0 picks a free one)")
     parser.add_argument("--token", help=f"require this bearer token (default: ${TOKEN_ENV} if set)")
     parser.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="also answer requests for this host name (a proxy's); repeatable. Bound to loopback,"
+        " the monitor answers only for localhost, 127.0.0.1 and ::1 (against DNS rebinding)",
+    )
+    parser.add_argument(
         "--poll", type=float, default=0.5, help="seconds between reads of a watched flow (default 0.5)"
     )
     parser.set_defaults(handler=guarded("flowkit monitor", _serve))
@@ -59,13 +68,12 @@ def _serve(args: argparse.Namespace) -> int:
     from flowkit.cli._common import open_backend
 
     token = args.token or os.environ.get(TOKEN_ENV) or None
-    with open_backend(args.connection) as backend:
-        app = create_app(backend, token=token, poll_interval=args.poll)
-        with _listen(args.host, args.port) as sock:
-            # Printed only now: the socket listens, so whoever reads the URL can connect at once.
-            print(f"{LISTENING_PREFIX}{_url(sock)}", flush=True)
-            config = uvicorn.Config(app, log_level="warning" if not args.verbose else "info")
-            uvicorn.Server(config).run(sockets=[sock])
+    with open_backend(args.connection) as backend, _listen(args.host, args.port) as sock:
+        app = create_app(backend, token=token, poll_interval=args.poll, allowed_hosts=_hosts(sock, args))
+        # Printed only now: the socket listens, so whoever reads the URL can connect at once.
+        print(f"{LISTENING_PREFIX}{_url(sock)}", flush=True)
+        config = uvicorn.Config(app, log_level="warning" if not args.verbose else "info")
+        uvicorn.Server(config).run(sockets=[sock])
     return 0
 
 
@@ -93,6 +101,23 @@ def _listen(host: str, port: int) -> socket.socket:
         reason = getattr(err, "strerror", None) or err
         raise CliError(f"cannot listen on {host}:{port}: {reason}", status=1) from err
     return sock
+
+
+def _hosts(sock: socket.socket, args: argparse.Namespace) -> list[str] | None:
+    """The host names to answer for: the loopback ones (and ``--allow-host``) on a loopback address.
+
+    A browser reaches a loopback address by one of those names only; any other
+    name in a request's ``Host`` is a page that rebound its own name to this
+    address (DNS rebinding). Bound to another address, the names it is reached
+    by are not known here: ``--allow-host`` lists them, else any is answered
+    (use a token there).
+    """
+    from flowkit.monitor.app import LOOPBACK_HOSTS
+
+    address = sock.getsockname()[0]
+    if ipaddress.ip_address(address.partition("%")[0]).is_loopback:
+        return [*LOOPBACK_HOSTS, address, *args.allow_host]
+    return list(args.allow_host) or None
 
 
 def _url(sock: socket.socket) -> str:

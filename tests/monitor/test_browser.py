@@ -238,3 +238,43 @@ def test_port_0_prints_the_url_it_bound_and_answers_there(tmp_path: Path) -> Non
         assert _get_json(f"{url}/api/flows") == []
     finally:
         _stop(proc)
+
+
+def _status_for_host(url: str, host: str, method: str = "GET", path: str = "/api/flows") -> int:
+    """The status the monitor at ``url`` answers a request carrying ``Host: host`` with."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=5)
+    try:
+        conn.request(method, path, headers={"Host": host})
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
+def test_a_loopback_monitor_refuses_a_request_for_another_host_name(tmp_path: Path) -> None:
+    # DNS rebinding: a page of evil.example re-resolves its name to 127.0.0.1 and
+    # reads the token-less monitor with the browser's Host: evil.example.
+    proc, url = _start_monitor(f"sqlite:///{tmp_path}/t.db")
+    try:
+        port = url.rsplit(":", 1)[1]
+        assert _status_for_host(url, f"evil.example:{port}") == 403
+        assert _status_for_host(url, f"evil.example:{port}", path="/") == 403
+        for good in (f"127.0.0.1:{port}", f"localhost:{port}", "localhost", f"[::1]:{port}"):
+            assert _status_for_host(url, good) == 200, good
+    finally:
+        _stop(proc)
+
+
+def test_the_monitor_has_no_endpoint_that_changes_anything(tmp_path: Path) -> None:
+    # So a cross-site POST (CSRF) can do nothing: every route takes GET only.
+    proc, url = _start_monitor(f"sqlite:///{tmp_path}/t.db")
+    try:
+        port = url.rsplit(":", 1)[1]
+        for path in ("/", "/api/flows", "/api/flows/x", "/api/flows/x/graph", "/api/flows/x/stream"):
+            for method in ("POST", "PUT", "DELETE", "PATCH"):
+                assert _status_for_host(url, f"127.0.0.1:{port}", method, path) == 405, (method, path)
+    finally:
+        _stop(proc)
