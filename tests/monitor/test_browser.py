@@ -278,3 +278,44 @@ def test_the_monitor_has_no_endpoint_that_changes_anything(tmp_path: Path) -> No
                 assert _status_for_host(url, f"127.0.0.1:{port}", method, path) == 405, (method, path)
     finally:
         _stop(proc)
+
+
+def test_names_and_failure_texts_are_shown_as_text_never_run_as_markup(tmp_path: Path) -> None:
+    chromium = services.require_binary("chromium", "chromium")
+    sync_api = services.require_module("playwright.sync_api", "playwright")
+    from flowkit import engines
+    from flowkit.persistence import backends
+    from tests.cli._flows import HOSTILE_MARKUP, make_hostile
+
+    connection = f"sqlite:///{tmp_path}/hostile.db"
+    with backends.backend(connection) as backend:
+        engine = engines.load_from_factory(make_hostile, backend=backend)
+        with pytest.raises(RuntimeError):
+            engine.run()
+        uuid = engine.storage.flow_uuid
+    proc, url = _start_monitor(connection)
+    try:
+        with sync_api.sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page()
+                page.goto(url + "/")
+                page.wait_for_selector(f'#flows tr[data-uuid="{uuid}"]', timeout=60_000)
+                assert HOSTILE_MARKUP in page.inner_text("#flows")
+                page.goto(f"{url}/flows/{uuid}")
+                page.wait_for_selector("#failures h3", timeout=60_000)
+                page.wait_for_function("() => flowkitMonitor.current.cy", timeout=60_000)
+                assert HOSTILE_MARKUP in page.inner_text("#flow-title")
+                assert f"bad {HOSTILE_MARKUP} execute: RuntimeError: {HOSTILE_MARKUP}" in page.inner_text(
+                    "#failures"
+                )
+                assert HOSTILE_MARKUP in page.inner_text("#report")
+                # Nothing parsed the text as markup: no element was made of it, no script ran.
+                assert page.evaluate("() => document.querySelectorAll('img, main script').length") == 0
+                assert page.evaluate("() => window.__flowkit_xss") is None
+                drawn = page.evaluate("() => flowkitMonitor.current.cy.nodes().map(n => n.id())")
+                assert f"bad {HOSTILE_MARKUP}" in drawn
+            finally:
+                browser.close()
+    finally:
+        _stop(proc)
