@@ -319,3 +319,21 @@ def test_names_and_failure_texts_are_shown_as_text_never_run_as_markup(tmp_path:
                 browser.close()
     finally:
         _stop(proc)
+
+
+def test_static_files_cannot_reach_outside_their_directory(tmp_path: Path) -> None:
+    proc, url = _start_monitor(f"sqlite:///{tmp_path}/t.db")
+    try:
+        host = url.removeprefix("http://")
+        assert _status_for_host(url, host, path="/static/monitor.js") == 200
+        for path in (
+            "/static/../app.py",
+            "/static/%2e%2e/app.py",
+            "/static/..%2fapp.py",
+            "/static/vendor/%2e%2e/%2e%2e/app.py",
+            "/static/..%5capp.py",
+            "/static//etc/passwd",
+        ):
+            assert _status_for_host(url, host, path=path) == 404, path
+    finally:
+        _stop(proc)
