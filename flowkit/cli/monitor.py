@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import logging
 import os
+import re
 import socket
 from typing import Any
 
@@ -73,7 +75,13 @@ def _serve(args: argparse.Namespace) -> int:
         # Printed only now: the socket listens, so whoever reads the URL can connect at once.
         print(f"{LISTENING_PREFIX}{_url(sock)}", flush=True)
         config = uvicorn.Config(app, log_level="warning" if not args.verbose else "info")
-        uvicorn.Server(config).run(sockets=[sock])
+        access = logging.getLogger("uvicorn.access")
+        masking = _TokenMask()
+        access.addFilter(masking)
+        try:
+            uvicorn.Server(config).run(sockets=[sock])
+        finally:
+            access.removeFilter(masking)
     return 0
 
 
@@ -101,6 +109,21 @@ def _listen(host: str, port: int) -> socket.socket:
         reason = getattr(err, "strerror", None) or err
         raise CliError(f"cannot listen on {host}:{port}: {reason}", status=1) from err
     return sock
+
+
+#: A ``token`` query parameter's value, in a logged request path.
+_TOKEN_PARAM = re.compile(r"([?&]token=)[^&#\s]*")
+
+
+class _TokenMask(logging.Filter):
+    """Hide the token of ``/?token=...`` in uvicorn's access lines (``-v``), as in any log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and "token=" in str(record.args):
+            record.args = tuple(
+                _TOKEN_PARAM.sub(r"\1***", arg) if isinstance(arg, str) else arg for arg in record.args
+            )
+        return True
 
 
 def _hosts(sock: socket.socket, args: argparse.Namespace) -> list[str] | None:
