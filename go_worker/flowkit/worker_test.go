@@ -963,13 +963,18 @@ func TestLoneSurrogateEscapesAreDroppedAndTheWorkerKeepsServing(t *testing.T) {
 	}
 }
 
-// limitedUser makes a Redis ACL user that may touch only the harness's keys,
-// as in a locked-down deployment, and returns a URL that logs in as it.
+// limitedUser makes a Redis ACL user that may touch only the harness's keys
+// (of the reply streams, only those of engines named "engine..."), as in a
+// locked-down deployment, and returns a URL that logs in as it.
 func (h *harness) limitedUser() string {
 	h.t.Helper()
 	ctx := context.Background()
 	user := "fk-" + h.namespace
-	if err := h.client.Do(ctx, "ACL", "SETUSER", user, "on", ">pw", "~"+h.namespace+":*", "&*", "+@all").Err(); err != nil {
+	args := []any{"ACL", "SETUSER", user, "on", ">pw"}
+	for _, keys := range []string{"requests:*", "workers:*", "worker:*", "topics", "seen:*", "replies:engine*"} {
+		args = append(args, "~"+h.namespace+":"+keys)
+	}
+	if err := h.client.Do(ctx, append(args, "&*", "+@all")...).Err(); err != nil {
 		h.t.Fatal(err)
 	}
 	h.t.Cleanup(func() { h.client.Do(context.Background(), "ACL", "DELUSER", user) })
@@ -982,7 +987,7 @@ func TestAnAnswerRedisRefusesIsDroppedAndLaterAnswersGoOut(t *testing.T) {
 	h.start(func(o *flowkit.Options) { o.RedisURL = limited })
 	// NOPERM for the worker's user: its MULTI block ends in EXECABORT.
 	refused := h.request(tasks.EchoName, flowkit.ActionExecute, map[string]any{"value": "lost"}, func(r *flowkit.Request) {
-		r.ReplyTo = "elsewhere:replies:engine"
+		r.ReplyTo = flowkit.RepliesKey(h.namespace, "denied")
 	})
 	h.add(refused)
 	for i := 0; i < 5; i++ {
