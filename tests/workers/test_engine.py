@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import logging
 import socket
 import subprocess
@@ -1666,6 +1667,73 @@ def test_with_a_secret_the_engine_does_not_warn_about_signing(
     scripted(secret="s3cret")
     load(chain(1), redis_flushed_url, topic, store={"value": 1}, secret="s3cret").run()
     assert not [r for r in caplog.records if "signing secret" in r.getMessage()]
+
+
+def _answers_badly(body_of: Callable[[ScriptedWorker, dict[str, Any]], dict[str, Any]]) -> Handler:
+    """A handler that starts each request, then answers it with ``body_of``'s message, signed, and acks it."""
+
+    def handle(worker: ScriptedWorker, entry_id: bytes, request: dict[str, Any]) -> None:
+        worker.reply(request, protocol.RUNNING)
+        body = json.dumps(body_of(worker, request)).encode()
+        envelope = (
+            {"body": body}
+            if worker.secret is None
+            else {"body": body, "sig": protocol.sign(body, worker.secret)}
+        )
+        pipe = worker.client.pipeline(transaction=True)
+        pipe.xadd(request["reply_to"], envelope)  # type: ignore[arg-type]
+        pipe.xack(worker.stream, protocol.GROUP, entry_id)
+        pipe.xdel(worker.stream, entry_id)
+        pipe.execute()
+
+    return handle
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    ("bad", "said"),
+    [
+        ({"event": "success"}, "success response has no 'result' field"),
+        ({"event": "failure", "failure": {"version": 1}}, "failure record 'failure'"),
+        ({"v": 2, "event": "success", "result": 1}, "unsupported protocol version 2"),
+    ],
+)
+def test_a_reply_the_engine_cannot_read_fails_its_atom_instead_of_hanging_the_run(
+    scripted: Any, redis_flushed_url: str, topic: str, bad: dict[str, Any], said: str
+) -> None:
+    # The worker stays alive and advertised, so no timeout ever fired: the run hung.
+    def body(worker: ScriptedWorker, request: dict[str, Any]) -> dict[str, Any]:
+        message = {
+            "v": 1,
+            "type": "response",
+            "id": request["id"],
+            "worker": worker.worker_id,
+            "sent_at": 1.0,
+        }
+        return {**message, **bad}
+
+    scripted(_answers_badly(body), secret="s3cret")
+    engine = load(chain(1), redis_flushed_url, topic, store={"value": 1}, secret="s3cret")
+    with pytest.raises(exc.InvalidFormat) as raised:
+        engine.run()
+    text = str(raised.value)
+    assert "atom 'add0'" in text and said in text and "scripted-" in text
+
+
+def test_a_malformed_progress_reply_is_ignored_and_the_final_answer_counts(
+    scripted: Any, redis_flushed_url: str, topic: str
+) -> None:
+    # Only a final answer that cannot be read fails the atom: an event a later
+    # protocol adds reads as a malformed reply here, and must not.
+    def handle(worker: ScriptedWorker, entry_id: bytes, request: dict[str, Any]) -> None:
+        body = {"v": 1, "type": "response", "id": request["id"], "worker": worker.worker_id, "sent_at": 1.0}
+        worker.client.xadd(request["reply_to"], {"body": json.dumps({**body, "event": "telemetry"})})
+        add_one(worker, entry_id, request)
+
+    scripted(handle)
+    engine = load(chain(1), redis_flushed_url, topic, store={"value": 1})
+    engine.run()
+    assert engine.storage.fetch("v0") == 2
 
 
 # -- dynamic sub-flows spawned on a worker ---------------------------------------------------
