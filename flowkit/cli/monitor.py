@@ -24,6 +24,7 @@ import logging
 import os
 import re
 import socket
+import sys
 from typing import Any
 
 from flowkit.cli._common import CliError, add_connection, guarded
@@ -72,6 +73,13 @@ def _serve(args: argparse.Namespace) -> int:
     token = args.token or os.environ.get(TOKEN_ENV) or None
     with open_backend(args.connection) as backend, _listen(args.host, args.port) as sock:
         app = create_app(backend, token=token, poll_interval=args.poll, allowed_hosts=_hosts(sock, args))
+        if token is None and not _is_loopback(sock):
+            print(
+                f"flowkit monitor: warning: serving {_url(sock)} without a token: anyone who can reach it"
+                f" reads every flow's results, failures and tracebacks; set ${TOKEN_ENV} (or --token)",
+                file=sys.stderr,
+                flush=True,
+            )
         # Printed only now: the socket listens, so whoever reads the URL can connect at once.
         print(f"{LISTENING_PREFIX}{_url(sock)}", flush=True)
         config = uvicorn.Config(app, log_level="warning" if not args.verbose else "info")
@@ -137,10 +145,14 @@ def _hosts(sock: socket.socket, args: argparse.Namespace) -> list[str] | None:
     """
     from flowkit.monitor.app import LOOPBACK_HOSTS
 
-    address = sock.getsockname()[0]
-    if ipaddress.ip_address(address.partition("%")[0]).is_loopback:
-        return [*LOOPBACK_HOSTS, address, *args.allow_host]
+    if _is_loopback(sock):
+        return [*LOOPBACK_HOSTS, sock.getsockname()[0], *args.allow_host]
     return list(args.allow_host) or None
+
+
+def _is_loopback(sock: socket.socket) -> bool:
+    """Whether ``sock`` is bound to a loopback address (reachable from this machine only)."""
+    return ipaddress.ip_address(sock.getsockname()[0].partition("%")[0]).is_loopback
 
 
 def _url(sock: socket.socket) -> str:

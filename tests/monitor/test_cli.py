@@ -84,3 +84,31 @@ def test_verbose_access_lines_do_not_show_the_token(tmp_path: Path) -> None:
     assert "t0k3n-s3cret" not in out + err
     assert '"GET /?token=*** HTTP/1.1" 200' in out + err
     assert '"GET /api/flows?state=x&token=*** HTTP/1.1" 200' in out + err
+
+
+def test_serving_beyond_loopback_without_a_token_warns_once_on_stderr(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [
+            FLOWKIT,
+            "monitor",
+            "--connection",
+            f"sqlite:///{tmp_path}/t.db",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            "0",
+        ],
+        env=command_env(),
+        cwd=SOURCE_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().startswith("flowkit monitor on http://0.0.0.0:")
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    warnings = [line for line in err.splitlines() if "without a token" in line]
+    assert len(warnings) == 1 and "FLOWKIT_MONITOR_TOKEN" in warnings[0], err
