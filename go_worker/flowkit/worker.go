@@ -463,8 +463,9 @@ func (w *Worker) firstSightings(jobs []*job, now float64) []*job {
 	gets := make([]*redis.StringCmd, len(jobs))
 	for i, j := range jobs {
 		key := SeenKey(w.opts.Namespace, j.request.ID)
-		keep := time.Duration((j.request.Deadline-now)*float64(time.Second)) + MaxClockSkew
-		sets[i] = pipe.SetNX(ctx, key, j.entryID, max(keep, time.Millisecond))
+		// Clamped as seconds first: converting a float past int64 to a Duration is undefined.
+		seconds := min(max(j.request.Deadline-now+MaxClockSkew.Seconds(), 0.001), MaxSeen.Seconds())
+		sets[i] = pipe.SetNX(ctx, key, j.entryID, max(time.Duration(seconds*float64(time.Second)), time.Millisecond))
 		gets[i] = pipe.Get(ctx, key)
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {

@@ -226,6 +226,26 @@ def test_a_request_whose_reply_to_is_no_reply_stream_of_the_namespace_is_not_ans
     ]
 
 
+@pytest.mark.parametrize("deadline", [1e17, 1e308])
+def test_a_request_with_a_far_deadline_neither_stops_the_worker_nor_holds_up_others(
+    spawn_worker: WorkerFactory, signing: str | None, redis_client: Any, deadline: float
+) -> None:
+    # The replay guard keeps the request id until the deadline: a deadline Redis cannot
+    # take as an expiry (or that overflows) must not fail the guard for a whole batch.
+    # Nor may it shorten the guard: the Go worker kept such an id for a millisecond.
+    worker = spawn_worker(fresh_topic(), secret=signing)
+    reply_to = _reply_to()
+    captured = _envelope(_json(_request(reply_to, deadline=deadline, arguments={"value": "far"})), signing)
+    redis_client.xadd(requests_key(worker.topic), captured)
+    _good_request_is_answered(redis_client, worker, signing)
+    services.wait_until(lambda: _settled(redis_client, worker.topic), 15.0, message="far request settled")
+    redis_client.xadd(requests_key(worker.topic), captured)  # replayed
+    _good_request_is_answered(redis_client, worker, signing)
+    services.wait_until(lambda: _settled(redis_client, worker.topic), 15.0, message="replay settled")
+    assert [r["event"] for r in _replies(redis_client, reply_to)] == ["running", "success"]
+    assert worker.alive, worker.log()
+
+
 def test_a_replayed_request_is_refused_and_its_task_not_run_again(
     spawn_worker: WorkerFactory, signing: str | None, redis_client: Any
 ) -> None:

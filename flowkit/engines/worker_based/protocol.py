@@ -44,6 +44,7 @@ __all__ = [
     "GROUP",
     "MAX_CLOCK_SKEW",
     "MAX_MESSAGE_BYTES",
+    "MAX_SEEN",
     "MISSING",
     "NOTIFICATION",
     "PROGRESS",
@@ -79,6 +80,11 @@ SECRET_ENV: Final = "FLOWKIT_WORKER_SECRET"
 #: stale three heartbeats plus this after its ``sent_at``, and a request id is
 #: remembered (against replays) until this long after its ``deadline``.
 MAX_CLOCK_SKEW: Final = 30.0
+#: The longest a worker remembers a request id against replays (seconds): until
+#: the request's deadline plus the clock skew, but no longer than this, so a
+#: request with an absurd deadline cannot make the replay check fail (Redis
+#: refuses such an expiry) or overflow.
+MAX_SEEN: Final = 10 * 366 * 24 * 3600.0
 
 EXECUTE: Final = "execute"
 REVERT: Final = "revert"

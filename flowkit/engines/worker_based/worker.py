@@ -558,7 +558,7 @@ class Worker:
         pipe = self._client.pipeline(transaction=False)
         for job in jobs:
             key = protocol.seen_key(self._namespace, job.message["id"])
-            keep = job.message["deadline"] - now + protocol.MAX_CLOCK_SKEW
+            keep = min(max(job.message["deadline"] - now + protocol.MAX_CLOCK_SKEW, 0.001), protocol.MAX_SEEN)
             pipe.set(key, job.entry_id, nx=True, px=max(1, int(keep * 1000)))
             pipe.get(key)
         try:
