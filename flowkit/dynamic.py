@@ -28,6 +28,7 @@ at most :data:`MAX_SPAWNED` atoms; past either the spawner fails with
 from __future__ import annotations
 
 import enum
+import inspect
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -130,7 +131,8 @@ class Subflow:
                 raise exc.InvalidFormat(
                     f"{prefix}sub-flow factory '{factory}' cannot be imported: {err}"
                 ) from err
-            if sender is not None and getattr(make, _SPAWNABLE, False) is not True:
+            marked = inspect.isfunction(make) or inspect.ismethod(make)
+            if sender is not None and not (marked and getattr(make, _SPAWNABLE, False) is True):
                 raise exc.InvalidFormat(
                     f"{prefix}its factory '{factory}' is not marked @flowkit.dynamic.spawnable: the engine"
                     " calls only factories marked so when a worker names them (doc/dynamic.rst)"
