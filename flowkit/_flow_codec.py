@@ -191,6 +191,10 @@ def _provides_spec(atom: Atom) -> Any:
 
 def _make_atom(spec: dict[str, Any]) -> Atom:
     cls = import_path(spec["class"])
+    # Checked before the call: a description may come from a worker's answer,
+    # and calling whatever it names (a function, any class) would run that.
+    if not isinstance(cls, type) or not issubclass(cls, Atom):
+        raise TypeError(f"'{spec['class']}' is not an atom class")
     provides = spec["provides"]
     if isinstance(provides, dict):
         provides = set(provides["set"])

@@ -28,14 +28,15 @@ at most :data:`MAX_SPAWNED` atoms; past either the spawner fails with
 from __future__ import annotations
 
 import enum
+import inspect
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from flowkit import _steering
 from flowkit import exceptions as exc
 from flowkit import flow as flows
 
-__all__ = ["MAX_DEPTH", "MAX_SPAWNED", "RECORD_KEY", "Collect", "Subflow", "subflow"]
+__all__ = ["MAX_DEPTH", "MAX_SPAWNED", "RECORD_KEY", "Collect", "Subflow", "spawnable", "subflow"]
 
 #: The key that marks a sub-flow sent as JSON (from a worker to the engine).
 RECORD_KEY = "flowkit.subflow"
@@ -104,26 +105,50 @@ class Subflow:
         return record
 
     @classmethod
-    def from_record(cls, record: Mapping[str, Any]) -> Subflow:
+    def from_record(cls, record: Mapping[str, Any], *, sender: str | None = None) -> Subflow:
         """The spawn :meth:`to_record` wrote, with its flow made again.
 
+        Args:
+            record: what :meth:`to_record` wrote.
+            sender: who sent the record, for errors (a worker's answer to a
+                request). A record from elsewhere is data, not code: its
+                factory is called only when marked :func:`spawnable`.
+
         Raises:
-            InvalidFormat: the record is damaged or names something that cannot be imported.
+            InvalidFormat: the record is damaged, names something that cannot
+                be imported, something that is not an atom class, or (from a
+                ``sender``) a factory not marked :func:`spawnable`.
         """
         from flowkit import _flow_codec
 
+        prefix = f"{sender} sent a sub-flow, but " if sender else ""
         collect = Collect(record.get("collect", Collect.LIST))
-        import_path = _flow_codec.import_path
         factory = record.get("factory")
         if isinstance(factory, str):
             try:
-                made = import_path(factory)(*record.get("args", ()), **record.get("kwargs", {}))
+                make = _flow_codec.import_path(factory)
             except ImportError as err:
-                raise exc.InvalidFormat(f"sub-flow factory '{factory}' cannot be imported: {err}") from err
+                raise exc.InvalidFormat(
+                    f"{prefix}sub-flow factory '{factory}' cannot be imported: {err}"
+                ) from err
+            marked = inspect.isfunction(make) or inspect.ismethod(make)
+            if sender is not None and not (marked and getattr(make, _SPAWNABLE, False) is True):
+                raise exc.InvalidFormat(
+                    f"{prefix}its factory '{factory}' is not marked @flowkit.dynamic.spawnable: the engine"
+                    " calls only factories marked so when a worker names them (doc/dynamic.rst)"
+                )
+            made = make(*record.get("args", ()), **record.get("kwargs", {}))
             if not isinstance(made, flows.Flow):
-                raise exc.InvalidFormat(f"sub-flow factory '{factory}' made {made!r}, not a flow")
+                raise exc.InvalidFormat(f"{prefix}sub-flow factory '{factory}' made {made!r}, not a flow")
             return cls(made, collect, factory, record.get("args", ()), record.get("kwargs"))
-        return cls(_flow_codec.rebuild(dict(record["flow"])), collect)
+        try:
+            return cls(_flow_codec.rebuild(dict(record["flow"])), collect)
+        except exc.InvalidFormat as err:
+            if sender is None:
+                raise
+            raise exc.InvalidFormat(
+                f"{prefix}its description cannot be built: {err.__cause__ or err}"
+            ) from err
 
 
 def subflow(
@@ -185,6 +210,27 @@ def subflow(
             item=made,
         )
     return Subflow(made, how, name, args, kwargs)
+
+
+#: The attribute :func:`spawnable` sets on a factory.
+_SPAWNABLE = "__flowkit_spawnable__"
+
+_F = TypeVar("_F", bound=Callable[..., flows.Flow])
+
+
+def spawnable(factory: _F) -> _F:
+    """Mark ``factory`` as one a worker's spawn may name; return it unchanged.
+
+    A worker sends a spawn made by a factory back as the factory's dotted name
+    and JSON arguments, and the engine calls that name. The worker's answer is
+    data from another process (or from whoever can write to Redis), so the
+    engine calls only factories marked with this decorator: an unmarked name
+    (``os.system``, ``shutil.rmtree``...) fails the spawner instead of running.
+    Factories called in the engine's own process (``subflow(make_flow)`` on a
+    local engine, a resume from persistence) need no mark.
+    """
+    setattr(factory, _SPAWNABLE, True)
+    return factory
 
 
 _steering.STEERING[Subflow] = _steering.Steer.SPAWN

@@ -26,6 +26,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from flowkit import exceptions as exc
 from flowkit._utils.records import Record
+from flowkit.persistence.backends._urls import mask_url
 
 __all__ = ["CacheStats", "CacheStore", "DirStore", "MemoryStore", "check_target", "open_store"]
 
@@ -313,20 +314,19 @@ class _Target:
         self.bare = target.partition("?")[0]
         if scheme in ("memory", "dir", "file"):
             if query:
-                raise _bad(f"cache URL {target!r}: unknown option(s) {sorted(query)}")
+                raise _bad(f"cache URL {mask_url(target)!r}: unknown option(s) {sorted(query)}")
             if scheme != "memory" and not parts.path:
-                raise _bad(f"cache URL {target!r} names no directory (dir:///path)")
+                raise _bad(f"cache URL {mask_url(target)!r} names no directory (dir:///path)")
         elif scheme not in _SQL_SCHEMES and scheme not in ("redis", "rediss"):
             raise _bad(
-                f"cache URL {target!r}: unknown scheme {parts.scheme!r}; "
+                f"cache URL {mask_url(target)!r}: unknown scheme {parts.scheme!r}; "
                 "use memory://, dir://, sqlite://, postgresql:// or redis://"
             )
 
 
 def _not_a_target(target: Any) -> exc.InvalidEngineOption:
-    return _bad(
-        f"cache= takes a cache store or a URL such as memory:// or sqlite:///cache.db, not {target!r}"
-    )
+    shown = repr(mask_url(target)) if isinstance(target, str) else repr(target)
+    return _bad(f"cache= takes a cache store or a URL such as memory:// or sqlite:///cache.db, not {shown}")
 
 
 def check_target(target: Any) -> None:
@@ -416,9 +416,9 @@ def _number(url: str, text: str | None, name: str, kind: type) -> Any:
     try:
         value = kind(text)
     except ValueError:
-        raise _bad(f"cache URL {url!r}: {name} must be a number, not {text!r}") from None
+        raise _bad(f"cache URL {mask_url(url)!r}: {name} must be a number, not {text!r}") from None
     if value <= 0:
-        raise _bad(f"cache URL {url!r}: {name} must be above 0, not {text!r}")
+        raise _bad(f"cache URL {mask_url(url)!r}: {name} must be above 0, not {text!r}")
     return value
 
 

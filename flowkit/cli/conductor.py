@@ -111,6 +111,13 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--max-dispatches", type=positive(int), metavar="N", help="exit after N jobs")
     parser.add_argument(
+        "--allow-factory",
+        action="append",
+        metavar="NAME",
+        help="call only these flow factories (a dotted name, or a module prefix ending in '.'); repeatable."
+        " Default: any a job's flow detail names, as TaskFlow",
+    )
+    parser.add_argument(
         "--wait-timeout", type=positive(float), default=0.5, metavar="S", help="seconds between idle polls"
     )
     parser.set_defaults(handler=_run)
@@ -168,6 +175,8 @@ def _run(args: argparse.Namespace) -> int:
     }
     if args.max_simultaneous_jobs is not None:
         options["max_simultaneous_jobs"] = args.max_simultaneous_jobs
+    if args.allow_factory:
+        options["factories"] = args.allow_factory
     conductor = _recording(args.kind)(args.name, board, **options)
 
     signals = 0

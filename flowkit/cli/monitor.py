@@ -19,8 +19,12 @@ racing another process for it.
 from __future__ import annotations
 
 import argparse
+import ipaddress
+import logging
 import os
+import re
 import socket
+import sys
 from typing import Any
 
 from flowkit.cli._common import CliError, add_connection, guarded
@@ -44,6 +48,14 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--port", type=int, default=8765, help="port (default: 8765; 0 picks a free one)")
     parser.add_argument("--token", help=f"require this bearer token (default: ${TOKEN_ENV} if set)")
     parser.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="also answer requests for this host name (a proxy's); repeatable. Bound to loopback,"
+        " the monitor answers only for localhost, 127.0.0.1 and ::1 (against DNS rebinding)",
+    )
+    parser.add_argument(
         "--poll",
         type=float,
         default=0.5,
@@ -63,13 +75,25 @@ def _serve(args: argparse.Namespace) -> int:
     from flowkit.cli._common import open_backend
 
     token = args.token or os.environ.get(TOKEN_ENV) or None
-    with open_backend(args.connection) as backend:
-        app = create_app(backend, token=token, poll_interval=args.poll)
-        with _listen(args.host, args.port) as sock:
-            # Printed only now: the socket listens, so whoever reads the URL can connect at once.
-            print(f"{LISTENING_PREFIX}{_url(sock)}", flush=True)
-            config = uvicorn.Config(app, log_level="warning" if not args.verbose else "info")
+    with open_backend(args.connection) as backend, _listen(args.host, args.port) as sock:
+        app = create_app(backend, token=token, poll_interval=args.poll, allowed_hosts=_hosts(sock, args))
+        if token is None and not _is_loopback(sock):
+            print(
+                f"flowkit monitor: warning: serving {_url(sock)} without a token: anyone who can reach it"
+                f" reads every flow's results, failures and tracebacks; set ${TOKEN_ENV} (or --token)",
+                file=sys.stderr,
+                flush=True,
+            )
+        # Printed only now: the socket listens, so whoever reads the URL can connect at once.
+        print(f"{LISTENING_PREFIX}{_url(sock)}", flush=True)
+        config = uvicorn.Config(app, log_level="warning" if not args.verbose else "info")
+        access = logging.getLogger("uvicorn.access")
+        masking = _TokenMask()
+        access.addFilter(masking)
+        try:
             uvicorn.Server(config).run(sockets=[sock])
+        finally:
+            access.removeFilter(masking)
     return 0
 
 
@@ -97,6 +121,42 @@ def _listen(host: str, port: int) -> socket.socket:
         reason = getattr(err, "strerror", None) or err
         raise CliError(f"cannot listen on {host}:{port}: {reason}", status=1) from err
     return sock
+
+
+#: A ``token`` query parameter's value, in a logged request path.
+_TOKEN_PARAM = re.compile(r"([?&]token=)[^&#\s]*")
+
+
+class _TokenMask(logging.Filter):
+    """Hide the token of ``/?token=...`` in uvicorn's access lines (``-v``), as in any log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and "token=" in str(record.args):
+            record.args = tuple(
+                _TOKEN_PARAM.sub(r"\1***", arg) if isinstance(arg, str) else arg for arg in record.args
+            )
+        return True
+
+
+def _hosts(sock: socket.socket, args: argparse.Namespace) -> list[str] | None:
+    """The host names to answer for: the loopback ones (and ``--allow-host``) on a loopback address.
+
+    A browser reaches a loopback address by one of those names only; any other
+    name in a request's ``Host`` is a page that rebound its own name to this
+    address (DNS rebinding). Bound to another address, the names it is reached
+    by are not known here: ``--allow-host`` lists them, else any is answered
+    (use a token there).
+    """
+    from flowkit.monitor.app import LOOPBACK_HOSTS
+
+    if _is_loopback(sock):
+        return [*LOOPBACK_HOSTS, sock.getsockname()[0], *args.allow_host]
+    return list(args.allow_host) or None
+
+
+def _is_loopback(sock: socket.socket) -> bool:
+    """Whether ``sock`` is bound to a loopback address (reachable from this machine only)."""
+    return ipaddress.ip_address(sock.getsockname()[0].partition("%")[0]).is_loopback
 
 
 def _url(sock: socket.socket) -> str:

@@ -17,7 +17,7 @@ import os
 import socket
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from functools import cached_property
 from typing import Any
 
@@ -26,6 +26,7 @@ from flowkit import exceptions as exc
 from flowkit._utils.flow_meta import STORE_KEY
 from flowkit.conductors import in_doubt
 from flowkit.conductors._fencing import FencedBackend
+from flowkit.engines.helpers import recorded_factory
 from flowkit.jobs.base import Job, JobBoard
 from flowkit.persistence.base import Backend
 from flowkit.persistence.models import FlowDetail
@@ -33,6 +34,19 @@ from flowkit.types import notifier
 from flowkit.types.entity import Entity
 
 __all__ = ["Conductor"]
+
+
+def _factory_names(factories: Iterable[str] | None) -> tuple[frozenset[str], tuple[str, ...]] | None:
+    """``factories`` as (exact names, module prefixes), or None for "any"."""
+    if factories is None:
+        return None
+    if isinstance(factories, str):
+        raise TypeError(f"factories must be a list of names, not the string {factories!r}")
+    names = list(factories)
+    bad = [name for name in names if not isinstance(name, str) or not name]
+    if bad:
+        raise TypeError(f"factories must hold non-empty strings, not {bad!r}")
+    return frozenset(n for n in names if not n.endswith(".")), tuple(n for n in names if n.endswith("."))
 
 
 class Conductor(ABC):
@@ -45,6 +59,17 @@ class Conductor(ABC):
         engine: the engine kind to run flows with (``serial``, ``parallel``...).
         engine_options: more options for every engine (``executor``, ``max_workers``...).
         store: values every job's flow may use (the lowest precedence).
+        factories: the flow factories this conductor may call, as dotted
+            names (``"pkg.flows.make_order"``) or module prefixes ending in a
+            dot (``"pkg.flows."``). A job whose flow detail names another is
+            set aside (trashed) without importing or calling it. ``None``
+            (the default, TaskFlow's behaviour) calls whatever factory the
+            flow detail names, with the arguments recorded there: whoever can
+            post jobs and write their logbooks can then make the conductor
+            import any module and call any function it can reach.
+
+    Raises:
+        TypeError: ``factories`` is a single string or holds something else than strings.
     """
 
     #: The kind of entity registered on the board.
@@ -58,8 +83,11 @@ class Conductor(ABC):
         engine: str | None = None,
         engine_options: Mapping[str, Any] | None = None,
         store: Mapping[str, Any] | None = None,
+        *,
+        factories: Iterable[str] | None = None,
     ) -> None:
         self._name = name
+        self._factories = _factory_names(factories)
         self._jobboard = jobboard
         self._persistence = persistence
         self._engine = engine
@@ -159,11 +187,32 @@ class Conductor(ABC):
         return engine
 
     def _load(self, job: Job, flow_detail: FlowDetail, backend: Backend | None) -> Any:
+        self._check_factory(flow_detail)
         options = dict(self._engine_options)
         if self._engine is not None:
             options["engine"] = self._engine
         return engines.load_from_detail(
             flow_detail, store=self._store_for(job, flow_detail), backend=backend, **options
+        )
+
+    def _check_factory(self, flow_detail: FlowDetail) -> None:
+        """Refuse, before anything is imported, a factory outside ``factories`` (when given).
+
+        Raises:
+            ImportError: the flow detail names a factory this conductor may not call.
+        """
+        if self._factories is None:
+            return
+        name = recorded_factory(flow_detail)
+        if name is None:
+            return  # nothing will be called; loading says the detail records no factory
+        exact, prefixes = self._factories
+        if name in exact or name.startswith(prefixes):
+            return
+        raise ImportError(
+            f"flow detail '{flow_detail.name}' {flow_detail.uuid} names flow factory '{name}', which"
+            f" conductor '{self._name}' may not call: it is given factories="
+            f"{sorted([*exact, *prefixes])}"
         )
 
     def _listeners_from_job(self, job: Job, engine: Any) -> list[Any]:

@@ -24,7 +24,7 @@ from typing import Any
 
 from flowkit.declarative._build import TASK_OPTIONS, build_flow
 from flowkit.declarative._registry import register, registered, unregister
-from flowkit.declarative._source import read_spec
+from flowkit.declarative._source import TOO_DEEP, read_spec
 from flowkit.exceptions import FlowSpecError
 from flowkit.patterns import graph_flow
 
@@ -59,7 +59,11 @@ def load_flow(spec: Any) -> graph_flow.Flow:
     Raises:
         FlowSpecError: the spec cannot be read or is wrong; nothing has run.
     """
-    return build_flow(read_spec(spec))
+    source = read_spec(spec)
+    try:
+        return build_flow(source)
+    except RecursionError:  # a value nested a few hundred levels deep, read but not walkable
+        raise source.error(TOO_DEEP) from None
 
 
 def is_spec_path(target: str) -> bool:

@@ -16,7 +16,7 @@ from typing import Any
 
 from flowkit import exceptions as exc
 
-__all__ = ["Lines", "Source", "read_spec"]
+__all__ = ["MAX_YAML_NODES", "TOO_DEEP", "Lines", "Source", "read_spec"]
 
 
 @dataclass(slots=True)
@@ -97,7 +97,13 @@ def _read_json(text: str, shown: str) -> Source:
         raise exc.FlowSpecError(
             f"invalid JSON: {err.msg} (column {err.colno})", source=shown, line=err.lineno
         ) from err
+    except RecursionError:
+        raise exc.FlowSpecError(TOO_DEEP, source=shown) from None
     return Source(data, shown, Lines())
+
+
+#: Said of a spec nested deeper than the parser's recursion allows.
+TOO_DEEP = "the spec is nested too deeply (hundreds of levels of [ or {)"
 
 
 def _read_yaml(text: str, shown: str) -> Source:
@@ -118,6 +124,8 @@ def _read_yaml(text: str, shown: str) -> Source:
         raise exc.FlowSpecError(
             f"invalid YAML: {problem}", source=shown, line=None if mark is None else mark.line + 1
         ) from err
+    except RecursionError:
+        raise exc.FlowSpecError(TOO_DEEP, source=shown) from None
     lines = Lines()
     if node is not None:
         _refuse_duplicates(node, shown, yaml)
@@ -126,14 +134,31 @@ def _read_yaml(text: str, shown: str) -> Source:
     return Source(data, shown, lines)
 
 
+#: Most YAML nodes a spec may expand to, aliases followed (a large spec has thousands).
+MAX_YAML_NODES = 1_000_000
+
+
 def _refuse_duplicates(root: Any, shown: str, yaml: Any) -> None:
     """Refuse a mapping holding one key twice (PyYAML keeps the last without a word).
 
     A task pasted twice under one name would otherwise vanish from the flow.
+
+    Aliases make the node tree a graph whose expansion can be exponential in
+    the text (a "billion laughs" of a few hundred bytes): the walk counts every
+    node it reaches, aliased ones each time, and refuses a spec past
+    :data:`MAX_YAML_NODES`, before anything else walks the loaded data.
     """
     stack = [root]
+    reached = 0
     while stack:
         node = stack.pop()
+        reached += 1
+        if reached > MAX_YAML_NODES:
+            raise exc.FlowSpecError(
+                f"the spec expands to more than {MAX_YAML_NODES} values through YAML aliases"
+                " (an alias bomb?); write the repeated parts out, or use fewer aliases",
+                source=shown,
+            )
         if isinstance(node, yaml.MappingNode):
             first: dict[str, int] = {}
             for key_node, value_node in node.value:

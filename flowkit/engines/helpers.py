@@ -364,6 +364,15 @@ def load_from_factory(
     return _load(flow, store, None, book, backend, namespace, engine, inject, kwargs, meta)
 
 
+def recorded_factory(flow_detail: Any) -> str | None:
+    """The dotted name of the flow factory ``flow_detail`` records, or None (nothing is imported)."""
+    factory_data = (flow_detail.meta or {}).get(_FACTORY_KEY)
+    if isinstance(factory_data, Mapping) and isinstance(factory_data.get("name"), str):
+        name: str = factory_data["name"]
+        return name
+    return None
+
+
 def flow_from_detail(flow_detail: Any) -> Any:
     """Rebuild the flow of ``flow_detail`` with the factory recorded in it.
 

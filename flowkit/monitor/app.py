@@ -7,13 +7,13 @@ import contextlib
 import hmac
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from flowkit.monitor import _data
 
-__all__ = ["create_app"]
+__all__ = ["LOOPBACK_HOSTS", "create_app", "host_name"]
 
 LOG = logging.getLogger(__name__)
 
@@ -29,7 +29,12 @@ def _starlette() -> Any:
         raise ImportError("the monitor needs Starlette and uvicorn: pip install 'flowkit[monitor]'") from err
 
 
-def create_app(connection: str | Any, token: str | None = None, poll_interval: float = 0.5) -> Any:
+def create_app(
+    connection: str | Any,
+    token: str | None = None,
+    poll_interval: float = 0.5,
+    allowed_hosts: Iterable[str] | None = None,
+) -> Any:
     """Build the monitor for the backend at ``connection`` (a URL or a backend).
 
     Args:
@@ -37,6 +42,11 @@ def create_app(connection: str | Any, token: str | None = None, poll_interval: f
             a backend object (left open).
         token: when set, requests must carry ``Authorization: Bearer TOKEN``.
         poll_interval: seconds between two reads of a watched flow (live view).
+        allowed_hosts: when set, requests whose ``Host`` header names another
+            host (port aside) get ``403``: what keeps a web page that rebinds
+            its own name to 127.0.0.1 (DNS rebinding) from reading a monitor
+            that listens on loopback without a token. ``flowkit monitor`` sets
+            it to the loopback names when it binds a loopback address.
 
     Returns:
         A Starlette application.
@@ -151,9 +161,56 @@ def create_app(connection: str | Any, token: str | None = None, poll_interval: f
         lifespan=lifespan,
         exception_handlers={exc.StorageFailure: unavailable},
     )
-    if token is not None:
-        return _TokenGate(app, token)
-    return app
+    gated: Any = app if token is None else _TokenGate(app, token)
+    if allowed_hosts is not None:
+        gated = _HostGate(gated, allowed_hosts)
+    return gated
+
+
+#: The names a browser on this machine reaches a loopback address by.
+LOOPBACK_HOSTS: tuple[str, ...] = ("localhost", "127.0.0.1", "::1")
+
+
+def host_name(header: str) -> str:
+    """The host of a ``Host`` header, without its port or IPv6 brackets, lowercased."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header[1:].partition("]")[0]
+    return header.rpartition(":")[0] if header.count(":") == 1 else header
+
+
+class _HostGate:
+    """ASGI middleware: 403 unless the ``Host`` header names an allowed host.
+
+    Checked before the token: a request for a rebound name is refused without
+    saying whether a token would have been needed.
+    """
+
+    def __init__(self, app: Any, hosts: Iterable[str]) -> None:
+        self.app = app
+        self._hosts = frozenset(host_name(h) if h.startswith("[") else h.lower().rstrip(".") for h in hosts)
+
+    async def __call__(
+        self,
+        scope: dict[str, Any],
+        receive: Callable[[], Awaitable[Any]],
+        send: Callable[[Any], Awaitable[None]],
+    ) -> None:
+        if scope["type"] == "http":
+            host = ""
+            for key, value in scope.get("headers") or ():
+                if key == b"host":
+                    host = host_name(value.decode("latin-1")).rstrip(".")
+                    break
+            if host not in self._hosts:
+                from starlette.responses import JSONResponse
+
+                response = JSONResponse(
+                    {"error": f"this monitor does not answer for host {host!r}"}, status_code=403
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def _one_line(err: BaseException) -> str:

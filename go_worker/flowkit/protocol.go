@@ -37,6 +37,10 @@ const (
 	// a request id is remembered against replays until this long after its
 	// deadline, and an advert is stale three heartbeats plus this after its sent_at.
 	MaxClockSkew = 30 * time.Second
+	// MaxSeen is the longest a request id is kept against replays: until its
+	// deadline, but no longer than this, so a request with an absurd deadline
+	// cannot make the replay check fail (Redis refuses such an expiry) or overflow.
+	MaxSeen = 10 * 366 * 24 * time.Hour
 	// ReplyMaxLen is the approximate length reply streams are trimmed to.
 	ReplyMaxLen = 100000
 	// ReplyTTL is how long a reply stream lives after its last write (the

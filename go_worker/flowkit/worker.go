@@ -517,21 +517,17 @@ func (w *Worker) firstSightings(jobs []*job, now float64) []*job {
 	return fresh
 }
 
-// maxSeenFor bounds how long a request id is remembered: time.Duration holds
-// at most 292 years, and an engine may well give a request a deadline
-// further away (transition_timeout=1e10 for "for ever").
-const maxSeenFor = 100 * 365 * 24 * time.Hour
-
 // seenFor is how long to remember a request id whose deadline is left
 // seconds away: until it has surely passed everywhere (plus MaxClockSkew),
-// at least 1 ms and at most maxSeenFor, computed in seconds so that a far
-// deadline does not overflow into a negative duration (which made the id
-// forgotten at once, and a replay run again).
+// at least 1 ms and at most MaxSeen, computed in seconds so that a far
+// deadline (transition_timeout=1e10 for "for ever"; time.Duration holds at
+// most 292 years) does not overflow into a negative duration (which made the
+// id forgotten at once, and a replay run again).
 func seenFor(left float64) time.Duration {
 	keep := left + MaxClockSkew.Seconds()
 	switch {
-	case keep >= maxSeenFor.Seconds():
-		return maxSeenFor
+	case keep >= MaxSeen.Seconds():
+		return MaxSeen
 	case keep <= time.Millisecond.Seconds():
 		return time.Millisecond
 	}
@@ -550,7 +546,7 @@ func (w *Worker) accept(entry redis.XMessage, now float64, deliveries map[string
 		var perr *ProtocolError
 		errors.As(err, &perr)
 		w.logf(slog.LevelWarn, "worker %s rejects request entry %s: %s", w.id, entry.ID, err)
-		if perr != nil && perr.MessageID != "" && perr.ReplyTo != "" {
+		if perr != nil && perr.MessageID != "" && perr.ReplyTo != "" && w.repliesHere(perr.ReplyTo) {
 			w.sendFailure(perr.ReplyTo, perr.MessageID, NewFailure(perr.Reason, IncompatibleVersionTypes), entry.ID)
 		} else {
 			w.out.push(outItem{ack: entry.ID})
@@ -563,6 +559,16 @@ func (w *Worker) accept(entry redis.XMessage, now float64, deliveries map[string
 		return nil
 	}
 	request := message.Request
+	if !w.repliesHere(request.ReplyTo) {
+		// Answering would write, with this worker's Redis rights, into any stream the
+		// sender names (another application's queue, another topic's requests).
+		prefix := RepliesKey(w.opts.Namespace, "")
+		w.logf(slog.LevelWarn, "worker %s rejects request %s (entry %s, task %s): its reply_to %q is not a reply"+
+			" stream of namespace %q (%s<engine id>)", w.id, request.ID, entry.ID, request.Task, request.ReplyTo,
+			w.opts.Namespace, prefix)
+		w.out.push(outItem{ack: entry.ID})
+		return nil
+	}
 	if late := now - request.Deadline; late > 0 {
 		w.logf(slog.LevelWarn, "worker %s drops request %s (entry %s, task %s): its deadline passed %.3fs ago",
 			w.id, request.ID, entry.ID, request.Task, late)
@@ -593,6 +599,12 @@ func (w *Worker) accept(entry redis.XMessage, now float64, deliveries map[string
 		w.logf(slog.LevelInfo, "worker %s takes over request %s (entry %s, delivery %d)", w.id, request.ID, entry.ID, count)
 	}
 	return request
+}
+
+// repliesHere says whether replyTo is an engine's reply stream in this worker's namespace.
+func (w *Worker) repliesHere(replyTo string) bool {
+	prefix := RepliesKey(w.opts.Namespace, "")
+	return len(replyTo) > len(prefix) && strings.HasPrefix(replyTo, prefix)
 }
 
 // -- running --------------------------------------------------------------------

@@ -1039,13 +1039,18 @@ func TestLoneSurrogateEscapesAreDroppedAndTheWorkerKeepsServing(t *testing.T) {
 	}
 }
 
-// limitedUser makes a Redis ACL user that may touch only the harness's keys,
-// as in a locked-down deployment, and returns a URL that logs in as it.
+// limitedUser makes a Redis ACL user that may touch only the harness's keys
+// (of the reply streams, only those of engines named "engine..."), as in a
+// locked-down deployment, and returns a URL that logs in as it.
 func (h *harness) limitedUser() string {
 	h.t.Helper()
 	ctx := context.Background()
 	user := "fk-" + h.namespace
-	if err := h.client.Do(ctx, "ACL", "SETUSER", user, "on", ">pw", "~"+h.namespace+":*", "&*", "+@all").Err(); err != nil {
+	args := []any{"ACL", "SETUSER", user, "on", ">pw"}
+	for _, keys := range []string{"requests:*", "workers:*", "worker:*", "topics", "seen:*", "replies:engine*"} {
+		args = append(args, "~"+h.namespace+":"+keys)
+	}
+	if err := h.client.Do(ctx, append(args, "&*", "+@all")...).Err(); err != nil {
 		h.t.Fatal(err)
 	}
 	h.t.Cleanup(func() { h.client.Do(context.Background(), "ACL", "DELUSER", user) })
@@ -1058,7 +1063,7 @@ func TestAnAnswerRedisRefusesIsDroppedAndLaterAnswersGoOut(t *testing.T) {
 	h.start(func(o *flowkit.Options) { o.RedisURL = limited })
 	// NOPERM for the worker's user: its MULTI block ends in EXECABORT.
 	refused := h.request(tasks.EchoName, flowkit.ActionExecute, map[string]any{"value": "lost"}, func(r *flowkit.Request) {
-		r.ReplyTo = "elsewhere:replies:engine"
+		r.ReplyTo = flowkit.RepliesKey(h.namespace, "denied")
 	})
 	h.add(refused)
 	for i := 0; i < 5; i++ {
@@ -1083,7 +1088,7 @@ func TestAReplayedRequestIsRefused(t *testing.T) {
 		{"deadline in 30s", 30, 30 * time.Second, 61 * time.Second},
 		// An engine's transition_timeout of 1e10 s ("for ever"): more than
 		// time.Duration holds, which must not make the id forgotten at once.
-		{"deadline in 317 years", 1e10, 99 * 365 * 24 * time.Hour, 101 * 365 * 24 * time.Hour},
+		{"deadline in 317 years", 1e10, flowkit.MaxSeen - time.Hour, flowkit.MaxSeen},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			h := newHarness(t)
@@ -1112,7 +1117,7 @@ func TestAReplayedRequestIsRefused(t *testing.T) {
 				}
 			}
 			if ttl := h.client.PTTL(context.Background(), flowkit.SeenKey(h.namespace, request.ID)).Val(); ttl < c.minTTL || ttl > c.maxTTL {
-				t.Fatalf("the request id is remembered for %s, not until its deadline plus the clock skew (at most 100 years)", ttl)
+				t.Fatalf("the request id is remembered for %s, not until its deadline plus the clock skew (at most MaxSeen)", ttl)
 			}
 		})
 	}

@@ -172,6 +172,24 @@ def test_an_unreachable_store_is_named_with_its_password_masked(url: str) -> Non
     assert "user:***@127.0.0.1:1" in str(err.value)
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://user:s3cret@127.0.0.1:1/0?ttl=soon",
+        "redis://user:s3cret@127.0.0.1:1/0?max_entries=0",
+        "memory://user:s3cret@here?colour=red",
+        "dir://user:s3cret@here",
+        "amqp://user:s3cret@127.0.0.1:1/",
+        "user:s3cret@127.0.0.1:1/0",
+    ],
+)
+def test_a_refused_cache_url_is_named_with_its_password_masked(url: str) -> None:
+    with pytest.raises(exceptions.TaskFlowException) as err:
+        open_store(url)
+    assert "s3cret" not in str(err.value)
+    assert "user:***@" in str(err.value)
+
+
 @pytest.mark.parametrize("kind", ["memory", "dir", "sqlite", "postgresql", "redis"])
 def test_threads_share_one_store(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
     import threading

@@ -218,3 +218,24 @@ class Spawner(task.Task):
 def make_spawning() -> linear_flow.Flow:
     """spawner (s1, blocks: blocks the first time, s2), then after."""
     return linear_flow.Flow("spawning").add(Spawner("spawner"), Step("after"))
+
+
+#: Markup that runs script if a page ever inserts it as HTML (tests/monitor: XSS).
+HOSTILE_MARKUP = '<img src=x onerror="window.__flowkit_xss=1"><script>window.__flowkit_xss=2</script>'
+
+
+class FailsWithMarkup(task.Task):
+    """Fails with :data:`HOSTILE_MARKUP` in its message; returns it when it does not fail."""
+
+    def execute(self, fail: bool = True) -> str:
+        if fail:
+            raise RuntimeError(HOSTILE_MARKUP)
+        return HOSTILE_MARKUP
+
+
+def make_hostile() -> linear_flow.Flow:
+    """A flow whose name, atom names, result and failure text all hold :data:`HOSTILE_MARKUP`."""
+    return linear_flow.Flow(f"flow {HOSTILE_MARKUP}").add(
+        FailsWithMarkup(f"ok {HOSTILE_MARKUP}", inject={"fail": False}),
+        FailsWithMarkup(f"bad {HOSTILE_MARKUP}"),
+    )

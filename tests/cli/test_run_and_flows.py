@@ -9,6 +9,8 @@ import subprocess
 import unicodedata
 from pathlib import Path
 
+import pytest
+
 from tests.cli.conftest import FLOWKIT, SOURCE_ROOT, command_env, flowkit_cmd, flowkit_json
 
 
@@ -151,6 +153,16 @@ def test_an_unreachable_database_exits_1_naming_it_with_the_password_masked() ->
     # Said once: the line read "cannot use database URL: cannot connect to database URL: ..."
     # and then the whole cause again.
     assert line.count("127.0.0.1:9/nowhere") == 1, line
+
+
+@pytest.mark.parametrize("password", ["se#cret", "se?cret"])
+def test_a_password_holding_a_url_delimiter_is_masked_too(password: str) -> None:
+    # The driver takes such a URL (and tries the server), so the error names it.
+    done = flowkit_cmd(
+        "flows", "list", "--connection", f"postgresql://someone:{password}@127.0.0.1:9/nowhere"
+    )
+    assert done.returncode == 1
+    assert "cret" not in done.stderr and "someone:***@127.0.0.1:9/nowhere" in done.stderr
 
 
 def test_a_spec_error_with_a_cause_is_one_line() -> None:

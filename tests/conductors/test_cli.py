@@ -143,6 +143,24 @@ def test_jobs_conductors_lists_a_running_conductor_until_it_stops(redis_board: s
     assert listed() == []
 
 
+def test_conductor_allow_factory_keeps_a_posted_job_from_calling_another_function(
+    redis_board: str, tmp_path: Path
+) -> None:
+    connection = f"sqlite:///{tmp_path / 'flows.db'}"
+    mark = tmp_path / "called"
+    common = ["jobs", "--board", redis_board, "--connection", connection]
+    posted = flowkit(*common, "post", "odd", "--factory", "tests.conductors.flows.leave_mark",
+                     "--args", json.dumps([str(mark)]))  # fmt: skip
+    assert posted.returncode == 0, posted.stderr
+    ran = flowkit("conductor", "--board", redis_board, "--connection", connection, "--name", "c",
+                  "--max-dispatches", "1", "--allow-factory", "tests.conductors.flows.chain")  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    assert not mark.exists()
+    trashed = json.loads(flowkit("jobs", "--board", redis_board, "list", "--trashed", "--json").stdout)
+    assert trashed["uuid"] == posted.stdout.strip()
+    assert "flow factory 'tests.conductors.flows.leave_mark'" in trashed["reason"]
+
+
 def test_jobs_trash_sets_a_job_aside(redis_board: str, tmp_path: Path) -> None:
     persistence = persistence_backends.fetch(f"sqlite:///{tmp_path / 'flows.db'}")
     with backends.backend("b", redis_board, persistence=persistence) as board:

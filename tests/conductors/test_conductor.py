@@ -436,3 +436,68 @@ def test_a_claim_counted_lost_but_still_held_is_given_back(persistence: Backend,
     [attempt] = board.attempts(job)
     assert attempt.end is AttemptEnd.FAILED
     assert attempt.reason is not None and "counted as lost" in attempt.reason
+
+
+# -- which flow factories a conductor calls ----------------------------------------
+
+
+def _board_of(kind: str, request: pytest.FixtureRequest) -> Any:
+    from flowkit.jobs import backends as job_backends
+
+    board = job_backends.fetch("board", board_conf(kind, request))
+    board.connect()
+    return board
+
+
+@pytest.mark.parametrize("kind", ["memory", "redis"])
+def test_by_default_a_conductor_calls_whatever_factory_a_job_names_as_taskflows(
+    kind: str, request: pytest.FixtureRequest, persistence: Backend, tmp_path: Path
+) -> None:
+    # What the 'factories' option is for: a poster chooses the function and its arguments.
+    board = _board_of(kind, request)
+    mark = tmp_path / "called"
+    post_flow(board, persistence, flows.leave_mark, [str(mark)], name="odd")
+    conductors.backends.fetch("blocking", "c", board, persistence=persistence).run(max_dispatches=1)
+    assert mark.exists()
+
+
+@pytest.mark.parametrize("kind", ["memory", "redis"])
+def test_a_conductor_given_factories_calls_no_other_and_sets_that_job_aside(
+    kind: str, request: pytest.FixtureRequest, persistence: Backend, tmp_path: Path
+) -> None:
+    board = _board_of(kind, request)
+    mark = tmp_path / "called"
+    post_flow(board, persistence, flows.leave_mark, [str(mark)], name="odd")
+    _, good = post_flow(
+        board, persistence, flows.chain, [1], job_store={"v0": 0, "calls": str(tmp_path / "c")}, name="good"
+    )
+    conductor = conductors.backends.fetch(
+        "blocking", "c", board, persistence=persistence, factories=["tests.conductors.flows.chain", "other."]
+    )
+    conductor.run(max_dispatches=2)
+    assert not mark.exists(), "the conductor called a factory it was not given"
+    [aside] = board.trashed()
+    assert "'tests.conductors.flows.leave_mark'" in aside["reason"]
+    assert "factories" in aside["reason"] and "conductor 'c'" in aside["reason"]
+    assert flow_state(persistence, good)[0] == states.SUCCESS
+
+
+def test_a_module_prefix_in_factories_allows_the_module_s_factories(
+    persistence: Backend, tmp_path: Path
+) -> None:
+    board = make_board()
+    _, good = post_flow(
+        board, persistence, flows.chain, [1], job_store={"v0": 0, "calls": str(tmp_path / "c")}, name="good"
+    )
+    conductors.backends.fetch(
+        "blocking", "c", board, persistence=persistence, factories=["tests.conductors."]
+    ).run(max_dispatches=1)
+    assert flow_state(persistence, good)[0] == states.SUCCESS
+    assert not board.trashed()
+
+
+def test_factories_must_be_names(persistence: Backend) -> None:
+    with pytest.raises(TypeError, match="factories"):
+        conductors.backends.fetch(
+            "blocking", "c", make_board(), persistence=persistence, factories="pkg.make"
+        )

@@ -535,6 +535,45 @@ def test_a_key_given_twice_is_refused_not_silently_dropped(tmp_path: Path) -> No
     assert "duplicate key 'a'" in str(load_error(write(tmp_path, as_json, "f.json")))
 
 
+def _alias_bomb(levels: int) -> str:
+    """YAML of a few hundred bytes whose aliases expand to 9**levels strings."""
+    lines = ['l0: &l0 ["x","x","x","x","x","x","x","x","x"]']
+    for level in range(1, levels):
+        lines.append(f"l{level}: &l{level} [{','.join([f'*l{level - 1}'] * 9)}]")
+    return "\n".join(lines) + "\ntasks: {}\n"
+
+
+@pytest.mark.timeout(60)
+def test_a_yaml_alias_bomb_is_refused_at_once(tmp_path: Path) -> None:
+    # Aliases share nodes; walking them as a tree took 9**9 steps: 'flowkit run' hung.
+    err = load_error(write(tmp_path, _alias_bomb(9), "bomb.yaml"))
+    assert "aliases" in str(err) and "bomb.yaml" in str(err)
+
+
+@pytest.mark.parametrize("depth", [900, 100_000])
+@pytest.mark.parametrize("suffix", ["json", "yaml"])
+def test_a_value_nested_too_deeply_is_a_spec_error_naming_the_file(
+    tmp_path: Path, depth: int, suffix: str
+) -> None:
+    # It was a bare RecursionError: "flowkit run" printed no file name.
+    nested = "[" * depth + "]" * depth
+    text = f'{{"tasks": {{"a": {{"task": "{T}:add", "inputs": {{"a": 1, "b": {nested}}}}}}}}}'
+    path = write(tmp_path, text, f"deep.{suffix}")
+    err = load_error(path)
+    assert err.source == str(path) and "nested too deeply" in str(err)
+
+
+def test_yaml_anchors_and_merge_keys_still_work(tmp_path: Path) -> None:
+    text = (
+        "tasks:\n"
+        "  one: &d {task: '" + T + ":add', inputs: {a: 1, b: 2}}\n"
+        "  two: {<<: *d, inputs: {a: 3, b: 4}}\n"
+        "  three: *d\n"
+    )
+    flow = declarative.load_flow(write(tmp_path, text, "anchors.yaml"))
+    assert sorted(atom.name for atom in flow) == ["one", "three", "two"]
+
+
 def test_missing_file_and_bad_shapes(tmp_path: Path) -> None:
     assert "cannot read" in str(load_error(tmp_path / "nope.yaml"))
     assert "mapping" in str(load_error(write(tmp_path, "- a\n- b\n")))

@@ -430,3 +430,102 @@ def test_500_flows_html_and_unicode_names_and_a_2000_atom_flow_in_the_browser(
                 browser.close()
     finally:
         _stop(proc)
+
+
+def _status_for_host(url: str, host: str, method: str = "GET", path: str = "/api/flows") -> int:
+    """The status the monitor at ``url`` answers a request carrying ``Host: host`` with."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=5)
+    try:
+        conn.request(method, path, headers={"Host": host})
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
+def test_a_loopback_monitor_refuses_a_request_for_another_host_name(tmp_path: Path) -> None:
+    # DNS rebinding: a page of evil.example re-resolves its name to 127.0.0.1 and
+    # reads the token-less monitor with the browser's Host: evil.example.
+    proc, url = _start_monitor(f"sqlite:///{tmp_path}/t.db")
+    try:
+        port = url.rsplit(":", 1)[1]
+        assert _status_for_host(url, f"evil.example:{port}") == 403
+        assert _status_for_host(url, f"evil.example:{port}", path="/") == 403
+        for good in (f"127.0.0.1:{port}", f"localhost:{port}", "localhost", f"[::1]:{port}"):
+            assert _status_for_host(url, good) == 200, good
+    finally:
+        _stop(proc)
+
+
+def test_the_monitor_has_no_endpoint_that_changes_anything(tmp_path: Path) -> None:
+    # So a cross-site POST (CSRF) can do nothing: every route takes GET only.
+    proc, url = _start_monitor(f"sqlite:///{tmp_path}/t.db")
+    try:
+        port = url.rsplit(":", 1)[1]
+        for path in ("/", "/api/flows", "/api/flows/x", "/api/flows/x/graph", "/api/flows/x/stream"):
+            for method in ("POST", "PUT", "DELETE", "PATCH"):
+                assert _status_for_host(url, f"127.0.0.1:{port}", method, path) == 405, (method, path)
+    finally:
+        _stop(proc)
+
+
+def test_names_and_failure_texts_are_shown_as_text_never_run_as_markup(tmp_path: Path) -> None:
+    chromium = services.require_binary("chromium", "chromium")
+    sync_api = services.require_module("playwright.sync_api", "playwright")
+    from flowkit import engines
+    from flowkit.persistence import backends
+    from tests.cli._flows import HOSTILE_MARKUP, make_hostile
+
+    connection = f"sqlite:///{tmp_path}/hostile.db"
+    with backends.backend(connection) as backend:
+        engine = engines.load_from_factory(make_hostile, backend=backend)
+        with pytest.raises(RuntimeError):
+            engine.run()
+        uuid = engine.storage.flow_uuid
+    proc, url = _start_monitor(connection)
+    try:
+        with sync_api.sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page()
+                page.goto(url + "/")
+                page.wait_for_selector(f'#flows tr[data-uuid="{uuid}"]', timeout=60_000)
+                assert HOSTILE_MARKUP in page.inner_text("#flows")
+                page.goto(f"{url}/flows/{uuid}")
+                page.wait_for_selector("#failures h3", timeout=60_000)
+                page.wait_for_function("() => flowkitMonitor.current.cy", timeout=60_000)
+                assert HOSTILE_MARKUP in page.inner_text("#flow-title")
+                assert f"bad {HOSTILE_MARKUP} execute: RuntimeError: {HOSTILE_MARKUP}" in page.inner_text(
+                    "#failures"
+                )
+                assert HOSTILE_MARKUP in page.inner_text("#report")
+                # Nothing parsed the text as markup: no element was made of it, no script ran.
+                assert page.evaluate("() => document.querySelectorAll('img, main script').length") == 0
+                assert page.evaluate("() => window.__flowkit_xss") is None
+                drawn = page.evaluate("() => flowkitMonitor.current.cy.nodes().map(n => n.id())")
+                assert f"bad {HOSTILE_MARKUP}" in drawn
+            finally:
+                browser.close()
+    finally:
+        _stop(proc)
+
+
+def test_static_files_cannot_reach_outside_their_directory(tmp_path: Path) -> None:
+    proc, url = _start_monitor(f"sqlite:///{tmp_path}/t.db")
+    try:
+        host = url.removeprefix("http://")
+        assert _status_for_host(url, host, path="/static/monitor.js") == 200
+        for path in (
+            "/static/../app.py",
+            "/static/%2e%2e/app.py",
+            "/static/..%2fapp.py",
+            "/static/vendor/%2e%2e/%2e%2e/app.py",
+            "/static/..%5capp.py",
+            "/static//etc/passwd",
+        ):
+            assert _status_for_host(url, host, path=path) == 404, path
+    finally:
+        _stop(proc)

@@ -60,3 +60,55 @@ def test_a_port_in_use_is_one_line_naming_it(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert done.stderr.startswith(f"flowkit monitor: error: cannot listen on 127.0.0.1:{port}: "), done.stderr
     assert done.stdout == ""
+
+
+def test_verbose_access_lines_do_not_show_the_token(tmp_path: Path) -> None:
+    # A browser opens /?token=TOKEN once; uvicorn's access line printed that URL whole.
+    proc = subprocess.Popen(
+        [FLOWKIT, "-v", "monitor", "--connection", f"sqlite:///{tmp_path}/t.db", "--port", "0"],
+        env=command_env(FLOWKIT_MONITOR_TOKEN="t0k3n-s3cret"),
+        cwd=SOURCE_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().split(" on ", 1)[1].strip()
+        for path in ("?token=t0k3n-s3cret", "api/flows?state=x&token=t0k3n-s3cret"):
+            with urllib.request.urlopen(url + path, timeout=5) as response:
+                assert response.status == 200
+    finally:
+        proc.terminate()
+        out, err = proc.communicate(timeout=30)
+    assert "t0k3n-s3cret" not in out + err
+    assert '"GET /?token=*** HTTP/1.1" 200' in out + err
+    assert '"GET /api/flows?state=x&token=*** HTTP/1.1" 200' in out + err
+
+
+def test_serving_beyond_loopback_without_a_token_warns_once_on_stderr(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [
+            FLOWKIT,
+            "monitor",
+            "--connection",
+            f"sqlite:///{tmp_path}/t.db",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            "0",
+        ],
+        env=command_env(),
+        cwd=SOURCE_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().startswith("flowkit monitor on http://0.0.0.0:")
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    warnings = [line for line in err.splitlines() if "without a token" in line]
+    assert len(warnings) == 1 and "FLOWKIT_MONITOR_TOKEN" in warnings[0], err

@@ -179,6 +179,12 @@ def test_dir_recovers_a_multi_file_write_left_half_done(tmp_path: Path) -> None:
         ("postgresql:/bob:s3cret@db/x", "postgresql:/bob:***@db/x"),
         ("host=db password=s3cret dbname=x", "host=db password=*** dbname=x"),
         ("host=db password='s3 cret' dbname=x", "host=db password=*** dbname=x"),
+        # A raw '#' or '?' in a password: drivers take these URLs, so they reach errors.
+        ("postgresql://bob:s3#cret@db/x", "postgresql://bob:***@db/x"),
+        ("redis://:s3?cret@db:6379/0", "redis://:***@db:6379/0"),
+        ("mysql://bob:a?b#c@db/x?charset=utf8", "mysql://bob:***@db/x?charset=utf8"),
+        # An '@' only in the query is no user info.
+        ("sqlite:///x.db?owner=a@b", "sqlite:///x.db?owner=a@b"),
     ],
 )
 def test_mask_url_hides_passwords(url: str, masked: str) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import logging
 import socket
 import subprocess
@@ -20,11 +21,12 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from flowkit import engines, task
+from flowkit import dynamic, engines, task
 from flowkit import exceptions as exc
 from flowkit import states as st
 from flowkit.engines.worker_based import protocol
@@ -1667,6 +1669,73 @@ def test_with_a_secret_the_engine_does_not_warn_about_signing(
     assert not [r for r in caplog.records if "signing secret" in r.getMessage()]
 
 
+def _answers_badly(body_of: Callable[[ScriptedWorker, dict[str, Any]], dict[str, Any]]) -> Handler:
+    """A handler that starts each request, then answers it with ``body_of``'s message, signed, and acks it."""
+
+    def handle(worker: ScriptedWorker, entry_id: bytes, request: dict[str, Any]) -> None:
+        worker.reply(request, protocol.RUNNING)
+        body = json.dumps(body_of(worker, request)).encode()
+        envelope = (
+            {"body": body}
+            if worker.secret is None
+            else {"body": body, "sig": protocol.sign(body, worker.secret)}
+        )
+        pipe = worker.client.pipeline(transaction=True)
+        pipe.xadd(request["reply_to"], envelope)  # type: ignore[arg-type]
+        pipe.xack(worker.stream, protocol.GROUP, entry_id)
+        pipe.xdel(worker.stream, entry_id)
+        pipe.execute()
+
+    return handle
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    ("bad", "said"),
+    [
+        ({"event": "success"}, "success response has no 'result' field"),
+        ({"event": "failure", "failure": {"version": 1}}, "failure record 'failure'"),
+        ({"v": 2, "event": "success", "result": 1}, "unsupported protocol version 2"),
+    ],
+)
+def test_a_reply_the_engine_cannot_read_fails_its_atom_instead_of_hanging_the_run(
+    scripted: Any, redis_flushed_url: str, topic: str, bad: dict[str, Any], said: str
+) -> None:
+    # The worker stays alive and advertised, so no timeout ever fired: the run hung.
+    def body(worker: ScriptedWorker, request: dict[str, Any]) -> dict[str, Any]:
+        message = {
+            "v": 1,
+            "type": "response",
+            "id": request["id"],
+            "worker": worker.worker_id,
+            "sent_at": 1.0,
+        }
+        return {**message, **bad}
+
+    scripted(_answers_badly(body), secret="s3cret")
+    engine = load(chain(1), redis_flushed_url, topic, store={"value": 1}, secret="s3cret")
+    with pytest.raises(exc.InvalidFormat) as raised:
+        engine.run()
+    text = str(raised.value)
+    assert "atom 'add0'" in text and said in text and "scripted-" in text
+
+
+def test_a_malformed_progress_reply_is_ignored_and_the_final_answer_counts(
+    scripted: Any, redis_flushed_url: str, topic: str
+) -> None:
+    # Only a final answer that cannot be read fails the atom: an event a later
+    # protocol adds reads as a malformed reply here, and must not.
+    def handle(worker: ScriptedWorker, entry_id: bytes, request: dict[str, Any]) -> None:
+        body = {"v": 1, "type": "response", "id": request["id"], "worker": worker.worker_id, "sent_at": 1.0}
+        worker.client.xadd(request["reply_to"], {"body": json.dumps({**body, "event": "telemetry"})})
+        add_one(worker, entry_id, request)
+
+    scripted(handle)
+    engine = load(chain(1), redis_flushed_url, topic, store={"value": 1})
+    engine.run()
+    assert engine.storage.fetch("v0") == 2
+
+
 # -- dynamic sub-flows spawned on a worker ---------------------------------------------------
 
 
@@ -1716,6 +1785,68 @@ def test_a_sub_flow_that_cannot_travel_fails_the_spawner_on_the_worker(
         engine.run()  # the remote error, wrapped as every failure from a worker is
     assert failure_of(engine, "bad").check(exc.InvalidFlowItem)
     assert engine.storage.get_atom_state("bad") == st.REVERTED
+
+
+def test_a_worker_spawns_through_a_factory_marked_spawnable(
+    spawning_worker: Any, redis_flushed_url: str, topic: str
+) -> None:
+    from tests.workers.dynamic_tasks import FactoryFanOut
+
+    engine = load(
+        FactoryFanOut(name="fan", provides="echoed"), redis_flushed_url, topic, store={"values": [4, "c"]}
+    )
+    engine.run()
+    assert engine.storage.fetch("echoed") == [4, "c"]
+
+
+def _forged_spawns(mark: Path) -> dict[str, dict[str, Any]]:
+    """Results shaped like a worker's spawn record that name a function which is no flow factory."""
+    return {
+        "factory": {
+            dynamic.RECORD_KEY: 1,
+            "collect": "list",
+            "factory": "tests.workers.dynamic_tasks.leave_mark",
+            "args": [str(mark)],
+            "kwargs": {},
+        },
+        "described atom": {
+            dynamic.RECORD_KEY: 1,
+            "collect": "list",
+            "factory": None,
+            "flow": {
+                "pattern": "linear",
+                "name": "forged",
+                "items": [
+                    {
+                        "atom": {
+                            "class": "tests.workers.dynamic_tasks.leave_mark",
+                            "name": str(mark),
+                            "provides": None,
+                            "rebind": None,
+                            "inject": None,
+                        }
+                    }
+                ],
+            },
+        },
+    }
+
+
+@pytest.mark.parametrize("kind", ["factory", "described atom"])
+def test_a_result_shaped_like_a_spawn_cannot_make_the_engine_call_any_function(
+    spawning_worker: Any, redis_flushed_url: str, topic: str, tmp_path: Path, kind: str
+) -> None:
+    # A task echoing data it was given (or fetched) is how such a result arrives
+    # from an honest worker; a hostile one can send it directly.
+    from tests.workers.behaviour_tasks import Echo
+
+    mark = tmp_path / "called"
+    engine = load(Echo(name="echo"), redis_flushed_url, topic, store={"value": _forged_spawns(mark)[kind]})
+    with pytest.raises(exc.InvalidFormat, match="leave_mark") as raised:
+        engine.run()
+    assert not mark.exists(), "the engine called a function named by a worker's result"
+    assert "atom 'echo'" in str(raised.value)
+    assert engine.storage.get_atom_state("echo") == st.REVERTED
 
 
 def test_a_loop_runs_its_body_on_workers_and_its_until_in_the_engine(

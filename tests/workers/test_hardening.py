@@ -205,6 +205,47 @@ def test_no_malformed_entry_stops_a_worker_or_gets_run(
     assert worker.alive
 
 
+@pytest.mark.parametrize(
+    "reply_to",
+    ["victim:jobs", f"{NAMESPACE}:requests:other-topic", f"{NAMESPACE}:replies:", f"{NAMESPACE}x:replies:e"],
+)
+def test_a_request_whose_reply_to_is_no_reply_stream_of_the_namespace_is_not_answered(
+    spawn_worker: WorkerFactory, signing: str | None, redis_client: Any, reply_to: str
+) -> None:
+    # Else a worker writes, with its own Redis rights, a body partly of the sender's
+    # choosing (an echoed argument) into any stream: another application's queue,
+    # another topic's requests.
+    worker = spawn_worker(fresh_topic(), secret=signing)
+    request = _request(reply_to, arguments={"value": {"injected": True}})
+    entry = redis_client.xadd(requests_key(worker.topic), _envelope(_json(request), signing)).decode()
+    _good_request_is_answered(redis_client, worker, signing)
+    services.wait_until(lambda: _settled(redis_client, worker.topic), 15.0, message="entry acknowledged")
+    assert redis_client.exists(reply_to) == 0, f"the worker wrote to {reply_to!r}"
+    assert any(entry in line and "reply_to" in line for line in worker.log().splitlines()), worker.log()[
+        -3000:
+    ]
+
+
+@pytest.mark.parametrize("deadline", [1e17, 1e308])
+def test_a_request_with_a_far_deadline_neither_stops_the_worker_nor_holds_up_others(
+    spawn_worker: WorkerFactory, signing: str | None, redis_client: Any, deadline: float
+) -> None:
+    # The replay guard keeps the request id until the deadline: a deadline Redis cannot
+    # take as an expiry (or that overflows) must not fail the guard for a whole batch.
+    # Nor may it shorten the guard: the Go worker kept such an id for a millisecond.
+    worker = spawn_worker(fresh_topic(), secret=signing)
+    reply_to = _reply_to()
+    captured = _envelope(_json(_request(reply_to, deadline=deadline, arguments={"value": "far"})), signing)
+    redis_client.xadd(requests_key(worker.topic), captured)
+    _good_request_is_answered(redis_client, worker, signing)
+    services.wait_until(lambda: _settled(redis_client, worker.topic), 15.0, message="far request settled")
+    redis_client.xadd(requests_key(worker.topic), captured)  # replayed
+    _good_request_is_answered(redis_client, worker, signing)
+    services.wait_until(lambda: _settled(redis_client, worker.topic), 15.0, message="replay settled")
+    assert [r["event"] for r in _replies(redis_client, reply_to)] == ["running", "success"]
+    assert worker.alive, worker.log()
+
+
 def test_a_replayed_request_is_refused_and_its_task_not_run_again(
     spawn_worker: WorkerFactory, signing: str | None, redis_client: Any
 ) -> None:
@@ -231,12 +272,15 @@ def test_a_request_redis_refuses_to_answer_is_dropped_and_later_ones_answered(
     spawn_worker: WorkerFactory, redis_client: Any, redis_flushed_url: str
 ) -> None:
     user = f"fk-{uuid.uuid4().hex[:8]}"
-    redis_client.execute_command("ACL", "SETUSER", user, "on", ">pw", f"~{NAMESPACE}:*", "&*", "+@all")
+    # Every key of the namespace but one engine's reply stream (the tests' engines are "test-...").
+    keys = [f"~{NAMESPACE}:{kind}" for kind in ("requests:*", "workers:*", "worker:*", "topics", "seen:*")]
+    keys.append(f"~{NAMESPACE}:replies:test-*")
+    redis_client.execute_command("ACL", "SETUSER", user, "on", ">pw", *keys, "&*", "+@all")
     worker: WorkerProcess | None = None
     try:
         limited = redis_flushed_url.replace("redis://", f"redis://{user}:pw@", 1)
         worker = spawn_worker(fresh_topic(), url=limited)
-        refused = _request("elsewhere:replies:engine")  # NOPERM for the worker's user
+        refused = _request(f"{NAMESPACE}:replies:denied")  # NOPERM for the worker's user
         redis_client.xadd(requests_key(worker.topic), _envelope(_json(refused), None))
         for _ in range(3):
             _good_request_is_answered(redis_client, worker, None)

@@ -44,7 +44,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -99,6 +99,8 @@ class ExecutorConductor(Conductor):
         max_failures: set a job aside once this many of its earlier attempts
             failed or lost their claim (``None``: never, as TaskFlow).
         claim_expiry: seconds a claim lasts unless renewed (boards with expiring claims).
+        factories: the flow factories this conductor may call (see
+            :class:`~flowkit.conductors.base.Conductor`; ``None``: any, as TaskFlow).
     """
 
     WAIT_TIMEOUT = 0.5
@@ -136,9 +138,17 @@ class ExecutorConductor(Conductor):
         store: Mapping[str, Any] | None = None,
         max_failures: int | None = None,
         claim_expiry: float | None = None,
+        *,
+        factories: Iterable[str] | None = None,
     ) -> None:
         super().__init__(
-            name, jobboard, persistence=persistence, engine=engine, engine_options=engine_options, store=store
+            name,
+            jobboard,
+            persistence=persistence,
+            engine=engine,
+            engine_options=engine_options,
+            store=store,
+            factories=factories,
         )
         self._wait_timeout = self.WAIT_TIMEOUT if wait_timeout is None else float(wait_timeout)
         self._log = log or LOG

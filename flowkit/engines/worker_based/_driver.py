@@ -677,7 +677,22 @@ class RedisDriver(DispatchingDriver):
         try:
             message = protocol.decode(fields, settings.secret, settings.max_bytes)
         except protocol.ProtocolError as err:
-            LOG.warning("ignoring reply %s on %s: %s", _text(entry_id), self._reply_key, err.reason)
+            # A final answer (or one of another protocol version) to a live request
+            # that cannot be read: its worker may stay alive and advertised, so
+            # waiting for a better one could last for ever. Other malformed replies
+            # are ignored (an event added to the protocol later reads as one).
+            final = err.message_id is not None or err.quoted_event in (protocol.SUCCESS, protocol.FAILURE)
+            with self._lock:
+                request = (
+                    self._ledger.live.get(err.quoted_id) if final and err.quoted_id is not None else None
+                )
+            if request is None:
+                LOG.warning("ignoring reply %s on %s: %s", _text(entry_id), self._reply_key, err.reason)
+                return
+            worker = f"worker {request.worker}" if request.worker else "a worker"
+            text = f"{request.describe()}: {worker} sent a reply the engine cannot read: {err.reason}"
+            LOG.warning("%s (reply %s on %s)", text, _text(entry_id), self._reply_key)
+            self._finish(request, Failure.from_exception(exc.InvalidFormat(text)))
             return
         if message["type"] != "response":
             LOG.warning(
@@ -712,7 +727,9 @@ class RedisDriver(DispatchingDriver):
             if type(result) is dict and dynamic.RECORD_KEY in result:
                 # A task that spawned a sub-flow on the worker (flowkit.dynamic).
                 try:
-                    result = dynamic.Subflow.from_record(result)
+                    result = dynamic.Subflow.from_record(
+                        result, sender=f"worker {message['worker']} answering {request.describe()}"
+                    )
                 except Exception as err:
                     self._finish(request, failure=Failure.from_exception(err))
                     return

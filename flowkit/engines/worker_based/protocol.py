@@ -44,6 +44,7 @@ __all__ = [
     "GROUP",
     "MAX_CLOCK_SKEW",
     "MAX_MESSAGE_BYTES",
+    "MAX_SEEN",
     "MISSING",
     "NOTIFICATION",
     "PROGRESS",
@@ -84,6 +85,11 @@ MAX_CLOCK_SKEW: Final = 30.0
 #: or a worker's answer): a crashed engine's stream goes, and so does one that
 #: an answer arriving after its engine deleted it made again.
 REPLY_TTL: Final = 24 * 3600.0
+#: The longest a worker remembers a request id against replays (seconds): until
+#: the request's deadline plus the clock skew, but no longer than this, so a
+#: request with an absurd deadline cannot make the replay check fail (Redis
+#: refuses such an expiry) or overflow.
+MAX_SEEN: Final = 10 * 366 * 24 * 3600.0
 
 EXECUTE: Final = "execute"
 REVERT: Final = "revert"
@@ -124,13 +130,28 @@ class ProtocolError(exc.InvalidFormat):
             speak), else ``None``.
         reply_to: that message's ``reply_to`` under the same condition, so a
             worker can answer a request it cannot run instead of dropping it.
+        quoted_id: the ``id`` a (correctly signed) JSON object quotes as a
+            non-empty string, whatever else is wrong with it, else ``None``:
+            so an engine can fail the request a malformed final response
+            answers instead of waiting for an answer that will not come.
+        quoted_event: that object's ``event`` when it is a string, else ``None``.
     """
 
-    def __init__(self, reason: str, *, message_id: str | None = None, reply_to: str | None = None) -> None:
+    def __init__(
+        self,
+        reason: str,
+        *,
+        message_id: str | None = None,
+        reply_to: str | None = None,
+        quoted_id: str | None = None,
+        quoted_event: str | None = None,
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.message_id = message_id
         self.reply_to = reply_to
+        self.quoted_id = quoted_id
+        self.quoted_event = quoted_event
 
 
 # -- keys and names -----------------------------------------------------------
@@ -527,22 +548,26 @@ def decode(
             raise ProtocolError(
                 f"message holds a lone surrogate escape at {where}: JSON strings must be Unicode text"
             )
+    quoted = message.get("id")
+    quoted_id = quoted if type(quoted) is str and quoted else None
     version = message.get("v")
     if version != VERSION or type(version) is bool:
         if "v" not in message:
-            raise ProtocolError("message has no 'v' (protocol version) field")
+            raise ProtocolError("message has no 'v' (protocol version) field", quoted_id=quoted_id)
         if not _validate.is_integer(version):
-            raise ProtocolError(f"message field 'v' must be an integer, not {_validate.json_type(version)}")
+            kind = _validate.json_type(version)
+            raise ProtocolError(f"message field 'v' must be an integer, not {kind}", quoted_id=quoted_id)
         # Another version's message may differ in every other field; only its id
         # and reply_to are read, so a worker can say it cannot handle it.
-        message_id = message.get("id")
         reply_to = message.get("reply_to")
         raise ProtocolError(
             f"unsupported protocol version {version!r} (this side speaks {VERSION})",
-            message_id=message_id if type(message_id) is str and message_id else None,
+            message_id=quoted_id,
             reply_to=reply_to if type(reply_to) is str and reply_to else None,
+            quoted_id=quoted_id,
         )
     problem = _validate.problem(message)
     if problem is not None:
-        raise ProtocolError(problem)
+        event = message.get("event")
+        raise ProtocolError(problem, quoted_id=quoted_id, quoted_event=event if type(event) is str else None)
     return message

@@ -67,8 +67,6 @@ MAX_BLOCK = 0.5
 #: frozen Redis cannot hold a stopping worker for ever.
 REDIS_TIMEOUT = 5.0
 
-#: Longest a request id is remembered against replays (seconds): 100 years, as the Go worker.
-MAX_SEEN_FOR = 100 * 365 * 24 * 3600.0
 
 # (reply stream or None, envelope or None, entry id to acknowledge or None)
 _Out = tuple[str | None, dict[str, bytes] | None, str | None]
@@ -236,6 +234,7 @@ class Worker:
         self._hash_key = protocol.worker_key(key_prefix, self._worker_id)
         self._zset_key = protocol.workers_key(key_prefix, topic)
         self._topics_key = protocol.topics_key(key_prefix)
+        self._replies_prefix = protocol.replies_key(key_prefix, "")
         # Guards _busy and _in_flight; waited on for free slots and for draining.
         self._cond = threading.Condition()
         self._busy = 0  # accepted requests not yet finished by the pool
@@ -686,7 +685,7 @@ class Worker:
             message = protocol.decode(fields, self._secret, self._max_bytes)
         except protocol.ProtocolError as err:
             LOG.warning("worker %s rejects request entry %s: %s", self._worker_id, entry_id, err.reason)
-            if err.message_id is not None and err.reply_to is not None:
+            if err.message_id is not None and err.reply_to is not None and self._replies_here(err.reply_to):
                 failure = Failure.from_exception(exc.IncompatibleVersion(err.reason))
                 outs.append((err.reply_to, self._failure_envelope(err.message_id, failure), entry_id))
             else:
@@ -702,6 +701,22 @@ class Worker:
             outs.append((None, None, entry_id))
             return None
         request_id, reply_to, task = message["id"], message["reply_to"], message["task"]
+        if not self._replies_here(reply_to):
+            # Answering would write, with this worker's Redis rights, into any stream the
+            # sender names (another application's queue, another topic's requests).
+            LOG.warning(
+                "worker %s rejects request %s (entry %s, task %s): its reply_to %r is not a reply"
+                " stream of namespace %r (%s<engine id>)",
+                self._worker_id,
+                request_id,
+                entry_id,
+                task,
+                reply_to,
+                self._namespace,
+                self._replies_prefix,
+            )
+            outs.append((None, None, entry_id))
+            return None
         late = now - message["deadline"]
         if late > 0:
             LOG.warning(
@@ -742,6 +757,10 @@ class Worker:
                 count,
             )
         return _Job(entry_id, message, task_cls)
+
+    def _replies_here(self, reply_to: str) -> bool:
+        """Whether ``reply_to`` is an engine's reply stream in this worker's namespace."""
+        return reply_to.startswith(self._replies_prefix) and len(reply_to) > len(self._replies_prefix)
 
     # -- running -------------------------------------------------------------------
 
@@ -1107,12 +1126,12 @@ def _seen_for_ms(left: float) -> int:
     """How long (ms) to remember a request id whose deadline is ``left`` seconds away.
 
     Until the deadline has surely passed everywhere (plus the clock skew
-    allowed), at least 1 ms and at most :data:`MAX_SEEN_FOR`: a far deadline
+    allowed), at least 1 ms and at most ``protocol.MAX_SEEN``: a far deadline
     (``transition_timeout=1e10`` for "for ever") would otherwise ask Redis for
     an expiry it refuses ("value is not an integer or out of range"), and the
     request would never be answered. The Go worker caps it the same way.
     """
-    keep = min(left + protocol.MAX_CLOCK_SKEW, MAX_SEEN_FOR)
+    keep = min(left + protocol.MAX_CLOCK_SKEW, protocol.MAX_SEEN)
     return max(1, int(keep * 1000))
 
 

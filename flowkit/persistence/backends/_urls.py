@@ -65,6 +65,12 @@ def mask_url(url: object) -> str:
             end = min(end, found)
     # The last "@" ends the user info: a raw "@" in a password must not leak the rest.
     at = text.rfind("@", start, end)
+    if at < 0 and end < len(text) and "/" not in text[start:end]:
+        # No "@" before the first "?" or "#", and no path yet: that "?" or "#"
+        # may sit in a password written raw ("u:pa#ss@db/x", which drivers
+        # take), so the user info may run on to an "@" before the path.
+        slash = text.find("/", end)
+        at = text.rfind("@", start, slash if slash >= 0 else len(text))
     if at >= 0:
         colon = text.find(":", start, at)
         if colon >= 0:
