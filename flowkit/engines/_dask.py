@@ -24,10 +24,11 @@ needs more than the others, because its defaults get a flow wrong:
   scheduler takes in at once. A call with a time limit is still submitted
   alone, so that its time-out can cancel its future;
 - a task on a worker cannot reach the engine: its ``update_progress`` and the
-  events it notifies are logged on the worker under a Dask event topic of the
-  run's own (``Worker.log_event``), which the run's client subscribes to
-  (``Client.subscribe_topic``) for as long as the run lasts; see
-  :class:`_Relay` for why a report always arrives before its call's outcome.
+  events it notifies are logged on the worker (``Worker.log_event``), tagged
+  with the run, under a Dask event topic of the client's own, which the client
+  subscribes to (``Client.subscribe_topic``) and hands to the run each message
+  names; see :class:`_Relay` for why a report always arrives before its
+  call's outcome, and :class:`_Router` for why a topic per client.
 
 Imported only when a run is given such an executor, so the parallel engine's
 first load costs a plain thread pool nothing for it.
@@ -35,9 +36,11 @@ first load costs a plain thread pool nothing for it.
 
 from __future__ import annotations
 
+import _thread
 import functools
 import logging
 import os
+import weakref
 from typing import TYPE_CHECKING, Any
 
 from flowkit import exceptions as exc
@@ -93,7 +96,7 @@ class DaskDriver(DispatchingDriver):
     def open(self, runtime: Runtime) -> None:
         client = getattr(self._executor, "_client", None)
         if client is not None:
-            self._relay = _Relay.subscribe(client, runtime)
+            self._relay = _Relay.open(client, runtime)
 
     def close(self) -> None:
         relay, self._relay = self._relay, None
@@ -101,8 +104,8 @@ class DaskDriver(DispatchingDriver):
             relay.close()
 
     @property
-    def _topic(self) -> str | None:
-        return None if self._relay is None else self._relay.topic
+    def _route(self) -> _Route | None:
+        return None if self._relay is None else self._relay.route
 
     def schedule(self, runtime: Runtime) -> None:
         try:
@@ -116,7 +119,7 @@ class DaskDriver(DispatchingDriver):
         if done is not self._done:
             # A timed call (its own completion handle): submitted now, alone, so
             # that its time-out can cancel the future returned here.
-            return submit(self._executor, done, node, action, call, self._topic)
+            return submit(self._executor, done, node, action, call, self._route)
         try:
             payload = _dask_payload(node, call)
         except TypeError:
@@ -134,7 +137,7 @@ class DaskDriver(DispatchingDriver):
         wrap = getattr(executor, "_wrap_future", None)
         if client is None or wrap is None:
             for node, action, payload in ready:
-                _submit_payload(executor, self._done, node, action, payload, self._topic)
+                _submit_payload(executor, self._done, node, action, payload, self._route)
             return
         options = {**getattr(executor, "_kwargs", {}), "pure": False}
         try:
@@ -144,7 +147,7 @@ class DaskDriver(DispatchingDriver):
                 _on_dask_worker,
                 [item.payload for item in ready],
                 [str(item.node.name) for item in ready],
-                [self._topic] * len(ready),
+                [self._route] * len(ready),
                 key=[_key(item.node) for item in ready],
                 **options,
             )
@@ -170,12 +173,12 @@ class DaskDriver(DispatchingDriver):
 
 
 def submit(
-    executor: cf.Executor, done: Completions, node: Node, action: int, call: Call, topic: str | None = None
+    executor: cf.Executor, done: Completions, node: Node, action: int, call: Call, route: _Route | None = None
 ) -> cf.Future[Any] | None:
     """Send ``call`` to the cluster under a key of its own; its outcome reaches ``done``.
 
-    ``topic`` is the run's event topic (see :class:`_Relay`), if it has one: the
-    task's progress and events are logged there.
+    ``route`` is the run's channel (see :class:`_Relay`), if it has one: the
+    task's progress and events are sent along it.
 
     Returns:
         The call's future, or None when the call cannot be pickled (its atom has
@@ -190,16 +193,16 @@ def submit(
     except TypeError:
         done.put(node, action, False, Failure())
         return None
-    return _submit_payload(executor, done, node, action, payload, topic)
+    return _submit_payload(executor, done, node, action, payload, route)
 
 
 def _submit_payload(
-    executor: cf.Executor, done: Completions, node: Node, action: int, payload: bytes, topic: str | None
+    executor: cf.Executor, done: Completions, node: Node, action: int, payload: bytes, route: _Route | None
 ) -> cf.Future[Any]:
     """Submit one pickled call through the executor (see :func:`submit`)."""
     submit_call: Any = executor.submit  # Dask's takes submit options (key=) as keywords
     try:
-        future: cf.Future[Any] = submit_call(_on_dask_worker, payload, str(node.name), topic, key=_key(node))
+        future: cf.Future[Any] = submit_call(_on_dask_worker, payload, str(node.name), route, key=_key(node))
     except Exception as err:  # a closed client: the run stops, the atom stays in doubt
         err.add_note(
             f"flowkit: atom {node.name!r} could not be submitted to the Dask cluster; the run "
@@ -210,50 +213,100 @@ def _submit_payload(
     return future
 
 
+class _Route(Record):
+    """Where a call's task sends its progress and events: its client's topic, and its run."""
+
+    topic: str
+    run: str
+
+
 class _Relay:
     """One run's channel for the progress and events of its tasks on Dask workers.
 
-    A task's worker logs them under the run's own topic, which only this run's
-    client subscribes to: concurrent runs never hear each other's. No drain is
-    needed before a call's outcome is handed in, as a process pool's relay does,
-    because every hop is one stream read in order: the task's thread queues its
-    message on the worker's event loop before its call returns, so the worker
-    sends it to the scheduler ahead of the call's "finished"; the scheduler
-    handles a worker's messages in order and forwards both on the client's one
-    stream; the client runs :meth:`heard` for the message before it marks the
-    call's key done, and only then does the executor fetch the result and
-    complete the call's future. So a report is put on the engine's queue ahead
-    of its call's outcome, which the engine would otherwise drop as stale. The
-    subscription goes out ahead of the run's first graph on that same client
-    stream, so the scheduler knows where to forward before any task runs.
+    A task's worker logs them under its client's flowkit topic (see
+    :class:`_Router`), tagged with the run: concurrent runs never hear each
+    other's. No drain is needed before a call's outcome is handed in, as a
+    process pool's relay does, because every hop is one stream read in order:
+    the task's thread queues its message on the worker's event loop before its
+    call returns, so the worker sends it to the scheduler ahead of the call's
+    "finished"; the scheduler handles a worker's messages in order and forwards
+    both on the client's one stream; the client runs the topic's handler for the
+    message before it marks the call's key done, and only then does the executor
+    fetch the result and complete the call's future. So a report is put on the
+    engine's queue ahead of its call's outcome, which the engine would otherwise
+    drop as stale. The subscription goes out ahead of the run's first graph on
+    that same client stream, so the scheduler knows where to forward before any
+    task runs.
     """
 
-    def __init__(self, client: Any, runtime: Runtime) -> None:
+    def __init__(self, router: _Router, runtime: Runtime) -> None:
         from flowkit.engines.parallel import _relayed, _relayed_event  # loaded: it made this driver
 
-        self.topic = f"flowkit-run-{os.urandom(16).hex()}"
-        self._client: Any = client
+        self.route = _Route(router.topic, os.urandom(16).hex())
+        self._router: _Router | None = router
         atoms = {node.name: node.atom for node in runtime.compilation.atoms}
-        self._deliver: Callable[..., None] | None = functools.partial(_relayed, runtime, atoms)
-        self._deliver_event: Callable[..., None] | None = functools.partial(_relayed_event, atoms)
+        self.deliver = functools.partial(_relayed, runtime, atoms)
+        self.deliver_event = functools.partial(_relayed_event, atoms)
 
     @classmethod
-    def subscribe(cls, client: Any, runtime: Runtime) -> _Relay | None:
-        """Subscribe ``client`` to a new topic for ``runtime``'s run (None: a closed client)."""
-        relay = cls(client, runtime)
-        try:
-            client.subscribe_topic(relay.topic, relay.heard)
-        except Exception:  # a closed client: the run's first submit fails, naming its atoms
-            return None
+    def open(cls, client: Any, runtime: Runtime) -> _Relay | None:
+        """A channel for ``runtime``'s run on ``client`` (None: a closed client)."""
+        router = _Router.of(client)
+        if router is None:
+            return None  # the run's first submit fails, naming its atoms
+        relay = cls(router, runtime)
+        router.add(relay)
         return relay
+
+    def close(self) -> None:
+        """Stop delivering: the run is over (a call left running on the cluster may still report)."""
+        router, self._router = self._router, None
+        if router is not None:
+            router.remove(self)
+
+
+class _Router:
+    """A client's one flowkit topic, whose messages it hands to the run each names.
+
+    One topic per client, not per run: Dask cannot drop a topic, so the
+    scheduler keeps each one (and up to ``distributed.admin.low-level-log-length``
+    of its latest events) for as long as it runs. A topic per run made a
+    long-lived scheduler grow with every run; a topic per client grows with
+    clients, which come and go far more rarely. The topic's name carries the
+    client's id, so no other client hears this one's messages.
+    """
+
+    _lock = _thread.allocate_lock()
+    _routers: weakref.WeakKeyDictionary[Any, _Router] = weakref.WeakKeyDictionary()
+
+    def __init__(self, client: Any) -> None:
+        self.topic = f"flowkit-relay-{client.id}"
+        self._runs: dict[str, _Relay] = {}
+
+    @classmethod
+    def of(cls, client: Any) -> _Router | None:
+        """``client``'s router, subscribed to its topic on first use (None: a closed client)."""
+        with cls._lock:
+            router = cls._routers.get(client)
+            if router is None:
+                router = cls(client)
+                try:
+                    client.subscribe_topic(router.topic, router.heard)
+                except Exception:
+                    return None
+                cls._routers[client] = router
+        return router
+
+    def add(self, relay: _Relay) -> None:
+        self._runs[relay.route.run] = relay
+
+    def remove(self, relay: _Relay) -> None:
+        self._runs.pop(relay.route.run, None)
 
     def heard(self, event: tuple[float, Any]) -> None:
         """Deliver a message logged by a task on a worker (on the client's event-loop thread)."""
-        deliver, deliver_event = self._deliver, self._deliver_event
-        if deliver is None or deliver_event is None:
-            return  # the run is over: a call left running on the cluster (timed out) still reports
         try:
-            kind, name, *rest = _loads(event[1])
+            run, kind, name, *rest = _loads(event[1])
         except Exception:
             _LOG.warning(
                 "a progress report or event of a task on a Dask worker cannot be unpickled in the "
@@ -262,25 +315,17 @@ class _Relay:
                 exc_info=True,
             )
             return
+        relay = self._runs.get(run)
+        if relay is None:
+            return  # the run is over: a call left running on the cluster (timed out) still reports
         if kind == _PROGRESS:
-            deliver(name, *rest)
+            relay.deliver(name, *rest)
         else:
-            deliver_event(name, *rest)
-
-    def close(self) -> None:
-        """Stop delivering, and unsubscribe (the run is over)."""
-        # Dask's unsubscribe_topic keeps the handler registered on the client:
-        # dropping what it holds keeps a finished run from being kept alive by it.
-        self._deliver = self._deliver_event = None
-        client, self._client = self._client, None
-        try:
-            client.unsubscribe_topic(self.topic)
-        except Exception:  # a closed client: its subscriptions went with it
-            _LOG.debug("could not unsubscribe from Dask topic %s", self.topic, exc_info=True)
+            relay.deliver_event(name, *rest)
 
 
-def _attach_on_worker(atom: Any, topic: str) -> None:
-    """Route ``atom``'s progress and other events to the run's ``topic``, through this worker."""
+def _attach_on_worker(atom: Any, route: _Route) -> None:
+    """Send ``atom``'s progress and other events along ``route``, through this worker."""
     from flowkit.task import BaseTask
 
     if not isinstance(atom, BaseTask):
@@ -291,17 +336,22 @@ def _attach_on_worker(atom: Any, topic: str) -> None:
         worker = get_worker()
     except ValueError:  # not in a worker's task: nowhere to send them
         return
-    log = functools.partial(worker.log_event, topic)
+    log = functools.partial(_log_event, worker, route)
     atom._progress_sink = functools.partial(_progress_from_worker, log)
     atom._event_sink = functools.partial(_event_from_worker, log, atom.name)
 
 
+def _log_event(worker: Any, route: _Route, message: tuple[Any, ...]) -> None:
+    """Log ``message``, pickled and tagged with its run, under the route's topic."""
+    worker.log_event(route.topic, _dumps((route.run, *message)))
+
+
 def _progress_from_worker(
-    log: Callable[[bytes], None], atom: Any, progress: float, details: dict[str, Any] | None = None
+    log: Callable[[tuple[Any, ...]], None], atom: Any, progress: float, details: dict[str, Any] | None = None
 ) -> None:
     """A task's progress report, sent to the engine (see :class:`_Relay`)."""
     try:
-        message = _dumps((_PROGRESS, atom.name, progress, details))
+        log((_PROGRESS, atom.name, progress, details))
     except Exception:  # the task's run goes on, and so does its progress
         _LOG.warning(
             "the details of progress %r of task '%s' cannot be sent to the engine (they do not "
@@ -310,16 +360,15 @@ def _progress_from_worker(
             atom.name,
             exc_info=True,
         )
-        message = _dumps((_PROGRESS, atom.name, progress, None))
-    log(message)
+        log((_PROGRESS, atom.name, progress, None))
 
 
 def _event_from_worker(
-    log: Callable[[bytes], None], name: str, event_type: Any, details: dict[str, Any]
+    log: Callable[[tuple[Any, ...]], None], name: str, event_type: Any, details: dict[str, Any]
 ) -> None:
     """An event a task notified on its own notifier, sent to its listeners in the engine's process."""
     try:
-        message = _dumps((_EVENT, name, event_type, details))
+        log((_EVENT, name, event_type, details))
     except Exception:  # the task's run goes on, as when a process pool's child cannot send one
         _LOG.warning(
             "event %r of task '%s' cannot be sent to the engine (it does not pickle); dropped",
@@ -328,7 +377,6 @@ def _event_from_worker(
             exc_info=True,
         )
         return
-    log(message)
 
 
 def _key(node: Node) -> str:
@@ -349,14 +397,14 @@ def _loads(data: bytes) -> Any:
     return pickle.loads(data)  # type: ignore[no-untyped-call]
 
 
-def _on_dask_worker(payload: bytes, name: str, topic: str | None = None) -> tuple[bool | None, Any]:
+def _on_dask_worker(payload: bytes, name: str, route: _Route | None = None) -> tuple[bool | None, Any]:
     """Run a pickled call on a Dask worker; the result comes back pickled, a failure as a record.
 
     Pickling the result here, not leaving it to Dask, is what lets a result that
     cannot cross fail its atom: Dask's executor never completes the future of a
     result it cannot serialize, which would hang the run. ``name`` is the atom's,
-    for the error when the call cannot even be unpickled here; ``topic`` the
-    run's event topic, where the task's progress and events go (None: nowhere).
+    for the error when the call cannot even be unpickled here; ``route`` the
+    run's channel, where the task's progress and events go (None: nowhere).
     """
     try:
         call: Call = _loads(payload)
@@ -368,8 +416,8 @@ def _on_dask_worker(payload: bytes, name: str, topic: str | None = None) -> tupl
             ) from err
         except TypeError:
             return False, Failure().to_dict()
-    if topic is not None:
-        _attach_on_worker(call.kwargs.get("atom"), topic)
+    if route is not None:
+        _attach_on_worker(call.kwargs.get("atom"), route)
     try:
         ok, value = call_outcome(call)
     except (SystemExit, KeyboardInterrupt) as err:

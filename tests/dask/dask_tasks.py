@@ -156,7 +156,7 @@ def flowkit_topics(dask_scheduler: Any) -> dict[str, int]:
     return {
         name: len(topic.subscribers)
         for name, topic in dask_scheduler._broker._topics.items()
-        if name.startswith("flowkit-run-")
+        if name.startswith("flowkit-")
     }
 
 
