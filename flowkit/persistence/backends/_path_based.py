@@ -275,7 +275,9 @@ class Batch:
         else:
             found, linked = self._store.read_and_linked(flow, atoms)
             doc = self._decoded(FLOWS, flow, found)
-        return doc, [self.links.get((flow, atom), here) for atom, here in zip(atoms, linked, strict=True)]
+        if self.links:  # (a fresh batch, as on the hot path, has none)
+            linked = [self.links.get((flow, atom), here) for atom, here in zip(atoms, linked, strict=True)]
+        return doc, linked
 
     def _pending_members(self, flow: str, stored: Iterable[str]) -> list[str]:
         result = dict.fromkeys(stored)
@@ -767,12 +769,15 @@ def _put_progress(
         flow_doc["flow"]["state"] = flow_detail.state
         flow_doc["flow"]["meta"] = flow_detail.meta
         batch.put(FLOWS, flow_uuid, flow_doc)
-    to_read = [
-        ad.uuid
-        for index, (ad, here) in enumerate(zip(atom_details, linked, strict=True))
-        if not here and (guess is None or guess[index])
-    ]
-    stored = dict(zip(to_read, batch.get_many(ATOMS, to_read), strict=True)) if to_read else {}
+    stored: dict[str, Doc | None] = {}
+    if not all(linked):  # the rare case: some atom is new, or moves in
+        to_read = [
+            ad.uuid
+            for index, (ad, here) in enumerate(zip(atom_details, linked, strict=True))
+            if not here and (guess is None or guess[index])
+        ]
+        if to_read:
+            stored = dict(zip(to_read, batch.get_many(ATOMS, to_read), strict=True))
     for ad, here in zip(atom_details, linked, strict=True):
         if here:
             batch.put(ATOMS, ad.uuid, _atom_doc(ad, flow_uuid), exists=True)
