@@ -15,7 +15,8 @@ that way against TaskFlow keep working here: subclass :class:`PathBasedBackend` 
 * ``_get_children(path)``: the names directly under ``path`` (empty when absent);
 * ``_ensure_path(path)``: create ``path`` and its parents if missing;
 * ``_create_link(src_path, dest_path, transaction)``: record at ``dest_path`` that
-  ``src_path`` belongs there (the value does not matter; only its name is read);
+  ``src_path`` belongs there (the value does not matter; only its name is read,
+  and whether ``_get_item`` finds it);
 * ``_transaction()``: a context manager making the writes inside it one unit.
 
 The layout follows TaskFlow's: ``<path>/books/<uuid>`` (a book; its document lists
@@ -98,6 +99,17 @@ class _PathStore(DocumentStore):
 
     def members(self, flow: str) -> Members:
         return Members(list(self._conn._get_children(self._item_path(FLOWS, flow))), None)
+
+    def linked_many(self, flow: str, atoms: Sequence[str]) -> list[bool]:
+        flow_path = self._item_path(FLOWS, flow)
+        return [self._has(self._conn._join_path(flow_path, atom)) for atom in atoms]
+
+    def _has(self, path: str) -> bool:
+        try:
+            self._conn._get_item(path)
+        except exc.NotFound:
+            return False
+        return True
 
     def keys(self, kind: str) -> list[str]:
         return list(self._conn._get_children(self._conn.root(kind)))

@@ -24,6 +24,7 @@ from flowkit import exceptions as exc
 from flowkit import states
 from flowkit.persistence import backends
 from flowkit.persistence.backends._path_based import (
+    ATOMS,
     Batch,
     DocumentConnection,
     DocumentStore,
@@ -39,6 +40,7 @@ DOCUMENT_STORES = ["memory", "dir", "zookeeper"]
 @dataclass
 class Counts:
     docs_read: int = 0
+    atoms_read: int = 0  # atom documents among docs_read
     bytes_read: int = 0
     listed: int = 0  # keys or members returned by a listing
     docs_written: int = 0  # documents, links and flow version bumps
@@ -58,8 +60,10 @@ class CountingStore(DocumentStore):
         self.optimistic = inner.optimistic
         self.counts = Counts()
 
-    def _reads(self, found: Sequence[Read | None]) -> None:
+    def _reads(self, found: Sequence[Read | None], kind: str = "") -> None:
         self.counts.docs_read += len(found)
+        if kind == ATOMS:
+            self.counts.atoms_read += len(found)
         self.counts.bytes_read += sum(len(item.data) for item in found if item is not None)
 
     def describe(self) -> str:
@@ -67,36 +71,34 @@ class CountingStore(DocumentStore):
 
     def read(self, kind: str, key: str) -> Read | None:
         found = self.inner.read(kind, key)
-        self._reads([found])
+        self._reads([found], kind)
         return found
 
     def read_many(self, kind: str, keys: Sequence[str]) -> list[Read | None]:
         found = self.inner.read_many(kind, keys)
-        self._reads(found)
+        self._reads(found, kind)
         return found
 
     def read_many_checked(
         self, kind: str, keys: Sequence[str], seen: Mapping[tuple[str, str], Any]
     ) -> tuple[list[Read | None], bool | None]:
         found, checked = self.inner.read_many_checked(kind, keys, seen)
-        self._reads(found)
+        self._reads(found, kind)
         self.counts.docs_read += len(seen) if checked is not None else 0
         return found, checked
-
-    def exists_many(self, kind: str, keys: Sequence[str]) -> list[bool]:
-        self.counts.docs_read += len(keys)
-        return self.inner.exists_many(kind, keys)
 
     def guess_exists(self, kind: str, keys: Sequence[str]) -> list[bool] | None:
         return self.inner.guess_exists(kind, keys)
 
-    def read_and_exists(
-        self, kind: str, key: str, exists_kind: str, exists_keys: Sequence[str]
-    ) -> tuple[Read | None, list[bool]]:
-        found, exists = self.inner.read_and_exists(kind, key, exists_kind, exists_keys)
+    def linked_many(self, flow: str, atoms: Sequence[str]) -> list[bool]:
+        self.counts.docs_read += len(atoms)
+        return self.inner.linked_many(flow, atoms)
+
+    def read_and_linked(self, flow: str, atoms: Sequence[str]) -> tuple[Read | None, list[bool]]:
+        found, linked = self.inner.read_and_linked(flow, atoms)
         self._reads([found])
-        self.counts.docs_read += len(exists_keys)
-        return found, exists
+        self.counts.docs_read += len(atoms)
+        return found, linked
 
     def members(self, flow: str) -> Members:
         found = self.inner.members(flow)
@@ -195,10 +197,36 @@ def test_saving_progress_costs_the_same_in_a_small_and_a_large_flow(document_bac
     for counts in large.values():
         assert counts.listed == 0
         assert counts.commits == 1
-        # At most: the flow document and one existence probe per atom read;
-        # two atoms, a link, the flow's version bump and the flow document written.
-        assert counts.docs_read <= 3
+        # At most: the flow document, one link probe per atom, and the new atom (not
+        # linked: it might be another flow's) read; two atoms, a link, the flow's
+        # version bump and the flow document written.
+        assert counts.docs_read <= 4
         assert counts.docs_written <= 5
+
+
+def test_saving_progress_reads_an_atom_only_to_move_it_from_another_flow(document_backend: Backend) -> None:
+    # The hot path learns whether each atom is linked to the flow, never what it holds;
+    # only an atom linked elsewhere is read, to unlink it there.
+    store = CountingStore(_inner_store(document_backend))
+    conn = DocumentConnection(document_backend, store)
+    conn.upgrade()
+    book = LogBook("reads")
+    first, second = FlowDetail("first", str(uuid.uuid4())), FlowDetail("second", str(uuid.uuid4()))
+    book.add(first)
+    book.add(second)
+    conn.save_logbook(book)
+    atoms = [_atom(i) for i in range(3)]
+    conn.save_flow_progress(first, atoms)
+    for flow_changed in (False, True, False):
+        atoms[0].state = states.RUNNING if flow_changed else states.SUCCESS
+        store.counts.clear()
+        conn.save_flow_progress(first, atoms[:2], flow_changed=flow_changed)
+        assert store.counts.atoms_read == 0
+    store.counts.clear()
+    conn.save_flow_progress(second, [atoms[2]], flow_changed=False)
+    assert store.counts.atoms_read == 1
+    assert [ad.uuid for ad in conn.get_flow_details(second.uuid)] == [atoms[2].uuid]
+    assert {ad.uuid for ad in conn.get_flow_details(first.uuid)} == {ad.uuid for ad in atoms[:2]}
 
 
 def test_a_flow_lists_exactly_its_atoms_after_saves_and_updates(document_backend: Backend) -> None:

@@ -16,10 +16,13 @@ ignore_missing=True)``, has ``null`` for its book or flow, and no link.)
 A book lists its flows, so loading a book never scans. A flow does *not* list
 its atoms: the engine saves progress once per task, and a list inside the flow
 document would make each of those saves read and rewrite a document that grows
-with the flow. A per-atom link is written once, when the atom is new, so a save
-costs the same however big the flow is; only loading a whole flow lists its
-links. (Flow documents written before links existed may still hold an
-``"atoms"`` list; readers honour it.)
+with the flow. A per-atom link is written once, when the atom is new (or moves
+in from another flow), so a save costs the same however big the flow is; only
+loading a whole flow lists its links. A save asks whether each of its atoms is
+linked to the flow (one link, not the list) and reads an atom's document only
+when it is not: to learn whether it is new or another flow's, whose link it
+removes. (Flow documents written before links existed may still hold an
+``"atoms"`` list; readers honour it, and a save links such an atom.)
 
 :class:`DocumentConnection` implements every
 :class:`~flowkit.persistence.base.Connection` method once, over the small
@@ -145,10 +148,6 @@ class DocumentStore(ABC):
         """
         return self.read_many(kind, keys), None
 
-    def exists_many(self, kind: str, keys: Sequence[str]) -> list[bool]:
-        """Whether each document exists; stores override it to avoid reading the data."""
-        return [found is not None for found in self.read_many(kind, keys)]
-
     def guess_exists(self, kind: str, keys: Sequence[str]) -> list[bool] | None:
         """(Optimistic stores) guess, without asking the server, whether documents exist.
 
@@ -158,11 +157,20 @@ class DocumentStore(ABC):
         """
         return None
 
-    def read_and_exists(
-        self, kind: str, key: str, exists_kind: str, exists_keys: Sequence[str]
-    ) -> tuple[Read | None, list[bool]]:
-        """:meth:`read` one document and :meth:`exists_many` others (in one round trip if possible)."""
-        return self.read(kind, key), self.exists_many(exists_kind, exists_keys)
+    @abstractmethod
+    def linked_many(self, flow: str, atoms: Sequence[str]) -> list[bool]:
+        """Whether each atom is linked to ``flow``, asking only about those links.
+
+        The progress-saving hot path asks this instead of reading the atoms: an
+        atom linked to the flow it is saved under needs nothing more, and only
+        one not linked there (new, or stored under another flow) has its
+        document read. Never list the flow's links here: that costs as much as
+        the flow is big.
+        """
+
+    def read_and_linked(self, flow: str, atoms: Sequence[str]) -> tuple[Read | None, list[bool]]:
+        """:meth:`read` a flow document and learn :meth:`linked_many` (in one round trip if possible)."""
+        return self.read(FLOWS, flow), self.linked_many(flow, atoms)
 
     @abstractmethod
     def members(self, flow: str) -> Members:
@@ -227,7 +235,7 @@ class DocumentStore(ABC):
 class Batch:
     """One read-decide-write step: records what was read, collects what to write."""
 
-    __slots__ = ("_store", "attempt", "checked", "exists", "links", "seen", "touched", "writes")
+    __slots__ = ("_store", "attempt", "checked", "exists", "linked", "links", "seen", "touched", "writes")
 
     def __init__(self, store: DocumentStore, attempt: int = 0) -> None:
         self._store = store
@@ -243,6 +251,10 @@ class Batch:
         """Flows some of whose atoms are written (optimistic readers must notice)."""
         self.exists: dict[tuple[str, str], bool] = {}
         """Hints for writes of documents never read: whether they already exist."""
+        self.linked: set[tuple[str, str]] = set()
+        """``(flow, atom)`` links a write relies on, guessed or asked about without
+        a version: an optimistic commit checks each still exists (the atom was not
+        moved to another flow meanwhile)."""
         self.checked: bool | None = None
         """Whether every read so far is known unchanged (``None``: not known)."""
 
@@ -261,14 +273,25 @@ class Batch:
             return _decode(data, kind, key) if data is not None else None
         return self._decoded(kind, key, self._store.read(kind, key))
 
-    def get_and_exists(
-        self, kind: str, key: str, exists_kind: str, exists_keys: Sequence[str]
-    ) -> tuple[Doc | None, list[bool]]:
-        """:meth:`get` one document and learn whether others exist (not recorded for checks)."""
-        if (kind, key) in self.writes or any((exists_kind, k) in self.writes for k in exists_keys):
-            return self.get(kind, key), [self.get(exists_kind, k) is not None for k in exists_keys]
-        found, exists = self._store.read_and_exists(kind, key, exists_kind, exists_keys)
-        return self._decoded(kind, key, found), exists
+    def get_many(self, kind: str, keys: Sequence[str]) -> list[Doc | None]:
+        """:meth:`get` several documents, read together where the store can (recorded for checks)."""
+        fresh = [key for key in keys if (kind, key) not in self.writes]
+        found = dict(zip(fresh, self._store.read_many(kind, fresh), strict=True)) if fresh else {}
+        return [self._decoded(kind, key, found[key]) if key in found else self.get(kind, key) for key in keys]
+
+    def get_and_linked(self, flow: str, atoms: Sequence[str]) -> tuple[Doc | None, list[bool]]:
+        """:meth:`get` a flow document and learn which ``atoms`` are linked to it (pending links included).
+
+        The links are not recorded for checks: a caller relying on one adds it to :attr:`linked`.
+        """
+        if (FLOWS, flow) in self.writes:
+            doc, linked = self.get(FLOWS, flow), self._store.linked_many(flow, atoms)
+        else:
+            found, linked = self._store.read_and_linked(flow, atoms)
+            doc = self._decoded(FLOWS, flow, found)
+        if self.links:  # (a fresh batch, as on the hot path, has none)
+            linked = [self.links.get((flow, atom), here) for atom, here in zip(atoms, linked, strict=True)]
+        return doc, linked
 
     def _pending_members(self, flow: str, stored: Iterable[str]) -> list[str]:
         result = dict.fromkeys(stored)
@@ -634,15 +657,15 @@ class DocumentConnection(Connection):
             if guess is not None and atom_details and not flow_changed:
                 # Nothing to read: the commit fails if the flow is gone (see
                 # DocumentStore.commit) or a guess is wrong; the next attempt reads.
-                doc, exists = None, guess
+                doc, linked = None, guess
             else:
                 if guess is not None:
-                    doc, exists = batch.get(FLOWS, flow_uuid), guess
+                    doc, linked = batch.get(FLOWS, flow_uuid), guess
                 else:
-                    doc, exists = batch.get_and_exists(FLOWS, flow_uuid, ATOMS, uuids)
+                    doc, linked = batch.get_and_linked(flow_uuid, uuids)
                 if doc is None:
                     raise not_found(FLOWS, flow_uuid)
-            _put_progress(batch, flow_detail, atom_details, exists, doc if flow_changed else None)
+            _put_progress(batch, flow_detail, atom_details, linked, guess, doc if flow_changed else None)
 
         self._step("save_flow_progress", flow_uuid, body)
 
@@ -689,17 +712,20 @@ class DocumentConnection(Connection):
                 nothing was written.
         """
         flow_uuid = flow_detail.uuid
+        uuids = [ad.uuid for ad in atom_details]
 
         def body(batch: Batch) -> None:
             # Always read the flow document (never guess): its version is what an
             # optimistic store checks at commit, so a fence moved meanwhile fails it.
-            doc, exists = batch.get_and_exists(FLOWS, flow_uuid, ATOMS, [ad.uuid for ad in atom_details])
+            # The atoms' links are asked about with it; a guess only spares reading new atoms.
+            guess = self._store.guess_exists(ATOMS, uuids) if batch.attempt == 0 else None
+            doc, linked = batch.get_and_linked(flow_uuid, uuids)
             if doc is None:
                 raise not_found(FLOWS, flow_uuid)
             current = _fence_of(doc)
             if current != fence:
                 raise FenceRefused.make(flow_uuid, fence, current, "writing progress of")
-            _put_progress(batch, flow_detail, atom_details, exists, doc if flow_changed else None)
+            _put_progress(batch, flow_detail, atom_details, linked, guess, doc if flow_changed else None)
 
         self._step("save_flow_progress_fenced", flow_uuid, body)
 
@@ -741,19 +767,45 @@ def _put_progress(
     batch: Batch,
     flow_detail: FlowDetail,
     atom_details: Sequence[AtomDetail],
-    exists: Sequence[bool],
+    linked: Sequence[bool],
+    guess: Sequence[bool] | None,
     flow_doc: Doc | None,
 ) -> None:
-    """Write progress: the flow's state and meta into ``flow_doc`` (None: unchanged), then the atoms."""
+    """Write progress: the flow's state and meta into ``flow_doc`` (None: unchanged), then the atoms.
+
+    ``linked`` says which atoms are linked to the flow already: those are
+    simply rewritten (without reading them, the common case), and
+    :attr:`Batch.linked` lets an optimistic commit check their links are still
+    there. Any other atom is read, to learn where it is: absent (new), in no
+    flow, or under another flow; it is then linked here and unlinked there, as
+    the SQL backend moves it. An atom that ``guess`` (the store's guess, when
+    it offered one) says is absent is not read either: it is written as new,
+    and an optimistic commit fails if it exists after all.
+    """
     flow_uuid = flow_detail.uuid
     if flow_doc is not None:
         flow_doc["flow"]["state"] = flow_detail.state
         flow_doc["flow"]["meta"] = flow_detail.meta
         batch.put(FLOWS, flow_uuid, flow_doc)
-    for ad, present in zip(atom_details, exists, strict=True):
-        batch.put(ATOMS, ad.uuid, _atom_doc(ad, flow_uuid), exists=present)
-        if not present:
-            batch.link(flow_uuid, ad.uuid)
+    stored: dict[str, Doc | None] = {}
+    if not all(linked):  # the rare case: some atom is new, or moves in
+        to_read = [
+            ad.uuid
+            for index, (ad, here) in enumerate(zip(atom_details, linked, strict=True))
+            if not here and (guess is None or guess[index])
+        ]
+        if to_read:
+            stored = dict(zip(to_read, batch.get_many(ATOMS, to_read), strict=True))
+    for ad, here in zip(atom_details, linked, strict=True):
+        if here:
+            batch.put(ATOMS, ad.uuid, _atom_doc(ad, flow_uuid), exists=True)
+            batch.linked.add((flow_uuid, ad.uuid))
+            continue
+        found = stored.get(ad.uuid)
+        batch.put(ATOMS, ad.uuid, _atom_doc(ad, flow_uuid), exists=found is not None)
+        if found is not None and found["flow"] not in (None, flow_uuid):
+            batch.unlink(found["flow"], ad.uuid)  # moved here from another flow
+        batch.link(flow_uuid, ad.uuid)
     if atom_details:
         batch.touched.add(flow_uuid)
 

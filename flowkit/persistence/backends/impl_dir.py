@@ -152,8 +152,9 @@ class _DirStore(DocumentStore):
             cache.put(path, signature, data)
         return Read(data, None)
 
-    def exists_many(self, kind: str, keys: Sequence[str]) -> list[bool]:
-        return [os.path.exists(self._file(kind, key)) for key in keys]
+    def linked_many(self, flow: str, atoms: Sequence[str]) -> list[bool]:
+        flow = self._name(flow)
+        return [os.path.exists(os.path.join(self._root, MEMBERS, flow, self._name(atom))) for atom in atoms]
 
     def members(self, flow: str) -> Members:
         try:

@@ -47,9 +47,9 @@ class _MemoryStore(DocumentStore):
         docs = self._docs[kind]
         return [Read(docs[key], None) if key in docs else None for key in keys]
 
-    def exists_many(self, kind: str, keys: Sequence[str]) -> list[bool]:
-        docs = self._docs[kind]
-        return [key in docs for key in keys]
+    def linked_many(self, flow: str, atoms: Sequence[str]) -> list[bool]:
+        members = self._members.get(flow, {})
+        return [atom in members for atom in atoms]
 
     def members(self, flow: str) -> Members:
         return Members(list(self._members.get(flow, ())), None)

@@ -152,20 +152,22 @@ class _ZkStore(DocumentStore):
         checks = self._send_checks(seen)
         return self._collect(reads, kind, keys), self._outcome(checks)
 
-    def exists_many(self, kind: str, keys: Sequence[str]) -> list[bool]:
-        pending = [self._client.exists_async(self._path(kind, key)) for key in keys]
+    def _link(self, flow: str, atom: str) -> str:
+        return f"{self._path(MEMBERS, flow)}/{atom}"
+
+    def _linked(self, atoms: Sequence[str], pending: list[Any]) -> list[bool]:
         found = [result.get() is not None for result in pending]
-        self._learn(kind, zip(keys, found, strict=True))
+        self._learn(ATOMS, ((atom, True) for atom, here in zip(atoms, found, strict=True) if here))
         return found
 
-    def read_and_exists(
-        self, kind: str, key: str, exists_kind: str, exists_keys: Sequence[str]
-    ) -> tuple[Read | None, list[bool]]:
-        read = self._client.get_async(self._path(kind, key))
-        pending = [self._client.exists_async(self._path(exists_kind, other)) for other in exists_keys]
-        found = [result.get() is not None for result in pending]
-        self._learn(exists_kind, zip(exists_keys, found, strict=True))
-        return self._collect([read])[0], found
+    def linked_many(self, flow: str, atoms: Sequence[str]) -> list[bool]:
+        return self._linked(atoms, [self._client.exists_async(self._link(flow, atom)) for atom in atoms])
+
+    def read_and_linked(self, flow: str, atoms: Sequence[str]) -> tuple[Read | None, list[bool]]:
+        # Every request sent before waiting for any: one round trip.
+        read = self._client.get_async(self._path(FLOWS, flow))
+        linked = self._linked(atoms, [self._client.exists_async(self._link(flow, atom)) for atom in atoms])
+        return self._collect([read])[0], linked
 
     def _collect(self, pending: list[Any], kind: str = "", keys: Sequence[str] = ()) -> list[Read | None]:
         found: list[Read | None] = []
@@ -350,11 +352,16 @@ class _ZkStore(DocumentStore):
                 if kind == FLOWS:
                     txn.create(self._path(MEMBERS, key), b"")
         for (flow, atom), add in batch.links.items():
-            link = f"{self._path(MEMBERS, flow)}/{atom}"
+            link = self._link(flow, atom)
             if add:
                 txn.create(link, b"")
             else:
                 txn.delete(link)
+        for flow, atom in batch.linked - batch.links.keys():
+            # Written as this flow's atom on the strength of its link (guessed, or
+            # seen before this commit): a link gone since (the atom moved to
+            # another flow) fails the commit, and the step runs again on reads.
+            txn.check(self._link(flow, atom), -1)
         gone = {doc.key for doc in deleted if doc.kind == FLOWS and doc.present}
         for flow in batch.touched - gone:
             # A new data version tells readers the flow's atoms changed.
