@@ -14,6 +14,7 @@ the compiler's precomputed plans.
 from __future__ import annotations
 
 import _thread  # threading's lock and get_ident, without importing threading (start-up time)
+import functools
 import sys
 import types
 from collections.abc import Callable, Coroutine, Iterable
@@ -312,18 +313,7 @@ class Runtime:
         :meth:`_run_timed_inline` does: the listeners hear it in the engine's
         thread, as they hear a plain task's, and the records have one writer.
         """
-        fn, kwargs = call
-        try:
-            value = fn(**kwargs)
-            if type(value) is types.CoroutineType:
-                value = self._await_inline(node, action, value)
-        except Exception:
-            return False, Failure()
-        except BaseException as err:
-            if not raised_cancel(err):
-                raise
-            return False, Failure()
-        return True, value
+        return call_outcome(call, awaited=functools.partial(self._await_inline, node, action))
 
     def _await_inline(self, node: Node, action: int, coro: Coroutine[Any, Any, Any]) -> Any:
         """Run ``coro`` on the shared loop thread; return (or raise) its outcome, relaying its progress."""
@@ -966,17 +956,22 @@ class RevertCause(Record):
     retry: str | None
 
 
-def call_outcome(call: Call, bridge: EventLoopThread | None = None) -> tuple[bool, Any]:
+def call_outcome(
+    call: Call,
+    bridge: EventLoopThread | None = None,
+    *,
+    awaited: Callable[[Coroutine[Any, Any, Any]], Any] | None = None,
+) -> tuple[bool, Any]:
     """Make ``call``; return ``(True, result)`` or ``(False, Failure)``.
 
-    A coroutine result is run to completion on ``bridge`` (default: the shared
-    event-loop thread) first.
+    A coroutine result is run to completion first: by ``awaited`` if given,
+    else on ``bridge`` (default: the shared event-loop thread).
     """
     fn, kwargs = call
     try:
         value = fn(**kwargs)
         if type(value) is types.CoroutineType:
-            value = (bridge or _shared_bridge()).run(value)
+            value = awaited(value) if awaited is not None else (bridge or _shared_bridge()).run(value)
     except Exception:
         return False, Failure()
     except BaseException as err:
