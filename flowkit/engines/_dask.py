@@ -57,7 +57,7 @@ if TYPE_CHECKING:
     from flowkit.engines._compiler import Node
     from flowkit.engines._runtime import Call, Runtime
 
-__all__ = ["DaskDriver", "landed", "submit"]
+__all__ = ["DaskDriver", "landed"]
 
 #: How many atoms a "could not be submitted" note names before "and N more".
 _NAMED_IN_NOTE = 5
@@ -116,15 +116,15 @@ class DaskDriver(DispatchingDriver):
             self._send_round()
 
     def dispatch(self, done: Completions, node: Node, action: int, call: Call) -> cf.Future[Any] | None:
-        if done is not self._done:
-            # A timed call (its own completion handle): submitted now, alone, so
-            # that its time-out can cancel the future returned here.
-            return submit(self._executor, done, node, action, call, self._route)
         try:
             payload = _dask_payload(node, call)
         except TypeError:
             done.put(node, action, False, Failure())
             return None
+        if done is not self._done:
+            # A timed call (its own completion handle): submitted now, alone, so
+            # that its time-out can cancel the future returned here.
+            return _submit_payload(self._executor, done, node, action, payload, self._route)
         self._round.append(_Ready(node, action, payload))
         return None
 
@@ -152,14 +152,7 @@ class DaskDriver(DispatchingDriver):
                 **options,
             )
         except Exception as err:  # a closed client: the run stops, the atoms stay in doubt
-            names = [repr(str(item.node.name)) for item in ready]
-            named = ", ".join(names[:_NAMED_IN_NOTE])
-            if len(names) > _NAMED_IN_NOTE:
-                named += f" and {len(names) - _NAMED_IN_NOTE} more"
-            err.add_note(
-                f"flowkit: atoms {named} could not be submitted to the Dask cluster; the run stopped "
-                f"with them RUNNING (in doubt): resume it once the client reaches a scheduler"
-            )
+            _note_not_submitted(err, [item.node for item in ready])
             raise
         for item, future in zip(ready, futures, strict=True):
             # As the executor's own submit does: it keeps the Dask future (a
@@ -172,45 +165,42 @@ class DaskDriver(DispatchingDriver):
         return [landed(completion) for completion in super().wait(timeout)]
 
 
-def submit(
-    executor: cf.Executor, done: Completions, node: Node, action: int, call: Call, route: _Route | None = None
-) -> cf.Future[Any] | None:
-    """Send ``call`` to the cluster under a key of its own; its outcome reaches ``done``.
+def _submit_payload(
+    executor: cf.Executor, done: Completions, node: Node, action: int, payload: bytes, route: _Route | None
+) -> cf.Future[Any]:
+    """Send one pickled call to the cluster under a key of its own; its outcome reaches ``done``.
 
     ``route`` is the run's channel (see :class:`_Relay`), if it has one: the
     task's progress and events are sent along it.
-
-    Returns:
-        The call's future, or None when the call cannot be pickled (its atom has
-        failed already, naming what cannot cross).
 
     Raises:
         Exception: the client could not submit (closed): with a note naming the
             atom; the run stops with it in doubt.
     """
-    try:
-        payload = _dask_payload(node, call)
-    except TypeError:
-        done.put(node, action, False, Failure())
-        return None
-    return _submit_payload(executor, done, node, action, payload, route)
-
-
-def _submit_payload(
-    executor: cf.Executor, done: Completions, node: Node, action: int, payload: bytes, route: _Route | None
-) -> cf.Future[Any]:
-    """Submit one pickled call through the executor (see :func:`submit`)."""
     submit_call: Any = executor.submit  # Dask's takes submit options (key=) as keywords
     try:
         future: cf.Future[Any] = submit_call(_on_dask_worker, payload, str(node.name), route, key=_key(node))
     except Exception as err:  # a closed client: the run stops, the atom stays in doubt
-        err.add_note(
-            f"flowkit: atom {node.name!r} could not be submitted to the Dask cluster; the run "
-            f"stopped with it RUNNING (in doubt): resume it once the client reaches a scheduler"
-        )
+        _note_not_submitted(err, [node])
         raise
     future.add_done_callback(functools.partial(_from_dask, done, node, action))
     return future
+
+
+def _note_not_submitted(err: BaseException, nodes: list[Node]) -> None:
+    """Say on ``err`` which atoms could not be submitted, and that they are left in doubt."""
+    if len(nodes) == 1:
+        named, them = f"atom {nodes[0].name!r}", "it"
+    else:
+        names = [repr(str(node.name)) for node in nodes]
+        named = "atoms " + ", ".join(names[:_NAMED_IN_NOTE])
+        if len(names) > _NAMED_IN_NOTE:
+            named += f" and {len(names) - _NAMED_IN_NOTE} more"
+        them = "them"
+    err.add_note(
+        f"flowkit: {named} could not be submitted to the Dask cluster; the run stopped with {them} "
+        f"RUNNING (in doubt): resume it once the client reaches a scheduler"
+    )
 
 
 class _Route(Record):
