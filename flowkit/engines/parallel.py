@@ -63,13 +63,8 @@ def _report(done: Completions, node: Node, action: int, call: Call) -> None:
             future = _shared_bridge().submit(value)
             future.add_done_callback(functools.partial(_report_awaited, done, node, action))
             return
-    except Exception:
-        done.put(node, action, False, Failure())
     except BaseException as err:
-        if raised_cancel(err):
-            done.put(node, action, False, Failure())
-        else:
-            done.put_raising(node, action, err)
+        _put_raised(done, node, action, err)
     else:
         done.put(node, action, True, value)
 
@@ -80,21 +75,24 @@ def _report_awaited(done: Completions, node: Node, action: int, future: cf.Futur
 
     try:
         value = result_of(future)
-    except Exception:
-        done.put(node, action, False, Failure())
     except BaseException as err:
-        if raised_cancel(err):
-            done.put(node, action, False, Failure())
-        else:  # an interrupt the coroutine raised
-            done.put_raising(node, action, err)
+        _put_raised(done, node, action, err)
     else:
         done.put(node, action, True, value)
+
+
+def _put_raised(done: Completions, node: Node, action: int, err: BaseException) -> None:
+    """Hand in what a call raised (called in its ``except``): a failure of its atom, or an interrupt."""
+    if isinstance(err, Exception) or raised_cancel(err):
+        done.put(node, action, False, Failure())
+    else:
+        done.put_raising(node, action, err)
 
 
 def _relayed(
     runtime: Runtime, atoms: dict[str, Any], name: str, progress: float, details: dict[str, Any] | None
 ) -> None:
-    """A progress report from a child process: the task's own listeners here hear it, then the run records it.
+    """A report from a child process or a Dask worker: the task's own listeners hear it, the run records it.
 
     In the child the task has no listeners (its notifier is not pickled), so they
     are told here, as the worker-based engine tells them of a remote task's report
@@ -108,7 +106,7 @@ def _relayed(
 
 
 def _relayed_event(atoms: dict[str, Any], name: str, event_type: Any, details: dict[str, Any]) -> None:
-    """An event a task notified in a child process: its own listeners here hear it (as TaskFlow's do)."""
+    """An event a task notified in a child process or on a Dask worker: its own listeners hear it here."""
     own = getattr(atoms.get(name), "_notifier", None)
     if own is not None and own.has_listeners:
         own.tell_listeners(event_type, details)
