@@ -24,6 +24,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -83,6 +84,29 @@ def wait_until(
             what = message or f"{predicate!r} still false"
             raise AssertionError(f"{what} (waited {timeout:.2f}s, last result: {value!r})")
         time.sleep(interval)
+
+
+def run_bounded(engine: Any, seconds: float) -> BaseException | None:
+    """Run ``engine`` in a thread of its own; return what it raised (None: it succeeded).
+
+    Bounded: an engine that has not returned after ``seconds`` fails the test
+    instead of hanging it.
+    """
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            engine.run()
+        except BaseException as err:
+            outcome.append(err)
+        else:
+            outcome.append(None)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert outcome, f"the run had not ended after {seconds} s"
+    return outcome[0]
 
 
 def in_ci() -> bool:

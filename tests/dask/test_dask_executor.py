@@ -144,25 +144,6 @@ def test_a_conductor_runs_jobs_on_the_cluster(client: Any, persistence: Backend)
     assert (results["sq0"][0], results["sq1"][0]) == (9, 16)
 
 
-def _run_bounded(engine: Any, seconds: float) -> BaseException | None:
-    """Run ``engine`` in a thread; fail the test if it has not ended within ``seconds``."""
-    outcome: list[BaseException | None] = []
-
-    def run() -> None:
-        try:
-            engine.run()
-        except BaseException as err:
-            outcome.append(err)
-        else:
-            outcome.append(None)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    thread.join(seconds)
-    assert outcome, f"the run had not ended after {seconds} s"
-    return outcome[0]
-
-
 def test_the_same_task_of_two_runs_runs_twice(client: Any, tmp_path: Path) -> None:
     # Dask's executor submits pure=True by default: two equal calls (same task, same
     # arguments) would share one key and run once, the second job charging nobody.
@@ -191,7 +172,7 @@ def test_a_result_that_cannot_be_pickled_fails_its_atom_naming_it(client: Any) -
     flow = linear_flow.Flow("locking").add(dask_tasks.ReturnsLock(name="make-lock"))
     engine = engines.load(flow, engine="parallel", executor=client.get_executor())
     # Dask's executor never completes the future of a result it cannot send: it hung.
-    raised = _run_bounded(engine, 30)
+    raised = services.run_bounded(engine, 30)
     assert isinstance(raised, exc.WrappedFailure)
     assert raised.check(TypeError)
     assert "atom 'make-lock' returned lock" in str(raised)
@@ -237,7 +218,7 @@ def test_a_task_whose_module_the_workers_lack_fails_naming_the_atom(
     flow = linear_flow.Flow("local").add(local_tasks.Local(name="local-only"))
     engine = engines.load(flow, engine="parallel", executor=client.get_executor())
     # Dask's executor never completed that call's future: the run hung.
-    raised = _run_bounded(engine, 30)
+    raised = services.run_bounded(engine, 30)
     assert isinstance(raised, exc.WrappedFailure)
     assert raised.check(TypeError)
     assert "atom 'local-only' cannot be unpickled on the Dask worker" in str(raised)
@@ -256,7 +237,7 @@ def test_a_call_the_cluster_drops_stops_the_run_in_doubt_and_a_rerun_completes(
     store = {"marker_dir": str(tmp_path), "amount": 5}
     engine = engines.load(flow, store=store, engine="parallel", executor=client.get_executor())
     outcome: list[BaseException | None] = []
-    thread = threading.Thread(target=lambda: outcome.append(_run_bounded(engine, 30)), daemon=True)
+    thread = threading.Thread(target=lambda: outcome.append(services.run_bounded(engine, 30)), daemon=True)
     thread.start()
     wait_until(lambda: list(tmp_path.glob("started-*")), 30, message="the charge to start")
     keys = [key for key in client.futures if str(key).startswith("charge-")]
@@ -281,7 +262,7 @@ def test_a_call_cancelled_on_its_timeout_is_not_reported_as_dropped(
     store = {"marker_dir": str(tmp_path), "amount": 5}
     engine = engines.load(flow, store=store, engine="parallel", executor=client.get_executor(), clock=timer)
     outcome: list[BaseException | None] = []
-    thread = threading.Thread(target=lambda: outcome.append(_run_bounded(engine, 30)), daemon=True)
+    thread = threading.Thread(target=lambda: outcome.append(services.run_bounded(engine, 30)), daemon=True)
     with caplog.at_level(logging.WARNING, logger="flowkit"):
         thread.start()
         wait_until(lambda: list(tmp_path.glob("started-*")), 30, message="the charge to start")
@@ -301,7 +282,7 @@ def test_sys_exit_in_a_task_interrupts_the_run_as_locally_and_spares_the_workers
     workers = set(client.scheduler_info()["workers"])
     flow = linear_flow.Flow("exiting").add(dask_tasks.Exit(name="exit"))
     engine = engines.load(flow, engine="parallel", executor=client.get_executor())
-    raised = _run_bounded(engine, 30)
+    raised = services.run_bounded(engine, 30)
     assert isinstance(raised, SystemExit) and raised.code == 3, repr(raised)
     # An interrupt, as on local threads: the run stopped, nothing was reverted.
     assert engine.storage.get_flow_state() == states.RUNNING

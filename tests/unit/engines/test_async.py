@@ -14,6 +14,7 @@ from flowkit import engines, exceptions, states, task
 from flowkit.engines.asyncio import AsyncioEngine
 from flowkit.patterns import linear_flow, unordered_flow
 from tests.conftest import WAIT_TIMEOUT, wait_until
+from tests.services import run_bounded
 
 from ._tasks import Recorder, Step
 
@@ -292,28 +293,6 @@ def test_a_plain_task_raising_cancelled_error_fails_on_every_engine(engine_kind:
     assert rec.reverted() == ["a"]
 
 
-def _run_in_thread(engine: Any) -> BaseException | None:
-    """Run ``engine`` in a thread of its own; return what it raised (None: it succeeded).
-
-    Bounded: an engine that never returns fails the test instead of hanging it.
-    """
-    outcome: list[BaseException | None] = []
-
-    def target() -> None:
-        try:
-            engine.run()
-        except BaseException as err:
-            outcome.append(err)
-        else:
-            outcome.append(None)
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    thread.join(WAIT_TIMEOUT)
-    assert outcome, "the run never returned"
-    return outcome[0]
-
-
 @pytest.mark.parametrize("interrupt", [KeyboardInterrupt, SystemExit])
 def test_an_interrupt_raised_in_a_coroutine_stops_the_run_and_spares_the_loop(
     engine_kind: str, interrupt: type[BaseException], rec: Recorder
@@ -328,10 +307,10 @@ def test_an_interrupt_raised_in_a_coroutine_stops_the_run_and_spares_the_loop(
 
     flow = linear_flow.Flow("f").add(AsyncStep("a", rec), Interrupted("i"))
     engine = engines.load(flow, engine=engine_kind)
-    assert isinstance(_run_in_thread(engine), interrupt)
+    assert isinstance(run_bounded(engine, WAIT_TIMEOUT), interrupt)
     assert engine.storage.get_atom_state("i") == states.RUNNING
     later = engines.load(AsyncStep("later", rec, provides="x"), engine=engine_kind)
-    assert _run_in_thread(later) is None
+    assert run_bounded(later, WAIT_TIMEOUT) is None
     assert later.storage.fetch("x") == "later done"
 
 
@@ -445,7 +424,7 @@ def test_an_async_task_can_run_a_flow_with_async_tasks_of_its_own(outer_kind: st
             return str(engines.run(Inner("inner", provides="r"), engine=inner_kind)["r"])
 
     engine = engines.load(Outer("outer", provides="o"), engine=outer_kind)
-    assert _run_in_thread(engine) is None
+    assert run_bounded(engine, WAIT_TIMEOUT) is None
     assert engine.storage.fetch("o") == "inner done"
 
 
