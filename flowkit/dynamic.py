@@ -28,7 +28,7 @@ at most :data:`MAX_SPAWNED` atoms; past either the spawner fails with
 from __future__ import annotations
 
 import enum
-import inspect
+import types
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -131,7 +131,7 @@ class Subflow:
                 raise exc.InvalidFormat(
                     f"{prefix}sub-flow factory '{factory}' cannot be imported: {err}"
                 ) from err
-            marked = inspect.isfunction(make) or inspect.ismethod(make)
+            marked = isinstance(make, types.FunctionType | types.MethodType)
             if sender is not None and not (marked and getattr(make, _SPAWNABLE, False) is True):
                 raise exc.InvalidFormat(
                     f"{prefix}its factory '{factory}' is not marked @flowkit.dynamic.spawnable: the engine"

@@ -14,10 +14,11 @@ the compiler's precomputed plans.
 from __future__ import annotations
 
 import _thread  # threading's lock and get_ident, without importing threading (start-up time)
+import contextlib
 import functools
 import sys
 import types
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from flowkit import _steering
@@ -295,13 +296,24 @@ class Runtime:
         The task's progress comes back through the queue this thread waits on, so
         this thread stays the only one writing the run's records.
         """
+        with self._relaying_inline() as box:
+            return self.timed_calls().run_inline(box, node, action, call, self.timeouts[node.index])
+
+    @contextlib.contextmanager
+    def _relaying_inline(self) -> Iterator[Completions]:
+        """A queue this thread waits on for an inline call, taking its progress meanwhile.
+
+        The progress the call reports on another thread comes through the queue,
+        so the listeners hear it in this thread; the relay set before is put back
+        when the call is done.
+        """
         from flowkit.engines._completions import Completions
 
         box = Completions()
         outer = self._relay
         self.relay_progress(box)
         try:
-            return self.timed_calls().run_inline(box, node, action, call, self.timeouts[node.index])
+            yield box
         finally:
             self.relay_progress(outer)
 
@@ -318,12 +330,8 @@ class Runtime:
     def _await_inline(self, node: Node, action: int, coro: Coroutine[Any, Any, Any]) -> Any:
         """Run ``coro`` on the shared loop thread; return (or raise) its outcome, relaying its progress."""
         from flowkit._utils.asyncio_bridge import result_of
-        from flowkit.engines._completions import Completions
 
-        box = Completions()
-        outer = self._relay
-        self.relay_progress(box)
-        try:
+        with self._relaying_inline() as box:
             box.started()
             future = _shared_bridge().submit(coro)
             future.add_done_callback(lambda _ended: box.put(node, action, True, None))
@@ -332,8 +340,6 @@ class Runtime:
             except BaseException:  # an interrupt (Ctrl-C) ends the run: the coroutine too
                 future.cancel()
                 raise
-        finally:
-            self.relay_progress(outer)
         return result_of(future)
 
     def timed_calls(self) -> Watchdog:

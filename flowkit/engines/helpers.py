@@ -382,15 +382,15 @@ def flow_from_detail(flow_detail: Any) -> Any:
         ImportError: the recorded factory cannot be imported (also a ValueError,
             which earlier flowkit releases raised).
     """
-    factory_data = (flow_detail.meta or {}).get(_FACTORY_KEY)
-    if not isinstance(factory_data, Mapping) or not isinstance(factory_data.get("name"), str):
+    name = recorded_factory(flow_detail)
+    if name is None:
         # TaskFlow's wording, which programs match on.
         raise ValueError(
             f"Cannot reconstruct flow '{flow_detail.name}' {flow_detail.uuid}: it records no flow "
             "factory (only runs loaded with load_from_factory() can be rebuilt), no factory "
             "information saved."
         )
-    name = factory_data["name"]
+    factory_data = flow_detail.meta[_FACTORY_KEY]
     try:
         factory = _import_by_name(name)
     except ImportError as err:
