@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from flowkit._utils.records import Record
 from flowkit.engines._compiler import Node
-from flowkit.engines._runtime import Completion  # defined there: the serial engine needs no queue
+from flowkit.engines._runtime import Completion, raised_cancel  # Completion: the serial engine needs no queue
 from flowkit.types.failure import Failure
 
 if TYPE_CHECKING:  # the serial engine never makes a future: it need not import them
@@ -101,6 +101,29 @@ class Completions:
             self._put(Completion(node, action, False, Failure.from_exception(error)))
         else:
             self._put(_Raise(error))
+
+    def put_raised(self, node: Node, action: int, error: BaseException) -> None:
+        """Hand in what a call raised, from its ``except`` (any thread).
+
+        An ``Exception`` or a ``CancelledError`` the task raised itself fails its
+        atom (with the traceback being handled); anything else (an interrupt)
+        is raised in the engine thread.
+        """
+        if isinstance(error, Exception) or raised_cancel(error):
+            self._put(Completion(node, action, False, Failure()))
+        else:
+            self._put(_Raise(error))
+
+    def put_value_future(self, node: Node, action: int, future: Future[Any]) -> None:
+        """Hand in a future whose result is the call's value: a coroutine run on a loop thread."""
+        from flowkit._utils.asyncio_bridge import result_of  # imported by now: the future came from there
+
+        try:
+            value = result_of(future)
+        except BaseException as err:
+            self.put_raised(node, action, err)
+        else:
+            self._put(Completion(node, action, True, value))
 
     def put_fatal(self, error: BaseException) -> None:
         """Hand in a call that ended the run, not just its atom (any thread).

@@ -321,19 +321,7 @@ class TimedCall:
             # Cancelled by the time-out: the coroutine reports a late outcome itself
             # if it ignored the cancellation (see _watched).
             return
-        from flowkit._utils.asyncio_bridge import result_of  # imported by now: the future came from there
-
-        try:
-            value = result_of(future)
-        except Exception:
-            self._done.put(node, action, False, Failure())
-        except BaseException as err:
-            if raised_cancel(err):
-                self._done.put(node, action, False, Failure())
-            else:  # an interrupt
-                self._done.put_raising(node, action, err)
-        else:
-            self._done.put(node, action, True, value)
+        self._done.put_value_future(node, action, future)
 
     # -- internals ----------------------------------------------------------------
 

@@ -29,7 +29,7 @@ from flowkit.engines import _threads
 from flowkit.engines._compiler import Node
 from flowkit.engines._completions import Completion, Completions
 from flowkit.engines._engine import ActionEngine, DispatchingDriver, call_outcome, positive_workers
-from flowkit.engines._runtime import Call, Runtime, _shared_bridge, raised_cancel
+from flowkit.engines._runtime import Call, Runtime, _shared_bridge
 from flowkit.task import EVENT_UPDATE_PROGRESS
 from flowkit.types.failure import Failure
 
@@ -61,32 +61,12 @@ def _report(done: Completions, node: Node, action: int, call: Call) -> None:
         value = fn(**kwargs)
         if type(value) is types.CoroutineType:
             future = _shared_bridge().submit(value)
-            future.add_done_callback(functools.partial(_report_awaited, done, node, action))
+            future.add_done_callback(functools.partial(done.put_value_future, node, action))
             return
     except BaseException as err:
-        _put_raised(done, node, action, err)
+        done.put_raised(node, action, err)
     else:
         done.put(node, action, True, value)
-
-
-def _report_awaited(done: Completions, node: Node, action: int, future: cf.Future[Any]) -> None:
-    """Hand the engine the outcome of a task's coroutine (on the loop thread, as it ends)."""
-    from flowkit._utils.asyncio_bridge import result_of  # imported by now: the future came from there
-
-    try:
-        value = result_of(future)
-    except BaseException as err:
-        _put_raised(done, node, action, err)
-    else:
-        done.put(node, action, True, value)
-
-
-def _put_raised(done: Completions, node: Node, action: int, err: BaseException) -> None:
-    """Hand in what a call raised (called in its ``except``): a failure of its atom, or an interrupt."""
-    if isinstance(err, Exception) or raised_cancel(err):
-        done.put(node, action, False, Failure())
-    else:
-        done.put_raising(node, action, err)
 
 
 def _relayed(
