@@ -40,6 +40,7 @@ __all__ = [
     "parse_store",
     "positive",
     "stdout_closed",
+    "utc_seconds",
 ]
 
 LOG = logging.getLogger(__name__)
@@ -235,6 +236,13 @@ def columns(table: Sequence[Sequence[str]]) -> str:
         padded = [pad(cell, width) for cell, width in zip(row[:-1], widths, strict=False)]
         lines.append("  ".join([*padded, row[-1]]))
     return "\n".join(lines)
+
+
+def utc_seconds(seconds: float) -> str:
+    """A Unix time as ``YYYY-MM-DD HH:MM:SS`` in UTC, as the commands' tables and lines show times."""
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 class FlowRef(Record):

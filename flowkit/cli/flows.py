@@ -25,6 +25,7 @@ from flowkit.cli._common import (
     guarded,
     list_flows,
     open_backend,
+    utc_seconds,
 )
 
 __all__ = ["register"]
@@ -215,12 +216,6 @@ def _resume(args: argparse.Namespace) -> int:
 # -- why ------------------------------------------------------------------------------------
 
 
-def _utc_seconds(seconds: float) -> str:
-    from datetime import UTC, datetime
-
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S")
-
-
 def _why(args: argparse.Namespace) -> int:
     from flowkit import states
     from flowkit.listeners.events import EventLog
@@ -263,7 +258,7 @@ def _why(args: argparse.Namespace) -> int:
     if waiting:
         print(f"  it has not run yet; the flow is {ref.flow.state} with these under way:")
         for event in waiting:
-            print(f"  {event.describe()}; since {_utc_seconds(event.at)} UTC")
+            print(f"  {event.describe()}; since {utc_seconds(event.at)} UTC")
         return 0
     if not log.of(args.atom):
         print(

@@ -213,9 +213,7 @@ def _show(args: argparse.Namespace, board: Any) -> int:
 
 
 def _conductors(args: argparse.Namespace, board: Any) -> int:
-    from datetime import UTC, datetime
-
-    from flowkit.cli._common import columns
+    from flowkit.cli._common import columns, utc_seconds
 
     found = board.entities("conductor")
     if args.json:
@@ -228,7 +226,7 @@ def _conductors(args: argparse.Namespace, board: Any) -> int:
     for entity in found:
         meta = entity.get("metadata") or {}
         since = entity.get("registered_at")
-        when = datetime.fromtimestamp(since, UTC).strftime("%Y-%m-%d %H:%M:%S") if since else "-"
+        when = utc_seconds(since) if since else "-"
         table.append(
             (str(entity.get("name")), str(meta.get("hostname", "-")), str(meta.get("pid", "-")), when)
         )

@@ -227,18 +227,17 @@ class _Outage:
     """
 
     def __init__(self) -> None:
-        self._error: str | None = None
+        self._down = False
 
     def failed(self, err: BaseException) -> None:
-        message = _one_line(err)
-        if self._error is None:
-            LOG.warning("the monitor cannot read its backend: %s", message)
-        self._error = message
+        if not self._down:
+            LOG.warning("the monitor cannot read its backend: %s", _one_line(err))
+        self._down = True
 
     def answered(self) -> None:
-        if self._error is not None:
+        if self._down:
             LOG.warning("the monitor reads its backend again")
-            self._error = None
+            self._down = False
 
 
 class _TokenGate:

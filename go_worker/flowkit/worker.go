@@ -90,6 +90,7 @@ type Worker struct {
 	hashKey   string
 	zsetKey   string
 	topicsKey string // where engines given no topics find ours
+	replies   string // prefix of the namespace's reply streams, the only ones answered on
 	log       *slog.Logger
 	host      string
 	out       *outQueue
@@ -191,6 +192,7 @@ func NewWorker(registry *Registry, opts Options) (*Worker, error) {
 		hashKey:   WorkerKey(opts.Namespace, opts.WorkerID),
 		zsetKey:   WorkersKey(opts.Namespace, opts.Topic),
 		topicsKey: TopicsKey(opts.Namespace),
+		replies:   RepliesKey(opts.Namespace, ""),
 		log:       logger,
 		host:      host,
 		out:       newOutQueue(),
@@ -562,10 +564,9 @@ func (w *Worker) accept(entry redis.XMessage, now float64, deliveries map[string
 	if !w.repliesHere(request.ReplyTo) {
 		// Answering would write, with this worker's Redis rights, into any stream the
 		// sender names (another application's queue, another topic's requests).
-		prefix := RepliesKey(w.opts.Namespace, "")
 		w.logf(slog.LevelWarn, "worker %s rejects request %s (entry %s, task %s): its reply_to %q is not a reply"+
 			" stream of namespace %q (%s<engine id>)", w.id, request.ID, entry.ID, request.Task, request.ReplyTo,
-			w.opts.Namespace, prefix)
+			w.opts.Namespace, w.replies)
 		w.out.push(outItem{ack: entry.ID})
 		return nil
 	}
@@ -603,8 +604,7 @@ func (w *Worker) accept(entry redis.XMessage, now float64, deliveries map[string
 
 // repliesHere says whether replyTo is an engine's reply stream in this worker's namespace.
 func (w *Worker) repliesHere(replyTo string) bool {
-	prefix := RepliesKey(w.opts.Namespace, "")
-	return len(replyTo) > len(prefix) && strings.HasPrefix(replyTo, prefix)
+	return len(replyTo) > len(w.replies) && strings.HasPrefix(replyTo, w.replies)
 }
 
 // -- running --------------------------------------------------------------------

@@ -306,6 +306,25 @@ func (h *harness) request(task, action string, arguments map[string]any, change 
 	return request
 }
 
+// madeUpEntries encodes n execute requests for task as stream entries with
+// made-up ids 1-1..1-n, never added to the stream, so that only a test's own
+// Dispatch hands them to the worker; it returns the entries and the request ids.
+func (h *harness) madeUpEntries(task string, n int) ([]redis.XMessage, []string) {
+	h.t.Helper()
+	var entries []redis.XMessage
+	var ids []string
+	for i := 1; i <= n; i++ {
+		request := h.request(task, flowkit.ActionExecute, map[string]any{}, nil)
+		envelope, err := flowkit.Encode(request, nil, 0)
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		entries = append(entries, redis.XMessage{ID: fmt.Sprintf("1-%d", i), Values: envelope})
+		ids = append(ids, request.ID)
+	}
+	return entries, ids
+}
+
 // add sends a request (or raw envelope fields) and returns the stream entry id.
 func (h *harness) add(message any) string {
 	h.t.Helper()
@@ -1200,17 +1219,7 @@ func TestNoMoreTasksRunAtOnceThanTheConcurrency(t *testing.T) {
 	// takeover by the heartbeat and a read that counted the same free slots
 	// hand over between them. Their entries are made up (never in the
 	// stream), so the worker's own reader cannot take them.
-	var entries []redis.XMessage
-	var ids []string
-	for i := 1; i <= 3; i++ {
-		request := h.request("test.Count", flowkit.ActionExecute, map[string]any{}, nil)
-		envelope, err := flowkit.Encode(request, nil, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		entries = append(entries, redis.XMessage{ID: fmt.Sprintf("1-%d", i), Values: envelope})
-		ids = append(ids, request.ID)
-	}
+	entries, ids := h.madeUpEntries("test.Count", 3)
 	flowkit.Dispatch(worker, entries)
 	h.eventually("two tasks running and the third waiting (or running)", func() bool {
 		return running.Load() == 3 || (running.Load() == 2 && strings.Contains(h.log.String(), "waits for one of the 2"))
@@ -1250,17 +1259,7 @@ func TestARequestWaitingForASlotAtTheEndOfTheGraceIsLeftUnrun(t *testing.T) {
 		o.Concurrency, o.Clock, o.Grace = 1, clock, 10*time.Second
 	})
 	t.Cleanup(openGate)
-	var ids []string
-	var entries []redis.XMessage
-	for i := 1; i <= 2; i++ {
-		request := h.request("test.Hold", flowkit.ActionExecute, map[string]any{}, nil)
-		envelope, err := flowkit.Encode(request, nil, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		entries = append(entries, redis.XMessage{ID: fmt.Sprintf("1-%d", i), Values: envelope})
-		ids = append(ids, request.ID)
-	}
+	entries, ids := h.madeUpEntries("test.Hold", 2)
 	flowkit.Dispatch(worker, entries)
 	h.eventually("one task running, the other waiting for its slot", func() bool {
 		return started.Load() == 1 && strings.Contains(h.log.String(), "waits for one of the 1")

@@ -12,16 +12,35 @@ from tests.cli.conftest import FLOWKIT, SOURCE_ROOT, command_env
 from tests.conftest import wait_until
 
 
-def test_port_0_prints_the_port_it_picked_and_serves_there(tmp_path: Path) -> None:
-    # It printed "flowkit monitor on http://127.0.0.1:0/", so nobody could tell where it was.
-    proc = subprocess.Popen(
-        [FLOWKIT, "monitor", "--connection", f"sqlite:///{tmp_path}/t.db", "--port", "0"],
-        env=command_env(),
+def _start_monitor(
+    tmp_path: Path, *options: str, verbose: bool = False, stderr: int = subprocess.PIPE, **env: str
+) -> subprocess.Popen[str]:
+    """Start ``flowkit [-v] monitor --port 0`` on a fresh SQLite file, as a shell user would.
+
+    The caller reads the first line itself: what it says is what these tests check.
+    """
+    return subprocess.Popen(
+        [
+            FLOWKIT,
+            *(["-v"] if verbose else []),
+            "monitor",
+            "--connection",
+            f"sqlite:///{tmp_path}/t.db",
+            "--port",
+            "0",
+            *options,
+        ],
+        env=command_env(**env),
         cwd=SOURCE_ROOT,
         stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+        stderr=stderr,
         text=True,
     )
+
+
+def test_port_0_prints_the_port_it_picked_and_serves_there(tmp_path: Path) -> None:
+    # It printed "flowkit monitor on http://127.0.0.1:0/", so nobody could tell where it was.
+    proc = _start_monitor(tmp_path, stderr=subprocess.DEVNULL)
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
@@ -64,14 +83,7 @@ def test_a_port_in_use_is_one_line_naming_it(tmp_path: Path) -> None:
 
 def test_verbose_access_lines_do_not_show_the_token(tmp_path: Path) -> None:
     # A browser opens /?token=TOKEN once; uvicorn's access line printed that URL whole.
-    proc = subprocess.Popen(
-        [FLOWKIT, "-v", "monitor", "--connection", f"sqlite:///{tmp_path}/t.db", "--port", "0"],
-        env=command_env(FLOWKIT_MONITOR_TOKEN="t0k3n-s3cret"),
-        cwd=SOURCE_ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = _start_monitor(tmp_path, verbose=True, FLOWKIT_MONITOR_TOKEN="t0k3n-s3cret")
     try:
         assert proc.stdout is not None
         url = proc.stdout.readline().split(" on ", 1)[1].strip()
@@ -87,23 +99,7 @@ def test_verbose_access_lines_do_not_show_the_token(tmp_path: Path) -> None:
 
 
 def test_serving_beyond_loopback_without_a_token_warns_once_on_stderr(tmp_path: Path) -> None:
-    proc = subprocess.Popen(
-        [
-            FLOWKIT,
-            "monitor",
-            "--connection",
-            f"sqlite:///{tmp_path}/t.db",
-            "--host",
-            "0.0.0.0",
-            "--port",
-            "0",
-        ],
-        env=command_env(),
-        cwd=SOURCE_ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = _start_monitor(tmp_path, "--host", "0.0.0.0")
     try:
         assert proc.stdout is not None
         assert proc.stdout.readline().startswith("flowkit monitor on http://0.0.0.0:")

@@ -856,10 +856,13 @@ class Worker:
         )
 
     def _failure_envelope(self, request_id: str, failure: Failure) -> dict[str, bytes]:
-        try:
+        def encoded(record: Failure) -> dict[str, bytes]:
             return self._encode(
-                protocol.response_message(request_id, self._worker_id, protocol.FAILURE, failure=failure)
+                protocol.response_message(request_id, self._worker_id, protocol.FAILURE, failure=record)
             )
+
+        try:
+            return encoded(failure)
         except protocol.ProtocolError as err:
             # A failure too large for the limit (or with odd arguments): send its gist.
             gist = failure.pformat()[:1000]
@@ -868,9 +871,7 @@ class Worker:
                 failure.exception_type_names or ("builtins.Exception", "builtins.BaseException"),
             )
         try:
-            return self._encode(
-                protocol.response_message(request_id, self._worker_id, protocol.FAILURE, failure=short)
-            )
+            return encoded(short)
         except protocol.ProtocolError as err:
             # Its text is not Unicode that UTF-8 can carry (a lone surrogate): say so,
             # as the Go worker refuses text that is not UTF-8, rather than leave the
@@ -885,14 +886,9 @@ class Worker:
             text = f"the failure could not be encoded ({err.reason}); its text, escaped: {readable}"
             said = _named_failure(text, _INVALID_FORMAT_NAMES)
         try:
-            return self._encode(
-                protocol.response_message(request_id, self._worker_id, protocol.FAILURE, failure=said)
-            )
+            return encoded(said)
         except protocol.ProtocolError:  # only a tiny size limit gets here
-            said = _named_failure("failure record not sendable", _INVALID_FORMAT_NAMES)
-            return self._encode(
-                protocol.response_message(request_id, self._worker_id, protocol.FAILURE, failure=said)
-            )
+            return encoded(_named_failure("failure record not sendable", _INVALID_FORMAT_NAMES))
 
     # -- writing -----------------------------------------------------------------------
 
