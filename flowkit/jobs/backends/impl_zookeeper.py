@@ -351,10 +351,11 @@ class ZookeeperJobBoard(NotifyingJobBoard):
         path = f"{folder}/{name.replace('/', '_')}"
         with _translated("register an entity", self.where):
             self._zk().ensure_path(folder)
+            data = json.dumps(record, default=str).encode()
             try:
-                self._zk().create(path, json.dumps(record, default=str).encode(), ephemeral=True)
+                self._zk().create(path, data, ephemeral=True)
             except NodeExistsError:
-                self._zk().set(path, json.dumps(record, default=str).encode())
+                self._zk().set(path, data)
 
     def _entity_folder(self, kind: str) -> str:
         """The node the entities of ``kind`` are registered under (the same for writing and listing)."""
