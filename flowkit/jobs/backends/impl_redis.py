@@ -1062,12 +1062,12 @@ class RedisJobBoard(NotifyingJobBoard):
                 return  # given back and claimed anew meanwhile: that claim is kept
             self._kept.pop(job_uuid, None)
 
-    def _next_due(self) -> tuple[list[tuple[str, int, int]], list[str]]:
+    def _next_due(self) -> tuple[list[tuple[str, int]], list[str]]:
         """Wait until kept claims or entities are due for renewal; those due, or nothing once closing."""
         with self._keeper_wake:
             while not self._keeper_stop.is_set():
                 now = time.monotonic()
-                due = [(u, kept.token, kept.ms) for u, kept in self._kept.items() if kept.due <= now]
+                due = [(u, kept.token) for u, kept in self._kept.items() if kept.due <= now]
                 entities = [key for key, at in self._entity_due.items() if at <= now]
                 for key in entities:
                     del self._entity_due[key]  # until written again
@@ -1086,7 +1086,7 @@ class RedisJobBoard(NotifyingJobBoard):
                 return
             for key in entities:
                 self._write_entity(key)
-            for job_uuid, token, _ms in due:
+            for job_uuid, token in due:
                 with self._send_lock:
                     self._renew(job_uuid, token)
 

@@ -347,20 +347,25 @@ class ZookeeperJobBoard(NotifyingJobBoard):
         }
         from kazoo.exceptions import NodeExistsError  # type: ignore[import-untyped]
 
-        folder = f"{self._entities}/{str(entity.kind).replace('/', '_')}"
+        folder = self._entity_folder(str(entity.kind))
         path = f"{folder}/{name.replace('/', '_')}"
         with _translated("register an entity", self.where):
             self._zk().ensure_path(folder)
+            data = json.dumps(record, default=str).encode()
             try:
-                self._zk().create(path, json.dumps(record, default=str).encode(), ephemeral=True)
+                self._zk().create(path, data, ephemeral=True)
             except NodeExistsError:
-                self._zk().set(path, json.dumps(record, default=str).encode())
+                self._zk().set(path, data)
+
+    def _entity_folder(self, kind: str) -> str:
+        """The node the entities of ``kind`` are registered under (the same for writing and listing)."""
+        return f"{self._entities}/{kind.replace('/', '_')}"
 
     def entities(self, kind: str = "conductor") -> list[dict[str, Any]]:
         """The entities of ``kind`` whose ephemeral node lives (their session is open), by name."""
         from kazoo.exceptions import NoNodeError
 
-        folder = f"{self._entities}/{kind.replace('/', '_')}"
+        folder = self._entity_folder(kind)
         found = []
         with _translated("list entities", self.where):
             try:

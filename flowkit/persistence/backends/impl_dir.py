@@ -153,8 +153,8 @@ class _DirStore(DocumentStore):
         return Read(data, None)
 
     def linked_many(self, flow: str, atoms: Sequence[str]) -> list[bool]:
-        flow = self._name(flow)
-        return [os.path.exists(os.path.join(self._root, MEMBERS, flow, self._name(atom))) for atom in atoms]
+        directory = self._members_dir(flow)
+        return [os.path.exists(os.path.join(directory, self._name(atom))) for atom in atoms]
 
     def members(self, flow: str) -> Members:
         try:

@@ -155,18 +155,17 @@ class _ZkStore(DocumentStore):
     def _link(self, flow: str, atom: str) -> str:
         return f"{self._path(MEMBERS, flow)}/{atom}"
 
-    def _linked(self, atoms: Sequence[str], pending: list[Any]) -> list[bool]:
+    def linked_many(self, flow: str, atoms: Sequence[str]) -> list[bool]:
+        pending = [self._client.exists_async(self._link(flow, atom)) for atom in atoms]
         found = [result.get() is not None for result in pending]
         self._learn(ATOMS, ((atom, True) for atom, here in zip(atoms, found, strict=True) if here))
         return found
 
-    def linked_many(self, flow: str, atoms: Sequence[str]) -> list[bool]:
-        return self._linked(atoms, [self._client.exists_async(self._link(flow, atom)) for atom in atoms])
-
     def read_and_linked(self, flow: str, atoms: Sequence[str]) -> tuple[Read | None, list[bool]]:
-        # Every request sent before waiting for any: one round trip.
+        # Every request sent before waiting for any: one round trip (the read is sent
+        # first, and collected only once linked_many has its answers).
         read = self._client.get_async(self._path(FLOWS, flow))
-        linked = self._linked(atoms, [self._client.exists_async(self._link(flow, atom)) for atom in atoms])
+        linked = self.linked_many(flow, atoms)
         return self._collect([read])[0], linked
 
     def _collect(self, pending: list[Any], kind: str = "", keys: Sequence[str] = ()) -> list[Read | None]:

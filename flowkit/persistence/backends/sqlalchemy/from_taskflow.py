@@ -24,7 +24,7 @@ import sqlite3
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -233,10 +233,8 @@ class _Decoder:
 
 
 def _utc(when: Any) -> datetime | None:
-    # TaskFlow stores naive UTC times.
-    if not isinstance(when, datetime):
-        return None
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    """A TaskFlow time (naive UTC) as flowkit reads its own; anything but a time is none."""
+    return _codec.utc(when) if isinstance(when, datetime) else None
 
 
 def _order(table: sa.Table) -> sa.Select[Any]:
