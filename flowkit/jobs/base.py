@@ -23,6 +23,7 @@ from __future__ import annotations
 import enum
 import functools
 import logging
+import math
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
     from flowkit.persistence.models import LogBook
 
 __all__ = [
+    "MIN_CLAIM_EXPIRY",
     "POSTED",
     "REMOVAL",
     "Attempt",
@@ -54,6 +56,7 @@ __all__ = [
     "JobPriority",
     "NotifyingJobBoard",
     "check_applicant",
+    "check_claim_expiry",
     "check_who",
 ]
 
@@ -225,6 +228,48 @@ def check_applicant(who: Any) -> None:
         raise TypeError(f"job applicant must be a string, not {type(who).__name__}")
     if not who:
         raise ValueError("job applicant must be a non-empty string")
+
+
+#: The shortest claim expiry any board takes, in seconds. TaskFlow's Redis board counts an
+#: expiry in whole milliseconds and refuses one that comes to none; every board here
+#: holds to that one rule, so a value fails on each board alike, not only where it matters.
+MIN_CLAIM_EXPIRY = 0.001
+
+
+def _number(expiry: Any, what: str, board: JobBoard) -> float:
+    if isinstance(expiry, bool) or not isinstance(expiry, (int, float)):
+        raise TypeError(
+            f"claim expiry for {what} on board {board.name!r} must be a number of seconds, not {expiry!r}"
+        )
+    return float(expiry)
+
+
+def check_claim_expiry(board: JobBoard, expiry: Any, what: str) -> float | None:
+    """``expiry`` (seconds, ``None``: the board's default) checked before a claim touches anything.
+
+    One check for every board, so they refuse alike: NaN (which answers
+    ``False`` to every comparison, so a ``<= 0`` check let it through and the
+    claim never expired), infinity, zero, negative values and anything under
+    :data:`MIN_CLAIM_EXPIRY`, which TaskFlow's Redis board refuses too.
+
+    Args:
+        board: the board claiming (named in the error).
+        expiry: the expiry asked for.
+        what: what is being claimed (``"job <uuid>"``), named in the error.
+
+    Raises:
+        TypeError: not a number.
+        ValueError: not a finite number of at least a millisecond.
+    """
+    if expiry is None:
+        return None
+    seconds = _number(expiry, what, board)
+    if not (math.isfinite(seconds) and seconds * 1000.0 >= 1):
+        raise ValueError(
+            f"claim expiry for {what} on board {board.name!r} must be finite and at least a millisecond "
+            f"({MIN_CLAIM_EXPIRY} seconds), not {expiry!r}"
+        )
+    return seconds
 
 
 class Job(ABC):

@@ -20,6 +20,13 @@ from tests.jobs.conftest import board_conf
 from tests.manual_clock import ManualClock
 
 
+@pytest.mark.parametrize("expiry", [float("nan"), 0, -1, float("inf")])
+def test_memory_board_refuses_a_claim_expiry_option_every_claim_would_refuse(expiry: float) -> None:
+    # A NaN default made every claim last for ever (every comparison with it is False).
+    with pytest.raises(ValueError, match=rf"'m'.*{expiry!r}"):
+        MemoryJobBoard("m", {"claim_expiry": expiry})
+
+
 def test_memory_claim_expires_on_the_boards_clock() -> None:
     clock = ManualClock()
     board = MemoryJobBoard("m", {"claim_expiry": 5}, clock=clock)

@@ -260,10 +260,27 @@ def test_bad_arguments_fail_before_writing(make_board: MakeBoard) -> None:
         board.claim(job, "")
     with pytest.raises(TypeError):
         board.claim(job, None)  # type: ignore[arg-type]
-    for expiry in (0, -1):  # boards whose claims never expire (ZooKeeper's) check it too
-        with pytest.raises(ValueError, match="expiry"):
-            board.claim(job, "a", expiry=expiry)
     assert board.find_owner(job) is None
+
+
+@pytest.mark.parametrize("expiry", [0, -1, float("nan"), 0.0004, float("inf")])
+def test_every_board_refuses_a_claim_expiry_taskflow_refuses(make_board: MakeBoard, expiry: float) -> None:
+    """One rule on every board (ZooKeeper's claims never expire, yet it checks too).
+
+    TaskFlow's Redis board counts an expiry in whole milliseconds and refuses
+    one that comes to none; NaN (which every comparison answers ``False``,
+    so a ``<= 0`` check let it through and the claim never expired) and an
+    infinite one it cannot convert at all. The error names the job and the
+    value, and nothing is claimed.
+    """
+    board = make_board()
+    job = board.post("j")
+    with pytest.raises(ValueError, match=rf"expiry.*job {job.uuid}.*{expiry!r}"):
+        board.claim(job, "a", expiry=expiry)
+    with pytest.raises(ValueError, match=rf"expiry.*{expiry!r}"):
+        board.claim_first([job], "a", expiry=expiry)
+    assert board.find_owner(job) is None and board.attempts(job) == []
+    assert board.claim(job, "a", expiry=0.001).owner == "a"  # a millisecond is enough
 
 
 class _VanishedJob:

@@ -32,6 +32,7 @@ from flowkit.jobs.base import (
     JobPriority,
     NotifyingJobBoard,
     _Waiter,
+    check_claim_expiry,
     check_who,
     iter_sorted,
     lost_claim,
@@ -83,7 +84,8 @@ class MemoryJobBoard(NotifyingJobBoard):
         self._connected = False
         self._waiter = _Waiter()
         expiry = self._conf.get("claim_expiry")
-        self._default_expiry = None if expiry is None else float(expiry)
+        # Checked as a claim's own expiry is: a NaN here made every claim last for ever.
+        self._default_expiry = None if expiry is None else check_claim_expiry(self, float(expiry), "any job")
 
     # -- connection ------------------------------------------------------
     @property
@@ -198,8 +200,7 @@ class MemoryJobBoard(NotifyingJobBoard):
 
     @check_who
     def claim(self, job: Job, who: str, expiry: float | None = None) -> Claim:
-        if expiry is not None and expiry <= 0:
-            raise ValueError(f"claim expiry must be positive, not {expiry!r}")
+        check_claim_expiry(self, expiry, f"job {job.uuid}")
         with self._lock:
             entry = self._entry_of(job, "claim")
             if entry.claim is not None:

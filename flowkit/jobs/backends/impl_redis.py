@@ -65,6 +65,7 @@ from flowkit.jobs.base import (
     JobPriority,
     NotifyingJobBoard,
     check_applicant,
+    check_claim_expiry,
     check_who,
     iter_sorted,
     lost_claim,
@@ -887,7 +888,7 @@ class RedisJobBoard(NotifyingJobBoard):
 
     @check_who
     def claim(self, job: Job, who: str, expiry: float | None = None) -> Claim:
-        ms = self._expiry_ms(expiry)
+        ms = self._expiry_ms(expiry, f"job {job.uuid}")
         keys = [self._listings, self._owner_key(job.uuid), self._attempts_key(job.uuid), self._tokens]
         with self._kept_lock:
             # The script may refresh the expiry of a claim kept here (see _send_lock).
@@ -911,23 +912,17 @@ class RedisJobBoard(NotifyingJobBoard):
             self._keep_alive(job.uuid, claim.token, ms, sent_at)
         return claim
 
-    def _expiry_ms(self, expiry: float | None) -> int:
+    def _expiry_ms(self, expiry: float | None, what: str) -> int:
         """A claim's expiry in milliseconds (0: none), the board's default unless given.
 
         Raises:
-            ValueError: the expiry is under a millisecond, which Redis cannot
-                keep (TaskFlow refuses it too).
+            ValueError, TypeError: as :func:`~flowkit.jobs.base.check_claim_expiry`
+                (under a millisecond, which Redis cannot keep, NaN, infinite...).
         """
-        seconds = expiry if expiry is not None else self._default_expiry
+        seconds = check_claim_expiry(self, expiry, what)
         if seconds is None:
-            return 0
-        ms = int(seconds * 1000) if seconds < float("inf") else -1
-        if not ms > 0:
-            raise ValueError(
-                f"claim expiry on Redis jobboard {self.name!r} must be at least a millisecond, "
-                f"not {seconds!r} seconds"
-            )
-        return ms
+            seconds = self._default_expiry  # checked when the board was made
+        return 0 if seconds is None else int(seconds * 1000)
 
     #: Milliseconds a release (consume, abandon, trash) is remembered as made, so that
     #: redis-py sending the script again after its reply was lost does not report it failed.
@@ -939,7 +934,7 @@ class RedisJobBoard(NotifyingJobBoard):
     def claim_first(self, jobs: Sequence[Job], who: str, expiry: float | None = None) -> Claimed | None:
         """Try the jobs in order, up to :attr:`CLAIM_FIRST_BATCH` per round trip, in one script each."""
         check_applicant(who)
-        ms = self._expiry_ms(expiry)
+        ms = self._expiry_ms(expiry, f"jobs {', '.join(job.uuid for job in jobs)}")
         for start in range(0, len(jobs), self.CLAIM_FIRST_BATCH):
             batch = jobs[start : start + self.CLAIM_FIRST_BATCH]
             keys = [self._listings, self._tokens]

@@ -69,6 +69,7 @@ from flowkit.jobs.base import (
     JobPriority,
     NotifyingJobBoard,
     _Waiter,
+    check_claim_expiry,
     check_who,
     iter_sorted,
     lost_claim,
@@ -660,8 +661,7 @@ class ZookeeperJobBoard(NotifyingJobBoard):
 
         # Unused (the claim lasts as long as this board's session), but checked as every
         # board checks it, so a caller's bad value fails here as it would elsewhere.
-        if expiry is not None and not expiry > 0:
-            raise ValueError(f"claim expiry must be positive, not {expiry!r}")
+        check_claim_expiry(self, expiry, f"job {job.uuid}")
         path = _path_of(job)
         zk = self._zk()
         with _translated(f"claim job {job.uuid}", self.where):
