@@ -58,6 +58,7 @@ __all__ = [
     "check_applicant",
     "check_claim_expiry",
     "check_who",
+    "expiry_extension_ms",
 ]
 
 LOG = logging.getLogger(__name__)
@@ -270,6 +271,27 @@ def check_claim_expiry(board: JobBoard, expiry: Any, what: str) -> float | None:
             f"({MIN_CLAIM_EXPIRY} seconds), not {expiry!r}"
         )
     return seconds
+
+
+def expiry_extension_ms(board: JobBoard, expiry: Any, what: str) -> int:
+    """The whole milliseconds an ``extend_expiry(expiry)`` gives a claim; 0: it expires now.
+
+    TaskFlow's meaning: a value that comes to no whole millisecond (zero,
+    negative, under a millisecond) ends the claim at once. NaN and the
+    infinities, which TaskFlow fails to convert, are refused here by name,
+    before the claim is touched.
+
+    Raises:
+        TypeError: not a number.
+        ValueError: NaN or infinite.
+    """
+    seconds = _number(expiry, what, board)
+    if not math.isfinite(seconds):
+        raise ValueError(
+            f"claim expiry for {what} on board {board.name!r} cannot be extended by {expiry!r}: "
+            "give a finite number of seconds (0 or less ends the claim now)"
+        )
+    return max(0, int(seconds * 1000.0))
 
 
 class Job(ABC):

@@ -34,6 +34,7 @@ from flowkit.jobs.base import (
     _Waiter,
     check_claim_expiry,
     check_who,
+    expiry_extension_ms,
     iter_sorted,
     lost_claim,
     wait_for_jobs,
@@ -214,12 +215,21 @@ class MemoryJobBoard(NotifyingJobBoard):
             return claim
 
     def renew(self, job: Job, claim: Claim, expiry: float) -> bool:
-        """Push back the expiry of ``claim``; ``False`` if it is no longer current."""
+        """Make ``claim`` expire ``expiry`` seconds from now; ``False`` if it is no longer current.
+
+        As the Redis board's ``extend_expiry`` (TaskFlow's): no whole
+        millisecond (0 or less) ends the claim now.
+
+        Raises:
+            ValueError: ``expiry`` is NaN or infinite (nothing is changed).
+        """
+        ms = expiry_extension_ms(self, expiry, f"job {job.uuid}")
         with self._lock:
             entry = self._live(job.uuid)
             if entry is None or entry.claim != claim:
                 return False
-            entry.expires_at = self._clock() + expiry
+            entry.expires_at = self._clock() + ms / 1000.0
+            self._live(job.uuid)  # ends it now if no time is left
             return True
 
     @check_who

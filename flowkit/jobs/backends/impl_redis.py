@@ -67,6 +67,7 @@ from flowkit.jobs.base import (
     check_applicant,
     check_claim_expiry,
     check_who,
+    expiry_extension_ms,
     iter_sorted,
     lost_claim,
     wait_for_jobs,
@@ -305,7 +306,10 @@ class RedisJob(BoardJob):
         """Make the job's current claim expire ``expiry`` seconds from now; ``False`` when unclaimed.
 
         A claim made without an expiry gets one. A claim this board keeps
-        alive is renewed with the new expiry from then on.
+        alive is renewed with the new expiry from then on. As in TaskFlow, an
+        ``expiry`` that comes to no whole millisecond (0, negative) ends the
+        claim now (answering ``True``); this board then stops renewing it and
+        vouching for it (:meth:`RedisJobBoard.holds_locally`).
 
         A job object that was claimed (through :meth:`RedisJobBoard.claim` or
         ``claim_first``) extends only that claim: once it lapsed, or was given
@@ -316,6 +320,9 @@ class RedisJob(BoardJob):
         check and the change are one step on the server.
 
         Raises:
+            ValueError: ``expiry`` is NaN or infinite (TaskFlow fails to convert
+                those too); the job and the value are named, nothing is sent.
+            TypeError: ``expiry`` is not a number.
             JobFailure: the board cannot be written.
         """
         return self._board._set_claim_ttl(self, expiry)
@@ -822,7 +829,7 @@ class RedisJobBoard(NotifyingJobBoard):
         return left / 1000.0
 
     def _set_claim_ttl(self, job: RedisJob, expiry: float) -> bool:
-        ms = max(0, int(expiry * 1000))
+        ms = expiry_extension_ms(self, expiry, f"job {job.uuid}")  # refused before anything is sent
         held = job.claimed_token
         with self._send_lock, _translated(f"extend the claim expiry of job {job.uuid}", self.where):
             sent_at = time.monotonic()
@@ -831,9 +838,14 @@ class RedisJobBoard(NotifyingJobBoard):
             )
             if result[0] != 1:
                 return False
+            token = _decode_claim(result[1]).token
             if ms > 0:
                 # Renewed with the new expiry from now on, at the pace it sets.
-                self._reschedule_if_kept(job.uuid, _decode_claim(result[1]).token, ms, sent_at)
+                self._reschedule_if_kept(job.uuid, token, ms, sent_at)
+            else:
+                # No time left (TaskFlow's meaning of 0): the server ended the claim, so this
+                # board neither renews it nor vouches for it (holds_locally) any longer.
+                self._forget(job.uuid, token)
         return True
 
     def _last_modified(self, job: BoardJob) -> datetime:
