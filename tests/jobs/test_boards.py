@@ -1279,6 +1279,14 @@ def test_zookeeper_board_on_a_started_client_is_connected_only_between_connect_a
         board.close()
         assert not board.connected
         assert client.connected  # the client is its owner's to stop
+        # Closed, it refuses work as a board on its own client does (it served on before).
+        with pytest.raises(exc.JobFailure, match="'b'.* not connected"):
+            board.post("k")
+        with pytest.raises(exc.JobFailure, match="'b'.* not connected"):
+            list(board.iterjobs(ensure_fresh=True))
+        board.connect()
+        assert board.job_count == 0
+        board.close()
     finally:
         client.stop()
         client.close()

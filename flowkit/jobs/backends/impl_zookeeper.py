@@ -317,7 +317,9 @@ class ZookeeperJobBoard(NotifyingJobBoard):
             self._client = None
 
     def _zk(self) -> Any:
-        if self._client is None or not self._client.connected:
+        # Closed counts too: a client handed in outlives close() (its owner stops it), and the
+        # board served on through it, where a closed board on its own client refuses.
+        if not self._opened or self._client is None or not self._client.connected:
             raise exc.JobFailure(f"ZooKeeper jobboard {self.name!r} at {self.where} is not connected")
         return self._client
 
