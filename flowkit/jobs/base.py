@@ -625,6 +625,26 @@ class JobBoard(ABC):
     def current_claim(self, job: Job) -> Claim | None:
         """``job``'s current claim (owner and token), or ``None`` when unclaimed or gone from the board."""
 
+    def claim_of(self, job_uuid: str) -> Claim | None:
+        """The current claim of the job whose uuid is ``job_uuid``, or ``None`` (beyond TaskFlow).
+
+        ``None`` when the job is unclaimed or not on this board. For a caller
+        that knows a job by its uuid alone: a conductor finding the flow
+        detail it is to run fenced for another job asks whether that job is
+        still being run. This default looks the job up in a fresh listing;
+        boards that find a job's claim by its uuid answer in one read.
+
+        Raises:
+            JobFailure: the board cannot be read.
+        """
+        for job in self.iterjobs(ensure_fresh=True).candidates():
+            if job.uuid == job_uuid:
+                try:
+                    return self.current_claim(job)
+                except exc.NotFound:
+                    return None
+        return None
+
     def check_claim(self, job: Job, claim: Claim) -> None:
         """Raise :class:`ClaimLost` unless ``claim`` is still ``job``'s current claim.
 

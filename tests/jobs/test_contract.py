@@ -404,3 +404,15 @@ def test_a_board_never_vouches_locally_for_a_claim_given_back_or_made_elsewhere(
     claim = board.claim(trashed, "a")
     board.trash(trashed, "a", claim=claim)
     assert not board.holds_locally(trashed, claim)
+
+
+def test_claim_of_finds_a_jobs_claim_by_its_uuid_alone(make_board: MakeBoard) -> None:
+    # What a conductor asks of a job it knows only as the holder of a flow detail's fence.
+    board, other = make_board(), make_board()
+    job, idle = board.post("j"), board.post("idle")
+    claim = board.claim(job, "a")
+    assert other.claim_of(job.uuid) == claim
+    assert other.claim_of(idle.uuid) is None
+    assert other.claim_of("no-such-job") is None
+    board.consume(job, "a", claim=claim)
+    assert other.claim_of(job.uuid) is None

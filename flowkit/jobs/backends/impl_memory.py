@@ -169,6 +169,12 @@ class MemoryJobBoard(NotifyingJobBoard):
             entry = self._live(job.uuid)
             return None if entry is None else entry.claim
 
+    def claim_of(self, job_uuid: str) -> Claim | None:
+        self._open()
+        with self._lock:
+            entry = self._live(job_uuid)
+            return None if entry is None else entry.claim
+
     def attempts(self, job: Job) -> list[Attempt]:
         self._open()
         with self._lock:

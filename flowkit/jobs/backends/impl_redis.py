@@ -817,8 +817,12 @@ class RedisJobBoard(NotifyingJobBoard):
         return wait_for_jobs(self, timeout)
 
     def current_claim(self, job: Job) -> Claim | None:
-        with _translated(f"read the claim of job {job.uuid}", self.where):
-            raw = self._redis().get(self._owner_key(job.uuid))
+        return self.claim_of(job.uuid)
+
+    def claim_of(self, job_uuid: str) -> Claim | None:
+        """One read: a job's claim key outlives neither its claim nor its listing."""
+        with _translated(f"read the claim of job {job_uuid}", self.where):
+            raw = self._redis().get(self._owner_key(job_uuid))
         return None if raw is None else _decode_claim(raw)
 
     def _claim_ttl(self, job: Job) -> float | UnknownExpire:
