@@ -22,7 +22,7 @@ from flowkit.jobs.backends.impl_memory import MemoryJobBoard
 from flowkit.jobs.base import ClaimLost
 from flowkit.persistence import backends as persistence_backends
 from flowkit.persistence import models
-from flowkit.persistence.base import Backend, Connection
+from flowkit.persistence.base import Backend, Connection, WriteFence
 from tests.conductors import flows
 from tests.conductors.conftest import post_flow
 from tests.manual_clock import ManualClock
@@ -230,3 +230,39 @@ def test_a_conductor_sets_aside_a_second_job_for_a_flow_detail_a_live_job_runs(
     assert fd.uuid in trashed["reason"] and first.uuid in trashed["reason"]
     assert board.current_claim(first) == claim_a
     assert flows.read_calls(tmp_path / "c") == [], "the second job ran the flow's tasks"
+
+
+def test_a_fence_claimed_and_taken_anew_after_its_job_was_found_unclaimed_is_not_taken_over(
+    persistence: Backend, tmp_path: Path
+) -> None:
+    """The board's answer and the take-over are two steps: the store compares the very fence judged.
+
+    Between the board saying the first job is unclaimed and the second job
+    taking its fence, the first job is claimed again and its new claim takes
+    the fence. Taking over "another job's fence, whatever it is" would steal
+    that live run's flow detail after all.
+    """
+    board, first, second, fd = _two_jobs_for_one_flow(persistence, tmp_path)
+    claim_a = board.claim(first, "a")
+    FencedBackend(persistence, ClaimFence(board, first, claim_a)).take(fd.uuid)
+    board.abandon(first, "a", claim=claim_a)
+    retaken: list[Any] = []
+    asked = board.claim_of
+
+    def claim_of_then_first_job_retaken(job_uuid: str) -> Any:
+        answer = asked(job_uuid)
+        if not retaken:  # right after the board's answer, before the take-over
+            claim_c = board.claim(first, "c")
+            FencedBackend(persistence, ClaimFence(board, first, claim_c)).take(fd.uuid)
+            retaken.append(claim_c)
+        return answer
+
+    board.claim_of = claim_of_then_first_job_retaken  # type: ignore[method-assign]
+    claim_b = board.claim(second, "b")
+    backend_b = FencedBackend(persistence, ClaimFence(board, second, claim_b))
+    with pytest.raises(exc.UnclaimableJob, match=rf"job {first.uuid}.*'c'"):
+        backend_b.take(fd.uuid)
+    with persistence.get_connection() as conn:  # the first job's new run still holds the flow detail
+        flow_c = conn.get_flow_details(fd.uuid)
+        fence_c = WriteFence(first.uuid, retaken[0].token)
+        conn.save_flow_progress_fenced(flow_c, [_atom("written-by-c")], True, fence_c)
