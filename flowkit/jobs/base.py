@@ -24,6 +24,7 @@ import enum
 import functools
 import logging
 import math
+import numbers
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -238,7 +239,7 @@ MIN_CLAIM_EXPIRY = 0.001
 
 
 def _number(expiry: Any, what: str, board: JobBoard) -> float:
-    if isinstance(expiry, bool) or not isinstance(expiry, (int, float)):
+    if isinstance(expiry, bool) or not isinstance(expiry, numbers.Real):
         raise TypeError(
             f"claim expiry for {what} on board {board.name!r} must be a number of seconds, not {expiry!r}"
         )

@@ -283,6 +283,15 @@ def test_every_board_refuses_a_claim_expiry_taskflow_refuses(make_board: MakeBoa
     assert board.claim(job, "a", expiry=0.001).owner == "a"  # a millisecond is enough
 
 
+def test_every_board_refuses_a_claim_expiry_that_is_no_number(make_board: MakeBoard) -> None:
+    board = make_board()
+    job = board.post("j")
+    for expiry in ("5", True):
+        with pytest.raises(TypeError, match=rf"job {job.uuid}.*{expiry!r}"):
+            board.claim(job, "a", expiry=expiry)  # type: ignore[arg-type]
+    assert board.find_owner(job) is None
+
+
 class _VanishedJob:
     """A job a third-party board listed that is gone by the time its state is read."""
 
