@@ -266,3 +266,30 @@ def test_a_fence_claimed_and_taken_anew_after_its_job_was_found_unclaimed_is_not
         flow_c = conn.get_flow_details(fd.uuid)
         fence_c = WriteFence(first.uuid, retaken[0].token)
         conn.save_flow_progress_fenced(flow_c, [_atom("written-by-c")], True, fence_c)
+
+
+class _BackendWithoutTakeOver(_PausingBackend):
+    """A third-party store written before ``fence_flow(take_over=)``: its fence_flow takes two arguments."""
+
+    def get_connection(self) -> Connection:
+        inner = self.inner.get_connection()
+
+        class Older(_PausingConnection):
+            def fence_flow(self, fd_uuid: str, fence: WriteFence) -> models.FlowDetail:
+                return inner.fence_flow(fd_uuid, fence)
+
+        return Older(inner, self.pause, True)  # type: ignore[return-value]
+
+
+def test_a_store_whose_fence_flow_predates_take_over_is_fenced_as_before(
+    persistence: Backend, tmp_path: Path
+) -> None:
+    """Not broken by the new argument: another job's fence is taken over, as every store's was."""
+    board, first, second, fd = _two_jobs_for_one_flow(persistence, tmp_path)
+    store = _BackendWithoutTakeOver(persistence)
+    FencedBackend(store, ClaimFence(board, first, board.claim(first, "a"))).take(fd.uuid)
+    backend_b = FencedBackend(store, ClaimFence(board, second, board.claim(second, "b")))
+    flow_b = backend_b.take(fd.uuid)
+    with backend_b.get_connection() as conn:
+        conn.save_flow_progress(flow_b, [_atom("written-by-b")], True)
+    assert "written-by-b" in _stored(persistence, fd)[1]
