@@ -17,6 +17,15 @@ over the progress of the conductor that took the job over:
    including a write already past every check when its process froze. What
    the earlier holder wrote before the fence moved is what the new holder
    reads: the two never interleave. Nothing is left open.
+
+   A fence held by *another job* (two jobs posted for one flow detail) is
+   taken over only once that job is no longer claimed on the board (done,
+   given back, set aside, its claim lapsed), and then only that very fence
+   (a compare-and-set in the store). While the other job is claimed the
+   flow detail stays its own and :meth:`FencedBackend.take` raises
+   :class:`FlowDetailHeld`: taking it over would refuse every write of a
+   live run, counted as a lost claim, while both ran the flow's tasks, and
+   the first job, claimed again, would take it back the same way.
 2. **On the board**: a write first asks the board whether the claim is still
    current and raises :class:`~flowkit.jobs.base.ClaimLost` instead of
    writing when it is not, so a conductor stops writing soon after losing its
@@ -39,6 +48,7 @@ bundled backends, where the store refuses it).
 
 from __future__ import annotations
 
+import inspect
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -49,12 +59,33 @@ from flowkit.jobs.base import Claim, ClaimLost, Job, JobBoard
 from flowkit.persistence.base import Backend, Connection, FenceRefused, WriteFence
 from flowkit.persistence.models import AtomDetail, FlowDetail, LogBook
 
-__all__ = ["ClaimFence", "FencedBackend"]
+__all__ = ["ClaimFence", "FencedBackend", "FlowDetailHeld"]
 
 #: Seconds between two tries to reach a board that did not answer.
 UNREACHABLE_RETRY = 0.05
 #: Seconds to keep trying when claims do not expire on a clock (half of twice this).
 UNREACHABLE_PATIENCE = 5.0
+#: Times a fence of another job found no longer claimed is tried to be taken over, when it
+#: keeps moving to yet another job's claim in between.
+TAKE_OVER_TRIES = 5
+
+
+class FlowDetailHeld(exc.UnclaimableJob):
+    """A job's flow detail is fenced for another job that is still claimed: the job cannot run it now.
+
+    Attributes:
+        job: the uuid of the job that was to run the flow detail.
+        flow: the flow detail's uuid.
+        holder: the uuid of the job the flow detail is fenced for.
+        claim: that job's current claim.
+    """
+
+    def __init__(self, message: str, *, job: str, flow: str, holder: str, claim: Claim) -> None:
+        super().__init__(message)
+        self.job = job
+        self.flow = flow
+        self.holder = holder
+        self.claim = claim
 
 
 class ClaimFence:
@@ -166,8 +197,13 @@ class FencedBackend(Backend):
     def take(self, fd_uuid: str) -> FlowDetail:
         """Read flow detail ``fd_uuid``, first taking its store-side fence when the store has them.
 
+        The fence of another job is taken over only once the board says that
+        job is no longer claimed (see the module docstring).
+
         Raises:
             ClaimLost: the claim is lost, or the store's fence went to a later claim.
+            FlowDetailHeld: another job, still claimed, holds the flow detail's fence.
+            JobFailure: the board could not say whether that other job is claimed.
             NotFound: no such flow detail.
         """
         with self.inner.get_connection() as conn:
@@ -177,13 +213,44 @@ class FencedBackend(Backend):
             # A claim lost meanwhile is caught by the store (a later claim holds the fence)
             # or by the board check before the first write; no round trip needed here.
             self.fence.check_cheaply()
-            try:
-                flow_detail = conn.fence_flow(fd_uuid, self.fence.write_fence)
-            except FenceRefused as refusal:
-                raise self.fence.refused(refusal) from refusal
+            flow_detail = self._fence(conn, fd_uuid)
         with self._lock:
             self.fenced_flows.add(fd_uuid)
         return flow_detail
+
+    def _fence(self, conn: Connection, fd_uuid: str) -> FlowDetail:
+        """Take the flow detail's fence: free or ours, else that of another job found over."""
+        if not _takes_take_over(conn):
+            # A third-party backend written before ``take_over=``: its fence_flow takes over
+            # any other job's fence, as every backend's did.
+            try:
+                return conn.fence_flow(fd_uuid, self.fence.write_fence)
+            except FenceRefused as refusal:
+                raise self.fence.refused(refusal) from refusal
+        take_over: bool | WriteFence = False
+        for _ in range(TAKE_OVER_TRIES):
+            try:
+                return conn.fence_flow(fd_uuid, self.fence.write_fence, take_over=take_over)
+            except FenceRefused as refusal:
+                current = refusal.current
+                if current is None or current.holder == self.fence.job.uuid:
+                    raise self.fence.refused(refusal) from refusal  # a later claim of this job
+                last = refusal
+            # Another job's: taken over only if that job is not claimed now, and only that fence
+            # (it may be claimed and fenced anew in between: the store then refuses, and we ask again).
+            held = self.fence.board.claim_of(current.holder)
+            if held is not None:
+                job = self.fence.job.uuid
+                raise FlowDetailHeld(
+                    f"flow detail {fd_uuid} of job {job} is being run by job {current.holder}, "
+                    f"claimed by {held.owner!r} (token {held.token}): job {job} cannot run it meanwhile",
+                    job=job,
+                    flow=fd_uuid,
+                    holder=current.holder,
+                    claim=held,
+                )
+            take_over = current
+        raise self.fence.refused(last)
 
     def get_connection(self) -> Connection:
         made = _FencedConnection(self, self.inner.get_connection())
@@ -199,6 +266,19 @@ class FencedBackend(Backend):
         for conn in handed_out:
             if not conn.closed:
                 conn.close()
+
+
+def _takes_take_over(conn: Connection) -> bool:
+    """Whether ``conn.fence_flow`` accepts ``take_over=`` (every bundled backend's does).
+
+    Read from the bound method, so a connection that hands its calls on
+    (``__getattr__``) answers for the one it wraps. Once per job: cheap.
+    """
+    try:
+        parameters = inspect.signature(conn.fence_flow).parameters
+    except (TypeError, ValueError):  # no signature to read: assume the current API
+        return True
+    return "take_over" in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values())
 
 
 class _FencedConnection(Connection):

@@ -25,7 +25,7 @@ from flowkit import engines, states
 from flowkit import exceptions as exc
 from flowkit._utils.flow_meta import STORE_KEY
 from flowkit.conductors import in_doubt
-from flowkit.conductors._fencing import FencedBackend
+from flowkit.conductors._fencing import FencedBackend, FlowDetailHeld
 from flowkit.engines.helpers import recorded_factory
 from flowkit.jobs.base import Job, JobBoard
 from flowkit.persistence.base import Backend
@@ -33,7 +33,7 @@ from flowkit.persistence.models import FlowDetail
 from flowkit.types import notifier
 from flowkit.types.entity import Entity
 
-__all__ = ["Conductor"]
+__all__ = ["Conductor", "FlowDetailHeld"]
 
 
 def _factory_names(factories: Iterable[str] | None) -> tuple[frozenset[str], tuple[str, ...]] | None:

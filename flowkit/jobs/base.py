@@ -23,6 +23,8 @@ from __future__ import annotations
 import enum
 import functools
 import logging
+import math
+import numbers
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -41,6 +43,7 @@ if TYPE_CHECKING:
     from flowkit.persistence.models import LogBook
 
 __all__ = [
+    "MIN_CLAIM_EXPIRY",
     "POSTED",
     "REMOVAL",
     "Attempt",
@@ -54,7 +57,9 @@ __all__ = [
     "JobPriority",
     "NotifyingJobBoard",
     "check_applicant",
+    "check_claim_expiry",
     "check_who",
+    "expiry_extension_ms",
 ]
 
 LOG = logging.getLogger(__name__)
@@ -225,6 +230,69 @@ def check_applicant(who: Any) -> None:
         raise TypeError(f"job applicant must be a string, not {type(who).__name__}")
     if not who:
         raise ValueError("job applicant must be a non-empty string")
+
+
+#: The shortest claim expiry any board takes, in seconds. TaskFlow's Redis board counts an
+#: expiry in whole milliseconds and refuses one that comes to none; every board here
+#: holds to that one rule, so a value fails on each board alike, not only where it matters.
+MIN_CLAIM_EXPIRY = 0.001
+
+
+def _number(expiry: Any, what: str, board: JobBoard) -> float:
+    if isinstance(expiry, bool) or not isinstance(expiry, numbers.Real):
+        raise TypeError(
+            f"claim expiry for {what} on board {board.name!r} must be a number of seconds, not {expiry!r}"
+        )
+    return float(expiry)
+
+
+def check_claim_expiry(board: JobBoard, expiry: Any, what: str) -> float | None:
+    """``expiry`` (seconds, ``None``: the board's default) checked before a claim touches anything.
+
+    One check for every board, so they refuse alike: NaN (which answers
+    ``False`` to every comparison, so a ``<= 0`` check let it through and the
+    claim never expired), infinity, zero, negative values and anything under
+    :data:`MIN_CLAIM_EXPIRY`, which TaskFlow's Redis board refuses too.
+
+    Args:
+        board: the board claiming (named in the error).
+        expiry: the expiry asked for.
+        what: what is being claimed (``"job <uuid>"``), named in the error.
+
+    Raises:
+        TypeError: not a number.
+        ValueError: not a finite number of at least a millisecond.
+    """
+    if expiry is None:
+        return None
+    seconds = _number(expiry, what, board)
+    if not (math.isfinite(seconds) and seconds * 1000.0 >= 1):
+        raise ValueError(
+            f"claim expiry for {what} on board {board.name!r} must be finite and at least a millisecond "
+            f"({MIN_CLAIM_EXPIRY} seconds), not {expiry!r}"
+        )
+    return seconds
+
+
+def expiry_extension_ms(board: JobBoard, expiry: Any, what: str) -> int:
+    """The whole milliseconds an ``extend_expiry(expiry)`` gives a claim; 0: it expires now.
+
+    TaskFlow's meaning: a value that comes to no whole millisecond (zero,
+    negative, under a millisecond) ends the claim at once. NaN and the
+    infinities, which TaskFlow fails to convert, are refused here by name,
+    before the claim is touched.
+
+    Raises:
+        TypeError: not a number.
+        ValueError: NaN or infinite.
+    """
+    seconds = _number(expiry, what, board)
+    if not math.isfinite(seconds):
+        raise ValueError(
+            f"claim expiry for {what} on board {board.name!r} cannot be extended by {expiry!r}: "
+            "give a finite number of seconds (0 or less ends the claim now)"
+        )
+    return max(0, int(seconds * 1000.0))
 
 
 class Job(ABC):
@@ -557,6 +625,26 @@ class JobBoard(ABC):
     @abstractmethod
     def current_claim(self, job: Job) -> Claim | None:
         """``job``'s current claim (owner and token), or ``None`` when unclaimed or gone from the board."""
+
+    def claim_of(self, job_uuid: str) -> Claim | None:
+        """The current claim of the job whose uuid is ``job_uuid``, or ``None`` (beyond TaskFlow).
+
+        ``None`` when the job is unclaimed or not on this board. For a caller
+        that knows a job by its uuid alone: a conductor finding the flow
+        detail it is to run fenced for another job asks whether that job is
+        still being run. This default looks the job up in a fresh listing;
+        boards that find a job's claim by its uuid answer in one read.
+
+        Raises:
+            JobFailure: the board cannot be read.
+        """
+        for job in self.iterjobs(ensure_fresh=True).candidates():
+            if job.uuid == job_uuid:
+                try:
+                    return self.current_claim(job)
+                except exc.NotFound:
+                    return None
+        return None
 
     def check_claim(self, job: Job, claim: Claim) -> None:
         """Raise :class:`ClaimLost` unless ``claim`` is still ``job``'s current claim.

@@ -305,18 +305,34 @@ class Connection(ABC):
 
     # -- write fences (optional: see ``supports_fences``) -----------------------
 
-    def fence_flow(self, fd_uuid: str, fence: WriteFence) -> FlowDetail:
+    def fence_flow(
+        self, fd_uuid: str, fence: WriteFence, *, take_over: bool | WriteFence = True
+    ) -> FlowDetail:
         """Make ``fence`` the only one whose fenced writes go through, and read the flow.
 
-        Taken over a fence of another holder or an earlier token of the same
-        holder; refused while the same holder's later token holds it. The
-        flow detail (with its atom details) is read in the same step, so what
-        comes back includes every write made before the fence moved and none
-        made after.
+        Taken over an earlier token of the same holder; refused while the
+        same holder's later token holds it. The flow detail (with its atom
+        details) is read in the same step, so what comes back includes every
+        write made before the fence moved and none made after.
+
+        Args:
+            fd_uuid: the flow detail.
+            fence: the fence to take.
+            take_over: what to do about a fence of another holder (another
+                job): ``True`` takes it over whatever it is; ``False``
+                refuses; a :class:`WriteFence` takes over that one fence
+                only, and refuses any other, checked in the same step as the
+                change, so a fence that moved since the caller found its job
+                over is not taken (conductors pass ``False``, then the fence
+                of a job they found no longer claimed: two jobs posted for
+                one flow detail must not take it from each other while both
+                run).
 
         Raises:
             NotFound: no such flow detail.
-            FenceRefused: a later claim of the same job holds the fence.
+            FenceRefused: a later claim of the same job holds the fence, or
+                another job's fence that ``take_over`` does not let go (its
+                ``current`` says which).
             NotImplementedError: this backend has no write fences.
         """
         raise NotImplementedError(f"{type(self).__name__} does not support write fences")

@@ -15,13 +15,14 @@ from typing import Any
 
 import pytest
 
+from flowkit import exceptions as exc
 from flowkit import states
 from flowkit.conductors._fencing import ClaimFence, FencedBackend
 from flowkit.jobs.backends.impl_memory import MemoryJobBoard
 from flowkit.jobs.base import ClaimLost
 from flowkit.persistence import backends as persistence_backends
 from flowkit.persistence import models
-from flowkit.persistence.base import Backend, Connection
+from flowkit.persistence.base import Backend, Connection, WriteFence
 from tests.conductors import flows
 from tests.conductors.conftest import post_flow
 from tests.manual_clock import ManualClock
@@ -161,3 +162,134 @@ def test_without_store_fences_a_write_paused_after_its_claim_check_still_lands(t
     write_of_a()
     state, atoms = _stored(store, fd)
     assert state == states.FAILURE and {"written-by-a", "written-by-b"} <= atoms
+
+
+def _two_jobs_for_one_flow(
+    store: Backend, tmp_path: Path
+) -> tuple[MemoryJobBoard, Any, Any, models.FlowDetail]:
+    """A board with two jobs posted for one flow detail (the second, say, posted again by an operator)."""
+    board = MemoryJobBoard("board", persistence=store)
+    first, fd = post_flow(board, store, flows.chain, [1], job_store={"v0": 0, "calls": str(tmp_path / "c")})
+    second = board.post("again", book=first.book, details=first.details)
+    return board, first, second, fd
+
+
+def test_a_second_job_for_a_flow_detail_a_live_job_holds_does_not_take_its_fence(
+    persistence: Backend, tmp_path: Path
+) -> None:
+    """Another job's fence was taken over whatever its token, so a second job stole the flow detail.
+
+    The first job's conductor, its claim alive, then had every write refused
+    (counted as a lost claim) while the second ran the same flow's tasks.
+    """
+    board, first, second, fd = _two_jobs_for_one_flow(persistence, tmp_path)
+    claim_a = board.claim(first, "a")
+    backend_a = FencedBackend(persistence, ClaimFence(board, first, claim_a))
+    flow_a = backend_a.take(fd.uuid)
+    claim_b = board.claim(second, "b")
+    backend_b = FencedBackend(persistence, ClaimFence(board, second, claim_b))
+    with pytest.raises(exc.UnclaimableJob, match=rf"{fd.uuid}.*job {first.uuid}.*'a'") as held:
+        backend_b.take(fd.uuid)
+    assert second.uuid in str(held.value)
+    flow_a.state = states.RUNNING
+    with backend_a.get_connection() as conn:  # the first job's run goes on undisturbed
+        conn.save_flow_progress(flow_a, [_atom("written-by-a")], True)
+    assert _stored(persistence, fd) == (states.RUNNING, {"written-by-a"})
+
+
+@pytest.mark.parametrize("ended", ["consumed", "abandoned", "trashed"])
+def test_a_second_job_takes_the_fence_of_a_job_no_longer_claimed(
+    persistence: Backend, tmp_path: Path, ended: str
+) -> None:
+    """A flow detail whose job was done, given back or set aside may be run under another job."""
+    board, first, second, fd = _two_jobs_for_one_flow(persistence, tmp_path)
+    claim_a = board.claim(first, "a")
+    FencedBackend(persistence, ClaimFence(board, first, claim_a)).take(fd.uuid)
+    {"consumed": board.consume, "abandoned": board.abandon, "trashed": board.trash}[ended](first, "a")
+    claim_b = board.claim(second, "b")
+    backend_b = FencedBackend(persistence, ClaimFence(board, second, claim_b))
+    flow_b = backend_b.take(fd.uuid)
+    with backend_b.get_connection() as conn:
+        conn.save_flow_progress(flow_b, [_atom("written-by-b")], True)
+    assert "written-by-b" in _stored(persistence, fd)[1]
+
+
+def test_a_conductor_sets_aside_a_second_job_for_a_flow_detail_a_live_job_runs(
+    persistence: Backend, tmp_path: Path
+) -> None:
+    """Set aside with the reason, not run: the first job's conductor keeps the flow detail."""
+    from flowkit.conductors import backends as conductor_backends
+
+    board, first, second, fd = _two_jobs_for_one_flow(persistence, tmp_path)
+    claim_a = board.claim(first, "a")
+    FencedBackend(persistence, ClaimFence(board, first, claim_a)).take(fd.uuid)
+    conductor = conductor_backends.fetch("blocking", "b", board, persistence=persistence, engine="serial")
+    conductor.run(max_dispatches=1)
+    [trashed] = board.trashed()
+    assert trashed["uuid"] == second.uuid
+    assert fd.uuid in trashed["reason"] and first.uuid in trashed["reason"]
+    assert board.current_claim(first) == claim_a
+    assert flows.read_calls(tmp_path / "c") == [], "the second job ran the flow's tasks"
+
+
+def test_a_fence_claimed_and_taken_anew_after_its_job_was_found_unclaimed_is_not_taken_over(
+    persistence: Backend, tmp_path: Path
+) -> None:
+    """The board's answer and the take-over are two steps: the store compares the very fence judged.
+
+    Between the board saying the first job is unclaimed and the second job
+    taking its fence, the first job is claimed again and its new claim takes
+    the fence. Taking over "another job's fence, whatever it is" would steal
+    that live run's flow detail after all.
+    """
+    board, first, second, fd = _two_jobs_for_one_flow(persistence, tmp_path)
+    claim_a = board.claim(first, "a")
+    FencedBackend(persistence, ClaimFence(board, first, claim_a)).take(fd.uuid)
+    board.abandon(first, "a", claim=claim_a)
+    retaken: list[Any] = []
+    asked = board.claim_of
+
+    def claim_of_then_first_job_retaken(job_uuid: str) -> Any:
+        answer = asked(job_uuid)
+        if not retaken:  # right after the board's answer, before the take-over
+            claim_c = board.claim(first, "c")
+            FencedBackend(persistence, ClaimFence(board, first, claim_c)).take(fd.uuid)
+            retaken.append(claim_c)
+        return answer
+
+    board.claim_of = claim_of_then_first_job_retaken  # type: ignore[method-assign]
+    claim_b = board.claim(second, "b")
+    backend_b = FencedBackend(persistence, ClaimFence(board, second, claim_b))
+    with pytest.raises(exc.UnclaimableJob, match=rf"job {first.uuid}.*'c'"):
+        backend_b.take(fd.uuid)
+    with persistence.get_connection() as conn:  # the first job's new run still holds the flow detail
+        flow_c = conn.get_flow_details(fd.uuid)
+        fence_c = WriteFence(first.uuid, retaken[0].token)
+        conn.save_flow_progress_fenced(flow_c, [_atom("written-by-c")], True, fence_c)
+
+
+class _BackendWithoutTakeOver(_PausingBackend):
+    """A third-party store written before ``fence_flow(take_over=)``: its fence_flow takes two arguments."""
+
+    def get_connection(self) -> Connection:
+        inner = self.inner.get_connection()
+
+        class Older(_PausingConnection):
+            def fence_flow(self, fd_uuid: str, fence: WriteFence) -> models.FlowDetail:
+                return inner.fence_flow(fd_uuid, fence)
+
+        return Older(inner, self.pause, True)  # type: ignore[return-value]
+
+
+def test_a_store_whose_fence_flow_predates_take_over_is_fenced_as_before(
+    persistence: Backend, tmp_path: Path
+) -> None:
+    """Not broken by the new argument: another job's fence is taken over, as every store's was."""
+    board, first, second, fd = _two_jobs_for_one_flow(persistence, tmp_path)
+    store = _BackendWithoutTakeOver(persistence)
+    FencedBackend(store, ClaimFence(board, first, board.claim(first, "a"))).take(fd.uuid)
+    backend_b = FencedBackend(store, ClaimFence(board, second, board.claim(second, "b")))
+    flow_b = backend_b.take(fd.uuid)
+    with backend_b.get_connection() as conn:
+        conn.save_flow_progress(flow_b, [_atom("written-by-b")], True)
+    assert "written-by-b" in _stored(persistence, fd)[1]

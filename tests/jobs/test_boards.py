@@ -20,6 +20,25 @@ from tests.jobs.conftest import board_conf
 from tests.manual_clock import ManualClock
 
 
+@pytest.mark.parametrize("expiry", [float("nan"), 0, -1, float("inf")])
+def test_memory_board_refuses_a_claim_expiry_option_every_claim_would_refuse(expiry: float) -> None:
+    # A NaN default made every claim last for ever (every comparison with it is False).
+    with pytest.raises(ValueError, match=rf"'m'.*{expiry!r}"):
+        MemoryJobBoard("m", {"claim_expiry": expiry})
+
+
+def test_memory_renew_takes_what_redis_extend_expiry_takes() -> None:
+    """No time left ends the claim now (TaskFlow's extend_expiry); NaN, which never expired, is refused."""
+    board = MemoryJobBoard("m", clock=ManualClock())
+    job = board.post("j")
+    claim = board.claim(job, "a")
+    with pytest.raises(ValueError, match=rf"job {job.uuid}.*nan"):
+        board.renew(job, claim, float("nan"))
+    assert board.current_claim(job) == claim
+    assert board.renew(job, claim, 0)
+    assert board.current_claim(job) is None and job.state == states.UNCLAIMED
+
+
 def test_memory_claim_expires_on_the_boards_clock() -> None:
     clock = ManualClock()
     board = MemoryJobBoard("m", {"claim_expiry": 5}, clock=clock)
@@ -652,6 +671,52 @@ def test_redis_job_reports_and_extends_its_claims_expiry_as_taskflows(request: p
         other.close()
 
 
+@pytest.mark.parametrize("expiry", [0, -5, 0.0004])
+def test_redis_extend_expiry_to_none_left_ends_the_claim_as_taskflows_and_stops_vouching_for_it(
+    request: pytest.FixtureRequest, expiry: float
+) -> None:
+    """TaskFlow's ``extend_expiry`` of no time left (0, negative, under a millisecond) expires the claim now.
+
+    Kept as TaskFlow does it; but the board that kept the claim alive went on
+    vouching for it locally (``holds_locally``) for half its old expiry, so
+    a conductor would have gone on writing on a claim that no longer existed.
+    """
+    services.require_module("redis", "redis")
+    conf = board_conf("redis", request)
+    board = backends.fetch("b", conf)
+    board.connect()
+    try:
+        job = board.post("j")
+        claim = board.claim(job, "a")  # the board's 30 seconds, kept alive by it
+        assert board.holds_locally(job, claim)
+        assert job.extend_expiry(expiry)  # type: ignore[attr-defined]
+        assert board.current_claim(job) is None and job.state == states.UNCLAIMED
+        assert not board.holds_locally(job, claim), "the board vouched for a claim that expired"
+        assert board.claim(job, "b").owner == "b"
+    finally:
+        board.close()
+
+
+@pytest.mark.parametrize("expiry", [float("nan"), float("inf"), float("-inf")])
+def test_redis_extend_expiry_refuses_what_taskflow_cannot_convert_before_touching_the_claim(
+    request: pytest.FixtureRequest, expiry: float
+) -> None:
+    """TaskFlow fails converting NaN and infinities to milliseconds; here a clear error, claim untouched."""
+    services.require_module("redis", "redis")
+    conf = board_conf("redis", request)
+    board = backends.fetch("b", {**conf, "claim_expiry": "none"})
+    board.connect()
+    try:
+        job = board.post("j")
+        claim = board.claim(job, "a")
+        with pytest.raises(ValueError, match=rf"job {job.uuid}.*{expiry!r}"):
+            job.extend_expiry(expiry)  # type: ignore[attr-defined]
+        assert board.current_claim(job) == claim
+        assert job.expires_in() == -1  # type: ignore[attr-defined]  # still never expires
+    finally:
+        board.close()
+
+
 class _Interleaving:
     """Runs ``then`` once, right after the first command naming ``key`` once armed.
 
@@ -1214,6 +1279,14 @@ def test_zookeeper_board_on_a_started_client_is_connected_only_between_connect_a
         board.close()
         assert not board.connected
         assert client.connected  # the client is its owner's to stop
+        # Closed, it refuses work as a board on its own client does (it served on before).
+        with pytest.raises(exc.JobFailure, match="'b'.* not connected"):
+            board.post("k")
+        with pytest.raises(exc.JobFailure, match="'b'.* not connected"):
+            list(board.iterjobs(ensure_fresh=True))
+        board.connect()
+        assert board.job_count == 0
+        board.close()
     finally:
         client.stop()
         client.close()

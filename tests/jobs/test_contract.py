@@ -260,9 +260,35 @@ def test_bad_arguments_fail_before_writing(make_board: MakeBoard) -> None:
         board.claim(job, "")
     with pytest.raises(TypeError):
         board.claim(job, None)  # type: ignore[arg-type]
-    for expiry in (0, -1):  # boards whose claims never expire (ZooKeeper's) check it too
-        with pytest.raises(ValueError, match="expiry"):
-            board.claim(job, "a", expiry=expiry)
+    assert board.find_owner(job) is None
+
+
+@pytest.mark.parametrize("expiry", [0, -1, float("nan"), 0.0004, float("inf")])
+def test_every_board_refuses_a_claim_expiry_taskflow_refuses(make_board: MakeBoard, expiry: float) -> None:
+    """One rule on every board (ZooKeeper's claims never expire, yet it checks too).
+
+    TaskFlow's Redis board counts an expiry in whole milliseconds and refuses
+    one that comes to none; NaN (which every comparison answers ``False``,
+    so a ``<= 0`` check let it through and the claim never expired) and an
+    infinite one it cannot convert at all. The error names the job and the
+    value, and nothing is claimed.
+    """
+    board = make_board()
+    job = board.post("j")
+    with pytest.raises(ValueError, match=rf"expiry.*job {job.uuid}.*{expiry!r}"):
+        board.claim(job, "a", expiry=expiry)
+    with pytest.raises(ValueError, match=rf"expiry.*{expiry!r}"):
+        board.claim_first([job], "a", expiry=expiry)
+    assert board.find_owner(job) is None and board.attempts(job) == []
+    assert board.claim(job, "a", expiry=0.001).owner == "a"  # a millisecond is enough
+
+
+def test_every_board_refuses_a_claim_expiry_that_is_no_number(make_board: MakeBoard) -> None:
+    board = make_board()
+    job = board.post("j")
+    for expiry in ("5", True):
+        with pytest.raises(TypeError, match=rf"job {job.uuid}.*{expiry!r}"):
+            board.claim(job, "a", expiry=expiry)  # type: ignore[arg-type]
     assert board.find_owner(job) is None
 
 
@@ -323,11 +349,10 @@ def test_iterating_every_job_hands_out_one_completed_since_the_listing(make_boar
     assert list(listing) == []
 
 
-def test_a_closed_board_refuses_writes_naming_itself_and_connects_again(
-    make_board: MakeBoard, board_kind: str
+def test_a_closed_board_refuses_writes_and_reads_naming_itself_and_connects_again(
+    make_board: MakeBoard,
 ) -> None:
-    if board_kind == "memory":
-        pytest.skip("the memory board has no connection to lose: it serves while closed")
+    """The memory board too: it served on after close(), unlike every other board."""
     board = make_board()
     job = board.post("j")
     claimed = board.post("claimed")
@@ -341,6 +366,12 @@ def test_a_closed_board_refuses_writes_naming_itself_and_connects_again(
         lambda: board.consume(claimed, "a", claim=claim),
         lambda: board.abandon(claimed, "a"),
         lambda: board.trash(claimed, "a"),
+        # Reads too. (A ZooKeeper board lists no jobs when not connected, as TaskFlow's;
+        # asked for a fresh listing it refuses, as the others do for any listing.)
+        lambda: list(board.iterjobs(ensure_fresh=True)),
+        lambda: board.current_claim(claimed),
+        lambda: board.attempts(claimed),
+        board.trashed,
     ):
         with pytest.raises(exc.JobFailure, match=f"'{board.name}'.* not connected"):
             write()
@@ -382,3 +413,15 @@ def test_a_board_never_vouches_locally_for_a_claim_given_back_or_made_elsewhere(
     claim = board.claim(trashed, "a")
     board.trash(trashed, "a", claim=claim)
     assert not board.holds_locally(trashed, claim)
+
+
+def test_claim_of_finds_a_jobs_claim_by_its_uuid_alone(make_board: MakeBoard) -> None:
+    # What a conductor asks of a job it knows only as the holder of a flow detail's fence.
+    board, other = make_board(), make_board()
+    job, idle = board.post("j"), board.post("idle")
+    claim = board.claim(job, "a")
+    assert other.claim_of(job.uuid) == claim
+    assert other.claim_of(idle.uuid) is None
+    assert other.claim_of("no-such-job") is None
+    board.consume(job, "a", claim=claim)
+    assert other.claim_of(job.uuid) is None

@@ -716,6 +716,33 @@ def test_another_jobs_claim_takes_the_fence_whatever_its_token(conn: Connection)
         conn.save_flow_progress_fenced(fd, [], True, WriteFence("job-1", 40))
 
 
+def test_a_fence_not_taken_over_from_another_job_refuses_naming_the_holder(conn: Connection) -> None:
+    # What conductors ask first: another job may be running the flow detail.
+    fd = _fenced_flow(conn)
+    held = WriteFence("job-1", 40)
+    conn.fence_flow(fd.uuid, held)
+    with pytest.raises(FenceRefused, match="job-1") as refused:
+        conn.fence_flow(fd.uuid, WriteFence("job-2", 1), take_over=False)
+    assert refused.value.current == held
+    conn.save_flow_progress_fenced(fd, [], True, held)  # still the first job's
+    conn.fence_flow(fd.uuid, WriteFence("job-1", 41), take_over=False)  # its own later claim may
+    unfenced = _fenced_flow(conn)
+    conn.fence_flow(unfenced.uuid, WriteFence("job-2", 1), take_over=False)  # nobody's: taken
+
+
+def test_a_fence_taken_over_from_one_named_fence_only_is_a_compare_and_set(conn: Connection) -> None:
+    fd = _fenced_flow(conn)
+    conn.fence_flow(fd.uuid, WriteFence("job-1", 40))
+    conn.fence_flow(fd.uuid, WriteFence("job-1", 41))  # moved since the caller looked
+    with pytest.raises(FenceRefused) as refused:
+        conn.fence_flow(fd.uuid, WriteFence("job-2", 1), take_over=WriteFence("job-1", 40))
+    assert refused.value.current == WriteFence("job-1", 41)
+    conn.fence_flow(fd.uuid, WriteFence("job-2", 1), take_over=WriteFence("job-1", 41))
+    with pytest.raises(FenceRefused):
+        conn.save_flow_progress_fenced(fd, [], True, WriteFence("job-1", 41))
+    conn.save_flow_progress_fenced(fd, [], True, WriteFence("job-2", 1))
+
+
 def test_fenced_writes_to_an_unfenced_flow_are_refused(conn: Connection) -> None:
     fd = _fenced_flow(conn)
     with pytest.raises(FenceRefused) as refused:

@@ -12,7 +12,8 @@ executor; when nothing could be claimed it sleeps ``wait_timeout`` seconds
 - ``FAIL``: running failed in a way another conductor may get past
   (a storage or execution failure): abandoned and recorded as a failure;
 - ``TRASH``: the job cannot be run at all (no flow detail, a flow factory
-  that cannot be imported): set aside with the reason;
+  that cannot be imported, a flow detail another job still claimed runs:
+  :class:`~flowkit.conductors.base.FlowDetailHeld`): set aside with the reason;
 - ``LOST``: the claim was lost meanwhile, or counts as lost (the board did
   not confirm it in time, the store gave its fence to another): given back
   with the claim's token, which the board refuses if another conductor
@@ -50,7 +51,7 @@ from typing import Any
 
 from flowkit import exceptions as exc
 from flowkit import states
-from flowkit.conductors._fencing import ClaimFence, FencedBackend
+from flowkit.conductors._fencing import ClaimFence, FencedBackend, FlowDetailHeld
 from flowkit.conductors.base import Conductor
 from flowkit.jobs.base import Claim, Claimed, ClaimLost, Job, JobBoard
 from flowkit.listeners import logging as logging_listener
@@ -291,6 +292,9 @@ class ExecutorConductor(Conductor):
     def _load_and_run(self, job: Job, backend: Backend | None) -> Outcome:
         try:
             engine = self._engine_from_job(job, backend)
+        except FlowDetailHeld as held:
+            # Another job, still claimed, runs the flow detail: this one is a duplicate of it.
+            return Outcome(Verdict.TRASH, str(held))
         except ClaimLost as lost:
             return Outcome(Verdict.LOST, str(lost))
         except (exc.JobFailure, exc.StorageFailure) as failure:

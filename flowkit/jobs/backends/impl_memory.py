@@ -1,7 +1,11 @@
 """A jobboard in this process's memory: for tests and single-host use.
 
 Every conductor sharing the board object shares its jobs; nothing survives
-the process. Claims last until given back unless an ``expiry`` is given
+the process. The board is open (``connected``) from the start, having nothing
+to connect to; :meth:`MemoryJobBoard.close` shuts it as the other boards'
+does, every read and write then failing with
+:class:`~flowkit.exceptions.JobFailure` until :meth:`MemoryJobBoard.connect`
+opens it again (its jobs kept). Claims last until given back unless an ``expiry`` is given
 (per claim or as the board's ``claim_expiry`` option), measured on the
 board's clock (injectable, so expiry is testable without sleeping).
 """
@@ -32,7 +36,9 @@ from flowkit.jobs.base import (
     JobPriority,
     NotifyingJobBoard,
     _Waiter,
+    check_claim_expiry,
     check_who,
+    expiry_extension_ms,
     iter_sorted,
     lost_claim,
     wait_for_jobs,
@@ -80,10 +86,11 @@ class MemoryJobBoard(NotifyingJobBoard):
         self._trash: list[dict[str, Any]] = []
         self._sequence = itertools.count(1)
         self._tokens = itertools.count(1)
-        self._connected = False
+        self._connected = True  # nothing to connect to: open until closed
         self._waiter = _Waiter()
         expiry = self._conf.get("claim_expiry")
-        self._default_expiry = None if expiry is None else float(expiry)
+        # Checked as a claim's own expiry is: a NaN here made every claim last for ever.
+        self._default_expiry = None if expiry is None else check_claim_expiry(self, float(expiry), "any job")
 
     # -- connection ------------------------------------------------------
     @property
@@ -91,10 +98,21 @@ class MemoryJobBoard(NotifyingJobBoard):
         return self._connected
 
     def connect(self) -> None:
+        """Open the board again after :meth:`close` (its jobs are kept); harmless when open."""
         self._connected = True
 
     def close(self) -> None:
+        """Shut the board: reads and writes fail, as on a closed Redis or ZooKeeper board."""
         self._connected = False
+
+    def _open(self) -> None:
+        """Refuse to serve while closed, as the other boards do once closed.
+
+        Raises:
+            JobFailure: the board was closed (and not connected again).
+        """
+        if not self._connected:
+            raise exc.JobFailure(f"memory jobboard {self.name!r} is not connected (it was closed)")
 
     def register_entity(self, entity: Any) -> None:
         """Nothing to do: a memory board lists no entities."""
@@ -115,6 +133,7 @@ class MemoryJobBoard(NotifyingJobBoard):
             entry.attempts[-1] = replace(entry.attempts[-1], end=end, reason=reason)
 
     def _job_state(self, job: BoardJob) -> str:
+        self._open()
         with self._lock:
             entry = self._live(job.uuid)
             if entry is None:
@@ -123,10 +142,12 @@ class MemoryJobBoard(NotifyingJobBoard):
 
     @property
     def job_count(self) -> int:
+        self._open()
         with self._lock:
             return len(self._entries)
 
     def _fetch(self, ensure_fresh: bool) -> list[BoardJob]:
+        self._open()
         with self._lock:
             return iter_sorted([e.job for e in self._entries.values()])
 
@@ -143,16 +164,25 @@ class MemoryJobBoard(NotifyingJobBoard):
         return None if claim is None else claim.owner
 
     def current_claim(self, job: Job) -> Claim | None:
+        self._open()
         with self._lock:
             entry = self._live(job.uuid)
             return None if entry is None else entry.claim
 
+    def claim_of(self, job_uuid: str) -> Claim | None:
+        self._open()
+        with self._lock:
+            entry = self._live(job_uuid)
+            return None if entry is None else entry.claim
+
     def attempts(self, job: Job) -> list[Attempt]:
+        self._open()
         with self._lock:
             entry = self._live(job.uuid)
             return [] if entry is None else list(entry.attempts)
 
     def trashed(self) -> list[dict[str, Any]]:
+        self._open()
         with self._lock:
             return [dict(t) for t in self._trash]
 
@@ -164,6 +194,7 @@ class MemoryJobBoard(NotifyingJobBoard):
         details: dict[str, Any] | None = None,
         priority: JobPriority | str = JobPriority.NORMAL,
     ) -> BoardJob:
+        self._open()
         with self._lock:
             posting = _posting.Posting.make(
                 str(uuidlib.uuid4()), name, next(self._sequence), book, details, priority
@@ -178,6 +209,7 @@ class MemoryJobBoard(NotifyingJobBoard):
         return job
 
     def _entry_of(self, job: Job, action: str) -> _Entry:
+        self._open()
         entry = self._live(job.uuid)
         if entry is None:
             raise exc.NotFound(f"job {job.uuid} is not on board {self.name!r} (cannot {action} it)")
@@ -198,8 +230,7 @@ class MemoryJobBoard(NotifyingJobBoard):
 
     @check_who
     def claim(self, job: Job, who: str, expiry: float | None = None) -> Claim:
-        if expiry is not None and expiry <= 0:
-            raise ValueError(f"claim expiry must be positive, not {expiry!r}")
+        check_claim_expiry(self, expiry, f"job {job.uuid}")
         with self._lock:
             entry = self._entry_of(job, "claim")
             if entry.claim is not None:
@@ -213,12 +244,22 @@ class MemoryJobBoard(NotifyingJobBoard):
             return claim
 
     def renew(self, job: Job, claim: Claim, expiry: float) -> bool:
-        """Push back the expiry of ``claim``; ``False`` if it is no longer current."""
+        """Make ``claim`` expire ``expiry`` seconds from now; ``False`` if it is no longer current.
+
+        As the Redis board's ``extend_expiry`` (TaskFlow's): no whole
+        millisecond (0 or less) ends the claim now.
+
+        Raises:
+            ValueError: ``expiry`` is NaN or infinite (nothing is changed).
+        """
+        ms = expiry_extension_ms(self, expiry, f"job {job.uuid}")
+        self._open()
         with self._lock:
             entry = self._live(job.uuid)
             if entry is None or entry.claim != claim:
                 return False
-            entry.expires_at = self._clock() + expiry
+            entry.expires_at = self._clock() + ms / 1000.0
+            self._live(job.uuid)  # ends it now if no time is left
             return True
 
     @check_who

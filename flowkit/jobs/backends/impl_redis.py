@@ -65,7 +65,9 @@ from flowkit.jobs.base import (
     JobPriority,
     NotifyingJobBoard,
     check_applicant,
+    check_claim_expiry,
     check_who,
+    expiry_extension_ms,
     iter_sorted,
     lost_claim,
     wait_for_jobs,
@@ -304,7 +306,10 @@ class RedisJob(BoardJob):
         """Make the job's current claim expire ``expiry`` seconds from now; ``False`` when unclaimed.
 
         A claim made without an expiry gets one. A claim this board keeps
-        alive is renewed with the new expiry from then on.
+        alive is renewed with the new expiry from then on. As in TaskFlow, an
+        ``expiry`` that comes to no whole millisecond (0, negative) ends the
+        claim now (answering ``True``); this board then stops renewing it and
+        vouching for it (:meth:`RedisJobBoard.holds_locally`).
 
         A job object that was claimed (through :meth:`RedisJobBoard.claim` or
         ``claim_first``) extends only that claim: once it lapsed, or was given
@@ -315,6 +320,9 @@ class RedisJob(BoardJob):
         check and the change are one step on the server.
 
         Raises:
+            ValueError: ``expiry`` is NaN or infinite (TaskFlow fails to convert
+                those too); the job and the value are named, nothing is sent.
+            TypeError: ``expiry`` is not a number.
             JobFailure: the board cannot be written.
         """
         return self._board._set_claim_ttl(self, expiry)
@@ -809,8 +817,12 @@ class RedisJobBoard(NotifyingJobBoard):
         return wait_for_jobs(self, timeout)
 
     def current_claim(self, job: Job) -> Claim | None:
-        with _translated(f"read the claim of job {job.uuid}", self.where):
-            raw = self._redis().get(self._owner_key(job.uuid))
+        return self.claim_of(job.uuid)
+
+    def claim_of(self, job_uuid: str) -> Claim | None:
+        """One read: a job's claim key outlives neither its claim nor its listing."""
+        with _translated(f"read the claim of job {job_uuid}", self.where):
+            raw = self._redis().get(self._owner_key(job_uuid))
         return None if raw is None else _decode_claim(raw)
 
     def _claim_ttl(self, job: Job) -> float | UnknownExpire:
@@ -821,7 +833,7 @@ class RedisJobBoard(NotifyingJobBoard):
         return left / 1000.0
 
     def _set_claim_ttl(self, job: RedisJob, expiry: float) -> bool:
-        ms = max(0, int(expiry * 1000))
+        ms = expiry_extension_ms(self, expiry, f"job {job.uuid}")  # refused before anything is sent
         held = job.claimed_token
         with self._send_lock, _translated(f"extend the claim expiry of job {job.uuid}", self.where):
             sent_at = time.monotonic()
@@ -830,9 +842,14 @@ class RedisJobBoard(NotifyingJobBoard):
             )
             if result[0] != 1:
                 return False
+            token = _decode_claim(result[1]).token
             if ms > 0:
                 # Renewed with the new expiry from now on, at the pace it sets.
-                self._reschedule_if_kept(job.uuid, _decode_claim(result[1]).token, ms, sent_at)
+                self._reschedule_if_kept(job.uuid, token, ms, sent_at)
+            else:
+                # No time left (TaskFlow's meaning of 0): the server ended the claim, so this
+                # board neither renews it nor vouches for it (holds_locally) any longer.
+                self._forget(job.uuid, token)
         return True
 
     def _last_modified(self, job: BoardJob) -> datetime:
@@ -887,7 +904,7 @@ class RedisJobBoard(NotifyingJobBoard):
 
     @check_who
     def claim(self, job: Job, who: str, expiry: float | None = None) -> Claim:
-        ms = self._expiry_ms(expiry)
+        ms = self._expiry_ms(expiry, f"job {job.uuid}")
         keys = [self._listings, self._owner_key(job.uuid), self._attempts_key(job.uuid), self._tokens]
         with self._kept_lock:
             # The script may refresh the expiry of a claim kept here (see _send_lock).
@@ -911,23 +928,17 @@ class RedisJobBoard(NotifyingJobBoard):
             self._keep_alive(job.uuid, claim.token, ms, sent_at)
         return claim
 
-    def _expiry_ms(self, expiry: float | None) -> int:
+    def _expiry_ms(self, expiry: float | None, what: str) -> int:
         """A claim's expiry in milliseconds (0: none), the board's default unless given.
 
         Raises:
-            ValueError: the expiry is under a millisecond, which Redis cannot
-                keep (TaskFlow refuses it too).
+            ValueError, TypeError: as :func:`~flowkit.jobs.base.check_claim_expiry`
+                (under a millisecond, which Redis cannot keep, NaN, infinite...).
         """
-        seconds = expiry if expiry is not None else self._default_expiry
+        seconds = check_claim_expiry(self, expiry, what)
         if seconds is None:
-            return 0
-        ms = int(seconds * 1000) if seconds < float("inf") else -1
-        if not ms > 0:
-            raise ValueError(
-                f"claim expiry on Redis jobboard {self.name!r} must be at least a millisecond, "
-                f"not {seconds!r} seconds"
-            )
-        return ms
+            seconds = self._default_expiry  # checked when the board was made
+        return 0 if seconds is None else int(seconds * 1000)
 
     #: Milliseconds a release (consume, abandon, trash) is remembered as made, so that
     #: redis-py sending the script again after its reply was lost does not report it failed.
@@ -939,7 +950,7 @@ class RedisJobBoard(NotifyingJobBoard):
     def claim_first(self, jobs: Sequence[Job], who: str, expiry: float | None = None) -> Claimed | None:
         """Try the jobs in order, up to :attr:`CLAIM_FIRST_BATCH` per round trip, in one script each."""
         check_applicant(who)
-        ms = self._expiry_ms(expiry)
+        ms = self._expiry_ms(expiry, f"jobs {', '.join(job.uuid for job in jobs)}")
         for start in range(0, len(jobs), self.CLAIM_FIRST_BATCH):
             batch = jobs[start : start + self.CLAIM_FIRST_BATCH]
             keys = [self._listings, self._tokens]

@@ -69,6 +69,7 @@ from flowkit.jobs.base import (
     JobPriority,
     NotifyingJobBoard,
     _Waiter,
+    check_claim_expiry,
     check_who,
     iter_sorted,
     lost_claim,
@@ -316,7 +317,9 @@ class ZookeeperJobBoard(NotifyingJobBoard):
             self._client = None
 
     def _zk(self) -> Any:
-        if self._client is None or not self._client.connected:
+        # Closed counts too: a client handed in outlives close() (its owner stops it), and the
+        # board served on through it, where a closed board on its own client refuses.
+        if not self._opened or self._client is None or not self._client.connected:
             raise exc.JobFailure(f"ZooKeeper jobboard {self.name!r} at {self.where} is not connected")
         return self._client
 
@@ -660,8 +663,7 @@ class ZookeeperJobBoard(NotifyingJobBoard):
 
         # Unused (the claim lasts as long as this board's session), but checked as every
         # board checks it, so a caller's bad value fails here as it would elsewhere.
-        if expiry is not None and not expiry > 0:
-            raise ValueError(f"claim expiry must be positive, not {expiry!r}")
+        check_claim_expiry(self, expiry, f"job {job.uuid}")
         path = _path_of(job)
         zk = self._zk()
         with _translated(f"claim job {job.uuid}", self.where):

@@ -671,12 +671,18 @@ class DocumentConnection(Connection):
 
     # -- Connection API: write fences -------------------------------------------
 
-    def fence_flow(self, fd_uuid: str, fence: WriteFence) -> FlowDetail:
+    def fence_flow(
+        self, fd_uuid: str, fence: WriteFence, *, take_over: bool | WriteFence = True
+    ) -> FlowDetail:
         """Store ``fence`` in the flow's document and read the flow, in one step.
+
+        ``take_over`` as :meth:`flowkit.persistence.base.Connection.fence_flow`,
+        checked in the same step as the change.
 
         Raises:
             NotFound: no such flow detail.
-            FenceRefused: a later claim of the same job holds the fence.
+            FenceRefused: a later claim of the same job holds the fence, or
+                another job's fence that ``take_over`` does not let go.
         """
 
         def body(batch: Batch) -> FlowDetail:
@@ -685,6 +691,9 @@ class DocumentConnection(Connection):
                 raise not_found(FLOWS, fd_uuid)
             current = _fence_of(doc)
             if current is not None and current.holder == fence.holder and current.token > fence.token:
+                raise FenceRefused.make(fd_uuid, fence, current, "fencing")
+            another = current is not None and current.holder != fence.holder
+            if another and take_over is not True and (take_over is False or current != take_over):
                 raise FenceRefused.make(fd_uuid, fence, current, "fencing")
             # Written even when unchanged: an optimistic store's commit then checks the reads below.
             doc["fence"] = {"holder": fence.holder, "token": fence.token}

@@ -548,17 +548,29 @@ class SQLAlchemyConnection(base.Connection):
                 raise not_found(FLOWS, fd_uuid) from None
             raise
 
-    def fence_flow(self, fd_uuid: str, fence: base.WriteFence) -> models.FlowDetail:
+    def fence_flow(
+        self, fd_uuid: str, fence: base.WriteFence, *, take_over: bool | base.WriteFence = True
+    ) -> models.FlowDetail:
         """Take the flow detail's write fence and read it, in one write transaction.
+
+        ``take_over`` as :meth:`flowkit.persistence.base.Connection.fence_flow`:
+        one conditional ``UPDATE``, so the fence checked is the fence replaced.
 
         Raises:
             NotFound: no such flow detail.
-            FenceRefused: a later claim of the same job holds the fence.
+            FenceRefused: a later claim of the same job holds the fence, or
+                another job's fence that ``take_over`` does not let go.
         """
 
         def work(conn: SAConnection) -> models.FlowDetail:
-            params = {"b_uuid": fd_uuid, "holder": fence.holder, "token": fence.token}
-            if conn.execute(sql.FENCE_FLOW, params).rowcount == 0:
+            params: dict[str, Any] = {"b_uuid": fd_uuid, "holder": fence.holder, "token": fence.token}
+            statement = sql.FENCE_FLOW
+            if isinstance(take_over, base.WriteFence):
+                statement = sql.FENCE_FLOW_REPLACING
+                params.update(old_holder=take_over.holder, old_token=take_over.token)
+            elif not take_over:
+                statement = sql.FENCE_FLOW_OWN
+            if conn.execute(statement, params).rowcount == 0:
                 raise _refusal(conn, fd_uuid, fence, "fencing")
             return _read_flow(conn, fd_uuid, lazy=False)
 

@@ -21,6 +21,7 @@ from sqlalchemy import (
     Insert,
     Select,
     Update,
+    and_,
     bindparam,
     delete,
     or_,
@@ -37,6 +38,8 @@ __all__ = [
     "DELETE_BOOK_ATOMS",
     "DELETE_BOOK_FLOWS",
     "FENCE_FLOW",
+    "FENCE_FLOW_OWN",
+    "FENCE_FLOW_REPLACING",
     "FLOW_EXISTS",
     "HOLD_FENCE",
     "INSERT_ATOM",
@@ -111,6 +114,32 @@ FENCE_FLOW: Update = (
             flowdetails.c.fence_holder.is_(None),
             flowdetails.c.fence_holder != bindparam("holder"),
             flowdetails.c.fence_token <= bindparam("token"),
+        ),
+    )
+    .values(fence_holder=bindparam("holder"), fence_token=bindparam("token"))
+)
+# Taking one while the flow is unfenced or fenced by an earlier claim of the same job only
+# (``take_over=False``), or also over exactly one fence of another job (``take_over=fence``):
+# a compare-and-set, so a fence that moved since the caller judged it is not taken.
+_FREE_OR_OURS = or_(
+    flowdetails.c.fence_holder.is_(None),
+    and_(flowdetails.c.fence_holder == bindparam("holder"), flowdetails.c.fence_token <= bindparam("token")),
+)
+FENCE_FLOW_OWN: Update = (
+    flowdetails.update()
+    .where(flowdetails.c.uuid == bindparam("b_uuid"), _FREE_OR_OURS)
+    .values(fence_holder=bindparam("holder"), fence_token=bindparam("token"))
+)
+FENCE_FLOW_REPLACING: Update = (
+    flowdetails.update()
+    .where(
+        flowdetails.c.uuid == bindparam("b_uuid"),
+        or_(
+            _FREE_OR_OURS,
+            and_(
+                flowdetails.c.fence_holder == bindparam("old_holder"),
+                flowdetails.c.fence_token == bindparam("old_token"),
+            ),
         ),
     )
     .values(fence_holder=bindparam("holder"), fence_token=bindparam("token"))
