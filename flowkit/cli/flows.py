@@ -187,7 +187,6 @@ def _resume(args: argparse.Namespace) -> int:
     from flowkit import exceptions as exc
     from flowkit.cli._plan import plan_resume
     from flowkit.cli.run import ENGINE_KEY, engine_error, run_engine
-    from flowkit.engines.helpers import _parse_engine as parse_engine
 
     with open_backend(args.connection) as backend:
         ref = find_flow(backend, args.flow)
@@ -196,7 +195,7 @@ def _resume(args: argparse.Namespace) -> int:
         if args.dry_run:
             # The plan is that of the engine the resume would use (--engine, else the run's).
             try:
-                options = parse_engine(kind)[1]
+                options = engines.parse_engine(kind)[1]
             except (exc.UnknownEngine, exc.InvalidEngineOption) as err:
                 raise engine_error(kind, err) from err
             reverts_failed = any(d.state == states.REVERT_FAILURE for d in ref.flow)
