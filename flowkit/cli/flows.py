@@ -8,7 +8,8 @@
     flowkit flows why FLOW ATOM --connection URL [--json]
 
 ``FLOW`` is a flow detail's uuid or a flow name (the newest flow of that
-name). The JSON documents' keys are listed in ``doc/cli.rst`` and stay stable.
+name; when others share it, a note on stderr names them). The JSON
+documents' keys are listed in ``doc/cli.rst`` and stay stable.
 """
 
 from __future__ import annotations
@@ -125,7 +126,7 @@ def _show(args: argparse.Namespace) -> int:
     from flowkit.report import ExecutionReport
 
     with open_backend(args.connection) as backend:
-        ref = find_flow(backend, args.flow)
+        ref = find_flow(backend, args.flow, "flowkit flows show")
     report = ExecutionReport.from_flow_detail(ref.flow)
     if args.json:
         data = report.to_dict()
@@ -189,7 +190,7 @@ def _resume(args: argparse.Namespace) -> int:
     from flowkit.cli.run import ENGINE_KEY, engine_error, run_engine
 
     with open_backend(args.connection) as backend:
-        ref = find_flow(backend, args.flow)
+        ref = find_flow(backend, args.flow, "flowkit flows resume")
         flow = _rebuild(ref)
         kind = args.engine or (ref.flow.meta or {}).get(ENGINE_KEY) or "serial"
         if args.dry_run:
@@ -220,7 +221,7 @@ def _why(args: argparse.Namespace) -> int:
     from flowkit.listeners.events import EventLog
 
     with open_backend(args.connection) as backend:
-        ref = find_flow(backend, args.flow)
+        ref = find_flow(backend, args.flow, "flowkit flows why")
     detail = next((d for d in ref.flow if d.name == args.atom), None)
     if detail is None:
         names = ", ".join(sorted(d.name for d in ref.flow)) or "none"
