@@ -70,11 +70,14 @@ class Reader:
         return data
 
     def states(self, uuid: str) -> dict[str, Any] | None:
-        """The flow's state and each atom's: what the live view recolours by."""
+        """The flow's state and each atom's: what the live view recolours by.
+
+        A flow not run yet has no state recorded: ``PENDING``, as the list and the report say.
+        """
         flow = self._flow(uuid)
         if flow is None:
             return None
-        return {"state": flow.state, "atoms": {d.name: d.state or "PENDING" for d in flow}}
+        return {"state": flow.state or "PENDING", "atoms": {d.name: d.state or "PENDING" for d in flow}}
 
     def graph(self, uuid: str) -> dict[str, Any] | None:
         """The flow's graph with node positions (cached: a flow's shape does not change)."""

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from flowkit import states
 from flowkit.monitor import _data
 
 __all__ = ["LOOPBACK_HOSTS", "create_app", "host_name"]
@@ -84,8 +85,6 @@ def create_app(
         return _with_cookie(FileResponse(STATIC / "flow.html"), request)
 
     async def api_flows(request: Request) -> Response:
-        from flowkit import states
-
         state = request.query_params.get("state")
         if state and state.upper() not in states.FLOW_STATES:
             # As `flows list --state`: a misspelt state (FAILED) listed nothing, as if none had failed.
@@ -112,24 +111,40 @@ def create_app(
 
     async def api_stream(request: Request) -> Response:
         uuid = request.path_params["uuid"]
+        try:
+            first: Any = await in_thread(reader.states, uuid)
+        except exc.StorageFailure:
+            first = _UNREAD  # the stream says so, and goes on once the database answers
+        if first is None:
+            # 404 before any byte: an EventSource gives up instead of reconnecting.
+            return JSONResponse({"error": f"no flow {uuid}"}, status_code=404)
 
         async def events() -> AsyncIterator[str]:
             last: Any = None
-            while not await request.is_disconnected():
+            snapshot = first
+            while True:
+                if snapshot is None:  # deleted while watched: nothing more will come
+                    yield _event("gone", {"error": f"flow {uuid} is no longer in the backend"})
+                    return
+                if snapshot is not _UNREAD:
+                    if snapshot != last:
+                        last = snapshot
+                        yield f"data: {json.dumps(snapshot)}\n\n"
+                    else:
+                        yield ": still here\n\n"  # lets a closed connection be noticed
+                    if snapshot["state"] in ENDED:
+                        # A finished flow does not change: end rather than poll for nobody.
+                        yield _event("end", {"state": snapshot["state"]})
+                        return
+                await asyncio.sleep(poll_interval)
+                if await request.is_disconnected():
+                    return
                 try:
                     snapshot = await in_thread(reader.states, uuid)
                 except exc.StorageFailure as err:
                     # Named, so a page's onmessage (which reads snapshots) is not handed it.
-                    yield f"event: unavailable\ndata: {json.dumps({'error': _one_line(err)})}\n\n"
-                    last = None  # the first snapshot once the database is back is sent
-                    await asyncio.sleep(poll_interval)
-                    continue
-                if snapshot != last:
-                    last = snapshot
-                    yield f"data: {json.dumps(snapshot)}\n\n"
-                else:
-                    yield ": still here\n\n"  # lets a closed connection be noticed
-                await asyncio.sleep(poll_interval)
+                    yield _event("unavailable", {"error": _one_line(err)})
+                    last, snapshot = None, _UNREAD  # the first snapshot once it is back is sent
 
         return StreamingResponse(
             events(), media_type="text/event-stream", headers={"Cache-Control": "no-store"}
@@ -211,6 +226,17 @@ class _HostGate:
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+#: The flow states after which a flow's stream ends: nothing changes them but a resume.
+ENDED = frozenset({states.SUCCESS, states.FAILURE, states.REVERTED})
+#: A stream's snapshot while the database does not answer.
+_UNREAD = object()
+
+
+def _event(name: str, data: dict[str, Any]) -> str:
+    """A named server-sent event (a page's ``onmessage``, which reads snapshots, is not handed it)."""
+    return f"event: {name}\ndata: {json.dumps(data)}\n\n"
 
 
 def _one_line(err: BaseException) -> str:

@@ -246,7 +246,23 @@ const flowkitMonitor = (() => {
     stream.addEventListener("unavailable", (message) => {
       showStatus("the database does not answer (showing the last state read): " + JSON.parse(message.data).error);
     });
-    stream.onerror = () => showStatus("lost the monitor's live stream; reconnecting");
+    // A finished flow's stream ends with "end": close it, or the browser would reconnect
+    // to be told the same again; a last read of the report has the final details.
+    stream.addEventListener("end", async () => {
+      stream.close();
+      try {
+        showReport(await getJSON("/api/flows/" + uuid));
+      } catch (err) {
+        console.warn("report refresh failed:", err);
+      }
+    });
+    stream.addEventListener("gone", (message) => {
+      stream.close();
+      showStatus(JSON.parse(message.data).error + " (showing the last state read)");
+    });
+    stream.onerror = () => showStatus(stream.readyState === EventSource.CLOSED
+      ? "the monitor's live stream was refused; reload the page to try again"
+      : "lost the monitor's live stream; reconnecting");
     stream.onmessage = async (message) => {
       const snapshot = JSON.parse(message.data);
       if (!snapshot) return;
