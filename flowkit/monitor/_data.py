@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+from collections.abc import Iterable
 from typing import Any
 
+from flowkit._utils.factories import FactoryNames
 from flowkit.monitor._layout import GraphShape, column, layout, shape_of
 
 __all__ = ["GRAPH_KEY", "Reader"]
@@ -21,8 +23,10 @@ GRAPH_KEY = "graph"
 class Reader:
     """Reads flows from one backend for the monitor (thread-safe: calls run in threads)."""
 
-    def __init__(self, connection: str | Any) -> None:
+    def __init__(self, connection: str | Any, factories: Iterable[str] = ()) -> None:
         from flowkit.persistence import backends
+
+        self._factories = FactoryNames(factories)
 
         self._owned = isinstance(connection, str)
         self._backend = (
@@ -87,23 +91,63 @@ class Reader:
         flow = self._flow(uuid)
         if flow is None:
             return None
-        shape, known = self._shape(flow)
+        shape, known, source = self._shape(flow)
         drawn = (layout(shape) if known else column(shape)).to_dict(shape)
+        drawn["drawn_from"] = source
         with self._lock:
             self._graphs[uuid] = drawn
         return drawn
 
-    @staticmethod
-    def _shape(flow: Any) -> tuple[GraphShape, bool]:
-        """The flow's shape, and whether it is known (False: its atoms and no edges)."""
+    def _shape(self, flow: Any) -> tuple[GraphShape, bool, str]:
+        """The flow's shape, whether it is known (False: atoms and no edges), and where it came from.
+
+        In order: the shape ``flowkit run`` stored; the flow rebuilt by its
+        recorded factory, only if that factory is in ``factories`` (the name is
+        checked before anything is imported: whoever can write a flow detail
+        can write any name there, and the monitor must not become a way to run
+        code); else the atoms, linked as the event log recorded each one made
+        ready by others.
+        """
         stored = (flow.meta or {}).get(GRAPH_KEY)
         if isinstance(stored, dict):
-            return GraphShape.from_dict(stored), True
+            return GraphShape.from_dict(stored), True, "stored"
         from flowkit import engines
+        from flowkit.engines.helpers import recorded_factory
 
-        try:
-            return shape_of(engines.flow_from_detail(flow)), True
-        except Exception:  # no factory, or its code is not importable here
-            LOG.debug("cannot rebuild flow %s; drawing its atoms in a column", flow.uuid, exc_info=True)
-        # Without the flow's shape, its atoms in a column and no edges (none is known).
-        return GraphShape(tuple({"id": d.name, "kind": "task", "flow": flow.name} for d in flow), ()), False
+        name = recorded_factory(flow)
+        if name is not None and self._factories.allows(name):
+            try:
+                return shape_of(engines.flow_from_detail(flow)), True, "factory"
+            except Exception:  # its code is not importable here, or it failed
+                LOG.debug("cannot rebuild flow %s with %s", flow.uuid, name, exc_info=True)
+        shape = _recorded_shape(flow)
+        return shape, bool(shape.edges), "events" if shape.edges else "atoms"
+
+
+def _recorded_shape(flow: Any) -> GraphShape:
+    """The flow's atoms, in its order, with the links its event log recorded.
+
+    An atom started because others completed (cause ``ready``, naming them):
+    each of those is drawn as an edge to it. Only what ran is known, so an atom
+    not reached has no edge; nothing is imported or called.
+    """
+    from flowkit.listeners.events import CauseKind, EventLog
+    from flowkit.persistence.models import RetryDetail
+
+    nodes = tuple(
+        {"id": d.name, "kind": "retry" if isinstance(d, RetryDetail) else "task", "flow": flow.name}
+        for d in flow
+    )
+    names = {n["id"] for n in nodes}
+    edges: dict[tuple[str, str], None] = {}
+    try:
+        events = list(EventLog.from_flow_detail(flow))
+    except Exception:  # a log it cannot read: the atoms alone
+        LOG.debug("cannot read the event log of flow %s", flow.uuid, exc_info=True)
+        events = []
+    for event in events:
+        if event.name in names and event.cause.kind == CauseKind.READY:
+            for source in event.cause.atoms:
+                if source in names and source != event.name:
+                    edges[(source, event.name)] = None
+    return GraphShape(nodes, tuple((u, v, None) for u, v in edges))

@@ -35,6 +35,7 @@ def create_app(
     token: str | None = None,
     poll_interval: float = 0.5,
     allowed_hosts: Iterable[str] | None = None,
+    factories: Iterable[str] = (),
 ) -> Any:
     """Build the monitor for the backend at ``connection`` (a URL or a backend).
 
@@ -48,9 +49,19 @@ def create_app(
             its own name to 127.0.0.1 (DNS rebinding) from reading a monitor
             that listens on loopback without a token. ``flowkit monitor`` sets
             it to the loopback names when it binds a loopback address.
+        factories: the recorded flow factories the monitor may import and
+            call to draw a flow's graph, as dotted names or module prefixes
+            ending in a dot (as a conductor's ``factories=``). None by
+            default: anyone who can write a flow detail can name any function
+            there, so a flow is drawn from what is stored (the shape
+            ``flowkit run`` keeps, else its atoms and the links its event log
+            recorded) unless its factory is listed.
 
     Returns:
         A Starlette application.
+
+    Raises:
+        TypeError: ``factories`` is a single string or holds something else than strings.
     """
     _starlette()
     from starlette.applications import Starlette
@@ -61,7 +72,7 @@ def create_app(
 
     from flowkit import exceptions as exc
 
-    reader = _data.Reader(connection)
+    reader = _data.Reader(connection, factories)
     outage = _Outage()
 
     async def in_thread(fn: Callable[..., Any], *args: Any) -> Any:

@@ -15,6 +15,7 @@ from flowkit.listeners.events import EventLogListener
 from flowkit.monitor import create_app
 from flowkit.persistence import backends
 from tests.cli._flows import CardDeclined, make_shop
+from tests.monitor import _factories
 
 with warnings.catch_warnings():
     # Starlette's test client now prefers another HTTP client than httpx; httpx still works.
@@ -114,3 +115,39 @@ def test_with_a_token_requests_without_it_get_401(flows: tuple[str, str, str]) -
         # A browser opens /?token=... once; the cookie carries it afterwards.
         assert client.get("/", params={"token": "s3cret"}).status_code == 200
         assert client.get("/api/flows").status_code == 200
+
+
+def test_the_graph_is_drawn_without_calling_a_factory_that_is_not_allowed(tmp_path: Path) -> None:
+    # It imported and called whatever factory a flow detail named: any writer of the database
+    # could make the monitor run any function it can import.
+    url = f"sqlite:///{tmp_path}/fan.db"
+    uuid = _factories.run_fan(url)
+    _factories.CALLS.clear()
+    with TestClient(create_app(url)) as client:
+        graph = client.get(f"/api/flows/{uuid}/graph").json()
+    assert _factories.CALLS == []
+    assert graph["drawn_from"] == "events"
+    assert [n["id"] for n in graph["nodes"]] == ["a", "b", "c", "d"]
+    # The links the event log recorded: each atom after those that made it ready.
+    edges = {(u, v) for u, v, _ in graph["edges"]}
+    assert {("a", "b"), ("a", "c")} <= edges and edges & {("b", "d"), ("c", "d")}
+    y = {n["id"]: n["y"] for n in graph["nodes"]}
+    assert y["a"] < y["b"] == y["c"] < y["d"]
+
+
+def test_an_allowed_factory_is_called_to_draw_the_graph(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/fan.db"
+    uuid = _factories.run_fan(url)
+    _factories.CALLS.clear()
+    for allowed in (["tests.monitor._factories.make_fan"], ["tests.monitor."]):
+        with TestClient(create_app(url, factories=allowed)) as client:
+            graph = client.get(f"/api/flows/{uuid}/graph").json()
+        assert graph["drawn_from"] == "factory"
+        assert {("b", "d"), ("c", "d")} <= {(u, v) for u, v, _ in graph["edges"]}
+    assert _factories.CALLS == ["make_fan", "make_fan"]
+    # A name not listed is not called, nor one a listed name without its final dot starts.
+    with TestClient(create_app(url, factories=["tests.monitor._factories.other", "tests.mon"])) as client:
+        assert client.get(f"/api/flows/{uuid}/graph").json()["drawn_from"] == "events"
+    assert len(_factories.CALLS) == 2
+    with pytest.raises(TypeError, match="not the string"):
+        create_app(url, factories="tests.monitor.")  # type: ignore[arg-type]
