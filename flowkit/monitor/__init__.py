@@ -6,7 +6,8 @@ page with its graph coloured by atom state and updated live (server-sent
 events), its report, event log and failures. The JSON API (``doc/monitor.rst``):
 
 ``GET /api/flows``
-    every flow (``?state=FAILURE`` filters), as ``flowkit flows list --json``.
+    every flow (``?state=FAILURE``, ``?name=TEXT`` filter), as ``flowkit flows list --json``;
+    ``?limit=N&before=UUID`` (or ``after=``) pages it, ``Link`` naming the pages around.
 ``GET /api/flows/{uuid}``
     one flow's execution report, as ``flowkit flows show --json``.
 ``GET /api/flows/{uuid}/graph``

@@ -6,18 +6,40 @@ import contextlib
 import logging
 import threading
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from flowkit._utils.factories import FactoryNames
 from flowkit.monitor._layout import GraphShape, column, layout, shape_of
 
-__all__ = ["GRAPH_KEY", "Reader"]
+__all__ = ["GRAPH_KEY", "FlowPage", "Reader", "UnknownCursor"]
 
 LOG = logging.getLogger(__name__)
 
 #: Flow detail metadata key where ``flowkit run`` keeps the flow's drawable shape,
 #: so the monitor can draw a flow whose code it cannot import.
 GRAPH_KEY = "graph"
+
+
+class UnknownCursor(LookupError):
+    """A page asked for before or after a flow that is not in the backend."""
+
+
+@dataclass(frozen=True, slots=True)
+class FlowPage:
+    """One page of the flow list.
+
+    Attributes:
+        rows: the flows' summaries, oldest first.
+        older: the uuid to list ``before`` for the next older page, or None (none older).
+        newer: the uuid to list ``after`` for the next newer page, or None (none newer).
+        total: how many flows the filters keep, on every page.
+    """
+
+    rows: list[dict[str, Any]]
+    older: str | None
+    newer: str | None
+    total: int
 
 
 class Reader:
@@ -51,14 +73,67 @@ class Reader:
             except exc.NotFound:
                 return None
 
-    def flows(self) -> list[dict[str, Any]]:
-        """Every flow, as ``flowkit flows list --json`` prints it, newest last."""
-        from flowkit.report import flow_summary
-
+    def _refs(self) -> list[tuple[Any, Any]]:
+        """Every (logbook, flow detail), oldest logbook first."""
         with contextlib.closing(self._backend.get_connection()) as conn:
             books = list(conn.get_logbooks())
         books.sort(key=lambda b: (b.created_at is None, b.created_at))
-        return [flow_summary(book, flow) for book in books for flow in book]
+        return [(book, flow) for book in books for flow in book]
+
+    def page(
+        self,
+        limit: int | None = None,
+        before: str | None = None,
+        after: str | None = None,
+        state: str | None = None,
+        name: str | None = None,
+    ) -> FlowPage:
+        """The flows in ``state`` whose name holds ``name``, ``limit`` at a time, oldest first.
+
+        Without a cursor, the newest ``limit``; with ``before`` (a flow's
+        uuid), the newest ``limit`` older than it; with ``after``, the oldest
+        ``limit`` newer than it (topped up with older ones when fewer are
+        newer, so a page is full whenever there are enough flows). Cursors are
+        flows, not offsets: new flows arriving do not shift an older page, and
+        a cursor flow whose state changed since (out of the filter now) still
+        marks its place. Only the page's flows are summarised.
+
+        Raises:
+            UnknownCursor: ``before`` or ``after`` is no flow's uuid (the message names it).
+        """
+        from flowkit.report import flow_summary
+
+        refs = self._refs()
+        wanted = state.upper() if state else None
+        kept = [
+            index
+            for index, (_book, flow) in enumerate(refs)
+            if (wanted is None or (flow.state or "PENDING") == wanted) and (not name or name in flow.name)
+        ]
+        start, end = 0, len(kept)
+        if limit is not None:
+            cursor = before if before is not None else after
+            if cursor is None:
+                start = max(0, end - limit)
+            else:
+                at = next((i for i, (_book, flow) in enumerate(refs) if flow.uuid == cursor), None)
+                if at is None:
+                    which = "before" if before is not None else "after"
+                    raise UnknownCursor(f"{which}={cursor!r} is no flow's uuid in this backend")
+                if before is not None:
+                    end = sum(1 for index in kept if index < at)
+                    start = max(0, end - limit)
+                else:
+                    start = sum(1 for index in kept if index <= at)
+                    end = min(len(kept), start + limit)
+                    start = max(0, min(start, end - limit))
+        chosen = [refs[index] for index in kept[start:end]]
+        return FlowPage(
+            rows=[flow_summary(book, flow) for book, flow in chosen],
+            older=chosen[0][1].uuid if chosen and start > 0 else None,
+            newer=chosen[-1][1].uuid if chosen and end < len(kept) else None,
+            total=len(kept),
+        )
 
     def report(self, uuid: str) -> dict[str, Any] | None:
         """One flow's execution report (``to_dict()``, with ``event_tree``), or None if none has ``uuid``."""

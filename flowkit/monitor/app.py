@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hmac
 import json
 import logging
@@ -95,18 +96,45 @@ def create_app(
     async def flow_page(request: Request) -> Response:
         return _with_cookie(FileResponse(STATIC / "flow.html"), request)
 
+    def bad_request(message: str) -> Response:
+        """``400`` with the one-line ``{"error"}`` every refusal of the API carries."""
+        return JSONResponse({"error": message}, status_code=400)
+
     async def api_flows(request: Request) -> Response:
-        state = request.query_params.get("state")
+        params = request.query_params
+        state = params.get("state") or None
         if state and state.upper() not in states.FLOW_STATES:
             # As `flows list --state`: a misspelt state (FAILED) listed nothing, as if none had failed.
             known = ", ".join(sorted(states.FLOW_STATES))
-            return JSONResponse(
-                {"error": f"state '{state}' is no flow state; use one of {known}"}, status_code=400
+            return bad_request(f"state '{state}' is no flow state; use one of {known}")
+        before, after = params.get("before") or None, params.get("after") or None
+        if before and after:
+            return bad_request("give before= or after=, not both")
+        limit: int | None = None
+        if "limit" in params or before or after:
+            text = params.get("limit") or str(DEFAULT_PAGE)
+            try:
+                limit = int(text)
+            except ValueError:
+                limit = 0
+            if not 1 <= limit <= MAX_PAGE:
+                return bad_request(f"limit={text!r} must be a whole number from 1 to {MAX_PAGE}")
+        try:
+            page = await in_thread(
+                functools.partial(reader.page, limit, before, after, state, params.get("name") or None)
             )
-        rows = await in_thread(reader.flows)
-        if state:
-            rows = [r for r in rows if r["state"] == state.upper()]
-        return JSONResponse(rows)
+        except _data.UnknownCursor as err:
+            return bad_request(str(err))
+        headers = {"X-Total-Count": str(page.total)}
+        links = []
+        for cursor, uuid, rel in (("before", page.older, "next"), ("after", page.newer, "prev")):
+            if uuid is not None:
+                target = request.url.remove_query_params(["before", "after", "limit"])
+                target = target.include_query_params(limit=limit, **{cursor: uuid})
+                links.append(f'<{target.path}?{target.query}>; rel="{rel}"')
+        if links:
+            headers["Link"] = ", ".join(links)
+        return JSONResponse(page.rows, headers=headers)
 
     async def api_flow(request: Request) -> Response:
         found = await in_thread(reader.report, request.path_params["uuid"])
@@ -237,6 +265,10 @@ class _HostGate:
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+#: Flows per page of ``/api/flows`` when a cursor is given without ``limit=``, and the most one may ask.
+DEFAULT_PAGE, MAX_PAGE = 100, 1000
 
 
 #: The flow states after which a flow's stream ends: nothing changes them but a resume.

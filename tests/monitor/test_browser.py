@@ -445,7 +445,10 @@ def test_500_flows_html_and_unicode_names_and_a_2000_atom_flow_in_the_browser(
                 dialogs: list[str] = []
                 page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
                 page.goto(base + "/")
-                page.wait_for_function("() => document.querySelectorAll('#flows tbody tr').length === 501")
+                # A page of 100, newest first; the 401 others are a click away.
+                page.wait_for_function("() => document.querySelectorAll('#flows tbody tr').length === 100")
+                assert page.inner_text("#page-info") == "100 of 501 flows"
+                assert page.is_hidden("#newer") and page.is_visible("#older")
                 # Names are text: nothing of theirs became an element, no script ran.
                 assert page.inner_text("#flows tbody tr:nth-child(2) a") == odd
                 assert (
@@ -454,6 +457,12 @@ def test_500_flows_html_and_unicode_names_and_a_2000_atom_flow_in_the_browser(
                 )
                 ARTIFACTS.mkdir(exist_ok=True)
                 page.screenshot(path=str(ARTIFACTS / "monitor-many-flows.png"))
+                page.click("#older")
+                page.wait_for_selector("#flows tbody tr:first-child a:text-is('bulk-400')")
+                assert page.evaluate("document.querySelectorAll('#flows tbody tr').length") == 100
+                assert page.is_visible("#newer") and "before=" in page.url
+                page.click("#newer")
+                page.wait_for_selector("#flows tbody tr:first-child a:text-is('long')")
                 page.click("#flows a:text('long')")
                 # The click starts a navigation: until the flow page's script runs, its name is undefined.
                 cy = "(typeof flowkitMonitor !== 'undefined' && flowkitMonitor.current.cy)"
