@@ -252,6 +252,24 @@ def test_the_stream_of_an_unknown_flow_is_404_not_a_poll_forever(monitor: Monito
     assert "no-such-uuid" in json.load(refused.value)["error"]
 
 
+def test_the_stream_of_a_flow_deleted_while_watched_ends_saying_so(monitor: Monitor) -> None:
+    with backends.backend(monitor.connection) as backend:
+        engine = engines.load_from_factory(make_shop, store={"amount": 5}, backend=backend)
+        uuid = engine.storage.flow_uuid
+    lines: list[str] = []
+    deadline = time.monotonic() + 10
+    with urllib.request.urlopen(f"{monitor.url}/api/flows/{uuid}/stream", timeout=10) as stream:
+        for raw in stream:
+            lines.append(raw.decode().rstrip("\n"))
+            if lines[-1].startswith("data: ") and len(lines) == 1:
+                # A flow not run yet is watched until it changes: delete it instead.
+                with backends.backend(monitor.connection) as backend, backend.get_connection() as conn:
+                    conn.clear_all()
+            assert time.monotonic() < deadline, f"the stream went on: {lines[:5]}"
+    assert json.loads(lines[0][len("data: ") :])["state"] == "PENDING"
+    assert "event: gone" in lines and f"flow {uuid} is no longer in the backend" in "\n".join(lines)
+
+
 def test_monitor_refuses_requests_without_the_token(tmp_path: Path) -> None:
     proc, url = _start_monitor(f"sqlite:///{tmp_path}/t.db", FLOWKIT_MONITOR_TOKEN="t0ken")
     base = f"{url}/api/flows"
