@@ -150,10 +150,12 @@ def create_app(
 
     async def api_stream(request: Request) -> Response:
         uuid = request.path_params["uuid"]
+        unread: str | None = None
         try:
             first: Any = await in_thread(reader.states, uuid)
-        except exc.StorageFailure:
-            first = _UNREAD  # the stream says so, and goes on once the database answers
+        except exc.StorageFailure as err:
+            # The stream says so, and goes on once the database answers.
+            first, unread = _UNREAD, _one_line(err)
         if first is None:
             # 404 before any byte: an EventSource gives up instead of reconnecting.
             return JSONResponse({"error": f"no flow {uuid}"}, status_code=404)
@@ -161,6 +163,8 @@ def create_app(
         async def events() -> AsyncIterator[str]:
             last: Any = None
             snapshot = first
+            if unread is not None:
+                yield _event("unavailable", {"error": unread})
             while True:
                 if snapshot is None:  # deleted while watched: nothing more will come
                     yield _event("gone", {"error": f"flow {uuid} is no longer in the backend"})
