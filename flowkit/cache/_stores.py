@@ -35,7 +35,10 @@ Clock = Callable[[], float]
 
 @dataclass(frozen=True, slots=True)
 class CacheStats:
-    """What a store holds and how it has been used by this process."""
+    """What a store holds and how it has been used by this process.
+
+    ``url`` names the store with any password masked (``user:***@host``), as errors do.
+    """
 
     url: str
     entries: int
@@ -106,11 +109,18 @@ class CacheStore(abc.ABC):
         raise NotImplementedError(f"{type(self).__name__} cannot remove an entry")
 
     def stats(self) -> CacheStats:
-        """Entries held now (expired ones not counted) and this process's hits, misses, writes."""
+        """Entries held now (expired ones not counted) and this process's hits, misses, writes.
+
+        The URL is given with its password masked: stats are printed and logged.
+        """
         with self._count_lock:
             counts = dict(self._counts)
         return CacheStats(
-            self.url, self._entries(self.clock()), counts["hits"], counts["misses"], counts["writes"]
+            mask_url(self.url),
+            self._entries(self.clock()),
+            counts["hits"],
+            counts["misses"],
+            counts["writes"],
         )
 
     @abc.abstractmethod

@@ -260,15 +260,39 @@ def list_flows(backend: Any) -> list[FlowRef]:
     return [FlowRef(book, flow) for book in books for flow in book]
 
 
-def find_flow(backend: Any, ref: str) -> FlowRef:
+#: At most this many other uuids are named when a flow name matches several flows.
+_OTHERS_NAMED = 3
+
+
+def find_flow(backend: Any, ref: str, prog: str = "flowkit") -> FlowRef:
     """The flow detail whose uuid is ``ref`` or, failing that, the newest named ``ref``.
+
+    Names are not unique (each run of a flow records one more under the same
+    name). When several match, the newest is taken as before, but a one-line
+    note on stderr says so, how many others match and which uuids to give
+    instead: taken in silence, an operator could read, explain or resume
+    another run than the one meant. Standard output is left alone, so that
+    ``--json`` stays parsable.
 
     Raises:
         CliError: no flow detail has that uuid or name.
     """
-    found = [f for f in list_flows(backend) if f.flow.uuid == ref]
+    flows = list_flows(backend)
+    found = [f for f in flows if f.flow.uuid == ref]
     if not found:
-        found = [f for f in list_flows(backend) if f.flow.name == ref]
+        found = [f for f in flows if f.flow.name == ref]
     if not found:
         raise CliError(f"no flow with uuid or name '{ref}' in this backend")
-    return found[-1]
+    chosen = found[-1]
+    if len(found) > 1:
+        others = [f.flow.uuid for f in reversed(found[:-1])]
+        shown = ", ".join(others[:_OTHERS_NAMED])
+        if len(others) > _OTHERS_NAMED:
+            shown += f" and {len(others) - _OTHERS_NAMED} more ('flowkit flows list' shows them)"
+        print(
+            f"{prog}: note: {len(found)} flows are named '{ref}'; this is the newest, {chosen.flow.uuid}; "
+            f"{len(others)} other{'s' if len(others) > 1 else ''}: {shown}: give a uuid instead of the "
+            "name to choose one",
+            file=sys.stderr,
+        )
+    return chosen

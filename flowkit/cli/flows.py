@@ -8,7 +8,8 @@
     flowkit flows why FLOW ATOM --connection URL [--json]
 
 ``FLOW`` is a flow detail's uuid or a flow name (the newest flow of that
-name). The JSON documents' keys are listed in ``doc/cli.rst`` and stay stable.
+name; when others share it, a note on stderr names them). The JSON
+documents' keys are listed in ``doc/cli.rst`` and stay stable.
 """
 
 from __future__ import annotations
@@ -125,7 +126,7 @@ def _show(args: argparse.Namespace) -> int:
     from flowkit.report import ExecutionReport
 
     with open_backend(args.connection) as backend:
-        ref = find_flow(backend, args.flow)
+        ref = find_flow(backend, args.flow, "flowkit flows show")
     report = ExecutionReport.from_flow_detail(ref.flow)
     if args.json:
         data = report.to_dict()
@@ -187,16 +188,15 @@ def _resume(args: argparse.Namespace) -> int:
     from flowkit import exceptions as exc
     from flowkit.cli._plan import plan_resume
     from flowkit.cli.run import ENGINE_KEY, engine_error, run_engine
-    from flowkit.engines.helpers import _parse_engine as parse_engine
 
     with open_backend(args.connection) as backend:
-        ref = find_flow(backend, args.flow)
+        ref = find_flow(backend, args.flow, "flowkit flows resume")
         flow = _rebuild(ref)
         kind = args.engine or (ref.flow.meta or {}).get(ENGINE_KEY) or "serial"
         if args.dry_run:
             # The plan is that of the engine the resume would use (--engine, else the run's).
             try:
-                options = parse_engine(kind)[1]
+                options = engines.parse_engine(kind)[1]
             except (exc.UnknownEngine, exc.InvalidEngineOption) as err:
                 raise engine_error(kind, err) from err
             reverts_failed = any(d.state == states.REVERT_FAILURE for d in ref.flow)
@@ -221,7 +221,7 @@ def _why(args: argparse.Namespace) -> int:
     from flowkit.listeners.events import EventLog
 
     with open_backend(args.connection) as backend:
-        ref = find_flow(backend, args.flow)
+        ref = find_flow(backend, args.flow, "flowkit flows why")
     detail = next((d for d in ref.flow if d.name == args.atom), None)
     if detail is None:
         names = ", ".join(sorted(d.name for d in ref.flow)) or "none"

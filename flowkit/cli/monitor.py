@@ -3,6 +3,7 @@
 ::
 
     flowkit monitor --connection sqlite:///flows.db [--host 127.0.0.1] [--port 8765] [--token TOKEN]
+                    [--allow-factory NAME]...
 
 Binds to 127.0.0.1 unless told otherwise. With a token (``--token`` or the
 ``FLOWKIT_MONITOR_TOKEN`` environment variable, which keeps it out of process
@@ -56,6 +57,15 @@ def register(subparsers: Any) -> None:
         " the monitor answers only for localhost, 127.0.0.1 and ::1 (against DNS rebinding)",
     )
     parser.add_argument(
+        "--allow-factory",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="import and call this recorded flow factory to draw a flow's graph (a dotted name, or a"
+        " module prefix ending in '.'); repeatable, as for 'flowkit conductor'. Default: none; a flow"
+        " is drawn from its stored shape, or its atoms and the links its event log recorded",
+    )
+    parser.add_argument(
         "--poll",
         type=float,
         default=0.5,
@@ -76,7 +86,13 @@ def _serve(args: argparse.Namespace) -> int:
 
     token = args.token or os.environ.get(TOKEN_ENV) or None
     with open_backend(args.connection) as backend, _listen(args.host, args.port) as sock:
-        app = create_app(backend, token=token, poll_interval=args.poll, allowed_hosts=_hosts(sock, args))
+        app = create_app(
+            backend,
+            token=token,
+            poll_interval=args.poll,
+            allowed_hosts=_hosts(sock, args),
+            factories=args.allow_factory,
+        )
         if token is None and not _is_loopback(sock):
             print(
                 f"flowkit monitor: warning: serving {_url(sock)} without a token: anyone who can reach it"

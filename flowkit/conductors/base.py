@@ -23,6 +23,7 @@ from typing import Any
 
 from flowkit import engines, states
 from flowkit import exceptions as exc
+from flowkit._utils.factories import FactoryNames
 from flowkit._utils.flow_meta import STORE_KEY
 from flowkit.conductors import in_doubt
 from flowkit.conductors._fencing import FencedBackend, FlowDetailHeld
@@ -34,19 +35,6 @@ from flowkit.types import notifier
 from flowkit.types.entity import Entity
 
 __all__ = ["Conductor", "FlowDetailHeld"]
-
-
-def _factory_names(factories: Iterable[str] | None) -> tuple[frozenset[str], tuple[str, ...]] | None:
-    """``factories`` as (exact names, module prefixes), or None for "any"."""
-    if factories is None:
-        return None
-    if isinstance(factories, str):
-        raise TypeError(f"factories must be a list of names, not the string {factories!r}")
-    names = list(factories)
-    bad = [name for name in names if not isinstance(name, str) or not name]
-    if bad:
-        raise TypeError(f"factories must hold non-empty strings, not {bad!r}")
-    return frozenset(n for n in names if not n.endswith(".")), tuple(n for n in names if n.endswith("."))
 
 
 class Conductor(ABC):
@@ -87,7 +75,7 @@ class Conductor(ABC):
         factories: Iterable[str] | None = None,
     ) -> None:
         self._name = name
-        self._factories = _factory_names(factories)
+        self._factories = None if factories is None else FactoryNames(factories)
         self._jobboard = jobboard
         self._persistence = persistence
         self._engine = engine
@@ -206,13 +194,11 @@ class Conductor(ABC):
         name = recorded_factory(flow_detail)
         if name is None:
             return  # nothing will be called; loading says the detail records no factory
-        exact, prefixes = self._factories
-        if name in exact or name.startswith(prefixes):
+        if self._factories.allows(name):
             return
         raise ImportError(
             f"flow detail '{flow_detail.name}' {flow_detail.uuid} names flow factory '{name}', which"
-            f" conductor '{self._name}' may not call: it is given factories="
-            f"{sorted([*exact, *prefixes])}"
+            f" conductor '{self._name}' may not call: it is given factories={self._factories.listed()}"
         )
 
     def _listeners_from_job(self, job: Job, engine: Any) -> list[Any]:

@@ -16,6 +16,7 @@ from flowkit.engines.helpers import (
     load,
     load_from_detail,
     load_from_factory,
+    parse_engine,
     run,
     save_factory_details,
 )
@@ -28,6 +29,7 @@ __all__ = [
     "load",
     "load_from_detail",
     "load_from_factory",
+    "parse_engine",
     "run",
     "save_factory_details",
 ]

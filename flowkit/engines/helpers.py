@@ -24,6 +24,7 @@ __all__ = [
     "load",
     "load_from_detail",
     "load_from_factory",
+    "parse_engine",
     "run",
     "save_factory_details",
 ]
@@ -72,7 +73,18 @@ def _engine_class(kind: str, namespace: str = ENTRY_POINT_GROUP) -> type[Engine]
     return engine_class  # type: ignore[no-any-return]
 
 
-def _parse_engine(engine: str) -> tuple[str, dict[str, Any]]:
+def parse_engine(engine: str) -> tuple[str, dict[str, Any]]:
+    """The engine kind and options an engine name or URI stands for, as :func:`load` reads it.
+
+    ``"parallel://?max_workers=4"`` is ``("parallel", {"max_workers": 4})``; a
+    bare name has no options. Public so that a tool can tell what a URI given
+    by a user means (``flowkit flows resume --dry-run`` plans with its
+    ``never_resolve``) without building an engine. The kind is not looked up
+    here: an unknown one is an error of :func:`load`.
+
+    Raises:
+        InvalidEngineOption: a ``concurrency_limits`` value that is not ``key:n`` pairs.
+    """
     if "://" not in engine:
         return engine.lower(), {}
     from urllib.parse import parse_qsl, urlsplit  # only engine URIs need it (start-up time)
@@ -187,7 +199,7 @@ def _load(
     new_meta: Mapping[str, Any] | None,
 ) -> Engine:
     """:func:`load`; ``new_meta`` goes into the flow detail made for the run (with a factory's record)."""
-    kind, uri_options = _parse_engine(engine)
+    kind, uri_options = parse_engine(engine)
     merged = {**uri_options, **options}
     cls = _engine_class(kind, namespace)
     unsaved_book = None

@@ -6,13 +6,15 @@ page with its graph coloured by atom state and updated live (server-sent
 events), its report, event log and failures. The JSON API (``doc/monitor.rst``):
 
 ``GET /api/flows``
-    every flow (``?state=FAILURE`` filters), as ``flowkit flows list --json``.
+    every flow (``?state=FAILURE``, ``?name=TEXT`` filter), as ``flowkit flows list --json``;
+    ``?limit=N&before=UUID`` (or ``after=``) pages it, ``Link`` naming the pages around.
 ``GET /api/flows/{uuid}``
     one flow's execution report, as ``flowkit flows show --json``.
 ``GET /api/flows/{uuid}/graph``
     its graph with node positions.
 ``GET /api/flows/{uuid}/stream``
-    server-sent events: ``{"state", "atoms": {name: state}}`` at each change.
+    server-sent events: ``{"state", "atoms": {name: state}}`` at each change,
+    then ``event: end`` once the flow is finished; ``404`` for an unknown uuid.
 
 It only reads. With a token, every request must carry
 ``Authorization: Bearer TOKEN`` (a browser may open ``/?token=TOKEN`` once:

@@ -5,11 +5,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
+from flowkit._utils.factories import FactoryNames
 from flowkit.monitor._layout import GraphShape, column, layout, shape_of
 
-__all__ = ["GRAPH_KEY", "Reader"]
+__all__ = ["GRAPH_KEY", "FlowPage", "Reader", "UnknownCursor"]
 
 LOG = logging.getLogger(__name__)
 
@@ -18,11 +21,34 @@ LOG = logging.getLogger(__name__)
 GRAPH_KEY = "graph"
 
 
+class UnknownCursor(LookupError):
+    """A page asked for before or after a flow that is not in the backend."""
+
+
+@dataclass(frozen=True, slots=True)
+class FlowPage:
+    """One page of the flow list.
+
+    Attributes:
+        rows: the flows' summaries, oldest first.
+        older: the uuid to list ``before`` for the next older page, or None (none older).
+        newer: the uuid to list ``after`` for the next newer page, or None (none newer).
+        total: how many flows the filters keep, on every page.
+    """
+
+    rows: list[dict[str, Any]]
+    older: str | None
+    newer: str | None
+    total: int
+
+
 class Reader:
     """Reads flows from one backend for the monitor (thread-safe: calls run in threads)."""
 
-    def __init__(self, connection: str | Any) -> None:
+    def __init__(self, connection: str | Any, factories: Iterable[str] = ()) -> None:
         from flowkit.persistence import backends
+
+        self._factories = FactoryNames(factories)
 
         self._owned = isinstance(connection, str)
         self._backend = (
@@ -47,14 +73,67 @@ class Reader:
             except exc.NotFound:
                 return None
 
-    def flows(self) -> list[dict[str, Any]]:
-        """Every flow, as ``flowkit flows list --json`` prints it, newest last."""
-        from flowkit.report import flow_summary
-
+    def _refs(self) -> list[tuple[Any, Any]]:
+        """Every (logbook, flow detail), oldest logbook first."""
         with contextlib.closing(self._backend.get_connection()) as conn:
             books = list(conn.get_logbooks())
         books.sort(key=lambda b: (b.created_at is None, b.created_at))
-        return [flow_summary(book, flow) for book in books for flow in book]
+        return [(book, flow) for book in books for flow in book]
+
+    def page(
+        self,
+        limit: int | None = None,
+        before: str | None = None,
+        after: str | None = None,
+        state: str | None = None,
+        name: str | None = None,
+    ) -> FlowPage:
+        """The flows in ``state`` whose name holds ``name``, ``limit`` at a time, oldest first.
+
+        Without a cursor, the newest ``limit``; with ``before`` (a flow's
+        uuid), the newest ``limit`` older than it; with ``after``, the oldest
+        ``limit`` newer than it (topped up with older ones when fewer are
+        newer, so a page is full whenever there are enough flows). Cursors are
+        flows, not offsets: new flows arriving do not shift an older page, and
+        a cursor flow whose state changed since (out of the filter now) still
+        marks its place. Only the page's flows are summarised.
+
+        Raises:
+            UnknownCursor: ``before`` or ``after`` is no flow's uuid (the message names it).
+        """
+        from flowkit.report import flow_summary
+
+        refs = self._refs()
+        wanted = state.upper() if state else None
+        kept = [
+            index
+            for index, (_book, flow) in enumerate(refs)
+            if (wanted is None or (flow.state or "PENDING") == wanted) and (not name or name in flow.name)
+        ]
+        start, end = 0, len(kept)
+        if limit is not None:
+            cursor = before if before is not None else after
+            if cursor is None:
+                start = max(0, end - limit)
+            else:
+                at = next((i for i, (_book, flow) in enumerate(refs) if flow.uuid == cursor), None)
+                if at is None:
+                    which = "before" if before is not None else "after"
+                    raise UnknownCursor(f"{which}={cursor!r} is no flow's uuid in this backend")
+                if before is not None:
+                    end = sum(1 for index in kept if index < at)
+                    start = max(0, end - limit)
+                else:
+                    start = sum(1 for index in kept if index <= at)
+                    end = min(len(kept), start + limit)
+                    start = max(0, min(start, end - limit))
+        chosen = [refs[index] for index in kept[start:end]]
+        return FlowPage(
+            rows=[flow_summary(book, flow) for book, flow in chosen],
+            older=chosen[0][1].uuid if chosen and start > 0 else None,
+            newer=chosen[-1][1].uuid if chosen and end < len(kept) else None,
+            total=len(kept),
+        )
 
     def report(self, uuid: str) -> dict[str, Any] | None:
         """One flow's execution report (``to_dict()``, with ``event_tree``), or None if none has ``uuid``."""
@@ -70,11 +149,14 @@ class Reader:
         return data
 
     def states(self, uuid: str) -> dict[str, Any] | None:
-        """The flow's state and each atom's: what the live view recolours by."""
+        """The flow's state and each atom's: what the live view recolours by.
+
+        A flow not run yet has no state recorded: ``PENDING``, as the list and the report say.
+        """
         flow = self._flow(uuid)
         if flow is None:
             return None
-        return {"state": flow.state, "atoms": {d.name: d.state or "PENDING" for d in flow}}
+        return {"state": flow.state or "PENDING", "atoms": {d.name: d.state or "PENDING" for d in flow}}
 
     def graph(self, uuid: str) -> dict[str, Any] | None:
         """The flow's graph with node positions (cached: a flow's shape does not change)."""
@@ -84,23 +166,63 @@ class Reader:
         flow = self._flow(uuid)
         if flow is None:
             return None
-        shape, known = self._shape(flow)
+        shape, known, source = self._shape(flow)
         drawn = (layout(shape) if known else column(shape)).to_dict(shape)
+        drawn["drawn_from"] = source
         with self._lock:
             self._graphs[uuid] = drawn
         return drawn
 
-    @staticmethod
-    def _shape(flow: Any) -> tuple[GraphShape, bool]:
-        """The flow's shape, and whether it is known (False: its atoms and no edges)."""
+    def _shape(self, flow: Any) -> tuple[GraphShape, bool, str]:
+        """The flow's shape, whether it is known (False: atoms and no edges), and where it came from.
+
+        In order: the shape ``flowkit run`` stored; the flow rebuilt by its
+        recorded factory, only if that factory is in ``factories`` (the name is
+        checked before anything is imported: whoever can write a flow detail
+        can write any name there, and the monitor must not become a way to run
+        code); else the atoms, linked as the event log recorded each one made
+        ready by others.
+        """
         stored = (flow.meta or {}).get(GRAPH_KEY)
         if isinstance(stored, dict):
-            return GraphShape.from_dict(stored), True
+            return GraphShape.from_dict(stored), True, "stored"
         from flowkit import engines
+        from flowkit.engines.helpers import recorded_factory
 
-        try:
-            return shape_of(engines.flow_from_detail(flow)), True
-        except Exception:  # no factory, or its code is not importable here
-            LOG.debug("cannot rebuild flow %s; drawing its atoms in a column", flow.uuid, exc_info=True)
-        # Without the flow's shape, its atoms in a column and no edges (none is known).
-        return GraphShape(tuple({"id": d.name, "kind": "task", "flow": flow.name} for d in flow), ()), False
+        name = recorded_factory(flow)
+        if name is not None and self._factories.allows(name):
+            try:
+                return shape_of(engines.flow_from_detail(flow)), True, "factory"
+            except Exception:  # its code is not importable here, or it failed
+                LOG.debug("cannot rebuild flow %s with %s", flow.uuid, name, exc_info=True)
+        shape = _recorded_shape(flow)
+        return shape, bool(shape.edges), "events" if shape.edges else "atoms"
+
+
+def _recorded_shape(flow: Any) -> GraphShape:
+    """The flow's atoms, in its order, with the links its event log recorded.
+
+    An atom started because others completed (cause ``ready``, naming them):
+    each of those is drawn as an edge to it. Only what ran is known, so an atom
+    not reached has no edge; nothing is imported or called.
+    """
+    from flowkit.listeners.events import CauseKind, EventLog
+    from flowkit.persistence.models import RetryDetail
+
+    nodes = tuple(
+        {"id": d.name, "kind": "retry" if isinstance(d, RetryDetail) else "task", "flow": flow.name}
+        for d in flow
+    )
+    names = {n["id"] for n in nodes}
+    edges: dict[tuple[str, str], None] = {}
+    try:
+        events = list(EventLog.from_flow_detail(flow))
+    except Exception:  # a log it cannot read: the atoms alone
+        LOG.debug("cannot read the event log of flow %s", flow.uuid, exc_info=True)
+        events = []
+    for event in events:
+        if event.name in names and event.cause.kind == CauseKind.READY:
+            for source in event.cause.atoms:
+                if source in names and source != event.name:
+                    edges[(source, event.name)] = None
+    return GraphShape(nodes, tuple((u, v, None) for u, v in edges))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hmac
 import json
 import logging
@@ -11,6 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from flowkit import states
 from flowkit.monitor import _data
 
 __all__ = ["LOOPBACK_HOSTS", "create_app", "host_name"]
@@ -34,6 +36,7 @@ def create_app(
     token: str | None = None,
     poll_interval: float = 0.5,
     allowed_hosts: Iterable[str] | None = None,
+    factories: Iterable[str] = (),
 ) -> Any:
     """Build the monitor for the backend at ``connection`` (a URL or a backend).
 
@@ -47,9 +50,19 @@ def create_app(
             its own name to 127.0.0.1 (DNS rebinding) from reading a monitor
             that listens on loopback without a token. ``flowkit monitor`` sets
             it to the loopback names when it binds a loopback address.
+        factories: the recorded flow factories the monitor may import and
+            call to draw a flow's graph, as dotted names or module prefixes
+            ending in a dot (as a conductor's ``factories=``). None by
+            default: anyone who can write a flow detail can name any function
+            there, so a flow is drawn from what is stored (the shape
+            ``flowkit run`` keeps, else its atoms and the links its event log
+            recorded) unless its factory is listed.
 
     Returns:
         A Starlette application.
+
+    Raises:
+        TypeError: ``factories`` is a single string or holds something else than strings.
     """
     _starlette()
     from starlette.applications import Starlette
@@ -60,7 +73,7 @@ def create_app(
 
     from flowkit import exceptions as exc
 
-    reader = _data.Reader(connection)
+    reader = _data.Reader(connection, factories)
     outage = _Outage()
 
     async def in_thread(fn: Callable[..., Any], *args: Any) -> Any:
@@ -83,20 +96,45 @@ def create_app(
     async def flow_page(request: Request) -> Response:
         return _with_cookie(FileResponse(STATIC / "flow.html"), request)
 
-    async def api_flows(request: Request) -> Response:
-        from flowkit import states
+    def bad_request(message: str) -> Response:
+        """``400`` with the one-line ``{"error"}`` every refusal of the API carries."""
+        return JSONResponse({"error": message}, status_code=400)
 
-        state = request.query_params.get("state")
+    async def api_flows(request: Request) -> Response:
+        params = request.query_params
+        state = params.get("state") or None
         if state and state.upper() not in states.FLOW_STATES:
             # As `flows list --state`: a misspelt state (FAILED) listed nothing, as if none had failed.
             known = ", ".join(sorted(states.FLOW_STATES))
-            return JSONResponse(
-                {"error": f"state '{state}' is no flow state; use one of {known}"}, status_code=400
+            return bad_request(f"state '{state}' is no flow state; use one of {known}")
+        before, after = params.get("before") or None, params.get("after") or None
+        if before and after:
+            return bad_request("give before= or after=, not both")
+        limit: int | None = None
+        if "limit" in params or before or after:
+            text = params.get("limit") or str(DEFAULT_PAGE)
+            try:
+                limit = int(text)
+            except ValueError:
+                limit = 0
+            if not 1 <= limit <= MAX_PAGE:
+                return bad_request(f"limit={text!r} must be a whole number from 1 to {MAX_PAGE}")
+        try:
+            page = await in_thread(
+                functools.partial(reader.page, limit, before, after, state, params.get("name") or None)
             )
-        rows = await in_thread(reader.flows)
-        if state:
-            rows = [r for r in rows if r["state"] == state.upper()]
-        return JSONResponse(rows)
+        except _data.UnknownCursor as err:
+            return bad_request(str(err))
+        headers = {"X-Total-Count": str(page.total)}
+        links = []
+        for cursor, uuid, rel in (("before", page.older, "next"), ("after", page.newer, "prev")):
+            if uuid is not None:
+                target = request.url.remove_query_params(["before", "after", "limit"])
+                target = target.include_query_params(limit=limit, **{cursor: uuid})
+                links.append(f'<{target.path}?{target.query}>; rel="{rel}"')
+        if links:
+            headers["Link"] = ", ".join(links)
+        return JSONResponse(page.rows, headers=headers)
 
     async def api_flow(request: Request) -> Response:
         found = await in_thread(reader.report, request.path_params["uuid"])
@@ -112,24 +150,44 @@ def create_app(
 
     async def api_stream(request: Request) -> Response:
         uuid = request.path_params["uuid"]
+        unread: str | None = None
+        try:
+            first: Any = await in_thread(reader.states, uuid)
+        except exc.StorageFailure as err:
+            # The stream says so, and goes on once the database answers.
+            first, unread = _UNREAD, _one_line(err)
+        if first is None:
+            # 404 before any byte: an EventSource gives up instead of reconnecting.
+            return JSONResponse({"error": f"no flow {uuid}"}, status_code=404)
 
         async def events() -> AsyncIterator[str]:
             last: Any = None
-            while not await request.is_disconnected():
+            snapshot = first
+            if unread is not None:
+                yield _event("unavailable", {"error": unread})
+            while True:
+                if snapshot is None:  # deleted while watched: nothing more will come
+                    yield _event("gone", {"error": f"flow {uuid} is no longer in the backend"})
+                    return
+                if snapshot is not _UNREAD:
+                    if snapshot != last:
+                        last = snapshot
+                        yield f"data: {json.dumps(snapshot)}\n\n"
+                    else:
+                        yield ": still here\n\n"  # lets a closed connection be noticed
+                    if snapshot["state"] in ENDED:
+                        # A finished flow does not change: end rather than poll for nobody.
+                        yield _event("end", {"state": snapshot["state"]})
+                        return
+                await asyncio.sleep(poll_interval)
+                if await request.is_disconnected():
+                    return
                 try:
                     snapshot = await in_thread(reader.states, uuid)
                 except exc.StorageFailure as err:
                     # Named, so a page's onmessage (which reads snapshots) is not handed it.
-                    yield f"event: unavailable\ndata: {json.dumps({'error': _one_line(err)})}\n\n"
-                    last = None  # the first snapshot once the database is back is sent
-                    await asyncio.sleep(poll_interval)
-                    continue
-                if snapshot != last:
-                    last = snapshot
-                    yield f"data: {json.dumps(snapshot)}\n\n"
-                else:
-                    yield ": still here\n\n"  # lets a closed connection be noticed
-                await asyncio.sleep(poll_interval)
+                    yield _event("unavailable", {"error": _one_line(err)})
+                    last, snapshot = None, _UNREAD  # the first snapshot once it is back is sent
 
         return StreamingResponse(
             events(), media_type="text/event-stream", headers={"Cache-Control": "no-store"}
@@ -211,6 +269,21 @@ class _HostGate:
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+#: Flows per page of ``/api/flows`` when a cursor is given without ``limit=``, and the most one may ask.
+DEFAULT_PAGE, MAX_PAGE = 100, 1000
+
+
+#: The flow states after which a flow's stream ends: nothing changes them but a resume.
+ENDED = frozenset({states.SUCCESS, states.FAILURE, states.REVERTED})
+#: A stream's snapshot while the database does not answer.
+_UNREAD = object()
+
+
+def _event(name: str, data: dict[str, Any]) -> str:
+    """A named server-sent event (a page's ``onmessage``, which reads snapshots, is not handed it)."""
+    return f"event: {name}\ndata: {json.dumps(data)}\n\n"
 
 
 def _one_line(err: BaseException) -> str:

@@ -422,3 +422,16 @@ def test_two_processes_opening_a_postgresql_cache_without_its_table_both_open_it
         store.close()
     finally:
         other.dispose()
+
+
+def test_stats_name_the_store_with_its_password_masked(postgresql_db_url: str) -> None:
+    # What stats() hands out ends up printed and logged: the password must not be in it.
+    with_password = postgresql_db_url.replace("://flowkit@", "://flowkit:s3cret@")
+    assert "s3cret" in with_password
+    for url in ("memory://user:s3cret@stats-mask", with_password):
+        store = open_store(url)
+        try:
+            stats = store.stats()
+        finally:
+            store.close()
+        assert "s3cret" not in stats.url and ":***@" in stats.url, stats.url

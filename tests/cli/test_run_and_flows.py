@@ -353,3 +353,28 @@ def test_flows_show_aligns_the_states_of_atoms_with_wide_names(postgresql_db_url
 
     starts = [cells(line[: line.index("SUCCESS")]) for line in shown.stdout.splitlines()[1:]]
     assert len(starts) == 3 and len(set(starts)) == 1, shown.stdout
+
+
+def test_a_name_shared_by_several_flows_says_which_it_took_and_how_to_choose(tmp_path: Path) -> None:
+    # It took the newest in silence: an operator looking at "shop" could be reading another run.
+    connection = f"sqlite:///{tmp_path}/flows.db"
+    assert _run_shop(5, connection) == 0
+    assert _run_shop(500, connection) == 1
+    assert _run_shop(6, connection) == 0
+    older, middle, newest = (f["uuid"] for f in flowkit_json("flows", "list", "--connection", connection))
+    for command in (("flows", "show", "shop"), ("flows", "why", "shop", "charge")):
+        done = flowkit_cmd(*command, "--json", "--connection", connection)
+        assert done.returncode == 0, done.stderr
+        json.loads(done.stdout)  # the note stays off standard output
+        note = done.stderr.strip()
+        assert "\n" not in note and note.startswith(f"flowkit {' '.join(command[:2])}: note: ")
+        assert f"3 flows are named 'shop'; this is the newest, {newest}" in note
+        assert f"2 others: {middle}, {older}" in note and "give a uuid" in note
+    assert flowkit_json("flows", "show", "shop", "--connection", connection)["uuid"] == newest
+    # A uuid, or a name only one flow has, leaves nothing to say.
+    by_uuid = flowkit_cmd("flows", "show", older, "--json", "--connection", connection)
+    assert by_uuid.returncode == 0 and by_uuid.stderr == ""
+    alone = f"sqlite:///{tmp_path}/alone.db"
+    assert _run_shop(5, alone) == 0
+    only = flowkit_cmd("flows", "show", "shop", "--connection", alone)
+    assert only.returncode == 0 and only.stderr == ""

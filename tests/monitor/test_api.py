@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import warnings
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +14,9 @@ import pytest
 from flowkit import engines
 from flowkit.listeners.events import EventLogListener
 from flowkit.monitor import create_app
-from flowkit.persistence import backends
+from flowkit.persistence import backends, models
 from tests.cli._flows import CardDeclined, make_shop
+from tests.monitor import _factories
 
 with warnings.catch_warnings():
     # Starlette's test client now prefers another HTTP client than httpx; httpx still works.
@@ -114,3 +116,109 @@ def test_with_a_token_requests_without_it_get_401(flows: tuple[str, str, str]) -
         # A browser opens /?token=... once; the cookie carries it afterwards.
         assert client.get("/", params={"token": "s3cret"}).status_code == 200
         assert client.get("/api/flows").status_code == 200
+
+
+def test_the_graph_is_drawn_without_calling_a_factory_that_is_not_allowed(tmp_path: Path) -> None:
+    # It imported and called whatever factory a flow detail named: any writer of the database
+    # could make the monitor run any function it can import.
+    url = f"sqlite:///{tmp_path}/fan.db"
+    uuid = _factories.run_fan(url)
+    _factories.CALLS.clear()
+    with TestClient(create_app(url)) as client:
+        graph = client.get(f"/api/flows/{uuid}/graph").json()
+    assert _factories.CALLS == []
+    assert graph["drawn_from"] == "events"
+    assert [n["id"] for n in graph["nodes"]] == ["a", "b", "c", "d"]
+    # The links the event log recorded: each atom after those that made it ready.
+    edges = {(u, v) for u, v, _ in graph["edges"]}
+    assert {("a", "b"), ("a", "c")} <= edges and edges & {("b", "d"), ("c", "d")}
+    y = {n["id"]: n["y"] for n in graph["nodes"]}
+    assert y["a"] < y["b"] == y["c"] < y["d"]
+
+
+def test_an_allowed_factory_is_called_to_draw_the_graph(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/fan.db"
+    uuid = _factories.run_fan(url)
+    _factories.CALLS.clear()
+    for allowed in (["tests.monitor._factories.make_fan"], ["tests.monitor."]):
+        with TestClient(create_app(url, factories=allowed)) as client:
+            graph = client.get(f"/api/flows/{uuid}/graph").json()
+        assert graph["drawn_from"] == "factory"
+        assert {("b", "d"), ("c", "d")} <= {(u, v) for u, v, _ in graph["edges"]}
+    assert _factories.CALLS == ["make_fan", "make_fan"]
+    # A name not listed is not called, nor one a listed name without its final dot starts.
+    with TestClient(create_app(url, factories=["tests.monitor._factories.other", "tests.mon"])) as client:
+        assert client.get(f"/api/flows/{uuid}/graph").json()["drawn_from"] == "events"
+    assert len(_factories.CALLS) == 2
+    with pytest.raises(TypeError, match="not the string"):
+        create_app(url, factories="tests.monitor.")  # type: ignore[arg-type]
+
+
+def _many_flows(url: str, count: int) -> list[str]:
+    """``count`` flows, one logbook each, a second apart: their uuids, oldest first.
+
+    Written as records (nothing run): the list reads only the details.
+    """
+    uuids = []
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    with backends.backend(url) as backend, contextlib.closing(backend.get_connection()) as conn:
+        for i in range(count):
+            book = models.LogBook(f"book-{i}")
+            book.created_at = start + timedelta(seconds=i)
+            flow = models.FlowDetail(f"flow-{i}", uuid=f"flow-uuid-{i:05d}")
+            flow.state = "SUCCESS" if i % 3 else "FAILURE"
+            book.add(flow)
+            conn.save_logbook(book)
+            uuids.append(flow.uuid)
+    return uuids
+
+
+def _next(response: Any, rel: str) -> str | None:
+    """The URL of the ``rel`` link of a response's ``Link`` header, or None."""
+    for part in response.headers.get("link", "").split(","):
+        target, _, params = part.partition(";")
+        if params.strip() == f'rel="{rel}"':
+            return target.strip().strip("<>")
+    return None
+
+
+def test_the_list_comes_in_pages_that_walk_every_flow_once(tmp_path: Path) -> None:
+    # It had no paging: every flow in every answer, re-read by each open list page every 2 s.
+    url = f"sqlite:///{tmp_path}/many.db"
+    uuids = _many_flows(url, 1_500)
+    with TestClient(create_app(url)) as client:
+        first = client.get("/api/flows", params={"limit": 100})
+        assert first.status_code == 200
+        assert [f["uuid"] for f in first.json()] == uuids[-100:]  # the newest, oldest first as ever
+        assert first.headers["x-total-count"] == "1500" and _next(first, "prev") is None
+        # Older pages, by the Link header, down to the oldest flow: each flow once.
+        seen: list[str] = []
+        page: str | None = "/api/flows?limit=100"
+        pages = 0
+        while page is not None:
+            response = client.get(page)
+            seen[:0] = [f["uuid"] for f in response.json()]
+            page, pages = _next(response, "next"), pages + 1
+        assert seen == uuids and pages == 15
+        # And back: the page after a flow holds the ones newer than it.
+        newer = client.get("/api/flows", params={"limit": 10, "after": uuids[1000]})
+        assert [f["uuid"] for f in newer.json()] == uuids[1001:1011]
+        assert _next(newer, "prev") is not None and _next(newer, "next") is not None
+        # Filters apply before paging, and the cursor keeps its place though filtered out.
+        failed = client.get("/api/flows", params={"limit": 5, "state": "failure", "before": uuids[301]})
+        assert [f["uuid"] for f in failed.json()] == [uuids[i] for i in (288, 291, 294, 297, 300)]
+        assert failed.headers["x-total-count"] == "500"
+        assert "state=failure" in (_next(failed, "next") or "")
+        named = client.get("/api/flows", params={"limit": 3, "name": "flow-24"})
+        assert [f["name"] for f in named.json()] == ["flow-247", "flow-248", "flow-249"]
+        # Without limit= the API answers as before: every flow.
+        assert len(client.get("/api/flows").json()) == 1_500
+        for params, words in (
+            ({"limit": 0}, "limit='0'"),
+            ({"limit": "ten"}, "limit='ten'"),
+            ({"limit": 5_000}, "from 1 to 1000"),
+            ({"before": "nobody"}, "before='nobody' is no flow"),
+            ({"before": uuids[1], "after": uuids[2]}, "not both"),
+        ):
+            refused = client.get("/api/flows", params=params)
+            assert refused.status_code == 400 and words in refused.json()["error"], params

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import select
 import subprocess
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -17,8 +18,11 @@ from pathlib import Path
 
 import pytest
 
+from flowkit import engines
 from flowkit.cli.monitor import LISTENING_PREFIX
+from flowkit.persistence import backends
 from tests import services
+from tests.cli._flows import make_shop
 from tests.cli.conftest import FLOWKIT, SOURCE_ROOT, command_env, flowkit_cmd
 from tests.conftest import wait_until
 
@@ -210,6 +214,62 @@ def test_the_stream_sends_each_change_of_state(monitor: Monitor, tmp_path: Path)
     assert any(s["atoms"].get("two") == "RUNNING" for s in seen)  # type: ignore[attr-defined]
 
 
+def _read_stream(url: str, within: float = 10) -> tuple[list[str], bool]:
+    """The stream's lines, and whether it ended by itself within ``within`` seconds.
+
+    The server writes a line at each poll (0.1 s here), so the deadline is
+    checked often even while nothing changes.
+    """
+    lines: list[str] = []
+    deadline = time.monotonic() + within
+    with urllib.request.urlopen(url, timeout=within) as stream:
+        for raw in stream:
+            lines.append(raw.decode().rstrip("\n"))
+            if time.monotonic() > deadline:
+                return lines, False
+    return lines, True
+
+
+def test_the_stream_of_a_finished_flow_ends_after_its_last_state(monitor: Monitor) -> None:
+    # It polled the database forever, per open connection, for a flow that would not change.
+    done = flowkit_cmd(
+        "run", "tests.cli._flows:make_shop", "--store", "amount=5", "--connection", monitor.connection,
+        "--report", "none",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    uuid = _get_json(monitor.url + "/api/flows")[0]["uuid"]  # type: ignore[index]
+    lines, ended = _read_stream(f"{monitor.url}/api/flows/{uuid}/stream")
+    assert ended, f"the stream of a finished flow went on: {lines[:5]}"
+    data = [json.loads(line[len("data: ") :]) for line in lines if line.startswith("data: ")]
+    assert data[0]["state"] == "SUCCESS" and data[-1] == {"state": "SUCCESS"}
+    assert lines.count("event: end") == 1
+
+
+def test_the_stream_of_an_unknown_flow_is_404_not_a_poll_forever(monitor: Monitor) -> None:
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(f"{monitor.url}/api/flows/no-such-uuid/stream", timeout=10)
+    assert refused.value.code == 404
+    assert "no-such-uuid" in json.load(refused.value)["error"]
+
+
+def test_the_stream_of_a_flow_deleted_while_watched_ends_saying_so(monitor: Monitor) -> None:
+    with backends.backend(monitor.connection) as backend:
+        engine = engines.load_from_factory(make_shop, store={"amount": 5}, backend=backend)
+        uuid = engine.storage.flow_uuid
+    lines: list[str] = []
+    deadline = time.monotonic() + 10
+    with urllib.request.urlopen(f"{monitor.url}/api/flows/{uuid}/stream", timeout=10) as stream:
+        for raw in stream:
+            lines.append(raw.decode().rstrip("\n"))
+            if lines[-1].startswith("data: ") and len(lines) == 1:
+                # A flow not run yet is watched until it changes: delete it instead.
+                with backends.backend(monitor.connection) as backend, backend.get_connection() as conn:
+                    conn.clear_all()
+            assert time.monotonic() < deadline, f"the stream went on: {lines[:5]}"
+    assert json.loads(lines[0][len("data: ") :])["state"] == "PENDING"
+    assert "event: gone" in lines and f"flow {uuid} is no longer in the backend" in "\n".join(lines)
+
+
 def test_monitor_refuses_requests_without_the_token(tmp_path: Path) -> None:
     proc, url = _start_monitor(f"sqlite:///{tmp_path}/t.db", FLOWKIT_MONITOR_TOKEN="t0ken")
     base = f"{url}/api/flows"
@@ -256,8 +316,9 @@ def test_a_database_that_goes_away_is_named_on_the_pages_which_recover_when_it_i
     sync_api = services.require_module("playwright.sync_api", "playwright")
     # A password in the URL (trust auth ignores it): every message must mask it.
     connection = postgresql_db_url.replace("flowkit@", "flowkit:s3cret@")
-    done = flowkit_cmd("run", "tests.cli._flows:make_shop", "--store", "amount=5", "--connection", connection)
-    assert done.returncode == 0, done.stderr
+    # A flow not run yet: a finished flow's stream ends, and its page reads nothing more.
+    with backends.backend(connection) as backend:
+        engines.load_from_factory(make_shop, store={"amount": 5}, backend=backend)
     proc, base = _start_monitor(connection, "--poll", "0.1")
     try:
         with sync_api.sync_playwright() as playwright:
@@ -268,7 +329,7 @@ def test_a_database_that_goes_away_is_named_on_the_pages_which_recover_when_it_i
                 listing.wait_for_selector("#flows a:text('shop')", timeout=60_000)
                 flow = browser.new_page(viewport={"width": 1280, "height": 800})
                 flow.goto(base + listing.get_attribute("#flows a", "href"))
-                flow.wait_for_selector("body[data-flow-state='SUCCESS']", timeout=60_000)
+                flow.wait_for_selector("body[data-flow-state='PENDING']", timeout=60_000)
                 postgresql_server.stop()
                 try:
                     status, body = _status_code(base + "/api/flows")
@@ -402,7 +463,10 @@ def test_500_flows_html_and_unicode_names_and_a_2000_atom_flow_in_the_browser(
                 dialogs: list[str] = []
                 page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
                 page.goto(base + "/")
-                page.wait_for_function("() => document.querySelectorAll('#flows tbody tr').length === 501")
+                # A page of 100, newest first; the 401 others are a click away.
+                page.wait_for_function("() => document.querySelectorAll('#flows tbody tr').length === 100")
+                assert page.inner_text("#page-info") == "100 of 501 flows"
+                assert page.is_hidden("#newer") and page.is_visible("#older")
                 # Names are text: nothing of theirs became an element, no script ran.
                 assert page.inner_text("#flows tbody tr:nth-child(2) a") == odd
                 assert (
@@ -411,6 +475,12 @@ def test_500_flows_html_and_unicode_names_and_a_2000_atom_flow_in_the_browser(
                 )
                 ARTIFACTS.mkdir(exist_ok=True)
                 page.screenshot(path=str(ARTIFACTS / "monitor-many-flows.png"))
+                page.click("#older")
+                page.wait_for_selector("#flows tbody tr:first-child a:text-is('bulk-400')")
+                assert page.evaluate("document.querySelectorAll('#flows tbody tr').length") == 100
+                assert page.is_visible("#newer") and "before=" in page.url
+                page.click("#newer")
+                page.wait_for_selector("#flows tbody tr:first-child a:text-is('long')")
                 page.click("#flows a:text('long')")
                 # The click starts a navigation: until the flow page's script runs, its name is undefined.
                 cy = "(typeof flowkitMonitor !== 'undefined' && flowkitMonitor.current.cy)"

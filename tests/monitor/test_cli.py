@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 import subprocess
@@ -10,6 +11,7 @@ from pathlib import Path
 
 from tests.cli.conftest import FLOWKIT, SOURCE_ROOT, command_env
 from tests.conftest import wait_until
+from tests.monitor._factories import run_fan
 
 
 def _start_monitor(
@@ -108,3 +110,21 @@ def test_serving_beyond_loopback_without_a_token_warns_once_on_stderr(tmp_path: 
         _, err = proc.communicate(timeout=30)
     warnings = [line for line in err.splitlines() if "without a token" in line]
     assert len(warnings) == 1 and "FLOWKIT_MONITOR_TOKEN" in warnings[0], err
+
+
+def test_allow_factory_lets_the_monitor_call_that_factory_only(tmp_path: Path) -> None:
+    uuid = run_fan(f"sqlite:///{tmp_path}/t.db")
+    for options, drawn_from in (
+        ((), "events"),
+        (("--allow-factory", "tests.monitor._factories."), "factory"),
+    ):
+        proc = _start_monitor(tmp_path, *options, stderr=subprocess.DEVNULL)
+        try:
+            assert proc.stdout is not None
+            url = proc.stdout.readline().strip().removeprefix("flowkit monitor on ")
+            with urllib.request.urlopen(f"{url}api/flows/{uuid}/graph", timeout=30) as response:
+                graph = json.load(response)
+            assert graph["drawn_from"] == drawn_from, options
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)

@@ -13,6 +13,10 @@ const flowkitMonitor = (() => {
     return node;
   }
   async function getJSON(url) {
+    return (await fetchJSON(url)).data;
+  }
+  // The JSON answer and its headers (the flow list's paging links are in "Link").
+  async function fetchJSON(url) {
     let response;
     try {
       response = await fetch(url, {credentials: "same-origin"});
@@ -25,7 +29,16 @@ const flowkitMonitor = (() => {
       try { detail = (await response.json()).error || ""; } catch (err) { detail = ""; }
       throw new Error(detail || url + ": " + response.status);
     }
-    return response.json();
+    return {data: await response.json(), headers: response.headers};
+  }
+  // rel -> the query string of that link of a "Link" header ("next": older flows, "prev": newer).
+  function links(header) {
+    const found = {};
+    for (const part of (header || "").split(",")) {
+      const match = part.match(/<[^>?]*\?([^>]*)>\s*;\s*rel="(\w+)"/);
+      if (match) found[match[2]] = match[1];
+    }
+    return found;
   }
   // The banner under the header: why what is shown may be stale; hidden when all is well.
   function showStatus(text) {
@@ -42,16 +55,39 @@ const flowkitMonitor = (() => {
   }
 
   // -- the list of flows ------------------------------------------------------
+  // One page of PAGE flows at a time, newest first. The page's place is in the
+  // address (?before=UUID or ?after=UUID, with the filters), so reloading or
+  // coming back from a flow shows the same page; the first page follows new flows.
+  const PAGE = 100;
   async function listPage() {
     const stateFilter = document.getElementById("state-filter");
     const nameFilter = document.getElementById("name-filter");
+    const here = new URLSearchParams(location.search);
+    stateFilter.value = here.get("state") || "";
+    nameFilter.value = here.get("name") || "";
+    let cursor = ["before", "after"].filter(k => here.get(k)).map(k => [k, here.get(k)])[0] || null;
+    function address(extra) {
+      const query = new URLSearchParams();
+      if (stateFilter.value) query.set("state", stateFilter.value);
+      if (nameFilter.value) query.set("name", nameFilter.value);
+      for (const [k, v] of extra) query.set(k, v);
+      return query;
+    }
+    function pageLink(id, query) {
+      const link = document.getElementById(id);
+      link.hidden = !query;
+      if (!query) return;
+      const target = new URLSearchParams(query);
+      target.delete("limit");
+      link.href = "/?" + target.toString();
+    }
     async function refresh() {
-      const query = stateFilter.value ? "?state=" + encodeURIComponent(stateFilter.value) : "";
-      const flows = await getJSON("/api/flows" + query);
+      const query = address(cursor ? [cursor] : []);
+      query.set("limit", PAGE);
+      const {data: flows, headers} = await fetchJSON("/api/flows?" + query.toString());
       const body = document.querySelector("#flows tbody");
       body.replaceChildren();
       for (const flow of flows.reverse()) {
-        if (nameFilter.value && !flow.name.includes(nameFilter.value)) continue;
         const row = el("tr", {"data-uuid": flow.uuid});
         const link = el("a", {href: "/flows/" + flow.uuid}, flow.name);
         row.append(el("td"), el("td"), el("td"), el("td"), el("td"));
@@ -64,14 +100,27 @@ const flowkitMonitor = (() => {
         row.children[4].textContent = flow.uuid;
         body.append(row);
       }
+      const pages = links(headers.get("Link"));
+      pageLink("older", pages.next);
+      pageLink("newer", pages.prev);
+      const total = Number(headers.get("X-Total-Count") || flows.length);
+      document.getElementById("page-info").textContent =
+        total > flows.length ? flows.length + " of " + total + " flows" : total + " flow" + (total === 1 ? "" : "s");
     }
     // A refresh that fails (the server restarting, a slow database) is retried
     // by the next one; it must not break the page.
     const safeRefresh = () => refresh().then(
       () => showStatus(""),
       (err) => showStatus("cannot list the flows (showing the last list read): " + err.message));
-    stateFilter.addEventListener("change", safeRefresh);
-    nameFilter.addEventListener("input", safeRefresh);
+    // A new filter starts again from the newest flows.
+    const refilter = () => {
+      cursor = null;
+      const query = address([]).toString();
+      history.replaceState(null, "", query ? "/?" + query : "/");
+      return safeRefresh();
+    };
+    stateFilter.addEventListener("change", refilter);
+    nameFilter.addEventListener("input", refilter);
     await safeRefresh();
     setInterval(safeRefresh, 2000);
   }
@@ -246,7 +295,23 @@ const flowkitMonitor = (() => {
     stream.addEventListener("unavailable", (message) => {
       showStatus("the database does not answer (showing the last state read): " + JSON.parse(message.data).error);
     });
-    stream.onerror = () => showStatus("lost the monitor's live stream; reconnecting");
+    // A finished flow's stream ends with "end": close it, or the browser would reconnect
+    // to be told the same again; a last read of the report has the final details.
+    stream.addEventListener("end", async () => {
+      stream.close();
+      try {
+        showReport(await getJSON("/api/flows/" + uuid));
+      } catch (err) {
+        console.warn("report refresh failed:", err);
+      }
+    });
+    stream.addEventListener("gone", (message) => {
+      stream.close();
+      showStatus(JSON.parse(message.data).error + " (showing the last state read)");
+    });
+    stream.onerror = () => showStatus(stream.readyState === EventSource.CLOSED
+      ? "the monitor's live stream was refused; reload the page to try again"
+      : "lost the monitor's live stream; reconnecting");
     stream.onmessage = async (message) => {
       const snapshot = JSON.parse(message.data);
       if (!snapshot) return;
