@@ -776,10 +776,15 @@ def own_redis() -> Iterator[Any]:
 
 def _frozen_cli_worker(server: Any, tmp_path: Path, *extra: str) -> tuple[subprocess.Popen[bytes], Path]:
     """A CLI worker serving ``server``, advertised, then ``server`` frozen (SIGSTOP)."""
+    return _frozen_worker(server, tmp_path, _cli(server.url, "--tasks", MODULE, *extra))
+
+
+def _frozen_worker(server: Any, tmp_path: Path, command: list[str]) -> tuple[subprocess.Popen[bytes], Path]:
+    """Worker ``command`` (Python CLI or Go binary) serving ``server``, advertised, then ``server`` frozen."""
     log = tmp_path / "worker.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            _cli(server.url, "--tasks", MODULE, "--worker-id", "frozen", "--heartbeat", "0.1", *extra),
+            [*command, "--worker-id", "frozen", "--heartbeat", "0.1"],
             cwd=REPO,
             env=_env(PYTHONUNBUFFERED="1"),
             stdin=subprocess.DEVNULL,
@@ -827,6 +832,19 @@ def test_cli_stops_at_once_on_a_second_signal_while_redis_is_frozen(own_redis: A
     proc.send_signal(signal.SIGINT)
     assert _exits_within(proc, log, 3.0) == 0, log.read_text()
     assert "stopping worker frozen now" in log.read_text()
+
+
+def test_go_worker_stops_at_once_on_a_second_signal_while_redis_is_frozen(
+    own_redis: Any, go_worker_binary: str, tmp_path: Path
+) -> None:
+    command = [go_worker_binary, "--redis", own_redis.url, "--topic", TOPIC, "--grace", "600"]
+    proc, log = _frozen_worker(own_redis, tmp_path, command)
+    proc.send_signal(signal.SIGTERM)
+    wait_until(lambda: "worker frozen got terminated: stopping" in log.read_text(), timeout=10)
+    proc.send_signal(signal.SIGINT)
+    # The Go client retries a command of a frozen server for ~18 s; "at once" must not wait for that.
+    assert _exits_within(proc, log, 2.0) == 0, log.read_text()
+    assert "worker frozen stopped at once" in log.read_text()
 
 
 # -- entries that once stopped the worker --------------------------------------------------------
