@@ -27,7 +27,6 @@ from flowkit.engines.worker_based.worker import Worker  # noqa: E402
 from flowkit.types.failure import Failure  # noqa: E402
 from tests.conftest import wait_until  # noqa: E402
 from tests.workers import worker_tasks  # noqa: E402
-from tests.workers.conftest import wait_stopped  # noqa: E402
 from tests.workers.fake_clock import FakeClock  # noqa: E402
 
 TOPIC = "tests"
@@ -759,21 +758,6 @@ def test_cli_stops_gracefully_on_sigterm(redis_flushed_url: str) -> None:
             proc.communicate()
 
 
-@pytest.fixture
-def own_redis() -> Iterator[Any]:
-    """A Redis server of this test alone, which it may freeze (SIGSTOP) without harming others."""
-    from tests import services
-
-    server = services.RedisServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        if server.pid is not None:
-            os.kill(server.pid, signal.SIGCONT)
-        server.close()
-
-
 def _frozen_cli_worker(server: Any, tmp_path: Path, *extra: str) -> tuple[subprocess.Popen[bytes], Path]:
     """A CLI worker serving ``server``, advertised, then ``server`` frozen (SIGSTOP)."""
     return _frozen_worker(server, tmp_path, _cli(server.url, "--tasks", MODULE, *extra))
@@ -798,8 +782,7 @@ def _frozen_worker(server: Any, tmp_path: Path, command: list[str]) -> tuple[sub
         assert proc.poll() is None, log.read_text()
     finally:
         client.close()
-    os.kill(server.pid, signal.SIGSTOP)
-    wait_stopped(server.pid)
+    server.freeze()
     return proc, log
 
 
