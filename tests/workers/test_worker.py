@@ -717,6 +717,34 @@ def test_cli_burst_serves_waiting_requests_and_exits_zero(redis_flushed_url: str
     assert [wire.final(i, timeout=0)["result"] for i in ids] == [0, 2, 4]
 
 
+@pytest.mark.parametrize("kind", ["python", "go"])
+def test_cli_reads_the_redis_url_from_a_file_given_as_at_path(
+    kind: str, redis_flushed_url: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    # The URL (and its password) stays out of the process list: only the file's path shows.
+    url_file = tmp_path / "redis-url"
+    url_file.write_text(redis_flushed_url + "\n")
+    wire = Wire(redis_flushed_url, secret=b"from-env")
+    if kind == "python":
+        task, arguments, expected = name_of("Add"), {"x": 2, "y": 3}, 5
+        command = [sys.executable, "-m", "flowkit", "worker", "--tasks", f"{MODULE}:Add"]
+    else:
+        task, arguments, expected = "flowkit_go_tasks.Echo", {"value": "from file"}, "from file"
+        command = [request.getfixturevalue("go_worker_binary")]
+    request_id = wire.send(task, arguments)
+    done = subprocess.run(
+        [*command, "--redis", f"@{url_file}", "--topic", TOPIC, "--burst", "--heartbeat", "0.1"],
+        cwd=REPO,
+        env=_env(FLOWKIT_WORKER_SECRET="from-env"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert wire.final(request_id, timeout=0)["result"] == expected
+
+
 def test_cli_refuses_an_unknown_task_module_with_status_2(redis_flushed_url: str) -> None:
     done = subprocess.run(
         _cli(redis_flushed_url, "--tasks", "no_such_module_xyz", "--burst"),
