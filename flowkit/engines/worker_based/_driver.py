@@ -44,6 +44,13 @@ and the last error, not that no worker offered it. The commands of one
 pipeline fail one by one: a request added beside a refused one is not added
 again.
 
+While the reader cannot reach Redis (each command bounded by the client's
+socket timeout, so a frozen server fails it rather than holding it), no
+request times out on its own: no worker could have answered. Past
+``outage_timeout`` the reader ends the run (``Completions.put_fatal``) naming
+the atoms whose requests were out or held; they stay ``RUNNING`` in storage,
+in doubt, for a resume, and close() sends nothing more to Redis.
+
 Every request reaches the completion queue exactly once: whoever moves it to
 DONE first (a terminal response, a timeout, a send that gave up) reports it,
 under one lock; responses that come later are ignored.
@@ -708,7 +715,8 @@ class RedisDriver(DispatchingDriver):
         self._lost = True
         with self._lock:
             requests = list(self._ledger.live.values())
-            requests.extend(request for request, _ in self._outgoing)
+            # dispatch appends without the lock; copy() takes the deque in one C call.
+            requests.extend(request for request, _ in self._outgoing.copy())
         settings = self._settings
         message = (
             f"the worker-based engine lost Redis at {mask_url(settings.url)}: unreachable for"
@@ -961,11 +969,12 @@ _NAMED = 10
 
 def _in_doubt(requests: Sequence[_Request]) -> str:
     """The atoms of ``requests``, by name (reverts marked), for the error that ends a run in doubt."""
-    names: list[str] = []
-    for request in requests:
-        name = f"'{request.node.name}'" + (" (revert)" if request.action == sch.REVERT else "")
-        if name not in names:
-            names.append(name)
+    names = list(
+        dict.fromkeys(
+            f"'{request.node.name}'" + (" (revert)" if request.action == sch.REVERT else "")
+            for request in requests
+        )
+    )
     if not names:
         return "no request out"
     shown = ", ".join(names[:_NAMED]) + (f" and {len(names) - _NAMED} more" if len(names) > _NAMED else "")
