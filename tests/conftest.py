@@ -77,6 +77,18 @@ def redis_flushed_url(redis_server: services.RedisServer) -> str:
     return redis_server.url
 
 
+@pytest.fixture
+def own_redis() -> Iterator[services.RedisServer]:
+    """A Redis server of this test alone, which it may freeze (``freeze()``) without harming others."""
+    server = services.RedisServer()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.thaw()
+        server.close()
+
+
 @pytest.fixture(scope="session")
 def postgresql_server() -> Iterator[services.PostgresServer]:
     """A throw-away PostgreSQL cluster, trust auth for superuser ``flowkit``."""

@@ -3,6 +3,12 @@ sorted set indexing the keys by write time, which bounds the size.
 
 Keys live under ``flowkit:cache:``; Redis expires entries itself. Every process
 talking to the server shares the cache.
+
+Every command waits at most :data:`SOCKET_TIMEOUT` seconds for its answer
+(``?socket_timeout=`` and ``?socket_connect_timeout=`` in the URL change it):
+a Redis that stops answering without closing its connections (a frozen
+server, a network that drops packets) fails the cache read or write with a
+``StorageFailure`` instead of holding the run for ever.
 """
 
 from __future__ import annotations
@@ -15,11 +21,13 @@ from flowkit import exceptions as exc
 from flowkit.cache._stores import CacheStore, Clock
 from flowkit.persistence.backends._urls import mask_url
 
-__all__ = ["PREFIX", "RedisStore"]
+__all__ = ["PREFIX", "SOCKET_TIMEOUT", "RedisStore"]
 
 PREFIX = "flowkit:cache:"
 _INDEX = PREFIX + "@index"
 _T = TypeVar("_T")
+#: Default seconds a command (and a connect) may wait for the server: the URL's query may say otherwise.
+SOCKET_TIMEOUT = 5.0
 
 
 class RedisStore(CacheStore):
@@ -41,9 +49,14 @@ class RedisStore(CacheStore):
             ) from err
         self.url = url
         self._errors: type[Exception] = redis.RedisError
-        self._client: Any = redis.Redis.from_url(url)
         try:
+            # Options in the URL's query (socket_timeout=...) win over these defaults.
+            self._client: Any = redis.Redis.from_url(
+                url, socket_timeout=SOCKET_TIMEOUT, socket_connect_timeout=SOCKET_TIMEOUT
+            )
             self._client.ping()
+        except (ValueError, TypeError) as err:
+            raise exc.StorageFailure(f"cache store {mask_url(url)}: bad option in the URL: {err}") from err
         except redis.RedisError as err:
             raise exc.StorageFailure(f"cannot reach cache store {mask_url(url)}: {err}") from err
 

@@ -399,7 +399,11 @@ def open_store(target: str | CacheStore, clock: Clock = time.time) -> CacheStore
         return SqlStore(f"{bare}?{rest}" if rest else bare, ttl, max_entries, clock)
     from flowkit.cache._redis import RedisStore
 
-    return RedisStore(bare, ttl, max_entries, clock)
+    # The rest of the query is the client's (socket_timeout=...), as for the SQL stores.
+    rest = "&".join(f"{k}={v}" for k, v in url.query.items())
+    redis_store = RedisStore(f"{bare}?{rest}" if rest else bare, ttl, max_entries, clock)
+    redis_store.url = bare
+    return redis_store
 
 
 def _check_same(target: str, store: MemoryStore, url: _Target) -> None:

@@ -25,6 +25,7 @@ from flowkit._utils.text import cells, pad
 __all__ = [
     "CLOSED_PIPE",
     "FAILED",
+    "FROM_FILE",
     "USAGE",
     "CliError",
     "FlowRef",
@@ -40,6 +41,7 @@ __all__ = [
     "parse_store",
     "positive",
     "stdout_closed",
+    "url_value",
     "utc_seconds",
 ]
 
@@ -78,15 +80,51 @@ def positive(kind: type[float] | type[int]) -> Callable[[str], float | int]:
     return parse
 
 
+#: What every URL option's help ends with: how to keep a password out of the process list.
+FROM_FILE = "; @PATH reads it from the file PATH"
+
+
+def url_value(text: str) -> str:
+    """An argparse ``type=`` for every option taking a URL: ``@PATH`` reads the URL from a file.
+
+    A URL on the command line, password and all, shows in ``ps`` to every user of
+    the machine; ``--connection @/run/secrets/db`` (or ``@<(printenv DB_URL)`` in
+    a shell) keeps it out. The file's text is taken whole, surrounding blank
+    space removed. No URL starts with ``@``, so nothing else changes meaning.
+
+    Raises:
+        argparse.ArgumentTypeError: the file cannot be read, is empty or holds
+            more than one line (the message names the file, never its text).
+    """
+    if not text.startswith("@"):
+        return text
+    path = text[1:]
+    if not path:
+        raise argparse.ArgumentTypeError("'@' must be followed by the path of a file holding the URL")
+    try:
+        with open(path, encoding="utf-8") as stream:
+            value = stream.read().strip()
+    except (OSError, UnicodeDecodeError) as err:
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+        raise argparse.ArgumentTypeError(f"cannot read the URL from file {path!r}: {reason}") from None
+    if not value:
+        raise argparse.ArgumentTypeError(f"the URL file {path!r} is empty")
+    if "\n" in value or "\r" in value:
+        raise argparse.ArgumentTypeError(f"the URL file {path!r} holds more than one line")
+    return value
+
+
 def add_connection(parser: argparse.ArgumentParser, default: str | None = None) -> None:
     """Add ``--connection URL`` (required unless there is a default)."""
     parser.add_argument(
         "--connection",
         required=default is None,
         default=default,
+        type=url_value,
         metavar="URL",
         help="the persistence backend, for example sqlite:///flows.db or postgresql://user:pw@host/db"
-        + (f" (default: {default})" if default else ""),
+        + (f" (default: {default})" if default else "")
+        + FROM_FILE,
     )
 
 

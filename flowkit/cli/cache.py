@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from flowkit.cli._common import FAILED, USAGE, CliError, guarded, one_line
+from flowkit.cli._common import FAILED, FROM_FILE, USAGE, CliError, guarded, one_line, url_value
 
 __all__ = ["register"]
 
@@ -41,8 +41,10 @@ def register(subparsers: Any) -> None:
         parser.add_argument(
             "--cache",
             required=True,
+            type=url_value,
             metavar="URL",
-            help="the cache store: memory://, dir:///path, sqlite:///path, postgresql://..., redis://...",
+            help="the cache store: memory://, dir:///path, sqlite:///path, postgresql://..., redis://..."
+            + FROM_FILE,
         )
     stats.set_defaults(handler=guarded("flowkit cache stats", _stats))
     clear.set_defaults(handler=guarded("flowkit cache clear", _clear))

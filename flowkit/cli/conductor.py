@@ -23,7 +23,7 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
-from flowkit.cli._common import importable_cwd, one_line, positive
+from flowkit.cli._common import FROM_FILE, importable_cwd, one_line, positive, url_value
 
 if TYPE_CHECKING:
     from types import FrameType
@@ -41,13 +41,15 @@ def board_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--board",
         required=True,
+        type=url_value,
         metavar="URL",
-        help="jobboard URL: redis://host:6379/0 or zookeeper://host:2181/path",
+        help="jobboard URL: redis://host:6379/0 or zookeeper://host:2181/path" + FROM_FILE,
     )
     parser.add_argument(
         "--connection",
+        type=url_value,
         metavar="URL",
-        help="persistence backend URL of the jobs' flow details",
+        help="persistence backend URL of the jobs' flow details" + FROM_FILE,
     )
     parser.add_argument(
         "--board-name", default="flowkit", metavar="NAME", help="the board's name (default: flowkit)"
@@ -98,7 +100,12 @@ def register(subparsers: Any) -> None:
         default="blocking",
         help="conductor kind",
     )
-    parser.add_argument("--engine", default="serial", help="engine to run flows with (default: serial)")
+    parser.add_argument(
+        "--engine",
+        default="serial",
+        type=url_value,
+        help="engine kind or URI to run flows with (default: serial)" + FROM_FILE,
+    )
     parser.add_argument(
         "--max-simultaneous-jobs", type=positive(int), metavar="N", help="jobs at once (nonblocking only)"
     )

@@ -24,7 +24,7 @@ import sys
 import traceback
 from typing import Any
 
-from flowkit.cli._common import FAILED, CliError, one_line
+from flowkit.cli._common import FAILED, FROM_FILE, CliError, one_line, url_value
 
 __all__ = ["register"]
 
@@ -61,15 +61,18 @@ def register(subparsers: Any) -> None:
         "--from",
         dest="source",
         required=True,
+        type=url_value,
         metavar="URL",
-        help="the TaskFlow database, as TaskFlow's 'connection' option names it",
+        help="the TaskFlow database, as TaskFlow's 'connection' option names it" + FROM_FILE,
     )
     for parser in (upgrade, current, imports):
         parser.add_argument(
             "--connection",
             required=True,
+            type=url_value,
             metavar="URL",
-            help="the backend URL, for example sqlite:///flows.db or postgresql://user:pw@host/db",
+            help="the backend URL, for example sqlite:///flows.db or postgresql://user:pw@host/db"
+            + FROM_FILE,
         )
     upgrade.set_defaults(handler=_upgrade)
     current.set_defaults(handler=_current)

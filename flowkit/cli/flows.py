@@ -19,6 +19,7 @@ import json
 from typing import Any
 
 from flowkit.cli._common import (
+    FROM_FILE,
     CliError,
     add_connection,
     columns,
@@ -26,6 +27,7 @@ from flowkit.cli._common import (
     guarded,
     list_flows,
     open_backend,
+    url_value,
     utc_seconds,
 )
 
@@ -60,7 +62,9 @@ def register(subparsers: Any) -> None:
     resume.add_argument("flow", metavar="FLOW", help="flow detail uuid or flow name")
     resume.add_argument("--dry-run", action="store_true", help="print what resuming would do; run nothing")
     resume.add_argument(
-        "--engine", help="engine kind or URI (default: the one the run used); --dry-run plans with it"
+        "--engine",
+        type=url_value,
+        help="engine kind or URI (default: the one the run used); --dry-run plans with it" + FROM_FILE,
     )
     add_run_options(resume)
     resume.set_defaults(handler=guarded("flowkit flows resume", _resume), prog_name="flowkit flows resume")

@@ -28,6 +28,7 @@ from typing import Any
 
 from flowkit.cli._common import (
     FAILED,
+    FROM_FILE,
     USAGE,
     CliError,
     add_connection,
@@ -36,6 +37,7 @@ from flowkit.cli._common import (
     importable_cwd,
     one_line,
     parse_store,
+    url_value,
 )
 
 __all__ = ["flow_at", "register", "run_engine", "spec_flow"]
@@ -68,7 +70,9 @@ def register(subparsers: Any) -> None:
         metavar="KEY=VALUE",
         help="a value the flow can read (VALUE is JSON when it parses, else text); repeatable",
     )
-    parser.add_argument("--engine", default="serial", help="engine kind or URI (default: serial)")
+    parser.add_argument(
+        "--engine", default="serial", type=url_value, help="engine kind or URI (default: serial)" + FROM_FILE
+    )
     add_connection(parser, default="memory://")
     add_run_options(parser)
     parser.set_defaults(handler=guarded("flowkit run", _run), prog_name="flowkit run")

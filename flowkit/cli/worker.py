@@ -24,7 +24,7 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
-from flowkit.cli._common import one_line, positive
+from flowkit.cli._common import FROM_FILE, one_line, positive, url_value
 
 if TYPE_CHECKING:
     from types import FrameType
@@ -52,7 +52,13 @@ def register(subparsers: Any) -> None:
         description="Run a worker that executes the given tasks for worker-based engines. "
         "The signing secret, if any, is read from FLOWKIT_WORKER_SECRET.",
     )
-    parser.add_argument("--redis", required=True, metavar="URL", help="Redis URL, e.g. redis://host:6379/0")
+    parser.add_argument(
+        "--redis",
+        required=True,
+        type=url_value,
+        metavar="URL",
+        help="Redis URL, e.g. redis://host:6379/0" + FROM_FILE,
+    )
     parser.add_argument("--topic", required=True, help="the topic whose requests to serve")
     parser.add_argument(
         "--tasks",

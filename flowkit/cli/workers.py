@@ -21,7 +21,7 @@ import sys
 import time
 from typing import Any
 
-from flowkit.cli._common import columns, one_line
+from flowkit.cli._common import FROM_FILE, columns, one_line, url_value
 
 __all__ = ["register"]
 
@@ -33,7 +33,13 @@ def register(subparsers: Any) -> None:
         help="list the workers alive on a Redis, by topic",
         description="List the workers alive on a Redis (what worker-based engines send tasks to), by topic.",
     )
-    parser.add_argument("--redis", required=True, metavar="URL", help="Redis URL, e.g. redis://host:6379/0")
+    parser.add_argument(
+        "--redis",
+        required=True,
+        type=url_value,
+        metavar="URL",
+        help="Redis URL, e.g. redis://host:6379/0" + FROM_FILE,
+    )
     parser.add_argument(
         "--key-prefix",
         "--namespace",

@@ -208,7 +208,9 @@ func NewWorker(registry *Registry, opts Options) (*Worker, error) {
 func (w *Worker) ID() string { return w.id }
 
 // Stop asks the worker to stop reading, wait up to the grace period for
-// running requests and leave. A second call ends the grace period at once.
+// running requests and leave. A second call stops at once: the grace period
+// ends, the Redis commands under way are abandoned (a frozen Redis does not
+// hold the exit) and the advertisement is left to expire.
 // It does not wait; Run returns when the worker has stopped.
 func (w *Worker) Stop() {
 	if !w.beginStop() {
@@ -225,6 +227,16 @@ func (w *Worker) beginStop() bool {
 		first = true
 	})
 	return first
+}
+
+// isHurried reports whether a second stop asked to leave at once.
+func (w *Worker) isHurried() bool {
+	select {
+	case <-w.hurry:
+		return true
+	default:
+		return false
+	}
 }
 
 func (w *Worker) isStopping() bool {
@@ -262,6 +274,19 @@ func (w *Worker) Run(ctx context.Context) error {
 	w.started = true
 	w.mu.Unlock()
 	defer w.client.Close()
+	ran := make(chan struct{})
+	defer close(ran)
+	go func() {
+		select {
+		case <-w.hurry:
+			// A second stop means now. Closing the client ends the Redis commands under
+			// way at once (a frozen server would hold each for its read timeout, times
+			// go-redis's retries: 18 s and more) and fails those that follow without a
+			// try, so every loop below sees an error and leaves.
+			_ = w.client.Close()
+		case <-ran:
+		}
+	}()
 	if err := ensureGroup(ctx, w.client, w.stream); err != nil {
 		return fmt.Errorf("flowkit: cannot reach Redis at %s: %w", MaskURL(w.opts.RedisURL), err)
 	}
@@ -299,6 +324,11 @@ func (w *Worker) Run(ctx context.Context) error {
 	w.giveUpMu.Unlock()
 	w.out.close()
 	<-writerDone
+	if w.isHurried() {
+		w.logf(slog.LevelInfo, "worker %s stopped at once; its advertisement expires within %s",
+			w.id, 3*w.opts.Heartbeat)
+		return nil
+	}
 	cleanup, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	pipe := w.client.Pipeline()

@@ -137,13 +137,13 @@ func (w *Worker) transact(items []outItem) error {
 		w.giveUpMu.Lock()
 		giveUpAt := w.giveUpAt
 		w.giveUpMu.Unlock()
-		if !giveUpAt.IsZero() && w.opts.Clock.Now().After(giveUpAt) {
+		if w.isHurried() || !giveUpAt.IsZero() && w.opts.Clock.Now().After(giveUpAt) {
 			w.logf(slog.LevelError, "worker %s gives up sending %d message(s): %v", w.id, len(items), err)
 			return nil
 		}
 		delay := retry.next()
 		w.logf(slog.LevelWarn, "worker %s: Redis error while answering (retrying in %.1fs): %v", w.id, delay.Seconds(), err)
-		sleep(w.opts.Clock, delay, nil)
+		sleep(w.opts.Clock, delay, w.hurry)
 	}
 }
 

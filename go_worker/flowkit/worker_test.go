@@ -19,6 +19,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -60,30 +61,39 @@ func needRedis(t *testing.T) string {
 }
 
 func startRedis() (string, error) {
+	url, cmd, err := launchRedis()
+	if cmd != nil {
+		redisProc = cmd
+	}
+	return url, err
+}
+
+// launchRedis starts a redis-server on a free port and waits for it to answer;
+// the process is returned (when it started) for the caller to kill.
+func launchRedis() (string, *exec.Cmd, error) {
 	binary, err := exec.LookPath("redis-server")
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	listener, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	port := listener.Addr().(*net.TCPAddr).Port
 	listener.Close()
 	cmd := exec.Command(binary, "--port", fmt.Sprint(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
 	if err := cmd.Start(); err != nil {
-		return "", err
+		return "", nil, err
 	}
-	redisProc = cmd
 	url := fmt.Sprintf("redis://127.0.0.1:%d/0", port)
 	client := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", port), Protocol: 2, DisableIdentity: true})
 	defer client.Close()
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		if client.Ping(context.Background()).Err() == nil {
-			return url, nil
+			return url, cmd, nil
 		}
 	}
-	return "", errors.New("redis-server did not answer within 10s")
+	return "", cmd, errors.New("redis-server did not answer within 10s")
 }
 
 // syncBuffer collects the worker's log.
@@ -1302,5 +1312,93 @@ func TestAnEventNotifiedAfterTheTaskReturnedIsLoggedAndDropped(t *testing.T) {
 	h.eventually("the request acknowledged", h.settled)
 	if got := h.answered(request.ID); !reflect.DeepEqual(events(got), []string{"running", "success"}) {
 		t.Fatalf("events = %v", events(got))
+	}
+}
+
+// ownRedis starts a redis-server for one test, which it may freeze (SIGSTOP)
+// without harming the others; it is woken and killed when the test ends.
+func ownRedis(t *testing.T) (string, *os.Process) {
+	t.Helper()
+	needRedis(t) // skips (or fails under CI) the same way without redis-server
+	url, cmd, err := launchRedis()
+	if cmd != nil {
+		t.Cleanup(func() {
+			_ = cmd.Process.Signal(syscall.SIGCONT)
+			_ = cmd.Process.Kill()
+			_, _ = cmd.Process.Wait()
+		})
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return url, cmd.Process
+}
+
+// freeze stops process p (SIGSTOP) and waits until the kernel says it is stopped.
+func freeze(t *testing.T, p *os.Process) {
+	t.Helper()
+	if err := p.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.Pid))
+		if err != nil {
+			t.Skipf("cannot tell whether redis-server is stopped: %v", err)
+		}
+		fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+		if len(fields) > 0 && (fields[0] == "T" || fields[0] == "t") {
+			return
+		}
+	}
+	t.Fatal("redis-server did not stop within 5s of SIGSTOP")
+}
+
+func TestASecondStopEndsRunPromptlyWhileRedisIsFrozen(t *testing.T) {
+	url, server := ownRedis(t)
+	log := &syncBuffer{}
+	worker, err := flowkit.NewWorker(testRegistry(), flowkit.Options{
+		RedisURL:  url,
+		Topic:     "frozen",
+		Heartbeat: 100 * time.Millisecond,
+		Grace:     10 * time.Minute,
+		Secret:    []byte("s"),
+		WorkerID:  "go-frozen",
+		Logger:    slog.New(slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- worker.Run(context.Background()) }()
+	opts, _ := redis.ParseURL(url)
+	opts.Protocol, opts.DisableIdentity = 2, true
+	client := redis.NewClient(opts)
+	defer client.Close()
+	hashKey := flowkit.DefaultNamespace + ":worker:go-frozen"
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if n, _ := client.Exists(context.Background(), hashKey).Result(); n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("worker not advertised within 10s; log:\n%s", log)
+		}
+	}
+	freeze(t, server)
+	worker.Stop() // graceful: stuck on the frozen Redis for as long as its commands retry
+	worker.Stop() // at once
+	stopped := time.Now()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+		if took := time.Since(stopped); took > 2*time.Second {
+			t.Fatalf("Run returned %s after the second stop, want < 2s; log:\n%s", took, log)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("Run still running 30s after the second stop; log:\n%s", log)
+	}
+	if !strings.Contains(log.String(), "stopped at once") {
+		t.Fatalf("the stop was not logged as immediate:\n%s", log)
 	}
 }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -240,6 +241,38 @@ def test_a_redis_store_whose_server_is_down_fails_naming_it_then_recovers(redis_
         assert store.get("a" * 64) is None  # the server keeps nothing across a restart here
         store.put("a" * 64, "3")
         assert store.get("a" * 64) == "3"
+    finally:
+        store.close()
+
+
+def test_a_frozen_redis_store_fails_within_the_urls_socket_timeout_then_recovers(own_redis: Any) -> None:
+    # A frozen server keeps its connections open and never answers: only a socket timeout ends the wait.
+    store = open_store(f"{own_redis.url}?ttl=60&socket_timeout=0.3")
+    try:
+        store.put("a" * 64, "1")
+        own_redis.freeze()
+        try:
+            for action, call in (
+                ("read an entry", lambda: store.get("a" * 64)),
+                ("write an entry", lambda: store.put("b" * 64, "2")),
+            ):
+                began = time.monotonic()
+                with pytest.raises(exceptions.StorageFailure, match=f"store redis://.*: cannot {action}"):
+                    call()
+                assert time.monotonic() - began < 2.0, f"{action} waited past the URL's socket_timeout"
+        finally:
+            own_redis.thaw()
+        assert store.get("a" * 64) == "1"
+    finally:
+        store.close()
+
+
+def test_a_redis_store_times_out_by_default(redis_flushed_url: str) -> None:
+    from flowkit.cache._redis import SOCKET_TIMEOUT
+
+    store: Any = open_store(redis_flushed_url)
+    try:  # not left to the client's own default, which is "for ever" in redis-py before 8
+        assert store._client.connection_pool.connection_kwargs["socket_timeout"] == SOCKET_TIMEOUT
     finally:
         store.close()
 

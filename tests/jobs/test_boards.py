@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -572,6 +573,23 @@ def test_unreachable_redis_board_names_the_masked_url() -> None:
         board.connect()
     message = str(failure.value)
     assert f"redis://:***@127.0.0.1:{port}/0" in message and "hunter2" not in message
+
+
+def test_a_frozen_redis_fails_a_board_call_within_its_socket_timeout(own_redis: services.RedisServer) -> None:
+    # A frozen server keeps the connection open and never answers: the board's
+    # socket timeout (10 s by default, 0.5 s here) bounds the wait, and the error names the board.
+    services.require_module("redis", "redis")
+    board = backends.fetch("b", {"board": "redis", "url": own_redis.url, "socket_timeout": 0.5})
+    board.connect()
+    try:
+        own_redis.freeze()
+        began = time.monotonic()
+        with pytest.raises(exc.JobFailure, match=f"{own_redis.url}: could not post job 'j'"):
+            board.post("j", details={})
+        assert time.monotonic() - began < 5.0
+    finally:
+        own_redis.thaw()
+        board.close()
 
 
 def test_unreachable_zookeeper_board_names_its_address() -> None:

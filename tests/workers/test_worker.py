@@ -27,7 +27,6 @@ from flowkit.engines.worker_based.worker import Worker  # noqa: E402
 from flowkit.types.failure import Failure  # noqa: E402
 from tests.conftest import wait_until  # noqa: E402
 from tests.workers import worker_tasks  # noqa: E402
-from tests.workers.conftest import wait_stopped  # noqa: E402
 from tests.workers.fake_clock import FakeClock  # noqa: E402
 
 TOPIC = "tests"
@@ -718,6 +717,34 @@ def test_cli_burst_serves_waiting_requests_and_exits_zero(redis_flushed_url: str
     assert [wire.final(i, timeout=0)["result"] for i in ids] == [0, 2, 4]
 
 
+@pytest.mark.parametrize("kind", ["python", "go"])
+def test_cli_reads_the_redis_url_from_a_file_given_as_at_path(
+    kind: str, redis_flushed_url: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    # The URL (and its password) stays out of the process list: only the file's path shows.
+    url_file = tmp_path / "redis-url"
+    url_file.write_text(redis_flushed_url + "\n")
+    wire = Wire(redis_flushed_url, secret=b"from-env")
+    if kind == "python":
+        task, arguments, expected = name_of("Add"), {"x": 2, "y": 3}, 5
+        command = [sys.executable, "-m", "flowkit", "worker", "--tasks", f"{MODULE}:Add"]
+    else:
+        task, arguments, expected = "flowkit_go_tasks.Echo", {"value": "from file"}, "from file"
+        command = [request.getfixturevalue("go_worker_binary")]
+    request_id = wire.send(task, arguments)
+    done = subprocess.run(
+        [*command, "--redis", f"@{url_file}", "--topic", TOPIC, "--burst", "--heartbeat", "0.1"],
+        cwd=REPO,
+        env=_env(FLOWKIT_WORKER_SECRET="from-env"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert wire.final(request_id, timeout=0)["result"] == expected
+
+
 def test_cli_refuses_an_unknown_task_module_with_status_2(redis_flushed_url: str) -> None:
     done = subprocess.run(
         _cli(redis_flushed_url, "--tasks", "no_such_module_xyz", "--burst"),
@@ -759,27 +786,17 @@ def test_cli_stops_gracefully_on_sigterm(redis_flushed_url: str) -> None:
             proc.communicate()
 
 
-@pytest.fixture
-def own_redis() -> Iterator[Any]:
-    """A Redis server of this test alone, which it may freeze (SIGSTOP) without harming others."""
-    from tests import services
-
-    server = services.RedisServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        if server.pid is not None:
-            os.kill(server.pid, signal.SIGCONT)
-        server.close()
-
-
 def _frozen_cli_worker(server: Any, tmp_path: Path, *extra: str) -> tuple[subprocess.Popen[bytes], Path]:
     """A CLI worker serving ``server``, advertised, then ``server`` frozen (SIGSTOP)."""
+    return _frozen_worker(server, tmp_path, _cli(server.url, "--tasks", MODULE, *extra))
+
+
+def _frozen_worker(server: Any, tmp_path: Path, command: list[str]) -> tuple[subprocess.Popen[bytes], Path]:
+    """Worker ``command`` (Python CLI or Go binary) serving ``server``, advertised, then ``server`` frozen."""
     log = tmp_path / "worker.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            _cli(server.url, "--tasks", MODULE, "--worker-id", "frozen", "--heartbeat", "0.1", *extra),
+            [*command, "--worker-id", "frozen", "--heartbeat", "0.1"],
             cwd=REPO,
             env=_env(PYTHONUNBUFFERED="1"),
             stdin=subprocess.DEVNULL,
@@ -793,8 +810,7 @@ def _frozen_cli_worker(server: Any, tmp_path: Path, *extra: str) -> tuple[subpro
         assert proc.poll() is None, log.read_text()
     finally:
         client.close()
-    os.kill(server.pid, signal.SIGSTOP)
-    wait_stopped(server.pid)
+    server.freeze()
     return proc, log
 
 
@@ -827,6 +843,19 @@ def test_cli_stops_at_once_on_a_second_signal_while_redis_is_frozen(own_redis: A
     proc.send_signal(signal.SIGINT)
     assert _exits_within(proc, log, 3.0) == 0, log.read_text()
     assert "stopping worker frozen now" in log.read_text()
+
+
+def test_go_worker_stops_at_once_on_a_second_signal_while_redis_is_frozen(
+    own_redis: Any, go_worker_binary: str, tmp_path: Path
+) -> None:
+    command = [go_worker_binary, "--redis", own_redis.url, "--topic", TOPIC, "--grace", "600"]
+    proc, log = _frozen_worker(own_redis, tmp_path, command)
+    proc.send_signal(signal.SIGTERM)
+    wait_until(lambda: "worker frozen got terminated: stopping" in log.read_text(), timeout=10)
+    proc.send_signal(signal.SIGINT)
+    # The Go client retries a command of a frozen server for ~18 s; "at once" must not wait for that.
+    assert _exits_within(proc, log, 2.0) == 0, log.read_text()
+    assert "worker frozen stopped at once" in log.read_text()
 
 
 # -- entries that once stopped the worker --------------------------------------------------------

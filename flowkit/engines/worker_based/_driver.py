@@ -44,6 +44,13 @@ and the last error, not that no worker offered it. The commands of one
 pipeline fail one by one: a request added beside a refused one is not added
 again.
 
+While the reader cannot reach Redis (each command bounded by the client's
+socket timeout, so a frozen server fails it rather than holding it), no
+request times out on its own: no worker could have answered. Past
+``outage_timeout`` the reader ends the run (``Completions.put_fatal``) naming
+the atoms whose requests were out or held; they stay ``RUNNING`` in storage,
+in doubt, for a resume, and close() sends nothing more to Redis.
+
 Every request reaches the completion queue exactly once: whoever moves it to
 DONE first (a terminal response, a timeout, a send that gave up) reports it,
 under one lock; responses that come later are ignored.
@@ -77,12 +84,12 @@ from flowkit.persistence.backends._urls import mask_url
 from flowkit.task import EVENT_UPDATE_PROGRESS
 from flowkit.types.failure import Failure
 
-__all__ = ["RedisDriver", "Settings"]
+__all__ = ["BLOCK_MS", "RedisDriver", "Settings"]
 
 LOG = logging.getLogger("flowkit.engines.worker_based.engine")
 
 #: Longest XREAD block (ms): bounds how late a timeout fires and how long close() waits.
-_BLOCK_MS = 100
+BLOCK_MS = 100
 #: Most replies taken by one XREAD.
 _READ_COUNT = 1000
 #: Seconds between two tidy-ups of the reply stream (expiry refreshed, read replies trimmed).
@@ -105,6 +112,8 @@ class Settings:
     max_bytes: int
     transition_timeout: float
     max_in_flight: int | None
+    #: Seconds Redis may stay unreachable before the run stops, its requests in doubt.
+    outage_timeout: float = 60.0
     #: What every deadline and timeout is read from (tests pass one they move).
     clock: Clock = SYSTEM
     #: Where a request's ``traceparent`` comes from (the engine's list, shared: a
@@ -277,24 +286,43 @@ class RedisDriver(DispatchingDriver):
         self._reply_key = ""
         self._last_id = b"0-0"
         self._redis_down_since: float | None = None
+        #: Set when Redis stayed unreachable past ``outage_timeout``: the run is over, close() sends nothing.
+        self._lost = False
 
     # -- life cycle -----------------------------------------------------------
 
     def open(self, runtime: Runtime) -> None:
         self._runtime = runtime
         self._reply_key = protocol.replies_key(self._settings.namespace, uuid.uuid4().hex)
-        # A stream exists only once it had an entry: add one, delete it, keep the empty stream.
-        pipe = self._client.pipeline(transaction=True)
-        pipe.xadd(self._reply_key, {"opened": b"1"})
-        pipe.pexpire(self._reply_key, _REPLY_TTL_MS)
-        first_id, _ = pipe.execute()
-        self._client.xdel(self._reply_key, first_id)
+        try:
+            # A stream exists only once it had an entry: add one, delete it, keep the empty stream.
+            pipe = self._client.pipeline(transaction=True)
+            pipe.xadd(self._reply_key, {"opened": b"1"})
+            pipe.pexpire(self._reply_key, _REPLY_TTL_MS)
+            first_id, _ = pipe.execute()
+            self._client.xdel(self._reply_key, first_id)
+        except _transport.errors() as err:
+            raise exc.ExecutionFailure(
+                f"the worker-based engine cannot open its reply stream {self._reply_key} on Redis at"
+                f" {mask_url(self._settings.url)}: {_error_text(err)}; no atom was started",
+                cause=err,
+            ) from err
         self._last_id = first_id
         self._reader = threading.Thread(target=self._read_loop, name="flowkit-replies", daemon=True)
         self._reader.start()
 
     def close(self) -> None:
         self._closing.set()
+        if self._lost:
+            # Every command would wait out its socket timeout: nothing is taken back. The
+            # reply stream expires on its own; a request a worker reads later is answered
+            # to nobody, and the resumed run sends its atom again.
+            if self._reader is not None:
+                self._reader.join()
+            with self._lock:
+                self._ledger.clear()
+            self._client.close()
+            return
         if self._reader is not None:
             # Wake the reader from its blocking read rather than wait out the block.
             with contextlib.suppress(*_transport.errors()):
@@ -640,13 +668,19 @@ class RedisDriver(DispatchingDriver):
         tick = min(0.25, self._settings.transition_timeout / 4)
         next_tick = next_touch = clock.monotonic()
         while not self._closing.is_set():
+            began = clock.monotonic()
             try:
-                reply = client.xread({key: self._last_id}, count=_READ_COUNT, block=_BLOCK_MS)
+                reply = client.xread({key: self._last_id}, count=_READ_COUNT, block=BLOCK_MS)
             except _transport.errors() as err:
+                # While Redis is unreachable no request times out on its own (no worker
+                # could have answered): the outage decides, and past outage_timeout the
+                # run stops with its requests in doubt.
                 if self._redis_down_since is None:
-                    self._redis_down_since = clock.monotonic()
+                    self._redis_down_since = began
                     LOG.warning("lost contact with Redis at %s: %s", mask_url(self._settings.url), err)
-                self._tick()
+                elif clock.monotonic() - self._redis_down_since >= self._settings.outage_timeout:
+                    self._give_up(err, clock.monotonic() - self._redis_down_since)
+                    return
                 self._closing.wait(backoff.next())
                 continue
             if self._redis_down_since is not None:
@@ -669,6 +703,29 @@ class RedisDriver(DispatchingDriver):
             if now >= next_touch:
                 next_touch = now + _TOUCH_EVERY
                 self._tidy()
+
+    def _give_up(self, error: Exception, down_for: float) -> None:
+        """End the run: Redis has been unreachable past ``outage_timeout`` (reader thread).
+
+        The engine thread raises the error from its wait. The atoms whose requests
+        were out or held stay ``RUNNING`` (``REVERTING``) in storage, in doubt, as
+        if the engine's process had died: whether a worker ran them cannot be told
+        without Redis, and a resume runs them again.
+        """
+        self._lost = True
+        with self._lock:
+            requests = list(self._ledger.live.values())
+            # dispatch appends without the lock; copy() takes the deque in one C call.
+            requests.extend(request for request, _ in self._outgoing.copy())
+        settings = self._settings
+        message = (
+            f"the worker-based engine lost Redis at {mask_url(settings.url)}: unreachable for"
+            f" {down_for:.1f} s (outage_timeout {settings.outage_timeout:g} s), last error"
+            f" {_error_text(error)}; the run stopped with {_in_doubt(requests)}: resume the flow"
+            " once Redis answers again to run them again"
+        )
+        LOG.error("%s", message)
+        self._done.put_fatal(exc.ExecutionFailure(message))
 
     def _on_reply(self, entry_id: Any, fields: Any) -> None:
         if _WAKE in fields and self._closing.is_set():
@@ -904,6 +961,24 @@ class RedisDriver(DispatchingDriver):
             pipe.execute()
         except _transport.errors() as err:
             LOG.debug("could not tidy reply stream %s: %s", self._reply_key, err)
+
+
+#: Most atoms named by an outage's error; the rest are counted.
+_NAMED = 10
+
+
+def _in_doubt(requests: Sequence[_Request]) -> str:
+    """The atoms of ``requests``, by name (reverts marked), for the error that ends a run in doubt."""
+    names = list(
+        dict.fromkeys(
+            f"'{request.node.name}'" + (" (revert)" if request.action == sch.REVERT else "")
+            for request in requests
+        )
+    )
+    if not names:
+        return "no request out"
+    shown = ", ".join(names[:_NAMED]) + (f" and {len(names) - _NAMED} more" if len(names) > _NAMED else "")
+    return f"atom(s) {shown} in doubt (left RUNNING or REVERTING in storage)"
 
 
 def _nobody(_topic: str) -> frozenset[str]:

@@ -155,7 +155,7 @@ def connect(
         "decode_responses": False,
         "retry": retry,
         "health_check_interval": HEALTH_CHECK_INTERVAL,
-        "socket_connect_timeout": CONNECT_TIMEOUT,
+        "socket_connect_timeout": min(CONNECT_TIMEOUT, socket_timeout or CONNECT_TIMEOUT),
         "socket_keepalive": True,
     }
     if socket_timeout is not None:

@@ -38,13 +38,17 @@ if TYPE_CHECKING:
     from flowkit.engines._timeouts import Timer
     from flowkit.engines.worker_based._clock import Clock
 
-__all__ = ["WorkerBasedActionEngine"]
+__all__ = ["OUTAGE_TIMEOUT", "SOCKET_TIMEOUT", "WorkerBasedActionEngine"]
 
 LOG = logging.getLogger(__name__)
 
 _KIND = "worker-based"
 #: ``transition_timeout=None``: a year, as good as for ever (a request carries a finite deadline).
 _NO_TIMEOUT = 365 * 24 * 3600.0
+#: Default ``socket_timeout``: seconds a Redis command may wait for its answer.
+SOCKET_TIMEOUT = 10.0
+#: Default ``outage_timeout``: seconds Redis may stay unreachable before a run stops, in doubt.
+OUTAGE_TIMEOUT = 60.0
 #: TaskFlow's options for its kombu transport, read as their nearest meaning here.
 _TASKFLOW = frozenset({"exchange", "transport", "transport_options", "worker_expiry"})
 
@@ -83,6 +87,20 @@ class WorkerBasedActionEngine(ActionEngine):
       60; None, as in TaskFlow, for no limit: a year).
     * ``retry_options``: ``{"attempts": 5, "backoff": 0.1}``, how Redis commands
       are retried on connection errors.
+    * ``socket_timeout``: seconds a Redis command may wait for its answer
+      (default 10; also the connect timeout when smaller than 5 s). A Redis
+      that stops answering without closing its connections (a frozen server,
+      a network that drops packets) costs a command this long, not for ever;
+      a timed-out command is not retried, the outage is. A
+      ``?socket_timeout=`` in the URL wins over this option.
+    * ``outage_timeout``: seconds Redis may stay unreachable during a run
+      (every read of the replies failing) before the run stops (default 60).
+      It stops with :class:`~flowkit.exceptions.ExecutionFailure` naming the
+      Redis URL (password masked) and the atoms whose requests were out; those
+      stay ``RUNNING`` (or ``REVERTING``) in storage, in doubt, and the flow's
+      state is ``FAILURE``: loading it again (``flow_detail=``) once Redis is
+      back resumes it and runs them again. While Redis is unreachable no
+      request times out on its own: the outage decides.
     * ``key_prefix``: prefix of the Redis keys (default ``"flowkit"``; on the
       memory transport, the ``exchange``); the workers' ``--key-prefix`` must
       match. (``engines.load(namespace=)`` is the entry-point group engines are
@@ -122,6 +140,8 @@ class WorkerBasedActionEngine(ActionEngine):
             "worker_wait",
             "max_in_flight",
             "clock",
+            "socket_timeout",
+            "outage_timeout",
         }
     )
 
@@ -146,6 +166,8 @@ class WorkerBasedActionEngine(ActionEngine):
             self._transition_timeout = _number(options, "transition_timeout", 60.0, positive=True)
         self._worker_expiry = _expiry(options.get("worker_expiry"))
         self._attempts, self._backoff = _retry_options(options.get("retry_options"))
+        self._socket_timeout = _number(options, "socket_timeout", SOCKET_TIMEOUT, positive=True)
+        self._outage_timeout = _number(options, "outage_timeout", OUTAGE_TIMEOUT, positive=True)
         exchange = options.get("exchange")
         if exchange is not None and (not isinstance(exchange, str) or not exchange):
             raise _bad("exchange", f"exchange must be a non-empty str, not {exchange!r}")
@@ -178,7 +200,7 @@ class WorkerBasedActionEngine(ActionEngine):
     def _make_driver(self) -> Driver:
         from flowkit.engines.worker_based import _transport
         from flowkit.engines.worker_based._directory import Directory
-        from flowkit.engines.worker_based._driver import RedisDriver, Settings
+        from flowkit.engines.worker_based._driver import BLOCK_MS, RedisDriver, Settings
         from flowkit.persistence.backends._urls import mask_url
 
         # Retries and loops' until tasks only decide: they run in the engine.
@@ -191,7 +213,13 @@ class WorkerBasedActionEngine(ActionEngine):
         pinned = _pinned_topics(tasks)
         if self._secret is None and not self._memory:  # in one process, nobody else can write
             _warn_unsigned(mask_url(self._url), self._namespace)
-        client = _transport.connect(self._url, attempts=self._attempts, backoff=self._backoff)
+        client = _transport.connect(
+            self._url,
+            attempts=self._attempts,
+            backoff=self._backoff,
+            # The reply reader's XREAD blocks up to BLOCK_MS on a server that answers.
+            socket_timeout=self._socket_timeout + BLOCK_MS / 1000,
+        )
         directory = Directory(
             self._topics,
             self._namespace,
@@ -221,6 +249,7 @@ class WorkerBasedActionEngine(ActionEngine):
             max_bytes=self._max_bytes,
             transition_timeout=self._transition_timeout,
             max_in_flight=self._max_in_flight,
+            outage_timeout=self._outage_timeout,
             clock=self._clock,
             trace_sources=self.trace_sources,
             start_watchers=self.start_watchers,

@@ -24,7 +24,11 @@ Options (TaskFlow's names): ``host``, ``port``, ``password``, ``username``,
 ``db``, ``namespace``, ``unix_socket_path``, ``encoding``, ``encoding_errors``,
 ``socket_timeout``, ``socket_connect_timeout``, ``retry_on_timeout``,
 ``health_check_interval``, ``ssl``..., ``sentinel``, ``sentinel_fallbacks``,
-``sentinel_kwargs``; or ``url`` (``redis://:pw@host:6379/0``). flowkit's own:
+``sentinel_kwargs``; or ``url`` (``redis://:pw@host:6379/0``). ``socket_timeout``
+defaults to 10 s and ``socket_connect_timeout`` to 5 s (not the client's "for
+ever"): a Redis that stops answering without closing the connection (a frozen
+server) fails the board's call with ``JobFailure`` naming the board, it does
+not hang. flowkit's own:
 ``claim_expiry`` (seconds, default 30, ``none`` for claims that never expire
 unless asked, as TaskFlow's). Options may be text, as a configuration file
 gives them (``"false"`` is false); one that does not convert is a

@@ -8,6 +8,9 @@
 // Times are Go durations (1.5s, 200ms) or, as the Python worker takes them,
 // plain numbers of seconds (1.5).
 //
+// --redis @PATH reads the URL from the file PATH, so that its password does
+// not show in the process list, as every flowkit command's URL options do.
+//
 // The signing secret is read from the environment variable named by
 // --secret-env (default FLOWKIT_WORKER_SECRET); unset or empty means no signing.
 // SIGTERM or SIGINT stops gracefully; a second one stops at once.
@@ -18,11 +21,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"math"
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -71,13 +76,44 @@ func secondsFlag(flags *flag.FlagSet, name string, value time.Duration, usage st
 	return &value
 }
 
+// urlValue is text, or for "@PATH" the URL held in the file PATH (surrounding
+// blank space removed), as every flowkit command reads its URL options: a
+// password on the command line shows in ps to every user of the machine.
+// Errors name the file, never its text.
+func urlValue(text string) (string, error) {
+	path, ok := strings.CutPrefix(text, "@")
+	if !ok {
+		return text, nil
+	}
+	if path == "" {
+		return "", errors.New("'@' must be followed by the path of a file holding the URL")
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		var pathErr *fs.PathError
+		if errors.As(err, &pathErr) {
+			err = pathErr.Err
+		}
+		return "", fmt.Errorf("cannot read the URL from file %q: %v", path, err)
+	}
+	value := strings.TrimSpace(string(data))
+	switch {
+	case value == "":
+		return "", fmt.Errorf("the URL file %q is empty", path)
+	case strings.ContainsAny(value, "\r\n"):
+		return "", fmt.Errorf("the URL file %q holds more than one line", path)
+	}
+	return value, nil
+}
+
 func main() {
 	os.Exit(run(os.Args[1:]))
 }
 
 func run(args []string) int {
 	flags := flag.NewFlagSet("flowkit-worker", flag.ContinueOnError)
-	redisURL := flags.String("redis", "", "Redis URL: redis://[user:password@]host:port/db, rediss:// or unix:// (required)")
+	redisURL := flags.String("redis", "", "Redis URL: redis://[user:password@]host:port/db, rediss:// or unix:// (required);"+
+		" @PATH reads it from the file PATH, out of the process list")
 	topic := flags.String("topic", "", "topic whose requests to serve (required)")
 	namespace := flags.String("key-prefix", flowkit.DefaultNamespace, "prefix of every Redis key (the engines' key_prefix)")
 	flags.StringVar(namespace, "namespace", flowkit.DefaultNamespace, "old name of --key-prefix")
@@ -105,6 +141,12 @@ func run(args []string) int {
 		flags.Usage()
 		return 2
 	}
+	url, err := urlValue(*redisURL)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "flowkit-worker: --redis: %v\n", err)
+		return 2
+	}
+	*redisURL = url
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		fmt.Fprintf(os.Stderr, "flowkit-worker: bad --log-level: %v\n", err)

@@ -49,3 +49,33 @@ func TestTimesAreGoDurationsOrPlainSecondsAsThePythonWorkerTakes(t *testing.T) {
 		t.Errorf("--grace soon: status %d, stderr %q", code, stderr)
 	}
 }
+
+func TestTheRedisURLIsReadFromAFileGivenAsAtPath(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "url")
+	// A URL only NewWorker refuses (before dialing), naming it masked: proof it was read from the file.
+	if err := os.WriteFile(file, []byte("  nosuch://:hunter2@127.0.0.1:1/0\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, stderr := runCapturing(t, "--redis", "@"+file, "--topic", "t")
+	if code != 2 || !strings.Contains(stderr, `nosuch://:***@127.0.0.1:1/0`) || strings.Contains(stderr, "hunter2") {
+		t.Errorf("--redis @%s: status %d, stderr %q; want 2 and the file's URL, masked", file, code, stderr)
+	}
+	for _, c := range []struct{ content, want string }{
+		{"", "is empty"},
+		{"redis://a/0\nredis://b/0", "holds more than one line"},
+	} {
+		if err := os.WriteFile(file, []byte(c.content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		code, stderr := runCapturing(t, "--redis", "@"+file, "--topic", "t")
+		if code != 2 || !strings.Contains(stderr, c.want) || !strings.Contains(stderr, file) {
+			t.Errorf("file %q: status %d, stderr %q; want 2 and %q naming the file", c.content, code, stderr, c.want)
+		}
+	}
+	missing := filepath.Join(dir, "missing")
+	code, stderr = runCapturing(t, "--redis", "@"+missing, "--topic", "t")
+	if code != 2 || !strings.Contains(stderr, "cannot read the URL from file") || !strings.Contains(stderr, missing) {
+		t.Errorf("missing file: status %d, stderr %q", code, stderr)
+	}
+}
