@@ -78,7 +78,7 @@ class Guard:
         if store is not None:
             from flowkit.cache import _keys
 
-            self._identity = _keys.task_identity(atom)
+            self._identity = _keys.key_text(_keys.task_identity(atom))
             self._undoes = _undoes(atom)
             self._revive = typed.revives(atom)
         #: Whether the current run stored this atom's result under ``key``.
@@ -157,7 +157,7 @@ class Guard:
                 return None
             custom = str(found)
         assert self._identity is not None
-        return _keys.call_key(self._identity, inputs, custom)
+        return _keys.keyed(self._identity, inputs, custom)
 
     def spawned(self) -> None:
         """The call returned a sub-flow: neither validate nor cache it, nor key others by it.
