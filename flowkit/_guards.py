@@ -119,6 +119,12 @@ class Guard:
             return False, None
         try:
             value = _keys.decode_value(text)
+        except _keys.OldEntry:
+            # Written before results were tagged: its form is not the value's.
+            _LOG.debug(
+                "atom '%s': the entry of key %s is in an earlier form; running it", self._node.name, key
+            )
+            return False, None
         except (ValueError, TypeError) as err:
             # A damaged entry (a file edited, a row written by something else) is
             # a miss: the call runs and its result replaces the entry, rather than

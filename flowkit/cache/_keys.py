@@ -36,6 +36,8 @@ from flowkit.task import FunctorTask
 
 __all__ = [
     "KEY_FORMAT",
+    "VALUE_PREFIX",
+    "OldEntry",
     "Uncacheable",
     "UpstreamKey",
     "call_key",
@@ -329,6 +331,11 @@ def encode_value(value: Any) -> str:
     the model again. A value that needs no tag (the usual one) costs one C
     encode, decode and comparison more than before.
 
+    The text starts with :data:`VALUE_PREFIX`, which no JSON text starts with:
+    entries written before results were tagged hold the plain JSON form, and
+    :func:`decode_value` must not hand that form to a task as if it were the
+    value.
+
     Raises:
         Uncacheable: JSON cannot represent it.
     """
@@ -339,10 +346,18 @@ def encode_value(value: Any) -> str:
             pass
         else:
             if _needs_no_tags(text, value):
-                return text
-        return json.dumps(_tagged(value), allow_nan=False)
+                return VALUE_PREFIX + text
+        return VALUE_PREFIX + json.dumps(_tagged(value), allow_nan=False)
     except (TypeError, ValueError, RecursionError) as err:
         raise Uncacheable(str(err)) from err
+
+
+#: What every stored result starts with (see :func:`encode_value`); a later form gets another.
+VALUE_PREFIX = "v2:"
+
+
+class OldEntry(ValueError):
+    """An entry in the form of an earlier flowkit: a miss, which the call's result replaces."""
 
 
 def _needs_no_tags(text: str, value: Any) -> bool:
@@ -403,7 +418,18 @@ def _untag(mapping: dict[str, Any]) -> Any:
 
 
 def decode_value(text: str) -> Any:
-    """A stored result, back from JSON as it was stored (a model as a mapping; validation rebuilds it)."""
-    if '"@' not in text:
-        return json.loads(text)
-    return json.loads(text, object_hook=_untag)
+    """A stored result, back from JSON as it was stored (a model as a mapping; validation rebuilds it).
+
+    Raises:
+        OldEntry: the text is JSON without :data:`VALUE_PREFIX`, written before
+            results were tagged: ``{1: "a"}`` stored as ``{"1": "a"}``, a tuple
+            as a list. What it held can no longer be told.
+        ValueError: the text is not an entry (damaged, or written by something else).
+    """
+    if not text.startswith(VALUE_PREFIX):
+        json.loads(text)  # not JSON either: a damaged entry, which the caller reports
+        raise OldEntry("the entry was written in the plain JSON form of an earlier flowkit")
+    body = text[len(VALUE_PREFIX) :]
+    if '"@' not in body:
+        return json.loads(body)
+    return json.loads(body, object_hook=_untag)

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from flowkit import exceptions
+from flowkit import engines, exceptions, states, task
 from flowkit.cache import CacheStore, DirStore, open_store
+from flowkit.types.notifier import Notifier
 from tests.services import wait_until
 
 KINDS = ["memory", "dir", "sqlite", "postgresql", "redis"]
@@ -422,3 +424,50 @@ def test_two_processes_opening_a_postgresql_cache_without_its_table_both_open_it
         store.close()
     finally:
         other.dispose()
+
+
+class _Shapes(task.Task):
+    """Returns what JSON alone gives back in another form: an int-keyed mapping and a tuple."""
+
+    cache = True
+    runs = 0
+
+    def execute(self, n: int) -> Any:
+        _Shapes.runs += 1
+        return {n: "a", "pair": (n, n)}
+
+
+def test_an_entry_written_in_the_old_json_form_is_a_miss_and_rewritten(
+    opened: tuple[str, Clock],
+) -> None:
+    # Entries written before results were tagged hold the plain JSON form:
+    # {1: "a"} as {"1": "a"}, tuples as lists. Decoded as they stand, a hit handed
+    # the next run that form (m[1] failing downstream) until cache_version was bumped.
+    url, clock = opened
+    keys: list[str] = []
+
+    def listen(state: str, details: dict[str, Any]) -> None:
+        if state == states.SUCCESS:
+            keys.append(details["cache_key"])
+
+    def run() -> Any:
+        engine = engines.load(_Shapes("shapes", provides="out"), store={"n": 1}, cache=store)
+        engine.atom_notifier.register(Notifier.ANY, listen)
+        engine.run()
+        return engine.storage.fetch("out")
+
+    store = store_for(url, clock)
+    try:
+        _Shapes.runs = 0
+        expected = {1: "a", "pair": (1, 1)}
+        assert run() == expected
+        (key,) = set(keys)
+        store.put(key, json.dumps({"1": "a", "pair": [1, 1]}))  # as the old encoder wrote it
+        out = run()
+        assert out == expected and repr(out) == repr(expected)
+        assert _Shapes.runs == 2  # a miss: run again...
+        assert run() == expected
+        assert _Shapes.runs == 2  # ...and stored again in the form that comes back as it was
+        assert set(keys) == {key}
+    finally:
+        store.close()
