@@ -95,7 +95,12 @@ class Guard:
         return self._store is not None
 
     def on_begin(self, kwargs: dict[str, Any]) -> tuple[bool, Any]:
-        """Before ``execute``: ``(True, result)`` on a cache hit, else ``(False, None)``."""
+        """Before ``execute``: ``(True, result)`` on a cache hit, else ``(False, None)``.
+
+        Raises:
+            Uncacheable: an input no cache key represents, naming the atom and
+                the argument; it fails the atom before its call.
+        """
         self.hit = False
         self.key = None
         self._stored = False
@@ -109,8 +114,16 @@ class Guard:
         try:
             key = self._key(kwargs)
         except _keys.Uncacheable as err:
-            _LOG.debug("atom '%s' is not cached this time: %s", self._node.name, err)
-            return False, None
+            # Running it uncached, said at DEBUG, left a task marked cacheable
+            # running at every run without a word: the flow fails now, before
+            # the call, naming what to change.
+            raise _keys.Uncacheable(
+                f"atom '{self._node.name}' is cacheable, but its {err}; give the task a "
+                "cache_key(inputs) that says what identifies the call, or an input a key "
+                "represents (doc/caching.rst, 'Which inputs are equal')",
+                atom=self._node.name,
+                argument=err.argument,
+            ) from err
         if key is None:
             return False, None
         self.key = key

@@ -16,8 +16,9 @@ the inputs' part of the key, or ``None`` to not cache that call.
 Values are written type-exactly by :func:`key_text`: two inputs share a key
 only when they are the same value of the same types (a set is not a list, a
 tuple, ``1.0`` or ``True`` is not ``1``, ``{1: "a"}`` is not ``{"1": "a"}``).
-A value no key represents makes the call uncacheable (it runs, and nothing is
-stored).
+An input no key represents fails the atom before its call (the guard raises
+:class:`Uncacheable` naming the atom and the argument); a result JSON cannot
+represent is not stored.
 """
 
 from __future__ import annotations
