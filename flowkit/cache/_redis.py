@@ -3,6 +3,13 @@ sorted set indexing the keys by write time, which bounds the size.
 
 Keys live under ``flowkit:cache:``; Redis expires entries itself. Every process
 talking to the server shares the cache.
+
+An entry's string is its expiry time by the store's clock (``-``: none), a
+newline, and the stored text, as a dir store's file: the store serves an entry
+until that time, so its clock decides as every other store's does (a test
+injects one and does not wait), and Redis drops the entry by its own clock
+after the TTL too, so nothing is left behind. An entry without that line
+(written by an earlier flowkit) is a miss.
 """
 
 from __future__ import annotations
@@ -19,14 +26,15 @@ __all__ = ["PREFIX", "RedisStore"]
 
 PREFIX = "flowkit:cache:"
 _INDEX = PREFIX + "@index"
+_INDEX_NAME = _INDEX.encode()
 _T = TypeVar("_T")
 
 
 class RedisStore(CacheStore):
     """Entries in a Redis server (``redis://host:port/db``).
 
-    TTL is Redis's own (``PX``), so it follows the server's clock; the injected
-    clock only orders the size index.
+    An entry is served until its expiry by the store's clock (injectable);
+    Redis also removes it after the TTL by the server's clock (``PX``).
     """
 
     def __init__(
@@ -61,17 +69,18 @@ class RedisStore(CacheStore):
 
     def _get(self, key: str, now: float) -> str | None:
         found = self._run("read an entry", lambda: self._client.get(PREFIX + key))
-        return None if found is None else found.decode("utf-8")
+        return None if found is None else _live_text(found, now)
 
     def _put(self, key: str, text: str, now: float, expires: float | None) -> None:
-        self._run("write an entry", lambda: self._write(key, text, now))
+        self._run("write an entry", lambda: self._write(key, text, now, expires))
 
-    def _write(self, key: str, text: str, now: float) -> None:
+    def _write(self, key: str, text: str, now: float, expires: float | None) -> None:
         pipe = self._client.pipeline()
+        entry = f"{'-' if expires is None else repr(expires)}\n{text}"
         if self.ttl is None:
-            pipe.set(PREFIX + key, text)
+            pipe.set(PREFIX + key, entry)
         else:
-            pipe.set(PREFIX + key, text, px=max(1, int(self.ttl * 1000)))
+            pipe.set(PREFIX + key, entry, px=max(1, int(self.ttl * 1000)))
             # Redis expires the entries, not their members of the size index: drop
             # those whose entries have expired, or a cache with a TTL grows the
             # index by one member per key ever written, for as long as it is used.
@@ -94,13 +103,21 @@ class RedisStore(CacheStore):
         pipe.execute()
 
     def _entries(self, now: float) -> int:
-        return self._run("count entries", self._count)
+        return self._run("count entries", lambda: self._count(now))
 
-    def _count(self) -> int:
-        count = 0
-        for _key in self._client.scan_iter(match=PREFIX + "*", count=1000):
-            count += 1
-        return max(0, count - (1 if self._client.exists(_INDEX) else 0))
+    def _count(self, now: float | None = None) -> int:
+        """Entries held (``now`` given: only those still served then)."""
+        names = [
+            name for name in self._client.scan_iter(match=PREFIX + "*", count=1000) if name != _INDEX_NAME
+        ]
+        if now is None:
+            return len(names)
+        live = 0
+        for start in range(0, len(names), 1000):
+            for found in self._client.mget(names[start : start + 1000]):
+                if found is not None and _live_text(found, now) is not None:
+                    live += 1
+        return live
 
     def clear(self) -> int:
         return self._run("clear", self._clear)
@@ -114,3 +131,17 @@ class RedisStore(CacheStore):
 
     def close(self) -> None:
         self._client.close()
+
+
+def _live_text(found: bytes, now: float) -> str | None:
+    """The text of an entry's string if it is still served at ``now``; None if expired or not an entry."""
+    header, sep, text = found.decode("utf-8").partition("\n")
+    if not sep:
+        return None  # an earlier flowkit's entry, without its expiry: a miss
+    if header != "-":
+        try:
+            if float(header) <= now:
+                return None
+        except ValueError:
+            return None
+    return text
