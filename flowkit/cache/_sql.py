@@ -85,7 +85,20 @@ class _Statements(NamedTuple):
     def for_dialect(cls, dialect: Any) -> _Statements:
         key = TABLE.c.key
         insert, upserts = _insert_for(dialect)
-        oldest = sa.select(key).order_by(TABLE.c.created).limit(sa.bindparam("extra", type_=sa.Integer))
+        # The entry just written is never the one to go (rows skipped below, or
+        # equal times, would make it the oldest left).
+        oldest = (
+            sa.select(key)
+            .where(key != sa.bindparam("k"))
+            .order_by(TABLE.c.created)
+            .limit(sa.bindparam("extra", type_=sa.Integer))
+        )
+        if dialect.name == "postgresql":
+            # Writers past the bound at once each chose the same oldest rows (and
+            # rows another writer's upsert holds) and waited for one another's:
+            # PostgreSQL found a deadlock and one write failed. Rows another
+            # transaction holds are not evicted by this one; no eviction waits.
+            oldest = oldest.with_for_update(skip_locked=True)
         live = sa.or_(TABLE.c.expires.is_(None), TABLE.c.expires > sa.bindparam("now"))
         return cls(
             get=_Statement.of(
@@ -236,7 +249,7 @@ class SqlStore(CacheStore):
                 count = int(self._execute(cursor, sql.size).fetchone()[0])
                 extra = count - self.max_entries
                 if extra > 0:
-                    self._execute(cursor, sql.evict, extra=extra)
+                    self._execute(cursor, sql.evict, extra=extra, k=key)
 
         self._run("write an entry", write)
 

@@ -493,3 +493,88 @@ def test_an_entry_written_in_the_old_json_form_is_a_miss_and_rewritten(
         assert set(keys) == {key}
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("kind", ["dir", "sqlite", "postgresql", "redis"])
+def test_processes_filling_one_bounded_store_at_once_all_succeed(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    # Each filler has its own store object (its own connection), as separate
+    # processes do: runs missing the same keys at once both write them, and
+    # writes past the bound evict concurrently.
+    import threading
+
+    url = make_url(kind, request, tmp_path)
+    clock = Clock()
+    fillers = [store_for(url, clock, "max_entries=8") for _ in range(6)]
+    errors: list[BaseException] = []
+    start = threading.Barrier(len(fillers))
+
+    def fill(store: CacheStore, worker: int) -> None:
+        try:
+            start.wait(10)
+            for i in range(100):
+                key = f"{(i * 7 + worker) % 20:064d}"
+                store.put(key, f"v2:{i}")
+                store.get(key)  # gone already (evicted by another) or some filler's value
+        except BaseException as err:  # reported below, with the thread's failure
+            errors.append(err)
+
+    try:
+        threads = [threading.Thread(target=fill, args=(store, n)) for n, store in enumerate(fillers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+        assert not errors, errors
+        assert 1 <= fillers[0].stats().entries <= 8
+        clock.now += 1  # the newest entry, which no eviction picks
+        fillers[0].put("f" * 64, "v2:last")
+        assert fillers[1].get("f" * 64) == "v2:last"
+    finally:
+        for store in fillers:
+            store.close()
+
+
+def test_a_bounded_postgresql_write_does_not_wait_for_a_row_another_writer_holds(
+    postgresql_db_url: str,
+) -> None:
+    # The eviction waited for the oldest row while another transaction held it
+    # (that writer's upsert of the same key, or its own eviction); when that one
+    # then waited for this write's new row, PostgreSQL killed one as a deadlock.
+    import threading
+
+    import sqlalchemy as sa
+
+    clock = Clock()
+    store = store_for(postgresql_db_url, clock, "max_entries=1")
+    other = sa.create_engine(postgresql_db_url.replace("postgresql://", "postgresql+psycopg://", 1))
+    outcome: list[BaseException | None] = []
+
+    def write() -> None:
+        try:
+            store.put("n" * 64, "v2:new")
+            outcome.append(None)
+        except BaseException as err:  # reported below
+            outcome.append(err)
+
+    try:
+        store.put("o" * 64, "v2:old")
+        clock.now += 1
+        with other.connect() as holder:
+            pending = holder.begin()
+            holder.execute(
+                sa.text("UPDATE flowkit_cache SET value = 'v2:other' WHERE key = :k"), {"k": "o" * 64}
+            )
+            writer = threading.Thread(target=write)
+            writer.start()
+            writer.join(20)
+            finished = not writer.is_alive()
+            pending.rollback()
+            writer.join(20)
+        assert finished, "the write waited for the row the other transaction holds"
+        assert outcome == [None]
+        assert store.get("n" * 64) == "v2:new"
+    finally:
+        other.dispose()
+        store.close()
