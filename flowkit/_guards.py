@@ -206,7 +206,8 @@ class Guard:
                 self._store.put(self.key, _keys.encode_value(value))
                 self._stored = True
             except _keys.Uncacheable as err:
-                _LOG.debug("result of atom '%s' is not cached: %s", self._node.name, err)
+                # Said at DEBUG, a task marked cacheable ran at every run without a word.
+                _LOG.warning("result of atom '%s' is not cached: %s", self._node.name, err)
             except Exception:  # a cache that cannot be written must not fail the flow
                 _LOG.warning("could not cache the result of atom '%s'", self._node.name, exc_info=True)
         return value

@@ -348,9 +348,17 @@ def encode_value(value: Any) -> str:
         else:
             if _needs_no_tags(text, value):
                 return VALUE_PREFIX + text
-        return VALUE_PREFIX + json.dumps(_tagged(value), allow_nan=False)
+        text = json.dumps(_tagged(value), allow_nan=False)
     except (TypeError, ValueError, RecursionError) as err:
         raise Uncacheable(str(err)) from err
+    try:
+        # A model inside a set or as a mapping key is stored as a mapping, which
+        # no set or key can hold: every hit would fail to read the entry, warn,
+        # run the call and store it again.
+        json.loads(text, object_hook=_untag)
+    except (TypeError, ValueError, RecursionError) as err:
+        raise Uncacheable(f"it cannot be given back from its stored form ({err})") from err
+    return VALUE_PREFIX + text
 
 
 #: What every stored result starts with (see :func:`encode_value`); a later form gets another.

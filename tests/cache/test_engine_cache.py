@@ -615,3 +615,31 @@ def test_a_function_task_loses_its_entry_on_revert_only_with_a_revert_function(
         engines.run(flow(True), store={"value": 2}, cache=url)
     engines.run(flow(False), store={"value": 2}, cache=url)
     assert calls == tasks.CALLS
+
+
+def test_a_result_the_cache_could_not_give_back_is_not_stored_and_says_so(
+    url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    pydantic = pytest.importorskip("pydantic")
+
+    class Tag(pydantic.BaseModel):
+        model_config = pydantic.ConfigDict(frozen=True)
+        name: str
+
+    class Tags(task.Task):
+        cache = True
+
+        def execute(self, n: int) -> Any:
+            tasks.CALLS.append(self.name)
+            return {Tag(name="a")}
+
+    # A set of models was stored as a set of mappings, which no set can hold: each
+    # later run found an entry it could not read, warned, ran, and stored it again.
+    for _ in range(2):
+        results = engines.run(Tags("tags", provides="tags"), store={"n": 1}, cache=url)
+        assert results["tags"] == {Tag(name="a")}
+    assert tasks.CALLS == ["tags", "tags"]
+    assert "not readable" not in caplog.text
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warned) == 2 and all("result of atom 'tags' is not cached: " in w for w in warned), warned
+    assert all("cannot be given back" in w for w in warned), warned
