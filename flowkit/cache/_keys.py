@@ -325,7 +325,8 @@ def encode_value(value: Any) -> str:
     fails on the second run only), a tuple back as a list (which a
     ``-> tuple[...]`` result validation refuses). So what JSON does not
     round-trip is tagged: ``{"@tuple": [...]}``, ``{"@set": [...]}``,
-    ``{"@frozenset": [...]}``, and ``{"@dict": [[key, value], ...]}`` for a
+    ``{"@frozenset": [...]}``, ``{"@int": "0x..."}`` for an int too long for
+    ``str()``, and ``{"@dict": [[key, value], ...]}`` for a
     mapping with a key that is not a str or that starts with ``@`` (so a
     stored mapping is never read as a tag). A pydantic model is stored as its
     JSON dump and comes back as a mapping, which result validation turns into
@@ -343,7 +344,7 @@ def encode_value(value: Any) -> str:
     try:
         try:
             text = json.dumps(value, default=_dump_default, allow_nan=False)
-        except TypeError:  # a set, a tuple key: tagging may represent it
+        except (TypeError, ValueError):  # a set, a tuple key, an int of 4,300 digits: tags may do
             pass
         else:
             if _needs_no_tags(text, value):
@@ -385,6 +386,8 @@ _TAGS = ("@tuple", "@set", "@frozenset", "@dict")
 def _tagged(value: Any) -> Any:
     """``value`` as JSON-native data that :func:`decode_value` turns back into it."""
     kind = type(value)
+    if kind is int and not -_BIG < value < _BIG:  # JSON's encoder cannot write it in decimal
+        return {"@int": hex(value)}
     if kind is str or kind is int or kind is float or kind is bool or value is None:
         return value
     if isinstance(value, dict):
@@ -414,6 +417,8 @@ def _dump_default(value: Any) -> Any:
 def _untag(mapping: dict[str, Any]) -> Any:
     if len(mapping) == 1:
         tag, items = next(iter(mapping.items()))
+        if tag == "@int" and isinstance(items, str):
+            return int(items, 16)
         if tag in _TAGS and isinstance(items, list):
             if tag == "@tuple":
                 return tuple(items)

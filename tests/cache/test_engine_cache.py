@@ -409,6 +409,15 @@ def test_stored_results_round_trip_exactly(value: Any) -> None:
     assert repr(back) == repr(value)  # types too: a tuple is not a list here
 
 
+def test_a_result_holding_an_int_too_long_for_str_round_trips() -> None:
+    from flowkit.cache import _keys
+
+    value = [10**5000, -(10**5000) - 1, {"@int": "0x1"}, (7,)]  # str() refuses such ints: it was Uncacheable
+    back = _keys.decode_value(_keys.encode_value(value))
+    assert back == value
+    assert [type(item) for item in back] == [int, int, dict, tuple]
+
+
 def test_a_damaged_entry_is_a_miss_that_the_call_repairs(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
