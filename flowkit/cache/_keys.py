@@ -171,7 +171,21 @@ def _feed_code(digest: Any, code: types.CodeType) -> None:
             digest.update(b"code\0")
             _feed_code(digest, const)
         else:
-            digest.update(repr(const).encode() + b"\0")
+            digest.update(_constant_text(const).encode("utf-8", "surrogatepass") + b"\0")
+
+
+def _constant_text(const: Any) -> str:
+    """A code constant as text, the same in every process.
+
+    Its repr is, but for a frozenset (``x in {"a", "b"}`` compiles to one):
+    that shows its items in an order that changes with the hash seed.
+    """
+    kind = type(const)
+    if kind is frozenset:
+        return f"frozenset({sorted(map(_constant_text, const))!r})"
+    if kind is tuple:
+        return f"({''.join(_constant_text(item) + ',' for item in const)})"
+    return repr(const)
 
 
 def _plain(value: Any) -> Any:

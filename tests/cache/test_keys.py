@@ -116,6 +116,29 @@ def test_a_key_of_sets_is_the_same_in_processes_of_other_hash_seeds() -> None:
     assert len(texts) == 1, texts
 
 
+def test_a_cache_code_key_is_the_same_in_processes_of_other_hash_seeds() -> None:
+    # ``word in {"alpha", ...}`` compiles to a frozenset constant, which was
+    # hashed by its repr: its order, so the key, changed with the hash seed.
+    script = (
+        "from flowkit.cache import _keys\n"
+        "from tests.cache import tasks\n"
+        "print(_keys.task_identity(tasks.Member('m'))['code'])\n"
+    )
+    digests = set()
+    for seed in ("1", "2", "3", "4", "5"):
+        done = subprocess.run(
+            [sys.executable, "-c", script],
+            cwd=REPO,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        digests.add(done.stdout)
+    assert len(digests) == 1, digests
+
+
 def test_equal_plain_values_share_a_key() -> None:
     assert key({"a": [1, 2.5, None, True, "é"]}) == key({"a": [1, 2.5, None, True, "é"]})
     assert key({1: "a", "b": 2}) == key({1: "a", "b": 2})  # mixed key types (JSON's sort_keys refused them)
