@@ -29,6 +29,16 @@ _INDEX = PREFIX + "@index"
 _INDEX_NAME = _INDEX.encode()
 _T = TypeVar("_T")
 
+#: KEYS[1] the index, ARGV[1] the score at or below which entries expired, ARGV[2] the prefix.
+_PURGE = """
+local old = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+for i = 1, #old do
+    redis.call('DEL', ARGV[2] .. old[i])
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+return #old
+"""
+
 
 class RedisStore(CacheStore):
     """Entries in a Redis server (``redis://host:port/db``).
@@ -50,6 +60,7 @@ class RedisStore(CacheStore):
         self.url = url
         self._errors: type[Exception] = redis.RedisError
         self._client: Any = redis.Redis.from_url(url)
+        self._purge_script: Any = self._client.register_script(_PURGE)
         try:
             self._client.ping()
         except redis.RedisError as err:
@@ -81,10 +92,6 @@ class RedisStore(CacheStore):
             pipe.set(PREFIX + key, entry)
         else:
             pipe.set(PREFIX + key, entry, px=max(1, int(self.ttl * 1000)))
-            # Redis expires the entries, not their members of the size index: drop
-            # those whose entries have expired, or a cache with a TTL grows the
-            # index by one member per key ever written, for as long as it is used.
-            pipe.zremrangebyscore(_INDEX, "-inf", now - self.ttl)
         pipe.zadd(_INDEX, {key: now})
         pipe.execute()
         if self.max_entries is not None:
@@ -92,6 +99,18 @@ class RedisStore(CacheStore):
             if extra > 0:
                 for old, _score in self._client.zpopmin(_INDEX, extra):
                     self._client.delete(PREFIX + old.decode("utf-8"))
+
+    def _purge(self, now: float) -> None:
+        """Drop the entries written over ``ttl`` ago by the store's clock, and their index members.
+
+        Redis expires the entries by its own clock, not their members of the
+        size index: without this a cache with a TTL grew the index by one
+        member per key ever written, for as long as it was used. One script,
+        so that an entry rewritten meanwhile (a newer score) is not dropped.
+        """
+        assert self.ttl is not None
+        since = now - self.ttl
+        self._run("remove expired entries", lambda: self._purge_script(keys=[_INDEX], args=[since, PREFIX]))
 
     def _delete(self, key: str) -> None:
         self._run("remove an entry", lambda: self._remove(key))

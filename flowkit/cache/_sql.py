@@ -72,6 +72,7 @@ class _Statements(NamedTuple):
 
     get: _Statement
     expire: _Statement
+    purge: _Statement
     delete: _Statement
     insert: _Statement
     size: _Statement
@@ -108,6 +109,7 @@ class _Statements(NamedTuple):
                 sa.delete(TABLE).where(key == sa.bindparam("k"), TABLE.c.expires <= sa.bindparam("now")),
                 dialect,
             ),
+            purge=_Statement.of(sa.delete(TABLE).where(TABLE.c.expires <= sa.bindparam("now")), dialect),
             delete=_Statement.of(sa.delete(TABLE).where(key == sa.bindparam("k")), dialect),
             insert=_Statement.of(insert, dialect, ["key", "value", "created", "expires"]),
             size=_Statement.of(sa.select(sa.func.count()).select_from(TABLE), dialect),
@@ -252,6 +254,10 @@ class SqlStore(CacheStore):
                     self._execute(cursor, sql.evict, extra=extra, k=key)
 
         self._run("write an entry", write)
+
+    def _purge(self, now: float) -> None:
+        sql = self._sql
+        self._run("remove expired entries", lambda cursor: self._execute(cursor, sql.purge, now=now))
 
     def _delete(self, key: str) -> None:
         sql = self._sql

@@ -150,6 +150,35 @@ def test_entries_expire_after_their_ttl(opened: tuple[str, Clock]) -> None:
         store.close()
 
 
+def test_expired_entries_never_read_again_do_not_pile_up(opened: tuple[str, Clock]) -> None:
+    # An expired entry went only when its own key was read again: a cache with a
+    # ttl and no max_entries grew by every key it ever held (a table, a
+    # directory, a process's memory), however little of it was live.
+    url, clock = opened
+    store = store_for(url, clock, "ttl=10")
+    try:
+        for i in range(30):
+            store.put(f"{i:064d}", "v2:1")
+        clock.now += 11
+        store.put("n" * 64, "v2:new")
+        assert store.stats().entries == 1
+        assert store.clear() == 1  # what the store held: the live entry only
+    finally:
+        store.close()
+    # A process running one flow opens the store for that run: its first write purges.
+    for i in range(3):
+        store = store_for(url, clock, "ttl=10")
+        store.put(f"{i:064d}", "v2:1")
+        store.close()
+        clock.now += 11
+    store = store_for(url, clock, "ttl=10")
+    try:
+        store.put("n" * 64, "v2:new")
+        assert store.clear() == 1
+    finally:
+        store.close()
+
+
 def test_unreachable_stores_fail_clearly(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("x")
