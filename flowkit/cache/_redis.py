@@ -154,7 +154,10 @@ class RedisStore(CacheStore):
 
 def _live_text(found: bytes, now: float) -> str | None:
     """The text of an entry's string if it is still served at ``now``; None if expired or not an entry."""
-    header, sep, text = found.decode("utf-8").partition("\n")
+    try:
+        header, sep, text = found.decode("utf-8").partition("\n")
+    except UnicodeDecodeError:  # not an entry (something else wrote it): a miss, as a damaged one
+        return None
     if not sep:
         return None  # an earlier flowkit's entry, without its expiry: a miss
     if header != "-":

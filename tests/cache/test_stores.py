@@ -398,6 +398,22 @@ def test_a_redis_entry_an_earlier_flowkit_wrote_without_its_expiry_is_a_miss(red
         store.close()
 
 
+def test_a_redis_entry_that_is_not_utf8_is_a_miss_not_an_error(redis_flushed_url: str) -> None:
+    # Something else wrote under the prefix: the read used to raise UnicodeDecodeError,
+    # failing the flow, where every other store's damaged entry is a logged miss.
+    import redis
+
+    client = redis.Redis.from_url(redis_flushed_url)
+    store = store_for(redis_flushed_url, Clock())
+    try:
+        client.set("flowkit:cache:" + "k" * 64, b"-\n\xff\xfe")
+        assert store.get("k" * 64) is None
+        assert store.stats().entries == 0
+    finally:
+        client.close()
+        store.close()
+
+
 def test_a_redis_store_with_a_ttl_keeps_no_index_member_of_an_expired_entry(redis_flushed_url: str) -> None:
     import redis
 
