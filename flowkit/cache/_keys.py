@@ -317,18 +317,28 @@ def call_key(identity: Mapping[str, Any], inputs: Mapping[str, Any], custom: str
 
 
 def keyed(identity: str, inputs: Mapping[str, Any], custom: str | None = None) -> str:
-    """:func:`call_key` for an identity already written by :func:`key_text` (a guard writes it once)."""
+    """:func:`call_key` for an identity already written by :func:`key_text` (a guard writes it once).
+
+    The hash reads a head naming the arguments and the length of each
+    input's text, then the texts themselves: written into one JSON document,
+    a large input's text was copied and escaped once more (a 100,000-int list:
+    about as long again as writing it).
+    """
+    digest = hashlib.sha256()
     if custom is not None:
-        part: Any = ["custom", custom]
-    else:
-        part = []
-        for name in sorted(inputs):
-            try:
-                part.append([name, key_text(inputs[name])])
-            except Uncacheable as err:
-                raise Uncacheable(f"argument {name!r}: {err}", argument=name) from err
-    document = _compact([KEY_FORMAT, identity, part])
-    return hashlib.sha256(document.encode("utf-8", "surrogatepass")).hexdigest()
+        digest.update(_compact([KEY_FORMAT, identity, "custom", custom]).encode("utf-8", "surrogatepass"))
+        return digest.hexdigest()
+    texts = []
+    for name in sorted(inputs):
+        try:
+            texts.append((name, key_text(inputs[name])))
+        except Uncacheable as err:
+            raise Uncacheable(f"argument {name!r}: {err}", argument=name) from err
+    head = _compact([KEY_FORMAT, identity, "inputs", [[name, len(text)] for name, text in texts]])
+    digest.update(head.encode("utf-8", "surrogatepass"))
+    for _name, text in texts:
+        digest.update(text.encode("ascii"))  # key texts are ASCII: JSON with every other character escaped
+    return digest.hexdigest()
 
 
 def encode_value(value: Any) -> str:
