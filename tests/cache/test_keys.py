@@ -172,3 +172,21 @@ def test_a_task_given_one_input_then_the_other_gets_its_own_result(one: Any, oth
         assert engines.run(Shown("show", provides="shown"), store={"x": value}, cache=url)["shown"] == _show(
             value
         )
+
+
+def test_a_model_pydantic_cannot_dump_is_refused_as_any_input_no_key_represents() -> None:
+    pydantic = pytest.importorskip("pydantic")
+
+    class Handle:
+        pass
+
+    class Holder(pydantic.BaseModel):
+        model_config = pydantic.ConfigDict(arbitrary_types_allowed=True)
+        handle: Handle
+
+    # It used to be pydantic's own serialization error, naming neither the cache nor the argument.
+    with pytest.raises(
+        _keys.Uncacheable, match="argument 'x': a .*Holder cannot be part of a cache key"
+    ) as err:
+        key(Holder(handle=Handle()))
+    assert err.value.argument == "x"
