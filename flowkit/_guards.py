@@ -78,7 +78,7 @@ class Guard:
         if store is not None:
             from flowkit.cache import _keys
 
-            self._identity = _keys.task_identity(atom)
+            self._identity = _keys.key_text(_keys.task_identity(atom))
             self._undoes = _undoes(atom)
             self._revive = typed.revives(atom)
         #: Whether the current run stored this atom's result under ``key``.
@@ -95,7 +95,12 @@ class Guard:
         return self._store is not None
 
     def on_begin(self, kwargs: dict[str, Any]) -> tuple[bool, Any]:
-        """Before ``execute``: ``(True, result)`` on a cache hit, else ``(False, None)``."""
+        """Before ``execute``: ``(True, result)`` on a cache hit, else ``(False, None)``.
+
+        Raises:
+            Uncacheable: an input no cache key represents, naming the atom and
+                the argument; it fails the atom before its call.
+        """
         self.hit = False
         self.key = None
         self._stored = False
@@ -109,8 +114,16 @@ class Guard:
         try:
             key = self._key(kwargs)
         except _keys.Uncacheable as err:
-            _LOG.debug("atom '%s' is not cached this time: %s", self._node.name, err)
-            return False, None
+            # Running it uncached, said at DEBUG, left a task marked cacheable
+            # running at every run without a word: the flow fails now, before
+            # the call, naming what to change.
+            raise _keys.Uncacheable(
+                f"atom '{self._node.name}' is cacheable, but its {err}; give the task a "
+                "cache_key(inputs) that says what identifies the call, or an input a key "
+                "represents (doc/caching.rst, 'Which inputs are equal')",
+                atom=self._node.name,
+                argument=err.argument,
+            ) from err
         if key is None:
             return False, None
         self.key = key
@@ -119,6 +132,12 @@ class Guard:
             return False, None
         try:
             value = _keys.decode_value(text)
+        except _keys.OldEntry:
+            # Written before results were tagged: its form is not the value's.
+            _LOG.debug(
+                "atom '%s': the entry of key %s is in an earlier form; running it", self._node.name, key
+            )
+            return False, None
         except (ValueError, TypeError) as err:
             # A damaged entry (a file edited, a row written by something else) is
             # a miss: the call runs and its result replaces the entry, rather than
@@ -157,7 +176,7 @@ class Guard:
                 return None
             custom = str(found)
         assert self._identity is not None
-        return _keys.call_key(self._identity, inputs, custom)
+        return _keys.keyed(self._identity, inputs, custom)
 
     def spawned(self) -> None:
         """The call returned a sub-flow: neither validate nor cache it, nor key others by it.
@@ -187,7 +206,8 @@ class Guard:
                 self._store.put(self.key, _keys.encode_value(value))
                 self._stored = True
             except _keys.Uncacheable as err:
-                _LOG.debug("result of atom '%s' is not cached: %s", self._node.name, err)
+                # Said at DEBUG, a task marked cacheable ran at every run without a word.
+                _LOG.warning("result of atom '%s' is not cached: %s", self._node.name, err)
             except Exception:  # a cache that cannot be written must not fail the flow
                 _LOG.warning("could not cache the result of atom '%s'", self._node.name, exc_info=True)
         return value

@@ -4,11 +4,20 @@ sorted set indexing the keys by write time, which bounds the size.
 Keys live under ``flowkit:cache:``; Redis expires entries itself. Every process
 talking to the server shares the cache.
 
+<<<<<<< HEAD
 Every command waits at most :data:`SOCKET_TIMEOUT` seconds for its answer
 (``?socket_timeout=`` and ``?socket_connect_timeout=`` in the URL change it):
 a Redis that stops answering without closing its connections (a frozen
 server, a network that drops packets) fails the cache read or write with a
 ``StorageFailure`` instead of holding the run for ever.
+=======
+An entry's string is its expiry time by the store's clock (``-``: none), a
+newline, and the stored text, as a dir store's file: the store serves an entry
+until that time, so its clock decides as every other store's does (a test
+injects one and does not wait), and Redis drops the entry by its own clock
+after the TTL too, so nothing is left behind. An entry without that line
+(written by an earlier flowkit) is a miss.
+>>>>>>> cache2
 """
 
 from __future__ import annotations
@@ -25,16 +34,27 @@ __all__ = ["PREFIX", "SOCKET_TIMEOUT", "RedisStore"]
 
 PREFIX = "flowkit:cache:"
 _INDEX = PREFIX + "@index"
+_INDEX_NAME = _INDEX.encode()
 _T = TypeVar("_T")
 #: Default seconds a command (and a connect) may wait for the server: the URL's query may say otherwise.
 SOCKET_TIMEOUT = 5.0
+
+#: KEYS[1] the index, ARGV[1] the score at or below which entries expired, ARGV[2] the prefix.
+_PURGE = """
+local old = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+for i = 1, #old do
+    redis.call('DEL', ARGV[2] .. old[i])
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+return #old
+"""
 
 
 class RedisStore(CacheStore):
     """Entries in a Redis server (``redis://host:port/db``).
 
-    TTL is Redis's own (``PX``), so it follows the server's clock; the injected
-    clock only orders the size index.
+    An entry is served until its expiry by the store's clock (injectable);
+    Redis also removes it after the TTL by the server's clock (``PX``).
     """
 
     def __init__(
@@ -59,6 +79,7 @@ class RedisStore(CacheStore):
             raise exc.StorageFailure(f"cache store {mask_url(url)}: bad option in the URL: {err}") from err
         except redis.RedisError as err:
             raise exc.StorageFailure(f"cannot reach cache store {mask_url(url)}: {err}") from err
+        self._purge_script: Any = self._client.register_script(_PURGE)
 
     def _run(self, what: str, work: Callable[[], _T]) -> _T:
         """Run ``work`` against the server, turning redis-py's errors into the stores' own.
@@ -74,21 +95,18 @@ class RedisStore(CacheStore):
 
     def _get(self, key: str, now: float) -> str | None:
         found = self._run("read an entry", lambda: self._client.get(PREFIX + key))
-        return None if found is None else found.decode("utf-8")
+        return None if found is None else _live_text(found, now)
 
     def _put(self, key: str, text: str, now: float, expires: float | None) -> None:
-        self._run("write an entry", lambda: self._write(key, text, now))
+        self._run("write an entry", lambda: self._write(key, text, now, expires))
 
-    def _write(self, key: str, text: str, now: float) -> None:
+    def _write(self, key: str, text: str, now: float, expires: float | None) -> None:
         pipe = self._client.pipeline()
+        entry = f"{'-' if expires is None else repr(expires)}\n{text}"
         if self.ttl is None:
-            pipe.set(PREFIX + key, text)
+            pipe.set(PREFIX + key, entry)
         else:
-            pipe.set(PREFIX + key, text, px=max(1, int(self.ttl * 1000)))
-            # Redis expires the entries, not their members of the size index: drop
-            # those whose entries have expired, or a cache with a TTL grows the
-            # index by one member per key ever written, for as long as it is used.
-            pipe.zremrangebyscore(_INDEX, "-inf", now - self.ttl)
+            pipe.set(PREFIX + key, entry, px=max(1, int(self.ttl * 1000)))
         pipe.zadd(_INDEX, {key: now})
         pipe.execute()
         if self.max_entries is not None:
@@ -96,6 +114,18 @@ class RedisStore(CacheStore):
             if extra > 0:
                 for old, _score in self._client.zpopmin(_INDEX, extra):
                     self._client.delete(PREFIX + old.decode("utf-8"))
+
+    def _purge(self, now: float) -> None:
+        """Drop the entries written over ``ttl`` ago by the store's clock, and their index members.
+
+        Redis expires the entries by its own clock, not their members of the
+        size index: without this a cache with a TTL grew the index by one
+        member per key ever written, for as long as it was used. One script,
+        so that an entry rewritten meanwhile (a newer score) is not dropped.
+        """
+        assert self.ttl is not None
+        since = now - self.ttl
+        self._run("remove expired entries", lambda: self._purge_script(keys=[_INDEX], args=[since, PREFIX]))
 
     def _delete(self, key: str) -> None:
         self._run("remove an entry", lambda: self._remove(key))
@@ -107,13 +137,21 @@ class RedisStore(CacheStore):
         pipe.execute()
 
     def _entries(self, now: float) -> int:
-        return self._run("count entries", self._count)
+        return self._run("count entries", lambda: self._count(now))
 
-    def _count(self) -> int:
-        count = 0
-        for _key in self._client.scan_iter(match=PREFIX + "*", count=1000):
-            count += 1
-        return max(0, count - (1 if self._client.exists(_INDEX) else 0))
+    def _count(self, now: float | None = None) -> int:
+        """Entries held (``now`` given: only those still served then)."""
+        names = [
+            name for name in self._client.scan_iter(match=PREFIX + "*", count=1000) if name != _INDEX_NAME
+        ]
+        if now is None:
+            return len(names)
+        live = 0
+        for start in range(0, len(names), 1000):
+            for found in self._client.mget(names[start : start + 1000]):
+                if found is not None and _live_text(found, now) is not None:
+                    live += 1
+        return live
 
     def clear(self) -> int:
         return self._run("clear", self._clear)
@@ -127,3 +165,20 @@ class RedisStore(CacheStore):
 
     def close(self) -> None:
         self._client.close()
+
+
+def _live_text(found: bytes, now: float) -> str | None:
+    """The text of an entry's string if it is still served at ``now``; None if expired or not an entry."""
+    try:
+        header, sep, text = found.decode("utf-8").partition("\n")
+    except UnicodeDecodeError:  # not an entry (something else wrote it): a miss, as a damaged one
+        return None
+    if not sep:
+        return None  # an earlier flowkit's entry, without its expiry: a miss
+    if header != "-":
+        try:
+            if float(header) <= now:
+                return None
+        except ValueError:
+            return None
+    return text

@@ -72,6 +72,7 @@ class _Statements(NamedTuple):
 
     get: _Statement
     expire: _Statement
+    purge: _Statement
     delete: _Statement
     insert: _Statement
     size: _Statement
@@ -85,7 +86,20 @@ class _Statements(NamedTuple):
     def for_dialect(cls, dialect: Any) -> _Statements:
         key = TABLE.c.key
         insert, upserts = _insert_for(dialect)
-        oldest = sa.select(key).order_by(TABLE.c.created).limit(sa.bindparam("extra", type_=sa.Integer))
+        # The entry just written is never the one to go (rows skipped below, or
+        # equal times, would make it the oldest left).
+        oldest = (
+            sa.select(key)
+            .where(key != sa.bindparam("k"))
+            .order_by(TABLE.c.created)
+            .limit(sa.bindparam("extra", type_=sa.Integer))
+        )
+        if dialect.name == "postgresql":
+            # Writers past the bound at once each chose the same oldest rows (and
+            # rows another writer's upsert holds) and waited for one another's:
+            # PostgreSQL found a deadlock and one write failed. Rows another
+            # transaction holds are not evicted by this one; no eviction waits.
+            oldest = oldest.with_for_update(skip_locked=True)
         live = sa.or_(TABLE.c.expires.is_(None), TABLE.c.expires > sa.bindparam("now"))
         return cls(
             get=_Statement.of(
@@ -95,6 +109,7 @@ class _Statements(NamedTuple):
                 sa.delete(TABLE).where(key == sa.bindparam("k"), TABLE.c.expires <= sa.bindparam("now")),
                 dialect,
             ),
+            purge=_Statement.of(sa.delete(TABLE).where(TABLE.c.expires <= sa.bindparam("now")), dialect),
             delete=_Statement.of(sa.delete(TABLE).where(key == sa.bindparam("k")), dialect),
             insert=_Statement.of(insert, dialect, ["key", "value", "created", "expires"]),
             size=_Statement.of(sa.select(sa.func.count()).select_from(TABLE), dialect),
@@ -236,9 +251,13 @@ class SqlStore(CacheStore):
                 count = int(self._execute(cursor, sql.size).fetchone()[0])
                 extra = count - self.max_entries
                 if extra > 0:
-                    self._execute(cursor, sql.evict, extra=extra)
+                    self._execute(cursor, sql.evict, extra=extra, k=key)
 
         self._run("write an entry", write)
+
+    def _purge(self, now: float) -> None:
+        sql = self._sql
+        self._run("remove expired entries", lambda cursor: self._execute(cursor, sql.purge, now=now))
 
     def _delete(self, key: str) -> None:
         sql = self._sql

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import math
 import os
 import threading
 import time
@@ -78,6 +79,9 @@ class CacheStore(abc.ABC):
         self.clock = clock
         self._counts = {"hits": 0, "misses": 0, "writes": 0}
         self._count_lock = threading.Lock()
+        #: When the next write also removes the expired entries (see :meth:`_purge`):
+        #: the first write, then once per ``ttl``.
+        self._next_purge = -math.inf
 
     def get(self, key: str) -> str | None:
         """The text stored under ``key``, or None (missing or expired)."""
@@ -88,10 +92,26 @@ class CacheStore(abc.ABC):
 
     def put(self, key: str, text: str) -> None:
         """Store ``text`` under ``key`` (replacing what was there)."""
-        now = self.clock()
-        self._put(key, text, now, None if self.ttl is None else now + self.ttl)
+        now, ttl = self.clock(), self.ttl
+        self._put(key, text, now, None if ttl is None else now + ttl)
+        purge = False
         with self._count_lock:
             self._counts["writes"] += 1
+            if ttl is not None and now >= self._next_purge:
+                self._next_purge, purge = now + ttl, True
+        if purge:
+            self._purge(now)
+
+    def _purge(self, now: float) -> None:  # noqa: B027 - a store of one's own may expire nothing itself
+        """Remove every entry expired at ``now``; the first write calls it, then one per ``ttl``.
+
+        An expired entry used to go only when its own key was read again: a
+        store with a ``ttl`` and no ``max_entries`` kept every key it ever
+        held, however few were live. The first write of a store object does
+        it too, as a process running one flow opens its store for that run
+        only; after it, once per ``ttl`` keeps the cost (a table scan, a
+        directory's entries read) to one pass per generation of entries.
+        """
 
     def delete(self, key: str) -> None:
         """Remove the entry under ``key``, if there is one.
@@ -176,6 +196,11 @@ class MemoryStore(CacheStore):
     def _delete(self, key: str) -> None:
         with self._lock:
             self._data.pop(key, None)
+
+    def _purge(self, now: float) -> None:
+        with self._lock:
+            for key in [key for key, entry in self._data.items() if not entry.live(now)]:
+                del self._data[key]
 
     def _entries(self, now: float) -> int:
         with self._lock:
@@ -284,6 +309,14 @@ class DirStore(CacheStore):
     def _delete(self, key: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             self._file(key).unlink()
+
+    def _purge(self, now: float) -> None:
+        for file in self.path.glob("*.json"):
+            with contextlib.suppress(FileNotFoundError, ValueError):
+                if not self._read(file).live(now):
+                    file.unlink()
+        with self._bound_lock:
+            self._estimate = None  # counted afresh at the next pass of the bound
 
     def _entries(self, now: float) -> int:
         count = 0

@@ -53,3 +53,14 @@ class Doubled(task.Task):
     def execute(self, values: list[int]) -> int:
         CALLS.append(self.name)
         return sum(value * 2 for value in values)
+
+
+class Member(task.Task):
+    """Keyed by its code, which holds a frozenset constant (``in {...}`` of strs)."""
+
+    cache = True
+    cache_code = True
+
+    def execute(self, word: str) -> bool:
+        CALLS.append(self.name)
+        return word in {"alpha", "beta", "gamma", "delta", "epsilon", "zeta"}

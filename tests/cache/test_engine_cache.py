@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import enum
 import itertools
 import subprocess
@@ -14,7 +15,7 @@ from typing import Any, ClassVar
 import pytest
 
 from flowkit import engines, exceptions, states, task
-from flowkit.cache import MemoryStore
+from flowkit.cache import MemoryStore, Uncacheable
 from flowkit.patterns import linear_flow
 from flowkit.types.notifier import Notifier
 from tests.cache import tasks
@@ -297,24 +298,66 @@ def test_a_cached_pydantic_result_comes_back_as_the_model(url: str) -> None:
     assert models.CachedPrice.calls == 1
 
 
+def _deep(levels: int) -> list[Any]:
+    nested: list[Any] = []
+    for _ in range(levels):
+        nested = [nested]
+    return nested
+
+
 class Depth(task.Task):
     cache = True
 
     def execute(self, nested: Any) -> int:
+        tasks.CALLS.append(self.name)
         depth = 0
         while nested:
             nested, depth = nested[0], depth + 1
         return depth
 
 
-def test_a_cacheable_task_whose_input_is_too_deep_for_json_runs_uncached(url: str) -> None:
-    nested: list[Any] = []
-    for _ in range(5000):
-        nested = [nested]
+class _Opaque:
+    """An input no cache key can represent."""
+
+
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [
+        (_Opaque(), "a tests.cache.test_engine_cache._Opaque cannot be part of a cache key"),
+        ([1, {"when": datetime.datetime(2020, 1, 2)}], "a datetime.datetime cannot be part of a cache key"),
+        (_deep(5000), "nested deeper than a cache key goes"),
+    ],
+    ids=["object", "nested-datetime", "too-deep"],
+)
+def test_an_input_no_key_represents_fails_the_atom_naming_it_before_it_runs(
+    url: str, value: Any, words: str
+) -> None:
+    # It used to run uncached, saying so only at DEBUG: a task marked cacheable
+    # silently ran at every run.
+    with pytest.raises(Uncacheable, match=words) as err:
+        engines.run(Depth("depth", provides="depth"), store={"nested": value}, cache=url)
+    assert str(err.value).startswith("atom 'depth' is cacheable, but its argument 'nested': ")
+    assert "cache_key" in str(err.value)
+    assert (err.value.atom, err.value.argument) == ("depth", "nested")
+    assert tasks.CALLS == []
+
+
+class _Described(task.Task):
+    cache = True
+
+    def cache_key(self, inputs: dict[str, Any]) -> str:
+        return "always the same"
+
+    def execute(self, thing: Any) -> str:
+        tasks.CALLS.append(self.name)
+        return type(thing).__name__
+
+
+def test_a_cache_key_hook_lets_an_input_no_key_represents_through(url: str) -> None:
     for _ in range(2):
-        engine = engines.load(Depth(provides="depth"), store={"nested": nested}, cache=url)
-        engine.run()
-        assert engine.storage.fetch("depth") == 5000
+        results = engines.run(_Described("d", provides="said"), store={"thing": _Opaque()}, cache=url)
+        assert results["said"] == "_Opaque"
+    assert tasks.CALLS == ["d"]
 
 
 class _MakeShapes(task.Task):
@@ -364,6 +407,15 @@ def test_stored_results_round_trip_exactly(value: Any) -> None:
     back = _keys.decode_value(_keys.encode_value(value))
     assert back == value
     assert repr(back) == repr(value)  # types too: a tuple is not a list here
+
+
+def test_a_result_holding_an_int_too_long_for_str_round_trips() -> None:
+    from flowkit.cache import _keys
+
+    value = [10**5000, -(10**5000) - 1, {"@int": "0x1"}, (7,)]  # str() refuses such ints: it was Uncacheable
+    back = _keys.decode_value(_keys.encode_value(value))
+    assert back == value
+    assert [type(item) for item in back] == [int, int, dict, tuple]
 
 
 def test_a_damaged_entry_is_a_miss_that_the_call_repairs(
@@ -572,3 +624,31 @@ def test_a_function_task_loses_its_entry_on_revert_only_with_a_revert_function(
         engines.run(flow(True), store={"value": 2}, cache=url)
     engines.run(flow(False), store={"value": 2}, cache=url)
     assert calls == tasks.CALLS
+
+
+def test_a_result_the_cache_could_not_give_back_is_not_stored_and_says_so(
+    url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    pydantic = pytest.importorskip("pydantic")
+
+    class Tag(pydantic.BaseModel):
+        model_config = pydantic.ConfigDict(frozen=True)
+        name: str
+
+    class Tags(task.Task):
+        cache = True
+
+        def execute(self, n: int) -> Any:
+            tasks.CALLS.append(self.name)
+            return {Tag(name="a")}
+
+    # A set of models was stored as a set of mappings, which no set can hold: each
+    # later run found an entry it could not read, warned, ran, and stored it again.
+    for _ in range(2):
+        results = engines.run(Tags("tags", provides="tags"), store={"n": 1}, cache=url)
+        assert results["tags"] == {Tag(name="a")}
+    assert tasks.CALLS == ["tags", "tags"]
+    assert "not readable" not in caplog.text
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warned) == 2 and all("result of atom 'tags' is not cached: " in w for w in warned), warned
+    assert all("cannot be given back" in w for w in warned), warned

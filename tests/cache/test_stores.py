@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,8 +11,9 @@ from typing import Any
 
 import pytest
 
-from flowkit import exceptions
+from flowkit import engines, exceptions, states, task
 from flowkit.cache import CacheStore, DirStore, open_store
+from flowkit.types.notifier import Notifier
 from tests.services import wait_until
 
 KINDS = ["memory", "dir", "sqlite", "postgresql", "redis"]
@@ -132,24 +134,48 @@ def test_the_size_bound_drops_the_oldest_written_even_if_read_since(opened: tupl
         store.close()
 
 
-def test_entries_expire_after_their_ttl(kind: str, opened: tuple[str, Clock]) -> None:
+def test_entries_expire_after_their_ttl(opened: tuple[str, Clock]) -> None:
+    # By the injected clock on every store: the Redis store used to follow only
+    # the server's clock, so its expiry could be tested only by waiting.
     url, clock = opened
-    if kind == "redis":
-        # Redis expires keys by its own clock: a short TTL, polled for.
-        store = store_for(url, clock, "ttl=0.2")
-        store.put("k", "v")
-        assert store.get("k") == "v"
-        wait_until(lambda: store.get("k") is None, timeout=5, message="the Redis entry to expire")
-        store.close()
-        return
     store = store_for(url, clock, "ttl=10")
     try:
         store.put("k", "v")
         clock.now += 9
         assert store.get("k") == "v"
+        assert store.stats().entries == 1
         clock.now += 2
         assert store.get("k") is None
         assert store.stats().entries == 0
+    finally:
+        store.close()
+
+
+def test_expired_entries_never_read_again_do_not_pile_up(opened: tuple[str, Clock]) -> None:
+    # An expired entry went only when its own key was read again: a cache with a
+    # ttl and no max_entries grew by every key it ever held (a table, a
+    # directory, a process's memory), however little of it was live.
+    url, clock = opened
+    store = store_for(url, clock, "ttl=10")
+    try:
+        for i in range(30):
+            store.put(f"{i:064d}", "v2:1")
+        clock.now += 11
+        store.put("n" * 64, "v2:new")
+        assert store.stats().entries == 1
+        assert store.clear() == 1  # what the store held: the live entry only
+    finally:
+        store.close()
+    # A process running one flow opens the store for that run: its first write purges.
+    for i in range(3):
+        store = store_for(url, clock, "ttl=10")
+        store.put(f"{i:064d}", "v2:1")
+        store.close()
+        clock.now += 11
+    store = store_for(url, clock, "ttl=10")
+    try:
+        store.put("n" * 64, "v2:new")
+        assert store.clear() == 1
     finally:
         store.close()
 
@@ -378,6 +404,49 @@ def test_two_writers_of_one_key_on_postgresql_the_last_write_wins(postgresql_db_
         store.close()
 
 
+def test_a_redis_entry_also_expires_by_the_servers_own_clock(redis_flushed_url: str) -> None:
+    # Redis still drops expired entries itself: nothing to clean up, nor to count.
+    store = store_for(redis_flushed_url, Clock(), "ttl=0.2")
+    try:
+        store.put("k", "v")
+        assert store.get("k") == "v"
+        wait_until(lambda: store.stats().entries == 0, timeout=5, message="Redis to drop the expired entry")
+    finally:
+        store.close()
+
+
+def test_a_redis_entry_an_earlier_flowkit_wrote_without_its_expiry_is_a_miss(redis_flushed_url: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(redis_flushed_url)
+    store = store_for(redis_flushed_url, Clock())
+    try:
+        client.set("flowkit:cache:" + "k" * 64, '{"1": "a"}')  # as the store wrote entries before
+        assert store.get("k" * 64) is None
+        assert store.stats().entries == 0
+        store.put("k" * 64, "v2:1")
+        assert store.get("k" * 64) == "v2:1"
+    finally:
+        client.close()
+        store.close()
+
+
+def test_a_redis_entry_that_is_not_utf8_is_a_miss_not_an_error(redis_flushed_url: str) -> None:
+    # Something else wrote under the prefix: the read used to raise UnicodeDecodeError,
+    # failing the flow, where every other store's damaged entry is a logged miss.
+    import redis
+
+    client = redis.Redis.from_url(redis_flushed_url)
+    store = store_for(redis_flushed_url, Clock())
+    try:
+        client.set("flowkit:cache:" + "k" * 64, b"-\n\xff\xfe")
+        assert store.get("k" * 64) is None
+        assert store.stats().entries == 0
+    finally:
+        client.close()
+        store.close()
+
+
 def test_a_redis_store_with_a_ttl_keeps_no_index_member_of_an_expired_entry(redis_flushed_url: str) -> None:
     import redis
 
@@ -468,3 +537,135 @@ def test_stats_name_the_store_with_its_password_masked(postgresql_db_url: str) -
         finally:
             store.close()
         assert "s3cret" not in stats.url and ":***@" in stats.url, stats.url
+
+
+class _Shapes(task.Task):
+    """Returns what JSON alone gives back in another form: an int-keyed mapping and a tuple."""
+
+    cache = True
+    runs = 0
+
+    def execute(self, n: int) -> Any:
+        _Shapes.runs += 1
+        return {n: "a", "pair": (n, n)}
+
+
+def test_an_entry_written_in_the_old_json_form_is_a_miss_and_rewritten(
+    opened: tuple[str, Clock],
+) -> None:
+    # Entries written before results were tagged hold the plain JSON form:
+    # {1: "a"} as {"1": "a"}, tuples as lists. Decoded as they stand, a hit handed
+    # the next run that form (m[1] failing downstream) until cache_version was bumped.
+    url, clock = opened
+    keys: list[str] = []
+
+    def listen(state: str, details: dict[str, Any]) -> None:
+        if state == states.SUCCESS:
+            keys.append(details["cache_key"])
+
+    def run() -> Any:
+        engine = engines.load(_Shapes("shapes", provides="out"), store={"n": 1}, cache=store)
+        engine.atom_notifier.register(Notifier.ANY, listen)
+        engine.run()
+        return engine.storage.fetch("out")
+
+    store = store_for(url, clock)
+    try:
+        _Shapes.runs = 0
+        expected = {1: "a", "pair": (1, 1)}
+        assert run() == expected
+        (key,) = set(keys)
+        store.put(key, json.dumps({"1": "a", "pair": [1, 1]}))  # as the old encoder wrote it
+        out = run()
+        assert out == expected and repr(out) == repr(expected)
+        assert _Shapes.runs == 2  # a miss: run again...
+        assert run() == expected
+        assert _Shapes.runs == 2  # ...and stored again in the form that comes back as it was
+        assert set(keys) == {key}
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("kind", ["dir", "sqlite", "postgresql", "redis"])
+def test_processes_filling_one_bounded_store_at_once_all_succeed(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    # Each filler has its own store object (its own connection), as separate
+    # processes do: runs missing the same keys at once both write them, and
+    # writes past the bound evict concurrently.
+    import threading
+
+    url = make_url(kind, request, tmp_path)
+    clock = Clock()
+    fillers = [store_for(url, clock, "max_entries=8") for _ in range(6)]
+    errors: list[BaseException] = []
+    start = threading.Barrier(len(fillers))
+
+    def fill(store: CacheStore, worker: int) -> None:
+        try:
+            start.wait(10)
+            for i in range(100):
+                key = f"{(i * 7 + worker) % 20:064d}"
+                store.put(key, f"v2:{i}")
+                store.get(key)  # gone already (evicted by another) or some filler's value
+        except BaseException as err:  # reported below, with the thread's failure
+            errors.append(err)
+
+    try:
+        threads = [threading.Thread(target=fill, args=(store, n)) for n, store in enumerate(fillers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+        assert not errors, errors
+        assert 1 <= fillers[0].stats().entries <= 8
+        clock.now += 1  # the newest entry, which no eviction picks
+        fillers[0].put("f" * 64, "v2:last")
+        assert fillers[1].get("f" * 64) == "v2:last"
+    finally:
+        for store in fillers:
+            store.close()
+
+
+def test_a_bounded_postgresql_write_does_not_wait_for_a_row_another_writer_holds(
+    postgresql_db_url: str,
+) -> None:
+    # The eviction waited for the oldest row while another transaction held it
+    # (that writer's upsert of the same key, or its own eviction); when that one
+    # then waited for this write's new row, PostgreSQL killed one as a deadlock.
+    import threading
+
+    import sqlalchemy as sa
+
+    clock = Clock()
+    store = store_for(postgresql_db_url, clock, "max_entries=1")
+    other = sa.create_engine(postgresql_db_url.replace("postgresql://", "postgresql+psycopg://", 1))
+    outcome: list[BaseException | None] = []
+
+    def write() -> None:
+        try:
+            store.put("n" * 64, "v2:new")
+            outcome.append(None)
+        except BaseException as err:  # reported below
+            outcome.append(err)
+
+    try:
+        store.put("o" * 64, "v2:old")
+        clock.now += 1
+        with other.connect() as holder:
+            pending = holder.begin()
+            holder.execute(
+                sa.text("UPDATE flowkit_cache SET value = 'v2:other' WHERE key = :k"), {"k": "o" * 64}
+            )
+            writer = threading.Thread(target=write)
+            writer.start()
+            writer.join(20)
+            finished = not writer.is_alive()
+            pending.rollback()
+            writer.join(20)
+        assert finished, "the write waited for the row the other transaction holds"
+        assert outcome == [None]
+        assert store.get("n" * 64) == "v2:new"
+    finally:
+        other.dispose()
+        store.close()
