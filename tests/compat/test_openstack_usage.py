@@ -1,0 +1,759 @@
+"""How OpenStack services call TaskFlow, run on TaskFlow 6.5 and on flowkit: both must behave alike.
+
+Each test is a small flow of our own that makes the calls, with the arguments and
+option values, that a service's code makes (read from the services' released
+wheels: Octavia 19, Cinder 29, Glance 33, Masakari 22, Karbor 1.6). It is built
+once per library (``root`` is ``"taskflow"`` or ``"flowkit"``) and what it
+observes is compared: results, states, the calls made into atoms, the types
+raised, and log lines where the service reads them.
+
+Deliberate differences (doc/migrating.rst) are left out of the comparison where
+they show, with the reason: the injector atom detail TaskFlow stores, and each
+library's own wording of exception messages.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import functools
+import importlib
+import logging
+import os
+import re
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+LIBRARIES = ("taskflow", "flowkit")
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+def lib(root: str, name: str) -> Any:
+    """Module ``name`` of library ``root`` (``lib("flowkit", "task")``)."""
+    return importlib.import_module(f"{root}.{name}")
+
+
+def both(scenario: Any) -> tuple[Any, Any]:
+    """Run ``scenario(root)`` on TaskFlow, then on flowkit."""
+    return scenario("taskflow"), scenario("flowkit")
+
+
+class Records(logging.Handler):
+    """Keeps the records a logger emits, with uuids replaced so runs compare."""
+
+    UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def lines(self) -> list[tuple[str, str]]:
+        """(level, first line of the message) per record."""
+        return [(r.levelname, self.UUID.sub("UUID", r.getMessage().splitlines()[0])) for r in self.records]
+
+
+@contextlib.contextmanager
+def recording(name: str) -> Iterator[Records]:
+    logger = logging.getLogger(name)
+    handler = Records()
+    old_level, old_propagate = logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+        logger.propagate = old_propagate
+
+
+# -- Masakari: progress reported through the task's own ``_notifier`` ---------------------------
+
+
+def masakari_progress(root: str) -> dict[str, Any]:
+    """A task reports progress details as Masakari's tasks do, and the driver reads them back.
+
+    Masakari's base task calls ``self._notifier.notify("update_progress", {"progress":
+    ..., "progress_details": [...]})`` from ``execute``, with no listener of its own;
+    its driver later reads ``meta["progress_details"]["details"]["progress_details"]``
+    of each atom detail in the logbook named after the notification.
+    """
+    task, engines, lf = lib(root, "task"), lib(root, "engines"), lib(root, "patterns.linear_flow")
+    backends, models = lib(root, "persistence.backends"), lib(root, "persistence.models")
+
+    class Evacuate(task.Task):
+        def __init__(self, context: Any, novaclient: Any, **kwargs: Any) -> None:
+            super().__init__(
+                type(self).__name__,
+                requires=kwargs.get("requires"),
+                rebind=kwargs.get("rebind"),
+                provides=kwargs.get("provides"),
+            )
+            self.progress: list[dict[str, Any]] = []
+
+        def execute(self, host_name: str) -> str:
+            for step, fraction in (("disabling host", 0.5), ("evacuated", 1.0)):
+                self.progress.append({"message": step, "progress": fraction})
+                self._notifier.notify(
+                    "update_progress", {"progress": fraction, "progress_details": list(self.progress)}
+                )
+            return host_name
+
+    backend = backends.fetch("memory://")
+    with contextlib.closing(backend.get_connection()) as conn:
+        conn.upgrade()
+    book = models.LogBook("process_failure", "notification-1")
+    flow = lf.Flow("recovery").add(Evacuate(None, None, requires=["host_name"]))
+    engine = engines.load(flow, store={"host_name": "node-1"}, backend=backend, book=book)
+    engine.run()
+    read = {}
+    with contextlib.closing(backend.get_connection()) as conn:
+        for detail in conn.get_flows_for_book("notification-1"):
+            for atom in conn.get_atoms_for_flow(detail.uuid):
+                if atom.meta and atom.meta.get("progress_details"):
+                    read[atom.name] = (
+                        atom.state,
+                        atom.meta["progress"],
+                        atom.meta["progress_details"]["details"]["progress_details"],
+                    )
+    return read
+
+
+def test_masakari_progress_through_the_private_notifier_is_stored_alike() -> None:
+    theirs, ours = both(masakari_progress)
+    assert theirs == ours
+    assert ours["Evacuate"][2][-1] == {"message": "evacuated", "progress": 1.0}
+
+
+# -- Octavia: retry controllers --------------------------------------------------------------
+
+
+class Retryable(Exception):
+    """The error Octavia's retry controllers retry on (a connection not up yet)."""
+
+
+class Fatal(Exception):
+    """Any other error: revert everything."""
+
+
+def octavia_retries(root: str) -> dict[str, Any]:
+    """Octavia's ``AmpRetry``/``ComputeRetry`` read the live exception of the last attempt.
+
+    They look at ``history[-1][1]`` (task name to Failure), retry while its
+    ``_exc_info[1]`` is the retryable error and attempts remain, and otherwise
+    answer ``REVERT_ALL``. Its ``SleepingRetryTimesController`` passes ``Times``'s
+    arguments by position and reads ``_attempts`` and ``_revert_action``.
+    """
+    task, retry, engines, lf = (lib(root, n) for n in ("task", "retry", "engines", "patterns.linear_flow"))
+    seen: list[Any] = []
+
+    class AmpRetry(retry.Times):
+        def on_failure(self, history: Any, *args: Any, **kwargs: Any) -> Any:
+            for name, info in history[-1][1].items():
+                if len(history) <= 3:
+                    if info is None or info._exc_info is None:
+                        return retry.RETRY
+                    seen.append((self.name, name, type(info._exc_info[1]).__name__))
+                    if isinstance(info._exc_info[1], Retryable):
+                        return retry.RETRY
+            return retry.REVERT_ALL
+
+    class SleepingTimes(retry.Times):
+        def __init__(
+            self,
+            attempts: int = 1,
+            name: str | None = None,
+            provides: Any = None,
+            requires: Any = None,
+            auto_extract: bool = True,
+            rebind: Any = None,
+            revert_all: bool = False,
+            interval: float = 1,
+        ) -> None:
+            super().__init__(attempts, name, provides, requires, auto_extract, rebind, revert_all)
+            self._interval = interval
+
+        def on_failure(self, history: Any, *args: Any, **kwargs: Any) -> Any:
+            seen.append((self.name, len(history), self._attempts))
+            if len(history) < self._attempts:
+                return retry.RETRY
+            return self._revert_action
+
+        def revert(self, history: Any, *args: Any, **kwargs: Any) -> None:
+            seen.append(("revert", self.name, len(history), sorted(kwargs)))
+
+    attempts = {"connect": 0}
+
+    class Connect(task.Task):
+        def execute(self, amphora: str) -> str:
+            attempts["connect"] += 1
+            if attempts["connect"] < 3:
+                raise Retryable(f"{amphora} not up yet")
+            raise Fatal(f"{amphora} refused the certificate")
+
+    class MarkError(task.Task):
+        def execute(self, amphora: str) -> None:
+            seen.append(("mark", amphora))
+
+        def revert(self, amphora: str, *args: Any, **kwargs: Any) -> None:
+            seen.append(("unmark", amphora, type(kwargs.get("result")).__name__))
+
+    class Delete(task.Task):
+        def execute(self) -> None:
+            raise Fatal("compute API down")
+
+    outcomes = {}
+    connect = lf.Flow("amp-retry-subflow", retry=AmpRetry()).add(
+        Connect("connectivity-wait", requires="amphora", inject={"raise_retry_exception": True})
+    )
+    flow = lf.Flow("create-amphora").add(MarkError("to-error-on-revert"), connect)
+    engine = engines.load(flow, store={"amphora": "amp-1"})
+    with pytest.raises(Fatal):
+        engine.run()
+    outcomes["amp"] = (engine.storage.get_flow_state(), attempts["connect"])
+
+    controller = SleepingTimes(name="retry-delete-amphora", attempts=3, interval=0)
+    outcomes["controller"] = (controller.name, controller._attempts, str(controller._revert_action))
+    flow = lf.Flow("delete-amphora", retry=controller).add(Delete("delete-compute"))
+    engine = engines.load(flow)
+    with pytest.raises(Fatal):
+        engine.run()
+    outcomes["delete"] = engine.storage.get_flow_state()
+    outcomes["seen"] = seen
+    return outcomes
+
+
+def test_octavia_retry_controllers_decide_alike() -> None:
+    theirs, ours = both(octavia_retries)
+    assert theirs == ours
+    assert ("amp-retry-subflow_retry", "connectivity-wait", "Fatal") in ours["seen"]
+
+
+# -- Cinder: a logging listener with its own failure formatter --------------------------------
+
+
+class QuotaError(Exception):
+    """An expected error: Cinder's formatter logs it without a traceback."""
+
+
+def cinder_create_volume(root: str, size: int) -> dict[str, Any]:
+    """Cinder's create-volume flow shape: named tasks, set ``default_provides``, revert kwargs.
+
+    Its ``DynamicLogListener`` passes ``fail_formatter=`` a ``FailureFormatter``
+    subclass whose ``format(fail, atom_matcher)`` returns ``(None, text)`` for
+    expected errors (``fail.check(...)`` and ``fail.pformat(traceback=False)``).
+    After the run the manager asks ``storage.fetch`` and ``get_revert_result``
+    and catches ``NotFound``.
+    """
+    task, engines, lf = lib(root, "task"), lib(root, "engines"), lib(root, "patterns.linear_flow")
+    formatters, llog, lbase = (
+        lib(root, "formatters"),
+        lib(root, "listeners.logging"),
+        lib(root, "listeners.base"),
+    )
+    ft, exceptions = lib(root, "types.failure"), lib(root, "exceptions")
+    log = logging.getLogger(f"compat.cinder.{root}")
+    reverts: list[Any] = []
+
+    class SpecialFormatter(formatters.FailureFormatter):
+        def __init__(self, engine: Any) -> None:
+            super().__init__(engine)
+
+        def format(self, fail: Any, atom_matcher: Any) -> Any:
+            if fail.check(QuotaError) is not None:
+                return None, f"{os.linesep}{fail.pformat(traceback=False)}"
+            return super().format(fail, atom_matcher)
+
+    class DynamicLogListener(llog.DynamicLoggingListener):
+        def __init__(
+            self,
+            engine: Any,
+            task_listen_for: Any = lbase.DEFAULT_LISTEN_FOR,
+            flow_listen_for: Any = lbase.DEFAULT_LISTEN_FOR,
+            retry_listen_for: Any = lbase.DEFAULT_LISTEN_FOR,
+            logger: Any = log,
+        ) -> None:
+            super().__init__(
+                engine,
+                task_listen_for=task_listen_for,
+                flow_listen_for=flow_listen_for,
+                retry_listen_for=retry_listen_for,
+                log=logger,
+                fail_formatter=SpecialFormatter(engine),
+            )
+
+    class VolumeTask(task.Task):
+        def __init__(self, addons: list[str] | None = None, **kwargs: Any) -> None:
+            super().__init__(f"{type(self).__name__};{', '.join(addons or [])}", **kwargs)
+
+    class Extract(VolumeTask):
+        default_provides = {"size", "volume_id"}
+
+        def execute(self, request: dict[str, Any]) -> dict[str, Any]:
+            return {"size": request["size"], "volume_id": "vol-1"}
+
+    class Reserve(VolumeTask):
+        default_provides = "reservations"
+
+        def execute(self, size: int) -> list[str]:
+            if size > 10:
+                raise QuotaError(f"over quota by {size - 10}")
+            return ["r1"]
+
+        def revert(self, context: Any, result: Any, flow_failures: Any, **kwargs: Any) -> None:
+            failed = [name for name, f in sorted(flow_failures.items()) if f.check(QuotaError)]
+            reverts.append(("reserve", isinstance(result, ft.Failure), failed))
+
+    class Reschedule(VolumeTask):
+        def execute(self, volume_id: str) -> None:
+            pass
+
+        def revert(
+            self, context: Any, result: Any, flow_failures: Any, volume_id: str, **kwargs: Any
+        ) -> bool:
+            causes = [f.exception_str for f in flow_failures.values()]
+            reverts.append(("reschedule", causes))
+            return True
+
+    class Create(VolumeTask):
+        def execute(self, volume_id: str, reservations: list[str]) -> None:
+            raise RuntimeError("backend down")
+
+    flow = lf.Flow("volume_create_manager").add(
+        Extract(addons=["create"]),
+        Reschedule(addons=["create"]),
+        Reserve(addons=["create"]),
+        Create(addons=["create"]),
+    )
+    engine = engines.load(flow, store={"request": {"size": size}, "context": "ctx"})
+    out: dict[str, Any] = {}
+    with recording(log.name) as records:
+        try:
+            with DynamicLogListener(engine, logger=log):
+                engine.run()
+        except Exception as err:
+            out["raised"] = type(err).__name__
+    try:
+        engine.storage.fetch("volume_id")
+    except exceptions.NotFound:
+        out["volume_id"] = "NotFound"
+    try:
+        out["rescheduled"] = engine.storage.get_revert_result("Reschedule;create")
+    except exceptions.NotFound:
+        out["rescheduled"] = "NotFound"
+    out["reverts"] = reverts
+    out["log"] = records.lines()
+    # The formatter's text: a traceback only for the unexpected error.
+    out["tracebacks"] = [
+        (r.levelname, r.exc_info is not None, "Traceback" in r.getMessage())
+        for r in records.records
+        if r.levelno >= logging.WARNING
+    ]
+    return out
+
+
+@pytest.mark.parametrize("size", [5, 20])
+def test_cinder_listener_formatter_and_revert_arguments_alike(size: int) -> None:
+    theirs, ours = both(functools.partial(cinder_create_volume, size=size))
+    assert theirs == ours
+
+
+# -- Glance: serial or parallel engines with their executor, AlwaysRevert ---------------------
+
+
+def glance_import(root: str, mode: str) -> dict[str, Any]:
+    """Glance loads ``engine=mode, executor=..., max_workers=10`` and logs with DynamicLoggingListener.
+
+    Its executor is ``None`` in serial mode and a thread pool in parallel mode; its
+    import flows run under ``retry.AlwaysRevert()`` and its tasks' ``revert(*args,
+    **kwargs)`` look for ``result`` and ``flow_failures`` in ``kwargs``.
+    """
+    task, retry, engines, lf = (lib(root, n) for n in ("task", "retry", "engines", "patterns.linear_flow"))
+    llog = lib(root, "listeners.logging")
+    log = logging.getLogger(f"compat.glance.{root}")
+    calls: list[Any] = []
+
+    class CreateImage(task.Task):
+        default_provides = "image_id"
+
+        def execute(self) -> str:
+            return "img-1"
+
+        def revert(self, *args: Any, **kwargs: Any) -> None:
+            if kwargs.get("result") is not None and kwargs.get("flow_failures") is not None:
+                calls.append(("delete image", kwargs["result"], sorted(kwargs["flow_failures"])))
+
+    class ImportToStore(task.Task):
+        default_provides = "file_path"
+
+        def execute(self, image_id: str) -> str:
+            raise OSError(f"no space left for {image_id}")
+
+        def revert(self, image_id: str, result: Any, **kwargs: Any) -> None:
+            calls.append(("cleanup", image_id, result.check(OSError) is not None, result.exception_str))
+
+    executor = concurrent.futures.ThreadPoolExecutor(10) if mode == "parallel" else None
+    flow = lf.Flow("api_image_import", retry=retry.AlwaysRevert()).add(
+        CreateImage("create-image"), ImportToStore("import-to-store")
+    )
+    out: dict[str, Any] = {}
+    try:
+        engine = engines.load(flow, engine=mode, executor=executor, max_workers=10)
+        with recording(log.name) as records, llog.DynamicLoggingListener(engine, log=log):
+            engine.run()
+    except OSError as err:
+        out["raised"] = str(err)
+    finally:
+        if executor is not None:
+            executor.shutdown()
+    out["flow"] = engine.storage.get_flow_state()
+    out["atoms"] = {name: engine.storage.get_atom_state(name) for name in ("create-image", "import-to-store")}
+    out["calls"] = calls
+    out["log"] = sorted(records.lines())  # parallel: order among concurrent events may differ
+    return out
+
+
+@pytest.mark.parametrize("mode", ["serial", "parallel"])
+def test_glance_engine_options_and_revert_kwargs_alike(mode: str) -> None:
+    theirs, ours = both(functools.partial(glance_import, mode=mode))
+    assert theirs == ours
+
+
+# -- Karbor: graph flows of functor tasks, notifiers registered with "*" ----------------------
+
+
+def karbor_graph(root: str) -> dict[str, Any]:
+    """Karbor builds ``FunctorTask``s with every keyword, links them, and watches with ``"*"``."""
+    task, engines, gf = lib(root, "task"), lib(root, "engines"), lib(root, "patterns.graph_flow")
+    events: list[Any] = []
+
+    def protect(resource: str) -> str:
+        return f"{resource}-protected"
+
+    def verify(protected: str, checksum: str) -> str:
+        return f"{protected}-verified-{checksum}"
+
+    def undo(*args: Any, **kwargs: Any) -> None:
+        events.append(("undo", sorted(kwargs)))
+
+    flow = gf.Flow("protect-plan")
+    first = task.FunctorTask(
+        protect,
+        name="protect",
+        provides="protected",
+        requires=None,
+        auto_extract=True,
+        rebind=None,
+        revert=undo,
+        version=None,
+        inject={"resource": "volume-1"},
+    )
+    second = task.FunctorTask(
+        verify,
+        name="verify",
+        provides="verified",
+        requires=None,
+        auto_extract=True,
+        rebind={"checksum": "sum"},
+        revert=None,
+        version=None,
+        inject=None,
+    )
+    flow.add(first, second)
+    flow.link(first, second)
+    found = [node.name for node, _meta in flow.iter_nodes() if isinstance(node, task.FunctorTask)]
+    executor = concurrent.futures.ThreadPoolExecutor(2)
+    try:
+        engine = engines.load(flow, executor=executor, engine="parallel", store={"sum": "abc"})
+        engine.notifier.register(
+            "*", lambda state, details: events.append(("flow", state, details.get("old_state")))
+        )
+        engine.atom_notifier.register(
+            "*",
+            lambda state, details: events.append((details.get("task_name"), state, details.get("old_state"))),
+        )
+        engine.run()
+    finally:
+        executor.shutdown()
+    return {
+        "nodes": found,
+        "fetch": engine.storage.fetch("verified"),
+        "all": sorted(engine.storage.fetch_all().items()),
+        "events": events,
+    }
+
+
+def test_karbor_graph_flow_of_functor_tasks_alike() -> None:
+    theirs, ours = both(karbor_graph)
+    assert theirs == ours
+
+
+# -- Masakari: a ParameterizedForEach over reserved hosts ------------------------------------
+
+
+def masakari_reserved_hosts(root: str, hosts: list[str]) -> dict[str, Any]:
+    """``retry.ParameterizedForEach(rebind=[...], provides=...)`` tries each host in turn."""
+    task, retry, engines, lf = (lib(root, n) for n in ("task", "retry", "engines", "patterns.linear_flow"))
+    tried: list[str] = []
+
+    class EvacuateTo(task.Task):
+        def execute(self, reserved_host: str) -> str:
+            tried.append(reserved_host)
+            if reserved_host != "h3":
+                raise RuntimeError(f"no room on {reserved_host}")
+            return reserved_host
+
+    main = lf.Flow(
+        "retry_rh_failure_engine",
+        retry=retry.ParameterizedForEach(rebind=["reserved_host_list"], provides="reserved_host"),
+    ).add(EvacuateTo("evacuate"))
+    flow = lf.Flow("rh_failure_engine").add(lf.Flow("pre_tasks"), main, lf.Flow("post_tasks"))
+    engine = engines.load(flow, store={"reserved_host_list": hosts})
+    out: dict[str, Any] = {}
+    try:
+        engine.run()
+        out["host"] = engine.storage.fetch("reserved_host")
+    except RuntimeError as err:
+        out["raised"] = str(err)
+    out["tried"] = tried
+    out["flow"] = engine.storage.get_flow_state()
+    return out
+
+
+@pytest.mark.parametrize("hosts", [["h1", "h2", "h3"], ["h1", "h2"]])
+def test_masakari_parameterized_for_each_alike(hosts: list[str]) -> None:
+    theirs, ours = both(functools.partial(masakari_reserved_hosts, hosts=hosts))
+    assert theirs == ours
+
+
+# -- Octavia: engine options, masked listener, never_resolve ---------------------------------
+
+FILTER_KEYS = ("certificate", "private_key", "passphrase", "server_pem", "intermediates")
+
+
+def octavia_engine(root: str, never_resolve: bool) -> dict[str, Any]:
+    """Octavia loads with its own thread pool, ``never_resolve=``, then compiles and prepares.
+
+    It runs under a DynamicLoggingListener that masks secrets with
+    ``mask_inputs_keys``/``mask_outputs_keys``.
+    """
+    task, engines, lf = lib(root, "task"), lib(root, "engines"), lib(root, "patterns.linear_flow")
+    llog = lib(root, "listeners.logging")
+    log = logging.getLogger(f"compat.octavia.{root}")
+    reverted: list[str] = []
+
+    class GenerateCert(task.Task):
+        def execute(self, amphora: dict[str, Any]) -> dict[str, Any]:
+            return {"certificate": "PEM", "private_key": "KEY", "amphora_id": amphora["id"]}
+
+        def revert(self, *args: Any, **kwargs: Any) -> None:
+            reverted.append("cert")
+
+    class Upload(task.Task):
+        def execute(self, server_pem: dict[str, Any]) -> None:
+            raise RuntimeError("amphora agent refused the upload")
+
+    executor = concurrent.futures.ThreadPoolExecutor(max_workers=2)
+    flow = lf.Flow("amphora-cert").add(
+        GenerateCert("generate-cert", provides="server_pem"), Upload("upload-cert")
+    )
+    out: dict[str, Any] = {}
+    try:
+        engine = engines.load(
+            flow,
+            engine="parallel",
+            executor=executor,
+            never_resolve=never_resolve,
+            store={"amphora": {"id": "amp-1", "private_key": "SECRET"}},
+        )
+        engine.compile()
+        engine.prepare()
+        with (
+            recording(log.name) as records,
+            llog.DynamicLoggingListener(
+                engine, log=log, mask_inputs_keys=FILTER_KEYS, mask_outputs_keys=FILTER_KEYS
+            ),
+            pytest.raises(RuntimeError),
+        ):
+            engine.run()
+    finally:
+        executor.shutdown()
+    out["flow"] = engine.storage.get_flow_state()
+    out["reverted"] = reverted
+    out["log"] = records.lines()
+    text = "\n".join(r.getMessage() for r in records.records)
+    out["secret shown"] = "SECRET" in text
+    return out
+
+
+@pytest.mark.parametrize("never_resolve", [False, True])
+def test_octavia_engine_options_and_masked_logging_alike(never_resolve: bool) -> None:
+    theirs, ours = both(functools.partial(octavia_engine, never_resolve=never_resolve))
+    assert theirs == ours
+
+
+# -- Octavia: its conductor, posting and consuming through a Redis jobboard -------------------
+
+
+def octavia_amphora_flow(root: str) -> Any:
+    """The flow factory the jobs name (module level, so both conductors can import it)."""
+    task, lf = lib(root, "task"), lib(root, "patterns.linear_flow")
+
+    class Greet(task.Task):
+        def execute(self, loadbalancer_id: str) -> str:
+            return f"created {loadbalancer_id}"
+
+    return lf.Flow("create-load-balancer").add(Greet("create-lb", provides="created"))
+
+
+def octavia_conductor(root: str, redis_url: str, db: Path) -> dict[str, Any]:
+    """Octavia's poster and conductor on a Redis board with an SQL persistence backend.
+
+    The poster saves a logbook and flow detail, ``save_factory_details`` and posts
+    the job with its store; the conductor is a ``BlockingConductor`` subclass that
+    adds listeners in ``_listeners_from_job`` (a DynamicLoggingListener and one
+    extending the claim through ``job.extend_expiry``) and, in ``_on_job_done(job,
+    fut)``, calls the parent then destroys a completed job's logbook. The board's
+    ``claim`` is wrapped to pass ``expiry=``; a filter on the conductor's logger
+    rewrites records whose first argument is a ``Job``.
+    """
+    engines, states, excs = lib(root, "engines"), lib(root, "states"), lib(root, "exceptions")
+    impl_blocking, job_backends = lib(root, "conductors.backends.impl_blocking"), lib(root, "jobs.backends")
+    job_base, lbase, llog = (
+        lib(root, "jobs.base"),
+        lib(root, "listeners.base"),
+        lib(root, "listeners.logging"),
+    )
+    models, persistence_backends = lib(root, "persistence.models"), lib(root, "persistence.backends")
+    log = logging.getLogger(f"compat.octavia.conductor.{root}")
+    done: list[Any] = []
+    extended: list[str] = []
+
+    class JobDetailsFilter(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            if record.args and isinstance(record.args[0], job_base.Job):
+                record.args = (f"<job {record.args[0].name}>", *record.args[1:])
+            return True
+
+    class ExtendExpiryListener(lbase.Listener):
+        def __init__(self, engine: Any, job: Any) -> None:
+            super().__init__(engine)
+            self.job = job
+
+        def _task_receiver(self, state: str, details: Any) -> None:
+            self.job.extend_expiry(30)
+            extended.append(state)
+
+        def _flow_receiver(self, state: str, details: Any) -> None:
+            self.job.extend_expiry(30)
+
+        def _retry_receiver(self, state: str, details: Any) -> None:
+            self.job.extend_expiry(30)
+
+    class DynamicLoggingConductor(impl_blocking.BlockingConductor):
+        def _listeners_from_job(self, job: Any, engine: Any) -> list[Any]:
+            listeners = super()._listeners_from_job(job, engine)
+            listeners.append(
+                llog.DynamicLoggingListener(
+                    engine, log=log, mask_inputs_keys=FILTER_KEYS, mask_outputs_keys=FILTER_KEYS
+                )
+            )
+            listeners.append(ExtendExpiryListener(engine, job))
+            return listeners
+
+        def _on_job_done(self, job: Any, fut: Any) -> None:
+            super()._on_job_done(job, fut)
+            done.append((job.name, job.state))
+            if job.state == states.COMPLETE and job.book:
+                try:
+                    self._persistence.get_connection().destroy_logbook(job.book.uuid)
+                    done.append("logbook destroyed")
+                except excs.NotFound:
+                    done.append("logbook already gone")
+            self.stop()
+
+    where = urlsplit(redis_url)
+    conf = {
+        "board": "redis",
+        "host": where.hostname,
+        "port": where.port,
+        "db": 0,
+        "namespace": f"octavia_{root}",
+        "sentinel": None,
+        "sentinel_fallbacks": [],
+    }
+    persistence = persistence_backends.fetch(
+        {
+            "connection": f"sqlite:///{db}",
+            "max_pool_size": 5,
+            "max_overflow": 10,
+            "pool_timeout": 30,
+            "idle_timeout": 3600,
+            "max_retries": 3,
+        }
+    )
+    with contextlib.closing(persistence), contextlib.closing(persistence.get_connection()) as conn:
+        conn.upgrade()
+        conn.validate()
+    executor_log = f"{root}.conductors.backends.impl_executor"
+    logger = logging.getLogger(executor_log)
+    job_filter = JobDetailsFilter()
+    logger.addFilter(job_filter)
+    try:
+        with (
+            recording(executor_log) as records,
+            job_backends.backend(conf["namespace"], conf, persistence=persistence) as board,
+        ):
+            job_id = str(uuid.uuid4())
+            name = f"octavia_amphora_flow-{job_id}"
+            book = models.LogBook(name)
+            flow_detail = models.FlowDetail(name, job_id)
+            book.add(flow_detail)
+            persistence.get_connection().save_logbook(book)
+            engines.save_factory_details(flow_detail, octavia_amphora_flow, [root], {}, backend=persistence)
+            board.post(name, book=book, details={"store": {"loadbalancer_id": "lb-1", "certificate": "PEM"}})
+            board.claim = functools.partial(board.claim, expiry=30)
+            conductor = DynamicLoggingConductor(
+                "octavia-worker-1",
+                board,
+                persistence=persistence,
+                engine="parallel",
+                engine_options={"max_workers": 4},
+            )
+            runner = threading.Thread(target=conductor.run, daemon=True)
+            runner.start()
+            runner.join(30)
+            left = [job.name for job in board.iterjobs()]
+    finally:
+        logger.removeFilter(job_filter)
+    job_lines = [
+        (level, line.replace("octavia_amphora_flow-UUID", "JOB"))
+        for level, line in records.lines()
+        if "<job " in line  # the records whose first argument was the job
+    ]
+    return {
+        "stopped": not runner.is_alive(),
+        "done": [d if isinstance(d, str) else ("JOB", d[1]) for d in done],
+        "left": left,
+        "extended": extended,
+        "job lines": job_lines,
+    }
+
+
+def test_octavia_conductor_subclass_runs_alike(redis_flushed_url: str, tmp_path: Path) -> None:
+    theirs = octavia_conductor("taskflow", redis_flushed_url, tmp_path / "taskflow.db")
+    ours = octavia_conductor("flowkit", redis_flushed_url, tmp_path / "flowkit.db")
+    assert theirs == ours
+    assert ours["done"] == [("JOB", "COMPLETE"), "logbook destroyed"]
+    assert ("INFO", "Job completed successfully: <job JOB>") in ours["job lines"]
