@@ -757,3 +757,121 @@ def test_octavia_conductor_subclass_runs_alike(redis_flushed_url: str, tmp_path:
     assert theirs == ours
     assert ours["done"] == [("JOB", "COMPLETE"), "logbook destroyed"]
     assert ("INFO", "Job completed successfully: <job JOB>") in ours["job lines"]
+
+
+# -- Octavia: one kazoo client made with kazoo_utils, shared by its ZooKeeper jobboards -------
+
+
+def _client_settings(client: Any) -> tuple[Any, ...]:
+    return (
+        client.hosts,
+        client.read_only,
+        client.randomize_hosts,
+        client.use_ssl,
+        client.verify_certs,
+        client.certfile,
+        client.keyfile,
+        client.keyfile_password,
+        client._session_timeout,
+    )
+
+
+@pytest.mark.parametrize(
+    "conf",
+    [
+        {"hosts": "zk1:2181,zk2:2181"},
+        # Octavia's default jobboard_zookeeper_ssl_options, merged into its conf.
+        {
+            "hosts": "zk1:2181",
+            "use_ssl": False,
+            "keyfile": None,
+            "keyfile_password": None,
+            "certfile": None,
+            "verify_certs": True,
+        },
+        {
+            "hosts": ["zk1:2181", "zk2:2182"],
+            "use_ssl": "true",
+            "verify_certs": "false",
+            "keyfile": "/etc/zk/key.pem",
+            "keyfile_password": "pw",
+            "certfile": "/etc/zk/cert.pem",
+            "timeout": "3",
+            "read_only": True,
+            "randomize_hosts": "on",
+        },
+        {"hosts": {"zk1": 2181}},
+        {},
+    ],
+)
+def test_kazoo_utils_make_client_configures_alike(conf: dict[str, Any]) -> None:
+    clients = [lib(root, "utils.kazoo_utils").make_client(conf) for root in LIBRARIES]
+    try:
+        assert _client_settings(clients[0]) == _client_settings(clients[1])
+    finally:
+        for root, client in zip(LIBRARIES, clients, strict=True):
+            lib(root, "utils.kazoo_utils").finalize_client(client)
+
+
+def octavia_zookeeper_board(root: str, hosts: str, namespace: str) -> list[str]:
+    """Octavia's ZooKeeper driver: ``make_client``, ``start``, then boards built on that client.
+
+    Each ``job_board(persistence)`` call opens ``backend(namespace, {"board":
+    "zookeeper", "path": "/" + namespace}, persistence=..., client=client)``; the
+    client outlives the boards and is finalized at shutdown.
+    """
+    kazoo_utils, job_backends = lib(root, "utils.kazoo_utils"), lib(root, "jobs.backends")
+    persistence_backends = lib(root, "persistence.backends")
+    conf = {"hosts": hosts}
+    conf.update(
+        {"use_ssl": False, "keyfile": None, "keyfile_password": None, "certfile": None, "verify_certs": True}
+    )
+    client = kazoo_utils.make_client(conf)
+    try:
+        client.start()
+        persistence = persistence_backends.fetch({"connection": "memory://"})
+        # TaskFlow asks the server its version with the "envi" command, which this test
+        # server (ZooKeeper 3.5+) refuses; flowkit never asks (doc/migrating.rst).
+        board_conf = {"board": "zookeeper", "path": "/" + namespace, "check_compatible": False}
+        with job_backends.backend(namespace, board_conf, persistence=persistence, client=client) as board:
+            board.post("create-lb-1", details={"store": {"loadbalancer_id": "lb-1"}})
+        with job_backends.backend(namespace, board_conf, persistence=persistence, client=client) as board:
+            names = [job.name for job in board.iterjobs(ensure_fresh=True)]
+        assert client.connected, "closing a board must leave a client it was given running"
+        return names
+    finally:
+        kazoo_utils.finalize_client(client)
+
+
+def test_octavia_shared_zookeeper_client_alike(zookeeper_server: Any) -> None:
+    hosts = f"127.0.0.1:{zookeeper_server.port}"
+    results = []
+    for root in LIBRARIES:
+        namespace = f"{zookeeper_server.root.strip('/')}/octavia-{root}-{uuid.uuid4().hex}"
+        results.append(octavia_zookeeper_board(root, hosts, namespace))
+    assert results[0] == results[1] == ["create-lb-1"]
+
+
+def test_zookeeper_board_reads_taskflows_client_options(zookeeper_server: Any) -> None:
+    """A board making its own client passes TaskFlow's kazoo options on, as TaskFlow's board does."""
+    conf = {
+        "board": "zookeeper",
+        "hosts": f"127.0.0.1:{zookeeper_server.port}",
+        "path": f"{zookeeper_server.root}/options-{uuid.uuid4().hex}",
+        "randomize_hosts": "yes",
+        "verify_certs": "no",
+        "keyfile": "/nonexistent/key.pem",
+    }
+    theirs = lib("taskflow", "jobs.backends").fetch("opts", conf)
+    ours = lib("flowkit", "jobs.backends").fetch("opts", conf)
+    ours.connect()
+    try:
+        assert _client_settings(theirs._client)[1:8] == _client_settings(ours._client)[1:8]
+    finally:
+        ours.close()
+        lib("taskflow", "utils.kazoo_utils").finalize_client(theirs._client)
+
+
+def test_zookeeper_board_refuses_a_yes_no_option_that_is_neither() -> None:
+    with pytest.raises(ValueError, match="use_ssl"):
+        lib("flowkit", "jobs.backends").fetch("opts", {"board": "zookeeper", "use_ssl": "maybe"})
