@@ -617,6 +617,16 @@ def octavia_amphora_flow(root: str) -> Any:
     return lf.Flow("create-load-balancer").add(Greet("create-lb", provides="created"))
 
 
+#: Octavia's defaults for its Redis jobboard's and sentinel's TLS options.
+REDIS_SSL_DEFAULTS = {
+    "ssl": False,
+    "ssl_keyfile": None,
+    "ssl_certfile": None,
+    "ssl_ca_certs": None,
+    "ssl_cert_reqs": "required",
+}
+
+
 def octavia_conductor(root: str, redis_url: str, db: Path) -> dict[str, Any]:
     """Octavia's poster and conductor on a Redis board with an SQL persistence backend.
 
@@ -692,6 +702,9 @@ def octavia_conductor(root: str, redis_url: str, db: Path) -> dict[str, Any]:
         "namespace": f"octavia_{root}",
         "sentinel": None,
         "sentinel_fallbacks": [],
+        # Octavia merges its (default) TLS options in, and passes the sentinel's.
+        **REDIS_SSL_DEFAULTS,
+        "sentinel_kwargs": dict(REDIS_SSL_DEFAULTS),
     }
     persistence = persistence_backends.fetch(
         {
@@ -875,3 +888,94 @@ def test_zookeeper_board_reads_taskflows_client_options(zookeeper_server: Any) -
 def test_zookeeper_board_refuses_a_yes_no_option_that_is_neither() -> None:
     with pytest.raises(ValueError, match="use_ssl"):
         lib("flowkit", "jobs.backends").fetch("opts", {"board": "zookeeper", "use_ssl": "maybe"})
+
+
+# -- Octavia with disable_revert: a run left in FAILURE ----------------------------------------
+
+
+def octavia_disable_revert(root: str, revert_fails: bool) -> dict[str, Any]:
+    """``never_resolve=True`` (Octavia's ``disable_revert``), or a revert that fails: the run ends FAILURE.
+
+    TaskFlow raises the failure instead of yielding FAILURE from ``run_iter``, and
+    logs an ERROR (with the traceback) on its engine module's logger first.
+    """
+    task, engines, lf = lib(root, "task"), lib(root, "engines"), lib(root, "patterns.linear_flow")
+
+    class Allocate(task.Task):
+        def execute(self) -> str:
+            return "vip-1"
+
+        def revert(self, *args: Any, **kwargs: Any) -> None:
+            if revert_fails:
+                raise KeyError("port already gone")
+
+    class Plug(task.Task):
+        def execute(self, vip: str) -> None:
+            raise RuntimeError(f"could not plug {vip}")
+
+    flow = lf.Flow("failover-amphora").add(Allocate("allocate-vip", provides="vip"), Plug("plug-vip"))
+    engine = engines.load(flow, never_resolve=not revert_fails)
+    seen: list[str] = []
+    with recording(f"{root}.engines.action_engine.engine") as records:
+        try:
+            for state in engine.run_iter():
+                seen.append(state)
+        except Exception as err:
+            seen.append(type(err).__name__)
+    return {
+        "run_iter": seen,
+        "flow": engine.storage.get_flow_state(),
+        "log": [(r.levelname, r.getMessage(), r.exc_info is not None) for r in records.records],
+    }
+
+
+@pytest.mark.parametrize("revert_fails", [False, True], ids=["never_resolve", "revert-fails"])
+def test_a_run_ending_in_failure_raises_and_logs_alike(revert_fails: bool) -> None:
+    theirs, ours = both(functools.partial(octavia_disable_revert, revert_fails=revert_fails))
+    assert theirs == ours
+    assert ours["log"][0][0] == "ERROR"
+
+
+# -- Octavia: extending the claims of its own jobs -----------------------------------------------
+
+
+def octavia_extend_jobs(root: str, redis_url: str) -> list[Any]:
+    """Octavia's waiter thread: for each job, ``find_owner`` (TaskFlow raises ``TypeError``
+    for an unclaimed one; flowkit answers ``None``, doc/migrating.rst), and for those the
+    conductor owns, ``extend_expiry`` when ``expires_in()`` is under half the expiration.
+    """
+    job_backends = lib(root, "jobs.backends")
+    where = urlsplit(redis_url)
+    conf = {
+        "board": "redis",
+        "host": where.hostname,
+        "port": where.port,
+        "namespace": f"octavia_extend_{root}",
+    }
+    seen: list[Any] = []
+    with job_backends.backend(conf["namespace"], conf) as board:
+        mine = board.post("mine", details={})
+        board.post("unclaimed", details={})
+        theirs = board.post("theirs", details={})
+        board.claim(mine, "octavia-worker-1", expiry=10)
+        board.claim(theirs, "octavia-worker-2", expiry=10)
+        for job in board.iterjobs():
+            try:
+                owner = board.find_owner(job)
+            except TypeError:
+                seen.append((job.name, "unowned"))
+                continue
+            if owner is None:
+                seen.append((job.name, "unowned"))
+                continue
+            if owner == "octavia-worker-1" and job.expires_in() < 60 / 2:
+                job.extend_expiry(60)
+                seen.append((job.name, "extended", 30 < job.expires_in() <= 60))
+            else:
+                seen.append((job.name, "left", 0 < job.expires_in() <= 10))
+    return sorted(seen)
+
+
+def test_octavia_extends_the_claims_it_holds_alike(redis_flushed_url: str) -> None:
+    theirs, ours = (octavia_extend_jobs(root, redis_flushed_url) for root in LIBRARIES)
+    assert theirs == ours == [("mine", "extended", True), ("theirs", "left", True), ("unclaimed", "unowned")]
