@@ -17,6 +17,7 @@ import contextlib
 import sys
 import time
 from collections import deque
+from itertools import pairwise
 from collections.abc import Generator, Iterable, Mapping, Sequence
 from types import FunctionType
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -668,7 +669,7 @@ class ActionEngine(Engine):
                         "Engine execution has failed, something bad must have happened"
                         " (last %s machine transitions were %s)",
                         MAX_MACHINE_STATES_RETAINED,
-                        list(zip(states, states[1:], strict=False))[-MAX_MACHINE_STATES_RETAINED:],
+                        list(pairwise(states))[-MAX_MACHINE_STATES_RETAINED:],
                     )
                     self._change_state(final)
                     raise
