@@ -17,8 +17,8 @@ import contextlib
 import sys
 import time
 from collections import deque
-from itertools import pairwise
 from collections.abc import Generator, Iterable, Mapping, Sequence
+from itertools import pairwise
 from types import FunctionType
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
