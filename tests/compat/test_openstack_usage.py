@@ -627,7 +627,7 @@ REDIS_SSL_DEFAULTS = {
 }
 
 
-def octavia_conductor(root: str, redis_url: str, db: Path) -> dict[str, Any]:
+def octavia_conductor(root: str, redis_url: str, db: Path, keep_logging: bool = True) -> dict[str, Any]:
     """Octavia's poster and conductor on a Redis board with an SQL persistence backend.
 
     The poster saves a logbook and flow detail, ``save_factory_details`` and posts
@@ -636,7 +636,8 @@ def octavia_conductor(root: str, redis_url: str, db: Path) -> dict[str, Any]:
     extending the claim through ``job.extend_expiry``) and, in ``_on_job_done(job,
     fut)``, calls the parent then destroys a completed job's logbook. The board's
     ``claim`` is wrapped to pass ``expiry=``; a filter on the conductor's logger
-    rewrites records whose first argument is a ``Job``.
+    rewrites records whose first argument is a ``Job``. With ``keep_logging=False``
+    the subclass drops the parent's listeners (its logging listener).
     """
     engines, states, excs = lib(root, "engines"), lib(root, "states"), lib(root, "exceptions")
     impl_blocking, job_backends = lib(root, "conductors.backends.impl_blocking"), lib(root, "jobs.backends")
@@ -673,7 +674,7 @@ def octavia_conductor(root: str, redis_url: str, db: Path) -> dict[str, Any]:
 
     class DynamicLoggingConductor(impl_blocking.BlockingConductor):
         def _listeners_from_job(self, job: Any, engine: Any) -> list[Any]:
-            listeners = super()._listeners_from_job(job, engine)
+            listeners = super()._listeners_from_job(job, engine) if keep_logging else []
             listeners.append(
                 llog.DynamicLoggingListener(
                     engine, log=log, mask_inputs_keys=FILTER_KEYS, mask_outputs_keys=FILTER_KEYS
@@ -761,13 +762,18 @@ def octavia_conductor(root: str, redis_url: str, db: Path) -> dict[str, Any]:
         "left": left,
         "extended": extended,
         "job lines": job_lines,
+        "engine lines": sum(" has moved " in line for _level, line in records.lines()),
     }
 
 
-def test_octavia_conductor_subclass_runs_alike(redis_flushed_url: str, tmp_path: Path) -> None:
-    theirs = octavia_conductor("taskflow", redis_flushed_url, tmp_path / "taskflow.db")
-    ours = octavia_conductor("flowkit", redis_flushed_url, tmp_path / "flowkit.db")
+@pytest.mark.parametrize("keep_logging", [True, False], ids=["extends", "replaces"])
+def test_octavia_conductor_subclass_runs_alike(
+    redis_flushed_url: str, tmp_path: Path, keep_logging: bool
+) -> None:
+    theirs = octavia_conductor("taskflow", redis_flushed_url, tmp_path / "taskflow.db", keep_logging)
+    ours = octavia_conductor("flowkit", redis_flushed_url, tmp_path / "flowkit.db", keep_logging)
     assert theirs == ours
+    assert ours["engine lines"] == (4 if keep_logging else 0)
     assert ours["done"] == [("JOB", "COMPLETE"), "logbook destroyed"]
     assert ("INFO", "Job completed successfully: <job JOB>") in ours["job lines"]
 

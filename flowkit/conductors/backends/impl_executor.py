@@ -283,6 +283,16 @@ class ExecutorConductor(Conductor):
         return True
 
     # -- one job -----------------------------------------------------------
+    def _listeners_from_job(self, job: Job, engine: Any) -> list[Any]:
+        """The base class's listeners and a logging listener on the conductor's logger, as TaskFlow's.
+
+        Subclasses extend the list returned by ``super()`` (OpenStack Octavia adds
+        its own); one that leaves the logging listener out runs without it.
+        """
+        listeners = super()._listeners_from_job(job, engine)
+        listeners.append(logging_listener.LoggingListener(engine, log=self._log))
+        return listeners
+
     def _fenced(self, job: Job, claim: Claim) -> Backend | None:
         if self._persistence is None:
             return None
@@ -308,10 +318,7 @@ class ExecutorConductor(Conductor):
             kind = _public_type_name(error)
             return Outcome(Verdict.TRASH, f"cannot load the job's flow: {kind}: {error}")
         details = {"job": job, "engine": engine}
-        listeners = [
-            logging_listener.LoggingListener(engine, log=self._log),
-            *self._listeners_from_job(job, engine),
-        ]
+        listeners = self._listeners_from_job(job, engine)
         for listener in listeners:
             listener.register()
         self._log.debug("Dispatching engine for job '%s'", job)
@@ -429,8 +436,11 @@ class ExecutorConductor(Conductor):
             self._log.warning("claim on job %s was lost before it could be finished: %s", job, lost)
             self._notify("job_lost", {**details, "reason": str(lost)})
         except (exc.JobFailure, exc.NotFound):
-            what = "consumption" if verdict is Verdict.CONSUME else "abandonment"  # TaskFlow's words
-            self._log.warning("Failed job %s: %s", what, job, exc_info=True)
+            # TaskFlow's words, the job first (log filters look for it there, as Octavia's).
+            if verdict is Verdict.CONSUME:
+                self._log.warning("Failed job consumption: %s", job, exc_info=True)
+            else:
+                self._log.warning("Failed job abandonment: %s", job, exc_info=True)
 
     def _give_back_if_held(self, job: Job, claim: Claim, reason: str | None) -> None:
         """Abandon ``job`` (as failed) if ``claim`` still holds it; the board refuses a claim taken over."""
