@@ -81,13 +81,16 @@ def recording(name: str) -> Iterator[Records]:
 # -- Masakari: progress reported through the task's own ``_notifier`` ---------------------------
 
 
-def masakari_progress(root: str) -> dict[str, Any]:
+def masakari_progress(root: str, db: Path) -> dict[str, Any]:
     """A task reports progress details as Masakari's tasks do, and the driver reads them back.
 
     Masakari's base task calls ``self._notifier.notify("update_progress", {"progress":
     ..., "progress_details": [...]})`` from ``execute``, with no listener of its own;
     its driver later reads ``meta["progress_details"]["details"]["progress_details"]``
-    of each atom detail in the logbook named after the notification.
+    of each atom detail in the logbook named after the notification. The backend is
+    fetched from a connection string; the logbook is looked up by the notification's
+    uuid (``NotFound`` the first time, then made), so a second recovery of the same
+    notification adds its flow to the same book.
     """
     task, engines, lf = lib(root, "task"), lib(root, "engines"), lib(root, "patterns.linear_flow")
     backends, models = lib(root, "persistence.backends"), lib(root, "persistence.models")
@@ -110,30 +113,52 @@ def masakari_progress(root: str) -> dict[str, Any]:
                 )
             return host_name
 
-    backend = backends.fetch("memory://")
-    with contextlib.closing(backend.get_connection()) as conn:
+    exceptions = lib(root, "exceptions")
+    connection = f"sqlite:///{db}"
+    with (
+        contextlib.closing(backends.fetch(connection)) as backend,
+        contextlib.closing(backend.get_connection()) as conn,
+    ):
         conn.upgrade()
-    book = models.LogBook("process_failure", "notification-1")
-    flow = lf.Flow("recovery").add(Evacuate(None, None, requires=["host_name"]))
-    engine = engines.load(flow, store={"host_name": "node-1"}, backend=backend, book=book)
-    engine.run()
-    read = {}
-    with contextlib.closing(backend.get_connection()) as conn:
+    lookups = []
+    for host in ("node-1", "node-2"):
+        backend = backends.fetch(connection)
+        with contextlib.closing(backend.get_connection()) as conn:
+            book = None
+            try:
+                book = conn.get_logbook("notification-1")
+                lookups.append("found")
+            except exceptions.NotFound:
+                lookups.append("NotFound")
+            if book is None:
+                book = models.LogBook("process_failure", "notification-1")
+        flow = lf.Flow("recovery").add(Evacuate(None, None, requires=["host_name"]))
+        engines.load(flow, store={"host_name": host}, backend=backend, book=book).run()
+        backend.close()
+    read: list[Any] = []
+    backend = backends.fetch(connection)
+    with contextlib.closing(backend), contextlib.closing(backend.get_connection()) as conn:
         for detail in conn.get_flows_for_book("notification-1"):
             for atom in conn.get_atoms_for_flow(detail.uuid):
                 if atom.meta and atom.meta.get("progress_details"):
-                    read[atom.name] = (
-                        atom.state,
-                        atom.meta["progress"],
-                        atom.meta["progress_details"]["details"]["progress_details"],
+                    read.append(
+                        (
+                            atom.name,
+                            atom.state,
+                            atom.results,
+                            atom.meta["progress"],
+                            atom.meta["progress_details"]["details"]["progress_details"],
+                        )
                     )
-    return read
+    return {"lookups": lookups, "atoms": sorted(read, key=lambda entry: entry[2])}
 
 
-def test_masakari_progress_through_the_private_notifier_is_stored_alike() -> None:
-    theirs, ours = both(masakari_progress)
+def test_masakari_progress_through_the_private_notifier_is_stored_alike(tmp_path: Path) -> None:
+    theirs, ours = (masakari_progress(root, tmp_path / f"{root}.db") for root in LIBRARIES)
     assert theirs == ours
-    assert ours["Evacuate"][2][-1] == {"message": "evacuated", "progress": 1.0}
+    assert ours["lookups"] == ["NotFound", "found"]
+    assert [entry[2] for entry in ours["atoms"]] == ["node-1", "node-2"]
+    assert ours["atoms"][0][4][-1] == {"message": "evacuated", "progress": 1.0}
 
 
 # -- Octavia: retry controllers --------------------------------------------------------------
@@ -985,3 +1010,89 @@ def octavia_extend_jobs(root: str, redis_url: str) -> list[Any]:
 def test_octavia_extends_the_claims_it_holds_alike(redis_flushed_url: str) -> None:
     theirs, ours = (octavia_extend_jobs(root, redis_flushed_url) for root in LIBRARIES)
     assert theirs == ours == [("mine", "extended", True), ("theirs", "left", True), ("unclaimed", "unowned")]
+
+
+# -- Octavia: master and backup subflows providing the same names --------------------------------
+
+
+def octavia_create_lb(root: str, engine_kind: str) -> dict[str, Any]:
+    """Octavia's create-load-balancer shape: symbols provided again and again, tuple ``provides``,
+    and an unordered flow of two linear subflows (master, backup) whose tasks provide and
+    require the same names (``amphora_id``, ``compute_id``, ``amphora``), each with a retry
+    subflow inside; after it, a task requiring ``loadbalancer`` and ``amphora``.
+    """
+    task, retry, engines = lib(root, "task"), lib(root, "retry"), lib(root, "engines")
+    lf, uf = lib(root, "patterns.linear_flow"), lib(root, "patterns.unordered_flow")
+    received: dict[str, Any] = {}
+    waits: dict[str, int] = {}
+
+    class Step(task.Task):
+        """Records the arguments it got and returns a value naming itself."""
+
+        def execute(self, **kwargs: Any) -> Any:
+            received[self.name] = dict(sorted(kwargs.items()))
+            if len(self.provides) > 1:
+                return tuple(f"{self.name}:{p}" for p in sorted(self.provides))
+            return f"{self.name}"
+
+    class ComputeWait(Step):
+        def execute(self, **kwargs: Any) -> Any:
+            waits[self.name] = waits.get(self.name, 0) + 1
+            if waits[self.name] < 2:
+                raise Retryable("compute not active yet")
+            return super().execute(**kwargs)
+
+    class ComputeRetry(retry.Times):
+        def on_failure(self, history: Any, *args: Any, **kwargs: Any) -> Any:
+            for _name, info in history[-1][1].items():
+                if len(history) <= 3 and info is not None and isinstance(info._exc_info[1], Retryable):
+                    return retry.RETRY
+            return retry.REVERT_ALL
+
+    flow = lf.Flow("octavia-create-loadbalancer-flow")
+    flow.add(Step("reload-lb-before-allocate-vip", requires="loadbalancer_id", provides="loadbalancer"))
+    flow.add(Step("allocate-vip", requires="loadbalancer", provides=("vip", "additional_vips")))
+    flow.add(Step("update-vip", requires=("loadbalancer_id", "vip"), provides="loadbalancer"))
+    flow.add(
+        Step(
+            "update-additional-vips", requires=("loadbalancer_id", "additional_vips"), provides="loadbalancer"
+        )
+    )
+
+    def amphora_subflow(role: str) -> Any:
+        sub = lf.Flow(f"{role}-amp-plug-net-subflow")
+        sub.add(Step(f"{role}-create-amphora-indb", provides="amphora_id"))
+        sub.add(Step(f"{role}-cert-compute-create", requires=("amphora_id", "flavor"), provides="compute_id"))
+        wait = lf.Flow(f"{role}-compute-create-retry-subflow", retry=ComputeRetry())
+        wait.add(
+            ComputeWait(f"{role}-compute-wait", requires=("compute_id", "amphora_id"), provides="compute_obj")
+        )
+        sub.add(wait)
+        sub.add(
+            Step(f"{role}-update-amphora-info", requires=("amphora_id", "compute_obj"), provides="amphora")
+        )
+        sub.add(Step(f"{role}-mark-amp-{role}-indb", requires="amphora"))
+        return sub
+
+    flow.add(
+        uf.Flow("octavia-create-amp-for-lb-flow").add(amphora_subflow("MASTER"), amphora_subflow("BACKUP"))
+    )
+    flow.add(Step("mark-lb-active-indb", requires=("loadbalancer", "loadbalancer_id")))
+    engine = engines.load(
+        flow,
+        engine=engine_kind,
+        store={"loadbalancer_id": "lb-1", "flavor": {"loadbalancer_topology": "ACTIVE_STANDBY"}},
+    )
+    engine.run()
+    return {
+        "received": dict(sorted(received.items())),
+        "waits": waits,
+        "fetched": engine.storage.fetch("loadbalancer"),
+    }
+
+
+@pytest.mark.parametrize("engine_kind", ["serial", "parallel"])
+def test_octavia_same_names_in_master_and_backup_subflows_alike(engine_kind: str) -> None:
+    theirs, ours = both(functools.partial(octavia_create_lb, engine_kind=engine_kind))
+    assert theirs == ours
+    assert ours["received"]["BACKUP-mark-amp-BACKUP-indb"] == {"amphora": "BACKUP-update-amphora-info"}
