@@ -58,8 +58,21 @@ class Records(logging.Handler):
         self.records.append(record)
 
     def lines(self) -> list[tuple[str, str]]:
-        """(level, first line of the message) per record."""
-        return [(r.levelname, self.UUID.sub("UUID", r.getMessage().splitlines()[0])) for r in self.records]
+        """(level, message) per record, without the frames of tracebacks (each library has its own)."""
+        return [(r.levelname, self.UUID.sub("UUID", _without_frames(r.getMessage()))) for r in self.records]
+
+
+def _without_frames(text: str) -> str:
+    """``text`` less the ``  File "..."`` lines of a traceback and the indented lines under them."""
+    kept: list[str] = []
+    in_frame = False
+    for line in text.splitlines():
+        if line.startswith('  File "'):
+            in_frame = True
+        elif not (in_frame and line.startswith("    ")):
+            in_frame = False
+            kept.append(line)
+    return "\n".join(kept)
 
 
 @contextlib.contextmanager
