@@ -1109,3 +1109,34 @@ def test_octavia_same_names_in_master_and_backup_subflows_alike(engine_kind: str
     theirs, ours = both(functools.partial(octavia_create_lb, engine_kind=engine_kind))
     assert theirs == ours
     assert ours["received"]["BACKUP-mark-amp-BACKUP-indb"] == {"amphora": "BACKUP-update-amphora-info"}
+
+
+# -- Octavia's upgrade check: the persistence dialect and a connected board ---------------------
+
+
+def octavia_status_check(root: str, redis_url: str, db: Path) -> tuple[str, bool, bool]:
+    """``octavia-status upgrade check`` reads ``backend.engine.dialect.name`` and ``board.connected``.
+
+    It runs after ``octavia-db-manage upgrade_persistence`` (``conn.upgrade()``):
+    flowkit's ``validate()`` also checks the schema (doc/migrating.rst). TaskFlow's
+    SQL ``validate`` takes ``max_retries``.
+    """
+    persistence_backends, job_backends = lib(root, "persistence.backends"), lib(root, "jobs.backends")
+    conf = {"connection": f"sqlite:///{db}", "max_pool_size": 10, "max_overflow": 20, "pool_timeout": 10}
+    backend = persistence_backends.fetch(conf)
+    with contextlib.closing(backend):
+        with contextlib.closing(backend.get_connection()) as conn:
+            conn.upgrade()
+            conn.validate()
+            conn.validate(max_retries=2)
+        dialect = backend.engine.dialect.name
+    where = urlsplit(redis_url)
+    board_conf = {"board": "redis", "host": where.hostname, "port": where.port, "namespace": f"status_{root}"}
+    with job_backends.backend(board_conf["namespace"], board_conf, persistence=backend) as board:
+        connected = board.connected
+    return dialect, connected, board.connected
+
+
+def test_octavia_status_check_alike(redis_flushed_url: str, tmp_path: Path) -> None:
+    results = [octavia_status_check(root, redis_flushed_url, tmp_path / f"{root}.db") for root in LIBRARIES]
+    assert results[0] == results[1] == ("sqlite", True, False)
