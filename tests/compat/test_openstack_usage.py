@@ -783,8 +783,11 @@ def octavia_conductor(root: str, redis_url: str, db: Path, keep_logging: bool = 
                 engine="parallel",
                 engine_options={"max_workers": 4},
             )
+            # The poster waits for its jobs (Octavia's run_poster: job.wait() per listed job).
+            posted = list(board.iterjobs())
             runner = threading.Thread(target=conductor.run, daemon=True)
             runner.start()
+            waited = [job.wait(30) for job in posted]
             runner.join(30)
             left = [job.name for job in board.iterjobs()]
     finally:
@@ -796,6 +799,7 @@ def octavia_conductor(root: str, redis_url: str, db: Path, keep_logging: bool = 
     ]
     return {
         "stopped": not runner.is_alive(),
+        "waited": waited,
         "done": [d if isinstance(d, str) else ("JOB", d[1]) for d in done],
         "left": left,
         "extended": extended,
@@ -1140,3 +1144,81 @@ def octavia_status_check(root: str, redis_url: str, db: Path) -> tuple[str, bool
 def test_octavia_status_check_alike(redis_flushed_url: str, tmp_path: Path) -> None:
     results = [octavia_status_check(root, redis_flushed_url, tmp_path / f"{root}.db") for root in LIBRARIES]
     assert results[0] == results[1] == ("sqlite", True, False)
+
+
+# -- Cinder's VNX driver: execute(*args, **kwargs), requires lists, per-task inject ---------------
+
+
+def cinder_vnx_consistency_group(root: str, fail: bool) -> dict[str, Any]:
+    """Cinder's VNX driver builds per-LUN tasks with ``inject=`` dicts, tuple ``provides``,
+    ``rebind`` dicts, and tasks whose ``execute(self, client, name, *args, **kwargs)`` get
+    the extra names of a ``requires`` list in ``kwargs``; its revert takes the same form.
+    Afterwards it fetches each LUN's id by its templated name.
+    """
+    task, engines, lf = lib(root, "task"), lib(root, "engines"), lib(root, "patterns.linear_flow")
+    calls: list[Any] = []
+
+    class CreateLun(task.Task):
+        def __init__(self, name: str, provides: Any = None, inject: Any = None) -> None:
+            super().__init__(name=name, provides=provides, inject=inject)
+
+        def execute(self, client: str, pool_name: str, lun_name: str, lun_size: int) -> tuple[str, str]:
+            calls.append(("create", self.name, client, pool_name, lun_name, lun_size))
+            return f"id-{lun_name}", f"wwn-{lun_name}"
+
+        def revert(self, result: Any, client: str, lun_name: str, *args: Any, **kwargs: Any) -> None:
+            calls.append(("delete", self.name, lun_name, sorted(kwargs)))
+
+    class MigrateLun(task.Task):
+        def __init__(self, name: str, inject: Any = None, rebind: Any = None) -> None:
+            super().__init__(name=name, inject=inject, rebind=rebind)
+
+        def execute(self, client: str, src_id: str, dst_id: str, async_migrate: bool = False) -> bool:
+            calls.append(("migrate", self.name, src_id, dst_id, async_migrate))
+            return True
+
+    class CreateGroup(task.Task):
+        def __init__(self, lun_id_key_template: str, num_of_members: int, *args: Any, **kwargs: Any) -> None:
+            self.lun_id_keys = sorted({lun_id_key_template % i for i in range(num_of_members)})
+            super().__init__(*args, requires=self.lun_id_keys, **kwargs)
+
+        def execute(self, client: str, new_cg_name: str, *args: Any, **kwargs: Any) -> None:
+            calls.append(("group", new_cg_name, [kwargs[key] for key in self.lun_id_keys], sorted(kwargs)))
+            if fail:
+                raise RuntimeError("array refused the group")
+
+        def revert(self, client: str, new_cg_name: str, *args: Any, **kwargs: Any) -> None:
+            calls.append(("ungroup", new_cg_name, sorted(kwargs)))
+
+    flow = lf.Flow("create_cg_from_cg")
+    for i, lun in enumerate(["lun-a", "lun-b"]):
+        spec = {"lun_name": f"tmp-{lun}", "lun_size": 10 * (i + 1), "async_migrate": True}
+        flow.add(
+            CreateLun(f"CreateLunTask_{i}", provides=(f"new_src_id_{i}", f"new_src_wwn_{i}"), inject=spec),
+            CreateLun(
+                f"CreateDstLunTask_{i}",
+                provides=(f"new_dst_id_{i}", f"new_dst_wwn_{i}"),
+                inject={**spec, "lun_name": lun},
+            ),
+            MigrateLun(
+                f"MigrateLunTask_{i}",
+                inject=spec,
+                rebind={"src_id": f"new_src_id_{i}", "dst_id": f"new_dst_id_{i}"},
+            ),
+        )
+    flow.add(CreateGroup("new_src_id_%s", 2))
+    engine = engines.load(flow, store={"client": "vnx", "pool_name": "pool-1", "new_cg_name": "cg-1"})
+    out: dict[str, Any] = {}
+    try:
+        engine.run()
+        out["ids"] = [engine.storage.fetch(f"new_src_id_{i}") for i in range(2)]
+    except RuntimeError as err:
+        out["raised"] = str(err)
+    out["calls"] = calls
+    return out
+
+
+@pytest.mark.parametrize("fail", [False, True], ids=["created", "reverted"])
+def test_cinder_vnx_varargs_tasks_alike(fail: bool) -> None:
+    theirs, ours = both(functools.partial(cinder_vnx_consistency_group, fail=fail))
+    assert theirs == ours
