@@ -30,6 +30,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from tests import services
+
 LIBRARIES = ("taskflow", "flowkit")
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -1222,3 +1224,51 @@ def cinder_vnx_consistency_group(root: str, fail: bool) -> dict[str, Any]:
 def test_cinder_vnx_varargs_tasks_alike(fail: bool) -> None:
     theirs, ours = both(functools.partial(cinder_vnx_consistency_group, fail=fail))
     assert theirs == ours
+
+
+# -- Octavia's Redis jobboard behind Sentinel --------------------------------------------------
+
+
+@pytest.fixture
+def redis_sentinel(redis_server: services.RedisServer) -> Iterator[services.RedisSentinel]:
+    """A Sentinel watching the session's Redis server as ``mymaster``."""
+    assert redis_server.port is not None
+    sentinel = services.RedisSentinel(redis_server.port)
+    try:
+        sentinel.start()
+        yield sentinel
+    finally:
+        sentinel.close()
+
+
+def octavia_sentinel_board(root: str, first_port: int, fallback_port: int) -> list[str]:
+    """Octavia's Redis driver with ``jobboard_redis_sentinel`` set: ``host``/``port`` name a
+    Sentinel, ``sentinel_fallbacks`` the other Sentinels, and ``sentinel_kwargs`` its TLS
+    options with ``ssl`` read as a boolean.
+    """
+    job_backends = lib(root, "jobs.backends")
+    conf = {
+        "board": "redis",
+        "host": "127.0.0.1",
+        "port": first_port,
+        "db": 0,
+        "namespace": f"octavia_sentinel_{root}",
+        "sentinel": "mymaster",
+        "sentinel_fallbacks": [f"127.0.0.1:{fallback_port}"],
+        **REDIS_SSL_DEFAULTS,
+        "sentinel_kwargs": dict(REDIS_SSL_DEFAULTS),
+    }
+    with job_backends.backend(conf["namespace"], conf) as board:
+        board.post("create-lb-1", details={"store": {"loadbalancer_id": "lb-1"}})
+        return [job.name for job in board.iterjobs()]
+
+
+@pytest.mark.parametrize("first_down", [False, True], ids=["first-up", "first-down"])
+def test_octavia_redis_board_behind_sentinel_alike(
+    redis_flushed_url: str, redis_sentinel: services.RedisSentinel, first_down: bool
+) -> None:
+    assert redis_sentinel.port is not None
+    ports = [redis_sentinel.port, services.free_port()]  # a live Sentinel and one that is down
+    first, fallback = reversed(ports) if first_down else ports
+    results = [octavia_sentinel_board(root, first, fallback) for root in LIBRARIES]
+    assert results[0] == results[1] == ["create-lb-1"]
