@@ -412,7 +412,7 @@ def test_cinder_listener_formatter_and_revert_arguments_alike(size: int) -> None
 # -- Glance: serial or parallel engines with their executor, AlwaysRevert ---------------------
 
 
-def glance_import(root: str, mode: str) -> dict[str, Any]:
+def glance_import(root: str, mode: str, executor_kind: str = "threads") -> dict[str, Any]:
     """Glance loads ``engine=mode, executor=..., max_workers=10`` and logs with DynamicLoggingListener.
 
     Its executor is ``None`` in serial mode and a thread pool in parallel mode; its
@@ -443,7 +443,7 @@ def glance_import(root: str, mode: str) -> dict[str, Any]:
         def revert(self, image_id: str, result: Any, **kwargs: Any) -> None:
             calls.append(("cleanup", image_id, result.check(OSError) is not None, result.exception_str))
 
-    executor = concurrent.futures.ThreadPoolExecutor(10) if mode == "parallel" else None
+    executor = _executor(executor_kind) if mode == "parallel" else None
     flow = lf.Flow("api_image_import", retry=retry.AlwaysRevert()).add(
         CreateImage("create-image"), ImportToStore("import-to-store")
     )
@@ -464,16 +464,31 @@ def glance_import(root: str, mode: str) -> dict[str, Any]:
     return out
 
 
-@pytest.mark.parametrize("mode", ["serial", "parallel"])
-def test_glance_engine_options_and_revert_kwargs_alike(mode: str) -> None:
-    theirs, ours = both(functools.partial(glance_import, mode=mode))
+@pytest.mark.parametrize(
+    ("mode", "executor_kind"),
+    [("serial", "none"), ("parallel", "threads"), ("parallel", "futurist-threads")],
+)
+def test_glance_engine_options_and_revert_kwargs_alike(mode: str, executor_kind: str) -> None:
+    theirs, ours = both(functools.partial(glance_import, mode=mode, executor_kind=executor_kind))
     assert theirs == ours
 
 
 # -- Karbor: graph flows of functor tasks, notifiers registered with "*" ----------------------
 
 
-def karbor_graph(root: str) -> dict[str, Any]:
+def _executor(kind: str) -> Any:
+    """The executor a service hands the parallel engine: Karbor's default is futurist's
+    green pool, Glance's a futurist thread pool, Octavia's the standard library's."""
+    if kind == "futurist-green":
+        futurist = pytest.importorskip("futurist")
+        return futurist.GreenThreadPoolExecutor(max_workers=4)
+    if kind == "futurist-threads":
+        futurist = pytest.importorskip("futurist")
+        return futurist.ThreadPoolExecutor(max_workers=4)
+    return concurrent.futures.ThreadPoolExecutor(2)
+
+
+def karbor_graph(root: str, executor_kind: str = "threads") -> dict[str, Any]:
     """Karbor builds ``FunctorTask``s with every keyword, links them, and watches with ``"*"``."""
     task, engines, gf = lib(root, "task"), lib(root, "engines"), lib(root, "patterns.graph_flow")
     events: list[Any] = []
@@ -513,7 +528,7 @@ def karbor_graph(root: str) -> dict[str, Any]:
     flow.add(first, second)
     flow.link(first, second)
     found = [node.name for node, _meta in flow.iter_nodes() if isinstance(node, task.FunctorTask)]
-    executor = concurrent.futures.ThreadPoolExecutor(2)
+    executor = _executor(executor_kind)
     try:
         engine = engines.load(flow, executor=executor, engine="parallel", store={"sum": "abc"})
         engine.notifier.register(
@@ -534,8 +549,9 @@ def karbor_graph(root: str) -> dict[str, Any]:
     }
 
 
-def test_karbor_graph_flow_of_functor_tasks_alike() -> None:
-    theirs, ours = both(karbor_graph)
+@pytest.mark.parametrize("executor_kind", ["threads", "futurist-threads", "futurist-green"])
+def test_karbor_graph_flow_of_functor_tasks_alike(executor_kind: str) -> None:
+    theirs, ours = both(functools.partial(karbor_graph, executor_kind=executor_kind))
     assert theirs == ours
 
 
