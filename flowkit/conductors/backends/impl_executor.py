@@ -257,16 +257,15 @@ class ExecutorConductor(Conductor):
         instead of one round trip per job a peer took first.
         """
         window = list(itertools.islice(candidates, self.CLAIM_WINDOW))
-        debug = self._log.isEnabledFor(logging.DEBUG)
-        if debug:  # TaskFlow's lines, one per job tried
-            for job in window:
-                self._log.debug("Trying to claim job: %s", job)
         claimed = self._jobboard.claim_first(window, self._name, expiry=self._claim_expiry)
         tried = len(window) if claimed is None else window.index(claimed.job) + 1
+        debug = self._log.isEnabledFor(logging.DEBUG)
         for _ in range(tried):
             job = candidates.popleft()
-            if debug and (claimed is None or job is not claimed.job):
-                self._log.debug("Job already claimed or consumed: %s", job)
+            if debug:  # TaskFlow's lines for each job it tried, in order
+                self._log.debug("Trying to claim job: %s", job)
+                if claimed is None or job is not claimed.job:
+                    self._log.debug("Job already claimed or consumed: %s", job)
         return claimed
 
     def _set_aside_if_poisoned(self, job: Job, claim: Claim) -> bool:
