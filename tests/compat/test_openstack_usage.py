@@ -662,12 +662,14 @@ def test_octavia_engine_options_and_masked_logging_alike(never_resolve: bool) ->
 # -- Octavia: its conductor, posting and consuming through a Redis jobboard -------------------
 
 
-def octavia_amphora_flow(root: str) -> Any:
+def octavia_amphora_flow(root: str, fail: bool = False) -> Any:
     """The flow factory the jobs name (module level, so both conductors can import it)."""
     task, lf = lib(root, "task"), lib(root, "patterns.linear_flow")
 
     class Greet(task.Task):
         def execute(self, loadbalancer_id: str) -> str:
+            if fail:
+                raise RuntimeError(f"could not create {loadbalancer_id}")
             return f"created {loadbalancer_id}"
 
     return lf.Flow("create-load-balancer").add(Greet("create-lb", provides="created"))
@@ -684,7 +686,7 @@ REDIS_SSL_DEFAULTS = {
 
 
 def octavia_conductor(
-    root: str, redis_url: str, db: Path, keep_logging: bool = True, jobs: int = 1
+    root: str, redis_url: str, db: Path, keep_logging: bool = True, jobs: int = 1, fail: bool = False
 ) -> dict[str, Any]:
     """Octavia's poster and conductor on a Redis board with an SQL persistence backend.
 
@@ -696,7 +698,8 @@ def octavia_conductor(
     ``claim`` is wrapped to pass ``expiry=``; a filter on the conductor's logger
     rewrites records whose first argument is a ``Job``. With ``keep_logging=False``
     the subclass drops the parent's listeners (its logging listener). ``jobs`` are
-    posted before the conductor starts; it stops once all are done.
+    posted before the conductor starts; it stops once all are done. With ``fail``
+    the flow's task fails and the flow reverts.
     """
     engines, states, excs = lib(root, "engines"), lib(root, "states"), lib(root, "exceptions")
     impl_blocking, job_backends = lib(root, "conductors.backends.impl_blocking"), lib(root, "jobs.backends")
@@ -797,7 +800,7 @@ def octavia_conductor(
                 book.add(flow_detail)
                 persistence.get_connection().save_logbook(book)
                 engines.save_factory_details(
-                    flow_detail, octavia_amphora_flow, [root], {}, backend=persistence
+                    flow_detail, octavia_amphora_flow, [root], {"fail": fail}, backend=persistence
                 )
                 store = {"loadbalancer_id": "lb-1", "certificate": "PEM"}
                 board.post(name, book=book, details={"store": store})
@@ -847,6 +850,14 @@ def test_octavia_conductor_subclass_runs_alike(
     assert ours["engine lines"] == (4 if keep_logging else 0)
     assert ours["done"] == [("JOB", "COMPLETE"), "logbook destroyed"]
     assert ("INFO", "Job completed successfully: <job JOB>") in ours["job lines"]
+
+
+def test_octavia_conductor_consumes_a_reverted_job_alike(redis_flushed_url: str, tmp_path: Path) -> None:
+    theirs = octavia_conductor("taskflow", redis_flushed_url, tmp_path / "taskflow.db", fail=True)
+    ours = octavia_conductor("flowkit", redis_flushed_url, tmp_path / "flowkit.db", fail=True)
+    assert theirs == ours
+    assert ours["done"] == [("JOB", "COMPLETE"), "logbook destroyed"]
+    assert ("WARNING", "Job execution failed (consumption proceeding): <job JOB>") in ours["job lines"]
 
 
 def test_octavia_conductor_logs_each_claim_it_tries_once_alike(
