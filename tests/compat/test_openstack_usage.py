@@ -662,7 +662,11 @@ def test_octavia_engine_options_and_masked_logging_alike(never_resolve: bool) ->
 # -- Octavia: its conductor, posting and consuming through a Redis jobboard -------------------
 
 
-def octavia_amphora_flow(root: str, fail: bool = False) -> Any:
+#: The conductor running the jobs of each library, for tasks that stop it (``stop_midway``).
+RUNNING_CONDUCTORS: dict[str, Any] = {}
+
+
+def octavia_amphora_flow(root: str, fail: bool = False, stop_midway: bool = False) -> Any:
     """The flow factory the jobs name (module level, so both conductors can import it)."""
     task, lf = lib(root, "task"), lib(root, "patterns.linear_flow")
 
@@ -670,9 +674,15 @@ def octavia_amphora_flow(root: str, fail: bool = False) -> Any:
         def execute(self, loadbalancer_id: str) -> str:
             if fail:
                 raise RuntimeError(f"could not create {loadbalancer_id}")
+            if stop_midway:  # the service shuts down while the flow runs
+                RUNNING_CONDUCTORS[root].stop()
             return f"created {loadbalancer_id}"
 
-    return lf.Flow("create-load-balancer").add(Greet("create-lb", provides="created"))
+    class Finish(task.Task):
+        def execute(self, created: str) -> str:
+            return f"{created}, active"
+
+    return lf.Flow("create-load-balancer").add(Greet("create-lb", provides="created"), Finish("mark-active"))
 
 
 #: Octavia's defaults for its Redis jobboard's and sentinel's TLS options.
@@ -686,7 +696,13 @@ REDIS_SSL_DEFAULTS = {
 
 
 def octavia_conductor(
-    root: str, redis_url: str, db: Path, keep_logging: bool = True, jobs: int = 1, fail: bool = False
+    root: str,
+    redis_url: str,
+    db: Path,
+    keep_logging: bool = True,
+    jobs: int = 1,
+    fail: bool = False,
+    stop_midway: bool = False,
 ) -> dict[str, Any]:
     """Octavia's poster and conductor on a Redis board with an SQL persistence backend.
 
@@ -699,7 +715,8 @@ def octavia_conductor(
     rewrites records whose first argument is a ``Job``. With ``keep_logging=False``
     the subclass drops the parent's listeners (its logging listener). ``jobs`` are
     posted before the conductor starts; it stops once all are done. With ``fail``
-    the flow's task fails and the flow reverts.
+    the flow's task fails and the flow reverts; with ``stop_midway`` the conductor is
+    stopped while the first task runs (the flow is suspended and the job given back).
     """
     engines, states, excs = lib(root, "engines"), lib(root, "states"), lib(root, "exceptions")
     impl_blocking, job_backends = lib(root, "conductors.backends.impl_blocking"), lib(root, "jobs.backends")
@@ -800,7 +817,11 @@ def octavia_conductor(
                 book.add(flow_detail)
                 persistence.get_connection().save_logbook(book)
                 engines.save_factory_details(
-                    flow_detail, octavia_amphora_flow, [root], {"fail": fail}, backend=persistence
+                    flow_detail,
+                    octavia_amphora_flow,
+                    [root],
+                    {"fail": fail, "stop_midway": stop_midway},
+                    backend=persistence,
                 )
                 store = {"loadbalancer_id": "lb-1", "certificate": "PEM"}
                 board.post(name, book=book, details={"store": store})
@@ -814,11 +835,15 @@ def octavia_conductor(
             )
             # The poster waits for its jobs (Octavia's run_poster: job.wait() per listed job).
             posted = list(board.iterjobs())
+            RUNNING_CONDUCTORS[root] = conductor
             runner = threading.Thread(target=conductor.run, daemon=True)
             runner.start()
-            waited = [job.wait(30) for job in posted]
+            waited = [] if stop_midway else [job.wait(30) for job in posted]
             runner.join(30)
-            left = [job.name for job in board.iterjobs()]
+            flow_states = [
+                detail.state for book in persistence.get_connection().get_logbooks() for detail in book
+            ]
+            left = [Records.UUID.sub("UUID", job.name) for job in board.iterjobs()]
     finally:
         logger.removeFilter(job_filter)
     job_lines = [
@@ -831,6 +856,7 @@ def octavia_conductor(
         done.sort(key=str)
     return {
         "stopped": not runner.is_alive(),
+        "flow states": flow_states,
         "waited": waited,
         "done": [d if isinstance(d, str) else ("JOB", d[1]) for d in done],
         "left": left,
@@ -847,7 +873,7 @@ def test_octavia_conductor_subclass_runs_alike(
     theirs = octavia_conductor("taskflow", redis_flushed_url, tmp_path / "taskflow.db", keep_logging)
     ours = octavia_conductor("flowkit", redis_flushed_url, tmp_path / "flowkit.db", keep_logging)
     assert theirs == ours
-    assert ours["engine lines"] == (4 if keep_logging else 0)
+    assert ours["engine lines"] == (6 if keep_logging else 0)
     assert ours["done"] == [("JOB", "COMPLETE"), "logbook destroyed"]
     assert ("INFO", "Job completed successfully: <job JOB>") in ours["job lines"]
 
@@ -858,6 +884,17 @@ def test_octavia_conductor_consumes_a_reverted_job_alike(redis_flushed_url: str,
     assert theirs == ours
     assert ours["done"] == [("JOB", "COMPLETE"), "logbook destroyed"]
     assert ("WARNING", "Job execution failed (consumption proceeding): <job JOB>") in ours["job lines"]
+
+
+def test_octavia_conductor_stopped_midway_suspends_and_gives_the_job_back_alike(
+    redis_flushed_url: str, tmp_path: Path
+) -> None:
+    theirs = octavia_conductor("taskflow", redis_flushed_url, tmp_path / "taskflow.db", stop_midway=True)
+    ours = octavia_conductor("flowkit", redis_flushed_url, tmp_path / "flowkit.db", stop_midway=True)
+    assert theirs == ours
+    assert ours["flow states"] == ["SUSPENDED"]
+    assert ours["left"] == ["octavia_amphora_flow-UUID"]
+    assert ("INFO", "Job execution was suspended: <job JOB>") in ours["job lines"]
 
 
 def test_octavia_conductor_logs_each_claim_it_tries_once_alike(
