@@ -650,6 +650,8 @@ def octavia_engine(root: str, never_resolve: bool) -> dict[str, Any]:
     out["log"] = records.lines()
     text = "\n".join(r.getMessage() for r in records.records)
     out["secret shown"] = "SECRET" in text
+    # Octavia's log filter drops records whose exc_info holds its retry exceptions.
+    out["exc_info types"] = [type(r.exc_info[1]).__name__ for r in records.records if r.exc_info]
     return out
 
 
