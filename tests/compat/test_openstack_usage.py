@@ -1374,3 +1374,51 @@ def job_text(root: str, redis_url: str) -> str:
 def test_a_job_reads_as_text_alike(redis_flushed_url: str) -> None:
     theirs, ours = (job_text(root, redis_flushed_url) for root in LIBRARIES)
     assert theirs == ours
+
+
+# -- Octavia: one thread pool shared by every flow the controller worker runs -------------------
+
+
+def octavia_shared_executor(root: str) -> dict[str, Any]:
+    """Octavia's controller makes one ``ThreadPoolExecutor`` and passes it to every engine it
+    loads, from several threads at once; the engines must leave it running."""
+    task, engines = lib(root, "task"), lib(root, "engines")
+    lf, uf = lib(root, "patterns.linear_flow"), lib(root, "patterns.unordered_flow")
+
+    class AddOne(task.Task):
+        def execute(self, x: int) -> int:
+            return x + 1
+
+    shared = concurrent.futures.ThreadPoolExecutor(max_workers=4)
+
+    def run(i: int) -> list[tuple[str, Any]]:
+        flow = lf.Flow(f"update-members-{i}").add(
+            uf.Flow("amphorae").add(
+                AddOne(f"master-{i}", provides="master", inject={"x": i}),
+                AddOne(f"backup-{i}", provides="backup", inject={"x": 10 * i}),
+            )
+        )
+        engine = engines.load(flow, engine="parallel", executor=shared, never_resolve=False, store={})
+        engine.compile()
+        engine.prepare()
+        engine.run()
+        return sorted(engine.storage.fetch_all().items())
+
+    try:
+        one_by_one = [run(i) for i in range(3)]
+        at_once: dict[int, Any] = {}
+        threads = [threading.Thread(target=lambda i=i: at_once.__setitem__(i, run(i))) for i in range(5)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        still_usable = shared.submit(lambda: "yes").result(10)
+    finally:
+        shared.shutdown()
+    return {"one by one": one_by_one, "at once": sorted(at_once.items()), "executor usable": still_usable}
+
+
+def test_octavia_shared_executor_alike() -> None:
+    theirs, ours = both(octavia_shared_executor)
+    assert theirs == ours
+    assert len(ours["at once"]) == 5
