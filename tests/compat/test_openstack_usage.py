@@ -187,13 +187,15 @@ class Fatal(Exception):
     """Any other error: revert everything."""
 
 
-def octavia_retries(root: str) -> dict[str, Any]:
+def octavia_retries(root: str, db: Path | None = None) -> dict[str, Any]:
     """Octavia's ``AmpRetry``/``ComputeRetry`` read the live exception of the last attempt.
 
     They look at ``history[-1][1]`` (task name to Failure), retry while its
     ``_exc_info[1]`` is the retryable error and attempts remain, and otherwise
     answer ``REVERT_ALL``. Its ``SleepingRetryTimesController`` passes ``Times``'s
-    arguments by position and reads ``_attempts`` and ``_revert_action``.
+    arguments by position and reads ``_attempts`` and ``_revert_action``. With ``db``
+    the runs are persisted to SQL (Octavia's jobboard mode), where the failures of the
+    run in progress must still hold their exceptions.
     """
     task, retry, engines, lf = (lib(root, n) for n in ("task", "retry", "engines", "patterns.linear_flow"))
     seen: list[Any] = []
@@ -253,12 +255,17 @@ def octavia_retries(root: str) -> dict[str, Any]:
         def execute(self) -> None:
             raise Fatal("compute API down")
 
+    backend = None
+    if db is not None:
+        backend = lib(root, "persistence.backends").fetch(f"sqlite:///{db}")
+        with contextlib.closing(backend.get_connection()) as conn:
+            conn.upgrade()
     outcomes = {}
     connect = lf.Flow("amp-retry-subflow", retry=AmpRetry()).add(
         Connect("connectivity-wait", requires="amphora", inject={"raise_retry_exception": True})
     )
     flow = lf.Flow("create-amphora").add(MarkError("to-error-on-revert"), connect)
-    engine = engines.load(flow, store={"amphora": "amp-1"})
+    engine = engines.load(flow, store={"amphora": "amp-1"}, backend=backend)
     with pytest.raises(Fatal):
         engine.run()
     outcomes["amp"] = (engine.storage.get_flow_state(), attempts["connect"])
@@ -266,16 +273,21 @@ def octavia_retries(root: str) -> dict[str, Any]:
     controller = SleepingTimes(name="retry-delete-amphora", attempts=3, interval=0)
     outcomes["controller"] = (controller.name, controller._attempts, str(controller._revert_action))
     flow = lf.Flow("delete-amphora", retry=controller).add(Delete("delete-compute"))
-    engine = engines.load(flow)
+    engine = engines.load(flow, backend=backend)
     with pytest.raises(Fatal):
         engine.run()
     outcomes["delete"] = engine.storage.get_flow_state()
     outcomes["seen"] = seen
+    if backend is not None:
+        backend.close()
     return outcomes
 
 
-def test_octavia_retry_controllers_decide_alike() -> None:
-    theirs, ours = both(octavia_retries)
+@pytest.mark.parametrize("persisted", [False, True], ids=["in-memory", "sql"])
+def test_octavia_retry_controllers_decide_alike(persisted: bool, tmp_path: Path) -> None:
+    theirs, ours = (
+        octavia_retries(root, tmp_path / f"{root}.db" if persisted else None) for root in LIBRARIES
+    )
     assert theirs == ours
     assert ("amp-retry-subflow_retry", "connectivity-wait", "Fatal") in ours["seen"]
 
