@@ -91,9 +91,11 @@ SPAWNED_FLOW_KEY = "dynamic"
 
 # _run_execute and _run_revert are twins on purpose: one generic helper taking the
 # three methods would cost three bound-method objects per call on the hot path.
+# As TaskFlow's, the post-hook runs whatever happened, also when the pre-hook raised
+# (OpenStack Watcher stops a cancelled plan's actions from pre_execute and relies on it).
 def _run_execute(atom: Any, kwargs: dict[str, Any]) -> Any:
-    atom.pre_execute()
     try:
+        atom.pre_execute()
         value = atom.execute(**kwargs)
     except BaseException:
         atom.post_execute()
@@ -105,8 +107,8 @@ def _run_execute(atom: Any, kwargs: dict[str, Any]) -> Any:
 
 
 def _run_revert(atom: Any, kwargs: dict[str, Any]) -> Any:
-    atom.pre_revert()
     try:
+        atom.pre_revert()
         value = atom.revert(**kwargs)
     except BaseException:
         atom.post_revert()

@@ -1434,3 +1434,93 @@ def test_octavia_shared_executor_alike() -> None:
     theirs, ours = both(octavia_shared_executor)
     assert theirs == ours
     assert len(ours["at once"]) == 5
+
+
+# -- Watcher: linked actions with a decider, hooks around execute, executor names ---------------
+
+
+class ActionPlanCancelled(Exception):
+    """Raised from ``pre_execute`` when the plan was cancelled, as Watcher's actions do."""
+
+
+def watcher_action_plan(root: str, executor: str, rule: str, modes: dict[str, str]) -> dict[str, Any]:
+    """Watcher's applier: one task per action, linked parent to child with a decider that, for
+    the ``ANY`` rule, skips a child once a parent succeeded; the parallel engine loaded with
+    ``executor="threaded"`` or ``"greenthreaded"`` and ``max_workers``. Its tasks do their
+    checks in ``pre_execute`` (raising to stop a cancelled plan) and their notifications in
+    ``post_execute``, which must run even then; a WrappedFailure is asked
+    ``check("<module>.ActionPlanCancelled")`` by name.
+    """
+    task, engines, gf, excs = (lib(root, n) for n in ("task", "engines", "patterns.graph_flow", "exceptions"))
+    calls: list[Any] = []
+    lock = threading.Lock()
+
+    def note(*entry: Any) -> None:
+        with lock:
+            calls.append(entry)
+
+    class Action(task.Task):
+        def __init__(self, name: str, mode: str) -> None:
+            super().__init__(name=name)
+            self.mode = mode
+
+        def pre_execute(self) -> None:
+            note("pre_execute", self.name)
+            if self.mode == "cancel":
+                raise ActionPlanCancelled(f"plan of {self.name} cancelled")
+
+        def execute(self, *args: Any, **kwargs: Any) -> bool:
+            note("execute", self.name, args, sorted(kwargs))
+            return self.mode != "unfinished"
+
+        def post_execute(self) -> None:
+            note("post_execute", self.name)
+
+        def revert(self, *args: Any, **kwargs: Any) -> None:
+            note("revert", self.name, sorted(kwargs))
+
+    def decider(history: dict[str, Any]) -> bool:
+        note("decider", sorted(history.items()))
+        if history and rule == "ANY":
+            return not list(history.values())[0]
+        return True
+
+    flow = gf.Flow("watcher_flow")
+    actions = {name: Action(f"action_type:migrate uuid:{name}", mode) for name, mode in modes.items()}
+    flow.add(*actions.values())
+    parents = {"b": "a", "c": "b"}
+    for child, parent in parents.items():
+        if child in actions and parent in actions:
+            flow.link(actions[parent], actions[child], decider=decider)
+    engine = engines.load(flow, executor=executor, engine="parallel", max_workers=4)
+    out: dict[str, Any] = {}
+    try:
+        engine.run()
+        out["ended"] = "ok"
+    except ActionPlanCancelled:
+        out["ended"] = "cancelled"
+    except excs.WrappedFailure as wrapped:
+        out["ended"] = ("wrapped", len(wrapped), wrapped.check(f"{__name__}.ActionPlanCancelled") is not None)
+    out["states"] = {name: engine.storage.get_atom_state(action.name) for name, action in actions.items()}
+    out["calls"] = sorted(calls, key=repr)  # branches run side by side
+    return out
+
+
+WATCHER_PLANS = {
+    "all-succeed": {"a": "ok", "b": "ok", "c": "ok"},
+    "parent-unfinished": {"a": "unfinished", "b": "ok", "c": "ok"},
+    "cancelled-midway": {"a": "ok", "b": "cancel", "c": "ok"},
+    "two-cancelled": {"a": "cancel", "x": "cancel"},
+}
+
+
+@pytest.mark.parametrize("plan", WATCHER_PLANS, ids=list(WATCHER_PLANS))
+@pytest.mark.parametrize("rule", ["ANY", "ALWAYS"])
+@pytest.mark.parametrize("executor", ["threaded", "greenthreaded"])
+def test_watcher_action_plans_alike(executor: str, rule: str, plan: str) -> None:
+    if executor == "greenthreaded":
+        pytest.importorskip("eventlet")
+    theirs, ours = both(
+        functools.partial(watcher_action_plan, executor=executor, rule=rule, modes=WATCHER_PLANS[plan])
+    )
+    assert theirs == ours
