@@ -950,7 +950,7 @@ class Atom(metaclass=abc.ABCMeta):
             if key in state:
                 state[key] = dict(state[key])
         state.pop("_progress_sink", None)
-        state.pop("_notifier", None)
+        state.pop("_own_notifier", None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:

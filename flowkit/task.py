@@ -18,6 +18,7 @@ from flowkit import atom
 from flowkit._utils import reflection
 from flowkit._utils.lazy_logging import module_logger
 from flowkit.types import notifier
+from flowkit.types.notifier import RestrictedNotifier as _RestrictedNotifier
 
 __all__ = [
     "EVENT_UPDATE_PROGRESS",
@@ -88,8 +89,8 @@ class BaseTask(atom.Atom):
     #: The events listeners may register for on :attr:`notifier`.
     TASK_EVENTS: ClassVar[tuple[str, ...]] = (EVENT_UPDATE_PROGRESS,)
 
-    # Created on first use of ``notifier``; most tasks never get a listener.
-    _notifier: _TaskNotifier | None = None
+    # Created on first use of ``notifier`` (or ``_notifier``); most tasks never get a listener.
+    _own_notifier: _TaskNotifier | None = None
     # Set by a running engine to hear progress (``sink(task, progress[, details])``)
     # without registering on, or creating, the task's own notifier.
     _progress_sink: ProgressSink | None = None
@@ -100,10 +101,20 @@ class BaseTask(atom.Atom):
     @property
     def notifier(self) -> notifier.RestrictedNotifier:
         """The notifier for this task's own events (see :attr:`TASK_EVENTS`)."""
-        found = self._notifier
+        found = self._own_notifier
         if found is None:
-            found = self._notifier = _TaskNotifier(self, self.TASK_EVENTS)
+            found = self._own_notifier = _TaskNotifier(self, self.TASK_EVENTS)
         return found
+
+    @property
+    def _notifier(self) -> _RestrictedNotifier:
+        """The same notifier, under TaskFlow's attribute name.
+
+        Services written for TaskFlow call ``self._notifier.notify("update_progress",
+        {"progress": ..., ...})`` from ``execute`` to report progress with details
+        (OpenStack Masakari does), so it must exist even when nobody registered.
+        """
+        return self.notifier
 
     def copy(self, retain_listeners: bool = True) -> BaseTask:
         """Return a shallow copy of this task.
@@ -115,13 +126,13 @@ class BaseTask(atom.Atom):
         from copy import copy as shallow_copy  # rarely needed (start-up time)
 
         clone = shallow_copy(self)
-        if self._notifier is not None:
-            copied = self._notifier.copy() if retain_listeners else None
+        if self._own_notifier is not None:
+            copied = self._own_notifier.copy() if retain_listeners else None
             if isinstance(copied, _TaskNotifier):
                 copied.owner = clone
-                clone._notifier = copied
+                clone._own_notifier = copied
             else:
-                clone._notifier = None
+                clone._own_notifier = None
         return clone
 
     def update_progress(self, progress: float) -> None:
@@ -140,7 +151,7 @@ class BaseTask(atom.Atom):
                 clamped,
             )
             progress = clamped
-        found = self._notifier
+        found = self._own_notifier
         if found is not None:
             found.notify(EVENT_UPDATE_PROGRESS, {"progress": progress})  # tells the sink too
             return

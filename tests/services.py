@@ -372,6 +372,46 @@ class RedisServer(_Server):
             raise ServerError(f"FLUSHALL answered {reply!r}")
 
 
+class RedisSentinel(_Server):
+    """A Redis Sentinel on a loopback port watching one master as ``name`` (quorum 1).
+
+    Boards configured with ``sentinel=name`` ask it for the master's address, as a
+    high-availability deployment does (OpenStack Octavia's Redis jobboard option).
+    """
+
+    kind = "redis-sentinel"
+
+    def __init__(self, master_port: int, name: str = "mymaster") -> None:
+        super().__init__()
+        self.master_port = master_port
+        self.name = name
+
+    def _prepare(self) -> None:
+        self._binary = require_binary("redis-server", "redis-server")
+
+    def _command(self) -> list[str]:
+        assert self.tmpdir is not None
+        # Sentinel rewrites its configuration file, so it is written anew for each start.
+        config = self.tmpdir / "sentinel.conf"
+        config.write_text(
+            "\n".join(
+                [
+                    f"port {self.port}",
+                    "bind 127.0.0.1",
+                    "protected-mode no",
+                    f"dir {self.tmpdir}",
+                    f"sentinel monitor {self.name} 127.0.0.1 {self.master_port} 1",
+                    "",
+                ]
+            )
+        )
+        return [self._binary, str(config), "--sentinel"]
+
+    def _is_ready(self) -> bool:
+        assert self.port is not None
+        return _talk(self.port, b"PING\r\n").startswith(b"+PONG")
+
+
 def _postgres_bindir() -> str | None:
     override = os.environ.get("FLOWKIT_PG_BINDIR")
     if override:

@@ -16,7 +16,9 @@ import _thread  # threading's Lock, without importing threading (start-up time)
 import contextlib
 import sys
 import time
+from collections import deque
 from collections.abc import Generator, Iterable, Mapping, Sequence
+from itertools import pairwise
 from types import FunctionType
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
@@ -51,6 +53,10 @@ __all__ = [
 ]
 
 _LOG = module_logger(__name__)
+# A run that ends in FAILURE is logged where TaskFlow's engine logs it, in its words.
+_ENGINE_LOG = module_logger("flowkit.engines.action_engine.engine")
+#: Engine state changes kept for that log line (TaskFlow's MAX_MACHINE_STATES_RETAINED).
+MAX_MACHINE_STATES_RETAINED = 10
 
 #: The most workers an engine may be asked for. Threads are started only as work
 #: arrives, but a process pool starts all of its processes, and a number this large
@@ -574,9 +580,13 @@ class ActionEngine(Engine):
         closed = False
         collected: list[Completion] = []
         has_ready = runtime.has_ready
+        # The states gone through, for the log line of a run ending in FAILURE.
+        visited = deque(["UNDEFINED"], maxlen=MAX_MACHINE_STATES_RETAINED + 1)
+        remember = visited.append
         try:
             state = st.RESUMING
             while True:
+                remember(state)
                 # Yield the state, then do its work (TaskFlow's machine reacts to a
                 # state after announcing it). A truthy value sent in (or closing the
                 # iterator) asks for a suspend, which lets running atoms finish first.
@@ -644,22 +654,41 @@ class ActionEngine(Engine):
                 }
         driver.close()
         runtime.finish()
+        if final == st.FAILURE:
+            # As TaskFlow: a run that could not be reverted raises what stopped the
+            # revert (a revert's own exception), not the failure that started it;
+            # that one stays in storage.get_execute_failures(). And as TaskFlow's, the
+            # engine raises it instead of yielding FAILURE, logging an ERROR first.
+            failures = list(runtime.retained) or self._failures(storage, runtime)
+            if failures:
+                try:
+                    Failure.reraise_if_any(failures)
+                except Exception:
+                    states = [*visited, "GAME_OVER", st.FAILURE]
+                    _ENGINE_LOG.exception(
+                        "Engine execution has failed, something bad must have happened"
+                        " (last %s machine transitions were %s)",
+                        MAX_MACHINE_STATES_RETAINED,
+                        list(pairwise(states))[-MAX_MACHINE_STATES_RETAINED:],
+                    )
+                    self._change_state(final)
+                    raise
         if not closed:
             try:
                 yield final
             except GeneratorExit:
                 closed = True
         self._change_state(final)
-        if final == st.FAILURE and runtime.retained:
-            # As TaskFlow: a run that could not be reverted raises what stopped the
-            # revert (a revert's own exception), not the failure that started it;
-            # that one stays in storage.get_execute_failures().
-            Failure.reraise_if_any(list(runtime.retained))
         if final not in _NO_RERAISE:
-            failures = list(storage.get_execute_failures().values())
-            failures.extend(storage.get_revert_failures().values())
-            failures.extend(f for f in runtime.retained if f not in failures)
-            Failure.reraise_if_any(failures)
+            Failure.reraise_if_any(self._failures(storage, runtime))
+
+    @staticmethod
+    def _failures(storage: Storage, runtime: Runtime) -> list[Failure]:
+        """What a run that did not succeed raises: its atoms' failures, then those it kept aside."""
+        failures = list(storage.get_execute_failures().values())
+        failures.extend(storage.get_revert_failures().values())
+        failures.extend(f for f in runtime.retained if f not in failures)
+        return failures
 
     def _final_state(self, runtime: Runtime) -> str:
         scheduler = runtime.scheduler

@@ -91,9 +91,11 @@ SPAWNED_FLOW_KEY = "dynamic"
 
 # _run_execute and _run_revert are twins on purpose: one generic helper taking the
 # three methods would cost three bound-method objects per call on the hot path.
+# As TaskFlow's, the post-hook runs whatever happened, also when the pre-hook raised
+# (OpenStack Watcher stops a cancelled plan's actions from pre_execute and relies on it).
 def _run_execute(atom: Any, kwargs: dict[str, Any]) -> Any:
-    atom.pre_execute()
     try:
+        atom.pre_execute()
         value = atom.execute(**kwargs)
     except BaseException:
         atom.post_execute()
@@ -105,8 +107,8 @@ def _run_execute(atom: Any, kwargs: dict[str, Any]) -> Any:
 
 
 def _run_revert(atom: Any, kwargs: dict[str, Any]) -> Any:
-    atom.pre_revert()
     try:
+        atom.pre_revert()
         value = atom.revert(**kwargs)
     except BaseException:
         atom.post_revert()
@@ -454,7 +456,7 @@ class Runtime:
             or node.kind == RETRY
             or self._durable
             or self.notifier.has_listeners
-            or atom._notifier is not None  # type: ignore[union-attr]
+            or atom._own_notifier is not None  # type: ignore[union-attr]
             or node.index in self._special
         ):
             call = self.begin_or_fail(node, action)
@@ -560,7 +562,7 @@ class Runtime:
         if node.kind == RETRY:
             kwargs["history"] = self.storage.get_retry_history(node.name)
             return Call(atom.execute, kwargs)  # type: ignore[union-attr]
-        own = atom._notifier  # type: ignore[union-attr]
+        own = atom._own_notifier  # type: ignore[union-attr]
         if self.notifier.has_listeners or (own is not None and own.has_listeners):  # _progress_watched
             self._announce_progress(node.name, atom, 0.0)
         return Call(_run_execute, {"atom": atom, "kwargs": kwargs})
@@ -669,7 +671,7 @@ class Runtime:
                 record.progress = 1.0
             self._transition(node, st.SUCCESS, value)
             if node.kind != RETRY:
-                own = atom._notifier  # type: ignore[union-attr]
+                own = atom._own_notifier  # type: ignore[union-attr]
                 if self.notifier.has_listeners or (own is not None and own.has_listeners):
                     self._announce_progress(node.name, atom, 1.0)
             self.scheduler.executed(node, True)
@@ -810,7 +812,7 @@ class Runtime:
         """Tell whether anyone would see a progress event (the task's or the engine's listeners)."""
         if self.notifier.has_listeners:
             return True
-        own = atom._notifier
+        own = atom._own_notifier
         return own is not None and bool(own.has_listeners)
 
     def _on_progress(self, atom: Any, progress: float, details: dict[str, Any] | None = None) -> None:
@@ -827,7 +829,7 @@ class Runtime:
         As in TaskFlow they reach the task's own listeners but are not a report of
         the task's: the details it last reported stay in storage.
         """
-        own = atom._notifier
+        own = atom._own_notifier
         if own is not None and own.has_listeners:
             own.tell_listeners(EVENT_UPDATE_PROGRESS, {"progress": progress})
         self._notify_progress(name, progress, None)

@@ -79,7 +79,7 @@ def _relayed(
     (and as they hear a task that runs in this process). Reports are drained
     before their call's outcome is handed in, so they come before the final 1.0.
     """
-    own = getattr(atoms.get(name), "_notifier", None)
+    own = getattr(atoms.get(name), "_own_notifier", None)
     if own is not None and own.has_listeners:
         own.tell_listeners(EVENT_UPDATE_PROGRESS, {"progress": progress})
     runtime.progress_by_name(name, progress, details)
@@ -87,7 +87,7 @@ def _relayed(
 
 def _relayed_event(atoms: dict[str, Any], name: str, event_type: Any, details: dict[str, Any]) -> None:
     """An event a task notified in a child process or on a Dask worker: its own listeners hear it here."""
-    own = getattr(atoms.get(name), "_notifier", None)
+    own = getattr(atoms.get(name), "_own_notifier", None)
     if own is not None and own.has_listeners:
         own.tell_listeners(event_type, details)
 

@@ -452,8 +452,9 @@ class Job(ABC):
             delay = min(delay * delay_multiplier, max_delay)
 
     def __str__(self) -> str:
+        # TaskFlow's text (the priority as ``JobPriority.NORMAL``): conductors log jobs with it.
         return (
-            f"{type(self).__name__}: {self.name} (priority={self.priority.value}, "
+            f"{type(self).__name__}: {self.name} (priority={self.priority}, "
             f"uuid={self.uuid}, details={self.details})"
         )
 

@@ -3,7 +3,7 @@
 The layers, lowest first (a module may import its own layer and those
 below it, never one above)::
 
-    base        exceptions, states, types, logging, version, _utils
+    base        exceptions, states, types, logging, version, _utils, utils
     atoms       atom, task, retry, deciders, typed
     patterns    flow, patterns, declarative (specs compile to patterns)
     persistence persistence
@@ -43,6 +43,7 @@ LAYERS: dict[str, str] = {
     "flowkit.logging": "base",
     "flowkit.version": "base",
     "flowkit._utils": "base",
+    "flowkit.utils": "base",
     "flowkit.atom": "atoms",
     "flowkit.task": "atoms",
     "flowkit.retry": "atoms",

@@ -57,7 +57,7 @@ def test_task_name_defaults_to_module_and_class() -> None:
 
 def test_notifier_is_created_only_when_first_used() -> None:
     t = Work()
-    assert "_notifier" not in vars(t)
+    assert "_own_notifier" not in vars(t)
     first = t.notifier
     assert isinstance(first, notifier.RestrictedNotifier)
     assert t.notifier is first
@@ -103,7 +103,7 @@ def test_update_progress_in_range_logs_nothing(caplog: pytest.LogCaptureFixture)
 def test_update_progress_without_listeners_does_not_create_a_notifier() -> None:
     t = Work()
     t.update_progress(0.3)
-    assert "_notifier" not in vars(t)
+    assert "_own_notifier" not in vars(t)
 
 
 def test_copy_keeps_listeners_independently_or_drops_them() -> None:
@@ -249,4 +249,4 @@ def test_update_progress_reports_to_an_engine_sink_first() -> None:
     t._progress_sink = lambda who, progress: heard.append((who, progress))
     t.update_progress(2.0)
     assert heard == [(t, 1.0)]
-    assert "_notifier" not in vars(t)
+    assert "_own_notifier" not in vars(t)

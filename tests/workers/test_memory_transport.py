@@ -204,7 +204,7 @@ def test_a_progress_flood_is_cut_to_a_burst_then_one_report_per_interval() -> No
 
 class Quiet(task.Task):
     def execute(self) -> bool:
-        return self._notifier is None
+        return self._own_notifier is None
 
 
 class Talker(task.Task):
@@ -243,6 +243,63 @@ def test_a_task_call_relays_notified_events_without_a_notifier_per_request() -> 
         ("update_progress", {"progress": 0.5}),
         ("disk-full", {}),
     ]
+
+
+class Hooked(task.Task):
+    """Records its hooks; ``fail_in`` names the step that raises."""
+
+    calls: ClassVar[list[str]] = []
+    fail_in: ClassVar[str] = ""
+
+    def _step(self, name: str) -> None:
+        self.calls.append(name)
+        if name == self.fail_in:
+            raise RuntimeError(f"{name} failed")
+
+    def pre_execute(self) -> None:
+        self._step("pre_execute")
+
+    def execute(self) -> str:
+        self._step("execute")
+        return "done"
+
+    def post_execute(self) -> None:
+        self._step("post_execute")
+
+    def pre_revert(self) -> None:
+        self._step("pre_revert")
+
+    def revert(self, **kwargs: Any) -> None:
+        self._step("revert")
+
+    def post_revert(self) -> None:
+        self._step("post_revert")
+
+
+@pytest.mark.parametrize(
+    ("action", "fail_in", "expected"),
+    [
+        (protocol.EXECUTE, "", ["pre_execute", "execute", "post_execute"]),
+        (protocol.EXECUTE, "pre_execute", ["pre_execute", "post_execute"]),
+        (protocol.EXECUTE, "execute", ["pre_execute", "execute", "post_execute"]),
+        (protocol.REVERT, "", ["pre_revert", "revert", "post_revert"]),
+        (protocol.REVERT, "pre_revert", ["pre_revert", "post_revert"]),
+    ],
+)
+def test_a_task_call_runs_the_hooks_around_it_as_an_engine_does(
+    action: str, fail_in: str, expected: list[str]
+) -> None:
+    """TaskFlow's workers call the hooks through the same executor as its engines."""
+    Hooked.calls, Hooked.fail_in = [], fail_in
+    request: dict[str, Any] = {"name": "x", "arguments": {}, "action": action}
+    if action == protocol.REVERT:
+        request.update(result=None, flow_failures={})
+    if fail_in:
+        with pytest.raises(RuntimeError, match=f"{fail_in} failed"):
+            _task_call.call_task(Hooked, request)
+    else:
+        _task_call.call_task(Hooked, request)
+    assert Hooked.calls == expected
 
 
 def test_engines_and_workers_meet_by_exchange_and_topic(

@@ -164,7 +164,9 @@ class ExecutorConductor(Conductor):
         # counts as dispatching and wait() waits, so a supervisor that starts run() on
         # another thread and then waits is not told at once that it finished.
         self._dead = threading.Event()
-        self._dispatched: set[concurrent.futures.Future[Outcome]] = set()
+        # Each running job's future and the claim it runs under: _on_job_done takes
+        # TaskFlow's (job, future) arguments, which subclasses override and call.
+        self._dispatched: dict[concurrent.futures.Future[Outcome], Claim] = {}
         self._dispatched_lock = threading.Lock()
 
     def _executor_factory(self) -> concurrent.futures.Executor:
@@ -234,15 +236,17 @@ class ExecutorConductor(Conductor):
                         continue
                     future = executor.submit(self._dispatch_job, job, claim)
                     with self._dispatched_lock:
-                        self._dispatched.add(future)
-                    future.add_done_callback(functools.partial(self._on_job_done, job, claim))
+                        self._dispatched[future] = claim
+                    future.add_done_callback(functools.partial(self._on_job_done, job))
                     dispatched_any = True
                     total += 1
                     if 0 <= limit <= total:
-                        self._log.info("maximum dispatch limit of %s reached", limit)
+                        self._log.info("Maximum dispatch limit of %s reached", limit)
                         return
             except exc.JobFailure:
-                self._log.exception("transient jobboard failure while listing jobs; backing off and retrying")
+                self._log.exception(
+                    "Transient job board failure while iterating jobs; backing off and retrying"
+                )
             if not dispatched_any and not self._stopped.is_set():
                 self._stopped.wait(self._wait_timeout)
 
@@ -256,10 +260,13 @@ class ExecutorConductor(Conductor):
         window = list(itertools.islice(candidates, self.CLAIM_WINDOW))
         claimed = self._jobboard.claim_first(window, self._name, expiry=self._claim_expiry)
         tried = len(window) if claimed is None else window.index(claimed.job) + 1
+        debug = self._log.isEnabledFor(logging.DEBUG)
         for _ in range(tried):
-            candidates.popleft()
-        if claimed is None:
-            self._log.debug("%d jobs already claimed or consumed", tried)
+            job = candidates.popleft()
+            if debug:  # TaskFlow's lines for each job it tried, in order
+                self._log.debug("Trying to claim job: %s", job)
+                if claimed is None or job is not claimed.job:
+                    self._log.debug("Job already claimed or consumed: %s", job)
         return claimed
 
     def _set_aside_if_poisoned(self, job: Job, claim: Claim) -> bool:
@@ -276,6 +283,16 @@ class ExecutorConductor(Conductor):
         return True
 
     # -- one job -----------------------------------------------------------
+    def _listeners_from_job(self, job: Job, engine: Any) -> list[Any]:
+        """The base class's listeners and a logging listener on the conductor's logger, as TaskFlow's.
+
+        Subclasses extend the list returned by ``super()`` (OpenStack Octavia adds
+        its own); one that leaves the logging listener out runs without it.
+        """
+        listeners = super()._listeners_from_job(job, engine)
+        listeners.append(logging_listener.LoggingListener(engine, log=self._log))
+        return listeners
+
     def _fenced(self, job: Job, claim: Claim) -> Backend | None:
         if self._persistence is None:
             return None
@@ -304,12 +321,10 @@ class ExecutorConductor(Conductor):
             kind = _public_type_name(error)
             return Outcome(Verdict.TRASH, f"cannot load the job's flow: {kind}: {error}")
         details = {"job": job, "engine": engine}
-        listeners = [
-            logging_listener.LoggingListener(engine, log=self._log),
-            *self._listeners_from_job(job, engine),
-        ]
+        listeners = self._listeners_from_job(job, engine)
         for listener in listeners:
             listener.register()
+        self._log.debug("Dispatching engine for job '%s'", job)
         try:
             return self._run_engine(job, engine, details)
         finally:
@@ -321,7 +336,7 @@ class ExecutorConductor(Conductor):
             suspended = False
             for _state in engine.run_iter():
                 if not suspended and self._stopped.is_set():
-                    self._log.info("conductor stopping: suspending the engine of job %s", job)
+                    self._log.info("Conductor stopped, requesting suspension of engine running job %s", job)
                     engine.suspend()
                     suspended = True
 
@@ -341,31 +356,52 @@ class ExecutorConductor(Conductor):
         except exc.WrappedFailure as failures:
             if any(f.check(ClaimLost) for f in failures):
                 return Outcome(Verdict.LOST, "claim lost while running")
-            if all(f.check(*NO_CONSUME_EXCEPTIONS) for f in failures):
+            consume = not all(f.check(*NO_CONSUME_EXCEPTIONS) for f in failures)
+            self._log_failures(job, consume, list(failures))
+            if not consume:
                 return Outcome(Verdict.FAIL, f"{len(failures)} failures: {failures}")
-            self._log.warning("job %s failed (consuming it): %s", job, failures)
             return Outcome(Verdict.CONSUME, str(failures))
         except NO_CONSUME_EXCEPTIONS as error:
-            self._log.warning("job %s failed (abandoning it)", job, exc_info=True)
+            self._log.warning("Job execution failed (consumption being skipped): %s", job, exc_info=True)
             return Outcome(Verdict.FAIL, f"{type(error).__name__}: {error}")
         except Exception as error:  # a task's own failure: the flow reverted; TaskFlow consumes
-            self._log.warning("job %s failed (consuming it)", job, exc_info=True)
+            self._log.warning("Job execution failed (consumption proceeding): %s", job, exc_info=True)
             return Outcome(Verdict.CONSUME, f"{type(error).__name__}: {error}")
         if engine.storage.get_flow_state() == states.SUSPENDED:
+            self._log.info("Job execution was suspended: %s", job)
             return Outcome(Verdict.ABANDON, "conductor stopped; flow suspended")
+        self._log.info("Job completed successfully: %s", job)
         return Outcome(Verdict.CONSUME)
 
-    def _on_job_done(self, job: Job, claim: Claim, future: concurrent.futures.Future[Outcome]) -> None:
+    def _log_failures(self, job: Job, consume: bool, failures: list[Any]) -> None:
+        """Log a job's several failures as TaskFlow does: a summary, then each with its traceback."""
+        if not self._log.isEnabledFor(logging.WARNING):
+            return
+        if consume:
+            self._log.warning(
+                "Job execution failed (consumption proceeding): %s [%s failures]", job, len(failures)
+            )
+        else:
+            self._log.warning(
+                "Job execution failed (consumption being skipped): %s [%s failures]", job, len(failures)
+            )
+        for i, failure in enumerate(failures):
+            self._log.warning("%s. %s", i + 1, failure.pformat(traceback=True))
+
+    def _on_job_done(self, job: Job, fut: concurrent.futures.Future[Outcome]) -> None:
+        """Finish ``job`` once its run ended (TaskFlow's arguments, for subclasses that extend it)."""
+        with self._dispatched_lock:
+            claim = self._dispatched[fut]
         try:
             try:
-                outcome = future.result()
+                outcome = fut.result()
             except Exception as error:  # a bug in dispatching: set the job aside with it
-                self._log.exception("dispatching job %s failed", job)
+                self._log.warning("Job dispatching failed: %s", job, exc_info=True)
                 outcome = Outcome(Verdict.TRASH, f"dispatching failed: {type(error).__name__}: {error}")
             self._finish(job, claim, outcome)
         finally:
             with self._dispatched_lock:
-                self._dispatched.discard(future)
+                self._dispatched.pop(fut, None)
             # Room for another job: wake the loop if it sleeps.
             if self._max_simultaneous_jobs > 0:
                 self._wake()
@@ -403,7 +439,11 @@ class ExecutorConductor(Conductor):
             self._log.warning("claim on job %s was lost before it could be finished: %s", job, lost)
             self._notify("job_lost", {**details, "reason": str(lost)})
         except (exc.JobFailure, exc.NotFound):
-            self._log.warning("could not %s job %s", verdict.value, job, exc_info=True)
+            # TaskFlow's words, the job first (log filters look for it there, as Octavia's).
+            if verdict is Verdict.CONSUME:
+                self._log.warning("Failed job consumption: %s", job, exc_info=True)
+            else:
+                self._log.warning("Failed job abandonment: %s", job, exc_info=True)
 
     def _give_back_if_held(self, job: Job, claim: Claim, reason: str | None) -> None:
         """Abandon ``job`` (as failed) if ``claim`` still holds it; the board refuses a claim taken over."""

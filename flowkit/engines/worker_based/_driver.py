@@ -813,7 +813,7 @@ class RedisDriver(DispatchingDriver):
             return
         # The task ran on the worker: its listeners here hear of its report as they
         # would had it run here (TaskFlow's engine passes remote events on to them).
-        own = getattr(request.node.atom, "_notifier", None)
+        own = getattr(request.node.atom, "_own_notifier", None)
         if own is not None and own.has_listeners:
             try:
                 own.tell_listeners(EVENT_UPDATE_PROGRESS, {"progress": progress})
@@ -823,7 +823,7 @@ class RedisDriver(DispatchingDriver):
 
     def _on_notification(self, request: _Request, event_type: str, details: dict[str, Any] | None) -> None:
         """Tell the listeners of the task's own notifier here of an event it notified on the worker."""
-        own = getattr(request.node.atom, "_notifier", None)
+        own = getattr(request.node.atom, "_own_notifier", None)
         if own is None or not own.has_listeners:
             return
         try:

@@ -102,13 +102,25 @@ def call_task(
         # Its notifier, if the task ever uses one, hands events here: none is made per request.
         task._event_sink = events
     arguments = _typed_arguments(task, request["arguments"])
-    if request["action"] == protocol.EXECUTE:
-        outcome = task.execute(**arguments)
-    else:
-        outcome = task.revert(**arguments, **_revert_extras(request))
-    if inspect.isawaitable(outcome):
-        # A fresh loop per call: pool threads have none, and tasks share nothing across calls.
-        outcome = asyncio.run(_awaited(outcome))
+    executing = request["action"] == protocol.EXECUTE
+    extras = {} if executing else _revert_extras(request)
+    # The hooks around the call run as in an engine's own process (and as TaskFlow's
+    # workers run them): the post-hook whatever happened, the pre-hook's failure too.
+    try:
+        if executing:
+            task.pre_execute()
+            outcome = task.execute(**arguments)
+        else:
+            task.pre_revert()
+            outcome = task.revert(**arguments, **extras)
+        if inspect.isawaitable(outcome):
+            # A fresh loop per call: pool threads have none, and tasks share nothing across calls.
+            outcome = asyncio.run(_awaited(outcome))
+    finally:
+        if executing:
+            task.post_execute()
+        else:
+            task.post_revert()
     return outcome
 
 

@@ -35,9 +35,14 @@ as posted); a conductor, which does neither, does not pay for it.
 
 Options (TaskFlow's names): ``hosts`` (``"h1:2181,h2:2181"`` or a list),
 ``path``, ``timeout`` (the session timeout, seconds: how long a silent
-holder keeps its claims); flowkit's ``connect_timeout`` (seconds to connect,
-default the larger of ``timeout`` and 10); or a
-``zookeeper://h1:2181,h2:2181/path`` URL.
+holder keeps its claims), and the client options TaskFlow's board passes to
+kazoo (``use_ssl``, ``verify_certs``, ``keyfile``, ``keyfile_password``,
+``certfile``, ``read_only``, ``randomize_hosts``, ``command_retry``,
+``connection_retry``, ``handler``: see
+:func:`flowkit.utils.kazoo_utils.make_client`); flowkit's ``connect_timeout``
+(seconds to connect, default the larger of ``timeout`` and 10); or a
+``zookeeper://h1:2181,h2:2181/path`` URL. A client made elsewhere (with
+``kazoo_utils.make_client``, to share it) may be passed as ``client=``.
 """
 
 from __future__ import annotations
@@ -76,6 +81,7 @@ from flowkit.jobs.base import (
     wait_for_jobs,
 )
 from flowkit.types import notifier
+from flowkit.utils import kazoo_utils
 
 if TYPE_CHECKING:
     from flowkit.persistence.base import Backend
@@ -226,6 +232,10 @@ class ZookeeperJobBoard(NotifyingJobBoard):
         self._timeout = float(self._conf.get("timeout", DEFAULT_TIMEOUT))
         # A short session timeout (quick take-over) must not make connecting fragile.
         self._connect_timeout = float(self._conf.get("connect_timeout", max(self._timeout, DEFAULT_TIMEOUT)))
+        # TaskFlow's client options (TLS, read_only, retries, handler...), read as its board
+        # reads them; checked here so a bad one is refused before anything connects.
+        self._client_options = kazoo_utils.client_options({**self._conf, "hosts": self._hosts})
+        self._client_options["timeout"] = self._timeout
         self._waiter = _Waiter()
         # The children watch costs a listing of every job on each change, so it runs only
         # for someone who uses it: a notification listener, or a caller of wait().
@@ -286,12 +296,12 @@ class ZookeeperJobBoard(NotifyingJobBoard):
                 "the ZooKeeper jobboard needs kazoo: pip install 'flowkit[zookeeper]'"
             ) from err
         if self._client is None:
-            self._client = KazooClient(
-                hosts=self._hosts,
-                timeout=self._timeout,
-                # Keep trying (a busy server may answer late) until start()'s own timeout.
-                connection_retry={"max_tries": -1, "delay": 0.1, "backoff": 2, "max_delay": 1.0},
+            options = dict(self._client_options)
+            # Keep trying (a busy server may answer late) until start()'s own timeout.
+            options.setdefault(
+                "connection_retry", {"max_tries": -1, "delay": 0.1, "backoff": 2, "max_delay": 1.0}
             )
+            self._client = KazooClient(**options)
             self._own_client = True
         if not self._client.connected:
             try:

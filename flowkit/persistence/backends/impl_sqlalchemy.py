@@ -226,22 +226,31 @@ class SQLAlchemyConnection(base.Connection):
             raise
 
     def _run(
-        self, operation: str, work: Callable[[SAConnection], _T], *, write: bool, check: bool = True
+        self,
+        operation: str,
+        work: Callable[[SAConnection], _T],
+        *,
+        write: bool,
+        check: bool = True,
+        max_retries: int | None = None,
     ) -> _T:
         """Run ``work`` in one transaction, retrying transient errors a bounded number of times.
+
+        ``max_retries`` overrides the backend's count of retries for this call.
 
         Raises:
             StorageFailure: a database error, or transient ones outlasted the retries.
         """
         backend = self._sa_backend
+        retries = backend.max_retries if max_retries is None else max(0, int(max_retries))
         try:
             return self._attempt(work, write, check)  # the fast path: no retry machinery
         except sa_exc.SQLAlchemyError as err:
-            if backend.max_retries <= 0 or not is_transient(err):
+            if retries <= 0 or not is_transient(err):
                 raise self._failure(operation, err) from err
             first: BaseException | None = err
         retrying = tenacity.Retrying(
-            stop=tenacity.stop_after_attempt(backend.max_retries + 1),
+            stop=tenacity.stop_after_attempt(retries + 1),
             wait=tenacity.wait_exponential(multiplier=_FIRST_WAIT, min=_FIRST_WAIT, max=_MAX_WAIT),
             retry=tenacity.retry_if_exception(is_transient),
             before_sleep=log_retry,
@@ -291,8 +300,13 @@ class SQLAlchemyConnection(base.Connection):
         )
         backend.schema_ready = True
 
-    def validate(self) -> None:
+    def validate(self, max_retries: int | None = None) -> None:
         """Check the database answers and holds this flowkit's schema.
+
+        Args:
+            max_retries: how many times to try again after a transient error (a lost
+                connection), as TaskFlow's ``validate(max_retries=...)``; default the
+                backend's ``max_retries``.
 
         Raises:
             StorageFailure: unreachable, never upgraded, or a schema newer or older than this flowkit.
@@ -303,6 +317,7 @@ class SQLAlchemyConnection(base.Connection):
             lambda conn: _schema.check_revision(conn, backend.masked_url),
             write=False,
             check=False,
+            max_retries=max_retries,
         )
         backend.schema_ready = True
 
