@@ -187,6 +187,7 @@ class Loops:
             meta[ITERATION_KEY] = current + 1 if own == node.index else 1
             record.result = None
             if runtime.state.durable:
+                runtime.state.long_lists = True  # the history is written in chunks
                 runtime.state.changed(record)
         if loop.delay > 0:
             self._seq += 1
