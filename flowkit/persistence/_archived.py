@@ -31,7 +31,8 @@ through the merging calls (``update_atom_details``, ``save_logbook``) is
 written whole again, in the old form; its archives are then left unread.
 
 The list is append-only: entries already in a chunk are not compared again.
-Replacing the list (another list object, or a shorter one) rewrites every chunk.
+A list whose entry at the end of the stored chunks is another object (a
+replaced list, one cut short) has every chunk written again.
 """
 
 from __future__ import annotations
@@ -56,8 +57,10 @@ __all__ = [
     "needed_archives",
 ]
 
-#: Metadata keys holding append-only lists that are stored in chunks.
-ARCHIVED_KEYS = ("iterations",)
+#: Metadata keys holding append-only lists that are stored in chunks: a loop's
+#: history, and the event log's events of an atom (flowkit.listeners.events),
+#: which grow by three each iteration of a loop the atom is in.
+ARCHIVED_KEYS = ("iterations", "event_log")
 #: Entries per archive. The owner's record then carries fewer than this many;
 #: smaller chunks mean smaller writes of the owner and more archive records.
 CHUNK = 32
@@ -66,8 +69,8 @@ CHUNKS_KEY = _CHUNKS_KEY
 #: Archive metadata: ``{"atom": owner uuid, "key": meta key, "chunk": number from 0}``.
 ARCHIVE_KEY = _ARCHIVE_KEY
 
-#: What a write hands over of one chunked list: ((owner uuid, key), the list, chunks stored).
-Mark = tuple[tuple[str, str], list[Any], int]
+#: What a write hands over of one chunked list: ((owner uuid, key), chunks stored, their last entry).
+Mark = tuple[tuple[str, str], int, Any]
 
 _AD = TypeVar("_AD", bound=AtomDetail)
 
@@ -149,17 +152,19 @@ class Chunker:
     """Turns a run's atom details into their stored form, remembering which chunks are written.
 
     One per run (:class:`~flowkit._run_state.RunState`): it knows, for each
-    chunked list, the list object and how many of its chunks the backend
-    holds, so each chunk is handed over once, when it fills. A new list object
-    (a run resumed from storage, a list a user replaced) has all its chunks
-    written again, once.
+    chunked list, how many of its chunks the backend holds and the entry
+    object those end with, so each chunk is handed over once, when it fills.
+    The list may be a new list object each time (the event log copies it on
+    every event): what is compared is the entry at the boundary. A list whose
+    entry there is another object (a run resumed from storage, a list a user
+    replaced or cut short) has all its chunks written again, once.
     """
 
     __slots__ = ("_written",)
 
     def __init__(self) -> None:
-        #: (owner uuid, key) -> (the list, how many of its chunks are stored).
-        self._written: dict[tuple[str, str], tuple[list[Any], int]] = {}
+        #: (owner uuid, key) -> (how many chunks are stored, the last entry they hold).
+        self._written: dict[tuple[str, str], tuple[int, Any]] = {}
 
     def stored_form(self, details: Iterable[AtomDetail]) -> tuple[list[AtomDetail], list[Mark]]:
         """The details to hand the backend for ``details``, and what to :meth:`commit` once written.
@@ -184,9 +189,11 @@ class Chunker:
                 chunked[CHUNKS_KEY][key] = full
                 chunked[key] = entries[full * CHUNK :]
                 known = self._written.get((ad.uuid, key))
-                start = known[1] if known is not None and known[0] is entries and known[1] <= full else 0
+                start = 0
+                if known is not None and 0 < known[0] <= full and entries[known[0] * CHUNK - 1] is known[1]:
+                    start = known[0]  # the same entries up to there: those chunks are stored
                 out.extend(_archive(ad, key, chunk, entries) for chunk in range(start, full))
-                marks.append(((ad.uuid, key), entries, full))
+                marks.append(((ad.uuid, key), full, entries[full * CHUNK - 1]))
             if chunked is None:
                 out.append(ad)
             else:
@@ -197,8 +204,8 @@ class Chunker:
 
     def commit(self, marks: Iterable[Mark]) -> None:
         """Note that the chunks :meth:`stored_form` handed over were written."""
-        for where, entries, full in marks:
-            self._written[where] = (entries, full)
+        for where, full, last in marks:
+            self._written[where] = (full, last)
 
 
 def _archive(owner: AtomDetail, key: str, chunk: int, entries: list[Any]) -> AtomDetail:

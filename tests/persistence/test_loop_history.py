@@ -23,8 +23,10 @@ from sqlalchemy import event
 
 from flowkit import engines, task
 from flowkit import states as st
+from flowkit.listeners.events import META_KEY, EventLog, EventLogListener
 from flowkit.patterns import linear_flow, loop_flow
 from flowkit.persistence import backends, models
+from flowkit.persistence._archived import CHUNK, CHUNKS_KEY, Chunker
 from flowkit.persistence.base import Backend, Connection
 from flowkit.types.notifier import Notifier
 
@@ -246,3 +248,64 @@ def test_a_loop_stored_in_the_old_form_resumes_and_keeps_its_history(backend_url
         final = {ad.name: ad for ad in _read(backend, detail.uuid)}
         assert sorted(final) == ["count", "counting^until", "use"]
         assert final["count"].meta["iterations"] == expected_history(LONG)
+
+
+def test_the_event_log_of_a_long_loop_is_written_in_chunks_and_reads_back_whole(backend_url: str) -> None:
+    with _backend(backend_url) as backend:
+        counted = _Counted(backend)
+        engine = engines.load(counting_loop(), backend=backend, book=models.LogBook("b"))
+        engine.atom_notifier.register(Notifier.ANY, counted.mark)
+        with EventLogListener(engine):
+            engine.run()
+        early, late = _flat(counted.per_iteration())
+        assert late < 1.5 * early, (early, late)
+        live = engine.storage.get_atom_metadata("count")[META_KEY]
+        assert [e["state"] for e in live[:4]] == [st.RUNNING, st.SUCCESS, st.PENDING, st.RUNNING]
+        detail = _read(backend, engine.storage.flow_uuid)
+        count = next(ad for ad in detail if ad.name == "count")
+        assert count.meta[META_KEY] == live
+        assert len(live) == 3 * LONG - 1  # RUNNING, SUCCESS, PENDING each iteration but the last
+        # What `flowkit flows why` and the report read: every event, in order.
+        log = EventLog.from_flow_detail(detail)
+        assert [e.seq for e in log.of("count")] == [e["seq"] for e in live]
+
+
+def test_a_chunk_is_handed_over_once_unless_the_list_is_replaced() -> None:
+    chunker = Chunker()
+    owner = models.TaskDetail("count", "5e1f3a4c-0000-4000-8000-00000000000a")
+    entries = [{"i": i} for i in range(CHUNK - 1)]
+    owner.meta = {"iterations": entries}
+
+    def hand_over() -> list[str]:
+        out, marks = chunker.stored_form([owner])
+        chunker.commit(marks)
+        return [ad.name for ad in out]
+
+    assert hand_over() == ["count"]  # short: as it always was stored
+    entries.append({"i": CHUNK - 1})
+    assert hand_over() == ["count^iterations#0", "count"]
+    entries.append({"i": CHUNK})
+    assert hand_over() == ["count"]
+    owner.meta = {"iterations": [*entries]}  # a copy of the same entries (as the event log makes)
+    assert hand_over() == ["count"]
+    owner.meta = {"iterations": [{"i": i} for i in range(2 * CHUNK)]}  # other entries
+    assert hand_over() == ["count^iterations#0", "count^iterations#1", "count"]
+    out, _marks = chunker.stored_form([owner])
+    assert out[-1].meta == {"iterations": [], CHUNKS_KEY: {"iterations": 2}}
+    assert owner.meta["iterations"] == [
+        {"i": i} for i in range(2 * CHUNK)
+    ]  # the caller's detail is untouched
+
+
+def test_the_event_log_starts_chunking_at_the_chunk_size() -> None:
+    from flowkit.listeners import events
+
+    assert events._CHUNKED_FROM == CHUNK
+
+
+def test_an_owner_whose_chunks_are_missing_is_shown_as_stored() -> None:
+    fd = models.FlowDetail("f", "5e1f3a4c-0000-4000-8000-00000000000b")
+    owner = models.TaskDetail("count", "5e1f3a4c-0000-4000-8000-00000000000c")
+    owner.meta = {"iterations": [{"iteration": 33}], CHUNKS_KEY: {"iterations": 1}}
+    fd.add(owner)
+    assert next(iter(fd)).meta[CHUNKS_KEY] == {"iterations": 1}  # not a history silently missing 32 entries
