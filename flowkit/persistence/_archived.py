@@ -74,6 +74,9 @@ Mark = tuple[tuple[str, str], int, Any]
 
 _AD = TypeVar("_AD", bound=AtomDetail)
 
+#: The longest atom name every backend stores (the SQL schema's name column).
+_NAME_LENGTH = 255
+
 
 def archive_uuid(owner: str, key: str, chunk: int) -> str:
     """The uuid of chunk ``chunk`` of ``owner``'s ``key`` list (a UUID-shaped digest of the three)."""
@@ -213,7 +216,10 @@ def _archive(owner: AtomDetail, key: str, chunk: int, entries: list[Any]) -> Ato
     from flowkit import states
     from flowkit.persistence.models import TaskDetail
 
-    archive = TaskDetail(f"{owner.name}^{key}#{chunk}", archive_uuid(owner.uuid, key, chunk))
+    suffix = f"^{key}#{chunk}"
+    # Cut to the 255 characters a name column holds (the uuid, not the name, identifies it).
+    name = owner.name[: _NAME_LENGTH - len(suffix)] + suffix
+    archive = TaskDetail(name, archive_uuid(owner.uuid, key, chunk))
     archive.state = states.SUCCESS
     archive.version = owner.version
     archive.results = entries[chunk * CHUNK : (chunk + 1) * CHUNK]

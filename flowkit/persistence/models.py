@@ -391,7 +391,7 @@ class FlowDetail:
         if retain_contents:
             self._settle()
             clone._atoms = dict(self._atoms)
-            clone._archives = self._archives
+            clone._archives = dict(self._archives) if self._archives else None
         return clone
 
     def to_dict(self) -> dict[str, Any]:

@@ -22,11 +22,12 @@ import pytest
 from sqlalchemy import event
 
 from flowkit import engines, task
+from flowkit import exceptions as exc
 from flowkit import states as st
 from flowkit.listeners.events import META_KEY, EventLog, EventLogListener
 from flowkit.patterns import linear_flow, loop_flow
 from flowkit.persistence import backends, models
-from flowkit.persistence._archived import CHUNK, CHUNKS_KEY, Chunker
+from flowkit.persistence._archived import CHUNK, CHUNKS_KEY, Chunker, archive_uuid
 from flowkit.persistence.base import Backend, Connection
 from flowkit.types.notifier import Notifier
 
@@ -309,3 +310,27 @@ def test_an_owner_whose_chunks_are_missing_is_shown_as_stored() -> None:
     owner.meta = {"iterations": [{"iteration": 33}], CHUNKS_KEY: {"iterations": 1}}
     fd.add(owner)
     assert next(iter(fd)).meta[CHUNKS_KEY] == {"iterations": 1}  # not a history silently missing 32 entries
+
+
+def test_destroying_the_logbook_takes_the_chunks_with_it(backend_url: str) -> None:
+    with _backend(backend_url) as backend:
+        book = models.LogBook("b")
+        engine = engines.load(counting_loop(3 * CHUNK), backend=backend, book=book)
+        engine.run()
+        owner = engine.storage.run_state.records["count"].uuid
+        chunks = [archive_uuid(owner, "iterations", i) for i in range(2)]
+        with contextlib.closing(backend.get_connection()) as conn:
+            assert conn.get_atom_details(chunks[0]).results[0] == {"iteration": 1, "result": 1}
+            conn.destroy_logbook(book.uuid)
+            for uuid in chunks:
+                with pytest.raises(exc.NotFound):
+                    conn.get_atom_details(uuid)
+
+
+def test_a_chunk_of_an_atom_with_a_long_name_keeps_to_the_name_column() -> None:
+    chunker = Chunker()
+    owner = models.TaskDetail("x" * 255, "5e1f3a4c-0000-4000-8000-00000000000d")
+    owner.meta = {"iterations": list(range(CHUNK))}
+    out, _marks = chunker.stored_form([owner])
+    assert len(out[0].name) == 255
+    assert out[0].name.endswith("^iterations#0")
