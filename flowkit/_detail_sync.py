@@ -18,7 +18,7 @@ from flowkit.persistence._json import encode_json
 from flowkit.persistence.models import AtomDetail, RetryDetail, TaskDetail
 from flowkit.persistence.models import RetryHistory as History
 
-__all__ = ["check_storable", "fill_detail", "new_detail", "record_from_detail"]
+__all__ = ["check_storable", "fill_detail", "has_long_lists", "new_detail", "record_from_detail"]
 
 
 # Meta keys the record keeps in attributes of its own.
@@ -37,6 +37,13 @@ def check_storable(value: Any) -> None:
     if value is None or type(value) in (str, int, float, bool):
         return
     encode_json(value)
+
+
+def has_long_lists(meta: dict[str, Any]) -> bool:
+    """Whether ``meta`` holds an append-only list long enough to be stored in chunks."""
+    from flowkit.persistence._archived import ARCHIVED_KEYS, CHUNK
+
+    return any(type(meta.get(key)) is list and len(meta[key]) >= CHUNK for key in ARCHIVED_KEYS)
 
 
 def new_detail(record: AtomRecord) -> AtomDetail:

@@ -92,6 +92,10 @@ class RunState:
         self._details: dict[str, AtomDetail] = {}
         # A logbook to save before the next write (a memory backend attached late).
         self._pending_book: Any = None
+        #: Whether a record may hold a long append-only metadata list (a loop's
+        #: history): such lists are written in chunks (flowkit.persistence._archived).
+        self.long_lists = False
+        self._chunker: Any = None
         if isinstance(flow_detail, str):
             self.flow_detail: FlowDetail | None = None
             self.flow_name = flow_detail
@@ -124,6 +128,8 @@ class RunState:
         for detail in flow_detail:
             record, history = _detail_sync.record_from_detail(detail, flow_detail.name)
             self.records[record.name] = record
+            if record._meta and not self.long_lists:
+                self.long_lists = _detail_sync.has_long_lists(record._meta)
             self._details[record.name] = detail
             if history:
                 self.history[record.name] = history
@@ -376,6 +382,14 @@ class RunState:
                 written.append(_detail_sync.fill_detail(detail, record, self.history.get(name)))
         if self.backend is None:
             return
+        marks: Any = None
+        if self.long_lists:
+            # A loop's history is handed over in chunks, each once (not whole, per write).
+            if self._chunker is None:
+                from flowkit.persistence._archived import Chunker
+
+                self._chunker = Chunker()
+            written, marks = self._chunker.stored_form(written)
         try:
             if self._connection is None:
                 self._connection = self.backend.get_connection()
@@ -383,6 +397,8 @@ class RunState:
                 self._connection.save_logbook(self._pending_book)
                 self._pending_book = None
             self._connection.save_flow_progress(flow_detail, written, flow_changed)
+            if marks:
+                self._chunker.commit(marks)
         except BaseException:
             with self.lock:
                 self._dirty = {**dirty, **self._dirty}

@@ -6,6 +6,7 @@ Usage (from anywhere; the checkout's ``flowkit`` is put first on the path)::
     python tools/bench_persistence.py                     # 1000 tasks, 3 repeats, TaskFlow if importable
     python tools/bench_persistence.py --no-taskflow --repeat 5
     python tools/bench_persistence.py --postgresql postgresql+psycopg://user@host/db
+    python tools/bench_persistence.py --loop 200 800 3200 --repeat 5   # durable loops on SQLite
 
 Each figure is load + run of an N-task linear flow whose every task adds one to
 the previous result, with the run saved through the backend as it goes (a fresh
@@ -13,6 +14,12 @@ database file, or a fresh PostgreSQL database, per repeat), compared with the
 same flow kept in memory. Without ``--postgresql`` a throw-away PostgreSQL
 server is started (the test suite's fixture code); if none is installed, the
 PostgreSQL rows say why they are missing. The best of ``--repeat`` runs is kept.
+
+``--loop N...`` measures something else: a loop flow (two body tasks and
+``until``) run for N iterations, saved to a fresh SQLite file, with the time
+per iteration; a cost per iteration that grows with N means each iteration
+writes more than the last. The median of ``--repeat`` runs is kept (the
+machine is shared, so single runs are noisy).
 """
 
 from __future__ import annotations
@@ -76,6 +83,61 @@ def _run(root: str, n: int, url: str | None) -> float:
     return elapsed
 
 
+def _loop_run(iterations: int, url: str) -> float:
+    """Seconds to load and run a loop of ``iterations`` iterations saved at ``url``."""
+    from flowkit import engines, task
+    from flowkit.patterns import linear_flow, loop_flow
+    from flowkit.persistence import backends, models
+
+    class Count(task.Task):
+        default_provides = "n"
+        done = 0  # iterations run (a body task's own result is reset between iterations)
+
+        def execute(self) -> int:
+            Count.done += 1
+            return Count.done
+
+    class Label(task.Task):
+        default_provides = "label"
+
+        def execute(self, n: int) -> str:
+            return f"iteration {n}"
+
+    loop = loop_flow.Flow(
+        "count",
+        Count("count"),
+        Label("label"),
+        until=lambda n: n >= iterations,
+        max_iterations=iterations,
+    )
+    backend = backends.fetch({"connection": url})
+    with contextlib.closing(backend.get_connection()) as conn:
+        conn.upgrade()
+    started = time.perf_counter()
+    engine = engines.load(linear_flow.Flow("bench").add(loop), backend=backend,
+                          book=models.LogBook("bench"))  # fmt: skip
+    engine.run()
+    elapsed = time.perf_counter() - started
+    assert engine.storage.fetch("label") == f"iteration {iterations}"
+    backend.close()
+    return elapsed
+
+
+def _loops(counts: list[int], repeat: int) -> int:
+    """Print the median time per loop iteration on SQLite for each count in ``counts``."""
+    import statistics
+
+    tmp = Path(tempfile.mkdtemp(prefix="flowkit-bench-"))
+    print(f"durable loop on SQLite (2 body tasks + until; load + run, median of {repeat})")
+    print(f"{'iterations':>10}{'total':>12}{'per iteration':>16}   runs (s)")
+    for n in counts:
+        runs = [_loop_run(n, f"sqlite:///{tmp / (uuid.uuid4().hex + '.db')}") for _ in range(repeat)]
+        median = statistics.median(runs)
+        listed = " ".join(f"{r:.2f}" for r in runs)
+        print(f"{n:>10}{median:>11.2f}s{median / n * 1e3:>14.2f}ms   {listed}")
+    return 0
+
+
 @contextlib.contextmanager
 def _postgresql(url: str | None) -> Iterator[tuple[Callable[[], str] | None, str]]:
     """Yield a maker of fresh-database URLs (or None and the reason there is none)."""
@@ -123,7 +185,12 @@ def main(argv: list[str] | None = None) -> int:
         "--taskflow-repeat", type=int, default=1, help="runs per TaskFlow figure (1; it is slow)"
     )
     parser.add_argument("--postgresql", help="a PostgreSQL URL to use instead of starting a server")
+    parser.add_argument(
+        "--loop", type=int, nargs="+", metavar="N", help="measure durable loops of N iterations instead"
+    )
     args = parser.parse_args(argv)
+    if args.loop:
+        return _loops(args.loop, args.repeat)
     n = args.tasks
     with_taskflow = not args.no_taskflow and importlib.util.find_spec("taskflow") is not None
 

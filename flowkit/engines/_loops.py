@@ -10,7 +10,10 @@ clock) when nothing else can move, so a delay never blocks another branch.
 
 The iteration number lives in each body atom's record (``meta["iteration"]``)
 and is written with the body's reset, in the same write, so a resumed run
-knows which iteration it was in.
+knows which iteration it was in. The earlier iterations' results
+(``meta["iterations"]``) grow by one entry per iteration; a persisted run
+writes them in chunks, each once (:mod:`flowkit.persistence._archived`), so
+an iteration's writes do not grow with the loop.
 """
 
 from __future__ import annotations
@@ -187,6 +190,7 @@ class Loops:
             meta[ITERATION_KEY] = current + 1 if own == node.index else 1
             record.result = None
             if runtime.state.durable:
+                runtime.state.long_lists = True  # the history is written in chunks
                 runtime.state.changed(record)
         if loop.delay > 0:
             self._seq += 1

@@ -66,6 +66,10 @@ __all__ = [
     "TreeRow",
 ]
 
+#: Events an atom gathers before its list is written in chunks (flowkit.persistence._archived.CHUNK,
+#: spelled here: that module is imported only by runs that need it).
+_CHUNKED_FROM = 32
+
 #: Atom states that end an ``execute`` or a ``revert``.
 _DONE = frozenset({st.SUCCESS, st.IGNORE})
 
@@ -277,6 +281,9 @@ class EventLogListener(base.Listener):
         # A new list each time: a backend may hold on to the one it was given.
         events = [*events, data] if events else [data]
         self._atom_events[name] = events
+        if run_state is not None and not run_state.long_lists and len(events) >= _CHUNKED_FROM:
+            # An atom in a loop gathers events without end: written in chunks from now on.
+            run_state.long_lists = True
         self._storage.update_atom_metadata(name, {META_KEY: events})
         return seq
 

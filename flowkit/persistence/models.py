@@ -43,6 +43,11 @@ __all__ = [
 _T = TypeVar("_T")
 _AD = TypeVar("_AD", bound="AtomDetail")
 
+# flowkit.persistence._archived's keys, spelled here: FlowDetail.add checks them for
+# every atom it is given, and importing that module is left to the flows that need it.
+_ARCHIVE_KEY = "archive_of"
+_CHUNKS_KEY = "archived_chunks"
+
 #: A retry's history as stored: per attempt, (what the retry returned, {atom name: Failure}),
 #: the shape TaskFlow's ``RetryDetail.results`` has. Storage and the run state keep it as is.
 RetryHistory = list[tuple[Any, dict[str, Failure]]]
@@ -284,12 +289,17 @@ class FlowDetail:
         meta: free-form data stored with the flow detail.
     """
 
-    __slots__ = ("_atoms", "_name", "_uuid", "meta", "state")
+    __slots__ = ("_archives", "_atoms", "_name", "_unfolded", "_uuid", "meta", "state")
 
     def __init__(self, name: str, uuid: str) -> None:
         self._name = name
         self._uuid = uuid
         self._atoms: dict[str, AtomDetail] = {}
+        # Chunks of long metadata lists read from a backend, by uuid (see
+        # flowkit.persistence._archived): kept out of the atoms, and put back
+        # into their owners' metadata before anything reads the atoms.
+        self._archives: dict[str, AtomDetail] | None = None
+        self._unfolded = False
         self.state: str | None = None
         self.meta: dict[str, Any] = {}
 
@@ -302,14 +312,37 @@ class FlowDetail:
         return self._uuid
 
     def add(self, ad: AtomDetail) -> None:
-        """Add ``ad`` (replacing one with the same uuid); nothing is saved yet."""
+        """Add ``ad`` (replacing one with the same uuid); nothing is saved yet.
+
+        A chunk of another atom's long metadata list, as backends store them
+        (:mod:`flowkit.persistence._archived`), is not an atom: it is kept
+        aside and put back into its owner's metadata when the atoms are read.
+        """
+        meta = ad.meta
+        if meta and (_ARCHIVE_KEY in meta or _CHUNKS_KEY in meta):
+            self._unfolded = True
+            if _ARCHIVE_KEY in meta:
+                if self._archives is None:
+                    self._archives = {}
+                self._archives[ad.uuid] = ad
+                return
         self._atoms[ad.uuid] = ad
+
+    def _settle(self) -> None:
+        """Put archived chunks back into their owners' metadata (once, after adds)."""
+        if self._unfolded:
+            from flowkit.persistence._archived import fold
+
+            self._unfolded = False
+            fold(self._atoms, self._archives or {})
 
     def find(self, ad_uuid: str) -> AtomDetail | None:
         """Return the atom detail with that uuid, or ``None``."""
+        self._settle()
         return self._atoms.get(ad_uuid)
 
     def __iter__(self) -> Iterator[AtomDetail]:
+        self._settle()
         return iter(list(self._atoms.values()))
 
     def __len__(self) -> int:
@@ -325,7 +358,10 @@ class FlowDetail:
             this flow detail.
         """
         if fd is not self:
+            fd._settle()
             self._atoms = fd._atoms
+            self._archives = fd._archives
+            self._unfolded = False
             self.state = fd.state
             self.meta = fd.meta
         return self
@@ -353,7 +389,9 @@ class FlowDetail:
         clone.state = self.state
         clone.meta = dict(self.meta)
         if retain_contents:
+            self._settle()
             clone._atoms = dict(self._atoms)
+            clone._archives = dict(self._archives) if self._archives else None
         return clone
 
     def to_dict(self) -> dict[str, Any]:

@@ -53,6 +53,7 @@ from typing import Any, TypeVar
 
 from flowkit import exceptions as exc
 from flowkit._utils.records import Record
+from flowkit.persistence._archived import fold_listed, fold_one
 from flowkit.persistence.backends._missing import ATOMS, BOOKS, FLOWS, not_found
 from flowkit.persistence.base import Backend, Connection, FenceRefused, WriteFence, encode_json
 from flowkit.persistence.models import (
@@ -538,12 +539,19 @@ class DocumentConnection(Connection):
     def get_atoms_for_flow(self, fd_uuid: str) -> Iterator[AtomDetail]:
         def body(batch: Batch) -> list[AtomDetail]:
             _doc, uuids = self._must_flow(batch, fd_uuid)
-            return self._atoms(batch, fd_uuid, uuids)
+            # Chunks of a long history are records of the flow, not atoms (see _archived).
+            return fold_listed(self._atoms(batch, fd_uuid, uuids))
 
         return iter(self._read("get_atoms_for_flow", fd_uuid, body))
 
     def get_atom_details(self, ad_uuid: str) -> AtomDetail:
-        return self._read("get_atom_details", ad_uuid, lambda b: _atom_from(self._must(b, ATOMS, ad_uuid)))
+        def body(batch: Batch) -> AtomDetail:
+            found = _atom_from(self._must(batch, ATOMS, ad_uuid))
+            return fold_one(
+                found, lambda keys: [_atom_from(doc) if doc else None for doc in batch.read_many(ATOMS, keys)]
+            )
+
+        return self._read("get_atom_details", ad_uuid, body)
 
     # -- Connection API: writing ------------------------------------------------
 

@@ -39,6 +39,7 @@ from sqlalchemy import exc as sa_exc
 
 from flowkit import exceptions as exc
 from flowkit.persistence import base, models
+from flowkit.persistence._archived import fold_one
 from flowkit.persistence.backends._missing import ATOMS, BOOKS, FLOWS, not_found
 from flowkit.persistence.backends.sqlalchemy import _codec, _engine, _schema
 from flowkit.persistence.backends.sqlalchemy import _statements as sql
@@ -679,7 +680,13 @@ class SQLAlchemyConnection(base.Connection):
             found = conn.execute(sql.SELECT_ATOM, {"b_uuid": ad_uuid}).first()
             if found is None:
                 raise not_found(ATOMS, ad_uuid)
-            return _codec.atom_from_row(found._mapping)
+
+            def read(uuids: list[str]) -> list[models.AtomDetail | None]:
+                rows = (conn.execute(sql.SELECT_ATOM, {"b_uuid": uuid}).first() for uuid in uuids)
+                return [_codec.atom_from_row(row._mapping) if row is not None else None for row in rows]
+
+            # A long history comes back whole, from the chunks it is stored in (see _archived).
+            return fold_one(_codec.atom_from_row(found._mapping), read)
 
         return self._run(f"reading atom detail {ad_uuid!r}", work, write=False)
 
