@@ -78,7 +78,7 @@ class Guard:
         if store is not None:
             from flowkit.cache import _keys
 
-            self._identity = _keys.key_text(_keys.task_identity(atom))
+            self._identity = _keys.key_bytes(_keys.task_identity(atom))
             self._undoes = _undoes(atom)
             self._revive = typed.revives(atom)
         #: Whether the current run stored this atom's result under ``key``.
