@@ -16,8 +16,9 @@ the inputs' part of the key, or ``None`` to not cache that call.
 Values are written type-exactly by :func:`key_bytes`: two inputs share a key
 only when they are the same value of the same types (a set is not a list, a
 tuple, ``1.0`` or ``True`` is not ``1``, ``{1: "a"}`` is not ``{"1": "a"}``).
-An input no key represents fails the atom before its call (the guard raises
-:class:`Uncacheable` naming the atom and the argument); a result JSON cannot
+An input no key represents raises :class:`Uncacheable` naming the argument:
+the guard runs the call uncached with a WARNING, or fails the atom before its
+call when the task sets ``cache_strict = True``. A result JSON cannot
 represent is not stored.
 """
 
