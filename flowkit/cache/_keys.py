@@ -577,7 +577,7 @@ def call_key(identity: Mapping[str, Any], inputs: Mapping[str, Any], custom: str
     Raises:
         Uncacheable: an input no key represents; ``argument`` names it.
     """
-    return keyed(key_bytes(dict(identity)), inputs, custom)
+    return keyed(key_bytes(identity if type(identity) is dict else dict(identity)), inputs, custom)
 
 
 def keyed(identity: bytes, inputs: Mapping[str, Any], custom: str | None = None) -> str:
@@ -587,18 +587,19 @@ def keyed(identity: bytes, inputs: Mapping[str, Any], custom: str | None = None)
     input's bytes, then the bytes themselves (not one document holding them
     all, which would copy every input's bytes once more).
     """
-    digest = hashlib.sha256()
     if custom is not None:
-        digest.update(_dumps((KEY_FORMAT, identity, "custom", custom), 2))
-        return digest.hexdigest()
+        return hashlib.sha256(_dumps((KEY_FORMAT, identity, "custom", custom), 2)).hexdigest()
     names = sorted(inputs)
-    datas = []
-    for name in names:
-        try:
-            datas.append(key_bytes(inputs[name]))
-        except Uncacheable as err:
-            raise Uncacheable(f"argument {name!r}: {err}", argument=name) from err
-    digest.update(_dumps((KEY_FORMAT, identity, "inputs", tuple(names), tuple(map(len, datas))), 2))
+    try:
+        datas = [key_bytes(inputs[name]) for name in names]
+    except Uncacheable:
+        for name in names:  # which one (the usual call has no such input: no try per input)
+            try:
+                key_bytes(inputs[name])
+            except Uncacheable as err:
+                raise Uncacheable(f"argument {name!r}: {err}", argument=name) from err
+        raise
+    digest = hashlib.sha256(_dumps((KEY_FORMAT, identity, "inputs", tuple(names), tuple(map(len, datas))), 2))
     for data in datas:
         digest.update(data)
     return digest.hexdigest()
