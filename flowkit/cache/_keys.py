@@ -250,7 +250,7 @@ def key_bytes(value: Any) -> bytes:
             try:
                 if _writes_exactly(value):
                     return data
-            except RecursionError:  # _tag says so, or writes it if a subclass made it deep
+            except RecursionError:  # too deep for this scan: _tag, as deep, says so
                 pass
     try:
         tagged = _tag(value)
@@ -278,7 +278,7 @@ _is_dict = functools.partial(operator.is_, dict)
 def _writes_exactly(value: list[Any] | tuple[Any, ...] | dict[Any, Any]) -> bool:
     """Whether ``value`` holds only :data:`_EXACT` types, all the way down.
 
-    A small container is looked through item by item. A larger one one level
+    A small container is looked through item by item, a larger one a level
     at a time: the items of every container of a level are chained and their
     types collected by C code (``set(map(type, ...))``), and only the
     containers among them make the next level. A list of 100,000 ints is one
@@ -377,20 +377,13 @@ def _tag_dict(value: dict[Any, Any]) -> Any:
     return (_TAG, "dict", *itertools.chain.from_iterable(pairs))
 
 
-#: Item types whose own order is the same in every process (a set of one of them is sorted so).
-_ORDERED = frozenset({int, str, bytes, bool})
-
-
 def _tag_set(value: set[Any] | frozenset[Any]) -> Any:
     items = _tag_items(value)
     if items is None:  # marshal writes it exactly (see _SEQUENCES)
         return value
-    # In an order of their own, not the set's (that of strs changes with the hash seed).
-    kinds = set(map(type, items))
-    if len(kinds) == 1 and kinds <= _ORDERED:
-        items.sort()
-    else:
-        items.sort(key=_marshal_2)
+    # As marshal orders a set: by the items' bytes, not in the set's order (that
+    # of strs changes with the hash seed). Tagged, the items may not be hashable.
+    items.sort(key=_marshal_2)
     return (_TAG, "set" if type(value) is set else "frozenset", *items)
 
 
