@@ -9,6 +9,7 @@ import enum
 import itertools
 import os
 import pathlib
+import random
 import subprocess
 import sys
 import tracemalloc
@@ -373,3 +374,39 @@ def test_a_large_plain_input_is_keyed_without_a_copy_of_it() -> None:
     finally:
         tracemalloc.stop()
     assert peak < size / 2
+
+
+def _random_value(rng: random.Random, depth: int) -> Any:
+    """A value of the types keys write as they are, or tag, small enough to collide by chance."""
+    scalars: list[Any] = [
+        0, 1, -1, True, False, None, 0.0, -0.0, 1.0, "", "a", "1", b"", b"a", bytearray(b"a"),
+        2**40, decimal.Decimal("1"), decimal.Decimal("1.0"), datetime.date(2020, 1, 1),
+    ]  # fmt: skip
+    if depth == 0 or rng.random() < 0.4:
+        return rng.choice(scalars)
+    size = rng.randrange(3)
+    kind = rng.choice(["list", "tuple", "dict", "set", "frozenset"])
+    if kind == "list":
+        return [_random_value(rng, depth - 1) for _ in range(size)]
+    if kind == "tuple":
+        return tuple(_random_value(rng, depth - 1) for _ in range(size))
+    hashable = [
+        value for value in (_random_value(rng, 0) for _ in range(size)) if type(value) is not bytearray
+    ]
+    if kind == "dict":
+        return {key: _random_value(rng, depth - 1) for key in hashable}
+    return set(hashable) if kind == "set" else frozenset(hashable)
+
+
+def test_random_inputs_share_a_key_exactly_when_a_task_sees_the_same_value() -> None:
+    # Plain parts are written by marshal as they are, others tagged: whichever
+    # way, one value is one key and two values two keys.
+    rng = random.Random(1234)
+    by_shown: dict[str, str] = {}
+    by_key: dict[str, str] = {}
+    for _ in range(3000):
+        value = _random_value(rng, 3)
+        shown, made = _show(value), key(value)
+        assert by_shown.setdefault(shown, made) == made, shown
+        assert by_key.setdefault(made, shown) == shown, (shown, by_key[made])
+    assert len(by_shown) > 500
