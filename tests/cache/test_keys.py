@@ -218,7 +218,10 @@ def test_a_model_pydantic_cannot_dump_is_refused_as_any_input_no_key_represents(
 
 UTC = datetime.UTC
 PLUS_ONE = datetime.timezone(datetime.timedelta(hours=1))
-PARIS = zoneinfo.ZoneInfo("Europe/Paris")
+try:
+    PARIS: datetime.tzinfo = zoneinfo.ZoneInfo("Europe/Paris")
+except zoneinfo.ZoneInfoNotFoundError:  # no time zone data here: a zone of that name will do
+    PARIS = datetime.timezone(datetime.timedelta(hours=1), "Europe/Paris")
 
 #: Pairs of inputs of the standard types a key represents, that a task can tell apart.
 STANDARD = [
