@@ -49,8 +49,10 @@ class Guard:
         "_revive",
         "_store",
         "_stored",
+        "_strict",
         "_undoes",
         "_validate",
+        "_warned",
         "hit",
         "key",
     )
@@ -75,10 +77,15 @@ class Guard:
         self._undoes = False
         #: Whether a hit's value may need making into what the atom declares (an enum, a model).
         self._revive = False
+        #: Whether an input no key represents fails the atom (``cache_strict``) rather than
+        #: running it uncached.
+        self._strict = getattr(atom, "cache_strict", False) is True
+        #: Whether this run said that the atom runs uncached (it says so once per run).
+        self._warned = False
         if store is not None:
             from flowkit.cache import _keys
 
-            self._identity = _keys.key_text(_keys.task_identity(atom))
+            self._identity = _keys.key_bytes(_keys.task_identity(atom))
             self._undoes = _undoes(atom)
             self._revive = typed.revives(atom)
         #: Whether the current run stored this atom's result under ``key``.
@@ -94,12 +101,23 @@ class Guard:
     def caches(self) -> bool:
         return self._store is not None
 
+    def begin_run(self) -> None:
+        """A run of the engine starts: what the last one said, this one says again."""
+        self._warned = False
+
     def on_begin(self, kwargs: dict[str, Any]) -> tuple[bool, Any]:
         """Before ``execute``: ``(True, result)`` on a cache hit, else ``(False, None)``.
 
+        An input no cache key represents makes it run uncached, said in one
+        WARNING per run naming the atom and the argument (as Prefect runs such
+        a task: a cache is there to save time, and a flow that ran before the
+        task was marked cacheable should not start failing for it). A task
+        that would rather fail sets ``cache_strict = True``.
+
         Raises:
-            Uncacheable: an input no cache key represents, naming the atom and
-                the argument; it fails the atom before its call.
+            Uncacheable: (``cache_strict`` only) an input no cache key
+                represents, naming the atom and the argument; it fails the
+                atom before its call.
         """
         self.hit = False
         self.key = None
@@ -114,16 +132,27 @@ class Guard:
         try:
             key = self._key(kwargs)
         except _keys.Uncacheable as err:
-            # Running it uncached, said at DEBUG, left a task marked cacheable
-            # running at every run without a word: the flow fails now, before
-            # the call, naming what to change.
-            raise _keys.Uncacheable(
-                f"atom '{self._node.name}' is cacheable, but its {err}; give the task a "
-                "cache_key(inputs) that says what identifies the call, or an input a key "
-                "represents (doc/caching.rst, 'Which inputs are equal')",
-                atom=self._node.name,
-                argument=err.argument,
-            ) from err
+            if self._strict:
+                raise _keys.Uncacheable(
+                    f"atom '{self._node.name}' is cacheable, but its {err}; give the task a "
+                    "cache_key(inputs) that says what identifies the call, or an input a key "
+                    "represents (doc/caching.rst, 'Which inputs are equal')",
+                    atom=self._node.name,
+                    argument=err.argument,
+                ) from err
+            if not self._warned:
+                # Said at DEBUG (as it once was), a task marked cacheable ran at every
+                # run without a word; said at every call, a loop would flood the log.
+                self._warned = True
+                _LOG.warning(
+                    "atom '%s' is cacheable, but its %s; it runs uncached. Give the task a "
+                    "cache_key(inputs) that says what identifies the call, or make the input one "
+                    "a key represents (doc/caching.rst, 'Which inputs are equal'); "
+                    "cache_strict = True makes this an error",
+                    self._node.name,
+                    err,
+                )
+            return False, None
         if key is None:
             return False, None
         self.key = key

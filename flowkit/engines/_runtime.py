@@ -279,6 +279,8 @@ class Runtime:
         """Set up this run's timeouts and concurrency limits, if any atom has them."""
         self.watchdog = None
         self._special = set(self.guards)
+        for guard in self.guards.values():
+            guard.begin_run()
         self._special.update(self.timeouts)
         # With limits set, keyed atoms may also arrive later (spawned sub-flows).
         if self.limits:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import datetime
 import enum
 import itertools
+import logging
 import subprocess
 import sys
 import textwrap
@@ -316,6 +316,10 @@ class Depth(task.Task):
         return depth
 
 
+class _StrictDepth(Depth):
+    cache_strict = True
+
+
 class _Opaque:
     """An input no cache key can represent."""
 
@@ -324,22 +328,80 @@ class _Opaque:
     ("value", "words"),
     [
         (_Opaque(), "a tests.cache.test_engine_cache._Opaque cannot be part of a cache key"),
-        ([1, {"when": datetime.datetime(2020, 1, 2)}], "a datetime.datetime cannot be part of a cache key"),
+        ([1, {"when": _Opaque()}], "a tests.cache.test_engine_cache._Opaque cannot be part of a cache key"),
         (_deep(5000), "nested deeper than a cache key goes"),
     ],
-    ids=["object", "nested-datetime", "too-deep"],
+    ids=["object", "nested-object", "too-deep"],
 )
-def test_an_input_no_key_represents_fails_the_atom_naming_it_before_it_runs(
+def test_a_strict_task_given_an_input_no_key_represents_fails_naming_it_before_it_runs(
     url: str, value: Any, words: str
 ) -> None:
-    # It used to run uncached, saying so only at DEBUG: a task marked cacheable
-    # silently ran at every run.
     with pytest.raises(Uncacheable, match=words) as err:
-        engines.run(Depth("depth", provides="depth"), store={"nested": value}, cache=url)
+        engines.run(_StrictDepth("depth", provides="depth"), store={"nested": value}, cache=url)
     assert str(err.value).startswith("atom 'depth' is cacheable, but its argument 'nested': ")
     assert "cache_key" in str(err.value)
     assert (err.value.atom, err.value.argument) == ("depth", "nested")
     assert tasks.CALLS == []
+
+
+class _Named(task.Task):
+    cache = True
+
+    def execute(self, thing: Any) -> str:
+        tasks.CALLS.append(self.name)
+        return type(thing).__name__
+
+
+class _FailsFirst(task.Task):
+    tries = 0
+
+    def execute(self, said: str) -> None:
+        _FailsFirst.tries += 1
+        if _FailsFirst.tries == 1:
+            raise RuntimeError("transient")
+
+
+def _uncached_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "uncached" in r.getMessage()
+    ]
+
+
+def test_an_input_no_key_represents_runs_uncached_with_one_warning_per_run(
+    url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # It failed the atom before its call: too strict a default for what only saves time.
+    from flowkit import retry
+
+    _FailsFirst.tries = 0
+    flow = linear_flow.Flow("f", retry=retry.Times(3)).add(
+        _Named("named", provides="said"), _FailsFirst("after")
+    )
+    with caplog.at_level(logging.WARNING):
+        assert engines.run(flow, store={"thing": [1, _Opaque()]}, cache=url)["said"] == "list"
+    # The retry ran it twice in that run, and said so once.
+    assert tasks.CALLS == ["named", "named"]
+    (said,) = _uncached_warnings(caplog)
+    assert said.startswith("atom 'named' is cacheable, but its argument 'thing': a ")
+    assert "_Opaque cannot be part of a cache key; it runs uncached" in said
+    assert "cache_key(inputs)" in said and "cache_strict = True" in said
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        engines.run(_Named("named", provides="said"), store={"thing": _Opaque()}, cache=url)
+    assert len(_uncached_warnings(caplog)) == 1  # a new run says it again
+    assert tasks.CALLS == ["named"] * 3  # and nothing was stored
+
+
+def test_an_engine_run_again_says_again_that_an_atom_runs_uncached(
+    url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    engine = engines.load(_Named("named", provides="said"), store={"thing": _Opaque()}, cache=url)
+    with caplog.at_level(logging.WARNING):
+        engine.run()
+        engine.reset()
+        engine.run()
+    assert tasks.CALLS == ["named", "named"]
+    assert len(_uncached_warnings(caplog)) == 2
 
 
 class _Described(task.Task):
