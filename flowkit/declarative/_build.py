@@ -188,14 +188,22 @@ def _option(source: Source, task: str, body: Mapping[str, Any], key: str, kind: 
 
 
 def _check_names(source: Source, specs: list[_Task]) -> None:
+    """Refuse two tasks claiming one name, a ``retry:``'s ``<name>-retry`` included.
+
+    The engine would refuse such a flow too, but with a bare Duplicate naming
+    no file, line or task.
+    """
     seen: dict[str, str] = {}
     for spec in specs:
-        other = seen.get(spec.name)
-        if other is not None:
-            raise source.error(
-                f"atom name {spec.name!r} is also used by task {other!r}", task=spec.key, key="name"
-            )
-        seen[spec.name] = spec.key
+        claims = [(spec.name, "name", f"task {spec.key!r}")]
+        if spec.retry is not None:
+            claims.append((f"{spec.name}-retry", "retry", f"the retry of task {spec.key!r}"))
+        for name, key, _owner in claims:
+            other = seen.get(name)
+            if other is not None:
+                raise source.error(f"atom name {name!r} is also used by {other}", task=spec.key, key=key)
+        for name, _key, owner in claims:
+            seen[name] = owner
 
 
 def _check_references(source: Source, specs: list[_Task], known: set[str]) -> None:

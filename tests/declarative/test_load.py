@@ -591,3 +591,22 @@ def test_is_spec_path() -> None:
     assert declarative.is_spec_path("a/pricing.yaml")
     assert declarative.is_spec_path("P.JSON")
     assert not declarative.is_spec_path("myapp.flows:make")
+
+
+def test_a_task_named_like_another_tasks_retry_is_refused_at_load(tmp_path: Path) -> None:
+    # `retry:` names its controller (and the flow around the task) `<name>-retry`:
+    # a task of that name loaded, and the engine then refused the flow with a bare
+    # Duplicate naming no file, line or task.
+    text = (
+        "tasks:\n"
+        f"  a: {{task: {T}:Count, inputs: {{n: 1}}, retry: 2}}\n"
+        f"  a-retry: {{task: {T}:Count, inputs: {{n: 2}}}}\n"
+    )
+    err = load_error(write(tmp_path, text))
+    assert (err.line, err.task, err.key) == (3, "a-retry", "name")
+    assert "the retry of task 'a'" in str(err)
+    reverse = spec(b={"task": f"{T}:Count", "inputs": {"n": 1}, "name": "a-retry"})
+    reverse["tasks"]["a"] = {"task": f"{T}:Count", "inputs": {"n": 1}, "retry": 2}
+    err = load_error(reverse)
+    assert (err.task, err.key) == ("a", "retry")
+    assert "is also used by task 'b'" in str(err)
