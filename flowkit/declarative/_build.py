@@ -29,9 +29,10 @@ from typing import Any
 
 from flowkit import typed
 from flowkit._utils import reflection
+from flowkit._utils.factories import FactoryNames
 from flowkit.atom import Atom
 from flowkit.declarative import _refs
-from flowkit.declarative._registry import UnknownTask, resolve_task
+from flowkit.declarative._registry import TaskNotAllowed, UnknownTask, resolve_task
 from flowkit.declarative._source import Source
 from flowkit.declarative._spec_task import SpecTask
 from flowkit.patterns import graph_flow, linear_flow
@@ -60,8 +61,12 @@ class _Task:
     topic: str | None
 
 
-def build_flow(source: Source) -> graph_flow.Flow:
+def build_flow(source: Source, allowed: FactoryNames | None = None) -> graph_flow.Flow:
     """Check ``source`` and build its flow.
+
+    Args:
+        source: the spec read.
+        allowed: when given, the only import paths its tasks may name.
 
     Raises:
         FlowSpecError: the first problem found.
@@ -81,7 +86,7 @@ def build_flow(source: Source) -> graph_flow.Flow:
     tasks = data.get("tasks")
     if not isinstance(tasks, Mapping) or not tasks:
         raise source.error("'tasks' must be a non-empty mapping of task name -> task", key="tasks")
-    specs = [_parse_task(source, str(key), body) for key, body in tasks.items()]
+    specs = [_parse_task(source, str(key), body, allowed) for key, body in tasks.items()]
     keys = {spec.key for spec in specs}
     for clash in sorted(keys & parameters):
         raise source.error(f"{clash!r} is both a task and a parameter", task=clash)
@@ -120,7 +125,7 @@ def _parameters(source: Source, value: Any) -> set[str]:
     return set(value)
 
 
-def _parse_task(source: Source, key: str, body: Any) -> _Task:
+def _parse_task(source: Source, key: str, body: Any, allowed: FactoryNames | None) -> _Task:
     if not isinstance(body, Mapping):
         raise source.error(f"a task is a mapping with a 'task' key, not {type(body).__name__}", task=key)
     for option in body:
@@ -134,9 +139,11 @@ def _parse_task(source: Source, key: str, body: Any) -> _Task:
             "'task' must name a registered task or an import path module:Name", task=key, key="task"
         )
     try:
-        target = resolve_task(path)
+        target = resolve_task(path, allowed)
     except UnknownTask as err:
         raise source.error(f"unknown task: {err}", task=key, key="task") from err
+    except TaskNotAllowed as err:
+        raise source.error(str(err), task=key, key="task") from err
     raw_inputs = body.get("inputs", {})
     if not isinstance(raw_inputs, Mapping):
         raise source.error("'inputs' must be a mapping of argument -> value", task=key, key="inputs")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -610,3 +611,46 @@ def test_a_task_named_like_another_tasks_retry_is_refused_at_load(tmp_path: Path
     err = load_error(reverse)
     assert (err.task, err.key) == ("a", "retry")
     assert "is also used by task 'b'" in str(err)
+
+
+def test_a_spec_from_elsewhere_imports_only_the_tasks_allowed(tmp_path: Path) -> None:
+    # A spec is data, but `task: os:system` made load_flow import a module (running
+    # its code) and the run call it: a spec someone else wrote could do anything.
+    # `tasks=` limits it, as a conductor's factories do, before any import.
+    hostile = "tasks:\n  a:\n    task: tests.declarative.planted:Marker\n"
+    err = load_error_with(write(tmp_path, hostile), tasks=[f"{T}."])
+    assert (err.line, err.task, err.key) == (3, "a", "task")
+    assert "'tests.declarative.planted:Marker' is not an allowed task" in str(err)
+    assert "tests.declarative.planted" not in sys.modules
+    shell = spec(a={"task": "os:system", "inputs": {"command": "true"}})
+    assert "not an allowed task" in str(load_error_with(shell, tasks=[]))
+    # Allowed by module prefix or exact name, in either spelling; registered names always.
+    flow = declarative.load_flow(
+        spec(
+            a={"task": f"{T}:Count", "inputs": {"n": 1}},
+            b={"task": f"{T}.FetchRate", "inputs": {"currency": "EUR"}},
+        ),
+        tasks=[f"{T}.Count", f"{T}.FetchRate"],
+    )
+    assert engines.run(flow)["a"] == 1
+    assert "not an allowed task" in str(
+        load_error_with(spec(a={"task": f"{T}:Count", "inputs": {"n": 1}}), tasks=[f"{T}.Coun"])
+    )
+    declarative.register("qa-count", tasks.Count)
+    try:
+        assert (
+            engines.run(declarative.load_flow(spec(a={"task": "qa-count", "inputs": {"n": 3}}), tasks=[]))[
+                "a"
+            ]
+            == 3
+        )
+    finally:
+        declarative.unregister("qa-count")
+    with pytest.raises(TypeError):
+        declarative.load_flow(spec(a={"task": f"{T}:Count", "inputs": {"n": 1}}), tasks=f"{T}.")
+
+
+def load_error_with(source: Any, **options: Any) -> exceptions.FlowSpecError:
+    with pytest.raises(exceptions.FlowSpecError) as err:
+        declarative.load_flow(source, **options)
+    return err.value
