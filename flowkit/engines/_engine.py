@@ -27,7 +27,7 @@ from flowkit._utils.lazy_logging import module_logger
 from flowkit.atom import Atom
 from flowkit.engines import _compiler, _task_options
 from flowkit.engines._compiler import Node
-from flowkit.engines._runtime import Call, Completion, RevertCause, Runtime, call_outcome
+from flowkit.engines._runtime import Call, Completion, IgnoreCause, RevertCause, Runtime, call_outcome
 from flowkit.engines._scheduler import REVERT
 from flowkit.engines.base import Engine
 from flowkit.storage import Storage
@@ -382,6 +382,17 @@ class ActionEngine(Engine):
         """
         runtime = self._runtime
         return None if runtime is None else runtime.cause_of(atom_name)
+
+    def ignore_cause(self, atom_name: str) -> IgnoreCause | None:
+        """Which link's decider skipped ``atom_name`` (IGNORE), and at what depth.
+
+        The engine's own account of its latest skip of that atom in the current
+        or last run; None when it has none. The causal event log reads it, so
+        ``flowkit flows why`` names the link (and the atom whose result the
+        decider judged) also for atoms a depth skipped behind the link's target.
+        """
+        runtime = self._runtime
+        return None if runtime is None else runtime.ignore_cause_of(atom_name)
 
     def compile(self) -> None:
         if self._compilation is not None:

@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from flowkit.engines._loops import Clock, Loops
     from flowkit.engines._timeouts import Timer, Watchdog
 
-__all__ = ["Call", "Completion", "Runtime", "call_outcome", "raised_cancel"]
+__all__ = ["Call", "Completion", "IgnoreCause", "Runtime", "call_outcome", "raised_cancel"]
 
 EVENT_UPDATE_PROGRESS = "update_progress"
 _LOG = module_logger(__name__)
@@ -166,6 +166,11 @@ class Runtime:
         #: a retry), for :meth:`cause_of`. Written on failures only: the hot path
         #: never touches it.
         self._causes: dict[str, sch.Resolution] = {}
+        #: The link decision being applied (set by :meth:`decide` when a decider says
+        #: no), and atom name -> the one that skipped it, for :meth:`ignore_cause_of`.
+        #: Deciders' flows only.
+        self._deciding: IgnoreCause | None = None
+        self._ignored: dict[str, IgnoreCause] = {}
         #: Loops' iterations and delays (flowkit.engines._loops); None while the
         #: graph has no loop flow (the module is not even imported then).
         self.loops: Loops | None = None
@@ -867,6 +872,8 @@ class Runtime:
             if self._durable:
                 self.state.changed(record)
             return
+        if state == st.IGNORE and self._deciding is not None:
+            self._ignored[node.name] = self._deciding
         self._transition(node, state)
 
     def cause_of(self, name: str) -> RevertCause | None:
@@ -882,6 +889,10 @@ class Runtime:
             retry=None if resolution.retry is None else resolution.retry.name,
         )
 
+    def ignore_cause_of(self, name: str) -> IgnoreCause | None:
+        """The link decision that skipped ``name`` (IGNORE) in this engine's runs, if any."""
+        return self._ignored.get(name) if self._ignored else None
+
     def decide(self, node: Node) -> Depth | None:
         history: dict[str, Any] = {}
         nodes = self.compilation.nodes
@@ -889,19 +900,26 @@ class Runtime:
             record = self.records[edge.source]
             if record is not None and record.state != st.IGNORE:
                 history[nodes[edge.source].name] = record.failure or record.result
-        nays: list[Depth] = []
+        nays: list[tuple[Depth, str]] = []
         for edge in node.deciders:
             source = nodes[edge.source]
             if source.atom is not None and source.name not in history:
                 continue  # an ignored atom has no say
             if not edge.decider(history=history):
-                nays.append(edge.depth)
+                nays.append((edge.depth, source.name))
         if not nays:
+            self._deciding = None
             return None
         from flowkit.deciders import Depth  # only flows with deciders get here
 
         order = (Depth.ALL, Depth.FLOW, Depth.NEIGHBORS, Depth.ATOM)
-        return min(nays, key=order.index)
+        depth = min((d for d, _ in nays), key=order.index)
+        # Kept for the IGNOREs the scheduler records next: the event log says which
+        # link skipped each atom (the widest depth's, which is the one applied).
+        self._deciding = IgnoreCause(
+            sources=tuple(name for d, name in nays if d == depth), target=node.name, depth=str(depth)
+        )
+        return depth
 
     def joined(self, spawner: Node) -> None:
         record = self.records[spawner.index]
@@ -960,6 +978,22 @@ class RevertCause(Record):
     failure: Failure | None
     decision: str | None
     retry: str | None
+
+
+class IgnoreCause(Record):
+    """Which link decision skipped an atom (put it in IGNORE).
+
+    Attributes:
+        sources: the atoms (or flows) on the links whose decider returned False.
+        target: the atom (or flow) those links lead into.
+        depth: the decider depth applied (``ALL``, ``FLOW``, ``NEIGHBORS``,
+            ``ATOM``): an atom other than ``target`` was skipped because it
+            reaches that far.
+    """
+
+    sources: tuple[str, ...]
+    target: str
+    depth: str
 
 
 def call_outcome(

@@ -425,7 +425,7 @@ class EventLogListener(base.Listener):
                 return Cause(CauseKind.ENGINE, "reset")
             return retried
         if state == st.IGNORE:
-            return Cause(CauseKind.DECIDER, "a decider on a link into it returned False")
+            return self._ignore_cause(name)
         return Cause(CauseKind.ENGINE, f"moved to {state}")
 
     def _running_cause(self, name: str, attempt: int, inferred: bool) -> Cause | CauseRecord:
@@ -458,6 +458,27 @@ class EventLogListener(base.Listener):
         done = self._done
         last_seq = max((done[p] for p in preds if p in done), default=None)
         return _plain(CauseKind.READY, last_seq, preds)
+
+    def _ignore_cause(self, name: str) -> Cause:
+        """Explain a skip by the engine's account of it: the link, its source, the depth.
+
+        Linked to the source's completion (when the decider ran) for the link's
+        target, and to the target's skip for the atoms the depth skipped with it,
+        so ``why`` walks from any of them to the result the decider judged.
+        """
+        ask = getattr(self._engine, "ignore_cause", None)
+        told = ask(name) if ask is not None else None
+        if told is None:
+            return Cause(CauseKind.DECIDER, "a decider on a link into it returned False")
+        sources = " / ".join(repr(source) for source in told.sources)
+        text = f"the decider on the link {sources} -> {told.target!r} returned False"
+        judged = max((self._done[s] for s in told.sources if s in self._done), default=None)
+        event = judged
+        if name != told.target:
+            text += f"; its depth {told.depth} skips this atom too"
+            # The target's own skip, unless it is a flow (no event of its own).
+            event = self._last.get(told.target, judged)
+        return Cause(CauseKind.DECIDER, text, event=event, atoms=(*told.sources, told.target))
 
     def _told(self, name: str) -> Any:
         """The engine's own account of why ``name`` reverts or resets, if it gives one."""
