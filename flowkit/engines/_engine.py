@@ -16,7 +16,7 @@ import _thread  # threading's Lock, without importing threading (start-up time)
 import contextlib
 import sys
 import time
-from collections.abc import Generator, Iterable, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from types import FunctionType
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
@@ -286,6 +286,10 @@ class ActionEngine(Engine):
     """
 
     kind: ClassVar[str] = "action"
+    #: Whether the calls this engine makes run the tasks (so :attr:`trace_sources`
+    #: makes their span current around them); not where a request carries the
+    #: context to a remote worker instead.
+    _calls_traced_here: ClassVar[bool] = True
     OPTIONS: ClassVar[frozenset[str]] = frozenset(
         {
             "defer_reverts",
@@ -333,6 +337,10 @@ class ActionEngine(Engine):
         self._storage = Storage(flow_detail, backend=backend)
         self._compilation: _compiler.Compilation | None = None
         self._runtime: Runtime | None = None
+        #: Functions ``(atom name) -> traceparent or None`` (the last one added
+        #: wins): a task's execute and revert run with that trace context current,
+        #: on whatever executor runs them. ``TracingListener`` adds itself here.
+        self.trace_sources: list[Callable[[str], str | None]] = []
         self._prepared = False
         self._lock = _thread.allocate_lock()
         self._statistics: dict[str, Any] = {}
@@ -421,6 +429,8 @@ class ActionEngine(Engine):
             from flowkit import _guards
 
             self._runtime.guards = _guards.build(compilation, self._options)
+        if self._calls_traced_here:
+            self._runtime.trace_sources = self.trace_sources
         task_options = _task_options.read_task_options(compilation, self._options, self.kind)
         self._runtime.timeouts = task_options.timeouts
         self._runtime.keys = task_options.keys

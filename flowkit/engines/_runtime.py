@@ -166,6 +166,9 @@ class Runtime:
         #: a retry), for :meth:`cause_of`. Written on failures only: the hot path
         #: never touches it.
         self._causes: dict[str, sch.Resolution] = {}
+        #: Functions ``(atom name) -> traceparent or None`` (the engine's list):
+        #: when one answers, the task's call runs in that trace context.
+        self.trace_sources: list[Callable[[str], str | None]] = []
         #: The link decision being applied (set by :meth:`decide` when a decider says
         #: no), and atom name -> the one that skipped it, for :meth:`ignore_cause_of`.
         #: Deciders' flows only.
@@ -568,6 +571,8 @@ class Runtime:
         own = atom._notifier  # type: ignore[union-attr]
         if self.notifier.has_listeners or (own is not None and own.has_listeners):  # _progress_watched
             self._announce_progress(node.name, atom, 0.0)
+        if self.trace_sources:
+            return self._traced(node.name, _run_execute, atom, kwargs)
         return Call(_run_execute, {"atom": atom, "kwargs": kwargs})
 
     def _begin_revert(self, node: Node) -> Call:
@@ -584,7 +589,25 @@ class Runtime:
             kwargs["history"] = self.storage.get_retry_history(node.name)
             return Call(atom.revert, kwargs)  # type: ignore[union-attr]
         kwargs["result"] = record.failure if record.failure is not None else record.result
+        if self.trace_sources:
+            return self._traced(node.name, _run_revert, atom, kwargs)
         return Call(_run_revert, {"atom": atom, "kwargs": kwargs})
+
+    def _traced(
+        self, name: str, run: Callable[[Any, dict[str, Any]], Any], atom: Any, kwargs: dict[str, Any]
+    ) -> Call:
+        """The call of ``run(atom, kwargs)`` in the trace context of ``name``'s span.
+
+        Its ``atom`` and ``kwargs`` stay where drivers read them (a Dask payload's
+        check, the result cache's guard); the ``traceparent`` is a string, so the
+        call still pickles for a process pool or a Dask worker.
+        """
+        traceparent = self.trace_sources[-1](name)
+        if traceparent is None:
+            return Call(run, {"atom": atom, "kwargs": kwargs})
+        from flowkit.engines._call_tracing import run_traced  # traced runs only
+
+        return Call(run_traced, {"fn": run, "traceparent": traceparent, "atom": atom, "kwargs": kwargs})
 
     def _fetch(self, node: Node, plans: tuple[ArgPlan, ...], record: AtomRecord) -> dict[str, Any]:
         out: dict[str, Any] = {}

@@ -27,6 +27,10 @@ when the run starts, so a run inside your own span joins your trace. Each
     worker's id in the protocol; the span of a request no worker started, one
     that timed out in the queue, has none).
 
+A task's ``execute`` and ``revert`` run with the atom's span current (on
+every executor: the listener joins the engine's ``trace_sources``), so the
+spans a task makes nest under it.
+
 Spans are timed by the notifications, on the engine's side: for a task run by
 a remote worker, the span covers the round trip. On the worker-based engine
 each request also carries the W3C ``traceparent`` of its atom's span (the
