@@ -290,6 +290,10 @@ class EventLogListener(base.Listener):
                 if self._run == 1
                 else Cause(CauseKind.RESUMED, f"run {self._run} resumed the flow (it was {old})")
             )
+        elif state == st.SUSPENDED and old == st.RESUMING:
+            # The engine's preparation of a run (it takes stored states up), not a
+            # suspension: nothing ended, whatever the state's name says.
+            cause = Cause(CauseKind.ENGINE, "the engine prepared the run (RESUMING -> SUSPENDED)")
         elif state in (st.SUCCESS, st.REVERTED, st.FAILURE, st.SUSPENDED):
             cause = self._finish_cause(state)
         else:
