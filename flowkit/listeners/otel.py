@@ -67,6 +67,24 @@ def _trace_api() -> Any:
     return trace
 
 
+def _record_exception(span: Any, failure: Failure, kind: str) -> None:
+    """The "exception" event OpenTelemetry's semantic conventions define, from a Failure.
+
+    ``span.record_exception`` wants the exception object, which a failure from
+    a worker or a child process no longer has: the record form is enough.
+    """
+    trace = failure.traceback_str
+    stack = f"Traceback (most recent call last):\n{trace}" if trace else ""
+    span.add_event(
+        "exception",
+        {
+            "exception.type": kind,
+            "exception.message": failure.exception_str,
+            "exception.stacktrace": f"{stack}{kind}: {failure.exception_str}",
+        },
+    )
+
+
 def _version() -> str | None:
     """flowkit's installed version, for the tracer's name (read without importing flowkit)."""
     from importlib import metadata
@@ -210,9 +228,11 @@ class TracingListener(base.Listener):
                     result = details.get("result")
                     if isinstance(result, Failure):
                         names = result.exception_type_names
-                        span.set_attribute("flowkit.failure.type", names[0] if names else "Exception")
+                        kind = names[0] if names else "Exception"
+                        span.set_attribute("flowkit.failure.type", kind)
                         span.set_attribute("flowkit.failure.message", result.exception_str)
-                        message = f"{names[0] if names else 'Exception'}: {result.exception_str}"
+                        message = f"{kind}: {result.exception_str}"
+                        _record_exception(span, result, kind)
                     else:
                         message = state
                     span.set_status(self._trace.Status(self._trace.StatusCode.ERROR, message))

@@ -260,3 +260,21 @@ def test_a_task_runs_inside_its_execute_and_revert_spans(
     (revert_b,) = _by_name(exporter)["revert b"]
     if in_process:
         assert RevertSeesItsSpan.seen == _ids(revert_b)
+
+
+def test_a_failed_execute_span_records_the_exception_as_opentelemetry_says(
+    spans: tuple[Any, InMemorySpanExporter],
+) -> None:
+    # Status and flowkit.failure.* attributes only: backends that show a span's
+    # exception (its type, message and stack trace) from the standard "exception"
+    # event had nothing to show.
+    tracer, exporter = spans
+    engine = engines.load(Charge("charge"), store={"amount": 500})
+    with TracingListener(engine, tracer=tracer), pytest.raises(CardDeclined):
+        engine.run()
+    (span,) = _by_name(exporter)["execute charge"]
+    (event,) = [e for e in span.events if e.name == "exception"]
+    assert event.attributes["exception.type"].endswith("CardDeclined")
+    assert event.attributes["exception.message"] == "card declined for 500"
+    assert "card declined for 500" in event.attributes["exception.stacktrace"]
+    assert "in execute" in event.attributes["exception.stacktrace"]
