@@ -45,6 +45,7 @@ by the application.
 from __future__ import annotations
 
 import threading
+from types import TracebackType
 from typing import Any
 
 from flowkit import states as st
@@ -118,6 +119,8 @@ class TracingListener(base.Listener):
         #: atom name -> its open span.
         self._spans: dict[str, Any] = {}
         self._attempts: dict[str, int] = {}
+        #: The exception type that ended the ``with`` block, if any (see __exit__).
+        self._interrupt: str | None = None
 
     def register(self) -> None:
         """Start listening, and give a worker-based engine's requests the atom's trace context."""
@@ -155,8 +158,24 @@ class TracingListener(base.Listener):
             if span is not None:
                 span.set_attribute("flowkit.worker.id", worker)
 
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Detach; spans the run left open are ended as interrupted by ``exc_type``, if any."""
+        self._interrupt = None if exc_type is None else exc_type.__name__
+        super().__exit__(exc_type, exc_value, tb)
+
     def deregister(self) -> None:
-        """Stop listening; end any span still open (a run that was interrupted)."""
+        """Stop listening; end any span still open, as interrupted.
+
+        A span is still open only when the run stopped before the atom (or the
+        flow) reached an end state: an interrupt (KeyboardInterrupt,
+        SystemExit) leaves them RUNNING (or REVERTING). Such a span says so
+        (``flowkit.interrupted``, status ERROR) rather than ending as if it went well.
+        """
         super().deregister()
         sources = getattr(self._engine, "trace_sources", None)
         if isinstance(sources, list) and self.traceparent in sources:
@@ -166,11 +185,18 @@ class TracingListener(base.Listener):
             watchers.remove(self.started_by)
         with self._lock:
             for span in self._spans.values():
-                span.end()
+                self._end_interrupted(span, st.REVERTING if span.name.startswith("revert ") else st.RUNNING)
             self._spans.clear()
             if self._flow_span is not None:
-                self._flow_span.end()
+                self._end_interrupted(self._flow_span, st.RUNNING)
                 self._flow_span = None
+
+    def _end_interrupted(self, span: Any, state: str) -> None:
+        reason = "interrupted" if self._interrupt is None else f"interrupted: {self._interrupt}"
+        span.set_attribute("flowkit.state", state)
+        span.set_attribute("flowkit.interrupted", True)
+        span.set_status(self._trace.Status(self._trace.StatusCode.ERROR, reason))
+        span.end()
 
     def _flow_receiver(self, state: str, details: base.Details) -> None:
         with self._lock:

@@ -278,3 +278,25 @@ def test_a_failed_execute_span_records_the_exception_as_opentelemetry_says(
     assert event.attributes["exception.message"] == "card declined for 500"
     assert "card declined for 500" in event.attributes["exception.stacktrace"]
     assert "in execute" in event.attributes["exception.stacktrace"]
+
+
+def test_an_interrupted_run_ends_its_open_spans_as_interrupted(
+    spans: tuple[Any, InMemorySpanExporter],
+) -> None:
+    # An interrupt (KeyboardInterrupt, SystemExit) leaves the flow RUNNING and the
+    # atom's execute unfinished: their spans were ended with no state and status
+    # UNSET, as if they had gone well.
+    tracer, exporter = spans
+    StopsOnce.armed = True
+    engine = engines.load(linear_flow.Flow("f").add(Step("a"), StopsOnce("b")))
+    with pytest.raises(KeyboardInterrupt), TracingListener(engine, tracer=tracer):
+        engine.run()
+    found = _by_name(exporter)
+    (flow_span,) = found["flow f"]
+    (execute_b,) = found["execute b"]
+    for span in (flow_span, execute_b):
+        assert span.attributes["flowkit.state"] == "RUNNING"
+        assert span.attributes["flowkit.interrupted"] is True
+        assert span.status.status_code == StatusCode.ERROR
+        assert span.status.description == "interrupted: KeyboardInterrupt"
+    assert found["execute a"][0].status.status_code == StatusCode.UNSET
