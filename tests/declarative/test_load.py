@@ -654,3 +654,25 @@ def load_error_with(source: Any, **options: Any) -> exceptions.FlowSpecError:
     with pytest.raises(exceptions.FlowSpecError) as err:
         declarative.load_flow(source, **options)
     return err.value
+
+
+def test_errors_in_a_json_file_name_the_line_too(tmp_path: Path) -> None:
+    # Only JSON syntax errors had a line: a wrong reference in a JSON spec said
+    # the file, task and key, and left the reader to search the file for them.
+    pytest.importorskip("yaml")
+    text = json.dumps(
+        {
+            "name": "pricing",
+            "tasks": {
+                "fetch": {"task": f"{T}:FetchPrices", "inputs": {"symbol": "AAPL"}},
+                "fx": {"task": f"{T}:FetchRate", "inputs": {"currency": "EUR"}},
+                "price": {"task": f"{T}:Convert", "inputs": {"amount": "${fetch.close}", "rate": "${fxx}"}},
+            },
+        },
+        indent=2,
+    )
+    path = write(tmp_path, text, "pricing.json")
+    err = load_error(path)
+    wanted = next(i for i, line in enumerate(text.splitlines(), 1) if '"rate"' in line)
+    assert (err.line, err.task, err.key) == (wanted, "price", "inputs.rate")
+    assert str(err).startswith(f"{path}, line {wanted}, task 'price', key 'inputs.rate': ")
