@@ -307,6 +307,18 @@ class EventLogListener(base.Listener):
             return Cause(CauseKind.FINISHED, "the run was suspended")
         if self._failure is None:
             return Cause(CauseKind.FINISHED, f"the flow ended {state}")
+        both = self._ended_by()
+        if len(both) > 1:
+            # Failures at once (parallel branches): the engine raised them all.
+            newest = both[-1]
+            return Cause(
+                CauseKind.FINISHED,
+                " and ".join(f"'{f.atom}' failed with {_failed_words(f.failure)[1]}" for f in both)
+                + f"; the flow ended {state}",
+                event=newest.seq,
+                atoms=tuple(f.atom for f in both),
+                failure=_failed_words(newest.failure)[0],
+            )
         last = self._failure
         kind, words = _failed_words(last.failure)
         return Cause(
@@ -316,6 +328,18 @@ class EventLogListener(base.Listener):
             atoms=(last.atom,),
             failure=kind,
         )
+
+    def _ended_by(self) -> list[_Failed]:
+        """The execute failures the flow ends with (those still stored), oldest first.
+
+        Read once per ending run, from storage: a failure a retry resolved is gone
+        from there, one that ended the run is kept.
+        """
+        stored = self._engine.storage.get_execute_failures()
+        found = [
+            _Failed(self._failed_at[name], name, f) for name, f in stored.items() if name in self._failed_at
+        ]
+        return sorted(found, key=lambda f: f.seq)
 
     def _on_atom(self, state: str, details: base.Details) -> None:
         """Every atom state change: the common two inline, the rest by :meth:`_atom_event`."""

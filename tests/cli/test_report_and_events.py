@@ -312,3 +312,37 @@ def test_why_an_atom_was_skipped_names_the_decider_link_and_chains_to_its_source
         )
         assert skipped.cause.event == b.seq
     assert [e.name for e in log.why("x")] == ["x", "b", "a", "a"]
+
+
+class MeetsThenFails(task.Task):
+    """Fails once every task of its group has started (two failures at once)."""
+
+    group: Any = None
+
+    def execute(self) -> None:
+        MeetsThenFails.group.wait(30)
+        raise CardDeclined(f"{self.name} declined")
+
+
+def test_a_flow_ended_by_two_failures_at_once_names_both() -> None:
+    # The flow's end named only the newest failure: `why` of a run the engine
+    # ended with a WrappedFailure of two named one of them.
+    import threading
+
+    MeetsThenFails.group = threading.Barrier(2)
+    flow = unordered_flow.Flow("f").add(MeetsThenFails("b"), MeetsThenFails("c"))
+    engine = engines.load(flow, engine="parallel", max_workers=2)
+    listener = EventLogListener(engine, clock=Ticking())
+    with listener, pytest.raises(exceptions.WrappedFailure):
+        engine.run()
+    log = listener.log
+    failed = {e.name: e.seq for e in log if e.state == "FAILURE"}
+    end = [e for e in log if e.kind == "flow"][-1]
+    assert end.state == "REVERTED"
+    assert sorted(end.cause.atoms) == ["b", "c"]
+    assert end.cause.event == max(failed.values())
+    first, second = sorted(failed, key=failed.__getitem__)
+    assert end.cause.text == (
+        f"'{first}' failed with CardDeclined: {first} declined and '{second}' failed with "
+        f"CardDeclined: {second} declined; the flow ended REVERTED"
+    )
