@@ -423,8 +423,9 @@ def _field_type(declared: Any, field: str | int) -> Any:
     """The declared type of ``declared``'s field, UNTYPED when unknown, _NO_FIELD when absent."""
     if declared is typed.UNTYPED or not isinstance(declared, type):
         return typed.UNTYPED
-    if declared in _SCALARS:  # no keys, no items, only the attributes of the class
-        return typed.UNTYPED if isinstance(field, str) and hasattr(declared, field) else _NO_FIELD
+    if declared in _SCALARS:  # no keys, no items, only the (public) attributes of the class
+        readable = isinstance(field, str) and not field.startswith("_") and hasattr(declared, field)
+        return typed.UNTYPED if readable else _NO_FIELD
     fields: Mapping[str, Any] | None = None
     model_fields = getattr(declared, "model_fields", None)
     if isinstance(model_fields, Mapping):  # pydantic

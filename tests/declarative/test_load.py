@@ -676,3 +676,30 @@ def test_errors_in_a_json_file_name_the_line_too(tmp_path: Path) -> None:
     wanted = next(i for i, line in enumerate(text.splitlines(), 1) if '"rate"' in line)
     assert (err.line, err.task, err.key) == (wanted, "price", "inputs.rate")
     assert str(err).startswith(f"{path}, line {wanted}, task 'price', key 'inputs.rate': ")
+
+
+def test_references_do_not_reach_private_or_dunder_attributes() -> None:
+    # `${r.__class__.__init__.__globals__.SECRET}` walked from a result into its
+    # module's globals (and from there to os.environ...): a spec could copy any of
+    # it into a task's inputs, a message sent out for instance.
+    text = "${h.__class__.__init__.__globals__.SECRET}"
+    flow = declarative.load_flow(
+        spec(h={"task": f"{T}:holder"}, n={"task": f"{T}:Notify", "inputs": {"text": f"leak {text}"}})
+    )
+    with pytest.raises(exceptions.NotFound, match="'__class__'") as err:
+        engines.run(flow)
+    assert "task 'n', key 'inputs.text'" in str(err.value)
+    assert not [c for c in tasks.CALLS if c[0] == "n"]
+    private = declarative.load_flow(
+        spec(h={"task": f"{T}:holder"}, u={"task": f"{T}:Untyped", "inputs": {"value": "${h._private}"}})
+    )
+    with pytest.raises(exceptions.NotFound, match="'_private'"):
+        engines.run(private)
+    # Public attributes, and mapping keys with underscores, are read as before.
+    ok = spec(
+        h={"task": f"{T}:holder"},
+        k={"task": f"{T}:keyed"},
+        u={"task": f"{T}:Untyped", "inputs": {"value": "${h.value}", "extra": "${k._id}"}},
+    )
+    assert engines.run(declarative.load_flow(ok))["u"] == 1
+    assert ("u", {"value": 1}) in tasks.CALLS
