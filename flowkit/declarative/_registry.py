@@ -81,7 +81,9 @@ def resolve_task(path: str, allowed: FactoryNames | None = None) -> Callable[...
         allowed: when given, the only import paths that may be resolved (dotted
             names, or module prefixes ending in a dot); registered names are
             always allowed. Checked before anything is imported, since importing
-            a module runs its code.
+            a module runs its code, and again on where the found object was
+            defined (its module and qualified name), so an allowed module does
+            not lend what it imports.
 
     Raises:
         UnknownTask: nothing by that name; the message says what was tried.
@@ -115,4 +117,12 @@ def resolve_task(path: str, allowed: FactoryNames | None = None) -> Callable[...
             raise UnknownTask(f"module {module_name!r} has no {attr_path!r} (task {path!r})") from None
     if not callable(target):
         raise UnknownTask(f"{path!r} is {type(target).__name__}, not a task class or a function")
+    if allowed is not None:
+        # The name written was allowed; what it reaches must be too, or an allowed
+        # module would lend everything it imports (`allowed.mod:os.system`).
+        real = f"{getattr(target, '__module__', '?')}.{getattr(target, '__qualname__', '?')}"
+        if not allowed.allows(real):
+            raise TaskNotAllowed(
+                f"{path!r} is {real}, which is not an allowed task (allowed: {allowed.listed()})"
+            )
     return target  # type: ignore[no-any-return]

@@ -703,3 +703,18 @@ def test_references_do_not_reach_private_or_dunder_attributes() -> None:
     )
     assert engines.run(declarative.load_flow(ok))["u"] == 1
     assert ("u", {"value": 1}) in tasks.CALLS
+
+
+def test_an_allowed_module_does_not_lend_what_it_imports() -> None:
+    # The allow-list was checked on the name written: a module allowed by prefix
+    # let a spec reach every module it imports (`allowed.mod:os.system`).
+    err = load_error_with(spec(a={"task": f"{T}:dataclasses.replace", "inputs": {"obj": 1}}), tasks=[f"{T}."])
+    assert (err.task, err.key) == ("a", "task")
+    assert "is dataclasses.replace, which is not an allowed task" in str(err)
+    # What the module itself defines is still allowed by its prefix.
+    assert (
+        engines.run(
+            declarative.load_flow(spec(a={"task": f"{T}:Count", "inputs": {"n": 2}}), tasks=[f"{T}."])
+        )["a"]
+        == 2
+    )
