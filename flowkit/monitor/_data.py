@@ -190,7 +190,11 @@ class Reader:
         from flowkit.engines.helpers import recorded_factory
 
         name = recorded_factory(flow)
-        if name is not None and self._factories.allows(name):
+        if (
+            name is not None
+            and self._factories.allows(name)
+            and self._factories.disallowed_target(name) is None
+        ):
             try:
                 return shape_of(engines.flow_from_detail(flow)), True, "factory"
             except Exception:  # its code is not importable here, or it failed
