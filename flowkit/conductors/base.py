@@ -195,7 +195,9 @@ class Conductor(ABC):
         if name is None:
             return  # nothing will be called; loading says the detail records no factory
         if self._factories.allows(name):
-            real = self._factories.disallowed_target(name)
+            from flowkit._flow_codec import import_path  # only conductors given factories need it
+
+            real = self._factories.disallowed_target(name, import_path)
             if real is None:
                 return
             raise ImportError(
