@@ -86,6 +86,8 @@ def build_flow(source: Source, allowed: FactoryNames | None = None) -> graph_flo
     tasks = data.get("tasks")
     if not isinstance(tasks, Mapping) or not tasks:
         raise source.error("'tasks' must be a non-empty mapping of task name -> task", key="tasks")
+    for key in tasks:
+        _check_symbol(source, str(key), task=str(key))
     specs = [_parse_task(source, str(key), body, allowed) for key, body in tasks.items()]
     keys = {spec.key for spec in specs}
     for clash in sorted(keys & parameters):
@@ -122,7 +124,26 @@ def _parameters(source: Source, value: Any) -> set[str]:
         raise source.error(
             "'parameters' must be a list of names given at run time (store=)", key="parameters"
         )
+    for name in value:
+        _check_symbol(source, name, key="parameters")
     return set(value)
+
+
+def _check_symbol(source: Source, name: str, task: str | None = None, key: str | None = None) -> None:
+    """Refuse a task key or parameter that ``${...}`` could not name.
+
+    A ``.`` in ``${a.b}`` reads field ``b`` of ``a``: a task keyed ``a.b``
+    could never be referenced, and a reference meant for it would silently
+    read a field of task ``a``.
+    """
+    if not name or "." in name:
+        what = "task key" if task is not None else "parameter"
+        raise source.error(
+            f"{what} {name!r} cannot be named by a reference: it must be non-empty, without '.'"
+            " (${a.b} reads field b of a)",
+            task=task,
+            key=key,
+        )
 
 
 def _parse_task(source: Source, key: str, body: Any, allowed: FactoryNames | None) -> _Task:

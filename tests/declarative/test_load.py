@@ -718,3 +718,17 @@ def test_an_allowed_module_does_not_lend_what_it_imports() -> None:
         )["a"]
         == 2
     )
+
+
+def test_a_task_key_with_a_dot_is_refused_since_a_reference_would_read_a_field(tmp_path: Path) -> None:
+    # Keys and parameters are what ${...} names, but a key "a.b" loaded: ${a.b}
+    # then read field b of task a, and task "a.b" could not be referenced at all.
+    text = f"tasks:\n  a: {{task: {T}:keyed}}\n  a.b: {{task: {T}:Count, inputs: {{n: 1}}}}\n"
+    err = load_error(write(tmp_path, text))
+    assert (err.line, err.task) == (3, "a.b")
+    assert "'a.b' cannot be named by a reference" in str(err)
+    assert "cannot be named by a reference" in str(
+        load_error({"tasks": {"": {"task": f"{T}:Count", "inputs": {"n": 1}}}})
+    )
+    err = load_error({"parameters": ["p.q"], "tasks": {"a": {"task": f"{T}:Count", "inputs": {"n": 1}}}})
+    assert err.key == "parameters" and "'p.q'" in str(err)
