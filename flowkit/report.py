@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import reprlib
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -181,10 +181,15 @@ class ExecutionReport:
         runs = max((e.run for e in log), default=0)
         started = next((e.at for e in flow_events if e.state == st.RUNNING), None)
         ended = None
-        if flow_events and flow_events[-1].state in (st.SUCCESS, st.REVERTED, st.FAILURE, st.SUSPENDED):
-            ended = flow_events[-1].at
+        last = flow_events[-1] if flow_events else None
+        if (
+            last is not None
+            and last.state in (st.SUCCESS, st.REVERTED, st.FAILURE, st.SUSPENDED)
+            and last.old_state != st.RESUMING  # a run's preparation, not its end
+        ):
+            ended = last.at
         if elapsed is None:
-            elapsed = _active_time(flow_events)
+            elapsed = _active_time(log)
         return cls(
             flow_name=flow_detail.name,
             flow_uuid=flow_detail.uuid,
@@ -307,15 +312,38 @@ def flow_summary(book: Any, flow: Any) -> dict[str, Any]:
     }
 
 
-def _active_time(flow_events: list[Event]) -> float | None:
-    """Seconds between each RUNNING of the flow and the end of that run, summed."""
-    total, began, seen = 0.0, None, False
-    for event in flow_events:
+def _active_time(events: Iterable[Event]) -> float | None:
+    """Seconds between each RUNNING of the flow and the end of that run, summed.
+
+    A run ends with the flow's SUCCESS, REVERTED, FAILURE or SUSPENDED in that
+    same run; one that never ended (a crash) counts up to its last event, what
+    is known of it. The RESUMING -> SUSPENDED of the next run's preparation
+    ends nothing: counted as the end, the time between a crash and its resume
+    would be taken for work.
+    """
+    total, seen = 0.0, False
+    began: float | None = None
+    run = 0
+    last = 0.0
+    for event in events:
+        if began is not None and event.run != run:  # the run stopped without an end
+            total += last - began
+            began, seen = None, True
+        last = event.at
+        if event.kind != "flow":
+            continue
         if event.state == st.RUNNING:
-            began = event.at
-        elif began is not None and event.state in (st.SUCCESS, st.REVERTED, st.FAILURE, st.SUSPENDED):
+            began, run = event.at, event.run
+        elif (
+            began is not None
+            and event.state in (st.SUCCESS, st.REVERTED, st.FAILURE, st.SUSPENDED)
+            and event.old_state != st.RESUMING
+        ):
             total += event.at - began
             began, seen = None, True
+    if began is not None:
+        total += last - began
+        seen = True
     return total if seen else None
 
 

@@ -8,7 +8,8 @@ is on the name, before anything is imported: importing a module runs its code.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 __all__ = ["FactoryNames"]
 
@@ -40,3 +41,21 @@ class FactoryNames:
     def listed(self) -> list[str]:
         """The names and prefixes, sorted: what an error says was allowed."""
         return sorted([*self._exact, *self._prefixes])
+
+    def disallowed_target(self, name: str, importer: Callable[[str], Any]) -> str | None:
+        """Where an allowed ``name`` leads, when that is not allowed itself; else None.
+
+        Imports ``name`` with ``importer`` (call it once :meth:`allows` said
+        yes: only an allowed module is imported) and names the object it
+        reaches by its defining module and qualified name. An allowed module
+        does not lend what it imports: ``pkg.flows.os.system`` passes the
+        prefix ``pkg.flows.`` but is ``posix.system``. A recorded factory's
+        name is its defining name, so legitimate ones pass. None also when
+        ``name`` cannot be imported (the caller's load says so).
+        """
+        try:
+            target = importer(name)
+        except ImportError:
+            return None
+        real = f"{getattr(target, '__module__', '?')}.{getattr(target, '__qualname__', '?')}"
+        return None if self.allows(real) else real

@@ -195,7 +195,16 @@ class Conductor(ABC):
         if name is None:
             return  # nothing will be called; loading says the detail records no factory
         if self._factories.allows(name):
-            return
+            from flowkit._flow_codec import import_path  # only conductors given factories need it
+
+            real = self._factories.disallowed_target(name, import_path)
+            if real is None:
+                return
+            raise ImportError(
+                f"flow detail '{flow_detail.name}' {flow_detail.uuid} names flow factory '{name}', which"
+                f" is {real}: conductor '{self._name}' may not call it (an allowed module does not lend"
+                f" what it imports): it is given factories={self._factories.listed()}"
+            )
         raise ImportError(
             f"flow detail '{flow_detail.name}' {flow_detail.uuid} names flow factory '{name}', which"
             f" conductor '{self._name}' may not call: it is given factories={self._factories.listed()}"

@@ -19,9 +19,11 @@ JSON Schema shipped in the package (:func:`schema`, :data:`SCHEMA_PATH`).
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from flowkit._utils.factories import FactoryNames
 from flowkit.declarative._build import TASK_OPTIONS, build_flow
 from flowkit.declarative._registry import register, registered, unregister
 from flowkit.declarative._source import TOO_DEEP, read_spec
@@ -46,22 +48,32 @@ SCHEMA_PATH = Path(__file__).with_name("flow-spec.schema.json")
 _SPEC_SUFFIXES = (".yaml", ".yml", ".json")
 
 
-def load_flow(spec: Any) -> graph_flow.Flow:
+def load_flow(spec: Any, *, tasks: Iterable[str] | None = None) -> graph_flow.Flow:
     """Build the flow a spec describes.
 
     Args:
         spec: a mapping, or the path (str or path-like) of a ``.yaml``/``.yml``
             or ``.json`` file (YAML needs ``pip install 'flowkit[declarative]'``).
+        tasks: for a spec you did not write, the only import paths its tasks
+            may name: dotted names (``"myapp.tasks.Fetch"``) or module prefixes
+            ending in a dot (``"myapp.tasks."``), as a conductor's factories.
+            Registered names are always allowed; ``[]`` allows only them. The
+            default, None, lets a spec import and call anything.
 
     Returns:
         An ordinary graph flow: one atom per spec task, named after the task.
 
     Raises:
-        FlowSpecError: the spec cannot be read or is wrong; nothing has run.
+        FlowSpecError: the spec cannot be read or is wrong, or names a task
+            ``tasks`` does not allow (refused before its module is imported);
+            nothing has run.
+        TypeError: ``tasks`` is a single string or holds something else than
+            non-empty strings.
     """
+    allowed = None if tasks is None else FactoryNames(tasks)
     source = read_spec(spec)
     try:
-        return build_flow(source)
+        return build_flow(source, allowed)
     except RecursionError:  # a value nested a few hundred levels deep, read but not walkable
         raise source.error(TOO_DEEP) from None
 

@@ -29,9 +29,10 @@ from typing import Any
 
 from flowkit import typed
 from flowkit._utils import reflection
+from flowkit._utils.factories import FactoryNames
 from flowkit.atom import Atom
 from flowkit.declarative import _refs
-from flowkit.declarative._registry import UnknownTask, resolve_task
+from flowkit.declarative._registry import TaskNotAllowed, UnknownTask, resolve_task
 from flowkit.declarative._source import Source
 from flowkit.declarative._spec_task import SpecTask
 from flowkit.patterns import graph_flow, linear_flow
@@ -60,8 +61,12 @@ class _Task:
     topic: str | None
 
 
-def build_flow(source: Source) -> graph_flow.Flow:
+def build_flow(source: Source, allowed: FactoryNames | None = None) -> graph_flow.Flow:
     """Check ``source`` and build its flow.
+
+    Args:
+        source: the spec read.
+        allowed: when given, the only import paths its tasks may name.
 
     Raises:
         FlowSpecError: the first problem found.
@@ -81,7 +86,9 @@ def build_flow(source: Source) -> graph_flow.Flow:
     tasks = data.get("tasks")
     if not isinstance(tasks, Mapping) or not tasks:
         raise source.error("'tasks' must be a non-empty mapping of task name -> task", key="tasks")
-    specs = [_parse_task(source, str(key), body) for key, body in tasks.items()]
+    for key in tasks:
+        _check_symbol(source, str(key), task=str(key))
+    specs = [_parse_task(source, str(key), body, allowed) for key, body in tasks.items()]
     keys = {spec.key for spec in specs}
     for clash in sorted(keys & parameters):
         raise source.error(f"{clash!r} is both a task and a parameter", task=clash)
@@ -117,10 +124,29 @@ def _parameters(source: Source, value: Any) -> set[str]:
         raise source.error(
             "'parameters' must be a list of names given at run time (store=)", key="parameters"
         )
+    for name in value:
+        _check_symbol(source, name, key="parameters")
     return set(value)
 
 
-def _parse_task(source: Source, key: str, body: Any) -> _Task:
+def _check_symbol(source: Source, name: str, task: str | None = None, key: str | None = None) -> None:
+    """Refuse a task key or parameter that ``${...}`` could not name.
+
+    A ``.`` in ``${a.b}`` reads field ``b`` of ``a``: a task keyed ``a.b``
+    could never be referenced, and a reference meant for it would silently
+    read a field of task ``a``.
+    """
+    if not name or "." in name:
+        what = "task key" if task is not None else "parameter"
+        raise source.error(
+            f"{what} {name!r} cannot be named by a reference: it must be non-empty, without '.'"
+            " (${a.b} reads field b of a)",
+            task=task,
+            key=key,
+        )
+
+
+def _parse_task(source: Source, key: str, body: Any, allowed: FactoryNames | None) -> _Task:
     if not isinstance(body, Mapping):
         raise source.error(f"a task is a mapping with a 'task' key, not {type(body).__name__}", task=key)
     for option in body:
@@ -134,9 +160,11 @@ def _parse_task(source: Source, key: str, body: Any) -> _Task:
             "'task' must name a registered task or an import path module:Name", task=key, key="task"
         )
     try:
-        target = resolve_task(path)
+        target = resolve_task(path, allowed)
     except UnknownTask as err:
         raise source.error(f"unknown task: {err}", task=key, key="task") from err
+    except TaskNotAllowed as err:
+        raise source.error(str(err), task=key, key="task") from err
     raw_inputs = body.get("inputs", {})
     if not isinstance(raw_inputs, Mapping):
         raise source.error("'inputs' must be a mapping of argument -> value", task=key, key="inputs")
@@ -188,14 +216,22 @@ def _option(source: Source, task: str, body: Mapping[str, Any], key: str, kind: 
 
 
 def _check_names(source: Source, specs: list[_Task]) -> None:
+    """Refuse two tasks claiming one name, a ``retry:``'s ``<name>-retry`` included.
+
+    The engine would refuse such a flow too, but with a bare Duplicate naming
+    no file, line or task.
+    """
     seen: dict[str, str] = {}
     for spec in specs:
-        other = seen.get(spec.name)
-        if other is not None:
-            raise source.error(
-                f"atom name {spec.name!r} is also used by task {other!r}", task=spec.key, key="name"
-            )
-        seen[spec.name] = spec.key
+        claims = [(spec.name, "name", f"task {spec.key!r}")]
+        if spec.retry is not None:
+            claims.append((f"{spec.name}-retry", "retry", f"the retry of task {spec.key!r}"))
+        for name, key, _owner in claims:
+            other = seen.get(name)
+            if other is not None:
+                raise source.error(f"atom name {name!r} is also used by {other}", task=spec.key, key=key)
+        for name, _key, owner in claims:
+            seen[name] = owner
 
 
 def _check_references(source: Source, specs: list[_Task], known: set[str]) -> None:
@@ -408,8 +444,9 @@ def _field_type(declared: Any, field: str | int) -> Any:
     """The declared type of ``declared``'s field, UNTYPED when unknown, _NO_FIELD when absent."""
     if declared is typed.UNTYPED or not isinstance(declared, type):
         return typed.UNTYPED
-    if declared in _SCALARS:  # no keys, no items, only the attributes of the class
-        return typed.UNTYPED if isinstance(field, str) and hasattr(declared, field) else _NO_FIELD
+    if declared in _SCALARS:  # no keys, no items, only the (public) attributes of the class
+        readable = isinstance(field, str) and not field.startswith("_") and hasattr(declared, field)
+        return typed.UNTYPED if readable else _NO_FIELD
     fields: Mapping[str, Any] | None = None
     model_fields = getattr(declared, "model_fields", None)
     if isinstance(model_fields, Mapping):  # pydantic

@@ -10,7 +10,9 @@ An input value is parsed into a small tree:
 * anything else is a constant. ``$${`` writes a literal ``${``.
 
 A field is a mapping key, a sequence index (digits) or an attribute (pydantic
-models, dataclasses, any object), tried in that order.
+models, dataclasses, any object), tried in that order. Attributes whose name
+starts with ``_`` are never read: ``__class__`` and its like lead from a
+result to code and module globals.
 """
 
 from __future__ import annotations
@@ -159,7 +161,9 @@ class FieldMissing(LookupError):
     """A reference's field is not in the value it reads from."""
 
     def __init__(self, ref: Ref, field: str | int, value: Any) -> None:
-        super().__init__(f"{ref.text}: {type(value).__name__} value has no field {field!r}")
+        hidden = isinstance(field, str) and field.startswith("_") and not isinstance(value, Mapping)
+        note = " (attributes starting with '_' are not read)" if hidden else ""
+        super().__init__(f"{ref.text}: {type(value).__name__} value has no field {field!r}{note}")
         self.ref = ref
         self.field = field
 
@@ -179,6 +183,11 @@ def get_field(value: Any, field: str | int) -> Any:
     if isinstance(field, int):
         if isinstance(value, Sequence) and not isinstance(value, str) and -len(value) <= field < len(value):
             return value[field]
+        raise LookupError(field)
+    if field.startswith("_"):
+        # Private and special attributes lead out of the data: from any object,
+        # `__class__.__init__.__globals__` reaches its module's globals, and
+        # from there os.environ. A spec may come from elsewhere: data only.
         raise LookupError(field)
     try:
         return getattr(value, field)

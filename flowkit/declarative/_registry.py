@@ -8,8 +8,9 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from flowkit import exceptions as exc
+from flowkit._utils.factories import FactoryNames
 
-__all__ = ["register", "registered", "resolve_task", "unregister"]
+__all__ = ["TaskNotAllowed", "UnknownTask", "register", "registered", "resolve_task", "unregister"]
 
 _T = TypeVar("_T", bound=Callable[..., Any])
 _REGISTRY: dict[str, Callable[..., Any]] = {}
@@ -68,11 +69,25 @@ class UnknownTask(LookupError):
     """A ``task:`` value that is neither registered nor importable; says why."""
 
 
-def resolve_task(path: str) -> Callable[..., Any]:
+class TaskNotAllowed(LookupError):
+    """An import path that the caller's allow-list does not hold; says what it holds."""
+
+
+def resolve_task(path: str, allowed: FactoryNames | None = None) -> Callable[..., Any]:
     """What ``task: <path>`` means: a registered name, ``module:Name`` or ``module.Name``.
+
+    Args:
+        path: the spec's ``task:`` value.
+        allowed: when given, the only import paths that may be resolved (dotted
+            names, or module prefixes ending in a dot); registered names are
+            always allowed. Checked before anything is imported, since importing
+            a module runs its code, and again on where the found object was
+            defined (its module and qualified name), so an allowed module does
+            not lend what it imports.
 
     Raises:
         UnknownTask: nothing by that name; the message says what was tried.
+        TaskNotAllowed: ``path`` is an import path ``allowed`` does not hold.
     """
     with _LOCK:
         found = _REGISTRY.get(path)
@@ -85,6 +100,12 @@ def resolve_task(path: str) -> Callable[..., Any]:
     else:
         known = ", ".join(sorted(registered())) or "none"
         raise UnknownTask(f"no task is registered as {path!r} (registered: {known}); or write module:Name")
+    if allowed is not None and not allowed.allows(f"{module_name}.{attr_path}"):
+        raise TaskNotAllowed(
+            f"{path!r} is not an allowed task: this spec may use registered tasks"
+            f" ({', '.join(sorted(registered())) or 'none'}) and the import paths"
+            f" {allowed.listed()}"
+        )
     try:
         target: Any = importlib.import_module(module_name)
     except ImportError as err:
@@ -96,4 +117,12 @@ def resolve_task(path: str) -> Callable[..., Any]:
             raise UnknownTask(f"module {module_name!r} has no {attr_path!r} (task {path!r})") from None
     if not callable(target):
         raise UnknownTask(f"{path!r} is {type(target).__name__}, not a task class or a function")
+    if allowed is not None:
+        # The name written was allowed; what it reaches must be too, or an allowed
+        # module would lend everything it imports (`allowed.mod:os.system`).
+        real = f"{getattr(target, '__module__', '?')}.{getattr(target, '__qualname__', '?')}"
+        if not allowed.allows(real):
+            raise TaskNotAllowed(
+                f"{path!r} is {real}, which is not an allowed task (allowed: {allowed.listed()})"
+            )
     return target  # type: ignore[no-any-return]

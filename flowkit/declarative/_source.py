@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,14 +37,21 @@ class Lines:
 
 @dataclass(slots=True)
 class Source:
-    """A spec's data and where it came from."""
+    """A spec's data and where it came from.
+
+    ``index``, when given, makes :attr:`lines` the first time an error needs
+    them (a JSON file's, which its parser does not report).
+    """
 
     data: Any
     path: str | None
     lines: Lines
+    index: Callable[[], Lines] | None = None
 
     def error(self, message: str, task: str | None = None, key: str | None = None) -> exc.FlowSpecError:
         """A :class:`~flowkit.exceptions.FlowSpecError` naming this source, the line, task and key."""
+        if self.index is not None:
+            self.lines, self.index = self.index(), None
         return exc.FlowSpecError(
             message,
             source=self.path,
@@ -99,7 +106,27 @@ def _read_json(text: str, shown: str) -> Source:
         ) from err
     except RecursionError:
         raise exc.FlowSpecError(TOO_DEEP, source=shown) from None
-    return Source(data, shown, Lines())
+    return Source(data, shown, Lines(), index=lambda: _json_lines(text))
+
+
+def _json_lines(text: str) -> Lines:
+    """The lines of a JSON spec's keys, found only when an error is reported.
+
+    :mod:`json` keeps no positions; a JSON document is also YAML, whose parser
+    does. Without PyYAML, or for JSON it reads otherwise, errors name no line,
+    as before.
+    """
+    lines = Lines()
+    try:
+        import yaml
+
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except Exception:  # no PyYAML, or JSON that YAML 1.1 does not take: no lines
+        return lines
+    if node is not None:
+        lines.by_key[(None, None)] = node.start_mark.line + 1
+        _index_lines(node, lines, yaml)
+    return lines
 
 
 #: Said of a spec nested deeper than the parser's recursion allows.

@@ -17,7 +17,7 @@ import contextlib
 import sys
 import time
 from collections import deque
-from collections.abc import Generator, Iterable, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from itertools import pairwise
 from types import FunctionType
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -29,7 +29,7 @@ from flowkit._utils.lazy_logging import module_logger
 from flowkit.atom import Atom
 from flowkit.engines import _compiler, _task_options
 from flowkit.engines._compiler import Node
-from flowkit.engines._runtime import Call, Completion, RevertCause, Runtime, call_outcome
+from flowkit.engines._runtime import Call, Completion, IgnoreCause, RevertCause, Runtime, call_outcome
 from flowkit.engines._scheduler import REVERT
 from flowkit.engines.base import Engine
 from flowkit.storage import Storage
@@ -292,6 +292,10 @@ class ActionEngine(Engine):
     """
 
     kind: ClassVar[str] = "action"
+    #: Whether the calls this engine makes run the tasks (so :attr:`trace_sources`
+    #: makes their span current around them); not where a request carries the
+    #: context to a remote worker instead.
+    _calls_traced_here: ClassVar[bool] = True
     OPTIONS: ClassVar[frozenset[str]] = frozenset(
         {
             "defer_reverts",
@@ -339,6 +343,10 @@ class ActionEngine(Engine):
         self._storage = Storage(flow_detail, backend=backend)
         self._compilation: _compiler.Compilation | None = None
         self._runtime: Runtime | None = None
+        #: Functions ``(atom name) -> traceparent or None`` (the last one added
+        #: wins): a task's execute and revert run with that trace context current,
+        #: on whatever executor runs them. ``TracingListener`` adds itself here.
+        self.trace_sources: list[Callable[[str], str | None]] = []
         self._prepared = False
         self._lock = _thread.allocate_lock()
         self._statistics: dict[str, Any] = {}
@@ -389,6 +397,17 @@ class ActionEngine(Engine):
         runtime = self._runtime
         return None if runtime is None else runtime.cause_of(atom_name)
 
+    def ignore_cause(self, atom_name: str) -> IgnoreCause | None:
+        """Which link's decider skipped ``atom_name`` (IGNORE), and at what depth.
+
+        The engine's own account of its latest skip of that atom in the current
+        or last run; None when it has none. The causal event log reads it, so
+        ``flowkit flows why`` names the link (and the atom whose result the
+        decider judged) also for atoms a depth skipped behind the link's target.
+        """
+        runtime = self._runtime
+        return None if runtime is None else runtime.ignore_cause_of(atom_name)
+
     def compile(self) -> None:
         if self._compilation is not None:
             return
@@ -416,6 +435,8 @@ class ActionEngine(Engine):
             from flowkit import _guards
 
             self._runtime.guards = _guards.build(compilation, self._options)
+        if self._calls_traced_here:
+            self._runtime.trace_sources = self.trace_sources
         task_options = _task_options.read_task_options(compilation, self._options, self.kind)
         self._runtime.timeouts = task_options.timeouts
         self._runtime.keys = task_options.keys

@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from flowkit.engines._loops import Clock, Loops
     from flowkit.engines._timeouts import Timer, Watchdog
 
-__all__ = ["Call", "Completion", "Runtime", "call_outcome", "raised_cancel"]
+__all__ = ["Call", "Completion", "IgnoreCause", "Runtime", "call_outcome", "raised_cancel"]
 
 EVENT_UPDATE_PROGRESS = "update_progress"
 _LOG = module_logger(__name__)
@@ -168,6 +168,14 @@ class Runtime:
         #: a retry), for :meth:`cause_of`. Written on failures only: the hot path
         #: never touches it.
         self._causes: dict[str, sch.Resolution] = {}
+        #: Functions ``(atom name) -> traceparent or None`` (the engine's list):
+        #: when one answers, the task's call runs in that trace context.
+        self.trace_sources: list[Callable[[str], str | None]] = []
+        #: The link decision being applied (set by :meth:`decide` when a decider says
+        #: no), and atom name -> the one that skipped it, for :meth:`ignore_cause_of`.
+        #: Deciders' flows only.
+        self._deciding: IgnoreCause | None = None
+        self._ignored: dict[str, IgnoreCause] = {}
         #: Loops' iterations and delays (flowkit.engines._loops); None while the
         #: graph has no loop flow (the module is not even imported then).
         self.loops: Loops | None = None
@@ -567,6 +575,8 @@ class Runtime:
         own = atom._own_notifier  # type: ignore[union-attr]
         if self.notifier.has_listeners or (own is not None and own.has_listeners):  # _progress_watched
             self._announce_progress(node.name, atom, 0.0)
+        if self.trace_sources:
+            return self._traced(node.name, _run_execute, atom, kwargs)
         return Call(_run_execute, {"atom": atom, "kwargs": kwargs})
 
     def _begin_revert(self, node: Node) -> Call:
@@ -583,7 +593,25 @@ class Runtime:
             kwargs["history"] = self.storage.get_retry_history(node.name)
             return Call(atom.revert, kwargs)  # type: ignore[union-attr]
         kwargs["result"] = record.failure if record.failure is not None else record.result
+        if self.trace_sources:
+            return self._traced(node.name, _run_revert, atom, kwargs)
         return Call(_run_revert, {"atom": atom, "kwargs": kwargs})
+
+    def _traced(
+        self, name: str, run: Callable[[Any, dict[str, Any]], Any], atom: Any, kwargs: dict[str, Any]
+    ) -> Call:
+        """The call of ``run(atom, kwargs)`` in the trace context of ``name``'s span.
+
+        Its ``atom`` and ``kwargs`` stay where drivers read them (a Dask payload's
+        check, the result cache's guard); the ``traceparent`` is a string, so the
+        call still pickles for a process pool or a Dask worker.
+        """
+        traceparent = self.trace_sources[-1](name)
+        if traceparent is None:
+            return Call(run, {"atom": atom, "kwargs": kwargs})
+        from flowkit.engines._call_tracing import run_traced  # traced runs only
+
+        return Call(run_traced, {"fn": run, "traceparent": traceparent, "atom": atom, "kwargs": kwargs})
 
     def _fetch(self, node: Node, plans: tuple[ArgPlan, ...], record: AtomRecord) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -871,6 +899,8 @@ class Runtime:
             if self._durable:
                 self.state.changed(record)
             return
+        if state == st.IGNORE and self._deciding is not None:
+            self._ignored[node.name] = self._deciding
         self._transition(node, state)
 
     def cause_of(self, name: str) -> RevertCause | None:
@@ -886,6 +916,10 @@ class Runtime:
             retry=None if resolution.retry is None else resolution.retry.name,
         )
 
+    def ignore_cause_of(self, name: str) -> IgnoreCause | None:
+        """The link decision that skipped ``name`` (IGNORE) in this engine's runs, if any."""
+        return self._ignored.get(name) if self._ignored else None
+
     def decide(self, node: Node) -> Depth | None:
         history: dict[str, Any] = {}
         nodes = self.compilation.nodes
@@ -893,19 +927,26 @@ class Runtime:
             record = self.records[edge.source]
             if record is not None and record.state != st.IGNORE:
                 history[nodes[edge.source].name] = record.failure or record.result
-        nays: list[Depth] = []
+        nays: list[tuple[Depth, str]] = []
         for edge in node.deciders:
             source = nodes[edge.source]
             if source.atom is not None and source.name not in history:
                 continue  # an ignored atom has no say
             if not edge.decider(history=history):
-                nays.append(edge.depth)
+                nays.append((edge.depth, source.name))
         if not nays:
+            self._deciding = None
             return None
         from flowkit.deciders import Depth  # only flows with deciders get here
 
         order = (Depth.ALL, Depth.FLOW, Depth.NEIGHBORS, Depth.ATOM)
-        return min(nays, key=order.index)
+        depth = min((d for d, _ in nays), key=order.index)
+        # Kept for the IGNOREs the scheduler records next: the event log says which
+        # link skipped each atom (the widest depth's, which is the one applied).
+        self._deciding = IgnoreCause(
+            sources=tuple(name for d, name in nays if d == depth), target=node.name, depth=str(depth)
+        )
+        return depth
 
     def joined(self, spawner: Node) -> None:
         record = self.records[spawner.index]
@@ -964,6 +1005,22 @@ class RevertCause(Record):
     failure: Failure | None
     decision: str | None
     retry: str | None
+
+
+class IgnoreCause(Record):
+    """Which link decision skipped an atom (put it in IGNORE).
+
+    Attributes:
+        sources: the atoms (or flows) on the links whose decider returned False.
+        target: the atom (or flow) those links lead into.
+        depth: the decider depth applied (``ALL``, ``FLOW``, ``NEIGHBORS``,
+            ``ATOM``): an atom other than ``target`` was skipped because it
+            reaches that far.
+    """
+
+    sources: tuple[str, ...]
+    target: str
+    depth: str
 
 
 def call_outcome(

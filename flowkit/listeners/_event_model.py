@@ -38,7 +38,7 @@ class CauseKind(StrEnum):
     FAILURE = "failure"
     #: A retry controller decided to run its scope again.
     RETRY = "retry"
-    #: A decider on a link into the atom returned False.
+    #: A decider on a link returned False: into the atom, or into an atom whose skip reaches it.
     DECIDER = "decider"
     #: The flow ended (its atoms all finished, or a failure ended it).
     FINISHED = "finished"

@@ -297,6 +297,10 @@ class EventLogListener(base.Listener):
                 if self._run == 1
                 else Cause(CauseKind.RESUMED, f"run {self._run} resumed the flow (it was {old})")
             )
+        elif state == st.SUSPENDED and old == st.RESUMING:
+            # The engine's preparation of a run (it takes stored states up), not a
+            # suspension: nothing ended, whatever the state's name says.
+            cause = Cause(CauseKind.ENGINE, "the engine prepared the run (RESUMING -> SUSPENDED)")
         elif state in (st.SUCCESS, st.REVERTED, st.FAILURE, st.SUSPENDED):
             cause = self._finish_cause(state)
         else:
@@ -310,6 +314,18 @@ class EventLogListener(base.Listener):
             return Cause(CauseKind.FINISHED, "the run was suspended")
         if self._failure is None:
             return Cause(CauseKind.FINISHED, f"the flow ended {state}")
+        both = self._ended_by()
+        if len(both) > 1:
+            # Failures at once (parallel branches): the engine raised them all.
+            newest = both[-1]
+            return Cause(
+                CauseKind.FINISHED,
+                " and ".join(f"'{f.atom}' failed with {_failed_words(f.failure)[1]}" for f in both)
+                + f"; the flow ended {state}",
+                event=newest.seq,
+                atoms=tuple(f.atom for f in both),
+                failure=_failed_words(newest.failure)[0],
+            )
         last = self._failure
         kind, words = _failed_words(last.failure)
         return Cause(
@@ -319,6 +335,18 @@ class EventLogListener(base.Listener):
             atoms=(last.atom,),
             failure=kind,
         )
+
+    def _ended_by(self) -> list[_Failed]:
+        """The execute failures the flow ends with (those still stored), oldest first.
+
+        Read once per ending run, from storage: a failure a retry resolved is gone
+        from there, one that ended the run is kept.
+        """
+        stored = self._engine.storage.get_execute_failures()
+        found = [
+            _Failed(self._failed_at[name], name, f) for name, f in stored.items() if name in self._failed_at
+        ]
+        return sorted(found, key=lambda f: f.seq)
 
     def _on_atom(self, state: str, details: base.Details) -> None:
         """Every atom state change: the common two inline, the rest by :meth:`_atom_event`."""
@@ -432,7 +460,7 @@ class EventLogListener(base.Listener):
                 return Cause(CauseKind.ENGINE, "reset")
             return retried
         if state == st.IGNORE:
-            return Cause(CauseKind.DECIDER, "a decider on a link into it returned False")
+            return self._ignore_cause(name)
         return Cause(CauseKind.ENGINE, f"moved to {state}")
 
     def _running_cause(self, name: str, attempt: int, inferred: bool) -> Cause | CauseRecord:
@@ -465,6 +493,27 @@ class EventLogListener(base.Listener):
         done = self._done
         last_seq = max((done[p] for p in preds if p in done), default=None)
         return _plain(CauseKind.READY, last_seq, preds)
+
+    def _ignore_cause(self, name: str) -> Cause:
+        """Explain a skip by the engine's account of it: the link, its source, the depth.
+
+        Linked to the source's completion (when the decider ran) for the link's
+        target, and to the target's skip for the atoms the depth skipped with it,
+        so ``why`` walks from any of them to the result the decider judged.
+        """
+        ask = getattr(self._engine, "ignore_cause", None)
+        told = ask(name) if ask is not None else None
+        if told is None:
+            return Cause(CauseKind.DECIDER, "a decider on a link into it returned False")
+        sources = " / ".join(repr(source) for source in told.sources)
+        text = f"the decider on the link {sources} -> {told.target!r} returned False"
+        judged = max((self._done[s] for s in told.sources if s in self._done), default=None)
+        event = judged
+        if name != told.target:
+            text += f"; its depth {told.depth} skips this atom too"
+            # The target's own skip, unless it is a flow (no event of its own).
+            event = self._last.get(told.target, judged)
+        return Cause(CauseKind.DECIDER, text, event=event, atoms=(*told.sources, told.target))
 
     def _told(self, name: str) -> Any:
         """The engine's own account of why ``name`` reverts or resets, if it gives one."""

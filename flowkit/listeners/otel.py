@@ -27,6 +27,10 @@ when the run starts, so a run inside your own span joins your trace. Each
     worker's id in the protocol; the span of a request no worker started, one
     that timed out in the queue, has none).
 
+A task's ``execute`` and ``revert`` run with the atom's span current (on
+every executor: the listener joins the engine's ``trace_sources``), so the
+spans a task makes nest under it.
+
 Spans are timed by the notifications, on the engine's side: for a task run by
 a remote worker, the span covers the round trip. On the worker-based engine
 each request also carries the W3C ``traceparent`` of its atom's span (the
@@ -41,6 +45,7 @@ by the application.
 from __future__ import annotations
 
 import threading
+from types import TracebackType
 from typing import Any
 
 from flowkit import states as st
@@ -61,6 +66,24 @@ def _trace_api() -> Any:
     except ImportError as err:  # pragma: no cover - depends on the installation
         raise ImportError("TracingListener needs OpenTelemetry: pip install 'flowkit[otel]'") from err
     return trace
+
+
+def _record_exception(span: Any, failure: Failure, kind: str) -> None:
+    """The "exception" event OpenTelemetry's semantic conventions define, from a Failure.
+
+    ``span.record_exception`` wants the exception object, which a failure from
+    a worker or a child process no longer has: the record form is enough.
+    """
+    trace = failure.traceback_str
+    stack = f"Traceback (most recent call last):\n{trace}" if trace else ""
+    span.add_event(
+        "exception",
+        {
+            "exception.type": kind,
+            "exception.message": failure.exception_str,
+            "exception.stacktrace": f"{stack}{kind}: {failure.exception_str}",
+        },
+    )
 
 
 def _version() -> str | None:
@@ -96,6 +119,8 @@ class TracingListener(base.Listener):
         #: atom name -> its open span.
         self._spans: dict[str, Any] = {}
         self._attempts: dict[str, int] = {}
+        #: The exception type that ended the ``with`` block, if any (see __exit__).
+        self._interrupt: str | None = None
 
     def register(self) -> None:
         """Start listening, and give a worker-based engine's requests the atom's trace context."""
@@ -133,8 +158,24 @@ class TracingListener(base.Listener):
             if span is not None:
                 span.set_attribute("flowkit.worker.id", worker)
 
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Detach; spans the run left open are ended as interrupted by ``exc_type``, if any."""
+        self._interrupt = None if exc_type is None else exc_type.__name__
+        super().__exit__(exc_type, exc_value, tb)
+
     def deregister(self) -> None:
-        """Stop listening; end any span still open (a run that was interrupted)."""
+        """Stop listening; end any span still open, as interrupted.
+
+        A span is still open only when the run stopped before the atom (or the
+        flow) reached an end state: an interrupt (KeyboardInterrupt,
+        SystemExit) leaves them RUNNING (or REVERTING). Such a span says so
+        (``flowkit.interrupted``, status ERROR) rather than ending as if it went well.
+        """
         super().deregister()
         sources = getattr(self._engine, "trace_sources", None)
         if isinstance(sources, list) and self.traceparent in sources:
@@ -144,11 +185,18 @@ class TracingListener(base.Listener):
             watchers.remove(self.started_by)
         with self._lock:
             for span in self._spans.values():
-                span.end()
+                self._end_interrupted(span, st.REVERTING if span.name.startswith("revert ") else st.RUNNING)
             self._spans.clear()
             if self._flow_span is not None:
-                self._flow_span.end()
+                self._end_interrupted(self._flow_span, st.RUNNING)
                 self._flow_span = None
+
+    def _end_interrupted(self, span: Any, state: str) -> None:
+        reason = "interrupted" if self._interrupt is None else f"interrupted: {self._interrupt}"
+        span.set_attribute("flowkit.state", state)
+        span.set_attribute("flowkit.interrupted", True)
+        span.set_status(self._trace.Status(self._trace.StatusCode.ERROR, reason))
+        span.end()
 
     def _flow_receiver(self, state: str, details: base.Details) -> None:
         with self._lock:
@@ -206,9 +254,11 @@ class TracingListener(base.Listener):
                     result = details.get("result")
                     if isinstance(result, Failure):
                         names = result.exception_type_names
-                        span.set_attribute("flowkit.failure.type", names[0] if names else "Exception")
+                        kind = names[0] if names else "Exception"
+                        span.set_attribute("flowkit.failure.type", kind)
                         span.set_attribute("flowkit.failure.message", result.exception_str)
-                        message = f"{names[0] if names else 'Exception'}: {result.exception_str}"
+                        message = f"{kind}: {result.exception_str}"
+                        _record_exception(span, result, kind)
                     else:
                         message = state
                     span.set_status(self._trace.Status(self._trace.StatusCode.ERROR, message))

@@ -187,10 +187,15 @@ class Reader:
         if isinstance(stored, dict):
             return GraphShape.from_dict(stored), True, "stored"
         from flowkit import engines
+        from flowkit._flow_codec import import_path
         from flowkit.engines.helpers import recorded_factory
 
         name = recorded_factory(flow)
-        if name is not None and self._factories.allows(name):
+        if (
+            name is not None
+            and self._factories.allows(name)
+            and self._factories.disallowed_target(name, import_path) is None
+        ):
             try:
                 return shape_of(engines.flow_from_detail(flow)), True, "factory"
             except Exception:  # its code is not importable here, or it failed

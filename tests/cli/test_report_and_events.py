@@ -279,3 +279,70 @@ def test_the_event_tree_puts_each_event_under_its_cause_and_indents_only_branche
     for row in rows:
         if row.depth and row.event.cause.event is not None:
             assert order.index(row.event.cause.event) < order.index(row.event.seq)
+
+
+@pytest.mark.parametrize("engine_kind", ["serial", "parallel"])
+def test_why_an_atom_was_skipped_names_the_decider_link_and_chains_to_its_source(engine_kind: str) -> None:
+    # Every IGNORE said "a decider on a link into it returned False", also for the
+    # atoms a depth ALL skipped behind the target (no decider sits on a link into
+    # them), and linked to nothing: `why` could not reach the atom whose result
+    # the decider judged.
+    from flowkit.deciders import Depth
+    from flowkit.patterns import graph_flow
+
+    a, b_, c_, n_ = Step("a"), Step("b"), Step("c"), Step("n")
+    g = graph_flow.Flow("g").add(a, b_, c_, n_)
+    g.link(a, b_, decider=lambda history: False)
+    g.link(b_, c_)
+    g.link(a, n_, decider=lambda history: False, decider_depth=Depth.ATOM)
+    flow = linear_flow.Flow("f").add(g, linear_flow.Flow("after").add(Step("x")))
+    engine, listener = _run(flow, engine=engine_kind)
+    log = listener.log
+    by_name = {e.name: e for e in log.events}
+    b, c, x, n = by_name["b"], by_name["c"], by_name["x"], by_name["n"]
+    assert b.cause.kind == CauseKind.DECIDER
+    assert b.cause.text == "the decider on the link 'a' -> 'b' returned False"
+    assert b.cause.atoms == ("a", "b")
+    assert b.cause.event == by_name["a"].seq and by_name["a"].state == "SUCCESS"
+    assert n.cause.text == "the decider on the link 'a' -> 'n' returned False"
+    for skipped in (c, x):
+        assert skipped.cause.kind == CauseKind.DECIDER
+        assert skipped.cause.text == (
+            "the decider on the link 'a' -> 'b' returned False; its depth ALL skips this atom too"
+        )
+        assert skipped.cause.event == b.seq
+    assert [e.name for e in log.why("x")] == ["x", "b", "a", "a"]
+
+
+class MeetsThenFails(task.Task):
+    """Fails once every task of its group has started (two failures at once)."""
+
+    group: Any = None
+
+    def execute(self) -> None:
+        MeetsThenFails.group.wait(30)
+        raise CardDeclined(f"{self.name} declined")
+
+
+def test_a_flow_ended_by_two_failures_at_once_names_both() -> None:
+    # The flow's end named only the newest failure: `why` of a run the engine
+    # ended with a WrappedFailure of two named one of them.
+    import threading
+
+    MeetsThenFails.group = threading.Barrier(2)
+    flow = unordered_flow.Flow("f").add(MeetsThenFails("b"), MeetsThenFails("c"))
+    engine = engines.load(flow, engine="parallel", max_workers=2)
+    listener = EventLogListener(engine, clock=Ticking())
+    with listener, pytest.raises(exceptions.WrappedFailure):
+        engine.run()
+    log = listener.log
+    failed = {e.name: e.seq for e in log if e.state == "FAILURE"}
+    end = [e for e in log if e.kind == "flow"][-1]
+    assert end.state == "REVERTED"
+    assert sorted(end.cause.atoms) == ["b", "c"]
+    assert end.cause.event == max(failed.values())
+    first, second = sorted(failed, key=failed.__getitem__)
+    assert end.cause.text == (
+        f"'{first}' failed with CardDeclined: {first} declined and '{second}' failed with "
+        f"CardDeclined: {second} declined; the flow ended REVERTED"
+    )

@@ -15,7 +15,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
-from flowkit import engines, retry
+from flowkit import engines, exceptions, retry
 from flowkit.listeners.otel import TracingListener
 from flowkit.patterns import linear_flow, loop_flow
 from flowkit.persistence import backends
@@ -182,3 +182,121 @@ def test_a_worker_based_run_traces_each_remote_task_under_the_flow(
         assert span.attributes["flowkit.state"] == "SUCCESS"
         assert span.attributes["flowkit.atom.name"] == name
     assert found["execute first"][0].end_time <= found["execute second"][0].start_time
+
+
+class SeesItsSpan(Step):
+    """Makes a span, and returns the span current while it runs as ``trace_id:span_id``."""
+
+    #: The tracer the task makes its own span with (the test's, in this process).
+    tracer: Any = None
+
+    def execute(self) -> str:
+        if SeesItsSpan.tracer is not None:
+            with SeesItsSpan.tracer.start_as_current_span(f"inner {self.name}"):
+                pass
+        return _current_ids()
+
+
+class RevertSeesItsSpan(Step):
+    """Keeps the span current while its revert runs (in this process)."""
+
+    seen: str | None = None
+
+    def revert(self, *args: Any, **kwargs: Any) -> None:
+        RevertSeesItsSpan.seen = _current_ids()
+
+
+def _current_ids() -> str:
+    from opentelemetry import trace
+
+    context = trace.get_current_span().get_span_context()
+    return f"{context.trace_id:032x}:{context.span_id:016x}"
+
+
+def _ids(span: Any) -> str:
+    return f"{span.context.trace_id:032x}:{span.context.span_id:016x}"
+
+
+@pytest.mark.parametrize(
+    "engine_options",
+    [
+        {"engine": "serial"},
+        {"engine": "parallel"},
+        {"engine": "parallel", "executor": "processes", "max_workers": 1},
+        {"engine": "asyncio"},
+    ],
+    ids=["serial", "threads", "processes", "asyncio"],
+)
+def test_a_task_runs_inside_its_execute_and_revert_spans(
+    spans: tuple[Any, InMemorySpanExporter], engine_options: dict[str, Any]
+) -> None:
+    # The atom's span was never current while its task ran: spans the task made
+    # (and context it passed to services it called) hung under whatever span the
+    # caller had open, beside the atom's span, not under it, unlike on the
+    # Python worker. In a child process the context arrives too (its spans go
+    # to that process's tracer provider).
+    from opentelemetry import trace
+
+    tracer, exporter = spans
+    in_process = engine_options.get("executor") != "processes"
+    SeesItsSpan.tracer = tracer if in_process else None
+    with trace.use_span(tracer.start_span("caller"), end_on_exit=True):
+        engine = engines.load(linear_flow.Flow("f").add(SeesItsSpan("a")), **engine_options)
+        with TracingListener(engine, tracer=tracer):
+            engine.run()
+    found = _by_name(exporter)
+    (execute_a,) = found["execute a"]
+    assert engine.storage.get("a") == _ids(execute_a)
+    if in_process:
+        (inner,) = found["inner a"]
+        assert inner.parent.span_id == execute_a.context.span_id
+    assert _current_ids().endswith(":0000000000000000")  # nothing left attached here
+    RevertSeesItsSpan.seen = None
+    failing = linear_flow.Flow("g").add(RevertSeesItsSpan("b"), Charge("pay"))
+    engine = engines.load(failing, store={"amount": 500}, **engine_options)
+    # A child process's failure comes back as a record, raised as a WrappedFailure.
+    with TracingListener(engine, tracer=tracer), pytest.raises((CardDeclined, exceptions.WrappedFailure)):
+        engine.run()
+    (revert_b,) = _by_name(exporter)["revert b"]
+    if in_process:
+        assert RevertSeesItsSpan.seen == _ids(revert_b)
+
+
+def test_a_failed_execute_span_records_the_exception_as_opentelemetry_says(
+    spans: tuple[Any, InMemorySpanExporter],
+) -> None:
+    # Status and flowkit.failure.* attributes only: backends that show a span's
+    # exception (its type, message and stack trace) from the standard "exception"
+    # event had nothing to show.
+    tracer, exporter = spans
+    engine = engines.load(Charge("charge"), store={"amount": 500})
+    with TracingListener(engine, tracer=tracer), pytest.raises(CardDeclined):
+        engine.run()
+    (span,) = _by_name(exporter)["execute charge"]
+    (event,) = [e for e in span.events if e.name == "exception"]
+    assert event.attributes["exception.type"].endswith("CardDeclined")
+    assert event.attributes["exception.message"] == "card declined for 500"
+    assert "card declined for 500" in event.attributes["exception.stacktrace"]
+    assert "in execute" in event.attributes["exception.stacktrace"]
+
+
+def test_an_interrupted_run_ends_its_open_spans_as_interrupted(
+    spans: tuple[Any, InMemorySpanExporter],
+) -> None:
+    # An interrupt (KeyboardInterrupt, SystemExit) leaves the flow RUNNING and the
+    # atom's execute unfinished: their spans were ended with no state and status
+    # UNSET, as if they had gone well.
+    tracer, exporter = spans
+    StopsOnce.armed = True
+    engine = engines.load(linear_flow.Flow("f").add(Step("a"), StopsOnce("b")))
+    with pytest.raises(KeyboardInterrupt), TracingListener(engine, tracer=tracer):
+        engine.run()
+    found = _by_name(exporter)
+    (flow_span,) = found["flow f"]
+    (execute_b,) = found["execute b"]
+    for span in (flow_span, execute_b):
+        assert span.attributes["flowkit.state"] == "RUNNING"
+        assert span.attributes["flowkit.interrupted"] is True
+        assert span.status.status_code == StatusCode.ERROR
+        assert span.status.description == "interrupted: KeyboardInterrupt"
+    assert found["execute a"][0].status.status_code == StatusCode.UNSET

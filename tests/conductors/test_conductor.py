@@ -501,3 +501,21 @@ def test_factories_must_be_names(persistence: Backend) -> None:
         conductors.backends.fetch(
             "blocking", "c", make_board(), persistence=persistence, factories="pkg.make"
         )
+
+
+def test_an_allowed_module_does_not_lend_the_functions_it_imports(
+    persistence: Backend, tmp_path: Path
+) -> None:
+    # factories=["tests.conductors."] was checked on the recorded name only: a job
+    # naming 'tests.conductors.flows.os.makedirs' passed it, and the conductor
+    # called os.makedirs with the job's arguments.
+    board = make_board()
+    target = tmp_path / "made-by-a-job"
+    post_flow(board, persistence, "tests.conductors.flows.os.makedirs", [str(target)], name="odd")
+    conductors.backends.fetch(
+        "blocking", "c", board, persistence=persistence, factories=["tests.conductors."]
+    ).run(max_dispatches=1)
+    assert not target.exists(), "the conductor called a function its allowed module imports"
+    [aside] = board.trashed()
+    assert "'tests.conductors.flows.os.makedirs'" in aside["reason"]
+    assert "os.makedirs" in aside["reason"] and "conductor 'c'" in aside["reason"]

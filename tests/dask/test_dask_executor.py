@@ -386,3 +386,25 @@ def test_progress_whose_details_cannot_leave_the_worker_arrives_without_them(cli
         {"task_name": "locked", "progress": 0.75, "n": 1},
         {"task_name": "locked", "progress": 1.0},
     ]
+
+
+def test_a_task_on_a_dask_worker_runs_in_its_atoms_trace_context(client: Any) -> None:
+    # The traceparent travels with the pickled call, so what the task does on the
+    # worker (its own spans, the context it passes on) joins the flow's trace.
+    pytest.importorskip("opentelemetry.sdk")
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from flowkit.listeners.otel import TracingListener
+    from tests.cli.test_tracing import SeesItsSpan
+
+    provider = TracerProvider()
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    SeesItsSpan.tracer = None
+    engine = engines.load(SeesItsSpan("a"), engine="parallel", executor=client.get_executor())
+    with TracingListener(engine, tracer=provider.get_tracer("test")):
+        engine.run()
+    (span,) = [s for s in exporter.get_finished_spans() if s.name == "execute a"]
+    assert engine.storage.get("a") == f"{span.context.trace_id:032x}:{span.context.span_id:016x}"

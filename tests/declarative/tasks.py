@@ -133,3 +133,23 @@ class Step(task.Task):
 
     def revert(self, result: Any, flow_failures: Any, **kwargs: Any) -> None:
         CALLS.append((self.name + ".revert", {"result": result}))
+
+
+#: What a hostile spec would like to read through a result's attributes.
+SECRET = "s3cret-token"
+
+
+class Holder:
+    """A plain object with an ``__init__`` of this module (whose globals hold SECRET)."""
+
+    def __init__(self) -> None:
+        self.value = 1
+        self._private = "hidden"
+
+
+def holder():  # type: ignore[no-untyped-def]  # untyped: fields are not checked at load
+    return Holder()
+
+
+def keyed():  # type: ignore[no-untyped-def]
+    return {"_id": 7}

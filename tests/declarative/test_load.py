@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -591,3 +592,143 @@ def test_is_spec_path() -> None:
     assert declarative.is_spec_path("a/pricing.yaml")
     assert declarative.is_spec_path("P.JSON")
     assert not declarative.is_spec_path("myapp.flows:make")
+
+
+def test_a_task_named_like_another_tasks_retry_is_refused_at_load(tmp_path: Path) -> None:
+    # `retry:` names its controller (and the flow around the task) `<name>-retry`:
+    # a task of that name loaded, and the engine then refused the flow with a bare
+    # Duplicate naming no file, line or task.
+    text = (
+        "tasks:\n"
+        f"  a: {{task: {T}:Count, inputs: {{n: 1}}, retry: 2}}\n"
+        f"  a-retry: {{task: {T}:Count, inputs: {{n: 2}}}}\n"
+    )
+    err = load_error(write(tmp_path, text))
+    assert (err.line, err.task, err.key) == (3, "a-retry", "name")
+    assert "the retry of task 'a'" in str(err)
+    reverse = spec(b={"task": f"{T}:Count", "inputs": {"n": 1}, "name": "a-retry"})
+    reverse["tasks"]["a"] = {"task": f"{T}:Count", "inputs": {"n": 1}, "retry": 2}
+    err = load_error(reverse)
+    assert (err.task, err.key) == ("a", "retry")
+    assert "is also used by task 'b'" in str(err)
+
+
+def test_a_spec_from_elsewhere_imports_only_the_tasks_allowed(tmp_path: Path) -> None:
+    # A spec is data, but `task: os:system` made load_flow import a module (running
+    # its code) and the run call it: a spec someone else wrote could do anything.
+    # `tasks=` limits it, as a conductor's factories do, before any import.
+    hostile = "tasks:\n  a:\n    task: tests.declarative.planted:Marker\n"
+    err = load_error_with(write(tmp_path, hostile), tasks=[f"{T}."])
+    assert (err.line, err.task, err.key) == (3, "a", "task")
+    assert "'tests.declarative.planted:Marker' is not an allowed task" in str(err)
+    assert "tests.declarative.planted" not in sys.modules
+    shell = spec(a={"task": "os:system", "inputs": {"command": "true"}})
+    assert "not an allowed task" in str(load_error_with(shell, tasks=[]))
+    # Allowed by module prefix or exact name, in either spelling; registered names always.
+    flow = declarative.load_flow(
+        spec(
+            a={"task": f"{T}:Count", "inputs": {"n": 1}},
+            b={"task": f"{T}.FetchRate", "inputs": {"currency": "EUR"}},
+        ),
+        tasks=[f"{T}.Count", f"{T}.FetchRate"],
+    )
+    assert engines.run(flow)["a"] == 1
+    assert "not an allowed task" in str(
+        load_error_with(spec(a={"task": f"{T}:Count", "inputs": {"n": 1}}), tasks=[f"{T}.Coun"])
+    )
+    declarative.register("qa-count", tasks.Count)
+    try:
+        assert (
+            engines.run(declarative.load_flow(spec(a={"task": "qa-count", "inputs": {"n": 3}}), tasks=[]))[
+                "a"
+            ]
+            == 3
+        )
+    finally:
+        declarative.unregister("qa-count")
+    with pytest.raises(TypeError):
+        declarative.load_flow(spec(a={"task": f"{T}:Count", "inputs": {"n": 1}}), tasks=f"{T}.")
+
+
+def load_error_with(source: Any, **options: Any) -> exceptions.FlowSpecError:
+    with pytest.raises(exceptions.FlowSpecError) as err:
+        declarative.load_flow(source, **options)
+    return err.value
+
+
+def test_errors_in_a_json_file_name_the_line_too(tmp_path: Path) -> None:
+    # Only JSON syntax errors had a line: a wrong reference in a JSON spec said
+    # the file, task and key, and left the reader to search the file for them.
+    pytest.importorskip("yaml")
+    text = json.dumps(
+        {
+            "name": "pricing",
+            "tasks": {
+                "fetch": {"task": f"{T}:FetchPrices", "inputs": {"symbol": "AAPL"}},
+                "fx": {"task": f"{T}:FetchRate", "inputs": {"currency": "EUR"}},
+                "price": {"task": f"{T}:Convert", "inputs": {"amount": "${fetch.close}", "rate": "${fxx}"}},
+            },
+        },
+        indent=2,
+    )
+    path = write(tmp_path, text, "pricing.json")
+    err = load_error(path)
+    wanted = next(i for i, line in enumerate(text.splitlines(), 1) if '"rate"' in line)
+    assert (err.line, err.task, err.key) == (wanted, "price", "inputs.rate")
+    assert str(err).startswith(f"{path}, line {wanted}, task 'price', key 'inputs.rate': ")
+
+
+def test_references_do_not_reach_private_or_dunder_attributes() -> None:
+    # `${r.__class__.__init__.__globals__.SECRET}` walked from a result into its
+    # module's globals (and from there to os.environ...): a spec could copy any of
+    # it into a task's inputs, a message sent out for instance.
+    text = "${h.__class__.__init__.__globals__.SECRET}"
+    flow = declarative.load_flow(
+        spec(h={"task": f"{T}:holder"}, n={"task": f"{T}:Notify", "inputs": {"text": f"leak {text}"}})
+    )
+    with pytest.raises(exceptions.NotFound, match="'__class__'") as err:
+        engines.run(flow)
+    assert "task 'n', key 'inputs.text'" in str(err.value)
+    assert not [c for c in tasks.CALLS if c[0] == "n"]
+    private = declarative.load_flow(
+        spec(h={"task": f"{T}:holder"}, u={"task": f"{T}:Untyped", "inputs": {"value": "${h._private}"}})
+    )
+    with pytest.raises(exceptions.NotFound, match="'_private'"):
+        engines.run(private)
+    # Public attributes, and mapping keys with underscores, are read as before.
+    ok = spec(
+        h={"task": f"{T}:holder"},
+        k={"task": f"{T}:keyed"},
+        u={"task": f"{T}:Untyped", "inputs": {"value": "${h.value}", "extra": "${k._id}"}},
+    )
+    assert engines.run(declarative.load_flow(ok))["u"] == 1
+    assert ("u", {"value": 1}) in tasks.CALLS
+
+
+def test_an_allowed_module_does_not_lend_what_it_imports() -> None:
+    # The allow-list was checked on the name written: a module allowed by prefix
+    # let a spec reach every module it imports (`allowed.mod:os.system`).
+    err = load_error_with(spec(a={"task": f"{T}:dataclasses.replace", "inputs": {"obj": 1}}), tasks=[f"{T}."])
+    assert (err.task, err.key) == ("a", "task")
+    assert "is dataclasses.replace, which is not an allowed task" in str(err)
+    # What the module itself defines is still allowed by its prefix.
+    assert (
+        engines.run(
+            declarative.load_flow(spec(a={"task": f"{T}:Count", "inputs": {"n": 2}}), tasks=[f"{T}."])
+        )["a"]
+        == 2
+    )
+
+
+def test_a_task_key_with_a_dot_is_refused_since_a_reference_would_read_a_field(tmp_path: Path) -> None:
+    # Keys and parameters are what ${...} names, but a key "a.b" loaded: ${a.b}
+    # then read field b of task a, and task "a.b" could not be referenced at all.
+    text = f"tasks:\n  a: {{task: {T}:keyed}}\n  a.b: {{task: {T}:Count, inputs: {{n: 1}}}}\n"
+    err = load_error(write(tmp_path, text))
+    assert (err.line, err.task) == (3, "a.b")
+    assert "'a.b' cannot be named by a reference" in str(err)
+    assert "cannot be named by a reference" in str(
+        load_error({"tasks": {"": {"task": f"{T}:Count", "inputs": {"n": 1}}}})
+    )
+    err = load_error({"parameters": ["p.q"], "tasks": {"a": {"task": f"{T}:Count", "inputs": {"n": 1}}}})
+    assert err.key == "parameters" and "'p.q'" in str(err)

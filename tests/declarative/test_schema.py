@@ -35,6 +35,9 @@ BAD_SHAPES: list[dict[str, Any]] = [
     {"tasks": {"a": {"task": f"{T}:Count", "unknown": 1}}},
     {"tasks": {"a": {"task": f"{T}:Count"}}, "extra": 1},
     {"tasks": {"a": {"task": f"{T}:Count"}}, "parameters": "x"},
+    {"tasks": {"a.b": {"task": f"{T}:Count", "inputs": {"n": 1}}}},
+    {"tasks": {"": {"task": f"{T}:Count", "inputs": {"n": 1}}}},
+    {"tasks": {"a": {"task": f"{T}:Count", "inputs": {"n": "${p}"}}}, "parameters": ["p.q"]},
 ]
 
 

@@ -222,3 +222,27 @@ def test_the_list_comes_in_pages_that_walk_every_flow_once(tmp_path: Path) -> No
         ):
             refused = client.get("/api/flows", params=params)
             assert refused.status_code == 400 and words in refused.json()["error"], params
+
+
+def test_an_allowed_module_does_not_lend_the_monitor_what_it_imports(tmp_path: Path) -> None:
+    # factories=["tests.monitor."] was checked on the recorded name only: a detail
+    # naming 'tests.monitor._factories.CALLS.append' (or any function the module
+    # imports) had the monitor call it with the detail's arguments.
+    import contextlib
+
+    from flowkit.persistence import backends
+
+    url = f"sqlite:///{tmp_path}/fan.db"
+    uuid = _factories.run_fan(url)
+    with backends.backend(url) as backend, contextlib.closing(backend.get_connection()) as conn:
+        detail = conn.get_flow_details(uuid)
+        detail.meta["factory"] = {
+            "name": "tests.monitor._factories.CALLS.append",
+            "args": ["leak"],
+            "kwargs": {},
+        }
+        conn.update_flow_details(detail)
+    _factories.CALLS.clear()
+    with TestClient(create_app(url, factories=["tests.monitor."])) as client:
+        assert client.get(f"/api/flows/{uuid}/graph").json()["drawn_from"] == "events"
+    assert _factories.CALLS == []

@@ -164,9 +164,11 @@ def test_request_messages_carry_the_traceparent_only_when_given() -> None:
         protocol.decode(protocol.encode({**plain, "traceparent": 1}, None), None)
 
 
-def test_engines_without_worker_requests_are_traced_as_before() -> None:
-    # The listener only joins engines that have trace_sources (the worker-based one).
+def test_a_local_engine_takes_the_listeners_trace_context_only_while_it_is_attached() -> None:
+    # Local engines run each call in its atom's trace context (tests/cli/test_tracing.py);
+    # a detached listener leaves nothing behind.
     engine = engines.load(Echo("echo", provides="v"), store={"value": 1})
-    with TracingListener(engine):
+    with TracingListener(engine) as listener:
+        assert engine.trace_sources == [listener.traceparent]
         engine.run()
-    assert not hasattr(engine, "trace_sources")
+    assert engine.trace_sources == []

@@ -125,6 +125,8 @@ class WorkerBasedActionEngine(ActionEngine):
     """
 
     kind: ClassVar[str] = _KIND
+    # Each request carries its atom's trace context to the worker (the driver).
+    _calls_traced_here: ClassVar[bool] = False
     OPTIONS: ClassVar[frozenset[str]] = (
         ActionEngine.OPTIONS
         | _TASKFLOW

@@ -64,3 +64,63 @@ def test_a_resumed_run_names_the_failure_an_earlier_run_recorded(tmp_path: Path)
         assert (finished.cause.failure, finished.cause.event) == ("CardDeclined", failed.seq)
     finally:
         backend.close()
+
+
+class Crashes(task.Task):
+    """Interrupted the first time (a crash stand-in: it stays RUNNING), then returns."""
+
+    armed = True
+
+    def execute(self) -> str:
+        if Crashes.armed:
+            Crashes.armed = False
+            raise KeyboardInterrupt
+        return "done"
+
+
+class Clock:
+    """A wall clock that moves one second per reading, and as far as a test says."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        self.now += 1.0
+        return self.now
+
+
+def test_a_crash_and_its_resume_count_only_the_runs_active_time_not_the_downtime(tmp_path: Path) -> None:
+    # The resumed engine's preparation (RESUMING -> SUSPENDED) was logged as "the
+    # run was suspended", and the report took that SUSPENDED, in run 2, as the end
+    # of run 1: the hours between a crash and its resume counted as active time.
+    from flowkit.report import ExecutionReport
+
+    Crashes.armed = True
+    clock = Clock()
+    flow = linear_flow.Flow("f").add(Reserve("a"), Crashes("b"))
+    backend = backends.fetch({"connection": "dir", "path": str(tmp_path)})
+    try:
+        engine = engines.load(flow, backend=backend)
+        with EventLogListener(engine, clock=clock), pytest.raises(KeyboardInterrupt):
+            engine.run()
+        with contextlib.closing(backend.get_connection()) as conn:
+            detail = conn.get_flow_details(engine.storage.flow_uuid)
+        clock.now += 3600.0  # down for an hour
+        resumed = engines.load(flow, flow_detail=detail, backend=backend)
+        with EventLogListener(resumed, clock=clock) as listener:
+            resumed.run()
+        log = list(listener.log)
+        with contextlib.closing(backend.get_connection()) as conn:
+            report = ExecutionReport.from_flow_detail(conn.get_flow_details(engine.storage.flow_uuid))
+    finally:
+        backend.close()
+    prepared = [e for e in log if e.kind == "flow" and e.state == "SUSPENDED"]
+    assert prepared and all(e.cause.kind is CauseKind.ENGINE for e in prepared)
+    assert all("suspended" not in e.cause.text for e in prepared)
+    # Run 1: from its RUNNING to its last event (it never ended); run 2: RUNNING to SUCCESS.
+    run1 = [e.at for e in log if e.run == 1]
+    run2_start = next(e.at for e in log if e.run == 2 and e.kind == "flow" and e.state == "RUNNING")
+    run2_end = next(e.at for e in log if e.run == 2 and e.kind == "flow" and e.state == "SUCCESS")
+    assert report.runs == 2
+    assert report.duration == (max(run1) - min(run1)) + (run2_end - run2_start)
+    assert report.duration < 3600
