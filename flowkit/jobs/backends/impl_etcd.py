@@ -437,10 +437,30 @@ class EtcdJobBoard(NotifyingJobBoard):
     def _job_from(self, key: str, raw: bytes) -> EtcdJob | None:
         try:
             posting = _posting.loads(raw, f"{self.where} {key}")
-        except _posting.MalformedJob:
-            LOG.warning("skipping malformed job document at %s %s", self.where, key, exc_info=True)
+        except _posting.MalformedJob as error:
+            self._set_aside_malformed(key, raw, error)
             return None
         return EtcdJob(self, posting, key, backend=self._persistence)
+
+    def _set_aside_malformed(self, key: str, raw: bytes, error: _posting.MalformedJob) -> None:
+        """Move an unreadable posting to the trash (as the other boards do), with why.
+
+        TaskFlow's etcd board deletes it and fails the listing; here the
+        listing goes on and the document is kept for a person to look at.
+        """
+        LOG.warning("setting aside malformed job document %s: %s", error.location, error)
+        doc = json.dumps({"raw": raw.decode("utf-8", "replace"), "reason": str(error), "attempts": []})
+        trash_key = f"{self._trash}/{key.rsplit('/', 1)[1]}"
+        try:
+            self._txn(
+                [_exists(key + self.DATA_POSTFIX)],
+                [
+                    {"request_put": _put(trash_key, doc)},
+                    {"request_delete_range": {"key": _b64(key + self.DATA_POSTFIX)}},
+                ],
+            )
+        except Exception:  # not connected any more, or the server failed: the next listing tries again
+            LOG.debug("could not set %s aside", key, exc_info=True)
 
     def _job_state(self, job: BoardJob) -> str:
         keys = self._job_keys(job)
