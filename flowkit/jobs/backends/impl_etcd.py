@@ -396,6 +396,12 @@ class EtcdJobBoard(NotifyingJobBoard):
         owner = None if lock is None else json.loads(lock["value"]).get("owner")
         return owner, None if data is None else data["value"]
 
+    def set_last_modified(self, job: Job) -> None:
+        """Record now as ``job``'s last change (a claim does it in its own transaction)."""
+        key = self._key_of(job) + self.LAST_MODIFIED_POSTFIX
+        with self._translated(f"write the last change of job {job.uuid}"):
+            self._etcd().put(key, _last_modified_now())
+
     def get_last_modified(self, job: Job) -> bytes | None:
         """The stored ``{"last_modified": ...}`` of ``job``, or ``None``."""
         return self.get_one(self._key_of(job) + self.LAST_MODIFIED_POSTFIX)
@@ -606,7 +612,6 @@ class EtcdJobBoard(NotifyingJobBoard):
                     record["lease_id"] = lease_id
                     lock_put["lease"] = lease_id
                 lock_put["value"] = _b64(json.dumps(record))
-                now = datetime.now(UTC).strftime(_TIME_FORMAT)
                 compare = [
                     _exists(key + self.DATA_POSTFIX),
                     _absent(key + self.LOCK_POSTFIX),
@@ -615,11 +620,7 @@ class EtcdJobBoard(NotifyingJobBoard):
                 writes = [
                     {"request_put": lock_put},
                     {"request_put": _put(key + _ATTEMPTS, json.dumps([a.to_dict() for a in attempts]))},
-                    {
-                        "request_put": _put(
-                            key + self.LAST_MODIFIED_POSTFIX, json.dumps({"last_modified": now})
-                        )
-                    },
+                    {"request_put": _put(key + self.LAST_MODIFIED_POSTFIX, _last_modified_now())},
                 ]
                 if self._txn(compare, writes).get("succeeded"):
                     return claim
@@ -846,6 +847,11 @@ class _WatchStartingNotifier(notifier.Notifier):
     def register(self, *args: Any, **kwargs: Any) -> None:
         super().register(*args, **kwargs)
         self._on_register()
+
+
+def _last_modified_now() -> str:
+    """The ``.last_modified`` document for now, in TaskFlow's form (naive UTC ``strtime``)."""
+    return json.dumps({"last_modified": datetime.now(UTC).strftime(_TIME_FORMAT)})
 
 
 def _put(key: str, value: str) -> dict[str, Any]:
