@@ -106,3 +106,42 @@ def test_etcd_watch_runs_only_for_listeners_and_waiters(conf: dict[str, Any]) ->
         other.post("k")
         wait_until(lambda: heard == ["j", "k"], timeout=10)
     assert board._watch_thread is None  # type: ignore[attr-defined]
+
+
+def test_boards_racing_for_jobs_claim_each_once_and_post_unique_numbers(conf: dict[str, Any]) -> None:
+    """Four boards post and claim at once: every counter value and every job goes to one of them."""
+    import threading
+
+    boards = [backends.fetch(f"b{i}", conf) for i in range(4)]
+    for board in boards:
+        board.connect()
+    try:
+        won: list[tuple[str, str]] = []
+        posted: list[Any] = []
+        lock = threading.Lock()
+        start = threading.Barrier(len(boards))
+
+        def race(board: Any) -> None:
+            start.wait()
+            mine = [board.post(f"{board.name}-{n}") for n in range(5)]
+            with lock:
+                posted.extend(mine)
+            start.wait()
+            while (
+                got := board.claim_first(list(board.iterjobs(only_unclaimed=True)), board.name)
+            ) is not None:
+                with lock:
+                    won.append((got.job.uuid, board.name))
+
+        threads = [threading.Thread(target=race, args=(b,)) for b in boards]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert sorted(j.sequence for j in posted) == list(range(1, 21))
+        assert sorted(uuid for uuid, _ in won) == sorted(j.uuid for j in posted)
+        for uuid, who in won:
+            assert boards[0].claim_of(uuid) == base.Claim(who, 1)
+    finally:
+        for board in boards:
+            board.close()
