@@ -74,8 +74,12 @@ def test_claim_expiry_is_an_etcd_lease_that_can_be_extended_or_ended(conf: dict[
         claim = board.claim(job, "a", expiry=30)
         assert job.lease is not None  # type: ignore[attr-defined]
         assert 0 < job.expires_in() <= 30  # type: ignore[attr-defined]
+        lease = job.lease.id  # type: ignore[attr-defined]
+        assert job.extend_expiry(30)  # type: ignore[attr-defined]
+        assert job.lease.id == lease, "the same TTL again is a keep-alive of the claim's lease"  # type: ignore[attr-defined]
         assert job.extend_expiry(300)  # type: ignore[attr-defined]
         assert 30 < job.expires_in() <= 300  # type: ignore[attr-defined]
+        assert job.lease.id != lease  # type: ignore[attr-defined]
         assert board.current_claim(job) == claim, "the claim outlives its first lease"
         assert job.extend_expiry(0)  # type: ignore[attr-defined]
         assert job.state == states.UNCLAIMED

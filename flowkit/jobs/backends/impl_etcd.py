@@ -6,7 +6,7 @@ flowkit's jobs and the other way round (``<root>`` is
 
     <root>/sequence                 the posting counter (text integer)
     <root>/job7.data                the posting, JSON (with its ``sequence``)
-    <root>/job7.lock                the claim: {"owner", "token", "lease_id"?}
+    <root>/job7.lock                the claim: {"owner", "token", "lease_id"?, "ttl"?}
     <root>/job7.last_modified       {"last_modified": "<UTC time>"}: last claim
     <root>/job7.attempts            JSON list of the job's claims (flowkit's own key)
     /taskflow/.trash/<path>/job7    a trashed job: its posting, reason and attempts
@@ -148,7 +148,7 @@ class EtcdJob(BoardJob):
 
         return Lease(int(data["lease_id"]), client=self._etcd_board._etcd())
 
-    def expires_in(self) -> float:
+    def expires_in(self) -> int:
         """Seconds (whole, etcd's unit) until the current claim expires; -1 when it does not expire.
 
         Raises:
@@ -157,7 +157,7 @@ class EtcdJob(BoardJob):
         data = self._etcd_board.get_owner_data(self)
         if not data or "lease_id" not in data:
             return -1
-        return float(self._etcd_board._lease_ttl(int(data["lease_id"])))
+        return self._etcd_board._lease_ttl(int(data["lease_id"]))
 
     def extend_expiry(self, expiry: float) -> bool:
         """Make the current claim expire ``expiry`` seconds from now (rounded up to whole seconds).
@@ -574,6 +574,12 @@ class EtcdJobBoard(NotifyingJobBoard):
         result = client.post(client.get_url("/lease/grant"), json={"TTL": math.ceil(seconds), "ID": 0})
         return int(result["ID"])
 
+    def _keep_alive(self, lease_id: int) -> bool:
+        """Restart ``lease_id``'s TTL; ``False`` when it ran out already (its claim is gone)."""
+        client = self._etcd()
+        result = client.post(client.get_url("/lease/keepalive"), json={"ID": lease_id})
+        return int(result.get("result", {}).get("TTL", 0)) > 0
+
     def _revoke(self, lease_id: int) -> None:
         """Drop a lease nothing needs any more (best effort: it runs out by itself anyway)."""
         client = self._client
@@ -608,8 +614,9 @@ class EtcdJobBoard(NotifyingJobBoard):
                 lease_id = None if seconds is None else self._grant(seconds)
                 record: dict[str, Any] = {"owner": who, "token": token}
                 lock_put: dict[str, Any] = {"key": _b64(key + self.LOCK_POSTFIX)}
-                if lease_id is not None:
+                if lease_id is not None and seconds is not None:
                     record["lease_id"] = lease_id
+                    record["ttl"] = math.ceil(seconds)
                     lock_put["lease"] = lease_id
                 lock_put["value"] = _b64(json.dumps(record))
                 compare = [
@@ -631,9 +638,12 @@ class EtcdJobBoard(NotifyingJobBoard):
     def renew(self, job: Job, claim: Claim, expiry: float) -> bool:
         """Make ``claim`` expire ``expiry`` seconds from now (whole seconds, rounded up).
 
-        ``False`` if it is no longer ``job``'s current claim. A new lease
-        replaces the claim's lease (etcd cannot change a lease's TTL); an
-        ``expiry`` of no whole millisecond (0, negative) ends the claim now.
+        ``False`` if it is no longer ``job``'s current claim. The same TTL
+        as the claim's lease (a conductor extending by its claim expiry after
+        each step) is one keep-alive of the lease, as TaskFlow's
+        ``extend_expiry``; another gets a new lease (etcd cannot change a
+        lease's TTL). An ``expiry`` of no whole millisecond (0, negative)
+        ends the claim now.
 
         Raises:
             ValueError: ``expiry`` is NaN or infinite (nothing is changed).
@@ -655,11 +665,15 @@ class EtcdJobBoard(NotifyingJobBoard):
                 "mod_revision": lock["mod_revision"],
             }
             old_lease = record.get("lease_id")
+            seconds = math.ceil(ms / 1000.0)
+            if ms and old_lease is not None and record.get("ttl") == seconds:
+                # The lease already has this TTL: a keep-alive restarts it, in one request.
+                return self._keep_alive(int(old_lease))
             if ms == 0:
                 done = self._txn([guard], [{"request_delete_range": {"key": _b64(key)}}]).get("succeeded")
             else:
-                lease_id = self._grant(ms / 1000.0)
-                record["lease_id"] = lease_id
+                lease_id = self._grant(seconds)
+                record.update(lease_id=lease_id, ttl=seconds)
                 put = {"key": _b64(key), "value": _b64(json.dumps(record)), "lease": lease_id}
                 done = self._txn([guard], [{"request_put": put}]).get("succeeded")
                 if not done:
