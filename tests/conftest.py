@@ -147,6 +147,17 @@ def zookeeper_path_url(zookeeper_server: services.ZooKeeperServer) -> Iterator[s
         zookeeper_server.delete_tree(path)
 
 
+@pytest.fixture(scope="session")
+def etcd_server() -> Iterator[services.EtcdServer]:
+    """A single-member etcd server (Debian's etcd-server) of the session, data in a temp dir."""
+    server = services.EtcdServer()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()
+
+
 BACKENDS = ["memory", "dir", "sqlite", "postgresql", "zookeeper"]
 
 

@@ -1,4 +1,4 @@
-"""Real Redis, PostgreSQL and ZooKeeper servers for the functional tests.
+"""Real Redis, PostgreSQL, ZooKeeper and etcd servers for the functional tests.
 
 Each server runs from the Debian packages' programs on a free loopback port,
 in a temporary directory of its own, started without durability tricks that
@@ -33,6 +33,7 @@ from typing import Any, TypeVar
 import pytest
 
 __all__ = [
+    "EtcdServer",
     "PostgresServer",
     "RedisServer",
     "ServerError",
@@ -527,6 +528,65 @@ class PostgresServer(_Server):
         """Drop database ``name``, disconnecting whoever still uses it."""
         with self.connect(autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+class EtcdServer(_Server):
+    """A single-member ``etcd`` (Debian's etcd-server) on loopback ports, its data in the temp dir.
+
+    Two ports: clients on :attr:`port`, the (unused) peer listener on another
+    free one, so two test sessions on one machine never collide on etcd's
+    default 2379/2380.
+    """
+
+    kind = "etcd"
+
+    def _prepare(self) -> None:
+        assert self.tmpdir is not None
+        self._binary = require_binary("etcd", "etcd-server")
+
+    def _command(self) -> list[str]:
+        assert self.tmpdir is not None
+        client = f"http://127.0.0.1:{self.port}"
+        peer = f"http://127.0.0.1:{free_port()}"
+        return [
+            self._binary,
+            "--name", "flowkit-test",
+            "--data-dir", str(self.tmpdir / "data"),
+            "--listen-client-urls", client,
+            "--advertise-client-urls", client,
+            "--listen-peer-urls", peer,
+            "--initial-advertise-peer-urls", peer,
+            "--initial-cluster", f"flowkit-test={peer}",
+            "--initial-cluster-state", "new",
+            # A fresh single member need not wait out a default election timeout.
+            "--heartbeat-interval", "50",
+            "--election-timeout", "500",
+            "--log-level", "warn",
+        ]  # fmt: skip
+
+    def _is_ready(self) -> bool:
+        assert self.port is not None
+        # /health answers {"health":"true"} once the member has a leader and serves requests.
+        return b'"health":"true"' in _http_get(self.port, "/health")
+
+    @property
+    def host(self) -> str:
+        return "127.0.0.1"
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:PORT``: the client URL."""
+        return f"http://{self.host}:{self.port}"
+
+
+def _http_get(port: int, path: str, timeout: float = 1.0) -> bytes:
+    request = f"GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n".encode()
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(request)
+        chunks = []
+        while chunk := sock.recv(4096):
+            chunks.append(chunk)
+        return b"".join(chunks)
 
 
 def _user_exists(name: str) -> bool:

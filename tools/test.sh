@@ -40,6 +40,8 @@ have() {
 # Prints the Debian packages whose programs are absent, one per line.
 missing_system_packages() {
     have redis-server || echo redis-server
+    # The etcd jobboard's tests start Debian's etcd (tests/services.py).
+    have etcd || echo etcd-server
     # Debian's ZooKeeper is a set of jars run with java; no binary on PATH.
     # The tests start it as `java -cp zookeeper.jar ...` (tests/services.py).
     [ -e /usr/share/java/zookeeper.jar ] || echo zookeeper
@@ -65,7 +67,7 @@ install_system_packages() {
     local missing
     missing="$(missing_system_packages | tr '\n' ' ')"
     if [ -z "${missing// /}" ]; then
-        echo "all present: redis-server, zookeeper (java), postgresql, go, openssl, chromium, python3-venv"
+        echo "all present: redis-server, etcd-server, zookeeper (java), postgresql, go, openssl, chromium, python3-venv"
         return 0
     fi
     echo "installing: $missing"
@@ -84,7 +86,7 @@ install_system_packages() {
             apt-get install -y -q --no-install-recommends $missing
 }
 
-banner "Debian packages (redis-server, zookeeper, postgresql, go)"
+banner "Debian packages (redis-server, etcd-server, zookeeper, postgresql, go)"
 if [ "${FLOWKIT_SKIP_SYSTEM_PACKAGES:-}" = "1" ]; then
     echo "skipped (FLOWKIT_SKIP_SYSTEM_PACKAGES=1)"
 elif ! install_system_packages; then

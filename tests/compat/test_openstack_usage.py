@@ -717,6 +717,7 @@ def octavia_conductor(
     jobs: int = 1,
     fail: bool = False,
     stop_midway: bool = False,
+    etcd: tuple[str, int] | None = None,
 ) -> dict[str, Any]:
     """Octavia's poster and conductor on a Redis board with an SQL persistence backend.
 
@@ -731,6 +732,8 @@ def octavia_conductor(
     posted before the conductor starts; it stops once all are done. With ``fail``
     the flow's task fails and the flow reverts; with ``stop_midway`` the conductor is
     stopped while the first task runs (the flow is suspended and the job given back).
+    With ``etcd`` (host, port) the board is Octavia's etcd one instead (its
+    ``etcd_taskflow_driver``: ``host``, ``port``, ``path``, ``ttl``).
     """
     engines, states, excs = lib(root, "engines"), lib(root, "states"), lib(root, "exceptions")
     impl_blocking, job_backends = lib(root, "conductors.backends.impl_blocking"), lib(root, "jobs.backends")
@@ -801,6 +804,16 @@ def octavia_conductor(
         **REDIS_SSL_DEFAULTS,
         "sentinel_kwargs": dict(REDIS_SSL_DEFAULTS),
     }
+    if etcd is not None:
+        # Octavia's EtcdTaskFlowDriver: its namespace is the board's path, its expiration the ttl.
+        conf = {
+            "board": "etcd",
+            "host": etcd[0],
+            "port": etcd[1],
+            "path": f"octavia_{root}_{uuid.uuid4().hex}",
+            "ttl": 30,
+        }
+    board_name = f"octavia_{root}"
     persistence = persistence_backends.fetch(
         {
             "connection": f"sqlite:///{db}",
@@ -821,7 +834,7 @@ def octavia_conductor(
     try:
         with (
             recording(executor_log) as records,
-            job_backends.backend(conf["namespace"], conf, persistence=persistence) as board,
+            job_backends.backend(board_name, conf, persistence=persistence) as board,
         ):
             for _ in range(jobs):
                 job_id = str(uuid.uuid4())
@@ -918,6 +931,21 @@ def test_octavia_conductor_logs_each_claim_it_tries_once_alike(
     ours = octavia_conductor("flowkit", redis_flushed_url, tmp_path / "flowkit.db", jobs=3)
     assert theirs == ours
     assert ours["job lines"].count(("DEBUG", "Trying to claim job: <job JOB>")) == 3
+
+
+@pytest.mark.parametrize("outcome", ["complete", "reverted", "stopped midway"])
+def test_octavia_conductor_runs_alike_on_an_etcd_board(
+    etcd_server: Any, redis_flushed_url: str, tmp_path: Path, outcome: str
+) -> None:
+    options = {"fail": outcome == "reverted", "stop_midway": outcome == "stopped midway"}
+    etcd = (etcd_server.host, etcd_server.port)
+    theirs = octavia_conductor("taskflow", redis_flushed_url, tmp_path / "taskflow.db", etcd=etcd, **options)
+    ours = octavia_conductor("flowkit", redis_flushed_url, tmp_path / "flowkit.db", etcd=etcd, **options)
+    assert theirs == ours
+    if outcome == "stopped midway":
+        assert ours["left"] == ["octavia_amphora_flow-UUID"]
+    else:
+        assert ours["done"] == [("JOB", "COMPLETE"), "logbook destroyed"]
 
 
 # -- Octavia: one kazoo client made with kazoo_utils, shared by its ZooKeeper jobboards -------

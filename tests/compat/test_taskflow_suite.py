@@ -36,7 +36,9 @@ KNOWN_DIFFERENCES = Path(__file__).with_name("taskflow_known_differences.txt")
 
 # TaskFlow's unit-test modules that cover its public API (paths under tests/unit).
 # Left out: conductors, workers, utils and the other jobs modules (their own issues, or
-# private; the ZooKeeper board's tests read TaskFlow's node layout, which flowkit's differs from).
+# private; the ZooKeeper board's tests read TaskFlow's node layout, which flowkit's differs from;
+# the etcd board's mock TaskFlow's own client calls: tests/compat/test_taskflow_etcd_oracle.py
+# runs TaskFlow's etcd board against flowkit's on a real etcd instead).
 MODULES = (
     "patterns/test_graph_flow.py",
     "patterns/test_linear_flow.py",

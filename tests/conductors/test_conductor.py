@@ -446,10 +446,11 @@ def _board_of(kind: str, request: pytest.FixtureRequest) -> Any:
 
     board = job_backends.fetch("board", board_conf(kind, request))
     board.connect()
+    request.addfinalizer(board.close)
     return board
 
 
-@pytest.mark.parametrize("kind", ["memory", "redis"])
+@pytest.mark.parametrize("kind", ["memory", "redis", "etcd"])
 def test_by_default_a_conductor_calls_whatever_factory_a_job_names_as_taskflows(
     kind: str, request: pytest.FixtureRequest, persistence: Backend, tmp_path: Path
 ) -> None:
@@ -461,7 +462,7 @@ def test_by_default_a_conductor_calls_whatever_factory_a_job_names_as_taskflows(
     assert mark.exists()
 
 
-@pytest.mark.parametrize("kind", ["memory", "redis"])
+@pytest.mark.parametrize("kind", ["memory", "redis", "etcd"])
 def test_a_conductor_given_factories_calls_no_other_and_sets_that_job_aside(
     kind: str, request: pytest.FixtureRequest, persistence: Backend, tmp_path: Path
 ) -> None:

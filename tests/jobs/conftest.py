@@ -1,8 +1,8 @@
-"""Boards for the jobboard contract suite: memory, and Redis and ZooKeeper on real servers.
+"""Boards for the jobboard contract suite: memory, and Redis, ZooKeeper and etcd on real servers.
 
 ``make_board()`` returns a connected board; called again in the same test it
 returns another board over the same jobs (another client of the same Redis
-namespace or ZooKeeper path; the same object for memory, which has no other
+namespace, ZooKeeper path or etcd path; the same object for memory, which has no other
 way to share), as two conductors on two hosts would see it.
 """
 
@@ -18,7 +18,7 @@ from flowkit.jobs import backends
 from flowkit.jobs.base import JobBoard
 from tests import services
 
-BOARD_KINDS = ["memory", "redis", "zookeeper"]
+BOARD_KINDS = ["memory", "redis", "zookeeper", "etcd"]
 
 MakeBoard = Callable[..., JobBoard]
 
@@ -32,6 +32,9 @@ def board_conf(kind: str, request: pytest.FixtureRequest) -> dict[str, Any]:
         server: services.RedisServer = request.getfixturevalue("redis_server")
         server.start()
         return {"board": "redis", "host": "127.0.0.1", "port": server.port, "namespace": f"test-{unique}"}
+    if kind == "etcd":
+        server_etcd: services.EtcdServer = request.getfixturevalue("etcd_server")
+        return {"board": "etcd", "host": server_etcd.host, "port": server_etcd.port, "path": f"test-{unique}"}
     server_zk: services.ZooKeeperServer = request.getfixturevalue("zookeeper_server")
     return {
         "board": "zookeeper",
@@ -55,6 +58,8 @@ def make_board(board_kind: str, request: pytest.FixtureRequest) -> Iterator[Make
         services.require_module("redis", "redis")
     if board_kind == "zookeeper":
         services.require_module("kazoo", "kazoo")
+    if board_kind == "etcd":
+        services.require_module("etcd3gw", "etcd3gw")
     conf = board_conf(board_kind, request)
     made: list[JobBoard] = []
 

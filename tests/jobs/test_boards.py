@@ -59,10 +59,12 @@ def test_memory_claim_expires_on_the_boards_clock() -> None:
     ]
 
 
-@pytest.mark.parametrize("kind", ["redis", "zookeeper"])
+@pytest.mark.parametrize("kind", ["redis", "zookeeper", "etcd"])
 def test_claim_of_a_holder_that_went_away_is_lost(kind: str, request: pytest.FixtureRequest) -> None:
     conf = board_conf(kind, request)
-    holder = backends.fetch("holder", {**conf, "claim_expiry": 1.0, "timeout": 1.0})
+    # etcd: the claim's lease (TaskFlow's ``ttl``) runs out, holder or not.
+    extra = {"ttl": 1} if kind == "etcd" else {"claim_expiry": 1.0, "timeout": 1.0}
+    holder = backends.fetch("holder", {**conf, **extra})
     other = backends.fetch("other", conf)
     holder.connect()
     other.connect()
@@ -72,7 +74,7 @@ def test_claim_of_a_holder_that_went_away_is_lost(kind: str, request: pytest.Fix
         [seen] = list(other.iterjobs())
         assert seen.state == states.CLAIMED
         holder.close()  # ...and lost once it is gone (ZooKeeper: session closed; Redis: key expires)
-        wait_until(lambda: seen.state == states.UNCLAIMED, timeout=5)
+        wait_until(lambda: seen.state == states.UNCLAIMED, timeout=10)
         second = other.claim(seen, "b")
         assert second.token > first.token
         assert [a.end for a in other.attempts(seen)] == [base.AttemptEnd.LOST, base.AttemptEnd.OPEN]
@@ -540,11 +542,13 @@ def test_redis_register_entity_never_fails_and_writes_once_redis_answers(
 def _write_stray_document(kind: str, board: Any, raw: bytes) -> None:
     if kind == "redis":
         board._redis().hset(board._listings, "not-a-job", raw)
+    elif kind == "etcd":
+        board._etcd().put(f"{board.root_path}/job999.data", raw)
     else:
         board._zk().create(f"{board.path}/job", raw, sequence=True)
 
 
-@pytest.mark.parametrize("kind", ["redis", "zookeeper"])
+@pytest.mark.parametrize("kind", ["redis", "zookeeper", "etcd"])
 @pytest.mark.parametrize(
     "raw", [b"\x80 not json", b"[1, 2]", json.dumps({"uuid": "u", "name": "n"}).encode()]
 )

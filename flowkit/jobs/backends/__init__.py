@@ -2,7 +2,7 @@
 
 ``fetch("my-board", {"board": "redis", "host": "127.0.0.1"}, persistence=...)``
 makes a board; so does ``fetch("my-board", "redis://127.0.0.1:6379/0")``. Built-in
-kinds (``memory``, ``redis``, ``zookeeper``) resolve from a table here, so they
+kinds (``memory``, ``redis``, ``zookeeper``, ``etcd``) resolve from a table here, so they
 work from a source tree; others come from the ``flowkit.jobboards`` entry-point
 group (name = kind, value = a :class:`~flowkit.jobs.base.JobBoard` class).
 Nothing connects until the board's ``connect()``.
@@ -26,6 +26,8 @@ BOARD_NAMESPACE = "flowkit.jobboards"
 """The entry-point group board kinds are registered in."""
 
 _BUILTIN: dict[str, str] = {
+    "etcd": "flowkit.jobs.backends.impl_etcd:EtcdJobBoard",
+    "etcds": "flowkit.jobs.backends.impl_etcd:EtcdJobBoard",
     "memory": "flowkit.jobs.backends.impl_memory:MemoryJobBoard",
     "redis": "flowkit.jobs.backends.impl_redis:RedisJobBoard",
     "rediss": "flowkit.jobs.backends.impl_redis:RedisJobBoard",

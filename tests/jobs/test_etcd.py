@@ -1,0 +1,151 @@
+"""What only the etcd board does: TaskFlow's key layout, leased claims, the lazy watch, its URL."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from flowkit import exceptions as exc
+from flowkit import states
+from flowkit.jobs import backends, base
+from tests import services
+from tests.conftest import wait_until
+from tests.jobs.conftest import board_conf
+
+
+@pytest.fixture
+def conf(request: pytest.FixtureRequest) -> dict[str, Any]:
+    services.require_module("etcd3gw", "etcd3gw")
+    return board_conf("etcd", request)
+
+
+def test_etcd_board_is_found_by_kind_and_url() -> None:
+    from flowkit.jobs.backends.impl_etcd import EtcdJobBoard
+
+    board = backends.fetch("b", "etcd://etcd.example:2390/octavia")
+    assert isinstance(board, EtcdJobBoard)
+    assert board.where == "http://etcd.example:2390/taskflow/jobs/octavia"
+    assert board.root_path == "/taskflow/jobs/octavia"
+    assert board.trash_path == "/taskflow/.trash/octavia"
+    tls = backends.fetch("b", {"board": "etcd", "host": "h", "port": "2379", "protocol": "https"})
+    assert tls.where == "https://h:2379/taskflow/jobs/jobboard"  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match="'port'.*'many'"):
+        backends.fetch("b", {"board": "etcd", "port": "many"})
+
+
+def test_unreachable_etcd_board_names_its_address() -> None:
+    services.require_module("etcd3gw", "etcd3gw")
+    port = services.free_port()
+    board = backends.fetch("b", {"board": "etcd", "host": "127.0.0.1", "port": port, "timeout": 2})
+    with pytest.raises(exc.JobFailure, match=f"'b' at http://127.0.0.1:{port}/taskflow/jobs/jobboard"):
+        board.connect()
+    assert not board.connected
+
+
+def test_jobs_are_kept_under_taskflows_keys(conf: dict[str, Any]) -> None:
+    with backends.backend("b", conf) as board:
+        job = board.post("j", details={"x": 1})
+        root = board.root_path  # type: ignore[attr-defined]
+        assert job.key == f"{root}/job1"  # type: ignore[attr-defined]
+        assert board.get_one(f"{root}/sequence") == b"1"  # type: ignore[attr-defined]
+        posting = json.loads(board.get_data(job))  # type: ignore[attr-defined]
+        assert (posting["uuid"], posting["name"], posting["sequence"], posting["priority"]) == (
+            job.uuid,
+            "j",
+            1,
+            "NORMAL",
+        )
+        board.claim(job, "a")
+        assert board.get_owner_and_data(job)[0] == "a"  # type: ignore[attr-defined]
+        assert job.last_modified is not None and job.last_modified >= job.created_on
+        board.trash(job, "a", reason="poison")
+        trashed = json.loads(board.get_one(f"{board.trash_path}/job1"))  # type: ignore[attr-defined]
+        assert (trashed["uuid"], trashed["reason"]) == (job.uuid, "poison")
+
+
+def test_claim_expiry_is_an_etcd_lease_that_can_be_extended_or_ended(conf: dict[str, Any]) -> None:
+    with backends.backend("b", conf) as board:
+        forever = board.post("forever")
+        board.claim(forever, "a")
+        assert forever.lease is None and forever.expires_in() == -1  # type: ignore[attr-defined]
+        job = board.post("j")
+        claim = board.claim(job, "a", expiry=30)
+        assert job.lease is not None  # type: ignore[attr-defined]
+        assert 0 < job.expires_in() <= 30  # type: ignore[attr-defined]
+        lease = job.lease.id  # type: ignore[attr-defined]
+        assert job.extend_expiry(30)  # type: ignore[attr-defined]
+        assert job.lease.id == lease, "the same TTL again is a keep-alive of the claim's lease"  # type: ignore[attr-defined]
+        assert job.extend_expiry(300)  # type: ignore[attr-defined]
+        assert 30 < job.expires_in() <= 300  # type: ignore[attr-defined]
+        assert job.lease.id != lease  # type: ignore[attr-defined]
+        assert board.current_claim(job) == claim, "the claim outlives its first lease"
+        assert job.extend_expiry(0)  # type: ignore[attr-defined]
+        assert job.state == states.UNCLAIMED
+        assert not job.extend_expiry(30)  # type: ignore[attr-defined]
+        assert [a.end for a in board.attempts(job)] == [base.AttemptEnd.LOST]
+
+
+def test_a_claim_whose_lease_runs_out_frees_the_job_for_another(conf: dict[str, Any]) -> None:
+    with backends.backend("b", conf) as board, backends.backend("o", conf) as other:
+        job = board.post("j")
+        first = board.claim(job, "a", expiry=1)
+        [seen] = list(other.iterjobs())
+        with pytest.raises(exc.UnclaimableJob, match="'a'"):
+            other.claim(seen, "b")
+        wait_until(lambda: seen.state == states.UNCLAIMED, timeout=10)
+        assert other.claim(seen, "b").token > first.token
+        with pytest.raises(base.ClaimLost):
+            board.consume(job, "a", claim=first)
+
+
+def test_etcd_watch_runs_only_for_listeners_and_waiters(conf: dict[str, Any]) -> None:
+    with backends.backend("b", conf) as board, backends.backend("o", conf) as other:
+        board.post("j")
+        assert board._watch_thread is None  # type: ignore[attr-defined]
+        heard: list[str] = []
+        board.notifier.register(base.POSTED, lambda _event, details: heard.append(details["job"].name))  # type: ignore[attr-defined]
+        assert board._watch_thread is not None  # type: ignore[attr-defined]
+        other.post("k")
+        wait_until(lambda: heard == ["j", "k"], timeout=10)
+    assert board._watch_thread is None  # type: ignore[attr-defined]
+
+
+def test_boards_racing_for_jobs_claim_each_once_and_post_unique_numbers(conf: dict[str, Any]) -> None:
+    """Four boards post and claim at once: every counter value and every job goes to one of them."""
+    import threading
+
+    boards = [backends.fetch(f"b{i}", conf) for i in range(4)]
+    for board in boards:
+        board.connect()
+    try:
+        won: list[tuple[str, str]] = []
+        posted: list[Any] = []
+        lock = threading.Lock()
+        start = threading.Barrier(len(boards))
+
+        def race(board: Any) -> None:
+            start.wait()
+            mine = [board.post(f"{board.name}-{n}") for n in range(5)]
+            with lock:
+                posted.extend(mine)
+            start.wait()
+            while (
+                got := board.claim_first(list(board.iterjobs(only_unclaimed=True)), board.name)
+            ) is not None:
+                with lock:
+                    won.append((got.job.uuid, board.name))
+
+        threads = [threading.Thread(target=race, args=(b,)) for b in boards]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert sorted(j.sequence for j in posted) == list(range(1, 21))
+        assert sorted(uuid for uuid, _ in won) == sorted(j.uuid for j in posted)
+        for uuid, who in won:
+            assert boards[0].claim_of(uuid) == base.Claim(who, 1)
+    finally:
+        for board in boards:
+            board.close()
