@@ -22,8 +22,10 @@ Run as ``python -m tests.persistence._torture URL BOOK MODE ENGINE FLOW POINT MA
 ``resume`` carries on that logbook's only flow detail. When the run ends the
 child prints one JSON line (the flow state and ``storage.fetch_all()``).
 
-Conductor processes import this module too: there the point, marker and
-log come from the ``FLOWKIT_TORTURE_*`` environment variables.
+``python -m tests.persistence._torture --conductor ARGS`` is ``flowkit ARGS``
+with one more point, ``finish``, as each job's run ends (before it is
+consumed). In conductor processes the point, marker and log come from the
+``FLOWKIT_TORTURE_*`` environment variables.
 """
 
 from __future__ import annotations
@@ -252,8 +254,14 @@ def _listen(engine: Any) -> None:
     engine.notifier.register(engine.notifier.ANY, lambda state, details: hold_if_chosen(f"flow:{state}"))
 
 
-def run(backend: Any, book_uuid: str, mode: str, engine_kind: str, flow: str) -> dict[str, Any]:
-    """Start (``mode`` ``start``) or resume the flow of logbook ``book_uuid``; return its outcome."""
+def run(
+    backend: Any, book_uuid: str, mode: str, engine_kind: str, flow: str, listen: bool = True
+) -> dict[str, Any]:
+    """Start (``mode`` ``start``) or resume the flow of logbook ``book_uuid``; return its outcome.
+
+    ``listen``: make state changes points (a listener changes which path the engine
+    takes, so a run that need not hold at one has none, as most production runs).
+    """
     _watch(backend)
     if mode == "start":
         book = models.LogBook("torture", uuid=book_uuid)
@@ -265,7 +273,8 @@ def run(backend: Any, book_uuid: str, mode: str, engine_kind: str, flow: str) ->
             (found,) = list(conn.get_flows_for_book(book_uuid, lazy=True))
             flow_detail = conn.get_flow_details(found.uuid)
         engine = engines.load_from_detail(flow_detail, backend=backend, engine=engine_kind)
-    _listen(engine)
+    if listen:
+        _listen(engine)
     error = None
     try:
         engine.run()
@@ -278,14 +287,36 @@ def run(backend: Any, book_uuid: str, mode: str, engine_kind: str, flow: str) ->
     return {"state": engine.storage.get_flow_state(), "results": results, "error": error}
 
 
+def conductor_main(argv: list[str]) -> int:
+    """``flowkit ARGV`` (a conductor) whose jobs pass point ``finish`` as their run ends.
+
+    The point comes after the flow's last write and before the job is consumed
+    (or given back): a conductor killed there leaves a finished flow on a job
+    still claimed by nobody.
+    """
+    from flowkit.cli import main as cli_main
+    from flowkit.conductors.backends import impl_executor
+
+    finish = impl_executor.ExecutorConductor._finish
+
+    def held_finish(self: Any, *args: Any, **kwargs: Any) -> None:
+        hold_if_chosen("finish")
+        finish(self, *args, **kwargs)
+
+    impl_executor.ExecutorConductor._finish = held_finish  # type: ignore[method-assign]
+    return int(cli_main(argv) or 0)
+
+
 def main(argv: list[str]) -> int:
     url, book_uuid, mode, engine_kind, flow, point, marker, log = argv
     configure(log, None if point == "-" else point, marker)
     with contextlib.closing(backends.fetch({"connection": url})) as backend:
-        outcome = run(backend, book_uuid, mode, engine_kind, flow)
+        outcome = run(backend, book_uuid, mode, engine_kind, flow, point.startswith(("atom:", "flow:")))
     print(json.dumps(outcome, default=repr), flush=True)
     return 0
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--conductor"]:
+        sys.exit(conductor_main(sys.argv[2:]))
     sys.exit(main(sys.argv[1:]))

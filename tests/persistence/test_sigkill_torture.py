@@ -124,6 +124,10 @@ def atoms_of(atoms: Any) -> dict[str, tuple[str, Any]]:
     return {atom.name: (atom.state, plain(atom.results)) for atom in atoms}
 
 
+def board_kind(url: str) -> str:
+    return url.split(":", maxsplit=1)[0]
+
+
 def stored(backend: Any, book: str) -> tuple[str, dict[str, models.AtomDetail]]:
     """The stored flow state and atom details of logbook ``book``'s only flow (a fresh read)."""
     with contextlib.closing(backend.get_connection()) as conn:
@@ -186,7 +190,7 @@ def check_after_resume(
         allowed = {0, 1} if name in in_doubt[action] else {0}
         assert extra in allowed, (
             f"{name}: {action} ran {total[action, name]} times, {ref.calls[action, name]} in a run "
-            f"without a kill (it was stored {at_kill[name].state if name in at_kill else 'nowhere'} at the kill)"
+            f"without a kill (stored {at_kill[name].state if name in at_kill else 'nowhere'} at the kill)"
         )
     if flow in _torture.RETRIED:
         return
@@ -221,12 +225,16 @@ def kill_when_held(proc: subprocess.Popen[str], marker: Path, what: str) -> None
     proc.communicate()
 
 
-def torture(url: str, flow: str, engine: str, seed: int, tmp: Path) -> None:
+def torture(
+    url: str, flow: str, engine: str, seed: int, tmp: Path, point: str | None = None, resume_on: str = ""
+) -> None:
+    """Kill a run of ``flow`` at ``point`` (else one chosen by ``seed``), resume it, check everything."""
     rng = random.Random(f"{flow}-{engine}-{seed}")
     ref = reference(flow, engine)
     # Killed before the load's write there is nothing to resume (test_durability covers it).
-    point = rng.choice([p for p in ref.points if p != "write-before#1"])
+    choice = rng.choice([p for p in ref.points if p != "write-before#1"])
     resume_engine = rng.choice(ENGINES)
+    point, resume_engine = point or choice, resume_on or resume_engine
     book = str(uuid.uuid4())
     case = f"flow={flow} engine={engine} seed={seed} point={point} resumed on {resume_engine}"
     try:
@@ -299,8 +307,8 @@ def conductors(
     try:
         for name in ("c1", "c2"):
             command = [
-                sys.executable, "-m", "flowkit", "-v", "conductor", "--board", url,
-                "--connection", connection, "--name", name, "--claim-expiry", str(EXPIRY),
+                sys.executable, "-m", "tests.persistence._torture", "--conductor", "-v", "conductor",
+                "--board", url, "--connection", connection, "--name", name, "--claim-expiry", str(EXPIRY),
                 "--wait-timeout", "0.05",
             ]  # fmt: skip
             with open(tmp / f"{name}.log", "wb") as log:
@@ -325,12 +333,31 @@ def conductors(
 def test_a_conductor_killed_mid_job_at_a_seeded_point_is_taken_over_as_if_never_killed(
     board_url: str, seed: int, tmp_path: Path
 ) -> None:
-    rng = random.Random(f"conductor-{board_url.split(':')[0]}-{seed}")
+    rng = random.Random(f"conductor-{board_kind(board_url)}-{seed}")
     flow = rng.choice(["linear_fails", "retried"])
     ref = reference(flow, "serial")
-    # A conductor's engine has no listener of ours nor a watched backend: only the tasks' points.
-    point = rng.choice([p for p in ref.points if p.startswith(("exec-", "revert-"))])
-    case = f"conductor: flow={flow} seed={seed} point={point} board={board_url.split(':')[0]}"
+    # A conductor's engine has no listener of ours nor a watched backend: the tasks' points,
+    # and the end of the job's run (the flow finished, the job not yet consumed).
+    point = rng.choice([p for p in ref.points if p.startswith(("exec-", "revert-"))] + ["finish#1"])
+    conductor_torture(board_url, flow, point, f"seed={seed}", tmp_path)
+
+
+@pytest.mark.parametrize("flow", ["linear_fails", "linear_ok"])
+def test_a_conductor_killed_after_its_flow_ended_before_consuming_the_job_runs_nothing_again(
+    board_url: str, flow: str, tmp_path: Path
+) -> None:
+    """The job's flow ended (reverted or succeeded) and its conductor died: the next one runs nothing.
+
+    A REVERTED flow detail, run again, starts over (as in TaskFlow): the
+    conductor that took the job over ran every task a second time.
+    """
+    conductor_torture(board_url, flow, "finish#1", "fixed", tmp_path)
+
+
+def conductor_torture(board_url: str, flow: str, point: str, seed: str, tmp_path: Path) -> None:
+    """Post ``flow`` as a job for two conductors; kill the one that reaches ``point``; check the rest."""
+    ref = reference(flow, "serial")
+    case = f"conductor: flow={flow} {seed} point={point} board={board_kind(board_url)}"
     connection = f"sqlite:///{tmp_path / 'flows.db'}"
     marker, log = tmp_path / "held", tmp_path / "calls.log"
     env = {
