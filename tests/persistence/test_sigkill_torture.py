@@ -348,8 +348,8 @@ def test_a_conductor_killed_after_its_flow_ended_before_consuming_the_job_runs_n
 ) -> None:
     """The job's flow ended (reverted or succeeded) and its conductor died: the next one runs nothing.
 
-    A REVERTED flow detail, run again, starts over (as in TaskFlow): the
-    conductor that took the job over ran every task a second time.
+    A REVERTED flow detail run again starts over (as in TaskFlow): the
+    conductor taking the job over used to run every task a second time.
     """
     conductor_torture(board_url, flow, "finish#1", "fixed", tmp_path)
 
