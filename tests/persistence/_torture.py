@@ -276,10 +276,12 @@ def run(
     if listen:
         _listen(engine)
     error = None
-    try:
-        engine.run()
-    except Exception as err:
-        error = f"{type(err).__name__}: {err}"
+    # A run found REVERTED has ended: run again it would start over (doc/persistence.rst).
+    if mode == "start" or engine.storage.get_flow_state() != states.REVERTED:
+        try:
+            engine.run()
+        except Exception as err:
+            error = f"{type(err).__name__}: {err}"
     results = {
         name: {"failure": list(value.exception_type_names)} if isinstance(value, Failure) else value
         for name, value in engine.storage.fetch_all().items()
