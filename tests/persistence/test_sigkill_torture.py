@@ -212,17 +212,24 @@ def child(
     return subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def kill_when_held(proc: subprocess.Popen[str], marker: Path, what: str) -> None:
-    """Wait for ``proc`` to hold at its point (its marker exists), then SIGKILL it."""
+def kill_when_held(proc: subprocess.Popen[str], marker: Path, what: str, may_miss: bool = False) -> bool:
+    """Wait for ``proc`` to hold at its point (its marker exists), then SIGKILL it.
+
+    Returns False if ``proc`` ended without reaching its point, which only a
+    ``may_miss`` point may do; anything else is an assertion error.
+    """
     services.wait_until(
         lambda: marker.exists() or proc.poll() is not None, PATIENCE, 0.005, message=f"{what} held"
     )
     if not marker.exists():
         out, err = proc.communicate()
+        if may_miss and proc.returncode == 0:
+            return False
         raise AssertionError(f"{what} ended ({proc.returncode}) without reaching its point:\n{out}\n{err}")
     os.kill(proc.pid, signal.SIGKILL)
     assert proc.wait(PATIENCE) == -signal.SIGKILL
     proc.communicate()
+    return True
 
 
 def torture(
@@ -241,7 +248,11 @@ def torture(
         with contextlib.closing(backends.fetch({"connection": url})) as backend:
             with contextlib.closing(backend.get_connection()) as conn:
                 conn.upgrade()
-            kill_when_held(child(url, book, "start", engine, flow, point, tmp), tmp / "held", "the first run")
+            # On the parallel engine atoms ending together share a write: a run may make
+            # fewer writes than the reference did. It then ends unkilled, and is checked so.
+            may_miss = engine == "parallel" and point.startswith("write-")
+            first = child(url, book, "start", engine, flow, point, tmp)
+            kill_when_held(first, tmp / "held", "the first run", may_miss)
             _, at_kill = stored(backend, book)
             before = calls_in(tmp / "calls.log")
             check_at_kill(flow, ref, at_kill, before)
