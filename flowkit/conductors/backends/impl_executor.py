@@ -320,6 +320,8 @@ class ExecutorConductor(Conductor):
         except Exception as error:  # any other loading error means this job can never run
             kind = _public_type_name(error)
             return Outcome(Verdict.TRASH, f"cannot load the job's flow: {kind}: {error}")
+        if engine.storage.get_flow_state() == states.REVERTED:
+            return self._already_reverted(job, engine)
         details = {"job": job, "engine": engine}
         listeners = self._listeners_from_job(job, engine)
         for listener in listeners:
@@ -330,6 +332,24 @@ class ExecutorConductor(Conductor):
         finally:
             for listener in reversed(listeners):
                 listener.deregister()
+
+    def _already_reverted(self, job: Job, engine: Any) -> Outcome:
+        """Consume ``job`` without running its flow, which ended ``REVERTED`` already.
+
+        A REVERTED flow run again starts over (TaskFlow's rule), every task's
+        work done a second time. The flow of a job still on the board ends
+        REVERTED when the conductor that ran it died (SIGKILL, lost host)
+        after the flow's last write and before it could consume the job: the
+        conductor taking the job over must finish that job, not run it anew.
+        Nothing tells that case from a job posted on a flow reverted earlier,
+        so neither runs; a flow to run again is reset first (``engine.reset()``).
+        """
+        reason = (
+            f"flow '{engine.storage.flow_name}' ({engine.storage.flow_uuid}) ended REVERTED already: "
+            "consumed without running it again"
+        )
+        self._log.info("job %s: %s", job, reason)
+        return Outcome(Verdict.CONSUME, reason)
 
     def _run_engine(self, job: Job, engine: Any, details: dict[str, Any]) -> Outcome:
         def run() -> None:
