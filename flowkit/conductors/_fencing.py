@@ -193,6 +193,8 @@ class FencedBackend(Backend):
         self._lock = threading.Lock()
         #: Flow details whose store-side fence this backend took (their writes carry it).
         self.fenced_flows: set[str] = set()
+        #: Of those, the ones an earlier claim of this same job had fenced: this job ran them before.
+        self.run_before: set[str] = set()
 
     def take(self, fd_uuid: str) -> FlowDetail:
         """Read flow detail ``fd_uuid``, first taking its store-side fence when the store has them.
@@ -213,9 +215,12 @@ class FencedBackend(Backend):
             # A claim lost meanwhile is caught by the store (a later claim holds the fence)
             # or by the board check before the first write; no round trip needed here.
             self.fence.check_cheaply()
+            before = _fence_or_none(conn, fd_uuid)
             flow_detail = self._fence(conn, fd_uuid)
         with self._lock:
             self.fenced_flows.add(fd_uuid)
+            if before is not None and before.holder == self.fence.job.uuid:
+                self.run_before.add(fd_uuid)
         return flow_detail
 
     def _fence(self, conn: Connection, fd_uuid: str) -> FlowDetail:
@@ -266,6 +271,18 @@ class FencedBackend(Backend):
         for conn in handed_out:
             if not conn.closed:
                 conn.close()
+
+
+def _fence_or_none(conn: Connection, fd_uuid: str) -> WriteFence | None:
+    """The flow detail's fence now; None also from a third-party store that cannot say.
+
+    Only this job's claims write fences held by this job, and this one holds
+    the claim now: a fence of this job read here is an earlier claim's.
+    """
+    try:
+        return conn.flow_fence(fd_uuid)
+    except NotImplementedError:
+        return None
 
 
 def _takes_take_over(conn: Connection) -> bool:

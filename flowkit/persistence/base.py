@@ -337,6 +337,18 @@ class Connection(ABC):
         """
         raise NotImplementedError(f"{type(self).__name__} does not support write fences")
 
+    def flow_fence(self, fd_uuid: str) -> WriteFence | None:
+        """The write fence flow detail ``fd_uuid`` holds now (None: never fenced).
+
+        A conductor taking a job over reads it to tell whether an earlier
+        claim of that same job already ran the flow.
+
+        Raises:
+            NotFound: no such flow detail.
+            NotImplementedError: this backend has no write fences.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not support write fences")
+
     def save_flow_progress_fenced(
         self,
         flow_detail: FlowDetail,

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from flowkit import task
+from flowkit import exceptions, task
 from flowkit.conductors import in_doubt
 from flowkit.patterns import linear_flow
 
@@ -91,6 +91,18 @@ class Boom(task.Task):
 
 def failing() -> linear_flow.Flow:
     return linear_flow.Flow("failing").add(Boom(name="Boom"))
+
+
+class BoomNotConsumed(Boom):
+    """Fails with an ExecutionFailure, after which a conductor gives its job back (as TaskFlow's)."""
+
+    def execute(self, calls: str) -> None:
+        log_call(calls, self.name, "execute")
+        raise exceptions.ExecutionFailure("the cluster is down")
+
+
+def failing_not_consumed() -> linear_flow.Flow:
+    return linear_flow.Flow("failing-not-consumed").add(BoomNotConsumed(name="Boom"))
 
 
 class Charge(task.Task):

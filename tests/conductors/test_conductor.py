@@ -221,6 +221,39 @@ def test_a_failed_flow_is_reverted_and_its_job_consumed(persistence: Backend, tm
     assert [c["action"] for c in flows.read_calls(calls)] == ["execute", "revert"]
 
 
+def test_a_new_job_for_a_flow_reverted_before_runs_it_again_as_on_taskflow(
+    persistence: Backend, tmp_path: Path
+) -> None:
+    # Only a job whose own earlier claim reverted the flow is consumed without a run
+    # (its conductor died before consuming it): a job posted afterwards starts it over.
+    board = make_board()
+    calls = str(tmp_path / "calls")
+    first, fd = post_flow(board, persistence, flows.failing, job_store={"calls": calls})
+    conductor = conductors.backends.fetch("blocking", "c", board, persistence=persistence)
+    conductor.run(max_dispatches=1)
+    assert first.state == states.COMPLETE and flow_state(persistence, fd)[0] == states.REVERTED
+    assert first.book is not None
+    again = board.post("again", book=first.book, details={"store": {"calls": calls}})
+    conductor.run(max_dispatches=1)
+    assert again.state == states.COMPLETE
+    assert [c["action"] for c in flows.read_calls(calls)] == ["execute", "revert"] * 2
+
+
+def test_a_job_given_back_after_its_flow_reverted_runs_it_again_as_on_taskflow(
+    persistence: Backend, tmp_path: Path
+) -> None:
+    # Failures that all say "try the job again" give it back; its next claim finds the
+    # flow REVERTED under its own earlier fence, and still runs it again.
+    board = make_board()
+    calls = str(tmp_path / "calls")
+    job, fd = post_flow(board, persistence, flows.failing_not_consumed, job_store={"calls": calls})
+    conductor = conductors.backends.fetch("blocking", "c", board, persistence=persistence)
+    conductor.run(max_dispatches=1)
+    assert job.state == states.UNCLAIMED and flow_state(persistence, fd)[0] == states.REVERTED
+    conductor.run(max_dispatches=1)
+    assert [c["action"] for c in flows.read_calls(calls)] == ["execute", "revert"] * 2
+
+
 def test_job_whose_factory_cannot_be_imported_is_set_aside(persistence: Backend, tmp_path: Path) -> None:
     board = make_board()
     bad, _ = post_flow(board, persistence, "tests.conductors.no_such_module.factory", name="bad")

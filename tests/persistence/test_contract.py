@@ -672,6 +672,16 @@ def test_fence_flow_reads_the_flow_and_its_fenced_writes_go_through(conn: Connec
     assert stored.state == states.RUNNING and {ad.name for ad in stored} == {"a", "b"}
 
 
+def test_flow_fence_reads_the_fence_held_now(conn: Connection) -> None:
+    fd = _fenced_flow(conn)
+    assert conn.flow_fence(fd.uuid) is None
+    conn.fence_flow(fd.uuid, WriteFence("job-1", 1))
+    conn.fence_flow(fd.uuid, WriteFence("job-1", 2))
+    assert conn.flow_fence(fd.uuid) == WriteFence("job-1", 2)
+    with pytest.raises(exc.NotFound):
+        conn.flow_fence("no-such-flow")
+
+
 def test_fenced_progress_moves_an_atom_of_another_flow_under_this_one(conn: Connection) -> None:
     ad = _task("a")
     first, second = _flow(ad, name="first"), _flow(name="second")

@@ -84,6 +84,18 @@ class Outcome:
 NO_CONSUME_EXCEPTIONS: tuple[type[BaseException], ...] = (exc.ExecutionFailure, exc.StorageFailure)
 
 
+def _consumed_when_reverted(engine: Any) -> bool:
+    """Whether the run that took ``engine``'s flow to REVERTED ended with its job consumed.
+
+    As :meth:`ExecutorConductor._run_engine` decides (and TaskFlow's conductor):
+    failures all of :data:`NO_CONSUME_EXCEPTIONS` give the job back to be run
+    again, anything else consumes it. Read from the failures the store kept.
+    """
+    storage = engine.storage
+    failures = [*storage.get_execute_failures().values(), *storage.get_revert_failures().values()]
+    return not failures or not all(f.check(*NO_CONSUME_EXCEPTIONS) for f in failures)
+
+
 class ExecutorConductor(Conductor):
     """Dispatches claimed jobs to an executor made by :meth:`_executor_factory`.
 
@@ -320,7 +332,12 @@ class ExecutorConductor(Conductor):
         except Exception as error:  # any other loading error means this job can never run
             kind = _public_type_name(error)
             return Outcome(Verdict.TRASH, f"cannot load the job's flow: {kind}: {error}")
-        if engine.storage.get_flow_state() == states.REVERTED:
+        if (
+            isinstance(backend, FencedBackend)
+            and engine.storage.flow_uuid in backend.run_before
+            and engine.storage.get_flow_state() == states.REVERTED
+            and _consumed_when_reverted(engine)
+        ):
             return self._already_reverted(job, engine)
         details = {"job": job, "engine": engine}
         listeners = self._listeners_from_job(job, engine)
@@ -334,15 +351,16 @@ class ExecutorConductor(Conductor):
                 listener.deregister()
 
     def _already_reverted(self, job: Job, engine: Any) -> Outcome:
-        """Consume ``job`` without running its flow, which ended ``REVERTED`` already.
+        """Consume ``job`` without running its flow, which an earlier claim of it took to ``REVERTED``.
 
         A REVERTED flow run again starts over (TaskFlow's rule), every task's
         work done a second time. The flow of a job still on the board ends
         REVERTED when the conductor that ran it died (SIGKILL, lost host)
         after the flow's last write and before it could consume the job: the
         conductor taking the job over must finish that job, not run it anew.
-        Nothing tells that case from a job posted on a flow reverted earlier,
-        so neither runs; a flow to run again is reset first (``engine.reset()``).
+        The store's write fence tells that case (the fence is this job's,
+        from its earlier claim) from a job posted on a flow reverted before,
+        which runs the flow again as on TaskFlow.
         """
         reason = (
             f"flow '{engine.storage.flow_name}' ({engine.storage.flow_uuid}) ended REVERTED already: "

@@ -714,6 +714,21 @@ class DocumentConnection(Connection):
 
         return self._step("fence_flow", fd_uuid, body)
 
+    def flow_fence(self, fd_uuid: str) -> WriteFence | None:
+        """The write fence the flow's document holds now (None: never fenced).
+
+        Raises:
+            NotFound: no such flow detail.
+        """
+
+        def body(batch: Batch) -> WriteFence | None:
+            doc = batch.get(FLOWS, fd_uuid)
+            if doc is None:
+                raise not_found(FLOWS, fd_uuid)
+            return _fence_of(doc)
+
+        return self._read("flow_fence", fd_uuid, body)
+
     def save_flow_progress_fenced(
         self,
         flow_detail: FlowDetail,

@@ -592,6 +592,21 @@ class SQLAlchemyConnection(base.Connection):
 
         return self._run(f"fencing flow detail {fd_uuid!r}", work, write=True)
 
+    def flow_fence(self, fd_uuid: str) -> base.WriteFence | None:
+        """The write fence the flow detail holds now (None: never fenced).
+
+        Raises:
+            NotFound: no such flow detail.
+        """
+
+        def work(conn: SAConnection) -> base.WriteFence | None:
+            found = _fence_row(conn, fd_uuid)
+            if found is None:
+                raise not_found(FLOWS, fd_uuid)
+            return found[0]
+
+        return self._run(f"reading the fence of flow detail {fd_uuid!r}", work, write=False)
+
     def _flow_exists(self, fd_uuid: str) -> bool:
         return self._run(
             f"reading flow detail {fd_uuid!r}",
@@ -713,12 +728,19 @@ def _read_flow(conn: SAConnection, fd_uuid: str, lazy: bool) -> models.FlowDetai
 
 def _refusal(conn: SAConnection, fd_uuid: str, fence: base.WriteFence, action: str) -> Exception:
     """Why a fence statement matched no row: no such flow, or someone else's fence."""
-    found = conn.execute(sql.SELECT_FENCE, {"b_uuid": fd_uuid}).first()
+    found = _fence_row(conn, fd_uuid)
     if found is None:
         return not_found(FLOWS, fd_uuid)
+    return base.FenceRefused.make(fd_uuid, fence, found[0], action)
+
+
+def _fence_row(conn: SAConnection, fd_uuid: str) -> tuple[base.WriteFence | None] | None:
+    """The flow detail's fence, in a one-item tuple (None: no such flow detail)."""
+    found = conn.execute(sql.SELECT_FENCE, {"b_uuid": fd_uuid}).first()
+    if found is None:
+        return None
     holder, token = found
-    current = None if holder is None else base.WriteFence(str(holder), int(token))
-    return base.FenceRefused.make(fd_uuid, fence, current, action)
+    return (None if holder is None else base.WriteFence(str(holder), int(token)),)
 
 
 #: TaskFlow's name for this backend's connection class.
