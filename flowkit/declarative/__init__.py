@@ -10,6 +10,7 @@
       notify: {task: myapp.tasks:Notify,      inputs: {text: "price is ${price}"}, after: [fx]}
 
 ``load_flow("pricing.yaml")`` returns a :class:`~flowkit.patterns.graph_flow.Flow`
+(or the linear or unordered flow its ``flow:`` names, with sub-flows to any depth)
 that any engine runs, persists and resumes. Every mistake in a spec is a
 :class:`~flowkit.exceptions.FlowSpecError` raised by :func:`load_flow`, before
 anything runs, naming the file, line, task and key. The format is described by a
@@ -24,13 +25,14 @@ from pathlib import Path
 from typing import Any
 
 from flowkit._utils.factories import FactoryNames
-from flowkit.declarative._build import TASK_OPTIONS, build_flow
+from flowkit.declarative._build import FLOW_KINDS, TASK_OPTIONS, build_flow
 from flowkit.declarative._registry import register, registered, unregister
 from flowkit.declarative._source import TOO_DEEP, read_spec
 from flowkit.exceptions import FlowSpecError
-from flowkit.patterns import graph_flow
+from flowkit.flow import Flow
 
 __all__ = [
+    "FLOW_KINDS",
     "SCHEMA_PATH",
     "TASK_OPTIONS",
     "FlowSpecError",
@@ -48,7 +50,7 @@ SCHEMA_PATH = Path(__file__).with_name("flow-spec.schema.json")
 _SPEC_SUFFIXES = (".yaml", ".yml", ".json")
 
 
-def load_flow(spec: Any, *, tasks: Iterable[str] | None = None) -> graph_flow.Flow:
+def load_flow(spec: Any, *, tasks: Iterable[str] | None = None) -> Flow:
     """Build the flow a spec describes.
 
     Args:
@@ -61,7 +63,9 @@ def load_flow(spec: Any, *, tasks: Iterable[str] | None = None) -> graph_flow.Fl
             default, None, lets a spec import and call anything.
 
     Returns:
-        An ordinary graph flow: one atom per spec task, named after the task.
+        An ordinary flow: a graph flow unless the spec's ``flow:`` says
+        ``linear`` or ``unordered``, one atom per spec task, named after the
+        task, and one flow per sub-flow.
 
     Raises:
         FlowSpecError: the spec cannot be read or is wrong, or names a task

@@ -6,8 +6,10 @@ symbol ``fetch``. Constants become the atom's ``inject`` values, whole
 references ``rebind`` entries, and inputs with fields or text go through a
 :class:`~flowkit.declarative._spec_task.SpecTask` adapter. A ``retry:`` puts the
 atom in a one-item linear flow with a :class:`~flowkit.retry.Times` controller;
-``after:`` is a graph link. Nothing here is an engine feature: the result is the
-flow one would have written by hand, so it persists and resumes like any other.
+``after:`` is a graph link. An item with a ``flow:`` key is a sub-flow of that
+pattern, whose tasks share the spec's one namespace of keys. Nothing here is an
+engine feature: the result is the flow one would have written by hand, so it
+persists and resumes like any other.
 
 Checks, all before the flow exists, each naming the file, line, task and key:
 the shape of every key (the JSON Schema says the same), unknown task, unknown
@@ -27,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from flowkit import exceptions as exc
 from flowkit import typed
 from flowkit._utils import reflection
 from flowkit._utils.factories import FactoryNames
@@ -35,13 +38,22 @@ from flowkit.declarative import _refs
 from flowkit.declarative._registry import TaskNotAllowed, UnknownTask, resolve_task
 from flowkit.declarative._source import Source
 from flowkit.declarative._spec_task import SpecTask
-from flowkit.patterns import graph_flow, linear_flow
+from flowkit.flow import Flow, FlowItem
+from flowkit.patterns import graph_flow, linear_flow, unordered_flow
 from flowkit.retry import Times
 from flowkit.task import BaseTask, FunctorTask
 
-__all__ = ["TASK_OPTIONS", "build_flow"]
+__all__ = ["FLOW_KINDS", "TASK_OPTIONS", "build_flow"]
 
-_TOP_KEYS = ("name", "description", "parameters", "tasks")
+_TOP_KEYS = ("name", "description", "parameters", "flow", "tasks")
+#: The kinds of flow a spec or sub-flow may be (``flow:``), and what each is.
+FLOW_KINDS: dict[str, type[Flow]] = {
+    "graph": graph_flow.Flow,
+    "linear": linear_flow.Flow,
+    "unordered": unordered_flow.Flow,
+}
+#: The keys of a sub-flow (an item of ``tasks`` with a ``flow`` key).
+_FLOW_KEYS = ("flow", "tasks", "name", "after")
 #: The keys a task may have besides ``task`` and ``inputs``.
 TASK_OPTIONS = ("after", "retry", "timeout", "cache", "topic", "name")
 _TASK_KEYS = ("task", "inputs", *TASK_OPTIONS)
@@ -59,9 +71,38 @@ class _Task:
     timeout: float | None
     cache: bool | None
     topic: str | None
+    parent: str | None = None
+    #: Task keys that must run first because of ``after:`` (flows expanded) or a linear flow's order.
+    before: set[str] = dataclasses.field(default_factory=set)
 
 
-def build_flow(source: Source, allowed: FactoryNames | None = None) -> graph_flow.Flow:
+@dataclass(slots=True)
+class _SubFlow:
+    key: str
+    name: str
+    kind: str
+    children: list[str]
+    after: list[str]
+    parent: str | None
+
+
+@dataclass(slots=True)
+class _Parsed:
+    """Every task and sub-flow of a spec, keyed alike (keys are unique across the whole spec)."""
+
+    tasks: list[_Task] = dataclasses.field(default_factory=list)
+    flows: dict[str, _SubFlow] = dataclasses.field(default_factory=dict)
+    top: list[str] = dataclasses.field(default_factory=list)
+
+    def leaves(self, key: str) -> list[str]:
+        """The task keys inside item ``key`` (itself for a task)."""
+        flow = self.flows.get(key)
+        if flow is None:
+            return [key]
+        return [leaf for child in flow.children for leaf in self.leaves(child)]
+
+
+def build_flow(source: Source, allowed: FactoryNames | None = None) -> Flow:
     """Check ``source`` and build its flow.
 
     Args:
@@ -82,18 +123,27 @@ def build_flow(source: Source, allowed: FactoryNames | None = None) -> graph_flo
         name = Path(source.path).stem if source.path else "declarative"
     if not isinstance(name, str) or not name:
         raise source.error(f"the flow name must be a non-empty string, not {name!r}", key="name")
+    kind = data.get("flow", "graph")
+    if kind not in FLOW_KINDS:
+        raise source.error(f"'flow' must be one of {list(FLOW_KINDS)}, not {kind!r}", key="flow")
     parameters = _parameters(source, data.get("parameters", []))
     tasks = data.get("tasks")
     if not isinstance(tasks, Mapping) or not tasks:
         raise source.error("'tasks' must be a non-empty mapping of task name -> task", key="tasks")
-    for key in tasks:
-        _check_symbol(source, str(key), task=str(key))
-    specs = [_parse_task(source, str(key), body, allowed) for key, body in tasks.items()]
+    parsed = _Parsed()
+    parsed.top = _parse_items(source, tasks, None, kind, allowed, parsed)
+    specs = parsed.tasks
     keys = {spec.key for spec in specs}
-    for clash in sorted(keys & parameters):
+    for clash in sorted((keys | set(parsed.flows)) & parameters):
         raise source.error(f"{clash!r} is both a task and a parameter", task=clash)
     _check_names(source, specs)
-    _check_references(source, specs, keys | parameters)
+    _check_references(source, specs, keys | parameters, parsed)
+    _order_items(parsed, parsed.top, kind)
+    for flow in parsed.flows.values():
+        _order_items(parsed, flow.children, flow.kind)
+    _check_flow_dependencies(source, parsed, None, parsed.top, kind)
+    for flow in parsed.flows.values():
+        _check_flow_dependencies(source, parsed, flow.key, flow.children, flow.kind)
     order = _check_cycles(source, specs)
     by_key = {spec.key: spec for spec in specs}
     atoms: dict[str, BaseTask] = {}
@@ -101,21 +151,201 @@ def build_flow(source: Source, allowed: FactoryNames | None = None) -> graph_flo
     # of the tasks it references, which must exist by then.
     for key in order:
         atoms[key] = _make_atom(source, by_key[key], by_key, atoms)
-    flow = graph_flow.Flow(name)
+    if parsed.flows or kind != "graph":
+        position = {key: i for i, key in enumerate(order)}
+        return _assemble(source, parsed, None, name, kind, parsed.top, atoms, position)
+    top = graph_flow.Flow(name)
     items: dict[str, Any] = {}
     # One item at a time, providers first: then a new item has no successors yet, so
     # graph_flow's cycle check is O(1) per item instead of a walk of the whole graph,
     # and no earlier item can be waiting for it (resolve_existing would scan them all).
     for key in order:
         spec = by_key[key]
-        item: Any = atoms[key]
-        if spec.retry is not None:
-            retry = Times(spec.retry, name=f"{spec.name}-retry")
-            item = linear_flow.Flow(f"{spec.name}-retry", retry=retry).add(item)
+        item = _with_retry(spec, atoms[key])
         items[key] = item
-        flow.add(item, resolve_existing=False)
+        top.add(item, resolve_existing=False)
         for before in spec.after:
-            flow.link(items[before], item)
+            top.link(items[before], item)
+    return top
+
+
+def _with_retry(spec: _Task, atom: BaseTask) -> FlowItem:
+    if spec.retry is None:
+        return atom
+    retry = Times(spec.retry, name=f"{spec.name}-retry")
+    return linear_flow.Flow(f"{spec.name}-retry", retry=retry).add(atom)
+
+
+def _parse_items(
+    source: Source,
+    items: Mapping[Any, Any],
+    parent: str | None,
+    kind: str,
+    allowed: FactoryNames | None,
+    parsed: _Parsed,
+) -> list[str]:
+    """Parse the tasks and sub-flows of one flow into ``parsed``; return their keys in spec order."""
+    keys: list[str] = []
+    for raw_key, body in items.items():
+        key = str(raw_key)
+        _check_symbol(source, key, task=key)
+        if key in parsed.flows or any(spec.key == key for spec in parsed.tasks):
+            raise source.error(
+                f"key {key!r} is used twice in the spec: tasks and sub-flows share one namespace, "
+                "since references name them by key",
+                task=key,
+            )
+        if isinstance(body, Mapping) and "flow" in body:
+            sub = _parse_flow(source, key, body, parent, allowed, parsed)
+            after = sub.after
+        else:
+            spec = _parse_task(source, key, body, allowed)
+            spec.parent = parent
+            parsed.tasks.append(spec)
+            after = spec.after
+        if after and kind != "graph":
+            raise source.error(
+                f"'after' orders items of a graph flow; this item is in a {kind} flow "
+                + ("(its order is the spec's)" if kind == "linear" else "(its items run independently)"),
+                task=key,
+                key="after",
+            )
+        keys.append(key)
+    for key in keys:
+        after = parsed.flows[key].after if key in parsed.flows else _task(parsed, key).after
+        for before in after:
+            if before not in keys:
+                raise source.error(
+                    f"'after' names no task or sub-flow of the same flow: {before!r}", task=key, key="after"
+                )
+    return keys
+
+
+def _task(parsed: _Parsed, key: str) -> _Task:
+    return next(spec for spec in parsed.tasks if spec.key == key)
+
+
+def _parse_flow(
+    source: Source,
+    key: str,
+    body: Mapping[str, Any],
+    parent: str | None,
+    allowed: FactoryNames | None,
+    parsed: _Parsed,
+) -> _SubFlow:
+    for option in body:
+        if option not in _FLOW_KEYS:
+            raise source.error(
+                f"unknown key {option!r}; a sub-flow has {list(_FLOW_KEYS)}", task=key, key=str(option)
+            )
+    kind = body["flow"]
+    if kind not in FLOW_KINDS:
+        raise source.error(f"'flow' must be one of {list(FLOW_KINDS)}, not {kind!r}", task=key, key="flow")
+    tasks = body.get("tasks")
+    if not isinstance(tasks, Mapping) or not tasks:
+        raise source.error(
+            "a sub-flow's 'tasks' must be a non-empty mapping of key -> task or sub-flow",
+            task=key,
+            key="tasks",
+        )
+    after = body.get("after", [])
+    if isinstance(after, str):
+        after = [after]
+    if not isinstance(after, list) or not all(isinstance(a, str) for a in after):
+        raise source.error("'after' must be a task name or a list of them", task=key, key="after")
+    sub = _SubFlow(
+        key=key,
+        name=_option(source, key, body, "name", str, key),
+        kind=kind,
+        children=[],
+        after=after,
+        parent=parent,
+    )
+    parsed.flows[key] = sub  # before its items, so one reusing its key is refused
+    sub.children = _parse_items(source, tasks, key, kind, allowed, parsed)
+    return sub
+
+
+def _order_items(parsed: _Parsed, children: list[str], kind: str) -> None:
+    """Record, on each task, the tasks that must run first: by ``after:`` and a linear flow's order."""
+    for i, child in enumerate(children):
+        after = parsed.flows[child].after if child in parsed.flows else _task(parsed, child).after
+        first = {leaf for before in after for leaf in parsed.leaves(before)}
+        if kind == "linear" and i:
+            first.update(parsed.leaves(children[i - 1]))
+        for leaf in parsed.leaves(child):
+            _task(parsed, leaf).before.update(first)
+
+
+def _check_flow_dependencies(
+    source: Source, parsed: _Parsed, flow: str | None, children: list[str], kind: str
+) -> None:
+    """Refuse what a linear or unordered flow cannot run: an item reading a later or a sibling item.
+
+    Inside a linear flow an item runs after the ones before it only; inside an
+    unordered one, its items run independently. A reference against that would
+    otherwise surface as a cycle, or as a missing requirement when the engine
+    compiles the flow, naming no file or line.
+    """
+    if kind == "graph":
+        return
+    where = f"{kind} flow {flow!r}" if flow is not None else f"the {kind} flow of the spec"
+    owner = {leaf: child for child in children for leaf in parsed.leaves(child)}
+    for i, child in enumerate(children):
+        for leaf in parsed.leaves(child):
+            spec = _task(parsed, leaf)
+            for arg, value in spec.inputs.items():
+                for ref in _refs.refs_in(value):
+                    other = owner.get(ref.name)
+                    if other is None or other == child:
+                        continue
+                    if kind == "unordered":
+                        problem = f"{ref.text} reads another item of {where}, whose items run independently"
+                    elif children.index(other) > i:
+                        problem = f"{ref.text} reads an item that runs later in {where}"
+                    else:
+                        continue
+                    raise source.error(problem, task=leaf, key=f"inputs.{arg}")
+
+
+def _assemble(
+    source: Source,
+    parsed: _Parsed,
+    key: str | None,
+    name: str,
+    kind: str,
+    children: list[str],
+    atoms: Mapping[str, BaseTask],
+    position: Mapping[str, int],
+) -> Flow:
+    """Build one flow of a spec with sub-flows, its items first."""
+    items: dict[str, FlowItem] = {}
+    for child in children:
+        sub = parsed.flows.get(child)
+        if sub is None:
+            items[child] = _with_retry(_task(parsed, child), atoms[child])
+        else:
+            items[child] = _assemble(source, parsed, child, sub.name, sub.kind, sub.children, atoms, position)
+    flow = FLOW_KINDS[kind](name)
+    if kind != "graph":
+        flow.add(*items.values())
+        return flow
+    assert isinstance(flow, graph_flow.Flow)
+    ranked = sorted(children, key=lambda c: min(position[leaf] for leaf in parsed.leaves(c)))
+    for child in ranked:
+        try:
+            flow.add(items[child])
+        except exc.DependencyFailure as err:
+            where = f"sub-flow {key!r}" if key is not None else "the spec's graph flow"
+            raise source.error(
+                f"item {child!r} cannot be placed in {where}: {err} (a sub-flow both reads from and "
+                "feeds another item of its graph flow; move the tasks so data flows one way)",
+                task=child,
+            ) from err
+    for child in children:
+        after = parsed.flows[child].after if child in parsed.flows else _task(parsed, child).after
+        for before in after:
+            flow.link(items[before], items[child])
     return flow
 
 
@@ -234,11 +464,17 @@ def _check_names(source: Source, specs: list[_Task]) -> None:
             seen[name] = owner
 
 
-def _check_references(source: Source, specs: list[_Task], known: set[str]) -> None:
+def _check_references(source: Source, specs: list[_Task], known: set[str], parsed: _Parsed) -> None:
     listed = ", ".join(sorted(known))
     for spec in specs:
         for arg, value in spec.inputs.items():
             for ref in _refs.refs_in(value):
+                if ref.name in parsed.flows:
+                    raise source.error(
+                        f"{ref.text} names a sub-flow, which has no result; name one of its tasks",
+                        task=spec.key,
+                        key=f"inputs.{arg}",
+                    )
                 if ref.name not in known:
                     raise source.error(
                         f"{ref.text} names no task or parameter (known: {listed})",
@@ -249,9 +485,6 @@ def _check_references(source: Source, specs: list[_Task], known: set[str]) -> No
                     raise source.error(
                         f"{ref.text} refers to the task itself", task=spec.key, key=f"inputs.{arg}"
                     )
-        for before in spec.after:
-            if before not in {s.key for s in specs}:
-                raise source.error(f"'after' names no task: {before!r}", task=spec.key, key="after")
 
 
 def _check_cycles(source: Source, specs: list[_Task]) -> list[str]:
@@ -262,7 +495,7 @@ def _check_cycles(source: Source, specs: list[_Task]) -> list[str]:
         deps = {
             ref.name for value in spec.inputs.values() for ref in _refs.refs_in(value) if ref.name in keys
         }
-        sorter.add(spec.key, *deps, *spec.after)
+        sorter.add(spec.key, *deps, *spec.before)
     try:
         sorter.prepare()
         return _stable_order(specs, keys)
@@ -272,7 +505,7 @@ def _check_cycles(source: Source, specs: list[_Task]) -> list[str]:
         first = cycle[-1]
         spec = next(s for s in specs if s.key == first)
         nxt = cycle[-2]
-        key = "after" if nxt in spec.after else _input_naming(spec, nxt)
+        key = _input_naming(spec, nxt) if _reads(spec, nxt) else "after"
         raise source.error(f"the tasks form a cycle: {path}", task=first, key=key) from None
 
 
@@ -285,7 +518,7 @@ def _stable_order(specs: list[_Task], keys: set[str]) -> list[str]:
         deps = {
             ref.name for value in spec.inputs.values() for ref in _refs.refs_in(value) if ref.name in keys
         }
-        deps.update(spec.after)
+        deps.update(spec.before)
         waiting_on[spec.key] = deps
         for dep in deps:
             users.setdefault(dep, []).append(spec.key)
@@ -300,6 +533,10 @@ def _stable_order(specs: list[_Task], keys: set[str]) -> list[str]:
             if not waiting_on[user]:
                 heapq.heappush(ready, position[user])
     return order
+
+
+def _reads(spec: _Task, name: str) -> bool:
+    return any(ref.name == name for value in spec.inputs.values() for ref in _refs.refs_in(value))
 
 
 def _input_naming(spec: _Task, name: str) -> str:

@@ -15,11 +15,18 @@ GOOD = {
     "description": "d",
     "parameters": ["currency"],
     "tasks": {
+        "sub": {
+            "flow": "linear",
+            "name": "S",
+            "tasks": {
+                "inner": {"flow": "unordered", "tasks": {"c": {"task": f"{T}:Count", "inputs": {"n": 1}}}}
+            },
+        },
         "fx": {"task": f"{T}:FetchRate", "inputs": {"currency": "${currency}"}, "retry": 2, "timeout": 1.5},
         "n": {
             "task": f"{T}:Notify",
             "inputs": {"text": "rate ${fx}"},
-            "after": "fx",
+            "after": ["fx", "sub"],
             "cache": True,
             "name": "N",
         },
@@ -38,6 +45,17 @@ BAD_SHAPES: list[dict[str, Any]] = [
     {"tasks": {"a.b": {"task": f"{T}:Count", "inputs": {"n": 1}}}},
     {"tasks": {"": {"task": f"{T}:Count", "inputs": {"n": 1}}}},
     {"tasks": {"a": {"task": f"{T}:Count", "inputs": {"n": "${p}"}}}, "parameters": ["p.q"]},
+    {"flow": "tree", "tasks": {"a": {"task": f"{T}:Count", "inputs": {"n": 1}}}},
+    {"tasks": {"s": {"flow": "tree", "tasks": {"a": {"task": f"{T}:Count", "inputs": {"n": 1}}}}}},
+    {"tasks": {"s": {"flow": "graph", "tasks": {}}}},
+    {"tasks": {"s": {"flow": "graph"}}},
+    {"tasks": {"s": {"flow": "graph", "tasks": {"a": {"task": f"{T}:Count"}}, "retries": 1}}},
+    {"tasks": {"s": {"flow": "graph", "tasks": {"a.b": {"task": f"{T}:Count", "inputs": {"n": 1}}}}}},
+    {
+        "tasks": {
+            "s": {"flow": "linear", "tasks": {"a": {"task": f"{T}:Count", "inputs": {"n": 1}}}, "after": [2]}
+        }
+    },
 ]
 
 
@@ -60,3 +78,7 @@ def test_schema_and_loader_both_reject_bad_shapes(index: int) -> None:
 def test_the_task_options_listed_in_code_are_those_of_the_schema() -> None:
     properties = declarative.schema()["$defs"]["task"]["properties"]
     assert set(properties) == {"task", "inputs", *declarative.TASK_OPTIONS}
+
+
+def test_the_flow_kinds_listed_in_code_are_those_of_the_schema() -> None:
+    assert declarative.schema()["$defs"]["kind"]["enum"] == list(declarative.FLOW_KINDS)
