@@ -55,7 +55,7 @@ FLOW_KINDS: dict[str, type[Flow]] = {
 #: The keys of a sub-flow (an item of ``tasks`` with a ``flow`` key).
 _FLOW_KEYS = ("flow", "tasks", "name", "after")
 #: The keys a task may have besides ``task`` and ``inputs``.
-TASK_OPTIONS = ("after", "retry", "timeout", "cache", "topic", "name")
+TASK_OPTIONS = ("after", "retry", "timeout", "cache", "topic", "name", "requires", "rebind", "inject")
 _TASK_KEYS = ("task", "inputs", *TASK_OPTIONS)
 
 
@@ -72,6 +72,8 @@ class _Task:
     cache: bool | None
     topic: str | None
     parent: str | None = None
+    #: Where an input not given under ``inputs`` came from (``rebind.x``, ``requires``, ``inject.x``).
+    origin: dict[str, str] = dataclasses.field(default_factory=dict)
     #: Task keys that must run first because of ``after:`` (flows expanded) or a linear flow's order.
     before: set[str] = dataclasses.field(default_factory=set)
 
@@ -305,7 +307,7 @@ def _check_flow_dependencies(
                         problem = f"{ref.text} reads an item that runs later in {where}"
                     else:
                         continue
-                    raise source.error(problem, task=leaf, key=f"inputs.{arg}")
+                    raise source.error(problem, task=leaf, key=_where(spec, arg))
 
 
 def _assemble(
@@ -409,7 +411,7 @@ def _parse_task(source: Source, key: str, body: Any, allowed: FactoryNames | Non
         after = [after]
     if not isinstance(after, list) or not all(isinstance(a, str) for a in after):
         raise source.error("'after' must be a task name or a list of them", task=key, key="after")
-    return _Task(
+    spec = _Task(
         key=key,
         name=_option(source, key, body, "name", str, key),
         path=path,
@@ -421,6 +423,89 @@ def _parse_task(source: Source, key: str, body: Any, allowed: FactoryNames | Non
         cache=_option(source, key, body, "cache", bool, None),
         topic=_option(source, key, body, "topic", str, None),
     )
+    if any(option in body for option in ("requires", "rebind", "inject")):
+        _fold_bindings(source, spec, body)
+    return spec
+
+
+def _fold_bindings(source: Source, spec: _Task, body: Mapping[str, Any]) -> None:
+    """Turn ``requires``, ``rebind`` and ``inject`` (as Task takes them) into inputs.
+
+    They say with symbols what ``inputs`` says with ``${...}``: ``rebind`` maps
+    an argument to the symbol that feeds it (a list pairs up with the required
+    arguments in order, extra names feed the arguments so named), ``requires``
+    names symbols passed as keyword arguments of the same name, and ``inject``
+    gives constants keyed by symbol, as Task's ``inject`` is: a constant for
+    the symbol an argument reads. Folded into inputs, they go through every
+    check and build the atom an equivalent ``inputs`` would.
+    """
+    key = spec.key
+    try:
+        probe = _factory(spec)()
+    except (TypeError, ValueError) as err:
+        raise source.error(f"cannot make task {spec.path}: {err}", task=key, key="task") from err
+    shape = reflection.inspect_callable(probe._arg_sources()[0])
+    bound: dict[str, tuple[str, str]] = {}  # argument -> (symbol, where it was given)
+
+    def bind(arg: Any, symbol: Any, where: str) -> None:
+        if not isinstance(arg, str) or not arg or not isinstance(symbol, str) or not symbol:
+            raise source.error(
+                f"names must be non-empty strings, not {arg!r} -> {symbol!r}", task=key, key=where
+            )
+        if arg in spec.inputs or arg in bound:
+            given = f"inputs.{arg}" if arg in spec.inputs else bound[arg][1]
+            raise source.error(f"argument {arg!r} is already given by {given!r}", task=key, key=where)
+        bound[arg] = (symbol, where)
+
+    rebind = body.get("rebind")
+    if isinstance(rebind, list):
+        required = list(shape.required)
+        for i, symbol in enumerate(rebind):
+            bind(required[i] if i < len(required) else symbol, symbol, "rebind")
+    elif isinstance(rebind, Mapping):
+        for arg, symbol in rebind.items():
+            bind(arg, symbol, f"rebind.{arg}")
+    elif rebind is not None:
+        raise source.error(
+            "'rebind' must be a list of symbols (for the required arguments, in order) "
+            "or a mapping of argument -> symbol",
+            task=key,
+            key="rebind",
+        )
+    requires = body.get("requires", [])
+    if isinstance(requires, str):
+        requires = [requires]
+    if not isinstance(requires, list):
+        raise source.error("'requires' must be a symbol or a list of them", task=key, key="requires")
+    for symbol in requires:
+        bind(symbol, symbol, "requires")
+    inject = body.get("inject", {})
+    if not isinstance(inject, Mapping):
+        raise source.error("'inject' must be a mapping of symbol -> constant", task=key, key="inject")
+    used: set[str] = set()
+    for arg in shape.all:  # arguments no one binds read the symbol of their own name
+        if arg not in spec.inputs and arg not in bound and arg in inject:
+            bound[arg] = (arg, f"inject.{arg}")
+    for arg, (symbol, where) in bound.items():
+        if symbol in inject:
+            spec.inputs[arg] = _refs.Constant(inject[symbol])
+            spec.origin[arg] = f"inject.{symbol}"
+            used.add(symbol)
+        else:
+            spec.inputs[arg] = _refs.Ref(symbol, ())
+            spec.origin[arg] = where
+    for symbol in inject:
+        if symbol not in used:
+            raise source.error(
+                f"no argument of {spec.path} reads symbol {symbol!r} (it takes {list(shape.all)})",
+                task=key,
+                key=f"inject.{symbol}",
+            )
+
+
+def _where(spec: _Task, arg: str) -> str:
+    """The key of the spec giving argument ``arg``, for errors."""
+    return spec.origin.get(arg, f"inputs.{arg}")
 
 
 def _option(source: Source, task: str, body: Mapping[str, Any], key: str, kind: type, default: Any) -> Any:
@@ -473,17 +558,17 @@ def _check_references(source: Source, specs: list[_Task], known: set[str], parse
                     raise source.error(
                         f"{ref.text} names a sub-flow, which has no result; name one of its tasks",
                         task=spec.key,
-                        key=f"inputs.{arg}",
+                        key=_where(spec, arg),
                     )
                 if ref.name not in known:
                     raise source.error(
                         f"{ref.text} names no task or parameter (known: {listed})",
                         task=spec.key,
-                        key=f"inputs.{arg}",
+                        key=_where(spec, arg),
                     )
                 if ref.name == spec.key:
                     raise source.error(
-                        f"{ref.text} refers to the task itself", task=spec.key, key=f"inputs.{arg}"
+                        f"{ref.text} refers to the task itself", task=spec.key, key=_where(spec, arg)
                     )
 
 
@@ -542,7 +627,7 @@ def _reads(spec: _Task, name: str) -> bool:
 def _input_naming(spec: _Task, name: str) -> str:
     for arg, value in spec.inputs.items():
         if any(ref.name == name for ref in _refs.refs_in(value)):
-            return f"inputs.{arg}"
+            return _where(spec, arg)
     return "inputs"
 
 
@@ -570,7 +655,7 @@ def _make_atom(
             raise source.error(
                 f"{spec.path} takes no argument {arg!r} (it takes {list(shape.all)})",
                 task=spec.key,
-                key=f"inputs.{arg}",
+                key=_where(spec, arg),
             )
     missing = [arg for arg in shape.required if arg not in spec.inputs]
     if missing:
@@ -637,7 +722,7 @@ def _constants(spec: _Task, named: Any, referenced: set[str], rebind: dict[str, 
 def _check_type(
     source: Source, spec: _Task, arg: str, value: _refs.Value, wanted: Any, made: Mapping[str, BaseTask]
 ) -> None:
-    key = f"inputs.{arg}"
+    key = _where(spec, arg)
     if isinstance(value, _refs.Constant):
         if wanted is not typed.UNTYPED:
             try:

@@ -22,7 +22,7 @@ GOOD = {
                 "inner": {"flow": "unordered", "tasks": {"c": {"task": f"{T}:Count", "inputs": {"n": 1}}}}
             },
         },
-        "fx": {"task": f"{T}:FetchRate", "inputs": {"currency": "${currency}"}, "retry": 2, "timeout": 1.5},
+        "fx": {"task": f"{T}:FetchRate", "rebind": {"currency": "currency"}, "retry": 2, "timeout": 1.5},
         "n": {
             "task": f"{T}:Notify",
             "inputs": {"text": "rate ${fx}"},
@@ -45,6 +45,10 @@ BAD_SHAPES: list[dict[str, Any]] = [
     {"tasks": {"a.b": {"task": f"{T}:Count", "inputs": {"n": 1}}}},
     {"tasks": {"": {"task": f"{T}:Count", "inputs": {"n": 1}}}},
     {"tasks": {"a": {"task": f"{T}:Count", "inputs": {"n": "${p}"}}}, "parameters": ["p.q"]},
+    {"tasks": {"a": {"task": f"{T}:Count", "rebind": "n"}}},
+    {"tasks": {"a": {"task": f"{T}:Count", "rebind": {"n": 1}}}},
+    {"tasks": {"a": {"task": f"{T}:Count", "requires": {"n": "m"}}}},
+    {"tasks": {"a": {"task": f"{T}:Count", "inject": [1]}}},
     {"flow": "tree", "tasks": {"a": {"task": f"{T}:Count", "inputs": {"n": 1}}}},
     {"tasks": {"s": {"flow": "tree", "tasks": {"a": {"task": f"{T}:Count", "inputs": {"n": 1}}}}}},
     {"tasks": {"s": {"flow": "graph", "tasks": {}}}},
