@@ -55,7 +55,18 @@ FLOW_KINDS: dict[str, type[Flow]] = {
 #: The keys of a sub-flow (an item of ``tasks`` with a ``flow`` key).
 _FLOW_KEYS = ("flow", "tasks", "name", "after")
 #: The keys a task may have besides ``task`` and ``inputs``.
-TASK_OPTIONS = ("after", "retry", "timeout", "cache", "topic", "name", "requires", "rebind", "inject")
+TASK_OPTIONS = (
+    "after",
+    "retry",
+    "timeout",
+    "cache",
+    "topic",
+    "name",
+    "requires",
+    "rebind",
+    "inject",
+    "provides",
+)
 _TASK_KEYS = ("task", "inputs", *TASK_OPTIONS)
 
 
@@ -72,6 +83,8 @@ class _Task:
     cache: bool | None
     topic: str | None
     parent: str | None = None
+    #: Task's ``provides``: None stores the result under the task's key.
+    provides: str | list[str] | None = None
     #: Where an input not given under ``inputs`` came from (``rebind.x``, ``requires``, ``inject.x``).
     origin: dict[str, str] = dataclasses.field(default_factory=dict)
     #: Task keys that must run first because of ``after:`` (flows expanded) or a linear flow's order.
@@ -95,6 +108,8 @@ class _Parsed:
     tasks: list[_Task] = dataclasses.field(default_factory=list)
     flows: dict[str, _SubFlow] = dataclasses.field(default_factory=dict)
     top: list[str] = dataclasses.field(default_factory=list)
+    #: Every symbol a task stores its result (or a part of it) under -> that task's key.
+    symbols: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def leaves(self, key: str) -> list[str]:
         """The task keys inside item ``key`` (itself for a task)."""
@@ -139,20 +154,25 @@ def build_flow(source: Source, allowed: FactoryNames | None = None) -> Flow:
     for clash in sorted((keys | set(parsed.flows)) & parameters):
         raise source.error(f"{clash!r} is both a task and a parameter", task=clash)
     _check_names(source, specs)
-    _check_references(source, specs, keys | parameters, parsed)
+    _collect_symbols(source, parsed, parameters)
+    _check_references(source, specs, set(parsed.symbols) | parameters, parsed)
     _order_items(parsed, parsed.top, kind)
     for flow in parsed.flows.values():
         _order_items(parsed, flow.children, flow.kind)
     _check_flow_dependencies(source, parsed, None, parsed.top, kind)
     for flow in parsed.flows.values():
         _check_flow_dependencies(source, parsed, flow.key, flow.children, flow.kind)
-    order = _check_cycles(source, specs)
+    order = _check_cycles(source, specs, parsed.symbols)
     by_key = {spec.key: spec for spec in specs}
     atoms: dict[str, BaseTask] = {}
+    whole: dict[str, BaseTask] = {}  # symbol -> the atom whose whole result it is
     # Providers first (not the file's order): checking a consumer reads the atoms
     # of the tasks it references, which must exist by then.
     for key in order:
-        atoms[key] = _make_atom(source, by_key[key], by_key, atoms)
+        spec = by_key[key]
+        atoms[key] = _make_atom(source, spec, by_key, whole)
+        if not isinstance(spec.provides, list):
+            whole[spec.provides or key] = atoms[key]
     if parsed.flows or kind != "graph":
         position = {key: i for i, key in enumerate(order)}
         return _assemble(source, parsed, None, name, kind, parsed.top, atoms, position)
@@ -298,7 +318,7 @@ def _check_flow_dependencies(
             spec = _task(parsed, leaf)
             for arg, value in spec.inputs.items():
                 for ref in _refs.refs_in(value):
-                    other = owner.get(ref.name)
+                    other = owner.get(parsed.symbols.get(ref.name, ""))
                     if other is None or other == child:
                         continue
                     if kind == "unordered":
@@ -423,6 +443,22 @@ def _parse_task(source: Source, key: str, body: Any, allowed: FactoryNames | Non
         cache=_option(source, key, body, "cache", bool, None),
         topic=_option(source, key, body, "topic", str, None),
     )
+    provides = body.get("provides")
+    if provides is not None:
+        names = [provides] if isinstance(provides, str) else provides
+        if (
+            not isinstance(names, list)
+            or not names
+            or not all(isinstance(n, str) and n and "." not in n for n in names)
+            or len(set(names)) != len(names)
+        ):
+            raise source.error(
+                "'provides' must be a symbol or a list of distinct symbols (stored by position), "
+                "each non-empty and without '.'",
+                task=key,
+                key="provides",
+            )
+        spec.provides = provides
     if any(option in body for option in ("requires", "rebind", "inject")):
         _fold_bindings(source, spec, body)
     return spec
@@ -503,6 +539,37 @@ def _fold_bindings(source: Source, spec: _Task, body: Mapping[str, Any]) -> None
             )
 
 
+def _symbols_of(spec: _Task) -> list[str]:
+    """The symbols ``spec``'s result is stored under."""
+    if spec.provides is None:
+        return [spec.key]
+    return [spec.provides] if isinstance(spec.provides, str) else list(spec.provides)
+
+
+def _collect_symbols(source: Source, parsed: _Parsed, parameters: set[str]) -> None:
+    """Map every provided symbol to its task, refusing one two things would claim."""
+    keys = {spec.key for spec in parsed.tasks}
+    for spec in parsed.tasks:
+        for symbol in _symbols_of(spec):
+            other = parsed.symbols.get(symbol)
+            if other is not None:
+                clash = f"task {other!r} stores its result under it too"
+            elif symbol in parameters:
+                clash = "it is a parameter"
+            elif symbol in parsed.flows:
+                clash = "it is the key of a sub-flow"
+            elif symbol != spec.key and symbol in keys:
+                clash = "it is the key of another task"
+            else:
+                parsed.symbols[symbol] = spec.key
+                continue
+            raise source.error(
+                f"symbol {symbol!r} cannot be provided: {clash}",
+                task=spec.key,
+                key="provides" if spec.provides is not None else None,
+            )
+
+
 def _where(spec: _Task, arg: str) -> str:
     """The key of the spec giving argument ``arg``, for errors."""
     return spec.origin.get(arg, f"inputs.{arg}")
@@ -560,48 +627,61 @@ def _check_references(source: Source, specs: list[_Task], known: set[str], parse
                         task=spec.key,
                         key=_where(spec, arg),
                     )
+                if ref.name not in known and any(s.key == ref.name for s in specs):
+                    stored = _symbols_of(_task(parsed, ref.name))
+                    raise source.error(
+                        f"{ref.text}: task {ref.name!r} stores its result under {stored} (its provides); "
+                        "reference " + ", ".join("${" + s + "}" for s in stored),
+                        task=spec.key,
+                        key=_where(spec, arg),
+                    )
                 if ref.name not in known:
                     raise source.error(
                         f"{ref.text} names no task or parameter (known: {listed})",
                         task=spec.key,
                         key=_where(spec, arg),
                     )
-                if ref.name == spec.key:
+                if parsed.symbols.get(ref.name) == spec.key:
                     raise source.error(
                         f"{ref.text} refers to the task itself", task=spec.key, key=_where(spec, arg)
                     )
 
 
-def _check_cycles(source: Source, specs: list[_Task]) -> list[str]:
+def _check_cycles(source: Source, specs: list[_Task], symbols: Mapping[str, str]) -> list[str]:
     """Return the task keys providers first (spec order where free), or raise on a cycle."""
-    keys = {spec.key for spec in specs}
     sorter: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter()
     for spec in specs:
         deps = {
-            ref.name for value in spec.inputs.values() for ref in _refs.refs_in(value) if ref.name in keys
+            symbols[ref.name]
+            for value in spec.inputs.values()
+            for ref in _refs.refs_in(value)
+            if ref.name in symbols
         }
         sorter.add(spec.key, *deps, *spec.before)
     try:
         sorter.prepare()
-        return _stable_order(specs, keys)
+        return _stable_order(specs, symbols)
     except graphlib.CycleError as err:
         cycle: list[str] = list(err.args[1])
         path = " -> ".join(reversed(cycle))
         first = cycle[-1]
         spec = next(s for s in specs if s.key == first)
         nxt = cycle[-2]
-        key = _input_naming(spec, nxt) if _reads(spec, nxt) else "after"
+        key = _input_naming(spec, nxt, symbols) if _reads(spec, nxt, symbols) else "after"
         raise source.error(f"the tasks form a cycle: {path}", task=first, key=key) from None
 
 
-def _stable_order(specs: list[_Task], keys: set[str]) -> list[str]:
+def _stable_order(specs: list[_Task], symbols: Mapping[str, str]) -> list[str]:
     """A topological order of the tasks that keeps the spec's order wherever it can."""
     position = {spec.key: i for i, spec in enumerate(specs)}
     waiting_on: dict[str, set[str]] = {}
     users: dict[str, list[str]] = {}
     for spec in specs:
         deps = {
-            ref.name for value in spec.inputs.values() for ref in _refs.refs_in(value) if ref.name in keys
+            symbols[ref.name]
+            for value in spec.inputs.values()
+            for ref in _refs.refs_in(value)
+            if ref.name in symbols
         }
         deps.update(spec.before)
         waiting_on[spec.key] = deps
@@ -620,13 +700,15 @@ def _stable_order(specs: list[_Task], keys: set[str]) -> list[str]:
     return order
 
 
-def _reads(spec: _Task, name: str) -> bool:
-    return any(ref.name == name for value in spec.inputs.values() for ref in _refs.refs_in(value))
+def _reads(spec: _Task, name: str, symbols: Mapping[str, str]) -> bool:
+    return any(
+        symbols.get(ref.name) == name for value in spec.inputs.values() for ref in _refs.refs_in(value)
+    )
 
 
-def _input_naming(spec: _Task, name: str) -> str:
+def _input_naming(spec: _Task, name: str, symbols: Mapping[str, str]) -> str:
     for arg, value in spec.inputs.items():
-        if any(ref.name == name for ref in _refs.refs_in(value)):
+        if any(symbols.get(ref.name) == name for ref in _refs.refs_in(value)):
             return _where(spec, arg)
     return "inputs"
 
@@ -672,7 +754,7 @@ def _make_atom(
     if plain:
         rebind = {a: v.name for a, v in spec.inputs.items() if isinstance(v, _refs.Ref)}
         inject = _constants(spec, shape.all, set(rebind.values()), rebind)
-        atom = make(provides=spec.key, rebind=rebind or None, inject=inject or None)
+        atom = make(provides=_provides(spec), rebind=rebind or None, inject=inject or None)
     else:
         if spec.topic is not None:
             raise source.error(
@@ -682,7 +764,7 @@ def _make_atom(
                 key="topic",
             )
         symbols = sorted({ref.name for v in spec.inputs.values() for ref in _refs.refs_in(v)})
-        atom = SpecTask(probe, spec.inputs, symbols, provides=spec.key)
+        atom = SpecTask(probe, spec.inputs, symbols, provides=_provides(spec))
     # Options other features read from the atom: timeouts (issue 13), caching, workers.
     if spec.timeout is not None:
         atom.timeout = spec.timeout
@@ -691,6 +773,12 @@ def _make_atom(
     if spec.topic is not None:
         atom.worker_topic = spec.topic  # type: ignore[attr-defined]
     return atom
+
+
+def _provides(spec: _Task) -> str | tuple[str, ...]:
+    if spec.provides is None:
+        return spec.key
+    return spec.provides if isinstance(spec.provides, str) else tuple(spec.provides)
 
 
 def _constants(spec: _Task, named: Any, referenced: set[str], rebind: dict[str, str]) -> dict[str, Any]:

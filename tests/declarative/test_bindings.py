@@ -1,4 +1,4 @@
-"""``requires``, ``rebind`` (list and mapping) and ``inject`` on spec tasks, as Task takes them.
+"""``requires``, ``rebind`` (list and mapping), ``inject`` and ``provides`` on spec tasks, as Task takes them.
 
 Each spec runs against the same flow built in Python with those arguments of
 Task, and each mistake is a FlowSpecError naming file, line, task and key.
@@ -99,3 +99,85 @@ def test_binding_mistakes_name_the_file_line_and_key(
     assert (err.task, err.key) == ("a", key), str(err)
     assert reason in err.reason, str(err)
     assert err.line is not None and err.line >= 3
+
+
+def pair(x: int, y: int = 0, z: int = 0) -> tuple[int, int]:
+    return (x + y + z, x - y)
+
+
+PAIR = "tests.declarative.test_bindings:pair"
+
+
+@pytest.mark.parametrize("kind", ["serial", "parallel"])
+def test_provides_runs_as_the_same_task_built_in_python(kind: str) -> None:
+    from flowkit.task import FunctorTask
+
+    spec = {
+        "name": "f",
+        "tasks": {
+            "a": {"task": STEP, "inputs": {"x": 1}, "provides": "one"},
+            "b": {"task": PAIR, "inputs": {"x": "${one}", "y": 5}, "provides": ["s", "d"]},
+            "c": {"task": STEP, "rebind": {"x": "s", "y": "d"}},
+            "t": {"task": "tests.declarative.tasks:Notify", "inputs": {"text": "${s} and ${d}"}},
+        },
+    }
+    hand = graph_flow.Flow("f").add(
+        Step(name="a", provides="one", inject={"x": 1}),
+        FunctorTask(pair, name="b", provides=("s", "d"), rebind={"x": "one"}, inject={"y": 5}),
+        Step(name="c", provides="c", rebind={"x": "s", "y": "d"}),
+    )
+    loaded = run(declarative.load_flow(spec), kind)
+    expected = run(hand, kind)
+    assert loaded[0].pop("t") == "6 and -4"
+    del loaded[1]["t"]
+    assert loaded == expected
+    assert loaded[0] == {"one": 1, "s": 6, "d": -4, "c": 2}
+
+
+@pytest.mark.parametrize(
+    ("tasks_", "task", "key", "reason"),
+    [
+        (
+            {
+                "a": {"task": STEP, "inputs": {"x": 1}, "provides": "p"},
+                "b": {"task": STEP, "inputs": {"x": "${a}"}},
+            },
+            "b",
+            "inputs.x",
+            "task 'a' stores its result under ['p'] (its provides); reference ${p}",
+        ),
+        (
+            {
+                "a": {"task": STEP, "inputs": {"x": 1}, "provides": "b"},
+                "b": {"task": STEP, "inputs": {"x": 1}},
+            },
+            "a",
+            "provides",
+            "symbol 'b' cannot be provided: it is the key of another task",
+        ),
+        (
+            {
+                "a": {"task": STEP, "inputs": {"x": 1}, "provides": ["p", "q"]},
+                "b": {"task": STEP, "inputs": {"x": 1}, "provides": "q"},
+            },
+            "b",
+            "provides",
+            "task 'a' stores its result under it too",
+        ),
+        ({"a": {"task": STEP, "inputs": {"x": 1}, "provides": "pp"}}, "a", "provides", "it is a parameter"),
+        (
+            {"a": {"task": STEP, "inputs": {"x": "${p}"}, "provides": "p"}},
+            "a",
+            "inputs.x",
+            "refers to the task itself",
+        ),
+        ({"a": {"task": STEP, "inputs": {"x": 1}, "provides": [1]}}, "a", "provides", "'provides' must be"),
+    ],
+)
+def test_provides_mistakes_name_the_task_and_key(
+    tasks_: dict[str, Any], task: str, key: str, reason: str
+) -> None:
+    with pytest.raises(exceptions.FlowSpecError) as info:
+        declarative.load_flow({"name": "f", "parameters": ["pp"], "tasks": tasks_})
+    assert (info.value.task, info.value.key) == (task, key), str(info.value)
+    assert reason in info.value.reason, str(info.value)
