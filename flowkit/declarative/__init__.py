@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from flowkit._utils.factories import FactoryNames
-from flowkit.declarative._build import FLOW_KINDS, TASK_OPTIONS, build_flow
+from flowkit.declarative._build import FLOW_KINDS, RETRY_CONTROLLERS, TASK_OPTIONS, build_flow
 from flowkit.declarative._registry import register, registered, unregister
 from flowkit.declarative._source import TOO_DEEP, read_spec
 from flowkit.exceptions import FlowSpecError
@@ -33,6 +33,7 @@ from flowkit.flow import Flow
 
 __all__ = [
     "FLOW_KINDS",
+    "RETRY_CONTROLLERS",
     "SCHEMA_PATH",
     "TASK_OPTIONS",
     "FlowSpecError",

@@ -40,12 +40,12 @@ from flowkit.declarative._source import Source
 from flowkit.declarative._spec_task import SpecTask
 from flowkit.flow import Flow, FlowItem
 from flowkit.patterns import graph_flow, linear_flow, unordered_flow
-from flowkit.retry import Times
+from flowkit.retry import AlwaysRevert, AlwaysRevertAll, ForEach, ParameterizedForEach, Retry, Times
 from flowkit.task import BaseTask, FunctorTask
 
-__all__ = ["FLOW_KINDS", "TASK_OPTIONS", "build_flow"]
+__all__ = ["FLOW_KINDS", "RETRY_CONTROLLERS", "TASK_OPTIONS", "build_flow"]
 
-_TOP_KEYS = ("name", "description", "parameters", "flow", "tasks")
+_TOP_KEYS = ("name", "description", "parameters", "flow", "retry", "tasks")
 #: The kinds of flow a spec or sub-flow may be (``flow:``), and what each is.
 FLOW_KINDS: dict[str, type[Flow]] = {
     "graph": graph_flow.Flow,
@@ -53,7 +53,15 @@ FLOW_KINDS: dict[str, type[Flow]] = {
     "unordered": unordered_flow.Flow,
 }
 #: The keys of a sub-flow (an item of ``tasks`` with a ``flow`` key).
-_FLOW_KEYS = ("flow", "tasks", "name", "after")
+_FLOW_KEYS = ("flow", "tasks", "name", "after", "retry")
+#: The retry controllers a flow's ``retry:`` may name, and the options each takes.
+RETRY_CONTROLLERS: dict[str, tuple[str, ...]] = {
+    "times": ("attempts", "revert_all", "provides", "name"),
+    "for_each": ("values", "revert_all", "provides", "name"),
+    "parameterized_for_each": ("values", "revert_all", "provides", "name"),
+    "always_revert": ("name",),
+    "always_revert_all": ("name",),
+}
 #: The keys a task may have besides ``task`` and ``inputs``.
 TASK_OPTIONS = (
     "after",
@@ -99,6 +107,30 @@ class _SubFlow:
     children: list[str]
     after: list[str]
     parent: str | None
+    retry: Any = None  # as written; checked once every symbol is known
+
+
+@dataclass(slots=True)
+class _Retry:
+    controller: str
+    attempts: int = 1
+    values: Any = None  # a list for for_each, a symbol for parameterized_for_each
+    revert_all: bool = False
+    provides: str | None = None
+    name: str | None = None
+
+    def make(self) -> Retry:
+        """The retry controller, named after its flow unless ``name`` says otherwise."""
+        kw: dict[str, Any] = {"name": self.name}
+        if self.controller in ("times", "for_each", "parameterized_for_each"):
+            kw.update(provides=self.provides, revert_all=self.revert_all)
+        if self.controller == "times":
+            return Times(self.attempts, **kw)
+        if self.controller == "for_each":
+            return ForEach(list(self.values), **kw)
+        if self.controller == "parameterized_for_each":
+            return ParameterizedForEach(rebind={"values": self.values}, **kw)
+        return AlwaysRevert(**kw) if self.controller == "always_revert" else AlwaysRevertAll(**kw)
 
 
 @dataclass(slots=True)
@@ -110,6 +142,19 @@ class _Parsed:
     top: list[str] = dataclasses.field(default_factory=list)
     #: Every symbol a task stores its result (or a part of it) under -> that task's key.
     symbols: dict[str, str] = dataclasses.field(default_factory=dict)
+    #: The retry of each flow that has one (None: the spec's own flow).
+    retries: dict[str | None, _Retry] = dataclasses.field(default_factory=dict)
+    #: The symbol of each retry that provides one -> its flow's key (None: the spec's flow).
+    retry_symbols: dict[str, str | None] = dataclasses.field(default_factory=dict)
+
+    def inside(self, task: str, flow: str | None) -> bool:
+        """Whether ``task`` is (at any depth) in flow ``flow`` (None: the spec's flow)."""
+        parent = _task(self, task).parent
+        while parent is not None:
+            if parent == flow:
+                return True
+            parent = self.flows[parent].parent
+        return flow is None
 
     def leaves(self, key: str) -> list[str]:
         """The task keys inside item ``key`` (itself for a task)."""
@@ -155,7 +200,10 @@ def build_flow(source: Source, allowed: FactoryNames | None = None) -> Flow:
         raise source.error(f"{clash!r} is both a task and a parameter", task=clash)
     _check_names(source, specs)
     _collect_symbols(source, parsed, parameters)
-    _check_references(source, specs, set(parsed.symbols) | parameters, parsed)
+    _parse_retry(source, parsed, parameters, None, data.get("retry"))
+    for flow in parsed.flows.values():
+        _parse_retry(source, parsed, parameters, flow.key, flow.retry)
+    _check_references(source, specs, set(parsed.symbols) | set(parsed.retry_symbols) | parameters, parsed)
     _order_items(parsed, parsed.top, kind)
     for flow in parsed.flows.values():
         _order_items(parsed, flow.children, flow.kind)
@@ -173,7 +221,7 @@ def build_flow(source: Source, allowed: FactoryNames | None = None) -> Flow:
         atoms[key] = _make_atom(source, spec, by_key, whole)
         if not isinstance(spec.provides, list):
             whole[spec.provides or key] = atoms[key]
-    if parsed.flows or kind != "graph":
+    if parsed.flows or kind != "graph" or parsed.retries:
         position = {key: i for i, key in enumerate(order)}
         return _assemble(source, parsed, None, name, kind, parsed.top, atoms, position)
     top = graph_flow.Flow(name)
@@ -189,6 +237,97 @@ def build_flow(source: Source, allowed: FactoryNames | None = None) -> Flow:
         for before in spec.after:
             top.link(items[before], item)
     return top
+
+
+def _parse_retry(source: Source, parsed: _Parsed, parameters: set[str], flow: str | None, value: Any) -> None:
+    """Check the ``retry:`` of flow ``flow`` (None: the spec's) and record it in ``parsed``."""
+    if value is None:
+        return
+    written = value
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = {"controller": "times", "attempts": value}
+    if isinstance(value, str):
+        value = {"controller": value}
+    if not isinstance(value, Mapping) or value.get("controller") not in RETRY_CONTROLLERS:
+        raise source.error(
+            f"'retry' must be a number of attempts, a controller name or a mapping with 'controller' "
+            f"one of {list(RETRY_CONTROLLERS)}, not {written!r}",
+            task=flow,
+            key="retry.controller" if isinstance(written, Mapping) else "retry",
+        )
+    controller = value["controller"]
+    takes = RETRY_CONTROLLERS[controller]
+    for option in value:
+        if option != "controller" and option not in takes:
+            raise source.error(
+                f"unknown option {option!r} of a {controller} retry; it takes {list(takes)}",
+                task=flow,
+                key=f"retry.{option}",
+            )
+    retry = _Retry(controller)
+    for option, kind in (("attempts", int), ("revert_all", bool), ("provides", str), ("name", str)):
+        if option in value:
+            ok = isinstance(value[option], kind) and (kind is bool or not isinstance(value[option], bool))
+            if not ok or (kind is int and value[option] < 0) or (kind is str and not value[option]):
+                wanted = {int: "a whole number, 0 or more", bool: "true or false", str: "a non-empty string"}
+                raise source.error(
+                    f"retry option {option!r} must be {wanted[kind]}, not {value[option]!r}",
+                    task=flow,
+                    key=f"retry.{option}",
+                )
+            setattr(retry, option, value[option])
+    if controller in ("for_each", "parameterized_for_each"):
+        values = value.get("values")
+        if controller == "for_each":
+            if not isinstance(values, list):
+                raise source.error(
+                    "a for_each retry's 'values' must be the list of values to try",
+                    task=flow,
+                    key="retry.values",
+                )
+        else:
+            try:
+                ref = _refs.parse_value(values)
+            except _refs.RefSyntaxError as err:
+                raise source.error(str(err), task=flow, key="retry.values") from err
+            if not isinstance(ref, _refs.Ref) or ref.path:
+                raise source.error(
+                    "a parameterized_for_each retry's 'values' must be a whole reference ${name} "
+                    "to a task's result or a parameter holding the values to try",
+                    task=flow,
+                    key="retry.values",
+                )
+            provider = parsed.symbols.get(ref.name)
+            if provider is None and ref.name not in parameters:
+                raise source.error(f"{ref.text} names no task or parameter", task=flow, key="retry.values")
+            if provider is not None:
+                if parsed.inside(provider, flow):
+                    raise source.error(
+                        f"{ref.text} is a result of task {provider!r}, inside the flow the retry controls",
+                        task=flow,
+                        key="retry.values",
+                    )
+                for leaf in parsed.leaves(flow) if flow is not None else []:
+                    _task(parsed, leaf).before.add(provider)
+            values = ref.name
+        retry.values = values
+    if retry.provides is not None:
+        symbol = retry.provides
+        if "." in symbol or symbol in parsed.symbols or symbol in parameters or symbol in parsed.flows:
+            raise source.error(
+                f"retry symbol {symbol!r} cannot be provided: it has a '.', or a task, parameter "
+                "or sub-flow already uses it",
+                task=flow,
+                key="retry.provides",
+            )
+        if symbol in parsed.retry_symbols:
+            raise source.error(
+                f"retry symbol {symbol!r} is provided by the retry of another flow too",
+                task=flow,
+                key="retry.provides",
+            )
+        parsed.retry_symbols[symbol] = flow
+    parsed.retries[flow] = retry
 
 
 def _with_retry(spec: _Task, atom: BaseTask) -> FlowItem:
@@ -282,6 +421,7 @@ def _parse_flow(
         children=[],
         after=after,
         parent=parent,
+        retry=body.get("retry"),
     )
     parsed.flows[key] = sub  # before its items, so one reusing its key is refused
     sub.children = _parse_items(source, tasks, key, kind, allowed, parsed)
@@ -348,7 +488,8 @@ def _assemble(
             items[child] = _with_retry(_task(parsed, child), atoms[child])
         else:
             items[child] = _assemble(source, parsed, child, sub.name, sub.kind, sub.children, atoms, position)
-    flow = FLOW_KINDS[kind](name)
+    retry = parsed.retries.get(key)
+    flow = FLOW_KINDS[kind](name, retry=None if retry is None else retry.make())
     if kind != "graph":
         flow.add(*items.values())
         return flow
@@ -621,6 +762,16 @@ def _check_references(source: Source, specs: list[_Task], known: set[str], parse
     for spec in specs:
         for arg, value in spec.inputs.items():
             for ref in _refs.refs_in(value):
+                if ref.name in parsed.retry_symbols:
+                    flow = parsed.retry_symbols[ref.name]
+                    if not parsed.inside(spec.key, flow):
+                        raise source.error(
+                            f"{ref.text} is provided by the retry of flow {flow!r}, "
+                            "which only its own tasks can read",
+                            task=spec.key,
+                            key=_where(spec, arg),
+                        )
+                    continue
                 if ref.name in parsed.flows:
                     raise source.error(
                         f"{ref.text} names a sub-flow, which has no result; name one of its tasks",

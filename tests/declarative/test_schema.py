@@ -13,10 +13,12 @@ T = "tests.declarative.tasks"
 GOOD = {
     "name": "pricing",
     "description": "d",
+    "retry": {"controller": "parameterized_for_each", "values": "${currency}", "name": "r"},
     "parameters": ["currency"],
     "tasks": {
         "sub": {
             "flow": "linear",
+            "retry": {"controller": "for_each", "values": [1, 2], "provides": "v", "revert_all": True},
             "name": "S",
             "tasks": {
                 "inner": {"flow": "unordered", "tasks": {"c": {"task": f"{T}:Count", "inputs": {"n": 1}}}}
@@ -53,6 +55,26 @@ BAD_SHAPES: list[dict[str, Any]] = [
     {"tasks": {"a": {"task": f"{T}:Count", "inputs": {"n": 1}, "provides": ["x", "x"]}}},
     {"tasks": {"a": {"task": f"{T}:Count", "inputs": {"n": 1}, "provides": "x.y"}}},
     {"tasks": {"a": {"task": f"{T}:Count", "inputs": {"n": 1}, "provides": {"x": 0}}}},
+    {"retry": "forever", "tasks": {"a": {"task": f"{T}:Count", "inputs": {"n": 1}}}},
+    {
+        "retry": {"controller": "times", "values": [1]},
+        "tasks": {"a": {"task": f"{T}:Count", "inputs": {"n": 1}}},
+    },
+    {
+        "retry": {"controller": "for_each", "values": 3},
+        "tasks": {"a": {"task": f"{T}:Count", "inputs": {"n": 1}}},
+    },
+    {"retry": {"controller": "for_each"}, "tasks": {"a": {"task": f"{T}:Count", "inputs": {"n": 1}}}},
+    {
+        "parameters": ["p"],
+        "retry": {"controller": "parameterized_for_each", "values": "p"},
+        "tasks": {"a": {"task": f"{T}:Count", "inputs": {"n": 1}}},
+    },
+    {
+        "retry": {"controller": "always_revert", "attempts": 2},
+        "tasks": {"a": {"task": f"{T}:Count", "inputs": {"n": 1}}},
+    },
+    {"retry": -1, "tasks": {"a": {"task": f"{T}:Count", "inputs": {"n": 1}}}},
     {"flow": "tree", "tasks": {"a": {"task": f"{T}:Count", "inputs": {"n": 1}}}},
     {"tasks": {"s": {"flow": "tree", "tasks": {"a": {"task": f"{T}:Count", "inputs": {"n": 1}}}}}},
     {"tasks": {"s": {"flow": "graph", "tasks": {}}}},
@@ -90,3 +112,7 @@ def test_the_task_options_listed_in_code_are_those_of_the_schema() -> None:
 
 def test_the_flow_kinds_listed_in_code_are_those_of_the_schema() -> None:
     assert declarative.schema()["$defs"]["kind"]["enum"] == list(declarative.FLOW_KINDS)
+
+
+def test_the_retry_controllers_listed_in_code_are_those_of_the_schema() -> None:
+    assert declarative.schema()["$defs"]["retry"]["oneOf"][1]["enum"] == list(declarative.RETRY_CONTROLLERS)
