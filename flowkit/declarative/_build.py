@@ -43,9 +43,9 @@ from flowkit.patterns import graph_flow, linear_flow, unordered_flow
 from flowkit.retry import AlwaysRevert, AlwaysRevertAll, ForEach, ParameterizedForEach, Retry, Times
 from flowkit.task import BaseTask, FunctorTask
 
-__all__ = ["FLOW_KINDS", "RETRY_CONTROLLERS", "TASK_OPTIONS", "build_flow"]
+__all__ = ["FLOW_KINDS", "RETRY_CONTROLLERS", "TASK_OPTIONS", "build_flow", "engine_options"]
 
-_TOP_KEYS = ("name", "description", "parameters", "flow", "retry", "tasks")
+_TOP_KEYS = ("name", "description", "parameters", "flow", "retry", "engine", "tasks")
 #: The kinds of flow a spec or sub-flow may be (``flow:``), and what each is.
 FLOW_KINDS: dict[str, type[Flow]] = {
     "graph": graph_flow.Flow,
@@ -185,6 +185,7 @@ def build_flow(source: Source, allowed: FactoryNames | None = None) -> Flow:
         name = Path(source.path).stem if source.path else "declarative"
     if not isinstance(name, str) or not name:
         raise source.error(f"the flow name must be a non-empty string, not {name!r}", key="name")
+    engine_options(source)
     kind = data.get("flow", "graph")
     if kind not in FLOW_KINDS:
         raise source.error(f"'flow' must be one of {list(FLOW_KINDS)}, not {kind!r}", key="flow")
@@ -237,6 +238,53 @@ def build_flow(source: Source, allowed: FactoryNames | None = None) -> Flow:
         for before in spec.after:
             top.link(items[before], item)
     return top
+
+
+def engine_options(source: Source) -> tuple[str | None, dict[str, Any]]:
+    """The engine a spec asks for (``engine:``), and its options: ``(name or None, options)``.
+
+    The spec only suggests: whoever runs it (``flowkit run``, or code calling
+    :func:`flowkit.engines.load`) applies them under its own choices. The
+    engine's own checks (a kind it does not know, an option it does not take)
+    happen when it is made, as for any engine.
+    """
+    data = source.data
+    value = data.get("engine") if isinstance(data, Mapping) else None
+    if value is None:
+        return None, {}
+    if isinstance(value, str) and value:
+        return value, {}
+    if not isinstance(value, Mapping):
+        raise source.error(
+            f"'engine' must be an engine name or URI, or a mapping of options with an optional 'name', "
+            f"not {value!r}",
+            key="engine",
+        )
+    options: dict[str, Any] = {}
+    name = None
+    for option, setting in value.items():
+        if not isinstance(option, str) or not option.isidentifier():
+            raise source.error(f"engine option {option!r} is not a keyword name", key=f"engine.{option}")
+        if option == "name":
+            if not isinstance(setting, str) or not setting:
+                raise source.error(
+                    f"the engine 'name' must be a non-empty string, not {setting!r}", key="engine.name"
+                )
+            name = setting
+        elif option in _CALLER_ONLY:
+            raise source.error(
+                f"engine option {option!r} is for the code running the flow, not for a spec",
+                key=f"engine.{option}",
+            )
+        else:
+            options[option] = setting
+    return name, options
+
+
+#: Options of engines.load a spec may not set: they hand the engine objects or a run's records.
+_CALLER_ONLY = frozenset(
+    {"store", "flow_detail", "book", "backend", "namespace", "inject", "executor", "clock"}
+)
 
 
 def _parse_retry(source: Source, parsed: _Parsed, parameters: set[str], flow: str | None, value: Any) -> None:

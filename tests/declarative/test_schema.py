@@ -13,6 +13,7 @@ T = "tests.declarative.tasks"
 GOOD = {
     "name": "pricing",
     "description": "d",
+    "engine": {"name": "parallel", "max_workers": 2},
     "retry": {"controller": "parameterized_for_each", "values": "${currency}", "name": "r"},
     "parameters": ["currency"],
     "tasks": {
@@ -75,6 +76,10 @@ BAD_SHAPES: list[dict[str, Any]] = [
         "tasks": {"a": {"task": f"{T}:Count", "inputs": {"n": 1}}},
     },
     {"retry": -1, "tasks": {"a": {"task": f"{T}:Count", "inputs": {"n": 1}}}},
+    {"engine": 3, "tasks": {"a": {"task": f"{T}:Count", "inputs": {"n": 1}}}},
+    {"engine": {"name": ""}, "tasks": {"a": {"task": f"{T}:Count", "inputs": {"n": 1}}}},
+    {"engine": {"backend": "memory://"}, "tasks": {"a": {"task": f"{T}:Count", "inputs": {"n": 1}}}},
+    {"engine": {"max-workers": 2}, "tasks": {"a": {"task": f"{T}:Count", "inputs": {"n": 1}}}},
     {"flow": "tree", "tasks": {"a": {"task": f"{T}:Count", "inputs": {"n": 1}}}},
     {"tasks": {"s": {"flow": "tree", "tasks": {"a": {"task": f"{T}:Count", "inputs": {"n": 1}}}}}},
     {"tasks": {"s": {"flow": "graph", "tasks": {}}}},
@@ -116,3 +121,10 @@ def test_the_flow_kinds_listed_in_code_are_those_of_the_schema() -> None:
 
 def test_the_retry_controllers_listed_in_code_are_those_of_the_schema() -> None:
     assert declarative.schema()["$defs"]["retry"]["oneOf"][1]["enum"] == list(declarative.RETRY_CONTROLLERS)
+
+
+def test_the_caller_only_engine_options_are_those_of_the_schema() -> None:
+    from flowkit.declarative import _build
+
+    names = declarative.schema()["properties"]["engine"]["oneOf"][1]["propertyNames"]["not"]["enum"]
+    assert set(names) == _build._CALLER_ONLY
