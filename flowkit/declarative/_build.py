@@ -34,8 +34,9 @@ from flowkit import typed
 from flowkit._utils import reflection
 from flowkit._utils.factories import FactoryNames
 from flowkit.atom import Atom
+from flowkit.deciders import Depth
 from flowkit.declarative import _refs
-from flowkit.declarative._registry import TaskNotAllowed, UnknownTask, resolve_task
+from flowkit.declarative._registry import TaskNotAllowed, UnknownTask, registered, resolve_task
 from flowkit.declarative._source import Source
 from flowkit.declarative._spec_task import SpecTask
 from flowkit.flow import Flow, FlowItem
@@ -86,6 +87,8 @@ class _Task:
     target: Callable[..., Any]
     inputs: dict[str, _refs.Value]
     after: list[str]
+    #: The decider (and depth) of each ``after`` link that has one, by the item it follows.
+    deciders: dict[str, tuple[Callable[..., Any], str | None]]
     retry: int | None
     timeout: float | None
     cache: bool | None
@@ -106,6 +109,7 @@ class _SubFlow:
     kind: str
     children: list[str]
     after: list[str]
+    deciders: dict[str, tuple[Callable[..., Any], str | None]]
     parent: str | None
     retry: Any = None  # as written; checked once every symbol is known
 
@@ -236,7 +240,7 @@ def build_flow(source: Source, allowed: FactoryNames | None = None) -> Flow:
         items[key] = item
         top.add(item, resolve_existing=False)
         for before in spec.after:
-            top.link(items[before], item)
+            top.link(items[before], item, *spec.deciders.get(before, (None, None)))
     return top
 
 
@@ -457,17 +461,14 @@ def _parse_flow(
             task=key,
             key="tasks",
         )
-    after = body.get("after", [])
-    if isinstance(after, str):
-        after = [after]
-    if not isinstance(after, list) or not all(isinstance(a, str) for a in after):
-        raise source.error("'after' must be a task name or a list of them", task=key, key="after")
+    after, deciders = _parse_after(source, key, body.get("after", []), allowed)
     sub = _SubFlow(
         key=key,
         name=_option(source, key, body, "name", str, key),
         kind=kind,
         children=[],
         after=after,
+        deciders=deciders,
         parent=parent,
         retry=body.get("retry"),
     )
@@ -554,9 +555,9 @@ def _assemble(
                 task=child,
             ) from err
     for child in children:
-        after = parsed.flows[child].after if child in parsed.flows else _task(parsed, child).after
-        for before in after:
-            flow.link(items[before], items[child])
+        owner: _Task | _SubFlow = parsed.flows[child] if child in parsed.flows else _task(parsed, child)
+        for before in owner.after:
+            flow.link(items[before], items[child], *owner.deciders.get(before, (None, None)))
     return flow
 
 
@@ -615,11 +616,7 @@ def _parse_task(source: Source, key: str, body: Any, allowed: FactoryNames | Non
             inputs[str(arg)] = _refs.parse_value(value)
         except _refs.RefSyntaxError as err:
             raise source.error(str(err), task=key, key=f"inputs.{arg}") from err
-    after = body.get("after", [])
-    if isinstance(after, str):
-        after = [after]
-    if not isinstance(after, list) or not all(isinstance(a, str) for a in after):
-        raise source.error("'after' must be a task name or a list of them", task=key, key="after")
+    after, deciders = _parse_after(source, key, body.get("after", []), allowed)
     spec = _Task(
         key=key,
         name=_option(source, key, body, "name", str, key),
@@ -627,6 +624,7 @@ def _parse_task(source: Source, key: str, body: Any, allowed: FactoryNames | Non
         target=target,
         inputs=inputs,
         after=after,
+        deciders=deciders,
         retry=_option(source, key, body, "retry", int, None),
         timeout=_option(source, key, body, "timeout", float, None),
         cache=_option(source, key, body, "cache", bool, None),
@@ -726,6 +724,69 @@ def _fold_bindings(source: Source, spec: _Task, body: Mapping[str, Any]) -> None
                 task=key,
                 key=f"inject.{symbol}",
             )
+
+
+def _parse_after(
+    source: Source, key: str, value: Any, allowed: FactoryNames | None
+) -> tuple[list[str], dict[str, tuple[Callable[..., Any], str | None]]]:
+    """Read ``after:``: item keys, or ``{item: key, decider: module:function, depth: ...}`` links.
+
+    A decider is code the spec makes flowkit import and call, so it is named by
+    an import path checked against the same allow-list as tasks (``tasks=``),
+    before its module is imported; registered task names are not deciders.
+    """
+    entries = [value] if isinstance(value, str | Mapping) else value
+    if not isinstance(entries, list):
+        raise source.error("'after' must be an item key, a link, or a list of them", task=key, key="after")
+    after: list[str] = []
+    deciders: dict[str, tuple[Callable[..., Any], str | None]] = {}
+    for entry in entries:
+        if isinstance(entry, str):
+            after.append(entry)
+            continue
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("item"), str):
+            raise source.error(
+                "an 'after' entry is an item key or a mapping "
+                "{item: key, decider: module:function, depth: ...}",
+                task=key,
+                key="after",
+            )
+        unknown = [k for k in entry if k not in ("item", "decider", "depth")]
+        if unknown:
+            raise source.error(
+                f"unknown key {unknown[0]!r} in a link; it has ['item', 'decider', 'depth']",
+                task=key,
+                key="after",
+            )
+        item = entry["item"]
+        after.append(item)
+        path = entry.get("decider")
+        depth = entry.get("depth")
+        if path is None:
+            if depth is not None:
+                raise source.error("a link's 'depth' needs a 'decider'", task=key, key="after")
+            continue
+        if not isinstance(path, str) or not path or path in registered():
+            raise source.error(
+                f"a decider is named by an import path module:function, not {path!r}", task=key, key="after"
+            )
+        try:
+            decider = resolve_task(path, allowed)
+        except (UnknownTask, TaskNotAllowed) as err:
+            raise source.error(f"decider: {err}", task=key, key="after") from err
+        if isinstance(decider, type):
+            raise source.error(f"decider {path!r} is a class, not a function", task=key, key="after")
+        if depth is not None:
+            try:
+                Depth.translate(depth)
+            except (TypeError, ValueError) as err:
+                raise source.error(
+                    f"a link's 'depth' must be one of {[d.value.lower() for d in Depth]}, not {depth!r}",
+                    task=key,
+                    key="after",
+                ) from err
+        deciders[item] = (decider, depth)
+    return after, deciders
 
 
 def _symbols_of(spec: _Task) -> list[str]:

@@ -29,7 +29,10 @@ GOOD = {
         "n": {
             "task": f"{T}:Notify",
             "inputs": {"text": "rate ${fx}"},
-            "after": ["fx", "sub"],
+            "after": [
+                "sub",
+                {"item": "fx", "decider": "tests.declarative.test_deciders:big", "depth": "atom"},
+            ],
             "cache": True,
             "name": "N",
         },
@@ -80,6 +83,9 @@ BAD_SHAPES: list[dict[str, Any]] = [
     {"engine": {"name": ""}, "tasks": {"a": {"task": f"{T}:Count", "inputs": {"n": 1}}}},
     {"engine": {"backend": "memory://"}, "tasks": {"a": {"task": f"{T}:Count", "inputs": {"n": 1}}}},
     {"engine": {"max-workers": 2}, "tasks": {"a": {"task": f"{T}:Count", "inputs": {"n": 1}}}},
+    {"tasks": {"a": {"task": f"{T}:Count", "after": {"item": "b", "depth": "all"}}}},
+    {"tasks": {"a": {"task": f"{T}:Count", "after": [{"item": "b", "when": 1}]}}},
+    {"tasks": {"a": {"task": f"{T}:Count", "after": [{"decider": "m:f"}]}}},
     {"flow": "tree", "tasks": {"a": {"task": f"{T}:Count", "inputs": {"n": 1}}}},
     {"tasks": {"s": {"flow": "tree", "tasks": {"a": {"task": f"{T}:Count", "inputs": {"n": 1}}}}}},
     {"tasks": {"s": {"flow": "graph", "tasks": {}}}},
