@@ -191,12 +191,15 @@ def _resume(args: argparse.Namespace) -> int:
     from flowkit import engines, states
     from flowkit import exceptions as exc
     from flowkit.cli._plan import plan_resume
-    from flowkit.cli.run import ENGINE_KEY, engine_error, run_engine
+    from flowkit.cli.run import ENGINE_KEY, ENGINE_OPTIONS_KEY, engine_error, run_engine
 
     with open_backend(args.connection) as backend:
         ref = find_flow(backend, args.flow, "flowkit flows resume")
         flow = _rebuild(ref)
         kind = args.engine or (ref.flow.meta or {}).get(ENGINE_KEY) or "serial"
+        # A spec file's engine options (max_workers...) hold again, unless --engine picks another.
+        recorded = (ref.flow.meta or {}).get(ENGINE_OPTIONS_KEY)
+        engine_options = dict(recorded) if isinstance(recorded, dict) and not args.engine else {}
         if args.dry_run:
             # The plan is that of the engine the resume would use (--engine, else the run's).
             try:
@@ -209,7 +212,7 @@ def _resume(args: argparse.Namespace) -> int:
             print(json.dumps(plan.to_dict(), indent=2) if args.json else plan.to_text())
             return 0
         try:
-            engine = engines.load(flow, flow_detail=ref.flow, backend=backend, engine=kind)
+            engine = engines.load(flow, flow_detail=ref.flow, backend=backend, engine=kind, **engine_options)
         except (exc.UnknownEngine, exc.InvalidEngineOption) as err:
             raise engine_error(kind, err) from err
         if args.json:

@@ -44,6 +44,8 @@ __all__ = ["flow_at", "register", "run_engine", "spec_flow"]
 
 #: Flow detail metadata key holding the engine kind a run used (resume reuses it).
 ENGINE_KEY = "engine"
+#: Flow detail metadata key holding the engine options a spec file asked for (resume reuses them).
+ENGINE_OPTIONS_KEY = "engine_options"
 #: Flows up to this many atoms keep their shape in their metadata, so the
 #: monitor can draw them without importing their code. Atoms, not graph nodes:
 #: the compiled graph adds two nodes per flow, so a flow of 2,000 atoms has more.
@@ -71,7 +73,10 @@ def register(subparsers: Any) -> None:
         help="a value the flow can read (VALUE is JSON when it parses, else text); repeatable",
     )
     parser.add_argument(
-        "--engine", default="serial", type=url_value, help="engine kind or URI (default: serial)" + FROM_FILE
+        "--engine",
+        default=None,
+        type=url_value,
+        help="engine kind or URI (default: a spec file's engine:, else serial)" + FROM_FILE,
     )
     add_connection(parser, default="memory://")
     add_run_options(parser)
@@ -106,10 +111,19 @@ def _run(args: argparse.Namespace) -> int:
     from flowkit import exceptions as exc
 
     factory: Any
+    kind: str = args.engine or "serial"
+    options: dict[str, Any] = {}
     if declarative.is_spec_path(args.target):
         # A declarative spec file: its flow is rebuilt from the file on resume.
         target: Any = None
         factory, factory_args = spec_flow, [os.path.abspath(args.target)]
+        importable_cwd()
+        try:
+            loaded = declarative.load_spec(factory_args[0])
+        except exc.FlowSpecError as err:
+            raise CliError(f"target '{args.target}': {one_line(err)}") from err
+        options = loaded.engine_kwargs(args.engine)
+        kind = options.pop("engine")
     else:
         target = import_target(args.target)
     store = parse_store(args.store)
@@ -130,14 +144,16 @@ def _run(args: argparse.Namespace) -> int:
             factory, factory_args = _called, [args.target]
         try:
             engine = engines.load_from_factory(
-                factory, factory_args=factory_args, store=store, backend=backend, engine=args.engine
+                factory, factory_args=factory_args, store=store, backend=backend, engine=kind, **options
             )
         except (exc.UnknownEngine, exc.InvalidEngineOption) as err:
-            raise engine_error(args.engine, err) from err
+            raise engine_error(kind, err) from err
         except ValueError as err:
             raise CliError(f"target '{args.target}': {one_line(err)}") from err
         _check_flow(engine, args.target)
-        meta: dict[str, Any] = {ENGINE_KEY: args.engine}
+        meta: dict[str, Any] = {ENGINE_KEY: kind}
+        if options:
+            meta[ENGINE_OPTIONS_KEY] = options
         compiled: Any = engine  # an ActionEngine: it exposes its compiled graph
         if len(compiled.compilation.atoms) <= _GRAPH_LIMIT:
             from flowkit.monitor._data import GRAPH_KEY

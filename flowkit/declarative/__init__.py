@@ -10,6 +10,7 @@
       notify: {task: myapp.tasks:Notify,      inputs: {text: "price is ${price}"}, after: [fx]}
 
 ``load_flow("pricing.yaml")`` returns a :class:`~flowkit.patterns.graph_flow.Flow`
+(or the linear or unordered flow its ``flow:`` names, with sub-flows to any depth)
 that any engine runs, persists and resumes. Every mistake in a spec is a
 :class:`~flowkit.exceptions.FlowSpecError` raised by :func:`load_flow`, before
 anything runs, naming the file, line, task and key. The format is described by a
@@ -20,22 +21,27 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from flowkit._utils.factories import FactoryNames
-from flowkit.declarative._build import TASK_OPTIONS, build_flow
+from flowkit.declarative._build import FLOW_KINDS, RETRY_CONTROLLERS, TASK_OPTIONS, build_flow, engine_options
 from flowkit.declarative._registry import register, registered, unregister
 from flowkit.declarative._source import TOO_DEEP, read_spec
 from flowkit.exceptions import FlowSpecError
-from flowkit.patterns import graph_flow
+from flowkit.flow import Flow
 
 __all__ = [
+    "FLOW_KINDS",
+    "RETRY_CONTROLLERS",
     "SCHEMA_PATH",
     "TASK_OPTIONS",
     "FlowSpecError",
+    "LoadedSpec",
     "is_spec_path",
     "load_flow",
+    "load_spec",
     "register",
     "registered",
     "schema",
@@ -48,7 +54,7 @@ SCHEMA_PATH = Path(__file__).with_name("flow-spec.schema.json")
 _SPEC_SUFFIXES = (".yaml", ".yml", ".json")
 
 
-def load_flow(spec: Any, *, tasks: Iterable[str] | None = None) -> graph_flow.Flow:
+def load_flow(spec: Any, *, tasks: Iterable[str] | None = None) -> Flow:
     """Build the flow a spec describes.
 
     Args:
@@ -61,7 +67,9 @@ def load_flow(spec: Any, *, tasks: Iterable[str] | None = None) -> graph_flow.Fl
             default, None, lets a spec import and call anything.
 
     Returns:
-        An ordinary graph flow: one atom per spec task, named after the task.
+        An ordinary flow: a graph flow unless the spec's ``flow:`` says
+        ``linear`` or ``unordered``, one atom per spec task, named after the
+        task, and one flow per sub-flow.
 
     Raises:
         FlowSpecError: the spec cannot be read or is wrong, or names a task
@@ -76,6 +84,47 @@ def load_flow(spec: Any, *, tasks: Iterable[str] | None = None) -> graph_flow.Fl
         return build_flow(source, allowed)
     except RecursionError:  # a value nested a few hundred levels deep, read but not walkable
         raise source.error(TOO_DEEP) from None
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedSpec:
+    """A spec's flow and the engine it asks for (its ``engine:`` key).
+
+    Attributes:
+        flow: what :func:`load_flow` returns.
+        engine: the engine name or URI the spec names, or None.
+        engine_options: the other keys of ``engine:`` (``max_workers``...).
+    """
+
+    flow: Flow
+    engine: str | None = None
+    engine_options: dict[str, Any] = field(default_factory=dict)
+
+    def engine_kwargs(self, engine: str | None = None, **overrides: Any) -> dict[str, Any]:
+        """Keyword arguments for :func:`flowkit.engines.load`: the spec's, under the caller's.
+
+        ``engine`` (else the spec's, else ``"serial"``) and ``overrides`` win over
+        what the spec says, so the code running a spec keeps the last word.
+        """
+        return {"engine": engine or self.engine or "serial", **self.engine_options, **overrides}
+
+
+def load_spec(spec: Any, *, tasks: Iterable[str] | None = None) -> LoadedSpec:
+    """Build a spec's flow and read the engine it asks for; see :func:`load_flow`.
+
+    Use it to run a spec as its author meant::
+
+        loaded = declarative.load_spec("nightly.yaml")
+        engines.load(loaded.flow, **loaded.engine_kwargs(max_workers=8)).run()
+    """
+    allowed = None if tasks is None else FactoryNames(tasks)
+    source = read_spec(spec)
+    try:
+        flow = build_flow(source, allowed)
+    except RecursionError:
+        raise source.error(TOO_DEEP) from None
+    name, options = engine_options(source)
+    return LoadedSpec(flow, name, options)
 
 
 def is_spec_path(target: str) -> bool:

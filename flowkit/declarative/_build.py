@@ -6,8 +6,10 @@ symbol ``fetch``. Constants become the atom's ``inject`` values, whole
 references ``rebind`` entries, and inputs with fields or text go through a
 :class:`~flowkit.declarative._spec_task.SpecTask` adapter. A ``retry:`` puts the
 atom in a one-item linear flow with a :class:`~flowkit.retry.Times` controller;
-``after:`` is a graph link. Nothing here is an engine feature: the result is the
-flow one would have written by hand, so it persists and resumes like any other.
+``after:`` is a graph link. An item with a ``flow:`` key is a sub-flow of that
+pattern, whose tasks share the spec's one namespace of keys. Nothing here is an
+engine feature: the result is the flow one would have written by hand, so it
+persists and resumes like any other.
 
 Checks, all before the flow exists, each naming the file, line, task and key:
 the shape of every key (the JSON Schema says the same), unknown task, unknown
@@ -27,23 +29,53 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from flowkit import exceptions as exc
 from flowkit import typed
 from flowkit._utils import reflection
 from flowkit._utils.factories import FactoryNames
 from flowkit.atom import Atom
+from flowkit.deciders import Depth
 from flowkit.declarative import _refs
-from flowkit.declarative._registry import TaskNotAllowed, UnknownTask, resolve_task
+from flowkit.declarative._registry import TaskNotAllowed, UnknownTask, registered, resolve_task
 from flowkit.declarative._source import Source
 from flowkit.declarative._spec_task import SpecTask
-from flowkit.patterns import graph_flow, linear_flow
-from flowkit.retry import Times
+from flowkit.flow import Flow, FlowItem
+from flowkit.patterns import graph_flow, linear_flow, unordered_flow
+from flowkit.retry import AlwaysRevert, AlwaysRevertAll, ForEach, ParameterizedForEach, Retry, Times
 from flowkit.task import BaseTask, FunctorTask
 
-__all__ = ["TASK_OPTIONS", "build_flow"]
+__all__ = ["FLOW_KINDS", "RETRY_CONTROLLERS", "TASK_OPTIONS", "build_flow", "engine_options"]
 
-_TOP_KEYS = ("name", "description", "parameters", "tasks")
+_TOP_KEYS = ("name", "description", "parameters", "flow", "retry", "engine", "tasks")
+#: The kinds of flow a spec or sub-flow may be (``flow:``), and what each is.
+FLOW_KINDS: dict[str, type[Flow]] = {
+    "graph": graph_flow.Flow,
+    "linear": linear_flow.Flow,
+    "unordered": unordered_flow.Flow,
+}
+#: The keys of a sub-flow (an item of ``tasks`` with a ``flow`` key).
+_FLOW_KEYS = ("flow", "tasks", "name", "after", "retry")
+#: The retry controllers a flow's ``retry:`` may name, and the options each takes.
+RETRY_CONTROLLERS: dict[str, tuple[str, ...]] = {
+    "times": ("attempts", "revert_all", "provides", "name"),
+    "for_each": ("values", "revert_all", "provides", "name"),
+    "parameterized_for_each": ("values", "revert_all", "provides", "name"),
+    "always_revert": ("name",),
+    "always_revert_all": ("name",),
+}
 #: The keys a task may have besides ``task`` and ``inputs``.
-TASK_OPTIONS = ("after", "retry", "timeout", "cache", "topic", "name")
+TASK_OPTIONS = (
+    "after",
+    "retry",
+    "timeout",
+    "cache",
+    "topic",
+    "name",
+    "requires",
+    "rebind",
+    "inject",
+    "provides",
+)
 _TASK_KEYS = ("task", "inputs", *TASK_OPTIONS)
 
 
@@ -55,13 +87,90 @@ class _Task:
     target: Callable[..., Any]
     inputs: dict[str, _refs.Value]
     after: list[str]
+    #: The decider (and depth) of each ``after`` link that has one, by the item it follows.
+    deciders: dict[str, tuple[Callable[..., Any], str | None]]
     retry: int | None
     timeout: float | None
     cache: bool | None
     topic: str | None
+    parent: str | None = None
+    #: Task's ``provides``: None stores the result under the task's key.
+    provides: str | list[str] | None = None
+    #: Where an input not given under ``inputs`` came from (``rebind.x``, ``requires``, ``inject.x``).
+    origin: dict[str, str] = dataclasses.field(default_factory=dict)
+    #: Task keys that must run first because of ``after:`` (flows expanded) or a linear flow's order.
+    before: set[str] = dataclasses.field(default_factory=set)
 
 
-def build_flow(source: Source, allowed: FactoryNames | None = None) -> graph_flow.Flow:
+@dataclass(slots=True)
+class _SubFlow:
+    key: str
+    name: str
+    kind: str
+    children: list[str]
+    after: list[str]
+    deciders: dict[str, tuple[Callable[..., Any], str | None]]
+    parent: str | None
+    retry: Any = None  # as written; checked once every symbol is known
+
+
+@dataclass(slots=True)
+class _Retry:
+    controller: str
+    attempts: int = 1
+    values: Any = None  # a list for for_each, a symbol for parameterized_for_each
+    revert_all: bool = False
+    provides: str | None = None
+    name: str | None = None
+
+    def make(self) -> Retry:
+        """The retry controller, named after its flow unless ``name`` says otherwise."""
+        kw: dict[str, Any] = {"name": self.name}
+        if self.controller in ("times", "for_each", "parameterized_for_each"):
+            kw.update(provides=self.provides, revert_all=self.revert_all)
+        if self.controller == "times":
+            return Times(self.attempts, **kw)
+        if self.controller == "for_each":
+            return ForEach(list(self.values), **kw)
+        if self.controller == "parameterized_for_each":
+            return ParameterizedForEach(rebind={"values": self.values}, **kw)
+        return AlwaysRevert(**kw) if self.controller == "always_revert" else AlwaysRevertAll(**kw)
+
+
+@dataclass(slots=True)
+class _Parsed:
+    """Every task and sub-flow of a spec, keyed alike (keys are unique across the whole spec)."""
+
+    tasks: list[_Task] = dataclasses.field(default_factory=list)
+    #: The same tasks by key, so finding one costs O(1) in a spec of thousands.
+    by_key: dict[str, _Task] = dataclasses.field(default_factory=dict)
+    flows: dict[str, _SubFlow] = dataclasses.field(default_factory=dict)
+    top: list[str] = dataclasses.field(default_factory=list)
+    #: Every symbol a task stores its result (or a part of it) under -> that task's key.
+    symbols: dict[str, str] = dataclasses.field(default_factory=dict)
+    #: The retry of each flow that has one (None: the spec's own flow).
+    retries: dict[str | None, _Retry] = dataclasses.field(default_factory=dict)
+    #: The symbol of each retry that provides one -> its flow's key (None: the spec's flow).
+    retry_symbols: dict[str, str | None] = dataclasses.field(default_factory=dict)
+
+    def inside(self, task: str, flow: str | None) -> bool:
+        """Whether ``task`` is (at any depth) in flow ``flow`` (None: the spec's flow)."""
+        parent = _task(self, task).parent
+        while parent is not None:
+            if parent == flow:
+                return True
+            parent = self.flows[parent].parent
+        return flow is None
+
+    def leaves(self, key: str) -> list[str]:
+        """The task keys inside item ``key`` (itself for a task)."""
+        flow = self.flows.get(key)
+        if flow is None:
+            return [key]
+        return [leaf for child in flow.children for leaf in self.leaves(child)]
+
+
+def build_flow(source: Source, allowed: FactoryNames | None = None) -> Flow:
     """Check ``source`` and build its flow.
 
     Args:
@@ -82,40 +191,377 @@ def build_flow(source: Source, allowed: FactoryNames | None = None) -> graph_flo
         name = Path(source.path).stem if source.path else "declarative"
     if not isinstance(name, str) or not name:
         raise source.error(f"the flow name must be a non-empty string, not {name!r}", key="name")
+    engine_options(source)
+    kind = data.get("flow", "graph")
+    if kind not in FLOW_KINDS:
+        raise source.error(f"'flow' must be one of {list(FLOW_KINDS)}, not {kind!r}", key="flow")
     parameters = _parameters(source, data.get("parameters", []))
     tasks = data.get("tasks")
     if not isinstance(tasks, Mapping) or not tasks:
         raise source.error("'tasks' must be a non-empty mapping of task name -> task", key="tasks")
-    for key in tasks:
-        _check_symbol(source, str(key), task=str(key))
-    specs = [_parse_task(source, str(key), body, allowed) for key, body in tasks.items()]
+    parsed = _Parsed()
+    parsed.top = _parse_items(source, tasks, None, kind, allowed, parsed)
+    specs = parsed.tasks
     keys = {spec.key for spec in specs}
-    for clash in sorted(keys & parameters):
+    for clash in sorted((keys | set(parsed.flows)) & parameters):
         raise source.error(f"{clash!r} is both a task and a parameter", task=clash)
     _check_names(source, specs)
-    _check_references(source, specs, keys | parameters)
-    order = _check_cycles(source, specs)
+    _collect_symbols(source, parsed, parameters)
+    _parse_retry(source, parsed, parameters, None, data.get("retry"))
+    for flow in parsed.flows.values():
+        _parse_retry(source, parsed, parameters, flow.key, flow.retry)
+    _check_references(source, specs, set(parsed.symbols) | set(parsed.retry_symbols) | parameters, parsed)
+    _order_items(parsed, parsed.top, kind)
+    for flow in parsed.flows.values():
+        _order_items(parsed, flow.children, flow.kind)
+    _check_flow_dependencies(source, parsed, None, parsed.top, kind)
+    for flow in parsed.flows.values():
+        _check_flow_dependencies(source, parsed, flow.key, flow.children, flow.kind)
+    order = _check_cycles(source, specs, parsed.symbols)
     by_key = {spec.key: spec for spec in specs}
     atoms: dict[str, BaseTask] = {}
+    whole: dict[str, BaseTask] = {}  # symbol -> the atom whose whole result it is
     # Providers first (not the file's order): checking a consumer reads the atoms
     # of the tasks it references, which must exist by then.
     for key in order:
-        atoms[key] = _make_atom(source, by_key[key], by_key, atoms)
-    flow = graph_flow.Flow(name)
+        spec = by_key[key]
+        atoms[key] = _make_atom(source, spec, by_key, whole)
+        if not isinstance(spec.provides, list):
+            whole[spec.provides or key] = atoms[key]
+    if parsed.flows or kind != "graph" or parsed.retries:
+        position = {key: i for i, key in enumerate(order)}
+        return _assemble(source, parsed, None, name, kind, parsed.top, atoms, position)
+    top = graph_flow.Flow(name)
     items: dict[str, Any] = {}
     # One item at a time, providers first: then a new item has no successors yet, so
     # graph_flow's cycle check is O(1) per item instead of a walk of the whole graph,
     # and no earlier item can be waiting for it (resolve_existing would scan them all).
     for key in order:
         spec = by_key[key]
-        item: Any = atoms[key]
-        if spec.retry is not None:
-            retry = Times(spec.retry, name=f"{spec.name}-retry")
-            item = linear_flow.Flow(f"{spec.name}-retry", retry=retry).add(item)
+        item = _with_retry(spec, atoms[key])
         items[key] = item
-        flow.add(item, resolve_existing=False)
+        top.add(item, resolve_existing=False)
         for before in spec.after:
-            flow.link(items[before], item)
+            top.link(items[before], item, *spec.deciders.get(before, (None, None)))
+    return top
+
+
+def engine_options(source: Source) -> tuple[str | None, dict[str, Any]]:
+    """The engine a spec asks for (``engine:``), and its options: ``(name or None, options)``.
+
+    The spec only suggests: whoever runs it (``flowkit run``, or code calling
+    :func:`flowkit.engines.load`) applies them under its own choices. The
+    engine's own checks (a kind it does not know, an option it does not take)
+    happen when it is made, as for any engine.
+    """
+    data = source.data
+    value = data.get("engine") if isinstance(data, Mapping) else None
+    if value is None:
+        return None, {}
+    if isinstance(value, str) and value:
+        return value, {}
+    if not isinstance(value, Mapping):
+        raise source.error(
+            f"'engine' must be an engine name or URI, or a mapping of options with an optional 'name', "
+            f"not {value!r}",
+            key="engine",
+        )
+    options: dict[str, Any] = {}
+    name = None
+    for option, setting in value.items():
+        if not isinstance(option, str) or not option.isidentifier():
+            raise source.error(f"engine option {option!r} is not a keyword name", key=f"engine.{option}")
+        if option == "name":
+            if not isinstance(setting, str) or not setting:
+                raise source.error(
+                    f"the engine 'name' must be a non-empty string, not {setting!r}", key="engine.name"
+                )
+            name = setting
+        elif option in _CALLER_ONLY:
+            raise source.error(
+                f"engine option {option!r} is for the code running the flow, not for a spec",
+                key=f"engine.{option}",
+            )
+        else:
+            options[option] = setting
+    return name, options
+
+
+#: Options of engines.load a spec may not set: they hand the engine objects or a run's records.
+_CALLER_ONLY = frozenset(
+    {"store", "flow_detail", "book", "backend", "namespace", "inject", "executor", "clock"}
+)
+
+
+def _parse_retry(source: Source, parsed: _Parsed, parameters: set[str], flow: str | None, value: Any) -> None:
+    """Check the ``retry:`` of flow ``flow`` (None: the spec's) and record it in ``parsed``."""
+    if value is None:
+        return
+    written = value
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = {"controller": "times", "attempts": value}
+    if isinstance(value, str):
+        value = {"controller": value}
+    if not isinstance(value, Mapping) or value.get("controller") not in RETRY_CONTROLLERS:
+        raise source.error(
+            f"'retry' must be a number of attempts, a controller name or a mapping with 'controller' "
+            f"one of {list(RETRY_CONTROLLERS)}, not {written!r}",
+            task=flow,
+            key="retry.controller" if isinstance(written, Mapping) else "retry",
+        )
+    controller = value["controller"]
+    takes = RETRY_CONTROLLERS[controller]
+    for option in value:
+        if option != "controller" and option not in takes:
+            raise source.error(
+                f"unknown option {option!r} of a {controller} retry; it takes {list(takes)}",
+                task=flow,
+                key=f"retry.{option}",
+            )
+    retry = _Retry(controller)
+    for option, kind in (("attempts", int), ("revert_all", bool), ("provides", str), ("name", str)):
+        if option in value:
+            ok = isinstance(value[option], kind) and (kind is bool or not isinstance(value[option], bool))
+            if not ok or (kind is int and value[option] < 0) or (kind is str and not value[option]):
+                wanted = {int: "a whole number, 0 or more", bool: "true or false", str: "a non-empty string"}
+                raise source.error(
+                    f"retry option {option!r} must be {wanted[kind]}, not {value[option]!r}",
+                    task=flow,
+                    key=f"retry.{option}",
+                )
+            setattr(retry, option, value[option])
+    if controller in ("for_each", "parameterized_for_each"):
+        values = value.get("values")
+        if controller == "for_each":
+            if not isinstance(values, list):
+                raise source.error(
+                    "a for_each retry's 'values' must be the list of values to try",
+                    task=flow,
+                    key="retry.values",
+                )
+        else:
+            try:
+                ref = _refs.parse_value(values)
+            except _refs.RefSyntaxError as err:
+                raise source.error(str(err), task=flow, key="retry.values") from err
+            if not isinstance(ref, _refs.Ref) or ref.path:
+                raise source.error(
+                    "a parameterized_for_each retry's 'values' must be a whole reference ${name} "
+                    "to a task's result or a parameter holding the values to try",
+                    task=flow,
+                    key="retry.values",
+                )
+            provider = parsed.symbols.get(ref.name)
+            if provider is None and ref.name not in parameters:
+                raise source.error(f"{ref.text} names no task or parameter", task=flow, key="retry.values")
+            if provider is not None:
+                if parsed.inside(provider, flow):
+                    raise source.error(
+                        f"{ref.text} is a result of task {provider!r}, inside the flow the retry controls",
+                        task=flow,
+                        key="retry.values",
+                    )
+                for leaf in parsed.leaves(flow) if flow is not None else []:
+                    _task(parsed, leaf).before.add(provider)
+            values = ref.name
+        retry.values = values
+    if retry.provides is not None:
+        symbol = retry.provides
+        if "." in symbol or symbol in parsed.symbols or symbol in parameters or symbol in parsed.flows:
+            raise source.error(
+                f"retry symbol {symbol!r} cannot be provided: it has a '.', or a task, parameter "
+                "or sub-flow already uses it",
+                task=flow,
+                key="retry.provides",
+            )
+        if symbol in parsed.retry_symbols:
+            raise source.error(
+                f"retry symbol {symbol!r} is provided by the retry of another flow too",
+                task=flow,
+                key="retry.provides",
+            )
+        parsed.retry_symbols[symbol] = flow
+    parsed.retries[flow] = retry
+
+
+def _with_retry(spec: _Task, atom: BaseTask) -> FlowItem:
+    if spec.retry is None:
+        return atom
+    retry = Times(spec.retry, name=f"{spec.name}-retry")
+    return linear_flow.Flow(f"{spec.name}-retry", retry=retry).add(atom)
+
+
+def _parse_items(
+    source: Source,
+    items: Mapping[Any, Any],
+    parent: str | None,
+    kind: str,
+    allowed: FactoryNames | None,
+    parsed: _Parsed,
+) -> list[str]:
+    """Parse the tasks and sub-flows of one flow into ``parsed``; return their keys in spec order."""
+    keys: list[str] = []
+    for raw_key, body in items.items():
+        key = str(raw_key)
+        _check_symbol(source, key, task=key)
+        if key in parsed.flows or key in parsed.by_key:
+            raise source.error(
+                f"key {key!r} is used twice in the spec: tasks and sub-flows share one namespace, "
+                "since references name them by key",
+                task=key,
+            )
+        if isinstance(body, Mapping) and "flow" in body:
+            sub = _parse_flow(source, key, body, parent, allowed, parsed)
+            after = sub.after
+        else:
+            spec = _parse_task(source, key, body, allowed)
+            spec.parent = parent
+            parsed.tasks.append(spec)
+            parsed.by_key[key] = spec
+            after = spec.after
+        if after and kind != "graph":
+            raise source.error(
+                f"'after' orders items of a graph flow; this item is in a {kind} flow "
+                + ("(its order is the spec's)" if kind == "linear" else "(its items run independently)"),
+                task=key,
+                key="after",
+            )
+        keys.append(key)
+    for key in keys:
+        after = parsed.flows[key].after if key in parsed.flows else _task(parsed, key).after
+        for before in after:
+            if before not in keys:
+                raise source.error(
+                    f"'after' names no task or sub-flow of the same flow: {before!r}", task=key, key="after"
+                )
+    return keys
+
+
+def _task(parsed: _Parsed, key: str) -> _Task:
+    return parsed.by_key[key]
+
+
+def _parse_flow(
+    source: Source,
+    key: str,
+    body: Mapping[str, Any],
+    parent: str | None,
+    allowed: FactoryNames | None,
+    parsed: _Parsed,
+) -> _SubFlow:
+    for option in body:
+        if option not in _FLOW_KEYS:
+            raise source.error(
+                f"unknown key {option!r}; a sub-flow has {list(_FLOW_KEYS)}", task=key, key=str(option)
+            )
+    kind = body["flow"]
+    if kind not in FLOW_KINDS:
+        raise source.error(f"'flow' must be one of {list(FLOW_KINDS)}, not {kind!r}", task=key, key="flow")
+    tasks = body.get("tasks")
+    if not isinstance(tasks, Mapping) or not tasks:
+        raise source.error(
+            "a sub-flow's 'tasks' must be a non-empty mapping of key -> task or sub-flow",
+            task=key,
+            key="tasks",
+        )
+    after, deciders = _parse_after(source, key, body.get("after", []), allowed)
+    sub = _SubFlow(
+        key=key,
+        name=_option(source, key, body, "name", str, key),
+        kind=kind,
+        children=[],
+        after=after,
+        deciders=deciders,
+        parent=parent,
+        retry=body.get("retry"),
+    )
+    parsed.flows[key] = sub  # before its items, so one reusing its key is refused
+    sub.children = _parse_items(source, tasks, key, kind, allowed, parsed)
+    return sub
+
+
+def _order_items(parsed: _Parsed, children: list[str], kind: str) -> None:
+    """Record, on each task, the tasks that must run first: by ``after:`` and a linear flow's order."""
+    for i, child in enumerate(children):
+        after = parsed.flows[child].after if child in parsed.flows else _task(parsed, child).after
+        first = {leaf for before in after for leaf in parsed.leaves(before)}
+        if kind == "linear" and i:
+            first.update(parsed.leaves(children[i - 1]))
+        for leaf in parsed.leaves(child):
+            _task(parsed, leaf).before.update(first)
+
+
+def _check_flow_dependencies(
+    source: Source, parsed: _Parsed, flow: str | None, children: list[str], kind: str
+) -> None:
+    """Refuse what a linear or unordered flow cannot run: an item reading a later or a sibling item.
+
+    Inside a linear flow an item runs after the ones before it only; inside an
+    unordered one, its items run independently. A reference against that would
+    otherwise surface as a cycle, or as a missing requirement when the engine
+    compiles the flow, naming no file or line.
+    """
+    if kind == "graph":
+        return
+    where = f"{kind} flow {flow!r}" if flow is not None else f"the {kind} flow of the spec"
+    owner = {leaf: child for child in children for leaf in parsed.leaves(child)}
+    position = {child: i for i, child in enumerate(children)}
+    for i, child in enumerate(children):
+        for leaf in parsed.leaves(child):
+            spec = _task(parsed, leaf)
+            for arg, value in spec.inputs.items():
+                for ref in _refs.refs_in(value):
+                    other = owner.get(parsed.symbols.get(ref.name, ""))
+                    if other is None or other == child:
+                        continue
+                    if kind == "unordered":
+                        problem = f"{ref.text} reads another item of {where}, whose items run independently"
+                    elif position[other] > i:
+                        problem = f"{ref.text} reads an item that runs later in {where}"
+                    else:
+                        continue
+                    raise source.error(problem, task=leaf, key=_where(spec, arg))
+
+
+def _assemble(
+    source: Source,
+    parsed: _Parsed,
+    key: str | None,
+    name: str,
+    kind: str,
+    children: list[str],
+    atoms: Mapping[str, BaseTask],
+    position: Mapping[str, int],
+) -> Flow:
+    """Build one flow of a spec with sub-flows, its items first."""
+    items: dict[str, FlowItem] = {}
+    for child in children:
+        sub = parsed.flows.get(child)
+        if sub is None:
+            items[child] = _with_retry(_task(parsed, child), atoms[child])
+        else:
+            items[child] = _assemble(source, parsed, child, sub.name, sub.kind, sub.children, atoms, position)
+    retry = parsed.retries.get(key)
+    flow = FLOW_KINDS[kind](name, retry=None if retry is None else retry.make())
+    if kind != "graph":
+        flow.add(*items.values())
+        return flow
+    assert isinstance(flow, graph_flow.Flow)
+    ranked = sorted(children, key=lambda c: min(position[leaf] for leaf in parsed.leaves(c)))
+    for child in ranked:
+        try:
+            flow.add(items[child])
+        except exc.DependencyFailure as err:
+            where = f"sub-flow {key!r}" if key is not None else "the spec's graph flow"
+            raise source.error(
+                f"item {child!r} cannot be placed in {where}: {err} (a sub-flow both reads from and "
+                "feeds another item of its graph flow; move the tasks so data flows one way)",
+                task=child,
+            ) from err
+    for child in children:
+        owner: _Task | _SubFlow = parsed.flows[child] if child in parsed.flows else _task(parsed, child)
+        for before in owner.after:
+            flow.link(items[before], items[child], *owner.deciders.get(before, (None, None)))
     return flow
 
 
@@ -174,23 +620,213 @@ def _parse_task(source: Source, key: str, body: Any, allowed: FactoryNames | Non
             inputs[str(arg)] = _refs.parse_value(value)
         except _refs.RefSyntaxError as err:
             raise source.error(str(err), task=key, key=f"inputs.{arg}") from err
-    after = body.get("after", [])
-    if isinstance(after, str):
-        after = [after]
-    if not isinstance(after, list) or not all(isinstance(a, str) for a in after):
-        raise source.error("'after' must be a task name or a list of them", task=key, key="after")
-    return _Task(
+    after, deciders = _parse_after(source, key, body.get("after", []), allowed)
+    spec = _Task(
         key=key,
         name=_option(source, key, body, "name", str, key),
         path=path,
         target=target,
         inputs=inputs,
         after=after,
+        deciders=deciders,
         retry=_option(source, key, body, "retry", int, None),
         timeout=_option(source, key, body, "timeout", float, None),
         cache=_option(source, key, body, "cache", bool, None),
         topic=_option(source, key, body, "topic", str, None),
     )
+    provides = body.get("provides")
+    if provides is not None:
+        names = [provides] if isinstance(provides, str) else provides
+        if (
+            not isinstance(names, list)
+            or not names
+            or not all(isinstance(n, str) and n and "." not in n for n in names)
+            or len(set(names)) != len(names)
+        ):
+            raise source.error(
+                "'provides' must be a symbol or a list of distinct symbols (stored by position), "
+                "each non-empty and without '.'",
+                task=key,
+                key="provides",
+            )
+        spec.provides = provides
+    if any(option in body for option in ("requires", "rebind", "inject")):
+        _fold_bindings(source, spec, body)
+    return spec
+
+
+def _fold_bindings(source: Source, spec: _Task, body: Mapping[str, Any]) -> None:
+    """Turn ``requires``, ``rebind`` and ``inject`` (as Task takes them) into inputs.
+
+    They say with symbols what ``inputs`` says with ``${...}``: ``rebind`` maps
+    an argument to the symbol that feeds it (a list pairs up with the required
+    arguments in order, extra names feed the arguments so named), ``requires``
+    names symbols passed as keyword arguments of the same name, and ``inject``
+    gives constants keyed by symbol, as Task's ``inject`` is: a constant for
+    the symbol an argument reads. Folded into inputs, they go through every
+    check and build the atom an equivalent ``inputs`` would.
+    """
+    key = spec.key
+    try:
+        probe = _factory(spec)()
+    except (TypeError, ValueError) as err:
+        raise source.error(f"cannot make task {spec.path}: {err}", task=key, key="task") from err
+    shape = reflection.inspect_callable(probe._arg_sources()[0])
+    bound: dict[str, tuple[str, str]] = {}  # argument -> (symbol, where it was given)
+
+    def bind(arg: Any, symbol: Any, where: str) -> None:
+        if not isinstance(arg, str) or not arg or not isinstance(symbol, str) or not symbol:
+            raise source.error(
+                f"names must be non-empty strings, not {arg!r} -> {symbol!r}", task=key, key=where
+            )
+        if arg in spec.inputs or arg in bound:
+            given = f"inputs.{arg}" if arg in spec.inputs else bound[arg][1]
+            raise source.error(f"argument {arg!r} is already given by {given!r}", task=key, key=where)
+        bound[arg] = (symbol, where)
+
+    rebind = body.get("rebind")
+    if isinstance(rebind, list):
+        required = list(shape.required)
+        for i, symbol in enumerate(rebind):
+            bind(required[i] if i < len(required) else symbol, symbol, "rebind")
+    elif isinstance(rebind, Mapping):
+        for arg, symbol in rebind.items():
+            bind(arg, symbol, f"rebind.{arg}")
+    elif rebind is not None:
+        raise source.error(
+            "'rebind' must be a list of symbols (for the required arguments, in order) "
+            "or a mapping of argument -> symbol",
+            task=key,
+            key="rebind",
+        )
+    requires = body.get("requires", [])
+    if isinstance(requires, str):
+        requires = [requires]
+    if not isinstance(requires, list):
+        raise source.error("'requires' must be a symbol or a list of them", task=key, key="requires")
+    for symbol in requires:
+        bind(symbol, symbol, "requires")
+    inject = body.get("inject", {})
+    if not isinstance(inject, Mapping):
+        raise source.error("'inject' must be a mapping of symbol -> constant", task=key, key="inject")
+    used: set[str] = set()
+    for arg in shape.all:  # arguments no one binds read the symbol of their own name
+        if arg not in spec.inputs and arg not in bound and arg in inject:
+            bound[arg] = (arg, f"inject.{arg}")
+    for arg, (symbol, where) in bound.items():
+        if symbol in inject:
+            spec.inputs[arg] = _refs.Constant(inject[symbol])
+            spec.origin[arg] = f"inject.{symbol}"
+            used.add(symbol)
+        else:
+            spec.inputs[arg] = _refs.Ref(symbol, ())
+            spec.origin[arg] = where
+    for symbol in inject:
+        if symbol not in used:
+            raise source.error(
+                f"no argument of {spec.path} reads symbol {symbol!r} (it takes {list(shape.all)})",
+                task=key,
+                key=f"inject.{symbol}",
+            )
+
+
+def _parse_after(
+    source: Source, key: str, value: Any, allowed: FactoryNames | None
+) -> tuple[list[str], dict[str, tuple[Callable[..., Any], str | None]]]:
+    """Read ``after:``: item keys, or ``{item: key, decider: module:function, depth: ...}`` links.
+
+    A decider is code the spec makes flowkit import and call, so it is named by
+    an import path checked against the same allow-list as tasks (``tasks=``),
+    before its module is imported; registered task names are not deciders.
+    """
+    entries = [value] if isinstance(value, str | Mapping) else value
+    if not isinstance(entries, list):
+        raise source.error("'after' must be an item key, a link, or a list of them", task=key, key="after")
+    after: list[str] = []
+    deciders: dict[str, tuple[Callable[..., Any], str | None]] = {}
+    for entry in entries:
+        if isinstance(entry, str):
+            after.append(entry)
+            continue
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("item"), str):
+            raise source.error(
+                "an 'after' entry is an item key or a mapping "
+                "{item: key, decider: module:function, depth: ...}",
+                task=key,
+                key="after",
+            )
+        unknown = [k for k in entry if k not in ("item", "decider", "depth")]
+        if unknown:
+            raise source.error(
+                f"unknown key {unknown[0]!r} in a link; it has ['item', 'decider', 'depth']",
+                task=key,
+                key="after",
+            )
+        item = entry["item"]
+        after.append(item)
+        path = entry.get("decider")
+        depth = entry.get("depth")
+        if path is None:
+            if depth is not None:
+                raise source.error("a link's 'depth' needs a 'decider'", task=key, key="after")
+            continue
+        if not isinstance(path, str) or not path or path in registered():
+            raise source.error(
+                f"a decider is named by an import path module:function, not {path!r}", task=key, key="after"
+            )
+        try:
+            decider = resolve_task(path, allowed)
+        except (UnknownTask, TaskNotAllowed) as err:
+            raise source.error(f"decider: {err}", task=key, key="after") from err
+        if isinstance(decider, type):
+            raise source.error(f"decider {path!r} is a class, not a function", task=key, key="after")
+        if depth is not None:
+            try:
+                Depth.translate(depth)
+            except (TypeError, ValueError) as err:
+                raise source.error(
+                    f"a link's 'depth' must be one of {[d.value.lower() for d in Depth]}, not {depth!r}",
+                    task=key,
+                    key="after",
+                ) from err
+        deciders[item] = (decider, depth)
+    return after, deciders
+
+
+def _symbols_of(spec: _Task) -> list[str]:
+    """The symbols ``spec``'s result is stored under."""
+    if spec.provides is None:
+        return [spec.key]
+    return [spec.provides] if isinstance(spec.provides, str) else list(spec.provides)
+
+
+def _collect_symbols(source: Source, parsed: _Parsed, parameters: set[str]) -> None:
+    """Map every provided symbol to its task, refusing one two things would claim."""
+    keys = {spec.key for spec in parsed.tasks}
+    for spec in parsed.tasks:
+        for symbol in _symbols_of(spec):
+            other = parsed.symbols.get(symbol)
+            if other is not None:
+                clash = f"task {other!r} stores its result under it too"
+            elif symbol in parameters:
+                clash = "it is a parameter"
+            elif symbol in parsed.flows:
+                clash = "it is the key of a sub-flow"
+            elif symbol != spec.key and symbol in keys:
+                clash = "it is the key of another task"
+            else:
+                parsed.symbols[symbol] = spec.key
+                continue
+            raise source.error(
+                f"symbol {symbol!r} cannot be provided: {clash}",
+                task=spec.key,
+                key="provides" if spec.provides is not None else None,
+            )
+
+
+def _where(spec: _Task, arg: str) -> str:
+    """The key of the spec giving argument ``arg``, for errors."""
+    return spec.origin.get(arg, f"inputs.{arg}")
 
 
 def _option(source: Source, task: str, body: Mapping[str, Any], key: str, kind: type, default: Any) -> Any:
@@ -234,58 +870,84 @@ def _check_names(source: Source, specs: list[_Task]) -> None:
             seen[name] = owner
 
 
-def _check_references(source: Source, specs: list[_Task], known: set[str]) -> None:
+def _check_references(source: Source, specs: list[_Task], known: set[str], parsed: _Parsed) -> None:
     listed = ", ".join(sorted(known))
     for spec in specs:
         for arg, value in spec.inputs.items():
             for ref in _refs.refs_in(value):
+                if ref.name in parsed.retry_symbols:
+                    flow = parsed.retry_symbols[ref.name]
+                    if not parsed.inside(spec.key, flow):
+                        raise source.error(
+                            f"{ref.text} is provided by the retry of flow {flow!r}, "
+                            "which only its own tasks can read",
+                            task=spec.key,
+                            key=_where(spec, arg),
+                        )
+                    continue
+                if ref.name in parsed.flows:
+                    raise source.error(
+                        f"{ref.text} names a sub-flow, which has no result; name one of its tasks",
+                        task=spec.key,
+                        key=_where(spec, arg),
+                    )
+                if ref.name not in known and any(s.key == ref.name for s in specs):
+                    stored = _symbols_of(_task(parsed, ref.name))
+                    raise source.error(
+                        f"{ref.text}: task {ref.name!r} stores its result under {stored} (its provides); "
+                        "reference " + ", ".join("${" + s + "}" for s in stored),
+                        task=spec.key,
+                        key=_where(spec, arg),
+                    )
                 if ref.name not in known:
                     raise source.error(
                         f"{ref.text} names no task or parameter (known: {listed})",
                         task=spec.key,
-                        key=f"inputs.{arg}",
+                        key=_where(spec, arg),
                     )
-                if ref.name == spec.key:
+                if parsed.symbols.get(ref.name) == spec.key:
                     raise source.error(
-                        f"{ref.text} refers to the task itself", task=spec.key, key=f"inputs.{arg}"
+                        f"{ref.text} refers to the task itself", task=spec.key, key=_where(spec, arg)
                     )
-        for before in spec.after:
-            if before not in {s.key for s in specs}:
-                raise source.error(f"'after' names no task: {before!r}", task=spec.key, key="after")
 
 
-def _check_cycles(source: Source, specs: list[_Task]) -> list[str]:
+def _check_cycles(source: Source, specs: list[_Task], symbols: Mapping[str, str]) -> list[str]:
     """Return the task keys providers first (spec order where free), or raise on a cycle."""
-    keys = {spec.key for spec in specs}
     sorter: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter()
     for spec in specs:
         deps = {
-            ref.name for value in spec.inputs.values() for ref in _refs.refs_in(value) if ref.name in keys
+            symbols[ref.name]
+            for value in spec.inputs.values()
+            for ref in _refs.refs_in(value)
+            if ref.name in symbols
         }
-        sorter.add(spec.key, *deps, *spec.after)
+        sorter.add(spec.key, *deps, *spec.before)
     try:
         sorter.prepare()
-        return _stable_order(specs, keys)
+        return _stable_order(specs, symbols)
     except graphlib.CycleError as err:
         cycle: list[str] = list(err.args[1])
         path = " -> ".join(reversed(cycle))
         first = cycle[-1]
         spec = next(s for s in specs if s.key == first)
         nxt = cycle[-2]
-        key = "after" if nxt in spec.after else _input_naming(spec, nxt)
+        key = _input_naming(spec, nxt, symbols) if _reads(spec, nxt, symbols) else "after"
         raise source.error(f"the tasks form a cycle: {path}", task=first, key=key) from None
 
 
-def _stable_order(specs: list[_Task], keys: set[str]) -> list[str]:
+def _stable_order(specs: list[_Task], symbols: Mapping[str, str]) -> list[str]:
     """A topological order of the tasks that keeps the spec's order wherever it can."""
     position = {spec.key: i for i, spec in enumerate(specs)}
     waiting_on: dict[str, set[str]] = {}
     users: dict[str, list[str]] = {}
     for spec in specs:
         deps = {
-            ref.name for value in spec.inputs.values() for ref in _refs.refs_in(value) if ref.name in keys
+            symbols[ref.name]
+            for value in spec.inputs.values()
+            for ref in _refs.refs_in(value)
+            if ref.name in symbols
         }
-        deps.update(spec.after)
+        deps.update(spec.before)
         waiting_on[spec.key] = deps
         for dep in deps:
             users.setdefault(dep, []).append(spec.key)
@@ -302,10 +964,16 @@ def _stable_order(specs: list[_Task], keys: set[str]) -> list[str]:
     return order
 
 
-def _input_naming(spec: _Task, name: str) -> str:
+def _reads(spec: _Task, name: str, symbols: Mapping[str, str]) -> bool:
+    return any(
+        symbols.get(ref.name) == name for value in spec.inputs.values() for ref in _refs.refs_in(value)
+    )
+
+
+def _input_naming(spec: _Task, name: str, symbols: Mapping[str, str]) -> str:
     for arg, value in spec.inputs.items():
-        if any(ref.name == name for ref in _refs.refs_in(value)):
-            return f"inputs.{arg}"
+        if any(symbols.get(ref.name) == name for ref in _refs.refs_in(value)):
+            return _where(spec, arg)
     return "inputs"
 
 
@@ -333,7 +1001,7 @@ def _make_atom(
             raise source.error(
                 f"{spec.path} takes no argument {arg!r} (it takes {list(shape.all)})",
                 task=spec.key,
-                key=f"inputs.{arg}",
+                key=_where(spec, arg),
             )
     missing = [arg for arg in shape.required if arg not in spec.inputs]
     if missing:
@@ -350,7 +1018,7 @@ def _make_atom(
     if plain:
         rebind = {a: v.name for a, v in spec.inputs.items() if isinstance(v, _refs.Ref)}
         inject = _constants(spec, shape.all, set(rebind.values()), rebind)
-        atom = make(provides=spec.key, rebind=rebind or None, inject=inject or None)
+        atom = make(provides=_provides(spec), rebind=rebind or None, inject=inject or None)
     else:
         if spec.topic is not None:
             raise source.error(
@@ -360,7 +1028,7 @@ def _make_atom(
                 key="topic",
             )
         symbols = sorted({ref.name for v in spec.inputs.values() for ref in _refs.refs_in(v)})
-        atom = SpecTask(probe, spec.inputs, symbols, provides=spec.key)
+        atom = SpecTask(probe, spec.inputs, symbols, provides=_provides(spec))
     # Options other features read from the atom: timeouts (issue 13), caching, workers.
     if spec.timeout is not None:
         atom.timeout = spec.timeout
@@ -369,6 +1037,12 @@ def _make_atom(
     if spec.topic is not None:
         atom.worker_topic = spec.topic  # type: ignore[attr-defined]
     return atom
+
+
+def _provides(spec: _Task) -> str | tuple[str, ...]:
+    if spec.provides is None:
+        return spec.key
+    return spec.provides if isinstance(spec.provides, str) else tuple(spec.provides)
 
 
 def _constants(spec: _Task, named: Any, referenced: set[str], rebind: dict[str, str]) -> dict[str, Any]:
@@ -400,7 +1074,7 @@ def _constants(spec: _Task, named: Any, referenced: set[str], rebind: dict[str, 
 def _check_type(
     source: Source, spec: _Task, arg: str, value: _refs.Value, wanted: Any, made: Mapping[str, BaseTask]
 ) -> None:
-    key = f"inputs.{arg}"
+    key = _where(spec, arg)
     if isinstance(value, _refs.Constant):
         if wanted is not typed.UNTYPED:
             try:

@@ -214,10 +214,20 @@ def _index_lines(root: Any, lines: Lines, yaml: Any) -> None:
         lines.by_key[(None, str(key))] = key_node.start_mark.line + 1
         if key != "tasks" or not isinstance(value_node, yaml.MappingNode):
             continue
-        for task_node, body in value_node.value:
-            task = str(task_node.value)
-            lines.by_key[(task, None)] = task_node.start_mark.line + 1
-            _index_task(task, body, "", lines, yaml)
+        _index_tasks(value_node, lines, yaml)
+
+
+def _index_tasks(node: Any, lines: Lines, yaml: Any) -> None:
+    """Index the tasks of a ``tasks:`` mapping, and those of its sub-flows under their own keys."""
+    for task_node, body in node.value:
+        task = str(task_node.value)
+        lines.by_key[(task, None)] = task_node.start_mark.line + 1
+        _index_task(task, body, "", lines, yaml)
+        if not isinstance(body, yaml.MappingNode):
+            continue
+        for key_node, value_node in body.value:
+            if key_node.value == "tasks" and isinstance(value_node, yaml.MappingNode):
+                _index_tasks(value_node, lines, yaml)
 
 
 def _index_task(task: str, node: Any, prefix: str, lines: Lines, yaml: Any) -> None:

@@ -34,11 +34,15 @@ class SpecTask(Task):
         inner: the user's task (named like this one).
         inputs: argument -> parsed input value.
         symbols: every task result or flow parameter the inputs reference.
-        provides: the symbol this task's result is stored under.
+        provides: the symbol this task's result is stored under (or symbols, by position).
     """
 
     def __init__(
-        self, inner: BaseTask, inputs: Mapping[str, _refs.Value], symbols: list[str], provides: str
+        self,
+        inner: BaseTask,
+        inputs: Mapping[str, _refs.Value],
+        symbols: list[str],
+        provides: str | tuple[str, ...],
     ) -> None:
         self._inner = inner
         self._inputs = dict(inputs)

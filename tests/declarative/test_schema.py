@@ -13,13 +13,26 @@ T = "tests.declarative.tasks"
 GOOD = {
     "name": "pricing",
     "description": "d",
+    "engine": {"name": "parallel", "max_workers": 2},
+    "retry": {"controller": "parameterized_for_each", "values": "${currency}", "name": "r"},
     "parameters": ["currency"],
     "tasks": {
-        "fx": {"task": f"{T}:FetchRate", "inputs": {"currency": "${currency}"}, "retry": 2, "timeout": 1.5},
+        "sub": {
+            "flow": "linear",
+            "retry": {"controller": "for_each", "values": [1, 2], "provides": "v", "revert_all": True},
+            "name": "S",
+            "tasks": {
+                "inner": {"flow": "unordered", "tasks": {"c": {"task": f"{T}:Count", "inputs": {"n": 1}}}}
+            },
+        },
+        "fx": {"task": f"{T}:FetchRate", "rebind": {"currency": "currency"}, "retry": 2, "timeout": 1.5},
         "n": {
             "task": f"{T}:Notify",
             "inputs": {"text": "rate ${fx}"},
-            "after": "fx",
+            "after": [
+                "sub",
+                {"item": "fx", "decider": "tests.declarative.test_deciders:big", "depth": "atom"},
+            ],
             "cache": True,
             "name": "N",
         },
@@ -38,6 +51,52 @@ BAD_SHAPES: list[dict[str, Any]] = [
     {"tasks": {"a.b": {"task": f"{T}:Count", "inputs": {"n": 1}}}},
     {"tasks": {"": {"task": f"{T}:Count", "inputs": {"n": 1}}}},
     {"tasks": {"a": {"task": f"{T}:Count", "inputs": {"n": "${p}"}}}, "parameters": ["p.q"]},
+    {"tasks": {"a": {"task": f"{T}:Count", "rebind": "n"}}},
+    {"tasks": {"a": {"task": f"{T}:Count", "rebind": {"n": 1}}}},
+    {"tasks": {"a": {"task": f"{T}:Count", "requires": {"n": "m"}}}},
+    {"tasks": {"a": {"task": f"{T}:Count", "inject": [1]}}},
+    {"tasks": {"a": {"task": f"{T}:Count", "inputs": {"n": 1}, "provides": []}}},
+    {"tasks": {"a": {"task": f"{T}:Count", "inputs": {"n": 1}, "provides": ["x", "x"]}}},
+    {"tasks": {"a": {"task": f"{T}:Count", "inputs": {"n": 1}, "provides": "x.y"}}},
+    {"tasks": {"a": {"task": f"{T}:Count", "inputs": {"n": 1}, "provides": {"x": 0}}}},
+    {"retry": "forever", "tasks": {"a": {"task": f"{T}:Count", "inputs": {"n": 1}}}},
+    {
+        "retry": {"controller": "times", "values": [1]},
+        "tasks": {"a": {"task": f"{T}:Count", "inputs": {"n": 1}}},
+    },
+    {
+        "retry": {"controller": "for_each", "values": 3},
+        "tasks": {"a": {"task": f"{T}:Count", "inputs": {"n": 1}}},
+    },
+    {"retry": {"controller": "for_each"}, "tasks": {"a": {"task": f"{T}:Count", "inputs": {"n": 1}}}},
+    {
+        "parameters": ["p"],
+        "retry": {"controller": "parameterized_for_each", "values": "p"},
+        "tasks": {"a": {"task": f"{T}:Count", "inputs": {"n": 1}}},
+    },
+    {
+        "retry": {"controller": "always_revert", "attempts": 2},
+        "tasks": {"a": {"task": f"{T}:Count", "inputs": {"n": 1}}},
+    },
+    {"retry": -1, "tasks": {"a": {"task": f"{T}:Count", "inputs": {"n": 1}}}},
+    {"engine": 3, "tasks": {"a": {"task": f"{T}:Count", "inputs": {"n": 1}}}},
+    {"engine": {"name": ""}, "tasks": {"a": {"task": f"{T}:Count", "inputs": {"n": 1}}}},
+    {"engine": {"backend": "memory://"}, "tasks": {"a": {"task": f"{T}:Count", "inputs": {"n": 1}}}},
+    {"engine": {"max-workers": 2}, "tasks": {"a": {"task": f"{T}:Count", "inputs": {"n": 1}}}},
+    {"tasks": {"a": {"task": f"{T}:Count", "after": {"item": "b", "depth": "all"}}}},
+    {"tasks": {"a": {"task": f"{T}:Count", "after": [{"item": "b", "when": 1}]}}},
+    {"tasks": {"a": {"task": f"{T}:Count", "after": [{"decider": "m:f"}]}}},
+    {"flow": "tree", "tasks": {"a": {"task": f"{T}:Count", "inputs": {"n": 1}}}},
+    {"tasks": {"s": {"flow": "tree", "tasks": {"a": {"task": f"{T}:Count", "inputs": {"n": 1}}}}}},
+    {"tasks": {"s": {"flow": "graph", "tasks": {}}}},
+    {"tasks": {"s": {"flow": "graph"}}},
+    {"tasks": {"s": {"flow": "graph", "tasks": {"a": {"task": f"{T}:Count"}}, "retries": 1}}},
+    {"tasks": {"s": {"flow": "graph", "tasks": {"a.b": {"task": f"{T}:Count", "inputs": {"n": 1}}}}}},
+    {
+        "tasks": {
+            "s": {"flow": "linear", "tasks": {"a": {"task": f"{T}:Count", "inputs": {"n": 1}}}, "after": [2]}
+        }
+    },
 ]
 
 
@@ -60,3 +119,18 @@ def test_schema_and_loader_both_reject_bad_shapes(index: int) -> None:
 def test_the_task_options_listed_in_code_are_those_of_the_schema() -> None:
     properties = declarative.schema()["$defs"]["task"]["properties"]
     assert set(properties) == {"task", "inputs", *declarative.TASK_OPTIONS}
+
+
+def test_the_flow_kinds_listed_in_code_are_those_of_the_schema() -> None:
+    assert declarative.schema()["$defs"]["kind"]["enum"] == list(declarative.FLOW_KINDS)
+
+
+def test_the_retry_controllers_listed_in_code_are_those_of_the_schema() -> None:
+    assert declarative.schema()["$defs"]["retry"]["oneOf"][1]["enum"] == list(declarative.RETRY_CONTROLLERS)
+
+
+def test_the_caller_only_engine_options_are_those_of_the_schema() -> None:
+    from flowkit.declarative import _build
+
+    names = declarative.schema()["properties"]["engine"]["oneOf"][1]["propertyNames"]["not"]["enum"]
+    assert set(names) == _build._CALLER_ONLY

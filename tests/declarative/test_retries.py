@@ -1,0 +1,214 @@
+"""Retry controllers on a spec's flow and sub-flows, run against the same flows built in Python."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flowkit import declarative, exceptions, retry, task
+from flowkit.patterns import graph_flow, linear_flow
+from tests.declarative.tasks import Notify
+from tests.declarative.test_equivalence import run
+
+HERE = "tests.declarative.test_retries"
+#: Calls of Flaky per task name: a task fails until it has been called `succeed_on` times.
+COUNTS: dict[str, int] = {}
+
+
+class Flaky(task.Task):
+    """Fails until its ``succeed_on``-th call, or while ``value`` is not ``good``."""
+
+    def execute(self, succeed_on: int = 1, value: Any = None, good: Any = None) -> int:
+        COUNTS[self.name] = COUNTS.get(self.name, 0) + 1
+        if COUNTS[self.name] < succeed_on or value != good:
+            raise RuntimeError(f"{self.name} fails on call {COUNTS[self.name]} with {value!r}")
+        return COUNTS[self.name]
+
+
+def both(spec: dict[str, Any], hand: Any, **options: Any) -> tuple[Any, Any]:
+    COUNTS.clear()
+    loaded = run(declarative.load_flow(spec), "serial", **options)
+    COUNTS.clear()
+    return loaded, run(hand, "serial", **options)
+
+
+FLAKY = f"{HERE}:Flaky"
+
+
+def test_times_on_a_sub_flow() -> None:
+    spec = {
+        "name": "f",
+        "tasks": {
+            "sub": {
+                "flow": "linear",
+                "retry": {"controller": "times", "attempts": 3, "name": "again"},
+                "tasks": {"a": {"task": FLAKY, "inputs": {"succeed_on": 3}}},
+            }
+        },
+    }
+    hand = graph_flow.Flow("f").add(
+        linear_flow.Flow("sub", retry=retry.Times(3, name="again")).add(
+            Flaky(name="a", provides="a", inject={"succeed_on": 3})
+        )
+    )
+    loaded, expected = both(spec, hand)
+    assert loaded == expected
+    assert loaded[0] == {"a": 3} and loaded[3] is None
+
+
+def test_a_number_is_a_times_retry_and_too_few_attempts_revert_alike() -> None:
+    spec = {
+        "name": "f",
+        "flow": "linear",
+        "retry": 2,
+        "tasks": {"a": {"task": FLAKY, "inputs": {"succeed_on": 3}}},
+    }
+    hand = linear_flow.Flow("f", retry=retry.Times(2)).add(
+        Flaky(name="a", provides="a", inject={"succeed_on": 3})
+    )
+    loaded, expected = both(spec, hand)
+    assert loaded == expected
+    assert loaded[3] is not None and "fails on call 2" in loaded[3][1]
+
+
+def test_for_each_provides_the_value_being_tried() -> None:
+    spec = {
+        "name": "f",
+        "tasks": {
+            "sub": {
+                "flow": "graph",
+                "retry": {"controller": "for_each", "values": [1, 2, 3, 4], "provides": "v"},
+                "tasks": {"a": {"task": FLAKY, "inputs": {"value": "${v}", "good": 3}}},
+            },
+            "b": {"task": FLAKY, "inputs": {"value": "${a}", "good": 3}},
+        },
+    }
+    hand = graph_flow.Flow("f").add(
+        graph_flow.Flow("sub", retry=retry.ForEach([1, 2, 3, 4], provides="v")).add(
+            Flaky(name="a", provides="a", rebind={"value": "v"}, inject={"good": 3})
+        ),
+        Flaky(name="b", provides="b", rebind={"value": "a"}, inject={"good": 3}),
+    )
+    loaded, expected = both(spec, hand)
+    assert loaded == expected
+    assert loaded[0]["v"] == 3 and loaded[3] is None
+
+
+@pytest.mark.parametrize("source", ["parameter", "task"])
+def test_parameterized_for_each_reads_its_values(source: str) -> None:
+    items: dict[str, Any] = {
+        "sub": {
+            "flow": "linear",
+            "retry": {"controller": "parameterized_for_each", "values": "${hosts}", "provides": "h"},
+            "tasks": {"a": {"task": FLAKY, "inputs": {"value": "${h}", "good": "c"}}},
+        }
+    }
+    hand_items: list[Any] = []
+    options: dict[str, Any] = {}
+    spec: dict[str, Any] = {"name": "f", "tasks": items}
+    if source == "parameter":
+        spec["parameters"] = ["hosts"]
+        options["store"] = {"hosts": ["a", "b", "c"]}
+    else:
+        items["hosts"] = {"task": "tests.declarative.tasks:Notify", "inputs": {"text": "abc"}}
+        hand_items.append(Notify(name="hosts", provides="hosts", inject={"text": "abc"}))
+    hand = graph_flow.Flow("f").add(
+        linear_flow.Flow(
+            "sub", retry=retry.ParameterizedForEach(provides="h", rebind={"values": "hosts"})
+        ).add(Flaky(name="a", provides="a", rebind={"value": "h"}, inject={"good": "c"})),
+        *hand_items,
+    )
+    loaded, expected = both(spec, hand, **options)
+    assert loaded == expected
+    assert loaded[0]["h"] == "c" and loaded[3] is None
+
+
+@pytest.mark.parametrize("controller", ["always_revert", "always_revert_all"])
+def test_always_revert_controllers(controller: str) -> None:
+    spec = {
+        "name": "f",
+        "tasks": {
+            "ok": {"task": FLAKY},
+            "sub": {
+                "flow": "linear",
+                "retry": controller,
+                "after": "ok",
+                "tasks": {"a": {"task": FLAKY, "inputs": {"value": 1}}},
+            },
+        },
+    }
+    made = retry.AlwaysRevert() if controller == "always_revert" else retry.AlwaysRevertAll()
+    ok = Flaky(name="ok", provides="ok")
+    sub = linear_flow.Flow("sub", retry=made).add(Flaky(name="a", provides="a", inject={"value": 1}))
+    hand = graph_flow.Flow("f").add(ok, sub).link(ok, sub)
+    loaded, expected = both(spec, hand)
+    assert loaded == expected
+    assert loaded[3] is not None
+
+
+def error_of(tmp_path: Path, text: str) -> exceptions.FlowSpecError:
+    pytest.importorskip("yaml")
+    path = tmp_path / "flow.yaml"
+    path.write_text(text)
+    with pytest.raises(exceptions.FlowSpecError) as info:
+        declarative.load_flow(path)
+    return info.value
+
+
+SUB = f"tasks:\n  sub:\n    flow: linear\n    tasks:\n      a: {{task: {FLAKY}}}\n"
+
+
+@pytest.mark.parametrize(
+    ("extra", "task", "key", "reason"),
+    [
+        ("    retry: forever\n", "sub", "retry", "'retry' must be a number of attempts"),
+        ("    retry: {controller: times, values: [1]}\n", "sub", "retry.values", "unknown option 'values'"),
+        ("    retry: {controller: times, attempts: -1}\n", "sub", "retry.attempts", "a whole number"),
+        ("    retry: {controller: for_each, values: 3}\n", "sub", "retry.values", "list of values"),
+        (
+            "    retry: {controller: parameterized_for_each, values: [1]}\n",
+            "sub",
+            "retry.values",
+            "whole reference",
+        ),
+        (
+            "    retry: {controller: parameterized_for_each, values: '${zz}'}\n",
+            "sub",
+            "retry.values",
+            "names no task",
+        ),
+        (
+            "    retry: {controller: parameterized_for_each, values: '${a}'}\n",
+            "sub",
+            "retry.values",
+            "inside the flow",
+        ),
+        (
+            "    retry: {controller: for_each, values: [1], provides: a}\n",
+            "sub",
+            "retry.provides",
+            "cannot be provided",
+        ),
+        (
+            "    retry: {controller: for_each, values: [1], provides: v}\n"
+            f"  b: {{task: {FLAKY}, inputs: {{value: '${{v}}'}}}}\n",
+            "b",
+            "inputs.value",
+            "only its own tasks can read",
+        ),
+    ],
+)
+def test_retry_mistakes_name_the_file_line_and_key(
+    tmp_path: Path, extra: str, task: str, key: str, reason: str
+) -> None:
+    err = error_of(tmp_path, SUB + extra)
+    assert (err.task, err.key) == (task, key), str(err)
+    assert reason in err.reason, str(err)
+    assert err.line is not None and err.line >= 6
+
+
+def test_a_top_level_retry_error_names_the_key(tmp_path: Path) -> None:
+    err = error_of(tmp_path, "retry: {controller: times, attempts: x}\n" + SUB)
+    assert (err.line, err.task, err.key) == (1, None, "retry.attempts")
