@@ -212,3 +212,45 @@ def test_retry_mistakes_name_the_file_line_and_key(
 def test_a_top_level_retry_error_names_the_key(tmp_path: Path) -> None:
     err = error_of(tmp_path, "retry: {controller: times, attempts: x}\n" + SUB)
     assert (err.line, err.task, err.key) == (1, None, "retry.attempts")
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "task", "key", "names"),
+    [
+        (
+            # an unnamed sub-flow retry takes `<flow name>_retry`, a task's name here
+            f"tasks:\n  sub_retry: {{task: {FLAKY}}}\n  sub:\n    flow: linear\n    retry: 2\n"
+            f"    tasks:\n      a: {{task: {FLAKY}}}\n",
+            5,
+            "sub",
+            "retry",
+            ("'sub_retry'", "task 'sub_retry'"),
+        ),
+        (
+            # the spec's own unnamed retry, named after the spec
+            f"name: f\nretry: 2\nflow: linear\ntasks:\n  f_retry: {{task: {FLAKY}}}\n",
+            2,
+            None,
+            "retry",
+            ("'f_retry'", "task 'f_retry'"),
+        ),
+        (
+            # a retry's own name is checked too, against another flow's retry
+            f"name: f\nretry: {{controller: times, name: again}}\ntasks:\n  sub:\n    flow: linear\n"
+            "    retry: {controller: always_revert, name: again}\n"
+            f"    tasks:\n      a: {{task: {FLAKY}}}\n",
+            6,
+            "sub",
+            "retry.name",
+            ("'again'", "the retry of the spec's flow"),
+        ),
+    ],
+)
+def test_a_retry_name_clash_names_the_file_line_and_both_claims(
+    tmp_path: Path, text: str, line: int, task: str | None, key: str, names: tuple[str, str]
+) -> None:
+    err = error_of(tmp_path, text)
+    assert (err.line, err.task, err.key) == (line, task, key), str(err)
+    assert err.source is not None and err.source.endswith("flow.yaml")
+    for name in names:
+        assert name in err.reason, str(err)
