@@ -497,6 +497,9 @@ def _check_flow_dependencies(
 ) -> None:
     """Refuse what a linear or unordered flow cannot run: an item reading a later or a sibling item.
 
+    An item reads through its tasks' inputs, and through the ``values`` of a
+    ``parameterized_for_each`` retry on it or on a sub-flow inside it.
+
     Inside a linear flow an item runs after the ones before it only; inside an
     unordered one, its items run independently. A reference against that would
     otherwise surface as a cycle, or as a missing requirement when the engine
@@ -522,6 +525,31 @@ def _check_flow_dependencies(
                     else:
                         continue
                     raise source.error(problem, task=leaf, key=_where(spec, arg))
+        # A parameterized_for_each retry reads its values before its flow runs,
+        # so the item it reads is bound by the same order as a task's inputs.
+        for sub in _flows_in(parsed, child):
+            retry = parsed.retries.get(sub)
+            if retry is None or retry.controller != "parameterized_for_each":
+                continue
+            other = owner.get(parsed.symbols.get(retry.values, ""))
+            if other is None or other == child:
+                continue
+            text = "${" + retry.values + "}"
+            if kind == "unordered":
+                problem = f"{text} reads another item of {where}, whose items run independently"
+            elif position[other] > i:
+                problem = f"{text} reads an item that runs later in {where}"
+            else:
+                continue
+            raise source.error(f"retry values: {problem}", task=sub, key="retry.values")
+
+
+def _flows_in(parsed: _Parsed, key: str) -> list[str]:
+    """The sub-flow ``key`` (none for a task) and every sub-flow inside it, at any depth."""
+    flow = parsed.flows.get(key)
+    if flow is None:
+        return []
+    return [key] + [inner for child in flow.children for inner in _flows_in(parsed, child)]
 
 
 def _assemble(

@@ -254,3 +254,29 @@ def test_a_retry_name_clash_names_the_file_line_and_both_claims(
     assert err.source is not None and err.source.endswith("flow.yaml")
     for name in names:
         assert name in err.reason, str(err)
+
+
+@pytest.mark.parametrize(
+    ("kind", "depth", "line", "task", "reason"),
+    [
+        ("unordered", 0, 5, "sub", "reads another item of the unordered flow of the spec"),
+        ("unordered", 1, 8, "inner", "reads another item of the unordered flow of the spec"),
+        ("linear", 0, 5, "sub", "reads an item that runs later in the linear flow of the spec"),
+    ],
+)
+def test_a_parameterized_for_each_reading_a_sibling_it_cannot_wait_for_is_refused(
+    tmp_path: Path, kind: str, depth: int, line: int, task: str, reason: str
+) -> None:
+    retried = (
+        "    flow: linear\n"
+        "    retry: {controller: parameterized_for_each, values: '${hosts}'}\n"
+        f"    tasks:\n      a: {{task: {FLAKY}}}\n"
+    )
+    if depth:  # the retried flow one level down, inside the sibling of `hosts`
+        retried = "    flow: linear\n    tasks:\n      inner:\n" + "".join(
+            "    " + row + "\n" for row in retried.splitlines()
+        )
+    text = f"flow: {kind}\ntasks:\n  sub:\n{retried}  hosts: {{task: {FLAKY}}}\n"
+    err = error_of(tmp_path, text)
+    assert (err.line, err.task, err.key) == (line, task, "retry.values"), str(err)
+    assert "${hosts}" in err.reason and reason in err.reason, str(err)
