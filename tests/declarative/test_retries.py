@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from flowkit import declarative, exceptions, retry, task
+from flowkit import declarative, retry, task
 from flowkit.patterns import graph_flow, linear_flow
+from tests.declarative.helpers import error_of, run
 from tests.declarative.tasks import Notify
-from tests.declarative.test_equivalence import run
 
 HERE = "tests.declarative.test_retries"
 #: Calls of Flaky per task name: a task fails until it has been called `succeed_on` times.
@@ -146,15 +146,6 @@ def test_always_revert_controllers(controller: str) -> None:
     loaded, expected = both(spec, hand)
     assert loaded == expected
     assert loaded[3] is not None
-
-
-def error_of(tmp_path: Path, text: str) -> exceptions.FlowSpecError:
-    pytest.importorskip("yaml")
-    path = tmp_path / "flow.yaml"
-    path.write_text(text)
-    with pytest.raises(exceptions.FlowSpecError) as info:
-        declarative.load_flow(path)
-    return info.value
 
 
 SUB = f"tasks:\n  sub:\n    flow: linear\n    tasks:\n      a: {{task: {FLAKY}}}\n"
