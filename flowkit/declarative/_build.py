@@ -205,11 +205,12 @@ def build_flow(source: Source, allowed: FactoryNames | None = None) -> Flow:
     keys = {spec.key for spec in specs}
     for clash in sorted((keys | set(parsed.flows)) & parameters):
         raise source.error(f"{clash!r} is both a task and a parameter", task=clash)
-    _check_names(source, specs)
+    claimed = _check_names(source, specs)
     _collect_symbols(source, parsed, parameters)
     _parse_retry(source, parsed, parameters, None, data.get("retry"))
     for flow in parsed.flows.values():
         _parse_retry(source, parsed, parameters, flow.key, flow.retry)
+    _check_retry_names(source, parsed, name, claimed)
     _check_references(source, specs, set(parsed.symbols) | set(parsed.retry_symbols) | parameters, parsed)
     _order_items(parsed, parsed.top, kind)
     for flow in parsed.flows.values():
@@ -496,6 +497,9 @@ def _check_flow_dependencies(
 ) -> None:
     """Refuse what a linear or unordered flow cannot run: an item reading a later or a sibling item.
 
+    An item reads through its tasks' inputs, and through the ``values`` of a
+    ``parameterized_for_each`` retry on it or on a sub-flow inside it.
+
     Inside a linear flow an item runs after the ones before it only; inside an
     unordered one, its items run independently. A reference against that would
     otherwise surface as a cycle, or as a missing requirement when the engine
@@ -521,6 +525,31 @@ def _check_flow_dependencies(
                     else:
                         continue
                     raise source.error(problem, task=leaf, key=_where(spec, arg))
+        # A parameterized_for_each retry reads its values before its flow runs,
+        # so the item it reads is bound by the same order as a task's inputs.
+        for sub in _flows_in(parsed, child):
+            retry = parsed.retries.get(sub)
+            if retry is None or retry.controller != "parameterized_for_each":
+                continue
+            other = owner.get(parsed.symbols.get(retry.values, ""))
+            if other is None or other == child:
+                continue
+            text = "${" + retry.values + "}"
+            if kind == "unordered":
+                problem = f"{text} reads another item of {where}, whose items run independently"
+            elif position[other] > i:
+                problem = f"{text} reads an item that runs later in {where}"
+            else:
+                continue
+            raise source.error(f"retry values: {problem}", task=sub, key="retry.values")
+
+
+def _flows_in(parsed: _Parsed, key: str) -> list[str]:
+    """The sub-flow ``key`` (none for a task) and every sub-flow inside it, at any depth."""
+    flow = parsed.flows.get(key)
+    if flow is None:
+        return []
+    return [key] + [inner for child in flow.children for inner in _flows_in(parsed, child)]
 
 
 def _assemble(
@@ -851,11 +880,12 @@ def _option(source: Source, task: str, body: Mapping[str, Any], key: str, kind: 
     return float(value) if kind is float else value
 
 
-def _check_names(source: Source, specs: list[_Task]) -> None:
+def _check_names(source: Source, specs: list[_Task]) -> dict[str, str]:
     """Refuse two tasks claiming one name, a ``retry:``'s ``<name>-retry`` included.
 
     The engine would refuse such a flow too, but with a bare Duplicate naming
-    no file, line or task.
+    no file, line or task. Returns each atom name claimed -> who claims it, for
+    :func:`_check_retry_names`.
     """
     seen: dict[str, str] = {}
     for spec in specs:
@@ -868,6 +898,33 @@ def _check_names(source: Source, specs: list[_Task]) -> None:
                 raise source.error(f"atom name {name!r} is also used by {other}", task=spec.key, key=key)
         for name, _key, owner in claims:
             seen[name] = owner
+    return seen
+
+
+def _check_retry_names(source: Source, parsed: _Parsed, spec_name: str, claimed: dict[str, str]) -> None:
+    """Refuse a flow's retry whose name is already an atom's, the default ``<flow name>_retry`` included.
+
+    An unnamed retry takes its name from its flow only when the flow is built, so
+    without this a clash surfaced as the engine's bare Duplicate, naming no file or line.
+    """
+    seen = dict(claimed)
+    for flow, retry in parsed.retries.items():
+        flow_name = spec_name if flow is None else parsed.flows[flow].name
+        name = retry.name if retry.name is not None else f"{flow_name}_retry"
+        owner = "the retry of the spec's flow" if flow is None else f"the retry of flow {flow!r}"
+        other = seen.get(name)
+        if other is not None:
+            how = (
+                "its name"
+                if retry.name is not None
+                else f"its default name (flow name {flow_name!r} + '_retry')"
+            )
+            raise source.error(
+                f"atom name {name!r} of {owner}, {how}, is also used by {other}; give the retry a 'name'",
+                task=flow,
+                key="retry.name" if retry.name is not None else "retry",
+            )
+        seen[name] = owner
 
 
 def _check_references(source: Source, specs: list[_Task], known: set[str], parsed: _Parsed) -> None:

@@ -13,8 +13,8 @@ import pytest
 
 from flowkit import declarative, exceptions
 from flowkit.patterns import graph_flow
+from tests.declarative.helpers import error_of, run
 from tests.declarative.tasks import Step
-from tests.declarative.test_equivalence import run
 
 STEP = "tests.declarative.tasks:Step"
 CASES: list[tuple[dict[str, Any], dict[str, Any]]] = [
@@ -60,15 +60,6 @@ def test_a_rebind_reference_is_checked_like_an_input() -> None:
         declarative.load_flow(spec)
     assert (info.value.task, info.value.key) == ("b", "rebind.x")
     assert "${nope} names no task or parameter" in info.value.reason
-
-
-def error_of(tmp_path: Path, text: str) -> exceptions.FlowSpecError:
-    pytest.importorskip("yaml")
-    path = tmp_path / "flow.yaml"
-    path.write_text(text)
-    with pytest.raises(exceptions.FlowSpecError) as info:
-        declarative.load_flow(path)
-    return info.value
 
 
 HEAD = f"parameters: [p]\ntasks:\n  a:\n    task: {STEP}\n"

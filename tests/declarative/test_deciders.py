@@ -8,8 +8,8 @@ import pytest
 
 from flowkit import declarative, exceptions
 from flowkit.patterns import graph_flow
+from tests.declarative.helpers import run
 from tests.declarative.tasks import Step
-from tests.declarative.test_equivalence import run
 
 STEP = "tests.declarative.tasks:Step"
 HERE = "tests.declarative.test_deciders"

@@ -19,9 +19,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flowkit import declarative, engines
+from flowkit import declarative
 from flowkit.patterns import graph_flow
-from flowkit.types.notifier import Notifier
+from tests.declarative.helpers import run
 from tests.declarative.tasks import Step
 
 STEP = "tests.declarative.tasks:Step"
@@ -63,22 +63,6 @@ def by_hand(spec: dict[str, Any]) -> graph_flow.Flow:
         for before in body.get("after", []):
             flow.link(made[before], made[key])
     return flow
-
-
-def run(flow: graph_flow.Flow, kind: str, **options: Any) -> tuple[Any, ...]:
-    engine = engines.load(flow, engine=kind, **options)
-    atom_states: dict[str, list[str]] = {}
-    flow_states: list[str] = []
-    engine.atom_notifier.register(
-        Notifier.ANY, lambda state, details: atom_states.setdefault(details["task_name"], []).append(state)
-    )
-    engine.notifier.register(Notifier.ANY, lambda state, details: flow_states.append(state))
-    error = None
-    try:
-        engine.run()
-    except Exception as err:
-        error = (type(err).__name__, str(err))
-    return engine.storage.fetch_all(), atom_states, flow_states, error
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

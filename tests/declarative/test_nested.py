@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from flowkit import declarative, exceptions
+from flowkit import declarative
 from flowkit.patterns import graph_flow, linear_flow, unordered_flow
+from tests.declarative.helpers import error_of, run
 from tests.declarative.tasks import Step
-from tests.declarative.test_equivalence import run
 
 STEP = "tests.declarative.tasks:Step"
 
@@ -141,15 +141,6 @@ def test_a_sub_flow_keeps_a_task_retry() -> None:
     wrapped = list(sub)[0]
     assert isinstance(wrapped, linear_flow.Flow) and wrapped.retry is not None
     assert wrapped.retry.name == "a-retry"
-
-
-def error_of(tmp_path: Path, text: str) -> exceptions.FlowSpecError:
-    pytest.importorskip("yaml")
-    path = tmp_path / "flow.yaml"
-    path.write_text(text)
-    with pytest.raises(exceptions.FlowSpecError) as info:
-        declarative.load_flow(path)
-    return info.value
 
 
 @pytest.mark.parametrize(

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from flowkit import declarative, exceptions, retry, task
+from flowkit import declarative, retry, task
 from flowkit.patterns import graph_flow, linear_flow
+from tests.declarative.helpers import error_of, run
 from tests.declarative.tasks import Notify
-from tests.declarative.test_equivalence import run
 
 HERE = "tests.declarative.test_retries"
 #: Calls of Flaky per task name: a task fails until it has been called `succeed_on` times.
@@ -148,15 +148,6 @@ def test_always_revert_controllers(controller: str) -> None:
     assert loaded[3] is not None
 
 
-def error_of(tmp_path: Path, text: str) -> exceptions.FlowSpecError:
-    pytest.importorskip("yaml")
-    path = tmp_path / "flow.yaml"
-    path.write_text(text)
-    with pytest.raises(exceptions.FlowSpecError) as info:
-        declarative.load_flow(path)
-    return info.value
-
-
 SUB = f"tasks:\n  sub:\n    flow: linear\n    tasks:\n      a: {{task: {FLAKY}}}\n"
 
 
@@ -212,3 +203,71 @@ def test_retry_mistakes_name_the_file_line_and_key(
 def test_a_top_level_retry_error_names_the_key(tmp_path: Path) -> None:
     err = error_of(tmp_path, "retry: {controller: times, attempts: x}\n" + SUB)
     assert (err.line, err.task, err.key) == (1, None, "retry.attempts")
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "task", "key", "names"),
+    [
+        (
+            # an unnamed sub-flow retry takes `<flow name>_retry`, a task's name here
+            f"tasks:\n  sub_retry: {{task: {FLAKY}}}\n  sub:\n    flow: linear\n    retry: 2\n"
+            f"    tasks:\n      a: {{task: {FLAKY}}}\n",
+            5,
+            "sub",
+            "retry",
+            ("'sub_retry'", "task 'sub_retry'"),
+        ),
+        (
+            # the spec's own unnamed retry, named after the spec
+            f"name: f\nretry: 2\nflow: linear\ntasks:\n  f_retry: {{task: {FLAKY}}}\n",
+            2,
+            None,
+            "retry",
+            ("'f_retry'", "task 'f_retry'"),
+        ),
+        (
+            # a retry's own name is checked too, against another flow's retry
+            f"name: f\nretry: {{controller: times, name: again}}\ntasks:\n  sub:\n    flow: linear\n"
+            "    retry: {controller: always_revert, name: again}\n"
+            f"    tasks:\n      a: {{task: {FLAKY}}}\n",
+            6,
+            "sub",
+            "retry.name",
+            ("'again'", "the retry of the spec's flow"),
+        ),
+    ],
+)
+def test_a_retry_name_clash_names_the_file_line_and_both_claims(
+    tmp_path: Path, text: str, line: int, task: str | None, key: str, names: tuple[str, str]
+) -> None:
+    err = error_of(tmp_path, text)
+    assert (err.line, err.task, err.key) == (line, task, key), str(err)
+    assert err.source is not None and err.source.endswith("flow.yaml")
+    for name in names:
+        assert name in err.reason, str(err)
+
+
+@pytest.mark.parametrize(
+    ("kind", "depth", "line", "task", "reason"),
+    [
+        ("unordered", 0, 5, "sub", "reads another item of the unordered flow of the spec"),
+        ("unordered", 1, 8, "inner", "reads another item of the unordered flow of the spec"),
+        ("linear", 0, 5, "sub", "reads an item that runs later in the linear flow of the spec"),
+    ],
+)
+def test_a_parameterized_for_each_reading_a_sibling_it_cannot_wait_for_is_refused(
+    tmp_path: Path, kind: str, depth: int, line: int, task: str, reason: str
+) -> None:
+    retried = (
+        "    flow: linear\n"
+        "    retry: {controller: parameterized_for_each, values: '${hosts}'}\n"
+        f"    tasks:\n      a: {{task: {FLAKY}}}\n"
+    )
+    if depth:  # the retried flow one level down, inside the sibling of `hosts`
+        retried = "    flow: linear\n    tasks:\n      inner:\n" + "".join(
+            "    " + row + "\n" for row in retried.splitlines()
+        )
+    text = f"flow: {kind}\ntasks:\n  sub:\n{retried}  hosts: {{task: {FLAKY}}}\n"
+    err = error_of(tmp_path, text)
+    assert (err.line, err.task, err.key) == (line, task, "retry.values"), str(err)
+    assert "${hosts}" in err.reason and reason in err.reason, str(err)
