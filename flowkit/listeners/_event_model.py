@@ -13,7 +13,18 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, NamedTuple
 
-__all__ = ["META_KEY", "Cause", "CauseKind", "Event", "EventLog", "TreeRow", "cause_text"]
+from flowkit import states as st
+
+__all__ = [
+    "META_KEY",
+    "Cause",
+    "CauseKind",
+    "Event",
+    "EventLog",
+    "TreeRow",
+    "cause_text",
+    "recorded_attempts",
+]
 
 #: The metadata key (of flow and atom details) under which events are kept.
 META_KEY = "event_log"
@@ -162,6 +173,16 @@ def cause_text(cause: Mapping[str, Any], state: str) -> str:
     if kind == CauseKind.RETURNED:
         return "revert returned" if state in ("REVERTED", "REVERT_FAILURE") else "execute returned"
     return ""
+
+
+def recorded_attempts(atom_meta: Mapping[str, Any]) -> int:
+    """How many executions of an atom its stored events record (0 when none are).
+
+    The one count of attempts that outlives an engine: the event log numbers
+    a resumed run's attempts on from it, and the tracing listener does too,
+    so a span's ``flowkit.atom.attempt`` and the event's ``attempt`` agree.
+    """
+    return sum(1 for data in atom_meta.get(META_KEY, ()) if data["state"] == st.RUNNING)
 
 
 def _stored(kind: str, name: str, data: Mapping[str, Any]) -> Event:

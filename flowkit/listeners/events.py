@@ -52,7 +52,15 @@ from flowkit import states as st
 from flowkit._utils.records import Record
 from flowkit.listeners import base
 from flowkit.listeners._event_graph import Decided, FlowGraph, failure_words, state_before
-from flowkit.listeners._event_model import META_KEY, Cause, CauseKind, Event, EventLog, TreeRow
+from flowkit.listeners._event_model import (
+    META_KEY,
+    Cause,
+    CauseKind,
+    Event,
+    EventLog,
+    TreeRow,
+    recorded_attempts,
+)
 from flowkit.retry import Retry
 from flowkit.types import notifier as nt
 
@@ -227,14 +235,16 @@ class EventLogListener(base.Listener):
             state = storage.get_atom_state(name)
             if state in (st.RUNNING, st.REVERTING):
                 self._in_doubt.add(name)
-            stored = list(storage.get_atom_metadata(name).get(META_KEY, ()))
+            meta = storage.get_atom_metadata(name)
+            stored = list(meta.get(META_KEY, ()))
             self._atom_events[name] = stored
+            attempts = recorded_attempts(meta)
+            if attempts:
+                self._attempts[name] = attempts
             for data in stored:
                 self._seq = max(self._seq, int(data["seq"]))
                 self._last[name] = max(self._last.get(name, 0), int(data["seq"]))
-                if data["state"] == st.RUNNING:
-                    self._attempts[name] = self._attempts.get(name, 0) + 1
-                elif data["state"] in _DONE:
+                if data["state"] in _DONE:
                     self._done[name] = int(data["seq"])
                 elif data["state"] == st.FAILURE and (
                     self._failure is None or self._failure.seq < int(data["seq"])

@@ -18,6 +18,10 @@ when the run starts, so a run inside your own span joins your trace. Each
     the atom (``task`` or ``retry``).
 ``flowkit.atom.attempt``
     which execution of the atom (1 for the first; a retry's RETRY adds one).
+    A resumed run counts on from the executions the event log recorded in
+    earlier runs (:mod:`flowkit.listeners.events`), so the span and the
+    event of one execute carry the same number; without an event log from
+    those runs, the count starts again at 1.
 ``flowkit.state``
     the state it ended in (atoms and the flow).
 ``flowkit.failure.type``, ``flowkit.failure.message``
@@ -50,6 +54,7 @@ from typing import Any
 
 from flowkit import states as st
 from flowkit.listeners import base
+from flowkit.listeners._event_model import META_KEY, recorded_attempts
 from flowkit.types.failure import Failure
 
 __all__ = ["TracingListener"]
@@ -209,6 +214,7 @@ class TracingListener(base.Listener):
                     f"flow {details['flow_name']}", attributes=self._flow_attrs
                 )
                 if details.get("old_state") not in (None, st.PENDING):
+                    self._count_earlier_attempts()
                     self._open_in_doubt()
             elif state in _FLOW_ENDS and self._flow_span is not None:
                 span, self._flow_span = self._flow_span, None
@@ -216,6 +222,24 @@ class TracingListener(base.Listener):
                 if state in (st.REVERTED, st.FAILURE):
                     span.set_status(self._trace.Status(self._trace.StatusCode.ERROR, f"flow ended {state}"))
                 span.end()
+
+    def _count_earlier_attempts(self) -> None:
+        """Take up the attempt counts the event log stored in earlier runs.
+
+        Read as the run starts, before any atom of it runs (an event log
+        attached to this engine then has not yet written this run's events),
+        from the same stored events the event log numbers its attempts from.
+        """
+        if not self._engine.storage.flow_meta.get(META_KEY):
+            return  # no event log was kept: nothing to count on from
+        run = getattr(self._engine.storage, "run_state", None)
+        records = getattr(run, "records", None)
+        if not records:
+            return
+        for record in list(records.values()):
+            attempts = recorded_attempts(record.meta)
+            if attempts:
+                self._attempts[record.name] = attempts
 
     def _open_in_doubt(self) -> None:
         """Open spans for the atoms a resumed run finds RUNNING or REVERTING.

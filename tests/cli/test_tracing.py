@@ -300,3 +300,33 @@ def test_an_interrupted_run_ends_its_open_spans_as_interrupted(
         assert span.status.status_code == StatusCode.ERROR
         assert span.status.description == "interrupted: KeyboardInterrupt"
     assert found["execute a"][0].status.status_code == StatusCode.UNSET
+
+
+def test_a_resumed_run_numbers_attempts_on_from_the_event_log(
+    spans: tuple[Any, InMemorySpanExporter], tmp_path: Any
+) -> None:
+    # The span's attempt restarted at 1 in the new engine while the event log,
+    # which reads the earlier runs' events from storage, said attempt 2.
+    from flowkit.listeners.events import EventLogListener
+
+    tracer, exporter = spans
+    StopsOnce.armed = True
+    with backends.backend(f"sqlite:///{tmp_path}/runs.db") as backend:
+        with contextlib.closing(backend.get_connection()) as conn:
+            conn.upgrade()
+        flow = linear_flow.Flow("f").add(Step("a"), StopsOnce("b"))
+        engine = engines.load(flow, backend=backend)
+        tracing = TracingListener(engine, tracer=tracer)
+        with pytest.raises(KeyboardInterrupt), EventLogListener(engine), tracing:
+            engine.run()
+        with contextlib.closing(backend.get_connection()) as conn:
+            detail = conn.get_flow_details(engine.storage.flow_uuid)
+        resumed = engines.load(flow, flow_detail=detail, backend=backend)
+        with EventLogListener(resumed) as events, TracingListener(resumed, tracer=tracer):
+            resumed.run()
+        log = events.log
+    first, again = sorted(_by_name(exporter)["execute b"], key=lambda s: s.start_time)
+    assert first.attributes["flowkit.atom.attempt"] == 1
+    (rerun,) = [e for e in log.events if e.name == "b" and e.state == "RUNNING" and e.run == 2]
+    assert rerun.attempt == 2
+    assert again.attributes["flowkit.atom.attempt"] == rerun.attempt
