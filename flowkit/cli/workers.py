@@ -3,14 +3,19 @@
 ::
 
     flowkit workers --redis redis://127.0.0.1:6379/0 [--key-prefix flowkit] [--topic T ...] [--json]
+        [--timeout SECONDS]
 
 Reads what engines read to find workers: each worker's advertisement, renewed
 at every heartbeat, under the topics announced in ``{key_prefix}:topics``. A
 worker that stopped or died drops out once its advertisement expires (three
 heartbeats). Advertisements are checked with the signing secret of
 ``FLOWKIT_WORKER_SECRET`` when it is set, as engines check them. It only reads.
-Exit status: 0 (also when no worker is alive), 1 when Redis cannot be read,
-2 for a URL that is not a Redis URL.
+Each Redis command waits at most ``--timeout`` seconds (default
+:data:`TIMEOUT`) for its answer, and connecting at most as long: left to the
+client's own default, a frozen Redis would hold the command for ever with
+redis-py before 8. A ``?socket_timeout=`` in the URL wins over it.
+Exit status: 0 (also when no worker is alive), 1 when Redis cannot be read
+(or answers too late), 2 for a URL that is not a Redis URL.
 """
 
 from __future__ import annotations
@@ -21,9 +26,14 @@ import sys
 import time
 from typing import Any
 
-from flowkit.cli._common import FROM_FILE, columns, one_line, url_value
+from flowkit.cli._common import FROM_FILE, columns, one_line, positive, url_value
 
-__all__ = ["register"]
+__all__ = ["TIMEOUT", "connect", "register"]
+
+#: Default seconds a Redis command (and connecting) may take: as long as the
+#: result cache's Redis client waits (``flowkit.cache._redis.SOCKET_TIMEOUT``);
+#: a listing has no reason to wait longer than a cache read.
+TIMEOUT = 5.0
 
 
 def register(subparsers: Any) -> None:
@@ -55,7 +65,28 @@ def register(subparsers: Any) -> None:
         help="only this topic (repeatable; default: every topic workers announced)",
     )
     parser.add_argument("--json", action="store_true", help="a JSON array, one object per worker")
+    parser.add_argument(
+        "--timeout",
+        type=positive(float),
+        default=TIMEOUT,
+        metavar="SECONDS",
+        help=f"seconds to wait for each Redis answer before failing (default: {TIMEOUT:g})",
+    )
     parser.set_defaults(handler=_run)
+
+
+def connect(url: str, timeout: float = TIMEOUT) -> Any:
+    """A client for ``url`` whose commands and connecting wait at most ``timeout`` seconds.
+
+    Tried once (an operator re-runs the command); a frozen Redis costs one timeout.
+
+    Raises:
+        InvalidFormat: ``url`` is not a Redis URL.
+        ImportError: redis-py is not installed.
+    """
+    from flowkit.engines.worker_based import _transport
+
+    return _transport.connect(url, attempts=1, socket_timeout=timeout)
 
 
 def _fail(message: str, status: int) -> int:
@@ -69,7 +100,7 @@ def _run(args: argparse.Namespace) -> int:
     from flowkit.persistence.backends._urls import mask_url
 
     try:
-        client = _transport.connect(args.redis, attempts=1)
+        client = connect(args.redis, args.timeout)
     except (exc.InvalidFormat, ImportError) as err:
         return _fail(one_line(err), 2 if isinstance(err, exc.InvalidFormat) else 1)
     secret = protocol.resolve_secret(None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -12,13 +13,19 @@ from typing import Any
 from flowkit._utils.factories import FactoryNames
 from flowkit.monitor._layout import GraphShape, column, layout, shape_of
 
-__all__ = ["GRAPH_KEY", "FlowPage", "Reader", "UnknownCursor"]
+__all__ = ["GRAPH_CACHE_SIZE", "GRAPH_KEY", "FlowPage", "Reader", "UnknownCursor"]
 
 LOG = logging.getLogger(__name__)
 
 #: Flow detail metadata key where ``flowkit run`` keeps the flow's drawable shape,
 #: so the monitor can draw a flow whose code it cannot import.
 GRAPH_KEY = "graph"
+
+#: How many drawn graphs a :class:`Reader` keeps, least recently asked for dropped
+#: first. A monitor left running over a busy backend is asked for many flows'
+#: graphs; an unbounded cache would grow with every one. People look at a few
+#: flows at a time, and a dropped graph is simply drawn again when asked for.
+GRAPH_CACHE_SIZE = 256
 
 
 class UnknownCursor(LookupError):
@@ -45,8 +52,18 @@ class FlowPage:
 class Reader:
     """Reads flows from one backend for the monitor (thread-safe: calls run in threads)."""
 
-    def __init__(self, connection: str | Any, factories: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        connection: str | Any,
+        factories: Iterable[str] = (),
+        *,
+        graph_cache_size: int = GRAPH_CACHE_SIZE,
+    ) -> None:
         from flowkit.persistence import backends
+
+        if graph_cache_size < 1:
+            raise ValueError(f"graph_cache_size must be at least 1, not {graph_cache_size!r}")
+        self._graph_cache_size = graph_cache_size
 
         self._factories = FactoryNames(factories)
 
@@ -57,7 +74,8 @@ class Reader:
         if self._owned:
             with contextlib.closing(self._backend.get_connection()) as conn:
                 conn.upgrade()
-        self._graphs: dict[str, dict[str, Any]] = {}
+        # Drawn graphs by flow uuid, least recently used first (bounded: see GRAPH_CACHE_SIZE).
+        self._graphs: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -159,10 +177,16 @@ class Reader:
         return {"state": flow.state or "PENDING", "atoms": {d.name: d.state or "PENDING" for d in flow}}
 
     def graph(self, uuid: str) -> dict[str, Any] | None:
-        """The flow's graph with node positions (cached: a flow's shape does not change)."""
+        """The flow's graph with node positions.
+
+        Cached by uuid (a flow's shape does not change), the
+        ``graph_cache_size`` most recently asked for only.
+        """
         with self._lock:
-            if uuid in self._graphs:
-                return self._graphs[uuid]
+            cached = self._graphs.get(uuid)
+            if cached is not None:
+                self._graphs.move_to_end(uuid)
+                return cached
         flow = self._flow(uuid)
         if flow is None:
             return None
@@ -171,6 +195,9 @@ class Reader:
         drawn["drawn_from"] = source
         with self._lock:
             self._graphs[uuid] = drawn
+            self._graphs.move_to_end(uuid)
+            while len(self._graphs) > self._graph_cache_size:
+                self._graphs.popitem(last=False)
         return drawn
 
     def _shape(self, flow: Any) -> tuple[GraphShape, bool, str]:

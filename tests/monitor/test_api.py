@@ -246,3 +246,28 @@ def test_an_allowed_module_does_not_lend_the_monitor_what_it_imports(tmp_path: P
     with TestClient(create_app(url, factories=["tests.monitor."])) as client:
         assert client.get(f"/api/flows/{uuid}/graph").json()["drawn_from"] == "events"
     assert _factories.CALLS == []
+
+
+def test_the_graph_cache_keeps_only_the_most_recently_asked_for(tmp_path: Path) -> None:
+    # It kept every graph ever drawn: a monitor left running over a busy backend grew forever.
+    from flowkit.monitor._data import GRAPH_CACHE_SIZE, Reader
+
+    url = f"sqlite:///{tmp_path}/fan.db"
+    first, second, third = (_factories.run_fan(url) for _ in range(3))
+    _factories.CALLS.clear()
+    reader = Reader(url, factories=["tests.monitor."], graph_cache_size=2)
+    try:
+        for uuid in (first, second, first):  # the second ask for `first` is cached
+            assert reader.graph(uuid) is not None
+        assert len(_factories.CALLS) == 2
+        reader.graph(third)  # drops `second`, the least recently asked for
+        assert len(_factories.CALLS) == 3
+        reader.graph(first)
+        assert len(_factories.CALLS) == 3
+        reader.graph(second)  # drawn again
+        assert len(_factories.CALLS) == 4
+    finally:
+        reader.close()
+    assert GRAPH_CACHE_SIZE >= 1
+    with pytest.raises(ValueError, match="graph_cache_size"):
+        Reader(url, graph_cache_size=0)

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -61,3 +62,31 @@ def test_workers_names_an_unreachable_redis_with_its_password_masked() -> None:
     )
     assert "hunter2" not in done.stderr and done.stderr.count("\n") == 1
     assert _workers("amqp://somewhere").returncode == 2
+
+
+def test_workers_fails_within_its_timeout_on_a_frozen_redis_naming_the_masked_url(own_redis: Any) -> None:
+    # It connected without a socket timeout: with redis-py before 8, a frozen Redis held it for ever.
+    url = f"redis://:hunter2@127.0.0.1:{own_redis.port}/0"
+    own_redis.freeze()
+    began = time.monotonic()
+    done = _workers(url, "--timeout", "0.5")
+    elapsed = time.monotonic() - began
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.startswith(
+        f"flowkit workers: error: cannot read workers from Redis redis://:***@127.0.0.1:{own_redis.port}/0"
+    )
+    assert "hunter2" not in done.stderr
+    assert elapsed < 10.0, f"took {elapsed:.1f}s with --timeout 0.5"
+
+
+def test_workers_sets_its_own_socket_timeouts_by_default(redis_flushed_url: str) -> None:
+    # Not left to the client's default, which is "no timeout" in redis-py before 8.
+    from flowkit.cli.workers import TIMEOUT, connect
+
+    client = connect(redis_flushed_url)
+    try:
+        options = client.connection_pool.connection_kwargs
+        assert options["socket_timeout"] == TIMEOUT
+        assert options["socket_connect_timeout"] <= TIMEOUT
+    finally:
+        client.close()
