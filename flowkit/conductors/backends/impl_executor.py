@@ -93,7 +93,13 @@ def _consumed_when_reverted(engine: Any) -> bool:
     """
     storage = engine.storage
     failures = [*storage.get_execute_failures().values(), *storage.get_revert_failures().values()]
-    return not failures or not all(f.check(*NO_CONSUME_EXCEPTIONS) for f in failures)
+    return not failures or _consumes(failures)
+
+
+def _consumes(failures: Iterable[Any]) -> bool:
+    """Whether a run that failed with ``failures`` consumes its job (TaskFlow's rule):
+    not when every one of them is of :data:`NO_CONSUME_EXCEPTIONS`, which ask for another try."""
+    return not all(f.check(*NO_CONSUME_EXCEPTIONS) for f in failures)
 
 
 class ExecutorConductor(Conductor):
@@ -394,7 +400,7 @@ class ExecutorConductor(Conductor):
         except exc.WrappedFailure as failures:
             if any(f.check(ClaimLost) for f in failures):
                 return Outcome(Verdict.LOST, "claim lost while running")
-            consume = not all(f.check(*NO_CONSUME_EXCEPTIONS) for f in failures)
+            consume = _consumes(failures)
             self._log_failures(job, consume, list(failures))
             if not consume:
                 return Outcome(Verdict.FAIL, f"{len(failures)} failures: {failures}")
