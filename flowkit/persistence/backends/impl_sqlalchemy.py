@@ -600,10 +600,7 @@ class SQLAlchemyConnection(base.Connection):
         """
 
         def work(conn: SAConnection) -> base.WriteFence | None:
-            found = _fence_row(conn, fd_uuid)
-            if found is None:
-                raise not_found(FLOWS, fd_uuid)
-            return found[0]
+            return _current_fence(conn, fd_uuid)
 
         return self._run(f"reading the fence of flow detail {fd_uuid!r}", work, write=False)
 
@@ -728,19 +725,24 @@ def _read_flow(conn: SAConnection, fd_uuid: str, lazy: bool) -> models.FlowDetai
 
 def _refusal(conn: SAConnection, fd_uuid: str, fence: base.WriteFence, action: str) -> Exception:
     """Why a fence statement matched no row: no such flow, or someone else's fence."""
-    found = _fence_row(conn, fd_uuid)
-    if found is None:
-        return not_found(FLOWS, fd_uuid)
-    return base.FenceRefused.make(fd_uuid, fence, found[0], action)
+    try:
+        current = _current_fence(conn, fd_uuid)
+    except exc.NotFound as missing:
+        return missing
+    return base.FenceRefused.make(fd_uuid, fence, current, action)
 
 
-def _fence_row(conn: SAConnection, fd_uuid: str) -> tuple[base.WriteFence | None] | None:
-    """The flow detail's fence, in a one-item tuple (None: no such flow detail)."""
+def _current_fence(conn: SAConnection, fd_uuid: str) -> base.WriteFence | None:
+    """The fence the flow detail holds (None: never fenced).
+
+    Raises:
+        NotFound: no such flow detail.
+    """
     found = conn.execute(sql.SELECT_FENCE, {"b_uuid": fd_uuid}).first()
     if found is None:
-        return None
+        raise not_found(FLOWS, fd_uuid)
     holder, token = found
-    return (None if holder is None else base.WriteFence(str(holder), int(token)),)
+    return None if holder is None else base.WriteFence(str(holder), int(token))
 
 
 #: TaskFlow's name for this backend's connection class.
