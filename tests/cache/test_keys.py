@@ -115,6 +115,23 @@ def test_a_set_is_the_same_input_whatever_order_it_was_built_in() -> None:
     assert key(float("nan")) == key(float("nan"))  # one NaN as good as another
 
 
+def _outputs_under_hash_seeds(script: str, seeds: tuple[str, ...]) -> set[str]:
+    """What ``script`` prints in a fresh interpreter per ``PYTHONHASHSEED`` value, as a set."""
+    outputs = set()
+    for seed in seeds:
+        done = subprocess.run(
+            [sys.executable, "-c", script],
+            cwd=REPO,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        outputs.add(done.stdout)
+    return outputs
+
+
 def test_a_key_of_sets_is_the_same_in_processes_of_other_hash_seeds() -> None:
     # Set items used to be sorted by repr, and a frozenset of strs shows its items
     # in an order that changes with the hash seed: each process had its own key.
@@ -125,18 +142,7 @@ def test_a_key_of_sets_is_the_same_in_processes_of_other_hash_seeds() -> None:
         "print(_keys.call_key({}, {'x': {1, 'a', b'b', (2, 'c'), frozenset({'d', 'e'}), None}}))\n"
         "print(_keys.call_key({}, {'x': {'f', 'g', datetime.date(2020, 1, 1), frozenset({'h', 'i'})}}))\n"
     )
-    texts = set()
-    for seed in ("1", "2", "3", "4"):
-        done = subprocess.run(
-            [sys.executable, "-c", script],
-            cwd=REPO,
-            env={**os.environ, "PYTHONHASHSEED": seed},
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=True,
-        )
-        texts.add(done.stdout)
+    texts = _outputs_under_hash_seeds(script, ("1", "2", "3", "4"))
     assert len(texts) == 1, texts
 
 
@@ -148,18 +154,7 @@ def test_a_cache_code_key_is_the_same_in_processes_of_other_hash_seeds() -> None
         "from tests.cache import tasks\n"
         "print(_keys.task_identity(tasks.Member('m'))['code'])\n"
     )
-    digests = set()
-    for seed in ("1", "2", "3", "4", "5"):
-        done = subprocess.run(
-            [sys.executable, "-c", script],
-            cwd=REPO,
-            env={**os.environ, "PYTHONHASHSEED": seed},
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=True,
-        )
-        digests.add(done.stdout)
+    digests = _outputs_under_hash_seeds(script, ("1", "2", "3", "4", "5"))
     assert len(digests) == 1, digests
 
 
