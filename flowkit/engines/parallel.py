@@ -21,7 +21,6 @@ import functools
 import os
 import sys
 import types
-from contextvars import copy_context
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from flowkit import exceptions as exc
@@ -37,6 +36,7 @@ if TYPE_CHECKING:
     # Imported where an executor is made or checked: concurrent.futures imports
     # logging, a few milliseconds that the default thread pool never needs.
     import concurrent.futures as cf
+    from collections.abc import Callable
 
     from flowkit.engines._engine import Driver
     from flowkit.engines._process_progress import ProgressRelay
@@ -103,6 +103,24 @@ def _in_process(call: Call) -> tuple[bool, Any]:
     return True, value
 
 
+def _callers_context_run() -> Callable[..., Any] | None:
+    """``run`` of a copy of the calling thread's context, or None when no context variable can exist.
+
+    A context variable made in Python needs the ``_contextvars`` extension
+    (:mod:`contextvars` and :mod:`asyncio` import it), and the standard library's
+    one made in C is :mod:`decimal`'s. While neither is loaded a copy would
+    carry nothing, and not loading the extension for it spares a fresh
+    process's first parallel run about 0.3 ms. Once either is loaded, every
+    call is made in a copy (a variable a task makes is carried from then on).
+    """
+    modules = sys.modules
+    if "_contextvars" not in modules and "_decimal" not in modules:
+        return None
+    import _contextvars
+
+    return _contextvars.copy_context().run
+
+
 class _ThreadsDriver(DispatchingDriver):
     """Hands every ready atom to the engine's own worker threads."""
 
@@ -121,7 +139,13 @@ class _ThreadsDriver(DispatchingDriver):
         # pool's threads outlive runs, and calls made in their own context saw
         # none of the caller's context variables (a request id) and kept what an
         # earlier call set there, of this run or of any run before it.
-        self._threads.submit(copy_context().run, _report, done, node, action, call)  # type: ignore[union-attr]
+        threads = self._threads
+        assert threads is not None
+        run_in_context = _callers_context_run()
+        if run_in_context is None:
+            threads.submit(_report, done, node, action, call)
+        else:
+            threads.submit(run_in_context, _report, done, node, action, call)
 
     def dispatch_timed(self, runtime: Runtime, node: Node, action: int, call: Call, seconds: float) -> None:
         # Armed on the pool thread when the call starts, so waiting for a free
@@ -131,6 +155,8 @@ class _ThreadsDriver(DispatchingDriver):
         watch = runtime.timed_calls()
         watch.on_abandoned = self._threads.lend
         timed = watch.call(self._done, node, action, seconds)
+        from contextvars import copy_context  # a timed call's module imports it anyway
+
         from flowkit.engines._timeouts import run_timed  # with logging: only runs with timeouts need it
 
         self._threads.submit(copy_context().run, run_timed, timed, node, action, call.fn, call.kwargs)
