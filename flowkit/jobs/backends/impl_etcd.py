@@ -40,9 +40,11 @@ Options (TaskFlow's names): ``host`` (default ``localhost``), ``port``
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
+import socket
 import threading
 import time
 import uuid as uuidlib
@@ -89,6 +91,10 @@ _ATTEMPTS = ".attempts"
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%f"
 #: Transactions that lost a race are read and tried again this many times at most.
 _RETRIES = 20
+#: Seconds before the first try to open again a watch whose stream ended.
+WATCH_RETRY_FIRST = 0.05
+#: The longest wait (seconds) between two tries to open the watch again (the delay doubles).
+WATCH_RETRY_MAX = 5.0
 
 
 def _b64(data: str | bytes) -> str:
@@ -266,9 +272,10 @@ class EtcdJobBoard(NotifyingJobBoard):
         self.notifier = _WatchStartingNotifier(self._want_watch)
         self._watch_wanted = False
         self._watch_lock = threading.Lock()
-        self._watch_cancel: Any = None
+        self._watch_stop: threading.Event | None = None
         self._watch_thread: threading.Thread | None = None
-        # Jobs the watch has seen posted, by key, for their REMOVAL notification.
+        self._watch_stream: Any = None  # the open ``requests`` response of the watch, to shut on close
+        # Jobs the watch has seen posted, by key, for their REMOVAL notification (its thread's own).
         self._known: dict[str, EtcdJob] = {}
 
     # -- names -----------------------------------------------------------
@@ -340,7 +347,7 @@ class EtcdJobBoard(NotifyingJobBoard):
             yield
         except (etcd_errors.Etcd3Exception, OSError) as err:
             raise exc.JobFailure(
-                f"etcd jobboard {self.name!r} at {self.where}: could not {action}: {err!r}"
+                f"etcd jobboard {self.name!r} at {self.where}: could not {action}: {_describe(err)}"
             ) from err
 
     def register_entity(self, entity: Any) -> None:
@@ -785,48 +792,161 @@ class EtcdJobBoard(NotifyingJobBoard):
             self._start_watch()
 
     def _start_watch(self) -> None:
-        """List the jobs, then watch every change after that listing's revision (none is missed)."""
+        """Start the thread that lists the jobs, then follows every change after that listing."""
         with self._watch_lock:
             if self._watch_thread is not None or not self._opened:
                 return
-            prefix = f"{self._root}/{self.JOB_PREFIX}"
-            with self._translated("start watching jobs"):
-                kvs, revision = self._range(prefix, prefix=True)
-                self._known = {}
-                for kv in kvs:
-                    if kv["key"].endswith(self.DATA_POSTFIX):
-                        key = kv["key"][: -len(self.DATA_POSTFIX)]
-                        job = self._job_from(key, kv["value"])
-                        if job is not None:
-                            self._known[key] = job
-                events, cancel = self._etcd().watch_prefix(prefix, start_revision=revision + 1)
-            self._watch_cancel = cancel
+            # A board opened again announces its jobs again, as on the ZooKeeper board.
+            self._known = {}
+            stop = threading.Event()
+            self._watch_stop = stop
             self._watch_thread = threading.Thread(
-                target=self._watch_loop, args=(events,), name=f"etcd-jobboard-{self.name}", daemon=True
+                target=self._watch_loop, args=(stop,), name=f"etcd-jobboard-{self.name}", daemon=True
             )
             self._watch_thread.start()
-        # Listeners hear of the jobs already on the board, as on the ZooKeeper board.
-        for job in list(self._known.values()):
-            self._notify(POSTED, job)
 
     def _stop_watch(self) -> None:
         with self._watch_lock:
-            cancel, thread = self._watch_cancel, self._watch_thread
-            self._watch_cancel = self._watch_thread = None
-        if cancel is not None:
-            try:
-                cancel()
-            except Exception:
-                LOG.debug("stopping the etcd watch of %s failed", self.where, exc_info=True)
-        if thread is not None:
+            stop, thread, stream = self._watch_stop, self._watch_thread, self._watch_stream
+            self._watch_stop = self._watch_thread = self._watch_stream = None
+            if stop is not None:
+                stop.set()
+        if stream is not None:
+            _shut(stream)
+        if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=5)
 
-    def _watch_loop(self, events: Iterator[dict[str, Any]]) -> None:
+    def _watch_loop(self, stop: threading.Event) -> None:
+        """Catch up with the board, follow its changes until the stream ends; again until stopped.
+
+        A stream ends when etcd restarts, the connection drops or the server
+        cancels the watch; whatever changed while none was open is found by
+        the listing that starts the next one. Tries are spaced from
+        :data:`WATCH_RETRY_FIRST` seconds, doubling up to :data:`WATCH_RETRY_MAX`.
+        """
+        delay = WATCH_RETRY_FIRST
+        failures = 0
+        while not stop.is_set():
+            try:
+                revision = self._catch_up()
+                if self._follow(stop, revision):
+                    delay, failures = WATCH_RETRY_FIRST, 0
+            except Exception as error:
+                failures += 1
+                if stop.is_set():
+                    break
+                log = LOG.warning if failures == 1 else LOG.debug
+                log(
+                    "the etcd watch of jobboard %r at %s stopped (%s); trying again in %.2f s",
+                    self.name,
+                    self.where,
+                    _describe(error),
+                    delay,
+                    exc_info=failures == 1,
+                )
+                stop.wait(delay)
+                delay = min(delay * 2, WATCH_RETRY_MAX)
+            else:
+                if not stop.is_set():
+                    LOG.info(
+                        "the etcd watch of jobboard %r at %s ended; opening it again", self.name, self.where
+                    )
+
+    def _catch_up(self) -> int:
+        """List the jobs, announce those posted or gone since the last look; the listing's revision."""
+        prefix = f"{self._root}/{self.JOB_PREFIX}"
+        with self._translated("list jobs to watch them"):
+            kvs, revision = self._range(prefix, prefix=True)
+        listed = {
+            kv["key"][: -len(self.DATA_POSTFIX)]: kv["value"]
+            for kv in kvs
+            if kv["key"].endswith(self.DATA_POSTFIX)
+        }
+        for key in [key for key in self._known if key not in listed]:
+            self._notify(REMOVAL, self._known.pop(key))
+        for key, raw in listed.items():
+            if key not in self._known:
+                job = self._job_from(key, raw)
+                if job is not None:
+                    self._known[key] = job
+                    self._notify(POSTED, job)
+        # A claim may have been given back (or a job posted) while nobody watched.
+        self._waiter.wake()
+        return revision
+
+    def _follow(self, stop: threading.Event, revision: int) -> bool:
+        """Hand every change after ``revision`` to :meth:`_on_event` until the stream ends or ``stop``.
+
+        ``True`` once etcd had accepted the watch (the next try starts
+        from the shortest delay again).
+
+        Raises:
+            JobFailure: the stream could not be opened, or etcd refused or cancelled the watch.
+        """
+        client = self._etcd()
+        prefix = f"{self._root}/{self.JOB_PREFIX}"
+        request = {
+            "create_request": {
+                "key": _b64(prefix),
+                "range_end": _b64(_prefix_end(prefix)),
+                "start_revision": revision + 1,
+            }
+        }
+        where = f"etcd jobboard {self.name!r} at {self.where} (watch from revision {revision + 1})"
         try:
-            for event in events:
-                self._on_event(event)
+            stream = client.session.post(
+                client.get_url("/watch"),
+                json=request,
+                stream=True,
+                # Bounded to connect; the stream itself may stay quiet for as long as the board does.
+                timeout=(self._client_options.get("timeout"), None),
+            )
+        except OSError as error:  # requests' errors are OSErrors
+            raise exc.JobFailure(f"{where}: could not watch: {error}") from error
+        with self._watch_lock:
+            if stop.is_set():
+                stream.close()
+                return False
+            self._watch_stream = stream
+        accepted = False
+        try:
+            if stream.status_code != 200:
+                raise exc.JobFailure(
+                    f"{where}: could not watch: HTTP {stream.status_code} {stream.text.strip()}"
+                )
+            for line in stream.iter_lines(chunk_size=None):
+                if not line.strip():
+                    continue
+                message = json.loads(line)
+                result = message.get("result")
+                if result is None:
+                    raise exc.JobFailure(f"{where}: watch failed: {message}")
+                if result.get("canceled"):
+                    why = result.get("cancel_reason") or (
+                        f"revision {revision + 1} is compacted (oldest kept {result.get('compact_revision')})"
+                        if result.get("compact_revision")
+                        else "no reason given"
+                    )
+                    raise exc.JobFailure(f"{where}: etcd cancelled the watch: {why}")
+                accepted = accepted or bool(result.get("created"))
+                for event in result.get("events", ()):
+                    kv = event.get("kv") or {}
+                    self._on_event(
+                        {
+                            "type": event.get("type", "PUT"),
+                            "kv": {"key": _unb64(kv.get("key", "")), "value": _unb64(kv.get("value", ""))},
+                        }
+                    )
         except Exception:
-            LOG.warning("the etcd watch of jobboard %r at %s stopped", self.name, self.where, exc_info=True)
+            if stop.is_set():
+                return accepted  # closed under it: the error is the shut stream
+            raise
+        finally:
+            with self._watch_lock:
+                if self._watch_stream is stream:
+                    self._watch_stream = None
+            stream.close()
+        return accepted
 
     def _on_event(self, event: dict[str, Any]) -> None:
         kv = event.get("kv") or {}
@@ -861,6 +981,22 @@ class _WatchStartingNotifier(notifier.Notifier):
     def register(self, *args: Any, **kwargs: Any) -> None:
         super().register(*args, **kwargs)
         self._on_register()
+
+
+def _shut(stream: Any) -> None:
+    """End a streaming ``requests`` response now, waking the thread blocked reading it."""
+    connection = getattr(getattr(stream, "raw", None), "connection", None)
+    sock = getattr(connection, "sock", None)
+    if sock is not None:
+        with contextlib.suppress(OSError):  # already closed by the other side
+            sock.shutdown(socket.SHUT_RDWR)
+    stream.close()
+
+
+def _describe(error: BaseException) -> str:
+    """An error in words, with the text ``etcd3gw`` keeps out of its exceptions' ``str()``."""
+    detail = getattr(error, "detail_text", None)
+    return f"{type(error).__name__}: {detail}" if detail else repr(error)
 
 
 def _last_modified_now() -> str:
