@@ -57,6 +57,7 @@ from urllib.parse import urlsplit
 from flowkit import exceptions as exc
 from flowkit import states
 from flowkit.jobs import _posting
+from flowkit.jobs._board import WatchingJobBoard
 from flowkit.jobs._job import BoardJob
 from flowkit.jobs.base import (
     POSTED,
@@ -65,18 +66,13 @@ from flowkit.jobs.base import (
     AttemptEnd,
     Claim,
     Job,
-    JobBoardIterator,
     JobPriority,
-    NotifyingJobBoard,
-    _Waiter,
     check_claim_expiry,
     check_who,
     expiry_extension_ms,
     iter_sorted,
     lost_claim,
-    wait_for_jobs,
 )
-from flowkit.types import notifier
 
 if TYPE_CHECKING:
     from flowkit.persistence.base import Backend
@@ -185,7 +181,7 @@ class EtcdJob(BoardJob):
         return self._etcd_board.renew(self, claim, expiry)
 
 
-class EtcdJobBoard(NotifyingJobBoard):
+class EtcdJobBoard(WatchingJobBoard):
     """TaskFlow's etcd jobboard semantics, with fencing tokens, attempt history and notifications.
 
     Args:
@@ -197,6 +193,8 @@ class EtcdJobBoard(NotifyingJobBoard):
         emit_notifications: send :data:`~flowkit.jobs.base.POSTED` and ``REMOVAL``
             to the board's ``notifier`` listeners (``False``: send none).
     """
+
+    _log = LOG
 
     #: Where every board's root key is (TaskFlow's): ``<ROOT_PATH>/<path>``.
     ROOT_PATH = "/taskflow/jobs"
@@ -234,7 +232,7 @@ class EtcdJobBoard(NotifyingJobBoard):
         persistence: Backend | None = None,
         emit_notifications: bool = True,
     ) -> None:
-        super().__init__(name, dict(conf or {}))
+        super().__init__(name, dict(conf or {}), emit_notifications)
         conf = self._conf
         url = conf.get("url")
         if url:
@@ -264,12 +262,9 @@ class EtcdJobBoard(NotifyingJobBoard):
         ttl = conf.get("ttl")
         self._default_expiry = None if ttl is None else check_claim_expiry(self, ttl, "any job")
         self._persistence = persistence
-        self._emit_notifications = bool(emit_notifications)
         self._client = client
         self._own_client = client is None
         self._opened = False
-        self._waiter = _Waiter()
-        self.notifier = _WatchStartingNotifier(self._want_watch)
         self._watch_wanted = False
         self._watch_lock = threading.Lock()
         self._watch_stop: threading.Event | None = None
@@ -498,23 +493,9 @@ class EtcdJobBoard(NotifyingJobBoard):
                 jobs.append(job)
         return iter_sorted(jobs)
 
-    def iterjobs(self, only_unclaimed: bool = False, ensure_fresh: bool = False) -> JobBoardIterator:
-        """The posted jobs, most urgent then oldest first (every listing reads the server)."""
-        return JobBoardIterator(
-            self, LOG, board_fetch_func=self._fetch, only_unclaimed=only_unclaimed, ensure_fresh=ensure_fresh
-        )
-
-    def wait(self, timeout: float | None = None) -> JobBoardIterator:
-        self._want_watch()
-        return wait_for_jobs(self, timeout, self._waiter)
-
     def current_claim(self, job: Job) -> Claim | None:
         data = self.get_owner_data(job)
         return None if data is None else _claim_of(data)
-
-    def find_owner(self, job: Job) -> str | None:
-        claim = self.current_claim(job)
-        return None if claim is None else claim.owner
 
     def attempts(self, job: Job) -> list[Attempt]:
         """``job``'s claims, oldest first; an open one whose lock is gone (its lease ran out) as LOST."""
@@ -782,10 +763,6 @@ class EtcdJobBoard(NotifyingJobBoard):
         self._finish(job, who, "trash", claim, reason=reason)
 
     # -- the watch -------------------------------------------------------
-    def _notify(self, event: str, job: Job) -> None:
-        if self._emit_notifications:
-            super()._notify(event, job)
-
     def _want_watch(self) -> None:
         self._watch_wanted = True
         if self._opened:
@@ -969,18 +946,6 @@ class EtcdJobBoard(NotifyingJobBoard):
         self._known[key] = job
         self._waiter.wake()
         self._notify(POSTED, job)
-
-
-class _WatchStartingNotifier(notifier.Notifier):
-    """The board's notifier: registering a listener starts the board's watch."""
-
-    def __init__(self, on_register: Any) -> None:
-        super().__init__()
-        self._on_register = on_register
-
-    def register(self, *args: Any, **kwargs: Any) -> None:
-        super().register(*args, **kwargs)
-        self._on_register()
 
 
 def _shut(stream: Any) -> None:
