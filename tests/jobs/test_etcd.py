@@ -245,3 +245,20 @@ def test_a_watch_etcd_cancels_says_why(conf: dict[str, Any]) -> None:
         client.post(client.get_url("/kv/compaction"), json={"revision": revision})
         with pytest.raises(exc.JobFailure, match=r"\(watch from revision 1\): etcd cancelled .*compacted"):
             board._follow(threading.Event(), 0)  # type: ignore[attr-defined]
+
+
+def test_a_claim_etcd_refuses_leaves_no_lease_behind(conf: dict[str, Any]) -> None:
+    """The lease is granted before the claim's transaction; when etcd refuses that, it is revoked."""
+    with backends.backend("b", conf) as board:
+        client = board._etcd()  # type: ignore[attr-defined]
+
+        def leases() -> set[str]:
+            found = client.post(client.get_url("/lease/leases"), json={}).get("leases", [])
+            return {lease["ID"] for lease in found}
+
+        job = board.post("j")
+        before = leases()
+        with pytest.raises(exc.JobFailure, match=f"could not claim job {job.uuid}: .*larger than max"):
+            board.claim(job, "x" * 3_000_000, expiry=600)  # over etcd's request size limit
+        assert leases() - before == set()
+        assert job.state == states.UNCLAIMED

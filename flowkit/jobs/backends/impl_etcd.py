@@ -354,6 +354,24 @@ class EtcdJobBoard(WatchingJobBoard):
         result: dict[str, Any] = client.transaction({"compare": compare, "success": success, "failure": []})
         return result
 
+    def _txn_leased(
+        self, compare: list[dict[str, Any]], success: list[dict[str, Any]], lease_id: int | None
+    ) -> bool:
+        """Run a transaction whose writes hold ``lease_id``, revoking the lease unless it succeeded.
+
+        Revoked when the request fails too (etcd unreachable, the request
+        refused): the lease would otherwise be left holding nothing until
+        its TTL runs out, and, had the write gone through unseen, would keep
+        a claim its caller was told failed.
+        """
+        done = False
+        try:
+            done = bool(self._txn(compare, success).get("succeeded"))
+        finally:
+            if not done and lease_id is not None:
+                self._revoke(lease_id)
+        return done
+
     def _range(self, key: str, prefix: bool = False) -> tuple[list[dict[str, Any]], int]:
         """The key-values at ``key`` (or under it) and the store's revision when read."""
         client = self._etcd()
@@ -617,10 +635,8 @@ class EtcdJobBoard(WatchingJobBoard):
                     {"request_put": _put(key + _ATTEMPTS, json.dumps([a.to_dict() for a in attempts]))},
                     {"request_put": _put(key + self.LAST_MODIFIED_POSTFIX, _last_modified_now())},
                 ]
-                if self._txn(compare, writes).get("succeeded"):
+                if self._txn_leased(compare, writes, lease_id):
                     return claim
-                if lease_id is not None:
-                    self._revoke(lease_id)
         raise exc.UnclaimableJob(f"job {job.uuid}: too much contention to claim it on board {self.name!r}")
 
     def renew(self, job: Job, claim: Claim, expiry: float) -> bool:
@@ -663,9 +679,7 @@ class EtcdJobBoard(WatchingJobBoard):
                 lease_id = self._grant(seconds)
                 record.update(lease_id=lease_id, ttl=seconds)
                 put = {"key": _b64(key), "value": _b64(json.dumps(record)), "lease": lease_id}
-                done = self._txn([guard], [{"request_put": put}]).get("succeeded")
-                if not done:
-                    self._revoke(lease_id)
+                done = self._txn_leased([guard], [{"request_put": put}], lease_id)
             if done and old_lease is not None:
                 self._revoke(int(old_lease))
             return bool(done)
