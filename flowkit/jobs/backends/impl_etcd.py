@@ -889,8 +889,8 @@ class EtcdJobBoard(WatchingJobBoard):
                 client.get_url("/watch"),
                 json=request,
                 stream=True,
-                # Bounded to connect; the stream itself may stay quiet for as long as the board does.
-                timeout=(self._client_options.get("timeout"), None),
+                # The client's timeout bounds connecting; the stream may stay quiet as long as the board does.
+                timeout=(getattr(client, "timeout", None), None),
             )
         except OSError as error:  # requests' errors are OSErrors
             raise exc.JobFailure(f"{where}: could not watch: {error}") from error
