@@ -813,35 +813,35 @@ class EtcdJobBoard(WatchingJobBoard):
         A stream ends when etcd restarts, the connection drops or the server
         cancels the watch; whatever changed while none was open is found by
         the listing that starts the next one. Tries are spaced from
-        :data:`WATCH_RETRY_FIRST` seconds, doubling up to :data:`WATCH_RETRY_MAX`.
+        :data:`WATCH_RETRY_FIRST` seconds, doubling up to :data:`WATCH_RETRY_MAX`
+        while etcd does not accept the watch (so a server that ends every
+        stream at once is not hammered either).
         """
         delay = WATCH_RETRY_FIRST
         failures = 0
         while not stop.is_set():
+            error: Exception | None = None
             try:
-                revision = self._catch_up()
-                if self._follow(stop, revision):
-                    delay, failures = WATCH_RETRY_FIRST, 0
-            except Exception as error:
-                failures += 1
-                if stop.is_set():
-                    break
-                log = LOG.warning if failures == 1 else LOG.debug
-                log(
-                    "the etcd watch of jobboard %r at %s stopped (%s); trying again in %.2f s",
-                    self.name,
-                    self.where,
-                    _describe(error),
-                    delay,
-                    exc_info=failures == 1,
-                )
-                stop.wait(delay)
-                delay = min(delay * 2, WATCH_RETRY_MAX)
-            else:
-                if not stop.is_set():
-                    LOG.info(
-                        "the etcd watch of jobboard %r at %s ended; opening it again", self.name, self.where
-                    )
+                accepted = self._follow(stop, self._catch_up())
+            except Exception as failed:
+                accepted, error = False, failed
+            if stop.is_set():
+                break
+            if accepted:
+                delay, failures = WATCH_RETRY_FIRST, 0
+            failures += 1
+            log = LOG.warning if failures == 1 else LOG.debug
+            log(
+                "the etcd watch of jobboard %r at %s stopped (%s); opening it again in %.2f s",
+                self.name,
+                self.where,
+                "its stream ended" if error is None else _describe(error),
+                delay,
+                # A traceback only for the unexpected: a JobFailure says all there is.
+                exc_info=error if failures == 1 and not isinstance(error, exc.JobFailure) else None,
+            )
+            stop.wait(delay)
+            delay = min(delay * 2, WATCH_RETRY_MAX)
 
     def _catch_up(self) -> int:
         """List the jobs, announce those posted or gone since the last look; the listing's revision."""
