@@ -262,3 +262,36 @@ def test_a_claim_etcd_refuses_leaves_no_lease_behind(conf: dict[str, Any]) -> No
             board.claim(job, "x" * 3_000_000, expiry=600)  # over etcd's request size limit
         assert leases() - before == set()
         assert job.state == states.UNCLAIMED
+
+
+def test_the_watch_tries_again_with_a_bounded_backoff_while_etcd_is_down(
+    conf: dict[str, Any],
+    etcd_server: services.EtcdServer,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import logging
+    import re
+
+    from flowkit.jobs.backends import impl_etcd
+
+    monkeypatch.setattr(impl_etcd, "WATCH_RETRY_FIRST", 0.01)
+    monkeypatch.setattr(impl_etcd, "WATCH_RETRY_MAX", 0.08)
+    caplog.set_level(logging.DEBUG, logger=impl_etcd.__name__)
+
+    def delays() -> list[float]:
+        found = (re.search(r"opening it again in ([\d.]+) s", r.getMessage()) for r in caplog.records)
+        return [float(m.group(1)) for m in found if m]
+
+    with backends.backend("b", conf) as board, backends.backend("o", conf) as other:
+        heard: list[str] = []
+        board.notifier.register(base.POSTED, lambda _event, details: heard.append(details["job"].name))  # type: ignore[attr-defined]
+        wait_until(lambda: board._watch_stream is not None, timeout=10)  # type: ignore[attr-defined]
+        etcd_server.stop()
+        try:
+            wait_until(lambda: len(delays()) >= 6, timeout=10)
+        finally:
+            etcd_server.start()
+        assert delays()[:6] == [0.01, 0.02, 0.04, 0.08, 0.08, 0.08]
+        other.post("back")
+        wait_until(lambda: heard == ["back"], timeout=10)
