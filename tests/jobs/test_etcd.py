@@ -295,3 +295,29 @@ def test_the_watch_tries_again_with_a_bounded_backoff_while_etcd_is_down(
         assert delays()[:6] == [0.01, 0.02, 0.04, 0.08, 0.08, 0.08]
         other.post("back")
         wait_until(lambda: heard == ["back"], timeout=10)
+
+
+@pytest.mark.parametrize("expiry", [None, 30], ids=["no-expiry", "leased"])
+def test_a_claim_whose_reply_is_lost_is_undone(
+    conf: dict[str, Any], etcd_server: services.EtcdServer, expiry: float | None
+) -> None:
+    """etcd makes the claim but the reply never arrives: the caller hears of a failure, so no claim stays.
+
+    Left in place it would hold the job for the whole lease, or for ever
+    without one, for a conductor that went on believing it had failed.
+    """
+    proxy = services.LossyProxy(etcd_server.port)
+    try:
+        with (
+            backends.backend("direct", conf) as direct,
+            backends.backend("b", {**conf, "port": proxy.port}) as board,
+        ):
+            job = board.post("j")
+            proxy.lose_reply_to(b"/kv/txn")
+            with pytest.raises(exc.JobFailure, match=f"could not claim job {job.uuid}"):
+                board.claim(job, "a", expiry=expiry)
+            [seen] = list(direct.iterjobs())
+            assert seen.state == states.UNCLAIMED
+            assert direct.claim(seen, "b").owner == "b"
+    finally:
+        proxy.close()

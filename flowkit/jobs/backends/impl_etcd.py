@@ -354,24 +354,6 @@ class EtcdJobBoard(WatchingJobBoard):
         result: dict[str, Any] = client.transaction({"compare": compare, "success": success, "failure": []})
         return result
 
-    def _txn_leased(
-        self, compare: list[dict[str, Any]], success: list[dict[str, Any]], lease_id: int | None
-    ) -> bool:
-        """Run a transaction whose writes hold ``lease_id``, revoking the lease unless it succeeded.
-
-        Revoked when the request fails too (etcd unreachable, the request
-        refused): the lease would otherwise be left holding nothing until
-        its TTL runs out, and, had the write gone through unseen, would keep
-        a claim its caller was told failed.
-        """
-        done = False
-        try:
-            done = bool(self._txn(compare, success).get("succeeded"))
-        finally:
-            if not done and lease_id is not None:
-                self._revoke(lease_id)
-        return done
-
     def _range(self, key: str, prefix: bool = False) -> tuple[list[dict[str, Any]], int]:
         """The key-values at ``key`` (or under it) and the store's revision when read."""
         client = self._etcd()
@@ -635,9 +617,55 @@ class EtcdJobBoard(WatchingJobBoard):
                     {"request_put": _put(key + _ATTEMPTS, json.dumps([a.to_dict() for a in attempts]))},
                     {"request_put": _put(key + self.LAST_MODIFIED_POSTFIX, _last_modified_now())},
                 ]
-                if self._txn_leased(compare, writes, lease_id):
+                if self._claim_txn(job, who, compare, writes, lock_put, lease_id):
                     return claim
         raise exc.UnclaimableJob(f"job {job.uuid}: too much contention to claim it on board {self.name!r}")
+
+    def _claim_txn(
+        self,
+        job: Job,
+        who: str,
+        compare: list[dict[str, Any]],
+        writes: list[dict[str, Any]],
+        lock_put: dict[str, Any],
+        lease_id: int | None,
+    ) -> bool:
+        """Run a claim's transaction; when it fails, leave no claim for a caller told it failed.
+
+        Unless it succeeded, the lease granted for it is revoked: refused by
+        etcd, the claim would leave that lease holding nothing until its TTL
+        ran out; failed on the way back (etcd acted, its reply was lost),
+        revoking the lease also deletes the lock. Without a lease, that lock
+        is deleted if it still holds what this claim wrote, else the job
+        would stay claimed for ever by a conductor that moved on.
+        """
+        try:
+            done = bool(self._txn(compare, writes).get("succeeded"))
+        except Exception:
+            if lease_id is not None:
+                self._revoke(lease_id)
+            else:
+                self._undo_lock(job, who, lock_put)
+            raise
+        if not done and lease_id is not None:
+            self._revoke(lease_id)
+        return done
+
+    def _undo_lock(self, job: Job, who: str, lock_put: dict[str, Any]) -> None:
+        """Delete the lock ``lock_put`` wrote, if it is still the one there (best effort)."""
+        mine = {"key": lock_put["key"], "target": "VALUE", "result": "EQUAL", "value": lock_put["value"]}
+        try:
+            self._txn([mine], [{"request_delete_range": {"key": lock_put["key"]}}])
+        except Exception as error:
+            LOG.warning(
+                "job %s on etcd jobboard %r at %s may stay claimed by %r: the claim failed and "
+                "could not be undone (%s)",
+                job.uuid,
+                self.name,
+                self.where,
+                who,
+                _describe(error),
+            )
 
     def renew(self, job: Job, claim: Claim, expiry: float) -> bool:
         """Make ``claim`` expire ``expiry`` seconds from now (whole seconds, rounded up).
@@ -679,7 +707,9 @@ class EtcdJobBoard(WatchingJobBoard):
                 lease_id = self._grant(seconds)
                 record.update(lease_id=lease_id, ttl=seconds)
                 put = {"key": _b64(key), "value": _b64(json.dumps(record)), "lease": lease_id}
-                done = self._txn_leased([guard], [{"request_put": put}], lease_id)
+                done = self._txn([guard], [{"request_put": put}]).get("succeeded")
+                if not done:
+                    self._revoke(lease_id)
             if done and old_lease is not None:
                 self._revoke(int(old_lease))
             return bool(done)
