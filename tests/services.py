@@ -34,6 +34,7 @@ import pytest
 
 __all__ = [
     "EtcdServer",
+    "LossyProxy",
     "PostgresServer",
     "RedisServer",
     "ServerError",
@@ -577,6 +578,77 @@ class EtcdServer(_Server):
     def url(self) -> str:
         """``http://127.0.0.1:PORT``: the client URL."""
         return f"http://{self.host}:{self.port}"
+
+
+class LossyProxy:
+    """A TCP relay to a loopback server that can lose the answer to one request.
+
+    After :meth:`lose_reply_to`, the next request whose bytes hold the marker
+    reaches the server, which acts on it, but its client never hears back:
+    the relay closes that connection when the answer comes, as a network
+    failure after the server acted looks to a client. Everything else is
+    relayed as it is. The server is real; only the wire between is faulty.
+    """
+
+    def __init__(self, port: int) -> None:
+        self._target = port
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._listener.getsockname()[1]
+        self._lock = threading.Lock()
+        self._marker: bytes | None = None
+        self._open: list[socket.socket] = []
+        threading.Thread(target=self._accept, name="lossy-proxy", daemon=True).start()
+
+    def lose_reply_to(self, marker: bytes) -> None:
+        """Lose the answer to the next request holding ``marker`` (once)."""
+        with self._lock:
+            self._marker = marker
+
+    def close(self) -> None:
+        """Stop listening and close every relayed connection."""
+        with contextlib.suppress(OSError):
+            self._listener.close()
+        with self._lock:
+            sockets, self._open = self._open, []
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+                upstream = socket.create_connection(("127.0.0.1", self._target))
+            except OSError:
+                return  # closed
+            with self._lock:
+                self._open += [client, upstream]
+            lose = threading.Event()
+            threading.Thread(target=self._up, args=(client, upstream, lose), daemon=True).start()
+            threading.Thread(target=self._down, args=(upstream, client, lose), daemon=True).start()
+
+    def _up(self, client: socket.socket, upstream: socket.socket, lose: threading.Event) -> None:
+        with contextlib.suppress(OSError):
+            while data := client.recv(65536):
+                with self._lock:
+                    if self._marker is not None and self._marker in data:
+                        self._marker = None
+                        lose.set()
+                upstream.sendall(data)
+        with contextlib.suppress(OSError):
+            upstream.shutdown(socket.SHUT_WR)
+
+    def _down(self, upstream: socket.socket, client: socket.socket, lose: threading.Event) -> None:
+        with contextlib.suppress(OSError):
+            while data := upstream.recv(65536):
+                if lose.is_set():
+                    break  # the server has acted: the client is told nothing
+                client.sendall(data)
+        for sock in (client, upstream):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            with contextlib.suppress(OSError):
+                sock.close()
 
 
 def _http_get(port: int, path: str, timeout: float = 1.0) -> bytes:

@@ -29,16 +29,16 @@ from pathlib import Path
 
 import pytest
 
+from tests import services
 from tests.compat import taskflow_alias
 
 ROOT = Path(__file__).resolve().parents[2]
 KNOWN_DIFFERENCES = Path(__file__).with_name("taskflow_known_differences.txt")
 
 # TaskFlow's unit-test modules that cover its public API (paths under tests/unit).
-# Left out: conductors, workers, utils and the other jobs modules (their own issues, or
-# private; the ZooKeeper board's tests read TaskFlow's node layout, which flowkit's differs from;
-# the etcd board's mock TaskFlow's own client calls: tests/compat/test_taskflow_etcd_oracle.py
-# runs TaskFlow's etcd board against flowkit's on a real etcd instead).
+# Left out: conductors, workers, utils and the ZooKeeper board's tests (their own issues, or
+# private; the ZooKeeper board's read TaskFlow's node layout, which flowkit's differs from).
+# The etcd board's run apart (ETCD_MODULES): TaskFlow's tests pick one board by TAKSFLOW_TEST_URL.
 MODULES = (
     "patterns/test_graph_flow.py",
     "patterns/test_linear_flow.py",
@@ -69,9 +69,17 @@ MODULES = (
     "jobs/test_redis_job.py",
 )
 
+#: TaskFlow's etcd board tests: its board contract (BoardTestMixin) on the session's real
+#: etcd, and cases that mock the board's etcd3gw client to check TaskFlow's own calls (listed
+#: in the known differences). tests/compat/test_taskflow_etcd_oracle.py also runs TaskFlow's
+#: board itself next to flowkit's on one etcd path.
+ETCD_MODULES = ("jobs/test_etcd_job.py",)
+
 # Ratchets (see the module docstring): move them only towards the goal.
 MIN_PASSED = 1081
 MAX_UNLISTED_FAILURES = 0
+#: The same floor for the etcd run (every case of TaskFlow's board contract on a real etcd).
+MIN_PASSED_ETCD = 15
 
 # Importing taskflow's test helpers pulls in oslo_utils.eventletutils, which warns.
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -134,9 +142,9 @@ def taskflow_test_redis(request: pytest.FixtureRequest) -> dict[str, str]:
 
 
 def run_suite(
-    results: Path, extra_env: dict[str, str] | None = None
+    results: Path, extra_env: dict[str, str] | None = None, modules: tuple[str, ...] = MODULES
 ) -> tuple[dict[str, str], dict[str, str], str]:
-    """Run TaskFlow's modules in a child pytest; return outcomes, one-line causes, the report."""
+    """Run TaskFlow's ``modules`` in a child pytest; return outcomes, one-line causes, the report."""
     unit_dir = taskflow_alias.real_taskflow_dir() / "tests" / "unit"
     command = [
         sys.executable,
@@ -153,7 +161,7 @@ def run_suite(
         "-o",
         "timeout=120",
         "--continue-on-collection-errors",
-        *(str(unit_dir / module) for module in MODULES),
+        *(str(unit_dir / module) for module in modules),
     ]
     env = {
         **os.environ,
@@ -181,16 +189,17 @@ def test_known_differences_file_is_well_formed() -> None:
     assert not malformed, f"ids look like test_x.py::Class::test_y or examples/NAME.py: {malformed}"
 
 
-def test_taskflow_unit_tests_pass_against_flowkit(tmp_path: Path, request: pytest.FixtureRequest) -> None:
-    extra_env = {**taskflow_ci_postgres(request), **taskflow_test_redis(request)}
-    outcomes, messages, report = run_suite(tmp_path / "results.json", extra_env)
+def check_outcomes(
+    outcomes: dict[str, str], messages: dict[str, str], report: str, min_passed: int, what: str
+) -> None:
+    """Fail on a case failing without a known difference, or fewer than ``min_passed`` passing."""
     known = load_known_differences()
     counts = Counter(outcomes.values())
     failed = sorted(case for case, outcome in outcomes.items() if outcome == "failed")
     unlisted = [case for case in failed if case not in known]
     stale = sorted(case for case in known if outcomes.get(case) == "passed")
     summary = (
-        f"TaskFlow's unit tests on flowkit: {counts['passed']} passed, {counts['failed']} failed "
+        f"{what} on flowkit: {counts['passed']} passed, {counts['failed']} failed "
         f"({len(failed) - len(unlisted)} listed as known differences), {counts['skipped']} skipped"
     )
     print(summary)
@@ -198,5 +207,25 @@ def test_taskflow_unit_tests_pass_against_flowkit(tmp_path: Path, request: pytes
         print("listed as known differences but passing now (remove them):\n  " + "\n  ".join(stale))
     causes = "\n  ".join(f"{case}: {messages.get(case, '')}" for case in unlisted)
     detail = f"{summary}\nfailing and not listed:\n  {causes}\n\n{report[-5000:]}"
-    assert counts["passed"] >= MIN_PASSED, detail
+    assert counts["passed"] >= min_passed, detail
     assert len(unlisted) <= MAX_UNLISTED_FAILURES, detail
+
+
+def test_taskflow_unit_tests_pass_against_flowkit(tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    extra_env = {**taskflow_ci_postgres(request), **taskflow_test_redis(request)}
+    outcomes, messages, report = run_suite(tmp_path / "results.json", extra_env)
+    check_outcomes(outcomes, messages, report, MIN_PASSED, "TaskFlow's unit tests")
+
+
+def test_taskflow_etcd_board_tests_pass_against_flowkit(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """TaskFlow's etcd board tests on the session's etcd (its runner finds etcd by URL and port)."""
+    services.require_module("etcd3gw", "etcd3gw")
+    server: services.EtcdServer = request.getfixturevalue("etcd_server")
+    extra_env = {
+        "TAKSFLOW_TEST_URL": f"etcd://{server.host}:{server.port}",
+        "TASKFLOW_TEST_ETCD_PORT": str(server.port),
+    }
+    outcomes, messages, report = run_suite(tmp_path / "results.json", extra_env, ETCD_MODULES)
+    check_outcomes(outcomes, messages, report, MIN_PASSED_ETCD, "TaskFlow's etcd board tests")

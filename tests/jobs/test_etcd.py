@@ -149,3 +149,175 @@ def test_boards_racing_for_jobs_claim_each_once_and_post_unique_numbers(conf: di
     finally:
         for board in boards:
             board.close()
+
+
+def test_etcd_watch_comes_back_after_etcd_restarts_and_reports_what_it_missed(
+    conf: dict[str, Any], etcd_server: services.EtcdServer
+) -> None:
+    """The watch stream dies with etcd; changes made before it is opened again are still heard.
+
+    The listener holds the watch thread while etcd restarts and the other
+    board changes the jobs, so those changes happen while no stream is open:
+    only a watch that re-reads the board on coming back can report them.
+    """
+    import threading
+
+    with backends.backend("b", conf) as board, backends.backend("o", conf) as other:
+        done = other.post("done")
+        heard: list[tuple[str, str]] = []
+        release = threading.Event()
+
+        def listen(event: str, details: dict[str, Any]) -> None:
+            heard.append((event, details["job"].name))
+            if details["job"].name == "hold":
+                release.wait(30)
+
+        board.notifier.register(base.POSTED, listen)  # type: ignore[attr-defined]
+        board.notifier.register(base.REMOVAL, listen)  # type: ignore[attr-defined]
+        other.post("hold")
+        wait_until(lambda: heard == [(base.POSTED, "done"), (base.POSTED, "hold")], timeout=10)
+        etcd_server.stop()
+        try:
+            with pytest.raises(
+                exc.JobFailure, match=f"'o' at {etcd_server.url}/taskflow/jobs/.*could not post"
+            ):
+                other.post("lost")
+        finally:
+            etcd_server.start()
+        other.claim(done, "o")
+        other.consume(done, "o")
+        other.post("new")
+        release.set()
+        wait_until(lambda: heard[2:] == [(base.REMOVAL, "done"), (base.POSTED, "new")], timeout=20)
+        other.post("later")
+        wait_until(lambda: heard[4:] == [(base.POSTED, "later")], timeout=10)
+        assert [job.name for job in board.wait(5)] == ["hold", "new", "later"]
+
+
+def test_a_closed_board_stops_retrying_its_watch_while_etcd_is_down(
+    conf: dict[str, Any], etcd_server: services.EtcdServer
+) -> None:
+    board = backends.fetch("b", {**conf, "timeout": 2})
+    board.connect()
+    try:
+        board.notifier.register(base.POSTED, lambda _event, details: None)  # type: ignore[attr-defined]
+        thread = board._watch_thread  # type: ignore[attr-defined]
+        assert thread is not None and thread.is_alive()
+        etcd_server.stop()
+        try:
+            board.close()
+            assert not thread.is_alive(), "close() waits for the watch thread, which does not retry"
+        finally:
+            etcd_server.start()
+    finally:
+        board.close()
+
+
+def test_a_leased_claim_outlives_an_etcd_restart_and_waiters_hear_of_the_outage(
+    conf: dict[str, Any], etcd_server: services.EtcdServer
+) -> None:
+    """etcd restores leases with their full TTL when it comes back, so the holder keeps its claim."""
+    with backends.backend("b", conf) as board:
+        job = board.post("j")
+        claim = board.claim(job, "a", expiry=30)
+        etcd_server.stop()
+        try:
+            with pytest.raises(exc.JobFailure, match=f"'b' at {etcd_server.url}/taskflow/jobs/.*refused"):
+                job.extend_expiry(30)  # type: ignore[attr-defined]
+            with pytest.raises(exc.JobFailure, match=f"'b' at {etcd_server.url}/taskflow/jobs/"):
+                board.wait(0.1)
+        finally:
+            etcd_server.start()
+        assert board.current_claim(job) == claim
+        assert job.extend_expiry(30)  # type: ignore[attr-defined]
+        board.consume(job, "a", claim=claim)
+        assert job.state == states.COMPLETE
+
+
+def test_a_watch_etcd_cancels_says_why(conf: dict[str, Any]) -> None:
+    """etcd cancels a watch from a compacted revision; the board says so (and its loop lists again)."""
+    import threading
+
+    with backends.backend("b", conf) as board:
+        board.post("j")
+        client = board._etcd()  # type: ignore[attr-defined]
+        _, revision = board._range(board.root_path + "/", prefix=True)  # type: ignore[attr-defined]
+        client.post(client.get_url("/kv/compaction"), json={"revision": revision})
+        with pytest.raises(exc.JobFailure, match=r"\(watch from revision 1\): etcd cancelled .*compacted"):
+            board._follow(threading.Event(), 0)  # type: ignore[attr-defined]
+
+
+def test_a_claim_etcd_refuses_leaves_no_lease_behind(conf: dict[str, Any]) -> None:
+    """The lease is granted before the claim's transaction; when etcd refuses that, it is revoked."""
+    with backends.backend("b", conf) as board:
+        client = board._etcd()  # type: ignore[attr-defined]
+
+        def leases() -> set[str]:
+            found = client.post(client.get_url("/lease/leases"), json={}).get("leases", [])
+            return {lease["ID"] for lease in found}
+
+        job = board.post("j")
+        before = leases()
+        with pytest.raises(exc.JobFailure, match=f"could not claim job {job.uuid}: .*larger than max"):
+            board.claim(job, "x" * 3_000_000, expiry=600)  # over etcd's request size limit
+        assert leases() - before == set()
+        assert job.state == states.UNCLAIMED
+
+
+def test_the_watch_tries_again_with_a_bounded_backoff_while_etcd_is_down(
+    conf: dict[str, Any],
+    etcd_server: services.EtcdServer,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import logging
+    import re
+
+    from flowkit.jobs.backends import impl_etcd
+
+    monkeypatch.setattr(impl_etcd, "WATCH_RETRY_FIRST", 0.01)
+    monkeypatch.setattr(impl_etcd, "WATCH_RETRY_MAX", 0.08)
+    caplog.set_level(logging.DEBUG, logger=impl_etcd.__name__)
+
+    def delays() -> list[float]:
+        found = (re.search(r"opening it again in ([\d.]+) s", r.getMessage()) for r in caplog.records)
+        return [float(m.group(1)) for m in found if m]
+
+    with backends.backend("b", conf) as board, backends.backend("o", conf) as other:
+        heard: list[str] = []
+        board.notifier.register(base.POSTED, lambda _event, details: heard.append(details["job"].name))  # type: ignore[attr-defined]
+        wait_until(lambda: board._watch_stream is not None, timeout=10)  # type: ignore[attr-defined]
+        etcd_server.stop()
+        try:
+            wait_until(lambda: len(delays()) >= 6, timeout=10)
+        finally:
+            etcd_server.start()
+        assert delays()[:6] == [0.01, 0.02, 0.04, 0.08, 0.08, 0.08]
+        other.post("back")
+        wait_until(lambda: heard == ["back"], timeout=10)
+
+
+@pytest.mark.parametrize("expiry", [None, 30], ids=["no-expiry", "leased"])
+def test_a_claim_whose_reply_is_lost_is_undone(
+    conf: dict[str, Any], etcd_server: services.EtcdServer, expiry: float | None
+) -> None:
+    """etcd makes the claim but the reply never arrives: the caller hears of a failure, so no claim stays.
+
+    Left in place it would hold the job for the whole lease, or for ever
+    without one, for a conductor that went on believing it had failed.
+    """
+    proxy = services.LossyProxy(etcd_server.port)
+    try:
+        with (
+            backends.backend("direct", conf) as direct,
+            backends.backend("b", {**conf, "port": proxy.port}) as board,
+        ):
+            job = board.post("j")
+            proxy.lose_reply_to(b"/kv/txn")
+            with pytest.raises(exc.JobFailure, match=f"could not claim job {job.uuid}"):
+                board.claim(job, "a", expiry=expiry)
+            [seen] = list(direct.iterjobs())
+            assert seen.state == states.UNCLAIMED
+            assert direct.claim(seen, "b").owner == "b"
+    finally:
+        proxy.close()

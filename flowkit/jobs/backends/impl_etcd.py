@@ -40,9 +40,11 @@ Options (TaskFlow's names): ``host`` (default ``localhost``), ``port``
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
+import socket
 import threading
 import time
 import uuid as uuidlib
@@ -55,6 +57,7 @@ from urllib.parse import urlsplit
 from flowkit import exceptions as exc
 from flowkit import states
 from flowkit.jobs import _posting
+from flowkit.jobs._board import WatchingJobBoard
 from flowkit.jobs._job import BoardJob
 from flowkit.jobs.base import (
     POSTED,
@@ -63,18 +66,13 @@ from flowkit.jobs.base import (
     AttemptEnd,
     Claim,
     Job,
-    JobBoardIterator,
     JobPriority,
-    NotifyingJobBoard,
-    _Waiter,
     check_claim_expiry,
     check_who,
     expiry_extension_ms,
     iter_sorted,
     lost_claim,
-    wait_for_jobs,
 )
-from flowkit.types import notifier
 
 if TYPE_CHECKING:
     from flowkit.persistence.base import Backend
@@ -89,6 +87,10 @@ _ATTEMPTS = ".attempts"
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%f"
 #: Transactions that lost a race are read and tried again this many times at most.
 _RETRIES = 20
+#: Seconds before the first try to open again a watch whose stream ended.
+WATCH_RETRY_FIRST = 0.05
+#: The longest wait (seconds) between two tries to open the watch again (the delay doubles).
+WATCH_RETRY_MAX = 5.0
 
 
 def _b64(data: str | bytes) -> str:
@@ -179,7 +181,7 @@ class EtcdJob(BoardJob):
         return self._etcd_board.renew(self, claim, expiry)
 
 
-class EtcdJobBoard(NotifyingJobBoard):
+class EtcdJobBoard(WatchingJobBoard):
     """TaskFlow's etcd jobboard semantics, with fencing tokens, attempt history and notifications.
 
     Args:
@@ -191,6 +193,8 @@ class EtcdJobBoard(NotifyingJobBoard):
         emit_notifications: send :data:`~flowkit.jobs.base.POSTED` and ``REMOVAL``
             to the board's ``notifier`` listeners (``False``: send none).
     """
+
+    _log = LOG
 
     #: Where every board's root key is (TaskFlow's): ``<ROOT_PATH>/<path>``.
     ROOT_PATH = "/taskflow/jobs"
@@ -228,7 +232,7 @@ class EtcdJobBoard(NotifyingJobBoard):
         persistence: Backend | None = None,
         emit_notifications: bool = True,
     ) -> None:
-        super().__init__(name, dict(conf or {}))
+        super().__init__(name, dict(conf or {}), emit_notifications)
         conf = self._conf
         url = conf.get("url")
         if url:
@@ -258,17 +262,15 @@ class EtcdJobBoard(NotifyingJobBoard):
         ttl = conf.get("ttl")
         self._default_expiry = None if ttl is None else check_claim_expiry(self, ttl, "any job")
         self._persistence = persistence
-        self._emit_notifications = bool(emit_notifications)
         self._client = client
         self._own_client = client is None
         self._opened = False
-        self._waiter = _Waiter()
-        self.notifier = _WatchStartingNotifier(self._want_watch)
         self._watch_wanted = False
         self._watch_lock = threading.Lock()
-        self._watch_cancel: Any = None
+        self._watch_stop: threading.Event | None = None
         self._watch_thread: threading.Thread | None = None
-        # Jobs the watch has seen posted, by key, for their REMOVAL notification.
+        self._watch_stream: Any = None  # the open ``requests`` response of the watch, to shut on close
+        # Jobs the watch has seen posted, by key, for their REMOVAL notification (its thread's own).
         self._known: dict[str, EtcdJob] = {}
 
     # -- names -----------------------------------------------------------
@@ -340,7 +342,7 @@ class EtcdJobBoard(NotifyingJobBoard):
             yield
         except (etcd_errors.Etcd3Exception, OSError) as err:
             raise exc.JobFailure(
-                f"etcd jobboard {self.name!r} at {self.where}: could not {action}: {err!r}"
+                f"etcd jobboard {self.name!r} at {self.where}: could not {action}: {_describe(err)}"
             ) from err
 
     def register_entity(self, entity: Any) -> None:
@@ -491,23 +493,9 @@ class EtcdJobBoard(NotifyingJobBoard):
                 jobs.append(job)
         return iter_sorted(jobs)
 
-    def iterjobs(self, only_unclaimed: bool = False, ensure_fresh: bool = False) -> JobBoardIterator:
-        """The posted jobs, most urgent then oldest first (every listing reads the server)."""
-        return JobBoardIterator(
-            self, LOG, board_fetch_func=self._fetch, only_unclaimed=only_unclaimed, ensure_fresh=ensure_fresh
-        )
-
-    def wait(self, timeout: float | None = None) -> JobBoardIterator:
-        self._want_watch()
-        return wait_for_jobs(self, timeout, self._waiter)
-
     def current_claim(self, job: Job) -> Claim | None:
         data = self.get_owner_data(job)
         return None if data is None else _claim_of(data)
-
-    def find_owner(self, job: Job) -> str | None:
-        claim = self.current_claim(job)
-        return None if claim is None else claim.owner
 
     def attempts(self, job: Job) -> list[Attempt]:
         """``job``'s claims, oldest first; an open one whose lock is gone (its lease ran out) as LOST."""
@@ -629,11 +617,55 @@ class EtcdJobBoard(NotifyingJobBoard):
                     {"request_put": _put(key + _ATTEMPTS, json.dumps([a.to_dict() for a in attempts]))},
                     {"request_put": _put(key + self.LAST_MODIFIED_POSTFIX, _last_modified_now())},
                 ]
-                if self._txn(compare, writes).get("succeeded"):
+                if self._claim_txn(job, who, compare, writes, lock_put, lease_id):
                     return claim
-                if lease_id is not None:
-                    self._revoke(lease_id)
         raise exc.UnclaimableJob(f"job {job.uuid}: too much contention to claim it on board {self.name!r}")
+
+    def _claim_txn(
+        self,
+        job: Job,
+        who: str,
+        compare: list[dict[str, Any]],
+        writes: list[dict[str, Any]],
+        lock_put: dict[str, Any],
+        lease_id: int | None,
+    ) -> bool:
+        """Run a claim's transaction; when it fails, leave no claim for a caller told it failed.
+
+        Unless it succeeded, the lease granted for it is revoked: refused by
+        etcd, the claim would leave that lease holding nothing until its TTL
+        ran out; failed on the way back (etcd acted, its reply was lost),
+        revoking the lease also deletes the lock. Without a lease, that lock
+        is deleted if it still holds what this claim wrote, else the job
+        would stay claimed for ever by a conductor that moved on.
+        """
+        try:
+            done = bool(self._txn(compare, writes).get("succeeded"))
+        except Exception:
+            if lease_id is not None:
+                self._revoke(lease_id)
+            else:
+                self._undo_lock(job, who, lock_put)
+            raise
+        if not done and lease_id is not None:
+            self._revoke(lease_id)
+        return done
+
+    def _undo_lock(self, job: Job, who: str, lock_put: dict[str, Any]) -> None:
+        """Delete the lock ``lock_put`` wrote, if it is still the one there (best effort)."""
+        mine = {"key": lock_put["key"], "target": "VALUE", "result": "EQUAL", "value": lock_put["value"]}
+        try:
+            self._txn([mine], [{"request_delete_range": {"key": lock_put["key"]}}])
+        except Exception as error:
+            LOG.warning(
+                "job %s on etcd jobboard %r at %s may stay claimed by %r: the claim failed and "
+                "could not be undone (%s)",
+                job.uuid,
+                self.name,
+                self.where,
+                who,
+                _describe(error),
+            )
 
     def renew(self, job: Job, claim: Claim, expiry: float) -> bool:
         """Make ``claim`` expire ``expiry`` seconds from now (whole seconds, rounded up).
@@ -775,58 +807,167 @@ class EtcdJobBoard(NotifyingJobBoard):
         self._finish(job, who, "trash", claim, reason=reason)
 
     # -- the watch -------------------------------------------------------
-    def _notify(self, event: str, job: Job) -> None:
-        if self._emit_notifications:
-            super()._notify(event, job)
-
     def _want_watch(self) -> None:
         self._watch_wanted = True
         if self._opened:
             self._start_watch()
 
     def _start_watch(self) -> None:
-        """List the jobs, then watch every change after that listing's revision (none is missed)."""
+        """Start the thread that lists the jobs, then follows every change after that listing."""
         with self._watch_lock:
             if self._watch_thread is not None or not self._opened:
                 return
-            prefix = f"{self._root}/{self.JOB_PREFIX}"
-            with self._translated("start watching jobs"):
-                kvs, revision = self._range(prefix, prefix=True)
-                self._known = {}
-                for kv in kvs:
-                    if kv["key"].endswith(self.DATA_POSTFIX):
-                        key = kv["key"][: -len(self.DATA_POSTFIX)]
-                        job = self._job_from(key, kv["value"])
-                        if job is not None:
-                            self._known[key] = job
-                events, cancel = self._etcd().watch_prefix(prefix, start_revision=revision + 1)
-            self._watch_cancel = cancel
+            # A board opened again announces its jobs again, as on the ZooKeeper board.
+            self._known = {}
+            stop = threading.Event()
+            self._watch_stop = stop
             self._watch_thread = threading.Thread(
-                target=self._watch_loop, args=(events,), name=f"etcd-jobboard-{self.name}", daemon=True
+                target=self._watch_loop, args=(stop,), name=f"etcd-jobboard-{self.name}", daemon=True
             )
             self._watch_thread.start()
-        # Listeners hear of the jobs already on the board, as on the ZooKeeper board.
-        for job in list(self._known.values()):
-            self._notify(POSTED, job)
 
     def _stop_watch(self) -> None:
         with self._watch_lock:
-            cancel, thread = self._watch_cancel, self._watch_thread
-            self._watch_cancel = self._watch_thread = None
-        if cancel is not None:
-            try:
-                cancel()
-            except Exception:
-                LOG.debug("stopping the etcd watch of %s failed", self.where, exc_info=True)
-        if thread is not None:
+            stop, thread, stream = self._watch_stop, self._watch_thread, self._watch_stream
+            self._watch_stop = self._watch_thread = self._watch_stream = None
+            if stop is not None:
+                stop.set()
+        if stream is not None:
+            _shut(stream)
+        if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=5)
 
-    def _watch_loop(self, events: Iterator[dict[str, Any]]) -> None:
+    def _watch_loop(self, stop: threading.Event) -> None:
+        """Catch up with the board, follow its changes until the stream ends; again until stopped.
+
+        A stream ends when etcd restarts, the connection drops or the server
+        cancels the watch; whatever changed while none was open is found by
+        the listing that starts the next one. Tries are spaced from
+        :data:`WATCH_RETRY_FIRST` seconds, doubling up to :data:`WATCH_RETRY_MAX`
+        while etcd does not accept the watch (so a server that ends every
+        stream at once is not hammered either).
+        """
+        delay = WATCH_RETRY_FIRST
+        failures = 0
+        while not stop.is_set():
+            error: Exception | None = None
+            try:
+                accepted = self._follow(stop, self._catch_up())
+            except Exception as failed:
+                accepted, error = False, failed
+            if stop.is_set():
+                break
+            if accepted:
+                delay, failures = WATCH_RETRY_FIRST, 0
+            failures += 1
+            log = LOG.warning if failures == 1 else LOG.debug
+            log(
+                "the etcd watch of jobboard %r at %s stopped (%s); opening it again in %.2f s",
+                self.name,
+                self.where,
+                "its stream ended" if error is None else _describe(error),
+                delay,
+                # A traceback only for the unexpected: a JobFailure says all there is.
+                exc_info=error if failures == 1 and not isinstance(error, exc.JobFailure) else None,
+            )
+            stop.wait(delay)
+            delay = min(delay * 2, WATCH_RETRY_MAX)
+
+    def _catch_up(self) -> int:
+        """List the jobs, announce those posted or gone since the last look; the listing's revision."""
+        prefix = f"{self._root}/{self.JOB_PREFIX}"
+        with self._translated("list jobs to watch them"):
+            kvs, revision = self._range(prefix, prefix=True)
+        listed = {
+            kv["key"][: -len(self.DATA_POSTFIX)]: kv["value"]
+            for kv in kvs
+            if kv["key"].endswith(self.DATA_POSTFIX)
+        }
+        for key in [key for key in self._known if key not in listed]:
+            self._notify(REMOVAL, self._known.pop(key))
+        for key, raw in listed.items():
+            if key not in self._known:
+                job = self._job_from(key, raw)
+                if job is not None:
+                    self._known[key] = job
+                    self._notify(POSTED, job)
+        # A claim may have been given back (or a job posted) while nobody watched.
+        self._waiter.wake()
+        return revision
+
+    def _follow(self, stop: threading.Event, revision: int) -> bool:
+        """Hand every change after ``revision`` to :meth:`_on_event` until the stream ends or ``stop``.
+
+        ``True`` once etcd had accepted the watch (the next try starts
+        from the shortest delay again).
+
+        Raises:
+            JobFailure: the stream could not be opened, or etcd refused or cancelled the watch.
+        """
+        client = self._etcd()
+        prefix = f"{self._root}/{self.JOB_PREFIX}"
+        request = {
+            "create_request": {
+                "key": _b64(prefix),
+                "range_end": _b64(_prefix_end(prefix)),
+                "start_revision": revision + 1,
+            }
+        }
+        where = f"etcd jobboard {self.name!r} at {self.where} (watch from revision {revision + 1})"
         try:
-            for event in events:
-                self._on_event(event)
+            stream = client.session.post(
+                client.get_url("/watch"),
+                json=request,
+                stream=True,
+                # The client's timeout bounds connecting; the stream may stay quiet as long as the board does.
+                timeout=(getattr(client, "timeout", None), None),
+            )
+        except OSError as error:  # requests' errors are OSErrors
+            raise exc.JobFailure(f"{where}: could not watch: {error}") from error
+        with self._watch_lock:
+            if stop.is_set():
+                stream.close()
+                return False
+            self._watch_stream = stream
+        accepted = False
+        try:
+            if stream.status_code != 200:
+                raise exc.JobFailure(
+                    f"{where}: could not watch: HTTP {stream.status_code} {stream.text.strip()}"
+                )
+            for line in stream.iter_lines(chunk_size=None):
+                if not line.strip():
+                    continue
+                message = json.loads(line)
+                result = message.get("result")
+                if result is None:
+                    raise exc.JobFailure(f"{where}: watch failed: {message}")
+                if result.get("canceled"):
+                    why = result.get("cancel_reason") or (
+                        f"revision {revision + 1} is compacted (oldest kept {result.get('compact_revision')})"
+                        if result.get("compact_revision")
+                        else "no reason given"
+                    )
+                    raise exc.JobFailure(f"{where}: etcd cancelled the watch: {why}")
+                accepted = accepted or bool(result.get("created"))
+                for event in result.get("events", ()):
+                    kv = event.get("kv") or {}
+                    self._on_event(
+                        {
+                            "type": event.get("type", "PUT"),
+                            "kv": {"key": _unb64(kv.get("key", "")), "value": _unb64(kv.get("value", ""))},
+                        }
+                    )
         except Exception:
-            LOG.warning("the etcd watch of jobboard %r at %s stopped", self.name, self.where, exc_info=True)
+            if stop.is_set():
+                return accepted  # closed under it: the error is the shut stream
+            raise
+        finally:
+            with self._watch_lock:
+                if self._watch_stream is stream:
+                    self._watch_stream = None
+            stream.close()
+        return accepted
 
     def _on_event(self, event: dict[str, Any]) -> None:
         kv = event.get("kv") or {}
@@ -851,16 +992,20 @@ class EtcdJobBoard(NotifyingJobBoard):
         self._notify(POSTED, job)
 
 
-class _WatchStartingNotifier(notifier.Notifier):
-    """The board's notifier: registering a listener starts the board's watch."""
+def _shut(stream: Any) -> None:
+    """End a streaming ``requests`` response now, waking the thread blocked reading it."""
+    connection = getattr(getattr(stream, "raw", None), "connection", None)
+    sock = getattr(connection, "sock", None)
+    if sock is not None:
+        with contextlib.suppress(OSError):  # already closed by the other side
+            sock.shutdown(socket.SHUT_RDWR)
+    stream.close()
 
-    def __init__(self, on_register: Any) -> None:
-        super().__init__()
-        self._on_register = on_register
 
-    def register(self, *args: Any, **kwargs: Any) -> None:
-        super().register(*args, **kwargs)
-        self._on_register()
+def _describe(error: BaseException) -> str:
+    """An error in words, with the text ``etcd3gw`` keeps out of its exceptions' ``str()``."""
+    detail = getattr(error, "detail_text", None)
+    return f"{type(error).__name__}: {detail}" if detail else repr(error)
 
 
 def _last_modified_now() -> str:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from flowkit import exceptions as exc
 from flowkit import states
 from flowkit.jobs import _posting
+from flowkit.jobs._board import ListingJobBoard
 from flowkit.jobs._job import BoardJob
 from flowkit.jobs.base import (
     POSTED,
@@ -34,7 +35,6 @@ from flowkit.jobs.base import (
     Job,
     JobBoardIterator,
     JobPriority,
-    NotifyingJobBoard,
     _Waiter,
     check_claim_expiry,
     check_who,
@@ -61,7 +61,7 @@ class _Entry:
     attempts: list[Attempt] = field(default_factory=list)
 
 
-class MemoryJobBoard(NotifyingJobBoard):
+class MemoryJobBoard(ListingJobBoard):
     """A thread-safe board held in memory.
 
     Args:
@@ -70,6 +70,8 @@ class MemoryJobBoard(NotifyingJobBoard):
         persistence: backend the jobs' logbooks are loaded from.
         clock: monotonic seconds (injected by tests).
     """
+
+    _log = LOG
 
     def __init__(
         self,
@@ -151,17 +153,8 @@ class MemoryJobBoard(NotifyingJobBoard):
         with self._lock:
             return iter_sorted([e.job for e in self._entries.values()])
 
-    def iterjobs(self, only_unclaimed: bool = False, ensure_fresh: bool = False) -> JobBoardIterator:
-        return JobBoardIterator(
-            self, LOG, board_fetch_func=self._fetch, only_unclaimed=only_unclaimed, ensure_fresh=ensure_fresh
-        )
-
     def wait(self, timeout: float | None = None) -> JobBoardIterator:
         return wait_for_jobs(self, timeout, self._waiter, clock=self._clock)
-
-    def find_owner(self, job: Job) -> str | None:
-        claim = self.current_claim(job)
-        return None if claim is None else claim.owner
 
     def current_claim(self, job: Job) -> Claim | None:
         self._open()

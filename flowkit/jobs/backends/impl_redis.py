@@ -57,6 +57,7 @@ from flowkit import exceptions as exc
 from flowkit import states
 from flowkit._utils.switches import read_switch
 from flowkit.jobs import _posting
+from flowkit.jobs._board import ListingJobBoard
 from flowkit.jobs._job import BoardJob
 from flowkit.jobs.base import (
     POSTED,
@@ -67,7 +68,6 @@ from flowkit.jobs.base import (
     Job,
     JobBoardIterator,
     JobPriority,
-    NotifyingJobBoard,
     check_applicant,
     check_claim_expiry,
     check_who,
@@ -388,7 +388,7 @@ def _translated(action: str, where: str) -> Iterator[None]:
         raise exc.JobFailure(f"Redis jobboard at {where}: could not {action}: {mask_url(err)}") from err
 
 
-class RedisJobBoard(NotifyingJobBoard):
+class RedisJobBoard(ListingJobBoard):
     """TaskFlow's Redis jobboard semantics, with fencing tokens and attempt history.
 
     TaskFlow's public class attributes and key names are here with meanings
@@ -407,6 +407,8 @@ class RedisJobBoard(NotifyingJobBoard):
         client: an already made ``redis.Redis`` to use instead of one made from ``conf``.
         persistence: backend the jobs' logbooks are loaded from.
     """
+
+    _log = LOG
 
     #: Default namespace for keys when none is given (bytes, as TaskFlow's ``b"taskflow"``).
     DEFAULT_NAMESPACE = DEFAULT_NAMESPACE.encode()
@@ -812,11 +814,6 @@ class RedisJobBoard(NotifyingJobBoard):
             jobs.append(RedisJob(self, posting, backend=self._persistence))
         return iter_sorted(jobs)
 
-    def iterjobs(self, only_unclaimed: bool = False, ensure_fresh: bool = False) -> JobBoardIterator:
-        return JobBoardIterator(
-            self, LOG, board_fetch_func=self._fetch, only_unclaimed=only_unclaimed, ensure_fresh=ensure_fresh
-        )
-
     def wait(self, timeout: float | None = None) -> JobBoardIterator:
         return wait_for_jobs(self, timeout)
 
@@ -866,10 +863,6 @@ class RedisJobBoard(NotifyingJobBoard):
             seconds = max(float(v) for v in stamps if isinstance(v, (int, float)))
             latest = max(latest, datetime.fromtimestamp(seconds, UTC))
         return latest
-
-    def find_owner(self, job: Job) -> str | None:
-        claim = self.current_claim(job)
-        return None if claim is None else claim.owner
 
     def attempts(self, job: Job) -> list[Attempt]:
         with _translated(f"read the attempts of job {job.uuid}", self.where):

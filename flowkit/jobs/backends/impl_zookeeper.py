@@ -62,6 +62,7 @@ from urllib.parse import urlsplit
 from flowkit import exceptions as exc
 from flowkit import states
 from flowkit.jobs import _posting
+from flowkit.jobs._board import WatchingJobBoard
 from flowkit.jobs._job import BoardJob
 from flowkit.jobs.base import (
     POSTED,
@@ -72,15 +73,11 @@ from flowkit.jobs.base import (
     Job,
     JobBoardIterator,
     JobPriority,
-    NotifyingJobBoard,
-    _Waiter,
     check_claim_expiry,
     check_who,
     iter_sorted,
     lost_claim,
-    wait_for_jobs,
 )
-from flowkit.types import notifier
 from flowkit.utils import kazoo_utils
 
 if TYPE_CHECKING:
@@ -146,7 +143,7 @@ def _translated(action: str, where: str) -> Iterator[None]:
         raise exc.JobFailure(f"ZooKeeper jobboard at {where}: could not {action}: {err!r}") from err
 
 
-class ZookeeperJobBoard(NotifyingJobBoard):
+class ZookeeperJobBoard(WatchingJobBoard):
     """TaskFlow's ZooKeeper jobboard semantics, with fencing tokens and attempt history.
 
     TaskFlow's public attributes are here, naming this board's nodes (see
@@ -170,6 +167,8 @@ class ZookeeperJobBoard(NotifyingJobBoard):
         TypeError: a persistence backend given where the client goes (flowkit's
             earlier order was ``(name, conf, persistence, client)``).
     """
+
+    _log = LOG
 
     #: The oldest ZooKeeper server this board works with (TaskFlow's attribute): claims
     #: are multi-operation transactions, which ZooKeeper has since 3.4.
@@ -198,7 +197,7 @@ class ZookeeperJobBoard(NotifyingJobBoard):
         persistence: Backend | None = None,
         emit_notifications: bool = True,
     ) -> None:
-        super().__init__(name, dict(conf or {}))
+        super().__init__(name, dict(conf or {}), emit_notifications)
         from flowkit.persistence.base import Backend as _Backend
 
         if isinstance(client, _Backend):
@@ -207,7 +206,6 @@ class ZookeeperJobBoard(NotifyingJobBoard):
                 "the client; the order is (name, conf, client, persistence), as TaskFlow's: pass persistence="
             )
         self._persistence = persistence
-        self._emit_notifications = bool(emit_notifications)
         self._client = client
         self._own_client = client is None
         # Set by connect(), cleared by close(): a client handed in may be started already.
@@ -236,10 +234,8 @@ class ZookeeperJobBoard(NotifyingJobBoard):
         # reads them; checked here so a bad one is refused before anything connects.
         self._client_options = kazoo_utils.client_options({**self._conf, "hosts": self._hosts})
         self._client_options["timeout"] = self._timeout
-        self._waiter = _Waiter()
         # The children watch costs a listing of every job on each change, so it runs only
-        # for someone who uses it: a notification listener, or a caller of wait().
-        self.notifier = _WatchStartingNotifier(self._want_watch)
+        # for someone who uses it: a notification listener, or a caller of wait() (WatchingJobBoard).
         self._watch_wanted = False
         self._watched_client: Any = None
         self._watch_lock = threading.Lock()
@@ -394,10 +390,6 @@ class ZookeeperJobBoard(NotifyingJobBoard):
         return found
 
     # -- notifications ---------------------------------------------------
-    def _notify(self, event: str, job: Job) -> None:
-        if self._emit_notifications:
-            super()._notify(event, job)
-
     def _listening(self) -> bool:
         """Whether anyone hears this board's notifications (else the watch need not read jobs)."""
         return self._emit_notifications and self.notifier.has_listeners
@@ -530,13 +522,7 @@ class ZookeeperJobBoard(NotifyingJobBoard):
         A board that is not connected lists none, as TaskFlow's does; with
         ``ensure_fresh`` it raises :class:`~flowkit.exceptions.JobFailure` instead.
         """
-        return JobBoardIterator(
-            self, LOG, board_fetch_func=self._fetch, only_unclaimed=only_unclaimed, ensure_fresh=ensure_fresh
-        )
-
-    def wait(self, timeout: float | None = None) -> JobBoardIterator:
-        self._want_watch()
-        return wait_for_jobs(self, timeout, self._waiter)
+        return super().iterjobs(only_unclaimed, ensure_fresh)
 
     def current_claim(self, job: Job) -> Claim | None:
         from kazoo.exceptions import NoNodeError
@@ -575,10 +561,6 @@ class ZookeeperJobBoard(NotifyingJobBoard):
         if client.state != KazooState.CONNECTED or client.client_id != lease.session:
             return False
         return time.monotonic() < lease.sent_at + min(self._timeout / 2, LEASE_CAP)
-
-    def find_owner(self, job: Job) -> str | None:
-        claim = self.current_claim(job)
-        return None if claim is None else claim.owner
 
     def _read_attempts(self, job: Job) -> tuple[list[Attempt], int | None]:
         from kazoo.exceptions import NoNodeError
@@ -832,18 +814,6 @@ class ZookeeperJobBoard(NotifyingJobBoard):
     @check_who
     def trash(self, job: Job, who: str, reason: str | None = None, claim: Claim | None = None) -> None:
         self._finish(job, who, "trash", reason, AttemptEnd.ABANDONED, claim)
-
-
-class _WatchStartingNotifier(notifier.Notifier):
-    """A notifier that starts its board's children watch when a listener registers."""
-
-    def __init__(self, on_register: Callable[[], None]) -> None:
-        super().__init__()
-        self._on_register = on_register
-
-    def register(self, *args: Any, **kwargs: Any) -> None:
-        super().register(*args, **kwargs)
-        self._on_register()
 
 
 def _is_job_node(child: str) -> bool:
