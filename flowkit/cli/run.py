@@ -113,6 +113,7 @@ def _run(args: argparse.Namespace) -> int:
     factory: Any
     kind: str = args.engine or "serial"
     options: dict[str, Any] = {}
+    built: Any = None  # a spec file's flow, read once (for the flow and its engine: key)
     if declarative.is_spec_path(args.target):
         # A declarative spec file: its flow is rebuilt from the file on resume.
         target: Any = None
@@ -122,6 +123,7 @@ def _run(args: argparse.Namespace) -> int:
             loaded = declarative.load_spec(factory_args[0])
         except exc.FlowSpecError as err:
             raise CliError(f"target '{args.target}': {one_line(err)}") from err
+        built = loaded.flow
         options = loaded.engine_kwargs(args.engine)
         kind = options.pop("engine")
     else:
@@ -143,9 +145,14 @@ def _run(args: argparse.Namespace) -> int:
             # bound to a module name): the target is recorded instead.
             factory, factory_args = _called, [args.target]
         try:
-            engine = engines.load_from_factory(
-                factory, factory_args=factory_args, store=store, backend=backend, engine=kind, **options
-            )
+            if built is not None:
+                from flowkit.engines.helpers import _load_built
+
+                engine = _load_built(built, factory, factory_args, store, backend, kind, **options)
+            else:
+                engine = engines.load_from_factory(
+                    factory, factory_args=factory_args, store=store, backend=backend, engine=kind, **options
+                )
         except (exc.UnknownEngine, exc.InvalidEngineOption) as err:
             raise engine_error(kind, err) from err
         except ValueError as err:

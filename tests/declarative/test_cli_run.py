@@ -58,3 +58,28 @@ def test_a_spec_file_finds_its_tasks_in_the_current_directory(tmp_path: Path) ->
         check=False,
     )
     assert drawn.returncode == 0, drawn.stderr
+
+
+def test_flowkit_run_reads_the_spec_file_once(tmp_path: Path) -> None:
+    # The task's module rewrites the spec when it is imported, that is while
+    # the spec is first built: a second read would find another flow (named
+    # 'second', with an engine the spec never asked for at the first read).
+    spec = tmp_path / "once.yaml"
+    (tmp_path / "rewriter_tasks.py").write_text(
+        "from pathlib import Path\n"
+        f"Path({str(spec)!r}).write_text(Path({str(spec)!r}).read_text().replace('first', 'second'))\n"
+        "def double(x: int) -> int:\n    return 2 * x\n"
+    )
+    spec.write_text("name: first\ntasks:\n  d: {task: rewriter_tasks:double, inputs: {x: 21}}\n")
+    done = subprocess.run(
+        [FLOWKIT, "run", spec.name, "--no-progress", "--connection", f"sqlite:///{tmp_path}/flows.db"],
+        capture_output=True,
+        text=True,
+        env=command_env(),
+        cwd=tmp_path,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "flow 'first'" in done.stdout, done.stdout
+    assert "second" in spec.read_text()  # the module was imported: the file did change
