@@ -154,6 +154,11 @@ def _run(args: argparse.Namespace) -> int:
                     factory, factory_args=factory_args, store=store, backend=backend, engine=kind, **options
                 )
         except (exc.UnknownEngine, exc.InvalidEngineOption) as err:
+            key = None if built is None else _spec_engine_key(loaded, err, args.engine)
+            if key is not None:
+                raise CliError(
+                    f"target '{args.target}': {one_line(loaded.error(one_line(err), key))}"
+                ) from err
             raise engine_error(kind, err) from err
         except ValueError as err:
             raise CliError(f"target '{args.target}': {one_line(err)}") from err
@@ -169,6 +174,24 @@ def _run(args: argparse.Namespace) -> int:
             meta[GRAPH_KEY] = shape_of(engine).to_dict()
         engine.storage.update_flow_metadata(meta)
         return run_engine(engine, args)
+
+
+def _spec_engine_key(loaded: Any, err: Exception, flag: str | None) -> str | None:
+    """The key of the spec's ``engine:`` setting ``err`` is about, or None when ``--engine`` gave it.
+
+    A spec's engine is its author's mistake, reported at the spec's line: the
+    message once named ``--engine`` of a run given no such flag.
+    """
+    from flowkit import exceptions as exc
+    from flowkit.engines import parse_engine
+
+    if isinstance(err, exc.UnknownEngine):
+        return "engine" if flag is None else None
+    option = getattr(err, "option", None)
+    given = {} if flag is None else parse_engine(flag)[1]
+    if option is not None and option in loaded.engine_options and option not in given:
+        return f"engine.{option}"
+    return None
 
 
 def engine_error(engine: str, err: Exception) -> CliError:
