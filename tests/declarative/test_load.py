@@ -465,6 +465,22 @@ BAD_SPECS = {
         "inputs.value",
         "not a reference",
     ),
+    # An unclosed ${ went to the task as text, without a word.
+    "unclosed reference": (
+        {"a": {"task": f"{T}:Untyped", "inputs": {"value": "price is ${price"}}},
+        "a",
+        "inputs.value",
+        "'${' is not closed",
+    ),
+    "unclosed reference after a reference": (
+        {
+            "p": {"task": f"{T}:Untyped", "inputs": {"value": 1}},
+            "a": {"task": f"{T}:Untyped", "inputs": {"value": ["${p} and ${p"]}},
+        },
+        "a",
+        "inputs.value",
+        "'${' is not closed",
+    ),
     "not callable": ({"a": {"task": f"{T}:NOT_CALLABLE"}}, "a", "task", "not a task class"),
     "fields on workers": (
         {
