@@ -404,6 +404,14 @@ def _parse_items(
     keys: list[str] = []
     for raw_key, body in items.items():
         key = str(raw_key)
+        if not isinstance(raw_key, str):
+            # YAML reads `yes:`, `off:`, `~:` and `12:` as True, False, None and 12: the task
+            # became "True", which no ${yes} could name.
+            raise source.error(
+                f"task key {raw_key!r} is a {type(raw_key).__name__}, not a string "
+                "(YAML reads yes/no/on/off, ~ and numbers as such): quote it",
+                task=key,
+            )
         _check_symbol(source, key, task=key)
         if key in parsed.flows or key in parsed.by_key:
             raise source.error(

@@ -220,7 +220,7 @@ def _index_lines(root: Any, lines: Lines, yaml: Any) -> None:
 def _index_tasks(node: Any, lines: Lines, yaml: Any) -> None:
     """Index the tasks of a ``tasks:`` mapping, and those of its sub-flows under their own keys."""
     for task_node, body in node.value:
-        task = str(task_node.value)
+        task = _key_as_read(task_node, yaml)
         lines.by_key[(task, None)] = task_node.start_mark.line + 1
         _index_task(task, body, "", lines, yaml)
         if not isinstance(body, yaml.MappingNode):
@@ -228,6 +228,16 @@ def _index_tasks(node: Any, lines: Lines, yaml: Any) -> None:
         for key_node, value_node in body.value:
             if key_node.value == "tasks" and isinstance(value_node, yaml.MappingNode):
                 _index_tasks(value_node, lines, yaml)
+
+
+def _key_as_read(node: Any, yaml: Any) -> str:
+    """A task key as the loaded data has it: ``yes`` is True there, so its line goes under "True"."""
+    if not isinstance(node, yaml.ScalarNode) or node.tag == "tag:yaml.org,2002:str":
+        return str(node.value)
+    try:
+        return str(yaml.safe_load(yaml.serialize(node)))
+    except yaml.YAMLError:
+        return str(node.value)
 
 
 def _index_task(task: str, node: Any, prefix: str, lines: Lines, yaml: Any) -> None:

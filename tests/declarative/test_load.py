@@ -748,3 +748,21 @@ def test_a_task_key_with_a_dot_is_refused_since_a_reference_would_read_a_field(t
     )
     err = load_error({"parameters": ["p.q"], "tasks": {"a": {"task": f"{T}:Count", "inputs": {"n": 1}}}})
     assert err.key == "parameters" and "'p.q'" in str(err)
+
+
+@pytest.mark.parametrize(("written", "read"), [("yes", True), ("off", False), ("~", None), ("12", 12)])
+def test_a_task_key_yaml_reads_as_another_type_is_refused_naming_its_line(
+    tmp_path: Path, written: str, read: Any
+) -> None:
+    # YAML reads `yes:` as True: the task silently became "True" (and `${yes}` named no task).
+    text = (
+        f"tasks:\n  a: {{task: {T}:Count, inputs: {{n: 1}}}}\n"
+        f"  {written}: {{task: {T}:Count, inputs: {{n: 2}}}}\n"
+    )
+    err = load_error(write(tmp_path, text))
+    assert (err.line, err.task) == (3, str(read))
+    assert f"task key {read!r} is a {type(read).__name__}, not a string" in err.reason
+    assert "quote it" in err.reason
+    # a sub-flow's key too, and a dict's
+    nested = {"tasks": {"s": {"flow": "linear", "tasks": {read: {"task": f"{T}:Count", "inputs": {"n": 1}}}}}}
+    assert load_error(nested).task == str(read)
