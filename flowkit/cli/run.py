@@ -129,6 +129,13 @@ def _run(args: argparse.Namespace) -> int:
     else:
         target = import_target(args.target)
     store = parse_store(args.store)
+    if built is not None:
+        # Said before the database is opened: at run time it named no file, and a
+        # PENDING run nobody could finish was left behind.
+        missing = sorted(set(built.requires) - set(store))
+        if missing:
+            reason = f"parameter(s) {missing} not given: give them with --store NAME=VALUE"
+            raise CliError(f"target '{args.target}': {one_line(loaded.error(reason, 'parameters'))}")
     if target is not None and not _is_flow(target) and not callable(target):
         raise CliError(f"target '{args.target}' is neither a flow nor a callable returning one")
     from flowkit.cli._common import open_backend

@@ -83,3 +83,24 @@ def test_flowkit_run_reads_the_spec_file_once(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "flow 'first'" in done.stdout, done.stdout
     assert "second" in spec.read_text()  # the module was imported: the file did change
+
+
+def test_a_parameter_not_given_is_bad_usage_naming_the_spec_before_any_record(tmp_path: Path) -> None:
+    # It failed at run time naming no file, and left a PENDING run in the database.
+    spec = tmp_path / "param.yaml"
+    spec.write_text(
+        "parameters: [start, unused]\n"
+        "tasks:\n  a: {task: tests.declarative.tasks:Step, inputs: {x: '${start}'}}\n"
+    )
+    url = f"sqlite:///{tmp_path}/flows.db"
+    done = flowkit_cmd("run", str(spec), "--connection", url)
+    assert done.returncode == 2
+    assert (
+        f"target '{spec}': {spec}, line 1, key 'parameters': parameter(s) ['start'] not given" in done.stderr
+    )
+    assert "--store" in done.stderr
+    listed = flowkit_cmd("flows", "list", "--connection", url)
+    assert listed.returncode == 0, listed.stderr
+    assert "param" not in listed.stdout
+    given = flowkit_cmd("run", str(spec), "--connection", url, "--store", "start=4")
+    assert given.returncode == 0, given.stderr
