@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import graphlib
 import heapq
+import inspect
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -191,6 +192,9 @@ def build_flow(source: Source, allowed: FactoryNames | None = None) -> Flow:
         name = Path(source.path).stem if source.path else "declarative"
     if not isinstance(name, str) or not name:
         raise source.error(f"the flow name must be a non-empty string, not {name!r}", key="name")
+    description = data.get("description")
+    if description is not None and not isinstance(description, str):
+        raise source.error(f"'description' must be text, not {type(description).__name__}", key="description")
     engine_options(source)
     kind = data.get("flow", "graph")
     if kind not in FLOW_KINDS:
@@ -334,9 +338,10 @@ def _parse_retry(source: Source, parsed: _Parsed, parameters: set[str], flow: st
     if controller in ("for_each", "parameterized_for_each"):
         values = value.get("values")
         if controller == "for_each":
-            if not isinstance(values, list):
+            if not isinstance(values, list) or not values:
+                # An empty list has nothing to try: the retry failed with NotFound at run time.
                 raise source.error(
-                    "a for_each retry's 'values' must be the list of values to try",
+                    "a for_each retry's 'values' must be the list of values to try, at least one",
                     task=flow,
                     key="retry.values",
                 )
@@ -607,8 +612,10 @@ def _parameters(source: Source, value: Any) -> set[str]:
         raise source.error(
             "'parameters' must be a list of names given at run time (store=)", key="parameters"
         )
-    for name in value:
+    for i, name in enumerate(value):
         _check_symbol(source, name, key="parameters")
+        if name in value[:i]:
+            raise source.error(f"parameter {name!r} is listed twice", key="parameters")
     return set(value)
 
 
@@ -759,6 +766,10 @@ def _fold_bindings(source: Source, spec: _Task, body: Mapping[str, Any]) -> None
             spec.inputs[arg] = _refs.Ref(symbol, ())
             spec.origin[arg] = where
     for symbol in inject:
+        if symbol not in used and symbol in spec.inputs and symbol not in spec.origin:
+            raise source.error(
+                f"argument {symbol!r} is already given by 'inputs.{symbol}'", task=key, key=f"inject.{symbol}"
+            )
         if symbol not in used:
             raise source.error(
                 f"no argument of {spec.path} reads symbol {symbol!r} (it takes {list(shape.all)})",
@@ -817,6 +828,14 @@ def _parse_after(
             raise source.error(f"decider: {err}", task=key, key="after") from err
         if isinstance(decider, type):
             raise source.error(f"decider {path!r} is a class, not a function", task=key, key="after")
+        try:
+            inspect.signature(decider).bind(history={})
+        except TypeError as err:  # else it failed at run time, once the items before it had run
+            raise source.error(
+                f"decider {path!r} cannot be called as decider(history=...): {err}", task=key, key="after"
+            ) from err
+        except ValueError:  # no signature to read (some builtins): left to the run
+            pass
         if depth is not None:
             try:
                 Depth.translate(depth)

@@ -481,6 +481,23 @@ BAD_SPECS = {
         "inputs.value",
         "'${' is not closed",
     ),
+    # It said "no argument of ... reads symbol 'value'", of the argument given twice.
+    "inject for an argument inputs gives": (
+        {"a": {"task": f"{T}:Untyped", "inputs": {"value": 1}, "inject": {"value": 2}}},
+        "a",
+        "inject.value",
+        "argument 'value' is already given by 'inputs.value'",
+    ),
+    # A decider that cannot take history= failed with a TypeError at run time.
+    "decider without history": (
+        {
+            "a": {"task": f"{T}:Count", "inputs": {"n": 1}},
+            "b": {"task": f"{T}:Count", "inputs": {"n": 1}, "after": [{"item": "a", "decider": f"{T}:add"}]},
+        },
+        "b",
+        "after",
+        "decider 'tests.declarative.tasks:add' cannot be called as decider(history=...)",
+    ),
     "not callable": ({"a": {"task": f"{T}:NOT_CALLABLE"}}, "a", "task", "not a task class"),
     "fields on workers": (
         {
