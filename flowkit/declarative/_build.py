@@ -423,8 +423,10 @@ def _parse_items(
                 f"key {key!r} is used twice in the spec: tasks and sub-flows share one namespace, "
                 "since references name them by key",
                 task=key,
+                sub_flow=isinstance(body, Mapping) and "flow" in body,
             )
         if isinstance(body, Mapping) and "flow" in body:
+            source.flows.add(key)
             sub = _parse_flow(source, key, body, parent, allowed, parsed)
             after = sub.after
         else:

@@ -47,9 +47,17 @@ class Source:
     path: str | None
     lines: Lines
     index: Callable[[], Lines] | None = None
+    #: The keys of the spec's sub-flows found so far, so errors about them say "sub-flow".
+    flows: set[str] = field(default_factory=set)
 
-    def error(self, message: str, task: str | None = None, key: str | None = None) -> exc.FlowSpecError:
-        """A :class:`~flowkit.exceptions.FlowSpecError` naming this source, the line, task and key."""
+    def error(
+        self, message: str, task: str | None = None, key: str | None = None, sub_flow: bool | None = None
+    ) -> exc.FlowSpecError:
+        """A :class:`~flowkit.exceptions.FlowSpecError` naming this source, the line, task and key.
+
+        ``sub_flow`` says whether ``task`` is a sub-flow's key; by default,
+        whether a sub-flow of that key was found.
+        """
         if self.index is not None:
             self.lines, self.index = self.index(), None
         return exc.FlowSpecError(
@@ -58,6 +66,7 @@ class Source:
             task=task,
             key=key,
             line=self.lines.find(task, key) if self.path else None,
+            sub_flow=task in self.flows if sub_flow is None else sub_flow,
         )
 
 

@@ -272,3 +272,21 @@ def test_sub_flow_mistakes_name_the_file_line_and_item(
     assert (err.line, err.task, err.key) == (line, task, key), str(err)
     assert reason in err.reason, str(err)
     assert str(err).startswith(f"{tmp_path / 'flow.yaml'}, line {line}")
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        ("tasks:\n  sub:\n    flow: tree\n    tasks: {}\n", "line 3, sub-flow 'sub', key 'flow'"),
+        (
+            "tasks:\n  sub:\n    flow: linear\n    retry: {controller: times, attempts: -1}\n    tasks:\n"
+            f"      a: {{task: {STEP}, inputs: {{x: 1}}}}\n",
+            "line 4, sub-flow 'sub', key 'retry.attempts'",
+        ),
+        (f"tasks:\n  a: {{task: {STEP}, inputs: {{x: 1}}, retry: -1}}\n", "line 2, task 'a', key 'retry'"),
+    ],
+)
+def test_an_error_about_a_sub_flow_calls_it_a_sub_flow(tmp_path: Path, text: str, where: str) -> None:
+    # It said "task 'sub'" of a sub-flow.
+    err = error_of(tmp_path, text)
+    assert str(err).startswith(f"{tmp_path / 'flow.yaml'}, {where}: "), str(err)
