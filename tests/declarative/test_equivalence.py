@@ -413,6 +413,31 @@ def engine_of(spec: dict[str, Any]) -> tuple[str, dict[str, Any]]:
 STORE = {EXTRA: 7, VALUES: [True, False]}
 
 
+def shape(item: Any) -> Any:
+    """What a flow is made of, for comparing two: kinds, names, retries, atoms' symbols, links.
+
+    Flow names and kinds do not show in a run (only atoms report states), so the
+    runs alone would not tell a sub-flow built with the wrong name or pattern.
+    """
+    if not hasattr(item, "iter_nodes"):
+        return (type(item).__name__, item.name, sorted(item.provides), sorted(item.requires))
+    retry_ = item.retry
+    children = [shape(child) for child, _meta in item.iter_nodes()]
+    links = sorted(
+        (u.name, v.name, getattr(meta.get("decider"), "__name__", ""), str(meta.get("decider_depth")))
+        for u, v, meta in item.iter_links()
+    )
+    if not isinstance(item, linear_flow.Flow):
+        children.sort(key=repr)
+    return (
+        type(item).__module__,
+        item.name,
+        None if retry_ is None else (type(retry_).__name__, retry_.name, sorted(retry_.provides)),
+        children,
+        links,
+    )
+
+
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(spec=specs())
 def test_every_spec_form_runs_as_the_flow_built_in_python_on_the_serial_engine(spec: dict[str, Any]) -> None:
@@ -421,6 +446,7 @@ def test_every_spec_form_runs_as_the_flow_built_in_python_on_the_serial_engine(s
     store = {k: v for k, v in STORE.items() if k in spec.get("parameters", [])}
     kind, options = engine_of(spec)
     assert kwargs == {"engine": kind, **options}
+    assert shape(loaded.flow) == shape(by_hand_nested(spec))
     assert run(loaded.flow, kwargs.pop("engine"), store=store, **kwargs) == run(
         by_hand_nested(spec), kind, store=store, **options
     )
