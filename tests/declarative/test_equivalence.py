@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import jsonschema
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -411,6 +412,8 @@ def engine_of(spec: dict[str, Any]) -> tuple[str, dict[str, Any]]:
 
 
 STORE = {EXTRA: 7, VALUES: [True, False]}
+#: Every spec drawn loads, so the shipped JSON Schema must take it too.
+SCHEMA = jsonschema.Draft202012Validator(declarative.schema())
 
 
 def shape(item: Any) -> Any:
@@ -441,6 +444,7 @@ def shape(item: Any) -> Any:
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(spec=specs())
 def test_every_spec_form_runs_as_the_flow_built_in_python_on_the_serial_engine(spec: dict[str, Any]) -> None:
+    SCHEMA.validate(spec)
     loaded = declarative.load_spec(spec)
     kwargs = loaded.engine_kwargs()
     store = {k: v for k, v in STORE.items() if k in spec.get("parameters", [])}
