@@ -151,23 +151,37 @@ def _read_yaml(text: str, shown: str) -> Source:
             "(or use a .json file or a dict)",
             source=shown,
         ) from err
+    # Parsed once: the node tree gives the lines, and the data is built from it
+    # (a second parse by safe_load took longer than everything else a read does).
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
-        problem = getattr(err, "problem", None) or str(err)
-        raise exc.FlowSpecError(
-            f"invalid YAML: {problem}", source=shown, line=None if mark is None else mark.line + 1
-        ) from err
-    except RecursionError:
-        raise exc.FlowSpecError(TOO_DEEP, source=shown) from None
+    except (yaml.YAMLError, RecursionError) as err:
+        raise _yaml_error(err, shown) from (None if isinstance(err, RecursionError) else err)
     lines = Lines()
-    if node is not None:
-        _refuse_duplicates(node, shown, yaml)
-        lines.by_key[(None, None)] = node.start_mark.line + 1
-        _index_lines(node, lines, yaml)
+    if node is None:
+        return Source(None, shown, lines)
+    _refuse_duplicates(node, shown, yaml)  # before building: an alias bomb is refused first
+    loader = yaml.SafeLoader("")
+    try:
+        data = loader.construct_document(node)
+    except (yaml.YAMLError, RecursionError) as err:
+        raise _yaml_error(err, shown) from (None if isinstance(err, RecursionError) else err)
+    finally:
+        loader.dispose()
+    lines.by_key[(None, None)] = node.start_mark.line + 1
+    _index_lines(node, lines, yaml)
     return Source(data, shown, lines)
+
+
+def _yaml_error(err: BaseException, shown: str) -> exc.FlowSpecError:
+    """The FlowSpecError for what PyYAML raised: its problem and line, or a spec nested too deeply."""
+    if isinstance(err, RecursionError):
+        return exc.FlowSpecError(TOO_DEEP, source=shown)
+    mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+    problem = getattr(err, "problem", None) or str(err)
+    return exc.FlowSpecError(
+        f"invalid YAML: {problem}", source=shown, line=None if mark is None else mark.line + 1
+    )
 
 
 #: Most YAML nodes a spec may expand to, aliases followed (a large spec has thousands).
