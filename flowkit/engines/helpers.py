@@ -402,6 +402,7 @@ def _load_recorded(
     engine: str,
     kwargs: dict[str, Any],
 ) -> Engine:
+    """Load ``flow`` with the factory record ``meta``: what both ways of getting a factory's flow share."""
     if not isinstance(engine, str):
         raise exc.InvalidEngineOption(f"engine must be a name or URI string, not {engine!r}", option="engine")
     inject = kwargs.pop("inject", None)
