@@ -21,6 +21,7 @@ declared type cannot fit the argument's annotation.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import graphlib
 import heapq
 import inspect
@@ -186,7 +187,9 @@ def build_flow(source: Source, allowed: FactoryNames | None = None) -> Flow:
         raise source.error(f"a flow spec is a mapping with a 'tasks' key, not {type(data).__name__}")
     for key in data:
         if key not in _TOP_KEYS:
-            raise source.error(f"unknown key {key!r}; a spec has {list(_TOP_KEYS)}", key=str(key))
+            raise source.error(
+                f"unknown key {key!r}{_near(key, _TOP_KEYS)}; a spec has {list(_TOP_KEYS)}", key=str(key)
+            )
     name = data.get("name")
     if name is None:
         name = Path(source.path).stem if source.path else "declarative"
@@ -319,7 +322,8 @@ def _parse_retry(source: Source, parsed: _Parsed, parameters: set[str], flow: st
     for option in value:
         if option != "controller" and option not in takes:
             raise source.error(
-                f"unknown option {option!r} of a {controller} retry; it takes {list(takes)}",
+                f"unknown option {option!r}{_near(option, takes)} of a {controller} retry; "
+                f"it takes {list(takes)}",
                 task=flow,
                 key=f"retry.{option}",
             )
@@ -388,6 +392,12 @@ def _parse_retry(source: Source, parsed: _Parsed, parameters: set[str], flow: st
             )
         parsed.retry_symbols[symbol] = flow
     parsed.retries[flow] = retry
+
+
+def _near(word: Any, known: tuple[str, ...]) -> str:
+    """`` (did you mean 'inputs'?)`` for a key a typo away from a known one, else nothing."""
+    close = difflib.get_close_matches(str(word), known, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _with_retry(spec: _Task, atom: BaseTask) -> FlowItem:
@@ -468,7 +478,9 @@ def _parse_flow(
     for option in body:
         if option not in _FLOW_KEYS:
             raise source.error(
-                f"unknown key {option!r}; a sub-flow has {list(_FLOW_KEYS)}", task=key, key=str(option)
+                f"unknown key {option!r}{_near(option, _FLOW_KEYS)}; a sub-flow has {list(_FLOW_KEYS)}",
+                task=key,
+                key=str(option),
             )
     kind = body["flow"]
     if kind not in FLOW_KINDS:
@@ -648,10 +660,19 @@ def _check_symbol(source: Source, name: str, task: str | None = None, key: str |
 def _parse_task(source: Source, key: str, body: Any, allowed: FactoryNames | None) -> _Task:
     if not isinstance(body, Mapping):
         raise source.error(f"a task is a mapping with a 'task' key, not {type(body).__name__}", task=key)
+    if "tasks" in body and "task" not in body:
+        raise source.error(
+            f"an item with 'tasks' is a sub-flow: give it 'flow' (one of {list(FLOW_KINDS)})",
+            task=key,
+            key="tasks",
+            sub_flow=True,
+        )
     for option in body:
         if option not in _TASK_KEYS:
             raise source.error(
-                f"unknown key {option!r}; a task has {list(_TASK_KEYS)}", task=key, key=str(option)
+                f"unknown key {option!r}{_near(option, _TASK_KEYS)}; a task has {list(_TASK_KEYS)}",
+                task=key,
+                key=str(option),
             )
     path = body.get("task")
     if not isinstance(path, str) or not path:

@@ -498,6 +498,12 @@ BAD_SPECS = {
         "after",
         "decider 'tests.declarative.tasks:add' cannot be called as decider(history=...)",
     ),
+    "misspelt key": (
+        {"a": {"task": f"{T}:Count", "input": {"n": 1}}},
+        "a",
+        "input",
+        "unknown key 'input' (did you mean 'inputs'?)",
+    ),
     "not callable": ({"a": {"task": f"{T}:NOT_CALLABLE"}}, "a", "task", "not a task class"),
     "fields on workers": (
         {
@@ -520,6 +526,16 @@ def test_spec_errors_name_the_task_and_key(case: str) -> None:
         assert f"task '{task}', key '{key}'" in str(err)
     if text is not None:
         assert text in str(err)
+
+
+def test_a_sub_flow_without_flow_is_told_to_give_it(tmp_path: Path) -> None:
+    # It was read as a task: "unknown key 'tasks'; a task has [...]".
+    text = f"tasks:\n  s:\n    tasks:\n      a: {{task: {T}:Count, inputs: {{n: 1}}}}\n"
+    err = load_error(write(tmp_path, text))
+    assert str(err) == (
+        f"{tmp_path / 'flow.yaml'}, line 3, sub-flow 's', key 'tasks': an item with 'tasks' is a sub-flow: "
+        "give it 'flow' (one of ['graph', 'linear', 'unordered'])"
+    )
 
 
 def test_unknown_field_of_a_typed_dataclass_result() -> None:

@@ -250,7 +250,7 @@ def test_a_sub_flow_keeps_a_task_retry() -> None:
             4,
             "sub",
             "retries",
-            "unknown key 'retries'; a sub-flow has",
+            "unknown key 'retries' (did you mean 'retry'?); a sub-flow has",
         ),
         (
             # a sub-flow reading a sibling that reads the sub-flow: no graph order exists
