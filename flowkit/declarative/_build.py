@@ -200,7 +200,7 @@ def build_flow(source: Source, allowed: FactoryNames | None = None) -> Flow:
         raise source.error(f"'description' must be text, not {type(description).__name__}", key="description")
     engine_options(source)
     kind = data.get("flow", "graph")
-    if kind not in FLOW_KINDS:
+    if not _one_of(kind, FLOW_KINDS):
         raise source.error(f"'flow' must be one of {list(FLOW_KINDS)}, not {kind!r}", key="flow")
     parameters = _parameters(source, data.get("parameters", []))
     tasks = data.get("tasks")
@@ -310,7 +310,7 @@ def _parse_retry(source: Source, parsed: _Parsed, parameters: set[str], flow: st
         value = {"controller": "times", "attempts": value}
     if isinstance(value, str):
         value = {"controller": value}
-    if not isinstance(value, Mapping) or value.get("controller") not in RETRY_CONTROLLERS:
+    if not isinstance(value, Mapping) or not _one_of(value.get("controller"), RETRY_CONTROLLERS):
         raise source.error(
             f"'retry' must be a number of attempts, a controller name or a mapping with 'controller' "
             f"one of {list(RETRY_CONTROLLERS)}, not {written!r}",
@@ -392,6 +392,14 @@ def _parse_retry(source: Source, parsed: _Parsed, parameters: set[str], flow: st
             )
         parsed.retry_symbols[symbol] = flow
     parsed.retries[flow] = retry
+
+
+def _one_of(value: Any, choices: Mapping[str, Any]) -> bool:
+    """Whether ``value`` names one of ``choices``: a list or mapping written there names none.
+
+    ``value in choices`` raised TypeError (unhashable type) for those, naming no file or key.
+    """
+    return isinstance(value, str) and value in choices
 
 
 def _near(word: Any, known: tuple[str, ...]) -> str:
@@ -483,7 +491,7 @@ def _parse_flow(
                 key=str(option),
             )
     kind = body["flow"]
-    if kind not in FLOW_KINDS:
+    if not _one_of(kind, FLOW_KINDS):
         raise source.error(f"'flow' must be one of {list(FLOW_KINDS)}, not {kind!r}", task=key, key="flow")
     tasks = body.get("tasks")
     if not isinstance(tasks, Mapping) or not tasks:
