@@ -504,6 +504,16 @@ BAD_SPECS = {
         "input",
         "unknown key 'input' (did you mean 'inputs'?)",
     ),
+    # These escaped as ValueError ("Empty module name") and TypeError (a relative import).
+    "empty module": ({"a": {"task": ":Count"}}, "a", "task", "':Count' is not an import path"),
+    "empty module before a dot": ({"a": {"task": ".Count"}}, "a", "task", "'.Count' is not an import path"),
+    "relative module": (
+        {"a": {"task": "..tasks:Count"}},
+        "a",
+        "task",
+        "'..tasks:Count' is not an import path",
+    ),
+    "empty attribute": ({"a": {"task": f"{T}:"}}, "a", "task", "is not an import path"),
     "not callable": ({"a": {"task": f"{T}:NOT_CALLABLE"}}, "a", "task", "not a task class"),
     "fields on workers": (
         {
