@@ -484,11 +484,14 @@ class FlowSpecError(TaskFlowException, ValueError):
 
     Attributes:
         source: the file the spec was read from (``None`` for a dict).
-        task: the spec's task key at fault (``None`` for flow-level keys).
+        task: the key of the spec's task or sub-flow at fault (``None`` for
+            flow-level keys).
         key: the key at fault, dotted (``"inputs.amount"``, ``"after"``...).
         line: the 1-based line in ``source``, when known.
         reason: what is wrong, without the place (the message after it), for
             callers that show the place their own way.
+        sub_flow: whether ``task`` is the key of a sub-flow (the message then
+            says ``sub-flow 'key'``).
     """
 
     def __init__(
@@ -499,6 +502,7 @@ class FlowSpecError(TaskFlowException, ValueError):
         task: str | None = None,
         key: str | None = None,
         line: int | None = None,
+        sub_flow: bool = False,
     ) -> None:
         where = []
         if source is not None:
@@ -506,7 +510,7 @@ class FlowSpecError(TaskFlowException, ValueError):
         if line is not None:
             where.append(f"line {line}")
         if task is not None:
-            where.append(f"task '{task}'")
+            where.append(f"{'sub-flow' if sub_flow else 'task'} '{task}'")
         if key is not None:
             where.append(f"key '{key}'")
         super().__init__(f"{', '.join(where)}: {message}" if where else message)
@@ -515,6 +519,7 @@ class FlowSpecError(TaskFlowException, ValueError):
         self.key = key
         self.line = line
         self.reason = message
+        self.sub_flow = sub_flow
 
 
 class DisallowedAccess(TaskFlowException):

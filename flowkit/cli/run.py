@@ -113,6 +113,7 @@ def _run(args: argparse.Namespace) -> int:
     factory: Any
     kind: str = args.engine or "serial"
     options: dict[str, Any] = {}
+    built: Any = None  # a spec file's flow, read once (for the flow and its engine: key)
     if declarative.is_spec_path(args.target):
         # A declarative spec file: its flow is rebuilt from the file on resume.
         target: Any = None
@@ -122,11 +123,19 @@ def _run(args: argparse.Namespace) -> int:
             loaded = declarative.load_spec(factory_args[0])
         except exc.FlowSpecError as err:
             raise CliError(f"target '{args.target}': {one_line(err)}") from err
+        built = loaded.flow
         options = loaded.engine_kwargs(args.engine)
         kind = options.pop("engine")
     else:
         target = import_target(args.target)
     store = parse_store(args.store)
+    if built is not None:
+        # Said before the database is opened: at run time it named no file, and a
+        # PENDING run nobody could finish was left behind.
+        missing = sorted(set(built.requires) - set(store))
+        if missing:
+            reason = f"parameter(s) {missing} not given: give them with --store NAME=VALUE"
+            raise CliError(f"target '{args.target}': {one_line(loaded.error(reason, 'parameters'))}")
     if target is not None and not _is_flow(target) and not callable(target):
         raise CliError(f"target '{args.target}' is neither a flow nor a callable returning one")
     from flowkit.cli._common import open_backend
@@ -143,10 +152,20 @@ def _run(args: argparse.Namespace) -> int:
             # bound to a module name): the target is recorded instead.
             factory, factory_args = _called, [args.target]
         try:
-            engine = engines.load_from_factory(
-                factory, factory_args=factory_args, store=store, backend=backend, engine=kind, **options
-            )
+            if built is not None:
+                from flowkit.engines.helpers import _load_built
+
+                engine = _load_built(built, factory, factory_args, store, backend, kind, **options)
+            else:
+                engine = engines.load_from_factory(
+                    factory, factory_args=factory_args, store=store, backend=backend, engine=kind, **options
+                )
         except (exc.UnknownEngine, exc.InvalidEngineOption) as err:
+            key = None if built is None else _spec_engine_key(loaded, err, args.engine)
+            if key is not None:
+                raise CliError(
+                    f"target '{args.target}': {one_line(loaded.error(one_line(err), key))}"
+                ) from err
             raise engine_error(kind, err) from err
         except ValueError as err:
             raise CliError(f"target '{args.target}': {one_line(err)}") from err
@@ -162,6 +181,24 @@ def _run(args: argparse.Namespace) -> int:
             meta[GRAPH_KEY] = shape_of(engine).to_dict()
         engine.storage.update_flow_metadata(meta)
         return run_engine(engine, args)
+
+
+def _spec_engine_key(loaded: Any, err: Exception, flag: str | None) -> str | None:
+    """The key of the spec's ``engine:`` setting ``err`` is about, or None when ``--engine`` gave it.
+
+    A spec's engine is its author's mistake, reported at the spec's line: the
+    message once named ``--engine`` of a run given no such flag.
+    """
+    from flowkit import exceptions as exc
+    from flowkit.engines import parse_engine
+
+    if isinstance(err, exc.UnknownEngine):
+        return "engine" if flag is None else None
+    option = getattr(err, "option", None)
+    given = {} if flag is None else parse_engine(flag)[1]
+    if option is not None and option in loaded.engine_options and option not in given:
+        return f"engine.{option}"
+    return None
 
 
 def engine_error(engine: str, err: Exception) -> CliError:

@@ -28,7 +28,7 @@ from typing import Any
 from flowkit._utils.factories import FactoryNames
 from flowkit.declarative._build import FLOW_KINDS, RETRY_CONTROLLERS, TASK_OPTIONS, build_flow, engine_options
 from flowkit.declarative._registry import register, registered, unregister
-from flowkit.declarative._source import TOO_DEEP, read_spec
+from flowkit.declarative._source import TOO_DEEP, Source, read_spec
 from flowkit.exceptions import FlowSpecError
 from flowkit.flow import Flow
 
@@ -99,6 +99,19 @@ class LoadedSpec:
     flow: Flow
     engine: str | None = None
     engine_options: dict[str, Any] = field(default_factory=dict)
+    #: Where the spec was read from, for :meth:`error`.
+    source: Source | None = field(default=None, repr=False, compare=False)
+
+    def error(self, message: str, key: str = "engine") -> FlowSpecError:
+        """A :class:`~flowkit.exceptions.FlowSpecError` naming the spec's file and the line of ``key``.
+
+        For a setting found wrong only once used: an engine the spec names that
+        does not exist, or an option its engine refuses, is the spec's mistake
+        and is reported at the spec's line, as load errors are.
+        """
+        if self.source is None:
+            return FlowSpecError(message, key=key)
+        return self.source.error(message, key=key)
 
     def engine_kwargs(self, engine: str | None = None, **overrides: Any) -> dict[str, Any]:
         """Keyword arguments for :func:`flowkit.engines.load`: the spec's, under the caller's.
@@ -124,7 +137,7 @@ def load_spec(spec: Any, *, tasks: Iterable[str] | None = None) -> LoadedSpec:
     except RecursionError:
         raise source.error(TOO_DEEP) from None
     name, options = engine_options(source)
-    return LoadedSpec(flow, name, options)
+    return LoadedSpec(flow, name, options, source)
 
 
 def is_spec_path(target: str) -> bool:

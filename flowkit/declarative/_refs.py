@@ -92,6 +92,18 @@ def _parse_ref(body: str) -> Ref:
     return Ref(parts[0], path)
 
 
+def _outside(text: str, start: int, end: int) -> str:
+    """The text between references, refused when it holds a ``${`` never closed.
+
+    ``"price is ${price"`` would otherwise reach the task as that very text;
+    ``$${`` writes a literal ``${``.
+    """
+    between = text[start:end]
+    if "${" in between:
+        raise RefSyntaxError(f"'${{' is not closed in {text!r}: write ${{task}}, or $${{ for a literal '${{'")
+    return between
+
+
 def _parse_text(text: str) -> Value:
     if "$" not in text:
         return Constant(text)
@@ -99,7 +111,7 @@ def _parse_text(text: str) -> Value:
     pos = 0
     buffer = ""
     for match in _REF.finditer(text):
-        buffer += text[pos : match.start()]
+        buffer += _outside(text, pos, match.start())
         pos = match.end()
         if match.group(1) is None:  # "$${": a literal "${"
             buffer += "${"
@@ -108,7 +120,7 @@ def _parse_text(text: str) -> Value:
             parts.append(buffer)
             buffer = ""
         parts.append(_parse_ref(match.group(1)))
-    buffer += text[pos:]
+    buffer += _outside(text, pos, len(text))
     if buffer:
         parts.append(buffer)
     if len(parts) == 1 and isinstance(parts[0], Ref):

@@ -100,6 +100,10 @@ def resolve_task(path: str, allowed: FactoryNames | None = None) -> Callable[...
     else:
         known = ", ".join(sorted(registered())) or "none"
         raise UnknownTask(f"no task is registered as {path!r} (registered: {known}); or write module:Name")
+    if not all(part.isidentifier() for part in (*module_name.split("."), *attr_path.split("."))):
+        # importlib raised ValueError ("Empty module name") or TypeError (a relative
+        # import) for these, which named no file, task or key.
+        raise UnknownTask(f"{path!r} is not an import path: write module:Name (or module.Name)")
     if allowed is not None and not allowed.allows(f"{module_name}.{attr_path}"):
         raise TaskNotAllowed(
             f"{path!r} is not an allowed task: this spec may use registered tasks"

@@ -47,9 +47,17 @@ class Source:
     path: str | None
     lines: Lines
     index: Callable[[], Lines] | None = None
+    #: The keys of the spec's sub-flows found so far, so errors about them say "sub-flow".
+    flows: set[str] = field(default_factory=set)
 
-    def error(self, message: str, task: str | None = None, key: str | None = None) -> exc.FlowSpecError:
-        """A :class:`~flowkit.exceptions.FlowSpecError` naming this source, the line, task and key."""
+    def error(
+        self, message: str, task: str | None = None, key: str | None = None, sub_flow: bool | None = None
+    ) -> exc.FlowSpecError:
+        """A :class:`~flowkit.exceptions.FlowSpecError` naming this source, the line, task and key.
+
+        ``sub_flow`` says whether ``task`` is a sub-flow's key; by default,
+        whether a sub-flow of that key was found.
+        """
         if self.index is not None:
             self.lines, self.index = self.index(), None
         return exc.FlowSpecError(
@@ -58,6 +66,7 @@ class Source:
             task=task,
             key=key,
             line=self.lines.find(task, key) if self.path else None,
+            sub_flow=task in self.flows if sub_flow is None else sub_flow,
         )
 
 
@@ -142,23 +151,37 @@ def _read_yaml(text: str, shown: str) -> Source:
             "(or use a .json file or a dict)",
             source=shown,
         ) from err
+    # Parsed once: the node tree gives the lines, and the data is built from it
+    # (a second parse by safe_load took longer than everything else a read does).
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
-        problem = getattr(err, "problem", None) or str(err)
-        raise exc.FlowSpecError(
-            f"invalid YAML: {problem}", source=shown, line=None if mark is None else mark.line + 1
-        ) from err
-    except RecursionError:
-        raise exc.FlowSpecError(TOO_DEEP, source=shown) from None
+    except (yaml.YAMLError, RecursionError) as err:
+        raise _yaml_error(err, shown) from (None if isinstance(err, RecursionError) else err)
     lines = Lines()
-    if node is not None:
-        _refuse_duplicates(node, shown, yaml)
-        lines.by_key[(None, None)] = node.start_mark.line + 1
-        _index_lines(node, lines, yaml)
+    if node is None:
+        return Source(None, shown, lines)
+    _refuse_duplicates(node, shown, yaml)  # before building: an alias bomb is refused first
+    loader = yaml.SafeLoader("")
+    try:
+        data = loader.construct_document(node)
+    except (yaml.YAMLError, RecursionError) as err:
+        raise _yaml_error(err, shown) from (None if isinstance(err, RecursionError) else err)
+    finally:
+        loader.dispose()
+    lines.by_key[(None, None)] = node.start_mark.line + 1
+    _index_lines(node, lines, yaml)
     return Source(data, shown, lines)
+
+
+def _yaml_error(err: BaseException, shown: str) -> exc.FlowSpecError:
+    """The FlowSpecError for what PyYAML raised: its problem and line, or a spec nested too deeply."""
+    if isinstance(err, RecursionError):
+        return exc.FlowSpecError(TOO_DEEP, source=shown)
+    mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+    problem = getattr(err, "problem", None) or str(err)
+    return exc.FlowSpecError(
+        f"invalid YAML: {problem}", source=shown, line=None if mark is None else mark.line + 1
+    )
 
 
 #: Most YAML nodes a spec may expand to, aliases followed (a large spec has thousands).
@@ -220,7 +243,7 @@ def _index_lines(root: Any, lines: Lines, yaml: Any) -> None:
 def _index_tasks(node: Any, lines: Lines, yaml: Any) -> None:
     """Index the tasks of a ``tasks:`` mapping, and those of its sub-flows under their own keys."""
     for task_node, body in node.value:
-        task = str(task_node.value)
+        task = _key_as_read(task_node, yaml)
         lines.by_key[(task, None)] = task_node.start_mark.line + 1
         _index_task(task, body, "", lines, yaml)
         if not isinstance(body, yaml.MappingNode):
@@ -228,6 +251,16 @@ def _index_tasks(node: Any, lines: Lines, yaml: Any) -> None:
         for key_node, value_node in body.value:
             if key_node.value == "tasks" and isinstance(value_node, yaml.MappingNode):
                 _index_tasks(value_node, lines, yaml)
+
+
+def _key_as_read(node: Any, yaml: Any) -> str:
+    """A task key as the loaded data has it: ``yes`` is True there, so its line goes under "True"."""
+    if not isinstance(node, yaml.ScalarNode) or node.tag == "tag:yaml.org,2002:str":
+        return str(node.value)
+    try:
+        return str(yaml.safe_load(yaml.serialize(node)))
+    except yaml.YAMLError:
+        return str(node.value)
 
 
 def _index_task(task: str, node: Any, prefix: str, lines: Lines, yaml: Any) -> None:

@@ -369,6 +369,40 @@ def load_from_factory(
     # As in TaskFlow, the factory may be given by its dotted name.
     factory = _import_by_name(flow_factory) if isinstance(flow_factory, str) else flow_factory
     flow = factory(*(factory_args or ()), **(factory_kwargs or {}))
+    return _load_recorded(flow, meta, store, book, backend, namespace, engine, kwargs)
+
+
+def _load_built(
+    flow: Any,
+    flow_factory: Callable[..., Any],
+    factory_args: Sequence[Any],
+    store: Mapping[str, Any] | None,
+    backend: Any,
+    engine: str,
+    **kwargs: Any,
+) -> Engine:
+    """:func:`load_from_factory` for a ``flow`` its caller already built with ``flow_factory(*factory_args)``.
+
+    ``flowkit run spec.yaml`` reads the spec once, for its flow and for the
+    engine it asks for; calling the factory again would read the file a second
+    time, and a file changed in between would give a flow the options were not
+    read from. The factory is recorded all the same, for a resume elsewhere.
+    """
+    meta = {_FACTORY_KEY: _factory_meta(flow_factory, factory_args, None)}
+    return _load_recorded(flow, meta, store, None, backend, ENTRY_POINT_GROUP, engine, kwargs)
+
+
+def _load_recorded(
+    flow: Any,
+    meta: Mapping[str, Any],
+    store: Mapping[str, Any] | None,
+    book: Any,
+    backend: Any,
+    namespace: str,
+    engine: str,
+    kwargs: dict[str, Any],
+) -> Engine:
+    """Load ``flow`` with the factory record ``meta``: what both ways of getting a factory's flow share."""
     if not isinstance(engine, str):
         raise exc.InvalidEngineOption(f"engine must be a name or URI string, not {engine!r}", option="engine")
     inject = kwargs.pop("inject", None)

@@ -1112,6 +1112,35 @@ def test_missing_dependencies_are_refused_by_both_before_anything_runs() -> None
         assert lib.journal.calls == []
 
 
+def _flows_named_like_other_items(L: Lib) -> Any:
+    """A sub-flow named like a task, two sibling sub-flows named alike, one named like its parent."""
+    return L.gf.Flow("top").add(
+        L.Ok("a", provides="a"),
+        L.lf.Flow("a").add(L.Ok("b", provides="b")),
+        L.uf.Flow("a").add(L.Ok("c", provides="c")),
+        L.lf.Flow("top").add(L.lf.Flow("d").add(L.Ok("d", provides="d"))),
+    )
+
+
+def test_flow_names_may_repeat_or_be_atom_names_as_in_taskflow() -> None:
+    # TaskFlow's compile refuses two atoms of one name (Duplicate) but checks no
+    # flow name: declared flows follow it (tests/declarative/test_nested.py).
+    outcomes = {root: run_on(root, _flows_named_like_other_items) for root in LIBRARIES}
+    expected, actual = outcomes["taskflow"], outcomes["flowkit"]
+    assert expected.error is None and expected.flow_state == "SUCCESS"
+    assert actual.per_atom() == expected.per_atom()
+    assert (actual.error, actual.flow_state, actual.atom_states) == (None, "SUCCESS", expected.atom_states)
+
+
+def test_two_atoms_of_one_name_are_refused_by_both_at_compile() -> None:
+    for root in LIBRARIES:
+        lib = Lib(root)
+        engine = lib.engines.load(lib.gf.Flow("top").add(lib.lf.Flow("x").add(lib.Ok("a")), lib.Ok("a")))
+        with pytest.raises(lib.exceptions.Duplicate, match="(?i)atoms with duplicate names found: \\['a'\\]"):
+            engine.compile()
+        assert lib.journal.calls == []
+
+
 # -- random nested linear flows with retries --------------------------------------------------
 # In linear flows only one atom is ever ready, so both libraries must agree on every event.
 # A flow is described as data (``("flow", retry, children)``, ``(task_kind, fails)``) and

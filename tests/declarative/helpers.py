@@ -22,14 +22,18 @@ __all__ = ["error_of", "run"]
 def run(flow: graph_flow.Flow, kind: str, **options: Any) -> tuple[Any, ...]:
     """Run ``flow`` on engine ``kind``; return what another run of the same flow must match.
 
-    That is the stored results, each atom's states, the flow's states and the
+    That is the stored results, each atom's states (retries' included), the flow's states and the
     error raised (its type name and message), or None.
     """
     engine = engines.load(flow, engine=kind, **options)
     atom_states: dict[str, list[str]] = {}
     flow_states: list[str] = []
+    # Retries are atoms too: their details name them under "retry_name".
     engine.atom_notifier.register(
-        Notifier.ANY, lambda state, details: atom_states.setdefault(details["task_name"], []).append(state)
+        Notifier.ANY,
+        lambda state, details: atom_states.setdefault(
+            details.get("task_name", details.get("retry_name")), []
+        ).append(state),
     )
     engine.notifier.register(Notifier.ANY, lambda state, details: flow_states.append(state))
     error = None

@@ -153,3 +153,17 @@ def holder():  # type: ignore[no-untyped-def]  # untyped: fields are not checked
 
 def keyed():  # type: ignore[no-untyped-def]
     return {"_id": 7}
+
+
+class Gated(Step):
+    """Step whose ``fail`` may be a retry's value: True, or a ``times`` retry's first attempt, fails.
+
+    So a generated flow whose task reads ``${r}`` from a ``times`` retry fails
+    once and passes on the second attempt, and one reading a ``for_each``
+    retry's booleans fails while the value tried is true.
+    """
+
+    def execute(self, x: int, y: int = 0, z: int = 0, fail: Any = False) -> int:
+        if fail is True or (type(fail) is int and fail < 2):
+            raise RuntimeError(f"{self.name} fails with fail={fail!r}")
+        return x + y + z

@@ -58,3 +58,49 @@ def test_a_spec_file_finds_its_tasks_in_the_current_directory(tmp_path: Path) ->
         check=False,
     )
     assert drawn.returncode == 0, drawn.stderr
+
+
+def test_flowkit_run_reads_the_spec_file_once(tmp_path: Path) -> None:
+    # The task's module rewrites the spec when it is imported, that is while
+    # the spec is first built: a second read would find another flow (named
+    # 'second', with an engine the spec never asked for at the first read).
+    spec = tmp_path / "once.yaml"
+    (tmp_path / "rewriter_tasks.py").write_text(
+        "from pathlib import Path\n"
+        f"Path({str(spec)!r}).write_text(Path({str(spec)!r}).read_text().replace('first', 'second'))\n"
+        "def double(x: int) -> int:\n    return 2 * x\n"
+    )
+    spec.write_text("name: first\ntasks:\n  d: {task: rewriter_tasks:double, inputs: {x: 21}}\n")
+    done = subprocess.run(
+        [FLOWKIT, "run", spec.name, "--no-progress", "--connection", f"sqlite:///{tmp_path}/flows.db"],
+        capture_output=True,
+        text=True,
+        env=command_env(),
+        cwd=tmp_path,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "flow 'first'" in done.stdout, done.stdout
+    assert "second" in spec.read_text()  # the module was imported: the file did change
+
+
+def test_a_parameter_not_given_is_bad_usage_naming_the_spec_before_any_record(tmp_path: Path) -> None:
+    # It failed at run time naming no file, and left a PENDING run in the database.
+    spec = tmp_path / "param.yaml"
+    spec.write_text(
+        "parameters: [start, unused]\n"
+        "tasks:\n  a: {task: tests.declarative.tasks:Step, inputs: {x: '${start}'}}\n"
+    )
+    url = f"sqlite:///{tmp_path}/flows.db"
+    done = flowkit_cmd("run", str(spec), "--connection", url)
+    assert done.returncode == 2
+    assert (
+        f"target '{spec}': {spec}, line 1, key 'parameters': parameter(s) ['start'] not given" in done.stderr
+    )
+    assert "--store" in done.stderr
+    listed = flowkit_cmd("flows", "list", "--connection", url)
+    assert listed.returncode == 0, listed.stderr
+    assert "param" not in listed.stdout
+    given = flowkit_cmd("run", str(spec), "--connection", url, "--store", "start=4")
+    assert given.returncode == 0, given.stderr

@@ -112,3 +112,28 @@ def test_flowkit_run_applies_the_spec_engine_under_engine_flag(
     # resume rebuilds the engine from what the run recorded, options included
     resumed = flowkit_cmd("flows", "resume", "pricing", "--connection", url)
     assert resumed.returncode == 0, resumed.stderr
+
+
+@pytest.mark.parametrize(
+    ("engine", "args", "blamed"),
+    [
+        ("{name: warp}", [], "line 1, key 'engine': unknown engine 'warp'"),
+        ("warp", [], "line 1, key 'engine': unknown engine 'warp'"),
+        ("{name: parallel, max_workers: -3}", [], "line 1, key 'engine.max_workers': max_workers must be"),
+        # what --engine gives is blamed on --engine, even over a spec's engine
+        ("{name: parallel}", ["--engine", "warp"], "--engine 'warp': unknown engine 'warp'"),
+        ("{name: parallel}", ["--engine", "parallel://?max_workers=-3"], "--engine 'parallel://"),
+    ],
+)
+def test_flowkit_run_blames_a_bad_engine_on_the_spec_that_names_it(
+    tmp_path: Path, engine: str, args: list[str], blamed: str
+) -> None:
+    # It said "--engine 'warp': ..." of an engine only the spec named, with no file or line.
+    spec = tmp_path / "pricing.yaml"
+    spec.write_text(f"engine: {engine}\n" + PRICING)
+    url = f"sqlite:///{tmp_path}/flows.db"
+    done = flowkit_cmd("run", str(spec), "--connection", url, *args)
+    assert done.returncode == 2, done.stderr
+    assert blamed in done.stderr, done.stderr
+    if not args:
+        assert f"target '{spec}': {spec}, {blamed}" in done.stderr

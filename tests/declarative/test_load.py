@@ -465,6 +465,55 @@ BAD_SPECS = {
         "inputs.value",
         "not a reference",
     ),
+    # An unclosed ${ went to the task as text, without a word.
+    "unclosed reference": (
+        {"a": {"task": f"{T}:Untyped", "inputs": {"value": "price is ${price"}}},
+        "a",
+        "inputs.value",
+        "'${' is not closed",
+    ),
+    "unclosed reference after a reference": (
+        {
+            "p": {"task": f"{T}:Untyped", "inputs": {"value": 1}},
+            "a": {"task": f"{T}:Untyped", "inputs": {"value": ["${p} and ${p"]}},
+        },
+        "a",
+        "inputs.value",
+        "'${' is not closed",
+    ),
+    # It said "no argument of ... reads symbol 'value'", of the argument given twice.
+    "inject for an argument inputs gives": (
+        {"a": {"task": f"{T}:Untyped", "inputs": {"value": 1}, "inject": {"value": 2}}},
+        "a",
+        "inject.value",
+        "argument 'value' is already given by 'inputs.value'",
+    ),
+    # A decider that cannot take history= failed with a TypeError at run time.
+    "decider without history": (
+        {
+            "a": {"task": f"{T}:Count", "inputs": {"n": 1}},
+            "b": {"task": f"{T}:Count", "inputs": {"n": 1}, "after": [{"item": "a", "decider": f"{T}:add"}]},
+        },
+        "b",
+        "after",
+        "decider 'tests.declarative.tasks:add' cannot be called as decider(history=...)",
+    ),
+    "misspelt key": (
+        {"a": {"task": f"{T}:Count", "input": {"n": 1}}},
+        "a",
+        "input",
+        "unknown key 'input' (did you mean 'inputs'?)",
+    ),
+    # These escaped as ValueError ("Empty module name") and TypeError (a relative import).
+    "empty module": ({"a": {"task": ":Count"}}, "a", "task", "':Count' is not an import path"),
+    "empty module before a dot": ({"a": {"task": ".Count"}}, "a", "task", "'.Count' is not an import path"),
+    "relative module": (
+        {"a": {"task": "..tasks:Count"}},
+        "a",
+        "task",
+        "'..tasks:Count' is not an import path",
+    ),
+    "empty attribute": ({"a": {"task": f"{T}:"}}, "a", "task", "is not an import path"),
     "not callable": ({"a": {"task": f"{T}:NOT_CALLABLE"}}, "a", "task", "not a task class"),
     "fields on workers": (
         {
@@ -487,6 +536,16 @@ def test_spec_errors_name_the_task_and_key(case: str) -> None:
         assert f"task '{task}', key '{key}'" in str(err)
     if text is not None:
         assert text in str(err)
+
+
+def test_a_sub_flow_without_flow_is_told_to_give_it(tmp_path: Path) -> None:
+    # It was read as a task: "unknown key 'tasks'; a task has [...]".
+    text = f"tasks:\n  s:\n    tasks:\n      a: {{task: {T}:Count, inputs: {{n: 1}}}}\n"
+    err = load_error(write(tmp_path, text))
+    assert str(err) == (
+        f"{tmp_path / 'flow.yaml'}, line 3, sub-flow 's', key 'tasks': an item with 'tasks' is a sub-flow: "
+        "give it 'flow' (one of ['graph', 'linear', 'unordered'])"
+    )
 
 
 def test_unknown_field_of_a_typed_dataclass_result() -> None:
@@ -573,6 +632,27 @@ def test_yaml_anchors_and_merge_keys_still_work(tmp_path: Path) -> None:
     )
     flow = declarative.load_flow(write(tmp_path, text, "anchors.yaml"))
     assert sorted(atom.name for atom in flow) == ["one", "three", "two"]
+
+
+def test_a_yaml_spec_is_parsed_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # It was composed (for the lines) and then parsed again by safe_load (for the
+    # data): 5,000 tasks took 4.9 s to read instead of 2.
+    yaml = pytest.importorskip("yaml")
+    parsed: list[object] = []
+    compose = yaml.SafeLoader.compose_document
+
+    def counted(self: object) -> object:
+        parsed.append(self)
+        return compose(self)
+
+    monkeypatch.setattr(yaml.SafeLoader, "compose_document", counted)
+    text = "tasks:\n  one: &d {task: '" + T + ":add', inputs: {a: 1, b: 2}}\n  two: *d\n"
+    flow = declarative.load_flow(write(tmp_path, text))
+    assert sorted(atom.name for atom in flow) == ["one", "two"]
+    assert len(parsed) == 1
+    # still refused before anything is built: a bad tag, with its line
+    err = load_error(write(tmp_path, "tasks:\n  a: !!python/object:os.system {}\n"))
+    assert err.line == 2 and "invalid YAML" in err.reason
 
 
 def test_missing_file_and_bad_shapes(tmp_path: Path) -> None:
@@ -732,3 +812,21 @@ def test_a_task_key_with_a_dot_is_refused_since_a_reference_would_read_a_field(t
     )
     err = load_error({"parameters": ["p.q"], "tasks": {"a": {"task": f"{T}:Count", "inputs": {"n": 1}}}})
     assert err.key == "parameters" and "'p.q'" in str(err)
+
+
+@pytest.mark.parametrize(("written", "read"), [("yes", True), ("off", False), ("~", None), ("12", 12)])
+def test_a_task_key_yaml_reads_as_another_type_is_refused_naming_its_line(
+    tmp_path: Path, written: str, read: Any
+) -> None:
+    # YAML reads `yes:` as True: the task silently became "True" (and `${yes}` named no task).
+    text = (
+        f"tasks:\n  a: {{task: {T}:Count, inputs: {{n: 1}}}}\n"
+        f"  {written}: {{task: {T}:Count, inputs: {{n: 2}}}}\n"
+    )
+    err = load_error(write(tmp_path, text))
+    assert (err.line, err.task) == (3, str(read))
+    assert f"task key {read!r} is a {type(read).__name__}, not a string" in err.reason
+    assert "quote it" in err.reason
+    # a sub-flow's key too, and a dict's
+    nested = {"tasks": {"s": {"flow": "linear", "tasks": {read: {"task": f"{T}:Count", "inputs": {"n": 1}}}}}}
+    assert load_error(nested).task == str(read)

@@ -115,6 +115,43 @@ def test_the_spec_itself_may_be_a_linear_flow_of_sub_flows() -> None:
     assert run(flow, "serial") == run(hand, "serial")
 
 
+def test_sub_flow_names_may_repeat_or_be_task_names_as_in_python(tmp_path: Path) -> None:
+    # TaskFlow checks atom names only, not flow names (see tests/compat/test_taskflow_oracle.py):
+    # a declared flow takes the names a Python flow could have. Keys stay unique.
+    path = tmp_path / "names.yaml"
+    path.write_text(
+        "name: top\n"
+        "tasks:\n"
+        f"  a: {{task: {STEP}, inputs: {{x: 1}}}}\n"
+        "  s1: {flow: linear, name: a, tasks: {b: {task: " + STEP + ", inputs: {x: 2}}}}\n"
+        "  s2: {flow: unordered, name: a, tasks: {c: {task: " + STEP + ", inputs: {x: 3}}}}\n"
+        "  s3: {flow: linear, name: top, tasks: {d: {task: " + STEP + ", inputs: {x: 4}}}}\n"
+    )
+    hand = graph_flow.Flow("top").add(
+        Step(name="a", provides="a", inject={"x": 1}),
+        linear_flow.Flow("a").add(Step(name="b", provides="b", inject={"x": 2})),
+        unordered_flow.Flow("a").add(Step(name="c", provides="c", inject={"x": 3})),
+        linear_flow.Flow("top").add(Step(name="d", provides="d", inject={"x": 4})),
+    )
+    loaded = run(declarative.load_flow(path), "serial")
+    assert loaded == run(hand, "serial")
+    assert loaded[0] == {"a": 1, "b": 2, "c": 3, "d": 4}
+
+
+def test_a_task_named_like_another_in_a_sub_flow_names_both_and_the_file(tmp_path: Path) -> None:
+    err = error_of(
+        tmp_path,
+        "tasks:\n"
+        f"  a: {{task: {STEP}, inputs: {{x: 1}}}}\n"
+        "  s:\n"
+        "    flow: linear\n"
+        "    tasks:\n"
+        f"      b: {{task: {STEP}, inputs: {{x: 2}}, name: a}}\n",
+    )
+    assert str(err).startswith(f"{tmp_path / 'flow.yaml'}, line 6, task 'b', key 'name': ")
+    assert "atom name 'a' is also used by task 'a'" in err.reason
+
+
 def test_after_may_name_a_sibling_sub_flow() -> None:
     spec = {
         "name": "f",
@@ -213,7 +250,7 @@ def test_a_sub_flow_keeps_a_task_retry() -> None:
             4,
             "sub",
             "retries",
-            "unknown key 'retries'; a sub-flow has",
+            "unknown key 'retries' (did you mean 'retry'?); a sub-flow has",
         ),
         (
             # a sub-flow reading a sibling that reads the sub-flow: no graph order exists
@@ -235,3 +272,21 @@ def test_sub_flow_mistakes_name_the_file_line_and_item(
     assert (err.line, err.task, err.key) == (line, task, key), str(err)
     assert reason in err.reason, str(err)
     assert str(err).startswith(f"{tmp_path / 'flow.yaml'}, line {line}")
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        ("tasks:\n  sub:\n    flow: tree\n    tasks: {}\n", "line 3, sub-flow 'sub', key 'flow'"),
+        (
+            "tasks:\n  sub:\n    flow: linear\n    retry: {controller: times, attempts: -1}\n    tasks:\n"
+            f"      a: {{task: {STEP}, inputs: {{x: 1}}}}\n",
+            "line 4, sub-flow 'sub', key 'retry.attempts'",
+        ),
+        (f"tasks:\n  a: {{task: {STEP}, inputs: {{x: 1}}, retry: -1}}\n", "line 2, task 'a', key 'retry'"),
+    ],
+)
+def test_an_error_about_a_sub_flow_calls_it_a_sub_flow(tmp_path: Path, text: str, where: str) -> None:
+    # It said "task 'sub'" of a sub-flow.
+    err = error_of(tmp_path, text)
+    assert str(err).startswith(f"{tmp_path / 'flow.yaml'}, {where}: "), str(err)

@@ -69,6 +69,18 @@ BAD_SHAPES: list[dict[str, Any]] = [
         "tasks": {"a": {"task": f"{T}:Count", "inputs": {"n": 1}}},
     },
     {"retry": {"controller": "for_each"}, "tasks": {"a": {"task": f"{T}:Count", "inputs": {"n": 1}}}},
+    # The loader crashed on these with a TypeError (unhashable type), naming nothing.
+    {"flow": ["graph"], "tasks": {"a": {"task": f"{T}:Count", "inputs": {"n": 1}}}},
+    {"tasks": {"s": {"flow": {"kind": "graph"}, "tasks": {"a": {"task": f"{T}:Count", "inputs": {"n": 1}}}}}},
+    {"retry": {"controller": ["times"]}, "tasks": {"a": {"task": f"{T}:Count", "inputs": {"n": 1}}}},
+    # The loader took these three: a description that is no text, a for_each
+    # retry with nothing to try (NotFound at run time), a parameter listed twice.
+    {"description": ["d"], "tasks": {"a": {"task": f"{T}:Count", "inputs": {"n": 1}}}},
+    {
+        "retry": {"controller": "for_each", "values": []},
+        "tasks": {"a": {"task": f"{T}:Count", "inputs": {"n": 1}}},
+    },
+    {"parameters": ["p", "p"], "tasks": {"a": {"task": f"{T}:Count", "inputs": {"n": "${p}"}}}},
     {
         "parameters": ["p"],
         "retry": {"controller": "parameterized_for_each", "values": "p"},
