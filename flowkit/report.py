@@ -142,11 +142,17 @@ class ExecutionReport:
         state: the flow's state.
         started_at: when its first run started (epoch seconds; None: unknown).
         ended_at: when its latest run ended (None: unknown or still running).
-        duration: seconds the engine was active (the engine's own figure when
-            built from an engine, else from the event log; None: unknown).
+        duration: seconds the engine was active over *every* run of the flow
+            (a run and its resumes), from the event log: what the flow cost so
+            far, as the atoms' durations and attempts also count every run.
+            None without an event log, whichever constructor built the report.
         runs: how many runs the event log saw (0 without an event log).
         atoms: every atom, in the flow's order.
         events: the causal event log (empty if none was recorded).
+        last_run_duration: seconds the latest run alone was active (from the
+            event log; built from an engine without one, the engine's own
+            figure for its latest ``run()``, which the flow's earlier runs, if
+            any, are not in). None: unknown.
     """
 
     flow_name: str
@@ -158,6 +164,7 @@ class ExecutionReport:
     runs: int
     atoms: tuple[AtomReport, ...]
     events: EventLog
+    last_run_duration: float | None = None
 
     # -- building -----------------------------------------------------------------
 
@@ -167,7 +174,8 @@ class ExecutionReport:
 
         Args:
             flow_detail: the run's flow detail, fresh from a backend or an engine.
-            elapsed: seconds the engine was active, when the caller timed it.
+            elapsed: seconds the latest run was active, when the caller timed
+                it; used only without an event log (as ``last_run_duration``).
         """
         log = EventLog.from_flow_detail(flow_detail)
         by_atom: dict[str, list[Event]] = {}
@@ -188,23 +196,30 @@ class ExecutionReport:
             and last.old_state != st.RESUMING  # a run's preparation, not its end
         ):
             ended = last.at
-        if elapsed is None:
-            elapsed = _active_time(log)
+        spans = _run_times(log)
         return cls(
             flow_name=flow_detail.name,
             flow_uuid=flow_detail.uuid,
             state=flow_detail.state or st.PENDING,
             started_at=started,
             ended_at=ended,
-            duration=elapsed,
+            duration=sum(spans) if spans else None,
             runs=runs,
             atoms=atoms,
             events=log,
+            last_run_duration=spans[-1] if spans else elapsed,
         )
 
     @classmethod
     def from_engine(cls, engine: Any) -> ExecutionReport:
-        """Build the report of ``engine``'s flow, with the engine's own run time."""
+        """Build the report of ``engine``'s flow: :meth:`from_flow_detail` of its flow detail.
+
+        The same report, durations included, as one built later from the
+        stored flow detail: ``duration`` counts every run the event log saw,
+        also those of earlier engines (a resume), which the engine's own
+        ``statistics["active_for"]`` (its latest ``run()`` only) does not.
+        That figure fills ``last_run_duration`` when no event log was recorded.
+        """
         elapsed = (getattr(engine, "statistics", None) or {}).get("active_for")
         return cls.from_flow_detail(engine.storage.flow_detail, elapsed=elapsed)
 
@@ -230,6 +245,7 @@ class ExecutionReport:
             "started_at": self.started_at,
             "ended_at": self.ended_at,
             "duration": self.duration,
+            "last_run_duration": self.last_run_duration,
             "runs": self.runs,
             "totals": self.totals,
             "atoms": [a.to_dict() for a in self.atoms],
@@ -244,7 +260,13 @@ class ExecutionReport:
         Args:
             verbose: add failures' tracebacks.
         """
-        took = "" if self.duration is None else f" in {self.duration:.3f}s"
+        took = ""
+        if self.duration is not None:
+            took = f" in {self.duration:.3f}s"
+            if self.runs > 1 and self.last_run_duration is not None:
+                took += f" over {self.runs} runs (the last {self.last_run_duration:.3f}s)"
+        elif self.last_run_duration is not None:
+            took = f" in {self.last_run_duration:.3f}s (its last run)"
         counts = ", ".join(f"{n} {s}" for s, n in self.totals.items() if s != "total")
         lines = [f"flow '{self.flow_name}' ({self.flow_uuid}): {self.state}{took}; {counts}"]
         width = max((cells(a.name) for a in self.atoms), default=4)
@@ -312,8 +334,8 @@ def flow_summary(book: Any, flow: Any) -> dict[str, Any]:
     }
 
 
-def _active_time(events: Iterable[Event]) -> float | None:
-    """Seconds between each RUNNING of the flow and the end of that run, summed.
+def _run_times(events: Iterable[Event]) -> list[float]:
+    """Seconds from each RUNNING of the flow to the end of that run, one figure per run.
 
     A run ends with the flow's SUCCESS, REVERTED, FAILURE or SUSPENDED in that
     same run; one that never ended (a crash) counts up to its last event, what
@@ -321,14 +343,14 @@ def _active_time(events: Iterable[Event]) -> float | None:
     ends nothing: counted as the end, the time between a crash and its resume
     would be taken for work.
     """
-    total, seen = 0.0, False
+    spans: list[float] = []
     began: float | None = None
     run = 0
     last = 0.0
     for event in events:
         if began is not None and event.run != run:  # the run stopped without an end
-            total += last - began
-            began, seen = None, True
+            spans.append(last - began)
+            began = None
         last = event.at
         if event.kind != "flow":
             continue
@@ -339,12 +361,11 @@ def _active_time(events: Iterable[Event]) -> float | None:
             and event.state in (st.SUCCESS, st.REVERTED, st.FAILURE, st.SUSPENDED)
             and event.old_state != st.RESUMING
         ):
-            total += event.at - began
-            began, seen = None, True
+            spans.append(event.at - began)
+            began = None
     if began is not None:
-        total += last - began
-        seen = True
-    return total if seen else None
+        spans.append(last - began)
+    return spans
 
 
 def _spans(events: list[Event], starts: str, ends: frozenset[str]) -> float | None:

@@ -178,7 +178,10 @@ def test_report_without_an_event_log_leaves_timings_unknown() -> None:
     engine = engines.load(make_shop(), store={"amount": 5})
     engine.run()
     report = ExecutionReport.from_engine(engine)
-    assert report.duration is not None  # the engine's own statistics
+    # Every run's time is unknown (earlier runs left no record); the engine timed its own.
+    assert report.duration is None and report.last_run_duration is not None
+    assert ExecutionReport.from_flow_detail(engine.storage.flow_detail).last_run_duration is None
+    assert "(its last run)" in report.to_text().splitlines()[0]
     assert all(a.attempts is None and a.duration is None for a in report.atoms)
 
 

@@ -124,3 +124,38 @@ def test_a_crash_and_its_resume_count_only_the_runs_active_time_not_the_downtime
     assert report.runs == 2
     assert report.duration == (max(run1) - min(run1)) + (run2_end - run2_start)
     assert report.duration < 3600
+
+
+def test_a_resumed_engines_report_counts_every_run_as_the_stored_report_does(tmp_path: Path) -> None:
+    # from_engine took the engine's own statistics (its latest run() only) while
+    # from_flow_detail summed the event log's runs: after a resume the two reports
+    # of one flow gave different durations.
+    from flowkit.report import ExecutionReport
+
+    Crashes.armed = True
+    clock = Clock()
+    flow = linear_flow.Flow("f").add(Reserve("a"), Crashes("b"))
+    backend = backends.fetch({"connection": "dir", "path": str(tmp_path)})
+    try:
+        engine = engines.load(flow, backend=backend)
+        with EventLogListener(engine, clock=clock), pytest.raises(KeyboardInterrupt):
+            engine.run()
+        with contextlib.closing(backend.get_connection()) as conn:
+            detail = conn.get_flow_details(engine.storage.flow_uuid)
+        resumed = engines.load(flow, flow_detail=detail, backend=backend)
+        with EventLogListener(resumed, clock=clock) as listener:
+            resumed.run()
+        log = list(listener.log)
+        live = ExecutionReport.from_engine(resumed)
+        with contextlib.closing(backend.get_connection()) as conn:
+            stored = ExecutionReport.from_flow_detail(conn.get_flow_details(engine.storage.flow_uuid))
+    finally:
+        backend.close()
+    run1 = [e.at for e in log if e.run == 1]
+    run2 = [e.at for e in log if e.run == 2 and e.kind == "flow" and e.state in ("RUNNING", "SUCCESS")]
+    first, last = max(run1) - min(run1), run2[-1] - run2[0]
+    assert (live.runs, stored.runs) == (2, 2)
+    assert live.duration == stored.duration == first + last
+    assert live.last_run_duration == stored.last_run_duration == last
+    assert live.to_dict(events=False) == stored.to_dict(events=False)
+    assert f"in {first + last:.3f}s over 2 runs (the last {last:.3f}s)" in live.to_text()
