@@ -444,7 +444,11 @@ class EventLogListener(base.Listener):
         if state in (st.FAILURE, st.REVERT_FAILURE):
             what = "execute" if state == st.FAILURE else "revert"
             kind, words = failure_words(details.get("result"))
-            return Cause(CauseKind.RAISED, f"{what} raised {words}", failure=kind)
+            # A failed revert is linked to its REVERTING, as a returned one is, so why it
+            # failed goes on to why it was reverting. A failed execute is where a chain
+            # of causes ends: the failure is the root of what it made happen.
+            start = self._last.get(name) if state == st.REVERT_FAILURE else None
+            return Cause(CauseKind.RAISED, f"{what} raised {words}", event=start, failure=kind)
         if state == st.REVERTING:
             if name in self._in_doubt and old == st.REVERTING:
                 self._in_doubt.discard(name)

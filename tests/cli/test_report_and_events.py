@@ -349,3 +349,25 @@ def test_a_flow_ended_by_two_failures_at_once_names_both() -> None:
         f"'{first}' failed with CardDeclined: {first} declined and '{second}' failed with "
         f"CardDeclined: {second} declined; the flow ended REVERTED"
     )
+
+
+class UndoFails(task.Task):
+    def execute(self) -> str:
+        return "done"
+
+    def revert(self, *args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("cannot undo")
+
+
+def test_why_a_revert_failed_goes_on_to_the_failure_that_made_it_revert() -> None:
+    # A raise was linked to nothing: `why` of a REVERT_FAILURE atom stopped at "revert
+    # raised RuntimeError", never saying what it was being reverted for.
+    engine = engines.load(linear_flow.Flow("f").add(UndoFails("undoer"), Flaky("pay", failures=1)))
+    listener = EventLogListener(engine, clock=Ticking())
+    with listener, contextlib.suppress(RuntimeError, CardDeclined):
+        engine.run()
+    chain = [(e.name, e.state) for e in listener.log.why("undoer")]
+    assert chain == [("undoer", "REVERT_FAILURE"), ("undoer", "REVERTING"), ("pay", "FAILURE")]
+    # In the tree the failed revert sits under the revert it ended, under the failure.
+    depth = {(row.event.name, row.event.state): row.depth for row in listener.log.tree()}
+    assert depth[("pay", "FAILURE")] < depth[("undoer", "REVERTING")] <= depth[("undoer", "REVERT_FAILURE")]
