@@ -288,7 +288,13 @@ class ExecutionReport:
                 parts.append(f"-> {atom.result}")
             if atom.cached:
                 parts.append("(from the cache)")
-            if atom.reverted is not None and atom.revert_failure is None:
+            if atom.state not in _UNDOING:
+                # Run again since (a retry, a flow run anew): "reverted" next to SUCCESS read as
+                # if its work had been undone. Say what its earlier attempts came to instead.
+                earlier = self._earlier_attempts(atom.name)
+                if earlier:
+                    parts.append(f"(earlier attempts: {earlier})")
+            elif atom.reverted is not None and atom.revert_failure is None:
                 parts.append(atom.reverted)  # "revert failed" is said with its failure below
             if atom.revert_failure is not None:
                 parts.append(f"revert failed: {atom.revert_failure.one_line()}")
@@ -302,6 +308,18 @@ class ExecutionReport:
 
     def __str__(self) -> str:
         return self.to_text()
+
+    def _earlier_attempts(self, name: str) -> str:
+        """``2 failed, 2 reverted``: what the event log says of the atom's failed or undone attempts."""
+        counts = Counter(e.state for e in self.events.of(name))
+        said = [f"{counts[state]} {word}" for state, word in _EARLIER if counts[state]]
+        return ", ".join(said)
+
+
+#: States in which an atom's revert is what the report says of it (not an earlier attempt's).
+_UNDOING = frozenset({st.REVERTING, st.REVERTED, st.REVERT_FAILURE})
+#: What :meth:`ExecutionReport._earlier_attempts` counts, in the order it says them.
+_EARLIER = ((st.FAILURE, "failed"), (st.REVERTED, "reverted"), (st.REVERT_FAILURE, "failed to revert"))
 
 
 def _utc(seconds: float) -> str:

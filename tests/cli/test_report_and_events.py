@@ -371,3 +371,18 @@ def test_why_a_revert_failed_goes_on_to_the_failure_that_made_it_revert() -> Non
     # In the tree the failed revert sits under the revert it ended, under the failure.
     depth = {(row.event.name, row.event.state): row.depth for row in listener.log.tree()}
     assert depth[("pay", "FAILURE")] < depth[("undoer", "REVERTING")] <= depth[("undoer", "REVERT_FAILURE")]
+
+
+def test_the_text_report_says_a_revert_was_an_earlier_attempts_when_the_atom_ran_again() -> None:
+    # "flaky SUCCESS attempts=3 -> 'ok'  reverted": the revert was of its failed attempts,
+    # not of the result shown, but the line read as if its work had been undone.
+    flow = linear_flow.Flow("f", retry=retry.Times(5, "r")).add(Step("a"), Flaky("flaky", failures=2))
+    engine, _ = _run(flow)
+    lines = {line.split()[0]: line for line in ExecutionReport.from_engine(engine).to_text().splitlines()[1:]}
+    assert lines["flaky"].endswith("-> 'ok'  (earlier attempts: 2 failed, 2 reverted)"), lines
+    assert lines["a"].endswith("-> 'a'  (earlier attempts: 2 reverted)"), lines
+    assert not lines["flaky"].endswith(" reverted")
+    # An atom whose last word is its revert still says so plainly.
+    engine, _ = _run(make_shop(), store={"amount": 500})
+    text = ExecutionReport.from_engine(engine).to_text()
+    assert next(line for line in text.splitlines() if line.split()[0] == "reserve").endswith("reverted")

@@ -642,6 +642,41 @@ def test_names_and_failure_texts_are_shown_as_text_never_run_as_markup(tmp_path:
         _stop(proc)
 
 
+def test_a_revert_of_an_earlier_attempt_is_not_shown_as_the_atoms_outcome(tmp_path: Path) -> None:
+    # The report's table put "(reverted)" next to an atom that a retry ran again and that
+    # succeeded: it read as if its work had been undone.
+    chromium = services.require_binary("chromium", "chromium")
+    sync_api = services.require_module("playwright.sync_api", "playwright")
+    from flowkit import retry
+    from flowkit.listeners.events import EventLogListener
+    from flowkit.patterns import linear_flow
+    from tests.cli.test_report_and_events import Flaky
+
+    connection = f"sqlite:///{tmp_path}/retried.db"
+    flow = linear_flow.Flow("retried", retry=retry.Times(3, "r")).add(Flaky("flaky", failures=1))
+    with backends.backend(connection) as backend:
+        engine = engines.load(flow, backend=backend)
+        with EventLogListener(engine):
+            engine.run()
+        uuid = engine.storage.flow_uuid
+    proc, url = _start_monitor(connection)
+    try:
+        with sync_api.sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page()
+                page.goto(f"{url}/flows/{uuid}")
+                row = page.wait_for_selector('#report tr[data-atom="flaky"]', timeout=60_000)
+                assert row is not None
+                shown = row.inner_text()
+                assert "SUCCESS" in shown and "(an earlier attempt: reverted)" in shown, shown
+                assert "(reverted)" not in shown
+            finally:
+                browser.close()
+    finally:
+        _stop(proc)
+
+
 def test_static_files_cannot_reach_outside_their_directory(tmp_path: Path) -> None:
     proc, url = _start_monitor(f"sqlite:///{tmp_path}/t.db")
     try:

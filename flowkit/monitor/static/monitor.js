@@ -226,6 +226,14 @@ const flowkitMonitor = (() => {
     if (active.nonempty()) cy.center(active);
   }
 
+  // A revert said of an atom that ran again since (a retry) is an earlier attempt's:
+  // "(reverted)" next to SUCCESS read as if its work had been undone.
+  function revertNote(atom) {
+    if (!atom.reverted) return "";
+    const undoing = ["REVERTING", "REVERTED", "REVERT_FAILURE"].includes(atom.state);
+    return undoing ? " (" + atom.reverted + ")" : " (an earlier attempt: " + atom.reverted + ")";
+  }
+
   function showReport(report) {
     document.getElementById("flow-title").textContent = report.name + " (" + report.uuid + ")";
     // The tab says which flow and how it stands: an operator keeps several open.
@@ -250,8 +258,7 @@ const flowkitMonitor = (() => {
       }
       row.append(cell, el("td", {}, atom.attempts ?? ""),
                  el("td", {"class": "took"}, took),
-                 el("td", {}, failure + (atom.cached ? " (from the cache)" : "") +
-                                (atom.reverted ? " (" + atom.reverted + ")" : "")));
+                 el("td", {}, failure + (atom.cached ? " (from the cache)" : "") + revertNote(atom)));
       table.append(row);
     }
     const total = report.duration === null ? "" : " in " + report.duration.toFixed(3) + "s";
