@@ -387,13 +387,21 @@ def _run_times(events: Iterable[Event]) -> list[float]:
 
 
 def _spans(events: list[Event], starts: str, ends: frozenset[str]) -> float | None:
+    """Seconds from each ``starts`` event to the end that follows it in the same run, summed.
+
+    An end in a later run (an atom RUNNING when its run stopped, found done
+    before the next: see ``EventLogListener``) does not say how long the
+    work took; the time between the runs is not counted as work.
+    """
     total, began, seen = 0.0, None, False
     for event in events:
         if event.state == starts:
-            began = event.at
+            began = event
         elif began is not None and event.state in ends:
-            total += event.at - began
-            began, seen = None, True
+            if event.run == began.run:
+                total += event.at - began.at
+                seen = True
+            began = None
     return total if seen else None
 
 

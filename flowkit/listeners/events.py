@@ -45,7 +45,7 @@ This module is the listener; the records it writes are in ``_event_model``
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from flowkit import states as st
@@ -231,6 +231,7 @@ class EventLogListener(base.Listener):
             # number its events over theirs and write its own over them.
             graph = set(names)
             names.extend(name for name in self._state.names() if name not in graph)
+        settled: list[tuple[str, str, dict[str, Any]]] = []
         for name in names:
             state = storage.get_atom_state(name)
             if state in (st.RUNNING, st.REVERTING):
@@ -253,6 +254,30 @@ class EventLogListener(base.Listener):
                     self._failure = _Failed(int(data["seq"]), name, cause.get("failure"))
                 if data["state"] == st.FAILURE:
                     self._failed_at[name] = int(data["seq"])
+            if stored and state == st.SUCCESS and stored[-1]["state"] == st.RUNNING:
+                settled.append((name, state, stored[-1]))
+        for name, state, last in settled:
+            self._settled(name, state, last)
+
+    def _settled(self, name: str, state: str, last: Mapping[str, Any]) -> None:
+        """Record what became of an atom between runs: RUNNING when its run stopped, SUCCESS now.
+
+        A conductor asks such an atom's ``check_done`` before the run
+        (:func:`flowkit.conductors.in_doubt.resolve`) and records it done
+        without running it again: no notification says so, and the log would
+        end the atom at RUNNING, its successors made ready by nothing.
+        """
+        node = self._graph.nodes().get(name)
+        kind = "retry" if node is not None and isinstance(node.atom, Retry) else "task"
+        stopped = int(last.get("run", 1))
+        cause = Cause(
+            CauseKind.RESUMED,
+            f"it was RUNNING when run {stopped} stopped and was found done before run {self._run} "
+            f"(an in-doubt check): recorded {state} without running it again",
+            event=int(last["seq"]),
+        )
+        seq = self._record(kind, name, st.RUNNING, state, self._attempts.get(name, 0), cause)
+        self._last[name] = self._done[name] = seq
 
     # -- recording ----------------------------------------------------------------
 

@@ -159,3 +159,67 @@ def test_a_resumed_engines_report_counts_every_run_as_the_stored_report_does(tmp
     assert live.last_run_duration == stored.last_run_duration == last
     assert live.to_dict(events=False) == stored.to_dict(events=False)
     assert f"in {first + last:.3f}s over 2 runs (the last {last:.3f}s)" in live.to_text()
+
+
+class CreatesOnce(task.Task):
+    """Interrupted the first time after its work is done (a crash stand-in); ``check_done`` finds it."""
+
+    armed = True
+
+    def execute(self) -> str:
+        if CreatesOnce.armed:
+            CreatesOnce.armed = False
+            raise KeyboardInterrupt
+        raise AssertionError("found done: not to be run again")
+
+    def check_done(self) -> Any:
+        from flowkit.conductors import in_doubt
+
+        return in_doubt.Done("vol-1")
+
+
+def test_an_atom_found_done_between_runs_is_logged_done_and_its_successors_follow_it(
+    tmp_path: Path,
+) -> None:
+    # A conductor records an in-doubt atom its check_done finds done (SUCCESS) before the
+    # run, with no notification: its log ended at RUNNING, so `why` said RUNNING of a
+    # SUCCESS atom and its successor's "made ready by it" led nowhere.
+    from flowkit.conductors import in_doubt
+    from flowkit.report import ExecutionReport
+
+    CreatesOnce.armed = True
+    clock = Clock()
+    flow = linear_flow.Flow("f").add(Reserve("a"), CreatesOnce("create"), Reserve("after"))
+    backend = backends.fetch({"connection": "dir", "path": str(tmp_path)})
+    try:
+        engine = engines.load(flow, backend=backend)
+        with EventLogListener(engine, clock=clock), pytest.raises(KeyboardInterrupt):
+            engine.run()
+
+        def stored() -> Any:
+            with contextlib.closing(backend.get_connection()) as conn:
+                return conn.get_flow_details(engine.storage.flow_uuid)
+
+        checking = engines.load(flow, flow_detail=stored(), backend=backend)
+        checking.compile()
+        checking.prepare()
+        assert in_doubt.resolve(checking) == ["create"]  # as a conductor does, before listening
+        checking.storage.flush()
+        clock.now += 3600.0  # the conductor died an hour before
+        resumed = engines.load(flow, flow_detail=stored(), backend=backend)
+        with EventLogListener(resumed, clock=clock) as listener:
+            resumed.run()
+        log = listener.log
+        report = ExecutionReport.from_flow_detail(stored())
+    finally:
+        backend.close()
+    done = log.of("create")[-1]
+    assert (done.state, done.run, done.cause.kind) == ("SUCCESS", 2, CauseKind.RESUMED)
+    assert "found done" in done.cause.text
+    chain = [(e.name, e.state) for e in log.why("create")]
+    assert chain[:2] == [("create", "SUCCESS"), ("create", "RUNNING")]
+    after = log.of("after")[0]
+    assert after.cause.atoms == ("create",) and after.cause.event == done.seq
+    atoms = {a.name: a for a in report.atoms}
+    # Its work's length is unknown (it ran before the crash): not the hour between the runs.
+    assert atoms["create"].attempts == 1 and atoms["create"].duration is None
