@@ -386,3 +386,21 @@ def test_the_text_report_says_a_revert_was_an_earlier_attempts_when_the_atom_ran
     engine, _ = _run(make_shop(), store={"amount": 500})
     text = ExecutionReport.from_engine(engine).to_text()
     assert next(line for line in text.splitlines() if line.split()[0] == "reserve").endswith("reverted")
+
+
+def test_the_error_line_of_a_run_ended_by_two_failures_names_both() -> None:
+    # `flowkit run` said "atom 'b' failed with ..." of a run two parallel failures ended.
+    import threading
+
+    from flowkit.cli.run import _failure_line
+
+    MeetsThenFails.group = threading.Barrier(2)
+    flow = unordered_flow.Flow("f").add(MeetsThenFails("b"), MeetsThenFails("c"))
+    engine = engines.load(flow, engine="parallel", max_workers=2)
+    with EventLogListener(engine, clock=Ticking()), pytest.raises(exceptions.WrappedFailure):
+        engine.run()
+    line = _failure_line(ExecutionReport.from_engine(engine))
+    assert line == (
+        "flow 'f' ended REVERTED; atoms 'b' failed with tests.cli._flows.CardDeclined: b declined and "
+        "'c' failed with tests.cli._flows.CardDeclined: c declined; reverted 2 atom(s)"
+    ), line
