@@ -397,7 +397,12 @@ def _spans(events: list[Event], starts: str, ends: frozenset[str]) -> float | No
     for event in events:
         if event.state == starts:
             began = event
-        elif began is not None and event.state in ends:
+        elif began is not None and (
+            event.state in ends
+            # A loop's ``until`` task that found its loop not done is reset from RUNNING:
+            # its execute returned there (flowkit.patterns.loop_flow).
+            or (starts == st.RUNNING and event.state == st.PENDING and event.old_state == st.RUNNING)
+        ):
             if event.run == began.run:
                 total += event.at - began.at
                 seen = True

@@ -122,6 +122,8 @@ def _failed_words(failure: Any) -> tuple[str | None, str]:
 #: Marks the details of a restart the listener records on the engine's behalf.
 _INFERRED = "inferred_restart"
 _UNANNOUNCED = " (unannounced by the engine: its time is when it ended)"
+#: Loop verdicts remembered to explain the iteration they start (loops running at once, at most).
+_VERDICTS_KEPT = 64
 
 
 class EventLogListener(base.Listener):
@@ -161,6 +163,10 @@ class EventLogListener(base.Listener):
         self._retried: dict[str, Cause] = {}
         #: atoms that were RUNNING/REVERTING when this run began (in doubt).
         self._in_doubt: set[str] = set()
+        #: atom name -> (seq, iteration) of the reset that puts it in its loop's next iteration.
+        self._looped: dict[str, tuple[int, int]] = {}
+        #: seqs of the latest loop verdicts (an ``until`` task reset: its loop goes on), oldest first.
+        self._verdicts: list[int] = []
         #: atom name -> seq of its latest event.
         self._last: dict[str, int] = {}
         #: atom name -> its events so far (what its metadata holds, or will).
@@ -395,7 +401,7 @@ class EventLogListener(base.Listener):
             kind = "task"
         if not self._run:
             self._begin_run()
-        if self._in_doubt or self._retried or "cache_hit" in details:
+        if self._in_doubt or self._retried or self._looped or "cache_hit" in details:
             self._atom_event(kind, name, state, details)
         elif state == _RUNNING and (kind == "task" or name not in self._attempts):
             attempt = self._attempts[name] = self._attempts.get(name, 0) + 1
@@ -436,6 +442,14 @@ class EventLogListener(base.Listener):
         cause = self._cause(name, old, state, details, attempt)
         seq = self._record(kind, name, old, state, attempt, cause)
         self._last[name] = seq
+        if self._looped and state != st.RUNNING:
+            self._looped.pop(name, None)
+        iteration = details.get("iteration") if state == st.PENDING else None
+        if iteration is not None and isinstance(cause, Cause) and cause.kind == CauseKind.ENGINE:
+            if old == st.RUNNING:  # the loop's ``until`` task, reset: its verdict, the loop goes on
+                self._verdicts = [*self._verdicts[-(_VERDICTS_KEPT - 1) :], seq]
+            else:
+                self._looped[name] = (seq, int(iteration))
         if state in _DONE:
             self._done[name] = seq
         elif state == st.FAILURE:
@@ -491,6 +505,13 @@ class EventLogListener(base.Listener):
         if state == st.PENDING:
             told = self._told(name)
             if told is None and details.get("iteration") is not None:
+                if old == st.RUNNING:
+                    # The loop's ``until`` task: reset from RUNNING, it found the loop not done.
+                    return Cause(
+                        CauseKind.ENGINE,
+                        f"it found its loop not done: iteration {details['iteration']} follows",
+                        event=self._last.get(name),
+                    )
                 return Cause(CauseKind.ENGINE, f"its loop runs again: iteration {details['iteration']}")
             retried = self._failure_cause(name, "is reset", told=told)
             if retried.decision == "RETRY":
@@ -527,10 +548,17 @@ class EventLogListener(base.Listener):
                 decision=retried.decision,
             )
         preds = self._graph.predecessors(name)
-        if not preds:
-            return _plain(CauseKind.READY)
         done = self._done
         last_seq = max((done[p] for p in preds if p in done), default=None)
+        looped = self._looped.pop(name, None) if self._looped else None
+        if looped is not None and (last_seq is None or last_seq < looped[0]):
+            # The first atom of a loop's body: its predecessors completed before the loop
+            # began; it runs again because the loop's ``until`` found the loop not done.
+            reset, iteration = looped
+            verdict = next((v for v in self._verdicts if v > reset), reset)
+            return Cause(CauseKind.ENGINE, f"its loop runs again: iteration {iteration}", event=verdict)
+        if not preds:
+            return _plain(CauseKind.READY)
         return _plain(CauseKind.READY, last_seq, preds)
 
     def _ignore_cause(self, name: str) -> Cause:

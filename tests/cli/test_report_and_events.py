@@ -404,3 +404,46 @@ def test_the_error_line_of_a_run_ended_by_two_failures_names_both() -> None:
         "flow 'f' ended REVERTED; atoms 'b' failed with tests.cli._flows.CardDeclined: b declined and "
         "'c' failed with tests.cli._flows.CardDeclined: c declined; reverted 2 atom(s)"
     ), line
+
+
+class Counts(task.Task):
+    default_provides = "count"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name=name)
+        self.calls = 0
+
+    def execute(self) -> int:
+        self.calls += 1
+        return self.calls
+
+
+def test_why_an_atom_of_a_loop_runs_again_is_its_loops_verdict_not_what_ran_before_the_loop() -> None:
+    # The first atom of a loop's body, in its 2nd and 3rd iterations, was said to run
+    # because 'start' (before the loop) completed, and the `until` verdicts that made the
+    # loop go on were recorded as a RUNNING with no end (their time lost in the report).
+    from flowkit.patterns import loop_flow
+
+    body = (Counts("count"), Step("body"))
+    loop = loop_flow.Flow("loop", *body, until=lambda count: count >= 3, max_iterations=5)
+    engine, listener = _run(linear_flow.Flow("f").add(Step("start"), loop, Step("after")))
+    log = listener.log
+    third = [e for e in log.of("count") if e.state == "RUNNING"][2]
+    assert third.cause.kind == CauseKind.ENGINE and third.cause.text == "its loop runs again: iteration 3"
+    verdict = log.get(third.cause.event or 0)
+    assert verdict is not None and (verdict.name, verdict.state) == ("loop^until", "PENDING")
+    assert verdict.cause.text == "it found its loop not done: iteration 3 follows"
+    chain = [(e.name, e.state, e.attempt) for e in log.why("count")]
+    assert chain[:4] == [
+        ("count", "SUCCESS", 3),
+        ("count", "RUNNING", 3),
+        ("loop^until", "PENDING", 2),
+        ("loop^until", "RUNNING", 2),
+    ]
+    assert ("start", "SUCCESS", 1) not in chain[:4]
+    until = log.of("loop^until")
+    ends = [e for e in until if e.state in ("PENDING", "SUCCESS")]
+    starts = [e for e in until if e.state == "RUNNING"]
+    report = {a.name: a for a in ExecutionReport.from_engine(engine).atoms}
+    assert report["loop^until"].attempts == 3
+    assert report["loop^until"].duration == sum(e.at - s.at for s, e in zip(starts, ends, strict=True))
