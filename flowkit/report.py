@@ -188,14 +188,8 @@ class ExecutionReport:
         atoms = tuple(_atom_report(detail, by_atom.get(detail.name, [])) for detail in flow_detail)
         runs = max((e.run for e in log), default=0)
         started = next((e.at for e in flow_events if e.state == st.RUNNING), None)
-        ended = None
         last = flow_events[-1] if flow_events else None
-        if (
-            last is not None
-            and last.state in (st.SUCCESS, st.REVERTED, st.FAILURE, st.SUSPENDED)
-            and last.old_state != st.RESUMING  # a run's preparation, not its end
-        ):
-            ended = last.at
+        ended = last.at if last is not None and _ends_run(last.state, last.old_state) else None
         spans = _run_times(log)
         return cls(
             flow_name=flow_detail.name,
@@ -337,7 +331,8 @@ def flow_summary(book: Any, flow: Any) -> dict[str, Any]:
     counts = Counter((d.state or "PENDING") for d in flow)
     events = [e for e in (flow.meta or {}).get(META_KEY, ()) if isinstance(e, dict)]
     started = next((e["at"] for e in events if e.get("state") == "RUNNING"), None)
-    final = events[-1] if events and events[-1].get("state") in ("SUCCESS", "REVERTED", "FAILURE") else None
+    # As the report's ended_at: a SUSPENDED run ended too (it was left out here).
+    final = events[-1] if events and _ends_run(events[-1].get("state"), events[-1].get("old")) else None
     return {
         "uuid": flow.uuid,
         "name": flow.name,
@@ -350,6 +345,11 @@ def flow_summary(book: Any, flow: Any) -> dict[str, Any]:
         "atoms": dict(sorted(counts.items())),
         "total": len(flow),
     }
+
+
+def _ends_run(state: str | None, old_state: str | None) -> bool:
+    """Whether the flow's move to ``state`` ends a run (RESUMING -> SUSPENDED prepares one)."""
+    return state in (st.SUCCESS, st.REVERTED, st.FAILURE, st.SUSPENDED) and old_state != st.RESUMING
 
 
 def _run_times(events: Iterable[Event]) -> list[float]:
@@ -374,11 +374,7 @@ def _run_times(events: Iterable[Event]) -> list[float]:
             continue
         if event.state == st.RUNNING:
             began, run = event.at, event.run
-        elif (
-            began is not None
-            and event.state in (st.SUCCESS, st.REVERTED, st.FAILURE, st.SUSPENDED)
-            and event.old_state != st.RESUMING
-        ):
+        elif began is not None and _ends_run(event.state, event.old_state):
             spans.append(event.at - began)
             began = None
     if began is not None:

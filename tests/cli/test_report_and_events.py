@@ -447,3 +447,26 @@ def test_why_an_atom_of_a_loop_runs_again_is_its_loops_verdict_not_what_ran_befo
     report = {a.name: a for a in ExecutionReport.from_engine(engine).atoms}
     assert report["loop^until"].attempts == 3
     assert report["loop^until"].duration == sum(e.at - s.at for s, e in zip(starts, ends, strict=True))
+
+
+def test_a_suspended_run_ended_for_the_flow_list_as_for_the_report() -> None:
+    # The list (flows list --json, the monitor's list) said ended_at null of a run that
+    # was suspended, while the flow's report gave when it ended.
+    from flowkit.persistence import models
+    from flowkit.report import flow_summary
+
+    engine = engines.load(linear_flow.Flow("f").add(Step("a"), Step("b")))
+
+    def suspend_after_a(state: str, details: dict[str, Any]) -> None:
+        if details.get("task_name") == "a" and state == "SUCCESS":
+            engine.suspend()
+
+    engine.atom_notifier.register(engine.atom_notifier.ANY, suspend_after_a)
+    with EventLogListener(engine, clock=Ticking()):
+        engine.run()
+    detail = engine.storage.flow_detail
+    assert detail.state == "SUSPENDED"
+    report = ExecutionReport.from_flow_detail(detail)
+    listed = flow_summary(models.LogBook("book"), detail)
+    assert report.ended_at is not None
+    assert listed["ended_at"] == report.ended_at
