@@ -182,7 +182,7 @@ const flowkitMonitor = (() => {
       layout: {name: "preset", fit: true, padding: 20},
       minZoom: 0.2, maxZoom: 1.5, autoungrabify: true, boxSelectionEnabled: false,
     });
-    cy.scratch("flowkit", {version: graph.version});
+    cy.scratch("flowkit", {version: graph.version, shape: shapeOf(graph)});
     // Full names and deciders on hover (labels are shortened to fit a node).
     cy.on("mouseover", "node", (e) => { container.title = e.target.id(); });
     cy.on("mouseover", "edge", (e) => {
@@ -195,16 +195,27 @@ const flowkitMonitor = (() => {
   // The flow grew (a spawned sub-flow, a link the event log learned): draw the new
   // graph in place, its nodes in the states last seen; the view is fitted again
   // unless the user panned or zoomed by hand.
+  // What a drawing shows: a new version of the same drawing (a loop's next iteration,
+  // a link learned again) is not drawn again.
+  function shapeOf(graph) {
+    return JSON.stringify([graph.nodes, graph.edges]);
+  }
   function redrawGraph(cy, graph, atoms, fit) {
+    const shape = shapeOf(graph);
+    if (shape === cy.scratch("flowkit").shape) {
+      cy.scratch("flowkit", {version: graph.version, shape});
+      return false;
+    }
     cy.batch(() => {
       cy.elements().remove();
       cy.add(graphElements(graph));
     });
-    cy.scratch("flowkit", {version: graph.version});
+    cy.scratch("flowkit", {version: graph.version, shape});
     fitHeight(cy.container(), graph);
     cy.resize();
     colour(cy, atoms);
     if (fit) cy.fit(undefined, 20);
+    return true;
   }
 
   function colour(cy, atoms) {
@@ -356,8 +367,7 @@ const flowkitMonitor = (() => {
           const asked = wanted;
           const grown = await getJSON("/api/flows/" + uuid + "/graph");
           if (grown.version === cy.scratch("flowkit").version) break;  // nothing new after all
-          redrawGraph(cy, grown, atoms, follow);
-          if (follow) followRun(cy);
+          if (redrawGraph(cy, grown, atoms, follow) && follow) followRun(cy);
           if (wanted === asked) break;
         }
       } catch (err) {
