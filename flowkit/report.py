@@ -285,7 +285,7 @@ class ExecutionReport:
             if atom.state not in _UNDOING:
                 # Run again since (a retry, a flow run anew): "reverted" next to SUCCESS read as
                 # if its work had been undone. Say what its earlier attempts came to instead.
-                earlier = self._earlier_attempts(atom.name)
+                earlier = self._earlier_attempts(atom.name, atom.state)
                 if earlier:
                     parts.append(f"(earlier attempts: {earlier})")
             elif atom.reverted is not None and atom.revert_failure is None:
@@ -303,9 +303,17 @@ class ExecutionReport:
     def __str__(self) -> str:
         return self.to_text()
 
-    def _earlier_attempts(self, name: str) -> str:
-        """``2 failed, 2 reverted``: what the event log says of the atom's failed or undone attempts."""
-        counts = Counter(e.state for e in self.events.of(name))
+    def _earlier_attempts(self, name: str, state: str) -> str:
+        """``2 failed, 2 reverted``: what the event log says of the atom's failed or undone attempts.
+
+        The latest attempt of an atom left FAILURE (nothing reverted it) is the
+        failure the line already shows, not an earlier one.
+        """
+        events = self.events.of(name)
+        if state == st.FAILURE and events:
+            latest = max(e.attempt for e in events)
+            events = [e for e in events if e.attempt < latest]
+        counts = Counter(e.state for e in events)
         said = [f"{counts[state]} {word}" for state, word in _EARLIER if counts[state]]
         return ", ".join(said)
 

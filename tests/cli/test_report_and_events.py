@@ -470,3 +470,14 @@ def test_a_suspended_run_ended_for_the_flow_list_as_for_the_report() -> None:
     listed = flow_summary(models.LogBook("book"), detail)
     assert report.ended_at is not None
     assert listed["ended_at"] == report.ended_at
+
+
+def test_an_atom_left_failed_does_not_count_its_own_failure_among_its_earlier_attempts() -> None:
+    # never_resolve leaves the failed atom FAILURE: its one attempt is the failure shown.
+    flow = linear_flow.Flow("f", retry=retry.Times(2, "r")).add(Flaky("flaky", failures=9))
+    engine = engines.load(flow, never_resolve=True)
+    with EventLogListener(engine, clock=Ticking()), contextlib.suppress(CardDeclined):
+        engine.run()
+    line = next(x for x in ExecutionReport.from_engine(engine).to_text().splitlines() if "flaky" in x)
+    assert "FAILURE" in line and "failed: " in line
+    assert "earlier attempts" not in line, line
