@@ -237,6 +237,8 @@ class EventLogListener(base.Listener):
             # number its events over theirs and write its own over them.
             graph = set(names)
             names.extend(name for name in self._state.names() if name not in graph)
+        from flowkit.engines._loops import ITERATION_KEY  # a run is under way: engines are loaded
+
         settled: list[tuple[str, str, dict[str, Any]]] = []
         for name in names:
             state = storage.get_atom_state(name)
@@ -262,6 +264,16 @@ class EventLogListener(base.Listener):
                     self._failed_at[name] = int(data["seq"])
             if stored and state == st.SUCCESS and stored[-1]["state"] == st.RUNNING:
                 settled.append((name, state, stored[-1]))
+            elif stored and state == st.PENDING and meta.get(ITERATION_KEY) is not None:
+                # Stopped between a loop's verdict and its next iteration: that iteration
+                # still runs because of the verdict, as it would have without the stop.
+                last = stored[-1]
+                if last["state"] == st.PENDING and last.get("cause", {}).get("kind") == CauseKind.ENGINE:
+                    if last.get("old") == st.RUNNING:
+                        self._verdicts.append(int(last["seq"]))
+                    else:
+                        self._looped[name] = (int(last["seq"]), int(meta[ITERATION_KEY]))
+        self._verdicts.sort()
         for name, state, last in settled:
             self._settled(name, state, last)
 
@@ -462,7 +474,7 @@ class EventLogListener(base.Listener):
         self, name: str, old: str | None, state: str, details: base.Details, attempt: int
     ) -> Cause | CauseRecord:
         if state == st.RUNNING:
-            return self._running_cause(name, attempt, bool(details.get(_INFERRED)))
+            return self._running_cause(name, attempt, bool(details.get(_INFERRED)), details.get("iteration"))
         if state == st.SUCCESS and details.get("cache_hit"):
             key = str(details.get("cache_key") or "")
             return Cause(
@@ -523,7 +535,9 @@ class EventLogListener(base.Listener):
             return self._ignore_cause(name)
         return Cause(CauseKind.ENGINE, f"moved to {state}")
 
-    def _running_cause(self, name: str, attempt: int, inferred: bool) -> Cause | CauseRecord:
+    def _running_cause(
+        self, name: str, attempt: int, inferred: bool, iteration: int | None = None
+    ) -> Cause | CauseRecord:
         if name in self._in_doubt:
             self._in_doubt.discard(name)
             note = _UNANNOUNCED if inferred else ""
@@ -554,9 +568,10 @@ class EventLogListener(base.Listener):
         if looped is not None and (last_seq is None or last_seq < looped[0]):
             # The first atom of a loop's body: its predecessors completed before the loop
             # began; it runs again because the loop's ``until`` found the loop not done.
-            reset, iteration = looped
+            reset, reset_iteration = looped
             verdict = next((v for v in self._verdicts if v > reset), reset)
-            return Cause(CauseKind.ENGINE, f"its loop runs again: iteration {iteration}", event=verdict)
+            text = f"its loop runs again: iteration {iteration or reset_iteration}"
+            return Cause(CauseKind.ENGINE, text, event=verdict)
         if not preds:
             return _plain(CauseKind.READY)
         return _plain(CauseKind.READY, last_seq, preds)

@@ -223,3 +223,50 @@ def test_an_atom_found_done_between_runs_is_logged_done_and_its_successors_follo
     atoms = {a.name: a for a in report.atoms}
     # Its work's length is unknown (it ran before the crash): not the hour between the runs.
     assert atoms["create"].attempts == 1 and atoms["create"].duration is None
+
+
+class Counts(task.Task):
+    default_provides = "count"
+    calls = 0
+
+    def execute(self) -> int:
+        Counts.calls += 1
+        return Counts.calls
+
+
+def test_a_loop_stopped_after_its_verdict_runs_again_in_the_next_run_because_of_that_verdict(
+    tmp_path: Path,
+) -> None:
+    # Resumed between a loop's verdict and its next iteration, the first atom of the body
+    # was said to run because the atom before the loop completed (in the earlier run).
+    from flowkit import states
+    from flowkit.patterns import loop_flow
+
+    Counts.calls = 0
+
+    def make() -> linear_flow.Flow:
+        loop = loop_flow.Flow("loop", Counts("count"), until=lambda count: count >= 3, max_iterations=5)
+        return linear_flow.Flow("f").add(Reserve("start"), loop)
+
+    def stop_at_the_verdict(state: str, details: dict[str, Any]) -> None:
+        if details.get("task_name") == "loop^until" and state == states.PENDING:
+            raise KeyboardInterrupt  # a crash stand-in, once the verdict is recorded
+
+    backend = backends.fetch({"connection": "dir", "path": str(tmp_path)})
+    try:
+        engine = engines.load(make(), backend=backend)
+        with EventLogListener(engine), contextlib.suppress(KeyboardInterrupt):
+            engine.atom_notifier.register(engine.atom_notifier.ANY, stop_at_the_verdict)  # after the log's
+            engine.run()
+        with contextlib.closing(backend.get_connection()) as conn:
+            detail = conn.get_flow_details(engine.storage.flow_uuid)
+        resumed = engines.load(make(), flow_detail=detail, backend=backend)
+        with EventLogListener(resumed) as listener:
+            resumed.run()
+        log = listener.log
+    finally:
+        backend.close()
+    (verdict,) = [e for e in log.of("loop^until") if e.state == "PENDING" and e.run == 1]
+    again = next(e for e in log.of("count") if e.state == "RUNNING" and e.run == 2)
+    assert again.cause.kind == CauseKind.ENGINE and again.cause.text.startswith("its loop runs again")
+    assert again.cause.event == verdict.seq
