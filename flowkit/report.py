@@ -142,11 +142,17 @@ class ExecutionReport:
         state: the flow's state.
         started_at: when its first run started (epoch seconds; None: unknown).
         ended_at: when its latest run ended (None: unknown or still running).
-        duration: seconds the engine was active (the engine's own figure when
-            built from an engine, else from the event log; None: unknown).
+        duration: seconds the engine was active over *every* run of the flow
+            (a run and its resumes), from the event log: what the flow cost so
+            far, as the atoms' durations and attempts also count every run.
+            None without an event log, whichever constructor built the report.
         runs: how many runs the event log saw (0 without an event log).
         atoms: every atom, in the flow's order.
         events: the causal event log (empty if none was recorded).
+        last_run_duration: seconds the latest run alone was active (from the
+            event log; built from an engine without one, the engine's own
+            figure for its latest ``run()``, which the flow's earlier runs, if
+            any, are not in). None: unknown.
     """
 
     flow_name: str
@@ -158,6 +164,7 @@ class ExecutionReport:
     runs: int
     atoms: tuple[AtomReport, ...]
     events: EventLog
+    last_run_duration: float | None = None
 
     # -- building -----------------------------------------------------------------
 
@@ -167,7 +174,8 @@ class ExecutionReport:
 
         Args:
             flow_detail: the run's flow detail, fresh from a backend or an engine.
-            elapsed: seconds the engine was active, when the caller timed it.
+            elapsed: seconds the latest run was active, when the caller timed
+                it; used only without an event log (as ``last_run_duration``).
         """
         log = EventLog.from_flow_detail(flow_detail)
         by_atom: dict[str, list[Event]] = {}
@@ -180,31 +188,32 @@ class ExecutionReport:
         atoms = tuple(_atom_report(detail, by_atom.get(detail.name, [])) for detail in flow_detail)
         runs = max((e.run for e in log), default=0)
         started = next((e.at for e in flow_events if e.state == st.RUNNING), None)
-        ended = None
         last = flow_events[-1] if flow_events else None
-        if (
-            last is not None
-            and last.state in (st.SUCCESS, st.REVERTED, st.FAILURE, st.SUSPENDED)
-            and last.old_state != st.RESUMING  # a run's preparation, not its end
-        ):
-            ended = last.at
-        if elapsed is None:
-            elapsed = _active_time(log)
+        ended = last.at if last is not None and _ends_run(last.state, last.old_state) else None
+        spans = _run_times(log)
         return cls(
             flow_name=flow_detail.name,
             flow_uuid=flow_detail.uuid,
             state=flow_detail.state or st.PENDING,
             started_at=started,
             ended_at=ended,
-            duration=elapsed,
+            duration=sum(spans) if spans else None,
             runs=runs,
             atoms=atoms,
             events=log,
+            last_run_duration=spans[-1] if spans else elapsed,
         )
 
     @classmethod
     def from_engine(cls, engine: Any) -> ExecutionReport:
-        """Build the report of ``engine``'s flow, with the engine's own run time."""
+        """Build the report of ``engine``'s flow: :meth:`from_flow_detail` of its flow detail.
+
+        The same report, durations included, as one built later from the
+        stored flow detail: ``duration`` counts every run the event log saw,
+        also those of earlier engines (a resume), which the engine's own
+        ``statistics["active_for"]`` (its latest ``run()`` only) does not.
+        That figure fills ``last_run_duration`` when no event log was recorded.
+        """
         elapsed = (getattr(engine, "statistics", None) or {}).get("active_for")
         return cls.from_flow_detail(engine.storage.flow_detail, elapsed=elapsed)
 
@@ -230,6 +239,7 @@ class ExecutionReport:
             "started_at": self.started_at,
             "ended_at": self.ended_at,
             "duration": self.duration,
+            "last_run_duration": self.last_run_duration,
             "runs": self.runs,
             "totals": self.totals,
             "atoms": [a.to_dict() for a in self.atoms],
@@ -244,7 +254,13 @@ class ExecutionReport:
         Args:
             verbose: add failures' tracebacks.
         """
-        took = "" if self.duration is None else f" in {self.duration:.3f}s"
+        took = ""
+        if self.duration is not None:
+            took = f" in {self.duration:.3f}s"
+            if self.runs > 1 and self.last_run_duration is not None:
+                took += f" over {self.runs} runs (the last {self.last_run_duration:.3f}s)"
+        elif self.last_run_duration is not None:
+            took = f" in {self.last_run_duration:.3f}s (its last run)"
         counts = ", ".join(f"{n} {s}" for s, n in self.totals.items() if s != "total")
         lines = [f"flow '{self.flow_name}' ({self.flow_uuid}): {self.state}{took}; {counts}"]
         width = max((cells(a.name) for a in self.atoms), default=4)
@@ -266,7 +282,13 @@ class ExecutionReport:
                 parts.append(f"-> {atom.result}")
             if atom.cached:
                 parts.append("(from the cache)")
-            if atom.reverted is not None and atom.revert_failure is None:
+            if atom.state not in _UNDOING:
+                # Run again since (a retry, a flow run anew): "reverted" next to SUCCESS read as
+                # if its work had been undone. Say what its earlier attempts came to instead.
+                earlier = self._earlier_attempts(atom.name, atom.state)
+                if earlier:
+                    parts.append(f"(earlier attempts: {earlier})")
+            elif atom.reverted is not None and atom.revert_failure is None:
                 parts.append(atom.reverted)  # "revert failed" is said with its failure below
             if atom.revert_failure is not None:
                 parts.append(f"revert failed: {atom.revert_failure.one_line()}")
@@ -280,6 +302,26 @@ class ExecutionReport:
 
     def __str__(self) -> str:
         return self.to_text()
+
+    def _earlier_attempts(self, name: str, state: str) -> str:
+        """``2 failed, 2 reverted``: what the event log says of the atom's failed or undone attempts.
+
+        The latest attempt of an atom left FAILURE (nothing reverted it) is the
+        failure the line already shows, not an earlier one.
+        """
+        events = self.events.of(name)
+        if state == st.FAILURE and events:
+            latest = max(e.attempt for e in events)
+            events = [e for e in events if e.attempt < latest]
+        counts = Counter(e.state for e in events)
+        said = [f"{counts[state]} {word}" for state, word in _EARLIER if counts[state]]
+        return ", ".join(said)
+
+
+#: States in which an atom's revert is what the report says of it (not an earlier attempt's).
+_UNDOING = frozenset({st.REVERTING, st.REVERTED, st.REVERT_FAILURE})
+#: What :meth:`ExecutionReport._earlier_attempts` counts, in the order it says them.
+_EARLIER = ((st.FAILURE, "failed"), (st.REVERTED, "reverted"), (st.REVERT_FAILURE, "failed to revert"))
 
 
 def _utc(seconds: float) -> str:
@@ -297,7 +339,8 @@ def flow_summary(book: Any, flow: Any) -> dict[str, Any]:
     counts = Counter((d.state or "PENDING") for d in flow)
     events = [e for e in (flow.meta or {}).get(META_KEY, ()) if isinstance(e, dict)]
     started = next((e["at"] for e in events if e.get("state") == "RUNNING"), None)
-    final = events[-1] if events and events[-1].get("state") in ("SUCCESS", "REVERTED", "FAILURE") else None
+    # As the report's ended_at: a SUSPENDED run ended too (it was left out here).
+    final = events[-1] if events and _ends_run(events[-1].get("state"), events[-1].get("old")) else None
     return {
         "uuid": flow.uuid,
         "name": flow.name,
@@ -312,8 +355,13 @@ def flow_summary(book: Any, flow: Any) -> dict[str, Any]:
     }
 
 
-def _active_time(events: Iterable[Event]) -> float | None:
-    """Seconds between each RUNNING of the flow and the end of that run, summed.
+def _ends_run(state: str | None, old_state: str | None) -> bool:
+    """Whether the flow's move to ``state`` ends a run (RESUMING -> SUSPENDED prepares one)."""
+    return state in (st.SUCCESS, st.REVERTED, st.FAILURE, st.SUSPENDED) and old_state != st.RESUMING
+
+
+def _run_times(events: Iterable[Event]) -> list[float]:
+    """Seconds from each RUNNING of the flow to the end of that run, one figure per run.
 
     A run ends with the flow's SUCCESS, REVERTED, FAILURE or SUSPENDED in that
     same run; one that never ended (a crash) counts up to its last event, what
@@ -321,40 +369,48 @@ def _active_time(events: Iterable[Event]) -> float | None:
     ends nothing: counted as the end, the time between a crash and its resume
     would be taken for work.
     """
-    total, seen = 0.0, False
+    spans: list[float] = []
     began: float | None = None
     run = 0
     last = 0.0
     for event in events:
         if began is not None and event.run != run:  # the run stopped without an end
-            total += last - began
-            began, seen = None, True
+            spans.append(last - began)
+            began = None
         last = event.at
         if event.kind != "flow":
             continue
         if event.state == st.RUNNING:
             began, run = event.at, event.run
-        elif (
-            began is not None
-            and event.state in (st.SUCCESS, st.REVERTED, st.FAILURE, st.SUSPENDED)
-            and event.old_state != st.RESUMING
-        ):
-            total += event.at - began
-            began, seen = None, True
+        elif began is not None and _ends_run(event.state, event.old_state):
+            spans.append(event.at - began)
+            began = None
     if began is not None:
-        total += last - began
-        seen = True
-    return total if seen else None
+        spans.append(last - began)
+    return spans
 
 
 def _spans(events: list[Event], starts: str, ends: frozenset[str]) -> float | None:
+    """Seconds from each ``starts`` event to the end that follows it in the same run, summed.
+
+    An end in a later run (an atom RUNNING when its run stopped, found done
+    before the next: see ``EventLogListener``) does not say how long the
+    work took; the time between the runs is not counted as work.
+    """
     total, began, seen = 0.0, None, False
     for event in events:
         if event.state == starts:
-            began = event.at
-        elif began is not None and event.state in ends:
-            total += event.at - began
-            began, seen = None, True
+            began = event
+        elif began is not None and (
+            event.state in ends
+            # A loop's ``until`` task that found its loop not done is reset from RUNNING:
+            # its execute returned there (flowkit.patterns.loop_flow).
+            or (starts == st.RUNNING and event.state == st.PENDING and event.old_state == st.RUNNING)
+        ):
+            if event.run == began.run:
+                total += event.at - began.at
+                seen = True
+            began = None
     return total if seen else None
 
 

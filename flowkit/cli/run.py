@@ -290,8 +290,13 @@ def _failure_line(report: Any) -> str:
     revert_failed = [a for a in report.atoms if a.revert_failure is not None]
     parts = [f"flow '{report.flow_name}' ended {report.state}"]
     if failed:
-        atom = failed[0]
-        parts.append(f"atom '{atom.name}' failed with {atom.failure.one_line()}")
+        # Parallel branches may fail at once: each failure is named, not the first alone.
+        parts.append(
+            ("atom " if len(failed) == 1 else "atoms ")
+            + " and ".join(f"'{atom.name}' failed with {atom.failure.one_line()}" for atom in failed)
+            if len(failed) <= 3
+            else f"{len(failed)} atoms failed, first '{failed[0].name}' with {failed[0].failure.one_line()}"
+        )
     if revert_failed:
         atom = revert_failed[0]
         parts.append(f"reverting '{atom.name}' failed with {atom.revert_failure.one_line()}")

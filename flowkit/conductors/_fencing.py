@@ -8,8 +8,8 @@ over the progress of the conductor that took the job over:
 1. **In the store** (backends with write fences, ``Connection.supports_fences``:
    every bundled backend). Before reading the job's flow detail the conductor
    *takes its fence* with the job's uuid and its claim's token
-   (:meth:`~flowkit.persistence.base.Connection.fence_flow`, one transaction
-   that also reads the flow), and every progress write carries that fence
+   (:meth:`~flowkit.persistence.base.Connection.take_fence`, one transaction
+   that also reads the flow and the fence it replaced), and every progress write carries that fence
    (:meth:`~flowkit.persistence.base.Connection.save_flow_progress_fenced`):
    the database compares it as part of the write. A later claim of the job
    has a larger token and takes the fence before it reads anything, so from
@@ -56,7 +56,7 @@ from typing import Any
 
 from flowkit import exceptions as exc
 from flowkit.jobs.base import Claim, ClaimLost, Job, JobBoard
-from flowkit.persistence.base import Backend, Connection, FenceRefused, WriteFence
+from flowkit.persistence.base import Backend, Connection, FenceRefused, FenceTaken, WriteFence
 from flowkit.persistence.models import AtomDetail, FlowDetail, LogBook
 
 __all__ = ["ClaimFence", "FencedBackend", "FlowDetailHeld"]
@@ -215,27 +215,39 @@ class FencedBackend(Backend):
             # A claim lost meanwhile is caught by the store (a later claim holds the fence)
             # or by the board check before the first write; no round trip needed here.
             self.fence.check_cheaply()
-            before = _fence_or_none(conn, fd_uuid)
-            flow_detail = self._fence(conn, fd_uuid)
+            flow_detail, replaced = self._fence(conn, fd_uuid)
+        # Only this job's claims write fences held by this job, and this one holds the claim
+        # now: a fence of this job with a smaller token is an earlier claim's (this claim's own,
+        # taken again when the flow is read anew, says nothing about earlier runs).
+        earlier = (
+            replaced is not None
+            and replaced.holder == self.fence.job.uuid
+            and replaced.token < self.fence.claim.token
+        )
         with self._lock:
             self.fenced_flows.add(fd_uuid)
-            if before is not None and before.holder == self.fence.job.uuid:
+            if earlier:
                 self.run_before.add(fd_uuid)
         return flow_detail
 
-    def _fence(self, conn: Connection, fd_uuid: str) -> FlowDetail:
-        """Take the flow detail's fence: free or ours, else that of another job found over."""
+    def _fence(self, conn: Connection, fd_uuid: str) -> FenceTaken:
+        """Take the flow detail's fence: free or ours, else that of another job found over.
+
+        Returns the flow read under the fence and the fence it replaced, which
+        the bundled backends read in the step that takes the fence.
+        """
         if not _takes_take_over(conn):
             # A third-party backend written before ``take_over=``: its fence_flow takes over
             # any other job's fence, as every backend's did.
+            before = _fence_or_none(conn, fd_uuid)
             try:
-                return conn.fence_flow(fd_uuid, self.fence.write_fence)
+                return FenceTaken(conn.fence_flow(fd_uuid, self.fence.write_fence), before)
             except FenceRefused as refusal:
                 raise self.fence.refused(refusal) from refusal
         take_over: bool | WriteFence = False
         for _ in range(TAKE_OVER_TRIES):
             try:
-                return conn.fence_flow(fd_uuid, self.fence.write_fence, take_over=take_over)
+                return conn.take_fence(fd_uuid, self.fence.write_fence, take_over=take_over)
             except FenceRefused as refusal:
                 current = refusal.current
                 if current is None or current.holder == self.fence.job.uuid:

@@ -45,7 +45,7 @@ This module is the listener; the records it writes are in ``_event_model``
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from flowkit import states as st
@@ -122,6 +122,8 @@ def _failed_words(failure: Any) -> tuple[str | None, str]:
 #: Marks the details of a restart the listener records on the engine's behalf.
 _INFERRED = "inferred_restart"
 _UNANNOUNCED = " (unannounced by the engine: its time is when it ended)"
+#: Loop verdicts remembered to explain the iteration they start (loops running at once, at most).
+_VERDICTS_KEPT = 64
 
 
 class EventLogListener(base.Listener):
@@ -161,6 +163,10 @@ class EventLogListener(base.Listener):
         self._retried: dict[str, Cause] = {}
         #: atoms that were RUNNING/REVERTING when this run began (in doubt).
         self._in_doubt: set[str] = set()
+        #: atom name -> (seq, iteration) of the reset that puts it in its loop's next iteration.
+        self._looped: dict[str, tuple[int, int]] = {}
+        #: seqs of the latest loop verdicts (an ``until`` task reset: its loop goes on), oldest first.
+        self._verdicts: list[int] = []
         #: atom name -> seq of its latest event.
         self._last: dict[str, int] = {}
         #: atom name -> its events so far (what its metadata holds, or will).
@@ -231,6 +237,9 @@ class EventLogListener(base.Listener):
             # number its events over theirs and write its own over them.
             graph = set(names)
             names.extend(name for name in self._state.names() if name not in graph)
+        from flowkit.engines._loops import ITERATION_KEY  # a run is under way: engines are loaded
+
+        settled: list[tuple[str, str, dict[str, Any]]] = []
         for name in names:
             state = storage.get_atom_state(name)
             if state in (st.RUNNING, st.REVERTING):
@@ -253,6 +262,40 @@ class EventLogListener(base.Listener):
                     self._failure = _Failed(int(data["seq"]), name, cause.get("failure"))
                 if data["state"] == st.FAILURE:
                     self._failed_at[name] = int(data["seq"])
+            if stored and state == st.SUCCESS and stored[-1]["state"] == st.RUNNING:
+                settled.append((name, state, stored[-1]))
+            elif stored and state == st.PENDING and meta.get(ITERATION_KEY) is not None:
+                # Stopped between a loop's verdict and its next iteration: that iteration
+                # still runs because of the verdict, as it would have without the stop.
+                last = stored[-1]
+                if last["state"] == st.PENDING and last.get("cause", {}).get("kind") == CauseKind.ENGINE:
+                    if last.get("old") == st.RUNNING:
+                        self._verdicts.append(int(last["seq"]))
+                    else:
+                        self._looped[name] = (int(last["seq"]), int(meta[ITERATION_KEY]))
+        self._verdicts.sort()
+        for name, state, last in settled:
+            self._settled(name, state, last)
+
+    def _settled(self, name: str, state: str, last: Mapping[str, Any]) -> None:
+        """Record what became of an atom between runs: RUNNING when its run stopped, SUCCESS now.
+
+        A conductor asks such an atom's ``check_done`` before the run
+        (:func:`flowkit.conductors.in_doubt.resolve`) and records it done
+        without running it again: no notification says so, and the log would
+        end the atom at RUNNING, its successors made ready by nothing.
+        """
+        node = self._graph.nodes().get(name)
+        kind = "retry" if node is not None and isinstance(node.atom, Retry) else "task"
+        stopped = int(last.get("run", 1))
+        cause = Cause(
+            CauseKind.RESUMED,
+            f"it was RUNNING when run {stopped} stopped and was found done before run {self._run} "
+            f"(an in-doubt check): recorded {state} without running it again",
+            event=int(last["seq"]),
+        )
+        seq = self._record(kind, name, st.RUNNING, state, self._attempts.get(name, 0), cause)
+        self._last[name] = self._done[name] = seq
 
     # -- recording ----------------------------------------------------------------
 
@@ -370,7 +413,7 @@ class EventLogListener(base.Listener):
             kind = "task"
         if not self._run:
             self._begin_run()
-        if self._in_doubt or self._retried or "cache_hit" in details:
+        if self._in_doubt or self._retried or self._looped or "cache_hit" in details:
             self._atom_event(kind, name, state, details)
         elif state == _RUNNING and (kind == "task" or name not in self._attempts):
             attempt = self._attempts[name] = self._attempts.get(name, 0) + 1
@@ -411,6 +454,14 @@ class EventLogListener(base.Listener):
         cause = self._cause(name, old, state, details, attempt)
         seq = self._record(kind, name, old, state, attempt, cause)
         self._last[name] = seq
+        if self._looped and state != st.RUNNING:
+            self._looped.pop(name, None)
+        iteration = details.get("iteration") if state == st.PENDING else None
+        if iteration is not None and isinstance(cause, Cause) and cause.kind == CauseKind.ENGINE:
+            if old == st.RUNNING:  # the loop's ``until`` task, reset: its verdict, the loop goes on
+                self._verdicts = [*self._verdicts[-(_VERDICTS_KEPT - 1) :], seq]
+            else:
+                self._looped[name] = (seq, int(iteration))
         if state in _DONE:
             self._done[name] = seq
         elif state == st.FAILURE:
@@ -423,7 +474,7 @@ class EventLogListener(base.Listener):
         self, name: str, old: str | None, state: str, details: base.Details, attempt: int
     ) -> Cause | CauseRecord:
         if state == st.RUNNING:
-            return self._running_cause(name, attempt, bool(details.get(_INFERRED)))
+            return self._running_cause(name, attempt, bool(details.get(_INFERRED)), details.get("iteration"))
         if state == st.SUCCESS and details.get("cache_hit"):
             key = str(details.get("cache_key") or "")
             return Cause(
@@ -444,7 +495,11 @@ class EventLogListener(base.Listener):
         if state in (st.FAILURE, st.REVERT_FAILURE):
             what = "execute" if state == st.FAILURE else "revert"
             kind, words = failure_words(details.get("result"))
-            return Cause(CauseKind.RAISED, f"{what} raised {words}", failure=kind)
+            # A failed revert is linked to its REVERTING, as a returned one is, so why it
+            # failed goes on to why it was reverting. A failed execute is where a chain
+            # of causes ends: the failure is the root of what it made happen.
+            start = self._last.get(name) if state == st.REVERT_FAILURE else None
+            return Cause(CauseKind.RAISED, f"{what} raised {words}", event=start, failure=kind)
         if state == st.REVERTING:
             if name in self._in_doubt and old == st.REVERTING:
                 self._in_doubt.discard(name)
@@ -462,6 +517,13 @@ class EventLogListener(base.Listener):
         if state == st.PENDING:
             told = self._told(name)
             if told is None and details.get("iteration") is not None:
+                if old == st.RUNNING:
+                    # The loop's ``until`` task: reset from RUNNING, it found the loop not done.
+                    return Cause(
+                        CauseKind.ENGINE,
+                        f"it found its loop not done: iteration {details['iteration']} follows",
+                        event=self._last.get(name),
+                    )
                 return Cause(CauseKind.ENGINE, f"its loop runs again: iteration {details['iteration']}")
             retried = self._failure_cause(name, "is reset", told=told)
             if retried.decision == "RETRY":
@@ -473,7 +535,9 @@ class EventLogListener(base.Listener):
             return self._ignore_cause(name)
         return Cause(CauseKind.ENGINE, f"moved to {state}")
 
-    def _running_cause(self, name: str, attempt: int, inferred: bool) -> Cause | CauseRecord:
+    def _running_cause(
+        self, name: str, attempt: int, inferred: bool, iteration: int | None = None
+    ) -> Cause | CauseRecord:
         if name in self._in_doubt:
             self._in_doubt.discard(name)
             note = _UNANNOUNCED if inferred else ""
@@ -498,10 +562,18 @@ class EventLogListener(base.Listener):
                 decision=retried.decision,
             )
         preds = self._graph.predecessors(name)
-        if not preds:
-            return _plain(CauseKind.READY)
         done = self._done
         last_seq = max((done[p] for p in preds if p in done), default=None)
+        looped = self._looped.pop(name, None) if self._looped else None
+        if looped is not None and (last_seq is None or last_seq < looped[0]):
+            # The first atom of a loop's body: its predecessors completed before the loop
+            # began; it runs again because the loop's ``until`` found the loop not done.
+            reset, reset_iteration = looped
+            verdict = next((v for v in self._verdicts if v > reset), reset)
+            text = f"its loop runs again: iteration {iteration or reset_iteration}"
+            return Cause(CauseKind.ENGINE, text, event=verdict)
+        if not preds:
+            return _plain(CauseKind.READY)
         return _plain(CauseKind.READY, last_seq, preds)
 
     def _ignore_cause(self, name: str) -> Cause:

@@ -13,7 +13,7 @@ from typing import Any
 from flowkit._utils.factories import FactoryNames
 from flowkit.monitor._layout import GraphShape, column, layout, shape_of
 
-__all__ = ["GRAPH_CACHE_SIZE", "GRAPH_KEY", "FlowPage", "Reader", "UnknownCursor"]
+__all__ = ["GRAPH_CACHE_SIZE", "GRAPH_KEY", "FlowPage", "Reader", "UnknownCursor", "graph_version"]
 
 LOG = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ class Reader:
             with contextlib.closing(self._backend.get_connection()) as conn:
                 conn.upgrade()
         # Drawn graphs by flow uuid, least recently used first (bounded: see GRAPH_CACHE_SIZE).
-        self._graphs: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._graphs: OrderedDict[str, _Drawn] = OrderedDict()
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -167,52 +167,74 @@ class Reader:
         return data
 
     def states(self, uuid: str) -> dict[str, Any] | None:
-        """The flow's state and each atom's: what the live view recolours by.
+        """The flow's state, each atom's, and its graph's version: what the live view updates by.
 
-        A flow not run yet has no state recorded: ``PENDING``, as the list and the report say.
+        A flow not run yet has no state recorded: ``PENDING``, as the list and
+        the report say. ``graph`` changes when the drawn graph may have (see
+        :func:`graph_version`): the page then asks for the graph again.
         """
         flow = self._flow(uuid)
         if flow is None:
             return None
-        return {"state": flow.state or "PENDING", "atoms": {d.name: d.state or "PENDING" for d in flow}}
+        return {
+            "state": flow.state or "PENDING",
+            "atoms": {d.name: d.state or "PENDING" for d in flow},
+            "graph": graph_version(flow),
+        }
 
     def graph(self, uuid: str) -> dict[str, Any] | None:
-        """The flow's graph with node positions.
+        """The flow's graph with node positions, as it stands now.
 
-        Cached by uuid (a flow's shape does not change), the
-        ``graph_cache_size`` most recently asked for only.
+        A running flow's graph grows: a task spawns a sub-flow (its atoms join
+        the flow detail), and a graph learned from the event log gains a link
+        each time an atom starts. The drawing is cached by uuid with its
+        :func:`graph_version` and drawn again when the flow's version moved;
+        the flow's own shape (stored, or rebuilt by an allowed factory: the
+        costly part) is kept for the ``graph_cache_size`` flows most recently
+        asked for.
         """
+        flow = self._flow(uuid)
+        if flow is None:
+            return None
+        version = graph_version(flow)
         with self._lock:
             cached = self._graphs.get(uuid)
             if cached is not None:
                 self._graphs.move_to_end(uuid)
-                return cached
-        flow = self._flow(uuid)
-        if flow is None:
-            return None
-        shape, known, source = self._shape(flow)
-        drawn = (layout(shape) if known else column(shape)).to_dict(shape)
+                if cached.version == version:
+                    return cached.drawn
+        if cached is not None:
+            base, source = cached.base, cached.source
+        else:
+            base, source = self._base_shape(flow)
+        if base is not None:
+            shape = _grown(base, flow)
+        else:
+            shape = _recorded_shape(flow)
+            source = "events" if shape.edges else "atoms"
+        drawn = (layout(shape) if base is not None or shape.edges else column(shape)).to_dict(shape)
         drawn["drawn_from"] = source
+        drawn["version"] = version
         with self._lock:
-            self._graphs[uuid] = drawn
+            self._graphs[uuid] = _Drawn(base, source, version, drawn)
             self._graphs.move_to_end(uuid)
             while len(self._graphs) > self._graph_cache_size:
                 self._graphs.popitem(last=False)
         return drawn
 
-    def _shape(self, flow: Any) -> tuple[GraphShape, bool, str]:
-        """The flow's shape, whether it is known (False: atoms and no edges), and where it came from.
+    def _base_shape(self, flow: Any) -> tuple[GraphShape | None, str]:
+        """The flow's own shape and where it came from; None when only its event log can tell.
 
         In order: the shape ``flowkit run`` stored; the flow rebuilt by its
         recorded factory, only if that factory is in ``factories`` (the name is
         checked before anything is imported: whoever can write a flow detail
         can write any name there, and the monitor must not become a way to run
-        code); else the atoms, linked as the event log recorded each one made
-        ready by others.
+        code); else None (:func:`_recorded_shape` draws the atoms, linked as
+        the event log recorded each one made ready by others).
         """
         stored = (flow.meta or {}).get(GRAPH_KEY)
         if isinstance(stored, dict):
-            return GraphShape.from_dict(stored), True, "stored"
+            return GraphShape.from_dict(stored), "stored"
         from flowkit import engines
         from flowkit._flow_codec import import_path
         from flowkit.engines.helpers import recorded_factory
@@ -224,11 +246,40 @@ class Reader:
             and self._factories.disallowed_target(name, import_path) is None
         ):
             try:
-                return shape_of(engines.flow_from_detail(flow)), True, "factory"
+                return shape_of(engines.flow_from_detail(flow)), "factory"
             except Exception:  # its code is not importable here, or it failed
                 LOG.debug("cannot rebuild flow %s with %s", flow.uuid, name, exc_info=True)
-        shape = _recorded_shape(flow)
-        return shape, bool(shape.edges), "events" if shape.edges else "atoms"
+        return None, "events"
+
+
+@dataclass(frozen=True, slots=True)
+class _Drawn:
+    """A cached drawing: the flow's own shape (None: learned from events), and the drawing at ``version``."""
+
+    base: GraphShape | None
+    source: str
+    version: str
+    drawn: dict[str, Any]
+
+
+def graph_version(flow: Any) -> str:
+    """What the drawn graph depends on, cheaply: the atom count and the ``ready`` events recorded.
+
+    An atom joins (a spawned sub-flow) or an atom starts because others
+    completed (a link the event log learns): either may change the drawing.
+    Read from the stored records without building the event log (the live
+    stream asks at every poll).
+    """
+    from flowkit.listeners.events import META_KEY, CauseKind
+
+    atoms = ready = 0
+    for detail in flow:
+        atoms += 1
+        for data in (detail.meta or {}).get(META_KEY, ()):
+            cause = data.get("cause") if isinstance(data, dict) else None
+            if isinstance(cause, dict) and cause.get("kind") == CauseKind.READY:
+                ready += 1
+    return f"{atoms}.{ready}"
 
 
 def _recorded_shape(flow: Any) -> GraphShape:
@@ -238,23 +289,67 @@ def _recorded_shape(flow: Any) -> GraphShape:
     each of those is drawn as an edge to it. Only what ran is known, so an atom
     not reached has no edge; nothing is imported or called.
     """
-    from flowkit.listeners.events import CauseKind, EventLog
+    nodes = _atom_nodes(flow)
+    names = {n["id"] for n in nodes}
+    return GraphShape(nodes, tuple((u, v, None) for u, v in _ready_links(flow, names)))
+
+
+def _atom_nodes(flow: Any) -> tuple[dict[str, Any], ...]:
     from flowkit.persistence.models import RetryDetail
 
-    nodes = tuple(
+    return tuple(
         {"id": d.name, "kind": "retry" if isinstance(d, RetryDetail) else "task", "flow": flow.name}
         for d in flow
     )
-    names = {n["id"] for n in nodes}
-    edges: dict[tuple[str, str], None] = {}
+
+
+def _ready_links(flow: Any, names: set[str]) -> list[tuple[str, str]]:
+    """(source, atom) for each atom of ``names`` made ready by the completion of another, in order."""
+    from flowkit.listeners.events import CauseKind, EventLog
+
     try:
         events = list(EventLog.from_flow_detail(flow))
     except Exception:  # a log it cannot read: the atoms alone
         LOG.debug("cannot read the event log of flow %s", flow.uuid, exc_info=True)
         events = []
+    edges: dict[tuple[str, str], None] = {}
     for event in events:
         if event.name in names and event.cause.kind == CauseKind.READY:
             for source in event.cause.atoms:
                 if source in names and source != event.name:
                     edges[(source, event.name)] = None
-    return GraphShape(nodes, tuple((u, v, None) for u, v in edges))
+    return list(edges)
+
+
+def _grown(base: GraphShape, flow: Any) -> GraphShape:
+    """``base`` (the flow's shape before it ran) with the atoms the run added since.
+
+    A task that spawns a sub-flow adds its atoms to the flow detail; they are
+    drawn with the links the event log recorded for them, and a link of
+    ``base`` they now stand in (the spawner to what ran after it, which runs
+    after the whole sub-flow now) is dropped once the added links join its
+    ends. Atoms ``base`` has are drawn as it says.
+    """
+    known = {n["id"] for n in base.nodes}
+    added = tuple(n for n in _atom_nodes(flow) if n["id"] not in known)
+    if not added:
+        return base
+    new = {n["id"] for n in added}
+    links = [(u, v) for u, v in _ready_links(flow, known | new) if u in new or v in new]
+    onward: dict[str, list[str]] = {}
+    for u, v in links:
+        onward.setdefault(u, []).append(v)
+
+    def bypassed(source: str, target: str) -> bool:
+        seen, todo = {source}, list(onward.get(source, ()))
+        while todo:
+            node = todo.pop()
+            if node == target:
+                return True
+            if node not in seen:
+                seen.add(node)
+                todo.extend(onward.get(node, ()))
+        return False
+
+    kept = tuple(e for e in base.edges if e[0] not in onward or not bypassed(e[0], e[1]))
+    return GraphShape(base.nodes + added, kept + tuple((u, v, None) for u, v in links))

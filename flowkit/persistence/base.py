@@ -33,7 +33,7 @@ from flowkit import exceptions as exc
 from flowkit.persistence._json import encode_json
 from flowkit.persistence.models import AtomDetail, FlowDetail, LogBook
 
-__all__ = ["Backend", "Connection", "FenceRefused", "WriteFence", "encode_json"]
+__all__ = ["Backend", "Connection", "FenceRefused", "FenceTaken", "WriteFence", "encode_json"]
 
 
 class WriteFence(NamedTuple):
@@ -47,6 +47,17 @@ class WriteFence(NamedTuple):
 
     holder: str
     token: int
+
+
+class FenceTaken(NamedTuple):
+    """What :meth:`Connection.take_fence` did.
+
+    ``flow`` is the flow detail read under the new fence and ``replaced`` the
+    fence it held just before (None: it was not fenced).
+    """
+
+    flow: FlowDetail
+    replaced: WriteFence | None
 
 
 class FenceRefused(exc.StorageFailure):
@@ -336,6 +347,27 @@ class Connection(ABC):
             NotImplementedError: this backend has no write fences.
         """
         raise NotImplementedError(f"{type(self).__name__} does not support write fences")
+
+    def take_fence(
+        self, fd_uuid: str, fence: WriteFence, *, take_over: bool | WriteFence = True
+    ) -> FenceTaken:
+        """:meth:`fence_flow`, also saying which fence it replaced.
+
+        A conductor taking a job needs both: the flow, and whether an earlier
+        claim of that same job fenced it (then that claim ran it). The bundled
+        backends read the replaced fence in the step that takes the fence, no
+        round trip more. This default, for other backends, reads it first
+        (:meth:`flow_fence`; None when the backend cannot say), then takes the
+        fence: two steps, of which only the second is the fence's guarantee.
+
+        Raises:
+            as :meth:`fence_flow`.
+        """
+        try:
+            replaced = self.flow_fence(fd_uuid)
+        except NotImplementedError:
+            replaced = None
+        return FenceTaken(self.fence_flow(fd_uuid, fence, take_over=take_over), replaced)
 
     def flow_fence(self, fd_uuid: str) -> WriteFence | None:
         """The write fence flow detail ``fd_uuid`` holds now (None: never fenced).

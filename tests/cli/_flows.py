@@ -26,7 +26,9 @@ __all__ = [
     "make_revert_fails",
     "make_shop",
     "make_slow",
+    "make_slow_spawning",
     "make_spawning",
+    "slow_steps",
     "spawned_steps",
     "make_stuck_revert",
 ]
@@ -174,6 +176,24 @@ def make_long_gated() -> linear_flow.Flow:
 def make_slow() -> linear_flow.Flow:
     """Three slow steps."""
     return linear_flow.Flow("slow").add(Slow("one"), Slow("two"), Slow("three"))
+
+
+def slow_steps(names: list[str]) -> linear_flow.Flow:
+    """Slow steps named ``names`` (a sub-flow factory)."""
+    return linear_flow.Flow("slow-spawned").add(*[Slow(n) for n in names])
+
+
+class SlowSpawner(Slow):
+    """Waits as :class:`Slow` does, then spawns ``slow_steps(["s1", "s2"])``."""
+
+    def execute(self, delay: float) -> Any:
+        super().execute(delay)
+        return dynamic.subflow(slow_steps, ["s1", "s2"])
+
+
+def make_slow_spawning() -> linear_flow.Flow:
+    """one, spawner (which adds s1 and s2 at run time), last: each waits for its gate."""
+    return linear_flow.Flow("growing").add(Slow("one"), SlowSpawner("spawner"), Slow("last"))
 
 
 #: A flow object (``flowkit run`` takes these too).

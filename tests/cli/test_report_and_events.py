@@ -178,7 +178,10 @@ def test_report_without_an_event_log_leaves_timings_unknown() -> None:
     engine = engines.load(make_shop(), store={"amount": 5})
     engine.run()
     report = ExecutionReport.from_engine(engine)
-    assert report.duration is not None  # the engine's own statistics
+    # Every run's time is unknown (earlier runs left no record); the engine timed its own.
+    assert report.duration is None and report.last_run_duration is not None
+    assert ExecutionReport.from_flow_detail(engine.storage.flow_detail).last_run_duration is None
+    assert "(its last run)" in report.to_text().splitlines()[0]
     assert all(a.attempts is None and a.duration is None for a in report.atoms)
 
 
@@ -346,3 +349,135 @@ def test_a_flow_ended_by_two_failures_at_once_names_both() -> None:
         f"'{first}' failed with CardDeclined: {first} declined and '{second}' failed with "
         f"CardDeclined: {second} declined; the flow ended REVERTED"
     )
+
+
+class UndoFails(task.Task):
+    def execute(self) -> str:
+        return "done"
+
+    def revert(self, *args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("cannot undo")
+
+
+def test_why_a_revert_failed_goes_on_to_the_failure_that_made_it_revert() -> None:
+    # A raise was linked to nothing: `why` of a REVERT_FAILURE atom stopped at "revert
+    # raised RuntimeError", never saying what it was being reverted for.
+    engine = engines.load(linear_flow.Flow("f").add(UndoFails("undoer"), Flaky("pay", failures=1)))
+    listener = EventLogListener(engine, clock=Ticking())
+    with listener, contextlib.suppress(RuntimeError, CardDeclined):
+        engine.run()
+    chain = [(e.name, e.state) for e in listener.log.why("undoer")]
+    assert chain == [("undoer", "REVERT_FAILURE"), ("undoer", "REVERTING"), ("pay", "FAILURE")]
+    # In the tree the failed revert sits under the revert it ended, under the failure.
+    depth = {(row.event.name, row.event.state): row.depth for row in listener.log.tree()}
+    assert depth[("pay", "FAILURE")] < depth[("undoer", "REVERTING")] <= depth[("undoer", "REVERT_FAILURE")]
+
+
+def test_the_text_report_says_a_revert_was_an_earlier_attempts_when_the_atom_ran_again() -> None:
+    # "flaky SUCCESS attempts=3 -> 'ok'  reverted": the revert was of its failed attempts,
+    # not of the result shown, but the line read as if its work had been undone.
+    flow = linear_flow.Flow("f", retry=retry.Times(5, "r")).add(Step("a"), Flaky("flaky", failures=2))
+    engine, _ = _run(flow)
+    lines = {line.split()[0]: line for line in ExecutionReport.from_engine(engine).to_text().splitlines()[1:]}
+    assert lines["flaky"].endswith("-> 'ok'  (earlier attempts: 2 failed, 2 reverted)"), lines
+    assert lines["a"].endswith("-> 'a'  (earlier attempts: 2 reverted)"), lines
+    assert not lines["flaky"].endswith(" reverted")
+    # An atom whose last word is its revert still says so plainly.
+    engine, _ = _run(make_shop(), store={"amount": 500})
+    text = ExecutionReport.from_engine(engine).to_text()
+    assert next(line for line in text.splitlines() if line.split()[0] == "reserve").endswith("reverted")
+
+
+def test_the_error_line_of_a_run_ended_by_two_failures_names_both() -> None:
+    # `flowkit run` said "atom 'b' failed with ..." of a run two parallel failures ended.
+    import threading
+
+    from flowkit.cli.run import _failure_line
+
+    MeetsThenFails.group = threading.Barrier(2)
+    flow = unordered_flow.Flow("f").add(MeetsThenFails("b"), MeetsThenFails("c"))
+    engine = engines.load(flow, engine="parallel", max_workers=2)
+    with EventLogListener(engine, clock=Ticking()), pytest.raises(exceptions.WrappedFailure):
+        engine.run()
+    line = _failure_line(ExecutionReport.from_engine(engine))
+    assert line == (
+        "flow 'f' ended REVERTED; atoms 'b' failed with tests.cli._flows.CardDeclined: b declined and "
+        "'c' failed with tests.cli._flows.CardDeclined: c declined; reverted 2 atom(s)"
+    ), line
+
+
+class Counts(task.Task):
+    default_provides = "count"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name=name)
+        self.calls = 0
+
+    def execute(self) -> int:
+        self.calls += 1
+        return self.calls
+
+
+def test_why_an_atom_of_a_loop_runs_again_is_its_loops_verdict_not_what_ran_before_the_loop() -> None:
+    # The first atom of a loop's body, in its 2nd and 3rd iterations, was said to run
+    # because 'start' (before the loop) completed, and the `until` verdicts that made the
+    # loop go on were recorded as a RUNNING with no end (their time lost in the report).
+    from flowkit.patterns import loop_flow
+
+    body = (Counts("count"), Step("body"))
+    loop = loop_flow.Flow("loop", *body, until=lambda count: count >= 3, max_iterations=5)
+    engine, listener = _run(linear_flow.Flow("f").add(Step("start"), loop, Step("after")))
+    log = listener.log
+    third = [e for e in log.of("count") if e.state == "RUNNING"][2]
+    assert third.cause.kind == CauseKind.ENGINE and third.cause.text == "its loop runs again: iteration 3"
+    verdict = log.get(third.cause.event or 0)
+    assert verdict is not None and (verdict.name, verdict.state) == ("loop^until", "PENDING")
+    assert verdict.cause.text == "it found its loop not done: iteration 3 follows"
+    chain = [(e.name, e.state, e.attempt) for e in log.why("count")]
+    assert chain[:4] == [
+        ("count", "SUCCESS", 3),
+        ("count", "RUNNING", 3),
+        ("loop^until", "PENDING", 2),
+        ("loop^until", "RUNNING", 2),
+    ]
+    assert ("start", "SUCCESS", 1) not in chain[:4]
+    until = log.of("loop^until")
+    ends = [e for e in until if e.state in ("PENDING", "SUCCESS")]
+    starts = [e for e in until if e.state == "RUNNING"]
+    report = {a.name: a for a in ExecutionReport.from_engine(engine).atoms}
+    assert report["loop^until"].attempts == 3
+    assert report["loop^until"].duration == sum(e.at - s.at for s, e in zip(starts, ends, strict=True))
+
+
+def test_a_suspended_run_ended_for_the_flow_list_as_for_the_report() -> None:
+    # The list (flows list --json, the monitor's list) said ended_at null of a run that
+    # was suspended, while the flow's report gave when it ended.
+    from flowkit.persistence import models
+    from flowkit.report import flow_summary
+
+    engine = engines.load(linear_flow.Flow("f").add(Step("a"), Step("b")))
+
+    def suspend_after_a(state: str, details: dict[str, Any]) -> None:
+        if details.get("task_name") == "a" and state == "SUCCESS":
+            engine.suspend()
+
+    engine.atom_notifier.register(engine.atom_notifier.ANY, suspend_after_a)
+    with EventLogListener(engine, clock=Ticking()):
+        engine.run()
+    detail = engine.storage.flow_detail
+    assert detail.state == "SUSPENDED"
+    report = ExecutionReport.from_flow_detail(detail)
+    listed = flow_summary(models.LogBook("book"), detail)
+    assert report.ended_at is not None
+    assert listed["ended_at"] == report.ended_at
+
+
+def test_an_atom_left_failed_does_not_count_its_own_failure_among_its_earlier_attempts() -> None:
+    # never_resolve leaves the failed atom FAILURE: its one attempt is the failure shown.
+    flow = linear_flow.Flow("f", retry=retry.Times(2, "r")).add(Flaky("flaky", failures=9))
+    engine = engines.load(flow, never_resolve=True)
+    with EventLogListener(engine, clock=Ticking()), contextlib.suppress(CardDeclined):
+        engine.run()
+    line = next(x for x in ExecutionReport.from_engine(engine).to_text().splitlines() if "flaky" in x)
+    assert "FAILURE" in line and "failed: " in line
+    assert "earlier attempts" not in line, line

@@ -293,3 +293,53 @@ def test_a_store_whose_fence_flow_predates_take_over_is_fenced_as_before(
     with backend_b.get_connection() as conn:
         conn.save_flow_progress(flow_b, [_atom("written-by-b")], True)
     assert "written-by-b" in _stored(persistence, fd)[1]
+
+
+def _statements_of(store: Backend, action: Callable[[], object]) -> list[str]:
+    """The statements ``action`` sends to ``store`` (a SQLAlchemy backend): "VERB table", and COMMITs."""
+    import re
+
+    from sqlalchemy import event
+
+    engine = store.engine  # type: ignore[attr-defined]
+    sent: list[str] = []
+
+    def statement(_conn: Any, _cursor: Any, sql: str, *_rest: Any) -> None:
+        found = re.match(r"\s*(UPDATE)\s+(\w+)|\s*(\w+)\b.*?\b(?:FROM|INTO)\s+(\w+)", sql, re.S | re.I)
+        words = [w for w in found.groups() if w] if found else [sql.strip()]
+        sent.append(" ".join(words).upper())
+
+    def commit(_conn: Any) -> None:
+        sent.append("COMMIT")
+
+    event.listen(engine, "before_cursor_execute", statement)
+    event.listen(engine, "commit", commit)
+    try:
+        action()
+    finally:
+        event.remove(engine, "before_cursor_execute", statement)
+        event.remove(engine, "commit", commit)
+    return sent
+
+
+def test_taking_a_jobs_flow_reads_the_fence_it_replaces_in_the_transaction_that_takes_it(
+    persistence: Backend, tmp_path: Path
+) -> None:
+    # take() first read the fence in a transaction of its own (to tell whether an earlier
+    # claim of the job ran the flow), then took the fence in a second one.
+    board = MemoryJobBoard("board", persistence=persistence)
+    calls = str(tmp_path / "c")
+    job, fd = post_flow(board, persistence, flows.chain, [1], job_store={"v0": 0, "calls": calls})
+    first = FencedBackend(persistence, ClaimFence(board, job, board.claim(job, "a")))
+    sent = _statements_of(persistence, lambda: first.take(fd.uuid))
+    # One transaction: the flow's row (its fence with it), the fence taken, the atoms.
+    assert sent == ["SELECT FLOWDETAILS", "UPDATE FLOWDETAILS", "SELECT ATOMDETAILS", "COMMIT"], sent
+    assert fd.uuid not in first.run_before
+    # Taken again by the same claim (a flow read anew after its in-doubt atoms were settled):
+    # its own fence is no earlier claim's.
+    first.take(fd.uuid)
+    assert fd.uuid not in first.run_before
+    board.abandon(job, "a")
+    later = FencedBackend(persistence, ClaimFence(board, job, board.claim(job, "b")))
+    later.take(fd.uuid)
+    assert fd.uuid in later.run_before

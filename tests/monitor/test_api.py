@@ -11,11 +11,12 @@ from typing import Any
 
 import pytest
 
-from flowkit import engines
+from flowkit import dynamic, engines, task
 from flowkit.listeners.events import EventLogListener
 from flowkit.monitor import create_app
+from flowkit.patterns import linear_flow
 from flowkit.persistence import backends, models
-from tests.cli._flows import CardDeclined, make_shop
+from tests.cli._flows import CardDeclined, Step, make_shop
 from tests.monitor import _factories
 
 with warnings.catch_warnings():
@@ -271,3 +272,55 @@ def test_the_graph_cache_keeps_only_the_most_recently_asked_for(tmp_path: Path) 
     assert GRAPH_CACHE_SIZE >= 1
     with pytest.raises(ValueError, match="graph_cache_size"):
         Reader(url, graph_cache_size=0)
+
+
+class _Spawns(task.Task):
+    """Adds ``s1`` then ``s2`` to the running flow."""
+
+    def execute(self) -> Any:
+        return dynamic.subflow(linear_flow.Flow("sub").add(Step("s1"), Step("s2")))
+
+
+@pytest.mark.parametrize("stored", [True, False], ids=["stored-shape", "event-log"])
+def test_the_graph_of_a_running_flow_is_drawn_again_as_the_flow_grows(tmp_path: Path, stored: bool) -> None:
+    # The reader cached a flow's first drawing for good ("a flow's shape does not change"):
+    # atoms spawned at run time, and links the event log learned later, were never drawn.
+    from flowkit.monitor._data import GRAPH_KEY, Reader
+    from flowkit.monitor._layout import shape_of
+
+    url = f"sqlite:///{tmp_path}/grows.db"
+    flow = linear_flow.Flow("grows").add(Step("one"), _Spawns("spawner"), Step("last"))
+    drawings: list[tuple[list[str], set[tuple[str, str]], str]] = []
+    versions: list[tuple[str | None, str | None]] = []
+    reader = Reader(url)
+    try:
+        with backends.backend(url) as backend:
+            engine = engines.load(flow, backend=backend)
+            if stored:
+                engine.storage.update_flow_metadata({GRAPH_KEY: shape_of(engine).to_dict()})
+            uuid = engine.storage.flow_uuid
+            with EventLogListener(engine):
+                for _ in engine.run_iter():  # the reader looks after each step of the engine
+                    graph = reader.graph(uuid)
+                    states = reader.states(uuid)
+                    assert graph is not None and states is not None
+                    drawings.append(
+                        (
+                            [n["id"] for n in graph["nodes"]],
+                            {(u, v) for u, v, _ in graph["edges"]},
+                            graph["drawn_from"],
+                        )
+                    )
+                    versions.append((states.get("graph"), graph.get("version")))
+    finally:
+        reader.close()
+    first_nodes, _, _ = drawings[0]
+    nodes, edges, source = drawings[-1]
+    assert first_nodes == ["one", "spawner", "last"]
+    assert nodes == ["one", "spawner", "last", "s1", "s2"]
+    # Each atom below what made it ready; the spawner's link to `last` went to the sub-flow.
+    assert edges == {("one", "spawner"), ("spawner", "s1"), ("s1", "s2"), ("s2", "last")}
+    assert source == ("stored" if stored else "events")
+    # The live stream's snapshots carry the version the page compares to ask for the graph again.
+    assert all(seen == drawn is not None for seen, drawn in versions)
+    assert len(set(versions)) > 2

@@ -187,6 +187,65 @@ def test_a_flow_run_elsewhere_appears_and_its_atoms_change_colour_live(
     assert run.returncode == 0, run.stderr.read().decode() if run.stderr else ""
 
 
+def test_a_sub_flow_spawned_at_run_time_joins_the_drawn_graph_live(monitor: Monitor, tmp_path: Path) -> None:
+    # The page drew the graph once, when opened: atoms a task spawned later never
+    # appeared (the server also cached the first drawing for good), so their
+    # states could not be seen.
+    chromium = services.require_binary("chromium", "chromium")
+    sync_api = services.require_module("playwright.sync_api", "playwright")
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    run = subprocess.Popen(
+        [FLOWKIT, "run", "tests.cli._flows:make_slow_spawning", "--store", "delay=0", "--connection",
+         monitor.connection, "--no-progress", "--report", "none"],
+        env=command_env(FLOWKIT_TEST_GATE=str(gate)),
+        cwd=SOURCE_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        flows = wait_until(lambda: _get_json(monitor.url + "/api/flows"), timeout=60)
+        assert isinstance(flows, list)
+        with sync_api.sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page(viewport={"width": 1280, "height": 800})
+                errors: list[str] = []
+                page.on("pageerror", lambda err: errors.append(str(err)))
+                page.goto(f"{monitor.url}/flows/{flows[0]['uuid']}")
+                cy = "flowkitMonitor.current.cy"
+                state_of = f"([atom, state]) => {cy} && {cy}.getElementById(atom).data('state') === state"
+                page.wait_for_function(state_of, arg=["one", "RUNNING"], timeout=60_000)
+                ids = f"() => {cy}.nodes().map(n => n.id()).sort()"
+                edges = f"() => {cy}.edges().map(e => e.source().id() + '>' + e.target().id()).sort()"
+                assert page.evaluate(ids) == ["last", "one", "spawner"]
+                _open(gate, "one", "spawner")
+                # The spawned atoms are drawn, below the spawner, and coloured as they run.
+                page.wait_for_function(state_of, arg=["s1", "RUNNING"], timeout=60_000)
+                assert page.evaluate(ids) == ["last", "one", "s1", "s2", "spawner"]
+                _open(gate, "s1", "s2")
+                page.wait_for_function(state_of, arg=["last", "RUNNING"], timeout=60_000)
+                grown = f"() => {cy}.edges().length === 4"
+                page.wait_for_function(grown, timeout=60_000)
+                # What ran after the spawner now runs after the sub-flow: its link went.
+                assert page.evaluate(edges) == ["one>spawner", "s1>s2", "s2>last", "spawner>s1"]
+                heights = f"() => Object.fromEntries({cy}.nodes().map(n => [n.id(), n.position('y')]))"
+                y = page.evaluate(heights)
+                assert y["one"] < y["spawner"] < y["s1"] < y["s2"] < y["last"]
+                ARTIFACTS.mkdir(exist_ok=True)
+                page.screenshot(path=str(ARTIFACTS / "monitor-grown.png"), full_page=True)
+                _open(gate, "last")
+                page.wait_for_selector('body[data-flow-state="SUCCESS"]', timeout=60_000)
+                page.wait_for_function(state_of, arg=["s2", "SUCCESS"], timeout=60_000)
+                assert not errors
+            finally:
+                browser.close()
+    finally:
+        _open(gate, "one", "spawner", "s1", "s2", "last")
+        run.wait(timeout=60)
+    assert run.returncode == 0, run.stderr.read().decode() if run.stderr else ""
+
+
 def test_the_stream_sends_each_change_of_state(monitor: Monitor, tmp_path: Path) -> None:
     gate = tmp_path / "gate"
     gate.mkdir()
@@ -577,6 +636,41 @@ def test_names_and_failure_texts_are_shown_as_text_never_run_as_markup(tmp_path:
                 assert page.evaluate("() => window.__flowkit_xss") is None
                 drawn = page.evaluate("() => flowkitMonitor.current.cy.nodes().map(n => n.id())")
                 assert f"bad {HOSTILE_MARKUP}" in drawn
+            finally:
+                browser.close()
+    finally:
+        _stop(proc)
+
+
+def test_a_revert_of_an_earlier_attempt_is_not_shown_as_the_atoms_outcome(tmp_path: Path) -> None:
+    # The report's table put "(reverted)" next to an atom that a retry ran again and that
+    # succeeded: it read as if its work had been undone.
+    chromium = services.require_binary("chromium", "chromium")
+    sync_api = services.require_module("playwright.sync_api", "playwright")
+    from flowkit import retry
+    from flowkit.listeners.events import EventLogListener
+    from flowkit.patterns import linear_flow
+    from tests.cli.test_report_and_events import Flaky
+
+    connection = f"sqlite:///{tmp_path}/retried.db"
+    flow = linear_flow.Flow("retried", retry=retry.Times(3, "r")).add(Flaky("flaky", failures=1))
+    with backends.backend(connection) as backend:
+        engine = engines.load(flow, backend=backend)
+        with EventLogListener(engine):
+            engine.run()
+        uuid = engine.storage.flow_uuid
+    proc, url = _start_monitor(connection)
+    try:
+        with sync_api.sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page()
+                page.goto(f"{url}/flows/{uuid}")
+                row = page.wait_for_selector('#report tr[data-atom="flaky"]', timeout=60_000)
+                assert row is not None
+                shown = row.inner_text()
+                assert "SUCCESS" in shown and "(an earlier attempt: reverted)" in shown, shown
+                assert "(reverted)" not in shown
             finally:
                 browser.close()
     finally:

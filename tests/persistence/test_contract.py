@@ -682,6 +682,22 @@ def test_flow_fence_reads_the_fence_held_now(conn: Connection) -> None:
         conn.flow_fence("no-such-flow")
 
 
+def test_take_fence_reads_the_flow_and_the_fence_it_replaced_in_one_step(conn: Connection) -> None:
+    # What a conductor taking a job asks: the flow, and whether an earlier claim of the job fenced it.
+    fd = _fenced_flow(conn)
+    first = conn.take_fence(fd.uuid, WriteFence("job-1", 1))
+    assert first.replaced is None and first.flow.uuid == fd.uuid and [ad.name for ad in first.flow] == ["a"]
+    again = conn.take_fence(fd.uuid, WriteFence("job-1", 2), take_over=False)
+    assert again.replaced == WriteFence("job-1", 1)
+    taken = conn.take_fence(fd.uuid, WriteFence("job-2", 1), take_over=WriteFence("job-1", 2))
+    assert taken.replaced == WriteFence("job-1", 2) and conn.flow_fence(fd.uuid) == WriteFence("job-2", 1)
+    with pytest.raises(FenceRefused) as refused:
+        conn.take_fence(fd.uuid, WriteFence("job-3", 1), take_over=False)
+    assert refused.value.current == WriteFence("job-2", 1)
+    with pytest.raises(exc.NotFound):
+        conn.take_fence("no-such-flow", WriteFence("job-1", 1))
+
+
 def test_fenced_progress_moves_an_atom_of_another_flow_under_this_one(conn: Connection) -> None:
     ad = _task("a")
     first, second = _flow(ad, name="first"), _flow(name="second")

@@ -154,7 +154,8 @@ const flowkitMonitor = (() => {
     return style;
   }
 
-  function drawGraph(container, graph) {
+  // Cytoscape's elements for the server's drawing of the graph.
+  function graphElements(graph) {
     const elements = [];
     for (const node of graph.nodes) {
       const label = node.kind === "barrier" ? "" : (node.id.length > 18 ? node.id.slice(0, 17) + "\u2026" : node.id);
@@ -168,12 +169,20 @@ const flowkitMonitor = (() => {
       if (decider) data.decider = decider;
       elements.push({group: "edges", data});
     });
+    return elements;
+  }
+  function fitHeight(container, graph) {
     container.style.height = Math.min(Math.max(graph.height + 60, 160), 640) + "px";
+  }
+
+  function drawGraph(container, graph) {
+    fitHeight(container, graph);
     const cy = cytoscape({
-      container, elements, style: graphStyle(),
+      container, elements: graphElements(graph), style: graphStyle(),
       layout: {name: "preset", fit: true, padding: 20},
       minZoom: 0.2, maxZoom: 1.5, autoungrabify: true, boxSelectionEnabled: false,
     });
+    cy.scratch("flowkit", {version: graph.version, shape: shapeOf(graph)});
     // Full names and deciders on hover (labels are shortened to fit a node).
     cy.on("mouseover", "node", (e) => { container.title = e.target.id(); });
     cy.on("mouseover", "edge", (e) => {
@@ -181,6 +190,32 @@ const flowkitMonitor = (() => {
     });
     cy.on("mouseout", () => { container.title = ""; });
     return cy;
+  }
+
+  // The flow grew (a spawned sub-flow, a link the event log learned): draw the new
+  // graph in place, its nodes in the states last seen; the view is fitted again
+  // unless the user panned or zoomed by hand.
+  // What a drawing shows: a new version of the same drawing (a loop's next iteration,
+  // a link learned again) is not drawn again.
+  function shapeOf(graph) {
+    return JSON.stringify([graph.nodes, graph.edges]);
+  }
+  function redrawGraph(cy, graph, atoms, fit) {
+    const shape = shapeOf(graph);
+    if (shape === cy.scratch("flowkit").shape) {
+      cy.scratch("flowkit", {version: graph.version, shape});
+      return false;
+    }
+    cy.batch(() => {
+      cy.elements().remove();
+      cy.add(graphElements(graph));
+    });
+    cy.scratch("flowkit", {version: graph.version, shape});
+    fitHeight(cy.container(), graph);
+    cy.resize();
+    colour(cy, atoms);
+    if (fit) cy.fit(undefined, 20);
+    return true;
   }
 
   function colour(cy, atoms) {
@@ -200,6 +235,14 @@ const flowkitMonitor = (() => {
     if (box.w <= cy.width() && box.h <= cy.height()) return;
     const active = cy.nodes('[state = "RUNNING"], [state = "REVERTING"]');
     if (active.nonempty()) cy.center(active);
+  }
+
+  // A revert said of an atom that ran again since (a retry) is an earlier attempt's:
+  // "(reverted)" next to SUCCESS read as if its work had been undone.
+  function revertNote(atom) {
+    if (!atom.reverted) return "";
+    const undoing = ["REVERTING", "REVERTED", "REVERT_FAILURE"].includes(atom.state);
+    return undoing ? " (" + atom.reverted + ")" : " (an earlier attempt: " + atom.reverted + ")";
   }
 
   function showReport(report) {
@@ -226,8 +269,7 @@ const flowkitMonitor = (() => {
       }
       row.append(cell, el("td", {}, atom.attempts ?? ""),
                  el("td", {"class": "took"}, took),
-                 el("td", {}, failure + (atom.cached ? " (from the cache)" : "") +
-                                (atom.reverted ? " (" + atom.reverted + ")" : "")));
+                 el("td", {}, failure + (atom.cached ? " (from the cache)" : "") + revertNote(atom)));
       table.append(row);
     }
     const total = report.duration === null ? "" : " in " + report.duration.toFixed(3) + "s";
@@ -312,11 +354,38 @@ const flowkitMonitor = (() => {
     stream.onerror = () => showStatus(stream.readyState === EventSource.CLOSED
       ? "the monitor's live stream was refused; reload the page to try again"
       : "lost the monitor's live stream; reconnecting");
+    // The graph is asked for again when a snapshot's version says it changed: one
+    // request at a time, and once more after it if the version moved meanwhile.
+    let atoms = Object.fromEntries(report.atoms.map(a => [a.name, a.state]));
+    let wanted = graph.version;
+    let regraphing = false;
+    async function regraph() {
+      if (regraphing) return;
+      regraphing = true;
+      try {
+        while (wanted !== cy.scratch("flowkit").version) {
+          const asked = wanted;
+          const grown = await getJSON("/api/flows/" + uuid + "/graph");
+          if (grown.version === cy.scratch("flowkit").version) break;  // nothing new after all
+          if (redrawGraph(cy, grown, atoms, follow) && follow) followRun(cy);
+          if (wanted === asked) break;
+        }
+      } catch (err) {
+        console.warn("graph refresh failed:", err);  // the next change tries again
+      } finally {
+        regraphing = false;
+      }
+    }
     stream.onmessage = async (message) => {
       const snapshot = JSON.parse(message.data);
       if (!snapshot) return;
       showStatus("");
+      atoms = snapshot.atoms;
       colour(cy, snapshot.atoms);
+      if (snapshot.graph !== undefined && snapshot.graph !== cy.scratch("flowkit").version) {
+        wanted = snapshot.graph;
+        regraph();
+      }
       if (follow) followRun(cy);
       document.body.setAttribute("data-flow-state", snapshot.state);
       if (!refreshing) {

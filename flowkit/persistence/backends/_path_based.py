@@ -55,7 +55,7 @@ from flowkit import exceptions as exc
 from flowkit._utils.records import Record
 from flowkit.persistence._archived import fold_listed, fold_one
 from flowkit.persistence.backends._missing import ATOMS, BOOKS, FLOWS, not_found
-from flowkit.persistence.base import Backend, Connection, FenceRefused, WriteFence, encode_json
+from flowkit.persistence.base import Backend, Connection, FenceRefused, FenceTaken, WriteFence, encode_json
 from flowkit.persistence.models import (
     AtomDetail,
     FlowDetail,
@@ -692,8 +692,14 @@ class DocumentConnection(Connection):
             FenceRefused: a later claim of the same job holds the fence, or
                 another job's fence that ``take_over`` does not let go.
         """
+        return self.take_fence(fd_uuid, fence, take_over=take_over).flow
 
-        def body(batch: Batch) -> FlowDetail:
+    def take_fence(
+        self, fd_uuid: str, fence: WriteFence, *, take_over: bool | WriteFence = True
+    ) -> FenceTaken:
+        """:meth:`fence_flow`, with the fence the document held before, read in that same step."""
+
+        def body(batch: Batch) -> FenceTaken:
             doc = batch.get(FLOWS, fd_uuid)
             if doc is None:
                 raise not_found(FLOWS, fd_uuid)
@@ -710,7 +716,7 @@ class DocumentConnection(Connection):
             # flow's links) keeps every atom write either before the fence or refused.
             fd = self._flow(batch, fd_uuid, lazy=False)
             assert fd is not None  # read just above
-            return fd
+            return FenceTaken(fd, current)
 
         return self._step("fence_flow", fd_uuid, body)
 

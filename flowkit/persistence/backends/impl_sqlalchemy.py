@@ -577,9 +577,27 @@ class SQLAlchemyConnection(base.Connection):
             FenceRefused: a later claim of the same job holds the fence, or
                 another job's fence that ``take_over`` does not let go.
         """
+        return self.take_fence(fd_uuid, fence, take_over=take_over).flow
 
-        def work(conn: SAConnection) -> models.FlowDetail:
+    def take_fence(
+        self, fd_uuid: str, fence: base.WriteFence, *, take_over: bool | base.WriteFence = True
+    ) -> base.FenceTaken:
+        """:meth:`fence_flow`, with the fence replaced, in the same transaction.
+
+        The flow's row is read first and locked (``FOR UPDATE``; SQLite's
+        write transaction holds the database), which gives the fence the
+        conditional ``UPDATE`` then replaces, and the flow: no statement more
+        than taking the fence and reading the flow cost before.
+        """
+
+        def work(conn: SAConnection) -> base.FenceTaken:
             params: dict[str, Any] = {"b_uuid": fd_uuid, "holder": fence.holder, "token": fence.token}
+            found = conn.execute(sql.SELECT_FLOW_LOCKED, {"b_uuid": fd_uuid}).first()
+            if found is None:
+                raise not_found(FLOWS, fd_uuid)
+            row = found._mapping
+            holder = row["fence_holder"]
+            replaced = None if holder is None else base.WriteFence(str(holder), int(row["fence_token"]))
             statement = sql.FENCE_FLOW
             if isinstance(take_over, base.WriteFence):
                 statement = sql.FENCE_FLOW_REPLACING
@@ -587,8 +605,12 @@ class SQLAlchemyConnection(base.Connection):
             elif not take_over:
                 statement = sql.FENCE_FLOW_OWN
             if conn.execute(statement, params).rowcount == 0:
-                raise _refusal(conn, fd_uuid, fence, "fencing")
-            return _read_flow(conn, fd_uuid, lazy=False)
+                # The row is locked since it was read: the fence that refused is the one read.
+                raise base.FenceRefused.make(fd_uuid, fence, replaced, "fencing")
+            fd = _codec.flow_from_row(row)
+            for atom in conn.execute(sql.SELECT_FLOW_ATOMS, {"b_uuid": fd_uuid}):
+                fd.add(_codec.atom_from_row(atom._mapping))
+            return base.FenceTaken(fd, replaced)
 
         return self._run(f"fencing flow detail {fd_uuid!r}", work, write=True)
 

@@ -55,6 +55,7 @@ __all__ = [
     "SELECT_FENCE",
     "SELECT_FLOW",
     "SELECT_FLOW_ATOMS",
+    "SELECT_FLOW_LOCKED",
     "UPDATE_ATOM",
     "UPDATE_BOOK",
     "UPDATE_FLOW",
@@ -69,6 +70,10 @@ _FLOW_ORDER = (flowdetails.c.created_at, flowdetails.c.uuid)
 SELECT_BOOK: Select[Any] = select(logbooks).where(logbooks.c.uuid == bindparam("b_uuid"))
 SELECT_ALL_BOOKS: Select[Any] = select(logbooks).order_by(logbooks.c.created_at, logbooks.c.uuid)
 SELECT_FLOW: Select[Any] = select(flowdetails).where(flowdetails.c.uuid == bindparam("b_uuid"))
+# The flow row (its fence with it) locked until the transaction ends, so the fence read is the
+# fence a conditional UPDATE after it replaces (SQLite ignores FOR UPDATE: its write transactions,
+# BEGIN IMMEDIATE, hold the whole database from their start).
+SELECT_FLOW_LOCKED: Select[Any] = SELECT_FLOW.with_for_update()
 SELECT_BOOK_FLOWS: Select[Any] = (
     select(flowdetails).where(flowdetails.c.parent_uuid == bindparam("b_uuid")).order_by(*_FLOW_ORDER)
 )
