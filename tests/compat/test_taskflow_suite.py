@@ -70,7 +70,7 @@ MODULES = (
 )
 
 # Ratchets (see the module docstring): move them only towards the goal.
-MIN_PASSED = 1081
+MIN_PASSED = 1089
 MAX_UNLISTED_FAILURES = 0
 
 # Importing taskflow's test helpers pulls in oslo_utils.eventletutils, which warns.
