@@ -21,7 +21,7 @@ and an exception that is no :class:`Exception` (``KeyboardInterrupt``,
 unambiguously (``"module.Qualname"``, ``builtins.`` included) down to
 ``builtins.BaseException`` and so can record any exception; the Go worker writes
 that form. :meth:`Failure.check` matches either spelling, so records of both
-forms (and those stored by earlier flowkit releases, which wrote the qualified
+forms (and those stored by earlier flowkit builds, which wrote the qualified
 form) read alike.
 """
 
@@ -376,6 +376,10 @@ class Failure:
     def _walk_causes(self) -> Iterator[Failure]:
         current = self.exception
         seen = {id(current)}
+        # Causes are named as this failure is (a cause may be any exception, so the
+        # TaskFlow-spelt form runs down to BaseException where it must).
+        names = self._exc_type_names
+        form = _QUALIFIED if names and names[-1] == "builtins.BaseException" else _TASKFLOW_BASE
         while current is not None:
             candidates = [current.__cause__]
             if not current.__suppress_context__:
@@ -383,7 +387,10 @@ class Failure:
             current = next((c for c in candidates if c is not None and id(c) not in seen), None)
             if current is not None:
                 seen.add(id(current))
-                yield Failure._of_any(current)
+                cause = Failure.__new__(Failure)
+                cause._causes = None
+                cause._capture((type(current), current, current.__traceback__), form)
+                yield cause
 
     def check(self, *exc_classes: type[BaseException] | str) -> type[BaseException] | str | None:
         """Return the first of ``exc_classes`` this failure is an instance of.

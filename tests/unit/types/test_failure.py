@@ -174,6 +174,19 @@ def test_qualified_names_run_down_to_base_exception_on_request() -> None:
     assert failure.check(Local, "Exception") is Local
 
 
+def test_causes_are_named_in_the_form_of_their_failure() -> None:
+    try:
+        try:
+            raise KeyError("k")
+        except KeyError as error:
+            raise AppError("wrapped") from error
+    except AppError as error:
+        plain, qualified = Failure.from_exception(error), Failure.from_exception(error, qualified=True)
+    assert [list(c) for c in plain.causes] == [["KeyError", "LookupError", "Exception"]]
+    assert [c.exception_type_names[0] for c in qualified.causes] == ["builtins.KeyError"]
+    assert qualified.causes[0].exception_type_names[-1] == "builtins.BaseException"
+
+
 def test_interrupts_are_refused_with_type_error_like_taskflow() -> None:
     for interrupt in (KeyboardInterrupt(), SystemExit(3)):
         try:
