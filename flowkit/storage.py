@@ -95,6 +95,8 @@ class Storage:
 
     #: The name TaskFlow gives the record of flow-level injected values. flowkit
     #: keeps those in the flow detail's metadata instead; no atom may take the name.
+    #: As in TaskFlow, once values were injected (not transient), ``get``,
+    #: ``get_atom_state`` and ``get_atoms_states`` answer for it: the saved values, SUCCESS.
     injector_name = "_TaskFlow_INJECTOR"
 
     def __init__(
@@ -191,7 +193,22 @@ class Storage:
     def get_atom_uuid(self, atom_name: str) -> str:
         return self._record(atom_name).uuid
 
+    def _saved_injected(self) -> dict[str, Any]:
+        """The injected values TaskFlow's injector record would hold.
+
+        Raises:
+            NotFound: none were injected (TaskFlow has no such record then).
+        """
+        run = self._run
+        saved = {k: v for k, v in run.store.items() if k not in run.transient}
+        if not saved and STORE_KEY not in run.flow_meta:
+            raise exc.NotFound(f"Unknown atom name '{self.injector_name}' in flow '{run.flow_name}'")
+        return saved
+
     def get_atom_state(self, atom_name: str) -> str:
+        if atom_name == self.injector_name:
+            self._saved_injected()
+            return st.SUCCESS
         return self._record(atom_name).state
 
     def set_atom_state(self, atom_name: str, state: str) -> None:
@@ -200,6 +217,9 @@ class Storage:
         self._changed(record)
 
     def get_atom_intention(self, atom_name: str) -> str:
+        if atom_name == self.injector_name:
+            self._saved_injected()
+            return st.EXECUTE
         return self._record(atom_name).intention
 
     def set_atom_intention(self, atom_name: str, intention: str) -> None:
@@ -209,7 +229,7 @@ class Storage:
 
     def get_atoms_states(self, atom_names: Iterable[str]) -> dict[str, tuple[str, str]]:
         """Return ``{name: (state, intention)}`` for the given atoms."""
-        return {name: (self._record(name).state, self._record(name).intention) for name in atom_names}
+        return {name: (self.get_atom_state(name), self.get_atom_intention(name)) for name in atom_names}
 
     def update_atom_metadata(self, atom_name: str, update_with: Mapping[str, Any]) -> None:
         record = self._record(atom_name)
@@ -289,6 +309,8 @@ class Storage:
         Raises:
             NotFound: the atom has no execute result in its current state.
         """
+        if atom_name == self.injector_name:
+            return self._saved_injected()
         record = self._record(atom_name)
         if record.failure is not None:
             return record.failure

@@ -110,7 +110,7 @@ class Completions:
         is raised in the engine thread.
         """
         if isinstance(error, Exception) or raised_cancel(error):
-            self._put(Completion(node, action, False, Failure()))
+            self._put(Completion(node, action, False, Failure._of_any()))
         else:
             self._put(_Raise(error))
 

@@ -501,7 +501,7 @@ class Runtime:
         except BaseException as err:
             if not raised_cancel(err):
                 raise
-            return False, Failure()
+            return False, Failure._of_any()
         self.completed += 1
         record.result = value
         if record.failure is not None:  # it failed on an earlier attempt of a retry
@@ -1044,7 +1044,7 @@ def call_outcome(
     except BaseException as err:
         if not raised_cancel(err):
             raise
-        return False, Failure()
+        return False, Failure._of_any()
     return True, value
 
 

@@ -400,7 +400,7 @@ def run_timed(
         return
     except BaseException as err:
         if raised_cancel(err):
-            call.put(node, action, False, Failure())
+            call.put(node, action, False, Failure._of_any())
         else:
             call.put_raising(node, action, err)
         return

@@ -71,7 +71,7 @@ async def _run_on_loop(
         if current is not None and not current.cancelling():
             # Raised by the task itself, not a cancel of its call (a timeout, a
             # cancelled run_async): a failure, as on the other engines.
-            return False, Failure()
+            return False, Failure._of_any()
         return RAISE, err
     except BaseException as err:
         # An interrupt inside the loop would kill the loop thread; carry it to the engine.

@@ -12,9 +12,17 @@ foreign exception classes by name would be unsafe), so
 :meth:`Failure.reraise` raises :class:`~flowkit.exceptions.WrappedFailure`
 around the failure instead.
 
-Type names are fully qualified, ``"module.Qualname"``, from the exception's
-class down to ``builtins.BaseException``. TaskFlow writes built-in names bare
-(``"ValueError"``); :meth:`Failure.check` accepts both spellings.
+Type names are spelt as TaskFlow spells them, since services read them: the
+exception's class and its bases that are :class:`Exception` subclasses, each as
+``"module.Name"``, built-ins bare (``["KeyError", "LookupError", "Exception"]``),
+and an exception that is no :class:`Exception` (``KeyboardInterrupt``,
+``SystemExit``) is refused with :class:`TypeError`, as TaskFlow refuses it.
+``qualified=True`` opts in to flowkit's own form, which names every class
+unambiguously (``"module.Qualname"``, ``builtins.`` included) down to
+``builtins.BaseException`` and so can record any exception; the Go worker writes
+that form. :meth:`Failure.check` matches either spelling, so records of both
+forms (and those stored by earlier flowkit builds, which wrote the qualified
+form) read alike.
 """
 
 from __future__ import annotations
@@ -44,25 +52,73 @@ _MAX_ARG_DEPTH = 16
 # Class -> its type names. Weak keys so exception classes made on the fly can
 # still be collected. Made by the first failure, so that a run that never fails
 # does not import weakref (start-up time).
-_names_cache: weakref.WeakKeyDictionary[type, tuple[str, ...]] | None = None
+# The value is (qualified names, TaskFlow's names up to Exception, those or, for an
+# exception that is no Exception, TaskFlow-spelt names down to BaseException).
+_names_cache: weakref.WeakKeyDictionary[type, tuple[tuple[str, ...], ...]] | None = None
+
+# Spellings of a name, for check(): TaskFlow's form and the qualified one.
+_QUALIFIED, _TASKFLOW, _TASKFLOW_BASE = 0, 1, 2
 
 
 def _class_name(cls: type) -> str:
+    """``module.Qualname`` (flowkit's qualified form)."""
     module = getattr(cls, "__module__", None)
     return f"{module}.{cls.__qualname__}" if module else cls.__qualname__
 
 
-def _type_names(cls: type[BaseException]) -> tuple[str, ...]:
+def _taskflow_name(cls: type) -> str:
+    """``module.Name``, a built-in bare: the spelling TaskFlow writes and compares."""
+    module = getattr(cls, "__module__", None)
+    if not module or module == "builtins":
+        return cls.__name__
+    return f"{module}.{cls.__name__}"
+
+
+def _type_names(cls: type[BaseException], form: int) -> tuple[str, ...]:
     global _names_cache  # noqa: PLW0603 - made on first use (see above)
     if _names_cache is None:
         import weakref
 
         _names_cache = weakref.WeakKeyDictionary()
-    names = _names_cache.get(cls)
-    if names is None:
-        names = tuple(_class_name(base) for base in cls.__mro__ if base is not object)
-        _names_cache[cls] = names
-    return names
+    forms = _names_cache.get(cls)
+    if forms is None:
+        bases = [base for base in cls.__mro__ if base is not object]
+        taskflow = tuple(_taskflow_name(base) for base in bases if issubclass(base, Exception))
+        # An Exception ends at Exception in every TaskFlow-spelt form; only one that
+        # is no Exception (an interrupt) needs the names down to BaseException.
+        forms = (
+            tuple(_class_name(base) for base in bases),
+            taskflow,
+            taskflow or tuple(_taskflow_name(base) for base in bases),
+        )
+        _names_cache[cls] = forms
+    return forms[form]
+
+
+def _spellings(name: str) -> tuple[str, ...]:
+    """The names a record may use for the class ``name`` spells (a built-in: both)."""
+    if name.startswith(_BUILTINS_PREFIX):
+        return (name, name[len(_BUILTINS_PREFIX) :])
+    if "." not in name:
+        return (name, _BUILTINS_PREFIX + name)
+    return (name,)
+
+
+def _same_exc_info(first: ExcInfo | None, second: ExcInfo | None) -> bool:
+    """Whether two live triples hold the same error: type, text, repr and traceback text."""
+    if first is second:
+        return True
+    if first is None or second is None:
+        return False
+    if first[0] is not second[0] or type(first[1]) is not type(second[1]):
+        return False
+    if _safe_str(first[1]) != _safe_str(second[1]) or _safe_repr(first[1]) != _safe_repr(second[1]):
+        return False
+    if first[2] is second[2]:
+        return True
+    import traceback
+
+    return traceback.format_tb(first[2]) == traceback.format_tb(second[2])
 
 
 def _json_safe(value: Any, depth: int = 0) -> tuple[bool, Any]:
@@ -119,6 +175,13 @@ def _safe_str(value: BaseException) -> str:
         return f"<unprintable {type(value).__name__} object>"
 
 
+def _safe_repr(value: BaseException) -> str:
+    try:
+        return repr(value)
+    except Exception:  # as _safe_str
+        return f"<unrepresentable {type(value).__name__} object>"
+
+
 class Failure:
     """An immutable record of an exception: its types, message and traceback.
 
@@ -126,17 +189,23 @@ class Failure:
         exc_info: a ``(type, value, traceback)`` triple; when omitted (and no
             record fields are given) the exception being handled right now is
             captured.
+        qualified: name the captured exception's types in flowkit's qualified
+            form (``builtins.RuntimeError`` ... ``builtins.BaseException``),
+            which also records exceptions that are no :class:`Exception`
+            (``KeyboardInterrupt``, ``SystemExit``). By default they are named
+            as TaskFlow names them, and those are refused, as TaskFlow refuses
+            them (see the module docstring).
         exception_str: record form: the exception's message.
         traceback_str: record form: the formatted traceback.
-        exc_type_names: record form: fully qualified type names, most
-            specific first.
+        exc_type_names: record form: type names, most specific first.
         exc_args: record form: the exception's (JSON-safe) arguments.
         causes: record form: failures this one was caused by.
 
     Raises:
-        ValueError: nothing to capture (no exception is being handled), or
-            ``exc_info`` is not a triple with an exception in it.
-        TypeError: record fields given without ``exception_str``.
+        ValueError: ``exc_info`` is not a ``(type, value, traceback)`` triple.
+        TypeError: nothing to capture (no exception is being handled), the
+            exception is no :class:`Exception` and ``qualified`` is false, or
+            record fields given without ``exception_str``.
     """
 
     DICT_VERSION: ClassVar[int] = 1
@@ -163,6 +232,7 @@ class Failure:
         self,
         exc_info: Sequence[Any] | None = None,
         *,
+        qualified: bool = False,
         exception_str: str | None = None,
         traceback_str: str | None = None,
         exc_type_names: Iterable[str] | None = None,
@@ -177,14 +247,16 @@ class Failure:
         if exception_str is None:
             if traceback_str is not None or exc_type_names is not None or exc_args is not None:
                 raise TypeError("a Failure built from record fields needs exception_str")
-            self._capture(sys.exc_info() if exc_info is None else exc_info)
+            self._capture(
+                sys.exc_info() if exc_info is None else exc_info, _QUALIFIED if qualified else _TASKFLOW
+            )
             return
         # Record form, as rebuilt by from_dict (a live exc_info may ride along).
         self._exc_info = None if exc_info is None else self._checked_exc_info(exc_info)
         self._exception_str = exception_str
         self._traceback_str = traceback_str or ""
         self._exc_type_names = tuple(exc_type_names or ())
-        self._exc_args = _safe_args(exc_args or ())
+        self._exc_args = tuple(exc_args or ())
         if self._causes is None:
             self._causes = ()
 
@@ -206,22 +278,48 @@ class Failure:
             )
         return (type(value), value, exc_info[2])
 
-    def _capture(self, exc_info: Sequence[Any]) -> None:
+    def _capture(self, exc_info: Sequence[Any], form: int) -> None:
         import traceback  # not at module level: a run that never fails never needs it
 
         info = self._checked_exc_info(exc_info)
+        names = _type_names(info[0], form)
+        if not names:
+            # TaskFlow's refusal, worded as TaskFlow words it, then what to do instead.
+            raise TypeError(
+                f"Invalid exception type '{info[0]}' ({type(info[0])}): {info[0].__name__} is no "
+                "Exception subclass, which TaskFlow's Failure refuses; pass qualified=True to record it"
+            )
         value, tb = info[1], info[2]
         self._exc_info = info
-        self._exc_type_names = _type_names(info[0])
+        self._exc_type_names = names
         self._exception_str = _safe_str(value)
         # Eager on purpose: the record needs it and the frames' source may change later.
         self._traceback_str = "".join(traceback.format_tb(tb)) if tb is not None else ""
-        self._exc_args = _safe_args(getattr(value, "args", ()))
+        try:
+            self._exc_args = tuple(getattr(value, "args", ()))
+        except Exception:  # an exception whose args are not iterable: none to keep
+            self._exc_args = ()
 
     @classmethod
-    def from_exception(cls, exception: BaseException) -> Failure:
-        """Build a failure from an exception object (raised or not)."""
-        return cls((type(exception), exception, exception.__traceback__))
+    def from_exception(cls, exception: BaseException, *, qualified: bool = False) -> Failure:
+        """Build a failure from an exception object (raised or not); ``qualified`` as for the class."""
+        return cls((type(exception), exception, exception.__traceback__), qualified=qualified)
+
+    @classmethod
+    def _of_any(cls, exception: BaseException | None = None) -> Failure:
+        """Capture any exception, an interrupt or a cancellation too, in TaskFlow's spelling.
+
+        For flowkit's own machinery, which must hand such an exception on as a
+        failure (an asyncio task's own ``CancelledError``, a remote task's
+        ``SystemExit``): its names run down to ``BaseException``, which TaskFlow's
+        records may end with, so any reader takes the record. An
+        :class:`Exception` gets exactly the default names.
+        """
+        info = sys.exc_info() if exception is None else (type(exception), exception, exception.__traceback__)
+        failure = cls.__new__(cls)
+        failure._causes = None
+        failure._capture(info, _TASKFLOW_BASE)
+        return failure
 
     # -- what happened -----------------------------------------------------
 
@@ -242,7 +340,11 @@ class Failure:
 
     @property
     def exception_args(self) -> tuple[Any, ...]:
-        """The exception's arguments that survive JSON (others are dropped)."""
+        """The exception's arguments, as given to it (TaskFlow's).
+
+        Only those that survive JSON are written to the record (:meth:`to_dict`),
+        so a failure read back has those alone.
+        """
         return self._exc_args
 
     @property
@@ -252,7 +354,7 @@ class Failure:
 
     @property
     def exception_type_names(self) -> tuple[str, ...]:
-        """Fully qualified names of the exception's class and its bases, most specific first."""
+        """Names of the exception's class and its bases, most specific first, as recorded."""
         return self._exc_type_names
 
     def __iter__(self) -> Iterator[str]:
@@ -274,6 +376,10 @@ class Failure:
     def _walk_causes(self) -> Iterator[Failure]:
         current = self.exception
         seen = {id(current)}
+        # Causes are named as this failure is (a cause may be any exception, so the
+        # TaskFlow-spelt form runs down to BaseException where it must).
+        names = self._exc_type_names
+        form = _QUALIFIED if names and names[-1] == "builtins.BaseException" else _TASKFLOW_BASE
         while current is not None:
             candidates = [current.__cause__]
             if not current.__suppress_context__:
@@ -281,7 +387,10 @@ class Failure:
             current = next((c for c in candidates if c is not None and id(c) not in seen), None)
             if current is not None:
                 seen.add(id(current))
-                yield Failure.from_exception(current)
+                cause = Failure.__new__(Failure)
+                cause._causes = None
+                cause._capture((type(current), current, current.__traceback__), form)
+                yield cause
 
     def check(self, *exc_classes: type[BaseException] | str) -> type[BaseException] | str | None:
         """Return the first of ``exc_classes`` this failure is an instance of.
@@ -289,42 +398,73 @@ class Failure:
         Works on deserialized failures too, since it compares type names.
 
         Args:
-            exc_classes: exception classes, or their fully qualified names
-                (built-ins may also be named bare, ``"ValueError"``).
+            exc_classes: exception classes, or their names in either spelling
+                (``"ValueError"`` or ``"builtins.ValueError"``,
+                ``"module.Name"``).
 
         Returns:
             The matching argument, or ``None``.
         """
         names = self._exc_type_names
         for wanted in exc_classes:
-            name = _class_name(wanted) if isinstance(wanted, type) else wanted
-            if name in names:
-                return wanted
-            # Built-ins match with or without their prefix, so records written by
-            # TaskFlow (bare names) and by flowkit (``builtins.`` names) both work.
-            if name.startswith(_BUILTINS_PREFIX):
-                if name[len(_BUILTINS_PREFIX) :] in names:
-                    return wanted
-            elif "." not in name and _BUILTINS_PREFIX + name in names:
+            if isinstance(wanted, type):
+                # Both forms, so a record written either way (TaskFlow's, flowkit's
+                # default, qualified=True, the Go worker's) matches the class.
+                spelt = {*_spellings(_class_name(wanted)), *_spellings(_taskflow_name(wanted))}
+            else:
+                spelt = set(_spellings(wanted))
+            if not spelt.isdisjoint(names):
                 return wanted
         return None
 
     # -- comparing ---------------------------------------------------------
 
-    def matches(self, other: object) -> bool:
-        """Whether ``other`` is a failure with the same types, message and traceback."""
-        if not isinstance(other, Failure):
-            return False
-        return self is other or (
+    def _same_record(self, other: Failure, causes_match: bool) -> bool:
+        if self is other:
+            return True
+        # A record compared with a live failure: its arguments are those JSON kept.
+        args_equal = (
+            _safe_args(self._exc_args) == _safe_args(other._exc_args)
+            if causes_match
+            else self._exc_args == other._exc_args
+        )
+        if not (
             self._exc_type_names == other._exc_type_names
+            and args_equal
             and self._exception_str == other._exception_str
             and self._traceback_str == other._traceback_str
-        )
+        ):
+            return False
+        mine, theirs = self.causes, other.causes
+        if not causes_match:
+            return mine == theirs
+        return len(mine) == len(theirs) and all(a.matches(b) for a, b in zip(mine, theirs, strict=True))
+
+    def matches(self, other: object) -> bool:
+        """Whether ``other`` is a failure of the same record, live or read back.
+
+        Compares types, arguments, message, traceback text and causes. Two live
+        failures must also be equal (``==``), as in TaskFlow; a failure read back
+        from storage or from a worker matches the live one it was written from
+        (causes included, which TaskFlow's does not manage).
+        """
+        if not isinstance(other, Failure):
+            return False
+        if self._exc_info is None or other._exc_info is None:
+            return self._same_record(other, causes_match=True)
+        return self == other
 
     def __eq__(self, other: object) -> bool:
+        """TaskFlow's equality: the same record *and* the same live exception, or both read back.
+
+        So a live failure is not equal to its own JSON round trip (it *matches*
+        it: :meth:`matches`), while two captures of one error are equal.
+        """
         if not isinstance(other, Failure):
             return NotImplemented
-        return self.matches(other)
+        return self._same_record(other, causes_match=False) and _same_exc_info(
+            self._exc_info, other._exc_info
+        )
 
     # Equal failures may hold different live exceptions; no sensible hash exists.
     __hash__: ClassVar[None] = None  # type: ignore[assignment]
@@ -364,6 +504,10 @@ class Failure:
     def to_dict(self, include_args: bool = True) -> dict[str, Any]:
         """Return a JSON-serialisable record of this failure (and its causes).
 
+        The dict is TaskFlow's: ``exc_args`` a tuple (the exception's
+        arguments), the rest lists, strings and the version; JSON writes the
+        tuple as the array every reader expects.
+
         Args:
             include_args: whether to keep the exception's arguments.
         """
@@ -372,7 +516,7 @@ class Failure:
             "exception_str": self._exception_str,
             "traceback_str": self._traceback_str,
             "exc_type_names": list(self._exc_type_names),
-            "exc_args": list(self._exc_args) if include_args else [],
+            "exc_args": _safe_args(self._exc_args) if include_args else (),
             "causes": [cause.to_dict(include_args) for cause in self.causes],
         }
 
@@ -445,6 +589,7 @@ class Failure:
         # pickled), as TaskFlow does; flowkit itself never pickles failures.
         state = {name: getattr(self, name) for name in self.__slots__ if hasattr(self, name)}
         state["_exc_info"] = None
+        state["_exc_args"] = _safe_args(self._exc_args)  # what the record keeps, and pickles
         state["_causes"] = tuple(self.causes)  # worked out from the live exception, if not yet
         return state
 

@@ -649,3 +649,26 @@ func TestEncodeRefusesTextThatIsNotUTF8AsPythonDoes(t *testing.T) {
 		t.Fatalf("body = %s", body)
 	}
 }
+
+// Python's flowkit writes TaskFlow's spelling by default (built-ins bare), this
+// worker and earlier flowkit the qualified one: HasType matches a built-in either way.
+func TestHasTypeMatchesBothSpellingsOfBuiltins(t *testing.T) {
+	taskflowForm := NewFailure("k", []string{"KeyError", "LookupError", "Exception"})
+	qualified := NewFailure("k", []string{"builtins.KeyError", "builtins.LookupError", "builtins.Exception", "builtins.BaseException"})
+	for _, f := range []*Failure{taskflowForm, qualified} {
+		for _, name := range []string{"KeyError", "builtins.KeyError", "LookupError", "builtins.Exception"} {
+			if !f.HasType(name) {
+				t.Errorf("%v: HasType(%q) = false, want true", f.ExcTypeNames, name)
+			}
+		}
+		for _, name := range []string{"ValueError", "builtins.ValueError", "app.KeyError"} {
+			if f.HasType(name) {
+				t.Errorf("%v: HasType(%q) = true, want false", f.ExcTypeNames, name)
+			}
+		}
+	}
+	custom := NewFailure("q", []string{"app.Quota", "Exception"})
+	if !custom.HasType("app.Quota") || custom.HasType("Quota") {
+		t.Errorf("a qualified name matches only itself")
+	}
+}

@@ -114,8 +114,10 @@ func Now() float64 { return float64(time.Now().UnixNano()) / 1e9 }
 type Failure struct {
 	ExceptionStr string
 	TracebackStr string
-	// ExcTypeNames is the exception's class hierarchy, most derived first,
-	// ending with "builtins.BaseException".
+	// ExcTypeNames is the exception's class hierarchy, most derived first.
+	// This worker writes the qualified form, ending with
+	// "builtins.BaseException"; Python's flowkit writes TaskFlow's by default
+	// (built-ins bare, ending with "Exception": ["RuntimeError", "Exception"]).
 	ExcTypeNames []string
 	// ExcArgs are the exception's arguments; they must be JSON values.
 	ExcArgs []any
@@ -132,14 +134,26 @@ func NewFailure(message string, typeNames []string) *Failure {
 func (f *Failure) Error() string { return f.ExceptionStr }
 
 // HasType reports whether the record names the exception type name among its types.
+//
+// A built-in matches in either spelling, "builtins.KeyError" or "KeyError", as
+// Python's Failure.check does: records from Python's flowkit (and TaskFlow) name
+// built-ins bare, this worker's and earlier flowkit's with the prefix.
 func (f *Failure) HasType(typeName string) bool {
+	other := ""
+	if bare, found := strings.CutPrefix(typeName, builtinsPrefix); found {
+		other = bare
+	} else if !strings.Contains(typeName, ".") {
+		other = builtinsPrefix + typeName
+	}
 	for _, name := range f.ExcTypeNames {
-		if name == typeName {
+		if name == typeName || (other != "" && name == other) {
 			return true
 		}
 	}
 	return false
 }
+
+const builtinsPrefix = "builtins."
 
 // MarshalJSON writes the record with every field, empty lists included.
 func (f *Failure) MarshalJSON() ([]byte, error) {

@@ -76,7 +76,7 @@ MODULES = (
 ETCD_MODULES = ("jobs/test_etcd_job.py",)
 
 # Ratchets (see the module docstring): move them only towards the goal.
-MIN_PASSED = 1081
+MIN_PASSED = 1089
 MAX_UNLISTED_FAILURES = 0
 #: The same floor for the etcd run (every case of TaskFlow's board contract on a real etcd).
 MIN_PASSED_ETCD = 15

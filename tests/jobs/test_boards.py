@@ -108,7 +108,8 @@ def test_redis_claim_with_a_shorter_expiry_than_the_others_kept_is_renewed_at_it
 ) -> None:
     """A keeper pacing itself on a 30 s claim must not let a 1 s claim made meanwhile lapse."""
     conf = board_conf("redis", request)
-    with backends.backend("h", {**conf, "claim_expiry": 30}) as holder, backends.backend("o", conf) as other:
+    keeping = {**conf, "claim_expiry": 30, "renew_given_expiry": True}  # expiry= claims renewed too
+    with backends.backend("h", keeping) as holder, backends.backend("o", conf) as other:
         holder.claim(holder.post("long"), "a")
         job = holder.post("short")
         claim = holder.claim(job, "a", expiry=1.0)
@@ -122,6 +123,53 @@ def test_redis_claim_with_a_shorter_expiry_than_the_others_kept_is_renewed_at_it
         wait_until(renewed_three_times, timeout=10)
         [seen] = [j for j in other.iterjobs() if j.uuid == job.uuid]
         other.check_claim(seen, claim)
+
+
+def test_redis_claim_with_an_expiry_lapses_then_unless_extended_as_taskflows(
+    request: pytest.FixtureRequest,
+) -> None:
+    """TaskFlow's claim(expiry=N): the claim ends N seconds after it was made, its holder alive or not."""
+    conf = board_conf("redis", request)
+    with backends.backend("h", {**conf, "claim_expiry": 30}) as holder, backends.backend("o", conf) as other:
+        job = holder.post("j")
+        claim = holder.claim(job, "a", expiry=0.5)
+        assert not holder.holds_locally(job, claim)  # not kept: the board cannot vouch for it
+        [seen] = list(other.iterjobs())
+        assert seen.state == states.CLAIMED
+        wait_until(lambda: seen.state == states.UNCLAIMED, timeout=10)
+        assert [j.uuid for j in other.iterjobs(only_unclaimed=True)] == [job.uuid]
+        # Claimed again with one: extend_expiry keeps it going, as a TaskFlow holder does.
+        again = other.claim(seen, "b", expiry=0.5)
+        assert seen.extend_expiry(600)
+        assert seen.expires_in() > 60
+        assert other.current_claim(seen) == again
+
+
+def test_redis_claims_without_an_expiry_and_claim_first_claims_are_kept_alive(
+    request: pytest.FixtureRequest,
+) -> None:
+    """Only claim(expiry=N) lapses as TaskFlow's: the board's own and the conductors' claims are renewed."""
+    conf = board_conf("redis", request)
+    with backends.backend("h", {**conf, "claim_expiry": 1.0}) as holder:
+        by_default = holder.post("default")
+        holder.claim(by_default, "a")
+        first = holder.claim_first([holder.post("first")], "a", expiry=1.0)
+        assert first is not None
+        keys = [holder._owner_key(job.uuid) for job in (by_default, first.job)]  # type: ignore[attr-defined]
+        ttls: dict[str, list[int]] = {key: [] for key in keys}
+
+        def both_renewed() -> bool:
+            for key, seen in ttls.items():
+                seen.append(int(holder._redis().pttl(key)))  # type: ignore[attr-defined]
+            return all(any(b > a for a, b in zip(seen, seen[1:], strict=False)) for seen in ttls.values())
+
+        wait_until(both_renewed, timeout=10)
+
+
+def test_redis_renew_given_expiry_must_be_a_switch(request: pytest.FixtureRequest) -> None:
+    conf = board_conf("redis", request)
+    with pytest.raises(ValueError, match="'renew_given_expiry' must be true or false"):
+        backends.fetch("b", {**conf, "renew_given_expiry": "sometimes"})
 
 
 def test_redis_board_vouches_locally_only_for_claims_it_recently_made_or_renewed(
@@ -889,7 +937,9 @@ def test_redis_renewal_in_flight_never_undoes_an_extend_expiry(request: pytest.F
     conf = board_conf("redis", request)
     race = _RenewalRacingExtend(lambda: job.extend_expiry(600))
     client = _hooked_redis(race, host=conf["host"], port=conf["port"])
-    board = RedisJobBoard("holder", {"namespace": conf["namespace"]}, client=client)
+    board = RedisJobBoard(
+        "holder", {"namespace": conf["namespace"], "renew_given_expiry": True}, client=client
+    )
     board.connect()
     board._send_lock = race.lock()  # type: ignore[assignment]
     try:
@@ -937,7 +987,9 @@ def test_redis_renewal_in_flight_answered_lost_keeps_renewing_a_claim_made_meanw
 
     race = GiveBackAndClaimAgain()
     client = _hooked_redis(race, host=conf["host"], port=conf["port"])
-    board = RedisJobBoard("holder", {"namespace": conf["namespace"]}, client=client)
+    board = RedisJobBoard(
+        "holder", {"namespace": conf["namespace"], "renew_given_expiry": True}, client=client
+    )
     board.connect()
     try:
         job = board.post("j")
@@ -1187,7 +1239,7 @@ def test_redis_claim_of_ones_own_job_refreshes_its_expiry_as_taskflows(
     """Refused all the same (UnclaimableJob), but given the expiry asked for and a later last_modified."""
     services.require_module("redis", "redis")
     conf = board_conf("redis", request)
-    board = backends.fetch("b", {**conf, "claim_expiry": "none"})
+    board = backends.fetch("b", {**conf, "claim_expiry": "none", "renew_given_expiry": "true"})
     other = backends.fetch("o", conf)
     board.connect()
     other.connect()

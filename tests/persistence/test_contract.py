@@ -414,7 +414,7 @@ def test_results_and_failures_round_trip_through_json(conn: Connection) -> None:
     got = conn.get_atom_details(ad.uuid)
     assert got.results == [1, [2, [3]], {"k": [4]}]
     assert got.failure is not None
-    assert got.failure == failure
+    assert got.failure.matches(failure)
     assert got.failure.check(ValueError) is ValueError
     assert got.failure.traceback_str == failure.traceback_str
     assert got.failure.exception is None  # the live exception never crosses storage

@@ -296,7 +296,7 @@ def test_a_remote_failure_sends_revert_requests_with_results_and_failures(
     assert reverts["add0"]["arguments"] == {"value": 1}
     own = reverts["add1"]["failure"]
     assert "result" not in reverts["add1"]
-    assert own["exception_str"] == "add1 broke" and own["exc_type_names"][0] == "builtins.RuntimeError"
+    assert own["exception_str"] == "add1 broke" and own["exc_type_names"][0] == "RuntimeError"
     for revert in reverts.values():
         assert revert["flow_failures"]["add1"]["exception_str"] == "add1 broke"
     assert engine.storage.get_atom_state("add0") == st.REVERTED

@@ -315,7 +315,8 @@ def test_request_message_builds_valid_execute_and_revert_requests() -> None:
         "1", "r", "revert", "a.B", "b", {}, 60.0, result=[1], flow_failures={"c": _failure()}
     )
     assert _round_trip(revert)["result"] == [1]
-    assert revert["flow_failures"]["c"]["exc_type_names"][0] == "builtins.RuntimeError"
+    assert revert["flow_failures"]["c"]["exc_type_names"][0] == "RuntimeError"
+    assert revert["flow_failures"]["c"]["exc_args"] == ["boom"]  # the JSON array, not to_dict()'s tuple
     failed = protocol.request_message("1", "r", "revert", "a.B", "b", {}, 60.0, failure=_failure())
     assert _round_trip(failed)["flow_failures"] == {}
     assert "result" not in failed

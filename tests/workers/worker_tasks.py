@@ -47,6 +47,13 @@ class Boom(task.Task):
         raise TaskFailed(message)
 
 
+class Exits(task.Task):
+    """Raises SystemExit, which the worker sends back as the task's failure."""
+
+    def execute(self, code: int) -> None:
+        raise SystemExit(code)
+
+
 class Unencodable(task.Task):
     """Fails with a message holding a lone surrogate, which no UTF-8 encoder takes."""
 

@@ -377,11 +377,22 @@ def response_message(
 def _record(failure: Any) -> dict[str, Any]:
     to_dict = getattr(failure, "to_dict", None)
     if to_dict is not None:
-        record: dict[str, Any] = to_dict()
-        return record
+        return _json_form(to_dict())
     if isinstance(failure, Mapping):
-        return dict(failure)
+        return _json_form(failure)
     raise ValueError(f"expected a Failure or a failure record, got {type(failure).__name__}")
+
+
+def _json_form(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The record as it travels: ``Failure.to_dict()`` gives ``exc_args`` as a tuple
+    (TaskFlow's dict), a message holds the JSON array, in its causes too."""
+    found = dict(record)
+    if isinstance(found.get("exc_args"), tuple):
+        found["exc_args"] = list(found["exc_args"])
+    causes = found.get("causes")
+    if isinstance(causes, list | tuple):
+        found["causes"] = [_json_form(c) if isinstance(c, Mapping) else c for c in causes]
+    return found
 
 
 # -- envelopes ----------------------------------------------------------------

@@ -799,7 +799,7 @@ class Worker:
                 )
         except BaseException as err:  # the task's failure, whatever it is, goes back to the engine
             throttle.flush()
-            return self._failure_envelope(message["id"], Failure.from_exception(err))
+            return self._failure_envelope(message["id"], Failure._of_any(err))
         throttle.flush()
         try:
             if type(outcome) is dynamic.Subflow:

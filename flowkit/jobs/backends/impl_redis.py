@@ -30,7 +30,12 @@ ever"): a Redis that stops answering without closing the connection (a frozen
 server) fails the board's call with ``JobFailure`` naming the board, it does
 not hang. flowkit's own:
 ``claim_expiry`` (seconds, default 30, ``none`` for claims that never expire
-unless asked, as TaskFlow's). Options may be text, as a configuration file
+unless asked, as TaskFlow's); ``renew_given_expiry`` (default false): as in
+TaskFlow, a claim made with ``claim(..., expiry=N)`` is not renewed and lapses
+``N`` seconds after it was made unless its holder calls ``extend_expiry()``;
+true renews those too, so they lapse only once their holder is gone (claims
+without an ``expiry=``, and ``claim_first``'s, the conductors', are renewed
+either way). Options may be text, as a configuration file
 gives them (``"false"`` is false); one that does not convert is a
 ``ValueError`` naming it, raised when the board is made.
 
@@ -453,6 +458,7 @@ class RedisJobBoard(ListingJobBoard):
         self._tokens = f"{self._prefix}tokens"
         self._trash = f"{self._prefix}trash"
         self._default_expiry = self._claim_expiry_option()
+        self._renew_given = self._renew_given_option()
         # Converted now, so a bad option fails fetch(), naming it, before anything connects.
         self._client_options = self._converted_options()
         self._fallbacks = self._sentinel_fallbacks()
@@ -503,6 +509,14 @@ class RedisJobBoard(ListingJobBoard):
         if not seconds >= 0.001 or seconds == float("inf"):
             raise self._option_error("claim_expiry", value, "at least a millisecond (0.001 seconds) or none")
         return seconds
+
+    def _renew_given_option(self) -> bool:
+        """The ``renew_given_expiry`` option: renew claims made with ``claim(expiry=...)`` too."""
+        value = self._conf.get("renew_given_expiry", False)
+        switch = read_switch(value)
+        if switch is None:
+            raise self._option_error("renew_given_expiry", value, "true or false")
+        return switch
 
     def _converted_options(self) -> dict[str, Any]:
         """The options redis-py is given, each converted to its type.
@@ -921,7 +935,9 @@ class RedisJobBoard(ListingJobBoard):
                 raise exc.UnclaimableJob(f"job {job.uuid} is already claimed by {current.owner!r}")
         claim = Claim(who, int(result[1]))
         _remember_claim(job, claim)
-        if ms:
+        # TaskFlow's claim(expiry=N) lapses N seconds after it was made unless extended;
+        # only the board's own default expiry (or renew_given_expiry) is kept alive.
+        if ms and (expiry is None or self._renew_given):
             self._keep_alive(job.uuid, claim.token, ms, sent_at)
         return claim
 

@@ -356,6 +356,27 @@ def test_saving_under_the_injector_name_replaces_the_injected_values() -> None:
     assert Storage(detail).fetch_all() == {"b": 3}
 
 
+def test_the_injector_name_reads_the_saved_injected_values_as_taskflow() -> None:
+    # TaskFlow keeps them as an atom detail by that name, which get() and the state
+    # lookups answer for; flowkit keeps them in the flow detail's meta, and answers alike.
+    detail = FlowDetail("f", "11111111-2222-3333-4444-555555555555")
+    storage = Storage(detail)
+    name = storage.injector_name
+    with pytest.raises(exceptions.NotFound, match="_TaskFlow_INJECTOR"):
+        storage.get(name)  # nothing injected yet: no such record
+    storage.inject({"t": "transient"}, transient=True)
+    with pytest.raises(exceptions.NotFound):
+        storage.get_atom_state(name)  # transient values are never recorded
+    storage.inject({"a": 1})
+    storage.inject({"b": 2})
+    assert storage.get(name) == {"a": 1, "b": 2}
+    assert storage.get_atom_state(name) == states.SUCCESS
+    assert storage.get_atoms_states([name]) == {name: (states.SUCCESS, states.EXECUTE)}
+    storage.save(name, {"c": 3})
+    assert Storage(detail).get(name) == {"c": 3}
+    assert list(detail) == []  # still no pseudo-atom in the flow detail
+
+
 def test_an_engine_rechecks_injected_values_on_every_run(rec: Recorder) -> None:
     flow = linear_flow.Flow("f").add(Step("a", rec, requires=["x"]))
     engine = engines.load(flow, store={"x": 1})

@@ -115,41 +115,130 @@ def test_failure_survives_an_exception_whose_str_raises() -> None:
 # -- type names and check ------------------------------------------------------
 
 
-def test_type_names_list_the_mro_fully_qualified_without_object() -> None:
+def test_type_names_are_taskflows_up_to_exception_by_default() -> None:
     failure = _capture(DeepAppError("x"))
     module = __name__
+    assert list(failure) == [f"{module}.DeepAppError", f"{module}.AppError", "Exception"]
+    assert failure.exception_type_names == tuple(failure)
+
+
+def test_type_names_of_builtin_exceptions_are_bare_by_default() -> None:
+    # What TaskFlow services read from list(failure) and from stored records.
+    assert list(_capture(KeyError("k"))) == ["KeyError", "LookupError", "Exception"]
+    assert list(Failure.from_exception(RuntimeError("r"))) == ["RuntimeError", "Exception"]
+
+
+def test_type_names_leave_out_bases_that_are_no_exception_like_taskflow() -> None:
+    class Mixin:
+        pass
+
+    class Mixed(Mixin, KeyError):
+        pass
+
+    names = list(_capture(Mixed("k")))
+    assert names[0].endswith(".Mixed") and "." in names[0]
+    assert names[1:] == ["KeyError", "LookupError", "Exception"]
+
+
+def test_nested_classes_are_named_module_dot_name_by_default() -> None:
+    class Local(Exception):
+        pass
+
+    failure = _capture(Local())
+    assert failure.exception_type_names[0] == f"{__name__}.Local"
+    assert failure.check(Local) is Local
+
+
+def test_qualified_names_run_down_to_base_exception_on_request() -> None:
+    class Local(DeepAppError):
+        pass
+
+    try:
+        raise Local("x")
+    except Local:
+        failure = Failure(qualified=True)
+    module = __name__
     assert failure.exception_type_names == (
+        f"{module}.test_qualified_names_run_down_to_base_exception_on_request.<locals>.Local",
         f"{module}.DeepAppError",
         f"{module}.AppError",
         "builtins.Exception",
         "builtins.BaseException",
     )
-    assert list(failure) == list(failure.exception_type_names)
-
-
-def test_type_names_of_builtin_exceptions_keep_the_builtins_prefix() -> None:
-    failure = _capture(KeyError("k"))
-    assert failure.exception_type_names == (
+    assert list(Failure.from_exception(KeyError("k"), qualified=True)) == [
         "builtins.KeyError",
         "builtins.LookupError",
         "builtins.Exception",
         "builtins.BaseException",
-    )
+    ]
+    assert failure.check(Local, "Exception") is Local
 
 
-def test_type_names_use_the_qualified_name_of_nested_classes() -> None:
-    class Local(Exception):
-        pass
+def test_causes_are_named_in_the_form_of_their_failure() -> None:
+    try:
+        try:
+            raise KeyError("k")
+        except KeyError as error:
+            raise AppError("wrapped") from error
+    except AppError as error:
+        plain, qualified = Failure.from_exception(error), Failure.from_exception(error, qualified=True)
+    assert [list(c) for c in plain.causes] == [["KeyError", "LookupError", "Exception"]]
+    assert [c.exception_type_names[0] for c in qualified.causes] == ["builtins.KeyError"]
+    assert qualified.causes[0].exception_type_names[-1] == "builtins.BaseException"
 
-    failure = _capture(Local())
-    assert failure.exception_type_names[0] == (
-        f"{__name__}.test_type_names_use_the_qualified_name_of_nested_classes.<locals>.Local"
-    )
+
+def test_interrupts_are_refused_with_type_error_like_taskflow() -> None:
+    for interrupt in (KeyboardInterrupt(), SystemExit(3)):
+        try:
+            raise interrupt
+        except BaseException:
+            with pytest.raises(TypeError, match=r"^Invalid exception type .*qualified=True"):
+                Failure()
+        with pytest.raises(TypeError, match="Invalid exception type"):
+            Failure.from_exception(interrupt)
 
 
-def test_base_exception_subclasses_are_captured_too() -> None:
-    failure = _capture(KeyboardInterrupt())
+def test_interrupts_are_recorded_with_qualified_names_on_request() -> None:
+    try:
+        raise KeyboardInterrupt
+    except BaseException:
+        failure = Failure(qualified=True)
     assert failure.exception_type_names == ("builtins.KeyboardInterrupt", "builtins.BaseException")
+    assert failure.check(KeyboardInterrupt) is KeyboardInterrupt
+
+
+def test_flowkits_own_capture_of_any_exception_keeps_taskflows_spelling() -> None:
+    # The engines hand a task's own CancelledError on as a failure, and a worker a
+    # task's SystemExit: named down to BaseException, a record TaskFlow reads.
+    import asyncio
+
+    failure = Failure._of_any(asyncio.CancelledError("stop"))
+    assert list(failure) == ["asyncio.exceptions.CancelledError", "BaseException"]
+    Failure.validate(failure.to_dict())
+    assert list(Failure._of_any(SystemExit(2))) == ["SystemExit", "BaseException"]
+    assert list(Failure._of_any(KeyError("k"))) == list(_capture(KeyError("k")))
+
+
+def test_records_of_the_qualified_form_still_load_and_check() -> None:
+    # Records earlier flowkit releases stored, and the Go worker's, use the qualified form.
+    record = {
+        "version": 1,
+        "exception_str": "'k'",
+        "traceback_str": "",
+        "exc_type_names": [
+            "builtins.KeyError",
+            "builtins.LookupError",
+            "builtins.Exception",
+            "builtins.BaseException",
+        ],
+        "exc_args": ["k"],
+        "causes": [],
+    }
+    failure = Failure.from_dict(record)
+    assert failure.check(LookupError) is LookupError
+    assert failure.check("LookupError", "builtins.KeyError") == "LookupError"
+    assert failure.pformat() == "Failure: KeyError: 'k'"
+    assert failure.to_dict()["exc_type_names"] == record["exc_type_names"]
 
 
 def test_check_returns_the_first_matching_class() -> None:
@@ -164,6 +253,7 @@ def test_check_accepts_fully_qualified_names() -> None:
     name = f"{__name__}.AppError"
     assert failure.check("nope.Error", name) == name
     assert failure.check("builtins.Exception") == "builtins.Exception"
+    assert failure.check("Exception") == "Exception"
     assert failure.check("AppError") is None
 
 
@@ -229,18 +319,27 @@ def test_reraise_if_any_wraps_several_failures() -> None:
 
 def test_to_dict_is_json_and_versioned() -> None:
     record = _capture(ValueError("boom", 3)).to_dict()
-    assert json.loads(json.dumps(record)) == record
+    assert json.loads(json.dumps(record)) == {**record, "exc_args": list(record["exc_args"])}
     assert record["version"] == 1
     assert record["exception_str"] == "('boom', 3)"
-    assert record["exc_type_names"][0] == "builtins.ValueError"
-    assert record["exc_args"] == ["boom", 3]
+    assert record["exc_type_names"] == ["ValueError", "Exception"]
+    assert record["exc_args"] == ("boom", 3)  # a tuple, as TaskFlow's dict has it
     assert record["causes"] == []
 
 
-def test_json_round_trip_gives_an_equal_failure_without_the_live_exception() -> None:
+def test_to_dict_writes_exc_args_as_a_json_array() -> None:
+    record = _capture(ValueError("boom", 3)).to_dict()
+    assert json.loads(json.dumps(record))["exc_args"] == ["boom", 3]
+
+
+def test_json_round_trip_matches_but_is_not_equal_to_the_live_failure() -> None:
     original = _capture(DeepAppError("boom", {"k": [1, 2.5, None, True]}))
     restored = _round_trip(original)
-    assert restored == original
+    assert restored.matches(original)
+    assert original.matches(restored)
+    # TaskFlow's ==: the live exception is part of it, and the round trip lost it.
+    assert restored != original
+    assert restored == _round_trip(original)
     assert restored.exception is None
     assert restored.exc_info is None
     assert restored.exception_type_names == original.exception_type_names
@@ -251,23 +350,40 @@ def test_json_round_trip_gives_an_equal_failure_without_the_live_exception() -> 
 
 def test_to_dict_can_leave_the_arguments_out() -> None:
     failure = _capture(ValueError("secret"))
-    assert failure.to_dict(include_args=False)["exc_args"] == []
-    assert _round_trip(failure, include_args=False) == failure
+    assert failure.to_dict(include_args=False)["exc_args"] == ()
+    restored = _round_trip(failure, include_args=False)
+    assert restored.exception_args == ()
+    assert not restored.matches(failure)  # the arguments are part of the record
 
 
-def test_non_json_exception_args_are_dropped() -> None:
+def test_non_json_exception_args_are_kept_live_and_dropped_from_the_record() -> None:
     marker = object()
-    failure = _capture(
-        ValueError("kept", 1, marker, {1: "int key"}, [marker], float("nan"), (1, "a"), {"ok": (2,)})
+    args = ("kept", 1, marker, {1: "int key"}, [marker], float("nan"), (1, "a"), {"ok": (2,)})
+    failure = _capture(ValueError(*args))
+    assert failure.exception_args == args  # TaskFlow's: the arguments as given
+    assert failure.to_dict()["exc_args"] == ("kept", 1, [1, "a"], {"ok": [2]})
+    restored = _round_trip(failure)
+    assert restored.exception_args == ("kept", 1, [1, "a"], {"ok": [2]})
+    assert restored.matches(failure) and failure.matches(restored)
+
+
+def test_record_fields_keep_the_arguments_given() -> None:
+    captured = _capture(Exception(Exception("not JSON")))
+    rebuilt = Failure(
+        exception_str=captured.exception_str,
+        traceback_str=captured.traceback_str,
+        exc_type_names=list(captured),
+        exc_args=list(captured.exception_args),
     )
-    assert failure.exception_args == ("kept", 1, [1, "a"], {"ok": [2]})
-    assert _round_trip(failure).exception_args == failure.exception_args
+    assert rebuilt.exception_args == captured.exception_args
+    assert rebuilt.to_dict()["exc_args"] == ()
+    assert rebuilt.to_dict(include_args=False)["exc_args"] == ()
 
 
-def test_self_referencing_exception_args_are_dropped() -> None:
+def test_self_referencing_exception_args_are_dropped_from_the_record() -> None:
     loop: list[Any] = []
     loop.append(loop)
-    assert Failure.from_exception(ValueError(loop, "x")).exception_args == ("x",)
+    assert Failure.from_exception(ValueError(loop, "x")).to_dict()["exc_args"] == ("x",)
 
 
 def test_from_dict_rejects_an_unknown_version() -> None:
@@ -390,7 +506,9 @@ def test_causes_follow_implicit_context_and_nest() -> None:
 def test_causes_survive_the_json_round_trip() -> None:
     failure = _chained()
     restored = _round_trip(failure)
-    assert restored.causes == failure.causes
+    assert restored.matches(failure)
+    assert failure.matches(restored)  # causes too, which TaskFlow's matches() does not manage
+    assert [c.to_dict() for c in restored.causes] == [c.to_dict() for c in failure.causes]
     assert restored.causes[0].exception is None
 
 
@@ -419,11 +537,30 @@ def test_equality_compares_types_message_and_traceback() -> None:
     assert not failure.matches(elsewhere)
 
 
-def test_equality_ignores_exception_arguments_and_liveness() -> None:
+def test_equality_and_matching_compare_arguments_and_causes() -> None:
     failure = _capture(ValueError("boom", 1))
     record = failure.to_dict()
-    record["exc_args"] = []
-    assert Failure.from_dict(record) == failure
+    record["exc_args"] = ["boom", 2]
+    assert not Failure.from_dict(record).matches(failure)
+    record["exc_args"] = ["boom", 1]
+    assert Failure.from_dict(record).matches(failure)
+    chained, plain = _chained().to_dict(), _chained().to_dict()
+    plain["causes"] = []
+    assert not Failure.from_dict(chained).matches(Failure.from_dict(plain))
+    assert Failure.from_dict(chained) != Failure.from_dict(plain)
+
+
+def test_two_captures_of_one_error_are_equal() -> None:
+    def capture() -> Failure:
+        try:
+            raise AppError("boom")
+        except AppError:
+            return Failure()
+
+    first, second = capture(), capture()
+    assert first.exception is not second.exception
+    assert first == second
+    assert first.matches(second)
 
 
 def test_failure_is_not_equal_to_other_objects_and_is_unhashable() -> None:
@@ -453,5 +590,5 @@ def test_pformat_shows_type_message_and_optionally_traceback() -> None:
 
 def test_repr_names_the_type_and_whether_it_was_deserialized() -> None:
     failure = _capture(ValueError("boom"))
-    assert repr(failure) == "<Failure builtins.ValueError: 'boom'>"
-    assert repr(_round_trip(failure)) == "<Failure builtins.ValueError: 'boom', deserialized>"
+    assert repr(failure) == "<Failure ValueError: 'boom'>"
+    assert repr(_round_trip(failure)) == "<Failure ValueError: 'boom', deserialized>"
