@@ -977,7 +977,8 @@ def check_timeout(atom_name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
         raise exc.InvalidAtomOption(
             f"atom '{atom_name}' has timeout={value!r}; a timeout is a number of seconds above zero "
-            "(math.inf for none)",
+            "(math.inf for none). flowkit reads a task's timeout attribute as the time its execute "
+            "may take (doc/timeouts.rst): a task that uses the name for something else must rename it",
             atom=atom_name,
             option="timeout",
             value=value,
@@ -995,7 +996,9 @@ def check_concurrency_key(atom_name: str, value: Any) -> str:
 
     if not isinstance(value, str) or not value:
         raise exc.InvalidAtomOption(
-            f"atom '{atom_name}' has concurrency_key={value!r}; it must be a non-empty str",
+            f"atom '{atom_name}' has concurrency_key={value!r}; it must be a non-empty str. flowkit "
+            "reads a task's concurrency_key attribute as the name of its engine limit (doc/limits.rst): "
+            "a task that uses the name for something else must rename it",
             atom=atom_name,
             option="concurrency_key",
             value=value,
