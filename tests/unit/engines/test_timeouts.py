@@ -378,3 +378,43 @@ def test_an_asyncio_run_ending_on_a_timed_thread_call_leaves_no_task_pending(
     for _ in range(10):
         engines.run(tt.Quick("timed", timeout=30), engine="asyncio")
     assert left == []
+
+
+_TIMER_AFTER_FORK = """
+import multiprocessing, threading
+from flowkit.engines._timeouts import SYSTEM_TIMER
+
+fired = threading.Event()
+SYSTEM_TIMER.call_later(0, fired.set)  # starts the timer's thread in this process
+assert fired.wait(30)
+
+def child(out):
+    again = threading.Event()
+    SYSTEM_TIMER.call_later(0, again.set)
+    out.put(again.wait(10))
+
+context = multiprocessing.get_context("fork")
+out = context.SimpleQueue()
+process = context.Process(target=child, args=(out,))
+process.start()
+process.join(30)
+print(out.get() if process.exitcode == 0 else process.exitcode)
+"""
+
+
+def test_a_forked_child_times_calls_on_a_timer_thread_of_its_own() -> None:
+    # The timer's thread stays in the parent; the forked child inherits the timer
+    # object, which thought its thread was running: no deadline fell due there.
+    import os
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", _TIMER_AFTER_FORK],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
+    )
+    assert out.stdout.strip() == "True", out.stdout + out.stderr
