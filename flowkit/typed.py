@@ -309,7 +309,8 @@ def satisfies(provided: Any, required: Any) -> bool:
     except TypeError:  # protocols, TypedDicts: not checkable by class
         return True
     if not related:
-        return p_cls in _NUMERIC_PROMOTIONS.get(r_cls, ())
+        # A subclass of int (bool, an IntEnum) promotes to float as int itself does.
+        return any(issubclass(p_cls, promoted) for promoted in _NUMERIC_PROMOTIONS.get(r_cls, ()))
     return _parameters_satisfy(p_cls, typing.get_args(provided), typing.get_args(required))
 
 

@@ -111,3 +111,17 @@ def test_a_spawner_declared_as_returning_a_subflow_is_not_checked_as_providing_o
     # does not say: the check cannot be certain of a mismatch, so it accepts.
     flow = linear_flow.Flow("f").add(spawner("spawner"), NeedsFloats("sum", provides="total"))
     assert engines.run(flow)["total"] == 2.0
+
+
+class IsHeavy(task.Task):
+    default_provides = "value"
+
+    def execute(self) -> bool:
+        return True
+
+
+def test_a_bool_satisfies_float_as_an_int_does_in_type_checkers() -> None:
+    # bool is a subclass of int, and int is accepted where float is: a type
+    # checker accepts a bool for a float, so the flow is not miswired.
+    flow = linear_flow.Flow("f").add(IsHeavy("heavy"), NeedsFloat("weight", provides="weight"))
+    assert engines.run(flow)["weight"] is True
