@@ -1,17 +1,18 @@
 """The asyncio engine: a whole flow's calls run on one event loop.
 
 For I/O-bound flows. ``async def`` tasks run as coroutines on the loop, many at a
-time; plain (synchronous) tasks run in the loop's default thread pool so they
-never block it. The engine's own bookkeeping stays in the thread that called
-:meth:`~AsyncioEngine.run`; from async code, ``await engine.run_async()`` runs
-the flow's coroutines on *your* loop while the bookkeeping runs in a helper
-thread.
+time; plain (synchronous) tasks run in the loop's default thread pool (a timed
+one on a daemon thread of its own) so they never block it. The engine's own
+bookkeeping stays in the thread that called :meth:`~AsyncioEngine.run`; from
+async code, ``await engine.run_async()`` runs the flow's coroutines on *your*
+loop while the bookkeeping runs in a helper thread.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import inspect
 import threading
@@ -27,7 +28,7 @@ from flowkit.engines._runtime import Call, Runtime
 from flowkit.types.failure import Failure
 
 if TYPE_CHECKING:
-    from collections.abc import Coroutine
+    from collections.abc import Callable, Coroutine
     from concurrent.futures import Future
 
     from flowkit.engines._engine import Driver
@@ -77,6 +78,36 @@ async def _run_on_loop(
         # An interrupt inside the loop would kill the loop thread; carry it to the engine.
         return RAISE, err
     return True, value
+
+
+async def _in_own_thread(fn: Callable[..., Any], kwargs: dict[str, Any]) -> None:
+    """Run ``fn(**kwargs)`` on a daemon thread of its own; return when it returns.
+
+    For a timed plain call, which is abandoned when it times out and runs on.
+    On the loop's default executor (``asyncio.to_thread``) abandoned calls held
+    its few threads (at most 32): the calls queued behind them never started,
+    so never timed out, and the run waited for ever; and a process cannot exit
+    before that executor's threads end, so one call that never returns kept it
+    alive. A thread of its own per timed call leaves neither.
+    """
+    loop = asyncio.get_running_loop()
+    ended: asyncio.Future[None] = loop.create_future()
+    context = contextvars.copy_context()  # as asyncio.to_thread runs it
+
+    def run() -> None:
+        try:
+            context.run(fn, **kwargs)
+        finally:
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: an abandoned call
+                loop.call_soon_threadsafe(_set_ended, ended)
+
+    threading.Thread(target=run, name="flowkit-timed-call", daemon=True).start()
+    await ended
+
+
+def _set_ended(ended: asyncio.Future[None]) -> None:
+    if not ended.done():  # cancelled when the call timed out
+        ended.set_result(None)
 
 
 async def _tracked(
@@ -172,12 +203,21 @@ class _LoopDriver(DispatchingDriver):
             # its late outcome is logged when the thread returns; cancelling the
             # future only frees its max_workers slot: the thread cannot be stopped.
             thread_call = Call(
-                _timeouts.run_timed,
-                {"call": timed, "node": node, "action": action, "fn": call.fn, "kwargs": call.kwargs},
+                _in_own_thread,
+                {
+                    "fn": _timeouts.run_timed,
+                    "kwargs": {
+                        "call": timed,
+                        "node": node,
+                        "action": action,
+                        "fn": call.fn,
+                        "kwargs": call.kwargs,
+                    },
+                },
             )
             # Tracked outside the guard: a call stopped before it starts closes its
             # coroutine unstarted, and still leaves the dict as it ends.
-            guarded = self._guarded(_run_on_loop(thread_call, True, self._limit))
+            guarded = self._guarded(_run_on_loop(thread_call, False, self._limit))
             future = self.bridge.submit(_tracked(self._thread_calls, timed, guarded))
         timed.attach(future.cancel)
 

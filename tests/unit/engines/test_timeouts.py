@@ -380,6 +380,73 @@ def test_an_asyncio_run_ending_on_a_timed_thread_call_leaves_no_task_pending(
     assert left == []
 
 
+def test_calls_abandoned_on_the_asyncio_engine_do_not_starve_the_calls_behind_them(
+    runner: cf.ThreadPoolExecutor,
+) -> None:
+    # More timed thread calls than asyncio's default executor has threads (at
+    # most 32): the abandoned ones held those threads, so the calls queued
+    # behind them never started, never timed out, and the run waited for ever.
+    count = 33
+    timer = ManualTimer()
+    flow = unordered_flow.Flow("u").add(*(tt.Blocking(f"b{i}", timeout=5) for i in range(count)))
+    engine = engines.load(flow, engine="asyncio", clock=timer)
+    running = _start(runner, engine)
+    try:
+        timer.wait_armed(count)
+    finally:  # failing, let the calls end, so the run does (and the runner's thread)
+        timer.advance(5)
+        for name in tt.GATES:
+            tt.gate(name).release.set()
+    with pytest.raises(exc.WrappedFailure) as caught:
+        running.result(RUN_WAIT)
+    assert len(list(caught.value)) == count
+    assert all(failure.check(exc.TaskTimeout) for failure in caught.value)
+    assert engine.storage.get_flow_state() == states.REVERTED
+
+
+_ABANDONED_AT_EXIT = """
+import threading
+from flowkit import engines, exceptions, task
+from tests.unit.engines._manual_timer import ManualTimer
+
+class Forever(task.Task):
+    def execute(self):
+        threading.Event().wait()  # never returns
+
+timer = ManualTimer()
+out = []
+def run():
+    try:
+        engines.run(Forever("forever", timeout=5), engine="asyncio", clock=timer)
+    except exceptions.TaskTimeout:
+        out.append("timed out")
+running = threading.Thread(target=run)
+running.start()
+timer.wait_armed(1)
+timer.advance(5)
+running.join(30)
+print(out[0] if out else "the run did not end")
+"""
+
+
+def test_a_process_exits_while_a_call_abandoned_on_the_asyncio_engine_runs_on() -> None:
+    # The default executor's threads are joined at exit: a call that never
+    # returns kept the process from exiting, as no other engine's did.
+    import os
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", _ABANDONED_AT_EXIT],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
+    )
+    assert (out.returncode, out.stdout.strip()) == (0, "timed out"), out.stdout + out.stderr
+
+
 _TIMER_AFTER_FORK = """
 import multiprocessing, threading
 from flowkit.engines._timeouts import SYSTEM_TIMER
