@@ -2,7 +2,7 @@
 
 For I/O-bound flows. ``async def`` tasks run as coroutines on the loop, many at a
 time; plain (synchronous) tasks run in the loop's default thread pool (a timed
-one on a daemon thread of its own) so they never block it. The engine's own
+one on flowkit's own daemon threads) so they never block it. The engine's own
 bookkeeping stays in the thread that called :meth:`~AsyncioEngine.run`; from
 async code, ``await engine.run_async()`` runs the flow's coroutines on *your*
 loop while the bookkeeping runs in a helper thread.
@@ -15,6 +15,7 @@ import contextlib
 import contextvars
 import functools
 import inspect
+import os
 import threading
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -25,6 +26,7 @@ from flowkit.engines._compiler import Node
 from flowkit.engines._completions import RAISE, Completions
 from flowkit.engines._engine import ActionEngine, DispatchingDriver, positive_workers
 from flowkit.engines._runtime import Call, Runtime
+from flowkit.engines._threads import WorkerThreads
 from flowkit.types.failure import Failure
 
 if TYPE_CHECKING:
@@ -80,15 +82,16 @@ async def _run_on_loop(
     return True, value
 
 
-async def _in_own_thread(fn: Callable[..., Any], kwargs: dict[str, Any]) -> None:
-    """Run ``fn(**kwargs)`` on a daemon thread of its own; return when it returns.
+async def _in_pool_thread(threads: WorkerThreads, fn: Callable[..., Any], kwargs: dict[str, Any]) -> None:
+    """Run ``fn(**kwargs)`` on one of ``threads``; return when it returns.
 
     For a timed plain call, which is abandoned when it times out and runs on.
     On the loop's default executor (``asyncio.to_thread``) abandoned calls held
-    its few threads (at most 32): the calls queued behind them never started,
-    so never timed out, and the run waited for ever; and a process cannot exit
-    before that executor's threads end, so one call that never returns kept it
-    alive. A thread of its own per timed call leaves neither.
+    its few threads for good: the calls queued behind them never started, so
+    never timed out, and the run waited for ever; and a process cannot exit
+    before that executor's threads end, so one call that never returned kept it
+    alive. flowkit's own threads are daemons, and their pool lends a thread for
+    each abandoned call (see :meth:`WorkerThreads.lend`).
     """
     loop = asyncio.get_running_loop()
     ended: asyncio.Future[None] = loop.create_future()
@@ -101,7 +104,7 @@ async def _in_own_thread(fn: Callable[..., Any], kwargs: dict[str, Any]) -> None
             with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: an abandoned call
                 loop.call_soon_threadsafe(_set_ended, ended)
 
-    threading.Thread(target=run, name="flowkit-timed-call", daemon=True).start()
+    threads.submit(run)
     await ended
 
 
@@ -153,6 +156,8 @@ class _LoopDriver(DispatchingDriver):
         self._stopped: BaseException | None = None
         #: The asyncio tasks of the calls running now (touched on the loop only).
         self._running: set[asyncio.Task[Any]] = set()
+        #: The threads of timed plain calls (made for the first one).
+        self._timed_threads: WorkerThreads | None = None
 
     def stop(self, error: BaseException) -> None:
         """End the run with ``error`` (any thread): cancel the calls, start no more.
@@ -202,9 +207,15 @@ class _LoopDriver(DispatchingDriver):
             # A plain task runs in a thread and reports through ``timed`` itself, so
             # its late outcome is logged when the thread returns; cancelling the
             # future only frees its max_workers slot: the thread cannot be stopped.
+            threads = self._timed_threads
+            if threads is None:
+                # As many as asyncio's default executor has; more are lent for abandoned calls.
+                threads = self._timed_threads = WorkerThreads(min(32, (os.cpu_count() or 1) + 4))
+                runtime.timed_calls().on_abandoned = threads.lend
             thread_call = Call(
-                _in_own_thread,
+                _in_pool_thread,
                 {
+                    "threads": threads,
                     "fn": _timeouts.run_timed,
                     "kwargs": {
                         "call": timed,
@@ -227,6 +238,9 @@ class _LoopDriver(DispatchingDriver):
             with contextlib.suppress(Exception):  # closing goes on whatever happens here
                 asyncio.run_coroutine_threadsafe(_settle(self._thread_calls), bridge.loop).result()
         bridge.close()
+        threads, self._timed_threads = self._timed_threads, None
+        if threads is not None:
+            threads.stop()  # a thread still running an abandoned call ends when it returns
 
 
 def _check_usable(loop: asyncio.AbstractEventLoop) -> None:

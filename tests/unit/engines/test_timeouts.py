@@ -386,13 +386,16 @@ def test_calls_abandoned_on_the_asyncio_engine_do_not_starve_the_calls_behind_th
     # More timed thread calls than asyncio's default executor has threads (at
     # most 32): the abandoned ones held those threads, so the calls queued
     # behind them never started, never timed out, and the run waited for ever.
+    # Each wave of calls that start times out, and lends its threads to the next.
     count = 33
     timer = ManualTimer()
     flow = unordered_flow.Flow("u").add(*(tt.Blocking(f"b{i}", timeout=5) for i in range(count)))
     engine = engines.load(flow, engine="asyncio", clock=timer)
     running = _start(runner, engine)
     try:
-        timer.wait_armed(count)
+        while timer.armed < count:
+            timer.wait_armed(timer.armed + 1)
+            timer.advance(5)
     finally:  # failing, let the calls end, so the run does (and the runner's thread)
         timer.advance(5)
         for name in tt.GATES:
