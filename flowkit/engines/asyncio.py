@@ -63,7 +63,7 @@ async def _run_on_loop(
                 timed.arm()  # a timed call's time starts when it runs, not while it waits for max_workers
             value = await asyncio.to_thread(fn, **kwargs) if in_thread else fn(**kwargs)
             if asyncio.iscoroutine(value):
-                value = await (value if timed is None else _timeouts.watched(value, timed))
+                value = await (value if timed is None else _abandonable(_timeouts.watched(value, timed)))
         finally:
             if limit is not None:
                 limit.release()
@@ -111,6 +111,29 @@ async def _in_pool_thread(threads: WorkerThreads, fn: Callable[..., Any], kwargs
 def _set_ended(ended: asyncio.Future[None]) -> None:
     if not ended.done():  # cancelled when the call timed out
         ended.set_result(None)
+
+
+async def _abandonable(coro: Coroutine[Any, Any, Any]) -> Any:
+    """Await ``coro`` in a task of its own, so that cancelling the caller stops the wait at once.
+
+    A timed coroutine that swallows its cancellation goes on, abandoned; awaited
+    directly, its caller went on waiting for it too, holding a ``max_workers``
+    slot for as long as it ran, and a run with one slot hung.
+    """
+    inner = asyncio.ensure_future(coro)
+    try:
+        await asyncio.wait((inner,))
+    except asyncio.CancelledError:
+        inner.cancel()
+        # Its outcome, if it ever comes, is logged by watched(): not left "never retrieved".
+        inner.add_done_callback(_retrieved)
+        raise
+    return inner.result()
+
+
+def _retrieved(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 async def _tracked(

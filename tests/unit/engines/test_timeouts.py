@@ -163,6 +163,27 @@ def test_task_that_ignores_cancellation_still_times_out(kind: str, runner: cf.Th
     assert engine.storage.get_atom_state("stubborn") == states.REVERTED
 
 
+def test_a_coroutine_that_ignores_cancellation_gives_back_its_max_workers_slot(
+    runner: cf.ThreadPoolExecutor,
+) -> None:
+    # On the asyncio engine max_workers counts calls in flight. The abandoned
+    # coroutine kept its slot for as long as it went on, so with one slot the
+    # call queued behind it (and its own revert) never started: the run hung.
+    timer = ManualTimer()
+    flow = unordered_flow.Flow("u").add(tt.Stubborn("stubborn", timeout=1), tt.Quick("quick"))
+    engine = engines.load(flow, engine="asyncio", max_workers=1, clock=timer)
+    running = _start(runner, engine)
+    timer.wait_armed(1)
+    timer.advance(1)
+    try:
+        _assert_timed_out(running, "stubborn", 1.0)
+    finally:  # failing, let the coroutine end, so the run does (and the runner's thread)
+        tt.gate("stubborn").release.set()
+    assert not tt.gate("stubborn").finished.is_set()
+    assert engine.storage.get_atom_state("stubborn") == states.REVERTED
+    assert engine.storage.get_atom_state("quick") == states.REVERTED
+
+
 def test_waiting_for_a_free_thread_does_not_count(runner: cf.ThreadPoolExecutor) -> None:
     timer = ManualTimer()
     flow = unordered_flow.Flow("both").add(tt.Blocking("a", timeout=10), tt.Blocking("b", timeout=10))
