@@ -92,12 +92,18 @@ async def _in_pool_thread(threads: WorkerThreads, fn: Callable[..., Any], kwargs
     before that executor's threads end, so one call that never returned kept it
     alive. flowkit's own threads are daemons, and their pool lends a thread for
     each abandoned call (see :meth:`WorkerThreads.lend`).
+
+    Cancelled while still queued for a thread (a stopped run), the call never
+    starts, as a call queued on an executor is cancelled with its future.
     """
     loop = asyncio.get_running_loop()
     ended: asyncio.Future[None] = loop.create_future()
     context = contextvars.copy_context()  # as asyncio.to_thread runs it
+    taken = threading.Lock()  # by the thread as it starts the call, or by a cancel before
 
     def run() -> None:
+        if not taken.acquire(blocking=False):
+            return  # cancelled before a thread was free
         try:
             context.run(fn, **kwargs)
         finally:
@@ -105,7 +111,11 @@ async def _in_pool_thread(threads: WorkerThreads, fn: Callable[..., Any], kwargs
                 loop.call_soon_threadsafe(_set_ended, ended)
 
     threads.submit(run)
-    await ended
+    try:
+        await ended
+    except asyncio.CancelledError:
+        taken.acquire(blocking=False)
+        raise
 
 
 def _set_ended(ended: asyncio.Future[None]) -> None:

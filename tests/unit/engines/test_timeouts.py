@@ -509,3 +509,38 @@ def test_a_forked_child_times_calls_on_a_timer_thread_of_its_own() -> None:
         env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
     )
     assert out.stdout.strip() == "True", out.stdout + out.stderr
+
+
+def test_a_timed_plain_call_cancelled_while_queued_for_a_thread_never_starts() -> None:
+    # On the asyncio engine a run that is stopped (an interrupt, a cancelled
+    # run_async) cancels its calls; one still queued for a thread must not
+    # start after the run has ended, as a call queued on asyncio's executor did not.
+    import asyncio
+
+    from flowkit.engines._threads import WorkerThreads
+    from flowkit.engines.asyncio import _in_pool_thread
+
+    threads = WorkerThreads(1)
+    busy, free, ran = threading.Event(), threading.Event(), threading.Event()
+
+    def occupy() -> None:
+        busy.set()
+        free.wait(RUN_WAIT)
+
+    async def scenario() -> None:
+        first = asyncio.ensure_future(_in_pool_thread(threads, occupy, {}))
+        await asyncio.to_thread(busy.wait, RUN_WAIT)
+        queued = asyncio.ensure_future(_in_pool_thread(threads, ran.set, {}))
+        await asyncio.sleep(0)  # it is handed to the pool, behind the busy thread
+        queued.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await queued
+        free.set()
+        await first
+
+    try:
+        asyncio.run(scenario())
+        threads.close()  # every call handed to the pool has ended
+    finally:
+        free.set()
+    assert not ran.is_set()
