@@ -309,7 +309,8 @@ def satisfies(provided: Any, required: Any) -> bool:
     except TypeError:  # protocols, TypedDicts: not checkable by class
         return True
     if not related:
-        return p_cls in _NUMERIC_PROMOTIONS.get(r_cls, ())
+        # A subclass of int (bool, an IntEnum) promotes to float as int itself does.
+        return any(issubclass(p_cls, promoted) for promoted in _NUMERIC_PROMOTIONS.get(r_cls, ()))
     return _parameters_satisfy(p_cls, typing.get_args(provided), typing.get_args(required))
 
 
@@ -368,7 +369,9 @@ def contract_of_class(cls: type) -> Contract:
 def _provided_type(provider: Any, key: int | str | None) -> Any:
     """The declared type of what a consumer reads from ``provider``'s result."""
     result = contract_of(provider).result
-    if key is None or result is UNTYPED:
+    if result is UNTYPED or _may_spawn(result):
+        return UNTYPED
+    if key is None:
         return result
     result = _strip(result)
     args = typing.get_args(result)
@@ -383,6 +386,20 @@ def _provided_type(provider: Any, key: int | str | None) -> Any:
         if typing.is_typeddict(result):
             return typing.get_type_hints(result).get(key, UNTYPED)
     return UNTYPED
+
+
+def _may_spawn(result: Any) -> bool:
+    """Whether a result declared as ``result`` may be a sub-flow (``-> Subflow``, ``-> Subflow | None``).
+
+    Such a task provides what its sub-flow's tasks return, which its annotation
+    does not say: a consumer's type cannot be checked against it.
+    """
+    dynamic = sys.modules.get("flowkit.dynamic")  # not imported: nothing can be declared as one
+    if dynamic is None:
+        return False
+    result = _strip(result)
+    members = typing.get_args(result) if typing.get_origin(result) in _UNIONS else (result,)
+    return any(isinstance(member, type) and issubclass(member, dynamic.Subflow) for member in members)
 
 
 def check_compilation(compilation: Any) -> None:

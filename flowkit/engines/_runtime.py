@@ -16,6 +16,7 @@ from __future__ import annotations
 import _thread  # threading's lock and get_ident, without importing threading (start-up time)
 import contextlib
 import functools
+import os
 import sys
 import types
 from collections.abc import Callable, Coroutine, Iterable, Iterator
@@ -1081,6 +1082,21 @@ def _shared_bridge() -> EventLoopThread:
         while len(_BRIDGES) <= depth:
             _BRIDGES.append(EventLoopThread())
         return _BRIDGES[depth]
+
+
+def _forget_bridges() -> None:
+    """In a forked child: the loop threads stayed in the parent, so drop their bridges.
+
+    An ``async def`` task run in the child (a process pool forked after the parent
+    ran one) would otherwise be handed to a loop no thread runs, and wait forever.
+    """
+    global _BRIDGE_LOCK  # noqa: PLW0603 - a lock another thread held at the fork stays held in the child
+    _BRIDGES.clear()
+    _BRIDGE_LOCK = _thread.allocate_lock()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows
+    os.register_at_fork(after_in_child=_forget_bridges)
 
 
 def _check_unpacks(node: Node, atom: Any, result: Any) -> None:

@@ -171,9 +171,22 @@ class WorkerThreads:
 
     def lend(self, delta: int) -> None:
         """Allow ``delta`` more (or fewer) threads: a call abandoned after its timeout
-        keeps its thread busy, and the work queued behind it must not wait for it."""
+        keeps its thread busy, and the work queued behind it must not wait for it.
+
+        Work already queued gets the lent threads at once: waiting for the next
+        :meth:`submit` to start them left it queued for good when nothing more
+        was submitted (every call of the run handed out already).
+        """
         with self._lock:
             self.size += delta
+            work = self._work
+            while work and len(self._ended) < self.size and not self._stopping:
+                running, ended = _thread.allocate_lock(), _thread.allocate_lock()
+                running.acquire()
+                ended.acquire()
+                number = len(self._ended)
+                _thread.start_new_thread(self._thread_main, (number, work.popleft(), running, ended))
+                self._ended.append(ended)
 
     @property
     def started(self) -> int:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+import os
 import threading
 import time
 import types
@@ -128,6 +129,16 @@ class SystemTimer:
                 self._cond.notify()
         return entry
 
+    def forget_after_fork(self) -> None:
+        """In a forked child: the thread stayed in the parent, and so did the calls it timed.
+
+        Without this the child's timer believed its thread was running, so no
+        deadline set in the child ever fell due: a hung call there hung its run.
+        """
+        self._heap = []
+        self._cond = threading.Condition(threading.Lock())  # held in the parent at the fork, maybe
+        self._thread = None
+
     def _serve(self) -> None:
         cond, heap = self._cond, self._heap
         while True:
@@ -152,6 +163,8 @@ class SystemTimer:
 
 #: The process-wide timer used unless an engine is given a ``clock``.
 SYSTEM_TIMER = SystemTimer()
+if hasattr(os, "register_at_fork"):  # not on Windows
+    os.register_at_fork(after_in_child=SYSTEM_TIMER.forget_after_fork)
 
 # The states of a timed call.
 _NEW, _ARMED, _DONE, _ABANDONED = range(4)

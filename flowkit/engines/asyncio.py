@@ -1,19 +1,21 @@
 """The asyncio engine: a whole flow's calls run on one event loop.
 
 For I/O-bound flows. ``async def`` tasks run as coroutines on the loop, many at a
-time; plain (synchronous) tasks run in the loop's default thread pool so they
-never block it. The engine's own bookkeeping stays in the thread that called
-:meth:`~AsyncioEngine.run`; from async code, ``await engine.run_async()`` runs
-the flow's coroutines on *your* loop while the bookkeeping runs in a helper
-thread.
+time; plain (synchronous) tasks run in the loop's default thread pool (a timed
+one on flowkit's own daemon threads) so they never block it. The engine's own
+bookkeeping stays in the thread that called :meth:`~AsyncioEngine.run`; from
+async code, ``await engine.run_async()`` runs the flow's coroutines on *your*
+loop while the bookkeeping runs in a helper thread.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import inspect
+import os
 import threading
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -24,10 +26,11 @@ from flowkit.engines._compiler import Node
 from flowkit.engines._completions import RAISE, Completions
 from flowkit.engines._engine import ActionEngine, DispatchingDriver, positive_workers
 from flowkit.engines._runtime import Call, Runtime
+from flowkit.engines._threads import WorkerThreads
 from flowkit.types.failure import Failure
 
 if TYPE_CHECKING:
-    from collections.abc import Coroutine
+    from collections.abc import Callable, Coroutine
     from concurrent.futures import Future
 
     from flowkit.engines._engine import Driver
@@ -60,7 +63,7 @@ async def _run_on_loop(
                 timed.arm()  # a timed call's time starts when it runs, not while it waits for max_workers
             value = await asyncio.to_thread(fn, **kwargs) if in_thread else fn(**kwargs)
             if asyncio.iscoroutine(value):
-                value = await (value if timed is None else _timeouts.watched(value, timed))
+                value = await (value if timed is None else _abandonable(_timeouts.watched(value, timed)))
         finally:
             if limit is not None:
                 limit.release()
@@ -77,6 +80,70 @@ async def _run_on_loop(
         # An interrupt inside the loop would kill the loop thread; carry it to the engine.
         return RAISE, err
     return True, value
+
+
+async def _in_pool_thread(threads: WorkerThreads, fn: Callable[..., Any], kwargs: dict[str, Any]) -> None:
+    """Run ``fn(**kwargs)`` on one of ``threads``; return when it returns.
+
+    For a timed plain call, which is abandoned when it times out and runs on.
+    On the loop's default executor (``asyncio.to_thread``) abandoned calls held
+    its few threads for good: the calls queued behind them never started, so
+    never timed out, and the run waited for ever; and a process cannot exit
+    before that executor's threads end, so one call that never returned kept it
+    alive. flowkit's own threads are daemons, and their pool lends a thread for
+    each abandoned call (see :meth:`WorkerThreads.lend`).
+
+    Cancelled while still queued for a thread (a stopped run), the call never
+    starts, as a call queued on an executor is cancelled with its future.
+    """
+    loop = asyncio.get_running_loop()
+    ended: asyncio.Future[None] = loop.create_future()
+    context = contextvars.copy_context()  # as asyncio.to_thread runs it
+    taken = threading.Lock()  # by the thread as it starts the call, or by a cancel before
+
+    def run() -> None:
+        if not taken.acquire(blocking=False):
+            return  # cancelled before a thread was free
+        try:
+            context.run(fn, **kwargs)
+        finally:
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: an abandoned call
+                loop.call_soon_threadsafe(_set_ended, ended)
+
+    threads.submit(run)
+    try:
+        await ended
+    except asyncio.CancelledError:
+        taken.acquire(blocking=False)
+        raise
+
+
+def _set_ended(ended: asyncio.Future[None]) -> None:
+    if not ended.done():  # cancelled when the call timed out
+        ended.set_result(None)
+
+
+async def _abandonable(coro: Coroutine[Any, Any, Any]) -> Any:
+    """Await ``coro`` in a task of its own, so that cancelling the caller stops the wait at once.
+
+    A timed coroutine that swallows its cancellation goes on, abandoned; awaited
+    directly, its caller went on waiting for it too, holding a ``max_workers``
+    slot for as long as it ran, and a run with one slot hung.
+    """
+    inner = asyncio.ensure_future(coro)
+    try:
+        await asyncio.wait((inner,))
+    except asyncio.CancelledError:
+        inner.cancel()
+        # Its outcome, if it ever comes, is logged by watched(): not left "never retrieved".
+        inner.add_done_callback(_retrieved)
+        raise
+    return inner.result()
+
+
+def _retrieved(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 async def _tracked(
@@ -122,6 +189,8 @@ class _LoopDriver(DispatchingDriver):
         self._stopped: BaseException | None = None
         #: The asyncio tasks of the calls running now (touched on the loop only).
         self._running: set[asyncio.Task[Any]] = set()
+        #: The threads of timed plain calls (made for the first one).
+        self._timed_threads: WorkerThreads | None = None
 
     def stop(self, error: BaseException) -> None:
         """End the run with ``error`` (any thread): cancel the calls, start no more.
@@ -171,13 +240,28 @@ class _LoopDriver(DispatchingDriver):
             # A plain task runs in a thread and reports through ``timed`` itself, so
             # its late outcome is logged when the thread returns; cancelling the
             # future only frees its max_workers slot: the thread cannot be stopped.
+            threads = self._timed_threads
+            if threads is None:
+                # As many as asyncio's default executor has; more are lent for abandoned calls.
+                threads = self._timed_threads = WorkerThreads(min(32, (os.cpu_count() or 1) + 4))
+                runtime.timed_calls().on_abandoned = threads.lend
             thread_call = Call(
-                _timeouts.run_timed,
-                {"call": timed, "node": node, "action": action, "fn": call.fn, "kwargs": call.kwargs},
+                _in_pool_thread,
+                {
+                    "threads": threads,
+                    "fn": _timeouts.run_timed,
+                    "kwargs": {
+                        "call": timed,
+                        "node": node,
+                        "action": action,
+                        "fn": call.fn,
+                        "kwargs": call.kwargs,
+                    },
+                },
             )
             # Tracked outside the guard: a call stopped before it starts closes its
             # coroutine unstarted, and still leaves the dict as it ends.
-            guarded = self._guarded(_run_on_loop(thread_call, True, self._limit))
+            guarded = self._guarded(_run_on_loop(thread_call, False, self._limit))
             future = self.bridge.submit(_tracked(self._thread_calls, timed, guarded))
         timed.attach(future.cancel)
 
@@ -187,6 +271,9 @@ class _LoopDriver(DispatchingDriver):
             with contextlib.suppress(Exception):  # closing goes on whatever happens here
                 asyncio.run_coroutine_threadsafe(_settle(self._thread_calls), bridge.loop).result()
         bridge.close()
+        threads, self._timed_threads = self._timed_threads, None
+        if threads is not None:
+            threads.stop()  # a thread still running an abandoned call ends when it returns
 
 
 def _check_usable(loop: asyncio.AbstractEventLoop) -> None:

@@ -104,7 +104,8 @@ def _limits(text: str, uri: str) -> dict[str, Any]:
     limits; the counts are then checked as in code (ints from 1).
 
     Raises:
-        InvalidEngineOption: a pair that is not ``key:n``, naming it and the URI.
+        InvalidEngineOption: a pair that is not ``key:n``, or a key given twice, naming
+            it and the URI.
     """
     limits: dict[str, Any] = {}
     for pair in text.split(","):
@@ -115,7 +116,14 @@ def _limits(text: str, uri: str) -> dict[str, Any]:
                 f"(db:2,api:4), not {pair!r}",
                 option="concurrency_limits",
             )
-        limits[key.strip()] = _coerce(count.strip())
+        key = key.strip()
+        if key in limits:
+            # Two counts for one key: which one was meant cannot be told.
+            raise exc.InvalidEngineOption(
+                f"concurrency_limits in engine URI {uri!r} gives key {key!r} twice",
+                option="concurrency_limits",
+            )
+        limits[key] = _coerce(count.strip())
     return limits
 
 

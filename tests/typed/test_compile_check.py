@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from flowkit import engines, exceptions, task
-from flowkit.patterns import graph_flow, linear_flow
+from flowkit import dynamic, engines, exceptions, task
+from flowkit.patterns import graph_flow, linear_flow, unordered_flow
 
 RAN: list[str] = []
 
@@ -77,3 +77,51 @@ def test_the_check_can_be_turned_off() -> None:
     engine = engines.load(linear_flow.Flow("f").add(MakeText("m"), NeedsFloat("u")), check_types=False)
     engine.run()
     assert engine.storage.fetch("value") == "text"
+
+
+class Half(task.Task):
+    def execute(self, number: int) -> float:
+        return number / 2
+
+
+class SpawnHalves(task.Task):
+    """Annotated as what ``execute`` returns (a type checker insists): a sub-flow."""
+
+    default_provides = "value"
+
+    def execute(self) -> dynamic.Subflow:
+        return dynamic.subflow(
+            unordered_flow.Flow("halves").add(*(Half(f"half-{n}", inject={"number": n}) for n in (1, 3)))
+        )
+
+
+class SpawnHalvesOrNot(SpawnHalves):
+    def execute(self) -> dynamic.Subflow | None:
+        return super().execute()
+
+
+class NeedsFloats(task.Task):
+    def execute(self, value: list[float]) -> float:
+        return sum(value)
+
+
+@pytest.mark.parametrize("spawner", [SpawnHalves, SpawnHalvesOrNot])
+def test_a_spawner_declared_as_returning_a_subflow_is_not_checked_as_providing_one(spawner: type) -> None:
+    # What the spawner provides is its sub-flow's results, which its annotation
+    # does not say: the check cannot be certain of a mismatch, so it accepts.
+    flow = linear_flow.Flow("f").add(spawner("spawner"), NeedsFloats("sum", provides="total"))
+    assert engines.run(flow)["total"] == 2.0
+
+
+class IsHeavy(task.Task):
+    default_provides = "value"
+
+    def execute(self) -> bool:
+        return True
+
+
+def test_a_bool_satisfies_float_as_an_int_does_in_type_checkers() -> None:
+    # bool is a subclass of int, and int is accepted where float is: a type
+    # checker accepts a bool for a float, so the flow is not miswired.
+    flow = linear_flow.Flow("f").add(IsHeavy("heavy"), NeedsFloat("weight", provides="weight"))
+    assert engines.run(flow)["weight"] is True

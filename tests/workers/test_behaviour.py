@@ -19,6 +19,7 @@ from flowkit import engines, task
 from flowkit import exceptions as exc
 from flowkit import states as st
 from flowkit.patterns import linear_flow, unordered_flow
+from flowkit.retry import Times
 from flowkit.types.failure import Failure
 from tests import services
 from tests.workers.behaviour_tasks import (
@@ -343,6 +344,53 @@ def test_one_worker_runs_several_requests_at_once(
     assert run.join(30.0) is None
     assert run.elapsed is not None and run.elapsed < 7.0
     assert all(engine.storage.get_atom_state(f"nap{i}") == st.SUCCESS for i in range(4))
+
+
+class _Overlap:
+    """The most atoms of a flow the engine had RUNNING (or REVERTING) at once, by its notifications."""
+
+    def __init__(self, engine: Any) -> None:
+        self.busy: set[str] = set()
+        self.peak = 0
+        engine.atom_notifier.register(engine.atom_notifier.ANY, self._on_state)
+
+    def _on_state(self, state: str, details: dict[str, Any]) -> None:
+        name = details.get("task_name")
+        if name is None:  # the retry's own states
+            return
+        if state in (st.RUNNING, st.REVERTING):
+            self.busy.add(name)
+            self.peak = max(self.peak, len(self.busy))
+        else:
+            self.busy.discard(name)
+
+
+def test_a_concurrency_limit_holds_for_remote_calls_through_retries_and_reverts(
+    spawn_worker: WorkerFactory, redis_flushed_url: str
+) -> None:
+    # A worker free to run four at once, a limit of one: the engine sends one
+    # call of the key at a time, through both attempts of the retry and the
+    # reverts after each (the failing task fails every time).
+    worker = spawn_worker(fresh_topic(), concurrency=4)
+    attempt = linear_flow.Flow("attempt", retry=Times(2, name="again")).add(
+        unordered_flow.Flow("calls").add(
+            *(Echo(name=f"echo{i}", provides=f"out{i}", concurrency_key="api") for i in range(3)),
+            Fail(name="flaky", concurrency_key="api", rebind={"message": "text"}),
+        )
+    )
+    engine = load_engine(
+        attempt,
+        redis_flushed_url,
+        worker.topic,
+        store={"value": "v", "text": "first try fails"},
+        concurrency_limits={"api": 1},
+    )
+    overlap = _Overlap(engine)
+    with pytest.raises(exc.WrappedFailure):
+        engine.run()
+    assert overlap.peak == 1
+    assert engine.storage.get_atom_state("again") == st.REVERTED
+    assert all(engine.storage.get_atom_state(f"echo{i}") == st.REVERTED for i in range(3))
 
 
 def test_sigterm_stops_an_idle_worker_and_withdraws_its_advertisement(

@@ -106,6 +106,25 @@ func urlValue(text string) (string, error) {
 	return value, nil
 }
 
+// checkGiven refuses counts below one and times not above zero among the flags
+// given on the command line. Options reads a zero as "the default", so without
+// this "--concurrency 0" or "--heartbeat 0" served with the default, unsaid,
+// where the Python worker refuses them.
+func checkGiven(flags *flag.FlagSet, counts map[string]int, times map[string]time.Duration) error {
+	var err error
+	flags.Visit(func(f *flag.Flag) {
+		if err != nil {
+			return
+		}
+		if n, ok := counts[f.Name]; ok && n < 1 {
+			err = fmt.Errorf("--%s must be at least 1, not %d", f.Name, n)
+		} else if d, ok := times[f.Name]; ok && d <= 0 {
+			err = fmt.Errorf("--%s must be above zero, not %s", f.Name, d)
+		}
+	})
+	return err
+}
+
 func main() {
 	os.Exit(run(os.Args[1:]))
 }
@@ -139,6 +158,12 @@ func run(args []string) int {
 	if *redisURL == "" || *topic == "" {
 		fmt.Fprintln(os.Stderr, "flowkit-worker: --redis and --topic are required")
 		flags.Usage()
+		return 2
+	}
+	if err := checkGiven(flags, map[string]int{
+		"concurrency": *concurrency, "max-deliveries": *maxDeliveries, "max-message-bytes": *maxBytes,
+	}, map[string]time.Duration{"heartbeat": *heartbeat, "visibility-timeout": *visibility}); err != nil {
+		fmt.Fprintf(os.Stderr, "flowkit-worker: %v\n", err)
 		return 2
 	}
 	url, err := urlValue(*redisURL)

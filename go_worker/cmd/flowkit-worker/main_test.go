@@ -79,3 +79,22 @@ func TestTheRedisURLIsReadFromAFileGivenAsAtPath(t *testing.T) {
 		t.Errorf("missing file: status %d, stderr %q", code, stderr)
 	}
 }
+
+func TestCountsAndTimesBelowOneAreRefusedAsThePythonWorkerRefusesThem(t *testing.T) {
+	// Options takes 0 for "the default"; on the command line a 0 is a mistake,
+	// and serving with the default instead would hide it.
+	for _, c := range []struct{ flag, value, want string }{
+		{"--concurrency", "0", "--concurrency must be at least 1, not 0"},
+		{"--concurrency", "-2", "--concurrency must be at least 1, not -2"},
+		{"--max-deliveries", "0", "--max-deliveries must be at least 1, not 0"},
+		{"--max-message-bytes", "0", "--max-message-bytes must be at least 1, not 0"},
+		{"--heartbeat", "0", "--heartbeat must be above zero, not 0s"},
+		{"--heartbeat", "-1s", "--heartbeat must be above zero, not -1s"},
+		{"--visibility-timeout", "0", "--visibility-timeout must be above zero, not 0s"},
+	} {
+		code, stderr := runCapturing(t, "--redis", "redis://127.0.0.1:1/0", "--topic", "t", c.flag, c.value)
+		if code != 2 || !strings.Contains(stderr, c.want) {
+			t.Errorf("%s %s: status %d, stderr %q; want 2 and %q", c.flag, c.value, code, stderr, c.want)
+		}
+	}
+}

@@ -160,6 +160,50 @@ def test_a_user_supplied_process_pool_is_used_and_not_shut_down() -> None:
         assert pool.submit(os.getpid).result(timeout=30) != os.getpid()
 
 
+_ASYNC_AFTER_FORK = """
+import concurrent.futures as cf, multiprocessing, threading
+from flowkit import engines, task
+
+class Coro(task.Task):
+    async def execute(self) -> int:
+        return 1
+
+# An async task run here starts the process's shared event-loop thread first.
+assert engines.run(Coro("here", provides="n"))["n"] == 1
+with cf.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as pool:
+    out = []
+    run = threading.Thread(
+        target=lambda: out.append(engines.run(Coro("there", provides="n"), engine="parallel", executor=pool)),
+        daemon=True,
+    )
+    run.start()
+    run.join(20)
+    print(out[0]["n"] if out else "the forked child waited for a loop thread it does not have")
+    if not out:
+        for child in multiprocessing.active_children():
+            child.kill()
+        import os
+        os._exit(0)
+"""
+
+
+def test_an_async_task_runs_in_a_forked_child_after_the_parent_ran_one() -> None:
+    # The parent's event-loop thread is kept in a module list the forked child
+    # inherits, but the thread is not: the child must start its own loop.
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", _ASYNC_AFTER_FORK],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
+    )
+    assert out.stdout.strip() == "1", out.stdout + out.stderr
+
+
 class Meet(task.Task):
     """Meets its partner at a (reusable) barrier, then fails its first ``fail_times`` runs."""
 

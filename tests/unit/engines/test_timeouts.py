@@ -163,6 +163,27 @@ def test_task_that_ignores_cancellation_still_times_out(kind: str, runner: cf.Th
     assert engine.storage.get_atom_state("stubborn") == states.REVERTED
 
 
+def test_a_coroutine_that_ignores_cancellation_gives_back_its_max_workers_slot(
+    runner: cf.ThreadPoolExecutor,
+) -> None:
+    # On the asyncio engine max_workers counts calls in flight. The abandoned
+    # coroutine kept its slot for as long as it went on, so with one slot the
+    # call queued behind it (and its own revert) never started: the run hung.
+    timer = ManualTimer()
+    flow = unordered_flow.Flow("u").add(tt.Stubborn("stubborn", timeout=1), tt.Quick("quick"))
+    engine = engines.load(flow, engine="asyncio", max_workers=1, clock=timer)
+    running = _start(runner, engine)
+    timer.wait_armed(1)
+    timer.advance(1)
+    try:
+        _assert_timed_out(running, "stubborn", 1.0)
+    finally:  # failing, let the coroutine end, so the run does (and the runner's thread)
+        tt.gate("stubborn").release.set()
+    assert not tt.gate("stubborn").finished.is_set()
+    assert engine.storage.get_atom_state("stubborn") == states.REVERTED
+    assert engine.storage.get_atom_state("quick") == states.REVERTED
+
+
 def test_waiting_for_a_free_thread_does_not_count(runner: cf.ThreadPoolExecutor) -> None:
     timer = ManualTimer()
     flow = unordered_flow.Flow("both").add(tt.Blocking("a", timeout=10), tt.Blocking("b", timeout=10))
@@ -378,3 +399,148 @@ def test_an_asyncio_run_ending_on_a_timed_thread_call_leaves_no_task_pending(
     for _ in range(10):
         engines.run(tt.Quick("timed", timeout=30), engine="asyncio")
     assert left == []
+
+
+def test_calls_abandoned_on_the_asyncio_engine_do_not_starve_the_calls_behind_them(
+    runner: cf.ThreadPoolExecutor,
+) -> None:
+    # More timed thread calls than asyncio's default executor has threads (at
+    # most 32): the abandoned ones held those threads, so the calls queued
+    # behind them never started, never timed out, and the run waited for ever.
+    # Each wave of calls that start times out, and lends its threads to the next.
+    count = 33
+    timer = ManualTimer()
+    flow = unordered_flow.Flow("u").add(*(tt.Blocking(f"b{i}", timeout=5) for i in range(count)))
+    engine = engines.load(flow, engine="asyncio", clock=timer)
+    running = _start(runner, engine)
+    try:
+        while timer.armed < count:
+            timer.wait_armed(timer.armed + 1)
+            timer.advance(5)
+    finally:  # failing, let the calls end, so the run does (and the runner's thread)
+        timer.advance(5)
+        for name in tt.GATES:
+            tt.gate(name).release.set()
+    with pytest.raises(exc.WrappedFailure) as caught:
+        running.result(RUN_WAIT)
+    assert len(list(caught.value)) == count
+    assert all(failure.check(exc.TaskTimeout) for failure in caught.value)
+    assert engine.storage.get_flow_state() == states.REVERTED
+
+
+_ABANDONED_AT_EXIT = """
+import threading
+from flowkit import engines, exceptions, task
+from tests.unit.engines._manual_timer import ManualTimer
+
+class Forever(task.Task):
+    def execute(self):
+        threading.Event().wait()  # never returns
+
+timer = ManualTimer()
+out = []
+def run():
+    try:
+        engines.run(Forever("forever", timeout=5), engine="asyncio", clock=timer)
+    except exceptions.TaskTimeout:
+        out.append("timed out")
+running = threading.Thread(target=run)
+running.start()
+timer.wait_armed(1)
+timer.advance(5)
+running.join(30)
+print(out[0] if out else "the run did not end")
+"""
+
+
+def test_a_process_exits_while_a_call_abandoned_on_the_asyncio_engine_runs_on() -> None:
+    # The default executor's threads are joined at exit: a call that never
+    # returns kept the process from exiting, as no other engine's did.
+    import os
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", _ABANDONED_AT_EXIT],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
+    )
+    assert (out.returncode, out.stdout.strip()) == (0, "timed out"), out.stdout + out.stderr
+
+
+_TIMER_AFTER_FORK = """
+import multiprocessing, threading
+from flowkit.engines._timeouts import SYSTEM_TIMER
+
+fired = threading.Event()
+SYSTEM_TIMER.call_later(0, fired.set)  # starts the timer's thread in this process
+assert fired.wait(30)
+
+def child(out):
+    again = threading.Event()
+    SYSTEM_TIMER.call_later(0, again.set)
+    out.put(again.wait(10))
+
+context = multiprocessing.get_context("fork")
+out = context.SimpleQueue()
+process = context.Process(target=child, args=(out,))
+process.start()
+process.join(30)
+print(out.get() if process.exitcode == 0 else process.exitcode)
+"""
+
+
+def test_a_forked_child_times_calls_on_a_timer_thread_of_its_own() -> None:
+    # The timer's thread stays in the parent; the forked child inherits the timer
+    # object, which thought its thread was running: no deadline fell due there.
+    import os
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", _TIMER_AFTER_FORK],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
+    )
+    assert out.stdout.strip() == "True", out.stdout + out.stderr
+
+
+def test_a_timed_plain_call_cancelled_while_queued_for_a_thread_never_starts() -> None:
+    # On the asyncio engine a run that is stopped (an interrupt, a cancelled
+    # run_async) cancels its calls; one still queued for a thread must not
+    # start after the run has ended, as a call queued on asyncio's executor did not.
+    import asyncio
+
+    from flowkit.engines._threads import WorkerThreads
+    from flowkit.engines.asyncio import _in_pool_thread
+
+    threads = WorkerThreads(1)
+    busy, free, ran = threading.Event(), threading.Event(), threading.Event()
+
+    def occupy() -> None:
+        busy.set()
+        free.wait(RUN_WAIT)
+
+    async def scenario() -> None:
+        first = asyncio.ensure_future(_in_pool_thread(threads, occupy, {}))
+        await asyncio.to_thread(busy.wait, RUN_WAIT)
+        queued = asyncio.ensure_future(_in_pool_thread(threads, ran.set, {}))
+        await asyncio.sleep(0)  # it is handed to the pool, behind the busy thread
+        queued.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await queued
+        free.set()
+        await first
+
+    try:
+        asyncio.run(scenario())
+        threads.close()  # every call handed to the pool has ended
+    finally:
+        free.set()
+    assert not ran.is_set()

@@ -172,7 +172,7 @@ def test_concurrency_limits_in_a_uri_are_key_count_pairs() -> None:
     assert engine.storage.fetch_all() == {"a_out": "a", "b_out": "b"}
 
 
-@pytest.mark.parametrize("text", ["db", "db:2,", ":2", "db:two"], ids=repr)
+@pytest.mark.parametrize("text", ["db", "db:2,", ":2", "db:two", "db:2,api:1,db:3"], ids=repr)
 def test_a_bad_concurrency_limits_in_a_uri_is_refused_naming_it(text: str) -> None:
     with pytest.raises(exceptions.InvalidEngineOption) as info:
         engines.load(linear_flow.Flow("f"), engine=f"parallel://?concurrency_limits={text}")
