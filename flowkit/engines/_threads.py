@@ -156,13 +156,7 @@ class WorkerThreads:
                 handshakes = list(starting)
                 starting.clear()
             else:
-                running, ended = _thread.allocate_lock(), _thread.allocate_lock()
-                running.acquire()
-                ended.acquire()
-                number = len(self._ended)
-                _thread.start_new_thread(self._thread_main, (number, (fn, args), running, ended))
-                self._ended.append(ended)
-                starting.append(running)
+                starting.append(self._start_thread((fn, args)))
                 if len(starting) <= _STARTS_AHEAD:
                     return
                 handshakes = [starting.popleft()]
@@ -181,12 +175,16 @@ class WorkerThreads:
             self.size += delta
             work = self._work
             while work and len(self._ended) < self.size and not self._stopping:
-                running, ended = _thread.allocate_lock(), _thread.allocate_lock()
-                running.acquire()
-                ended.acquire()
-                number = len(self._ended)
-                _thread.start_new_thread(self._thread_main, (number, work.popleft(), running, ended))
-                self._ended.append(ended)
+                self._start_thread(work.popleft())
+
+    def _start_thread(self, first: _Call) -> _thread.LockType:
+        """Start one more thread on ``first`` (the caller holds the lock); its start handshake."""
+        running, ended = _thread.allocate_lock(), _thread.allocate_lock()
+        running.acquire()
+        ended.acquire()
+        _thread.start_new_thread(self._thread_main, (len(self._ended), first, running, ended))
+        self._ended.append(ended)
+        return running
 
     @property
     def started(self) -> int:
