@@ -175,7 +175,11 @@ def subflow(
             or arguments are given with a flow rather than a factory.
         ValueError: ``collect`` is not a :class:`Collect` value.
     """
-    how = Collect(collect)
+    try:
+        how = Collect(collect)
+    except ValueError:
+        choices = ", ".join(repr(c.value) for c in Collect)
+        raise ValueError(f"dynamic.subflow() got collect={collect!r}; it must be one of {choices}") from None
     if isinstance(flow, flows.Flow):
         if args or kwargs:
             raise exc.InvalidFlowItem(

@@ -171,6 +171,13 @@ def test_collect_says_what_the_spawner_result_becomes(collect: str, want: Any) -
     assert engine.storage.fetch("spawned") == want
 
 
+def test_an_unknown_collect_is_refused_naming_the_parameter_and_the_choices() -> None:
+    # It said only "'bogus' is not a valid Collect": no parameter, no choices.
+    flow = linear_flow.Flow("child")
+    with pytest.raises(ValueError, match=r"collect='bogus'; it must be one of 'list', 'dict', 'none'"):
+        dynamic.subflow(flow, collect="bogus")
+
+
 def test_spawned_atoms_read_what_the_spawner_sees() -> None:
     class Reads(task.Task):
         def execute(self, base: int, value: int) -> int:
