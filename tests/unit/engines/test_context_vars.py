@@ -10,6 +10,7 @@ import pytest
 
 from flowkit import engines, task
 from flowkit.patterns import linear_flow
+from tests.unit.engines._fresh_python import run_python
 
 REQUEST = contextvars.ContextVar("REQUEST", default="none")
 
@@ -86,18 +87,8 @@ print(json.dumps({{"seen": results["seen"], "loaded": "_contextvars" in sys.modu
 
 def _fresh_process_run(prelude: str) -> dict[str, Any]:
     import json
-    import os
-    import subprocess
-    import sys
 
-    out = subprocess.run(
-        [sys.executable, "-S", "-c", _FRESH_PROCESS_RUN.format(prelude=prelude)],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
-    )
+    out = run_python(_FRESH_PROCESS_RUN.format(prelude=prelude), no_site=True, check=True)
     outcome: dict[str, Any] = json.loads(out.stdout)
     return outcome
 

@@ -13,6 +13,7 @@ import pytest
 
 from flowkit import engines, exceptions, states, task
 from flowkit.patterns import linear_flow, unordered_flow
+from tests.unit.engines._fresh_python import run_python
 
 from ._tasks import AddOne, CustomError, RaiseCustom, Recorder, ReportPid, Square, Step
 
@@ -190,17 +191,8 @@ with cf.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) a
 def test_an_async_task_runs_in_a_forked_child_after_the_parent_ran_one() -> None:
     # The parent's event-loop thread is kept in a module list the forked child
     # inherits, but the thread is not: the child must start its own loop.
-    import subprocess
-    import sys
 
-    out = subprocess.run(
-        [sys.executable, "-c", _ASYNC_AFTER_FORK],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
-    )
+    out = run_python(_ASYNC_AFTER_FORK)
     assert out.stdout.strip() == "1", out.stdout + out.stderr
 
 
@@ -370,16 +362,8 @@ def test_a_thread_pool_run_imports_neither_concurrent_futures_nor_logging() -> N
     # concurrent.futures brings logging (with traceback, tokenize...): milliseconds
     # that flowkit's own worker threads never need (executors and timeouts import them).
     import json
-    import subprocess
-    import sys
 
-    out = subprocess.run(
-        [sys.executable, "-S", "-c", _THREAD_POOL_RUN],
-        check=True,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
-    )
+    out = run_python(_THREAD_POOL_RUN, no_site=True, check=True)
     loaded = set(json.loads(out.stdout))
     assert not loaded & {"concurrent.futures", "logging"}, sorted(loaded & {"concurrent.futures", "logging"})
 
@@ -464,15 +448,6 @@ def test_the_first_loads_of_a_process_in_several_threads_all_get_the_engine(kind
     # a process import the engine's module, and the others found it half made
     # in sys.modules ("partially initialized module ... has no attribute").
     import json
-    import subprocess
-    import sys
 
-    out = subprocess.run(
-        [sys.executable, "-c", _CONCURRENT_FIRST_LOADS, kind],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
-    )
+    out = run_python(_CONCURRENT_FIRST_LOADS, kind, check=True)
     assert json.loads(out.stdout) == []

@@ -22,6 +22,7 @@ from flowkit import exceptions as exc
 from flowkit.patterns import linear_flow, unordered_flow
 from flowkit.retry import Times
 from flowkit.types.failure import Failure
+from tests.unit.engines._fresh_python import run_python
 
 from . import _timeout_tasks as tt
 from ._manual_timer import ManualTimer
@@ -456,18 +457,8 @@ print(out[0] if out else "the run did not end")
 def test_a_process_exits_while_a_call_abandoned_on_the_asyncio_engine_runs_on() -> None:
     # The default executor's threads are joined at exit: a call that never
     # returns kept the process from exiting, as no other engine's did.
-    import os
-    import subprocess
-    import sys
 
-    out = subprocess.run(
-        [sys.executable, "-c", _ABANDONED_AT_EXIT],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
-    )
+    out = run_python(_ABANDONED_AT_EXIT)
     assert (out.returncode, out.stdout.strip()) == (0, "timed out"), out.stdout + out.stderr
 
 
@@ -496,18 +487,8 @@ print(out.get() if process.exitcode == 0 else process.exitcode)
 def test_a_forked_child_times_calls_on_a_timer_thread_of_its_own() -> None:
     # The timer's thread stays in the parent; the forked child inherits the timer
     # object, which thought its thread was running: no deadline fell due there.
-    import os
-    import subprocess
-    import sys
 
-    out = subprocess.run(
-        [sys.executable, "-c", _TIMER_AFTER_FORK],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
-    )
+    out = run_python(_TIMER_AFTER_FORK)
     assert out.stdout.strip() == "True", out.stdout + out.stderr
 
 
