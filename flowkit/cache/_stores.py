@@ -236,6 +236,8 @@ class DirStore(CacheStore):
         #: Entries in the directory as this process last counted them, plus the
         #: new keys it wrote since (None: not counted yet); see :meth:`_bound`.
         self._estimate: int | None = None
+        #: New keys this process wrote since it last listed the directory.
+        self._unlisted = 0
         self._bound_lock = threading.Lock()
 
     def _file(self, key: str) -> Path:
@@ -279,19 +281,23 @@ class DirStore(CacheStore):
         Reading every entry's header at each write made ``n`` writes cost
         ``n**2 / 2`` file reads (2,000 writes: 100 s), under the bound as well
         as over it. The store counts instead: the entries once, then the new
-        keys it writes, and only past the bound lists and reads the directory,
+        keys it writes, and only past the bound reads the directory's entries,
         dropping the oldest tenth of the bound more than needed so that the
-        next such pass is that many writes away. (Writes by other processes
-        are seen at this process's next pass; theirs trim the directory too.)
+        next such pass is that many writes away. Other processes' writes are
+        not in that count, so the directory is also listed (names only) at
+        least every tenth of the bound of new keys: six writers of one
+        directory, each under its own count of eight, left twenty entries.
         """
         bound = self.max_entries
         assert bound is not None
         with self._bound_lock:
             if self._estimate is not None:
                 self._estimate += 1
-                if self._estimate <= bound:
+                self._unlisted += 1
+                if self._estimate <= bound and self._unlisted < max(1, bound // 10):
                     return
             files = list(self.path.glob("*.json"))
+            self._unlisted = 0
             if len(files) <= bound:
                 self._estimate = len(files)
                 return
