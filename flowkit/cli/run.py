@@ -153,9 +153,17 @@ def _run(args: argparse.Namespace) -> int:
             factory, factory_args = _called, [args.target]
         try:
             if built is not None:
-                from flowkit.engines.helpers import _load_built
+                from flowkit.engines.helpers import load_prebuilt
 
-                engine = _load_built(built, factory, factory_args, store, backend, kind, **options)
+                engine = load_prebuilt(
+                    built,
+                    factory,
+                    factory_args=factory_args,
+                    store=store,
+                    backend=backend,
+                    engine=kind,
+                    **options,
+                )
             else:
                 engine = engines.load_from_factory(
                     factory, factory_args=factory_args, store=store, backend=backend, engine=kind, **options

@@ -24,6 +24,7 @@ __all__ = [
     "load",
     "load_from_detail",
     "load_from_factory",
+    "load_prebuilt",
     "parse_engine",
     "run",
     "save_factory_details",
@@ -380,24 +381,31 @@ def load_from_factory(
     return _load_recorded(flow, meta, store, book, backend, namespace, engine, kwargs)
 
 
-def _load_built(
+def load_prebuilt(
     flow: Any,
-    flow_factory: Callable[..., Any],
-    factory_args: Sequence[Any],
-    store: Mapping[str, Any] | None,
-    backend: Any,
-    engine: str,
+    flow_factory: Callable[..., Any] | str,
+    factory_args: Sequence[Any] | None = None,
+    factory_kwargs: Mapping[str, Any] | None = None,
+    store: Mapping[str, Any] | None = None,
+    book: Any = None,
+    backend: Any = None,
+    namespace: str = ENTRY_POINT_GROUP,
+    engine: str = ENGINE_DEFAULT,
     **kwargs: Any,
 ) -> Engine:
-    """:func:`load_from_factory` for a ``flow`` its caller already built with ``flow_factory(*factory_args)``.
+    """:func:`load_from_factory` for a ``flow`` the caller already built with ``flow_factory``.
 
-    ``flowkit run spec.yaml`` reads the spec once, for its flow and for the
-    engine it asks for; calling the factory again would read the file a second
-    time, and a file changed in between would give a flow the options were not
-    read from. The factory is recorded all the same, for a resume elsewhere.
+    The factory is recorded for a resume elsewhere, as :func:`load_from_factory`
+    records it, without being called again: ``flowkit run spec.yaml`` reads the
+    spec once, for its flow and for the engine it asks for, and a second call
+    would read a file that may have changed in between.
+
+    Raises:
+        ValueError: the factory cannot be found again by name (a lambda, a closure).
+        InvalidFormat: its arguments cannot be stored as JSON.
     """
-    meta = {_FACTORY_KEY: _factory_meta(flow_factory, factory_args, None)}
-    return _load_recorded(flow, meta, store, None, backend, ENTRY_POINT_GROUP, engine, kwargs)
+    meta = {_FACTORY_KEY: _factory_meta(flow_factory, factory_args, factory_kwargs)}
+    return _load_recorded(flow, meta, store, book, backend, namespace, engine, kwargs)
 
 
 def _load_recorded(
