@@ -28,15 +28,19 @@ def command_env(**extra: str) -> dict[str, str]:
 
 
 def flowkit_cmd(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 120
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120, cwd: str | Path = SOURCE_ROOT
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``flowkit ARGS`` and return what it did (never raises on a status)."""
+    """Run ``flowkit ARGS`` in ``cwd`` and return what it did (never raises on a status).
+
+    ``cwd`` other than the checkout: for targets (spec files, task modules) a test writes to a folder
+    of its own, found the way a user's are, relative to where the command runs.
+    """
     return subprocess.run(
         [FLOWKIT, *args],
         capture_output=True,
         text=True,
         env=env or command_env(),
-        cwd=SOURCE_ROOT,
+        cwd=cwd,
         timeout=timeout,
         check=False,
     )

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
-from tests.cli.conftest import FLOWKIT, command_env, flowkit_cmd
+from tests.cli.conftest import flowkit_cmd
 from tests.declarative.test_load import PRICING
 
 
@@ -38,25 +37,10 @@ def test_a_spec_file_finds_its_tasks_in_the_current_directory(tmp_path: Path) ->
         ["run", "double.yaml", "--connection", db],
         ["flows", "resume", "double", "--connection", db],
     ):
-        done = subprocess.run(
-            [FLOWKIT, *args],
-            capture_output=True,
-            text=True,
-            env=command_env(),
-            cwd=tmp_path,
-            timeout=120,
-            check=False,
-        )
+        done = flowkit_cmd(*args, cwd=tmp_path)
         assert done.returncode == 0, done.stderr
         assert "SUCCESS" in done.stdout
-    drawn = subprocess.run(
-        [FLOWKIT, "graph", "double.yaml"],
-        capture_output=True,
-        text=True,
-        env=command_env(),
-        cwd=tmp_path,
-        check=False,
-    )
+    drawn = flowkit_cmd("graph", "double.yaml", cwd=tmp_path)
     assert drawn.returncode == 0, drawn.stderr
 
 
@@ -71,14 +55,8 @@ def test_flowkit_run_reads_the_spec_file_once(tmp_path: Path) -> None:
         "def double(x: int) -> int:\n    return 2 * x\n"
     )
     spec.write_text("name: first\ntasks:\n  d: {task: rewriter_tasks:double, inputs: {x: 21}}\n")
-    done = subprocess.run(
-        [FLOWKIT, "run", spec.name, "--no-progress", "--connection", f"sqlite:///{tmp_path}/flows.db"],
-        capture_output=True,
-        text=True,
-        env=command_env(),
-        cwd=tmp_path,
-        timeout=120,
-        check=False,
+    done = flowkit_cmd(
+        "run", spec.name, "--no-progress", "--connection", f"sqlite:///{tmp_path}/flows.db", cwd=tmp_path
     )
     assert done.returncode == 0, done.stderr
     assert "flow 'first'" in done.stdout, done.stdout

@@ -102,9 +102,7 @@ tasks:
 
 
 def test_a_declared_flow_resumes_after_a_crash_as_the_python_flow_does(tmp_path: Path) -> None:
-    import subprocess
-
-    from tests.cli.conftest import FLOWKIT, command_env
+    from tests.cli.conftest import flowkit_cmd
 
     seen = []
     for target in ("crash.yaml", "crashing:by_hand"):
@@ -113,19 +111,9 @@ def test_a_declared_flow_resumes_after_a_crash_as_the_python_flow_does(tmp_path:
         (where / "crashing.py").write_text(CRASHING_TASKS)
         (where / "crash.yaml").write_text(CRASH_SPEC)
         db = f"sqlite:///{where}/flows.db"
-        outputs = []
-        for args in (["run", target], ["flows", "resume", "crashy"]):
-            done = subprocess.run(
-                [FLOWKIT, *args, "--connection", db, "--no-progress", "--report", "json"],
-                capture_output=True,
-                text=True,
-                env=command_env(),
-                cwd=where,
-                timeout=120,
-                check=False,
-            )
-            outputs.append(done)
-        crashed, resumed = outputs
+        options = ("--connection", db, "--no-progress", "--report", "json")
+        crashed = flowkit_cmd("run", target, *options, cwd=where)
+        resumed = flowkit_cmd("flows", "resume", "crashy", *options, cwd=where)
         assert crashed.returncode == 9, crashed.stderr
         assert resumed.returncode == 0, resumed.stderr
         import json

@@ -59,6 +59,24 @@ def test_memory_claim_expires_on_the_boards_clock() -> None:
     ]
 
 
+def renewed(board: Any, *keys: str, times: int = 1) -> Callable[[], bool]:
+    """A ``wait_until`` condition: each Redis key's TTL, read at every call, went up ``times`` times.
+
+    Only a renewal raises a TTL (the server only counts it down), so this watches the
+    board's renewing thread from outside, whatever its pace.
+    """
+    ttls: dict[str, list[int]] = {key: [] for key in keys}
+
+    def check() -> bool:
+        for key, seen in ttls.items():
+            seen.append(int(board._redis().pttl(key)))
+        return all(
+            sum(1 for a, b in zip(seen, seen[1:], strict=False) if b > a) >= times for seen in ttls.values()
+        )
+
+    return check
+
+
 @pytest.mark.parametrize("kind", ["redis", "zookeeper", "etcd"])
 def test_claim_of_a_holder_that_went_away_is_lost(kind: str, request: pytest.FixtureRequest) -> None:
     conf = board_conf(kind, request)
@@ -90,15 +108,8 @@ def test_redis_claim_is_kept_alive_past_its_expiry(request: pytest.FixtureReques
     with backends.backend("h", {**conf, "claim_expiry": 1.0}) as holder, backends.backend("o", conf) as other:
         job = holder.post("j")
         claim = holder.claim(job, "a")
-        key = holder._owner_key(job.uuid)  # type: ignore[attr-defined]
-        ttls: list[int] = []
-
-        def renewed_three_times() -> bool:
-            ttls.append(int(holder._redis().pttl(key)))  # type: ignore[attr-defined]
-            return sum(1 for before, after in zip(ttls, ttls[1:], strict=False) if after > before) >= 3
-
         # The server would drop the key 1 s after the last renewal; the holder renews it.
-        wait_until(renewed_three_times, timeout=10)
+        wait_until(renewed(holder, holder._owner_key(job.uuid), times=3), timeout=10)  # type: ignore[attr-defined]
         [seen] = list(other.iterjobs())
         other.check_claim(seen, claim)
 
@@ -113,14 +124,7 @@ def test_redis_claim_with_a_shorter_expiry_than_the_others_kept_is_renewed_at_it
         holder.claim(holder.post("long"), "a")
         job = holder.post("short")
         claim = holder.claim(job, "a", expiry=1.0)
-        key = holder._owner_key(job.uuid)  # type: ignore[attr-defined]
-        ttls: list[int] = []
-
-        def renewed_three_times() -> bool:
-            ttls.append(int(holder._redis().pttl(key)))  # type: ignore[attr-defined]
-            return sum(1 for before, after in zip(ttls, ttls[1:], strict=False) if after > before) >= 3
-
-        wait_until(renewed_three_times, timeout=10)
+        wait_until(renewed(holder, holder._owner_key(job.uuid), times=3), timeout=10)  # type: ignore[attr-defined]
         [seen] = [j for j in other.iterjobs() if j.uuid == job.uuid]
         other.check_claim(seen, claim)
 
@@ -156,14 +160,7 @@ def test_redis_claims_without_an_expiry_and_claim_first_claims_are_kept_alive(
         first = holder.claim_first([holder.post("first")], "a", expiry=1.0)
         assert first is not None
         keys = [holder._owner_key(job.uuid) for job in (by_default, first.job)]  # type: ignore[attr-defined]
-        ttls: dict[str, list[int]] = {key: [] for key in keys}
-
-        def both_renewed() -> bool:
-            for key, seen in ttls.items():
-                seen.append(int(holder._redis().pttl(key)))  # type: ignore[attr-defined]
-            return all(any(b > a for a, b in zip(seen, seen[1:], strict=False)) for seen in ttls.values())
-
-        wait_until(both_renewed, timeout=10)
+        wait_until(renewed(holder, *keys), timeout=10)
 
 
 def test_redis_renew_given_expiry_must_be_a_switch(request: pytest.FixtureRequest) -> None:

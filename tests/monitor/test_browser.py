@@ -7,6 +7,7 @@ for Python; no browser is downloaded. The screenshot goes to tests/artifacts/.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import select
 import subprocess
@@ -15,6 +16,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -25,6 +27,9 @@ from tests import services
 from tests.cli._flows import make_shop
 from tests.cli.conftest import FLOWKIT, SOURCE_ROOT, command_env, flowkit_cmd
 from tests.conftest import wait_until
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 #: The atoms of ``tests.cli._flows:make_slow``.
@@ -47,6 +52,13 @@ CHROMIUM_ARGS = [
 def _get_json(url: str) -> object:
     with urllib.request.urlopen(url, timeout=5) as response:
         return json.load(response)
+
+
+def _first_flow(url: str, timeout: float = 60) -> str:
+    """The uuid of the first flow the monitor at ``url`` lists, waiting until it lists one (run elsewhere)."""
+    flows = wait_until(lambda: _get_json(url + "/api/flows"), timeout=timeout)
+    assert isinstance(flows, list)
+    return str(flows[0]["uuid"])
 
 
 class Monitor:
@@ -83,23 +95,55 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
     proc.communicate(timeout=30)
 
 
-@pytest.fixture
-def monitor(tmp_path: Path) -> Iterator[Monitor]:
-    connection = f"sqlite:///{tmp_path}/watched.db"
-    proc, base = _start_monitor(connection, "--poll", "0.1")
+@contextlib.contextmanager
+def _monitoring(connection: str, *options: str, **env: str) -> Iterator[str]:
+    """A monitor of ``connection`` (as :func:`_start_monitor`) for the block: gives its URL, then stops it."""
+    proc, url = _start_monitor(connection, *options, **env)
     try:
-        yield Monitor(base, connection)
+        yield url
     finally:
         _stop(proc)
 
 
-def _start_slow_run(connection: str, gate: Path) -> subprocess.Popen[bytes]:
-    """Run the slow flow; each of its atoms runs until the test opens its gate (:func:`_open`)."""
+@pytest.fixture
+def monitor(tmp_path: Path) -> Iterator[Monitor]:
+    connection = f"sqlite:///{tmp_path}/watched.db"
+    with _monitoring(connection, "--poll", "0.1") as base:
+        yield Monitor(base, connection)
+
+
+@contextlib.contextmanager
+def _browser() -> Iterator[Browser]:
+    """Debian's headless Chromium, driven by Playwright (the test is skipped where either is missing).
+
+    Closed when the block ends, so before the test stops its monitor: uvicorn, told to stop,
+    waits for the pages' open streams to end first.
+    """
+    chromium = services.require_binary("chromium", "chromium")
+    sync_api = services.require_module("playwright.sync_api", "playwright")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def gate(tmp_path: Path) -> Path:
+    """The folder a gated run's atoms wait on: each runs until the test opens its gate (:func:`_open`)."""
+    made = tmp_path / "gate"
+    made.mkdir()
+    return made
+
+
+def _start_gated_run(factory: str, connection: str, gate: Path) -> subprocess.Popen[bytes]:
+    """Run the flow ``factory`` (one of ``tests.cli._flows``) whose atoms wait on ``gate``."""
     return subprocess.Popen(
         [
             FLOWKIT,
             "run",
-            "tests.cli._flows:make_slow",
+            f"tests.cli._flows:{factory}",
             "--store",
             "delay=0",
             "--connection",
@@ -132,128 +176,98 @@ def _finish(run: subprocess.Popen[bytes], gate: Path) -> None:
         raise
 
 
-def test_a_flow_run_elsewhere_appears_and_its_atoms_change_colour_live(
-    monitor: Monitor, tmp_path: Path
-) -> None:
-    chromium = services.require_binary("chromium", "chromium")
-    sync_api = services.require_module("playwright.sync_api", "playwright")
-    gate = tmp_path / "gate"
-    gate.mkdir()
-    run = _start_slow_run(monitor.connection, gate)
+def test_a_flow_run_elsewhere_appears_and_its_atoms_change_colour_live(monitor: Monitor, gate: Path) -> None:
+    run = _start_gated_run("make_slow", monitor.connection, gate)
     try:
-        with sync_api.sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
-            try:
-                page = browser.new_page(viewport={"width": 1280, "height": 800})
-                page.goto(monitor.url + "/")
-                # The list refreshes by itself: the new flow shows up without a reload.
-                link = page.wait_for_selector("#flows a:text('slow')", timeout=60_000)
-                assert link is not None
-                link.click()
-                # Cytoscape.js draws the graph on canvases; its nodes' state and the
-                # colour it paints them are read back from the instance the page keeps.
-                page.wait_for_selector("#graph canvas", timeout=60_000)
-                errors: list[str] = []
-                page.on("pageerror", lambda err: errors.append(str(err)))
-                cy = "flowkitMonitor.current.cy"
-                page.wait_for_function(f"() => {cy} && {cy}.nodes().length > 0", timeout=60_000)
-                drawn = page.evaluate(f"() => {cy}.nodes().map(n => n.id())")
-                assert {"one", "two", "three"} <= set(drawn)
-                in_state = f"([atom, state]) => {cy}.getElementById(atom).data('state') === state"
-                fill = f"atom => {cy}.getElementById(atom).style('background-color')"
-                first_running = f"() => {cy}.nodes('[state = \"RUNNING\"]').map(n => n.id())[0]"
-                running = page.wait_for_function(first_running, timeout=60_000)
-                atom = running.json_value()
-                running_fill = page.evaluate(fill, atom)
-                # The atom runs until seen RUNNING here; let it finish: the same node
-                # turns SUCCESS, with no reload, and the rest of the flow runs.
-                _open(gate, *SLOW_ATOMS)
-                page.wait_for_function(in_state, arg=[atom, "SUCCESS"], timeout=60_000)
-                success_fill = page.evaluate(fill, atom)
-                assert running_fill != success_fill
-                assert not errors
-                ARTIFACTS.mkdir(exist_ok=True)
-                page.screenshot(path=str(ARTIFACTS / "monitor-live.png"), full_page=True)
-                page.wait_for_selector('body[data-flow-state="SUCCESS"]', timeout=60_000)
-                page.wait_for_function(in_state, arg=["three", "SUCCESS"], timeout=60_000)
-                # The report and the event log were refreshed live too.
-                assert page.inner_text("#flow-state") == "SUCCESS"
-                assert "the flow started" in page.inner_text("#events")
-                page.screenshot(path=str(ARTIFACTS / "monitor-done.png"), full_page=True)
-            finally:
-                browser.close()
+        with _browser() as browser:
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            page.goto(monitor.url + "/")
+            # The list refreshes by itself: the new flow shows up without a reload.
+            link = page.wait_for_selector("#flows a:text('slow')", timeout=60_000)
+            assert link is not None
+            link.click()
+            # Cytoscape.js draws the graph on canvases; its nodes' state and the
+            # colour it paints them are read back from the instance the page keeps.
+            page.wait_for_selector("#graph canvas", timeout=60_000)
+            errors: list[str] = []
+            page.on("pageerror", lambda err: errors.append(str(err)))
+            cy = "flowkitMonitor.current.cy"
+            page.wait_for_function(f"() => {cy} && {cy}.nodes().length > 0", timeout=60_000)
+            drawn = page.evaluate(f"() => {cy}.nodes().map(n => n.id())")
+            assert {"one", "two", "three"} <= set(drawn)
+            in_state = f"([atom, state]) => {cy}.getElementById(atom).data('state') === state"
+            fill = f"atom => {cy}.getElementById(atom).style('background-color')"
+            first_running = f"() => {cy}.nodes('[state = \"RUNNING\"]').map(n => n.id())[0]"
+            running = page.wait_for_function(first_running, timeout=60_000)
+            atom = running.json_value()
+            running_fill = page.evaluate(fill, atom)
+            # The atom runs until seen RUNNING here; let it finish: the same node
+            # turns SUCCESS, with no reload, and the rest of the flow runs.
+            _open(gate, *SLOW_ATOMS)
+            page.wait_for_function(in_state, arg=[atom, "SUCCESS"], timeout=60_000)
+            success_fill = page.evaluate(fill, atom)
+            assert running_fill != success_fill
+            assert not errors
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "monitor-live.png"), full_page=True)
+            page.wait_for_selector('body[data-flow-state="SUCCESS"]', timeout=60_000)
+            page.wait_for_function(in_state, arg=["three", "SUCCESS"], timeout=60_000)
+            # The report and the event log were refreshed live too.
+            assert page.inner_text("#flow-state") == "SUCCESS"
+            assert "the flow started" in page.inner_text("#events")
+            page.screenshot(path=str(ARTIFACTS / "monitor-done.png"), full_page=True)
     finally:
         _finish(run, gate)
     assert run.returncode == 0, run.stderr.read().decode() if run.stderr else ""
 
 
-def test_a_sub_flow_spawned_at_run_time_joins_the_drawn_graph_live(monitor: Monitor, tmp_path: Path) -> None:
+def test_a_sub_flow_spawned_at_run_time_joins_the_drawn_graph_live(monitor: Monitor, gate: Path) -> None:
     # The page drew the graph once, when opened: atoms a task spawned later never
     # appeared (the server also cached the first drawing for good), so their
     # states could not be seen.
-    chromium = services.require_binary("chromium", "chromium")
-    sync_api = services.require_module("playwright.sync_api", "playwright")
-    gate = tmp_path / "gate"
-    gate.mkdir()
-    run = subprocess.Popen(
-        [FLOWKIT, "run", "tests.cli._flows:make_slow_spawning", "--store", "delay=0", "--connection",
-         monitor.connection, "--no-progress", "--report", "none"],
-        env=command_env(FLOWKIT_TEST_GATE=str(gate)),
-        cwd=SOURCE_ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )  # fmt: skip
+    run = _start_gated_run("make_slow_spawning", monitor.connection, gate)
     try:
-        flows = wait_until(lambda: _get_json(monitor.url + "/api/flows"), timeout=60)
-        assert isinstance(flows, list)
-        with sync_api.sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
-            try:
-                page = browser.new_page(viewport={"width": 1280, "height": 800})
-                errors: list[str] = []
-                page.on("pageerror", lambda err: errors.append(str(err)))
-                page.goto(f"{monitor.url}/flows/{flows[0]['uuid']}")
-                cy = "flowkitMonitor.current.cy"
-                state_of = f"([atom, state]) => {cy} && {cy}.getElementById(atom).data('state') === state"
-                page.wait_for_function(state_of, arg=["one", "RUNNING"], timeout=60_000)
-                ids = f"() => {cy}.nodes().map(n => n.id()).sort()"
-                edges = f"() => {cy}.edges().map(e => e.source().id() + '>' + e.target().id()).sort()"
-                assert page.evaluate(ids) == ["last", "one", "spawner"]
-                _open(gate, "one", "spawner")
-                # The spawned atoms are drawn, below the spawner, and coloured as they run.
-                page.wait_for_function(state_of, arg=["s1", "RUNNING"], timeout=60_000)
-                assert page.evaluate(ids) == ["last", "one", "s1", "s2", "spawner"]
-                _open(gate, "s1", "s2")
-                page.wait_for_function(state_of, arg=["last", "RUNNING"], timeout=60_000)
-                grown = f"() => {cy}.edges().length === 4"
-                page.wait_for_function(grown, timeout=60_000)
-                # What ran after the spawner now runs after the sub-flow: its link went.
-                assert page.evaluate(edges) == ["one>spawner", "s1>s2", "s2>last", "spawner>s1"]
-                heights = f"() => Object.fromEntries({cy}.nodes().map(n => [n.id(), n.position('y')]))"
-                y = page.evaluate(heights)
-                assert y["one"] < y["spawner"] < y["s1"] < y["s2"] < y["last"]
-                ARTIFACTS.mkdir(exist_ok=True)
-                page.screenshot(path=str(ARTIFACTS / "monitor-grown.png"), full_page=True)
-                _open(gate, "last")
-                page.wait_for_selector('body[data-flow-state="SUCCESS"]', timeout=60_000)
-                page.wait_for_function(state_of, arg=["s2", "SUCCESS"], timeout=60_000)
-                assert not errors
-            finally:
-                browser.close()
+        uuid = _first_flow(monitor.url)
+        with _browser() as browser:
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            errors: list[str] = []
+            page.on("pageerror", lambda err: errors.append(str(err)))
+            page.goto(f"{monitor.url}/flows/{uuid}")
+            cy = "flowkitMonitor.current.cy"
+            state_of = f"([atom, state]) => {cy} && {cy}.getElementById(atom).data('state') === state"
+            page.wait_for_function(state_of, arg=["one", "RUNNING"], timeout=60_000)
+            ids = f"() => {cy}.nodes().map(n => n.id()).sort()"
+            edges = f"() => {cy}.edges().map(e => e.source().id() + '>' + e.target().id()).sort()"
+            assert page.evaluate(ids) == ["last", "one", "spawner"]
+            _open(gate, "one", "spawner")
+            # The spawned atoms are drawn, below the spawner, and coloured as they run.
+            page.wait_for_function(state_of, arg=["s1", "RUNNING"], timeout=60_000)
+            assert page.evaluate(ids) == ["last", "one", "s1", "s2", "spawner"]
+            _open(gate, "s1", "s2")
+            page.wait_for_function(state_of, arg=["last", "RUNNING"], timeout=60_000)
+            grown = f"() => {cy}.edges().length === 4"
+            page.wait_for_function(grown, timeout=60_000)
+            # What ran after the spawner now runs after the sub-flow: its link went.
+            assert page.evaluate(edges) == ["one>spawner", "s1>s2", "s2>last", "spawner>s1"]
+            heights = f"() => Object.fromEntries({cy}.nodes().map(n => [n.id(), n.position('y')]))"
+            y = page.evaluate(heights)
+            assert y["one"] < y["spawner"] < y["s1"] < y["s2"] < y["last"]
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "monitor-grown.png"), full_page=True)
+            _open(gate, "last")
+            page.wait_for_selector('body[data-flow-state="SUCCESS"]', timeout=60_000)
+            page.wait_for_function(state_of, arg=["s2", "SUCCESS"], timeout=60_000)
+            assert not errors
     finally:
         _open(gate, "one", "spawner", "s1", "s2", "last")
         run.wait(timeout=60)
     assert run.returncode == 0, run.stderr.read().decode() if run.stderr else ""
 
 
-def test_the_stream_sends_each_change_of_state(monitor: Monitor, tmp_path: Path) -> None:
-    gate = tmp_path / "gate"
-    gate.mkdir()
-    run = _start_slow_run(monitor.connection, gate)
+def test_the_stream_sends_each_change_of_state(monitor: Monitor, gate: Path) -> None:
+    run = _start_gated_run("make_slow", monitor.connection, gate)
     try:
-        flows = wait_until(lambda: _get_json(monitor.url + "/api/flows"), timeout=30)
-        assert isinstance(flows, list)
-        uuid = flows[0]["uuid"]
+        uuid = _first_flow(monitor.url, timeout=30)
         seen: list[dict[str, object]] = []
         with urllib.request.urlopen(f"{monitor.url}/api/flows/{uuid}/stream", timeout=30) as stream:
             for raw in stream:
@@ -330,34 +344,26 @@ def test_the_stream_of_a_flow_deleted_while_watched_ends_saying_so(monitor: Moni
 
 
 def test_monitor_refuses_requests_without_the_token(tmp_path: Path) -> None:
-    proc, url = _start_monitor(f"sqlite:///{tmp_path}/t.db", FLOWKIT_MONITOR_TOKEN="t0ken")
-    base = f"{url}/api/flows"
-
-    def status(headers: dict[str, str]) -> int:
+    def status(url: str, headers: dict[str, str]) -> int:
         try:
-            with urllib.request.urlopen(urllib.request.Request(base, headers=headers), timeout=5) as response:
+            with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=5) as response:
                 return int(response.status)
         except urllib.error.HTTPError as err:
             return int(err.code)
         except OSError:
             return 0
 
-    try:
-        assert status({}) == 401
-        assert status({"Authorization": "Bearer t0ken"}) == 200
-    finally:
-        _stop(proc)
+    with _monitoring(f"sqlite:///{tmp_path}/t.db", FLOWKIT_MONITOR_TOKEN="t0ken") as url:
+        assert status(f"{url}/api/flows", {}) == 401
+        assert status(f"{url}/api/flows", {"Authorization": "Bearer t0ken"}) == 200
 
 
 def test_port_0_prints_the_url_it_bound_and_answers_there(tmp_path: Path) -> None:
-    proc, url = _start_monitor(f"sqlite:///{tmp_path}/t.db")
-    try:
+    with _monitoring(f"sqlite:///{tmp_path}/t.db") as url:
         assert url.startswith("http://127.0.0.1:")
         assert int(url.rsplit(":", 1)[1]) > 0
         # Listening before the line is printed: the first request is answered, no polling.
         assert _get_json(f"{url}/api/flows") == []
-    finally:
-        _stop(proc)
 
 
 def _status_code(url: str) -> tuple[int, dict[str, object]]:
@@ -369,10 +375,8 @@ def _status_code(url: str) -> tuple[int, dict[str, object]]:
 
 
 def test_a_database_that_goes_away_is_named_on_the_pages_which_recover_when_it_is_back(
-    postgresql_server: services.PostgresServer, postgresql_db_url: str, tmp_path: Path
+    postgresql_server: services.PostgresServer, postgresql_db_url: str
 ) -> None:
-    chromium = services.require_binary("chromium", "chromium")
-    sync_api = services.require_module("playwright.sync_api", "playwright")
     # A password in the URL (trust auth ignores it): every message must mask it.
     connection = postgresql_db_url.replace("flowkit@", "flowkit:s3cret@")
     # A flow not run yet: a finished flow's stream ends, and its page reads nothing more.
@@ -380,40 +384,36 @@ def test_a_database_that_goes_away_is_named_on_the_pages_which_recover_when_it_i
         engines.load_from_factory(make_shop, store={"amount": 5}, backend=backend)
     proc, base = _start_monitor(connection, "--poll", "0.1")
     try:
-        with sync_api.sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
+        with _browser() as browser:
+            listing = browser.new_page(viewport={"width": 1280, "height": 800})
+            listing.goto(base + "/")
+            listing.wait_for_selector("#flows a:text('shop')", timeout=60_000)
+            flow = browser.new_page(viewport={"width": 1280, "height": 800})
+            flow.goto(base + listing.get_attribute("#flows a", "href"))
+            flow.wait_for_selector("body[data-flow-state='PENDING']", timeout=60_000)
+            postgresql_server.stop()
             try:
-                listing = browser.new_page(viewport={"width": 1280, "height": 800})
-                listing.goto(base + "/")
-                listing.wait_for_selector("#flows a:text('shop')", timeout=60_000)
-                flow = browser.new_page(viewport={"width": 1280, "height": 800})
-                flow.goto(base + listing.get_attribute("#flows a", "href"))
-                flow.wait_for_selector("body[data-flow-state='PENDING']", timeout=60_000)
-                postgresql_server.stop()
-                try:
-                    status, body = _status_code(base + "/api/flows")
-                    assert status == 503
-                    error = str(body["error"])
-                    assert "cannot connect to database" in error and "flowkit:***@" in error
-                    assert "s3cret" not in error and "\n" not in error
-                    for page, words in (
-                        (listing, "cannot list the flows"),
-                        (flow, "database does not answer"),
-                    ):
-                        page.wait_for_selector("#status:visible", timeout=60_000)
-                        shown = page.inner_text("#status")
-                        assert words in shown and "flowkit:***@" in shown and "s3cret" not in shown
-                    # What was read before stays on the page.
-                    assert listing.inner_text("#flows a") == "shop"
-                    ARTIFACTS.mkdir(exist_ok=True)
-                    listing.screenshot(path=str(ARTIFACTS / "monitor-database-away.png"), full_page=True)
-                finally:
-                    postgresql_server.start()
-                for page in (listing, flow):
-                    page.wait_for_selector("#status", state="hidden", timeout=60_000)
-                assert _status_code(base + "/api/flows")[0] == 200
+                status, body = _status_code(base + "/api/flows")
+                assert status == 503
+                error = str(body["error"])
+                assert "cannot connect to database" in error and "flowkit:***@" in error
+                assert "s3cret" not in error and "\n" not in error
+                for page, words in (
+                    (listing, "cannot list the flows"),
+                    (flow, "database does not answer"),
+                ):
+                    page.wait_for_selector("#status:visible", timeout=60_000)
+                    shown = page.inner_text("#status")
+                    assert words in shown and "flowkit:***@" in shown and "s3cret" not in shown
+                # What was read before stays on the page.
+                assert listing.inner_text("#flows a") == "shop"
+                ARTIFACTS.mkdir(exist_ok=True)
+                listing.screenshot(path=str(ARTIFACTS / "monitor-database-away.png"), full_page=True)
             finally:
-                browser.close()
+                postgresql_server.start()
+            for page in (listing, flow):
+                page.wait_for_selector("#status", state="hidden", timeout=60_000)
+            assert _status_code(base + "/api/flows")[0] == 200
     finally:
         proc.terminate()
         _, err = proc.communicate(timeout=30)
@@ -424,63 +424,47 @@ def test_a_database_that_goes_away_is_named_on_the_pages_which_recover_when_it_i
     assert "s3cret" not in log
 
 
-def test_a_long_flow_keeps_the_atom_it_runs_in_view(postgresql_db_url: str, tmp_path: Path) -> None:
+def test_a_long_flow_keeps_the_atom_it_runs_in_view(postgresql_db_url: str, gate: Path) -> None:
     # 300 atoms in a column do not fit the graph's box even at the smallest zoom,
     # which then showed the middle of the flow: the atom running (the 241st) was
     # out of sight, so its progress could not be watched.
-    chromium = services.require_binary("chromium", "chromium")
-    sync_api = services.require_module("playwright.sync_api", "playwright")
-    gate = tmp_path / "gate"
-    gate.mkdir()
-    run = subprocess.Popen(
-        [FLOWKIT, "run", "tests.cli._flows:make_long_gated", "--store", "delay=0", "--connection",
-         postgresql_db_url, "--no-progress", "--report", "none"],
-        env=command_env(FLOWKIT_TEST_GATE=str(gate)),
-        cwd=SOURCE_ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )  # fmt: skip
+    run = _start_gated_run("make_long_gated", postgresql_db_url, gate)
     proc, base = _start_monitor(postgresql_db_url, "--poll", "0.1")
     try:
-        flows = wait_until(lambda: _get_json(base + "/api/flows"), timeout=60)
-        assert isinstance(flows, list)
-        with sync_api.sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
-            try:
-                page = browser.new_page(viewport={"width": 1280, "height": 800})
-                page.goto(base + "/")
-                created = page.wait_for_selector("#flows tbody td:nth-child(4)", timeout=60_000)
-                assert created is not None
-                # The viewer's local time to the second, not the raw ISO text with microseconds.
-                assert "T" not in created.inner_text() and "." not in created.inner_text()
-                page.goto(f"{base}/flows/{flows[0]['uuid']}")
-                cy = "flowkitMonitor.current.cy"
-                page.wait_for_function(
-                    f"() => {cy} && {cy}.getElementById('gated').data('state') === 'RUNNING'", timeout=60_000
-                )
-                # How long it has been running: a killed run's atom looks the same.
-                page.wait_for_selector('#report tr[data-atom="gated"] td.took:text("since")', timeout=60_000)
-                assert page.title() == "long-gated RUNNING - flowkit monitor"  # which tab is which flow
-                in_view = (
-                    f"() => {{ const p = {cy}.getElementById('gated').renderedPosition();"
-                    f" return p.x >= 0 && p.y >= 0 && p.x <= {cy}.width() && p.y <= {cy}.height(); }}"
-                )
-                page.wait_for_function(in_view, timeout=60_000)
-                # Every state of the legend is inside the graph's box (REVERT_FAILURE ran out of it).
-                overflow = page.evaluate(
-                    """() => {
-                      const box = document.getElementById('legend').parentElement.getBoundingClientRect();
-                      return [...document.querySelectorAll('#legend span')]
-                        .filter(b => b.getBoundingClientRect().right > box.right).map(b => b.textContent);
-                    }"""
-                )
-                assert overflow == []
-                ARTIFACTS.mkdir(exist_ok=True)
-                page.screenshot(path=str(ARTIFACTS / "monitor-long-flow.png"), full_page=False)
-                (gate / "gated").touch()
-                page.wait_for_selector('body[data-flow-state="SUCCESS"]', timeout=60_000)
-            finally:
-                browser.close()
+        uuid = _first_flow(base)
+        with _browser() as browser:
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            page.goto(base + "/")
+            created = page.wait_for_selector("#flows tbody td:nth-child(4)", timeout=60_000)
+            assert created is not None
+            # The viewer's local time to the second, not the raw ISO text with microseconds.
+            assert "T" not in created.inner_text() and "." not in created.inner_text()
+            page.goto(f"{base}/flows/{uuid}")
+            cy = "flowkitMonitor.current.cy"
+            page.wait_for_function(
+                f"() => {cy} && {cy}.getElementById('gated').data('state') === 'RUNNING'", timeout=60_000
+            )
+            # How long it has been running: a killed run's atom looks the same.
+            page.wait_for_selector('#report tr[data-atom="gated"] td.took:text("since")', timeout=60_000)
+            assert page.title() == "long-gated RUNNING - flowkit monitor"  # which tab is which flow
+            in_view = (
+                f"() => {{ const p = {cy}.getElementById('gated').renderedPosition();"
+                f" return p.x >= 0 && p.y >= 0 && p.x <= {cy}.width() && p.y <= {cy}.height(); }}"
+            )
+            page.wait_for_function(in_view, timeout=60_000)
+            # Every state of the legend is inside the graph's box (REVERT_FAILURE ran out of it).
+            overflow = page.evaluate(
+                """() => {
+                  const box = document.getElementById('legend').parentElement.getBoundingClientRect();
+                  return [...document.querySelectorAll('#legend span')]
+                    .filter(b => b.getBoundingClientRect().right > box.right).map(b => b.textContent);
+                }"""
+            )
+            assert overflow == []
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "monitor-long-flow.png"), full_page=False)
+            (gate / "gated").touch()
+            page.wait_for_selector('body[data-flow-state="SUCCESS"]', timeout=60_000)
     finally:
         (gate / "gated").touch()
         _stop(proc)
@@ -497,8 +481,6 @@ def test_500_flows_html_and_unicode_names_and_a_2000_atom_flow_in_the_browser(
     from flowkit.persistence import backends
     from tests.cli._flows import LONG, Step
 
-    chromium = services.require_binary("chromium", "chromium")
-    sync_api = services.require_module("playwright.sync_api", "playwright")
     odd = "<script>alert('flow')</script> Ünïcode ✓ & <b>bold</b> 日本語"
     with backends.backend(postgresql_db_url) as backend:
         for i in range(499):
@@ -512,53 +494,42 @@ def test_500_flows_html_and_unicode_names_and_a_2000_atom_flow_in_the_browser(
             engine.run()
     run = ("run", "tests.cli._flows:make_long", "--no-progress", "--report", "none")
     assert flowkit_cmd(*run, "--connection", postgresql_db_url).returncode == 0
-    proc, base = _start_monitor(postgresql_db_url)
-    try:
-        with sync_api.sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
-            try:
-                page = browser.new_page(viewport={"width": 1280, "height": 800})
-                page.set_default_timeout(90_000)  # 500 flows on a loaded machine: generous, not slept
-                dialogs: list[str] = []
-                page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
-                page.goto(base + "/")
-                # A page of 100, newest first; the 401 others are a click away.
-                page.wait_for_function("() => document.querySelectorAll('#flows tbody tr').length === 100")
-                assert page.inner_text("#page-info") == "100 of 501 flows"
-                assert page.is_hidden("#newer") and page.is_visible("#older")
-                # Names are text: nothing of theirs became an element, no script ran.
-                assert page.inner_text("#flows tbody tr:nth-child(2) a") == odd
-                assert (
-                    page.evaluate("document.querySelectorAll('#flows tbody b, #flows tbody script').length")
-                    == 0
-                )
-                ARTIFACTS.mkdir(exist_ok=True)
-                page.screenshot(path=str(ARTIFACTS / "monitor-many-flows.png"))
-                page.click("#older")
-                page.wait_for_selector("#flows tbody tr:first-child a:text-is('bulk-400')")
-                assert page.evaluate("document.querySelectorAll('#flows tbody tr').length") == 100
-                assert page.is_visible("#newer") and "before=" in page.url
-                page.click("#newer")
-                page.wait_for_selector("#flows tbody tr:first-child a:text-is('long')")
-                page.click("#flows a:text('long')")
-                # The click starts a navigation: until the flow page's script runs, its name is undefined.
-                cy = "(typeof flowkitMonitor !== 'undefined' && flowkitMonitor.current.cy)"
-                page.wait_for_function(f"() => {cy} && {cy}.nodes().length === {LONG}")
-                ys = page.evaluate(f"{cy}.nodes().map(n => n.position('y'))")
-                assert len(set(ys)) == LONG  # one under the other, in the flow's order
-                page.wait_for_selector(f"#report tr[data-atom='step-{LONG - 1:04d}']")
-                page.screenshot(path=str(ARTIFACTS / "monitor-2000-atoms.png"))
-                page.go_back()
-                page.locator("#flows a", has_text="Ünïcode").click()
-                page.wait_for_function(f"() => {cy} && {cy}.nodes().length === 1")
-                assert page.inner_text("#flow-title").startswith(odd)
-                assert page.evaluate(f"{cy}.nodes()[0].id()") == "<img src=x onerror=alert(1)>"
-                assert page.evaluate("document.querySelectorAll('main img').length") == 0
-                assert dialogs == []
-            finally:
-                browser.close()
-    finally:
-        _stop(proc)
+    with _monitoring(postgresql_db_url) as base, _browser() as browser:
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.set_default_timeout(90_000)  # 500 flows on a loaded machine: generous, not slept
+        dialogs: list[str] = []
+        page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+        page.goto(base + "/")
+        # A page of 100, newest first; the 401 others are a click away.
+        page.wait_for_function("() => document.querySelectorAll('#flows tbody tr').length === 100")
+        assert page.inner_text("#page-info") == "100 of 501 flows"
+        assert page.is_hidden("#newer") and page.is_visible("#older")
+        # Names are text: nothing of theirs became an element, no script ran.
+        assert page.inner_text("#flows tbody tr:nth-child(2) a") == odd
+        assert page.evaluate("document.querySelectorAll('#flows tbody b, #flows tbody script').length") == 0
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "monitor-many-flows.png"))
+        page.click("#older")
+        page.wait_for_selector("#flows tbody tr:first-child a:text-is('bulk-400')")
+        assert page.evaluate("document.querySelectorAll('#flows tbody tr').length") == 100
+        assert page.is_visible("#newer") and "before=" in page.url
+        page.click("#newer")
+        page.wait_for_selector("#flows tbody tr:first-child a:text-is('long')")
+        page.click("#flows a:text('long')")
+        # The click starts a navigation: until the flow page's script runs, its name is undefined.
+        cy = "(typeof flowkitMonitor !== 'undefined' && flowkitMonitor.current.cy)"
+        page.wait_for_function(f"() => {cy} && {cy}.nodes().length === {LONG}")
+        ys = page.evaluate(f"{cy}.nodes().map(n => n.position('y'))")
+        assert len(set(ys)) == LONG  # one under the other, in the flow's order
+        page.wait_for_selector(f"#report tr[data-atom='step-{LONG - 1:04d}']")
+        page.screenshot(path=str(ARTIFACTS / "monitor-2000-atoms.png"))
+        page.go_back()
+        page.locator("#flows a", has_text="Ünïcode").click()
+        page.wait_for_function(f"() => {cy} && {cy}.nodes().length === 1")
+        assert page.inner_text("#flow-title").startswith(odd)
+        assert page.evaluate(f"{cy}.nodes()[0].id()") == "<img src=x onerror=alert(1)>"
+        assert page.evaluate("document.querySelectorAll('main img').length") == 0
+        assert dialogs == []
 
 
 def _status_for_host(url: str, host: str, method: str = "GET", path: str = "/api/flows") -> int:
@@ -578,32 +549,24 @@ def _status_for_host(url: str, host: str, method: str = "GET", path: str = "/api
 def test_a_loopback_monitor_refuses_a_request_for_another_host_name(tmp_path: Path) -> None:
     # DNS rebinding: a page of evil.example re-resolves its name to 127.0.0.1 and
     # reads the token-less monitor with the browser's Host: evil.example.
-    proc, url = _start_monitor(f"sqlite:///{tmp_path}/t.db")
-    try:
+    with _monitoring(f"sqlite:///{tmp_path}/t.db") as url:
         port = url.rsplit(":", 1)[1]
         assert _status_for_host(url, f"evil.example:{port}") == 403
         assert _status_for_host(url, f"evil.example:{port}", path="/") == 403
         for good in (f"127.0.0.1:{port}", f"localhost:{port}", "localhost", f"[::1]:{port}"):
             assert _status_for_host(url, good) == 200, good
-    finally:
-        _stop(proc)
 
 
 def test_the_monitor_has_no_endpoint_that_changes_anything(tmp_path: Path) -> None:
     # So a cross-site POST (CSRF) can do nothing: every route takes GET only.
-    proc, url = _start_monitor(f"sqlite:///{tmp_path}/t.db")
-    try:
+    with _monitoring(f"sqlite:///{tmp_path}/t.db") as url:
         port = url.rsplit(":", 1)[1]
         for path in ("/", "/api/flows", "/api/flows/x", "/api/flows/x/graph", "/api/flows/x/stream"):
             for method in ("POST", "PUT", "DELETE", "PATCH"):
                 assert _status_for_host(url, f"127.0.0.1:{port}", method, path) == 405, (method, path)
-    finally:
-        _stop(proc)
 
 
 def test_names_and_failure_texts_are_shown_as_text_never_run_as_markup(tmp_path: Path) -> None:
-    chromium = services.require_binary("chromium", "chromium")
-    sync_api = services.require_module("playwright.sync_api", "playwright")
     from flowkit import engines
     from flowkit.persistence import backends
     from tests.cli._flows import HOSTILE_MARKUP, make_hostile
@@ -614,39 +577,27 @@ def test_names_and_failure_texts_are_shown_as_text_never_run_as_markup(tmp_path:
         with pytest.raises(RuntimeError):
             engine.run()
         uuid = engine.storage.flow_uuid
-    proc, url = _start_monitor(connection)
-    try:
-        with sync_api.sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
-            try:
-                page = browser.new_page()
-                page.goto(url + "/")
-                page.wait_for_selector(f'#flows tr[data-uuid="{uuid}"]', timeout=60_000)
-                assert HOSTILE_MARKUP in page.inner_text("#flows")
-                page.goto(f"{url}/flows/{uuid}")
-                page.wait_for_selector("#failures h3", timeout=60_000)
-                page.wait_for_function("() => flowkitMonitor.current.cy", timeout=60_000)
-                assert HOSTILE_MARKUP in page.inner_text("#flow-title")
-                assert f"bad {HOSTILE_MARKUP} execute: RuntimeError: {HOSTILE_MARKUP}" in page.inner_text(
-                    "#failures"
-                )
-                assert HOSTILE_MARKUP in page.inner_text("#report")
-                # Nothing parsed the text as markup: no element was made of it, no script ran.
-                assert page.evaluate("() => document.querySelectorAll('img, main script').length") == 0
-                assert page.evaluate("() => window.__flowkit_xss") is None
-                drawn = page.evaluate("() => flowkitMonitor.current.cy.nodes().map(n => n.id())")
-                assert f"bad {HOSTILE_MARKUP}" in drawn
-            finally:
-                browser.close()
-    finally:
-        _stop(proc)
+    with _monitoring(connection) as url, _browser() as browser:
+        page = browser.new_page()
+        page.goto(url + "/")
+        page.wait_for_selector(f'#flows tr[data-uuid="{uuid}"]', timeout=60_000)
+        assert HOSTILE_MARKUP in page.inner_text("#flows")
+        page.goto(f"{url}/flows/{uuid}")
+        page.wait_for_selector("#failures h3", timeout=60_000)
+        page.wait_for_function("() => flowkitMonitor.current.cy", timeout=60_000)
+        assert HOSTILE_MARKUP in page.inner_text("#flow-title")
+        assert f"bad {HOSTILE_MARKUP} execute: RuntimeError: {HOSTILE_MARKUP}" in page.inner_text("#failures")
+        assert HOSTILE_MARKUP in page.inner_text("#report")
+        # Nothing parsed the text as markup: no element was made of it, no script ran.
+        assert page.evaluate("() => document.querySelectorAll('img, main script').length") == 0
+        assert page.evaluate("() => window.__flowkit_xss") is None
+        drawn = page.evaluate("() => flowkitMonitor.current.cy.nodes().map(n => n.id())")
+        assert f"bad {HOSTILE_MARKUP}" in drawn
 
 
 def test_a_revert_of_an_earlier_attempt_is_not_shown_as_the_atoms_outcome(tmp_path: Path) -> None:
     # The report's table put "(reverted)" next to an atom that a retry ran again and that
     # succeeded: it read as if its work had been undone.
-    chromium = services.require_binary("chromium", "chromium")
-    sync_api = services.require_module("playwright.sync_api", "playwright")
     from flowkit import retry
     from flowkit.listeners.events import EventLogListener
     from flowkit.patterns import linear_flow
@@ -659,27 +610,18 @@ def test_a_revert_of_an_earlier_attempt_is_not_shown_as_the_atoms_outcome(tmp_pa
         with EventLogListener(engine):
             engine.run()
         uuid = engine.storage.flow_uuid
-    proc, url = _start_monitor(connection)
-    try:
-        with sync_api.sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
-            try:
-                page = browser.new_page()
-                page.goto(f"{url}/flows/{uuid}")
-                row = page.wait_for_selector('#report tr[data-atom="flaky"]', timeout=60_000)
-                assert row is not None
-                shown = row.inner_text()
-                assert "SUCCESS" in shown and "(an earlier attempt: reverted)" in shown, shown
-                assert "(reverted)" not in shown
-            finally:
-                browser.close()
-    finally:
-        _stop(proc)
+    with _monitoring(connection) as url, _browser() as browser:
+        page = browser.new_page()
+        page.goto(f"{url}/flows/{uuid}")
+        row = page.wait_for_selector('#report tr[data-atom="flaky"]', timeout=60_000)
+        assert row is not None
+        shown = row.inner_text()
+        assert "SUCCESS" in shown and "(an earlier attempt: reverted)" in shown, shown
+        assert "(reverted)" not in shown
 
 
 def test_static_files_cannot_reach_outside_their_directory(tmp_path: Path) -> None:
-    proc, url = _start_monitor(f"sqlite:///{tmp_path}/t.db")
-    try:
+    with _monitoring(f"sqlite:///{tmp_path}/t.db") as url:
         host = url.removeprefix("http://")
         assert _status_for_host(url, host, path="/static/monitor.js") == 200
         for path in (
@@ -691,5 +633,3 @@ def test_static_files_cannot_reach_outside_their_directory(tmp_path: Path) -> No
             "/static//etc/passwd",
         ):
             assert _status_for_host(url, host, path=path) == 404, path
-    finally:
-        _stop(proc)

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import contextlib
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from flowkit import engines, exceptions, task
-from flowkit.listeners.events import CauseKind, EventLogListener
+from flowkit.engines.base import Engine
+from flowkit.listeners.events import CauseKind, EventLog, EventLogListener
 from flowkit.patterns import linear_flow
-from flowkit.persistence import backends
+from flowkit.persistence import backends, models
+from flowkit.persistence.base import Backend
 
 
 class CardDeclined(Exception):
@@ -23,47 +27,81 @@ class Charge(task.Task):
         raise CardDeclined("card declined")
 
 
+def crash_the_first_time(task_class: Any) -> None:
+    """The crash stand-in: a KeyboardInterrupt while ``task_class.armed`` is set (a test sets it), once."""
+    if task_class.armed:
+        task_class.armed = False
+        raise KeyboardInterrupt
+
+
 class Reserve(task.Task):
     """Its first revert is interrupted (a crash stand-in), after the failure was recorded."""
 
-    interrupt = True
+    armed = True
 
     def execute(self) -> None:
         pass
 
     def revert(self, **kwargs: Any) -> None:
-        if Reserve.interrupt:
-            Reserve.interrupt = False
-            raise KeyboardInterrupt
+        crash_the_first_time(Reserve)
 
 
 def reserve_then_charge() -> linear_flow.Flow:
     return linear_flow.Flow("order").add(Reserve("reserve"), Charge("charge"))
 
 
-def test_a_resumed_run_names_the_failure_an_earlier_run_recorded(tmp_path: Path) -> None:
-    Reserve.interrupt = True
-    backend = backends.fetch({"connection": "dir", "path": str(tmp_path)})
-    try:
-        engine = engines.load_from_factory(reserve_then_charge, backend=backend)
-        with EventLogListener(engine), pytest.raises(KeyboardInterrupt):
-            engine.run()
-        with contextlib.closing(backend.get_connection()) as conn:
-            detail = conn.get_flow_details(engine.storage.flow_uuid)
-        resumed = engines.load_from_detail(detail, backend=backend)
-        listener = EventLogListener(resumed)
-        with listener, pytest.raises(exceptions.WrappedFailure):
-            resumed.run()
-        log = listener.log
-        (failed,) = [e for e in log if e.state == "FAILURE"]  # recorded by the first run
-        finished = [e for e in log if e.kind == "flow"][-1]
-        assert finished.state == "REVERTED"
-        assert finished.cause.kind is CauseKind.FINISHED
-        # Only the failure's type name was stored; it is still named, not "an error".
-        assert finished.cause.text == "'charge' failed with CardDeclined; the flow ended REVERTED"
-        assert (finished.cause.failure, finished.cause.event) == ("CardDeclined", failed.seq)
-    finally:
-        backend.close()
+@pytest.fixture
+def backend(tmp_path: Path) -> Iterator[Backend]:
+    """A directory backend: what one run stores, the next (a new engine, as after a crash) reads."""
+    made = backends.fetch({"connection": "dir", "path": str(tmp_path)})
+    yield made
+    made.close()
+
+
+def stored(backend: Backend, engine: Engine) -> models.FlowDetail:
+    """The engine's flow as the backend holds it: what a resume (or a stored report) starts from."""
+    with contextlib.closing(backend.get_connection()) as conn:
+        return conn.get_flow_details(engine.storage.flow_uuid)
+
+
+def run_to_the_crash(flow: linear_flow.Flow, backend: Backend, clock: Callable[[], float]) -> Engine:
+    """Run ``flow`` under an event log until its crash stand-in (a KeyboardInterrupt) stops it."""
+    engine = engines.load(flow, backend=backend)
+    with EventLogListener(engine, clock=clock), pytest.raises(KeyboardInterrupt):
+        engine.run()
+    return engine
+
+
+def resume(
+    flow: linear_flow.Flow, backend: Backend, crashed: Engine, clock: Callable[[], float] = time.time
+) -> tuple[Engine, EventLog]:
+    """Load ``flow`` from what ``crashed`` stored, as a new process would, and run it to its end.
+
+    Gives the resumed engine and the event log of every run, the earlier ones included.
+    """
+    resumed = engines.load(flow, flow_detail=stored(backend, crashed), backend=backend)
+    with EventLogListener(resumed, clock=clock) as listener:
+        resumed.run()
+    return resumed, listener.log
+
+
+def test_a_resumed_run_names_the_failure_an_earlier_run_recorded(backend: Backend) -> None:
+    Reserve.armed = True
+    engine = engines.load_from_factory(reserve_then_charge, backend=backend)
+    with EventLogListener(engine), pytest.raises(KeyboardInterrupt):
+        engine.run()
+    resumed = engines.load_from_detail(stored(backend, engine), backend=backend)
+    listener = EventLogListener(resumed)
+    with listener, pytest.raises(exceptions.WrappedFailure):
+        resumed.run()
+    log = listener.log
+    (failed,) = [e for e in log if e.state == "FAILURE"]  # recorded by the first run
+    finished = [e for e in log if e.kind == "flow"][-1]
+    assert finished.state == "REVERTED"
+    assert finished.cause.kind is CauseKind.FINISHED
+    # Only the failure's type name was stored; it is still named, not "an error".
+    assert finished.cause.text == "'charge' failed with CardDeclined; the flow ended REVERTED"
+    assert (finished.cause.failure, finished.cause.event) == ("CardDeclined", failed.seq)
 
 
 class Crashes(task.Task):
@@ -72,9 +110,7 @@ class Crashes(task.Task):
     armed = True
 
     def execute(self) -> str:
-        if Crashes.armed:
-            Crashes.armed = False
-            raise KeyboardInterrupt
+        crash_the_first_time(Crashes)
         return "done"
 
 
@@ -89,7 +125,7 @@ class Clock:
         return self.now
 
 
-def test_a_crash_and_its_resume_count_only_the_runs_active_time_not_the_downtime(tmp_path: Path) -> None:
+def test_a_crash_and_its_resume_count_only_the_runs_active_time_not_the_downtime(backend: Backend) -> None:
     # The resumed engine's preparation (RESUMING -> SUSPENDED) was logged as "the
     # run was suspended", and the report took that SUSPENDED, in run 2, as the end
     # of run 1: the hours between a crash and its resume counted as active time.
@@ -98,22 +134,10 @@ def test_a_crash_and_its_resume_count_only_the_runs_active_time_not_the_downtime
     Crashes.armed = True
     clock = Clock()
     flow = linear_flow.Flow("f").add(Reserve("a"), Crashes("b"))
-    backend = backends.fetch({"connection": "dir", "path": str(tmp_path)})
-    try:
-        engine = engines.load(flow, backend=backend)
-        with EventLogListener(engine, clock=clock), pytest.raises(KeyboardInterrupt):
-            engine.run()
-        with contextlib.closing(backend.get_connection()) as conn:
-            detail = conn.get_flow_details(engine.storage.flow_uuid)
-        clock.now += 3600.0  # down for an hour
-        resumed = engines.load(flow, flow_detail=detail, backend=backend)
-        with EventLogListener(resumed, clock=clock) as listener:
-            resumed.run()
-        log = list(listener.log)
-        with contextlib.closing(backend.get_connection()) as conn:
-            report = ExecutionReport.from_flow_detail(conn.get_flow_details(engine.storage.flow_uuid))
-    finally:
-        backend.close()
+    engine = run_to_the_crash(flow, backend, clock)
+    clock.now += 3600.0  # down for an hour
+    _, log = resume(flow, backend, engine, clock)
+    report = ExecutionReport.from_flow_detail(stored(backend, engine))
     prepared = [e for e in log if e.kind == "flow" and e.state == "SUSPENDED"]
     assert prepared and all(e.cause.kind is CauseKind.ENGINE for e in prepared)
     assert all("suspended" not in e.cause.text for e in prepared)
@@ -126,7 +150,7 @@ def test_a_crash_and_its_resume_count_only_the_runs_active_time_not_the_downtime
     assert report.duration < 3600
 
 
-def test_a_resumed_engines_report_counts_every_run_as_the_stored_report_does(tmp_path: Path) -> None:
+def test_a_resumed_engines_report_counts_every_run_as_the_stored_report_does(backend: Backend) -> None:
     # from_engine took the engine's own statistics (its latest run() only) while
     # from_flow_detail summed the event log's runs: after a resume the two reports
     # of one flow gave different durations.
@@ -135,29 +159,17 @@ def test_a_resumed_engines_report_counts_every_run_as_the_stored_report_does(tmp
     Crashes.armed = True
     clock = Clock()
     flow = linear_flow.Flow("f").add(Reserve("a"), Crashes("b"))
-    backend = backends.fetch({"connection": "dir", "path": str(tmp_path)})
-    try:
-        engine = engines.load(flow, backend=backend)
-        with EventLogListener(engine, clock=clock), pytest.raises(KeyboardInterrupt):
-            engine.run()
-        with contextlib.closing(backend.get_connection()) as conn:
-            detail = conn.get_flow_details(engine.storage.flow_uuid)
-        resumed = engines.load(flow, flow_detail=detail, backend=backend)
-        with EventLogListener(resumed, clock=clock) as listener:
-            resumed.run()
-        log = list(listener.log)
-        live = ExecutionReport.from_engine(resumed)
-        with contextlib.closing(backend.get_connection()) as conn:
-            stored = ExecutionReport.from_flow_detail(conn.get_flow_details(engine.storage.flow_uuid))
-    finally:
-        backend.close()
+    engine = run_to_the_crash(flow, backend, clock)
+    resumed, log = resume(flow, backend, engine, clock)
+    live = ExecutionReport.from_engine(resumed)
+    kept = ExecutionReport.from_flow_detail(stored(backend, engine))
     run1 = [e.at for e in log if e.run == 1]
     run2 = [e.at for e in log if e.run == 2 and e.kind == "flow" and e.state in ("RUNNING", "SUCCESS")]
     first, last = max(run1) - min(run1), run2[-1] - run2[0]
-    assert (live.runs, stored.runs) == (2, 2)
-    assert live.duration == stored.duration == first + last
-    assert live.last_run_duration == stored.last_run_duration == last
-    assert live.to_dict(events=False) == stored.to_dict(events=False)
+    assert (live.runs, kept.runs) == (2, 2)
+    assert live.duration == kept.duration == first + last
+    assert live.last_run_duration == kept.last_run_duration == last
+    assert live.to_dict(events=False) == kept.to_dict(events=False)
     assert f"in {first + last:.3f}s over 2 runs (the last {last:.3f}s)" in live.to_text()
 
 
@@ -167,9 +179,7 @@ class CreatesOnce(task.Task):
     armed = True
 
     def execute(self) -> str:
-        if CreatesOnce.armed:
-            CreatesOnce.armed = False
-            raise KeyboardInterrupt
+        crash_the_first_time(CreatesOnce)
         raise AssertionError("found done: not to be run again")
 
     def check_done(self) -> Any:
@@ -179,7 +189,7 @@ class CreatesOnce(task.Task):
 
 
 def test_an_atom_found_done_between_runs_is_logged_done_and_its_successors_follow_it(
-    tmp_path: Path,
+    backend: Backend,
 ) -> None:
     # A conductor records an in-doubt atom its check_done finds done (SUCCESS) before the
     # run, with no notification: its log ended at RUNNING, so `why` said RUNNING of a
@@ -190,29 +200,15 @@ def test_an_atom_found_done_between_runs_is_logged_done_and_its_successors_follo
     CreatesOnce.armed = True
     clock = Clock()
     flow = linear_flow.Flow("f").add(Reserve("a"), CreatesOnce("create"), Reserve("after"))
-    backend = backends.fetch({"connection": "dir", "path": str(tmp_path)})
-    try:
-        engine = engines.load(flow, backend=backend)
-        with EventLogListener(engine, clock=clock), pytest.raises(KeyboardInterrupt):
-            engine.run()
-
-        def stored() -> Any:
-            with contextlib.closing(backend.get_connection()) as conn:
-                return conn.get_flow_details(engine.storage.flow_uuid)
-
-        checking = engines.load(flow, flow_detail=stored(), backend=backend)
-        checking.compile()
-        checking.prepare()
-        assert in_doubt.resolve(checking) == ["create"]  # as a conductor does, before listening
-        checking.storage.flush()
-        clock.now += 3600.0  # the conductor died an hour before
-        resumed = engines.load(flow, flow_detail=stored(), backend=backend)
-        with EventLogListener(resumed, clock=clock) as listener:
-            resumed.run()
-        log = listener.log
-        report = ExecutionReport.from_flow_detail(stored())
-    finally:
-        backend.close()
+    engine = run_to_the_crash(flow, backend, clock)
+    checking = engines.load(flow, flow_detail=stored(backend, engine), backend=backend)
+    checking.compile()
+    checking.prepare()
+    assert in_doubt.resolve(checking) == ["create"]  # as a conductor does, before listening
+    checking.storage.flush()
+    clock.now += 3600.0  # the conductor died an hour before
+    _, log = resume(flow, backend, engine, clock)
+    report = ExecutionReport.from_flow_detail(stored(backend, engine))
     done = log.of("create")[-1]
     assert (done.state, done.run, done.cause.kind) == ("SUCCESS", 2, CauseKind.RESUMED)
     assert "found done" in done.cause.text
@@ -235,7 +231,7 @@ class Counts(task.Task):
 
 
 def test_a_loop_stopped_after_its_verdict_runs_again_in_the_next_run_because_of_that_verdict(
-    tmp_path: Path,
+    backend: Backend,
 ) -> None:
     # Resumed between a loop's verdict and its next iteration, the first atom of the body
     # was said to run because the atom before the loop completed (in the earlier run).
@@ -252,20 +248,11 @@ def test_a_loop_stopped_after_its_verdict_runs_again_in_the_next_run_because_of_
         if details.get("task_name") == "loop^until" and state == states.PENDING:
             raise KeyboardInterrupt  # a crash stand-in, once the verdict is recorded
 
-    backend = backends.fetch({"connection": "dir", "path": str(tmp_path)})
-    try:
-        engine = engines.load(make(), backend=backend)
-        with EventLogListener(engine), contextlib.suppress(KeyboardInterrupt):
-            engine.atom_notifier.register(engine.atom_notifier.ANY, stop_at_the_verdict)  # after the log's
-            engine.run()
-        with contextlib.closing(backend.get_connection()) as conn:
-            detail = conn.get_flow_details(engine.storage.flow_uuid)
-        resumed = engines.load(make(), flow_detail=detail, backend=backend)
-        with EventLogListener(resumed) as listener:
-            resumed.run()
-        log = listener.log
-    finally:
-        backend.close()
+    engine = engines.load(make(), backend=backend)
+    with EventLogListener(engine), contextlib.suppress(KeyboardInterrupt):
+        engine.atom_notifier.register(engine.atom_notifier.ANY, stop_at_the_verdict)  # after the log's
+        engine.run()
+    _, log = resume(make(), backend, engine)
     (verdict,) = [e for e in log.of("loop^until") if e.state == "PENDING" and e.run == 1]
     again = next(e for e in log.of("count") if e.state == "RUNNING" and e.run == 2)
     assert again.cause.kind == CauseKind.ENGINE and again.cause.text.startswith("its loop runs again")
