@@ -734,8 +734,23 @@ class Flow(flow.Flow):
             needed.update(self._retry.requires)
             from_retry = self._retry.provides
         visible = self._visible()
-        for node in self._order if visible is None else visible:
-            needed.update(self._unsatisfied(node, from_retry))
+        nodes = self._order if visible is None else visible
+        # A symbol no item here provides is needed from outside whoever requires it:
+        # only the others send a walk up the requirer's ancestors (else a chain of
+        # items that each need one outside symbol walks every chain before each).
+        # Ancestors of a shown item are shown, so the shown items' symbols suffice.
+        here: set[str] = set()
+        for node in nodes:
+            here.update(node.provides)
+        for node in nodes:
+            missing = node.requires.difference(from_retry)
+            if not missing:
+                continue
+            inside = missing.intersection(here)
+            if len(inside) != len(missing):
+                needed.update(missing.difference(inside))
+            if inside:
+                needed.update(self._unsatisfied(node, from_retry, inside))
         return frozenset(needed)
 
 

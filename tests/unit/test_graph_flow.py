@@ -514,3 +514,26 @@ def test_a_sub_flow_of_a_users_class_is_re_read_at_every_add() -> None:
     sub.offered = frozenset({"y"})
     g.add(make("b", requires=["y"]))
     assert links(g) == [("sub", "b", {flow.LINK_REASONS: {"y"}})]
+
+
+def test_requires_walks_no_ancestors_for_a_symbol_nothing_in_the_flow_provides(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A chain whose every item also needs "ext" from outside: each item used to walk
+    # all the items before it looking for "ext" (count**2 / 2 steps).
+    walked = [0]
+    original = graph_flow.Flow._ancestors
+
+    def counted(self: graph_flow.Flow, node: Any) -> Any:
+        for before in original(self, node):
+            walked[0] += 1
+            yield before
+
+    monkeypatch.setattr(graph_flow.Flow, "_ancestors", counted)
+    count = 300
+    g = graph_flow.Flow("g")
+    for i in range(count):
+        g.add(make(f"t{i}", requires=[f"v{i - 1}", "ext"] if i else ["ext"], provides=f"v{i}"))
+    walked[0] = 0
+    assert g.requires == frozenset({"ext"})
+    assert walked[0] <= count
