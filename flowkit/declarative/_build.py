@@ -676,8 +676,7 @@ def _assemble(
     assert isinstance(flow, graph_flow.Flow)
     ranked = sorted(children, key=lambda c: min(position[leaf] for leaf in parsed.leaves(c)))
     try:
-        # One add: a graph flow scans its sub-flows for every add, so adding 2,000
-        # sub-flows one at a time took 2.5 times as long.
+        # One add, the items providers first: links made as they come, one cycle check.
         flow.add(*(items[child] for child in ranked))
         ranked = []
     except exc.DependencyFailure:
