@@ -197,6 +197,21 @@ class Flow(abc.ABC):
                 return
             parents.append(weakref.ref(self))
 
+    def __getstate__(self) -> dict[str, Any]:
+        """The flow's state for pickle and copy, without its parents (weak references).
+
+        A copy's parents are the copies of its parents, which adopt it again as
+        they are restored (see :meth:`__setstate__`).
+        """
+        state = self.__dict__.copy()
+        state.pop("_parents", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        for child in self._children():
+            self._adopt(child)
+
     def _touched(self) -> None:
         """Tell every flow containing this one (at any depth) that its symbols may have changed.
 

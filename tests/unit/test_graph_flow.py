@@ -537,3 +537,18 @@ def test_requires_walks_no_ancestors_for_a_symbol_nothing_in_the_flow_provides(
     walked[0] = 0
     assert g.requires == frozenset({"ext"})
     assert walked[0] <= count
+
+
+@pytest.mark.parametrize("how", ["deepcopy", "pickle"])
+def test_a_copied_graph_flow_is_told_when_its_copied_sub_flow_grows(how: str) -> None:
+    import copy
+    import pickle
+
+    g = graph_flow.Flow("g").add(linear_flow.Flow("sub").add(make("a", provides="x")))
+    g2 = copy.deepcopy(g) if how == "deepcopy" else pickle.loads(pickle.dumps(g))
+    sub2 = next(iter(g2))
+    assert isinstance(sub2, linear_flow.Flow)
+    sub2.add(make("b", provides="y"))
+    g2.add(make("c", requires=["y"]))
+    assert links(g2) == [("sub", "c", {flow.LINK_REASONS: {"y"}})]
+    assert links(g) == []  # the original is not touched by the copy
