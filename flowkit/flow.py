@@ -270,12 +270,15 @@ class _OrderedItems(Flow):
         """
         for item in items:
             self._check_item(item)
-        size = len(self._items)
+        known = self._items
+        size = len(known)
+        is_flow = _IS_FLOW.get
         for item in items:
-            if item not in self._items:
-                self._items[item] = None
-                self._adopt(item)
-        if len(self._items) != size:
+            if item not in known:
+                known[item] = None
+                if is_flow(type(item)) is not False:  # a flow, or a class not seen yet
+                    self._adopt(item)
+        if self._parents is not None and len(known) != size:
             self._touched()
         return self
 

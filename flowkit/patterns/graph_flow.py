@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import enum
 import heapq
+import itertools
 from array import array
 from collections import deque
 from collections.abc import Callable, Collection, Iterable, Iterator
@@ -206,6 +207,7 @@ class Flow(flow.Flow):
         order, succ, pred = self._order, self._succ, self._pred
         counter = started = len(self._items)
         links_before = len(self._link_from)
+        subflows_before = len(self._subflows)
         self._items.extend(fresh)
         try:
             for node in fresh:
@@ -241,10 +243,13 @@ class Flow(flow.Flow):
             del self._link_to[links_before:]
             del self._link_symbol[links_before:]
             raise
-        for node in fresh:
-            self._adopt(node)
+        if len(self._subflows) != subflows_before:
+            # The nested flows just added (the last ones _index entered) will tell this one of changes.
+            for sub in itertools.islice(self._subflows, subflows_before, None):
+                self._adopt(sub)
         self._changed()
-        self._touched()
+        if self._parents is not None:
+            self._touched()
         return self
 
     def _still_waiting(
@@ -435,7 +440,8 @@ class Flow(flow.Flow):
             meta[flow.LINK_DECIDER_DEPTH] = depth
             self._decided = True
         self._changed()
-        self._touched()
+        if self._parents is not None:
+            self._touched()
         return self
 
     # -- the graph itself --------------------------------------------------------
