@@ -140,6 +140,11 @@ def _result_names(save_as: Mapping[str, object]) -> Collection[str]:
 #: uses contains a NUL. Grown on demand, up to :data:`_REQUIRES_SLOTS`.
 _SLOTS: list[str] = [f"\x00flowkit-rebind-{i}\x00" for i in range(8)]
 _SLOT_INDEX: dict[str, int] = {slot: i for i, slot in enumerate(_SLOTS)}
+#: (One number.) How many times an atom's ``provides`` or ``requires`` was set by hand (after it
+#: was made): a graph flow re-reads the nested flows it indexed when this moved,
+#: as such an atom may sit in one of them and no flow is told of the change.
+_symbol_edits: list[int] = [0]
+
 #: How many symbols of a ``rebind`` dict are stood in for (a longer one is cached as is).
 _REBIND_SLOTS = 8
 #: How many names of a ``requires`` list are stood in for. A longer list is a fan-in
@@ -870,6 +875,7 @@ class Atom(metaclass=abc.ABCMeta):
 
     @provides.setter
     def provides(self, value: frozenset[str]) -> None:
+        _symbol_edits[0] += 1
         self._provides = value
 
     @property
@@ -881,6 +887,7 @@ class Atom(metaclass=abc.ABCMeta):
 
     @requires.setter
     def requires(self, value: frozenset[str]) -> None:
+        _symbol_edits[0] += 1
         self._requires = value
 
     def _derive_requires(self) -> frozenset[str]:

@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Collection, Iterator
-from typing import Any, Self, TypeAlias
+from typing import TYPE_CHECKING, Any, Self, TypeAlias, cast
 
 from flowkit import exceptions as exc
 from flowkit._utils import reflection
 from flowkit.atom import Atom
 from flowkit.retry import Retry
+
+if TYPE_CHECKING:
+    import weakref
 
 __all__ = [
     "LINK_DECIDER",
@@ -49,6 +52,17 @@ _PATTERNS_PREFIX = "flowkit.patterns."
 #: check otherwise costs about a microsecond per item added.
 _ITEM_CLASSES: set[type] = set()
 
+#: Flow classes whose symbols (``provides``, ``requires``) change only through
+#: their own methods, each of which tells the flows containing the changed one
+#: (:meth:`Flow._touched`). A graph flow indexes nested flows of these classes
+#: once and re-reads one only when told it changed; a nested flow of any other
+#: class (a user's subclass may compute its symbols as it likes) is re-read at
+#: every add, as TaskFlow re-reads every item. Exact classes, not subclasses.
+_TRACKED: set[type] = set()
+
+#: Item class -> whether it is a flow class (an ABC isinstance check costs more).
+_IS_FLOW: dict[type, bool] = {}
+
 FlowItem: TypeAlias = "Atom | Flow"
 """What a flow may contain: atoms (tasks, not retries) and other flows."""
 
@@ -68,6 +82,10 @@ class Flow(abc.ABC):
             ``requires`` and ``provides`` count as the flow's), and refused when the flow
             is compiled, before anything runs.
     """
+
+    #: The flows this one was added to (weakly: a child keeps no parent alive), told
+    #: when it changes; None until it is added somewhere (most flows never are).
+    _parents: list[weakref.ref[Flow]] | None = None
 
     def __init__(self, name: str, retry: Retry | None = None) -> None:
         self._name = str(name)
@@ -162,6 +180,64 @@ class Flow(abc.ABC):
             for item in items:
                 self._check_item(item)
 
+    def _adopt(self, child: FlowItem) -> None:
+        """Note that ``child`` was added to this flow: if it is a flow, it tells this one when it changes."""
+        cls = type(child)
+        is_flow = _IS_FLOW.get(cls)
+        if is_flow is None:
+            is_flow = _IS_FLOW[cls] = issubclass(cls, Flow)
+        if is_flow:
+            import weakref  # only once flows are nested (a one-task run never imports it)
+
+            nested = cast("Flow", child)
+            parents = nested._parents
+            if parents is None:
+                parents = nested._parents = []
+            elif any(ref() is self for ref in parents):
+                return
+            parents.append(weakref.ref(self))
+
+    def __getstate__(self) -> dict[str, Any]:
+        """The flow's state for pickle and copy, without its parents (weak references).
+
+        A copy's parents are the copies of its parents, which adopt it again as
+        they are restored (see :meth:`__setstate__`).
+        """
+        state = self.__dict__.copy()
+        state.pop("_parents", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        for child in self._children():
+            self._adopt(child)
+
+    def _touched(self) -> None:
+        """Tell every flow containing this one (at any depth) that its symbols may have changed.
+
+        Called after each change of this flow's children, links or visible items.
+        Each containing flow is told once, even if flows were nested in a loop.
+        """
+        if self._parents is None:
+            return
+        told: set[int] = {id(self)}
+        pending: list[Flow] = [self]
+        while pending:
+            changed = pending.pop()
+            for ref in changed._parents or ():
+                parent = ref()
+                if parent is not None and id(parent) not in told:
+                    told.add(id(parent))
+                    parent._child_changed(changed)
+                    pending.append(parent)
+
+    def _child_changed(self, child: Flow) -> None:  # noqa: B027 - a hook, empty by default
+        """Hook: ``child``, a flow directly in this one, changed (graph flows re-read it)."""
+
+    def _children(self) -> Collection[FlowItem]:
+        """Every direct child, in no particular order (for :func:`fully_tracked`)."""
+        return list(self)
+
     def _display_class(self) -> str:
         name = reflection.get_class_name(self)
         return name.removeprefix(_PATTERNS_PREFIX)
@@ -194,9 +270,20 @@ class _OrderedItems(Flow):
         """
         for item in items:
             self._check_item(item)
+        known = self._items
+        size = len(known)
+        is_flow = _IS_FLOW.get
         for item in items:
-            self._items.setdefault(item)
+            if item not in known:
+                known[item] = None
+                if is_flow(type(item)) is not False:  # a flow, or a class not seen yet
+                    self._adopt(item)
+        if self._parents is not None and len(known) != size:
+            self._touched()
         return self
+
+    def _children(self) -> Collection[FlowItem]:
+        return self._items
 
     def __len__(self) -> int:
         return len(self._items)
@@ -207,3 +294,22 @@ class _OrderedItems(Flow):
     def iter_nodes(self) -> Iterator[tuple[FlowItem, dict[str, Any]]]:
         for item in self._items:
             yield item, {}
+
+
+def fully_tracked(item: Flow) -> bool:
+    """Tell whether ``item`` and every flow nested in it are of a tracked class.
+
+    Only then does every change of its symbols reach the flows containing it
+    through :meth:`Flow._touched` (see ``_TRACKED``).
+    """
+    pending: list[Flow] = [item]
+    seen: set[int] = set()
+    while pending:
+        current = pending.pop()
+        if type(current) not in _TRACKED:
+            return False
+        seen.add(id(current))
+        for child in current._children():
+            if isinstance(child, Flow) and id(child) not in seen:
+                pending.append(child)
+    return True

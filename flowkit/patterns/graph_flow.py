@@ -8,19 +8,23 @@ Cycles are refused and leave the flow as it was.
 
 The graph is kept in plain dicts (successors and predecessors per node) rather
 than networkx, so importing flowkit stays cheap. Atoms' provided and required
-symbols are indexed, so adding to a large graph does not rescan every node;
-nested flows may still grow after being added, so they are always re-read.
+symbols are indexed, so adding to a large graph does not rescan every node.
+Nested flows may still grow after being added: those of flowkit's own patterns
+(all the way down) are indexed too and re-read only when they tell the graph they
+changed; any other nested flow is re-read at every add.
 """
 
 from __future__ import annotations
 
 import enum
 import heapq
+import itertools
 from array import array
 from collections import deque
 from collections.abc import Callable, Collection, Iterable, Iterator
 from typing import Any, NamedTuple, Self
 
+from flowkit import atom as atom_mod
 from flowkit import deciders, flow
 from flowkit import exceptions as exc
 from flowkit._utils.gc_pause import gc_paused
@@ -126,7 +130,19 @@ class Flow(flow.Flow):
         # providers stay, so those providers stay its ancestors), so a flow built
         # providers first keeps no list per symbol here.
         self._requirers: dict[str, list[FlowItem]] = {}
-        self._subflows: list[FlowItem] = []
+        # Nested flows, in insertion order. Those fully tracked (see flow.fully_tracked)
+        # are indexed by symbol like atoms, from the symbols read when they were added
+        # or last changed (_sub_symbols); each tells this flow when it changes (it is
+        # then in _stale until re-read at the next add). The others (_opaque) are read
+        # afresh at every add, as TaskFlow reads every item.
+        self._subflows: dict[FlowItem, None] = {}
+        self._sub_symbols: dict[FlowItem, tuple[frozenset[str], frozenset[str]]] = {}
+        self._sub_providers: dict[str, dict[FlowItem, None]] = {}
+        self._sub_requirers: dict[str, dict[FlowItem, None]] = {}
+        self._opaque: dict[FlowItem, None] = {}
+        self._stale: dict[FlowItem, None] = {}
+        # atom._symbol_edits when the nested flows' symbols were last read.
+        self._edits_seen = atom_mod._symbol_edits[0]
         # Every link again as two numbers (its ends' insertion numbers, in the order
         # the links were made), in flat arrays: what the compiler reads to wire a big
         # graph without looking each item up, visiting memory in order instead of
@@ -185,10 +201,13 @@ class Flow(flow.Flow):
     def _add_fresh(self, fresh: dict[FlowItem, None], resolve_requires: bool, resolve_existing: bool) -> Self:
         """Add items not in the flow yet (see :meth:`add`)."""
         from_retry = self._retry.provides if self._retry is not None else frozenset()
+        if self._sub_symbols:
+            self._reread_subflows()
         waiting = self._still_waiting(fresh, from_retry) if resolve_existing else {}
         order, succ, pred = self._order, self._succ, self._pred
         counter = started = len(self._items)
         links_before = len(self._link_from)
+        subflows_before = len(self._subflows)
         self._items.extend(fresh)
         try:
             for node in fresh:
@@ -224,7 +243,13 @@ class Flow(flow.Flow):
             del self._link_to[links_before:]
             del self._link_symbol[links_before:]
             raise
+        if len(self._subflows) != subflows_before:
+            # The nested flows just added (the last ones _index entered) will tell this one of changes.
+            for sub in itertools.islice(self._subflows, subflows_before, None):
+                self._adopt(sub)
         self._changed()
+        if self._parents is not None:
+            self._touched()
         return self
 
     def _still_waiting(
@@ -240,9 +265,13 @@ class Flow(flow.Flow):
         if not offered:
             return {}
         candidates: dict[FlowItem, None] = {}
+        sub_requirers = self._sub_requirers
         for value in offered:
             candidates.update(dict.fromkeys(self._requirers.get(value, ())))
-        candidates.update(dict.fromkeys(sub for sub in self._subflows if sub.requires & offered))
+            subs = sub_requirers.get(value)
+            if subs:
+                candidates.update(subs)
+        candidates.update(dict.fromkeys(sub for sub in self._opaque if sub.requires & offered))
         waiting: dict[str, list[FlowItem]] = {}
         for node in sorted(candidates, key=self._order.__getitem__):
             for value in sorted(self._unsatisfied(node, from_retry, node.requires & offered)):
@@ -260,13 +289,14 @@ class Flow(flow.Flow):
         """
         requires = node.requires
         met = True
-        own, also, subflows, items = self._providers, self._also_provided, self._subflows, self._items
+        own, also, items = self._providers, self._also_provided, self._items
+        sub_providers, opaque = self._sub_providers, self._opaque
         succ, node_pred = self._succ, self._pred[node]
         if from_retry:
             requires = requires.difference(from_retry)
         for value in sorted(requires) if len(requires) > 1 else requires:
             # Atoms only, one provider at most (the usual flow): one look-up answers.
-            if not subflows and not (also and value in also):
+            if not opaque and not (also and value in also) and not (sub_providers and value in sub_providers):
                 number = own.get(value)
             else:
                 providers = self._providers_of(value)
@@ -312,8 +342,57 @@ class Flow(flow.Flow):
         first = self._providers.get(value)
         found = [] if first is None else [first, *self._also_provided.get(value, ())]
         order = self._order
-        found.extend(order[sub] for sub in self._subflows if value in sub.provides)
+        subs = [*self._sub_providers.get(value, ()), *(sub for sub in self._opaque if value in sub.provides)]
+        # Nested flows in insertion order, as they were added.
+        found.extend(sorted(order[sub] for sub in subs))
         return found
+
+    def _index_subflow(self, sub: FlowItem) -> None:
+        """Enter the nested flow ``sub`` in the nested-flow indexes (see ``_subflows``)."""
+        if not flow.fully_tracked(sub):  # type: ignore[arg-type]
+            self._opaque[sub] = None
+            return
+        provides, requires = sub.provides, sub.requires
+        self._sub_symbols[sub] = (provides, requires)
+        for value in provides:
+            self._sub_providers.setdefault(value, {})[sub] = None
+        for value in requires:
+            self._sub_requirers.setdefault(value, {})[sub] = None
+
+    def _unindex_subflow(self, sub: FlowItem) -> None:
+        """Take the nested flow ``sub`` out of the nested-flow indexes."""
+        self._opaque.pop(sub, None)
+        self._stale.pop(sub, None)
+        symbols = self._sub_symbols.pop(sub, None)
+        if symbols is None:
+            return
+        for value, index in zip(symbols, (self._sub_providers, self._sub_requirers), strict=True):
+            for symbol in value:
+                subs = index[symbol]
+                del subs[sub]
+                if not subs:
+                    del index[symbol]
+
+    def _reread_subflows(self) -> None:
+        """Re-read the symbols of the indexed nested flows that changed since last read."""
+        if self._edits_seen != atom_mod._symbol_edits[0]:
+            # An atom's symbols were set by hand somewhere: any nested flow may differ.
+            self._edits_seen = atom_mod._symbol_edits[0]
+            self._stale.update(dict.fromkeys(self._sub_symbols))
+        if not self._stale:
+            return
+        stale = list(self._stale)
+        for sub in stale:
+            self._unindex_subflow(sub)
+            self._index_subflow(sub)
+        self._stale.clear()
+
+    def _child_changed(self, child: flow.Flow) -> None:
+        if child in self._sub_symbols:
+            self._stale[child] = None
+
+    def _children(self) -> Collection[FlowItem]:
+        return self._order
 
     def link(
         self,
@@ -361,6 +440,8 @@ class Flow(flow.Flow):
             meta[flow.LINK_DECIDER_DEPTH] = depth
             self._decided = True
         self._changed()
+        if self._parents is not None:
+            self._touched()
         return self
 
     # -- the graph itself --------------------------------------------------------
@@ -376,7 +457,9 @@ class Flow(flow.Flow):
         self._node_meta.pop(node, None)
         at = self._order.pop(node)
         if not isinstance(node, Atom):
-            self._subflows[:] = [sub for sub in self._subflows if sub is not node]
+            if node in self._subflows:
+                del self._subflows[node]
+                self._unindex_subflow(node)
             return
         providers, also = self._providers, self._also_provided
         for value in node.provides:
@@ -409,7 +492,8 @@ class Flow(flow.Flow):
             kind = _ITEM_KINDS[cls] = _item_kind(cls)
         if kind is _FLOW_ITEM:
             self._plain = False
-            self._subflows.append(node)
+            self._subflows[node] = None
+            self._index_subflow(node)
             return
         providers, requirers = self._providers, self._requirers
         # A stock atom's symbols read from its save_as, no set made and kept on it: a
@@ -656,8 +740,23 @@ class Flow(flow.Flow):
             needed.update(self._retry.requires)
             from_retry = self._retry.provides
         visible = self._visible()
-        for node in self._order if visible is None else visible:
-            needed.update(self._unsatisfied(node, from_retry))
+        nodes = self._order if visible is None else visible
+        # A symbol no item here provides is needed from outside whoever requires it:
+        # only the others send a walk up the requirer's ancestors (else a chain of
+        # items that each need one outside symbol walks every chain before each).
+        # Ancestors of a shown item are shown, so the shown items' symbols suffice.
+        here: set[str] = set()
+        for node in nodes:
+            here.update(node.provides)
+        for node in nodes:
+            missing = node.requires.difference(from_retry)
+            if not missing:
+                continue
+            inside = missing.intersection(here)
+            if len(inside) != len(missing):
+                needed.update(missing.difference(inside))
+            if inside:
+                needed.update(self._unsatisfied(node, from_retry, inside))
         return frozenset(needed)
 
 
@@ -688,11 +787,13 @@ class TargetedFlow(Flow):
             raise ValueError(f"Node '{target_node}' not found: it is not in flow '{self._name}'")
         self._target = target_node
         self._subset = None
+        self._touched()
 
     def reset_target(self) -> None:
         """Show every item again."""
         self._target = None
         self._subset = None
+        self._touched()
 
     def _changed(self) -> None:
         self._subset = None
@@ -705,3 +806,6 @@ class TargetedFlow(Flow):
             # Keep insertion order so iteration stays deterministic.
             self._subset = {node: None for node in self._order if node in wanted}
         return self._subset
+
+
+flow._TRACKED.update((Flow, TargetedFlow))

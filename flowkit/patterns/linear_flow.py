@@ -38,3 +38,6 @@ class Flow(flow._OrderedItems):
             needed.update(item.requires.difference(available))
             available.update(item.provides)
         return frozenset(needed)
+
+
+flow._TRACKED.add(Flow)

@@ -146,3 +146,5 @@ class Flow(linear_flow.Flow):
 
 _steering.STEERING[LoopVerdict] = _steering.Steer.LOOP
 _steering.LOOPS.add(Flow)
+
+flow._TRACKED.add(Flow)

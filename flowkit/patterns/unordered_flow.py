@@ -36,3 +36,6 @@ class Flow(flow._OrderedItems):
         for item in self._items:
             needed.update(item.requires.difference(from_retry))
         return frozenset(needed)
+
+
+flow._TRACKED.add(Flow)

@@ -639,13 +639,13 @@ def test_a_yaml_spec_is_parsed_once(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     # data): 5,000 tasks took 4.9 s to read instead of 2.
     yaml = pytest.importorskip("yaml")
     parsed: list[object] = []
-    compose = yaml.SafeLoader.compose_document
+    compose = yaml.compose  # by libyaml's parser or PyYAML's own: one parse either way
 
-    def counted(self: object) -> object:
-        parsed.append(self)
-        return compose(self)
+    def counted(text: str, Loader: object) -> object:  # noqa: N803 - PyYAML's name
+        parsed.append(Loader)
+        return compose(text, Loader=Loader)
 
-    monkeypatch.setattr(yaml.SafeLoader, "compose_document", counted)
+    monkeypatch.setattr(yaml, "compose", counted)
     text = "tasks:\n  one: &d {task: '" + T + ":add', inputs: {a: 1, b: 2}}\n  two: *d\n"
     flow = declarative.load_flow(write(tmp_path, text))
     assert sorted(atom.name for atom in flow) == ["one", "two"]
@@ -830,3 +830,35 @@ def test_a_task_key_yaml_reads_as_another_type_is_refused_naming_its_line(
     # a sub-flow's key too, and a dict's
     nested = {"tasks": {"s": {"flow": "linear", "tasks": {read: {"task": f"{T}:Count", "inputs": {"n": 1}}}}}}
     assert load_error(nested).task == str(read)
+
+
+def test_yaml_the_c_parser_refuses_is_reported_in_pyyamls_own_words(tmp_path: Path) -> None:
+    # Parsed by libyaml when PyYAML has it; a refusal is parsed again by PyYAML's
+    # Python parser, whose message (and line) errors have always quoted.
+    yaml = pytest.importorskip("yaml")
+    text = "tasks:\n  one: {task: x\n  two: [\n"
+    with pytest.raises(yaml.YAMLError) as python_said:
+        yaml.compose(text, Loader=yaml.SafeLoader)
+    with pytest.raises(exceptions.FlowSpecError) as err:
+        declarative.load_flow(write(tmp_path, text))
+    mark = python_said.value.problem_mark  # type: ignore[attr-defined]
+    assert f"invalid YAML: {python_said.value.problem}" in str(err.value)  # type: ignore[attr-defined]
+    assert err.value.line == mark.line + 1
+
+
+def test_a_large_yaml_spec_is_parsed_by_libyaml_when_pyyaml_has_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    yaml = pytest.importorskip("yaml")
+    if not getattr(yaml, "__with_libyaml__", False):
+        pytest.skip("PyYAML built without libyaml")
+    used: list[object] = []
+    compose = yaml.compose
+
+    def counted(text: str, Loader: object) -> object:  # noqa: N803 - PyYAML's name
+        used.append(Loader)
+        return compose(text, Loader=Loader)
+
+    monkeypatch.setattr(yaml, "compose", counted)
+    declarative.load_flow(write(tmp_path, "tasks:\n  one: {task: '" + T + ":add', inputs: {a: 1, b: 2}}\n"))
+    assert used == [yaml.CSafeLoader]

@@ -290,3 +290,29 @@ def test_an_error_about_a_sub_flow_calls_it_a_sub_flow(tmp_path: Path, text: str
     # It said "task 'sub'" of a sub-flow.
     err = error_of(tmp_path, text)
     assert str(err).startswith(f"{tmp_path / 'flow.yaml'}, {where}: "), str(err)
+
+
+def test_a_linear_flow_of_big_sub_flows_records_a_bounded_number_of_dependencies(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Each task of a linear flow's second sub-flow was given every task of the first
+    # as a dependency: k**2 entries for two sub-flows of k tasks (4,000 tasks: 3 s).
+    from flowkit.declarative import _build
+
+    seen: list[Any] = []
+    original = _build._check_cycles
+
+    def spy(*args: Any) -> Any:
+        seen.append(args[1])  # the parsed spec (its task list, before)
+        return original(*args)
+
+    monkeypatch.setattr(_build, "_check_cycles", spy)
+    k = 200
+    subs = {
+        f"s{s}": {"flow": "unordered", "tasks": {f"t{s}_{i}": step(x=i) for i in range(k)}} for s in range(2)
+    }
+    flow = declarative.load_flow({"flow": "linear", "tasks": subs})
+    assert [len(item) for item in flow] == [k, k]
+    specs = getattr(seen[0], "tasks", seen[0])
+    recorded = sum(len(spec.before) + len(getattr(spec, "after_items", ())) for spec in specs)
+    assert recorded <= 2 * k

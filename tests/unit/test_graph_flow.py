@@ -441,3 +441,114 @@ def test_pick_widest_returns_the_furthest_reaching_depth() -> None:
     assert deciders.pick_widest([depths.ATOM, depths.FLOW, depths.NEIGHBORS]) is depths.FLOW
     assert deciders.pick_widest([depths.ATOM]) is depths.ATOM
     assert deciders.pick_widest(list(depths)) is depths.ALL
+
+
+# -- nested flows: indexed once, re-read only when they change ------------------------
+
+
+def _count_symbol_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count reads of ``provides``/``requires`` on linear flows (the nested flows below)."""
+    reads = [0]
+    for name in ("provides", "requires"):
+        original = getattr(linear_flow.Flow, name)
+
+        def counted(self: Any, _original: Any = original) -> frozenset[str]:
+            reads[0] += 1
+            return _original.fget(self)  # type: ignore[no-any-return]
+
+        monkeypatch.setattr(linear_flow.Flow, name, property(counted))
+    return reads
+
+
+@pytest.mark.parametrize("count", [50, 200])
+def test_adding_sub_flows_one_at_a_time_reads_each_one_a_bounded_number_of_times(
+    monkeypatch: pytest.MonkeyPatch, count: int
+) -> None:
+    # Each add used to re-read every nested flow already there: count**2 / 2 reads.
+    reads = _count_symbol_reads(monkeypatch)
+    g = graph_flow.Flow("g")
+    for i in range(count):
+        step = make(f"t{i}", requires=[f"v{i - 1}"] if i else None, provides=f"v{i}")
+        g.add(linear_flow.Flow(f"s{i}").add(step))
+    assert reads[0] <= 6 * count  # a few reads per add (the new flow's own), not one per flow there
+    assert len(list(g.iter_links())) == count - 1
+
+
+def test_a_sub_flow_that_grows_after_being_added_is_re_read() -> None:
+    inner = linear_flow.Flow("inner")
+    middle = linear_flow.Flow("middle").add(inner)
+    g = graph_flow.Flow("g").add(middle)
+    inner.add(make("late", provides="z"))
+    g.add(make("user", requires=["z"]))
+    assert links(g) == [("middle", "user", {flow.LINK_REASONS: {"z"}})]
+    assert g.requires == frozenset()
+
+
+def test_a_sub_flow_linked_after_being_added_is_re_read() -> None:
+    first, second = make("a", provides="x"), make("b", requires=["x"])
+    inner = graph_flow.Flow("inner").add(first, second, resolve_requires=False, resolve_existing=False)
+    g = graph_flow.Flow("g").add(inner)
+    inner.link(first, second)
+    g.add(make("x-maker", provides="x"))
+    assert links(g) == []  # inner no longer waits for x: nothing to link
+
+
+def test_a_nested_tasks_provides_set_by_hand_is_seen_at_the_next_add() -> None:
+    step = make("a", provides="x")
+    g = graph_flow.Flow("g").add(linear_flow.Flow("sub").add(step))
+    step.provides = frozenset({"y"})
+    g.add(make("b", requires=["y"]))
+    assert links(g) == [("sub", "b", {flow.LINK_REASONS: {"y"}})]
+
+
+def test_a_sub_flow_of_a_users_class_is_re_read_at_every_add() -> None:
+    class Switchable(linear_flow.Flow):
+        offered = frozenset({"x"})
+
+        @property
+        def provides(self) -> frozenset[str]:
+            return self.offered
+
+    sub = Switchable("sub")
+    g = graph_flow.Flow("g").add(sub)
+    sub.offered = frozenset({"y"})
+    g.add(make("b", requires=["y"]))
+    assert links(g) == [("sub", "b", {flow.LINK_REASONS: {"y"}})]
+
+
+def test_requires_walks_no_ancestors_for_a_symbol_nothing_in_the_flow_provides(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A chain whose every item also needs "ext" from outside: each item used to walk
+    # all the items before it looking for "ext" (count**2 / 2 steps).
+    walked = [0]
+    original = graph_flow.Flow._ancestors
+
+    def counted(self: graph_flow.Flow, node: Any) -> Any:
+        for before in original(self, node):
+            walked[0] += 1
+            yield before
+
+    monkeypatch.setattr(graph_flow.Flow, "_ancestors", counted)
+    count = 300
+    g = graph_flow.Flow("g")
+    for i in range(count):
+        g.add(make(f"t{i}", requires=[f"v{i - 1}", "ext"] if i else ["ext"], provides=f"v{i}"))
+    walked[0] = 0
+    assert g.requires == frozenset({"ext"})
+    assert walked[0] <= count
+
+
+@pytest.mark.parametrize("how", ["deepcopy", "pickle"])
+def test_a_copied_graph_flow_is_told_when_its_copied_sub_flow_grows(how: str) -> None:
+    import copy
+    import pickle
+
+    g = graph_flow.Flow("g").add(linear_flow.Flow("sub").add(make("a", provides="x")))
+    g2 = copy.deepcopy(g) if how == "deepcopy" else pickle.loads(pickle.dumps(g))
+    sub2 = next(iter(g2))
+    assert isinstance(sub2, linear_flow.Flow)
+    sub2.add(make("b", provides="y"))
+    g2.add(make("c", requires=["y"]))
+    assert links(g2) == [("sub", "c", {flow.LINK_REASONS: {"y"}})]
+    assert links(g) == []  # the original is not touched by the copy
