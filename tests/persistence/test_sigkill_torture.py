@@ -212,6 +212,10 @@ def check_at_kill(flow: str, ref: Reference, atoms: dict[str, models.AtomDetail]
             )
 
 
+#: States saying a flow's revert has begun.
+_UNDOING = (states.FAILURE, states.REVERTING, states.REVERTED)
+
+
 def check_after_resume(
     flow: str,
     ref: Reference,
@@ -219,14 +223,23 @@ def check_after_resume(
     before: Calls,
     total: Calls,
 ) -> None:
-    """Each task ran as often as in an uninterrupted run, plus one more at most if it was in doubt."""
+    """Each task ran as often as in an uninterrupted run, plus one more at most if it was in doubt.
+
+    An atom RUNNING at the kill while the flow was already reverting (a branch
+    beside it failed, on the parallel engine) may have run one time fewer: the
+    killed run died before its side effect, and the resume reverts it without
+    running it again.
+    """
     in_doubt = {
         "execute": {name for name, atom in at_kill.items() if atom.state == states.RUNNING},
         "revert": {name for name, atom in at_kill.items() if atom.state == states.REVERTING},
     }
+    reverting = any(atom.state in _UNDOING for atom in at_kill.values())
     for action, name in set(total) | set(ref.calls):
         extra = total[action, name] - ref.calls[action, name]
         allowed = {0, 1} if name in in_doubt[action] else {0}
+        if reverting and action == "execute" and name in in_doubt[action]:
+            allowed.add(-1)
         assert extra in allowed, (
             f"{name}: {action} ran {total[action, name]} times, {ref.calls[action, name]} in a run "
             f"without a kill (stored {at_kill[name].state if name in at_kill else 'nowhere'} at the kill)"
@@ -350,7 +363,9 @@ def test_a_run_killed_at_a_seeded_point_on_sqlite_resumes_as_if_never_killed(
 
 
 @pytest.mark.parametrize("seed", range(SEEDS))
-@pytest.mark.parametrize("flow", ["linear_fails", "graph_fails", "retried"])  # the reverting ones: time
+@pytest.mark.parametrize(
+    "flow", ["linear_fails", "graph_fails", "retried", "loop_exhausted", "loop_in_graph"]
+)  # the reverting ones: time
 @pytest.mark.parametrize("engine", ENGINES)
 def test_a_run_killed_at_a_seeded_point_on_postgresql_resumes_as_if_never_killed(
     engine: str, flow: str, seed: int, tmp_path: Path, postgresql_url: str
