@@ -164,44 +164,50 @@ class Loops:
             )
             return False, Failure.from_exception(error)
         runtime = self._runtime
-        self._iteration[node.index] = current + 1
-        start = node.scope.start
-        changed = runtime.scheduler.restart(start, node.scope.end)
-        # Loops nested in the body start over from their first iteration.
-        inner: dict[int, int] = {}
-        for atom_node in changed:
-            own = self.until_of(atom_node)
-            if own != node.index and own not in inner:
-                inner[own] = self.iteration(own)
-        for own in inner:
-            self._iteration[own] = 1
-        for atom_node in changed:
-            record = runtime.records[atom_node.index]
-            assert record is not None
-            if atom_node.kind == RETRY:
-                # A retry in the body starts each iteration with its attempts whole,
-                # as after a revert: its history would otherwise count every iteration.
-                runtime.state.history.pop(atom_node.name, None)
-            own = self.until_of(atom_node)
-            meta = record.meta
-            if atom_node.index != node.index:
-                was = current if own == node.index else inner[own]
-                meta.setdefault(HISTORY_KEY, []).append({"iteration": was, "result": record.result})
-            meta[ITERATION_KEY] = current + 1 if own == node.index else 1
-            record.result = None
-            if runtime.state.durable:
-                runtime.state.long_lists = True  # the history is written in chunks
-                runtime.state.changed(record)
-        if loop.delay > 0:
-            self._seq += 1
-            heapq.heappush(self.timers, _Timer(self.clock.monotonic() + loop.delay, self._seq, start))
-            if runtime.state.durable:
-                # Written now: the next call's flush comes only after the delay, and
-                # a run that dies meanwhile must resume in the next iteration
-                # rather than run ``until`` again and wait the delay out again.
-                runtime.state.flush()
-        else:
-            runtime.scheduler.wake(start)
+        # One change, whole before any listener hears of it: the body's reset, the
+        # next iteration number and the history. A listener may raise (a crash
+        # standing in) and the run's last write stores what the records hold; a
+        # body PENDING with its old iteration number would make a resume run the
+        # loop past max_iterations.
+        with runtime.notices_held():
+            self._iteration[node.index] = current + 1
+            start = node.scope.start
+            changed = runtime.scheduler.restart(start, node.scope.end)
+            # Loops nested in the body start over from their first iteration.
+            inner: dict[int, int] = {}
+            for atom_node in changed:
+                own = self.until_of(atom_node)
+                if own != node.index and own not in inner:
+                    inner[own] = self.iteration(own)
+            for own in inner:
+                self._iteration[own] = 1
+            for atom_node in changed:
+                record = runtime.records[atom_node.index]
+                assert record is not None
+                if atom_node.kind == RETRY:
+                    # A retry in the body starts each iteration with its attempts whole,
+                    # as after a revert: its history would otherwise count every iteration.
+                    runtime.state.history.pop(atom_node.name, None)
+                own = self.until_of(atom_node)
+                meta = record.meta
+                if atom_node.index != node.index:
+                    was = current if own == node.index else inner[own]
+                    meta.setdefault(HISTORY_KEY, []).append({"iteration": was, "result": record.result})
+                meta[ITERATION_KEY] = current + 1 if own == node.index else 1
+                record.result = None
+                if runtime.state.durable:
+                    runtime.state.long_lists = True  # the history is written in chunks
+                    runtime.state.changed(record)
+            if loop.delay > 0:
+                self._seq += 1
+                heapq.heappush(self.timers, _Timer(self.clock.monotonic() + loop.delay, self._seq, start))
+                if runtime.state.durable:
+                    # Written now: the next call's flush comes only after the delay, and
+                    # a run that dies meanwhile must resume in the next iteration
+                    # rather than run ``until`` again and wait the delay out again.
+                    runtime.state.flush()
+            else:
+                runtime.scheduler.wake(start)
         return None
 
     def restart_scope(self, retry: Node, scope: list[int]) -> None:

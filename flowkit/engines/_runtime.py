@@ -177,6 +177,9 @@ class Runtime:
         #: Deciders' flows only.
         self._deciding: IgnoreCause | None = None
         self._ignored: dict[str, IgnoreCause] = {}
+        #: Notifications held back while a change spanning several records is made
+        #: (:meth:`notices_held`); None: each is sent as its state changes.
+        self._held: list[tuple[str, dict[str, Any]]] | None = None
         #: Loops' iterations and delays (flowkit.engines._loops); None while the
         #: graph has no loop flow (the module is not even imported then).
         self.loops: Loops | None = None
@@ -554,10 +557,11 @@ class Runtime:
         if action == sch.REVERT:
             return self._begin_revert(node)
         self._transition(node, st.RETRYING)
-        if self.loops is not None and self.loops.present:
-            # First, so the atoms going back to PENDING are told their new iteration.
-            self.loops.restart_scope(node, self.scheduler.scope_of(node))
-        self.scheduler.retry_restarted(node)
+        with self.notices_held():  # the scope's reset is whole before a listener hears of it
+            if self.loops is not None and self.loops.present:
+                # First, so the atoms going back to PENDING are told their new iteration.
+                self.loops.restart_scope(node, self.scheduler.scope_of(node))
+            self.scheduler.retry_restarted(node)
         return self._begin_execute(node)
 
     def _begin_execute(self, node: Node) -> Call:
@@ -799,6 +803,33 @@ class Runtime:
                 if state == st.SUCCESS or guard.hit:
                     # A hit's REVERTED says so too: its revert was not called.
                     guard.annotate(details)
+            if self._held is not None:
+                self._held.append((state, details))
+            else:
+                self.notifier.notify(state, details)
+
+    @contextlib.contextmanager
+    def notices_held(self) -> Iterator[None]:
+        """Send the state changes made in the block only once it has made them all.
+
+        A listener may raise (a ``KeyboardInterrupt`` stands for a crash) and
+        the run's last write then stores what the records hold. A change made
+        of several records, such as a loop's reset of its body with the next
+        iteration number, must be whole by then: a resume reading half of it
+        ran the body past ``max_iterations``. The notifications keep their
+        order and their details as of each change. If the block raises, they
+        are dropped with it.
+        """
+        if self._held is not None:
+            yield  # nested: the outer block sends them
+            return
+        held: list[tuple[str, dict[str, Any]]] = []
+        self._held = held
+        try:
+            yield
+        finally:
+            self._held = None
+        for state, details in held:
             self.notifier.notify(state, details)
 
     def relay_progress(self, completions: Completions | None) -> None:

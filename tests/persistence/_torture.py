@@ -18,7 +18,8 @@ Tasks log every ``execute`` and ``revert`` to a call log (``O_APPEND``, one
 logged): these are the side effects the test counts.
 
 Run as ``python -m tests.persistence._torture URL BOOK MODE ENGINE FLOW POINT MARKER LOG``
-(``POINT`` ``-`` for none): ``start`` loads ``FLOW`` into logbook ``BOOK``,
+(``POINT`` ``-`` for none; ``POINT!raise`` raises ``KeyboardInterrupt`` there instead
+of holding, as a listener stopping the run would): ``start`` loads ``FLOW`` into logbook ``BOOK``,
 ``resume`` carries on that logbook's only flow detail. When the run ends the
 child prints one JSON line (the flow state and ``storage.fetch_all()``).
 
@@ -40,7 +41,7 @@ from collections.abc import Callable
 from typing import Any
 
 from flowkit import engines, retry, states, task
-from flowkit.patterns import graph_flow, linear_flow
+from flowkit.patterns import graph_flow, linear_flow, loop_flow
 from flowkit.persistence import backends, models
 from flowkit.types.failure import Failure
 
@@ -68,9 +69,14 @@ PASSED: list[str] = []
 SUCCEEDED: dict[str, Any] = {}
 
 
-def configure(log: str | None, point: str | None = None, marker: str | None = None) -> None:
-    """Set the call log, the point to hold at and its marker (else the environment's)."""
-    _CONFIG.update(log=log, point=point, marker=marker)
+def configure(
+    log: str | None, point: str | None = None, marker: str | None = None, how: str | None = None
+) -> None:
+    """Set the call log, the point to hold at, its marker and what to do there (else the environment's).
+
+    ``how``: None to hold until killed, ``"raise"`` to raise ``KeyboardInterrupt`` there.
+    """
+    _CONFIG.update(log=log, point=point, marker=marker, how=how)
     _COUNTS.clear()
     PASSED.clear()
     SUCCEEDED.clear()
@@ -97,6 +103,10 @@ def hold_if_chosen(key: str) -> None:
         return  # an earlier process held here and was killed: carry on
     os.write(fd, f"{os.getpid()}\n".encode())
     os.close(fd)
+    if _setting("how") == "raise":
+        # The other way a run stops at a point: from within (a listener's exception),
+        # the run's last write storing what its records hold then.
+        raise KeyboardInterrupt(name)
     deadline = time.monotonic() + HOLD_TIMEOUT
     while time.monotonic() < deadline:
         time.sleep(0.05)
@@ -202,13 +212,73 @@ def retried() -> linear_flow.Flow:
     )
 
 
+def _never(**_kwargs: Any) -> bool:
+    """A loop's until that never holds: the loop runs ``max_iterations`` times, then is exhausted."""
+    return False
+
+
+def _loop(name: str, body: list[Any], delay: float = 0.0, max_iterations: int = 3) -> loop_flow.Flow:
+    return loop_flow.Flow(
+        name, *body, until=lambda v_p2: _never(v_p2=v_p2), max_iterations=max_iterations, delay=delay
+    )
+
+
+def _body() -> list[Any]:
+    return [
+        Step("p1", provides="v_p1", rebind={"value": "v_t0"}),
+        Step("p2", provides="v_p2", rebind={"value": "v_p1"}),
+    ]
+
+
+def loop_exhausted() -> linear_flow.Flow:
+    """t0 -> [loop lp: p1 -> p2, 3 times] -> t2: the loop is exhausted, everything is reverted."""
+    return linear_flow.Flow("loop-exhausted").add(
+        Step("t0", provides="v_t0"), _loop("lp", _body()), Step("t2", rebind={"value": "v_p2"})
+    )
+
+
+def loop_delayed() -> linear_flow.Flow:
+    """As ``loop_exhausted``, with a delay (a timer, on the real clock) before each repeat."""
+    return linear_flow.Flow("loop-delayed").add(
+        Step("t0", provides="v_t0"), _loop("lp", _body(), delay=0.02), Step("t2", rebind={"value": "v_p2"})
+    )
+
+
+def loop_in_graph() -> graph_flow.Flow:
+    """t0 -> ([loop lp: p1 -> p2, 3 times], c) -> d: c runs beside the loop, then all is reverted."""
+    return graph_flow.Flow("loop-in-graph").add(
+        Step("t0", provides="v_t0"),
+        _loop("lp", _body()),
+        Step("c", provides="v_c", rebind={"value": "v_t0"}),
+        Step("d", rebind={"value": "v_p2", "other": "v_c"}),
+    )
+
+
+def loop_with_retry() -> linear_flow.Flow:
+    """t0 -> [loop lp: [retry r: p1 -> flaky] -> p2, twice] -> t2: flaky fails twice each iteration."""
+    inner = linear_flow.Flow("retried-body", retry=retry.Times(3, name="r", provides="attempt"))
+    inner.add(
+        Step("p1", provides="v_p1", rebind={"value": "v_t0"}),
+        Flaky("flaky", provides="v_flaky", rebind={"value": "v_p1"}),
+    )
+    body = [inner, Step("p2", provides="v_p2", rebind={"value": "v_flaky"})]
+    return linear_flow.Flow("loop-with-retry").add(
+        Step("t0", provides="v_t0"), _loop("lp", body, max_iterations=2), Step("t2", rebind={"value": "v_p2"})
+    )
+
+
 FLOWS: dict[str, Callable[[], Any]] = {
     "linear_ok": linear_ok,
     "linear_fails": linear_fails,
     "graph_ok": graph_ok,
     "graph_fails": graph_fails,
     "retried": retried,
+    "loop_exhausted": loop_exhausted,
+    "loop_delayed": loop_delayed,
+    "loop_in_graph": loop_in_graph,
+    "loop_with_retry": loop_with_retry,
 }
+_LOOPED = {"t0": [], "p1": ["t0"], "p2": ["p1"], "lp^until": ["p2"], "t2": ["lp^until"]}
 #: Each atom's predecessors (what must have succeeded before it may start), by flow.
 PREDECESSORS: dict[str, dict[str, list[str]]] = {
     "linear_ok": {"t0": [], "t1": ["t0"], "t2": ["t1"], "t3": ["t2"], "t4": ["t3"]},
@@ -216,9 +286,18 @@ PREDECESSORS: dict[str, dict[str, list[str]]] = {
     "graph_ok": {"a": [], "b": ["a"], "c": ["a"], "d": ["b", "c"]},
     "graph_fails": {"a": [], "b": ["a"], "c": ["a"], "boom": ["b", "c"]},
     "retried": {"t0": [], "r": ["t0"], "t1": ["r"], "flaky": ["t1"], "t2": ["flaky"]},
-}
-#: Flows whose atoms legitimately run more than once (a retry runs its subflow again).
-RETRIED = {"retried"}
+    "loop_exhausted": _LOOPED,
+    "loop_delayed": _LOOPED,
+    "loop_in_graph": {
+        "t0": [], "p1": ["t0"], "p2": ["p1"], "lp^until": ["p2"], "c": ["t0"], "d": ["lp^until", "c"],
+    },
+    "loop_with_retry": {
+        "t0": [], "r": ["t0"], "p1": ["r"], "flaky": ["p1"], "p2": ["flaky"], "lp^until": ["p2"],
+        "t2": ["lp^until"],
+    },
+}  # fmt: skip
+#: Flows whose atoms legitimately run more than once (a retry runs its subflow again, a loop its body).
+RETRIED = {"retried", "loop_exhausted", "loop_delayed", "loop_in_graph", "loop_with_retry"}
 
 
 def _watch(backend: Any) -> None:
@@ -311,7 +390,8 @@ def conductor_main(argv: list[str]) -> int:
 
 def main(argv: list[str]) -> int:
     url, book_uuid, mode, engine_kind, flow, point, marker, log = argv
-    configure(log, None if point == "-" else point, marker)
+    point, _, how = point.partition("!")
+    configure(log, None if point == "-" else point, marker, how or None)
     with contextlib.closing(backends.fetch({"connection": url})) as backend:
         outcome = run(backend, book_uuid, mode, engine_kind, flow, point.startswith(("atom:", "flow:")))
     print(json.dumps(outcome, default=repr), flush=True)

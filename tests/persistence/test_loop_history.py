@@ -334,3 +334,73 @@ def test_a_chunk_of_an_atom_with_a_long_name_keeps_to_the_name_column() -> None:
     out, _marks = chunker.stored_form([owner])
     assert len(out[0].name) == 255
     assert out[0].name.endswith("^iterations#0")
+
+
+# --- a run stopped as its loop goes on to the next iteration ------------------------------------
+
+
+class Tally(task.Task):
+    """Provides ``tally``: how many body calls were made in all, this one included."""
+
+    default_provides = "tally"
+    calls: list[str] = []
+
+    def execute(self) -> int:
+        Tally.calls.append(self.name)
+        return len(Tally.calls)
+
+
+def bounded_loop() -> linear_flow.Flow:
+    """A loop whose until never holds: its body (a, b) runs exactly 3 times, then it is exhausted."""
+    loop = loop_flow.Flow("bounded", Tally("a"), Tally("b"), until=lambda tally: False, max_iterations=3)
+    return linear_flow.Flow("stopped-at-verdict").add(loop)
+
+
+def _run_to_the_end(engine: Any) -> None:
+    with pytest.raises(exc.LoopExhausted, match="bounded"):
+        engine.run()
+
+
+def _loop_meta(detail: models.FlowDetail) -> dict[str, tuple[Any, Any]]:
+    return {ad.name: (ad.meta.get("iteration"), ad.meta.get("iterations")) for ad in detail}
+
+
+@pytest.mark.parametrize("atom", ["a", "b", "bounded^until"])
+@pytest.mark.parametrize("verdict", [1, 2])
+def test_a_run_stopped_as_its_loop_resets_resumes_with_the_iteration_it_went_on_to(
+    backend_url: str, atom: str, verdict: int
+) -> None:
+    # The body's reset was saved without the next iteration number: a listener
+    # interrupting the run as it heard the reset left the body PENDING in the old
+    # iteration, and the resume ran the body max_iterations times more.
+    with _backend(backend_url) as backend:
+        Tally.calls = []
+        reference = engines.load_from_factory(bounded_loop, backend=backend, book=models.LogBook("r"))
+        _run_to_the_end(reference)
+        expected_calls = list(Tally.calls)
+        expected = _loop_meta(_read(backend, reference.storage.flow_uuid))
+        assert expected_calls == ["a", "b"] * 3
+
+        Tally.calls = []
+        engine = engines.load_from_factory(bounded_loop, backend=backend, book=models.LogBook("s"))
+        heard: list[str] = []
+
+        def stop_at_the_reset(state: str, details: dict[str, Any]) -> None:
+            if state == st.PENDING and details.get("old_state") is not None:
+                heard.append(details["task_name"])
+                if details["task_name"] == atom and heard.count(atom) == verdict:
+                    raise KeyboardInterrupt  # the process dying as its loop goes on
+
+        engine.atom_notifier.register(Notifier.ANY, stop_at_the_reset)
+        with pytest.raises(KeyboardInterrupt):
+            engine.run()
+        stored = {ad.name: ad for ad in _read(backend, engine.storage.flow_uuid)}
+        # The reset is stored whole, with the iteration it goes on to.
+        went_on = (st.PENDING, verdict + 1)
+        assert {name: (ad.state, ad.meta.get("iteration")) for name, ad in stored.items()} == dict.fromkeys(
+            ("a", "b", "bounded^until"), went_on
+        )
+        resumed = engines.load_from_detail(_read(backend, engine.storage.flow_uuid), backend=backend)
+        _run_to_the_end(resumed)
+        assert Tally.calls == expected_calls  # never past max_iterations
+        assert _loop_meta(_read(backend, engine.storage.flow_uuid)) == expected
