@@ -12,6 +12,7 @@ flow without any costs one pass over its atoms at load and nothing per call.
 
 from __future__ import annotations
 
+import logging
 import math
 import sys
 from collections.abc import Mapping
@@ -20,6 +21,8 @@ from typing import Any
 from flowkit import exceptions as exc
 from flowkit.atom import check_concurrency_key, check_timeout
 from flowkit.engines._compiler import RETRY, Compilation, Node
+
+_LOG = logging.getLogger("flowkit.engines.options")
 
 __all__ = [
     "AtomOptions",
@@ -115,8 +118,11 @@ def options_of(node: Node, default: float | None, limits: Mapping[str, int]) -> 
         InvalidAtomOption: as :func:`read_task_options`.
     """
     atom: Any = node.atom
-    if node.kind == RETRY or type(atom) is _until_class():
-        return AtomOptions(None, None)  # retries and loops' checks only decide
+    if node.kind == RETRY:
+        _warn_retry_options(node)
+        return AtomOptions(None, None)  # retries only decide, in the engine
+    if type(atom) is _until_class():
+        return AtomOptions(None, None)  # loops' checks only decide, like retries
     own = atom.timeout
     seconds = default if own is None else check_timeout(node.name, own)
     if seconds is not None and math.isinf(seconds):
@@ -134,6 +140,31 @@ def options_of(node: Node, default: float | None, limits: Mapping[str, int]) -> 
                 value=key,
             )
     return AtomOptions(seconds, key)
+
+
+def _warn_retry_options(node: Node) -> None:
+    """Say that a retry's ``timeout``/``concurrency_key`` is ignored, naming the retry.
+
+    A warning, not InvalidAtomOption: TaskFlow's Retry gives these names no
+    meaning, so a TaskFlow retry may keep, say, a ``self.timeout`` deadline of
+    its own, which refusing would break; but a value meant for flowkit would be
+    ignored without a word, since a retry only decides, in the engine, and is
+    neither timed nor limited.
+    """
+    atom: Any = node.atom
+    given = [
+        f"{option}={value!r}"
+        for option, value in (("timeout", atom.timeout), ("concurrency_key", atom.concurrency_key))
+        if value is not None
+    ]
+    if given:
+        _LOG.warning(
+            "retry '%s' has %s, which flowkit ignores: retries only decide, in the engine, "
+            "and are neither timed nor limited (doc/timeouts.rst, doc/limits.rst); "
+            "rename the attribute if the retry uses it for itself",
+            node.name,
+            " and ".join(given),
+        )
 
 
 def _until_class() -> type | None:
