@@ -12,7 +12,6 @@ flow without any costs one pass over its atoms at load and nothing per call.
 
 from __future__ import annotations
 
-import logging
 import math
 import sys
 from collections.abc import Mapping
@@ -21,8 +20,6 @@ from typing import Any
 from flowkit import exceptions as exc
 from flowkit.atom import check_concurrency_key, check_timeout
 from flowkit.engines._compiler import RETRY, Compilation, Node
-
-_LOG = logging.getLogger("flowkit.engines.options")
 
 __all__ = [
     "AtomOptions",
@@ -158,7 +155,9 @@ def _warn_retry_options(node: Node) -> None:
         if value is not None
     ]
     if given:
-        _LOG.warning(
+        import logging  # only then: a run of a flow without such a retry does not import it
+
+        logging.getLogger("flowkit.engines.options").warning(
             "retry '%s' has %s, which flowkit ignores: retries only decide, in the engine, "
             "and are neither timed nor limited (doc/timeouts.rst, doc/limits.rst); "
             "rename the attribute if the retry uses it for itself",
