@@ -69,6 +69,10 @@ class EventLoopThread:
                             # goes on, and the future hands the interrupt to its waiter.
                             if not closing.is_set():
                                 continue
+                        if closing.is_set():
+                            # Stopped for good (by close, or once the abandoned tasks
+                            # it left ended): the loop is closed here, its thread done.
+                            loop.close()
                         return
 
                 self._thread = threading.Thread(target=serve, name="flowkit-asyncio", daemon=True)
@@ -112,7 +116,12 @@ class EventLoopThread:
         first, as :func:`asyncio.run` does: closing the loop under them
         destroyed them unfinished, so their ``finally`` blocks and ``async
         with`` exits never ran ("Task was destroyed but it is pending!").
-        Tasks cancelled before that still run on (abandoned) are not waited for.
+        Tasks cancelled before that which still run on (a timed-out coroutine
+        that swallowed its cancellation, abandoned) are not waited for: the
+        loop's daemon thread goes on running them and stops, closing the loop,
+        once they have ended, as a thread running an abandoned call does.
+        Closing the loop under them left them pending, to be destroyed
+        unfinished when collected, at the latest at interpreter exit.
         """
         import asyncio
 
@@ -122,27 +131,40 @@ class EventLoopThread:
                 return
             self._loop = self._thread = None
             closing = self._closing
-        asyncio.run_coroutine_threadsafe(_cancel_pending(), loop).result()
+        abandoned = asyncio.run_coroutine_threadsafe(_cancel_pending(), loop).result()
         closing.set()
+        if abandoned:
+            asyncio.run_coroutine_threadsafe(_stop_after(abandoned), loop)
+            return
         loop.call_soon_threadsafe(loop.stop)
         thread.join()
-        loop.close()
 
 
-async def _cancel_pending() -> None:
+async def _stop_after(tasks: list[asyncio.Task[Any]]) -> None:
+    """Wait for the abandoned ``tasks`` to end, then stop the loop (its thread closes it)."""
+    import asyncio
+
+    await asyncio.wait(tasks)
+    asyncio.get_running_loop().stop()
+
+
+async def _cancel_pending() -> list[asyncio.Task[Any]]:
     """Cancel the other tasks of the running loop and wait until they have ended.
 
-    A task already cancelled that goes on (a timed-out coroutine that swallowed
-    its cancellation) was abandoned: it is not waited for, and ends with the loop.
+    Returns:
+        The tasks already cancelled that go on (a timed-out coroutine that
+        swallowed its cancellation): abandoned, they are not waited for here.
     """
     import asyncio
 
     current = asyncio.current_task()
-    pending = [task for task in asyncio.all_tasks() if task is not current and not task.cancelling()]
+    others = [task for task in asyncio.all_tasks() if task is not current]
+    pending = [task for task in others if not task.cancelling()]
     for task in pending:
         task.cancel()
     if pending:
         await asyncio.gather(*pending, return_exceptions=True)
+    return [task for task in others if not task.done()]
 
 
 class _OwnCancel(Exception):

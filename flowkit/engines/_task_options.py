@@ -115,8 +115,11 @@ def options_of(node: Node, default: float | None, limits: Mapping[str, int]) -> 
         InvalidAtomOption: as :func:`read_task_options`.
     """
     atom: Any = node.atom
-    if node.kind == RETRY or type(atom) is _until_class():
-        return AtomOptions(None, None)  # retries and loops' checks only decide
+    if node.kind == RETRY:
+        _warn_retry_options(node)
+        return AtomOptions(None, None)  # retries only decide, in the engine
+    if type(atom) is _until_class():
+        return AtomOptions(None, None)  # loops' checks only decide, like retries
     own = atom.timeout
     seconds = default if own is None else check_timeout(node.name, own)
     if seconds is not None and math.isinf(seconds):
@@ -134,6 +137,33 @@ def options_of(node: Node, default: float | None, limits: Mapping[str, int]) -> 
                 value=key,
             )
     return AtomOptions(seconds, key)
+
+
+def _warn_retry_options(node: Node) -> None:
+    """Say that a retry's ``timeout``/``concurrency_key`` is ignored, naming the retry.
+
+    A warning, not InvalidAtomOption: TaskFlow's Retry gives these names no
+    meaning, so a TaskFlow retry may keep, say, a ``self.timeout`` deadline of
+    its own, which refusing would break; but a value meant for flowkit would be
+    ignored without a word, since a retry only decides, in the engine, and is
+    neither timed nor limited.
+    """
+    atom: Any = node.atom
+    given = [
+        f"{option}={value!r}"
+        for option, value in (("timeout", atom.timeout), ("concurrency_key", atom.concurrency_key))
+        if value is not None
+    ]
+    if given:
+        import logging  # only then: a run of a flow without such a retry does not import it
+
+        logging.getLogger("flowkit.engines.options").warning(
+            "retry '%s' has %s, which flowkit ignores: retries only decide, in the engine, "
+            "and are neither timed nor limited (doc/timeouts.rst, doc/limits.rst); "
+            "rename the attribute if the retry uses it for itself",
+            node.name,
+            " and ".join(given),
+        )
 
 
 def _until_class() -> type | None:

@@ -185,6 +185,10 @@ class Watchdog:
         #: Told ``+1`` when a call is abandoned and ``-1`` when it returns (a pool
         #: lends a thread for each running abandoned call, so work still queued runs).
         self.on_abandoned: Callable[[int], None] | None = None
+        #: Set by a driver ending its own process pool's children, one of them running
+        #: an abandoned call: that call's future then breaks (BrokenProcessPool), which
+        #: is the engine's teardown, not an outcome of the call to log as late.
+        self.stopping_processes = False
         self._armed: set[TimedCall] = set()
         self._helpers: WorkerThreads | None = None
 
@@ -325,7 +329,11 @@ class TimedCall:
         if self._claim():
             self._done.put_future(node, action, future)
         elif not future.cancelled():
-            ok, value = future.result() if future.exception() is None else (False, future.exception())
+            error = future.exception()
+            if error is not None and self._watch.stopping_processes and _broken_pool(error):
+                _LOG.debug("atom '%s': its abandoned call's process was ended with the pool", self.node.name)
+                return
+            ok, value = future.result() if error is None else (False, error)
             self.note_late("succeeded" if ok else "failed", value)
 
     def put_value_future(self, node: Node, action: int, future: cf.Future[Any]) -> None:
@@ -435,6 +443,13 @@ async def watched(coro: Coroutine[Any, Any, Any], call: TimedCall) -> Any:
     if call.expired:
         call.note_late("succeeded", value)
     return value
+
+
+def _broken_pool(error: BaseException) -> bool:
+    """Whether ``error`` says the process pool died under the call (not the call's own failure)."""
+    from concurrent.futures.process import BrokenProcessPool  # only process pools raise it
+
+    return isinstance(error, BrokenProcessPool)
 
 
 def _quietly(cancel: Callable[[], Any]) -> None:

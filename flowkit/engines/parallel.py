@@ -266,6 +266,7 @@ class _ExecutorDriver(DispatchingDriver):
         if self._given is None and self._executor is not None:
             watch = self._runtime.watchdog if self._runtime is not None else None
             if watch is not None and watch.abandoned:
+                watch.stopping_processes = True  # the broken futures are not late outcomes
                 _stop_processes(self._executor)
             self._executor.shutdown(wait=True)
         if self._relay is not None:

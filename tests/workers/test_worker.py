@@ -755,6 +755,30 @@ def test_cli_reads_the_redis_url_from_a_file_given_as_at_path(
     assert wire.final(request_id, timeout=0)["result"] == expected
 
 
+@pytest.mark.parametrize("kind", ["python", "go"])
+def test_both_workers_refuse_a_negative_grace_with_status_2_naming_the_flag(
+    kind: str, request: pytest.FixtureRequest
+) -> None:
+    # The Go worker used to read "--grace -1" as "no grace" where the Python one
+    # refuses it; both now refuse it before reaching Redis (nothing listens on port 1).
+    if kind == "python":
+        command = [sys.executable, "-m", "flowkit", "worker", "--tasks", f"{MODULE}:Add"]
+    else:
+        command = [request.getfixturevalue("go_worker_binary")]
+    done = subprocess.run(
+        [*command, "--redis", "redis://127.0.0.1:1/0", "--topic", TOPIC, "--grace", "-1"],
+        cwd=REPO,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "--grace" in done.stderr
+    assert "negative" in done.stderr
+
+
 def test_cli_refuses_an_unknown_task_module_with_status_2(redis_flushed_url: str) -> None:
     done = subprocess.run(
         _cli(redis_flushed_url, "--tasks", "no_such_module_xyz", "--burst"),

@@ -166,6 +166,12 @@ func run(args []string) int {
 		fmt.Fprintf(os.Stderr, "flowkit-worker: %v\n", err)
 		return 2
 	}
+	// 0 is "no grace" (as the Python worker's --grace 0 and stop(grace=0));
+	// below 0 is refused, as the Python worker refuses it, rather than read as 0.
+	if *grace < 0 {
+		fmt.Fprintf(os.Stderr, "flowkit-worker: --grace must not be negative, not %s\n", *grace)
+		return 2
+	}
 	url, err := urlValue(*redisURL)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "flowkit-worker: --redis: %v\n", err)
@@ -179,7 +185,7 @@ func run(args []string) int {
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	redis.SetLogger(redisLog{logger})
-	if *grace <= 0 {
+	if *grace == 0 {
 		*grace = flowkit.NoGrace
 	}
 	registry := flowkit.NewRegistry()

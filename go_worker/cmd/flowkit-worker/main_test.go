@@ -50,6 +50,20 @@ func TestTimesAreGoDurationsOrPlainSecondsAsThePythonWorkerTakes(t *testing.T) {
 	}
 }
 
+func TestANegativeGraceIsRefusedAsThePythonWorkerRefusesIt(t *testing.T) {
+	for _, value := range []string{"-1", "-0.5", "-2s"} {
+		code, stderr := runCapturing(t, "--redis", "redis://127.0.0.1:1/0", "--topic", "t", "--grace", value)
+		if code != 2 || !strings.Contains(stderr, "--grace must not be negative") {
+			t.Errorf("--grace %s: status %d, stderr %q; want 2 naming --grace", value, code, stderr)
+		}
+	}
+	// 0 stays "no grace": it gets past the checks to NewWorker, which refuses the bad URL scheme.
+	code, stderr := runCapturing(t, "--redis", "nosuch://127.0.0.1:1/0", "--topic", "t", "--grace", "0")
+	if code != 2 || strings.Contains(stderr, "--grace") {
+		t.Errorf("--grace 0: status %d, stderr %q; want it accepted", code, stderr)
+	}
+}
+
 func TestTheRedisURLIsReadFromAFileGivenAsAtPath(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "url")

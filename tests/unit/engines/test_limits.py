@@ -266,3 +266,40 @@ def test_spawned_children_with_a_key_the_limits_do_not_name_fail_the_spawner() -
         engine.run()
     assert meter.calls == []
     assert engine.storage.get_atom_state("spawner") == states.REVERTED
+
+
+class Quick(task.Task):
+    def execute(self) -> int:
+        return 1
+
+
+class _KeyedTimes(Times):
+    """A retry with run options of its own, which a retry cannot use."""
+
+    timeout = 5.0
+    concurrency_key = "db"
+
+
+def test_a_retrys_timeout_and_key_are_ignored_with_a_warning_naming_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Not refused: a TaskFlow retry may keep a ``timeout`` of its own (TaskFlow's
+    # Retry gives the name no meaning). But flowkit must say it does not apply
+    # them: retries only decide, in the engine.
+    flow = linear_flow.Flow("f", retry=_KeyedTimes(2, name="careful")).add(Quick("a"))
+    with caplog.at_level("WARNING", logger="flowkit.engines.options"):
+        engine = engines.load(flow, concurrency_limits={"other": 1})
+        engine.run()
+    assert engine.storage.get_flow_state() == states.SUCCESS
+    warned = [r.getMessage() for r in caplog.records if r.name == "flowkit.engines.options"]
+    assert len(warned) == 1, warned
+    assert "retry 'careful'" in warned[0]
+    assert "timeout=5.0" in warned[0] and "concurrency_key='db'" in warned[0]
+    assert "neither timed nor limited" in warned[0]
+
+
+def test_a_retry_without_run_options_says_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    flow = linear_flow.Flow("f", retry=Times(2, name="plain")).add(Quick("a"))
+    with caplog.at_level("WARNING", logger="flowkit.engines.options"):
+        engines.run(flow, default_timeout=30)
+    assert not [r for r in caplog.records if r.name == "flowkit.engines.options"]

@@ -153,9 +153,8 @@ def test_task_that_ignores_cancellation_still_times_out(kind: str, runner: cf.Th
     assert tt.gate("stubborn").cancelled.wait(RUN_WAIT)
     assert not tt.gate("stubborn").finished.is_set()
     assert engine.storage.get_atom_state("stubborn") == states.REVERTED
-    if kind == "asyncio":
-        return  # the run's own event loop closed with the run, and the coroutine with it
-    # On the shared loop thread of the other engines it runs on, and its late
+    # It runs on (on the shared loop thread, or on the asyncio engine's own loop,
+    # whose thread outlives the run until the coroutine ends), and its late
     # outcome is logged and ignored.
     with _LateLog() as late:
         tt.gate("stubborn").release.set()
@@ -246,17 +245,24 @@ def test_timeout_in_a_retry_scope_is_retried(runner: cf.ThreadPoolExecutor) -> N
     assert history.caused_by(exc.TaskTimeout, index=0)
 
 
-def test_process_pool_timeout_refuses_the_result_and_stops_the_child(runner: cf.ThreadPoolExecutor) -> None:
+def test_process_pool_timeout_refuses_the_result_and_stops_the_child(
+    runner: cf.ThreadPoolExecutor, caplog: pytest.LogCaptureFixture
+) -> None:
     timer = ManualTimer()
     engine = engines.load(
         tt.SleepsLong("long", timeout=2), engine="parallel", executor="processes", clock=timer
     )
-    running = _start(runner, engine)
-    timer.wait_armed(1)
-    timer.advance(2)
-    # The child would sleep two minutes: the run ends now, its pool's processes stopped.
-    _assert_timed_out(running, "long", 2.0)
+    with caplog.at_level(logging.DEBUG, logger="flowkit.engines.timeouts"):
+        running = _start(runner, engine)
+        timer.wait_armed(1)
+        timer.advance(2)
+        # The child would sleep two minutes: the run ends now, its pool's processes stopped.
+        _assert_timed_out(running, "long", 2.0)
     assert engine.storage.get_atom_state("long") == states.REVERTED
+    # Stopping the pool breaks the abandoned call's future: that is the engine's
+    # own teardown, not an outcome of the call, and must not be logged as one.
+    late = [r for r in caplog.records if r.levelno >= logging.WARNING and "past its" in r.getMessage()]
+    assert not late, [r.getMessage() for r in late]
 
 
 # -- bad input -----------------------------------------------------------------
@@ -460,6 +466,54 @@ def test_a_process_exits_while_a_call_abandoned_on_the_asyncio_engine_runs_on() 
 
     out = run_python(_ABANDONED_AT_EXIT)
     assert (out.returncode, out.stdout.strip()) == (0, "timed out"), out.stdout + out.stderr
+
+
+_STUBBORN_AT_EXIT = """
+import asyncio, sys, threading
+from flowkit import engines, exceptions, task
+from tests.unit.engines._manual_timer import ManualTimer
+
+release = threading.Event()
+ended = threading.Event()
+
+class Stubborn(task.Task):
+    async def execute(self):
+        while not release.is_set():
+            try:
+                await asyncio.sleep(0.005)
+            except asyncio.CancelledError:
+                pass  # ignored: the call is abandoned at its timeout and goes on
+        ended.set()
+        return "done anyway"
+
+timer = ManualTimer()
+out = []
+def run():
+    try:
+        engines.run(Stubborn("stubborn", timeout=1), engine="asyncio", clock=timer)
+    except exceptions.TaskTimeout:
+        out.append("timed out")
+running = threading.Thread(target=run)
+running.start()
+timer.wait_armed(1)
+timer.advance(1)
+running.join(30)
+if sys.argv[1] == "released":
+    release.set()
+    assert ended.wait(30), "the abandoned coroutine did not go on after the run"
+print(out[0] if out else "the run did not end")
+"""
+
+
+@pytest.mark.parametrize("then", ["released", "never-released"])
+def test_a_coroutine_abandoned_on_the_asyncio_engine_is_not_destroyed_pending_at_exit(then: str) -> None:
+    # Closing the run's loop under a timed-out coroutine that swallowed its
+    # cancellation left its task pending on a closed loop: destroyed at exit
+    # ("Task was destroyed but it is pending!"), GeneratorExit thrown into it.
+    # The loop's thread now runs it on until it ends, as other engines do.
+    out = run_python(_STUBBORN_AT_EXIT, then)
+    assert (out.returncode, out.stdout.strip()) == (0, "timed out"), out.stdout + out.stderr
+    assert "destroyed" not in out.stderr and "GeneratorExit" not in out.stderr, out.stderr
 
 
 _TIMER_AFTER_FORK = """
