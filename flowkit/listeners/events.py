@@ -240,6 +240,7 @@ class EventLogListener(base.Listener):
         from flowkit.engines._loops import ITERATION_KEY  # a run is under way: engines are loaded
 
         settled: list[tuple[str, str, dict[str, Any]]] = []
+        missed: list[tuple[str, int, dict[str, Any]]] = []
         for name in names:
             state = storage.get_atom_state(name)
             if state in (st.RUNNING, st.REVERTING):
@@ -273,9 +274,57 @@ class EventLogListener(base.Listener):
                         self._verdicts.append(int(last["seq"]))
                     else:
                         self._looped[name] = (int(last["seq"]), int(meta[ITERATION_KEY]))
+                elif last["state"] != st.PENDING:
+                    missed.append((name, int(meta[ITERATION_KEY]), last))
         self._verdicts.sort()
         for name, state, last in settled:
             self._settled(name, state, last)
+        if missed:
+            self._missed_resets(missed)
+
+    def _missed_resets(self, missed: list[tuple[str, int, dict[str, Any]]]) -> None:
+        """Record the loop resets the earlier run made but this log never heard of.
+
+        A listener registered before this one may raise as a loop's body is
+        reset (a crash stand-in): the records hold the reset, the next iteration
+        number with it, while the notices that had not reached this listener are
+        gone. Without these events the resumed run would say the body runs again
+        because the atom before the loop completed, and ``why`` would never
+        reach the loop's verdict. They are recorded as the earlier run's (when
+        it stopped), in the order the engine makes a reset: the body atoms, then
+        the ``until`` task (the one that was RUNNING), whose verdict they follow.
+        """
+        missed.sort(key=lambda entry: (entry[2]["state"] == st.RUNNING, int(entry[2]["seq"])))
+        nodes = self._graph.nodes()
+        for name, iteration, last in missed:
+            node = nodes.get(name)
+            kind = "retry" if node is not None and isinstance(node.atom, Retry) else "task"
+            stopped = int(last.get("run", 1))
+            note = f"(recorded as run {self._run} began: run {stopped} stopped before this log heard of it)"
+            old = str(last["state"])
+            if old == st.RUNNING:
+                cause = Cause(
+                    CauseKind.ENGINE,
+                    f"it found its loop not done: iteration {iteration} follows {note}",
+                    event=int(last["seq"]),
+                )
+            else:
+                cause = Cause(CauseKind.ENGINE, f"its loop runs again: iteration {iteration} {note}")
+            seq = self._record(
+                kind,
+                name,
+                old,
+                st.PENDING,
+                self._attempts.get(name, 0),
+                cause,
+                run=stopped,
+                at=last.get("at"),
+            )
+            self._last[name] = seq
+            if old == st.RUNNING:
+                self._verdicts = [*self._verdicts[-(_VERDICTS_KEPT - 1) :], seq]
+            else:
+                self._looped[name] = (seq, iteration)
 
     def _settled(self, name: str, state: str, last: Mapping[str, Any]) -> None:
         """Record what became of an atom between runs: RUNNING when its run stopped, SUCCESS now.
@@ -300,13 +349,22 @@ class EventLogListener(base.Listener):
     # -- recording ----------------------------------------------------------------
 
     def _record(
-        self, kind: str, name: str, old: str | None, state: str, attempt: int, cause: Cause | CauseRecord
+        self,
+        kind: str,
+        name: str,
+        old: str | None,
+        state: str,
+        attempt: int,
+        cause: Cause | CauseRecord,
+        *,
+        run: int | None = None,
+        at: float | None = None,
     ) -> int:
         self._seq = seq = self._seq + 1
         data: dict[str, Any] = {
             "seq": seq,
-            "at": self._clock(),
-            "run": self._run,
+            "at": self._clock() if at is None else at,
+            "run": self._run if run is None else run,
             "old": old,
             "state": state,
             "attempt": attempt,

@@ -383,3 +383,44 @@ def test_the_event_log_says_a_loop_runs_again_and_who_spawned_an_atom() -> None:
     assert resets == ["its loop runs again: iteration 2", "its loop runs again: iteration 3"]
     (kid_started,) = [e for e in events if e.name == "kid" and e.state == st.RUNNING]
     assert kid_started.cause.atoms == ("fan",)
+
+
+def test_a_reset_tells_each_atom_the_iteration_it_runs_in_next() -> None:
+    # The inner loop's atoms went back to PENDING announcing the inner loop's
+    # old iteration (2) while their records, and their next run, said 1.
+    counts = {"inner": 0, "outer": 0}
+
+    class Count(task.Task):
+        def execute(self) -> int:
+            counts[self.name] += 1
+            return counts[self.name]
+
+    inner = loop_flow.Flow(
+        "inner-loop", Count("inner", provides="i"), until=lambda i: i % 2 == 0, max_iterations=2
+    )
+    outer = loop_flow.Flow(
+        "outer-loop", Count("outer", provides="o"), inner, until=lambda o: o == 2, max_iterations=2
+    )
+    engine = engines.load(linear_flow.Flow("f").add(outer))
+    records = engine.storage.run_state.records
+    told: list[tuple[str, Any, Any]] = []
+
+    def on_pending(state: str, details: dict[str, Any]) -> None:
+        if state == st.PENDING and details.get("old_state") is not None:
+            name = details.get("task_name") or details["retry_name"]
+            told.append((name, details.get("iteration"), records[name].meta.get("iteration")))
+
+    engine.atom_notifier.register(Notifier.ANY, on_pending)
+    engine.run()
+    # Each notice says what the stored record says: the iteration run next.
+    assert [(name, it) for name, it, _stored in told] == [
+        ("inner", 2),  # the inner loop's reset
+        ("inner-loop^until", 2),
+        ("outer", 2),  # the outer loop's: the inner loop starts over at 1
+        ("inner", 1),
+        ("inner-loop^until", 1),
+        ("outer-loop^until", 2),
+        ("inner", 2),
+        ("inner-loop^until", 2),
+    ]
+    assert [(name, stored) for name, _it, stored in told] == [(name, it) for name, it, _s in told]

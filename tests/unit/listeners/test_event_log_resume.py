@@ -257,3 +257,41 @@ def test_a_loop_stopped_after_its_verdict_runs_again_in_the_next_run_because_of_
     again = next(e for e in log.of("count") if e.state == "RUNNING" and e.run == 2)
     assert again.cause.kind == CauseKind.ENGINE and again.cause.text.startswith("its loop runs again")
     assert again.cause.event == verdict.seq
+
+
+def test_a_loop_reset_the_log_missed_is_recorded_as_the_next_run_begins(backend: Backend) -> None:
+    # A listener registered before the event log stopped the run (a crash stand-in) as
+    # the loop's body was reset: the records went on to iteration 2 but the log never
+    # heard of the reset, so the resumed run said the body ran again because the atom
+    # before the loop had completed, and `why` never reached the loop's verdict.
+    from flowkit import states
+    from flowkit.patterns import loop_flow
+
+    Counts.calls = 0
+
+    def make() -> linear_flow.Flow:
+        loop = loop_flow.Flow("loop", Counts("count"), until=lambda count: count >= 3, max_iterations=5)
+        return linear_flow.Flow("f").add(Reserve("start"), loop)
+
+    def stop_at_the_reset(state: str, details: dict[str, Any]) -> None:
+        if details.get("task_name") == "count" and state == states.PENDING:
+            raise KeyboardInterrupt  # a crash stand-in, before the log hears of the reset
+
+    engine = engines.load(make(), backend=backend)
+    engine.atom_notifier.register(engine.atom_notifier.ANY, stop_at_the_reset)  # before the log's
+    with EventLogListener(engine), contextlib.suppress(KeyboardInterrupt):
+        engine.run()
+    missed = EventLog.from_flow_detail(stored(backend, engine))
+    assert [e.state for e in missed.of("count")] == ["RUNNING", "SUCCESS"]  # the log missed the reset
+    _, log = resume(make(), backend, engine)
+    count_reset, verdict = [e for e in log.events if e.state == "PENDING" and e.run == 1]
+    assert (count_reset.name, count_reset.run, verdict.name, verdict.run) == ("count", 1, "loop^until", 1)
+    assert verdict.cause.kind == CauseKind.ENGINE and "iteration 2 follows" in verdict.cause.text
+    assert verdict.cause.event == next(e.seq for e in log.of("loop^until") if e.state == "RUNNING")
+    again = next(e for e in log.of("count") if e.state == "RUNNING" and e.run == 2)
+    assert again.cause.kind == CauseKind.ENGINE and again.cause.text.startswith(
+        "its loop runs again: iteration 2"
+    )
+    assert again.cause.event == verdict.seq
+    chain = [(e.name, e.state, e.run) for e in log.why("count")]
+    assert ("loop^until", "PENDING", 1) in chain and ("start", "SUCCESS", 1) not in chain[:3]
