@@ -254,6 +254,26 @@ def test_flows_why_tells_the_chain_of_causes(connection: str) -> None:
     assert unknown.returncode == 2 and "has no atom 'nobody'" in unknown.stderr
 
 
+def test_flows_why_without_an_atom_tells_how_the_flow_ended(tmp_path: Path) -> None:
+    # `why FLOW` was a usage error, and `why FLOW FLOW` said the flow had no atom of that
+    # name: how a flow came to revert was only found by reading `show`'s event list.
+    connection = f"sqlite:///{tmp_path}/flows.db"
+    assert _run_shop(500, connection) == 1
+    for atom in ((), ("shop",)):
+        done = flowkit_cmd("flows", "why", "shop", *atom, "--connection", connection)
+        assert done.returncode == 0, (atom, done.stderr)
+        lines = done.stdout.splitlines()
+        assert lines[0] == "flow 'shop' is REVERTED:", done.stdout
+        assert "shop REVERTED" in lines[1] and "'charge' failed with CardDeclined" in lines[1]
+        assert "<- charge FAILURE (attempt 2, run 1): execute raised CardDeclined" in lines[2]
+    explained = flowkit_json("flows", "why", "shop", "--connection", connection, "--json")
+    assert (explained["flow"], explained["state"]) == ("shop", "REVERTED")
+    assert [(e["name"], e["state"]) for e in explained["chain"]] == [
+        ("shop", "REVERTED"),
+        ("charge", "FAILURE"),
+    ]
+
+
 def test_run_draws_progress_bars_on_a_terminal_only() -> None:
     import pty
 
