@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import select
 import subprocess
 import time
@@ -27,6 +28,7 @@ from tests import services
 from tests.cli._flows import make_shop
 from tests.cli.conftest import FLOWKIT, SOURCE_ROOT, command_env, flowkit_cmd
 from tests.conftest import wait_until
+from tests.monitor._factories import run_twice
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser
@@ -633,3 +635,18 @@ def test_static_files_cannot_reach_outside_their_directory(tmp_path: Path) -> No
             "/static//etc/passwd",
         ):
             assert _status_for_host(url, host, path=path) == 404, path
+
+
+def test_the_summary_of_a_flow_run_twice_says_over_how_many_runs(tmp_path: Path) -> None:
+    # The page said "in 0.004s" of a flow run twice, where the text report said
+    # "in 0.004s over 2 runs (the last 0.001s)": the same figure, read as one run's.
+    connection = f"sqlite:///{tmp_path}/twice.db"
+    uuid = run_twice(connection)
+    with _monitoring(connection) as url, _browser() as browser:
+        page = browser.new_page()
+        page.goto(f"{url}/flows/{uuid}")
+        summary = page.wait_for_selector("#report p", timeout=60_000)
+        assert summary is not None
+        shown = summary.inner_text()
+    assert re.search(r" in \d+\.\d{3}s over 2 runs \(the last \d+\.\d{3}s\)$", shown), shown
+
