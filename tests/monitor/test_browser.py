@@ -11,6 +11,7 @@ import contextlib
 import json
 import re
 import select
+import signal
 import subprocess
 import time
 import urllib.error
@@ -118,8 +119,8 @@ def monitor(tmp_path: Path) -> Iterator[Monitor]:
 def _browser() -> Iterator[Browser]:
     """Debian's headless Chromium, driven by Playwright (the test is skipped where either is missing).
 
-    Closed when the block ends, so before the test stops its monitor: uvicorn, told to stop,
-    waits for the pages' open streams to end first.
+    Closed when the block ends, before the test stops its monitor (a stop ends the pages'
+    open streams, but a page left open would try to reconnect to a stopped server).
     """
     chromium = services.require_binary("chromium", "chromium")
     sync_api = services.require_module("playwright.sync_api", "playwright")
@@ -650,3 +651,22 @@ def test_the_summary_of_a_flow_run_twice_says_over_how_many_runs(tmp_path: Path)
         shown = summary.inner_text()
     assert re.search(r" in \d+\.\d{3}s over 2 runs \(the last \d+\.\d{3}s\)$", shown), shown
 
+
+def test_the_monitor_stops_on_sigterm_while_a_page_watches_a_flow_that_never_ends(tmp_path: Path) -> None:
+    # uvicorn waited for the page's stream to end, and a flow never run to its end
+    # never ends it: `flowkit monitor` outlived SIGTERM for as long as the page was open.
+    connection = f"sqlite:///{tmp_path}/pending.db"
+    with backends.backend(connection) as backend:
+        uuid = engines.load_from_factory(make_shop, store={"amount": 5}, backend=backend).storage.flow_uuid
+    proc, url = _start_monitor(connection, "--poll", "0.1")
+    try:
+        with _browser() as browser:
+            page = browser.new_page()
+            page.goto(f"{url}/flows/{uuid}")
+            page.wait_for_selector("#report p", timeout=60_000)  # the report read; the stream opens with it
+            proc.terminate()
+            assert proc.wait(timeout=5) == -signal.SIGTERM  # with the page still open
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=30)
