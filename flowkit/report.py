@@ -248,19 +248,29 @@ class ExecutionReport:
             out["events"] = self.events.to_list()
         return out
 
+    def took(self) -> str:
+        """How long the flow took, as its summary line says it (``""`` when unknown).
+
+        A space, then ``in 1.500s``, and ``over 2 runs (the last 0.500s)``
+        after it when it was resumed: the text report and the monitor's page both say it from
+        here, so a figure over every run is never shown as if it were one.
+        """
+        if self.duration is not None:
+            took = f" in {self.duration:.3f}s"
+            if self.runs > 1 and self.last_run_duration is not None:
+                took += f" over {self.runs} runs (the last {self.last_run_duration:.3f}s)"
+            return took
+        if self.last_run_duration is not None:
+            return f" in {self.last_run_duration:.3f}s (its last run)"
+        return ""
+
     def to_text(self, verbose: bool = False) -> str:
         """A readable report: one line per atom, then the failures.
 
         Args:
             verbose: add failures' tracebacks.
         """
-        took = ""
-        if self.duration is not None:
-            took = f" in {self.duration:.3f}s"
-            if self.runs > 1 and self.last_run_duration is not None:
-                took += f" over {self.runs} runs (the last {self.last_run_duration:.3f}s)"
-        elif self.last_run_duration is not None:
-            took = f" in {self.last_run_duration:.3f}s (its last run)"
+        took = self.took()
         counts = ", ".join(f"{n} {s}" for s, n in self.totals.items() if s != "total")
         lines = [f"flow '{self.flow_name}' ({self.flow_uuid}): {self.state}{took}; {counts}"]
         width = max((cells(a.name) for a in self.atoms), default=4)

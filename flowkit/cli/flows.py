@@ -5,7 +5,7 @@
     flowkit flows list --connection sqlite:///flows.db [--state FAILURE] [--json]
     flowkit flows show FLOW --connection URL [--json]
     flowkit flows resume FLOW --connection URL [--dry-run] [--json]
-    flowkit flows why FLOW ATOM --connection URL [--json]
+    flowkit flows why FLOW [ATOM] --connection URL [--json]
 
 ``FLOW`` is a flow detail's uuid or a flow name (the newest flow of that
 name; when others share it, a note on stderr names them). The JSON
@@ -71,11 +71,14 @@ def register(subparsers: Any) -> None:
 
     why = commands.add_parser(
         "why",
-        help="the chain of causes behind an atom's state",
-        description="Explain why an atom is in its state, from the flow's causal event log.",
+        help="the chain of causes behind an atom's state, or how the flow ended",
+        description="Explain why an atom is in its state, or (no ATOM, or the flow's own name)"
+        " why the flow ended as it did, from the flow's causal event log.",
     )
     why.add_argument("flow", metavar="FLOW", help="flow detail uuid or flow name")
-    why.add_argument("atom", metavar="ATOM", help="atom name")
+    why.add_argument(
+        "atom", metavar="ATOM", nargs="?", default=None, help="atom name (default: explain the flow itself)"
+    )
     why.set_defaults(handler=guarded("flowkit flows why", _why))
 
     for parser in (lister, show, resume, why):
@@ -230,9 +233,14 @@ def _why(args: argparse.Namespace) -> int:
     with open_backend(args.connection) as backend:
         ref = find_flow(backend, args.flow, "flowkit flows why")
     detail = next((d for d in ref.flow if d.name == args.atom), None)
-    if detail is None:
+    # The flow itself: no atom named, or the flow's name where no atom bears it.
+    of_flow = args.atom is None or (detail is None and args.atom == ref.flow.name)
+    if detail is None and not of_flow:
         names = ", ".join(sorted(d.name for d in ref.flow)) or "none"
-        raise CliError(f"flow '{ref.flow.name}' has no atom '{args.atom}' (its atoms: {names})")
+        raise CliError(
+            f"flow '{ref.flow.name}' has no atom '{args.atom}' (its atoms: {names};"
+            " give no ATOM to explain the flow itself)"
+        )
     log = EventLog.from_flow_detail(ref.flow)
     if not log:
         raise CliError(
@@ -240,6 +248,8 @@ def _why(args: argparse.Namespace) -> int:
             "or attach flowkit.listeners.events.EventLogListener",
             status=1,
         )
+    if of_flow or detail is None:
+        return _why_flow(ref.flow, log, args.json)
     chain = log.why(args.atom)
     waiting: list[Any] = []
     if not chain and ref.flow.state in (states.RUNNING, states.RESUMING):
@@ -273,6 +283,37 @@ def _why(args: argparse.Namespace) -> int:
             if ref.flow.state in (states.RUNNING, states.RESUMING)
             else "  it never ran; the flow:"
         )
+    for depth, event in enumerate(chain):
+        print(f"  {'  ' * min(depth, 8)}{'<- ' if depth else ''}{event.describe()}")
+    return 0
+
+
+def _why_flow(flow: Any, log: Any, as_json: bool) -> int:
+    """Explain how ``flow`` ended: its last event and the chain of causes behind it.
+
+    A flow that reverted names the failure that made it revert; one that has
+    not ended names the atoms under way, as for an atom waiting behind them.
+    """
+    from flowkit import states
+
+    state = flow.state or states.PENDING
+    chain = log.why(flow.name)
+    waiting: list[Any] = []
+    if state in (states.RUNNING, states.RESUMING):
+        busy = [d.name for d in flow if d.state in (states.RUNNING, states.REVERTING)]
+        waiting = [log.of(name)[-1] for name in busy if log.of(name)]
+    if as_json:
+        shown = waiting or chain
+        print(
+            json.dumps({"flow": flow.name, "state": state, "chain": [e.to_dict() for e in shown]}, indent=2)
+        )
+        return 0
+    print(f"flow '{flow.name}' is {state}:")
+    if state in (states.RUNNING, states.RESUMING):
+        print("  it has not ended; under way:" if waiting else "  it has not ended, with no atom under way")
+        for event in waiting:
+            print(f"  {event.describe()}; since {utc_seconds(event.at)} UTC")
+        return 0
     for depth, event in enumerate(chain):
         print(f"  {'  ' * min(depth, 8)}{'<- ' if depth else ''}{event.describe()}")
     return 0

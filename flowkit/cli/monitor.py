@@ -80,11 +80,13 @@ def _serve(args: argparse.Namespace) -> int:
         import uvicorn
 
         from flowkit.monitor import create_app
+        from flowkit.monitor.app import Closing
     except ImportError as err:
         raise CliError(f"{err}; the monitor needs: pip install 'flowkit[monitor]'", status=1) from err
     from flowkit.cli._common import open_backend
 
     token = args.token or os.environ.get(TOKEN_ENV) or None
+    closing = Closing()
     with open_backend(args.connection) as backend, _listen(args.host, args.port) as sock:
         app = create_app(
             backend,
@@ -92,6 +94,7 @@ def _serve(args: argparse.Namespace) -> int:
             poll_interval=args.poll,
             allowed_hosts=_hosts(sock, args),
             factories=args.allow_factory,
+            closing=closing,
         )
         if token is None and not _is_loopback(sock):
             print(
@@ -102,15 +105,47 @@ def _serve(args: argparse.Namespace) -> int:
             )
         # Printed only now: the socket listens, so whoever reads the URL can connect at once.
         print(f"{LISTENING_PREFIX}{_url(sock)}", flush=True)
-        config = uvicorn.Config(app, log_level="warning" if not args.verbose else "info")
+        config = uvicorn.Config(
+            app,
+            log_level="warning" if not args.verbose else "info",
+            # A backstop for a request that is neither a stream nor quick (a slow
+            # database read): what a stop waits for at most once the streams ended.
+            timeout_graceful_shutdown=GRACE,
+        )
         access = logging.getLogger("uvicorn.access")
         masking = _TokenMask()
         access.addFilter(masking)
         try:
-            uvicorn.Server(config).run(sockets=[sock])
+            _server_class()(config, closing).run(sockets=[sock])
         finally:
             access.removeFilter(masking)
     return 0
+
+
+#: Seconds a stop waits for the requests still being answered once the live streams ended.
+GRACE = 2
+
+
+def _server_class() -> Any:
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn's server, whose stop also ends the monitor's live streams.
+
+        uvicorn waits for every open response to end before it stops (and before
+        the application hears of it): a page watching a flow that never ends
+        kept ``flowkit monitor`` running after SIGTERM, for good.
+        """
+
+        def __init__(self, config: Any, closing: Any) -> None:
+            super().__init__(config)
+            self._closing = closing
+
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            super().handle_exit(sig, frame)
+            self._closing.close()
+
+    return Server
 
 
 def _listen(host: str, port: int) -> socket.socket:

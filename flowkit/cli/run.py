@@ -107,7 +107,7 @@ def _is_flow(obj: Any) -> bool:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from flowkit import declarative, engines
+    from flowkit import declarative
     from flowkit import exceptions as exc
 
     factory: Any
@@ -129,47 +129,49 @@ def _run(args: argparse.Namespace) -> int:
     else:
         target = import_target(args.target)
     store = parse_store(args.store)
-    if built is not None:
-        # Said before the database is opened: at run time it named no file, and a
-        # PENDING run nobody could finish was left behind.
-        missing = sorted(set(built.requires) - set(store))
-        if missing:
+    if target is not None:
+        if _is_flow(target):
+            built, factory, factory_args = target, flow_at, [args.target]
+        elif callable(target):
+            # Built once, here, before the database is opened: its inputs are checked
+            # below, and the factory is recorded for a resume without a second call.
+            built = target()
+            if _named_again(target):
+                factory, factory_args = target, []
+            else:
+                # A callable that cannot be imported again by its own name (a lambda
+                # bound to a module name): the target is recorded instead.
+                factory, factory_args = _called, [args.target]
+        else:
+            raise CliError(f"target '{args.target}' is neither a flow nor a callable returning one")
+    missing = sorted(set(getattr(built, "requires", ())) - set(store))
+    if missing:
+        # Said before the database is opened: at run time a PENDING run nobody
+        # could finish was left behind (and a spec's message named no file).
+        if target is None:
             reason = f"parameter(s) {missing} not given: give them with --store NAME=VALUE"
             raise CliError(f"target '{args.target}': {one_line(loaded.error(reason, 'parameters'))}")
-    if target is not None and not _is_flow(target) and not callable(target):
-        raise CliError(f"target '{args.target}' is neither a flow nor a callable returning one")
+        raise CliError(
+            f"target '{args.target}': flow '{built.name}' needs {missing}, not given:"
+            " give them with --store NAME=VALUE"
+        )
     from flowkit.cli._common import open_backend
 
     with open_backend(args.connection) as backend:
-        if target is None:
-            pass
-        elif _is_flow(target):
-            factory, factory_args = flow_at, [args.target]
-        elif _named_again(target):
-            factory, factory_args = target, []
-        else:
-            # A callable that cannot be imported again by its own name (a lambda
-            # bound to a module name): the target is recorded instead.
-            factory, factory_args = _called, [args.target]
         try:
-            if built is not None:
-                from flowkit.engines.helpers import load_prebuilt
+            from flowkit.engines.helpers import load_prebuilt
 
-                engine = load_prebuilt(
-                    built,
-                    factory,
-                    factory_args=factory_args,
-                    store=store,
-                    backend=backend,
-                    engine=kind,
-                    **options,
-                )
-            else:
-                engine = engines.load_from_factory(
-                    factory, factory_args=factory_args, store=store, backend=backend, engine=kind, **options
-                )
+            engine = load_prebuilt(
+                built,
+                factory,
+                factory_args=factory_args,
+                store=store,
+                backend=backend,
+                engine=kind,
+                **options,
+            )
         except (exc.UnknownEngine, exc.InvalidEngineOption) as err:
-            key = None if built is None else _spec_engine_key(loaded, err, args.engine)
+            key = None if target is not None else _spec_engine_key(loaded, err, args.engine)
             if key is not None:
                 raise CliError(
                     f"target '{args.target}': {one_line(loaded.error(one_line(err), key))}"

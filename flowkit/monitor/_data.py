@@ -154,7 +154,7 @@ class Reader:
         )
 
     def report(self, uuid: str) -> dict[str, Any] | None:
-        """One flow's execution report (``to_dict()``, with ``event_tree``), or None if none has ``uuid``."""
+        """One flow's execution report (``to_dict()``, with ``took`` and ``event_tree``), or None."""
         from flowkit.report import ExecutionReport
 
         flow = self._flow(uuid)
@@ -163,6 +163,8 @@ class Reader:
         report = ExecutionReport.from_flow_detail(flow)
         data = report.to_dict()
         # The event log's tree of causes, as the flow page draws it.
+        # How long, in the words of the text report's summary (over how many runs).
+        data["took"] = report.took()
         data["event_tree"] = [{"seq": row.event.seq, "depth": row.depth} for row in report.events.tree()]
         return data
 

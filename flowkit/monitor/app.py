@@ -15,7 +15,7 @@ from typing import Any
 from flowkit import states
 from flowkit.monitor import _data
 
-__all__ = ["LOOPBACK_HOSTS", "create_app", "host_name"]
+__all__ = ["LOOPBACK_HOSTS", "Closing", "create_app", "host_name"]
 
 LOG = logging.getLogger(__name__)
 
@@ -37,6 +37,7 @@ def create_app(
     poll_interval: float = 0.5,
     allowed_hosts: Iterable[str] | None = None,
     factories: Iterable[str] = (),
+    closing: Closing | None = None,
 ) -> Any:
     """Build the monitor for the backend at ``connection`` (a URL or a backend).
 
@@ -57,6 +58,11 @@ def create_app(
             there, so a flow is drawn from what is stored (the shape
             ``flowkit run`` keeps, else its atoms and the links its event log
             recorded) unless its factory is listed.
+        closing: what ends the open live streams when the server stops
+            (:meth:`Closing.close`, called from the server's signal handler):
+            a stream of a flow that never ends would otherwise never end, and
+            a server that waits for its responses to finish before stopping
+            (uvicorn) would never stop.
 
     Returns:
         A Starlette application.
@@ -74,6 +80,7 @@ def create_app(
     from flowkit import exceptions as exc
 
     reader = _data.Reader(connection, factories)
+    stopping = closing if closing is not None else Closing()
     outage = _Outage()
 
     async def in_thread(fn: Callable[..., Any], *args: Any) -> Any:
@@ -179,7 +186,10 @@ def create_app(
                         # A finished flow does not change: end rather than poll for nobody.
                         yield _event("end", {"state": snapshot["state"]})
                         return
-                await asyncio.sleep(poll_interval)
+                if await stopping.wait(poll_interval):
+                    # The server stops: end here, or it would wait for a flow that may never end.
+                    yield _event("closing", {"error": "the monitor is stopping"})
+                    return
                 if await request.is_disconnected():
                     return
                 try:
@@ -204,6 +214,7 @@ def create_app(
         try:
             yield
         finally:
+            stopping.close()
             reader.close()
 
     app = Starlette(
@@ -290,6 +301,44 @@ def _one_line(err: BaseException) -> str:
     from flowkit.cli._common import one_line
 
     return one_line(err)
+
+
+class Closing:
+    """Tells the live streams that the server stops, from any thread or a signal handler.
+
+    uvicorn, told to stop, waits for every response to end before it tells
+    the application (lifespan shutdown); a stream of a flow that is never run
+    to its end never ends by itself. ``flowkit monitor`` calls :meth:`close`
+    from the server's exit handler, so every stream ends at its next wait
+    and the server stops within a poll interval.
+    """
+
+    def __init__(self) -> None:
+        self._closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._event: asyncio.Event | None = None
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed
+
+    def close(self) -> None:
+        """End every stream at its next wait (and any stream opened from now on at its first)."""
+        self._closed = True
+        loop, event = self._loop, self._event
+        if loop is not None and event is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(event.set)
+
+    async def wait(self, seconds: float) -> bool:
+        """Wait ``seconds``, or less if closed meanwhile; return whether it is closed."""
+        if self._event is None:
+            self._loop, self._event = asyncio.get_running_loop(), asyncio.Event()
+        if self._closed:
+            return True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._event.wait(), seconds)
+        return self._closed
 
 
 class _Outage:

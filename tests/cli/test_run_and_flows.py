@@ -98,12 +98,19 @@ def test_bad_usage_exits_2_with_one_line_naming_the_fault(tmp_path: Path) -> Non
         (
             "run",
             "tests.cli._flows:make_shop",
+            "--store",
+            "amount=5",  # else the missing input is said first, before any engine is made
             "--engine",
             "bogus",
         ): "--engine 'bogus': unknown engine 'bogus'",
-        ("run", "tests.cli._flows:make_shop", "--engine", "parallel://?max_workers=0"): (
-            "--engine 'parallel://?max_workers=0': max_workers must be a positive int"
-        ),
+        (
+            "run",
+            "tests.cli._flows:make_shop",
+            "--store",
+            "amount=5",
+            "--engine",
+            "parallel://?max_workers=0",
+        ): ("--engine 'parallel://?max_workers=0': max_workers must be a positive int"),
     }
     for args, words in cases.items():
         done = flowkit_cmd(*args)
@@ -247,6 +254,26 @@ def test_flows_why_tells_the_chain_of_causes(connection: str) -> None:
     assert unknown.returncode == 2 and "has no atom 'nobody'" in unknown.stderr
 
 
+def test_flows_why_without_an_atom_tells_how_the_flow_ended(tmp_path: Path) -> None:
+    # `why FLOW` was a usage error, and `why FLOW FLOW` said the flow had no atom of that
+    # name: how a flow came to revert was only found by reading `show`'s event list.
+    connection = f"sqlite:///{tmp_path}/flows.db"
+    assert _run_shop(500, connection) == 1
+    for atom in ((), ("shop",)):
+        done = flowkit_cmd("flows", "why", "shop", *atom, "--connection", connection)
+        assert done.returncode == 0, (atom, done.stderr)
+        lines = done.stdout.splitlines()
+        assert lines[0] == "flow 'shop' is REVERTED:", done.stdout
+        assert "shop REVERTED" in lines[1] and "'charge' failed with CardDeclined" in lines[1]
+        assert "<- charge FAILURE (attempt 2, run 1): execute raised CardDeclined" in lines[2]
+    explained = flowkit_json("flows", "why", "shop", "--connection", connection, "--json")
+    assert (explained["flow"], explained["state"]) == ("shop", "REVERTED")
+    assert [(e["name"], e["state"]) for e in explained["chain"]] == [
+        ("shop", "REVERTED"),
+        ("charge", "FAILURE"),
+    ]
+
+
 def test_run_draws_progress_bars_on_a_terminal_only() -> None:
     import pty
 
@@ -378,3 +405,22 @@ def test_a_name_shared_by_several_flows_says_which_it_took_and_how_to_choose(tmp
     assert _run_shop(5, alone) == 0
     only = flowkit_cmd("flows", "show", "shop", "--connection", alone)
     assert only.returncode == 0 and only.stderr == ""
+
+
+def test_a_python_target_missing_an_input_is_refused_before_any_run_is_written(tmp_path: Path) -> None:
+    # The flow was loaded (a PENDING run written) before the engine found `amount` missing:
+    # each try left a run behind that nobody could finish. Spec files were refused up front.
+    url = f"sqlite:///{tmp_path}/flows.db"
+    for target in (
+        "tests.cli._flows:make_shop",
+        "tests.cli._flows:SHOP",
+        "tests.cli._flows:make_shop_lambda",
+    ):
+        done = flowkit_cmd("run", target, "--connection", url)
+        assert done.returncode == 2, (target, done.stderr)
+        assert done.stderr.strip() == (
+            f"flowkit run: error: target '{target}': flow 'shop' needs ['amount'], not given:"
+            " give them with --store NAME=VALUE"
+        ), done.stderr
+    listed = flowkit_json("flows", "list", "--connection", url, "--json")
+    assert listed == [], listed

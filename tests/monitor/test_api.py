@@ -78,6 +78,22 @@ def test_api_gives_one_flow_with_its_atoms_and_events(
     assert missing.status_code == 404 and "no-such-uuid" in missing.json()["error"]
 
 
+def test_api_says_how_long_a_flow_took_as_the_text_report_does(tmp_path: Path) -> None:
+    # The page said "in 0.004s" of a flow run twice: the time over both runs, as if it were one.
+    from flowkit.report import ExecutionReport
+
+    url = f"sqlite:///{tmp_path}/twice.db"
+    uuid = _factories.run_twice(url)
+    with TestClient(create_app(url)) as test_client:
+        report = test_client.get(f"/api/flows/{uuid}").json()
+    assert report["runs"] == 2 and report["state"] == "SUCCESS"
+    assert report["took"].startswith(f" in {report['duration']:.3f}s over 2 runs (the last "), report["took"]
+    with backends.backend(url) as backend, backend.get_connection() as conn:
+        (flow,) = [f for book in conn.get_logbooks() for f in book]
+        text = ExecutionReport.from_flow_detail(flow).to_text().splitlines()[0]
+    assert text.endswith(f"SUCCESS{report['took']}; 1 SUCCESS"), text
+
+
 def test_api_graph_places_every_atom(client: TestClient, flows: tuple[str, str, str]) -> None:
     graph = client.get(f"/api/flows/{flows[1]}/graph").json()
     ids = {n["id"] for n in graph["nodes"] if n["kind"] != "barrier"}

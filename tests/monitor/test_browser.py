@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import select
+import signal
 import subprocess
 import time
 import urllib.error
@@ -27,6 +29,7 @@ from tests import services
 from tests.cli._flows import make_shop
 from tests.cli.conftest import FLOWKIT, SOURCE_ROOT, command_env, flowkit_cmd
 from tests.conftest import wait_until
+from tests.monitor._factories import run_twice
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser
@@ -116,8 +119,8 @@ def monitor(tmp_path: Path) -> Iterator[Monitor]:
 def _browser() -> Iterator[Browser]:
     """Debian's headless Chromium, driven by Playwright (the test is skipped where either is missing).
 
-    Closed when the block ends, so before the test stops its monitor: uvicorn, told to stop,
-    waits for the pages' open streams to end first.
+    Closed when the block ends, before the test stops its monitor (a stop ends the pages'
+    open streams, but a page left open would try to reconnect to a stopped server).
     """
     chromium = services.require_binary("chromium", "chromium")
     sync_api = services.require_module("playwright.sync_api", "playwright")
@@ -633,3 +636,37 @@ def test_static_files_cannot_reach_outside_their_directory(tmp_path: Path) -> No
             "/static//etc/passwd",
         ):
             assert _status_for_host(url, host, path=path) == 404, path
+
+
+def test_the_summary_of_a_flow_run_twice_says_over_how_many_runs(tmp_path: Path) -> None:
+    # The page said "in 0.004s" of a flow run twice, where the text report said
+    # "in 0.004s over 2 runs (the last 0.001s)": the same figure, read as one run's.
+    connection = f"sqlite:///{tmp_path}/twice.db"
+    uuid = run_twice(connection)
+    with _monitoring(connection) as url, _browser() as browser:
+        page = browser.new_page()
+        page.goto(f"{url}/flows/{uuid}")
+        summary = page.wait_for_selector("#report p", timeout=60_000)
+        assert summary is not None
+        shown = summary.inner_text()
+    assert re.search(r" in \d+\.\d{3}s over 2 runs \(the last \d+\.\d{3}s\)$", shown), shown
+
+
+def test_the_monitor_stops_on_sigterm_while_a_page_watches_a_flow_that_never_ends(tmp_path: Path) -> None:
+    # uvicorn waited for the page's stream to end, and a flow never run to its end
+    # never ends it: `flowkit monitor` outlived SIGTERM for as long as the page was open.
+    connection = f"sqlite:///{tmp_path}/pending.db"
+    with backends.backend(connection) as backend:
+        uuid = engines.load_from_factory(make_shop, store={"amount": 5}, backend=backend).storage.flow_uuid
+    proc, url = _start_monitor(connection, "--poll", "0.1")
+    try:
+        with _browser() as browser:
+            page = browser.new_page()
+            page.goto(f"{url}/flows/{uuid}")
+            page.wait_for_selector("#report p", timeout=60_000)  # the report read; the stream opens with it
+            proc.terminate()
+            assert proc.wait(timeout=5) == -signal.SIGTERM  # with the page still open
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=30)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import socket
 import subprocess
+import time
 import urllib.request
 from pathlib import Path
 
@@ -127,4 +129,34 @@ def test_allow_factory_lets_the_monitor_call_that_factory_only(tmp_path: Path) -
             assert graph["drawn_from"] == drawn_from, options
         finally:
             proc.terminate()
+            proc.wait(timeout=30)
+
+
+def test_sigterm_ends_the_stream_of_a_flow_that_never_ends_and_stops(tmp_path: Path) -> None:
+    # uvicorn waited for every open stream to end before stopping: a page watching a
+    # flow never run to its end kept the monitor running after SIGTERM, for good.
+    from flowkit import engines
+    from flowkit.persistence import backends
+    from tests.monitor._factories import make_fan
+
+    with backends.backend(f"sqlite:///{tmp_path}/t.db") as backend:
+        uuid = engines.load_from_factory(make_fan, backend=backend).storage.flow_uuid  # PENDING for good
+    proc = _start_monitor(tmp_path, "--poll", "0.1", stderr=subprocess.DEVNULL)
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().strip().removeprefix("flowkit monitor on ")
+        with urllib.request.urlopen(f"{url}api/flows/{uuid}/stream", timeout=30) as stream:
+            assert stream.readline().startswith(b"data: ")  # the stream is open and watching
+            proc.terminate()
+            rest: list[str] = []
+            deadline = time.monotonic() + 5
+            for raw in stream:  # a comment line each poll, so the deadline is checked
+                rest.append(raw.decode())
+                assert time.monotonic() < deadline, f"the stream went on after SIGTERM: {rest[-3:]}"
+        assert "event: closing\n" in rest, rest
+        # Stopped within a couple of seconds; by the signal, which uvicorn raises again once stopped.
+        assert proc.wait(timeout=5) == -signal.SIGTERM
+    finally:
+        if proc.poll() is None:
+            proc.kill()
             proc.wait(timeout=30)

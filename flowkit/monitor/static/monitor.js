@@ -272,7 +272,8 @@ const flowkitMonitor = (() => {
                  el("td", {}, failure + (atom.cached ? " (from the cache)" : "") + revertNote(atom)));
       table.append(row);
     }
-    const total = report.duration === null ? "" : " in " + report.duration.toFixed(3) + "s";
+    // Said by the server as the text report says it: a resumed flow's time is over all its runs.
+    const total = report.took ?? "";
     const summary = el("p", {}, Object.entries(report.totals).map(([s, n]) => n + " " + s).join(", ") + total);
     document.getElementById("report").replaceChildren(summary, table);
 
