@@ -171,19 +171,23 @@ class Loops:
         # loop past max_iterations.
         with runtime.notices_held():
             self._iteration[node.index] = current + 1
-            # Loops nested in the body start over from their first iteration, set
-            # before the reset so each PENDING notice carries the iteration its
-            # atom runs in next (the one its record is given below).
-            inner = self._nested(node.scope)
+            start = node.scope.start
+            body = runtime.scheduler.body(start, node.scope.end)
+            # Loops nested in the body (in sub-flows spawned there too) start over
+            # from their first iteration, set before the reset so each PENDING
+            # notice carries the iteration its atom runs in next (the one its
+            # record is given below).
+            nodes = runtime.compilation.nodes
+            inner: dict[int, int] = {}
+            for index in body:
+                if nodes[index].atom is None:
+                    continue
+                own = self.until_of(nodes[index])
+                if own >= 0 and own != node.index and own not in inner:
+                    inner[own] = self.iteration(own)
             for own in inner:
                 self._iteration[own] = 1
-            start = node.scope.start
-            changed = runtime.scheduler.restart(start, node.scope.end)
-            for atom_node in changed:
-                own = self.until_of(atom_node)
-                if own != node.index and own not in inner:  # a loop in a spawned sub-flow
-                    inner[own] = self.iteration(own)
-                    self._iteration[own] = 1
+            changed = runtime.scheduler.restart(body)
             for atom_node in changed:
                 record = runtime.records[atom_node.index]
                 assert record is not None
@@ -212,19 +216,6 @@ class Loops:
             else:
                 runtime.scheduler.wake(start)
         return None
-
-    def _nested(self, scope: FlowScope) -> dict[int, int]:
-        """The loops nested in ``scope`` (their ``until`` node) and the iteration each is in."""
-        found: dict[int, int] = {}
-        stack = [child for child in scope.children if type(child) is FlowScope]
-        while stack:
-            inner = stack.pop()
-            if type(inner.flow) in LOOPS:
-                last = inner.children[-1]
-                if isinstance(last, int):
-                    found[last] = self.iteration(last)
-            stack.extend(child for child in inner.children if type(child) is FlowScope)
-        return found
 
     def restart_scope(self, retry: Node, scope: list[int]) -> None:
         """``retry`` runs its scope again: every loop wholly inside it starts over.

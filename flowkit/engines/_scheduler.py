@@ -478,14 +478,17 @@ class Scheduler:
         """Tell whether node ``index`` is marked to be reverted."""
         return self._in_revert[index]
 
-    def restart(self, start: int, end: int) -> list[Node]:
-        """Run the nodes from ``start`` up to (not including) ``end`` again: a loop's next iteration.
+    def body(self, start: int, end: int) -> list[int]:
+        """A loop's body: the nodes from ``start`` up to (not including) ``end``, ``start`` first."""
+        return self._between(start, end)
 
-        They go back to PENDING (through :meth:`Hooks.record`); ``start`` is then
-        queued by :meth:`wake`, at once or after the loop's delay. Returns the
-        atoms put back to PENDING.
+    def restart(self, body: list[int]) -> list[Node]:
+        """Run the nodes of ``body`` (from :meth:`body`) again: a loop's next iteration.
+
+        They go back to PENDING (through :meth:`Hooks.record`); the body's start
+        is then queued by :meth:`wake`, at once or after the loop's delay.
+        Returns the atoms put back to PENDING.
         """
-        body = self._between(start, end)
         changed: list[Node] = []
         for index in body:
             self._fwd_done[index] = False

@@ -424,3 +424,48 @@ def test_a_reset_tells_each_atom_the_iteration_it_runs_in_next() -> None:
         ("inner-loop^until", 2),
     ]
     assert [(name, stored) for name, _it, stored in told] == [(name, it) for name, it, _s in told]
+
+
+def test_a_reset_tells_a_loop_spawned_in_the_body_the_iteration_it_runs_in_next() -> None:
+    # A loop in a sub-flow spawned in the body was set back to 1 only after its
+    # atoms' PENDING notices went out, announcing its old iteration (2).
+    counts = {"inner": 0, "outer": 0}
+
+    class Count(task.Task):
+        def execute(self) -> int:
+            counts[self.name] += 1
+            return counts[self.name]
+
+    class Spawn(task.Task):
+        def execute(self) -> Any:
+            inner = loop_flow.Flow(
+                "inner-loop", Count("inner", provides="i"), until=lambda i: i % 2 == 0, max_iterations=2
+            )
+            return dynamic.subflow(inner)
+
+    outer = loop_flow.Flow(
+        "outer-loop", Count("outer", provides="o"), Spawn("spawn"), until=lambda o: o == 2, max_iterations=2
+    )
+    engine = engines.load(linear_flow.Flow("f").add(outer))
+    records = engine.storage.run_state.records
+    told: list[tuple[str, Any, Any]] = []
+
+    def on_pending(state: str, details: dict[str, Any]) -> None:
+        if state == st.PENDING and details.get("old_state") is not None:
+            name = details.get("task_name") or details["retry_name"]
+            told.append((name, details.get("iteration"), records[name].meta.get("iteration")))
+
+    engine.atom_notifier.register(Notifier.ANY, on_pending)
+    engine.run()
+    assert [(name, it) for name, it, _stored in told] == [
+        ("inner", 2),
+        ("inner-loop^until", 2),
+        ("outer", 2),  # the outer loop's reset: the spawned loop starts over at 1
+        ("spawn", 2),
+        ("inner", 1),
+        ("inner-loop^until", 1),
+        ("outer-loop^until", 2),
+        ("inner", 2),
+        ("inner-loop^until", 2),
+    ]
+    assert [(name, stored) for name, _it, stored in told] == [(name, it) for name, it, _s in told]

@@ -93,7 +93,7 @@ def test_restart_puts_a_loop_body_back_to_pending_and_wake_queues_it_again() -> 
             scheduler.executed(by_name(scheduler, name), True)
     until = by_name(scheduler, "l^until")
     scope = until.scope
-    changed = scheduler.restart(scope.start, scope.end)
+    changed = scheduler.restart(scheduler.body(scope.start, scope.end))
     assert sorted(n.name for n in changed) == ["l^until", "p", "q"]
     assert sorted(hooks.records) == sorted(
         (name, states.PENDING, states.EXECUTE) for name in ("p", "q", "l^until")
@@ -118,7 +118,7 @@ def test_wake_does_nothing_once_the_loop_is_being_reverted() -> None:
     scheduler.executed(by_name(scheduler, "p"), True)
     assert take_all(scheduler) == [("l^until", EXECUTE)]
     until = by_name(scheduler, "l^until")
-    scheduler.restart(until.scope.start, until.scope.end)
+    scheduler.restart(scheduler.body(until.scope.start, until.scope.end))
     # The other branch fails while the loop waits out its delay: everything reverts.
     scheduler.executed(by_name(scheduler, "other"), False)
     assert scheduler.reverting(until.scope.start)
