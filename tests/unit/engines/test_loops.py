@@ -247,12 +247,7 @@ def test_the_next_iteration_is_written_before_a_delay_is_waited_out(tmp_path: Pa
 
 
 def test_a_loop_in_a_loop_starts_over_in_each_outer_iteration() -> None:
-    counts = {"inner": 0, "outer": 0}
-
-    class Count(task.Task):
-        def execute(self) -> int:
-            counts[self.name] += 1
-            return counts[self.name]
+    counts, Count = _counting("inner", "outer")
 
     inner = loop_flow.Flow(
         "inner-loop", Count("inner", provides="i"), until=lambda i: i % 2 == 0, max_iterations=2
@@ -388,12 +383,7 @@ def test_the_event_log_says_a_loop_runs_again_and_who_spawned_an_atom() -> None:
 def test_a_reset_tells_each_atom_the_iteration_it_runs_in_next() -> None:
     # The inner loop's atoms went back to PENDING announcing the inner loop's
     # old iteration (2) while their records, and their next run, said 1.
-    counts = {"inner": 0, "outer": 0}
-
-    class Count(task.Task):
-        def execute(self) -> int:
-            counts[self.name] += 1
-            return counts[self.name]
+    counts, Count = _counting("inner", "outer")
 
     inner = loop_flow.Flow(
         "inner-loop", Count("inner", provides="i"), until=lambda i: i % 2 == 0, max_iterations=2
@@ -402,15 +392,7 @@ def test_a_reset_tells_each_atom_the_iteration_it_runs_in_next() -> None:
         "outer-loop", Count("outer", provides="o"), inner, until=lambda o: o == 2, max_iterations=2
     )
     engine = engines.load(linear_flow.Flow("f").add(outer))
-    records = engine.storage.run_state.records
-    told: list[tuple[str, Any, Any]] = []
-
-    def on_pending(state: str, details: dict[str, Any]) -> None:
-        if state == st.PENDING and details.get("old_state") is not None:
-            name = details.get("task_name") or details["retry_name"]
-            told.append((name, details.get("iteration"), records[name].meta.get("iteration")))
-
-    engine.atom_notifier.register(Notifier.ANY, on_pending)
+    told = _pending_notices(engine)
     engine.run()
     # Each notice says what the stored record says: the iteration run next.
     assert [(name, it) for name, it, _stored in told] == [
@@ -429,12 +411,7 @@ def test_a_reset_tells_each_atom_the_iteration_it_runs_in_next() -> None:
 def test_a_reset_tells_a_loop_spawned_in_the_body_the_iteration_it_runs_in_next() -> None:
     # A loop in a sub-flow spawned in the body was set back to 1 only after its
     # atoms' PENDING notices went out, announcing its old iteration (2).
-    counts = {"inner": 0, "outer": 0}
-
-    class Count(task.Task):
-        def execute(self) -> int:
-            counts[self.name] += 1
-            return counts[self.name]
+    counts, Count = _counting("inner", "outer")
 
     class Spawn(task.Task):
         def execute(self) -> Any:
@@ -447,15 +424,7 @@ def test_a_reset_tells_a_loop_spawned_in_the_body_the_iteration_it_runs_in_next(
         "outer-loop", Count("outer", provides="o"), Spawn("spawn"), until=lambda o: o == 2, max_iterations=2
     )
     engine = engines.load(linear_flow.Flow("f").add(outer))
-    records = engine.storage.run_state.records
-    told: list[tuple[str, Any, Any]] = []
-
-    def on_pending(state: str, details: dict[str, Any]) -> None:
-        if state == st.PENDING and details.get("old_state") is not None:
-            name = details.get("task_name") or details["retry_name"]
-            told.append((name, details.get("iteration"), records[name].meta.get("iteration")))
-
-    engine.atom_notifier.register(Notifier.ANY, on_pending)
+    told = _pending_notices(engine)
     engine.run()
     assert [(name, it) for name, it, _stored in told] == [
         ("inner", 2),
@@ -469,3 +438,29 @@ def test_a_reset_tells_a_loop_spawned_in_the_body_the_iteration_it_runs_in_next(
         ("inner-loop^until", 2),
     ]
     assert [(name, stored) for name, _it, stored in told] == [(name, it) for name, it, _s in told]
+
+
+def _counting(*names: str) -> tuple[dict[str, int], type[task.Task]]:
+    """A task class whose atoms count their executions, by atom name, in the dict returned with it."""
+    counts = dict.fromkeys(names, 0)
+
+    class Count(task.Task):
+        def execute(self) -> int:
+            counts[self.name] += 1
+            return counts[self.name]
+
+    return counts, Count
+
+
+def _pending_notices(engine: Any) -> list[tuple[str, Any, Any]]:
+    """Each reset's PENDING notice as it comes: atom, iteration told, iteration its record then holds."""
+    records = engine.storage.run_state.records
+    told: list[tuple[str, Any, Any]] = []
+
+    def on_pending(state: str, details: dict[str, Any]) -> None:
+        if state == st.PENDING and details.get("old_state") is not None:
+            name = details.get("task_name") or details["retry_name"]
+            told.append((name, details.get("iteration"), records[name].meta.get("iteration")))
+
+    engine.atom_notifier.register(Notifier.ANY, on_pending)
+    return told
