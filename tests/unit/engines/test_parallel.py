@@ -191,7 +191,6 @@ with cf.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) a
 def test_an_async_task_runs_in_a_forked_child_after_the_parent_ran_one() -> None:
     # The parent's event-loop thread is kept in a module list the forked child
     # inherits, but the thread is not: the child must start its own loop.
-
     out = run_python(_ASYNC_AFTER_FORK)
     assert out.stdout.strip() == "1", out.stdout + out.stderr
 

@@ -463,7 +463,6 @@ print(out[0] if out else "the run did not end")
 def test_a_process_exits_while_a_call_abandoned_on_the_asyncio_engine_runs_on() -> None:
     # The default executor's threads are joined at exit: a call that never
     # returns kept the process from exiting, as no other engine's did.
-
     out = run_python(_ABANDONED_AT_EXIT)
     assert (out.returncode, out.stdout.strip()) == (0, "timed out"), out.stdout + out.stderr
 
@@ -541,7 +540,6 @@ print(out.get() if process.exitcode == 0 else process.exitcode)
 def test_a_forked_child_times_calls_on_a_timer_thread_of_its_own() -> None:
     # The timer's thread stays in the parent; the forked child inherits the timer
     # object, which thought its thread was running: no deadline fell due there.
-
     out = run_python(_TIMER_AFTER_FORK)
     assert out.stdout.strip() == "True", out.stdout + out.stderr
 
