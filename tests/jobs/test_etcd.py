@@ -321,3 +321,35 @@ def test_a_claim_whose_reply_is_lost_is_undone(
             assert direct.claim(seen, "b").owner == "b"
     finally:
         proxy.close()
+
+
+def test_job_count_and_wait_read_keys_not_postings(
+    conf: dict[str, Any], etcd_server: services.EtcdServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Counting 30 jobs of 20 KB details moves their keys only, across pages, at one revision."""
+    from flowkit.jobs.backends import impl_etcd
+
+    monkeypatch.setattr(impl_etcd, "KEY_PAGE", 5)  # several pages, a claimed job's keys split between two
+    proxy = services.LossyProxy(etcd_server.port)
+    try:
+        with (
+            backends.backend("direct", conf) as direct,
+            backends.backend("b", {**conf, "port": proxy.port}) as board,
+        ):
+            jobs = [direct.post(f"j{n}", details={"blob": "x" * 20_000}) for n in range(30)]
+            for job in jobs[::3]:
+                direct.claim(job, "a", expiry=60)
+            postings = 30 * 20_000
+
+            before = proxy.bytes_down
+            assert board.job_count == 30
+            counted = proxy.bytes_down - before
+            assert counted < postings / 20, f"job_count read {counted} bytes for {postings} bytes of postings"
+
+            before = proxy.bytes_down
+            board.wait(0)
+            waited = proxy.bytes_down - before
+            assert waited < 5_000, f"wait() read {waited} bytes to learn the board has a job"
+            assert [job.name for job in board.wait(0)] == [f"j{n}" for n in range(30)]
+    finally:
+        proxy.close()

@@ -87,6 +87,8 @@ _ATTEMPTS = ".attempts"
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%f"
 #: Transactions that lost a race are read and tried again this many times at most.
 _RETRIES = 20
+#: Keys read per request when the board counts its jobs (``job_count``, ``wait()``).
+KEY_PAGE = 1000
 #: Seconds before the first try to open again a watch whose stream ended.
 WATCH_RETRY_FIRST = 0.05
 #: The longest wait (seconds) between two tries to open the watch again (the delay doubles).
@@ -481,9 +483,51 @@ class EtcdJobBoard(WatchingJobBoard):
             kvs, _ = self._range(f"{self._root}/{self.JOB_PREFIX}", prefix=True)
         return [kv for kv in kvs if kv["key"].endswith(self.DATA_POSTFIX)]
 
+    def _count_jobs(self, enough: int | None = None) -> int:
+        """How many postings are on the board, read from their keys alone, in pages of :data:`KEY_PAGE`.
+
+        Counting from a full listing would move every posting, details and
+        all, for one number. etcd's ``count_only`` counts every key under the
+        prefix (claims and histories too) and cannot pick the ``.data`` keys,
+        so the keys are read (``keys_only``, no values), all pages at the
+        first page's revision so the count is of one moment. ``enough`` stops
+        at that many (``wait()`` needs one).
+        """
+        client = self._etcd()
+        prefix = f"{self._root}/{self.JOB_PREFIX}"
+        start: bytes = prefix.encode()
+        end = _b64(_prefix_end(prefix))
+        suffix = self.DATA_POSTFIX.encode()
+        count = 0
+        revision = 0
+        # A job has at most four keys: for ``enough`` jobs the first page is small.
+        page = KEY_PAGE if enough is None else min(KEY_PAGE, 4 * enough)
+        with self._translated("count jobs"):
+            while True:
+                payload: dict[str, Any] = {
+                    "key": _b64(start),
+                    "range_end": end,
+                    "keys_only": True,
+                    "limit": page,
+                }
+                if revision:
+                    payload["revision"] = revision
+                result = client.post(client.get_url("/kv/range"), json=payload)
+                revision = revision or int(result["header"]["revision"])
+                keys = [_unb64(kv["key"]) for kv in result.get("kvs", [])]
+                count += sum(1 for key in keys if key.endswith(suffix))
+                if (enough is not None and count >= enough) or not keys or not result.get("more"):
+                    return count
+                start = keys[-1] + b"\0"
+                page = KEY_PAGE
+
     @property
     def job_count(self) -> int:
-        return len(self._data_keys())
+        """How many jobs are on the board, counted from their keys (postings are not read)."""
+        return self._count_jobs()
+
+    def _has_jobs(self) -> bool:
+        return self._count_jobs(enough=1) > 0
 
     def _fetch(self, ensure_fresh: bool) -> list[EtcdJob]:
         jobs = []
