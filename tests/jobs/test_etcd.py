@@ -405,6 +405,19 @@ def test_a_watch_whose_connection_goes_silent_is_opened_again_and_reports_what_i
         proxy.close()
 
 
+def test_the_check_on_a_silent_watch_counts_the_job_keys_written_after_its_revision(
+    conf: dict[str, Any],
+) -> None:
+    """What tells a dead stream from a quiet board: job keys written after the stream's last revision."""
+    with backends.backend("b", conf) as board:
+        job = board.post("j")
+        _, revision = board._range(board.root_path + "/", prefix=True)  # type: ignore[attr-defined]
+        assert board._changed_since(revision) == 0  # type: ignore[attr-defined]
+        board.post("k")  # its posting (the counter is not a job key)
+        board.claim(job, "a")  # its lock, attempts and last claim time
+        assert board._changed_since(revision) == 4  # type: ignore[attr-defined]
+
+
 def test_a_watch_cut_off_with_every_pooled_connection_lists_the_jobs_again(
     conf: dict[str, Any], etcd_server: services.EtcdServer
 ) -> None:
