@@ -980,7 +980,7 @@ class EtcdJobBoard(WatchingJobBoard):
         if changed:
             LOG.warning(
                 "the etcd watch of jobboard %r at %s heard nothing for %s s while %d of its keys changed "
-                "after revision %s: its stream is dead; opening it again from there in %.2f s",
+                "after revision %s: its stream seems dead; opening it again from there in %.2f s",
                 self.name,
                 self.where,
                 self._watch_timeout,
