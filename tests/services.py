@@ -541,6 +541,15 @@ class EtcdServer(_Server):
 
     kind = "etcd"
 
+    def __init__(self, progress_notify_interval: str | None = None) -> None:
+        """``progress_notify_interval`` (``"100ms"``): how often etcd tells quiet watches its revision.
+
+        etcd's default is ten minutes; a test of how a client treats quiet
+        watch streams sets it short.
+        """
+        super().__init__()
+        self.progress_notify_interval = progress_notify_interval
+
     def _prepare(self) -> None:
         assert self.tmpdir is not None
         self._binary = require_binary("etcd", "etcd-server")
@@ -563,7 +572,11 @@ class EtcdServer(_Server):
             "--heartbeat-interval", "50",
             "--election-timeout", "500",
             "--log-level", "warn",
-        ]  # fmt: skip
+        ] + (
+            ["--experimental-watch-progress-notify-interval", self.progress_notify_interval]
+            if self.progress_notify_interval
+            else []
+        )  # fmt: skip
 
     def _is_ready(self) -> bool:
         assert self.port is not None
@@ -581,13 +594,17 @@ class EtcdServer(_Server):
 
 
 class LossyProxy:
-    """A TCP relay to a loopback server that can lose the answer to one request.
+    """A TCP relay to a loopback server that can lose the answer to one request, or go quiet.
 
     After :meth:`lose_reply_to`, the next request whose bytes hold the marker
     reaches the server, which acts on it, but its client never hears back:
     the relay closes that connection when the answer comes, as a network
-    failure after the server acted looks to a client. Everything else is
-    relayed as it is. The server is real; only the wire between is faulty.
+    failure after the server acted looks to a client. After :meth:`stall`,
+    chosen connections stay open but nothing more crosses them either way,
+    as through a network partition or a proxy that stopped forwarding: no
+    error, no close, just silence. Everything else is relayed as it is, and
+    :attr:`bytes_down` counts what the server sent back (to show how much a
+    request made it send). The server is real; only the wire between is faulty.
     """
 
     def __init__(self, port: int) -> None:
@@ -597,12 +614,39 @@ class LossyProxy:
         self._lock = threading.Lock()
         self._marker: bytes | None = None
         self._open: list[socket.socket] = []
+        # Per relayed connection: the markers its requests held so far, and its stall switch.
+        self._links: list[tuple[bytearray, threading.Event]] = []
+        self._stall_marker: bytes | None = None
+        self.bytes_down = 0
         threading.Thread(target=self._accept, name="lossy-proxy", daemon=True).start()
 
     def lose_reply_to(self, marker: bytes) -> None:
         """Lose the answer to the next request holding ``marker`` (once)."""
         with self._lock:
             self._marker = marker
+
+    def stall(self, marker: bytes = b"", new_too: bool = False) -> int:
+        """Stop relaying, without closing, on every open connection a request holding ``marker`` used.
+
+        Bytes arriving on a stalled connection are dropped in both
+        directions. With ``new_too``, so are the requests holding ``marker``
+        on connections made afterwards (until :meth:`unstall`); else those
+        are relayed as usual. The number of open connections stalled.
+        """
+        stalled = 0
+        with self._lock:
+            if new_too:
+                self._stall_marker = marker
+            for sent, stop in self._links:
+                if marker in sent:
+                    stop.set()
+                    stalled += 1
+        return stalled
+
+    def unstall(self) -> None:
+        """Relay new connections again (those stalled stay silent: they are as good as dead)."""
+        with self._lock:
+            self._stall_marker = None
 
     def close(self) -> None:
         """Stop listening and close every relayed connection."""
@@ -621,29 +665,63 @@ class LossyProxy:
                 upstream = socket.create_connection(("127.0.0.1", self._target))
             except OSError:
                 return  # closed
+            lose, stalled, sent = threading.Event(), threading.Event(), bytearray()
             with self._lock:
                 self._open += [client, upstream]
-            lose = threading.Event()
-            threading.Thread(target=self._up, args=(client, upstream, lose), daemon=True).start()
-            threading.Thread(target=self._down, args=(upstream, client, lose), daemon=True).start()
+                self._links.append((sent, stalled))
+            threading.Thread(
+                target=self._up, args=(client, upstream, lose, stalled, sent), daemon=True
+            ).start()
+            threading.Thread(
+                target=self._down, args=(upstream, client, lose, stalled, sent), daemon=True
+            ).start()
 
-    def _up(self, client: socket.socket, upstream: socket.socket, lose: threading.Event) -> None:
+    def _up(
+        self,
+        client: socket.socket,
+        upstream: socket.socket,
+        lose: threading.Event,
+        stalled: threading.Event,
+        sent: bytearray,
+    ) -> None:
         with contextlib.suppress(OSError):
             while data := client.recv(65536):
+                if stalled.is_set():
+                    continue
                 with self._lock:
                     if self._marker is not None and self._marker in data:
                         self._marker = None
                         lose.set()
+                    # Only the request lines and headers matter to stall(): keep the first bytes of each send.
+                    sent += data[:4096]
+                    if self._stall_marker is not None and self._stall_marker in sent:
+                        stalled.set()
+                        continue
                 upstream.sendall(data)
         with contextlib.suppress(OSError):
             upstream.shutdown(socket.SHUT_WR)
 
-    def _down(self, upstream: socket.socket, client: socket.socket, lose: threading.Event) -> None:
+    def _down(
+        self,
+        upstream: socket.socket,
+        client: socket.socket,
+        lose: threading.Event,
+        stalled: threading.Event,
+        sent: bytearray,
+    ) -> None:
         with contextlib.suppress(OSError):
             while data := upstream.recv(65536):
                 if lose.is_set():
                     break  # the server has acted: the client is told nothing
+                if stalled.is_set():
+                    continue
+                with self._lock:
+                    self.bytes_down += len(data)
                 client.sendall(data)
+        if stalled.is_set():
+            return  # silent to the end: the client's side stays open until close()
+        with self._lock:  # closed: stall() no longer counts it
+            self._links = [link for link in self._links if link[0] is not sent]
         for sock in (client, upstream):
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)

@@ -40,6 +40,10 @@ class ListingJobBoard(NotifyingJobBoard):
             ensure_fresh=ensure_fresh,
         )
 
+    def _has_jobs(self) -> bool:
+        """Whether any job is on the board: ``job_count > 0`` unless a board knows a cheaper way."""
+        return self.job_count > 0
+
     def find_owner(self, job: Job) -> str | None:
         claim = self.current_claim(job)
         return None if claim is None else claim.owner
@@ -71,7 +75,7 @@ class WatchingJobBoard(ListingJobBoard):
 
     def wait(self, timeout: float | None = None) -> JobBoardIterator:
         self._want_watch()
-        return wait_for_jobs(self, timeout, self._waiter)
+        return wait_for_jobs(self, timeout, self._waiter, has_jobs=self._has_jobs)
 
 
 class _WatchStartingNotifier(notifier.Notifier):

@@ -863,12 +863,17 @@ def wait_for_jobs(
     waiter: _Waiter | None = None,
     max_delay: float = 0.5,
     clock: Callable[[], float] = time.monotonic,
+    has_jobs: Callable[[], bool] | None = None,
 ) -> JobBoardIterator:
-    """Shared ``wait()``: poll ``job_count`` (woken early by ``waiter``) until it is positive."""
+    """Shared ``wait()``: poll until the board holds a job (woken early by ``waiter``).
+
+    ``has_jobs`` is the check, ``job_count > 0`` by default: a board that can
+    tell "any job?" more cheaply than counting them all passes its own.
+    """
     deadline = None if timeout is None else clock() + timeout
     delay = 0.005
     while True:
-        if board.job_count > 0:
+        if has_jobs() if has_jobs is not None else board.job_count > 0:
             return board.iterjobs()
         if deadline is not None:
             left = deadline - clock()

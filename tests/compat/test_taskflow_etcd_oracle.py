@@ -98,3 +98,62 @@ def test_taskflow_reads_claims_and_consumes_a_job_flowkit_posted(boards: tuple[A
     # One counter: a job either board posts next is numbered after both.
     assert theirs.post("c").sequence == 3
     assert ours.post("d").sequence == 4  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def ttl_boards(etcd_server: services.EtcdServer) -> Iterator[tuple[Any, JobBoard]]:
+    """As ``boards``, both with the option ``ttl`` = 30 (Octavia's ``jobboard_expiration_time``)."""
+    conf = {
+        "board": "etcd",
+        "host": etcd_server.host,
+        "port": etcd_server.port,
+        "path": uuid.uuid4().hex,
+        "ttl": 30,
+    }
+    theirs = tf_impl_etcd.EtcdJobBoard("taskflow", dict(conf))
+    ours = backends.fetch("flowkit", dict(conf))
+    theirs.connect()
+    ours.connect()
+    try:
+        yield theirs, ours
+    finally:
+        ours.close()
+        theirs.close()
+
+
+def test_claim_expiry_and_renewal_match_taskflow_where_it_defines_them(
+    ttl_boards: tuple[Any, JobBoard],
+) -> None:
+    """The same answers, job for job, from either board's claims (doc/jobs.rst lists the differences).
+
+    The ``ttl`` option leases a claim made without expiry; ``expires_in()``
+    counts down from it; ``extend_expiry`` with that same TTL keeps the lease
+    alive; a claim whose lease ran out leaves the job unclaimed for either
+    board, ``expires_in()`` -1 and ``extend_expiry`` ``False``.
+    """
+    theirs, ours = ttl_boards
+    for board in (theirs, ours):
+        job = board.post(f"by-{board.name}")
+        board.claim(job, "holder")
+        [seen_by_theirs] = [j for j in theirs.iterjobs(ensure_fresh=True) if j.uuid == job.uuid]
+        [seen_by_ours] = [j for j in ours.iterjobs() if j.uuid == job.uuid]
+        for other in (seen_by_theirs, seen_by_ours):
+            assert 25 <= other.expires_in() <= 30, board.name
+        assert job.extend_expiry(30) is True
+        assert 25 <= job.expires_in() <= 30
+        board.consume(job, "holder")
+
+    lapsing = {board.name: board.post(f"lapsing-{board.name}") for board in (theirs, ours)}
+    for board in (theirs, ours):
+        board.claim(lapsing[board.name], "holder", expiry=1)
+        # TaskFlow's job keeps the lease it first reads: read it before the lock goes (after: TypeError).
+        assert lapsing[board.name].lease is not None
+    for board in (theirs, ours):
+        job = lapsing[board.name]
+        services.wait_until(lambda job=job: job.state == states.UNCLAIMED, timeout=10)
+        assert job.expires_in() == -1
+        assert job.extend_expiry(30) is False
+    # Either board takes over a job whose claim, made by the other, ran out.
+    assert ours.claim(lapsing["taskflow"], "flowkit-host", expiry=30).owner == "flowkit-host"
+    theirs.claim(lapsing["flowkit"], "taskflow-host")
+    assert ours.find_owner(lapsing["flowkit"]) == "taskflow-host"

@@ -321,3 +321,160 @@ def test_a_claim_whose_reply_is_lost_is_undone(
             assert direct.claim(seen, "b").owner == "b"
     finally:
         proxy.close()
+
+
+def test_job_count_and_wait_read_keys_not_postings(
+    conf: dict[str, Any], etcd_server: services.EtcdServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Counting 30 jobs of 20 KB details moves their keys only, across pages, at one revision."""
+    from flowkit.jobs.backends import impl_etcd
+
+    monkeypatch.setattr(impl_etcd, "KEY_PAGE", 5)  # several pages, a claimed job's keys split between two
+    proxy = services.LossyProxy(etcd_server.port)
+    try:
+        with (
+            backends.backend("direct", conf) as direct,
+            backends.backend("b", {**conf, "port": proxy.port}) as board,
+        ):
+            jobs = [direct.post(f"j{n}", details={"blob": "x" * 20_000}) for n in range(30)]
+            for job in jobs[::3]:
+                direct.claim(job, "a", expiry=60)
+            postings = 30 * 20_000
+
+            before = proxy.bytes_down
+            assert board.job_count == 30
+            counted = proxy.bytes_down - before
+            assert counted < postings / 20, f"job_count read {counted} bytes for {postings} bytes of postings"
+
+            board.wait(0)  # starts the watch, whose first listing does read the postings
+            wait_until(lambda: board._watch_stream is not None, timeout=10)  # type: ignore[attr-defined]
+            before = proxy.bytes_down
+            board.wait(0)
+            waited = proxy.bytes_down - before
+            assert waited < 5_000, f"wait() read {waited} bytes to learn the board has a job"
+            assert [job.name for job in board.wait(0)] == [f"j{n}" for n in range(30)]
+    finally:
+        proxy.close()
+
+
+def _silence_records(caplog: pytest.LogCaptureFixture, level: int) -> list[str]:
+    return [
+        r.getMessage() for r in caplog.records if "heard nothing" in r.getMessage() and r.levelno == level
+    ]
+
+
+def test_a_watch_whose_connection_goes_silent_is_opened_again_and_reports_what_it_missed(
+    conf: dict[str, Any], etcd_server: services.EtcdServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The relay stops forwarding the watch's connections without closing them: no error, just silence.
+
+    A quiet stream is opened again after ``watch_timeout`` as routine (DEBUG,
+    nothing announced twice). Once the watch connections go silent, a
+    posting is still announced, once: either the silent stream's check sees
+    the key it missed, or opening the next watch times out and the jobs are
+    listed; either way a WARNING names the board. When the relay forwards
+    again the watch follows changes as before.
+    """
+    import logging
+
+    caplog.set_level(logging.DEBUG, logger="flowkit.jobs.backends.impl_etcd")
+    proxy = services.LossyProxy(etcd_server.port)
+    try:
+        with (
+            backends.backend("direct", conf) as direct,
+            backends.backend("b", {**conf, "port": proxy.port, "watch_timeout": 0.3}) as board,
+        ):
+            direct.post("before")
+            heard: list[str] = []
+            board.notifier.register(base.POSTED, lambda _event, details: heard.append(details["job"].name))  # type: ignore[attr-defined]
+            wait_until(lambda: heard == ["before"], timeout=10)
+            wait_until(lambda: _silence_records(caplog, logging.DEBUG), timeout=10)
+            assert _silence_records(caplog, logging.WARNING) == []
+            assert heard == ["before"]
+            proxy.stall(b"/watch ", new_too=True)  # the open watch, and every one opened from now on
+            direct.post("after")
+            wait_until(lambda: heard == ["before", "after"], timeout=10)
+            where = f"jobboard 'b' at http://127.0.0.1:{proxy.port}/taskflow/jobs/"
+            warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+            assert warnings and all(where in message for message in warnings), warnings
+            proxy.unstall()
+            direct.post("later")
+            wait_until(lambda: heard[2:] == ["later"], timeout=10)
+            assert heard == ["before", "after", "later"]
+    finally:
+        proxy.close()
+
+
+def test_the_check_on_a_silent_watch_counts_the_job_keys_written_after_its_revision(
+    conf: dict[str, Any],
+) -> None:
+    """What tells a dead stream from a quiet board: job keys written after the stream's last revision."""
+    with backends.backend("b", conf) as board:
+        job = board.post("j")
+        _, revision = board._range(board.root_path + "/", prefix=True)  # type: ignore[attr-defined]
+        assert board._changed_since(revision) == 0  # type: ignore[attr-defined]
+        board.post("k")  # its posting (the counter is not a job key)
+        board.claim(job, "a")  # its lock, attempts and last claim time
+        assert board._changed_since(revision) == 4  # type: ignore[attr-defined]
+
+
+def test_a_watch_cut_off_with_every_pooled_connection_lists_the_jobs_again(
+    conf: dict[str, Any], etcd_server: services.EtcdServer
+) -> None:
+    """Every connection to etcd goes silent, the pooled ones too, and the client has no timeout.
+
+    The check on etcd and the listing after it are bounded by the watch's
+    deadline, so the watch thread is never stuck on a dead connection; the
+    first fresh connection lists the jobs and announces what was posted.
+    """
+    proxy = services.LossyProxy(etcd_server.port)
+    try:
+        with (
+            backends.backend("direct", conf) as direct,
+            backends.backend("b", {**conf, "port": proxy.port, "watch_timeout": 0.3}) as board,
+        ):
+            assert board._client.timeout is None  # type: ignore[attr-defined]
+            heard: list[str] = []
+            board.notifier.register(base.POSTED, lambda _event, details: heard.append(details["job"].name))  # type: ignore[attr-defined]
+            wait_until(lambda: board._watch_stream is not None, timeout=10)  # type: ignore[attr-defined]
+            assert proxy.stall() >= 1
+            direct.post("meanwhile")
+            wait_until(lambda: heard == ["meanwhile"], timeout=20)
+    finally:
+        proxy.close()
+
+
+@pytest.mark.parametrize("value", [0, -1, "soon", float("nan"), float("inf")])
+def test_a_watch_timeout_that_is_no_positive_number_is_refused(value: object) -> None:
+    with pytest.raises(ValueError, match=f"etcd jobboard 'b': option 'watch_timeout' .* not {value!r}"):
+        backends.fetch("b", {"board": "etcd", "watch_timeout": value})
+
+
+def test_a_quiet_watch_kept_alive_by_etcd_progress_notifications_is_not_reopened(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An etcd that tells quiet watches its revision often enough keeps one stream open, no reopening.
+
+    The board asks for progress notifications; their bytes, counted by the
+    relay, pass several ``watch_timeout`` without the stream being given up.
+    """
+    import logging
+
+    services.require_module("etcd3gw", "etcd3gw")
+    caplog.set_level(logging.DEBUG, logger="flowkit.jobs.backends.impl_etcd")
+    server = services.EtcdServer(progress_notify_interval="100ms")
+    server.start()
+    proxy = services.LossyProxy(server.port)
+    try:
+        conf = {"board": "etcd", "host": server.host, "port": proxy.port, "watch_timeout": 1.0}
+        with backends.backend("b", conf) as board:
+            board.notifier.register(base.POSTED, lambda _event, _details: None)  # type: ignore[attr-defined]
+            stream = wait_until(lambda: board._watch_stream, timeout=10)  # type: ignore[attr-defined]
+            start = proxy.bytes_down
+            # A notification is about 130 bytes: 30 of them span several watch_timeouts.
+            wait_until(lambda: proxy.bytes_down - start > 30 * 100, timeout=30)
+            assert board._watch_stream is stream  # type: ignore[attr-defined]
+            assert [r.getMessage() for r in caplog.records if "heard nothing" in r.getMessage()] == []
+    finally:
+        proxy.close()
+        server.close()

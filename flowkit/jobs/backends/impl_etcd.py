@@ -30,12 +30,15 @@ A prefix watch sends :data:`~flowkit.jobs.base.POSTED` and ``REMOVAL``
 notifications for changes made by anyone and wakes :meth:`EtcdJobBoard.wait`.
 It runs from the first listener registered on the board's notifier or the
 first ``wait()``, so a conductor that uses neither does not hold the stream
-open.
+open. A stream silent for ``watch_timeout`` seconds is checked on and opened
+again from where it was, since a connection that died without closing (a
+network partition, a proxy that stopped forwarding) raises no error.
 
 Options (TaskFlow's names): ``host`` (default ``localhost``), ``port``
 (2379), ``protocol`` (``http``/``https``), ``ca_cert``, ``cert_key``,
 ``cert_cert``, ``timeout`` (seconds per request), ``api_path``, ``path`` and
 ``ttl``; or a URL ``etcd://host:port/path`` (``etcds://`` for https).
+flowkit's own: ``watch_timeout`` (seconds, default :data:`WATCH_TIMEOUT`).
 """
 
 from __future__ import annotations
@@ -87,10 +90,15 @@ _ATTEMPTS = ".attempts"
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%f"
 #: Transactions that lost a race are read and tried again this many times at most.
 _RETRIES = 20
+#: Keys read per request when the board counts its jobs (``job_count``, ``wait()``).
+KEY_PAGE = 1000
 #: Seconds before the first try to open again a watch whose stream ended.
 WATCH_RETRY_FIRST = 0.05
 #: The longest wait (seconds) between two tries to open the watch again (the delay doubles).
 WATCH_RETRY_MAX = 5.0
+#: Seconds a watch stream may stay silent before the board checks on etcd and opens it again
+#: (the ``watch_timeout`` option).
+WATCH_TIMEOUT = 30.0
 
 
 def _b64(data: str | bytes) -> str:
@@ -261,6 +269,7 @@ class EtcdJobBoard(WatchingJobBoard):
         self._trash = f"{self.TRASH_PATH}/{path}"
         ttl = conf.get("ttl")
         self._default_expiry = None if ttl is None else check_claim_expiry(self, ttl, "any job")
+        self._watch_timeout = _watch_timeout(name, conf.get("watch_timeout", WATCH_TIMEOUT))
         self._persistence = persistence
         self._client = client
         self._own_client = client is None
@@ -354,13 +363,37 @@ class EtcdJobBoard(WatchingJobBoard):
         result: dict[str, Any] = client.transaction({"compare": compare, "success": success, "failure": []})
         return result
 
-    def _range(self, key: str, prefix: bool = False) -> tuple[list[dict[str, Any]], int]:
-        """The key-values at ``key`` (or under it) and the store's revision when read."""
+    def _post(self, path: str, payload: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
+        """POST ``payload`` to the gateway's ``path``; ``timeout`` (seconds) bounds it when given.
+
+        Without ``timeout`` the client's own applies, which is none unless
+        the ``timeout`` option set one: the watch thread passes its own bound,
+        so that a connection gone silent cannot hold it for good.
+        """
         client = self._etcd()
+        if timeout is None:
+            return dict(client.post(client.get_url(path), json=payload))
+        import requests
+        from etcd3gw import exceptions as etcd_errors
+
+        try:
+            response = client.session.post(client.get_url(path), json=payload, timeout=timeout)
+        except requests.exceptions.Timeout as error:
+            raise etcd_errors.ConnectionTimeoutError(str(error)) from error
+        except requests.exceptions.ConnectionError as error:
+            raise etcd_errors.ConnectionFailedError(str(error)) from error
+        if response.status_code != 200:
+            raise etcd_errors.Etcd3Exception(response.text, response.reason)
+        return dict(response.json())
+
+    def _range(
+        self, key: str, prefix: bool = False, timeout: float | None = None
+    ) -> tuple[list[dict[str, Any]], int]:
+        """The key-values at ``key`` (or under it) and the store's revision when read."""
         payload: dict[str, Any] = {"key": _b64(key)}
         if prefix:
             payload["range_end"] = _b64(_prefix_end(key))
-        result = client.post(client.get_url("/kv/range"), json=payload)
+        result = self._post("/kv/range", payload, timeout)
         kvs = []
         for kv in result.get("kvs", []):
             kvs.append(
@@ -481,9 +514,51 @@ class EtcdJobBoard(WatchingJobBoard):
             kvs, _ = self._range(f"{self._root}/{self.JOB_PREFIX}", prefix=True)
         return [kv for kv in kvs if kv["key"].endswith(self.DATA_POSTFIX)]
 
+    def _count_jobs(self, enough: int | None = None) -> int:
+        """How many postings are on the board, read from their keys alone, in pages of :data:`KEY_PAGE`.
+
+        Counting from a full listing would move every posting, details and
+        all, for one number. etcd's ``count_only`` counts every key under the
+        prefix (claims and histories too) and cannot pick the ``.data`` keys,
+        so the keys are read (``keys_only``, no values), all pages at the
+        first page's revision so the count is of one moment. ``enough`` stops
+        at that many (``wait()`` needs one).
+        """
+        client = self._etcd()
+        prefix = f"{self._root}/{self.JOB_PREFIX}"
+        start: bytes = prefix.encode()
+        end = _b64(_prefix_end(prefix))
+        suffix = self.DATA_POSTFIX.encode()
+        count = 0
+        revision = 0
+        # A job has at most four keys: for ``enough`` jobs the first page is small.
+        page = KEY_PAGE if enough is None else min(KEY_PAGE, 4 * enough)
+        with self._translated("count jobs"):
+            while True:
+                payload: dict[str, Any] = {
+                    "key": _b64(start),
+                    "range_end": end,
+                    "keys_only": True,
+                    "limit": page,
+                }
+                if revision:
+                    payload["revision"] = revision
+                result = client.post(client.get_url("/kv/range"), json=payload)
+                revision = revision or int(result["header"]["revision"])
+                keys = [_unb64(kv["key"]) for kv in result.get("kvs", [])]
+                count += sum(1 for key in keys if key.endswith(suffix))
+                if (enough is not None and count >= enough) or not keys or not result.get("more"):
+                    return count
+                start = keys[-1] + b"\0"
+                page = KEY_PAGE
+
     @property
     def job_count(self) -> int:
-        return len(self._data_keys())
+        """How many jobs are on the board, counted from their keys (postings are not read)."""
+        return self._count_jobs()
+
+    def _has_jobs(self) -> bool:
+        return self._count_jobs(enough=1) > 0
 
     def _fetch(self, ensure_fresh: bool) -> list[EtcdJob]:
         jobs = []
@@ -842,42 +917,122 @@ class EtcdJobBoard(WatchingJobBoard):
 
         A stream ends when etcd restarts, the connection drops or the server
         cancels the watch; whatever changed while none was open is found by
-        the listing that starts the next one. Tries are spaced from
-        :data:`WATCH_RETRY_FIRST` seconds, doubling up to :data:`WATCH_RETRY_MAX`
-        while etcd does not accept the watch (so a server that ends every
-        stream at once is not hammered either).
+        the listing that starts the next one. A stream can also die without
+        ending (a network partition, a proxy that stops forwarding: the
+        connection stays open and nothing comes), which no error reveals: so
+        a stream silent for ``watch_timeout`` seconds is given up, etcd is
+        asked (one small read) whether it answers and which of the board's
+        keys changed meanwhile, and the watch is opened again from the last
+        revision it delivered, so etcd itself replays what it missed; if etcd
+        does not answer either, the next try lists the jobs as after an
+        outage. Tries are spaced from :data:`WATCH_RETRY_FIRST` seconds,
+        doubling up to :data:`WATCH_RETRY_MAX` while etcd does not accept the
+        watch (so a server that ends every stream at once is not hammered
+        either).
         """
         delay = WATCH_RETRY_FIRST
         failures = 0
+        resume: int | None = None  # the revision to watch from without listing, after a silence
         while not stop.is_set():
             error: Exception | None = None
+            changed: int | None = None
             try:
-                accepted = self._follow(stop, self._catch_up())
+                start = self._catch_up() if resume is None else resume
+                resume = None
+                accepted = self._follow(stop, start)
+            except _WatchSilent as silent:
+                accepted = silent.accepted
+                try:
+                    changed = self._changed_since(silent.revision)
+                    resume = silent.revision
+                except Exception as failed:
+                    error = failed
             except Exception as failed:
                 accepted, error = False, failed
             if stop.is_set():
                 break
             if accepted:
                 delay, failures = WATCH_RETRY_FIRST, 0
-            failures += 1
-            log = LOG.warning if failures == 1 else LOG.debug
-            log(
-                "the etcd watch of jobboard %r at %s stopped (%s); opening it again in %.2f s",
-                self.name,
-                self.where,
-                "its stream ended" if error is None else _describe(error),
-                delay,
-                # A traceback only for the unexpected: a JobFailure says all there is.
-                exc_info=error if failures == 1 and not isinstance(error, exc.JobFailure) else None,
-            )
+            if changed is not None:
+                self._log_silence(changed, resume, delay)
+            else:
+                failures += 1
+                log = LOG.warning if failures == 1 else LOG.debug
+                log(
+                    "the etcd watch of jobboard %r at %s stopped (%s); opening it again in %.2f s",
+                    self.name,
+                    self.where,
+                    "its stream ended" if error is None else _describe(error),
+                    delay,
+                    # A traceback only for the unexpected: a JobFailure says all there is.
+                    exc_info=error if failures == 1 and not isinstance(error, exc.JobFailure) else None,
+                )
             stop.wait(delay)
             delay = min(delay * 2, WATCH_RETRY_MAX)
+
+    def _log_silence(self, changed: int, resume: int | None, delay: float) -> None:
+        """Say why a silent watch is opened again: a WARNING when it missed changes, else DEBUG.
+
+        A board nobody changes has a quiet stream too; its reopening every
+        ``watch_timeout`` is routine. Keys written meanwhile that the stream
+        never delivered prove it dead.
+        """
+        if changed:
+            LOG.warning(
+                "the etcd watch of jobboard %r at %s heard nothing for %s s while %d of its keys changed "
+                "after revision %s: its stream seems dead; opening it again from there in %.2f s",
+                self.name,
+                self.where,
+                self._watch_timeout,
+                changed,
+                resume,
+                delay,
+            )
+        else:
+            LOG.debug(
+                "the etcd watch of jobboard %r at %s heard nothing for %s s (etcd answers, none of its keys "
+                "changed after revision %s); opening it again from there in %.2f s",
+                self.name,
+                self.where,
+                self._watch_timeout,
+                resume,
+                delay,
+            )
+
+    def _changed_since(self, revision: int) -> int:
+        """How many job keys were written after ``revision``: a small read proving etcd answers.
+
+        Only the keys (``keys_only``) of what changed, within the watch's
+        deadline. A deletion leaves no key to count; the watch opened again
+        from ``revision`` reports it all the same.
+
+        Raises:
+            JobFailure: etcd does not answer in time.
+        """
+        prefix = f"{self._root}/{self.JOB_PREFIX}"
+        payload = {
+            "key": _b64(prefix),
+            "range_end": _b64(_prefix_end(prefix)),
+            "keys_only": True,
+            "min_mod_revision": revision + 1,
+        }
+        with self._translated(f"check on its watch, silent for {self._watch_timeout} s"):
+            result = self._post("/kv/range", payload, self._watch_bound())
+        return len(result.get("kvs", []))
+
+    def _watch_bound(self) -> float:
+        """How long any request of the watch thread may take (seconds): never unbounded.
+
+        The client's ``timeout``, or ``watch_timeout`` when that is longer or the client has none.
+        """
+        client_timeout = getattr(self._client, "timeout", None) or 0.0
+        return max(float(client_timeout), self._watch_timeout)
 
     def _catch_up(self) -> int:
         """List the jobs, announce those posted or gone since the last look; the listing's revision."""
         prefix = f"{self._root}/{self.JOB_PREFIX}"
         with self._translated("list jobs to watch them"):
-            kvs, revision = self._range(prefix, prefix=True)
+            kvs, revision = self._range(prefix, prefix=True, timeout=self._watch_bound())
         listed = {
             kv["key"][: -len(self.DATA_POSTFIX)]: kv["value"]
             for kv in kvs
@@ -899,10 +1054,14 @@ class EtcdJobBoard(WatchingJobBoard):
         """Hand every change after ``revision`` to :meth:`_on_event` until the stream ends or ``stop``.
 
         ``True`` once etcd had accepted the watch (the next try starts
-        from the shortest delay again).
+        from the shortest delay again). ``progress_notify`` is asked for: a
+        server whose progress interval (``--experimental-watch-progress-notify-interval``)
+        is shorter than ``watch_timeout`` keeps a quiet stream from being
+        taken for a dead one.
 
         Raises:
             JobFailure: the stream could not be opened, or etcd refused or cancelled the watch.
+            _WatchSilent: nothing came for ``watch_timeout`` seconds.
         """
         client = self._etcd()
         prefix = f"{self._root}/{self.JOB_PREFIX}"
@@ -911,6 +1070,7 @@ class EtcdJobBoard(WatchingJobBoard):
                 "key": _b64(prefix),
                 "range_end": _b64(_prefix_end(prefix)),
                 "start_revision": revision + 1,
+                "progress_notify": True,
             }
         }
         where = f"etcd jobboard {self.name!r} at {self.where} (watch from revision {revision + 1})"
@@ -919,8 +1079,8 @@ class EtcdJobBoard(WatchingJobBoard):
                 client.get_url("/watch"),
                 json=request,
                 stream=True,
-                # The client's timeout bounds connecting; the stream may stay quiet as long as the board does.
-                timeout=(getattr(client, "timeout", None), None),
+                # Connecting is bounded, and so is each silence of the stream.
+                timeout=(self._watch_bound(), self._watch_timeout),
             )
         except OSError as error:  # requests' errors are OSErrors
             raise exc.JobFailure(f"{where}: could not watch: {error}") from error
@@ -930,6 +1090,7 @@ class EtcdJobBoard(WatchingJobBoard):
                 return False
             self._watch_stream = stream
         accepted = False
+        seen = revision  # every change up to this revision has been handed on
         try:
             if stream.status_code != 200:
                 raise exc.JobFailure(
@@ -949,18 +1110,26 @@ class EtcdJobBoard(WatchingJobBoard):
                         else "no reason given"
                     )
                     raise exc.JobFailure(f"{where}: etcd cancelled the watch: {why}")
-                accepted = accepted or bool(result.get("created"))
-                for event in result.get("events", ()):
+                created = bool(result.get("created"))
+                accepted = accepted or created
+                events = result.get("events", ())
+                if not events and not created:
+                    # A progress notification: nothing under the prefix changed up to its revision.
+                    seen = max(seen, int(result.get("header", {}).get("revision", 0)))
+                for event in events:
                     kv = event.get("kv") or {}
+                    seen = max(seen, int(kv.get("mod_revision", 0)))
                     self._on_event(
                         {
                             "type": event.get("type", "PUT"),
                             "kv": {"key": _unb64(kv.get("key", "")), "value": _unb64(kv.get("value", ""))},
                         }
                     )
-        except Exception:
+        except Exception as error:
             if stop.is_set():
                 return accepted  # closed under it: the error is the shut stream
+            if _read_timed_out(error):
+                raise _WatchSilent(seen, accepted) from error
             raise
         finally:
             with self._watch_lock:
@@ -990,6 +1159,59 @@ class EtcdJobBoard(WatchingJobBoard):
         self._known[key] = job
         self._waiter.wake()
         self._notify(POSTED, job)
+
+
+class _WatchSilent(Exception):
+    """A watch stream said nothing for ``watch_timeout`` seconds: dead connection, or a quiet board.
+
+    ``revision`` is the last one whose changes it had delivered, where a new
+    watch resumes; ``accepted`` whether etcd had accepted it at all.
+    """
+
+    def __init__(self, revision: int, accepted: bool) -> None:
+        super().__init__(f"no word from the watch after revision {revision}")
+        self.revision = revision
+        self.accepted = accepted
+
+
+def _read_timed_out(error: BaseException) -> bool:
+    """Whether ``error`` (from reading a ``requests`` stream) is a read timeout, under any wrapping.
+
+    ``requests`` re-raises urllib3's ``ReadTimeoutError`` met while streaming
+    as a ``ConnectionError`` holding it.
+    """
+    from urllib3.exceptions import ReadTimeoutError
+
+    seen: set[int] = set()
+    pending: list[BaseException] = [error]
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, (ReadTimeoutError, TimeoutError)):
+            return True
+        pending.extend(arg for arg in current.args if isinstance(arg, BaseException))
+        pending.extend(e for e in (current.__cause__, current.__context__) if e is not None)
+    return False
+
+
+def _watch_timeout(board: str, value: Any) -> float:
+    """The ``watch_timeout`` option as seconds: a positive, finite number.
+
+    Raises:
+        ValueError: it is not one (naming the board).
+    """
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ValueError(
+            f"etcd jobboard {board!r}: option 'watch_timeout' must be a positive number of seconds, "
+            f"not {value!r}"
+        )
+    return seconds
 
 
 def _shut(stream: Any) -> None:
