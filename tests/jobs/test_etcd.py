@@ -87,6 +87,20 @@ def test_claim_expiry_is_an_etcd_lease_that_can_be_extended_or_ended(conf: dict[
         assert [a.end for a in board.attempts(job)] == [base.AttemptEnd.LOST]
 
 
+def test_etcd_reads_a_zero_expiry_as_none_given(conf: dict[str, Any]) -> None:
+    """As TaskFlow's etcd board (``expiry or ttl``): 0 takes the board's ``ttl``, or no lease."""
+    with backends.backend("b", {**conf, "ttl": 60}) as board:
+        job = board.post("j")
+        board.claim(job, "a", expiry=0)
+        assert 0 < job.expires_in() <= 60  # type: ignore[attr-defined]
+    with backends.backend("b", conf) as board:
+        job = board.post("k")
+        board.claim(job, "a", expiry=0.0)
+        assert job.lease is None and job.expires_in() == -1  # type: ignore[attr-defined]
+    with backends.backend("b", conf) as board, pytest.raises(ValueError, match="expiry"):
+        board.claim(board.post("n"), "a", expiry=-1)
+
+
 def test_a_claim_whose_lease_runs_out_frees_the_job_for_another(conf: dict[str, Any]) -> None:
     with backends.backend("b", conf) as board, backends.backend("o", conf) as other:
         job = board.post("j")

@@ -655,6 +655,11 @@ class EtcdJobBoard(WatchingJobBoard):
 
     @check_who
     def claim(self, job: Job, who: str, expiry: float | None = None) -> Claim:
+        if isinstance(expiry, int | float) and expiry == 0:
+            # TaskFlow's etcd board reads a zero expiry as none given (its ``ttl``
+            # applies), where its Redis board refuses it: code written for the
+            # etcd board may pass 0 for "the default".
+            expiry = None
         check_claim_expiry(self, expiry, f"job {job.uuid}")
         seconds = expiry if expiry is not None else self._default_expiry
         key = self._key_of(job)
