@@ -665,7 +665,7 @@ def test_the_monitor_stops_on_sigterm_while_a_page_watches_a_flow_that_never_end
             page.goto(f"{url}/flows/{uuid}")
             page.wait_for_selector("#report p", timeout=60_000)  # the report read; the stream opens with it
             proc.terminate()
-            assert proc.wait(timeout=5) == -signal.SIGTERM  # with the page still open
+            assert proc.wait(timeout=5) == 0  # with the page still open; a graceful stop is no kill
     finally:
         if proc.poll() is None:
             proc.kill()
