@@ -160,7 +160,7 @@ def _server_class() -> Any:
 
         @contextlib.contextmanager
         def capture_signals(self) -> Iterator[None]:
-            """Handle SIGTERM and SIGINT for the serve, then put the previous handlers back (not re-raised)."""
+            """Handle SIGTERM and SIGINT while serving, then put the previous handlers back (no re-raise)."""
             if threading.current_thread() is not threading.main_thread():
                 yield  # signals reach the main thread only: whoever runs us there handles them
                 return
