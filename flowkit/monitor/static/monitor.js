@@ -137,6 +137,7 @@ const flowkitMonitor = (() => {
     // sends a read per key, and an earlier, slower answer drawn last showed the flows of
     // a filter no longer typed.
     let asked = 0;
+    let lastRead = null;  // what the list drawn was drawn from
     async function refresh() {
       const mine = ++asked;
       const state = stateFilter.value, name = nameFilter.value;
@@ -144,7 +145,13 @@ const flowkitMonitor = (() => {
       query.set("limit", PAGE);
       const {data: flows, headers} = await fetchJSON("/api/flows?" + query.toString());
       if (mine !== asked) return;  // a newer read was asked for meanwhile: its answer is drawn
+      // Drawn again only when something changed: a redraw every 2 s took the keyboard focus
+      // off the link a user had tabbed to, and undid a selection (a uuid being copied).
+      const read = JSON.stringify([flows, headers.get("Link"), headers.get("X-Total-Count"), state, name]);
+      if (read === lastRead) return;
+      lastRead = read;
       const body = document.querySelector("#flows tbody");
+      const focused = body.contains(document.activeElement) ? document.activeElement.getAttribute("href") : null;
       body.replaceChildren();
       for (const flow of flows.reverse()) {
         const row = el("tr", {"data-uuid": flow.uuid});
@@ -166,6 +173,10 @@ const flowkitMonitor = (() => {
       if (!flows.length) {
         const filters = address([]).toString();
         body.append(emptyRow(Boolean(state || name), total, filters ? "/?" + filters : "/"));
+      }
+      if (focused !== null) {  // the same flow's link keeps the focus, if it is still listed
+        const again = [...body.querySelectorAll("a")].find(a => a.getAttribute("href") === focused);
+        if (again) again.focus();
       }
       const count = countText(flows.length, total, state, name);
       document.getElementById("page-info").textContent = count;
