@@ -702,6 +702,9 @@ def test_a_page_says_the_monitor_stopped_and_is_live_again_once_back(tmp_path: P
             assert "the monitor stopped" in shown and "reconnecting in" in shown, shown
             listing.wait_for_selector('body[data-live="no"]')
             assert "cannot list the flows" in listing.inner_text("#status")
+            # The tabs say so too: an operator with several open reads the state there.
+            assert flow.title() == "(not live) slow RUNNING - flowkit monitor"
+            assert listing.title() == "(not live) 1 flow - flowkit monitor"
             # What was read stays, dimmed: it is no longer live.
             assert flow.evaluate("getComputedStyle(document.querySelector('main')).opacity") != "1"
             ARTIFACTS.mkdir(exist_ok=True)
@@ -721,6 +724,8 @@ def test_a_page_says_the_monitor_stopped_and_is_live_again_once_back(tmp_path: P
             flow.wait_for_selector('body[data-flow-state="SUCCESS"]')
             flow.wait_for_selector('body[data-live="ended"]')
             assert flow.inner_text("#flow-state") == "SUCCESS"
+            assert flow.title() == "slow SUCCESS - flowkit monitor"
+            assert listing.title() == "1 flow - flowkit monitor"
             flow.screenshot(path=str(ARTIFACTS / "monitor-back.png"), full_page=True)
             assert not errors
     finally:

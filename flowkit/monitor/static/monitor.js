@@ -52,6 +52,19 @@ const flowkitMonitor = (() => {
   // live), "ended" once the flow finished (nothing more will come).
   function setLive(value) {
     document.body.setAttribute("data-live", value);
+    retitle();
+  }
+  // The tab's title: what the page shows, marked "(not live)" while that may be stale, since
+  // an operator with several tabs open reads the state in the tab, not in the banner.
+  let title = null;
+  function setTitle(text) {
+    title = text;
+    retitle();
+  }
+  function retitle() {
+    if (title === null) return;
+    const stale = document.body.getAttribute("data-live") === "no";
+    document.title = (stale ? "(not live) " : "") + title + " - flowkit monitor";
   }
   // rel -> the query string of that link of a "Link" header ("next": older flows, "prev": newer).
   function links(header) {
@@ -181,7 +194,7 @@ const flowkitMonitor = (() => {
       const count = countText(flows.length, total, state, name);
       document.getElementById("page-info").textContent = count;
       // The tab says what it lists: an operator keeps several open.
-      document.title = count + " - flowkit monitor";
+      setTitle(count);
     }
     // A read that fails (the monitor stopped or restarting, a slow database) must not
     // break the page: it keeps the last list, says why, and tries again, less often the
@@ -343,7 +356,7 @@ const flowkitMonitor = (() => {
   function showReport(report) {
     document.getElementById("flow-title").textContent = report.name + " (" + report.uuid + ")";
     // The tab says which flow and how it stands: an operator keeps several open.
-    document.title = report.name + " " + report.state + " - flowkit monitor";
+    setTitle(report.name + " " + report.state);
     const badge = document.getElementById("flow-state");
     badge.textContent = report.state;
     badge.className = "state s-" + report.state;
