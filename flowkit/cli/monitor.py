@@ -15,22 +15,33 @@ Once its socket is bound and listening it prints one line to standard output,
 actually bound: with ``--port 0`` that is how a caller (a test, a script)
 learns the free port the system picked, without choosing one itself and
 racing another process for it.
+
+SIGTERM or SIGINT stop it gracefully: the pages' live streams are told it
+stops (``event: closing``) and ended, other requests get up to 2 s; a second
+signal stops it at once. Either way the exit status is 0, as for
+``flowkit worker`` and ``flowkit conductor``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ipaddress
 import logging
 import os
 import re
+import signal
 import socket
 import sys
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 from flowkit.cli._common import CliError, add_connection, guarded
 
 __all__ = ["LISTENING_PREFIX", "register"]
+
+LOG = logging.getLogger(__name__)
 
 TOKEN_ENV = "FLOWKIT_MONITOR_TOKEN"
 #: The start of the line printed once the monitor listens; the URL follows it.
@@ -130,22 +141,53 @@ def _server_class() -> Any:
     import uvicorn
 
     class Server(uvicorn.Server):
-        """uvicorn's server, whose stop also ends the monitor's live streams.
+        """uvicorn's server, whose stop also ends the monitor's live streams, and exits 0.
 
         uvicorn waits for every open response to end before it stops (and before
         the application hears of it): a page watching a flow that never ends
-        kept ``flowkit monitor`` running after SIGTERM, for good.
+        kept ``flowkit monitor`` running after SIGTERM, for good. And once
+        stopped, uvicorn raises the signal it caught again, so a graceful stop
+        read as a kill (status -15, 143 in a shell) to a supervisor; the signals
+        are handled here instead, as ``flowkit worker`` and ``flowkit conductor``
+        handle theirs: the first stops gracefully, a second at once, and either
+        way the exit status is 0.
         """
 
         def __init__(self, config: Any, closing: Any) -> None:
             super().__init__(config)
             self._closing = closing
+            self._signals = 0
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            """Handle SIGTERM and SIGINT while serving, then put the previous handlers back (no re-raise)."""
+            if threading.current_thread() is not threading.main_thread():
+                yield  # signals reach the main thread only: whoever runs us there handles them
+                return
+            previous = {sig: signal.signal(sig, self.handle_exit) for sig in STOP_SIGNALS}
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
 
         def handle_exit(self, sig: int, frame: Any) -> None:
-            super().handle_exit(sig, frame)
+            self._signals += 1
+            name = signal.Signals(sig).name
+            if self._signals == 1:
+                LOG.warning("%s received: stopping the monitor gracefully", name)
+            else:
+                # What is still being answered is cut short: "now" means now.
+                LOG.warning("%s received again: stopping the monitor now", name)
+                self.force_exit = True
+            self.should_exit = True
             self._closing.close()
 
     return Server
+
+
+#: The signals that stop ``flowkit monitor`` (gracefully, exit status 0).
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 def _listen(host: str, port: int) -> socket.socket:

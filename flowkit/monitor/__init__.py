@@ -14,7 +14,8 @@ events), its report, event log and failures. The JSON API (``doc/monitor.rst``):
     its graph with node positions.
 ``GET /api/flows/{uuid}/stream``
     server-sent events: ``{"state", "atoms": {name: state}}`` at each change,
-    then ``event: end`` once the flow is finished; ``404`` for an unknown uuid.
+    then ``event: end`` once the flow is finished, ``event: closing`` when the
+    monitor stops (the pages say so and reconnect); ``404`` for an unknown uuid.
 
 It only reads. With a token, every request must carry
 ``Authorization: Bearer TOKEN`` (a browser may open ``/?token=TOKEN`` once:

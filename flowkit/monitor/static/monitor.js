@@ -16,6 +16,7 @@ const flowkitMonitor = (() => {
     return (await fetchJSON(url)).data;
   }
   // The JSON answer and its headers (the flow list's paging links are in "Link").
+  // A refusal throws an Error whose .status is the HTTP status (none: no answer at all).
   async function fetchJSON(url) {
     let response;
     try {
@@ -27,9 +28,43 @@ const flowkitMonitor = (() => {
       // The server's one-line {"error"} (503: the database does not answer) says more than a status.
       let detail = "";
       try { detail = (await response.json()).error || ""; } catch (err) { detail = ""; }
-      throw new Error(detail || url + ": " + response.status);
+      const refused = new Error(detail || url + ": " + response.status);
+      refused.status = response.status;
+      throw refused;
     }
     return {data: await response.json(), headers: response.headers};
+  }
+  // Milliseconds to wait before the next try to reach the monitor again: doubling, then the
+  // last one over and over (bounded), so a monitor stopped for long is not asked every
+  // second by every open page, and one back soon is found soon.
+  const BACKOFF = [1000, 2000, 4000, 8000, 10000];
+  function backoff(tries) {
+    return BACKOFF[Math.min(tries, BACKOFF.length - 1)];
+  }
+  function pause(ms) {
+    return new Promise((resolve) => setTimeout(resolve, ms));
+  }
+  function inSeconds(ms) {
+    return Math.round(ms / 1000) + " s";
+  }
+  // body[data-live]: "yes" while what the page shows is current, "no" while it may be stale
+  // (the monitor stopped, or cannot read its database: the CSS dims it, so it is not read as
+  // live), "ended" once the flow finished (nothing more will come).
+  function setLive(value) {
+    document.body.setAttribute("data-live", value);
+    retitle();
+  }
+  // The tab's title: what the page shows, marked "(not live)" while that may be stale, since
+  // an operator with several tabs open reads the state in the tab, not in the banner.
+  let title = null;
+  function setTitle(text) {
+    title = text;
+    retitle();
+  }
+  function retitle() {
+    if (title === null) return;
+    const stale = document.body.getAttribute("data-live") === "no";
+    document.title = (stale ? "(not live) " : "") + title + " - flowkit monitor";
   }
   // rel -> the query string of that link of a "Link" header ("next": older flows, "prev": newer).
   function links(header) {
@@ -59,6 +94,36 @@ const flowkitMonitor = (() => {
   // address (?before=UUID or ?after=UUID, with the filters), so reloading or
   // coming back from a flow shows the same page; the first page follows new flows.
   const PAGE = 100;
+  const EVERY = 2000;  // ms between two reads of the list while the monitor answers
+
+  // How many flows the filters keep, in words: "1 flow", "12 FAILURE flows whose name
+  // contains “shop”", "100 of 501 flows" (a page of more), "no flows".
+  function countText(shown, total, state, name) {
+    const noun = (state ? state + " " : "") + (total === 1 ? "flow" : "flows");
+    const named = name ? " whose name contains \u201c" + name + "\u201d" : "";
+    const count = total === 0 ? "no" : (total > shown ? shown + " of " + total : String(total));
+    return count + " " + noun + named;
+  }
+
+  // The row that stands for an empty list: why it is empty and what to do about it.
+  // "first": the address of the newest flows the filters keep (for a page left empty by
+  // a cursor: the flows next to it were deleted).
+  function emptyRow(filtered, total, first) {
+    const cell = el("td", {"colspan": "5", "class": "empty"});
+    if (total > 0) {
+      cell.append("No flow on this page. ");
+      cell.append(el("a", {href: first, id: "first-page"}, "Show the newest flows"));
+    } else if (filtered) {
+      cell.append("No flow matches these filters. ");
+      cell.append(el("a", {href: "/", id: "clear-filters"}, "Show every flow"));
+    } else {
+      cell.append("No flows yet: a flow run with this monitor's database appears here by itself.");
+    }
+    const row = el("tr");
+    row.append(cell);
+    return row;
+  }
+
   async function listPage() {
     const stateFilter = document.getElementById("state-filter");
     const nameFilter = document.getElementById("name-filter");
@@ -81,15 +146,29 @@ const flowkitMonitor = (() => {
       target.delete("limit");
       link.href = "/?" + target.toString();
     }
+    // Each read is numbered, and only an answer to the latest one is drawn: typing a name
+    // sends a read per key, and an earlier, slower answer drawn last showed the flows of
+    // a filter no longer typed.
+    let asked = 0;
+    let lastRead = null;  // what the list drawn was drawn from
     async function refresh() {
+      const mine = ++asked;
+      const state = stateFilter.value, name = nameFilter.value;
       const query = address(cursor ? [cursor] : []);
       query.set("limit", PAGE);
       const {data: flows, headers} = await fetchJSON("/api/flows?" + query.toString());
+      if (mine !== asked) return;  // a newer read was asked for meanwhile: its answer is drawn
+      // Drawn again only when something changed: a redraw every 2 s took the keyboard focus
+      // off the link a user had tabbed to, and undid a selection (a uuid being copied).
+      const read = JSON.stringify([flows, headers.get("Link"), headers.get("X-Total-Count"), state, name]);
+      if (read === lastRead) return;
+      lastRead = read;
       const body = document.querySelector("#flows tbody");
+      const focused = body.contains(document.activeElement) ? document.activeElement.getAttribute("href") : null;
       body.replaceChildren();
       for (const flow of flows.reverse()) {
         const row = el("tr", {"data-uuid": flow.uuid});
-        const link = el("a", {href: "/flows/" + flow.uuid}, flow.name);
+        const link = el("a", {href: "/flows/" + encodeURIComponent(flow.uuid)}, flow.name);
         row.append(el("td"), el("td"), el("td"), el("td"), el("td"));
         row.children[0].append(link);
         row.children[1].append(stateBadge(flow.state));
@@ -104,14 +183,42 @@ const flowkitMonitor = (() => {
       pageLink("older", pages.next);
       pageLink("newer", pages.prev);
       const total = Number(headers.get("X-Total-Count") || flows.length);
-      document.getElementById("page-info").textContent =
-        total > flows.length ? flows.length + " of " + total + " flows" : total + " flow" + (total === 1 ? "" : "s");
+      if (!flows.length) {
+        const filters = address([]).toString();
+        body.append(emptyRow(Boolean(state || name), total, filters ? "/?" + filters : "/"));
+      }
+      if (focused !== null) {  // the same flow's link keeps the focus, if it is still listed
+        const again = [...body.querySelectorAll("a")].find(a => a.getAttribute("href") === focused);
+        if (again) again.focus();
+      }
+      const count = countText(flows.length, total, state, name);
+      document.getElementById("page-info").textContent = count;
+      // The tab says what it lists: an operator keeps several open.
+      setTitle(count);
     }
-    // A refresh that fails (the server restarting, a slow database) is retried
-    // by the next one; it must not break the page.
-    const safeRefresh = () => refresh().then(
-      () => showStatus(""),
-      (err) => showStatus("cannot list the flows (showing the last list read): " + err.message));
+    // A read that fails (the monitor stopped or restarting, a slow database) must not
+    // break the page: it keeps the last list, says why, and tries again, less often the
+    // longer it fails (bounded); the first answer again puts it back to every 2 s.
+    let failures = 0;
+    let timer = null;
+    async function safeRefresh() {
+      clearTimeout(timer);
+      const mine = asked + 1;
+      let delay = EVERY;
+      try {
+        await refresh();
+        failures = 0;
+        if (mine === asked) { showStatus(""); setLive("yes"); }
+      } catch (err) {
+        delay = backoff(failures++);
+        if (mine === asked) {
+          setLive("no");
+          showStatus("cannot list the flows (showing the last list read): " + err.message +
+                     "; trying again in " + inSeconds(delay));
+        }
+      }
+      if (mine === asked) timer = setTimeout(safeRefresh, delay);
+    }
     // A new filter starts again from the newest flows.
     const refilter = () => {
       cursor = null;
@@ -122,7 +229,6 @@ const flowkitMonitor = (() => {
     stateFilter.addEventListener("change", refilter);
     nameFilter.addEventListener("input", refilter);
     await safeRefresh();
-    setInterval(safeRefresh, 2000);
   }
 
   // -- one flow -----------------------------------------------------------------
@@ -140,6 +246,8 @@ const flowkitMonitor = (() => {
         "shape": (n) => SHAPES[n.data("kind")] || "round-rectangle",
         "width": 120, "height": 28, "label": "data(label)", "font-size": 12,
         "text-valign": "center", "text-halign": "center", "color": "#1d2330",
+        // A shortened name of wide letters still ran out of its node: cut to the node's width.
+        "text-wrap": "ellipsis", "text-max-width": 104,
         "border-width": 1.2, "border-color": "#4a5263", "background-color": COLOURS.PENDING}},
       {selector: 'node[kind = "barrier"]', style: {"width": 8, "height": 8}},
       {selector: "edge", style: {
@@ -248,7 +356,7 @@ const flowkitMonitor = (() => {
   function showReport(report) {
     document.getElementById("flow-title").textContent = report.name + " (" + report.uuid + ")";
     // The tab says which flow and how it stands: an operator keeps several open.
-    document.title = report.name + " " + report.state + " - flowkit monitor";
+    setTitle(report.name + " " + report.state);
     const badge = document.getElementById("flow-state");
     badge.textContent = report.state;
     badge.className = "state s-" + report.state;
@@ -312,20 +420,29 @@ const flowkitMonitor = (() => {
 
   async function flowPage() {
     const uuid = decodeURIComponent(location.pathname.split("/").pop());
+    const api = "/api/flows/" + encodeURIComponent(uuid);
     const legend = document.getElementById("legend");
     for (const state of STATES) legend.append(stateBadge(state));
     let graph = null;
     let report = null;
-    while (report === null) {  // the database may be away when the page opens: try until it answers
+    let tries = 0;
+    while (report === null) {  // the monitor or its database may be away when the page opens
       try {
-        graph = graph || await getJSON("/api/flows/" + uuid + "/graph");
-        report = await getJSON("/api/flows/" + uuid);
+        graph = graph || await getJSON(api + "/graph");
+        report = await getJSON(api);
       } catch (err) {
-        showStatus("cannot read the flow: " + err.message);
-        await new Promise((resolve) => setTimeout(resolve, 2000));
+        setLive("no");
+        if (err.status === 404) {  // no such flow: asking again will not make one
+          showStatus("cannot read the flow: " + err.message);
+          return;
+        }
+        const delay = backoff(tries++);
+        showStatus("cannot read the flow: " + err.message + "; trying again in " + inSeconds(delay));
+        await pause(delay);
       }
     }
     showStatus("");
+    setLive("yes");
     const cy = drawGraph(document.getElementById("graph"), graph);
     current.cy = cy;
     showReport(report);
@@ -333,28 +450,6 @@ const flowkitMonitor = (() => {
     let follow = true;
     cy.on("dragpan scrollzoom pinchzoom", () => { follow = false; });
     followRun(cy);
-    const stream = new EventSource("/api/flows/" + uuid + "/stream");
-    let refreshing = false;
-    stream.addEventListener("unavailable", (message) => {
-      showStatus("the database does not answer (showing the last state read): " + JSON.parse(message.data).error);
-    });
-    // A finished flow's stream ends with "end": close it, or the browser would reconnect
-    // to be told the same again; a last read of the report has the final details.
-    stream.addEventListener("end", async () => {
-      stream.close();
-      try {
-        showReport(await getJSON("/api/flows/" + uuid));
-      } catch (err) {
-        console.warn("report refresh failed:", err);
-      }
-    });
-    stream.addEventListener("gone", (message) => {
-      stream.close();
-      showStatus(JSON.parse(message.data).error + " (showing the last state read)");
-    });
-    stream.onerror = () => showStatus(stream.readyState === EventSource.CLOSED
-      ? "the monitor's live stream was refused; reload the page to try again"
-      : "lost the monitor's live stream; reconnecting");
     // The graph is asked for again when a snapshot's version says it changed: one
     // request at a time, and once more after it if the version moved meanwhile.
     let atoms = Object.fromEntries(report.atoms.map(a => [a.name, a.state]));
@@ -366,7 +461,7 @@ const flowkitMonitor = (() => {
       try {
         while (wanted !== cy.scratch("flowkit").version) {
           const asked = wanted;
-          const grown = await getJSON("/api/flows/" + uuid + "/graph");
+          const grown = await getJSON(api + "/graph");
           if (grown.version === cy.scratch("flowkit").version) break;  // nothing new after all
           if (redrawGraph(cy, grown, atoms, follow) && follow) followRun(cy);
           if (wanted === asked) break;
@@ -377,29 +472,100 @@ const flowkitMonitor = (() => {
         regraphing = false;
       }
     }
-    stream.onmessage = async (message) => {
-      const snapshot = JSON.parse(message.data);
-      if (!snapshot) return;
-      showStatus("");
-      atoms = snapshot.atoms;
-      colour(cy, snapshot.atoms);
-      if (snapshot.graph !== undefined && snapshot.graph !== cy.scratch("flowkit").version) {
-        wanted = snapshot.graph;
-        regraph();
+    let refreshing = false;
+    async function refreshReport() {
+      if (refreshing) return;
+      refreshing = true;
+      try {
+        showReport(await getJSON(api));
+      } catch (err) {
+        console.warn("report refresh failed:", err);  // the next change tries again
+      } finally {
+        refreshing = false;
       }
-      if (follow) followRun(cy);
-      document.body.setAttribute("data-flow-state", snapshot.state);
-      if (!refreshing) {
-        refreshing = true;
-        try {
-          showReport(await getJSON("/api/flows/" + uuid));
-        } catch (err) {
-          console.warn("report refresh failed:", err);  // the next change tries again
-        } finally {
-          refreshing = false;
+    }
+
+    // The live stream. When it is lost (the monitor stops: "closing"; the connection
+    // drops; the monitor refuses it) the page says so, marks what it shows as not live,
+    // and connects again after a bounded backoff, reading the flow's report first: the
+    // flow went on meanwhile, and an answer says the monitor is back.
+    let stream = null;
+    let lostFor = "";    // why the stream was lost, said until the page is live again
+    let retries = 0;     // tries to connect again since the stream last said something
+    function reconnectLater(why) {
+      if (stream !== null) stream.close();
+      stream = null;
+      lostFor = lostFor || why;
+      setLive("no");
+      const delay = backoff(retries++);
+      showStatus(lostFor + " (showing the last state read); reconnecting in " + inSeconds(delay));
+      setTimeout(reconnect, delay);
+    }
+    async function reconnect() {
+      try {
+        report = await getJSON(api);
+      } catch (err) {
+        if (err.status === 404) {  // the monitor is back, without this flow (another database?)
+          showStatus("cannot read the flow: " + err.message + " (showing the last state read)");
+          return;
         }
+        if (err.status !== undefined) lostFor = err.message;  // it answers, but refuses: say why
+        reconnectLater(lostFor);
+        return;
       }
-    };
+      showReport(report);
+      colour(cy, Object.fromEntries(report.atoms.map(a => [a.name, a.state])));
+      connect();
+    }
+    function connect() {
+      const mine = new EventSource(api + "/stream");
+      stream = mine;
+      mine.addEventListener("unavailable", (message) => {
+        retries = 0;  // the monitor answers; its database does not
+        setLive("no");
+        showStatus("the database does not answer (showing the last state read): " + JSON.parse(message.data).error);
+      });
+      // The server stops: it ends every stream with this. Without a word the page went on
+      // showing its last snapshot as if it were live.
+      mine.addEventListener("closing", () => reconnectLater("the monitor stopped"));
+      // A finished flow's stream ends with "end": close it, or the browser would reconnect
+      // to be told the same again; a last read of the report has the final details.
+      mine.addEventListener("end", () => {
+        mine.close();
+        lostFor = "";
+        showStatus("");
+        setLive("ended");
+        refreshReport();
+      });
+      mine.addEventListener("gone", (message) => {
+        mine.close();
+        setLive("no");
+        showStatus(JSON.parse(message.data).error + " (showing the last state read)");
+      });
+      // The connection dropped or was refused: the browser's own retry is at a fixed
+      // pace, forever (or never, once refused); this one backs off, and says why.
+      mine.onerror = () => {
+        if (mine === stream) reconnectLater("lost the monitor's live stream");
+      };
+      mine.onmessage = (message) => {
+        const snapshot = JSON.parse(message.data);
+        if (!snapshot) return;
+        retries = 0;
+        lostFor = "";
+        showStatus("");
+        setLive("yes");
+        atoms = snapshot.atoms;
+        colour(cy, snapshot.atoms);
+        if (snapshot.graph !== undefined && snapshot.graph !== cy.scratch("flowkit").version) {
+          wanted = snapshot.graph;
+          regraph();
+        }
+        if (follow) followRun(cy);
+        document.body.setAttribute("data-flow-state", snapshot.state);
+        refreshReport();
+      };
+    }
+    connect();
   }
 
   // current.cy: the flow page's Cytoscape instance, for tests and the console.
