@@ -623,6 +623,12 @@ def encode_value(value: Any) -> str:
         Uncacheable: JSON cannot represent it.
     """
     try:
+        subclass = _plain_only(value)
+        if subclass is not None:
+            raise Uncacheable(
+                f"it holds a {_path(subclass)}, which would come back from the cache as a plain "
+                f"{_base_name(subclass)}; return a plain one, or a pydantic model"
+            )
         try:
             text = json.dumps(value, default=_dump_default, allow_nan=False)
         except (TypeError, ValueError):  # a set, a tuple key, an int of 4,300 digits: tags may do
@@ -641,6 +647,43 @@ def encode_value(value: Any) -> str:
     except (TypeError, ValueError, RecursionError) as err:
         raise Uncacheable(f"it cannot be given back from its stored form ({err})") from err
     return VALUE_PREFIX + text
+
+
+#: Results of these types are stored as they are; a subclass of one (but an enum) would come back as it.
+_PLAIN_RESULTS = (str, int, float, list, tuple, dict, set, frozenset)
+
+
+def _plain_only(value: Any) -> type | None:
+    """The first subclass of a JSON-able type in ``value`` (an enum member aside), or None.
+
+    JSON keeps only the base: a named tuple came back from a hit as a plain
+    tuple (a downstream ``made.x`` failed on the second run only), a
+    ``defaultdict`` as a dict (``made["missing"]`` a KeyError), an
+    ``OrderedDict`` without ``move_to_end``. Such a result is not stored, as
+    one JSON cannot hold. An enum member is stored as its value, as
+    documented (a result declared as the enum comes back as the member); a
+    pydantic model is not looked into (validation rebuilds it).
+
+    Raises:
+        RecursionError: nested deeper than Python's recursion limit.
+    """
+    kind = type(value)
+    if kind in _CONTAINERS:
+        if _writes_exactly(value):  # the usual result: one scan of its types, in C
+            return None
+        items: Any = itertools.chain(value, value.values()) if kind is dict else value
+        for item in items:
+            found = _plain_only(item)
+            if found is not None:
+                return found
+        return None
+    if kind in _SCALARS or isinstance(value, enum.Enum) or not isinstance(value, _PLAIN_RESULTS):
+        return None
+    return kind
+
+
+def _base_name(kind: type) -> str:
+    return next(base.__name__ for base in _PLAIN_RESULTS if issubclass(kind, base))
 
 
 #: What every stored result starts with (see :func:`encode_value`); a later form gets another.
