@@ -101,6 +101,16 @@ class Guard:
     def caches(self) -> bool:
         return self._store is not None
 
+    @property
+    def undoes(self) -> bool:
+        """Whether this atom's revert removes its entry (see :meth:`on_revert`).
+
+        Its key then does not stand for one result: after a revert the call
+        runs again under the same key and may return another value, so a
+        downstream key counts that value beside this key.
+        """
+        return self._undoes
+
     def begin_run(self) -> None:
         """A run of the engine starts: what the last one said, this one says again."""
         self._warned = False
@@ -195,7 +205,11 @@ class Guard:
                 continue
             upstream = self._all.get(plan.provider) if plan.provider >= 0 else None
             if upstream is not None and upstream.key is not None:
-                inputs[plan.arg] = _keys.UpstreamKey(upstream.key, plan.key)
+                # An upstream whose revert removes its entry may give a new result
+                # under the same key (another volume): its value counts too.
+                inputs[plan.arg] = _keys.UpstreamKey(
+                    upstream.key, plan.key, kwargs[plan.arg], upstream.undoes
+                )
             else:
                 inputs[plan.arg] = kwargs[plan.arg]
         custom = None

@@ -76,10 +76,19 @@ class Uncacheable(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class UpstreamKey:
-    """An input that is (part of) the result of an upstream cacheable call."""
+    """An input that is (part of) the result of an upstream cacheable call.
+
+    ``value`` (when ``valued``) is the input itself, counted beside the key:
+    for an upstream whose revert removes its entry, the key no longer stands
+    for one result (a reverted call's volume is deleted; the next call under
+    the same key makes another), so an entry made from the old result must
+    not be served for the new one.
+    """
 
     key: str
     item: int | str | None
+    value: Any = None
+    valued: bool = False
 
 
 def task_identity(atom: Any) -> dict[str, Any]:
@@ -467,6 +476,8 @@ _PATHS = frozenset(
 
 
 def _tag_upstream(value: UpstreamKey) -> Any:
+    if value.valued:
+        return (_TAG, "upstream valued", value.key, value.item, _tag(value.value))
     return (_TAG, "upstream", value.key, value.item)
 
 

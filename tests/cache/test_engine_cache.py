@@ -179,6 +179,49 @@ def test_a_retried_scope_executes_again_a_cached_task_its_revert_undid(url: str)
     assert _CreateVolume.existing == {"volume-2"}
 
 
+class _Snapshot(task.Task):
+    """Cacheable without a revert: what it returns is made from the volume it is given."""
+
+    cache = True
+
+    def execute(self, volume: str) -> str:
+        tasks.CALLS.append(self.name)
+        return f"snapshot-of-{volume}"
+
+
+class _FailOnce(task.Task):
+    fails = True
+
+    def execute(self, snapshot: str) -> None:
+        if _FailOnce.fails:
+            raise RuntimeError("fails on purpose")
+
+
+def test_a_downstream_entry_made_from_a_reverted_result_is_not_served_for_the_new_one(url: str) -> None:
+    _CreateVolume.existing.clear()
+    _CreateVolume.made = 0
+    _FailOnce.fails = True
+
+    def flow() -> linear_flow.Flow:
+        return linear_flow.Flow("f").add(
+            _CreateVolume("create"), _Snapshot("snap", provides="snapshot"), _FailOnce("use")
+        )
+
+    with pytest.raises(RuntimeError):
+        engines.run(flow(), store={"size": 1}, cache=url)  # volume-1 made, snapshotted, deleted
+    _FailOnce.fails = False
+    results = engines.run(flow(), store={"size": 1}, cache=url)
+    assert results["volume"] == "volume-2"
+    # 'snap' was keyed by the key of 'create' alone, which the new volume shares:
+    # the entry made from the deleted volume-1 was served for volume-2.
+    assert results["snapshot"] == "snapshot-of-volume-2"
+    assert tasks.CALLS == ["snap", "snap"]
+    # Both results stand now: a third run takes them from the cache.
+    tasks.CALLS.clear()
+    assert engines.run(flow(), store={"size": 1}, cache=url)["snapshot"] == "snapshot-of-volume-2"
+    assert tasks.CALLS == []
+
+
 def test_a_task_without_a_revert_of_its_own_keeps_its_entry_when_reverted(url: str) -> None:
     class Pure(task.Task):
         cache = True
