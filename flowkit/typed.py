@@ -291,10 +291,12 @@ def satisfies(provided: Any, required: Any) -> bool:
     p_origin, r_origin = typing.get_origin(provided), typing.get_origin(required)
     if p_origin in _UNIONS:
         return all(satisfies(arg, required) for arg in typing.get_args(provided))
+    if p_origin is typing.Literal:
+        # Its values are known: each is checked as a value (``Literal["a"]`` does not
+        # satisfy ``Literal["b"]``, ``Literal[1, "a"]`` satisfies ``int | str``).
+        return all(check_value(value, required) for value in typing.get_args(provided))
     if r_origin in _UNIONS:
         return any(satisfies(provided, arg) for arg in typing.get_args(required))
-    if p_origin is typing.Literal:
-        return all(satisfies(type(value), required) for value in typing.get_args(provided))
     if r_origin is typing.Literal:
         return any(
             satisfies(provided, type(value)) or satisfies(type(value), provided)
@@ -311,12 +313,23 @@ def satisfies(provided: Any, required: Any) -> bool:
     if not related:
         # A subclass of int (bool, an IntEnum) promotes to float as int itself does.
         return any(issubclass(p_cls, promoted) for promoted in _NUMERIC_PROMOTIONS.get(r_cls, ()))
-    return _parameters_satisfy(p_cls, typing.get_args(provided), typing.get_args(required))
+    return _parameters_satisfy(p_cls, r_cls, typing.get_args(provided), typing.get_args(required))
 
 
-def _parameters_satisfy(cls: type, p_args: tuple[Any, ...], r_args: tuple[Any, ...]) -> bool:
+def _parameters_satisfy(cls: type, r_cls: type, p_args: tuple[Any, ...], r_args: tuple[Any, ...]) -> bool:
+    """Whether the type parameters of ``cls[p_args]`` fit those of ``r_cls[r_args]``.
+
+    A tuple's parameters are its items' types, one per position; another
+    class's (``Sequence[int]``) is the type of every item, so a
+    ``tuple[int, int]`` is a ``Sequence[int]`` when each position's type is.
+    """
     if not p_args or not r_args:
         return True
+    if issubclass(cls, tuple) and not issubclass(r_cls, tuple):
+        if len(r_args) != 1:
+            return True
+        items = p_args[:1] if len(p_args) == 2 and p_args[1] is Ellipsis else p_args
+        return all(satisfies(item, r_args[0]) for item in items)
     if issubclass(cls, tuple):
         p_var = len(p_args) == 2 and p_args[1] is Ellipsis
         r_var = len(r_args) == 2 and r_args[1] is Ellipsis
@@ -462,9 +475,11 @@ def check_value(value: Any, tp: Any) -> bool:
     cls = origin if origin is not None else tp
     if not isinstance(cls, type):
         return True
-    if cls is float and type(value) is int:
+    # As the compile check (and type checkers) accept them: an int, so a bool or an
+    # IntEnum, for a float; an int or a float for a complex.
+    if cls is float and isinstance(value, int):
         return True
-    if cls is complex and type(value) in (int, float):
+    if cls is complex and isinstance(value, int | float):
         return True
     try:
         if not isinstance(value, cls):
