@@ -408,3 +408,26 @@ def test_a_task_on_a_dask_worker_runs_in_its_atoms_trace_context(client: Any) ->
         engine.run()
     (span,) = [s for s in exporter.get_finished_spans() if s.name == "execute a"]
     assert engine.storage.get("a") == f"{span.context.trace_id:032x}:{span.context.span_id:016x}"
+
+
+@pytest.mark.parametrize(("retries", "tries"), [(None, 1), (1, 2), (3, 3)])
+def test_the_executors_retries_retry_a_failing_task(
+    client: Any, tmp_path: Path, retries: int | None, tries: int
+) -> None:
+    # The call caught the task's exception and returned it as a record, so Dask
+    # never saw it fail: client.get_executor(retries=3) retried nothing.
+    options = {} if retries is None else {"retries": retries}
+    flow = linear_flow.Flow("f").add(dask_tasks.FailsTwice("flaky", provides="tries"))
+    engine = engines.load(
+        flow, store={"marker_dir": str(tmp_path)}, engine="parallel", executor=client.get_executor(**options)
+    )
+    if tries < 3:
+        # Out of retries: the last failure, as a record naming the real exception.
+        with pytest.raises(exc.WrappedFailure, match=f"transient failure on try {tries - 1}") as raised:
+            engine.run()
+        assert raised.value.check(RuntimeError)
+        assert engine.storage.get_flow_state() == states.REVERTED
+    else:
+        engine.run()
+        assert engine.storage.fetch("tries") == 2
+    assert len(os.listdir(tmp_path)) == tries
