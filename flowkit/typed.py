@@ -553,9 +553,63 @@ def revives(atom: Any) -> bool:
     if result is UNTYPED:
         return False
     stripped = _strip(result)
-    if isinstance(stripped, type) and issubclass(stripped, enum.Enum):
+    if _mentions_enum(stripped):
         return True
     return _loaded_pydantic() is not None and _mentions_model(stripped)
+
+
+def _mentions_enum(tp: Any) -> bool:
+    """Whether an enum class appears in ``tp`` (``Level``, ``list[Level]``, ``Level | None``...)."""
+    tp = _strip(tp)
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return True
+    return any(_mentions_enum(arg) for arg in typing.get_args(tp))
+
+
+def _revive_enums(value: Any, tp: Any) -> Any:
+    """``value`` with the enum values JSON kept made members again, where ``tp`` declares an enum.
+
+    A member is stored as its value: the hit of a ``-> list[Level]`` gave
+    ``[2]``, which its own validation then refused (on the second run only).
+    Containers keep their type (a tuple stays a tuple); in a union, a value
+    that already fits a member of it other than an enum is left as it is (in
+    ``Level | int`` a 2 may have been either). What does not fit is left as it was.
+    """
+    tp = _strip(tp)
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        if isinstance(value, tp):
+            return value
+        try:
+            return tp(value)
+        except (ValueError, TypeError):
+            return value
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if not args:
+        return value
+    if origin in _UNIONS:
+        plain = [arg for arg in args if not _mentions_enum(arg)]
+        if any(check_value(value, arg) for arg in plain):
+            return value
+        for arg in args:
+            if _mentions_enum(arg):
+                revived = _revive_enums(value, arg)
+                if revived is not value and check_value(revived, arg):
+                    return revived
+        return value
+    if not isinstance(origin, type):
+        return value
+    kind = type(value)
+    if kind is tuple and issubclass(origin, tuple):
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_revive_enums(item, args[0]) for item in value)
+        if len(args) != len(value):
+            return value
+        return tuple(map(_revive_enums, value, args))
+    if kind is dict and issubclass(origin, cabc.Mapping) and len(args) == 2:
+        return {_revive_enums(k, args[0]): _revive_enums(v, args[1]) for k, v in value.items()}
+    if kind in (list, tuple, set, frozenset) and issubclass(origin, cabc.Collection) and len(args) == 1:
+        return kind(_revive_enums(item, args[0]) for item in value)
+    return value
 
 
 def revive_result(atom: Any, value: Any) -> Any:
@@ -572,20 +626,14 @@ def revive_result(atom: Any, value: Any) -> Any:
     if result is UNTYPED:
         return value
     stripped = _strip(result)
-    if isinstance(stripped, type) and issubclass(stripped, enum.Enum):
-        # JSON holds an enum member as its value (an IntEnum's int): the member again.
-        if isinstance(value, stripped):
-            return value
+    if _loaded_pydantic() is not None and _mentions_model(stripped):
         try:
-            return stripped(value)
-        except (ValueError, TypeError):
+            return coerce_value(value, result)  # pydantic makes the enums inside members too
+        except TypeError:
             return value
-    if _loaded_pydantic() is None or not _mentions_model(stripped):
-        return value
-    try:
-        return coerce_value(value, result)
-    except TypeError:
-        return value
+    # JSON holds an enum member as its value (an IntEnum's int): the member again,
+    # also inside a declared container or union (``list[Level]``, ``Level | None``).
+    return _revive_enums(value, stripped)
 
 
 def coerce_input(atom: str, arg: str, value: Any, tp: Any) -> Any:

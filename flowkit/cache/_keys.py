@@ -742,13 +742,24 @@ def _tagged(value: Any) -> Any:
         return {"@set": [_tagged(item) for item in value]}
     if isinstance(value, str | int | float):  # a subclass (an enum member): JSON takes its value
         return value
+    if isinstance(value, enum.Enum):  # a plain enum's member: its value, tagged as any other
+        return _tagged(value._value_)
     return _dump_default(value)
 
 
 def _dump_default(value: Any) -> Any:
+    """What JSON writes for ``value``, which it cannot write itself: a model's dump, an enum's value.
+
+    A plain ``Enum`` member (neither a str nor an int) is stored as its value,
+    as a str or int enum's is by JSON itself: it was "not JSON", so a task
+    returning one ran at every run. A result declared as the enum comes back
+    as the member (see :func:`flowkit.typed.revive_result`).
+    """
     dump = getattr(value, "model_dump", None)
     if callable(dump):
         return dump(mode="json")
+    if isinstance(value, enum.Enum):
+        return value._value_
     raise TypeError(f"{type(value).__name__} is not JSON")
 
 

@@ -707,6 +707,56 @@ def test_an_enum_result_comes_back_from_the_cache_as_its_member(url: str) -> Non
     assert tasks.CALLS == ["grade"]
 
 
+class _Colour(enum.Enum):
+    """A plain enum: its members are neither strs nor ints, so JSON alone cannot hold them."""
+
+    RED = "red"
+    BLUE = "blue"
+
+
+class _Paint(task.Task):
+    cache = True
+    validate_types = True
+
+    def execute(self, score: int) -> _Colour:
+        tasks.CALLS.append(self.name)
+        return _Colour.RED if score > 5 else _Colour.BLUE
+
+
+def test_a_plain_enum_result_is_cached_and_comes_back_as_its_member(url: str) -> None:
+    # Only str and int enums were stored: a plain Enum member was "not JSON", so
+    # the task ran at every run with a WARNING.
+    got = [
+        engines.run(_Paint("paint", provides="colour"), store={"score": 9}, cache=url)["colour"]
+        for _ in range(2)
+    ]
+    assert got == [_Colour.RED, _Colour.RED]
+    assert tasks.CALLS == ["paint"]
+
+
+class _Grades(task.Task):
+    cache = True
+    validate_types = True
+
+    def execute(self, scores: list[int]) -> tuple[list[_Level], _Level | None, dict[str, _Colour]]:
+        tasks.CALLS.append(self.name)
+        levels = [_Level.HIGH if score > 5 else _Level.LOW for score in scores]
+        return levels, (levels[0] if levels else None), {"first": _Colour.RED}
+
+
+def test_enum_members_inside_a_declared_result_come_back_as_members(url: str) -> None:
+    # Only a result declared as the enum itself was revived: the hit of a
+    # "-> list[_Level]" gave [2], which its own validation refused on the second run.
+    got = [
+        engines.run(_Grades("grades", provides="out"), store={"scores": [9, 1]}, cache=url)["out"]
+        for _ in range(2)
+    ]
+    assert got[1] == got[0] == ([_Level.HIGH, _Level.LOW], _Level.HIGH, {"first": _Colour.RED})
+    assert [type(level) for level in got[1][0]] == [_Level, _Level]
+    assert type(got[1][1]) is _Level
+    assert tasks.CALLS == ["grades"]
+
+
 def _double(value: int) -> int:
     tasks.CALLS.append("double")
     return value * 2
