@@ -246,7 +246,10 @@ class Guard:
             from flowkit.cache import _keys
 
             try:
-                self._store.put(self.key, _keys.encode_value(value))
+                text = _keys.encode_value(value, plain_enums=self._revive)
+                if self._revive:
+                    self._check_revived(text, value)
+                self._store.put(self.key, text)
                 self._stored = True
             except _keys.Uncacheable as err:
                 # Said at DEBUG, a task marked cacheable ran at every run without a word.
@@ -254,6 +257,29 @@ class Guard:
             except Exception:  # a cache that cannot be written must not fail the flow
                 _LOG.warning("could not cache the result of atom '%s'", self._node.name, exc_info=True)
         return value
+
+    def _check_revived(self, text: str, value: Any) -> None:
+        """Refuse to store a result that a hit would not give back equal to ``value``.
+
+        The atom declares an enum somewhere in its result, so plain enum members
+        are stored as their values and made members again on a hit, where the
+        annotation says: one it does not cover (``-> tuple[Level, Any]``'s
+        second item) would come back as its value, not equal to the member.
+
+        Raises:
+            Uncacheable: the hit would give another value.
+        """
+        from flowkit.cache import _keys
+
+        try:
+            same = bool(typed.revive_result(self._node.atom, _keys.decode_value(text)) == value)
+        except Exception:  # a value whose == fails: take no chance
+            same = False
+        if not same:
+            raise _keys.Uncacheable(
+                "it would not come back from the cache as it is (an enum member its annotation "
+                "does not declare would come back as its value)"
+            )
 
     def on_revert(self) -> None:
         """Before the revert of a call this run made: remove the entry it stored.

@@ -609,7 +609,7 @@ def keyed(identity: bytes, inputs: Mapping[str, Any], custom: str | None = None)
     return digest.hexdigest()
 
 
-def encode_value(value: Any) -> str:
+def encode_value(value: Any, *, plain_enums: bool = False) -> str:
     """A result as stored in a cache: JSON text that decodes to an equal value.
 
     Plain JSON would give a hit a different value than the call that filled
@@ -630,12 +630,25 @@ def encode_value(value: Any) -> str:
     :func:`decode_value` must not hand that form to a task as if it were the
     value.
 
+    Args:
+        value: the result.
+        plain_enums: store a plain ``Enum`` member (neither a str nor an int)
+            as its value. Only for a task whose result annotation declares
+            the enum, which makes the member again from it: else the hit
+            gives ``"red"`` where the call gave ``Colour.RED``, which is not
+            equal to it (a str or int enum's value is).
+
     Raises:
         Uncacheable: JSON cannot represent it.
     """
     try:
-        subclass = _plain_only(value)
+        subclass = _plain_only(value, plain_enums)
         if subclass is not None:
+            if issubclass(subclass, enum.Enum):
+                raise Uncacheable(
+                    f"it holds a {_path(subclass)} member, which would come back from the cache as "
+                    f"its value; declare the enum in the result's annotation to cache it"
+                )
             raise Uncacheable(
                 f"it holds a {_path(subclass)}, which would come back from the cache as a plain "
                 f"{_base_name(subclass)}; return a plain one, or a pydantic model"
@@ -664,7 +677,7 @@ def encode_value(value: Any) -> str:
 _PLAIN_RESULTS = (str, int, float, list, tuple, dict, set, frozenset)
 
 
-def _plain_only(value: Any) -> type | None:
+def _plain_only(value: Any, plain_enums: bool = False) -> type | None:
     """The first subclass of a JSON-able type in ``value`` (an enum member aside), or None.
 
     JSON keeps only the base: a named tuple came back from a hit as a plain
@@ -672,8 +685,9 @@ def _plain_only(value: Any) -> type | None:
     ``defaultdict`` as a dict (``made["missing"]`` a KeyError), an
     ``OrderedDict`` without ``move_to_end``. Such a result is not stored, as
     one JSON cannot hold. An enum member is stored as its value, as
-    documented (a result declared as the enum comes back as the member); a
-    pydantic model is not looked into (validation rebuilds it).
+    documented (a result declared as the enum comes back as the member), but
+    for a plain ``Enum``'s member unless ``plain_enums``: its value is not
+    equal to it. A pydantic model is not looked into (validation rebuilds it).
 
     Raises:
         RecursionError: nested deeper than Python's recursion limit.
@@ -684,11 +698,15 @@ def _plain_only(value: Any) -> type | None:
             return None
         items: Any = itertools.chain(value, value.values()) if kind is dict else value
         for item in items:
-            found = _plain_only(item)
+            found = _plain_only(item, plain_enums)
             if found is not None:
                 return found
         return None
-    if kind in _SCALARS or isinstance(value, enum.Enum) or not isinstance(value, _PLAIN_RESULTS):
+    if kind in _SCALARS:
+        return None
+    if isinstance(value, enum.Enum):
+        return None if plain_enums or isinstance(value, str | int | float) else kind
+    if not isinstance(value, _PLAIN_RESULTS):
         return None
     return kind
 
@@ -742,7 +760,7 @@ def _tagged(value: Any) -> Any:
         return {"@set": [_tagged(item) for item in value]}
     if isinstance(value, str | int | float):  # a subclass (an enum member): JSON takes its value
         return value
-    if isinstance(value, enum.Enum):  # a plain enum's member: its value, tagged as any other
+    if isinstance(value, enum.Enum):  # a plain enum's member (see encode_value): its value
         return _tagged(value._value_)
     return _dump_default(value)
 
@@ -750,10 +768,10 @@ def _tagged(value: Any) -> Any:
 def _dump_default(value: Any) -> Any:
     """What JSON writes for ``value``, which it cannot write itself: a model's dump, an enum's value.
 
-    A plain ``Enum`` member (neither a str nor an int) is stored as its value,
-    as a str or int enum's is by JSON itself: it was "not JSON", so a task
-    returning one ran at every run. A result declared as the enum comes back
-    as the member (see :func:`flowkit.typed.revive_result`).
+    A plain ``Enum`` member (neither a str nor an int; :func:`encode_value`
+    lets one through only for a result declared as the enum) is stored as its
+    value, as a str or int enum's is by JSON itself, and comes back as the
+    member (see :func:`flowkit.typed.revive_result`).
     """
     dump = getattr(value, "model_dump", None)
     if callable(dump):

@@ -861,3 +861,31 @@ def test_a_result_holding_an_enum_member_is_still_stored() -> None:
 
     # Documented: an enum member is stored as its value (a declared result revives it).
     assert _keys.decode_value(_keys.encode_value([_Tone.LOW, {"a": (1,)}])) == ["low", {"a": (1,)}]
+
+
+class _PaintUndeclared(task.Task):
+    cache = True
+
+    def execute(self) -> Any:
+        tasks.CALLS.append(self.name)
+        return [_Colour.RED]
+
+
+class _PaintHalfDeclared(task.Task):
+    cache = True
+
+    def execute(self) -> tuple[_Colour, Any]:
+        tasks.CALLS.append(self.name)
+        return _Colour.RED, _Colour.BLUE
+
+
+@pytest.mark.parametrize("maker", [_PaintUndeclared, _PaintHalfDeclared])
+def test_a_plain_enum_member_no_annotation_declares_is_not_stored(
+    maker: type, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Stored as its value, it would come back as "red", which is not _Colour.RED.
+    url = f"memory://undeclared-{maker.__name__}"
+    got = [engines.run(maker("paint", provides="colour"), cache=url)["colour"] for _ in range(2)]
+    assert got[0] == got[1]
+    assert tasks.CALLS == ["paint", "paint"]
+    assert "result of atom 'paint' is not cached" in caplog.text
