@@ -146,9 +146,7 @@ class DaskDriver(DispatchingDriver):
         if done is not self._done:
             # A timed call (its own completion handle): submitted now, alone, so
             # that its time-out can cancel the future returned here.
-            return _submit_payload(
-                self._executor, done, node, action, payload, self._route, self._retried
-            )
+            return _submit_payload(self._executor, done, node, action, payload, self._route, self._retried)
         self._round.append(_Ready(node, action, payload))
         return None
 
