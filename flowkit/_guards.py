@@ -261,10 +261,12 @@ class Guard:
     def _check_revived(self, text: str, value: Any) -> None:
         """Refuse to store a result that a hit would not give back equal to ``value``.
 
-        The atom declares an enum somewhere in its result, so plain enum members
-        are stored as their values and made members again on a hit, where the
-        annotation says: one it does not cover (``-> tuple[Level, Any]``'s
-        second item) would come back as its value, not equal to the member.
+        The atom declares a model or an enum in its result, which a hit makes
+        again from what JSON kept. What that cannot make again must not be
+        stored: a model's ``SecretStr`` is dumped as ``"**********"``, which a
+        hit handed on as the password; a plain enum member the annotation does
+        not cover (``-> tuple[Level, Any]``'s second item) would come back as
+        its value, not equal to the member.
 
         Raises:
             Uncacheable: the hit would give another value.
@@ -277,8 +279,9 @@ class Guard:
             same = False
         if not same:
             raise _keys.Uncacheable(
-                "it would not come back from the cache as it is (an enum member its annotation "
-                "does not declare would come back as its value)"
+                "it would not come back from the cache equal to what the call returned (a model "
+                "field its JSON dump hides, such as a SecretStr, or an enum member the result's "
+                "annotation does not declare)"
             )
 
     def on_revert(self) -> None:

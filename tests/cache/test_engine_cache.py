@@ -889,3 +889,16 @@ def test_a_plain_enum_member_no_annotation_declares_is_not_stored(
     assert got[0] == got[1]
     assert tasks.CALLS == ["paint", "paint"]
     assert "result of atom 'paint' is not cached" in caplog.text
+
+
+def test_a_model_whose_dump_hides_a_secret_is_not_stored(caplog: pytest.LogCaptureFixture) -> None:
+    pytest.importorskip("pydantic")
+    from tests.cache.tasks import Login
+
+    url = "memory://secret-model"
+    got = [engines.run(Login("login", provides="creds"), cache=url)["creds"] for _ in range(2)]
+    # The model's JSON dump writes a SecretStr as "**********": the hit handed that on as the password.
+    assert [creds.password.get_secret_value() for creds in got] == ["hunter2", "hunter2"]
+    assert tasks.CALLS == ["login", "login"]
+    assert "result of atom 'login' is not cached" in caplog.text
+    assert "SecretStr" in caplog.text
