@@ -532,6 +532,11 @@ def _tag_other(value: Any, kind: type) -> Any:
             data = dump(mode="json")
         except Exception as err:  # a field pydantic cannot dump (an arbitrary type)
             raise Uncacheable(f"a {_path(kind)} cannot be part of a cache key: {err}") from err
+        if not _dump_shows_all(value, kind, data):
+            raise Uncacheable(
+                f"a {_path(kind)} cannot be part of a cache key: its JSON dump does not show all of "
+                "it (a SecretStr is written '**********', an excluded field not at all)"
+            )
         return (_TAG, "model", _path(kind), _tag(data))
     if isinstance(value, pathlib.PurePath):
         return _tag_path(value)
@@ -539,6 +544,29 @@ def _tag_other(value: Any, kind: type) -> Any:
         if isinstance(value, base):  # a subclass: its class counts, and what it holds as the base
             return (_TAG, "subclass", _path(kind), _tag(plain(value)))
     raise Uncacheable(f"a {_path(kind)} cannot be part of a cache key")
+
+
+def _dump_shows_all(value: Any, kind: type, data: Any) -> bool:
+    """Whether a model's JSON dump ``data`` tells it from every other model of its class.
+
+    A model counts by its dump, which hides some fields: two ``Credentials``
+    of other passwords both dump ``"password": "**********"`` and shared a
+    key, so a call with the wrong password was answered from the cache with
+    what the right one got. The dump made into the model again must be equal
+    to it. A dump pydantic does not take back as it is (fields by alias,
+    say) cannot be checked this way, and counts by its dump as before.
+    """
+    validate = getattr(kind, "model_validate", None)
+    if not callable(validate):
+        return True
+    try:
+        again = validate(data)
+    except Exception:
+        return True
+    try:
+        return bool(again == value)
+    except Exception:  # an == that fails: take no chance
+        return False
 
 
 def _tag_numpy(value: Any, kind: type, numpy: Any) -> Any:
