@@ -191,9 +191,30 @@ class Guard:
                 err,
             )
             return False, None
-        self.hit = True
         if self._revive:  # what JSON cannot tell (a model, an enum member), as the atom declares it
             value = typed.revive_result(self._node.atom, value)
+        if self._validate is not None:
+            from flowkit import exceptions as exc
+
+            try:
+                value = self._validate(value)
+            except exc.InvalidResult as err:
+                # Stored before the task's result type changed, or by a run that did
+                # not validate: failing the atom would blame its call for a value it
+                # never returned, at every run until the cache is cleared. A miss, as
+                # a damaged entry is: the call runs and its result replaces the entry.
+                from flowkit.persistence.backends._urls import mask_url
+
+                _LOG.warning(
+                    "atom '%s': the entry of key %s in cache store %s does not fit the declared "
+                    "result (%s); running it",
+                    self._node.name,
+                    key,
+                    mask_url(self._store.url),
+                    err.__cause__ or err,
+                )
+                return False, None
+        self.hit = True
         return True, value
 
     def _key(self, kwargs: dict[str, Any]) -> str | None:
@@ -240,7 +261,7 @@ class Guard:
         Raises:
             InvalidResult: the result is not of the declared type.
         """
-        if self._validate is not None:
+        if self._validate is not None and not self.hit:  # a hit was validated as it was read
             value = self._validate(value)
         if self._store is not None and self.key is not None and not self.hit:
             from flowkit.cache import _keys

@@ -902,3 +902,31 @@ def test_a_model_whose_dump_hides_a_secret_is_not_stored(caplog: pytest.LogCaptu
     assert tasks.CALLS == ["login", "login"]
     assert "result of atom 'login' is not cached" in caplog.text
     assert "SecretStr" in caplog.text
+
+
+class _Relabelled(task.Task):
+    """Declared ``-> str``; what it returns is set by the test (an int, as an older version did)."""
+
+    cache = True
+    answer: Any = 1
+
+    def execute(self) -> str:
+        tasks.CALLS.append(self.name)
+        return _Relabelled.answer  # type: ignore[no-any-return]
+
+
+def test_an_entry_its_atoms_validation_refuses_is_a_miss_that_the_call_replaces(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # An entry stored before the task's result type changed (or unvalidated) failed the
+    # atom with "returned a result that is not str" at every run, for a value it never
+    # returned: only clearing the cache got the flow going again.
+    url = "memory://relabelled"
+    _Relabelled.answer = 1
+    engines.run(_Relabelled("answer", provides="out"), cache=url, validate_types=False)
+    _Relabelled.answer = "one"
+    for _ in range(2):
+        assert engines.run(_Relabelled("answer", provides="out"), cache=url, validate_types=True)["out"] == "one"
+    assert tasks.CALLS == ["answer", "answer"]  # the second validated run took the new entry
+    assert "atom 'answer': the entry of key" in caplog.text
+    assert "is not str" in caplog.text
