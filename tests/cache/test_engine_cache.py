@@ -926,7 +926,8 @@ def test_an_entry_its_atoms_validation_refuses_is_a_miss_that_the_call_replaces(
     engines.run(_Relabelled("answer", provides="out"), cache=url, validate_types=False)
     _Relabelled.answer = "one"
     for _ in range(2):
-        assert engines.run(_Relabelled("answer", provides="out"), cache=url, validate_types=True)["out"] == "one"
+        got = engines.run(_Relabelled("answer", provides="out"), cache=url, validate_types=True)
+        assert got["out"] == "one"
     assert tasks.CALLS == ["answer", "answer"]  # the second validated run took the new entry
     assert "atom 'answer': the entry of key" in caplog.text
     assert "is not str" in caplog.text
