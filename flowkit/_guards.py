@@ -101,6 +101,16 @@ class Guard:
     def caches(self) -> bool:
         return self._store is not None
 
+    @property
+    def undoes(self) -> bool:
+        """Whether this atom's revert removes its entry (see :meth:`on_revert`).
+
+        Its key then does not stand for one result: after a revert the call
+        runs again under the same key and may return another value, so a
+        downstream key counts that value beside this key.
+        """
+        return self._undoes
+
     def begin_run(self) -> None:
         """A run of the engine starts: what the last one said, this one says again."""
         self._warned = False
@@ -181,9 +191,30 @@ class Guard:
                 err,
             )
             return False, None
-        self.hit = True
         if self._revive:  # what JSON cannot tell (a model, an enum member), as the atom declares it
             value = typed.revive_result(self._node.atom, value)
+        if self._validate is not None:
+            from flowkit import exceptions as exc
+
+            try:
+                value = self._validate(value)
+            except exc.InvalidResult as err:
+                # Stored before the task's result type changed, or by a run that did
+                # not validate: failing the atom would blame its call for a value it
+                # never returned, at every run until the cache is cleared. A miss, as
+                # a damaged entry is: the call runs and its result replaces the entry.
+                from flowkit.persistence.backends._urls import mask_url
+
+                _LOG.warning(
+                    "atom '%s': the entry of key %s in cache store %s does not fit the declared "
+                    "result (%s); running it",
+                    self._node.name,
+                    key,
+                    mask_url(self._store.url),
+                    err.__cause__ or err,
+                )
+                return False, None
+        self.hit = True
         return True, value
 
     def _key(self, kwargs: dict[str, Any]) -> str | None:
@@ -195,7 +226,11 @@ class Guard:
                 continue
             upstream = self._all.get(plan.provider) if plan.provider >= 0 else None
             if upstream is not None and upstream.key is not None:
-                inputs[plan.arg] = _keys.UpstreamKey(upstream.key, plan.key)
+                # An upstream whose revert removes its entry may give a new result
+                # under the same key (another volume): its value counts too.
+                inputs[plan.arg] = _keys.UpstreamKey(
+                    upstream.key, plan.key, kwargs[plan.arg], upstream.undoes
+                )
             else:
                 inputs[plan.arg] = kwargs[plan.arg]
         custom = None
@@ -226,13 +261,16 @@ class Guard:
         Raises:
             InvalidResult: the result is not of the declared type.
         """
-        if self._validate is not None:
+        if self._validate is not None and not self.hit:  # a hit was validated as it was read
             value = self._validate(value)
         if self._store is not None and self.key is not None and not self.hit:
             from flowkit.cache import _keys
 
             try:
-                self._store.put(self.key, _keys.encode_value(value))
+                text = _keys.encode_value(value, plain_enums=self._revive)
+                if self._revive:
+                    self._check_revived(text, value)
+                self._store.put(self.key, text)
                 self._stored = True
             except _keys.Uncacheable as err:
                 # Said at DEBUG, a task marked cacheable ran at every run without a word.
@@ -240,6 +278,32 @@ class Guard:
             except Exception:  # a cache that cannot be written must not fail the flow
                 _LOG.warning("could not cache the result of atom '%s'", self._node.name, exc_info=True)
         return value
+
+    def _check_revived(self, text: str, value: Any) -> None:
+        """Refuse to store a result that a hit would not give back equal to ``value``.
+
+        The atom declares a model or an enum in its result, which a hit makes
+        again from what JSON kept. What that cannot make again must not be
+        stored: a model's ``SecretStr`` is dumped as ``"**********"``, which a
+        hit handed on as the password; a plain enum member the annotation does
+        not cover (``-> tuple[Level, Any]``'s second item) would come back as
+        its value, not equal to the member.
+
+        Raises:
+            Uncacheable: the hit would give another value.
+        """
+        from flowkit.cache import _keys
+
+        try:
+            same = bool(typed.revive_result(self._node.atom, _keys.decode_value(text)) == value)
+        except Exception:  # a value whose == fails: take no chance
+            same = False
+        if not same:
+            raise _keys.Uncacheable(
+                "it would not come back from the cache equal to what the call returned (a model "
+                "field its JSON dump hides, such as a SecretStr, or an enum member the result's "
+                "annotation does not declare)"
+            )
 
     def on_revert(self) -> None:
         """Before the revert of a call this run made: remove the entry it stored.

@@ -291,10 +291,12 @@ def satisfies(provided: Any, required: Any) -> bool:
     p_origin, r_origin = typing.get_origin(provided), typing.get_origin(required)
     if p_origin in _UNIONS:
         return all(satisfies(arg, required) for arg in typing.get_args(provided))
+    if p_origin is typing.Literal:
+        # Its values are known: each is checked as a value (``Literal["a"]`` does not
+        # satisfy ``Literal["b"]``, ``Literal[1, "a"]`` satisfies ``int | str``).
+        return all(check_value(value, required) for value in typing.get_args(provided))
     if r_origin in _UNIONS:
         return any(satisfies(provided, arg) for arg in typing.get_args(required))
-    if p_origin is typing.Literal:
-        return all(satisfies(type(value), required) for value in typing.get_args(provided))
     if r_origin is typing.Literal:
         return any(
             satisfies(provided, type(value)) or satisfies(type(value), provided)
@@ -311,12 +313,23 @@ def satisfies(provided: Any, required: Any) -> bool:
     if not related:
         # A subclass of int (bool, an IntEnum) promotes to float as int itself does.
         return any(issubclass(p_cls, promoted) for promoted in _NUMERIC_PROMOTIONS.get(r_cls, ()))
-    return _parameters_satisfy(p_cls, typing.get_args(provided), typing.get_args(required))
+    return _parameters_satisfy(p_cls, r_cls, typing.get_args(provided), typing.get_args(required))
 
 
-def _parameters_satisfy(cls: type, p_args: tuple[Any, ...], r_args: tuple[Any, ...]) -> bool:
+def _parameters_satisfy(cls: type, r_cls: type, p_args: tuple[Any, ...], r_args: tuple[Any, ...]) -> bool:
+    """Whether the type parameters of ``cls[p_args]`` fit those of ``r_cls[r_args]``.
+
+    A tuple's parameters are its items' types, one per position; another
+    class's (``Sequence[int]``) is the type of every item, so a
+    ``tuple[int, int]`` is a ``Sequence[int]`` when each position's type is.
+    """
     if not p_args or not r_args:
         return True
+    if issubclass(cls, tuple) and not issubclass(r_cls, tuple):
+        if len(r_args) != 1:
+            return True
+        items = p_args[:1] if len(p_args) == 2 and p_args[1] is Ellipsis else p_args
+        return all(satisfies(item, r_args[0]) for item in items)
     if issubclass(cls, tuple):
         p_var = len(p_args) == 2 and p_args[1] is Ellipsis
         r_var = len(r_args) == 2 and r_args[1] is Ellipsis
@@ -462,9 +475,11 @@ def check_value(value: Any, tp: Any) -> bool:
     cls = origin if origin is not None else tp
     if not isinstance(cls, type):
         return True
-    if cls is float and type(value) is int:
+    # As the compile check (and type checkers) accept them: an int, so a bool or an
+    # IntEnum, for a float; an int or a float for a complex.
+    if cls is float and isinstance(value, int):
         return True
-    if cls is complex and type(value) in (int, float):
+    if cls is complex and isinstance(value, int | float):
         return True
     try:
         if not isinstance(value, cls):
@@ -538,9 +553,63 @@ def revives(atom: Any) -> bool:
     if result is UNTYPED:
         return False
     stripped = _strip(result)
-    if isinstance(stripped, type) and issubclass(stripped, enum.Enum):
+    if _mentions_enum(stripped):
         return True
     return _loaded_pydantic() is not None and _mentions_model(stripped)
+
+
+def _mentions_enum(tp: Any) -> bool:
+    """Whether an enum class appears in ``tp`` (``Level``, ``list[Level]``, ``Level | None``...)."""
+    tp = _strip(tp)
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return True
+    return any(_mentions_enum(arg) for arg in typing.get_args(tp))
+
+
+def _revive_enums(value: Any, tp: Any) -> Any:
+    """``value`` with the enum values JSON kept made members again, where ``tp`` declares an enum.
+
+    A member is stored as its value: the hit of a ``-> list[Level]`` gave
+    ``[2]``, which its own validation then refused (on the second run only).
+    Containers keep their type (a tuple stays a tuple); in a union, a value
+    that already fits a member of it other than an enum is left as it is (in
+    ``Level | int`` a 2 may have been either). What does not fit is left as it was.
+    """
+    tp = _strip(tp)
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        if isinstance(value, tp):
+            return value
+        try:
+            return tp(value)
+        except (ValueError, TypeError):
+            return value
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if not args:
+        return value
+    if origin in _UNIONS:
+        plain = [arg for arg in args if not _mentions_enum(arg)]
+        if any(check_value(value, arg) for arg in plain):
+            return value
+        for arg in args:
+            if _mentions_enum(arg):
+                revived = _revive_enums(value, arg)
+                if revived is not value and check_value(revived, arg):
+                    return revived
+        return value
+    if not isinstance(origin, type):
+        return value
+    kind = type(value)
+    if kind is tuple and issubclass(origin, tuple):
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_revive_enums(item, args[0]) for item in value)
+        if len(args) != len(value):
+            return value
+        return tuple(map(_revive_enums, value, args))
+    if kind is dict and issubclass(origin, cabc.Mapping) and len(args) == 2:
+        return {_revive_enums(k, args[0]): _revive_enums(v, args[1]) for k, v in value.items()}
+    if kind in (list, tuple, set, frozenset) and issubclass(origin, cabc.Collection) and len(args) == 1:
+        return kind(_revive_enums(item, args[0]) for item in value)
+    return value
 
 
 def revive_result(atom: Any, value: Any) -> Any:
@@ -557,20 +626,14 @@ def revive_result(atom: Any, value: Any) -> Any:
     if result is UNTYPED:
         return value
     stripped = _strip(result)
-    if isinstance(stripped, type) and issubclass(stripped, enum.Enum):
-        # JSON holds an enum member as its value (an IntEnum's int): the member again.
-        if isinstance(value, stripped):
-            return value
+    if _loaded_pydantic() is not None and _mentions_model(stripped):
         try:
-            return stripped(value)
-        except (ValueError, TypeError):
+            return coerce_value(value, result)  # pydantic makes the enums inside members too
+        except TypeError:
             return value
-    if _loaded_pydantic() is None or not _mentions_model(stripped):
-        return value
-    try:
-        return coerce_value(value, result)
-    except TypeError:
-        return value
+    # JSON holds an enum member as its value (an IntEnum's int): the member again,
+    # also inside a declared container or union (``list[Level]``, ``Level | None``).
+    return _revive_enums(value, stripped)
 
 
 def coerce_input(atom: str, arg: str, value: Any, tp: Any) -> Any:

@@ -76,10 +76,19 @@ class Uncacheable(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class UpstreamKey:
-    """An input that is (part of) the result of an upstream cacheable call."""
+    """An input that is (part of) the result of an upstream cacheable call.
+
+    ``value`` (when ``valued``) is the input itself, counted beside the key:
+    for an upstream whose revert removes its entry, the key no longer stands
+    for one result (a reverted call's volume is deleted; the next call under
+    the same key makes another), so an entry made from the old result must
+    not be served for the new one.
+    """
 
     key: str
     item: int | str | None
+    value: Any = None
+    valued: bool = False
 
 
 def task_identity(atom: Any) -> dict[str, Any]:
@@ -467,6 +476,8 @@ _PATHS = frozenset(
 
 
 def _tag_upstream(value: UpstreamKey) -> Any:
+    if value.valued:
+        return (_TAG, "upstream valued", value.key, value.item, _tag(value.value))
     return (_TAG, "upstream", value.key, value.item)
 
 
@@ -521,6 +532,11 @@ def _tag_other(value: Any, kind: type) -> Any:
             data = dump(mode="json")
         except Exception as err:  # a field pydantic cannot dump (an arbitrary type)
             raise Uncacheable(f"a {_path(kind)} cannot be part of a cache key: {err}") from err
+        if not _dump_shows_all(value, kind, data):
+            raise Uncacheable(
+                f"a {_path(kind)} cannot be part of a cache key: its JSON dump does not show all of "
+                "it (a SecretStr is written '**********', an excluded field not at all)"
+            )
         return (_TAG, "model", _path(kind), _tag(data))
     if isinstance(value, pathlib.PurePath):
         return _tag_path(value)
@@ -528,6 +544,29 @@ def _tag_other(value: Any, kind: type) -> Any:
         if isinstance(value, base):  # a subclass: its class counts, and what it holds as the base
             return (_TAG, "subclass", _path(kind), _tag(plain(value)))
     raise Uncacheable(f"a {_path(kind)} cannot be part of a cache key")
+
+
+def _dump_shows_all(value: Any, kind: type, data: Any) -> bool:
+    """Whether a model's JSON dump ``data`` tells it from every other model of its class.
+
+    A model counts by its dump, which hides some fields: two ``Credentials``
+    of other passwords both dump ``"password": "**********"`` and shared a
+    key, so a call with the wrong password was answered from the cache with
+    what the right one got. The dump made into the model again must be equal
+    to it. A dump pydantic does not take back as it is (fields by alias,
+    say) cannot be checked this way, and counts by its dump as before.
+    """
+    validate = getattr(kind, "model_validate", None)
+    if not callable(validate):
+        return True
+    try:
+        again = validate(data)
+    except Exception:
+        return True
+    try:
+        return bool(again == value)
+    except Exception:  # an == that fails: take no chance
+        return False
 
 
 def _tag_numpy(value: Any, kind: type, numpy: Any) -> Any:
@@ -598,7 +637,7 @@ def keyed(identity: bytes, inputs: Mapping[str, Any], custom: str | None = None)
     return digest.hexdigest()
 
 
-def encode_value(value: Any) -> str:
+def encode_value(value: Any, *, plain_enums: bool = False) -> str:
     """A result as stored in a cache: JSON text that decodes to an equal value.
 
     Plain JSON would give a hit a different value than the call that filled
@@ -619,10 +658,29 @@ def encode_value(value: Any) -> str:
     :func:`decode_value` must not hand that form to a task as if it were the
     value.
 
+    Args:
+        value: the result.
+        plain_enums: store a plain ``Enum`` member (neither a str nor an int)
+            as its value. Only for a task whose result annotation declares
+            the enum, which makes the member again from it: else the hit
+            gives ``"red"`` where the call gave ``Colour.RED``, which is not
+            equal to it (a str or int enum's value is).
+
     Raises:
         Uncacheable: JSON cannot represent it.
     """
     try:
+        subclass = _plain_only(value, plain_enums)
+        if subclass is not None:
+            if issubclass(subclass, enum.Enum):
+                raise Uncacheable(
+                    f"it holds a {_path(subclass)} member, which would come back from the cache as "
+                    f"its value; declare the enum in the result's annotation to cache it"
+                )
+            raise Uncacheable(
+                f"it holds a {_path(subclass)}, which would come back from the cache as a plain "
+                f"{_base_name(subclass)}; return a plain one, or a pydantic model"
+            )
         try:
             text = json.dumps(value, default=_dump_default, allow_nan=False)
         except (TypeError, ValueError):  # a set, a tuple key, an int of 4,300 digits: tags may do
@@ -641,6 +699,48 @@ def encode_value(value: Any) -> str:
     except (TypeError, ValueError, RecursionError) as err:
         raise Uncacheable(f"it cannot be given back from its stored form ({err})") from err
     return VALUE_PREFIX + text
+
+
+#: Results of these types are stored as they are; a subclass of one (but an enum) would come back as it.
+_PLAIN_RESULTS = (str, int, float, list, tuple, dict, set, frozenset)
+
+
+def _plain_only(value: Any, plain_enums: bool = False) -> type | None:
+    """The first subclass of a JSON-able type in ``value`` (an enum member aside), or None.
+
+    JSON keeps only the base: a named tuple came back from a hit as a plain
+    tuple (a downstream ``made.x`` failed on the second run only), a
+    ``defaultdict`` as a dict (``made["missing"]`` a KeyError), an
+    ``OrderedDict`` without ``move_to_end``. Such a result is not stored, as
+    one JSON cannot hold. An enum member is stored as its value, as
+    documented (a result declared as the enum comes back as the member), but
+    for a plain ``Enum``'s member unless ``plain_enums``: its value is not
+    equal to it. A pydantic model is not looked into (validation rebuilds it).
+
+    Raises:
+        RecursionError: nested deeper than Python's recursion limit.
+    """
+    kind = type(value)
+    if kind in _CONTAINERS:
+        if _writes_exactly(value):  # the usual result: one scan of its types, in C
+            return None
+        items: Any = itertools.chain(value, value.values()) if kind is dict else value
+        for item in items:
+            found = _plain_only(item, plain_enums)
+            if found is not None:
+                return found
+        return None
+    if kind in _SCALARS:
+        return None
+    if isinstance(value, enum.Enum):
+        return None if plain_enums or isinstance(value, str | int | float) else kind
+    if not isinstance(value, _PLAIN_RESULTS):
+        return None
+    return kind
+
+
+def _base_name(kind: type) -> str:
+    return next(base.__name__ for base in _PLAIN_RESULTS if issubclass(kind, base))
 
 
 #: What every stored result starts with (see :func:`encode_value`); a later form gets another.
@@ -688,13 +788,24 @@ def _tagged(value: Any) -> Any:
         return {"@set": [_tagged(item) for item in value]}
     if isinstance(value, str | int | float):  # a subclass (an enum member): JSON takes its value
         return value
+    if isinstance(value, enum.Enum):  # a plain enum's member (see encode_value): its value
+        return _tagged(value._value_)
     return _dump_default(value)
 
 
 def _dump_default(value: Any) -> Any:
+    """What JSON writes for ``value``, which it cannot write itself: a model's dump, an enum's value.
+
+    A plain ``Enum`` member (neither a str nor an int; :func:`encode_value`
+    lets one through only for a result declared as the enum) is stored as its
+    value, as a str or int enum's is by JSON itself, and comes back as the
+    member (see :func:`flowkit.typed.revive_result`).
+    """
     dump = getattr(value, "model_dump", None)
     if callable(dump):
         return dump(mode="json")
+    if isinstance(value, enum.Enum):
+        return value._value_
     raise TypeError(f"{type(value).__name__} is not JSON")
 
 

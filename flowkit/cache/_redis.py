@@ -4,20 +4,18 @@ sorted set indexing the keys by write time, which bounds the size.
 Keys live under ``flowkit:cache:``; Redis expires entries itself. Every process
 talking to the server shares the cache.
 
-<<<<<<< HEAD
 Every command waits at most :data:`SOCKET_TIMEOUT` seconds for its answer
 (``?socket_timeout=`` and ``?socket_connect_timeout=`` in the URL change it):
 a Redis that stops answering without closing its connections (a frozen
 server, a network that drops packets) fails the cache read or write with a
 ``StorageFailure`` instead of holding the run for ever.
-=======
+
 An entry's string is its expiry time by the store's clock (``-``: none), a
 newline, and the stored text, as a dir store's file: the store serves an entry
 until that time, so its clock decides as every other store's does (a test
 injects one and does not wait), and Redis drops the entry by its own clock
 after the TTL too, so nothing is left behind. An entry without that line
 (written by an earlier flowkit) is a miss.
->>>>>>> cache2
 """
 
 from __future__ import annotations

@@ -57,7 +57,7 @@ if TYPE_CHECKING:
     from flowkit.engines._compiler import Node
     from flowkit.engines._runtime import Call, Runtime
 
-__all__ = ["DaskDriver", "landed"]
+__all__ = ["DaskDriver", "TaskFailed", "landed"]
 
 #: How many atoms a "could not be submitted" note names before "and N more".
 _NAMED_IN_NOTE = 5
@@ -67,6 +67,25 @@ _LOG = logging.getLogger(__name__)
 # What a message logged on a worker carries (pickled): progress, or another event.
 _PROGRESS = "p"
 _EVENT = "e"
+
+
+class TaskFailed(Exception):
+    """A task's failure, raised on the Dask worker so that the executor's ``retries=`` apply.
+
+    A call returns its task's failure as a record (the traceback object cannot
+    cross), so Dask saw every call succeed and retried none. When the executor
+    asks for retries, the worker raises this instead: Dask runs the call again
+    up to ``retries`` times, and the last failure's record reaches the engine.
+    """
+
+    def __init__(self, name: str, record: dict[str, Any]) -> None:
+        super().__init__(name, record)  # the arguments a pickled copy is made with
+        self.name = name
+        self.record = record
+
+    def __str__(self) -> str:
+        names = self.record.get("exc_type_names") or ["Exception"]
+        return f"atom {self.name!r} failed: {names[0]}: {self.record.get('exception_str', '')}"
 
 
 class _Ready(Record):
@@ -90,6 +109,9 @@ class DaskDriver(DispatchingDriver):
     def __init__(self, executor: cf.Executor) -> None:
         super().__init__()
         self._executor = executor
+        #: Whether the executor retries a call that fails (``retries=``): a task's
+        #: failure is then raised on the worker (see :class:`TaskFailed`).
+        self._retried = bool(getattr(executor, "_kwargs", {}).get("retries"))
         self._round: list[_Ready] = []
         self._relay: _Relay | None = None
 
@@ -124,7 +146,7 @@ class DaskDriver(DispatchingDriver):
         if done is not self._done:
             # A timed call (its own completion handle): submitted now, alone, so
             # that its time-out can cancel the future returned here.
-            return _submit_payload(self._executor, done, node, action, payload, self._route)
+            return _submit_payload(self._executor, done, node, action, payload, self._route, self._retried)
         self._round.append(_Ready(node, action, payload))
         return None
 
@@ -137,7 +159,7 @@ class DaskDriver(DispatchingDriver):
         wrap = getattr(executor, "_wrap_future", None)
         if client is None or wrap is None:
             for node, action, payload in ready:
-                _submit_payload(executor, self._done, node, action, payload, self._route)
+                _submit_payload(executor, self._done, node, action, payload, self._route, self._retried)
             return
         options = {**getattr(executor, "_kwargs", {}), "pure": False}
         try:
@@ -148,6 +170,7 @@ class DaskDriver(DispatchingDriver):
                 [item.payload for item in ready],
                 [str(item.node.name) for item in ready],
                 [self._route] * len(ready),
+                [self._retried] * len(ready),
                 key=[_key(item.node) for item in ready],
                 **options,
             )
@@ -166,12 +189,19 @@ class DaskDriver(DispatchingDriver):
 
 
 def _submit_payload(
-    executor: cf.Executor, done: Completions, node: Node, action: int, payload: bytes, route: _Route | None
+    executor: cf.Executor,
+    done: Completions,
+    node: Node,
+    action: int,
+    payload: bytes,
+    route: _Route | None,
+    retried: bool = False,
 ) -> cf.Future[Any]:
     """Send one pickled call to the cluster under a key of its own; its outcome reaches ``done``.
 
     ``route`` is the run's channel (see :class:`_Relay`), if it has one: the
-    task's progress and events are sent along it.
+    task's progress and events are sent along it. ``retried``: the executor
+    retries failed calls, so the task's failure is raised on the worker.
 
     Raises:
         Exception: the client could not submit (closed): with a note naming the
@@ -179,7 +209,9 @@ def _submit_payload(
     """
     submit_call: Any = executor.submit  # Dask's takes submit options (key=) as keywords
     try:
-        future: cf.Future[Any] = submit_call(_on_dask_worker, payload, str(node.name), route, key=_key(node))
+        future: cf.Future[Any] = submit_call(
+            _on_dask_worker, payload, str(node.name), route, retried, key=_key(node)
+        )
     except Exception as err:  # a closed client: the run stops, the atom stays in doubt
         _note_not_submitted(err, [node])
         raise
@@ -387,7 +419,9 @@ def _loads(data: bytes) -> Any:
     return pickle.loads(data)  # type: ignore[no-untyped-call]
 
 
-def _on_dask_worker(payload: bytes, name: str, route: _Route | None = None) -> tuple[bool | None, Any]:
+def _on_dask_worker(
+    payload: bytes, name: str, route: _Route | None = None, retried: bool = False
+) -> tuple[bool | None, Any]:
     """Run a pickled call on a Dask worker; the result comes back pickled, a failure as a record.
 
     Pickling the result here, not leaving it to Dask, is what lets a result that
@@ -395,6 +429,11 @@ def _on_dask_worker(payload: bytes, name: str, route: _Route | None = None) -> t
     result it cannot serialize, which would hang the run. ``name`` is the atom's,
     for the error when the call cannot even be unpickled here; ``route`` the
     run's channel, where the task's progress and events go (None: nowhere).
+    ``retried``: the executor retries a failed call (``retries=``), so the
+    task's failure is raised, as :class:`TaskFailed`, for Dask to retry it.
+
+    Raises:
+        TaskFailed: the task failed and ``retried`` is set.
     """
     try:
         call: Call = _loads(payload)
@@ -417,6 +456,8 @@ def _on_dask_worker(payload: bytes, name: str, route: _Route | None = None) -> t
         # Sent as (class, args): Dask's pickle protocol loses SystemExit's code.
         return RAISE, (type(err), err.args)
     if not ok:
+        if retried:
+            raise TaskFailed(name, value.to_dict())
         return False, value.to_dict()
     try:
         return True, _dumps(value)
@@ -442,12 +483,16 @@ def _from_dask(done: Completions, node: Node, action: int, future: cf.Future[Any
     timeout) was settled by then: nothing more is said about it.
     """
     if not future.cancelled():
-        if future.exception() is None:
+        error = future.exception()
+        if error is None:
             ok, value = future.result()
             if ok is RAISE:  # an interrupt raised by the task, as (class, args)
                 kind, args = value
                 done.put_raising(node, action, kind(*args))
                 return
+        elif isinstance(error, TaskFailed):  # out of retries: the task's last failure
+            done.put(node, action, False, error.record)
+            return
         done.put_future(node, action, future)
         return
     if getattr(done, "settled", False):

@@ -26,6 +26,10 @@ when the run starts, so a run inside your own span joins your trace. Each
     the state it ended in (atoms and the flow).
 ``flowkit.failure.type``, ``flowkit.failure.message``
     when it failed (the span's status is then ERROR).
+``flowkit.cache.hit``
+    on a cacheable atom's ``execute`` span when a cache is in use: True when
+    its result came from the cache and ``execute`` was not called; the
+    ``revert`` span of such a hit carries it too (its revert is not called).
 ``flowkit.worker.id``
     on the worker-based engine, the worker that started the request (the
     worker's id in the protocol; the span of a request no worker started, one
@@ -274,6 +278,9 @@ class TracingListener(base.Listener):
                 if span is None:
                     return
                 span.set_attribute("flowkit.state", state)
+                hit = details.get("cache_hit")
+                if type(hit) is bool:  # a cacheable atom: whether its call (or revert) was skipped
+                    span.set_attribute("flowkit.cache.hit", hit)
                 if state in _FAILED:
                     result = details.get("result")
                     if isinstance(result, Failure):

@@ -64,3 +64,26 @@ class Member(task.Task):
     def execute(self, word: str) -> bool:
         CALLS.append(self.name)
         return word in {"alpha", "beta", "gamma", "delta", "epsilon", "zeta"}
+
+
+try:
+    import pydantic
+except ImportError:  # pragma: no cover - the typed extra is installed for the tests
+    pydantic = None  # type: ignore[assignment]
+
+if pydantic is not None:
+
+    class Credentials(pydantic.BaseModel):
+        """A model whose JSON dump hides a field: ``password`` is written ``"**********"``."""
+
+        user: str
+        password: pydantic.SecretStr
+
+    class Login(task.Task):
+        """Cacheable, declared as returning :class:`Credentials`."""
+
+        cache = True
+
+        def execute(self) -> Credentials:
+            CALLS.append(self.name)
+            return Credentials(user="ops", password=pydantic.SecretStr("hunter2"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import enum
 import itertools
 import logging
@@ -176,6 +177,49 @@ def test_a_retried_scope_executes_again_a_cached_task_its_revert_undid(url: str)
     results = engines.run(flow, store={"size": 1}, cache=url)
     assert results["attached"] == "volume-2"
     assert _CreateVolume.existing == {"volume-2"}
+
+
+class _Snapshot(task.Task):
+    """Cacheable without a revert: what it returns is made from the volume it is given."""
+
+    cache = True
+
+    def execute(self, volume: str) -> str:
+        tasks.CALLS.append(self.name)
+        return f"snapshot-of-{volume}"
+
+
+class _FailOnce(task.Task):
+    fails = True
+
+    def execute(self, snapshot: str) -> None:
+        if _FailOnce.fails:
+            raise RuntimeError("fails on purpose")
+
+
+def test_a_downstream_entry_made_from_a_reverted_result_is_not_served_for_the_new_one(url: str) -> None:
+    _CreateVolume.existing.clear()
+    _CreateVolume.made = 0
+    _FailOnce.fails = True
+
+    def flow() -> linear_flow.Flow:
+        return linear_flow.Flow("f").add(
+            _CreateVolume("create"), _Snapshot("snap", provides="snapshot"), _FailOnce("use")
+        )
+
+    with pytest.raises(RuntimeError):
+        engines.run(flow(), store={"size": 1}, cache=url)  # volume-1 made, snapshotted, deleted
+    _FailOnce.fails = False
+    results = engines.run(flow(), store={"size": 1}, cache=url)
+    assert results["volume"] == "volume-2"
+    # 'snap' was keyed by the key of 'create' alone, which the new volume shares:
+    # the entry made from the deleted volume-1 was served for volume-2.
+    assert results["snapshot"] == "snapshot-of-volume-2"
+    assert tasks.CALLS == ["snap", "snap"]
+    # Both results stand now: a third run takes them from the cache.
+    tasks.CALLS.clear()
+    assert engines.run(flow(), store={"size": 1}, cache=url)["snapshot"] == "snapshot-of-volume-2"
+    assert tasks.CALLS == []
 
 
 def test_a_task_without_a_revert_of_its_own_keeps_its_entry_when_reverted(url: str) -> None:
@@ -663,6 +707,56 @@ def test_an_enum_result_comes_back_from_the_cache_as_its_member(url: str) -> Non
     assert tasks.CALLS == ["grade"]
 
 
+class _Colour(enum.Enum):
+    """A plain enum: its members are neither strs nor ints, so JSON alone cannot hold them."""
+
+    RED = "red"
+    BLUE = "blue"
+
+
+class _Paint(task.Task):
+    cache = True
+    validate_types = True
+
+    def execute(self, score: int) -> _Colour:
+        tasks.CALLS.append(self.name)
+        return _Colour.RED if score > 5 else _Colour.BLUE
+
+
+def test_a_plain_enum_result_is_cached_and_comes_back_as_its_member(url: str) -> None:
+    # Only str and int enums were stored: a plain Enum member was "not JSON", so
+    # the task ran at every run with a WARNING.
+    got = [
+        engines.run(_Paint("paint", provides="colour"), store={"score": 9}, cache=url)["colour"]
+        for _ in range(2)
+    ]
+    assert got == [_Colour.RED, _Colour.RED]
+    assert tasks.CALLS == ["paint"]
+
+
+class _Grades(task.Task):
+    cache = True
+    validate_types = True
+
+    def execute(self, scores: list[int]) -> tuple[list[_Level], _Level | None, dict[str, _Colour]]:
+        tasks.CALLS.append(self.name)
+        levels = [_Level.HIGH if score > 5 else _Level.LOW for score in scores]
+        return levels, (levels[0] if levels else None), {"first": _Colour.RED}
+
+
+def test_enum_members_inside_a_declared_result_come_back_as_members(url: str) -> None:
+    # Only a result declared as the enum itself was revived: the hit of a
+    # "-> list[_Level]" gave [2], which its own validation refused on the second run.
+    got = [
+        engines.run(_Grades("grades", provides="out"), store={"scores": [9, 1]}, cache=url)["out"]
+        for _ in range(2)
+    ]
+    assert got[1] == got[0] == ([_Level.HIGH, _Level.LOW], _Level.HIGH, {"first": _Colour.RED})
+    assert [type(level) for level in got[1][0]] == [_Level, _Level]
+    assert type(got[1][1]) is _Level
+    assert tasks.CALLS == ["grades"]
+
+
 def _double(value: int) -> int:
     tasks.CALLS.append("double")
     return value * 2
@@ -714,3 +808,126 @@ def test_a_result_the_cache_could_not_give_back_is_not_stored_and_says_so(
     warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert len(warned) == 2 and all("result of atom 'tags' is not cached: " in w for w in warned), warned
     assert all("cannot be given back" in w for w in warned), warned
+
+
+_Pair = collections.namedtuple("_Pair", "x y")
+
+
+class _MakeSubclassed(task.Task):
+    cache = True
+    default_provides = "made"
+
+    def execute(self, kind: str) -> Any:
+        tasks.CALLS.append(self.name)
+        if kind == "namedtuple":
+            return _Pair(1, 2)
+        if kind == "defaultdict":
+            return collections.defaultdict(list, a=[1])
+        return [collections.OrderedDict(a=1)]
+
+
+class _UseSubclassed(task.Task):
+    def execute(self, made: Any, kind: str) -> str:
+        if kind == "namedtuple":
+            return str(made.x)
+        if kind == "defaultdict":
+            return str(made["missing"])
+        made[0].move_to_end("a")
+        return "moved"
+
+
+@pytest.mark.parametrize("kind", ["namedtuple", "defaultdict", "ordereddict"])
+def test_a_result_of_a_container_subclass_is_not_stored_to_come_back_plain(
+    kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A named tuple came back from the cache as a plain tuple (made.x failed on
+    # the second run only), a defaultdict as a dict (made["missing"] a KeyError).
+    outputs = []
+    for _ in range(2):
+        flow = linear_flow.Flow("f").add(_MakeSubclassed("make"), _UseSubclassed("use", provides="out"))
+        outputs.append(engines.run(flow, store={"kind": kind}, cache=f"memory://subclassed-{kind}")["out"])
+    assert outputs[1] == outputs[0]
+    assert tasks.CALLS == ["make", "make"]
+    assert "result of atom 'make' is not cached" in caplog.text
+    assert "would come back from the cache as a plain" in caplog.text
+
+
+class _Tone(enum.StrEnum):
+    LOW = "low"
+
+
+def test_a_result_holding_an_enum_member_is_still_stored() -> None:
+    from flowkit.cache import _keys
+
+    # Documented: an enum member is stored as its value (a declared result revives it).
+    assert _keys.decode_value(_keys.encode_value([_Tone.LOW, {"a": (1,)}])) == ["low", {"a": (1,)}]
+
+
+class _PaintUndeclared(task.Task):
+    cache = True
+
+    def execute(self) -> Any:
+        tasks.CALLS.append(self.name)
+        return [_Colour.RED]
+
+
+class _PaintHalfDeclared(task.Task):
+    cache = True
+
+    def execute(self) -> tuple[_Colour, Any]:
+        tasks.CALLS.append(self.name)
+        return _Colour.RED, _Colour.BLUE
+
+
+@pytest.mark.parametrize("maker", [_PaintUndeclared, _PaintHalfDeclared])
+def test_a_plain_enum_member_no_annotation_declares_is_not_stored(
+    maker: type, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Stored as its value, it would come back as "red", which is not _Colour.RED.
+    url = f"memory://undeclared-{maker.__name__}"
+    got = [engines.run(maker("paint", provides="colour"), cache=url)["colour"] for _ in range(2)]
+    assert got[0] == got[1]
+    assert tasks.CALLS == ["paint", "paint"]
+    assert "result of atom 'paint' is not cached" in caplog.text
+
+
+def test_a_model_whose_dump_hides_a_secret_is_not_stored(caplog: pytest.LogCaptureFixture) -> None:
+    pytest.importorskip("pydantic")
+    from tests.cache.tasks import Login
+
+    url = "memory://secret-model"
+    got = [engines.run(Login("login", provides="creds"), cache=url)["creds"] for _ in range(2)]
+    # The model's JSON dump writes a SecretStr as "**********": the hit handed that on as the password.
+    assert [creds.password.get_secret_value() for creds in got] == ["hunter2", "hunter2"]
+    assert tasks.CALLS == ["login", "login"]
+    assert "result of atom 'login' is not cached" in caplog.text
+    assert "SecretStr" in caplog.text
+
+
+class _Relabelled(task.Task):
+    """Declared ``-> str``; what it returns is set by the test (an int, as an older version did)."""
+
+    cache = True
+    answer: Any = 1
+
+    def execute(self) -> str:
+        tasks.CALLS.append(self.name)
+        return _Relabelled.answer  # type: ignore[no-any-return]
+
+
+def test_an_entry_its_atoms_validation_refuses_is_a_miss_that_the_call_replaces(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # An entry stored before the task's result type changed (or unvalidated) failed the
+    # atom with "returned a result that is not str" at every run, for a value it never
+    # returned: only clearing the cache got the flow going again.
+    url = "memory://relabelled"
+    _Relabelled.answer = 1
+    engines.run(_Relabelled("answer", provides="out"), cache=url, validate_types=False)
+    _Relabelled.answer = "one"
+    for _ in range(2):
+        got = engines.run(_Relabelled("answer", provides="out"), cache=url, validate_types=True)
+        assert got["out"] == "one"
+    assert tasks.CALLS == ["answer", "answer"]  # the second validated run took the new entry
+    assert "atom 'answer': the entry of key" in caplog.text
+    assert "is not str" in caplog.text

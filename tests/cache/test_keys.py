@@ -211,6 +211,19 @@ def test_a_model_pydantic_cannot_dump_is_refused_as_any_input_no_key_represents(
     assert err.value.argument == "x"
 
 
+def test_a_model_whose_dump_hides_a_field_is_refused_rather_than_keyed_without_it() -> None:
+    pytest.importorskip("pydantic")
+    from tests.cache.tasks import Credentials
+
+    right = Credentials(user="ops", password="hunter2")  # type: ignore[arg-type]
+    wrong = Credentials(user="ops", password="guess")  # type: ignore[arg-type]
+    # Both dump as {"user": "ops", "password": "**********"}: they shared a key, so a
+    # cached login with the right password answered the call with the wrong one.
+    for value in (right, wrong, [right]):
+        with pytest.raises(_keys.Uncacheable, match="argument 'x': .*Credentials.*does not show"):
+            key(value)
+
+
 UTC = datetime.UTC
 PLUS_ONE = datetime.timezone(datetime.timedelta(hours=1))
 try:

@@ -330,3 +330,33 @@ def test_a_resumed_run_numbers_attempts_on_from_the_event_log(
     (rerun,) = [e for e in log.events if e.name == "b" and e.state == "RUNNING" and e.run == 2]
     assert rerun.attempt == 2
     assert again.attributes["flowkit.atom.attempt"] == rerun.attempt
+
+
+class CachedStep(Step):
+    cache = True
+
+
+def test_the_spans_of_an_atom_taken_from_the_cache_say_so(
+    spans: tuple[Any, InMemorySpanExporter],
+) -> None:
+    # A hit's spans read "execute a" and, once the flow failed, "revert a", as if
+    # both had run: neither the execute nor the revert was called.
+    tracer, exporter = spans
+    url = f"memory://tracing-{uuid.uuid4().hex}"
+    engine = engines.load(linear_flow.Flow("f").add(CachedStep("a")), cache=url)
+    with TracingListener(engine, tracer=tracer):
+        engine.run()
+    (first,) = _by_name(exporter)["execute a"]
+    assert first.attributes["flowkit.cache.hit"] is False  # ran, and stored its result
+    exporter.clear()
+    flow = linear_flow.Flow("f").add(CachedStep("a"), Charge("pay"))
+    engine = engines.load(flow, store={"amount": 500}, cache=url)
+    with TracingListener(engine, tracer=tracer), pytest.raises(CardDeclined):
+        engine.run()
+    found = _by_name(exporter)
+    (execute_a,) = found["execute a"]
+    (revert_a,) = found["revert a"]
+    assert execute_a.attributes["flowkit.cache.hit"] is True
+    assert revert_a.attributes["flowkit.cache.hit"] is True
+    (execute_pay,) = found["execute pay"]
+    assert "flowkit.cache.hit" not in execute_pay.attributes  # not cacheable: nothing to say

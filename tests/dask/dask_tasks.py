@@ -166,3 +166,15 @@ class ReportsLock(task.Task):
     def execute(self) -> None:
         self.notifier.notify(task.EVENT_UPDATE_PROGRESS, {"progress": 0.5, "lock": threading.Lock()})
         self.notifier.notify(task.EVENT_UPDATE_PROGRESS, {"progress": 0.75, "n": 1})
+
+
+class FailsTwice(task.Task):
+    """Fails its first two calls (counted by files in ``marker_dir``, shared by every worker)."""
+
+    def execute(self, marker_dir: str) -> int:
+        tries = len(os.listdir(marker_dir))
+        with open(os.path.join(marker_dir, f"try-{tries}"), "w"):
+            pass
+        if tries < 2:
+            raise RuntimeError(f"transient failure on try {tries}")
+        return tries

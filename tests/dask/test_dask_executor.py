@@ -408,3 +408,32 @@ def test_a_task_on_a_dask_worker_runs_in_its_atoms_trace_context(client: Any) ->
         engine.run()
     (span,) = [s for s in exporter.get_finished_spans() if s.name == "execute a"]
     assert engine.storage.get("a") == f"{span.context.trace_id:032x}:{span.context.span_id:016x}"
+
+
+@pytest.mark.parametrize("timed", [False, True], ids=["in-a-graph", "timed-alone"])
+@pytest.mark.parametrize(("retries", "tries"), [(None, 1), (1, 2), (3, 3)])
+def test_the_executors_retries_retry_a_failing_task(
+    client: Any, tmp_path: Path, retries: int | None, tries: int, timed: bool
+) -> None:
+    # The call caught the task's exception and returned it as a record, so Dask
+    # never saw it fail: client.get_executor(retries=3) retried nothing. A call
+    # with a timeout (its clock never advanced here) is submitted alone.
+    options = {} if retries is None else {"retries": retries}
+    flaky = dask_tasks.FailsTwice("flaky", provides="tries", timeout=60 if timed else None)
+    engine = engines.load(
+        linear_flow.Flow("f").add(flaky),
+        store={"marker_dir": str(tmp_path)},
+        engine="parallel",
+        executor=client.get_executor(**options),
+        clock=ManualTimer(),
+    )
+    if tries < 3:
+        # Out of retries: the last failure, as a record naming the real exception.
+        with pytest.raises(exc.WrappedFailure, match=f"transient failure on try {tries - 1}") as raised:
+            engine.run()
+        assert raised.value.check(RuntimeError)
+        assert engine.storage.get_flow_state() == states.REVERTED
+    else:
+        engine.run()
+        assert engine.storage.fetch("tries") == 2
+    assert len(os.listdir(tmp_path)) == tries

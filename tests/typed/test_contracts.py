@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any, Literal, Optional, TypeVar, Union
 
 import pytest
@@ -61,6 +61,12 @@ def test_untyped_atoms_have_an_empty_contract() -> None:
         (typed.UNTYPED, int),
         (int, object),
         (None, Optional[str]),  # noqa: UP045
+        # A tuple of fixed length is a sequence of its items: these were refused.
+        (tuple[int, int], Sequence[int]),
+        (tuple[int, bool], Iterable[float]),
+        (tuple[int, str], Collection[int | str]),
+        (Literal["a"], Literal["a", "b"]),
+        (Literal[1, "a"], int | str),
     ],
 )
 def test_compatible_declarations(provided: Any, required: Any) -> None:
@@ -79,6 +85,11 @@ def test_compatible_declarations(provided: Any, required: Any) -> None:
         (tuple[int, str], tuple[int, ...]),
         (Literal[1], str),
         (None, int),
+        (tuple[int, str], Sequence[int]),
+        (tuple[str, ...], Iterable[int]),
+        # Two literals with no value in common: this was accepted.
+        (Literal["a"], Literal["b"]),
+        (Literal[1], Literal[True]),
     ],
 )
 def test_certain_mismatches(provided: Any, required: Any) -> None:
@@ -102,6 +113,11 @@ def test_certain_mismatches(provided: Any, required: Any) -> None:
         ("a", Literal["a", "b"], True),
         ("c", Literal["a", "b"], False),
         (object(), Any, True),
+        # As the compile check accepts a bool for a float (as type checkers do): True was refused.
+        (True, float, True),
+        (True, complex, True),
+        (2.5, complex, True),
+        ("1", float, False),
     ],
 )
 def test_check_value_for_basic_types(value: Any, tp: Any, ok: bool) -> None:

@@ -7,6 +7,7 @@ in-memory exporter.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -90,14 +91,21 @@ def test_without_a_tracing_listener_requests_carry_no_trace_context(
 @pytest.fixture
 def worker_spans(redis_flushed_url: str) -> Iterator[tuple[str, Recorder]]:
     """A Python worker in this process, tracing into its own provider; yields its topic."""
+    with _traced_worker(redis_flushed_url, "tests.workers.behaviour_tasks") as made:
+        yield made
+
+
+@contextlib.contextmanager
+def _traced_worker(redis_url: str, tasks: str) -> Iterator[tuple[str, Recorder]]:
+    """A Python worker of ``tasks`` in this process, tracing into its own provider."""
     from flowkit.engines.worker_based.worker import Worker
 
     recorder = Recorder()
     topic = fresh_topic()
     worker = Worker(
         topic=topic,
-        tasks=["tests.workers.behaviour_tasks"],
-        url=redis_flushed_url,
+        tasks=[tasks],
+        url=redis_url,
         heartbeat=0.2,
         visibility_timeout=2.0,
         grace=1.0,
@@ -172,3 +180,23 @@ def test_a_local_engine_takes_the_listeners_trace_context_only_while_it_is_attac
         assert engine.trace_sources == [listener.traceparent]
         engine.run()
     assert engine.trace_sources == []
+
+
+def test_the_worker_span_of_a_result_it_cannot_send_is_an_error(
+    redis_flushed_url: str, engine_spans: Recorder
+) -> None:
+    # The task returned, so its span ended well; the result then could not be
+    # encoded and the atom failed: the worker's span said UNSET all the same.
+    from tests.workers.worker_tasks import Unsendable
+
+    with _traced_worker(redis_flushed_url, "tests.workers.worker_tasks") as (topic, on_worker):
+        engine = load_engine(Unsendable("unsendable"), redis_flushed_url, topic)
+        with (
+            TracingListener(engine, tracer=engine_spans.tracer),
+            pytest.raises(Exception, match="returned a result it cannot send"),  # noqa: PT011 - remote
+        ):
+            engine.run()
+        (span,) = [s for s in on_worker.exporter.get_finished_spans() if s.name.startswith("worker execute")]
+    assert span.status.status_code == StatusCode.ERROR
+    assert "returned a result it cannot send" in span.status.description
+    assert engine_spans.named("execute unsendable").status.status_code == StatusCode.ERROR

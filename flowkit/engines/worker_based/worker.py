@@ -797,23 +797,32 @@ class Worker:
                     throttle.report,
                     lambda kind, details: self._send_event(job, kind, details),
                 )
+                # Inside the request's span: a result that cannot be sent fails the
+                # request, and the span says so (it said the request went well).
+                envelope = self._success_envelope(message, outcome)
         except BaseException as err:  # the task's failure, whatever it is, goes back to the engine
             throttle.flush()
             return self._failure_envelope(message["id"], Failure._of_any(err))
         throttle.flush()
-        try:
-            if type(outcome) is dynamic.Subflow:
-                # A spawned sub-flow travels as JSON; the engine builds it again.
-                outcome = outcome.to_record()
-        except exc.InvalidFlowItem as err:
-            return self._failure_envelope(message["id"], Failure.from_exception(err))
+        return envelope
+
+    def _success_envelope(self, message: dict[str, Any], outcome: Any) -> dict[str, bytes]:
+        """The encoded SUCCESS response carrying ``outcome``.
+
+        Raises:
+            InvalidFlowItem: a spawned sub-flow that cannot travel as JSON.
+            InvalidFormat: a result the protocol cannot carry, naming the task and atom.
+        """
+        if type(outcome) is dynamic.Subflow:
+            # A spawned sub-flow travels as JSON; the engine builds it again.
+            outcome = outcome.to_record()
         try:
             return self._encode(
                 protocol.response_message(message["id"], self._worker_id, protocol.SUCCESS, result=outcome)
             )
         except protocol.ProtocolError as err:
             text = f"task {message['task']} (atom {message['name']}) returned a result it cannot send: {err}"
-            return self._failure_envelope(message["id"], Failure.from_exception(exc.InvalidFormat(text)))
+            raise exc.InvalidFormat(text) from err
 
     def _send_progress(self, job: _Job, progress: float) -> None:
         envelope = self._encode_response(job, protocol.PROGRESS, progress=progress)
