@@ -552,3 +552,86 @@ def test_a_copied_graph_flow_is_told_when_its_copied_sub_flow_grows(how: str) ->
     g2.add(make("c", requires=["y"]))
     assert links(g2) == [("sub", "c", {flow.LINK_REASONS: {"y"}})]
     assert links(g) == []  # the original is not touched by the copy
+
+
+# -- atoms edited after being added (TaskFlow reads every item's symbols at each add) ---
+
+
+def test_an_atoms_provides_set_by_hand_after_it_was_added_is_seen_at_the_next_add() -> None:
+    before, after = make("a", provides="x"), make("b")
+    g = graph_flow.Flow("g").add(before, after)
+    before.provides = frozenset()
+    after.provides = frozenset({"x"})
+    g.add(make("c", requires=["x"]))
+    assert links(g) == [("b", "c", {flow.LINK_REASONS: {"x"}})]
+    assert g.requires == frozenset()
+    assert g.provides == frozenset({"x"})
+
+
+def test_an_atoms_requires_set_by_hand_after_it_was_added_is_seen_at_the_next_add() -> None:
+    consumer = make("c", requires=["x"])
+    g = graph_flow.Flow("g").add(consumer)
+    consumer.requires = frozenset({"x", "y"})
+    assert g.requires == frozenset({"x", "y"})
+    g.add(make("b", provides="y"))
+    assert links(g) == [("b", "c", {flow.LINK_REASONS: {"y"}})]
+    assert g.requires == frozenset({"x"})
+
+
+def test_an_atom_whose_provider_stopped_providing_waits_again() -> None:
+    provider, consumer = make("a", provides="x"), make("c", requires=["x"])
+    g = graph_flow.Flow("g").add(provider, consumer)
+    provider.provides = frozenset()
+    assert g.requires == frozenset({"x"})
+    g.add(make("b", provides="x"))
+    assert links(g) == [("a", "c", {flow.LINK_REASONS: {"x"}}), ("b", "c", {flow.LINK_REASONS: {"x"}})]
+    assert g.requires == frozenset()
+
+
+def test_an_atom_whose_nested_provider_stopped_providing_waits_again() -> None:
+    provider, consumer = make("a", provides="x"), make("c", requires=["x"])
+    g = graph_flow.Flow("g").add(linear_flow.Flow("sub").add(provider), consumer)
+    provider.provides = frozenset()
+    g.add(make("b", provides="x"))
+    assert links(g) == [("sub", "c", {flow.LINK_REASONS: {"x"}}), ("b", "c", {flow.LINK_REASONS: {"x"}})]
+
+
+def test_a_retry_that_stopped_providing_leaves_its_flows_atoms_waiting() -> None:
+    controller = retry.Times(2, provides="x")
+    g = graph_flow.Flow("g", retry=controller).add(make("c", requires=["x"]))
+    controller.provides = frozenset()
+    g.add(make("b", provides="x"))
+    assert links(g) == [("b", "c", {flow.LINK_REASONS: {"x"}})]
+
+
+def test_more_edits_between_two_adds_than_are_kept_re_read_every_atom() -> None:
+    provider, consumer = make("a", provides="x"), make("c", requires=["x"])
+    g = graph_flow.Flow("g").add(provider, consumer)
+    provider.provides = frozenset()
+    elsewhere = make("elsewhere")
+    for _ in range(1000):  # more than the edits noted for flows to catch up with
+        elsewhere.provides = frozenset({"unused"})
+    g.add(make("b", provides="x"))
+    assert links(g) == [("a", "c", {flow.LINK_REASONS: {"x"}}), ("b", "c", {flow.LINK_REASONS: {"x"}})]
+
+
+@pytest.mark.parametrize("how", ["deepcopy", "pickle"])
+def test_a_copy_made_after_an_edit_sees_the_edit(how: str) -> None:
+    import copy
+    import pickle
+
+    provider, consumer = make("a", provides="x"), make("c", requires=["x"])
+    g = graph_flow.Flow("g").add(provider, consumer)
+    provider.provides = frozenset()
+    g2 = copy.deepcopy(g) if how == "deepcopy" else pickle.loads(pickle.dumps(g))
+    g2.add(make("b", provides="x"))
+    assert links(g2) == [("a", "c", {flow.LINK_REASONS: {"x"}}), ("b", "c", {flow.LINK_REASONS: {"x"}})]
+
+
+def test_an_edited_atom_no_longer_lets_the_compiler_trust_link_symbols_as_save_as_names() -> None:
+    provider = make("a", provides="x")
+    g = graph_flow.Flow("g").add(provider)
+    provider.provides = frozenset({"z"})
+    g.add(make("c", requires=["z"]))
+    numbered = g._numbered_links()
+    assert numbered is not None and not numbered.plain
