@@ -16,15 +16,17 @@ from __future__ import annotations
 import abc
 import functools
 import itertools
-import weakref
 from collections import deque
 from collections.abc import Callable, Collection, ItemsView, Iterable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from types import MappingProxyType
-from typing import Any, ClassVar, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from flowkit._utils import reflection
 from flowkit._utils.records import Record
+
+if TYPE_CHECKING:
+    import weakref
 
 __all__ = ["Atom", "check_concurrency_key", "check_retry", "check_timeout"]
 
@@ -173,6 +175,8 @@ class _SymbolEdits:
         self, atom: Atom, old_provides: frozenset[str] | None, old_requires: frozenset[str] | None
     ) -> None:
         """Record that ``atom``'s symbols are about to be set by hand; None: that one is left as is."""
+        import weakref  # only once an atom is edited (a one-task run never imports it)
+
         self.count += 1
         self._recent.append((weakref.ref(atom), old_provides, old_requires))
 
@@ -190,14 +194,22 @@ class _SymbolEdits:
         return found
 
 
-class _SymbolEdit(NamedTuple):
-    """One hand edit of an atom's symbols, as :class:`_SymbolEdits` reports it to flows."""
+class _SymbolEdit:
+    """One hand edit of an atom's symbols, as :class:`_SymbolEdits` reports it to flows.
 
-    atom: Atom
-    #: What the atom provided before the edit (None: the edit left ``provides`` as is).
-    old_provides: frozenset[str] | None
-    #: What it required before the edit (None: the edit left ``requires`` as is).
-    old_requires: frozenset[str] | None
+    A plain class: a NamedTuple's annotations would be compiled as the module loads.
+    """
+
+    __slots__ = ("atom", "old_provides", "old_requires")
+
+    def __init__(
+        self, atom: Atom, old_provides: frozenset[str] | None, old_requires: frozenset[str] | None
+    ) -> None:
+        self.atom = atom
+        #: What the atom provided before the edit (None: the edit left ``provides`` as is).
+        self.old_provides = old_provides
+        #: What it required before the edit (None: the edit left ``requires`` as is).
+        self.old_requires = old_requires
 
 
 #: How many edited atoms :data:`_symbol_edits` remembers.

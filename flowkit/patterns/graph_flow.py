@@ -9,9 +9,13 @@ Cycles are refused and leave the flow as it was.
 The graph is kept in plain dicts (successors and predecessors per node) rather
 than networkx, so importing flowkit stays cheap. Atoms' provided and required
 symbols are indexed, so adding to a large graph does not rescan every node.
-Nested flows may still grow after being added: those of flowkit's own patterns
-(all the way down) are indexed too and re-read only when they tell the graph they
-changed; any other nested flow is re-read at every add.
+An atom's symbols may be set by hand after it was added: TaskFlow, which reads
+every item at each add, sees that at the next add, and so does a graph flow,
+from the edits noted in :mod:`flowkit.atom` (it moves an edited atom of its own in
+its indexes). Nested flows may still grow after being added: those of flowkit's
+own patterns (all the way down) are indexed too and re-read only when they tell
+the graph they changed or an atom was edited; any other nested flow is re-read
+at every add.
 """
 
 from __future__ import annotations
