@@ -405,35 +405,61 @@ class Flow(flow.Flow):
         TaskFlow reads every item's current ``provides`` and ``requires`` at each add;
         this flow indexed its atoms' symbols once, so an atom of its own edited since
         has its index entries moved from the symbols it had (noted with the edit) to
-        those it has now, and every nested flow is re-read (the atom may sit in any
-        of them). The links already made stay, as in TaskFlow. When the edits are too
-        many to have been kept, or the retry was edited, all atoms are re-indexed.
+        those it has now, and the nested flows that may hold an edited atom are
+        re-read (see :meth:`_may_hold`). The links already made stay, as in TaskFlow.
+        When the edits are too many to have been kept, every nested flow is re-read
+        and, as when the retry was edited, all atoms are re-indexed.
         """
         log = atom_mod._symbol_edits
         edits = log.since(self._edits_seen)
         self._edits_seen = log.count
-        self._stale.update(dict.fromkeys(self._sub_symbols))
-        order = self._order
-        retry = self._retry
-        if edits is not None and not any(edit.atom in order or edit.atom is retry for edit in edits):
-            return  # the usual case: atoms edited before they were added here
-        # Links made for a symbol may no longer name what their source's save_as
-        # holds (and they stay): the compiler must not trust them from now on.
-        self._plain = False
-        if edits is None or any(edit.atom is retry for edit in edits):
+        if edits is None:
+            self._stale.update(dict.fromkeys(self._sub_symbols))
+            self._plain = False
             self._reindex_atoms()
             return
-        # Per atom, what this flow indexed: its symbols before its first edit since.
+        # Per atom, its symbols before its first edit since: what this flow, and the
+        # nested flows it indexed, read last.
         before: dict[FlowItem, list[frozenset[str] | None]] = {}
         for edit in edits:
-            if edit.atom in order:
-                old = before.setdefault(edit.atom, [None, None])
-                if old[0] is None:
-                    old[0] = edit.old_provides
-                if old[1] is None:
-                    old[1] = edit.old_requires
-        for atom, (old_provides, old_requires) in before.items():
-            self._reindex_atom(atom, old_provides, old_requires)
+            old = before.setdefault(edit.atom, [None, None])
+            if old[0] is None:
+                old[0] = edit.old_provides
+            if old[1] is None:
+                old[1] = edit.old_requires
+        order, retry = self._order, self._retry
+        own = False
+        for atom, (old_provides, _old_requires) in before.items():
+            if self._sub_symbols:
+                had = frozenset(atom.provides if old_provides is None else old_provides)
+                self._stale.update(self._may_hold(had))
+            if atom is retry:
+                self._plain = False
+                self._reindex_atoms()
+                return
+            if atom in order:
+                # Links made for a symbol may no longer name what their source's save_as
+                # holds (and they stay): the compiler must not trust them from now on.
+                self._plain = False
+                own = True
+        if own:
+            for atom, (old_provides, old_requires) in before.items():
+                if atom in order:
+                    self._reindex_atom(atom, old_provides, old_requires)
+
+    def _may_hold(self, provided: frozenset[str]) -> Iterable[FlowItem]:
+        """The indexed nested flows that may hold an atom that provided ``provided`` when they were read.
+
+        A flow of flowkit's patterns provides what each item in it provides (its
+        retry included, at any depth), so one holding such an atom was indexed under
+        each of those symbols: the nested flows indexed under the rarest one are
+        enough. An atom that provided nothing may be in any of them. (A flow the atom
+        was added to since was told, and is re-read anyway.)
+        """
+        if not provided:
+            return self._sub_symbols
+        index = self._sub_providers
+        return min((index.get(value, {}) for value in provided), key=len)
 
     def _reindex_atom(
         self, atom: FlowItem, old_provides: frozenset[str] | None, old_requires: frozenset[str] | None

@@ -474,6 +474,21 @@ def test_adding_sub_flows_one_at_a_time_reads_each_one_a_bounded_number_of_times
     assert len(list(g.iter_links())) == count - 1
 
 
+@pytest.mark.parametrize("count", [50, 200])
+def test_atoms_edited_before_being_added_in_sub_flows_re_read_a_bounded_number_of_sub_flows(
+    monkeypatch: pytest.MonkeyPatch, count: int
+) -> None:
+    # An edit anywhere used to send every nested flow there to be re-read at the next add.
+    reads = _count_symbol_reads(monkeypatch)
+    g = graph_flow.Flow("g")
+    for i in range(count):
+        step = make(f"t{i}", requires=[f"v{i - 1}"] if i else None, provides="unused")
+        step.provides = frozenset({f"v{i}"})  # set by hand before it is in any flow
+        g.add(linear_flow.Flow(f"s{i}").add(step))
+    assert reads[0] <= 6 * count
+    assert len(list(g.iter_links())) == count - 1
+
+
 def test_a_sub_flow_that_grows_after_being_added_is_re_read() -> None:
     inner = linear_flow.Flow("inner")
     middle = linear_flow.Flow("middle").add(inner)
