@@ -432,7 +432,7 @@ class Flow(flow.Flow):
         for atom, (old_provides, _old_requires) in before.items():
             if self._sub_symbols:
                 had = frozenset(atom.provides if old_provides is None else old_provides)
-                self._stale.update(self._may_hold(had))
+                self._stale.update(dict.fromkeys(self._may_hold(had)))
             if atom is retry:
                 self._plain = False
                 self._reindex_atoms()
@@ -447,7 +447,7 @@ class Flow(flow.Flow):
                 if atom in order:
                     self._reindex_atom(atom, old_provides, old_requires)
 
-    def _may_hold(self, provided: frozenset[str]) -> Iterable[FlowItem]:
+    def _may_hold(self, provided: frozenset[str]) -> Collection[FlowItem]:
         """The indexed nested flows that may hold an atom that provided ``provided`` when they were read.
 
         A flow of flowkit's patterns provides what each item in it provides (its
