@@ -187,10 +187,12 @@ class _SymbolEdits:
         if not 0 <= missed <= len(recent):
             return None
         found = []
-        for ref, old_provides, old_requires in itertools.islice(recent, len(recent) - missed, None):
+        # From the newest back (a deque is walked from one end: no pass over the older notes).
+        for ref, old_provides, old_requires in itertools.islice(reversed(recent), missed):
             atom = ref()
             if atom is not None:
                 found.append(_SymbolEdit(atom, old_provides, old_requires))
+        found.reverse()
         return found
 
 
