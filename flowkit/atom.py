@@ -15,13 +15,18 @@ from __future__ import annotations
 
 import abc
 import functools
+import itertools
+from collections import deque
 from collections.abc import Callable, Collection, ItemsView, Iterable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from types import MappingProxyType
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from flowkit._utils import reflection
 from flowkit._utils.records import Record
+
+if TYPE_CHECKING:
+    import weakref
 
 __all__ = ["Atom", "check_concurrency_key", "check_retry", "check_timeout"]
 
@@ -140,10 +145,79 @@ def _result_names(save_as: Mapping[str, object]) -> Collection[str]:
 #: uses contains a NUL. Grown on demand, up to :data:`_REQUIRES_SLOTS`.
 _SLOTS: list[str] = [f"\x00flowkit-rebind-{i}\x00" for i in range(8)]
 _SLOT_INDEX: dict[str, int] = {slot: i for i, slot in enumerate(_SLOTS)}
-#: (One number.) How many times an atom's ``provides`` or ``requires`` was set by hand (after it
-#: was made): a graph flow re-reads the nested flows it indexed when this moved,
-#: as such an atom may sit in one of them and no flow is told of the change.
-_symbol_edits: list[int] = [0]
+
+
+class _SymbolEdits:
+    """The atoms whose ``provides`` or ``requires`` was set by hand (after they were made).
+
+    A graph flow indexes the symbols of what it holds as items are added (so adding
+    stays linear in the number of items), while TaskFlow reads every item's current
+    symbols at each add. No flow is told when an atom it holds is edited (an atom
+    knows none of its flows: a list per atom would cost every atom of a big flow),
+    so the edits are noted here, and each graph flow catches up at its next add or
+    compile: it counts the edits it has seen, and checks the ones since against
+    its own atoms (an edit of an atom in no flow yet, the usual case, costs one
+    look-up per flow). Each note keeps the symbols the atom had before, so that a
+    flow can take exactly those out of its indexes. Only the latest
+    :data:`_KEPT_EDITS` notes are kept (an atom weakly: a note keeps no atom alive);
+    a flow that missed more re-reads all its atoms.
+    """
+
+    __slots__ = ("_recent", "count")
+
+    def __init__(self) -> None:
+        #: How many edits were made, ever.
+        self.count = 0
+        self._recent: deque[tuple[weakref.ref[Atom], frozenset[str] | None, frozenset[str] | None]]
+        self._recent = deque(maxlen=_KEPT_EDITS)
+
+    def note(
+        self, atom: Atom, old_provides: frozenset[str] | None, old_requires: frozenset[str] | None
+    ) -> None:
+        """Record that ``atom``'s symbols are about to be set by hand; None: that one is left as is."""
+        import weakref  # only once an atom is edited (a one-task run never imports it)
+
+        self.count += 1
+        self._recent.append((weakref.ref(atom), old_provides, old_requires))
+
+    def since(self, seen: int) -> list[_SymbolEdit] | None:
+        """The edits after the first ``seen`` (oldest first), or None if not all are kept."""
+        missed = self.count - seen
+        recent = self._recent
+        if not 0 <= missed <= len(recent):
+            return None
+        found = []
+        # From the newest back (a deque is walked from one end: no pass over the older notes).
+        for ref, old_provides, old_requires in itertools.islice(reversed(recent), missed):
+            atom = ref()
+            if atom is not None:
+                found.append(_SymbolEdit(atom, old_provides, old_requires))
+        found.reverse()
+        return found
+
+
+class _SymbolEdit:
+    """One hand edit of an atom's symbols, as :class:`_SymbolEdits` reports it to flows.
+
+    A plain class: a NamedTuple's annotations would be compiled as the module loads.
+    """
+
+    __slots__ = ("atom", "old_provides", "old_requires")
+
+    def __init__(
+        self, atom: Atom, old_provides: frozenset[str] | None, old_requires: frozenset[str] | None
+    ) -> None:
+        self.atom = atom
+        #: What the atom provided before the edit (None: the edit left ``provides`` as is).
+        self.old_provides = old_provides
+        #: What it required before the edit (None: the edit left ``requires`` as is).
+        self.old_requires = old_requires
+
+
+#: How many edited atoms :data:`_symbol_edits` remembers.
+_KEPT_EDITS = 256
+#: The edits of atoms' symbols made by hand (see :class:`_SymbolEdits`).
+_symbol_edits = _SymbolEdits()
 
 #: How many symbols of a ``rebind`` dict are stood in for (a longer one is cached as is).
 _REBIND_SLOTS = 8
@@ -875,7 +949,7 @@ class Atom(metaclass=abc.ABCMeta):
 
     @provides.setter
     def provides(self, value: frozenset[str]) -> None:
-        _symbol_edits[0] += 1
+        _symbol_edits.note(self, self.provides, None)
         self._provides = value
 
     @property
@@ -887,7 +961,7 @@ class Atom(metaclass=abc.ABCMeta):
 
     @requires.setter
     def requires(self, value: frozenset[str]) -> None:
-        _symbol_edits[0] += 1
+        _symbol_edits.note(self, None, self.requires)
         self._requires = value
 
     def _derive_requires(self) -> frozenset[str]:

@@ -9,9 +9,13 @@ Cycles are refused and leave the flow as it was.
 The graph is kept in plain dicts (successors and predecessors per node) rather
 than networkx, so importing flowkit stays cheap. Atoms' provided and required
 symbols are indexed, so adding to a large graph does not rescan every node.
-Nested flows may still grow after being added: those of flowkit's own patterns
-(all the way down) are indexed too and re-read only when they tell the graph they
-changed; any other nested flow is re-read at every add.
+An atom's symbols may be set by hand after it was added: TaskFlow, which reads
+every item at each add, sees that at the next add, and so does a graph flow,
+from the edits noted in :mod:`flowkit.atom` (it moves an edited atom of its own in
+its indexes). Nested flows may still grow after being added: those of flowkit's
+own patterns (all the way down) are indexed too and re-read only when they tell
+the graph they changed or an atom was edited; any other nested flow is re-read
+at every add.
 """
 
 from __future__ import annotations
@@ -141,8 +145,9 @@ class Flow(flow.Flow):
         self._sub_requirers: dict[str, dict[FlowItem, None]] = {}
         self._opaque: dict[FlowItem, None] = {}
         self._stale: dict[FlowItem, None] = {}
-        # atom._symbol_edits when the nested flows' symbols were last read.
-        self._edits_seen = atom_mod._symbol_edits[0]
+        # How many atoms' symbols had been set by hand (atom._symbol_edits) when this
+        # flow last caught up with such edits (see _catch_up).
+        self._edits_seen = atom_mod._symbol_edits.count
         # Every link again as two numbers (its ends' insertion numbers, in the order
         # the links were made), in flat arrays: what the compiler reads to wire a big
         # graph without looking each item up, visiting memory in order instead of
@@ -201,7 +206,9 @@ class Flow(flow.Flow):
     def _add_fresh(self, fresh: dict[FlowItem, None], resolve_requires: bool, resolve_existing: bool) -> Self:
         """Add items not in the flow yet (see :meth:`add`)."""
         from_retry = self._retry.provides if self._retry is not None else frozenset()
-        if self._sub_symbols:
+        if self._edits_seen != atom_mod._symbol_edits.count:
+            self._catch_up()
+        if self._stale:
             self._reread_subflows()
         waiting = self._still_waiting(fresh, from_retry) if resolve_existing else {}
         order, succ, pred = self._order, self._succ, self._pred
@@ -310,6 +317,10 @@ class Flow(flow.Flow):
                         atom=node.name,
                     )
                 number = providers[0] if providers else None
+                if number is not None and opaque and items[number] in opaque:
+                    # A nested flow read afresh at every add may stop providing the
+                    # symbol unseen: the atom stays a candidate (see _linked_for).
+                    met = False
             if number is not None:
                 # _add_edge(provider, node, reason=value), inline: the provider was
                 # added before the node, so the link points forward.
@@ -374,18 +385,189 @@ class Flow(flow.Flow):
                     del index[symbol]
 
     def _reread_subflows(self) -> None:
-        """Re-read the symbols of the indexed nested flows that changed since last read."""
-        if self._edits_seen != atom_mod._symbol_edits[0]:
-            # An atom's symbols were set by hand somewhere: any nested flow may differ.
-            self._edits_seen = atom_mod._symbol_edits[0]
-            self._stale.update(dict.fromkeys(self._sub_symbols))
-        if not self._stale:
-            return
-        stale = list(self._stale)
-        for sub in stale:
+        """Re-read the symbols of the indexed nested flows that changed since last read.
+
+        A nested flow that no longer provides a symbol may leave an atom linked from
+        it for that symbol waiting again (see :meth:`_provider_lost`).
+        """
+        for sub in list(self._stale):
+            before = self._sub_symbols.get(sub)
             self._unindex_subflow(sub)
             self._index_subflow(sub)
+            after = self._sub_symbols.get(sub)
+            if before is not None:
+                self._provider_lost(sub, before[0].difference(after[0]) if after is not None else before[0])
         self._stale.clear()
+
+    def _catch_up(self) -> None:
+        """Re-read what changed since atoms' symbols were last set by hand (see ``atom._SymbolEdits``).
+
+        TaskFlow reads every item's current ``provides`` and ``requires`` at each add;
+        this flow indexed its atoms' symbols once, so an atom of its own edited since
+        has its index entries moved from the symbols it had (noted with the edit) to
+        those it has now, and the nested flows that may hold an edited atom are
+        re-read (see :meth:`_may_hold`). The links already made stay, as in TaskFlow.
+        When the edits are too many to have been kept, every nested flow is re-read
+        and, as when the retry was edited, all atoms are re-indexed.
+        """
+        log = atom_mod._symbol_edits
+        edits = log.since(self._edits_seen)
+        self._edits_seen = log.count
+        if edits is None:
+            self._stale.update(dict.fromkeys(self._sub_symbols))
+            self._plain = False
+            self._reindex_atoms()
+            return
+        # Per atom, its symbols before its first edit since: what this flow, and the
+        # nested flows it indexed, read last.
+        before: dict[FlowItem, list[frozenset[str] | None]] = {}
+        for edit in edits:
+            old = before.setdefault(edit.atom, [None, None])
+            if old[0] is None:
+                old[0] = edit.old_provides
+            if old[1] is None:
+                old[1] = edit.old_requires
+        order, retry = self._order, self._retry
+        own = False
+        for atom, (old_provides, _old_requires) in before.items():
+            if self._sub_symbols:
+                had = frozenset(atom.provides if old_provides is None else old_provides)
+                self._stale.update(dict.fromkeys(self._may_hold(had)))
+            if atom is retry:
+                self._plain = False
+                self._reindex_atoms()
+                return
+            if atom in order:
+                # Links made for a symbol may no longer name what their source's save_as
+                # holds (and they stay): the compiler must not trust them from now on.
+                self._plain = False
+                own = True
+        if own:
+            for atom, (old_provides, old_requires) in before.items():
+                if atom in order:
+                    self._reindex_atom(atom, old_provides, old_requires)
+
+    def _may_hold(self, provided: frozenset[str]) -> Collection[FlowItem]:
+        """The indexed nested flows that may hold an atom that provided ``provided`` when they were read.
+
+        A flow of flowkit's patterns provides what each item in it provides (its
+        retry included, at any depth), so one holding such an atom was indexed under
+        each of those symbols: the nested flows indexed under the rarest one are
+        enough. An atom that provided nothing may be in any of them. (A flow the atom
+        was added to since was told, and is re-read anyway.)
+        """
+        if not provided:
+            return self._sub_symbols
+        index = self._sub_providers
+        return min((index.get(value, {}) for value in provided), key=len)
+
+    def _reindex_atom(
+        self, atom: FlowItem, old_provides: frozenset[str] | None, old_requires: frozenset[str] | None
+    ) -> None:
+        """Move ``atom`` in the indexes from the symbols it had (None: unchanged) to its current ones."""
+        at = self._order[atom]
+        # As sets, whatever a caller assigned (code written for TaskFlow may assign lists).
+        if old_provides is not None:
+            had, provides = frozenset(old_provides), frozenset(atom.provides)
+            lost = had.difference(provides)
+            self._unindex_provider(at, lost)
+            for value in provides.difference(had):
+                if self._providers.setdefault(value, at) != at:
+                    self._also_provided.setdefault(value, []).append(at)
+            self._provider_lost(atom, lost)
+        if old_requires is not None:
+            had, requires = frozenset(old_requires), frozenset(atom.requires)
+            for value in had.difference(requires):
+                self._unindex_requirer(atom, value)
+            for value in requires.difference(had):
+                self._enter_requirer(atom, value)
+
+    def _unindex_provider(self, at: int, symbols: Iterable[str]) -> None:
+        """Take the atom numbered ``at`` out of the providers of ``symbols``."""
+        providers, also = self._providers, self._also_provided
+        for value in symbols:
+            more = also.get(value)
+            if providers.get(value) == at:
+                if more:
+                    providers[value] = more.pop(0)
+                else:
+                    del providers[value]
+            elif more is not None and at in more:
+                more.remove(at)
+            if more is not None and not more:
+                del also[value]
+
+    def _enter_requirer(self, node: FlowItem, value: str) -> None:
+        """Enter ``node`` as an item that may wait for ``value`` (once)."""
+        found = self._requirers.setdefault(value, [])
+        if node not in found:
+            found.append(node)
+
+    def _unindex_requirer(self, node: FlowItem, value: str) -> None:
+        """Take ``node`` out of the items that may wait for ``value``."""
+        kept = [item for item in self._requirers.get(value, ()) if item is not node]
+        if kept:
+            self._requirers[value] = kept
+        else:
+            self._requirers.pop(value, None)
+
+    def _provider_lost(self, provider: FlowItem, symbols: Collection[str]) -> None:
+        """``provider`` stopped providing ``symbols``: the items linked from it for one may wait again.
+
+        An item whose requirements were all met as it was added is no requirer (see
+        ``_requirers``); one linked from ``provider`` for a lost symbol is entered
+        again, and the next item providing that symbol is linked to it, as in TaskFlow.
+        """
+        if not symbols:
+            return
+        for after, data in self._succ[provider].items():
+            reasons = (data,) if isinstance(data, str) else data.get(flow.LINK_REASONS, ())
+            if after in self._subflows:
+                continue  # nested flows are requirers of all they require anyway
+            for value in reasons:
+                if value in symbols:
+                    self._enter_requirer(after, value)
+
+    def _reindex_atoms(self) -> None:
+        """Rebuild the atoms' symbol indexes from their current symbols (see ``_providers``).
+
+        An atom is entered as a requirer unless each symbol it requires (less what
+        the retry provides) comes over a link made for that symbol from an item that
+        still provides it: only those can never wait again.
+        """
+        from_retry = self._retry.provides if self._retry is not None else frozenset()
+        providers: dict[str, int] = {}
+        also: dict[str, list[int]] = {}
+        requirers: dict[str, list[FlowItem]] = {}
+        subflows = self._subflows
+        for node, at in self._order.items():
+            if node in subflows:
+                continue
+            for value in node.provides:
+                if providers.setdefault(value, at) != at:
+                    also.setdefault(value, []).append(at)
+            needed = node.requires.difference(from_retry)
+            if needed and not needed <= self._linked_for(node):
+                for value in node.requires:
+                    requirers.setdefault(value, []).append(node)
+        self._providers, self._also_provided, self._requirers = providers, also, requirers
+
+    def _linked_for(self, node: FlowItem) -> set[str]:
+        """The symbols ``node`` is linked for from items that provide them now."""
+        found: set[str] = set()
+        for before, data in self._pred[node].items():
+            reasons = (data,) if isinstance(data, str) else data.get(flow.LINK_REASONS, ())
+            if not reasons:
+                continue
+            if before in self._subflows:
+                symbols = self._sub_symbols.get(before)
+                if symbols is None:
+                    continue  # re-read at every add: it may shrink unseen, so it vouches for nothing
+                offered = symbols[0]
+            else:
+                offered = before.provides
+            found.update(value for value in reasons if value in offered)
+        return found
 
     def _child_changed(self, child: flow.Flow) -> None:
         if child in self._sub_symbols:
@@ -461,24 +643,9 @@ class Flow(flow.Flow):
                 del self._subflows[node]
                 self._unindex_subflow(node)
             return
-        providers, also = self._providers, self._also_provided
-        for value in node.provides:
-            more = also.get(value)
-            if providers.get(value) == at:
-                if more:
-                    providers[value] = more.pop(0)
-                else:
-                    del providers[value]
-            elif more is not None and at in more:
-                more.remove(at)
-            if more is not None and not more:
-                del also[value]
+        self._unindex_provider(at, node.provides)
         for value in node.requires:
-            kept = [item for item in self._requirers.get(value, ()) if item is not node]
-            if kept:
-                self._requirers[value] = kept
-            else:
-                self._requirers.pop(value, None)
+            self._unindex_requirer(node, value)
 
     def _index(self, node: FlowItem, at: int, met: bool) -> None:
         """Enter ``node`` (numbered ``at``) in the symbol indexes.
@@ -643,6 +810,15 @@ class Flow(flow.Flow):
     def _changed(self) -> None:
         """Hook called after the graph changed (targeted flows drop their cache)."""
 
+    def __getstate__(self) -> dict[str, Any]:
+        """The flow's state for pickle and copy, caught up with atoms edited since the last add.
+
+        A copy holds copies of the atoms, which the edits noted so far do not name.
+        """
+        if self._edits_seen != atom_mod._symbol_edits.count:
+            self._catch_up()
+        return super().__getstate__()
+
     def _visible(self) -> Collection[FlowItem] | None:
         """The nodes this flow shows, or None for all of them."""
         return None
@@ -709,6 +885,8 @@ class Flow(flow.Flow):
         link points backwards, or a target hides items) or when some link has a
         decider (its metadata must then be read anyway).
         """
+        if self._edits_seen != atom_mod._symbol_edits.count:
+            self._catch_up()  # an atom edited since the last add may make _plain wrong
         if (
             not self._forward
             or self._decided

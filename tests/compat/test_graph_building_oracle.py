@@ -2,10 +2,16 @@
 
 A build is a list of steps over a few flows (graph, linear, unordered): add a task to
 one, nest one in another (even after the nested one was itself added somewhere and
-while it keeps growing), or set a nested task's ``provides`` by hand. After every
-step both libraries must agree on each flow's links (with their reasons), items,
-``requires`` and ``provides``, and on the kind of error a step raised. This guards
-the graph flow's indexes of nested flows, which are re-read only when told of a change.
+while it keeps growing), or set a task's ``provides`` or ``requires`` by hand after
+it was made (whether it sits in a nested flow, straight in a graph flow, or nowhere
+yet). After every step both libraries must agree on each flow's links (with their
+reasons), items, ``requires`` and ``provides``, and on the kind of error a step
+raised. At the end the outer flow is run on both (each task records the arguments it
+was given): they must fail alike or hand every task the same values, so the engine
+compiles the edited atoms as TaskFlow does and a consumer reads the same provider.
+
+This guards the graph flow's indexes: of its own atoms' symbols (re-read when an atom
+in it was edited) and of nested flows (re-read only when told of a change).
 """
 
 from __future__ import annotations
@@ -31,23 +37,24 @@ class _Lib:
             "linear": mod("patterns.linear_flow").Flow,
             "unordered": mod("patterns.unordered_flow").Flow,
         }
+        self.engines = mod("engines")
+        #: Task name -> the arguments its execute was given, in the last run.
+        self.given: dict[str, dict[str, Any]] = {}
+        given = self.given
 
         class Step(mod("task").Task):  # type: ignore[misc]
             def execute(self, **kwargs: Any) -> Any:
-                return None
+                given[self.name] = kwargs
+                return self.name
 
         self.Step = Step
 
 
 def _steps() -> st.SearchStrategy[list[tuple[Any, ...]]]:
-    task = st.tuples(
-        st.just("task"),
-        st.integers(0, 3),
-        st.sets(st.sampled_from(SYMBOLS), max_size=2),
-        st.sets(st.sampled_from(SYMBOLS), max_size=2),
-    )
+    symbols = st.sets(st.sampled_from(SYMBOLS), max_size=2)
+    task = st.tuples(st.just("task"), st.integers(0, 3), symbols, symbols)
     nest = st.tuples(st.just("nest"), st.integers(0, 3), st.integers(0, 3))
-    edit = st.tuples(st.just("edit"), st.integers(0, 20), st.sets(st.sampled_from(SYMBOLS), max_size=2))
+    edit = st.tuples(st.just("edit"), st.integers(0, 20), st.sampled_from(("provides", "requires")), symbols)
     return st.lists(st.one_of(task, task, nest, edit), max_size=14)
 
 
@@ -59,39 +66,56 @@ def _view(item: Any) -> Any:
     return links, nodes, sorted(item.requires), sorted(item.provides)
 
 
-def _build(root: str, kinds: list[str], steps: list[tuple[Any, ...]]) -> list[Any]:
+def _run(lib: _Lib, outer: Any, store: dict[str, Any]) -> Any:
+    """Run ``outer`` serially: the kind of error it raised, or what each task was given."""
+    lib.given.clear()
+    try:
+        lib.engines.run(outer, engine="serial", store=dict(store))
+    except Exception as error:  # noqa: BLE001 - the kind of error is compared
+        if type(error) is ValueError and "duplicate" in str(error):
+            # A flow nested twice: TaskFlow's compiler says so with a ValueError,
+            # flowkit's with exceptions.Duplicate (doc/exceptions.rst).
+            return "Duplicate"
+        return type(error).__name__
+    return sorted((name, sorted(kwargs.items())) for name, kwargs in lib.given.items())
+
+
+def _build(root: str, kinds: list[str], steps: list[tuple[Any, ...]], store: dict[str, Any]) -> list[Any]:
     lib = _Lib(root)
     flows = [lib.patterns[kind](f"f{i}") for i, kind in enumerate(kinds)]
-    # Tasks never added straight to a graph flow (their symbols may be set by hand:
-    # a graph flow reads its own atoms' symbols once, TaskFlow at every add).
-    editable: list[Any] = []
+    made: list[Any] = []
     seen: list[Any] = []
     for number, step in enumerate(steps):
         outcome: Any = None
         try:
             if step[0] == "task":
                 _op, at, provides, requires = step
-                made = lib.Step(f"t{number}", provides=sorted(provides), requires=sorted(requires))
-                flows[at].add(made)
-                if kinds[at] != "graph":
-                    editable.append(made)
+                task = lib.Step(f"t{number}", provides=sorted(provides), requires=sorted(requires))
+                made.append(task)
+                flows[at].add(task)
             elif step[0] == "nest":
                 _op, child, parent = step
                 if child > parent:  # keeps the nesting a tree of no loops
                     flows[parent].add(flows[child])
-            elif editable:
-                _op, which, provides = step
-                editable[which % len(editable)].provides = frozenset(provides)
+            elif made:
+                _op, which, attribute, symbols = step
+                setattr(made[which % len(made)], attribute, frozenset(symbols))
         except Exception as error:  # noqa: BLE001 - the kind of error is compared
             outcome = type(error).__name__
         seen.append((outcome, [_view(item) for item in flows]))
+    seen.append(_run(lib, flows[0], store))
     return seen
 
 
 @settings(max_examples=300, deadline=None)
-@given(kinds=st.lists(st.sampled_from(KINDS), min_size=4, max_size=4), steps=_steps())
-def test_building_nested_flows_step_by_step_links_as_taskflow(
-    kinds: list[str], steps: list[tuple[Any, ...]]
+@given(
+    kinds=st.lists(st.sampled_from(KINDS), min_size=4, max_size=4),
+    steps=_steps(),
+    stored=st.sets(st.sampled_from(SYMBOLS)),
+)
+def test_building_and_editing_nested_flows_step_by_step_links_and_runs_as_taskflow(
+    kinds: list[str], steps: list[tuple[Any, ...]], stored: set[str]
 ) -> None:
     kinds[0] = "graph"
-    assert _build("flowkit", kinds, steps) == _build("taskflow", kinds, steps)
+    store = {symbol: f"stored {symbol}" for symbol in stored}
+    assert _build("flowkit", kinds, steps, store) == _build("taskflow", kinds, steps, store)

@@ -474,6 +474,21 @@ def test_adding_sub_flows_one_at_a_time_reads_each_one_a_bounded_number_of_times
     assert len(list(g.iter_links())) == count - 1
 
 
+@pytest.mark.parametrize("count", [50, 200])
+def test_atoms_edited_before_being_added_in_sub_flows_re_read_a_bounded_number_of_sub_flows(
+    monkeypatch: pytest.MonkeyPatch, count: int
+) -> None:
+    # An edit anywhere used to send every nested flow there to be re-read at the next add.
+    reads = _count_symbol_reads(monkeypatch)
+    g = graph_flow.Flow("g")
+    for i in range(count):
+        step = make(f"t{i}", requires=[f"v{i - 1}"] if i else None, provides="unused")
+        step.provides = frozenset({f"v{i}"})  # set by hand before it is in any flow
+        g.add(linear_flow.Flow(f"s{i}").add(step))
+    assert reads[0] <= 6 * count
+    assert len(list(g.iter_links())) == count - 1
+
+
 def test_a_sub_flow_that_grows_after_being_added_is_re_read() -> None:
     inner = linear_flow.Flow("inner")
     middle = linear_flow.Flow("middle").add(inner)
@@ -552,3 +567,86 @@ def test_a_copied_graph_flow_is_told_when_its_copied_sub_flow_grows(how: str) ->
     g2.add(make("c", requires=["y"]))
     assert links(g2) == [("sub", "c", {flow.LINK_REASONS: {"y"}})]
     assert links(g) == []  # the original is not touched by the copy
+
+
+# -- atoms edited after being added (TaskFlow reads every item's symbols at each add) ---
+
+
+def test_an_atoms_provides_set_by_hand_after_it_was_added_is_seen_at_the_next_add() -> None:
+    before, after = make("a", provides="x"), make("b")
+    g = graph_flow.Flow("g").add(before, after)
+    before.provides = frozenset()
+    after.provides = frozenset({"x"})
+    g.add(make("c", requires=["x"]))
+    assert links(g) == [("b", "c", {flow.LINK_REASONS: {"x"}})]
+    assert g.requires == frozenset()
+    assert g.provides == frozenset({"x"})
+
+
+def test_an_atoms_requires_set_by_hand_after_it_was_added_is_seen_at_the_next_add() -> None:
+    consumer = make("c", requires=["x"])
+    g = graph_flow.Flow("g").add(consumer)
+    consumer.requires = frozenset({"x", "y"})
+    assert g.requires == frozenset({"x", "y"})
+    g.add(make("b", provides="y"))
+    assert links(g) == [("b", "c", {flow.LINK_REASONS: {"y"}})]
+    assert g.requires == frozenset({"x"})
+
+
+def test_an_atom_whose_provider_stopped_providing_waits_again() -> None:
+    provider, consumer = make("a", provides="x"), make("c", requires=["x"])
+    g = graph_flow.Flow("g").add(provider, consumer)
+    provider.provides = frozenset()
+    assert g.requires == frozenset({"x"})
+    g.add(make("b", provides="x"))
+    assert links(g) == [("a", "c", {flow.LINK_REASONS: {"x"}}), ("b", "c", {flow.LINK_REASONS: {"x"}})]
+    assert g.requires == frozenset()
+
+
+def test_an_atom_whose_nested_provider_stopped_providing_waits_again() -> None:
+    provider, consumer = make("a", provides="x"), make("c", requires=["x"])
+    g = graph_flow.Flow("g").add(linear_flow.Flow("sub").add(provider), consumer)
+    provider.provides = frozenset()
+    g.add(make("b", provides="x"))
+    assert links(g) == [("sub", "c", {flow.LINK_REASONS: {"x"}}), ("b", "c", {flow.LINK_REASONS: {"x"}})]
+
+
+def test_a_retry_that_stopped_providing_leaves_its_flows_atoms_waiting() -> None:
+    controller = retry.Times(2, provides="x")
+    g = graph_flow.Flow("g", retry=controller).add(make("c", requires=["x"]))
+    controller.provides = frozenset()
+    g.add(make("b", provides="x"))
+    assert links(g) == [("b", "c", {flow.LINK_REASONS: {"x"}})]
+
+
+def test_more_edits_between_two_adds_than_are_kept_re_read_every_atom() -> None:
+    provider, consumer = make("a", provides="x"), make("c", requires=["x"])
+    g = graph_flow.Flow("g").add(provider, consumer)
+    provider.provides = frozenset()
+    elsewhere = make("elsewhere")
+    for _ in range(1000):  # more than the edits noted for flows to catch up with
+        elsewhere.provides = frozenset({"unused"})
+    g.add(make("b", provides="x"))
+    assert links(g) == [("a", "c", {flow.LINK_REASONS: {"x"}}), ("b", "c", {flow.LINK_REASONS: {"x"}})]
+
+
+@pytest.mark.parametrize("how", ["deepcopy", "pickle"])
+def test_a_copy_made_after_an_edit_sees_the_edit(how: str) -> None:
+    import copy
+    import pickle
+
+    provider, consumer = make("a", provides="x"), make("c", requires=["x"])
+    g = graph_flow.Flow("g").add(provider, consumer)
+    provider.provides = frozenset()
+    g2 = copy.deepcopy(g) if how == "deepcopy" else pickle.loads(pickle.dumps(g))
+    g2.add(make("b", provides="x"))
+    assert links(g2) == [("a", "c", {flow.LINK_REASONS: {"x"}}), ("b", "c", {flow.LINK_REASONS: {"x"}})]
+
+
+def test_an_edited_atom_no_longer_lets_the_compiler_trust_link_symbols_as_save_as_names() -> None:
+    provider = make("a", provides="x")
+    g = graph_flow.Flow("g").add(provider)
+    provider.provides = frozenset({"z"})
+    g.add(make("c", requires=["z"]))
+    numbered = g._numbered_links()
+    assert numbered is not None and not numbered.plain
