@@ -194,6 +194,27 @@ def importable_cwd() -> None:
         sys.path.insert(0, os.getcwd())
 
 
+def _file_path_hint(module_name: str, attr: str) -> str:
+    """What to write instead, when a target's module part is a file path (or ``""``).
+
+    A newcomer who has just run ``python examples/quickstart.py`` types the same
+    path as a target. Python's own answer ("No module named 'examples/quickstart'")
+    does not say that a module name was wanted, nor which one.
+    """
+    is_file = module_name.endswith(".py")
+    if not is_file and "/" not in module_name and os.sep not in module_name:
+        return ""
+    name = attr or "NAME"
+    stem = module_name[: -len(".py")] if is_file else module_name
+    parts = [part for part in stem.replace(os.sep, "/").split("/") if part not in ("", ".")]
+    if os.path.isabs(stem) or ".." in parts or not parts:
+        return (
+            "is a file path, not a module: run from the directory the module is imported from "
+            f"and give MODULE:{name}, for example myapp.flows:make_flow"
+        )
+    return f"is a file path, not a module: give its module's dotted name, '{'.'.join(parts)}:{name}'"
+
+
 def import_target(text: str) -> Any:
     """Import ``module:attribute`` (the current directory is importable, as with ``python -m``).
 
@@ -201,6 +222,9 @@ def import_target(text: str) -> Any:
         CliError: the text is not ``module:attribute``, or either part is missing.
     """
     module_name, sep, attr = text.partition(":")
+    path_hint = _file_path_hint(module_name, attr)
+    if path_hint:
+        raise CliError(f"target '{text}' {path_hint}")
     if not sep or not module_name or not attr:
         raise CliError(f"target '{text}' must be MODULE:NAME, for example myapp.flows:make_flow")
     importable_cwd()

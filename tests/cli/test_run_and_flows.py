@@ -88,6 +88,13 @@ def test_bad_usage_exits_2_with_one_line_naming_the_fault(tmp_path: Path) -> Non
         ("run", "tests.cli._flows:nothing"): "has no attribute 'nothing'",
         ("run", "no_such_module_xyz:make"): "cannot import module 'no_such_module_xyz'",
         ("run", "tests.cli._flows"): "must be MODULE:NAME",
+        # A script's path, as `python PATH` takes it: it said "No module named 'tests/cli/_flows'".
+        ("run", "tests/cli/_flows.py"): (
+            "target 'tests/cli/_flows.py' is a file path, not a module: give its module's dotted name, "
+            "'tests.cli._flows:NAME'"
+        ),
+        ("run", "tests/cli/_flows.py:make_shop"): "dotted name, 'tests.cli._flows:make_shop'",
+        ("graph", "/srv/app/flows.py:make"): "is a file path, not a module: run from the directory",
         ("run", "tests.cli._flows:make_shop", "--store", "amount"): "--store 'amount' must be KEY=VALUE",
         ("run", "tests.cli._flows:make_shop"): "amount",  # a value the flow needs, not given
         ("run", "tests.cli._flows:CardDeclined"): "did not give a flow",
