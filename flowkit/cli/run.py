@@ -151,9 +151,12 @@ def _run(args: argparse.Namespace) -> int:
         if target is None:
             reason = f"parameter(s) {missing} not given: give them with --store NAME=VALUE"
             raise CliError(f"target '{args.target}': {one_line(loaded.error(reason, 'parameters'))}")
+        # A misspelled --store key is the usual cause: name the keys given that nothing reads.
+        unread = sorted(set(store) - set(getattr(built, "requires", ())))
+        also = f" (--store gave {unread}, which the flow does not require)" if unread else ""
         raise CliError(
             f"target '{args.target}': flow '{built.name}' needs {missing}, not given:"
-            " give them with --store NAME=VALUE"
+            f" give them with --store NAME=VALUE{also}"
         )
     from flowkit.cli._common import open_backend
 

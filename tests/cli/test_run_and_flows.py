@@ -97,6 +97,11 @@ def test_bad_usage_exits_2_with_one_line_naming_the_fault(tmp_path: Path) -> Non
         ("graph", "/srv/app/flows.py:make"): "is a file path, not a module: run from the directory",
         ("run", "tests.cli._flows:make_shop", "--store", "amount"): "--store 'amount' must be KEY=VALUE",
         ("run", "tests.cli._flows:make_shop"): "amount",  # a value the flow needs, not given
+        # A misspelled key: it said only what was missing, not that 'amout' went unread.
+        ("run", "tests.cli._flows:make_shop", "--store", "amout=5"): (
+            "flow 'shop' needs ['amount'], not given: give them with --store NAME=VALUE "
+            "(--store gave ['amout'], which the flow does not require)"
+        ),
         ("run", "tests.cli._flows:CardDeclined"): "did not give a flow",
         # It said "did not give a flow" of a flow whose types do not fit.
         ("run", "tests.cli._flows:make_mistyped"): (
