@@ -20,6 +20,7 @@ from flowkit.storage import store_meta
 __all__ = [
     "ENGINE_DEFAULT",
     "ENTRY_POINT_GROUP",
+    "engine_class",
     "flow_from_detail",
     "load",
     "load_from_detail",
@@ -72,6 +73,21 @@ def _engine_class(kind: str, namespace: str = ENTRY_POINT_GROUP) -> type[Engine]
         with gc_paused():
             engine_class = getattr(importlib.import_module(module), name)
     return engine_class  # type: ignore[no-any-return]
+
+
+def engine_class(engine: str, namespace: str = ENTRY_POINT_GROUP) -> type[Engine]:
+    """The engine class an engine kind or URI selects, without making an engine.
+
+    For tools that take an ``engine=`` but do not load a flow with it (``flowkit
+    flows resume --dry-run`` plans a resume and runs nothing): a misspelled kind
+    is refused there as :func:`load` would refuse it, instead of passing unseen
+    until the real run.
+
+    Raises:
+        UnknownEngine: no engine kind by that name in ``namespace``.
+        InvalidEngineOption: the URI's query is malformed.
+    """
+    return _engine_class(parse_engine(engine)[0], namespace)
 
 
 def parse_engine(engine: str) -> tuple[str, dict[str, Any]]:
