@@ -326,6 +326,30 @@ def list_flows(backend: Any) -> list[FlowRef]:
 _OTHERS_NAMED = 3
 
 
+#: At most this many flow names are listed when none matches the one given.
+_NAMES_LISTED = 5
+
+
+def _backend_contents(backend: Any, flows: Sequence[FlowRef]) -> str:
+    """The backend by its URL (password masked), and the flow names it holds.
+
+    "No flow 'x' in this backend" left a reader to guess which was wrong: the
+    name (a typo among the names listed) or the URL (a mistyped SQLite file is
+    created empty on first use, so it "holds no flows").
+    """
+    from flowkit.persistence.backends._urls import mask_url
+
+    connection = (getattr(backend, "conf", None) or {}).get("connection")
+    where = f"the backend {mask_url(connection)}" if isinstance(connection, str) else "this backend"
+    names = sorted({f.flow.name for f in flows})
+    if not names:
+        return f"{where}, which holds no flows"
+    shown = ", ".join(names[:_NAMES_LISTED]) + (
+        f" and {len(names) - _NAMES_LISTED} more" if len(names) > _NAMES_LISTED else ""
+    )
+    return f"{where} (its flows: {shown})"
+
+
 def find_flow(backend: Any, ref: str, prog: str = "flowkit") -> FlowRef:
     """The flow detail whose uuid is ``ref`` or, failing that, the newest named ``ref``.
 
@@ -344,7 +368,7 @@ def find_flow(backend: Any, ref: str, prog: str = "flowkit") -> FlowRef:
     if not found:
         found = [f for f in flows if f.flow.name == ref]
     if not found:
-        raise CliError(f"no flow with uuid or name '{ref}' in this backend")
+        raise CliError(f"no flow with uuid or name '{ref}' in {_backend_contents(backend, flows)}")
     chosen = found[-1]
     if len(found) > 1:
         others = [f.flow.uuid for f in reversed(found[:-1])]

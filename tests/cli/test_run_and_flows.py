@@ -129,11 +129,20 @@ def test_bad_usage_exits_2_with_one_line_naming_the_fault(tmp_path: Path) -> Non
         assert done.returncode == 2, (args, done.stderr)
         lines = done.stderr.strip().splitlines()
         assert len(lines) == 1 and words in lines[0], (args, done.stderr)
+    # It said "in this backend": neither which backend nor what it holds, so a mistyped
+    # SQLite file (created empty on first use) looked like a mistyped flow name.
     unknown = flowkit_cmd("flows", "show", "nope", "--connection", f"sqlite:///{tmp_path}/x.db")
     assert unknown.returncode == 2
-    assert (
-        unknown.stderr.strip()
-        == "flowkit flows show: error: no flow with uuid or name 'nope' in this backend"
+    assert unknown.stderr.strip() == (
+        f"flowkit flows show: error: no flow with uuid or name 'nope' in the backend "
+        f"sqlite:///{tmp_path}/x.db, which holds no flows"
+    )
+    assert _run_shop(5, f"sqlite:///{tmp_path}/x.db") == 0
+    typo = flowkit_cmd("flows", "why", "shp", "--connection", f"sqlite:///{tmp_path}/x.db")
+    assert typo.returncode == 2
+    assert typo.stderr.strip() == (
+        f"flowkit flows why: error: no flow with uuid or name 'shp' in the backend "
+        f"sqlite:///{tmp_path}/x.db (its flows: shop)"
     )
 
 
