@@ -31,6 +31,7 @@ __all__ = [
     "FlowRef",
     "add_connection",
     "columns",
+    "file_path_hint",
     "find_flow",
     "guarded",
     "import_target",
@@ -194,7 +195,7 @@ def importable_cwd() -> None:
         sys.path.insert(0, os.getcwd())
 
 
-def _file_path_hint(module_name: str, attr: str) -> str:
+def file_path_hint(module_name: str, attr: str) -> str:
     """What to write instead, when a target's module part is a file path (or ``""``).
 
     A newcomer who has just run ``python examples/quickstart.py`` types the same
@@ -222,7 +223,7 @@ def import_target(text: str) -> Any:
         CliError: the text is not ``module:attribute``, or either part is missing.
     """
     module_name, sep, attr = text.partition(":")
-    path_hint = _file_path_hint(module_name, attr)
+    path_hint = file_path_hint(module_name, attr)
     if path_hint:
         raise CliError(f"target '{text}' {path_hint}")
     if not sep or not module_name or not attr:
