@@ -335,6 +335,14 @@ def test_worker_jobs_and_conductor_errors_do_not_repeat_their_cause() -> None:
     assert worker.stderr == (
         "flowkit worker: error: cannot import task module 'no_such_mod': No module named 'no_such_mod'\n"
     )
+    # A script's path: Python's "No module named 'tests/cli/_flows'" did not say a dotted name was wanted.
+    path = flowkit_cmd(
+        "worker", "--redis", "redis://127.0.0.1:9/0", "--topic", "t", "--tasks", "tests/cli/_flows.py"
+    )
+    assert path.returncode == 2
+    assert path.stderr.strip().endswith(
+        "(a file path, not a module: give its dotted name, 'tests.cli._flows')"
+    ), path.stderr
     for command in (["jobs", "--board", "redis://:pw@127.0.0.1:9/0", "list"], ["conductor", "--board",
                     "redis://:pw@127.0.0.1:9/0", "--name", "c"]):  # fmt: skip
         done = flowkit_cmd(*command)
