@@ -41,6 +41,7 @@ __all__ = [
     "open_backend",
     "parse_store",
     "positive",
+    "spec_error",
     "stdout_closed",
     "url_value",
     "utc_seconds",
@@ -52,6 +53,17 @@ LOG = logging.getLogger(__name__)
 USAGE = 2
 #: Exit status for a failed flow or a runtime error.
 FAILED = 1
+
+
+def spec_error(target: str, err: BaseException) -> CliError:
+    """The error of a spec file that cannot be read: bad usage, unless an extra is missing.
+
+    A spec with a mistake is the user's to fix (status 2); a YAML spec on an
+    install without PyYAML is the environment's, as the monitor without its
+    extra is (status 1).
+    """
+    status = FAILED if isinstance(err.__cause__, ImportError) else USAGE
+    return CliError(f"target '{target}': {one_line(err)}", status=status)
 
 
 class CliError(Exception):

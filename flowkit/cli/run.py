@@ -37,6 +37,7 @@ from flowkit.cli._common import (
     importable_cwd,
     one_line,
     parse_store,
+    spec_error,
     url_value,
 )
 
@@ -122,7 +123,7 @@ def _run(args: argparse.Namespace) -> int:
         try:
             loaded = declarative.load_spec(factory_args[0])
         except exc.FlowSpecError as err:
-            raise CliError(f"target '{args.target}': {one_line(err)}") from err
+            raise spec_error(args.target, err) from err
         built = loaded.flow
         options = loaded.engine_kwargs(args.engine)
         kind = options.pop("engine")
