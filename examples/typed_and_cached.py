@@ -24,7 +24,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
+try:
+    from pydantic import BaseModel
+except ImportError:  # the base install has no pydantic: say which extra, not a traceback
+    raise SystemExit("typed_and_cached.py needs pydantic: pip install -e '.[typed]'") from None
 
 from flowkit import engines, exceptions, states, task
 from flowkit.patterns import graph_flow

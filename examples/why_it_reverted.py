@@ -29,10 +29,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import StatusCode
+try:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.trace import StatusCode
+except ImportError:  # the base install has no SDK: say which extra, not a traceback
+    raise SystemExit("why_it_reverted.py needs the OpenTelemetry SDK: pip install -e '.[otel]'") from None
 
 from flowkit import engines, retry, task
 from flowkit.listeners.events import EventLog, EventLogListener

@@ -4,7 +4,7 @@ A flow only describes: which children it has (:meth:`Flow.__iter__`,
 :meth:`Flow.iter_nodes`), which must run before which (:meth:`Flow.iter_links`,
 each link carrying a metadata dict keyed by the ``LINK_*`` constants below),
 and what symbols it needs from outside and gives back (:attr:`Flow.requires`,
-:attr:`Flow.provides`). The patterns in :mod:`flowkit.patterns` decide the
+:attr:`Flow.provides`). The patterns in ``flowkit.patterns`` decide the
 links; the engine's compiler turns the tree into one execution graph.
 """
 

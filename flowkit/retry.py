@@ -295,14 +295,30 @@ class ForEachBase(Retry):
         super().__init__(name, provides, requires, auto_extract, rebind)
         self._revert_action = REVERT_ALL if revert_all else REVERT
 
+    def _untried(self, values: Iterable[Any], history: History) -> list[Any]:
+        """The values not tried yet; values that are no collection are refused naming this retry.
+
+        ``ForEach(5)`` (TaskFlow takes anything) failed its run with a bare
+        "'int' object is not iterable", naming neither the retry nor the value.
+        The type raised is still ``TypeError``, as in TaskFlow.
+        """
+        try:
+            iter(values)
+        except TypeError:
+            raise TypeError(
+                f"retry {self.name!r} ({type(self).__name__}) tries its values one by one, "
+                f"but {values!r} ({type(values).__name__}) is not a collection of values"
+            ) from None
+        return _untried(values, history.provided_iter())
+
     def _get_next_value(self, values: Iterable[Any], history: History) -> Any:
-        remaining = _untried(values, history.provided_iter())
+        remaining = self._untried(values, history)
         if not remaining:
             raise exc.NotFound(f"No elements left in collection of iterable retry controller {self.name}")
         return remaining[0]
 
     def _on_failure(self, values: Iterable[Any], history: History) -> Decision:
-        if _untried(values, history.provided_iter()):
+        if self._untried(values, history):
             return RETRY
         return self._revert_action
 

@@ -279,3 +279,42 @@ def test_missing_in_order_reports_lines_out_of_order() -> None:
     assert _missing_in_order(["a", "b", "c"], output) == []
     assert _missing_in_order(["b", "a"], output) == ["a"]
     assert _missing_in_order(["a", "x", "c"], output) == ["x", "c"]
+
+
+# The examples that need an extra, the module that extra brings, and the line they
+# print without it. They stopped with a ModuleNotFoundError traceback, which did
+# not say what to install; declarative_flow.py's loader says it itself.
+NEEDS_EXTRA = {
+    "typed_and_cached.py": ("pydantic", "typed_and_cached.py needs pydantic: pip install -e '.[typed]'"),
+    "why_it_reverted.py": (
+        "opentelemetry",
+        "why_it_reverted.py needs the OpenTelemetry SDK: pip install -e '.[otel]'",
+    ),
+    "declarative_flow.py": ("yaml", "reading a YAML spec needs PyYAML: pip install 'flowkit[declarative]'"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(NEEDS_EXTRA))
+def test_an_example_whose_extra_is_missing_says_what_to_install(name: str) -> None:
+    module, words = NEEDS_EXTRA[name]
+    # None in sys.modules makes every import of the module (and of its submodules) fail,
+    # as on a base install.
+    hide = (
+        f"import runpy, sys; sys.modules[{module!r}] = None; "
+        f"runpy.run_path({str(EXAMPLES / name)!r}, run_name='__main__')"
+    )
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    done = subprocess.run(
+        [sys.executable, "-c", hide],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        cwd=ROOT,
+        env=env,
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr
+    assert words in done.stderr, done.stderr
+    if name != "declarative_flow.py":
+        assert "Traceback" not in done.stderr, done.stderr

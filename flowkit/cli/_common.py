@@ -31,6 +31,7 @@ __all__ = [
     "FlowRef",
     "add_connection",
     "columns",
+    "file_path_hint",
     "find_flow",
     "guarded",
     "import_target",
@@ -40,6 +41,7 @@ __all__ = [
     "open_backend",
     "parse_store",
     "positive",
+    "spec_error",
     "stdout_closed",
     "url_value",
     "utc_seconds",
@@ -51,6 +53,17 @@ LOG = logging.getLogger(__name__)
 USAGE = 2
 #: Exit status for a failed flow or a runtime error.
 FAILED = 1
+
+
+def spec_error(target: str, err: BaseException) -> CliError:
+    """The error of a spec file that cannot be read: bad usage, unless an extra is missing.
+
+    A spec with a mistake is the user's to fix (status 2); a YAML spec on an
+    install without PyYAML is the environment's, as the monitor without its
+    extra is (status 1).
+    """
+    status = FAILED if isinstance(err.__cause__, ImportError) else USAGE
+    return CliError(f"target '{target}': {one_line(err)}", status=status)
 
 
 class CliError(Exception):
@@ -194,6 +207,27 @@ def importable_cwd() -> None:
         sys.path.insert(0, os.getcwd())
 
 
+def file_path_hint(module_name: str, attr: str) -> str:
+    """What to write instead, when a target's module part is a file path (or ``""``).
+
+    A newcomer who has just run ``python examples/quickstart.py`` types the same
+    path as a target. Python's own answer ("No module named 'examples/quickstart'")
+    does not say that a module name was wanted, nor which one.
+    """
+    is_file = module_name.endswith(".py")
+    if not is_file and "/" not in module_name and os.sep not in module_name:
+        return ""
+    name = attr or "NAME"
+    stem = module_name[: -len(".py")] if is_file else module_name
+    parts = [part for part in stem.replace(os.sep, "/").split("/") if part not in ("", ".")]
+    if os.path.isabs(stem) or ".." in parts or not parts:
+        return (
+            "is a file path, not a module: run from the directory the module is imported from "
+            f"and give MODULE:{name}, for example myapp.flows:make_flow"
+        )
+    return f"is a file path, not a module: give its module's dotted name, '{'.'.join(parts)}:{name}'"
+
+
 def import_target(text: str) -> Any:
     """Import ``module:attribute`` (the current directory is importable, as with ``python -m``).
 
@@ -201,6 +235,9 @@ def import_target(text: str) -> Any:
         CliError: the text is not ``module:attribute``, or either part is missing.
     """
     module_name, sep, attr = text.partition(":")
+    path_hint = file_path_hint(module_name, attr)
+    if path_hint:
+        raise CliError(f"target '{text}' {path_hint}")
     if not sep or not module_name or not attr:
         raise CliError(f"target '{text}' must be MODULE:NAME, for example myapp.flows:make_flow")
     importable_cwd()
@@ -302,6 +339,30 @@ def list_flows(backend: Any) -> list[FlowRef]:
 _OTHERS_NAMED = 3
 
 
+#: At most this many flow names are listed when none matches the one given.
+_NAMES_LISTED = 5
+
+
+def _backend_contents(backend: Any, flows: Sequence[FlowRef]) -> str:
+    """The backend by its URL (password masked), and the flow names it holds.
+
+    "No flow 'x' in this backend" left a reader to guess which was wrong: the
+    name (a typo among the names listed) or the URL (a mistyped SQLite file is
+    created empty on first use, so it "holds no flows").
+    """
+    from flowkit.persistence.backends._urls import mask_url
+
+    connection = (getattr(backend, "conf", None) or {}).get("connection")
+    where = f"the backend {mask_url(connection)}" if isinstance(connection, str) else "this backend"
+    names = sorted({f.flow.name for f in flows})
+    if not names:
+        return f"{where}, which holds no flows"
+    shown = ", ".join(names[:_NAMES_LISTED]) + (
+        f" and {len(names) - _NAMES_LISTED} more" if len(names) > _NAMES_LISTED else ""
+    )
+    return f"{where} (its flows: {shown})"
+
+
 def find_flow(backend: Any, ref: str, prog: str = "flowkit") -> FlowRef:
     """The flow detail whose uuid is ``ref`` or, failing that, the newest named ``ref``.
 
@@ -320,7 +381,7 @@ def find_flow(backend: Any, ref: str, prog: str = "flowkit") -> FlowRef:
     if not found:
         found = [f for f in flows if f.flow.name == ref]
     if not found:
-        raise CliError(f"no flow with uuid or name '{ref}' in this backend")
+        raise CliError(f"no flow with uuid or name '{ref}' in {_backend_contents(backend, flows)}")
     chosen = found[-1]
     if len(found) > 1:
         others = [f.flow.uuid for f in reversed(found[:-1])]

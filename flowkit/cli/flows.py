@@ -195,6 +195,7 @@ def _resume(args: argparse.Namespace) -> int:
     from flowkit import exceptions as exc
     from flowkit.cli._plan import plan_resume
     from flowkit.cli.run import ENGINE_KEY, ENGINE_OPTIONS_KEY, engine_error, run_engine
+    from flowkit.engines.helpers import engine_class
 
     with open_backend(args.connection) as backend:
         ref = find_flow(backend, args.flow, "flowkit flows resume")
@@ -206,6 +207,8 @@ def _resume(args: argparse.Namespace) -> int:
         if args.dry_run:
             # The plan is that of the engine the resume would use (--engine, else the run's).
             try:
+                # The kind is looked up too: a misspelled --engine passed a dry run unseen.
+                engine_class(kind)
                 options = engines.parse_engine(kind)[1]
             except (exc.UnknownEngine, exc.InvalidEngineOption) as err:
                 raise engine_error(kind, err) from err

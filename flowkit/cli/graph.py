@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from flowkit.cli._common import CliError, guarded, import_target, importable_cwd, one_line
+from flowkit.cli._common import CliError, guarded, import_target, importable_cwd, spec_error
 
 __all__ = ["register"]
 
@@ -54,7 +54,7 @@ def load_flow(text: str) -> Any:
         try:
             return declarative.load_flow(text)
         except (declarative.FlowSpecError, OSError) as err:
-            raise CliError(f"target '{text}': {one_line(err)}") from err
+            raise spec_error(text, err) from err
     target = import_target(text)
     if not isinstance(target, (Flow, Atom)):
         if not callable(target):

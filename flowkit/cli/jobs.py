@@ -24,7 +24,7 @@ import json
 import sys
 from typing import Any
 
-from flowkit.cli._common import one_line
+from flowkit.cli._common import file_path_hint, one_line
 from flowkit.cli.conductor import board_arguments, fail, open_board, open_persistence
 
 __all__ = ["register"]
@@ -155,6 +155,11 @@ def _post(args: argparse.Namespace, board: Any, persistence: Any) -> int:
         return fail("jobs post", "--args must be a JSON list, --kwargs and --store JSON objects", 2)
     # MODULE:NAME, as flowkit run spells its target, names the same factory; left
     # as it was, conductors could not import it and trashed the job.
+    path_module, colon, path_name = args.factory.partition(":")
+    hint = file_path_hint(path_module, path_name) if colon else file_path_hint(args.factory, "")
+    if hint:
+        # Never importable: conductors would trash the job. Said now, before anything is saved.
+        return fail("jobs post", f"--factory {args.factory!r} {hint}", 2)
     factory = args.factory.replace(":", ".", 1)
     module, dot, name = factory.rpartition(".")
     if not module or not dot or not name:

@@ -37,6 +37,7 @@ from flowkit.cli._common import (
     importable_cwd,
     one_line,
     parse_store,
+    spec_error,
     url_value,
 )
 
@@ -122,7 +123,7 @@ def _run(args: argparse.Namespace) -> int:
         try:
             loaded = declarative.load_spec(factory_args[0])
         except exc.FlowSpecError as err:
-            raise CliError(f"target '{args.target}': {one_line(err)}") from err
+            raise spec_error(args.target, err) from err
         built = loaded.flow
         options = loaded.engine_kwargs(args.engine)
         kind = options.pop("engine")
@@ -151,9 +152,12 @@ def _run(args: argparse.Namespace) -> int:
         if target is None:
             reason = f"parameter(s) {missing} not given: give them with --store NAME=VALUE"
             raise CliError(f"target '{args.target}': {one_line(loaded.error(reason, 'parameters'))}")
+        # A misspelled --store key is the usual cause: name the keys given that nothing reads.
+        unread = sorted(set(store) - set(getattr(built, "requires", ())))
+        also = f" (--store gave {unread}, which the flow does not require)" if unread else ""
         raise CliError(
             f"target '{args.target}': flow '{built.name}' needs {missing}, not given:"
-            " give them with --store NAME=VALUE"
+            f" give them with --store NAME=VALUE{also}"
         )
     from flowkit.cli._common import open_backend
 

@@ -3,7 +3,9 @@
 Engine kinds are found by name: ``serial`` (default), ``parallel``, ``asyncio``,
 and any registered under the ``flowkit.engines`` entry-point group. A name may be
 written as a URI whose query holds options, e.g. ``"parallel://?max_workers=4"``.
-Unknown names and unknown options are errors, raised before anything runs.
+An unknown name is an error, raised before anything runs; an option the
+kind does not take is kept in ``engine.options`` with a warning, as TaskFlow
+keeps it silently, and refused only with ``strict=True``.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from flowkit.storage import store_meta
 __all__ = [
     "ENGINE_DEFAULT",
     "ENTRY_POINT_GROUP",
+    "engine_class",
     "flow_from_detail",
     "load",
     "load_from_detail",
@@ -72,6 +73,21 @@ def _engine_class(kind: str, namespace: str = ENTRY_POINT_GROUP) -> type[Engine]
         with gc_paused():
             engine_class = getattr(importlib.import_module(module), name)
     return engine_class  # type: ignore[no-any-return]
+
+
+def engine_class(engine: str, namespace: str = ENTRY_POINT_GROUP) -> type[Engine]:
+    """The engine class an engine kind or URI selects, without making an engine.
+
+    For tools that take an ``engine=`` but do not load a flow with it (``flowkit
+    flows resume --dry-run`` plans a resume and runs nothing): a misspelled kind
+    is refused there as :func:`load` would refuse it, instead of passing unseen
+    until the real run.
+
+    Raises:
+        UnknownEngine: no engine kind by that name in ``namespace``.
+        InvalidEngineOption: the URI's query is malformed.
+    """
+    return _engine_class(parse_engine(engine)[0], namespace)
 
 
 def parse_engine(engine: str) -> tuple[str, dict[str, Any]]:
@@ -168,7 +184,8 @@ def load(
         flow_detail: the flow detail to keep the run in; one left by an earlier
             run resumes it (what succeeded is not run again).
         book: the logbook to add a new flow detail to (saved to ``backend``).
-        backend: a persistence backend (see :func:`flowkit.persistence.backends.fetch`);
+        backend: a persistence backend, or the configuration dict that
+            :func:`flowkit.persistence.backends.fetch` makes one from (as TaskFlow);
             with neither ``backend`` nor ``book`` everything stays in memory. With a
             backend but no book, a logbook is made for the run.
         namespace: the entry-point group engines are looked up in.
@@ -189,10 +206,40 @@ def load(
         InvalidFormat: a ``store`` or ``inject`` key is not a string, or a value
             cannot be stored as JSON, while the run is persisted.
         NotFound: ``inject`` names an atom that is not in the flow.
+        TypeError: ``backend`` is neither a backend nor a dict (a URL string, say).
     """
     if not isinstance(engine, str):
         raise exc.InvalidEngineOption(f"engine must be a name or URI string, not {engine!r}", option="engine")
     return _load(flow, store, flow_detail, book, backend, namespace, engine, inject, options, None)
+
+
+def _resolve_backend(backend: Any) -> Any:
+    """The persistence backend ``backend`` names, as TaskFlow's loading functions take it.
+
+    TaskFlow accepts a backend or the configuration dict
+    :func:`flowkit.persistence.backends.fetch` makes one from, and code written
+    for it passes either. Anything else (a URL string is the usual slip) would
+    only fail later, deep inside the first save, as "'str' object has no
+    attribute 'get_connection'"; it is refused here, naming what was given.
+    """
+    if backend is None or hasattr(backend, "get_connection"):
+        return backend
+    if isinstance(backend, Mapping):
+        from flowkit.persistence import backends
+
+        return backends.fetch(backend)
+    from flowkit.persistence.backends._urls import mask_url
+
+    shown = repr(mask_url(backend)) if isinstance(backend, str) else repr(backend)
+    hint = (
+        f"; for a URL pass {{'connection': {shown}}}, or backends.fetch() of it"
+        if isinstance(backend, str)
+        else ""
+    )
+    raise TypeError(
+        f"backend must be a persistence backend or its configuration dict, "
+        f"not the {type(backend).__name__} {shown}{hint}"
+    )
 
 
 def _load(
@@ -208,6 +255,7 @@ def _load(
     new_meta: Mapping[str, Any] | None,
 ) -> Engine:
     """:func:`load`; ``new_meta`` goes into the flow detail made for the run (with a factory's record)."""
+    backend = _resolve_backend(backend)
     kind, uri_options = parse_engine(engine)
     merged = {**uri_options, **options}
     cls = _engine_class(kind, namespace)
@@ -347,6 +395,7 @@ def save_factory_details(
         InvalidFormat: its arguments cannot be stored as JSON.
     """
     flow_detail.meta[_FACTORY_KEY] = _factory_meta(flow_factory, factory_args, factory_kwargs)
+    backend = _resolve_backend(backend)
     if backend is not None:
         with contextlib.closing(backend.get_connection()) as conn:
             conn.update_flow_details(flow_detail)

@@ -12,7 +12,7 @@ What flowkit adds, every board implementing it the same way:
   every claim made on the board. :meth:`JobBoard.check_claim` raises
   :class:`ClaimLost` unless that claim is still the job's current one, which
   is how a conductor refuses to write after its claim expired or was taken
-  over (:mod:`flowkit.conductors`).
+  over (``flowkit.conductors``).
 - Each job keeps its history of :class:`Attempt` records (who claimed it,
   how each claim ended), so a job that keeps failing can be set aside
   instead of cycling between conductors forever.

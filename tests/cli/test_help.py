@@ -24,6 +24,10 @@ def _parsers(
 PARSERS = dict(_parsers(build_parser()))
 
 
+def _subcommands(parser: argparse.ArgumentParser) -> bool:
+    return any(isinstance(action, argparse._SubParsersAction) for action in parser._actions)
+
+
 @pytest.mark.parametrize("command", sorted(PARSERS))
 def test_help_is_plain_text_with_a_description(command: str) -> None:
     parser = PARSERS[command]
@@ -48,3 +52,27 @@ def test_every_argument_says_what_it_is(command: str) -> None:
         if not isinstance(action, argparse._SubParsersAction) and not action.help
     ]
     assert bare == [], f"{command} --help: no words for {bare}"
+
+
+def test_version_prints_flowkits_version(capsys: pytest.CaptureFixture[str]) -> None:
+    # It said "the following arguments are required: COMMAND".
+    from flowkit.version import version_string
+
+    with pytest.raises(SystemExit) as done:
+        build_parser().parse_args(["--version"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out == f"flowkit {version_string()}\n"
+
+
+@pytest.mark.parametrize("command", sorted(c for c in PARSERS if not _subcommands(PARSERS[c])))
+def test_verbose_is_taken_after_the_command_too(command: str) -> None:
+    # "flowkit run TARGET -v" was "unrecognized arguments: -v"; only "flowkit -v run" worked.
+    option_strings = {s for action in PARSERS[command]._actions for s in action.option_strings}
+    assert {"-v", "--verbose"} <= option_strings, command
+
+
+def test_verbose_before_and_after_the_command_counts() -> None:
+    parser = build_parser()
+    assert parser.parse_args(["run", "m:f", "-v"]).verbose == 1
+    assert parser.parse_args(["-v", "-v", "run", "m:f"]).verbose == 2
+    assert parser.parse_args(["run", "m:f"]).verbose == 0

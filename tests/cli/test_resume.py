@@ -229,3 +229,18 @@ def test_resume_of_a_flow_without_a_factory_says_so(tmp_path: Path) -> None:
     done = flowkit_cmd("flows", "resume", uuid, "--connection", url)
     assert done.returncode == 2
     assert "cannot be rebuilt" in done.stderr and "records no flow factory" in done.stderr
+
+
+def test_a_dry_run_refuses_a_misspelled_engine_as_the_resume_does(tmp_path: Path) -> None:
+    # The plan was printed (status 0) for --engine paralel; only the real resume refused it.
+    url = f"sqlite:///{tmp_path}/flows.db"
+    run = flowkit_cmd("run", "tests.cli._flows:make_shop", "--store", "amount=500", "--connection", url)
+    assert run.returncode == 1
+    for extra in (["--dry-run"], []):
+        done = flowkit_cmd("flows", "resume", "shop", *extra, "--engine", "paralel", "--connection", url)
+        assert done.returncode == 2, (extra, done.stdout, done.stderr)
+        assert done.stdout == ""
+        assert done.stderr.strip() == (
+            "flowkit flows resume: error: --engine 'paralel': unknown engine 'paralel'; "
+            "known engines: asyncio, default, parallel, serial, worker-based, worker_based"
+        )

@@ -88,8 +88,20 @@ def test_bad_usage_exits_2_with_one_line_naming_the_fault(tmp_path: Path) -> Non
         ("run", "tests.cli._flows:nothing"): "has no attribute 'nothing'",
         ("run", "no_such_module_xyz:make"): "cannot import module 'no_such_module_xyz'",
         ("run", "tests.cli._flows"): "must be MODULE:NAME",
+        # A script's path, as `python PATH` takes it: it said "No module named 'tests/cli/_flows'".
+        ("run", "tests/cli/_flows.py"): (
+            "target 'tests/cli/_flows.py' is a file path, not a module: give its module's dotted name, "
+            "'tests.cli._flows:NAME'"
+        ),
+        ("run", "tests/cli/_flows.py:make_shop"): "dotted name, 'tests.cli._flows:make_shop'",
+        ("graph", "/srv/app/flows.py:make"): "is a file path, not a module: run from the directory",
         ("run", "tests.cli._flows:make_shop", "--store", "amount"): "--store 'amount' must be KEY=VALUE",
         ("run", "tests.cli._flows:make_shop"): "amount",  # a value the flow needs, not given
+        # A misspelled key: it said only what was missing, not that 'amout' went unread.
+        ("run", "tests.cli._flows:make_shop", "--store", "amout=5"): (
+            "flow 'shop' needs ['amount'], not given: give them with --store NAME=VALUE "
+            "(--store gave ['amout'], which the flow does not require)"
+        ),
         ("run", "tests.cli._flows:CardDeclined"): "did not give a flow",
         # It said "did not give a flow" of a flow whose types do not fit.
         ("run", "tests.cli._flows:make_mistyped"): (
@@ -117,11 +129,20 @@ def test_bad_usage_exits_2_with_one_line_naming_the_fault(tmp_path: Path) -> Non
         assert done.returncode == 2, (args, done.stderr)
         lines = done.stderr.strip().splitlines()
         assert len(lines) == 1 and words in lines[0], (args, done.stderr)
+    # It said "in this backend": neither which backend nor what it holds, so a mistyped
+    # SQLite file (created empty on first use) looked like a mistyped flow name.
     unknown = flowkit_cmd("flows", "show", "nope", "--connection", f"sqlite:///{tmp_path}/x.db")
     assert unknown.returncode == 2
-    assert (
-        unknown.stderr.strip()
-        == "flowkit flows show: error: no flow with uuid or name 'nope' in this backend"
+    assert unknown.stderr.strip() == (
+        f"flowkit flows show: error: no flow with uuid or name 'nope' in the backend "
+        f"sqlite:///{tmp_path}/x.db, which holds no flows"
+    )
+    assert _run_shop(5, f"sqlite:///{tmp_path}/x.db") == 0
+    typo = flowkit_cmd("flows", "why", "shp", "--connection", f"sqlite:///{tmp_path}/x.db")
+    assert typo.returncode == 2
+    assert typo.stderr.strip() == (
+        f"flowkit flows why: error: no flow with uuid or name 'shp' in the backend "
+        f"sqlite:///{tmp_path}/x.db (its flows: shop)"
     )
 
 
@@ -314,6 +335,14 @@ def test_worker_jobs_and_conductor_errors_do_not_repeat_their_cause() -> None:
     assert worker.stderr == (
         "flowkit worker: error: cannot import task module 'no_such_mod': No module named 'no_such_mod'\n"
     )
+    # A script's path: Python's "No module named 'tests/cli/_flows'" did not say a dotted name was wanted.
+    path = flowkit_cmd(
+        "worker", "--redis", "redis://127.0.0.1:9/0", "--topic", "t", "--tasks", "tests/cli/_flows.py"
+    )
+    assert path.returncode == 2
+    assert path.stderr.strip().endswith(
+        "(a file path, not a module: give its dotted name, 'tests.cli._flows')"
+    ), path.stderr
     for command in (["jobs", "--board", "redis://:pw@127.0.0.1:9/0", "list"], ["conductor", "--board",
                     "redis://:pw@127.0.0.1:9/0", "--name", "c"]):  # fmt: skip
         done = flowkit_cmd(*command)

@@ -84,6 +84,13 @@ def test_jobs_post_takes_a_factory_written_as_flowkit_run_writes_targets(
     assert [c["atom"] for c in flows.read_calls(calls)] == ["step0"]
     bad = flowkit(*common, "post", "x", "--factory", "nodots")
     assert bad.returncode == 2 and "--factory 'nodots' must be MODULE.FUNCTION" in bad.stderr
+    # A script's path was posted as is, and the job trashed by the conductor that claimed it.
+    path = flowkit(*common, "post", "x", "--factory", "tests/conductors/flows.py:chain")
+    assert path.returncode == 2 and path.stderr.strip() == (
+        "flowkit jobs post: error: --factory 'tests/conductors/flows.py:chain' is a file path, not a "
+        "module: give its module's dotted name, 'tests.conductors.flows:chain'"
+    )
+    assert flowkit("jobs", "--board", redis_board, "list").stdout == ""
 
 
 def test_a_refused_post_leaves_no_flow_behind(redis_board: str, postgresql_db_url: str) -> None:

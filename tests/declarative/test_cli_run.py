@@ -82,3 +82,28 @@ def test_a_parameter_not_given_is_bad_usage_naming_the_spec_before_any_record(tm
     assert "param" not in listed.stdout
     given = flowkit_cmd("run", str(spec), "--connection", url, "--store", "start=4")
     assert given.returncode == 0, given.stderr
+
+
+def test_a_yaml_spec_without_pyyaml_fails_with_status_1_naming_the_extra(tmp_path: Path) -> None:
+    # It left with status 2, "bad usage", for what the install lacks (the monitor's
+    # missing extra is status 1).
+    import subprocess
+    import sys
+
+    from tests.cli.conftest import command_env
+
+    spec = tmp_path / "pricing.yaml"
+    spec.write_text(PRICING)
+    without_yaml = (
+        "import sys; sys.modules['yaml'] = None; from flowkit.cli import main; raise SystemExit(main())"
+    )
+    for command in ("run", "graph"):
+        done = subprocess.run(
+            [sys.executable, "-c", without_yaml, command, str(spec)],
+            capture_output=True, text=True, env=command_env(), cwd=tmp_path, timeout=60, check=False,
+        )  # fmt: skip
+        assert done.returncode == 1, (command, done.stderr)
+        assert done.stderr.strip() == (
+            f"flowkit {command}: error: target '{spec}': {spec}: reading a YAML spec needs PyYAML: "
+            "pip install 'flowkit[declarative]' (or use a .json file or a dict)"
+        ), done.stderr

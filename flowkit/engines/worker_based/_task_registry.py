@@ -53,6 +53,19 @@ def load_tasks(specs: Iterable[type | str]) -> dict[str, TaskClass]:
     return registry
 
 
+def _path_hint(module_name: str) -> str:
+    """For a script's relative path given as the module (``--tasks app/tasks.py``), the module meant.
+
+    Python's "No module named 'app/tasks'" does not say that a dotted module
+    name was wanted; this names it.
+    """
+    if not (module_name.endswith(".py") or "/" in module_name) or module_name.startswith(("/", "..")):
+        return ""
+    stem = module_name[: -len(".py")] if module_name.endswith(".py") else module_name
+    dotted = ".".join(part for part in stem.split("/") if part not in ("", "."))
+    return f" (a file path, not a module: give its dotted name, {dotted!r})" if dotted else ""
+
+
 def _resolve(spec: type | str) -> list[TaskClass]:
     if isinstance(spec, type):
         return [_task_class(spec, repr(spec))]
@@ -62,7 +75,9 @@ def _resolve(spec: type | str) -> list[TaskClass]:
     try:
         module = importlib.import_module(module_name)
     except ImportError as err:
-        raise exc.NotFound(f"cannot import task module {module_name!r}: {err}") from err
+        raise exc.NotFound(
+            f"cannot import task module {module_name!r}: {err}{_path_hint(module_name)}"
+        ) from err
     if names:
         found = []
         for name in (part.strip() for part in names.split(",")):

@@ -43,6 +43,20 @@ def _entry_points(namespace: str) -> dict[str, Any]:
     return {ep.name: ep for ep in metadata.entry_points(group=namespace)}
 
 
+def _path_hint(connection: Any) -> str:
+    """For a SQLite file's path given where a URL goes, the URL it most likely meant (or ``""``).
+
+    ``--connection flows.db`` reads as the scheme ``flows.db``; saying so alone
+    leaves a newcomer guessing how a SQLite file is spelled (three slashes for
+    a relative path, four for an absolute one: ``sqlite:///`` plus the path).
+    """
+    if not isinstance(connection, str) or ":" in connection:
+        return ""
+    if not connection.endswith((".db", ".sqlite", ".sqlite3")):
+        return ""
+    return f"; for a SQLite file, sqlite:///{connection}"
+
+
 def _backend_class(name: str, namespace: str, connection: Any) -> type[Backend]:
     # The table only speaks for our own group; another group is entirely its owner's.
     target = _BUILTIN.get(name) if namespace == BACKEND_NAMESPACE else None
@@ -55,7 +69,7 @@ def _backend_class(name: str, namespace: str, connection: Any) -> type[Backend]:
         known = set(found) | (set(_BUILTIN) if namespace == BACKEND_NAMESPACE else set())
         raise exc.NotFound(
             f"no persistence backend for scheme {mask_url(name)!r} (connection {mask_url(connection)!r}); "
-            f"known schemes: {', '.join(sorted(known))}"
+            f"known schemes: {', '.join(sorted(known))}{_path_hint(connection)}"
         )
     loaded: type[Backend] = found[name].load()
     return loaded

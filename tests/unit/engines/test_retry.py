@@ -297,3 +297,25 @@ def test_a_retry_can_require_values_from_before_its_flow(engine_kind: str) -> No
     )
     engines.run(flow, engine=engine_kind)
     assert seen == [2, 2]
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: retry.ForEach(5, name="regions", provides="v"),
+        lambda: retry.ParameterizedForEach(name="regions", provides="v"),
+    ],
+)
+def test_for_each_values_that_are_no_collection_fail_naming_the_retry_and_the_value(make: Any) -> None:
+    # It failed with a bare "'int' object is not iterable": no retry, no value named.
+    class Use(task.Task):
+        def execute(self, v: Any) -> Any:
+            return v
+
+    flow = linear_flow.Flow("f", retry=make()).add(Use("use"))
+    with pytest.raises(TypeError) as caught:
+        engines.run(flow, store={"values": 5})
+    assert str(caught.value).startswith("retry 'regions' (")
+    assert str(caught.value).endswith(
+        "tries its values one by one, but 5 (int) is not a collection of values"
+    )

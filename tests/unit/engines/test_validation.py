@@ -337,3 +337,12 @@ def test_a_refused_run_leaves_the_flow_unstarted(rec: Recorder) -> None:
     engine.storage.inject({"x": 1})
     engine.run()
     assert rec.details("execute", "needy") == [{"x": 1}]
+
+
+def test_engine_class_names_the_class_of_a_kind_or_uri_and_refuses_an_unknown_kind() -> None:
+    from flowkit.engines.helpers import engine_class
+    from flowkit.engines.parallel import ParallelEngine
+
+    assert engine_class("parallel://?max_workers=2") is ParallelEngine
+    with pytest.raises(exceptions.UnknownEngine, match="unknown engine 'paralel'"):
+        engine_class("paralel")

@@ -1,0 +1,95 @@
+"""The ``flowkit`` commands README.rst and doc/cli.rst show, run as a newcomer runs them.
+
+The commands are read from the documents themselves, so a renamed option, flow
+or atom, or output that changed, fails here instead of in a reader's shell.
+They run in an empty directory of their own (the relative ``sqlite:///flows.db``
+lands there), with the checkout importable, as from a checkout after
+``pip install -e '.[cli]'``.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+from tests.cli.conftest import SOURCE_ROOT, flowkit_cmd
+
+ROOT = Path(SOURCE_ROOT)
+
+
+def _literal_blocks(text: str) -> list[list[str]]:
+    """The ``::`` literal blocks of reST ``text``, each as its lines with the indentation removed."""
+    blocks: list[list[str]] = []
+    lines = text.splitlines()
+    i = 0
+    while i < len(lines):
+        if lines[i].rstrip().endswith("::") and not lines[i].lstrip().startswith(".."):
+            i += 1
+            block: list[str] = []
+            while i < len(lines) and (not lines[i].strip() or lines[i].startswith(" ")):
+                block.append(lines[i])
+                i += 1
+            body = [line for line in block if line.strip()]
+            indent = min(len(line) - len(line.lstrip()) for line in body) if body else 0
+            blocks.append([line[indent:] for line in body])
+        else:
+            i += 1
+    return blocks
+
+
+def _section(text: str, title: str) -> str:
+    """The body of the section titled ``title`` (up to the next title of any level)."""
+    start = text.index(f"\n{title}\n") + len(title) + 2
+    following = re.search(r"\n[^\n]+\n[-=~^]{3,}\n", text[start:])
+    return text[start : start + following.start()] if following else text[start:]
+
+
+def _run(command: str, cwd: Path) -> tuple[int, str, str]:
+    """Run a documented ``flowkit ...`` command line in ``cwd``: (status, stdout, stderr)."""
+    argv = shlex.split(command)
+    assert Path(argv[0]).name == "flowkit", command
+    done = flowkit_cmd(*argv[1:], cwd=cwd)
+    return done.returncode, done.stdout, done.stderr
+
+
+def test_the_readme_commands_run_the_quickstart_and_read_it_back(tmp_path: Path) -> None:
+    readme = (ROOT / "README.rst").read_text(encoding="utf-8")
+    commands = [
+        line for block in _literal_blocks(readme) for line in block if line.startswith(".venv/bin/flowkit ")
+    ]
+    assert [shlex.split(c)[1:3] for c in commands] == [
+        ["run", "examples.quickstart:build_flow"],
+        ["flows", "show"],
+        ["flows", "why"],
+    ], commands
+    status, _, err = _run(commands[0], tmp_path)
+    # The quickstart's card is declined by design: the run reverts, status 1, one line naming the atom.
+    assert status == 1 and err.count("\n") == 1, err
+    assert "flow 'open-shop' ended REVERTED; atom 'charge_card' failed with" in err
+    status, out, err = _run(commands[1], tmp_path)
+    assert status == 0, err
+    for atom in ("reserve_domain", "create_database", "charge_card"):
+        assert re.search(rf"^  {atom} +REVERTED ", out, re.M), out
+    status, out, err = _run(commands[2], tmp_path)
+    assert status == 0, err
+    assert out.splitlines()[0] == "reserve_domain is REVERTED:", out
+
+
+def test_the_flows_why_transcripts_of_the_cli_page_print_what_it_shows(tmp_path: Path) -> None:
+    section = _section((ROOT / "doc" / "cli.rst").read_text(encoding="utf-8"), "``flowkit flows why``")
+    ran = 0
+    for block in _literal_blocks(section):
+        command: str | None = None
+        expected: list[str] = []
+        for line in [*block, "$ "]:
+            if not line.startswith("$ "):
+                expected.append(line)
+                continue
+            if command is not None:
+                status, out, err = _run(command, tmp_path)
+                if expected:
+                    assert (status, out.splitlines()) == (0, expected), f"{command}\n{err}"
+                ran += 1
+            command, expected = line[2:] or None, []
+    assert ran == 3  # the quickstart's run, then why of an atom and why of the flow
