@@ -940,7 +940,7 @@ class Runtime:
     def record(self, node: Node, state: str | None, intention: str | None) -> None:
         record = self.records[node.index]
         assert record is not None
-        if intention is not None and intention in _REVERT_INTENTIONS and self.scheduler.resolution is not None:
+        if intention in _REVERT_INTENTIONS and self.scheduler.resolution is not None:
             self._causes[node.name] = self.scheduler.resolution
         if state is not None:
             if state == st.IGNORE and self._deciding is not None:

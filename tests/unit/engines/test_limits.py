@@ -309,7 +309,9 @@ class _SpawnsKeyedRetry(task.Task):
     """Spawns, at run time, a sub-flow whose retry has run options of its own."""
 
     def execute(self) -> Any:
-        return dynamic.subflow(linear_flow.Flow("sub", retry=_KeyedTimes(2, name="spawned-careful")).add(Quick("s")))
+        return dynamic.subflow(
+            linear_flow.Flow("sub", retry=_KeyedTimes(2, name="spawned-careful")).add(Quick("s"))
+        )
 
 
 @pytest.mark.parametrize("engine", ["serial", "parallel"])
