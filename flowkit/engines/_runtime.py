@@ -415,14 +415,18 @@ class Runtime:
         """Put every atom back to PENDING with the intention to execute (engine.reset())."""
         state = self.state
         self._durable = state.durable
-        for node in self.compilation.atoms:
-            record = self.records[node.index] = state.records[node.name]
-            record.intention = st.EXECUTE
-            if record.state != st.PENDING:
-                self._transition(node, st.PENDING)
-            elif self._durable:
-                state.changed(record)
-        state.history.clear()
+        with state.batch():  # one write for them all, unless a listener hears each (then each first)
+            for node in self.compilation.atoms:
+                record = self.records[node.index] = state.records[node.name]
+                if record.state != st.PENDING:
+                    if node.kind != RETRY:
+                        record.progress = 0.0
+                    # As record(): the state first, then the intention, as TaskFlow.
+                    self._transition(node, st.PENDING)
+                record.intention = st.EXECUTE
+                if self._durable:
+                    state.changed(record)
+            state.history.clear()
 
     def finish(self, best_effort: bool = False) -> None:
         """End a run: stop relaying progress, write what is pending, release storage.
