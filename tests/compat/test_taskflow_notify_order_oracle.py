@@ -118,10 +118,11 @@ class Scenario:
         finally:
             backend.close()
 
-    def run(self, flow: Any, then_reset: bool = False) -> None:
+    def run(self, flow: Any, then_reset: bool = False, suspend_at: str = "") -> None:
         """Run ``flow`` durably, noting what storage and the backend say at each notification.
 
         ``then_reset``: then ``engine.reset()`` it, listened to the same way.
+        ``suspend_at``: suspend the run as this atom succeeds, then run it again to its end.
         """
         backend = self.backends.fetch({"connection": self.url})
         with contextlib.closing(backend.get_connection()) as conn:
@@ -154,6 +155,8 @@ class Scenario:
             else:
                 seen.append(_read(lambda: [outcome for outcome, _ in storage.get_retry_history(name)]))
             self.seen.append(tuple(seen))
+            if state == "SUCCESS" and name == suspend_at:
+                engine.suspend()
 
         def noting(callback: Callable[[str, dict[str, Any]], None]) -> Callable[[str, dict[str, Any]], None]:
             # Both notifiers log and swallow a listener's error: note it instead.
@@ -167,10 +170,11 @@ class Scenario:
 
         engine.notifier.register("*", noting(on_flow))
         engine.atom_notifier.register("*", noting(on_atom))
-        try:
-            engine.run()
-        except Exception as err:
-            self.seen.append(("raised", type(err).__name__))
+        for _ in range(2 if suspend_at else 1):
+            try:
+                engine.run()
+            except Exception as err:
+                self.seen.append(("raised", type(err).__name__))
         try:
             if then_reset:
                 engine.reset()
@@ -201,8 +205,12 @@ class Scenario:
         """``engine.reset()`` after a run: every atom back to PENDING, the flow too."""
         return self.lf.Flow("reset").add(self.Ok("a"), self.Ok("b"))
 
+    def suspended(self) -> Any:
+        """Suspended as ``a`` succeeds (SUSPENDING, SUSPENDED), then run to its end."""
+        return self.lf.Flow("suspended").add(self.Ok("a"), self.Ok("b"))
 
-SCENARIOS = ("retried_and_ignored", "reverted", "revert_failed", "reset")
+
+SCENARIOS = ("retried_and_ignored", "reverted", "revert_failed", "reset", "suspended")
 
 
 #: Where a seen atom notice holds the atom's intention.
@@ -211,7 +219,11 @@ _INTENTION = 3
 
 def _seen(root: str, url: str, scenario: str, engine: str = "serial") -> list[Seen]:
     lib = Scenario(root, url, engine)
-    lib.run(getattr(lib, scenario)(), then_reset=scenario == "reset")
+    lib.run(
+        getattr(lib, scenario)(),
+        then_reset=scenario == "reset",
+        suspend_at="a" if scenario == "suspended" else "",
+    )
     return lib.seen
 
 
