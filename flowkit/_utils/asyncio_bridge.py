@@ -14,6 +14,8 @@ from collections.abc import Coroutine
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
+from flowkit._utils.lazy_logging import module_logger
+
 if TYPE_CHECKING:
     import asyncio
     import concurrent.futures
@@ -21,7 +23,14 @@ if TYPE_CHECKING:
 # asyncio itself (and with it concurrent.futures) is imported on first use: it
 # costs ~30 ms, and most flows never await anything.
 
-__all__ = ["NESTING", "EventLoopThread", "result_of"]
+__all__ = ["CLOSE_GRACE", "NESTING", "EventLoopThread", "result_of"]
+
+_LOG = module_logger(__name__)
+
+#: Seconds :meth:`EventLoopThread.close` gives the tasks it cancels to end. A
+#: coroutine may catch its cancellation and go on; waiting for it without a
+#: bound made ``close`` (and the run ending with it) wait for ever.
+CLOSE_GRACE = 2.0
 
 #: How many :class:`EventLoopThread` coroutines the running code is inside (0: none).
 #: A coroutine that runs a flow of its own (``engines.run`` in an ``async def``
@@ -39,6 +48,8 @@ class EventLoopThread:
         self._lock = threading.Lock()
         #: Set by :meth:`close` before it stops the loop it started: its thread ends then.
         self._closing = threading.Event()
+        #: The tasks :meth:`close` abandoned, held by the loop's thread (see ``loop``).
+        self._kept: set[asyncio.Task[Any]] = set()
 
     @property
     def owned(self) -> bool:
@@ -55,8 +66,14 @@ class EventLoopThread:
                 loop = asyncio.new_event_loop()
                 ready = threading.Event()
                 closing = self._closing = threading.Event()
+                kept = self._kept = set()
 
                 def serve() -> None:
+                    # Abandoned tasks go in here (see close). A task waiting on a future
+                    # only it references is garbage once nothing else holds it: collected
+                    # pending, at the latest at exit ("Task was destroyed but it is
+                    # pending!"). This frame lives as long as the thread, even past exit.
+                    abandoned = kept  # noqa: F841 (held, never read)
                     asyncio.set_event_loop(loop)
                     loop.call_soon(ready.set)
                     while True:
@@ -108,7 +125,7 @@ class EventLoopThread:
             future.cancel()  # nothing, if the coroutine had ended
             raise
 
-    def close(self) -> None:
+    def close(self, grace: float | None = None) -> None:
         """Stop the loop thread, if this object started one.
 
         Its tasks still pending (the coroutines of a run an interrupt ended, a
@@ -116,12 +133,16 @@ class EventLoopThread:
         first, as :func:`asyncio.run` does: closing the loop under them
         destroyed them unfinished, so their ``finally`` blocks and ``async
         with`` exits never ran ("Task was destroyed but it is pending!").
-        Tasks cancelled before that which still run on (a timed-out coroutine
-        that swallowed its cancellation, abandoned) are not waited for: the
-        loop's daemon thread goes on running them and stops, closing the loop,
-        once they have ended, as a thread running an abandoned call does.
-        Closing the loop under them left them pending, to be destroyed
-        unfinished when collected, at the latest at interpreter exit.
+        They are awaited for ``grace`` seconds at most (None:
+        :data:`CLOSE_GRACE`, read at each call): a coroutine that
+        catches the cancellation and goes on would otherwise hold ``close``
+        (and the end of the run) for ever. Those, and tasks cancelled before
+        (a timed-out coroutine that swallowed its cancellation), are
+        abandoned, named in a WARNING: the loop's daemon thread goes on
+        running them and stops, closing the loop, once they have ended, as a
+        thread running an abandoned call does. Closing the loop under them
+        left them pending, to be destroyed unfinished when collected, at the
+        latest at interpreter exit.
         """
         import asyncio
 
@@ -130,30 +151,59 @@ class EventLoopThread:
             if not self._owned or loop is None or thread is None:
                 return
             self._loop = self._thread = None
-            closing = self._closing
-        abandoned = asyncio.run_coroutine_threadsafe(_cancel_pending(), loop).result()
+            closing, kept = self._closing, self._kept
+        if grace is None:
+            grace = CLOSE_GRACE
+        abandoned = asyncio.run_coroutine_threadsafe(_cancel_pending(grace), loop).result()
         closing.set()
         if abandoned:
-            asyncio.run_coroutine_threadsafe(_stop_after(abandoned), loop)
+            _LOG.warning(
+                "closing the asyncio loop thread: abandoned %d task(s) still running after "
+                "being cancelled (given %g s to end); its daemon thread runs them on until "
+                "they end: %s",
+                len(abandoned),
+                grace,
+                ", ".join(_describe(task) for task in abandoned),
+            )
+            asyncio.run_coroutine_threadsafe(_stop_after(abandoned, kept), loop)
             return
         loop.call_soon_threadsafe(loop.stop)
         thread.join()
 
 
-async def _stop_after(tasks: list[asyncio.Task[Any]]) -> None:
-    """Wait for the abandoned ``tasks`` to end, then stop the loop (its thread closes it)."""
+def _describe(task: asyncio.Task[Any]) -> str:
+    """A task as a log line names it: its name and its coroutine's (innermost awaited) function."""
+    coro: Any = task.get_coro()
+    if getattr(coro, "cr_code", None) is _own_cancel_kept.__code__:
+        # submit()'s wrapper: the coroutine it awaits is the one worth naming.
+        coro = getattr(coro, "cr_await", None) or coro
+    return f"{task.get_name()} ({getattr(coro, '__qualname__', type(coro).__name__)})"
+
+
+async def _stop_after(tasks: list[asyncio.Task[Any]], kept: set[asyncio.Task[Any]]) -> None:
+    """Wait for the abandoned ``tasks`` to end, then stop the loop (its thread closes it).
+
+    They and this task are held in ``kept`` meanwhile: a task waiting on a future
+    nothing else references would otherwise be collected, still pending.
+    """
     import asyncio
 
+    current = asyncio.current_task()
+    assert current is not None
+    kept.update(tasks)
+    kept.add(current)
     await asyncio.wait(tasks)
+    kept.clear()
     asyncio.get_running_loop().stop()
 
 
-async def _cancel_pending() -> list[asyncio.Task[Any]]:
-    """Cancel the other tasks of the running loop and wait until they have ended.
+async def _cancel_pending(grace: float) -> list[asyncio.Task[Any]]:
+    """Cancel the other tasks of the running loop and wait up to ``grace`` s for them to end.
 
     Returns:
-        The tasks already cancelled that go on (a timed-out coroutine that
-        swallowed its cancellation): abandoned, they are not waited for here.
+        The tasks that go on: those cancelled before (a timed-out coroutine that
+        swallowed its cancellation), not waited for, and those that outlived
+        ``grace`` (one that swallowed this cancellation): abandoned.
     """
     import asyncio
 
@@ -163,7 +213,10 @@ async def _cancel_pending() -> list[asyncio.Task[Any]]:
     for task in pending:
         task.cancel()
     if pending:
-        await asyncio.gather(*pending, return_exceptions=True)
+        done, _ = await asyncio.wait(pending, timeout=grace)
+        for task in done:  # their outcome is seen here, as gather() would: no "never retrieved"
+            if not task.cancelled():
+                task.exception()
     return [task for task in others if not task.done()]
 
 

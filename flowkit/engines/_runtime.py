@@ -415,14 +415,18 @@ class Runtime:
         """Put every atom back to PENDING with the intention to execute (engine.reset())."""
         state = self.state
         self._durable = state.durable
-        for node in self.compilation.atoms:
-            record = self.records[node.index] = state.records[node.name]
-            record.intention = st.EXECUTE
-            if record.state != st.PENDING:
-                self._transition(node, st.PENDING)
-            elif self._durable:
-                state.changed(record)
-        state.history.clear()
+        with state.batch():  # one write for them all, unless a listener hears each (then each first)
+            for node in self.compilation.atoms:
+                record = self.records[node.index] = state.records[node.name]
+                if record.state != st.PENDING:
+                    if node.kind != RETRY:
+                        record.progress = 0.0
+                    # As record(): the state first, then the intention, as TaskFlow.
+                    self._transition(node, st.PENDING)
+                record.intention = st.EXECUTE
+                if self._durable:
+                    state.changed(record)
+            state.history.clear()
 
     def finish(self, best_effort: bool = False) -> None:
         """End a run: stop relaying progress, write what is pending, release storage.
@@ -587,6 +591,8 @@ class Runtime:
     def _begin_revert(self, node: Node) -> Call:
         record = self.records[node.index]
         assert record is not None
+        if node.kind != RETRY:
+            record.progress = 0.0  # as TaskFlow: a revert starts over from 0.0 (1.0 once reverted)
         self._transition(node, st.REVERTING)
         kwargs = self._fetch(node, node.revert_args, record)
         # A copy per call (a revert may keep or change it), made from the failures
@@ -698,6 +704,9 @@ class Runtime:
                 ok, value = False, Failure.from_exception(err)
         if ok:
             record.result, record.failure = value, None
+            if record.revert_result is not None or record.revert_failure is not None:
+                # Re-run after a revert (a retry): as TaskFlow, the old revert outcome goes.
+                record.revert_result = record.revert_failure = None
             if self._failures:
                 self._failures.pop(node.name, None)
             if node.kind == RETRY:
@@ -768,10 +777,16 @@ class Runtime:
             record.revert_result, record.revert_failure = value, None
             if node.kind == RETRY:
                 self.state.history.pop(node.name, None)
+            else:
+                record.progress = 1.0
             self._transition(node, st.REVERTED, value)
             self.scheduler.reverted(node, True)
             return
+        # As TaskFlow, a failed revert keeps only its failure: the execute result the
+        # revert could not undo is dropped (the flow halts; a reset starts it afresh).
         record.revert_failure, record.revert_result = value, None
+        if node.kind != RETRY:
+            record.result = None
         self._transition(node, st.REVERT_FAILURE, value)
         self.retained.append(value)
         self.scheduler.reverted(node, False)
@@ -806,6 +821,10 @@ class Runtime:
             if self._held is not None:
                 self._held.append((state, details))
             else:
+                if self._durable:
+                    # As TaskFlow: the change is stored before anyone hears of it, so a
+                    # listener reading the backend (a monitor, an audit) finds it there.
+                    self.state.flush()
                 self.notifier.notify(state, details)
 
     @contextlib.contextmanager
@@ -829,6 +848,8 @@ class Runtime:
             yield
         finally:
             self._held = None
+        if held and self._durable:
+            self.state.flush()  # stored whole before the first of them is heard
         for state, details in held:
             self.notifier.notify(state, details)
 
@@ -923,17 +944,22 @@ class Runtime:
     def record(self, node: Node, state: str | None, intention: str | None) -> None:
         record = self.records[node.index]
         assert record is not None
+        if intention in _REVERT_INTENTIONS and self.scheduler.resolution is not None:
+            self._causes[node.name] = self.scheduler.resolution
+        if state is not None:
+            if state == st.IGNORE and self._deciding is not None:
+                self._ignored[node.name] = self._deciding
+            if node.kind != RETRY:
+                record.progress = 0.0  # a reset (PENDING) or a skip (IGNORE) starts over, as in TaskFlow
+            # The state first, then the intention, as TaskFlow does: a listener told
+            # of an IGNORE or a reset to PENDING still reads the intention it had.
+            self._transition(node, state)
+            if intention is None:
+                return
         if intention is not None:
             record.intention = intention
-            if intention in _REVERT_INTENTIONS and self.scheduler.resolution is not None:
-                self._causes[node.name] = self.scheduler.resolution
-        if state is None:
-            if self._durable:
-                self.state.changed(record)
-            return
-        if state == st.IGNORE and self._deciding is not None:
-            self._ignored[node.name] = self._deciding
-        self._transition(node, state)
+        if self._durable:
+            self.state.changed(record)
 
     def cause_of(self, name: str) -> RevertCause | None:
         """The failure resolution behind ``name``'s latest revert or reset in this run, if any."""

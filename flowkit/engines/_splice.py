@@ -203,7 +203,10 @@ class Spawns:
         offset = len(compilation.nodes)
         plans = self._plan(spawner, sub, offset)
         for atom_node in sub.atoms:  # a bad timeout or concurrency key fails the spawner
-            options_of(atom_node, runtime.default_timeout, runtime.limits)
+            if atom_node.kind != RETRY:
+                # A retry's options are never refused, only warned of: that happens
+                # once, as adopt_options() reads them below (here too it said it twice).
+                options_of(atom_node, runtime.default_timeout, runtime.limits)
         # Checks done: from here on the running graph changes.
         local_start, local_end = sub.root.start, sub.root.end
         _renumber(sub, offset, spawner.retry, plans)

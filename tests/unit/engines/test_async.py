@@ -16,6 +16,7 @@ from flowkit.patterns import linear_flow, unordered_flow
 from tests.conftest import WAIT_TIMEOUT, wait_until
 from tests.services import run_bounded
 
+from ._fresh_python import run_python
 from ._tasks import Recorder, Step
 
 
@@ -466,3 +467,88 @@ def test_ctrl_c_during_a_serial_async_task_cancels_its_coroutine(listened: bool)
         engine.run()
     assert cancelled.wait(WAIT_TIMEOUT)
     assert engine.storage.get_atom_state("i") == states.RUNNING
+
+
+def test_closing_a_loop_thread_abandons_a_coroutine_that_swallows_its_cancellation(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # close() cancels what is still pending and awaited it without a bound: a
+    # coroutine that catches that cancellation and goes on held close (and the
+    # end of the run calling it) for ever. Now it is abandoned after the grace
+    # period, named in a warning, and runs on until it ends; then the loop closes.
+    from flowkit._utils import asyncio_bridge
+    from flowkit._utils.asyncio_bridge import EventLoopThread, result_of
+
+    monkeypatch.setattr(asyncio_bridge, "CLOSE_GRACE", 0.05, raising=False)  # not waited for: bounded
+    bridge = EventLoopThread()
+    heard: list[str] = []
+    gates: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
+    started = threading.Event()
+
+    async def stubborn() -> str:
+        gate = asyncio.Event()
+        gates.append((asyncio.get_running_loop(), gate))
+        started.set()
+        while not gate.is_set():
+            try:
+                await gate.wait()
+            except asyncio.CancelledError:
+                heard.append("cancellation swallowed")
+        return "ended after all"
+
+    future = bridge.submit(stubborn())
+    assert started.wait(WAIT_TIMEOUT)
+    thread = bridge._thread
+    assert thread is not None
+    closer = threading.Thread(target=bridge.close, daemon=True)
+    try:
+        with caplog.at_level("WARNING", logger="flowkit._utils.asyncio_bridge"):
+            closer.start()
+            closer.join(WAIT_TIMEOUT)
+        assert not closer.is_alive(), "close() waited on the coroutine that swallowed its cancellation"
+    finally:
+        loop, gate = gates[0]
+        loop.call_soon_threadsafe(gate.set)  # let it end, whatever happened
+    assert heard == ["cancellation swallowed"]
+    warned = [r.getMessage() for r in caplog.records if r.name == "flowkit._utils.asyncio_bridge"]
+    assert len(warned) == 1, warned
+    assert "abandoned 1 task(s)" in warned[0] and "stubborn" in warned[0]
+    # Abandoned, it ran on to its end; then the loop's thread closed the loop.
+    assert result_of(future) == "ended after all"
+    thread.join(WAIT_TIMEOUT)
+    assert not thread.is_alive() and loop.is_closed()
+
+
+_SWALLOWS_AT_CLOSE = """
+import asyncio, logging, threading
+from flowkit._utils import asyncio_bridge
+from flowkit._utils.asyncio_bridge import EventLoopThread
+
+logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
+started = threading.Event()
+
+async def never_gives_up():
+    started.set()
+    while True:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            pass  # swallowed, every time
+
+bridge = EventLoopThread()
+bridge.submit(never_gives_up())
+assert started.wait(30)
+asyncio_bridge.CLOSE_GRACE = 0.05
+bridge.close()
+print("closed")
+"""
+
+
+def test_a_process_exits_cleanly_after_closing_a_loop_with_a_coroutine_that_never_ends() -> None:
+    # close() waited for ever on the coroutine; now it returns, the coroutine
+    # runs on in the loop's daemon thread, and the process exits without
+    # destroying it pending ("Task was destroyed but it is pending!").
+    out = run_python(_SWALLOWS_AT_CLOSE)
+    assert (out.returncode, out.stdout.strip()) == (0, "closed"), out.stdout + out.stderr
+    assert "destroyed" not in out.stderr and "GeneratorExit" not in out.stderr, out.stderr
+    assert "abandoned 1 task(s)" in out.stderr and "never_gives_up" in out.stderr, out.stderr

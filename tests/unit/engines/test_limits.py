@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from flowkit import engines, states, task
+from flowkit import dynamic, engines, states, task
 from flowkit import exceptions as exc
 from flowkit.patterns import graph_flow, linear_flow, unordered_flow
 from flowkit.retry import Times
@@ -303,3 +303,28 @@ def test_a_retry_without_run_options_says_nothing(caplog: pytest.LogCaptureFixtu
     with caplog.at_level("WARNING", logger="flowkit.engines.options"):
         engines.run(flow, default_timeout=30)
     assert not [r for r in caplog.records if r.name == "flowkit.engines.options"]
+
+
+class _SpawnsKeyedRetry(task.Task):
+    """Spawns, at run time, a sub-flow whose retry has run options of its own."""
+
+    def execute(self) -> Any:
+        return dynamic.subflow(
+            linear_flow.Flow("sub", retry=_KeyedTimes(2, name="spawned-careful")).add(Quick("s"))
+        )
+
+
+@pytest.mark.parametrize("engine", ["serial", "parallel"])
+def test_a_spawned_retrys_ignored_options_are_warned_of_once(
+    caplog: pytest.LogCaptureFixture, engine: str
+) -> None:
+    # A spawned sub-flow's options are checked before it is spliced in and read
+    # again as it is adopted: the warning must come from only one of the two.
+    flow = linear_flow.Flow("f").add(_SpawnsKeyedRetry("spawner"))
+    with caplog.at_level("WARNING", logger="flowkit.engines.options"):
+        runner = engines.load(flow, engine=engine, concurrency_limits={"other": 1})
+        runner.run()
+    assert runner.storage.get_flow_state() == states.SUCCESS
+    warned = [r.getMessage() for r in caplog.records if r.name == "flowkit.engines.options"]
+    assert len(warned) == 1, warned
+    assert "retry 'spawned-careful'" in warned[0]
