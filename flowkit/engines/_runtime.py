@@ -821,9 +821,11 @@ class Runtime:
             if self._held is not None:
                 self._held.append((state, details))
             else:
-                if self._durable:
-                    # As TaskFlow: the change is stored before anyone hears of it, so a
-                    # listener reading the backend (a monitor, an audit) finds it there.
+                if self._durable and self.notifier.has_user_listeners:
+                    # As TaskFlow: the change is stored before a user's listener hears
+                    # of it, so one reading the backend (an audit) finds it there.
+                    # flowkit's own listeners read only the storage, current already:
+                    # for them the write waits for the next batch (one per atom).
                     self.state.flush()
                 self.notifier.notify(state, details)
 
@@ -848,7 +850,7 @@ class Runtime:
             yield
         finally:
             self._held = None
-        if held and self._durable:
+        if held and self._durable and self.notifier.has_user_listeners:
             self.state.flush()  # stored whole before the first of them is heard
         for state, details in held:
             self.notifier.notify(state, details)

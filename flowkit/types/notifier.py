@@ -33,6 +33,20 @@ Callback = Callable[..., Any]
 DetailsFilter = Callable[[Any], Any]
 
 
+def _from_flowkit(callback: Callback) -> bool:
+    """Whether ``callback`` is flowkit's own: a function of a flowkit module, bound (if
+    a method) to an instance of a flowkit class. A subclass defined elsewhere, a
+    ``functools.partial`` or any other callable counts as the user's."""
+    owner = getattr(callback, "__self__", None)
+    if owner is not None and not _in_flowkit(type(owner).__module__):
+        return False
+    return _in_flowkit(getattr(getattr(callback, "__func__", callback), "__module__", None))
+
+
+def _in_flowkit(module: object) -> bool:
+    return isinstance(module, str) and (module == "flowkit" or module.startswith("flowkit."))
+
+
 def _same_callable(first: object, second: object) -> bool:
     # Bound methods are recreated on each attribute access, so identity is not
     # enough; they compare equal when bound to the same object.
@@ -54,7 +68,7 @@ class Listener:
         on_collected: called (with no arguments) when a weak callback dies.
     """
 
-    __slots__ = ("_args", "_callback", "_details_filter", "_kwargs", "_ref")
+    __slots__ = ("_args", "_callback", "_details_filter", "_kwargs", "_ref", "from_flowkit")
 
     def __init__(
         self,
@@ -71,6 +85,9 @@ class Listener:
         self._details_filter = details_filter
         self._ref: weakref.ref[Any] | None = None
         self._callback: Callback | None = callback
+        #: flowkit's own listeners never read the persistence backend inside a
+        #: notification (see :attr:`Notifier.has_user_listeners`).
+        self.from_flowkit = _from_flowkit(callback)
         if weak:
             import weakref  # only weak listeners need it (start-up time)
 
@@ -165,6 +182,15 @@ class Notifier:
         has_listeners: ``True`` while any listener is registered, for any event
             (including :attr:`ANY`). A plain attribute so hot paths can skip
             building event details when nobody listens.
+        has_user_listeners: ``True`` while a listener other than flowkit's own
+            is registered. TaskFlow writes every change to the persistence
+            backend before it notifies, and a user's callback may read the
+            backend (through a connection of its own) when told; flowkit
+            batches its writes, so a durable engine writes what is pending
+            before notifying only while this is ``True``. flowkit's listeners
+            (logging, event log, progress, timing, tracing, claims) read only
+            the engine's storage, which is current either way, and so do not
+            cost a write per notification.
     """
 
     ANY: ClassVar[str] = "*"
@@ -187,6 +213,7 @@ class Notifier:
         self._prune_pending = False
         self._named_only = frozenset(named_only)
         self.has_listeners: bool = False
+        self.has_user_listeners: bool = False
 
     # -- registering ---------------------------------------------------------
 
@@ -269,8 +296,7 @@ class Notifier:
     def reset(self) -> None:
         """Forget every listener of every event."""
         with self._lock:
-            self._topics = {}
-            self.has_listeners = False
+            self._set_topics({})
 
     def _replace_topic(self, event_type: Hashable, listeners: tuple[Listener, ...]) -> None:
         # Caller holds the lock. Build a new mapping so readers never see one change.
@@ -281,8 +307,15 @@ class Notifier:
             topics.pop(event_type, None)
         if self._prune_pending:
             topics = self._without_dead(topics)
+        self._set_topics(topics)
+
+    def _set_topics(self, topics: _Topics) -> None:
+        # Caller holds the lock; the flags are derived here, nowhere else.
         self._topics = topics
         self.has_listeners = bool(topics)
+        self.has_user_listeners = any(
+            not listener.from_flowkit for listeners in topics.values() for listener in listeners
+        )
 
     # -- weak listeners --------------------------------------------------------
 
@@ -307,8 +340,7 @@ class Notifier:
             self._prune_pending = True
             return
         try:
-            self._topics = self._without_dead(self._topics)
-            self.has_listeners = bool(self._topics)
+            self._set_topics(self._without_dead(self._topics))
         finally:
             self._lock.release()
 
@@ -400,8 +432,7 @@ class Notifier:
             clone = shallow_copy(self)
             clone._lock = _thread.allocate_lock()
             # Safe to share: listener mappings are never changed in place.
-            clone._topics = self._topics
-            clone.has_listeners = bool(self._topics)
+            clone._set_topics(self._topics)
             return clone
 
 
