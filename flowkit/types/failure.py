@@ -370,7 +370,14 @@ class Failure:
         shorter, ``causes``.
         """
         if self._causes is None:
-            self._causes = tuple(self._walk_causes())
+            chain = tuple(self._walk_causes())
+            # Each cause's own causes are the rest of this chain, handed down rather
+            # than walked again from its exception: a chain that loops (``a from b``,
+            # ``b from a``) would otherwise start anew at every level, and recording
+            # the failure (to_dict, pformat) would recurse for ever.
+            for index, cause in enumerate(chain):
+                cause._causes = chain[index + 1 :]
+            self._causes = chain
         return self._causes
 
     def _walk_causes(self) -> Iterator[Failure]:

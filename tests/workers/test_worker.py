@@ -313,6 +313,18 @@ def test_failure_whose_text_cannot_be_encoded_is_answered_saying_so(wire: Wire, 
     wait_until(wire.stream_emptied, timeout=10.0)
 
 
+def test_a_failure_whose_causes_loop_is_answered_and_not_run_again(wire: Wire, start_worker: Any) -> None:
+    """A cause chain that loops (``a from b``, ``b from a``) once made recording the failure recurse
+    for ever: the worker left the request pending, to be run again at every delivery."""
+    start_worker(visibility_timeout=0.2, heartbeat=0.05)
+    request_id = wire.send(name_of("CyclicCauses"))
+    final = wire.final(request_id)
+    failure = Failure.from_dict(final["failure"])
+    assert (failure.exception_str, [c.exception_str for c in failure.causes]) == ("first", ["second"])
+    wait_until(wire.stream_emptied, timeout=10.0)
+    assert wire.events(request_id) == ["running", "failure"]
+
+
 def test_signed_requests_get_signed_responses(redis_flushed_url: str, start_worker: Any) -> None:
     wire = Wire(redis_flushed_url, secret=b"s3cret")
     start_worker(secret="s3cret")

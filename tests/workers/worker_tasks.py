@@ -61,6 +61,15 @@ class Unencodable(task.Task):
         raise TaskFailed("broken \ud800 text")
 
 
+class CyclicCauses(task.Task):
+    """Fails with an exception whose cause chain loops back to itself (``a from b``, ``b from a``)."""
+
+    def execute(self) -> None:
+        first, second = TaskFailed("first"), TaskFailed("second")
+        second.__cause__ = first
+        raise first from second
+
+
 class Progress(task.Task):
     def execute(self, steps: int) -> str:
         for step in range(1, steps + 1):

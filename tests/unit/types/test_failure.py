@@ -517,6 +517,11 @@ def test_cause_cycles_do_not_loop_forever() -> None:
     first.__cause__, second.__cause__ = second, first
     failure = Failure.from_exception(first)
     assert [c.exception_str for c in failure.causes] == ["b"]
+    # The cause's own causes stop there too: walked again from its exception, they
+    # led back to "a", then "b"... and recording the failure recursed for ever.
+    assert failure.causes[0].causes == ()
+    assert [c["exception_str"] for c in failure.to_dict()["causes"]] == ["b"]
+    assert "b" in failure.pformat(traceback=True)
 
 
 # -- equality, copies, display ---------------------------------------------------
