@@ -580,7 +580,10 @@ class Failure:
             if names[-1] not in cls.BASE_EXCEPTIONS:
                 raise _bad(where, "exc_type_names", f"must end with one of {cls.BASE_EXCEPTIONS}")
             version = record.get("version", 0)
-            if type(version) is not int or version < 0:
+            # An integral float is a JSON integer (TaskFlow's schema takes 1.0): a
+            # worker whose JSON library writes 1.0 sends the same record.
+            integral = type(version) is int or (type(version) is float and version.is_integer())
+            if not integral or version < 0:
                 raise _bad(where, "version", "must be a non-negative integer")
             if not isinstance(record.get("exc_args", []), list | tuple):
                 raise _bad(where, "exc_args", "must be a list")

@@ -1721,6 +1721,44 @@ def test_a_reply_the_engine_cannot_read_fails_its_atom_instead_of_hanging_the_ru
     assert "atom 'add0'" in text and said in text and "scripted-" in text
 
 
+def test_a_failure_record_whose_version_is_written_1_0_keeps_the_workers_failure(
+    scripted: Any, redis_flushed_url: str, topic: str
+) -> None:
+    # The protocol reads 1.0 as the integer 1 (as JSON does), but the engine then
+    # refused the record and failed the atom with "an unreadable failure record",
+    # losing the worker's exception type and message.
+    record = {
+        "version": 1.0,
+        "exception_str": "disk full",
+        "traceback_str": "",
+        "exc_type_names": ["builtins.OSError", "builtins.Exception", "builtins.BaseException"],
+        "causes": [
+            {"version": 1.0, "exception_str": "quota", "traceback_str": "", "exc_type_names": ["Exception"]}
+        ],
+    }
+
+    def body(worker: ScriptedWorker, request: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "v": 1,
+            "type": "response",
+            "id": request["id"],
+            "worker": worker.worker_id,
+            "sent_at": 1.0,
+            **(
+                {"event": "failure", "failure": record}
+                if request["action"] == "execute"
+                else {"event": "success", "result": None}
+            ),
+        }
+
+    scripted(_answers_badly(body))
+    engine = load(chain(1), redis_flushed_url, topic, store={"value": 1})
+    with pytest.raises(exc.WrappedFailure, match="OSError: disk full"):
+        engine.run()
+    failure = failure_of(engine, "add0")
+    assert failure.check(OSError) and [c.exception_str for c in failure.causes] == ["quota"]
+
+
 def test_a_malformed_progress_reply_is_ignored_and_the_final_answer_counts(
     scripted: Any, redis_flushed_url: str, topic: str
 ) -> None:

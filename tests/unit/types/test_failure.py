@@ -418,6 +418,24 @@ def test_validate_accepts_taskflow_style_records() -> None:
     )
 
 
+def test_a_version_written_as_an_integral_float_is_an_integer_as_taskflow_reads_it() -> None:
+    # JSON has one number type: a worker whose JSON library writes 1.0 sends the
+    # same record, and the protocol's decoder accepts it. TaskFlow's schema
+    # (type integer) and from_dict take it too; refusing it turned the worker's
+    # failure into an "unreadable failure record".
+    record = _chained().to_dict()
+    record["version"] = 1.0
+    record["causes"][0]["version"] = 1.0
+    Failure.validate(record)
+    restored = Failure.from_dict(record)
+    assert restored.exception_str == record["exception_str"]
+    assert [c.exception_str for c in restored.causes] == [c["exception_str"] for c in record["causes"]]
+    for odd in (True, 1.5, -1.0, float("inf")):
+        record["causes"][0]["version"] = odd
+        with pytest.raises(exc.InvalidFormat, match=r"'causes\[0\]\.version'"):
+            Failure.validate(record)
+
+
 @pytest.mark.parametrize(
     ("change", "field"),
     [
