@@ -296,6 +296,24 @@ def test_result_that_is_not_json_fails_with_invalid_format(wire: Wire, start_wor
     assert name_of("Unsendable") in failure["exception_str"]
 
 
+def test_a_result_whose_model_dump_raises_is_answered_once_with_invalid_format(
+    wire: Wire, start_worker: Any
+) -> None:
+    """The encoder calls a model's ``model_dump`` (user code: a computed field may raise anything).
+
+    Only TypeError and ValueError were caught: a KeyError left the request
+    unanswered, so it was taken over and run again until ``max_deliveries``.
+    """
+    start_worker(visibility_timeout=0.2, heartbeat=0.05)
+    request_id = wire.send(name_of("UnsendableModel"))
+    failure = wire.final(request_id)["failure"]
+    assert failure["exc_type_names"][0] == "flowkit.exceptions.InvalidFormat"
+    assert name_of("UnsendableModel") in failure["exception_str"]
+    assert "KeyError" in failure["exception_str"] and "quota" in failure["exception_str"]
+    wait_until(wire.stream_emptied, timeout=10.0)
+    assert wire.events(request_id) == ["running", "failure"]
+
+
 def test_failure_whose_text_cannot_be_encoded_is_answered_saying_so(wire: Wire, start_worker: Any) -> None:
     """A lone surrogate cannot be sent, not even in the short gist: the answer says why instead.
 

@@ -108,6 +108,18 @@ class Unsendable(task.Task):
         return object()
 
 
+class _BrokenModel:
+    """Looks like a pydantic model to the encoder, whose dump fails as a computed field that raises does."""
+
+    def model_dump(self, mode: str = "python") -> dict[str, Any]:
+        raise KeyError("quota")
+
+
+class UnsendableModel(task.Task):
+    def execute(self) -> object:
+        return _BrokenModel()
+
+
 class Gate(task.Task):
     """Blocks until a test opens :data:`GATE` (at most 10 s)."""
 
