@@ -363,7 +363,16 @@ func marshalObject(fields []field) ([]byte, error) {
 // size limit). A string that is not valid UTF-8 is refused, as Python refuses
 // a str it cannot encode, rather than sent with U+FFFD in place of its bad
 // bytes, which would change the value without a word.
-func marshalValue(value any) ([]byte, error) {
+//
+// A panic while encoding (a result's own MarshalJSON, which is the task's
+// code) is returned as an error, so the worker answers the request with a
+// failure instead of leaving it to be run again at every delivery.
+func marshalValue(value any) (text []byte, err error) {
+	defer func() {
+		if cause := recover(); cause != nil {
+			text, err = nil, fmt.Errorf("encoding panicked: %v", cause)
+		}
+	}()
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
