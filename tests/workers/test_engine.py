@@ -1549,6 +1549,32 @@ def test_losing_redis_mid_run_stops_the_run_with_the_atom_in_doubt(
     assert not engine.storage.get_revert_failures()
 
 
+def test_a_replies_stream_redis_refuses_to_read_stops_the_run_at_once_saying_so(
+    scripted: Any, redis_flushed_url: str, topic: str
+) -> None:
+    # Something wrote a string over the engine's replies stream (or an ACL forbids
+    # reading it): every XREAD is refused. That was taken for a lost connection,
+    # and the run stopped only after outage_timeout, saying Redis was unreachable.
+    held: list[bytes] = []
+
+    def clobber(worker: ScriptedWorker, entry_id: bytes, request: dict[str, Any]) -> None:
+        worker.reply(request, protocol.RUNNING)
+        worker.client.delete(request["reply_to"])
+        worker.client.set(request["reply_to"], "not a stream")
+        held.append(entry_id)
+
+    scripted(clobber)
+    engine = load(chain(1), redis_flushed_url, topic, store={"value": 1}, outage_timeout=30.0)
+    run = BackgroundRun(engine)
+    services.wait_until(lambda: held, 5.0, message="the request reaching the worker")
+    error = run.join(10.0)  # well within outage_timeout
+    assert isinstance(error, exc.ExecutionFailure), repr(error)
+    text = str(error)
+    assert "refused to read" in text and "WRONGTYPE" in text, text
+    assert protocol.replies_key(NS, "") in text and "atom(s) 'add0' in doubt" in text, text
+    assert engine.storage.get_atom_state("add0") == st.RUNNING  # for a resume to run again
+
+
 # -- with the real Python worker ----------------------------------------------------------
 
 
