@@ -343,6 +343,17 @@ def test_a_failure_whose_causes_loop_is_answered_and_not_run_again(wire: Wire, s
     assert wire.events(request_id) == ["running", "failure"]
 
 
+@pytest.mark.timeout(60)
+def test_a_failure_with_a_long_cause_chain_is_answered(wire: Wire, start_worker: Any) -> None:
+    """Recording a chain of 30 causes took time doubling with each: the pool thread never answered."""
+    start_worker()
+    request_id = wire.send(name_of("LongChain"), {"depth": 30})
+    failure = Failure.from_dict(wire.final(request_id, timeout=20.0)["failure"])
+    assert failure.exception_str == "level 30"
+    assert [c.exception_str for c in failure.causes] == [f"level {n}" for n in range(29, -1, -1)]
+    wait_until(wire.stream_emptied, timeout=10.0)
+
+
 def test_signed_requests_get_signed_responses(redis_flushed_url: str, start_worker: Any) -> None:
     wire = Wire(redis_flushed_url, secret=b"s3cret")
     start_worker(secret="s3cret")

@@ -70,6 +70,18 @@ class CyclicCauses(task.Task):
         raise first from second
 
 
+class LongChain(task.Task):
+    """Fails with a chain of ``depth`` exceptions, each raised from the one below."""
+
+    def execute(self, depth: int) -> None:
+        try:
+            if depth:
+                LongChain(name=self.name).execute(depth - 1)
+        except TaskFailed as err:
+            raise TaskFailed(f"level {depth}") from err
+        raise TaskFailed(f"level {depth}")
+
+
 class Progress(task.Task):
     def execute(self, steps: int) -> str:
         for step in range(1, steps + 1):

@@ -542,6 +542,35 @@ def test_cause_cycles_do_not_loop_forever() -> None:
     assert "b" in failure.pformat(traceback=True)
 
 
+def _raise_chain(depth: int) -> None:
+    """Raise a ValueError caused by one caused by another... ``depth`` causes deep."""
+    if depth == 0:
+        raise ValueError("level 0")
+    try:
+        _raise_chain(depth - 1)
+    except ValueError as err:
+        raise ValueError(f"level {depth}") from err
+
+
+@pytest.mark.timeout(30)
+def test_a_long_cause_chain_is_recorded_compared_and_read_back_in_linear_time() -> None:
+    # Every cause carries the rest of the chain as its causes: written (and
+    # compared) cause by cause, the work doubled with each link, and a chain of
+    # 30 never finished, hanging the worker or engine that recorded it.
+    try:
+        _raise_chain(40)
+    except ValueError as err:
+        failure = Failure.from_exception(err)
+    body = json.dumps(failure.to_dict())
+    assert len(body) < 40 * 2000, len(body)
+    restored = Failure.from_dict(json.loads(body))
+    assert [c.exception_str for c in restored.causes] == [f"level {n}" for n in range(39, -1, -1)]
+    assert [c.exception_str for c in restored.causes[0].causes] == [f"level {n}" for n in range(38, -1, -1)]
+    assert restored.causes[-1].causes == ()
+    assert restored.matches(failure) and failure.matches(restored)
+    assert failure == failure.copy() and restored == Failure.from_dict(json.loads(body))
+
+
 # -- equality, copies, display ---------------------------------------------------
 
 
