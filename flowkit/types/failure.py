@@ -469,7 +469,9 @@ class Failure:
             # fields are all that is left to compare. Recursing would compare every
             # suffix again, in time doubling with each cause of the chain.
             return all(
-                a._same_record(b, causes_match, own_only=True) for a, b in zip(mine, theirs, strict=True)
+                a._same_record(b, causes_match, own_only=True)
+                and (causes_match or _same_exc_info(a._exc_info, b._exc_info))
+                for a, b in zip(mine, theirs, strict=True)
             )
         if not causes_match:
             return mine == theirs
