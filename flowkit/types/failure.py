@@ -74,6 +74,23 @@ def _taskflow_name(cls: type) -> str:
     return f"{module}.{cls.__name__}"
 
 
+def _linked(chain: tuple[Failure, ...]) -> bool:
+    """Whether each failure of ``chain`` has the rest of it (the same objects) as its causes.
+
+    So are the causes of a live failure (one walk down the exception chain) and
+    of a record written flat; a record read back in TaskFlow's nested form has
+    copies instead, and is compared and written cause by cause.
+    """
+    size = len(chain)
+    for index, cause in enumerate(chain):
+        rest = cause._causes
+        if rest is None or len(rest) != size - index - 1:
+            return False
+        if any(mine is not theirs for mine, theirs in zip(rest, chain[index + 1 :], strict=True)):
+            return False
+    return True
+
+
 def _type_names(cls: type[BaseException], form: int) -> tuple[str, ...]:
     global _names_cache  # noqa: PLW0603 - made on first use (see above)
     if _names_cache is None:
@@ -370,7 +387,14 @@ class Failure:
         shorter, ``causes``.
         """
         if self._causes is None:
-            self._causes = tuple(self._walk_causes())
+            chain = tuple(self._walk_causes())
+            # Each cause's own causes are the rest of this chain, handed down rather
+            # than walked again from its exception: a chain that loops (``a from b``,
+            # ``b from a``) would otherwise start anew at every level, and recording
+            # the failure (to_dict, pformat) would recurse for ever.
+            for index, cause in enumerate(chain):
+                cause._causes = chain[index + 1 :]
+            self._causes = chain
         return self._causes
 
     def _walk_causes(self) -> Iterator[Failure]:
@@ -419,7 +443,7 @@ class Failure:
 
     # -- comparing ---------------------------------------------------------
 
-    def _same_record(self, other: Failure, causes_match: bool) -> bool:
+    def _same_record(self, other: Failure, causes_match: bool, own_only: bool = False) -> bool:
         if self is other:
             return True
         # A record compared with a live failure: its arguments are those JSON kept.
@@ -435,10 +459,23 @@ class Failure:
             and self._traceback_str == other._traceback_str
         ):
             return False
+        if own_only:
+            return True
         mine, theirs = self.causes, other.causes
+        if len(mine) != len(theirs):
+            return False
+        if _linked(mine) and _linked(theirs):
+            # Each cause's causes are the rest of the same list on both sides: its own
+            # fields are all that is left to compare. Recursing would compare every
+            # suffix again, in time doubling with each cause of the chain.
+            return all(
+                a._same_record(b, causes_match, own_only=True)
+                and (causes_match or _same_exc_info(a._exc_info, b._exc_info))
+                for a, b in zip(mine, theirs, strict=True)
+            )
         if not causes_match:
             return mine == theirs
-        return len(mine) == len(theirs) and all(a.matches(b) for a, b in zip(mine, theirs, strict=True))
+        return all(a.matches(b) for a, b in zip(mine, theirs, strict=True))
 
     def matches(self, other: object) -> bool:
         """Whether ``other`` is a failure of the same record, live or read back.
@@ -511,13 +548,25 @@ class Failure:
         Args:
             include_args: whether to keep the exception's arguments.
         """
+        chain = self.causes
+        if _linked(chain):
+            # A chain (each cause's causes are the rest of it) is written once, flat:
+            # written cause by cause with their own causes, as TaskFlow does, the
+            # record doubles with each cause (a chain of 30 never finished).
+            # from_dict links such a list back into a chain.
+            causes = [cause._own_dict(include_args, []) for cause in chain]
+        else:
+            causes = [cause.to_dict(include_args) for cause in chain]
+        return self._own_dict(include_args, causes)
+
+    def _own_dict(self, include_args: bool, causes: list[dict[str, Any]]) -> dict[str, Any]:
         return {
             "version": self.DICT_VERSION,
             "exception_str": self._exception_str,
             "traceback_str": self._traceback_str,
             "exc_type_names": list(self._exc_type_names),
             "exc_args": _safe_args(self._exc_args) if include_args else (),
-            "causes": [cause.to_dict(include_args) for cause in self.causes],
+            "causes": causes,
         }
 
     @classmethod
@@ -540,12 +589,18 @@ class Failure:
 
     @classmethod
     def _from_valid(cls, data: Mapping[str, Any]) -> Failure:
+        records = data.get("causes") or ()
+        causes = [cls._from_valid(cause) for cause in records]
+        if len(causes) > 1 and not any(record.get("causes") for record in records):
+            # A chain written flat (to_dict's form): each cause was caused by the next.
+            for index, cause in enumerate(causes):
+                cause._causes = tuple(causes[index + 1 :])
         return cls(
             exception_str=data["exception_str"],
             traceback_str=data["traceback_str"],
             exc_type_names=data["exc_type_names"],
             exc_args=data.get("exc_args") or (),
-            causes=[cls._from_valid(cause) for cause in data.get("causes") or ()],
+            causes=causes,
         )
 
     @classmethod
@@ -573,7 +628,10 @@ class Failure:
             if names[-1] not in cls.BASE_EXCEPTIONS:
                 raise _bad(where, "exc_type_names", f"must end with one of {cls.BASE_EXCEPTIONS}")
             version = record.get("version", 0)
-            if type(version) is not int or version < 0:
+            # An integral float is a JSON integer (TaskFlow's schema takes 1.0): a
+            # worker whose JSON library writes 1.0 sends the same record.
+            integral = type(version) is int or (type(version) is float and version.is_integer())
+            if not integral or version < 0:
                 raise _bad(where, "version", "must be a non-negative integer")
             if not isinstance(record.get("exc_args", []), list | tuple):
                 raise _bad(where, "exc_args", "must be a list")

@@ -672,3 +672,31 @@ func TestHasTypeMatchesBothSpellingsOfBuiltins(t *testing.T) {
 		t.Errorf("a qualified name matches only itself")
 	}
 }
+
+func TestEncodeRefusesAFailureWhoseCausesLoopInsteadOfOverflowingTheStack(t *testing.T) {
+	// Each record was encoded afresh, out of reach of encoding/json's cycle
+	// check: a loop recursed until the stack overflowed, a fatal error that
+	// ended the worker's process (no recover can catch it).
+	first := NewFailure("first", GoErrorTypes)
+	second := NewFailure("second", GoErrorTypes)
+	first.Causes = []*Failure{second}
+	second.Causes = []*Failure{first}
+	response := &Response{ID: "r", Worker: "w", Event: EventFailure, Failure: first, SentAt: 1}
+	_, err := Encode(response, nil, 0)
+	var perr *ProtocolError
+	if !errors.As(err, &perr) || !strings.Contains(perr.Reason, `its causes loop back to the record "first"`) {
+		t.Fatalf("err = %v", err)
+	}
+	// A record shared by two branches is no loop: it is written twice.
+	shared := NewFailure("shared", GoErrorTypes)
+	tree := NewFailure("top", GoErrorTypes)
+	tree.Causes = []*Failure{shared, {ExceptionStr: "other", ExcTypeNames: GoErrorTypes, Causes: []*Failure{shared}}}
+	response.Failure = tree
+	envelope, err := Encode(response, nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Count(envelope["body"].(string), `"exception_str":"shared"`); got != 2 {
+		t.Fatalf("shared cause written %d times: %s", got, envelope["body"])
+	}
+}

@@ -156,7 +156,15 @@ func (f *Failure) HasType(typeName string) bool {
 const builtinsPrefix = "builtins."
 
 // MarshalJSON writes the record with every field, empty lists included.
+//
+// A record whose causes lead back to itself or to one of its causes (a task's
+// own *Failure, built by hand) is refused with an error: each level is
+// encoded afresh, out of reach of encoding/json's cycle check, and would
+// recurse until the goroutine's stack overflowed, which ends the process.
 func (f *Failure) MarshalJSON() ([]byte, error) {
+	if loop := f.loopingCause(); loop != nil {
+		return nil, fmt.Errorf("failure record %q: its causes loop back to the record %q", f.ExceptionStr, loop.ExceptionStr)
+	}
 	names := f.ExcTypeNames
 	if names == nil {
 		names = []string{}
@@ -177,6 +185,37 @@ func (f *Failure) MarshalJSON() ([]byte, error) {
 		{"exc_args", args},
 		{"causes", causes},
 	})
+}
+
+// loopingCause returns a record reached again through its own causes, or nil
+// when the causes of f form a tree. It walks without recursion, keeping the
+// path from f to the record it is at.
+func (f *Failure) loopingCause() *Failure {
+	type step struct {
+		record *Failure
+		next   int
+	}
+	onPath := map[*Failure]bool{f: true}
+	path := []step{{record: f}}
+	for len(path) > 0 {
+		top := &path[len(path)-1]
+		if top.next == len(top.record.Causes) {
+			delete(onPath, top.record)
+			path = path[:len(path)-1]
+			continue
+		}
+		cause := top.record.Causes[top.next]
+		top.next++
+		if cause == nil {
+			continue
+		}
+		if onPath[cause] {
+			return cause
+		}
+		onPath[cause] = true
+		path = append(path, step{record: cause})
+	}
+	return nil
 }
 
 // Notify is a worker's advertisement, kept in the hash {ns}:worker:{id}.
@@ -363,7 +402,16 @@ func marshalObject(fields []field) ([]byte, error) {
 // size limit). A string that is not valid UTF-8 is refused, as Python refuses
 // a str it cannot encode, rather than sent with U+FFFD in place of its bad
 // bytes, which would change the value without a word.
-func marshalValue(value any) ([]byte, error) {
+//
+// A panic while encoding (a result's own MarshalJSON, which is the task's
+// code) is returned as an error, so the worker answers the request with a
+// failure instead of leaving it to be run again at every delivery.
+func marshalValue(value any) (text []byte, err error) {
+	defer func() {
+		if cause := recover(); cause != nil {
+			text, err = nil, fmt.Errorf("encoding panicked: %v", cause)
+		}
+	}()
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)

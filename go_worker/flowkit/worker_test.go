@@ -171,6 +171,12 @@ func (h *harness) options(change func(*flowkit.Options)) flowkit.Options {
 	return opts
 }
 
+// panickyJSON is a result whose MarshalJSON panics, as a type that reads a
+// closed resource to marshal itself does.
+type panickyJSON struct{}
+
+func (panickyJSON) MarshalJSON() ([]byte, error) { panic("lost the connection") }
+
 func testRegistry() *flowkit.Registry {
 	reg := flowkit.NewRegistry()
 	tasks.RegisterAll(reg)
@@ -182,6 +188,7 @@ func testRegistry() *flowkit.Registry {
 		return nil, errors.New("x" + strings.Repeat("é", 600) + string([]byte{0xff}))
 	}, nil)
 	reg.Register("test.Goexit", func(*flowkit.Call) (any, error) { runtime.Goexit(); return nil, nil }, nil)
+	reg.Register("test.PanickyResult", func(*flowkit.Call) (any, error) { return panickyJSON{}, nil }, nil)
 	reg.Register("test.Notify", func(call *flowkit.Call) (any, error) {
 		call.Notify("A", map[string]any{"leftover": []any{"A", "B"}})
 		call.Notify("", nil)                                  // no type: dropped
@@ -536,6 +543,9 @@ func TestFailureTypesOfTaskErrorsGoErrorsAndPanics(t *testing.T) {
 		{"test.BadText", "x" + strings.Repeat("é", 499) + "\uFFFD (full failure record not sendable", flowkit.GoErrorTypes},
 		// Not returning at all (as t.FailNow does) is a failure too, not a request left unanswered.
 		{"test.Goexit", "the execute of task test.Goexit (atom atom) ended its goroutine (runtime.Goexit)", flowkit.GoPanicTypes},
+		// A result whose MarshalJSON panics (the task's own code, run by the
+		// encoder) was left unanswered, to be run again at every delivery.
+		{"test.PanickyResult", `returned a result it cannot send: message is not JSON-encodable: json: error calling MarshalJSON for type *flowkit.Response: field "result": encoding panicked: lost the connection`, flowkit.InvalidFormatTypes},
 	}
 	for _, c := range cases {
 		request := h.request(c.task, flowkit.ActionExecute, map[string]any{"message": "no way"}, nil)

@@ -1549,6 +1549,32 @@ def test_losing_redis_mid_run_stops_the_run_with_the_atom_in_doubt(
     assert not engine.storage.get_revert_failures()
 
 
+def test_a_replies_stream_redis_refuses_to_read_stops_the_run_at_once_saying_so(
+    scripted: Any, redis_flushed_url: str, topic: str
+) -> None:
+    # Something wrote a string over the engine's replies stream (or an ACL forbids
+    # reading it): every XREAD is refused. That was taken for a lost connection,
+    # and the run stopped only after outage_timeout, saying Redis was unreachable.
+    held: list[bytes] = []
+
+    def clobber(worker: ScriptedWorker, entry_id: bytes, request: dict[str, Any]) -> None:
+        worker.reply(request, protocol.RUNNING)
+        worker.client.delete(request["reply_to"])
+        worker.client.set(request["reply_to"], "not a stream")
+        held.append(entry_id)
+
+    scripted(clobber)
+    engine = load(chain(1), redis_flushed_url, topic, store={"value": 1}, outage_timeout=30.0)
+    run = BackgroundRun(engine)
+    services.wait_until(lambda: held, 5.0, message="the request reaching the worker")
+    error = run.join(10.0)  # well within outage_timeout
+    assert isinstance(error, exc.ExecutionFailure), repr(error)
+    text = str(error)
+    assert "refused to read" in text and "WRONGTYPE" in text, text
+    assert protocol.replies_key(NS, "") in text and "atom(s) 'add0' in doubt" in text, text
+    assert engine.storage.get_atom_state("add0") == st.RUNNING  # for a resume to run again
+
+
 # -- with the real Python worker ----------------------------------------------------------
 
 
@@ -1719,6 +1745,44 @@ def test_a_reply_the_engine_cannot_read_fails_its_atom_instead_of_hanging_the_ru
         engine.run()
     text = str(raised.value)
     assert "atom 'add0'" in text and said in text and "scripted-" in text
+
+
+def test_a_failure_record_whose_version_is_written_1_0_keeps_the_workers_failure(
+    scripted: Any, redis_flushed_url: str, topic: str
+) -> None:
+    # The protocol reads 1.0 as the integer 1 (as JSON does), but the engine then
+    # refused the record and failed the atom with "an unreadable failure record",
+    # losing the worker's exception type and message.
+    record = {
+        "version": 1.0,
+        "exception_str": "disk full",
+        "traceback_str": "",
+        "exc_type_names": ["builtins.OSError", "builtins.Exception", "builtins.BaseException"],
+        "causes": [
+            {"version": 1.0, "exception_str": "quota", "traceback_str": "", "exc_type_names": ["Exception"]}
+        ],
+    }
+
+    def body(worker: ScriptedWorker, request: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "v": 1,
+            "type": "response",
+            "id": request["id"],
+            "worker": worker.worker_id,
+            "sent_at": 1.0,
+            **(
+                {"event": "failure", "failure": record}
+                if request["action"] == "execute"
+                else {"event": "success", "result": None}
+            ),
+        }
+
+    scripted(_answers_badly(body))
+    engine = load(chain(1), redis_flushed_url, topic, store={"value": 1})
+    with pytest.raises(exc.WrappedFailure, match="OSError: disk full"):
+        engine.run()
+    failure = failure_of(engine, "add0")
+    assert failure.check(OSError) and [c.exception_str for c in failure.causes] == ["quota"]
 
 
 def test_a_malformed_progress_reply_is_ignored_and_the_final_answer_counts(

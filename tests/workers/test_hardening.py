@@ -339,3 +339,30 @@ def test_a_fresh_advertisement_counts(
     _write_advert(redis_client, topic, "live-worker", time.time(), signing)
     secret = protocol.resolve_secret(signing)
     assert list(_transport.live_workers(redis_client, NAMESPACE, topic, secret)) == ["live-worker"]
+
+
+def test_an_advertisement_of_another_protocol_version_is_reported_once_not_at_every_scan(
+    no_env_secret: None, redis_client: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A rolling upgrade leaves a worker of the next protocol version advertised
+    # beside this engine: the engine scans for workers every tick (a quarter of a
+    # second while requests run), and said so at every scan, for the whole run.
+    from flowkit.engines.worker_based import _transport
+
+    topic = fresh_topic()
+    _write_advert(redis_client, topic, "live-worker", time.time(), None)
+    notify = protocol.notify_message("next-worker", topic, [ECHO], heartbeat=1.0, visibility_timeout=30.0)
+    notify["v"] = 2
+    redis_client.hset(protocol.worker_key(NAMESPACE, "next-worker"), mapping=_envelope(_json(notify), None))
+    redis_client.zadd(protocol.workers_key(NAMESPACE, topic), {"next-worker": int((time.time() + 60) * 1000)})
+    with caplog.at_level(logging.WARNING, logger=_transport.LOG.name):
+        for _ in range(20):
+            assert list(_transport.live_workers(redis_client, NAMESPACE, topic, None)) == ["live-worker"]
+    said = [r.getMessage() for r in caplog.records if "next-worker" in r.getMessage()]
+    assert len(said) == 1, said
+    assert "unsupported protocol version 2" in said[0]
+    # Once it advertises in a form this engine reads, a later problem is told again.
+    redis_client.hset(protocol.worker_key(NAMESPACE, "next-worker"), mapping=_envelope(b"{", None))
+    with caplog.at_level(logging.WARNING, logger=_transport.LOG.name):
+        _transport.live_workers(redis_client, NAMESPACE, topic, None)
+    assert any("next-worker" in r.getMessage() and "not JSON" in r.getMessage() for r in caplog.records)

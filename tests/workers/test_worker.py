@@ -296,6 +296,24 @@ def test_result_that_is_not_json_fails_with_invalid_format(wire: Wire, start_wor
     assert name_of("Unsendable") in failure["exception_str"]
 
 
+def test_a_result_whose_model_dump_raises_is_answered_once_with_invalid_format(
+    wire: Wire, start_worker: Any
+) -> None:
+    """The encoder calls a model's ``model_dump`` (user code: a computed field may raise anything).
+
+    Only TypeError and ValueError were caught: a KeyError left the request
+    unanswered, so it was taken over and run again until ``max_deliveries``.
+    """
+    start_worker(visibility_timeout=0.2, heartbeat=0.05)
+    request_id = wire.send(name_of("UnsendableModel"))
+    failure = wire.final(request_id)["failure"]
+    assert failure["exc_type_names"][0] == "flowkit.exceptions.InvalidFormat"
+    assert name_of("UnsendableModel") in failure["exception_str"]
+    assert "KeyError" in failure["exception_str"] and "quota" in failure["exception_str"]
+    wait_until(wire.stream_emptied, timeout=10.0)
+    assert wire.events(request_id) == ["running", "failure"]
+
+
 def test_failure_whose_text_cannot_be_encoded_is_answered_saying_so(wire: Wire, start_worker: Any) -> None:
     """A lone surrogate cannot be sent, not even in the short gist: the answer says why instead.
 
@@ -310,6 +328,29 @@ def test_failure_whose_text_cannot_be_encoded_is_answered_saying_so(wire: Wire, 
     assert "could not be encoded" in failure.exception_str
     assert "broken \\ud800 text" in failure.exception_str  # escaped, so it reads as it was
     assert f"{MODULE}.TaskFailed" in failure.exception_str
+    wait_until(wire.stream_emptied, timeout=10.0)
+
+
+def test_a_failure_whose_causes_loop_is_answered_and_not_run_again(wire: Wire, start_worker: Any) -> None:
+    """A cause chain that loops (``a from b``, ``b from a``) once made recording the failure recurse
+    for ever: the worker left the request pending, to be run again at every delivery."""
+    start_worker(visibility_timeout=0.2, heartbeat=0.05)
+    request_id = wire.send(name_of("CyclicCauses"))
+    final = wire.final(request_id)
+    failure = Failure.from_dict(final["failure"])
+    assert (failure.exception_str, [c.exception_str for c in failure.causes]) == ("first", ["second"])
+    wait_until(wire.stream_emptied, timeout=10.0)
+    assert wire.events(request_id) == ["running", "failure"]
+
+
+@pytest.mark.timeout(60)
+def test_a_failure_with_a_long_cause_chain_is_answered(wire: Wire, start_worker: Any) -> None:
+    """Recording a chain of 30 causes took time doubling with each: the pool thread never answered."""
+    start_worker()
+    request_id = wire.send(name_of("LongChain"), {"depth": 30})
+    failure = Failure.from_dict(wire.final(request_id, timeout=20.0)["failure"])
+    assert failure.exception_str == "level 30"
+    assert [c.exception_str for c in failure.causes] == [f"level {n}" for n in range(29, -1, -1)]
     wait_until(wire.stream_emptied, timeout=10.0)
 
 

@@ -61,6 +61,27 @@ class Unencodable(task.Task):
         raise TaskFailed("broken \ud800 text")
 
 
+class CyclicCauses(task.Task):
+    """Fails with an exception whose cause chain loops back to itself (``a from b``, ``b from a``)."""
+
+    def execute(self) -> None:
+        first, second = TaskFailed("first"), TaskFailed("second")
+        second.__cause__ = first
+        raise first from second
+
+
+class LongChain(task.Task):
+    """Fails with a chain of ``depth`` exceptions, each raised from the one below."""
+
+    def execute(self, depth: int) -> None:
+        try:
+            if depth:
+                LongChain(name=self.name).execute(depth - 1)
+        except TaskFailed as err:
+            raise TaskFailed(f"level {depth}") from err
+        raise TaskFailed(f"level {depth}")
+
+
 class Progress(task.Task):
     def execute(self, steps: int) -> str:
         for step in range(1, steps + 1):
@@ -97,6 +118,18 @@ class Double(task.Task):
 class Unsendable(task.Task):
     def execute(self) -> object:
         return object()
+
+
+class _BrokenModel:
+    """Looks like a pydantic model to the encoder, whose dump fails as a computed field that raises does."""
+
+    def model_dump(self, mode: str = "python") -> dict[str, Any]:
+        raise KeyError("quota")
+
+
+class UnsendableModel(task.Task):
+    def execute(self) -> object:
+        return _BrokenModel()
 
 
 class Gate(task.Task):

@@ -672,6 +672,12 @@ class RedisDriver(DispatchingDriver):
             try:
                 reply = client.xread({key: self._last_id}, count=_READ_COUNT, block=BLOCK_MS)
             except _transport.errors() as err:
+                if not _transport.is_transient(err):
+                    # Refused, not lost (the key holds something else than a stream, an
+                    # ACL forbids reading it): asking again gets the same answer, and
+                    # waiting outage_timeout to call Redis unreachable would mislead.
+                    self._refused(err)
+                    return
                 # While Redis is unreachable no request times out on its own (no worker
                 # could have answered): the outage decides, and past outage_timeout the
                 # run stops with its requests in doubt.
@@ -723,6 +729,25 @@ class RedisDriver(DispatchingDriver):
             f" {down_for:.1f} s (outage_timeout {settings.outage_timeout:g} s), last error"
             f" {_error_text(error)}; the run stopped with {_in_doubt(requests)}: resume the flow"
             " once Redis answers again to run them again"
+        )
+        LOG.error("%s", message)
+        self._done.put_fatal(exc.ExecutionFailure(message))
+
+    def _refused(self, error: Exception) -> None:
+        """End the run: Redis refused to read the replies stream (reader thread).
+
+        As after an outage (:meth:`_give_up`), the atoms whose requests were out
+        or held stay in doubt: their answers, if any, cannot be read.
+        """
+        self._lost = True
+        with self._lock:
+            requests = list(self._ledger.live.values())
+            requests.extend(request for request, _ in self._outgoing.copy())
+        message = (
+            f"the worker-based engine cannot read its replies: Redis at {mask_url(self._settings.url)}"
+            f" refused to read stream '{self._reply_key}': {_error_text(error)}; the run stopped with"
+            f" {_in_doubt(requests)}: resume the flow once the stream can be read (nothing else may"
+            " write to that key, and the engine's Redis user needs XREAD on it)"
         )
         LOG.error("%s", message)
         self._done.put_fatal(exc.ExecutionFailure(message))

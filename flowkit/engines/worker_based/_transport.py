@@ -437,8 +437,25 @@ def live_topics(client: Client, namespace: str, *, now: float | None = None) -> 
     return sorted(m.decode("utf-8", "replace") if isinstance(m, bytes) else str(m) for m in members)
 
 
-#: Stale adverts already reported, so a replay repeated at every scan logs once.
-_REPORTED_STALE: dict[tuple[str, float], None] = {}
+#: Adverts already reported as unusable, by (worker, topic, why): engines scan
+#: for workers at every tick (a quarter of a second while requests run), and a
+#: worker of another protocol version, or a replay of a dead one, would be
+#: reported at each. Reported once at WARNING, then at DEBUG while it lasts.
+_REPORTED: dict[tuple[str, str, str], None] = {}
+#: How many reports are remembered before the memory starts afresh.
+_REPORTED_MAX = 1000
+
+
+def _report_once(worker_id: str, topic: str, why: str, text: str, *args: Any) -> None:
+    """Log ``text % args`` at WARNING the first time ``why`` is seen for this worker, else at DEBUG."""
+    seen = (worker_id, topic, why)
+    if seen in _REPORTED:
+        LOG.debug(text, *args)
+        return
+    if len(_REPORTED) >= _REPORTED_MAX:
+        _REPORTED.clear()
+    _REPORTED[seen] = None
+    LOG.warning(text, *args)
 
 
 def _advert(
@@ -450,14 +467,33 @@ def _advert(
     try:
         message = protocol.decode(fields, secret, max_bytes)
     except protocol.ProtocolError as err:
-        LOG.warning("ignoring the advertisement of worker %s of topic %r: %s", worker_id, topic, err.reason)
+        _report_once(
+            worker_id,
+            topic,
+            err.reason,
+            "ignoring the advertisement of worker %s of topic %r: %s",
+            worker_id,
+            topic,
+            err.reason,
+        )
         return None
     if message["type"] != "notify":
         kind = message["type"]
-        LOG.warning("ignoring worker %s of topic %r: its hash holds a %s message", worker_id, topic, kind)
+        _report_once(
+            worker_id,
+            topic,
+            f"type {kind}",
+            "ignoring worker %s of topic %r: its hash holds a %s message",
+            worker_id,
+            topic,
+            kind,
+        )
         return None
     if message["topic"] != topic or message["worker"] != worker_id:
-        LOG.warning(
+        _report_once(
+            worker_id,
+            topic,
+            f"for {message['worker']} of {message['topic']}",
             "ignoring worker %s of topic %r: its advertisement is for worker %s of topic %r",
             worker_id,
             topic,
@@ -467,20 +503,18 @@ def _advert(
         return None
     age = now - message["sent_at"]
     if age > 3 * message["heartbeat"] + protocol.MAX_CLOCK_SKEW:
-        seen = (worker_id, message["sent_at"])
-        if seen not in _REPORTED_STALE:
-            if len(_REPORTED_STALE) >= 1000:
-                _REPORTED_STALE.clear()
-            _REPORTED_STALE[seen] = None
-            LOG.warning(
-                "ignoring the advertisement of worker %s of topic %r: it is stale, written %.1f s ago"
-                " (beyond three heartbeats of %g s and %g s of clock skew): a dead worker's advert"
-                " written back, or clocks that disagree",
-                worker_id,
-                topic,
-                age,
-                message["heartbeat"],
-                protocol.MAX_CLOCK_SKEW,
-            )
+        _report_once(
+            worker_id,
+            topic,
+            f"stale since {message['sent_at']!r}",
+            "ignoring the advertisement of worker %s of topic %r: it is stale, written %.1f s ago"
+            " (beyond three heartbeats of %g s and %g s of clock skew): a dead worker's advert"
+            " written back, or clocks that disagree",
+            worker_id,
+            topic,
+            age,
+            message["heartbeat"],
+            protocol.MAX_CLOCK_SKEW,
+        )
         return None
     return message

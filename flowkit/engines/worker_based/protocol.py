@@ -434,14 +434,17 @@ def encode(
 
     Raises:
         ProtocolError: a value is not JSON (the message names where), or the
-            body is larger than ``max_bytes``.
+            body is larger than ``max_bytes``. Whatever a model's
+            ``model_dump`` raises (user code: a computed field may raise
+            anything) is reported so too, so that a worker answers the request
+            instead of leaving it to be run again.
     """
     try:
         body = _dumps(message).encode("utf-8")
-    except (TypeError, ValueError, RecursionError, UnicodeEncodeError) as err:
+    except Exception as err:  # TypeError, ValueError, RecursionError... or a model_dump's own error
         where = _first_bad_path(message)
         place = f" at {where}" if where else ""
-        raise ProtocolError(f"message is not JSON-encodable{place}: {err}") from err
+        raise ProtocolError(f"message is not JSON-encodable{place}: {type(err).__name__}: {err}") from err
     if len(body) > max_bytes:
         raise ProtocolError(f"message body is {len(body)} bytes, over the limit of {max_bytes} bytes")
     if secret:

@@ -418,6 +418,24 @@ def test_validate_accepts_taskflow_style_records() -> None:
     )
 
 
+def test_a_version_written_as_an_integral_float_is_an_integer_as_taskflow_reads_it() -> None:
+    # JSON has one number type: a worker whose JSON library writes 1.0 sends the
+    # same record, and the protocol's decoder accepts it. TaskFlow's schema
+    # (type integer) and from_dict take it too; refusing it turned the worker's
+    # failure into an "unreadable failure record".
+    record = _chained().to_dict()
+    record["version"] = 1.0
+    record["causes"][0]["version"] = 1.0
+    Failure.validate(record)
+    restored = Failure.from_dict(record)
+    assert restored.exception_str == record["exception_str"]
+    assert [c.exception_str for c in restored.causes] == [c["exception_str"] for c in record["causes"]]
+    for odd in (True, 1.5, -1.0, float("inf")):
+        record["causes"][0]["version"] = odd
+        with pytest.raises(exc.InvalidFormat, match=r"'causes\[0\]\.version'"):
+            Failure.validate(record)
+
+
 @pytest.mark.parametrize(
     ("change", "field"),
     [
@@ -517,6 +535,40 @@ def test_cause_cycles_do_not_loop_forever() -> None:
     first.__cause__, second.__cause__ = second, first
     failure = Failure.from_exception(first)
     assert [c.exception_str for c in failure.causes] == ["b"]
+    # The cause's own causes stop there too: walked again from its exception, they
+    # led back to "a", then "b"... and recording the failure recursed for ever.
+    assert failure.causes[0].causes == ()
+    assert [c["exception_str"] for c in failure.to_dict()["causes"]] == ["b"]
+    assert "b" in failure.pformat(traceback=True)
+
+
+def _raise_chain(depth: int) -> None:
+    """Raise a ValueError caused by one caused by another... ``depth`` causes deep."""
+    if depth == 0:
+        raise ValueError("level 0")
+    try:
+        _raise_chain(depth - 1)
+    except ValueError as err:
+        raise ValueError(f"level {depth}") from err
+
+
+@pytest.mark.timeout(30)
+def test_a_long_cause_chain_is_recorded_compared_and_read_back_in_linear_time() -> None:
+    # Every cause carries the rest of the chain as its causes: written (and
+    # compared) cause by cause, the work doubled with each link, and a chain of
+    # 30 never finished, hanging the worker or engine that recorded it.
+    try:
+        _raise_chain(40)
+    except ValueError as err:
+        failure = Failure.from_exception(err)
+    body = json.dumps(failure.to_dict())
+    assert len(body) < 40 * 2000, len(body)
+    restored = Failure.from_dict(json.loads(body))
+    assert [c.exception_str for c in restored.causes] == [f"level {n}" for n in range(39, -1, -1)]
+    assert [c.exception_str for c in restored.causes[0].causes] == [f"level {n}" for n in range(38, -1, -1)]
+    assert restored.causes[-1].causes == ()
+    assert restored.matches(failure) and failure.matches(restored)
+    assert failure == failure.copy() and restored == Failure.from_dict(json.loads(body))
 
 
 # -- equality, copies, display ---------------------------------------------------
