@@ -48,6 +48,9 @@ _SCALARS = (str, int, bool, type(None))
 # Nesting deeper than this in an exception argument is not worth keeping (and
 # guards against self-referencing containers).
 _MAX_ARG_DEPTH = 16
+#: The longest cause chain ``to_dict`` writes nested, as TaskFlow does (at most
+#: 2**6 records); a longer one is written flat, each cause once.
+_NESTED_CHAIN_MAX = 6
 
 # Class -> its type names. Weak keys so exception classes made on the fly can
 # still be collected. Made by the first failure, so that a run that never fails
@@ -549,10 +552,10 @@ class Failure:
             include_args: whether to keep the exception's arguments.
         """
         chain = self.causes
-        if _linked(chain):
-            # A chain (each cause's causes are the rest of it) is written once, flat:
-            # written cause by cause with their own causes, as TaskFlow does, the
-            # record doubles with each cause (a chain of 30 never finished).
+        if len(chain) > _NESTED_CHAIN_MAX and _linked(chain):
+            # A long chain (each cause's causes are the rest of it) is written once,
+            # flat: written cause by cause with their own causes, as TaskFlow does,
+            # the record doubles with each cause (a chain of 30 never finished).
             # from_dict links such a list back into a chain.
             causes = [cause._own_dict(include_args, []) for cause in chain]
         else:

@@ -110,3 +110,33 @@ def test_failure_formatter_text_matches_taskflow(nested: bool) -> None:
     if not nested:
         assert ours == theirs
         assert "Atom 'fetch-a'" in ours and "'token': '***'" in ours
+
+
+def _chained_failure(root: str, links: int) -> Any:
+    """A failure of an exception raised through ``links`` others (``raise ... from``)."""
+    failure_mod = __import__(f"{root}.types.failure", fromlist=["Failure"])
+    try:
+        try:
+            raise KeyError("deepest")
+        except KeyError as err:
+            caught: BaseException = err
+            for level in range(links):
+                try:
+                    raise ValueError(f"level {level}") from caught
+                except ValueError as wrapped:
+                    caught = wrapped
+            raise RuntimeError("top") from caught
+    except RuntimeError:
+        return failure_mod.Failure()
+
+
+def _shape(record: dict[str, Any]) -> list[Any]:
+    # What a reader of the record sees, without traceback text (file paths differ).
+    return [record["exception_str"], record["exc_type_names"], [_shape(c) for c in record["causes"]]]
+
+
+@pytest.mark.parametrize("links", [0, 1, 2, 5])
+def test_a_failures_cause_chain_is_recorded_nested_as_taskflow_records_it(links: int) -> None:
+    ours = _chained_failure("flowkit", links).to_dict()
+    theirs = _chained_failure("taskflow", links).to_dict()
+    assert _shape(ours) == _shape(theirs)
