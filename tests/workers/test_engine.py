@@ -345,10 +345,14 @@ def test_at_most_max_in_flight_requests_are_out_at_once(
 
 
 def _reader_moved_on(clock: FakeClock) -> None:
-    """Wait until the engine's reply reader has finished a loop on the clock's current time.
+    """Wait until the engine's reply reader has begun a timeout check on the clock's current time.
 
-    The reader reads the clock once a loop and once more in each timeout check, so
-    three reads after the clock moved mean one check began and ended after it.
+    The reader reads the clock twice a loop (before its read, after it) and once
+    more as a check begins, so three reads after the clock moved mean a check read
+    the moved time (unless a RUNNING reply or the engine thread read it meanwhile):
+    it may still be running. What it does comes before any reply the reader takes
+    next (one thread does both), and an assertion that nothing happened yet holds
+    either way; a test that needs the check's effect waits for that effect itself.
     """
     start = clock.monotonic_reads
     services.wait_until(
