@@ -33,6 +33,8 @@ RUN_WAIT = 30.0  # real seconds a test waits for a run it expects to end
 @pytest.fixture(autouse=True)
 def _fresh_gates() -> Iterator[None]:
     tt.GATES.clear()
+    while not tt.STARTS.empty():
+        tt.STARTS.get_nowait()
     yield
     for g in tt.GATES.values():
         g.release.set()  # let abandoned calls end
@@ -190,7 +192,9 @@ def test_waiting_for_a_free_thread_does_not_count(runner: cf.ThreadPoolExecutor)
     engine = engines.load(flow, engine="parallel", max_workers=1, clock=timer)
     running = _start(runner, engine)
     timer.wait_armed(1)  # one of them runs; the other waits for the only thread
-    first, second = ("a", "b") if tt.gate("a").started.is_set() else ("b", "a")
+    # Which one: armed just before it starts, it may not have said so yet.
+    first = tt.STARTS.get(timeout=RUN_WAIT)
+    second = "b" if first == "a" else "a"
     timer.advance(9)
     tt.gate(first).release.set()
     timer.wait_armed(2)  # the second starts only now, at t=9: its deadline is t=19, not t=10
@@ -422,11 +426,12 @@ def test_calls_abandoned_on_the_asyncio_engine_do_not_starve_the_calls_behind_th
     running = _start(runner, engine)
     try:
         while timer.armed < count:
-            timer.wait_armed(timer.armed + 1)
+            # The calls a move lends threads to may arm before this thread looks again.
+            timer.wait_pending()
             timer.advance(5)
     finally:  # failing, let the calls end, so the run does (and the runner's thread)
         timer.advance(5)
-        for name in tt.GATES:
+        for name in list(tt.GATES):  # calls starting meanwhile add theirs
             tt.gate(name).release.set()
     with pytest.raises(exc.WrappedFailure) as caught:
         running.result(RUN_WAIT)
