@@ -84,7 +84,7 @@ def test_thread_task_past_its_timeout_fails_and_reverts(kind: str, runner: cf.Th
     # The abandoned thread finishes later: its result is logged and ignored.
     with _LateLog() as late:
         tt.gate("slow").release.set()
-        message = late.wait()
+        message = late.wait("slow")
     assert "past its timeout" in message and "'slow done'" in message
     assert storage.get_atom_state("slow") == states.REVERTED
 
@@ -95,11 +95,12 @@ class _LateLog(logging.Handler):
     def __init__(self) -> None:
         super().__init__()
         self.messages: list[str] = []
-        self.seen = threading.Event()
+        self._changed = threading.Condition()
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
-        self.seen.set()
+        with self._changed:
+            self.messages.append(record.getMessage())
+            self._changed.notify_all()
 
     def __enter__(self) -> _LateLog:
         logger = logging.getLogger("flowkit.engines.timeouts")
@@ -113,9 +114,16 @@ class _LateLog(logging.Handler):
         logger.removeHandler(self)
         logger.setLevel(self._level)
 
-    def wait(self) -> str:
-        assert self.seen.wait(RUN_WAIT), "the late outcome was not logged"
-        return self.messages[0]
+    def wait(self, atom: str) -> str:
+        """The first message about ``atom``: a call an earlier test abandoned may end meanwhile."""
+
+        def about_atom() -> str | None:
+            return next((m for m in self.messages if f"atom '{atom}'" in m), None)
+
+        with self._changed:
+            message = self._changed.wait_for(about_atom, RUN_WAIT)
+        assert message is not None, f"the late outcome of '{atom}' was not logged: {self.messages}"
+        return message
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -160,7 +168,7 @@ def test_task_that_ignores_cancellation_still_times_out(kind: str, runner: cf.Th
     # outcome is logged and ignored.
     with _LateLog() as late:
         tt.gate("stubborn").release.set()
-        message = late.wait()
+        message = late.wait("stubborn")
     assert "past its timeout" in message and "'stubborn done anyway'" in message
     assert engine.storage.get_atom_state("stubborn") == states.REVERTED
 
