@@ -1576,10 +1576,11 @@ def test_importing_the_package_does_not_import_redis() -> None:
 
 
 def test_losing_redis_mid_run_stops_the_run_with_the_atom_in_doubt(
-    scripted: Any, redis_server: Any, redis_flushed_url: str, topic: str
+    scripted: Any, redis_server: Any, redis_flushed_url: str, topic: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     # Before outage_timeout the request timed out and its revert could not be sent
     # either: REVERT_FAILURE, a flow that no resume could finish.
+    caplog.set_level(logging.WARNING, logger=ENGINE_LOG)
     held: list[bytes] = []
 
     def hold(worker: ScriptedWorker, entry_id: bytes, request: dict[str, Any]) -> None:
@@ -1587,6 +1588,9 @@ def test_losing_redis_mid_run_stops_the_run_with_the_atom_in_doubt(
         held.append(entry_id)
 
     scripted(hold)
+    # Engine time moves only when told: however slow the worker's answer or the reader's
+    # first look at the dead server, the request cannot time out before the outage began.
+    clock = FakeClock()
     engine = load(
         chain(1),
         redis_flushed_url,
@@ -1595,11 +1599,18 @@ def test_losing_redis_mid_run_stops_the_run_with_the_atom_in_doubt(
         transition_timeout=0.5,
         outage_timeout=1.0,
         retry_options={"attempts": 1, "backoff": 0.05},
+        clock=clock,
     )
     run = BackgroundRun(engine)
     try:
         services.wait_until(lambda: held, 5.0, message="the request reaching the worker")
         redis_server.stop()
+        services.wait_until(
+            lambda: any("lost contact with Redis" in r.getMessage() for r in caplog.records),
+            30.0,
+            message="the engine's reader losing Redis",
+        )
+        clock.advance(1.1)  # past the request's deadline and past outage_timeout
         error = run.join(20.0)
     finally:
         redis_server.start()
