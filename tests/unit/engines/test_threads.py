@@ -92,6 +92,8 @@ def test_idle_threads_take_new_calls_instead_of_new_threads_starting() -> None:
             done = threading.Event()
             pool.submit(done.set)
             assert done.wait(10)
+            # Parked again: the call's effect is seen a moment before its thread is idle.
+            wait_until(lambda: pool.idle == 1, timeout=10.0)
         # One call at a time: the first thread took every one of them.
         assert pool.started == 1
     finally:
