@@ -751,6 +751,9 @@ def _user_exists(name: str) -> bool:
 ZOOKEEPER_JAR = "/usr/share/java/zookeeper.jar"
 #: Sends ZooKeeper's log lines to the server log file (optional; without it they are dropped).
 SLF4J_SIMPLE_JAR = "/usr/share/java/slf4j-simple.jar"
+#: How ZooKeeper's ``srvr`` answer starts once the server serves sessions (before: "This
+#: ZooKeeper instance is not currently serving requests").
+SERVING = b"Zookeeper version:"
 
 
 class ZooKeeperServer(_Server):
@@ -810,8 +813,17 @@ class ZooKeeperServer(_Server):
         ]  # fmt: skip
 
     def _is_ready(self) -> bool:
+        """Whether the server serves sessions: ``srvr`` says so, ``ruok`` does not.
+
+        ``ruok`` answers ``imok`` as soon as the process listens, while sessions
+        are still refused ("not currently serving requests") for a while, about
+        0.6 s here and longer under load. A kazoo client started then retries
+        with doubling pauses and can overshoot its start timeout (the session
+        fixture then failed every ZooKeeper test of a loaded run). ``srvr``
+        reports the version only once the server serves.
+        """
         assert self.port is not None
-        return _talk(self.port, b"ruok") == b"imok"
+        return _talk(self.port, b"srvr").startswith(SERVING)
 
     def _after_ready(self) -> None:
         with self.client() as client:

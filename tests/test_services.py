@@ -89,6 +89,29 @@ def test_zookeeper_url_differs_from_the_per_test_path(zookeeper_url: str, zookee
     assert zookeeper_url != zookeeper_path_url
 
 
+def test_a_zookeeper_server_counts_as_started_only_once_it_serves_sessions() -> None:
+    # It answered ruok ("imok") some 0.6 s before it served sessions; a kazoo client
+    # started in that window backed off past its start timeout on a loaded machine.
+    answers: list[bytes] = []
+
+    class Watched(services.ZooKeeperServer):
+        def _after_ready(self) -> None:
+            assert self.port is not None
+            with socket.create_connection(("127.0.0.1", self.port), timeout=5) as sock:
+                sock.sendall(b"srvr")  # what a client met right then
+                answers.append(sock.recv(64))
+            super()._after_ready()
+
+    server = Watched()
+    try:
+        server.start()
+    finally:
+        server.close()
+
+    (answer,) = answers
+    assert answer.startswith(services.SERVING), answer
+
+
 def test_require_binary_finds_a_program_on_path() -> None:
     assert os.path.isabs(services.require_binary("sh", "dash"))
 

@@ -191,6 +191,17 @@ class WorkerThreads:
         """How many threads were started so far (at most ``size``)."""
         return len(self._ended)
 
+    @property
+    def idle(self) -> int:
+        """How many started threads wait for a call (the next :meth:`submit` wakes one).
+
+        A thread counts once it has parked after its call returned: a caller that
+        saw the call's effect may submit again before then, and a new thread starts
+        for that call (while below ``size``).
+        """
+        with self._lock:
+            return len(self._parked)
+
     def stop(self) -> None:
         """Tell the threads to end once they finish what was already submitted."""
         with self._lock:

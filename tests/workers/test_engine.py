@@ -345,10 +345,14 @@ def test_at_most_max_in_flight_requests_are_out_at_once(
 
 
 def _reader_moved_on(clock: FakeClock) -> None:
-    """Wait until the engine's reply reader has finished a loop on the clock's current time.
+    """Wait until the engine's reply reader has begun a timeout check on the clock's current time.
 
-    The reader reads the clock once a loop and once more in each timeout check, so
-    three reads after the clock moved mean one check began and ended after it.
+    The reader reads the clock twice a loop (before its read, after it) and once
+    more as a check begins, so three reads after the clock moved mean a check read
+    the moved time (unless a RUNNING reply or the engine thread read it meanwhile):
+    it may still be running. What it does comes before any reply the reader takes
+    next (one thread does both), and an assertion that nothing happened yet holds
+    either way; a test that needs the check's effect waits for that effect itself.
     """
     start = clock.monotonic_reads
     services.wait_until(
@@ -356,19 +360,28 @@ def _reader_moved_on(clock: FakeClock) -> None:
     )
 
 
-def _held_for_a_worker(caplog: pytest.LogCaptureFixture) -> None:
+def _held_for_a_worker(caplog: pytest.LogCaptureFixture, request: str = "") -> None:
     """Wait until the engine says a request is held for a worker (INFO on ENGINE_LOG captured).
 
-    The engine marks an atom RUNNING before its thread sends the request; the
-    request's deadline is set from the clock when it is sent, or held, as this
-    line says. A test must not move the clock before then, or the deadline
-    counts from the moved clock.
+    The engine marks an atom RUNNING (or, to revert it, FAILURE then REVERTING)
+    before its thread sends the request; the request's deadline is set from the
+    clock when it is sent, or held, as this line says. A test must not move the
+    clock before then, or the deadline counts from the moved clock, and a clock
+    moved once past where the deadline would have been then never reaches it.
+
+    Args:
+        caplog: the captured log, at INFO on ENGINE_LOG.
+        request: what the line names as its batch's first request (such as
+            ``"revert request of atom 'x'"``); empty: any held request.
     """
-    services.wait_until(
-        lambda: any("for a live worker offering their task" in r.getMessage() for r in caplog.records),
-        30.0,
-        message="the engine holding a request for a worker",
-    )
+
+    def held() -> bool:
+        return any(
+            "for a live worker offering their task" in r.getMessage() and request in r.getMessage()
+            for r in caplog.records
+        )
+
+    services.wait_until(held, 30.0, message=f"the engine holding {request or 'a request'} for a worker")
 
 
 def test_a_request_no_worker_starts_times_out_at_its_deadline_and_the_flow_reverts(
@@ -693,13 +706,16 @@ def holding(request: pytest.FixtureRequest, redis_flushed_url: str, topic: str) 
 
 
 def test_a_request_waits_for_a_worker_that_starts_after_the_engine(
-    scripted: Any, holding: Holding, client: Any
+    scripted: Any, holding: Holding, client: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger=ENGINE_LOG)
     clock = FakeClock()
     engine = holding.load(chain(1), store={"value": 1}, clock=clock)  # no worker yet: no NotFound either
     events = Events(engine)
     run = BackgroundRun(engine)
     services.wait_until(lambda: events.saw("add0", st.RUNNING), 5.0, message="the atom starting")
+    # Held (its deadline set) before time moves: held later, it would wait for a tick that never comes.
+    _held_for_a_worker(caplog, "execute request of atom 'add0'")
     clock.advance(1.0)
     _reader_moved_on(clock)  # a look for workers found none: the request stays with the engine
     assert not run.done
@@ -729,7 +745,7 @@ def test_a_task_no_worker_offers_times_out_and_so_does_its_revert(
     events = Events(engine)
     run = BackgroundRun(engine)
     services.wait_until(lambda: events.saw("lonely", st.RUNNING), 5.0, message="the lonely atom starting")
-    _held_for_a_worker(caplog)  # only now is its deadline set
+    _held_for_a_worker(caplog, "execute request of atom 'lonely'")  # only now is its deadline set
 
     clock.advance(4.9)
     _reader_moved_on(clock)
@@ -738,6 +754,8 @@ def test_a_task_no_worker_offers_times_out_and_so_does_its_revert(
     services.wait_until(lambda: events.saw("lonely", st.FAILURE), 5.0, message="the execute timing out")
     failure = failure_of(engine, "lonely")
     # Its revert is a request too, which nobody offers either: it times out in turn (as TaskFlow's).
+    # Its deadline is set when the engine thread holds it, some time after FAILURE is seen.
+    _held_for_a_worker(caplog, "revert request of atom 'lonely'")
     clock.advance(5.3)
     error = run.join(10.0)
 
@@ -753,9 +771,47 @@ def test_a_task_no_worker_offers_times_out_and_so_does_its_revert(
     assert [(r["name"], r["action"]) for r in worker.requests()] == [("add0", protocol.EXECUTE)]
 
 
-def test_a_pinned_task_waits_for_a_worker_of_its_own_topic(
-    scripted: Any, redis_flushed_url: str, topic: str
+def test_a_request_is_held_by_the_time_the_engine_says_so(
+    scripted: Any, redis_flushed_url: str, topic: str, caplog: pytest.LogCaptureFixture
 ) -> None:
+    # Tests (this file's _held_for_a_worker) move a fake clock once the line is logged; were
+    # it said before the request is held, the reader's tick could pass it by, and with the
+    # clock standing still no later tick would come. The line's handler forces that window:
+    # it starts a worker and moves the clock while the engine thread is still in the logging call.
+    caplog.set_level(logging.INFO, logger=ENGINE_LOG)
+    clock = FakeClock()
+    engine = load(chain(1), redis_flushed_url, topic, store={"value": 1}, clock=clock)
+    sent_meanwhile: list[bool] = []
+
+    class OnHeld(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "for a live worker offering their task" not in record.getMessage():
+                return
+            worker = scripted()
+            clock.advance(0.3)  # the reader's next tick looks for workers for the held requests
+            try:
+                services.wait_until(worker.requests, 5.0, message="the held request sent")
+            except AssertionError:
+                sent_meanwhile.append(False)
+            else:
+                sent_meanwhile.append(True)
+
+    handler = OnHeld()
+    logging.getLogger(ENGINE_LOG).addHandler(handler)
+    try:
+        run = BackgroundRun(engine)
+        services.wait_until(lambda: sent_meanwhile, 10.0, message="the engine holding the request")
+        assert sent_meanwhile == [True], "the tick after the line did not find the request held"
+        assert run.join(10.0) is None
+    finally:
+        logging.getLogger(ENGINE_LOG).removeHandler(handler)
+    assert engine.storage.fetch("v0") == 2
+
+
+def test_a_pinned_task_waits_for_a_worker_of_its_own_topic(
+    scripted: Any, redis_flushed_url: str, topic: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger=ENGINE_LOG)
     elsewhere = scripted()  # offers Add on the engine's topic, where the pinned task must not go
     pinned = Add(name="add0", provides="v0")
     pinned.worker_topic = f"pinned-{uuid.uuid4().hex[:8]}"  # type: ignore[attr-defined]
@@ -764,6 +820,7 @@ def test_a_pinned_task_waits_for_a_worker_of_its_own_topic(
     events = Events(engine)
     run = BackgroundRun(engine)
     services.wait_until(lambda: events.saw("add0", st.RUNNING), 5.0, message="the atom starting")
+    _held_for_a_worker(caplog, "execute request of atom 'add0'")  # before time moves, as above
     clock.advance(1.0)
     _reader_moved_on(clock)
     assert not run.done
@@ -888,8 +945,9 @@ def test_a_send_under_the_window_costs_what_it_sends_not_the_requests_held(
 
 
 def test_held_requests_released_together_go_out_no_more_than_the_window_at_once(
-    scripted: Any, redis_flushed_url: str, topic: str, client: Any
+    scripted: Any, redis_flushed_url: str, topic: str, client: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger=ENGINE_LOG)
     clock = FakeClock()
     names = [f"o{i}" for i in range(5)]
     flow = unordered_flow.Flow("fan").add(
@@ -898,8 +956,8 @@ def test_held_requests_released_together_go_out_no_more_than_the_window_at_once(
     engine = load(flow, redis_flushed_url, topic, max_in_flight=2, clock=clock)
     events = Events(engine)
     run = BackgroundRun(engine)
-    services.wait_until(lambda: all(events.saw(n, st.RUNNING) for n in names), 5.0, message="all held")
-    _reader_moved_on(clock)  # all five are held (none takes room), and stay so: nobody offers Other
+    services.wait_until(lambda: all(events.saw(n, st.RUNNING) for n in names), 5.0, message="all started")
+    _held_for_a_worker(caplog)  # all five are held in one batch (none takes room): nobody offers Other
 
     held = Held()
     worker = scripted(held, tasks=(OTHER,))
@@ -1056,6 +1114,9 @@ def test_a_request_waiting_for_room_nobody_offers_when_room_frees_is_held_then_t
     assert client.xlen(protocol.requests_key(NS, w.first)) == 0  # held, not sent to the worker gone
     w.clock.advance(5.1)  # its deadline, set as it left the line
     services.wait_until(lambda: w.events.saw("late", st.FAILURE), 5.0, message="late timing out")
+    # Its revert, which nobody offers yet, is held before time moves: held after the
+    # reader's one tick on the moved clock, it would wait for another that never comes.
+    _held_for_a_worker(caplog, "revert request of atom 'late'")
     w.keeper.tasks = (ADD, OTHER)  # so that late's revert is answered
     w.keeper.advertise()
     w.clock.advance(0.3)
@@ -1092,14 +1153,15 @@ def _check_unsent(failure: Failure, topic: str, error: str) -> None:
 
 
 def test_a_held_request_redis_refuses_to_add_fails_saying_so_and_the_run_resumes(
-    scripted: Any, redis_flushed_url: str, topic: str, client: Any
+    scripted: Any, redis_flushed_url: str, topic: str, client: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger=ENGINE_LOG)
     clock = FakeClock()
     engine = load(chain(1), redis_flushed_url, topic, store={"value": 1}, clock=clock)
     events = Events(engine)
     run = BackgroundRun(engine)
     services.wait_until(lambda: events.saw("add0", st.RUNNING), 5.0, message="the atom starting")
-    _reader_moved_on(clock)  # held: no worker offers its task yet
+    _held_for_a_worker(caplog, "execute request of atom 'add0'")  # no worker offers its task yet
     stream = protocol.requests_key(NS, topic)
     client.set(stream, b"not a stream")  # every XADD to it is refused: WRONGTYPE
     events.on("add0", st.FAILURE, _restore_stream(client, stream))  # before its revert is sent
@@ -1263,8 +1325,9 @@ def cutting_proxy(redis_server: Any, redis_flushed_url: str) -> Iterator[Cutting
 
 
 def test_a_held_request_whose_sends_fail_until_its_deadline_times_out_saying_why(
-    scripted: Any, cutting_proxy: CuttingProxy, topic: str, client: Any
+    scripted: Any, cutting_proxy: CuttingProxy, topic: str, client: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger=ENGINE_LOG)
     clock = FakeClock()
     url = f"redis://127.0.0.1:{cutting_proxy.port}/0"
     engine = load(
@@ -1273,7 +1336,7 @@ def test_a_held_request_whose_sends_fail_until_its_deadline_times_out_saying_why
     events = Events(engine)
     run = BackgroundRun(engine)
     services.wait_until(lambda: events.saw("add0", st.RUNNING), 5.0, message="the atom starting")
-    _reader_moved_on(clock)  # held: no worker offers its task yet
+    _held_for_a_worker(caplog, "execute request of atom 'add0'")  # no worker offers its task yet
     cutting_proxy.cutting.set()
     events.on("add0", st.FAILURE, cutting_proxy.cutting.clear)  # its revert goes out
     worker = scripted()  # straight to Redis: the reader finds it, and its sends are cut
@@ -1513,10 +1576,11 @@ def test_importing_the_package_does_not_import_redis() -> None:
 
 
 def test_losing_redis_mid_run_stops_the_run_with_the_atom_in_doubt(
-    scripted: Any, redis_server: Any, redis_flushed_url: str, topic: str
+    scripted: Any, redis_server: Any, redis_flushed_url: str, topic: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     # Before outage_timeout the request timed out and its revert could not be sent
     # either: REVERT_FAILURE, a flow that no resume could finish.
+    caplog.set_level(logging.WARNING, logger=ENGINE_LOG)
     held: list[bytes] = []
 
     def hold(worker: ScriptedWorker, entry_id: bytes, request: dict[str, Any]) -> None:
@@ -1524,6 +1588,9 @@ def test_losing_redis_mid_run_stops_the_run_with_the_atom_in_doubt(
         held.append(entry_id)
 
     scripted(hold)
+    # Engine time moves only when told: however slow the worker's answer or the reader's
+    # first look at the dead server, the request cannot time out before the outage began.
+    clock = FakeClock()
     engine = load(
         chain(1),
         redis_flushed_url,
@@ -1532,11 +1599,18 @@ def test_losing_redis_mid_run_stops_the_run_with_the_atom_in_doubt(
         transition_timeout=0.5,
         outage_timeout=1.0,
         retry_options={"attempts": 1, "backoff": 0.05},
+        clock=clock,
     )
     run = BackgroundRun(engine)
     try:
         services.wait_until(lambda: held, 5.0, message="the request reaching the worker")
         redis_server.stop()
+        services.wait_until(
+            lambda: any("lost contact with Redis" in r.getMessage() for r in caplog.records),
+            30.0,
+            message="the engine's reader losing Redis",
+        )
+        clock.advance(1.1)  # past the request's deadline and past outage_timeout
         error = run.join(20.0)
     finally:
         redis_server.start()

@@ -440,16 +440,19 @@ class RedisDriver(DispatchingDriver):
                 request.envelope = envelope
                 held.append(request)
         if held:
-            # One line per batch (a wide flow with no workers yet would say it a thousand times).
+            first = held[0].describe()  # before the reader may route it again
+            with self._lock:
+                for request in held:
+                    self._ledger.move(request, WAITING)
+            # One line per batch (a wide flow with no workers yet would say it a thousand times),
+            # said once they are held: from here the reader's next tick may send them, so
+            # whoever reads the line (a test moving a fake clock, say) may count on that.
             LOG.info(
                 "%d request(s) wait up to %g s for a live worker offering their task; the first: %s",
                 len(held),
                 settings.transition_timeout,
-                held[0].describe(),
+                first,
             )
-            with self._lock:
-                for request in held:
-                    self._ledger.move(request, WAITING)
         if released or ready:
             self._add(released + ready)
 

@@ -52,6 +52,18 @@ class ManualTimer:
             if not self._cond.wait_for(lambda: self.armed >= count, timeout):
                 raise AssertionError(f"only {self.armed} of {count} timed calls started")
 
+    def wait_pending(self, timeout: float = 10.0) -> None:
+        """Block until a timer is set and neither cancelled nor run (fail after ``timeout`` real seconds).
+
+        What a test that moves time wave after wave waits on: a call started by
+        the last :meth:`advance` (on a thread lent for an abandoned one) may set
+        its timer before the test looks or after; counting arms from "now" misses
+        the first case and waits for an arm that only its own next move can cause.
+        """
+        with self._cond:
+            if not self._cond.wait_for(lambda: any(not h.cancelled for h in self._handles), timeout):
+                raise AssertionError(f"no timer pending after {self.armed} timed call(s) started")
+
     def pending(self) -> int:
         """Timers set and neither cancelled nor run."""
         with self._cond:

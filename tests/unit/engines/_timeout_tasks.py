@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import queue
 import threading
 import time
 from typing import Any
@@ -22,6 +23,10 @@ class Gate:
 
 
 GATES: dict[str, Gate] = {}
+#: Names of the :class:`Blocking` tasks as they start, in order: a test that cannot know which
+#: of two a pool runs first takes it from here (a timed call is armed just before its task
+#: starts, so the gates may not say yet).
+STARTS: queue.SimpleQueue[str] = queue.SimpleQueue()
 
 
 def gate(name: str) -> Gate:
@@ -38,6 +43,7 @@ class Blocking(task.Task):
     def execute(self) -> str:
         g = gate(self.name)
         g.started.set()
+        STARTS.put(self.name)
         g.release.wait(30)
         g.finished.set()
         return f"{self.name} done"

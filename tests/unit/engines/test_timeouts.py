@@ -33,6 +33,8 @@ RUN_WAIT = 30.0  # real seconds a test waits for a run it expects to end
 @pytest.fixture(autouse=True)
 def _fresh_gates() -> Iterator[None]:
     tt.GATES.clear()
+    while not tt.STARTS.empty():
+        tt.STARTS.get_nowait()
     yield
     for g in tt.GATES.values():
         g.release.set()  # let abandoned calls end
@@ -82,7 +84,7 @@ def test_thread_task_past_its_timeout_fails_and_reverts(kind: str, runner: cf.Th
     # The abandoned thread finishes later: its result is logged and ignored.
     with _LateLog() as late:
         tt.gate("slow").release.set()
-        message = late.wait()
+        message = late.wait("slow")
     assert "past its timeout" in message and "'slow done'" in message
     assert storage.get_atom_state("slow") == states.REVERTED
 
@@ -93,11 +95,12 @@ class _LateLog(logging.Handler):
     def __init__(self) -> None:
         super().__init__()
         self.messages: list[str] = []
-        self.seen = threading.Event()
+        self._changed = threading.Condition()
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
-        self.seen.set()
+        with self._changed:
+            self.messages.append(record.getMessage())
+            self._changed.notify_all()
 
     def __enter__(self) -> _LateLog:
         logger = logging.getLogger("flowkit.engines.timeouts")
@@ -111,9 +114,16 @@ class _LateLog(logging.Handler):
         logger.removeHandler(self)
         logger.setLevel(self._level)
 
-    def wait(self) -> str:
-        assert self.seen.wait(RUN_WAIT), "the late outcome was not logged"
-        return self.messages[0]
+    def wait(self, atom: str) -> str:
+        """The first message about ``atom``: a call an earlier test abandoned may end meanwhile."""
+
+        def about_atom() -> str | None:
+            return next((m for m in self.messages if f"atom '{atom}'" in m), None)
+
+        with self._changed:
+            message = self._changed.wait_for(about_atom, RUN_WAIT)
+        assert message is not None, f"the late outcome of '{atom}' was not logged: {self.messages}"
+        return message
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -158,7 +168,7 @@ def test_task_that_ignores_cancellation_still_times_out(kind: str, runner: cf.Th
     # outcome is logged and ignored.
     with _LateLog() as late:
         tt.gate("stubborn").release.set()
-        message = late.wait()
+        message = late.wait("stubborn")
     assert "past its timeout" in message and "'stubborn done anyway'" in message
     assert engine.storage.get_atom_state("stubborn") == states.REVERTED
 
@@ -190,7 +200,9 @@ def test_waiting_for_a_free_thread_does_not_count(runner: cf.ThreadPoolExecutor)
     engine = engines.load(flow, engine="parallel", max_workers=1, clock=timer)
     running = _start(runner, engine)
     timer.wait_armed(1)  # one of them runs; the other waits for the only thread
-    first, second = ("a", "b") if tt.gate("a").started.is_set() else ("b", "a")
+    # Which one: armed just before it starts, it may not have said so yet.
+    first = tt.STARTS.get(timeout=RUN_WAIT)
+    second = "b" if first == "a" else "a"
     timer.advance(9)
     tt.gate(first).release.set()
     timer.wait_armed(2)  # the second starts only now, at t=9: its deadline is t=19, not t=10
@@ -261,7 +273,12 @@ def test_process_pool_timeout_refuses_the_result_and_stops_the_child(
     assert engine.storage.get_atom_state("long") == states.REVERTED
     # Stopping the pool breaks the abandoned call's future: that is the engine's
     # own teardown, not an outcome of the call, and must not be logged as one.
-    late = [r for r in caplog.records if r.levelno >= logging.WARNING and "past its" in r.getMessage()]
+    # Only this atom's: a call an earlier test abandoned may end, and say so, meanwhile.
+    late = [
+        r
+        for r in caplog.records
+        if r.levelno >= logging.WARNING and "past its" in r.getMessage() and "'long'" in r.getMessage()
+    ]
     assert not late, [r.getMessage() for r in late]
 
 
@@ -422,11 +439,12 @@ def test_calls_abandoned_on_the_asyncio_engine_do_not_starve_the_calls_behind_th
     running = _start(runner, engine)
     try:
         while timer.armed < count:
-            timer.wait_armed(timer.armed + 1)
+            # The calls a move lends threads to may arm before this thread looks again.
+            timer.wait_pending()
             timer.advance(5)
     finally:  # failing, let the calls end, so the run does (and the runner's thread)
         timer.advance(5)
-        for name in tt.GATES:
+        for name in list(tt.GATES):  # calls starting meanwhile add theirs
             tt.gate(name).release.set()
     with pytest.raises(exc.WrappedFailure) as caught:
         running.result(RUN_WAIT)
