@@ -30,7 +30,6 @@ import ipaddress
 import logging
 import os
 import re
-import signal
 import socket
 import sys
 import threading
@@ -138,6 +137,8 @@ GRACE = 2
 
 
 def _server_class() -> Any:
+    import signal  # only a running monitor needs it (``flowkit --help`` start-up)
+
     import uvicorn
 
     class Server(uvicorn.Server):
@@ -164,7 +165,7 @@ def _server_class() -> Any:
             if threading.current_thread() is not threading.main_thread():
                 yield  # signals reach the main thread only: whoever runs us there handles them
                 return
-            previous = {sig: signal.signal(sig, self.handle_exit) for sig in STOP_SIGNALS}
+            previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGTERM, signal.SIGINT)}
             try:
                 yield
             finally:
@@ -184,10 +185,6 @@ def _server_class() -> Any:
             self._closing.close()
 
     return Server
-
-
-#: The signals that stop ``flowkit monitor`` (gracefully, exit status 0).
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 def _listen(host: str, port: int) -> socket.socket:
