@@ -514,8 +514,17 @@ class Storage:
             except exc.NotFound:
                 if arg in optional:
                     continue
-                who = f" for atom '{atom_name}'" if atom_name else ""
-                raise exc.NotFound(f"Mapped argument '{arg}' <= '{symbol}'{who} was not produced") from None
+                who = f" (for atom '{atom_name}')" if atom_name else ""
+                scanned = len(self._run.providers.get(symbol, ()))
+                if not scanned:
+                    # TaskFlow's sentence for a symbol nothing provides.
+                    message = f"Name '{symbol}' is not mapped as a produced output by any providers"
+                else:
+                    message = (
+                        f"Mapped argument '{arg}' <= '{symbol}' was not produced by any accessible "
+                        f"provider ({scanned} possible providers were scanned)"
+                    )
+                raise exc.NotFound(f"{message}{who}") from None
         return out
 
     def _visible_value(self, scope: Callable[[str, str], str | None], atom_name: str, symbol: str) -> Any:

@@ -165,7 +165,8 @@ def _safe_args(args: Iterable[Any]) -> tuple[Any, ...]:
 
 
 def _bad(where: str, field: str, problem: str) -> exc.InvalidFormat:
-    return exc.InvalidFormat(f"failure record field '{where}{field}' {problem}")
+    # TaskFlow's sentence first (its detail is a JSON schema's, flowkit names the field).
+    return exc.InvalidFormat(f"Failure data not of the expected format: field '{where}{field}' {problem}")
 
 
 def _safe_str(value: BaseException) -> str:
