@@ -624,7 +624,6 @@ class Failure:
     def __str__(self) -> str:
         return self.pformat()
 
-    def __repr__(self) -> str:
-        name = self._exc_type_names[0] if self._exc_type_names else "?"
-        live = "" if self._exc_info is not None else ", deserialized"
-        return f"<Failure {name}: {self._exception_str!r}{live}>"
+    # No __repr__ of its own: TaskFlow's Failure has the default one, and it shows in
+    # the DynamicLoggingListener's lines (a retry's history) that log scrapers read;
+    # str() and pformat() say what failed.

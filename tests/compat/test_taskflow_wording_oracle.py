@@ -592,3 +592,75 @@ def test_exception_wording(name: str) -> None:
     assert _same_type(type(expected), type(got)), f"{type(expected)} != {type(got)}"
     want, have = own_words(name, normalise(str(expected))), normalise(str(got))
     assert have.startswith(want), f"\nTaskFlow: {want!r}\nflowkit:  {have!r}"
+
+
+# -- log lines --------------------------------------------------------------------------------
+
+ENGINE_REPR = re.compile(r"<taskflow\.engines\.[\w.]+ object>")
+
+
+def scenario(root: str, kind: str) -> Any:
+    """A flow that succeeds (``ok``), fails and reverts (``fail``), or retries then reverts (``retry``)."""
+    T = tasks(root)
+    linear = mod(root, "patterns.linear_flow")
+    if kind == "ok":
+        return linear.Flow("f").add(T.Ok("a"), T.Ok("b"))
+    if kind == "fail":
+        return linear.Flow("f").add(T.Ok("a"), T.Fail("b"))
+    return linear.Flow("f", mod(root, "retry").Times(2, "t")).add(T.Ok("a"), T.Fail("b"))
+
+
+def log_lines(root: str, kind: str, listener: str, caplog: pytest.LogCaptureFixture) -> list[tuple[str, str]]:
+    """Run ``scenario(kind)`` on ``root`` under ``listener`` (or none) and return its log lines.
+
+    Kept: every line of the library's listeners, and the engine's own lines at INFO and
+    above (TaskFlow's DEBUG lines are its engine's internals). The engine's class differs
+    by design (its repr is the LoggingListener's first word), so it reads ``<engine>``.
+    """
+    caplog.clear()
+    engine = mod(root, "engines").load(scenario(root, kind))
+    with caplog.at_level(logging.DEBUG, logger=root), contextlib.suppress(ValueError):
+        if listener:
+            with getattr(mod(root, "listeners.logging"), listener)(engine):
+                engine.run()
+        else:
+            engine.run()
+    return [
+        (record.levelname, ENGINE_REPR.sub("<engine>", normalise(record.getMessage())))
+        for record in caplog.records
+        if record.name.split(".")[0] == root
+        and (".listeners." in record.name or record.levelno >= logging.INFO)
+    ]
+
+
+@pytest.mark.parametrize("kind", ["ok", "fail", "retry"])
+@pytest.mark.parametrize("listener", ["", "LoggingListener", "DynamicLoggingListener"])
+def test_log_lines(kind: str, listener: str, caplog: pytest.LogCaptureFixture) -> None:
+    expected = log_lines("taskflow", kind, listener, caplog)
+    got = log_lines("flowkit", kind, listener, caplog)
+    if listener:
+        assert expected, "the listener logged nothing: the capture is broken"
+    assert got == expected
+
+
+@pytest.mark.parametrize("kind", ["ok", "fail", "retry"])
+def test_capture_listener_values(kind: str) -> None:
+    """The CaptureListener records the same (name, state) sequence on both libraries."""
+
+    def values(root: str) -> list[Any]:
+        engine = mod(root, "engines").load(scenario(root, kind))
+        with mod(root, "listeners.capturing").CaptureListener(engine) as capture, contextlib.suppress(ValueError):
+            engine.run()
+        # The details' engine, uuids and results are each library's own objects: compare
+        # the keys and the names and states they give.
+        return [
+            (
+                what,
+                state,
+                sorted(details),
+                [details.get(key) for key in ("flow_name", "task_name", "retry_name", "old_state")],
+            )
+            for what, state, details in capture.values
+        ]
+
+    assert values("flowkit") == values("taskflow")
