@@ -664,3 +664,76 @@ def test_capture_listener_values(kind: str) -> None:
         ]
 
     assert values("flowkit") == values("taskflow")
+
+
+# -- jobboards (a real Redis server) ----------------------------------------------------------
+
+
+@contextlib.contextmanager
+def redis_board(root: str, redis_url: str, namespace: str) -> Iterator[Any]:
+    """A connected Redis jobboard of library ``root`` in its own namespace."""
+    host, port = redis_url.split("//", 1)[1].split("/", 1)[0].split(":")
+    conf = {"board": "redis", "host": host, "port": int(port), "namespace": namespace}
+    board = mod(root, "jobs.backends").fetch(f"wording-{root}", conf)
+    board.connect()
+    try:
+        yield board
+    finally:
+        board.close()
+
+
+def claim_claimed(board: Any) -> None:
+    job = board.post("j")
+    board.claim(job, "me")
+    board.claim(job, "you")
+
+
+def consume_unowned(board: Any) -> None:
+    job = board.post("j")
+    board.claim(job, "me")
+    board.consume(job, "you")
+
+
+def consume_unclaimed(board: Any) -> None:
+    board.consume(board.post("j"), "me")
+
+
+def abandon_unowned(board: Any) -> None:
+    job = board.post("j")
+    board.claim(job, "me")
+    board.abandon(job, "you")
+
+
+def abandon_unclaimed(board: Any) -> None:
+    board.abandon(board.post("j"), "me")
+
+
+def trash_unowned(board: Any) -> None:
+    job = board.post("j")
+    board.claim(job, "me")
+    board.trash(job, "you")
+
+
+BOARD_CASES: dict[str, Callable[[Any], None]] = {
+    func.__name__: func
+    for func in (claim_claimed, consume_unowned, consume_unclaimed, abandon_unowned, abandon_unclaimed, trash_unowned)
+}
+
+
+@pytest.mark.parametrize("name", sorted(BOARD_CASES))
+def test_jobboard_wording(name: str, redis_url: str) -> None:
+    errors: list[BaseException | None] = []
+    for root in LIBRARIES:
+        with redis_board(root, redis_url, f"wording-{name}-{uuid.uuid4().hex}") as board:
+            try:
+                BOARD_CASES[name](board)
+            except Exception as err:
+                errors.append(err)
+            else:
+                errors.append(None)
+    expected, got = errors
+    assert expected is not None, f"TaskFlow accepts {name}"
+    assert got is not None, f"TaskFlow raises {expected!r}, flowkit accepts it"
+    assert _same_type(type(expected), type(got)), f"{type(expected)} != {type(got)}"
+    want, have = own_words(name, normalise(str(expected))), normalise(str(got))
+    assert have.startswith(want), f"\nTaskFlow: {want!r}\nflowkit:  {have!r}"
