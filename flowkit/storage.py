@@ -457,6 +457,14 @@ class Storage:
                 raise exc.NotFound(
                     f"Name '{name}' is not mapped as a produced output by any providers (flow '{flow}')"
                 )
+            for record in self._run.providers.get(name, ()):
+                # TaskFlow's words for a provider whose result cannot be read in its
+                # state (it has not run, or was reverted); an ignored one is passed over.
+                if record.failure is None and record.state not in _EXECUTE_RESULT_STATES | {st.IGNORE}:
+                    raise exc.NotFound(
+                        f"Expected to be able to find output '{name}' produced by <Provider '{record.name}'> "
+                        f"but was unable to get at that providers results (it is {record.state}; flow '{flow}')"
+                    )
             raise exc.NotFound(
                 f"Unable to find result '{name}', searched {searched} providers (flow '{flow}')"
             )

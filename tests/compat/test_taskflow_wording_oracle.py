@@ -346,7 +346,7 @@ def storage_save_unknown(root: str) -> None:
     loaded(root, tasks(root).Ok("a")).storage.save("nope", 1)
 
 
-@case(not_yet="TaskFlow says it found a provider whose result it cannot read; flowkit says it found no result")
+@case
 def storage_fetch_unfinished(root: str) -> None:
     loaded(root, tasks(root).Ok("a", provides="x")).storage.fetch("x")
 
