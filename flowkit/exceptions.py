@@ -67,6 +67,7 @@ __all__ = [
     "InvalidAtomOption",
     "InvalidEngineOption",
     "InvalidFlowItem",
+    "InvalidGraphFlowItem",
     "InvalidFormat",
     "InvalidResult",
     "InvalidState",
@@ -352,6 +353,14 @@ class InvalidFlowItem(CompilationFailure, TypeError):
         super().__init__(message)
         self.flow = flow
         self.item = item
+
+
+class InvalidGraphFlowItem(InvalidFlowItem, AttributeError):
+    """Something that is neither an atom nor a flow was added to a graph flow.
+
+    Also an ``AttributeError``: TaskFlow's graph flow raises that (reading the
+    item's ``requires``) for the same mistake, and code ported from it may catch it.
+    """
 
 
 class IncompatibleVersion(TaskFlowException):

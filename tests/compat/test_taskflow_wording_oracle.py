@@ -26,6 +26,8 @@ from typing import Any
 
 import pytest
 
+from tests.compat.test_taskflow_suite import load_known_differences
+
 # Importing taskflow pulls in oslo_utils.eventletutils, which warns that it is deprecated.
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:oslo_utils.eventletutils")
 
@@ -78,19 +80,23 @@ CASES: dict[str, Case] = {}
 # jsonschema's, or a list of the names TaskFlow itself takes): only TaskFlow's own words,
 # up to and including these, are compared.
 OWN_WORDS: dict[str, str] = {}
-# Cases still worded (or typed) otherwise by flowkit, with why; strict, so a fix shows.
-NOT_YET: dict[str, str] = {}
+# Cases flowkit words otherwise on purpose: listed as ``wording::<case>`` in
+# taskflow_known_differences.txt (only its two allowed kinds); strict xfails, so a
+# listed case that starts matching shows.
+KNOWN: dict[str, str] = {
+    case.removeprefix("wording::"): reason
+    for case, reason in load_known_differences().items()
+    if case.startswith("wording::")
+}
 
 
-def case(func: Case | None = None, *, upto: str = "", not_yet: str = "") -> Any:
-    """Register a wording case (``@case``, or ``@case(upto=..., not_yet=...)``)."""
+def case(func: Case | None = None, *, upto: str = "") -> Any:
+    """Register a wording case (``@case``, or ``@case(upto=...)``)."""
 
     def register(func: Case) -> Case:
         CASES[func.__name__] = func
         if upto:
             OWN_WORDS[func.__name__] = upto
-        if not_yet:
-            NOT_YET[func.__name__] = not_yet
         return func
 
     return register(func) if func is not None else register
@@ -242,19 +248,21 @@ def graph_duplicate_provides(root: str) -> None:
     gf(root).add(T.Ok("a", provides="x"), T.Ok("b", provides="x"))
 
 
-@case(not_yet="TaskFlow fails on a missing attribute (AttributeError); flowkit refuses the item")
+@case
 def graph_add_non_atom(root: str) -> None:
     gf(root).add("not an atom")
 
 
-@case(not_yet="TaskFlow's linear flow accepts anything at add(); flowkit refuses a non-atom there")
+# TaskFlow's linear and unordered flows take anything at add() and fail at compile;
+# flowkit refuses the item at add(), in the words TaskFlow uses at compile.
+@case
 def linear_add_non_atom(root: str) -> None:
-    lf(root).add(42)
+    run(root, lf(root).add(42))
 
 
-@case(not_yet="TaskFlow's unordered flow accepts anything at add(); flowkit refuses a non-atom there")
+@case
 def unordered_add_non_atom(root: str) -> None:
-    uf(root).add(object())
+    run(root, uf(root).add(object()))
 
 
 # -- retries ----------------------------------------------------------------------------------
@@ -399,11 +407,6 @@ def listener_register_twice(root: str) -> None:
 # -- persistence ------------------------------------------------------------------------------
 
 
-# TaskFlow's memory backend keeps its records in a private fake file system and says
-# which of its paths it lacks; flowkit's says what its SQL backends (and TaskFlow's) say.
-MEMORY_PATHS = "TaskFlow's memory backend names a path of its private fake file system"
-
-
 @contextlib.contextmanager
 def memory_conn(root: str) -> Iterator[Any]:
     backend = mod(root, "persistence.backends").fetch({"connection": "memory://"})
@@ -412,31 +415,31 @@ def memory_conn(root: str) -> Iterator[Any]:
         yield conn
 
 
-@case(not_yet=MEMORY_PATHS)
+@case
 def logbook_unknown(root: str) -> None:
     with memory_conn(root) as conn:
         conn.get_logbook("00000000-0000-0000-0000-000000000000")
 
 
-@case(not_yet=MEMORY_PATHS)
+@case
 def flow_detail_unknown(root: str) -> None:
     with memory_conn(root) as conn:
         conn.get_flow_details("00000000-0000-0000-0000-000000000000")
 
 
-@case(not_yet=MEMORY_PATHS)
+@case
 def atom_detail_unknown(root: str) -> None:
     with memory_conn(root) as conn:
         conn.get_atom_details("00000000-0000-0000-0000-000000000000")
 
 
-@case(not_yet=MEMORY_PATHS)
+@case
 def destroy_logbook_unknown(root: str) -> None:
     with memory_conn(root) as conn:
         conn.destroy_logbook("00000000-0000-0000-0000-000000000000")
 
 
-@case(not_yet=MEMORY_PATHS)
+@case
 def update_flow_details_unknown(root: str) -> None:
     models = mod(root, "persistence.models")
     with memory_conn(root) as conn:
@@ -571,14 +574,15 @@ def own_words(name: str, text: str) -> str:
 
 
 def test_enough_cases() -> None:
-    assert len(CASES) - len(NOT_YET) >= 40
+    assert len(CASES) - len(KNOWN) >= 40
+    assert not set(KNOWN) - set(CASES), "listed wording cases that no longer exist"
 
 
 @pytest.mark.parametrize(
     "name",
     [
-        pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=NOT_YET[name]))
-        if name in NOT_YET
+        pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=KNOWN[name]))
+        if name in KNOWN
         else name
         for name in sorted(CASES)
     ],
