@@ -462,8 +462,9 @@ class Storage:
                 # state (it has not run, or was reverted); an ignored one is passed over.
                 if record.failure is None and record.state not in _EXECUTE_RESULT_STATES | {st.IGNORE}:
                     raise exc.NotFound(
-                        f"Expected to be able to find output '{name}' produced by <Provider '{record.name}'> "
-                        f"but was unable to get at that providers results (it is {record.state}; flow '{flow}')"
+                        f"Expected to be able to find output '{name}' produced by "
+                        f"<Provider '{record.name}'> but was unable to get at that providers "
+                        f"results (it is {record.state}; flow '{flow}')"
                     )
             raise exc.NotFound(
                 f"Unable to find result '{name}', searched {searched} providers (flow '{flow}')"

@@ -530,7 +530,10 @@ class ActionEngine(Engine):
                 problems.append(exc.MissingDependencies(node.name, missing, cause=cause, method=method))
                 # TaskFlow's flow-level list names the atoms' arguments, not the symbols.
                 everything.update(
-                    p.arg for plans in (node.exec_args, node.revert_args) for p in plans if p.symbol in missing
+                    p.arg
+                    for plans in (node.exec_args, node.revert_args)
+                    for p in plans
+                    if p.symbol in missing
                 )
         if len(problems) == 1 and not hasattr(self._flow, "iter_nodes"):
             # An atom loaded on its own: its own error, not one wrapped for a flow.

@@ -653,7 +653,10 @@ def test_capture_listener_values(kind: str) -> None:
 
     def values(root: str) -> list[Any]:
         engine = mod(root, "engines").load(scenario(root, kind))
-        with mod(root, "listeners.capturing").CaptureListener(engine) as capture, contextlib.suppress(ValueError):
+        with (
+            mod(root, "listeners.capturing").CaptureListener(engine) as capture,
+            contextlib.suppress(ValueError),
+        ):
             engine.run()
         # The details' engine, uuids and results are each library's own objects: compare
         # the keys and the names and states they give.
@@ -720,7 +723,14 @@ def trash_unowned(board: Any) -> None:
 
 BOARD_CASES: dict[str, Callable[[Any], None]] = {
     func.__name__: func
-    for func in (claim_claimed, consume_unowned, consume_unclaimed, abandon_unowned, abandon_unclaimed, trash_unowned)
+    for func in (
+        claim_claimed,
+        consume_unowned,
+        consume_unclaimed,
+        abandon_unowned,
+        abandon_unclaimed,
+        trash_unowned,
+    )
 }
 
 

@@ -125,7 +125,9 @@ def test_consume_completes_the_job_for_its_claimant_only(make_board: MakeBoard) 
     with pytest.raises(exc.NotFound, match=rf"^Can ?not trash (a )?job {job.uuid} {unclaimed}"):
         board.trash(job, "a")
     board.claim(job, "a")
-    with pytest.raises(exc.JobFailure, match=rf"^Can ?not consume (a )?job {job.uuid} which is not owned by b \(it is"):
+    with pytest.raises(
+        exc.JobFailure, match=rf"^Can ?not consume (a )?job {job.uuid} which is not owned by b \(it is"
+    ):
         board.consume(job, "b")
     board.consume(job, "a")
     assert job.state == states.COMPLETE

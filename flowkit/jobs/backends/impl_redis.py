@@ -1019,7 +1019,8 @@ class RedisJobBoard(ListingJobBoard):
             # NotFound, as TaskFlow raises for a job whose owner it cannot find.
             raise exc.NotFound(f"Can not {action} job {job.uuid} which we can not determine the owner of")
         raise exc.JobFailure(
-            f"Can not {action} job {job.uuid} which is not owned by {who} (it is actively owned by {current.owner})"
+            f"Can not {action} job {job.uuid} which is not owned by {who} "
+            f"(it is actively owned by {current.owner})"
         )
 
     @check_who
