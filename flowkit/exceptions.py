@@ -20,6 +20,7 @@ The tree (names follow TaskFlow's so ``except`` clauses migrate unchanged)::
      |    |    +-- TypeMismatch (TypeError)     a provider's type cannot satisfy a consumer's
      |    +-- CompilationFailure                a flow cannot be turned into a graph
      |    |    +-- InvalidFlowItem (TypeError)  something not an atom or flow was added
+     |    |    |    +-- InvalidGraphFlowItem (AttributeError)  the same, in a graph flow
      |    +-- IncompatibleVersion
      |    +-- Duplicate                         two atoms share a name
      |    +-- NotFound

@@ -545,7 +545,10 @@ class ActionEngine(Engine):
             raised = exc.MissingDependencies(self._flow, everything, cause=problems[-1])
             at_fault = "; ".join(f"'{p.atom}' needs symbols {p.missing}" for p in problems)
             raised.args = (f"{raised.message} (atoms: {at_fault})",)
+            # flowkit's attributes name the first atom at fault and every missing symbol
+            # (missing_requirements keeps TaskFlow's list, the atoms' argument names).
             raised.atom = problems[0].atom
+            raised.missing = sorted(set().union(*(p.missing for p in problems)))
             raise raised
 
     def _compiled(self) -> _compiler.Compilation:
