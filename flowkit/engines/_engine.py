@@ -527,7 +527,7 @@ class ActionEngine(Engine):
                     else ("execute" if gaps["execute"] else "revert")
                 )
                 cause = problems[-1] if problems else None
-                problems.append(exc.MissingDependencies(node.name, missing, cause=cause, method=method))
+                problems.append(exc.MissingDependencies(node.atom, missing, cause=cause, method=method))
                 # TaskFlow's flow-level list names the atoms' arguments, not the symbols.
                 everything.update(
                     p.arg

@@ -136,6 +136,17 @@ def missing_requirement(root: str) -> None:
 
 
 @case
+def missing_requirement_single_task(root: str) -> None:
+    mod(root, "engines").run(tasks(root).Needs("a"))
+
+
+@case
+def missing_requirement_unordered(root: str) -> None:
+    T = tasks(root)
+    run(root, uf(root).add(T.Ok("a"), T.Needs("b", rebind={"x": "z"})))
+
+
+@case
 def missing_requirement_validate(root: str) -> None:
     T = tasks(root)
     engine = mod(root, "engines").load(lf(root).add(T.Needs("a"), T.Needs("b", rebind={"x": "y"})))
