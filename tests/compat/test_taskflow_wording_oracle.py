@@ -20,6 +20,7 @@ import contextlib
 import importlib
 import logging
 import re
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -473,6 +474,52 @@ def jobboard_unknown_kind(root: str) -> None:
 @case
 def conductor_unknown_kind(root: str) -> None:
     mod(root, "conductors.backends").fetch("bogus", "c", None)
+
+
+@case
+def conductor_bad_wait_timeout(root: str) -> None:
+    mod(root, "conductors.backends").fetch("nonblocking", "c", None, wait_timeout="abc")
+
+
+@case
+def conductor_not_a_board(root: str) -> None:
+    mod(root, "conductors.backends").fetch("blocking", "c", "not a board").run(max_dispatches=1)
+
+
+@contextlib.contextmanager
+def sqlite_conn(root: str) -> Iterator[Any]:
+    """A connection to a new SQLite file (TaskFlow's SQL backend words its lookups plainly)."""
+    with tempfile.TemporaryDirectory() as where:
+        url = f"sqlite:///{where}/{root}.db"
+        backend = mod(root, "persistence.backends").fetch({"connection": url})
+        with contextlib.closing(backend.get_connection()) as conn:
+            conn.upgrade()
+            yield conn
+        backend.close()
+
+
+@case
+def sql_logbook_unknown(root: str) -> None:
+    with sqlite_conn(root) as conn:
+        conn.get_logbook("00000000-0000-0000-0000-000000000000")
+
+
+@case
+def sql_flow_detail_unknown(root: str) -> None:
+    with sqlite_conn(root) as conn:
+        conn.get_flow_details("00000000-0000-0000-0000-000000000000")
+
+
+@case
+def sql_atom_detail_unknown(root: str) -> None:
+    with sqlite_conn(root) as conn:
+        conn.get_atom_details("00000000-0000-0000-0000-000000000000")
+
+
+@case
+def sql_destroy_logbook_unknown(root: str) -> None:
+    with sqlite_conn(root) as conn:
+        conn.destroy_logbook("00000000-0000-0000-0000-000000000000")
 
 
 # -- Failure and exceptions -------------------------------------------------------------------
