@@ -539,7 +539,7 @@ class ActionEngine(Engine):
             # An atom loaded on its own: its own error, not one wrapped for a flow.
             raise problems[0]
         if problems:
-            # As in TaskFlow: raised for the flow, naming every missing symbol, caused
+            # As in TaskFlow: raised for the flow, naming every missing argument, caused
             # by the chain of per-atom errors (each caused by the one before); the
             # atoms at fault are said after TaskFlow's sentence.
             raised = exc.MissingDependencies(self._flow, everything, cause=problems[-1])
