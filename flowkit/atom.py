@@ -45,10 +45,12 @@ _Extraction = tuple[tuple[str, int | str | None], ...]
 class _MappingError(Exception):
     """Raised by the cached mapping code; re-raised as ValueError naming the atom."""
 
-    def __init__(self, what: str, names: list[str]) -> None:
+    def __init__(self, what: str, names: list[str], detail: str = "") -> None:
         super().__init__(what, names)
         self.what = what
         self.names = names
+        # Said after TaskFlow's sentence, which OpenStack code matches on.
+        self.detail = detail
 
 
 def _check_symbol(atom_name: object, value: object, where: str) -> str:
@@ -452,10 +454,10 @@ def _method_mapping(
     if not spec.accepts_kwargs:
         extra = [arg for arg in required if arg not in named]
         if extra:
-            raise _MappingError(f"Extra arguments given to the {method} method of atom", extra)
+            raise _MappingError("Extra arguments given to atom", extra, f" (to its {method} method)")
     missing = [arg for arg in req_args if arg not in required]
     if missing:
-        raise _MappingError(f"Missing arguments for the {method} method of atom", missing)
+        raise _MappingError("Missing arguments for atom", missing, f" (of its {method} method)")
     frozen_required, frozen_optional = _frozen(required.values()), _frozen(optional.values())
     # Required arguments first, then optional ones (none is both): one dict, made once.
     required.update(optional)
@@ -845,7 +847,7 @@ class Atom(metaclass=abc.ABCMeta):
                 _lookup_profile((key[0], key[1], real, None, real, None, key[6], key[7]))
                 raise
         except _MappingError as err:
-            raise ValueError(f"{err.what} {self.name}: {err.names}") from None
+            raise ValueError(f"{err.what} {self.name}: {err.names}{err.detail}") from None
         self._apply_profile(profile, values)
         if (
             known is not None

@@ -20,6 +20,7 @@ The tree (names follow TaskFlow's so ``except`` clauses migrate unchanged)::
      |    |    +-- TypeMismatch (TypeError)     a provider's type cannot satisfy a consumer's
      |    +-- CompilationFailure                a flow cannot be turned into a graph
      |    |    +-- InvalidFlowItem (TypeError)  something not an atom or flow was added
+     |    |    |    +-- InvalidGraphFlowItem (AttributeError)  the same, in a graph flow
      |    +-- IncompatibleVersion
      |    +-- Duplicate                         two atoms share a name
      |    +-- NotFound
@@ -68,6 +69,7 @@ __all__ = [
     "InvalidEngineOption",
     "InvalidFlowItem",
     "InvalidFormat",
+    "InvalidGraphFlowItem",
     "InvalidResult",
     "InvalidState",
     "JobFailure",
@@ -289,11 +291,10 @@ class MissingDependencies(DependencyFailure):
     ) -> None:
         name = getattr(who, "name", who)
         missing = sorted(requirements)
-        where = f"'{method}' method of " if method else ""
-        message = (
-            f"{where}'{name}' requires {missing} but no atom provides them "
-            f"and they were not given in store= or inject="
-        )
+        # TaskFlow's sentence, word for word (services and log scrapers match on it):
+        # ``who`` is shown as ``str(who)``, so a flow reads '"linear_flow.Flow: f(len=1)"'.
+        where = f"'{method}' method on " if method else ""
+        message = f"{where}'{who}' requires {missing} but no other entity produces said requirements"
         super().__init__(message, cause=cause)
         self.who = who
         self.atom: str = str(name)
@@ -355,6 +356,14 @@ class InvalidFlowItem(CompilationFailure, TypeError):
         self.item = item
 
 
+class InvalidGraphFlowItem(InvalidFlowItem, AttributeError):
+    """Something that is neither an atom nor a flow was added to a graph flow.
+
+    Also an ``AttributeError``: TaskFlow's graph flow raises that (reading the
+    item's ``requires``) for the same mistake, and code ported from it may catch it.
+    """
+
+
 class IncompatibleVersion(TaskFlowException):
     """Stored data was written by an incompatible version."""
 
@@ -388,7 +397,8 @@ class UnknownEngine(NotFound, ValueError):
     def __init__(self, engine: str, known: Iterable[str]) -> None:
         self.engine = engine
         self.known = tuple(sorted(known))
-        super().__init__(f"unknown engine {engine!r}; known engines: {', '.join(self.known)}")
+        # TaskFlow's sentence first, then the names that would have worked.
+        super().__init__(f"Could not find engine {engine!r} (known engines: {', '.join(self.known)})")
 
 
 class Empty(TaskFlowException):
@@ -403,8 +413,10 @@ class InvalidFormat(TaskFlowException):
     """A value or record has the wrong shape."""
 
 
-class InvalidEngineOption(InvalidFormat, TypeError):
+class InvalidEngineOption(InvalidFormat, TypeError, ValueError):
     """An engine was given an option it does not understand or a bad value.
+
+    A ``ValueError`` too: TaskFlow raises that for an unknown executor name.
 
     Attributes:
         engine: the engine kind.

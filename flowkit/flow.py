@@ -160,15 +160,24 @@ class Flow(abc.ABC):
         cls = type(item)
         if cls not in _ITEM_CLASSES:
             if not isinstance(item, (Atom, Flow)):
-                raise exc.InvalidFlowItem(
-                    f"flow '{self._name}' can only contain atoms and flows, not {item!r} ({cls.__name__})",
-                    flow=self._name,
-                    item=item,
-                )
+                raise self._not_an_item(item)
             _ITEM_CLASSES.add(cls)
         if item is self:
             message = f"flow '{self._name}' cannot contain itself"
             raise exc.InvalidFlowItem(message, flow=self._name, item=item)
+
+    def _not_an_item(self, item: object) -> exc.InvalidFlowItem:
+        """The error for adding ``item``, neither an atom nor a flow.
+
+        Worded as TaskFlow's, which accepts the item and fails when the flow is
+        compiled; flowkit refuses it at once and then says which flow it was.
+        """
+        return exc.InvalidFlowItem(
+            f"Unknown object '{item}' ({type(item)}) requested to compile "
+            f"(flow '{self._name}' can only contain atoms and flows)",
+            flow=self._name,
+            item=item,
+        )
 
     def _check_items(self, items: Collection[object]) -> None:
         """Raise as :meth:`_check_item` would for the first bad one of ``items``.

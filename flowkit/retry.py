@@ -306,8 +306,9 @@ class ForEachBase(Retry):
             iter(values)
         except TypeError:
             raise TypeError(
-                f"retry {self.name!r} ({type(self).__name__}) tries its values one by one, "
-                f"but {values!r} ({type(values).__name__}) is not a collection of values"
+                f"'{type(values).__name__}' object is not iterable (retry {self.name!r} "
+                f"({type(self).__name__}) tries its values one by one, but {values!r} is not "
+                f"a collection of values)"
             ) from None
         return _untried(values, history.provided_iter())
 

@@ -457,6 +457,15 @@ class Storage:
                 raise exc.NotFound(
                     f"Name '{name}' is not mapped as a produced output by any providers (flow '{flow}')"
                 )
+            for record in self._run.providers.get(name, ()):
+                # TaskFlow's words for a provider whose result cannot be read in its
+                # state (it has not run, or was reverted); an ignored one is passed over.
+                if record.failure is None and record.state not in _EXECUTE_RESULT_STATES | {st.IGNORE}:
+                    raise exc.NotFound(
+                        f"Expected to be able to find output '{name}' produced by "
+                        f"<Provider '{record.name}'> but was unable to get at that providers "
+                        f"results (it is {record.state}; flow '{flow}')"
+                    )
             raise exc.NotFound(
                 f"Unable to find result '{name}', searched {searched} providers (flow '{flow}')"
             )
@@ -514,8 +523,17 @@ class Storage:
             except exc.NotFound:
                 if arg in optional:
                     continue
-                who = f" for atom '{atom_name}'" if atom_name else ""
-                raise exc.NotFound(f"Mapped argument '{arg}' <= '{symbol}'{who} was not produced") from None
+                who = f" (for atom '{atom_name}')" if atom_name else ""
+                scanned = len(self._run.providers.get(symbol, ()))
+                if not scanned:
+                    # TaskFlow's sentence for a symbol nothing provides.
+                    message = f"Name '{symbol}' is not mapped as a produced output by any providers"
+                else:
+                    message = (
+                        f"Mapped argument '{arg}' <= '{symbol}' was not produced by any accessible "
+                        f"provider ({scanned} possible providers were scanned)"
+                    )
+                raise exc.NotFound(f"{message}{who}") from None
         return out
 
     def _visible_value(self, scope: Callable[[str, str], str | None], atom_name: str, symbol: str) -> Any:

@@ -764,7 +764,7 @@ class _Builder:
                 dups.add(name)
             seen.add(name)
         if dups:
-            raise exc.Duplicate(f"atoms with duplicate names found: {sorted(dups)}", names=sorted(dups))
+            raise exc.Duplicate(f"Atoms with duplicate names found: {sorted(dups)}", names=sorted(dups))
 
 
 _FLOW = -2

@@ -497,11 +497,12 @@ class ActionEngine(Engine):
             self.reset()
 
     def validate(self) -> None:
-        """Raise MissingDependencies for the first atom with an unsatisfiable argument."""
+        """Raise MissingDependencies for the flow when an atom has an unsatisfiable argument."""
         self.prepare()
         store = self._storage.run_state.store
         records = self._storage.run_state.records
         problems: list[exc.MissingDependencies] = []
+        everything: set[str] = set()
         # Only arguments no atom provides depend on injected values; the compiler
         # listed those per atom, so a fully wired flow is checked in no time.
         for node in self._compiled().open_atoms:
@@ -526,19 +527,28 @@ class ActionEngine(Engine):
                     else ("execute" if gaps["execute"] else "revert")
                 )
                 cause = problems[-1] if problems else None
-                problems.append(exc.MissingDependencies(node.name, missing, cause=cause, method=method))
-        if len(problems) == 1:
+                problems.append(exc.MissingDependencies(node.atom, missing, cause=cause, method=method))
+                # TaskFlow's flow-level list names the atoms' arguments, not the symbols.
+                everything.update(
+                    p.arg
+                    for plans in (node.exec_args, node.revert_args)
+                    for p in plans
+                    if p.symbol in missing
+                )
+        if len(problems) == 1 and not hasattr(self._flow, "iter_nodes"):
+            # An atom loaded on its own: its own error, not one wrapped for a flow.
             raise problems[0]
         if problems:
-            # Raised for the first atom with a gap; as in TaskFlow, its cause is the
-            # chain of per-atom errors (each caused by the one before), every gap.
-            first = problems[0]
-            raised = exc.MissingDependencies(
-                first.atom, first.missing, cause=problems[-1], method=first.method
-            )
-            if len(problems) > 1:
-                others = "; ".join(f"'{p.atom}' needs {p.missing}" for p in problems[1:])
-                raised.args = (f"{raised.message} (also: {others})",)
+            # As in TaskFlow: raised for the flow, naming every missing argument, caused
+            # by the chain of per-atom errors (each caused by the one before); the
+            # atoms at fault are said after TaskFlow's sentence.
+            raised = exc.MissingDependencies(self._flow, everything, cause=problems[-1])
+            at_fault = "; ".join(f"'{p.atom}' needs symbols {p.missing}" for p in problems)
+            raised.args = (f"{raised.message} (atoms: {at_fault})",)
+            # flowkit's attributes name the first atom at fault and every missing symbol
+            # (missing_requirements keeps TaskFlow's list, the atoms' argument names).
+            raised.atom = problems[0].atom
+            raised.missing = sorted(set().union(*(p.missing for p in problems)))
             raise raised
 
     def _compiled(self) -> _compiler.Compilation:

@@ -333,9 +333,16 @@ class ParallelEngine(ActionEngine):
             from flowkit.engines import _green
 
             if not (isinstance(executor, str) and executor.lower() in _green.GREEN_NAMES):
+                names = sorted(_THREAD_NAMES | _PROCESS_NAMES | _green.GREEN_NAMES)
+                # TaskFlow's sentences, which name what it would have taken.
+                message = (
+                    f"Unknown executor string {executor!r} expected one of {names} (or mixed case equivalent)"
+                    if isinstance(executor, str)
+                    else f"Unknown executor '{executor}' ({type(executor)}) expected an instance of "
+                    f"[<class 'concurrent.futures._base.Executor'>] or one of the strings {names}"
+                )
                 raise exc.InvalidEngineOption(
-                    f"executor must be a concurrent.futures.Executor or one of "
-                    f"{sorted(_THREAD_NAMES | _PROCESS_NAMES | _green.GREEN_NAMES)}, not {executor!r}",
+                    message,
                     engine=self.kind,
                     option="executor",
                 )

@@ -172,6 +172,15 @@ class Flow(flow.Flow):
 
     # -- building --------------------------------------------------------------
 
+    def _not_an_item(self, item: object) -> exc.InvalidFlowItem:
+        """TaskFlow's graph flow fails reading the item's ``requires``: an AttributeError."""
+        return exc.InvalidGraphFlowItem(
+            f"'{type(item).__name__}' object has no attribute 'requires' "
+            f"(flow '{self.name}' can only contain atoms and flows, not {item!r})",
+            flow=self.name,
+            item=item,
+        )
+
     def add(self, *nodes: FlowItem, resolve_requires: bool = True, resolve_existing: bool = True) -> Self:
         """Add items, linking them to the items they share symbols with.
 

@@ -185,7 +185,8 @@ def _safe_args(args: Iterable[Any]) -> tuple[Any, ...]:
 
 
 def _bad(where: str, field: str, problem: str) -> exc.InvalidFormat:
-    return exc.InvalidFormat(f"failure record field '{where}{field}' {problem}")
+    # TaskFlow's sentence first (its detail is a JSON schema's, flowkit names the field).
+    return exc.InvalidFormat(f"Failure data not of the expected format: field '{where}{field}' {problem}")
 
 
 def _safe_str(value: BaseException) -> str:
@@ -684,7 +685,6 @@ class Failure:
     def __str__(self) -> str:
         return self.pformat()
 
-    def __repr__(self) -> str:
-        name = self._exc_type_names[0] if self._exc_type_names else "?"
-        live = "" if self._exc_info is not None else ", deserialized"
-        return f"<Failure {name}: {self._exception_str!r}{live}>"
+    # No __repr__ of its own: TaskFlow's Failure has the default one, and it shows in
+    # the DynamicLoggingListener's lines (a retry's history) that log scrapers read;
+    # str() and pformat() say what failed.

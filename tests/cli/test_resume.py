@@ -241,6 +241,6 @@ def test_a_dry_run_refuses_a_misspelled_engine_as_the_resume_does(tmp_path: Path
         assert done.returncode == 2, (extra, done.stdout, done.stderr)
         assert done.stdout == ""
         assert done.stderr.strip() == (
-            "flowkit flows resume: error: --engine 'paralel': unknown engine 'paralel'; "
-            "known engines: asyncio, default, parallel, serial, worker-based, worker_based"
+            "flowkit flows resume: error: --engine 'paralel': Could not find engine 'paralel' "
+            "(known engines: asyncio, default, parallel, serial, worker-based, worker_based)"
         )

@@ -114,7 +114,7 @@ def test_bad_usage_exits_2_with_one_line_naming_the_fault(tmp_path: Path) -> Non
             "amount=5",  # else the missing input is said first, before any engine is made
             "--engine",
             "bogus",
-        ): "--engine 'bogus': unknown engine 'bogus'",
+        ): "--engine 'bogus': Could not find engine 'bogus'",
         (
             "run",
             "tests.cli._flows:make_shop",
@@ -158,7 +158,10 @@ def test_a_state_that_is_no_flow_state_is_bad_usage_not_an_empty_list(tmp_path: 
 def test_a_bad_engine_for_resume_is_bad_usage_naming_it(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/flows.db"
     assert _run_shop(5, url) == 0
-    for engine, words in [("bogus", "unknown engine 'bogus'"), ("parallel://?max_workers=0", "max_workers")]:
+    for engine, words in [
+        ("bogus", "Could not find engine 'bogus'"),
+        ("parallel://?max_workers=0", "max_workers"),
+    ]:
         done = flowkit_cmd("flows", "resume", "shop", "--engine", engine, "--connection", url)
         assert done.returncode == 2, done.stderr
         lines = done.stderr.strip().splitlines()

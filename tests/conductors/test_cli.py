@@ -226,7 +226,7 @@ def test_conductor_stops_gracefully_on_sigterm_and_abandons_its_job(redis_board:
 def test_unknown_board_kind_is_a_usage_error() -> None:
     done = flowkit("conductor", "--board", "pigeon://loft", "--name", "c")
     assert done.returncode == 2
-    assert "no jobboard of kind 'pigeon'" in done.stderr
+    assert "Could not find jobboard pigeon" in done.stderr
 
 
 def test_unreachable_board_names_its_masked_url() -> None:

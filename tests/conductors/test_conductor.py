@@ -330,7 +330,9 @@ def test_poison_limit_must_be_positive(persistence: Backend) -> None:
 def test_unknown_conductor_kind_names_the_known_ones() -> None:
     from flowkit import exceptions as exc
 
-    with pytest.raises(exc.NotFound, match="'turbo'.*blocking, nonblocking"):
+    with pytest.raises(
+        exc.NotFound, match=r"^Could not find conductor turbo \(known kinds: blocking, nonblocking"
+    ):
         conductors.backends.fetch("turbo", "c", make_board())
 
 

@@ -117,11 +117,11 @@ def test_flowkit_run_applies_the_spec_engine_under_engine_flag(
 @pytest.mark.parametrize(
     ("engine", "args", "blamed"),
     [
-        ("{name: warp}", [], "line 1, key 'engine': unknown engine 'warp'"),
-        ("warp", [], "line 1, key 'engine': unknown engine 'warp'"),
+        ("{name: warp}", [], "line 1, key 'engine': Could not find engine 'warp'"),
+        ("warp", [], "line 1, key 'engine': Could not find engine 'warp'"),
         ("{name: parallel, max_workers: -3}", [], "line 1, key 'engine.max_workers': max_workers must be"),
         # what --engine gives is blamed on --engine, even over a spec's engine
-        ("{name: parallel}", ["--engine", "warp"], "--engine 'warp': unknown engine 'warp'"),
+        ("{name: parallel}", ["--engine", "warp"], "--engine 'warp': Could not find engine 'warp'"),
         ("{name: parallel}", ["--engine", "parallel://?max_workers=-3"], "--engine 'parallel://"),
     ],
 )

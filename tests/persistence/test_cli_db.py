@@ -147,14 +147,15 @@ def test_db_with_a_url_no_backend_takes_is_bad_usage() -> None:
         result = _flowkit("db", command, "--connection", "nosuch://somewhere")
         assert result.returncode == 2, result.stderr
         assert result.stderr.strip().endswith(
-            "known schemes: dir, file, memory, mysql, postgres, postgresql, sqlite, zookeeper"
+            "known schemes: dir, file, memory, mysql, postgres, postgresql, sqlite, zookeeper)"
         )
+        assert "Could not find backend nosuch: No 'flowkit.persistence' driver found" in result.stderr
 
 
 def test_a_sqlite_file_path_given_as_the_url_is_told_the_url_to_write() -> None:
     # It said only "no persistence backend for scheme 'flows.db'".
     result = _flowkit("db", "upgrade", "--connection", "flows.db")
     assert result.returncode == 2, result.stderr
-    assert result.stderr.strip().endswith("zookeeper; for a SQLite file, sqlite:///flows.db"), result.stderr
+    assert result.stderr.strip().endswith("zookeeper); for a SQLite file, sqlite:///flows.db"), result.stderr
     absolute = _flowkit("db", "upgrade", "--connection", "/var/lib/app/flows.sqlite")
     assert absolute.stderr.strip().endswith("for a SQLite file, sqlite:////var/lib/app/flows.sqlite")

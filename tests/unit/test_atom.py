@@ -268,7 +268,9 @@ def test_a_revert_read_alike_shares_the_execute_mapping_and_one_that_differs_doe
 
 
 def test_revert_rebind_naming_an_unknown_argument_names_the_revert_method() -> None:
-    with pytest.raises(ValueError, match="revert method of atom named"):
+    with pytest.raises(
+        ValueError, match=r"^Extra arguments given to atom named: \['zzz'\] \(to its revert method\)"
+    ):
         WithRevert(name="named", revert_rebind={"zzz": "q"})
 
 

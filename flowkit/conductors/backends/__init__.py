@@ -50,6 +50,6 @@ def fetch(
     found = {ep.name: ep for ep in metadata.entry_points(group=namespace)}
     if kind not in found:
         known = sorted(set(found) | (set(_BUILTIN) if namespace == CONDUCTOR_NAMESPACE else set()))
-        raise exc.NotFound(f"no conductor of kind {kind!r}; known kinds: {', '.join(known)}")
+        raise exc.NotFound(f"Could not find conductor {kind} (known kinds: {', '.join(known)})")
     made: Conductor = found[kind].load()(name, jobboard, **kwargs)
     return made

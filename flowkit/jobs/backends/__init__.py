@@ -65,7 +65,8 @@ def _board_class(kind: str, namespace: str, shown: str) -> type[JobBoard]:
     if kind not in found:
         known = set(found) | (set(_BUILTIN) if namespace == BOARD_NAMESPACE else set())
         raise exc.NotFound(
-            f"no jobboard of kind {kind!r} (board {shown!r}); known kinds: {', '.join(sorted(known))}"
+            # TaskFlow's sentence first, then what would have worked.
+            f"Could not find jobboard {kind} (board {shown!r}; known kinds: {', '.join(sorted(known))})"
         )
     loaded: type[JobBoard] = found[kind].load()
     return loaded

@@ -672,7 +672,7 @@ class EtcdJobBoard(WatchingJobBoard):
                 lock = keys.get(self.LOCK_POSTFIX)
                 if lock is not None:
                     owner = json.loads(lock["value"]).get("owner")
-                    raise exc.UnclaimableJob(f"job {job.uuid} is already claimed by {owner!r}")
+                    raise exc.UnclaimableJob(f"Job {job.uuid} already claimed by '{owner}'")
                 history = keys.get(_ATTEMPTS)
                 attempts = _seen_attempts(keys, self.LOCK_POSTFIX)
                 version = 0 if history is None else history["version"]
@@ -817,11 +817,12 @@ class EtcdJobBoard(WatchingJobBoard):
                 if lock is None or current is None:
                     # NotFound, as TaskFlow raises for a job whose owner it cannot find.
                     raise exc.NotFound(
-                        f"cannot {action} job {job.uuid}: it is not claimed (by {who!r} or anyone)"
+                        f"Cannot {action} a job {job.uuid} which is not owned by {who} (it is not claimed)"
                     )
                 if current.owner != who:
                     raise exc.JobFailure(
-                        f"cannot {action} job {job.uuid}: it is claimed by {current.owner!r}, not {who!r}"
+                        f"Cannot {action} a job {job.uuid} which is not owned by {who} "
+                        f"(it is claimed by {current.owner!r})"
                     )
                 attempts = _seen_attempts(keys, self.LOCK_POSTFIX)
                 end = AttemptEnd.FAILED if failed else AttemptEnd.ABANDONED

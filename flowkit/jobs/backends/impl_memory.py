@@ -214,10 +214,11 @@ class MemoryJobBoard(ListingJobBoard):
             raise lost_claim(self, job, claim, entry.claim)
         if entry.claim is None:
             # NotFound, as TaskFlow raises for a job whose owner it cannot find.
-            raise exc.NotFound(f"cannot {action} job {job.uuid}: it is not claimed (by {who!r} or anyone)")
+            raise exc.NotFound(f"Can not {action} job {job.uuid} which we can not determine the owner of")
         if entry.claim.owner != who:
             raise exc.JobFailure(
-                f"cannot {action} job {job.uuid}: it is claimed by {entry.claim.owner!r}, not {who!r}"
+                f"Can not {action} job {job.uuid} which is not owned by {who} "
+                f"(it is actively owned by {entry.claim.owner})"
             )
         return entry
 
@@ -227,7 +228,7 @@ class MemoryJobBoard(ListingJobBoard):
         with self._lock:
             entry = self._entry_of(job, "claim")
             if entry.claim is not None:
-                raise exc.UnclaimableJob(f"job {job.uuid} is already claimed by {entry.claim.owner!r}")
+                raise exc.UnclaimableJob(f"Job {job.uuid} already claimed by {entry.claim.owner}")
             claim = Claim(who, next(self._tokens))
             seconds = expiry if expiry is not None else self._default_expiry
             entry.claim = claim

@@ -932,7 +932,7 @@ class RedisJobBoard(ListingJobBoard):
                 if current.owner == who and ms:
                     # Refreshed by the script, as TaskFlow's: renewed with this expiry from now on.
                     self._reschedule_if_kept(job.uuid, current.token, ms, sent_at)
-                raise exc.UnclaimableJob(f"job {job.uuid} is already claimed by {current.owner!r}")
+                raise exc.UnclaimableJob(f"Job {job.uuid} already claimed by {current.owner}")
         claim = Claim(who, int(result[1]))
         _remember_claim(job, claim)
         # TaskFlow's claim(expiry=N) lapses N seconds after it was made unless extended;
@@ -1017,9 +1017,10 @@ class RedisJobBoard(ListingJobBoard):
             raise lost_claim(self, job, claim, current)
         if current is None:
             # NotFound, as TaskFlow raises for a job whose owner it cannot find.
-            raise exc.NotFound(f"cannot {action} job {job.uuid}: it is not claimed (by {who!r} or anyone)")
+            raise exc.NotFound(f"Can not {action} job {job.uuid} which we can not determine the owner of")
         raise exc.JobFailure(
-            f"cannot {action} job {job.uuid}: it is claimed by {current.owner!r}, not {who!r}"
+            f"Can not {action} job {job.uuid} which is not owned by {who} "
+            f"(it is actively owned by {current.owner})"
         )
 
     @check_who

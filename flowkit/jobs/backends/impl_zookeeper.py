@@ -670,7 +670,7 @@ class ZookeeperJobBoard(WatchingJobBoard):
                     pass
                 else:
                     owner = json.loads(raw_lock).get("owner")
-                    raise exc.UnclaimableJob(f"job {job.uuid} is already claimed by {owner!r}")
+                    raise exc.UnclaimableJob(f"Job {job.uuid} already claimed by '{owner}'")
                 try:
                     raw_attempts, stat = history.get()
                 except NoNodeError:
@@ -709,7 +709,7 @@ class ZookeeperJobBoard(WatchingJobBoard):
                     return claim
                 if any(isinstance(r, NodeExistsError) for r in results[1:2]):
                     owner = self.find_owner(job)
-                    raise exc.UnclaimableJob(f"job {job.uuid} is already claimed by {owner!r}")
+                    raise exc.UnclaimableJob(f"Job {job.uuid} already claimed by '{owner}'")
                 if isinstance(results[0], NoNodeError):
                     raise exc.NotFound(f"job {job.uuid} is not on board {self.name!r} (cannot claim it)")
                 # The attempts node changed under us (a racing claim): read again.
@@ -745,7 +745,7 @@ class ZookeeperJobBoard(WatchingJobBoard):
                         raise lost_claim(self, job, claim, None) from None
                     # NotFound, as TaskFlow raises for a job whose owner it cannot find.
                     raise exc.NotFound(
-                        f"cannot {action} job {job.uuid}: it is not claimed (by {who!r} or anyone)"
+                        f"Can not {action} a job {job.uuid} which we can not determine the owner of"
                     ) from None
                 data = json.loads(raw_lock)
                 current = Claim(str(data["owner"]), int(data["token"]))
@@ -753,7 +753,8 @@ class ZookeeperJobBoard(WatchingJobBoard):
                     raise lost_claim(self, job, claim, current)
                 if current.owner != who:
                     raise exc.JobFailure(
-                        f"cannot {action} job {job.uuid}: it is claimed by {current.owner!r}, not {who!r}"
+                        f"Can not {action} a job {job.uuid} which is not owned by {who} "
+                        f"(it is claimed by {current.owner!r})"
                     )
                 try:
                     raw_attempts, attempts_stat = history.get()

@@ -68,8 +68,10 @@ def _backend_class(name: str, namespace: str, connection: Any) -> type[Backend]:
     if name not in found:
         known = set(found) | (set(_BUILTIN) if namespace == BACKEND_NAMESPACE else set())
         raise exc.NotFound(
-            f"no persistence backend for scheme {mask_url(name)!r} (connection {mask_url(connection)!r}); "
-            f"known schemes: {', '.join(sorted(known))}{_path_hint(connection)}"
+            # TaskFlow's sentence first (its entry point group is flowkit's here).
+            f"Could not find backend {mask_url(name)}: No '{namespace}' driver found, looking for "
+            f"{mask_url(name)!r} (connection {mask_url(connection)!r}; "
+            f"known schemes: {', '.join(sorted(known))}){_path_hint(connection)}"
         )
     loaded: type[Backend] = found[name].load()
     return loaded

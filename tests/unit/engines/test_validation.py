@@ -344,5 +344,5 @@ def test_engine_class_names_the_class_of_a_kind_or_uri_and_refuses_an_unknown_ki
     from flowkit.engines.parallel import ParallelEngine
 
     assert engine_class("parallel://?max_workers=2") is ParallelEngine
-    with pytest.raises(exceptions.UnknownEngine, match="unknown engine 'paralel'"):
+    with pytest.raises(exceptions.UnknownEngine, match="^Could not find engine 'paralel' \\(known engines: "):
         engine_class("paralel")
