@@ -28,10 +28,15 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 _NOT_MIRRORED = {"INIT_STATE", "CONNECTED_STATE", "FETCH_STATE"}
 
 
-@pytest.fixture
-def boards(etcd_server: services.EtcdServer) -> Iterator[tuple[Any, JobBoard]]:
-    """TaskFlow's board and flowkit's, connected to the session's etcd on one fresh path."""
-    conf = {"board": "etcd", "host": etcd_server.host, "port": etcd_server.port, "path": uuid.uuid4().hex}
+def _both_boards(etcd_server: services.EtcdServer, **options: Any) -> Iterator[tuple[Any, JobBoard]]:
+    """TaskFlow's board and flowkit's, with ``options``, connected to the session's etcd on one fresh path."""
+    conf = {
+        "board": "etcd",
+        "host": etcd_server.host,
+        "port": etcd_server.port,
+        "path": uuid.uuid4().hex,
+        **options,
+    }
     theirs = tf_impl_etcd.EtcdJobBoard("taskflow", dict(conf))
     ours = backends.fetch("flowkit", dict(conf))
     theirs.connect()
@@ -41,6 +46,12 @@ def boards(etcd_server: services.EtcdServer) -> Iterator[tuple[Any, JobBoard]]:
     finally:
         ours.close()
         theirs.close()
+
+
+@pytest.fixture
+def boards(etcd_server: services.EtcdServer) -> Iterator[tuple[Any, JobBoard]]:
+    """TaskFlow's board and flowkit's, connected to the session's etcd on one fresh path."""
+    yield from _both_boards(etcd_server)
 
 
 def test_flowkit_has_taskflows_public_names() -> None:
@@ -103,22 +114,7 @@ def test_taskflow_reads_claims_and_consumes_a_job_flowkit_posted(boards: tuple[A
 @pytest.fixture
 def ttl_boards(etcd_server: services.EtcdServer) -> Iterator[tuple[Any, JobBoard]]:
     """As ``boards``, both with the option ``ttl`` = 30 (Octavia's ``jobboard_expiration_time``)."""
-    conf = {
-        "board": "etcd",
-        "host": etcd_server.host,
-        "port": etcd_server.port,
-        "path": uuid.uuid4().hex,
-        "ttl": 30,
-    }
-    theirs = tf_impl_etcd.EtcdJobBoard("taskflow", dict(conf))
-    ours = backends.fetch("flowkit", dict(conf))
-    theirs.connect()
-    ours.connect()
-    try:
-        yield theirs, ours
-    finally:
-        ours.close()
-        theirs.close()
+    yield from _both_boards(etcd_server, ttl=30)
 
 
 def test_claim_expiry_and_renewal_match_taskflow_where_it_defines_them(

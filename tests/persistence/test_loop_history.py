@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import statistics
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +26,11 @@ from flowkit import exceptions as exc
 from flowkit import states as st
 from flowkit.listeners.events import META_KEY, EventLog, EventLogListener
 from flowkit.patterns import linear_flow, loop_flow
-from flowkit.persistence import backends, models
+from flowkit.persistence import models
 from flowkit.persistence._archived import CHUNK, CHUNKS_KEY, Chunker, archive_uuid
 from flowkit.persistence.base import Backend, Connection
 from flowkit.types.notifier import Notifier
+from tests.persistence._upgraded import upgraded_backend
 
 #: Iterations of the long loops below: enough for a quadratic cost to show
 #: (iteration 320 wrote 3x what iteration 100 wrote) and to span several chunks.
@@ -117,19 +118,8 @@ def _flat(per_iteration: list[int]) -> tuple[float, float]:
     return early, late
 
 
-@contextlib.contextmanager
-def _backend(url: str) -> Iterator[Backend]:
-    made = backends.fetch({"connection": url})
-    try:
-        with contextlib.closing(made.get_connection()) as conn:
-            conn.upgrade()
-        yield made
-    finally:
-        made.close()
-
-
 def test_each_iteration_hands_the_backend_as_much_as_the_first_ones(backend_url: str) -> None:
-    with _backend(backend_url) as backend:
+    with upgraded_backend(backend_url) as backend:
         counted = _Counted(backend)
         engine = engines.load(counting_loop(), backend=backend, book=models.LogBook("b"))
         engine.atom_notifier.register(Notifier.ANY, counted.mark)  # ANY
@@ -141,7 +131,7 @@ def test_each_iteration_hands_the_backend_as_much_as_the_first_ones(backend_url:
 
 
 def test_each_iteration_writes_as_many_bytes_to_sqlite_as_the_first_ones(tmp_path: Path) -> None:
-    with _backend(f"sqlite:///{tmp_path / 'runs.db'}") as backend:
+    with upgraded_backend(f"sqlite:///{tmp_path / 'runs.db'}") as backend:
         written = [0]
         marks: list[int] = []
 
@@ -166,8 +156,8 @@ def _read(backend: Backend, flow_uuid: str) -> models.FlowDetail:
         return conn.get_flow_details(flow_uuid)
 
 
-def test_the_whole_history_reads_back_from_every_backend(backend_url: str) -> None:
-    with _backend(backend_url) as backend:
+def test_the_whole_history_reads_back_from_everyupgraded_backend(backend_url: str) -> None:
+    with upgraded_backend(backend_url) as backend:
         engine = engines.load(counting_loop(), backend=backend, book=models.LogBook("b"))
         engine.run()
         detail = _read(backend, engine.storage.flow_uuid)
@@ -190,7 +180,7 @@ def test_the_whole_history_reads_back_from_every_backend(backend_url: str) -> No
 
 def test_a_long_loop_stopped_mid_way_resumes_in_its_iteration(backend_url: str) -> None:
     stop_at = 3 * WINDOW // 2 + 5
-    with _backend(backend_url) as backend:
+    with upgraded_backend(backend_url) as backend:
         Count.stop_at = stop_at
         engine = engines.load_from_factory(counting_loop, backend=backend, book=models.LogBook("b"))
         with pytest.raises(KeyboardInterrupt):
@@ -234,7 +224,7 @@ def _old_form_detail(stop_at: int) -> models.FlowDetail:
 
 def test_a_loop_stored_in_the_old_form_resumes_and_keeps_its_history(backend_url: str) -> None:
     stop_at = WINDOW + 3
-    with _backend(backend_url) as backend:
+    with upgraded_backend(backend_url) as backend:
         book = models.LogBook("old")
         book.add(_old_form_detail(stop_at))
         with contextlib.closing(backend.get_connection()) as conn:
@@ -252,7 +242,7 @@ def test_a_loop_stored_in_the_old_form_resumes_and_keeps_its_history(backend_url
 
 
 def test_the_event_log_of_a_long_loop_is_written_in_chunks_and_reads_back_whole(backend_url: str) -> None:
-    with _backend(backend_url) as backend:
+    with upgraded_backend(backend_url) as backend:
         counted = _Counted(backend)
         engine = engines.load(counting_loop(), backend=backend, book=models.LogBook("b"))
         engine.atom_notifier.register(Notifier.ANY, counted.mark)
@@ -313,7 +303,7 @@ def test_an_owner_whose_chunks_are_missing_is_shown_as_stored() -> None:
 
 
 def test_destroying_the_logbook_takes_the_chunks_with_it(backend_url: str) -> None:
-    with _backend(backend_url) as backend:
+    with upgraded_backend(backend_url) as backend:
         book = models.LogBook("b")
         engine = engines.load(counting_loop(3 * CHUNK), backend=backend, book=book)
         engine.run()
@@ -373,7 +363,7 @@ def test_a_run_stopped_as_its_loop_resets_resumes_with_the_iteration_it_went_on_
     # The body's reset was saved without the next iteration number: a listener
     # interrupting the run as it heard the reset left the body PENDING in the old
     # iteration, and the resume ran the body max_iterations times more.
-    with _backend(backend_url) as backend:
+    with upgraded_backend(backend_url) as backend:
         Tally.calls = []
         reference = engines.load_from_factory(bounded_loop, backend=backend, book=models.LogBook("r"))
         _run_to_the_end(reference)

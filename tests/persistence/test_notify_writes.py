@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +22,9 @@ from flowkit.listeners.events import EventLogListener
 from flowkit.listeners.logging import DynamicLoggingListener, LoggingListener
 from flowkit.listeners.timing import DurationListener
 from flowkit.patterns import linear_flow
-from flowkit.persistence import backends, models
-from flowkit.persistence.base import Backend
+from flowkit.persistence import models
 from flowkit.types.notifier import Notifier
+from tests.persistence._upgraded import upgraded_backend
 
 ATOMS = 12
 
@@ -45,19 +44,8 @@ def _flow() -> linear_flow.Flow:
     )
 
 
-@contextlib.contextmanager
-def _sqlite(path: Path) -> Iterator[Backend]:
-    made = backends.fetch({"connection": f"sqlite:///{path}"})
-    try:
-        with contextlib.closing(made.get_connection()) as conn:
-            conn.upgrade()
-        yield made
-    finally:
-        made.close()
-
-
 def _commits_of_a_run(path: Path, attach: Any) -> int:
-    with _sqlite(path) as backend:
+    with upgraded_backend(f"sqlite:///{path}") as backend:
         commits = [0]
 
         def count(_conn: Any) -> None:

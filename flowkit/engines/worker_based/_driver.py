@@ -721,11 +721,7 @@ class RedisDriver(DispatchingDriver):
         if the engine's process had died: whether a worker ran them cannot be told
         without Redis, and a resume runs them again.
         """
-        self._lost = True
-        with self._lock:
-            requests = list(self._ledger.live.values())
-            # dispatch appends without the lock; copy() takes the deque in one C call.
-            requests.extend(request for request, _ in self._outgoing.copy())
+        requests = self._lose()
         settings = self._settings
         message = (
             f"the worker-based engine lost Redis at {mask_url(settings.url)}: unreachable for"
@@ -733,6 +729,18 @@ class RedisDriver(DispatchingDriver):
             f" {_error_text(error)}; the run stopped with {_in_doubt(requests)}: resume the flow"
             " once Redis answers again to run them again"
         )
+        self._stop_run(message)
+
+    def _lose(self) -> list[_Request]:
+        """Mark the run lost to Redis; the requests out or held, whose atoms stay in doubt."""
+        self._lost = True
+        with self._lock:
+            requests = list(self._ledger.live.values())
+            # dispatch appends without the lock; copy() takes the deque in one C call.
+            requests.extend(request for request, _ in self._outgoing.copy())
+        return requests
+
+    def _stop_run(self, message: str) -> None:
         LOG.error("%s", message)
         self._done.put_fatal(exc.ExecutionFailure(message))
 
@@ -742,18 +750,14 @@ class RedisDriver(DispatchingDriver):
         As after an outage (:meth:`_give_up`), the atoms whose requests were out
         or held stay in doubt: their answers, if any, cannot be read.
         """
-        self._lost = True
-        with self._lock:
-            requests = list(self._ledger.live.values())
-            requests.extend(request for request, _ in self._outgoing.copy())
+        requests = self._lose()
         message = (
             f"the worker-based engine cannot read its replies: Redis at {mask_url(self._settings.url)}"
             f" refused to read stream '{self._reply_key}': {_error_text(error)}; the run stopped with"
             f" {_in_doubt(requests)}: resume the flow once the stream can be read (nothing else may"
             " write to that key, and the engine's Redis user needs XREAD on it)"
         )
-        LOG.error("%s", message)
-        self._done.put_fatal(exc.ExecutionFailure(message))
+        self._stop_run(message)
 
     def _on_reply(self, entry_id: Any, fields: Any) -> None:
         if _WAKE in fields and self._closing.is_set():
