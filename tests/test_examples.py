@@ -227,11 +227,16 @@ def _example_names() -> list[str]:
 
 
 def _run_example(name: str) -> subprocess.CompletedProcess[str]:
+    return _run_python(str(EXAMPLES / name))
+
+
+def _run_python(*args: str) -> subprocess.CompletedProcess[str]:
+    """``python *args`` from the checkout, with its output, whatever its status."""
     env = dict(os.environ)
     # Make the checkout importable even when flowkit is not pip-installed.
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     return subprocess.run(
-        [sys.executable, str(EXAMPLES / name)],
+        [sys.executable, *args],
         capture_output=True,
         text=True,
         timeout=TIMEOUT,
@@ -303,17 +308,7 @@ def test_an_example_whose_extra_is_missing_says_what_to_install(name: str) -> No
         f"import runpy, sys; sys.modules[{module!r}] = None; "
         f"runpy.run_path({str(EXAMPLES / name)!r}, run_name='__main__')"
     )
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    done = subprocess.run(
-        [sys.executable, "-c", hide],
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-        cwd=ROOT,
-        env=env,
-        check=False,
-    )
+    done = _run_python("-c", hide)
     assert done.returncode == 1, done.stderr
     assert words in done.stderr, done.stderr
     if name != "declarative_flow.py":
