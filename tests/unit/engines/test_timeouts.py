@@ -11,6 +11,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import logging
 import math
+import os
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -438,14 +439,20 @@ def test_calls_abandoned_on_the_asyncio_engine_do_not_starve_the_calls_behind_th
     engine = engines.load(flow, engine="asyncio", clock=timer)
     running = _start(runner, engine)
     try:
+        # Forced: the first wave takes every thread (as many as asyncio's default
+        # executor has) before this thread looks, as a loaded machine did at random;
+        # a loop waiting for "one arm more than seen" then waited for ever.
+        timer.wait_armed(min(32, (os.cpu_count() or 1) + 4))
         while timer.armed < count:
             # The calls a move lends threads to may arm before this thread looks again.
             timer.wait_pending()
             timer.advance(5)
     finally:  # failing, let the calls end, so the run does (and the runner's thread)
         timer.advance(5)
-        for name in list(tt.GATES):  # calls starting meanwhile add theirs
-            tt.gate(name).release.set()
+        # Every call's gate, those of calls yet to start too: made later, a gate
+        # would hold its call 30 s, and a failing run took minutes to end.
+        for i in range(count):
+            tt.gate(f"b{i}").release.set()
     with pytest.raises(exc.WrappedFailure) as caught:
         running.result(RUN_WAIT)
     assert len(list(caught.value)) == count
