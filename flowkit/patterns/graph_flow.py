@@ -480,9 +480,7 @@ class Flow(flow.Flow):
             had, provides = frozenset(old_provides), frozenset(atom.provides)
             lost = had.difference(provides)
             self._unindex_provider(at, lost)
-            for value in provides.difference(had):
-                if self._providers.setdefault(value, at) != at:
-                    self._also_provided.setdefault(value, []).append(at)
+            self._enter_provider(at, provides.difference(had))
             self._provider_lost(atom, lost)
         if old_requires is not None:
             had, requires = frozenset(old_requires), frozenset(atom.requires)
@@ -490,6 +488,13 @@ class Flow(flow.Flow):
                 self._unindex_requirer(atom, value)
             for value in requires.difference(had):
                 self._enter_requirer(atom, value)
+
+    def _enter_provider(self, at: int, symbols: Iterable[str]) -> None:
+        """Enter the item numbered ``at`` as a provider of ``symbols``, after those entered before."""
+        providers, also = self._providers, self._also_provided
+        for value in symbols:
+            if providers.setdefault(value, at) != at:
+                also.setdefault(value, []).append(at)
 
     def _unindex_provider(self, at: int, symbols: Iterable[str]) -> None:
         """Take the atom numbered ``at`` out of the providers of ``symbols``."""
@@ -545,21 +550,18 @@ class Flow(flow.Flow):
         still provides it: only those can never wait again.
         """
         from_retry = self._retry.provides if self._retry is not None else frozenset()
-        providers: dict[str, int] = {}
-        also: dict[str, list[int]] = {}
+        self._providers, self._also_provided = {}, {}
         requirers: dict[str, list[FlowItem]] = {}
         subflows = self._subflows
         for node, at in self._order.items():
             if node in subflows:
                 continue
-            for value in node.provides:
-                if providers.setdefault(value, at) != at:
-                    also.setdefault(value, []).append(at)
+            self._enter_provider(at, node.provides)
             needed = node.requires.difference(from_retry)
             if needed and not needed <= self._linked_for(node):
                 for value in node.requires:
                     requirers.setdefault(value, []).append(node)
-        self._providers, self._also_provided, self._requirers = providers, also, requirers
+        self._requirers = requirers
 
     def _linked_for(self, node: FlowItem) -> set[str]:
         """The symbols ``node`` is linked for from items that provide them now."""
@@ -687,7 +689,7 @@ class Flow(flow.Flow):
         else:
             provided = node.provides
             self._plain = False
-        for value in provided:
+        for value in provided:  # _enter_provider, inline: once per atom added
             if providers.setdefault(value, at) != at:
                 self._also_provided.setdefault(value, []).append(at)
         if met:
