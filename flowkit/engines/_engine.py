@@ -758,9 +758,10 @@ class ActionEngine(Engine):
     def _change_state(self, state: str) -> None:
         moved, old = self._storage.change_flow_state(state)
         if moved and self._notifier.has_listeners:
-            # As TaskFlow: stored before it is told (a run batches its writes otherwise,
-            # and the flow's RUNNING would wait for the first atom's).
-            self._storage.run_state.flush()
+            if self._notifier.has_user_listeners:
+                # As TaskFlow, and as the runtime does for an atom's change: stored
+                # before a user's listener is told (a run batches its writes otherwise).
+                self._storage.run_state.flush()
             self._notifier.notify(
                 state,
                 {
