@@ -249,13 +249,7 @@ def test_the_next_iteration_is_written_before_a_delay_is_waited_out(tmp_path: Pa
 def test_a_loop_in_a_loop_starts_over_in_each_outer_iteration() -> None:
     counts, Count = _counting("inner", "outer")
 
-    inner = loop_flow.Flow(
-        "inner-loop", Count("inner", provides="i"), until=lambda i: i % 2 == 0, max_iterations=2
-    )
-    outer = loop_flow.Flow(
-        "outer-loop", Count("outer", provides="o"), inner, until=lambda o: o == 3, max_iterations=3
-    )
-    engine = engines.load(linear_flow.Flow("f").add(outer))
+    engine = engines.load(linear_flow.Flow("f").add(_nested_loops(Count, outer_runs=3)))
     engine.run()
     assert counts == {"outer": 3, "inner": 6}  # two inner iterations in each of three outer ones
     records = engine.storage.run_state.records
@@ -385,13 +379,7 @@ def test_a_reset_tells_each_atom_the_iteration_it_runs_in_next() -> None:
     # old iteration (2) while their records, and their next run, said 1.
     counts, Count = _counting("inner", "outer")
 
-    inner = loop_flow.Flow(
-        "inner-loop", Count("inner", provides="i"), until=lambda i: i % 2 == 0, max_iterations=2
-    )
-    outer = loop_flow.Flow(
-        "outer-loop", Count("outer", provides="o"), inner, until=lambda o: o == 2, max_iterations=2
-    )
-    engine = engines.load(linear_flow.Flow("f").add(outer))
+    engine = engines.load(linear_flow.Flow("f").add(_nested_loops(Count, outer_runs=2)))
     told = _pending_notices(engine)
     engine.run()
     # Each notice says what the stored record says: the iteration run next.
@@ -415,10 +403,7 @@ def test_a_reset_tells_a_loop_spawned_in_the_body_the_iteration_it_runs_in_next(
 
     class Spawn(task.Task):
         def execute(self) -> Any:
-            inner = loop_flow.Flow(
-                "inner-loop", Count("inner", provides="i"), until=lambda i: i % 2 == 0, max_iterations=2
-            )
-            return dynamic.subflow(inner)
+            return dynamic.subflow(_inner_loop(Count))
 
     outer = loop_flow.Flow(
         "outer-loop", Count("outer", provides="o"), Spawn("spawn"), until=lambda o: o == 2, max_iterations=2
@@ -438,6 +423,24 @@ def test_a_reset_tells_a_loop_spawned_in_the_body_the_iteration_it_runs_in_next(
         ("inner-loop^until", 2),
     ]
     assert [(name, stored) for name, _it, stored in told] == [(name, it) for name, it, _s in told]
+
+
+def _inner_loop(count: type[task.Task]) -> loop_flow.Flow:
+    """A loop of one counting atom ``inner``, run twice (its count is even every second run)."""
+    return loop_flow.Flow(
+        "inner-loop", count("inner", provides="i"), until=lambda i: i % 2 == 0, max_iterations=2
+    )
+
+
+def _nested_loops(count: type[task.Task], outer_runs: int) -> loop_flow.Flow:
+    """:func:`_inner_loop` inside a loop with a counting atom ``outer``, run ``outer_runs`` times."""
+    return loop_flow.Flow(
+        "outer-loop",
+        count("outer", provides="o"),
+        _inner_loop(count),
+        until=lambda o: o == outer_runs,
+        max_iterations=outer_runs,
+    )
 
 
 def _counting(*names: str) -> tuple[dict[str, int], type[task.Task]]:
