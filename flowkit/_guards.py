@@ -235,10 +235,9 @@ class Guard:
                 inputs[plan.arg] = kwargs[plan.arg]
         custom = None
         if self._custom is not None:
-            found = self._custom(dict(kwargs))
-            if found is None:
+            custom = self._custom(dict(kwargs))
+            if custom is None:
                 return None
-            custom = str(found)
         assert self._identity is not None
         return _keys.keyed(self._identity, inputs, custom)
 

@@ -10,8 +10,9 @@ The key of a cacheable atom's call is the SHA-256 of canonical bytes of:
   key rather than its value, so a change anywhere upstream changes every key
   downstream of it. Other inputs are represented by their values.
 
-A task may define ``cache_key(self, inputs)`` returning a string that replaces
-the inputs' part of the key, or ``None`` to not cache that call.
+A task may define ``cache_key(self, inputs)`` returning a string (or another
+value an input may be: a tuple, a set...) that replaces the inputs' part of
+the key, or ``None`` to not cache that call.
 
 Values are written type-exactly by :func:`key_bytes`: two inputs share a key
 only when they are the same value of the same types (a set is not a list, a
@@ -603,7 +604,7 @@ def _path(kind: type) -> str:
     return f"{kind.__module__}.{kind.__qualname__}"
 
 
-def call_key(identity: Mapping[str, Any], inputs: Mapping[str, Any], custom: str | None = None) -> str:
+def call_key(identity: Mapping[str, Any], inputs: Mapping[str, Any], custom: Any = None) -> str:
     """The key of one call: hex SHA-256 of the identity and the inputs (or ``custom``).
 
     Raises:
@@ -612,15 +613,25 @@ def call_key(identity: Mapping[str, Any], inputs: Mapping[str, Any], custom: str
     return keyed(key_bytes(identity if type(identity) is dict else dict(identity)), inputs, custom)
 
 
-def keyed(identity: bytes, inputs: Mapping[str, Any], custom: str | None = None) -> str:
+def keyed(identity: bytes, inputs: Mapping[str, Any], custom: Any = None) -> str:
     """:func:`call_key` for an identity already written by :func:`key_bytes` (a guard writes it once).
 
     The hash reads a head naming the arguments and the length of each
     input's bytes, then the bytes themselves (not one document holding them
     all, which would copy every input's bytes once more).
+
+    Args:
+        custom: what a task's ``cache_key`` hook returned, in place of the
+            inputs (None: no hook). A str counts as it is; another value by
+            :func:`_custom_part`.
+
+    Raises:
+        Uncacheable: an input no key represents; ``argument`` names it.
     """
     if custom is not None:
-        return hashlib.sha256(_dumps((KEY_FORMAT, identity, "custom", custom), 2)).hexdigest()
+        if type(custom) is str:  # the usual hook's value: no more work than before
+            return hashlib.sha256(_dumps((KEY_FORMAT, identity, "custom", custom), 2)).hexdigest()
+        return hashlib.sha256(_dumps((KEY_FORMAT, identity, *_custom_part(custom)), 2)).hexdigest()
     names = sorted(inputs)
     try:
         datas = [key_bytes(inputs[name]) for name in names]
@@ -635,6 +646,24 @@ def keyed(identity: bytes, inputs: Mapping[str, Any], custom: str | None = None)
     for data in datas:
         digest.update(data)
     return digest.hexdigest()
+
+
+def _custom_part(value: Any) -> tuple[str, bytes | str]:
+    """A ``cache_key`` hook's value (not a str) as the key shows it, the same in every process.
+
+    It went into the key as ``str(value)``, and a set of strs shows its items
+    in an order that changes with the hash seed (``PYTHONHASHSEED``): each
+    process had its own key, and a worker or the next run of a script missed
+    every entry the first one stored. It is written as an input is, by
+    :func:`key_bytes`: type-exactly (``5`` is not ``"5"``, a tuple not a
+    list) and a set whatever order it was built in. A value no key
+    represents (an arbitrary object) still counts by its ``str``, as before,
+    which the hook must then keep the same from process to process.
+    """
+    try:
+        return "custom value", key_bytes(value)
+    except Uncacheable:
+        return "custom text", str(value)
 
 
 def encode_value(value: Any, *, plain_enums: bool = False) -> str:

@@ -14,6 +14,7 @@ import importlib
 import json
 import logging
 import os
+import pathlib
 import sys
 import traceback
 from collections.abc import Callable, Iterator, Sequence
@@ -41,7 +42,9 @@ __all__ = [
     "open_backend",
     "parse_store",
     "positive",
+    "read_only_conf",
     "spec_error",
+    "sqlite_file",
     "stdout_closed",
     "url_value",
     "utc_seconds",
@@ -272,27 +275,95 @@ def parse_store(items: Sequence[str]) -> dict[str, Any]:
     return store
 
 
+def sqlite_file(url: str) -> str | None:
+    """The path of the SQLite file ``url`` names, as given; None for any other URL.
+
+    None too for an in-memory database and for a URL already in SQLite's URI
+    form (``?uri=true``), whose options are the user's to choose.
+    """
+    if not url.startswith("sqlite"):  # no SQLAlchemy import for the other backends
+        return None
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        return None  # the backend says what is wrong with it
+    query = parsed.query
+    if parsed.get_backend_name() != "sqlite" or "uri" in query or query.get("mode") == "memory":
+        return None
+    database = parsed.database
+    return database if database and database != ":memory:" else None
+
+
+def read_only_conf(url: str) -> dict[str, Any]:
+    """The backend conf to read the database at ``url`` without creating or changing anything.
+
+    A SQLite file is opened read-only (``mode=ro``): SQLite creates a file that
+    does not exist when it opens it for writing, so a command that only reads
+    (``flowkit flows list``) given a mistyped path made an empty database
+    there, and said it held no flows. Other backends are opened as they are.
+
+    Raises:
+        CliError: (status 1) the SQLite file does not exist; the message names its path.
+    """
+    path = sqlite_file(url)
+    if path is None:
+        return {"connection": url}
+    absolute = os.path.abspath(path)
+    if not os.path.isfile(absolute):
+        from flowkit.persistence.backends._urls import mask_url
+
+        shown = repr(path) if absolute == path else f"{path!r} ({absolute})"
+        raise CliError(
+            f"--connection {mask_url(url)}: no SQLite database at {shown}: the file does not exist "
+            "(a command that only reads creates none; flowkit run, flowkit flows resume and "
+            "flowkit db upgrade do)",
+            status=FAILED,
+        )
+    uri = pathlib.Path(absolute).as_uri() + "?mode=ro"
+
+    def connect() -> Any:
+        """SQLite's connection for the backend's engine: read-only, usable from any thread."""
+        import sqlite3
+
+        return sqlite3.connect(uri, uri=True, check_same_thread=False)
+
+    return {"connection": url, "engine_args": {"creator": connect}}
+
+
 @contextlib.contextmanager
-def open_backend(url: str) -> Iterator[Any]:
+def open_backend(url: str, *, read_only: bool = False) -> Iterator[Any]:
     """Fetch the backend at ``url``, bring its schema up to date, yield it, close it.
+
+    Args:
+        read_only: for a command that only reads: a SQLite file must exist and
+            is opened read-only (see :func:`read_only_conf`), and its schema
+            must be this flowkit's (``flowkit db upgrade`` migrates it).
 
     Raises:
         CliError: the URL names no known backend (status 2), or it cannot be
-            reached (status 1).
+            reached, or (``read_only``) its SQLite file does not exist (status 1).
     """
     from flowkit import exceptions as exc
     from flowkit.persistence import backends
     from flowkit.persistence.backends._urls import mask_url
 
     masked = mask_url(url)
+    conf = read_only_conf(url) if read_only else {"connection": url}
+    checks_only = "engine_args" in conf  # a read-only SQLite file: no migration it could not write
     try:
-        backend = backends.fetch({"connection": url})
+        backend = backends.fetch(conf)
     except (exc.NotFound, ValueError) as err:
         raise CliError(f"--connection {masked}: {one_line(err)}") from err
     try:
         try:
             with contextlib.closing(backend.get_connection()) as conn:
-                conn.upgrade()
+                if checks_only:
+                    conn.validate()
+                else:
+                    conn.upgrade()
         except Exception as err:
             detail = one_line(err).replace(url, masked)
             if masked not in detail:  # flowkit's own errors name the URL already
@@ -347,8 +418,8 @@ def _backend_contents(backend: Any, flows: Sequence[FlowRef]) -> str:
     """The backend by its URL (password masked), and the flow names it holds.
 
     "No flow 'x' in this backend" left a reader to guess which was wrong: the
-    name (a typo among the names listed) or the URL (a mistyped SQLite file is
-    created empty on first use, so it "holds no flows").
+    name (a typo among the names listed) or the URL (another database than
+    the one meant, which may hold no flows).
     """
     from flowkit.persistence.backends._urls import mask_url
 

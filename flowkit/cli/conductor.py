@@ -10,9 +10,10 @@ and ``--connection`` the persistence backend holding the jobs' flow details.
 The current directory is importable (as with ``python -m``), so flow
 factories next to where the conductor starts can be found. SIGTERM or SIGINT
 stop it gracefully: running flows are suspended after the tasks running now
-and their jobs abandoned for another conductor; a second signal exits at once.
-Bad arguments exit with status 2, runtime failures (an unreachable board)
-with 1.
+and their jobs abandoned for another conductor; a second signal exits at once,
+its jobs' claims left to expire. Either way the exit status is 0, as for
+``flowkit worker`` and ``flowkit monitor`` (doc/cli.rst, "Exit status"). Bad
+arguments exit with status 2, runtime failures (an unreachable board) with 1.
 """
 
 from __future__ import annotations
@@ -194,7 +195,9 @@ def _run(args: argparse.Namespace) -> int:
         name = signal.Signals(signum).name
         if signals > 1:
             LOG.warning("%s received again: exiting now", name)
-            os._exit(1)
+            # A stop someone asked for, twice: not a failure. Status 1 had a supervisor
+            # (systemd's Restart=on-failure) mark the unit failed and start it again.
+            os._exit(0)
         LOG.warning("%s received: stopping conductor %s gracefully", name, args.name)
         conductor.stop()
 

@@ -24,7 +24,7 @@ import sys
 import traceback
 from typing import Any
 
-from flowkit.cli._common import FAILED, FROM_FILE, CliError, one_line, url_value
+from flowkit.cli._common import FAILED, FROM_FILE, CliError, one_line, read_only_conf, url_value
 
 __all__ = ["register"]
 
@@ -95,18 +95,19 @@ def _fail(args: argparse.Namespace, err: BaseException, status: int = FAILED) ->
     return status
 
 
-def _fetch(args: argparse.Namespace) -> Any:
-    """The backend ``--connection`` names.
+def _fetch(args: argparse.Namespace, *, read_only: bool = False) -> Any:
+    """The backend ``--connection`` names (``read_only``: a SQLite file must exist, opened read-only).
 
     Raises:
         CliError: no backend has that URL's scheme (bad usage, status 2, as
-            for every other command).
+            for every other command); (``read_only``) no such SQLite file (status 1).
     """
     from flowkit import exceptions as exc
     from flowkit.persistence import backends
 
+    conf = read_only_conf(args.connection) if read_only else {"connection": args.connection}
     try:
-        return backends.fetch({"connection": args.connection})
+        return backends.fetch(conf)
     except (exc.NotFound, ValueError) as err:
         raise CliError(one_line(err)) from err
 
@@ -135,7 +136,7 @@ def _current(args: argparse.Namespace) -> int:
     from flowkit.persistence.backends._urls import mask_url
 
     try:
-        backend = _fetch(args)
+        backend = _fetch(args, read_only=True)
         try:
             if not _keeps_revisions(backend):
                 # The user's words are wrong, not the store: said before any connection is

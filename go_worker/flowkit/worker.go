@@ -543,7 +543,7 @@ func (w *Worker) firstSightings(jobs []*job, now float64) []*job {
 			continue
 		}
 		w.logf(slog.LevelWarn, "worker %s refuses entry %s: request %s (task %s) is a replay, first seen in entry %s",
-			w.id, j.entryID, j.request.ID, j.request.Task, holder)
+			w.id, j.entryID, logSafe(j.request.ID), logSafe(j.request.Task), logSafe(holder))
 		w.out.push(outItem{ack: j.entryID})
 	}
 	return fresh
@@ -577,7 +577,7 @@ func (w *Worker) accept(entry redis.XMessage, now float64, deliveries map[string
 	if err != nil {
 		var perr *ProtocolError
 		errors.As(err, &perr)
-		w.logf(slog.LevelWarn, "worker %s rejects request entry %s: %s", w.id, entry.ID, err)
+		w.logf(slog.LevelWarn, "worker %s rejects request entry %s: %s", w.id, entry.ID, logSafe(err.Error()))
 		if perr != nil && perr.MessageID != "" && perr.ReplyTo != "" && w.repliesHere(perr.ReplyTo) {
 			w.sendFailure(perr.ReplyTo, perr.MessageID, NewFailure(perr.Reason, IncompatibleVersionTypes), entry.ID)
 		} else {
@@ -586,23 +586,25 @@ func (w *Worker) accept(entry redis.XMessage, now float64, deliveries map[string
 		return nil
 	}
 	if message.Type != TypeRequest {
-		w.logf(slog.LevelWarn, "worker %s rejects entry %s: it is a %s message, not a request", w.id, entry.ID, message.Type)
+		w.logf(slog.LevelWarn, "worker %s rejects entry %s: it is a %s message, not a request", w.id, entry.ID, logSafe(message.Type))
 		w.out.push(outItem{ack: entry.ID})
 		return nil
 	}
 	request := message.Request
+	// The request's id and task name as logs and failures show them (the sender chose them).
+	shownID, shownTask := logSafe(request.ID), logSafe(request.Task)
 	if !w.repliesHere(request.ReplyTo) {
 		// Answering would write, with this worker's Redis rights, into any stream the
 		// sender names (another application's queue, another topic's requests).
 		w.logf(slog.LevelWarn, "worker %s rejects request %s (entry %s, task %s): its reply_to %q is not a reply"+
-			" stream of namespace %q (%s<engine id>)", w.id, request.ID, entry.ID, request.Task, request.ReplyTo,
+			" stream of namespace %q (%s<engine id>)", w.id, shownID, entry.ID, shownTask, request.ReplyTo,
 			w.opts.Namespace, w.replies)
 		w.out.push(outItem{ack: entry.ID})
 		return nil
 	}
 	if late := now - request.Deadline; late > 0 {
 		w.logf(slog.LevelWarn, "worker %s drops request %s (entry %s, task %s): its deadline passed %.3fs ago",
-			w.id, request.ID, entry.ID, request.Task, late)
+			w.id, shownID, entry.ID, shownTask, late)
 		w.out.push(outItem{ack: entry.ID})
 		return nil
 	}
@@ -615,19 +617,19 @@ func (w *Worker) accept(entry redis.XMessage, now float64, deliveries map[string
 	if count > int64(w.opts.MaxDeliveries) {
 		// A poison request: name the atom and task at fault, not just an id.
 		text := fmt.Sprintf("the %s request %s of atom '%s' (task %s) was delivered %d times and its workers died; "+
-			"worker %s on topic %s gave up on it", request.Action, request.ID, request.Name, request.Task, count, w.id, w.opts.Topic)
+			"worker %s on topic %s gave up on it", request.Action, shownID, logSafe(request.Name), shownTask, count, w.id, w.opts.Topic)
 		w.logf(slog.LevelWarn, "worker %s fails entry %s: %s", w.id, entry.ID, text)
 		w.sendFailure(request.ReplyTo, request.ID, NewFailure(text, RequestTimeoutTypes), entry.ID)
 		return nil
 	}
 	if !w.registry.Has(request.Task) {
-		text := fmt.Sprintf("worker %s on topic %s has no task named %s", w.id, w.opts.Topic, request.Task)
-		w.logf(slog.LevelWarn, "%s (request %s, entry %s)", text, request.ID, entry.ID)
+		text := fmt.Sprintf("worker %s on topic %s has no task named %s", w.id, w.opts.Topic, shownTask)
+		w.logf(slog.LevelWarn, "%s (request %s, entry %s)", text, shownID, entry.ID)
 		w.sendFailure(request.ReplyTo, request.ID, NewFailure(text, NotFoundTypes), entry.ID)
 		return nil
 	}
 	if deliveries != nil {
-		w.logf(slog.LevelInfo, "worker %s takes over request %s (entry %s, delivery %d)", w.id, request.ID, entry.ID, count)
+		w.logf(slog.LevelInfo, "worker %s takes over request %s (entry %s, delivery %d)", w.id, shownID, entry.ID, count)
 	}
 	return request
 }
@@ -655,8 +657,8 @@ func (w *Worker) perform(ctx context.Context, j *job) {
 		} else if running != nil {
 			running.flush()
 			text := fmt.Sprintf("the %s of task %s (atom %s) ended its goroutine (runtime.Goexit) instead of returning",
-				request.Action, request.Task, request.Name)
-			w.logf(slog.LevelWarn, "worker %s: %s (request %s)", w.id, text, request.ID)
+				request.Action, logSafe(request.Task), logSafe(request.Name))
+			w.logf(slog.LevelWarn, "worker %s: %s (request %s)", w.id, text, logSafe(request.ID))
 			envelope = w.failureEnvelope(request.ID, NewFailure(text, GoPanicTypes))
 		}
 		w.finish(j, envelope)
@@ -670,7 +672,7 @@ func (w *Worker) perform(ctx context.Context, j *job) {
 	})
 	notify := func(eventType string, details map[string]any) {
 		if eventType == "" {
-			w.logf(slog.LevelWarn, "worker %s: task %s notified an event without a type; dropped", w.id, request.Task)
+			w.logf(slog.LevelWarn, "worker %s: task %s notified an event without a type; dropped", w.id, logSafe(request.Task))
 			return
 		}
 		sent := progress.whileRunning(func() {
@@ -678,7 +680,7 @@ func (w *Worker) perform(ctx context.Context, j *job) {
 		})
 		if !sent {
 			w.logf(slog.LevelWarn, "worker %s: task %s notified event %q of request %s after it returned; dropped",
-				w.id, request.Task, eventType, request.ID)
+				w.id, logSafe(request.Task), eventType, logSafe(request.ID))
 		}
 	}
 	call := &Call{
@@ -699,7 +701,7 @@ func (w *Worker) perform(ctx context.Context, j *job) {
 		var err error
 		envelope, err = w.encode(&Response{ID: request.ID, Worker: w.id, Event: EventSuccess, Result: result, SentAt: w.now()})
 		if err != nil {
-			text := fmt.Sprintf("task %s (atom %s) returned a result it cannot send: %v", request.Task, request.Name, err)
+			text := fmt.Sprintf("task %s (atom %s) returned a result it cannot send: %v", logSafe(request.Task), logSafe(request.Name), err)
 			failure = NewFailure(text, InvalidFormatTypes)
 		}
 	}
@@ -716,7 +718,7 @@ func (w *Worker) acquireSlot(ctx context.Context, j *job) bool {
 	case w.slots <- struct{}{}:
 	default:
 		w.logf(slog.LevelDebug, "worker %s: request %s (entry %s) waits for one of the %d running tasks to end",
-			w.id, j.request.ID, j.entryID, w.opts.Concurrency)
+			w.id, logSafe(j.request.ID), j.entryID, w.opts.Concurrency)
 		select {
 		case w.slots <- struct{}{}:
 		case <-ctx.Done():
@@ -826,17 +828,17 @@ func (w *Worker) send(replyTo string, response *Response, ack string) {
 	envelope, err := w.encode(response)
 	if err != nil && response.Event == EventProgress && response.Details != nil {
 		w.logf(slog.LevelWarn, "worker %s: progress details of request %s cannot be sent (%v); sending none",
-			w.id, response.ID, err)
+			w.id, logSafe(response.ID), err)
 		response.Details = nil
 		envelope, err = w.encode(response)
 	}
 	if err != nil && response.Event == EventNotification {
 		w.logf(slog.LevelWarn, "worker %s: event %q of request %s cannot be sent (%v); dropped",
-			w.id, response.EventType, response.ID, err)
+			w.id, response.EventType, logSafe(response.ID), err)
 		return
 	}
 	if err != nil {
-		w.logf(slog.LevelError, "worker %s cannot encode a %s response to request %s: %v", w.id, response.Event, response.ID, err)
+		w.logf(slog.LevelError, "worker %s cannot encode a %s response to request %s: %v", w.id, response.Event, logSafe(response.ID), err)
 		if ack != "" {
 			w.out.push(outItem{ack: ack})
 		}

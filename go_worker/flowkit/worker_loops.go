@@ -69,7 +69,7 @@ func (w *Worker) writeOne(item outItem) {
 		what = "entry " + item.ack
 	}
 	if id := answerOf(item.envelope); id != "" {
-		what = "request " + id
+		what = "request " + logSafe(id)
 	}
 	w.logf(slog.LevelWarn, "worker %s: Redis refused the answer to %s on %q, dropped: %v", w.id, what, item.replyTo, err)
 	if item.ack != "" && item.envelope != nil {
@@ -296,7 +296,7 @@ func (w *Worker) sweepConsumers(ctx context.Context) error {
 		if err := w.client.XGroupDelConsumer(ctx, w.stream, Group, name).Err(); err != nil {
 			return err
 		}
-		w.logf(slog.LevelInfo, "worker %s removed the consumer of dead worker %s, which held nothing", w.id, name)
+		w.logf(slog.LevelInfo, "worker %s removed the consumer of dead worker %s, which held nothing", w.id, logSafe(name))
 	}
 	return nil
 }

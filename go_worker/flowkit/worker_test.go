@@ -1412,3 +1412,43 @@ func TestASecondStopEndsRunPromptlyWhileRedisIsFrozen(t *testing.T) {
 		t.Fatalf("the stop was not logged as immediate:\n%s", log)
 	}
 }
+
+// rawHandler writes each record's message as it is, one per line, as a logger
+// given in Options may (slog's TextHandler quotes messages; a plain one not).
+type rawHandler struct{ out *syncBuffer }
+
+func (h rawHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h rawHandler) Handle(_ context.Context, r slog.Record) error {
+	_, err := h.out.Write([]byte(r.Message + "\n"))
+	return err
+}
+func (h rawHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h rawHandler) WithGroup(string) slog.Handler      { return h }
+
+func TestNamesARequestCarriesCannotForgeALogLine(t *testing.T) {
+	h := newHarness(t)
+	worker, _, _ := h.start(func(o *flowkit.Options) { o.Logger = slog.New(rawHandler{h.log}) })
+	request := h.request("no.such\nFORGED task line", flowkit.ActionExecute, map[string]any{}, func(r *flowkit.Request) {
+		r.ID = "id\rFORGED id line"
+		r.Name = "atom\u2028FORGED\x1b[2J"
+	})
+	h.add(request)
+	got := h.responses(request.ID, 10*time.Second)
+	if len(got) != 1 || got[0].Event != flowkit.EventFailure {
+		t.Fatalf("events = %v", events(got))
+	}
+	// The failure's text is logged by the engine: its name is escaped there too.
+	want := fmt.Sprintf(`worker %s on topic cpu has no task named no.such\nFORGED task line`, worker.ID())
+	if got[0].Failure.ExceptionStr != want {
+		t.Fatalf("failure = %q, want %q", got[0].Failure.ExceptionStr, want)
+	}
+	log := h.log.String()
+	for _, line := range strings.FieldsFunc(log, func(r rune) bool { return r == '\n' || r == '\r' }) {
+		if strings.HasPrefix(line, "FORGED") {
+			t.Fatalf("a name from the wire started a log line of its own:\n%s", log)
+		}
+	}
+	if !strings.Contains(log, `(request id\rFORGED id line, entry `) {
+		t.Fatalf("the request id is not logged escaped:\n%s", log)
+	}
+}

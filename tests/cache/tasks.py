@@ -87,3 +87,16 @@ if pydantic is not None:
         def execute(self) -> Credentials:
             CALLS.append(self.name)
             return Credentials(user="ops", password=pydantic.SecretStr("hunter2"))
+
+
+class Tagged(task.Task):
+    """Shares its results between calls of the same tags, in whatever order they come."""
+
+    cache = True
+
+    def execute(self, tags: list[str]) -> str:
+        CALLS.append(self.name)
+        return ",".join(sorted(tags))
+
+    def cache_key(self, inputs: dict[str, Any]) -> Any:
+        return set(inputs["tags"])

@@ -421,3 +421,20 @@ def test_random_inputs_share_a_key_exactly_when_a_task_sees_the_same_value() -> 
         assert by_shown.setdefault(shown, made) == made, shown
         assert by_key.setdefault(made, shown) == shown, (shown, by_key[made])
     assert len(by_shown) > 500
+
+
+def test_a_cache_key_hooks_set_is_the_same_key_in_processes_of_other_hash_seeds(
+    tmp_path: pathlib.Path,
+) -> None:
+    # The hook's value went into the key as str(value): a set of strs shows its
+    # items in an order that changes with the hash seed, so another process (a
+    # worker, the next run of a script) missed every entry the first one stored.
+    script = (
+        "from flowkit import engines\n"
+        "from tests.cache import tasks\n"
+        "tags = ['alpha', 'beta', 'gamma', 'delta', 'epsilon', 'zeta', 'eta', 'theta']\n"
+        f"engines.run(tasks.Tagged('tagged'), store={{'tags': tags}}, cache={f'dir://{tmp_path}'!r})\n"
+        "print('ran' if tasks.CALLS else 'hit')\n"
+    )
+    outputs = [_outputs_under_hash_seeds(script, (seed,)) for seed in ("1", "2", "3", "4")]
+    assert outputs == [{"ran\n"}, {"hit\n"}, {"hit\n"}, {"hit\n"}]

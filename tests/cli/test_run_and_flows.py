@@ -129,8 +129,9 @@ def test_bad_usage_exits_2_with_one_line_naming_the_fault(tmp_path: Path) -> Non
         assert done.returncode == 2, (args, done.stderr)
         lines = done.stderr.strip().splitlines()
         assert len(lines) == 1 and words in lines[0], (args, done.stderr)
-    # It said "in this backend": neither which backend nor what it holds, so a mistyped
-    # SQLite file (created empty on first use) looked like a mistyped flow name.
+    # It said "in this backend": neither which backend nor what it holds, so another
+    # database than the one meant looked like a mistyped flow name.
+    assert flowkit_cmd("db", "upgrade", "--connection", f"sqlite:///{tmp_path}/x.db").returncode == 0
     unknown = flowkit_cmd("flows", "show", "nope", "--connection", f"sqlite:///{tmp_path}/x.db")
     assert unknown.returncode == 2
     assert unknown.stderr.strip() == (
@@ -454,5 +455,42 @@ def test_a_python_target_missing_an_input_is_refused_before_any_run_is_written(t
             f"flowkit run: error: target '{target}': flow 'shop' needs ['amount'], not given:"
             " give them with --store NAME=VALUE"
         ), done.stderr
-    listed = flowkit_json("flows", "list", "--connection", url, "--json")
-    assert listed == [], listed
+    assert list(tmp_path.iterdir()) == []  # no run written: not even the database made
+
+
+@pytest.mark.parametrize(
+    "command",
+    [("flows", "list"), ("flows", "show", "shop"), ("flows", "why", "shop"), ("db", "current")],
+    ids=lambda c: " ".join(c[:2]),
+)
+def test_a_reading_command_given_a_mistyped_sqlite_path_creates_no_database(
+    tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    # It created an empty database there and said it "holds no flows": the typo went unseen,
+    # and the stray file stayed.
+    done = flowkit_cmd(*command, "--connection", "sqlite:///flws.db", cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.strip().endswith(
+        f"--connection sqlite:///flws.db: no SQLite database at 'flws.db' ({tmp_path / 'flws.db'}): "
+        "the file does not exist (a command that only reads creates none; flowkit run, "
+        "flowkit flows resume and flowkit db upgrade do)"
+    ), done.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_reading_command_opens_sqlite_read_only_and_writing_ones_still_create_it(tmp_path: Path) -> None:
+    connection = f"sqlite:///{tmp_path}/flows.db"
+    upgraded = flowkit_cmd("db", "upgrade", "--connection", connection)
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert _run_shop(5, connection) == 0
+    database = tmp_path / "flows.db"
+    before = database.read_bytes()
+    assert [f["state"] for f in flowkit_json("flows", "list", "--connection", connection)] == ["SUCCESS"]
+    assert flowkit_json("flows", "show", "shop", "--connection", connection)["state"] == "SUCCESS"
+    assert database.read_bytes() == before
+    # A file that is no flowkit database (one an earlier flowkit left empty) is said to be one.
+    (tmp_path / "empty.db").touch()
+    empty = flowkit_cmd("flows", "list", "--connection", f"sqlite:///{tmp_path}/empty.db")
+    assert empty.returncode == 1
+    assert "has no flowkit schema; create it with `flowkit db upgrade" in empty.stderr, empty.stderr
+    assert (tmp_path / "empty.db").stat().st_size == 0

@@ -244,3 +244,36 @@ def test_board_option_that_does_not_convert_is_a_usage_error_naming_it(command: 
     assert done.returncode == 2, done.stderr
     assert "option 'claim_expiry' must be" in done.stderr and "hunter2" not in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_conductor_exits_0_at_once_on_a_second_signal(redis_board: str, tmp_path: Path) -> None:
+    # A stop asked for twice is still a stop asked for: the conductor exited 1, so a
+    # supervisor marked it failed, while the worker and the monitor exit 0 (doc/cli.rst).
+    connection = f"sqlite:///{tmp_path / 'flows.db'}"
+    persistence = persistence_backends.fetch(connection)
+    with persistence.get_connection() as conn:
+        conn.upgrade()
+    calls, gate = str(tmp_path / "calls"), tmp_path / "gate"  # the gate is never opened
+    from tests.conductors.conftest import post_flow
+
+    log = tmp_path / "conductor.log"
+    with backends.backend("b", redis_board, persistence=persistence) as board, log.open("w") as err:
+        post_flow(board, persistence, flows.chain, [3, 1, str(gate)], job_store={"v0": 0, "calls": calls})
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "flowkit", "conductor", "--board", redis_board, "--connection", connection,
+             "--name", "twice", "--wait-timeout", "0.05"],
+            cwd=REPO_ROOT, stderr=err, text=True,
+        )  # fmt: skip
+        try:
+            services.wait_until(lambda: len(flows.read_calls(calls)) == 2, 60, message="step1 running")
+            proc.send_signal(signal.SIGTERM)  # graceful: waits for step1, which waits for the gate
+            graceful = "SIGTERM received: stopping conductor twice gracefully"
+            services.wait_until(lambda: graceful in log.read_text(), 30, message="the first signal")
+            proc.send_signal(signal.SIGINT)
+            status = proc.wait(timeout=30)
+        finally:
+            proc.kill()
+            proc.wait()
+    persistence.close()
+    assert status == 0, log.read_text()
+    assert "SIGINT received again: exiting now" in log.read_text()

@@ -168,3 +168,27 @@ def test_a_stop_signal_ends_the_stream_of_a_flow_that_never_ends_and_exits_0(
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=30)
+
+
+def test_a_second_stop_signal_stops_at_once_and_still_exits_0(tmp_path: Path) -> None:
+    # The rule flowkit worker and flowkit conductor follow too (doc/cli.rst, "Exit status").
+    proc = _start_monitor(tmp_path, "--poll", "0.1")
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().strip().removeprefix("flowkit monitor on ")
+        with urllib.request.urlopen(f"{url}api/flows", timeout=30) as response:  # uvicorn handles signals
+            assert response.status == 200
+        # Both before the first is even handled (Python runs handlers between bytecodes,
+        # and uvicorn looks at its stop flag a tenth of a second later): never racing the exit.
+        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
+        assert proc.stderr is not None
+        said = proc.stderr.read()
+        # Python runs pending handlers by signal number: SIGINT's may come first.
+        assert " received: stopping the monitor gracefully" in said, said
+        assert " received again: stopping the monitor now" in said, said
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)

@@ -7,8 +7,9 @@ moments just before and just after each write the engine makes
 the same flow on the same engine: ``exec-done:t2#1`` is the first time task
 ``t2`` got past its side effect, ``write-after#5`` the fifth write committed.
 
-A run given a point to *hold at* creates a marker file (``O_EXCL``: only the
-first process ever to reach the point holds) when it gets there and then
+A run given a point to *hold at* creates a marker file holding its PID
+(whole, through a hard link: only the first process ever to reach the point
+holds, and no reader finds it empty) when it gets there and then
 waits to be SIGKILLed by the test, which polls for the marker. Holding
 instead of killing itself lets the kill come from outside, as it does in
 production, while the point stays deterministic.
@@ -97,12 +98,8 @@ def hold_if_chosen(key: str) -> None:
         return
     marker = _setting("marker")
     assert marker is not None, "a point to hold at needs a marker file"
-    try:
-        fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    except FileExistsError:
+    if not _publish(marker, f"{os.getpid()}\n"):
         return  # an earlier process held here and was killed: carry on
-    os.write(fd, f"{os.getpid()}\n".encode())
-    os.close(fd)
     if _setting("how") == "raise":
         # The other way a run stops at a point: from within (a listener's exception),
         # the run's last write storing what its records hold then.
@@ -111,6 +108,31 @@ def hold_if_chosen(key: str) -> None:
     while time.monotonic() < deadline:
         time.sleep(0.05)
     os._exit(NOT_KILLED)
+
+
+def _publish(path: str, text: str) -> bool:
+    """Create ``path`` holding ``text``, whole or not at all; False if it exists already.
+
+    The test polls for the marker and reads the holder's PID from it. Created
+    empty (``O_EXCL``) and written in a second call, it could be read between
+    the two under load ("invalid literal for int() with base 10: ''"). The
+    text goes into a file of this process's own first, which a hard link then
+    puts at ``path``: ``link`` fails if ``path`` exists, as ``O_EXCL`` did, so
+    the first process to get there still holds alone.
+    """
+    draft = f"{path}.{os.getpid()}.draft"
+    fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+    try:
+        os.link(draft, path)
+    except FileExistsError:
+        return False
+    finally:
+        os.unlink(draft)
+    return True
 
 
 def _log(action: str, atom: str) -> None:

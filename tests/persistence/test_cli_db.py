@@ -56,9 +56,21 @@ def test_db_upgrade_twice_succeeds_both_times(sqlite_url: str) -> None:
 
 
 def test_db_current_of_a_never_upgraded_database_prints_none(sqlite_url: str) -> None:
+    path = Path(sqlite_url.removeprefix("sqlite:///"))
+    path.touch()  # a database file nothing wrote to yet
     result = _flowkit("db", "current", "--connection", sqlite_url)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "none"
+    assert path.stat().st_size == 0
+
+
+def test_db_current_of_a_missing_sqlite_file_says_so_and_creates_nothing(sqlite_url: str) -> None:
+    # It created an empty database there and printed "none", as for one never upgraded.
+    path = sqlite_url.removeprefix("sqlite:///")
+    result = _flowkit("db", "current", "--connection", sqlite_url)
+    assert result.returncode == 1
+    assert f"no SQLite database at '{path}': the file does not exist" in result.stderr, result.stderr
+    assert not Path(path).exists()
 
 
 def test_db_version_is_another_name_for_current(sqlite_url: str) -> None:

@@ -366,3 +366,50 @@ def test_an_advertisement_of_another_protocol_version_is_reported_once_not_at_ev
     with caplog.at_level(logging.WARNING, logger=_transport.LOG.name):
         _transport.live_workers(redis_client, NAMESPACE, topic, None)
     assert any("next-worker" in r.getMessage() and "not JSON" in r.getMessage() for r in caplog.records)
+
+
+# -- names from the wire in log lines ----------------------------------------------
+
+
+def _forged_lines(log: str) -> list[str]:
+    return [line for line in log.splitlines() if line.startswith("FORGED")]
+
+
+def test_names_a_request_carries_cannot_forge_a_workers_log_line(
+    spawn_worker: WorkerFactory, worker_kind: str, redis_client: Any
+) -> None:
+    # The protocol takes any string as a task or atom name (TaskFlow's does): the
+    # worker runs or refuses it as any other, and only logs it escaped.
+    worker = spawn_worker(fresh_topic())
+    reply_to = _reply_to()
+    request = _request(
+        reply_to, id="id\rFORGED id", task="no.such\nFORGED task", name="atom\u2028FORGED\x1b[2J"
+    )
+    redis_client.xadd(requests_key(worker.topic), _envelope(_json(request), None))
+    answer = services.wait_until(
+        lambda: next(iter(_replies(redis_client, reply_to)), None), 15.0, message="the refusal"
+    )
+    assert answer["event"] == "failure", answer
+    assert answer["failure"]["exception_str"].endswith("has no task named no.such\\nFORGED task")
+    log = worker.log()
+    # The Go worker's log handler quotes each message, doubling the backslash of an escape.
+    shown = log.replace("\\\\", "\\") if worker_kind == "go" else log
+    assert "(request id\\rFORGED id, entry " in shown, log[-3000:]
+    assert _forged_lines(log) == [], log[-3000:]
+    _good_request_is_answered(redis_client, worker, None)
+
+
+def test_a_worker_id_from_an_advertisement_cannot_forge_an_engines_log_line(
+    no_env_secret: None, redis_client: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    from flowkit.engines.worker_based import _transport
+
+    topic = fresh_topic()
+    forger = "w1\nFORGED\x1b[31m"
+    _write_advert(redis_client, topic, forger, time.time() - 600, None)
+    with caplog.at_level(logging.WARNING, logger=_transport.LOG.name):
+        assert _transport.live_workers(redis_client, NAMESPACE, topic, None) == {}
+    said = [r.getMessage() for r in caplog.records if "stale" in r.getMessage()]
+    assert len(said) == 1, caplog.text
+    assert "worker w1\\nFORGED\\x1b[31m of topic" in said[0]
+    assert _forged_lines(said[0]) == []

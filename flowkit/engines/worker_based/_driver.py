@@ -71,6 +71,7 @@ from typing import Any
 
 from flowkit import dynamic
 from flowkit import exceptions as exc
+from flowkit._utils.text import log_safe
 from flowkit.engines import _scheduler as sch
 from flowkit.engines._compiler import Node
 from flowkit.engines._completions import Completion, Completions
@@ -776,10 +777,13 @@ class RedisDriver(DispatchingDriver):
                     self._ledger.live.get(err.quoted_id) if final and err.quoted_id is not None else None
                 )
             if request is None:
-                LOG.warning("ignoring reply %s on %s: %s", _text(entry_id), self._reply_key, err.reason)
+                LOG.warning(
+                    "ignoring reply %s on %s: %s", _text(entry_id), self._reply_key, log_safe(err.reason)
+                )
                 return
-            worker = f"worker {request.worker}" if request.worker else "a worker"
-            text = f"{request.describe()}: {worker} sent a reply the engine cannot read: {err.reason}"
+            worker = f"worker {log_safe(request.worker)}" if request.worker else "a worker"
+            why = log_safe(err.reason)
+            text = f"{request.describe()}: {worker} sent a reply the engine cannot read: {why}"
             LOG.warning("%s (reply %s on %s)", text, _text(entry_id), self._reply_key)
             self._finish(request, Failure.from_exception(exc.InvalidFormat(text)))
             return
@@ -805,7 +809,7 @@ class RedisDriver(DispatchingDriver):
                 "ignoring %s response %s for unknown or finished request %s",
                 event,
                 _text(entry_id),
-                message["id"],
+                log_safe(message["id"]),
             )
         elif event == protocol.PROGRESS:
             self._on_progress(request, message["progress"], message.get("details"))
@@ -817,7 +821,7 @@ class RedisDriver(DispatchingDriver):
                 # A task that spawned a sub-flow on the worker (flowkit.dynamic).
                 try:
                     result = dynamic.Subflow.from_record(
-                        result, sender=f"worker {message['worker']} answering {request.describe()}"
+                        result, sender=f"worker {log_safe(message['worker'])} answering {request.describe()}"
                     )
                 except Exception as err:
                     self._finish(request, failure=Failure.from_exception(err))
@@ -945,7 +949,7 @@ class RedisDriver(DispatchingDriver):
             assert request.timeout is not None
             error = exc.TaskTimeout(
                 f"atom '{request.node.name}' did not finish within its timeout of {request.timeout:g} s "
-                f"on worker {request.worker} (task {request.task}); its result will be refused",
+                f"on worker {log_safe(request.worker)} (task {request.task}); its result will be refused",
                 atom=request.node.name,
                 timeout=request.timeout,
             )
@@ -970,7 +974,7 @@ class RedisDriver(DispatchingDriver):
                 request.gone_since = now
             elif now - request.gone_since >= timeout:
                 why = (
-                    f"{request.describe()} timed out: its worker {request.worker} has not been "
+                    f"{request.describe()} timed out: its worker {log_safe(request.worker)} has not been "
                     f"advertised for {now - request.gone_since:.1f} s (limit {timeout:g} s)"
                 )
                 if self._finish(request, _timeout(why + self._outage())):

@@ -24,6 +24,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from flowkit import exceptions as exc
+from flowkit._utils.text import log_safe
 from flowkit.engines.worker_based import _memory, protocol
 from flowkit.persistence.backends._urls import mask_url
 
@@ -462,7 +463,9 @@ def _advert(
     worker_id: str, topic: str, fields: Mapping[Any, Any], secret: bytes | None, max_bytes: int, now: float
 ) -> dict[str, Any] | None:
     if not fields:
-        LOG.debug("worker %s of topic %r has no advertisement (expired or stopped)", worker_id, topic)
+        LOG.debug(
+            "worker %s of topic %r has no advertisement (expired or stopped)", log_safe(worker_id), topic
+        )
         return None
     try:
         message = protocol.decode(fields, secret, max_bytes)
@@ -472,9 +475,9 @@ def _advert(
             topic,
             err.reason,
             "ignoring the advertisement of worker %s of topic %r: %s",
-            worker_id,
+            log_safe(worker_id),
             topic,
-            err.reason,
+            log_safe(err.reason),
         )
         return None
     if message["type"] != "notify":
@@ -484,7 +487,7 @@ def _advert(
             topic,
             f"type {kind}",
             "ignoring worker %s of topic %r: its hash holds a %s message",
-            worker_id,
+            log_safe(worker_id),
             topic,
             kind,
         )
@@ -495,9 +498,9 @@ def _advert(
             topic,
             f"for {message['worker']} of {message['topic']}",
             "ignoring worker %s of topic %r: its advertisement is for worker %s of topic %r",
-            worker_id,
+            log_safe(worker_id),
             topic,
-            message["worker"],
+            log_safe(message["worker"]),
             message["topic"],
         )
         return None
@@ -510,7 +513,7 @@ def _advert(
             "ignoring the advertisement of worker %s of topic %r: it is stale, written %.1f s ago"
             " (beyond three heartbeats of %g s and %g s of clock skew): a dead worker's advert"
             " written back, or clocks that disagree",
-            worker_id,
+            log_safe(worker_id),
             topic,
             age,
             message["heartbeat"],

@@ -42,6 +42,7 @@ from typing import Any
 
 from flowkit import dynamic
 from flowkit import exceptions as exc
+from flowkit._utils.text import log_safe
 from flowkit.engines.worker_based import _memory, _transport, protocol
 from flowkit.engines.worker_based._clock import SYSTEM, WorkerClock
 from flowkit.engines.worker_based._task_call import ProgressThrottle, call_task
@@ -599,7 +600,10 @@ class Worker:
                 job = self._accept(entry_id, fields, now, deliveries, outs)
             except Exception as err:  # one odd entry must never stop the worker
                 LOG.warning(
-                    "worker %s drops entry %s, which it cannot handle: %s", self._worker_id, entry_id, err
+                    "worker %s drops entry %s, which it cannot handle: %s",
+                    self._worker_id,
+                    entry_id,
+                    log_safe(err),
                 )
                 outs.append((None, None, entry_id))
                 continue
@@ -609,7 +613,7 @@ class Worker:
             try:
                 running = self._encode_response(job, protocol.RUNNING)
             except Exception as err:  # cannot happen to a decoded request; never stop for it
-                LOG.warning("worker %s drops entry %s: %s", self._worker_id, job.entry_id, err)
+                LOG.warning("worker %s drops entry %s: %s", self._worker_id, job.entry_id, log_safe(err))
                 outs.append((None, None, job.entry_id))
                 continue
             jobs.append(job)
@@ -662,9 +666,9 @@ class Worker:
                 "worker %s refuses entry %s: request %s (task %s) is a replay, first seen in entry %s",
                 self._worker_id,
                 job.entry_id,
-                job.message["id"],
-                job.message["task"],
-                _text(holder),
+                log_safe(job.message["id"]),
+                log_safe(job.message["task"]),
+                log_safe(_text(holder)),
             )
             outs.append((None, None, job.entry_id))
         return fresh
@@ -684,7 +688,9 @@ class Worker:
         try:
             message = protocol.decode(fields, self._secret, self._max_bytes)
         except protocol.ProtocolError as err:
-            LOG.warning("worker %s rejects request entry %s: %s", self._worker_id, entry_id, err.reason)
+            LOG.warning(
+                "worker %s rejects request entry %s: %s", self._worker_id, entry_id, log_safe(err.reason)
+            )
             if err.message_id is not None and err.reply_to is not None and self._replies_here(err.reply_to):
                 failure = Failure.from_exception(exc.IncompatibleVersion(err.reason))
                 outs.append((err.reply_to, self._failure_envelope(err.message_id, failure), entry_id))
@@ -696,11 +702,13 @@ class Worker:
                 "worker %s rejects entry %s: it is a %s message, not a request",
                 self._worker_id,
                 entry_id,
-                message["type"],
+                log_safe(message["type"]),
             )
             outs.append((None, None, entry_id))
             return None
         request_id, reply_to, task = message["id"], message["reply_to"], message["task"]
+        # The request's id and task name as logs and failures show them (the sender chose them).
+        shown_id, shown_task = log_safe(request_id), log_safe(task)
         if not self._replies_here(reply_to):
             # Answering would write, with this worker's Redis rights, into any stream the
             # sender names (another application's queue, another topic's requests).
@@ -708,9 +716,9 @@ class Worker:
                 "worker %s rejects request %s (entry %s, task %s): its reply_to %r is not a reply"
                 " stream of namespace %r (%s<engine id>)",
                 self._worker_id,
-                request_id,
+                shown_id,
                 entry_id,
-                task,
+                shown_task,
                 reply_to,
                 self._namespace,
                 self._replies_prefix,
@@ -722,9 +730,9 @@ class Worker:
             LOG.warning(
                 "worker %s drops request %s (entry %s, task %s): its deadline passed %.3fs ago",
                 self._worker_id,
-                request_id,
+                shown_id,
                 entry_id,
-                task,
+                shown_task,
                 late,
             )
             outs.append((None, None, entry_id))
@@ -733,7 +741,8 @@ class Worker:
         if count > self._max_deliveries:
             # A poison request: name the atom and task at fault, not just an id.
             text = (
-                f"the {message['action']} request {request_id} of atom '{message['name']}' (task {task}) "
+                f"the {message['action']} request {shown_id} of atom '{log_safe(message['name'])}'"
+                f" (task {shown_task}) "
                 f"was delivered {count} times and its workers died; "
                 f"worker {self._worker_id} on topic {self._topic} gave up on it"
             )
@@ -743,8 +752,8 @@ class Worker:
             return None
         task_cls = self._registry.get(task)
         if task_cls is None:
-            text = f"worker {self._worker_id} on topic {self._topic} has no task named {task}"
-            LOG.warning("%s (request %s, entry %s)", text, request_id, entry_id)
+            text = f"worker {self._worker_id} on topic {self._topic} has no task named {shown_task}"
+            LOG.warning("%s (request %s, entry %s)", text, shown_id, entry_id)
             failure = _named_failure(text, _NOT_FOUND_NAMES)
             outs.append((reply_to, self._failure_envelope(request_id, failure), entry_id))
             return None
@@ -752,7 +761,7 @@ class Worker:
             LOG.info(
                 "worker %s takes over request %s (entry %s, delivery %d)",
                 self._worker_id,
-                request_id,
+                shown_id,
                 entry_id,
                 count,
             )
@@ -821,7 +830,10 @@ class Worker:
                 protocol.response_message(message["id"], self._worker_id, protocol.SUCCESS, result=outcome)
             )
         except protocol.ProtocolError as err:
-            text = f"task {message['task']} (atom {message['name']}) returned a result it cannot send: {err}"
+            text = (
+                f"task {log_safe(message['task'])} (atom {log_safe(message['name'])})"
+                f" returned a result it cannot send: {err}"
+            )
             raise exc.InvalidFormat(text) from err
 
     def _send_progress(self, job: _Job, progress: float) -> None:
@@ -847,9 +859,9 @@ class Worker:
             LOG.warning(
                 "worker %s: task %s (atom %s) notified an event that cannot be sent, dropped: %s",
                 self._worker_id,
-                message["task"],
-                message["name"],
-                getattr(err, "reason", err),
+                log_safe(message["task"]),
+                log_safe(message["name"]),
+                log_safe(getattr(err, "reason", err)),
             )
             return
         self._outbox.put((message["reply_to"], envelope, None))
@@ -888,8 +900,8 @@ class Worker:
             LOG.warning(
                 "worker %s: the failure of request %s cannot be encoded, answering InvalidFormat: %s",
                 self._worker_id,
-                request_id,
-                err.reason,
+                log_safe(request_id),
+                log_safe(err.reason),
             )
             readable = gist.encode("utf-8", "backslashreplace").decode("utf-8")
             text = f"the failure could not be encoded ({err.reason}); its text, escaped: {readable}"
@@ -1099,7 +1111,9 @@ class Worker:
                 continue
             self._client.xgroup_delconsumer(self._stream, protocol.GROUP, name)
             LOG.info(
-                "worker %s removed the consumer of dead worker %s, which held nothing", self._worker_id, name
+                "worker %s removed the consumer of dead worker %s, which held nothing",
+                self._worker_id,
+                log_safe(name),
             )
 
     def _take_over(self, count: int) -> None:

@@ -10,6 +10,7 @@ queue on the busy timeout instead of failing half way through.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -145,10 +146,13 @@ def make_engine(settings: Settings, conf: Mapping[str, Any]) -> Engine:
     return engine
 
 
+_WAL = "PRAGMA journal_mode=WAL"
+
+
 def _sqlite_pragmas(settings: Settings) -> Any:
     pragmas = ["PRAGMA foreign_keys=ON", f"PRAGMA busy_timeout={int(settings.busy_timeout * 1000)}"]
     if not settings.is_memory:
-        pragmas.append("PRAGMA journal_mode=WAL")
+        pragmas.append(_WAL)
     pragmas.append(f"PRAGMA synchronous={settings.synchronous.upper()}")
 
     def on_connect(dbapi_conn: Any, record: Any) -> None:
@@ -156,7 +160,14 @@ def _sqlite_pragmas(settings: Settings) -> Any:
         cursor = dbapi_conn.cursor()
         try:
             for pragma in pragmas:
-                cursor.execute(pragma)
+                try:
+                    cursor.execute(pragma)
+                except sqlite3.OperationalError as err:
+                    # A connection opened read-only (mode=ro: the CLI's commands that only
+                    # read) cannot switch a file out of another journal mode; it reads the
+                    # file in the mode it has, and the schema check says what the file is.
+                    if pragma != _WAL or "readonly" not in str(err):
+                        raise
         finally:
             cursor.close()
 
