@@ -591,7 +591,7 @@ class Flow(flow.Flow):
         self,
         u: FlowItem,
         v: FlowItem,
-        decider: Callable[..., bool] | None = None,
+        decider: deciders.Decider | None = None,
         decider_depth: deciders.Depth | str | None = None,
     ) -> Self:
         """Make ``v`` run after ``u`` (both already in the flow).
