@@ -10,12 +10,15 @@ import contextlib
 import importlib
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flowkit import exceptions as exc
 from flowkit._utils.gc_pause import gc_paused
 from flowkit.engines.base import Engine
 from flowkit.storage import store_meta
+
+if TYPE_CHECKING:  # annotations only: loading an engine must not import more than it needs
+    from flowkit.flow import FlowItem
 
 __all__ = [
     "ENGINE_DEFAULT",
@@ -166,7 +169,7 @@ def _coerce(text: str) -> Any:
 
 
 def load(
-    flow: Any,
+    flow: FlowItem,
     store: Mapping[str, Any] | None = None,
     flow_detail: Any = None,
     book: Any = None,
@@ -308,7 +311,7 @@ def _check_inject(engine: Engine, inject: Mapping[str, Mapping[str, Any]], durab
             run_state.check_injectable(symbol, value, atom=atom_name)
 
 
-def run(flow: Any, store: Mapping[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
+def run(flow: FlowItem, store: Mapping[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
     """Load and run ``flow``; return every value it produced (``storage.fetch_all()``)."""
     engine = load(flow, store=store, **kwargs)
     engine.run()

@@ -25,7 +25,7 @@ import heapq
 import itertools
 from array import array
 from collections import deque
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from typing import Any, NamedTuple, Self
 
 from flowkit import atom as atom_mod
