@@ -11,8 +11,10 @@ import threading
 from typing import Any, assert_type
 
 from flowkit import engines, exceptions, task
+from flowkit.atom import Atom
 from flowkit.conductors import backends as conductor_backends
 from flowkit.conductors import base as conductor_base
+from flowkit.flow import Flow
 from flowkit.jobs import backends as job_backends
 from flowkit.jobs import base as jobs_base
 from flowkit.patterns import linear_flow
@@ -64,7 +66,9 @@ def work_one(board: jobs_base.JobBoard, who: str) -> bool:
             details: dict[str, Any] = job.details
             store: dict[str, Any] = details.get("store", {})
             book = job.book
-            flow_detail = next(iter(book)) if book is not None else None
+            if book is None:
+                raise exceptions.NotFound(f"job {job.uuid} has no logbook")
+            flow_detail = next(iter(book))
             engine = engines.load_from_detail(flow_detail, store=store, backend=board.conf.get("persistence"))
             engine.run()
         except Exception:
@@ -123,3 +127,6 @@ def what_the_checker_sees(board: jobs_base.JobBoard, job: jobs_base.Job) -> None
     assert_type(job.book, models.LogBook | None)
     assert_type(job.details, dict[str, Any])
     assert_type(engines.load_from_factory(resize_flow, ["m1.small"]), engines.Engine)
+    assert_type(engines.flow_from_detail(models.FlowDetail("f", uuid="u")), Atom | Flow)
+    engine = engines.load(resize_flow("m1.small"), backend={"connection": "memory://"})
+    assert_type(engine.storage.backend, persistence_base.Backend)

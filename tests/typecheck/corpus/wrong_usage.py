@@ -34,6 +34,8 @@ def miswired() -> None:
     engines.load("pricing", store={"amount": 1.0, "rate": 2.0})  # error: arg-type
     # The store maps symbol names to values.
     engines.load(flow, store=[("amount", 1.0)])  # error: arg-type
+    # A backend is a backend or its configuration dict, not a URL.
+    engines.load(flow, backend="sqlite:////tmp/runs.db")  # error: arg-type
     # Calling a typed task's execute directly is checked against its annotations.
     Convert().execute(amount="12", rate=1.0)  # error: arg-type
     # Linking needs the items themselves, and a decider gets ``history`` by keyword.
