@@ -11,15 +11,16 @@ or stops catching a mistake, fails here.
 
 flowkit is checked as an installed package would be (its own errors are not
 the user's: ``follow_imports = silent`` for ``flowkit.*``; ``mypy flowkit`` is
-checked on its own by tools/test.sh). Pyright is not installed here;
-``corpus/../pyrightconfig.json`` lets a developer who has it check the same
-corpus (``pyright -p tests/typecheck``).
+checked on its own by tools/test.sh). Pyright (strict) is checked the same way,
+by line, where a ``pyright`` command is on PATH (``npm install pyright``); it is
+not a dependency, so elsewhere that test says it was skipped and why.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -118,3 +119,33 @@ def test_mypy_strict_on_user_code(tmp_path: Path) -> None:
         f"{unexpected}\nannounced errors mypy did not report (a mistake no longer caught?): "
         f"{missed}\nmypy said:\n{output}"
     )
+
+
+#: ``/path/file.py:line:col - error: message`` as pyright prints it.
+PYRIGHT_LINE = re.compile(r"^\s*(?P<path>\S+\.py):(?P<line>\d+):\d+ - error: ")
+
+
+def test_pyright_strict_on_user_code() -> None:
+    """Pyright's strict mode agrees: errors on exactly the announced lines, none elsewhere."""
+    pyright = shutil.which("pyright")
+    if pyright is None:
+        pytest.skip("pyright is not installed (npm install pyright); mypy --strict is checked above")
+    done = subprocess.run(
+        [pyright, "-p", str(HERE), "--pythonpath", sys.executable],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    output = done.stdout + done.stderr
+    found: Counter[tuple[str, int]] = Counter()
+    for text in output.splitlines():
+        match = PYRIGHT_LINE.match(text)
+        if match:
+            found[(Path(match["path"]).name, int(match["line"]))] += 1
+    wanted: Counter[tuple[str, int]] = Counter()
+    for (name, line, _code), count in expected_errors().items():
+        wanted[(name, line)] += count
+    assert done.returncode in (0, 1), output
+    assert found == wanted, f"pyright disagrees with the announced errors:\n{output}"
