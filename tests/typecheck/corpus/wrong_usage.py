@@ -34,6 +34,10 @@ def miswired() -> None:
     engines.load("pricing", store={"amount": 1.0, "rate": 2.0})  # error: arg-type
     # The store maps symbol names to values.
     engines.load(flow, store=[("amount", 1.0)])  # error: arg-type
+    # Not caught: which argument a stored value feeds is known only once the flow
+    # is compiled, so a type checker cannot see that "12" goes to a float
+    # (doc/typed.rst, "What a type checker sees"; the store is Mapping[str, Any]).
+    engines.load(flow, store={"amount": "12", "rate": 2.0})
     # A backend is a backend or its configuration dict, not a URL.
     engines.load(flow, backend="sqlite:////tmp/runs.db")  # error: arg-type
     # Calling a typed task's execute directly is checked against its annotations.
