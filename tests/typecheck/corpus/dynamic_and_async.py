@@ -27,11 +27,10 @@ class Fetch(task.Task):
     default_provides = "page"
 
     async def execute(self, url: str, retries: int = 2) -> bytes:
-        await asyncio.sleep(0)
-        return url.encode()
+        return await asyncio.to_thread(url.encode)
 
     async def revert(self, url: str, **kwargs: Any) -> None:
-        await asyncio.sleep(0)
+        await asyncio.to_thread(print, f"forget {url}")
 
 
 def snapshots(volumes: list[str]) -> unordered_flow.Flow:
