@@ -12,6 +12,7 @@ from typing import Any
 
 from flowkit import engines, retry, task
 from flowkit.jobs import base as jobs_base
+from flowkit.listeners import logging as logging_listeners
 from flowkit.patterns import graph_flow, linear_flow
 from flowkit.types import failure
 
@@ -53,6 +54,9 @@ def miswired() -> None:
     linear_flow.Flow("prices").add("Convert")  # error: arg-type
     # Retries count attempts with an int.
     linear_flow.Flow("again", retry=retry.Times("3"))  # error: arg-type
+    # A listener watches an engine, not the flow it runs.
+    with logging_listeners.DynamicLoggingListener(flow):  # error: arg-type
+        pass
 
 
 def report_length() -> int:
