@@ -130,3 +130,5 @@ def what_the_checker_sees(board: jobs_base.JobBoard, job: jobs_base.Job) -> None
     assert_type(engines.flow_from_detail(models.FlowDetail("f", uuid="u")), Atom | Flow)
     engine = engines.load(resize_flow("m1.small"), backend={"connection": "memory://"})
     assert_type(engine.storage.backend, persistence_base.Backend)
+    assert_type(jobs_base.JobPriority.reorder(("HIGH", "a")), str)
+    assert_type(jobs_base.JobPriority.reorder(("LOW", 1), (jobs_base.JobPriority.HIGH, 2)), tuple[int, ...])
