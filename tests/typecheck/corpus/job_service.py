@@ -7,6 +7,7 @@ run: every statement here is a correct program that a type checker must accept.
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 from typing import Any, assert_type
 
@@ -14,13 +15,18 @@ from flowkit import engines, exceptions, task
 from flowkit.atom import Atom
 from flowkit.conductors import backends as conductor_backends
 from flowkit.conductors import base as conductor_base
+from flowkit.conductors.backends import impl_blocking
 from flowkit.flow import Flow
 from flowkit.jobs import backends as job_backends
 from flowkit.jobs import base as jobs_base
+from flowkit.listeners import base as listeners_base
+from flowkit.listeners import logging as logging_listeners
 from flowkit.patterns import linear_flow
 from flowkit.persistence import backends as persistence_backends
 from flowkit.persistence import base as persistence_base
 from flowkit.persistence import models
+
+LOG = logging.getLogger(__name__)
 
 
 class Resize(task.Task):
@@ -88,6 +94,26 @@ def trash_stale(board: jobs_base.JobBoard, who: str) -> int:
             board.trash(job, who, reason="stale")
             gone += 1
     return gone
+
+
+class DynamicLoggingConductor(impl_blocking.BlockingConductor):
+    """A conductor that logs every job's flow, as Octavia's does."""
+
+    def _listeners_from_job(
+        self, job: jobs_base.Job, engine: engines.Engine
+    ) -> list[listeners_base.Listener]:
+        found: list[listeners_base.Listener] = super()._listeners_from_job(job, engine)
+        found.append(logging_listeners.DynamicLoggingListener(engine, log=LOG))
+        return found
+
+
+def run_logging_conductor(board: jobs_base.JobBoard) -> None:
+    """The subclass made directly, with TaskFlow's keyword options."""
+    persistence = persistence_backends.fetch({"connection": "memory://"})
+    conductor = DynamicLoggingConductor(
+        "octavia-conductor", board, persistence=persistence, engine="parallel", wait_timeout=0.5
+    )
+    conductor.run(max_dispatches=1)
 
 
 def run_conductor(stop: threading.Event) -> None:
