@@ -45,7 +45,8 @@ from flowkit.patterns import linear_flow, unordered_flow
 from flowkit.retry import Retry, Times
 
 if TYPE_CHECKING:
-    from flowkit.deciders import Decider, Depth  # an enum class: imported where deciders run
+    # Depth is an enum class, imported where deciders run; Decider is a protocol, for annotations.
+    from flowkit.deciders import Decider, Depth
     from flowkit.patterns.graph_flow import _NumberedLinks
 
 __all__ = [
