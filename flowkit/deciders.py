@@ -10,8 +10,22 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable
+from typing import Any, Protocol
 
-__all__ = ["Depth", "pick_widest"]
+__all__ = ["Decider", "Depth", "pick_widest"]
+
+
+class Decider(Protocol):
+    """What a link's ``decider`` is: called as ``decider(history=...)``, a falsy answer skips.
+
+    ``history`` maps the name of each decided predecessor that ran to its
+    result (or its :class:`~flowkit.types.failure.Failure`). Engines pass it by
+    keyword, as TaskFlow's do, so a type checker rejects a decider whose
+    parameter has another name (it would fail when called); any answer is
+    read for its truth.
+    """
+
+    def __call__(self, history: dict[str, Any]) -> object: ...
 
 
 class Depth(enum.StrEnum):

@@ -28,6 +28,7 @@ from typing import Any
 from flowkit import exceptions as exc
 from flowkit import states
 from flowkit.engines import _compiler
+from flowkit.engines.base import Engine
 from flowkit.types import tree
 from flowkit.types.failure import Failure
 
@@ -116,7 +117,7 @@ class FailureFormatter:
 
     def __init__(
         self,
-        engine: Any,
+        engine: Engine,
         hide_inputs_outputs_of: Iterable[str] = (),
         mask_inputs_keys: Iterable[str] = (),
         mask_outputs_keys: Iterable[str] = (),

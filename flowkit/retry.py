@@ -139,6 +139,13 @@ class Retry(atom.Atom):
     keyword from the engine, so it is never a requirement. ``on_failure`` is
     called with the same arguments as ``execute``.
 
+    The engine calls all three by keyword, so a subclass may take ``history``
+    wherever it likes beside its own requirements (``execute(self, history,
+    servers)``, ``on_failure(self, values, history, *args, **kwargs)`` as
+    :class:`ParameterizedForEach` does). The base methods are declared
+    ``(*args, **kwargs)`` so that type checkers accept every such override, as
+    they do ``execute`` and ``revert`` of a task.
+
     When no name is given, the retry is named like a task until it is attached
     to a flow, which renames it ``<flow name>_retry`` (as TaskFlow names
     unnamed retries).
@@ -183,26 +190,32 @@ class Retry(atom.Atom):
             self.name = f"{flow_name}_retry"
 
     @abc.abstractmethod
-    def execute(self, history: History, *args: Any, **kwargs: Any) -> Any:
+    def execute(self, *args: Any, **kwargs: Any) -> Any:
         """Provide the values the flow's atoms use on this attempt.
 
         Args:
-            history: the earlier attempts.
+            args: not passed by engines (they call by keyword).
+            kwargs: ``history`` (the earlier attempts, a :class:`History`) and
+                the retry's requirements.
         """
 
-    def revert(self, history: History, *args: Any, **kwargs: Any) -> Any:
+    def revert(self, *args: Any, **kwargs: Any) -> Any:
         """Undo this retry; called only when its flow is reverted for good.
 
         Args:
-            history: every attempt, including the last.
+            args: not passed by engines (they call by keyword).
+            kwargs: ``history`` (every attempt, including the last) and the
+                retry's requirements.
         """
 
     @abc.abstractmethod
-    def on_failure(self, history: History, *args: Any, **kwargs: Any) -> Decision:
+    def on_failure(self, *args: Any, **kwargs: Any) -> Decision:
         """Decide what to do after an atom of the flow failed.
 
         Args:
-            history: the attempts so far, the failed one last.
+            args: not passed by engines (they call by keyword).
+            kwargs: ``history`` (the attempts so far, the failed one last) and
+                the same arguments as ``execute``.
 
         Returns:
             :data:`RETRY` to run the flow again, :data:`REVERT` to revert it
@@ -367,8 +380,8 @@ class ParameterizedForEach(ForEachBase):
         flowkit.exceptions.NotFound: from ``execute`` when every value was tried.
     """
 
-    def on_failure(self, values: Iterable[Any], history: History, *args: Any, **kwargs: Any) -> Decision:  # type: ignore[override]
+    def on_failure(self, values: Iterable[Any], history: History, *args: Any, **kwargs: Any) -> Decision:
         return self._on_failure(values, history)
 
-    def execute(self, values: Iterable[Any], history: History, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+    def execute(self, values: Iterable[Any], history: History, *args: Any, **kwargs: Any) -> Any:
         return self._get_next_value(values, history)

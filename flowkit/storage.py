@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     import threading
 
     # A flow run in memory never makes a flow detail (start-up time).
+    from flowkit.persistence.base import Backend
     from flowkit.persistence.models import FlowDetail
 
 __all__ = ["AtomRecord", "Storage", "store_meta"]
@@ -134,14 +135,15 @@ class Storage:
         return self._run.flow_meta
 
     @property
-    def backend(self) -> Any:
+    def backend(self) -> Backend:
         """The persistence backend; for a run kept in memory, a memory backend made on first use.
 
         As in TaskFlow, code may inspect what a run wrote; asking is what makes
         the memory backend (and the run then writes to it), so runs nobody asks
         about pay nothing.
         """
-        return self._run.backend_or_memory()
+        found: Backend = self._run.backend_or_memory()
+        return found
 
     @property
     def flow_detail(self) -> FlowDetail:

@@ -89,6 +89,23 @@ class BaseTask(atom.Atom):
     #: The events listeners may register for on :attr:`notifier`.
     TASK_EVENTS: ClassVar[tuple[str, ...]] = (EVENT_UPDATE_PROGRESS,)
 
+    # Options engines read with getattr() when a class or an instance sets them
+    # (doc/caching.rst, doc/typed.rst). They are declared without a value, for
+    # type checkers only: ``render.cache = True`` on one instance then type-checks,
+    # and an option nobody set is still absent at run time, as before.
+    #: Take results from the engine's cache store when code and inputs are unchanged.
+    cache: bool
+    #: Fail the atom (rather than run uncached) when an input cannot be part of a cache key.
+    cache_strict: bool
+    #: Part of the cache key: set it when instances of one class differ in what they compute.
+    cache_version: object
+    #: Also key the cache by a hash of ``execute``'s code.
+    cache_code: bool
+    #: Validate the result against its annotation (True), never (False), or as the engine says.
+    validate_types: bool | None
+    #: Send this task's calls to workers listening on this topic (doc/workers.rst).
+    worker_topic: str
+
     # Created on first use of ``notifier`` (or ``_notifier``); most tasks never get a listener.
     _own_notifier: _TaskNotifier | None = None
     # Set by a running engine to hear progress (``sink(task, progress[, details])``)

@@ -1248,9 +1248,9 @@ def _make_atom(
     if spec.timeout is not None:
         atom.timeout = spec.timeout
     if spec.cache is not None:
-        atom.cache = spec.cache  # type: ignore[attr-defined]
+        atom.cache = spec.cache
     if spec.topic is not None:
-        atom.worker_topic = spec.topic  # type: ignore[attr-defined]
+        atom.worker_topic = spec.topic
     return atom
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import threading
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from flowkit import exceptions as exc
 from flowkit._utils.factories import FactoryNames
@@ -17,7 +17,17 @@ _REGISTRY: dict[str, Callable[..., Any]] = {}
 _LOCK = threading.Lock()
 
 
-def register(name: str, target: _T | None = None) -> Any:
+@overload
+def register(name: str, target: None = None) -> Callable[[_T], _T]: ...
+
+
+@overload
+def register(name: str, target: _T) -> _T: ...
+
+
+# Overloaded so that a type checker keeps the registered class or function's own
+# type (``@register("fetch")`` is not an untyped decorator under ``mypy --strict``).
+def register(name: str, target: _T | None = None) -> _T | Callable[[_T], _T]:
     """Make ``target`` (a task class or a function) usable as ``task: <name>`` in specs.
 
     Usable as a decorator: ``@declarative.register("fetch")``.

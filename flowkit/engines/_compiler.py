@@ -45,7 +45,8 @@ from flowkit.patterns import linear_flow, unordered_flow
 from flowkit.retry import Retry, Times
 
 if TYPE_CHECKING:
-    from flowkit.deciders import Depth  # an enum class: imported where deciders run
+    # Depth is an enum class, imported where deciders run; Decider is a protocol, for annotations.
+    from flowkit.deciders import Decider, Depth
     from flowkit.patterns.graph_flow import _NumberedLinks
 
 __all__ = [
@@ -95,7 +96,7 @@ class EdgeDecider:
 
     __slots__ = ("decider", "depth", "source")
 
-    def __init__(self, source: int, decider: Callable[..., bool], depth: Depth) -> None:
+    def __init__(self, source: int, decider: Decider, depth: Depth) -> None:
         self.source = source
         self.decider = decider
         self.depth = depth

@@ -10,12 +10,17 @@ import contextlib
 import importlib
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flowkit import exceptions as exc
 from flowkit._utils.gc_pause import gc_paused
 from flowkit.engines.base import Engine
 from flowkit.storage import store_meta
+
+if TYPE_CHECKING:  # annotations only: loading an engine must not import more than it needs
+    from flowkit.flow import FlowItem
+    from flowkit.persistence.base import Backend
+    from flowkit.persistence.models import FlowDetail, LogBook
 
 __all__ = [
     "ENGINE_DEFAULT",
@@ -166,11 +171,11 @@ def _coerce(text: str) -> Any:
 
 
 def load(
-    flow: Any,
+    flow: FlowItem,
     store: Mapping[str, Any] | None = None,
-    flow_detail: Any = None,
-    book: Any = None,
-    backend: Any = None,
+    flow_detail: FlowDetail | None = None,
+    book: LogBook | None = None,
+    backend: Backend | Mapping[str, Any] | None = None,
     namespace: str = ENTRY_POINT_GROUP,
     engine: str = ENGINE_DEFAULT,
     inject: Mapping[str, Mapping[str, Any]] | None = None,
@@ -308,7 +313,7 @@ def _check_inject(engine: Engine, inject: Mapping[str, Mapping[str, Any]], durab
             run_state.check_injectable(symbol, value, atom=atom_name)
 
 
-def run(flow: Any, store: Mapping[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
+def run(flow: FlowItem, store: Mapping[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
     """Load and run ``flow``; return every value it produced (``storage.fetch_all()``)."""
     engine = load(flow, store=store, **kwargs)
     engine.run()
@@ -382,11 +387,11 @@ def _factory_meta(
 
 
 def save_factory_details(
-    flow_detail: Any,
+    flow_detail: FlowDetail,
     flow_factory: Callable[..., Any] | str,
     factory_args: Sequence[Any] | None,
     factory_kwargs: Mapping[str, Any] | None,
-    backend: Any = None,
+    backend: Backend | Mapping[str, Any] | None = None,
 ) -> None:
     """Record in ``flow_detail`` how to rebuild its flow (see :func:`flow_from_detail`).
 
@@ -395,9 +400,9 @@ def save_factory_details(
         InvalidFormat: its arguments cannot be stored as JSON.
     """
     flow_detail.meta[_FACTORY_KEY] = _factory_meta(flow_factory, factory_args, factory_kwargs)
-    backend = _resolve_backend(backend)
-    if backend is not None:
-        with contextlib.closing(backend.get_connection()) as conn:
+    resolved = _resolve_backend(backend)
+    if resolved is not None:
+        with contextlib.closing(resolved.get_connection()) as conn:
             conn.update_flow_details(flow_detail)
 
 
@@ -406,8 +411,8 @@ def load_from_factory(
     factory_args: Sequence[Any] | None = None,
     factory_kwargs: Mapping[str, Any] | None = None,
     store: Mapping[str, Any] | None = None,
-    book: Any = None,
-    backend: Any = None,
+    book: LogBook | None = None,
+    backend: Backend | Mapping[str, Any] | None = None,
     namespace: str = ENTRY_POINT_GROUP,
     engine: str = ENGINE_DEFAULT,
     **kwargs: Any,
@@ -436,8 +441,8 @@ def load_prebuilt(
     factory_args: Sequence[Any] | None = None,
     factory_kwargs: Mapping[str, Any] | None = None,
     store: Mapping[str, Any] | None = None,
-    book: Any = None,
-    backend: Any = None,
+    book: LogBook | None = None,
+    backend: Backend | Mapping[str, Any] | None = None,
     namespace: str = ENTRY_POINT_GROUP,
     engine: str = ENGINE_DEFAULT,
     **kwargs: Any,
@@ -484,7 +489,7 @@ def recorded_factory(flow_detail: Any) -> str | None:
     return None
 
 
-def flow_from_detail(flow_detail: Any) -> Any:
+def flow_from_detail(flow_detail: FlowDetail) -> FlowItem:
     """Rebuild the flow of ``flow_detail`` with the factory recorded in it.
 
     Raises:
@@ -508,7 +513,9 @@ def flow_from_detail(flow_detail: Any) -> Any:
         raise _FactoryImportError(
             f"Could not import factory for flow '{flow_detail.name}' {flow_detail.uuid}: {err}"
         ) from err
-    return factory(*factory_data.get("args", ()), **factory_data.get("kwargs", {}))
+    # A flow factory returns a flow (or an atom): what the engine is then loaded with.
+    built: FlowItem = factory(*factory_data.get("args", ()), **factory_data.get("kwargs", {}))
+    return built
 
 
 class _FactoryImportError(ImportError, ValueError):
@@ -526,9 +533,9 @@ def _import_by_name(name: str) -> Any:
 
 
 def load_from_detail(
-    flow_detail: Any,
+    flow_detail: FlowDetail,
     store: Mapping[str, Any] | None = None,
-    backend: Any = None,
+    backend: Backend | Mapping[str, Any] | None = None,
     namespace: str = ENTRY_POINT_GROUP,
     engine: str = ENGINE_DEFAULT,
     **kwargs: Any,

@@ -32,7 +32,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, overload
 
 from flowkit import exceptions as exc
 from flowkit import states
@@ -70,6 +70,9 @@ REMOVAL = "REMOVAL"
 """Board event: a job left the board, consumed or trashed (details: ``job``)."""
 
 
+_V = TypeVar("_V")
+
+
 class JobPriority(enum.Enum):
     """How urgent a job is; boards hand out higher priorities first."""
 
@@ -99,6 +102,22 @@ class JobPriority(enum.Enum):
         """0 for the most urgent priority, growing as urgency falls."""
         return _RANKS[self]
 
+    @overload
+    @classmethod
+    def reorder(cls, value: tuple[JobPriority | str, _V], /) -> _V: ...
+
+    @overload
+    @classmethod
+    def reorder(
+        cls,
+        first: tuple[JobPriority | str, _V],
+        second: tuple[JobPriority | str, _V],
+        /,
+        *values: tuple[JobPriority | str, _V],
+    ) -> tuple[_V, ...]: ...
+
+    # Overloaded so that a type checker knows what comes back: one pair's bare
+    # value, or a tuple of the values (and that no pair at all is an error).
     @classmethod
     def reorder(cls, *values: tuple[JobPriority | str, Any]) -> Any:
         """Order ``(priority, value)`` pairs most urgent first and return the values.

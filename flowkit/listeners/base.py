@@ -24,12 +24,15 @@ import logging
 import os
 from collections.abc import Callable, Hashable, Iterable
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from flowkit import states
 from flowkit._utils.records import Record
 from flowkit.types import failure as ft
 from flowkit.types import notifier as nt
+
+if TYPE_CHECKING:  # for annotations only: importing a listener does not import the engines
+    from flowkit.engines.base import Engine
 
 __all__ = ["DEFAULT_LISTEN_FOR", "FINISH_STATES", "DumpingListener", "Listener"]
 
@@ -132,7 +135,7 @@ class Listener:
 
     def __init__(
         self,
-        engine: Any,
+        engine: Engine,
         task_listen_for: Iterable[Hashable] | None = DEFAULT_LISTEN_FOR,
         flow_listen_for: Iterable[Hashable] | None = DEFAULT_LISTEN_FOR,
         retry_listen_for: Iterable[Hashable] | None = DEFAULT_LISTEN_FOR,

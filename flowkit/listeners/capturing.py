@@ -14,9 +14,12 @@ to store something else, for example compact strings::
 from __future__ import annotations
 
 from collections.abc import Hashable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flowkit.listeners import base
+
+if TYPE_CHECKING:  # for annotations only: importing a listener does not import the engines
+    from flowkit.engines.base import Engine
 
 __all__ = ["CaptureListener"]
 
@@ -52,7 +55,7 @@ class CaptureListener(base.Listener):
 
     def __init__(
         self,
-        engine: Any,
+        engine: Engine,
         task_listen_for: Iterable[Hashable] | None = base.DEFAULT_LISTEN_FOR,
         flow_listen_for: Iterable[Hashable] | None = base.DEFAULT_LISTEN_FOR,
         retry_listen_for: Iterable[Hashable] | None = base.DEFAULT_LISTEN_FOR,

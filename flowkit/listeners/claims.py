@@ -17,11 +17,14 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from flowkit import exceptions as exc
 from flowkit import states
 from flowkit.listeners import base
+
+if TYPE_CHECKING:  # for annotations only: importing a listener does not import the engines
+    from flowkit.engines.base import Engine
 
 __all__ = ["CheckingClaimListener"]
 
@@ -70,7 +73,7 @@ class CheckingClaimListener(base.Listener):
     """
 
     def __init__(
-        self, engine: Any, job: _Job, board: _Board, owner: Any, on_job_loss: JobLossHandler | None = None
+        self, engine: Engine, job: _Job, board: _Board, owner: Any, on_job_loss: JobLossHandler | None = None
     ) -> None:
         super().__init__(engine)
         self._job = job
@@ -83,7 +86,7 @@ class CheckingClaimListener(base.Listener):
         else:
             self._on_job_loss = on_job_loss
 
-    def _suspend_engine_on_loss(self, engine: Any, state: str, details: base.Details) -> None:
+    def _suspend_engine_on_loss(self, engine: Engine, state: str, details: base.Details) -> None:
         """The default handler: ask the engine to stop after what is running now."""
         try:
             engine.suspend()

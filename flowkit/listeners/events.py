@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flowkit import states as st
 from flowkit._utils.records import Record
@@ -63,6 +63,9 @@ from flowkit.listeners._event_model import (
 )
 from flowkit.retry import Retry
 from flowkit.types import notifier as nt
+
+if TYPE_CHECKING:  # for annotations only: importing a listener does not import the engines
+    from flowkit.engines.base import Engine
 
 __all__ = [
     "META_KEY",
@@ -141,7 +144,7 @@ class EventLogListener(base.Listener):
         clock: the wall clock, seconds since the epoch (tests drive it by hand).
     """
 
-    def __init__(self, engine: Any, clock: Clock = time.time) -> None:
+    def __init__(self, engine: Engine, clock: Clock = time.time) -> None:
         super().__init__(engine)
         self._clock = clock
         self._seq = 0

@@ -15,11 +15,14 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Hashable, Iterable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from flowkit import formatters, states
 from flowkit.listeners import base
 from flowkit.types import failure as ft
+
+if TYPE_CHECKING:  # for annotations only: importing a listener does not import the engines
+    from flowkit.engines.base import Engine
 
 __all__ = ["DynamicLoggingListener", "FailureFormatterLike", "LoggingListener"]
 
@@ -80,7 +83,7 @@ class LoggingListener(base.DumpingListener):
 
     def __init__(
         self,
-        engine: Any,
+        engine: Engine,
         task_listen_for: Iterable[Hashable] | None = base.DEFAULT_LISTEN_FOR,
         flow_listen_for: Iterable[Hashable] | None = base.DEFAULT_LISTEN_FOR,
         retry_listen_for: Iterable[Hashable] | None = base.DEFAULT_LISTEN_FOR,
@@ -138,7 +141,7 @@ class DynamicLoggingListener(base.Listener):
 
     def __init__(
         self,
-        engine: Any,
+        engine: Engine,
         task_listen_for: Iterable[Hashable] | None = base.DEFAULT_LISTEN_FOR,
         flow_listen_for: Iterable[Hashable] | None = base.DEFAULT_LISTEN_FOR,
         retry_listen_for: Iterable[Hashable] | None = base.DEFAULT_LISTEN_FOR,

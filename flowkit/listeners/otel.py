@@ -54,12 +54,15 @@ from __future__ import annotations
 
 import threading
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flowkit import states as st
 from flowkit.listeners import base
 from flowkit.listeners._event_model import META_KEY, recorded_attempts
 from flowkit.types.failure import Failure
+
+if TYPE_CHECKING:  # for annotations only: importing a listener does not import the engines
+    from flowkit.engines.base import Engine
 
 __all__ = ["TracingListener"]
 
@@ -115,7 +118,7 @@ class TracingListener(base.Listener):
         tracer_provider: where to get the default tracer from.
     """
 
-    def __init__(self, engine: Any, tracer: Any = None, tracer_provider: Any = None) -> None:
+    def __init__(self, engine: Engine, tracer: Any = None, tracer_provider: Any = None) -> None:
         super().__init__(engine)
         trace = _trace_api()
         if tracer is None:

@@ -5,9 +5,12 @@ from __future__ import annotations
 import sys
 import traceback
 from collections.abc import Hashable, Iterable
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from flowkit.listeners import base
+
+if TYPE_CHECKING:  # for annotations only: importing a listener does not import the engines
+    from flowkit.engines.base import Engine
 
 __all__ = ["PrintingListener"]
 
@@ -28,7 +31,7 @@ class PrintingListener(base.DumpingListener):
 
     def __init__(
         self,
-        engine: Any,
+        engine: Engine,
         task_listen_for: Iterable[Hashable] | None = base.DEFAULT_LISTEN_FOR,
         flow_listen_for: Iterable[Hashable] | None = base.DEFAULT_LISTEN_FOR,
         retry_listen_for: Iterable[Hashable] | None = base.DEFAULT_LISTEN_FOR,

@@ -14,12 +14,15 @@ drawings. ``rich`` is an optional dependency: ``pip install 'flowkit[cli]'``.
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flowkit import states as st
 from flowkit.listeners import base
 from flowkit.task import EVENT_UPDATE_PROGRESS
 from flowkit.types import notifier as nt
+
+if TYPE_CHECKING:  # for annotations only: importing a listener does not import the engines
+    from flowkit.engines.base import Engine
 
 __all__ = ["ProgressListener"]
 
@@ -48,7 +51,7 @@ class ProgressListener(base.Listener):
             compiled graph when it starts).
     """
 
-    def __init__(self, engine: Any, console: Any = None, total: int | None = None) -> None:
+    def __init__(self, engine: Engine, console: Any = None, total: int | None = None) -> None:
         super().__init__(
             engine,
             task_listen_for=(nt.Notifier.ANY, EVENT_UPDATE_PROGRESS),

@@ -17,11 +17,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Hashable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flowkit import exceptions as exc
 from flowkit import states
 from flowkit.listeners import base
+
+if TYPE_CHECKING:  # for annotations only: importing a listener does not import the engines
+    from flowkit.engines.base import Engine
 
 __all__ = [
     "FINISHED_STATES",
@@ -60,7 +63,7 @@ class DurationListener(base.Listener):
         clock: returns the current time in seconds; only differences matter.
     """
 
-    def __init__(self, engine: Any, clock: Clock = time.monotonic) -> None:
+    def __init__(self, engine: Engine, clock: Clock = time.monotonic) -> None:
         super().__init__(
             engine, task_listen_for=WATCH_STATES, flow_listen_for=WATCH_STATES, retry_listen_for=()
         )
@@ -123,7 +126,7 @@ class PrintingDurationListener(DurationListener):
     """
 
     def __init__(
-        self, engine: Any, printer: Callable[[str], Any] | None = None, clock: Clock = time.monotonic
+        self, engine: Engine, printer: Callable[[str], Any] | None = None, clock: Clock = time.monotonic
     ) -> None:
         super().__init__(engine, clock=clock)
         self._printer: Callable[[str], Any] = printer if printer is not None else print
@@ -155,7 +158,7 @@ class EventTimeListener(base.Listener):
 
     def __init__(
         self,
-        engine: Any,
+        engine: Engine,
         task_listen_for: Iterable[Hashable] | None = base.DEFAULT_LISTEN_FOR,
         flow_listen_for: Iterable[Hashable] | None = base.DEFAULT_LISTEN_FOR,
         retry_listen_for: Iterable[Hashable] | None = base.DEFAULT_LISTEN_FOR,

@@ -25,7 +25,7 @@ import heapq
 import itertools
 from array import array
 from collections import deque
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from typing import Any, NamedTuple, Self
 
 from flowkit import atom as atom_mod
@@ -591,7 +591,7 @@ class Flow(flow.Flow):
         self,
         u: FlowItem,
         v: FlowItem,
-        decider: Callable[..., bool] | None = None,
+        decider: deciders.Decider | None = None,
         decider_depth: deciders.Depth | str | None = None,
     ) -> Self:
         """Make ``v`` run after ``u`` (both already in the flow).
