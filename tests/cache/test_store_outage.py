@@ -26,6 +26,10 @@ RUN_TIMEOUT = 60.0
 
 class Gate:
     def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        """Start a test afresh (the tasks find the one module-level gate)."""
         self.inside = threading.Event()
         self.go = threading.Event()
         self.doubled: list[int] = []
@@ -66,8 +70,7 @@ def make_flow() -> linear_flow.Flow:
 
 @pytest.fixture
 def gate() -> Iterator[Gate]:
-    global GATE
-    GATE = Gate()
+    GATE.reset()
     try:
         yield GATE
     finally:

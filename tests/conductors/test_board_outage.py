@@ -1,4 +1,4 @@
-"""A conductor whose board's server restarts while it runs a job (Redis with its append-only file, ZooKeeper, etcd).
+"""A conductor whose board's server restarts while it runs a job (Redis with persistence, ZooKeeper, etcd).
 
 The job's end (consume, or giving back a claim that counts as lost) is due
 while the server is away and fails. The board still holds the claim for this

@@ -34,6 +34,10 @@ class Gate:
     """Lets the test stop the database while an atom is inside ``execute``."""
 
     def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        """Start a test afresh (the tasks find the one module-level gate)."""
         self.inside = threading.Event()
         self.go = threading.Event()
         self.calls: list[str] = []
@@ -65,8 +69,7 @@ def make_flow() -> linear_flow.Flow:
 
 @pytest.fixture
 def gate() -> Iterator[Gate]:
-    global GATE
-    GATE = Gate()
+    GATE.reset()
     try:
         yield GATE
     finally:
