@@ -10,7 +10,12 @@ executor; when nothing could be claimed it sleeps ``wait_timeout`` seconds
   failed: TaskFlow consumes those too);
 - ``ABANDON``: the conductor is stopping and suspended the flow;
 - ``FAIL``: running failed in a way another conductor may get past
-  (a storage or execution failure): abandoned and recorded as a failure;
+  (a storage or execution failure): abandoned and recorded as a failure.
+  A job whose flow could not be loaded because the board or the store
+  cannot be reached (a server restarting; the store fails its ``validate``
+  too) is no failure of the job's: it is abandoned without being counted
+  (``max_failures``), and the loop waits ``wait_timeout`` before claiming
+  again;
 - ``TRASH``: the job cannot be run at all (no flow detail, a flow factory
   that cannot be imported, a flow detail another job still claimed runs:
   :class:`~flowkit.conductors.base.FlowDetailHeld`): set aside with the reason;
@@ -38,6 +43,7 @@ and ``engine`` for the stages): ``compilation_start``/``_end``,
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import enum
 import functools
 import itertools
@@ -191,6 +197,9 @@ class ExecutorConductor(Conductor):
         # loop until the board answers it (see _release_later).
         self._unreleased: dict[str, _Release] = {}
         self._unreleased_lock = threading.Lock()
+        # Set when a job could not be loaded for an outage: the loop waits wait_timeout
+        # before claiming again, rather than claiming and giving back without a pause.
+        self._pause = threading.Event()
 
     def _executor_factory(self) -> concurrent.futures.Executor:
         raise NotImplementedError
@@ -272,7 +281,10 @@ class ExecutorConductor(Conductor):
                 self._log.exception(
                     "Transient job board failure while iterating jobs; backing off and retrying"
                 )
-            if not dispatched_any and not self._stopped.is_set():
+            paused = self._pause.is_set()
+            if paused:
+                self._pause.clear()
+            if (paused or not dispatched_any) and not self._stopped.is_set():
                 self._stopped.wait(self._wait_timeout)
 
     def _claim_first(self, candidates: deque[Job]) -> Claimed | None:
@@ -341,7 +353,14 @@ class ExecutorConductor(Conductor):
             return Outcome(Verdict.LOST, str(lost))
         except (exc.JobFailure, exc.StorageFailure) as failure:
             # The board or the store failed: another try (here or elsewhere) may succeed.
-            return Outcome(Verdict.FAIL, f"could not load the job's flow: {failure}")
+            reason = f"could not load the job's flow: {failure}"
+            if self._out_of_reach(failure):
+                # A server restarting is no fault of the job's: counted as a failed
+                # attempt, a few seconds of outage set it aside as poisoned for good.
+                # Given back plainly, and the loop pauses before claiming again.
+                self._pause.set()
+                return Outcome(Verdict.ABANDON, reason)
+            return Outcome(Verdict.FAIL, reason)
         except Exception as error:  # any other loading error means this job can never run
             kind = _public_type_name(error)
             return Outcome(Verdict.TRASH, f"cannot load the job's flow: {kind}: {error}")
@@ -362,6 +381,28 @@ class ExecutorConductor(Conductor):
         finally:
             for listener in reversed(listeners):
                 listener.deregister()
+
+    def _out_of_reach(self, failure: BaseException) -> bool:
+        """Whether loading failed because the board or the store cannot be reached right now.
+
+        A board failure is never the job's doing. A store failure is told by
+        asking the store whether it is usable at all (``validate``): a store
+        that fails that too is away (restarting, the network down), while one
+        that answers failed on this job's data, which counts against the job.
+        """
+        if not isinstance(failure, exc.StorageFailure):
+            return True
+        if self._persistence is None:
+            return False
+        try:
+            with contextlib.closing(self._persistence.get_connection()) as conn:
+                conn.validate()
+        except exc.StorageFailure:
+            return True
+        except Exception:  # a store that fails otherwise is no plain outage
+            self._log.debug("the store failed its check after a load failure", exc_info=True)
+            return False
+        return False
 
     def _already_reverted(self, job: Job, engine: Any) -> Outcome:
         """Consume ``job`` without running its flow, which an earlier claim of it took to ``REVERTED``.
