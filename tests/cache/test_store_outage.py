@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from flowkit import engines, states, task
+from flowkit.cache import open_store
 from flowkit.patterns import linear_flow
 
 __all__: list[str] = []
@@ -142,3 +143,20 @@ def test_a_run_goes_on_uncached_while_its_store_restarts_and_the_next_run_uses_i
     _run(url, 9)
     _run(url, 9)
     assert gate.doubled == [9]
+
+
+def test_a_sql_store_whose_database_restarted_since_its_last_call_serves_the_next_one(
+    postgresql_server: Any, postgresql_db_url: str
+) -> None:
+    # The store keeps one connection, which the restart ends: the next call used to fail
+    # on it (in a run: a WARNING and the call run uncached) although the database was back.
+    store = open_store(postgresql_db_url)
+    try:
+        store.put("a" * 64, "1")
+        postgresql_server.stop()
+        postgresql_server.start()
+        assert store.get("a" * 64) == "1"
+        store.put("b" * 64, "2")
+        assert store.get("b" * 64) == "2"
+    finally:
+        store.close()
