@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from flowkit import exceptions as exc
 from flowkit import typed
 from flowkit._utils.lazy_logging import module_logger
 
@@ -51,6 +52,7 @@ class Guard:
         "_stored",
         "_strict",
         "_undoes",
+        "_unread",
         "_validate",
         "_warned",
         "hit",
@@ -82,6 +84,8 @@ class Guard:
         self._strict = getattr(atom, "cache_strict", False) is True
         #: Whether this run said that the atom runs uncached (it says so once per run).
         self._warned = False
+        #: Whether this run said that the store failed a lookup of the atom's (once per run).
+        self._unread = False
         if store is not None:
             from flowkit.cache import _keys
 
@@ -114,6 +118,7 @@ class Guard:
     def begin_run(self) -> None:
         """A run of the engine starts: what the last one said, this one says again."""
         self._warned = False
+        self._unread = False
 
     def on_begin(self, kwargs: dict[str, Any]) -> tuple[bool, Any]:
         """Before ``execute``: ``(True, result)`` on a cache hit, else ``(False, None)``.
@@ -122,7 +127,9 @@ class Guard:
         WARNING per run naming the atom and the argument (as Prefect runs such
         a task: a cache is there to save time, and a flow that ran before the
         task was marked cacheable should not start failing for it). A task
-        that would rather fail sets ``cache_strict = True``.
+        that would rather fail sets ``cache_strict = True``. A lookup the store
+        fails (its server restarting) runs the call uncached too, also said
+        once per run: an outage of the cache must not revert the flow.
 
         Raises:
             Uncacheable: (``cache_strict`` only) an input no cache key
@@ -165,8 +172,17 @@ class Guard:
             return False, None
         if key is None:
             return False, None
+        try:
+            text = self._store.get(key)
+        except exc.StorageFailure as err:
+            # The store's server restarting, or a dropped connection: a cache is there to
+            # save time, so the call runs uncached (and is not stored: the store is away),
+            # as when a write fails, rather than failing the atom and reverting the flow.
+            if not self._unread:
+                self._unread = True
+                _LOG.warning("atom '%s' runs uncached: %s", self._node.name, err.message)
+            return False, None
         self.key = key
-        text = self._store.get(key)
         if text is None:
             return False, None
         try:
@@ -194,8 +210,6 @@ class Guard:
         if self._revive:  # what JSON cannot tell (a model, an enum member), as the atom declares it
             value = typed.revive_result(self._node.atom, value)
         if self._validate is not None:
-            from flowkit import exceptions as exc
-
             try:
                 value = self._validate(value)
             except exc.InvalidResult as err:

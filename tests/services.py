@@ -261,6 +261,27 @@ class _Server:
             shutil.rmtree(self.tmpdir, ignore_errors=True)
             self.tmpdir = None
 
+    def freeze(self, timeout: float = 5.0) -> None:
+        """Stop the server's process (SIGSTOP) and wait until it is stopped: a server that is
+        there but never answers, as a hung host or a dropped network looks to its clients.
+
+        A ZooKeeper frozen past its clients' session timeout expires their sessions
+        (and the ephemeral nodes with them) once it runs again."""
+        assert self.pid is not None, "the server is not running"
+        os.kill(self.pid, signal.SIGSTOP)
+        pid = self.pid
+
+        def stopped() -> bool:
+            with open(f"/proc/{pid}/stat") as stat:
+                return stat.read().rsplit(")", 1)[1].split()[0] in ("T", "t")
+
+        wait_until(stopped, timeout, interval=0.005, message=f"{self.kind} {pid} stopping")
+
+    def thaw(self) -> None:
+        """Let a frozen server run again (SIGCONT); harmless on one that is not frozen."""
+        if self.pid is not None:
+            os.kill(self.pid, signal.SIGCONT)
+
     def log_tail(self, lines: int = 30) -> str:
         """Return the end of the server's log, for error messages."""
         try:
@@ -347,24 +368,6 @@ class RedisServer(_Server):
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
-
-    def freeze(self, timeout: float = 5.0) -> None:
-        """Stop the server's process (SIGSTOP) and wait until it is stopped: a Redis that is
-        there but never answers, as a hung host or a dropped network looks to its clients."""
-        assert self.pid is not None, "the server is not running"
-        os.kill(self.pid, signal.SIGSTOP)
-        pid = self.pid
-
-        def stopped() -> bool:
-            with open(f"/proc/{pid}/stat") as stat:
-                return stat.read().rsplit(")", 1)[1].split()[0] in ("T", "t")
-
-        wait_until(stopped, timeout, interval=0.005, message=f"redis-server {pid} stopping")
-
-    def thaw(self) -> None:
-        """Let a frozen server run again (SIGCONT); harmless on one that is not frozen."""
-        if self.pid is not None:
-            os.kill(self.pid, signal.SIGCONT)
 
     def flushall(self) -> None:
         """Empty every database of the server."""

@@ -194,25 +194,45 @@ class SqlStore(CacheStore):
     def _run(self, what: str, work: Any) -> Any:
         """Run ``work(cursor)`` on the store's connection; commit or roll back; return its answer.
 
+        A connection kept from an earlier call that fails is tried once more on
+        a new one: the database may have restarted since (an upgrade, a
+        fail-over), which ends every connection it had, and a server that is
+        back must not cost a lookup. Every statement is safe to run twice (a
+        read, or a write of the same entry).
+
         Raises:
-            StorageFailure: the database failed; the connection is dropped and
-                the next call opens a new one.
+            StorageFailure: the database failed on a new connection too; the
+                connection is dropped and the next call opens a new one.
         """
         with self._lock:
+            kept = self._connection is not None
             try:
-                if self._connection is None:
-                    self._connection = self._engine.raw_connection()
-                connection = self._connection
-                cursor = connection.cursor()
-                try:
-                    answer = work(cursor)
-                finally:
-                    cursor.close()
-                connection.commit()
-                return answer
+                return self._attempt(work)
             except (self._errors, sa.exc.SQLAlchemyError) as err:
                 self._drop()
-                raise exc.StorageFailure(f"cache store {mask_url(self.url)}: cannot {what}: {err}") from err
+                if not kept:
+                    raise self._failure(what, err) from err
+            try:
+                return self._attempt(work)
+            except (self._errors, sa.exc.SQLAlchemyError) as err:
+                self._drop()
+                raise self._failure(what, err) from err
+
+    def _failure(self, what: str, err: BaseException) -> exc.StorageFailure:
+        return exc.StorageFailure(f"cache store {mask_url(self.url)}: cannot {what}: {err}")
+
+    def _attempt(self, work: Any) -> Any:
+        """One try of :meth:`_run` (lock held): open a connection if none is kept, run, commit."""
+        if self._connection is None:
+            self._connection = self._engine.raw_connection()
+        connection = self._connection
+        cursor = connection.cursor()
+        try:
+            answer = work(cursor)
+        finally:
+            cursor.close()
+        connection.commit()
+        return answer
 
     def _drop(self) -> None:
         connection, self._connection = self._connection, None

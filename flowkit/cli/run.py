@@ -41,7 +41,7 @@ from flowkit.cli._common import (
     url_value,
 )
 
-__all__ = ["flow_at", "register", "run_engine", "spec_flow"]
+__all__ = ["backend_lost", "flow_at", "register", "run_engine", "spec_flow"]
 
 #: Flow detail metadata key holding the engine kind a run used (resume reuses it).
 ENGINE_KEY = "engine"
@@ -285,7 +285,14 @@ def run_engine(engine: Any, args: argparse.Namespace) -> int:
         except Exception as err:  # the flow failed: its report says how
             error = err
     state = engine.storage.get_flow_state()
-    report = ExecutionReport.from_engine(engine)
+    try:
+        report = ExecutionReport.from_engine(engine)
+    except exc.StorageFailure:
+        if error is None:
+            raise
+        # The backend the run lost is still away: reading the report back fails
+        # too, and that second error used to be the one reported.
+        raise backend_lost(engine, error) from error
     verbose = getattr(args, "verbose", 0) > 0
     if args.report == "json":
         print(json.dumps(report.to_dict(), indent=2))
@@ -294,9 +301,27 @@ def run_engine(engine: Any, args: argparse.Namespace) -> int:
     if error is None and state == st.SUCCESS:
         return 0
     if error is not None and not report.failures:
+        if isinstance(error, exc.StorageFailure):
+            raise backend_lost(engine, error) from error
         raise error
     print(f"{args.prog_name}: error: {_failure_line(report)}", file=sys.stderr)
     return FAILED
+
+
+def backend_lost(engine: Any, error: BaseException) -> CliError:
+    """The one line of a run its persistence backend failed under (a database restarting).
+
+    Not a failure of the flow: the backend keeps the state of its last write,
+    which ``flowkit flows resume`` continues once the database answers again,
+    so the line names the flow detail to resume rather than only the error.
+    """
+    storage = engine.storage
+    return CliError(
+        f"flow '{storage.flow_name}' stopped: its persistence backend failed: {one_line(error)}; "
+        f"the backend holds the flow as of its last write: once it answers again, "
+        f"'flowkit flows resume {storage.flow_uuid}' with the same --connection continues it",
+        status=FAILED,
+    )
 
 
 def _failure_line(report: Any) -> str:

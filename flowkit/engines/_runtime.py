@@ -443,6 +443,19 @@ class Runtime:
         state.batching = False
         try:
             state.flush()
+        except (exc.StorageFailure, exc.JobFailure) as err:
+            if not best_effort:
+                raise
+            # The backend failed already (a database restarting, a lost connection), or a
+            # conductor's claim counts as lost and its fence refuses writes: that failure
+            # is what the run raises, and a traceback of the same cause again buried it.
+            # One line says what the store was left with.
+            _LOG.error(
+                "could not write the final state of flow '%s' either (%s); the backend holds "
+                "the state of its last write, which a resume continues from",
+                state.flow_name,
+                err.message,
+            )
         except Exception:
             if not best_effort:
                 raise

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -190,10 +191,28 @@ func answerOf(envelope Envelope) string {
 
 // beatLoop beats at once, then every heartbeat on the worker's clock (a beat
 // that runs long delays the next rather than bunching them), until stop.
+//
+// A Redis outage fails every beat (refused while the server is away; after a
+// restart without persistence, NOGROUP for the in-flight entries until the
+// group is made again), at several beats a second: the first failure is a
+// warning, the next ones debug, and one more warning says when the heartbeat
+// works again, so an outage is two lines, not one a beat.
 func (w *Worker) beatLoop(stop <-chan struct{}) {
+	var failingSince time.Time
+	failed := 0
 	for {
 		if err := w.beat(); err != nil {
-			w.logf(slog.LevelWarn, "worker %s: Redis error during heartbeat: %v", w.id, err)
+			failed++
+			if failed == 1 {
+				failingSince = w.opts.Clock.Now()
+				w.logf(slog.LevelWarn, "worker %s: Redis error during heartbeat: %v (said once until it works again)", w.id, err)
+			} else {
+				w.logf(slog.LevelDebug, "worker %s: Redis error during heartbeat: %v", w.id, err)
+			}
+		} else if failed > 0 {
+			w.logf(slog.LevelWarn, "worker %s: heartbeat works again after %d failed beat(s) in %.1f s",
+				w.id, failed, w.opts.Clock.Now().Sub(failingSince).Seconds())
+			failed = 0
 		}
 		if !sleep(w.opts.Clock, w.opts.Heartbeat, stop) {
 			return

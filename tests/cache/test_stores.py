@@ -303,7 +303,7 @@ def test_a_redis_store_times_out_by_default(redis_flushed_url: str) -> None:
         store.close()
 
 
-def test_a_sql_store_whose_connection_dies_fails_once_then_reconnects(postgresql_db_url: str) -> None:
+def test_a_sql_store_whose_connection_dies_reconnects_at_once(postgresql_db_url: str) -> None:
     import sqlalchemy as sa
 
     store = store_for(postgresql_db_url, Clock())
@@ -319,9 +319,9 @@ def test_a_sql_store_whose_connection_dies_fails_once_then_reconnects(postgresql
                 )
             )
         admin.dispose()
-        with pytest.raises(exceptions.StorageFailure, match="cache store .*: cannot read an entry"):
-            store.get("a" * 64)
-        assert store.get("a" * 64) == "1"  # a new connection, the same entry
+        # The kept connection is dead (as after a database restart): the lookup is tried
+        # again on a new one rather than failing, once, for a database that answers.
+        assert store.get("a" * 64) == "1"
     finally:
         store.close()
 

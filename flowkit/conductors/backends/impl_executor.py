@@ -10,7 +10,12 @@ executor; when nothing could be claimed it sleeps ``wait_timeout`` seconds
   failed: TaskFlow consumes those too);
 - ``ABANDON``: the conductor is stopping and suspended the flow;
 - ``FAIL``: running failed in a way another conductor may get past
-  (a storage or execution failure): abandoned and recorded as a failure;
+  (a storage or execution failure): abandoned and recorded as a failure.
+  A job whose flow could not be loaded because the board or the store
+  cannot be reached (a server restarting; the store fails its ``validate``
+  too) is no failure of the job's: it is abandoned without being counted
+  (``max_failures``), and the loop waits ``wait_timeout`` before claiming
+  again;
 - ``TRASH``: the job cannot be run at all (no flow detail, a flow factory
   that cannot be imported, a flow detail another job still claimed runs:
   :class:`~flowkit.conductors.base.FlowDetailHeld`): set aside with the reason;
@@ -38,6 +43,7 @@ and ``engine`` for the stages): ``compilation_start``/``_end``,
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import enum
 import functools
 import itertools
@@ -186,6 +192,14 @@ class ExecutorConductor(Conductor):
         # TaskFlow's (job, future) arguments, which subclasses override and call.
         self._dispatched: dict[concurrent.futures.Future[Outcome], Claim] = {}
         self._dispatched_lock = threading.Lock()
+        # Jobs whose end (consume, abandon, trash, giving back a lost claim) the board
+        # could not be told of, by uuid: the release is tried again at each turn of the
+        # loop until the board answers it (see _release_later).
+        self._unreleased: dict[str, _Release] = {}
+        self._unreleased_lock = threading.Lock()
+        # Set when a job could not be loaded for an outage: the loop waits wait_timeout
+        # before claiming again, rather than claiming and giving back without a pause.
+        self._pause = threading.Event()
 
     def _executor_factory(self) -> concurrent.futures.Executor:
         raise NotImplementedError
@@ -237,6 +251,8 @@ class ExecutorConductor(Conductor):
         last_fresh = time.monotonic()
         while limit != 0 and not self._stopped.is_set():
             dispatched_any = False
+            if self._unreleased:
+                self._release_pending()
             ensure_fresh = time.monotonic() - last_fresh >= self.REFRESH_PERIODICITY
             if ensure_fresh:
                 last_fresh = time.monotonic()
@@ -265,7 +281,10 @@ class ExecutorConductor(Conductor):
                 self._log.exception(
                     "Transient job board failure while iterating jobs; backing off and retrying"
                 )
-            if not dispatched_any and not self._stopped.is_set():
+            paused = self._pause.is_set()
+            if paused:
+                self._pause.clear()
+            if (paused or not dispatched_any) and not self._stopped.is_set():
                 self._stopped.wait(self._wait_timeout)
 
     def _claim_first(self, candidates: deque[Job]) -> Claimed | None:
@@ -334,7 +353,14 @@ class ExecutorConductor(Conductor):
             return Outcome(Verdict.LOST, str(lost))
         except (exc.JobFailure, exc.StorageFailure) as failure:
             # The board or the store failed: another try (here or elsewhere) may succeed.
-            return Outcome(Verdict.FAIL, f"could not load the job's flow: {failure}")
+            reason = f"could not load the job's flow: {failure}"
+            if self._out_of_reach(failure):
+                # A server restarting is no fault of the job's: counted as a failed
+                # attempt, a few seconds of outage set it aside as poisoned for good.
+                # Given back plainly, and the loop pauses before claiming again.
+                self._pause.set()
+                return Outcome(Verdict.ABANDON, reason)
+            return Outcome(Verdict.FAIL, reason)
         except Exception as error:  # any other loading error means this job can never run
             kind = _public_type_name(error)
             return Outcome(Verdict.TRASH, f"cannot load the job's flow: {kind}: {error}")
@@ -355,6 +381,28 @@ class ExecutorConductor(Conductor):
         finally:
             for listener in reversed(listeners):
                 listener.deregister()
+
+    def _out_of_reach(self, failure: BaseException) -> bool:
+        """Whether loading failed because the board or the store cannot be reached right now.
+
+        A board failure is never the job's doing. A store failure is told by
+        asking the store whether it is usable at all (``validate``): a store
+        that fails that too is away (restarting, the network down), while one
+        that answers failed on this job's data, which counts against the job.
+        """
+        if not isinstance(failure, exc.StorageFailure):
+            return True
+        if self._persistence is None:
+            return False
+        try:
+            with contextlib.closing(self._persistence.get_connection()) as conn:
+                conn.validate()
+        except exc.StorageFailure:
+            return True
+        except Exception:  # a store that fails otherwise is no plain outage
+            self._log.debug("the store failed its check after a load failure", exc_info=True)
+            return False
+        return False
 
     def _already_reverted(self, job: Job, engine: Any) -> Outcome:
         """Consume ``job`` without running its flow, which an earlier claim of it took to ``REVERTED``.
@@ -482,21 +530,129 @@ class ExecutorConductor(Conductor):
         except ClaimLost as lost:
             self._log.warning("claim on job %s was lost before it could be finished: %s", job, lost)
             self._notify("job_lost", {**details, "reason": str(lost)})
-        except (exc.JobFailure, exc.NotFound):
+        except (exc.JobFailure, exc.NotFound) as failure:
             # TaskFlow's words, the job first (log filters look for it there, as Octavia's).
             if verdict is Verdict.CONSUME:
                 self._log.warning("Failed job consumption: %s", job, exc_info=True)
             else:
                 self._log.warning("Failed job abandonment: %s", job, exc_info=True)
+            if _board_unreachable(failure):
+                self._release_later(_Release(job, claim, outcome))
 
     def _give_back_if_held(self, job: Job, claim: Claim, reason: str | None) -> None:
-        """Abandon ``job`` (as failed) if ``claim`` still holds it; the board refuses a claim taken over."""
+        """Abandon ``job`` (as failed) if ``claim`` still holds it; the board refuses a claim taken over.
+
+        A board that cannot be reached (its server restarting) may still hold
+        the claim once it is back: a ZooKeeper session outlives a quick restart,
+        the Redis and etcd boards renew their claims. Then the give-back is
+        tried again from the loop, else the job stayed claimed for ever by this
+        live conductor, which no longer runs it.
+        """
         try:
-            self._jobboard.abandon(
-                job, self._name, reason=f"claim counted as lost: {reason}", failed=True, claim=claim
-            )
-        except (ClaimLost, exc.JobFailure, exc.NotFound):
+            self._abandon_lost(job, claim, reason)
+        except (ClaimLost, exc.JobFailure, exc.NotFound) as failure:
             self._log.debug("job %s is no longer held by this conductor's claim", job, exc_info=True)
+            if _board_unreachable(failure):
+                self._release_later(_Release(job, claim, Outcome(Verdict.LOST, reason)))
+
+    def _abandon_lost(self, job: Job, claim: Claim, reason: str | None) -> None:
+        self._jobboard.abandon(
+            job, self._name, reason=f"claim counted as lost: {reason}", failed=True, claim=claim
+        )
+
+    # -- releases the board missed ---------------------------------------------
+    def _release_later(self, release: _Release) -> None:
+        """Remember a release the board could not be told of, to try it again from the loop."""
+        with self._unreleased_lock:
+            known = release.job.uuid in self._unreleased
+            self._unreleased[release.job.uuid] = release
+        if not known:
+            self._log.warning(
+                "job %s: the board could not be told that it %s; trying again until it answers",
+                release.job,
+                _DONE_WORDS[release.outcome.verdict],
+            )
+
+    def _release_pending(self) -> None:
+        """Try again each release the board missed; keep those it still cannot be reached for.
+
+        Each release names the claim it was made under, so one that comes
+        late never ends another conductor's claim: the board refuses it
+        (:class:`~flowkit.jobs.base.ClaimLost`), and it is dropped, as is one
+        whose job is gone (consumed, trashed, emptied with a board that kept
+        nothing across its restart).
+        """
+        with self._unreleased_lock:
+            pending = list(self._unreleased.values())
+        for release in pending:
+            if self._stopped.is_set():
+                return
+            job, claim, outcome = release.job, release.claim, release.outcome
+            verdict = outcome.verdict
+            try:
+                if verdict is Verdict.CONSUME:
+                    self._jobboard.consume(job, self._name, claim=claim)
+                elif verdict is Verdict.TRASH:
+                    self._jobboard.trash(job, self._name, reason=outcome.reason, claim=claim)
+                elif verdict is Verdict.LOST:
+                    self._abandon_lost(job, claim, outcome.reason)
+                else:
+                    failed = verdict is Verdict.FAIL
+                    self._jobboard.abandon(job, self._name, reason=outcome.reason, failed=failed, claim=claim)
+            except (exc.JobFailure, exc.NotFound) as failure:
+                if _board_unreachable(failure):
+                    self._log.debug("job %s: the board still cannot be reached", job, exc_info=True)
+                    continue
+                self._log.info(
+                    "job %s: no longer held by this conductor's claim once the board answered (%s)",
+                    job,
+                    failure,
+                )
+            else:
+                self._log.info(
+                    "job %s: the board answers again and was told that it %s", job, _DONE_WORDS[verdict]
+                )
+                event = {
+                    Verdict.CONSUME: "job_consumed",
+                    Verdict.TRASH: "job_trashed",
+                    Verdict.LOST: None,
+                }.get(verdict, "job_abandoned")
+                if event is not None:
+                    self._notify(event, {"job": job, "reason": outcome.reason})
+            with self._unreleased_lock:
+                if self._unreleased.get(job.uuid) is release:
+                    del self._unreleased[job.uuid]
+
+
+@dataclass(frozen=True)
+class _Release:
+    """A job's end the board missed: the job, the claim it ran under, and how it ended."""
+
+    job: Job
+    claim: Claim
+    outcome: Outcome
+
+
+#: How a release is told in the conductor's log lines.
+_DONE_WORDS = {
+    Verdict.CONSUME: "is done (consume)",
+    Verdict.ABANDON: "is given back (abandon)",
+    Verdict.FAIL: "failed and is given back (abandon)",
+    Verdict.TRASH: "is set aside (trash)",
+    Verdict.LOST: "is given back, its claim counted as lost (abandon)",
+}
+
+
+def _board_unreachable(failure: BaseException) -> bool:
+    """Whether a release failed because the board could not be reached, not because it refused.
+
+    A refusal (:class:`~flowkit.jobs.base.ClaimLost`: another claim is current;
+    :class:`~flowkit.exceptions.UnclaimableJob`: not this owner's;
+    :class:`~flowkit.exceptions.NotFound`: the job is gone) is final; any other
+    :class:`~flowkit.exceptions.JobFailure` is the board's server or the way to
+    it failing, which a later try may get past.
+    """
+    return isinstance(failure, exc.JobFailure) and not isinstance(failure, ClaimLost | exc.UnclaimableJob)
 
 
 def _public_type_name(error: BaseException) -> str:

@@ -1036,13 +1036,42 @@ class Worker:
     # -- heartbeat -------------------------------------------------------------------------
 
     def _beat_loop(self) -> None:
+        """Beat every ``heartbeat`` seconds until stopped.
+
+        A Redis outage fails every beat (refused while the server is away;
+        after a restart without persistence, NOGROUP for the in-flight entries
+        until the group is made again), at several beats a second: the first
+        failure is a WARNING, the next ones DEBUG, and one more WARNING says when
+        the heartbeat works again, so an outage is two lines, not one a beat.
+        """
+        failing_since: float | None = None
+        failed = 0
         while True:
             try:
                 self._beat()
             except _transport.errors() as err:
-                LOG.warning("worker %s: Redis error during heartbeat: %s", self._worker_id, err)
+                failed += 1
+                if failing_since is None:
+                    failing_since = self._clock.monotonic()
+                    LOG.warning(
+                        "worker %s: Redis error during heartbeat: %s (said once until it works again)",
+                        self._worker_id,
+                        err,
+                    )
+                else:
+                    LOG.debug("worker %s: Redis error during heartbeat: %s", self._worker_id, err)
             except Exception:
                 LOG.exception("worker %s: heartbeat failed", self._worker_id)
+            else:
+                if failing_since is not None:
+                    # At the failure's level: the worker command shows WARNING and up.
+                    LOG.warning(
+                        "worker %s: heartbeat works again after %d failed beat(s) in %.1f s",
+                        self._worker_id,
+                        failed,
+                        self._clock.monotonic() - failing_since,
+                    )
+                    failing_since, failed = None, 0
             if self._clock.wait(self._beat_stop, self._heartbeat):
                 return
 
