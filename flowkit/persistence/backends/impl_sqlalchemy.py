@@ -118,6 +118,15 @@ class SQLAlchemyBackend(base.Backend):
             writer = self._writer = sql.ProgressWriter(self.engine.dialect)
         return writer
 
+    def writes_alone(self) -> bool:
+        """Whether a write of atom rows alone may skip SQLAlchemy's execution layer.
+
+        Only on an engine flowkit made, while it has no ``echo`` and no
+        listener of statements or transactions (:func:`_engine.has_user_hooks`),
+        so whatever watches the engine's SQL sees every write.
+        """
+        return self._owns_engine and not _engine.has_user_hooks(self.engine)
+
     def shared(self) -> AbstractContextManager[Any]:
         """Held around each operation; a real lock only for in-memory SQLite."""
         return self._shared_lock
@@ -199,7 +208,9 @@ class SQLAlchemyConnection(base.Connection):
             except sa_exc.SQLAlchemyError:  # already broken; a fresh one comes next
                 LOG.debug("ignoring an error while dropping a broken connection", exc_info=True)
 
-    def _attempt(self, work: Callable[[SAConnection], _T], write: bool, check: bool) -> _T:
+    def _attempt(
+        self, work: Callable[[SAConnection], _T], write: bool, check: bool, transaction: bool = True
+    ) -> _T:
         backend = self._sa_backend
         conn = self._conn
         if conn is None:
@@ -210,6 +221,9 @@ class SQLAlchemyConnection(base.Connection):
                 raise sa_exc.DisconnectionError(describe(err)) from err
         try:
             with backend.shared():
+                if not transaction:
+                    # ``work`` commits on its own (one statement on the driver's autocommit).
+                    return work(conn)
                 if backend.is_sqlite:
                     conn.info[_engine.WRITE_FLAG] = write
                 with conn.begin():
@@ -234,10 +248,13 @@ class SQLAlchemyConnection(base.Connection):
         write: bool,
         check: bool = True,
         max_retries: int | None = None,
+        transaction: bool = True,
     ) -> _T:
         """Run ``work`` in one transaction, retrying transient errors a bounded number of times.
 
         ``max_retries`` overrides the backend's count of retries for this call.
+        With ``transaction=False`` no transaction is begun: ``work`` runs one
+        statement that commits by itself (and the schema must be known good).
 
         Raises:
             StorageFailure: a database error, or transient ones outlasted the retries.
@@ -245,7 +262,7 @@ class SQLAlchemyConnection(base.Connection):
         backend = self._sa_backend
         retries = backend.max_retries if max_retries is None else max(0, int(max_retries))
         try:
-            return self._attempt(work, write, check)  # the fast path: no retry machinery
+            return self._attempt(work, write, check, transaction)  # the fast path: no retry machinery
         except sa_exc.SQLAlchemyError as err:
             if retries <= 0 or not is_transient(err):
                 raise self._failure(operation, err) from err
@@ -264,7 +281,7 @@ class SQLAlchemyConnection(base.Connection):
                         # Attempt 1 already ran above; replay its error so the wait comes first.
                         error, first = first, None
                         raise error
-                    return self._attempt(work, write, check)
+                    return self._attempt(work, write, check, transaction)
         except sa_exc.SQLAlchemyError as err:
             raise self._failure(operation, err, retried=True) from err
         raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover
@@ -543,6 +560,18 @@ class SQLAlchemyConnection(base.Connection):
             else None
         )
 
+        backend = self._sa_backend
+        alone = (
+            fence is None
+            and flow_params is None
+            and backend.schema_ready
+            and writer.can_write_alone(rows)
+            and backend.writes_alone()
+        )
+
+        def write_alone(conn: SAConnection) -> None:
+            writer.upsert_alone(conn, rows)
+
         def work(conn: SAConnection) -> None:
             if fence is not None:
                 held = {"b_uuid": fd_uuid, "holder": fence.holder, "token": fence.token}
@@ -558,7 +587,12 @@ class SQLAlchemyConnection(base.Connection):
                 writer.upsert_atoms(conn, rows)
 
         try:
-            self._run(f"saving progress of flow detail {fd_uuid!r}", work, write=True)
+            operation = f"saving progress of flow detail {fd_uuid!r}"
+            if alone:
+                # Atom rows only (the write per task): one statement, committed alone.
+                self._run(operation, write_alone, write=True, transaction=False)
+            else:
+                self._run(operation, work, write=True)
         except exc.StorageFailure as failure:
             if isinstance(failure.__cause__, sa_exc.IntegrityError) and not self._flow_exists(fd_uuid):
                 raise not_found(FLOWS, fd_uuid) from None

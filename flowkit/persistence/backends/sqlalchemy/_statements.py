@@ -27,6 +27,7 @@ from sqlalchemy import (
     or_,
     select,
 )
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement
 
@@ -45,6 +46,7 @@ __all__ = [
     "INSERT_ATOM",
     "INSERT_BOOK",
     "INSERT_FLOW",
+    "MAX_ALONE_ROWS",
     "SELECT_ALL_ATOMS",
     "SELECT_ALL_BOOKS",
     "SELECT_ALL_FLOWS",
@@ -173,6 +175,13 @@ DELETE_ALL: tuple[Delete, ...] = (delete(atomdetails), delete(flowdetails), dele
 _ATOM_OVERWRITE = tuple(c.name for c in atomdetails.columns if c.name not in ("uuid", "created_at"))
 
 _PARAMSTYLES = frozenset({"qmark", "format", "pyformat", "named"})
+_ATOM_COLUMNS = tuple(c.name for c in atomdetails.columns)
+
+#: The most atom rows one statement written alone (autocommitted, see
+#: :meth:`ProgressWriter.upsert_alone`) carries: 14 parameters a row stays far
+#: below every driver's limit, and a parallel round that starts more atoms
+#: than this writes them in one transaction instead.
+MAX_ALONE_ROWS = 32
 
 
 class _DriverStatement:
@@ -212,6 +221,8 @@ class ProgressWriter:
 
     def __init__(self, dialect: Dialect) -> None:
         self._driver = dialect.name in ("sqlite", "postgresql") and dialect.paramstyle in _PARAMSTYLES
+        # Multi-row upserts by row count, built on first use.
+        self._alone: dict[int, tuple[str, bool]] = {}
         if self._driver:
             processor = DateTime(timezone=True).dialect_impl(dialect).bind_processor(dialect)
             self._stamp: Callable[[Any], Any] | None = processor
@@ -219,7 +230,11 @@ class ProgressWriter:
             self._hold_fence: _DriverStatement | None = _DriverStatement(HOLD_FENCE, dialect)
             upsert = _DriverStatement(_on_conflict_upsert(dialect.name), dialect)
             self._upsert_atoms: AtomUpserter = upsert.run
+            # Writing alone takes the driver's own autocommit: sqlite3's and psycopg's are known.
+            alone = dialect.driver in ("pysqlite", "psycopg", "psycopg2")
+            self._dialect: Dialect | None = dialect if alone else None
         else:
+            self._dialect = None
             self._stamp = None
             self._update_flow = None
             self._hold_fence = None
@@ -245,8 +260,97 @@ class ProgressWriter:
         """Insert or overwrite whole atom rows (every column given, times stamped)."""
         self._upsert_atoms(conn, rows)
 
+    def can_write_alone(self, rows: Sequence[Mapping[str, Any]]) -> bool:
+        """Whether :meth:`upsert_alone` takes ``rows`` (SQLite or PostgreSQL, 1 to 32 rows)."""
+        return self._dialect is not None and 0 < len(rows) <= MAX_ALONE_ROWS
+
+    def upsert_alone(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Upsert ``rows`` as one statement committed on its own, on the driver's connection.
+
+        Why: a write of atom rows only (the engine's write per task) needs no
+        transaction around it, since one statement is atomic by itself; sent
+        alone it is one round trip to PostgreSQL instead of ``BEGIN``,
+        statement and ``COMMIT``, and on SQLite it skips SQLAlchemy's
+        transaction and execution objects, which cost more than SQLite's own
+        work. It is as durable as a ``COMMIT`` (SQLite syncs, or not, by its
+        ``synchronous`` pragma; PostgreSQL by ``synchronous_commit``).
+
+        ``conn`` must not be in a transaction. Driver errors come back as
+        SQLAlchemy's (``IntegrityError`` for a missing flow, with
+        ``connection_invalidated`` set for a lost connection), so retries and
+        error messages are those of every other write.
+        """
+        dialect = self._dialect
+        assert dialect is not None and 0 < len(rows) <= MAX_ALONE_ROWS, "check can_write_alone first"
+        text, params = self._many_rows(dialect, rows)
+        fairy = conn.connection
+        raw: Any = fairy.driver_connection
+        dbapi_error = dialect.loaded_dbapi.Error
+        try:
+            if dialect.name == "sqlite":
+                # The connection is in autocommit (isolation_level None, see _engine):
+                # the statement is its own transaction, committed when it returns.
+                raw.execute(text, params)
+            else:
+                raw.autocommit = True
+                try:
+                    with raw.cursor() as cursor:
+                        cursor.execute(text, params)
+                finally:
+                    raw.autocommit = False
+        except dbapi_error as err:
+            gone = bool(dialect.is_disconnect(err, fairy, None))
+            raise sa_exc.DBAPIError.instance(
+                text, None, err, dbapi_error, connection_invalidated=gone, dialect=dialect
+            ) from err
+
+    def _many_rows(self, dialect: Dialect, rows: Sequence[Mapping[str, Any]]) -> tuple[str, Any]:
+        """The SQL upserting ``rows`` in one statement (built once per row count), and its parameters."""
+        count = len(rows)
+        built = self._alone.get(count)
+        if built is None:
+            built = self._alone[count] = _many_row_upsert(dialect, count)
+        text, positional = built
+        if positional:
+            return text, tuple(row[name] for row in rows for name in _ATOM_COLUMNS)
+        return text, {f"{name}__{i}": row[name] for i, row in enumerate(rows) for name in _ATOM_COLUMNS}
+
 
 AtomUpserter = Callable[[Connection, Sequence[dict[str, Any]]], Any]
+
+
+def _many_row_upsert(dialect: Dialect, count: int) -> tuple[str, bool]:
+    """``INSERT ... VALUES (row 0), (row 1), ... ON CONFLICT (uuid) DO UPDATE`` for ``count`` rows.
+
+    Returns the SQL and whether its parameters are positional (then every
+    column of row 0 in table order, then row 1's, ...; checked here against
+    the compiled order), else named ``<column>__<row>``.
+    """
+    values: list[dict[str, Any]] = [
+        {name: bindparam(f"{name}__{i}") for name in _ATOM_COLUMNS} for i in range(count)
+    ]
+    if dialect.name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        lite = sqlite_insert(atomdetails).values(values)
+        stmt: Insert = lite.on_conflict_do_update(
+            index_elements=[atomdetails.c.uuid], set_={name: lite.excluded[name] for name in _ATOM_OVERWRITE}
+        )
+    else:
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        pg = pg_insert(atomdetails).values(values)
+        stmt = pg.on_conflict_do_update(
+            index_elements=[atomdetails.c.uuid], set_={name: pg.excluded[name] for name in _ATOM_OVERWRITE}
+        )
+    compiled = stmt.compile(dialect=dialect)
+    assert isinstance(compiled, SQLCompiler)
+    if not compiled.positional:
+        return compiled.string, False
+    expected = [f"{name}__{i}" for i in range(count) for name in _ATOM_COLUMNS]
+    if list(compiled.positiontup or ()) != expected:
+        raise AssertionError(f"unexpected parameter order in the {dialect.name} multi-row upsert")
+    return compiled.string, True
 
 
 def _on_conflict_upsert(dialect_name: str) -> Insert:
