@@ -123,7 +123,10 @@ class SQLAlchemyBackend(base.Backend):
 
         Only on an engine flowkit made, while it has no ``echo`` and no
         listener of statements or transactions (:func:`_engine.has_user_hooks`),
-        so whatever watches the engine's SQL sees every write.
+        so whatever watches the engine's SQL sees every write. A connection
+        asks once, as it opens (asking per write cost more than the write
+        saved): a listener added later is seen by connections opened later,
+        such as the next run's.
         """
         return self._owns_engine and not _engine.has_user_hooks(self.engine)
 
@@ -179,6 +182,9 @@ class SQLAlchemyConnection(base.Connection):
         super().__init__(backend)
         self._sa_backend = backend
         self._conn: SAConnection | None = None
+        #: Whether writes of atom rows alone may go to the driver (decided as the
+        #: connection is opened: see :meth:`SQLAlchemyBackend.writes_alone`).
+        self._writes_alone = False
 
     # -- plumbing ----------------------------------------------------------------
 
@@ -197,6 +203,7 @@ class SQLAlchemyConnection(base.Connection):
                 raise exc.StorageFailure(
                     f"cannot connect to database {backend.masked_url}: {describe(err)}"
                 ) from err
+            self._writes_alone = backend.writes_alone()
         return conn
 
     def _discard(self) -> None:
@@ -565,8 +572,8 @@ class SQLAlchemyConnection(base.Connection):
             fence is None
             and flow_params is None
             and backend.schema_ready
+            and self._writes_alone
             and writer.can_write_alone(rows)
-            and backend.writes_alone()
         )
 
         def write_alone(conn: SAConnection) -> None:

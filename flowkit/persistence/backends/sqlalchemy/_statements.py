@@ -176,6 +176,7 @@ _ATOM_OVERWRITE = tuple(c.name for c in atomdetails.columns if c.name not in ("u
 
 _PARAMSTYLES = frozenset({"qmark", "format", "pyformat", "named"})
 _ATOM_COLUMNS = tuple(c.name for c in atomdetails.columns)
+_PICK_ATOM_COLUMNS = itemgetter(*_ATOM_COLUMNS)
 
 #: The most atom rows one statement written alone (autocommitted, see
 #: :meth:`ProgressWriter.upsert_alone`) carries: 14 parameters a row stays far
@@ -312,7 +313,10 @@ class ProgressWriter:
             built = self._alone[count] = _many_row_upsert(dialect, count)
         text, positional = built
         if positional:
-            return text, tuple(row[name] for row in rows for name in _ATOM_COLUMNS)
+            params: list[Any] = []
+            for row in rows:
+                params.extend(_PICK_ATOM_COLUMNS(row))
+            return text, params
         return text, {f"{name}__{i}": row[name] for i, row in enumerate(rows) for name in _ATOM_COLUMNS}
 
 
