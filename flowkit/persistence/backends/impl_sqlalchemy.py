@@ -17,9 +17,12 @@ parameters):
 - ``engine_args``: a dict passed to :func:`sqlalchemy.create_engine`.
 
 Each :class:`SQLAlchemyConnection` keeps one database connection checked out
-and runs every operation as one transaction on it, so the engine's per-task
-:meth:`~SQLAlchemyConnection.save_flow_progress` costs one short transaction
-with prebuilt statements. SQLite write transactions begin with ``BEGIN
+and runs every operation as one transaction on it, with one exception: the
+engine's per-task :meth:`~SQLAlchemyConnection.save_flow_progress`, when it
+writes atom rows only, is one multi-row upsert committed on its own on the
+driver's connection (SQLite, PostgreSQL): one statement, one round trip, no
+``BEGIN``/``COMMIT``, unless SQLAlchemy's ``echo`` or a listener of its
+statements would miss it. SQLite write transactions begin with ``BEGIN
 IMMEDIATE`` so writers queue on the busy timeout instead of failing half way.
 """
 

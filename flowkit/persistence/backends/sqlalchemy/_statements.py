@@ -215,9 +215,10 @@ class _DriverStatement:
 class ProgressWriter:
     """The engine's hot path on one dialect: flow update and atom upsert, built once.
 
-    SQLite and PostgreSQL run precompiled SQL through ``exec_driver_sql``;
-    MySQL and other dialects use ordinary Core executions (MySQL's
-    ``ON DUPLICATE KEY UPDATE``, or update-then-insert).
+    SQLite and PostgreSQL run precompiled SQL through ``exec_driver_sql``,
+    and a write of atom rows alone as one multi-row upsert on the driver
+    (:meth:`upsert_alone`); MySQL and other dialects use ordinary Core
+    executions (MySQL's ``ON DUPLICATE KEY UPDATE``, or update-then-insert).
     """
 
     def __init__(self, dialect: Dialect) -> None:
