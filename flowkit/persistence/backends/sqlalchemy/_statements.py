@@ -292,6 +292,9 @@ class ProgressWriter:
             if dialect.name == "sqlite":
                 # The connection is in autocommit (isolation_level None, see _engine):
                 # the statement is its own transaction, committed when it returns.
+                if raw.in_transaction:
+                    # It would join that transaction and not be committed: refuse loudly.
+                    raise sa_exc.InvalidRequestError("a transaction is open on the SQLite connection")
                 raw.execute(text, params)
             else:
                 raw.autocommit = True
