@@ -6,6 +6,7 @@ Usage (from anywhere; the checkout's ``flowkit`` is put first on the path)::
     python tools/bench_durable_cost.py                    # SQLite (synchronous normal and full)
     python tools/bench_durable_cost.py --postgresql       # and a throw-away PostgreSQL server
     python tools/bench_durable_cost.py --profile          # CPU by phase (cProfile), SQLite normal
+    python tools/bench_durable_cost.py --fenced           # and a conductor's fenced writes, per write
     strace -f -c -e trace=fsync,fdatasync,pwrite64 python tools/bench_durable_cost.py --only sqlite
 
 Each figure is per atom of an N-task linear flow (``-n``, 1,000) whose tasks
@@ -79,61 +80,108 @@ class Measure:
 
 def _run_once(url: str, n: int, conf: dict[str, Any], profile: cProfile.Profile | None) -> Measure:
     """Load and run an n-task linear flow saved at ``url``, counting what reaches the database."""
+    from flowkit import engines
+    from flowkit.persistence import models
+
+    with _counted(url, n, conf) as (backend, measure, start, stop):
+        flow = _flow(n)
+        start()
+        if profile is not None:
+            profile.enable()
+        engine = engines.load(flow, store={"x": 0}, backend=backend, book=models.LogBook("bench"))
+        engine.run()
+        if profile is not None:
+            profile.disable()
+        stop()
+        assert engine.storage.fetch(f"t{n - 1}") == n
+    return measure
+
+
+def _fenced_once(url: str, n: int, conf: dict[str, Any]) -> Measure:
+    """n fenced writes of two atoms (a conductor's per-task write), counting what reaches the database."""
+    from flowkit.persistence import models
+    from flowkit.persistence.base import WriteFence
+
+    with (
+        _counted(url, n, conf) as (backend, measure, start, stop),
+        contextlib.closing(backend.get_connection()) as conn,
+    ):
+        book, fd = models.LogBook("bench"), models.FlowDetail("bench", uuid.uuid4().hex)
+        atoms = [models.TaskDetail(f"t{i}", uuid.uuid4().hex) for i in range(n + 1)]
+        for atom in atoms:
+            fd.add(atom)
+        book.add(fd)
+        conn.save_logbook(book)
+        fence = WriteFence("bench-job", 1)
+        conn.fence_flow(fd.uuid, fence)
+        start()
+        for i in range(n):
+            atoms[i].state, atoms[i].results, atoms[i + 1].state = "SUCCESS", i, "RUNNING"
+            conn.save_flow_progress_fenced(fd, [atoms[i], atoms[i + 1]], False, fence)
+        stop()
+    return measure
+
+
+Hooks = tuple[Any, Measure, Callable[[], None], Callable[[], None]]
+
+
+@contextlib.contextmanager
+def _counted(url: str, n: int, conf: dict[str, Any]) -> Iterator[Hooks]:
+    """A fresh upgraded backend at ``url`` whose statements are counted between ``start()`` and ``stop()``."""
     from sqlalchemy import event
 
-    from flowkit import engines
-    from flowkit.persistence import backends, models
+    from flowkit.persistence import backends
 
     measure = Measure(n)
     backend = backends.fetch({"connection": url, **conf})
-    trace = tempfile.TemporaryFile()  # noqa: SIM115 (closed at the end; the hook writes to it)
     counting = [False]
+    marks: dict[str, Any] = {}
+    with tempfile.TemporaryFile() as trace:
 
-    def on_connect(dbapi_conn: Any, record: Any) -> None:
-        if url.startswith("sqlite"):
+        def on_connect(dbapi_conn: Any, record: Any) -> None:
+            if url.startswith("sqlite"):
 
-            def seen(statement: str) -> None:
-                if counting[0]:
-                    measure.statements[statement.split(None, 1)[0].upper()] += 1
+                def seen(statement: str) -> None:
+                    if counting[0]:
+                        measure.statements[statement.split(None, 1)[0].upper()] += 1
 
-            dbapi_conn.set_trace_callback(seen)
-        else:
-            import psycopg
+                dbapi_conn.set_trace_callback(seen)
+            else:
+                import psycopg
 
-            dbapi_conn.pgconn.trace(trace.fileno())
-            dbapi_conn.pgconn.set_trace_flags(psycopg.pq.Trace.SUPPRESS_TIMESTAMPS)
+                dbapi_conn.pgconn.trace(trace.fileno())
+                dbapi_conn.pgconn.set_trace_flags(psycopg.pq.Trace.SUPPRESS_TIMESTAMPS)
 
-    event.listen(backend.engine, "connect", on_connect)  # type: ignore[attr-defined]
-    with contextlib.closing(backend.get_connection()) as conn:
-        conn.upgrade()
-    trace.seek(0)
-    trace.truncate()
-    flow = _flow(n)
-    counting[0] = True
-    io_before, cpu_before, wall_before = _io(), time.process_time(), time.perf_counter()
-    if profile is not None:
-        profile.enable()
-    engine = engines.load(flow, store={"x": 0}, backend=backend, book=models.LogBook("bench"))
-    engine.run()
-    if profile is not None:
-        profile.disable()
-    measure.wall = time.perf_counter() - wall_before
-    measure.cpu = time.process_time() - cpu_before
-    io_after = _io()
-    counting[0] = False
-    measure.bytes_written = io_after.get("wchar", 0) - io_before.get("wchar", 0)
-    measure.write_calls = io_after.get("syscw", 0) - io_before.get("syscw", 0)
-    assert engine.storage.fetch(f"t{n - 1}") == n
-    backend.close()
-    trace.seek(0)
-    for line in trace.read().decode("utf-8", "replace").splitlines():
-        parts = line.split("\t")
-        if len(parts) > 2 and parts[0] == "B" and parts[2].startswith("ReadyForQuery"):
-            measure.round_trips += 1
-        elif len(parts) > 2 and parts[0] == "F" and parts[2].startswith(("Query", "Execute")):
-            measure.statements[parts[2].split()[0]] += 1
-    trace.close()
-    return measure
+        def start() -> None:
+            trace.flush()
+            marks["trace"] = trace.seek(0, os.SEEK_END)
+            counting[0] = True
+            marks["io"], marks["cpu"], marks["wall"] = _io(), time.process_time(), time.perf_counter()
+
+        def stop() -> None:
+            measure.wall = time.perf_counter() - marks["wall"]
+            measure.cpu = time.process_time() - marks["cpu"]
+            io_after = _io()
+            counting[0] = False
+            measure.bytes_written = io_after.get("wchar", 0) - marks["io"].get("wchar", 0)
+            measure.write_calls = io_after.get("syscw", 0) - marks["io"].get("syscw", 0)
+            marks["trace_end"] = trace.seek(0, os.SEEK_END)
+
+        event.listen(backend.engine, "connect", on_connect)  # type: ignore[attr-defined]
+        with contextlib.closing(backend.get_connection()) as conn:
+            conn.upgrade()
+        try:
+            yield backend, measure, start, stop
+        finally:
+            backend.close()
+        trace.seek(marks.get("trace", 0))
+        text = trace.read(marks.get("trace_end", 0) - marks.get("trace", 0)).decode("utf-8", "replace")
+        for line in text.splitlines():
+            parts = line.split("\t")
+            if len(parts) > 2 and parts[0] == "B" and parts[2].startswith("ReadyForQuery"):
+                measure.round_trips += 1
+            elif len(parts) > 2 and parts[0] == "F" and parts[2].startswith(("Query", "Execute")):
+                measure.statements[parts[2].split()[0]] += 1
 
 
 def _report(label: str, runs: list[Measure]) -> None:
@@ -216,6 +264,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--profile", action="store_true", help="print CPU by phase for SQLite (normal)")
     parser.add_argument(
+        "--fenced", action="store_true", help="also measure n fenced writes of two atoms (a conductor's)"
+    )
+    parser.add_argument(
         "--only", choices=("sqlite", "sqlite-full", "postgresql"), help="measure this one configuration"
     )
     args = parser.parse_args(argv)
@@ -240,6 +291,9 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             runs = [_run_once(make_url(), n, conf, None) for _ in range(args.repeat)]
             _report(label, runs)
+            if args.fenced:
+                fenced = [_fenced_once(make_url(), n, conf) for _ in range(args.repeat)]
+                _report(f"{label}: fenced write of 2 atoms (per write)", fenced)
         if args.profile:
             profile = cProfile.Profile(timer=time.process_time)
             _run_once(sqlite_url(), n, {}, profile)
