@@ -26,6 +26,7 @@ from flowkit import exceptions as exc
 from flowkit.patterns import linear_flow
 from flowkit.persistence import backends, models
 from flowkit.persistence.backends.impl_sqlalchemy import SQLAlchemyBackend
+from flowkit.persistence.base import FenceRefused, WriteFence
 
 TASKS = 30
 # Writes that are not a task's: the logbook and flow (load), the flow's RUNNING
@@ -201,3 +202,49 @@ def test_a_write_of_atoms_alone_after_postgresql_dropped_the_connection_is_retri
             ad.results = 42
             conn.save_flow_progress(fd, [ad], flow_changed=False)
             assert conn.get_atom_details(ad.uuid).results == 42
+
+
+def _fenced_writes(conn: Any) -> tuple[models.FlowDetail, list[models.TaskDetail], WriteFence]:
+    fd, first = _flow_with_atom(conn)
+    second = models.TaskDetail("b", "b-" + fd.uuid)
+    fence = WriteFence("job", 1)
+    conn.fence_flow(fd.uuid, fence)
+    return fd, [first, second], fence
+
+
+def test_a_tasks_fenced_write_on_sqlite_is_one_statement(tmp_path: Path) -> None:
+    with _backend(f"sqlite:///{tmp_path}/flows.db") as backend:
+        seen = _sqlite_trace(backend)
+        _upgrade(backend)
+        with contextlib.closing(backend.get_connection()) as conn:
+            fd, atoms, fence = _fenced_writes(conn)
+            seen.clear()
+            conn.save_flow_progress_fenced(fd, atoms, False, fence)
+            # Before: BEGIN IMMEDIATE, the UPDATE holding the fence, the upsert per row, COMMIT.
+            assert [s.split()[0].upper() for s in seen] == ["INSERT"], seen
+            assert {ad.uuid for ad in conn.get_flow_details(fd.uuid)} == {ad.uuid for ad in atoms}
+            with pytest.raises(FenceRefused):
+                conn.save_flow_progress_fenced(fd, atoms, False, WriteFence("other-job", 1))
+            with pytest.raises(exc.NotFound, match="no-such-flow"):
+                conn.save_flow_progress_fenced(models.FlowDetail("x", "no-such-flow"), atoms, False, fence)
+
+
+def test_a_tasks_fenced_write_on_postgresql_is_one_round_trip(postgresql_db_url: str) -> None:
+    import psycopg
+
+    with _backend(postgresql_db_url) as backend:
+        _upgrade(backend)
+        with contextlib.closing(backend.get_connection()) as conn, tempfile.TemporaryFile() as trace:
+            fd, atoms, fence = _fenced_writes(conn)
+            pgconn = conn.connect().connection.driver_connection.pgconn  # type: ignore[union-attr]
+            pgconn.trace(trace.fileno())
+            pgconn.set_trace_flags(psycopg.pq.Trace.SUPPRESS_TIMESTAMPS)
+            conn.save_flow_progress_fenced(fd, atoms, False, fence)
+            pgconn.untrace()
+            trace.seek(0)
+            lines = trace.read().decode("utf-8", "replace").splitlines()
+            # Before: BEGIN, the UPDATE holding the fence, the upsert and COMMIT: four.
+            assert sum(1 for line in lines if "\tReadyForQuery" in line) == 1, lines
+            assert {ad.uuid for ad in conn.get_flow_details(fd.uuid)} == {ad.uuid for ad in atoms}
+            with pytest.raises(FenceRefused):
+                conn.save_flow_progress_fenced(fd, atoms, False, WriteFence("other-job", 1))

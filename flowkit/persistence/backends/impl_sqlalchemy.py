@@ -18,11 +18,11 @@ parameters):
 
 Each :class:`SQLAlchemyConnection` keeps one database connection checked out
 and runs every operation as one transaction on it, with one exception: the
-engine's per-task :meth:`~SQLAlchemyConnection.save_flow_progress`, when it
-writes atom rows only, is one multi-row upsert committed on its own on the
-driver's connection (SQLite, PostgreSQL): one statement, one round trip, no
-``BEGIN``/``COMMIT``, unless SQLAlchemy's ``echo`` or a listener of its
-statements would miss it. SQLite write transactions begin with ``BEGIN
+engine's per-task :meth:`~SQLAlchemyConnection.save_flow_progress` (and its
+fenced form), when it writes atom rows only, is one multi-row upsert
+committed on its own on the driver's connection (SQLite, PostgreSQL): one
+statement, one round trip, no ``BEGIN``/``COMMIT``, unless SQLAlchemy's
+``echo`` or a listener of its statements would miss it. SQLite write transactions begin with ``BEGIN
 IMMEDIATE`` so writers queue on the busy timeout instead of failing half way.
 """
 
@@ -530,12 +530,17 @@ class SQLAlchemyConnection(base.Connection):
         flow_changed: bool,
         fence: base.WriteFence,
     ) -> None:
-        """:meth:`save_flow_progress` in a transaction that first holds ``fence`` on the row.
+        """:meth:`save_flow_progress`, written only while ``fence`` holds the flow's row.
 
-        The fence check is an ``UPDATE`` matching only the writer's own fence:
-        it takes the row's write lock (SQLite's write transactions are
-        serialised anyway), so a :meth:`fence_flow` by someone else commits
-        either before (this write is refused) or after this transaction.
+        With the flow's state, or more than 32 atoms, it is a transaction whose
+        fence check is an ``UPDATE`` matching only the writer's own fence: it
+        takes the row's write lock (SQLite's write transactions are serialised
+        anyway). A write of a few atoms alone (a task's, under a conductor) is
+        one upsert whose rows are selected only ``WHERE EXISTS`` the flow row
+        with that fence, locked ``FOR SHARE`` on PostgreSQL until the
+        statement commits (on SQLite the statement holds the write lock from
+        its start). Either way a :meth:`fence_flow` by someone else commits
+        either before (this write is refused) or after this one.
 
         Raises:
             NotFound: the flow detail was never saved.
@@ -572,15 +577,15 @@ class SQLAlchemyConnection(base.Connection):
 
         backend = self._sa_backend
         alone = (
-            fence is None
-            and flow_params is None
+            flow_params is None
             and backend.schema_ready
             and self._writes_alone
             and writer.can_write_alone(rows)
         )
+        held = None if fence is None else {"b_uuid": fd_uuid, "holder": fence.holder, "token": fence.token}
 
-        def write_alone(conn: SAConnection) -> None:
-            writer.upsert_alone(conn, rows)
+        def write_alone(conn: SAConnection) -> int:
+            return writer.upsert_alone(conn, rows, held)
 
         def work(conn: SAConnection) -> None:
             if fence is not None:
@@ -600,7 +605,14 @@ class SQLAlchemyConnection(base.Connection):
             operation = f"saving progress of flow detail {fd_uuid!r}"
             if alone:
                 # Atom rows only (the write per task): one statement, committed alone.
-                self._run(operation, write_alone, write=True, transaction=False)
+                if self._run(operation, write_alone, write=True, transaction=False) == 0:
+                    # Nothing written: the fence is someone else's, or there is no such flow.
+                    assert fence is not None, "an unfenced upsert writes every row"
+                    raise self._run(
+                        f"reading the fence of flow detail {fd_uuid!r}",
+                        lambda conn: _refusal(conn, fd_uuid, fence, "writing progress of"),
+                        write=False,
+                    )
             else:
                 self._run(operation, work, write=True)
         except exc.StorageFailure as failure:

@@ -23,9 +23,14 @@ from sqlalchemy import (
     Update,
     and_,
     bindparam,
+    column,
     delete,
+    exists,
+    literal_column,
     or_,
     select,
+    union_all,
+    values,
 )
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -224,7 +229,7 @@ class ProgressWriter:
     def __init__(self, dialect: Dialect) -> None:
         self._driver = dialect.name in ("sqlite", "postgresql") and dialect.paramstyle in _PARAMSTYLES
         # Multi-row upserts by row count, built on first use.
-        self._alone: dict[int, tuple[str, bool]] = {}
+        self._alone: dict[tuple[int, bool], tuple[str, bool]] = {}
         if self._driver:
             processor = DateTime(timezone=True).dialect_impl(dialect).bind_processor(dialect)
             self._stamp: Callable[[Any], Any] | None = processor
@@ -266,7 +271,12 @@ class ProgressWriter:
         """Whether :meth:`upsert_alone` takes ``rows`` (SQLite or PostgreSQL, 1 to 32 rows)."""
         return self._dialect is not None and 0 < len(rows) <= MAX_ALONE_ROWS
 
-    def upsert_alone(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+    def upsert_alone(
+        self,
+        conn: Connection,
+        rows: Sequence[Mapping[str, Any]],
+        fence: Mapping[str, Any] | None = None,
+    ) -> int:
         """Upsert ``rows`` as one statement committed on its own, on the driver's connection.
 
         Why: a write of atom rows only (the engine's write per task) needs no
@@ -277,14 +287,24 @@ class ProgressWriter:
         work. It is as durable as a ``COMMIT`` (SQLite syncs, or not, by its
         ``synchronous`` pragma; PostgreSQL by ``synchronous_commit``).
 
+        With ``fence`` (``b_uuid``, ``holder``, ``token``) the rows are
+        written only while the flow row holds that fence, checked in the same
+        statement: on PostgreSQL the flow row is locked ``FOR SHARE`` until the
+        statement commits, so a fence taken meanwhile waits for it (and one
+        taken just before is seen, and nothing is written); on SQLite the
+        statement holds the database's write lock from its start.
+
         ``conn`` must not be in a transaction. Driver errors come back as
         SQLAlchemy's (``IntegrityError`` for a missing flow, with
         ``connection_invalidated`` set for a lost connection), so retries and
         error messages are those of every other write.
+
+        Returns:
+            the rows written: 0 only if ``fence`` was not held (or no such flow).
         """
         dialect = self._dialect
         assert dialect is not None and 0 < len(rows) <= MAX_ALONE_ROWS, "check can_write_alone first"
-        text, params = self._many_rows(dialect, rows)
+        text, params = self._many_rows(dialect, rows, fence)
         fairy = conn.connection
         raw: Any = fairy.driver_connection
         dbapi_error = dialect.loaded_dbapi.Error
@@ -295,12 +315,13 @@ class ProgressWriter:
                 if raw.in_transaction:
                     # It would join that transaction and not be committed: refuse loudly.
                     raise sa_exc.InvalidRequestError("a transaction is open on the SQLite connection")
-                raw.execute(text, params)
+                written: int = raw.execute(text, params).rowcount
             else:
                 raw.autocommit = True
                 try:
                     with raw.cursor() as cursor:
                         cursor.execute(text, params)
+                        written = cursor.rowcount
                 finally:
                     raw.autocommit = False
         except dbapi_error as err:
@@ -308,54 +329,91 @@ class ProgressWriter:
             raise sa_exc.DBAPIError.instance(
                 text, None, err, dbapi_error, connection_invalidated=gone, dialect=dialect
             ) from err
+        return written
 
-    def _many_rows(self, dialect: Dialect, rows: Sequence[Mapping[str, Any]]) -> tuple[str, Any]:
+    def _many_rows(
+        self, dialect: Dialect, rows: Sequence[Mapping[str, Any]], fence: Mapping[str, Any] | None
+    ) -> tuple[str, Any]:
         """The SQL upserting ``rows`` in one statement (built once per row count), and its parameters."""
-        count = len(rows)
-        built = self._alone.get(count)
+        key = (len(rows), fence is not None)
+        built = self._alone.get(key)
         if built is None:
-            built = self._alone[count] = _many_row_upsert(dialect, count)
+            built = self._alone[key] = _many_row_upsert(dialect, *key)
         text, positional = built
         if positional:
             params: list[Any] = []
             for row in rows:
                 params.extend(_PICK_ATOM_COLUMNS(row))
+            if fence is not None:
+                params.extend((fence["b_uuid"], fence["holder"], fence["token"]))
             return text, params
-        return text, {f"{name}__{i}": row[name] for i, row in enumerate(rows) for name in _ATOM_COLUMNS}
+        named = {f"{name}__{i}": row[name] for i, row in enumerate(rows) for name in _ATOM_COLUMNS}
+        if fence is not None:
+            named.update(f_uuid=fence["b_uuid"], f_holder=fence["holder"], f_token=fence["token"])
+        return text, named
 
 
 AtomUpserter = Callable[[Connection, Sequence[dict[str, Any]]], Any]
 
 
-def _many_row_upsert(dialect: Dialect, count: int) -> tuple[str, bool]:
+def _many_row_upsert(dialect: Dialect, count: int, fenced: bool) -> tuple[str, bool]:
     """``INSERT ... VALUES (row 0), (row 1), ... ON CONFLICT (uuid) DO UPDATE`` for ``count`` rows.
 
-    Returns the SQL and whether its parameters are positional (then every
-    column of row 0 in table order, then row 1's, ...; checked here against
-    the compiled order), else named ``<column>__<row>``.
-    """
-    values: list[dict[str, Any]] = [
-        {name: bindparam(f"{name}__{i}") for name in _ATOM_COLUMNS} for i in range(count)
-    ]
-    if dialect.name == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+    ``fenced``: ``INSERT ... SELECT`` from those values ``WHERE EXISTS`` the
+    flow row with fence ``f_holder``/``f_token`` (locked ``FOR SHARE`` on
+    PostgreSQL), so nothing is written unless the fence is held.
 
-        lite = sqlite_insert(atomdetails).values(values)
-        stmt: Insert = lite.on_conflict_do_update(
-            index_elements=[atomdetails.c.uuid], set_={name: lite.excluded[name] for name in _ATOM_OVERWRITE}
+    Returns the SQL and whether its parameters are positional (then every
+    column of row 0 in table order, then row 1's, ..., then the flow's uuid,
+    holder and token; checked here against the compiled order), else named
+    ``<column>__<row>`` and ``f_uuid``, ``f_holder``, ``f_token``.
+    """
+    if dialect.name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as make_insert
+    else:
+        from sqlalchemy.dialects.postgresql import insert as make_insert  # type: ignore[assignment]
+    if fenced:
+        binds = [
+            [bindparam(f"{name}__{i}", type_=atomdetails.c[name].type) for name in _ATOM_COLUMNS]
+            for i in range(count)
+        ]
+        rows: Any
+        if dialect.name == "sqlite":
+            # SQLite names no columns of a VALUES subquery: one labelled SELECT per row.
+            selects = [
+                select(*(b.label(n) for b, n in zip(row, _ATOM_COLUMNS, strict=True))) for row in binds
+            ]
+            rows = (selects[0] if count == 1 else union_all(*selects)).subquery("v")
+        else:
+            columns = (column(name, atomdetails.c[name].type) for name in _ATOM_COLUMNS)
+            rows = values(*columns, name="v").data([tuple(row) for row in binds])
+        held = exists(
+            select(literal_column("1"))
+            .select_from(flowdetails)
+            .where(
+                flowdetails.c.uuid == bindparam("f_uuid"),
+                flowdetails.c.fence_holder == bindparam("f_holder"),
+                flowdetails.c.fence_token == bindparam("f_token"),
+            )
+            .with_for_update(read=True)
+        )
+        insert_ = make_insert(atomdetails).from_select(
+            list(_ATOM_COLUMNS), select(*(rows.c[name] for name in _ATOM_COLUMNS)).where(held)
         )
     else:
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        pg = pg_insert(atomdetails).values(values)
-        stmt = pg.on_conflict_do_update(
-            index_elements=[atomdetails.c.uuid], set_={name: pg.excluded[name] for name in _ATOM_OVERWRITE}
+        insert_ = make_insert(atomdetails).values(
+            [{name: bindparam(f"{name}__{i}") for name in _ATOM_COLUMNS} for i in range(count)]
         )
+    stmt = insert_.on_conflict_do_update(
+        index_elements=[atomdetails.c.uuid], set_={name: insert_.excluded[name] for name in _ATOM_OVERWRITE}
+    )
     compiled = stmt.compile(dialect=dialect)
     assert isinstance(compiled, SQLCompiler)
     if not compiled.positional:
         return compiled.string, False
     expected = [f"{name}__{i}" for i in range(count) for name in _ATOM_COLUMNS]
+    if fenced:
+        expected += ["f_uuid", "f_holder", "f_token"]
     if list(compiled.positiontup or ()) != expected:
         raise AssertionError(f"unexpected parameter order in the {dialect.name} multi-row upsert")
     return compiled.string, True
