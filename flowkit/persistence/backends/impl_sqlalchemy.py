@@ -22,8 +22,9 @@ engine's per-task :meth:`~SQLAlchemyConnection.save_flow_progress` (and its
 fenced form), when it writes atom rows only, is one multi-row upsert
 committed on its own on the driver's connection (SQLite, PostgreSQL): one
 statement, one round trip, no ``BEGIN``/``COMMIT``, unless SQLAlchemy's
-``echo`` or a listener of its statements would miss it. SQLite write transactions begin with ``BEGIN
-IMMEDIATE`` so writers queue on the busy timeout instead of failing half way.
+``echo`` or a listener of its statements would miss it. SQLite write
+transactions begin with ``BEGIN IMMEDIATE`` so writers queue on the busy
+timeout instead of failing half way.
 """
 
 from __future__ import annotations
@@ -588,10 +589,8 @@ class SQLAlchemyConnection(base.Connection):
             return writer.upsert_alone(conn, rows, held)
 
         def work(conn: SAConnection) -> None:
-            if fence is not None:
-                held = {"b_uuid": fd_uuid, "holder": fence.holder, "token": fence.token}
-                if writer.hold_fence(conn, held) == 0:
-                    raise _refusal(conn, fd_uuid, fence, "writing progress of")
+            if fence is not None and held is not None and writer.hold_fence(conn, held) == 0:
+                raise _refusal(conn, fd_uuid, fence, "writing progress of")
             if flow_params is not None:
                 if writer.update_flow(conn, flow_params) == 0:
                     raise not_found(FLOWS, fd_uuid)
