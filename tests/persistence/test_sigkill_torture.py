@@ -500,7 +500,13 @@ def conductor_torture(board_url: str, flow: str, point: str, seed: str, tmp_path
             try:
                 job, fd = post_flow(board, persistence, _torture.FLOWS[flow], [], job_store={"value": 1})
                 with conductors(board_url, connection, tmp_path, env) as procs:
-                    services.wait_until(marker.exists, PATIENCE, 0.005, message="a conductor held")
+                    # The holder creates its marker, then writes its pid and a newline: wait for both.
+                    services.wait_until(
+                        lambda: marker.exists() and marker.read_text().endswith("\n"),
+                        PATIENCE,
+                        0.005,
+                        message="a conductor held",
+                    )
                     holder = int(marker.read_text())
                     (victim,) = [proc for proc in procs if proc.pid == holder]
                     os.kill(holder, signal.SIGKILL)

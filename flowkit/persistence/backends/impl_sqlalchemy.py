@@ -17,10 +17,14 @@ parameters):
 - ``engine_args``: a dict passed to :func:`sqlalchemy.create_engine`.
 
 Each :class:`SQLAlchemyConnection` keeps one database connection checked out
-and runs every operation as one transaction on it, so the engine's per-task
-:meth:`~SQLAlchemyConnection.save_flow_progress` costs one short transaction
-with prebuilt statements. SQLite write transactions begin with ``BEGIN
-IMMEDIATE`` so writers queue on the busy timeout instead of failing half way.
+and runs every operation as one transaction on it, with one exception: the
+engine's per-task :meth:`~SQLAlchemyConnection.save_flow_progress` (and its
+fenced form), when it writes atom rows only, is one multi-row upsert
+committed on its own on the driver's connection (SQLite, PostgreSQL): one
+statement, one round trip, no ``BEGIN``/``COMMIT``, unless SQLAlchemy's
+``echo`` or a listener of its statements would miss it. SQLite write
+transactions begin with ``BEGIN IMMEDIATE`` so writers queue on the busy
+timeout instead of failing half way.
 """
 
 from __future__ import annotations
@@ -118,6 +122,18 @@ class SQLAlchemyBackend(base.Backend):
             writer = self._writer = sql.ProgressWriter(self.engine.dialect)
         return writer
 
+    def writes_alone(self) -> bool:
+        """Whether a write of atom rows alone may skip SQLAlchemy's execution layer.
+
+        Only on an engine flowkit made, while it has no ``echo`` and no
+        listener of statements or transactions (:func:`_engine.has_user_hooks`),
+        so whatever watches the engine's SQL sees every write. A connection
+        asks once, as it opens (asking per write cost more than the write
+        saved): a listener added later is seen by connections opened later,
+        such as the next run's.
+        """
+        return self._owns_engine and not _engine.has_user_hooks(self.engine)
+
     def shared(self) -> AbstractContextManager[Any]:
         """Held around each operation; a real lock only for in-memory SQLite."""
         return self._shared_lock
@@ -170,6 +186,9 @@ class SQLAlchemyConnection(base.Connection):
         super().__init__(backend)
         self._sa_backend = backend
         self._conn: SAConnection | None = None
+        #: Whether writes of atom rows alone may go to the driver (decided as the
+        #: connection is opened: see :meth:`SQLAlchemyBackend.writes_alone`).
+        self._writes_alone = False
 
     # -- plumbing ----------------------------------------------------------------
 
@@ -188,6 +207,7 @@ class SQLAlchemyConnection(base.Connection):
                 raise exc.StorageFailure(
                     f"cannot connect to database {backend.masked_url}: {describe(err)}"
                 ) from err
+            self._writes_alone = backend.writes_alone()
         return conn
 
     def _discard(self) -> None:
@@ -199,7 +219,9 @@ class SQLAlchemyConnection(base.Connection):
             except sa_exc.SQLAlchemyError:  # already broken; a fresh one comes next
                 LOG.debug("ignoring an error while dropping a broken connection", exc_info=True)
 
-    def _attempt(self, work: Callable[[SAConnection], _T], write: bool, check: bool) -> _T:
+    def _attempt(
+        self, work: Callable[[SAConnection], _T], write: bool, check: bool, transaction: bool = True
+    ) -> _T:
         backend = self._sa_backend
         conn = self._conn
         if conn is None:
@@ -210,6 +232,9 @@ class SQLAlchemyConnection(base.Connection):
                 raise sa_exc.DisconnectionError(describe(err)) from err
         try:
             with backend.shared():
+                if not transaction:
+                    # ``work`` commits on its own (one statement on the driver's autocommit).
+                    return work(conn)
                 if backend.is_sqlite:
                     conn.info[_engine.WRITE_FLAG] = write
                 with conn.begin():
@@ -234,10 +259,13 @@ class SQLAlchemyConnection(base.Connection):
         write: bool,
         check: bool = True,
         max_retries: int | None = None,
+        transaction: bool = True,
     ) -> _T:
         """Run ``work`` in one transaction, retrying transient errors a bounded number of times.
 
         ``max_retries`` overrides the backend's count of retries for this call.
+        With ``transaction=False`` no transaction is begun: ``work`` runs one
+        statement that commits by itself (and the schema must be known good).
 
         Raises:
             StorageFailure: a database error, or transient ones outlasted the retries.
@@ -245,7 +273,7 @@ class SQLAlchemyConnection(base.Connection):
         backend = self._sa_backend
         retries = backend.max_retries if max_retries is None else max(0, int(max_retries))
         try:
-            return self._attempt(work, write, check)  # the fast path: no retry machinery
+            return self._attempt(work, write, check, transaction)  # the fast path: no retry machinery
         except sa_exc.SQLAlchemyError as err:
             if retries <= 0 or not is_transient(err):
                 raise self._failure(operation, err) from err
@@ -264,7 +292,7 @@ class SQLAlchemyConnection(base.Connection):
                         # Attempt 1 already ran above; replay its error so the wait comes first.
                         error, first = first, None
                         raise error
-                    return self._attempt(work, write, check)
+                    return self._attempt(work, write, check, transaction)
         except sa_exc.SQLAlchemyError as err:
             raise self._failure(operation, err, retried=True) from err
         raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover
@@ -503,12 +531,17 @@ class SQLAlchemyConnection(base.Connection):
         flow_changed: bool,
         fence: base.WriteFence,
     ) -> None:
-        """:meth:`save_flow_progress` in a transaction that first holds ``fence`` on the row.
+        """:meth:`save_flow_progress`, written only while ``fence`` holds the flow's row.
 
-        The fence check is an ``UPDATE`` matching only the writer's own fence:
-        it takes the row's write lock (SQLite's write transactions are
-        serialised anyway), so a :meth:`fence_flow` by someone else commits
-        either before (this write is refused) or after this transaction.
+        With the flow's state, or more than 32 atoms, it is a transaction whose
+        fence check is an ``UPDATE`` matching only the writer's own fence: it
+        takes the row's write lock (SQLite's write transactions are serialised
+        anyway). A write of a few atoms alone (a task's, under a conductor) is
+        one upsert whose rows are selected only ``WHERE EXISTS`` the flow row
+        with that fence, locked ``FOR SHARE`` on PostgreSQL until the
+        statement commits (on SQLite the statement holds the write lock from
+        its start). Either way a :meth:`fence_flow` by someone else commits
+        either before (this write is refused) or after this one.
 
         Raises:
             NotFound: the flow detail was never saved.
@@ -543,11 +576,21 @@ class SQLAlchemyConnection(base.Connection):
             else None
         )
 
+        backend = self._sa_backend
+        alone = (
+            flow_params is None
+            and backend.schema_ready
+            and self._writes_alone
+            and writer.can_write_alone(rows)
+        )
+        held = None if fence is None else {"b_uuid": fd_uuid, "holder": fence.holder, "token": fence.token}
+
+        def write_alone(conn: SAConnection) -> int:
+            return writer.upsert_alone(conn, rows, held)
+
         def work(conn: SAConnection) -> None:
-            if fence is not None:
-                held = {"b_uuid": fd_uuid, "holder": fence.holder, "token": fence.token}
-                if writer.hold_fence(conn, held) == 0:
-                    raise _refusal(conn, fd_uuid, fence, "writing progress of")
+            if fence is not None and held is not None and writer.hold_fence(conn, held) == 0:
+                raise _refusal(conn, fd_uuid, fence, "writing progress of")
             if flow_params is not None:
                 if writer.update_flow(conn, flow_params) == 0:
                     raise not_found(FLOWS, fd_uuid)
@@ -558,7 +601,19 @@ class SQLAlchemyConnection(base.Connection):
                 writer.upsert_atoms(conn, rows)
 
         try:
-            self._run(f"saving progress of flow detail {fd_uuid!r}", work, write=True)
+            operation = f"saving progress of flow detail {fd_uuid!r}"
+            if alone:
+                # Atom rows only (the write per task): one statement, committed alone.
+                if self._run(operation, write_alone, write=True, transaction=False) == 0:
+                    # Nothing written: the fence is someone else's, or there is no such flow.
+                    assert fence is not None, "an unfenced upsert writes every row"
+                    raise self._run(
+                        f"reading the fence of flow detail {fd_uuid!r}",
+                        lambda conn: _refusal(conn, fd_uuid, fence, "writing progress of"),
+                        write=False,
+                    )
+            else:
+                self._run(operation, work, write=True)
         except exc.StorageFailure as failure:
             if isinstance(failure.__cause__, sa_exc.IntegrityError) and not self._flow_exists(fd_uuid):
                 raise not_found(FLOWS, fd_uuid) from None

@@ -23,7 +23,7 @@ from sqlalchemy.pool import StaticPool
 from flowkit import exceptions as exc
 from flowkit.persistence.backends._urls import conf_bool, conf_float, mask_url
 
-__all__ = ["Settings", "make_engine", "read_settings"]
+__all__ = ["Settings", "has_user_hooks", "make_engine", "read_settings"]
 
 # Engine options read from the conf under TaskFlow's names (and flowkit's
 # own pool_size), mapped to create_engine()'s arguments.
@@ -147,6 +147,39 @@ def make_engine(settings: Settings, conf: Mapping[str, Any]) -> Engine:
 
 
 _WAL = "PRAGMA journal_mode=WAL"
+
+
+# Engine events that see statements or transactions: a listener of the user's on
+# one of them must see the engine's writes too.
+_STATEMENT_EVENTS = (
+    "before_execute",
+    "after_execute",
+    "before_cursor_execute",
+    "after_cursor_execute",
+    "begin",
+    "commit",
+    "rollback",
+    "handle_error",
+)
+
+
+def has_user_hooks(engine: Engine) -> bool:
+    """Whether ``engine`` logs SQL (``echo``) or has a listener of its statements or transactions.
+
+    Why: the engine's per-task write may skip SQLAlchemy's execution layer
+    (see ``ProgressWriter.upsert_alone``), which neither logs nor fires
+    events; it does so only while nobody is listening, so ``echo`` and a
+    user's ``before_cursor_execute`` or ``commit`` listener see every write.
+    flowkit's own SQLite ``begin`` listener does not count.
+    """
+    if engine.echo:
+        return True
+    dispatch = engine.dispatch
+    for name in _STATEMENT_EVENTS:
+        for listener in getattr(dispatch, name, ()):
+            if listener is not _sqlite_begin:
+                return True
+    return False
 
 
 def _sqlite_pragmas(settings: Settings) -> Any:

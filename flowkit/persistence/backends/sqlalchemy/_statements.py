@@ -23,10 +23,16 @@ from sqlalchemy import (
     Update,
     and_,
     bindparam,
+    column,
     delete,
+    exists,
+    literal_column,
     or_,
     select,
+    union_all,
+    values,
 )
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement
 
@@ -45,6 +51,7 @@ __all__ = [
     "INSERT_ATOM",
     "INSERT_BOOK",
     "INSERT_FLOW",
+    "MAX_ALONE_ROWS",
     "SELECT_ALL_ATOMS",
     "SELECT_ALL_BOOKS",
     "SELECT_ALL_FLOWS",
@@ -173,6 +180,14 @@ DELETE_ALL: tuple[Delete, ...] = (delete(atomdetails), delete(flowdetails), dele
 _ATOM_OVERWRITE = tuple(c.name for c in atomdetails.columns if c.name not in ("uuid", "created_at"))
 
 _PARAMSTYLES = frozenset({"qmark", "format", "pyformat", "named"})
+_ATOM_COLUMNS = tuple(c.name for c in atomdetails.columns)
+_PICK_ATOM_COLUMNS = itemgetter(*_ATOM_COLUMNS)
+
+#: The most atom rows one statement written alone (autocommitted, see
+#: :meth:`ProgressWriter.upsert_alone`) carries: 14 parameters a row stays far
+#: below every driver's limit, and a parallel round that starts more atoms
+#: than this writes them in one transaction instead.
+MAX_ALONE_ROWS = 32
 
 
 class _DriverStatement:
@@ -205,13 +220,16 @@ class _DriverStatement:
 class ProgressWriter:
     """The engine's hot path on one dialect: flow update and atom upsert, built once.
 
-    SQLite and PostgreSQL run precompiled SQL through ``exec_driver_sql``;
-    MySQL and other dialects use ordinary Core executions (MySQL's
-    ``ON DUPLICATE KEY UPDATE``, or update-then-insert).
+    SQLite and PostgreSQL run precompiled SQL through ``exec_driver_sql``,
+    and a write of atom rows alone as one multi-row upsert on the driver
+    (:meth:`upsert_alone`); MySQL and other dialects use ordinary Core
+    executions (MySQL's ``ON DUPLICATE KEY UPDATE``, or update-then-insert).
     """
 
     def __init__(self, dialect: Dialect) -> None:
         self._driver = dialect.name in ("sqlite", "postgresql") and dialect.paramstyle in _PARAMSTYLES
+        # Multi-row upserts by row count, built on first use.
+        self._alone: dict[tuple[int, bool], tuple[str, bool]] = {}
         if self._driver:
             processor = DateTime(timezone=True).dialect_impl(dialect).bind_processor(dialect)
             self._stamp: Callable[[Any], Any] | None = processor
@@ -219,7 +237,11 @@ class ProgressWriter:
             self._hold_fence: _DriverStatement | None = _DriverStatement(HOLD_FENCE, dialect)
             upsert = _DriverStatement(_on_conflict_upsert(dialect.name), dialect)
             self._upsert_atoms: AtomUpserter = upsert.run
+            # Writing alone takes the driver's own autocommit: sqlite3's and psycopg's are known.
+            alone = dialect.driver in ("pysqlite", "psycopg", "psycopg2")
+            self._dialect: Dialect | None = dialect if alone else None
         else:
+            self._dialect = None
             self._stamp = None
             self._update_flow = None
             self._hold_fence = None
@@ -245,8 +267,156 @@ class ProgressWriter:
         """Insert or overwrite whole atom rows (every column given, times stamped)."""
         self._upsert_atoms(conn, rows)
 
+    def can_write_alone(self, rows: Sequence[Mapping[str, Any]]) -> bool:
+        """Whether :meth:`upsert_alone` takes ``rows`` (SQLite or PostgreSQL, 1 to 32 rows)."""
+        return self._dialect is not None and 0 < len(rows) <= MAX_ALONE_ROWS
+
+    def upsert_alone(
+        self,
+        conn: Connection,
+        rows: Sequence[Mapping[str, Any]],
+        fence: Mapping[str, Any] | None = None,
+    ) -> int:
+        """Upsert ``rows`` as one statement committed on its own, on the driver's connection.
+
+        Why: a write of atom rows only (the engine's write per task) needs no
+        transaction around it, since one statement is atomic by itself; sent
+        alone it is one round trip to PostgreSQL instead of ``BEGIN``,
+        statement and ``COMMIT``, and on SQLite it skips SQLAlchemy's
+        transaction and execution objects, which cost more than SQLite's own
+        work. It is as durable as a ``COMMIT`` (SQLite syncs, or not, by its
+        ``synchronous`` pragma; PostgreSQL by ``synchronous_commit``).
+
+        With ``fence`` (``b_uuid``, ``holder``, ``token``) the rows are
+        written only while the flow row holds that fence, checked in the same
+        statement: on PostgreSQL the flow row is locked ``FOR SHARE`` until the
+        statement commits, so a fence taken meanwhile waits for it (and one
+        taken just before is seen, and nothing is written); on SQLite the
+        statement holds the database's write lock from its start.
+
+        ``conn`` must not be in a transaction. Driver errors come back as
+        SQLAlchemy's (``IntegrityError`` for a missing flow, with
+        ``connection_invalidated`` set for a lost connection), so retries and
+        error messages are those of every other write.
+
+        Returns:
+            the rows written: 0 only if ``fence`` was not held (or no such flow).
+        """
+        dialect = self._dialect
+        assert dialect is not None and 0 < len(rows) <= MAX_ALONE_ROWS, "check can_write_alone first"
+        text, params = self._many_rows(dialect, rows, fence)
+        fairy = conn.connection
+        raw: Any = fairy.driver_connection
+        dbapi_error = dialect.loaded_dbapi.Error
+        try:
+            if dialect.name == "sqlite":
+                # The connection is in autocommit (isolation_level None, see _engine):
+                # the statement is its own transaction, committed when it returns.
+                if raw.in_transaction:
+                    # It would join that transaction and not be committed: refuse loudly.
+                    raise sa_exc.InvalidRequestError("a transaction is open on the SQLite connection")
+                written: int = raw.execute(text, params).rowcount
+            else:
+                raw.autocommit = True
+                try:
+                    with raw.cursor() as cursor:
+                        cursor.execute(text, params)
+                        written = cursor.rowcount
+                finally:
+                    raw.autocommit = False
+        except dbapi_error as err:
+            gone = bool(dialect.is_disconnect(err, fairy, None))
+            raise sa_exc.DBAPIError.instance(
+                text, None, err, dbapi_error, connection_invalidated=gone, dialect=dialect
+            ) from err
+        return written
+
+    def _many_rows(
+        self, dialect: Dialect, rows: Sequence[Mapping[str, Any]], fence: Mapping[str, Any] | None
+    ) -> tuple[str, Any]:
+        """The SQL upserting ``rows`` in one statement (built once per row count), and its parameters."""
+        key = (len(rows), fence is not None)
+        built = self._alone.get(key)
+        if built is None:
+            built = self._alone[key] = _many_row_upsert(dialect, *key)
+        text, positional = built
+        if positional:
+            params: list[Any] = []
+            for row in rows:
+                params.extend(_PICK_ATOM_COLUMNS(row))
+            if fence is not None:
+                params.extend((fence["b_uuid"], fence["holder"], fence["token"]))
+            return text, params
+        named = {f"{name}__{i}": row[name] for i, row in enumerate(rows) for name in _ATOM_COLUMNS}
+        if fence is not None:
+            named.update(f_uuid=fence["b_uuid"], f_holder=fence["holder"], f_token=fence["token"])
+        return text, named
+
 
 AtomUpserter = Callable[[Connection, Sequence[dict[str, Any]]], Any]
+
+
+def _many_row_upsert(dialect: Dialect, count: int, fenced: bool) -> tuple[str, bool]:
+    """``INSERT ... VALUES (row 0), (row 1), ... ON CONFLICT (uuid) DO UPDATE`` for ``count`` rows.
+
+    ``fenced``: ``INSERT ... SELECT`` from those values ``WHERE EXISTS`` the
+    flow row with fence ``f_holder``/``f_token`` (locked ``FOR SHARE`` on
+    PostgreSQL), so nothing is written unless the fence is held.
+
+    Returns the SQL and whether its parameters are positional (then every
+    column of row 0 in table order, then row 1's, ..., then the flow's uuid,
+    holder and token; checked here against the compiled order), else named
+    ``<column>__<row>`` and ``f_uuid``, ``f_holder``, ``f_token``.
+    """
+    if dialect.name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as make_insert
+    else:
+        from sqlalchemy.dialects.postgresql import insert as make_insert  # type: ignore[assignment]
+    if fenced:
+        binds = [
+            [bindparam(f"{name}__{i}", type_=atomdetails.c[name].type) for name in _ATOM_COLUMNS]
+            for i in range(count)
+        ]
+        rows: Any
+        if dialect.name == "sqlite":
+            # SQLite names no columns of a VALUES subquery: one labelled SELECT per row.
+            selects = [
+                select(*(b.label(n) for b, n in zip(row, _ATOM_COLUMNS, strict=True))) for row in binds
+            ]
+            rows = (selects[0] if count == 1 else union_all(*selects)).subquery("v")
+        else:
+            columns = (column(name, atomdetails.c[name].type) for name in _ATOM_COLUMNS)
+            rows = values(*columns, name="v").data([tuple(row) for row in binds])
+        held = exists(
+            select(literal_column("1"))
+            .select_from(flowdetails)
+            .where(
+                flowdetails.c.uuid == bindparam("f_uuid"),
+                flowdetails.c.fence_holder == bindparam("f_holder"),
+                flowdetails.c.fence_token == bindparam("f_token"),
+            )
+            .with_for_update(read=True)
+        )
+        insert_ = make_insert(atomdetails).from_select(
+            list(_ATOM_COLUMNS), select(*(rows.c[name] for name in _ATOM_COLUMNS)).where(held)
+        )
+    else:
+        insert_ = make_insert(atomdetails).values(
+            [{name: bindparam(f"{name}__{i}") for name in _ATOM_COLUMNS} for i in range(count)]
+        )
+    stmt = insert_.on_conflict_do_update(
+        index_elements=[atomdetails.c.uuid], set_={name: insert_.excluded[name] for name in _ATOM_OVERWRITE}
+    )
+    compiled = stmt.compile(dialect=dialect)
+    assert isinstance(compiled, SQLCompiler)
+    if not compiled.positional:
+        return compiled.string, False
+    expected = [f"{name}__{i}" for i in range(count) for name in _ATOM_COLUMNS]
+    if fenced:
+        expected += ["f_uuid", "f_holder", "f_token"]
+    if list(compiled.positiontup or ()) != expected:
+        raise AssertionError(f"unexpected parameter order in the {dialect.name} multi-row upsert")
+    return compiled.string, True
 
 
 def _on_conflict_upsert(dialect_name: str) -> Insert:
