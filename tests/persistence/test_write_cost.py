@@ -166,6 +166,34 @@ def test_a_write_of_atoms_alone_to_an_unknown_flow_raises_not_found(
                 conn.get_atom_details(ad.uuid)
 
 
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_a_write_naming_one_atom_twice_keeps_the_last_as_a_transaction_does(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    # save_flow_progress is public: a caller may hand the same atom detail twice.
+    # One multi-row upsert cannot touch a row twice on PostgreSQL ("ON CONFLICT DO
+    # UPDATE command cannot affect row a second time"), so such a write must take
+    # the transaction path, where the later row wins.
+    url = (
+        f"sqlite:///{tmp_path}/flows.db" if kind == "sqlite" else request.getfixturevalue("postgresql_db_url")
+    )
+    with _backend(url) as backend:
+        _upgrade(backend)
+        with contextlib.closing(backend.get_connection()) as conn:
+            book = models.LogBook("b")
+            fd = models.FlowDetail("f", "twice-flow-uuid")
+            book.add(fd)
+            conn.save_logbook(book)
+            first = models.TaskDetail("a", "twice-atom-uuid")
+            first.state = states.RUNNING
+            second = models.TaskDetail("a", "twice-atom-uuid")
+            second.state = states.SUCCESS
+            second.results = 7
+            conn.save_flow_progress(fd, [first, second], flow_changed=False)
+            stored = conn.get_atom_details("twice-atom-uuid")
+            assert (stored.state, stored.results) == (states.SUCCESS, 7)
+
+
 def test_a_write_of_atoms_alone_on_a_busy_sqlite_fails_naming_the_url(tmp_path: Path) -> None:
     path = tmp_path / "flows.db"
     with _backend(f"sqlite:///{path}", sqlite_busy_timeout=0, max_retries=0) as backend:

@@ -268,8 +268,17 @@ class ProgressWriter:
         self._upsert_atoms(conn, rows)
 
     def can_write_alone(self, rows: Sequence[Mapping[str, Any]]) -> bool:
-        """Whether :meth:`upsert_alone` takes ``rows`` (SQLite or PostgreSQL, 1 to 32 rows)."""
-        return self._dialect is not None and 0 < len(rows) <= MAX_ALONE_ROWS
+        """Whether :meth:`upsert_alone` takes ``rows`` (SQLite or PostgreSQL, 1 to 32 distinct atoms).
+
+        One statement may not touch a row twice (PostgreSQL refuses an
+        ``ON CONFLICT DO UPDATE`` that would): rows naming one atom twice,
+        which only a direct caller of ``save_flow_progress`` sends, go through
+        the transaction, where the later row wins.
+        """
+        count = len(rows)
+        if self._dialect is None or not 0 < count <= MAX_ALONE_ROWS:
+            return False
+        return count == 1 or len({row["uuid"] for row in rows}) == count
 
     def upsert_alone(
         self,
