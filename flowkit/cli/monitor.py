@@ -172,6 +172,20 @@ def _server_class() -> Any:
                 for sig, handler in previous.items():
                     signal.signal(sig, handler)
 
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            """Stop as uvicorn does, then, on a forced stop, end the application's lifespan too.
+
+            A forced stop makes uvicorn skip the application's shutdown: its
+            lifespan, still waiting for it, was cancelled as the event loop
+            closed, and printed that ``CancelledError`` as an ERROR with its
+            traceback, an operator's own "stop now" read as a crash. The
+            monitor's shutdown waits for nothing (it marks the streams closed
+            and lets the reader go), so it is run here rather than cut short.
+            """
+            await super().shutdown(sockets=sockets)
+            if self.force_exit and self.started:
+                await self.lifespan.shutdown()
+
         def handle_exit(self, sig: int, frame: Any) -> None:
             self._signals += 1
             name = signal.Signals(sig).name
