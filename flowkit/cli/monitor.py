@@ -113,8 +113,6 @@ def _serve(args: argparse.Namespace) -> int:
                 file=sys.stderr,
                 flush=True,
             )
-        # Printed only now: the socket listens, so whoever reads the URL can connect at once.
-        print(f"{LISTENING_PREFIX}{_url(sock)}", flush=True)
         config = uvicorn.Config(
             app,
             log_level="warning" if not args.verbose else "info",
@@ -122,11 +120,16 @@ def _serve(args: argparse.Namespace) -> int:
             # database read): what a stop waits for at most once the streams ended.
             timeout_graceful_shutdown=GRACE,
         )
+        server = _server_class()(config, closing)
         access = logging.getLogger("uvicorn.access")
         masking = _TokenMask()
         access.addFilter(masking)
         try:
-            _server_class()(config, closing).run(sockets=[sock])
+            with server.stop_signals():
+                # Printed only now: the socket listens, so whoever reads the URL can connect
+                # at once, and a stop signal sent as soon as it is read stops it gracefully.
+                print(f"{LISTENING_PREFIX}{_url(sock)}", flush=True)
+                server.run(sockets=[sock])
         finally:
             access.removeFilter(masking)
     return 0
@@ -161,6 +164,18 @@ def _server_class() -> Any:
 
         @contextlib.contextmanager
         def capture_signals(self) -> Iterator[None]:
+            """Leave the signals to :meth:`stop_signals`, in place since before the announcement.
+
+            uvicorn's own put its handlers in only once serving began, after
+            ``flowkit monitor on ...`` was printed: a SIGTERM sent as soon as that
+            line was read killed the process (status -15) instead of stopping it.
+            A signal that comes before serving begins sets :attr:`should_exit`,
+            so uvicorn starts, stops at once and exits 0.
+            """
+            yield
+
+        @contextlib.contextmanager
+        def stop_signals(self) -> Iterator[None]:
             """Handle SIGTERM and SIGINT while serving, then put the previous handlers back (no re-raise)."""
             if threading.current_thread() is not threading.main_thread():
                 yield  # signals reach the main thread only: whoever runs us there handles them
