@@ -203,9 +203,8 @@ def _list(args: argparse.Namespace, board: Any) -> int:
             else:
                 reason = log_safe(" ".join(str(doc.get("reason") or "").split()))
                 priority = log_safe(doc.get("priority") or "")
-                print(
-                    f"{log_safe(doc.get('uuid'))}  {'TRASHED':<9} {priority:<9} {log_safe(doc.get('name'))}: {reason}"
-                )
+                uuid, name = log_safe(doc.get("uuid")), log_safe(doc.get("name"))
+                print(f"{uuid}  {'TRASHED':<9} {priority:<9} {name}: {reason}")
         return 0
     for job in board.iterjobs():
         row = _describe(board, job)
@@ -213,9 +212,8 @@ def _list(args: argparse.Namespace, board: Any) -> int:
             print(json.dumps(row, sort_keys=True, default=str))
         else:
             owner = f" owner={log_safe(row['owner'])}" if row["owner"] else ""
-            print(
-                f"{log_safe(row['uuid'])}  {row['state']:<9} {row['priority']:<9} {log_safe(row['name'])}{owner}"
-            )
+            uuid, name = log_safe(row["uuid"]), log_safe(row["name"])
+            print(f"{uuid}  {row['state']:<9} {row['priority']:<9} {name}{owner}")
     return 0
 
 
