@@ -528,3 +528,12 @@ def test_flows_commands_escape_names_another_process_wrote(tmp_path: Path) -> No
     assert missing.returncode == 2 and "its flows: nightly\\x1b[2J forged-uuid" in missing.stderr
     why = flowkit_cmd("flows", "why", "f-1", "--connection", connection)  # it has no event log
     assert why.returncode == 1 and why.stderr.startswith("flowkit flows why: error: flow 'nightly\\x1b[2J ")
+
+
+def test_a_failure_s_message_cannot_repaint_the_terminal_from_the_error_line() -> None:
+    # The message is whatever the code that raised wrote (a remote worker's, a
+    # service's reply): its escape sequences reached the terminal from stderr.
+    done = flowkit_cmd("run", "tests.cli._flows:make_refused", "--store", "why=no\x1b[2J\u202eway")
+    assert done.returncode == 1
+    assert not any(c in done.stdout + done.stderr for c in "\x1b\u202e"), done.stderr
+    assert "atom 'refuse' failed with ValueError: no\\x1b[2J\\u202eway" in done.stderr
