@@ -27,7 +27,7 @@ from typing import Any
 
 from flowkit import exceptions as exc
 from flowkit import states as st
-from flowkit._utils.text import cells, pad
+from flowkit._utils.text import cells, log_safe, pad
 from flowkit.listeners.events import META_KEY, CauseKind, Event, EventLog
 from flowkit.types.failure import Failure
 
@@ -308,7 +308,9 @@ class ExecutionReport:
                 if failure is not None and failure.traceback:
                     lines.append(f"{atom.name} {what} traceback:")
                     lines.extend(f"  {line}" for line in failure.traceback.rstrip().splitlines())
-        return "\n".join(lines)
+        # Names, results and failures are the flow's, maybe written by another process
+        # (flowkit flows show): each line escaped, none forges a line or repaints a terminal.
+        return "\n".join(map(log_safe, lines))
 
     def __str__(self) -> str:
         return self.to_text()

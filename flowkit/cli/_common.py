@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from flowkit._utils.records import Record
-from flowkit._utils.text import cells, pad
+from flowkit._utils.text import cells, log_safe, pad
 
 __all__ = [
     "CLOSED_PIPE",
@@ -169,7 +169,9 @@ def guarded(prog: str, handler: Callable[[argparse.Namespace], int]) -> Callable
         connection = getattr(args, "connection", None)
         if connection:
             message = message.replace(connection, mask_url(connection))
-        print(f"{prog}: error: {message}", file=sys.stderr)
+        # A name in the message may be another process's (a flow or atom from the database):
+        # escaped, so that it cannot repaint the terminal (one_line made it one line already).
+        print(f"{prog}: error: {log_safe(message)}", file=sys.stderr)
         return status
 
     return run
@@ -455,12 +457,13 @@ def find_flow(backend: Any, ref: str, prog: str = "flowkit") -> FlowRef:
         raise CliError(f"no flow with uuid or name '{ref}' in {_backend_contents(backend, flows)}")
     chosen = found[-1]
     if len(found) > 1:
-        others = [f.flow.uuid for f in reversed(found[:-1])]
+        others = [log_safe(f.flow.uuid) for f in reversed(found[:-1])]
         shown = ", ".join(others[:_OTHERS_NAMED])
         if len(others) > _OTHERS_NAMED:
             shown += f" and {len(others) - _OTHERS_NAMED} more ('flowkit flows list' shows them)"
         print(
-            f"{prog}: note: {len(found)} flows are named '{ref}'; this is the newest, {chosen.flow.uuid}; "
+            f"{prog}: note: {len(found)} flows are named '{log_safe(ref)}'; this is the newest, "
+            f"{log_safe(chosen.flow.uuid)}; "
             f"{len(others)} other{'s' if len(others) > 1 else ''}: {shown}: give a uuid instead of the "
             "name to choose one",
             file=sys.stderr,

@@ -18,6 +18,7 @@ import argparse
 import json
 from typing import Any
 
+from flowkit._utils.text import log_safe
 from flowkit.cli._common import (
     FROM_FILE,
     CliError,
@@ -109,7 +110,10 @@ def _list(args: argparse.Namespace) -> int:
     table: list[tuple[str, ...]] = [("UUID", "NAME", "STATE", "CREATED (UTC)", "ATOMS")]
     for row in rows:
         counts = ", ".join(f"{n} {s}" for s, n in row["atoms"].items()) or "no atoms"
-        table.append((row["uuid"], row["name"], row["state"], _utc(row["created_at"]), counts))
+        # The names are the writing process's: escaped, so that none forges a row or repaints the terminal.
+        table.append(
+            (log_safe(row["uuid"]), log_safe(row["name"]), row["state"], _utc(row["created_at"]), counts)
+        )
     print(columns(table))
     return 0
 
@@ -144,7 +148,7 @@ def _show(args: argparse.Namespace) -> int:
     if args.events:
         # The causal tree: an event under the one that caused it (chains stay level).
         for row in report.events.tree():
-            print(f"  {'  ' * min(row.depth, 12)}#{row.event.seq} {row.event.describe()}")
+            print(f"  {'  ' * min(row.depth, 12)}#{row.event.seq} {log_safe(row.event.describe())}")
     return 0
 
 
@@ -274,11 +278,11 @@ def _why(args: argparse.Namespace) -> int:
             )
         )
         return 0
-    print(f"{args.atom} is {detail.state or 'PENDING'}:")
+    print(f"{log_safe(args.atom)} is {detail.state or 'PENDING'}:")
     if waiting:
         print(f"  it has not run yet; the flow is {ref.flow.state} with these under way:")
         for event in waiting:
-            print(f"  {event.describe()}; since {utc_seconds(event.at)} UTC")
+            print(f"  {log_safe(event.describe())}; since {utc_seconds(event.at)} UTC")
         return 0
     if not log.of(args.atom):
         print(
@@ -287,7 +291,7 @@ def _why(args: argparse.Namespace) -> int:
             else "  it never ran; the flow:"
         )
     for depth, event in enumerate(chain):
-        print(f"  {'  ' * min(depth, 8)}{'<- ' if depth else ''}{event.describe()}")
+        print(f"  {'  ' * min(depth, 8)}{'<- ' if depth else ''}{log_safe(event.describe())}")
     return 0
 
 
@@ -311,12 +315,12 @@ def _why_flow(flow: Any, log: Any, as_json: bool) -> int:
             json.dumps({"flow": flow.name, "state": state, "chain": [e.to_dict() for e in shown]}, indent=2)
         )
         return 0
-    print(f"flow '{flow.name}' is {state}:")
+    print(f"flow '{log_safe(flow.name)}' is {state}:")
     if state in (states.RUNNING, states.RESUMING):
         print("  it has not ended; under way:" if waiting else "  it has not ended, with no atom under way")
         for event in waiting:
-            print(f"  {event.describe()}; since {utc_seconds(event.at)} UTC")
+            print(f"  {log_safe(event.describe())}; since {utc_seconds(event.at)} UTC")
         return 0
     for depth, event in enumerate(chain):
-        print(f"  {'  ' * min(depth, 8)}{'<- ' if depth else ''}{event.describe()}")
+        print(f"  {'  ' * min(depth, 8)}{'<- ' if depth else ''}{log_safe(event.describe())}")
     return 0

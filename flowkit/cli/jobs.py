@@ -14,6 +14,11 @@ factory (so any conductor can rebuild the flow) and posts a job naming it.
 ``trash`` claims the job as ``flowkit-cli`` and sets it aside with the reason;
 a job someone holds cannot be trashed. Bad arguments exit with status 2,
 runtime failures with 1.
+
+What the text listings show of a job or a conductor (its name, claimant,
+trash reason, host) is any string a process on the board wrote: control
+characters, line separators and bidi controls are escaped (:func:`log_safe`),
+so that none repaints the terminal or forges a row; ``--json`` escapes them itself.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import json
 import sys
 from typing import Any
 
+from flowkit._utils.text import log_safe
 from flowkit.cli._common import file_path_hint, one_line
 from flowkit.cli.conductor import board_arguments, fail, open_board, open_persistence
 
@@ -195,17 +201,19 @@ def _list(args: argparse.Namespace, board: Any) -> int:
             if args.json:
                 print(json.dumps(doc, sort_keys=True, default=str))
             else:
-                reason = " ".join(str(doc.get("reason") or "").split())
-                priority = doc.get("priority") or ""
-                print(f"{doc.get('uuid')}  {'TRASHED':<9} {priority:<9} {doc.get('name')}: {reason}")
+                reason = log_safe(" ".join(str(doc.get("reason") or "").split()))
+                priority = log_safe(doc.get("priority") or "")
+                uuid, name = log_safe(doc.get("uuid")), log_safe(doc.get("name"))
+                print(f"{uuid}  {'TRASHED':<9} {priority:<9} {name}: {reason}")
         return 0
     for job in board.iterjobs():
         row = _describe(board, job)
         if args.json:
             print(json.dumps(row, sort_keys=True, default=str))
         else:
-            owner = f" owner={row['owner']}" if row["owner"] else ""
-            print(f"{row['uuid']}  {row['state']:<9} {row['priority']:<9} {row['name']}{owner}")
+            owner = f" owner={log_safe(row['owner'])}" if row["owner"] else ""
+            uuid, name = log_safe(row["uuid"]), log_safe(row["name"])
+            print(f"{uuid}  {row['state']:<9} {row['priority']:<9} {name}{owner}")
     return 0
 
 
@@ -233,7 +241,12 @@ def _conductors(args: argparse.Namespace, board: Any) -> int:
         since = entity.get("registered_at")
         when = utc_seconds(since) if since else "-"
         table.append(
-            (str(entity.get("name")), str(meta.get("hostname", "-")), str(meta.get("pid", "-")), when)
+            (
+                log_safe(entity.get("name")),
+                log_safe(meta.get("hostname", "-")),
+                log_safe(meta.get("pid", "-")),
+                when,
+            )
         )
     print(columns(table))
     return 0

@@ -113,8 +113,6 @@ def _serve(args: argparse.Namespace) -> int:
                 file=sys.stderr,
                 flush=True,
             )
-        # Printed only now: the socket listens, so whoever reads the URL can connect at once.
-        print(f"{LISTENING_PREFIX}{_url(sock)}", flush=True)
         config = uvicorn.Config(
             app,
             log_level="warning" if not args.verbose else "info",
@@ -122,11 +120,16 @@ def _serve(args: argparse.Namespace) -> int:
             # database read): what a stop waits for at most once the streams ended.
             timeout_graceful_shutdown=GRACE,
         )
+        server = _server_class()(config, closing)
         access = logging.getLogger("uvicorn.access")
         masking = _TokenMask()
         access.addFilter(masking)
         try:
-            _server_class()(config, closing).run(sockets=[sock])
+            with server.stop_signals():
+                # Printed only now: the socket listens, so whoever reads the URL can connect
+                # at once, and a stop signal sent as soon as it is read stops it gracefully.
+                print(f"{LISTENING_PREFIX}{_url(sock)}", flush=True)
+                server.run(sockets=[sock])
         finally:
             access.removeFilter(masking)
     return 0
@@ -161,6 +164,18 @@ def _server_class() -> Any:
 
         @contextlib.contextmanager
         def capture_signals(self) -> Iterator[None]:
+            """Leave the signals to :meth:`stop_signals`, in place since before the announcement.
+
+            uvicorn's own put its handlers in only once serving began, after
+            ``flowkit monitor on ...`` was printed: a SIGTERM sent as soon as that
+            line was read killed the process (status -15) instead of stopping it.
+            A signal that comes before serving begins sets :attr:`should_exit`,
+            so uvicorn starts, stops at once and exits 0.
+            """
+            yield
+
+        @contextlib.contextmanager
+        def stop_signals(self) -> Iterator[None]:
             """Handle SIGTERM and SIGINT while serving, then put the previous handlers back (no re-raise)."""
             if threading.current_thread() is not threading.main_thread():
                 yield  # signals reach the main thread only: whoever runs us there handles them
@@ -171,6 +186,20 @@ def _server_class() -> Any:
             finally:
                 for sig, handler in previous.items():
                     signal.signal(sig, handler)
+
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            """Stop as uvicorn does, then, on a forced stop, end the application's lifespan too.
+
+            A forced stop makes uvicorn skip the application's shutdown: its
+            lifespan, still waiting for it, was cancelled as the event loop
+            closed, and printed that ``CancelledError`` as an ERROR with its
+            traceback, an operator's own "stop now" read as a crash. The
+            monitor's shutdown waits for nothing (it marks the streams closed
+            and lets the reader go), so it is run here rather than cut short.
+            """
+            await super().shutdown(sockets=sockets)
+            if self.force_exit and self.started:
+                await self.lifespan.shutdown()
 
         def handle_exit(self, sig: int, frame: Any) -> None:
             self._signals += 1

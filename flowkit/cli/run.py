@@ -26,6 +26,7 @@ import os
 import sys
 from typing import Any
 
+from flowkit._utils.text import log_safe
 from flowkit.cli._common import (
     FAILED,
     FROM_FILE,
@@ -304,7 +305,9 @@ def run_engine(engine: Any, args: argparse.Namespace) -> int:
         if isinstance(error, exc.StorageFailure):
             raise backend_lost(engine, error) from error
         raise error
-    print(f"{args.prog_name}: error: {_failure_line(report)}", file=sys.stderr)
+    # Names and failure messages may be another process's (a remote worker's, a resumed
+    # flow's from the database): escaped, so that none repaints the terminal.
+    print(f"{args.prog_name}: error: {log_safe(_failure_line(report))}", file=sys.stderr)
     return FAILED
 
 

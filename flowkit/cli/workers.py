@@ -26,6 +26,7 @@ import sys
 import time
 from typing import Any
 
+from flowkit._utils.text import log_safe
 from flowkit.cli._common import FROM_FILE, columns, one_line, positive, url_value
 
 __all__ = ["TIMEOUT", "connect", "register"]
@@ -140,14 +141,14 @@ def _run(args: argparse.Namespace) -> int:
     table = [("TOPIC", "WORKER", "HOST", "PID", "LANGUAGE", "SEEN", "TASKS")]
     for row in rows:
         seen = f"{row['seen_ago']:.0f}s ago"
-        tasks = f"{len(row['tasks'])}: {', '.join(row['tasks'])}"
+        tasks = f"{len(row['tasks'])}: {', '.join(map(log_safe, row['tasks']))}"
         table.append(
             (
-                row["topic"],
-                row["worker"],
-                str(row["host"]),
-                str(row["pid"]),
-                str(row["language"]),
+                log_safe(row["topic"]),
+                log_safe(row["worker"]),
+                log_safe(row["host"]),
+                log_safe(row["pid"]),
+                log_safe(row["language"]),
                 seen,
                 tasks,
             )

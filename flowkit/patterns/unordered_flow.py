@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Self
 
 from flowkit import flow
 from flowkit.flow import FlowItem
+from flowkit.retry import Retry
 
 __all__ = ["Flow"]
 
@@ -22,6 +23,23 @@ class Flow(flow._OrderedItems):
         name: the flow's name.
         retry: an optional :class:`~flowkit.retry.Retry` for this flow.
     """
+
+    # Defined here, not only on the shared base, so that what users see (a
+    # TypeError for a misused call, help(), a type checker's "add" of "Flow")
+    # names this public class rather than flowkit.flow's private _OrderedItems.
+    def __init__(self, name: str, retry: Retry | None = None) -> None:
+        super().__init__(name, retry)
+
+    def add(self, *items: FlowItem) -> Self:
+        """Add items (all are checked first: on an error nothing is added).
+
+        Raises:
+            flowkit.exceptions.InvalidFlowItem: an item is not an atom or flow.
+        """
+        return super().add(*items)
+
+    def iter_nodes(self) -> Iterator[tuple[FlowItem, dict[str, Any]]]:
+        return super().iter_nodes()
 
     def iter_links(self) -> Iterator[tuple[FlowItem, FlowItem, dict[str, Any]]]:
         return iter(())

@@ -22,6 +22,7 @@ __all__ = [
     "make_blocking",
     "make_long",
     "make_long_gated",
+    "make_refused",
     "make_retried",
     "make_revert_fails",
     "make_shop",
@@ -113,6 +114,18 @@ def make_shop() -> linear_flow.Flow:
     """reserve, then charge under retry r1 (2 attempts, then REVERT_ALL), then ship."""
     payment = linear_flow.Flow("payment", retry=retry.Times(2, "r1", revert_all=True)).add(Charge("charge"))
     return linear_flow.Flow("shop").add(Step("reserve"), payment, Step("ship"))
+
+
+class Refuse(task.Task):
+    """Fails with ``why`` as its message: text from outside (a remote worker's, a service's)."""
+
+    def execute(self, why: str) -> None:
+        raise ValueError(why)
+
+
+def make_refused() -> linear_flow.Flow:
+    """One atom, ``refuse``, failing with the message given as ``why``."""
+    return linear_flow.Flow("refused").add(Refuse("refuse"))
 
 
 class GivesText(task.Task):

@@ -494,3 +494,46 @@ def test_a_reading_command_opens_sqlite_read_only_and_writing_ones_still_create_
     assert empty.returncode == 1
     assert "has no flowkit schema; create it with `flowkit db upgrade" in empty.stderr, empty.stderr
     assert (tmp_path / "empty.db").stat().st_size == 0
+
+
+def test_flows_commands_escape_names_another_process_wrote(tmp_path: Path) -> None:
+    # A flow's and an atom's name (and a result) in the database are whatever the
+    # process that ran the flow wrote: printed raw, an escape repainted the
+    # operator's terminal and a newline forged a row or a line.
+    from flowkit import states
+    from flowkit.persistence import backends, models
+
+    connection = f"sqlite:///{tmp_path / 'flows.db'}"
+    book = models.LogBook("book")
+    detail = models.FlowDetail("nightly\x1b[2J\nforged-uuid  forged  SUCCESS", "f-1")
+    detail.state = states.SUCCESS
+    atom = models.TaskDetail("step\x1b]0;owned\x07", "a-1")
+    atom.state, atom.intention, atom.results = states.SUCCESS, states.EXECUTE, "ok\u202edone"
+    detail.add(atom)
+    book.add(detail)
+    with backends.backend(connection) as backend, backend.get_connection() as conn:
+        conn.upgrade()
+        conn.save_logbook(book)
+    listed = flowkit_cmd("flows", "list", "--connection", connection)
+    shown = flowkit_cmd("flows", "show", "f-1", "--connection", connection)
+    for done in (listed, shown):
+        assert done.returncode == 0, done.stderr
+        assert not any(c in done.stdout + done.stderr for c in "\x1b\x07\u202e"), done.stdout
+    [_, row] = listed.stdout.splitlines()
+    assert row.startswith("f-1   nightly\\x1b[2J\\nforged-uuid  forged  SUCCESS  SUCCESS ")
+    [head, line] = shown.stdout.splitlines()
+    assert head.startswith("flow 'nightly\\x1b[2J\\nforged-uuid  forged  SUCCESS' (f-1): SUCCESS")
+    assert line.split() == ["step\\x1b]0;owned\\x07", "SUCCESS", "->", "'ok\\u202edone'"]
+    missing = flowkit_cmd("flows", "show", "no-such", "--connection", connection)
+    assert missing.returncode == 2 and "its flows: nightly\\x1b[2J forged-uuid" in missing.stderr
+    why = flowkit_cmd("flows", "why", "f-1", "--connection", connection)  # it has no event log
+    assert why.returncode == 1 and why.stderr.startswith("flowkit flows why: error: flow 'nightly\\x1b[2J ")
+
+
+def test_a_failure_s_message_cannot_repaint_the_terminal_from_the_error_line() -> None:
+    # The message is whatever the code that raised wrote (a remote worker's, a
+    # service's reply): its escape sequences reached the terminal from stderr.
+    done = flowkit_cmd("run", "tests.cli._flows:make_refused", "--store", "why=no\x1b[2J\u202eway")
+    assert done.returncode == 1
+    assert not any(c in done.stdout + done.stderr for c in "\x1b\u202e"), done.stderr
+    assert "atom 'refuse' failed with ValueError: no\\x1b[2J\\u202eway" in done.stderr

@@ -277,3 +277,32 @@ def test_conductor_exits_0_at_once_on_a_second_signal(redis_board: str, tmp_path
     persistence.close()
     assert status == 0, log.read_text()
     assert "SIGINT received again: exiting now" in log.read_text()
+
+
+def test_jobs_listings_escape_names_another_process_wrote(redis_board: str, tmp_path: Path) -> None:
+    # A job's name, its claimant, a trash reason and a conductor's name are any
+    # string some process put on the board: printed raw, an escape repainted the
+    # operator's terminal and a newline forged a row of the listing.
+    from flowkit.types.entity import Entity
+
+    persistence = persistence_backends.fetch(f"sqlite:///{tmp_path / 'flows.db'}")
+    with backends.backend("b", redis_board, persistence=persistence) as board:
+        claimed = board.post("nightly\x1b[2J\nfake-uuid  UNCLAIMED NORMAL    forged")
+        board.claim(claimed, "ops\r\x1b]0;owned\x07")
+        aside = board.post("old\u202ejob")
+        board.claim(aside, "cli")
+        board.trash(aside, "cli", reason="bad\x1b[31m input")
+        board.register_entity(Entity("conductor", "night\nshift\x1b[1m", {"hostname": "h\x00", "pid": 7}))
+        listed = flowkit("jobs", "--board", redis_board, "list")
+        trashed = flowkit("jobs", "--board", redis_board, "list", "--trashed")
+        conductors = flowkit("jobs", "--board", redis_board, "conductors")
+    for done in (listed, trashed, conductors):
+        assert done.returncode == 0, done.stderr
+        assert not any(c in done.stdout for c in "\x1b\r\x00\x07\u202e"), done.stdout
+    assert listed.stdout == (
+        f"{claimed.uuid}  CLAIMED   NORMAL    nightly\\x1b[2J\\nfake-uuid  UNCLAIMED NORMAL    forged"
+        " owner=ops\\r\\x1b]0;owned\\x07\n"
+    )
+    assert trashed.stdout == f"{aside.uuid}  TRASHED   NORMAL    old\\u202ejob: bad\\x1b[31m input\n"
+    [header, row] = conductors.stdout.splitlines()
+    assert row.split()[:3] == ["night\\nshift\\x1b[1m", "h\\x00", "7"]

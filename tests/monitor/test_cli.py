@@ -192,3 +192,51 @@ def test_a_second_stop_signal_stops_at_once_and_still_exits_0(tmp_path: Path) ->
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=30)
+
+
+def test_a_stop_signal_right_after_the_announcement_is_a_graceful_stop(tmp_path: Path) -> None:
+    # The line was printed before uvicorn put its handlers in: a SIGTERM sent as
+    # soon as it was read killed the monitor (-15, read as a crash by a supervisor).
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        proc = _start_monitor(tmp_path)
+        try:
+            assert proc.stdout is not None
+            assert proc.stdout.readline().startswith("flowkit monitor on ")
+            proc.send_signal(sig)
+            assert proc.wait(timeout=30) == 0, sig.name
+            assert proc.stderr is not None
+            assert f"{sig.name} received: stopping the monitor gracefully" in proc.stderr.read()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=30)
+
+
+def test_a_forced_stop_prints_no_traceback(tmp_path: Path) -> None:
+    # uvicorn skipped the application's shutdown on a second signal and cancelled
+    # it instead, and the lifespan's CancelledError (and an open stream's) was
+    # printed as an ERROR with its traceback: an operator's own "stop now" read as a crash.
+    from flowkit import engines
+    from flowkit.persistence import backends
+    from tests.monitor._factories import make_fan
+
+    with backends.backend(f"sqlite:///{tmp_path}/t.db") as backend:
+        uuid = engines.load_from_factory(make_fan, backend=backend).storage.flow_uuid  # PENDING for good
+    proc = _start_monitor(tmp_path, "--poll", "5")
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().strip().removeprefix("flowkit monitor on ")
+        with urllib.request.urlopen(f"{url}api/flows/{uuid}/stream", timeout=30) as stream:
+            assert stream.readline().startswith(b"data: ")  # a request in flight when it stops
+            proc.send_signal(signal.SIGTERM)
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(timeout=30) == 0
+        assert proc.stderr is not None
+        said = proc.stderr.read().splitlines()
+        assert len(said) == 2, said
+        assert said[0].endswith(" received: stopping the monitor gracefully"), said
+        assert said[1].endswith(" received again: stopping the monitor now"), said
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)

@@ -268,3 +268,20 @@ def test_unordered_flow_items_may_provide_the_same_symbol() -> None:
     f = unordered_flow.Flow("f").add(make("a", provides="x"), make("b", provides="x"))
     assert len(f) == 2
     assert f.provides == frozenset({"x"})
+
+
+@pytest.mark.parametrize("pattern", [linear_flow.Flow, unordered_flow.Flow], ids=["linear", "unordered"])
+def test_a_misuse_names_the_pattern_not_its_private_base(pattern: type[flow.Flow]) -> None:
+    # "_OrderedItems.add() got an unexpected keyword argument 'items'": a class
+    # no user wrote or can look up in the docs.
+    made = pattern("f")
+    with pytest.raises(TypeError) as raised:
+        made.add(items=[make("a")])  # type: ignore[call-arg]
+    assert str(raised.value) == "Flow.add() got an unexpected keyword argument 'items'"
+    with pytest.raises(TypeError) as raised:
+        pattern()  # type: ignore[call-arg]
+    assert str(raised.value) == "Flow.__init__() missing 1 required positional argument: 'name'"
+    with pytest.raises(TypeError) as raised:
+        made.iter_nodes(1)  # type: ignore[call-arg]
+    assert str(raised.value).startswith("Flow.iter_nodes() takes 1 positional argument")
+    assert "_OrderedItems" not in repr(made.add)

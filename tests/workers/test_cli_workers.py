@@ -90,3 +90,33 @@ def test_workers_sets_its_own_socket_timeouts_by_default(redis_flushed_url: str)
         assert options["socket_connect_timeout"] <= TIMEOUT
     finally:
         client.close()
+
+
+def test_workers_escapes_what_a_hostile_advertisement_says(redis_flushed_url: str, redis_client: Any) -> None:
+    # A worker id, topic, host or task name is any string a process on the Redis
+    # wrote: printed raw, an escape repainted the operator's terminal and a
+    # newline forged a row of the table.
+    from flowkit.engines.worker_based import protocol
+
+    worker_id = "w1\x1b[2J\nimages  forged-worker"
+    topic = "vol\u202eumes"
+    advert = protocol.notify_message(
+        worker_id, topic, ["ok.task", "evil\r\x1b]0;owned\x07task"], heartbeat=30.0, visibility_timeout=60.0
+    )
+    advert["host"] = "host\nFORGED"
+    advert["language"] = "py\x00"
+    expires_ms = int((time.time() + 90) * 1000)
+    redis_client.hset(protocol.worker_key("flowkit", worker_id), mapping=protocol.encode(advert, None))
+    redis_client.zadd(protocol.workers_key("flowkit", topic), {worker_id: expires_ms})
+    redis_client.zadd(protocol.topics_key("flowkit"), {topic: expires_ms})
+
+    done = _workers(redis_flushed_url)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == 2, done.stdout  # the header and one row: no forged one
+    assert not any(c in done.stdout for c in "\x1b\r\x00\x07\u202e")
+    row = lines[1]
+    assert row.startswith("vol\\u202eumes  w1\\x1b[2J\\nimages  forged-worker  host\\nFORGED  ")
+    assert row.endswith("2: ok.task, evil\\r\\x1b]0;owned\\x07task")
+    rows = json.loads(_workers(redis_flushed_url, "--json").stdout)  # JSON escapes them itself
+    assert [(r["worker"], r["host"]) for r in rows] == [(worker_id, "host\nFORGED")]
