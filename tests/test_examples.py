@@ -11,9 +11,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
+
+from tests import services
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -88,6 +91,21 @@ EXPECTED: dict[str, list[str]] = {
         "then, in order: render -> upload -> go_live",
         "rendered pages: docs.example/about, docs.example/index",
         "live at: https://docs.example/ (v2)",
+    ],
+    "jobs_and_conductors.py": [
+        "board: memory (this process only)",
+        "posted job 'thumbnail-cat.jpg'",
+        "[host-a] downloaded cat.jpg",
+        "[host-a] resizing originals/cat.jpg...",
+        "host-a froze mid-task; its claim runs out, nobody renews it",
+        "[host-b] resizing originals/cat.jpg...",
+        "[host-b] published thumbs/cat.jpg",
+        "host-b: job_consumed",
+        "host-a: job_lost",
+        "host-a woke up: the board refused its write, so it gave the job up",
+        "final flow state: SUCCESS",
+        "stored thumbnail: thumbs/cat.jpg",
+        "jobs left on the board: 0",
     ],
     "timeouts_and_limits.py": [
         "exporting 6 reports on 6 threads, 2 database connections",
@@ -215,6 +233,8 @@ EXPECTED: dict[str, list[str]] = {
 
 # Lines that must never appear, whatever else the example prints.
 FORBIDDEN: dict[str, list[str]] = {
+    # host-b carries on from what host-a saved: the finished download is not redone.
+    "jobs_and_conductors.py": ["[host-b] downloaded cat.jpg", "[host-a] published thumbs/cat.jpg"],
     "resume_after_crash.py": [
         "steps the second run finished: reserve_stock, charge_card, ship_parcel, email_customer"
     ],
@@ -267,12 +287,22 @@ def test_every_example_has_expected_output() -> None:
 
 @pytest.mark.parametrize("name", _example_names())
 def test_example_runs_and_prints_its_story(name: str) -> None:
-    proc = _run_example(name)
+    _check_story(name, _run_example(name))
+
+
+def _check_story(
+    name: str, proc: subprocess.CompletedProcess[str], expected: list[str] | None = None
+) -> None:
+    """Fail unless ``proc`` exited 0, logged no traceback and printed ``expected`` in order.
+
+    ``expected`` defaults to the example's EXPECTED lines.
+    """
+    expected = EXPECTED.get(name, []) if expected is None else expected
     report = f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
     assert proc.returncode == 0, f"{name} exited {proc.returncode}\n{report}"
     # A listener that raises is logged and skipped, never fatal: catch it here.
     assert "Traceback" not in proc.stderr, f"{name} logged an error\n{report}"
-    missing = _missing_in_order(EXPECTED.get(name, []), proc.stdout)
+    missing = _missing_in_order(expected, proc.stdout)
     assert not missing, f"{name}: lines missing or out of order: {missing}\nstdout:\n{proc.stdout}"
     output_lines = {line.strip() for line in proc.stdout.splitlines()}
     unexpected = [line for line in FORBIDDEN.get(name, []) if line in output_lines]
@@ -313,3 +343,26 @@ def test_an_example_whose_extra_is_missing_says_what_to_install(name: str) -> No
     assert words in done.stderr, done.stderr
     if name != "declarative_flow.py":
         assert "Traceback" not in done.stderr, done.stderr
+
+
+def _board_url(kind: str, request: pytest.FixtureRequest) -> str:
+    """A URL of a fresh board of ``kind`` on the session's servers (see tests/services.py)."""
+    unique = uuid.uuid4().hex[:12]
+    if kind == "redis":
+        redis: services.RedisServer = request.getfixturevalue("redis_server")
+        redis.start()
+        return f"redis://127.0.0.1:{redis.port}/0?namespace=example-{unique}"
+    if kind == "etcd":
+        etcd: services.EtcdServer = request.getfixturevalue("etcd_server")
+        return f"etcd://{etcd.host}:{etcd.port}/example-{unique}"
+    zookeeper: services.ZooKeeperServer = request.getfixturevalue("zookeeper_server")
+    return f"zookeeper://{zookeeper.hosts}{zookeeper.root}/{unique}/jobs"
+
+
+@pytest.mark.parametrize("kind", ["redis", "zookeeper", "etcd"])
+def test_jobs_and_conductors_on_a_real_board(kind: str, request: pytest.FixtureRequest) -> None:
+    """The take-over story on a shared board, each conductor with a connection of its own."""
+    url = _board_url(kind, request)
+    name = "jobs_and_conductors.py"
+    expected = [f"board: {url}", *EXPECTED[name][1:]]
+    _check_story(name, _run_python(str(EXAMPLES / name), url), expected)
