@@ -107,6 +107,15 @@ EXPECTED: dict[str, list[str]] = {
         "stored thumbnail: thumbs/cat.jpg",
         "jobs left on the board: 0",
     ],
+    # Without a Redis URL, the worker examples say what to start and exit 0.
+    "remote_workers.py": [
+        "remote_workers.py needs a Redis server: start one (redis-server --port 6379 --save '')",
+        "and pass its URL: python examples/remote_workers.py redis://127.0.0.1:6379/0",
+    ],
+    "go_worker.py": [
+        "go_worker.py needs a Redis server: start one (redis-server --port 6379 --save '')",
+        "and pass its URL: python examples/go_worker.py redis://127.0.0.1:6379/0",
+    ],
     "timeouts_and_limits.py": [
         "exporting 6 reports on 6 threads, 2 database connections",
         "[upload] sending 6 files to the partner...",
@@ -250,9 +259,14 @@ def _run_example(name: str) -> subprocess.CompletedProcess[str]:
     return _run_python(str(EXAMPLES / name))
 
 
-def _run_python(*args: str) -> subprocess.CompletedProcess[str]:
-    """``python *args`` from the checkout, with its output, whatever its status."""
-    env = dict(os.environ)
+def _run_python(*args: str, env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``python *args`` from the checkout, with its output, whatever its status.
+
+    The examples' own variables (``FLOWKIT_EXAMPLE_*``, ``FLOWKIT_GO_WORKER``) come
+    from ``env_extra`` only, so a developer's shell cannot change what is tested.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FLOWKIT_EXAMPLE_", "FLOWKIT_GO_"))}
+    env.update(env_extra or {})
     # Make the checkout importable even when flowkit is not pip-installed.
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     return subprocess.run(
@@ -366,3 +380,47 @@ def test_jobs_and_conductors_on_a_real_board(kind: str, request: pytest.FixtureR
     name = "jobs_and_conductors.py"
     expected = [f"board: {url}", *EXPECTED[name][1:]]
     _check_story(name, _run_python(str(EXAMPLES / name), url), expected)
+
+
+def test_remote_workers_on_redis(redis_flushed_url: str) -> None:
+    """A Python worker process runs the flow's tasks; the URL comes from the environment."""
+    proc = _run_python(
+        str(EXAMPLES / "remote_workers.py"), env_extra={"FLOWKIT_EXAMPLE_REDIS": redis_flushed_url}
+    )
+    expected = [
+        # The two sizes run at once, so only one of them is known to come before publish.
+        "[worker] resized cat.jpg to 320 px",
+        "[worker] published 320/cat.jpg and 1280/cat.jpg",
+        "tasks ran in the worker process: True",
+        "published: 320/cat.jpg, 1280/cat.jpg",
+        "final flow state: SUCCESS",
+        "worker stopped with exit status 0",
+    ]
+    _check_story("remote_workers.py", proc, expected)
+
+
+def test_go_worker_on_redis(redis_flushed_url: str, go_worker_binary: str) -> None:
+    """The Go worker counts the primes the Python flow asks for."""
+    proc = _run_python(
+        str(EXAMPLES / "go_worker.py"), redis_flushed_url, env_extra={"FLOWKIT_GO_WORKER": go_worker_binary}
+    )
+    expected = [
+        "primes below 2,000,000: 148933",
+        "primes below 4,000,000: 283146",
+        "primes below 6,000,000: 412849",
+        "final flow state: SUCCESS",
+        "Go worker stopped with exit status 0",
+    ]
+    _check_story("go_worker.py", proc, expected)
+
+
+def test_go_worker_not_built_says_how_to_build_it(redis_flushed_url: str, tmp_path: Path) -> None:
+    missing = tmp_path / "flowkit-worker"
+    proc = _run_python(
+        str(EXAMPLES / "go_worker.py"), redis_flushed_url, env_extra={"FLOWKIT_GO_WORKER": str(missing)}
+    )
+    expected = [
+        f"go_worker.py needs the Go worker, not built at {missing}: build it with",
+        "(cd go_worker && go build -o flowkit-worker ./cmd/flowkit-worker)",
+    ]
+    _check_story("go_worker.py", proc, expected)
