@@ -116,6 +116,13 @@ EXPECTED: dict[str, list[str]] = {
         "go_worker.py needs a Redis server: start one (redis-server --port 6379 --save '')",
         "and pass its URL: python examples/go_worker.py redis://127.0.0.1:6379/0",
     ],
+    "dask_scale_out.py": [
+        "cluster of 2 worker processes",
+        "6 tiles rendered on the cluster's workers: True",
+        "none rendered in this process: True",
+        "image checksum: 149998191",
+        "final flow state: SUCCESS",
+    ],
     "timeouts_and_limits.py": [
         "exporting 6 reports on 6 threads, 2 database connections",
         "[upload] sending 6 files to the partner...",
@@ -339,6 +346,7 @@ NEEDS_EXTRA = {
         "opentelemetry",
         "why_it_reverted.py needs the OpenTelemetry SDK: pip install -e '.[otel]'",
     ),
+    "dask_scale_out.py": ("distributed", "dask_scale_out.py needs Dask: pip install -e '.[dask]'"),
     "declarative_flow.py": ("yaml", "reading a YAML spec needs PyYAML: pip install 'flowkit[declarative]'"),
 }
 
