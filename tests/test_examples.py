@@ -123,6 +123,15 @@ EXPECTED: dict[str, list[str]] = {
         "image checksum: 149998191",
         "final flow state: SUCCESS",
     ],
+    "live_monitor.py": [
+        "ran order-1: SUCCESS",
+        "ran order-2: REVERTED",
+        # The URL line names a port the system picked: not compared.
+        "GET / answers 200: flows - flowkit monitor",
+        "order-1: SUCCESS (reserve=SUCCESS, charge=SUCCESS, ship=SUCCESS)",
+        "order-2: REVERTED (reserve=REVERTED, charge=REVERTED, ship=PENDING)",
+        "monitor stopped with exit status 0",
+    ],
     "timeouts_and_limits.py": [
         "exporting 6 reports on 6 threads, 2 database connections",
         "[upload] sending 6 files to the partner...",
