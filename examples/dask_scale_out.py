@@ -21,7 +21,6 @@ Needs the ``dask`` extra (``pip install -e '.[dask]'``). Run it with::
 from __future__ import annotations
 
 import os
-import sys
 
 try:
     from distributed import Client, LocalCluster
@@ -58,20 +57,19 @@ def make_flow() -> linear_flow.Flow:
 
 def main() -> None:
     # Two worker processes of one thread each; no dashboard (no port to pick).
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
-        with Client(cluster) as client:
-            workers = set(client.run(os.getpid).values())  # worker address -> its PID
-            print(f"cluster of {len(workers)} worker processes")
-            engine = engines.load(make_flow(), engine="parallel", executor=client.get_executor())
-            engine.run()
-            results = engine.storage.fetch_all()
-            ran_in = {results[f"tile_{i}"]["pid"] for i in range(TILES)}
-            print(f"{TILES} tiles rendered on the cluster's workers: {ran_in <= workers}")
-            print(f"none rendered in this process: {os.getpid() not in ran_in}")
-            print(f"image checksum: {results['image']}")
-            print(f"final flow state: {engine.storage.get_flow_state()}")
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+    with cluster, Client(cluster) as client:
+        workers = set(client.run(os.getpid).values())  # each worker's PID
+        print(f"cluster of {len(workers)} worker processes")
+        engine = engines.load(make_flow(), engine="parallel", executor=client.get_executor())
+        engine.run()
+        results = engine.storage.fetch_all()
+        ran_in = {results[f"tile_{i}"]["pid"] for i in range(TILES)}
+        print(f"{TILES} tiles rendered on the cluster's workers: {ran_in <= workers}")
+        print(f"none rendered in this process: {os.getpid() not in ran_in}")
+        print(f"image checksum: {results['image']}")
+        print(f"final flow state: {engine.storage.get_flow_state()}")
 
 
 if __name__ == "__main__":  # worker processes import this file: start the cluster only here
     main()
-    sys.exit(0)

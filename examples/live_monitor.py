@@ -53,9 +53,9 @@ def run_flows(url: str) -> None:
         for order in ("order-1", "order-2"):
             flow = linear_flow.Flow(order).add(Step("reserve"), Step("charge"), Step("ship"))
             engine = engines.load(flow, store={"order": order}, book=models.LogBook("shop"), backend=backend)
-            with EventLogListener(engine):  # saved with the run: the monitor's tree of causes
-                with contextlib.suppress(RuntimeError):
-                    engine.run()
+            # The event log is saved with the run: the monitor draws its tree of causes.
+            with EventLogListener(engine), contextlib.suppress(RuntimeError):
+                engine.run()
             print(f"ran {order}: {engine.storage.get_flow_state()}")
 
 
