@@ -378,6 +378,8 @@ def test_an_example_whose_extra_is_missing_says_what_to_install(name: str) -> No
 
 def _board_url(kind: str, request: pytest.FixtureRequest) -> str:
     """A URL of a fresh board of ``kind`` on the session's servers (see tests/services.py)."""
+    # Each board's client library is an extra: skip (fail under CI) naming it when missing.
+    services.require_module({"redis": "redis", "etcd": "etcd3gw"}.get(kind, "kazoo"), f"'flowkit[{kind}]'")
     unique = uuid.uuid4().hex[:12]
     if kind == "redis":
         redis: services.RedisServer = request.getfixturevalue("redis_server")
@@ -401,6 +403,7 @@ def test_jobs_and_conductors_on_a_real_board(kind: str, request: pytest.FixtureR
 
 def test_remote_workers_on_redis(redis_flushed_url: str) -> None:
     """A Python worker process runs the flow's tasks; the URL comes from the environment."""
+    services.require_module("redis", "'flowkit[workers]'")
     proc = _run_python(
         str(EXAMPLES / "remote_workers.py"), env_extra={"FLOWKIT_EXAMPLE_REDIS": redis_flushed_url}
     )
@@ -418,6 +421,7 @@ def test_remote_workers_on_redis(redis_flushed_url: str) -> None:
 
 def test_go_worker_on_redis(redis_flushed_url: str, go_worker_binary: str) -> None:
     """The Go worker counts the primes the Python flow asks for."""
+    services.require_module("redis", "'flowkit[workers]'")
     proc = _run_python(
         str(EXAMPLES / "go_worker.py"), redis_flushed_url, env_extra={"FLOWKIT_GO_WORKER": go_worker_binary}
     )
