@@ -138,7 +138,9 @@ def main(url: str | None) -> None:
             conn.upgrade()
         board_a = open_board(url, persistence)
         board_b = open_board(url, persistence, shared=board_a)
-        print(f"board: {url or 'memory (this process only)'}")
+        # The kind only: a URL may hold a password, which has no business in a log.
+        kind = url.partition("://")[0] if url else "memory"
+        print(f"board: {kind}" + (" (this process only)" if url is None else ", a connection per conductor"))
         flow_detail = post_job(board_a, persistence, "cat.jpg")
 
         host_a = run_in_thread("host-a", conductor_on("host-a", board_a, persistence))
