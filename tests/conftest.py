@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -156,6 +160,47 @@ def etcd_server() -> Iterator[services.EtcdServer]:
         yield server
     finally:
         server.close()
+
+
+#: The Go worker's sources (tests/workers and tests/test_examples.py run its binary).
+GO_SOURCE = Path(__file__).resolve().parent.parent / "go_worker"
+#: Seconds ``go build`` may take (a cold module and build cache is slow).
+GO_BUILD_TIMEOUT = 300.0
+
+
+@pytest.fixture(scope="session")
+def go_worker_binary() -> Iterator[str]:
+    """Build the Go worker once per session and return the binary's path.
+
+    Skips when Go is not installed (fails under ``CI``); a build error fails.
+    """
+    go = os.environ.get("GO") or (
+        "/usr/local/go/bin/go" if os.access("/usr/local/go/bin/go", os.X_OK) else "go"
+    )
+    go = services.require_binary(go, "golang-go")
+    if not (GO_SOURCE / "go.mod").exists():
+        pytest.fail(f"no Go worker sources at {GO_SOURCE}")
+    outdir = Path(tempfile.mkdtemp(prefix="flowkit-go-worker-"))
+    binary = outdir / "flowkit-worker"
+    try:
+        result = subprocess.run(
+            [go, "build", "-o", str(binary), "./cmd/flowkit-worker"],
+            cwd=GO_SOURCE,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=GO_BUILD_TIMEOUT,
+            check=False,
+        )
+        if result.returncode != 0:
+            pytest.fail(
+                f"go build failed ({result.returncode}):\n{result.stdout.decode()}\n{result.stderr.decode()}"
+            )
+        yield str(binary)
+    finally:
+        with contextlib.suppress(OSError):
+            binary.unlink()
+        with contextlib.suppress(OSError):
+            outdir.rmdir()
 
 
 BACKENDS = ["memory", "dir", "sqlite", "postgresql", "zookeeper"]

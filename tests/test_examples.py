@@ -11,9 +11,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
+
+from tests import services
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -88,6 +91,46 @@ EXPECTED: dict[str, list[str]] = {
         "then, in order: render -> upload -> go_live",
         "rendered pages: docs.example/about, docs.example/index",
         "live at: https://docs.example/ (v2)",
+    ],
+    "jobs_and_conductors.py": [
+        "board: memory (this process only)",
+        "posted job 'thumbnail-cat.jpg'",
+        "[host-a] downloaded cat.jpg",
+        "[host-a] resizing originals/cat.jpg...",
+        "host-a froze mid-task; its claim runs out, nobody renews it",
+        "[host-b] resizing originals/cat.jpg...",
+        "[host-b] published thumbs/cat.jpg",
+        "host-b: job_consumed",
+        "host-a: job_lost",
+        "host-a woke up: the board refused its write, so it gave the job up",
+        "final flow state: SUCCESS",
+        "stored thumbnail: thumbs/cat.jpg",
+        "jobs left on the board: 0",
+    ],
+    # Without a Redis URL, the worker examples say what to start and exit 0.
+    "remote_workers.py": [
+        "remote_workers.py needs a Redis server: start one (redis-server --port 6379 --save '')",
+        "and pass its URL: python examples/remote_workers.py redis://127.0.0.1:6379/0",
+    ],
+    "go_worker.py": [
+        "go_worker.py needs a Redis server: start one (redis-server --port 6379 --save '')",
+        "and pass its URL: python examples/go_worker.py redis://127.0.0.1:6379/0",
+    ],
+    "dask_scale_out.py": [
+        "cluster of 2 worker processes",
+        "6 tiles rendered on the cluster's workers: True",
+        "none rendered in this process: True",
+        "image checksum: 149998191",
+        "final flow state: SUCCESS",
+    ],
+    "live_monitor.py": [
+        "ran order-1: SUCCESS",
+        "ran order-2: REVERTED",
+        # The URL line names a port the system picked: not compared.
+        "GET / answers 200: flows - flowkit monitor",
+        "order-1: SUCCESS (reserve=SUCCESS, charge=SUCCESS, ship=SUCCESS)",
+        "order-2: REVERTED (reserve=REVERTED, charge=REVERTED, ship=PENDING)",
+        "monitor stopped with exit status 0",
     ],
     "timeouts_and_limits.py": [
         "exporting 6 reports on 6 threads, 2 database connections",
@@ -215,6 +258,8 @@ EXPECTED: dict[str, list[str]] = {
 
 # Lines that must never appear, whatever else the example prints.
 FORBIDDEN: dict[str, list[str]] = {
+    # host-b carries on from what host-a saved: the finished download is not redone.
+    "jobs_and_conductors.py": ["[host-b] downloaded cat.jpg", "[host-a] published thumbs/cat.jpg"],
     "resume_after_crash.py": [
         "steps the second run finished: reserve_stock, charge_card, ship_parcel, email_customer"
     ],
@@ -230,9 +275,14 @@ def _run_example(name: str) -> subprocess.CompletedProcess[str]:
     return _run_python(str(EXAMPLES / name))
 
 
-def _run_python(*args: str) -> subprocess.CompletedProcess[str]:
-    """``python *args`` from the checkout, with its output, whatever its status."""
-    env = dict(os.environ)
+def _run_python(*args: str, env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``python *args`` from the checkout, with its output, whatever its status.
+
+    The examples' own variables (``FLOWKIT_EXAMPLE_*``, ``FLOWKIT_GO_WORKER``) come
+    from ``env_extra`` only, so a developer's shell cannot change what is tested.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FLOWKIT_EXAMPLE_", "FLOWKIT_GO_"))}
+    env.update(env_extra or {})
     # Make the checkout importable even when flowkit is not pip-installed.
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     return subprocess.run(
@@ -267,12 +317,22 @@ def test_every_example_has_expected_output() -> None:
 
 @pytest.mark.parametrize("name", _example_names())
 def test_example_runs_and_prints_its_story(name: str) -> None:
-    proc = _run_example(name)
+    _check_story(name, _run_example(name))
+
+
+def _check_story(
+    name: str, proc: subprocess.CompletedProcess[str], expected: list[str] | None = None
+) -> None:
+    """Fail unless ``proc`` exited 0, logged no traceback and printed ``expected`` in order.
+
+    ``expected`` defaults to the example's EXPECTED lines.
+    """
+    expected = EXPECTED.get(name, []) if expected is None else expected
     report = f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
     assert proc.returncode == 0, f"{name} exited {proc.returncode}\n{report}"
     # A listener that raises is logged and skipped, never fatal: catch it here.
     assert "Traceback" not in proc.stderr, f"{name} logged an error\n{report}"
-    missing = _missing_in_order(EXPECTED.get(name, []), proc.stdout)
+    missing = _missing_in_order(expected, proc.stdout)
     assert not missing, f"{name}: lines missing or out of order: {missing}\nstdout:\n{proc.stdout}"
     output_lines = {line.strip() for line in proc.stdout.splitlines()}
     unexpected = [line for line in FORBIDDEN.get(name, []) if line in output_lines]
@@ -295,6 +355,7 @@ NEEDS_EXTRA = {
         "opentelemetry",
         "why_it_reverted.py needs the OpenTelemetry SDK: pip install -e '.[otel]'",
     ),
+    "dask_scale_out.py": ("distributed", "dask_scale_out.py needs Dask: pip install -e '.[dask]'"),
     "declarative_flow.py": ("yaml", "reading a YAML spec needs PyYAML: pip install 'flowkit[declarative]'"),
 }
 
@@ -313,3 +374,74 @@ def test_an_example_whose_extra_is_missing_says_what_to_install(name: str) -> No
     assert words in done.stderr, done.stderr
     if name != "declarative_flow.py":
         assert "Traceback" not in done.stderr, done.stderr
+
+
+def _board_url(kind: str, request: pytest.FixtureRequest) -> str:
+    """A URL of a fresh board of ``kind`` on the session's servers (see tests/services.py)."""
+    # Each board's client library is an extra: skip (fail under CI) naming it when missing.
+    services.require_module({"redis": "redis", "etcd": "etcd3gw"}.get(kind, "kazoo"), f"'flowkit[{kind}]'")
+    unique = uuid.uuid4().hex[:12]
+    if kind == "redis":
+        redis: services.RedisServer = request.getfixturevalue("redis_server")
+        redis.start()
+        return f"redis://127.0.0.1:{redis.port}/0?namespace=example-{unique}"
+    if kind == "etcd":
+        etcd: services.EtcdServer = request.getfixturevalue("etcd_server")
+        return f"etcd://{etcd.host}:{etcd.port}/example-{unique}"
+    zookeeper: services.ZooKeeperServer = request.getfixturevalue("zookeeper_server")
+    return f"zookeeper://{zookeeper.hosts}{zookeeper.root}/{unique}/jobs"
+
+
+@pytest.mark.parametrize("kind", ["redis", "zookeeper", "etcd"])
+def test_jobs_and_conductors_on_a_real_board(kind: str, request: pytest.FixtureRequest) -> None:
+    """The take-over story on a shared board, each conductor with a connection of its own."""
+    url = _board_url(kind, request)
+    name = "jobs_and_conductors.py"
+    expected = [f"board: {kind}, a connection per conductor", *EXPECTED[name][1:]]
+    _check_story(name, _run_python(str(EXAMPLES / name), url), expected)
+
+
+def test_remote_workers_on_redis(redis_flushed_url: str) -> None:
+    """A Python worker process runs the flow's tasks; the URL comes from the environment."""
+    services.require_module("redis", "'flowkit[workers]'")
+    proc = _run_python(
+        str(EXAMPLES / "remote_workers.py"), env_extra={"FLOWKIT_EXAMPLE_REDIS": redis_flushed_url}
+    )
+    expected = [
+        # The two sizes run at once, so only one of them is known to come before publish.
+        "[worker] resized cat.jpg to 320 px",
+        "[worker] published 320/cat.jpg and 1280/cat.jpg",
+        "tasks ran in the worker process: True",
+        "published: 320/cat.jpg, 1280/cat.jpg",
+        "final flow state: SUCCESS",
+        "worker stopped with exit status 0",
+    ]
+    _check_story("remote_workers.py", proc, expected)
+
+
+def test_go_worker_on_redis(redis_flushed_url: str, go_worker_binary: str) -> None:
+    """The Go worker counts the primes the Python flow asks for."""
+    services.require_module("redis", "'flowkit[workers]'")
+    proc = _run_python(
+        str(EXAMPLES / "go_worker.py"), redis_flushed_url, env_extra={"FLOWKIT_GO_WORKER": go_worker_binary}
+    )
+    expected = [
+        "primes below 2,000,000: 148933",
+        "primes below 4,000,000: 283146",
+        "primes below 6,000,000: 412849",
+        "final flow state: SUCCESS",
+        "Go worker stopped with exit status 0",
+    ]
+    _check_story("go_worker.py", proc, expected)
+
+
+def test_go_worker_not_built_says_how_to_build_it(redis_flushed_url: str, tmp_path: Path) -> None:
+    missing = tmp_path / "flowkit-worker"
+    proc = _run_python(
+        str(EXAMPLES / "go_worker.py"), redis_flushed_url, env_extra={"FLOWKIT_GO_WORKER": str(missing)}
+    )
+    expected = [
+        f"go_worker.py needs the Go worker, not built at {missing}: build it with",
+        "(cd go_worker && go build -o flowkit-worker ./cmd/flowkit-worker)",
+    ]
+    _check_story("go_worker.py", proc, expected)

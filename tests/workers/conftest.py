@@ -31,7 +31,6 @@ import pytest
 from tests import services
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-GO_SOURCE = REPO_ROOT / "go_worker"
 NAMESPACE = "flowkit"
 #: The Python worker serves the twins of the Go example tasks from this module.
 TASKS_MODULE = "tests.workers.behaviour_tasks"
@@ -39,8 +38,6 @@ TASKS_MODULE = "tests.workers.behaviour_tasks"
 START_TIMEOUT = 30.0
 #: Seconds a worker gets to exit after SIGTERM before it is killed.
 STOP_TIMEOUT = 10.0
-#: Seconds ``go build`` may take (a cold module and build cache is slow).
-GO_BUILD_TIMEOUT = 300.0
 
 
 def requests_key(topic: str) -> str:
@@ -250,41 +247,6 @@ def python_worker(redis_flushed_url: str) -> Iterator[WorkerFactory]:
 
     with _worker_factory("python", redis_flushed_url, command) as factory:
         yield factory
-
-
-@pytest.fixture(scope="session")
-def go_worker_binary() -> Iterator[str]:
-    """Build the Go worker once per session and return the binary's path.
-
-    Skips when Go is not installed (fails under ``CI``); a build error fails.
-    """
-    go = os.environ.get("GO") or (
-        "/usr/local/go/bin/go" if os.access("/usr/local/go/bin/go", os.X_OK) else "go"
-    )
-    go = services.require_binary(go, "golang-go")
-    if not (GO_SOURCE / "go.mod").exists():
-        pytest.fail(f"no Go worker sources at {GO_SOURCE}")
-    outdir = Path(tempfile.mkdtemp(prefix="flowkit-go-worker-"))
-    binary = outdir / "flowkit-worker"
-    try:
-        result = subprocess.run(
-            [go, "build", "-o", str(binary), "./cmd/flowkit-worker"],
-            cwd=GO_SOURCE,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            timeout=GO_BUILD_TIMEOUT,
-            check=False,
-        )
-        if result.returncode != 0:
-            pytest.fail(
-                f"go build failed ({result.returncode}):\n{result.stdout.decode()}\n{result.stderr.decode()}"
-            )
-        yield str(binary)
-    finally:
-        with contextlib.suppress(OSError):
-            binary.unlink()
-        with contextlib.suppress(OSError):
-            outdir.rmdir()
 
 
 @pytest.fixture
