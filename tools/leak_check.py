@@ -23,7 +23,8 @@ flow), their ``-fail`` forms (a failure reverted, under a retry that tries
 twice) and ``listeners`` (logging and duration listeners registered and
 deregistered around each run); ``cache`` (a cached task, ``--cache URL``);
 ``backend`` (one backend object for every run, ``--connection URL``) and
-``backend-dict`` (the configuration dict each time, as TaskFlow code passes).
+``backend-dict`` (the configuration dict each time, as TaskFlow code passes);
+``classes`` (a flow factory that defines its task classes anew each time).
 A flat line is the goal: a few objects more or less between two reports is the
 allocator's noise; growth at every report is a leak.
 """
@@ -100,6 +101,18 @@ def _flow(fail: bool) -> linear_flow.Flow:
     return flow
 
 
+def _flow_of_new_classes() -> linear_flow.Flow:
+    """A flow of a task class made just now, as a factory with its classes inside makes them."""
+
+    class Step(task.Task):
+        default_provides = "a"
+
+        def execute(self, x: int) -> int:
+            return x + 1
+
+    return linear_flow.Flow("classes").add(Step("step"))
+
+
 def scenario(name: str, args: argparse.Namespace) -> Callable[[], None]:
     """The one run ``name`` repeats (see the module docstring)."""
     kind, _, variant = name.partition("-")
@@ -121,6 +134,8 @@ def scenario(name: str, args: argparse.Namespace) -> Callable[[], None]:
             conn.upgrade()
         shared = backends.fetch(conf)
         return lambda: _run("serial", True, shared if variant != "dict" else conf)
+    if kind == "classes":
+        return lambda: engines.run(_flow_of_new_classes(), store={"x": 1})
     if kind == "listeners":
         return lambda: _run("serial", True, None, listened=True)
     engine = "parallel" if kind == "processes" else kind
@@ -212,7 +227,8 @@ def main(argv: list[str] | None = None) -> int:
     """Parse the arguments and measure the scenario; 0 unless the arguments are wrong."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     names = [f"{k}{v}" for k in ("serial", "parallel", "asyncio", "processes") for v in ("", "-fail")]
-    parser.add_argument("scenario", choices=[*names, "listeners", "cache", "backend", "backend-dict"])
+    others = ["listeners", "cache", "backend", "backend-dict", "classes"]
+    parser.add_argument("scenario", choices=[*names, *others])
     parser.add_argument("--runs", type=int, default=2000)
     parser.add_argument("--every", type=int, default=0, help="report every N runs (default: runs/5)")
     parser.add_argument("--warm", type=int, default=100)
