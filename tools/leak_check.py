@@ -135,7 +135,11 @@ def scenario(name: str, args: argparse.Namespace) -> Callable[[], None]:
         shared = backends.fetch(conf)
         return lambda: _run("serial", True, shared if variant != "dict" else conf)
     if kind == "classes":
-        return lambda: engines.run(_flow_of_new_classes(), store={"x": 1})
+
+        def with_new_classes() -> None:
+            engines.run(_flow_of_new_classes(), store={"x": 1})
+
+        return with_new_classes
     if kind == "listeners":
         return lambda: _run("serial", True, None, listened=True)
     engine = "parallel" if kind == "processes" else kind
