@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from flowkit import exceptions as exc
 from flowkit import typed
+from flowkit._utils.class_caches import make_room
 from flowkit._utils.lazy_logging import module_logger
 
 # The cache modules (hashing, stores) are imported only by a run that caches:
@@ -353,6 +354,7 @@ def _undoes(atom: Any) -> bool:
         return _undoes(hook(atom)[0])
     by_class = _UNDOES.get(type(atom))
     if by_class is None:
+        make_room(_UNDOES)
         by_class = _UNDOES[type(atom)] = _undoes_by_class(type(atom))
     if by_class == "functor":
         return atom._revert is not None

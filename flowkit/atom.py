@@ -23,6 +23,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from flowkit._utils import reflection
+from flowkit._utils.class_caches import make_room
 from flowkit._utils.records import Record
 
 if TYPE_CHECKING:
@@ -317,6 +318,7 @@ def _arg_names(signatures: tuple[Any, Any]) -> frozenset[str]:
         names = set(reflection.inspect_key(*signatures[0]).all)
         if signatures[1] is not None:
             names.update(reflection.inspect_key(*signatures[1]).all)
+        make_room(_ARG_NAMES)
         found = _ARG_NAMES[signatures] = frozenset(names)
     return found
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Self, TypeAlias, cast
 
 from flowkit import exceptions as exc
 from flowkit._utils import reflection
+from flowkit._utils.class_caches import make_room
 from flowkit.atom import Atom
 from flowkit.retry import Retry
 
@@ -161,6 +162,7 @@ class Flow(abc.ABC):
         if cls not in _ITEM_CLASSES:
             if not isinstance(item, (Atom, Flow)):
                 raise self._not_an_item(item)
+            make_room(_ITEM_CLASSES)
             _ITEM_CLASSES.add(cls)
         if item is self:
             message = f"flow '{self._name}' cannot contain itself"
@@ -194,6 +196,7 @@ class Flow(abc.ABC):
         cls = type(child)
         is_flow = _IS_FLOW.get(cls)
         if is_flow is None:
+            make_room(_IS_FLOW)
             is_flow = _IS_FLOW[cls] = issubclass(cls, Flow)
         if is_flow:
             import weakref  # only once flows are nested (a one-task run never imports it)

@@ -41,6 +41,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from flowkit import exceptions as exc
+from flowkit._utils.class_caches import make_room
 from flowkit.atom import Atom
 
 __all__ = [
@@ -174,6 +175,7 @@ def contract_of(atom: Any) -> Contract:
         return found
     if shares_contract(cls):
         # One lookup per atom from now on: flows of 100,000 atoms of one class are common.
+        make_room(_BY_CLASS)
         found = _BY_CLASS[cls] = _contract_of_callable(cls.execute)
         return found
     own = getattr(atom, "__flowkit_contract__", None)
@@ -375,6 +377,7 @@ def contract_of_class(cls: type) -> Contract:
     """The contract shared by every instance of a class that takes ``execute`` as it is."""
     found = _BY_CLASS.get(cls)
     if found is None:
+        make_room(_BY_CLASS)
         found = _BY_CLASS[cls] = _contract_of_callable(cls.execute)  # type: ignore[attr-defined]
     return found
 

@@ -407,6 +407,11 @@ def open_store(target: str | CacheStore, clock: Clock = time.time) -> CacheStore
     ``postgresql://...``, ``redis://host:port/db``; each takes ``?ttl=SECONDS``
     and ``&max_entries=N``.
 
+    A process opens one store per SQL or Redis URL and hands it to every run
+    naming that URL (as it keeps one ``memory://`` store per name), unless a
+    ``clock`` of the caller's own is given: that store is the caller's alone.
+    Closing a store releases its connection; its next use opens another.
+
     Raises:
         InvalidEngineOption: not a store or a URL of a known scheme, or bad
             ``ttl``/``max_entries`` values; the message names the URL.
@@ -431,15 +436,48 @@ def open_store(target: str | CacheStore, clock: Clock = time.time) -> CacheStore
         dir_store = DirStore(parts.path, ttl, max_entries, clock)
         dir_store.url = bare
         return dir_store
+    if clock is not time.time:
+        return _connect(url, clock)
+    # One store per URL in a process, as for memory:// above: each run made (and
+    # never closed) its own, an SQLAlchemy engine with its connection and WAL files,
+    # or a Redis client, which a long-lived process held until the cyclic collector
+    # happened to free them (hundreds of files, and a connection per run).
+    with _SHARED_LOCK:
+        shared = _SHARED.get(target)
+        if shared is None:
+            shared = _SHARED[target] = _connect(url, clock)
+        return shared
+
+
+#: The SQL and Redis stores open in this process, by the URL that opened them.
+_SHARED: dict[str, CacheStore] = {}
+_SHARED_LOCK = threading.Lock()
+#: Stores a parent process had open when it forked: the child keeps them, never
+#: using or closing them (closing a PostgreSQL connection or a Redis socket the
+#: parent still uses would end the parent's session), and opens its own.
+_INHERITED: list[CacheStore] = []
+
+
+def _forget_after_fork() -> None:
+    _INHERITED.extend(_SHARED.values())
+    _SHARED.clear()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows
+    os.register_at_fork(after_in_child=_forget_after_fork)
+
+
+def _connect(url: _Target, clock: Clock) -> CacheStore:
+    """A new SQL or Redis store for ``url`` (a connection of its own)."""
+    ttl, max_entries, bare = url.ttl, url.max_entries, url.bare
+    # The rest of the query is the client's (socket_timeout=...).
+    rest = "&".join(f"{k}={v}" for k, v in url.query.items())
     if url.scheme in _SQL_SCHEMES:
         from flowkit.cache._sql import SqlStore
 
-        rest = "&".join(f"{k}={v}" for k, v in url.query.items())
         return SqlStore(f"{bare}?{rest}" if rest else bare, ttl, max_entries, clock)
     from flowkit.cache._redis import RedisStore
 
-    # The rest of the query is the client's (socket_timeout=...), as for the SQL stores.
-    rest = "&".join(f"{k}={v}" for k, v in url.query.items())
     redis_store = RedisStore(f"{bare}?{rest}" if rest else bare, ttl, max_entries, clock)
     redis_store.url = bare
     return redis_store

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from flowkit import exceptions as exc
 from flowkit import flow as flow_mod
+from flowkit._utils.class_caches import make_room
 from flowkit._utils.records import Record
 from flowkit.atom import Atom, _OneName, _OnePair
 from flowkit.patterns import linear_flow, unordered_flow
@@ -805,6 +806,7 @@ def _kind_of(item: Any) -> int:
             kind = _FLOW
         else:
             kind = -1
+        make_room(_KIND_CACHE)
         _KIND_CACHE[cls] = kind
     return kind
 

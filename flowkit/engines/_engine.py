@@ -584,6 +584,27 @@ class ActionEngine(Engine):
         return self._steps(timeout, emit=True)
 
     def _steps(self, timeout: float | None, emit: bool) -> Generator[str, Any, None]:
+        """The run's states (:meth:`_machine`), closing the backend :func:`~flowkit.engines.load` made.
+
+        A backend given as a configuration dict is made for this engine alone
+        and nobody else can close it: each run left its connections (a pooled
+        SQL connection, a ZooKeeper client and its threads) open until the
+        cyclic collector freed it. Closed once the run ends; a later run or
+        read reopens them.
+        """
+        if not self._closes_backend:
+            return self._machine(timeout, emit)
+        return self._closing(self._machine(timeout, emit))
+
+    def _closing(self, steps: Generator[str, Any, None]) -> Generator[str, Any, None]:
+        try:
+            yield from steps
+        finally:
+            backend = self._backend
+            if backend is not None:
+                backend.close()
+
+    def _machine(self, timeout: float | None, emit: bool) -> Generator[str, Any, None]:
         """The run's state machine; ``emit``: yield every engine state (run_iter), not just the last."""
         self.compile()
         self.prepare()

@@ -23,6 +23,11 @@ class Engine(metaclass=abc.ABCMeta):
         options: engine options (see each engine kind for the ones it takes).
     """
 
+    #: Whether the engine closes its backend after each run: set by
+    #: :func:`flowkit.engines.load` for a backend it made from a configuration
+    #: dict, which is the engine's alone (see ``ActionEngine._steps``).
+    _closes_backend: bool = False
+
     def __init__(self, flow: Any, flow_detail: Any, backend: Any, options: Mapping[str, Any] | None) -> None:
         self._flow = flow
         self._flow_detail = flow_detail

@@ -260,7 +260,34 @@ def _load(
     new_meta: Mapping[str, Any] | None,
 ) -> Engine:
     """:func:`load`; ``new_meta`` goes into the flow detail made for the run (with a factory's record)."""
+    made_backend = isinstance(backend, Mapping)
     backend = _resolve_backend(backend)
+    if not made_backend:
+        return _load_on(flow, store, flow_detail, book, backend, namespace, engine, inject, options, new_meta)
+    # A backend made from a configuration dict is the engine's alone: it closes it
+    # after each run, and a load that fails closes it here.
+    try:
+        made = _load_on(flow, store, flow_detail, book, backend, namespace, engine, inject, options, new_meta)
+    except BaseException:
+        backend.close()
+        raise
+    made._closes_backend = True
+    return made
+
+
+def _load_on(
+    flow: Any,
+    store: Mapping[str, Any] | None,
+    flow_detail: Any,
+    book: Any,
+    backend: Any,
+    namespace: str,
+    engine: str,
+    inject: Mapping[str, Mapping[str, Any]] | None,
+    options: Mapping[str, Any],
+    new_meta: Mapping[str, Any] | None,
+) -> Engine:
+    """:func:`_load` with ``backend`` resolved to a backend object (or None)."""
     kind, uri_options = parse_engine(engine)
     merged = {**uri_options, **options}
     cls = _engine_class(kind, namespace)
@@ -400,10 +427,15 @@ def save_factory_details(
         InvalidFormat: its arguments cannot be stored as JSON.
     """
     flow_detail.meta[_FACTORY_KEY] = _factory_meta(flow_factory, factory_args, factory_kwargs)
+    made_backend = isinstance(backend, Mapping)
     resolved = _resolve_backend(backend)
     if resolved is not None:
-        with contextlib.closing(resolved.get_connection()) as conn:
-            conn.update_flow_details(flow_detail)
+        try:
+            with contextlib.closing(resolved.get_connection()) as conn:
+                conn.update_flow_details(flow_detail)
+        finally:
+            if made_backend:  # made for this one write: its pool would outlive it
+                resolved.close()
 
 
 def load_from_factory(

@@ -31,6 +31,7 @@ from typing import Any, NamedTuple, Self
 from flowkit import atom as atom_mod
 from flowkit import deciders, flow
 from flowkit import exceptions as exc
+from flowkit._utils.class_caches import make_room
 from flowkit._utils.gc_pause import gc_paused
 from flowkit.atom import Atom, _result_names
 from flowkit.flow import FlowItem
@@ -667,6 +668,7 @@ class Flow(flow.Flow):
         cls = type(node)
         kind = _ITEM_KINDS.get(cls)
         if kind is None:
+            make_room(_ITEM_KINDS)
             kind = _ITEM_KINDS[cls] = _item_kind(cls)
         if kind is _FLOW_ITEM:
             self._plain = False

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import collections
 import enum
+import gc
 import itertools
 import logging
+import os
 import subprocess
 import sys
 import textwrap
@@ -16,7 +18,7 @@ from typing import Any, ClassVar
 import pytest
 
 from flowkit import engines, exceptions, states, task
-from flowkit.cache import MemoryStore, Uncacheable
+from flowkit.cache import MemoryStore, Uncacheable, open_store
 from flowkit.patterns import linear_flow
 from flowkit.types.notifier import Notifier
 from tests.cache import tasks
@@ -931,3 +933,47 @@ def test_an_entry_its_atoms_validation_refuses_is_a_miss_that_the_call_replaces(
     assert tasks.CALLS == ["answer", "answer"]  # the second validated run took the new entry
     assert "atom 'answer': the entry of key" in caplog.text
     assert "is not str" in caplog.text
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts this process's open files in /proc")
+def test_runs_naming_one_sqlite_cache_url_share_one_store_and_its_files(tmp_path: Path) -> None:
+    """Each run opened a store of its own (an SQLAlchemy engine, a connection and its
+    WAL files) and never closed it: a process running flows for weeks held three more
+    files per run until the cyclic collector happened to free them. Counted with the
+    collector off, so nothing but the stores' own closing can give the files back."""
+    url = f"sqlite:///{tmp_path / 'cache.db'}"
+    engines.run(tasks.chain(2), store={"start": 0}, cache=url)
+    gc.collect()
+    gc.disable()
+    try:
+        before = _open_fds()
+        for start in range(40):
+            engines.run(tasks.chain(2), store={"start": start % 4}, cache=url)
+        grown = _open_fds() - before
+    finally:
+        gc.enable()
+    assert grown <= 0, f"40 runs left {grown} more files open"
+    assert open_store(url) is open_store(url)
+
+
+def test_runs_naming_one_redis_cache_url_share_one_connection(redis_flushed_url: str) -> None:
+    """One client per URL in a process: a run each made (and connected) its own."""
+    redis = pytest.importorskip("redis")
+    admin = redis.Redis.from_url(redis_flushed_url)
+    engines.run(tasks.chain(2), store={"start": 0}, cache=redis_flushed_url)
+    gc.collect()
+    gc.disable()
+    try:
+        before = len(admin.client_list())
+        for start in range(40):
+            engines.run(tasks.chain(2), store={"start": start % 4}, cache=redis_flushed_url)
+        grown = len(admin.client_list()) - before
+    finally:
+        gc.enable()
+        admin.close()
+    assert grown <= 0, f"40 runs left {grown} more connections to Redis"
+    assert open_store(redis_flushed_url) is open_store(redis_flushed_url)

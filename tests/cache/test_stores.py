@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -693,3 +694,42 @@ def test_a_bounded_postgresql_write_does_not_wait_for_a_row_another_writer_holds
     finally:
         other.dispose()
         store.close()
+
+
+@pytest.mark.parametrize("shared_kind", ["sqlite", "postgresql", "redis"])
+def test_the_store_a_url_shares_serves_runs_again_after_it_was_closed(
+    shared_kind: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """Runs naming one URL share its store; ``flowkit cache stats`` closes the one it opened,
+    which must leave the next run of that process a store that reconnects, not a dead one."""
+    url = make_url(shared_kind, request, tmp_path)
+    store = open_store(url)
+    store.put("a" * 64, "1")
+    store.close()
+    assert open_store(url) is store
+    assert store.get("a" * 64) == "1"
+    store.put("b" * 64, "2")
+    assert store.stats().entries == 2
+    store.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="forks")
+def test_a_forked_child_opens_a_store_of_its_own_and_leaves_its_parents_alone(tmp_path: Path) -> None:
+    """The child must not use (or close) the connection its parent goes on using."""
+    url = f"sqlite:///{tmp_path / 'cache.db'}"
+    parent = open_store(url)
+    parent.put("a" * 64, "1")
+    pid = os.fork()
+    if pid == 0:  # the child: say through its exit status what it found
+        status = 1
+        try:
+            child = open_store(url)
+            status = 0 if child is not parent and child.get("a" * 64) == "1" else 2
+            child.put("b" * 64, "2")
+        finally:
+            os._exit(status)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert open_store(url) is parent
+    assert parent.get("b" * 64) == "2"
+    parent.close()

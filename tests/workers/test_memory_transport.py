@@ -705,3 +705,24 @@ def test_the_memory_transport_runs_without_the_redis_client_and_redis_urls_say_w
     assert all("pip install 'flowkit[workers]'" in line for line in refusals)
     assert lines[4:] == ["cli exit 1"]
     assert "flowkit worker: error:" in done.stderr and "pip install 'flowkit[workers]'" in done.stderr
+
+
+def test_expired_keys_nobody_reads_again_are_dropped_from_the_memory_broker() -> None:
+    """A worker marks each request it takes with a key that expires (``seen:<id>``) and
+    is never read again. The broker dropped an expired key only when it was read, so
+    an in-process worker kept one key per request it ever served, for as long as it ran.
+    """
+    from flowkit.engines.worker_based._memory import MemoryBroker
+
+    clock = FakeClock()
+    broker = MemoryBroker(clock=clock)
+    for number in range(1000):
+        broker.run([(MemoryBroker.set, (f"seen:{number}", b"1"), {"px": 1000})])
+    broker.run([(MemoryBroker.set, ("kept", b"1"), {})])
+    clock.advance(2.0)  # every seen: key has expired; nothing reads them
+    for number in range(1000, 1100):
+        broker.run([(MemoryBroker.set, (f"seen:{number}", b"1"), {"px": 1000})])
+    held = len(broker._values)
+    assert held <= 200, f"{held} keys held, 1,000 of them expired"
+    assert broker.run([(MemoryBroker.get, ("kept",), {})]) == [b"1"]
+    assert broker.run([(MemoryBroker.get, ("seen:1099",), {})]) == [b"1"]

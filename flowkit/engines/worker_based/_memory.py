@@ -128,6 +128,10 @@ class _Stream:
     groups: dict[bytes, _Group] = field(default_factory=dict)
 
 
+#: Keys with an expiry the broker holds before it first sweeps the expired ones.
+_FIRST_SWEEP = 64
+
+
 class MemoryBroker:
     """The keys of one in-process memory transport, shared by its engines and workers.
 
@@ -142,6 +146,8 @@ class MemoryBroker:
         self._added = threading.Condition(self._lock)
         self._values: dict[bytes, Any] = {}
         self._expires: dict[bytes, float] = {}  # key -> monotonic deadline
+        #: How many keys with an expiry make the next one set sweep them (see _expiring).
+        self._sweep_at = _FIRST_SWEEP
 
     # -- running commands (the caller holds the lock) ------------------------------
 
@@ -234,7 +240,7 @@ class MemoryBroker:
         name = _bytes(key)
         if self._get(name, None) is None:
             return False
-        self._expires[name] = self._now() + int(ms) / 1000
+        self._expiring(name, int(ms))
         return True
 
     # -- strings ---------------------------------------------------------------------
@@ -246,8 +252,26 @@ class MemoryBroker:
         self._values[name] = _bytes(value)
         self._expires.pop(name, None)
         if px is not None:
-            self._expires[name] = self._now() + int(px) / 1000
+            self._expiring(name, int(px))
         return True
+
+    def _expiring(self, name: bytes, ms: int) -> None:
+        """Give ``name`` an expiry, first dropping every expired key once enough have one.
+
+        An expired key went only when it was read again, as Redis's lazy expiry does;
+        Redis also drops expired keys it samples in the background, and without that a
+        worker's ``seen:<request id>`` marks (written once, never read again) stayed
+        here one per request for as long as the process ran. Swept when the keys with
+        an expiry have doubled since the last sweep: a constant cost per key set.
+        """
+        expires = self._expires
+        if len(expires) >= self._sweep_at:
+            now = self._now()
+            for key in [key for key, deadline in expires.items() if now >= deadline]:
+                del expires[key]
+                self._values.pop(key, None)
+            self._sweep_at = max(_FIRST_SWEEP, 2 * len(expires))
+        expires[name] = self._now() + ms / 1000
 
     def get(self, key: Any) -> bytes | None:
         value: bytes | None = self._get(_bytes(key), bytes)
