@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import pytest
 
@@ -88,12 +88,16 @@ def wait_until(
         time.sleep(interval)
 
 
-def run_bounded(engine: Any, seconds: float) -> BaseException | None:
-    """Run ``engine`` in a thread of its own; return what it raised (None: it succeeded).
+class BackgroundRun(NamedTuple):
+    """A run going on in a thread of its own (:func:`start_run`)."""
 
-    Bounded: an engine that has not returned after ``seconds`` fails the test
-    instead of hanging it.
-    """
+    thread: threading.Thread
+    #: Empty while the run goes on; then what it raised (None: it succeeded).
+    outcome: list[BaseException | None]
+
+
+def start_run(engine: Any) -> BackgroundRun:
+    """Start ``engine.run()`` in a daemon thread of its own; its outcome is filled in as it ends."""
     outcome: list[BaseException | None] = []
 
     def run() -> None:
@@ -106,9 +110,19 @@ def run_bounded(engine: Any, seconds: float) -> BaseException | None:
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
-    thread.join(seconds)
-    assert outcome, f"the run had not ended after {seconds} s"
-    return outcome[0]
+    return BackgroundRun(thread, outcome)
+
+
+def run_bounded(engine: Any, seconds: float) -> BaseException | None:
+    """Run ``engine`` in a thread of its own; return what it raised (None: it succeeded).
+
+    Bounded: an engine that has not returned after ``seconds`` fails the test
+    instead of hanging it.
+    """
+    run = start_run(engine)
+    run.thread.join(seconds)
+    assert run.outcome, f"the run had not ended after {seconds} s"
+    return run.outcome[0]
 
 
 def in_ci() -> bool:

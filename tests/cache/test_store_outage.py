@@ -18,6 +18,7 @@ import pytest
 from flowkit import engines, states, task
 from flowkit.cache import open_store
 from flowkit.patterns import linear_flow
+from tests import services
 
 __all__: list[str] = []
 
@@ -88,18 +89,7 @@ def _run(url: str, x: int) -> Any:
 def _run_through_an_outage(server: Any, url: str, x: int) -> tuple[Any, list[BaseException | None]]:
     """Run the flow, stopping ``server`` while the first atom runs; start it again once the run ended."""
     engine = engines.load(make_flow(), store={"x": x}, cache=url)
-    outcome: list[BaseException | None] = []
-
-    def run() -> None:
-        try:
-            engine.run()
-        except BaseException as err:
-            outcome.append(err)
-        else:
-            outcome.append(None)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
+    thread, outcome = services.start_run(engine)
     assert GATE.inside.wait(RUN_TIMEOUT), "the gated atom never ran"
     server.stop()
     try:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
@@ -83,22 +82,6 @@ def _backend(url: str, query: str = "") -> Backend:
     return backend
 
 
-def _run_in_thread(engine: Any) -> tuple[threading.Thread, list[BaseException | None]]:
-    outcome: list[BaseException | None] = []
-
-    def run() -> None:
-        try:
-            engine.run()
-        except BaseException as err:
-            outcome.append(err)
-        else:
-            outcome.append(None)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread, outcome
-
-
 def _stored(backend: Backend, flow_uuid: str) -> tuple[str, dict[str, str]]:
     with backend.get_connection() as conn:
         fd = conn.get_flow_details(flow_uuid)
@@ -118,7 +101,7 @@ def test_the_default_run_stops_naming_the_masked_url_and_a_new_engine_finishes_i
     try:
         engine = engines.load(make_flow(), backend=backend, engine=kind)
         flow_uuid = engine.storage.flow_uuid
-        thread, outcome = _run_in_thread(engine)
+        thread, outcome = services.start_run(engine)
         assert gate.inside.wait(RUN_TIMEOUT), "the gated atom never ran"
         postgresql_server.stop()
         try:
@@ -159,7 +142,7 @@ def test_with_retries_that_outlast_the_restart_the_run_carries_on(
     try:
         engine = engines.load(make_flow(), backend=backend)
         flow_uuid = engine.storage.flow_uuid
-        thread, outcome = _run_in_thread(engine)
+        thread, outcome = services.start_run(engine)
         assert gate.inside.wait(RUN_TIMEOUT), "the gated atom never ran"
         postgresql_server.stop()
         try:
