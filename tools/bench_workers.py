@@ -14,10 +14,15 @@ started for each configuration and stopped after it. Rows:
   and with 1 worker found by an engine given no topics;
 * latency: a linear flow of ``--chain`` trivial tasks (each waits for the previous),
   wall time divided by the number of tasks;
+* per run: ``--runs`` runs each of a 1-task and a 100-task unordered flow, each
+  timed from ``engines.load()`` to ``run()`` returning (a fresh engine, its
+  connection, scan and reply stream included), min and median: the fixed cost
+  of one run in a process that runs many;
 * with ``--go``: the same throughput rows for the Go worker (task ``Echo``, and its
   Python twin for comparison), and ``--primes`` CountPrimes tasks on 2 workers of each.
 
-Each figure is the best of ``--repeat`` runs after one warm-up run.
+Each figure is the best of ``--repeat`` runs after one warm-up run (the per-run
+rows: min and median of ``--runs``, after one warm-up).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import os
 import shlex
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -182,6 +188,36 @@ def best_run(
     return min(times)
 
 
+def per_run(make_flow: Callable[[], Any], url: str, topic: str, runs: int) -> tuple[float, float]:
+    """Min and median seconds from ``engines.load()`` to ``run()`` returning, over ``runs`` runs.
+
+    Unlike :func:`best_run`, loading is timed too: a process that runs many small
+    flows pays the engine's set-up (connection, worker scan, reply stream) every
+    time, so a fixed wait anywhere in it shows here, not in the throughput rows.
+    """
+    times = []
+    for attempt in range(runs + 1):
+        flow = make_flow()
+        began = time.perf_counter()
+        engines.load(flow, engine="worker-based", url=url, topics=[topic]).run()
+        if attempt:  # the first run warms up imports and the worker
+            times.append(time.perf_counter() - began)
+    return min(times), statistics.median(times)
+
+
+def _per_run_rows(
+    kind: str, task_cls: type, url: str, topic: str, runs: int, rows: list[tuple[str, str]]
+) -> None:
+    for count in (1, 100):
+        low, median = per_run(fan_out(task_cls, count), url, topic, runs)
+        rows.append(
+            (
+                f"{kind} x1: one run of {count} {task_cls.__name__} task(s), load to return",
+                f"{low * 1e3:8.2f} ms min, {median * 1e3:.2f} ms median of {runs}",
+            )
+        )
+
+
 def fan_out(task_cls: type, count: int, **inject: Any) -> Callable[[], Any]:
     def make() -> Any:
         return unordered_flow.Flow("fan").add(
@@ -216,6 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--primes", type=int, default=100, help="CountPrimes tasks in the CPU rows (100)")
     parser.add_argument("--limit", type=int, default=300_000, help="CountPrimes limit (300000)")
     parser.add_argument("--repeat", type=int, default=3, help="measured runs per row, best kept (3)")
+    parser.add_argument("--runs", type=int, default=20, help="runs timed in each per-run row (20)")
     args = parser.parse_args(argv)
 
     with contextlib.ExitStack() as stack:
@@ -260,6 +297,7 @@ def measure(args: argparse.Namespace, url: str) -> list[tuple[str, str]]:
                         f"{seconds / args.chain * 1e3:8.3f} ms/task",
                     )
                 )
+                _per_run_rows("python", Noop, url, name, args.runs, rows)
     if args.go:
         from tests.workers.behaviour_tasks import CountPrimes, Echo
 
@@ -268,6 +306,8 @@ def measure(args: argparse.Namespace, url: str) -> list[tuple[str, str]]:
             for count in (1, 2):
                 name = topic()
                 with workers(command, count, url, name):
+                    if count == 1:
+                        _per_run_rows(kind, Echo, url, name, args.runs, rows)
                     seconds = best_run(fan_out(Echo, args.tasks), url, name, args.repeat)
                     rows.append(
                         (

@@ -732,6 +732,29 @@ def test_a_request_waits_for_a_worker_that_starts_after_the_engine(
     assert request["deadline"] == request["sent_at"] + 5.0
 
 
+def test_a_run_whose_worker_is_known_sends_each_request_at_once_waiting_on_no_period(
+    scripted: Any, holding: Holding, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A per-run cost guard: with a worker advertised before the run, every request
+    # goes out from the engine thread as it is scheduled; none waits for the reader's
+    # next look for workers, an advert period or any other clock-driven wait. The
+    # clock never moves, so a request that had to wait for time to pass would never
+    # be sent (the run would hang), and one held for a later look would say so.
+    caplog.set_level(logging.INFO, logger=ENGINE_LOG)
+    clock = FakeClock()
+    worker = scripted()
+    engine = holding.load(chain(4), store={"value": 1}, clock=clock)
+
+    run = BackgroundRun(engine)
+    assert run.join(10.0) is None
+
+    assert [engine.storage.fetch(f"v{i}") for i in range(4)] == [2, 3, 4, 5]
+    held = [r.getMessage() for r in caplog.records if "for a live worker" in r.getMessage()]
+    assert held == [], f"requests waited for a later look for workers: {held}"
+    # Stamped on the clock as it stood when the run began: nothing waited for it to move.
+    assert {request["sent_at"] for request in worker.requests()} == {clock.time()}
+
+
 def test_a_task_no_worker_offers_times_out_and_so_does_its_revert(
     scripted: Any, holding: Holding, caplog: pytest.LogCaptureFixture
 ) -> None:
