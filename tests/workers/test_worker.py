@@ -442,7 +442,9 @@ def test_stale_entry_of_a_dead_worker_is_taken_over(wire: Wire, start_worker: An
 
 def _command_calls(client: Any) -> dict[str, int]:
     """Calls of each command since the last ``CONFIG RESETSTAT``, by lower-case name."""
-    return {name.removeprefix("cmdstat_"): stats["calls"] for name, stats in client.info("commandstats").items()}
+    return {
+        name.removeprefix("cmdstat_"): stats["calls"] for name, stats in client.info("commandstats").items()
+    }
 
 
 def test_a_fresh_request_costs_the_replay_guard_one_command(wire: Wire, start_worker: Any) -> None:
