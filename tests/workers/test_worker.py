@@ -440,6 +440,31 @@ def test_stale_entry_of_a_dead_worker_is_taken_over(wire: Wire, start_worker: An
     wait_until(wire.stream_emptied)
 
 
+def _command_calls(client: Any) -> dict[str, int]:
+    """Calls of each command since the last ``CONFIG RESETSTAT``, by lower-case name."""
+    return {
+        name.removeprefix("cmdstat_"): stats["calls"] for name, stats in client.info("commandstats").items()
+    }
+
+
+def test_a_fresh_request_costs_the_replay_guard_one_command(wire: Wire, start_worker: Any) -> None:
+    """The guard claims each fresh request id with one SET NX and reads nothing back.
+
+    The GET that tells a replay from a taken-over entry is sent only for a claim
+    that failed: on every request it was a second command per request, in a
+    batch of the worker's busiest path.
+    """
+    start_worker()
+    wait_until(lambda: wire.client.exists(protocol.workers_key("flowkit", TOPIC)))
+    wire.client.config_resetstat()
+    request_ids = [wire.send(name_of("Add"), {"x": i, "y": 1}) for i in range(20)]
+    for i, request_id in enumerate(request_ids):
+        assert wire.final(request_id)["result"] == i + 1
+    calls = _command_calls(wire.client)
+    assert calls.get("get", 0) == 0, calls
+    assert calls.get("set", 0) == len(request_ids), calls
+
+
 def test_entry_delivered_too_often_fails_with_request_timeout(wire: Wire, start_worker: Any) -> None:
     client = wire.client
     client.xgroup_create(wire.stream, protocol.GROUP, id="0", mkstream=True)

@@ -649,6 +649,16 @@ class MemoryPipeline(_Commands):
                     raise result
         return results
 
+    def xreadgroup(
+        self, groupname: Any, consumername: Any, streams: Mapping[Any, Any], count: int | None = None
+    ) -> MemoryPipeline:
+        """Queue a read that does not block, as Redis runs one inside a pipeline.
+
+        A worker sends it in the round trip of its replay claims, so the memory
+        transport must take it too; there is no ``block``: a pipeline never waits.
+        """
+        return self._do(MemoryBroker.xreadgroup, groupname, consumername, streams, count)
+
 
 class MemoryClient(_Commands):
     """A client of one :class:`MemoryBroker` with the face of a (non-decoding) Redis client."""
