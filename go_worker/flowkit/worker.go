@@ -510,21 +510,36 @@ func (w *Worker) dispatch(entries []redis.XMessage, deliveries map[string]int64)
 // dead worker) finds its own entry id there and runs; a copy added as a new
 // entry (a captured request replayed) finds another and is acknowledged
 // unanswered, with a warning. When Redis cannot be asked, the jobs are left
-// pending for a later delivery.
+// pending for a later delivery. Only a claim that fails is read back (GET, in
+// a second round trip): a fresh request, nearly every one, costs one command.
+// (Redis 6.2, which the protocol supports, cannot combine NX with GET in one
+// SET.) The Python worker follows the same rule.
 func (w *Worker) firstSightings(jobs []*job, now float64) []*job {
 	if len(jobs) == 0 {
 		return nil
 	}
 	ctx := context.Background()
+	keys := make([]string, len(jobs))
 	pipe := w.client.Pipeline()
 	sets := make([]*redis.BoolCmd, len(jobs))
-	gets := make([]*redis.StringCmd, len(jobs))
 	for i, j := range jobs {
-		key := SeenKey(w.opts.Namespace, j.request.ID)
-		sets[i] = pipe.SetNX(ctx, key, j.entryID, seenFor(j.request.Deadline-now))
-		gets[i] = pipe.Get(ctx, key)
+		keys[i] = SeenKey(w.opts.Namespace, j.request.ID)
+		sets[i] = pipe.SetNX(ctx, keys[i], j.entryID, seenFor(j.request.Deadline-now))
 	}
-	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+	_, err := pipe.Exec(ctx)
+	gets := make(map[int]*redis.StringCmd)
+	if err == nil {
+		pipe = w.client.Pipeline()
+		for i := range jobs {
+			if !sets[i].Val() {
+				gets[i] = pipe.Get(ctx, keys[i])
+			}
+		}
+		if len(gets) > 0 {
+			_, err = pipe.Exec(ctx)
+		}
+	}
+	if err != nil && !errors.Is(err, redis.Nil) {
 		w.logf(slog.LevelWarn, "worker %s cannot check %d request(s) against replays, leaving them for a later delivery: %v",
 			w.id, len(jobs), err)
 		w.mu.Lock()
@@ -537,8 +552,14 @@ func (w *Worker) firstSightings(jobs []*job, now float64) []*job {
 	}
 	fresh := make([]*job, 0, len(jobs))
 	for i, j := range jobs {
-		holder, err := gets[i].Result()
-		if sets[i].Val() || err != nil || holder == j.entryID {
+		get, taken := gets[i]
+		if !taken {
+			fresh = append(fresh, j)
+			continue
+		}
+		// The claim failed: run only if it expired since, or this very entry holds it.
+		holder, err := get.Result()
+		if err != nil || holder == j.entryID {
 			fresh = append(fresh, j)
 			continue
 		}

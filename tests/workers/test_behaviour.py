@@ -117,6 +117,28 @@ def test_results_of_an_unordered_flow_are_all_kept(
     assert engine.storage.fetch("echoed") == {"nested": [1, 2.5, None, True, "x"]}
 
 
+def test_the_replay_guard_costs_a_fresh_request_one_command(
+    worker: WorkerProcess, redis_client: Any, redis_flushed_url: str
+) -> None:
+    # Both workers claim a fresh request id with one SET NX and read the key back
+    # (GET) only after a claim that failed: a replay, or an entry taken over.
+    flow = unordered_flow.Flow("fresh").add(
+        *(Echo(name=f"e{i}", provides=f"v{i}", inject={"value": i}) for i in range(12))
+    )
+    engine = load_engine(flow, redis_flushed_url, worker.topic)
+    redis_client.config_resetstat()
+
+    engine.run()
+
+    assert [engine.storage.fetch(f"v{i}") for i in range(12)] == list(range(12))
+    calls = {
+        name.removeprefix("cmdstat_"): stats["calls"]
+        for name, stats in redis_client.info("commandstats").items()
+    }
+    assert calls.get("get", 0) == 0, calls
+    assert calls.get("set", 0) == 12, calls
+
+
 def test_a_remote_failure_keeps_its_type_names_and_message(
     worker: WorkerProcess, redis_client: Any, redis_flushed_url: str
 ) -> None:
