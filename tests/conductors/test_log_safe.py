@@ -50,8 +50,17 @@ def test_a_hostile_job_name_stays_on_its_log_line(
     poster.connect()
     board.connect()
     try:
-        job, _ = post_flow(poster, persistence, flows.chain, [1], job_store={"v0": 1, "calls": str(tmp_path / "calls")}, name=HOSTILE)
-        conductor = conductors.backends.fetch("blocking", "c", board, persistence=persistence, engine="serial")
+        job, _ = post_flow(
+            poster,
+            persistence,
+            flows.chain,
+            [1],
+            job_store={"v0": 1, "calls": str(tmp_path / "calls")},
+            name=HOSTILE,
+        )
+        conductor = conductors.backends.fetch(
+            "blocking", "c", board, persistence=persistence, engine="serial"
+        )
         caplog.set_level(logging.DEBUG, logger="flowkit")
         conductor.run(max_dispatches=1)
         assert poster.find_owner(job) is None and job.state == states.COMPLETE
@@ -63,6 +72,8 @@ def test_a_hostile_job_name_stays_on_its_log_line(
     # The conductor's own lines, and its logging listener's line of the flow (the flow
     # detail's name, read from the database the poster wrote).
     assert {"Trying to claim job", "Job completed successfully"} <= shown, shown
-    assert any(f"has moved flow '{SHOWN}'" in r.getMessage() for r in naming), [r.getMessage() for r in naming]
+    assert any(f"has moved flow '{SHOWN}'" in r.getMessage() for r in naming), [
+        r.getMessage() for r in naming
+    ]
     broken = [r.getMessage() for r in caplog.records if not _one_line(r)]
     assert not broken, broken
