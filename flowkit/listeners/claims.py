@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from flowkit import exceptions as exc
 from flowkit import states
-from flowkit._utils.text import LogSafe
 from flowkit.listeners import base
 
 if TYPE_CHECKING:  # for annotations only: importing a listener does not import the engines
@@ -116,8 +115,8 @@ class CheckingClaimListener(base.Listener):
 
     def _claim_checker(self, state: str, details: base.Details) -> None:
         if not self._has_been_lost():
-            LOG.debug("Job '%s' is still claimed (actively owned by '%s')", LogSafe(self._job), self._owner)
+            LOG.debug("Job '%s' is still claimed (actively owned by '%s')", self._job, self._owner)
             return
         # TaskFlow's words: log searches and alerts written for it keep working.
-        LOG.warning("Job '%s' has lost its claim (previously owned by '%s')", LogSafe(self._job), self._owner)
+        LOG.warning("Job '%s' has lost its claim (previously owned by '%s')", self._job, self._owner)
         self._on_job_loss(self._engine, state, details)

@@ -302,9 +302,9 @@ class ExecutorConductor(Conductor):
         for _ in range(tried):
             job = candidates.popleft()
             if debug:  # TaskFlow's lines for each job it tried, in order
-                self._log.debug("Trying to claim job: %s", LogSafe(job))
+                self._log.debug("Trying to claim job: %s", job)
                 if claimed is None or job is not claimed.job:
-                    self._log.debug("Job already claimed or consumed: %s", LogSafe(job))
+                    self._log.debug("Job already claimed or consumed: %s", job)
         return claimed
 
     def _set_aside_if_poisoned(self, job: Job, claim: Claim) -> bool:
@@ -316,7 +316,7 @@ class ExecutorConductor(Conductor):
             return False
         listed = "; ".join(f"{a.owner}: {a.end.value}: {a.reason or 'no reason given'}" for a in failures)
         reason = f"set aside after {len(failures)} failed attempts ({listed})"
-        self._log.warning("job %s is poisoned: %s", LogSafe(job), LogSafe(reason))
+        self._log.warning("job %s is poisoned: %s", job, LogSafe(reason))
         self._finish(job, claim, Outcome(Verdict.TRASH, reason))
         return True
 
@@ -376,7 +376,7 @@ class ExecutorConductor(Conductor):
         listeners = self._listeners_from_job(job, engine)
         for listener in listeners:
             listener.register()
-        self._log.debug("Dispatching engine for job '%s'", LogSafe(job))
+        self._log.debug("Dispatching engine for job '%s'", job)
         try:
             return self._run_engine(job, engine, details)
         finally:
@@ -421,7 +421,7 @@ class ExecutorConductor(Conductor):
             f"flow '{engine.storage.flow_name}' ({engine.storage.flow_uuid}) ended REVERTED already: "
             "consumed without running it again"
         )
-        self._log.info("job %s: %s", LogSafe(job), LogSafe(reason))
+        self._log.info("job %s: %s", job, LogSafe(reason))
         return Outcome(Verdict.CONSUME, reason)
 
     def _run_engine(self, job: Job, engine: Any, details: dict[str, Any]) -> Outcome:
@@ -429,9 +429,7 @@ class ExecutorConductor(Conductor):
             suspended = False
             for _state in engine.run_iter():
                 if not suspended and self._stopped.is_set():
-                    self._log.info(
-                        "Conductor stopped, requesting suspension of engine running job %s", LogSafe(job)
-                    )
+                    self._log.info("Conductor stopped, requesting suspension of engine running job %s", job)
                     engine.suspend()
                     suspended = True
 
@@ -457,19 +455,15 @@ class ExecutorConductor(Conductor):
                 return Outcome(Verdict.FAIL, f"{len(failures)} failures: {failures}")
             return Outcome(Verdict.CONSUME, str(failures))
         except NO_CONSUME_EXCEPTIONS as error:
-            self._log.warning(
-                "Job execution failed (consumption being skipped): %s", LogSafe(job), exc_info=True
-            )
+            self._log.warning("Job execution failed (consumption being skipped): %s", job, exc_info=True)
             return Outcome(Verdict.FAIL, f"{type(error).__name__}: {error}")
         except Exception as error:  # a task's own failure: the flow reverted; TaskFlow consumes
-            self._log.warning(
-                "Job execution failed (consumption proceeding): %s", LogSafe(job), exc_info=True
-            )
+            self._log.warning("Job execution failed (consumption proceeding): %s", job, exc_info=True)
             return Outcome(Verdict.CONSUME, f"{type(error).__name__}: {error}")
         if engine.storage.get_flow_state() == states.SUSPENDED:
-            self._log.info("Job execution was suspended: %s", LogSafe(job))
+            self._log.info("Job execution was suspended: %s", job)
             return Outcome(Verdict.ABANDON, "conductor stopped; flow suspended")
-        self._log.info("Job completed successfully: %s", LogSafe(job))
+        self._log.info("Job completed successfully: %s", job)
         return Outcome(Verdict.CONSUME)
 
     def _log_failures(self, job: Job, consume: bool, failures: list[Any]) -> None:
@@ -478,12 +472,12 @@ class ExecutorConductor(Conductor):
             return
         if consume:
             self._log.warning(
-                "Job execution failed (consumption proceeding): %s [%s failures]", LogSafe(job), len(failures)
+                "Job execution failed (consumption proceeding): %s [%s failures]", job, len(failures)
             )
         else:
             self._log.warning(
                 "Job execution failed (consumption being skipped): %s [%s failures]",
-                LogSafe(job),
+                job,
                 len(failures),
             )
         for i, failure in enumerate(failures):
@@ -497,7 +491,7 @@ class ExecutorConductor(Conductor):
             try:
                 outcome = fut.result()
             except Exception as error:  # a bug in dispatching: set the job aside with it
-                self._log.warning("Job dispatching failed: %s", LogSafe(job), exc_info=True)
+                self._log.warning("Job dispatching failed: %s", job, exc_info=True)
                 outcome = Outcome(Verdict.TRASH, f"dispatching failed: {type(error).__name__}: {error}")
             self._finish(job, claim, outcome)
         finally:
@@ -516,7 +510,7 @@ class ExecutorConductor(Conductor):
         if verdict is Verdict.LOST:
             self._log.warning(
                 "claim on job %s was lost (or counts as lost); giving it back if held: %s",
-                LogSafe(job),
+                job,
                 LogSafe(outcome.reason),
             )
             self._give_back_if_held(job, claim, outcome.reason)
@@ -529,7 +523,7 @@ class ExecutorConductor(Conductor):
                 self._jobboard.consume(job, self._name, claim=claim)
                 self._notify("job_consumed", details)
             elif verdict is Verdict.TRASH:
-                self._log.warning("setting job %s aside: %s", LogSafe(job), LogSafe(outcome.reason))
+                self._log.warning("setting job %s aside: %s", job, LogSafe(outcome.reason))
                 self._jobboard.trash(job, self._name, reason=outcome.reason, claim=claim)
                 self._notify("job_trashed", details)
             else:
@@ -537,16 +531,14 @@ class ExecutorConductor(Conductor):
                 self._jobboard.abandon(job, self._name, reason=outcome.reason, failed=failed, claim=claim)
                 self._notify("job_abandoned", details)
         except ClaimLost as lost:
-            self._log.warning(
-                "claim on job %s was lost before it could be finished: %s", LogSafe(job), LogSafe(lost)
-            )
+            self._log.warning("claim on job %s was lost before it could be finished: %s", job, LogSafe(lost))
             self._notify("job_lost", {**details, "reason": str(lost)})
         except (exc.JobFailure, exc.NotFound) as failure:
             # TaskFlow's words, the job first (log filters look for it there, as Octavia's).
             if verdict is Verdict.CONSUME:
-                self._log.warning("Failed job consumption: %s", LogSafe(job), exc_info=True)
+                self._log.warning("Failed job consumption: %s", job, exc_info=True)
             else:
-                self._log.warning("Failed job abandonment: %s", LogSafe(job), exc_info=True)
+                self._log.warning("Failed job abandonment: %s", job, exc_info=True)
             if _board_unreachable(failure):
                 self._release_later(_Release(job, claim, outcome))
 
@@ -562,7 +554,7 @@ class ExecutorConductor(Conductor):
         try:
             self._abandon_lost(job, claim, reason)
         except (ClaimLost, exc.JobFailure, exc.NotFound) as failure:
-            self._log.debug("job %s is no longer held by this conductor's claim", LogSafe(job), exc_info=True)
+            self._log.debug("job %s is no longer held by this conductor's claim", job, exc_info=True)
             if _board_unreachable(failure):
                 self._release_later(_Release(job, claim, Outcome(Verdict.LOST, reason)))
 
@@ -580,7 +572,7 @@ class ExecutorConductor(Conductor):
         if not known:
             self._log.warning(
                 "job %s: the board could not be told that it %s; trying again until it answers",
-                LogSafe(release.job),
+                release.job,
                 _DONE_WORDS[release.outcome.verdict],
             )
 
@@ -612,17 +604,17 @@ class ExecutorConductor(Conductor):
                     self._jobboard.abandon(job, self._name, reason=outcome.reason, failed=failed, claim=claim)
             except (exc.JobFailure, exc.NotFound) as failure:
                 if _board_unreachable(failure):
-                    self._log.debug("job %s: the board still cannot be reached", LogSafe(job), exc_info=True)
+                    self._log.debug("job %s: the board still cannot be reached", job, exc_info=True)
                     continue
                 self._log.info(
                     "job %s: no longer held by this conductor's claim once the board answered (%s)",
-                    LogSafe(job),
+                    job,
                     LogSafe(failure),
                 )
             else:
                 self._log.info(
                     "job %s: the board answers again and was told that it %s",
-                    LogSafe(job),
+                    job,
                     _DONE_WORDS[verdict],
                 )
                 event = {
