@@ -3,14 +3,15 @@
 A CJK character takes two cells of a terminal (:func:`cells`, :func:`pad`).
 A name another process sent (a worker's id, a task or atom name in a request)
 may hold a newline or a terminal escape; logged raw it forges a log line or
-rewrites the terminal (:func:`log_safe`).
+rewrites the terminal (:func:`log_safe`, or :class:`LogSafe` as a log call's
+argument, escaped only if the line is emitted).
 """
 
 from __future__ import annotations
 
 import unicodedata
 
-__all__ = ["cells", "log_safe", "pad"]
+__all__ = ["LogSafe", "cells", "log_safe", "pad"]
 
 
 def cells(text: str) -> int:
@@ -63,3 +64,25 @@ def log_safe(value: object) -> str:
     if text.isprintable():
         return text
     return "".join(map(_escaped, text))
+
+
+class LogSafe:
+    """``value`` as a log call's argument, shown as :func:`log_safe` shows it, when the line is emitted.
+
+    ``LOG.debug("claiming %s", LogSafe(job))`` stays one allocation on a hot
+    path whose level is off: :mod:`logging` formats (calls ``str``) only a
+    record a handler takes, so the name is read and escaped then, not at every
+    call. ``%r`` needs no wrapper: ``repr`` of a string already escapes what
+    :func:`log_safe` does.
+    """
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+    def __str__(self) -> str:
+        return log_safe(self.value)
+
+    def __repr__(self) -> str:
+        return log_safe(repr(self.value))

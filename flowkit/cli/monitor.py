@@ -36,6 +36,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+from flowkit._utils.text import log_safe
 from flowkit.cli._common import CliError, add_connection, guarded
 
 __all__ = ["LISTENING_PREFIX", "register"]
@@ -247,12 +248,20 @@ _TOKEN_PARAM = re.compile(r"([?&]token=)[^&#\s]*")
 
 
 class _TokenMask(logging.Filter):
-    """Hide the token of ``/?token=...`` in uvicorn's access lines (``-v``), as in any log."""
+    """Hide the token of ``/?token=...`` in uvicorn's access lines (``-v``), as in any log.
+
+    The path is escaped as well (:func:`~flowkit._utils.text.log_safe`): it is
+    whatever a client sent, and uvicorn writes its bytes as they came, so an
+    ESC or a C1 control in a request's target rewrote the terminal or the log
+    viewer of whoever reads the access lines. A logger's filter runs only for
+    a record its level lets through, so a monitor without ``-v`` pays nothing.
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple) and "token=" in str(record.args):
+        if isinstance(record.args, tuple):
             record.args = tuple(
-                _TOKEN_PARAM.sub(r"\1***", arg) if isinstance(arg, str) else arg for arg in record.args
+                log_safe(_TOKEN_PARAM.sub(r"\1***", arg)) if isinstance(arg, str) else arg
+                for arg in record.args
             )
         return True
 

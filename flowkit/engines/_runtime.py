@@ -446,6 +446,8 @@ class Runtime:
         except (exc.StorageFailure, exc.JobFailure) as err:
             if not best_effort:
                 raise
+            from flowkit._utils.text import LogSafe  # a rare path: no import for every run
+
             # The backend failed already (a database restarting, a lost connection), or a
             # conductor's claim counts as lost and its fence refuses writes: that failure
             # is what the run raises, and a traceback of the same cause again buried it.
@@ -453,13 +455,15 @@ class Runtime:
             _LOG.error(
                 "could not write the final state of flow '%s' either (%s); the backend holds "
                 "the state of its last write, which a resume continues from",
-                state.flow_name,
-                err.message,
+                LogSafe(state.flow_name),
+                LogSafe(err.message),
             )
         except Exception:
             if not best_effort:
                 raise
-            _LOG.exception("could not write the final state of flow '%s'", state.flow_name)
+            from flowkit._utils.text import LogSafe
+
+            _LOG.exception("could not write the final state of flow '%s'", LogSafe(state.flow_name))
         finally:
             state.release()
 

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, overload
 
 from flowkit import exceptions as exc
 from flowkit import states
+from flowkit._utils.text import log_safe
 from flowkit.types import notifier
 
 if TYPE_CHECKING:
@@ -471,8 +472,17 @@ class Job(ABC):
             delay = min(delay * delay_multiplier, max_delay)
 
     def __str__(self) -> str:
-        # TaskFlow's text (the priority as ``JobPriority.NORMAL``): conductors log jobs with it.
-        return (
+        """TaskFlow's text (the priority as ``JobPriority.NORMAL``): conductors log jobs with it.
+
+        The name and uuid are the poster's, so they are escaped
+        (:func:`~flowkit._utils.text.log_safe`): a newline in a job's name
+        forged a line of the conductor's log. The escaping is here rather than
+        at each log call so that the call still passes the job itself, which
+        log filters written for TaskFlow look for (Octavia's replaces a
+        :class:`Job` argument with its own text), and a line not emitted never
+        calls it.
+        """
+        return log_safe(
             f"{type(self).__name__}: {self.name} (priority={self.priority}, "
             f"uuid={self.uuid}, details={self.details})"
         )

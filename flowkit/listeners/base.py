@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from flowkit import states
 from flowkit._utils.records import Record
+from flowkit._utils.text import log_safe
 from flowkit.types import failure as ft
 from flowkit.types import notifier as nt
 
@@ -262,23 +263,38 @@ class DumpingListener(Listener, metaclass=abc.ABCMeta):
                 ``None``) for messages about failures.
         """
 
+    def _dumps(self) -> bool:
+        """Whether :meth:`_dump` writes anything now; a listener whose output is off skips the formatting.
+
+        The names shown are escaped (:func:`~flowkit._utils.text.log_safe`)
+        before :meth:`_dump` is called, so a listener whose messages go nowhere
+        (a logger whose level is off) says so here instead of paying for it.
+        """
+        return True
+
     def _flow_receiver(self, state: str, details: Details) -> None:
+        if not self._dumps():
+            return
+        # A conductor's flow name is the flow detail's, written to the database
+        # by whoever posted the job: escaped, it cannot forge a line of its own.
         self._dump(
             "%s has moved flow '%s' (%s) into state '%s' from state '%s'",
             self._engine,
-            details["flow_name"],
-            details["flow_uuid"],
+            log_safe(details["flow_name"]),
+            log_safe(details["flow_uuid"]),
             state,
             details["old_state"],
         )
 
     def _task_receiver(self, state: str, details: Details) -> None:
+        if not self._dumps():
+            return
         if state not in FINISH_STATES:
             self._dump(
                 "%s has moved task '%s' (%s) into state '%s' from state '%s'",
                 self._engine,
-                details["task_name"],
-                details["task_uuid"],
+                log_safe(details["task_name"]),
+                log_safe(details["task_uuid"]),
                 state,
                 details["old_state"],
             )
@@ -289,8 +305,8 @@ class DumpingListener(Listener, metaclass=abc.ABCMeta):
         message = "%s has moved task '%s' (%s) into state '%s' from state '%s' with result '%s' (failure=%s)"
         args: list[Any] = [
             self._engine,
-            details["task_name"],
-            details["task_uuid"],
+            log_safe(details["task_name"]),
+            log_safe(details["task_uuid"]),
             state,
             details["old_state"],
             result,

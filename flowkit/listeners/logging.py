@@ -18,6 +18,7 @@ from collections.abc import Callable, Hashable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from flowkit import formatters, states
+from flowkit._utils.text import log_safe
 from flowkit.listeners import base
 from flowkit.types import failure as ft
 
@@ -99,6 +100,10 @@ class LoggingListener(base.DumpingListener):
         self._logger = _pick_logger(log, self._LOGGER)
         self._level = level
 
+    def _dumps(self) -> bool:
+        # A subclass's own _dump may write elsewhere than to the logger: it is always called.
+        return type(self)._dump is not LoggingListener._dump or self._logger.isEnabledFor(self._level)
+
     def _dump(self, message: str, *args: Any, **kwargs: Any) -> None:
         self._logger.log(self._level, message, *args, **kwargs)
 
@@ -177,24 +182,32 @@ class DynamicLoggingListener(base.Listener):
         )
 
     def _flow_receiver(self, state: str, details: base.Details) -> None:
+        level = self._flow_log_levels.get(state, self._level)
+        if not self._logger.isEnabledFor(level):
+            return  # nothing to escape for a line not written
+        # A conductor's flow name is the flow detail's, written to the database by
+        # whoever posted the job: escaped, it cannot forge a log line of its own.
         self._logger.log(
-            self._flow_log_levels.get(state, self._level),
+            level,
             "Flow '%s' (%s) transitioned into state '%s' from state '%s'",
-            details["flow_name"],
-            details["flow_uuid"],
+            log_safe(details["flow_name"]),
+            log_safe(details["flow_uuid"]),
             state,
             details.get("old_state"),
         )
 
     def _task_receiver(self, state: str, details: base.Details) -> None:
         name = details["task_name"]
-        head = (name, details["task_uuid"], state, details["old_state"])
         transition = "Task '%s' (%s) transitioned into state '%s' from state '%s'"
         level = self._task_log_levels.get(state, self._level)
+        result = details.get("result")
+        failed = isinstance(result, ft.Failure) and "result" in details and state in base.FINISH_STATES
+        if not self._logger.isEnabledFor(self._failure_level if failed else level):
+            return  # nothing to escape for a line not written
+        head = (log_safe(name), log_safe(details["task_uuid"]), state, details["old_state"])
         if "result" not in details or state not in base.FINISH_STATES:
             self._logger.log(level, transition, *head)
             return
-        result = details["result"]
         if isinstance(result, ft.Failure):
             exc_info, text = self._fail_formatter.format(result, _make_matcher(name))
             if text:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flowkit._utils.factories import FactoryNames
+from flowkit._utils.text import LogSafe
 from flowkit.monitor._layout import GraphShape, column, layout, shape_of
 
 __all__ = ["GRAPH_CACHE_SIZE", "GRAPH_KEY", "FlowPage", "Reader", "UnknownCursor", "graph_version"]
@@ -250,7 +251,7 @@ class Reader:
             try:
                 return shape_of(engines.flow_from_detail(flow)), "factory"
             except Exception:  # its code is not importable here, or it failed
-                LOG.debug("cannot rebuild flow %s with %s", flow.uuid, name, exc_info=True)
+                LOG.debug("cannot rebuild flow %s with %s", LogSafe(flow.uuid), LogSafe(name), exc_info=True)
         return None, "events"
 
 
@@ -312,7 +313,7 @@ def _ready_links(flow: Any, names: set[str]) -> list[tuple[str, str]]:
     try:
         events = list(EventLog.from_flow_detail(flow))
     except Exception:  # a log it cannot read: the atoms alone
-        LOG.debug("cannot read the event log of flow %s", flow.uuid, exc_info=True)
+        LOG.debug("cannot read the event log of flow %s", LogSafe(flow.uuid), exc_info=True)
         events = []
     edges: dict[tuple[str, str], None] = {}
     for event in events:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from flowkit import states
+from flowkit._utils.text import log_safe
 from flowkit.monitor import _data
 
 __all__ = ["LOOPBACK_HOSTS", "Closing", "create_app", "host_name"]
@@ -353,7 +354,7 @@ class _Outage:
 
     def failed(self, err: BaseException) -> None:
         if not self._down:
-            LOG.warning("the monitor cannot read its backend: %s", _one_line(err))
+            LOG.warning("the monitor cannot read its backend: %s", log_safe(_one_line(err)))
         self._down = True
 
     def answered(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -1404,3 +1405,24 @@ def test_entities_lists_the_conductors_registered_while_their_board_is_open(
         # Closed (a conductor that stopped): no longer listed.
         wait_until(lambda: operator.entities() == [])
     assert MemoryJobBoard("m", {}).entities() == []
+
+
+@pytest.mark.parametrize("kind", ["redis", "etcd"])
+def test_a_malformed_document_under_a_hostile_key_is_logged_on_one_line(
+    kind: str, request: pytest.FixtureRequest, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Whoever can write to the board names the key (a Redis listing's field, an etcd key):
+    # the line saying it is set aside showed it raw, so a newline in it forged a log line.
+    conf = board_conf(kind, request)
+    hostile = "job9\n2026-12-06 ERROR forged line\x1b[2J"  # ASCII: etcd3gw sends keys as Latin-1
+    with backends.backend("b", conf) as board:
+        if kind == "redis":
+            board._redis().hset(board._listings, hostile, b"[1, 2]")
+        else:
+            board._etcd().put(f"{board.root_path}/{hostile}.data", b"[1, 2]")
+        caplog.set_level(logging.WARNING, logger="flowkit.jobs")
+        assert list(board.iterjobs()) == []
+        assert len(board.trashed()) == 1
+    [line] = [r.getMessage() for r in caplog.records if "malformed job document" in r.getMessage()]
+    assert "job9\\n2026-12-06 ERROR forged line\\x1b[2J" in line, line
+    assert not any(c in line for c in "\n\x1b"), line

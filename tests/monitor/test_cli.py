@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 import signal
 import socket
@@ -102,6 +103,49 @@ def test_verbose_access_lines_do_not_show_the_token(tmp_path: Path) -> None:
     assert "t0k3n-s3cret" not in out + err
     assert '"GET /?token=*** HTTP/1.1" 200' in out + err
     assert '"GET /api/flows?state=RUNNING&token=*** HTTP/1.1" 200' in out + err
+
+
+def test_verbose_access_lines_of_hostile_paths_stay_on_one_line(tmp_path: Path) -> None:
+    """A client's path reaches the access lines (``-v``) on one line, however it is written.
+
+    Percent-encoded controls stay encoded there (uvicorn logs the raw target),
+    and the HTTP parser installed here (h11) refuses raw ones before any line
+    is logged; uvicorn's other parser (httptools) is laxer, which
+    ``test_access_line_filter_escapes_what_a_path_holds`` covers.
+    """
+    proc = _start_monitor(tmp_path, verbose=True)
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().split(" on ", 1)[1].strip()
+        host, port = url.removeprefix("http://").rstrip("/").rsplit(":", 1)
+        for target in (b"/api/flows/%0A%1B[2J%C2%85forged", b"/api/flows/a\x85\x9b2J\x1bforged"):
+            with socket.create_connection((host, int(port)), timeout=5) as conn:
+                conn.sendall(b"GET " + target + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                assert conn.recv(64).startswith(b"HTTP/1.1 ")
+    finally:
+        proc.terminate()
+        out, err = proc.communicate(timeout=30)
+    assert '"GET /api/flows/%0A%1B[2J%C2%85forged HTTP/1.1" 404' in out + err, out + err
+    assert not any(c in out + err for c in "\x1b\x85\x9b\u2028"), repr(out + err)
+
+
+def test_access_line_filter_escapes_what_a_path_holds() -> None:
+    # uvicorn's httptools parser lets bytes of a target through that h11 refuses, and
+    # uvicorn writes them as they came (read as Latin-1): NEL starts a line for many
+    # log viewers, CSI (the 8-bit ESC [) rewrote the terminal of whoever read them.
+    from flowkit.cli.monitor import _TokenMask
+
+    record = logging.LogRecord(
+        "uvicorn.access",
+        logging.INFO,
+        __file__,
+        1,
+        '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:5000", "GET", "/a\x85\x9b2J\x1bforged?token=s3cret", "1.1", 404),
+        None,
+    )
+    assert _TokenMask().filter(record)
+    assert record.getMessage() == '127.0.0.1:5000 - "GET /a\\x85\\x9b2J\\x1bforged?token=*** HTTP/1.1" 404'
 
 
 def test_serving_beyond_loopback_without_a_token_warns_once_on_stderr(tmp_path: Path) -> None:

@@ -57,6 +57,7 @@ from typing import Any
 
 from flowkit import exceptions as exc
 from flowkit import states
+from flowkit._utils.text import LogSafe
 from flowkit.conductors._fencing import ClaimFence, FencedBackend, FlowDetailHeld
 from flowkit.conductors.base import Conductor
 from flowkit.jobs.base import Claim, Claimed, ClaimLost, Job, JobBoard
@@ -315,7 +316,7 @@ class ExecutorConductor(Conductor):
             return False
         listed = "; ".join(f"{a.owner}: {a.end.value}: {a.reason or 'no reason given'}" for a in failures)
         reason = f"set aside after {len(failures)} failed attempts ({listed})"
-        self._log.warning("job %s is poisoned: %s", job, reason)
+        self._log.warning("job %s is poisoned: %s", job, LogSafe(reason))
         self._finish(job, claim, Outcome(Verdict.TRASH, reason))
         return True
 
@@ -420,7 +421,7 @@ class ExecutorConductor(Conductor):
             f"flow '{engine.storage.flow_name}' ({engine.storage.flow_uuid}) ended REVERTED already: "
             "consumed without running it again"
         )
-        self._log.info("job %s: %s", job, reason)
+        self._log.info("job %s: %s", job, LogSafe(reason))
         return Outcome(Verdict.CONSUME, reason)
 
     def _run_engine(self, job: Job, engine: Any, details: dict[str, Any]) -> Outcome:
@@ -475,7 +476,9 @@ class ExecutorConductor(Conductor):
             )
         else:
             self._log.warning(
-                "Job execution failed (consumption being skipped): %s [%s failures]", job, len(failures)
+                "Job execution failed (consumption being skipped): %s [%s failures]",
+                job,
+                len(failures),
             )
         for i, failure in enumerate(failures):
             self._log.warning("%s. %s", i + 1, failure.pformat(traceback=True))
@@ -508,7 +511,7 @@ class ExecutorConductor(Conductor):
             self._log.warning(
                 "claim on job %s was lost (or counts as lost); giving it back if held: %s",
                 job,
-                outcome.reason,
+                LogSafe(outcome.reason),
             )
             self._give_back_if_held(job, claim, outcome.reason)
             self._notify("job_lost", details)
@@ -520,7 +523,7 @@ class ExecutorConductor(Conductor):
                 self._jobboard.consume(job, self._name, claim=claim)
                 self._notify("job_consumed", details)
             elif verdict is Verdict.TRASH:
-                self._log.warning("setting job %s aside: %s", job, outcome.reason)
+                self._log.warning("setting job %s aside: %s", job, LogSafe(outcome.reason))
                 self._jobboard.trash(job, self._name, reason=outcome.reason, claim=claim)
                 self._notify("job_trashed", details)
             else:
@@ -528,7 +531,7 @@ class ExecutorConductor(Conductor):
                 self._jobboard.abandon(job, self._name, reason=outcome.reason, failed=failed, claim=claim)
                 self._notify("job_abandoned", details)
         except ClaimLost as lost:
-            self._log.warning("claim on job %s was lost before it could be finished: %s", job, lost)
+            self._log.warning("claim on job %s was lost before it could be finished: %s", job, LogSafe(lost))
             self._notify("job_lost", {**details, "reason": str(lost)})
         except (exc.JobFailure, exc.NotFound) as failure:
             # TaskFlow's words, the job first (log filters look for it there, as Octavia's).
@@ -606,11 +609,13 @@ class ExecutorConductor(Conductor):
                 self._log.info(
                     "job %s: no longer held by this conductor's claim once the board answered (%s)",
                     job,
-                    failure,
+                    LogSafe(failure),
                 )
             else:
                 self._log.info(
-                    "job %s: the board answers again and was told that it %s", job, _DONE_WORDS[verdict]
+                    "job %s: the board answers again and was told that it %s",
+                    job,
+                    _DONE_WORDS[verdict],
                 )
                 event = {
                     Verdict.CONSUME: "job_consumed",

@@ -59,6 +59,7 @@ from urllib.parse import urlsplit
 
 from flowkit import exceptions as exc
 from flowkit import states
+from flowkit._utils.text import LogSafe
 from flowkit.jobs import _posting
 from flowkit.jobs._board import WatchingJobBoard
 from flowkit.jobs._job import BoardJob
@@ -448,7 +449,7 @@ class EtcdJobBoard(WatchingJobBoard):
         try:
             return datetime.strptime(json.loads(raw)["last_modified"], _TIME_FORMAT).replace(tzinfo=UTC)
         except (ValueError, KeyError, TypeError):
-            LOG.warning("unreadable last_modified of job %s: %r", job.uuid, raw)
+            LOG.warning("unreadable last_modified of job %s: %r", LogSafe(job.uuid), raw)
             return None
 
     def _lease_ttl(self, lease_id: int) -> int:
@@ -489,7 +490,7 @@ class EtcdJobBoard(WatchingJobBoard):
         TaskFlow's etcd board deletes it and fails the listing; here the
         listing goes on and the document is kept for a person to look at.
         """
-        LOG.warning("setting aside malformed job document %s: %s", error.location, error)
+        LOG.warning("setting aside malformed job document %s: %s", LogSafe(error.location), LogSafe(error))
         doc = json.dumps({"raw": raw.decode("utf-8", "replace"), "reason": str(error), "attempts": []})
         trash_key = f"{self._trash}/{key.rsplit('/', 1)[1]}"
         try:
@@ -501,7 +502,7 @@ class EtcdJobBoard(WatchingJobBoard):
                 ],
             )
         except Exception:  # not connected any more, or the server failed: the next listing tries again
-            LOG.debug("could not set %s aside", key, exc_info=True)
+            LOG.debug("could not set %s aside", LogSafe(key), exc_info=True)
 
     def _job_state(self, job: BoardJob) -> str:
         keys = self._job_keys(job)
@@ -740,7 +741,7 @@ class EtcdJobBoard(WatchingJobBoard):
             LOG.warning(
                 "job %s on etcd jobboard %r at %s may stay claimed by %r: the claim failed and "
                 "could not be undone (%s)",
-                job.uuid,
+                LogSafe(job.uuid),
                 self.name,
                 self.where,
                 who,

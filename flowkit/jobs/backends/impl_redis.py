@@ -61,6 +61,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from flowkit import exceptions as exc
 from flowkit import states
 from flowkit._utils.switches import read_switch
+from flowkit._utils.text import LogSafe
 from flowkit.jobs import _posting
 from flowkit.jobs._board import ListingJobBoard
 from flowkit.jobs._job import BoardJob
@@ -805,7 +806,7 @@ class RedisJobBoard(ListingJobBoard):
             return int(self._redis().hlen(self._listings))
 
     def _set_aside_malformed(self, key: str, raw: bytes | str, error: _posting.MalformedJob) -> None:
-        LOG.warning("setting aside malformed job document %s: %s", error.location, error)
+        LOG.warning("setting aside malformed job document %s: %s", LogSafe(error.location), LogSafe(error))
         text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
         doc = json.dumps({"raw": text, "reason": str(error), "attempts": []})
         with _translated("set a malformed job aside", self.where):
@@ -1126,14 +1127,18 @@ class RedisJobBoard(ListingJobBoard):
         try:
             renewed = self._scripts["renew"](keys=[self._owner_key(job_uuid)], args=[token, ms])
         except Exception:  # tried again a third of its expiry later; it expires only later
-            LOG.warning("could not renew the claim on job %s at %s", job_uuid, self.where, exc_info=True)
+            LOG.warning(
+                "could not renew the claim on job %s at %s", LogSafe(job_uuid), self.where, exc_info=True
+            )
             with self._kept_lock:
                 kept = self._kept.get(job_uuid)
                 if kept is not None and kept.is_claim(token, ms):
                     kept.retry_from(sent_at)
             return
         if not renewed:
-            LOG.warning("claim on job %s at %s was lost; no longer renewing it", job_uuid, self.where)
+            LOG.warning(
+                "claim on job %s at %s was lost; no longer renewing it", LogSafe(job_uuid), self.where
+            )
             self._forget(job_uuid, token)
             return
         with self._kept_lock:

@@ -61,6 +61,7 @@ from urllib.parse import urlsplit
 
 from flowkit import exceptions as exc
 from flowkit import states
+from flowkit._utils.text import LogSafe
 from flowkit.jobs import _posting
 from flowkit.jobs._board import WatchingJobBoard
 from flowkit.jobs._job import BoardJob
@@ -462,7 +463,7 @@ class ZookeeperJobBoard(WatchingJobBoard):
         return ZookeeperJob(self, posting, path, backend=self._persistence)
 
     def _set_aside_malformed(self, child: str, raw: bytes, error: _posting.MalformedJob) -> None:
-        LOG.warning("setting aside malformed job document %s: %s", error.location, error)
+        LOG.warning("setting aside malformed job document %s: %s", LogSafe(error.location), LogSafe(error))
         doc = json.dumps({"raw": raw.decode("utf-8", "replace"), "reason": str(error), "attempts": []})
         zk = self._zk()
         try:
@@ -471,7 +472,7 @@ class ZookeeperJobBoard(WatchingJobBoard):
             txn.delete(f"{self._path}/{child}")
             txn.commit()
         except Exception:  # another board set it aside first
-            LOG.debug("could not set %s aside", child, exc_info=True)
+            LOG.debug("could not set %s aside", LogSafe(child), exc_info=True)
 
     def _children(self) -> list[str]:
         with _translated("list jobs", self.where):

@@ -42,6 +42,7 @@ from typing import Any
 
 from flowkit import exceptions as exc
 from flowkit._utils.records import Record
+from flowkit._utils.text import LogSafe
 from flowkit.persistence.backends._path_based import (
     ATOMS,
     FLOWS,
@@ -268,7 +269,9 @@ class _ZkStore(DocumentStore):
                 except self._errors.NoNodeError:
                     pass
                 except self._errors.KazooException:  # writers remove it after reader_patience
-                    LOG.warning("%s: could not remove the read hold %s", self._where, path, exc_info=True)
+                    LOG.warning(
+                        "%s: could not remove the read hold %s", self._where, LogSafe(path), exc_info=True
+                    )
 
     def _wait_for_holds(self, flows: Iterable[str]) -> None:
         """Learn the holds (and the version of ``readers``); wait for those on ``flows`` to go."""
@@ -294,9 +297,9 @@ class _ZkStore(DocumentStore):
                 LOG.warning(
                     "%s: a reader held off the writers of flow %s for over %gs; removing its hold %s",
                     self._where,
-                    path.rsplit("/", 1)[-1],
+                    LogSafe(path.rsplit("/", 1)[-1]),
                     self.reader_patience,
-                    path,
+                    LogSafe(path),
                 )
                 with suppress(self._errors.NoNodeError):
                     self._client.delete(path)
