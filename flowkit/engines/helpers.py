@@ -260,18 +260,18 @@ def _load(
     new_meta: Mapping[str, Any] | None,
 ) -> Engine:
     """:func:`load`; ``new_meta`` goes into the flow detail made for the run (with a factory's record)."""
-    made_backend = isinstance(backend, Mapping)
-    backend = _resolve_backend(backend)
-    if not made_backend:
-        return _load_on(flow, store, flow_detail, book, backend, namespace, engine, inject, options, new_meta)
     # A backend made from a configuration dict is the engine's alone: it closes it
     # after each run, and a load that fails closes it here.
+    made_backend = isinstance(backend, Mapping)
+    backend = _resolve_backend(backend)
     try:
         made = _load_on(flow, store, flow_detail, book, backend, namespace, engine, inject, options, new_meta)
     except BaseException:
-        backend.close()
+        if made_backend:
+            backend.close()
         raise
-    made._closes_backend = True
+    if made_backend:
+        made._closes_backend = True
     return made
 
 
