@@ -40,11 +40,21 @@ PATIENCE = 30.0
 # The tasks, served by the worker from this module (``--tasks remote_workers``).
 # Each travels by its ``worker_task_name``: the engine sends that name and the
 # arguments; the worker runs the class it registered under it.
+def say(line: str) -> None:
+    """Print ``line`` in one write: the worker runs both sizes at once, on two threads.
+
+    ``print()`` writes the text and its line end separately, so two threads
+    printing together could give both texts on one line, then two line ends.
+    """
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
 class Resize(task.Task):
     worker_task_name = "photos.Resize"
 
     def execute(self, photo: str, width: int) -> dict[str, Any]:
-        print(f"  [worker] resized {photo} to {width} px", flush=True)
+        say(f"  [worker] resized {photo} to {width} px")
         return {"path": f"{width}/{photo}", "pid": os.getpid()}
 
 
@@ -52,7 +62,7 @@ class Publish(task.Task):
     worker_task_name = "photos.Publish"
 
     def execute(self, small: dict[str, Any], large: dict[str, Any]) -> list[str]:
-        print(f"  [worker] published {small['path']} and {large['path']}", flush=True)
+        say(f"  [worker] published {small['path']} and {large['path']}")
         return [small["path"], large["path"]]
 
 

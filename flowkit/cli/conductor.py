@@ -22,12 +22,9 @@ import argparse
 import logging
 import os
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from flowkit.cli._common import FROM_FILE, importable_cwd, one_line, positive, url_value
-
-if TYPE_CHECKING:
-    from types import FrameType
 
 __all__ = ["register"]
 
@@ -161,6 +158,7 @@ def _run(args: argparse.Namespace) -> int:
     import signal  # only a running conductor needs it (``flowkit --help`` start-up)
 
     from flowkit import exceptions as exc
+    from flowkit.cli._signals import StopSignals
     from flowkit.persistence.backends._urls import mask_url
 
     importable_cwd()
@@ -187,20 +185,17 @@ def _run(args: argparse.Namespace) -> int:
         options["factories"] = args.allow_factory
     conductor = _recording(args.kind)(args.name, board, **options)
 
-    signals = 0
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        nonlocal signals
-        signals += 1
-        name = signal.Signals(signum).name
-        if signals > 1:
-            LOG.warning("%s received again: exiting now", name)
-            # A stop someone asked for, twice: not a failure. Status 1 had a supervisor
-            # (systemd's Restart=on-failure) mark the unit failed and start it again.
-            os._exit(0)
+    def stop_gracefully(name: str) -> None:
         LOG.warning("%s received: stopping conductor %s gracefully", name, args.name)
         conductor.stop()
 
+    def stop_now(name: str) -> None:
+        LOG.warning("%s received again: exiting now", name)
+        # A stop someone asked for, twice: not a failure. Status 1 had a supervisor
+        # (systemd's Restart=on-failure) mark the unit failed and start it again.
+        os._exit(0)
+
+    on_signal = StopSignals(stop_gracefully, stop_now)
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         conductor.run(max_dispatches=args.max_dispatches)

@@ -145,6 +145,8 @@ def _server_class() -> Any:
 
     import uvicorn
 
+    from flowkit.cli._signals import StopSignals
+
     class Server(uvicorn.Server):
         """uvicorn's server, whose stop also ends the monitor's live streams, and exits 0.
 
@@ -161,7 +163,7 @@ def _server_class() -> Any:
         def __init__(self, config: Any, closing: Any) -> None:
             super().__init__(config)
             self._closing = closing
-            self._signals = 0
+            self._signals = StopSignals(self._stop_gracefully, self._stop_now)
 
         @contextlib.contextmanager
         def capture_signals(self) -> Iterator[None]:
@@ -203,14 +205,17 @@ def _server_class() -> Any:
                 await self.lifespan.shutdown()
 
         def handle_exit(self, sig: int, frame: Any) -> None:
-            self._signals += 1
-            name = signal.Signals(sig).name
-            if self._signals == 1:
-                LOG.warning("%s received: stopping the monitor gracefully", name)
-            else:
-                # What is still being answered is cut short: "now" means now.
-                LOG.warning("%s received again: stopping the monitor now", name)
-                self.force_exit = True
+            self._signals(sig, frame)
+
+        def _stop_gracefully(self, name: str) -> None:
+            LOG.warning("%s received: stopping the monitor gracefully", name)
+            self.should_exit = True
+            self._closing.close()
+
+        def _stop_now(self, name: str) -> None:
+            # What is still being answered is cut short: "now" means now.
+            LOG.warning("%s received again: stopping the monitor now", name)
+            self.force_exit = True
             self.should_exit = True
             self._closing.close()
 

@@ -22,12 +22,9 @@ import argparse
 import logging
 import os
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from flowkit.cli._common import FROM_FILE, one_line, positive, url_value
-
-if TYPE_CHECKING:
-    from types import FrameType
 
 __all__ = ["register"]
 
@@ -131,6 +128,7 @@ def _run(args: argparse.Namespace) -> int:
     import signal  # only a running worker needs it (``flowkit --help`` start-up)
 
     from flowkit import exceptions as exc
+    from flowkit.cli._signals import StopSignals
     from flowkit.persistence.backends._urls import mask_url
 
     try:
@@ -161,23 +159,20 @@ def _run(args: argparse.Namespace) -> int:
     except (exc.NotFound, exc.InvalidFormat, exc.Duplicate, TypeError, ValueError) as err:
         return _fail(mask_url(one_line(err)).replace(args.redis, mask_url(args.redis)), 2)
 
-    signals = 0
     running = True
 
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        nonlocal signals
-        signals += 1
-        name = signal.Signals(signum).name
-        if signals == 1:
-            LOG.warning("%s received: stopping worker %s gracefully", name, worker.worker_id)
-            worker.stop()
-        else:
-            LOG.warning("%s received again: stopping worker %s now", name, worker.worker_id)
-            worker.stop(grace=0)
-            if running:
-                # Out of whatever the worker waits on, a Redis read included: "now" means now.
-                raise _StopNow
+    def stop_gracefully(name: str) -> None:
+        LOG.warning("%s received: stopping worker %s gracefully", name, worker.worker_id)
+        worker.stop()
 
+    def stop_now(name: str) -> None:
+        LOG.warning("%s received again: stopping worker %s now", name, worker.worker_id)
+        worker.stop(grace=0)
+        if running:
+            # Out of whatever the worker waits on, a Redis read included: "now" means now.
+            raise _StopNow
+
+    on_signal = StopSignals(stop_gracefully, stop_now)
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         worker.run(burst=args.burst)
