@@ -9,7 +9,6 @@ server is back, the next run uses the store again.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,6 +18,7 @@ from flowkit import engines, states, task
 from flowkit.cache import open_store
 from flowkit.patterns import linear_flow
 from tests import services
+from tests.gate import Gate, held
 
 __all__: list[str] = []
 
@@ -26,27 +26,14 @@ __all__: list[str] = []
 RUN_TIMEOUT = 60.0
 
 
-class Gate:
-    def __init__(self) -> None:
-        self.reset()
-
-    def reset(self) -> None:
-        """Start a test afresh (the tasks find the one module-level gate)."""
-        self.inside = threading.Event()
-        self.go = threading.Event()
-        self.doubled: list[int] = []
-
-
-GATE = Gate()
+GATE = Gate(RUN_TIMEOUT)
 
 
 class Gated(task.Task):
     """Runs first; waits (bounded) for the test to stop the store's server and let it go."""
 
     def execute(self) -> int:
-        GATE.inside.set()
-        if not GATE.go.wait(RUN_TIMEOUT):
-            raise TimeoutError("the test never let the gated atom finish")
+        GATE.enter()
         return 1
 
 
@@ -55,7 +42,7 @@ class Double(task.Task):
     default_provides = "y"
 
     def execute(self, x: int) -> int:
-        GATE.doubled.append(x)
+        GATE.calls.append(x)
         return x * 2
 
 
@@ -72,11 +59,7 @@ def make_flow() -> linear_flow.Flow:
 
 @pytest.fixture
 def gate() -> Iterator[Gate]:
-    GATE.reset()
-    try:
-        yield GATE
-    finally:
-        GATE.go.set()
+    yield from held(GATE)
 
 
 def _run(url: str, x: int) -> Any:
@@ -117,22 +100,22 @@ def test_a_run_goes_on_uncached_while_its_store_restarts_and_the_next_run_uses_i
     _run(url, 5)  # the store is open and holds x=5's entry
     gate.go.clear()
     gate.inside.clear()
-    gate.doubled.clear()
+    gate.calls.clear()
     engine, outcome = _run_through_an_outage(server, url, 7)
     assert outcome == [None], f"the run failed with its cache store away: {outcome!r}"
     assert engine.storage.get_flow_state() == states.SUCCESS
     assert engine.storage.fetch("z") == 15
-    assert gate.doubled == [7]  # run, uncached
+    assert gate.calls == [7]  # run, uncached
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     said = [m for m in warnings if "atom 'double'" in m and "runs uncached" in m]
     assert len(said) == 1, warnings
     assert shown in said[0], said[0]
     assert "s3cret" not in " ".join(warnings)
     # Back: the next runs use the store again (a stored entry is a hit).
-    gate.doubled.clear()
+    gate.calls.clear()
     _run(url, 9)
     _run(url, 9)
-    assert gate.doubled == [9]
+    assert gate.calls == [9]
 
 
 def test_a_sql_store_whose_database_restarted_since_its_last_call_serves_the_next_one(

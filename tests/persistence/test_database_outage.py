@@ -11,7 +11,6 @@ and nothing is written twice.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Iterator
 
 import pytest
@@ -22,6 +21,7 @@ from flowkit.persistence import backends
 from flowkit.persistence.base import Backend
 from tests import services
 from tests.conftest import wait_until
+from tests.gate import Gate, held
 
 __all__: list[str] = []
 
@@ -29,20 +29,7 @@ __all__: list[str] = []
 RUN_TIMEOUT = 60.0
 
 
-class Gate:
-    """Lets the test stop the database while an atom is inside ``execute``."""
-
-    def __init__(self) -> None:
-        self.reset()
-
-    def reset(self) -> None:
-        """Start a test afresh (the tasks find the one module-level gate)."""
-        self.inside = threading.Event()
-        self.go = threading.Event()
-        self.calls: list[str] = []
-
-
-GATE = Gate()
+GATE = Gate(RUN_TIMEOUT)
 
 
 class Step(task.Task):
@@ -56,9 +43,7 @@ class Gated(task.Task):
 
     def execute(self) -> str:
         GATE.calls.append(self.name)
-        GATE.inside.set()
-        if not GATE.go.wait(RUN_TIMEOUT):
-            raise TimeoutError("the test never let the gated atom finish")
+        GATE.enter()
         return self.name
 
 
@@ -68,11 +53,7 @@ def make_flow() -> linear_flow.Flow:
 
 @pytest.fixture
 def gate() -> Iterator[Gate]:
-    GATE.reset()
-    try:
-        yield GATE
-    finally:
-        GATE.go.set()
+    yield from held(GATE)
 
 
 def _backend(url: str, query: str = "") -> Backend:
