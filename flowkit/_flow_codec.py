@@ -16,6 +16,7 @@ when they carry no decider (a decider is code, which JSON cannot hold).
 from __future__ import annotations
 
 import importlib
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -50,24 +51,41 @@ def callable_path(target: Callable[..., Any] | type) -> str:
     return f"{module}.{qualname}"
 
 
-def import_path(name: str) -> Any:
+def import_path(name: str, *, imported_only: bool = False) -> Any:
     """Import ``pkg.module.Qual.name``: the longest importable module prefix, then attributes.
 
+    With ``imported_only``, nothing is imported: the name is looked up in the
+    modules this process has imported already. A name from another process
+    (a worker's spawn record) is resolved so: importing a module runs its
+    top-level code, so importing whatever such a record names would let
+    whoever can write it run any installed module's import side effects
+    before any check of what the name is.
+
     Raises:
-        ImportError: nothing by that name can be imported.
+        ImportError: nothing by that name can be imported (or, with
+            ``imported_only``, is imported already).
     """
     parts = name.split(".")
+    modules = sys.modules
     for cut in range(len(parts) - 1, 0, -1):
-        try:
-            target: Any = importlib.import_module(".".join(parts[:cut]))
-        except ImportError:
-            continue
+        module = ".".join(parts[:cut])
+        if imported_only:
+            target: Any = modules.get(module)
+            if target is None:
+                continue
+        else:
+            try:
+                target = importlib.import_module(module)
+            except ImportError:
+                continue
         try:
             for attr in parts[cut:]:
                 target = getattr(target, attr)
         except AttributeError:
             break
         return target
+    if imported_only:
+        raise ImportError(f"'{name}' is in no module this process has imported")
     raise ImportError(f"'{name}' cannot be imported")
 
 
@@ -108,24 +126,30 @@ def describe(flow: Flow) -> dict[str, Any]:
     return out
 
 
-def rebuild(description: dict[str, Any]) -> Flow:
+def rebuild(description: dict[str, Any], *, imported_only: bool = False) -> Flow:
     """Build the flow :func:`describe` described.
+
+    ``imported_only``: find its atom classes among the modules imported
+    already, importing none (see :func:`import_path`).
 
     Raises:
         InvalidFormat: the description is damaged or names something gone.
     """
     try:
-        return _rebuild(description)
+        return _rebuild(description, imported_only)
     except (KeyError, TypeError, ValueError, ImportError, AttributeError) as err:
         raise exc.InvalidFormat(f"a stored sub-flow description cannot be rebuilt: {err}") from err
 
 
-def _rebuild(description: dict[str, Any]) -> Flow:
+def _rebuild(description: dict[str, Any], imported_only: bool) -> Flow:
     cls = _BY_KIND[description["pattern"]]
     flow: Flow = cls(description["name"])
     built: list[Any] = []
     for item in description["items"]:
-        built.append(_rebuild(item["flow"]) if "flow" in item else _make_atom(item["atom"]))
+        if "flow" in item:
+            built.append(_rebuild(item["flow"], imported_only))
+        else:
+            built.append(_make_atom(item["atom"], imported_only))
     flow.add(*built)
     for u, v in description.get("links", ()):
         flow.link(built[u], built[v])  # type: ignore[attr-defined]
@@ -189,8 +213,8 @@ def _provides_spec(atom: Atom) -> Any:
     return {"set": sorted(save_as)}
 
 
-def _make_atom(spec: dict[str, Any]) -> Atom:
-    cls = import_path(spec["class"])
+def _make_atom(spec: dict[str, Any], imported_only: bool = False) -> Atom:
+    cls = import_path(spec["class"], imported_only=imported_only)
     # Checked before the call: a description may come from a worker's answer,
     # and calling whatever it names (a function, any class) would run that.
     if not isinstance(cls, type) or not issubclass(cls, Atom):

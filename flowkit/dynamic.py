@@ -126,10 +126,17 @@ class Subflow:
         factory = record.get("factory")
         if isinstance(factory, str):
             try:
-                make = _flow_codec.import_path(factory)
+                # From another process: looked up, never imported (import_path says why).
+                make = _flow_codec.import_path(factory, imported_only=sender is not None)
             except ImportError as err:
+                hint = (
+                    " (the engine imports no module a worker names: import the module defining it"
+                    " in the engine's process, as the flow's own task modules are)"
+                    if sender is not None
+                    else ""
+                )
                 raise exc.InvalidFormat(
-                    f"{prefix}sub-flow factory '{factory}' cannot be imported: {err}"
+                    f"{prefix}sub-flow factory '{factory}' cannot be imported: {err}{hint}"
                 ) from err
             marked = isinstance(make, types.FunctionType | types.MethodType)
             if sender is not None and not (marked and getattr(make, _SPAWNABLE, False) is True):
@@ -142,7 +149,7 @@ class Subflow:
                 raise exc.InvalidFormat(f"{prefix}sub-flow factory '{factory}' made {made!r}, not a flow")
             return cls(made, collect, factory, record.get("args", ()), record.get("kwargs"))
         try:
-            return cls(_flow_codec.rebuild(dict(record["flow"])), collect)
+            return cls(_flow_codec.rebuild(dict(record["flow"]), imported_only=sender is not None), collect)
         except exc.InvalidFormat as err:
             if sender is None:
                 raise

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -520,3 +521,69 @@ def test_a_retry_cannot_spawn() -> None:
     flow = linear_flow.Flow("f", retry=Spawning(2, name="r")).add(Child(name="c", inject={"value": 1}))
     with pytest.raises(exc.InvalidFlowItem, match="only tasks may spawn"):
         engines.load(flow).run()
+
+
+# -- a spawn record from another process names only what is imported already ---------
+
+
+def _side_effect_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str) -> Path:
+    """A module on the path whose import (and nothing else) leaves a mark."""
+    mark = tmp_path / "imported"
+    (tmp_path / f"{name}.py").write_text(
+        "import pathlib\n"
+        f"pathlib.Path({str(mark)!r}).write_text('imported')\n"
+        "from flowkit import task\n"
+        "def make():\n"
+        "    raise AssertionError('called')\n"
+        "class Anything(task.Task):\n"
+        "    def execute(self):\n"
+        "        return 1\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return mark
+
+
+@pytest.mark.parametrize("kind", ["factory", "described atom"])
+def test_a_workers_spawn_record_imports_no_module(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    # Importing a module runs its top level: a record naming any installed
+    # module ran that code in the engine before the spawnable check refused it.
+    module = f"flowkit_test_forged_{kind.replace(' ', '_')}"
+    mark = _side_effect_module(tmp_path, monkeypatch, module)
+    if kind == "factory":
+        record: dict[str, Any] = {
+            dynamic.RECORD_KEY: 1,
+            "factory": f"{module}.make",
+            "args": [],
+            "kwargs": {},
+        }
+    else:
+        atom = {"class": f"{module}.Anything", "name": "a", "provides": None, "rebind": None, "inject": None}
+        record = {
+            dynamic.RECORD_KEY: 1,
+            "factory": None,
+            "flow": {"pattern": "linear", "name": "f", "items": [{"atom": atom}]},
+        }
+    with pytest.raises(
+        exc.InvalidFormat, match=f"worker w sent a sub-flow, but .*{module}.*imported"
+    ) as raised:
+        dynamic.Subflow.from_record(record, sender="worker w")
+    assert not mark.exists(), "the engine imported a module a worker named"
+    assert module not in sys.modules
+    if kind == "factory":
+        assert "import the module defining it in the engine's process" in str(raised.value)
+
+
+def test_a_spawn_record_from_this_process_still_imports_its_factory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A resume from the user's own persistence is trusted, as TaskFlow trusts flow factories.
+    module = "flowkit_test_trusted_factory"
+    mark = _side_effect_module(tmp_path, monkeypatch, module)
+    with pytest.raises(AssertionError, match="called"):
+        dynamic.Subflow.from_record(
+            {dynamic.RECORD_KEY: 1, "factory": f"{module}.make", "args": [], "kwargs": {}}
+        )
+    assert mark.exists()
+    monkeypatch.delitem(sys.modules, module)
