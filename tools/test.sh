@@ -156,8 +156,9 @@ install_pyright() {
     fi
     mkdir -p "$PYRIGHT_CACHE"
     # --prefix keeps it out of the global node_modules; an exact version, and
-    # no audit or funding requests (the registry is the only host reached).
-    npm install --prefix "$PYRIGHT_CACHE" --save-exact --no-audit --no-fund \
+    # no audit, funding or update-notifier requests (the registry is the only
+    # host reached).
+    npm install --prefix "$PYRIGHT_CACHE" --save-exact --no-audit --no-fund --no-update-notifier \
         --loglevel=error "pyright@$PYRIGHT_VERSION" >/dev/null &&
         [ "$(installed_pyright_version)" = "$PYRIGHT_VERSION" ] &&
         echo "installed: pyright $PYRIGHT_VERSION in $PYRIGHT_CACHE"
