@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up everything flowkit's checks need, then run them all, stopping at the
 # first failure: lint, formatting, types, the documentation build, the Go
-# worker's checks and pytest.
+# worker's checks and pytest (whose typing test runs pyright, installed here).
 # CI runs exactly this (through .ci/run). Arguments are passed to pytest:
 #
 #     tools/test.sh                 # everything
@@ -16,6 +16,11 @@
 #     CI                             when set, a failed package install is fatal
 #     FLOWKIT_GO_CACHE               where a downloaded Go toolchain is kept
 #                                    (default ~/.cache/flowkit/go)
+#     FLOWKIT_PYRIGHT_CACHE          where npm installs the pinned pyright
+#                                    (default ~/.cache/flowkit/pyright)
+#
+# Exported for pytest: FLOWKIT_PYRIGHT, the pyright program installed here,
+# which tests/typecheck runs (under CI a missing one fails that test).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -24,7 +29,13 @@ cd "$ROOT"
 VENV="$ROOT/.venv"
 PYTHON="${PYTHON:-python3}"
 STEP=0
-STEPS=8
+STEPS=9
+# The pyright that tests/typecheck runs in strict mode over a user's code. Its
+# npm package is self-contained JavaScript (no dependencies, nothing fetched
+# at run time) and asks for node >= 14; Debian 12 ships node 18. A new pyright
+# can report new errors: change this pin on purpose, with the fixes it asks for.
+PYRIGHT_VERSION=1.1.414
+PYRIGHT_CACHE="${FLOWKIT_PYRIGHT_CACHE:-$HOME/.cache/flowkit/pyright}"
 
 banner() {
     STEP=$((STEP + 1))
@@ -57,6 +68,10 @@ missing_system_packages() {
     have chromium || echo chromium
     # Debian's python3 makes virtualenvs only with python3-venv (ensurepip).
     "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1 || echo python3-venv
+    # pyright (installed below with npm) runs on node. Debian's nodejs comes
+    # without npm; NodeSource's nodejs, where installed, includes it.
+    have node || echo nodejs
+    have npm || echo npm
 }
 
 install_system_packages() {
@@ -67,7 +82,7 @@ install_system_packages() {
     local missing
     missing="$(missing_system_packages | tr '\n' ' ')"
     if [ -z "${missing// /}" ]; then
-        echo "all present: redis-server, etcd-server, zookeeper (java), postgresql, go, openssl, chromium, python3-venv"
+        echo "all present: redis-server, etcd-server, zookeeper (java), postgresql, go, openssl, chromium, python3-venv, nodejs, npm"
         return 0
     fi
     echo "installing: $missing"
@@ -86,7 +101,7 @@ install_system_packages() {
             apt-get install -y -q --no-install-recommends $missing
 }
 
-banner "Debian packages (redis-server, etcd-server, zookeeper, postgresql, go)"
+banner "Debian packages (redis-server, etcd-server, zookeeper, postgresql, go, nodejs, npm)"
 if [ "${FLOWKIT_SKIP_SYSTEM_PACKAGES:-}" = "1" ]; then
     echo "skipped (FLOWKIT_SKIP_SYSTEM_PACKAGES=1)"
 elif ! install_system_packages; then
@@ -120,6 +135,44 @@ else
     echo "up to date"
 fi
 export PATH="$VENV/bin:$PATH"
+
+# --- pyright, for the typing test -----------------------------------------
+
+# Prints the version of the pyright installed in $PYRIGHT_CACHE, or nothing.
+installed_pyright_version() {
+    local manifest="$PYRIGHT_CACHE/node_modules/pyright/package.json"
+    [ -f "$manifest" ] && [ -x "$PYRIGHT_CACHE/node_modules/.bin/pyright" ] || return 0
+    node -p 'require(process.argv[1]).version' "$manifest" 2>/dev/null || true
+}
+
+install_pyright() {
+    if ! have node || ! have npm; then
+        echo "node and npm are needed to install pyright (apt-get install nodejs npm)" >&2
+        return 1
+    fi
+    if [ "$(installed_pyright_version)" = "$PYRIGHT_VERSION" ]; then
+        echo "up to date: pyright $PYRIGHT_VERSION in $PYRIGHT_CACHE"
+        return 0
+    fi
+    mkdir -p "$PYRIGHT_CACHE"
+    # --prefix keeps it out of the global node_modules; an exact version, and
+    # no audit, funding or update-notifier requests (the registry is the only
+    # host reached).
+    npm install --prefix "$PYRIGHT_CACHE" --save-exact --no-audit --no-fund --no-update-notifier \
+        --loglevel=error "pyright@$PYRIGHT_VERSION" >/dev/null &&
+        [ "$(installed_pyright_version)" = "$PYRIGHT_VERSION" ] &&
+        echo "installed: pyright $PYRIGHT_VERSION in $PYRIGHT_CACHE"
+}
+
+banner "pyright $PYRIGHT_VERSION (npm) for tests/typecheck"
+if install_pyright; then
+    export FLOWKIT_PYRIGHT="$PYRIGHT_CACHE/node_modules/.bin/pyright"
+elif [ -n "${CI:-}" ]; then
+    echo "could not install pyright $PYRIGHT_VERSION; CI runs it in tests/typecheck" >&2
+    exit 1
+else
+    echo "warning: no pyright; tests/typecheck's pyright test will skip" >&2
+fi
 
 # --- Checks ---------------------------------------------------------------
 
