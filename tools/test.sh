@@ -13,7 +13,7 @@
 # Environment:
 #     PYTHON                         interpreter for the virtualenv (python3)
 #     FLOWKIT_SKIP_SYSTEM_PACKAGES=1 do not look for or install Debian packages
-#     CI                             when set, a failed package install is fatal
+#     CI                             when set (not 0, false or no), a failed install is fatal
 #     FLOWKIT_GO_CACHE               where a downloaded Go toolchain is kept
 #                                    (default ~/.cache/flowkit/go)
 #     FLOWKIT_PYRIGHT_CACHE          where npm installs the pinned pyright
@@ -36,6 +36,15 @@ STEPS=9
 # can report new errors: change this pin on purpose, with the fixes it asks for.
 PYRIGHT_VERSION=1.1.414
 PYRIGHT_CACHE="${FLOWKIT_PYRIGHT_CACHE:-$HOME/.cache/flowkit/pyright}"
+
+# Whether CI asks for strictness, read as tests/services.py's in_ci() reads it:
+# unset, empty, 0, false or no (any case) is not CI.
+in_ci() {
+    case "$(echo "${CI:-}" | tr '[:upper:]' '[:lower:]' | tr -d '[:space:]')" in
+        "" | 0 | false | no) return 1 ;;
+        *) return 0 ;;
+    esac
+}
 
 banner() {
     STEP=$((STEP + 1))
@@ -105,7 +114,7 @@ banner "Debian packages (redis-server, etcd-server, zookeeper, postgresql, go, n
 if [ "${FLOWKIT_SKIP_SYSTEM_PACKAGES:-}" = "1" ]; then
     echo "skipped (FLOWKIT_SKIP_SYSTEM_PACKAGES=1)"
 elif ! install_system_packages; then
-    if [ -n "${CI:-}" ]; then
+    if in_ci; then
         echo "could not install the Debian packages the tests need" >&2
         exit 1
     fi
@@ -167,7 +176,7 @@ install_pyright() {
 banner "pyright $PYRIGHT_VERSION (npm) for tests/typecheck"
 if install_pyright; then
     export FLOWKIT_PYRIGHT="$PYRIGHT_CACHE/node_modules/.bin/pyright"
-elif [ -n "${CI:-}" ]; then
+elif in_ci; then
     echo "could not install pyright $PYRIGHT_VERSION; CI runs it in tests/typecheck" >&2
     exit 1
 else
@@ -223,7 +232,7 @@ if go_bin="$("$VENV/bin/python" tools/go_toolchain.py go_worker/go.mod)"; then
         go vet ./...
         go test ./...
     )
-elif [ -n "${CI:-}" ]; then
+elif in_ci; then
     echo "no Go toolchain new enough for go_worker/go.mod; CI needs it for the Go worker" >&2
     exit 1
 else
