@@ -113,8 +113,12 @@ def atom_row(ad: models.AtomDetail, parent_uuid: str) -> dict[str, Any]:
     if isinstance(ad, models.RetryDetail):
         # The retry history holds failures, which need their own records.
         results: Any = ad.to_dict()["results"]
+        results_text = None
     else:
         results = ad.results
+        # What the engine's check encoded already (see models.attach_encoded).
+        results_text = models.encoded_text(ad, "results")
+    revert_text = models.encoded_text(ad, "revert_results")
     try:
         return {
             "uuid": ad.uuid,
@@ -124,9 +128,9 @@ def atom_row(ad: models.AtomDetail, parent_uuid: str) -> dict[str, Any]:
             "state": ad.state,
             "intention": ad.intention,
             "version": None if ad.version is None else str(ad.version),
-            "results": dumps(results),
+            "results": dumps(results) if results_text is None else results_text,
             "failure": _failure(ad.failure),
-            "revert_results": dumps(ad.revert_results),
+            "revert_results": dumps(ad.revert_results) if revert_text is None else revert_text,
             "revert_failure": _failure(ad.revert_failure),
             "meta": dumps(ad.meta),
         }
