@@ -815,7 +815,7 @@ def attach_encoded(ad: AtomDetail, encoded: Mapping[str, Encoded] | None) -> Non
     """Hand ``ad``'s next write the JSON text of fields already encoded (None: take it back).
 
     ``encoded`` maps a field (``"results"``, ``"revert_results"``) to the
-    :class:`~flowkit.persistence._json.Encoded` value and text the engine made
+    :class:`Encoded` value and text the engine made
     when it checked that value was storable. A backend that stores
     :func:`~flowkit.persistence.base.encode_json` text asks
     :func:`encoded_text` and stores that text instead of encoding the value a

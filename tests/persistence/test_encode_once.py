@@ -17,7 +17,7 @@ import contextlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from sqlalchemy import select
@@ -29,6 +29,7 @@ from flowkit.persistence import backends, models
 from flowkit.persistence.backends.impl_sqlalchemy import SQLAlchemyBackend
 from flowkit.persistence.backends.sqlalchemy.tables import atomdetails
 from flowkit.persistence.base import encode_json
+from flowkit.types.failure import Failure
 
 
 class Probe:
@@ -217,3 +218,43 @@ def test_an_attached_text_is_used_only_for_the_object_it_was_made_of() -> None:
     assert "_encoded" not in detail.to_dict()
     models.attach_encoded(detail, None)
     assert models.encoded_text(detail, "results") is None
+
+
+class CountedFailure(Failure):
+    """A failure that counts how often its record is made (each make walks its causes)."""
+
+    __slots__ = ()
+    made: ClassVar[list[str]] = []
+
+    def to_dict(self, include_args: bool = True) -> dict[str, Any]:
+        CountedFailure.made.append(self.exception_str)
+        return super().to_dict(include_args)
+
+
+def _counted(message: str) -> CountedFailure:
+    return CountedFailure(
+        exception_str=message, traceback_str="  File x\n", exc_type_names=["RuntimeError", "Exception"]
+    )
+
+
+def test_a_retry_rows_failures_are_marshalled_once_per_write(url: str) -> None:
+    CountedFailure.made.clear()
+    book = models.LogBook("retry-row")
+    flow = models.FlowDetail("f", "f-uuid-1")
+    book.add(flow)
+    retry_detail = models.RetryDetail("r", "r-uuid-1")
+    retry_detail.state = states.FAILURE
+    retry_detail.results = [(1, {"t": _counted("attempt one")})]
+    retry_detail.failure = _counted("retry failed")
+    retry_detail.revert_failure = _counted("revert failed")
+    flow.add(retry_detail)
+    with _backend(url) as backend, contextlib.closing(backend.get_connection()) as conn:
+        conn.save_logbook(book)
+        CountedFailure.made.clear()
+        conn.save_flow_progress(flow, [retry_detail], False)
+        row = _stored(backend, "r")
+    # Before: the row's own failures twice each (once for the history's record, once for the column).
+    assert sorted(CountedFailure.made) == ["attempt one", "retry failed", "revert failed"]
+    assert row["failure"] == encode_json(retry_detail.failure.to_dict())
+    assert row["revert_failure"] == encode_json(retry_detail.revert_failure.to_dict())
+    assert row["results"] == encode_json(retry_detail.to_dict()["results"])
