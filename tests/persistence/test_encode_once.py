@@ -28,7 +28,7 @@ from flowkit.patterns import linear_flow
 from flowkit.persistence import backends, models
 from flowkit.persistence.backends.impl_sqlalchemy import SQLAlchemyBackend
 from flowkit.persistence.backends.sqlalchemy.tables import atomdetails
-from flowkit.persistence.base import encode_json
+from flowkit.persistence.base import FenceRefused, WriteFence, encode_json
 from flowkit.types.failure import Failure
 
 
@@ -258,3 +258,26 @@ def test_a_retry_rows_failures_are_marshalled_once_per_write(url: str) -> None:
     assert row["failure"] == encode_json(retry_detail.failure.to_dict())
     assert row["revert_failure"] == encode_json(retry_detail.revert_failure.to_dict())
     assert row["results"] == encode_json(retry_detail.to_dict()["results"])
+
+
+def test_a_fenced_write_stores_the_attached_text_and_is_still_refused_without_the_fence(url: str) -> None:
+    # A conductor's write goes through save_flow_progress_fenced: the text the
+    # engine attached is what it stores (a marker text here, to tell it apart
+    # from a fresh encoding), and a write under a stale fence stores nothing.
+    book = models.LogBook("fenced")
+    flow = models.FlowDetail("f", "f-uuid-2")
+    book.add(flow)
+    detail = models.TaskDetail("t", "t-uuid-2")
+    flow.add(detail)
+    value = {"rows": [1, 2, 3]}
+    with _backend(url) as backend, contextlib.closing(backend.get_connection()) as conn:
+        conn.save_logbook(book)
+        conn.fence_flow(flow.uuid, WriteFence("job-1", 1))
+        conn.fence_flow(flow.uuid, WriteFence("job-1", 2))
+        detail.state, detail.results = states.SUCCESS, value
+        models.attach_encoded(detail, {"results": models.Encoded(value, '{"attached":true}')})
+        with pytest.raises(FenceRefused, match="job-1"):
+            conn.save_flow_progress_fenced(flow, [detail], False, WriteFence("job-1", 1))
+        assert _stored(backend, "t")["results"] is None
+        conn.save_flow_progress_fenced(flow, [detail], False, WriteFence("job-1", 2))
+        assert _stored(backend, "t")["results"] == '{"attached":true}'
