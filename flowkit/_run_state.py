@@ -35,6 +35,7 @@ from flowkit.types.failure import Failure
 if TYPE_CHECKING:
     # A flow run in memory never makes a detail: the models (and what they import)
     # load with the first backend write, resume or snapshot (start-up time).
+    from flowkit.persistence._json import Encoded
     from flowkit.persistence.models import AtomDetail, FlowDetail
     from flowkit.persistence.models import RetryHistory as History
 
@@ -90,6 +91,8 @@ class RunState:
         self._flow_dirty = False
         self._connection: Any = None
         self._details: dict[str, AtomDetail] = {}
+        # Atom name -> field -> the text its check made, for the next write (remember_encoded).
+        self._encoded: dict[str, dict[str, Encoded]] = {}
         # A logbook to save before the next write (a memory backend attached late).
         self._pending_book: Any = None
         #: Whether a record may hold a long append-only metadata list (a loop's
@@ -251,20 +254,46 @@ class RunState:
 
     # -- values --------------------------------------------------------------------
 
-    def check_storable(self, value: Any) -> None:
+    def check_storable(self, value: Any) -> str | None:
         """Raise if the backend in use could not write ``value`` (see ``Backend.check_storable``).
+
+        Returns:
+            the JSON text the check made of ``value``, for :meth:`remember_encoded`
+            (None for None and plain scalars, which are not encoded to be checked,
+            and for a backend whose check returns no text).
 
         Raises:
             TypeError, ValueError, RecursionError: as the backend's encoder would.
         """
         if value is None or type(value) in (str, int, float, bool):
-            return
+            return None
         if self.backend is not None:
-            self.backend.check_storable(value)
-        else:
-            from flowkit.persistence._json import encode_json
+            text = self.backend.check_storable(value)
+            return text if type(text) is str else None
+        from flowkit.persistence._json import encode_json
 
-            encode_json(value)
+        return encode_json(value)
+
+    def remember_encoded(self, name: str, field: str, value: Any, text: str) -> None:
+        """Keep ``text`` (the check's encoding of ``value``) for the next write of atom ``name``.
+
+        Why: the check and the write would encode the same value twice. The
+        next flush attaches it to the atom's detail (``field`` is
+        ``"results"`` or ``"revert_results"``) and forgets it, written or not:
+        a write after that encodes the value as it then is, so a value changed
+        in place later (by a task it was handed to) is written as changed.
+        """
+        from flowkit.persistence._json import Encoded
+
+        texts = self._encoded.get(name)
+        if texts is None:
+            self._encoded[name] = {field: Encoded(value, text)}
+        else:
+            texts[field] = Encoded(value, text)
+
+    def forget_encoded(self, name: str) -> None:
+        """Drop what :meth:`remember_encoded` kept for atom ``name`` (its value was set anew)."""
+        self._encoded.pop(name, None)
 
     def inject(self, pairs: Mapping[str, Any], transient: bool) -> None:
         """Add flow-level values; unless ``transient`` they are written with the flow detail.
@@ -380,7 +409,20 @@ class RunState:
                     detail = details[name] = _detail_sync.new_detail(record)
                     flow_detail.add(detail)
                 written.append(_detail_sync.fill_detail(detail, record, self.history.get(name)))
+            # The texts checks made, for this write only (see remember_encoded).
+            attached: list[AtomDetail] = []
+            if self._encoded:
+                from flowkit.persistence.models import attach_encoded
+
+                for name in dirty:
+                    texts = self._encoded.get(name)
+                    if texts is not None:
+                        attach_encoded(details[name], texts)
+                        attached.append(details[name])
+                # Kept for one flush at most, whichever atoms it wrote.
+                self._encoded.clear()
         if self.backend is None:
+            self._detach(attached)
             return
         marks: Any = None
         if self.long_lists:
@@ -405,10 +447,20 @@ class RunState:
                 self._flow_dirty = self._flow_dirty or flow_changed
             raise
         finally:
+            self._detach(attached)
             # Only a run keeps its connection between writes; a write outside one
             # (the final flow state, a user's set_flow_state) gives it back at once.
             if not self.batching:
                 self.release()
+
+    @staticmethod
+    def _detach(details: list[AtomDetail]) -> None:
+        """Take back the texts attached for one write: the details outlive it, the texts must not."""
+        if details:
+            from flowkit.persistence.models import attach_encoded
+
+            for detail in details:
+                attach_encoded(detail, None)
 
     @contextlib.contextmanager
     def batch(self) -> Iterator[None]:

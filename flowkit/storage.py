@@ -280,6 +280,8 @@ class Storage:
             self._run.replace_injected(dict(result or {}))
             return
         record = self._record(atom_name)
+        # A text the engine encoded may be of this very object before a change made in place.
+        self._run.forget_encoded(atom_name)
         record.state = state
         if state in (st.SUCCESS, st.FAILURE):
             if isinstance(result, Failure):

@@ -7,10 +7,13 @@ Usage (from anywhere; the checkout's ``flowkit`` is put first on the path)::
     python tools/bench_durable_cost.py --postgresql       # and a throw-away PostgreSQL server
     python tools/bench_durable_cost.py --profile          # CPU by phase (cProfile), SQLite normal
     python tools/bench_durable_cost.py --fenced           # and a conductor's fenced writes, per write
+    python tools/bench_durable_cost.py --nested           # each result an 8.5 KB nested dict
     strace -f -c -e trace=fsync,fdatasync,pwrite64 python tools/bench_durable_cost.py --only sqlite
 
 Each figure is per atom of an N-task linear flow (``-n``, 1,000) whose tasks
-add one, loaded and run against a fresh database, after one warm-up run in the
+add one (with ``--nested``, each returns its count beside a dict of 300
+short lists, 8.5 KB of JSON, so every result goes through the JSON encoder
+as real results do), loaded and run against a fresh database, after one warm-up run in the
 same process (so imports and first-use compilation are not counted). Counted
 where the database sees them, below SQLAlchemy: SQLite's statement trace
 (every statement, ``BEGIN`` and ``COMMIT`` included), libpq's protocol trace
@@ -43,7 +46,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def _flow(n: int) -> Any:
+#: The ``--nested`` result's payload: a dict of 300 short lists, 8.5 KB as JSON.
+NESTED = {f"key-{i:03d}": [i, i * 7, "abcde"] for i in range(300)}
+
+
+def _flow(n: int, nested: bool = False) -> Any:
     from flowkit import task
     from flowkit.patterns import linear_flow
 
@@ -51,9 +58,14 @@ def _flow(n: int) -> Any:
         def execute(self, x: int) -> int:
             return x + 1
 
+    class AddNested(task.Task):
+        def execute(self, x: Any) -> dict[str, Any]:
+            return {"count": (x["count"] if isinstance(x, dict) else x) + 1, "rows": NESTED}
+
+    kind = AddNested if nested else Add
     flow = linear_flow.Flow("bench")
     for i in range(n):
-        flow.add(Add(f"t{i}", rebind={"x": "x" if i == 0 else f"t{i - 1}"}, provides=f"t{i}"))
+        flow.add(kind(f"t{i}", rebind={"x": "x" if i == 0 else f"t{i - 1}"}, provides=f"t{i}"))
     return flow
 
 
@@ -78,13 +90,15 @@ class Measure:
         self.write_calls = 0
 
 
-def _run_once(url: str, n: int, conf: dict[str, Any], profile: cProfile.Profile | None) -> Measure:
+def _run_once(
+    url: str, n: int, conf: dict[str, Any], profile: cProfile.Profile | None, nested: bool = False
+) -> Measure:
     """Load and run an n-task linear flow saved at ``url``, counting what reaches the database."""
     from flowkit import engines
     from flowkit.persistence import models
 
     with _counted(url, n, conf) as (backend, measure, start, stop):
-        flow = _flow(n)
+        flow = _flow(n, nested)
         start()
         if profile is not None:
             profile.enable()
@@ -93,7 +107,8 @@ def _run_once(url: str, n: int, conf: dict[str, Any], profile: cProfile.Profile 
         if profile is not None:
             profile.disable()
         stop()
-        assert engine.storage.fetch(f"t{n - 1}") == n
+        last = engine.storage.fetch(f"t{n - 1}")
+        assert (last["count"] if nested else last) == n
     return measure
 
 
@@ -267,6 +282,9 @@ def main(argv: list[str] | None = None) -> int:
         "--fenced", action="store_true", help="also measure n fenced writes of two atoms (a conductor's)"
     )
     parser.add_argument(
+        "--nested", action="store_true", help="each task returns an 8.5 KB nested result (a dict of lists)"
+    )
+    parser.add_argument(
         "--only", choices=("sqlite", "sqlite-full", "postgresql"), help="measure this one configuration"
     )
     args = parser.parse_args(argv)
@@ -276,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     def sqlite_url() -> str:
         return f"sqlite:///{tmp / (uuid.uuid4().hex + '.db')}"
 
-    _run_once(sqlite_url(), 20, {}, None)  # warm-up: imports, first compilations
+    _run_once(sqlite_url(), 20, {}, None, args.nested)  # warm-up: imports, first compilations
     configs: list[tuple[str, str, Callable[[], str], dict[str, Any]]] = [
         ("sqlite", "SQLite, synchronous=NORMAL (default)", sqlite_url, {}),
         ("sqlite-full", "SQLite, synchronous=FULL", sqlite_url, {"sqlite_synchronous": "full"}),
@@ -285,18 +303,19 @@ def main(argv: list[str] | None = None) -> int:
         if args.postgresql or args.only == "postgresql":
             fresh = stack.enter_context(_postgresql())
             configs.append(("postgresql", "PostgreSQL (test server: fsync off)", fresh, {}))
-        print(f"durable linear flow of {n} tasks, per atom (load + run; {os.uname().nodename})")
+        results = "8.5 KB nested results" if args.nested else "int results"
+        print(f"durable linear flow of {n} tasks ({results}), per atom (load + run; {os.uname().nodename})")
         for key, label, make_url, conf in configs:
             if args.only and key != args.only:
                 continue
-            runs = [_run_once(make_url(), n, conf, None) for _ in range(args.repeat)]
+            runs = [_run_once(make_url(), n, conf, None, args.nested) for _ in range(args.repeat)]
             _report(label, runs)
             if args.fenced:
                 fenced = [_fenced_once(make_url(), n, conf) for _ in range(args.repeat)]
                 _report(f"{label}: fenced write of 2 atoms (per write)", fenced)
         if args.profile:
             profile = cProfile.Profile(timer=time.process_time)
-            _run_once(sqlite_url(), n, {}, profile)
+            _run_once(sqlite_url(), n, {}, profile, args.nested)
             print("SQLite, synchronous=NORMAL, profiled")
             _phases(profile, n)
     return 0

@@ -709,6 +709,7 @@ class Runtime:
                 # None is no result to validate or cache now (see Guard.spawned).
                 guard.spawned()
                 guard = None
+        encoded = None
         if ok:
             try:
                 if guard is not None:
@@ -716,11 +717,15 @@ class Runtime:
                 if atom._extraction:  # type: ignore[union-attr]
                     _check_unpacks(node, atom, value)
                 if self._durable:
-                    self.check_storable(node, "result", value)
+                    encoded = self.check_storable(node, "result", value)
             except exc.InvalidFormat as err:
                 ok, value = False, Failure.from_exception(err)
         if ok:
             record.result, record.failure = value, None
+            if encoded is not None and node.kind != RETRY:
+                # The write that follows stores this text, not a second encoding
+                # (a retry's row holds its history, not this value alone).
+                self.state.remember_encoded(node.name, "results", value, encoded)
             if record.revert_result is not None or record.revert_failure is not None:
                 # Re-run after a revert (a retry): as TaskFlow, the old revert outcome goes.
                 record.revert_result = record.revert_failure = None
@@ -785,13 +790,16 @@ class Runtime:
     def _complete_revert(self, node: Node, ok: bool, value: Any) -> None:
         record = self.records[node.index]
         assert record is not None
+        encoded = None
         if ok and self._durable:
             try:
-                self.check_storable(node, "revert result", value)
+                encoded = self.check_storable(node, "revert result", value)
             except exc.InvalidFormat as err:
                 ok, value = False, Failure.from_exception(err)
         if ok:
             record.revert_result, record.revert_failure = value, None
+            if encoded is not None:
+                self.state.remember_encoded(node.name, "revert_results", value, encoded)
             if node.kind == RETRY:
                 self.state.history.pop(node.name, None)
             else:
@@ -949,10 +957,13 @@ class Runtime:
                 event.update(details)
             self.notifier.notify(EVENT_UPDATE_PROGRESS, event)
 
-    def check_storable(self, node: Node, what: str, value: Any) -> None:
-        """Raise InvalidFormat, naming the atom, if the backend in use cannot store ``value``."""
+    def check_storable(self, node: Node, what: str, value: Any) -> str | None:
+        """Raise InvalidFormat, naming the atom, if the backend in use cannot store ``value``.
+
+        Returns the JSON text the check made (see ``RunState.check_storable``).
+        """
         try:
-            self.state.check_storable(value)
+            return self.state.check_storable(value)
         except (TypeError, ValueError, RecursionError) as err:
             raise exc.InvalidFormat(
                 f"{what} of atom '{node.name}' cannot be stored as JSON: {type(err).__name__}: {err}"

@@ -9,9 +9,9 @@ persistence.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, NamedTuple
 
-__all__ = ["encode_json", "model_dump"]
+__all__ = ["Encoded", "encode_json", "model_dump"]
 
 
 def model_dump(value: Any) -> Any:
@@ -26,3 +26,22 @@ def model_dump(value: Any) -> Any:
 encode_json = json.JSONEncoder(
     separators=(",", ":"), ensure_ascii=True, allow_nan=True, default=model_dump
 ).encode
+
+
+class Encoded(NamedTuple):
+    """A value and the JSON text made of it, kept for the write that follows.
+
+    Why: the engine encodes a result as it arrives (to fail that one atom if
+    no backend could store it), and the SQL backend's write of the same result
+    a moment later would encode it again: the same text
+    (:func:`~flowkit.persistence.base.encode_json`'s), at the same cost
+    (0.2 ms for an 8 KB nested result). The engine hands this to that one
+    write (:func:`flowkit.persistence.models.attach_encoded`), which stores
+    ``text`` instead of encoding ``value`` again. ``value`` is the object
+    itself, so a write of any other object (the result was replaced) encodes
+    as before; it is never kept past that write, since an object changed in
+    place after it would not match its text any more.
+    """
+
+    value: Any
+    text: str

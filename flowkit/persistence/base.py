@@ -114,19 +114,26 @@ class Backend(ABC):
         """The options the backend was made with (read-only)."""
         return MappingProxyType(self._conf)
 
-    def check_storable(self, value: Any) -> None:
+    def check_storable(self, value: Any) -> str | None:
         """Raise if ``value`` cannot be written by this backend, exactly as it would fail.
 
         The engine calls this when a result arrives, so the atom that produced an
         unstorable value fails (and the flow reverts) instead of the write that
         carries it. A backend that encodes differently overrides it.
 
+        Returns:
+            the :func:`encode_json` text of ``value``, which the engine hands to
+            the write that follows (see
+            :func:`flowkit.persistence.models.attach_encoded`) so a backend
+            storing that text need not encode the value again; an override
+            that encodes otherwise returns None.
+
         Raises:
             TypeError: a value JSON has no form for.
             ValueError: a value JSON refuses.
             RecursionError: nesting deeper than the encoder goes.
         """
-        encode_json(value)
+        return encode_json(value)
 
     @abstractmethod
     def get_connection(self) -> Connection:

@@ -27,17 +27,21 @@ from typing import Any, TypeVar
 from flowkit import exceptions as exc
 from flowkit import states
 from flowkit._utils.uuids import random_uuid
+from flowkit.persistence._json import Encoded
 from flowkit.types.failure import Failure
 
 __all__ = [
     "ATOM_TYPES",
     "AtomDetail",
+    "Encoded",
     "FlowDetail",
     "LogBook",
     "RetryDetail",
     "TaskDetail",
     "atom_detail_class",
     "atom_detail_type",
+    "attach_encoded",
+    "encoded_text",
 ]
 
 _T = TypeVar("_T")
@@ -444,6 +448,7 @@ class AtomDetail(ABC):
     """
 
     __slots__ = (
+        "_encoded",
         "_name",
         "_uuid",
         "failure",
@@ -467,6 +472,8 @@ class AtomDetail(ABC):
         self.revert_failure: Failure | None = None
         self.meta: dict[str, Any] = {}
         self.version: str | None = None
+        # Text the engine already encoded, for its next write only (see attach_encoded).
+        self._encoded: Mapping[str, Encoded] | None = None
 
     @property
     def name(self) -> str:
@@ -802,3 +809,33 @@ def atom_detail_type(ad: AtomDetail) -> str:
         if name is not None:
             return name
     raise TypeError(f"Unknown atom '{ad!r}' ({type(ad).__name__})")
+
+
+def attach_encoded(ad: AtomDetail, encoded: Mapping[str, Encoded] | None) -> None:
+    """Hand ``ad``'s next write the JSON text of fields already encoded (None: take it back).
+
+    ``encoded`` maps a field (``"results"``, ``"revert_results"``) to the
+    :class:`Encoded` value and text the engine made
+    when it checked that value was storable. A backend that stores
+    :func:`~flowkit.persistence.base.encode_json` text asks
+    :func:`encoded_text` and stores that text instead of encoding the value a
+    second time. Nothing else sees it: it is no field of the detail (not in
+    :meth:`AtomDetail.to_dict`, copies, merges), and the engine takes it back
+    once the write is over.
+    """
+    ad._encoded = encoded
+
+
+def encoded_text(ad: AtomDetail, field: str) -> str | None:
+    """The text attached for ``field`` of ``ad``, if it was made of the value the field holds now.
+
+    None when nothing was attached, or the field holds another object than
+    the one encoded (it was replaced since): the caller encodes it then.
+    """
+    encoded = ad._encoded
+    if encoded is None:
+        return None
+    found = encoded.get(field)
+    if found is None or found.value is not getattr(ad, field):
+        return None
+    return found.text

@@ -146,25 +146,37 @@ def _log(action: str, atom: str) -> None:
         os.close(fd)
 
 
+def _number(value: Any) -> int:
+    """The number a step computes from: the flow's injected int, or a step's result."""
+    return int(value["n"]) if isinstance(value, dict) else int(value)
+
+
+def _result(n: int, name: str) -> dict[str, Any]:
+    """A step's result: nested containers, as real results are, so every write of one
+    goes through the JSON encoder (a plain int is written without it)."""
+    return {"n": n, "by": name, "trail": [n % 7, {"text": f"{name}:{n}", "half": n / 2}]}
+
+
 class Step(task.Task):
     """Logs its execute and revert (the side effects), with points around each."""
 
-    def execute(self, value: int, other: int = 0) -> int:
+    def execute(self, value: Any, other: Any = 0) -> dict[str, Any]:
         hold_if_chosen(f"exec-start:{self.name}")
         _log("execute", self.name)
         hold_if_chosen(f"exec-done:{self.name}")
-        return value * 3 + other + len(self.name)
+        return _result(_number(value) * 3 + _number(other) + len(self.name), self.name)
 
-    def revert(self, value: int, **kwargs: Any) -> None:
+    def revert(self, value: Any, **kwargs: Any) -> dict[str, Any]:
         hold_if_chosen(f"revert-start:{self.name}")
         _log("revert", self.name)
         hold_if_chosen(f"revert-done:{self.name}")
+        return {"undone": self.name, "from": [_number(value)]}
 
 
 class Boom(Step):
     """Fails after its side effect."""
 
-    def execute(self, value: int, other: int = 0) -> int:
+    def execute(self, value: Any, other: Any = 0) -> dict[str, Any]:
         hold_if_chosen(f"exec-start:{self.name}")
         _log("execute", self.name)
         hold_if_chosen(f"exec-done:{self.name}")
@@ -174,13 +186,13 @@ class Boom(Step):
 class Flaky(Step):
     """Fails on the retry's first two attempts (decided by the stored attempt number)."""
 
-    def execute(self, value: int, other: int = 0, attempt: int = 1) -> int:
+    def execute(self, value: Any, other: Any = 0, attempt: int = 1) -> dict[str, Any]:
         hold_if_chosen(f"exec-start:{self.name}")
         _log("execute", self.name)
         hold_if_chosen(f"exec-done:{self.name}")
         if attempt < 3:
             raise RuntimeError(f"{self.name} fails on attempt {attempt}")
-        return value * 3 + attempt
+        return _result(_number(value) * 3 + attempt, self.name)
 
 
 def _chain(name: str, names: list[str], first: str = "value") -> linear_flow.Flow:

@@ -20,7 +20,6 @@ from flowkit import exceptions as exc
 from flowkit._utils.records import Record
 from flowkit.persistence import models
 from flowkit.persistence.base import encode_json
-from flowkit.types.failure import Failure
 
 __all__ = [
     "BookFlow",
@@ -78,10 +77,6 @@ def utc(when: datetime | None) -> datetime | None:
     return when.astimezone(UTC)
 
 
-def _failure(failure: Failure | None) -> str | None:
-    return None if failure is None else _encode(failure.to_dict())
-
-
 def book_row(book: models.LogBook) -> dict[str, Any]:
     """The ``logbooks`` row of ``book``."""
     return {
@@ -111,10 +106,20 @@ def atom_row(ad: models.AtomDetail, parent_uuid: str) -> dict[str, Any]:
         StorageFailure: a result cannot be written as JSON (the atom is named).
     """
     if isinstance(ad, models.RetryDetail):
-        # The retry history holds failures, which need their own records.
-        results: Any = ad.to_dict()["results"]
+        # The retry history holds failures, which need their own records; the
+        # detail's record has them, and its own failures' records too: one
+        # to_dict() gives all three (each failure marshalled once, not twice).
+        record = ad.to_dict()
+        results: Any = record["results"]
+        results_text = None
+        failure, revert_failure = record["failure"], record["revert_failure"]
     else:
         results = ad.results
+        # What the engine's check encoded already (see models.attach_encoded).
+        results_text = models.encoded_text(ad, "results")
+        failure = None if ad.failure is None else ad.failure.to_dict()
+        revert_failure = None if ad.revert_failure is None else ad.revert_failure.to_dict()
+    revert_text = models.encoded_text(ad, "revert_results")
     try:
         return {
             "uuid": ad.uuid,
@@ -124,10 +129,10 @@ def atom_row(ad: models.AtomDetail, parent_uuid: str) -> dict[str, Any]:
             "state": ad.state,
             "intention": ad.intention,
             "version": None if ad.version is None else str(ad.version),
-            "results": dumps(results),
-            "failure": _failure(ad.failure),
-            "revert_results": dumps(ad.revert_results),
-            "revert_failure": _failure(ad.revert_failure),
+            "results": dumps(results) if results_text is None else results_text,
+            "failure": None if failure is None else _encode(failure),
+            "revert_results": dumps(ad.revert_results) if revert_text is None else revert_text,
+            "revert_failure": None if revert_failure is None else _encode(revert_failure),
             "meta": dumps(ad.meta),
         }
     except (TypeError, ValueError, RecursionError) as err:
