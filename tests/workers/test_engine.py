@@ -115,6 +115,10 @@ class ScriptedWorker:
         self.client.zadd(protocol.workers_key(NS, self.topic), {self.worker_id: expiry})
         self.client.zadd(protocol.topics_key(NS), {self.topic: expiry}, gt=True)
 
+    def arrive(self) -> None:
+        """Add the arrival entry a worker adds after its first advert (:meth:`advertise` alone is an older worker)."""
+        self.client.xadd(protocol.arrivals_key(NS), {"worker": self.worker_id, "topic": self.topic})
+
     def withdraw(self) -> None:
         """Vanish as a crashed worker does once its advertisement expires."""
         self.client.delete(protocol.worker_key(NS, self.worker_id))
@@ -721,7 +725,7 @@ def test_a_request_waits_for_a_worker_that_starts_after_the_engine(
     assert not run.done
     assert client.keys(protocol.requests_key(NS, "*")) == []
 
-    worker = scripted()
+    worker = scripted()  # advertised without an arrival entry, as a worker older than them
     clock.advance(0.3)  # the reader's next look finds it
     assert run.join(10.0) is None
 
@@ -730,6 +734,53 @@ def test_a_request_waits_for_a_worker_that_starts_after_the_engine(
     # Stamped when it began to wait, not when it was sent: its deadline counts from then.
     assert request["sent_at"] < clock.time()
     assert request["deadline"] == request["sent_at"] + 5.0
+
+
+def test_a_held_request_goes_out_once_its_worker_arrives_without_waiting_for_a_look(
+    scripted: Any, holding: Holding, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The clock never moves: the reader's periodic look for workers never comes
+    # again after its first, so only the arrival entry can send the request.
+    caplog.set_level(logging.INFO, logger=ENGINE_LOG)
+    clock = FakeClock()
+    engine = holding.load(chain(1), store={"value": 1}, clock=clock)
+    run = BackgroundRun(engine)
+    _held_for_a_worker(caplog, "execute request of atom 'add0'")
+    _reader_moved_on(clock)
+    _reader_moved_on(clock)  # its first look, made as it began, is over
+    worker = scripted()  # advertised, no arrival entry yet: an older worker, found at the next look
+    _reader_moved_on(clock)
+    assert worker.requests() == [] and not run.done
+
+    worker.arrive()
+    assert run.join(10.0) is None
+
+    assert engine.storage.fetch("v0") == 2
+    assert [request["name"] for request in worker.requests()] == ["add0"]
+
+
+def test_an_arrival_of_a_worker_that_offers_nothing_held_sends_nothing_and_keeps_the_request(
+    scripted: Any, holding: Holding, caplog: pytest.LogCaptureFixture
+) -> None:
+    # An arrival is a hint: what is sent still follows the adverts the engine reads.
+    caplog.set_level(logging.INFO, logger=ENGINE_LOG)
+    clock = FakeClock()
+    engine = holding.load(chain(1), store={"value": 1}, clock=clock)
+    run = BackgroundRun(engine)
+    _held_for_a_worker(caplog, "execute request of atom 'add0'")
+    _reader_moved_on(clock)
+    _reader_moved_on(clock)
+    other = scripted(tasks=(OTHER,))
+    other.arrive()
+    _reader_moved_on(clock)
+    _reader_moved_on(clock)  # the wake-up and its scan are over
+    assert other.requests() == [] and not run.done
+    other.stop()  # advertised still, but reads no more: the request must go to the next one
+
+    worker = scripted()
+    worker.arrive()
+    assert run.join(10.0) is None
+    assert [request["name"] for request in worker.requests()] == ["add0"]
 
 
 def test_a_run_whose_worker_is_known_sends_each_request_at_once_waiting_on_no_period(
