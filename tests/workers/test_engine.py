@@ -1723,6 +1723,55 @@ def test_a_replies_stream_redis_refuses_to_read_stops_the_run_at_once_saying_so(
     assert engine.storage.get_atom_state("add0") == st.RUNNING  # for a resume to run again
 
 
+@pytest.fixture
+def pre_arrivals_engine_url(redis_flushed_url: str) -> Iterator[str]:
+    """The URL of an engine's ACL user set up before arrivals existed: its keys but ``flowkit:arrivals``."""
+    user = f"fk-{uuid.uuid4().hex[:8]}"
+    keys = [f"~{NS}:{kind}" for kind in ("requests:*", "workers:*", "worker:*", "topics", "replies:*")]
+    admin = redis.Redis.from_url(redis_flushed_url)
+    admin.execute_command("ACL", "SETUSER", user, "on", ">pw", *keys, "&*", "+@all")
+    try:
+        yield redis_flushed_url.replace("redis://", f"redis://{user}:pw@", 1)
+    finally:
+        admin.execute_command("ACL", "DELUSER", user)
+        admin.close()
+
+
+@pytest.mark.parametrize("refusal", ["acl-at-start", "wrongtype-while-held"])
+def test_an_arrivals_stream_redis_refuses_costs_promptness_not_the_run(
+    scripted: Any,
+    redis_flushed_url: str,
+    pre_arrivals_engine_url: str,
+    topic: str,
+    client: Any,
+    caplog: pytest.LogCaptureFixture,
+    refusal: str,
+) -> None:
+    # Refused from the start (an ACL older than the stream), or once held (a string written
+    # over it): either way the engine says so once and finds the worker at its next look.
+    caplog.set_level(logging.INFO, logger=ENGINE_LOG)
+    clock = FakeClock()
+    url = pre_arrivals_engine_url if refusal == "acl-at-start" else redis_flushed_url
+    engine = load(chain(1), url, topic, store={"value": 1}, clock=clock)
+    run = BackgroundRun(engine)
+    _held_for_a_worker(caplog, "execute request of atom 'add0'")
+    if refusal == "wrongtype-while-held":
+        client.set(protocol.arrivals_key(NS), "not a stream")
+    refused = f"cannot read the arrivals stream '{protocol.arrivals_key(NS)}'"
+    services.wait_until(
+        lambda: [r for r in caplog.records if refused in r.getMessage()], 5.0, message="the refusal said"
+    )
+
+    worker = scripted()
+    clock.advance(0.3)  # the reader's next look finds it
+    assert run.join(10.0) is None
+
+    assert engine.storage.fetch("v0") == 2
+    assert [request["name"] for request in worker.requests()] == ["add0"]
+    said = [r for r in caplog.records if refused in r.getMessage()]
+    assert [r.levelno for r in said] == [logging.WARNING], said
+
+
 # -- with the real Python worker ----------------------------------------------------------
 
 

@@ -27,6 +27,7 @@ periodic look, as before.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -35,6 +36,8 @@ from flowkit.engines.worker_based import _transport, protocol
 from flowkit.engines.worker_based._clock import SYSTEM, Clock
 
 __all__ = ["Directory"]
+
+LOG = logging.getLogger("flowkit.engines.worker_based.engine")
 
 #: Seconds between two scans while waiting for workers to advertise.
 _POLL = 0.05
@@ -135,8 +138,28 @@ class Directory:
         Raises:
             redis.RedisError: Redis could not be asked (a ``_transport.errors()`` one).
         """
-        last = client.xrevrange(self.arrivals_key, "+", "-", count=1)
+        try:
+            last = client.xrevrange(self.arrivals_key, "+", "-", count=1)
+        except _transport.refusals() as err:
+            self.stop_watching_arrivals(err)
+            return
         self.arrivals_seen = bytes(last[0][0]) if last else b"0-0"
+
+    def stop_watching_arrivals(self, error: Exception) -> None:
+        """Give up on the arrivals stream Redis refused to read (an ACL older than it), saying so.
+
+        The engine still finds new workers at its periodic look, as it did before
+        workers wrote arrivals: refusing the stream must cost promptness, not the run.
+        """
+        self.arrivals_seen = None
+        LOG.warning(
+            "the worker-based engine cannot read the arrivals stream '%s' (%s: %s): requests held for"
+            " a worker go out at its next periodic look for workers (every 0.25 s), not as the worker"
+            " arrives; let the engine's Redis user read that key",
+            self.arrivals_key,
+            type(error).__name__,
+            error,
+        )
 
     def concerns(self, fields: Mapping[Any, Any]) -> bool:
         """Whether an arrival entry's worker may serve a topic this directory routes to.

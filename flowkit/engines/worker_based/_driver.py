@@ -673,14 +673,20 @@ class RedisDriver(DispatchingDriver):
         next_tick = next_touch = clock.monotonic()
         directory = self._directory
         arrivals = directory.arrivals_key.encode()
+        suspect: Exception | None = None  # why a read with the arrivals stream was refused
         while not self._closing.is_set():
             began = clock.monotonic()
             streams: dict[Any, Any] = {key: self._last_id}
-            if directory.arrivals_seen is not None:  # one read waits on both: no command more
+            if directory.arrivals_seen is not None and suspect is None:  # one read waits on both
                 streams[arrivals] = directory.arrivals_seen
             try:
                 reply = client.xread(streams, count=_READ_COUNT, block=BLOCK_MS)
             except _transport.errors() as err:
+                if not _transport.is_transient(err) and suspect is None and arrivals in streams:
+                    # The arrivals stream may be what was refused (an ACL older than it):
+                    # read the replies alone once to tell.
+                    suspect = err
+                    continue
                 if not _transport.is_transient(err):
                     # Refused, not lost (the key holds something else than a stream, an
                     # ACL forbids reading it): asking again gets the same answer, and
@@ -698,6 +704,9 @@ class RedisDriver(DispatchingDriver):
                     return
                 self._closing.wait(backoff.next())
                 continue
+            if suspect is not None:  # the replies alone were read: the arrivals stream was refused
+                directory.stop_watching_arrivals(suspect)
+                suspect = None
             if self._redis_down_since is not None:
                 LOG.warning("Redis at %s is reachable again", mask_url(self._settings.url))
                 self._redis_down_since = None
