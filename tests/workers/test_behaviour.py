@@ -330,8 +330,10 @@ class _HeldLine(logging.Handler):
             self.seen.set()
 
 
-def _held_until_a_worker_arrives(spawn_worker: WorkerFactory, url: str, worker_url: str | None = None) -> float:
-    """Hold a request for a worker not started yet, start it; seconds from its first advert to its ``running``."""
+def _held_until_a_worker_arrives(
+    spawn_worker: WorkerFactory, url: str, worker_url: str | None = None
+) -> float:
+    """Hold a request for a worker not started yet, start it: seconds from its first advert to ``running``."""
     topic = fresh_topic()
     engine = load_engine(Echo(name="echo", provides="out"), url, topic, store={"value": "hi"})
     started: list[float] = []
@@ -382,7 +384,10 @@ def pre_arrivals_url(redis_flushed_url: str) -> Iterator[str]:
 
 
 def test_a_worker_whose_arrival_entry_is_refused_is_still_found_at_the_engines_next_look(
-    spawn_worker: WorkerFactory, redis_flushed_url: str, pre_arrivals_url: str, caplog: pytest.LogCaptureFixture
+    spawn_worker: WorkerFactory,
+    redis_flushed_url: str,
+    pre_arrivals_url: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     # As an older worker, which writes no arrival entry: found by the periodic look instead.
     caplog.set_level(logging.INFO, logger="flowkit.engines.worker_based.engine")

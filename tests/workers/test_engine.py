@@ -116,7 +116,7 @@ class ScriptedWorker:
         self.client.zadd(protocol.topics_key(NS), {self.topic: expiry}, gt=True)
 
     def arrive(self) -> None:
-        """Add the arrival entry a worker adds after its first advert (:meth:`advertise` alone is an older worker)."""
+        """Add the entry a worker adds after its first advert (:meth:`advertise` alone: an older worker)."""
         self.client.xadd(protocol.arrivals_key(NS), {"worker": self.worker_id, "topic": self.topic})
 
     def withdraw(self) -> None:

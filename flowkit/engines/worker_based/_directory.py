@@ -143,7 +143,8 @@ class Directory:
         except _transport.refusals() as err:
             self.stop_watching_arrivals(err)
             return
-        self.arrivals_seen = bytes(last[0][0]) if last else b"0-0"
+        entry_id = last[0][0] if last else b"0-0"
+        self.arrivals_seen = entry_id if isinstance(entry_id, bytes) else str(entry_id).encode()
 
     def stop_watching_arrivals(self, error: Exception) -> None:
         """Give up on the arrivals stream Redis refused to read (an ACL older than it), saying so.

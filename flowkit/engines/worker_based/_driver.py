@@ -1078,7 +1078,7 @@ def _text(value: Any) -> str:
 
 
 def _streams(reply: Any) -> list[tuple[bytes, list[tuple[Any, Any]]]]:
-    """``(stream key, its entries)`` of an XREAD reply (RESP2 list or RESP3 map), streams with entries only."""
+    """``(stream key, its entries)`` of an XREAD reply (RESP2 list or RESP3 map), for streams with entries."""
     if not reply:
         return []
     if isinstance(reply, dict):

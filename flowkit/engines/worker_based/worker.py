@@ -1184,8 +1184,13 @@ class Worker:
         # Engines given no topics find this one here (GT: never shorten another worker's).
         pipe.zadd(self._topics_key, {self._topic: expires_ms}, gt=True)
         if arriving:
-            arrival = {"worker": self._worker_id, "topic": self._topic}
-            pipe.xadd(self._arrivals_key, arrival, maxlen=protocol.ARRIVALS_MAXLEN, approximate=True)
+            arrival = {"worker": self._worker_id.encode(), "topic": self._topic.encode()}
+            pipe.xadd(
+                self._arrivals_key,
+                _transport.fields(arrival),
+                maxlen=protocol.ARRIVALS_MAXLEN,
+                approximate=True,
+            )
         if in_flight:
             pipe.xclaim(self._stream, protocol.GROUP, self._worker_id, 0, in_flight, justid=True)
         results = pipe.execute(raise_on_error=False)
