@@ -30,6 +30,7 @@ from flowkit import dynamic, engines, task
 from flowkit import exceptions as exc
 from flowkit import states as st
 from flowkit.engines.worker_based import protocol
+from flowkit.engines.worker_based._driver import BLOCK_MS
 from flowkit.patterns import linear_flow, unordered_flow
 from flowkit.types.failure import Failure
 from tests import services
@@ -757,6 +758,37 @@ def test_a_held_request_goes_out_once_its_worker_arrives_without_waiting_for_a_l
 
     assert engine.storage.fetch("v0") == 2
     assert [request["name"] for request in worker.requests()] == ["add0"]
+
+
+def test_watching_for_arrivals_costs_a_held_request_no_command_beside_the_blocking_read(
+    scripted: Any, holding: Holding, client: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The arrivals stream is read by the reply reader's own blocking XREAD: with the clock
+    # still (no periodic look) and nothing arriving, that read is all the engine sends,
+    # at most once per block, as before arrivals existed.
+    caplog.set_level(logging.INFO, logger=ENGINE_LOG)
+    clock = FakeClock()
+    engine = holding.load(chain(1), store={"value": 1}, clock=clock)
+    run = BackgroundRun(engine)
+    _held_for_a_worker(caplog, "execute request of atom 'add0'")
+    _reader_moved_on(clock)
+    _reader_moved_on(clock)  # its first look is over
+    client.config_resetstat()
+    began = time.monotonic()
+    for _ in range(5):
+        _reader_moved_on(clock)
+    elapsed = time.monotonic() - began
+
+    calls = {
+        name.removeprefix("cmdstat_"): stats["calls"] for name, stats in client.info("commandstats").items()
+    }
+    calls.pop("config|resetstat", None)
+    assert set(calls) == {"xread"}, calls
+    assert calls["xread"] <= elapsed / (BLOCK_MS / 1000) + 2, (calls, elapsed)
+    assert not run.done
+    scripted()
+    clock.advance(0.3)  # the next look finds it: the run ends here, not in a later test's Redis
+    assert run.join(10.0) is None
 
 
 def test_an_arrival_of_a_worker_that_offers_nothing_held_sends_nothing_and_keeps_the_request(
