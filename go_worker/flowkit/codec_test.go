@@ -570,8 +570,8 @@ func TestGoErrorFailureMatchesTheGoGolden(t *testing.T) {
 }
 
 func TestKeys(t *testing.T) {
-	got := []string{RequestsKey("ns", "t"), WorkersKey("ns", "t"), WorkerKey("ns", "w"), RepliesKey("ns", "e"), TopicsKey("ns")}
-	want := []string{"ns:requests:t", "ns:workers:t", "ns:worker:w", "ns:replies:e", "ns:topics"}
+	got := []string{RequestsKey("ns", "t"), WorkersKey("ns", "t"), WorkerKey("ns", "w"), RepliesKey("ns", "e"), TopicsKey("ns"), ArrivalsKey("ns")}
+	want := []string{"ns:requests:t", "ns:workers:t", "ns:worker:w", "ns:replies:e", "ns:topics", "ns:arrivals"}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatal(got)
 	}

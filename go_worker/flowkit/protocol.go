@@ -43,6 +43,8 @@ const (
 	MaxSeen = 10 * 366 * 24 * time.Hour
 	// ReplyMaxLen is the approximate length reply streams are trimmed to.
 	ReplyMaxLen = 100000
+	// ArrivalsMaxLen is the approximate length the arrivals stream is trimmed to.
+	ArrivalsMaxLen = 1000
 	// ReplyTTL is how long a reply stream lives after its last write (the
 	// engine's open and tidy-ups, or a worker's answer): an answer arriving
 	// after its engine deleted the stream makes it again, read by nobody, and
@@ -96,6 +98,12 @@ func WorkersKey(namespace, topic string) string { return namespace + ":workers:"
 // latest expiry in unix ms). Engines given no topics find them here; every
 // worker raises its topic's score (ZADD GT) at each heartbeat.
 func TopicsKey(namespace string) string { return namespace + ":topics" }
+
+// ArrivalsKey is the stream a worker adds an entry to when it (re)appears:
+// engines holding a request for its tasks block on it beside their reply
+// stream, and send the request at once instead of at their next periodic
+// look at the adverts. Only a hint: engines still read and check the adverts.
+func ArrivalsKey(namespace string) string { return namespace + ":arrivals" }
 
 // WorkerKey is the hash holding one worker's notify envelope.
 func WorkerKey(namespace, workerID string) string { return namespace + ":worker:" + workerID }

@@ -90,6 +90,7 @@ type Worker struct {
 	hashKey   string
 	zsetKey   string
 	topicsKey string // where engines given no topics find ours
+	arrivals  string // where engines holding requests hear that we (re)appeared
 	replies   string // prefix of the namespace's reply streams, the only ones answered on
 	log       *slog.Logger
 	host      string
@@ -113,6 +114,11 @@ type Worker struct {
 	giveUpAt  time.Time // when the writer stops retrying (set at shutdown)
 	giveUpMu  sync.Mutex
 	nextSweep time.Time // when the heartbeat next looks for dead workers' consumers (its goroutine only)
+	// advertisedAt is when the last beat that wrote the advert began (zero:
+	// none yet); arrivalRefused, whether Redis refused an arrival entry. The
+	// heartbeat goroutine's only.
+	advertisedAt   time.Time
+	arrivalRefused bool
 }
 
 type job struct {
@@ -192,6 +198,7 @@ func NewWorker(registry *Registry, opts Options) (*Worker, error) {
 		hashKey:   WorkerKey(opts.Namespace, opts.WorkerID),
 		zsetKey:   WorkersKey(opts.Namespace, opts.Topic),
 		topicsKey: TopicsKey(opts.Namespace),
+		arrivals:  ArrivalsKey(opts.Namespace),
 		replies:   RepliesKey(opts.Namespace, ""),
 		log:       logger,
 		host:      host,

@@ -222,9 +222,19 @@ func (w *Worker) beatLoop(stop <-chan struct{}) {
 
 // beat advertises the worker, refreshes the claim on its in-flight entries
 // and takes over entries whose worker died.
+//
+// A beat that makes the worker appear (its first, or the first since its
+// advert may have lapsed: no beat wrote it for three heartbeats) also adds an
+// arrival entry after the advert, in the same round trip: engines holding a
+// request for its tasks wake on it and send the request at once instead of at
+// their next periodic look. Only then, not every beat, so an idle engine is
+// not woken once a heartbeat per worker. Redis refusing the entry (an ACL that
+// predates it) costs the engines that promptness, not the advert.
 func (w *Worker) beat() error {
 	ctx := context.Background()
 	ttl := 3 * w.opts.Heartbeat
+	began := w.opts.Clock.Now()
+	arriving := w.advertisedAt.IsZero() || began.Sub(w.advertisedAt) >= ttl
 	envelope, err := w.encode(&Notify{
 		Worker:            w.id,
 		Topic:             w.opts.Topic,
@@ -252,14 +262,39 @@ func (w *Worker) beat() error {
 	pipe.ZAdd(ctx, w.zsetKey, redis.Z{Score: expires, Member: w.id})
 	// Engines given no topics find this one here (GT: never shorten another worker's).
 	pipe.ZAddGT(ctx, w.topicsKey, redis.Z{Score: expires, Member: w.opts.Topic})
+	var arrival redis.Cmder
+	if arriving {
+		arrival = pipe.XAdd(ctx, &redis.XAddArgs{
+			Stream: w.arrivals,
+			MaxLen: ArrivalsMaxLen,
+			Approx: true,
+			Values: map[string]any{"worker": w.id, "topic": w.opts.Topic},
+		})
+	}
 	if len(inFlight) > 0 {
 		pipe.XClaimJustID(ctx, &redis.XClaimArgs{
 			Stream: w.stream, Group: Group, Consumer: w.id, MinIdle: 0, Messages: inFlight,
 		})
 	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		return err
+	if cmds, err := pipe.Exec(ctx); err != nil {
+		for _, cmd := range cmds {
+			if cmd != arrival && cmd.Err() != nil {
+				return cmd.Err()
+			}
+		}
+		if arrival == nil || arrival.Err() == nil {
+			return err
+		}
+		level := slog.LevelWarn
+		if w.arrivalRefused {
+			level = slog.LevelDebug
+		}
+		w.arrivalRefused = true
+		w.logf(level, "worker %s: Redis refused its arrival entry on %q: %v; engines holding requests for its"+
+			" tasks find it at their next periodic look instead of at once (let the worker's Redis user XADD to that key)",
+			w.id, w.arrivals, arrival.Err())
 	}
+	w.advertisedAt = began
 	if w.isStopping() {
 		return nil
 	}

@@ -1078,6 +1078,70 @@ func TestLoneSurrogateEscapesAreDroppedAndTheWorkerKeepsServing(t *testing.T) {
 	}
 }
 
+// arrivals reads the namespace's arrivals stream, oldest first.
+func (h *harness) arrivals() []redis.XMessage {
+	h.t.Helper()
+	entries, err := h.client.XRange(context.Background(), flowkit.ArrivalsKey(h.namespace), "-", "+").Result()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return entries
+}
+
+func TestAWorkerAddsAnArrivalWhenItAppearsNotAtEveryBeat(t *testing.T) {
+	h := newHarness(t)
+	clock := newFakeClock(time.Now())
+	worker, _, _ := h.start(func(o *flowkit.Options) { o.Clock = clock })
+	// The entry follows the advert in the same round trip: engines holding a
+	// request for its tasks wake on it and read the advert at once.
+	h.eventually("the first beat's arrival entry", func() bool { return len(h.arrivals()) == 1 })
+	if got := h.arrivals()[0].Values; got["worker"] != worker.ID() || got["topic"] != "cpu" {
+		t.Fatalf("arrival entry = %v, want the worker's id and topic", got)
+	}
+	// Beats in time keep the advert alive: no arrival, so idle engines are not woken.
+	for i := 0; i < 3; i++ {
+		clock.settle(t, 1)
+		clock.advance(100 * time.Millisecond)
+	}
+	clock.settle(t, 1)
+	if n := len(h.arrivals()); n != 1 {
+		t.Fatalf("%d arrival entries after beats in time, want the first one only", n)
+	}
+	// No beat for three heartbeats (a stalled worker): its advert may have
+	// lapsed, so engines may have dropped it, and the next beat arrives again.
+	clock.advance(300 * time.Millisecond)
+	clock.settle(t, 1)
+	if n := len(h.arrivals()); n != 2 {
+		t.Fatalf("%d arrival entries after a beat three heartbeats late, want 2", n)
+	}
+}
+
+func TestAnArrivalRedisRefusesLeavesTheAdvertAndIsSaidOnce(t *testing.T) {
+	h := newHarness(t)
+	limited := h.limitedUser() // its ACL predates the arrivals stream
+	clock := newFakeClock(time.Now())
+	h.start(func(o *flowkit.Options) { o.RedisURL = limited; o.Clock = clock })
+	for i := 0; i < 2; i++ { // two arriving beats: the second is said at debug
+		clock.settle(t, 1)
+		clock.advance(300 * time.Millisecond)
+	}
+	clock.settle(t, 1)
+	if n := len(h.arrivals()); n != 0 {
+		t.Fatalf("%d arrival entries written past the ACL", n)
+	}
+	log := h.log.String()
+	warned := strings.Count(log, "level=WARN msg=\"worker go-test-"+h.namespace+": Redis refused its arrival entry")
+	debug := strings.Count(log, "level=DEBUG msg=\"worker go-test-"+h.namespace+": Redis refused its arrival entry")
+	if warned != 1 || debug != 2 || strings.Contains(log, "Redis error during heartbeat") {
+		t.Fatalf("want one warning, then debug lines, and no failed heartbeat:\n%s", log)
+	}
+	// Still advertised, with a fresh expiry: the refusal cost no beat.
+	score, err := h.client.ZScore(context.Background(), flowkit.WorkersKey(h.namespace, "cpu"), "go-test-"+h.namespace).Result()
+	if err != nil || score != float64(clock.Now().Add(300*time.Millisecond).UnixMilli()) {
+		t.Fatalf("advert score %v (%v), want three heartbeats after the last beat", score, err)
+	}
+}
+
 // limitedUser makes a Redis ACL user that may touch only the harness's keys
 // (of the reply streams, only those of engines named "engine..."), as in a
 // locked-down deployment, and returns a URL that logs in as it.

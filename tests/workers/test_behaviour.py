@@ -8,9 +8,14 @@ language serves it. Workers and Redis are real processes.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
+import statistics
+import threading
 import time
+import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -301,6 +306,99 @@ def test_an_engine_started_before_its_worker_gets_the_work_done(
 
     assert run.join(30.0) is None
     assert engine.storage.fetch("out") == "hi"
+
+
+#: Workers started, one after another, to time how soon a request held for their task follows
+#: their first advert. The engine's periodic look for workers (every 0.25 s, between reads that
+#: block up to 0.1 s) gave delays spread over 0 to about 0.35 s (median about 0.15 s on the Go
+#: worker, 0.2 s on the Python one); the arrival entry makes them a few milliseconds.
+ARRIVAL_TRIES = 5
+#: Bounds on those delays: the median catches a return to the periodic look, the maximum a
+#: single try that waited for one. Loose enough for a loaded machine.
+ARRIVAL_MEDIAN, ARRIVAL_MAX = 0.05, 0.25
+
+
+class _HeldLine(logging.Handler):
+    """Notices the engine's line saying it holds a request for a worker (its deadline set then)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen = threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "for a live worker offering their task" in record.getMessage():
+            self.seen.set()
+
+
+def _held_until_a_worker_arrives(
+    spawn_worker: WorkerFactory, url: str, worker_url: str | None = None
+) -> float:
+    """Hold a request for a worker not started yet, start it: seconds from its first advert to ``running``."""
+    topic = fresh_topic()
+    engine = load_engine(Echo(name="echo", provides="out"), url, topic, store={"value": "hi"})
+    started: list[float] = []
+    engine.start_watchers.append(lambda _atom, _worker: started.append(time.time()))
+    held = _HeldLine()
+    logger = logging.getLogger("flowkit.engines.worker_based.engine")
+    logger.addHandler(held)
+    try:
+        run = BackgroundRun(engine)
+        services.wait_until(held.seen.is_set, 10.0, message="the engine holding the request")
+    finally:
+        logger.removeHandler(held)
+    # A long heartbeat: the advert read back is the first one, written as the worker appeared.
+    worker = spawn_worker(topic, heartbeat=5.0, wait=False, url=worker_url)
+    advert = worker.wait_advertised()
+    services.wait_until(lambda: started, 10.0, message=f"the held request reaching the {worker.kind} worker")
+    assert run.join(30.0) is None
+    assert engine.storage.fetch("out") == "hi"
+    worker.stop()
+    return started[0] - float(advert["sent_at"])
+
+
+def test_a_held_request_goes_out_within_milliseconds_of_its_workers_first_advert(
+    spawn_worker: WorkerFactory, redis_flushed_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="flowkit.engines.worker_based.engine")
+    delays = [_held_until_a_worker_arrives(spawn_worker, redis_flushed_url) for _ in range(ARRIVAL_TRIES)]
+
+    shown = ", ".join(f"{delay * 1000:.1f}" for delay in delays)
+    assert statistics.median(delays) < ARRIVAL_MEDIAN, f"delays (ms) from advert to running: {shown}"
+    assert max(delays) < ARRIVAL_MAX, f"delays (ms) from advert to running: {shown}"
+
+
+@pytest.fixture
+def pre_arrivals_url(redis_flushed_url: str) -> Iterator[str]:
+    """The URL of an ACL user set up before arrivals existed: every worker key but ``flowkit:arrivals``."""
+    redis = services.require_module("redis", "redis")
+    admin = redis.Redis.from_url(redis_flushed_url)
+    user = f"fk-{uuid.uuid4().hex[:8]}"
+    kinds = ("requests:*", "workers:*", "worker:*", "topics", "seen:*", "replies:*")
+    keys = [f"~{NAMESPACE}:{kind}" for kind in kinds]
+    admin.execute_command("ACL", "SETUSER", user, "on", ">pw", *keys, "&*", "+@all")
+    try:
+        yield redis_flushed_url.replace("redis://", f"redis://{user}:pw@", 1)
+    finally:
+        admin.execute_command("ACL", "DELUSER", user)
+        admin.close()
+
+
+def test_a_worker_whose_arrival_entry_is_refused_is_still_found_at_the_engines_next_look(
+    spawn_worker: WorkerFactory,
+    redis_flushed_url: str,
+    pre_arrivals_url: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # As an older worker, which writes no arrival entry: found by the periodic look instead.
+    caplog.set_level(logging.INFO, logger="flowkit.engines.worker_based.engine")
+    delay = _held_until_a_worker_arrives(spawn_worker, redis_flushed_url, worker_url=pre_arrivals_url)
+
+    assert delay < 2.0, f"found {delay:.2f} s after its advert: not at the engine's next look (every 0.25 s)"
+    client = services.require_module("redis", "redis").Redis.from_url(redis_flushed_url)
+    try:
+        assert client.xlen(f"{NAMESPACE}:arrivals") == 0
+    finally:
+        client.close()
 
 
 def test_with_worker_wait_a_task_no_worker_offers_fails_fast_before_anything_runs(

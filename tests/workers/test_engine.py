@@ -30,6 +30,7 @@ from flowkit import dynamic, engines, task
 from flowkit import exceptions as exc
 from flowkit import states as st
 from flowkit.engines.worker_based import protocol
+from flowkit.engines.worker_based._driver import BLOCK_MS
 from flowkit.patterns import linear_flow, unordered_flow
 from flowkit.types.failure import Failure
 from tests import services
@@ -114,6 +115,10 @@ class ScriptedWorker:
         expiry = int((time.time() + 30.0) * 1000)
         self.client.zadd(protocol.workers_key(NS, self.topic), {self.worker_id: expiry})
         self.client.zadd(protocol.topics_key(NS), {self.topic: expiry}, gt=True)
+
+    def arrive(self) -> None:
+        """Add the entry a worker adds after its first advert (:meth:`advertise` alone: an older worker)."""
+        self.client.xadd(protocol.arrivals_key(NS), {"worker": self.worker_id, "topic": self.topic})
 
     def withdraw(self) -> None:
         """Vanish as a crashed worker does once its advertisement expires."""
@@ -721,7 +726,7 @@ def test_a_request_waits_for_a_worker_that_starts_after_the_engine(
     assert not run.done
     assert client.keys(protocol.requests_key(NS, "*")) == []
 
-    worker = scripted()
+    worker = scripted()  # advertised without an arrival entry, as a worker older than them
     clock.advance(0.3)  # the reader's next look finds it
     assert run.join(10.0) is None
 
@@ -730,6 +735,84 @@ def test_a_request_waits_for_a_worker_that_starts_after_the_engine(
     # Stamped when it began to wait, not when it was sent: its deadline counts from then.
     assert request["sent_at"] < clock.time()
     assert request["deadline"] == request["sent_at"] + 5.0
+
+
+def test_a_held_request_goes_out_once_its_worker_arrives_without_waiting_for_a_look(
+    scripted: Any, holding: Holding, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The clock never moves: the reader's periodic look for workers never comes
+    # again after its first, so only the arrival entry can send the request.
+    caplog.set_level(logging.INFO, logger=ENGINE_LOG)
+    clock = FakeClock()
+    engine = holding.load(chain(1), store={"value": 1}, clock=clock)
+    run = BackgroundRun(engine)
+    _held_for_a_worker(caplog, "execute request of atom 'add0'")
+    _reader_moved_on(clock)
+    _reader_moved_on(clock)  # its first look, made as it began, is over
+    worker = scripted()  # advertised, no arrival entry yet: an older worker, found at the next look
+    _reader_moved_on(clock)
+    assert worker.requests() == [] and not run.done
+
+    worker.arrive()
+    assert run.join(10.0) is None
+
+    assert engine.storage.fetch("v0") == 2
+    assert [request["name"] for request in worker.requests()] == ["add0"]
+
+
+def test_watching_for_arrivals_costs_a_held_request_no_command_beside_the_blocking_read(
+    scripted: Any, holding: Holding, client: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The arrivals stream is read by the reply reader's own blocking XREAD: with the clock
+    # still (no periodic look) and nothing arriving, that read is all the engine sends,
+    # at most once per block, as before arrivals existed.
+    caplog.set_level(logging.INFO, logger=ENGINE_LOG)
+    clock = FakeClock()
+    engine = holding.load(chain(1), store={"value": 1}, clock=clock)
+    run = BackgroundRun(engine)
+    _held_for_a_worker(caplog, "execute request of atom 'add0'")
+    _reader_moved_on(clock)
+    _reader_moved_on(clock)  # its first look is over
+    client.config_resetstat()
+    began = time.monotonic()
+    for _ in range(5):
+        _reader_moved_on(clock)
+    elapsed = time.monotonic() - began
+
+    calls = {
+        name.removeprefix("cmdstat_"): stats["calls"] for name, stats in client.info("commandstats").items()
+    }
+    calls.pop("config|resetstat", None)
+    assert set(calls) == {"xread"}, calls
+    assert calls["xread"] <= elapsed / (BLOCK_MS / 1000) + 2, (calls, elapsed)
+    assert not run.done
+    scripted()
+    clock.advance(0.3)  # the next look finds it: the run ends here, not in a later test's Redis
+    assert run.join(10.0) is None
+
+
+def test_an_arrival_of_a_worker_that_offers_nothing_held_sends_nothing_and_keeps_the_request(
+    scripted: Any, holding: Holding, caplog: pytest.LogCaptureFixture
+) -> None:
+    # An arrival is a hint: what is sent still follows the adverts the engine reads.
+    caplog.set_level(logging.INFO, logger=ENGINE_LOG)
+    clock = FakeClock()
+    engine = holding.load(chain(1), store={"value": 1}, clock=clock)
+    run = BackgroundRun(engine)
+    _held_for_a_worker(caplog, "execute request of atom 'add0'")
+    _reader_moved_on(clock)
+    _reader_moved_on(clock)
+    other = scripted(tasks=(OTHER,))
+    other.arrive()
+    _reader_moved_on(clock)
+    _reader_moved_on(clock)  # the wake-up and its scan are over
+    assert other.requests() == [] and not run.done
+    other.stop()  # advertised still, but reads no more: the request must go to the next one
+
+    worker = scripted()
+    worker.arrive()
+    assert run.join(10.0) is None
+    assert [request["name"] for request in worker.requests()] == ["add0"]
 
 
 def test_a_run_whose_worker_is_known_sends_each_request_at_once_waiting_on_no_period(
@@ -1670,6 +1753,55 @@ def test_a_replies_stream_redis_refuses_to_read_stops_the_run_at_once_saying_so(
     assert "refused to read" in text and "WRONGTYPE" in text, text
     assert protocol.replies_key(NS, "") in text and "atom(s) 'add0' in doubt" in text, text
     assert engine.storage.get_atom_state("add0") == st.RUNNING  # for a resume to run again
+
+
+@pytest.fixture
+def pre_arrivals_engine_url(redis_flushed_url: str) -> Iterator[str]:
+    """The URL of an engine's ACL user set up before arrivals existed: its keys but ``flowkit:arrivals``."""
+    user = f"fk-{uuid.uuid4().hex[:8]}"
+    keys = [f"~{NS}:{kind}" for kind in ("requests:*", "workers:*", "worker:*", "topics", "replies:*")]
+    admin = redis.Redis.from_url(redis_flushed_url)
+    admin.execute_command("ACL", "SETUSER", user, "on", ">pw", *keys, "&*", "+@all")
+    try:
+        yield redis_flushed_url.replace("redis://", f"redis://{user}:pw@", 1)
+    finally:
+        admin.execute_command("ACL", "DELUSER", user)
+        admin.close()
+
+
+@pytest.mark.parametrize("refusal", ["acl-at-start", "wrongtype-while-held"])
+def test_an_arrivals_stream_redis_refuses_costs_promptness_not_the_run(
+    scripted: Any,
+    redis_flushed_url: str,
+    pre_arrivals_engine_url: str,
+    topic: str,
+    client: Any,
+    caplog: pytest.LogCaptureFixture,
+    refusal: str,
+) -> None:
+    # Refused from the start (an ACL older than the stream), or once held (a string written
+    # over it): either way the engine says so once and finds the worker at its next look.
+    caplog.set_level(logging.INFO, logger=ENGINE_LOG)
+    clock = FakeClock()
+    url = pre_arrivals_engine_url if refusal == "acl-at-start" else redis_flushed_url
+    engine = load(chain(1), url, topic, store={"value": 1}, clock=clock)
+    run = BackgroundRun(engine)
+    _held_for_a_worker(caplog, "execute request of atom 'add0'")
+    if refusal == "wrongtype-while-held":
+        client.set(protocol.arrivals_key(NS), "not a stream")
+    refused = f"cannot read the arrivals stream '{protocol.arrivals_key(NS)}'"
+    services.wait_until(
+        lambda: [r for r in caplog.records if refused in r.getMessage()], 5.0, message="the refusal said"
+    )
+
+    worker = scripted()
+    clock.advance(0.3)  # the reader's next look finds it
+    assert run.join(10.0) is None
+
+    assert engine.storage.fetch("v0") == 2
+    assert [request["name"] for request in worker.requests()] == ["add0"]
+    said = [r for r in caplog.records if refused in r.getMessage()]
+    assert [r.levelno for r in said] == [logging.WARNING], said
 
 
 # -- with the real Python worker ----------------------------------------------------------

@@ -66,6 +66,25 @@ def test_xread_of_nothing_new_returns_an_empty_reply_after_blocking(client: _tra
     assert not client.xread({"missing": "0-0"}, count=10)
 
 
+def test_xrevrange_gives_the_newest_entry_and_nothing_for_a_missing_stream(client: _transport.Client) -> None:
+    # The engine notes where the arrivals stream ends this way before its first scan.
+    assert client.xrevrange("s", "+", "-", count=1) == []
+    client.xadd("s", {"n": 1})
+    last = client.xadd("s", {"n": 2})
+    assert client.xrevrange("s", "+", "-", count=1) == [(last, {b"n": b"2"})]
+    assert [entry_id for entry_id, _ in client.xrevrange("s", "+", "-")][0] == last
+
+
+def test_one_blocking_xread_returns_the_entries_of_the_stream_that_got_one(client: _transport.Client) -> None:
+    # The engine's reply reader waits on its replies and on the arrivals stream at once.
+    first = client.xadd("a", {"n": 1})
+    reply = client.xread({"a": first, "b": "0-0"}, count=10, block=10)
+    assert not reply
+    added = client.xadd("b", {"topic": "t"})
+    reply = client.xread({"a": first, "b": "0-0"}, count=10, block=10)
+    assert [(name, [entry_id for entry_id, _ in items]) for name, items in reply] == [(b"b", [added])]
+
+
 def test_xdel_xtrim_and_maxlen_drop_entries(client: _transport.Client) -> None:
     ids = [client.xadd("s", {"n": i}) for i in range(5)]
     assert client.xdel("s", ids[0], b"0-1") == 1

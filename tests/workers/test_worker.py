@@ -630,6 +630,27 @@ def test_worker_advertises_itself_and_its_tasks(wire: Wire, start_worker: Any) -
     assert score is not None and score > time.time() * 1000
 
 
+def _arrivals(wire: Wire) -> list[dict[bytes, bytes]]:
+    return [fields for _, fields in wire.client.xrange(protocol.arrivals_key("flowkit"))]
+
+
+def test_a_worker_adds_an_arrival_when_it_appears_not_at_every_beat(wire: Wire, start_worker: Any) -> None:
+    clock = FakeClock()
+    worker = start_worker(clock=clock, heartbeat=0.05)
+    # After the advert, in the same round trip: an engine holding a request wakes and reads it.
+    wait_until(lambda: len(_arrivals(wire)) == 1)
+    assert _arrivals(wire) == [{b"worker": worker.worker_id.encode(), b"topic": TOPIC.encode()}]
+    for _ in range(3):  # beats in time keep the advert alive: no arrival wakes idle engines
+        clock.settle()
+        clock.advance(0.05)
+    clock.settle()
+    assert len(_arrivals(wire)) == 1
+    # No beat for three heartbeats (a stalled worker): engines may have dropped its lapsed advert.
+    clock.advance(0.2)
+    clock.settle()
+    assert len(_arrivals(wire)) == 2
+
+
 def test_stop_waits_for_running_tasks_and_removes_the_advertisement(wire: Wire, start_worker: Any) -> None:
     clock = FakeClock()
     worker = start_worker(clock=clock, grace=10.0)
@@ -1022,6 +1043,31 @@ def test_an_answer_redis_refuses_is_dropped_with_a_warning_and_later_answers_go_
         warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
         assert any(refused in text and "refused" in text for text in warnings), warnings
         assert not worker.join(0)
+    finally:
+        worker.stop(grace=0.5)
+        assert worker.join(10)
+
+
+def test_an_arrival_redis_refuses_costs_the_worker_no_beat_and_is_said_once(
+    limited_url: str, wire: Wire, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The ACL predates the arrivals stream: engines find the worker at their periodic look.
+    caplog.set_level(logging.DEBUG, logger=WORKER_LOG)
+    clock = FakeClock()
+    worker = Worker(topic=TOPIC, tasks=[MODULE], url=limited_url, heartbeat=0.05, grace=1.0, clock=clock)
+    worker.start()
+    try:
+        for _ in range(2):  # two more arriving beats, each over three heartbeats after the last
+            clock.settle()
+            clock.advance(0.2)
+        clock.settle()
+        said = [r for r in caplog.records if "refused its arrival entry" in r.getMessage()]
+        assert [r.levelno for r in said] == [logging.WARNING, logging.DEBUG, logging.DEBUG]
+        assert "flowkit:arrivals" in said[0].getMessage() and worker.worker_id in said[0].getMessage()
+        assert not [r for r in caplog.records if "error during heartbeat" in r.getMessage()]
+        assert _arrivals(wire) == []
+        score = wire.client.zscore(protocol.workers_key("flowkit", TOPIC), worker.worker_id)
+        assert score == int(clock.time() * 1000) + 150  # written by the last beat all the same
     finally:
         worker.stop(grace=0.5)
         assert worker.join(10)

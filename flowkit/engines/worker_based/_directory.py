@@ -13,18 +13,31 @@ them from the workers' notifications: every full scan first reads the topics
 the workers announce (:func:`_transport.live_topics`), then their adverts. A
 discovered task goes to the first of those topics, by name, whose live workers
 offer it.
+
+A worker that (re)appears also adds an entry to the arrivals stream
+(:func:`protocol.arrivals_key`). The directory keeps the engine's place in it
+(:meth:`Directory.watch_arrivals`, read before the run's first scan) and says
+which entries are about its topics (:meth:`Directory.concerns`): the engine's
+reply reader blocks on that stream beside its replies, and scans again at once
+when a worker arrives, instead of at its next periodic look. An entry is only
+a hint: what the engine sends still follows the adverts a scan reads and
+checks, and a worker that writes no entry (an older one) is found at the next
+periodic look, as before.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from flowkit import exceptions as exc
-from flowkit.engines.worker_based import _transport
+from flowkit.engines.worker_based import _transport, protocol
 from flowkit.engines.worker_based._clock import SYSTEM, Clock
 
 __all__ = ["Directory"]
+
+LOG = logging.getLogger("flowkit.engines.worker_based.engine")
 
 #: Seconds between two scans while waiting for workers to advertise.
 _POLL = 0.05
@@ -76,6 +89,11 @@ class Directory:
         self._routes: dict[str, str] = {}
         #: How many scans were made: a task's route changes only when this does.
         self.scans = 0
+        #: The arrivals stream (:func:`protocol.arrivals_key`) of the namespace.
+        self.arrivals_key = protocol.arrivals_key(namespace)
+        #: The id of the last arrival seen (None: arrivals are not watched).
+        self.arrivals_seen: bytes | None = None
+        self._topic_names = frozenset(topic.encode() for topic in self._scanned)
 
     def scan(self, client: _transport.Client, topics: Sequence[str] | None = None) -> None:
         """Read the adverts of ``topics`` (default: all) and remember who offers what.
@@ -109,6 +127,50 @@ class Directory:
         self._routing, self._scanned = routing, scanned
         self._routes = {}
         self.scans += 1
+
+    def watch_arrivals(self, client: _transport.Client) -> None:
+        """Remember where the arrivals stream ends now: the arrivals after it are news.
+
+        Call it before the scan the run starts from: a worker that arrives after
+        that scan then always leaves an entry past this mark, so no arrival falls
+        between the two unseen (one seen twice costs a scan, not a mistake).
+
+        Raises:
+            redis.RedisError: Redis could not be asked (a ``_transport.errors()`` one).
+        """
+        try:
+            last = client.xrevrange(self.arrivals_key, "+", "-", count=1)
+        except _transport.refusals() as err:
+            self.stop_watching_arrivals(err)
+            return
+        entry_id = last[0][0] if last else b"0-0"
+        self.arrivals_seen = entry_id if isinstance(entry_id, bytes) else str(entry_id).encode()
+
+    def stop_watching_arrivals(self, error: Exception) -> None:
+        """Give up on the arrivals stream Redis refused to read (an ACL older than it), saying so.
+
+        The engine still finds new workers at its periodic look, as it did before
+        workers wrote arrivals: refusing the stream must cost promptness, not the run.
+        """
+        self.arrivals_seen = None
+        LOG.warning(
+            "the worker-based engine cannot read the arrivals stream '%s' (%s: %s): requests held for"
+            " a worker go out at its next periodic look for workers (every 0.25 s), not as the worker"
+            " arrives; let the engine's Redis user read that key",
+            self.arrivals_key,
+            type(error).__name__,
+            error,
+        )
+
+    def concerns(self, fields: Mapping[Any, Any]) -> bool:
+        """Whether an arrival entry's worker may serve a topic this directory routes to.
+
+        An engine that discovers its topics cares about every arrival; one given
+        topics only about its own (and its pinned ones). An entry that names no
+        topic counts: a needless scan is cheaper than a missed worker.
+        """
+        topic = fields.get(b"topic")
+        return self.discovers or not isinstance(topic, bytes) or topic in self._topic_names
 
     def _with_pinned(self, routing: tuple[str, ...]) -> tuple[str, ...]:
         return routing + tuple(sorted(set(self.pinned.values()) - set(routing)))

@@ -671,11 +671,22 @@ class RedisDriver(DispatchingDriver):
         backoff = _transport.Backoff()
         tick = min(0.25, self._settings.transition_timeout / 4)
         next_tick = next_touch = clock.monotonic()
+        directory = self._directory
+        arrivals = directory.arrivals_key.encode()
+        suspect: Exception | None = None  # why a read with the arrivals stream was refused
         while not self._closing.is_set():
             began = clock.monotonic()
+            streams: dict[Any, Any] = {key: self._last_id}
+            if directory.arrivals_seen is not None and suspect is None:  # one read waits on both
+                streams[arrivals] = directory.arrivals_seen
             try:
-                reply = client.xread({key: self._last_id}, count=_READ_COUNT, block=BLOCK_MS)
+                reply = client.xread(streams, count=_READ_COUNT, block=BLOCK_MS)
             except _transport.errors() as err:
+                if not _transport.is_transient(err) and suspect is None and arrivals in streams:
+                    # The arrivals stream may be what was refused (an ACL older than it):
+                    # read the replies alone once to tell.
+                    suspect = err
+                    continue
                 if not _transport.is_transient(err):
                     # Refused, not lost (the key holds something else than a stream, an
                     # ACL forbids reading it): asking again gets the same answer, and
@@ -693,17 +704,31 @@ class RedisDriver(DispatchingDriver):
                     return
                 self._closing.wait(backoff.next())
                 continue
+            if suspect is not None:  # the replies alone were read: the arrivals stream was refused
+                directory.stop_watching_arrivals(suspect)
+                suspect = None
             if self._redis_down_since is not None:
                 LOG.warning("Redis at %s is reachable again", mask_url(self._settings.url))
                 self._redis_down_since = None
                 backoff.reset()
-            for entry_id, fields in _entries(reply):
-                self._last_id = entry_id
-                try:
-                    self._on_reply(entry_id, fields)
-                except Exception:  # a bug here must not silence the thread the run waits on
-                    LOG.exception("could not handle reply %s on %s", _text(entry_id), key)
+            arrived = False
+            for stream, entries in _streams(reply):
+                if stream == arrivals:
+                    directory.arrivals_seen = entries[-1][0]
+                    arrived = arrived or any(directory.concerns(fields) for _, fields in entries)
+                    continue
+                for entry_id, fields in entries:
+                    self._last_id = entry_id
+                    try:
+                        self._on_reply(entry_id, fields)
+                    except Exception:  # a bug here must not silence the thread the run waits on
+                        LOG.exception("could not handle reply %s on %s", _text(entry_id), key)
             now = clock.monotonic()
+            if arrived:
+                try:
+                    self._on_arrival(now)
+                except Exception:
+                    LOG.exception("could not look for the workers that just arrived")
             if now >= next_tick:
                 next_tick = now + tick
                 try:
@@ -913,6 +938,18 @@ class RedisDriver(DispatchingDriver):
         if running:
             self._check_workers(running, now, timeout)
 
+    def _on_arrival(self, now: float) -> None:
+        """A worker of our topics just advertised: send the requests held for a worker now.
+
+        Not at the next tick, up to a tick and a read's block later: a held request
+        goes out within a few milliseconds of the advert. Nothing held for a worker,
+        nothing is read (an arrival costs an idle engine no command).
+        """
+        with self._lock:
+            held = any(now < request.deadline for request in self._ledger.for_worker.values())
+        if held:
+            self._release(now)
+
     def _release(self, now: float) -> None:
         """Scan for workers, then send the held requests some live worker offers, as far as the window allows.
 
@@ -1040,11 +1077,16 @@ def _text(value: Any) -> str:
     return value.decode("ascii", "replace") if isinstance(value, bytes) else str(value)
 
 
-def _entries(reply: Any) -> list[tuple[Any, Any]]:
-    """The entries of an XREAD reply of one stream (RESP2 list or RESP3 map)."""
+def _streams(reply: Any) -> list[tuple[bytes, list[tuple[Any, Any]]]]:
+    """``(stream key, its entries)`` of an XREAD reply (RESP2 list or RESP3 map), for streams with entries."""
     if not reply:
         return []
     if isinstance(reply, dict):
-        streams = list(reply.values())
-        return list(streams[0][0]) if streams and streams[0] else []
-    return list(reply[0][1])
+        pairs = [(key, value[0] if value else []) for key, value in reply.items()]
+    else:
+        pairs = [(key, entries) for key, entries in reply]
+    return [(_bytes(key), list(entries)) for key, entries in pairs if entries]
+
+
+def _bytes(value: Any) -> bytes:
+    return value if isinstance(value, bytes) else str(value).encode()

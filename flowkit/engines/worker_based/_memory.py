@@ -384,6 +384,15 @@ class MemoryBroker:
         stream.groups[name] = _Group(last_delivered=start)
         return True
 
+    def xrevrange(self, key: Any, high: Any, low: Any, count: int | None) -> list[Any]:
+        """The entries of ``key`` from ``high`` down to ``low`` (ids, or ``+`` and ``-``), newest first."""
+        stream = self._stream(key)
+        if stream is None:
+            return []
+        top, bottom = _parse_id(high, low=False), _parse_id(low)
+        items = [(_render(i), dict(f)) for i, f in reversed(stream.entries.items()) if bottom <= i <= top]
+        return items if count is None else items[:count]
+
     def xread(self, streams: Mapping[Any, Any], count: int | None) -> list[Any]:
         reply = []
         for key, after in streams.items():
@@ -587,6 +596,9 @@ class _Commands:
 
     def xdel(self, name: Any, *ids: Any) -> Any:
         return self._do(MemoryBroker.xdel, name, *ids)
+
+    def xrevrange(self, name: Any, max: Any = "+", min: Any = "-", count: int | None = None) -> Any:  # noqa: A002
+        return self._do(MemoryBroker.xrevrange, name, max, min, count)
 
     def xtrim(self, name: Any, minid: Any, approximate: bool = True) -> Any:
         return self._do(MemoryBroker.xtrim, name, minid)

@@ -232,6 +232,9 @@ class WorkerBasedActionEngine(ActionEngine):
             expiry=self._worker_expiry,
         )
         try:
+            if needed:
+                # Before the first scan: a worker arriving after it wakes the reply reader.
+                directory.watch_arrivals(client)
             if needed and self._worker_wait is not None:
                 directory.wait_for(client, needed, self._worker_wait)
             elif needed:

@@ -38,6 +38,7 @@ from flowkit import exceptions as exc
 from flowkit.engines.worker_based import _validate
 
 __all__ = [
+    "ARRIVALS_MAXLEN",
     "DEFAULT_NAMESPACE",
     "EXECUTE",
     "FAILURE",
@@ -55,6 +56,7 @@ __all__ = [
     "SUCCESS",
     "VERSION",
     "ProtocolError",
+    "arrivals_key",
     "decode",
     "encode",
     "notify_message",
@@ -175,6 +177,21 @@ def topics_key(namespace: str) -> str:
     worker has gone quiet for three heartbeats.
     """
     return f"{namespace}:topics"
+
+
+def arrivals_key(namespace: str) -> str:
+    """The stream a worker adds an entry to when it (re)appears, to wake the engines holding requests.
+
+    Engines block on it beside their reply stream, so a request held for a task
+    nobody offered goes out as soon as a worker advertises it, without the
+    engine polling the adverts any faster. Only a hint: the engine still reads
+    (and checks) the adverts themselves before sending anything.
+    """
+    return f"{namespace}:arrivals"
+
+
+#: The length (approximate: ``MAXLEN ~``) workers cap the arrivals stream at.
+ARRIVALS_MAXLEN: Final = 1000
 
 
 def worker_key(namespace: str, worker_id: str) -> str:

@@ -235,6 +235,7 @@ class Worker:
         self._hash_key = protocol.worker_key(key_prefix, self._worker_id)
         self._zset_key = protocol.workers_key(key_prefix, topic)
         self._topics_key = protocol.topics_key(key_prefix)
+        self._arrivals_key = protocol.arrivals_key(key_prefix)
         self._replies_prefix = protocol.replies_key(key_prefix, "")
         # Guards _busy and _in_flight; waited on for free slots and for draining.
         self._cond = threading.Condition()
@@ -256,6 +257,10 @@ class Worker:
         self._grace_now = grace
         self._give_up_at = float("inf")  # when the writer stops retrying (set on stop)
         self._next_sweep = 0.0  # when the heartbeat next looks for dead workers' consumers
+        #: When the last beat that wrote the advert began (monotonic; None: none yet this run).
+        self._advertised_at: float | None = None
+        #: Whether Redis refused an arrival entry this run (an ACL): said once, at WARNING.
+        self._arrival_refused = False
 
     # -- public face ---------------------------------------------------------
 
@@ -382,6 +387,8 @@ class Worker:
         self._beat_stop.clear()
         self._grace_now = self._grace
         self._give_up_at = float("inf")
+        self._advertised_at = None  # a new run arrives again
+        self._arrival_refused = False
         # Fresh queues and counters: pool threads a previous run abandoned (tasks
         # still running after its grace) keep the old ones and cannot disturb these.
         self._generation += 1
@@ -1146,8 +1153,19 @@ class Worker:
                 return
 
     def _beat(self) -> None:
-        """Advertise, refresh the claim on in-flight entries, and take over stale ones."""
+        """Advertise, refresh the claim on in-flight entries, and take over stale ones.
+
+        A beat that makes the worker appear (the run's first, or the first since
+        its advert may have lapsed: no beat wrote it for three heartbeats) also adds
+        an arrival entry, after the advert in the same round trip: engines holding
+        a request for its tasks wake on it and send the request at once, instead of
+        at their next periodic look. Only then, not every beat, so an idle engine
+        is not woken once a heartbeat per worker. Redis refusing the entry (an ACL
+        that predates it) costs the engines that promptness, not the advert.
+        """
+        began = self._clock.monotonic()
         ttl_ms = int(self._heartbeat * 3000)
+        arriving = self._advertised_at is None or began - self._advertised_at >= 3 * self._heartbeat
         notify = protocol.notify_message(
             self._worker_id,
             self._topic,
@@ -1165,9 +1183,25 @@ class Worker:
         pipe.zadd(self._zset_key, {self._worker_id: expires_ms})
         # Engines given no topics find this one here (GT: never shorten another worker's).
         pipe.zadd(self._topics_key, {self._topic: expires_ms}, gt=True)
+        if arriving:
+            arrival = {"worker": self._worker_id.encode(), "topic": self._topic.encode()}
+            pipe.xadd(
+                self._arrivals_key,
+                _transport.fields(arrival),
+                maxlen=protocol.ARRIVALS_MAXLEN,
+                approximate=True,
+            )
         if in_flight:
             pipe.xclaim(self._stream, protocol.GROUP, self._worker_id, 0, in_flight, justid=True)
-        pipe.execute()
+        results = pipe.execute(raise_on_error=False)
+        if arriving:
+            refused = results.pop(4)
+            if isinstance(refused, Exception):
+                self._say_arrival_refused(refused)
+        failed = next((result for result in results if isinstance(result, Exception)), None)
+        if failed is not None:
+            raise failed
+        self._advertised_at = began
         if self._stopping.is_set():
             return
         with self._cond:
@@ -1178,6 +1212,20 @@ class Worker:
         if now >= self._next_sweep:
             self._next_sweep = now + self._visibility_timeout
             self._sweep_consumers()
+
+    def _say_arrival_refused(self, error: Exception) -> None:
+        """Log, once a run, that Redis refused the arrival entry (the advert itself was written)."""
+        level = logging.DEBUG if self._arrival_refused else logging.WARNING
+        self._arrival_refused = True
+        LOG.log(
+            level,
+            "worker %s: Redis refused its arrival entry on %r: %s; engines holding requests for its"
+            " tasks find it at their next periodic look instead of at once (let the worker's Redis"
+            " user XADD to that key)",
+            self._worker_id,
+            self._arrivals_key,
+            error,
+        )
 
     def _sweep_consumers(self) -> None:
         """Remove the consumers of dead workers that hold no entry any more.
