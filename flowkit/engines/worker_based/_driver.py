@@ -85,7 +85,7 @@ from flowkit.persistence.backends._urls import mask_url
 from flowkit.task import EVENT_UPDATE_PROGRESS
 from flowkit.types.failure import Failure
 
-__all__ = ["BLOCK_MS", "RedisDriver", "Settings"]
+__all__ = ["BLOCK_MS", "LOOK_EVERY", "RedisDriver", "Settings"]
 
 LOG = logging.getLogger("flowkit.engines.worker_based.engine")
 
@@ -93,6 +93,9 @@ LOG = logging.getLogger("flowkit.engines.worker_based.engine")
 BLOCK_MS = 100
 #: Most replies taken by one XREAD.
 _READ_COUNT = 1000
+#: Longest time (s) between two looks for workers and expired requests (shorter for a
+#: short ``transition_timeout``). Workers that write an arrival entry are noticed at once.
+LOOK_EVERY = 0.25
 #: Seconds between two tidy-ups of the reply stream (expiry refreshed, read replies trimmed).
 _TOUCH_EVERY = 10.0
 _REPLY_TTL_MS = int(protocol.REPLY_TTL * 1000)
@@ -669,7 +672,7 @@ class RedisDriver(DispatchingDriver):
     def _read_loop(self) -> None:
         client, key, clock = self._client, self._reply_key, self._settings.clock
         backoff = _transport.Backoff()
-        tick = min(0.25, self._settings.transition_timeout / 4)
+        tick = min(LOOK_EVERY, self._settings.transition_timeout / 4)
         next_tick = next_touch = clock.monotonic()
         directory = self._directory
         arrivals = directory.arrivals_key.encode()
