@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -528,6 +529,33 @@ def test_flows_commands_escape_names_another_process_wrote(tmp_path: Path) -> No
     assert missing.returncode == 2 and "its flows: nightly\\x1b[2J forged-uuid" in missing.stderr
     why = flowkit_cmd("flows", "why", "f-1", "--connection", connection)  # it has no event log
     assert why.returncode == 1 and why.stderr.startswith("flowkit flows why: error: flow 'nightly\\x1b[2J ")
+
+
+def test_flows_commands_escape_states_another_process_wrote(tmp_path: Path) -> None:
+    # A state is a column of the database, as a name is: whatever the writing
+    # process put there. flows list printed the flow's state and the atoms' counts
+    # by state raw, and flows why the flow's and the atom's, while flows show
+    # escaped them, so a newline forged a row and an escape repainted the terminal.
+    import sqlite3
+
+    database = tmp_path / "flows.db"
+    connection = f"sqlite:///{database}"
+    assert _run_shop(5, connection) == 0
+    hostile = "SUCCESS\x1b[2J\nforged  SUCCESS"
+    with contextlib.closing(sqlite3.connect(database)) as db, db:
+        db.execute("UPDATE flowdetails SET state = ?", (hostile,))
+        db.execute("UPDATE atomdetails SET state = ? WHERE name = 'reserve'", (hostile,))
+    listed = flowkit_cmd("flows", "list", "--connection", connection)
+    why_flow = flowkit_cmd("flows", "why", "shop", "--connection", connection)
+    why_atom = flowkit_cmd("flows", "why", "shop", "reserve", "--connection", connection)
+    shown = "SUCCESS\\x1b[2J\\nforged  SUCCESS"
+    for done in (listed, why_flow, why_atom):
+        assert done.returncode == 0, done.stderr
+        assert "\x1b" not in done.stdout + done.stderr, done.stdout
+    [_, row] = listed.stdout.splitlines()
+    assert f"  shop  {shown}  " in row and row.endswith(f", 1 {shown}"), row
+    assert why_flow.stdout.splitlines()[0] == f"flow 'shop' is {shown}:"
+    assert why_atom.stdout.splitlines()[0] == f"reserve is {shown}:"
 
 
 def test_a_failure_s_message_cannot_repaint_the_terminal_from_the_error_line() -> None:
