@@ -204,9 +204,14 @@ def _run(args: argparse.Namespace) -> int:
             LOG.exception("flowkit conductor failed")
         return fail("conductor", mask_url(one_line(err)), 1)
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        board.close()
-        if persistence is not None:
-            persistence.close()
+        # Closed while our handlers are still in place: closing a ZooKeeper board
+        # waits up to 10 s for its session's close to be answered, and a second
+        # signal meanwhile must exit now with status 0, not die of the signal.
+        try:
+            board.close()
+            if persistence is not None:
+                persistence.close()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
     return 0

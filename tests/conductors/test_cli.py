@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import socket
 import subprocess
@@ -306,3 +307,37 @@ def test_jobs_listings_escape_names_another_process_wrote(redis_board: str, tmp_
     assert trashed.stdout == f"{aside.uuid}  TRASHED   NORMAL    old\\u202ejob: bad\\x1b[31m input\n"
     [header, row] = conductors.stdout.splitlines()
     assert row.split()[:3] == ["night\\nshift\\x1b[1m", "h\\x00", "7"]
+
+
+def test_conductor_exits_0_on_a_second_signal_while_it_closes_its_board(
+    zookeeper_server: services.ZooKeeperServer, zookeeper_path_url: str, tmp_path: Path
+) -> None:
+    # The handlers were put back before the board was closed: a second Ctrl-C while
+    # the ZooKeeper client waited (up to 10 s) for its session's close to be answered
+    # printed a KeyboardInterrupt traceback and died of SIGINT, a second SIGTERM
+    # killed it (status -15), where doc/cli.rst promises "exiting now", status 0.
+    log = tmp_path / "conductor.log"
+    with log.open("w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "flowkit", "-vv", "conductor", "--board", zookeeper_path_url,
+             "--name", "closing", "--wait-timeout", "30"],
+            cwd=REPO_ROOT, stderr=err, text=True,
+        )  # fmt: skip
+    try:
+        # Its first look at the board answered, it waits 30 s before the next: the
+        # server frozen now leaves no request of the loop unanswered.
+        polled = re.compile(r"GetChildren\(.*\n.*Received response")
+        services.wait_until(lambda: polled.search(log.read_text()), 60, message="a first poll")
+        zookeeper_server.freeze()
+        proc.send_signal(signal.SIGTERM)
+        # The loop ended; the client sent its session's Close() and waits for the answer.
+        services.wait_until(lambda: "Close()" in log.read_text(), 30, message="the board closing")
+        proc.send_signal(signal.SIGINT)
+        status = proc.wait(timeout=30)
+    finally:
+        zookeeper_server.thaw()
+        proc.kill()
+        proc.wait()
+    said = log.read_text()
+    assert status == 0, said
+    assert "SIGINT received again: exiting now" in said and "Traceback" not in said, said
