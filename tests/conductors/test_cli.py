@@ -341,3 +341,34 @@ def test_conductor_exits_0_on_a_second_signal_while_it_closes_its_board(
     said = log.read_text()
     assert status == 0, said
     assert "SIGINT received again: exiting now" in said and "Traceback" not in said, said
+
+
+def test_conductor_stops_gracefully_on_a_signal_while_it_connects_to_its_board(
+    zookeeper_server: services.ZooKeeperServer, zookeeper_path_url: str, tmp_path: Path
+) -> None:
+    # The handlers went in once the board had connected: a SIGTERM while the
+    # ZooKeeper client waited for its session killed the conductor (status -15),
+    # and a Ctrl-C printed a KeyboardInterrupt traceback. Asked to stop while it
+    # starts, it now says so, finishes connecting, and exits 0 without running.
+    log = tmp_path / "conductor.log"
+    zookeeper_server.freeze()
+    try:
+        with log.open("w") as err:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "flowkit", "-v", "conductor", "--board", zookeeper_path_url,
+                 "--name", "starting"],
+                cwd=REPO_ROOT, stderr=err, text=True,
+            )  # fmt: skip
+        services.wait_until(lambda: "Connecting to" in log.read_text(), 60, message="the board connecting")
+        proc.send_signal(signal.SIGTERM)
+        graceful = "SIGTERM received: stopping conductor starting gracefully"
+        services.wait_until(lambda: graceful in log.read_text() or proc.poll() is not None, 30)
+        zookeeper_server.thaw()
+        status = proc.wait(timeout=60)
+    finally:
+        zookeeper_server.thaw()
+        proc.kill()
+        proc.wait()
+    said = log.read_text()
+    assert status == 0, said
+    assert graceful in said and "Traceback" not in said, said
