@@ -565,3 +565,20 @@ def test_a_failure_s_message_cannot_repaint_the_terminal_from_the_error_line() -
     assert done.returncode == 1
     assert not any(c in done.stdout + done.stderr for c in "\x1b\u202e"), done.stderr
     assert "atom 'refuse' failed with ValueError: no\\x1b[2J\\u202eway" in done.stderr
+
+
+def test_a_reading_command_creates_no_schema_in_an_empty_postgresql_database(postgresql_db_url: str) -> None:
+    # Only SQLite was opened read-only: on PostgreSQL flows list, show and why ran
+    # the migrations, so a reading command pointed at the wrong (empty) database
+    # made flowkit's tables there, and one at an older schema migrated it.
+    import sqlalchemy as sa
+
+    for command in (["flows", "list"], ["flows", "show", "x"], ["flows", "why", "x"]):
+        done = flowkit_cmd(*command, "--connection", postgresql_db_url)
+        assert done.returncode == 1, done.stderr
+        assert "has no flowkit schema; create it with `flowkit db upgrade" in done.stderr, done.stderr
+    engine = sa.create_engine(postgresql_db_url)
+    try:
+        assert sa.inspect(engine).get_table_names() == []
+    finally:
+        engine.dispose()
