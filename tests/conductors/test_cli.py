@@ -97,6 +97,8 @@ def test_jobs_post_takes_a_factory_written_as_flowkit_run_writes_targets(
 def test_a_refused_post_leaves_no_flow_behind(redis_board: str, postgresql_db_url: str) -> None:
     # The logbook was saved before the board refused the priority: `flows list`
     # then showed a PENDING flow that no job would ever run.
+    # The schema made first: flows list reads it and makes none (the refused post need not either).
+    assert flowkit("db", "upgrade", "--connection", postgresql_db_url).returncode == 0
     common = ["jobs", "--board", redis_board, "--connection", postgresql_db_url]
     refused = flowkit(
         *common, "post", "urgent-one", "--factory", "tests.conductors.flows.chain", "--priority", "urgent"
