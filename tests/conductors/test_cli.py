@@ -374,3 +374,40 @@ def test_conductor_stops_gracefully_on_a_signal_while_it_connects_to_its_board(
     said = log.read_text()
     assert status == 0, said
     assert graceful in said and "Traceback" not in said, said
+
+
+def test_jobs_conductors_lists_the_live_ones_past_a_malformed_entry(
+    redis_server: services.RedisServer, redis_board: str, tmp_path: Path
+) -> None:
+    # An entity's entry is whatever a process wrote under the board's keys: one that
+    # was no JSON object made the listing fail ("Expecting value"), and one whose
+    # registration time was no number failed it with a TypeError traceback.
+    import redis
+
+    from flowkit.types.entity import Entity
+
+    namespace = redis_board.rpartition("namespace=")[2]
+    client = redis.Redis(port=redis_server.port)
+    persistence = persistence_backends.fetch(f"sqlite:///{tmp_path / 'flows.db'}")
+    try:
+        with backends.backend("b", redis_board, persistence=persistence) as board:
+            board.register_entity(Entity("conductor", "alive", {"hostname": "h1", "pid": 7}))
+            client.set(f"{namespace}:entity:torn", b"{not json", px=60_000)
+            client.set(f"{namespace}:entity:list", b"[1, 2]", px=60_000)
+            odd = {"kind": "conductor", "name": "odd", "registered_at": "yesterday", "metadata": [1]}
+            client.set(f"{namespace}:entity:odd", json.dumps(odd), px=60_000)
+            listed = flowkit("jobs", "--board", redis_board, "conductors")
+            as_json = flowkit("jobs", "--board", redis_board, "conductors", "--json")
+    finally:
+        client.close()
+        persistence.close()
+    assert listed.returncode == 0, listed.stderr
+    assert "Traceback" not in listed.stderr, listed.stderr
+    rows = listed.stdout.splitlines()
+    assert [row.split()[0] for row in rows] == ["NAME", "alive", "odd"], listed.stdout
+    assert rows[2].split()[1:] == ["-", "-", "yesterday"], rows
+    said = listed.stderr
+    assert f"ignoring malformed entity entry {namespace}:entity:torn" in said, said
+    assert f"ignoring malformed entity entry {namespace}:entity:list" in said and "a JSON list" in said
+    assert as_json.returncode == 0, as_json.stderr
+    assert sorted(e["name"] for e in json.loads(as_json.stdout)) == ["alive", "odd"]
