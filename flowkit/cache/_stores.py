@@ -175,6 +175,11 @@ class MemoryStore(CacheStore):
         self._data: OrderedDict[str, _Entry] = OrderedDict()
         self._lock = threading.Lock()
 
+    def _renew_locks(self) -> None:
+        """New locks, in a forked child: those copied may be held by a thread the child lacks."""
+        self._lock = threading.Lock()
+        self._count_lock = threading.Lock()
+
     def _get(self, key: str, now: float) -> str | None:
         with self._lock:
             found = self._data.get(key)
@@ -459,8 +464,22 @@ _INHERITED: list[CacheStore] = []
 
 
 def _forget_after_fork() -> None:
+    """In a forked child: the parent's SQL and Redis stores set aside, every store lock new.
+
+    A fork copies a lock as it is, held or not, and the thread that held it
+    does not exist in the child: a child forked while another thread opened a
+    store (an SQL store creates its table under the lock) or used a
+    ``memory://`` store waited for ever on its first ``open_store`` or
+    lookup. Nothing in the child holds a lock at this point, so new ones are
+    right; the ``memory://`` stores themselves are the child's copies to use.
+    """
+    global _SHARED_LOCK, _MEMORY_LOCK  # noqa: PLW0603 - a lock another thread held at the fork stays held in the child
+    _SHARED_LOCK = threading.Lock()
+    _MEMORY_LOCK = threading.Lock()
     _INHERITED.extend(_SHARED.values())
     _SHARED.clear()
+    for store in _MEMORY.values():
+        store._renew_locks()
 
 
 if hasattr(os, "register_at_fork"):  # not on Windows

@@ -37,6 +37,7 @@ __all__ = [
     "guarded",
     "import_target",
     "importable_cwd",
+    "is_sql_backend",
     "list_flows",
     "one_line",
     "open_backend",
@@ -335,6 +336,16 @@ def read_only_conf(url: str) -> dict[str, Any]:
     return {"connection": url, "engine_args": {"creator": connect}}
 
 
+def is_sql_backend(backend: Any) -> bool:
+    """Whether ``backend`` is a SQL database, the only kind with a schema to migrate (no I/O).
+
+    The SQL backend's module is loaded whenever one of its backends exists, so a
+    document store is told apart without importing it (and SQLAlchemy with it).
+    """
+    sql = sys.modules.get("flowkit.persistence.backends.impl_sqlalchemy")
+    return sql is not None and isinstance(backend, sql.SQLAlchemyBackend)
+
+
 @contextlib.contextmanager
 def open_backend(url: str, *, read_only: bool = False) -> Iterator[Any]:
     """Fetch the backend at ``url``, bring its schema up to date, yield it, close it.
@@ -354,11 +365,14 @@ def open_backend(url: str, *, read_only: bool = False) -> Iterator[Any]:
 
     masked = mask_url(url)
     conf = read_only_conf(url) if read_only else {"connection": url}
-    checks_only = "engine_args" in conf  # a read-only SQLite file: no migration it could not write
     try:
         backend = backends.fetch(conf)
     except (exc.NotFound, ValueError) as err:
         raise CliError(f"--connection {masked}: {one_line(err)}") from err
+    # A command that only reads checks a SQL database's schema and migrates
+    # nothing, whatever the database: on PostgreSQL it made flowkit's tables in
+    # an empty database named by mistake, and migrated an older one.
+    checks_only = read_only and is_sql_backend(backend)
     try:
         try:
             with contextlib.closing(backend.get_connection()) as conn:

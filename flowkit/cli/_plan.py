@@ -14,7 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 from flowkit import states as st
-from flowkit._utils.text import cells, pad
+from flowkit._utils.text import cells, log_safe, pad
 
 __all__ = ["Action", "PlannedAtom", "ResumePlan", "plan_resume"]
 
@@ -115,12 +115,21 @@ class ResumePlan:
         }
 
     def to_text(self) -> str:
-        lines = [f"resume plan for flow '{self.flow_name}' ({self.flow_uuid}), now {self.flow_state}:"]
+        """The plan as ``flows resume --dry-run`` prints it.
+
+        The names, uuid and state come from the database, written by whichever
+        process ran the flow: escaped (:func:`log_safe`), so that none forges a
+        line of the plan or repaints the terminal, as ``flows list`` and
+        ``show`` escape them.
+        """
+        name, uuid, state = log_safe(self.flow_name), log_safe(self.flow_uuid), log_safe(self.flow_state)
+        lines = [f"resume plan for flow '{name}' ({uuid}), now {state}:"]
         lines.append(f"  {self.note}")
-        width = max((cells(a.name) for a in self.atoms), default=4)
-        for atom in self.atoms:
+        names = [log_safe(a.name) for a in self.atoms]
+        width = max((cells(n) for n in names), default=4)
+        for atom, atom_name in zip(self.atoms, names, strict=True):
             action = atom.action.value + (" then run" if atom.then_run else "")
-            lines.append(f"  {pad(atom.name, width)}  {action:<16} {atom.reason}")
+            lines.append(f"  {pad(atom_name, width)}  {action:<16} {log_safe(atom.reason)}")
         return "\n".join(lines)
 
 

@@ -162,32 +162,13 @@ def _run(args: argparse.Namespace) -> int:
     from flowkit.persistence.backends._urls import mask_url
 
     importable_cwd()
-    try:
-        persistence = open_persistence(args)
-    except exc.TaskFlowException as err:
-        return fail("conductor", mask_url(one_line(err)), 2)
-    try:
-        board = open_board(args, persistence)
-    except (exc.NotFound, ValueError) as err:  # no such kind; an option that does not convert
-        return fail("conductor", one_line(err), 2)
-    except exc.JobFailure as err:
-        return fail("conductor", one_line(err), 1)
-    options: dict[str, Any] = {
-        "persistence": persistence,
-        "engine": args.engine,
-        "wait_timeout": args.wait_timeout,
-        "max_failures": args.max_failures or None,
-        "claim_expiry": args.claim_expiry,
-    }
-    if args.max_simultaneous_jobs is not None:
-        options["max_simultaneous_jobs"] = args.max_simultaneous_jobs
-    if args.allow_factory:
-        options["factories"] = args.allow_factory
-    conductor = _recording(args.kind)(args.name, board, **options)
+    conductor: Any = None
 
     def stop_gracefully(name: str) -> None:
         LOG.warning("%s received: stopping conductor %s gracefully", name, args.name)
-        conductor.stop()
+        if conductor is not None:
+            conductor.stop()
+        # Else it is still starting up: it is stopped once made, before its loop starts.
 
     def stop_now(name: str) -> None:
         LOG.warning("%s received again: exiting now", name)
@@ -195,18 +176,54 @@ def _run(args: argparse.Namespace) -> int:
         # (systemd's Restart=on-failure) mark the unit failed and start it again.
         os._exit(0)
 
+    # In place from the start, and until the board and the backend are closed:
+    # connecting to a board that is slow to answer (a ZooKeeper client waits for
+    # its session) and closing one both take seconds, and a signal meanwhile
+    # killed the process (status -15) or printed a KeyboardInterrupt traceback.
     on_signal = StopSignals(stop_gracefully, stop_now)
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    persistence: Any = None
+    board: Any = None
     try:
-        conductor.run(max_dispatches=args.max_dispatches)
-    except Exception as err:
-        if getattr(args, "verbose", 0) >= 2:
-            LOG.exception("flowkit conductor failed")
-        return fail("conductor", mask_url(one_line(err)), 1)
+        try:
+            persistence = open_persistence(args)
+        except exc.TaskFlowException as err:
+            return fail("conductor", mask_url(one_line(err)), 2)
+        try:
+            board = open_board(args, persistence)
+        except (exc.NotFound, ValueError) as err:  # no such kind; an option that does not convert
+            return fail("conductor", one_line(err), 2)
+        except exc.JobFailure as err:
+            return fail("conductor", one_line(err), 1)
+        options: dict[str, Any] = {
+            "persistence": persistence,
+            "engine": args.engine,
+            "wait_timeout": args.wait_timeout,
+            "max_failures": args.max_failures or None,
+            "claim_expiry": args.claim_expiry,
+        }
+        if args.max_simultaneous_jobs is not None:
+            options["max_simultaneous_jobs"] = args.max_simultaneous_jobs
+        if args.allow_factory:
+            options["factories"] = args.allow_factory
+        conductor = _recording(args.kind)(args.name, board, **options)
+        if on_signal.count:
+            # Asked to stop while starting up. run() does not forget a stop() made
+            # before it, so a signal between this check and run() stops it too.
+            return 0
+        try:
+            conductor.run(max_dispatches=args.max_dispatches)
+        except Exception as err:
+            if getattr(args, "verbose", 0) >= 2:
+                LOG.exception("flowkit conductor failed")
+            return fail("conductor", mask_url(one_line(err)), 1)
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        board.close()
-        if persistence is not None:
-            persistence.close()
+        try:
+            if board is not None:
+                board.close()
+            if persistence is not None:
+                persistence.close()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
     return 0

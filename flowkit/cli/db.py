@@ -24,7 +24,15 @@ import sys
 import traceback
 from typing import Any
 
-from flowkit.cli._common import FAILED, FROM_FILE, CliError, one_line, read_only_conf, url_value
+from flowkit.cli._common import (
+    FAILED,
+    FROM_FILE,
+    CliError,
+    is_sql_backend,
+    one_line,
+    read_only_conf,
+    url_value,
+)
 
 __all__ = ["register"]
 
@@ -138,7 +146,7 @@ def _current(args: argparse.Namespace) -> int:
     try:
         backend = _fetch(args, read_only=True)
         try:
-            if not _keeps_revisions(backend):
+            if not is_sql_backend(backend):
                 # The user's words are wrong, not the store: said before any connection is
                 # tried (a ZooKeeper server out of reach would hide it behind a timeout).
                 where = mask_url(args.connection)
@@ -171,16 +179,6 @@ def _import_taskflow(args: argparse.Namespace) -> int:
     if summary.orphans:
         print(f"skipped {summary.orphans} flow detail(s) that belong to no logbook", file=sys.stderr)
     return 0
-
-
-def _keeps_revisions(backend: Any) -> bool:
-    """Whether ``backend`` is a SQL database, the only kind with schema revisions (no I/O).
-
-    The SQL backend's module is loaded whenever one of its backends exists, so a
-    document store is told apart without importing it (and SQLAlchemy with it).
-    """
-    sql = sys.modules.get("flowkit.persistence.backends.impl_sqlalchemy")
-    return sql is not None and isinstance(backend, sql.SQLAlchemyBackend)
 
 
 def _revision_of(conn: Any) -> str | None:

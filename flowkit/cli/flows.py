@@ -109,10 +109,17 @@ def _list(args: argparse.Namespace) -> int:
         return 0
     table: list[tuple[str, ...]] = [("UUID", "NAME", "STATE", "CREATED (UTC)", "ATOMS")]
     for row in rows:
-        counts = ", ".join(f"{n} {s}" for s, n in row["atoms"].items()) or "no atoms"
-        # The names are the writing process's: escaped, so that none forges a row or repaints the terminal.
+        counts = ", ".join(f"{n} {log_safe(s)}" for s, n in row["atoms"].items()) or "no atoms"
+        # The names and states are the writing process's (columns of the database):
+        # escaped, so that none forges a row or repaints the terminal.
         table.append(
-            (log_safe(row["uuid"]), log_safe(row["name"]), row["state"], _utc(row["created_at"]), counts)
+            (
+                log_safe(row["uuid"]),
+                log_safe(row["name"]),
+                log_safe(row["state"]),
+                _utc(row["created_at"]),
+                counts,
+            )
         )
     print(columns(table))
     return 0
@@ -278,15 +285,15 @@ def _why(args: argparse.Namespace) -> int:
             )
         )
         return 0
-    print(f"{log_safe(args.atom)} is {detail.state or 'PENDING'}:")
+    print(f"{log_safe(args.atom)} is {log_safe(detail.state or 'PENDING')}:")
     if waiting:
-        print(f"  it has not run yet; the flow is {ref.flow.state} with these under way:")
+        print(f"  it has not run yet; the flow is {log_safe(ref.flow.state)} with these under way:")
         for event in waiting:
             print(f"  {log_safe(event.describe())}; since {utc_seconds(event.at)} UTC")
         return 0
     if not log.of(args.atom):
         print(
-            f"  it has not run yet; the flow is {ref.flow.state}, with no atom under way:"
+            f"  it has not run yet; the flow is {log_safe(ref.flow.state)}, with no atom under way:"
             if ref.flow.state in (states.RUNNING, states.RESUMING)
             else "  it never ran; the flow:"
         )
@@ -315,7 +322,7 @@ def _why_flow(flow: Any, log: Any, as_json: bool) -> int:
             json.dumps({"flow": flow.name, "state": state, "chain": [e.to_dict() for e in shown]}, indent=2)
         )
         return 0
-    print(f"flow '{log_safe(flow.name)}' is {state}:")
+    print(f"flow '{log_safe(flow.name)}' is {log_safe(state)}:")
     if state in (states.RUNNING, states.RESUMING):
         print("  it has not ended; under way:" if waiting else "  it has not ended, with no atom under way")
         for event in waiting:

@@ -237,9 +237,14 @@ def _conductors(args: argparse.Namespace, board: Any) -> int:
         return 0
     table = [("NAME", "HOST", "PID", "SINCE (UTC)")]
     for entity in found:
-        meta = entity.get("metadata") or {}
+        # Whatever the registering process wrote: a field of another type is shown, not fatal.
+        meta = entity.get("metadata")
+        meta = meta if isinstance(meta, dict) else {}
         since = entity.get("registered_at")
-        when = utc_seconds(since) if since else "-"
+        try:
+            when = utc_seconds(since) if since else "-"
+        except (TypeError, ValueError, OverflowError, OSError):
+            when = log_safe(since)
         table.append(
             (
                 log_safe(entity.get("name")),

@@ -131,50 +131,63 @@ def _run(args: argparse.Namespace) -> int:
     from flowkit.cli._signals import StopSignals
     from flowkit.persistence.backends._urls import mask_url
 
-    try:
-        from flowkit.engines.worker_based.worker import Worker
-    except ImportError as err:
-        return _fail(one_line(err), 1)
+    worker: Any = None
+    # Whether a forced stop raises _StopNow to leave what the main thread waits on
+    # (a task module's import, a Redis read); not once the worker has returned.
+    interruptible = True
 
-    # Like ``python -m``: modules next to where the worker was started are importable.
-    here = os.getcwd()
-    if here not in sys.path and "" not in sys.path:
-        sys.path.insert(0, here)
-    try:
-        worker = Worker(
-            topic=args.topic,
-            tasks=args.tasks,
-            url=args.redis,
-            key_prefix=args.key_prefix,
-            threads_count=args.threads,
-            heartbeat=args.heartbeat,
-            visibility_timeout=args.visibility_timeout,
-            max_deliveries=args.max_deliveries,
-            max_message_bytes=args.max_message_bytes,
-            worker_id=args.worker_id,
-            grace=args.grace,
-        )
-    except ImportError as err:  # a Redis URL without the redis client: the message says what to install
-        return _fail(one_line(err), 1)
-    except (exc.NotFound, exc.InvalidFormat, exc.Duplicate, TypeError, ValueError) as err:
-        return _fail(mask_url(one_line(err)).replace(args.redis, mask_url(args.redis)), 2)
-
-    running = True
+    def who() -> str:
+        return str(worker.worker_id) if worker is not None else (args.worker_id or "(starting)")
 
     def stop_gracefully(name: str) -> None:
-        LOG.warning("%s received: stopping worker %s gracefully", name, worker.worker_id)
-        worker.stop()
+        LOG.warning("%s received: stopping worker %s gracefully", name, who())
+        if worker is not None:
+            worker.stop()
+        # Else its task modules are still being imported: it stops once they are.
 
     def stop_now(name: str) -> None:
-        LOG.warning("%s received again: stopping worker %s now", name, worker.worker_id)
-        worker.stop(grace=0)
-        if running:
+        LOG.warning("%s received again: stopping worker %s now", name, who())
+        if worker is not None:
+            worker.stop(grace=0)
+        if interruptible:
             # Out of whatever the worker waits on, a Redis read included: "now" means now.
             raise _StopNow
 
+    # In place before the task modules are imported: one that takes its time (a
+    # large library, a model loaded at import) left a SIGTERM meanwhile to kill
+    # the process (status -15) and a Ctrl-C to print a KeyboardInterrupt traceback.
     on_signal = StopSignals(stop_gracefully, stop_now)
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
+        try:
+            from flowkit.engines.worker_based.worker import Worker
+        except ImportError as err:
+            return _fail(one_line(err), 1)
+
+        # Like ``python -m``: modules next to where the worker was started are importable.
+        here = os.getcwd()
+        if here not in sys.path and "" not in sys.path:
+            sys.path.insert(0, here)
+        try:
+            worker = Worker(
+                topic=args.topic,
+                tasks=args.tasks,
+                url=args.redis,
+                key_prefix=args.key_prefix,
+                threads_count=args.threads,
+                heartbeat=args.heartbeat,
+                visibility_timeout=args.visibility_timeout,
+                max_deliveries=args.max_deliveries,
+                max_message_bytes=args.max_message_bytes,
+                worker_id=args.worker_id,
+                grace=args.grace,
+            )
+        except ImportError as err:  # a Redis URL without the redis client: the message says what to install
+            return _fail(one_line(err), 1)
+        except (exc.NotFound, exc.InvalidFormat, exc.Duplicate, TypeError, ValueError) as err:
+            return _fail(mask_url(one_line(err)).replace(args.redis, mask_url(args.redis)), 2)
+        if on_signal.count:
+            return 0  # asked to stop while it started: it never serves
         worker.run(burst=args.burst)
     except _StopNow:
         pass
@@ -183,7 +196,7 @@ def _run(args: argparse.Namespace) -> int:
             LOG.exception("flowkit worker failed")
         return _fail(one_line(err).replace(args.redis, mask_url(args.redis)), 1)
     finally:
-        running = False
+        interruptible = False
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return 0

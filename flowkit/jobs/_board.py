@@ -10,15 +10,42 @@ notifications at all. Private: the boards' public classes are the API.
 
 from __future__ import annotations
 
+import json
 import logging
 from abc import abstractmethod
 from collections.abc import Callable
 from typing import Any
 
+from flowkit._utils.text import LogSafe
 from flowkit.jobs.base import Job, JobBoardIterator, NotifyingJobBoard, _Waiter, wait_for_jobs
 from flowkit.types import notifier
 
-__all__ = ["ListingJobBoard", "WatchingJobBoard"]
+__all__ = ["ListingJobBoard", "WatchingJobBoard", "parse_entity"]
+
+
+def parse_entity(raw: bytes | str, key: str, where: str, log: logging.Logger) -> dict[str, Any] | None:
+    """An entity's entry (a conductor's registration) as a dict; None, with a warning, if malformed.
+
+    The entry is whatever some process wrote under the board's entity keys:
+    one that is not a JSON object made ``entities()`` raise, so ``flowkit jobs
+    conductors`` listed no conductor at all (an error, or a traceback) for one
+    bad entry among live ones. It is left out and named instead, as a
+    malformed job document is set aside.
+    """
+    try:
+        record = json.loads(raw)
+    except ValueError as err:  # JSONDecodeError and UnicodeDecodeError alike
+        log.warning("ignoring malformed entity entry %s on %s: %s", LogSafe(key), where, LogSafe(err))
+        return None
+    if not isinstance(record, dict):
+        log.warning(
+            "ignoring malformed entity entry %s on %s: a JSON %s, not an object",
+            LogSafe(key),
+            where,
+            type(record).__name__,
+        )
+        return None
+    return record
 
 
 class ListingJobBoard(NotifyingJobBoard):

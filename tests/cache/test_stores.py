@@ -733,3 +733,48 @@ def test_a_forked_child_opens_a_store_of_its_own_and_leaves_its_parents_alone(tm
     assert open_store(url) is parent
     assert parent.get("b" * 64) == "2"
     parent.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="forks")
+@pytest.mark.parametrize("kind", ["sqlite", "memory"])
+def test_a_child_forked_while_another_thread_opens_a_store_opens_its_own(kind: str, tmp_path: Path) -> None:
+    """A fork copies the store tables' locks as they are, held ones included.
+
+    The thread that held one (opening a store: an SQL store creates its table
+    under the lock) does not exist in the child, so the child's first
+    ``open_store`` waited for ever. Forced here: the lock is held by another
+    thread at the fork; the child is given 10 s (SIGALRM) before it counts as hung.
+    """
+    import signal
+    import threading
+
+    from flowkit.cache import _stores
+
+    url = f"sqlite:///{tmp_path / 'cache.db'}" if kind == "sqlite" else f"memory://fork-{tmp_path.name}"
+    lock = _stores._SHARED_LOCK if kind == "sqlite" else _stores._MEMORY_LOCK
+    held, release = threading.Event(), threading.Event()
+
+    def opening() -> None:
+        with lock:
+            held.set()
+            release.wait(60)
+
+    opener = threading.Thread(target=opening)
+    opener.start()
+    try:
+        assert held.wait(30)
+        pid = os.fork()
+        if pid == 0:  # the child: say through its exit status what it found
+            status = 1
+            try:
+                signal.alarm(10)
+                store = open_store(url)
+                store.put("a" * 64, "1")
+                status = 0 if store.get("a" * 64) == "1" else 2
+            finally:
+                os._exit(status)
+        _, status = os.waitpid(pid, 0)
+    finally:
+        release.set()
+        opener.join()
+    assert os.waitstatus_to_exitcode(status) == 0, "the child hung on a lock held at the fork"

@@ -244,3 +244,26 @@ def test_a_dry_run_refuses_a_misspelled_engine_as_the_resume_does(tmp_path: Path
             "flowkit flows resume: error: --engine 'paralel': Could not find engine 'paralel' "
             "(known engines: asyncio, default, parallel, serial, worker-based, worker_based)"
         )
+
+
+def test_the_dry_run_plan_escapes_what_another_process_wrote(tmp_path: Path) -> None:
+    # The plan's text showed the flow's name and state raw: a newline in either,
+    # written by whichever process ran the flow, forged a line of the plan and an
+    # escape sequence repainted the terminal (flows list and show escape them).
+    import contextlib
+    import sqlite3
+
+    database = tmp_path / "flows.db"
+    connection = f"sqlite:///{database}"
+    ran = flowkit_cmd(
+        "run", "tests.cli._flows:make_shop", "--store", "amount=500", "--connection", connection
+    )
+    assert ran.returncode == 1, ran.stderr
+    with contextlib.closing(sqlite3.connect(database)) as db, db:
+        db.execute("UPDATE flowdetails SET name = ?, state = ?", ("shop\x1b[2J\nforged", "FAILURE\x1b[31m"))
+    [row] = flowkit_json("flows", "list", "--connection", connection)
+    done = flowkit_cmd("flows", "resume", row["uuid"], "--dry-run", "--connection", connection)
+    assert done.returncode == 0, done.stderr
+    assert "\x1b" not in done.stdout, done.stdout
+    first = done.stdout.splitlines()[0]
+    assert first == f"resume plan for flow 'shop\\x1b[2J\\nforged' ({row['uuid']}), now FAILURE\\x1b[31m:"

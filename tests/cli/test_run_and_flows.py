@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -530,6 +531,33 @@ def test_flows_commands_escape_names_another_process_wrote(tmp_path: Path) -> No
     assert why.returncode == 1 and why.stderr.startswith("flowkit flows why: error: flow 'nightly\\x1b[2J ")
 
 
+def test_flows_commands_escape_states_another_process_wrote(tmp_path: Path) -> None:
+    # A state is a column of the database, as a name is: whatever the writing
+    # process put there. flows list printed the flow's state and the atoms' counts
+    # by state raw, and flows why the flow's and the atom's, while flows show
+    # escaped them, so a newline forged a row and an escape repainted the terminal.
+    import sqlite3
+
+    database = tmp_path / "flows.db"
+    connection = f"sqlite:///{database}"
+    assert _run_shop(5, connection) == 0
+    hostile = "SUCCESS\x1b[2J\nforged  SUCCESS"
+    with contextlib.closing(sqlite3.connect(database)) as db, db:
+        db.execute("UPDATE flowdetails SET state = ?", (hostile,))
+        db.execute("UPDATE atomdetails SET state = ? WHERE name = 'reserve'", (hostile,))
+    listed = flowkit_cmd("flows", "list", "--connection", connection)
+    why_flow = flowkit_cmd("flows", "why", "shop", "--connection", connection)
+    why_atom = flowkit_cmd("flows", "why", "shop", "reserve", "--connection", connection)
+    shown = "SUCCESS\\x1b[2J\\nforged  SUCCESS"
+    for done in (listed, why_flow, why_atom):
+        assert done.returncode == 0, done.stderr
+        assert "\x1b" not in done.stdout + done.stderr, done.stdout
+    [_, row] = listed.stdout.splitlines()
+    assert f"  shop  {shown}  " in row and row.endswith(f", 1 {shown}"), row
+    assert why_flow.stdout.splitlines()[0] == f"flow 'shop' is {shown}:"
+    assert why_atom.stdout.splitlines()[0] == f"reserve is {shown}:"
+
+
 def test_a_failure_s_message_cannot_repaint_the_terminal_from_the_error_line() -> None:
     # The message is whatever the code that raised wrote (a remote worker's, a
     # service's reply): its escape sequences reached the terminal from stderr.
@@ -537,3 +565,20 @@ def test_a_failure_s_message_cannot_repaint_the_terminal_from_the_error_line() -
     assert done.returncode == 1
     assert not any(c in done.stdout + done.stderr for c in "\x1b\u202e"), done.stderr
     assert "atom 'refuse' failed with ValueError: no\\x1b[2J\\u202eway" in done.stderr
+
+
+def test_a_reading_command_creates_no_schema_in_an_empty_postgresql_database(postgresql_db_url: str) -> None:
+    # Only SQLite was opened read-only: on PostgreSQL flows list, show and why ran
+    # the migrations, so a reading command pointed at the wrong (empty) database
+    # made flowkit's tables there, and one at an older schema migrated it.
+    import sqlalchemy as sa
+
+    for command in (["flows", "list"], ["flows", "show", "x"], ["flows", "why", "x"]):
+        done = flowkit_cmd(*command, "--connection", postgresql_db_url)
+        assert done.returncode == 1, done.stderr
+        assert "has no flowkit schema; create it with `flowkit db upgrade" in done.stderr, done.stderr
+    engine = sa.create_engine(postgresql_db_url)
+    try:
+        assert sa.inspect(engine).get_table_names() == []
+    finally:
+        engine.dispose()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import socket
 import subprocess
@@ -96,6 +97,8 @@ def test_jobs_post_takes_a_factory_written_as_flowkit_run_writes_targets(
 def test_a_refused_post_leaves_no_flow_behind(redis_board: str, postgresql_db_url: str) -> None:
     # The logbook was saved before the board refused the priority: `flows list`
     # then showed a PENDING flow that no job would ever run.
+    # The schema made first: flows list reads it and makes none (the refused post need not either).
+    assert flowkit("db", "upgrade", "--connection", postgresql_db_url).returncode == 0
     common = ["jobs", "--board", redis_board, "--connection", postgresql_db_url]
     refused = flowkit(
         *common, "post", "urgent-one", "--factory", "tests.conductors.flows.chain", "--priority", "urgent"
@@ -306,3 +309,105 @@ def test_jobs_listings_escape_names_another_process_wrote(redis_board: str, tmp_
     assert trashed.stdout == f"{aside.uuid}  TRASHED   NORMAL    old\\u202ejob: bad\\x1b[31m input\n"
     [header, row] = conductors.stdout.splitlines()
     assert row.split()[:3] == ["night\\nshift\\x1b[1m", "h\\x00", "7"]
+
+
+def test_conductor_exits_0_on_a_second_signal_while_it_closes_its_board(
+    zookeeper_server: services.ZooKeeperServer, zookeeper_path_url: str, tmp_path: Path
+) -> None:
+    # The handlers were put back before the board was closed: a second Ctrl-C while
+    # the ZooKeeper client waited (up to 10 s) for its session's close to be answered
+    # printed a KeyboardInterrupt traceback and died of SIGINT, a second SIGTERM
+    # killed it (status -15), where doc/cli.rst promises "exiting now", status 0.
+    log = tmp_path / "conductor.log"
+    with log.open("w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "flowkit", "-vv", "conductor", "--board", zookeeper_path_url,
+             "--name", "closing", "--wait-timeout", "30"],
+            cwd=REPO_ROOT, stderr=err, text=True,
+        )  # fmt: skip
+    try:
+        # Its first look at the board answered, it waits 30 s before the next: the
+        # server frozen now leaves no request of the loop unanswered.
+        polled = re.compile(r"GetChildren\(.*\n.*Received response")
+        services.wait_until(lambda: polled.search(log.read_text()), 60, message="a first poll")
+        zookeeper_server.freeze()
+        proc.send_signal(signal.SIGTERM)
+        # The loop ended; the client sent its session's Close() and waits for the answer.
+        services.wait_until(lambda: "Close()" in log.read_text(), 30, message="the board closing")
+        proc.send_signal(signal.SIGINT)
+        status = proc.wait(timeout=30)
+    finally:
+        zookeeper_server.thaw()
+        proc.kill()
+        proc.wait()
+    said = log.read_text()
+    assert status == 0, said
+    assert "SIGINT received again: exiting now" in said and "Traceback" not in said, said
+
+
+def test_conductor_stops_gracefully_on_a_signal_while_it_connects_to_its_board(
+    zookeeper_server: services.ZooKeeperServer, zookeeper_path_url: str, tmp_path: Path
+) -> None:
+    # The handlers went in once the board had connected: a SIGTERM while the
+    # ZooKeeper client waited for its session killed the conductor (status -15),
+    # and a Ctrl-C printed a KeyboardInterrupt traceback. Asked to stop while it
+    # starts, it now says so, finishes connecting, and exits 0 without running.
+    log = tmp_path / "conductor.log"
+    zookeeper_server.freeze()
+    try:
+        with log.open("w") as err:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "flowkit", "-v", "conductor", "--board", zookeeper_path_url,
+                 "--name", "starting"],
+                cwd=REPO_ROOT, stderr=err, text=True,
+            )  # fmt: skip
+        services.wait_until(lambda: "Connecting to" in log.read_text(), 60, message="the board connecting")
+        proc.send_signal(signal.SIGTERM)
+        graceful = "SIGTERM received: stopping conductor starting gracefully"
+        services.wait_until(lambda: graceful in log.read_text() or proc.poll() is not None, 30)
+        zookeeper_server.thaw()
+        status = proc.wait(timeout=60)
+    finally:
+        zookeeper_server.thaw()
+        proc.kill()
+        proc.wait()
+    said = log.read_text()
+    assert status == 0, said
+    assert graceful in said and "Traceback" not in said, said
+
+
+def test_jobs_conductors_lists_the_live_ones_past_a_malformed_entry(
+    redis_server: services.RedisServer, redis_board: str, tmp_path: Path
+) -> None:
+    # An entity's entry is whatever a process wrote under the board's keys: one that
+    # was no JSON object made the listing fail ("Expecting value"), and one whose
+    # registration time was no number failed it with a TypeError traceback.
+    import redis
+
+    from flowkit.types.entity import Entity
+
+    namespace = redis_board.rpartition("namespace=")[2]
+    client = redis.Redis(port=redis_server.port)
+    persistence = persistence_backends.fetch(f"sqlite:///{tmp_path / 'flows.db'}")
+    try:
+        with backends.backend("b", redis_board, persistence=persistence) as board:
+            board.register_entity(Entity("conductor", "alive", {"hostname": "h1", "pid": 7}))
+            client.set(f"{namespace}:entity:torn", b"{not json", px=60_000)
+            client.set(f"{namespace}:entity:list", b"[1, 2]", px=60_000)
+            odd = {"kind": "conductor", "name": "odd", "registered_at": "yesterday", "metadata": [1]}
+            client.set(f"{namespace}:entity:odd", json.dumps(odd), px=60_000)
+            listed = flowkit("jobs", "--board", redis_board, "conductors")
+            as_json = flowkit("jobs", "--board", redis_board, "conductors", "--json")
+    finally:
+        client.close()
+        persistence.close()
+    assert listed.returncode == 0, listed.stderr
+    assert "Traceback" not in listed.stderr, listed.stderr
+    rows = listed.stdout.splitlines()
+    assert [row.split()[0] for row in rows] == ["NAME", "alive", "odd"], listed.stdout
+    assert rows[2].split()[1:] == ["-", "-", "yesterday"], rows
+    said = listed.stderr
+    assert f"ignoring malformed entity entry {namespace}:entity:torn" in said, said
+    assert f"ignoring malformed entity entry {namespace}:entity:list" in said and "a JSON list" in said
+    assert as_json.returncode == 0, as_json.stderr
+    assert sorted(e["name"] for e in json.loads(as_json.stdout)) == ["alive", "odd"]

@@ -205,3 +205,18 @@ def test_parse_url_splits_multiple_hosts() -> None:
     parsed = _urls.parse_url("zookeeper://u:p%40ss@h1:1,[::1]:2,h3/chroot")
     assert parsed.hosts == (("h1", 1), ("::1", 2), ("h3", None))
     assert (parsed.username, parsed.password, parsed.path) == ("u", "p@ss", "/chroot")
+
+
+def test_a_zookeeper_path_never_upgraded_says_so_on_the_first_write(zookeeper_path_url: str) -> None:
+    # Its missing nodes failed each write's transaction as a race would, so a save
+    # was tried 20 times and reported "too much contention, gave up": it is the path
+    # that was never made (engines.load(backend={"connection": URL}) does not upgrade).
+    backend = backends.fetch(zookeeper_path_url)
+    try:
+        with backend.get_connection() as conn, pytest.raises(exc.StorageFailure) as failed:
+            conn.save_logbook(LogBook("book"))
+    finally:
+        backend.close()
+    message = str(failed.value)
+    assert "contention" not in message, message
+    assert "is missing" in message and "run upgrade() first" in message, message

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -120,3 +121,43 @@ def test_workers_escapes_what_a_hostile_advertisement_says(redis_flushed_url: st
     assert row.endswith("2: ok.task, evil\\r\\x1b]0;owned\\x07task")
     rows = json.loads(_workers(redis_flushed_url, "--json").stdout)  # JSON escapes them itself
     assert [(r["worker"], r["host"]) for r in rows] == [(worker_id, "host\nFORGED")]
+
+
+def test_a_worker_asked_to_stop_while_it_imports_its_tasks_exits_0(redis_url: str, tmp_path: Path) -> None:
+    # Its handlers went in once its task modules were imported: a SIGTERM while a
+    # module took its time importing (a large library, a model loaded) killed it
+    # (status -15), a Ctrl-C printed a KeyboardInterrupt traceback.
+    marker, gate = tmp_path / "importing", tmp_path / "gate"
+    (tmp_path / "slow_tasks.py").write_text(
+        "import pathlib, time\n"
+        f"pathlib.Path({str(marker)!r}).touch()\n"
+        f"deadline = time.monotonic() + 60\n"
+        f"while not pathlib.Path({str(gate)!r}).exists() and time.monotonic() < deadline:\n"
+        "    time.sleep(0.01)\n"
+        "from flowkit import task\n"
+        "class Slow(task.Task):\n"
+        "    def execute(self):\n"
+        "        return 1\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "FLOWKIT_WORKER_SECRET"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    log = tmp_path / "worker.log"
+    with log.open("w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "flowkit", "worker", "--redis", redis_url, "--topic", "slow",
+             "--tasks", "slow_tasks", "--worker-id", "starting"],
+            cwd=tmp_path, env=env, stderr=err, text=True,
+        )  # fmt: skip
+    try:
+        wait_until(marker.exists, timeout=60)
+        proc.send_signal(signal.SIGTERM)
+        wait_until(lambda: "SIGTERM received" in log.read_text() or proc.poll() is not None, timeout=30)
+        gate.touch()
+        status = proc.wait(timeout=60)
+    finally:
+        gate.touch()
+        proc.kill()
+        proc.wait()
+    said = log.read_text()
+    assert status == 0, said
+    assert "SIGTERM received: stopping worker starting gracefully" in said and "Traceback" not in said, said

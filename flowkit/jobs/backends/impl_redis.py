@@ -63,7 +63,7 @@ from flowkit import states
 from flowkit._utils.switches import read_switch
 from flowkit._utils.text import LogSafe
 from flowkit.jobs import _posting
-from flowkit.jobs._board import ListingJobBoard
+from flowkit.jobs._board import ListingJobBoard, parse_entity
 from flowkit.jobs._job import BoardJob
 from flowkit.jobs.base import (
     POSTED,
@@ -720,11 +720,12 @@ class RedisJobBoard(ListingJobBoard):
             client = self._redis()
             keys = sorted(client.scan_iter(match=pattern, count=500))
             values = client.mget(keys) if keys else []
-        for raw in values:
+        for key, raw in zip(keys, values, strict=True):
             if raw is None:  # expired between the scan and the read
                 continue
-            record = json.loads(raw)
-            if record.get("kind") == kind:
+            name = key if isinstance(key, str) else key.decode("utf-8", "replace")
+            record = parse_entity(raw, name, self.where, LOG)
+            if record is not None and record.get("kind") == kind:
                 found.append(record)
         return found
 

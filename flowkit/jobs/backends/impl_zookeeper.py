@@ -63,7 +63,7 @@ from flowkit import exceptions as exc
 from flowkit import states
 from flowkit._utils.text import LogSafe
 from flowkit.jobs import _posting
-from flowkit.jobs._board import WatchingJobBoard
+from flowkit.jobs._board import WatchingJobBoard, parse_entity
 from flowkit.jobs._job import BoardJob
 from flowkit.jobs.base import (
     POSTED,
@@ -387,7 +387,9 @@ class ZookeeperJobBoard(WatchingJobBoard):
                     raw, _ = self._zk().get(f"{folder}/{child}")
                 except NoNodeError:  # its session ended between the listing and the read
                     continue
-                found.append(json.loads(raw))
+                record = parse_entity(raw, f"{folder}/{child}", self.where, LOG)
+                if record is not None:
+                    found.append(record)
         return found
 
     # -- notifications ---------------------------------------------------

@@ -402,6 +402,11 @@ class _ZkStore(DocumentStore):
         knock_on = (self._errors.RolledBackError, self._errors.RuntimeInconsistency)
         real = [err for err in errors if not isinstance(err, knock_on)]
         if all(isinstance(err, races) for err in real):
+            if any(isinstance(err, self._errors.NoNodeError) for err in real):
+                # A node missing may be a race (deleted since it was read) or a path
+                # never upgraded, whose writes would fail as races until the retries
+                # ran out ("too much contention"): the second is said as it is.
+                self.validate()
             if flows and isinstance(results[0], races):  # a hold was taken (or never looked for)
                 self._wait_for_holds(flows)
             raise Conflict(str(real))
