@@ -691,7 +691,7 @@ class Worker:
         try:
             pipe = self._client.pipeline(transaction=False)
             for job, key in zip(jobs, keys, strict=True):
-                pipe.set(key, job.entry_id, nx=True, px=_seen_for_ms(job.message["deadline"] - now))
+                _transport.queue_claim(pipe, key, job.entry_id, _seen_for_ms(job.message["deadline"] - now))
             if read_more:
                 pipe.xreadgroup(protocol.GROUP, self._worker_id, {self._stream: ">"}, count=read_more)
             replies = pipe.execute(raise_on_error=False)
