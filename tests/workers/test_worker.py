@@ -465,6 +465,112 @@ def test_a_fresh_request_costs_the_replay_guard_one_command(wire: Wire, start_wo
     assert calls.get("set", 0) == len(request_ids), calls
 
 
+def test_the_replay_claim_goes_out_word_for_word_without_redis_pys_set_helper(
+    wire: Wire, start_worker: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``SET {ns}:seen:{id} {entry id} NX PX {ms}``, as Redis's MONITOR sees it.
+
+    The claim is queued as it goes on the wire, not through redis-py's
+    ``Pipeline.set()``, whose handling of a dozen keyword options cost the
+    reading thread, which every request passes through, about 4 µs a request:
+    more than packing the command.
+    """
+    helper_calls: list[tuple[Any, ...]] = []
+    real_set = redis.client.Pipeline.set
+
+    def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
+        helper_calls.append(args)
+        return real_set(self, *args, **kwargs)
+
+    monkeypatch.setattr(redis.client.Pipeline, "set", counted)
+    start_worker()
+    wait_until(lambda: wire.client.exists(protocol.workers_key("flowkit", TOPIC)))
+    message = wire.request(name_of("Add"), {"x": 1, "y": 1})
+    with wire.client.monitor() as monitor:
+        entry_id = wire.add(protocol.encode(message, wire.secret))
+        for _ in range(100_000):  # the heartbeat's commands keep coming: never blocks for long
+            words = monitor.next_command()["command"].split()
+            if words[0] == "SET":
+                break
+    assert words[:5] == ["SET", protocol.seen_key("flowkit", message["id"]), entry_id, "NX", "PX"], words
+    assert 0 < int(words[5]) <= 60_000
+    assert wire.final(message["id"])["result"] == 2
+    assert helper_calls == []
+
+
+class _ThreadRecordingWorker(Worker):
+    """A worker noting which thread encodes each request's ``running`` response and which runs it."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.running_on: dict[str, str] = {}
+        self.performed_on: dict[str, str] = {}
+
+    def _encode_response(self, job: Any, event: str, progress: float | None = None) -> dict[str, bytes]:
+        if event == protocol.RUNNING:
+            self.running_on[job.message["id"]] = threading.current_thread().name
+        return super()._encode_response(job, event, progress)
+
+    def _perform(self, job: Any) -> dict[str, bytes]:
+        self.performed_on[job.message["id"]] = threading.current_thread().name
+        return super()._perform(job)
+
+
+def test_a_requests_running_response_is_made_by_the_pool_thread_that_runs_it(
+    wire: Wire, redis_flushed_url: str
+) -> None:
+    """No request's ``running`` response is handed from the reading thread to the pool.
+
+    The reading thread, which every request passes through, used to encode
+    each ``running`` response and queue it apart from the job: work on the
+    busiest thread, and an answer the writer usually sent in a block of its
+    own. The pool thread now queues it just before running the task (and
+    before its answer: the order on the wire stays running, then success).
+    """
+    worker = _ThreadRecordingWorker(
+        topic=TOPIC, tasks=[MODULE], url=redis_flushed_url, heartbeat=0.05, threads_count=3, grace=1.0
+    )
+    worker.start()
+    try:
+        request_ids = [wire.send(name_of("Add"), {"x": i, "y": 1}) for i in range(12)]
+        for i, request_id in enumerate(request_ids):
+            assert wire.final(request_id)["result"] == i + 1
+            assert wire.events(request_id) == ["running", "success"]
+    finally:
+        worker.stop(grace=0.5)
+        assert worker.join(10)
+    assert set(worker.running_on) == set(request_ids)
+    for request_id in request_ids:
+        assert worker.running_on[request_id].startswith("flowkit-worker-pool-"), worker.running_on
+        assert worker.running_on[request_id] == worker.performed_on[request_id]
+
+
+def test_the_writer_reads_no_answer_back_when_redis_takes_its_block(
+    wire: Wire, start_worker: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Naming a command Redis refused costs nothing until one is refused.
+
+    The writer used to build a log label for every command it queued, parsing
+    each answer's JSON body to name its request: two parses per request on
+    the writer thread, for a line logged only on a refusal (which still names
+    the request: test_an_answer_redis_refuses_is_dropped...).
+    """
+    from flowkit.engines.worker_based import worker as worker_module
+
+    read_back: list[object] = []
+    real = worker_module._answer_of
+
+    def counting(envelope: Any) -> str | None:
+        read_back.append(envelope)
+        return real(envelope)
+
+    monkeypatch.setattr(worker_module, "_answer_of", counting)
+    start_worker()
+    request_ids = [wire.send(name_of("Add"), {"x": i, "y": 2}) for i in range(10)]
+    assert [wire.final(request_id)["result"] for request_id in request_ids] == list(range(2, 12))
+    assert read_back == []
+
+
 def test_entry_delivered_too_often_fails_with_request_timeout(wire: Wire, start_worker: Any) -> None:
     client = wire.client
     client.xgroup_create(wire.stream, protocol.GROUP, id="0", mkstream=True)

@@ -14,7 +14,9 @@ visibility timeout. ``doc/workers_protocol.rst`` is the normative description.
 Three kinds of thread share one Redis client (a pool of connections):
 
 * the thread calling :meth:`Worker.run` reads requests, as many at a time as
-  the pool has idle threads, and hands them to the pool;
+  the pool has idle threads, checks them and hands them to the pool, whose
+  threads each queue their request's ``running`` response, run the task and
+  queue its answer;
 * one writer thread sends every response and acknowledgement, batching all
   that is ready into one ``MULTI`` block, which is what makes thousands of
   small tasks a second possible; responses of one request keep their order
@@ -647,23 +649,21 @@ class Worker:
         return accepted, outs, now
 
     def _launch(self, claimed: list[_Job], outs: list[_Out]) -> None:
-        """Queue a running response for each claimed job, then the answers, then the jobs."""
-        jobs: list[_Job] = []
-        for job in claimed:
-            try:
-                running = self._encode_response(job, protocol.RUNNING)
-            except Exception as err:  # cannot happen to a decoded request; never stop for it
-                LOG.warning("worker %s drops entry %s: %s", self._worker_id, job.entry_id, log_safe(err))
-                outs.append((None, None, job.entry_id))
-                continue
-            jobs.append(job)
-            outs.append((job.message["reply_to"], running, None))
+        """Queue the answers (and acknowledgements) found while screening, then the claimed jobs.
+
+        The ``running`` response of a job is not made here but by the pool thread
+        that picks the job up (:meth:`_pool_loop`), just before it runs the task:
+        this thread, the one every request passes through, is spared its
+        encoding, and the response and the task's answer, queued by one thread
+        moments apart, usually share the writer's next ``MULTI`` block instead
+        of taking one each.
+        """
         for out in outs:
             self._outbox.put(out)
-        if jobs:
+        if claimed:
             with self._cond:
-                self._busy += len(jobs)
-            for job in jobs:
+                self._busy += len(claimed)
+            for job in claimed:
                 self._jobs.put(job)
 
     def _first_sightings(
@@ -698,7 +698,7 @@ class Worker:
         try:
             pipe = self._client.pipeline(transaction=False)
             for job, key in zip(jobs, keys, strict=True):
-                pipe.set(key, job.entry_id, nx=True, px=_seen_for_ms(job.message["deadline"] - now))
+                _transport.queue_claim(pipe, key, job.entry_id, _seen_for_ms(job.message["deadline"] - now))
             if read_more:
                 pipe.xreadgroup(protocol.GROUP, self._worker_id, {self._stream: ">"}, count=read_more)
             replies = pipe.execute(raise_on_error=False)
@@ -853,23 +853,46 @@ class Worker:
     def _pool_loop(
         self, generation: int, jobs: queue.SimpleQueue[_Job | None], outbox: queue.SimpleQueue[_Out | object]
     ) -> None:
+        """Run jobs until told to stop: for each, queue ``running``, run the task, queue the answer.
+
+        All of a request's responses are queued by this one thread, in order, on
+        the one outbox the writer empties in order: ``running`` always goes out
+        before the progress reports and the answer.
+        """
         while True:
             job = jobs.get()
             if job is None:
                 return
-            try:
-                envelope = self._perform(job)
-            except Exception:  # a bug of ours; keep the thread alive and the request pending
-                LOG.exception("worker %s failed to handle entry %s", self._worker_id, job.entry_id)
-                envelope = None
-            if envelope is not None:
-                outbox.put((job.message["reply_to"], envelope, job.entry_id))
+            settled = self._run_job(job, outbox)
             with self._cond:
                 if generation == self._generation:
                     self._busy -= 1
-                    if envelope is None:  # left pending: another worker (or we) will take it over
+                    if not settled:  # left pending: another worker (or we) will take it over
                         self._in_flight.pop(job.entry_id, None)
                     self._cond.notify_all()
+
+    def _run_job(self, job: _Job, outbox: queue.SimpleQueue[_Out | object]) -> bool:
+        """Queue the job's ``running`` response, run it, queue its answer; return whether it is settled.
+
+        Settled: its entry's acknowledgement is queued (with its answer, or alone
+        when not even its ``running`` response can be encoded). Not settled: a
+        bug of ours stopped it, and the entry stays pending for a later delivery.
+        """
+        try:
+            running = self._encode_response(job, protocol.RUNNING)
+        except Exception as err:  # cannot happen to a decoded request; never stop for it
+            LOG.warning("worker %s drops entry %s: %s", self._worker_id, job.entry_id, log_safe(err))
+            outbox.put((None, None, job.entry_id))
+            return True
+        reply_to = job.message["reply_to"]
+        outbox.put((reply_to, running, None))
+        try:
+            envelope = self._perform(job)
+        except Exception:  # a bug of ours; keep the thread alive and the request pending
+            LOG.exception("worker %s failed to handle entry %s", self._worker_id, job.entry_id)
+            return False
+        outbox.put((reply_to, envelope, job.entry_id))
+        return True
 
     def _perform(self, job: _Job) -> dict[str, bytes]:
         """Run the job's task; return the encoded final response."""
@@ -1063,29 +1086,34 @@ class Worker:
 
         Connection errors are retried with a backoff until the stop deadline, then
         the items are given up (logged). Errors of single commands inside an
-        executed block are logged here and do not count as a refusal.
+        executed block are logged here and do not count as a refusal; what each
+        command was is worked out only for those (:func:`_command_label`): the
+        answer a label names is read back from its JSON body, which would cost
+        every response a parse on the busiest thread for a line nearly never logged.
         """
         acks = [entry_id for _, _, entry_id in items if entry_id is not None]
-        labels: list[str] = []
+        # What each queued command is, to name it if Redis refuses it: (reply stream or
+        # None, envelope or None, entry id or number of entries acknowledged).
+        commands: list[tuple[str | None, dict[str, bytes] | None, str | int | None]] = []
         backoff = _transport.Backoff()
         while True:
             pipe = self._client.pipeline(transaction=True)
-            labels.clear()
+            commands.clear()
             streams: dict[str, None] = {}
             for reply_to, envelope, entry_id in items:
                 if envelope is not None and reply_to is not None:
                     pipe.xadd(reply_to, _transport.fields(envelope), maxlen=REPLY_MAXLEN, approximate=True)
-                    labels.append(f"the answer to {_answer_of(envelope) or entry_id} on {reply_to!r}")
+                    commands.append((reply_to, envelope, entry_id))
                     streams[reply_to] = None
             for reply_to in streams:
                 # An answer after the engine deleted its stream makes it again, read by
                 # nobody: it must expire as the engine's own does, not stay for ever.
                 pipe.pexpire(reply_to, REPLY_TTL_MS)
-                labels.append(f"the expiry of {reply_to!r}")
+                commands.append((reply_to, None, None))
             if acks:
                 pipe.xack(self._stream, protocol.GROUP, *acks)
                 pipe.xdel(self._stream, *acks)
-                labels += [f"the acknowledgement of {len(acks)} entries"] * 2
+                commands += [(None, None, len(acks))] * 2
             try:
                 results = pipe.execute(raise_on_error=False)
                 break
@@ -1105,9 +1133,11 @@ class Worker:
                     err,
                 )
                 self._clock.sleep(delay)
-        for label, result in zip(labels, results, strict=False):
+        for command, result in zip(commands, results, strict=False):
             if isinstance(result, Exception):
-                LOG.warning("worker %s: Redis refused %s: %s", self._worker_id, label, result)
+                LOG.warning(
+                    "worker %s: Redis refused %s: %s", self._worker_id, _command_label(*command), result
+                )
         return None
 
     # -- heartbeat -------------------------------------------------------------------------
@@ -1299,6 +1329,22 @@ def _seen_for_ms(left: float) -> int:
     """
     keep = min(left + protocol.MAX_CLOCK_SKEW, protocol.MAX_SEEN)
     return max(1, int(keep * 1000))
+
+
+def _command_label(
+    reply_to: str | None, envelope: Mapping[str, bytes] | None, entry: str | int | None
+) -> str:
+    """What one command of a written block was, for the line saying Redis refused it.
+
+    ``(reply_to, envelope, entry id)`` for an answer, ``(reply_to, None, None)``
+    for its stream's expiry, ``(None, None, count)`` for the acknowledgement of
+    ``count`` entries.
+    """
+    if envelope is not None:
+        return f"the answer to {_answer_of(envelope) or entry} on {reply_to!r}"
+    if reply_to is not None:
+        return f"the expiry of {reply_to!r}"
+    return f"the acknowledgement of {entry} entries"
 
 
 def _answer_of(envelope: Mapping[str, bytes] | None) -> str | None:
