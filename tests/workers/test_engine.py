@@ -737,11 +737,8 @@ def test_a_request_waits_for_a_worker_that_starts_after_the_engine(
     assert request["deadline"] == request["sent_at"] + 5.0
 
 
-def test_a_held_request_goes_out_once_its_worker_arrives_without_waiting_for_a_look(
-    scripted: Any, holding: Holding, caplog: pytest.LogCaptureFixture
-) -> None:
-    # The clock never moves: the reader's periodic look for workers never comes
-    # again after its first, so only the arrival entry can send the request.
+def _holding_add0(holding: Holding, caplog: pytest.LogCaptureFixture) -> tuple[Any, BackgroundRun, FakeClock]:
+    """An engine on a still clock holding ``add0`` for a worker, its reader's first look over."""
     caplog.set_level(logging.INFO, logger=ENGINE_LOG)
     clock = FakeClock()
     engine = holding.load(chain(1), store={"value": 1}, clock=clock)
@@ -749,6 +746,15 @@ def test_a_held_request_goes_out_once_its_worker_arrives_without_waiting_for_a_l
     _held_for_a_worker(caplog, "execute request of atom 'add0'")
     _reader_moved_on(clock)
     _reader_moved_on(clock)  # its first look, made as it began, is over
+    return engine, run, clock
+
+
+def test_a_held_request_goes_out_once_its_worker_arrives_without_waiting_for_a_look(
+    scripted: Any, holding: Holding, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The clock never moves: the reader's periodic look for workers never comes
+    # again after its first, so only the arrival entry can send the request.
+    engine, run, clock = _holding_add0(holding, caplog)
     worker = scripted()  # advertised, no arrival entry yet: an older worker, found at the next look
     _reader_moved_on(clock)
     assert worker.requests() == [] and not run.done
@@ -766,13 +772,7 @@ def test_watching_for_arrivals_costs_a_held_request_no_command_beside_the_blocki
     # The arrivals stream is read by the reply reader's own blocking XREAD: with the clock
     # still (no periodic look) and nothing arriving, that read is all the engine sends,
     # at most once per block, as before arrivals existed.
-    caplog.set_level(logging.INFO, logger=ENGINE_LOG)
-    clock = FakeClock()
-    engine = holding.load(chain(1), store={"value": 1}, clock=clock)
-    run = BackgroundRun(engine)
-    _held_for_a_worker(caplog, "execute request of atom 'add0'")
-    _reader_moved_on(clock)
-    _reader_moved_on(clock)  # its first look is over
+    engine, run, clock = _holding_add0(holding, caplog)
     client.config_resetstat()
     began = time.monotonic()
     for _ in range(5):
@@ -795,13 +795,7 @@ def test_an_arrival_of_a_worker_that_offers_nothing_held_sends_nothing_and_keeps
     scripted: Any, holding: Holding, caplog: pytest.LogCaptureFixture
 ) -> None:
     # An arrival is a hint: what is sent still follows the adverts the engine reads.
-    caplog.set_level(logging.INFO, logger=ENGINE_LOG)
-    clock = FakeClock()
-    engine = holding.load(chain(1), store={"value": 1}, clock=clock)
-    run = BackgroundRun(engine)
-    _held_for_a_worker(caplog, "execute request of atom 'add0'")
-    _reader_moved_on(clock)
-    _reader_moved_on(clock)
+    engine, run, clock = _holding_add0(holding, caplog)
     other = scripted(tasks=(OTHER,))
     other.arrive()
     _reader_moved_on(clock)
