@@ -293,6 +293,10 @@ def test_the_cache_key_hook_can_widen_or_refuse_sharing(url: str) -> None:
         ("nowhere://x", "unknown scheme 'nowhere'"),
         ("memory://x?ttl=soon", "ttl must be a number"),
         ("memory://x?max_entries=0", "max_entries must be above 0"),
+        ("redis://127.0.0.1:1/0?timeout=soon", "timeout must be a number"),
+        ("sqlite:///never.db?timeout=0", "timeout must be above 0"),
+        # Only the stores that wait for a server take a timeout; memory:// does not ignore one.
+        ("memory://x?timeout=5", "unknown option"),
         ("not a url", "cache= takes a cache store or a URL"),
         (42, "not 42"),
     ],
