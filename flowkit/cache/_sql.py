@@ -95,18 +95,21 @@ class _Watchdog:
         self._deadline = 0.0
         self._fired = False
         self._idle = False
-        self._closed = False
-        self._thread: threading.Thread | None = None
+        #: The running thread's token: it ends when this is no longer its own (None: no thread).
+        self._token: object | None = None
         self._pid = 0
 
     def begin(self, sock: socket.socket) -> None:
         """A call on ``sock``'s connection starts now."""
         with self._cond:
             self._sock, self._deadline, self._fired = sock, time.monotonic() + self.bound, False
-            if self._thread is None or self._pid != os.getpid():  # none yet, or the parent's after a fork
-                self._pid, self._closed = os.getpid(), False
-                self._thread = threading.Thread(target=self._watch, name="flowkit-cache-watch", daemon=True)
-                self._thread.start()
+            # No thread yet, or none since the store was closed (a closed store
+            # may be used again), or only the parent's after a fork.
+            if self._token is None or self._pid != os.getpid():
+                self._pid, self._token, self._idle = os.getpid(), object(), False
+                threading.Thread(
+                    target=self._watch, args=(self._token,), name="flowkit-cache-watch", daemon=True
+                ).start()
             elif self._idle:
                 self._cond.notify()
 
@@ -117,14 +120,14 @@ class _Watchdog:
             return self._fired
 
     def close(self) -> None:
-        """Let the thread end (the store is closed)."""
+        """Let the thread end (the store is closed); the next call starts another."""
         with self._cond:
-            self._closed, self._sock = True, None
-            self._cond.notify()
+            self._token, self._sock = None, None
+            self._cond.notify_all()
 
-    def _watch(self) -> None:
+    def _watch(self, token: object) -> None:
         with self._cond:
-            while not self._closed:
+            while self._token is token:
                 if self._sock is None or self._fired:
                     self._idle = True
                     self._cond.wait()

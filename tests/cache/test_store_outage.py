@@ -305,3 +305,48 @@ def test_a_lookup_and_a_write_on_a_hung_store_fail_within_its_timeout_then_it_se
     assert _bounded(lambda: store.get("a" * 64), HUNG_LIMIT) == ("1", None)
     store.put("b" * 64, "2")
     assert store.get("b" * 64) == "2"
+
+
+def test_a_postgresql_store_closed_and_used_again_is_still_bounded(
+    postgresql_server: Any, postgresql_db_url: str
+) -> None:
+    # Closing a store ends its watchdog; its next call (a closed store serves again) must start another.
+    store = open_store(f"{postgresql_db_url}?timeout={BOUND}")
+    store.put("a" * 64, "1")
+    store.close()
+    assert store.get("a" * 64) == "1"
+    postgresql_server.freeze()
+    try:
+        _found, err = _bounded(lambda: store.get("a" * 64), HUNG_LIMIT)
+    finally:
+        postgresql_server.thaw()
+    assert isinstance(err, exceptions.StorageFailure), err
+    assert _bounded(lambda: store.get("a" * 64), HUNG_LIMIT) == ("1", None)
+    store.close()
+
+
+def test_threads_sharing_a_hung_postgresql_store_each_wait_at_most_its_timeout(
+    postgresql_server: Any, postgresql_db_url: str
+) -> None:
+    # A parallel engine's threads take turns with the store's one connection:
+    # the second waits for the first's call, and that wait is bounded too.
+    store = open_store(f"{postgresql_db_url}?timeout={BOUND}")
+    store.put("a" * 64, "1")
+    outcomes: list[tuple[Any, BaseException | None]] = []
+    postgresql_server.freeze()
+    try:
+        threads = [
+            threading.Thread(
+                target=lambda: outcomes.append(_bounded(lambda: store.get("a" * 64), HUNG_LIMIT))
+            )
+            for _ in range(3)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(HUNG_LIMIT * 2)
+        assert len(outcomes) == 3, f"lookups still waiting for the hung store: {3 - len(outcomes)}"
+    finally:
+        postgresql_server.thaw()
+    assert all(isinstance(err, exceptions.StorageFailure) for _found, err in outcomes), outcomes
+    assert _bounded(lambda: store.get("a" * 64), HUNG_LIMIT) == ("1", None)
