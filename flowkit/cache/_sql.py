@@ -322,8 +322,13 @@ class SqlStore(CacheStore):
         #: The pooled connection the store keeps (None until first used, or after a failure).
         self._connection: Any = None
 
-    def _run(self, what: str, work: Any) -> Any:
+    def _run(self, what: str, work: Any, *, bounded: bool = True) -> Any:
         """Run ``work(cursor)`` on the store's connection; commit or roll back; return its answer.
+
+        ``bounded=False`` leaves the call itself unwatched (connecting, and
+        waiting for another thread's call, are still bounded): ``clear`` and
+        the count of ``stats`` go over the whole table, which may take longer
+        than a lookup's bound on a large one, and are asked for by a person.
 
         A connection kept from an earlier call that fails is tried once more on
         a new one: the database may have restarted since (an upgrade, a
@@ -346,7 +351,7 @@ class SqlStore(CacheStore):
         try:
             kept = self._connection is not None
             try:
-                return self._attempt(work)
+                return self._attempt(work, bounded)
             except _TimedOut as err:
                 self._drop()
                 raise self._failure(what, err) from err
@@ -355,7 +360,7 @@ class SqlStore(CacheStore):
                 if not kept:
                     raise self._failure(what, err) from err
             try:
-                return self._attempt(work)
+                return self._attempt(work, bounded)
             except _TimedOut as err:
                 self._drop()
                 raise self._failure(what, err) from err
@@ -373,7 +378,7 @@ class SqlStore(CacheStore):
     def _failure(self, what: str, err: BaseException | str) -> exc.StorageFailure:
         return exc.StorageFailure(f"cache store {mask_url(self.url)}: cannot {what}: {err}")
 
-    def _attempt(self, work: Any) -> Any:
+    def _attempt(self, work: Any, bounded: bool) -> Any:
         """One try of :meth:`_run` (lock held): open a connection if none is kept, run, commit.
 
         Raises:
@@ -384,22 +389,28 @@ class SqlStore(CacheStore):
             if self._watchdog is not None:
                 self._socket = _socket_of(self._connection.driver_connection)
         connection, watched = self._connection, self._socket
-        if self._watchdog is not None and watched is not None:
-            self._watchdog.begin(watched)
+        watchdog = self._watchdog if bounded and watched is not None else None
+        fired = False
+        if watchdog is not None and watched is not None:
+            watchdog.begin(watched)
         try:
-            cursor = connection.cursor()
             try:
-                answer = work(cursor)
-            finally:
-                cursor.close()
-            connection.commit()
+                cursor = connection.cursor()
+                try:
+                    answer = work(cursor)
+                finally:
+                    cursor.close()
+                connection.commit()
+            finally:  # whatever ends the call, the watchdog must stop watching it
+                if watchdog is not None:
+                    fired = watchdog.end()
         except (self._errors, sa.exc.SQLAlchemyError) as err:
-            if self._watchdog is not None and watched is not None and self._watchdog.end():
+            if fired:
                 raise _TimedOut(f"no answer within {self._bound}") from err
             if _busy(err):
                 raise _TimedOut(f"the database stayed locked for {self._bound}: {err}") from err
             raise
-        if self._watchdog is not None and watched is not None and self._watchdog.end():
+        if fired:
             self._drop()  # answered as the watchdog shut its socket: useless now
         return answer
 
@@ -458,13 +469,17 @@ class SqlStore(CacheStore):
     def _entries(self, now: float) -> int:
         sql = self._sql
         count: int = self._run(
-            "count entries", lambda cursor: int(self._execute(cursor, sql.live, now=now).fetchone()[0])
+            "count entries",
+            lambda cursor: int(self._execute(cursor, sql.live, now=now).fetchone()[0]),
+            bounded=False,
         )
         return count
 
     def clear(self) -> int:
         sql = self._sql
-        removed: int = self._run("clear", lambda cursor: int(self._execute(cursor, sql.clear).rowcount))
+        removed: int = self._run(
+            "clear", lambda cursor: int(self._execute(cursor, sql.clear).rowcount), bounded=False
+        )
         return removed
 
     def close(self) -> None:

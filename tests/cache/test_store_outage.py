@@ -350,3 +350,43 @@ def test_threads_sharing_a_hung_postgresql_store_each_wait_at_most_its_timeout(
         postgresql_server.thaw()
     assert all(isinstance(err, exceptions.StorageFailure) for _found, err in outcomes), outcomes
     assert _bounded(lambda: store.get("a" * 64), HUNG_LIMIT) == ("1", None)
+
+
+def test_a_postgresql_lookup_bounded_behind_a_table_lock_while_clear_waits_it_out(
+    postgresql_server: Any, postgresql_db_url: str
+) -> None:
+    # A migration or a person holding the table locked: a lookup gives up after
+    # the store's timeout, while `flowkit cache clear`, which goes over the
+    # whole table and may take longer than that on a large one, waits its turn.
+    store = open_store(f"{postgresql_db_url}?timeout={BOUND}")
+    store.put("a" * 64, "1")
+    dbname = postgresql_db_url.rpartition("/")[2]
+    holder = postgresql_server.connect(dbname)
+    try:
+        holder.execute("LOCK TABLE flowkit_cache IN ACCESS EXCLUSIVE MODE")
+        _found, err = _bounded(lambda: store.get("a" * 64), HUNG_LIMIT)
+        assert isinstance(err, exceptions.StorageFailure), err
+        assert f"no answer within {BOUND:g} s" in str(err), err
+        cleared: list[int] = []
+        clearing = threading.Thread(target=lambda: cleared.append(store.clear()), daemon=True)
+        clearing.start()
+
+        def clear_waits() -> bool:
+            # Asked outside the holder's transaction, which sees one snapshot of the activity.
+            with postgresql_server.connect(dbname, autocommit=True) as looker:
+                row = looker.execute(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE wait_event_type = 'Lock' AND query LIKE 'DELETE FROM flowkit_cache%'"
+                ).fetchone()
+            return bool(row and row[0])
+
+        services.wait_until(clear_waits, HUNG_LIMIT, message="the clear waiting for the table lock")
+        clearing.join(BOUND * 2)
+        assert clearing.is_alive() and not cleared, "clear gave up behind the lock"
+    finally:
+        holder.rollback()
+        holder.close()
+    clearing.join(HUNG_LIMIT)
+    assert cleared == [1]
+    assert _bounded(lambda: store.get("a" * 64), HUNG_LIMIT) == (None, None)
+    store.close()
