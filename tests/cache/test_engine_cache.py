@@ -308,7 +308,10 @@ def test_a_bad_cache_option_is_a_clear_error_before_anything_runs(value: Any, wo
     assert tasks.CALLS == []
 
 
-@pytest.mark.parametrize("value", ["nowhere://x", "memory://x?ttl=soon", "dir://?ttl=5", "not a url", 42])
+@pytest.mark.parametrize(
+    "value",
+    ["nowhere://x", "memory://x?ttl=soon", "dir://?ttl=5", "sqlite:///never.db?timeout=-1", "not a url", 42],
+)
 def test_a_bad_cache_option_fails_engines_load(value: Any) -> None:
     # As doc/caching.rst says: engines.load refuses it, not the first run.
     with pytest.raises(exceptions.InvalidEngineOption) as err:
