@@ -528,6 +528,57 @@ class PostgresServer(_Server):
             if not found:
                 conn.execute(f'CREATE DATABASE "{self.database}"')
 
+    def _processes(self) -> list[int]:
+        """The postmaster and its children (backends, background workers).
+
+        Found by parent, not by process group: PostgreSQL's children each
+        start a session of their own.
+        """
+        assert self.pid is not None, "the server is not running"
+        found = [self.pid]
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    parent = int(stat.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue  # gone meanwhile
+            if parent == self.pid:
+                found.append(int(entry))
+        return found
+
+    def freeze(self, timeout: float = 5.0) -> None:
+        """Stop the postmaster *and* its backends (SIGSTOP), and wait until all are stopped.
+
+        Stopping the postmaster alone leaves a connection's backend answering;
+        a hung host stops them all. The children found now are all there are
+        until :meth:`thaw`: a stopped postmaster starts none.
+        """
+        pids = self._processes()
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
+
+        def stopped() -> bool:
+            for pid in pids:
+                try:
+                    with open(f"/proc/{pid}/stat") as stat:
+                        if stat.read().rsplit(")", 1)[1].split()[0] not in ("T", "t"):
+                            return False
+                except OSError:
+                    continue  # exited before the signal
+            return True
+
+        wait_until(stopped, timeout, interval=0.005, message=f"postgresql {pids} stopping")
+
+    def thaw(self) -> None:
+        """Let the postmaster and its backends run again (SIGCONT)."""
+        if self.pid is not None:
+            for pid in self._processes():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)
+
     def url_for(self, dbname: str) -> str:
         """Return the SQLAlchemy URL of database ``dbname`` on this server."""
         return f"postgresql+psycopg://{self.user}@127.0.0.1:{self.port}/{dbname}"

@@ -4,8 +4,10 @@ sorted set indexing the keys by write time, which bounds the size.
 Keys live under ``flowkit:cache:``; Redis expires entries itself. Every process
 talking to the server shares the cache.
 
-Every command waits at most :data:`SOCKET_TIMEOUT` seconds for its answer
-(``?socket_timeout=`` and ``?socket_connect_timeout=`` in the URL change it):
+Every command waits at most ``timeout`` seconds for its answer, and a connect
+as long (the URL's ``?timeout=``, as for the SQL stores; default
+:data:`~flowkit.cache._stores.TIMEOUT`, also :data:`SOCKET_TIMEOUT` here;
+redis-py's own ``?socket_timeout=`` and ``?socket_connect_timeout=`` still win):
 a Redis that stops answering without closing its connections (a frozen
 server, a network that drops packets) fails the cache read or write with a
 ``StorageFailure`` instead of holding the run for ever.
@@ -25,7 +27,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from flowkit import exceptions as exc
-from flowkit.cache._stores import CacheStore, Clock
+from flowkit.cache._stores import TIMEOUT, CacheStore, Clock
 from flowkit.persistence.backends._urls import mask_url
 
 __all__ = ["PREFIX", "SOCKET_TIMEOUT", "RedisStore"]
@@ -35,7 +37,7 @@ _INDEX = PREFIX + "@index"
 _INDEX_NAME = _INDEX.encode()
 _T = TypeVar("_T")
 #: Default seconds a command (and a connect) may wait for the server: the URL's query may say otherwise.
-SOCKET_TIMEOUT = 5.0
+SOCKET_TIMEOUT = TIMEOUT
 
 #: KEYS[1] the index, ARGV[1] the score at or below which entries expired, ARGV[2] the prefix.
 _PURGE = """
@@ -56,9 +58,17 @@ class RedisStore(CacheStore):
     """
 
     def __init__(
-        self, url: str, ttl: float | None = None, max_entries: int | None = None, clock: Clock = time.time
+        self,
+        url: str,
+        ttl: float | None = None,
+        max_entries: int | None = None,
+        clock: Clock = time.time,
+        *,
+        timeout: float = TIMEOUT,
     ) -> None:
         super().__init__(ttl, max_entries, clock)
+        #: Seconds a command or a connect waits for the server (redis-py's URL options may differ).
+        self.timeout = timeout
         try:
             import redis
         except ImportError as err:
@@ -70,7 +80,7 @@ class RedisStore(CacheStore):
         try:
             # Options in the URL's query (socket_timeout=...) win over these defaults.
             self._client: Any = redis.Redis.from_url(
-                url, socket_timeout=SOCKET_TIMEOUT, socket_connect_timeout=SOCKET_TIMEOUT
+                url, socket_timeout=timeout, socket_connect_timeout=timeout
             )
             self._client.ping()
         except (ValueError, TypeError) as err:

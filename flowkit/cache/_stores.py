@@ -29,9 +29,16 @@ from flowkit import exceptions as exc
 from flowkit._utils.records import Record
 from flowkit.persistence.backends._urls import mask_url
 
-__all__ = ["CacheStats", "CacheStore", "DirStore", "MemoryStore", "check_target", "open_store"]
+__all__ = ["TIMEOUT", "CacheStats", "CacheStore", "DirStore", "MemoryStore", "check_target", "open_store"]
 
 Clock = Callable[[], float]
+
+#: Default seconds an SQL or Redis store waits for its server on one lookup or
+#: write (and on a connect) before giving up on the cache for that call; a
+#: store URL's ``?timeout=SECONDS`` says otherwise. A hung server (a frozen
+#: host, a stopped process) then costs a run this long per call, as a server
+#: that is down costs it a refused connection, instead of holding it for ever.
+TIMEOUT = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -355,7 +362,7 @@ _SQL_SCHEMES = ("sqlite", "postgresql", "postgres", "mysql")
 class _Target:
     """A cache URL taken apart and checked (nothing opened yet)."""
 
-    __slots__ = ("bare", "max_entries", "parts", "query", "scheme", "ttl")
+    __slots__ = ("bare", "max_entries", "parts", "query", "scheme", "timeout", "ttl")
 
     def __init__(self, target: str) -> None:
         if "://" not in target:
@@ -366,6 +373,13 @@ class _Target:
         self.ttl: float | None = _number(target, query.pop("ttl", None), "ttl", float)
         self.max_entries: int | None = _number(target, query.pop("max_entries", None), "max_entries", int)
         self.bare = target.partition("?")[0]
+        # Only the stores that wait for a server take a timeout: memory:// and
+        # dir:// refuse it below as an unknown option rather than ignore it.
+        self.timeout: float = TIMEOUT
+        if scheme in _SQL_SCHEMES or scheme in ("redis", "rediss"):
+            asked = _number(target, query.pop("timeout", None), "timeout", float)
+            if asked is not None:
+                self.timeout = asked
         if scheme in ("memory", "dir", "file"):
             if query:
                 raise _bad(f"cache URL {mask_url(target)!r}: unknown option(s) {sorted(query)}")
@@ -410,7 +424,8 @@ def open_store(target: str | CacheStore, clock: Clock = time.time) -> CacheStore
 
     URLs: ``memory://[NAME]``, ``dir:///path``, ``sqlite:///path.db``,
     ``postgresql://...``, ``redis://host:port/db``; each takes ``?ttl=SECONDS``
-    and ``&max_entries=N``.
+    and ``&max_entries=N``, and the SQL and Redis ones ``&timeout=SECONDS``
+    (default :data:`TIMEOUT`): how long one lookup or write waits for the server.
 
     A process opens one store per SQL or Redis URL and hands it to every run
     naming that URL (as it keeps one ``memory://`` store per name), unless a
@@ -419,7 +434,7 @@ def open_store(target: str | CacheStore, clock: Clock = time.time) -> CacheStore
 
     Raises:
         InvalidEngineOption: not a store or a URL of a known scheme, or bad
-            ``ttl``/``max_entries`` values; the message names the URL.
+            ``ttl``/``max_entries``/``timeout`` values; the message names the URL.
     """
     if isinstance(target, CacheStore):
         return target
@@ -488,16 +503,16 @@ if hasattr(os, "register_at_fork"):  # not on Windows
 
 def _connect(url: _Target, clock: Clock) -> CacheStore:
     """A new SQL or Redis store for ``url`` (a connection of its own)."""
-    ttl, max_entries, bare = url.ttl, url.max_entries, url.bare
+    ttl, max_entries, bare, timeout = url.ttl, url.max_entries, url.bare, url.timeout
     # The rest of the query is the client's (socket_timeout=...).
     rest = "&".join(f"{k}={v}" for k, v in url.query.items())
     if url.scheme in _SQL_SCHEMES:
         from flowkit.cache._sql import SqlStore
 
-        return SqlStore(f"{bare}?{rest}" if rest else bare, ttl, max_entries, clock)
+        return SqlStore(f"{bare}?{rest}" if rest else bare, ttl, max_entries, clock, timeout=timeout)
     from flowkit.cache._redis import RedisStore
 
-    redis_store = RedisStore(f"{bare}?{rest}" if rest else bare, ttl, max_entries, clock)
+    redis_store = RedisStore(f"{bare}?{rest}" if rest else bare, ttl, max_entries, clock, timeout=timeout)
     redis_store.url = bare
     return redis_store
 

@@ -293,6 +293,10 @@ def test_the_cache_key_hook_can_widen_or_refuse_sharing(url: str) -> None:
         ("nowhere://x", "unknown scheme 'nowhere'"),
         ("memory://x?ttl=soon", "ttl must be a number"),
         ("memory://x?max_entries=0", "max_entries must be above 0"),
+        ("redis://127.0.0.1:1/0?timeout=soon", "timeout must be a number"),
+        ("sqlite:///never.db?timeout=0", "timeout must be above 0"),
+        # Only the stores that wait for a server take a timeout; memory:// does not ignore one.
+        ("memory://x?timeout=5", "unknown option"),
         ("not a url", "cache= takes a cache store or a URL"),
         (42, "not 42"),
     ],
@@ -304,7 +308,10 @@ def test_a_bad_cache_option_is_a_clear_error_before_anything_runs(value: Any, wo
     assert tasks.CALLS == []
 
 
-@pytest.mark.parametrize("value", ["nowhere://x", "memory://x?ttl=soon", "dir://?ttl=5", "not a url", 42])
+@pytest.mark.parametrize(
+    "value",
+    ["nowhere://x", "memory://x?ttl=soon", "dir://?ttl=5", "sqlite:///never.db?timeout=-1", "not a url", 42],
+)
 def test_a_bad_cache_option_fails_engines_load(value: Any) -> None:
     # As doc/caching.rst says: engines.load refuses it, not the first run.
     with pytest.raises(exceptions.InvalidEngineOption) as err:

@@ -304,6 +304,23 @@ def test_a_redis_store_times_out_by_default(redis_flushed_url: str) -> None:
         store.close()
 
 
+def test_a_redis_stores_timeout_option_sets_its_socket_timeouts_and_redis_own_options_win(
+    redis_flushed_url: str,
+) -> None:
+    # ?timeout= is the one name every SQL and Redis store takes; redis-py's own options still apply.
+    store: Any = open_store(f"{redis_flushed_url}?timeout=0.5")
+    mixed: Any = open_store(f"{redis_flushed_url}?timeout=0.5&socket_timeout=2")
+    try:
+        assert store.timeout == 0.5
+        kwargs = store._client.connection_pool.connection_kwargs
+        assert (kwargs["socket_timeout"], kwargs["socket_connect_timeout"]) == (0.5, 0.5)
+        kwargs = mixed._client.connection_pool.connection_kwargs
+        assert (kwargs["socket_timeout"], kwargs["socket_connect_timeout"]) == (2.0, 0.5)
+    finally:
+        store.close()
+        mixed.close()
+
+
 def test_a_sql_store_whose_connection_dies_reconnects_at_once(postgresql_db_url: str) -> None:
     import sqlalchemy as sa
 
