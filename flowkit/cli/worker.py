@@ -141,9 +141,17 @@ def _run(args: argparse.Namespace) -> int:
 
     def stop_gracefully(name: str) -> None:
         LOG.warning("%s received: stopping worker %s gracefully", name, who())
-        if worker is not None:
-            worker.stop()
-        # Else its task modules are still being imported: it stops once they are.
+        if worker is None:
+            return  # its task modules are still being imported: it stops once they are
+        worker.stop()
+        if interruptible and not worker.wait(0):
+            # Made but not serving yet: between the start-up check below and run(),
+            # whose start forgets a stop() made before it (as TaskFlow's worker
+            # does, for a library user who stops and runs it again), or inside run()
+            # while it reaches Redis, which waits out a connect timeout when Redis
+            # does not answer and then failed with status 1. Nothing is being
+            # served, so nothing is cut short: leave at once.
+            raise _StopNow
 
     def stop_now(name: str) -> None:
         LOG.warning("%s received again: stopping worker %s now", name, who())
