@@ -319,7 +319,8 @@ def test_a_stop_signal_while_it_opens_its_database_exits_0_at_once(
                 assert proc.poll() is None, proc.communicate()
                 with postgresql_server.connect(dbname) as watcher:
                     row = watcher.execute(
-                        "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND wait_event_type = 'Lock'",
+                        "SELECT count(*) FROM pg_stat_activity"
+                        " WHERE datname = %s AND wait_event_type = 'Lock'",
                         (dbname,),
                     ).fetchone()
                 return bool(row and row[0])
