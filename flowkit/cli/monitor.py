@@ -168,10 +168,8 @@ def _serve(args: argparse.Namespace) -> int:
                 # database read): what a stop waits for at most once the streams ended.
                 timeout_graceful_shutdown=GRACE,
             )
-            made = _server_class()(config, closing, on_signal)
-            if on_signal.count:
-                return 0  # asked to stop while it started: it never serves
-            server = made  # from here a signal stops the server (before it serves: at once)
+            # From here a signal stops the server; before it serves, it serves nothing.
+            server = _server_class()(config, closing, on_signal)
             access = logging.getLogger("uvicorn.access")
             masking = _TokenMask()
             access.addFilter(masking)
