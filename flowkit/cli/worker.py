@@ -11,8 +11,9 @@ with ``python -m``. The signing secret comes from ``FLOWKIT_WORKER_SECRET`` so
 it never shows in a process listing. SIGTERM or SIGINT stop the worker
 gracefully (running tasks get ``--grace`` seconds; a Redis that stopped
 answering delays the exit by a bounded time, see doc/workers.rst); a second
-signal stops it at once, leaving running tasks for another worker. Either way
-the exit status is 0. Bad arguments exit with status 2,
+signal stops it at once, leaving running tasks for another worker. A stop
+before it serves (while it still reaches Redis) leaves at once, without
+serving. Either way the exit status is 0. Bad arguments exit with status 2,
 runtime failures with 1.
 """
 
