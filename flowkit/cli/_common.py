@@ -353,11 +353,14 @@ def open_backend(url: str, *, read_only: bool = False) -> Iterator[Any]:
     Args:
         read_only: for a command that only reads: a SQLite file must exist and
             is opened read-only (see :func:`read_only_conf`), and its schema
-            must be this flowkit's (``flowkit db upgrade`` migrates it).
+            must be this flowkit's (``flowkit db upgrade`` migrates it); a
+            directory or ZooKeeper path must exist and is only read (its
+            connection's ``validate_readable()``), never created.
 
     Raises:
         CliError: the URL names no known backend (status 2), or it cannot be
-            reached, or (``read_only``) its SQLite file does not exist (status 1).
+            reached, or (``read_only``) its SQLite file, directory or ZooKeeper
+            path does not exist (status 1).
     """
     from flowkit import exceptions as exc
     from flowkit.persistence import backends
@@ -376,8 +379,14 @@ def open_backend(url: str, *, read_only: bool = False) -> Iterator[Any]:
     try:
         try:
             with contextlib.closing(backend.get_connection()) as conn:
+                # A document store (a directory, ZooKeeper) given to a command that
+                # only reads is checked, not created: upgrade() made a mistyped path
+                # into an empty store that said it held no flows.
+                readable = getattr(conn, "validate_readable", None) if read_only else None
                 if checks_only:
                     conn.validate()
+                elif readable is not None:
+                    readable()
                 else:
                     conn.upgrade()
         except Exception as err:

@@ -19,7 +19,9 @@ racing another process for it.
 SIGTERM or SIGINT stop it gracefully: the pages' live streams are told it
 stops (``event: closing``) and ended, other requests get up to 2 s; a second
 signal stops it at once. Either way the exit status is 0, as for
-``flowkit worker`` and ``flowkit conductor``.
+``flowkit worker`` and ``flowkit conductor``; so too from its very start, a
+stop while it still opens its database (before the announcement) leaving at
+once, without serving.
 """
 
 from __future__ import annotations
@@ -86,53 +88,103 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(handler=guarded("flowkit monitor", _serve))
 
 
+class _StoppedStartingUp(BaseException):
+    """Raised by a stop signal into start-up, to leave whatever it waits on (a slow database).
+
+    A BaseException, so that no ``except Exception`` on the way (a database
+    driver's, the backend's) takes it for a failure and reports it.
+    """
+
+
 def _serve(args: argparse.Namespace) -> int:
+    import signal  # only a running monitor needs it (``flowkit --help`` start-up)
+
+    from flowkit.cli._signals import StopSignals
+
+    server: Any = None
+    # Whether a stop signal may still raise _StoppedStartingUp: until the server
+    # exists, and only once (a second signal while the first one's raise unwinds
+    # must not raise again from inside the clean-up).
+    leaving = False
+
+    def stop_gracefully(name: str) -> None:
+        LOG.warning("%s received: stopping the monitor gracefully", name)
+        stop(now=False)
+
+    def stop_now(name: str) -> None:
+        # What is still being answered is cut short: "now" means now.
+        LOG.warning("%s received again: stopping the monitor now", name)
+        stop(now=True)
+
+    def stop(now: bool) -> None:
+        nonlocal leaving
+        if server is not None:
+            server.stop(now=now)
+        elif not leaving:
+            # Still starting up: nothing is served yet, so nothing to finish first.
+            leaving = True
+            raise _StoppedStartingUp
+
+    # In place from the very start, before the database is opened, as for
+    # ``flowkit worker`` and ``flowkit conductor``: opening a database that is
+    # slow to answer (a PostgreSQL whose tables another session holds locked)
+    # takes as long as it takes, and a SIGTERM meanwhile killed the monitor
+    # (status -15) and a Ctrl-C printed a KeyboardInterrupt traceback.
+    on_signal = StopSignals(stop_gracefully, stop_now)
+    main = threading.current_thread() is threading.main_thread()  # signals reach the main thread only
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)} if main else {}
     try:
-        import uvicorn
-
-        from flowkit.monitor import create_app
-        from flowkit.monitor.app import Closing
-    except ImportError as err:
-        raise CliError(f"{err}; the monitor needs: pip install 'flowkit[monitor]'", status=1) from err
-    from flowkit.cli._common import open_backend
-
-    token = args.token or os.environ.get(TOKEN_ENV) or None
-    closing = Closing()
-    with open_backend(args.connection) as backend, _listen(args.host, args.port) as sock:
-        app = create_app(
-            backend,
-            token=token,
-            poll_interval=args.poll,
-            allowed_hosts=_hosts(sock, args),
-            factories=args.allow_factory,
-            closing=closing,
-        )
-        if token is None and not _is_loopback(sock):
-            print(
-                f"flowkit monitor: warning: serving {_url(sock)} without a token: anyone who can reach it"
-                f" reads every flow's results, failures and tracebacks; set ${TOKEN_ENV} (or --token)",
-                file=sys.stderr,
-                flush=True,
-            )
-        config = uvicorn.Config(
-            app,
-            log_level="warning" if not args.verbose else "info",
-            # A backstop for a request that is neither a stream nor quick (a slow
-            # database read): what a stop waits for at most once the streams ended.
-            timeout_graceful_shutdown=GRACE,
-        )
-        server = _server_class()(config, closing)
-        access = logging.getLogger("uvicorn.access")
-        masking = _TokenMask()
-        access.addFilter(masking)
         try:
-            with server.stop_signals():
+            import uvicorn
+
+            from flowkit.monitor import create_app
+            from flowkit.monitor.app import Closing
+        except ImportError as err:
+            raise CliError(f"{err}; the monitor needs: pip install 'flowkit[monitor]'", status=1) from err
+        from flowkit.cli._common import open_backend
+
+        token = args.token or os.environ.get(TOKEN_ENV) or None
+        closing = Closing()
+        with open_backend(args.connection) as backend, _listen(args.host, args.port) as sock:
+            app = create_app(
+                backend,
+                token=token,
+                poll_interval=args.poll,
+                allowed_hosts=_hosts(sock, args),
+                factories=args.allow_factory,
+                closing=closing,
+            )
+            if token is None and not _is_loopback(sock):
+                print(
+                    f"flowkit monitor: warning: serving {_url(sock)} without a token: anyone who can reach"
+                    f" it reads every flow's results, failures and tracebacks; set ${TOKEN_ENV} (or --token)",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            config = uvicorn.Config(
+                app,
+                log_level="warning" if not args.verbose else "info",
+                # A backstop for a request that is neither a stream nor quick (a slow
+                # database read): what a stop waits for at most once the streams ended.
+                timeout_graceful_shutdown=GRACE,
+            )
+            # From here a signal stops the server; before it serves, it serves nothing.
+            server = _server_class()(config, closing, on_signal)
+            access = logging.getLogger("uvicorn.access")
+            masking = _TokenMask()
+            access.addFilter(masking)
+            try:
                 # Printed only now: the socket listens, so whoever reads the URL can connect
                 # at once, and a stop signal sent as soon as it is read stops it gracefully.
                 print(f"{LISTENING_PREFIX}{_url(sock)}", flush=True)
                 server.run(sockets=[sock])
-        finally:
-            access.removeFilter(masking)
+            finally:
+                access.removeFilter(masking)
+    except _StoppedStartingUp:
+        pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return 0
 
 
@@ -141,11 +193,7 @@ GRACE = 2
 
 
 def _server_class() -> Any:
-    import signal  # only a running monitor needs it (``flowkit --help`` start-up)
-
     import uvicorn
-
-    from flowkit.cli._signals import StopSignals
 
     class Server(uvicorn.Server):
         """uvicorn's server, whose stop also ends the monitor's live streams, and exits 0.
@@ -155,19 +203,19 @@ def _server_class() -> Any:
         kept ``flowkit monitor`` running after SIGTERM, for good. And once
         stopped, uvicorn raises the signal it caught again, so a graceful stop
         read as a kill (status -15, 143 in a shell) to a supervisor; the signals
-        are handled here instead, as ``flowkit worker`` and ``flowkit conductor``
-        handle theirs: the first stops gracefully, a second at once, and either
-        way the exit status is 0.
+        are handled by ``flowkit monitor`` instead, from its start, as
+        ``flowkit worker`` and ``flowkit conductor`` handle theirs: the first
+        stops gracefully, a second at once, and either way the exit status is 0.
         """
 
-        def __init__(self, config: Any, closing: Any) -> None:
+        def __init__(self, config: Any, closing: Any, on_signal: Any) -> None:
             super().__init__(config)
             self._closing = closing
-            self._signals = StopSignals(self._stop_gracefully, self._stop_now)
+            self._on_signal = on_signal
 
         @contextlib.contextmanager
         def capture_signals(self) -> Iterator[None]:
-            """Leave the signals to :meth:`stop_signals`, in place since before the announcement.
+            """Leave the signals to ``flowkit monitor``'s handler, in place since it started.
 
             uvicorn's own put its handlers in only once serving began, after
             ``flowkit monitor on ...`` was printed: a SIGTERM sent as soon as that
@@ -176,19 +224,6 @@ def _server_class() -> Any:
             so uvicorn starts, stops at once and exits 0.
             """
             yield
-
-        @contextlib.contextmanager
-        def stop_signals(self) -> Iterator[None]:
-            """Handle SIGTERM and SIGINT while serving, then put the previous handlers back (no re-raise)."""
-            if threading.current_thread() is not threading.main_thread():
-                yield  # signals reach the main thread only: whoever runs us there handles them
-                return
-            previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGTERM, signal.SIGINT)}
-            try:
-                yield
-            finally:
-                for sig, handler in previous.items():
-                    signal.signal(sig, handler)
 
         async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
             """Stop as uvicorn does, then, on a forced stop, end the application's lifespan too.
@@ -205,17 +240,12 @@ def _server_class() -> Any:
                 await self.lifespan.shutdown()
 
         def handle_exit(self, sig: int, frame: Any) -> None:
-            self._signals(sig, frame)
+            self._on_signal(sig, frame)
 
-        def _stop_gracefully(self, name: str) -> None:
-            LOG.warning("%s received: stopping the monitor gracefully", name)
-            self.should_exit = True
-            self._closing.close()
-
-        def _stop_now(self, name: str) -> None:
-            # What is still being answered is cut short: "now" means now.
-            LOG.warning("%s received again: stopping the monitor now", name)
-            self.force_exit = True
+        def stop(self, now: bool) -> None:
+            """Stop serving: gracefully, or ``now``, cutting short what is still being answered."""
+            if now:
+                self.force_exit = True
             self.should_exit = True
             self._closing.close()
 

@@ -11,8 +11,9 @@ with ``python -m``. The signing secret comes from ``FLOWKIT_WORKER_SECRET`` so
 it never shows in a process listing. SIGTERM or SIGINT stop the worker
 gracefully (running tasks get ``--grace`` seconds; a Redis that stopped
 answering delays the exit by a bounded time, see doc/workers.rst); a second
-signal stops it at once, leaving running tasks for another worker. Either way
-the exit status is 0. Bad arguments exit with status 2,
+signal stops it at once, leaving running tasks for another worker. A stop
+before it serves (while it still reaches Redis) leaves at once, without
+serving. Either way the exit status is 0. Bad arguments exit with status 2,
 runtime failures with 1.
 """
 
@@ -141,9 +142,17 @@ def _run(args: argparse.Namespace) -> int:
 
     def stop_gracefully(name: str) -> None:
         LOG.warning("%s received: stopping worker %s gracefully", name, who())
-        if worker is not None:
-            worker.stop()
-        # Else its task modules are still being imported: it stops once they are.
+        if worker is None:
+            return  # its task modules are still being imported: it stops once they are
+        worker.stop()
+        if interruptible and not worker.wait(0):
+            # Made but not serving yet: between the start-up check below and run(),
+            # whose start forgets a stop() made before it (as TaskFlow's worker
+            # does, for a library user who stops and runs it again), or inside run()
+            # while it reaches Redis, which waits out a connect timeout when Redis
+            # does not answer and then failed with status 1. Nothing is being
+            # served, so nothing is cut short: leave at once.
+            raise _StopNow
 
     def stop_now(name: str) -> None:
         LOG.warning("%s received again: stopping worker %s now", name, who())

@@ -9,6 +9,7 @@ import re
 import subprocess
 import unicodedata
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -495,6 +496,59 @@ def test_a_reading_command_opens_sqlite_read_only_and_writing_ones_still_create_
     assert empty.returncode == 1
     assert "has no flowkit schema; create it with `flowkit db upgrade" in empty.stderr, empty.stderr
     assert (tmp_path / "empty.db").stat().st_size == 0
+
+
+READING = [("flows", "list"), ("flows", "show", "shop"), ("flows", "why", "shop")]
+
+
+@pytest.mark.parametrize("command", READING, ids=lambda c: " ".join(c[:2]))
+def test_a_reading_command_given_a_mistyped_directory_creates_nothing(
+    tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    # It called upgrade(), which made the directory and its collections, and
+    # said the new empty store "holds no flows": the typo went unseen.
+    missing = tmp_path / "flws"
+    done = flowkit_cmd(*command, "--connection", f"dir://{missing}")
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.strip().endswith(f"dir://{missing}: no such directory {str(missing)!r}"), done.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", READING, ids=lambda c: " ".join(c[:2]))
+def test_a_reading_command_given_a_mistyped_zookeeper_path_creates_nothing(
+    zookeeper_server: Any, zookeeper_path_url: str, command: tuple[str, ...]
+) -> None:
+    path = zookeeper_path_url.split("/", 3)[3]
+    done = flowkit_cmd(*command, "--connection", zookeeper_path_url)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.strip().endswith(f"no such ZooKeeper path '/{path}'"), done.stderr
+    assert zookeeper_path_url in done.stderr
+    with zookeeper_server.client() as client:
+        assert client.exists(f"/{path}") is None
+
+
+def test_a_reading_command_reads_a_directory_store_it_may_not_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # validate() asks for write access, so a read-only operator (or a read-only
+    # mount) was refused "is not writable" by commands that only read. The tests
+    # run as root, which may write anywhere: the operator's lack of write access
+    # is what os.access answers, in process, while the files and the store are real.
+    from flowkit.cli import main
+
+    connection = f"dir://{tmp_path / 'flows'}"
+    assert _run_shop(5, connection) == 0
+    real_access = os.access
+
+    def read_only(path: Any, mode: int, **kwargs: Any) -> bool:
+        return not mode & os.W_OK and real_access(path, mode, **kwargs)
+
+    monkeypatch.setattr(os, "access", read_only)
+    capsys.readouterr()
+    assert main(["flows", "list", "--json", "--connection", connection]) == 0
+    listed, said = capsys.readouterr()
+    assert said == ""
+    assert [f["state"] for f in json.loads(listed)] == ["SUCCESS"]
 
 
 def test_flows_commands_escape_names_another_process_wrote(tmp_path: Path) -> None:

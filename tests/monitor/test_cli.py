@@ -11,6 +11,7 @@ import subprocess
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -284,3 +285,56 @@ def test_a_forced_stop_prints_no_traceback(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=30)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name)
+def test_a_stop_signal_while_it_opens_its_database_exits_0_at_once(
+    postgresql_server: Any, postgresql_db_url: str, sig: signal.Signals
+) -> None:
+    # Its handlers went in only from the announcement on: a SIGTERM while it
+    # opened a database that was slow to answer killed it (status -15), a
+    # Ctrl-C printed a KeyboardInterrupt traceback. Slow for real here: another
+    # session holds the schema's version table locked, so the monitor's schema
+    # check waits on PostgreSQL until the lock goes.
+    from flowkit.persistence import backends
+
+    with backends.backend(postgresql_db_url) as backend, backend.get_connection() as conn:
+        conn.upgrade()
+    dbname = postgresql_db_url.rsplit("/", 1)[1]
+    locker = postgresql_server.connect(dbname)
+    try:
+        # Held until the connection closes: psycopg opened a transaction for it.
+        locker.execute("LOCK TABLE alembic_version IN ACCESS EXCLUSIVE MODE")
+        proc = subprocess.Popen(
+            [FLOWKIT, "monitor", "--connection", postgresql_db_url, "--port", "0"],
+            env=command_env(),
+            cwd=SOURCE_ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+
+            def waits_on_the_lock() -> bool:
+                assert proc.poll() is None, proc.communicate()
+                with postgresql_server.connect(dbname) as watcher:
+                    row = watcher.execute(
+                        "SELECT count(*) FROM pg_stat_activity"
+                        " WHERE datname = %s AND wait_event_type = 'Lock'",
+                        (dbname,),
+                    ).fetchone()
+                return bool(row and row[0])
+
+            wait_until(waits_on_the_lock, timeout=60, interval=0.05)
+            proc.send_signal(sig)
+            out, err = proc.communicate(timeout=30)  # at once: the lock is still held
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=30)
+    finally:
+        locker.close()
+    assert proc.returncode == 0, err
+    assert out == ""  # it never announced itself: it never served
+    [said] = err.splitlines()  # that line alone: no traceback, no "interrupted"
+    assert said.endswith(f" {sig.name} received: stopping the monitor gracefully"), err

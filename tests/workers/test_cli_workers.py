@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -10,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from tests.conftest import wait_until
 from tests.workers.conftest import WorkerFactory
@@ -161,3 +165,80 @@ def test_a_worker_asked_to_stop_while_it_imports_its_tasks_exits_0(redis_url: st
     said = log.read_text()
     assert status == 0, said
     assert "SIGTERM received: stopping worker starting gracefully" in said and "Traceback" not in said, said
+
+
+def test_a_stop_between_the_start_up_check_and_run_is_not_lost(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The command checks for a stop that came while it started, then calls
+    # run(); run() forgets a stop() made before it (as TaskFlow's worker does), so
+    # a SIGTERM in the few bytecodes between the two was lost and the worker
+    # served on. The signal is raised right there: at the entry of run().
+    from flowkit.cli import main
+    from flowkit.engines.worker_based.worker import Worker
+
+    real_run = Worker.run
+
+    def signalled_run(self: Worker, *args: Any, **kwargs: Any) -> None:
+        signal.raise_signal(signal.SIGTERM)  # its handler runs before the next bytecode
+        real_run(self, *args, **kwargs)
+
+    monkeypatch.setattr(Worker, "run", signalled_run)
+    caplog.set_level(logging.INFO)
+    status = main(
+        ["worker", "--redis", "memory://", "--topic", "t", "--tasks", "tests.workers.behaviour_tasks",
+         "--burst", "--worker-id", "between"]
+    )  # fmt: skip
+    assert status == 0
+    said = [record.getMessage() for record in caplog.records]
+    assert "SIGTERM received: stopping worker between gracefully" in said, said
+    assert not [line for line in said if "serves topic" in line], said  # it never served
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler was put back
+
+
+def _connects_to(pid: int, port: int) -> bool:
+    """Whether process ``pid`` holds an established TCP connection to 127.0.0.1:``port``."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                inodes.add(target[len("socket:[") : -1])
+    for row in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = row.split()
+        remote, state, inode = fields[2], fields[3], fields[9]
+        if state == "01" and int(remote.split(":")[1], 16) == port and inode in inodes:
+            return True
+    return False
+
+
+def test_a_worker_asked_to_stop_while_redis_does_not_answer_exits_0_at_once(own_redis: Any) -> None:
+    # A stop while the worker reached for a Redis that did not answer waited out
+    # the connect timeout, then failed "cannot reach Redis" with status 1: a stop
+    # someone asked for, read as a failure by a supervisor. The Redis is real,
+    # and frozen (SIGSTOP): its port accepts the connection, nothing answers.
+    from flowkit.engines.worker_based.worker import MAX_BLOCK, REDIS_TIMEOUT
+
+    env = {k: v for k, v in os.environ.items() if k != "FLOWKIT_WORKER_SECRET"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    own_redis.freeze()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flowkit", "worker", "--redis", own_redis.url, "--topic", "frozen",
+         "--tasks", "tests.workers.behaviour_tasks", "--worker-id", "frozen"],
+        cwd=REPO, env=env, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        wait_until(lambda: proc.poll() is not None or _connects_to(proc.pid, own_redis.port), timeout=60)
+        assert proc.poll() is None, proc.communicate()
+        asked = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        _, said = proc.communicate(timeout=60)
+        took = time.monotonic() - asked
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, said
+    assert said.strip().endswith("SIGTERM received: stopping worker frozen gracefully"), said
+    assert "cannot reach Redis" not in said and "Traceback" not in said, said
+    assert took < REDIS_TIMEOUT + MAX_BLOCK, took  # before Redis's answer would have timed out

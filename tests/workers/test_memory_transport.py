@@ -26,6 +26,7 @@ from flowkit import states as st
 from flowkit.engines.worker_based import _memory, _task_call, protocol
 from flowkit.engines.worker_based.worker import Worker
 from flowkit.patterns import linear_flow
+from tests.conftest import wait_until
 from tests.workers.fake_clock import FakeClock
 
 pytestmark = pytest.mark.timeout(60)
@@ -726,3 +727,36 @@ def test_expired_keys_nobody_reads_again_are_dropped_from_the_memory_broker() ->
     assert held <= 200, f"{held} keys held, 1,000 of them expired"
     assert broker.run([(MemoryBroker.get, ("kept",), {})]) == [b"1"]
     assert broker.run([(MemoryBroker.get, ("seen:1099",), {})]) == [b"1"]
+
+
+class _Interrupted(BaseException):
+    """What the command line's stop signal raises into a worker that does not serve yet."""
+
+
+def test_an_exception_while_the_helpers_start_still_stops_those_already_started(
+    exchange: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # run() learnt which helper threads it had started only once all were: an
+    # exception raised meanwhile (``flowkit worker``'s stop signal, which leaves
+    # a worker not serving yet at once) left the pool threads and the writer
+    # already running without their stop, waiting on their queues for good.
+    worker = Worker(exchange, "t", TASKS, None, 2, None, "memory")
+    real_start = threading.Thread.start
+    started: list[threading.Thread] = []
+
+    def start(thread: threading.Thread) -> None:
+        if thread.name == "flowkit-worker-heartbeat":  # the last one started
+            raise _Interrupted
+        real_start(thread)
+        started.append(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+    with pytest.raises(_Interrupted):
+        worker.run(display_banner=False)
+    monkeypatch.undo()
+    # The pool and the writer, then the shut-down's farewell (which withdraws the advert).
+    names = [t.name for t in started]
+    pool_and_writer = ["flowkit-worker-pool-0", "flowkit-worker-pool-1", "flowkit-worker-writer"]
+    assert names == [*pool_and_writer, "flowkit-worker-farewell"]
+    wait_until(lambda: not any(t.is_alive() for t in started), timeout=30)
+    assert worker.join(0)

@@ -415,7 +415,7 @@ class Worker:
                 _transport.ensure_group(self._client, self._stream)
             except _transport.errors() as err:
                 raise ConnectionError(f"cannot reach Redis at {mask_url(self._url)}: {err}") from err
-            helpers = self._start_helpers()
+            self._start_helpers(helpers)
             self._started.set()
             if display_banner and banner_writer is not None:
                 banner_writer(self.banner)
@@ -444,7 +444,15 @@ class Worker:
                 self._done.set()
                 self._started.set()
 
-    def _start_helpers(self) -> list[threading.Thread]:
+    def _start_helpers(self, started: list[threading.Thread]) -> None:
+        """Start the pool, the writer and the heartbeat, adding each to ``started`` as it starts.
+
+        Added one by one, not returned at the end: an exception raised into
+        this thread meanwhile (the command line's stop signal, while the worker
+        is not serving yet) leaves ``started`` holding the threads already
+        running, so :meth:`_shut_down` still stops them and withdraws an
+        advertisement the heartbeat may have written.
+        """
         run = (self._generation, self._jobs, self._outbox)
         threads = [
             threading.Thread(target=self._pool_loop, args=run, name=f"flowkit-worker-pool-{i}", daemon=True)
@@ -454,7 +462,9 @@ class Worker:
         threads.append(threading.Thread(target=self._beat_loop, name="flowkit-worker-heartbeat", daemon=True))
         for thread in threads:
             thread.start()
-        return threads
+            # After start() (join() refuses a thread never started): one started but
+            # not added yet is not waited for, yet still told to stop like the others.
+            started.append(thread)
 
     def _drain(self) -> None:
         """Wait up to the grace period for accepted requests to be answered and acknowledged."""

@@ -232,6 +232,16 @@ class DocumentStore(ABC):
         """Raise if the store cannot be used; by default, list one collection."""
         self.keys(BOOKS)
 
+    def validate_readable(self) -> None:
+        """Raise if the store holds no records to read, creating nothing and needing no write access.
+
+        For commands that only read (``flowkit flows list``): :meth:`ensure`
+        made a mistyped location into an empty store that said it held no
+        flows, and :meth:`validate` may demand what only a writer needs. By
+        default, :meth:`validate`.
+        """
+        self.validate()
+
 
 class Batch:
     """One read-decide-write step: records what was read, collects what to write."""
@@ -792,6 +802,21 @@ class DocumentConnection(Connection):
     def validate(self) -> None:
         with self._failing("validate"):
             self._store.validate()
+
+    def validate_readable(self) -> None:
+        """Raise unless the store exists and can be read; create nothing, need no write access.
+
+        :meth:`upgrade` creates the store, and :meth:`validate` may ask for
+        write access: a command that only reads (``flowkit flows list``) given
+        a mistyped directory or ZooKeeper path created it and said it held no
+        flows, and a read-only operator was refused. This asks only what
+        reading needs, and names the location that lacks it.
+
+        Raises:
+            StorageFailure: the store does not exist (its location is named) or cannot be read.
+        """
+        with self._failing("validate"):
+            self._store.validate_readable()
 
     def clear_all(self) -> None:
         with self._failing("clear_all"):

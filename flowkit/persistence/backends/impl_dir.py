@@ -304,6 +304,21 @@ class _DirStore(DocumentStore):
         if not os.access(self._root, os.W_OK):
             raise exc.StorageFailure(f"{self.describe()} is not writable")
 
+    def validate_readable(self) -> None:
+        """Check the directory and its collections exist and can be listed; ask no write access.
+
+        Reads take no lock (only writers do), so a read-only operator reads
+        as well as the owner; :meth:`validate` refused them for lacking write access.
+        """
+        if not os.path.isdir(self._root):
+            raise exc.StorageFailure(f"{self.describe()}: no such directory {self._root!r}")
+        for kind in KINDS:
+            path = os.path.join(self._root, kind)
+            if not os.path.isdir(path):
+                raise exc.StorageFailure(f"{self.describe()} is missing {kind}/; run upgrade() first")
+            if not os.access(path, os.R_OK | os.X_OK):
+                raise exc.StorageFailure(f"{self.describe()}: {path!r} cannot be read")
+
 
 def _root_from(conf: Mapping[str, Any]) -> str:
     path = conf.get("path")

@@ -430,6 +430,12 @@ class _ZkStore(DocumentStore):
             if self._client.exists(self._path(kind)) is None:
                 raise exc.StorageFailure(f"{self._where} is missing {kind}; run upgrade() first")
 
+    def validate_readable(self) -> None:
+        """Check the root path exists before its collections, so a mistyped one is named as such."""
+        if self._client.exists(self._root) is None:
+            raise exc.StorageFailure(f"{self._where}: no such ZooKeeper path {self._root!r}")
+        self.validate()
+
 
 class ZkConnection(DocumentConnection):
     """A connection to a :class:`ZkBackend` (TaskFlow's name for the ZooKeeper backend's connection class).
