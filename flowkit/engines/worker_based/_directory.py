@@ -308,8 +308,8 @@ class Directory:
             block = max(1, min(block_ms, math.ceil(left * 1000)))
             seen = self.arrivals_seen
             if seen is None or not runs_in_real_time(clock) or deadline - now < block / 1000 + late:
-                clock.sleep(left)
-                return late
+                clock.sleep(left)  # looked at again: a sleep that ended a hair early sleeps the rest
+                continue
             try:
                 reply = client.xread({self.arrivals_key: seen}, count=_ARRIVALS_READ, block=block)
             except _transport.errors() as err:
