@@ -336,6 +336,44 @@ class BackgroundRun:
         return self.error
 
 
+class WaitScans:
+    """Counts the scans of the adverts the engines of a test make, and those of their ``worker_wait``.
+
+    Patches :class:`Directory` for the test (``monkeypatch``): each scan
+    releases :attr:`made` (a test waits on it for the engine's first look), and
+    each ``worker_wait`` notes its directory as it begins (:attr:`directories`)
+    and, as it ends, how many scans it made (:attr:`during_wait`).
+    """
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        import threading
+
+        from flowkit.engines.worker_based._directory import Directory
+
+        self.made = threading.Semaphore(0)
+        self.directories: list[Directory] = []
+        self.during_wait: list[int] = []
+        scan, wait_for = Directory.scan, Directory.wait_for
+
+        def counted_scan(directory: Directory, *args: Any, **kwargs: Any) -> None:
+            scan(directory, *args, **kwargs)
+            self.made.release()
+
+        def noted_wait(directory: Directory, *args: Any, **kwargs: Any) -> None:
+            self.directories.append(directory)
+            try:
+                wait_for(directory, *args, **kwargs)
+            finally:
+                self.during_wait.append(directory.scans)  # it is the directory's first use
+
+        monkeypatch.setattr(Directory, "scan", counted_scan)
+        monkeypatch.setattr(Directory, "wait_for", noted_wait)
+
+    def wait_scan(self, timeout: float = 10.0) -> None:
+        """Wait for the next scan not waited for yet (the first: the look a ``worker_wait`` begins with)."""
+        assert self.made.acquire(timeout=timeout), f"no look for workers within {timeout:g} s"
+
+
 class Events:
     """Thread-safe record of an engine's atom notifications (states and progress)."""
 

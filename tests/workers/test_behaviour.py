@@ -39,6 +39,7 @@ from tests.workers.conftest import (
     NAMESPACE,
     BackgroundRun,
     Events,
+    WaitScans,
     WorkerFactory,
     WorkerProcess,
     fresh_topic,
@@ -447,6 +448,47 @@ def test_with_worker_wait_a_task_no_worker_offers_fails_fast_before_anything_run
     assert "fine" not in message.replace("flowkit_go_tasks", "")
     assert 0.5 <= clock.monotonic() - began < 0.6  # the whole worker_wait, on the engine's clock
     assert requests_added(redis_client, worker.topic) == 0
+
+
+def _blocked_reading(client: Any) -> bool:
+    """Whether some client of the server is blocked in XREAD (the engine: workers use XREADGROUP)."""
+    return any(c.get("cmd") == "xread" and "b" in c.get("flags", "") for c in client.client_list())
+
+
+def test_worker_wait_ends_as_the_worker_arrives_not_at_the_next_look(
+    spawn_worker: WorkerFactory,
+    redis_client: Any,
+    redis_flushed_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The periodic look for workers is pushed past the test's bounded waits, and the
+    # worker starts once the wait has made its first scan and blocks on the arrivals
+    # stream: only the worker's arrival entry can end the wait then, with one more
+    # scan. Counted, not timed, so a loaded machine cannot fail it.
+    from flowkit.engines.worker_based import _driver
+
+    monkeypatch.setattr(_driver, "LOOK_EVERY", 600.0)
+    scans = WaitScans(monkeypatch)
+    for _ in range(ARRIVAL_TRIES):
+        topic = fresh_topic()
+        engine = load_engine(
+            Echo(name="echo", provides="out"),
+            redis_flushed_url,
+            topic,
+            store={"value": "hi"},
+            worker_wait=600.0,
+        )
+        run = BackgroundRun(engine)
+        # Blocked only after its first scan (the last run's reader is closed).
+        services.wait_until(
+            lambda: _blocked_reading(redis_client), 10.0, message="the wait blocking on the arrivals stream"
+        )
+        worker = spawn_worker(topic, wait=False)
+        assert run.join(30.0) is None
+
+        assert engine.storage.fetch("out") == "hi"
+        assert scans.during_wait[-1] == 2, f"{worker.kind} worker: {scans.during_wait}"
+        worker.stop()
 
 
 def test_an_engine_given_no_topics_finds_the_worker_by_its_announcement(

@@ -13,6 +13,7 @@ import contextlib
 import functools
 import json
 import logging
+import math
 import socket
 import subprocess
 import sys
@@ -34,7 +35,7 @@ from flowkit.engines.worker_based._driver import BLOCK_MS
 from flowkit.patterns import linear_flow, unordered_flow
 from flowkit.types.failure import Failure
 from tests import services
-from tests.workers.conftest import BackgroundRun, Events
+from tests.workers.conftest import BackgroundRun, Events, WaitScans
 from tests.workers.fake_clock import FakeClock
 
 redis = pytest.importorskip("redis")
@@ -627,6 +628,120 @@ def test_the_availability_check_waits_for_a_worker_that_is_starting(
     assert engine.storage.fetch("v0") == 2
     assert len(clock.pauses) == 1  # it looked again after its pause and found the worker
     assert clock.monotonic() - began < 5.0  # not the whole worker_wait
+
+
+def test_worker_wait_looks_for_workers_at_the_engines_look_period_not_every_50_ms(
+    redis_flushed_url: str, topic: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # On a clock of its own the wait between two looks is that clock's sleep (a blocking
+    # read runs in real time): five seconds of it cost one scan per LOOK_EVERY (21), where
+    # polling every 50 ms made 101.
+    from flowkit.engines.worker_based import _driver
+
+    scans = WaitScans(monkeypatch)
+    clock = FakeClock()
+    engine = load(chain(1), redis_flushed_url, topic, store={"value": 1}, worker_wait=5.0, clock=clock)
+
+    with pytest.raises(exc.NotFound, match="for 5 s"):
+        engine.run()
+
+    assert scans.during_wait == [1 + math.ceil(5.0 / _driver.LOOK_EVERY)]
+
+
+def test_worker_wait_blocks_on_the_arrivals_stream_between_its_looks(
+    redis_flushed_url: str, topic: str, client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The periodic look pushed past the wait, a wait that nothing ends early reads the
+    # adverts twice (as it begins, as it runs out) and otherwise only blocks on the
+    # arrivals stream, at most once per BLOCK_MS; polling scanned every 50 ms.
+    from flowkit.engines.worker_based import _driver
+
+    monkeypatch.setattr(_driver, "LOOK_EVERY", 600.0)
+    engine = load(chain(1), redis_flushed_url, topic, store={"value": 1}, worker_wait=0.5)
+    client.config_resetstat()
+    began = time.monotonic()
+
+    with pytest.raises(exc.NotFound) as raised:
+        engine.run()
+
+    elapsed = time.monotonic() - began
+    calls = {
+        name.removeprefix("cmdstat_"): stats["calls"] for name, stats in client.info("commandstats").items()
+    }
+    assert calls.get("zrange") == 2, calls  # one scan of the one topic: ZREMRANGEBYSCORE, ZRANGE
+    assert 1 <= calls.get("xread", 0) <= elapsed / (BLOCK_MS / 1000) + 2, (calls, elapsed)
+    assert set(calls) <= {"config|resetstat", "info", "hello", "ping", "client|setinfo", "xrevrange",
+                          "zremrangebyscore", "zrange", "xread"}, calls  # fmt: skip
+    message = str(raised.value)
+    assert "atom 'add0'" in message and ADD in message and f"['{topic}']" in message
+    assert "for 0.5 s" in message
+
+
+def test_a_workers_arrival_ends_worker_wait_without_waiting_for_a_look(
+    scripted: Any, holding: Holding, client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The periodic look is pushed past the test's bounded waits: only the worker's arrival
+    # entry can end the wait. Counted, not timed: the wait makes its first scan, reads an
+    # arrival about another topic (nothing to scan for, when it was given topics), then
+    # the worker's, and scans once more.
+    from flowkit.engines.worker_based import _driver
+
+    monkeypatch.setattr(_driver, "LOOK_EVERY", 600.0)
+    scans = WaitScans(monkeypatch)
+    engine = holding.load(chain(1), store={"value": 1}, worker_wait=600.0)
+    run = BackgroundRun(engine)
+    scans.wait_scan()
+    (directory,) = scans.directories
+    arrivals = protocol.arrivals_key(NS)
+    elsewhere = client.xadd(arrivals, {"worker": "w-elsewhere", "topic": f"elsewhere-{uuid.uuid4().hex[:8]}"})
+    services.wait_until(
+        lambda: directory.arrivals_seen == elsewhere, 10.0, message="the wait reading the arrivals stream"
+    )
+    if not directory.topics:  # an engine given no topics cares about every arrival: it looks
+        scans.wait_scan()
+
+    worker = scripted()  # advertised: no look comes to find it
+    worker.arrive()
+    assert run.join(10.0) is None
+
+    assert engine.storage.fetch("v0") == 2
+    assert scans.during_wait == [2 if directory.topics else 3]
+
+
+@pytest.mark.parametrize("refusal", ["acl-at-start", "wrongtype-while-waiting"])
+def test_worker_wait_on_an_arrivals_stream_redis_refuses_still_finds_the_worker_at_its_look(
+    scripted: Any,
+    redis_flushed_url: str,
+    pre_arrivals_engine_url: str,
+    topic: str,
+    client: Any,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    refusal: str,
+) -> None:
+    # Refused from the start (an ACL older than the stream), or as it waits (a string written
+    # over it): the wait says so once and scans at the engine's look period instead.
+    caplog.set_level(logging.INFO, logger=ENGINE_LOG)
+    scans = WaitScans(monkeypatch)
+    url = pre_arrivals_engine_url if refusal == "acl-at-start" else redis_flushed_url
+    engine = load(chain(1), url, topic, store={"value": 1}, worker_wait=600.0)
+    run = BackgroundRun(engine)
+    scans.wait_scan()
+    if refusal == "wrongtype-while-waiting":
+        client.set(protocol.arrivals_key(NS), "not a stream")
+    refused = f"cannot read the arrivals stream '{protocol.arrivals_key(NS)}'"
+    services.wait_until(
+        lambda: [r for r in caplog.records if refused in r.getMessage()], 10.0, message="the refusal said"
+    )
+
+    worker = scripted()  # no arrival entry could be read anyway: found at the next look
+    assert run.join(10.0) is None
+
+    assert engine.storage.fetch("v0") == 2
+    assert [request["name"] for request in worker.requests()] == ["add0"]
+    said = [r for r in caplog.records if refused in r.getMessage()]
+    assert [r.levelno for r in said] == [logging.WARNING], said
+    assert "worker_wait" in said[0].getMessage()
 
 
 def test_a_task_goes_to_the_first_topic_that_offers_it(scripted: Any, redis_flushed_url: str) -> None:

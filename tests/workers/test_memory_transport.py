@@ -26,7 +26,9 @@ from flowkit import states as st
 from flowkit.engines.worker_based import _memory, _task_call, protocol
 from flowkit.engines.worker_based.worker import Worker
 from flowkit.patterns import linear_flow
+from tests import services
 from tests.conftest import wait_until
+from tests.workers.conftest import WaitScans
 from tests.workers.fake_clock import FakeClock
 
 pytestmark = pytest.mark.timeout(60)
@@ -324,6 +326,33 @@ def test_engines_and_workers_meet_by_exchange_and_topic(
     engine = load(flow, exchange, store={"size": 1}, url="memory://")
     engine.run()
     assert engine.storage.fetch("reservation") == "r-1"
+
+
+def test_worker_wait_ends_as_a_worker_of_the_process_arrives(
+    start_worker: Callable[..., Worker], exchange: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # On the system clock the wait blocks on the memory broker's arrivals stream as on
+    # Redis's: the periodic look pushed past the test, an arrival about another topic
+    # is read and waited past, and the worker's own ends the wait with a second scan.
+    from flowkit.engines.worker_based import _driver
+
+    monkeypatch.setattr(_driver, "LOOK_EVERY", 600.0)
+    scans = WaitScans(monkeypatch)
+    engine = load(linear_flow.Flow("f").add(Reserve()), exchange, store={"size": 5}, worker_wait=600.0)
+    run = _BackgroundRun(engine)
+    scans.wait_scan()
+    (directory,) = scans.directories
+    elsewhere = _memory.connect().xadd(protocol.arrivals_key(exchange), {"worker": "w", "topic": "elsewhere"})
+    services.wait_until(
+        lambda: directory.arrivals_seen == elsewhere, 10.0, message="the wait reading the arrivals stream"
+    )
+
+    start_worker(exchange=exchange, topic="t")
+    run.thread.join(10.0)
+
+    assert not run.thread.is_alive() and run.outcome == []
+    assert scans.during_wait == [2]
+    assert engine.storage.fetch("reservation") == "r-5"
 
 
 def test_without_an_exchange_both_sides_use_taskflows_default_one(

@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from typing import Protocol
 
-__all__ = ["SYSTEM", "Clock", "SystemClock", "Waitable", "WorkerClock"]
+__all__ = ["SYSTEM", "Clock", "SystemClock", "Waitable", "WorkerClock", "runs_in_real_time"]
 
 
 class Waitable(Protocol):
@@ -82,3 +82,14 @@ class SystemClock:
 
 #: The clock used unless one is given.
 SYSTEM: WorkerClock = SystemClock()
+
+
+def runs_in_real_time(clock: Clock) -> bool:
+    """Whether ``clock`` is the real one, so a wait may block on Redis in its stead.
+
+    A blocking read (XREAD ... BLOCK) waits in real time. On the system clock
+    that is the clock's time too, and a wait for an event or a deadline can be
+    such a read; another clock (a test's, moved by hand) need not follow real
+    time, and a wait on it must go through its ``sleep`` to reach its deadline.
+    """
+    return isinstance(clock, SystemClock)

@@ -19,28 +19,30 @@ A worker that (re)appears also adds an entry to the arrivals stream
 (:meth:`Directory.watch_arrivals`, read before the run's first scan) and says
 which entries are about its topics (:meth:`Directory.concerns`): the engine's
 reply reader blocks on that stream beside its replies, and scans again at once
-when a worker arrives, instead of at its next periodic look. An entry is only
-a hint: what the engine sends still follows the adverts a scan reads and
-checks, and a worker that writes no entry (an older one) is found at the next
-periodic look, as before.
+when a worker arrives, instead of at its next periodic look. The wait for
+workers before a run (:meth:`Directory.wait_for`) blocks on the same stream
+between its own periodic scans. An entry is only a hint: what the engine sends
+still follows the adverts a scan reads and checks, and a worker that writes no
+entry (an older one) is found at the next periodic look, as before.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from flowkit import exceptions as exc
 from flowkit.engines.worker_based import _transport, protocol
-from flowkit.engines.worker_based._clock import SYSTEM, Clock
+from flowkit.engines.worker_based._clock import SYSTEM, Clock, runs_in_real_time
 
 __all__ = ["Directory"]
 
 LOG = logging.getLogger("flowkit.engines.worker_based.engine")
 
-#: Seconds between two scans while waiting for workers to advertise.
-_POLL = 0.05
+#: Most arrival entries taken by one read while waiting for workers.
+_ARRIVALS_READ = 100
 
 
 class Directory:
@@ -156,7 +158,8 @@ class Directory:
         LOG.warning(
             "the worker-based engine cannot read the arrivals stream '%s' (%s: %s): requests held for"
             " a worker go out at its next periodic look for workers (every 0.25 s), not as the worker"
-            " arrives; let the engine's Redis user read that key",
+            " arrives (and worker_wait sees a worker only at such a look); let the engine's Redis user"
+            " read that key",
             self.arrivals_key,
             type(error).__name__,
             error,
@@ -171,6 +174,19 @@ class Directory:
         """
         topic = fields.get(b"topic")
         return self.discovers or not isinstance(topic, bytes) or topic in self._topic_names
+
+    def take_arrivals(self, entries: Sequence[tuple[Any, Any]]) -> bool:
+        """Note ``entries`` (read from the arrivals stream) as seen; whether one :meth:`concerns` us.
+
+        The one place the engine's mark in the stream moves, whoever read the
+        entries (the reply reader, the wait for workers), so the next read
+        starts right after them and no arrival is read twice or skipped.
+        """
+        if not entries:
+            return False
+        last = entries[-1][0]
+        self.arrivals_seen = last if isinstance(last, bytes) else str(last).encode()
+        return any(self.concerns(fields) for _, fields in entries)
 
     def _with_pinned(self, routing: tuple[str, ...]) -> tuple[str, ...]:
         return routing + tuple(sorted(set(self.pinned.values()) - set(routing)))
@@ -200,13 +216,39 @@ class Directory:
         """Ids of the workers of ``topic`` that were advertised at the last scan."""
         return self._live.get(topic, frozenset())
 
-    def wait_for(self, client: _transport.Client, needed: Mapping[str, str], wait: float) -> None:
+    def wait_for(
+        self,
+        client: _transport.Client,
+        needed: Mapping[str, str],
+        wait: float,
+        *,
+        look_every: float,
+        block_ms: int,
+    ) -> None:
         """Wait up to ``wait`` seconds until every task in ``needed`` is offered somewhere.
+
+        It scans the adverts at once, then each time a worker of its topics
+        arrives (an entry on the arrivals stream, read by a blocking read as the
+        reply reader reads it), and every ``look_every`` seconds for the workers
+        that write no entry (older ones, or those Redis refuses it to), and a
+        last time as ``wait`` runs out. Waiting thus costs a blocking read per
+        ``block_ms`` and a scan per ``look_every``, not a scan every few
+        milliseconds, and a worker that arrives is seen within milliseconds.
+
+        The arrivals are read only on the system clock: a blocking read waits in
+        real time, which another clock (a test's, moved by hand) need not
+        follow, so with one the waits between scans are that clock's
+        ``sleep(look_every)``. So they are too when Redis refuses the arrivals
+        stream (said once, at WARNING) or :meth:`watch_arrivals` was not called.
 
         Args:
             client: the Redis client to scan with.
             needed: atom name -> task name.
             wait: seconds to keep scanning before giving up.
+            look_every: seconds between two periodic scans (the engine's
+                ``LOOK_EVERY``, the period of its reply reader's looks).
+            block_ms: longest block of one read of the arrivals stream (the
+                engine's ``BLOCK_MS``: the client's socket timeout allows it).
 
         Raises:
             NotFound: some tasks are still not offered; the message names each
@@ -215,12 +257,16 @@ class Directory:
         """
         clock = self._clock
         deadline = clock.monotonic() + wait
+        # How late Redis may end a block: on its timer's tick, every 100 ms at its default hz
+        # of 10, so about a block late. Raised to the lateness seen; see _await_arrival.
+        late = block_ms / 1000
         while True:
             self.scan(client)
             missing = {atom: task for atom, task in needed.items() if self.route(atom, task) is None}
-            if not missing or clock.monotonic() >= deadline:
+            now = clock.monotonic()
+            if not missing or now >= deadline:
                 break
-            clock.sleep(min(_POLL, max(deadline - clock.monotonic(), 0.0)))
+            late = self._await_arrival(client, min(now + look_every, deadline), deadline, block_ms, late)
         if missing:
             listed = ", ".join(
                 f"atom '{atom}' (task {task}{self._pin_text(atom)})" for atom, task in sorted(missing.items())
@@ -230,6 +276,51 @@ class Directory:
                 f"no live worker offers the task(s) of {listed}; searched {searched}"
                 f" in namespace '{self.namespace}' for {wait:g} s"
             )
+
+    def _await_arrival(
+        self, client: _transport.Client, until: float, deadline: float, block_ms: int, late: float
+    ) -> float:
+        """Return once a worker of our topics arrives, or at ``until`` (monotonic, on the clock).
+
+        Blocks on the arrivals stream, in reads of at most ``block_ms``; an
+        arrival about other topics is noted and waited past. A read is begun
+        only if it ends before ``deadline`` even ``late`` seconds after its time
+        (Redis ends a block on its timer's tick, not at once), so a wait is not
+        drawn out past its ``worker_wait``: the last stretch before it, and every
+        wait without the stream (another clock, a refused or unwatched stream),
+        is a sleep on the clock, a worker arriving meanwhile then found by the
+        scan that follows it.
+
+        Returns:
+            ``late``, raised to how late this wait's reads ended, if later.
+
+        Raises:
+            redis.RedisError: Redis could not be reached (a transient
+                ``_transport.errors()`` one; a refusal only ends the watching).
+        """
+        clock = self._clock
+        while True:
+            now = clock.monotonic()
+            left = until - now
+            if left <= 0:
+                return late
+            # At least 1 ms: a block of 0 would wait for ever.
+            block = max(1, min(block_ms, math.ceil(left * 1000)))
+            seen = self.arrivals_seen
+            if seen is None or not runs_in_real_time(clock) or deadline - now < block / 1000 + late:
+                clock.sleep(left)  # looked at again: a sleep that ended a hair early sleeps the rest
+                continue
+            try:
+                reply = client.xread({self.arrivals_key: seen}, count=_ARRIVALS_READ, block=block)
+            except _transport.errors() as err:
+                if _transport.is_transient(err):
+                    raise
+                self.stop_watching_arrivals(err)  # refused (an ACL, a key of another type): sleep instead
+                continue
+            late = max(late, clock.monotonic() - now - block / 1000)
+            for _stream, entries in _transport.stream_entries(reply):
+                if self.take_arrivals(entries):
+                    return late
 
     def searched(self, atom: str) -> str:
         """Where a task of ``atom`` is looked for, for messages (its pinned topic, or the routing ones)."""

@@ -715,10 +715,9 @@ class RedisDriver(DispatchingDriver):
                 self._redis_down_since = None
                 backoff.reset()
             arrived = False
-            for stream, entries in _streams(reply):
+            for stream, entries in _transport.stream_entries(reply):
                 if stream == arrivals:
-                    directory.arrivals_seen = entries[-1][0]
-                    arrived = arrived or any(directory.concerns(fields) for _, fields in entries)
+                    arrived = directory.take_arrivals(entries) or arrived
                     continue
                 for entry_id, fields in entries:
                     self._last_id = entry_id
@@ -1078,18 +1077,3 @@ def _error_text(error: Exception) -> str:
 
 def _text(value: Any) -> str:
     return value.decode("ascii", "replace") if isinstance(value, bytes) else str(value)
-
-
-def _streams(reply: Any) -> list[tuple[bytes, list[tuple[Any, Any]]]]:
-    """``(stream key, its entries)`` of an XREAD reply (RESP2 list or RESP3 map), for streams with entries."""
-    if not reply:
-        return []
-    if isinstance(reply, dict):
-        pairs = [(key, value[0] if value else []) for key, value in reply.items()]
-    else:
-        pairs = [(key, entries) for key, entries in reply]
-    return [(_bytes(key), list(entries)) for key, entries in pairs if entries]
-
-
-def _bytes(value: Any) -> bytes:
-    return value if isinstance(value, bytes) else str(value).encode()

@@ -48,6 +48,7 @@ __all__ = [
     "queue_claim",
     "refusals",
     "retry_settings",
+    "stream_entries",
 ]
 
 #: The client types (replies are bytes: connections never decode responses).
@@ -90,6 +91,27 @@ def refusals() -> tuple[type[Exception], ...]:
     if loaded is None:
         return (_memory.CommandError,)
     return (_memory.CommandError, loaded.ResponseError)
+
+
+def stream_entries(reply: Any) -> list[tuple[bytes, list[tuple[Any, Any]]]]:
+    """``(stream key, its entries)`` of an XREAD reply, for the streams that have entries.
+
+    Whoever blocks on a stream (the engine's reply reader, its wait for workers)
+    reads the reply through this one function: redis-py answers XREAD as a list
+    of pairs under RESP2 and as a map under RESP3, and the memory transport as
+    the former; an empty or None reply (the block ran out) is no stream.
+    """
+    if not reply:
+        return []
+    if isinstance(reply, dict):
+        pairs = [(key, value[0] if value else []) for key, value in reply.items()]
+    else:
+        pairs = [(key, entries) for key, entries in reply]
+    return [(_key_bytes(key), list(entries)) for key, entries in pairs if entries]
+
+
+def _key_bytes(value: Any) -> bytes:
+    return value if isinstance(value, bytes) else str(value).encode()
 
 
 def fields(envelope: Mapping[str, bytes]) -> dict[Any, Any]:

@@ -202,7 +202,7 @@ class WorkerBasedActionEngine(ActionEngine):
     def _make_driver(self) -> Driver:
         from flowkit.engines.worker_based import _transport
         from flowkit.engines.worker_based._directory import Directory
-        from flowkit.engines.worker_based._driver import BLOCK_MS, RedisDriver, Settings
+        from flowkit.engines.worker_based._driver import BLOCK_MS, LOOK_EVERY, RedisDriver, Settings
         from flowkit.persistence.backends._urls import mask_url
 
         # Retries and loops' until tasks only decide: they run in the engine.
@@ -236,7 +236,10 @@ class WorkerBasedActionEngine(ActionEngine):
                 # Before the first scan: a worker arriving after it wakes the reply reader.
                 directory.watch_arrivals(client)
             if needed and self._worker_wait is not None:
-                directory.wait_for(client, needed, self._worker_wait)
+                # Blocks on the arrivals stream between looks, as the reply reader will.
+                directory.wait_for(
+                    client, needed, self._worker_wait, look_every=LOOK_EVERY, block_ms=BLOCK_MS
+                )
             elif needed:
                 directory.scan(client)  # requests of tasks nobody offers yet wait for a worker
         except _transport.errors() as err:
