@@ -306,13 +306,25 @@ def read_only_conf(url: str) -> dict[str, Any]:
     A SQLite file is opened read-only (``mode=ro``): SQLite creates a file that
     does not exist when it opens it for writing, so a command that only reads
     (``flowkit flows list``) given a mistyped path made an empty database
-    there, and said it held no flows. Other backends are opened as they are.
+    there, and said it held no flows. A ZooKeeper store is opened
+    ``read_only``: its reader takes no read hold (a write) and creates no
+    ``readers`` node. Other backends are opened as they are.
 
     Raises:
         CliError: (status 1) the SQLite file does not exist; the message names its path.
     """
     path = sqlite_file(url)
     if path is None:
+        from flowkit.persistence.backends._urls import backend_name, split_conf
+
+        try:
+            scheme, _ = split_conf(url)
+        except Exception:  # a malformed URL: fetch() names what is wrong with it
+            return {"connection": url}
+        # A ZooKeeper reader takes read holds (writes), and made ``readers`` in a store
+        # older than them: read_only makes it write nothing (optimistic reads only).
+        if backend_name(scheme) == "zookeeper":
+            return {"connection": url, "read_only": True}
         return {"connection": url}
     absolute = os.path.abspath(path)
     if not os.path.isfile(absolute):
@@ -386,9 +398,19 @@ def open_backend(url: str, *, read_only: bool = False) -> Iterator[Any]:
                 if checks_only:
                     conn.validate()
                 elif readable is not None:
-                    readable()
+                    try:
+                        readable()
+                    except exc.StoreNotUpgraded as err:
+                        # The library's advice (upgrade()) is a call a CLI user cannot make.
+                        raise CliError(
+                            f"store {masked} has no flowkit collections; create them with "
+                            f"`flowkit db upgrade --connection {masked}`",
+                            status=FAILED,
+                        ) from err
                 else:
                     conn.upgrade()
+        except CliError:
+            raise
         except Exception as err:
             detail = one_line(err).replace(url, masked)
             if masked not in detail:  # flowkit's own errors name the URL already
