@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import pathlib
+import re
 import sys
 import traceback
 from collections.abc import Callable, Iterator, Sequence
@@ -195,16 +196,39 @@ def stdout_closed() -> int:
     return CLOSED_PIPE
 
 
+# A quoted name: an opening quote at the start or after a space or an opening bracket,
+# the shortest text up to a closing quote that ends the text or comes before a space or
+# punctuation. An apostrophe inside a word ("can't", "flow's") is neither.
+_SPACES = re.compile(r"\s+")
+_QUOTED = re.compile(r"(?:(?<=^)|(?<=[\s(\[{=:,]))'((?:[^']|'(?=\w))*?)'(?=$|[\s).,;:!?\]}])", re.DOTALL)
+
+
 def one_line(err: BaseException) -> str:
     """``err``'s message on one line, without the chain of causes flowkit errors print.
 
     A flowkit error's ``str()`` appends each cause on a line of its own, which
     mostly repeats the message; ``-v`` prints the whole chain as a traceback.
+
+    The message's own line breaks and indentation (a multi-line exception's
+    structure) become single spaces. A name quoted in it (``'name'``, as
+    flowkit's and TaskFlow's messages quote names) is another process's text
+    (a flow or atom from the database) or the user's, not structure: it keeps
+    its spaces and its control characters are escaped (``\\n``) by
+    :func:`~flowkit._utils.text.log_safe`, so a hostile name reads the same
+    here as in ``flowkit flows list``. Names Python quoted with ``repr`` are
+    escaped already, and pass unchanged.
     """
     from flowkit.exceptions import TaskFlowException
 
     text = err.message if isinstance(err, TaskFlowException) else str(err)
-    return " ".join(text.split())
+    parts: list[str] = []
+    start = 0
+    for quoted in _QUOTED.finditer(text):
+        parts.append(_SPACES.sub(" ", text[start : quoted.start()]))
+        parts.append(f"'{log_safe(quoted.group(1))}'")
+        start = quoted.end()
+    parts.append(_SPACES.sub(" ", text[start:]))
+    return "".join(parts).strip()
 
 
 def importable_cwd() -> None:
@@ -475,7 +499,9 @@ def _backend_contents(backend: Any, flows: Sequence[FlowRef]) -> str:
     names = sorted({f.flow.name for f in flows})
     if not names:
         return f"{where}, which holds no flows"
-    shown = ", ".join(names[:_NAMES_LISTED]) + (
+    # Quoted, as the message's other names are: one_line then escapes them as flows list
+    # does and keeps their spaces, and a name holding ", " reads as one name.
+    shown = ", ".join(f"'{name}'" for name in names[:_NAMES_LISTED]) + (
         f" and {len(names) - _NAMES_LISTED} more" if len(names) > _NAMES_LISTED else ""
     )
     return f"{where} (its flows: {shown})"

@@ -145,7 +145,7 @@ def test_bad_usage_exits_2_with_one_line_naming_the_fault(tmp_path: Path) -> Non
     assert typo.returncode == 2
     assert typo.stderr.strip() == (
         f"flowkit flows why: error: no flow with uuid or name 'shp' in the backend "
-        f"sqlite:///{tmp_path}/x.db (its flows: shop)"
+        f"sqlite:///{tmp_path}/x.db (its flows: 'shop')"
     )
 
 
@@ -649,10 +649,32 @@ def test_flows_commands_escape_names_another_process_wrote(tmp_path: Path) -> No
     [head, line] = shown.stdout.splitlines()
     assert head.startswith("flow 'nightly\\x1b[2J\\nforged-uuid  forged  SUCCESS' (f-1): SUCCESS")
     assert line.split() == ["step\\x1b]0;owned\\x07", "SUCCESS", "->", "'ok\\u202edone'"]
+    # Error lines escape a name as the listing does: a newline in it read as a space there.
     missing = flowkit_cmd("flows", "show", "no-such", "--connection", connection)
-    assert missing.returncode == 2 and "its flows: nightly\\x1b[2J forged-uuid" in missing.stderr
+    assert (
+        missing.returncode == 2
+        and "its flows: 'nightly\\x1b[2J\\nforged-uuid  forged  SUCCESS')" in missing.stderr
+    )
     why = flowkit_cmd("flows", "why", "f-1", "--connection", connection)  # it has no event log
-    assert why.returncode == 1 and why.stderr.startswith("flowkit flows why: error: flow 'nightly\\x1b[2J ")
+    assert why.returncode == 1
+    assert why.stderr.startswith(
+        "flowkit flows why: error: flow 'nightly\\x1b[2J\\nforged-uuid  forged  SUCCESS' "
+    )
+    typed = flowkit_cmd("flows", "show", "nightly\nforged", "--connection", connection)
+    assert typed.returncode == 2
+    assert typed.stderr.startswith(
+        "flowkit flows show: error: no flow with uuid or name 'nightly\\nforged' in "
+    )
+
+
+def test_one_line_flattens_a_message_and_escapes_the_names_quoted_in_it() -> None:
+    from flowkit import exceptions as exc
+    from flowkit.cli._common import one_line
+
+    err = exc.StorageFailure("flow 'a\nb  c' can't be read:\n    it's 'd\te' (see\n  'f\x1b')")
+    assert one_line(err) == "flow 'a\\nb  c' can't be read: it's 'd\\te' (see 'f\\x1b')"
+    assert one_line(ValueError("two\n  lines, 'unclosed\nquote")) == "two lines, 'unclosed quote"
+    assert one_line(ValueError(repr("x\ny"))) == "'x\\ny'"  # repr escaped it already: unchanged
 
 
 def test_flows_commands_escape_states_another_process_wrote(tmp_path: Path) -> None:
