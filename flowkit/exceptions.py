@@ -82,6 +82,7 @@ __all__ = [
     "ResultUnpackError",
     "SpawnLimitExceeded",
     "StorageFailure",
+    "StoreNotUpgraded",
     "TaskFlowException",
     "TaskTimeout",
     "TypeMismatch",
@@ -166,6 +167,20 @@ def raise_with_cause(exc_cls: type[TaskFlowException], message: str, *args: Any,
 
 class StorageFailure(TaskFlowException):
     """A persistence backend could not read, save or delete something."""
+
+
+class StoreNotUpgraded(StorageFailure):
+    """A directory or ZooKeeper store exists but was never upgraded (it lacks its collections).
+
+    A :class:`StorageFailure`, so code catching that (as TaskFlow's does)
+    sees no change; its own class lets the command line tell a user the
+    command that makes the collections (``flowkit db upgrade``) instead of
+    the library's ``upgrade()``. ``location`` is the store's masked URL.
+    """
+
+    def __init__(self, message: str, location: str = "", cause: BaseException | None = None) -> None:
+        super().__init__(message, cause=cause)
+        self.location = location
 
 
 class ConductorFailure(TaskFlowException):

@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import pathlib
+import re
 import sys
 import traceback
 from collections.abc import Callable, Iterator, Sequence
@@ -195,16 +196,39 @@ def stdout_closed() -> int:
     return CLOSED_PIPE
 
 
+# A quoted name: an opening quote at the start or after a space or an opening bracket,
+# the shortest text up to a closing quote that ends the text or comes before a space or
+# punctuation. An apostrophe inside a word ("can't", "flow's") is neither.
+_SPACES = re.compile(r"\s+")
+_QUOTED = re.compile(r"(?:(?<=^)|(?<=[\s(\[{=:,]))'((?:[^']|'(?=\w))*?)'(?=$|[\s).,;:!?\]}])", re.DOTALL)
+
+
 def one_line(err: BaseException) -> str:
     """``err``'s message on one line, without the chain of causes flowkit errors print.
 
     A flowkit error's ``str()`` appends each cause on a line of its own, which
     mostly repeats the message; ``-v`` prints the whole chain as a traceback.
+
+    The message's own line breaks and indentation (a multi-line exception's
+    structure) become single spaces. A name quoted in it (``'name'``, as
+    flowkit's and TaskFlow's messages quote names) is another process's text
+    (a flow or atom from the database) or the user's, not structure: it keeps
+    its spaces and its control characters are escaped (``\\n``) by
+    :func:`~flowkit._utils.text.log_safe`, so a hostile name reads the same
+    here as in ``flowkit flows list``. Names Python quoted with ``repr`` are
+    escaped already, and pass unchanged.
     """
     from flowkit.exceptions import TaskFlowException
 
     text = err.message if isinstance(err, TaskFlowException) else str(err)
-    return " ".join(text.split())
+    parts: list[str] = []
+    start = 0
+    for quoted in _QUOTED.finditer(text):
+        parts.append(_SPACES.sub(" ", text[start : quoted.start()]))
+        parts.append(f"'{log_safe(quoted.group(1))}'")
+        start = quoted.end()
+    parts.append(_SPACES.sub(" ", text[start:]))
+    return "".join(parts).strip()
 
 
 def importable_cwd() -> None:
@@ -306,13 +330,25 @@ def read_only_conf(url: str) -> dict[str, Any]:
     A SQLite file is opened read-only (``mode=ro``): SQLite creates a file that
     does not exist when it opens it for writing, so a command that only reads
     (``flowkit flows list``) given a mistyped path made an empty database
-    there, and said it held no flows. Other backends are opened as they are.
+    there, and said it held no flows. A ZooKeeper store is opened
+    ``read_only``: its reader takes no read hold (a write) and creates no
+    ``readers`` node. Other backends are opened as they are.
 
     Raises:
         CliError: (status 1) the SQLite file does not exist; the message names its path.
     """
     path = sqlite_file(url)
     if path is None:
+        from flowkit.persistence.backends._urls import backend_name, split_conf
+
+        try:
+            scheme, _ = split_conf(url)
+        except Exception:  # a malformed URL: fetch() names what is wrong with it
+            return {"connection": url}
+        # A ZooKeeper reader takes read holds (writes), and made ``readers`` in a store
+        # older than them: read_only makes it write nothing (optimistic reads only).
+        if backend_name(scheme) == "zookeeper":
+            return {"connection": url, "read_only": True}
         return {"connection": url}
     absolute = os.path.abspath(path)
     if not os.path.isfile(absolute):
@@ -386,9 +422,19 @@ def open_backend(url: str, *, read_only: bool = False) -> Iterator[Any]:
                 if checks_only:
                     conn.validate()
                 elif readable is not None:
-                    readable()
+                    try:
+                        readable()
+                    except exc.StoreNotUpgraded as err:
+                        # The library's advice (upgrade()) is a call a CLI user cannot make.
+                        raise CliError(
+                            f"store {masked} has no flowkit collections; create them with "
+                            f"`flowkit db upgrade --connection {masked}`",
+                            status=FAILED,
+                        ) from err
                 else:
                     conn.upgrade()
+        except CliError:
+            raise
         except Exception as err:
             detail = one_line(err).replace(url, masked)
             if masked not in detail:  # flowkit's own errors name the URL already
@@ -453,7 +499,9 @@ def _backend_contents(backend: Any, flows: Sequence[FlowRef]) -> str:
     names = sorted({f.flow.name for f in flows})
     if not names:
         return f"{where}, which holds no flows"
-    shown = ", ".join(names[:_NAMES_LISTED]) + (
+    # Quoted, as the message's other names are: one_line then escapes them as flows list
+    # does and keeps their spaces, and a name holding ", " reads as one name.
+    shown = ", ".join(f"'{name}'" for name in names[:_NAMES_LISTED]) + (
         f" and {len(names) - _NAMES_LISTED} more" if len(names) > _NAMES_LISTED else ""
     )
     return f"{where} (its flows: {shown})"

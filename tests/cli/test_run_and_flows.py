@@ -145,7 +145,7 @@ def test_bad_usage_exits_2_with_one_line_naming_the_fault(tmp_path: Path) -> Non
     assert typo.returncode == 2
     assert typo.stderr.strip() == (
         f"flowkit flows why: error: no flow with uuid or name 'shp' in the backend "
-        f"sqlite:///{tmp_path}/x.db (its flows: shop)"
+        f"sqlite:///{tmp_path}/x.db (its flows: 'shop')"
     )
 
 
@@ -527,6 +527,76 @@ def test_a_reading_command_given_a_mistyped_zookeeper_path_creates_nothing(
         assert client.exists(f"/{path}") is None
 
 
+def test_a_reading_command_given_a_directory_never_upgraded_names_the_command(tmp_path: Path) -> None:
+    # It said the library's "run upgrade() first", a call a command-line user cannot make.
+    store = tmp_path / "flows"
+    store.mkdir()
+    done = flowkit_cmd("flows", "list", "--connection", f"dir://{store}")
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.strip() == (
+        f"flowkit flows list: error: store dir://{store} has no flowkit collections; "
+        f"create them with `flowkit db upgrade --connection dir://{store}`"
+    ), done.stderr
+    assert list(store.iterdir()) == []
+
+
+def test_a_reading_command_given_a_zookeeper_path_never_upgraded_masks_the_password(
+    zookeeper_server: Any, zookeeper_path_url: str
+) -> None:
+    path = "/" + zookeeper_path_url.split("/", 3)[3]
+    with zookeeper_server.client() as client:
+        client.ensure_path(path)
+    url = zookeeper_path_url.replace("zookeeper://", "zookeeper://ops:s3cret@", 1)
+    masked = url.replace(":s3cret@", ":***@")
+    done = flowkit_cmd("flows", "list", "--connection", url)
+    assert done.returncode == 1, done.stderr
+    assert "s3cret" not in done.stderr
+    assert done.stderr.strip().endswith(f"create them with `flowkit db upgrade --connection {masked}`"), (
+        done.stderr
+    )
+    with zookeeper_server.client() as client:
+        assert client.get_children(path) == []
+
+
+@pytest.mark.parametrize("command", READING, ids=lambda c: " ".join(c[:2]))
+def test_a_reading_command_writes_no_node_on_a_store_made_before_read_holds(
+    zookeeper_server: Any, zookeeper_path_url: str, command: tuple[str, ...], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A store upgraded before read holds existed has no ``readers`` node; a reader
+    # made it (ensure_path) on its first read, so a read-only command wrote to ZooKeeper.
+    path = "/" + zookeeper_path_url.split("/", 3)[3]
+    assert _run_shop(5, zookeeper_path_url) == 0
+    with zookeeper_server.client() as client:
+        client.delete(f"{path}/readers")
+        before = {child: client.get(f"{path}/{child}")[1].mzxid for child in client.get_children(path)}
+        stat = client.get(path)[1]
+    # A read takes a hold (and made ``readers``) only after reads that overlapped a
+    # write: a real write of the flow's members lands between each of the first
+    # reads and its check, as an engine writing without pause would.
+    from flowkit.cli import main
+    from flowkit.persistence.backends import impl_zookeeper
+
+    real_checks = impl_zookeeper._ZkStore._send_checks
+    overlapped = []
+
+    def overlapping(store: Any, seen: Any) -> Any:
+        if len(overlapped) < 15 and seen:
+            overlapped.append(True)
+            writer.set(f"{path}/members/{flow}", b"")
+        return real_checks(store, seen)
+
+    with zookeeper_server.client() as writer:
+        (flow,) = writer.get_children(f"{path}/members")
+        monkeypatch.setattr(impl_zookeeper._ZkStore, "_send_checks", overlapping)
+        assert main([*command, "--connection", zookeeper_path_url]) == 0
+    assert len(overlapped) == 15
+    with zookeeper_server.client() as client:
+        assert client.exists(f"{path}/readers") is None
+        after = {child: client.get(f"{path}/{child}")[1].mzxid for child in client.get_children(path)}
+        assert client.get(path)[1].cversion == stat.cversion  # no child made, even if removed again
+    assert after == before
+
+
 def test_a_reading_command_reads_a_directory_store_it_may_not_write(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -579,10 +649,32 @@ def test_flows_commands_escape_names_another_process_wrote(tmp_path: Path) -> No
     [head, line] = shown.stdout.splitlines()
     assert head.startswith("flow 'nightly\\x1b[2J\\nforged-uuid  forged  SUCCESS' (f-1): SUCCESS")
     assert line.split() == ["step\\x1b]0;owned\\x07", "SUCCESS", "->", "'ok\\u202edone'"]
+    # Error lines escape a name as the listing does: a newline in it read as a space there.
     missing = flowkit_cmd("flows", "show", "no-such", "--connection", connection)
-    assert missing.returncode == 2 and "its flows: nightly\\x1b[2J forged-uuid" in missing.stderr
+    assert (
+        missing.returncode == 2
+        and "its flows: 'nightly\\x1b[2J\\nforged-uuid  forged  SUCCESS')" in missing.stderr
+    )
     why = flowkit_cmd("flows", "why", "f-1", "--connection", connection)  # it has no event log
-    assert why.returncode == 1 and why.stderr.startswith("flowkit flows why: error: flow 'nightly\\x1b[2J ")
+    assert why.returncode == 1
+    assert why.stderr.startswith(
+        "flowkit flows why: error: flow 'nightly\\x1b[2J\\nforged-uuid  forged  SUCCESS' "
+    )
+    typed = flowkit_cmd("flows", "show", "nightly\nforged", "--connection", connection)
+    assert typed.returncode == 2
+    assert typed.stderr.startswith(
+        "flowkit flows show: error: no flow with uuid or name 'nightly\\nforged' in "
+    )
+
+
+def test_one_line_flattens_a_message_and_escapes_the_names_quoted_in_it() -> None:
+    from flowkit import exceptions as exc
+    from flowkit.cli._common import one_line
+
+    err = exc.StorageFailure("flow 'a\nb  c' can't be read:\n    it's 'd\te' (see\n  'f\x1b')")
+    assert one_line(err) == "flow 'a\\nb  c' can't be read: it's 'd\\te' (see 'f\\x1b')"
+    assert one_line(ValueError("two\n  lines, 'unclosed\nquote")) == "two lines, 'unclosed quote"
+    assert one_line(ValueError(repr("x\ny"))) == "'x\\ny'"  # repr escaped it already: unchanged
 
 
 def test_flows_commands_escape_states_another_process_wrote(tmp_path: Path) -> None:

@@ -300,7 +300,9 @@ class _DirStore(DocumentStore):
         for kind in KINDS:
             path = os.path.join(self._root, kind)
             if not os.path.isdir(path):
-                raise exc.StorageFailure(f"{self.describe()} is missing {kind}/; run upgrade() first")
+                raise exc.StoreNotUpgraded(
+                    f"{self.describe()} is missing {kind}/; run upgrade() first", self.describe()
+                )
         if not os.access(self._root, os.W_OK):
             raise exc.StorageFailure(f"{self.describe()} is not writable")
 
@@ -315,7 +317,9 @@ class _DirStore(DocumentStore):
         for kind in KINDS:
             path = os.path.join(self._root, kind)
             if not os.path.isdir(path):
-                raise exc.StorageFailure(f"{self.describe()} is missing {kind}/; run upgrade() first")
+                raise exc.StoreNotUpgraded(
+                    f"{self.describe()} is missing {kind}/; run upgrade() first", self.describe()
+                )
             if not os.access(path, os.R_OK | os.X_OK):
                 raise exc.StorageFailure(f"{self.describe()}: {path!r} cannot be read")
 

@@ -26,6 +26,14 @@ waits for those on its flows to go (the read ending, or the reader's
 session), and runs its step again. A hold that lasts over a minute (a
 frozen reader) it removes as stale, so writers never fail for a reader.
 
+A backend configured ``read_only`` (``flowkit flows list`` and the other
+commands that only read) writes nothing at all: it takes no hold (a hold is
+a write) and never creates ``readers`` in a store made before holds existed.
+Its reads stay optimistic, checked as every read is, so they are never torn;
+what it gives up is the hold's promise of an answer: against a flow written
+without pause it may give up ("data kept changing while read") where a
+holding reader would have held the writers off.
+
 kazoo is imported only when a connection is made, so configuring this backend
 (or importing flowkit) never needs it.
 """
@@ -55,7 +63,7 @@ from flowkit.persistence.backends._path_based import (
     Members,
     Read,
 )
-from flowkit.persistence.backends._urls import conf_float, mask_url, parse_url
+from flowkit.persistence.backends._urls import conf_bool, conf_float, mask_url, parse_url
 from flowkit.persistence.base import Backend
 
 __all__ = ["ZkBackend", "ZkConnection"]
@@ -98,8 +106,10 @@ class _ZkStore(DocumentStore):
     #: removes the hold as stale (a reader frozen, or one whose removal failed).
     reader_patience = 60.0
 
-    def __init__(self, client: Any, root: str, where: str) -> None:
+    def __init__(self, client: Any, root: str, where: str, read_only: bool = False) -> None:
         self._client = client
+        # Reads only, and writes nothing, not even a read hold (see the module docstring).
+        self.read_only = read_only
         self._root = root.rstrip("/") or "/"
         self._where = where
         self._errors = _kazoo_errors()
@@ -258,6 +268,9 @@ class _ZkStore(DocumentStore):
     def excluding_writers(self, flows: Sequence[str]) -> Iterator[None]:
         # Taken in the order given (sorted by the caller), so two readers never wait on each other.
         held: list[str] = []
+        if self.read_only:  # a hold is a write: the read stays optimistic (see the module docstring)
+            yield
+            return
         try:
             for flow in flows:
                 held.append(self._hold(flow))
@@ -324,6 +337,8 @@ class _ZkStore(DocumentStore):
         return known
 
     def commit(self, batch: Batch) -> None:
+        if self.read_only:
+            raise exc.StorageFailure(f"{self._where} was opened read-only; it writes nothing")
         existing = self._existing(batch)
         txn = self._client.transaction()
         # First, for a write to flows: no read hold taken since this process last looked
@@ -413,6 +428,8 @@ class _ZkStore(DocumentStore):
         raise real[0]
 
     def ensure(self) -> None:
+        if self.read_only:
+            raise exc.StorageFailure(f"{self._where} was opened read-only; upgrade() needs a writer")
         for kind in (*KINDS, MEMBERS, READERS):
             self._client.ensure_path(self._path(kind))
 
@@ -428,7 +445,9 @@ class _ZkStore(DocumentStore):
     def validate(self) -> None:
         for kind in (*KINDS, MEMBERS):
             if self._client.exists(self._path(kind)) is None:
-                raise exc.StorageFailure(f"{self._where} is missing {kind}; run upgrade() first")
+                raise exc.StoreNotUpgraded(
+                    f"{self._where} is missing {kind}; run upgrade() first", self._where
+                )
 
     def validate_readable(self) -> None:
         """Check the root path exists before its collections, so a mistyped one is named as such."""
@@ -453,6 +472,8 @@ class ZkBackend(Backend):
             and/or the keys ``hosts`` (``"h1:2181,h2:2181"``), ``path`` (the
             root, default ``/flowkit``) and ``timeout`` (seconds to connect,
             default 10). ``user:password@`` in the URL adds digest credentials.
+            ``read_only`` (``?read_only=true``): the connections only read and
+            write nothing, not even a read hold (see the module docstring).
         client: an already made ``KazooClient`` to use; the backend then
             neither starts nor stops it (it is started if needed).
 
@@ -481,6 +502,7 @@ class ZkBackend(Backend):
         if not self._path.startswith("/"):
             self._path = "/" + self._path
         self._timeout = conf_float(self._conf, "timeout", DEFAULT_TIMEOUT)
+        self._read_only = conf_bool(self._conf, "read_only")
         self._where = (
             mask_url(connection) if "://" in connection else f"zookeeper://{self._hosts}{self._path}"
         )
@@ -515,7 +537,7 @@ class ZkBackend(Backend):
                 if self._owned:
                     self._stop_client()
                 raise exc.StorageFailure(f"cannot connect to ZooKeeper at {self._where}: {err}") from err
-            self._store = _ZkStore(self._client, self._path, self._where)
+            self._store = _ZkStore(self._client, self._path, self._where, read_only=self._read_only)
             return self._store
 
     def get_connection(self) -> ZkConnection:
