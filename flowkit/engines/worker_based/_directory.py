@@ -145,8 +145,7 @@ class Directory:
         except _transport.refusals() as err:
             self.stop_watching_arrivals(err)
             return
-        entry_id = last[0][0] if last else b"0-0"
-        self.arrivals_seen = entry_id if isinstance(entry_id, bytes) else str(entry_id).encode()
+        self.arrivals_seen = _transport.as_bytes(last[0][0]) if last else b"0-0"
 
     def stop_watching_arrivals(self, error: Exception) -> None:
         """Give up on the arrivals stream Redis refused to read (an ACL older than it), saying so.
@@ -184,8 +183,7 @@ class Directory:
         """
         if not entries:
             return False
-        last = entries[-1][0]
-        self.arrivals_seen = last if isinstance(last, bytes) else str(last).encode()
+        self.arrivals_seen = _transport.as_bytes(entries[-1][0])
         return any(self.concerns(fields) for _, fields in entries)
 
     def _with_pinned(self, routing: tuple[str, ...]) -> tuple[str, ...]:

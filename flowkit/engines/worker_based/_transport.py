@@ -35,6 +35,7 @@ __all__ = [
     "Backoff",
     "Client",
     "TransportOptionError",
+    "as_bytes",
     "bad_url",
     "choose_url",
     "connect",
@@ -96,21 +97,26 @@ def refusals() -> tuple[type[Exception], ...]:
 def stream_entries(reply: Any) -> list[tuple[bytes, list[tuple[Any, Any]]]]:
     """``(stream key, its entries)`` of an XREAD reply, for the streams that have entries.
 
-    Whoever blocks on a stream (the engine's reply reader, its wait for workers)
-    reads the reply through this one function: redis-py answers XREAD as a list
-    of pairs under RESP2 and as a map under RESP3, and the memory transport as
-    the former; an empty or None reply (the block ran out) is no stream.
+    Whoever reads a stream (the engine's reply reader, its wait for workers,
+    a worker's XREADGROUP) reads the reply through this one function: redis-py
+    answers XREAD and XREADGROUP as a list of pairs under RESP2 and as a map
+    under RESP3 (each value the entries, wrapped in a list or not), and the
+    memory transport as the former; an empty or None reply (the block ran out)
+    is no stream.
     """
     if not reply:
         return []
     if isinstance(reply, dict):
-        pairs = [(key, value[0] if value else []) for key, value in reply.items()]
+        pairs = [
+            (key, value[0] if value and isinstance(value[0], list) else value) for key, value in reply.items()
+        ]
     else:
         pairs = [(key, entries) for key, entries in reply]
-    return [(_key_bytes(key), list(entries)) for key, entries in pairs if entries]
+    return [(as_bytes(key), list(entries)) for key, entries in pairs if entries]
 
 
-def _key_bytes(value: Any) -> bytes:
+def as_bytes(value: Any) -> bytes:
+    """A stream key or entry id as bytes, whichever way the client answered it."""
     return value if isinstance(value, bytes) else str(value).encode()
 
 

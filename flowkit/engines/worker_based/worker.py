@@ -1401,11 +1401,5 @@ def _check_exchange(exchange: object, url: object) -> None:
 
 
 def _stream_entries(reply: Any) -> list[tuple[Any, Any]]:
-    """The entries of a one-stream XREADGROUP reply (RESP2 list or RESP3 dict)."""
-    if not reply:
-        return []
-    if isinstance(reply, dict):
-        for value in reply.values():
-            return list(value[0] if value and isinstance(value[0], list) else value)
-        return []
-    return list(reply[0][1])
+    """The entries of a one-stream XREADGROUP reply (see :func:`_transport.stream_entries`)."""
+    return [entry for _, entries in _transport.stream_entries(reply) for entry in entries]
