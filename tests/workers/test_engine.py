@@ -742,6 +742,7 @@ def test_worker_wait_on_an_arrivals_stream_redis_refuses_still_finds_the_worker_
     said = [r for r in caplog.records if refused in r.getMessage()]
     assert [r.levelno for r in said] == [logging.WARNING], said
     assert "worker_wait" in said[0].getMessage()
+    assert "(every 0.25 s)" in said[0].getMessage()
 
 
 def test_a_task_goes_to_the_first_topic_that_offers_it(scripted: Any, redis_flushed_url: str) -> None:
@@ -1893,7 +1894,8 @@ def test_an_arrivals_stream_redis_refuses_costs_promptness_not_the_run(
     caplog.set_level(logging.INFO, logger=ENGINE_LOG)
     clock = FakeClock()
     url = pre_arrivals_engine_url if refusal == "acl-at-start" else redis_flushed_url
-    engine = load(chain(1), url, topic, store={"value": 1}, clock=clock)
+    # A short transition_timeout makes the looks more frequent than LOOK_EVERY (every 0.2 s).
+    engine = load(chain(1), url, topic, store={"value": 1}, clock=clock, transition_timeout=0.8)
     run = BackgroundRun(engine)
     _held_for_a_worker(caplog, "execute request of atom 'add0'")
     if refusal == "wrongtype-while-held":
@@ -1911,6 +1913,7 @@ def test_an_arrivals_stream_redis_refuses_costs_promptness_not_the_run(
     assert [request["name"] for request in worker.requests()] == ["add0"]
     said = [r for r in caplog.records if refused in r.getMessage()]
     assert [r.levelno for r in said] == [logging.WARNING], said
+    assert "next periodic look for workers (every 0.2 s)" in said[0].getMessage()
 
 
 # -- with the real Python worker ----------------------------------------------------------

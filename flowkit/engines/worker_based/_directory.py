@@ -57,6 +57,9 @@ class Directory:
         clock: what expiry, staleness and waiting are measured with.
         pinned: atom name -> topic, for atoms whose task names its own topic
             (``worker_topic``): they go there and nowhere else.
+        look_every: seconds between the engine's periodic looks for workers
+            (its reply reader's, and :meth:`wait_for`'s between arrivals): what
+            finds a worker that writes no arrival entry.
         expiry: seconds after its ``sent_at`` an advert stops counting, even
             when it has not expired yet (TaskFlow's ``worker_expiry``); None:
             only the advert's own expiry counts.
@@ -71,8 +74,11 @@ class Directory:
         clock: Clock = SYSTEM,
         pinned: Mapping[str, str] | None = None,
         expiry: float | None = None,
+        *,
+        look_every: float,
     ) -> None:
         self.topics = tuple(topics)
+        self.look_every = look_every
         #: No topics given: the routing topics are those the workers announce.
         self.discovers = not self.topics
         self.pinned: dict[str, str] = dict(pinned or {})
@@ -156,12 +162,13 @@ class Directory:
         self.arrivals_seen = None
         LOG.warning(
             "the worker-based engine cannot read the arrivals stream '%s' (%s: %s): requests held for"
-            " a worker go out at its next periodic look for workers (every 0.25 s), not as the worker"
+            " a worker go out at its next periodic look for workers (every %g s), not as the worker"
             " arrives (and worker_wait sees a worker only at such a look); let the engine's Redis user"
             " read that key",
             self.arrivals_key,
             type(error).__name__,
             error,
+            self.look_every,
         )
 
     def concerns(self, fields: Mapping[Any, Any]) -> bool:
@@ -220,17 +227,16 @@ class Directory:
         needed: Mapping[str, str],
         wait: float,
         *,
-        look_every: float,
         block_ms: int,
     ) -> None:
         """Wait up to ``wait`` seconds until every task in ``needed`` is offered somewhere.
 
         It scans the adverts at once, then each time a worker of its topics
         arrives (an entry on the arrivals stream, read by a blocking read as the
-        reply reader reads it), and every ``look_every`` seconds for the workers
+        reply reader reads it), and every :attr:`look_every` seconds for the workers
         that write no entry (older ones, or those Redis refuses it to), and a
         last time as ``wait`` runs out. Waiting thus costs a blocking read per
-        ``block_ms`` and a scan per ``look_every``, not a scan every few
+        ``block_ms`` and a scan per :attr:`look_every`, not a scan every few
         milliseconds, and a worker that arrives is seen within milliseconds.
 
         The arrivals are read only on the system clock: a blocking read waits in
@@ -243,8 +249,6 @@ class Directory:
             client: the Redis client to scan with.
             needed: atom name -> task name.
             wait: seconds to keep scanning before giving up.
-            look_every: seconds between two periodic scans (the engine's
-                ``LOOK_EVERY``, the period of its reply reader's looks).
             block_ms: longest block of one read of the arrivals stream (the
                 engine's ``BLOCK_MS``: the client's socket timeout allows it).
 
@@ -264,7 +268,7 @@ class Directory:
             now = clock.monotonic()
             if not missing or now >= deadline:
                 break
-            late = self._await_arrival(client, min(now + look_every, deadline), deadline, block_ms, late)
+            late = self._await_arrival(client, min(now + self.look_every, deadline), deadline, block_ms, late)
         if missing:
             listed = ", ".join(
                 f"atom '{atom}' (task {task}{self._pin_text(atom)})" for atom, task in sorted(missing.items())

@@ -672,7 +672,7 @@ class RedisDriver(DispatchingDriver):
     def _read_loop(self) -> None:
         client, key, clock = self._client, self._reply_key, self._settings.clock
         backoff = _transport.Backoff()
-        tick = min(LOOK_EVERY, self._settings.transition_timeout / 4)
+        tick = self._directory.look_every
         next_tick = next_touch = clock.monotonic()
         directory = self._directory
         arrivals = directory.arrivals_key.encode()

@@ -230,6 +230,8 @@ class WorkerBasedActionEngine(ActionEngine):
             self._clock,
             pinned=pinned,
             expiry=self._worker_expiry,
+            # A short transition_timeout is checked more often than LOOK_EVERY.
+            look_every=min(LOOK_EVERY, self._transition_timeout / 4),
         )
         try:
             if needed:
@@ -237,9 +239,7 @@ class WorkerBasedActionEngine(ActionEngine):
                 directory.watch_arrivals(client)
             if needed and self._worker_wait is not None:
                 # Blocks on the arrivals stream between looks, as the reply reader will.
-                directory.wait_for(
-                    client, needed, self._worker_wait, look_every=LOOK_EVERY, block_ms=BLOCK_MS
-                )
+                directory.wait_for(client, needed, self._worker_wait, block_ms=BLOCK_MS)
             elif needed:
                 directory.scan(client)  # requests of tasks nobody offers yet wait for a worker
         except _transport.errors() as err:
