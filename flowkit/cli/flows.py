@@ -208,7 +208,8 @@ def _resume(args: argparse.Namespace) -> int:
     from flowkit.cli.run import ENGINE_KEY, ENGINE_OPTIONS_KEY, engine_error, run_engine
     from flowkit.engines.helpers import engine_class
 
-    with open_backend(args.connection) as backend:
+    # A dry run only reads: it creates, migrates and writes nothing, as flows show.
+    with open_backend(args.connection, read_only=args.dry_run) as backend:
         ref = find_flow(backend, args.flow, "flowkit flows resume")
         flow = _rebuild(ref)
         kind = args.engine or (ref.flow.meta or {}).get(ENGINE_KEY) or "serial"

@@ -51,6 +51,7 @@ from typing import Any
 from flowkit import exceptions as exc
 from flowkit._utils.records import Record
 from flowkit._utils.text import LogSafe
+from flowkit.persistence.backends._missing import never_upgraded
 from flowkit.persistence.backends._path_based import (
     ATOMS,
     FLOWS,
@@ -63,7 +64,7 @@ from flowkit.persistence.backends._path_based import (
     Members,
     Read,
 )
-from flowkit.persistence.backends._urls import conf_bool, conf_float, mask_url, parse_url
+from flowkit.persistence.backends._urls import conf_float, mask_url, parse_url
 from flowkit.persistence.base import Backend
 
 __all__ = ["ZkBackend", "ZkConnection"]
@@ -337,8 +338,6 @@ class _ZkStore(DocumentStore):
         return known
 
     def commit(self, batch: Batch) -> None:
-        if self.read_only:
-            raise exc.StorageFailure(f"{self._where} was opened read-only; it writes nothing")
         existing = self._existing(batch)
         txn = self._client.transaction()
         # First, for a write to flows: no read hold taken since this process last looked
@@ -428,8 +427,6 @@ class _ZkStore(DocumentStore):
         raise real[0]
 
     def ensure(self) -> None:
-        if self.read_only:
-            raise exc.StorageFailure(f"{self._where} was opened read-only; upgrade() needs a writer")
         for kind in (*KINDS, MEMBERS, READERS):
             self._client.ensure_path(self._path(kind))
 
@@ -452,8 +449,10 @@ class _ZkStore(DocumentStore):
     def validate_readable(self) -> None:
         """Check the root path exists before its collections, so a mistyped one is named as such."""
         if self._client.exists(self._root) is None:
-            raise exc.StorageFailure(f"{self._where}: no such ZooKeeper path {self._root!r}")
-        self.validate()
+            raise exc.StoreMissing(f"{self._where}: no such ZooKeeper path {self._root!r}", self._where)
+        for kind in (*KINDS, MEMBERS):
+            if self._client.exists(self._path(kind)) is None:
+                raise never_upgraded(self._where)
 
 
 class ZkConnection(DocumentConnection):
@@ -473,7 +472,8 @@ class ZkBackend(Backend):
             root, default ``/flowkit``) and ``timeout`` (seconds to connect,
             default 10). ``user:password@`` in the URL adds digest credentials.
             ``read_only`` (``?read_only=true``): the connections only read and
-            write nothing, not even a read hold (see the module docstring).
+            write nothing, not even a read hold (see the module docstring and
+            ``Backend.read_only``).
         client: an already made ``KazooClient`` to use; the backend then
             neither starts nor stops it (it is started if needed).
 
@@ -502,7 +502,6 @@ class ZkBackend(Backend):
         if not self._path.startswith("/"):
             self._path = "/" + self._path
         self._timeout = conf_float(self._conf, "timeout", DEFAULT_TIMEOUT)
-        self._read_only = conf_bool(self._conf, "read_only")
         self._where = (
             mask_url(connection) if "://" in connection else f"zookeeper://{self._hosts}{self._path}"
         )
@@ -524,8 +523,13 @@ class ZkBackend(Backend):
             if self._client is None:
                 from kazoo.client import KazooClient  # type: ignore[import-untyped]
 
+                # A read-only backend may read from a server in read-only mode (kazoo's
+                # read_only, which TaskFlow's conf of the same name set).
                 self._client = KazooClient(
-                    hosts=self._hosts, timeout=self._timeout, auth_data=self._auth or None
+                    hosts=self._hosts,
+                    timeout=self._timeout,
+                    auth_data=self._auth or None,
+                    read_only=self.read_only,
                 )
             try:
                 self._client.start(timeout=self._timeout)
@@ -537,7 +541,7 @@ class ZkBackend(Backend):
                 if self._owned:
                     self._stop_client()
                 raise exc.StorageFailure(f"cannot connect to ZooKeeper at {self._where}: {err}") from err
-            self._store = _ZkStore(self._client, self._path, self._where, read_only=self._read_only)
+            self._store = _ZkStore(self._client, self._path, self._where, read_only=self.read_only)
             return self._store
 
     def get_connection(self) -> ZkConnection:
