@@ -6,8 +6,8 @@ The tree (names follow TaskFlow's so ``except`` clauses migrate unchanged)::
      +-- TaskFlowException (alias FlowkitError)   root of flowkit's own errors
      |    +-- StorageFailure                    a backend could not read or write
      |    |    +-- StoreNotUpgraded             a store without its collections or schema
-     |    |    |    +-- StoreMissing            no store at all (a read_only backend creates none)
-     |    |    +-- StoreReadOnly                a write through a backend opened read_only
+     |    |    |    +-- StoreMissing            no store at all (a backend not writable creates none)
+     |    |    +-- StoreReadOnly                a write through a backend opened writable=False
      |    +-- ConductorFailure
      |    +-- JobFailure
      |    |    +-- UnclaimableJob
@@ -191,7 +191,7 @@ class StoreNotUpgraded(StorageFailure):
 class StoreMissing(StoreNotUpgraded):
     """There is no store at the backend's location: no SQLite file, directory or ZooKeeper path.
 
-    Raised by a backend configured ``read_only``, which creates nothing where
+    Raised by a backend configured ``writable=False``, which creates nothing where
     a writable one would create the store. A :class:`StoreNotUpgraded`: a
     store that does not exist was never upgraded either, and ``flowkit db
     upgrade`` (or ``upgrade()`` on a writable backend) makes it.
@@ -200,7 +200,7 @@ class StoreMissing(StoreNotUpgraded):
 
 
 class StoreReadOnly(StorageFailure):
-    """A write (or ``upgrade()``'s migration) was asked of a backend configured ``read_only``.
+    """A write (or ``upgrade()``'s migration) was asked of a backend configured ``writable=False``.
 
     Every bundled backend raises it, before anything is written, for every
     method that would write: ``save_logbook``, ``update_*_details``,
@@ -215,8 +215,8 @@ class StoreReadOnly(StorageFailure):
     def __init__(self, message: str = "", *, location: str = "", operation: str = "") -> None:
         super().__init__(
             message
-            or f"{location} is read_only: {operation} refused (a read_only backend writes nothing; "
-            "open one without read_only to write)"
+            or f"{location} is not writable: {operation} refused (a backend configured writable=False "
+            "writes nothing; open one without it to write)"
         )
         self.location = location
         self.operation = operation

@@ -333,21 +333,22 @@ def missing_store(url: str, err: BaseException) -> CliError:
 
 
 @contextlib.contextmanager
-def open_backend(url: str, *, read_only: bool = False, create_missing: bool = False) -> Iterator[Any]:
+def open_backend(url: str, *, writable: bool = True, create_missing: bool = False) -> Iterator[Any]:
     """Fetch the backend at ``url``, make it ready (``upgrade()``), yield it, close it.
 
     Args:
-        read_only: for a command that only reads: the backend is configured
-            ``read_only`` (see :attr:`flowkit.persistence.base.Backend.read_only`),
-            so it creates, migrates and writes nothing, and its store must
-            exist with this flowkit's layout (``flowkit db upgrade`` makes it).
-        create_missing: (``read_only``) a store not made yet is made first,
+        writable: false for a command that only reads: the backend is
+            configured ``writable=False`` (see
+            :attr:`flowkit.persistence.base.Backend.writable`), so it creates,
+            migrates and writes nothing, and its store must exist with this
+            flowkit's layout (``flowkit db upgrade`` makes it).
+        create_missing: (not ``writable``) a store not made yet is made first,
             for a reader started before the first run (the monitor); see
             :func:`flowkit.persistence.backends.ready_for_reading`.
 
     Raises:
         CliError: the URL names no known backend (status 2), or it cannot be
-            reached, or (``read_only``) there is no store there or it lacks
+            reached, or (not ``writable``) there is no store there or it lacks
             flowkit's layout (status 1).
     """
     from flowkit import exceptions as exc
@@ -356,7 +357,7 @@ def open_backend(url: str, *, read_only: bool = False, create_missing: bool = Fa
 
     masked = mask_url(url)
     try:
-        backend = backends.fetch({"connection": url, "read_only": True} if read_only else url)
+        backend = backends.fetch(url if writable else {"connection": url, "writable": False})
     except (exc.NotFound, ValueError) as err:
         raise CliError(f"--connection {masked}: {one_line(err)}") from err
     try:

@@ -103,8 +103,8 @@ def _fail(args: argparse.Namespace, err: BaseException, status: int = FAILED) ->
     return status
 
 
-def _fetch(args: argparse.Namespace, *, read_only: bool = False) -> Any:
-    """The backend ``--connection`` names (``read_only``: it creates and writes nothing).
+def _fetch(args: argparse.Namespace, *, writable: bool = True) -> Any:
+    """The backend ``--connection`` names (not ``writable``: it creates and writes nothing).
 
     Raises:
         CliError: no backend has that URL's scheme (bad usage, status 2, as
@@ -113,7 +113,7 @@ def _fetch(args: argparse.Namespace, *, read_only: bool = False) -> Any:
     from flowkit import exceptions as exc
     from flowkit.persistence import backends
 
-    conf = {"connection": args.connection, "read_only": read_only}
+    conf = {"connection": args.connection, "writable": writable}
     try:
         return backends.fetch(conf)
     except (exc.NotFound, ValueError) as err:
@@ -145,7 +145,7 @@ def _current(args: argparse.Namespace) -> int:
     from flowkit.persistence.backends._urls import mask_url
 
     try:
-        backend = _fetch(args, read_only=True)
+        backend = _fetch(args, writable=False)
         try:
             if not is_sql_backend(backend):
                 # The user's words are wrong, not the store: said before any connection is

@@ -149,7 +149,7 @@ def _serve(args: argparse.Namespace) -> int:
         # the processes writing it; a store not made yet is made, so that it can be
         # started before the first run.
         with (
-            open_backend(args.connection, read_only=True, create_missing=True) as backend,
+            open_backend(args.connection, writable=False, create_missing=True) as backend,
             _listen(args.host, args.port) as sock,
         ):
             app = create_app(

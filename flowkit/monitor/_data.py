@@ -70,7 +70,7 @@ class Reader:
 
         self._owned = isinstance(connection, str)
         self._backend = (
-            backends.fetch({"connection": connection, "read_only": True})
+            backends.fetch({"connection": connection, "writable": False})
             if isinstance(connection, str)
             else connection
         )

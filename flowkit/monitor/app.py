@@ -43,7 +43,7 @@ def create_app(
     """Build the monitor for the backend at ``connection`` (a URL or a backend).
 
     Args:
-        connection: a backend URL (fetched ``read_only``, its store made if
+        connection: a backend URL (fetched ``writable=False``, its store made if
             not there yet, see ``backends.ready_for_reading``, and closed
             with the app) or a backend object (left open).
         token: when set, requests must carry ``Authorization: Bearer TOKEN``.

@@ -108,7 +108,7 @@ class Backend(ABC):
             raise TypeError(f"backend configuration must be a mapping, not {type(conf).__name__}")
         # A private copy: callers reusing their dict must not reconfigure a live backend.
         self._conf: dict[str, Any] = dict(conf)
-        self._read_only = _read_only_option(self._conf)
+        self._writable = _writable_option(self._conf)
 
     @property
     def conf(self) -> Mapping[str, Any]:
@@ -116,17 +116,19 @@ class Backend(ABC):
         return MappingProxyType(self._conf)
 
     @property
-    def read_only(self) -> bool:
-        """Whether the backend was configured ``read_only`` (conf key, or ``?read_only=true``).
+    def writable(self) -> bool:
+        """False when the backend was configured ``writable=False`` (conf key, or ``?writable=false``).
 
-        A read-only backend creates, migrates and writes nothing: every write
-        raises :class:`~flowkit.exceptions.StoreReadOnly` before any I/O, and
-        ``upgrade()`` only checks that the store exists with this flowkit's
-        layout (:class:`~flowkit.exceptions.StoreMissing`,
+        A backend that is not writable creates, migrates and writes nothing:
+        every write raises :class:`~flowkit.exceptions.StoreReadOnly` before
+        any I/O, and ``upgrade()`` only checks that the store exists with this
+        flowkit's layout (:class:`~flowkit.exceptions.StoreMissing`,
         :class:`~flowkit.exceptions.StoreNotUpgraded` otherwise). The
-        default, as in TaskFlow, is a writable backend.
+        default, as in TaskFlow, is a writable backend. The option is not
+        named ``read_only`` because TaskFlow's ZooKeeper backend already takes
+        that key with another meaning (its kazoo client's, which still writes).
         """
-        return self._read_only
+        return self._writable
 
     def check_storable(self, value: Any) -> str | None:
         """Raise if ``value`` cannot be written by this backend, exactly as it would fail.
@@ -162,8 +164,8 @@ class Backend(ABC):
         """Release whatever the backend holds (clients, pools, engines)."""
 
 
-def _read_only_option(conf: Mapping[str, Any]) -> bool:
-    """The ``read_only`` option of ``conf`` (a bool, or a URL query's text such as ``true``).
+def _writable_option(conf: Mapping[str, Any]) -> bool:
+    """The ``writable`` option of ``conf`` (a bool, or a URL query's text such as ``false``; default true).
 
     Raises:
         StorageFailure: the value is not a recognisable boolean (the option is named).
@@ -171,7 +173,7 @@ def _read_only_option(conf: Mapping[str, Any]) -> bool:
     # Imported here: the backends package imports this module.
     from flowkit.persistence.backends._urls import conf_bool
 
-    return conf_bool(conf, "read_only")
+    return conf_bool(conf, "writable", default=True)
 
 
 class Connection(ABC):
@@ -211,11 +213,12 @@ class Connection(ABC):
     def upgrade(self) -> None:
         """Create or migrate the store's layout to the current version (idempotent).
 
-        On a :attr:`Backend.read_only` backend, check it instead and change nothing.
+        On a backend that is not :attr:`Backend.writable`, check it instead and
+        change nothing.
 
         Raises:
-            StoreMissing: (read-only) there is no store at the backend's location.
-            StoreNotUpgraded: (read-only) the store lacks this flowkit's layout;
+            StoreMissing: (not writable) there is no store at the backend's location.
+            StoreNotUpgraded: (not writable) the store lacks this flowkit's layout;
                 the message names the command that upgrades it.
         """
 

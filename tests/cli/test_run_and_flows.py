@@ -526,6 +526,18 @@ def test_a_reading_command_given_a_mistyped_directory_creates_nothing(
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_reading_command_stays_read_only_whatever_the_url_says(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The command's writable=False is in the conf, which a URL query never overrides.
+    from flowkit.cli import main
+
+    missing = tmp_path / "flws"
+    assert main(["flows", "list", "--connection", f"dir://{missing}?writable=true"]) == 1
+    assert "no such directory" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("command", READING, ids=lambda c: " ".join(c[:2]))
 def test_a_reading_command_given_a_mistyped_zookeeper_path_creates_nothing(
     zookeeper_server: Any, zookeeper_path_url: str, command: tuple[str, ...]

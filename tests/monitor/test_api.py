@@ -342,7 +342,7 @@ def test_the_graph_of_a_running_flow_is_drawn_again_as_the_flow_grows(tmp_path: 
     assert len(set(versions)) > 2
 
 
-def test_the_monitor_makes_a_missing_store_and_reads_through_a_read_only_backend(tmp_path: Path) -> None:
+def test_the_monitor_makes_a_missing_store_and_reads_through_a_backend_not_writable(tmp_path: Path) -> None:
     # Started before the first run, it makes the database (as documented), and from
     # then on only reads: its backend refuses every write.
     from flowkit import exceptions as exc

@@ -1,12 +1,13 @@
-"""The persistence contract of a ``read_only`` backend: every backend passes the same tests.
+"""The persistence contract of a read-only backend (``writable=False``): every backend passes the same tests.
 
 Parametrised (through ``backend_url`` in ``conftest.py``) over memory, dir,
-sqlite, postgresql and zookeeper, on real stores. A read-only backend reads
+sqlite, postgresql and zookeeper, on real stores. A backend not writable reads
 what a writable one wrote, refuses every write with
 :class:`~flowkit.exceptions.StoreReadOnly` naming its store, and creates,
 migrates or changes nothing: each test compares a full dump of the store
 (every file, row or znode, and its version where the store keeps one) taken
-before and after.
+before and after. ``read_only`` is not flowkit's option (TaskFlow's ZooKeeper
+backend hands it to kazoo): a backend given it writes, as TaskFlow's do.
 """
 
 from __future__ import annotations
@@ -37,8 +38,8 @@ def _kind(backend_url: str) -> str:
     )
 
 
-def _read_only(backend_url: str) -> Backend:
-    return backends.fetch({"connection": backend_url, "read_only": True})
+def _not_writable(backend_url: str) -> Backend:
+    return backends.fetch({"connection": backend_url, "writable": False})
 
 
 def _written(conn: Connection) -> tuple[LogBook, FlowDetail]:
@@ -117,7 +118,7 @@ def dump(backend_url: str, request: pytest.FixtureRequest) -> Callable[[], Dump]
 
 @pytest.fixture
 def reader(backend_url: str) -> Iterator[Backend]:
-    made = _read_only(backend_url)
+    made = _not_writable(backend_url)
     try:
         yield made
     finally:
@@ -127,23 +128,39 @@ def reader(backend_url: str) -> Iterator[Backend]:
 # -- the option -------------------------------------------------------------------------
 
 
-def test_a_backend_is_writable_by_default_and_read_only_when_told(backend_url: str) -> None:
+def test_a_backend_is_writable_by_default_and_not_when_told(backend_url: str) -> None:
     default = backends.fetch(backend_url)
-    as_url = backends.fetch(f"{backend_url}{'&' if '?' in backend_url else '?'}read_only=true")
-    as_conf = _read_only(backend_url)
+    as_url = backends.fetch(f"{backend_url}{'&' if '?' in backend_url else '?'}writable=false")
+    as_conf = _not_writable(backend_url)
+    told = backends.fetch({"connection": backend_url, "writable": "yes"})
     try:
-        assert (default.read_only, as_url.read_only, as_conf.read_only) == (False, True, True)
+        assert [made.writable for made in (default, as_url, as_conf, told)] == [True, False, False, True]
     finally:
-        for made in (default, as_url, as_conf):
+        for made in (default, as_url, as_conf, told):
             made.close()
-    with pytest.raises(exc.StorageFailure, match="'read_only' must be true or false, not 'perhaps'"):
-        backends.fetch({"connection": backend_url, "read_only": "perhaps"})
+    with pytest.raises(exc.StorageFailure, match="'writable' must be true or false, not 'perhaps'"):
+        backends.fetch({"connection": backend_url, "writable": "perhaps"})
+
+
+def test_read_only_is_not_flowkits_option_a_backend_given_it_writes_as_in_taskflow(backend_url: str) -> None:
+    # TaskFlow's ZooKeeper backend hands read_only to kazoo (a read-only server may
+    # serve the client; writes still go through); elsewhere it is a key nobody reads.
+    made = backends.fetch({"connection": backend_url, "read_only": True})
+    try:
+        with made.get_connection() as conn:
+            conn.upgrade()
+            book, fd = _written(conn)
+            assert {ad.name for ad in conn.get_flow_details(fd.uuid)} == {"a", "b"}
+            conn.destroy_logbook(book.uuid)
+        assert made.writable
+    finally:
+        made.close()
 
 
 # -- reading a store a writable backend wrote ---------------------------------------------
 
 
-def test_a_read_only_backend_reads_what_a_writable_one_wrote_and_changes_nothing(
+def test_a_backend_not_writable_reads_what_a_writable_one_wrote_and_changes_nothing(
     backend_url: str, conn: Connection, reader: Backend, dump: Callable[[], Dump]
 ) -> None:
     if _kind(backend_url) == "memory":
@@ -188,7 +205,7 @@ def _writes(book: LogBook, fd: FlowDetail) -> dict[str, Callable[[Connection], o
     }
 
 
-def test_every_write_through_a_read_only_backend_is_refused_naming_the_store_and_changes_nothing(
+def test_every_write_through_a_backend_not_writable_is_refused_naming_the_store_and_changes_nothing(
     backend_url: str, conn: Connection, reader: Backend, dump: Callable[[], Dump]
 ) -> None:
     book, fd = _written(conn)
@@ -199,7 +216,7 @@ def test_every_write_through_a_read_only_backend_is_refused_naming_the_store_and
             with pytest.raises(exc.StoreReadOnly) as refused:
                 write(ro)
             assert where in refused.value.location, (name, refused.value.location)
-            assert refused.value.location in str(refused.value) and "read_only" in str(refused.value)
+            assert refused.value.location in str(refused.value) and "writable=False" in str(refused.value)
             assert refused.value.operation, name
     assert dump() == before
     # The writable connection still finds everything where it was.
@@ -209,7 +226,7 @@ def test_every_write_through_a_read_only_backend_is_refused_naming_the_store_and
 # -- a store that is not there ------------------------------------------------------------
 
 
-def test_a_read_only_backend_creates_nothing_where_there_is_no_store(
+def test_a_backend_not_writable_creates_nothing_where_there_is_no_store(
     backend_url: str, reader: Backend, dump: Callable[[], Dump], tmp_path: Path
 ) -> None:
     kind = _kind(backend_url)
@@ -253,7 +270,7 @@ def _bare_store(backend_url: str, request: pytest.FixtureRequest) -> None:
             client.ensure_path("/" + backend_url.split("/", 3)[3])
 
 
-def test_upgrade_of_a_read_only_backend_on_a_store_never_upgraded_names_the_command_and_migrates_nothing(
+def test_upgrade_of_a_backend_not_writable_on_a_store_never_upgraded_names_the_command_and_migrates_nothing(
     backend_url: str, reader: Backend, dump: Callable[[], Dump], request: pytest.FixtureRequest
 ) -> None:
     if _kind(backend_url) == "memory":
@@ -267,7 +284,7 @@ def test_upgrade_of_a_read_only_backend_on_a_store_never_upgraded_names_the_comm
     assert dump() == before
 
 
-def test_ready_for_reading_makes_a_missing_store_when_asked_and_the_backend_stays_read_only(
+def test_ready_for_reading_makes_a_missing_store_when_asked_and_the_backend_stays_unwritable(
     backend_url: str, reader: Backend, dump: Callable[[], Dump]
 ) -> None:
     # What the monitor does: it is often started before the first run made the store.

@@ -1,7 +1,7 @@
-"""A read-only directory backend's reads: the lock taken shared, nothing created or finished.
+"""The reads of a read-only (``writable=False``) directory backend: the lock taken shared, nothing made.
 
 Writers hold the directory's ``.lock`` exclusively (opened for appending,
-which creates it); a read-only backend opens it for reading only and takes
+which creates it); a backend not writable opens it for reading only and takes
 it shared, so it never sees a multi-file write half done, and cannot finish
 one a dead writer left in its journal (that would be a write).
 """
@@ -40,7 +40,7 @@ def _store(tmp_path: Path) -> tuple[str, FlowDetail]:
     return url, fd
 
 
-def test_a_read_only_read_waits_for_a_writer_of_another_process(tmp_path: Path) -> None:
+def test_a_read_through_a_backend_not_writable_waits_for_a_writer_of_another_process(tmp_path: Path) -> None:
     url, fd = _store(tmp_path)
     holder = subprocess.Popen(
         [sys.executable, "-c", _HOLDER, str(tmp_path / "store" / ".lock")],
@@ -48,7 +48,7 @@ def test_a_read_only_read_waits_for_a_writer_of_another_process(tmp_path: Path) 
         stdout=subprocess.PIPE,
         text=True,
     )
-    reader = backends.fetch({"connection": url, "read_only": True, "lock_timeout": 0.05})
+    reader = backends.fetch({"connection": url, "writable": False, "lock_timeout": 0.05})
     try:
         assert holder.stdout is not None and holder.stdout.readline() == "held\n"
         with contextlib.closing(reader.get_connection()) as conn:
@@ -67,7 +67,7 @@ def test_a_read_only_read_waits_for_a_writer_of_another_process(tmp_path: Path) 
             holder.wait()
 
 
-def test_a_read_only_read_refuses_a_journal_left_unfinished_and_leaves_it_for_a_writer(
+def test_a_read_through_a_backend_not_writable_refuses_an_unfinished_journal_and_leaves_it(
     tmp_path: Path,
 ) -> None:
     url, fd = _store(tmp_path)
@@ -76,11 +76,11 @@ def test_a_read_only_read_refuses_a_journal_left_unfinished_and_leaves_it_for_a_
     journal.write_text(
         json.dumps({"version": 2, "writes": [["books", "b-2", json.dumps(renamed)]], "links": []})
     )
-    reader = backends.fetch({"connection": url, "read_only": True})
+    reader = backends.fetch({"connection": url, "writable": False})
     try:
         with (
             contextlib.closing(reader.get_connection()) as conn,
-            pytest.raises(exc.StorageFailure, match="left unfinished; a read_only backend cannot finish it"),
+            pytest.raises(exc.StorageFailure, match="unfinished; a backend configured writable=False cannot"),
         ):
             conn.get_flow_details(fd.uuid)
     finally:

@@ -124,9 +124,9 @@ def test_logbooks_round_trip_under_taskflows_layout() -> None:
     assert backend.transactions > 0
 
 
-def test_a_read_only_path_based_backend_reads_and_refuses_every_write_before_touching_a_path() -> None:
-    # A backend written TaskFlow's way gets the read_only option of every backend.
-    backend = DictBackend({"read_only": True})
+def test_a_path_based_backend_not_writable_reads_and_refuses_every_write_before_touching_a_path() -> None:
+    # A backend written TaskFlow's way gets the writable option of every backend.
+    backend = DictBackend({"writable": False})
     book, flow, atom = _book()
     with backend.get_connection() as conn:
         conn.upgrade()  # checks: nothing to create

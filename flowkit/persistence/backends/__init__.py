@@ -7,8 +7,8 @@ here, so they work even when flowkit runs from a source tree without installed
 entry points; other schemes come from the ``flowkit.persistence`` entry-point
 group (name = scheme, value = a :class:`~flowkit.persistence.base.Backend`).
 
-Any backend configured ``read_only`` (``{"connection": url, "read_only":
-True}`` or ``?read_only=true``) creates, migrates and writes nothing; what
+Any backend configured ``writable=False`` (``{"connection": url, "writable":
+False}`` or ``?writable=false``) creates, migrates and writes nothing; what
 reads through one (``flowkit flows list``, the monitor) checks its store with
 :func:`ready_for_reading`.
 """
@@ -125,10 +125,10 @@ def backend(
 
 
 def ready_for_reading(made: Backend, *, create_missing: bool = False) -> None:
-    """Check that a ``read_only`` backend's store is there to be read (its ``upgrade()``).
+    """Check that a read-only (``writable=False``) backend's store is there to be read (its ``upgrade()``).
 
     Args:
-        made: the backend; one that is not read-only is simply upgraded.
+        made: the backend; a writable one is simply upgraded.
         create_missing: a store not made yet (no SQLite file, directory or
             ZooKeeper path, or one without flowkit's collections or schema)
             is first made by a writable backend of the same class and conf,
@@ -149,13 +149,13 @@ def ready_for_reading(made: Backend, *, create_missing: bool = False) -> None:
         with made.get_connection() as conn:
             conn.upgrade()
     except exc.StoreNotUpgraded:
-        if not create_missing or not made.read_only:
+        if not create_missing or made.writable:
             raise
-        writable = type(made)({**made.conf, "read_only": False})
+        maker = type(made)({**made.conf, "writable": True})
         try:
-            with writable.get_connection() as conn:
+            with maker.get_connection() as conn:
                 conn.upgrade()
         finally:
-            writable.close()
+            maker.close()
         with made.get_connection() as conn:
             conn.upgrade()

@@ -3,9 +3,9 @@
 The SQL backend and the document backends (memory, directory, ZooKeeper) raise
 :class:`~flowkit.exceptions.NotFound` for a missing logbook, flow detail or atom
 detail through :func:`not_found`, so callers that show (or match) the message
-see the same text whatever the backend, as they did with TaskFlow's. A
-read-only backend's ``upgrade()`` on a store without its collections says the
-same through :func:`never_upgraded`.
+see the same text whatever the backend, as they did with TaskFlow's. The
+``upgrade()`` of a backend configured ``writable=False``, on a store without
+its collections, says the same through :func:`never_upgraded`.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def not_found(kind: str, uuid: str) -> exc.NotFound:
 
 
 def never_upgraded(where: str) -> exc.StoreNotUpgraded:
-    """The error of a read-only backend whose store at ``where`` (masked) lacks its collections.
+    """The error of a backend not writable whose store at ``where`` (masked) lacks its collections.
 
     It names the command that makes them: a read-only backend is what the
     command line's reading commands open, and ``upgrade()`` is a call their

@@ -235,7 +235,7 @@ class DocumentStore(ABC):
     def validate_readable(self) -> None:
         """Raise unless the store exists with its collections; create nothing, ask no write access.
 
-        What a read-only backend's ``upgrade()`` and ``validate()`` do: a
+        What a backend not writable does for ``upgrade()`` and ``validate()``: a
         reader given a mistyped location must not make it into an empty store
         that says it holds no flows, and one that may only read must not be
         refused for lacking write access. By default, :meth:`validate`.
@@ -410,7 +410,7 @@ class DocumentConnection(Connection):
         super().__init__(backend)
         self._store = store
         # Read once: every write step asks it, the engine's per-task save among them.
-        self._read_only = backend.read_only
+        self._writable = backend.writable
 
     # -- plumbing -------------------------------------------------------------
 
@@ -434,9 +434,9 @@ class DocumentConnection(Connection):
         """Run ``body`` on a fresh batch and commit it (again if it lost a race).
 
         Raises:
-            StoreReadOnly: the backend is read-only (before anything is read or written).
+            StoreReadOnly: the backend is not writable (before anything is read or written).
         """
-        if self._read_only:
+        if not self._writable:
             raise exc.StoreReadOnly(location=self._store.describe(), operation=operation)
         with self._failing(operation, uuid):
             for attempt in range(_MAX_ATTEMPTS):
@@ -808,28 +808,28 @@ class DocumentConnection(Connection):
     # -- Connection API: housekeeping -------------------------------------------
 
     def upgrade(self) -> None:
-        """Create the store's collections; on a read-only backend, check they exist instead.
+        """Create the store's collections; on a backend not writable, check they exist instead.
 
         Raises:
-            StoreMissing: (read-only) no store at the location (it is named).
-            StoreNotUpgraded: (read-only) the store lacks its collections; the
+            StoreMissing: (not writable) no store at the location (it is named).
+            StoreNotUpgraded: (not writable) the store lacks its collections; the
                 message names ``flowkit db upgrade``.
         """
         with self._failing("upgrade"):
-            if self._read_only:
-                self._store.validate_readable()
-            else:
+            if self._writable:
                 self._store.ensure()
+            else:
+                self._store.validate_readable()
 
     def validate(self) -> None:
         with self._failing("validate"):
-            if self._read_only:
-                self._store.validate_readable()
-            else:
+            if self._writable:
                 self._store.validate()
+            else:
+                self._store.validate_readable()
 
     def clear_all(self) -> None:
-        if self._read_only:
+        if not self._writable:
             raise exc.StoreReadOnly(location=self._store.describe(), operation="clear_all")
         with self._failing("clear_all"):
             self._store.clear()

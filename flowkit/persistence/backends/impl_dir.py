@@ -7,7 +7,7 @@ Layout under the root directory::
                         an empty file per atom of a flow (its link), made
                         when the atom is first saved; listed only to load a flow
     .lock               held (fasteners file lock + a thread lock) by every step;
-                        a read_only backend's reads take it shared, opened for
+                        a backend not writable takes it shared to read, opened for
                         reading, and make no lock file where there is none
     journal.json        present only while a multi-file write is being applied
 
@@ -121,7 +121,7 @@ class _DirStore(DocumentStore):
         fsync: bool,
         lock_timeout: float,
         cache: FileCache | None = None,
-        read_only: bool = False,
+        writable: bool = True,
     ) -> None:
         self._root = root
         self._fsync = fsync
@@ -130,7 +130,7 @@ class _DirStore(DocumentStore):
         self._lock = _path_lock(root)
         self._ensured = False
         # Reads then take the lock shared, on a lock file only if one exists (see reading()).
-        self._read_only = read_only
+        self._writable = writable
 
     def describe(self) -> str:
         return f"dir://{self._root}"
@@ -199,7 +199,7 @@ class _DirStore(DocumentStore):
         return self._locked()
 
     def reading(self) -> AbstractContextManager[None]:
-        return self._shared() if self._read_only else self._locked()
+        return self._locked() if self._writable else self._shared()
 
     @contextlib.contextmanager
     def _shared(self) -> Iterator[None]:
@@ -226,7 +226,7 @@ class _DirStore(DocumentStore):
                 if os.path.exists(os.path.join(self._root, _JOURNAL)):
                     raise exc.StorageFailure(
                         f"{self.describe()} holds the journal of a write a process left unfinished; "
-                        "a read_only backend cannot finish it: any writer on the directory does"
+                        "a backend configured writable=False cannot finish it: any writer does"
                     )
                 yield
             finally:
@@ -424,8 +424,9 @@ class DirBackend(Backend):
             ``max_cache_size`` (TaskFlow's option) keeps the contents of that
             many files read, reused while a file is unchanged (default: no
             cache, where TaskFlow's default is an unbounded one);
-            ``read_only`` (default false): create, lock for writing and write
-            nothing; reads take the lock shared (see ``Backend.read_only``).
+            ``writable`` (default true): false to create, lock for writing and
+            write nothing; reads then take the lock shared (see
+            ``Backend.writable``).
 
     Raises:
         StorageFailure: no directory given, or the URL is malformed.
@@ -443,7 +444,7 @@ class DirBackend(Backend):
             conf_bool(self._conf, "fsync"),
             conf_float(self._conf, "lock_timeout", 60.0),
             self.file_cache,
-            read_only=self.read_only,
+            writable=self.writable,
         )
 
     @property

@@ -15,8 +15,8 @@ parameters):
 - ``sqlite_busy_timeout`` (5.0): seconds SQLite waits for another writer
   before reporting the database busy (which is then retried).
 - ``engine_args``: a dict passed to :func:`sqlalchemy.create_engine`.
-- ``read_only`` (false): create, migrate and write nothing (see
-  ``Backend.read_only``); a SQLite file is opened ``mode=ro``, and one that
+- ``writable`` (true): false to create, migrate and write nothing (see
+  ``Backend.writable``); a SQLite file is then opened ``mode=ro``, and one that
   does not exist raises :class:`~flowkit.exceptions.StoreMissing` instead of
   being made.
 
@@ -115,7 +115,7 @@ class SQLAlchemyBackend(base.Backend):
         if engine is None:
             with self._engine_lock:
                 if self._engine is None:
-                    self._engine = _engine.make_engine(self.settings, self._conf, read_only=self.read_only)
+                    self._engine = _engine.make_engine(self.settings, self._conf, writable=self.writable)
                 engine = self._engine
         return engine
 
@@ -194,7 +194,7 @@ class SQLAlchemyConnection(base.Connection):
         #: connection is opened: see :meth:`SQLAlchemyBackend.writes_alone`).
         self._writes_alone = False
         # Read once: every write asks it, the engine's per-task save among them.
-        self._read_only = backend.read_only
+        self._writable = backend.writable
 
     # -- plumbing ----------------------------------------------------------------
 
@@ -202,13 +202,13 @@ class SQLAlchemyConnection(base.Connection):
         """Check a database connection out of the pool (kept until :meth:`close`).
 
         Raises:
-            StoreMissing: (read-only) the SQLite file does not exist; none is made.
+            StoreMissing: (not writable) the SQLite file does not exist; none is made.
             StorageFailure: the database cannot be reached.
         """
         conn = self._conn
         if conn is None:
             backend = self._sa_backend
-            missing = _engine.missing_sqlite_file(backend.settings) if self._read_only else None
+            missing = None if self._writable else _engine.missing_sqlite_file(backend.settings)
             if missing is not None:
                 raise missing
             try:
@@ -278,11 +278,11 @@ class SQLAlchemyConnection(base.Connection):
         statement that commits by itself (and the schema must be known good).
 
         Raises:
-            StoreReadOnly: ``write`` on a read-only backend (nothing is sent).
+            StoreReadOnly: ``write`` on a backend that is not writable (nothing is sent).
             StorageFailure: a database error, or transient ones outlasted the retries.
         """
         backend = self._sa_backend
-        if write and self._read_only:
+        if write and not self._writable:
             raise exc.StoreReadOnly(location=backend.masked_url, operation=operation)
         retries = backend.max_retries if max_retries is None else max(0, int(max_retries))
         try:
@@ -330,17 +330,17 @@ class SQLAlchemyConnection(base.Connection):
     def upgrade(self) -> None:
         """Create the schema or migrate it to this flowkit's newest revision.
 
-        On a read-only backend, check the schema instead (:meth:`validate`):
-        nothing is created or migrated.
+        On a backend that is not writable, check the schema instead
+        (:meth:`validate`): nothing is created or migrated.
 
         Raises:
-            StoreMissing: (read-only) the SQLite file does not exist.
-            StoreNotUpgraded: (read-only) the database has no flowkit schema;
+            StoreMissing: (not writable) the SQLite file does not exist.
+            StoreNotUpgraded: (not writable) the database has no flowkit schema;
                 the message names ``flowkit db upgrade``.
             StorageFailure: unreachable, the database's schema is newer than
-                this flowkit, or (read-only) older.
+                this flowkit, or (not writable) older.
         """
-        if self._read_only:
+        if not self._writable:
             self.validate()
             return
         backend = self._sa_backend

@@ -26,13 +26,17 @@ waits for those on its flows to go (the read ending, or the reader's
 session), and runs its step again. A hold that lasts over a minute (a
 frozen reader) it removes as stale, so writers never fail for a reader.
 
-A backend configured ``read_only`` (``flowkit flows list`` and the other
+A backend configured ``writable=False`` (``flowkit flows list`` and the other
 commands that only read) writes nothing at all: it takes no hold (a hold is
 a write) and never creates ``readers`` in a store made before holds existed.
 Its reads stay optimistic, checked as every read is, so they are never torn;
 what it gives up is the hold's promise of an answer: against a flow written
 without pause it may give up ("data kept changing while read") where a
 holding reader would have held the writers off.
+
+``read_only`` keeps TaskFlow's meaning: it is its kazoo client's option, which
+lets the client connect to a server in read-only mode (writes still go to a
+writable one); flowkit refuses no write for it.
 
 kazoo is imported only when a connection is made, so configuring this backend
 (or importing flowkit) never needs it.
@@ -64,7 +68,7 @@ from flowkit.persistence.backends._path_based import (
     Members,
     Read,
 )
-from flowkit.persistence.backends._urls import conf_float, mask_url, parse_url
+from flowkit.persistence.backends._urls import conf_bool, conf_float, mask_url, parse_url
 from flowkit.persistence.base import Backend
 
 __all__ = ["ZkBackend", "ZkConnection"]
@@ -107,10 +111,10 @@ class _ZkStore(DocumentStore):
     #: removes the hold as stale (a reader frozen, or one whose removal failed).
     reader_patience = 60.0
 
-    def __init__(self, client: Any, root: str, where: str, read_only: bool = False) -> None:
+    def __init__(self, client: Any, root: str, where: str, writable: bool = True) -> None:
         self._client = client
-        # Reads only, and writes nothing, not even a read hold (see the module docstring).
-        self.read_only = read_only
+        # False: reads only, and writes nothing, not even a read hold (see the module docstring).
+        self.writable = writable
         self._root = root.rstrip("/") or "/"
         self._where = where
         self._errors = _kazoo_errors()
@@ -269,7 +273,7 @@ class _ZkStore(DocumentStore):
     def excluding_writers(self, flows: Sequence[str]) -> Iterator[None]:
         # Taken in the order given (sorted by the caller), so two readers never wait on each other.
         held: list[str] = []
-        if self.read_only:  # a hold is a write: the read stays optimistic (see the module docstring)
+        if not self.writable:  # a hold is a write: the read stays optimistic (see the module docstring)
             yield
             return
         try:
@@ -471,9 +475,11 @@ class ZkBackend(Backend):
             and/or the keys ``hosts`` (``"h1:2181,h2:2181"``), ``path`` (the
             root, default ``/flowkit``) and ``timeout`` (seconds to connect,
             default 10). ``user:password@`` in the URL adds digest credentials.
-            ``read_only`` (``?read_only=true``): the connections only read and
-            write nothing, not even a read hold (see the module docstring and
-            ``Backend.read_only``).
+            ``writable=False`` (``?writable=false``): the connections only read
+            and write nothing, not even a read hold (see the module docstring
+            and ``Backend.writable``). ``read_only`` is TaskFlow's, handed to
+            kazoo: the client may connect to a server in read-only mode, and
+            writes are not refused.
         client: an already made ``KazooClient`` to use; the backend then
             neither starts nor stops it (it is started if needed).
 
@@ -502,6 +508,9 @@ class ZkBackend(Backend):
         if not self._path.startswith("/"):
             self._path = "/" + self._path
         self._timeout = conf_float(self._conf, "timeout", DEFAULT_TIMEOUT)
+        # kazoo's read_only, as TaskFlow hands it on: allowed onto a server in read-only mode.
+        # A backend that is not writable only reads, so such a server serves it too.
+        self._kazoo_read_only = conf_bool(self._conf, "read_only") or not self.writable
         self._where = (
             mask_url(connection) if "://" in connection else f"zookeeper://{self._hosts}{self._path}"
         )
@@ -523,13 +532,11 @@ class ZkBackend(Backend):
             if self._client is None:
                 from kazoo.client import KazooClient  # type: ignore[import-untyped]
 
-                # A read-only backend may read from a server in read-only mode (kazoo's
-                # read_only, which TaskFlow's conf of the same name set).
                 self._client = KazooClient(
                     hosts=self._hosts,
                     timeout=self._timeout,
                     auth_data=self._auth or None,
-                    read_only=self.read_only,
+                    read_only=self._kazoo_read_only,
                 )
             try:
                 self._client.start(timeout=self._timeout)
@@ -541,7 +548,7 @@ class ZkBackend(Backend):
                 if self._owned:
                     self._stop_client()
                 raise exc.StorageFailure(f"cannot connect to ZooKeeper at {self._where}: {err}") from err
-            self._store = _ZkStore(self._client, self._path, self._where, read_only=self.read_only)
+            self._store = _ZkStore(self._client, self._path, self._where, writable=self.writable)
             return self._store
 
     def get_connection(self) -> ZkConnection:

@@ -44,7 +44,7 @@ _OPTIONS = frozenset(
         "engine_args",
         "idle_timeout",
         "echo",
-        "read_only",
+        "writable",
     }
     | set(_POOL_OPTIONS)
 )
@@ -127,7 +127,7 @@ def sqlite_file(settings: Settings) -> str | None:
 
 
 def missing_sqlite_file(settings: Settings) -> exc.StoreMissing | None:
-    """The error of a read-only backend whose SQLite file does not exist (None: it does, or no file).
+    """The error of a backend not writable whose SQLite file does not exist (None: it does, or no file).
 
     Checked before connecting: SQLite makes a file that is not there when it
     opens it for writing, and says only "unable to open database file" when
@@ -161,15 +161,15 @@ def _read_only_sqlite(settings: Settings, kwargs: dict[str, Any]) -> None:
     kwargs["creator"] = connect
 
 
-def make_engine(settings: Settings, conf: Mapping[str, Any], read_only: bool = False) -> Engine:
+def make_engine(settings: Settings, conf: Mapping[str, Any], writable: bool = True) -> Engine:
     """A new engine for ``settings`` (no connection is opened yet).
 
     Args:
         settings: what the conf says about the database.
         conf: the backend's conf (engine and pool options).
-        read_only: open a SQLite database read-only (``mode=ro``), so that
-            a missing file is not created; other databases are only read by
-            a read-only backend's operations.
+        writable: false to open a SQLite database read-only (``mode=ro``),
+            so that a missing file is not created; other databases are only
+            read by the operations of a backend that is not writable.
 
     Raises:
         StorageFailure: the driver is not installed or an engine option is wrong.
@@ -192,7 +192,7 @@ def make_engine(settings: Settings, conf: Mapping[str, Any], read_only: bool = F
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": settings.busy_timeout}
         if settings.is_memory:
             kwargs["poolclass"] = StaticPool
-        elif read_only:
+        elif not writable:
             _read_only_sqlite(settings, kwargs)
             if "uri" in url.query and "mode" not in url.query:
                 url = url.update_query_dict({"mode": "ro"})
@@ -265,7 +265,7 @@ def _sqlite_pragmas(settings: Settings) -> Any:
                 try:
                     cursor.execute(pragma)
                 except sqlite3.OperationalError as err:
-                    # A connection opened read-only (mode=ro: a read_only backend) cannot
+                    # A connection opened read-only (mode=ro: a backend not writable) cannot
                     # switch a file out of another journal mode; it reads the
                     # file in the mode it has, and the schema check says what the file is.
                     if pragma != _WAL or "readonly" not in str(err):
