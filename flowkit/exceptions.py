@@ -5,6 +5,9 @@ The tree (names follow TaskFlow's so ``except`` clauses migrate unchanged)::
     Exception
      +-- TaskFlowException (alias FlowkitError)   root of flowkit's own errors
      |    +-- StorageFailure                    a backend could not read or write
+     |    |    +-- StoreNotUpgraded             a store without its collections or schema
+     |    |    |    +-- StoreMissing            no store at all (a backend not writable creates none)
+     |    |    +-- StoreReadOnly                a write through a backend opened writable=False
      |    +-- ConductorFailure
      |    +-- JobFailure
      |    |    +-- UnclaimableJob
@@ -82,7 +85,9 @@ __all__ = [
     "ResultUnpackError",
     "SpawnLimitExceeded",
     "StorageFailure",
+    "StoreMissing",
     "StoreNotUpgraded",
+    "StoreReadOnly",
     "TaskFlowException",
     "TaskTimeout",
     "TypeMismatch",
@@ -181,6 +186,40 @@ class StoreNotUpgraded(StorageFailure):
     def __init__(self, message: str, location: str = "", cause: BaseException | None = None) -> None:
         super().__init__(message, cause=cause)
         self.location = location
+
+
+class StoreMissing(StoreNotUpgraded):
+    """There is no store at the backend's location: no SQLite file, directory or ZooKeeper path.
+
+    Raised by a backend configured ``writable=False``, which creates nothing where
+    a writable one would create the store. A :class:`StoreNotUpgraded`: a
+    store that does not exist was never upgraded either, and ``flowkit db
+    upgrade`` (or ``upgrade()`` on a writable backend) makes it.
+    ``location`` is the store's masked URL or path.
+    """
+
+
+class StoreReadOnly(StorageFailure):
+    """A write (or ``upgrade()``'s migration) was asked of a backend configured ``writable=False``.
+
+    Every bundled backend raises it, before anything is written, for every
+    method that would write: ``save_logbook``, ``update_*_details``,
+    ``save_flow_progress`` and its fenced form, the fences, ``destroy_logbook``
+    and ``clear_all``.
+
+    Attributes:
+        location: the store's masked URL or path.
+        operation: what was refused (the connection method's name).
+    """
+
+    def __init__(self, message: str = "", *, location: str = "", operation: str = "") -> None:
+        super().__init__(
+            message
+            or f"{location} is not writable: {operation} refused (a backend configured writable=False "
+            "writes nothing; open one without it to write)"
+        )
+        self.location = location
+        self.operation = operation
 
 
 class ConductorFailure(TaskFlowException):

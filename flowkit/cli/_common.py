@@ -14,7 +14,6 @@ import importlib
 import json
 import logging
 import os
-import pathlib
 import re
 import sys
 import traceback
@@ -40,13 +39,12 @@ __all__ = [
     "importable_cwd",
     "is_sql_backend",
     "list_flows",
+    "missing_store",
     "one_line",
     "open_backend",
     "parse_store",
     "positive",
-    "read_only_conf",
     "spec_error",
-    "sqlite_file",
     "stdout_closed",
     "url_value",
     "utc_seconds",
@@ -302,74 +300,10 @@ def parse_store(items: Sequence[str]) -> dict[str, Any]:
     return store
 
 
-def sqlite_file(url: str) -> str | None:
-    """The path of the SQLite file ``url`` names, as given; None for any other URL.
-
-    None too for an in-memory database and for a URL already in SQLite's URI
-    form (``?uri=true``), whose options are the user's to choose.
-    """
-    if not url.startswith("sqlite"):  # no SQLAlchemy import for the other backends
-        return None
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    try:
-        parsed = make_url(url)
-    except (ArgumentError, ValueError):
-        return None  # the backend says what is wrong with it
-    query = parsed.query
-    if parsed.get_backend_name() != "sqlite" or "uri" in query or query.get("mode") == "memory":
-        return None
-    database = parsed.database
-    return database if database and database != ":memory:" else None
-
-
-def read_only_conf(url: str) -> dict[str, Any]:
-    """The backend conf to read the database at ``url`` without creating or changing anything.
-
-    A SQLite file is opened read-only (``mode=ro``): SQLite creates a file that
-    does not exist when it opens it for writing, so a command that only reads
-    (``flowkit flows list``) given a mistyped path made an empty database
-    there, and said it held no flows. A ZooKeeper store is opened
-    ``read_only``: its reader takes no read hold (a write) and creates no
-    ``readers`` node. Other backends are opened as they are.
-
-    Raises:
-        CliError: (status 1) the SQLite file does not exist; the message names its path.
-    """
-    path = sqlite_file(url)
-    if path is None:
-        from flowkit.persistence.backends._urls import backend_name, split_conf
-
-        try:
-            scheme, _ = split_conf(url)
-        except Exception:  # a malformed URL: fetch() names what is wrong with it
-            return {"connection": url}
-        # A ZooKeeper reader takes read holds (writes), and made ``readers`` in a store
-        # older than them: read_only makes it write nothing (optimistic reads only).
-        if backend_name(scheme) == "zookeeper":
-            return {"connection": url, "read_only": True}
-        return {"connection": url}
-    absolute = os.path.abspath(path)
-    if not os.path.isfile(absolute):
-        from flowkit.persistence.backends._urls import mask_url
-
-        shown = repr(path) if absolute == path else f"{path!r} ({absolute})"
-        raise CliError(
-            f"--connection {mask_url(url)}: no SQLite database at {shown}: the file does not exist "
-            "(a command that only reads creates none; flowkit run, flowkit flows resume and "
-            "flowkit db upgrade do)",
-            status=FAILED,
-        )
-    uri = pathlib.Path(absolute).as_uri() + "?mode=ro"
-
-    def connect() -> Any:
-        """SQLite's connection for the backend's engine: read-only, usable from any thread."""
-        import sqlite3
-
-        return sqlite3.connect(uri, uri=True, check_same_thread=False)
-
-    return {"connection": url, "engine_args": {"creator": connect}}
+#: What a reading command adds when there is no store at its URL: who makes one.
+_CREATES_NONE = (
+    "(a command that only reads creates none; flowkit run, flowkit flows resume and flowkit db upgrade do)"
+)
 
 
 def is_sql_backend(backend: Any) -> bool:
@@ -382,59 +316,55 @@ def is_sql_backend(backend: Any) -> bool:
     return sql is not None and isinstance(backend, sql.SQLAlchemyBackend)
 
 
+def missing_store(url: str, err: BaseException) -> CliError:
+    """The error of a reading command whose ``--connection`` names no store (status 1).
+
+    The backend's message names what is missing (the SQLite file, the
+    directory, the ZooKeeper path); this adds the URL and which commands make
+    a store, since the reading one made none.
+    """
+    from flowkit.persistence.backends._urls import mask_url
+
+    masked = mask_url(url)
+    detail = one_line(err).replace(url, masked)
+    if masked not in detail:
+        detail = f"--connection {masked}: {detail}"
+    return CliError(f"{detail} {_CREATES_NONE}", status=FAILED)
+
+
 @contextlib.contextmanager
-def open_backend(url: str, *, read_only: bool = False) -> Iterator[Any]:
-    """Fetch the backend at ``url``, bring its schema up to date, yield it, close it.
+def open_backend(url: str, *, writable: bool = True, create_missing: bool = False) -> Iterator[Any]:
+    """Fetch the backend at ``url``, make it ready (``upgrade()``), yield it, close it.
 
     Args:
-        read_only: for a command that only reads: a SQLite file must exist and
-            is opened read-only (see :func:`read_only_conf`), and its schema
-            must be this flowkit's (``flowkit db upgrade`` migrates it); a
-            directory or ZooKeeper path must exist and is only read (its
-            connection's ``validate_readable()``), never created.
+        writable: false for a command that only reads: the backend is
+            configured ``writable=False`` (see
+            :attr:`flowkit.persistence.base.Backend.writable`), so it creates,
+            migrates and writes nothing, and its store must exist with this
+            flowkit's layout (``flowkit db upgrade`` makes it).
+        create_missing: (not ``writable``) a store not made yet is made first,
+            for a reader started before the first run (the monitor); see
+            :func:`flowkit.persistence.backends.ready_for_reading`.
 
     Raises:
         CliError: the URL names no known backend (status 2), or it cannot be
-            reached, or (``read_only``) its SQLite file, directory or ZooKeeper
-            path does not exist (status 1).
+            reached, or (not ``writable``) there is no store there or it lacks
+            flowkit's layout (status 1).
     """
     from flowkit import exceptions as exc
     from flowkit.persistence import backends
     from flowkit.persistence.backends._urls import mask_url
 
     masked = mask_url(url)
-    conf = read_only_conf(url) if read_only else {"connection": url}
     try:
-        backend = backends.fetch(conf)
+        backend = backends.fetch(url if writable else {"connection": url, "writable": False})
     except (exc.NotFound, ValueError) as err:
         raise CliError(f"--connection {masked}: {one_line(err)}") from err
-    # A command that only reads checks a SQL database's schema and migrates
-    # nothing, whatever the database: on PostgreSQL it made flowkit's tables in
-    # an empty database named by mistake, and migrated an older one.
-    checks_only = read_only and is_sql_backend(backend)
     try:
         try:
-            with contextlib.closing(backend.get_connection()) as conn:
-                # A document store (a directory, ZooKeeper) given to a command that
-                # only reads is checked, not created: upgrade() made a mistyped path
-                # into an empty store that said it held no flows.
-                readable = getattr(conn, "validate_readable", None) if read_only else None
-                if checks_only:
-                    conn.validate()
-                elif readable is not None:
-                    try:
-                        readable()
-                    except exc.StoreNotUpgraded as err:
-                        # The library's advice (upgrade()) is a call a CLI user cannot make.
-                        raise CliError(
-                            f"store {masked} has no flowkit collections; create them with "
-                            f"`flowkit db upgrade --connection {masked}`",
-                            status=FAILED,
-                        ) from err
-                else:
-                    conn.upgrade()
-        except CliError:
-            raise
+            backends.ready_for_reading(backend, create_missing=create_missing)
+        except exc.StoreMissing as err:
+            raise missing_store(url, err) from err
         except Exception as err:
             detail = one_line(err).replace(url, masked)
             if masked not in detail:  # flowkit's own errors name the URL already

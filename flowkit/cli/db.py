@@ -29,8 +29,8 @@ from flowkit.cli._common import (
     FROM_FILE,
     CliError,
     is_sql_backend,
+    missing_store,
     one_line,
-    read_only_conf,
     url_value,
 )
 
@@ -103,17 +103,17 @@ def _fail(args: argparse.Namespace, err: BaseException, status: int = FAILED) ->
     return status
 
 
-def _fetch(args: argparse.Namespace, *, read_only: bool = False) -> Any:
-    """The backend ``--connection`` names (``read_only``: a SQLite file must exist, opened read-only).
+def _fetch(args: argparse.Namespace, *, writable: bool = True) -> Any:
+    """The backend ``--connection`` names (not ``writable``: it creates and writes nothing).
 
     Raises:
         CliError: no backend has that URL's scheme (bad usage, status 2, as
-            for every other command); (``read_only``) no such SQLite file (status 1).
+            for every other command).
     """
     from flowkit import exceptions as exc
     from flowkit.persistence import backends
 
-    conf = read_only_conf(args.connection) if read_only else {"connection": args.connection}
+    conf = {"connection": args.connection, "writable": writable}
     try:
         return backends.fetch(conf)
     except (exc.NotFound, ValueError) as err:
@@ -141,10 +141,11 @@ def _upgrade(args: argparse.Namespace) -> int:
 
 
 def _current(args: argparse.Namespace) -> int:
+    from flowkit import exceptions as exc
     from flowkit.persistence.backends._urls import mask_url
 
     try:
-        backend = _fetch(args, read_only=True)
+        backend = _fetch(args, writable=False)
         try:
             if not is_sql_backend(backend):
                 # The user's words are wrong, not the store: said before any connection is
@@ -153,8 +154,11 @@ def _current(args: argparse.Namespace) -> int:
                 raise CliError(
                     f"{where} ({type(backend).__name__}) has no schema revisions; only SQL databases do"
                 )
-            with backend.get_connection() as conn:
-                revision = _revision_of(conn)
+            try:
+                with backend.get_connection() as conn:
+                    revision = _revision_of(conn)
+            except exc.StoreMissing as err:
+                raise missing_store(args.connection, err) from err
         finally:
             backend.close()
     except CliError as err:

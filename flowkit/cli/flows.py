@@ -97,7 +97,7 @@ def _list(args: argparse.Namespace) -> int:
     if args.state and args.state.upper() not in states.FLOW_STATES:
         # A misspelt state (FAILED) would otherwise list nothing, as if no flow had failed.
         raise CliError(f"--state '{args.state}' is no flow state; use one of {sorted(states.FLOW_STATES)}")
-    with open_backend(args.connection, read_only=True) as backend:
+    with open_backend(args.connection, writable=False) as backend:
         rows = [flow_summary(ref.book, ref.flow) for ref in list_flows(backend)]
     if args.state:
         rows = [r for r in rows if r["state"] == args.state.upper()]
@@ -143,7 +143,7 @@ def _utc(iso: str | None) -> str:
 def _show(args: argparse.Namespace) -> int:
     from flowkit.report import ExecutionReport
 
-    with open_backend(args.connection, read_only=True) as backend:
+    with open_backend(args.connection, writable=False) as backend:
         ref = find_flow(backend, args.flow, "flowkit flows show")
     report = ExecutionReport.from_flow_detail(ref.flow)
     if args.json:
@@ -208,7 +208,8 @@ def _resume(args: argparse.Namespace) -> int:
     from flowkit.cli.run import ENGINE_KEY, ENGINE_OPTIONS_KEY, engine_error, run_engine
     from flowkit.engines.helpers import engine_class
 
-    with open_backend(args.connection) as backend:
+    # A dry run only reads: it creates, migrates and writes nothing, as flows show.
+    with open_backend(args.connection, writable=not args.dry_run) as backend:
         ref = find_flow(backend, args.flow, "flowkit flows resume")
         flow = _rebuild(ref)
         kind = args.engine or (ref.flow.meta or {}).get(ENGINE_KEY) or "serial"
@@ -244,7 +245,7 @@ def _why(args: argparse.Namespace) -> int:
     from flowkit import states
     from flowkit.listeners.events import EventLog
 
-    with open_backend(args.connection, read_only=True) as backend:
+    with open_backend(args.connection, writable=False) as backend:
         ref = find_flow(backend, args.flow, "flowkit flows why")
     detail = next((d for d in ref.flow if d.name == args.atom), None)
     # The flow itself: no atom named, or the flow's name where no atom bears it.

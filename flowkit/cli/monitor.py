@@ -145,7 +145,13 @@ def _serve(args: argparse.Namespace) -> int:
 
         token = args.token or os.environ.get(TOKEN_ENV) or None
         closing = Closing()
-        with open_backend(args.connection) as backend, _listen(args.host, args.port) as sock:
+        # Read-only: the monitor never writes what it shows, nor migrates a schema under
+        # the processes writing it; a store not made yet is made, so that it can be
+        # started before the first run.
+        with (
+            open_backend(args.connection, writable=False, create_missing=True) as backend,
+            _listen(args.host, args.port) as sock,
+        ):
             app = create_app(
                 backend,
                 token=token,

@@ -70,11 +70,18 @@ class Reader:
 
         self._owned = isinstance(connection, str)
         self._backend = (
-            backends.fetch({"connection": connection}) if isinstance(connection, str) else connection
+            backends.fetch({"connection": connection, "writable": False})
+            if isinstance(connection, str)
+            else connection
         )
         if self._owned:
-            with contextlib.closing(self._backend.get_connection()) as conn:
-                conn.upgrade()
+            # The monitor only reads; a store not made yet is made, as the monitor is
+            # often started before the first run (ready_for_reading says what is not).
+            try:
+                backends.ready_for_reading(self._backend, create_missing=True)
+            except BaseException:
+                self._backend.close()
+                raise
         # Drawn graphs by flow uuid, least recently used first (bounded: see GRAPH_CACHE_SIZE).
         self._graphs: OrderedDict[str, _Drawn] = OrderedDict()
         self._lock = threading.Lock()

@@ -43,8 +43,9 @@ def create_app(
     """Build the monitor for the backend at ``connection`` (a URL or a backend).
 
     Args:
-        connection: a backend URL (fetched, upgraded and closed with the app) or
-            a backend object (left open).
+        connection: a backend URL (fetched ``writable=False``, its store made if
+            not there yet, see ``backends.ready_for_reading``, and closed
+            with the app) or a backend object (left open).
         token: when set, requests must carry ``Authorization: Bearer TOKEN``.
         poll_interval: seconds between two reads of a watched flow (live view).
         allowed_hosts: when set, requests whose ``Host`` header names another

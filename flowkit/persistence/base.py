@@ -108,11 +108,27 @@ class Backend(ABC):
             raise TypeError(f"backend configuration must be a mapping, not {type(conf).__name__}")
         # A private copy: callers reusing their dict must not reconfigure a live backend.
         self._conf: dict[str, Any] = dict(conf)
+        self._writable = _writable_option(self._conf)
 
     @property
     def conf(self) -> Mapping[str, Any]:
         """The options the backend was made with (read-only)."""
         return MappingProxyType(self._conf)
+
+    @property
+    def writable(self) -> bool:
+        """False when the backend was configured ``writable=False`` (conf key, or ``?writable=false``).
+
+        A backend that is not writable creates, migrates and writes nothing:
+        every write raises :class:`~flowkit.exceptions.StoreReadOnly` before
+        any I/O, and ``upgrade()`` only checks that the store exists with this
+        flowkit's layout (:class:`~flowkit.exceptions.StoreMissing`,
+        :class:`~flowkit.exceptions.StoreNotUpgraded` otherwise). The
+        default, as in TaskFlow, is a writable backend. The option is not
+        named ``read_only`` because TaskFlow's ZooKeeper backend already takes
+        that key with another meaning (its kazoo client's, which still writes).
+        """
+        return self._writable
 
     def check_storable(self, value: Any) -> str | None:
         """Raise if ``value`` cannot be written by this backend, exactly as it would fail.
@@ -146,6 +162,18 @@ class Backend(ABC):
     @abstractmethod
     def close(self) -> None:
         """Release whatever the backend holds (clients, pools, engines)."""
+
+
+def _writable_option(conf: Mapping[str, Any]) -> bool:
+    """The ``writable`` option of ``conf`` (a bool, or a URL query's text such as ``false``; default true).
+
+    Raises:
+        StorageFailure: the value is not a recognisable boolean (the option is named).
+    """
+    # Imported here: the backends package imports this module.
+    from flowkit.persistence.backends._urls import conf_bool
+
+    return conf_bool(conf, "writable", default=True)
 
 
 class Connection(ABC):
@@ -183,7 +211,16 @@ class Connection(ABC):
 
     @abstractmethod
     def upgrade(self) -> None:
-        """Create or migrate the store's layout to the current version (idempotent)."""
+        """Create or migrate the store's layout to the current version (idempotent).
+
+        On a backend that is not :attr:`Backend.writable`, check it instead and
+        change nothing.
+
+        Raises:
+            StoreMissing: (not writable) there is no store at the backend's location.
+            StoreNotUpgraded: (not writable) the store lacks this flowkit's layout;
+                the message names the command that upgrades it.
+        """
 
     @abstractmethod
     def validate(self) -> None:

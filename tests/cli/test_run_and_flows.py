@@ -462,8 +462,14 @@ def test_a_python_target_missing_an_input_is_refused_before_any_run_is_written(t
 
 @pytest.mark.parametrize(
     "command",
-    [("flows", "list"), ("flows", "show", "shop"), ("flows", "why", "shop"), ("db", "current")],
-    ids=lambda c: " ".join(c[:2]),
+    [
+        ("flows", "list"),
+        ("flows", "show", "shop"),
+        ("flows", "why", "shop"),
+        ("flows", "resume", "shop", "--dry-run"),
+        ("db", "current"),
+    ],
+    ids=lambda c: " ".join(c[:2]) + (" --dry-run" if "--dry-run" in c else ""),
 )
 def test_a_reading_command_given_a_mistyped_sqlite_path_creates_no_database(
     tmp_path: Path, command: tuple[str, ...]
@@ -499,6 +505,10 @@ def test_a_reading_command_opens_sqlite_read_only_and_writing_ones_still_create_
 
 
 READING = [("flows", "list"), ("flows", "show", "shop"), ("flows", "why", "shop")]
+#: What a reading command says after naming a store that is not there, whatever the backend.
+CREATES_NONE = (
+    "(a command that only reads creates none; flowkit run, flowkit flows resume and flowkit db upgrade do)"
+)
 
 
 @pytest.mark.parametrize("command", READING, ids=lambda c: " ".join(c[:2]))
@@ -510,7 +520,21 @@ def test_a_reading_command_given_a_mistyped_directory_creates_nothing(
     missing = tmp_path / "flws"
     done = flowkit_cmd(*command, "--connection", f"dir://{missing}")
     assert done.returncode == 1, done.stderr
-    assert done.stderr.strip().endswith(f"dir://{missing}: no such directory {str(missing)!r}"), done.stderr
+    assert done.stderr.strip().endswith(
+        f"dir://{missing}: no such directory {str(missing)!r} {CREATES_NONE}"
+    ), done.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_reading_command_stays_read_only_whatever_the_url_says(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The command's writable=False is in the conf, which a URL query never overrides.
+    from flowkit.cli import main
+
+    missing = tmp_path / "flws"
+    assert main(["flows", "list", "--connection", f"dir://{missing}?writable=true"]) == 1
+    assert "no such directory" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
 
 
@@ -521,7 +545,7 @@ def test_a_reading_command_given_a_mistyped_zookeeper_path_creates_nothing(
     path = zookeeper_path_url.split("/", 3)[3]
     done = flowkit_cmd(*command, "--connection", zookeeper_path_url)
     assert done.returncode == 1, done.stderr
-    assert done.stderr.strip().endswith(f"no such ZooKeeper path '/{path}'"), done.stderr
+    assert done.stderr.strip().endswith(f"no such ZooKeeper path '/{path}' {CREATES_NONE}"), done.stderr
     assert zookeeper_path_url in done.stderr
     with zookeeper_server.client() as client:
         assert client.exists(f"/{path}") is None

@@ -340,3 +340,48 @@ def test_the_graph_of_a_running_flow_is_drawn_again_as_the_flow_grows(tmp_path: 
     # The live stream's snapshots carry the version the page compares to ask for the graph again.
     assert all(seen == drawn is not None for seen, drawn in versions)
     assert len(set(versions)) > 2
+
+
+def test_the_monitor_makes_a_missing_store_and_reads_through_a_backend_not_writable(tmp_path: Path) -> None:
+    # Started before the first run, it makes the database (as documented), and from
+    # then on only reads: its backend refuses every write.
+    from flowkit import exceptions as exc
+    from flowkit.monitor._data import Reader
+
+    url = f"sqlite:///{tmp_path}/later.db"
+    reader = Reader(url)
+    try:
+        assert reader.page().rows == []
+        run = _run_shop(url, 5)
+        assert [row["uuid"] for row in reader.page().rows] == [run]
+        with contextlib.closing(reader._backend.get_connection()) as conn, pytest.raises(exc.StoreReadOnly):
+            conn.destroy_logbook("any")
+    finally:
+        reader.close()
+
+
+def test_the_monitor_migrates_no_older_schema_and_names_the_command_that_does(tmp_path: Path) -> None:
+    # It ran the migrations on start: a newer monitor pointed at a database that older
+    # engines still write changed its schema under them.
+    import sqlalchemy as sa
+    from alembic import command
+    from alembic.config import Config
+
+    from flowkit import exceptions as exc
+    from flowkit.monitor._data import Reader
+    from flowkit.persistence.backends.sqlalchemy import ALEMBIC_INI
+
+    url = f"sqlite:///{tmp_path}/old.db"
+    _run_shop(url, 5)
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as db:
+            config = Config(str(ALEMBIC_INI))
+            config.attributes["connection"] = db
+            command.downgrade(config, "0002")
+        with pytest.raises(exc.StorageFailure, match=r"older than this flowkit needs .*`flowkit db upgrade"):
+            Reader(url)
+        with engine.connect() as db:
+            assert db.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == "0002"
+    finally:
+        engine.dispose()

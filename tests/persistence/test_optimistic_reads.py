@@ -228,17 +228,17 @@ def test_a_store_made_before_read_holds_existed_is_written_and_held(
         assert len(conn.get_flow_details(fd.uuid)) == ATOMS
 
 
-def test_a_read_only_backend_takes_no_hold_and_refuses_to_write(
+def test_a_backend_not_writable_takes_no_hold_and_refuses_to_write(
     two_backends: tuple[Backend, Backend], zookeeper_path_url: str
 ) -> None:
-    """``read_only`` (as ``flowkit flows list`` opens it) writes nothing: no hold, no ``readers``."""
+    """``writable=False`` (as ``flowkit flows list`` opens it) writes nothing: no hold, no ``readers``."""
     from flowkit.persistence.backends.impl_zookeeper import READERS
 
     writer, _ = two_backends
     book, fd = _flow()
     with writer.get_connection() as conn:
         conn.save_logbook(book)
-    reader = backends.fetch(f"{zookeeper_path_url}?read_only=true")
+    reader = backends.fetch(f"{zookeeper_path_url}?writable=false")
     try:
         with reader.get_connection() as conn:
             store: Any = conn._store  # type: ignore[attr-defined]
@@ -246,14 +246,12 @@ def test_a_read_only_backend_takes_no_hold_and_refuses_to_write(
             with store.excluding_writers([fd.uuid]):
                 assert store._client.exists(store._path(READERS)) is None
             assert len(conn.get_flow_details(fd.uuid)) == ATOMS
-            with pytest.raises(
-                exc.StorageFailure, match=r"zookeeper://.* was opened read-only; it writes nothing"
-            ):
+            refused = r"zookeeper://.* is not writable: save_logbook refused"
+            with pytest.raises(exc.StoreReadOnly, match=refused):
                 conn.save_logbook(_flow()[0])
-            with pytest.raises(exc.StorageFailure, match=r"was opened read-only; upgrade\(\) needs a writer"):
-                conn.upgrade()
+            conn.upgrade()  # checks the store made before holds, and makes no ``readers``
             assert store._client.exists(store._path(READERS)) is None
     finally:
         reader.close()
-    with pytest.raises(exc.StorageFailure, match="'read_only' must be true or false, not 'perhaps'"):
-        backends.fetch(f"{zookeeper_path_url}?read_only=perhaps")
+    with pytest.raises(exc.StorageFailure, match="'writable' must be true or false, not 'perhaps'"):
+        backends.fetch(f"{zookeeper_path_url}?writable=perhaps")

@@ -124,6 +124,24 @@ def test_logbooks_round_trip_under_taskflows_layout() -> None:
     assert backend.transactions > 0
 
 
+def test_a_path_based_backend_not_writable_reads_and_refuses_every_write_before_touching_a_path() -> None:
+    # A backend written TaskFlow's way gets the writable option of every backend.
+    backend = DictBackend({"writable": False})
+    book, flow, atom = _book()
+    with backend.get_connection() as conn:
+        conn.upgrade()  # checks: nothing to create
+        assert list(conn.get_logbooks()) == []
+        for write in (
+            lambda: conn.save_logbook(book),
+            lambda: conn.update_atom_details(atom),
+            lambda: conn.save_flow_progress(flow, [atom]),
+            conn.clear_all,
+        ):
+            with pytest.raises(exceptions.StoreReadOnly):
+                write()
+    assert backend.items == {} and backend.children == {} and backend.transactions == 0
+
+
 def test_update_with_ignore_missing_writes_details_alone_as_taskflows_path_based_connection() -> None:
     backend = DictBackend()
     _, flow, atom = _book()

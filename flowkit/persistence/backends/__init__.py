@@ -6,6 +6,11 @@ backend's ``get_connection()``. Built-in schemes are resolved from a table
 here, so they work even when flowkit runs from a source tree without installed
 entry points; other schemes come from the ``flowkit.persistence`` entry-point
 group (name = scheme, value = a :class:`~flowkit.persistence.base.Backend`).
+
+Any backend configured ``writable=False`` (``{"connection": url, "writable":
+False}`` or ``?writable=false``) creates, migrates and writes nothing; what
+reads through one (``flowkit flows list``, the monitor) checks its store with
+:func:`ready_for_reading`.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from flowkit import exceptions as exc
 from flowkit.persistence.backends._urls import backend_name, mask_url, split_conf
 from flowkit.persistence.base import Backend
 
-__all__ = ["BACKEND_NAMESPACE", "backend", "fetch"]
+__all__ = ["BACKEND_NAMESPACE", "backend", "fetch", "ready_for_reading"]
 
 BACKEND_NAMESPACE = "flowkit.persistence"
 """The entry-point group backends are registered in."""
@@ -117,3 +122,40 @@ def backend(
         yield made
     finally:
         made.close()
+
+
+def ready_for_reading(made: Backend, *, create_missing: bool = False) -> None:
+    """Check that a read-only (``writable=False``) backend's store is there to be read (its ``upgrade()``).
+
+    Args:
+        made: the backend; a writable one is simply upgraded.
+        create_missing: a store not made yet (no SQLite file, directory or
+            ZooKeeper path, or one without flowkit's collections or schema)
+            is first made by a writable backend of the same class and conf,
+            which is then closed; ``made`` itself still writes nothing. For a
+            reader started before anything wrote the store (the monitor). A
+            store at an older schema is not migrated: that is for
+            ``flowkit db upgrade``, not for a reader, while the processes
+            writing it may be older.
+
+    Raises:
+        StoreMissing: no store there (without ``create_missing``).
+        StoreNotUpgraded: the store lacks its collections or schema (without
+            ``create_missing``); the message names ``flowkit db upgrade``.
+        StorageFailure: the store cannot be reached, or its schema is older
+            or newer than this flowkit's.
+    """
+    try:
+        with made.get_connection() as conn:
+            conn.upgrade()
+    except exc.StoreNotUpgraded:
+        if not create_missing or made.writable:
+            raise
+        maker = type(made)({**made.conf, "writable": True})
+        try:
+            with maker.get_connection() as conn:
+                conn.upgrade()
+        finally:
+            maker.close()
+        with made.get_connection() as conn:
+            conn.upgrade()

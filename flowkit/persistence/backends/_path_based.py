@@ -233,12 +233,16 @@ class DocumentStore(ABC):
         self.keys(BOOKS)
 
     def validate_readable(self) -> None:
-        """Raise if the store holds no records to read, creating nothing and needing no write access.
+        """Raise unless the store exists with its collections; create nothing, ask no write access.
 
-        For commands that only read (``flowkit flows list``): :meth:`ensure`
-        made a mistyped location into an empty store that said it held no
-        flows, and :meth:`validate` may demand what only a writer needs. By
-        default, :meth:`validate`.
+        What a backend not writable does for ``upgrade()`` and ``validate()``: a
+        reader given a mistyped location must not make it into an empty store
+        that says it holds no flows, and one that may only read must not be
+        refused for lacking write access. By default, :meth:`validate`.
+
+        Raises:
+            StoreMissing: no store at the location.
+            StoreNotUpgraded: the store lacks its collections.
         """
         self.validate()
 
@@ -405,6 +409,8 @@ class DocumentConnection(Connection):
     def __init__(self, backend: Backend, store: DocumentStore) -> None:
         super().__init__(backend)
         self._store = store
+        # Read once: every write step asks it, the engine's per-task save among them.
+        self._writable = backend.writable
 
     # -- plumbing -------------------------------------------------------------
 
@@ -425,7 +431,13 @@ class DocumentConnection(Connection):
             raise exc.StorageFailure(f"{what} failed on {self._store.describe()}: {err}") from err
 
     def _step(self, operation: str, uuid: str | None, body: Callable[[Batch], _T]) -> _T:
-        """Run ``body`` on a fresh batch and commit it (again if it lost a race)."""
+        """Run ``body`` on a fresh batch and commit it (again if it lost a race).
+
+        Raises:
+            StoreReadOnly: the backend is not writable (before anything is read or written).
+        """
+        if not self._writable:
+            raise exc.StoreReadOnly(location=self._store.describe(), operation=operation)
         with self._failing(operation, uuid):
             for attempt in range(_MAX_ATTEMPTS):
                 with self._store.writing():
@@ -796,29 +808,29 @@ class DocumentConnection(Connection):
     # -- Connection API: housekeeping -------------------------------------------
 
     def upgrade(self) -> None:
+        """Create the store's collections; on a backend not writable, check they exist instead.
+
+        Raises:
+            StoreMissing: (not writable) no store at the location (it is named).
+            StoreNotUpgraded: (not writable) the store lacks its collections; the
+                message names ``flowkit db upgrade``.
+        """
         with self._failing("upgrade"):
-            self._store.ensure()
+            if self._writable:
+                self._store.ensure()
+            else:
+                self._store.validate_readable()
 
     def validate(self) -> None:
         with self._failing("validate"):
-            self._store.validate()
-
-    def validate_readable(self) -> None:
-        """Raise unless the store exists and can be read; create nothing, need no write access.
-
-        :meth:`upgrade` creates the store, and :meth:`validate` may ask for
-        write access: a command that only reads (``flowkit flows list``) given
-        a mistyped directory or ZooKeeper path created it and said it held no
-        flows, and a read-only operator was refused. This asks only what
-        reading needs, and names the location that lacks it.
-
-        Raises:
-            StorageFailure: the store does not exist (its location is named) or cannot be read.
-        """
-        with self._failing("validate"):
-            self._store.validate_readable()
+            if self._writable:
+                self._store.validate()
+            else:
+                self._store.validate_readable()
 
     def clear_all(self) -> None:
+        if not self._writable:
+            raise exc.StoreReadOnly(location=self._store.describe(), operation="clear_all")
         with self._failing("clear_all"):
             self._store.clear()
 

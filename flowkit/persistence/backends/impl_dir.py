@@ -6,7 +6,9 @@ Layout under the root directory::
     members/<flow uuid>/<atom uuid>
                         an empty file per atom of a flow (its link), made
                         when the atom is first saved; listed only to load a flow
-    .lock               held (fasteners file lock + a thread lock) by every step
+    .lock               held (fasteners file lock + a thread lock) by every step;
+                        a backend not writable takes it shared to read, opened for
+                        reading, and make no lock file where there is none
     journal.json        present only while a multi-file write is being applied
 
 Files are written to a temporary name and renamed over the old one
@@ -32,6 +34,7 @@ lock.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -45,6 +48,7 @@ from urllib.parse import unquote, urlsplit
 from flowkit import exceptions as exc
 from flowkit._utils.records import Record
 from flowkit.persistence.backends._file_cache import FileCache, signature_of
+from flowkit.persistence.backends._missing import never_upgraded
 from flowkit.persistence.backends._path_based import (
     FLOWS,
     KINDS,
@@ -111,13 +115,22 @@ def _path_lock(root: str) -> _PathLock:
 class _DirStore(DocumentStore):
     """A directory as a locking document store (layout and journal: see the module docstring)."""
 
-    def __init__(self, root: str, fsync: bool, lock_timeout: float, cache: FileCache | None = None) -> None:
+    def __init__(
+        self,
+        root: str,
+        fsync: bool,
+        lock_timeout: float,
+        cache: FileCache | None = None,
+        writable: bool = True,
+    ) -> None:
         self._root = root
         self._fsync = fsync
         self._lock_timeout = lock_timeout
         self._cache = cache
         self._lock = _path_lock(root)
         self._ensured = False
+        # Reads then take the lock shared, on a lock file only if one exists (see reading()).
+        self._writable = writable
 
     def describe(self) -> str:
         return f"dir://{self._root}"
@@ -184,6 +197,56 @@ class _DirStore(DocumentStore):
 
     def writing(self) -> AbstractContextManager[None]:
         return self._locked()
+
+    def reading(self) -> AbstractContextManager[None]:
+        return self._locked() if self._writable else self._shared()
+
+    @contextlib.contextmanager
+    def _shared(self) -> Iterator[None]:
+        """A read-only reader's view: the lock taken shared, creating and writing nothing.
+
+        Writers hold ``.lock`` exclusively (fasteners' ``lockf``), opened for
+        appending, which creates it and needs write access. A read-only
+        reader opens it for reading only, when it exists (when it does not,
+        no writer ever locked this directory), and takes it shared, so a
+        multi-file write is never seen half done. A journal left by a writer
+        that died cannot be finished without writing: the read is refused,
+        and the next writer finishes it. The thread lock is held too: closing
+        any handle on the file drops every lock this process holds on it, a
+        writer's in another thread included.
+        """
+        with self._lock.threads:
+            try:
+                fd = os.open(os.path.join(self._root, ".lock"), os.O_RDONLY)
+            except FileNotFoundError:
+                fd = None
+            try:
+                if fd is not None:
+                    self._lock_shared(fd)
+                if os.path.exists(os.path.join(self._root, _JOURNAL)):
+                    raise exc.StorageFailure(
+                        f"{self.describe()} holds the journal of a write a process left unfinished; "
+                        "a backend configured writable=False cannot finish it: any writer does"
+                    )
+                yield
+            finally:
+                if fd is not None:
+                    os.close(fd)  # drops the shared lock
+
+    def _lock_shared(self, fd: int) -> None:
+        deadline = time.monotonic() + self._lock_timeout
+        delay = 0.0005
+        while True:
+            try:
+                fcntl.lockf(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                return
+            except OSError:
+                if time.monotonic() >= deadline:
+                    raise exc.StorageFailure(
+                        f"could not lock {self.describe()} within {self._lock_timeout} seconds"
+                    ) from None
+                time.sleep(delay)
+                delay = min(delay * 2, 0.002)
 
     def _write_file(self, path: str, data: bytes) -> None:
         tmp = f"{path}.{os.getpid()}-{threading.get_ident()}.tmp"
@@ -309,17 +372,16 @@ class _DirStore(DocumentStore):
     def validate_readable(self) -> None:
         """Check the directory and its collections exist and can be listed; ask no write access.
 
-        Reads take no lock (only writers do), so a read-only operator reads
-        as well as the owner; :meth:`validate` refused them for lacking write access.
+        A read-only backend's reads take the lock shared, opened for reading
+        only, so an operator who may only read the directory reads as well
+        as its owner; :meth:`validate` refused them for lacking write access.
         """
         if not os.path.isdir(self._root):
-            raise exc.StorageFailure(f"{self.describe()}: no such directory {self._root!r}")
+            raise exc.StoreMissing(f"{self.describe()}: no such directory {self._root!r}", self.describe())
         for kind in KINDS:
             path = os.path.join(self._root, kind)
             if not os.path.isdir(path):
-                raise exc.StoreNotUpgraded(
-                    f"{self.describe()} is missing {kind}/; run upgrade() first", self.describe()
-                )
+                raise never_upgraded(self.describe())
             if not os.access(path, os.R_OK | os.X_OK):
                 raise exc.StorageFailure(f"{self.describe()}: {path!r} cannot be read")
 
@@ -361,7 +423,10 @@ class DirBackend(Backend):
             ``lock_timeout`` (seconds, default 60) bounds the wait for the lock;
             ``max_cache_size`` (TaskFlow's option) keeps the contents of that
             many files read, reused while a file is unchanged (default: no
-            cache, where TaskFlow's default is an unbounded one).
+            cache, where TaskFlow's default is an unbounded one);
+            ``writable`` (default true): false to create, lock for writing and
+            write nothing; reads then take the lock shared (see
+            ``Backend.writable``).
 
     Raises:
         StorageFailure: no directory given, or the URL is malformed.
@@ -379,6 +444,7 @@ class DirBackend(Backend):
             conf_bool(self._conf, "fsync"),
             conf_float(self._conf, "lock_timeout", 60.0),
             self.file_cache,
+            writable=self.writable,
         )
 
     @property

@@ -15,6 +15,10 @@ parameters):
 - ``sqlite_busy_timeout`` (5.0): seconds SQLite waits for another writer
   before reporting the database busy (which is then retried).
 - ``engine_args``: a dict passed to :func:`sqlalchemy.create_engine`.
+- ``writable`` (true): false to create, migrate and write nothing (see
+  ``Backend.writable``); a SQLite file is then opened ``mode=ro``, and one that
+  does not exist raises :class:`~flowkit.exceptions.StoreMissing` instead of
+  being made.
 
 Each :class:`SQLAlchemyConnection` keeps one database connection checked out
 and runs every operation as one transaction on it, with one exception: the
@@ -111,7 +115,7 @@ class SQLAlchemyBackend(base.Backend):
         if engine is None:
             with self._engine_lock:
                 if self._engine is None:
-                    self._engine = _engine.make_engine(self.settings, self._conf)
+                    self._engine = _engine.make_engine(self.settings, self._conf, writable=self.writable)
                 engine = self._engine
         return engine
 
@@ -189,6 +193,8 @@ class SQLAlchemyConnection(base.Connection):
         #: Whether writes of atom rows alone may go to the driver (decided as the
         #: connection is opened: see :meth:`SQLAlchemyBackend.writes_alone`).
         self._writes_alone = False
+        # Read once: every write asks it, the engine's per-task save among them.
+        self._writable = backend.writable
 
     # -- plumbing ----------------------------------------------------------------
 
@@ -196,11 +202,15 @@ class SQLAlchemyConnection(base.Connection):
         """Check a database connection out of the pool (kept until :meth:`close`).
 
         Raises:
+            StoreMissing: (not writable) the SQLite file does not exist; none is made.
             StorageFailure: the database cannot be reached.
         """
         conn = self._conn
         if conn is None:
             backend = self._sa_backend
+            missing = None if self._writable else _engine.missing_sqlite_file(backend.settings)
+            if missing is not None:
+                raise missing
             try:
                 conn = self._conn = backend.engine.connect()
             except sa_exc.SQLAlchemyError as err:
@@ -268,9 +278,12 @@ class SQLAlchemyConnection(base.Connection):
         statement that commits by itself (and the schema must be known good).
 
         Raises:
+            StoreReadOnly: ``write`` on a backend that is not writable (nothing is sent).
             StorageFailure: a database error, or transient ones outlasted the retries.
         """
         backend = self._sa_backend
+        if write and not self._writable:
+            raise exc.StoreReadOnly(location=backend.masked_url, operation=operation)
         retries = backend.max_retries if max_retries is None else max(0, int(max_retries))
         try:
             return self._attempt(work, write, check, transaction)  # the fast path: no retry machinery
@@ -317,9 +330,19 @@ class SQLAlchemyConnection(base.Connection):
     def upgrade(self) -> None:
         """Create the schema or migrate it to this flowkit's newest revision.
 
+        On a backend that is not writable, check the schema instead
+        (:meth:`validate`): nothing is created or migrated.
+
         Raises:
-            StorageFailure: unreachable, or the database's schema is newer than this flowkit.
+            StoreMissing: (not writable) the SQLite file does not exist.
+            StoreNotUpgraded: (not writable) the database has no flowkit schema;
+                the message names ``flowkit db upgrade``.
+            StorageFailure: unreachable, the database's schema is newer than
+                this flowkit, or (not writable) older.
         """
+        if not self._writable:
+            self.validate()
+            return
         backend = self._sa_backend
         self._run(
             "upgrading the schema",

@@ -26,13 +26,17 @@ waits for those on its flows to go (the read ending, or the reader's
 session), and runs its step again. A hold that lasts over a minute (a
 frozen reader) it removes as stale, so writers never fail for a reader.
 
-A backend configured ``read_only`` (``flowkit flows list`` and the other
+A backend configured ``writable=False`` (``flowkit flows list`` and the other
 commands that only read) writes nothing at all: it takes no hold (a hold is
 a write) and never creates ``readers`` in a store made before holds existed.
 Its reads stay optimistic, checked as every read is, so they are never torn;
 what it gives up is the hold's promise of an answer: against a flow written
 without pause it may give up ("data kept changing while read") where a
 holding reader would have held the writers off.
+
+``read_only`` keeps TaskFlow's meaning: it is its kazoo client's option, which
+lets the client connect to a server in read-only mode (writes still go to a
+writable one); flowkit refuses no write for it.
 
 kazoo is imported only when a connection is made, so configuring this backend
 (or importing flowkit) never needs it.
@@ -51,6 +55,7 @@ from typing import Any
 from flowkit import exceptions as exc
 from flowkit._utils.records import Record
 from flowkit._utils.text import LogSafe
+from flowkit.persistence.backends._missing import never_upgraded
 from flowkit.persistence.backends._path_based import (
     ATOMS,
     FLOWS,
@@ -106,10 +111,10 @@ class _ZkStore(DocumentStore):
     #: removes the hold as stale (a reader frozen, or one whose removal failed).
     reader_patience = 60.0
 
-    def __init__(self, client: Any, root: str, where: str, read_only: bool = False) -> None:
+    def __init__(self, client: Any, root: str, where: str, writable: bool = True) -> None:
         self._client = client
-        # Reads only, and writes nothing, not even a read hold (see the module docstring).
-        self.read_only = read_only
+        # False: reads only, and writes nothing, not even a read hold (see the module docstring).
+        self.writable = writable
         self._root = root.rstrip("/") or "/"
         self._where = where
         self._errors = _kazoo_errors()
@@ -268,7 +273,7 @@ class _ZkStore(DocumentStore):
     def excluding_writers(self, flows: Sequence[str]) -> Iterator[None]:
         # Taken in the order given (sorted by the caller), so two readers never wait on each other.
         held: list[str] = []
-        if self.read_only:  # a hold is a write: the read stays optimistic (see the module docstring)
+        if not self.writable:  # a hold is a write: the read stays optimistic (see the module docstring)
             yield
             return
         try:
@@ -337,8 +342,6 @@ class _ZkStore(DocumentStore):
         return known
 
     def commit(self, batch: Batch) -> None:
-        if self.read_only:
-            raise exc.StorageFailure(f"{self._where} was opened read-only; it writes nothing")
         existing = self._existing(batch)
         txn = self._client.transaction()
         # First, for a write to flows: no read hold taken since this process last looked
@@ -428,8 +431,6 @@ class _ZkStore(DocumentStore):
         raise real[0]
 
     def ensure(self) -> None:
-        if self.read_only:
-            raise exc.StorageFailure(f"{self._where} was opened read-only; upgrade() needs a writer")
         for kind in (*KINDS, MEMBERS, READERS):
             self._client.ensure_path(self._path(kind))
 
@@ -452,8 +453,10 @@ class _ZkStore(DocumentStore):
     def validate_readable(self) -> None:
         """Check the root path exists before its collections, so a mistyped one is named as such."""
         if self._client.exists(self._root) is None:
-            raise exc.StorageFailure(f"{self._where}: no such ZooKeeper path {self._root!r}")
-        self.validate()
+            raise exc.StoreMissing(f"{self._where}: no such ZooKeeper path {self._root!r}", self._where)
+        for kind in (*KINDS, MEMBERS):
+            if self._client.exists(self._path(kind)) is None:
+                raise never_upgraded(self._where)
 
 
 class ZkConnection(DocumentConnection):
@@ -472,8 +475,11 @@ class ZkBackend(Backend):
             and/or the keys ``hosts`` (``"h1:2181,h2:2181"``), ``path`` (the
             root, default ``/flowkit``) and ``timeout`` (seconds to connect,
             default 10). ``user:password@`` in the URL adds digest credentials.
-            ``read_only`` (``?read_only=true``): the connections only read and
-            write nothing, not even a read hold (see the module docstring).
+            ``writable=False`` (``?writable=false``): the connections only read
+            and write nothing, not even a read hold (see the module docstring
+            and ``Backend.writable``). ``read_only`` is TaskFlow's, handed to
+            kazoo: the client may connect to a server in read-only mode, and
+            writes are not refused.
         client: an already made ``KazooClient`` to use; the backend then
             neither starts nor stops it (it is started if needed).
 
@@ -502,7 +508,9 @@ class ZkBackend(Backend):
         if not self._path.startswith("/"):
             self._path = "/" + self._path
         self._timeout = conf_float(self._conf, "timeout", DEFAULT_TIMEOUT)
-        self._read_only = conf_bool(self._conf, "read_only")
+        # kazoo's read_only, as TaskFlow hands it on: allowed onto a server in read-only mode.
+        # A backend that is not writable only reads, so such a server serves it too.
+        self._kazoo_read_only = conf_bool(self._conf, "read_only") or not self.writable
         self._where = (
             mask_url(connection) if "://" in connection else f"zookeeper://{self._hosts}{self._path}"
         )
@@ -525,7 +533,10 @@ class ZkBackend(Backend):
                 from kazoo.client import KazooClient  # type: ignore[import-untyped]
 
                 self._client = KazooClient(
-                    hosts=self._hosts, timeout=self._timeout, auth_data=self._auth or None
+                    hosts=self._hosts,
+                    timeout=self._timeout,
+                    auth_data=self._auth or None,
+                    read_only=self._kazoo_read_only,
                 )
             try:
                 self._client.start(timeout=self._timeout)
@@ -537,7 +548,7 @@ class ZkBackend(Backend):
                 if self._owned:
                     self._stop_client()
                 raise exc.StorageFailure(f"cannot connect to ZooKeeper at {self._where}: {err}") from err
-            self._store = _ZkStore(self._client, self._path, self._where, read_only=self._read_only)
+            self._store = _ZkStore(self._client, self._path, self._where, writable=self.writable)
             return self._store
 
     def get_connection(self) -> ZkConnection:

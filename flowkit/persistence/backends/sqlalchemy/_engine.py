@@ -10,6 +10,8 @@ queue on the busy timeout instead of failing half way through.
 
 from __future__ import annotations
 
+import os
+import pathlib
 import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -23,7 +25,7 @@ from sqlalchemy.pool import StaticPool
 from flowkit import exceptions as exc
 from flowkit.persistence.backends._urls import conf_bool, conf_float, mask_url
 
-__all__ = ["Settings", "has_user_hooks", "make_engine", "read_settings"]
+__all__ = ["Settings", "has_user_hooks", "make_engine", "missing_sqlite_file", "read_settings", "sqlite_file"]
 
 # Engine options read from the conf under TaskFlow's names (and flowkit's
 # own pool_size), mapped to create_engine()'s arguments.
@@ -35,7 +37,15 @@ _POOL_OPTIONS = {
 }
 # Options flowkit reads; removed from the URL query before the driver sees it.
 _OPTIONS = frozenset(
-    {"max_retries", "sqlite_synchronous", "sqlite_busy_timeout", "engine_args", "idle_timeout", "echo"}
+    {
+        "max_retries",
+        "sqlite_synchronous",
+        "sqlite_busy_timeout",
+        "engine_args",
+        "idle_timeout",
+        "echo",
+        "writable",
+    }
     | set(_POOL_OPTIONS)
 )
 _DEFAULT_DRIVERS = {
@@ -104,14 +114,69 @@ def read_settings(conf: Mapping[str, Any], connection: Any) -> Settings:
     )
 
 
-def make_engine(settings: Settings, conf: Mapping[str, Any]) -> Engine:
+def sqlite_file(settings: Settings) -> str | None:
+    """The path of the SQLite file ``settings`` name, as given; None for any other database.
+
+    None too for an in-memory database and for a URL already in SQLite's URI
+    form (``?uri=true``), whose options are the user's to choose.
+    """
+    url = settings.url
+    if settings.dialect != "sqlite" or settings.is_memory or "uri" in url.query:
+        return None
+    return url.database or None
+
+
+def missing_sqlite_file(settings: Settings) -> exc.StoreMissing | None:
+    """The error of a backend not writable whose SQLite file does not exist (None: it does, or no file).
+
+    Checked before connecting: SQLite makes a file that is not there when it
+    opens it for writing, and says only "unable to open database file" when
+    it opens it read-only.
+    """
+    path = sqlite_file(settings)
+    if path is None:
+        return None
+    absolute = os.path.abspath(path)
+    if os.path.isfile(absolute):
+        return None
+    shown = repr(path) if absolute == path else f"{path!r} ({absolute})"
+    return exc.StoreMissing(f"no SQLite database at {shown}: the file does not exist", settings.masked_url)
+
+
+def _read_only_sqlite(settings: Settings, kwargs: dict[str, Any]) -> None:
+    """Open the SQLite database of ``settings`` read-only: it is neither created nor written.
+
+    A file is opened as the URI ``file:...?mode=ro``; a URL in URI form
+    gets ``mode=ro`` unless it chose a mode itself.
+    """
+    path = sqlite_file(settings)
+    if path is None:
+        return
+    uri = pathlib.Path(os.path.abspath(path)).as_uri() + "?mode=ro"
+    timeout = settings.busy_timeout
+
+    def connect() -> sqlite3.Connection:
+        return sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=timeout)
+
+    kwargs["creator"] = connect
+
+
+def make_engine(settings: Settings, conf: Mapping[str, Any], writable: bool = True) -> Engine:
     """A new engine for ``settings`` (no connection is opened yet).
+
+    Args:
+        settings: what the conf says about the database.
+        conf: the backend's conf (engine and pool options).
+        writable: false to open a SQLite database read-only (``mode=ro``),
+            so that a missing file is not created; other databases are only
+            read by the operations of a backend that is not writable.
 
     Raises:
         StorageFailure: the driver is not installed or an engine option is wrong.
     """
     kwargs: dict[str, Any] = {}
     sqlite = settings.dialect == "sqlite"
+    url = settings.url
     # Pool sizing means nothing to SQLite (and its in-memory StaticPool refuses
     # it); as in TaskFlow it is ignored there, so one conf serves SQLite and a server.
     if not sqlite:
@@ -127,11 +192,15 @@ def make_engine(settings: Settings, conf: Mapping[str, Any]) -> Engine:
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": settings.busy_timeout}
         if settings.is_memory:
             kwargs["poolclass"] = StaticPool
+        elif not writable:
+            _read_only_sqlite(settings, kwargs)
+            if "uri" in url.query and "mode" not in url.query:
+                url = url.update_query_dict({"mode": "ro"})
     else:
         kwargs["pool_pre_ping"] = True
     kwargs.update(settings.engine_args)
     try:
-        engine = create_engine(settings.url, **kwargs)
+        engine = create_engine(url, **kwargs)
     except (ImportError, sa_exc.NoSuchModuleError) as err:
         extra = _EXTRAS.get(settings.dialect, "the database driver")
         raise exc.StorageFailure(
@@ -196,8 +265,8 @@ def _sqlite_pragmas(settings: Settings) -> Any:
                 try:
                     cursor.execute(pragma)
                 except sqlite3.OperationalError as err:
-                    # A connection opened read-only (mode=ro: the CLI's commands that only
-                    # read) cannot switch a file out of another journal mode; it reads the
+                    # A connection opened read-only (mode=ro: a backend not writable) cannot
+                    # switch a file out of another journal mode; it reads the
                     # file in the mode it has, and the schema check says what the file is.
                     if pragma != _WAL or "readonly" not in str(err):
                         raise

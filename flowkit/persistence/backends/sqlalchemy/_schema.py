@@ -57,16 +57,17 @@ def check_revision(conn: Connection, masked_url: str) -> str:
         the revision (always :data:`HEAD`).
 
     Raises:
-        StorageFailure: never upgraded, behind, or newer than this flowkit;
-            the message says what to run.
+        StoreNotUpgraded: never upgraded (no flowkit schema at all).
+        StorageFailure: behind, or newer than this flowkit; the message says what to run.
     """
     revision = current_revision(conn)
     if revision is None or revision not in REVISIONS:
         _refuse_taskflow(conn, masked_url)
     if revision is None:
-        raise exc.StorageFailure(
+        raise exc.StoreNotUpgraded(
             f"database {masked_url} has no flowkit schema; create it with "
-            f"`flowkit db upgrade --connection URL` (or Connection.upgrade())"
+            f"`flowkit db upgrade --connection URL` (or Connection.upgrade())",
+            masked_url,
         )
     if revision not in REVISIONS:
         raise _newer(revision, masked_url)
