@@ -82,6 +82,9 @@ func Encode(message any, secret []byte, maxBytes int) (Envelope, error) {
 	if len(body) > maxBytes {
 		return nil, protocolError("message body is %d bytes, over the limit of %d bytes", len(body), maxBytes)
 	}
+	if nestsDeeperThan(body, MaxDepth) {
+		return nil, protocolError("%s", tooDeep)
+	}
 	envelope := Envelope{"body": string(body)}
 	if len(secret) > 0 {
 		envelope["sig"] = Sign(body, secret)
@@ -134,6 +137,9 @@ func Decode(envelope map[string]any, secret []byte, maxBytes int) (*Message, err
 func DecodeBody(body []byte) (*Message, error) {
 	if !utf8.Valid(body) {
 		return nil, protocolError("message body is not JSON text: invalid UTF-8")
+	}
+	if nestsDeeperThan(body, MaxDepth) { // before parsing: parsers differ on what they can read
+		return nil, protocolError("%s", tooDeep)
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
@@ -321,6 +327,34 @@ func loneSurrogateAt(body []byte) int {
 		}
 	}
 	return -1
+}
+
+var tooDeep = fmt.Sprintf("message nests arrays and objects deeper than the limit of %d levels", MaxDepth)
+
+// nestsDeeperThan says whether the JSON text body nests arrays and objects
+// more than limit levels deep; brackets inside strings do not count. body need
+// not be valid JSON (the parser, which runs after, says what is wrong).
+func nestsDeeperThan(body []byte, limit int) bool {
+	if bytes.Count(body, []byte("["))+bytes.Count(body, []byte("{")) <= limit {
+		return false // nearly every message: no scan
+	}
+	depth, inString := 0, false
+	for i := 0; i < len(body); i++ {
+		switch c := body[i]; {
+		case inString && c == '\\':
+			i++ // the escaped byte, whatever it is
+		case c == '"':
+			inString = !inString
+		case inString:
+		case c == '[' || c == '{':
+			if depth++; depth > limit {
+				return true
+			}
+		case c == ']' || c == '}':
+			depth--
+		}
+	}
+	return false
 }
 
 // escapeAt reads a \uXXXX escape starting at body[i].

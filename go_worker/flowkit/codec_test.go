@@ -700,3 +700,48 @@ func TestEncodeRefusesAFailureWhoseCausesLoopInsteadOfOverflowingTheStack(t *tes
 		t.Fatalf("shared cause written %d times: %s", got, envelope["body"])
 	}
 }
+
+// nestedRequest is a request body whose arrays and objects nest depth levels,
+// its own object included.
+func nestedRequest(depth int) string {
+	value := strings.Repeat("[", depth-2) + strings.Repeat("]", depth-2)
+	return `{"v":1,"type":"request","id":"x","reply_to":"r","action":"execute","task":"t",` +
+		`"name":"n","arguments":{"a":` + value + `},"sent_at":1,"deadline":2}`
+}
+
+func TestDecodeTakesABodyNestedToTheLimitAndRefusesOneLevelMoreAsPythonDoes(t *testing.T) {
+	if MaxDepth != 512 {
+		t.Fatalf("MaxDepth = %d, the protocol says 512", MaxDepth)
+	}
+	if _, err := Decode(map[string]any{"body": nestedRequest(MaxDepth)}, nil, 0); err != nil {
+		t.Fatalf("at the limit: %v", err)
+	}
+	_, err := Decode(map[string]any{"body": nestedRequest(MaxDepth + 1)}, nil, 0)
+	if err == nil || !strings.Contains(err.Error(), "nests arrays and objects deeper than the limit of 512 levels") {
+		t.Fatalf("past the limit: %v", err)
+	}
+}
+
+func TestBracketsInsideStringsDoNotCountAsNesting(t *testing.T) {
+	text, _ := json.Marshal(strings.Repeat("[{", MaxDepth) + `"\`)
+	body := strings.Replace(nestedRequest(3), "[]", string(text), 1)
+	if _, err := Decode(map[string]any{"body": body}, nil, 0); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestEncodeRefusesAResultNestedPastTheLimit(t *testing.T) {
+	var value any = []any{}
+	for i := 0; i < MaxDepth-1; i++ {
+		value = []any{value}
+	}
+	// value nests MaxDepth levels; the response's own object adds one.
+	if _, err := Encode(&Response{ID: "x", Worker: "w", Event: EventSuccess, Result: value.([]any)[0], SentAt: 1}, nil, 0); err != nil {
+		t.Fatalf("at the limit: %v", err)
+	}
+	_, err := Encode(&Response{ID: "x", Worker: "w", Event: EventSuccess, Result: value, SentAt: 1}, nil, 0)
+	var perr *ProtocolError
+	if !errors.As(err, &perr) || !strings.Contains(perr.Reason, "deeper than the limit of 512") {
+		t.Fatalf("past the limit: %v", err)
+	}
+}

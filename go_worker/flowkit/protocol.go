@@ -31,6 +31,13 @@ const (
 	Group = "workers"
 	// MaxMessageBytes is the default limit on a message body (1 MiB).
 	MaxMessageBytes = 1 << 20
+	// MaxDepth is the deepest nesting of arrays and objects a message body
+	// may have, its own object counting as the first level. Parsers differ
+	// on how deep they can read (encoding/json 10,000 levels, CPython's json
+	// about 1,000, fewer on a deep stack), so every side checks this one
+	// limit on what it sends and receives: a Go answer the engine cannot read
+	// would leave its atom waiting for ever.
+	MaxDepth = 512
 	// SecretEnv names the environment variable holding the signing secret.
 	SecretEnv = "FLOWKIT_WORKER_SECRET"
 	// MaxClockSkew is how far the clocks of engines and workers may disagree:

@@ -183,6 +183,13 @@ func testRegistry() *flowkit.Registry {
 	reg.Register("test.Error", func(*flowkit.Call) (any, error) { return nil, errors.New("plain error") }, nil)
 	reg.Register("test.Panic", func(*flowkit.Call) (any, error) { panic("kaboom") }, nil)
 	reg.Register("test.NaN", func(*flowkit.Call) (any, error) { return math.NaN(), nil }, nil)
+	reg.Register("test.Deep", func(*flowkit.Call) (any, error) {
+		var value any = []any{}
+		for i := 0; i < flowkit.MaxDepth; i++ {
+			value = []any{value}
+		}
+		return value, nil
+	}, nil)
 	reg.Register("test.Bytes", func(*flowkit.Call) (any, error) { return string([]byte{'o', 0xff, 'k'}), nil }, nil)
 	reg.Register("test.BadText", func(*flowkit.Call) (any, error) {
 		return nil, errors.New("x" + strings.Repeat("é", 600) + string([]byte{0xff}))
@@ -536,6 +543,8 @@ func TestFailureTypesOfTaskErrorsGoErrorsAndPanics(t *testing.T) {
 		{"test.Error", "plain error", flowkit.GoErrorTypes},
 		{"test.Panic", "kaboom", flowkit.GoPanicTypes},
 		{"test.NaN", "test.NaN", flowkit.InvalidFormatTypes},
+		// Deeper than the engine may read: answered, not left for it to drop.
+		{"test.Deep", "returned a result it cannot send: message nests arrays and objects deeper than the limit of 512 levels", flowkit.InvalidFormatTypes},
 		// Text that is not UTF-8 is refused rather than sent changed.
 		{"test.Bytes", "returned a result it cannot send", flowkit.InvalidFormatTypes},
 		// A failure whose message is not UTF-8 (and too long to send whole,

@@ -1716,6 +1716,25 @@ def test_arguments_that_cannot_be_sent_fail_the_atom_with_invalid_format(
     assert worker.requests() == []
 
 
+def test_arguments_nested_past_the_protocols_limit_fail_the_atom_before_they_are_sent(
+    scripted: Any, redis_flushed_url: str, topic: str
+) -> None:
+    # A worker would refuse the request unanswered, leaving the atom to time out.
+    worker = scripted()
+    value: Any = []
+    for _ in range(protocol.MAX_DEPTH):
+        value = [value]
+    engine = load(chain(1), redis_flushed_url, topic, store={"value": value})
+
+    with pytest.raises(Exception):  # noqa: B017, PT011 - the execute and the revert failures, wrapped
+        engine.run()
+
+    failure = failure_of(engine, "add0")
+    assert failure.check(exc.InvalidFormat)
+    assert "'add0'" in failure.exception_str and "deeper than the limit of 512" in failure.exception_str
+    assert worker.requests() == []
+
+
 # -- signing -------------------------------------------------------------------------
 
 

@@ -223,7 +223,7 @@ def test_default_limit_is_one_mebibyte() -> None:
         ({b"body": b"{"}, "not JSON"),
         ({b"body": b'{"v":1,"x":NaN}'}, "not JSON"),
         ({b"body": b'{"v":1,"x":Infinity}'}, "not JSON"),
-        ({b"body": b"[" * 100_000 + b"]" * 100_000}, "not JSON"),
+        ({b"body": b"[" * 100_000 + b"]" * 100_000}, "deeper than the limit"),
         ({b"body": b"null"}, "JSON object, not null"),
         ({b"body": b'"text"'}, "JSON object, not string"),
     ],
@@ -611,3 +611,34 @@ def test_decode_refuses_lone_surrogate_escapes_as_the_go_worker_does(value: str,
             protocol.decode({"body": body}, None)
     else:
         protocol.decode({"body": body}, None)
+
+
+def _nested(depth: int) -> bytes:
+    """A request body whose arrays and objects nest ``depth`` levels, its own object included."""
+    value = "[" * (depth - 2) + "]" * (depth - 2)  # inside the message and its "arguments" object
+    return (
+        '{"v":1,"type":"request","id":"x","reply_to":"r","action":"execute","task":"t",'
+        f'"name":"n","arguments":{{"a":{value}}},"sent_at":1,"deadline":2}}'
+    ).encode()
+
+
+def test_decode_takes_a_body_nested_to_the_limit_and_refuses_one_level_more() -> None:
+    assert protocol.MAX_DEPTH == 512
+    protocol.decode({"body": _nested(protocol.MAX_DEPTH)}, None)
+    with pytest.raises(protocol.ProtocolError, match="nests arrays and objects deeper than the limit of 512"):
+        protocol.decode({"body": _nested(protocol.MAX_DEPTH + 1)}, None)
+
+
+def test_brackets_inside_strings_do_not_count_as_nesting() -> None:
+    text = json.dumps("[{" * protocol.MAX_DEPTH + '"\\')
+    body = _nested(3).replace(b"[]", text.encode())
+    assert protocol.decode({"body": body}, None)["arguments"]["a"] == json.loads(text)
+
+
+def test_encode_refuses_a_message_nested_past_the_limit() -> None:
+    value: Any = []
+    for _ in range(protocol.MAX_DEPTH - 2):
+        value = [value]
+    assert protocol.encode({"v": 1, "arguments": {"a": value[0]}}, None)
+    with pytest.raises(protocol.ProtocolError, match="deeper than the limit of 512"):
+        protocol.encode({"v": 1, "arguments": {"a": value}}, None)

@@ -36,6 +36,7 @@ from typing import Any, Final
 
 from flowkit import exceptions as exc
 from flowkit.engines.worker_based import _validate
+from flowkit.engines.worker_based._nesting import MAX_DEPTH, nests_deeper_than
 
 __all__ = [
     "ARRIVALS_MAXLEN",
@@ -44,6 +45,7 @@ __all__ = [
     "FAILURE",
     "GROUP",
     "MAX_CLOCK_SKEW",
+    "MAX_DEPTH",
     "MAX_MESSAGE_BYTES",
     "MAX_SEEN",
     "MISSING",
@@ -438,6 +440,8 @@ def _refuse_constant(name: str) -> Any:
 
 _loads = json.JSONDecoder(parse_constant=_refuse_constant).decode
 
+_TOO_DEEP: Final = f"message nests arrays and objects deeper than the limit of {MAX_DEPTH} levels"
+
 
 def sign(body: bytes, secret: bytes) -> bytes:
     """Lowercase hex HMAC-SHA256 of ``body`` under ``secret``, as ASCII bytes."""
@@ -450,9 +454,10 @@ def encode(
     """Wrap ``message`` in an envelope: ``{"body": json, "sig": hex}`` (``sig`` when signing).
 
     Raises:
-        ProtocolError: a value is not JSON (the message names where), or the
-            body is larger than ``max_bytes``. Whatever a model's
-            ``model_dump`` raises (user code: a computed field may raise
+        ProtocolError: a value is not JSON (the message names where), the
+            body is larger than ``max_bytes``, or it nests arrays and objects
+            deeper than :data:`MAX_DEPTH` (a receiver would refuse it).
+            Whatever a model's ``model_dump`` raises (user code: a computed field may raise
             anything) is reported so too, so that a worker answers the request
             instead of leaving it to be run again.
     """
@@ -464,6 +469,8 @@ def encode(
         raise ProtocolError(f"message is not JSON-encodable{place}: {type(err).__name__}: {err}") from err
     if len(body) > max_bytes:
         raise ProtocolError(f"message body is {len(body)} bytes, over the limit of {max_bytes} bytes")
+    if nests_deeper_than(body):
+        raise ProtocolError(_TOO_DEEP)
     if secret:
         return {"body": body, "sig": sign(body, secret)}
     return {"body": body}
@@ -534,9 +541,9 @@ def decode(
     """Unwrap and check an envelope read from Redis; return the message.
 
     Checks, in order: a ``body`` field, its size, the signature (when ``secret``
-    is set), JSON text of an object with no lone surrogate escape in any
-    string, ``v == 1``, a known ``type``, and the
-    fields that type requires with their JSON types. Keys and values may be
+    is set), nesting no deeper than :data:`MAX_DEPTH`, JSON text of an object
+    with no lone surrogate escape in any string, ``v == 1``, a known ``type``,
+    and the fields that type requires with their JSON types. Keys and values may be
     ``bytes`` or ``str``.
 
     Raises:
@@ -567,6 +574,8 @@ def decode(
             sig = sig.encode("ascii", "replace")
         if not hmac.compare_digest(sign(body, secret), sig):
             raise ProtocolError("message signature does not match")
+    if nests_deeper_than(body):  # before parsing: parsers differ on what they can read
+        raise ProtocolError(_TOO_DEEP)
     try:
         message = _loads(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as err:
