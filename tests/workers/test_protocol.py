@@ -642,3 +642,49 @@ def test_encode_refuses_a_message_nested_past_the_limit() -> None:
     assert protocol.encode({"v": 1, "arguments": {"a": value[0]}}, None)
     with pytest.raises(protocol.ProtocolError, match="deeper than the limit of 512"):
         protocol.encode({"v": 1, "arguments": {"a": value}}, None)
+
+
+def _depth(value: Any) -> int:
+    if isinstance(value, dict):
+        return 1 + max(map(_depth, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(_depth, value), default=0)
+    return 0
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        ["\\", [[]]],
+        ['\\"[[', [{}]],
+        ['\\\\"', "]]]", [[[]]]],
+        [{"[": "{", "k\\": ["\\\\"]}, [[[[]]]]],
+        ["\"'[{", {"a": [[{"b": []}]]}],
+    ],
+)
+def test_nesting_is_measured_outside_strings_whatever_they_escape(value: Any) -> None:
+    from flowkit.engines.worker_based._nesting import nests_deeper_than
+
+    body = json.dumps(value).encode()
+    depth = _depth(value)
+    assert not nests_deeper_than(body, depth)
+    assert nests_deeper_than(body, depth - 1)
+
+
+@pytest.mark.parametrize("depth", [1, 7, 8, 9, 10, 20, 511, 512, 513, 600])
+@pytest.mark.parametrize("shape", ["arrays", "alternating", "wide"])
+def test_nesting_depth_is_exact_at_every_depth_and_shape(depth: int, shape: str) -> None:
+    from flowkit.engines.worker_based._nesting import nests_deeper_than
+
+    value: Any = []
+    for level in range(depth - 1):  # each wrap adds one level; siblings stay shallower
+        if shape == "arrays":
+            value = [value]
+        elif shape == "alternating":
+            value = [value] if level % 2 else {"k": value}
+        else:
+            value = [[], {}, value, "[{", {"a": 1}]
+    body = json.dumps(value).encode()
+    assert depth > 100 or _depth(value) == depth
+    assert nests_deeper_than(body, depth - 1)
+    assert not nests_deeper_than(body, depth)
