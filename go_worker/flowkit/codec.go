@@ -9,8 +9,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"sort"
+	"strconv"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -85,6 +88,9 @@ func Encode(message any, secret []byte, maxBytes int) (Envelope, error) {
 	if nestsDeeperThan(body, MaxDepth) {
 		return nil, protocolError("%s", tooDeep)
 	}
+	if problem := bigNumber(body); problem != "" {
+		return nil, protocolError("message is not JSON-encodable: %s", problem)
+	}
 	envelope := Envelope{"body": string(body)}
 	if len(secret) > 0 {
 		envelope["sig"] = Sign(body, secret)
@@ -149,6 +155,9 @@ func DecodeBody(body []byte) (*Message, error) {
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return nil, protocolError("message body is not JSON text: extra data after the value")
+	}
+	if problem := bigNumber(body); problem != "" {
+		return nil, protocolError("message body is not JSON text: %s", problem)
 	}
 	object, ok := value.(map[string]any)
 	if !ok {
@@ -355,6 +364,51 @@ func nestsDeeperThan(body []byte, limit int) bool {
 		}
 	}
 	return false
+}
+
+// bigNumber says why the JSON text body holds a number that no double
+// (1e400) or no Python int (more than MaxIntegerDigits digits) can hold, or
+// returns "". The engine's parser refuses such a number, so a worker that
+// sent one would have its answer dropped unread; Python's worker refuses it
+// in a request, and so must this one.
+func bigNumber(body []byte) string {
+	inString := false
+	for i := 0; i < len(body); i++ {
+		switch c := body[i]; {
+		case inString && c == '\\':
+			i++
+		case c == '"':
+			inString = !inString
+		case inString:
+		case c == '-' || (c >= '0' && c <= '9'):
+			j := i + 1
+			for j < len(body) && strings.IndexByte("0123456789+-.eE", body[j]) >= 0 {
+				j++
+			}
+			if problem := numberProblem(string(body[i:j])); problem != "" {
+				return problem
+			}
+			i = j - 1
+		}
+	}
+	return ""
+}
+
+func numberProblem(text string) string {
+	shown := text
+	if len(shown) > 24 {
+		shown = shown[:20] + "..."
+	}
+	if !strings.ContainsAny(text, ".eE") {
+		if digits := len(strings.TrimPrefix(text, "-")); digits > MaxIntegerDigits {
+			return fmt.Sprintf("integer %s has %d digits, more than %d digits", shown, digits, MaxIntegerDigits)
+		}
+		return ""
+	}
+	if f, err := strconv.ParseFloat(text, 64); err != nil && math.IsInf(f, 0) {
+		return fmt.Sprintf("number %s is too large for a double", shown)
+	}
+	return ""
 }
 
 // escapeAt reads a \uXXXX escape starting at body[i].

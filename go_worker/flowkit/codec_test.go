@@ -745,3 +745,43 @@ func TestEncodeRefusesAResultNestedPastTheLimit(t *testing.T) {
 		t.Fatalf("past the limit: %v", err)
 	}
 }
+
+func requestWithNumber(number string) string {
+	return `{"v":1,"type":"request","id":"x","reply_to":"r","action":"execute","task":"t",` +
+		`"name":"n","arguments":{"a":[` + number + `]},"sent_at":1,"deadline":2}`
+}
+
+func TestDecodeRefusesANumberNoDoubleOrPythonIntHoldsAsPythonDoes(t *testing.T) {
+	refused := map[string]string{
+		"1e400":                               "number 1e400 is too large for a double",
+		"-1E+309":                             "too large for a double",
+		"1" + strings.Repeat("0", 400) + ".0": "too large for a double",
+		strings.Repeat("1", 4301):             "more than 4300 digits",
+		"-" + strings.Repeat("1", 4301):       "more than 4300 digits",
+	}
+	for number, reason := range refused {
+		_, err := Decode(map[string]any{"body": requestWithNumber(number)}, nil, 0)
+		if err == nil || !strings.Contains(err.Error(), reason) {
+			t.Errorf("%.30s: got %v, want %q", number, err, reason)
+		}
+	}
+	for _, number := range []string{"1e308", "-1.7976931348623157e308", "1e-400", strings.Repeat("1", 4300), "0.5e1"} {
+		if _, err := Decode(map[string]any{"body": requestWithNumber(number)}, nil, 0); err != nil {
+			t.Errorf("%.30s: %v", number, err)
+		}
+	}
+	// Inside a string, such text is no number.
+	if _, err := Decode(map[string]any{"body": requestWithNumber(`"1e400 \"` + strings.Repeat("1", 5000) + `"`)}, nil, 0); err != nil {
+		t.Errorf("in a string: %v", err)
+	}
+}
+
+func TestEncodeRefusesAResultNumberTheEngineCannotRead(t *testing.T) {
+	for _, result := range []any{json.Number("1e400"), json.Number(strings.Repeat("9", 4301))} {
+		_, err := Encode(&Response{ID: "x", Worker: "w", Event: EventSuccess, Result: result, SentAt: 1}, nil, 0)
+		var perr *ProtocolError
+		if !errors.As(err, &perr) {
+			t.Errorf("%.30v: err = %v", result, err)
+		}
+	}
+}

@@ -38,6 +38,10 @@ const (
 	// limit on what it sends and receives: a Go answer the engine cannot read
 	// would leave its atom waiting for ever.
 	MaxDepth = 512
+	// MaxIntegerDigits is the most digits an integer in a message may have:
+	// Python's limit on reading text as an int. The engine cannot read a
+	// longer one, nor a number too large for a double (1e400).
+	MaxIntegerDigits = 4300
 	// SecretEnv names the environment variable holding the signing secret.
 	SecretEnv = "FLOWKIT_WORKER_SECRET"
 	// MaxClockSkew is how far the clocks of engines and workers may disagree:

@@ -688,3 +688,33 @@ def test_nesting_depth_is_exact_at_every_depth_and_shape(depth: int, shape: str)
     assert depth > 100 or _depth(value) == depth
     assert nests_deeper_than(body, depth - 1)
     assert not nests_deeper_than(body, depth)
+
+
+def _with_argument(number: str) -> bytes:
+    return (
+        '{"v":1,"type":"request","id":"x","reply_to":"r","action":"execute","task":"t",'
+        f'"name":"n","arguments":{{"a":[{number}]}},"sent_at":1,"deadline":2}}'
+    ).encode()
+
+
+@pytest.mark.parametrize(
+    ("number", "reason"),
+    [
+        ("1e400", "1e400 is too large for a double"),
+        ("-1E+309", "too large for a double"),
+        ("1" + "0" * 400 + ".0", "too large for a double"),
+        ("1" * 4301, "more than 4300 digits"),
+        ("-" + "1" * 4301, "more than 4300 digits"),
+    ],
+)
+def test_decode_refuses_a_number_no_double_or_python_int_holds_as_the_go_worker_does(
+    number: str, reason: str
+) -> None:
+    with pytest.raises(protocol.ProtocolError, match=reason):
+        protocol.decode({"body": _with_argument(number)}, None)
+
+
+@pytest.mark.parametrize("number", ["1e308", "-1.7976931348623157e308", "1e-400", "1" * 4300, "0.5e1"])
+def test_decode_takes_every_number_a_double_or_python_int_holds(number: str) -> None:
+    message = protocol.decode({"body": _with_argument(number)}, None)
+    assert message["arguments"]["a"] == [json.loads(number)]
