@@ -103,6 +103,8 @@ UNANSWERED: dict[str, Case] = {
         f"{GO_TASKS}.Echo", {"value": _deep(protocol.MAX_DEPTH - ARGUMENT_LEVELS + 1)}
     ),
     "past-its-deadline": Case(f"{GO_TASKS}.Echo", {"value": 1}, {"deadline": 1.0}),
+    # Lateness is checked first: the engine failed the request already.
+    "unknown-task-past-its-deadline": Case(f"{GO_TASKS}.NoSuchTask", {}, {"deadline": 1.0}),
     "reply-to-outside-the-namespace": Case(f"{GO_TASKS}.Echo", {"value": 1}, {"reply_to": "victim:jobs"}),
     # JSON's grammar lets such a number through, but it is no double: Python
     # would read it as infinity, which the protocol refuses as it does NaN.
