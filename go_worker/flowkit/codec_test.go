@@ -785,3 +785,16 @@ func TestEncodeRefusesAResultNumberTheEngineCannotRead(t *testing.T) {
 		}
 	}
 }
+
+func TestAResponseBeginsWithItsIDAndEventForAnEngineThatCannotParseTheRest(t *testing.T) {
+	// The engine reads this head of an answer it refuses unparsed (too big for
+	// its own limit, say) to fail the request instead of waiting for ever.
+	envelope, err := Encode(&Response{ID: "req-1", Worker: "w-1", Event: EventSuccess, Result: []any{1}, SentAt: 1}, nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	head := `{"v":1,"type":"response","id":"req-1","worker":"w-1","event":"success",`
+	if body := envelope["body"].(string); !strings.HasPrefix(body, head) {
+		t.Fatalf("body %s does not begin with %s", body, head)
+	}
+}

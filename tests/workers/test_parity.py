@@ -27,6 +27,7 @@ import pytest
 
 from flowkit import exceptions as exc
 from flowkit.engines.worker_based import protocol
+from flowkit.engines.worker_based._response_head import response_head
 from flowkit.patterns import linear_flow
 from flowkit.types.failure import Failure
 from tests import services
@@ -176,7 +177,14 @@ def both(python_worker: WorkerFactory, go_worker: WorkerFactory) -> dict[str, Wo
 
 
 def _replies(client: Any, reply_to: str) -> list[dict[str, Any]]:
-    return [json.loads(fields[b"body"]) for _, fields in client.xrange(reply_to)]
+    replies = []
+    for _, fields in client.xrange(reply_to):
+        reply = json.loads(fields[b"body"])
+        # An engine that cannot parse an answer reads its head to fail the request:
+        # both workers must write id and event first, in the one order it reads.
+        assert response_head(fields[b"body"]) == (reply["id"], reply["event"]), fields[b"body"][:200]
+        replies.append(reply)
+    return replies
 
 
 def _send(client: Any, worker: WorkerProcess, case: Case, reply_to: str) -> None:

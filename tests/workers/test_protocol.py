@@ -718,3 +718,39 @@ def test_decode_refuses_a_number_no_double_or_python_int_holds_as_the_go_worker_
 def test_decode_takes_every_number_a_double_or_python_int_holds(number: str) -> None:
     message = protocol.decode({"body": _with_argument(number)}, None)
     assert message["arguments"]["a"] == [json.loads(number)]
+
+
+def _response_body(result: str, spaced: bool = False) -> bytes:
+    head = {"v": 1, "type": "response", "id": "req-1", "worker": "w-1", "event": "success"}
+    separators = (", ", ": ") if spaced else (",", ":")
+    return json.dumps(head, separators=separators)[:-1].encode() + b',"result":' + result.encode() + b"}"
+
+
+@pytest.mark.parametrize(
+    ("body", "max_bytes"),
+    [
+        (_response_body('"' + "x" * 200 + '"'), 100),
+        (_response_body('"' + "x" * 200 + '"', spaced=True), 100),
+        (_response_body("[" * 600 + "]" * 600), protocol.MAX_MESSAGE_BYTES),
+        (_response_body("1e400"), protocol.MAX_MESSAGE_BYTES),
+        (_response_body("[1,"), protocol.MAX_MESSAGE_BYTES),
+    ],
+    ids=["too-big", "too-big-spaced", "too-deep", "number", "truncated"],
+)
+def test_a_signed_response_refused_unparsed_still_quotes_the_id_and_event_of_its_head(
+    body: bytes, max_bytes: int
+) -> None:
+    with pytest.raises(protocol.ProtocolError) as raised:
+        protocol.decode({"body": body, "sig": protocol.sign(body, b"k")}, b"k", max_bytes)
+    assert (raised.value.quoted_id, raised.value.quoted_event) == ("req-1", "success")
+
+
+def test_a_response_refused_unparsed_quotes_nothing_when_badly_signed_or_headed_otherwise() -> None:
+    big = _response_body('"' + "x" * 200 + '"')
+    with pytest.raises(protocol.ProtocolError, match="over the limit") as raised:
+        protocol.decode({"body": big, "sig": protocol.sign(big, b"other")}, b"k", 100)
+    assert raised.value.quoted_id is None
+    reordered = b'{"id":"req-1","v":1,"type":"response","worker":"w","event":"success","result":' + b"[" * 600
+    with pytest.raises(protocol.ProtocolError) as raised:
+        protocol.decode({"body": reordered}, None)
+    assert raised.value.quoted_id is None

@@ -36,7 +36,9 @@ from typing import Any, Final
 
 from flowkit import exceptions as exc
 from flowkit.engines.worker_based import _validate
+from flowkit.engines.worker_based._json_text import MAX_INTEGER_DIGITS, loads
 from flowkit.engines.worker_based._nesting import MAX_DEPTH, nests_deeper_than
+from flowkit.engines.worker_based._response_head import response_head
 
 __all__ = [
     "ARRIVALS_MAXLEN",
@@ -435,58 +437,6 @@ _dumps = json.JSONEncoder(
 ).encode
 
 
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-#: The most digits an integer in a message may have: Python's own limit on
-#: converting text to ``int`` (``sys.get_int_max_str_digits()`` by default).
-MAX_INTEGER_DIGITS: Final = 4300
-
-
-def _shown(text: str) -> str:
-    return text if len(text) <= 24 else f"{text[:20]}..."
-
-
-def _finite_float(text: str) -> float:
-    # JSON's grammar takes 1e400, but no double holds it: Python would read
-    # infinity, which cannot be sent on, and the Go worker keeps the text.
-    value = float(text)
-    if math.isinf(value):
-        raise ValueError(f"number {_shown(text)} is too large for a double")
-    return value
-
-
-def _bounded_int(text: str) -> int:
-    digits = len(text) - text.startswith("-")
-    if digits > MAX_INTEGER_DIGITS:
-        raise ValueError(f"integer {_shown(text)} has {digits} digits, more than {MAX_INTEGER_DIGITS} digits")
-    return int(text)
-
-
-_loads = json.JSONDecoder(parse_constant=_refuse_constant).decode
-# Twice as slow on a body full of numbers, so used only on one that may hold
-# a big one (see _may_hold_a_big_number).
-_loads_bounded = json.JSONDecoder(
-    parse_constant=_refuse_constant, parse_float=_finite_float, parse_int=_bounded_int
-).decode
-
-_DIGITS_AS_ZERO: Final = bytes.maketrans(b"123456789E", b"000000000e")
-# A double overflows only past 308 digits before the point or with an
-# exponent of three digits; an integer too long has more digits still.
-_LONG_DIGITS: Final = b"0" * 309
-
-
-def _may_hold_a_big_number(body: bytes) -> bool:
-    """Whether ``body`` may hold a number too large for a double or too long an integer.
-
-    Runs at memchr speed (a translation and three searches); a "yes" only
-    sends the body to the slower decoder that checks each number.
-    """
-    digits = body.translate(_DIGITS_AS_ZERO)
-    return _LONG_DIGITS in digits or b"e000" in digits or b"e+000" in digits
-
-
 _TOO_DEEP: Final = f"message nests arrays and objects deeper than the limit of {MAX_DEPTH} levels"
 
 
@@ -582,6 +532,33 @@ def _lone_surrogate_path(value: Any, path: str = "") -> str | None:
     return None
 
 
+def _signature_problem(fields: Mapping[Any, Any], body: bytes, secret: bytes | None) -> str | None:
+    """Why ``body``'s signature is not good under ``secret`` (None: it is, or there is no secret)."""
+    if not secret:
+        return None
+    sig = fields.get(b"sig")
+    if sig is None:
+        sig = fields.get("sig")
+        if sig is None:
+            return "message is not signed but a secret is configured"
+    if isinstance(sig, str):
+        sig = sig.encode("ascii", "replace")
+    if not hmac.compare_digest(sign(body, secret), sig):
+        return "message signature does not match"
+    return None
+
+
+def _unparsed(reason: str, body: bytes | None) -> ProtocolError:
+    """The error for a (correctly signed) ``body`` refused unparsed, quoting what its head shows.
+
+    ``body`` is None when its head must not be believed (a bad signature).
+    """
+    head = response_head(body) if body is not None else None
+    if head is None:
+        return ProtocolError(reason)
+    return ProtocolError(reason, quoted_id=head.id, quoted_event=head.event)
+
+
 def decode(
     fields: Mapping[Any, Any], secret: bytes | None, max_bytes: int = MAX_MESSAGE_BYTES
 ) -> dict[str, Any]:
@@ -597,7 +574,10 @@ def decode(
         ProtocolError: naming the first problem found. When the message is a
             (correctly signed) JSON object whose ``v`` is an integer other than
             1, its ``message_id`` and ``reply_to`` are filled in when present as
-            non-empty strings; they are ``None`` for every other problem.
+            non-empty strings; they are ``None`` for every other problem. A
+            correctly signed body refused before it could be parsed (too big,
+            too deep, not JSON) still quotes the ``id`` and ``event`` its head
+            shows, when it begins as a response does.
     """
     body = fields.get(b"body")
     if body is None:
@@ -610,24 +590,20 @@ def decode(
         except UnicodeEncodeError as err:
             raise ProtocolError(f"message body is not UTF-8 text: {err}") from None
     if len(body) > max_bytes:
-        raise ProtocolError(f"message body is {len(body)} bytes, over the limit of {max_bytes} bytes")
+        reason = f"message body is {len(body)} bytes, over the limit of {max_bytes} bytes"
+        # Its signature is checked only when its head makes it worth quoting.
+        quotable = response_head(body) is not None and _signature_problem(fields, body, secret) is None
+        raise _unparsed(reason, body if quotable else None)
     if secret:
-        sig = fields.get(b"sig")
-        if sig is None:
-            sig = fields.get("sig")
-            if sig is None:
-                raise ProtocolError("message is not signed but a secret is configured")
-        if isinstance(sig, str):
-            sig = sig.encode("ascii", "replace")
-        if not hmac.compare_digest(sign(body, secret), sig):
-            raise ProtocolError("message signature does not match")
+        problem = _signature_problem(fields, body, secret)
+        if problem is not None:
+            raise ProtocolError(problem)
     if nests_deeper_than(body):  # before parsing: parsers differ on what they can read
-        raise ProtocolError(_TOO_DEEP)
+        raise _unparsed(_TOO_DEEP, body)
     try:
-        text = body.decode("utf-8")
-        message = _loads_bounded(text) if _may_hold_a_big_number(body) else _loads(text)
+        message = loads(body)
     except (UnicodeDecodeError, ValueError, RecursionError) as err:
-        raise ProtocolError(f"message body is not JSON text: {err}") from None
+        raise _unparsed(f"message body is not JSON text: {err}", body) from None
     if type(message) is not dict:
         raise ProtocolError(f"message must be a JSON object, not {_validate.json_type(message)}")
     if _ESCAPE in body or _ESCAPE_UPPER in body:  # only an escape can spell a lone surrogate
