@@ -204,6 +204,12 @@ func testRegistry() *flowkit.Registry {
 		call.Notify("B", nil)
 		return "done", nil
 	}, nil)
+	reg.Register("test.OddProgress", func(call *flowkit.Call) (any, error) {
+		call.Progress(math.NaN(), nil)
+		call.Progress(-0.5, nil)
+		call.Progress(1.5, nil)
+		return nil, nil
+	}, nil)
 	reg.Register("test.Keep", func(call *flowkit.Call) (any, error) {
 		kept.Store(call.RequestID, call) // for a test to use after the task returned
 		return nil, nil
@@ -606,6 +612,19 @@ func TestNotifiedEventsAreSentInOrderAndUnsendableOnesDropped(t *testing.T) {
 		if !strings.Contains(h.log.String(), dropped) {
 			t.Errorf("log does not say %q:\n%s", dropped, h.log)
 		}
+	}
+}
+
+func TestProgressOutsideZeroToOneIsClampedAsPythonTasksDoNaNToZero(t *testing.T) {
+	// A Python task's update_progress clamps NaN to 0.0 and sends it; the Go
+	// worker dropped it, so the engine heard one report fewer.
+	h := newHarness(t)
+	h.start(nil)
+	request := h.request("test.OddProgress", flowkit.ActionExecute, map[string]any{}, nil)
+	h.add(request)
+	got := h.responses(request.ID, 10*time.Second)
+	if values := progressValues(got); !reflect.DeepEqual(values, []float64{0, 0, 1}) {
+		t.Fatalf("progress = %v, want [0 0 1]", values)
 	}
 }
 
