@@ -9,8 +9,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"sort"
+	"strconv"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -82,6 +85,12 @@ func Encode(message any, secret []byte, maxBytes int) (Envelope, error) {
 	if len(body) > maxBytes {
 		return nil, protocolError("message body is %d bytes, over the limit of %d bytes", len(body), maxBytes)
 	}
+	if nestsDeeperThan(body, MaxDepth) {
+		return nil, protocolError("%s", tooDeep)
+	}
+	if problem := bigNumber(body); problem != "" {
+		return nil, protocolError("message is not JSON-encodable: %s", problem)
+	}
 	envelope := Envelope{"body": string(body)}
 	if len(secret) > 0 {
 		envelope["sig"] = Sign(body, secret)
@@ -135,6 +144,9 @@ func DecodeBody(body []byte) (*Message, error) {
 	if !utf8.Valid(body) {
 		return nil, protocolError("message body is not JSON text: invalid UTF-8")
 	}
+	if nestsDeeperThan(body, MaxDepth) { // before parsing: parsers differ on what they can read
+		return nil, protocolError("%s", tooDeep)
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
 	var value any
@@ -143,6 +155,9 @@ func DecodeBody(body []byte) (*Message, error) {
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return nil, protocolError("message body is not JSON text: extra data after the value")
+	}
+	if problem := bigNumber(body); problem != "" {
+		return nil, protocolError("message body is not JSON text: %s", problem)
 	}
 	object, ok := value.(map[string]any)
 	if !ok {
@@ -321,6 +336,79 @@ func loneSurrogateAt(body []byte) int {
 		}
 	}
 	return -1
+}
+
+var tooDeep = fmt.Sprintf("message nests arrays and objects deeper than the limit of %d levels", MaxDepth)
+
+// nestsDeeperThan says whether the JSON text body nests arrays and objects
+// more than limit levels deep; brackets inside strings do not count. body need
+// not be valid JSON (the parser, which runs after, says what is wrong).
+func nestsDeeperThan(body []byte, limit int) bool {
+	if bytes.Count(body, []byte("["))+bytes.Count(body, []byte("{")) <= limit {
+		return false // nearly every message: no scan
+	}
+	depth, inString := 0, false
+	for i := 0; i < len(body); i++ {
+		switch c := body[i]; {
+		case inString && c == '\\':
+			i++ // the escaped byte, whatever it is
+		case c == '"':
+			inString = !inString
+		case inString:
+		case c == '[' || c == '{':
+			if depth++; depth > limit {
+				return true
+			}
+		case c == ']' || c == '}':
+			depth--
+		}
+	}
+	return false
+}
+
+// bigNumber says why the JSON text body holds a number that no double
+// (1e400) or no Python int (more than MaxIntegerDigits digits) can hold, or
+// returns "". The engine's parser refuses such a number, so a worker that
+// sent one would have its answer dropped unread; Python's worker refuses it
+// in a request, and so must this one.
+func bigNumber(body []byte) string {
+	inString := false
+	for i := 0; i < len(body); i++ {
+		switch c := body[i]; {
+		case inString && c == '\\':
+			i++
+		case c == '"':
+			inString = !inString
+		case inString:
+		case c == '-' || (c >= '0' && c <= '9'):
+			j := i + 1
+			for j < len(body) && strings.IndexByte("0123456789+-.eE", body[j]) >= 0 {
+				j++
+			}
+			if problem := numberProblem(string(body[i:j])); problem != "" {
+				return problem
+			}
+			i = j - 1
+		}
+	}
+	return ""
+}
+
+func numberProblem(text string) string {
+	shown := text
+	if len(shown) > 24 {
+		shown = shown[:20] + "..."
+	}
+	if !strings.ContainsAny(text, ".eE") {
+		if digits := len(strings.TrimPrefix(text, "-")); digits > MaxIntegerDigits {
+			return fmt.Sprintf("integer %s has %d digits, more than %d digits", shown, digits, MaxIntegerDigits)
+		}
+		return ""
+	}
+	if f, err := strconv.ParseFloat(text, 64); err != nil && math.IsInf(f, 0) {
+		return fmt.Sprintf("number %s is too large for a double", shown)
+	}
+	return ""
 }
 
 // escapeAt reads a \uXXXX escape starting at body[i].

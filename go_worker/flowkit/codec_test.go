@@ -700,3 +700,101 @@ func TestEncodeRefusesAFailureWhoseCausesLoopInsteadOfOverflowingTheStack(t *tes
 		t.Fatalf("shared cause written %d times: %s", got, envelope["body"])
 	}
 }
+
+// nestedRequest is a request body whose arrays and objects nest depth levels,
+// its own object included.
+func nestedRequest(depth int) string {
+	value := strings.Repeat("[", depth-2) + strings.Repeat("]", depth-2)
+	return `{"v":1,"type":"request","id":"x","reply_to":"r","action":"execute","task":"t",` +
+		`"name":"n","arguments":{"a":` + value + `},"sent_at":1,"deadline":2}`
+}
+
+func TestDecodeTakesABodyNestedToTheLimitAndRefusesOneLevelMoreAsPythonDoes(t *testing.T) {
+	if MaxDepth != 512 {
+		t.Fatalf("MaxDepth = %d, the protocol says 512", MaxDepth)
+	}
+	if _, err := Decode(map[string]any{"body": nestedRequest(MaxDepth)}, nil, 0); err != nil {
+		t.Fatalf("at the limit: %v", err)
+	}
+	_, err := Decode(map[string]any{"body": nestedRequest(MaxDepth + 1)}, nil, 0)
+	if err == nil || !strings.Contains(err.Error(), "nests arrays and objects deeper than the limit of 512 levels") {
+		t.Fatalf("past the limit: %v", err)
+	}
+}
+
+func TestBracketsInsideStringsDoNotCountAsNesting(t *testing.T) {
+	text, _ := json.Marshal(strings.Repeat("[{", MaxDepth) + `"\`)
+	body := strings.Replace(nestedRequest(3), "[]", string(text), 1)
+	if _, err := Decode(map[string]any{"body": body}, nil, 0); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestEncodeRefusesAResultNestedPastTheLimit(t *testing.T) {
+	var value any = []any{}
+	for i := 0; i < MaxDepth-1; i++ {
+		value = []any{value}
+	}
+	// value nests MaxDepth levels; the response's own object adds one.
+	if _, err := Encode(&Response{ID: "x", Worker: "w", Event: EventSuccess, Result: value.([]any)[0], SentAt: 1}, nil, 0); err != nil {
+		t.Fatalf("at the limit: %v", err)
+	}
+	_, err := Encode(&Response{ID: "x", Worker: "w", Event: EventSuccess, Result: value, SentAt: 1}, nil, 0)
+	var perr *ProtocolError
+	if !errors.As(err, &perr) || !strings.Contains(perr.Reason, "deeper than the limit of 512") {
+		t.Fatalf("past the limit: %v", err)
+	}
+}
+
+func requestWithNumber(number string) string {
+	return `{"v":1,"type":"request","id":"x","reply_to":"r","action":"execute","task":"t",` +
+		`"name":"n","arguments":{"a":[` + number + `]},"sent_at":1,"deadline":2}`
+}
+
+func TestDecodeRefusesANumberNoDoubleOrPythonIntHoldsAsPythonDoes(t *testing.T) {
+	refused := map[string]string{
+		"1e400":                               "number 1e400 is too large for a double",
+		"-1E+309":                             "too large for a double",
+		"1" + strings.Repeat("0", 400) + ".0": "too large for a double",
+		strings.Repeat("1", 4301):             "more than 4300 digits",
+		"-" + strings.Repeat("1", 4301):       "more than 4300 digits",
+	}
+	for number, reason := range refused {
+		_, err := Decode(map[string]any{"body": requestWithNumber(number)}, nil, 0)
+		if err == nil || !strings.Contains(err.Error(), reason) {
+			t.Errorf("%.30s: got %v, want %q", number, err, reason)
+		}
+	}
+	for _, number := range []string{"1e308", "-1.7976931348623157e308", "1e-400", strings.Repeat("1", 4300), "0.5e1"} {
+		if _, err := Decode(map[string]any{"body": requestWithNumber(number)}, nil, 0); err != nil {
+			t.Errorf("%.30s: %v", number, err)
+		}
+	}
+	// Inside a string, such text is no number.
+	if _, err := Decode(map[string]any{"body": requestWithNumber(`"1e400 \"` + strings.Repeat("1", 5000) + `"`)}, nil, 0); err != nil {
+		t.Errorf("in a string: %v", err)
+	}
+}
+
+func TestEncodeRefusesAResultNumberTheEngineCannotRead(t *testing.T) {
+	for _, result := range []any{json.Number("1e400"), json.Number(strings.Repeat("9", 4301))} {
+		_, err := Encode(&Response{ID: "x", Worker: "w", Event: EventSuccess, Result: result, SentAt: 1}, nil, 0)
+		var perr *ProtocolError
+		if !errors.As(err, &perr) {
+			t.Errorf("%.30v: err = %v", result, err)
+		}
+	}
+}
+
+func TestAResponseBeginsWithItsIDAndEventForAnEngineThatCannotParseTheRest(t *testing.T) {
+	// The engine reads this head of an answer it refuses unparsed (too big for
+	// its own limit, say) to fail the request instead of waiting for ever.
+	envelope, err := Encode(&Response{ID: "req-1", Worker: "w-1", Event: EventSuccess, Result: []any{1}, SentAt: 1}, nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	head := `{"v":1,"type":"response","id":"req-1","worker":"w-1","event":"success",`
+	if body := envelope["body"].(string); !strings.HasPrefix(body, head) {
+		t.Fatalf("body %s does not begin with %s", body, head)
+	}
+}

@@ -31,6 +31,17 @@ const (
 	Group = "workers"
 	// MaxMessageBytes is the default limit on a message body (1 MiB).
 	MaxMessageBytes = 1 << 20
+	// MaxDepth is the deepest nesting of arrays and objects a message body
+	// may have, its own object counting as the first level. Parsers differ
+	// on how deep they can read (encoding/json 10,000 levels, CPython's json
+	// about 1,000, fewer on a deep stack), so every side checks this one
+	// limit on what it sends and receives: a Go answer the engine cannot read
+	// would leave its atom waiting for ever.
+	MaxDepth = 512
+	// MaxIntegerDigits is the most digits an integer in a message may have:
+	// Python's limit on reading text as an int. The engine cannot read a
+	// longer one, nor a number too large for a double (1e400).
+	MaxIntegerDigits = 4300
 	// SecretEnv names the environment variable holding the signing secret.
 	SecretEnv = "FLOWKIT_WORKER_SECRET"
 	// MaxClockSkew is how far the clocks of engines and workers may disagree:

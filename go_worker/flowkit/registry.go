@@ -31,8 +31,9 @@ type Call struct {
 	// its work joins the flow's trace.
 	TraceParent string
 	// Progress reports progress from 0 to 1 with optional JSON details
-	// (nil: null). A burst of 20 reports is sent at once, then at most one
-	// per 50 ms; the last one always is.
+	// (nil: null); a value outside is clamped, NaN to 0, as a Python task's
+	// update_progress does. A burst of 20 reports is sent at once, then at
+	// most one per 50 ms; the last one always is.
 	Progress func(progress float64, details map[string]any)
 	// Notify sends an event of the task's own (eventType non-empty, details
 	// JSON or nil) to the engine, whose copy of the task tells its notifier's

@@ -799,8 +799,8 @@ func newThrottle(now func() time.Time, send func(float64, map[string]any)) *thro
 }
 
 func (t *throttle) report(progress float64, details map[string]any) {
-	if progress != progress { // NaN
-		return
+	if progress != progress { // NaN: 0, as a Python task's update_progress clamps it
+		progress = 0
 	}
 	progress = max(0, min(1, progress))
 	t.mu.Lock()

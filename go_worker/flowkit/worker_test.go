@@ -183,6 +183,13 @@ func testRegistry() *flowkit.Registry {
 	reg.Register("test.Error", func(*flowkit.Call) (any, error) { return nil, errors.New("plain error") }, nil)
 	reg.Register("test.Panic", func(*flowkit.Call) (any, error) { panic("kaboom") }, nil)
 	reg.Register("test.NaN", func(*flowkit.Call) (any, error) { return math.NaN(), nil }, nil)
+	reg.Register("test.Deep", func(*flowkit.Call) (any, error) {
+		var value any = []any{}
+		for i := 0; i < flowkit.MaxDepth; i++ {
+			value = []any{value}
+		}
+		return value, nil
+	}, nil)
 	reg.Register("test.Bytes", func(*flowkit.Call) (any, error) { return string([]byte{'o', 0xff, 'k'}), nil }, nil)
 	reg.Register("test.BadText", func(*flowkit.Call) (any, error) {
 		return nil, errors.New("x" + strings.Repeat("é", 600) + string([]byte{0xff}))
@@ -196,6 +203,12 @@ func testRegistry() *flowkit.Registry {
 		call.Progress(0.5, nil)
 		call.Notify("B", nil)
 		return "done", nil
+	}, nil)
+	reg.Register("test.OddProgress", func(call *flowkit.Call) (any, error) {
+		call.Progress(math.NaN(), nil)
+		call.Progress(-0.5, nil)
+		call.Progress(1.5, nil)
+		return nil, nil
 	}, nil)
 	reg.Register("test.Keep", func(call *flowkit.Call) (any, error) {
 		kept.Store(call.RequestID, call) // for a test to use after the task returned
@@ -536,6 +549,8 @@ func TestFailureTypesOfTaskErrorsGoErrorsAndPanics(t *testing.T) {
 		{"test.Error", "plain error", flowkit.GoErrorTypes},
 		{"test.Panic", "kaboom", flowkit.GoPanicTypes},
 		{"test.NaN", "test.NaN", flowkit.InvalidFormatTypes},
+		// Deeper than the engine may read: answered, not left for it to drop.
+		{"test.Deep", "returned a result it cannot send: message nests arrays and objects deeper than the limit of 512 levels", flowkit.InvalidFormatTypes},
 		// Text that is not UTF-8 is refused rather than sent changed.
 		{"test.Bytes", "returned a result it cannot send", flowkit.InvalidFormatTypes},
 		// A failure whose message is not UTF-8 (and too long to send whole,
@@ -597,6 +612,19 @@ func TestNotifiedEventsAreSentInOrderAndUnsendableOnesDropped(t *testing.T) {
 		if !strings.Contains(h.log.String(), dropped) {
 			t.Errorf("log does not say %q:\n%s", dropped, h.log)
 		}
+	}
+}
+
+func TestProgressOutsideZeroToOneIsClampedAsPythonTasksDoNaNToZero(t *testing.T) {
+	// A Python task's update_progress clamps NaN to 0.0 and sends it; the Go
+	// worker dropped it, so the engine heard one report fewer.
+	h := newHarness(t)
+	h.start(nil)
+	request := h.request("test.OddProgress", flowkit.ActionExecute, map[string]any{}, nil)
+	h.add(request)
+	got := h.responses(request.ID, 10*time.Second)
+	if values := progressValues(got); !reflect.DeepEqual(values, []float64{0, 0, 1}) {
+		t.Fatalf("progress = %v, want [0 0 1]", values)
 	}
 }
 

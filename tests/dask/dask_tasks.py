@@ -98,6 +98,13 @@ class Exit(task.Task):
         sys.exit(3)
 
 
+class KillsItsWorker(task.Task):
+    """Ends the worker process it runs in at once, as the kernel's OOM killer would."""
+
+    def execute(self) -> None:
+        os._exit(7)
+
+
 class GraphCounter:
     """A Dask scheduler plugin: which keys each graph the scheduler takes in holds.
 

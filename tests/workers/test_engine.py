@@ -1717,6 +1717,25 @@ def test_arguments_that_cannot_be_sent_fail_the_atom_with_invalid_format(
     assert worker.requests() == []
 
 
+def test_arguments_nested_past_the_protocols_limit_fail_the_atom_before_they_are_sent(
+    scripted: Any, redis_flushed_url: str, topic: str
+) -> None:
+    # A worker would refuse the request unanswered, leaving the atom to time out.
+    worker = scripted()
+    value: Any = []
+    for _ in range(protocol.MAX_DEPTH):
+        value = [value]
+    engine = load(chain(1), redis_flushed_url, topic, store={"value": value})
+
+    with pytest.raises(Exception):  # noqa: B017, PT011 - the execute and the revert failures, wrapped
+        engine.run()
+
+    failure = failure_of(engine, "add0")
+    assert failure.check(exc.InvalidFormat)
+    assert "'add0'" in failure.exception_str and "deeper than the limit of 512" in failure.exception_str
+    assert worker.requests() == []
+
+
 # -- signing -------------------------------------------------------------------------
 
 
@@ -2082,6 +2101,48 @@ def test_a_reply_the_engine_cannot_read_fails_its_atom_instead_of_hanging_the_ru
 
     scripted(_answers_badly(body), secret="s3cret")
     engine = load(chain(1), redis_flushed_url, topic, store={"value": 1}, secret="s3cret")
+    with pytest.raises(exc.InvalidFormat) as raised:
+        engine.run()
+    text = str(raised.value)
+    assert "atom 'add0'" in text and said in text and "scripted-" in text
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    ("result", "said"),
+    [
+        ('"' + "x" * 3000 + '"', "over the limit of 2000 bytes"),
+        ("[" * 600 + "]" * 600, "deeper than the limit of 512"),
+        ("1e400", "too large for a double"),
+    ],
+    ids=["over-the-engines-size-limit", "nested-too-deep", "number-no-double-holds"],
+)
+def test_an_answer_the_engine_refuses_unparsed_fails_its_atom_instead_of_hanging_the_run(
+    scripted: Any, redis_flushed_url: str, topic: str, result: str, said: str
+) -> None:
+    # A worker whose limits are not the engine's (a larger max_message_bytes, an
+    # older release) answers a body the engine refuses before it can read the id:
+    # the answer was dropped and the atom waited for its live worker for ever.
+    def handle(worker: ScriptedWorker, entry_id: bytes, request: dict[str, Any]) -> None:
+        worker.reply(request, protocol.RUNNING)
+        head = {
+            "v": 1,
+            "type": "response",
+            "id": request["id"],
+            "worker": worker.worker_id,
+            "event": "success",
+        }
+        body = json.dumps(head, separators=(",", ":"))[:-1].encode() + b',"result":' + result.encode() + b"}"
+        pipe = worker.client.pipeline(transaction=True)
+        pipe.xadd(request["reply_to"], {"body": body, "sig": protocol.sign(body, b"s3cret")})
+        pipe.xack(worker.stream, protocol.GROUP, entry_id)
+        pipe.xdel(worker.stream, entry_id)
+        pipe.execute()
+
+    scripted(handle, secret="s3cret")
+    engine = load(
+        chain(1), redis_flushed_url, topic, store={"value": 1}, secret="s3cret", max_message_bytes=2000
+    )
     with pytest.raises(exc.InvalidFormat) as raised:
         engine.run()
     text = str(raised.value)

@@ -223,7 +223,7 @@ def test_default_limit_is_one_mebibyte() -> None:
         ({b"body": b"{"}, "not JSON"),
         ({b"body": b'{"v":1,"x":NaN}'}, "not JSON"),
         ({b"body": b'{"v":1,"x":Infinity}'}, "not JSON"),
-        ({b"body": b"[" * 100_000 + b"]" * 100_000}, "not JSON"),
+        ({b"body": b"[" * 100_000 + b"]" * 100_000}, "deeper than the limit"),
         ({b"body": b"null"}, "JSON object, not null"),
         ({b"body": b'"text"'}, "JSON object, not string"),
     ],
@@ -611,3 +611,146 @@ def test_decode_refuses_lone_surrogate_escapes_as_the_go_worker_does(value: str,
             protocol.decode({"body": body}, None)
     else:
         protocol.decode({"body": body}, None)
+
+
+def _nested(depth: int) -> bytes:
+    """A request body whose arrays and objects nest ``depth`` levels, its own object included."""
+    value = "[" * (depth - 2) + "]" * (depth - 2)  # inside the message and its "arguments" object
+    return (
+        '{"v":1,"type":"request","id":"x","reply_to":"r","action":"execute","task":"t",'
+        f'"name":"n","arguments":{{"a":{value}}},"sent_at":1,"deadline":2}}'
+    ).encode()
+
+
+def test_decode_takes_a_body_nested_to_the_limit_and_refuses_one_level_more() -> None:
+    assert protocol.MAX_DEPTH == 512
+    protocol.decode({"body": _nested(protocol.MAX_DEPTH)}, None)
+    with pytest.raises(protocol.ProtocolError, match="nests arrays and objects deeper than the limit of 512"):
+        protocol.decode({"body": _nested(protocol.MAX_DEPTH + 1)}, None)
+
+
+def test_brackets_inside_strings_do_not_count_as_nesting() -> None:
+    text = json.dumps("[{" * protocol.MAX_DEPTH + '"\\')
+    body = _nested(3).replace(b"[]", text.encode())
+    assert protocol.decode({"body": body}, None)["arguments"]["a"] == json.loads(text)
+
+
+def test_encode_refuses_a_message_nested_past_the_limit() -> None:
+    value: Any = []
+    for _ in range(protocol.MAX_DEPTH - 2):
+        value = [value]
+    assert protocol.encode({"v": 1, "arguments": {"a": value[0]}}, None)
+    with pytest.raises(protocol.ProtocolError, match="deeper than the limit of 512"):
+        protocol.encode({"v": 1, "arguments": {"a": value}}, None)
+
+
+def _depth(value: Any) -> int:
+    if isinstance(value, dict):
+        return 1 + max(map(_depth, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(_depth, value), default=0)
+    return 0
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        ["\\", [[]]],
+        ['\\"[[', [{}]],
+        ['\\\\"', "]]]", [[[]]]],
+        [{"[": "{", "k\\": ["\\\\"]}, [[[[]]]]],
+        ["\"'[{", {"a": [[{"b": []}]]}],
+    ],
+)
+def test_nesting_is_measured_outside_strings_whatever_they_escape(value: Any) -> None:
+    from flowkit.engines.worker_based._nesting import nests_deeper_than
+
+    body = json.dumps(value).encode()
+    depth = _depth(value)
+    assert not nests_deeper_than(body, depth)
+    assert nests_deeper_than(body, depth - 1)
+
+
+@pytest.mark.parametrize("depth", [1, 7, 8, 9, 10, 20, 511, 512, 513, 600])
+@pytest.mark.parametrize("shape", ["arrays", "alternating", "wide"])
+def test_nesting_depth_is_exact_at_every_depth_and_shape(depth: int, shape: str) -> None:
+    from flowkit.engines.worker_based._nesting import nests_deeper_than
+
+    value: Any = []
+    for level in range(depth - 1):  # each wrap adds one level; siblings stay shallower
+        if shape == "arrays":
+            value = [value]
+        elif shape == "alternating":
+            value = [value] if level % 2 else {"k": value}
+        else:
+            value = [[], {}, value, "[{", {"a": 1}]
+    body = json.dumps(value).encode()
+    assert depth > 100 or _depth(value) == depth
+    assert nests_deeper_than(body, depth - 1)
+    assert not nests_deeper_than(body, depth)
+
+
+def _with_argument(number: str) -> bytes:
+    return (
+        '{"v":1,"type":"request","id":"x","reply_to":"r","action":"execute","task":"t",'
+        f'"name":"n","arguments":{{"a":[{number}]}},"sent_at":1,"deadline":2}}'
+    ).encode()
+
+
+@pytest.mark.parametrize(
+    ("number", "reason"),
+    [
+        ("1e400", "1e400 is too large for a double"),
+        ("-1E+309", "too large for a double"),
+        ("1" + "0" * 400 + ".0", "too large for a double"),
+        ("1" * 4301, "more than 4300 digits"),
+        ("-" + "1" * 4301, "more than 4300 digits"),
+    ],
+)
+def test_decode_refuses_a_number_no_double_or_python_int_holds_as_the_go_worker_does(
+    number: str, reason: str
+) -> None:
+    with pytest.raises(protocol.ProtocolError, match=reason):
+        protocol.decode({"body": _with_argument(number)}, None)
+
+
+@pytest.mark.parametrize("number", ["1e308", "-1.7976931348623157e308", "1e-400", "1" * 4300, "0.5e1"])
+def test_decode_takes_every_number_a_double_or_python_int_holds(number: str) -> None:
+    message = protocol.decode({"body": _with_argument(number)}, None)
+    assert message["arguments"]["a"] == [json.loads(number)]
+
+
+def _response_body(result: str, spaced: bool = False) -> bytes:
+    head = {"v": 1, "type": "response", "id": "req-1", "worker": "w-1", "event": "success"}
+    separators = (", ", ": ") if spaced else (",", ":")
+    return json.dumps(head, separators=separators)[:-1].encode() + b',"result":' + result.encode() + b"}"
+
+
+@pytest.mark.parametrize(
+    ("body", "max_bytes"),
+    [
+        (_response_body('"' + "x" * 200 + '"'), 100),
+        (_response_body('"' + "x" * 200 + '"', spaced=True), 100),
+        (_response_body("[" * 600 + "]" * 600), protocol.MAX_MESSAGE_BYTES),
+        (_response_body("1e400"), protocol.MAX_MESSAGE_BYTES),
+        (_response_body("[1,"), protocol.MAX_MESSAGE_BYTES),
+    ],
+    ids=["too-big", "too-big-spaced", "too-deep", "number", "truncated"],
+)
+def test_a_signed_response_refused_unparsed_still_quotes_the_id_and_event_of_its_head(
+    body: bytes, max_bytes: int
+) -> None:
+    with pytest.raises(protocol.ProtocolError) as raised:
+        protocol.decode({"body": body, "sig": protocol.sign(body, b"k")}, b"k", max_bytes)
+    assert (raised.value.quoted_id, raised.value.quoted_event) == ("req-1", "success")
+
+
+def test_a_response_refused_unparsed_quotes_nothing_when_badly_signed_or_headed_otherwise() -> None:
+    big = _response_body('"' + "x" * 200 + '"')
+    with pytest.raises(protocol.ProtocolError, match="over the limit") as raised:
+        protocol.decode({"body": big, "sig": protocol.sign(big, b"other")}, b"k", 100)
+    assert raised.value.quoted_id is None
+    reordered = b'{"id":"req-1","v":1,"type":"response","worker":"w","event":"success","result":' + b"[" * 600
+    with pytest.raises(protocol.ProtocolError) as raised:
+        protocol.decode({"body": reordered}, None)
+    assert raised.value.quoted_id is None

@@ -36,6 +36,9 @@ from typing import Any, Final
 
 from flowkit import exceptions as exc
 from flowkit.engines.worker_based import _validate
+from flowkit.engines.worker_based._json_text import MAX_INTEGER_DIGITS, loads
+from flowkit.engines.worker_based._nesting import MAX_DEPTH, nests_deeper_than
+from flowkit.engines.worker_based._response_head import response_head
 
 __all__ = [
     "ARRIVALS_MAXLEN",
@@ -44,6 +47,8 @@ __all__ = [
     "FAILURE",
     "GROUP",
     "MAX_CLOCK_SKEW",
+    "MAX_DEPTH",
+    "MAX_INTEGER_DIGITS",
     "MAX_MESSAGE_BYTES",
     "MAX_SEEN",
     "MISSING",
@@ -432,11 +437,7 @@ _dumps = json.JSONEncoder(
 ).encode
 
 
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-_loads = json.JSONDecoder(parse_constant=_refuse_constant).decode
+_TOO_DEEP: Final = f"message nests arrays and objects deeper than the limit of {MAX_DEPTH} levels"
 
 
 def sign(body: bytes, secret: bytes) -> bytes:
@@ -450,9 +451,10 @@ def encode(
     """Wrap ``message`` in an envelope: ``{"body": json, "sig": hex}`` (``sig`` when signing).
 
     Raises:
-        ProtocolError: a value is not JSON (the message names where), or the
-            body is larger than ``max_bytes``. Whatever a model's
-            ``model_dump`` raises (user code: a computed field may raise
+        ProtocolError: a value is not JSON (the message names where), the
+            body is larger than ``max_bytes``, or it nests arrays and objects
+            deeper than :data:`MAX_DEPTH` (a receiver would refuse it).
+            Whatever a model's ``model_dump`` raises (user code: a computed field may raise
             anything) is reported so too, so that a worker answers the request
             instead of leaving it to be run again.
     """
@@ -464,6 +466,8 @@ def encode(
         raise ProtocolError(f"message is not JSON-encodable{place}: {type(err).__name__}: {err}") from err
     if len(body) > max_bytes:
         raise ProtocolError(f"message body is {len(body)} bytes, over the limit of {max_bytes} bytes")
+    if nests_deeper_than(body):
+        raise ProtocolError(_TOO_DEEP)
     if secret:
         return {"body": body, "sig": sign(body, secret)}
     return {"body": body}
@@ -528,22 +532,52 @@ def _lone_surrogate_path(value: Any, path: str = "") -> str | None:
     return None
 
 
+def _signature_problem(fields: Mapping[Any, Any], body: bytes, secret: bytes | None) -> str | None:
+    """Why ``body``'s signature is not good under ``secret`` (None: it is, or there is no secret)."""
+    if not secret:
+        return None
+    sig = fields.get(b"sig")
+    if sig is None:
+        sig = fields.get("sig")
+        if sig is None:
+            return "message is not signed but a secret is configured"
+    if isinstance(sig, str):
+        sig = sig.encode("ascii", "replace")
+    if not hmac.compare_digest(sign(body, secret), sig):
+        return "message signature does not match"
+    return None
+
+
+def _unparsed(reason: str, body: bytes | None) -> ProtocolError:
+    """The error for a (correctly signed) ``body`` refused unparsed, quoting what its head shows.
+
+    ``body`` is None when its head must not be believed (a bad signature).
+    """
+    head = response_head(body) if body is not None else None
+    if head is None:
+        return ProtocolError(reason)
+    return ProtocolError(reason, quoted_id=head.id, quoted_event=head.event)
+
+
 def decode(
     fields: Mapping[Any, Any], secret: bytes | None, max_bytes: int = MAX_MESSAGE_BYTES
 ) -> dict[str, Any]:
     """Unwrap and check an envelope read from Redis; return the message.
 
     Checks, in order: a ``body`` field, its size, the signature (when ``secret``
-    is set), JSON text of an object with no lone surrogate escape in any
-    string, ``v == 1``, a known ``type``, and the
-    fields that type requires with their JSON types. Keys and values may be
+    is set), nesting no deeper than :data:`MAX_DEPTH`, JSON text of an object
+    with no lone surrogate escape in any string, ``v == 1``, a known ``type``,
+    and the fields that type requires with their JSON types. Keys and values may be
     ``bytes`` or ``str``.
 
     Raises:
         ProtocolError: naming the first problem found. When the message is a
             (correctly signed) JSON object whose ``v`` is an integer other than
             1, its ``message_id`` and ``reply_to`` are filled in when present as
-            non-empty strings; they are ``None`` for every other problem.
+            non-empty strings; they are ``None`` for every other problem. A
+            correctly signed body refused before it could be parsed (too big,
+            too deep, not JSON) still quotes the ``id`` and ``event`` its head
+            shows, when it begins as a response does.
     """
     body = fields.get(b"body")
     if body is None:
@@ -556,21 +590,20 @@ def decode(
         except UnicodeEncodeError as err:
             raise ProtocolError(f"message body is not UTF-8 text: {err}") from None
     if len(body) > max_bytes:
-        raise ProtocolError(f"message body is {len(body)} bytes, over the limit of {max_bytes} bytes")
+        reason = f"message body is {len(body)} bytes, over the limit of {max_bytes} bytes"
+        # Its signature is checked only when its head makes it worth quoting.
+        quotable = response_head(body) is not None and _signature_problem(fields, body, secret) is None
+        raise _unparsed(reason, body if quotable else None)
     if secret:
-        sig = fields.get(b"sig")
-        if sig is None:
-            sig = fields.get("sig")
-            if sig is None:
-                raise ProtocolError("message is not signed but a secret is configured")
-        if isinstance(sig, str):
-            sig = sig.encode("ascii", "replace")
-        if not hmac.compare_digest(sign(body, secret), sig):
-            raise ProtocolError("message signature does not match")
+        problem = _signature_problem(fields, body, secret)
+        if problem is not None:
+            raise ProtocolError(problem)
+    if nests_deeper_than(body):  # before parsing: parsers differ on what they can read
+        raise _unparsed(_TOO_DEEP, body)
     try:
-        message = _loads(body.decode("utf-8"))
+        message = loads(body)
     except (UnicodeDecodeError, ValueError, RecursionError) as err:
-        raise ProtocolError(f"message body is not JSON text: {err}") from None
+        raise _unparsed(f"message body is not JSON text: {err}", body) from None
     if type(message) is not dict:
         raise ProtocolError(f"message must be a JSON object, not {_validate.json_type(message)}")
     if _ESCAPE in body or _ESCAPE_UPPER in body:  # only an escape can spell a lone surrogate

@@ -87,6 +87,12 @@ _TIMEOUT_NAMES = (
     "builtins.Exception",
     "builtins.BaseException",
 )
+_INCOMPATIBLE_NAMES = (
+    "flowkit.exceptions.IncompatibleVersion",
+    "flowkit.exceptions.TaskFlowException",
+    "builtins.Exception",
+    "builtins.BaseException",
+)
 _INVALID_FORMAT_NAMES = (
     "flowkit.exceptions.InvalidFormat",
     "flowkit.exceptions.TaskFlowException",
@@ -779,7 +785,7 @@ class Worker:
                 "worker %s rejects request entry %s: %s", self._worker_id, entry_id, log_safe(err.reason)
             )
             if err.message_id is not None and err.reply_to is not None and self._replies_here(err.reply_to):
-                failure = Failure.from_exception(exc.IncompatibleVersion(err.reason))
+                failure = _named_failure(err.reason, _INCOMPATIBLE_NAMES)
                 outs.append((err.reply_to, self._failure_envelope(err.message_id, failure), entry_id))
             else:
                 outs.append((None, None, entry_id))
