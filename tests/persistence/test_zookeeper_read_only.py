@@ -75,3 +75,36 @@ def test_writable_false_refuses_writes_and_its_client_may_use_read_only_servers(
 def test_a_read_only_neither_true_nor_false_is_refused_naming_it(zookeeper_path_url: str) -> None:
     with pytest.raises(exc.StorageFailure, match="'read_only' must be true or false, not 'perhaps'"):
         backends.fetch({"connection": zookeeper_path_url, "read_only": "perhaps"})
+
+
+@pytest.mark.parametrize("form", ["conf", "url"])
+def test_the_kazoo_client_gets_every_client_option_taskflow_hands_it(
+    zookeeper_path_url: str, form: str
+) -> None:
+    # TaskFlow makes the backend's client from its whole conf (kazoo_utils.make_client):
+    # host order, retries and TLS settings too, not just hosts, timeout and read_only.
+    services.require_module("kazoo", "kazoo")
+    options = {"randomize_hosts": "true", "verify_certs": "false"}
+    conf: Any = (
+        {"connection": zookeeper_path_url, **options, "connection_retry": {"max_tries": 3}}
+        if form == "conf"
+        else f"{zookeeper_path_url}?randomize_hosts=true&verify_certs=false"
+    )
+    made = backends.fetch(conf)
+    try:
+        with made.get_connection() as conn:
+            conn.upgrade()
+            client = conn._store._client
+            assert client.randomize_hosts is True
+            assert client.verify_certs is False
+            if form == "conf":
+                assert client._conn_retry.max_tries == 3
+    finally:
+        made.close()
+
+
+def test_a_client_option_that_is_no_yes_or_no_is_refused_when_the_backend_is_made(
+    zookeeper_path_url: str,
+) -> None:
+    with pytest.raises(exc.StorageFailure, match="use_ssl"):
+        backends.fetch({"connection": zookeeper_path_url, "use_ssl": "perhaps"})

@@ -70,6 +70,7 @@ from flowkit.persistence.backends._path_based import (
 )
 from flowkit.persistence.backends._urls import conf_bool, conf_float, mask_url, parse_url
 from flowkit.persistence.base import Backend
+from flowkit.utils import kazoo_utils
 
 __all__ = ["ZkBackend", "ZkConnection"]
 
@@ -516,6 +517,21 @@ class ZkBackend(Backend):
         )
         self._client = client
         self._owned = client is None
+        # What the client is made with, checked now rather than at the first connection:
+        # every client option of the conf, as TaskFlow hands its whole conf to make_client.
+        self._client_options: dict[str, Any] = {}
+        if client is None:
+            try:
+                self._client_options = kazoo_utils.client_options(
+                    {
+                        **self._conf,
+                        "hosts": self._hosts,
+                        "timeout": self._timeout,
+                        "read_only": self._kazoo_read_only,
+                    }
+                )
+            except (TypeError, ValueError) as err:
+                raise exc.StorageFailure(f"ZooKeeper backend at {self._where}: {err}") from err
         self._lock = threading.Lock()
         self._store: _ZkStore | None = None
 
@@ -532,12 +548,7 @@ class ZkBackend(Backend):
             if self._client is None:
                 from kazoo.client import KazooClient  # type: ignore[import-untyped]
 
-                self._client = KazooClient(
-                    hosts=self._hosts,
-                    timeout=self._timeout,
-                    auth_data=self._auth or None,
-                    read_only=self._kazoo_read_only,
-                )
+                self._client = KazooClient(**self._client_options, auth_data=self._auth or None)
             try:
                 self._client.start(timeout=self._timeout)
             except (
