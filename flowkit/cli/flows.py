@@ -264,19 +264,17 @@ def _why(args: argparse.Namespace) -> int:
         )
     if of_flow or detail is None:
         return _why_flow(ref.flow, log, args.json)
-    chain = log.why(args.atom)
+    chain = log.why(args.atom, flow=False)
     waiting: list[Any] = []
     if not chain and ref.flow.state in (states.RUNNING, states.RESUMING):
         # It has not run and the flow has not ended: the atoms under way are what it
         # waits behind (a killed run's too: they say since when).
         busy = [d.name for d in ref.flow if d.state in (states.RUNNING, states.REVERTING)]
-        waiting = [log.of(name)[-1] for name in busy if log.of(name)]
+        waiting = [own[-1] for own in (log.of(name, flow=False) for name in busy) if own]
         chain = waiting
     elif not chain:
         # It never ran: what ended the flow before it is the answer.
-        chain = [e for e in log.why(ref.flow.name) if e.kind == "flow"][:1]
-        if chain and chain[0].cause.event is not None:
-            chain = log.why(ref.flow.name)
+        chain = log.why(ref.flow.name, flow=True)
     if args.json:
         print(
             json.dumps(
@@ -291,7 +289,7 @@ def _why(args: argparse.Namespace) -> int:
         for event in waiting:
             print(f"  {log_safe(event.describe())}; since {utc_seconds(event.at)} UTC")
         return 0
-    if not log.of(args.atom):
+    if not log.of(args.atom, flow=False):
         print(
             f"  it has not run yet; the flow is {log_safe(ref.flow.state)}, with no atom under way:"
             if ref.flow.state in (states.RUNNING, states.RESUMING)
@@ -311,11 +309,11 @@ def _why_flow(flow: Any, log: Any, as_json: bool) -> int:
     from flowkit import states
 
     state = flow.state or states.PENDING
-    chain = log.why(flow.name)
+    chain = log.why(flow.name, flow=True)
     waiting: list[Any] = []
     if state in (states.RUNNING, states.RESUMING):
         busy = [d.name for d in flow if d.state in (states.RUNNING, states.REVERTING)]
-        waiting = [log.of(name)[-1] for name in busy if log.of(name)]
+        waiting = [own[-1] for own in (log.of(name, flow=False) for name in busy) if own]
     if as_json:
         shown = waiting or chain
         print(

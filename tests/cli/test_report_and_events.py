@@ -481,3 +481,78 @@ def test_an_atom_left_failed_does_not_count_its_own_failure_among_its_earlier_at
     line = next(x for x in ExecutionReport.from_engine(engine).to_text().splitlines() if "flaky" in x)
     assert "FAILURE" in line and "failed: " in line
     assert "earlier attempts" not in line, line
+
+
+def _shop_named(name: str) -> linear_flow.Flow:
+    """The shop flow (``reserve``, then ``charge`` under ``r1``) under another flow name."""
+    flow = linear_flow.Flow(name)
+    for atom in make_shop():
+        flow.add(atom)
+    return flow
+
+
+def test_why_an_atom_named_as_its_flow_explains_the_atom_not_the_flows_end(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `flows why reserve reserve` of a flow 'reserve' holding an atom 'reserve' printed
+    # the flow's end ("the flow ended REVERTED"), not why the atom was reverted: the
+    # log looked the name up among the flow's events and the atoms' alike.
+    from flowkit.cli import main
+
+    connection = f"sqlite:///{tmp_path}/flows.db"
+    with backends.backend({"connection": connection}) as backend:
+        engine = engines.load(_shop_named("reserve"), store={"amount": 500}, backend=backend)
+        with EventLogListener(engine), contextlib.suppress(CardDeclined):
+            engine.run()
+    capsys.readouterr()
+    assert main(["flows", "why", "reserve", "reserve", "--connection", connection]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "reserve is REVERTED:"
+    assert lines[1] == "  reserve REVERTED (attempt 1, run 1): revert returned", lines
+    assert lines[2].startswith("    <- reserve REVERTING (attempt 1, run 1): 'charge' failed with Card")
+    assert main(["flows", "why", "reserve", "--connection", connection, "--json"]) == 0
+    chain = json.loads(capsys.readouterr().out)["chain"]
+    assert [(e["kind"], e["name"], e["state"]) for e in chain[:2]] == [
+        ("flow", "reserve", "REVERTED"),
+        ("task", "charge", "FAILURE"),
+    ]
+
+
+def test_the_report_of_an_atom_named_as_its_flow_counts_only_the_atoms_attempts() -> None:
+    # The flow's own REVERTED event was counted as one of the atom's earlier attempts:
+    # "top  SUCCESS  -> 'top'  (earlier attempts: 1 reverted)" of an atom never reverted.
+    inner = linear_flow.Flow("inner", retry=retry.Times(2, "r_inner")).add(Flaky("flaky", failures=9))
+    outer = linear_flow.Flow("outer", retry=retry.Times(2, "r_outer")).add(inner)
+    engine, _ = _run(linear_flow.Flow("top").add(Step("top"), outer))
+    report = ExecutionReport.from_engine(engine)
+    assert report.state == "REVERTED"
+    line = next(x for x in report.to_text().splitlines() if x.split()[0] == "top")
+    assert line.split()[1] == "SUCCESS" and "earlier attempts" not in line, line
+
+
+class _CountedName(str):
+    """An atom name that counts how often it is compared for equality."""
+
+    compared = 0
+
+    def __eq__(self, other: object) -> bool:
+        type(self).compared += 1
+        return str.__eq__(self, other)
+
+    __hash__ = str.__hash__
+
+
+def test_the_text_report_looks_each_atoms_events_up_without_reading_the_whole_log() -> None:
+    # The text report (`flows show`) read the whole event log once per atom: 10,000 atoms
+    # took 7 s (most of it in EventLog.of), and `flows show --events` as long. Each
+    # atom's events are now looked up by name; counted here in name comparisons, since a
+    # test does not time.
+    import dataclasses
+
+    size = 400
+    engine, listener = _run(linear_flow.Flow("f").add(*(Step(f"s{i}") for i in range(size))))
+    log = EventLog(tuple(dataclasses.replace(e, name=_CountedName(e.name)) for e in listener.log))
+    report = dataclasses.replace(ExecutionReport.from_engine(engine), events=log)
+    _CountedName.compared = 0
+    assert len(report.to_text().splitlines()) == size + 1
+    assert _CountedName.compared <= 4 * size, _CountedName.compared
