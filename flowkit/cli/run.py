@@ -343,12 +343,15 @@ def _failure_line(report: Any) -> str:
         atom = revert_failed[0]
         parts.append(f"reverting '{atom.name}' failed with {atom.revert_failure.one_line()}")
     else:
-        reverted = [a.name for a in report.atoms if a.reverted == "reverted"]
+        # Reverted is what an atom was left as, not what an earlier attempt of it came to:
+        # one reverted and run again (a retry) keeps its new work, as an atom a retry's
+        # scoped REVERT did not reach keeps its own. Work left done is said, not hidden.
+        reverted = sum(1 for a in report.atoms if a.state == "REVERTED")
+        kept = sum(1 for a in report.atoms if a.state == "SUCCESS")
         if reverted:
-            parts.append(f"reverted {len(reverted)} atom(s)")
+            parts.append(f"reverted {reverted} atom(s)" + (f", {kept} left in SUCCESS" if kept else ""))
         else:
             # never_resolve (or a stop before any revert) leaves done work as it is: say so.
-            kept = sum(1 for a in report.atoms if a.state == "SUCCESS")
             parts.append(
                 f"nothing was reverted ({kept} atom(s) left in SUCCESS)" if kept else "nothing was reverted"
             )

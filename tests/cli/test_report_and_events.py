@@ -556,3 +556,21 @@ def test_the_text_report_looks_each_atoms_events_up_without_reading_the_whole_lo
     _CountedName.compared = 0
     assert len(report.to_text().splitlines()) == size + 1
     assert _CountedName.compared <= 4 * size, _CountedName.compared
+
+
+def test_the_error_line_counts_as_reverted_only_the_atoms_left_reverted() -> None:
+    # An inner retry that gives up reverts its own scope only (as in TaskFlow): 'start' and
+    # the outer retry's 'prep' keep their work. The error line said "reverted 4 atom(s)"
+    # (it counted 'prep', reverted by an earlier attempt and run again), and did not say
+    # that work was left done.
+    from flowkit.cli.run import _failure_line
+
+    inner = linear_flow.Flow("inner", retry=retry.Times(2, "r_inner"))
+    inner.add(Step("make"), Flaky("use", failures=9))
+    outer = linear_flow.Flow("outer", retry=retry.Times(2, "r_outer")).add(Step("prep"), inner)
+    engine, _ = _run(linear_flow.Flow("top").add(Step("start"), outer))
+    report = ExecutionReport.from_engine(engine)
+    assert report.state == "REVERTED"
+    assert report.totals["REVERTED"] == 3 and report.totals["SUCCESS"] == 3
+    line = _failure_line(report)
+    assert line.endswith("; reverted 3 atom(s), 3 left in SUCCESS"), line
