@@ -24,6 +24,7 @@ import contextlib
 import json
 import os
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 from flowkit._utils.text import log_safe
@@ -273,6 +274,8 @@ def run_engine(engine: Any, args: argparse.Namespace) -> int:
     from flowkit.report import ExecutionReport
 
     with contextlib.ExitStack() as stack:
+        if args.report == "json":
+            stack.enter_context(_stdout_to_stderr())
         stack.enter_context(EventLogListener(engine))
         if not args.no_progress:
             progress = _progress(engine)
@@ -325,6 +328,28 @@ def backend_lost(engine: Any, error: BaseException) -> CliError:
         f"'flowkit flows resume {storage.flow_uuid}' with the same --connection continues it",
         status=FAILED,
     )
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """Send what the run writes to standard output to standard error, until the block ends.
+
+    With a JSON report standard output is for the JSON alone: a task that
+    printed (the quickstart's do) put its lines before it, and ``| jq`` refused
+    the whole. File descriptor 1 is redirected too, for what a C library or a
+    child process (a process pool's worker) writes there.
+    """
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stdout.flush()  # what a handler holding the real stdout wrote meanwhile
+        sys.stderr.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def _failure_line(report: Any) -> str:

@@ -728,3 +728,20 @@ def test_a_reading_command_creates_no_schema_in_an_empty_postgresql_database(pos
         assert sa.inspect(engine).get_table_names() == []
     finally:
         engine.dispose()
+
+
+def test_a_json_report_is_all_standard_output_holds_even_when_the_tasks_print(tmp_path: Path) -> None:
+    # `flowkit run --report json | jq` failed on a flow whose tasks print (the quickstart's
+    # do): their lines came first on standard output, before the JSON. What the run writes
+    # goes to standard error then, down to its file descriptor (a C library, a child).
+    connection = f"sqlite:///{tmp_path}/flows.db"
+    done = flowkit_cmd("run", "tests.cli._flows:make_chatty", "--connection", connection, "--report", "json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["state"] == "SUCCESS"
+    for line in ("one says hello", "one writes to fd 1", "two says hello", "two writes to fd 1"):
+        assert line in done.stderr.splitlines(), done.stderr
+    resumed = flowkit_cmd("flows", "resume", "chatty", "--connection", connection, "--json")
+    assert resumed.returncode == 0 and json.loads(resumed.stdout)["state"] == "SUCCESS", resumed.stderr
+    # The text report is for a person: the tasks' lines stay where they were, before it.
+    text = flowkit_cmd("run", "tests.cli._flows:make_chatty", "--report", "text")
+    assert text.stdout.splitlines()[:2] == ["one says hello", "one writes to fd 1"], text.stdout
