@@ -28,6 +28,7 @@ from flowkit.cli._common import (
     guarded,
     list_flows,
     open_backend,
+    quoted_names,
     url_value,
     utc_seconds,
 )
@@ -250,7 +251,7 @@ def _why(args: argparse.Namespace) -> int:
     # The flow itself: no atom named, or the flow's name where no atom bears it.
     of_flow = args.atom is None or (detail is None and args.atom == ref.flow.name)
     if detail is None and not of_flow:
-        names = ", ".join(sorted(d.name for d in ref.flow)) or "none"
+        names = quoted_names((d.name for d in ref.flow), near=args.atom) or "none"
         raise CliError(
             f"flow '{ref.flow.name}' has no atom '{args.atom}' (its atoms: {names};"
             " give no ATOM to explain the flow itself)"

@@ -574,3 +574,25 @@ def test_the_error_line_counts_as_reverted_only_the_atoms_left_reverted() -> Non
     assert report.totals["REVERTED"] == 3 and report.totals["SUCCESS"] == 3
     line = _failure_line(report)
     assert line.endswith("; reverted 3 atom(s), 3 left in SUCCESS"), line
+
+
+def test_an_unknown_atom_lists_a_few_names_the_nearest_first_not_every_atom(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `flows why big s99999` of a 10,000-atom flow printed an error line of 69 kB: every
+    # atom's name, unquoted (a name holding ", " read as two). The names are now listed as
+    # the flows are when none matches: quoted, a few, the ones nearest the name given first.
+    from flowkit.cli import main
+
+    connection = f"sqlite:///{tmp_path}/flows.db"
+    with backends.backend({"connection": connection}) as backend:
+        engine = engines.load(
+            linear_flow.Flow("f").add(*(Step(f"step-{i}") for i in range(50))), backend=backend
+        )
+        engine.run()
+    capsys.readouterr()
+    assert main(["flows", "why", "f", "step-4O", "--connection", connection]) == 2
+    said = capsys.readouterr().err
+    assert said.count("\n") == 1 and len(said) < 300, said
+    assert "has no atom 'step-4O' (its atoms: 'step-4', " in said, said
+    assert "'step-40'" in said and "and 45 more;" in said, said
