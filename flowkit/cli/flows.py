@@ -35,6 +35,9 @@ from flowkit.cli._common import (
 
 __all__ = ["register"]
 
+#: How a flow gets the event log that ``show --events`` and ``why`` read.
+_NO_LOG_HINT = "run it with 'flowkit run' or attach flowkit.listeners.events.EventLogListener"
+
 
 def register(subparsers: Any) -> None:
     """Add the ``flows`` command and its subcommands to the ``flowkit`` parser."""
@@ -154,6 +157,9 @@ def _show(args: argparse.Namespace) -> int:
         return 0
     print(report.to_text(verbose=args.verbose > 0))
     if args.events:
+        if not report.events:
+            # Nothing printed read as a run without transitions: say there is no log.
+            print(f"  no event log: {_NO_LOG_HINT}")
         # The causal tree: an event under the one that caused it (chains stay level).
         for row in report.events.tree():
             print(f"  {'  ' * min(row.depth, 12)}#{row.event.seq} {log_safe(row.event.describe())}")
@@ -259,8 +265,7 @@ def _why(args: argparse.Namespace) -> int:
     log = EventLog.from_flow_detail(ref.flow)
     if not log:
         raise CliError(
-            f"flow '{ref.flow.name}' ({ref.flow.uuid}) has no event log: run it with 'flowkit run' "
-            "or attach flowkit.listeners.events.EventLogListener",
+            f"flow '{ref.flow.name}' ({ref.flow.uuid}) has no event log: {_NO_LOG_HINT}",
             status=1,
         )
     if of_flow or detail is None:

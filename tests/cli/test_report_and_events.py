@@ -596,3 +596,21 @@ def test_an_unknown_atom_lists_a_few_names_the_nearest_first_not_every_atom(
     assert said.count("\n") == 1 and len(said) < 300, said
     assert "has no atom 'step-4O' (its atoms: 'step-4', " in said, said
     assert "'step-40'" in said and "and 45 more;" in said, said
+
+
+def test_show_events_of_a_flow_without_an_event_log_says_it_has_none(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `flows show --events` of a flow run without the listener printed the report and
+    # nothing after it, as if the run had had no transitions; `flows why` says why.
+    from flowkit.cli import main
+
+    connection = f"sqlite:///{tmp_path}/flows.db"
+    with backends.backend({"connection": connection}) as backend:
+        engines.load(linear_flow.Flow("f").add(Step("a")), backend=backend).run()
+    capsys.readouterr()
+    assert main(["flows", "show", "f", "--events", "--connection", connection]) == 0
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert last == (
+        "  no event log: run it with 'flowkit run' or attach flowkit.listeners.events.EventLogListener"
+    ), last
