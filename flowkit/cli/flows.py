@@ -269,7 +269,7 @@ def _why(args: argparse.Namespace) -> int:
             status=1,
         )
     if of_flow or detail is None:
-        return _why_flow(ref.flow, log, args.json)
+        return _why_flow(ref.flow, log, args.json, args.flow)
     chain = log.why(args.atom, flow=False)
     waiting: list[Any] = []
     if not chain and ref.flow.state in (states.RUNNING, states.RESUMING):
@@ -301,12 +301,28 @@ def _why(args: argparse.Namespace) -> int:
             if ref.flow.state in (states.RUNNING, states.RESUMING)
             else "  it never ran; the flow:"
         )
-    for depth, event in enumerate(chain):
-        print(f"  {'  ' * min(depth, 8)}{'<- ' if depth else ''}{log_safe(event.describe())}")
+    _print_chain(chain, log, args.flow)
     return 0
 
 
-def _why_flow(flow: Any, log: Any, as_json: bool) -> int:
+def _print_chain(chain: list[Any], log: Any, flow_ref: str) -> None:
+    """Print ``chain`` (newest first, each cause under its effect), saying when it goes on.
+
+    :meth:`EventLog.why` stops after a dozen events: the last line printed
+    then named a cause ("'step-13' completed") with nothing after it, as if
+    the chain ended there. It says where the rest is instead.
+    """
+    import shlex
+
+    for depth, event in enumerate(chain):
+        print(f"  {'  ' * min(depth, 8)}{'<- ' if depth else ''}{log_safe(event.describe())}")
+    before = chain[-1].cause.event if chain else None
+    if before is not None and log.get(before) is not None and all(e.seq != before for e in chain):
+        command = f"flowkit flows show {shlex.quote(flow_ref)} --events"
+        print(log_safe(f"  ... earlier causes from #{before} back: '{command}' lists every event"))
+
+
+def _why_flow(flow: Any, log: Any, as_json: bool, flow_ref: str) -> int:
     """Explain how ``flow`` ended: its last event and the chain of causes behind it.
 
     A flow that reverted names the failure that made it revert; one that has
@@ -332,6 +348,5 @@ def _why_flow(flow: Any, log: Any, as_json: bool) -> int:
         for event in waiting:
             print(f"  {log_safe(event.describe())}; since {utc_seconds(event.at)} UTC")
         return 0
-    for depth, event in enumerate(chain):
-        print(f"  {'  ' * min(depth, 8)}{'<- ' if depth else ''}{log_safe(event.describe())}")
+    _print_chain(chain, log, flow_ref)
     return 0

@@ -614,3 +614,32 @@ def test_show_events_of_a_flow_without_an_event_log_says_it_has_none(
     assert last == (
         "  no event log: run it with 'flowkit run' or attach flowkit.listeners.events.EventLogListener"
     ), last
+
+
+def test_why_says_when_the_chain_goes_on_past_what_it_prints(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The chain is cut after 12 events: `flows why` of the 20th step of a line ended on
+    # "<- step-14 RUNNING: 'step-13' completed", as if nothing came before. It now says
+    # that the chain goes on, and where to read the rest.
+    from flowkit.cli import main
+
+    connection = f"sqlite:///{tmp_path}/flows.db"
+    with backends.backend({"connection": connection}) as backend:
+        engine = engines.load(
+            linear_flow.Flow("f").add(*(Step(f"step-{i}") for i in range(20))), backend=backend
+        )
+        with EventLogListener(engine):
+            engine.run()
+    capsys.readouterr()
+    assert main(["flows", "why", "f", "step-19", "--connection", connection]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 14, lines
+    assert "<- step-14 RUNNING" in lines[-2], lines
+    assert (
+        lines[-1] == "  ... earlier causes from #29 back: 'flowkit flows show f --events' lists every event"
+    )
+    # A chain that ends by itself says nothing more.
+    assert main(["flows", "why", "f", "step-2", "--connection", connection]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-1].endswith("step-0 RUNNING (attempt 1, run 1): it is first in its flow"), lines
