@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import os
 import sys
 from collections.abc import Iterator
@@ -53,6 +54,8 @@ ENGINE_OPTIONS_KEY = "engine_options"
 #: monitor can draw them without importing their code. Atoms, not graph nodes:
 #: the compiled graph adds two nodes per flow, so a flow of 2,000 atoms has more.
 _GRAPH_LIMIT = 2000
+#: The logger the engine logs under: TaskFlow's engine module's, which log configurations name.
+_ENGINE_LOGGER = "flowkit.engines.action_engine.engine"
 
 
 def register(subparsers: Any) -> None:
@@ -276,6 +279,8 @@ def run_engine(engine: Any, args: argparse.Namespace) -> int:
     with contextlib.ExitStack() as stack:
         if args.report == "json":
             stack.enter_context(_stdout_to_stderr())
+        if getattr(args, "verbose", 0) == 0:
+            stack.enter_context(_engine_tracebacks_left_to_v())
         stack.enter_context(EventLogListener(engine))
         if not args.no_progress:
             progress = _progress(engine)
@@ -328,6 +333,29 @@ def backend_lost(engine: Any, error: BaseException) -> CliError:
         f"'flowkit flows resume {storage.flow_uuid}' with the same --connection continues it",
         status=FAILED,
     )
+
+
+def _without_traceback(record: logging.LogRecord) -> bool:
+    """Keep the engine's records that carry no traceback (a filter of its logger)."""
+    return record.exc_info is None
+
+
+@contextlib.contextmanager
+def _engine_tracebacks_left_to_v() -> Iterator[None]:
+    """Leave out the engine's logged tracebacks while the flow runs, for ``-v`` to show.
+
+    A run whose revert failed made the engine log, as TaskFlow's does, an
+    ERROR with the revert's traceback ("Engine execution has failed, something
+    bad must have happened ..."): 20 lines before the one error line that says
+    the same (``reverting 'b' failed with ...``), where the CLI promises that
+    line alone unless ``-v`` asks for the traceback.
+    """
+    engine_log = logging.getLogger(_ENGINE_LOGGER)
+    engine_log.addFilter(_without_traceback)
+    try:
+        yield
+    finally:
+        engine_log.removeFilter(_without_traceback)
 
 
 @contextlib.contextmanager
