@@ -643,3 +643,28 @@ def test_why_says_when_the_chain_goes_on_past_what_it_prints(
     assert main(["flows", "why", "f", "step-2", "--connection", connection]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[-1].endswith("step-0 RUNNING (attempt 1, run 1): it is first in its flow"), lines
+
+
+def test_why_a_flow_ended_failure_names_the_revert_that_failed() -> None:
+    # A flow ends FAILURE, not REVERTED, because a revert failed; its last event said
+    # "'charge' failed with CardDeclined ...; the flow ended FAILURE" and `flows why`
+    # stopped at charge's failure, which alone would have ended it REVERTED.
+    from tests.cli._flows import make_revert_fails
+
+    engine = engines.load(make_revert_fails(), store={"amount": 500})
+    listener = EventLogListener(engine, clock=Ticking())
+    with listener, pytest.raises(RuntimeError):
+        engine.run()
+    log = listener.log
+    chain = log.why("revert-fails", flow=True)
+    assert [(e.name, e.state) for e in chain] == [
+        ("revert-fails", "FAILURE"),
+        ("b", "REVERT_FAILURE"),
+        ("b", "REVERTING"),
+        ("charge", "FAILURE"),
+    ], [e.describe() for e in chain]
+    assert chain[0].cause.text == (
+        "reverting 'b' failed with RuntimeError: cannot undo b, after 'charge' failed with "
+        "CardDeclined: card declined for 500; the flow ended FAILURE"
+    )
+    assert chain[0].cause.atoms == ("b", "charge") and chain[0].cause.failure == "RuntimeError"
