@@ -401,12 +401,15 @@ def _spans(events: list[Event], starts: str, ends: frozenset[str]) -> float | No
 
     An end in a later run (an atom RUNNING when its run stopped, found done
     before the next: see ``EventLogListener``) does not say how long the
-    work took; the time between the runs is not counted as work.
+    work took; the time between the runs is not counted as work. Nor does
+    the restart of an atom a stopped run left in doubt: the engine does not
+    announce it, and the log records it (cause ``resumed``) when its outcome
+    arrives, timed then, so that attempt's time is unknown, not 0.
     """
     total, began, seen = 0.0, None, False
     for event in events:
         if event.state == starts:
-            began = event
+            began = None if event.cause.kind == CauseKind.RESUMED else event
         elif began is not None and (
             event.state in ends
             # A loop's ``until`` task that found its loop not done is reset from RUNNING:
