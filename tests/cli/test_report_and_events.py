@@ -668,3 +668,27 @@ def test_why_a_flow_ended_failure_names_the_revert_that_failed() -> None:
         "CardDeclined: card declined for 500; the flow ended FAILURE"
     )
     assert chain[0].cause.atoms == ("b", "charge") and chain[0].cause.failure == "RuntimeError"
+
+
+def test_a_decider_link_from_or_into_a_nested_flow_is_named_by_the_flows_name() -> None:
+    # The cause named the compiler's barrier nodes, which no user wrote: "the decider on
+    # the link 'a' -> 'sub^start' returned False" of a link into the flow 'sub', and
+    # 'sub^end' for a link out of it.
+    from flowkit.patterns import graph_flow
+
+    into = graph_flow.Flow("into")
+    sub = linear_flow.Flow("sub").add(Step("s1"))
+    a = Step("a")
+    into.add(a, sub)
+    into.link(a, sub, decider=lambda history: False)
+    out = graph_flow.Flow("out")
+    other = linear_flow.Flow("other").add(Step("o1"))
+    z = Step("z")
+    out.add(other, z)
+    out.link(other, z, decider=lambda history: False)
+    by_name = {e.name: e for flow in (into, out) for e in _run(flow)[1].log.events}
+    assert by_name["s1"].cause.text == (
+        "the decider on the link 'a' -> 'sub' returned False; its depth ALL skips this atom too"
+    )
+    assert by_name["z"].cause.text == "the decider on the link 'other' -> 'z' returned False"
+    assert by_name["z"].cause.atoms == ("other", "z")
