@@ -178,14 +178,8 @@ class ExecutionReport:
                 it; used only without an event log (as ``last_run_duration``).
         """
         log = EventLog.from_flow_detail(flow_detail)
-        by_atom: dict[str, list[Event]] = {}
-        flow_events: list[Event] = []
-        for event in log:
-            if event.kind == "flow":
-                flow_events.append(event)
-            else:
-                by_atom.setdefault(event.name, []).append(event)
-        atoms = tuple(_atom_report(detail, by_atom.get(detail.name, [])) for detail in flow_detail)
+        flow_events = log.of(flow_detail.name, flow=True)
+        atoms = tuple(_atom_report(detail, log.of(detail.name, flow=False)) for detail in flow_detail)
         runs = max((e.run for e in log), default=0)
         started = next((e.at for e in flow_events if e.state == st.RUNNING), None)
         last = flow_events[-1] if flow_events else None
@@ -281,7 +275,7 @@ class ExecutionReport:
             if atom.state in (st.RUNNING, st.REVERTING):
                 # A run that stopped (its process killed) looks like one under way: when
                 # it began tells a stuck atom from a busy one.
-                began = [e.at for e in self.events.of(atom.name) if e.state == atom.state]
+                began = [e.at for e in self.events.of(atom.name, flow=False) if e.state == atom.state]
                 if began:
                     parts.append(f"since {_utc(began[-1])}")
             if atom.duration is not None:
@@ -321,7 +315,7 @@ class ExecutionReport:
         The latest attempt of an atom left FAILURE (nothing reverted it) is the
         failure the line already shows, not an earlier one.
         """
-        events = self.events.of(name)
+        events = self.events.of(name, flow=False)
         if state == st.FAILURE and events:
             latest = max(e.attempt for e in events)
             events = [e for e in events if e.attempt < latest]
@@ -407,12 +401,15 @@ def _spans(events: list[Event], starts: str, ends: frozenset[str]) -> float | No
 
     An end in a later run (an atom RUNNING when its run stopped, found done
     before the next: see ``EventLogListener``) does not say how long the
-    work took; the time between the runs is not counted as work.
+    work took; the time between the runs is not counted as work. Nor does
+    the restart of an atom a stopped run left in doubt: the engine does not
+    announce it, and the log records it (cause ``resumed``) when its outcome
+    arrives, timed then, so that attempt's time is unknown, not 0.
     """
     total, began, seen = 0.0, None, False
     for event in events:
         if event.state == starts:
-            began = event
+            began = None if event.cause.kind == CauseKind.RESUMED else event
         elif began is not None and (
             event.state in ends
             # A loop's ``until`` task that found its loop not done is reset from RUNNING:

@@ -17,7 +17,7 @@ import os
 import re
 import sys
 import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from flowkit._utils.records import Record
@@ -44,6 +44,7 @@ __all__ = [
     "open_backend",
     "parse_store",
     "positive",
+    "quoted_names",
     "spec_error",
     "stdout_closed",
     "url_value",
@@ -411,11 +412,44 @@ def list_flows(backend: Any) -> list[FlowRef]:
 _OTHERS_NAMED = 3
 
 
-#: At most this many flow names are listed when none matches the one given.
+#: At most this many names (of flows, of atoms) are listed when none matches the one given.
 _NAMES_LISTED = 5
 
 
-def _backend_contents(backend: Any, flows: Sequence[FlowRef]) -> str:
+def quoted_names(names: Iterable[str], near: str | None = None) -> str:
+    """A few of ``names`` for an error line: ``'a', 'b' and 3 more``, those nearest ``near`` first.
+
+    Quoted, as the message's other names are: :func:`one_line` then escapes
+    them as the listings do and keeps their spaces, and a name holding ", "
+    reads as one name. A few, not all: a flow of 10,000 atoms made a 69 kB
+    line. The names most like the one given (a typo's intended name) come
+    first, then the others in order.
+    """
+    ordered = sorted(set(names))
+    if near is not None and len(ordered) > _NAMES_LISTED:
+        first = _nearest(near, ordered)
+        ordered = first + [name for name in ordered if name not in set(first)]
+    shown = ", ".join(f"'{name}'" for name in ordered[:_NAMES_LISTED])
+    more = len(ordered) - _NAMES_LISTED
+    return shown + (f" and {more} more" if more > 0 else "")
+
+
+def _nearest(near: str, names: Sequence[str], cutoff: float = 0.6) -> list[str]:
+    """The names (at most :data:`_NAMES_LISTED`) most like ``near``, the closest first, then by name."""
+    import difflib
+
+    matcher = difflib.SequenceMatcher(b=near)
+    scored: list[tuple[float, str]] = []
+    for name in names:
+        matcher.set_seq1(name)
+        if matcher.real_quick_ratio() >= cutoff and matcher.quick_ratio() >= cutoff:
+            ratio = matcher.ratio()
+            if ratio >= cutoff:
+                scored.append((-ratio, name))
+    return [name for _, name in sorted(scored)[:_NAMES_LISTED]]
+
+
+def _backend_contents(backend: Any, flows: Sequence[FlowRef], ref: str | None = None) -> str:
     """The backend by its URL (password masked), and the flow names it holds.
 
     "No flow 'x' in this backend" left a reader to guess which was wrong: the
@@ -426,15 +460,9 @@ def _backend_contents(backend: Any, flows: Sequence[FlowRef]) -> str:
 
     connection = (getattr(backend, "conf", None) or {}).get("connection")
     where = f"the backend {mask_url(connection)}" if isinstance(connection, str) else "this backend"
-    names = sorted({f.flow.name for f in flows})
-    if not names:
+    if not flows:
         return f"{where}, which holds no flows"
-    # Quoted, as the message's other names are: one_line then escapes them as flows list
-    # does and keeps their spaces, and a name holding ", " reads as one name.
-    shown = ", ".join(f"'{name}'" for name in names[:_NAMES_LISTED]) + (
-        f" and {len(names) - _NAMES_LISTED} more" if len(names) > _NAMES_LISTED else ""
-    )
-    return f"{where} (its flows: {shown})"
+    return f"{where} (its flows: {quoted_names((f.flow.name for f in flows), near=ref)})"
 
 
 def find_flow(backend: Any, ref: str, prog: str = "flowkit") -> FlowRef:
@@ -455,7 +483,7 @@ def find_flow(backend: Any, ref: str, prog: str = "flowkit") -> FlowRef:
     if not found:
         found = [f for f in flows if f.flow.name == ref]
     if not found:
-        raise CliError(f"no flow with uuid or name '{ref}' in {_backend_contents(backend, flows)}")
+        raise CliError(f"no flow with uuid or name '{ref}' in {_backend_contents(backend, flows, ref)}")
     chosen = found[-1]
     if len(found) > 1:
         others = [log_safe(f.flow.uuid) for f in reversed(found[:-1])]

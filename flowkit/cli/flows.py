@@ -28,11 +28,15 @@ from flowkit.cli._common import (
     guarded,
     list_flows,
     open_backend,
+    quoted_names,
     url_value,
     utc_seconds,
 )
 
 __all__ = ["register"]
+
+#: How a flow gets the event log that ``show --events`` and ``why`` read.
+_NO_LOG_HINT = "run it with 'flowkit run' or attach flowkit.listeners.events.EventLogListener"
 
 
 def register(subparsers: Any) -> None:
@@ -153,6 +157,9 @@ def _show(args: argparse.Namespace) -> int:
         return 0
     print(report.to_text(verbose=args.verbose > 0))
     if args.events:
+        if not report.events:
+            # Nothing printed read as a run without transitions: say there is no log.
+            print(f"  no event log: {_NO_LOG_HINT}")
         # The causal tree: an event under the one that caused it (chains stay level).
         for row in report.events.tree():
             print(f"  {'  ' * min(row.depth, 12)}#{row.event.seq} {log_safe(row.event.describe())}")
@@ -251,7 +258,7 @@ def _why(args: argparse.Namespace) -> int:
     # The flow itself: no atom named, or the flow's name where no atom bears it.
     of_flow = args.atom is None or (detail is None and args.atom == ref.flow.name)
     if detail is None and not of_flow:
-        names = ", ".join(sorted(d.name for d in ref.flow)) or "none"
+        names = quoted_names((d.name for d in ref.flow), near=args.atom) or "none"
         raise CliError(
             f"flow '{ref.flow.name}' has no atom '{args.atom}' (its atoms: {names};"
             " give no ATOM to explain the flow itself)"
@@ -259,25 +266,22 @@ def _why(args: argparse.Namespace) -> int:
     log = EventLog.from_flow_detail(ref.flow)
     if not log:
         raise CliError(
-            f"flow '{ref.flow.name}' ({ref.flow.uuid}) has no event log: run it with 'flowkit run' "
-            "or attach flowkit.listeners.events.EventLogListener",
+            f"flow '{ref.flow.name}' ({ref.flow.uuid}) has no event log: {_NO_LOG_HINT}",
             status=1,
         )
     if of_flow or detail is None:
-        return _why_flow(ref.flow, log, args.json)
-    chain = log.why(args.atom)
+        return _why_flow(ref.flow, log, args.json, args.flow)
+    chain = log.why(args.atom, flow=False)
     waiting: list[Any] = []
     if not chain and ref.flow.state in (states.RUNNING, states.RESUMING):
         # It has not run and the flow has not ended: the atoms under way are what it
         # waits behind (a killed run's too: they say since when).
         busy = [d.name for d in ref.flow if d.state in (states.RUNNING, states.REVERTING)]
-        waiting = [log.of(name)[-1] for name in busy if log.of(name)]
+        waiting = [own[-1] for own in (log.of(name, flow=False) for name in busy) if own]
         chain = waiting
     elif not chain:
         # It never ran: what ended the flow before it is the answer.
-        chain = [e for e in log.why(ref.flow.name) if e.kind == "flow"][:1]
-        if chain and chain[0].cause.event is not None:
-            chain = log.why(ref.flow.name)
+        chain = log.why(ref.flow.name, flow=True)
     if args.json:
         print(
             json.dumps(
@@ -292,18 +296,34 @@ def _why(args: argparse.Namespace) -> int:
         for event in waiting:
             print(f"  {log_safe(event.describe())}; since {utc_seconds(event.at)} UTC")
         return 0
-    if not log.of(args.atom):
+    if not log.of(args.atom, flow=False):
         print(
             f"  it has not run yet; the flow is {log_safe(ref.flow.state)}, with no atom under way:"
             if ref.flow.state in (states.RUNNING, states.RESUMING)
             else "  it never ran; the flow:"
         )
-    for depth, event in enumerate(chain):
-        print(f"  {'  ' * min(depth, 8)}{'<- ' if depth else ''}{log_safe(event.describe())}")
+    _print_chain(chain, log, args.flow)
     return 0
 
 
-def _why_flow(flow: Any, log: Any, as_json: bool) -> int:
+def _print_chain(chain: list[Any], log: Any, flow_ref: str) -> None:
+    """Print ``chain`` (newest first, each cause under its effect), saying when it goes on.
+
+    :meth:`EventLog.why` stops after a dozen events: the last line printed
+    then named a cause ("'step-13' completed") with nothing after it, as if
+    the chain ended there. It says where the rest is instead.
+    """
+    import shlex
+
+    for depth, event in enumerate(chain):
+        print(f"  {'  ' * min(depth, 8)}{'<- ' if depth else ''}{log_safe(event.describe())}")
+    before = chain[-1].cause.event if chain else None
+    if before is not None and log.get(before) is not None and all(e.seq != before for e in chain):
+        command = f"flowkit flows show {shlex.quote(flow_ref)} --events"
+        print(log_safe(f"  ... earlier causes from #{before} back: '{command}' lists every event"))
+
+
+def _why_flow(flow: Any, log: Any, as_json: bool, flow_ref: str) -> int:
     """Explain how ``flow`` ended: its last event and the chain of causes behind it.
 
     A flow that reverted names the failure that made it revert; one that has
@@ -312,11 +332,11 @@ def _why_flow(flow: Any, log: Any, as_json: bool) -> int:
     from flowkit import states
 
     state = flow.state or states.PENDING
-    chain = log.why(flow.name)
+    chain = log.why(flow.name, flow=True)
     waiting: list[Any] = []
     if state in (states.RUNNING, states.RESUMING):
         busy = [d.name for d in flow if d.state in (states.RUNNING, states.REVERTING)]
-        waiting = [log.of(name)[-1] for name in busy if log.of(name)]
+        waiting = [own[-1] for own in (log.of(name, flow=False) for name in busy) if own]
     if as_json:
         shown = waiting or chain
         print(
@@ -329,6 +349,5 @@ def _why_flow(flow: Any, log: Any, as_json: bool) -> int:
         for event in waiting:
             print(f"  {log_safe(event.describe())}; since {utc_seconds(event.at)} UTC")
         return 0
-    for depth, event in enumerate(chain):
-        print(f"  {'  ' * min(depth, 8)}{'<- ' if depth else ''}{log_safe(event.describe())}")
+    _print_chain(chain, log, flow_ref)
     return 0

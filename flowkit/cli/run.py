@@ -22,8 +22,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import os
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 from flowkit._utils.text import log_safe
@@ -52,6 +54,8 @@ ENGINE_OPTIONS_KEY = "engine_options"
 #: monitor can draw them without importing their code. Atoms, not graph nodes:
 #: the compiled graph adds two nodes per flow, so a flow of 2,000 atoms has more.
 _GRAPH_LIMIT = 2000
+#: The logger the engine logs under: TaskFlow's engine module's, which log configurations name.
+_ENGINE_LOGGER = "flowkit.engines.action_engine.engine"
 
 
 def register(subparsers: Any) -> None:
@@ -273,6 +277,10 @@ def run_engine(engine: Any, args: argparse.Namespace) -> int:
     from flowkit.report import ExecutionReport
 
     with contextlib.ExitStack() as stack:
+        if args.report == "json":
+            stack.enter_context(_stdout_to_stderr())
+        if getattr(args, "verbose", 0) == 0:
+            stack.enter_context(_engine_tracebacks_left_to_v())
         stack.enter_context(EventLogListener(engine))
         if not args.no_progress:
             progress = _progress(engine)
@@ -327,6 +335,51 @@ def backend_lost(engine: Any, error: BaseException) -> CliError:
     )
 
 
+def _without_traceback(record: logging.LogRecord) -> bool:
+    """Keep the engine's records that carry no traceback (a filter of its logger)."""
+    return record.exc_info is None
+
+
+@contextlib.contextmanager
+def _engine_tracebacks_left_to_v() -> Iterator[None]:
+    """Leave out the engine's logged tracebacks while the flow runs, for ``-v`` to show.
+
+    A run whose revert failed made the engine log, as TaskFlow's does, an
+    ERROR with the revert's traceback ("Engine execution has failed, something
+    bad must have happened ..."): 20 lines before the one error line that says
+    the same (``reverting 'b' failed with ...``), where the CLI promises that
+    line alone unless ``-v`` asks for the traceback.
+    """
+    engine_log = logging.getLogger(_ENGINE_LOGGER)
+    engine_log.addFilter(_without_traceback)
+    try:
+        yield
+    finally:
+        engine_log.removeFilter(_without_traceback)
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """Send what the run writes to standard output to standard error, until the block ends.
+
+    With a JSON report standard output is for the JSON alone: a task that
+    printed (the quickstart's do) put its lines before it, and ``| jq`` refused
+    the whole. File descriptor 1 is redirected too, for what a C library or a
+    child process (a process pool's worker) writes there.
+    """
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stdout.flush()  # what a handler holding the real stdout wrote meanwhile
+        sys.stderr.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def _failure_line(report: Any) -> str:
     failed = [a for a in report.atoms if a.failure is not None]
     revert_failed = [a for a in report.atoms if a.revert_failure is not None]
@@ -343,12 +396,15 @@ def _failure_line(report: Any) -> str:
         atom = revert_failed[0]
         parts.append(f"reverting '{atom.name}' failed with {atom.revert_failure.one_line()}")
     else:
-        reverted = [a.name for a in report.atoms if a.reverted == "reverted"]
+        # Reverted is what an atom was left as, not what an earlier attempt of it came to:
+        # one reverted and run again (a retry) keeps its new work, as an atom a retry's
+        # scoped REVERT did not reach keeps its own. Work left done is said, not hidden.
+        reverted = sum(1 for a in report.atoms if a.state == "REVERTED")
+        kept = sum(1 for a in report.atoms if a.state == "SUCCESS")
         if reverted:
-            parts.append(f"reverted {len(reverted)} atom(s)")
+            parts.append(f"reverted {reverted} atom(s)" + (f", {kept} left in SUCCESS" if kept else ""))
         else:
             # never_resolve (or a stop before any revert) leaves done work as it is: say so.
-            kept = sum(1 for a in report.atoms if a.state == "SUCCESS")
             parts.append(
                 f"nothing was reverted ({kept} atom(s) left in SUCCESS)" if kept else "nothing was reverted"
             )

@@ -1021,7 +1021,7 @@ class Runtime:
             if source.atom is not None and source.name not in history:
                 continue  # an ignored atom has no say
             if not edge.decider(history=history):
-                nays.append((edge.depth, source.name))
+                nays.append((edge.depth, _user_name(source)))
         if not nays:
             self._deciding = None
             return None
@@ -1032,7 +1032,7 @@ class Runtime:
         # Kept for the IGNOREs the scheduler records next: the event log says which
         # link skipped each atom (the widest depth's, which is the one applied).
         self._deciding = IgnoreCause(
-            sources=tuple(name for d, name in nays if d == depth), target=node.name, depth=str(depth)
+            sources=tuple(name for d, name in nays if d == depth), target=_user_name(node), depth=str(depth)
         )
         return depth
 
@@ -1093,6 +1093,15 @@ class RevertCause(Record):
     failure: Failure | None
     decision: str | None
     retry: str | None
+
+
+def _user_name(node: Node) -> str:
+    """The name a user gave ``node``: its atom's, or for a nested flow's start or end, the flow's.
+
+    A link into or out of a flow ends on the compiler's barrier nodes
+    (``sub^start``, ``sub^end``), which no user wrote.
+    """
+    return node.name if node.atom is not None else node.scope.name
 
 
 class IgnoreCause(Record):

@@ -225,9 +225,15 @@ class EventLog:
 
     events: tuple[Event, ...] = ()
     _by_seq: dict[int, Event] = field(default_factory=dict, repr=False, compare=False)
+    # Each name's events, the flow's apart from its atoms' (a flow may hold an atom of
+    # its own name): a report or `flows why` looks up every atom, and a scan of the
+    # whole log per atom made a 10,000-atom report quadratic.
+    _by_name: dict[tuple[bool, str], list[Event]] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self._by_seq.update((e.seq, e) for e in self.events)
+        for event in self.events:
+            self._by_name.setdefault((event.kind == "flow", event.name), []).append(event)
 
     @classmethod
     def from_flow_detail(cls, flow_detail: Any) -> EventLog:
@@ -251,23 +257,34 @@ class EventLog:
     def __bool__(self) -> bool:
         return bool(self.events)
 
-    def of(self, name: str) -> list[Event]:
-        """The events of the atom (or flow) called ``name``, oldest first."""
-        return [e for e in self.events if e.name == name]
+    def of(self, name: str, *, flow: bool | None = None) -> list[Event]:
+        """The events of the atom (or flow) called ``name``, oldest first.
+
+        Args:
+            name: the atom's or the flow's name.
+            flow: True for the flow's events only, False for the atom's only;
+                None (the default) for both, which differ only when the flow
+                holds an atom of its own name.
+        """
+        if flow is not None:
+            return list(self._by_name.get((flow, name), ()))
+        atoms, own = self._by_name.get((False, name), []), self._by_name.get((True, name), [])
+        return sorted(atoms + own, key=lambda e: e.seq) if atoms and own else list(atoms or own)
 
     def get(self, seq: int) -> Event | None:
         """The event numbered ``seq``, if recorded."""
         return self._by_seq.get(seq)
 
-    def why(self, name: str, limit: int = 12) -> list[Event]:
+    def why(self, name: str, limit: int = 12, *, flow: bool | None = None) -> list[Event]:
         """The chain of causes behind ``name``'s latest transition, newest first.
 
         Starts at the atom's last event and follows each cause's triggering
         event (the failure behind a revert, the retry decision behind a re-run,
         the predecessor whose completion made it ready) for at most ``limit``
-        steps. Empty when nothing was recorded for ``name``.
+        steps. Empty when nothing was recorded for ``name``. ``flow`` chooses
+        between the flow and an atom of the same name, as in :meth:`of`.
         """
-        own = self.of(name)
+        own = self.of(name, flow=flow)
         if not own:
             return []
         chain = [own[-1]]

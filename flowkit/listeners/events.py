@@ -160,6 +160,8 @@ class EventLogListener(base.Listener):
         self._done: dict[str, int] = {}
         #: the newest execute failure.
         self._failure: _Failed | None = None
+        # The newest failed revert: what ends a flow FAILURE rather than REVERTED.
+        self._revert_failed: _Failed | None = None
         #: atom name -> seq of its latest execute FAILURE event.
         self._failed_at: dict[str, int] = {}
         #: atom name -> the cause of the retry decision that reset it.
@@ -266,6 +268,10 @@ class EventLogListener(base.Listener):
                     self._failure = _Failed(int(data["seq"]), name, cause.get("failure"))
                 if data["state"] == st.FAILURE:
                     self._failed_at[name] = int(data["seq"])
+                elif data["state"] == st.REVERT_FAILURE and state == st.REVERT_FAILURE:
+                    # Still failed (not tried again): it ends this run FAILURE too.
+                    raised = data.get("cause", {}).get("failure")
+                    self._revert_failed = _Failed(int(data["seq"]), name, raised)
             if stored and state == st.SUCCESS and stored[-1]["state"] == st.RUNNING:
                 settled.append((name, state, stored[-1]))
             elif stored and state == st.PENDING and meta.get(ITERATION_KEY) is not None:
@@ -426,6 +432,8 @@ class EventLogListener(base.Listener):
             return Cause(CauseKind.FINISHED, "every atom completed")
         if state == st.SUSPENDED:
             return Cause(CauseKind.FINISHED, "the run was suspended")
+        if state == st.FAILURE and self._revert_failed is not None:
+            return self._revert_failure_cause(self._revert_failed, state)
         if self._failure is None:
             return Cause(CauseKind.FINISHED, f"the flow ended {state}")
         both = self._ended_by()
@@ -448,6 +456,22 @@ class EventLogListener(base.Listener):
             event=last.seq,
             atoms=(last.atom,),
             failure=kind,
+        )
+
+    def _revert_failure_cause(self, failed: _Failed, state: str) -> Cause:
+        """The end of a flow a failed revert left FAILURE: that revert, after the failure it undid.
+
+        Linked to the revert's REVERT_FAILURE, so ``why`` goes on to why it
+        was reverting and to the execute failure behind it.
+        """
+        kind, words = _failed_words(failed.failure)
+        text = f"reverting '{failed.atom}' failed with {words}"
+        atoms: tuple[str, ...] = (failed.atom,)
+        if self._failure is not None:
+            text += f", after '{self._failure.atom}' failed with {_failed_words(self._failure.failure)[1]}"
+            atoms += (self._failure.atom,)
+        return Cause(
+            CauseKind.FINISHED, f"{text}; the flow ended {state}", event=failed.seq, atoms=atoms, failure=kind
         )
 
     def _ended_by(self) -> list[_Failed]:
@@ -528,6 +552,8 @@ class EventLogListener(base.Listener):
         elif state == st.FAILURE:
             self._failure = _Failed(seq, name, details.get("result"))
             self._failed_at[name] = seq
+        elif state == st.REVERT_FAILURE:
+            self._revert_failed = _Failed(seq, name, details.get("result"))
 
     # -- inferring causes ---------------------------------------------------------
 

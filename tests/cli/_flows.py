@@ -20,6 +20,7 @@ __all__ = [
     "SHOP",
     "CardDeclined",
     "make_blocking",
+    "make_chatty",
     "make_long",
     "make_long_gated",
     "make_refused",
@@ -272,3 +273,17 @@ def make_hostile() -> linear_flow.Flow:
         FailsWithMarkup(f"ok {HOSTILE_MARKUP}", inject={"fail": False}),
         FailsWithMarkup(f"bad {HOSTILE_MARKUP}"),
     )
+
+
+class Chatty(task.Task):
+    """Prints a line, and writes one to file descriptor 1 as a C library or a child would."""
+
+    def execute(self) -> str:
+        print(f"{self.name} says hello")
+        os.write(1, f"{self.name} writes to fd 1\n".encode())
+        return self.name
+
+
+def make_chatty() -> linear_flow.Flow:
+    """Two atoms that write to standard output while they run."""
+    return linear_flow.Flow("chatty").add(Chatty("one"), Chatty("two"))

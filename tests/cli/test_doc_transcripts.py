@@ -9,6 +9,7 @@ lands there), with the checkout importable, as from a checkout after
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 from pathlib import Path
@@ -16,6 +17,8 @@ from pathlib import Path
 from tests.cli.conftest import SOURCE_ROOT, flowkit_cmd
 
 ROOT = Path(SOURCE_ROOT)
+#: The target the pages' placeholder ``myapp.flows:make_flow`` stands for here.
+QUICKSTART = "examples.quickstart:build_flow"
 
 
 def _literal_blocks(text: str) -> list[list[str]]:
@@ -93,3 +96,68 @@ def test_the_flows_why_transcripts_of_the_cli_page_print_what_it_shows(tmp_path:
                 ran += 1
             command, expected = line[2:] or None, []
     assert ran == 3  # the quickstart's run, then why of an atom and why of the flow
+
+
+def _console_blocks(text: str) -> list[list[str]]:
+    """The ``.. code-block:: console`` blocks of reST ``text``, each as its lines unindented."""
+    blocks: list[list[str]] = []
+    for match in re.finditer(r"\.\. code-block:: console\n\n((?:(?: {4}.*)?\n)+)", text):
+        blocks.append([line[4:] for line in match.group(1).splitlines() if line.strip()])
+    return blocks
+
+
+def _expanded(synopsis: str, values: dict[str, str]) -> list[str]:
+    """A synopsis line as command lines: its placeholders given ``values``, once bare and once
+    with each ``[...]`` option alone (``[ATOM]`` as a placeholder)."""
+    options = re.findall(r" \[([^\]]+)\]", synopsis)
+    bare = re.sub(r" \[[^\]]+\]", "", synopsis)
+    lines = [bare] + [f"{bare} {option}" for option in options if not option.isupper()]
+    lines += [bare.replace(" --", f" {option} --", 1) for option in options if option.isupper()]
+    return [" ".join(values.get(word, word) for word in line.split(" ")) for line in lines]
+
+
+def test_every_synopsis_line_of_the_cli_page_runs_with_each_of_its_options(tmp_path: Path) -> None:
+    # The page opens with the commands' synopsis, placeholders and options in brackets,
+    # which no test ran: each is run here after the quickstart, its placeholders filled in
+    # and each option alone, and must not be refused as bad usage. The reading commands
+    # must succeed; a resume of the reverted quickstart runs it anew, which fails again.
+    text = (ROOT / "doc" / "cli.rst").read_text(encoding="utf-8")
+    (synopsis,) = (block for block in _console_blocks(text) if block[0].startswith("$ flowkit run "))
+    values = {
+        "myapp.flows:make_flow": QUICKSTART,
+        "vm_id=42": "shop=bakery",
+        "FLOW": "open-shop",
+        "ATOM": "charge_card",
+        "URL": "sqlite:///flows.db",
+        "FAILURE": "REVERTED",
+    }
+    ran = []
+    for line in synopsis:
+        for command in _expanded(line[2:], values):
+            status, out, err = _run(command, tmp_path)
+            ran.append(command)
+            words = command.split()
+            if words[1] == "run" or (words[2] == "resume" and "--dry-run" not in words):
+                # The error line comes last (with --json, after the lines the tasks printed).
+                assert status == 1, f"{command}\n{err}"
+                assert "flow 'open-shop' ended REVERTED" in err.splitlines()[-1], f"{command}\n{err}"
+            else:
+                assert status == 0, f"{command}\n{err}"
+                assert out, command
+            if "--json" in words:
+                json.loads(out)
+    assert len(ran) == 13, ran
+
+
+def test_the_graph_commands_of_the_cli_page_print_dot_and_mermaid(tmp_path: Path) -> None:
+    section = _section((ROOT / "doc" / "cli.rst").read_text(encoding="utf-8"), "``flowkit graph``")
+    commands = [line[2:] for block in _literal_blocks(section) for line in block if line.startswith("$ ")]
+    assert len(commands) == 2, commands
+    starts = {"dot": "digraph", "mermaid": "flowchart"}
+    for documented in commands:
+        command = documented.split(" | ")[0].replace("myapp.flows:make_flow", QUICKSTART)
+        status, out, err = _run(command, tmp_path)
+        assert status == 0, f"{command}\n{err}"
+        assert out.startswith(starts[command.split()[-1]]), out
+        for atom in ("reserve_domain", "create_database", "charge_card"):
+            assert atom in out, out

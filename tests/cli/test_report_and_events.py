@@ -481,3 +481,214 @@ def test_an_atom_left_failed_does_not_count_its_own_failure_among_its_earlier_at
     line = next(x for x in ExecutionReport.from_engine(engine).to_text().splitlines() if "flaky" in x)
     assert "FAILURE" in line and "failed: " in line
     assert "earlier attempts" not in line, line
+
+
+def _shop_named(name: str) -> linear_flow.Flow:
+    """The shop flow (``reserve``, then ``charge`` under ``r1``) under another flow name."""
+    flow = linear_flow.Flow(name)
+    for atom in make_shop():
+        flow.add(atom)
+    return flow
+
+
+def test_why_an_atom_named_as_its_flow_explains_the_atom_not_the_flows_end(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `flows why reserve reserve` of a flow 'reserve' holding an atom 'reserve' printed
+    # the flow's end ("the flow ended REVERTED"), not why the atom was reverted: the
+    # log looked the name up among the flow's events and the atoms' alike.
+    from flowkit.cli import main
+
+    connection = f"sqlite:///{tmp_path}/flows.db"
+    with backends.backend({"connection": connection}) as backend:
+        engine = engines.load(_shop_named("reserve"), store={"amount": 500}, backend=backend)
+        with EventLogListener(engine), contextlib.suppress(CardDeclined):
+            engine.run()
+    capsys.readouterr()
+    assert main(["flows", "why", "reserve", "reserve", "--connection", connection]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "reserve is REVERTED:"
+    assert lines[1] == "  reserve REVERTED (attempt 1, run 1): revert returned", lines
+    assert lines[2].startswith("    <- reserve REVERTING (attempt 1, run 1): 'charge' failed with Card")
+    assert main(["flows", "why", "reserve", "--connection", connection, "--json"]) == 0
+    chain = json.loads(capsys.readouterr().out)["chain"]
+    assert [(e["kind"], e["name"], e["state"]) for e in chain[:2]] == [
+        ("flow", "reserve", "REVERTED"),
+        ("task", "charge", "FAILURE"),
+    ]
+
+
+def test_the_report_of_an_atom_named_as_its_flow_counts_only_the_atoms_attempts() -> None:
+    # The flow's own REVERTED event was counted as one of the atom's earlier attempts:
+    # "top  SUCCESS  -> 'top'  (earlier attempts: 1 reverted)" of an atom never reverted.
+    inner = linear_flow.Flow("inner", retry=retry.Times(2, "r_inner")).add(Flaky("flaky", failures=9))
+    outer = linear_flow.Flow("outer", retry=retry.Times(2, "r_outer")).add(inner)
+    engine, _ = _run(linear_flow.Flow("top").add(Step("top"), outer))
+    report = ExecutionReport.from_engine(engine)
+    assert report.state == "REVERTED"
+    line = next(x for x in report.to_text().splitlines() if x.split()[0] == "top")
+    assert line.split()[1] == "SUCCESS" and "earlier attempts" not in line, line
+
+
+class _CountedName(str):
+    """An atom name that counts how often it is compared for equality."""
+
+    compared = 0
+
+    def __eq__(self, other: object) -> bool:
+        type(self).compared += 1
+        return str.__eq__(self, other)
+
+    __hash__ = str.__hash__
+
+
+def test_the_text_report_looks_each_atoms_events_up_without_reading_the_whole_log() -> None:
+    # The text report (`flows show`) read the whole event log once per atom: 10,000 atoms
+    # took 7 s (most of it in EventLog.of), and `flows show --events` as long. Each
+    # atom's events are now looked up by name; counted here in name comparisons, since a
+    # test does not time.
+    import dataclasses
+
+    size = 400
+    engine, listener = _run(linear_flow.Flow("f").add(*(Step(f"s{i}") for i in range(size))))
+    log = EventLog(tuple(dataclasses.replace(e, name=_CountedName(e.name)) for e in listener.log))
+    report = dataclasses.replace(ExecutionReport.from_engine(engine), events=log)
+    _CountedName.compared = 0
+    assert len(report.to_text().splitlines()) == size + 1
+    assert _CountedName.compared <= 4 * size, _CountedName.compared
+
+
+def test_the_error_line_counts_as_reverted_only_the_atoms_left_reverted() -> None:
+    # An inner retry that gives up reverts its own scope only (as in TaskFlow): 'start' and
+    # the outer retry's 'prep' keep their work. The error line said "reverted 4 atom(s)"
+    # (it counted 'prep', reverted by an earlier attempt and run again), and did not say
+    # that work was left done.
+    from flowkit.cli.run import _failure_line
+
+    inner = linear_flow.Flow("inner", retry=retry.Times(2, "r_inner"))
+    inner.add(Step("make"), Flaky("use", failures=9))
+    outer = linear_flow.Flow("outer", retry=retry.Times(2, "r_outer")).add(Step("prep"), inner)
+    engine, _ = _run(linear_flow.Flow("top").add(Step("start"), outer))
+    report = ExecutionReport.from_engine(engine)
+    assert report.state == "REVERTED"
+    assert report.totals["REVERTED"] == 3 and report.totals["SUCCESS"] == 3
+    line = _failure_line(report)
+    assert line.endswith("; reverted 3 atom(s), 3 left in SUCCESS"), line
+
+
+def test_an_unknown_atom_lists_a_few_names_the_nearest_first_not_every_atom(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `flows why big s99999` of a 10,000-atom flow printed an error line of 69 kB: every
+    # atom's name, unquoted (a name holding ", " read as two). The names are now listed as
+    # the flows are when none matches: quoted, a few, the ones nearest the name given first.
+    from flowkit.cli import main
+
+    connection = f"sqlite:///{tmp_path}/flows.db"
+    with backends.backend({"connection": connection}) as backend:
+        engine = engines.load(
+            linear_flow.Flow("f").add(*(Step(f"step-{i}") for i in range(50))), backend=backend
+        )
+        engine.run()
+    capsys.readouterr()
+    assert main(["flows", "why", "f", "step-4O", "--connection", connection]) == 2
+    said = capsys.readouterr().err
+    assert said.count("\n") == 1 and len(said) < 300, said
+    assert "has no atom 'step-4O' (its atoms: 'step-4', " in said, said
+    assert "'step-40'" in said and "and 45 more;" in said, said
+
+
+def test_show_events_of_a_flow_without_an_event_log_says_it_has_none(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `flows show --events` of a flow run without the listener printed the report and
+    # nothing after it, as if the run had had no transitions; `flows why` says why.
+    from flowkit.cli import main
+
+    connection = f"sqlite:///{tmp_path}/flows.db"
+    with backends.backend({"connection": connection}) as backend:
+        engines.load(linear_flow.Flow("f").add(Step("a")), backend=backend).run()
+    capsys.readouterr()
+    assert main(["flows", "show", "f", "--events", "--connection", connection]) == 0
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert last == (
+        "  no event log: run it with 'flowkit run' or attach flowkit.listeners.events.EventLogListener"
+    ), last
+
+
+def test_why_says_when_the_chain_goes_on_past_what_it_prints(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The chain is cut after 12 events: `flows why` of the 20th step of a line ended on
+    # "<- step-14 RUNNING: 'step-13' completed", as if nothing came before. It now says
+    # that the chain goes on, and where to read the rest.
+    from flowkit.cli import main
+
+    connection = f"sqlite:///{tmp_path}/flows.db"
+    with backends.backend({"connection": connection}) as backend:
+        engine = engines.load(
+            linear_flow.Flow("f").add(*(Step(f"step-{i}") for i in range(20))), backend=backend
+        )
+        with EventLogListener(engine):
+            engine.run()
+    capsys.readouterr()
+    assert main(["flows", "why", "f", "step-19", "--connection", connection]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 14, lines
+    assert "<- step-14 RUNNING" in lines[-2], lines
+    assert (
+        lines[-1] == "  ... earlier causes from #29 back: 'flowkit flows show f --events' lists every event"
+    )
+    # A chain that ends by itself says nothing more.
+    assert main(["flows", "why", "f", "step-2", "--connection", connection]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-1].endswith("step-0 RUNNING (attempt 1, run 1): it is first in its flow"), lines
+
+
+def test_why_a_flow_ended_failure_names_the_revert_that_failed() -> None:
+    # A flow ends FAILURE, not REVERTED, because a revert failed; its last event said
+    # "'charge' failed with CardDeclined ...; the flow ended FAILURE" and `flows why`
+    # stopped at charge's failure, which alone would have ended it REVERTED.
+    from tests.cli._flows import make_revert_fails
+
+    engine = engines.load(make_revert_fails(), store={"amount": 500})
+    listener = EventLogListener(engine, clock=Ticking())
+    with listener, pytest.raises(RuntimeError):
+        engine.run()
+    log = listener.log
+    chain = log.why("revert-fails", flow=True)
+    assert [(e.name, e.state) for e in chain] == [
+        ("revert-fails", "FAILURE"),
+        ("b", "REVERT_FAILURE"),
+        ("b", "REVERTING"),
+        ("charge", "FAILURE"),
+    ], [e.describe() for e in chain]
+    assert chain[0].cause.text == (
+        "reverting 'b' failed with RuntimeError: cannot undo b, after 'charge' failed with "
+        "CardDeclined: card declined for 500; the flow ended FAILURE"
+    )
+    assert chain[0].cause.atoms == ("b", "charge") and chain[0].cause.failure == "RuntimeError"
+
+
+def test_a_decider_link_from_or_into_a_nested_flow_is_named_by_the_flows_name() -> None:
+    # The cause named the compiler's barrier nodes, which no user wrote: "the decider on
+    # the link 'a' -> 'sub^start' returned False" of a link into the flow 'sub', and
+    # 'sub^end' for a link out of it.
+    from flowkit.patterns import graph_flow
+
+    into = graph_flow.Flow("into")
+    sub = linear_flow.Flow("sub").add(Step("s1"))
+    a = Step("a")
+    into.add(a, sub)
+    into.link(a, sub, decider=lambda history: False)
+    out = graph_flow.Flow("out")
+    other = linear_flow.Flow("other").add(Step("o1"))
+    z = Step("z")
+    out.add(other, z)
+    out.link(other, z, decider=lambda history: False)
+    by_name = {e.name: e for flow in (into, out) for e in _run(flow)[1].log.events}
+    assert by_name["s1"].cause.text == (
+        "the decider on the link 'a' -> 'sub' returned False; its depth ALL skips this atom too"
+    )
+    assert by_name["z"].cause.text == "the decider on the link 'other' -> 'z' returned False"
+    assert by_name["z"].cause.atoms == ("other", "z")

@@ -752,3 +752,37 @@ def test_a_reading_command_creates_no_schema_in_an_empty_postgresql_database(pos
         assert sa.inspect(engine).get_table_names() == []
     finally:
         engine.dispose()
+
+
+def test_a_json_report_is_all_standard_output_holds_even_when_the_tasks_print(tmp_path: Path) -> None:
+    # `flowkit run --report json | jq` failed on a flow whose tasks print (the quickstart's
+    # do): their lines came first on standard output, before the JSON. What the run writes
+    # goes to standard error then, down to its file descriptor (a C library, a child).
+    connection = f"sqlite:///{tmp_path}/flows.db"
+    done = flowkit_cmd("run", "tests.cli._flows:make_chatty", "--connection", connection, "--report", "json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["state"] == "SUCCESS"
+    for line in ("one says hello", "one writes to fd 1", "two says hello", "two writes to fd 1"):
+        assert line in done.stderr.splitlines(), done.stderr
+    resumed = flowkit_cmd("flows", "resume", "chatty", "--connection", connection, "--json")
+    assert resumed.returncode == 0 and json.loads(resumed.stdout)["state"] == "SUCCESS", resumed.stderr
+    # The text report is for a person: the tasks' lines stay where they were, before it.
+    text = flowkit_cmd("run", "tests.cli._flows:make_chatty", "--report", "text")
+    assert text.stdout.splitlines()[:2] == ["one says hello", "one writes to fd 1"], text.stdout
+
+
+def test_a_run_whose_revert_fails_says_so_in_one_line_and_v_adds_the_traceback(tmp_path: Path) -> None:
+    # The engine logs an ERROR with the revert's traceback as TaskFlow's does ("Engine
+    # execution has failed, something bad must have happened ..."): `flowkit run` printed
+    # those 20 lines before its own error line, where the page promises one line.
+    run = ("run", "tests.cli._flows:make_revert_fails", "--store", "amount=500", "--report", "none")
+    done = flowkit_cmd(*run, "--connection", f"sqlite:///{tmp_path}/a.db")
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        "flowkit run: error: flow 'revert-fails' ended FAILURE; atom 'charge' failed with "
+        "tests.cli._flows.CardDeclined: card declined for 500; reverting 'b' failed with "
+        "RuntimeError: cannot undo b"
+    ], done.stderr
+    verbose = flowkit_cmd("-v", *run, "--connection", f"sqlite:///{tmp_path}/b.db")
+    assert verbose.returncode == 1
+    assert "Traceback" in verbose.stderr and "RuntimeError: cannot undo b" in verbose.stderr

@@ -943,3 +943,71 @@ def test_the_list_keeps_the_keyboard_focus_and_a_selection_across_its_refreshes(
         assert page.evaluate("document.activeElement.closest('tr').dataset.uuid") == uuid
         page.keyboard.press("Enter")
         page.wait_for_url(f"{url}/flows/{uuid}")
+
+
+#: Where a text's first and last characters are drawn: [left of the first, left of the last].
+_DRAWN_ENDS = """([selector, text]) => {
+  const root = document.querySelector(selector);
+  const walk = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
+  for (let node = walk.nextNode(); node; node = walk.nextNode()) {
+    const at = node.data.indexOf(text);
+    if (at < 0) continue;
+    const left = (i) => {
+      const range = document.createRange();
+      range.setStart(node, i);
+      range.setEnd(node, i + 1);
+      return range.getBoundingClientRect().left;
+    };
+    return [left(at), left(at + text.length - 1)];
+  }
+  return null;
+}"""
+
+
+def test_a_bidi_control_in_a_name_does_not_reorder_what_the_page_shows_after_it(tmp_path: Path) -> None:
+    # A flow named "pay\u202e" (RIGHT-TO-LEFT OVERRIDE) had the uuid after its name in the
+    # page's title drawn backwards, "(flow)" after it in the event tree drawn "(wolf)", and
+    # "(reverted)" after a result holding one drawn "(detrever)": the monitor put the names
+    # and texts another process wrote beside its own text without isolating them, where the
+    # CLI escapes them. Each is checked where the browser draws it: left to right.
+    from flowkit import engines
+    from flowkit.listeners.events import EventLogListener
+    from flowkit.patterns import linear_flow
+    from flowkit.persistence import backends
+    from tests.cli._flows import CardDeclined, Step
+
+    override = "\u202e"
+
+    class Declines(Step):
+        def execute(self) -> str:
+            raise CardDeclined(f"declined{override}")
+
+    connection = f"sqlite:///{tmp_path}/bidi.db"
+    flow = linear_flow.Flow(f"pay{override}").add(Step(f"ok{override}"), Declines(f"bad{override}"))
+    with backends.backend(connection) as backend:
+        engine = engines.load(flow, backend=backend)
+        with EventLogListener(engine), pytest.raises(CardDeclined):
+            engine.run()
+        uuid = engine.storage.flow_uuid
+    with _monitoring(connection) as url, _browser() as browser:
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.goto(f"{url}/flows/{uuid}")
+        page.wait_for_selector("#events tbody tr", timeout=60_000)
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "monitor-bidi-names.png"))
+        for selector, text in (
+            ("#flow-title", uuid),
+            ("#events tbody tr:first-child", "(flow)"),
+            ("#events tbody tr:nth-child(2)", "#1"),
+            (f"#report tr[data-atom='bad{override}']", "(reverted)"),
+            ("#failures h3", "execute: tests.cli._flows.CardDeclined"),
+        ):
+            first, last = page.evaluate(_DRAWN_ENDS, [selector, text])
+            assert first < last, (selector, text, first, last)
+        # The names are shown as they are, only isolated from their neighbours; in a
+        # sentence made of names (a cause), the control is shown escaped, as by the CLI.
+        assert page.inner_text("#flow-title") == f"pay{override} ({uuid})"
+        cause = page.inner_text("#events tbody tr:nth-child(4) td:last-child")
+        assert cause == "'ok\\u202e' completed (#3)", cause
+        # The tab's title has no element to isolate a name in: an isolate (FSI...PDI) does it.
+        assert page.title() == f"\u2068pay{override}\u2069 REVERTED - flowkit monitor"

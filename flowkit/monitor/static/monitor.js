@@ -12,6 +12,25 @@ const flowkitMonitor = (() => {
     if (text !== undefined && text !== null) node.textContent = String(text);
     return node;
   }
+  // A name or a text another process wrote, isolated from the page's own text beside it: a
+  // bidi control in it (U+202E, RIGHT-TO-LEFT OVERRIDE) drew the uuid after a flow's name
+  // backwards, and "(flow)" as "(wolf)". <bdi> isolates it and leaves it as it is.
+  function bdi(text) {
+    return el("bdi", {}, text);
+  }
+  // The same for plain text (the tab's title has no elements): FSI ... PDI around a text
+  // holding a bidi control or a right-to-left letter; any other is left as it is.
+  const BIDI = /[\u0590-\u08ff\u200e\u200f\u202a-\u202e\u2066-\u2069\ufb1d-\ufdff\ufe70-\ufefc]/;
+  function isolated(text) {
+    return BIDI.test(text) ? "\u2068" + text + "\u2069" : text;
+  }
+  // A sentence the monitor's event log made with names in it ("'bad' completed"): a bidi
+  // control in a name would reorder the rest of the sentence, so it is shown escaped there
+  // (\u202e), as the command line shows it.
+  const CONTROLS = /[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+  function prose(text) {
+    return text.replace(CONTROLS, (c) => "\\u" + c.charCodeAt(0).toString(16).padStart(4, "0"));
+  }
   async function getJSON(url) {
     return (await fetchJSON(url)).data;
   }
@@ -354,9 +373,9 @@ const flowkitMonitor = (() => {
   }
 
   function showReport(report) {
-    document.getElementById("flow-title").textContent = report.name + " (" + report.uuid + ")";
+    document.getElementById("flow-title").replaceChildren(bdi(report.name), " (" + report.uuid + ")");
     // The tab says which flow and how it stands: an operator keeps several open.
-    setTitle(report.name + " " + report.state);
+    setTitle(isolated(report.name) + " " + report.state);
     const badge = document.getElementById("flow-state");
     badge.textContent = report.state;
     badge.className = "state s-" + report.state;
@@ -375,9 +394,9 @@ const flowkitMonitor = (() => {
         const began = (report.events || []).filter(e => e.name === atom.name && e.state === atom.state).pop();
         if (began) took = "since " + when(began.at);
       }
-      row.append(cell, el("td", {}, atom.attempts ?? ""),
-                 el("td", {"class": "took"}, took),
-                 el("td", {}, failure + (atom.cached ? " (from the cache)" : "") + revertNote(atom)));
+      const outcome = el("td");
+      outcome.append(bdi(failure), (atom.cached ? " (from the cache)" : "") + revertNote(atom));
+      row.append(cell, el("td", {}, atom.attempts ?? ""), el("td", {"class": "took"}, took), outcome);
       table.append(row);
     }
     // Said by the server as the text report says it: a resumed flow's time is over all its runs.
@@ -390,7 +409,9 @@ const flowkitMonitor = (() => {
     for (const atom of report.atoms) {
       for (const [what, failure] of [["execute", atom.failure], ["revert", atom.revert_failure]]) {
         if (!failure) continue;
-        failures.append(el("h3", {}, atom.name + " " + what + ": " + failure.type + ": " + failure.message));
+        const heading = el("h3");
+        heading.append(bdi(atom.name), " " + what + ": " + failure.type + ": ", bdi(failure.message));
+        failures.append(heading);
         if (failure.traceback) failures.append(el("pre", {}, failure.traceback));
       }
     }
@@ -407,13 +428,13 @@ const flowkitMonitor = (() => {
       const event = bySeq.get(seq);
       if (!event) continue;
       const row = el("tr", {"data-seq": seq, "data-depth": depth});
-      const what = el("td", {"class": "tree", "style": "padding-left: " + (10 + 16 * Math.min(depth, 12)) + "px"},
-                      (depth ? "\u21b3 " : "") + event.name + (event.kind === "flow" ? " (flow)" : " #" + event.attempt));
+      const what = el("td", {"class": "tree", "style": "padding-left: " + (10 + 16 * Math.min(depth, 12)) + "px"});
+      what.append(depth ? "\u21b3 " : "", bdi(event.name), event.kind === "flow" ? " (flow)" : " #" + event.attempt);
       const cell = el("td");
       cell.append(stateBadge(event.state));
-      const cause = event.cause.event ? " (#" + event.cause.event + ")" : "";
-      row.append(el("td", {}, event.seq), el("td", {}, event.run), what, cell,
-                 el("td", {}, event.cause.text + cause));
+      const cause = el("td");
+      cause.append(bdi(prose(event.cause.text)), event.cause.event ? " (#" + event.cause.event + ")" : "");
+      row.append(el("td", {}, event.seq), el("td", {}, event.run), what, cell, cause);
       events.append(row);
     }
   }

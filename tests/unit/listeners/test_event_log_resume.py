@@ -295,3 +295,29 @@ def test_a_loop_reset_the_log_missed_is_recorded_as_the_next_run_begins(backend:
     assert again.cause.event == verdict.seq
     chain = [(e.name, e.state, e.run) for e in log.why("count")]
     assert ("loop^until", "PENDING", 1) in chain and ("start", "SUCCESS", 1) not in chain[:3]
+
+
+def test_an_atom_run_again_in_doubt_has_no_made_up_duration(backend: Backend) -> None:
+    # The restart of an atom a crash left RUNNING is not announced by the engine: the log
+    # records it when its outcome arrives, timed then. The report took that RUNNING as
+    # the attempt's start, and said "b  SUCCESS  attempts=2  0.000s" of an atom that ran
+    # for an unknown time: a guess, where the report says unknown (None).
+    from flowkit.report import ExecutionReport
+
+    Crashes.armed = True
+    clock = Clock()
+    flow = linear_flow.Flow("f").add(Reserve("a"), Crashes("b"))
+    engine = run_to_the_crash(flow, backend, clock)
+    _, log = resume(flow, backend, engine, clock)
+    (restart,) = [e for e in log.of("b", flow=False) if e.state == "RUNNING" and e.run == 2]
+    assert restart.cause.kind is CauseKind.RESUMED
+    report = {a.name: a for a in ExecutionReport.from_flow_detail(stored(backend, engine)).atoms}
+    assert report["b"].attempts == 2
+    assert report["b"].duration is None
+    assert report["a"].duration is not None
+    line = next(
+        x
+        for x in ExecutionReport.from_flow_detail(stored(backend, engine)).to_text().splitlines()
+        if x.split()[0] == "b"
+    )
+    assert "0.000s" not in line, line
