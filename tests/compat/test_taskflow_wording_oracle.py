@@ -314,6 +314,19 @@ def retry_revert_all_failure(root: str) -> None:
     run(root, lf(root).add(inner))
 
 
+@case
+def retry_unknown_decision(root: str) -> None:
+    # flowkit said only "'bogus' is not a valid Decision", naming neither the retry
+    # nor what a decision may be.
+    retry = mod(root, "retry")
+
+    class Undecided(retry.Times):  # type: ignore[misc, name-defined]
+        def on_failure(self, *args: Any, **kwargs: Any) -> str:
+            return "bogus"
+
+    run(root, mod(root, "patterns.linear_flow").Flow("r", Undecided(2, "u")).add(tasks(root).Fail("a")))
+
+
 # -- engines ----------------------------------------------------------------------------------
 
 
