@@ -201,6 +201,11 @@ class DispatchingDriver:
                 continue
             if node.kind == _compiler.RETRY:
                 runtime.complete(node, action, *call_outcome(call, self.bridge))
+                if runtime.state.flow_state != st.RUNNING:
+                    # A listener asked for a suspend as the retry finished. What the
+                    # retry made ready waits for the resume, as in TaskFlow, which
+                    # announces a retry's outcome only after its step has started.
+                    break
             elif held is not None:
                 held.append((node, action, call))
             else:
