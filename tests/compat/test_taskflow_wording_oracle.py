@@ -261,6 +261,21 @@ def graph_duplicate_provides(root: str) -> None:
 
 
 @case
+def graph_link_unknown_decider_depth(root: str) -> None:
+    # flowkit said "unknown decider depth 'bogus'; ...", not TaskFlow's sentence.
+    T, flow = tasks(root), gf(root)
+    a, b = T.Ok("a"), T.Ok("b")
+    flow.add(a, b).link(a, b, decider=lambda history: True, decider_depth="bogus")
+
+
+@case
+def graph_link_decider_depth_bad_type(root: str) -> None:
+    T, flow = tasks(root), gf(root)
+    a, b = T.Ok("a"), T.Ok("b")
+    flow.add(a, b).link(a, b, decider=lambda history: True, decider_depth=3)
+
+
+@case
 def graph_add_non_atom(root: str) -> None:
     gf(root).add("not an atom")
 
