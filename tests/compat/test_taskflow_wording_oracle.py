@@ -350,6 +350,30 @@ def unknown_engine(root: str) -> None:
     mod(root, "engines").load(lf(root).add(tasks(root).Ok("a")), engine="bogus")
 
 
+@case(upto="Could not import factory 'nomod_zz.nope':")
+def load_from_factory_unknown_name(root: str) -> None:
+    # flowkit said "flow factory 'nomod_zz.nope' cannot be imported" (the rest of
+    # TaskFlow's line is Python's or oslo's text).
+    mod(root, "engines").load_from_factory("nomod_zz.nope")
+
+
+def _detail(root: str, meta: dict[str, Any] | None) -> Any:
+    flow_detail = mod(root, "persistence.models").FlowDetail("nightly", str(uuid.uuid4()))
+    flow_detail.meta = meta
+    return flow_detail
+
+
+@case
+def flow_from_detail_without_factory(root: str) -> None:
+    # flowkit quoted the name and put its own words before TaskFlow's.
+    mod(root, "engines").flow_from_detail(_detail(root, {}))
+
+
+@case
+def flow_from_detail_unknown_factory(root: str) -> None:
+    mod(root, "engines").flow_from_detail(_detail(root, {"factory": {"name": "nomod_zz.nope"}}))
+
+
 @case(upto="expected one of")
 def unknown_executor(root: str) -> None:
     mod(root, "engines").load(lf(root).add(tasks(root).Ok("a")), engine="parallel", executor="bogus")
