@@ -269,6 +269,14 @@ def graph_link_unknown_decider_depth(root: str) -> None:
 
 
 @case
+def graph_link_decider_not_callable(root: str) -> None:
+    # flowkit said "a decider must be callable, not 5".
+    T, flow = tasks(root), gf(root)
+    a, b = T.Ok("a"), T.Ok("b")
+    flow.add(a, b).link(a, b, decider=5)
+
+
+@case
 def graph_link_decider_depth_bad_type(root: str) -> None:
     T, flow = tasks(root), gf(root)
     a, b = T.Ok("a"), T.Ok("b")
