@@ -194,18 +194,21 @@ class DispatchingDriver:
         # With durable storage, every ready atom's state is written (one flush)
         # before any of their calls is made.
         held: list[tuple[_compiler.Node, int, Call]] | None = [] if runtime.state.durable else None
+        # Retries run here, in the engine's thread, once the step's other calls are
+        # started: what a retry makes ready waits for the next step, as in TaskFlow
+        # (whose step starts its batch before it accounts for any outcome). So the
+        # states run_iter() yields match, and a suspend asked for as a retry
+        # finishes starts nothing more.
+        retries: list[tuple[_compiler.Node, int, Call]] | None = None
         while (item := next_item()) is not None:
             node, action = item
             call = runtime.begin_or_fail(node, action)
             if call is None:
                 continue
             if node.kind == _compiler.RETRY:
-                runtime.complete(node, action, *call_outcome(call, self.bridge))
-                if runtime.state.flow_state != st.RUNNING:
-                    # A listener asked for a suspend as the retry finished. What the
-                    # retry made ready waits for the resume, as in TaskFlow, which
-                    # announces a retry's outcome only after its step has started.
-                    break
+                if retries is None:
+                    retries = []
+                retries.append((node, action, call))
             elif held is not None:
                 held.append((node, action, call))
             else:
@@ -222,6 +225,9 @@ class DispatchingDriver:
                     self.dispatch_timed(runtime, node, action, call, timeouts[node.index])
                 else:
                     self.dispatch(done, node, action, call)
+        if retries is not None:
+            for node, action, call in retries:
+                runtime.complete(node, action, *call_outcome(call, self.bridge))
 
     def dispatch(self, done: Completions, node: _compiler.Node, action: int, call: Call) -> Any:
         """Start ``call`` somewhere; its outcome must reach ``done`` exactly once.

@@ -971,6 +971,42 @@ def test_run_iter_runs_each_task_after_yielding_scheduling_as_taskflow(build: Bu
     )
 
 
+def _run_iter_suspended(root: str, build: Builder, kind: str, after: int) -> list[Any]:
+    """Run with ``run_iter()``, suspend once ``after`` states were yielded: what was yielded and done."""
+    lib = Lib(root)
+    flow = build(lib)
+    engine = lib.engines.load(flow, engine=kind)
+    seen: list[Any] = []
+    try:
+        for state in engine.run_iter():
+            seen.append(state)
+            if len(seen) == after:
+                engine.suspend()
+    except Exception as err:
+        seen.append(type(err).__name__)
+    states = {name: engine.storage.get_atom_state(name) for name in _atom_names(flow)}
+    return [seen, engine.storage.get_flow_state(), states, list(lib.journal.calls)]
+
+
+RETRIED = {
+    "times": times_recovering,
+    "nested-times": nested_times_recovering,
+    "for-each": for_each,
+    "inner-revert-outer-retries": inner_revert_outer_retries,
+}
+
+
+@pytest.mark.parametrize("after", [3, 5, 7, 9, 13])
+@pytest.mark.parametrize("kind", ["serial", "parallel"])
+@pytest.mark.parametrize("name", sorted(RETRIED))
+def test_run_iter_steps_through_retries_as_taskflow(name: str, kind: str, after: int) -> None:
+    # A retry's outcome makes the next atoms ready only for the next step, as in
+    # TaskFlow: flowkit's parallel engine ran the retry and started the atoms after it
+    # in one SCHEDULING step, so a run_iter() suspended there had done more.
+    expected = _run_iter_suspended("taskflow", RETRIED[name], kind, after)
+    assert _run_iter_suspended("flowkit", RETRIED[name], kind, after) == expected
+
+
 def _interrupted_then_resumed(root: str) -> tuple[list[Any], list[Any], dict[str, str]]:
     """Interrupt a persisted run with KeyboardInterrupt, then resume it with a new engine."""
     lib = Lib(root)
