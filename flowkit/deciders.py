@@ -52,14 +52,19 @@ class Depth(enum.StrEnum):
         """
         if isinstance(desired_depth, cls):
             return desired_depth
+        # TaskFlow's words (log scrapers match them), then what flowkit adds.
         if not isinstance(desired_depth, str):
-            raise TypeError(f"a decider depth must be a Depth or a str, not {type(desired_depth).__name__}")
+            raise TypeError(
+                f"Unexpected desired depth type, string type expected, not {type(desired_depth)}"
+                " (or a flowkit.deciders.Depth)"
+            )
         try:
             return cls(desired_depth.upper())
         except ValueError:
             choices = sorted(member.name for member in cls)
             raise ValueError(
-                f"unknown decider depth {desired_depth!r}; expected one of {choices} (any case)"
+                f"Unexpected decider depth value, one of {choices} (case-insensitive) is expected"
+                f" and not '{desired_depth}'"
             ) from None
 
 

@@ -26,6 +26,7 @@ from flowkit import exceptions as exc
 from flowkit import states as st
 from flowkit._utils.gc_pause import gc_paused
 from flowkit._utils.lazy_logging import module_logger
+from flowkit._utils.switches import read_switch
 from flowkit.atom import Atom
 from flowkit.engines import _compiler, _task_options
 from flowkit.engines._compiler import Node
@@ -49,6 +50,7 @@ __all__ = [
     "call_outcome",
     "may_check_types",
     "may_guard",
+    "option_flag",
     "positive_workers",
 ]
 
@@ -192,13 +194,21 @@ class DispatchingDriver:
         # With durable storage, every ready atom's state is written (one flush)
         # before any of their calls is made.
         held: list[tuple[_compiler.Node, int, Call]] | None = [] if runtime.state.durable else None
+        # Retries run here, in the engine's thread, once the step's other calls are
+        # started: what a retry makes ready waits for the next step, as in TaskFlow
+        # (whose step starts its batch before it accounts for any outcome). So the
+        # states run_iter() yields match, and a suspend asked for as a retry
+        # finishes starts nothing more.
+        retries: list[tuple[_compiler.Node, int, Call]] | None = None
         while (item := next_item()) is not None:
             node, action = item
             call = runtime.begin_or_fail(node, action)
             if call is None:
                 continue
             if node.kind == _compiler.RETRY:
-                runtime.complete(node, action, *call_outcome(call, self.bridge))
+                if retries is None:
+                    retries = []
+                retries.append((node, action, call))
             elif held is not None:
                 held.append((node, action, call))
             else:
@@ -215,6 +225,9 @@ class DispatchingDriver:
                     self.dispatch_timed(runtime, node, action, call, timeouts[node.index])
                 else:
                     self.dispatch(done, node, action, call)
+        if retries is not None:
+            for node, action, call in retries:
+                runtime.complete(node, action, *call_outcome(call, self.bridge))
 
     def dispatch(self, done: Completions, node: _compiler.Node, action: int, call: Call) -> Any:
         """Start ``call`` somewhere; its outcome must reach ``done`` exactly once.
@@ -246,13 +259,38 @@ class DispatchingDriver:
         """Release what :meth:`open` took."""
 
 
+def option_flag(options: Mapping[str, Any], name: str, default: bool) -> bool:
+    """The yes/no engine option ``name``, read as TaskFlow reads its flags.
+
+    Options often come from configuration files, where a flag is the text
+    ``"false"`` or ``"no"``: ``bool()`` of such a text is True, so
+    ``never_resolve="false"`` left a failed flow unreverted. A bool is taken as
+    it is, anything else by its text (:func:`~flowkit._utils.switches.read_switch`).
+    A text that is no yes/no word (``None``, ``2``, ``"maybe"``) is false, as
+    TaskFlow's ``bool_from_string`` makes it; a warning names it unless it is None.
+    """
+    value = options.get(name, default)
+    switch = read_switch(value)
+    if switch is None:
+        if value is not None:
+            _LOG.warning("engine option %s=%r is not a yes/no word: false, as TaskFlow takes it", name, value)
+        return False
+    return switch
+
+
 def positive_workers(options: Mapping[str, Any], kind: str) -> int | None:
     """The ``max_workers`` option, checked: None or an int from 1 to :data:`MAX_WORKERS`.
+
+    A text that ``int()`` reads (``"4"``, from a configuration file) is taken as
+    that number, as TaskFlow's engines take it.
 
     Raises:
         InvalidEngineOption: any other value.
     """
     workers = options.get("max_workers")
+    if isinstance(workers, str):
+        with contextlib.suppress(ValueError):  # other text is refused below, quoted as given
+            workers = int(workers)
     if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool) or workers < 1):
         raise exc.InvalidEngineOption(
             f"max_workers must be a positive int, not {workers!r}", engine=kind, option="max_workers"
@@ -325,7 +363,7 @@ class ActionEngine(Engine):
             # TaskFlow passes options it does not know through (programs pass their
             # own); strict=True refuses them, since a misspelt one is silently lost.
             message = f"{self.kind} engine does not take option(s) {unknown}; it takes {sorted(self.OPTIONS)}"
-            if self._options.get("strict"):
+            if option_flag(self._options, "strict", False):
                 raise exc.InvalidEngineOption(message, engine=self.kind, option=unknown[0])
             _LOG.warning("%s (kept in engine.options; strict=True refuses them)", message)
         if flow_detail is None and backend is not None:
@@ -350,7 +388,7 @@ class ActionEngine(Engine):
         self._prepared = False
         self._lock = _thread.allocate_lock()
         self._statistics: dict[str, Any] = {}
-        self._gather = bool(self._options.get("gather_statistics", True))
+        self._gather = option_flag(self._options, "gather_statistics", True)
         self._check_options()
         # A bad value is refused here, at load, before a persisted run is written:
         # not at the first run() (the limits below are checked at load the same way).
@@ -414,12 +452,13 @@ class ActionEngine(Engine):
         # The compilation and the runtime's per-node state are big and long-lived:
         # no point in the collector walking them while they are made.
         with gc_paused():
-            compilation = _compiler.compile_flow(self._flow, strict=bool(self._options.get("strict", False)))
+            strict = option_flag(self._options, "strict", False)
+            compilation = _compiler.compile_flow(self._flow, strict=strict)
             # Type checks and guards (validation, caching) import their modules only
             # for flows that can use them: most flows pay one pass over the atoms here.
             nodes = compilation.atoms
             classes = {type(node.atom) for node in nodes}
-            if self._options.get("check_types", True) and may_check_types(nodes, classes):
+            if option_flag(self._options, "check_types", True) and may_check_types(nodes, classes):
                 from flowkit import typed
 
                 typed.check_compilation(compilation)
@@ -427,8 +466,8 @@ class ActionEngine(Engine):
                 compilation,
                 self._storage,
                 self._atom_notifier,
-                defer_reverts=bool(self._options.get("defer_reverts", False)),
-                never_resolve=bool(self._options.get("never_resolve", False)),
+                defer_reverts=option_flag(self._options, "defer_reverts", False),
+                never_resolve=option_flag(self._options, "never_resolve", False),
                 clock=self._options.get("clock"),
             )
         if may_guard(nodes, classes, self._options):
@@ -473,7 +512,7 @@ class ActionEngine(Engine):
         self.compile()
         if not self._prepared:
             self._change_state(st.RESUMING)
-            transient = bool(self._options.get("inject_transient", True))
+            transient = option_flag(self._options, "inject_transient", True)
             storage = self._storage
             run_state = storage.run_state
             assert self._runtime is not None

@@ -1051,7 +1051,15 @@ class Runtime:
         assert record is not None
         kwargs = self._fetch(retry, retry.exec_args, record)
         kwargs["history"] = self.storage.get_retry_history(retry.name)
-        return Decision(retry.atom.on_failure(**kwargs))  # type: ignore[union-attr]
+        answer = retry.atom.on_failure(**kwargs)  # type: ignore[union-attr]
+        try:
+            return Decision(answer)
+        except ValueError as err:
+            # TaskFlow's words first (log scrapers match them), then whose answer it was.
+            raise ValueError(
+                f"Unknown atom failure resolution action/strategy {answer!r} (the on_failure of retry "
+                f"{retry.name!r} returned it; a retry decides {[str(d) for d in Decision]})"
+            ) from err
 
 
 class _NotStarted:

@@ -177,7 +177,7 @@ def load(
     book: LogBook | None = None,
     backend: Backend | Mapping[str, Any] | None = None,
     namespace: str = ENTRY_POINT_GROUP,
-    engine: str = ENGINE_DEFAULT,
+    engine: str | None = ENGINE_DEFAULT,
     inject: Mapping[str, Mapping[str, Any]] | None = None,
     **options: Any,
 ) -> Engine:
@@ -194,7 +194,8 @@ def load(
             with neither ``backend`` nor ``book`` everything stays in memory. With a
             backend but no book, a logbook is made for the run.
         namespace: the entry-point group engines are looked up in.
-        engine: the engine kind (``serial``, ``parallel``, ``asyncio``...), or a URI.
+        engine: the engine kind (``serial``, ``parallel``, ``asyncio``...), or a URI;
+            None or ``""`` is the default (serial), as in TaskFlow.
         inject: per-atom values: ``{atom_name: {symbol: value}}``; with a
             ``backend`` they are saved with the atoms' records, so a resumed run
             has them too.
@@ -213,9 +214,24 @@ def load(
         NotFound: ``inject`` names an atom that is not in the flow.
         TypeError: ``backend`` is neither a backend nor a dict (a URL string, say).
     """
+    kind = _engine_kind(engine)
+    return _load(flow, store, flow_detail, book, backend, namespace, kind, inject, options, None)
+
+
+def _engine_kind(engine: str | None) -> str:
+    """The engine name or URI ``engine`` stands for: :data:`ENGINE_DEFAULT` when it is missing.
+
+    TaskFlow loads its default engine for ``engine=None`` or ``""`` (what a
+    configuration file with the setting left empty gives), so flowkit does too.
+
+    Raises:
+        InvalidEngineOption: ``engine`` is something else that is not a string.
+    """
+    if not engine:
+        return ENGINE_DEFAULT
     if not isinstance(engine, str):
         raise exc.InvalidEngineOption(f"engine must be a name or URI string, not {engine!r}", option="engine")
-    return _load(flow, store, flow_detail, book, backend, namespace, engine, inject, options, None)
+    return engine
 
 
 def _resolve_backend(backend: Any) -> Any:
@@ -446,7 +462,7 @@ def load_from_factory(
     book: LogBook | None = None,
     backend: Backend | Mapping[str, Any] | None = None,
     namespace: str = ENTRY_POINT_GROUP,
-    engine: str = ENGINE_DEFAULT,
+    engine: str | None = ENGINE_DEFAULT,
     **kwargs: Any,
 ) -> Engine:
     """Build a flow by calling ``flow_factory`` and load it, recording the factory.
@@ -476,7 +492,7 @@ def load_prebuilt(
     book: LogBook | None = None,
     backend: Backend | Mapping[str, Any] | None = None,
     namespace: str = ENTRY_POINT_GROUP,
-    engine: str = ENGINE_DEFAULT,
+    engine: str | None = ENGINE_DEFAULT,
     **kwargs: Any,
 ) -> Engine:
     """:func:`load_from_factory` for a ``flow`` the caller already built with ``flow_factory``.
@@ -501,15 +517,13 @@ def _load_recorded(
     book: Any,
     backend: Any,
     namespace: str,
-    engine: str,
+    engine: str | None,
     kwargs: dict[str, Any],
 ) -> Engine:
     """Load ``flow`` with the factory record ``meta``: what both ways of getting a factory's flow share."""
-    if not isinstance(engine, str):
-        raise exc.InvalidEngineOption(f"engine must be a name or URI string, not {engine!r}", option="engine")
     inject = kwargs.pop("inject", None)
     # Factory, store and flow detail in one write, after every check (see load()).
-    return _load(flow, store, None, book, backend, namespace, engine, inject, kwargs, meta)
+    return _load(flow, store, None, book, backend, namespace, _engine_kind(engine), inject, kwargs, meta)
 
 
 def recorded_factory(flow_detail: Any) -> str | None:
@@ -532,18 +546,18 @@ def flow_from_detail(flow_detail: FlowDetail) -> FlowItem:
     """
     name = recorded_factory(flow_detail)
     if name is None:
-        # TaskFlow's wording, which programs match on.
+        # TaskFlow's sentence, whole: programs match both its start and its end
+        # (TaskFlow's own tests: '^Cannot .* no factory information saved.$').
         raise ValueError(
-            f"Cannot reconstruct flow '{flow_detail.name}' {flow_detail.uuid}: it records no flow "
-            "factory (only runs loaded with load_from_factory() can be rebuilt), no factory "
-            "information saved."
+            f"Cannot reconstruct flow {flow_detail.name} {flow_detail.uuid}: no factory information saved."
         )
     factory_data = flow_detail.meta[_FACTORY_KEY]
     try:
         factory = _import_by_name(name)
     except ImportError as err:
         raise _FactoryImportError(
-            f"Could not import factory for flow '{flow_detail.name}' {flow_detail.uuid}: {err}"
+            f"Could not import factory for flow {flow_detail.name} {flow_detail.uuid}"
+            f" (flow {flow_detail.name!r}): {err}"
         ) from err
     # A flow factory returns a flow (or an atom): what the engine is then loaded with.
     built: FlowItem = factory(*factory_data.get("args", ()), **factory_data.get("kwargs", {}))
@@ -560,8 +574,9 @@ def _import_by_name(name: str) -> Any:
 
     try:
         return import_path(name)
-    except ImportError:
-        raise _FactoryImportError(f"flow factory '{name}' cannot be imported") from None
+    except ImportError as err:
+        # TaskFlow's words first, which programs and log scrapers match.
+        raise _FactoryImportError(f"Could not import factory {name!r}: {err}") from None
 
 
 def load_from_detail(
@@ -569,7 +584,7 @@ def load_from_detail(
     store: Mapping[str, Any] | None = None,
     backend: Backend | Mapping[str, Any] | None = None,
     namespace: str = ENTRY_POINT_GROUP,
-    engine: str = ENGINE_DEFAULT,
+    engine: str | None = ENGINE_DEFAULT,
     **kwargs: Any,
 ) -> Engine:
     """Rebuild the flow of ``flow_detail`` and load it to carry on from where it stopped."""

@@ -618,7 +618,8 @@ class Flow(flow.Flow):
         if v not in self._order:
             raise ValueError(f"Node '{v}' not found to link to: it is not in flow '{self._name}'")
         if decider is not None and not callable(decider):
-            raise ValueError(f"a decider must be callable, not {decider!r}")
+            # TaskFlow's sentence first (programs match it), then what was given.
+            raise ValueError(f"Decider boolean callback must be callable, not {decider!r}")
         depth: deciders.Depth | None = None
         if decider_depth is not None:
             if decider is None:

@@ -261,6 +261,29 @@ def graph_duplicate_provides(root: str) -> None:
 
 
 @case
+def graph_link_unknown_decider_depth(root: str) -> None:
+    # flowkit said "unknown decider depth 'bogus'; ...", not TaskFlow's sentence.
+    T, flow = tasks(root), gf(root)
+    a, b = T.Ok("a"), T.Ok("b")
+    flow.add(a, b).link(a, b, decider=lambda history: True, decider_depth="bogus")
+
+
+@case
+def graph_link_decider_not_callable(root: str) -> None:
+    # flowkit said "a decider must be callable, not 5".
+    T, flow = tasks(root), gf(root)
+    a, b = T.Ok("a"), T.Ok("b")
+    flow.add(a, b).link(a, b, decider=5)
+
+
+@case
+def graph_link_decider_depth_bad_type(root: str) -> None:
+    T, flow = tasks(root), gf(root)
+    a, b = T.Ok("a"), T.Ok("b")
+    flow.add(a, b).link(a, b, decider=lambda history: True, decider_depth=3)
+
+
+@case
 def graph_add_non_atom(root: str) -> None:
     gf(root).add("not an atom")
 
@@ -314,12 +337,49 @@ def retry_revert_all_failure(root: str) -> None:
     run(root, lf(root).add(inner))
 
 
+@case
+def retry_unknown_decision(root: str) -> None:
+    # flowkit said only "'bogus' is not a valid Decision", naming neither the retry
+    # nor what a decision may be.
+    retry = mod(root, "retry")
+
+    class Undecided(retry.Times):  # type: ignore[misc, name-defined]
+        def on_failure(self, *args: Any, **kwargs: Any) -> str:
+            return "bogus"
+
+    run(root, mod(root, "patterns.linear_flow").Flow("r", Undecided(2, "u")).add(tasks(root).Fail("a")))
+
+
 # -- engines ----------------------------------------------------------------------------------
 
 
 @case
 def unknown_engine(root: str) -> None:
     mod(root, "engines").load(lf(root).add(tasks(root).Ok("a")), engine="bogus")
+
+
+@case(upto="Could not import factory 'nomod_zz.nope':")
+def load_from_factory_unknown_name(root: str) -> None:
+    # flowkit said "flow factory 'nomod_zz.nope' cannot be imported" (the rest of
+    # TaskFlow's line is Python's or oslo's text).
+    mod(root, "engines").load_from_factory("nomod_zz.nope")
+
+
+def _detail(root: str, meta: dict[str, Any] | None) -> Any:
+    flow_detail = mod(root, "persistence.models").FlowDetail("nightly", str(uuid.uuid4()))
+    flow_detail.meta = meta
+    return flow_detail
+
+
+@case
+def flow_from_detail_without_factory(root: str) -> None:
+    # flowkit quoted the name and put its own words before TaskFlow's.
+    mod(root, "engines").flow_from_detail(_detail(root, {}))
+
+
+@case
+def flow_from_detail_unknown_factory(root: str) -> None:
+    mod(root, "engines").flow_from_detail(_detail(root, {"factory": {"name": "nomod_zz.nope"}}))
 
 
 @case(upto="expected one of")
