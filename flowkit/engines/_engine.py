@@ -26,7 +26,6 @@ from flowkit import exceptions as exc
 from flowkit import states as st
 from flowkit._utils.gc_pause import gc_paused
 from flowkit._utils.lazy_logging import module_logger
-from flowkit._utils.switches import read_switch
 from flowkit.atom import Atom
 from flowkit.engines import _compiler, _task_options
 from flowkit.engines._compiler import Node
@@ -270,6 +269,10 @@ def option_flag(options: Mapping[str, Any], name: str, default: bool) -> bool:
     TaskFlow's ``bool_from_string`` makes it; a warning names it unless it is None.
     """
     value = options.get(name, default)
+    if value is True or value is False:
+        return value  # the common case: the switch reader's module is not even imported
+    from flowkit._utils.switches import read_switch
+
     switch = read_switch(value)
     if switch is None:
         if value is not None:

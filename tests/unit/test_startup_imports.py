@@ -106,6 +106,8 @@ NOT_IN_ONE_TASK_RUN = (
     "flowkit.typed",
     "flowkit._guards",
     "flowkit._utils.asyncio_bridge",
+    # Engine options given as bools (the defaults) are read without the text switch reader.
+    "flowkit._utils.switches",
 )
 
 # ``import flowkit.engines`` defers the engine's own modules to the first ``load``.
