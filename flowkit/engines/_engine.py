@@ -348,6 +348,9 @@ class ActionEngine(Engine):
         #: on whatever executor runs them. ``TracingListener`` adds itself here.
         self.trace_sources: list[Callable[[str], str | None]] = []
         self._prepared = False
+        #: ``engines.load``'s ``inject=``, known before the compile that checks it
+        #: and given to the atoms' records only after (see :meth:`expect_inject`).
+        self._load_inject: Mapping[str, Mapping[str, Any]] = {}
         self._lock = _thread.allocate_lock()
         self._statistics: dict[str, Any] = {}
         self._gather = bool(self._options.get("gather_statistics", True))
@@ -422,7 +425,7 @@ class ActionEngine(Engine):
             if self._options.get("check_types", True) and may_check_types(nodes, classes):
                 from flowkit import typed
 
-                typed.check_compilation(compilation)
+                typed.check_compilation(compilation, self._injected_for)
             self._runtime = Runtime(
                 compilation,
                 self._storage,
@@ -446,6 +449,34 @@ class ActionEngine(Engine):
         self._compilation = compilation
         run = self._storage.run_state
         run.scope = lambda atom_name, symbol: compilation.visible_provider(atom_name, symbol, run.has_result)
+
+    def expect_inject(self, inject: Mapping[str, Mapping[str, Any]]) -> None:
+        """Say which per-atom values ``engines.load``'s ``inject=`` gives, before the compile.
+
+        They reach the atoms' records only once the flow is compiled and
+        prepared, but the compile's type check must already know them: an
+        injected value replaces the provider's result (see :meth:`_injected_for`).
+        """
+        self._load_inject = inject
+
+    def _injected_for(self, node: Node, symbol: str) -> bool:
+        """Whether an injected value gives ``node``'s atom ``symbol``, whatever provides it.
+
+        At run time an atom's own ``inject``, ``engines.load``'s ``inject=`` and
+        the store win over a provider's result (as in TaskFlow), so the type
+        check has no provider to compare for such a symbol.
+        """
+        own = node.atom.inject  # type: ignore[union-attr]
+        if own and symbol in own:
+            return True
+        run_state = self._storage.run_state
+        if symbol in run_state.store:
+            return True
+        record = run_state.records.get(node.name)
+        if record is not None and record.injected and symbol in record.injected:
+            return True  # injected in an earlier run (a resume) or by storage.inject_atom_args
+        given = self._load_inject.get(node.name)
+        return given is not None and symbol in given
 
     def _timer(self, needed: bool) -> Timer | None:
         """What this engine measures task timeouts with (the ``clock`` option; None: real time).
