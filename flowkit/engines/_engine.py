@@ -105,6 +105,27 @@ def _declares_alone(cls: type) -> bool:
     )
 
 
+def _check_switch(options: dict[str, Any], name: str, engine: str, *, unset: bool) -> None:
+    """Refuse an on/off engine option that is not a bool; 0 and 1 (an engine URI's) become one.
+
+    Read by truth, ``check_types="no"`` would check and ``validate_types="no"``
+    be ignored: the opposite of what the words ask, without a word.
+
+    Args:
+        unset: whether None is a value of its own (the option's default).
+    """
+    value = options.get(name)
+    if value is None and (unset or name not in options):
+        return
+    if isinstance(value, bool):
+        return
+    if type(value) is int and value in (0, 1):
+        options[name] = bool(value)  # read as ``is True`` where it matters
+        return
+    allowed = "True, False or None" if unset else "True or False"
+    raise exc.InvalidEngineOption(f"{name} must be {allowed}, not {value!r}", engine=engine, option=name)
+
+
 def may_check_types(nodes: Iterable[Node], classes: Iterable[type]) -> bool:
     """Whether :func:`flowkit.typed.check_compilation` may find an edge to check among ``nodes``.
 
@@ -358,6 +379,8 @@ class ActionEngine(Engine):
         # A bad value is refused here, at load, before a persisted run is written:
         # not at the first run() (the limits below are checked at load the same way).
         _task_options.check_default_timeout(self._options.get("default_timeout"), self.kind)
+        _check_switch(self._options, "check_types", self.kind, unset=False)
+        _check_switch(self._options, "validate_types", self.kind, unset=True)
         if self._options.get("cache") is not None:
             # Checked (not opened) now, so a bad URL fails load, before anything runs.
             from flowkit.cache._stores import check_target

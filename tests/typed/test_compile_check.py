@@ -178,3 +178,33 @@ def test_a_value_injected_elsewhere_leaves_the_check_on(kwargs: dict[str, Any]) 
     flow = linear_flow.Flow("f").add(MakeText("maker"), NeedsFloat("user", inject={"other": 1}))
     with pytest.raises(exceptions.TypeMismatch, match="'user' requires 'value'"):
         engines.load(flow, **kwargs).compile()
+
+
+@pytest.mark.parametrize("option", ["check_types", "validate_types"])
+@pytest.mark.parametrize("bad", ["no", "false", 2, 0.0, [False]])
+def test_a_type_option_that_is_not_a_bool_is_refused_at_load(option: str, bad: Any) -> None:
+    # "no" is true to Python: check_types="no" checked types, validate_types="no"
+    # was ignored; either way the run did something else than the words say.
+    RAN.clear()
+    with pytest.raises(exceptions.InvalidEngineOption, match=option) as err:
+        engines.load(linear_flow.Flow("f").add(MakeNumber("m"), NeedsFloat("u")), **{option: bad})
+    assert err.value.option == option
+    assert RAN == []
+
+
+@pytest.mark.parametrize("text", ["false", "no", "0"])
+def test_a_type_option_written_in_an_engine_uri_turns_the_check_off(text: str) -> None:
+    engine = engines.load(
+        linear_flow.Flow("f").add(MakeText("m"), NeedsFloat("u")), engine=f"serial://?check_types={text}"
+    )
+    engine.run()
+    assert engine.storage.fetch("value") == "text"
+
+
+def test_validate_types_written_as_1_in_an_engine_uri_validates() -> None:
+    class Lies(task.Task):
+        def execute(self) -> int:
+            return "not an int"  # type: ignore[return-value]
+
+    with pytest.raises(exceptions.InvalidResult):
+        engines.run(Lies("lies"), engine="serial://?validate_types=1")
