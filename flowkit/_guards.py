@@ -381,6 +381,33 @@ def _undoes_by_class(cls: type) -> str:
     return "no" if getattr(cls, "revert", None) is Atom.revert else "yes"
 
 
+#: A task's caching switches: each True, False or unset.
+_SWITCHES = ("cache", "cache_strict", "cache_code")
+
+
+def _check_switches(atom: Any) -> None:
+    """Refuse a caching switch that is not a bool, naming the atom (a run with a cache only).
+
+    They are read as ``is True`` (``cache_code`` by truth): ``cache = 1`` or
+    ``"yes"`` would run uncached without a word, ``cache_strict = "yes"``
+    would not be strict. Unset or None is off.
+
+    Raises:
+        InvalidAtomOption: naming the atom, the option and the value.
+    """
+    for option in _SWITCHES:
+        value = getattr(atom, option, None)
+        if value is not None and not isinstance(value, bool):
+            raise exc.InvalidAtomOption(
+                f"atom '{atom.name}' has {option}={value!r}; flowkit reads a task's {option} "
+                "attribute as a switch, True or False (doc/caching.rst): a task that uses the "
+                "name for something else must rename it",
+                atom=atom.name,
+                option=option,
+                value=value,
+            )
+
+
 def build(compilation: Any, options: Mapping[str, Any]) -> dict[int, Guard]:
     """The guards a compiled flow needs, by node index (empty when none does).
 
@@ -391,6 +418,8 @@ def build(compilation: Any, options: Mapping[str, Any]) -> dict[int, Guard]:
 
     Raises:
         InvalidEngineOption: a bad ``cache`` value.
+        InvalidAtomOption: (with a cache) a task's ``cache``, ``cache_strict`` or
+            ``cache_code`` that is not a bool.
     """
     target = options.get("cache")
     store = None
@@ -415,6 +444,8 @@ def build(compilation: Any, options: Mapping[str, Any]) -> dict[int, Guard]:
         if node.kind != 0:  # retries decide; they are never cached or validated
             continue
         atom = node.atom
+        if store is not None:
+            _check_switches(atom)
         cls = type(atom)
         # Set on the atom itself (not inherited)? Compared by identity rather than by
         # looking in ``atom.__dict__``, which would make CPython build a dict per atom.

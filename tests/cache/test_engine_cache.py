@@ -304,6 +304,24 @@ def test_ttl_expiry_with_an_injected_clock() -> None:
     assert tasks.CALLS == ["add0", "add0"]
 
 
+@pytest.mark.parametrize("option", ["cache", "cache_strict", "cache_code"])
+@pytest.mark.parametrize("bad", ["yes", 1, "false"])
+def test_a_cache_switch_that_is_not_a_bool_is_refused_naming_the_atom_before_it_runs(
+    url: str, option: str, bad: Any
+) -> None:
+    # Read as ``is True``, cache = 1 (or "yes") ran uncached without a word, and
+    # cache_strict = "yes" was not strict.
+    made = tasks.Add("add0", provides="v0", rebind={"value": "start"}, inject={"k": 1})
+    setattr(made, option, bad)
+    if option != "cache":
+        made.cache = True
+    engine = engines.load(linear_flow.Flow("f").add(made), store={"start": 0}, cache=url)
+    with pytest.raises(exceptions.InvalidAtomOption, match="add0") as err:
+        engine.run()
+    assert (err.value.atom, err.value.option, err.value.value) == ("add0", option, bad)
+    assert tasks.CALLS == []
+
+
 def test_the_cache_key_hook_can_widen_or_refuse_sharing(url: str) -> None:
     class Rounded(task.Task):
         cache = True
