@@ -121,8 +121,11 @@ class Guard:
         self._warned = False
         self._unread = False
 
-    def on_begin(self, kwargs: dict[str, Any]) -> tuple[bool, Any]:
+    def on_begin(self, kwargs: dict[str, Any], source_of: Callable[[Any], int]) -> tuple[bool, Any]:
         """Before ``execute``: ``(True, result)`` on a cache hit, else ``(False, None)``.
+
+        ``source_of(plan)`` says which node's result gave an argument (-1: an
+        injected value), as the runtime fetched it.
 
         An input no cache key represents makes it run uncached, said in one
         WARNING per run naming the atom and the argument (as Prefect runs such
@@ -148,7 +151,7 @@ class Guard:
         from flowkit.cache import _keys
 
         try:
-            key = self._key(kwargs)
+            key = self._key(kwargs, source_of)
         except _keys.Uncacheable as err:
             if self._strict:
                 raise _keys.Uncacheable(
@@ -232,20 +235,23 @@ class Guard:
         self.hit = True
         return True, value
 
-    def _key(self, kwargs: dict[str, Any]) -> str | None:
+    def _key(self, kwargs: dict[str, Any], source_of: Callable[[Any], int]) -> str | None:
         from flowkit.cache import _keys
 
         inputs: dict[str, Any] = {}
+        guards = self._all
         for plan in self._node.exec_args:
             if plan.arg not in kwargs:
                 continue
-            upstream = self._all.get(plan.provider) if plan.provider >= 0 else None
+            # The node the value came from, not the planned provider: an injected
+            # value (or the store's) replaces its result, and a skipped one gives way.
+            source = source_of(plan) if plan.provider >= 0 else -1
+            upstream = guards.get(source) if source >= 0 else None
             if upstream is not None and upstream.key is not None:
                 # An upstream whose revert removes its entry may give a new result
                 # under the same key (another volume): its value counts too.
-                inputs[plan.arg] = _keys.UpstreamKey(
-                    upstream.key, plan.key, kwargs[plan.arg], upstream.undoes
-                )
+                item = plan.key if source == plan.provider else upstream._node.atom.save_as[plan.symbol]
+                inputs[plan.arg] = _keys.UpstreamKey(upstream.key, item, kwargs[plan.arg], upstream.undoes)
             else:
                 inputs[plan.arg] = kwargs[plan.arg]
         custom = None
@@ -375,6 +381,33 @@ def _undoes_by_class(cls: type) -> str:
     return "no" if getattr(cls, "revert", None) is Atom.revert else "yes"
 
 
+#: A task's caching switches: each True, False or unset.
+_SWITCHES = ("cache", "cache_strict", "cache_code")
+
+
+def _check_switches(atom: Any) -> None:
+    """Refuse a caching switch that is not a bool, naming the atom (a run with a cache only).
+
+    They are read as ``is True`` (``cache_code`` by truth): ``cache = 1`` or
+    ``"yes"`` would run uncached without a word, ``cache_strict = "yes"``
+    would not be strict. Unset or None is off.
+
+    Raises:
+        InvalidAtomOption: naming the atom, the option and the value.
+    """
+    for option in _SWITCHES:
+        value = getattr(atom, option, None)
+        if value is not None and not isinstance(value, bool):
+            raise exc.InvalidAtomOption(
+                f"atom '{atom.name}' has {option}={value!r}; flowkit reads a task's {option} "
+                "attribute as a switch, True or False (doc/caching.rst): a task that uses the "
+                "name for something else must rename it",
+                atom=atom.name,
+                option=option,
+                value=value,
+            )
+
+
 def build(compilation: Any, options: Mapping[str, Any]) -> dict[int, Guard]:
     """The guards a compiled flow needs, by node index (empty when none does).
 
@@ -385,6 +418,8 @@ def build(compilation: Any, options: Mapping[str, Any]) -> dict[int, Guard]:
 
     Raises:
         InvalidEngineOption: a bad ``cache`` value.
+        InvalidAtomOption: (with a cache) a task's ``cache``, ``cache_strict`` or
+            ``cache_code`` that is not a bool.
     """
     target = options.get("cache")
     store = None
@@ -409,6 +444,8 @@ def build(compilation: Any, options: Mapping[str, Any]) -> dict[int, Guard]:
         if node.kind != 0:  # retries decide; they are never cached or validated
             continue
         atom = node.atom
+        if store is not None:
+            _check_switches(atom)
         cls = type(atom)
         # Set on the atom itself (not inherited)? Compared by identity rather than by
         # looking in ``atom.__dict__``, which would make CPython build a dict per atom.

@@ -484,15 +484,17 @@ class InvalidEngineOption(InvalidFormat, TypeError, ValueError):
 
 
 class InvalidAtomOption(InvalidFormat, ValueError):
-    """A task was given a bad ``timeout``, ``concurrency_key`` or ``retry``.
+    """A task was given a bad ``timeout``, ``concurrency_key``, ``retry`` or caching switch.
 
     Raised when the task is made (constructor arguments) or when the engine
-    loads it (class attributes, and a key the engine has no limit for), before
-    anything runs.
+    loads it (class attributes, a key the engine has no limit for, and, in a
+    run with a cache, a ``cache``, ``cache_strict`` or ``cache_code`` that is
+    not a bool), before anything runs.
 
     Attributes:
         atom: the atom's name.
-        option: ``"timeout"``, ``"concurrency_key"`` or ``"retry"``.
+        option: ``"timeout"``, ``"concurrency_key"``, ``"retry"``, ``"cache"``,
+            ``"cache_strict"`` or ``"cache_code"``.
         value: the value refused.
     """
 

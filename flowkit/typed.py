@@ -418,11 +418,16 @@ def _may_spawn(result: Any) -> bool:
     return any(isinstance(member, type) and issubclass(member, dynamic.Subflow) for member in members)
 
 
-def check_compilation(compilation: Any) -> None:
+def check_compilation(compilation: Any, replaced: Callable[[Any, str], bool] | None = None) -> None:
     """Check every provider -> consumer edge of a compiled flow against the annotations.
 
     Args:
         compilation: an engine's :class:`~flowkit.engines._compiler.Compilation`.
+        replaced: ``(node, symbol) -> bool``: whether the atom of ``node`` is
+            given ``symbol`` by an injected value (its own ``inject``, the
+            engine's ``inject=``, the store), which wins over the provider's
+            result at run time: that edge is not checked, since the provider's
+            type says nothing about what the atom gets.
 
     Raises:
         TypeMismatch: the first edge whose declared types cannot match, naming
@@ -442,6 +447,8 @@ def check_compilation(compilation: Any) -> None:
         for plan in node.exec_args:
             required = inputs.get(plan.arg, UNTYPED)
             if plan.provider < 0 or required is UNTYPED:
+                continue
+            if replaced is not None and replaced(node, plan.symbol):
                 continue
             provider = nodes[plan.provider]
             provided = _provided_type(provider.atom, plan.key)

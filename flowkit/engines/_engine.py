@@ -106,6 +106,27 @@ def _declares_alone(cls: type) -> bool:
     )
 
 
+def _check_switch(options: dict[str, Any], name: str, engine: str, *, unset: bool) -> None:
+    """Refuse an on/off engine option that is not a bool; 0 and 1 (an engine URI's) become one.
+
+    Read by truth, ``check_types="no"`` would check and ``validate_types="no"``
+    be ignored: the opposite of what the words ask, without a word.
+
+    Args:
+        unset: whether None is a value of its own (the option's default).
+    """
+    value = options.get(name)
+    if value is None and (unset or name not in options):
+        return
+    if isinstance(value, bool):
+        return
+    if type(value) is int and value in (0, 1):
+        options[name] = bool(value)  # read as ``is True`` where it matters
+        return
+    allowed = "True, False or None" if unset else "True or False"
+    raise exc.InvalidEngineOption(f"{name} must be {allowed}, not {value!r}", engine=engine, option=name)
+
+
 def may_check_types(nodes: Iterable[Node], classes: Iterable[type]) -> bool:
     """Whether :func:`flowkit.typed.check_compilation` may find an edge to check among ``nodes``.
 
@@ -389,6 +410,9 @@ class ActionEngine(Engine):
         #: on whatever executor runs them. ``TracingListener`` adds itself here.
         self.trace_sources: list[Callable[[str], str | None]] = []
         self._prepared = False
+        #: ``engines.load``'s ``inject=``, known before the compile that checks it
+        #: and given to the atoms' records only after (see :meth:`expect_inject`).
+        self._load_inject: Mapping[str, Mapping[str, Any]] = {}
         self._lock = _thread.allocate_lock()
         self._statistics: dict[str, Any] = {}
         self._gather = option_flag(self._options, "gather_statistics", True)
@@ -396,6 +420,8 @@ class ActionEngine(Engine):
         # A bad value is refused here, at load, before a persisted run is written:
         # not at the first run() (the limits below are checked at load the same way).
         _task_options.check_default_timeout(self._options.get("default_timeout"), self.kind)
+        _check_switch(self._options, "check_types", self.kind, unset=False)
+        _check_switch(self._options, "validate_types", self.kind, unset=True)
         if self._options.get("cache") is not None:
             # Checked (not opened) now, so a bad URL fails load, before anything runs.
             from flowkit.cache._stores import check_target
@@ -464,7 +490,7 @@ class ActionEngine(Engine):
             if option_flag(self._options, "check_types", True) and may_check_types(nodes, classes):
                 from flowkit import typed
 
-                typed.check_compilation(compilation)
+                typed.check_compilation(compilation, self._injected_for)
             self._runtime = Runtime(
                 compilation,
                 self._storage,
@@ -488,6 +514,34 @@ class ActionEngine(Engine):
         self._compilation = compilation
         run = self._storage.run_state
         run.scope = lambda atom_name, symbol: compilation.visible_provider(atom_name, symbol, run.has_result)
+
+    def expect_inject(self, inject: Mapping[str, Mapping[str, Any]]) -> None:
+        """Say which per-atom values ``engines.load``'s ``inject=`` gives, before the compile.
+
+        They reach the atoms' records only once the flow is compiled and
+        prepared, but the compile's type check must already know them: an
+        injected value replaces the provider's result (see :meth:`_injected_for`).
+        """
+        self._load_inject = inject
+
+    def _injected_for(self, node: Node, symbol: str) -> bool:
+        """Whether an injected value gives ``node``'s atom ``symbol``, whatever provides it.
+
+        At run time an atom's own ``inject``, ``engines.load``'s ``inject=`` and
+        the store win over a provider's result (as in TaskFlow), so the type
+        check has no provider to compare for such a symbol.
+        """
+        own = node.atom.inject  # type: ignore[union-attr]
+        if own and symbol in own:
+            return True
+        run_state = self._storage.run_state
+        if symbol in run_state.store:
+            return True
+        record = run_state.records.get(node.name)
+        if record is not None and record.injected and symbol in record.injected:
+            return True  # injected in an earlier run (a resume) or by storage.inject_atom_args
+        given = self._load_inject.get(node.name)
+        return given is not None and symbol in given
 
     def _timer(self, needed: bool) -> Timer | None:
         """What this engine measures task timeouts with (the ``clock`` option; None: real time).

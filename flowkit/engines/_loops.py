@@ -66,7 +66,7 @@ class _Timer(Record):
 
     due: float  # on the loops' monotonic clock
     seq: int  # ties on ``due`` go first-set first (and never compare ``start``)
-    start: int  # the loop's start node, woken when due
+    start: int  # the node the loop's next iteration starts from (see Loops._entry), woken when due
 
 
 class Loops:
@@ -171,7 +171,7 @@ class Loops:
         # loop past max_iterations.
         with runtime.notices_held():
             self._iteration[node.index] = current + 1
-            start = node.scope.start
+            start = self._entry(node.scope)
             body = runtime.scheduler.body(start, node.scope.end)
             # Loops nested in the body (in sub-flows spawned there too) start over
             # from their first iteration, set before the reset so each PENDING
@@ -217,6 +217,19 @@ class Loops:
                 runtime.scheduler.wake(start)
         return None
 
+    def _entry(self, scope: FlowScope) -> int:
+        """Where a loop's next iteration starts: its flow's start, or what follows its own retry.
+
+        A loop's own retry (``retry=``) controls the whole loop, every iteration:
+        it is not run again with the body, which would spend one of its attempts
+        (and, its history cleared as a body retry's is, leave it never out of
+        attempts).
+        """
+        if scope.retry < 0:
+            return scope.start
+        (entry,) = self._runtime.compilation.nodes[scope.retry].succ
+        return entry
+
     def restart_scope(self, retry: Node, scope: list[int]) -> None:
         """``retry`` runs its scope again: every loop wholly inside it starts over.
 
@@ -257,7 +270,7 @@ class Loops:
             return
         for until in restarted:
             self._iteration[until] = 1
-        starts = {nodes[until].scope.start for until in restarted}
+        starts = {self._entry(nodes[until].scope) for until in restarted}
         if any(timer.start in starts for timer in self.timers):
             # A delay being waited out belongs to the attempt the retry ended.
             self.timers = [timer for timer in self.timers if timer.start not in starts]

@@ -556,7 +556,7 @@ class Runtime:
             value: Any = None  # revert only what this run executed
         else:
             try:
-                hit, value = guard.on_begin(call.kwargs["kwargs"])
+                hit, value = guard.on_begin(call.kwargs["kwargs"], functools.partial(self.source_of, node))
             except Exception:
                 self.complete(node, action, False, Failure())
                 return None
@@ -641,7 +641,27 @@ class Runtime:
 
         return Call(run_traced, {"fn": run, "traceparent": traceparent, "atom": atom, "kwargs": kwargs})
 
+    def source_of(self, node: Node, plan: ArgPlan) -> int:
+        """Which node's result gives ``node`` its argument ``plan.arg`` now (-1: an injected value).
+
+        :meth:`_fetch`'s order of sources, without fetching: the atom's own
+        injected values, then the store, win over any provider's result; a
+        planned provider a decider skipped gives way to the next visible one.
+        The result cache asks it, to key an argument by its provider's key only
+        when that provider's result is what the atom gets.
+        """
+        record = self.records[node.index]
+        symbol = plan.symbol
+        injected = record.injected if record is not None else None
+        if (injected is not None and symbol in injected) or symbol in self.state.store:
+            return -1
+        provider = plan.provider
+        if provider < 0 or not self._has_no_result(provider):
+            return provider
+        return self.compilation.resolve(node, symbol, self._has_no_result)
+
     def _fetch(self, node: Node, plans: tuple[ArgPlan, ...], record: AtomRecord) -> dict[str, Any]:
+        # The order of sources :meth:`source_of` also follows (inline here: the hot path).
         out: dict[str, Any] = {}
         injected = record.injected
         store = self.state.store

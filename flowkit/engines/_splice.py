@@ -36,6 +36,7 @@ from flowkit import _flow_codec, dynamic
 from flowkit import exceptions as exc
 from flowkit import states as st
 from flowkit._atom_record import holds_result
+from flowkit._steering import LOOPS
 from flowkit._utils.gc_pause import gc_paused
 from flowkit.engines._compiler import (
     RETRY,
@@ -75,7 +76,8 @@ class Splice:
     end: int
     #: Every node index the sub-flow added (atoms and virtual flow nodes).
     nodes: range
-    #: Task nodes, in the order the sub-flow's tasks were added: the collected list.
+    #: Task nodes, in the order the sub-flow's tasks were added: the collected list
+    #: (a loop's hidden ``until`` task left out).
     tasks: list[int]
     #: What the spawner led to before the splice (restored if the splice is undone).
     old_succ: tuple[int, ...]
@@ -226,7 +228,7 @@ class Spawns:
             start=start,
             end=end,
             nodes=range(offset, offset + len(sub.nodes)),
-            tasks=[n.index for n in sub.atoms if n.kind == TASK],
+            tasks=[n.index for n in sub.atoms if n.kind == TASK and not _answers_a_loop(n)],
             old_succ=old_succ,
             depth=depth,
             collect=collect,
@@ -461,3 +463,13 @@ def _root_of(scope: FlowScope) -> FlowScope:
 
 def _never(_index: int) -> bool:
     return False
+
+
+def _answers_a_loop(node: Node) -> bool:
+    """Whether ``node`` runs a loop's ``until``: a hidden task the spawner does not collect.
+
+    The user added the loop's body, not its check, so the collected list holds
+    the body's results only (the check's value is no task's result).
+    """
+    scope = node.scope
+    return scope is not None and type(scope.flow) in LOOPS and node.atom is scope.flow.until_task

@@ -67,6 +67,14 @@ class Engine(metaclass=abc.ABCMeta):
     def compile(self) -> None:
         """Turn the flow into an execution graph; raises on structural errors."""
 
+    def expect_inject(self, inject: Mapping[str, Mapping[str, Any]]) -> None:  # noqa: B027
+        """Hear ``engines.load``'s per-atom ``inject=`` before :meth:`compile` (default: ignore it).
+
+        ``engines.load`` compiles first, to check the atom names, and gives
+        the values to the atoms only after; an engine whose compile looks at
+        injected values (flowkit's type check) keeps them from here.
+        """
+
     @abc.abstractmethod
     def prepare(self) -> None:
         """Create storage records for every atom (idempotent)."""

@@ -316,13 +316,15 @@ def _load_on(
         flow_detail, unsaved_book = _make_flow_detail(flow, book, meta)
         store = None
     made = cls(flow, flow_detail, backend, merged)
+    if store:
+        # Before the compile below: the type check skips what injected values replace.
+        made.storage.inject(store)
     if inject:
+        made.expect_inject(inject)
         made.compile()
         _check_inject(made, inject, durable=backend is not None)
     if unsaved_book is not None and backend is not None:
         _save_book(unsaved_book, backend)
-    if store:
-        made.storage.inject(store)
     if inject:
         made.prepare()
         # A persisted run keeps them with the atoms' records, as it keeps store=:

@@ -67,6 +67,39 @@ def test_a_change_upstream_invalidates_downstream_even_when_values_coincide(url:
     assert tasks.CALLS == ["add0", "add1", "add2"]
 
 
+class AddKept(tasks.Add):
+    """An Add that undoes nothing (so a downstream key names its key alone, not its value)."""
+
+    revert = task.Task.revert
+
+
+@pytest.mark.parametrize("given_by", ["the atom's inject", "load's inject=", "store="])
+def test_an_input_an_injected_value_gives_counts_by_its_value_not_by_the_provider_it_replaces(
+    url: str, given_by: str
+) -> None:
+    # add1's value comes from the injected one, which wins over add0's result:
+    # two runs injecting different values must not share add1's entry.
+    results = []
+    for injected in (5, 6):
+        flow = linear_flow.Flow("chain").add(
+            AddKept("add0", provides="v0", rebind={"value": "start"}, inject={"k": 1}),
+            AddKept(
+                "add1",
+                provides="v1",
+                rebind={"value": "v0"},
+                inject={"k": 1, "v0": injected} if given_by == "the atom's inject" else {"k": 1},
+            ),
+        )
+        kwargs: dict[str, Any] = {"store": {"start": 0}}
+        if given_by == "load's inject=":
+            kwargs["inject"] = {"add1": {"v0": injected}}
+        elif given_by == "store=":
+            kwargs["store"] = {"start": 0, "v0": injected}
+        results.append(engines.run(flow, cache=url, **kwargs)["v1"])
+    assert results == [6, 7]
+    assert tasks.CALLS == ["add0", "add1", "add1"]
+
+
 def test_without_a_cache_option_cacheable_tasks_just_run() -> None:
     engines.run(tasks.chain(3), store={"start": 0})
     engines.run(tasks.chain(3), store={"start": 0})
@@ -269,6 +302,24 @@ def test_ttl_expiry_with_an_injected_clock() -> None:
     now[0] += 2
     engines.run(tasks.chain(1), store={"start": 0}, cache=store)
     assert tasks.CALLS == ["add0", "add0"]
+
+
+@pytest.mark.parametrize("option", ["cache", "cache_strict", "cache_code"])
+@pytest.mark.parametrize("bad", ["yes", 1, "false"])
+def test_a_cache_switch_that_is_not_a_bool_is_refused_naming_the_atom_before_it_runs(
+    url: str, option: str, bad: Any
+) -> None:
+    # Read as ``is True``, cache = 1 (or "yes") ran uncached without a word, and
+    # cache_strict = "yes" was not strict.
+    made = tasks.Add("add0", provides="v0", rebind={"value": "start"}, inject={"k": 1})
+    setattr(made, option, bad)
+    if option != "cache":
+        made.cache = True
+    engine = engines.load(linear_flow.Flow("f").add(made), store={"start": 0}, cache=url)
+    with pytest.raises(exceptions.InvalidAtomOption, match="add0") as err:
+        engine.run()
+    assert (err.value.atom, err.value.option, err.value.value) == ("add0", option, bad)
+    assert tasks.CALLS == []
 
 
 def test_the_cache_key_hook_can_widen_or_refuse_sharing(url: str) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from flowkit import dynamic, engines, states  # noqa: E402
+from flowkit import dynamic, engines, retry, states  # noqa: E402
 from flowkit.patterns import linear_flow, loop_flow, unordered_flow  # noqa: E402
 from flowkit.persistence import backends, models  # noqa: E402
 from flowkit.types.notifier import Notifier  # noqa: E402
@@ -156,6 +156,21 @@ def loop_fails() -> linear_flow.Flow:
         max_iterations=3,
     )
     return linear_flow.Flow("loop-fails").add(Work("t0", provides="v0"), body)
+
+
+def loop_retry_fails() -> linear_flow.Flow:
+    """A loop whose own retry runs it twice; its until never holds, so it is exhausted twice."""
+    body = loop_flow.Flow(
+        "poll-loop",
+        Poll("poll", provides="polled"),
+        Work("step", rebind={"value": "polled"}),
+        until=lambda polled: polled < 0,
+        max_iterations=2,
+        retry=retry.Times(2, "again"),
+    )
+    # Nothing before the loop: its retry reverts only its own scope (REVERT, as in
+    # TaskFlow), which would leave an atom before it SUCCESS in a REVERTED flow.
+    return linear_flow.Flow("loop-retry-fails").add(body)
 
 
 def main(argv: list[str]) -> int:

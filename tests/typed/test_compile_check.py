@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+from pathlib import Path
+from typing import Any
+
 import pytest
 
 from flowkit import dynamic, engines, exceptions, task
 from flowkit.patterns import graph_flow, linear_flow, unordered_flow
+from flowkit.persistence import backends
 
 RAN: list[str] = []
 
@@ -125,3 +130,81 @@ def test_a_bool_satisfies_float_as_an_int_does_in_type_checkers() -> None:
     # checker accepts a bool for a float, so the flow is not miswired.
     flow = linear_flow.Flow("f").add(IsHeavy("heavy"), NeedsFloat("weight", provides="weight"))
     assert engines.run(flow)["weight"] is True
+
+
+SHADOWS = {
+    "the consumer's own inject": ({"value": 2.5}, {}),
+    "engines.load's inject=": (None, {"inject": {"user": {"value": 2.5}}}),
+    "store=": (None, {"store": {"value": 2.5}}),
+}
+
+
+@pytest.mark.parametrize("durable", [False, True], ids=["memory", "sqlite"])
+@pytest.mark.parametrize("shadow", list(SHADOWS))
+def test_a_provider_whose_value_an_injected_one_replaces_is_not_checked(
+    shadow: str, durable: bool, tmp_path: Path
+) -> None:
+    # An injected value wins over the provider's result (as in TaskFlow), so
+    # the provider's type says nothing about what the consumer gets.
+    own, kwargs = SHADOWS[shadow]
+
+    def make_flow() -> linear_flow.Flow:
+        return linear_flow.Flow("f").add(MakeText("maker"), NeedsFloat("user", provides="out", inject=own))
+
+    backend = None
+    if durable:
+        backend = backends.fetch({"connection": f"sqlite:///{tmp_path / 'runs.db'}"})
+        with contextlib.closing(backend.get_connection()) as conn:
+            conn.upgrade()
+        kwargs = {**kwargs, "backend": backend}
+    try:
+        engine = engines.load(make_flow(), **kwargs)
+        engine.run()
+        assert engine.storage.fetch("out") == 2.5
+        if backend is not None:
+            # Loaded again as a resume loads it: the injected value is still there.
+            engines.load(make_flow(), flow_detail=engine.storage.flow_detail, backend=backend).compile()
+    finally:
+        if backend is not None:
+            backend.close()
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"inject": {"maker": {"value": 2.5}}}, {"store": {"other": 2.5}}, {"inject": {"user": {"other": 1}}}],
+    ids=["another atom's inject", "another symbol in the store", "another symbol injected"],
+)
+def test_a_value_injected_elsewhere_leaves_the_check_on(kwargs: dict[str, Any]) -> None:
+    flow = linear_flow.Flow("f").add(MakeText("maker"), NeedsFloat("user", inject={"other": 1}))
+    with pytest.raises(exceptions.TypeMismatch, match="'user' requires 'value'"):
+        engines.load(flow, **kwargs).compile()
+
+
+@pytest.mark.parametrize("option", ["check_types", "validate_types"])
+@pytest.mark.parametrize("bad", ["no", "false", 2, 0.0, [False]])
+def test_a_type_option_that_is_not_a_bool_is_refused_at_load(option: str, bad: Any) -> None:
+    # "no" is true to Python: check_types="no" checked types, validate_types="no"
+    # was ignored; either way the run did something else than the words say.
+    RAN.clear()
+    with pytest.raises(exceptions.InvalidEngineOption, match=option) as err:
+        engines.load(linear_flow.Flow("f").add(MakeNumber("m"), NeedsFloat("u")), **{option: bad})
+    assert err.value.option == option
+    assert RAN == []
+
+
+@pytest.mark.parametrize("text", ["false", "no", "0"])
+def test_a_type_option_written_in_an_engine_uri_turns_the_check_off(text: str) -> None:
+    engine = engines.load(
+        linear_flow.Flow("f").add(MakeText("m"), NeedsFloat("u")), engine=f"serial://?check_types={text}"
+    )
+    engine.run()
+    assert engine.storage.fetch("value") == "text"
+
+
+def test_validate_types_written_as_1_in_an_engine_uri_validates() -> None:
+    class Lies(task.Task):
+        def execute(self) -> int:
+            return "not an int"  # type: ignore[return-value]
+
+    with pytest.raises(exceptions.InvalidResult):
+        engines.run(Lies("lies"), engine="serial://?validate_types=1")

@@ -473,6 +473,25 @@ def test_a_durable_spawn_of_a_loop_says_which_flows_can_be_recorded(tmp_path: Pa
     )
 
 
+@pytest.mark.parametrize(("collect", "want"), [("list", [10, 20]), ("dict", {"first": 10, "second": 20})])
+def test_a_spawned_loop_collects_its_tasks_results_not_its_hidden_until(
+    engine_kind: str, collect: str, want: Any
+) -> None:
+    # ``until`` runs in a hidden task of the loop's own: the user added two tasks.
+    class SpawnsLoop(task.Task):
+        default_provides = "got"
+
+        def execute(self) -> Any:
+            body = [Child("first", inject={"value": 1}), Child("second", inject={"value": 2})]
+            loop = loop_flow.Flow("poll", *body, until=lambda: "yes", max_iterations=2)
+            return dynamic.subflow(linear_flow.Flow("s").add(loop), collect=collect)
+
+    engine = engines.load(linear_flow.Flow("f").add(SpawnsLoop("sp")), engine=engine_kind)
+    engine.run()
+    assert engine.storage.fetch("got") == want
+    assert engine.storage.get_atom_state("poll^until") == st.SUCCESS
+
+
 def test_a_spawned_flow_with_its_own_retry_retries_inside_the_sub_flow() -> None:
     attempts = {"flaky": 0}
 

@@ -328,6 +328,65 @@ def test_a_retry_drops_the_delay_its_loop_was_waiting_out(kind: str) -> None:
     assert engine.storage.run_state.records["poll"].meta["iteration"] == 2
 
 
+class Runaway(BaseException):
+    """Stops a run that went on past any bound the test set (not a failure a retry sees)."""
+
+
+class PollsBounded(Poll):
+    """A Poll that stops the run past 20 calls, so a loop run without end fails the test."""
+
+    def execute(self) -> str:
+        if Poll.calls >= 20:
+            raise Runaway(f"{self.name} ran {Poll.calls} times")
+        return super().execute()
+
+
+def test_a_loops_own_retry_keeps_counting_its_attempts_across_iterations(engine_kind: str) -> None:
+    # Each iteration cleared the history of the loop's own retry as if it sat in
+    # the body: Times(2) never saw a second failure and retried for ever.
+    Poll.READY_AT = 100
+    loop = loop_flow.Flow(
+        "wait-ready",
+        PollsBounded("poll"),
+        until=lambda status: status == "ready",
+        max_iterations=2,
+        retry=retry.Times(2, "r"),
+    )
+    engine = engines.load(linear_flow.Flow("f").add(loop), engine=engine_kind)
+    with pytest.raises(exc.LoopExhausted):
+        engine.run()
+    assert Poll.calls == 4  # two attempts of two iterations
+    assert engine.storage.get_flow_state() == st.REVERTED
+
+
+def test_a_loops_own_retry_is_not_run_again_with_each_iteration(engine_kind: str) -> None:
+    # Run again with the body, ForEach gave its first value in every attempt.
+    seen: list[int] = []
+
+    class Uses(task.Task):
+        default_provides = "status"
+
+        def execute(self, x: int) -> str:
+            seen.append(x)
+            if len(seen) > 20:
+                raise Runaway("ran past any bound")
+            return "busy"
+
+    loop = loop_flow.Flow(
+        "wait-ready",
+        Uses("use"),
+        until=lambda status: status == "ready",
+        max_iterations=2,
+        delay=0.5,
+        retry=retry.ForEach([10, 20], "r", provides="x"),
+    )
+    engine = engines.load(linear_flow.Flow("f").add(loop), engine=engine_kind, clock=CLOCK)
+    with pytest.raises(exc.LoopExhausted):
+        engine.run()
+    assert seen == [10, 10, 20, 20]
+    assert CLOCK.slept == [0.5, 0.5]
+
+
 def test_a_retry_in_a_loops_body_has_all_its_attempts_in_each_iteration() -> None:
     # Its history kept every iteration's attempt: Times(2) in iteration 3 had none left.
     FailsOnceAt.failed = False
