@@ -67,6 +67,8 @@ def import_path(name: str, *, imported_only: bool = False) -> Any:
     """
     parts = name.split(".")
     modules = sys.modules
+    # Why the shortest prefix tried was no module: said when nothing is found.
+    not_found: ImportError | None = None
     for cut in range(len(parts) - 1, 0, -1):
         module = ".".join(parts[:cut])
         if imported_only:
@@ -76,8 +78,15 @@ def import_path(name: str, *, imported_only: bool = False) -> Any:
         else:
             try:
                 target = importlib.import_module(module)
-            except ImportError:
+            except ModuleNotFoundError as err:
+                missing = err.name
+                if missing is not None and missing != module and not module.startswith(missing + "."):
+                    # The module is there; one it imports is not: that is the answer.
+                    raise ImportError(f"'{name}': importing {module} failed: {err}") from err
+                not_found = err  # this prefix is no module: a shorter one may be
                 continue
+            except ImportError as err:  # the module's own code failed to import something
+                raise ImportError(f"'{name}': importing {module} failed: {err}") from err
         try:
             for attr in parts[cut:]:
                 target = getattr(target, attr)
@@ -86,6 +95,8 @@ def import_path(name: str, *, imported_only: bool = False) -> Any:
         return target
     if imported_only:
         raise ImportError(f"'{name}' is in no module this process has imported")
+    if not_found is not None:
+        raise ImportError(f"'{name}' cannot be imported ({not_found})")
     raise ImportError(f"'{name}' cannot be imported")
 
 

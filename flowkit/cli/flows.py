@@ -204,11 +204,16 @@ def _rebuild(ref: Any) -> Any:
         return engines.flow_from_detail(ref.flow)
     except (ValueError, CliError) as err:
         # The library keeps TaskFlow's sentence; the command says what to do about it.
-        why = (
-            " (it records no flow factory: only runs loaded with load_from_factory() can be rebuilt)"
-            if engines.helpers.recorded_factory(ref.flow) is None
-            else ""
-        )
+        if engines.helpers.recorded_factory(ref.flow) is None:
+            why = " (it records no flow factory: only runs loaded with load_from_factory() can be rebuilt)"
+        elif isinstance(err, ImportError):
+            why = (
+                " (resume it where its modules import: in the directory the run started in,"
+                " or with them on PYTHONPATH)"
+            )
+        else:
+            why = ""
+
         raise CliError(
             f"flow '{ref.flow.name}' ({ref.flow.uuid}) cannot be rebuilt: {one_line(err)}{why}"
         ) from err

@@ -231,6 +231,38 @@ def test_resume_of_a_flow_without_a_factory_says_so(tmp_path: Path) -> None:
     assert "cannot be rebuilt" in done.stderr and "records no flow factory" in done.stderr
 
 
+def test_resume_of_a_flow_whose_factory_module_is_not_on_the_path_says_why_and_what_to_do(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    # It said "'mod.make' cannot be imported": not that the module was missing, nor where to run.
+    from flowkit import engines
+    from flowkit.persistence import backends
+
+    module = "resume_elsewhere_flows"
+    (tmp_path / f"{module}.py").write_text(
+        "from flowkit import task\n"
+        "from flowkit.patterns import linear_flow\n"
+        "class One(task.Task):\n"
+        "    def execute(self):\n"
+        "        return 1\n"
+        "def make():\n"
+        "    return linear_flow.Flow('elsewhere').add(One(provides='x'))\n",
+        encoding="utf-8",
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    url = f"sqlite:///{tmp_path}/flows.db"
+    with backends.backend(url) as backend:
+        engine = engines.load_from_factory(f"{module}.make", backend=backend)
+        engine.compile()
+        engine.prepare()
+        uuid = engine.storage.flow_uuid
+    done = flowkit_cmd("flows", "resume", uuid, "--connection", url)  # run from the source tree
+    assert done.returncode == 2
+    assert "cannot be rebuilt" in done.stderr
+    assert f"No module named '{module}'" in done.stderr
+    assert "the directory the run started in" in done.stderr and "PYTHONPATH" in done.stderr
+
+
 def test_a_dry_run_refuses_a_misspelled_engine_as_the_resume_does(tmp_path: Path) -> None:
     # The plan was printed (status 0) for --engine paralel; only the real resume refused it.
     url = f"sqlite:///{tmp_path}/flows.db"
