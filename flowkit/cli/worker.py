@@ -85,7 +85,10 @@ def register(subparsers: Any) -> None:
         type=positive(int),
         default=1 << 20,
         metavar="N",
-        help="largest message body accepted or sent (default: 1048576)",
+        help=(
+            "largest message body accepted or sent, stated in the advert so engines"
+            " send no larger request (default: 1048576)"
+        ),
     )
     parser.add_argument(
         "--heartbeat", type=positive(float), default=1.0, metavar="S", help="seconds between heartbeats"

@@ -217,6 +217,12 @@ func notifyFrom(m map[string]any) *Notify {
 	for _, task := range m["tasks"].([]any) {
 		n.Tasks = append(n.Tasks, task.(string))
 	}
+	// Absent (an older worker) stays 0; a limit past what an int holds is no limit at all.
+	if limit := float(m["max_message_bytes"]); limit >= math.MaxInt64 {
+		n.MaxMessageBytes = math.MaxInt
+	} else {
+		n.MaxMessageBytes = int(limit)
+	}
 	return n
 }
 

@@ -210,6 +210,7 @@ var knownFields = map[string]bool{
 	"arguments": true, "result": true, "failure": true, "flow_failures": true, "sent_at": true,
 	"deadline": true, "traceparent": true, "worker": true, "event": true, "progress": true, "event_type": true, "details": true, "topic": true,
 	"tasks": true, "language": true, "pid": true, "host": true, "heartbeat": true, "visibility_timeout": true,
+	"max_message_bytes": true,
 }
 
 func withoutUnknown(message map[string]any) map[string]any {
@@ -511,6 +512,7 @@ func TestMessagesTheWorkerSendsMatchTheSchemas(t *testing.T) {
 		"not found":         &Response{ID: "r", Worker: "w", Event: EventFailure, Failure: NewFailure("no task", NotFoundTypes), SentAt: Now()},
 		"request timeout":   &Response{ID: "r", Worker: "w", Event: EventFailure, Failure: NewFailure("late", RequestTimeoutTypes), SentAt: Now()},
 		"notify":            &Notify{Worker: "w", Topic: "t", Tasks: []string{"a.B"}, Language: "go", PID: 7, Host: "h", Heartbeat: 1, VisibilityTimeout: 30, SentAt: Now()},
+		"notify size limit": &Notify{Worker: "w", Topic: "t", Language: "go", Heartbeat: 1, VisibilityTimeout: 30, MaxMessageBytes: 4096, SentAt: Now()},
 		"notify no tasks":   &Notify{Worker: "w", Topic: "t", Language: "go", Heartbeat: 0.5, VisibilityTimeout: 2, SentAt: Now()},
 		"execute request":   &Request{ID: "r", ReplyTo: "flowkit:replies:e", Action: ActionExecute, Task: "a.B", SentAt: 1, Deadline: 2},
 		"revert result":     &Request{ID: "r", ReplyTo: "flowkit:replies:e", Action: ActionRevert, Task: "a.B", Result: nil, SentAt: 1, Deadline: 2},
@@ -796,5 +798,24 @@ func TestAResponseBeginsWithItsIDAndEventForAnEngineThatCannotParseTheRest(t *te
 	head := `{"v":1,"type":"response","id":"req-1","worker":"w-1","event":"success",`
 	if body := envelope["body"].(string); !strings.HasPrefix(body, head) {
 		t.Fatalf("body %s does not begin with %s", body, head)
+	}
+}
+
+// An advert states the worker's size limit so engines send it nothing larger; a
+// Notify without one (0) writes the advert of older workers, without the field.
+func TestNotifyStatesItsSizeLimitOnlyWhenItHasOne(t *testing.T) {
+	for _, limit := range []int{4096, 0} {
+		envelope, err := Encode(&Notify{Worker: "w", Topic: "t", Language: "go", Heartbeat: 1, VisibilityTimeout: 30, MaxMessageBytes: limit, SentAt: 1}, nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body := envelope["body"].(string)
+		if strings.Contains(body, "max_message_bytes") != (limit > 0) {
+			t.Fatalf("limit %d: body %s", limit, body)
+		}
+		message, err := Decode(map[string]any{"body": body}, nil, 0)
+		if err != nil || message.Notify == nil || message.Notify.MaxMessageBytes != limit {
+			t.Fatalf("limit %d decoded as %+v (%v)", limit, message.Notify, err)
+		}
 	}
 }

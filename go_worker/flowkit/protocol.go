@@ -247,7 +247,11 @@ type Notify struct {
 	Host              string
 	Heartbeat         float64 // seconds
 	VisibilityTimeout float64 // seconds
-	SentAt            float64
+	// MaxMessageBytes is the largest request body the worker reads, so that
+	// engines send it nothing larger (it would drop such a request unread);
+	// 0 leaves the field out, as workers did before it existed.
+	MaxMessageBytes int
+	SentAt          float64
 }
 
 // MarshalJSON writes the notify message.
@@ -256,7 +260,7 @@ func (n *Notify) MarshalJSON() ([]byte, error) {
 	if tasks == nil {
 		tasks = []string{}
 	}
-	return marshalObject([]field{
+	fields := []field{
 		{"v", Version},
 		{"type", TypeNotify},
 		{"worker", n.Worker},
@@ -267,8 +271,11 @@ func (n *Notify) MarshalJSON() ([]byte, error) {
 		{"host", n.Host},
 		{"heartbeat", n.Heartbeat},
 		{"visibility_timeout", n.VisibilityTimeout},
-		{"sent_at", n.SentAt},
-	})
+	}
+	if n.MaxMessageBytes > 0 {
+		fields = append(fields, field{"max_message_bytes", n.MaxMessageBytes})
+	}
+	return marshalObject(append(fields, field{"sent_at", n.SentAt}))
 }
 
 // Request asks a worker to execute or revert one task.

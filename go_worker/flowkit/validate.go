@@ -261,6 +261,12 @@ func notifyProblem(m map[string]any) string {
 			return bad("notify", m, name, "a positive number")
 		}
 	}
+	// Optional: workers written before it leave it out.
+	if limit, present := m["max_message_bytes"]; present {
+		if value, _ := numberValue(limit); !isInteger(limit) || value < 1 {
+			return bad("notify", m, "max_message_bytes", "a positive integer")
+		}
+	}
 	return numbers("notify", m, "sent_at")
 }
 

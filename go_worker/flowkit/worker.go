@@ -58,6 +58,7 @@ type Options struct {
 	// is failed instead of run again (default 3).
 	MaxDeliveries int
 	// MaxMessageBytes limits message bodies sent and accepted (default 1 MiB).
+	// The advert states it, so engines send no larger request.
 	MaxMessageBytes int
 	// Secret is the HMAC key. nil: the FLOWKIT_WORKER_SECRET environment
 	// variable; empty (non-nil): no signing.

@@ -244,6 +244,7 @@ func (w *Worker) beat() error {
 		Host:              w.host,
 		Heartbeat:         w.opts.Heartbeat.Seconds(),
 		VisibilityTimeout: w.opts.VisibilityTimeout.Seconds(),
+		MaxMessageBytes:   w.opts.MaxMessageBytes,
 		SentAt:            w.now(),
 	})
 	if err != nil {

@@ -865,7 +865,8 @@ func TestAdvertisementIsPublishedAndRemovedOnStop(t *testing.T) {
 	}
 	notify := message.Notify
 	if notify.Language != "go" || notify.Topic != "cpu" || notify.Worker != worker.ID() || notify.Heartbeat != 0.1 ||
-		notify.VisibilityTimeout != 2 || len(notify.Tasks) != len(testRegistry().Names()) {
+		notify.VisibilityTimeout != 2 || len(notify.Tasks) != len(testRegistry().Names()) ||
+		notify.MaxMessageBytes != flowkit.MaxMessageBytes {
 		t.Fatalf("notify = %+v", notify)
 	}
 	score, err := h.client.ZScore(ctx, flowkit.WorkersKey(h.namespace, "cpu"), worker.ID()).Result()

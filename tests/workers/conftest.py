@@ -157,6 +157,7 @@ class WorkerFactory(Protocol):
         secret: str | None = None,
         wait: bool = True,
         url: str | None = None,
+        max_message_bytes: int | None = None,
     ) -> WorkerProcess: ...
 
 
@@ -165,6 +166,7 @@ def _worker_args(
     visibility_timeout: float | None,
     concurrency: int | None,
     grace: float | None,
+    max_message_bytes: int | None = None,
 ) -> list[str]:
     # Both workers take times as plain seconds (the Go one also takes Go durations).
     args: list[str] = []
@@ -177,6 +179,8 @@ def _worker_args(
         args += ["--concurrency", str(concurrency)]
     if grace is not None:
         args += ["--grace", str(grace)]
+    if max_message_bytes is not None:
+        args += ["--max-message-bytes", str(max_message_bytes)]
     return args
 
 
@@ -198,6 +202,7 @@ def _worker_factory(kind: str, url: str, command: Callable[[str, str], list[str]
         secret: str | None = None,
         wait: bool = True,
         url: str | None = None,
+        max_message_bytes: int | None = None,
     ) -> WorkerProcess:
         env = dict(os.environ)
         env.pop("FLOWKIT_WORKER_SECRET", None)
@@ -206,7 +211,7 @@ def _worker_factory(kind: str, url: str, command: Callable[[str, str], list[str]
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
         env["PYTHONUNBUFFERED"] = "1"
         argv = command(topic, url or default_url) + _worker_args(
-            heartbeat, visibility_timeout, concurrency, grace
+            heartbeat, visibility_timeout, concurrency, grace, max_message_bytes
         )
         log_path = logdir / f"{len(started)}-{topic}.log"
         with open(log_path, "wb") as log:

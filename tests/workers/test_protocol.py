@@ -385,6 +385,16 @@ def test_notify_message_describes_this_process() -> None:
     assert notify["heartbeat"] == 1.0
 
 
+def test_notify_message_states_the_size_limit_only_when_given_one() -> None:
+    limited = protocol.notify_message(
+        "w", "t", (), heartbeat=1, visibility_timeout=30, max_message_bytes=4096
+    )
+    assert _round_trip(limited)["max_message_bytes"] == 4096
+    # Without one it is the advert of workers older than the field, which receivers still take.
+    older = protocol.notify_message("w", "t", (), heartbeat=1, visibility_timeout=30)
+    assert "max_message_bytes" not in _round_trip(older)
+
+
 # -- the schema and decode agree on generated messages ------------------------
 
 _BASE = "builtins.BaseException"

@@ -24,6 +24,17 @@ workers before a run (:meth:`Directory.wait_for`) blocks on the same stream
 between its own periodic scans. An entry is only a hint: what the engine sends
 still follows the adverts a scan reads and checks, and a worker that writes no
 entry (an older one) is found at the next periodic look, as before.
+
+A worker states in its advert the largest request body it reads
+(``max_message_bytes``): it drops a larger one unread, as it cannot trust it,
+and its engine would only learn of it at ``transition_timeout``, as a
+``RequestTimeout`` saying no worker started it. The directory keeps the
+smallest limit stated on each topic (:class:`SizeLimit`: any worker of the
+topic may read a request from its stream), so the engine sends a request only
+to a topic whose workers all read it (:meth:`Directory.fits`,
+:meth:`Directory.route_sized`), and fails it at once, naming the limits
+(:meth:`Directory.limits_text`), when none does. A worker that states no limit
+(one written before the field) is trusted to read anything, as before.
 """
 
 from __future__ import annotations
@@ -31,18 +42,30 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from flowkit import exceptions as exc
+from flowkit._utils.text import log_safe
 from flowkit.engines.worker_based import _transport, protocol
 from flowkit.engines.worker_based._clock import SYSTEM, Clock, runs_in_real_time
 
-__all__ = ["Directory"]
+__all__ = ["Directory", "SizeLimit"]
 
 LOG = logging.getLogger("flowkit.engines.worker_based.engine")
 
 #: Most arrival entries taken by one read while waiting for workers.
 _ARRIVALS_READ = 100
+
+
+@dataclass(frozen=True)
+class SizeLimit:
+    """The smallest request body limit the live workers of one topic state, and whose it is."""
+
+    #: The largest request body (bytes) every worker stating a limit reads.
+    max_bytes: int
+    #: The id of a worker stating that limit, for messages.
+    worker: str
 
 
 class Directory:
@@ -94,6 +117,8 @@ class Directory:
         # Both replaced whole by scan(), so readers in other threads see one scan or the next.
         self._offers: dict[str, frozenset[str]] = {topic: frozenset() for topic in self._scanned}
         self._live: dict[str, frozenset[str]] = {topic: frozenset() for topic in self._scanned}
+        #: topic -> the smallest ``max_message_bytes`` its live workers state (absent: none states one).
+        self._limits: dict[str, SizeLimit] = {}
         self._routes: dict[str, str] = {}
         #: How many scans were made: a task's route changes only when this does.
         self.scans = 0
@@ -115,9 +140,10 @@ class Directory:
             scanned = self._with_pinned(routing)
             offers: dict[str, frozenset[str]] = {}
             live: dict[str, frozenset[str]] = {}
+            limits: dict[str, SizeLimit] = {}
         else:
             routing, scanned = self._routing, self._scanned
-            offers, live = dict(self._offers), dict(self._live)
+            offers, live, limits = dict(self._offers), dict(self._live), dict(self._limits)
         for topic in scanned if topics is None else topics:
             now = self._clock.time()
             adverts = _transport.live_workers(
@@ -131,7 +157,12 @@ class Directory:
                 }
             live[topic] = frozenset(adverts)
             offers[topic] = frozenset(name for advert in adverts.values() for name in _names(advert))
-        self._offers, self._live = offers, live
+            limit = _smallest_limit(adverts)
+            if limit is None:
+                limits.pop(topic, None)
+            else:
+                limits[topic] = limit
+        self._offers, self._live, self._limits = offers, live, limits
         self._routing, self._scanned = routing, scanned
         self._routes = {}
         self.scans += 1
@@ -216,6 +247,42 @@ class Directory:
         if topic is None:
             return self.topic_of(task)
         return topic if task in self._offers.get(topic, frozenset()) else None
+
+    def fits(self, topic: str, size: int) -> bool:
+        """Whether every live worker of ``topic`` at the last scan reads a request body of ``size`` bytes.
+
+        A topic whose workers state no limit (older workers) takes any size, as
+        it did before workers stated one.
+        """
+        limit = self._limits.get(topic)
+        return limit is None or size <= limit.max_bytes
+
+    def route_sized(self, atom: str, task: str, size: int) -> str | None:
+        """The topic a request of ``size`` bytes for ``atom`` goes to, or None when none takes it.
+
+        As :meth:`route`, but past topics whose workers would drop a body that
+        large unread: the first routing topic (the pinned one only, for a pinned
+        atom) that offers the task and :meth:`fits` the size. Not cached: it is
+        asked only for a request too large for the topic :meth:`route` chose.
+        """
+        pinned = self.pinned.get(atom)
+        candidates = self._routing if pinned is None else (pinned,)
+        offers = self._offers
+        return next((t for t in candidates if task in offers.get(t, ()) and self.fits(t, size)), None)
+
+    def limits_text(self, atom: str, task: str) -> str:
+        """The size limits of the topics offering ``task`` to ``atom``: the error of a request none takes."""
+        pinned = self.pinned.get(atom)
+        candidates = self._routing if pinned is None else (pinned,)
+        parts = []
+        for topic in candidates:
+            limit = self._limits.get(topic)
+            if limit is not None and task in self._offers.get(topic, ()):
+                parts.append(
+                    f"topic '{topic}' reads at most {limit.max_bytes} bytes"
+                    f" (the max_message_bytes of worker {log_safe(limit.worker)})"
+                )
+        return "; ".join(parts)
 
     def live(self, topic: str) -> frozenset[str]:
         """Ids of the workers of ``topic`` that were advertised at the last scan."""
@@ -336,6 +403,20 @@ class Directory:
     def _pin_text(self, atom: str) -> str:
         topic = self.pinned.get(atom)
         return "" if topic is None else f", pinned to topic '{topic}'"
+
+
+def _smallest_limit(adverts: Mapping[str, Mapping[str, Any]]) -> SizeLimit | None:
+    """The smallest ``max_message_bytes`` among ``adverts`` (worker id -> advert); None: none states one."""
+    stated = [
+        SizeLimit(int(advert["max_message_bytes"]), worker)
+        for worker, advert in adverts.items()
+        if "max_message_bytes" in advert
+    ]
+    return min(stated, key=_max_bytes) if stated else None
+
+
+def _max_bytes(limit: SizeLimit) -> int:
+    return limit.max_bytes
 
 
 def _names(advert: Mapping[str, Any]) -> list[str]:

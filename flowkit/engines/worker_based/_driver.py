@@ -591,7 +591,12 @@ class RedisDriver(DispatchingDriver):
         one refused fails at once with what was refused and where. A failure of the
         whole round trip (a lost connection) is each request's failure. Every failed
         request remembers why (:meth:`_Request.not_sent`), which its timeout then says.
+        A request too large for the workers of every topic offering its task fails at
+        once, before any add (:meth:`_fitting`).
         """
+        ready = self._fitting(ready)
+        if not ready:
+            return []
         try:
             results = self._xadd(ready)
         except _transport.errors() as err:  # the round trip failed: every add with it
@@ -621,6 +626,34 @@ class RedisDriver(DispatchingDriver):
             except _transport.errors() as err:
                 LOG.debug("could not take back %d timed out request(s): %s", len(late), err)
         return retry
+
+    def _fitting(self, ready: list[_Envelope]) -> list[_Envelope]:
+        """The requests of ``ready`` whose topic's workers read a body that large, sent elsewhere if need be.
+
+        Every request added goes through here (a first send, a held one's, a retry),
+        routed by then. A worker drops a body over its ``max_message_bytes`` unread, so
+        the engine would only learn of it at the deadline, as a timeout saying nobody
+        started it: a request over its topic's stated limit goes instead to the next
+        topic offering its task whose workers take it (:meth:`Directory.route_sized`),
+        or, when none does, fails at once naming the atom, its size and the limits.
+        One size check per request: a lookup and a comparison.
+        """
+        directory = self._directory
+        fitting: list[_Envelope] = []
+        for request, envelope in ready:
+            size = len(envelope["body"])
+            if not directory.fits(request.topic, size):
+                topic = directory.route_sized(request.node.name, request.task, size)
+                if topic is not None:
+                    request.topic = topic  # PENDING and this thread's to send: no structure keys on it
+                else:
+                    limits = directory.limits_text(request.node.name, request.task)
+                    # No limit to name: a scan in between saw those workers leave. Sent as before.
+                    if limits:
+                        self._finish(request, _too_large(request, size, limits))
+                        continue
+            fitting.append((request, envelope))
+        return fitting
 
     def _unsent_why(self, request: _Request, *, closing: bool = False) -> str:
         """What a request whose adds all failed says as it times out (or as the engine closes)."""
@@ -1068,6 +1101,17 @@ def _invalid(request: _Request, reason: str) -> Failure:
     return Failure.from_exception(
         exc.InvalidFormat(f"{request.describe()} cannot be sent to a worker: {reason}")
     )
+
+
+def _too_large(request: _Request, size: int, limits: str) -> Failure:
+    """The failure of a request larger than every topic offering its task reads."""
+    error = exc.InvalidFormat(
+        f"{request.describe()} cannot be sent to a worker: its body is {size} bytes, more than the"
+        f" live workers offering task {request.task} read ({limits}); a worker drops a larger body"
+        " unread: send less (a reference to the data rather than the data), or raise the workers'"
+        " max_message_bytes"
+    )
+    return Failure.from_exception(error)
 
 
 def _error_text(error: Exception) -> str:

@@ -185,6 +185,10 @@ def _notify(message: dict[str, Any]) -> str | None:
         value: Any = message.get(field)
         if not _is_number(value) or value <= 0:
             return _bad("notify", message, field, "a positive number")
+    if "max_message_bytes" in message:  # optional: workers written before it leave it out
+        limit: Any = message["max_message_bytes"]
+        if not is_integer(limit) or limit < 1:
+            return _bad("notify", message, "max_message_bytes", "a positive integer")
     return _numbers("notify", message, ("sent_at",))
 
 

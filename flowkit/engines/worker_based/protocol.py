@@ -252,10 +252,17 @@ def notify_message(
     language: str = "python",
     heartbeat: float,
     visibility_timeout: float,
+    max_message_bytes: int | None = None,
     sent_at: float | None = None,
 ) -> dict[str, Any]:
-    """A worker's advertisement: who it is and which tasks it runs (``sent_at``: default now)."""
-    return {
+    """A worker's advertisement: who it is and which tasks it runs (``sent_at``: default now).
+
+    ``max_message_bytes`` is the largest request body the worker reads: engines
+    route a larger request elsewhere, or fail it at once, instead of sending it
+    to be dropped unread. None leaves the field out, as workers did before it
+    existed (engines then cannot tell, and send as they did).
+    """
+    message: dict[str, Any] = {
         "v": VERSION,
         "type": NOTIFY,
         "worker": worker_id,
@@ -268,6 +275,9 @@ def notify_message(
         "visibility_timeout": float(visibility_timeout),
         "sent_at": time.time() if sent_at is None else float(sent_at),
     }
+    if max_message_bytes is not None:
+        message["max_message_bytes"] = int(max_message_bytes)
+    return message
 
 
 def request_message(

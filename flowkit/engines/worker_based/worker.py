@@ -1198,6 +1198,22 @@ class Worker:
             if self._clock.wait(self._beat_stop, self._heartbeat):
                 return
 
+    def _advert(self) -> dict[str, Any]:
+        """This worker's ``notify`` message as of now, stating the largest request body it reads.
+
+        The limit lets engines send a request too large for it elsewhere, or fail
+        it at once, rather than have it dropped here unread and time out.
+        """
+        return protocol.notify_message(
+            self._worker_id,
+            self._topic,
+            self.tasks,
+            heartbeat=self._heartbeat,
+            visibility_timeout=self._visibility_timeout,
+            max_message_bytes=self._max_bytes,
+            sent_at=self._clock.time(),
+        )
+
     def _beat(self) -> None:
         """Advertise, refresh the claim on in-flight entries, and take over stale ones.
 
@@ -1212,14 +1228,7 @@ class Worker:
         began = self._clock.monotonic()
         ttl_ms = int(self._heartbeat * 3000)
         arriving = self._advertised_at is None or began - self._advertised_at >= 3 * self._heartbeat
-        notify = protocol.notify_message(
-            self._worker_id,
-            self._topic,
-            self.tasks,
-            heartbeat=self._heartbeat,
-            visibility_timeout=self._visibility_timeout,
-            sent_at=self._clock.time(),
-        )
+        notify = self._advert()
         with self._cond:
             in_flight: list[Any] = list(self._in_flight)
         pipe = self._client.pipeline(transaction=False)

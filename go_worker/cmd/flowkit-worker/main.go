@@ -142,7 +142,7 @@ func run(args []string) int {
 		"idle time after which a request of a dead worker is taken over")
 	maxDeliveries := flags.Int("max-deliveries", flowkit.DefaultMaxDeliveries,
 		"deliveries after which a taken-over request fails instead of running again")
-	maxBytes := flags.Int("max-message-bytes", flowkit.MaxMessageBytes, "largest message body sent or accepted")
+	maxBytes := flags.Int("max-message-bytes", flowkit.MaxMessageBytes, "largest message body sent or accepted, stated in the advert so engines send no larger request")
 	burst := flags.Bool("burst", false, "exit once no request is waiting and none is running")
 	grace := secondsFlag(flags, "grace", flowkit.DefaultGrace, "how long a stop waits for running requests")
 	secretEnv := flags.String("secret-env", flowkit.SecretEnv, "environment variable holding the signing secret")
