@@ -1,0 +1,114 @@
+"""The monitor over big flows: what a list read or a live poll costs, counted (never timed).
+
+Each test counts what the monitor reads from a real SQLite backend (the atom
+records its connection hands out) or what it sends, so that a cost growing with
+the whole flow, or with every flow, shows as a number.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from flowkit.monitor import create_app
+from flowkit.persistence import backends, models
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # Starlette's test client prefers another HTTP client; httpx works
+    from starlette.testclient import TestClient
+
+
+class _CountingConnection:
+    """A real connection that counts the atom records in what it reads."""
+
+    def __init__(self, conn: Any, counter: _CountingBackend) -> None:
+        self._conn = conn
+        self._counter = counter
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def get_logbooks(self, lazy: bool = False) -> Iterator[Any]:
+        books = list(self._conn.get_logbooks(lazy=lazy))
+        self._counter.atoms += sum(len(flow) for book in books for flow in book)
+        return iter(books)
+
+    def get_logbook(self, uuid: str, lazy: bool = False) -> Any:
+        book = self._conn.get_logbook(uuid, lazy=lazy)
+        self._counter.atoms += sum(len(flow) for flow in book)
+        return book
+
+    def get_flows_for_book(self, uuid: str, lazy: bool = False) -> Iterator[Any]:
+        flows = list(self._conn.get_flows_for_book(uuid, lazy=lazy))
+        self._counter.atoms += sum(len(flow) for flow in flows)
+        return iter(flows)
+
+    def get_flow_details(self, uuid: str, lazy: bool = False) -> Any:
+        flow = self._conn.get_flow_details(uuid, lazy=lazy)
+        self._counter.atoms += len(flow)
+        return flow
+
+    def get_atoms_for_flow(self, uuid: str) -> Iterator[Any]:
+        atoms = list(self._conn.get_atoms_for_flow(uuid))
+        self._counter.atoms += len(atoms)
+        return iter(atoms)
+
+
+class _CountingBackend:
+    """A real backend whose connections count the atom records read through them."""
+
+    def __init__(self, backend: Any) -> None:
+        self._backend = backend
+        self.atoms = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._backend, name)
+
+    def get_connection(self) -> _CountingConnection:
+        return _CountingConnection(self._backend.get_connection(), self)
+
+
+def _big_flows(url: str, count: int, atoms: int) -> list[str]:
+    """``count`` flows of ``atoms`` atoms each, one logbook each (records, nothing run): their uuids."""
+    uuids = []
+    with backends.backend(url) as backend, contextlib.closing(backend.get_connection()) as conn:
+        for i in range(count):
+            book = models.LogBook(f"book-{i}")
+            flow = models.FlowDetail(f"big-{i}", uuid=f"big-{i:03d}")
+            flow.state = "RUNNING"
+            for a in range(atoms):
+                detail = models.TaskDetail(f"atom-{a}", uuid=f"big-{i:03d}-{a}")
+                detail.state = "SUCCESS" if a < atoms // 2 else "PENDING"
+                flow.add(detail)
+            book.add(flow)
+            conn.save_logbook(book)
+            uuids.append(flow.uuid)
+    return uuids
+
+
+def test_a_page_of_the_list_reads_the_atoms_of_its_own_flows_only(tmp_path: Path) -> None:
+    # Every list read (each open list page, every 2 s) read every atom of every flow,
+    # though it summarises only the page's flows: 3 x 200 atom records for a page of one.
+    url = f"sqlite:///{tmp_path}/big.db"
+    uuids = _big_flows(url, count=3, atoms=200)
+    with backends.backend(url) as backend:
+        counting = _CountingBackend(backend)
+        with TestClient(create_app(counting)) as client:
+            response = client.get("/api/flows", params={"limit": 1})
+            assert response.status_code == 200
+            (row,) = response.json()
+            assert row["uuid"] == uuids[-1] and row["total"] == 200
+            assert row["atoms"] == {"PENDING": 100, "SUCCESS": 100}
+            assert response.headers["X-Total-Count"] == "3"
+            assert counting.atoms == 200
+            # Filtered by state or name: still only the page's flow is read whole.
+            counting.atoms = 0
+            named = client.get("/api/flows", params={"limit": 1, "name": "big-1", "state": "RUNNING"})
+            assert [r["uuid"] for r in named.json()] == [uuids[1]] and counting.atoms == 200
+
