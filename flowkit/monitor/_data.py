@@ -15,7 +15,7 @@ from flowkit._utils.factories import FactoryNames
 from flowkit._utils.text import LogSafe
 from flowkit.monitor._layout import GraphShape, column, layout, shape_of
 
-__all__ = ["GRAPH_CACHE_SIZE", "GRAPH_KEY", "FlowPage", "Reader", "UnknownCursor", "graph_version"]
+__all__ = ["GRAPH_CACHE_SIZE", "GRAPH_KEY", "FlowPage", "Reader", "UnknownCursor", "changes", "graph_version"]
 
 LOG = logging.getLogger(__name__)
 
@@ -288,6 +288,19 @@ class _Drawn:
     source: str
     version: str
     drawn: dict[str, Any]
+
+
+def changes(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """The snapshot ``after`` (as :meth:`Reader.states`) with only the atoms changed since ``before``.
+
+    What the live stream sends with ``?changes=1`` once its first, whole,
+    snapshot is sent: the flow's ``state`` and ``graph`` as they are, and in
+    ``atoms`` each atom whose state differs from ``before`` (an atom new since
+    is one). ``"changes": true`` says it is a difference to apply.
+    """
+    was = before["atoms"]
+    moved = {name: state for name, state in after["atoms"].items() if was.get(name) != state}
+    return {"state": after["state"], "atoms": moved, "graph": after["graph"], "changes": True}
 
 
 def graph_version(flow: Any) -> str:

@@ -8,12 +8,13 @@ the whole flow, or with every flow, shows as a number.
 from __future__ import annotations
 
 import contextlib
+import json
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from flowkit.monitor import create_app
+from flowkit.monitor import _data, create_app
 from flowkit.persistence import backends, models
 
 with warnings.catch_warnings():
@@ -112,3 +113,17 @@ def test_a_page_of_the_list_reads_the_atoms_of_its_own_flows_only(tmp_path: Path
             named = client.get("/api/flows", params={"limit": 1, "name": "big-1", "state": "RUNNING"})
             assert [r["uuid"] for r in named.json()] == [uuids[1]] and counting.atoms == 200
 
+
+def test_a_poll_where_one_atom_changed_sends_that_atom_only() -> None:
+    # The stream sent the state of all 10,000 atoms at every change (over 250 kB a poll).
+    names = [f"atom-{i}" for i in range(10_000)]
+    before = {"state": "RUNNING", "atoms": dict.fromkeys(names, "PENDING"), "graph": "10000.0"}
+    after = {**before, "atoms": {**before["atoms"], "atom-5000": "RUNNING"}}
+    sent = _data.changes(before, after)
+    assert sent["atoms"] == {"atom-5000": "RUNNING"} and sent["changes"] is True
+    assert (sent["state"], sent["graph"]) == ("RUNNING", "10000.0")
+    assert len(json.dumps(sent)) < 100
+    # An atom new since (a spawned sub-flow) is a change; nothing changed sends no atom.
+    grown = {**after, "atoms": {**after["atoms"], "spawned": "PENDING"}}
+    assert _data.changes(after, grown)["atoms"] == {"spawned": "PENDING"}
+    assert _data.changes(after, after)["atoms"] == {}
