@@ -8,6 +8,7 @@ the whole flow, or with every flow, shows as a number.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import warnings
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from flowkit.monitor import _data, create_app
+from flowkit.monitor.app import READ_SHARE, Closing
 from flowkit.persistence import backends, models
 
 with warnings.catch_warnings():
@@ -127,3 +129,34 @@ def test_a_poll_where_one_atom_changed_sends_that_atom_only() -> None:
     grown = {**after, "atoms": {**after["atoms"], "spawned": "PENDING"}}
     assert _data.changes(after, grown)["atoms"] == {"spawned": "PENDING"}
     assert _data.changes(after, after)["atoms"] == {}
+
+
+class _Waits(Closing):
+    """Records how long each stream waits between two reads, and stops it at the second wait."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: list[float] = []
+
+    async def wait(self, seconds: float) -> bool:
+        self.asked.append(seconds)
+        return len(self.asked) >= 2
+
+
+def test_a_stream_waits_longer_between_polls_of_a_flow_slow_to_read(tmp_path: Path) -> None:
+    # A read of a 10,000-atom flow took longer than the 0.5 s between two polls: the stream
+    # read it without pause and a run writing the same SQLite file took twice as long.
+    url = f"sqlite:///{tmp_path}/big.db"
+    (uuid,) = _big_flows(url, count=1, atoms=10)
+    ticks = itertools.count(0.0, 1.5)  # each reading of the clock 1.5 s later: a read "takes" 1.5 s
+    waits = _Waits()
+    app = create_app(url, poll_interval=0.5, closing=waits, clock=lambda: next(ticks))
+    with TestClient(app) as client:
+        text = client.get(f"/api/flows/{uuid}/stream").text
+    assert text.count('data: {"state"') == 1 and ": still here" in text and "event: closing" in text
+    assert waits.asked == [READ_SHARE * 1.5, READ_SHARE * 1.5]
+    # A read quicker than the poll interval leaves the interval as it is.
+    quick = _Waits()
+    with TestClient(create_app(url, poll_interval=0.5, closing=quick, clock=lambda: 0.0)) as client:
+        client.get(f"/api/flows/{uuid}/stream")
+    assert quick.asked == [0.5, 0.5]
