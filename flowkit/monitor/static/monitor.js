@@ -468,11 +468,20 @@ const flowkitMonitor = (() => {
     for (const state of STATES) legend.append(stateBadge(state));
     let graph = null;
     let report = null;
+    let cy = null;
     let tries = 0;
     while (report === null) {  // the monitor or its database may be away when the page opens
       try {
+        // The report (megabytes for a big flow) is read while the graph is read and drawn:
+        // the graph waited for it, seconds for a flow of 10,000 atoms.
+        const reading = getJSON(api);
+        reading.catch(() => {});  // awaited below; a failure is handled there
         graph = graph || await getJSON(api + "/graph");
-        report = await getJSON(api);
+        if (cy === null) {
+          cy = drawGraph(document.getElementById("graph"), graph);
+          current.cy = cy;
+        }
+        report = await reading;
       } catch (err) {
         setLive("no");
         if (err.status === 404) {  // no such flow: asking again will not make one
@@ -486,8 +495,6 @@ const flowkitMonitor = (() => {
     }
     showStatus("");
     setLive("yes");
-    const cy = drawGraph(document.getElementById("graph"), graph);
-    current.cy = cy;
     showReport(report);
     colour(cy, Object.fromEntries(report.atoms.map(a => [a.name, a.state])));
     let follow = true;
