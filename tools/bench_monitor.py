@@ -10,7 +10,8 @@ Usage::
 Figures, each the best of ``--repeat``:
 
 * ``list``: one read of the list page's ``/api/flows?limit=100`` with the big
-  flow and a small one in the backend;
+  flow and a small one in the backend, and one filtered by name to the small
+  flow (the big one in the backend, not on the page);
 * ``poll``: one read of the live stream's snapshot (what each poll reads), and
   the bytes a poll sends when one atom changed (with ``?changes=1`` where the
   checkout has it, else the whole snapshot);
@@ -107,6 +108,7 @@ def _in_process(url: str, uuid: str, repeat: int) -> dict[str, Any]:
     with TestClient(create_app(url)) as client:
         for key, path in (
             ("list", "/api/flows?limit=100"),
+            ("list_without_the_big_flow", "/api/flows?limit=100&name=small"),
             ("report", f"/api/flows/{uuid}"),
             ("graph", f"/api/flows/{uuid}/graph"),
         ):
