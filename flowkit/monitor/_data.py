@@ -10,11 +10,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from flowkit import exceptions as exc
 from flowkit._utils.factories import FactoryNames
 from flowkit._utils.text import LogSafe
 from flowkit.monitor._layout import GraphShape, column, layout, shape_of
 
-__all__ = ["GRAPH_CACHE_SIZE", "GRAPH_KEY", "FlowPage", "Reader", "UnknownCursor", "graph_version"]
+__all__ = ["GRAPH_CACHE_SIZE", "GRAPH_KEY", "FlowPage", "Reader", "UnknownCursor", "changes", "graph_version"]
 
 LOG = logging.getLogger(__name__)
 
@@ -91,8 +92,6 @@ class Reader:
             self._backend.close()
 
     def _flow(self, uuid: str) -> Any:
-        from flowkit import exceptions as exc
-
         with contextlib.closing(self._backend.get_connection()) as conn:
             try:
                 return conn.get_flow_details(uuid)
@@ -100,11 +99,30 @@ class Reader:
                 return None
 
     def _refs(self) -> list[tuple[Any, Any]]:
-        """Every (logbook, flow detail), oldest logbook first."""
+        """Every (logbook, flow detail without its atoms), oldest logbook first.
+
+        Read lazily: the list filters and pages by the flows' own records (name,
+        state), and only the page's flows are then read with their atoms
+        (:meth:`page`). Reading every atom of every flow every 2 s, for each
+        open list page, made one 10,000-atom flow cost every list read.
+        """
         with contextlib.closing(self._backend.get_connection()) as conn:
-            books = list(conn.get_logbooks())
-        books.sort(key=lambda b: (b.created_at is None, b.created_at))
-        return [(book, flow) for book in books for flow in book]
+            books = list(conn.get_logbooks(lazy=True))
+            books.sort(key=lambda b: (b.created_at is None, b.created_at))
+            refs: list[tuple[Any, Any]] = []
+            for book in books:
+                with contextlib.suppress(exc.NotFound):  # destroyed since it was listed
+                    refs.extend((book, flow) for flow in conn.get_flows_for_book(book.uuid, lazy=True))
+        return refs
+
+    def _with_atoms(self, refs: list[tuple[Any, Any]]) -> list[tuple[Any, Any]]:
+        """``refs`` with each flow read whole (its atoms), a flow deleted meanwhile left out."""
+        with contextlib.closing(self._backend.get_connection()) as conn:
+            whole: list[tuple[Any, Any]] = []
+            for book, flow in refs:
+                with contextlib.suppress(exc.NotFound):
+                    whole.append((book, conn.get_flow_details(flow.uuid)))
+        return whole
 
     def page(
         self,
@@ -155,7 +173,7 @@ class Reader:
                     start = max(0, min(start, end - limit))
         chosen = [refs[index] for index in kept[start:end]]
         return FlowPage(
-            rows=[flow_summary(book, flow) for book, flow in chosen],
+            rows=[flow_summary(book, flow) for book, flow in self._with_atoms(chosen)],
             older=chosen[0][1].uuid if chosen and start > 0 else None,
             newer=chosen[-1][1].uuid if chosen and end < len(kept) else None,
             total=len(kept),
@@ -270,6 +288,19 @@ class _Drawn:
     source: str
     version: str
     drawn: dict[str, Any]
+
+
+def changes(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """The snapshot ``after`` (as :meth:`Reader.states`) with only the atoms changed since ``before``.
+
+    What the live stream sends with ``?changes=1`` once its first, whole,
+    snapshot is sent: the flow's ``state`` and ``graph`` as they are, and in
+    ``atoms`` each atom whose state differs from ``before`` (an atom new since
+    is one). ``"changes": true`` says it is a difference to apply.
+    """
+    was = before["atoms"]
+    moved = {name: state for name, state in after["atoms"].items() if was.get(name) != state}
+    return {"state": after["state"], "atoms": moved, "graph": after["graph"], "changes": True}
 
 
 def graph_version(flow: Any) -> str:

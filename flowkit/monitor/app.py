@@ -8,6 +8,7 @@ import functools
 import hmac
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ def create_app(
     allowed_hosts: Iterable[str] | None = None,
     factories: Iterable[str] = (),
     closing: Closing | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> Any:
     """Build the monitor for the backend at ``connection`` (a URL or a backend).
 
@@ -65,6 +67,10 @@ def create_app(
             a stream of a flow that never ends would otherwise never end, and
             a server that waits for its responses to finish before stopping
             (uvicorn) would never stop.
+        clock: seconds, for how long a poll's read took (tests give a fake one):
+            a stream waits at least :data:`READ_SHARE` times that before its
+            next read, so watching a flow whose read is slow (10,000 atoms)
+            leaves the backend to the run.
 
     Returns:
         A Starlette application.
@@ -160,14 +166,29 @@ def create_app(
     async def api_stream(request: Request) -> Response:
         uuid = request.path_params["uuid"]
         unread: str | None = None
+        took = 0.0  # how long the last read of the flow took (clock seconds)
+
+        async def read() -> Any:
+            nonlocal took
+            began = clock()
+            try:
+                return await in_thread(reader.states, uuid)
+            finally:
+                took = clock() - began
+
         try:
-            first: Any = await in_thread(reader.states, uuid)
+            first: Any = await read()
         except exc.StorageFailure as err:
             # The stream says so, and goes on once the database answers.
             first, unread = _UNREAD, _one_line(err)
         if first is None:
             # 404 before any byte: an EventSource gives up instead of reconnecting.
             return JSONResponse({"error": f"no flow {uuid}"}, status_code=404)
+
+        # ?changes=1 (what the page asks for): after the first snapshot, each one
+        # carries only the atoms whose state changed, so a poll of a 10,000-atom
+        # flow where one atom moved sends one atom, not 10,000.
+        changes_only = request.query_params.get("changes", "").lower() in _YES
 
         async def events() -> AsyncIterator[str]:
             last: Any = None
@@ -180,22 +201,24 @@ def create_app(
                     return
                 if snapshot is not _UNREAD:
                     if snapshot != last:
+                        whole = not changes_only or last is None
+                        sent = snapshot if whole else _data.changes(last, snapshot)
                         last = snapshot
-                        yield f"data: {json.dumps(snapshot)}\n\n"
+                        yield f"data: {json.dumps(sent)}\n\n"
                     else:
                         yield ": still here\n\n"  # lets a closed connection be noticed
                     if snapshot["state"] in ENDED:
                         # A finished flow does not change: end rather than poll for nobody.
                         yield _event("end", {"state": snapshot["state"]})
                         return
-                if await stopping.wait(poll_interval):
+                if await stopping.wait(max(poll_interval, READ_SHARE * took)):
                     # The server stops: end here, or it would wait for a flow that may never end.
                     yield _event("closing", {"error": "the monitor is stopping"})
                     return
                 if await request.is_disconnected():
                     return
                 try:
-                    snapshot = await in_thread(reader.states, uuid)
+                    snapshot = await read()
                 except exc.StorageFailure as err:
                     # Named, so a page's onmessage (which reads snapshots) is not handed it.
                     yield _event("unavailable", {"error": _one_line(err)})
@@ -290,6 +313,12 @@ DEFAULT_PAGE, MAX_PAGE = 100, 1000
 
 #: The flow states after which a flow's stream ends: nothing changes them but a resume.
 ENDED = frozenset({states.SUCCESS, states.FAILURE, states.REVERTED})
+#: A stream waits at least this many times as long as its last read took before the next one:
+#: a read of a 10,000-atom flow took longer than the 0.5 s between two polls, and a page
+#: open on the flow kept the backend busy reading it (a SQLite run took twice as long).
+READ_SHARE = 4.0
+#: How ``?changes=`` is switched on (any other value, or none, sends whole snapshots).
+_YES = frozenset({"1", "yes", "true", "on"})
 #: A stream's snapshot while the database does not answer.
 _UNREAD = object()
 

@@ -1,0 +1,162 @@
+"""The monitor over big flows: what a list read or a live poll costs, counted (never timed).
+
+Each test counts what the monitor reads from a real SQLite backend (the atom
+records its connection hands out) or what it sends, so that a cost growing with
+the whole flow, or with every flow, shows as a number.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from flowkit.monitor import _data, create_app
+from flowkit.monitor.app import READ_SHARE, Closing
+from flowkit.persistence import backends, models
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # Starlette's test client prefers another HTTP client; httpx works
+    from starlette.testclient import TestClient
+
+
+class _CountingConnection:
+    """A real connection that counts the atom records in what it reads."""
+
+    def __init__(self, conn: Any, counter: _CountingBackend) -> None:
+        self._conn = conn
+        self._counter = counter
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def get_logbooks(self, lazy: bool = False) -> Iterator[Any]:
+        books = list(self._conn.get_logbooks(lazy=lazy))
+        self._counter.atoms += sum(len(flow) for book in books for flow in book)
+        return iter(books)
+
+    def get_logbook(self, uuid: str, lazy: bool = False) -> Any:
+        book = self._conn.get_logbook(uuid, lazy=lazy)
+        self._counter.atoms += sum(len(flow) for flow in book)
+        return book
+
+    def get_flows_for_book(self, uuid: str, lazy: bool = False) -> Iterator[Any]:
+        flows = list(self._conn.get_flows_for_book(uuid, lazy=lazy))
+        self._counter.atoms += sum(len(flow) for flow in flows)
+        return iter(flows)
+
+    def get_flow_details(self, uuid: str, lazy: bool = False) -> Any:
+        flow = self._conn.get_flow_details(uuid, lazy=lazy)
+        self._counter.atoms += len(flow)
+        return flow
+
+    def get_atoms_for_flow(self, uuid: str) -> Iterator[Any]:
+        atoms = list(self._conn.get_atoms_for_flow(uuid))
+        self._counter.atoms += len(atoms)
+        return iter(atoms)
+
+
+class _CountingBackend:
+    """A real backend whose connections count the atom records read through them."""
+
+    def __init__(self, backend: Any) -> None:
+        self._backend = backend
+        self.atoms = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._backend, name)
+
+    def get_connection(self) -> _CountingConnection:
+        return _CountingConnection(self._backend.get_connection(), self)
+
+
+def _big_flows(url: str, count: int, atoms: int) -> list[str]:
+    """``count`` flows of ``atoms`` atoms each, one logbook each (records, nothing run): their uuids."""
+    uuids = []
+    with backends.backend(url) as backend, contextlib.closing(backend.get_connection()) as conn:
+        for i in range(count):
+            book = models.LogBook(f"book-{i}")
+            flow = models.FlowDetail(f"big-{i}", uuid=f"big-{i:03d}")
+            flow.state = "RUNNING"
+            for a in range(atoms):
+                detail = models.TaskDetail(f"atom-{a}", uuid=f"big-{i:03d}-{a}")
+                detail.state = "SUCCESS" if a < atoms // 2 else "PENDING"
+                flow.add(detail)
+            book.add(flow)
+            conn.save_logbook(book)
+            uuids.append(flow.uuid)
+    return uuids
+
+
+def test_a_page_of_the_list_reads_the_atoms_of_its_own_flows_only(tmp_path: Path) -> None:
+    # Every list read (each open list page, every 2 s) read every atom of every flow,
+    # though it summarises only the page's flows: 3 x 200 atom records for a page of one.
+    url = f"sqlite:///{tmp_path}/big.db"
+    uuids = _big_flows(url, count=3, atoms=200)
+    with backends.backend(url) as backend:
+        counting = _CountingBackend(backend)
+        with TestClient(create_app(counting)) as client:
+            response = client.get("/api/flows", params={"limit": 1})
+            assert response.status_code == 200
+            (row,) = response.json()
+            assert row["uuid"] == uuids[-1] and row["total"] == 200
+            assert row["atoms"] == {"PENDING": 100, "SUCCESS": 100}
+            assert response.headers["X-Total-Count"] == "3"
+            assert counting.atoms == 200
+            # Filtered by state or name: still only the page's flow is read whole.
+            counting.atoms = 0
+            named = client.get("/api/flows", params={"limit": 1, "name": "big-1", "state": "RUNNING"})
+            assert [r["uuid"] for r in named.json()] == [uuids[1]] and counting.atoms == 200
+
+
+def test_a_poll_where_one_atom_changed_sends_that_atom_only() -> None:
+    # The stream sent the state of all 10,000 atoms at every change (over 250 kB a poll).
+    names = [f"atom-{i}" for i in range(10_000)]
+    before = {"state": "RUNNING", "atoms": dict.fromkeys(names, "PENDING"), "graph": "10000.0"}
+    after = {**before, "atoms": {**before["atoms"], "atom-5000": "RUNNING"}}
+    sent = _data.changes(before, after)
+    assert sent["atoms"] == {"atom-5000": "RUNNING"} and sent["changes"] is True
+    assert (sent["state"], sent["graph"]) == ("RUNNING", "10000.0")
+    assert len(json.dumps(sent)) < 100
+    # An atom new since (a spawned sub-flow) is a change; nothing changed sends no atom.
+    grown = {**after, "atoms": {**after["atoms"], "spawned": "PENDING"}}
+    assert _data.changes(after, grown)["atoms"] == {"spawned": "PENDING"}
+    assert _data.changes(after, after)["atoms"] == {}
+
+
+class _Waits(Closing):
+    """Records how long each stream waits between two reads, and stops it at the second wait."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: list[float] = []
+
+    async def wait(self, seconds: float) -> bool:
+        self.asked.append(seconds)
+        return len(self.asked) >= 2
+
+
+def test_a_stream_waits_longer_between_polls_of_a_flow_slow_to_read(tmp_path: Path) -> None:
+    # A read of a 10,000-atom flow took longer than the 0.5 s between two polls: the stream
+    # read it without pause and a run writing the same SQLite file took twice as long.
+    url = f"sqlite:///{tmp_path}/big.db"
+    (uuid,) = _big_flows(url, count=1, atoms=10)
+    ticks = itertools.count(0.0, 1.5)  # each reading of the clock 1.5 s later: a read "takes" 1.5 s
+    waits = _Waits()
+    app = create_app(url, poll_interval=0.5, closing=waits, clock=lambda: next(ticks))
+    with TestClient(app) as client:
+        text = client.get(f"/api/flows/{uuid}/stream").text
+    assert text.count('data: {"state"') == 1 and ": still here" in text and "event: closing" in text
+    assert waits.asked == [READ_SHARE * 1.5, READ_SHARE * 1.5]
+    # A read quicker than the poll interval leaves the interval as it is.
+    quick = _Waits()
+    with TestClient(create_app(url, poll_interval=0.5, closing=quick, clock=lambda: 0.0)) as client:
+        client.get(f"/api/flows/{uuid}/stream")
+    assert quick.asked == [0.5, 0.5]

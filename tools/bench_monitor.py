@@ -1,0 +1,241 @@
+#!/usr/bin/env python3
+"""Measure what the web monitor costs over a big flow (10,000 atoms by default).
+
+Usage::
+
+    python tools/bench_monitor.py                      # this checkout, 10,000 atoms
+    python tools/bench_monitor.py --atoms 2000 --no-browser
+    python tools/bench_monitor.py --root /tmp/old      # another checkout of flowkit (before/after)
+
+Figures, each the best of ``--repeat``:
+
+* ``list``: one read of the list page's ``/api/flows?limit=100`` with the big
+  flow and a small one in the backend, and one filtered by name to the small
+  flow (the big one in the backend, not on the page);
+* ``poll``: one read of the live stream's snapshot (what each poll reads), and
+  the bytes a poll sends when one atom changed (with ``?changes=1`` where the
+  checkout has it, else the whole snapshot);
+* ``report`` and ``graph``: one read of each, and their bytes;
+* with the browser (Debian's Chromium through Playwright): the flow page's load
+  until the graph and the report are drawn, and a run of a flow of the same
+  size into the same SQLite file alone and with a page open on it.
+
+Measured, not asserted: tests count reads and bytes; times belong here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import select
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from _child_env import child_env  # a sibling in tools/, on the path of a script run from there
+
+ROOT = Path(__file__).resolve().parent.parent
+
+#: What a child interpreter runs: a linear flow of N trivial atoms, its event log kept, into URL.
+RUN_CHILD = """
+import sys, time
+from flowkit import engines, task
+from flowkit.listeners.events import EventLogListener
+from flowkit.patterns import linear_flow
+from flowkit.persistence import backends
+
+class Step(task.Task):
+    def execute(self):
+        return 1
+
+url, atoms, name = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+flow = linear_flow.Flow(name).add(*(Step(f"step-{i:05d}") for i in range(atoms)))
+with backends.backend(url) as backend:
+    engine = engines.load(flow, backend=backend)
+    start = time.perf_counter()
+    with EventLogListener(engine):
+        engine.run()
+    print(engine.storage.flow_uuid, time.perf_counter() - start, flush=True)
+"""
+
+
+#: The ``flowkit`` command, run by the checkout measured (the console script may be another's).
+MONITOR_CHILD = "import sys; from flowkit.cli import main; sys.argv[0] = 'flowkit'; sys.exit(main())"
+
+
+def _run_flow(root: Path, url: str, atoms: int, name: str) -> subprocess.Popen[str]:
+    env = child_env()
+    env["PYTHONPATH"] = str(root)
+    return subprocess.Popen(
+        [sys.executable, "-c", RUN_CHILD, url, str(atoms), name], env=env, stdout=subprocess.PIPE, text=True
+    )
+
+
+def _finished(proc: subprocess.Popen[str]) -> tuple[str, float]:
+    out, _ = proc.communicate(timeout=900)
+    if proc.returncode != 0:
+        raise SystemExit(f"the run failed ({proc.returncode})")
+    uuid, seconds = out.split()
+    return uuid, float(seconds)
+
+
+def _best(repeat: int, fn: Callable[[], Any]) -> tuple[float, Any]:
+    best, result = float("inf"), None
+    for _ in range(repeat):
+        start = time.perf_counter()
+        result = fn()
+        best = min(best, time.perf_counter() - start)
+    return best, result
+
+
+def _in_process(url: str, uuid: str, repeat: int) -> dict[str, Any]:
+    from flowkit.monitor import _data, create_app
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from starlette.testclient import TestClient
+
+    figures: dict[str, Any] = {}
+    with TestClient(create_app(url)) as client:
+        for key, path in (
+            ("list", "/api/flows?limit=100"),
+            ("list_without_the_big_flow", "/api/flows?limit=100&name=small"),
+            ("report", f"/api/flows/{uuid}"),
+            ("graph", f"/api/flows/{uuid}/graph"),
+        ):
+            seconds, response = _best(repeat, lambda p=path: client.get(p))
+            figures[key] = {"seconds": round(seconds, 4), "bytes": len(response.content)}
+    reader = _data.Reader(url)
+    try:
+        seconds, snapshot = _best(repeat, lambda: reader.states(uuid))
+    finally:
+        reader.close()
+    moved = dict(snapshot)
+    first = next(iter(snapshot["atoms"]))
+    moved["atoms"] = {**snapshot["atoms"], first: "RUNNING"}
+    changes = getattr(_data, "changes", None)
+    sent = changes(snapshot, moved) if changes is not None else moved
+    figures["poll"] = {
+        "seconds": round(seconds, 4),
+        "bytes_one_atom_changed": len(json.dumps(sent)),
+        "changes_only": changes is not None,
+    }
+    return figures
+
+
+@contextlib.contextmanager
+def _monitor(root: Path, url: str) -> Iterator[str]:
+    env = child_env()
+    env["PYTHONPATH"] = str(root)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", MONITOR_CHILD, "monitor", "--connection", url, "--port", "0"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        ready, _, _ = select.select([proc.stdout], [], [], 60)
+        line = proc.stdout.readline() if ready else ""
+        if "http://" not in line:
+            raise SystemExit(f"the monitor printed {line!r}")
+        yield line[line.index("http://") :].strip().rstrip("/")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
+@contextlib.contextmanager
+def _page() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        raise SystemExit("no chromium: apt-get install chromium, or give --no-browser")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=chromium, headless=True, args=["--no-sandbox", "--disable-gpu"]
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            page.set_default_timeout(600_000)
+            yield page
+        finally:
+            browser.close()
+
+
+def _browser(root: Path, url: str, uuid: str, atoms: int) -> dict[str, Any]:
+    import urllib.request
+
+    figures: dict[str, Any] = {}
+    with _monitor(root, url) as base, _page() as page:
+        start = time.perf_counter()
+        page.goto(f"{base}/flows/{uuid}")
+        page.wait_for_function("() => flowkitMonitor.current.cy !== null")
+        figures["page_graph_seconds"] = round(time.perf_counter() - start, 2)
+        page.wait_for_selector("#report tr[data-atom]", state="attached")
+        figures["page_report_seconds"] = round(time.perf_counter() - start, 2)
+        page.goto("about:blank")
+
+        _, alone = _finished(_run_flow(root, url, atoms, "alone"))
+
+        def watched(name: str, watch: Callable[[str], None]) -> float:
+            run = _run_flow(root, url, atoms, name)
+            uuid_seen = None
+            while uuid_seen is None and run.poll() is None:
+                with urllib.request.urlopen(f"{base}/api/flows?limit=1&name={name}", timeout=30) as answer:
+                    rows = json.load(answer)
+                uuid_seen = rows[0]["uuid"] if rows else None
+            if uuid_seen is not None:
+                watch(uuid_seen)
+            return _finished(run)[1]
+
+        def stream(uuid: str) -> None:
+            # What the page's live stream costs the run, without the browser's own work on this machine.
+            def read() -> None:
+                address = f"{base}/api/flows/{uuid}/stream?changes=1"
+                with contextlib.suppress(OSError), urllib.request.urlopen(address, timeout=60) as lines:
+                    for _line in lines:
+                        pass
+
+            threading.Thread(target=read, daemon=True).start()
+
+        figures["run_alone_seconds"] = round(alone, 2)
+        figures["run_with_a_stream_open_seconds"] = round(watched("streamed", stream), 2)
+        page_open = watched("watched", lambda uuid: page.goto(f"{base}/flows/{uuid}"))
+        figures["run_with_a_page_open_seconds"] = round(page_open, 2)
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--atoms", type=int, default=10_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--root", type=Path, default=ROOT, help="the checkout of flowkit to measure")
+    parser.add_argument("--no-browser", action="store_true", help="skip the page load and the watched run")
+    args = parser.parse_args()
+    root = args.root.resolve()
+    sys.path.insert(0, str(root))
+    os.environ["PYTHONPATH"] = str(root)
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite:///{tmp}/monitor.db"
+        _finished(_run_flow(root, url, 3, "small"))
+        uuid, _ = _finished(_run_flow(root, url, args.atoms, "big"))
+        figures = {"root": str(root), "atoms": args.atoms, **_in_process(url, uuid, args.repeat)}
+        if not args.no_browser:
+            figures.update(_browser(root, url, uuid, args.atoms))
+    print(json.dumps(figures, indent=2))
+
+
+if __name__ == "__main__":
+    main()
