@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import select
@@ -112,7 +113,7 @@ def _in_process(url: str, uuid: str, repeat: int) -> dict[str, Any]:
             ("report", f"/api/flows/{uuid}"),
             ("graph", f"/api/flows/{uuid}/graph"),
         ):
-            seconds, response = _best(repeat, lambda p=path: client.get(p))
+            seconds, response = _best(repeat, functools.partial(client.get, path))
             figures[key] = {"seconds": round(seconds, 4), "bytes": len(response.content)}
     reader = _data.Reader(url)
     try:
