@@ -38,7 +38,8 @@ KNOWN_DIFFERENCES = Path(__file__).with_name("taskflow_known_differences.txt")
 # TaskFlow's unit-test modules that cover its public API (paths under tests/unit).
 # Left out: conductors, workers, utils and the ZooKeeper board's tests (their own issues, or
 # private; the ZooKeeper board's read TaskFlow's node layout, which flowkit's differs from).
-# The etcd board's run apart (ETCD_MODULES): TaskFlow's tests pick one board by TAKSFLOW_TEST_URL.
+# The etcd board's and the ZooKeeper persistence tests run apart (ETCD_MODULES, ZOOKEEPER_MODULES):
+# TaskFlow's tests pick one server by TAKSFLOW_TEST_URL.
 MODULES = (
     "patterns/test_graph_flow.py",
     "patterns/test_linear_flow.py",
@@ -75,11 +76,17 @@ MODULES = (
 #: board itself next to flowkit's on one etcd path.
 ETCD_MODULES = ("jobs/test_etcd_job.py",)
 
+#: TaskFlow's ZooKeeper persistence tests: its backend contract (PersistenceTestMixin) on the
+#: session's real ZooKeeper, each case on a path of its own, and the ``zookeeper:`` entry point.
+ZOOKEEPER_MODULES = ("persistence/test_zk_persistence.py",)
+
 # Ratchets (see the module docstring): move them only towards the goal.
 MIN_PASSED = 1089
 MAX_UNLISTED_FAILURES = 0
 #: The same floor for the etcd run (every case of TaskFlow's board contract on a real etcd).
 MIN_PASSED_ETCD = 15
+#: The same floor for the ZooKeeper persistence run (every case of it).
+MIN_PASSED_ZOOKEEPER = 19
 
 # Importing taskflow's test helpers pulls in oslo_utils.eventletutils, which warns.
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -229,3 +236,18 @@ def test_taskflow_etcd_board_tests_pass_against_flowkit(
     }
     outcomes, messages, report = run_suite(tmp_path / "results.json", extra_env, ETCD_MODULES)
     check_outcomes(outcomes, messages, report, MIN_PASSED_ETCD, "TaskFlow's etcd board tests")
+
+
+def test_taskflow_zookeeper_persistence_tests_pass_against_flowkit(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """TaskFlow's ZooKeeper persistence tests on the session's ZooKeeper (found by URL and port)."""
+    services.require_module("kazoo", "kazoo")
+    server: services.ZooKeeperServer = request.getfixturevalue("zookeeper_server")
+    extra_env = {
+        # Its runner takes a zookeeper:// URL as "ZooKeeper is here" without probing it.
+        "TAKSFLOW_TEST_URL": server.url,
+        "TASKFLOW_TEST_ZOOKEEPER_PORT": str(server.port),
+    }
+    outcomes, messages, report = run_suite(tmp_path / "results.json", extra_env, ZOOKEEPER_MODULES)
+    check_outcomes(outcomes, messages, report, MIN_PASSED_ZOOKEEPER, "TaskFlow's ZooKeeper persistence tests")
