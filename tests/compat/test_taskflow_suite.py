@@ -36,8 +36,9 @@ ROOT = Path(__file__).resolve().parents[2]
 KNOWN_DIFFERENCES = Path(__file__).with_name("taskflow_known_differences.txt")
 
 # TaskFlow's unit-test modules that cover its public API (paths under tests/unit).
-# Left out: conductors, workers, utils and the ZooKeeper board's tests (their own issues, or
-# private; the ZooKeeper board's read TaskFlow's node layout, which flowkit's differs from).
+# Left out: conductors, workers, utils, action_engine and the ZooKeeper board's tests (their own
+# issues, or private: utils tests TaskFlow's own helper files, action_engine its builder and
+# compiler modules, the ZooKeeper board's read TaskFlow's node layout, which flowkit's differs from).
 # The etcd board's and the ZooKeeper persistence tests run apart (ETCD_MODULES, ZOOKEEPER_MODULES):
 # TaskFlow's tests pick one server by TAKSFLOW_TEST_URL.
 MODULES = (
@@ -64,9 +65,11 @@ MODULES = (
     "test_formatters.py",
     "test_listeners.py",
     "test_storage.py",
+    "test_types.py",
     "persistence/test_memory_persistence.py",
     "persistence/test_dir_persistence.py",
     "persistence/test_sql_persistence.py",
+    "jobs/test_entrypoint.py",
     "jobs/test_redis_job.py",
 )
 
@@ -81,7 +84,7 @@ ETCD_MODULES = ("jobs/test_etcd_job.py",)
 ZOOKEEPER_MODULES = ("persistence/test_zk_persistence.py",)
 
 # Ratchets (see the module docstring): move them only towards the goal.
-MIN_PASSED = 1089
+MIN_PASSED = 1151
 MAX_UNLISTED_FAILURES = 0
 #: The same floor for the etcd run (every case of TaskFlow's board contract on a real etcd).
 MIN_PASSED_ETCD = 15
