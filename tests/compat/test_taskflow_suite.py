@@ -36,9 +36,15 @@ ROOT = Path(__file__).resolve().parents[2]
 KNOWN_DIFFERENCES = Path(__file__).with_name("taskflow_known_differences.txt")
 
 # TaskFlow's unit-test modules that cover its public API (paths under tests/unit).
-# Left out: conductors, workers, utils, action_engine and the ZooKeeper board's tests (their own
-# issues, or private: utils tests TaskFlow's own helper files, action_engine its builder and
-# compiler modules, the ZooKeeper board's read TaskFlow's node layout, which flowkit's differs from).
+# Left out (each run against flowkit once; see doc/compat.rst):
+# - test_conductors.py: 32 of 36 pass on a real ZooKeeper; three patch the board's private
+#   _fetch_jobs, pytest collects its helper test_factory as a case, and test_fail_run can miss
+#   the board's REMOVAL notification when the job is consumed before the watch reads it.
+# - jobs/test_zk_job.py: 15 of 21 pass; the rest read TaskFlow's node layout and raw node data
+#   or patch its private misc module and client, which flowkit's board differs from.
+# - worker_based/*: TaskFlow's kombu proxy, dispatcher and server modules (flowkit's transport is
+#   Redis); utils/*, test_utils*.py: TaskFlow's own helper files; action_engine/*: its private
+#   builder and compiler modules and the engine's _task_executor.
 # The etcd board's and the ZooKeeper persistence tests run apart (ETCD_MODULES, ZOOKEEPER_MODULES):
 # TaskFlow's tests pick one server by TAKSFLOW_TEST_URL.
 MODULES = (
