@@ -138,6 +138,20 @@ def zookeeper_url(zookeeper_server: services.ZooKeeperServer) -> str:
     return zookeeper_server.url_for(f"{zookeeper_server.root}/{uuid.uuid4().hex}")
 
 
+@pytest.fixture(scope="session")
+def zookeeper_without_envi() -> Iterator[services.ZooKeeperServer]:
+    """A second ZooKeeper, running the four-letter words of ZooKeeper 3.5+'s usual list: no ``envi``.
+
+    ``envi`` gives the server's version to the ``check_compatible`` check.
+    """
+    server = services.ZooKeeperServer(four_letter_words=("ruok", "srvr"))
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()
+
+
 @pytest.fixture
 def zookeeper_path_url(zookeeper_server: services.ZooKeeperServer) -> Iterator[str]:
     """Like ``zookeeper_url`` but with a path of this test's own, deleted after it.

@@ -829,6 +829,14 @@ class ZooKeeperServer(_Server):
 
     kind = "zookeeper"
     root = "/flowkit-tests"
+    #: The four-letter commands the server runs: ``srvr`` tells when it serves, and ``envi``
+    #: gives its version to the ``check_compatible`` check of TaskFlow's (and flowkit's)
+    #: ZooKeeper backend and jobboard on connecting.
+    FOUR_LETTER_WORDS = ("ruok", "srvr", "stat", "mntr", "envi")
+
+    def __init__(self, four_letter_words: tuple[str, ...] = FOUR_LETTER_WORDS) -> None:
+        super().__init__()
+        self.four_letter_words = four_letter_words
 
     def _prepare(self) -> None:
         assert self.tmpdir is not None
@@ -858,7 +866,7 @@ class ZooKeeperServer(_Server):
                     "minSessionTimeout=400",
                     "maxSessionTimeout=60000",
                     "admin.enableServer=false",
-                    "4lw.commands.whitelist=ruok,srvr,stat,mntr",
+                    f"4lw.commands.whitelist={','.join(self.four_letter_words)}",
                     "",
                 ]
             )

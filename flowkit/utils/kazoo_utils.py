@@ -9,14 +9,31 @@ the same options. kazoo is imported only when a client is made.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+import re
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from flowkit import exceptions as exc
 from flowkit._utils.switches import read_switch
 
-__all__ = ["CONF_TRANSFERS", "client_options", "finalize_client", "make_client"]
+__all__ = [
+    "CONF_TRANSFERS",
+    "DEFAULT_HOSTS",
+    "check_compatible",
+    "client_options",
+    "finalize_client",
+    "make_client",
+    "server_version",
+    "version_check_wanted",
+]
 
 LOG = logging.getLogger(__name__)
+
+#: The server a client is made for when the configuration names none (TaskFlow's default).
+DEFAULT_HOSTS = "localhost:2181"
+
+# The line of the ``envi`` answer that gives the server's version ("3.8.0-..., built on ...").
+_ENVI_VERSION = re.compile(r"^zookeeper\.version=(\d+(?:\.\d+)*)", re.MULTILINE)
 
 
 def _switch(name: str) -> Callable[[Any], bool]:
@@ -70,7 +87,7 @@ def client_options(conf: Mapping[str, Any]) -> dict[str, Any]:
     for key in ("command_retry", "connection_retry", "handler"):
         if key in conf:
             options[key] = conf[key]
-    options["hosts"] = _hosts_text(conf.get("hosts", "localhost:2181"))
+    options["hosts"] = _hosts_text(conf.get("hosts", DEFAULT_HOSTS))
     if "timeout" in conf:
         options["timeout"] = float(conf["timeout"])
     return options
@@ -100,3 +117,75 @@ def finalize_client(client: Any) -> None:
     """Stop and close ``client``, whether or not it was started."""
     client.stop()
     client.close()
+
+
+def version_check_wanted(conf: Mapping[str, Any]) -> bool:
+    """Whether ``conf`` asks for the server version check on connecting (``check_compatible``).
+
+    Absent, ``None`` or empty means yes, as TaskFlow reads it; otherwise a yes/no
+    switch (a bool, or text such as ``"false"``/``"no"``/``"0"``).
+
+    Raises:
+        ValueError: a value that is neither yes nor no (TaskFlow would take it as yes).
+    """
+    value = conf.get("check_compatible")
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return True
+    return _switch("check_compatible")(value)
+
+
+def server_version(client: Any) -> tuple[int, ...]:
+    """The version of the server a started ``client`` is connected to, e.g. ``(3, 8, 0)``.
+
+    Read from the ``envi`` four-letter command, as kazoo's ``server_version()``
+    does; unlike it, a server that refuses the command (ZooKeeper 3.5 and later
+    run only the commands ``4lw.commands.whitelist`` allows) is named as such
+    instead of failing with an ``AttributeError``.
+
+    Raises:
+        IncompatibleVersion: the server does not say its version.
+    """
+    answer = client.command(b"envi")
+    found = _ENVI_VERSION.search(answer)
+    if found is None:
+        if "whitelist" in answer or "not executed" in answer:
+            raise exc.IncompatibleVersion(
+                "cannot check the ZooKeeper server's version: it refuses the 'envi' command; "
+                "allow it (4lw.commands.whitelist) or set check_compatible to false"
+            )
+        raise exc.IncompatibleVersion(
+            f"cannot check the ZooKeeper server's version: its 'envi' answer names none: {answer[:200]!r}"
+        )
+    return tuple(int(part) for part in found.group(1).split("."))
+
+
+def _dotted(version: Sequence[int]) -> str:
+    return ".".join(str(part) for part in version)
+
+
+def check_compatible(
+    client: Any, min_version: Sequence[int] | None = None, max_version: Sequence[int] | None = None
+) -> None:
+    """Check that the server ``client`` is connected to is within the versions given (inclusive).
+
+    TaskFlow's function: its ZooKeeper persistence backend and jobboard call it on
+    connecting, unless configured ``check_compatible=False``, and so do flowkit's.
+    Nothing is asked of the server when neither bound is given.
+
+    Raises:
+        IncompatibleVersion: the server is older than ``min_version``, newer than
+            ``max_version``, or does not say its version (see :func:`server_version`).
+    """
+    if not min_version and not max_version:
+        return
+    version = server_version(client)
+    if min_version and version < tuple(int(part) for part in min_version):
+        raise exc.IncompatibleVersion(
+            f"Incompatible zookeeper version {_dotted(version)} detected, "
+            f"zookeeper >= {_dotted(min_version)} required"
+        )
+    if max_version and version > tuple(int(part) for part in max_version):
+        raise exc.IncompatibleVersion(
+            f"Incompatible zookeeper version {_dotted(version)} detected, "
+            f"zookeeper <= {_dotted(max_version)} required"
+        )

@@ -45,7 +45,6 @@ _NOT_MIRRORED = {
         "POSTGRES_CONN_ERRORS",
         "POSTGRES_GONE_WAY_AWAY_ERRORS",
     },
-    "impl_zookeeper": {"MIN_ZK_VERSION"},
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import threading
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,31 @@ def test_conductor_runs_a_job_and_consumes_it(kind: str, persistence: Backend, t
     ]
     assert events[-1][1]["job"] is job and events[-1][1]["conductor"] is conductor
     assert conductor.wait(0)
+
+
+def test_nonblocking_executor_factory_is_called_without_arguments_as_taskflows(
+    persistence: Backend, tmp_path: Path
+) -> None:
+    """TaskFlow calls ``executor_factory()`` bare (its docstring says with the conductor; its code does not).
+
+    Its own conductor tests pass ``def single_factory(): ...``, as programs written for it do.
+    """
+    board = make_board()
+    job, _ = post_flow(
+        board, persistence, flows.chain, [1], job_store={"v0": 0, "calls": str(tmp_path / "c")}
+    )
+    made: list[concurrent.futures.Executor] = []
+
+    def single_factory() -> concurrent.futures.Executor:
+        made.append(concurrent.futures.ThreadPoolExecutor(max_workers=1))
+        return made[-1]
+
+    conductor = conductors.backends.fetch(
+        "nonblocking", "c", board, persistence=persistence, executor_factory=single_factory
+    )
+    conductor.run(max_dispatches=1)
+    assert job.state == states.COMPLETE
+    assert len(made) == 1
 
 
 def test_store_precedence_is_job_then_flow_detail_then_conductor(persistence: Backend) -> None:

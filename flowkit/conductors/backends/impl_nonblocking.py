@@ -18,8 +18,10 @@ class NonBlockingConductor(ExecutorConductor):
     """Runs up to ``max_simultaneous_jobs`` jobs at once.
 
     Args:
-        executor_factory: called with the conductor at ``run()`` to make the
-            executor jobs run on; by default a thread pool as large as
+        executor_factory: called with no arguments at ``run()`` to make the
+            executor jobs run on, as TaskFlow's conductor calls it (its
+            docstring says with the conductor; its code and its tests call
+            it bare); by default a thread pool as large as
             ``max_simultaneous_jobs``.
         other arguments: as :class:`~flowkit.conductors.backends.impl_executor.ExecutorConductor`.
     """
@@ -33,7 +35,7 @@ class NonBlockingConductor(ExecutorConductor):
         persistence: Backend | None = None,
         engine: str | None = None,
         engine_options: Mapping[str, Any] | None = None,
-        executor_factory: Callable[[NonBlockingConductor], concurrent.futures.Executor] | None = None,
+        executor_factory: Callable[[], concurrent.futures.Executor] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(
@@ -45,7 +47,7 @@ class NonBlockingConductor(ExecutorConductor):
 
     def _executor_factory(self) -> concurrent.futures.Executor:
         if self._made_executor is not None:
-            return self._made_executor(self)
+            return self._made_executor()
         workers = (
             self._max_simultaneous_jobs if self._max_simultaneous_jobs > 0 else self.MAX_SIMULTANEOUS_JOBS
         )

@@ -39,7 +39,8 @@ holder keeps its claims), and the client options TaskFlow's board passes to
 kazoo (``use_ssl``, ``verify_certs``, ``keyfile``, ``keyfile_password``,
 ``certfile``, ``read_only``, ``randomize_hosts``, ``command_retry``,
 ``connection_retry``, ``handler``: see
-:func:`flowkit.utils.kazoo_utils.make_client`); flowkit's ``connect_timeout``
+:func:`flowkit.utils.kazoo_utils.make_client`), ``check_compatible`` (yes/no,
+default yes: refuse a server older than ``MIN_ZK_VERSION`` on connecting); flowkit's ``connect_timeout``
 (seconds to connect, default the larger of ``timeout`` and 10); or a
 ``zookeeper://h1:2181,h2:2181/path`` URL. A client made elsewhere (with
 ``kazoo_utils.make_client``, to share it) may be passed as ``client=``.
@@ -150,10 +151,12 @@ class ZookeeperJobBoard(WatchingJobBoard):
     TaskFlow's public attributes are here, naming this board's nodes (see
     the module docstring). Left out: ``STATE_HISTORY_LENGTH`` and
     ``NO_FETCH_STATES``, the bookkeeping of TaskFlow's connection-state
-    listener (this board asks its client whether it is connected), and the
-    server version check on connecting (``check_compatible``): it needs the
-    ``envi`` four-letter command, which ZooKeeper 3.5 and later refuse unless
-    allowed.
+    listener (this board asks its client whether it is connected).
+
+    On connecting it checks, as TaskFlow's, that the server is at least
+    :attr:`MIN_ZK_VERSION` unless configured ``check_compatible=False``; the
+    check reads the ``envi`` four-letter command, which ZooKeeper 3.5 and
+    later run only when ``4lw.commands.whitelist`` allows it.
 
     Args:
         name: the board's name.
@@ -235,6 +238,7 @@ class ZookeeperJobBoard(WatchingJobBoard):
         # reads them; checked here so a bad one is refused before anything connects.
         self._client_options = kazoo_utils.client_options({**self._conf, "hosts": self._hosts})
         self._client_options["timeout"] = self._timeout
+        self._check_compatible = kazoo_utils.version_check_wanted(self._conf)
         # The children watch costs a listing of every job on each change, so it runs only
         # for someone who uses it: a notification listener, or a caller of wait() (WatchingJobBoard).
         self._watch_wanted = False
@@ -309,6 +313,15 @@ class ZookeeperJobBoard(WatchingJobBoard):
                     f"could not connect to the ZooKeeper jobboard at {self.where} "
                     f"within {connect_timeout} seconds"
                 ) from err
+        try:
+            if self._check_compatible:
+                # IncompatibleVersion goes up (not as JobFailure), as from TaskFlow's board.
+                with _translated("check the server's version", self.where):
+                    kazoo_utils.check_compatible(self._client, self.MIN_ZK_VERSION)
+        except exc.IncompatibleVersion as err:
+            if self._own_client:
+                self._client.stop()
+            raise exc.IncompatibleVersion(f"ZooKeeper jobboard at {self.where}: {err}") from err
         with _translated("create the board's nodes", self.where):
             self._client.ensure_path(self._trash)
         self._start_watch()

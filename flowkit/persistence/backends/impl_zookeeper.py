@@ -72,11 +72,15 @@ from flowkit.persistence.backends._urls import conf_bool, conf_float, mask_url, 
 from flowkit.persistence.base import Backend
 from flowkit.utils import kazoo_utils
 
-__all__ = ["ZkBackend", "ZkConnection"]
+__all__ = ["MIN_ZK_VERSION", "ZkBackend", "ZkConnection"]
 
 LOG = logging.getLogger(__name__)
 
 DEFAULT_PATH = "/flowkit"
+#: The oldest ZooKeeper server this backend works with (TaskFlow's constant): every change is
+#: a multi-operation transaction, which ZooKeeper has since 3.4. Checked on connecting unless
+#: the configuration says ``check_compatible=False``.
+MIN_ZK_VERSION = (3, 4, 0)
 DEFAULT_TIMEOUT = 10.0
 # How many atom uuids a store remembers as existing, to guess instead of ask.
 _KNOWN_ATOMS = 50_000
@@ -485,7 +489,7 @@ class ZkBackend(Backend):
             neither starts nor stops it (it is started if needed).
 
     Raises:
-        StorageFailure: no hosts given, or the URL is malformed.
+        StorageFailure: the URL is malformed, or an option has a bad value.
     """
 
     def __init__(self, conf: Mapping[str, Any] | None, client: Any = None) -> None:
@@ -502,9 +506,8 @@ class ZkBackend(Backend):
                 self._auth.append(("digest", f"{parsed.username}:{parsed.password or ''}"))
         if isinstance(hosts, list | tuple):
             hosts = ",".join(str(host) for host in hosts)
-        if not hosts and client is None:
-            raise exc.StorageFailure(f"ZooKeeper backend needs hosts (connection {mask_url(connection)!r})")
-        self._hosts = str(hosts or "")
+        # No hosts (``{"connection": "zookeeper:"}``): TaskFlow's kazoo_utils default, as TaskFlow's backend.
+        self._hosts = str(hosts or ("" if client is not None else kazoo_utils.DEFAULT_HOSTS))
         self._path = str(path or DEFAULT_PATH)
         if not self._path.startswith("/"):
             self._path = "/" + self._path
@@ -517,6 +520,10 @@ class ZkBackend(Backend):
         )
         self._client = client
         self._owned = client is None
+        try:
+            self._check_compatible = kazoo_utils.version_check_wanted(self._conf)
+        except ValueError as err:
+            raise exc.StorageFailure(f"ZooKeeper backend at {self._where}: {err}") from err
         # What the client is made with, checked now rather than at the first connection:
         # every client option of the conf, as TaskFlow hands its whole conf to make_client.
         self._client_options: dict[str, Any] = {}
@@ -559,8 +566,27 @@ class ZkBackend(Backend):
                 if self._owned:
                     self._stop_client()
                 raise exc.StorageFailure(f"cannot connect to ZooKeeper at {self._where}: {err}") from err
+            if self._check_compatible:
+                self._check_version(errors)
             self._store = _ZkStore(self._client, self._path, self._where, writable=self.writable)
             return self._store
+
+    def _check_version(self, errors: Any) -> None:
+        """Refuse a server older than :data:`MIN_ZK_VERSION`, as TaskFlow's backend does on connecting."""
+        try:
+            kazoo_utils.check_compatible(self._client, MIN_ZK_VERSION)
+        except exc.IncompatibleVersion as err:
+            if self._owned:
+                self._stop_client()
+            raise exc.StorageFailure(
+                f"ZooKeeper at {self._where} is not a compatible version: {err}"
+            ) from err
+        except (errors.KazooException, OSError) as err:
+            if self._owned:
+                self._stop_client()
+            raise exc.StorageFailure(
+                f"cannot check the version of ZooKeeper at {self._where}: {err!r}"
+            ) from err
 
     def get_connection(self) -> ZkConnection:
         """Connect (on first use) and return a connection.
