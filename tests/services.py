@@ -282,14 +282,29 @@ class _Server:
         A ZooKeeper frozen past its clients' session timeout expires their sessions
         (and the ephemeral nodes with them) once it runs again."""
         assert self.pid is not None, "the server is not running"
-        os.kill(self.pid, signal.SIGSTOP)
-        pid = self.pid
+        self._stop_all([self.pid], timeout)
+
+    def _stop_all(self, pids: list[int], timeout: float) -> None:
+        """SIGSTOP ``pids`` and wait until none of them can run.
+
+        A process that was exiting may stay a zombie (a stopped parent cannot
+        reap it): it answers nobody, so it counts as stopped, as one gone does.
+        """
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
 
         def stopped() -> bool:
-            with open(f"/proc/{pid}/stat") as stat:
-                return stat.read().rsplit(")", 1)[1].split()[0] in ("T", "t")
+            for pid in pids:
+                try:
+                    with open(f"/proc/{pid}/stat") as stat:
+                        if stat.read().rsplit(")", 1)[1].split()[0] not in ("T", "t", "Z", "X"):
+                            return False
+                except OSError:
+                    continue  # exited before the signal
+            return True
 
-        wait_until(stopped, timeout, interval=0.005, message=f"{self.kind} {pid} stopping")
+        wait_until(stopped, timeout, interval=0.005, message=f"{self.kind} {pids} stopping")
 
     def thaw(self) -> None:
         """Let a frozen server run again (SIGCONT); harmless on one that is not frozen."""
@@ -552,25 +567,14 @@ class PostgresServer(_Server):
         """Stop the postmaster *and* its backends (SIGSTOP), and wait until all are stopped.
 
         Stopping the postmaster alone leaves a connection's backend answering;
-        a hung host stops them all. The children found now are all there are
-        until :meth:`thaw`: a stopped postmaster starts none.
+        a hung host stops them all. The postmaster is stopped first and its
+        children are listed once it is: a stopped postmaster starts none, so
+        the list is whole until :meth:`thaw` (listed before it stopped, a
+        backend forked meanwhile was missed).
         """
-        pids = self._processes()
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGSTOP)
-
-        def stopped() -> bool:
-            for pid in pids:
-                try:
-                    with open(f"/proc/{pid}/stat") as stat:
-                        if stat.read().rsplit(")", 1)[1].split()[0] not in ("T", "t"):
-                            return False
-                except OSError:
-                    continue  # exited before the signal
-            return True
-
-        wait_until(stopped, timeout, interval=0.005, message=f"postgresql {pids} stopping")
+        assert self.pid is not None, "the server is not running"
+        self._stop_all([self.pid], timeout)
+        self._stop_all(self._processes()[1:], timeout)
 
     def thaw(self) -> None:
         """Let the postmaster and its backends run again (SIGCONT)."""
