@@ -11,7 +11,6 @@ nobody; it must release it once the board answers again, without a restart.
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -118,23 +117,34 @@ def _board_empty(board: Any) -> bool:
         return False
 
 
-#: Session timeout of the ZooKeeper boards in the session expiry test (short: the server
-#: must stay frozen past it).
+#: Session timeout of the ZooKeeper boards in the session expiry test (short: the holder's
+#: link must stay silent past it).
 SESSION = 2.0
 
 
 def test_a_zookeeper_session_expiring_under_a_job_stops_its_conductor_and_another_finishes_it(
     zookeeper_server: services.ZooKeeperServer, persistence: Backend, tmp_path: Path
 ) -> None:
-    """TaskFlow's conductor ran on with its claim gone while another ran the job too."""
+    """TaskFlow's conductor ran on with its claim gone while another ran the job too.
+
+    Each conductor reaches ZooKeeper through a relay of its own, and only the
+    holder's goes silent (a partition): the server, running all along, expires
+    its session after the timeout whatever its client tries meanwhile. Freezing
+    the server instead left a race once it ran again: a client reconnecting
+    before the server's expiry pass kept its session, and the claim with it.
+    """
     unique = uuid.uuid4().hex[:12]
     conf = {"board": "zookeeper", "hosts": zookeeper_server.hosts, "timeout": SESSION}
     conf["path"] = f"{zookeeper_server.root}/{unique}/jobs"
     poster = board_backends.fetch("poster", conf, persistence=persistence)
     poster.connect()
-    boards, runners, conductors_ = [], [], []
+    boards, runners, conductors_, relays = [], [], [], []
     for name in ("c1", "c2"):
-        board = board_backends.fetch(f"{name}-board", conf, persistence=persistence)
+        relay = services.LossyProxy(zookeeper_server.port)
+        relays.append(relay)
+        board = board_backends.fetch(
+            f"{name}-board", {**conf, "hosts": f"127.0.0.1:{relay.port}"}, persistence=persistence
+        )
         board.connect()
         conductor = conductors.backends.fetch(
             "blocking", name, board, persistence=persistence, wait_timeout=0.05
@@ -150,21 +160,16 @@ def test_a_zookeeper_session_expiring_under_a_job_stops_its_conductor_and_anothe
         job, fd = post_flow(poster, persistence, flows.chain, [3, 1, gate], job_store=store)
         started = ["step0", "step1"]
         wait_until(lambda: [c["atom"] for c in flows.read_calls(calls)] == started, timeout=TIMEOUT)
-        holder = boards[[c.name for c in conductors_].index(str(poster.find_owner(job)))]
-        zookeeper_server.freeze()
-        try:
-            # The holder's client notices the silence, then its task ends: its next write
-            # cannot have the claim confirmed, so its run stops there.
-            wait_until(lambda: not holder.connected, timeout=TIMEOUT)
-            Path(gate).touch()
-            # Sessions outlive their timeout only once the server ran out of patience
-            # with them: the frozen server must stay silent past the session timeout.
-            frozen_at = time.monotonic()
-            wait_until(lambda: time.monotonic() - frozen_at > 2 * SESSION, timeout=TIMEOUT)
-        finally:
-            zookeeper_server.thaw()
+        held_by = [c.name for c in conductors_].index(str(poster.find_owner(job)))
+        holder, relay = boards[held_by], relays[held_by]
+        relay.stall(new_too=True)  # its reconnections are silenced too
+        # The holder's client notices the silence, then its task ends: its next write
+        # cannot have the claim confirmed, so its run stops there.
+        wait_until(lambda: not holder.connected, timeout=TIMEOUT)
+        Path(gate).touch()
+        # Its session expires, its claim with it: the other conductor takes the job.
         wait_until(lambda: flow_state(persistence, fd)[0] == states.SUCCESS, timeout=TIMEOUT)
-        # The poster's session expired too: its client makes a new one meanwhile.
+        relay.unstall()
         wait_until(lambda: _board_empty(poster), timeout=TIMEOUT)
         ran = [c["atom"] for c in flows.read_calls(calls)]
         # step1 was in doubt when the claim went: run again by the next claim. Nothing
@@ -172,7 +177,8 @@ def test_a_zookeeper_session_expiring_under_a_job_stops_its_conductor_and_anothe
         assert ran.count("step0") == 1 and ran.count("step1") == 2 and ran.count("step2") == 1, ran
         assert all(runner.is_alive() for runner in runners)
     finally:
-        zookeeper_server.thaw()
+        for relay in relays:
+            relay.unstall()
         for conductor in conductors_:
             conductor.stop()
         for runner in runners:
@@ -180,3 +186,5 @@ def test_a_zookeeper_session_expiring_under_a_job_stops_its_conductor_and_anothe
         for board in boards:
             board.close()
         poster.close()
+        for relay in relays:
+            relay.close()
