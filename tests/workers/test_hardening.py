@@ -37,6 +37,7 @@ from tests.workers.conftest import (
     requests_key,
 )
 from tests.workers.fake_clock import FakeClock
+from tests.workers.raw_requests import execute_request
 
 # Generous: the first Go test also pays for the session's `go build`.
 pytestmark = pytest.mark.timeout(300)
@@ -69,21 +70,7 @@ def _reply_to() -> str:
 
 
 def _request(reply_to: str, **changes: Any) -> dict[str, Any]:
-    now = time.time()
-    message: dict[str, Any] = {
-        "v": 1,
-        "type": "request",
-        "id": str(uuid.uuid4()),
-        "reply_to": reply_to,
-        "action": "execute",
-        "task": ECHO,
-        "name": "echo",
-        "arguments": {"value": "ok"},
-        "sent_at": now,
-        "deadline": now + 60.0,
-    }
-    message.update(changes)
-    return message
+    return execute_request(reply_to, ECHO, "echo", {"value": "ok"}, changes)
 
 
 def _json(message: Any) -> bytes:

@@ -17,8 +17,6 @@ and compares what the engine records: states, results, failures, progress.
 from __future__ import annotations
 
 import json
-import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,6 +40,7 @@ from tests.workers.conftest import (
     pending_requests,
     requests_key,
 )
+from tests.workers.raw_requests import execute_request
 
 # Generous: the first Go test also pays for the session's `go build`.
 pytestmark = pytest.mark.timeout(300)
@@ -122,21 +121,7 @@ UNANSWERED: dict[str, Case] = {
 
 
 def _request(case: Case, reply_to: str) -> dict[str, Any]:
-    now = time.time()
-    message: dict[str, Any] = {
-        "v": 1,
-        "type": "request",
-        "id": str(uuid.uuid4()),
-        "reply_to": reply_to,
-        "action": "execute",
-        "task": case.task,
-        "name": "atom",
-        "arguments": case.arguments,
-        "sent_at": now,
-        "deadline": now + 60.0,
-    }
-    message.update(case.changes)
-    return message
+    return execute_request(reply_to, case.task, "atom", case.arguments, case.changes)
 
 
 def _qualified(name: str) -> str:
