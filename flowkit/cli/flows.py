@@ -222,6 +222,7 @@ def _rebuild(ref: Any) -> Any:
 def _resume(args: argparse.Namespace) -> int:
     from flowkit import engines, states
     from flowkit import exceptions as exc
+    from flowkit._utils.switches import read_switch
     from flowkit.cli._plan import plan_resume
     from flowkit.cli.run import ENGINE_KEY, ENGINE_OPTIONS_KEY, engine_error, run_engine
     from flowkit.engines.helpers import engine_class
@@ -239,12 +240,15 @@ def _resume(args: argparse.Namespace) -> int:
             try:
                 # The kind is looked up too: a misspelled --engine passed a dry run unseen.
                 engine_class(kind)
-                options = engines.parse_engine(kind)[1]
+                # As engines.load merges them for the resume below: the recorded options win.
+                options = {**engines.parse_engine(kind)[1], **engine_options}
             except (exc.UnknownEngine, exc.InvalidEngineOption) as err:
                 raise engine_error(kind, err) from err
             reverts_failed = any(d.state == states.REVERT_FAILURE for d in ref.flow)
             reach = _reach(flow, every_atom=reverts_failed)
-            plan = plan_resume(ref.flow, reach, never_resolve=bool(options.get("never_resolve")))
+            # Read as the engine reads a flag: a yes/no word or bool, anything else false.
+            never_resolve = bool(read_switch(options.get("never_resolve", False)))
+            plan = plan_resume(ref.flow, reach, never_resolve=never_resolve)
             print(json.dumps(plan.to_dict(), indent=2) if args.json else plan.to_text())
             return 0
         try:

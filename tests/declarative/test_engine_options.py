@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -137,3 +138,31 @@ def test_flowkit_run_blames_a_bad_engine_on_the_spec_that_names_it(
     assert blamed in done.stderr, done.stderr
     if not args:
         assert f"target '{spec}': {spec}, {blamed}" in done.stderr
+
+
+def test_the_resume_plan_applies_the_engine_options_the_spec_recorded(tmp_path: Path) -> None:
+    # The dry run read only --engine's (or the run's) engine URI: a spec's never_resolve,
+    # which the real resume applies, was left out, so the plan said "resolve" where the
+    # resume held the failed atom.
+    spec = tmp_path / "held.yaml"
+    spec.write_text(
+        "name: held\n"
+        "engine: {name: serial, never_resolve: true}\n"
+        "tasks:\n"
+        f"  first: {{task: {T}:Count, inputs: {{n: 1}}}}\n"
+        f"  boom:  {{task: {T}:Boom, after: [first]}}\n"
+    )
+    url = f"sqlite:///{tmp_path}/flows.db"
+    done = flowkit_cmd("run", str(spec), "--connection", url)
+    assert done.returncode == 1, done.stderr
+    assert recorded_meta(url)["engine_options"] == {"never_resolve": True}
+    planned = flowkit_cmd("flows", "resume", "held", "--dry-run", "--json", "--connection", url)
+    assert planned.returncode == 0, planned.stderr
+    actions = {atom["name"]: atom["action"] for atom in json.loads(planned.stdout)["atoms"]}
+    assert actions["boom"] == "held", actions
+    # and the plan is what the resume does: nothing (the failure stands, never resolved)
+    resumed = flowkit_cmd("flows", "resume", "held", "--connection", url)
+    assert resumed.returncode == 1, resumed.stderr
+    with backends.backend(url) as backend, contextlib.closing(backend.get_connection()) as conn:
+        [flow] = [flow for book in conn.get_logbooks() for flow in book]
+        assert {d.name: d.state for d in flow} == {"first": "SUCCESS", "boom": "FAILURE"}
