@@ -520,15 +520,12 @@ class ZkBackend(Backend):
         )
         self._client = client
         self._owned = client is None
-        try:
-            self._check_compatible = kazoo_utils.version_check_wanted(self._conf)
-        except ValueError as err:
-            raise exc.StorageFailure(f"ZooKeeper backend at {self._where}: {err}") from err
         # What the client is made with, checked now rather than at the first connection:
         # every client option of the conf, as TaskFlow hands its whole conf to make_client.
         self._client_options: dict[str, Any] = {}
-        if client is None:
-            try:
+        try:
+            self._check_compatible = kazoo_utils.version_check_wanted(self._conf)
+            if client is None:
                 self._client_options = kazoo_utils.client_options(
                     {
                         **self._conf,
@@ -537,8 +534,8 @@ class ZkBackend(Backend):
                         "read_only": self._kazoo_read_only,
                     }
                 )
-            except (TypeError, ValueError) as err:
-                raise exc.StorageFailure(f"ZooKeeper backend at {self._where}: {err}") from err
+        except (TypeError, ValueError) as err:
+            raise exc.StorageFailure(f"ZooKeeper backend at {self._where}: {err}") from err
         self._lock = threading.Lock()
         self._store: _ZkStore | None = None
 
