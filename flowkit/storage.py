@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, Any
 
 from flowkit import exceptions as exc
 from flowkit import states as st
-from flowkit._atom_record import AtomRecord, holds_result
+from flowkit._atom_record import RESULT_STATES, AtomRecord, holds_result
 from flowkit._run_state import RunState
 from flowkit._utils.flow_meta import STORE_KEY
-from flowkit.atom import Atom
+from flowkit.atom import Atom, _OneName
 from flowkit.retry import History, Retry
 from flowkit.types.failure import Failure
 
@@ -39,6 +39,9 @@ __all__ = ["AtomRecord", "Storage", "store_meta"]
 # States in which an atom's execute result (or failure) can be read, as in TaskFlow.
 _EXECUTE_RESULT_STATES = frozenset({st.SUCCESS, st.FAILURE, st.REVERTING})
 _REVERT_RESULT_STATES = frozenset({st.REVERTED, st.REVERT_FAILURE, st.REVERTING})
+# Where an atom's execute result is both current and still held: what
+# ``_values_of`` requires of a provider (a result state that holds_result accepts).
+_STANDING_RESULT_STATES = _EXECUTE_RESULT_STATES & RESULT_STATES
 
 
 def store_meta(store: Mapping[str, Any] | None, flow_name: str) -> dict[str, Any]:
@@ -453,6 +456,20 @@ class Storage:
         Raises:
             NotFound: nothing injected or produced the symbol (yet).
         """
+        run = self._run
+        if many_handler is None and name not in run.store:
+            # The common case, answered without building the list of values: one
+            # atom provides the name whole (``provides="x"``), and its result stands.
+            # What _values_of would find, for a program that fetches result by result.
+            found = run.providers.get(name)
+            if found is not None and len(found) == 1:
+                record = found[0]
+                if (
+                    type(record.save_as) is _OneName
+                    and record.failure is None
+                    and record.state in _STANDING_RESULT_STATES
+                ):
+                    return record.result
         values = self._values_of(name)
         if not values:
             flow = self._run.flow_name

@@ -398,3 +398,38 @@ def test_fetching_a_name_nothing_provides_says_so() -> None:
         match="^Expected to be able to find output 'out' produced by <Provider 't'> but was unable to get at",
     ):
         storage.fetch("out")
+
+
+_ATOM_STATES = (
+    states.PENDING,
+    states.RUNNING,
+    states.SUCCESS,
+    states.FAILURE,
+    states.REVERTING,
+    states.REVERTED,
+    states.REVERT_FAILURE,
+    states.RETRYING,
+    states.IGNORE,
+)
+
+
+@pytest.mark.parametrize("state", _ATOM_STATES)
+@pytest.mark.parametrize("failed", [False, True])
+def test_fetch_of_one_providers_result_answers_as_the_general_lookup(state: str, failed: bool) -> None:
+    # fetch answers a name one atom provides whole without building the list of
+    # values; a many_handler takes the general path. Both must agree in every state.
+    storage = Storage("f")
+    storage.ensure_atom(_Noop("t", provides="out"))
+    if failed:
+        storage.save("t", Failure.from_exception(ValueError("boom")), states.FAILURE)
+    else:
+        storage.save("t", 5)
+    storage.set_atom_state("t", state)
+
+    def answer(**kwargs: Any) -> Any:
+        try:
+            return storage.fetch("out", **kwargs)
+        except exceptions.NotFound as error:
+            return ("NotFound", str(error))
+
+    assert answer() == answer(many_handler=lambda values: values[0])
