@@ -23,22 +23,33 @@ no copy to keep in step; flow nodes, and every node when a test drives the
 scheduler alone, get a bare :class:`Mark`. A change the outside world must hear
 of (persisted, notified) goes through :meth:`Hooks.record`, which the runtime
 answers by making the transition on that same record.
+
+Only what a successful run uses is here. The rest of the scheduler's work is in
+modules imported on first use (a successful run never needs them, and each is
+bytecode a fresh process would otherwise load: the first-load cost,
+``doc/benchmarks.rst``): :mod:`~flowkit.engines._reverting` (resolving a failure,
+reverting, a retry's scope), :mod:`~flowkit.engines._skipping` (what a decider
+skips), :mod:`~flowkit.engines._growing` (sub-flows spliced in, loop iterations)
+and :mod:`~flowkit.engines._suspending` (what a suspended run left).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from flowkit import states as st
-from flowkit._utils.records import Record
-from flowkit.engines._compiler import FLOW_END, FLOW_START, RETRY, Compilation, Node
-from flowkit.retry import Decision
+from flowkit.engines._compiler import FLOW_START, RETRY, Compilation, Node
 
 try:  # the C heap functions without heapq.py around them: a quarter-millisecond of a first load
     from _heapq import heappop, heappush
 except ImportError:  # an interpreter without the extension
     from heapq import heappop, heappush
+
+if TYPE_CHECKING:
+    from flowkit.deciders import Depth  # an enum class: imported where deciders run
+    from flowkit.engines._protocols import Hooks
+    from flowkit.engines._reverting import Resolution as Resolution  # noqa: PLC0414  # named sch.Resolution by the runtime
 
 __all__ = ["EXECUTE", "RETRY_AGAIN", "REVERT", "Hooks", "Mark", "Scheduler"]
 
@@ -47,30 +58,11 @@ EXECUTE = 0
 REVERT = 1
 RETRY_AGAIN = 2
 
-# How a failure is resolved (TaskFlow's strategies; UNDEFINED = no retry in scope).
-_UNDEFINED = "UNDEFINED"
-
 _DONE_STATES = frozenset({st.SUCCESS, st.IGNORE})
 # PENDING, or RUNNING in doubt (a resumed run): may be handed out to execute.
 _STARTABLE_STATES = frozenset({st.PENDING, st.RUNNING})
-_CLEAR_STATES = frozenset({st.PENDING, st.REVERTED, st.IGNORE})
 _TO_REVERT_STATES = frozenset({st.SUCCESS, st.FAILURE, st.REVERTING})
 _REVERT_INTENTIONS = frozenset({st.REVERT, st.RETRY})
-
-
-class Resolution(Record):
-    """How the scheduler resolved one failure: the cause of the reverts it ordered.
-
-    Attributes:
-        failed: the atom whose ``execute`` failed.
-        decision: ``RETRY``, ``REVERT`` or ``REVERT_ALL``; None when no retry
-            controls the failed atom (the whole flow reverts).
-        retry: the retry whose decision was applied (None with no decision).
-    """
-
-    failed: Node
-    decision: Decision | None
-    retry: Node | None
 
 
 class Mark:
@@ -81,25 +73,6 @@ class Mark:
     def __init__(self) -> None:
         self.state = st.PENDING
         self.intention = st.EXECUTE
-
-
-if TYPE_CHECKING:  # a Protocol costs at class creation: type checkers only need it
-    from flowkit.deciders import Depth  # an enum class: imported where deciders run
-
-    class Hooks(Protocol):
-        """What the scheduler needs from the world around it."""
-
-        def record(self, node: Node, state: str | None, intention: str | None) -> None:
-            """Persist and announce a state and/or intention the scheduler decided."""
-
-        def decide(self, node: Node) -> Depth | None:
-            """Run the deciders on links into ``node``; a Depth means skip that much."""
-
-        def ask_retry(self, retry: Node, failed: Node, origin: Node) -> Decision:
-            """Record ``origin``'s failure in ``retry``'s history (under ``failed``'s name) and ask it."""
-
-        def joined(self, spawner: Node) -> None:
-            """A spawned sub-flow finished forward: give ``spawner`` its collected result."""
 
 
 class Scheduler:
@@ -146,6 +119,7 @@ class Scheduler:
             for rank, index in enumerate(self._order):
                 ranks[index] = rank
             self._rank = ranks
+        #: A spliced sub-flow's end node -> its spawner (see grow()).
         #: A spliced sub-flow's end node -> its spawner (see grow()).
         self._joins: dict[int, int] = {}
         self._exec_heap: list[tuple[int, int, int]] = []
@@ -341,25 +315,9 @@ class Scheduler:
         them; an atom with deciders still counts (deciding is work: a suspended
         run leaves it for the next run).
         """
-        revert_heap, exec_heap = self._revert_heap, self._exec_heap
-        while revert_heap:
-            index = revert_heap[0][2]
-            if (
-                self._in_revert[index]
-                and not self._cleared[index]
-                and (self._busy[index] or self._revert_wait[index] == 0)
-                and self._revert_action(index) is not None
-            ):
-                return True
-            heappop(revert_heap)
-        while exec_heap:
-            index = exec_heap[0][2]
-            if not (
-                self._waiting[index] or self._in_revert[index] or self._fwd_done[index] or self._busy[index]
-            ):
-                return True
-            heappop(exec_heap)
-        return False
+        from flowkit.engines import _suspending  # loaded when a run is suspended (first-load cost)
+
+        return _suspending.has_work(self)
 
     # -- reporting outcomes ---------------------------------------------------
 
@@ -389,14 +347,9 @@ class Scheduler:
 
     def reverted(self, node: Node, ok: bool) -> None:
         """Account for a finished ``revert``: clear it, or halt when it failed."""
-        index = node.index
-        self._busy[index] = False
-        if not ok:
-            self.records[index].state = st.REVERT_FAILURE
-            self.halted = True
-            return
-        self.records[index].state = st.REVERTED
-        self._clear(index)
+        from flowkit.engines import _reverting  # loaded by the first failure (first-load cost)
+
+        _reverting.reverted(self, node, ok)
 
     def retry_restarted(self, retry: Node) -> list[Node]:
         """Reset a retry's scope to run again; returns the atoms whose state changed.
@@ -404,33 +357,9 @@ class Scheduler:
         Called by the driver when it acts on a ``RETRY_AGAIN`` item, after it moved
         the retry to RETRYING and before it executes the retry again.
         """
-        changed: list[Node] = []
-        scope = self._successors_closure(retry.index)
-        for index in scope:
-            self._in_revert[index] = False
-            self._cleared[index] = False
-            self._fwd_done[index] = False
-            self._revert_wait[index] = 0
-        for index in scope[1:]:
-            node = self._nodes[index]
-            record = self.records[index]
-            if node.atom is not None and (record.state != st.PENDING or record.intention != st.EXECUTE):
-                new_state = None if record.state == st.PENDING else st.PENDING
-                # Told first, so the runtime's transition sees the state it leaves.
-                self._hooks.record(node, new_state, st.EXECUTE)
-                record.state = st.PENDING
-                record.intention = st.EXECUTE
-                if new_state is not None:
-                    changed.append(node)
-        for index in scope:
-            self._waiting[index] = sum(1 for p in self._nodes[index].pred if not self._fwd_done[p])
-        r = retry.index
-        self._in_revert[r] = False
-        self._cleared[r] = False
-        # The retry itself goes RUNNING when the runtime starts executing it again.
-        self._hooks.record(retry, None, st.EXECUTE)
-        self.records[r].intention = st.EXECUTE
-        return changed
+        from flowkit.engines import _reverting  # loaded by the first failure (first-load cost)
+
+        return _reverting.retry_restarted(self, retry)
 
     # -- a graph that changes while it runs (dynamic sub-flows, loops) ---------
 
@@ -443,23 +372,9 @@ class Scheduler:
         ``records`` holds every node's record by index, new ones included (see
         ``__init__``); without it the new nodes get marks.
         """
-        old, new = len(self.records), len(self._nodes)
-        extra = new - old
-        if extra > 0:
-            self.records.extend(_marked(None if records is None else records[old:new], extra))
-            for counters in (self._waiting, self._revert_wait, self._finished_seq):
-                counters.extend([0] * extra)
-            for flags in (self._fwd_done, self._in_revert, self._cleared, self._busy):
-                flags.extend([False] * extra)
-            # New nodes rank after every older one among nodes ready together.
-            if isinstance(self._rank, range):
-                self._rank = range(new)
-            else:
-                self._rank.extend(range(old, new))  # type: ignore[attr-defined]
-            fwd_done = self._fwd_done
-            for index in range(old, new):
-                self._waiting[index] = sum(1 for p in self._nodes[index].pred if not fwd_done[p])
-        self.join(join_end, spawner)
+        from flowkit.engines import _growing  # loaded by the first splice (first-load cost)
+
+        _growing.grow(self, join_end, spawner, records)
 
     def join(self, join_end: int, spawner: int) -> None:
         """Call :meth:`Hooks.joined` for ``spawner`` when ``join_end`` finishes forward."""
@@ -489,23 +404,9 @@ class Scheduler:
         is then queued by :meth:`wake`, at once or after the loop's delay.
         Returns the atoms put back to PENDING.
         """
-        changed: list[Node] = []
-        for index in body:
-            self._fwd_done[index] = False
-            self._cleared[index] = False
-            self._in_revert[index] = False
-            self._revert_wait[index] = 0
-            self._busy[index] = False
-            node = self._nodes[index]
-            record = self.records[index]
-            if node.atom is not None and (record.state != st.PENDING or record.intention != st.EXECUTE):
-                self._hooks.record(node, st.PENDING, st.EXECUTE)  # before: see retry_restarted
-                record.state = st.PENDING
-                record.intention = st.EXECUTE
-                changed.append(node)
-        for index in body:
-            self._waiting[index] = sum(1 for p in self._nodes[index].pred if not self._fwd_done[p])
-        return changed
+        from flowkit.engines import _growing  # loaded by the first loop iteration (first-load cost)
+
+        return _growing.restart(self, body)
 
     def wake(self, index: int) -> None:
         """Queue ``index`` (a loop's start, after its delay) if it may still run."""
@@ -532,10 +433,9 @@ class Scheduler:
         heappush(self._exec_heap, (-self._nodes[index].priority, self._rank[index], index))
 
     def _push_revert(self, index: int) -> None:
-        heappush(
-            self._revert_heap,
-            (-self._nodes[index].priority, -self._finished_seq[index], index),
-        )
+        from flowkit.engines import _reverting  # loaded by the first failure (first-load cost)
+
+        _reverting.push_revert(self, index)
 
     def _forward_done(self, index: int) -> None:
         """Mark ``index`` finished forward and wake successors whose wait is over."""
@@ -567,54 +467,9 @@ class Scheduler:
 
     def _ignore(self, node: Node, depth: Depth) -> None:
         """Skip ``node`` (a decider said no) and what ``depth`` covers."""
-        for index in self._ignore_set(node, depth):
-            record = self.records[index]
-            if record.state == st.PENDING:
-                self._hooks.record(self._nodes[index], st.IGNORE, st.IGNORE)  # before: see retry_restarted
-                record.state = st.IGNORE
-                record.intention = st.IGNORE
-        if node.atom is None or self._waiting[node.index] == 0:
-            self._forward_done(node.index)
+        from flowkit.engines import _skipping  # loaded where a decider says no (first-load cost)
 
-    def _ignore_set(self, node: Node, depth: Depth) -> list[int]:
-        from flowkit.deciders import Depth  # only flows with deciders get here
-
-        nodes = self._nodes
-        if depth == Depth.ALL:
-            return [i for i in self._successors_closure(node.index) if nodes[i].atom is not None]
-        targets = [node.index] if node.atom is not None else self._first_atoms(node.index)
-        if depth == Depth.ATOM:
-            return targets
-        if depth == Depth.NEIGHBORS:
-            found = list(targets)
-            for t in targets:
-                found.extend(s for s in nodes[t].succ if nodes[s].atom is not None and nodes[s].kind != RETRY)
-            return found
-        # Depth.FLOW: successors inside the same flow, not entering nested flows.
-        scope = node.scope
-        seen = {node.index}
-        stack = [node.index]
-        found = []
-        while stack:
-            current = stack.pop()
-            if nodes[current].atom is not None:
-                found.append(current)
-            for succ in nodes[current].succ:
-                if succ not in seen and nodes[succ].scope is scope and nodes[succ].kind != FLOW_END:
-                    seen.add(succ)
-                    stack.append(succ)
-        return found
-
-    def _first_atoms(self, index: int) -> list[int]:
-        found: list[int] = []
-        stack = list(self._nodes[index].succ)
-        while stack:
-            current = stack.pop()
-            if self._nodes[current].atom is not None:
-                found.append(current)
-            elif self._nodes[current].kind == FLOW_START:
-                stack.extend(self._nodes[current].succ)
-        return found
+        _skipping.ignore(self, node, depth)
 
     def scope_of(self, retry: Node) -> list[int]:
         """The nodes a retry controls (every node after it), for a RETRY's reset."""
@@ -626,107 +481,15 @@ class Scheduler:
 
     def _resolve(self, failed: Node) -> None:
         """Apply the failure resolution strategy for ``failed`` (TaskFlow's rules)."""
-        kind, retry = self._determine(failed, failed)
-        # Read by the runtime's record() hook as _mark_revert marks each atom.
-        self.resolution = Resolution(failed, None if kind == _UNDEFINED else Decision(kind), retry)
-        if kind == Decision.RETRY and retry is not None:
-            scope = self._successors_closure(retry.index)
-            self._mark_revert(scope[1:], retry_node=retry)
-        elif kind == Decision.REVERT and retry is not None:
-            self._mark_revert(self._successors_closure(retry.index))
-        else:
-            # Every node, spliced ones included (the compiled order predates them).
-            self._mark_revert(range(len(self._nodes)))
+        from flowkit.engines import _reverting  # loaded by the first failure (first-load cost)
 
-    def _determine(self, failed: Node, origin: Node) -> tuple[str, Node | None]:
-        if failed.retry < 0:
-            return _UNDEFINED, None
-        retry = self._nodes[failed.retry]
-        decision = self._hooks.ask_retry(retry, failed, origin)
-        if decision == Decision.RETRY:
-            return Decision.RETRY, retry
-        if decision == Decision.REVERT:
-            parent = self._determine(retry, origin)
-            if self._defer_reverts:
-                return parent
-            if parent[0] != _UNDEFINED and parent[0] != Decision.REVERT:
-                return parent
-            return Decision.REVERT, retry
-        if decision == Decision.REVERT_ALL:
-            return Decision.REVERT_ALL, retry  # the retry that chose it (everything reverts)
-        raise ValueError(f"retry '{retry.name}' returned unknown decision {decision!r}")
-
-    def _mark_revert(self, indices: Iterable[int], retry_node: Node | None = None) -> None:
-        """Put ``indices`` (closed under successors) into the revert set."""
-        added: list[int] = []
-        nodes = self._nodes
-        for index in indices:
-            if self._in_revert[index]:
-                # A retry already set to retry (a sibling's earlier RETRY) that a
-                # wider decision now covers is reverted, not retried: REVERT_ALL
-                # (or an enclosing REVERT/RETRY) undoes its scope for good.
-                record = self.records[index]
-                if record.intention == st.RETRY and not self._busy[index] and not self._cleared[index]:
-                    record.intention = st.REVERT
-                    self._hooks.record(nodes[index], None, st.REVERT)
-                continue
-            self._in_revert[index] = True
-            added.append(index)
-            node = nodes[index]
-            if node.atom is not None:
-                self.records[index].intention = st.REVERT
-                self._hooks.record(node, None, st.REVERT)
-        if retry_node is not None:
-            r = retry_node.index
-            if self.records[r].intention != st.REVERT:
-                self._in_revert[r] = True
-                self.records[r].intention = st.RETRY
-                self._hooks.record(retry_node, None, st.RETRY)
-                added.append(r)
-        for index in added:
-            self._revert_wait[index] = sum(1 for s in nodes[index].succ if not self._cleared[s])
-        for index in sorted(added, key=self._rank.__getitem__, reverse=True):
-            if self._revert_wait[index] == 0 and not self._cleared[index]:
-                self._settle(index)
+        _reverting.resolve(self, failed)
 
     def _settle(self, index: int) -> None:
         """Act on a revert-set node whose successors are all cleared."""
-        current = self.records[index].state
-        if self._nodes[index].atom is None or current in _CLEAR_STATES:
-            self._clear(index)
-        elif current in _TO_REVERT_STATES or current == st.RETRYING or self._in_doubt(index):
-            self._push_revert(index)
-        # RUNNING with a call out: executed() queues it once it finishes.
+        from flowkit.engines import _reverting  # loaded by the first failure (first-load cost)
 
-    def _clear(self, index: int) -> None:
-        stack = [index]
-        nodes = self._nodes
-        while stack:
-            current = stack.pop()
-            if self._cleared[current]:
-                continue
-            self._cleared[current] = True
-            for pred in nodes[current].pred:
-                if not self._in_revert[pred] or self._cleared[pred]:
-                    continue
-                self._revert_wait[pred] -= 1
-                if self._revert_wait[pred] == 0:
-                    precord = self.records[pred]
-                    pstate = precord.state
-                    clear = pstate in _CLEAR_STATES and precord.intention != st.RETRY
-                    if nodes[pred].atom is None or clear:
-                        stack.append(pred)
-                    elif (
-                        pstate in _TO_REVERT_STATES
-                        or pstate == st.RETRYING
-                        or precord.intention == st.RETRY
-                        or self._in_doubt(pred)
-                    ):
-                        self._push_revert(pred)
-
-    def _in_doubt(self, index: int) -> bool:
-        """RUNNING with no call out: a resumed run's in-doubt atom (it may have run)."""
-        return self.records[index].state == st.RUNNING and not self._busy[index]
+        _reverting.settle(self, index)
 
 
 def _marked(records: Sequence[Any] | None, count: int) -> list[Any]:
