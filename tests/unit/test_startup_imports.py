@@ -111,6 +111,7 @@ NOT_IN_ONE_TASK_RUN = (
     "flowkit.engines._growing",  # dynamic sub-flows spliced in, loop iterations
     "flowkit.engines._suspending",  # what a suspended run left
     "flowkit.engines._validating",  # a persisted run's atom names, the type check's injected values
+    "flowkit.engines._executor_driver",  # the parallel engine's executor= option
     # Nor, when no atom declares a type (this one has no annotation), type checks
     # and guards (an annotated first run imports them: see FIRST_RUN above).
     "flowkit.typed",
@@ -373,6 +374,15 @@ engine = engines.load(linear_flow.Flow("f").add(Add("a", provides="y")), store={
 engine.run()
 report(engine, "flowkit.engines._validating", "a")
 """,
+    # An executor of the caller's: the parallel engine submits to it.
+    "flowkit.engines._executor_driver": """
+import concurrent.futures as cf
+with cf.ThreadPoolExecutor(2) as pool:
+    engine = engines.load(linear_flow.Flow("f").add(Add("a", provides="y")), store={"x": 1},
+                          engine="parallel", executor=pool)
+    engine.run()
+report(engine, "flowkit.engines._executor_driver", "a")
+""",
 }
 
 FIRST_USE_STATES = {
@@ -380,6 +390,7 @@ FIRST_USE_STATES = {
     "flowkit.engines._skipping": {"a": "SUCCESS", "b": "IGNORE"},
     "flowkit.engines._suspending": {"a": "SUCCESS", "b": "PENDING"},
     "flowkit.engines._validating": {"a": "SUCCESS"},
+    "flowkit.engines._executor_driver": {"a": "SUCCESS"},
 }
 
 
