@@ -22,11 +22,6 @@ from flowkit._utils.records import Record
 from flowkit.engines._scheduler import _TO_REVERT_STATES
 from flowkit.retry import Decision
 
-try:  # the C heap function, as the scheduler's
-    from _heapq import heappush
-except ImportError:  # an interpreter without the extension
-    from heapq import heappush
-
 if TYPE_CHECKING:
     from flowkit.engines._compiler import Node
     from flowkit.engines._scheduler import Scheduler
@@ -170,6 +165,9 @@ def _in_doubt(scheduler: Scheduler, index: int) -> bool:
 
 def push_revert(scheduler: Scheduler, index: int) -> None:
     """Queue ``index`` to revert: highest priority first, then the latest to finish first."""
+    scheduler._use_heaps()
+    heappush = scheduler._heappush
+    assert heappush is not None
     heappush(
         scheduler._revert_heap,
         (-scheduler._nodes[index].priority, -scheduler._finished_seq[index], index),

@@ -31,20 +31,18 @@ bytecode a fresh process would otherwise load: the first-load cost,
 reverting, a retry's scope), :mod:`~flowkit.engines._skipping` (what a decider
 skips), :mod:`~flowkit.engines._growing` (sub-flows spliced in, loop iterations)
 and :mod:`~flowkit.engines._suspending` (what a suspended run left).
+
+The ready queue is a heap only once it needs to be: see :meth:`Scheduler._reorder`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from flowkit import states as st
 from flowkit.engines._compiler import FLOW_START, RETRY, Compilation, Node
-
-try:  # the C heap functions without heapq.py around them: a quarter-millisecond of a first load
-    from _heapq import heappop, heappush
-except ImportError:  # an interpreter without the extension
-    from heapq import heappop, heappush
 
 if TYPE_CHECKING:
     from flowkit.deciders import Depth  # an enum class: imported where deciders run
@@ -63,6 +61,9 @@ _DONE_STATES = frozenset({st.SUCCESS, st.IGNORE})
 _STARTABLE_STATES = frozenset({st.PENDING, st.RUNNING})
 _TO_REVERT_STATES = frozenset({st.SUCCESS, st.FAILURE, st.REVERTING})
 _REVERT_INTENTIONS = frozenset({st.REVERT, st.RETRY})
+
+#: A ready queue's entry: ``(-priority, rank, index)``, the smallest handed out first.
+Entry = tuple[int, int, int]
 
 
 class Mark:
@@ -122,8 +123,14 @@ class Scheduler:
         #: A spliced sub-flow's end node -> its spawner (see grow()).
         #: A spliced sub-flow's end node -> its spawner (see grow()).
         self._joins: dict[int, int] = {}
-        self._exec_heap: list[tuple[int, int, int]] = []
-        self._revert_heap: list[tuple[int, int, int]] = []
+        #: Nodes ready to execute, as entries: a deque in order, a heap once one
+        #: arrives out of order or the first revert is queued (see _reorder()).
+        self._ready: deque[Entry] | list[Entry] = deque()
+        #: Nodes ready to revert: a heap (reverts are rare: its functions are loaded then).
+        self._revert_heap: list[Entry] = []
+        #: ``_heapq``'s push and pop once the queues are heaps (None before: not loaded).
+        self._heappush: Callable[[list[Entry], Entry], None] | None = None
+        self._heappop: Callable[[list[Entry]], Entry] | None = None
         #: Set when a failure could not be resolved: nothing new may start.
         self.halted = False
         #: Atoms whose failure was resolved by a strategy (for statistics).
@@ -234,20 +241,23 @@ class Scheduler:
         """
         if self.halted:
             return None
-        revert_heap, exec_heap = self._revert_heap, self._exec_heap
-        while revert_heap:
-            index = heappop(revert_heap)[2]
-            if (
-                self._in_revert[index]
-                and self._revert_wait[index] == 0
-                and not self._cleared[index]
-                and not self._busy[index]
-            ):
-                action = self._revert_action(index)
-                if action is not None:
-                    self._busy[index] = True
-                    return self._nodes[index], action
-        if not exec_heap:
+        revert_heap = self._revert_heap
+        if revert_heap:
+            heappop = self._heappop
+            assert heappop is not None  # loaded by the first revert queued
+            while revert_heap:
+                index = heappop(revert_heap)[2]
+                if (
+                    self._in_revert[index]
+                    and self._revert_wait[index] == 0
+                    and not self._cleared[index]
+                    and not self._busy[index]
+                ):
+                    action = self._revert_action(index)
+                    if action is not None:
+                        self._busy[index] = True
+                        return self._nodes[index], action
+        if not self._ready:
             return None
         nodes, waiting, in_revert, fwd_done, busy = (
             self._nodes,
@@ -256,9 +266,10 @@ class Scheduler:
             self._fwd_done,
             self._busy,
         )
-        pop = heappop
-        while exec_heap:
-            index = pop(exec_heap)[2]
+        ready, heappop = self._ready, self._heappop
+        while ready:
+            # A deque in order until the heap functions are loaded, a heap list after (_reorder()).
+            index = (ready.popleft() if heappop is None else heappop(ready))[2]  # type: ignore[union-attr,arg-type]
             if waiting[index] or in_revert[index] or fwd_done[index] or busy[index]:
                 continue
             node = nodes[index]
@@ -266,9 +277,11 @@ class Scheduler:
                 depth = self._hooks.decide(node)
                 if depth is not None:
                     self._ignore(node, depth)
+                    ready, heappop = self._ready, self._heappop  # it may have become a heap
                     continue
             if node.atom is None:
                 self._forward_done(index)
+                ready, heappop = self._ready, self._heappop  # it may have become a heap
                 continue
             record = self.records[index]
             state = record.state
@@ -303,7 +316,7 @@ class Scheduler:
 
     def has_ready(self) -> bool:
         """Tell whether anything could start now (used to tell SUSPENDED from done)."""
-        return bool(self._exec_heap or self._revert_heap)
+        return bool(self._ready or self._revert_heap)
 
     def has_work(self) -> bool:
         """Tell whether :meth:`next_item` would still hand something out.
@@ -430,7 +443,50 @@ class Scheduler:
     # -- internals --------------------------------------------------------------
 
     def _push_exec(self, index: int) -> None:
-        heappush(self._exec_heap, (-self._nodes[index].priority, self._rank[index], index))
+        """Queue ``index`` to execute (:meth:`_forward_done` has this inlined: once per atom)."""
+        entry = (-self._nodes[index].priority, self._rank[index], index)
+        ready, heappush = self._ready, self._heappush
+        if heappush is not None:
+            heappush(ready, entry)  # type: ignore[arg-type]  # a list once heappush is loaded
+        elif not ready or ready[-1] <= entry:
+            ready.append(entry)
+        else:
+            self._reorder(entry)
+
+    def _reorder(self, entry: Entry) -> list[Entry]:
+        """Turn the ready deque into a heap, as ``entry`` arrives out of order; return the heap.
+
+        Nodes mostly become ready in the order they are handed out (a linear
+        flow, a fan-out, equal priorities): while each new entry is at least the
+        last one queued, a deque kept in order hands out the smallest from its
+        left end. Only the first entry that would go before one already queued
+        (a priority, a node ranked before one already ready) needs a heap, and
+        only then is ``_heapq`` loaded: an extension a fresh process dlopens in
+        about 0.2 ms (the first-load cost, ``doc/benchmarks.rst``). A deque in
+        order is a heap already (each entry is at least its parent), so nothing
+        moves; either way the smallest entry goes first, the order the scheduler
+        has always handed nodes out in.
+        """
+        heap = self._use_heaps()
+        assert self._heappush is not None
+        self._heappush(heap, entry)
+        return heap
+
+    def _use_heaps(self) -> list[Entry]:
+        """Load ``_heapq``'s functions and make the ready queue a heap; return it.
+
+        Called by :meth:`_reorder`, and by the first revert queued (the revert
+        queue is always a heap), so that :attr:`_heappush` is set exactly when
+        both queues are heaps.
+        """
+        if self._heappush is None:
+            try:  # the C functions without heapq.py around them
+                from _heapq import heappop, heappush
+            except ImportError:  # pragma: no cover - an interpreter without the extension
+                from heapq import heappop, heappush
+            self._ready = list(self._ready)  # in order: a heap already
+            self._heappush, self._heappop = heappush, heappop
+        return self._ready  # type: ignore[return-value]  # a list once the heap functions are loaded
 
     def _push_revert(self, index: int) -> None:
         from flowkit.engines import _reverting  # loaded by the first failure (first-load cost)
@@ -444,6 +500,7 @@ class Scheduler:
             return
         fwd_done[index] = True
         nodes, waiting, in_revert, records = self._nodes, self._waiting, self._in_revert, self.records
+        ready, heappush = self._ready, self._heappush
         cascade: list[int] | None = None
         for succ in nodes[index].succ:
             left = waiting[succ] - 1
@@ -456,8 +513,16 @@ class Scheduler:
                 if cascade is None:
                     cascade = []
                 cascade.append(succ)
+                continue
+            # _push_exec(succ), inlined.
+            entry = (-node.priority, self._rank[succ], succ)
+            if heappush is not None:
+                heappush(ready, entry)  # type: ignore[arg-type]  # a list once heappush is loaded
+            elif not ready or ready[-1] <= entry:
+                ready.append(entry)
             else:
-                heappush(self._exec_heap, (-node.priority, self._rank[succ], succ))
+                ready = self._reorder(entry)
+                heappush = self._heappush
         if cascade is not None:
             joins = self._joins
             for succ in cascade:

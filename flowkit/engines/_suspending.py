@@ -12,11 +12,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-try:  # the C heap function, as the scheduler's
-    from _heapq import heappop
-except ImportError:  # an interpreter without the extension
-    from heapq import heappop
-
 if TYPE_CHECKING:
     from flowkit.engines._runtime import Runtime
     from flowkit.engines._scheduler import Scheduler
@@ -26,7 +21,7 @@ __all__ = ["has_work", "work_left"]
 
 def has_work(scheduler: Scheduler) -> bool:
     """Tell whether ``next_item()`` would still hand something out (see :meth:`Scheduler.has_work`)."""
-    revert_heap, exec_heap = scheduler._revert_heap, scheduler._exec_heap
+    revert_heap = scheduler._revert_heap
     while revert_heap:
         index = revert_heap[0][2]
         if (
@@ -36,9 +31,10 @@ def has_work(scheduler: Scheduler) -> bool:
             and scheduler._revert_action(index) is not None
         ):
             return True
-        heappop(revert_heap)
-    while exec_heap:
-        index = exec_heap[0][2]
+        _pop(scheduler, revert_heap)
+    ready = scheduler._ready
+    while ready:
+        index = ready[0][2]  # the smallest entry, in a heap as in a deque in order
         if not (
             scheduler._waiting[index]
             or scheduler._in_revert[index]
@@ -46,8 +42,17 @@ def has_work(scheduler: Scheduler) -> bool:
             or scheduler._busy[index]
         ):
             return True
-        heappop(exec_heap)
+        if isinstance(ready, list):  # a heap (see Scheduler._reorder)
+            _pop(scheduler, ready)
+        else:
+            ready.popleft()
     return False
+
+
+def _pop(scheduler: Scheduler, heap: list[tuple[int, int, int]]) -> None:
+    heappop = scheduler._heappop
+    assert heappop is not None  # a queue is a heap only once the heap functions are loaded
+    heappop(heap)
 
 
 def work_left(runtime: Runtime) -> bool:

@@ -100,8 +100,10 @@ NOT_IN_ONE_TASK_RUN = (
     "flowkit.engines._completions",
     # A flow without loops keeps no loop book-keeping.
     "flowkit.engines._loops",
-    # The scheduler's heap is _heapq's C functions; deciders are imported where one runs.
+    # The scheduler's heap is _heapq's C functions, loaded only once a ready atom must
+    # go before one already queued (a dlopen: ~0.2 ms); deciders are imported where one runs.
     "heapq",
+    "_heapq",
     "flowkit.deciders",
     # The engine's code a successful run never calls, imported on first use (the
     # first-load cost, doc/benchmarks.rst; FIRST_USE below shows each one's use):
