@@ -1,10 +1,12 @@
 """The scheduler's undoing: resolving a failure, reverting newest first, retrying a scope.
 
 When an atom fails, the retry controlling it (if any) decides how much is undone
-(:func:`resolve`); that part of the graph becomes the *revert set*, and each node
-in it is reverted once every successor is cleared (:func:`settle`, :func:`clear`).
+(:func:`resolve`); that part of the graph becomes the *revert set*, whose nodes
+with nothing left to wait for are reverted or cleared at once (:func:`settle`).
 A retry that chose to retry then has its scope made ready again
-(:func:`retry_restarted`). See :mod:`flowkit.engines._scheduler` for the counters.
+(:func:`retry_restarted`). See :mod:`flowkit.engines._scheduler` for the counters;
+the per-revert bookkeeping (``reverted``, ``_clear``) stays there, as a call
+through this module's import for each reverted atom made reverting 15% slower.
 
 A successful run never needs any of this, so it is imported on the first failure
 (or the first revert a resumed run finds) rather than with the scheduler: the
@@ -19,19 +21,17 @@ from typing import TYPE_CHECKING
 
 from flowkit import states as st
 from flowkit._utils.records import Record
-from flowkit.engines._scheduler import _TO_REVERT_STATES
+from flowkit.engines._scheduler import _CLEAR_STATES, _TO_REVERT_STATES
 from flowkit.retry import Decision
 
 if TYPE_CHECKING:
     from flowkit.engines._compiler import Node
     from flowkit.engines._scheduler import Scheduler
 
-__all__ = ["Resolution", "push_revert", "resolve", "retry_restarted", "reverted", "settle"]
+__all__ = ["Resolution", "resolve", "retry_restarted", "settle"]
 
 # How a failure is resolved (TaskFlow's strategies; UNDEFINED = no retry in scope).
 _UNDEFINED = "UNDEFINED"
-
-_CLEAR_STATES = frozenset({st.PENDING, st.REVERTED, st.IGNORE})
 
 
 class Resolution(Record):
@@ -123,67 +123,10 @@ def settle(scheduler: Scheduler, index: int) -> None:
     """Act on a revert-set node whose successors are all cleared."""
     current = scheduler.records[index].state
     if scheduler._nodes[index].atom is None or current in _CLEAR_STATES:
-        clear(scheduler, index)
-    elif current in _TO_REVERT_STATES or current == st.RETRYING or _in_doubt(scheduler, index):
-        push_revert(scheduler, index)
+        scheduler._clear(index)
+    elif current in _TO_REVERT_STATES or current == st.RETRYING or scheduler._in_doubt(index):
+        scheduler._push_revert(index)
     # RUNNING with a call out: executed() queues it once it finishes.
-
-
-def clear(scheduler: Scheduler, index: int) -> None:
-    """Mark ``index`` cleared, and act on each predecessor in the revert set it was the last wait of."""
-    stack = [index]
-    nodes, records = scheduler._nodes, scheduler.records
-    cleared, in_revert, revert_wait = scheduler._cleared, scheduler._in_revert, scheduler._revert_wait
-    while stack:
-        current = stack.pop()
-        if cleared[current]:
-            continue
-        cleared[current] = True
-        for pred in nodes[current].pred:
-            if not in_revert[pred] or cleared[pred]:
-                continue
-            revert_wait[pred] -= 1
-            if revert_wait[pred] == 0:
-                precord = records[pred]
-                pstate = precord.state
-                clear_it = pstate in _CLEAR_STATES and precord.intention != st.RETRY
-                if nodes[pred].atom is None or clear_it:
-                    stack.append(pred)
-                elif (
-                    pstate in _TO_REVERT_STATES
-                    or pstate == st.RETRYING
-                    or precord.intention == st.RETRY
-                    or _in_doubt(scheduler, pred)
-                ):
-                    push_revert(scheduler, pred)
-
-
-def _in_doubt(scheduler: Scheduler, index: int) -> bool:
-    """RUNNING with no call out: a resumed run's in-doubt atom (it may have run)."""
-    return scheduler.records[index].state == st.RUNNING and not scheduler._busy[index]
-
-
-def push_revert(scheduler: Scheduler, index: int) -> None:
-    """Queue ``index`` to revert: highest priority first, then the latest to finish first."""
-    scheduler._use_heaps()
-    heappush = scheduler._heappush
-    assert heappush is not None
-    heappush(
-        scheduler._revert_heap,
-        (-scheduler._nodes[index].priority, -scheduler._finished_seq[index], index),
-    )
-
-
-def reverted(scheduler: Scheduler, node: Node, ok: bool) -> None:
-    """Account for a finished ``revert``: clear it, or halt when it failed."""
-    index = node.index
-    scheduler._busy[index] = False
-    if not ok:
-        scheduler.records[index].state = st.REVERT_FAILURE
-        scheduler.halted = True
-        return
-    scheduler.records[index].state = st.REVERTED
-    clear(scheduler, index)
 
 
 def retry_restarted(scheduler: Scheduler, retry: Node) -> list[Node]:

@@ -27,8 +27,8 @@ answers by making the transition on that same record.
 Only what a successful run uses is here. The rest of the scheduler's work is in
 modules imported on first use (a successful run never needs them, and each is
 bytecode a fresh process would otherwise load: the first-load cost,
-``doc/benchmarks.rst``): :mod:`~flowkit.engines._reverting` (resolving a failure,
-reverting, a retry's scope), :mod:`~flowkit.engines._skipping` (what a decider
+``doc/benchmarks.rst``): :mod:`~flowkit.engines._reverting` (resolving a failure
+into a revert set, a retry's scope), :mod:`~flowkit.engines._skipping` (what a decider
 skips), :mod:`~flowkit.engines._growing` (sub-flows spliced in, loop iterations)
 and :mod:`~flowkit.engines._suspending` (what a suspended run left).
 
@@ -59,6 +59,7 @@ RETRY_AGAIN = 2
 _DONE_STATES = frozenset({st.SUCCESS, st.IGNORE})
 # PENDING, or RUNNING in doubt (a resumed run): may be handed out to execute.
 _STARTABLE_STATES = frozenset({st.PENDING, st.RUNNING})
+_CLEAR_STATES = frozenset({st.PENDING, st.REVERTED, st.IGNORE})
 _TO_REVERT_STATES = frozenset({st.SUCCESS, st.FAILURE, st.REVERTING})
 _REVERT_INTENTIONS = frozenset({st.REVERT, st.RETRY})
 
@@ -360,9 +361,14 @@ class Scheduler:
 
     def reverted(self, node: Node, ok: bool) -> None:
         """Account for a finished ``revert``: clear it, or halt when it failed."""
-        from flowkit.engines import _reverting  # loaded by the first failure (first-load cost)
-
-        _reverting.reverted(self, node, ok)
+        index = node.index
+        self._busy[index] = False
+        if not ok:
+            self.records[index].state = st.REVERT_FAILURE
+            self.halted = True
+            return
+        self.records[index].state = st.REVERTED
+        self._clear(index)
 
     def retry_restarted(self, retry: Node) -> list[Node]:
         """Reset a retry's scope to run again; returns the atoms whose state changed.
@@ -489,9 +495,13 @@ class Scheduler:
         return self._ready  # type: ignore[return-value]  # a list once the heap functions are loaded
 
     def _push_revert(self, index: int) -> None:
-        from flowkit.engines import _reverting  # loaded by the first failure (first-load cost)
-
-        _reverting.push_revert(self, index)
+        """Queue ``index`` to revert: highest priority first, then the latest to finish first."""
+        heappush = self._heappush
+        if heappush is None:  # the first revert queued
+            self._use_heaps()
+            heappush = self._heappush
+            assert heappush is not None
+        heappush(self._revert_heap, (-self._nodes[index].priority, -self._finished_seq[index], index))
 
     def _forward_done(self, index: int) -> None:
         """Mark ``index`` finished forward and wake successors whose wait is over."""
@@ -555,6 +565,36 @@ class Scheduler:
         from flowkit.engines import _reverting  # loaded by the first failure (first-load cost)
 
         _reverting.settle(self, index)
+
+    def _clear(self, index: int) -> None:
+        stack = [index]
+        nodes = self._nodes
+        while stack:
+            current = stack.pop()
+            if self._cleared[current]:
+                continue
+            self._cleared[current] = True
+            for pred in nodes[current].pred:
+                if not self._in_revert[pred] or self._cleared[pred]:
+                    continue
+                self._revert_wait[pred] -= 1
+                if self._revert_wait[pred] == 0:
+                    precord = self.records[pred]
+                    pstate = precord.state
+                    clear = pstate in _CLEAR_STATES and precord.intention != st.RETRY
+                    if nodes[pred].atom is None or clear:
+                        stack.append(pred)
+                    elif (
+                        pstate in _TO_REVERT_STATES
+                        or pstate == st.RETRYING
+                        or precord.intention == st.RETRY
+                        or self._in_doubt(pred)
+                    ):
+                        self._push_revert(pred)
+
+    def _in_doubt(self, index: int) -> bool:
+        """RUNNING with no call out: a resumed run's in-doubt atom (it may have run)."""
+        return self.records[index].state == st.RUNNING and not self._busy[index]
 
 
 def _marked(records: Sequence[Any] | None, count: int) -> list[Any]:
