@@ -4,7 +4,9 @@ Workers never touch the scheduler: a finished call is put on a queue, and the
 engine thread takes it from there, so the decision core needs no locks. With a
 thread pool (the default) a worker reports straight into the queue; with any
 other :class:`concurrent.futures.Executor` (a process pool, or your own) the
-future's done-callback does.
+future's done-callback does. That driver is in :mod:`flowkit.engines._executor_driver`,
+imported only for such an ``executor=`` option (the first-load cost,
+``doc/benchmarks.rst``).
 
 Process pools pickle the task and its arguments (so tasks must be importable and
 picklable) and bring failures back as JSON-safe records, never as pickled
