@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import _thread  # threading's Lock, without importing threading (start-up time)
 import contextlib
+import functools
 import sys
 import time
 from collections import deque
@@ -468,8 +469,13 @@ class ActionEngine(Engine):
             classes = {type(node.atom) for node in nodes}
             if option_flag(self._options, "check_types", True) and may_check_types(nodes, classes):
                 from flowkit import typed
+                from flowkit.engines import _validating
 
-                typed.check_compilation(compilation, self._injected_for)
+                # Bound once: typed asks it for every edge it checks.
+                injected = functools.partial(
+                    _validating.injected_for, run_state=self._storage.run_state, load_inject=self._load_inject
+                )
+                typed.check_compilation(compilation, injected)
             self._runtime = Runtime(
                 compilation,
                 self._storage,
@@ -499,20 +505,10 @@ class ActionEngine(Engine):
 
         They reach the atoms' records only once the flow is compiled and
         prepared, but the compile's type check must already know them: an
-        injected value replaces the provider's result (see :meth:`_injected_for`).
+        injected value replaces the provider's result (see
+        :func:`~flowkit.engines._validating.injected_for`).
         """
         self._load_inject = inject
-
-    def _injected_for(self, node: Node, symbol: str) -> bool:
-        """Whether an injected value gives ``node``'s atom ``symbol``, whatever provides it.
-
-        At run time an atom's own ``inject``, ``engines.load``'s ``inject=`` and
-        the store win over a provider's result (as in TaskFlow), so the type
-        check has no provider to compare for such a symbol.
-        """
-        from flowkit.engines import _validating  # loaded with the type check (first-load cost)
-
-        return _validating.injected_for(node, symbol, self._storage.run_state, self._load_inject)
 
     def _timer(self, needed: bool) -> Timer | None:
         """What this engine measures task timeouts with (the ``clock`` option; None: real time).

@@ -46,7 +46,11 @@ def check_stored_names(nodes: Sequence[Any], flow_name: str) -> None:
 def injected_for(
     node: Node, symbol: str, run_state: RunState, load_inject: Mapping[str, Mapping[str, Any]]
 ) -> bool:
-    """Whether an injected value gives ``node``'s atom ``symbol`` (see ``ActionEngine._injected_for``).
+    """Whether an injected value gives ``node``'s atom ``symbol``, whatever provides it.
+
+    At run time an atom's own ``inject``, ``engines.load``'s ``inject=`` and
+    the store win over a provider's result (as in TaskFlow), so the type
+    check has no provider to compare for such a symbol.
 
     Args:
         run_state: the run's state (its store, and values injected in an earlier run).
