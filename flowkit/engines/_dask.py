@@ -262,13 +262,13 @@ class _Relay:
     """
 
     def __init__(self, router: _Router, runtime: Runtime) -> None:
-        from flowkit.engines.parallel import _relayed, _relayed_event  # loaded: it made this driver
+        from flowkit.engines._executor_driver import relayed, relayed_event
 
         self.route = _Route(router.topic, os.urandom(16).hex())
         self._router: _Router | None = router
         atoms = {node.name: node.atom for node in runtime.compilation.atoms}
-        self.deliver = functools.partial(_relayed, runtime, atoms)
-        self.deliver_event = functools.partial(_relayed_event, atoms)
+        self.deliver = functools.partial(relayed, runtime, atoms)
+        self.deliver_event = functools.partial(relayed_event, atoms)
 
     @classmethod
     def open(cls, client: Any, runtime: Runtime) -> _Relay | None:

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import _thread  # threading's Lock, without importing threading (start-up time)
 import contextlib
+import functools
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Mapping
 from itertools import pairwise
 from types import FunctionType
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from flowkit import exceptions as exc
 from flowkit import states as st
@@ -38,6 +39,7 @@ from flowkit.types.failure import Failure
 if TYPE_CHECKING:
     from flowkit._utils.asyncio_bridge import EventLoopThread
     from flowkit.engines._completions import Completions
+    from flowkit.engines._protocols import Driver  # a Protocol: type checkers only
     from flowkit.engines._timeouts import Timer
 
 __all__ = [
@@ -68,28 +70,6 @@ MAX_WORKERS = 1024
 _NO_RERAISE = frozenset({st.SUCCESS, st.SUSPENDED})
 #: Annotations of ``execute`` that are not argument types for :mod:`flowkit.typed`.
 _NOT_INPUTS = frozenset({"return", "self"})
-
-
-if TYPE_CHECKING:  # a Protocol costs at class creation: type checkers only need it
-
-    class Driver(Protocol):
-        """Where calls run. ``schedule`` starts ready work; ``wait`` collects finished work."""
-
-        @property
-        def in_flight(self) -> int:
-            """Calls started and not yet collected by :meth:`wait`."""
-
-        @property
-        def completions(self) -> Completions | None:
-            """The queue calls made in other threads come back through (None: all inline)."""
-
-        def open(self, runtime: Runtime) -> None: ...
-
-        def schedule(self, runtime: Runtime) -> None: ...
-
-        def wait(self, timeout: float | None) -> list[Completion]: ...
-
-        def close(self) -> None: ...
 
 
 def _declares_alone(cls: type) -> bool:
@@ -489,8 +469,13 @@ class ActionEngine(Engine):
             classes = {type(node.atom) for node in nodes}
             if option_flag(self._options, "check_types", True) and may_check_types(nodes, classes):
                 from flowkit import typed
+                from flowkit.engines import _validating
 
-                typed.check_compilation(compilation, self._injected_for)
+                # Bound once: typed asks it for every edge it checks.
+                injected = functools.partial(
+                    _validating.injected_for, run_state=self._storage.run_state, load_inject=self._load_inject
+                )
+                typed.check_compilation(compilation, injected)
             self._runtime = Runtime(
                 compilation,
                 self._storage,
@@ -520,28 +505,10 @@ class ActionEngine(Engine):
 
         They reach the atoms' records only once the flow is compiled and
         prepared, but the compile's type check must already know them: an
-        injected value replaces the provider's result (see :meth:`_injected_for`).
+        injected value replaces the provider's result (see
+        :func:`~flowkit.engines._validating.injected_for`).
         """
         self._load_inject = inject
-
-    def _injected_for(self, node: Node, symbol: str) -> bool:
-        """Whether an injected value gives ``node``'s atom ``symbol``, whatever provides it.
-
-        At run time an atom's own ``inject``, ``engines.load``'s ``inject=`` and
-        the store win over a provider's result (as in TaskFlow), so the type
-        check has no provider to compare for such a symbol.
-        """
-        own = node.atom.inject  # type: ignore[union-attr]
-        if own and symbol in own:
-            return True
-        run_state = self._storage.run_state
-        if symbol in run_state.store:
-            return True
-        record = run_state.records.get(node.name)
-        if record is not None and record.injected and symbol in record.injected:
-            return True  # injected in an earlier run (a resume) or by storage.inject_atom_args
-        given = self._load_inject.get(node.name)
-        return given is not None and symbol in given
 
     def _timer(self, needed: bool) -> Timer | None:
         """What this engine measures task timeouts with (the ``clock`` option; None: real time).
@@ -577,7 +544,9 @@ class ActionEngine(Engine):
             records = self._runtime.records
             nodes = self._compiled().atoms
             if run_state.durable:
-                _check_stored_names(nodes, run_state.flow_name)
+                from flowkit.engines import _validating  # loaded by a persisted run (first-load cost)
+
+                _validating.check_stored_names(nodes, run_state.flow_name)
             with gc_paused(), run_state.batch():
                 made = run_state.ensure_all(
                     [node.atom for node in nodes], [node.kind == _compiler.RETRY for node in nodes]
@@ -854,13 +823,9 @@ class ActionEngine(Engine):
     @staticmethod
     def _work_left(runtime: Runtime) -> bool:
         """Tell whether a suspended run stopped before its end (something could still run or revert)."""
-        if runtime.scheduler.has_work():
-            return True
-        limiter = runtime.limiter
-        if limiter is not None and limiter.has_reoffer():
-            return True
-        loops = runtime.loops
-        return loops is not None and bool(loops.timers)
+        from flowkit.engines import _suspending  # loaded when a run is suspended (first-load cost)
+
+        return _suspending.work_left(runtime)
 
     def suspend(self) -> None:
         self._change_state(st.SUSPENDING)
@@ -887,24 +852,4 @@ class ActionEngine(Engine):
                     "flow_uuid": self._storage.flow_uuid,
                     "old_state": old,
                 },
-            )
-
-
-def _check_stored_names(nodes: Sequence[Any], flow_name: str) -> None:
-    """Refuse, naming it, an atom whose name is not a string in a persisted run.
-
-    A run in memory takes any name, as TaskFlow does. A stored atom detail's name is
-    text (a SQL column, a JSON field), so on resume an atom named ``1`` would not
-    find its record ``"1"`` and would run again (TaskFlow then re-runs finished atoms
-    or fails with ``KeyError``): refused before anything runs instead.
-
-    Raises:
-        InvalidFormat: the first such atom, by name and type.
-    """
-    for node in nodes:
-        name = node.name
-        if not isinstance(name, str):
-            raise exc.InvalidFormat(
-                f"atom {name!r} of flow '{flow_name}' has a name of type {type(name).__name__}; "
-                "a persisted run needs string atom names (its records are looked up by name on resume)"
             )

@@ -23,22 +23,31 @@ no copy to keep in step; flow nodes, and every node when a test drives the
 scheduler alone, get a bare :class:`Mark`. A change the outside world must hear
 of (persisted, notified) goes through :meth:`Hooks.record`, which the runtime
 answers by making the transition on that same record.
+
+Only what a successful run uses is here. The rest of the scheduler's work is in
+modules imported on first use (a successful run never needs them, and each is
+bytecode a fresh process would otherwise load: the first-load cost,
+``doc/benchmarks.rst``): :mod:`~flowkit.engines._reverting` (resolving a failure
+into a revert set, a retry's scope), :mod:`~flowkit.engines._skipping` (what a decider
+skips), :mod:`~flowkit.engines._growing` (sub-flows spliced in, loop iterations)
+and :mod:`~flowkit.engines._suspending` (what a suspended run left).
+
+The ready queue is a heap only once it needs to be: see :meth:`Scheduler._reorder`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from flowkit import states as st
-from flowkit._utils.records import Record
-from flowkit.engines._compiler import FLOW_END, FLOW_START, RETRY, Compilation, Node
-from flowkit.retry import Decision
+from flowkit.engines._compiler import FLOW_START, RETRY, Compilation, Node
 
-try:  # the C heap functions without heapq.py around them: a quarter-millisecond of a first load
-    from _heapq import heappop, heappush
-except ImportError:  # an interpreter without the extension
-    from heapq import heappop, heappush
+if TYPE_CHECKING:
+    from flowkit.deciders import Depth  # an enum class: imported where deciders run
+    from flowkit.engines._protocols import Hooks
+    from flowkit.engines._reverting import Resolution as Resolution  # noqa: PLC0414  # named sch.Resolution by the runtime
 
 __all__ = ["EXECUTE", "RETRY_AGAIN", "REVERT", "Hooks", "Mark", "Scheduler"]
 
@@ -47,9 +56,6 @@ EXECUTE = 0
 REVERT = 1
 RETRY_AGAIN = 2
 
-# How a failure is resolved (TaskFlow's strategies; UNDEFINED = no retry in scope).
-_UNDEFINED = "UNDEFINED"
-
 _DONE_STATES = frozenset({st.SUCCESS, st.IGNORE})
 # PENDING, or RUNNING in doubt (a resumed run): may be handed out to execute.
 _STARTABLE_STATES = frozenset({st.PENDING, st.RUNNING})
@@ -57,20 +63,8 @@ _CLEAR_STATES = frozenset({st.PENDING, st.REVERTED, st.IGNORE})
 _TO_REVERT_STATES = frozenset({st.SUCCESS, st.FAILURE, st.REVERTING})
 _REVERT_INTENTIONS = frozenset({st.REVERT, st.RETRY})
 
-
-class Resolution(Record):
-    """How the scheduler resolved one failure: the cause of the reverts it ordered.
-
-    Attributes:
-        failed: the atom whose ``execute`` failed.
-        decision: ``RETRY``, ``REVERT`` or ``REVERT_ALL``; None when no retry
-            controls the failed atom (the whole flow reverts).
-        retry: the retry whose decision was applied (None with no decision).
-    """
-
-    failed: Node
-    decision: Decision | None
-    retry: Node | None
+#: A ready queue's entry: ``(-priority, rank, index)``, the smallest handed out first.
+Entry = tuple[int, int, int]
 
 
 class Mark:
@@ -81,25 +75,6 @@ class Mark:
     def __init__(self) -> None:
         self.state = st.PENDING
         self.intention = st.EXECUTE
-
-
-if TYPE_CHECKING:  # a Protocol costs at class creation: type checkers only need it
-    from flowkit.deciders import Depth  # an enum class: imported where deciders run
-
-    class Hooks(Protocol):
-        """What the scheduler needs from the world around it."""
-
-        def record(self, node: Node, state: str | None, intention: str | None) -> None:
-            """Persist and announce a state and/or intention the scheduler decided."""
-
-        def decide(self, node: Node) -> Depth | None:
-            """Run the deciders on links into ``node``; a Depth means skip that much."""
-
-        def ask_retry(self, retry: Node, failed: Node, origin: Node) -> Decision:
-            """Record ``origin``'s failure in ``retry``'s history (under ``failed``'s name) and ask it."""
-
-        def joined(self, spawner: Node) -> None:
-            """A spawned sub-flow finished forward: give ``spawner`` its collected result."""
 
 
 class Scheduler:
@@ -148,8 +123,14 @@ class Scheduler:
             self._rank = ranks
         #: A spliced sub-flow's end node -> its spawner (see grow()).
         self._joins: dict[int, int] = {}
-        self._exec_heap: list[tuple[int, int, int]] = []
-        self._revert_heap: list[tuple[int, int, int]] = []
+        #: Nodes ready to execute, as entries: a deque in order, a heap once one
+        #: arrives out of order or the first revert is queued (see _reorder()).
+        self._ready: deque[Entry] | list[Entry] = deque()
+        #: Nodes ready to revert: a heap (reverts are rare: its functions are loaded then).
+        self._revert_heap: list[Entry] = []
+        #: ``_heapq``'s push and pop once the queues are heaps (None before: not loaded).
+        self._heappush: Callable[[list[Entry], Entry], None] | None = None
+        self._heappop: Callable[[list[Entry]], Entry] | None = None
         #: Set when a failure could not be resolved: nothing new may start.
         self.halted = False
         #: Atoms whose failure was resolved by a strategy (for statistics).
@@ -260,20 +241,23 @@ class Scheduler:
         """
         if self.halted:
             return None
-        revert_heap, exec_heap = self._revert_heap, self._exec_heap
-        while revert_heap:
-            index = heappop(revert_heap)[2]
-            if (
-                self._in_revert[index]
-                and self._revert_wait[index] == 0
-                and not self._cleared[index]
-                and not self._busy[index]
-            ):
-                action = self._revert_action(index)
-                if action is not None:
-                    self._busy[index] = True
-                    return self._nodes[index], action
-        if not exec_heap:
+        revert_heap = self._revert_heap
+        if revert_heap:
+            heappop = self._heappop
+            assert heappop is not None  # loaded by the first revert queued
+            while revert_heap:
+                index = heappop(revert_heap)[2]
+                if (
+                    self._in_revert[index]
+                    and self._revert_wait[index] == 0
+                    and not self._cleared[index]
+                    and not self._busy[index]
+                ):
+                    action = self._revert_action(index)
+                    if action is not None:
+                        self._busy[index] = True
+                        return self._nodes[index], action
+        if not self._ready:
             return None
         nodes, waiting, in_revert, fwd_done, busy = (
             self._nodes,
@@ -282,9 +266,10 @@ class Scheduler:
             self._fwd_done,
             self._busy,
         )
-        pop = heappop
-        while exec_heap:
-            index = pop(exec_heap)[2]
+        ready, heappop = self._ready, self._heappop
+        while ready:
+            # A deque in order until the heap functions are loaded, a heap list after (_reorder()).
+            index = (ready.popleft() if heappop is None else heappop(ready))[2]  # type: ignore[union-attr,arg-type]
             if waiting[index] or in_revert[index] or fwd_done[index] or busy[index]:
                 continue
             node = nodes[index]
@@ -292,9 +277,11 @@ class Scheduler:
                 depth = self._hooks.decide(node)
                 if depth is not None:
                     self._ignore(node, depth)
+                    ready, heappop = self._ready, self._heappop  # it may have become a heap
                     continue
             if node.atom is None:
                 self._forward_done(index)
+                ready, heappop = self._ready, self._heappop  # it may have become a heap
                 continue
             record = self.records[index]
             state = record.state
@@ -329,7 +316,7 @@ class Scheduler:
 
     def has_ready(self) -> bool:
         """Tell whether anything could start now (used to tell SUSPENDED from done)."""
-        return bool(self._exec_heap or self._revert_heap)
+        return bool(self._ready or self._revert_heap)
 
     def has_work(self) -> bool:
         """Tell whether :meth:`next_item` would still hand something out.
@@ -341,25 +328,9 @@ class Scheduler:
         them; an atom with deciders still counts (deciding is work: a suspended
         run leaves it for the next run).
         """
-        revert_heap, exec_heap = self._revert_heap, self._exec_heap
-        while revert_heap:
-            index = revert_heap[0][2]
-            if (
-                self._in_revert[index]
-                and not self._cleared[index]
-                and (self._busy[index] or self._revert_wait[index] == 0)
-                and self._revert_action(index) is not None
-            ):
-                return True
-            heappop(revert_heap)
-        while exec_heap:
-            index = exec_heap[0][2]
-            if not (
-                self._waiting[index] or self._in_revert[index] or self._fwd_done[index] or self._busy[index]
-            ):
-                return True
-            heappop(exec_heap)
-        return False
+        from flowkit.engines import _suspending  # loaded when a run is suspended (first-load cost)
+
+        return _suspending.has_work(self)
 
     # -- reporting outcomes ---------------------------------------------------
 
@@ -404,33 +375,9 @@ class Scheduler:
         Called by the driver when it acts on a ``RETRY_AGAIN`` item, after it moved
         the retry to RETRYING and before it executes the retry again.
         """
-        changed: list[Node] = []
-        scope = self._successors_closure(retry.index)
-        for index in scope:
-            self._in_revert[index] = False
-            self._cleared[index] = False
-            self._fwd_done[index] = False
-            self._revert_wait[index] = 0
-        for index in scope[1:]:
-            node = self._nodes[index]
-            record = self.records[index]
-            if node.atom is not None and (record.state != st.PENDING or record.intention != st.EXECUTE):
-                new_state = None if record.state == st.PENDING else st.PENDING
-                # Told first, so the runtime's transition sees the state it leaves.
-                self._hooks.record(node, new_state, st.EXECUTE)
-                record.state = st.PENDING
-                record.intention = st.EXECUTE
-                if new_state is not None:
-                    changed.append(node)
-        for index in scope:
-            self._waiting[index] = sum(1 for p in self._nodes[index].pred if not self._fwd_done[p])
-        r = retry.index
-        self._in_revert[r] = False
-        self._cleared[r] = False
-        # The retry itself goes RUNNING when the runtime starts executing it again.
-        self._hooks.record(retry, None, st.EXECUTE)
-        self.records[r].intention = st.EXECUTE
-        return changed
+        from flowkit.engines import _reverting  # loaded by the first failure (first-load cost)
+
+        return _reverting.retry_restarted(self, retry)
 
     # -- a graph that changes while it runs (dynamic sub-flows, loops) ---------
 
@@ -443,23 +390,9 @@ class Scheduler:
         ``records`` holds every node's record by index, new ones included (see
         ``__init__``); without it the new nodes get marks.
         """
-        old, new = len(self.records), len(self._nodes)
-        extra = new - old
-        if extra > 0:
-            self.records.extend(_marked(None if records is None else records[old:new], extra))
-            for counters in (self._waiting, self._revert_wait, self._finished_seq):
-                counters.extend([0] * extra)
-            for flags in (self._fwd_done, self._in_revert, self._cleared, self._busy):
-                flags.extend([False] * extra)
-            # New nodes rank after every older one among nodes ready together.
-            if isinstance(self._rank, range):
-                self._rank = range(new)
-            else:
-                self._rank.extend(range(old, new))  # type: ignore[attr-defined]
-            fwd_done = self._fwd_done
-            for index in range(old, new):
-                self._waiting[index] = sum(1 for p in self._nodes[index].pred if not fwd_done[p])
-        self.join(join_end, spawner)
+        from flowkit.engines import _growing  # loaded by the first splice (first-load cost)
+
+        _growing.grow(self, join_end, spawner, records)
 
     def join(self, join_end: int, spawner: int) -> None:
         """Call :meth:`Hooks.joined` for ``spawner`` when ``join_end`` finishes forward."""
@@ -489,23 +422,9 @@ class Scheduler:
         is then queued by :meth:`wake`, at once or after the loop's delay.
         Returns the atoms put back to PENDING.
         """
-        changed: list[Node] = []
-        for index in body:
-            self._fwd_done[index] = False
-            self._cleared[index] = False
-            self._in_revert[index] = False
-            self._revert_wait[index] = 0
-            self._busy[index] = False
-            node = self._nodes[index]
-            record = self.records[index]
-            if node.atom is not None and (record.state != st.PENDING or record.intention != st.EXECUTE):
-                self._hooks.record(node, st.PENDING, st.EXECUTE)  # before: see retry_restarted
-                record.state = st.PENDING
-                record.intention = st.EXECUTE
-                changed.append(node)
-        for index in body:
-            self._waiting[index] = sum(1 for p in self._nodes[index].pred if not self._fwd_done[p])
-        return changed
+        from flowkit.engines import _growing  # loaded by the first loop iteration (first-load cost)
+
+        return _growing.restart(self, body)
 
     def wake(self, index: int) -> None:
         """Queue ``index`` (a loop's start, after its delay) if it may still run."""
@@ -529,13 +448,59 @@ class Scheduler:
     # -- internals --------------------------------------------------------------
 
     def _push_exec(self, index: int) -> None:
-        heappush(self._exec_heap, (-self._nodes[index].priority, self._rank[index], index))
+        """Queue ``index`` to execute (:meth:`_forward_done` has this inlined: once per atom)."""
+        entry = (-self._nodes[index].priority, self._rank[index], index)
+        ready, heappush = self._ready, self._heappush
+        if heappush is not None:
+            heappush(ready, entry)  # type: ignore[arg-type]  # a list once heappush is loaded
+        elif not ready or ready[-1] <= entry:
+            ready.append(entry)
+        else:
+            self._reorder(entry)
+
+    def _reorder(self, entry: Entry) -> list[Entry]:
+        """Turn the ready deque into a heap, as ``entry`` arrives out of order; return the heap.
+
+        Nodes mostly become ready in the order they are handed out (a linear
+        flow, a fan-out, equal priorities): while each new entry is at least the
+        last one queued, a deque kept in order hands out the smallest from its
+        left end. Only the first entry that would go before one already queued
+        (a priority, a node ranked before one already ready) needs a heap, and
+        only then is ``_heapq`` loaded: an extension a fresh process dlopens in
+        about 0.2 ms (the first-load cost, ``doc/benchmarks.rst``). A deque in
+        order is a heap already (each entry is at least its parent), so nothing
+        moves; either way the smallest entry goes first, the order the scheduler
+        has always handed nodes out in.
+        """
+        heap = self._use_heaps()
+        assert self._heappush is not None
+        self._heappush(heap, entry)
+        return heap
+
+    def _use_heaps(self) -> list[Entry]:
+        """Load ``_heapq``'s functions and make the ready queue a heap; return it.
+
+        Called by :meth:`_reorder`, and by the first revert queued (the revert
+        queue is always a heap), so that :attr:`_heappush` is set exactly when
+        both queues are heaps.
+        """
+        if self._heappush is None:
+            try:  # the C functions without heapq.py around them
+                from _heapq import heappop, heappush
+            except ImportError:  # pragma: no cover - an interpreter without the extension
+                from heapq import heappop, heappush
+            self._ready = list(self._ready)  # in order: a heap already
+            self._heappush, self._heappop = heappush, heappop
+        return self._ready  # type: ignore[return-value]  # a list once the heap functions are loaded
 
     def _push_revert(self, index: int) -> None:
-        heappush(
-            self._revert_heap,
-            (-self._nodes[index].priority, -self._finished_seq[index], index),
-        )
+        """Queue ``index`` to revert: highest priority first, then the latest to finish first."""
+        heappush = self._heappush
+        if heappush is None:  # the first revert queued
+            self._use_heaps()
+            heappush = self._heappush
+            assert heappush is not None
+        heappush(self._revert_heap, (-self._nodes[index].priority, -self._finished_seq[index], index))
 
     def _forward_done(self, index: int) -> None:
         """Mark ``index`` finished forward and wake successors whose wait is over."""
@@ -544,6 +509,7 @@ class Scheduler:
             return
         fwd_done[index] = True
         nodes, waiting, in_revert, records = self._nodes, self._waiting, self._in_revert, self.records
+        ready, heappush = self._ready, self._heappush
         cascade: list[int] | None = None
         for succ in nodes[index].succ:
             left = waiting[succ] - 1
@@ -556,8 +522,16 @@ class Scheduler:
                 if cascade is None:
                     cascade = []
                 cascade.append(succ)
+                continue
+            # _push_exec(succ), inlined.
+            entry = (-node.priority, self._rank[succ], succ)
+            if heappush is not None:
+                heappush(ready, entry)  # type: ignore[arg-type]  # a list once heappush is loaded
+            elif not ready or ready[-1] <= entry:
+                ready.append(entry)
             else:
-                heappush(self._exec_heap, (-node.priority, self._rank[succ], succ))
+                ready = self._reorder(entry)
+                heappush = self._heappush
         if cascade is not None:
             joins = self._joins
             for succ in cascade:
@@ -567,54 +541,9 @@ class Scheduler:
 
     def _ignore(self, node: Node, depth: Depth) -> None:
         """Skip ``node`` (a decider said no) and what ``depth`` covers."""
-        for index in self._ignore_set(node, depth):
-            record = self.records[index]
-            if record.state == st.PENDING:
-                self._hooks.record(self._nodes[index], st.IGNORE, st.IGNORE)  # before: see retry_restarted
-                record.state = st.IGNORE
-                record.intention = st.IGNORE
-        if node.atom is None or self._waiting[node.index] == 0:
-            self._forward_done(node.index)
+        from flowkit.engines import _skipping  # loaded where a decider says no (first-load cost)
 
-    def _ignore_set(self, node: Node, depth: Depth) -> list[int]:
-        from flowkit.deciders import Depth  # only flows with deciders get here
-
-        nodes = self._nodes
-        if depth == Depth.ALL:
-            return [i for i in self._successors_closure(node.index) if nodes[i].atom is not None]
-        targets = [node.index] if node.atom is not None else self._first_atoms(node.index)
-        if depth == Depth.ATOM:
-            return targets
-        if depth == Depth.NEIGHBORS:
-            found = list(targets)
-            for t in targets:
-                found.extend(s for s in nodes[t].succ if nodes[s].atom is not None and nodes[s].kind != RETRY)
-            return found
-        # Depth.FLOW: successors inside the same flow, not entering nested flows.
-        scope = node.scope
-        seen = {node.index}
-        stack = [node.index]
-        found = []
-        while stack:
-            current = stack.pop()
-            if nodes[current].atom is not None:
-                found.append(current)
-            for succ in nodes[current].succ:
-                if succ not in seen and nodes[succ].scope is scope and nodes[succ].kind != FLOW_END:
-                    seen.add(succ)
-                    stack.append(succ)
-        return found
-
-    def _first_atoms(self, index: int) -> list[int]:
-        found: list[int] = []
-        stack = list(self._nodes[index].succ)
-        while stack:
-            current = stack.pop()
-            if self._nodes[current].atom is not None:
-                found.append(current)
-            elif self._nodes[current].kind == FLOW_START:
-                stack.extend(self._nodes[current].succ)
-        return found
+        _skipping.ignore(self, node, depth)
 
     def scope_of(self, retry: Node) -> list[int]:
         """The nodes a retry controls (every node after it), for a RETRY's reset."""
@@ -626,77 +555,15 @@ class Scheduler:
 
     def _resolve(self, failed: Node) -> None:
         """Apply the failure resolution strategy for ``failed`` (TaskFlow's rules)."""
-        kind, retry = self._determine(failed, failed)
-        # Read by the runtime's record() hook as _mark_revert marks each atom.
-        self.resolution = Resolution(failed, None if kind == _UNDEFINED else Decision(kind), retry)
-        if kind == Decision.RETRY and retry is not None:
-            scope = self._successors_closure(retry.index)
-            self._mark_revert(scope[1:], retry_node=retry)
-        elif kind == Decision.REVERT and retry is not None:
-            self._mark_revert(self._successors_closure(retry.index))
-        else:
-            # Every node, spliced ones included (the compiled order predates them).
-            self._mark_revert(range(len(self._nodes)))
+        from flowkit.engines import _reverting  # loaded by the first failure (first-load cost)
 
-    def _determine(self, failed: Node, origin: Node) -> tuple[str, Node | None]:
-        if failed.retry < 0:
-            return _UNDEFINED, None
-        retry = self._nodes[failed.retry]
-        decision = self._hooks.ask_retry(retry, failed, origin)
-        if decision == Decision.RETRY:
-            return Decision.RETRY, retry
-        if decision == Decision.REVERT:
-            parent = self._determine(retry, origin)
-            if self._defer_reverts:
-                return parent
-            if parent[0] != _UNDEFINED and parent[0] != Decision.REVERT:
-                return parent
-            return Decision.REVERT, retry
-        if decision == Decision.REVERT_ALL:
-            return Decision.REVERT_ALL, retry  # the retry that chose it (everything reverts)
-        raise ValueError(f"retry '{retry.name}' returned unknown decision {decision!r}")
-
-    def _mark_revert(self, indices: Iterable[int], retry_node: Node | None = None) -> None:
-        """Put ``indices`` (closed under successors) into the revert set."""
-        added: list[int] = []
-        nodes = self._nodes
-        for index in indices:
-            if self._in_revert[index]:
-                # A retry already set to retry (a sibling's earlier RETRY) that a
-                # wider decision now covers is reverted, not retried: REVERT_ALL
-                # (or an enclosing REVERT/RETRY) undoes its scope for good.
-                record = self.records[index]
-                if record.intention == st.RETRY and not self._busy[index] and not self._cleared[index]:
-                    record.intention = st.REVERT
-                    self._hooks.record(nodes[index], None, st.REVERT)
-                continue
-            self._in_revert[index] = True
-            added.append(index)
-            node = nodes[index]
-            if node.atom is not None:
-                self.records[index].intention = st.REVERT
-                self._hooks.record(node, None, st.REVERT)
-        if retry_node is not None:
-            r = retry_node.index
-            if self.records[r].intention != st.REVERT:
-                self._in_revert[r] = True
-                self.records[r].intention = st.RETRY
-                self._hooks.record(retry_node, None, st.RETRY)
-                added.append(r)
-        for index in added:
-            self._revert_wait[index] = sum(1 for s in nodes[index].succ if not self._cleared[s])
-        for index in sorted(added, key=self._rank.__getitem__, reverse=True):
-            if self._revert_wait[index] == 0 and not self._cleared[index]:
-                self._settle(index)
+        _reverting.resolve(self, failed)
 
     def _settle(self, index: int) -> None:
         """Act on a revert-set node whose successors are all cleared."""
-        current = self.records[index].state
-        if self._nodes[index].atom is None or current in _CLEAR_STATES:
-            self._clear(index)
-        elif current in _TO_REVERT_STATES or current == st.RETRYING or self._in_doubt(index):
-            self._push_revert(index)
-        # RUNNING with a call out: executed() queues it once it finishes.
+        from flowkit.engines import _reverting  # loaded by the first failure (first-load cost)
+
+        _reverting.settle(self, index)
 
     def _clear(self, index: int) -> None:
         stack = [index]

@@ -4,7 +4,9 @@ Workers never touch the scheduler: a finished call is put on a queue, and the
 engine thread takes it from there, so the decision core needs no locks. With a
 thread pool (the default) a worker reports straight into the queue; with any
 other :class:`concurrent.futures.Executor` (a process pool, or your own) the
-future's done-callback does.
+future's done-callback does. That driver is in :mod:`flowkit.engines._executor_driver`,
+imported only for such an ``executor=`` option (the first-load cost,
+``doc/benchmarks.rst``).
 
 Process pools pickle the task and its arguments (so tasks must be importable and
 picklable) and bring failures back as JSON-safe records, never as pickled
@@ -26,11 +28,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from flowkit import exceptions as exc
 from flowkit.engines import _threads
 from flowkit.engines._compiler import Node
-from flowkit.engines._completions import Completion, Completions
-from flowkit.engines._engine import ActionEngine, DispatchingDriver, call_outcome, positive_workers
+from flowkit.engines._completions import Completions
+from flowkit.engines._engine import ActionEngine, DispatchingDriver, positive_workers
 from flowkit.engines._runtime import Call, Runtime, _shared_bridge
-from flowkit.task import EVENT_UPDATE_PROGRESS
-from flowkit.types.failure import Failure
 
 if TYPE_CHECKING:
     # Imported where an executor is made or checked: concurrent.futures imports
@@ -39,7 +39,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from flowkit.engines._engine import Driver
-    from flowkit.engines._process_progress import ProgressRelay
 
 __all__ = ["ParallelEngine"]
 
@@ -67,40 +66,6 @@ def _report(done: Completions, node: Node, action: int, call: Call) -> None:
         done.put_raised(node, action, err)
     else:
         done.put(node, action, True, value)
-
-
-def _relayed(
-    runtime: Runtime, atoms: dict[str, Any], name: str, progress: float, details: dict[str, Any] | None
-) -> None:
-    """A report from a child process or a Dask worker: the task's own listeners hear it, the run records it.
-
-    In the child the task has no listeners (its notifier is not pickled), so they
-    are told here, as the worker-based engine tells them of a remote task's report
-    (and as they hear a task that runs in this process). Reports are drained
-    before their call's outcome is handed in, so they come before the final 1.0.
-    """
-    own = getattr(atoms.get(name), "_own_notifier", None)
-    if own is not None and own.has_listeners:
-        own.tell_listeners(EVENT_UPDATE_PROGRESS, {"progress": progress})
-    runtime.progress_by_name(name, progress, details)
-
-
-def _relayed_event(atoms: dict[str, Any], name: str, event_type: Any, details: dict[str, Any]) -> None:
-    """An event a task notified in a child process or on a Dask worker: its own listeners hear it here."""
-    own = getattr(atoms.get(name), "_own_notifier", None)
-    if own is not None and own.has_listeners:
-        own.tell_listeners(event_type, details)
-
-
-def _in_process(call: Call) -> tuple[bool, Any]:
-    """Run ``call`` in a child process; a failure comes back as a plain dict."""
-    from flowkit.engines import _process_progress
-
-    _process_progress.attach_in_child(call.kwargs["atom"])
-    ok, value = call_outcome(call)
-    if not ok:
-        return False, value.to_dict()
-    return True, value
 
 
 def _callers_context_run() -> Callable[..., Any] | None:
@@ -174,127 +139,6 @@ class _ThreadsDriver(DispatchingDriver):
             _threads.give_back(threads)
 
 
-class _ExecutorDriver(DispatchingDriver):
-    """Submits every ready atom to a :class:`concurrent.futures.Executor`."""
-
-    def __init__(
-        self,
-        executor: cf.Executor | None,
-        processes: bool,
-        workers: int | None = None,
-        green: bool = False,
-    ):
-        super().__init__()
-        self._given = executor
-        self._processes = processes
-        self._workers = workers
-        self._executor: cf.Executor | None = None
-        self._relay: ProgressRelay | None = None
-        # Green threads run only while the engine thread waits the green way (_green).
-        self._green = green
-        self._futures: list[cf.Future[Any]] = []
-        self._runtime: Runtime | None = None
-
-    def open(self, runtime: Runtime) -> None:
-        self._runtime = runtime
-        if self._given is not None:
-            self._executor = self._given
-        elif self._green:
-            from flowkit.engines import _green
-
-            self._executor = _green.make_pool(self._workers)
-        else:
-            # flowkit's own process pool: its children relay progress to this run.
-            import concurrent.futures as cf
-
-            from flowkit.engines import _process_progress
-
-            atoms = {node.name: node.atom for node in runtime.compilation.atoms}
-            self._relay = _process_progress.ProgressRelay(
-                functools.partial(_relayed, runtime, atoms), functools.partial(_relayed_event, atoms)
-            )
-            self._executor = cf.ProcessPoolExecutor(
-                self._workers,
-                initializer=_process_progress.child_initializer,
-                initargs=(self._relay.queue,),
-            )
-
-    def dispatch(self, done: Completions, node: Node, action: int, call: Call) -> cf.Future[Any] | None:
-        executor = self._executor
-        assert executor is not None
-        if self._processes:
-            future = executor.submit(_in_process, call)
-        else:
-            future = executor.submit(call_outcome, call)
-        relay = self._relay
-        if relay is not None:
-            # The child's progress reports go first, or the engine drops them as stale.
-            future.add_done_callback(functools.partial(_drained_then_put, relay, done, node, action))
-        else:
-            future.add_done_callback(functools.partial(done.put_future, node, action))
-        if self._green:
-            self._futures.append(future)
-        return future
-
-    def wait(self, timeout: float | None) -> list[Completion]:
-        if self._green:
-            return self._wait_green(timeout)
-        finished = super().wait(timeout)
-        if self._processes:
-            # Failures raised in a child come back as records; a pool that could not
-            # even ship the call (unpicklable task) fails locally with a real Failure.
-            finished = [
-                Completion(node, action, False, Failure.from_dict(value))
-                if not ok and isinstance(value, dict)
-                else Completion(node, action, ok, value)
-                for node, action, ok, value in finished
-            ]
-        return finished
-
-    def _wait_green(self, timeout: float | None) -> list[Completion]:
-        """Wait on the futures themselves, which lets the green threads run."""
-        finished = super().wait(0)
-        if not finished and self._futures:
-            from flowkit.engines import _green
-
-            _green.wait_for_any(self._futures, timeout)
-            finished = super().wait(0)
-        self._futures = [future for future in self._futures if not future.done()]
-        return finished
-
-    def close(self) -> None:
-        if self._given is None and self._executor is not None:
-            watch = self._runtime.watchdog if self._runtime is not None else None
-            if watch is not None and watch.abandoned:
-                watch.stopping_processes = True  # the broken futures are not late outcomes
-                _stop_processes(self._executor)
-            self._executor.shutdown(wait=True)
-        if self._relay is not None:
-            self._relay.close()
-        self._executor = self._relay = None
-
-
-def _drained_then_put(
-    relay: ProgressRelay, done: Completions, node: Node, action: int, future: cf.Future[Any]
-) -> None:
-    relay.drain()
-    done.put_future(node, action, future)
-
-
-def _stop_processes(executor: cf.Executor) -> None:
-    """End the child processes of our own pool: one still runs a timed-out call.
-
-    ``shutdown`` would wait for that call, which may never end. Python 3.14 has
-    ``terminate_workers()``; before it, the pool's process table is the only way.
-    """
-    terminate = getattr(executor, "terminate_workers", None)
-    if terminate is not None:
-        terminate()
-        return
-    for process in list(getattr(executor, "_processes", {}).values()):
-        process.terminate()
-
-
 class ParallelEngine(ActionEngine):
     """Runs independent atoms at the same time (``engine="parallel"``).
 
@@ -359,4 +203,6 @@ class ParallelEngine(ActionEngine):
             from flowkit.engines import _dask  # only a Dask client's executor needs it
 
             return _dask.DaskDriver(self._executor)
-        return _ExecutorDriver(self._executor, self._processes, self._workers, self._green)
+        from flowkit.engines import _executor_driver  # only an executor= option needs it (first-load cost)
+
+        return _executor_driver.ExecutorDriver(self._executor, self._processes, self._workers, self._green)

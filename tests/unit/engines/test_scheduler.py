@@ -290,7 +290,7 @@ def test_a_linear_step_costs_the_same_whatever_the_flow_size(size: int) -> None:
         for name, _action in batch:
             scheduler.executed(nodes[name], True)
             ran += 1
-        largest = max(largest, len(scheduler._exec_heap))
+        largest = max(largest, len(scheduler._ready))
     assert ran == size
     assert largest <= 1
 
