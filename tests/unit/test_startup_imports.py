@@ -108,6 +108,19 @@ NOT_IN_ONE_TASK_RUN = (
     "flowkit._utils.asyncio_bridge",
     # Engine options given as bools (the defaults) are read without the text switch reader.
     "flowkit._utils.switches",
+    # The runtime's code for what a successful run never does, imported with the feature
+    # (tests/unit/engines/test_cold_modules.py runs each one):
+    "flowkit.engines._reverting",  # reverting
+    "flowkit.engines._retrying",  # asking a retry, restarting its scope
+    "flowkit.engines._held_notices",  # a retry's or loop's reset of many atoms at once
+    "flowkit.engines._deciding",  # link deciders
+    "flowkit.engines._resetting",  # engine.reset()
+    "flowkit.engines._progress_reports",  # a task's update_progress
+    "flowkit.engines._bridges",  # coroutines' loop threads
+    "flowkit.engines._inline_waits",  # the serial engine's coroutine or timed call, waited for
+    "flowkit.engines._guarding",  # type validation and the result cache
+    "flowkit.engines._steer",  # spawned sub-flows and loops' answers
+    "flowkit.engines._result_errors",  # a result without a name its atom provides
 )
 
 # ``import flowkit.engines`` defers the engine's own modules to the first ``load``.
