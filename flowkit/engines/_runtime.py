@@ -295,9 +295,9 @@ class Runtime:
         if self.limits:
             from flowkit.engines._limits import Limiter
 
-            self.limiter = Limiter(self.limits, self.keys)
-            self.next_item = self._next_limited
-            self.has_ready = self._has_ready_limited
+            limiter = self.limiter = Limiter(self.limits, self.keys)
+            self.next_item = functools.partial(limiter.next_item, scheduler)
+            self.has_ready = functools.partial(limiter.has_ready, scheduler)
         else:
             self.limiter = None
             self.next_item = scheduler.next_item
@@ -345,32 +345,6 @@ class Runtime:
                 self._special.add(node.index)
             if key is not None:
                 self.keys[node.index] = key  # the limiter reads this same dict
-
-    def _next_limited(self) -> tuple[Node, int] | None:
-        """The scheduler's next item that may run now under the concurrency limits.
-
-        An item whose key is full goes back to the scheduler (still PENDING) and
-        waits in the limiter; once slots free, waiting items are offered to the
-        scheduler again, which hands them out only if they are still ready.
-        """
-        scheduler, limiter = self.scheduler, self.limiter
-        assert limiter is not None
-        while True:
-            item = scheduler.next_item()
-            if item is None:
-                back = limiter.reoffer()
-                if not back:
-                    return None
-                for node, action in back:
-                    scheduler.offer(node, action)
-                continue
-            if limiter.admit(*item):
-                return item
-            scheduler.give_back(item[0])
-
-    def _has_ready_limited(self) -> bool:
-        assert self.limiter is not None
-        return self.scheduler.has_ready() or self.limiter.has_reoffer()
 
     def reset_all(self) -> None:
         """Put every atom back to PENDING with the intention to execute (engine.reset())."""

@@ -120,6 +120,7 @@ NOT_IN_ONE_TASK_RUN = (
     "flowkit.engines._inline_waits",  # the serial engine's coroutine or timed call, waited for
     "flowkit.engines._guarding",  # type validation and the result cache
     "flowkit.engines._steer",  # spawned sub-flows and loops' answers
+    "flowkit.engines._limits",  # concurrency limits
     "flowkit.engines._result_errors",  # a result without a name its atom provides
 )
 

@@ -1,9 +1,9 @@
 """The runtime's code for features a successful run never uses is imported with the feature.
 
 Reverting, retrying, deciders, resets, progress reports, coroutines, time
-limits, guards, loops and spawns, and results that do not unpack live in
-modules of their own, imported on first use (the first load's cost:
-doc/benchmarks.rst);
+limits, guards, loops and spawns, concurrency limits and results that do not
+unpack live in modules of their own, imported on first use (the first load's
+cost: doc/benchmarks.rst);
 ``tests/unit/test_startup_imports.py`` checks that a plain run imports none of
 them. Here each feature runs in a fresh interpreter, where nothing has imported
 its module yet: the module is not loaded before the feature's run, is loaded
@@ -167,6 +167,17 @@ engine = engines.load(flow)
         """
 engine.run()
 assert engine.storage.fetch("n") == 3
+""",
+    ),
+    "concurrency limit": (
+        ("_limits",),
+        """
+flow = unordered_flow.Flow("u").add(*(Quick(f"q{i}", concurrency_key="api") for i in range(4)))
+engine = engines.load(flow, engine="parallel", max_workers=4, concurrency_limits={"api": 1})
+""",
+        """
+engine.run()
+assert all(engine.storage.get_atom_state(f"q{i}") == "SUCCESS" for i in range(4))
 """,
     ),
     "result that does not unpack": (
