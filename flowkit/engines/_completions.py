@@ -24,8 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from flowkit._utils.records import Record
 from flowkit.engines._compiler import Node
-from flowkit.engines._runtime import Completion, raised_cancel  # Completion: the serial engine needs no queue
-from flowkit.types.failure import Failure
+from flowkit.engines._runtime import Completion  # Completion: the serial engine needs no queue
 
 if TYPE_CHECKING:  # the serial engine never makes a future: it need not import them
     from concurrent.futures import Future
@@ -97,10 +96,9 @@ class Completions:
 
     def put_raising(self, node: Node, action: int, error: BaseException) -> None:
         """Hand in a call that ended with an exception the engine must raise (any thread)."""
-        if isinstance(error, Exception):
-            self._put(Completion(node, action, False, Failure.from_exception(error)))
-        else:
-            self._put(_Raise(error))
+        from flowkit.engines import _raised_calls  # the first call that raises loads it (first-load cost)
+
+        _raised_calls.put_raising(self, node, action, error)
 
     def put_raised(self, node: Node, action: int, error: BaseException) -> None:
         """Hand in what a call raised, from its ``except`` (any thread).
@@ -109,10 +107,9 @@ class Completions:
         atom (with the traceback being handled); anything else (an interrupt)
         is raised in the engine thread.
         """
-        if isinstance(error, Exception) or raised_cancel(error):
-            self._put(Completion(node, action, False, Failure._of_any()))
-        else:
-            self._put(_Raise(error))
+        from flowkit.engines import _raised_calls  # the first call that raises loads it (first-load cost)
+
+        _raised_calls.put_raised(self, node, action, error)
 
     def put_value_future(self, node: Node, action: int, future: Future[Any]) -> None:
         """Hand in a future whose result is the call's value: a coroutine run on a loop thread."""

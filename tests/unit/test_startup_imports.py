@@ -121,6 +121,7 @@ NOT_IN_ONE_TASK_RUN = (
     "flowkit.engines._guarding",  # type validation and the result cache
     "flowkit.engines._steer",  # spawned sub-flows and loops' answers
     "flowkit.engines._limits",  # concurrency limits
+    "flowkit.engines._raised_calls",  # a call that raised on a pool or loop thread
     "flowkit.engines._result_errors",  # a result without a name its atom provides
 )
 

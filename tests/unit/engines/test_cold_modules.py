@@ -1,9 +1,9 @@
 """The runtime's code for features a successful run never uses is imported with the feature.
 
 Reverting, retrying, deciders, resets, progress reports, coroutines, time
-limits, guards, loops and spawns, concurrency limits and results that do not
-unpack live in modules of their own, imported on first use (the first load's
-cost: doc/benchmarks.rst);
+limits, guards, loops and spawns, concurrency limits, calls that raise on a
+pool and results that do not unpack live in modules of their own, imported on
+first use (the first load's cost: doc/benchmarks.rst);
 ``tests/unit/test_startup_imports.py`` checks that a plain run imports none of
 them. Here each feature runs in a fresh interpreter, where nothing has imported
 its module yet: the module is not loaded before the feature's run, is loaded
@@ -178,6 +178,20 @@ engine = engines.load(flow, engine="parallel", max_workers=4, concurrency_limits
         """
 engine.run()
 assert all(engine.storage.get_atom_state(f"q{i}") == "SUCCESS" for i in range(4))
+""",
+    ),
+    "raise on a pool": (
+        ("_raised_calls",),
+        """
+engine = engines.load(linear_flow.Flow("f").add(Boom("b")), engine="parallel")
+""",
+        """
+try:
+    engine.run()
+except RuntimeError as err:
+    assert str(err) == "boom", err
+else:
+    raise AssertionError("the run did not fail")
 """,
     ),
     "result that does not unpack": (
