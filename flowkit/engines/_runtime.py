@@ -9,6 +9,10 @@ or process pool, asyncio) only decide *where* the call runs.
 The per-atom hot path is written for speed: records are reached by node index,
 notification details are built only when someone listens, and arguments come from
 the compiler's precomputed plans.
+
+Code a successful run never calls (reverts, retries, deciders, resets, guards,
+progress reports, spawns and loops, coroutines) lives in modules imported on
+first use, which its methods here delegate to (first-load cost: doc/benchmarks.rst).
 """
 
 from __future__ import annotations
