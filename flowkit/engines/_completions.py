@@ -29,6 +29,8 @@ from flowkit.engines._runtime import Completion  # Completion: the serial engine
 if TYPE_CHECKING:  # the serial engine never makes a future: it need not import them
     from concurrent.futures import Future
 
+    from flowkit.engines._raised_calls import Raise
+
 __all__ = ["RAISE", "Completion", "Completions", "ProgressReport"]
 
 
@@ -46,12 +48,6 @@ class ProgressReport(Record):
     details: dict[str, Any] | None
 
 
-class _Raise(Record):
-    """An exception the engine thread must raise (an interrupt met by a call)."""
-
-    error: BaseException
-
-
 #: What a call returns as ``ok`` when its value is an exception to raise in the engine.
 RAISE = None
 
@@ -64,7 +60,7 @@ class Completions:
         # append and popleft are atomic) and a lock the writers release to wake the
         # reader. No queue module: loading the ``_queue`` extension costs a quarter
         # of a millisecond of a process's first parallel run.
-        self._items: deque[Completion | ProgressReport | _Raise] = deque()
+        self._items: deque[Completion | ProgressReport | Raise] = deque()
         # Held while nothing new is signalled; a writer releases it after appending.
         self._signal = _thread.allocate_lock()
         self._signal.acquire()
@@ -77,7 +73,7 @@ class Completions:
         """Count one more call out (engine thread only)."""
         self.in_flight += 1
 
-    def _put(self, item: Completion | ProgressReport | _Raise) -> None:
+    def _put(self, item: Completion | ProgressReport | Raise) -> None:
         self._items.append(item)
         signal = self._signal
         if signal.locked():
@@ -129,7 +125,9 @@ class Completions:
         outcome is unknown (a cluster that dropped it), so its atom stays
         ``RUNNING``, in doubt, for a resume to run again.
         """
-        self._put(_Raise(error))
+        from flowkit.engines import _raised_calls  # the first call that ends a run loads it (first-load cost)
+
+        _raised_calls.put_fatal(self, error)
 
     def put_future(self, node: Node, action: int, future: Future[Any]) -> None:
         """Hand in a future whose result is ``(ok, value)`` (any thread)."""
