@@ -24,11 +24,12 @@ from typing import TYPE_CHECKING, Any
 
 from flowkit._utils.records import Record
 from flowkit.engines._compiler import Node
-from flowkit.engines._runtime import Completion, raised_cancel  # Completion: the serial engine needs no queue
-from flowkit.types.failure import Failure
+from flowkit.engines._runtime import Completion  # Completion: the serial engine needs no queue
 
 if TYPE_CHECKING:  # the serial engine never makes a future: it need not import them
     from concurrent.futures import Future
+
+    from flowkit.engines._raised_calls import Raise
 
 __all__ = ["RAISE", "Completion", "Completions", "ProgressReport"]
 
@@ -47,12 +48,6 @@ class ProgressReport(Record):
     details: dict[str, Any] | None
 
 
-class _Raise(Record):
-    """An exception the engine thread must raise (an interrupt met by a call)."""
-
-    error: BaseException
-
-
 #: What a call returns as ``ok`` when its value is an exception to raise in the engine.
 RAISE = None
 
@@ -65,7 +60,7 @@ class Completions:
         # append and popleft are atomic) and a lock the writers release to wake the
         # reader. No queue module: loading the ``_queue`` extension costs a quarter
         # of a millisecond of a process's first parallel run.
-        self._items: deque[Completion | ProgressReport | _Raise] = deque()
+        self._items: deque[Completion | ProgressReport | Raise] = deque()
         # Held while nothing new is signalled; a writer releases it after appending.
         self._signal = _thread.allocate_lock()
         self._signal.acquire()
@@ -78,7 +73,7 @@ class Completions:
         """Count one more call out (engine thread only)."""
         self.in_flight += 1
 
-    def _put(self, item: Completion | ProgressReport | _Raise) -> None:
+    def _put(self, item: Completion | ProgressReport | Raise) -> None:
         self._items.append(item)
         signal = self._signal
         if signal.locked():
@@ -97,10 +92,9 @@ class Completions:
 
     def put_raising(self, node: Node, action: int, error: BaseException) -> None:
         """Hand in a call that ended with an exception the engine must raise (any thread)."""
-        if isinstance(error, Exception):
-            self._put(Completion(node, action, False, Failure.from_exception(error)))
-        else:
-            self._put(_Raise(error))
+        from flowkit.engines import _raised_calls  # the first call that raises loads it (first-load cost)
+
+        _raised_calls.put_raising(self, node, action, error)
 
     def put_raised(self, node: Node, action: int, error: BaseException) -> None:
         """Hand in what a call raised, from its ``except`` (any thread).
@@ -109,10 +103,9 @@ class Completions:
         atom (with the traceback being handled); anything else (an interrupt)
         is raised in the engine thread.
         """
-        if isinstance(error, Exception) or raised_cancel(error):
-            self._put(Completion(node, action, False, Failure._of_any()))
-        else:
-            self._put(_Raise(error))
+        from flowkit.engines import _raised_calls  # the first call that raises loads it (first-load cost)
+
+        _raised_calls.put_raised(self, node, action, error)
 
     def put_value_future(self, node: Node, action: int, future: Future[Any]) -> None:
         """Hand in a future whose result is the call's value: a coroutine run on a loop thread."""
@@ -132,7 +125,9 @@ class Completions:
         outcome is unknown (a cluster that dropped it), so its atom stays
         ``RUNNING``, in doubt, for a resume to run again.
         """
-        self._put(_Raise(error))
+        from flowkit.engines import _raised_calls  # the first call that ends a run loads it (first-load cost)
+
+        _raised_calls.put_fatal(self, error)
 
     def put_future(self, node: Node, action: int, future: Future[Any]) -> None:
         """Hand in a future whose result is ``(ok, value)`` (any thread)."""

@@ -59,7 +59,7 @@ def restart(scheduler: Scheduler, body: list[int]) -> list[Node]:
         node = nodes[index]
         record = records[index]
         if node.atom is not None and (record.state != st.PENDING or record.intention != st.EXECUTE):
-            hooks.record(node, st.PENDING, st.EXECUTE)  # before: see _reverting.retry_restarted
+            hooks.record(node, st.PENDING, st.EXECUTE)  # before: see _resolving.retry_restarted
             record.state = st.PENDING
             record.intention = st.EXECUTE
             changed.append(node)

@@ -20,8 +20,12 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from flowkit.engines._compiler import Node
+
+if TYPE_CHECKING:
+    from flowkit.engines._scheduler import Scheduler
 
 __all__ = ["Limiter"]
 
@@ -42,6 +46,30 @@ class Limiter:
         #: key -> most calls seen holding a slot at once (for tests and statistics).
         self.peak: dict[str, int] = dict.fromkeys(limits, 0)
         self._limits = dict(limits)
+
+    def next_item(self, scheduler: Scheduler) -> tuple[Node, int] | None:
+        """``scheduler``'s next item that may run now under the limits (the runtime's ``next_item``).
+
+        An item whose key is full goes back to the scheduler (still PENDING) and
+        waits here; once slots free, waiting items are offered to the scheduler
+        again, which hands them out only if they are still ready.
+        """
+        while True:
+            item = scheduler.next_item()
+            if item is None:
+                back = self.reoffer()
+                if not back:
+                    return None
+                for node, action in back:
+                    scheduler.offer(node, action)
+                continue
+            if self.admit(*item):
+                return item
+            scheduler.give_back(item[0])
+
+    def has_ready(self, scheduler: Scheduler) -> bool:
+        """Whether :meth:`next_item` would still hand something out (the runtime's ``has_ready``)."""
+        return scheduler.has_ready() or self.has_reoffer()
 
     def admit(self, node: Node, action: int) -> bool:
         """Take a slot for ``node`` if it needs one; False parks it (the caller gives it back)."""

@@ -9,17 +9,19 @@ or process pool, asyncio) only decide *where* the call runs.
 The per-atom hot path is written for speed: records are reached by node index,
 notification details are built only when someone listens, and arguments come from
 the compiler's precomputed plans.
+
+Code a successful run never calls (reverts, retries, deciders, resets, guards,
+progress reports, spawns and loops, coroutines) lives in modules imported on
+first use, which its methods here delegate to (first-load cost: doc/benchmarks.rst).
 """
 
 from __future__ import annotations
 
 import _thread  # threading's lock and get_ident, without importing threading (start-up time)
-import contextlib
 import functools
-import os
 import sys
 import types
-from collections.abc import Callable, Coroutine, Iterable, Iterator
+from collections.abc import Callable, Coroutine, Iterable
 from typing import TYPE_CHECKING, Any
 
 from flowkit import _steering
@@ -31,18 +33,23 @@ from flowkit._utils.records import Record
 from flowkit.engines import _scheduler as sch
 from flowkit.engines._compiler import RETRY, ArgPlan, Compilation, FlowScope, Node, topological_order
 from flowkit.engines._task_options import options_of
-from flowkit.retry import Decision
 from flowkit.storage import AtomRecord, Storage
 from flowkit.types.failure import Failure
 from flowkit.types.notifier import Notifier
 
 if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
     from flowkit._utils.asyncio_bridge import EventLoopThread
     from flowkit.deciders import Depth  # an enum class: imported where deciders run
     from flowkit.engines._completions import Completions, ProgressReport
+    from flowkit.engines._deciding import Deciding
+    from flowkit.engines._guarding import Guarding
     from flowkit.engines._limits import Limiter
     from flowkit.engines._loops import Clock, Loops
+    from flowkit.engines._reverting import Reverting
     from flowkit.engines._timeouts import Timer, Watchdog
+    from flowkit.retry import Decision
 
 __all__ = ["Call", "Completion", "IgnoreCause", "Runtime", "call_outcome", "raised_cancel"]
 
@@ -90,8 +97,9 @@ _CONTROL = _steering.STEERING
 SPAWNED_FLOW_KEY = "dynamic"
 
 
-# _run_execute and _run_revert are twins on purpose: one generic helper taking the
-# three methods would cost three bound-method objects per call on the hot path.
+# _run_execute and its twin, flowkit.engines._reverting.run_revert, are two functions on
+# purpose: one generic helper taking the three methods would cost three bound-method
+# objects per call on the hot path.
 # As TaskFlow's, the post-hook runs whatever happened, also when the pre-hook raised
 # (OpenStack Watcher stops a cancelled plan's actions from pre_execute and relies on it).
 def _run_execute(atom: Any, kwargs: dict[str, Any]) -> Any:
@@ -104,19 +112,6 @@ def _run_execute(atom: Any, kwargs: dict[str, Any]) -> Any:
     if type(value) is types.CoroutineType:
         return _then(value, atom.post_execute)
     atom.post_execute()
-    return value
-
-
-def _run_revert(atom: Any, kwargs: dict[str, Any]) -> Any:
-    try:
-        atom.pre_revert()
-        value = atom.revert(**kwargs)
-    except BaseException:
-        atom.post_revert()
-        raise
-    if type(value) is types.CoroutineType:
-        return _then(value, atom.post_revert)
-    atom.post_revert()
     return value
 
 
@@ -175,8 +170,14 @@ class Runtime:
         #: The link decision being applied (set by :meth:`decide` when a decider says
         #: no), and atom name -> the one that skipped it, for :meth:`ignore_cause_of`.
         #: Deciders' flows only.
-        self._deciding: IgnoreCause | None = None
+        self._skipping: IgnoreCause | None = None
         self._ignored: dict[str, IgnoreCause] = {}
+        #: The runtime's parts for reverting, link decisions and guarded calls, each
+        #: made with its module on first use (:meth:`_reverting`, :meth:`_deciding`,
+        #: :meth:`_guarding`): a successful run of a plain flow imports none of them.
+        self._reverter: Reverting | None = None
+        self._decider: Deciding | None = None
+        self._guarder: Guarding | None = None
         #: Notifications held back while a change spanning several records is made
         #: (:meth:`notices_held`); None: each is sent as its state changes.
         self._held: list[tuple[str, dict[str, Any]]] | None = None
@@ -298,65 +299,29 @@ class Runtime:
         if self.limits:
             from flowkit.engines._limits import Limiter
 
-            self.limiter = Limiter(self.limits, self.keys)
-            self.next_item = self._next_limited
-            self.has_ready = self._has_ready_limited
+            limiter = self.limiter = Limiter(self.limits, self.keys)
+            self.next_item = functools.partial(limiter.next_item, scheduler)
+            self.has_ready = functools.partial(limiter.has_ready, scheduler)
         else:
             self.limiter = None
             self.next_item = scheduler.next_item
             self.has_ready = scheduler.has_ready
 
-    def _run_timed_inline(self, node: Node, action: int, call: Call) -> tuple[bool, Any]:
-        """Make a timed call on a helper thread and wait for it here (the serial engine).
-
-        The task's progress comes back through the queue this thread waits on, so
-        this thread stays the only one writing the run's records.
-        """
-        with self._relaying_inline() as box:
-            return self.timed_calls().run_inline(box, node, action, call, self.timeouts[node.index])
-
-    @contextlib.contextmanager
-    def _relaying_inline(self) -> Iterator[Completions]:
-        """A queue this thread waits on for an inline call, taking its progress meanwhile.
-
-        The progress the call reports on another thread comes through the queue,
-        so the listeners hear it in this thread; the relay set before is put back
-        when the call is done.
-        """
-        from flowkit.engines._completions import Completions
-
-        box = Completions()
-        outer = self._relay
-        self.relay_progress(box)
-        try:
-            yield box
-        finally:
-            self.relay_progress(outer)
-
     def _call_inline(self, node: Node, action: int, call: Call) -> tuple[bool, Any]:
         """:func:`call_outcome` for the serial engine, which listeners or a store watch.
 
         A coroutine runs on the shared loop thread, and this thread waits for it
-        taking the progress the task reports there through a queue, as
-        :meth:`_run_timed_inline` does: the listeners hear it in the engine's
-        thread, as they hear a plain task's, and the records have one writer.
+        taking the progress the task reports there through a queue, as for a
+        timed call: the listeners hear it in the engine's thread, as they hear a
+        plain task's, and the records have one writer.
         """
         return call_outcome(call, awaited=functools.partial(self._await_inline, node, action))
 
     def _await_inline(self, node: Node, action: int, coro: Coroutine[Any, Any, Any]) -> Any:
         """Run ``coro`` on the shared loop thread; return (or raise) its outcome, relaying its progress."""
-        from flowkit._utils.asyncio_bridge import result_of
+        from flowkit.engines import _inline_waits  # loaded with the first coroutine (first-load cost)
 
-        with self._relaying_inline() as box:
-            box.started()
-            future = _shared_bridge().submit(coro)
-            future.add_done_callback(lambda _ended: box.put(node, action, True, None))
-            try:
-                box.take(None)
-            except BaseException:  # an interrupt (Ctrl-C) ends the run: the coroutine too
-                future.cancel()
-                raise
-        return result_of(future)
+        return _inline_waits.await_inline(self, node, action, coro)
 
     def timed_calls(self) -> Watchdog:
         """The current run's timed calls, made when the first timed call starts.
@@ -385,48 +350,11 @@ class Runtime:
             if key is not None:
                 self.keys[node.index] = key  # the limiter reads this same dict
 
-    def _next_limited(self) -> tuple[Node, int] | None:
-        """The scheduler's next item that may run now under the concurrency limits.
-
-        An item whose key is full goes back to the scheduler (still PENDING) and
-        waits in the limiter; once slots free, waiting items are offered to the
-        scheduler again, which hands them out only if they are still ready.
-        """
-        scheduler, limiter = self.scheduler, self.limiter
-        assert limiter is not None
-        while True:
-            item = scheduler.next_item()
-            if item is None:
-                back = limiter.reoffer()
-                if not back:
-                    return None
-                for node, action in back:
-                    scheduler.offer(node, action)
-                continue
-            if limiter.admit(*item):
-                return item
-            scheduler.give_back(item[0])
-
-    def _has_ready_limited(self) -> bool:
-        assert self.limiter is not None
-        return self.scheduler.has_ready() or self.limiter.has_reoffer()
-
     def reset_all(self) -> None:
         """Put every atom back to PENDING with the intention to execute (engine.reset())."""
-        state = self.state
-        self._durable = state.durable
-        with state.batch():  # one write for them all, unless a listener hears each (then each first)
-            for node in self.compilation.atoms:
-                record = self.records[node.index] = state.records[node.name]
-                if record.state != st.PENDING:
-                    if node.kind != RETRY:
-                        record.progress = 0.0
-                    # As record(): the state first, then the intention, as TaskFlow.
-                    self._transition(node, st.PENDING)
-                record.intention = st.EXECUTE
-                if self._durable:
-                    state.changed(record)
-            state.history.clear()
+        from flowkit.engines import _resetting  # loaded on the first reset (first-load cost)
+
+        _resetting.reset_all(self)
 
     def finish(self, best_effort: bool = False) -> None:
         """End a run: stop relaying progress, write what is pending, release storage.
@@ -503,7 +431,9 @@ class Runtime:
             if self._durable:
                 self.state.flush()
             if action != sch.REVERT and node.index in self.timeouts:
-                return self._run_timed_inline(node, action, call)
+                from flowkit.engines import _inline_waits  # the first timed call loads it (first-load cost)
+
+                return _inline_waits.run_timed_inline(self, node, action, call)
             return self._call_inline(node, action, call)
         index = node.index
         record = self.records[index]
@@ -545,25 +475,9 @@ class Runtime:
             self.complete(node, action, False, Failure())
             return None
         guard = self.guards.get(node.index) if self.guards else None
-        return call if guard is None else self._guarded(guard, node, action, call)
-
-    def _guarded(self, guard: Any, node: Node, action: int, call: Call) -> Call | None:
-        """Let a guard answer from the cache instead of calling (see flowkit._guards)."""
-        if action == sch.REVERT:
-            if not guard.hit:
-                guard.on_revert()  # its revert undoes the call: its entry goes
-                return call
-            value: Any = None  # revert only what this run executed
-        else:
-            try:
-                hit, value = guard.on_begin(call.kwargs["kwargs"], functools.partial(self.source_of, node))
-            except Exception:
-                self.complete(node, action, False, Failure())
-                return None
-            if not hit:
-                return call
-        self.complete(node, action, True, value)
-        return None
+        if guard is None:
+            return call
+        return self._guarding().guarded(guard, node, action, call)
 
     # -- starting work ------------------------------------------------------------
 
@@ -576,14 +490,10 @@ class Runtime:
         if action == sch.EXECUTE:
             return self._begin_execute(node)
         if action == sch.REVERT:
-            return self._begin_revert(node)
-        self._transition(node, st.RETRYING)
-        with self.notices_held():  # the scope's reset is whole before a listener hears of it
-            if self.loops is not None and self.loops.present:
-                # First, so the atoms going back to PENDING are told their new iteration.
-                self.loops.restart_scope(node, self.scheduler.scope_of(node))
-            self.scheduler.retry_restarted(node)
-        return self._begin_execute(node)
+            return self._reverting().begin(node)
+        from flowkit.engines import _retrying  # loaded on the first retry (first-load cost)
+
+        return _retrying.begin_again(self, node)
 
     def _begin_execute(self, node: Node) -> Call:
         record = self.records[node.index]
@@ -604,26 +514,6 @@ class Runtime:
         if self.trace_sources:
             return self._traced(node.name, _run_execute, atom, kwargs)
         return Call(_run_execute, {"atom": atom, "kwargs": kwargs})
-
-    def _begin_revert(self, node: Node) -> Call:
-        record = self.records[node.index]
-        assert record is not None
-        if node.kind != RETRY:
-            record.progress = 0.0  # as TaskFlow: a revert starts over from 0.0 (1.0 once reverted)
-        self._transition(node, st.REVERTING)
-        kwargs = self._fetch(node, node.revert_args, record)
-        # A copy per call (a revert may keep or change it), made from the failures
-        # this run tracks rather than by scanning every record: reverting n atoms
-        # must not cost n * n.
-        kwargs["flow_failures"] = dict(self._failures)
-        atom = node.atom
-        if node.kind == RETRY:
-            kwargs["history"] = self.storage.get_retry_history(node.name)
-            return Call(atom.revert, kwargs)  # type: ignore[union-attr]
-        kwargs["result"] = record.failure if record.failure is not None else record.result
-        if self.trace_sources:
-            return self._traced(node.name, _run_revert, atom, kwargs)
-        return Call(_run_revert, {"atom": atom, "kwargs": kwargs})
 
     def _traced(
         self, name: str, run: Callable[[Any, dict[str, Any]], Any], atom: Any, kwargs: dict[str, Any]
@@ -650,15 +540,7 @@ class Runtime:
         The result cache asks it, to key an argument by its provider's key only
         when that provider's result is what the atom gets.
         """
-        record = self.records[node.index]
-        symbol = plan.symbol
-        injected = record.injected if record is not None else None
-        if (injected is not None and symbol in injected) or symbol in self.state.store:
-            return -1
-        provider = plan.provider
-        if provider < 0 or not self._has_no_result(provider):
-            return provider
-        return self.compilation.resolve(node, symbol, self._has_no_result)
+        return self._guarding().source_of(node, plan)
 
     def _fetch(self, node: Node, plans: tuple[ArgPlan, ...], record: AtomRecord) -> dict[str, Any]:
         # The order of sources :meth:`source_of` also follows (inline here: the hot path).
@@ -709,7 +591,7 @@ class Runtime:
             # atom) may need the slot the call held.
             self.limiter.release(node)
         if action == sch.REVERT:
-            self._complete_revert(node, ok, value)
+            self._reverting().complete(node, ok, value)
         else:
             self._complete_execute(node, ok, value)
 
@@ -720,7 +602,9 @@ class Runtime:
         guard = self.guards.get(node.index) if self.guards else None
         if ok and type(value) in _CONTROL:
             spawning = _CONTROL[type(value)] == _steering.Steer.SPAWN
-            outcome = self._steer(node, value)
+            from flowkit.engines import _steer  # loaded with the first spawn or loop (first-load cost)
+
+            outcome = _steer.steer(self, node, value)
             if outcome is None:
                 return
             ok, value = outcome
@@ -769,31 +653,6 @@ class Runtime:
         if self.scheduler.halted and self._never_resolve:
             self.retained.append(value)
 
-    def _steer(self, node: Node, value: Any) -> tuple[bool, Any] | None:
-        """Act on a spawned sub-flow or a loop's answer; the outcome to store (None: handled)."""
-        if _CONTROL[type(value)] == _steering.Steer.LOOP:
-            scope = node.scope
-            if type(scope.flow) in _steering.LOOPS and scope.children[-1] == node.index:
-                self.scan_loops(scope)  # found at compile time or splice: made already
-                assert self.loops is not None
-                return self.loops.verdict(node, value)
-            return True, value  # not a loop's until: an ordinary value
-        if node.kind == RETRY:
-            error = exc.InvalidFlowItem(
-                f"retry '{node.name}' returned dynamic.subflow(); only tasks may spawn sub-flows", item=value
-            )
-            return False, Failure.from_exception(error)
-        if self.scheduler.reverting(node.index):
-            return True, None  # the flow is being reverted: nothing spawned would run
-        try:
-            self.spawns.spawn(node, value)
-        except Exception:
-            return False, Failure()
-        if self._durable and not self.state.flow_meta.get(SPAWNED_FLOW_KEY):
-            self.state.flow_meta[SPAWNED_FLOW_KEY] = True
-            self.state.changed(None)
-        return True, None
-
     @property
     def spawns(self) -> Any:
         """The spliced sub-flows (made on first use: static flows never import it)."""
@@ -806,35 +665,6 @@ class Runtime:
     def spawns_spawner_of(self, root: FlowScope) -> int:
         """The spawner of a spawned sub-flow's root scope, or -1."""
         return -1 if self._spawns is None else self._spawns.spawner_of(root)
-
-    def _complete_revert(self, node: Node, ok: bool, value: Any) -> None:
-        record = self.records[node.index]
-        assert record is not None
-        encoded = None
-        if ok and self._durable:
-            try:
-                encoded = self.check_storable(node, "revert result", value)
-            except exc.InvalidFormat as err:
-                ok, value = False, Failure.from_exception(err)
-        if ok:
-            record.revert_result, record.revert_failure = value, None
-            if encoded is not None:
-                self.state.remember_encoded(node.name, "revert_results", value, encoded)
-            if node.kind == RETRY:
-                self.state.history.pop(node.name, None)
-            else:
-                record.progress = 1.0
-            self._transition(node, st.REVERTED, value)
-            self.scheduler.reverted(node, True)
-            return
-        # As TaskFlow, a failed revert keeps only its failure: the execute result the
-        # revert could not undo is dropped (the flow halts; a reset starts it afresh).
-        record.revert_failure, record.revert_result = value, None
-        if node.kind != RETRY:
-            record.result = None
-        self._transition(node, st.REVERT_FAILURE, value)
-        self.retained.append(value)
-        self.scheduler.reverted(node, False)
 
     def _transition(self, node: Node, state: str, result: Any = sch) -> None:
         record = self.records[node.index]
@@ -874,8 +704,7 @@ class Runtime:
                     self.state.flush()
                 self.notifier.notify(state, details)
 
-    @contextlib.contextmanager
-    def notices_held(self) -> Iterator[None]:
+    def notices_held(self) -> AbstractContextManager[None]:
         """Send the state changes made in the block only once it has made them all.
 
         A listener may raise (a ``KeyboardInterrupt`` stands for a crash) and
@@ -886,19 +715,9 @@ class Runtime:
         order and their details as of each change. If the block raises, they
         are dropped with it.
         """
-        if self._held is not None:
-            yield  # nested: the outer block sends them
-            return
-        held: list[tuple[str, dict[str, Any]]] = []
-        self._held = held
-        try:
-            yield
-        finally:
-            self._held = None
-        if held and self._durable and self.notifier.has_user_listeners:
-            self.state.flush()  # stored whole before the first of them is heard
-        for state, details in held:
-            self.notifier.notify(state, details)
+        from flowkit.engines import _held_notices  # loaded by the first retry or loop (first-load cost)
+
+        return _held_notices.notices_held(self)
 
     def relay_progress(self, completions: Completions | None) -> None:
         """Send progress reported from other threads through ``completions`` (None: stop).
@@ -918,12 +737,9 @@ class Runtime:
 
     def _apply_report(self, report: ProgressReport) -> None:
         """Record a progress report taken from the completion queue (engine thread)."""
-        self._apply_progress(report.name, report.progress, report.details)
+        from flowkit.engines import _progress_reports  # loaded with the first report (first-load cost)
 
-    def _apply_progress(self, atom_name: str, progress: float, details: dict[str, Any] | None) -> None:
-        record = self.state.records.get(atom_name)
-        if record is not None and record.state in _CALL_STATES:
-            self._progress(atom_name, progress, details)
+        _progress_reports.apply_report(self, report)
 
     def progress_by_name(
         self, atom_name: str, progress: float, details: dict[str, Any] | None = None
@@ -932,26 +748,15 @@ class Runtime:
 
         A report that arrives after its atom's call ended is stale and dropped.
         """
-        relay = self._relay
-        if relay is not None and _thread.get_ident() != self._engine_thread:
-            relay.put_progress(atom_name, progress, details)
-        else:
-            self._apply_progress(atom_name, progress, details)
+        from flowkit.engines import _progress_reports  # loaded with the first report (first-load cost)
 
-    def _progress_watched(self, atom: Any) -> bool:
-        """Tell whether anyone would see a progress event (the task's or the engine's listeners)."""
-        if self.notifier.has_listeners:
-            return True
-        own = atom._own_notifier
-        return own is not None and bool(own.has_listeners)
+        _progress_reports.progress_by_name(self, atom_name, progress, details)
 
     def _on_progress(self, atom: Any, progress: float, details: dict[str, Any] | None = None) -> None:
         """Called (from any thread) when a running task reports progress."""
-        relay = self._relay
-        if relay is not None and _thread.get_ident() != self._engine_thread:
-            relay.put_progress(atom.name, progress, details)
-        else:
-            self._progress(atom.name, progress, details)
+        from flowkit.engines import _progress_reports  # loaded with the first report (first-load cost)
+
+        _progress_reports.on_progress(self, atom, progress, details)
 
     def _announce_progress(self, name: str, atom: Any, progress: float) -> None:
         """Tell listeners of the 0.0 and 1.0 the engine itself reports (already recorded).
@@ -963,11 +768,6 @@ class Runtime:
         if own is not None and own.has_listeners:
             own.tell_listeners(EVENT_UPDATE_PROGRESS, {"progress": progress})
         self._notify_progress(name, progress, None)
-
-    def _progress(self, name: str, progress: float, details: dict[str, Any] | None) -> None:
-        # A report without details erases the last ones, as in TaskFlow.
-        self.storage.set_task_progress(name, progress, details or {})
-        self._notify_progress(name, progress, details)
 
     def _notify_progress(self, name: str, progress: float, details: dict[str, Any] | None) -> None:
         if self.notifier.has_listeners:
@@ -997,8 +797,8 @@ class Runtime:
         if intention in _REVERT_INTENTIONS and self.scheduler.resolution is not None:
             self._causes[node.name] = self.scheduler.resolution
         if state is not None:
-            if state == st.IGNORE and self._deciding is not None:
-                self._ignored[node.name] = self._deciding
+            if state == st.IGNORE and self._skipping is not None:
+                self._ignored[node.name] = self._skipping
             if node.kind != RETRY:
                 record.progress = 0.0  # a reset (PENDING) or a skip (IGNORE) starts over, as in TaskFlow
             # The state first, then the intention, as TaskFlow does: a listener told
@@ -1013,48 +813,16 @@ class Runtime:
 
     def cause_of(self, name: str) -> RevertCause | None:
         """The failure resolution behind ``name``'s latest revert or reset in this run, if any."""
-        resolution = self._causes.get(name)
-        if resolution is None:
-            return None
-        failed = self.records[resolution.failed.index]
-        return RevertCause(
-            failed=resolution.failed.name,
-            failure=None if failed is None else failed.failure,
-            decision=None if resolution.decision is None else str(resolution.decision),
-            retry=None if resolution.retry is None else resolution.retry.name,
-        )
+        if not self._causes:
+            return None  # no failure was resolved: no need to load the module
+        return self._reverting().cause_of(name)
 
     def ignore_cause_of(self, name: str) -> IgnoreCause | None:
         """The link decision that skipped ``name`` (IGNORE) in this engine's runs, if any."""
         return self._ignored.get(name) if self._ignored else None
 
     def decide(self, node: Node) -> Depth | None:
-        history: dict[str, Any] = {}
-        nodes = self.compilation.nodes
-        for edge in node.deciders:
-            record = self.records[edge.source]
-            if record is not None and record.state != st.IGNORE:
-                history[nodes[edge.source].name] = record.failure or record.result
-        nays: list[tuple[Depth, str]] = []
-        for edge in node.deciders:
-            source = nodes[edge.source]
-            if source.atom is not None and source.name not in history:
-                continue  # an ignored atom has no say
-            if not edge.decider(history=history):
-                nays.append((edge.depth, _user_name(source)))
-        if not nays:
-            self._deciding = None
-            return None
-        from flowkit.deciders import Depth  # only flows with deciders get here
-
-        order = (Depth.ALL, Depth.FLOW, Depth.NEIGHBORS, Depth.ATOM)
-        depth = min((d for d, _ in nays), key=order.index)
-        # Kept for the IGNOREs the scheduler records next: the event log says which
-        # link skipped each atom (the widest depth's, which is the one applied).
-        self._deciding = IgnoreCause(
-            sources=tuple(name for d, name in nays if d == depth), target=_user_name(node), depth=str(depth)
-        )
-        return depth
+        return self._deciding().decide(node)
 
     def joined(self, spawner: Node) -> None:
         record = self.records[spawner.index]
@@ -1064,22 +832,35 @@ class Runtime:
             self.state.changed(record)
 
     def ask_retry(self, retry: Node, failed: Node, origin: Node) -> Decision:
-        origin_record = self.records[origin.index]
-        assert origin_record is not None and origin_record.failure is not None
-        self.storage.save_retry_failure(retry.name, failed.name, origin_record.failure)
-        record = self.records[retry.index]
-        assert record is not None
-        kwargs = self._fetch(retry, retry.exec_args, record)
-        kwargs["history"] = self.storage.get_retry_history(retry.name)
-        answer = retry.atom.on_failure(**kwargs)  # type: ignore[union-attr]
-        try:
-            return Decision(answer)
-        except ValueError as err:
-            # TaskFlow's words first (log scrapers match them), then whose answer it was.
-            raise ValueError(
-                f"Unknown atom failure resolution action/strategy {answer!r} (the on_failure of retry "
-                f"{retry.name!r} returned it; a retry decides {[str(d) for d in Decision]})"
-            ) from err
+        from flowkit.engines import _retrying  # loaded on the first retry (first-load cost)
+
+        return _retrying.ask_retry(self, retry, failed, origin)
+
+    # -- parts made on first use (their modules too: the first load's cost) ------------
+
+    def _reverting(self) -> Reverting:
+        """The revert half, made on the first revert."""
+        if self._reverter is None:
+            from flowkit.engines._reverting import Reverting
+
+            self._reverter = Reverting(self)
+        return self._reverter
+
+    def _deciding(self) -> Deciding:
+        """The link decisions, made on the first decision."""
+        if self._decider is None:
+            from flowkit.engines._deciding import Deciding
+
+            self._decider = Deciding(self)
+        return self._decider
+
+    def _guarding(self) -> Guarding:
+        """The guarded calls, made on the first guarded call."""
+        if self._guarder is None:
+            from flowkit.engines._guarding import Guarding
+
+            self._guarder = Guarding(self)
+        return self._guarder
 
 
 class _NotStarted:
@@ -1100,8 +881,6 @@ def _nothing_ready() -> tuple[Node, int] | None:
     return None
 
 
-#: States in which an atom's call is out, so a progress report about it is current.
-_CALL_STATES = frozenset({st.RUNNING, st.REVERTING})
 #: Intentions the scheduler gives the atoms a failure's resolution sends back.
 _REVERT_INTENTIONS = frozenset({st.REVERT, st.RETRY})
 
@@ -1121,15 +900,6 @@ class RevertCause(Record):
     failure: Failure | None
     decision: str | None
     retry: str | None
-
-
-def _user_name(node: Node) -> str:
-    """The name a user gave ``node``: its atom's, or for a nested flow's start or end, the flow's.
-
-    A link into or out of a flow ends on the compiler's barrier nodes
-    (``sub^start``, ``sub^end``), which no user wrote.
-    """
-    return node.name if node.atom is not None else node.scope.name
 
 
 class IgnoreCause(Record):
@@ -1186,41 +956,11 @@ def raised_cancel(error: BaseException) -> bool:
     return asyncio is not None and isinstance(error, asyncio.CancelledError)
 
 
-# The process-wide loop threads for coroutines met by the synchronous engines: the
-# first for coroutines called from outside any of them, the next for those of a
-# flow a coroutine runs itself, and so on.
-_BRIDGES: list[EventLoopThread] = []
-_BRIDGE_LOCK = _thread.allocate_lock()
-
-
 def _shared_bridge() -> EventLoopThread:
-    """The loop thread for a coroutine of the synchronous engines, one per nesting level.
+    """The loop thread for a coroutine of the synchronous engines, one per nesting level."""
+    from flowkit.engines import _bridges  # loaded with the first coroutine (first-load cost)
 
-    A coroutine that runs a flow of its own blocks its loop's thread until that
-    flow ends: handing the flow's coroutines to the same loop waited forever.
-    """
-    from flowkit._utils.asyncio_bridge import NESTING, EventLoopThread  # only coroutines need it
-
-    depth = NESTING.get()
-    with _BRIDGE_LOCK:
-        while len(_BRIDGES) <= depth:
-            _BRIDGES.append(EventLoopThread())
-        return _BRIDGES[depth]
-
-
-def _forget_bridges() -> None:
-    """In a forked child: the loop threads stayed in the parent, so drop their bridges.
-
-    An ``async def`` task run in the child (a process pool forked after the parent
-    ran one) would otherwise be handed to a loop no thread runs, and wait forever.
-    """
-    global _BRIDGE_LOCK  # noqa: PLW0603 - a lock another thread held at the fork stays held in the child
-    _BRIDGES.clear()
-    _BRIDGE_LOCK = _thread.allocate_lock()
-
-
-if hasattr(os, "register_at_fork"):  # not on Windows
-    os.register_at_fork(after_in_child=_forget_bridges)
+    return _bridges.shared_bridge()
 
 
 def _check_unpacks(node: Node, atom: Any, result: Any) -> None:
@@ -1231,12 +971,6 @@ def _check_unpacks(node: Node, atom: Any, result: Any) -> None:
         try:
             result[key]
         except (IndexError, KeyError, TypeError) as err:
-            from flowkit._utils.reprs import short_repr  # the failure path only (start-up time)
+            from flowkit.engines import _result_errors  # the failure path only (first-load cost)
 
-            how = f"item {key}" if isinstance(key, int) else f"key {key!r}"
-            raise exc.ResultUnpackError(
-                f"atom '{node.name}' returned {type(result).__name__} {short_repr(result)}, which has no "
-                f"{how} for provided name '{name}' (provides={list(atom.save_as)})",
-                atom=node.name,
-                provides=list(atom.save_as),
-            ) from err
+            raise _result_errors.unpack_error(node, atom, result, name, key) from err

@@ -27,7 +27,7 @@ answers by making the transition on that same record.
 Only what a successful run uses is here. The rest of the scheduler's work is in
 modules imported on first use (a successful run never needs them, and each is
 bytecode a fresh process would otherwise load: the first-load cost,
-``doc/benchmarks.rst``): :mod:`~flowkit.engines._reverting` (resolving a failure
+``doc/benchmarks.rst``): :mod:`~flowkit.engines._resolving` (resolving a failure
 into a revert set, a retry's scope), :mod:`~flowkit.engines._skipping` (what a decider
 skips), :mod:`~flowkit.engines._growing` (sub-flows spliced in, loop iterations)
 and :mod:`~flowkit.engines._suspending` (what a suspended run left).
@@ -47,7 +47,7 @@ from flowkit.engines._compiler import FLOW_START, RETRY, Compilation, Node
 if TYPE_CHECKING:
     from flowkit.deciders import Depth  # an enum class: imported where deciders run
     from flowkit.engines._protocols import Hooks
-    from flowkit.engines._reverting import Resolution as Resolution  # noqa: PLC0414  # named sch.Resolution by the runtime
+    from flowkit.engines._resolving import Resolution as Resolution  # noqa: PLC0414  # named sch.Resolution by the runtime
 
 __all__ = ["EXECUTE", "RETRY_AGAIN", "REVERT", "Hooks", "Mark", "Scheduler"]
 
@@ -375,9 +375,9 @@ class Scheduler:
         Called by the driver when it acts on a ``RETRY_AGAIN`` item, after it moved
         the retry to RETRYING and before it executes the retry again.
         """
-        from flowkit.engines import _reverting  # loaded by the first failure (first-load cost)
+        from flowkit.engines import _resolving  # loaded by the first failure (first-load cost)
 
-        return _reverting.retry_restarted(self, retry)
+        return _resolving.retry_restarted(self, retry)
 
     # -- a graph that changes while it runs (dynamic sub-flows, loops) ---------
 
@@ -555,15 +555,15 @@ class Scheduler:
 
     def _resolve(self, failed: Node) -> None:
         """Apply the failure resolution strategy for ``failed`` (TaskFlow's rules)."""
-        from flowkit.engines import _reverting  # loaded by the first failure (first-load cost)
+        from flowkit.engines import _resolving  # loaded by the first failure (first-load cost)
 
-        _reverting.resolve(self, failed)
+        _resolving.resolve(self, failed)
 
     def _settle(self, index: int) -> None:
         """Act on a revert-set node whose successors are all cleared."""
-        from flowkit.engines import _reverting  # loaded by the first failure (first-load cost)
+        from flowkit.engines import _resolving  # loaded by the first failure (first-load cost)
 
-        _reverting.settle(self, index)
+        _resolving.settle(self, index)
 
     def _clear(self, index: int) -> None:
         stack = [index]

@@ -108,7 +108,7 @@ NOT_IN_ONE_TASK_RUN = (
     # The engine's code a successful run never calls, imported on first use (the
     # first-load cost, doc/benchmarks.rst; FIRST_USE below shows each one's use):
     "flowkit.engines._protocols",  # Hooks and Driver: for type checkers only
-    "flowkit.engines._reverting",  # a failure's resolution, reverts, a retry's scope
+    "flowkit.engines._resolving",  # a failure's resolution into reverts, a retry's scope
     "flowkit.engines._skipping",  # what a decider that says no skips
     "flowkit.engines._growing",  # dynamic sub-flows spliced in, loop iterations
     "flowkit.engines._suspending",  # what a suspended run left
@@ -121,6 +121,21 @@ NOT_IN_ONE_TASK_RUN = (
     "flowkit._utils.asyncio_bridge",
     # Engine options given as bools (the defaults) are read without the text switch reader.
     "flowkit._utils.switches",
+    # The runtime's code for what a successful run never does, imported with the feature
+    # (tests/unit/engines/test_cold_modules.py runs each one):
+    "flowkit.engines._reverting",  # reverting
+    "flowkit.engines._retrying",  # asking a retry, restarting its scope
+    "flowkit.engines._held_notices",  # a retry's or loop's reset of many atoms at once
+    "flowkit.engines._deciding",  # link deciders
+    "flowkit.engines._resetting",  # engine.reset()
+    "flowkit.engines._progress_reports",  # a task's update_progress
+    "flowkit.engines._bridges",  # coroutines' loop threads
+    "flowkit.engines._inline_waits",  # the serial engine's coroutine or timed call, waited for
+    "flowkit.engines._guarding",  # type validation and the result cache
+    "flowkit.engines._steer",  # spawned sub-flows and loops' answers
+    "flowkit.engines._limits",  # concurrency limits
+    "flowkit.engines._raised_calls",  # a call that raised on a pool or loop thread
+    "flowkit.engines._result_errors",  # a result without a name its atom provides
 )
 
 # ``import flowkit.engines`` defers the engine's own modules to the first ``load``.
@@ -343,11 +358,11 @@ def report(engine, module, *names):
 
 FIRST_USE = {
     # A failure under a retry: the scope is reverted and run again.
-    "flowkit.engines._reverting": """
+    "flowkit.engines._resolving": """
 flow = linear_flow.Flow("f", retry=retry.Times(2, "r")).add(Add("a", provides="y"), Boom("b"))
 engine = engines.load(flow, store={"x": 1})
 engine.run()
-report(engine, "flowkit.engines._reverting", "r", "a", "b")
+report(engine, "flowkit.engines._resolving", "r", "a", "b")
 """,
     # A link's decider says no: the atom behind it is ignored.
     "flowkit.engines._skipping": """
@@ -388,7 +403,7 @@ report(engine, "flowkit.engines._executor_driver", "a")
 }
 
 FIRST_USE_STATES = {
-    "flowkit.engines._reverting": {"r": "SUCCESS", "a": "SUCCESS", "b": "SUCCESS"},
+    "flowkit.engines._resolving": {"r": "SUCCESS", "a": "SUCCESS", "b": "SUCCESS"},
     "flowkit.engines._skipping": {"a": "SUCCESS", "b": "IGNORE"},
     "flowkit.engines._suspending": {"a": "SUCCESS", "b": "PENDING"},
     "flowkit.engines._validating": {"a": "SUCCESS"},
@@ -405,5 +420,5 @@ def test_a_run_that_needs_a_module_left_out_imports_it_and_works(module: str) ->
     )
     found = json.loads(out.stdout.splitlines()[-1])
     assert found == {"loaded": True, "states": FIRST_USE_STATES[module]}
-    if module == "flowkit.engines._reverting":
+    if module == "flowkit.engines._resolving":
         assert "reverted b" in out.stdout  # the failed atom was undone before the retry ran it again

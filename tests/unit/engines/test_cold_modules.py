@@ -1,0 +1,231 @@
+"""The runtime's code for features a successful run never uses is imported with the feature.
+
+Reverting, retrying, deciders, resets, progress reports, coroutines, time
+limits, guards, loops and spawns, concurrency limits, calls that raise on a
+pool and results that do not unpack live in modules of their own, imported on
+first use (the first load's cost: doc/benchmarks.rst);
+``tests/unit/test_startup_imports.py`` checks that a plain run imports none of
+them. Here each feature runs in a fresh interpreter, where nothing has imported
+its module yet: the module is not loaded before the feature's run, is loaded
+after it, and the run does what it did when the code lived in the runtime.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from ._fresh_python import run_python
+
+PRELUDE = """
+import sys
+from flowkit import engines, exceptions, retry, task
+from flowkit.patterns import graph_flow, linear_flow, loop_flow, unordered_flow
+
+class Quick(task.Task):
+    def execute(self):
+        return 1
+
+class Boom(task.Task):
+    def execute(self):
+        raise RuntimeError("boom")
+"""
+
+#: feature -> (the modules its run imports, the set-up, the run and its checks).
+CASES: dict[str, tuple[tuple[str, ...], str, str]] = {
+    "revert": (
+        ("_reverting",),
+        """
+undone = []
+class Undo(Quick):
+    def revert(self, **kwargs):
+        undone.append(self.name)
+engine = engines.load(linear_flow.Flow("f").add(Undo("a"), Boom("b")))
+""",
+        """
+try:
+    engine.run()
+except RuntimeError as err:
+    assert str(err) == "boom", err
+else:
+    raise AssertionError("the run did not fail")
+assert undone == ["a"], undone
+assert engine.storage.get_atom_state("a") == "REVERTED"
+assert engine.revert_cause("a").failed == "b"
+""",
+    ),
+    "retry": (
+        ("_retrying", "_held_notices"),
+        """
+calls = []
+class Flaky(task.Task):
+    def execute(self):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("once")
+        return len(calls)
+engine = engines.load(linear_flow.Flow("f", retry=retry.Times(3)).add(Flaky("t", provides="x")))
+""",
+        """
+engine.run()
+assert engine.storage.fetch("x") == 2
+""",
+    ),
+    "decider": (
+        ("_deciding",),
+        """
+first, second = Quick("a", provides="x"), Quick("b")
+flow = graph_flow.Flow("g").add(first, second)
+flow.link(first, second, decider=lambda history: False)
+engine = engines.load(flow)
+""",
+        """
+engine.run()
+assert engine.storage.get_atom_state("b") == "IGNORE"
+assert engine.ignore_cause("b").sources == ("a",)
+""",
+    ),
+    "reset": (
+        ("_resetting",),
+        """
+engine = engines.load(linear_flow.Flow("f").add(Quick("q", provides="x")))
+engine.run()
+""",
+        """
+engine.reset()
+assert engine.storage.get_atom_state("q") == "PENDING"
+engine.run()
+assert engine.storage.fetch("x") == 1
+""",
+    ),
+    "progress": (
+        ("_progress_reports",),
+        """
+class Reports(task.Task):
+    def execute(self):
+        self.update_progress(0.5)
+seen = []
+engine = engines.load(linear_flow.Flow("f").add(Reports("r")))
+engine.atom_notifier.register("update_progress", lambda _event, details: seen.append(details["progress"]))
+""",
+        """
+engine.run()
+assert seen == [0.0, 0.5, 1.0], seen
+""",
+    ),
+    "coroutine": (
+        ("_bridges",),
+        """
+class Coro(task.Task):
+    async def execute(self):
+        return 2
+engine = engines.load(linear_flow.Flow("f").add(Coro("c", provides="x")))
+""",
+        """
+engine.run()
+assert engine.storage.fetch("x") == 2
+""",
+    ),
+    "time limit": (
+        ("_inline_waits",),
+        """
+engine = engines.load(linear_flow.Flow("f").add(Quick("q", provides="x", timeout=30)))
+""",
+        """
+engine.run()
+assert engine.storage.fetch("x") == 1
+assert "flowkit.engines._bridges" not in sys.modules  # a timed call needs no event loop
+""",
+    ),
+    "type guard": (
+        ("_guarding",),
+        """
+class Typed(task.Task):
+    def execute(self) -> int:
+        return "not a number"
+engine = engines.load(linear_flow.Flow("f").add(Typed("t", provides="x")), validate_types=True)
+""",
+        """
+try:
+    engine.run()
+except exceptions.InvalidResult as err:
+    assert err.atom == "t", err
+else:
+    raise AssertionError("the wrong type passed")
+""",
+    ),
+    "loop": (
+        ("_steer", "_held_notices"),
+        """
+counted = []
+class Count(task.Task):
+    def execute(self):
+        counted.append(1)
+        return len(counted)
+flow = loop_flow.Flow("loop", Count("c", provides="n"), until=lambda n: n >= 3, max_iterations=5)
+engine = engines.load(flow)
+""",
+        """
+engine.run()
+assert engine.storage.fetch("n") == 3
+""",
+    ),
+    "concurrency limit": (
+        ("_limits",),
+        """
+flow = unordered_flow.Flow("u").add(*(Quick(f"q{i}", concurrency_key="api") for i in range(4)))
+engine = engines.load(flow, engine="parallel", max_workers=4, concurrency_limits={"api": 1})
+""",
+        """
+engine.run()
+assert all(engine.storage.get_atom_state(f"q{i}") == "SUCCESS" for i in range(4))
+""",
+    ),
+    "raise on a pool": (
+        ("_raised_calls",),
+        """
+engine = engines.load(linear_flow.Flow("f").add(Boom("b")), engine="parallel")
+""",
+        """
+try:
+    engine.run()
+except RuntimeError as err:
+    assert str(err) == "boom", err
+else:
+    raise AssertionError("the run did not fail")
+""",
+    ),
+    "result that does not unpack": (
+        ("_result_errors",),
+        """
+engine = engines.load(linear_flow.Flow("f").add(Quick("p", provides=("a", "b"))))
+""",
+        """
+try:
+    engine.run()
+except exceptions.ResultUnpackError as err:
+    assert err.atom == "p", err
+    assert "has no item 0 for provided name 'a'" in str(err), err
+else:
+    raise AssertionError("the run did not fail")
+""",
+    ),
+}
+
+
+@pytest.mark.parametrize("feature", sorted(CASES))
+def test_a_feature_imports_its_module_on_first_use_and_works(feature: str) -> None:
+    modules, setup, run = CASES[feature]
+    names = [f"flowkit.engines.{module}" for module in modules]
+    code = (
+        f"{PRELUDE}\n{setup}\n"
+        f"names = {names!r}\n"
+        "early = [name for name in names if name in sys.modules]\n"
+        "assert not early, f'loaded before the feature ran: {early}'\n"
+        f"{run}\n"
+        "missing = [name for name in names if name not in sys.modules]\n"
+        "assert not missing, f'not loaded by the feature: {missing}'\n"
+        "print('ok')\n"
+    )
+    out = run_python(code)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
