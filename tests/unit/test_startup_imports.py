@@ -17,6 +17,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 AVOIDED = (
@@ -108,6 +110,9 @@ NOT_IN_ONE_TASK_RUN = (
     "flowkit._utils.asyncio_bridge",
     # Engine options given as bools (the defaults) are read without the text switch reader.
     "flowkit._utils.switches",
+    # The compiler's and the task options' code for what this flow does not use
+    # (imported on first use: each is run below by a flow that needs it).
+    "flowkit.engines._atom_options",  # an atom's timeout or concurrency key
 )
 
 # ``import flowkit.engines`` defers the engine's own modules to the first ``load``.
@@ -300,3 +305,39 @@ def test_the_command_line_parser_imports_none_of_the_costly_modules() -> None:
     loaded = set(json.loads(out.stdout))
     assert "flowkit.cli.run" in loaded  # the probe does build every subcommand's parser
     assert not loaded & set(NOT_FOR_CLI_PARSER), sorted(loaded & set(NOT_FOR_CLI_PARSER))
+
+
+# Each module the compiler imports on first use, and a flow that needs it: it is
+# imported then, and the flow still runs right (the other tests say when it is not).
+COLD_FEATURES = {
+    "flowkit.engines._atom_options": """
+flow = linear_flow.Flow("f").add(Add("a", provides="y", timeout=30))
+result = engines.run(flow, store={"x": 1})["y"]
+""",
+}
+
+COLD_FEATURE_RUN = """
+import json, sys
+from flowkit import engines, task
+from flowkit.patterns import graph_flow, linear_flow
+
+class Add(task.Task):
+    def execute(self, x):
+        return x + 1
+
+before = set(sys.modules)
+{feature}
+print(json.dumps({{"result": result, "loaded": sorted(set(sys.modules) - before)}}))
+"""
+
+
+@pytest.mark.parametrize("module", sorted(COLD_FEATURES))
+def test_a_flow_that_needs_the_compilers_code_for_a_feature_imports_it_and_runs(module: str) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    script = COLD_FEATURE_RUN.format(feature=COLD_FEATURES[module])
+    out = subprocess.run(
+        [sys.executable, "-S", "-c", script], check=True, capture_output=True, text=True, env=env
+    )
+    found = json.loads(out.stdout)
+    assert module in found["loaded"]
+    assert found["result"] == 2
