@@ -127,7 +127,9 @@ class Node:
         "succ",
     )
 
-    def __init__(self, index: int, kind: int, name: str, atom: Atom | None, scope: FlowScope) -> None:
+    def __init__(
+        self, index: int, kind: int, name: str, atom: Atom | None, scope: FlowScope, lists: bool = True
+    ) -> None:
         self.index = index
         self.kind = kind
         self.name = name
@@ -139,8 +141,12 @@ class Node:
         #: at hand, so that resolving a reader does not fetch the atom again).
         self.keyless = atom is None or type(atom.save_as) is _OneName
         # Lists while the graph is built, frozen to tuples after (lighter, and final).
-        self.succ: Sequence[int] = []
-        self.pred: Sequence[int] = []
+        # The builder makes an atom node without them (lists=False) and sets its
+        # final tuples when it wires it: most atoms get one edge in and one out,
+        # and two lists made, filled, copied and dropped per atom were a fifth of
+        # compiling an unordered flow.
+        self.succ: Sequence[int] = [] if lists else ()
+        self.pred: Sequence[int] = [] if lists else ()
         self.retry = -1
         self.pos = 0
         self.exec_args: tuple[ArgPlan, ...] = ()
@@ -448,7 +454,7 @@ class _Builder:
                 )
             elif kind >= 0:
                 index = len(nodes)
-                node = Node(index, kind, item.name, item, scope)
+                node = Node(index, kind, item.name, item, scope, False)
                 nodes.append(node)
                 node.retry = controlling
                 node.pos = pos
@@ -471,25 +477,33 @@ class _Builder:
             self.add_edge(entry, end.index)
         elif fixed == _LINEAR:
             scope.mode = _LINEAR
+            # Each child has one edge in and one out, set as its final tuple (an atom
+            # child has no lists; a nested flow's start and end have no edges yet).
+            last = len(entries) - 1
+            nodes[entry].succ.append(entries[0])  # type: ignore[attr-defined]
             before = entry
-            for pos in range(len(entries)):
-                after = entries[pos]
-                nodes[before].succ.append(after)  # type: ignore[attr-defined]
-                nodes[after].pred.append(before)  # type: ignore[attr-defined]
+            for pos in range(last):
+                nodes[entries[pos]].pred = (before,)
                 before = exits[pos]
-            self.add_edge(before, end.index)
+                nodes[before].succ = (entries[pos + 1],)
+            nodes[entries[last]].pred = (before,)
+            nodes[exits[last]].succ = (end.index,)
+            end.pred.append(exits[last])  # type: ignore[attr-defined]
         elif fixed == _UNORDERED:
             scope.mode = _UNORDERED
             # self.add_edge inlined, as for the linear flow: two calls per item saved.
             entry_succ = nodes[entry].succ
             end_index = end.index
             end_pred = end.pred
+            # Each child has one edge in and one out, set as its final tuple (see above).
+            from_entry = (entry,)
+            to_end = (end_index,)
             for pos in range(len(entries)):
                 after = entries[pos]
                 entry_succ.append(after)  # type: ignore[attr-defined]
-                nodes[after].pred.append(entry)  # type: ignore[attr-defined]
+                nodes[after].pred = from_entry
                 before = exits[pos]
-                nodes[before].succ.append(end_index)  # type: ignore[attr-defined]
+                nodes[before].succ = to_end
                 end_pred.append(before)  # type: ignore[attr-defined]
         else:
             self._wire_links(flow, scope, entry, entries, exits, ordered or [])
@@ -532,6 +546,13 @@ class _Builder:
             position = {id(item): pos for pos, item in enumerate(ordered)}
             groups = ((id(u), {id(v): meta}) for u, v, meta in flow.iter_links())
             decided = True
+        nodes = self.nodes
+        # Atom children were made without edge lists (see Node): these links are appended.
+        for pos in range(count):
+            node = nodes[entries[pos]]
+            if node.atom is not None:
+                node.succ = []
+                node.pred = []
         # Children are numbered in the order iter_nodes() gave: a dependency order
         # for a graph flow, so every link points forward. Then node creation order
         # stays topological, and a child's position is its rank (no sort needed).
@@ -539,7 +560,6 @@ class _Builder:
         # Whether the links make one chain through the children in order (so far).
         chain = True
         links = 0
-        nodes = self.nodes
         for u, outs in groups:
             if not outs:
                 continue
