@@ -336,7 +336,9 @@ def compile_flow(root: Any, *, strict: bool = False) -> Compilation:
         atoms.append(node)
         rebind, revert_rebind = atom.rebind, atom.revert_rebind
         # An atom of no arguments (a fan-out's leaves) needs no plan: spare the call.
-        exec_args = node.exec_args = plan(node, rebind, atom.optional) if rebind else ()
+        exec_args = node.exec_args = (
+            plan(node, rebind, atom.optional) if type(rebind) is _OnePair or rebind else ()
+        )
         if revert_rebind is rebind or (revert_rebind == rebind and atom.revert_optional == atom.optional):
             revert_args = node.revert_args = exec_args
         else:
@@ -875,11 +877,11 @@ class _Resolver:
         self._strict = strict
 
     def plan(self, node: Node, rebind: Mapping[str, str], optional: Iterable[str]) -> tuple[ArgPlan, ...]:
-        if not rebind:
+        # (type checks first: a one-pair mapping's len() is a Python call, twice per atom)
+        if type(rebind) is not _OnePair and not rebind:
             return ()
-        optional = optional if isinstance(optional, frozenset) else frozenset(optional)
-        nodes = self._nodes
-        find = self.find
+        if type(optional) is not frozenset:
+            optional = frozenset(optional)
         # The common cases, answered inline: an atom reading what its only provider
         # among its siblings gives, placed before it in a linear flow or linked
         # straight to it in a graph flow (what find() would conclude, four calls deep).
@@ -937,11 +939,11 @@ class _Resolver:
                         # An atom child: the index holds it because its save_as has the symbol.
                         provider = child
             if provider < 0:
-                provider = find(node, symbol)
+                provider = self.find(node, symbol)
             if provider < 0:
                 key = None
             else:
-                found = nodes[provider]
+                found = self._nodes[provider]
                 key = None if found.keyless else found.atom.save_as[symbol]  # type: ignore[union-attr]
             # tuple.__new__ spares the named tuple's own __new__ frame: one per argument.
             plans.append(_new_tuple(ArgPlan, (arg, symbol, provider, arg in optional, key)))
