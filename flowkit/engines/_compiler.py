@@ -835,7 +835,13 @@ def _index_providers(scope: FlowScope, nodes: list[Node]) -> None:
             # flowkit.atom._result_names does, inlined (calling it per atom took compiling
             # a linear flow of 100,000 atoms from 3.15 to 3.23 us an atom).
             if type(save_as) is _OneName:
-                child_provides = (save_as._name,)
+                symbol = save_as._name
+                if symbol not in providers:  # the usual: its first provider, indexed at once
+                    providers[symbol] = pos
+                    if nested:
+                        provides.add(symbol)
+                    continue
+                child_provides = (symbol,)
             else:
                 child_provides = save_as
                 if save_as:  # (an atom providing nothing is nobody's provider)
