@@ -34,6 +34,7 @@ and (strict) ambiguous providers.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -42,8 +43,8 @@ from flowkit import flow as flow_mod
 from flowkit._utils.class_caches import make_room
 from flowkit._utils.records import Record
 from flowkit.atom import Atom, _OneName, _OnePair
-from flowkit.patterns import linear_flow, unordered_flow
-from flowkit.retry import Retry, Times
+from flowkit.patterns import unordered_flow
+from flowkit.retry import Retry
 
 if TYPE_CHECKING:
     # Depth is an enum class, imported where deciders run; Decider is a protocol, for annotations.
@@ -126,7 +127,9 @@ class Node:
         "succ",
     )
 
-    def __init__(self, index: int, kind: int, name: str, atom: Atom | None, scope: FlowScope) -> None:
+    def __init__(
+        self, index: int, kind: int, name: str, atom: Atom | None, scope: FlowScope, lists: bool = True
+    ) -> None:
         self.index = index
         self.kind = kind
         self.name = name
@@ -138,8 +141,12 @@ class Node:
         #: at hand, so that resolving a reader does not fetch the atom again).
         self.keyless = atom is None or type(atom.save_as) is _OneName
         # Lists while the graph is built, frozen to tuples after (lighter, and final).
-        self.succ: Sequence[int] = []
-        self.pred: Sequence[int] = []
+        # The builder makes an atom node without them (lists=False) and sets its
+        # final tuples when it wires it: most atoms get one edge in and one out,
+        # and two lists made, filled, copied and dropped per atom were a fifth of
+        # compiling an unordered flow.
+        self.succ: Sequence[int] = [] if lists else ()
+        self.pred: Sequence[int] = [] if lists else ()
         self.retry = -1
         self.pos = 0
         self.exec_args: tuple[ArgPlan, ...] = ()
@@ -219,45 +226,10 @@ class FlowScope:
         return f"<FlowScope {self.name!r}>"
 
     def precedes(self, a: int, b: int) -> bool:
-        """Tell whether child ``a`` always finishes before child ``b`` starts.
+        """Tell whether child ``a`` always finishes before child ``b`` starts."""
+        from flowkit.engines import _graph_order  # graph flows' unlinked readers (first-load cost)
 
-        In a graph flow most providers are direct predecessors of their consumer
-        (adding an item links it from what it requires), which is answered at once.
-        Otherwise the ancestors of ``b`` are collected once and kept: a consumer
-        asking about many providers (a fan-in) pays for one walk, not one each.
-        A ``b`` linked from one child only asks about that child's ancestors
-        instead, so many consumers hanging off one item (the end of a chain)
-        share one walk rather than each making its own.
-        """
-        if self.mode == _LINEAR:
-            return a < b
-        if self.mode == _UNORDERED:
-            return False
-        direct = self.preds_of.get(b)
-        if not direct:
-            return False
-        if a in direct:
-            return True
-        rank = self.rank
-        if (a >= b) if rank is None else (rank[a] >= rank[b]):
-            return False
-        if len(direct) == 1:
-            (b,) = direct  # a is not it: a precedes b when it precedes b's only predecessor
-        ancestors = self.ancestors_of.get(b)
-        if ancestors is None:
-            ancestors = self.ancestors_of[b] = self._ancestors(b)
-        return a in ancestors
-
-    def _ancestors(self, b: int) -> frozenset[int]:
-        preds_of = self.preds_of
-        seen: set[int] = set()
-        stack = [b]
-        while stack:
-            for p in preds_of.get(stack.pop(), ()):
-                if p not in seen:
-                    seen.add(p)
-                    stack.append(p)
-        return frozenset(seen)
+        return _graph_order.precedes(self, a, b)
 
 
 class Compilation:
@@ -296,27 +268,9 @@ class Compilation:
         ``u -> v`` says ``v`` starts only after ``u``. Built on request (it needs
         the ``graph`` extra, networkx); the engine itself never uses it.
         """
-        from flowkit.types.graph import DiGraph
+        from flowkit.engines import _compilation_queries  # asked off the run (first-load cost)
 
-        graph = DiGraph()
-        nodes = self.nodes
-        for node in self.atoms:
-            graph.add_node(node.atom, kind="retry" if node.kind == RETRY else "task")
-        for node in self.atoms:
-            # Follow edges through the virtual flow nodes to the next atoms.
-            seen: set[int] = set()
-            stack = list(node.succ)
-            while stack:
-                index = stack.pop()
-                if index in seen:
-                    continue
-                seen.add(index)
-                target = nodes[index]
-                if target.atom is not None:
-                    graph.add_edge(node.atom, target.atom)
-                else:
-                    stack.extend(target.succ)
-        return graph
+        return _compilation_queries.execution_graph(self)
 
     def visible_provider(self, atom_name: str, symbol: str, has_result: Callable[[str], bool]) -> str | None:
         """The nearest atom visible to ``atom_name`` that holds ``symbol`` now, by name.
@@ -324,12 +278,9 @@ class Compilation:
         What ``storage.fetch_mapped_args(..., atom_name=...)`` reads (TaskFlow's
         scoping); None when no visible atom has it, or no atom has that name.
         """
-        node = next((n for n in self.atoms if n.name == atom_name), None)
-        if node is None:
-            return None
-        nodes = self.nodes
-        found = self.resolve(node, symbol, lambda index: not has_result(nodes[index].name))
-        return nodes[found].name if found >= 0 else None
+        from flowkit.engines import _compilation_queries  # asked off the run (first-load cost)
+
+        return _compilation_queries.visible_provider(self, atom_name, symbol, has_result)
 
     def resolve(self, node: Node, symbol: str, skip: Callable[[int], bool]) -> int:
         """Find the nearest visible provider of ``symbol`` for ``node``, skipping some.
@@ -354,17 +305,18 @@ def compile_flow(root: Any, *, strict: bool = False) -> Compilation:
         AmbiguousDependency: (strict only) an argument has several equally near providers.
     """
     builder = _Builder()
-    if _kind_of(root) == RETRY:
+    kind = _kind_of(root)
+    if kind == RETRY:
         # A retry only decides for the flow it is given to (retry=), as in TaskFlow.
         raise exc.InvalidFlowItem(
             f"retry {root.name!r} cannot run on its own; give it to a flow as retry=", item=root
         )
-    if _kind_of(root) == TASK and root.retry is not None:
-        scope = builder.add_flow(_own_retry_flow(root), None)
-    elif _kind_of(root) >= 0:
-        scope = builder.wrap_atom(root)
-    elif _kind_of(root) == _FLOW:
+    if kind == _FLOW:
         scope = builder.add_flow(root, None)
+    elif kind >= 0:
+        from flowkit.engines import _implicit_flows  # an atom on its own (first-load cost)
+
+        scope = _implicit_flows.wrap_atom(builder, root)
     else:
         raise exc.InvalidFlowItem(
             f"engines can only run a flow or an atom, not {root!r} ({type(root).__name__})",
@@ -384,7 +336,9 @@ def compile_flow(root: Any, *, strict: bool = False) -> Compilation:
         atoms.append(node)
         rebind, revert_rebind = atom.rebind, atom.revert_rebind
         # An atom of no arguments (a fan-out's leaves) needs no plan: spare the call.
-        exec_args = node.exec_args = plan(node, rebind, atom.optional) if rebind else ()
+        exec_args = node.exec_args = (
+            plan(node, rebind, atom.optional) if type(rebind) is _OnePair or rebind else ()
+        )
         if revert_rebind is rebind or (revert_rebind == rebind and atom.revert_optional == atom.optional):
             revert_args = node.revert_args = exec_args
         else:
@@ -408,22 +362,10 @@ def _has_open(plans: tuple[ArgPlan, ...]) -> bool:
 
 
 def topological_order(nodes: list[Node]) -> list[int]:
-    """Kahn's algorithm; flows refuse cycles, so a leftover means a broken flow class."""
-    indegree = [len(n.pred) for n in nodes]
-    ready = [n.index for n in nodes if not n.pred]
-    ready.reverse()
-    order: list[int] = []
-    while ready:
-        index = ready.pop()
-        order.append(index)
-        for succ in reversed(nodes[index].succ):
-            indegree[succ] -= 1
-            if indegree[succ] == 0:
-                ready.append(succ)
-    if len(order) != len(nodes):
-        stuck = sorted(n.name for n in nodes if indegree[n.index] > 0 and n.atom is not None)
-        raise exc.DependencyFailure(f"the flow's links form a cycle through {stuck}")
-    return order
+    """The node indices in an order every edge goes forward in (nodes made out of order)."""
+    from flowkit.engines import _graph_order  # loaded for the first such flow (first-load cost)
+
+    return _graph_order.topological_order(nodes)
 
 
 def _never(_index: int) -> bool:
@@ -441,25 +383,14 @@ class _Builder:
         #: Scopes given the symbols of their links, to forget once planned.
         self.read_scopes: list[FlowScope] = []
 
-    def _new(self, kind: int, name: str, atom: Atom | None, scope: FlowScope) -> Node:
+    def add_node(self, kind: int, name: str, atom: Atom | None, scope: FlowScope) -> Node:
         node = Node(len(self.nodes), kind, name, atom, scope)
         self.nodes.append(node)
         return node
 
-    def _edge(self, u: int, v: int) -> None:
+    def add_edge(self, u: int, v: int) -> None:
         self.nodes[u].succ.append(v)  # type: ignore[attr-defined]
         self.nodes[v].pred.append(u)  # type: ignore[attr-defined]
-
-    def wrap_atom(self, atom: Atom) -> FlowScope:
-        scope = FlowScope(flow=None, name=atom.name, parent=None, mode=_LINEAR)
-        scope.start = self._new(FLOW_START, f"{atom.name}^start", None, scope).index
-        node = self._new(_kind_of(atom), atom.name, atom, scope)
-        scope.end = self._new(FLOW_END, f"{atom.name}^end", None, scope).index
-        scope.children.append(node.index)
-        self._edge(scope.start, node.index)
-        self._edge(node.index, scope.end)
-        _index_providers(scope, self.nodes)
-        return scope
 
     def add_flow(self, flow: Any, parent: FlowScope | None) -> FlowScope:
         if id(flow) in self._seen_flows:
@@ -467,7 +398,7 @@ class _Builder:
         self._seen_flows.add(id(flow))
         scope = FlowScope(flow=flow, name=flow.name, parent=parent)
         retry_atom = flow.retry
-        start = self._new(FLOW_START, flow.name + "^start", None, scope)
+        start = self.add_node(FLOW_START, flow.name + "^start", None, scope)
         scope.start = start.index
         if parent is not None:
             start.retry = _controlling_retry(parent)
@@ -479,14 +410,16 @@ class _Builder:
                     flow=flow.name,
                     item=retry_atom,
                 )
-            rnode = self._new(RETRY, retry_atom.name, retry_atom, scope)
+            rnode = self.add_node(RETRY, retry_atom.name, retry_atom, scope)
             rnode.retry = start.retry
             scope.retry = rnode.index
-            self._edge(start.index, rnode.index)
+            self.add_edge(start.index, rnode.index)
             entry = rnode.index
         # The two stock patterns with fixed order are wired without iter_links():
         # it makes a dict per link, and a 100,000-task flow would pay for it.
         fixed = _FIXED_ORDER.get(type(flow))
+        if fixed is None:
+            fixed = _linear_order(type(flow))
         # Other flows give their items in order once (a graph flow sorts them to do so).
         ordered = None if fixed is not None else _ordered_items(flow)
         items = iter(flow) if ordered is None else ordered
@@ -501,7 +434,7 @@ class _Builder:
             kind = known_kinds.get(type(item))
             if kind is None:
                 kind = _kind_of(item)
-            if kind == TASK and item.retry is not None and type(flow) is not _OwnRetryFlow:
+            if kind == TASK and item.retry is not None and not _is_own_retry_flow(flow):
                 child = self.add_flow(_own_retry_flow(item), scope)
                 child.pos = pos
                 children.append(child)
@@ -523,7 +456,7 @@ class _Builder:
                 )
             elif kind >= 0:
                 index = len(nodes)
-                node = Node(index, kind, item.name, item, scope)
+                node = Node(index, kind, item.name, item, scope, False)
                 nodes.append(node)
                 node.retry = controlling
                 node.pos = pos
@@ -539,32 +472,40 @@ class _Builder:
                 )
         if children and len(nodes) - first == len(children):
             scope.atoms_from = first  # a nested flow makes two nodes or more: atoms only
-        end = self._new(FLOW_END, flow.name + "^end", None, scope)
+        end = self.add_node(FLOW_END, flow.name + "^end", None, scope)
         end.retry = controlling
         scope.end = end.index
         if not entries:
-            self._edge(entry, end.index)
+            self.add_edge(entry, end.index)
         elif fixed == _LINEAR:
             scope.mode = _LINEAR
+            # Each child has one edge in and one out, set as its final tuple (an atom
+            # child has no lists; a nested flow's start and end have no edges yet).
+            last = len(entries) - 1
+            nodes[entry].succ.append(entries[0])  # type: ignore[attr-defined]
             before = entry
-            for pos in range(len(entries)):
-                after = entries[pos]
-                nodes[before].succ.append(after)  # type: ignore[attr-defined]
-                nodes[after].pred.append(before)  # type: ignore[attr-defined]
+            for pos in range(last):
+                nodes[entries[pos]].pred = (before,)
                 before = exits[pos]
-            self._edge(before, end.index)
+                nodes[before].succ = (entries[pos + 1],)
+            nodes[entries[last]].pred = (before,)
+            nodes[exits[last]].succ = (end.index,)
+            end.pred.append(exits[last])  # type: ignore[attr-defined]
         elif fixed == _UNORDERED:
             scope.mode = _UNORDERED
-            # self._edge inlined, as for the linear flow: two calls per item saved.
+            # self.add_edge inlined, as for the linear flow: two calls per item saved.
             entry_succ = nodes[entry].succ
             end_index = end.index
             end_pred = end.pred
+            # Each child has one edge in and one out, set as its final tuple (see above).
+            from_entry = (entry,)
+            to_end = (end_index,)
             for pos in range(len(entries)):
                 after = entries[pos]
                 entry_succ.append(after)  # type: ignore[attr-defined]
-                nodes[after].pred.append(entry)  # type: ignore[attr-defined]
+                nodes[after].pred = from_entry
                 before = exits[pos]
-                nodes[before].succ.append(end_index)  # type: ignore[attr-defined]
+                nodes[before].succ = to_end
                 end_pred.append(before)  # type: ignore[attr-defined]
         else:
             self._wire_links(flow, scope, entry, entries, exits, ordered or [])
@@ -607,6 +548,13 @@ class _Builder:
             position = {id(item): pos for pos, item in enumerate(ordered)}
             groups = ((id(u), {id(v): meta}) for u, v, meta in flow.iter_links())
             decided = True
+        nodes = self.nodes
+        # Atom children were made without edge lists (see Node): these links are appended.
+        for pos in range(count):
+            node = nodes[entries[pos]]
+            if node.atom is not None:
+                node.succ = []
+                node.pred = []
         # Children are numbered in the order iter_nodes() gave: a dependency order
         # for a graph flow, so every link points forward. Then node creation order
         # stays topological, and a child's position is its rank (no sort needed).
@@ -614,7 +562,6 @@ class _Builder:
         # Whether the links make one chain through the children in order (so far).
         chain = True
         links = 0
-        nodes = self.nodes
         for u, outs in groups:
             if not outs:
                 continue
@@ -655,7 +602,7 @@ class _Builder:
             nodes[entry_node].deciders = tuple(found_deciders)
         end = scope.end
         # Children no link reaches start at the flow's entry; children no link leaves
-        # end at its end (self._edge inline: a fan-out has a thousand of each kind).
+        # end at its end (self.add_edge inline: a fan-out has a thousand of each kind).
         entry_succ: list[int] = nodes[entry].succ  # type: ignore[assignment]
         end_pred: list[int] = nodes[end].pred  # type: ignore[assignment]
         for pos in range(count):
@@ -772,7 +719,8 @@ class _Builder:
 _FLOW = -2
 #: Up to this many direct predecessors, a child's are kept as a tuple, not a set.
 _SMALL = 8
-_FIXED_ORDER: dict[type, int] = {linear_flow.Flow: _LINEAR, unordered_flow.Flow: _UNORDERED}
+#: Flow classes wired without their links: the stock linear (once seen) and unordered flows.
+_FIXED_ORDER: dict[type, int] = {unordered_flow.Flow: _UNORDERED}
 _KIND_CACHE: dict[type, int] = {}
 _DECIDER = flow_mod.LINK_DECIDER
 
@@ -811,31 +759,31 @@ def _kind_of(item: Any) -> int:
     return kind
 
 
-class _OwnRetryFlow(linear_flow.Flow):
-    """The flow made for a task's own ``retry=`` (its task is not wrapped again)."""
+def _linear_order(cls: type) -> int | None:
+    """``_LINEAR`` for the stock linear flow (then kept in ``_FIXED_ORDER``), else None.
 
-
-def _own_retry_flow(atom: Any) -> linear_flow.Flow:
-    """The one-task flow that a task's own ``retry=`` stands for.
-
-    Built anew at each compile from the task, so the flow the user built is left
-    as it was. The controller is copied (one ``Times(3)`` may serve several
-    tasks) and, unless its owner named it, named ``<task>-retry``, like the flow.
+    Found by class once a linear flow comes, rather than imported for the table:
+    a program that never makes one does not pay for importing the pattern.
     """
-    import copy  # rarely needed: not at module level (start-up time)
-
-    controller = atom.retry
-    name = f"{atom.name}-retry"
-    if isinstance(controller, int):
-        controller = Times(controller, name=name)
-    else:
-        controller = copy.copy(controller)
-        if getattr(controller, "_name_defaulted", False):
-            controller.name = name
-    return _OwnRetryFlow(name, retry=controller).add(atom)
+    # getattr: another thread may be importing the module, not yet at the class.
+    if cls is getattr(sys.modules.get("flowkit.patterns.linear_flow"), "Flow", None):
+        _FIXED_ORDER[cls] = _LINEAR
+        return _LINEAR
+    return None
 
 
-_FIXED_ORDER[_OwnRetryFlow] = _LINEAR
+def _is_own_retry_flow(flow: Any) -> bool:
+    """Whether ``flow`` is the one made for a task's own ``retry=`` (its task is not wrapped again)."""
+    from flowkit.engines import _implicit_flows  # only a task with its own retry= gets here
+
+    return type(flow) is _implicit_flows.OwnRetryFlow
+
+
+def _own_retry_flow(atom: Any) -> Any:
+    """The one-task flow that a task's own ``retry=`` stands for (see ``_implicit_flows``)."""
+    from flowkit.engines import _implicit_flows  # only a task with its own retry= gets here
+
+    return _implicit_flows.own_retry_flow(atom)
 
 
 def _controlling_retry(scope: FlowScope | None) -> int:
@@ -866,31 +814,9 @@ def _classify(
         scope.mode = _GRAPH
         scope.preds_of = preds_of
         if not forward:
-            scope.rank = _ranks(len(scope.children), preds_of)
+            from flowkit.engines import _graph_order  # items out of link order (first-load cost)
 
-
-def _ranks(count: int, preds_of: Mapping[int, Collection[int]]) -> list[int]:
-    """Number children ``0..count-1`` in a topological order of their links (Kahn)."""
-    succ_of: list[list[int]] = [[] for _ in range(count)]
-    indegree = [0] * count
-    for v, preds in preds_of.items():
-        indegree[v] = len(preds)
-        for u in preds:
-            succ_of[u].append(v)
-    ready = [pos for pos in range(count) if not indegree[pos]]
-    rank = [0] * count
-    done = 0
-    while ready:
-        pos = ready.pop()
-        rank[pos] = done
-        done += 1
-        for v in succ_of[pos]:
-            indegree[v] -= 1
-            if not indegree[v]:
-                ready.append(v)
-    # Children on a cycle keep rank 0; compile_flow's topological sort of the whole
-    # graph then refuses the flow, so no answer given meanwhile is ever used.
-    return rank
+            scope.rank = _graph_order.ranks(len(scope.children), preds_of)
 
 
 def _index_providers(scope: FlowScope, nodes: list[Node]) -> None:
@@ -909,7 +835,13 @@ def _index_providers(scope: FlowScope, nodes: list[Node]) -> None:
             # flowkit.atom._result_names does, inlined (calling it per atom took compiling
             # a linear flow of 100,000 atoms from 3.15 to 3.23 us an atom).
             if type(save_as) is _OneName:
-                child_provides = (save_as._name,)
+                symbol = save_as._name
+                if symbol not in providers:  # the usual: its first provider, indexed at once
+                    providers[symbol] = pos
+                    if nested:
+                        provides.add(symbol)
+                    continue
+                child_provides = (symbol,)
             else:
                 child_provides = save_as
                 if save_as:  # (an atom providing nothing is nobody's provider)
@@ -951,11 +883,11 @@ class _Resolver:
         self._strict = strict
 
     def plan(self, node: Node, rebind: Mapping[str, str], optional: Iterable[str]) -> tuple[ArgPlan, ...]:
-        if not rebind:
+        # (type checks first: a one-pair mapping's len() is a Python call, twice per atom)
+        if type(rebind) is not _OnePair and not rebind:
             return ()
-        optional = optional if isinstance(optional, frozenset) else frozenset(optional)
-        nodes = self._nodes
-        find = self.find
+        if type(optional) is not frozenset:
+            optional = frozenset(optional)
         # The common cases, answered inline: an atom reading what its only provider
         # among its siblings gives, placed before it in a linear flow or linked
         # straight to it in a graph flow (what find() would conclude, four calls deep).
@@ -1013,11 +945,11 @@ class _Resolver:
                         # An atom child: the index holds it because its save_as has the symbol.
                         provider = child
             if provider < 0:
-                provider = find(node, symbol)
+                provider = self.find(node, symbol)
             if provider < 0:
                 key = None
             else:
-                found = nodes[provider]
+                found = self._nodes[provider]
                 key = None if found.keyless else found.atom.save_as[symbol]  # type: ignore[union-attr]
             # tuple.__new__ spares the named tuple's own __new__ frame: one per argument.
             plans.append(_new_tuple(ArgPlan, (arg, symbol, provider, arg in optional, key)))

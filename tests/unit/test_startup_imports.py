@@ -136,6 +136,12 @@ NOT_IN_ONE_TASK_RUN = (
     "flowkit.engines._limits",  # concurrency limits
     "flowkit.engines._raised_calls",  # a call that raised on a pool or loop thread
     "flowkit.engines._result_errors",  # a result without a name its atom provides
+    # The compiler's and the task options' code for what this flow does not use
+    # (imported on first use: each is run below by a flow that needs it).
+    "flowkit.engines._atom_options",  # an atom's timeout or concurrency key
+    "flowkit.engines._implicit_flows",  # an atom on its own, a task's own retry=
+    "flowkit.engines._graph_order",  # graph readers not linked to their providers, flows out of order
+    "flowkit.engines._compilation_queries",  # execution_graph, storage's scoped fetch
 )
 
 # ``import flowkit.engines`` defers the engine's own modules to the first ``load``.
@@ -422,3 +428,71 @@ def test_a_run_that_needs_a_module_left_out_imports_it_and_works(module: str) ->
     assert found == {"loaded": True, "states": FIRST_USE_STATES[module]}
     if module == "flowkit.engines._resolving":
         assert "reverted b" in out.stdout  # the failed atom was undone before the retry ran it again
+
+
+# Each module the compiler imports on first use, and a flow that needs it: it is
+# imported then, and the flow still runs right (the other tests say when it is not).
+COLD_FEATURES = {
+    "flowkit.engines._atom_options": """
+flow = linear_flow.Flow("f").add(Add("a", provides="y", timeout=30))
+result = engines.run(flow, store={"x": 1})["y"]
+""",
+    "flowkit.engines._implicit_flows": """
+result = engines.run(Add("a", provides="y", retry=2), store={"x": 1})["y"]
+""",
+    "flowkit.engines._graph_order": """
+# d reads what a provides, linked to it only through b (c stands apart).
+a, b = Add("a", provides="y"), Add("b", rebind={"x": "y"}, provides="z")
+c, d = Add("c", provides="v"), Add("d", rebind={"x": "y"}, provides="w")
+flow = graph_flow.Flow("g").add(a, b, c, d, resolve_requires=False).link(a, b).link(b, d)
+result = engines.run(flow, store={"x": 0})["w"]
+""",
+    "flowkit.engines._compilation_queries": """
+flow = linear_flow.Flow("f").add(Add("a", provides="y"), Add("b", rebind={"x": "y"}))
+engine = engines.load(flow, store={"x": 1})
+engine.run()
+result = engine.storage.fetch_mapped_args({"v": "y"}, atom_name="b")["v"]
+""",
+}
+
+COLD_FEATURE_RUN = """
+import json, sys
+from flowkit import engines, task
+from flowkit.patterns import graph_flow, linear_flow
+
+class Add(task.Task):
+    def execute(self, x):
+        return x + 1
+
+before = set(sys.modules)
+{feature}
+print(json.dumps({{"result": result, "loaded": sorted(set(sys.modules) - before)}}))
+"""
+
+
+@pytest.mark.parametrize("module", sorted(COLD_FEATURES))
+def test_a_flow_that_needs_the_compilers_code_for_a_feature_imports_it_and_runs(module: str) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    script = COLD_FEATURE_RUN.format(feature=COLD_FEATURES[module])
+    out = subprocess.run(
+        [sys.executable, "-S", "-c", script], check=True, capture_output=True, text=True, env=env
+    )
+    found = json.loads(out.stdout)
+    assert module in found["loaded"]
+    assert found["result"] == 2
+
+
+def test_a_parallel_run_of_an_unordered_flow_does_not_import_the_linear_pattern() -> None:
+    # The compiler knows the stock linear flow by class once one comes, instead of
+    # importing the pattern for its table (about 0.15 ms of a fresh process's first load).
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    probe = ONE_TASK_RUN.replace("linear_flow", "unordered_flow").replace(
+        'provides="x")))', 'provides="x")), engine="parallel")'
+    )
+    assert "unordered_flow.Flow(" in probe and 'engine="parallel"' in probe
+    out = subprocess.run(
+        [sys.executable, "-S", "-c", probe], check=True, capture_output=True, text=True, env=env
+    )
+    loaded = set(json.loads(out.stdout)["run"])
+    assert "flowkit.engines.parallel" in loaded  # the probe does run the parallel engine
+    assert "flowkit.patterns.linear_flow" not in loaded
