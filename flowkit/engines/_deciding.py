@@ -11,17 +11,33 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from flowkit import states as st
+from flowkit._utils.records import Record
 from flowkit.deciders import Depth
 from flowkit.engines._compiler import Node
-from flowkit.engines._runtime import IgnoreCause
 
 if TYPE_CHECKING:
     from flowkit.engines._runtime import Runtime
 
-__all__ = ["Deciding"]
+__all__ = ["Deciding", "IgnoreCause"]
 
 #: Depths from the widest to the narrowest: when several links say no, the widest applies.
 _WIDEST_FIRST = (Depth.ALL, Depth.FLOW, Depth.NEIGHBORS, Depth.ATOM)
+
+
+class IgnoreCause(Record):
+    """Which link decision skipped an atom (put it in IGNORE).
+
+    Attributes:
+        sources: the atoms (or flows) on the links whose decider returned False.
+        target: the atom (or flow) those links lead into.
+        depth: the decider depth applied (``ALL``, ``FLOW``, ``NEIGHBORS``,
+            ``ATOM``): an atom other than ``target`` was skipped because it
+            reaches that far.
+    """
+
+    sources: tuple[str, ...]
+    target: str
+    depth: str
 
 
 class Deciding:

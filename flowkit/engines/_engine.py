@@ -30,7 +30,7 @@ from flowkit._utils.lazy_logging import module_logger
 from flowkit.atom import Atom
 from flowkit.engines import _compiler, _task_options
 from flowkit.engines._compiler import Node
-from flowkit.engines._runtime import Call, Completion, IgnoreCause, RevertCause, Runtime, call_outcome
+from flowkit.engines._runtime import Call, Completion, Runtime, call_outcome
 from flowkit.engines._scheduler import REVERT
 from flowkit.engines.base import Engine
 from flowkit.storage import Storage
@@ -39,7 +39,9 @@ from flowkit.types.failure import Failure
 if TYPE_CHECKING:
     from flowkit._utils.asyncio_bridge import EventLoopThread
     from flowkit.engines._completions import Completions
+    from flowkit.engines._deciding import IgnoreCause
     from flowkit.engines._protocols import Driver  # a Protocol: type checkers only
+    from flowkit.engines._reverting import RevertCause
     from flowkit.engines._timeouts import Timer
 
 __all__ = [

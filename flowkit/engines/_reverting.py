@@ -14,14 +14,32 @@ from typing import TYPE_CHECKING, Any
 
 from flowkit import exceptions as exc
 from flowkit import states as st
+from flowkit._utils.records import Record
 from flowkit.engines._compiler import RETRY, Node
-from flowkit.engines._runtime import Call, RevertCause, _then
+from flowkit.engines._runtime import Call, _then
 from flowkit.types.failure import Failure
 
 if TYPE_CHECKING:
     from flowkit.engines._runtime import Runtime
 
-__all__ = ["Reverting", "run_revert"]
+__all__ = ["RevertCause", "Reverting", "run_revert"]
+
+
+class RevertCause(Record):
+    """Why an atom is being reverted (or was reset to run again): the failure resolved.
+
+    Attributes:
+        failed: the atom whose ``execute`` failed.
+        failure: that failure.
+        decision: ``RETRY``, ``REVERT`` or ``REVERT_ALL`` (None when no retry
+            controls the failed atom: the whole flow reverts).
+        retry: the retry whose decision it was (None with no decision).
+    """
+
+    failed: str
+    failure: Failure | None
+    decision: str | None
+    retry: str | None
 
 
 # The twin of the runtime's _run_execute (see there why there are two).

@@ -43,15 +43,15 @@ if TYPE_CHECKING:
     from flowkit._utils.asyncio_bridge import EventLoopThread
     from flowkit.deciders import Depth  # an enum class: imported where deciders run
     from flowkit.engines._completions import Completions, ProgressReport
-    from flowkit.engines._deciding import Deciding
+    from flowkit.engines._deciding import Deciding, IgnoreCause
     from flowkit.engines._guarding import Guarding
     from flowkit.engines._limits import Limiter
     from flowkit.engines._loops import Clock, Loops
-    from flowkit.engines._reverting import Reverting
+    from flowkit.engines._reverting import RevertCause, Reverting
     from flowkit.engines._timeouts import Timer, Watchdog
     from flowkit.retry import Decision
 
-__all__ = ["Call", "Completion", "IgnoreCause", "Runtime", "call_outcome", "raised_cancel"]
+__all__ = ["Call", "Completion", "Runtime", "call_outcome", "raised_cancel"]
 
 EVENT_UPDATE_PROGRESS = "update_progress"
 _LOG = module_logger(__name__)
@@ -883,39 +883,6 @@ def _nothing_ready() -> tuple[Node, int] | None:
 
 #: Intentions the scheduler gives the atoms a failure's resolution sends back.
 _REVERT_INTENTIONS = frozenset({st.REVERT, st.RETRY})
-
-
-class RevertCause(Record):
-    """Why an atom is being reverted (or was reset to run again): the failure resolved.
-
-    Attributes:
-        failed: the atom whose ``execute`` failed.
-        failure: that failure.
-        decision: ``RETRY``, ``REVERT`` or ``REVERT_ALL`` (None when no retry
-            controls the failed atom: the whole flow reverts).
-        retry: the retry whose decision it was (None with no decision).
-    """
-
-    failed: str
-    failure: Failure | None
-    decision: str | None
-    retry: str | None
-
-
-class IgnoreCause(Record):
-    """Which link decision skipped an atom (put it in IGNORE).
-
-    Attributes:
-        sources: the atoms (or flows) on the links whose decider returned False.
-        target: the atom (or flow) those links lead into.
-        depth: the decider depth applied (``ALL``, ``FLOW``, ``NEIGHBORS``,
-            ``ATOM``): an atom other than ``target`` was skipped because it
-            reaches that far.
-    """
-
-    sources: tuple[str, ...]
-    target: str
-    depth: str
 
 
 def call_outcome(
