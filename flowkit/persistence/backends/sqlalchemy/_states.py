@@ -33,41 +33,43 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, Select, TextClause, bindparam, select, text
+from sqlalchemy import ColumnClause, Connection, Select, bindparam, literal_column, select
 
 from flowkit.persistence._archived import ARCHIVE_KEY, CHUNKS_KEY
 from flowkit.persistence.backends.sqlalchemy import _codec
+from flowkit.persistence.backends.sqlalchemy._statements import ATOM_ORDER
 from flowkit.persistence.backends.sqlalchemy.tables import atomdetails
 from flowkit.persistence.base import EVENT_LOG_KEY, READY_CAUSE, AtomStatus, ready_events
 from flowkit.states import EXECUTE
 
 __all__ = ["SELECT_STATES", "SELECT_STATES_SQLITE", "read_states"]
 
+_COLUMNS = (atomdetails.c.name, atomdetails.c.state, atomdetails.c.intention)
+_OF_FLOW = atomdetails.c.parent_uuid == bindparam("b_uuid")
+
 #: Every database: the columns a status needs, ``meta`` decoded here for the ready count.
-SELECT_STATES: Select[Any] = (
-    select(atomdetails.c.name, atomdetails.c.state, atomdetails.c.intention, atomdetails.c.meta)
-    .where(atomdetails.c.parent_uuid == bindparam("b_uuid"))
-    .order_by(atomdetails.c.created_at, atomdetails.c.uuid)
+SELECT_STATES: Select[Any] = select(*_COLUMNS, atomdetails.c.meta).where(_OF_FLOW).order_by(*ATOM_ORDER)
+
+#: SQLite's count of an atom's ``ready`` events, from its ``meta`` text; NULL for a row it
+#: cannot count as :func:`~flowkit.persistence.base.ready_events` would (see the module
+#: docstring).
+_READY_SQLITE: ColumnClause[int] = literal_column(
+    f"""
+    CASE
+      WHEN meta IS NULL THEN 0
+      WHEN NOT json_valid(meta)
+        OR instr(meta, '"{ARCHIVE_KEY}"') > 0 OR instr(meta, '"{CHUNKS_KEY}"') > 0 THEN NULL
+      ELSE (
+        SELECT count(*) FROM json_each(meta, '$.{EVENT_LOG_KEY}') AS event
+        WHERE typeof(event.key) = 'integer' AND event.type = 'object'
+          AND json_extract(event.value, '$.cause.kind') = '{READY_CAUSE}'
+      )
+    END"""
 )
 
-#: SQLite: the ready count made by the database; NULL for a row it cannot count as
-#: :func:`~flowkit.persistence.base.ready_events` would (see the module docstring).
-SELECT_STATES_SQLITE: TextClause = text(
-    f"""
-    SELECT name, state, intention,
-      CASE
-        WHEN meta IS NULL THEN 0
-        WHEN NOT json_valid(meta)
-          OR instr(meta, '"{ARCHIVE_KEY}"') > 0 OR instr(meta, '"{CHUNKS_KEY}"') > 0 THEN NULL
-        ELSE (
-          SELECT count(*) FROM json_each(meta, '$.{EVENT_LOG_KEY}') AS event
-          WHERE typeof(event.key) = 'integer' AND event.type = 'object'
-            AND json_extract(event.value, '$.cause.kind') = '{READY_CAUSE}'
-        )
-      END AS ready
-    FROM atomdetails WHERE parent_uuid = :b_uuid
-    ORDER BY created_at, uuid
-    """
+#: SQLite: the columns a status needs, and the ready count made by the database.
+SELECT_STATES_SQLITE: Select[Any] = (
+    select(*_COLUMNS, _READY_SQLITE.label("ready")).where(_OF_FLOW).order_by(*ATOM_ORDER)
 )
 
 
