@@ -402,8 +402,8 @@ const flowkitMonitor = (() => {
   // or all of them at once when asked ("show all", for the browser's find).
   const ROWS_WHOLE = 2000, ROWS_STEP = 200;
   const stepped = new Map();  // the table's id -> {observer, drawn}: what showReport draws again
-  // Draw rows 0..count-1 of a table (makeRow(i) appends row i to it) into `parent`, with the
-  // note `more` after it saying how many are drawn; `noun` names the rows ("atoms").
+  // Draw rows 0..count-1 of the table `id` names ("report", "events"; makeRow(i) appends row
+  // i to it), with the note `more` after it saying how many are drawn; `noun` names the rows.
   function drawInSteps(id, count, makeRow, more, noun) {
     const before = stepped.get(id);
     if (before) before.observer.disconnect();
