@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import reprlib
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -335,14 +335,23 @@ def _utc(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def flow_summary(book: Any, flow: Any) -> dict[str, Any]:
+def flow_summary(book: Any, flow: Any, atom_states: Collection[str | None] | None = None) -> dict[str, Any]:
     """One flow at a glance: what ``flowkit flows list --json`` and the monitor's list show.
 
     Keys (stable, documented in ``doc/cli.rst``): ``uuid``, ``name``, ``state``,
     ``book``, ``created_at``, ``updated_at``, ``started_at``, ``ended_at``,
     ``atoms`` (count by state), ``total``.
+
+    Args:
+        book: the flow's logbook.
+        flow: the flow detail, with its atoms unless ``atom_states`` is given.
+        atom_states: the state of each of its atoms, for a flow read without
+            them (the monitor's list reads only these:
+            :meth:`~flowkit.persistence.base.Connection.get_atom_states`).
     """
-    counts = Counter((d.state or "PENDING") for d in flow)
+    if atom_states is None:
+        atom_states = [d.state for d in flow]
+    counts = Counter((state or "PENDING") for state in atom_states)
     events = [e for e in (flow.meta or {}).get(META_KEY, ()) if isinstance(e, dict)]
     started = next((e["at"] for e in events if e.get("state") == "RUNNING"), None)
     # As the report's ended_at: a SUSPENDED run ended too (it was left out here).
@@ -357,7 +366,7 @@ def flow_summary(book: Any, flow: Any) -> dict[str, Any]:
         "started_at": started,
         "ended_at": final["at"] if final else None,
         "atoms": dict(sorted(counts.items())),
-        "total": len(flow),
+        "total": len(atom_states),
     }
 
 

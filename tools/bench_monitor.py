@@ -14,7 +14,10 @@ Figures, each the best of ``--repeat``:
   flow (the big one in the backend, not on the page);
 * ``poll``: one read of the live stream's snapshot (what each poll reads), and
   the bytes a poll sends when one atom changed (with ``?changes=1`` where the
-  checkout has it, else the whole snapshot);
+  checkout has it, else the whole snapshot); beside it the backend's read of
+  the flow whole (``read_whole_flow_seconds``) and, where the checkout has
+  ``Connection.get_atom_states``, of its atoms' states alone
+  (``read_atom_states_seconds``);
 * ``report`` and ``graph``: one read of each, and their bytes;
 * with the browser (Debian's Chromium through Playwright): the flow page's load
   until the graph and the report are drawn, and a run of a flow of the same
@@ -118,6 +121,14 @@ def _in_process(url: str, uuid: str, repeat: int) -> dict[str, Any]:
     reader = _data.Reader(url)
     try:
         seconds, snapshot = _best(repeat, lambda: reader.states(uuid))
+        # What of a poll is the backend's read: the flow whole, and (where the checkout
+        # has it) its atoms' states alone, the read a poll makes since.
+        with contextlib.closing(reader._backend.get_connection()) as conn:
+            whole, _ = _best(repeat, lambda: conn.get_flow_details(uuid))
+            figures["read_whole_flow_seconds"] = round(whole, 4)
+            if hasattr(conn, "get_atom_states"):
+                narrow, _ = _best(repeat, lambda: conn.get_atom_states(uuid))
+                figures["read_atom_states_seconds"] = round(narrow, 4)
     finally:
         reader.close()
     moved = dict(snapshot)

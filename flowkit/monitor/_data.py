@@ -6,14 +6,17 @@ import contextlib
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flowkit import exceptions as exc
 from flowkit._utils.factories import FactoryNames
 from flowkit._utils.text import LogSafe
 from flowkit.monitor._layout import GraphShape, column, layout, shape_of
+
+if TYPE_CHECKING:
+    from flowkit.persistence.base import AtomStatus
 
 __all__ = ["GRAPH_CACHE_SIZE", "GRAPH_KEY", "FlowPage", "Reader", "UnknownCursor", "changes", "graph_version"]
 
@@ -102,7 +105,7 @@ class Reader:
         """Every (logbook, flow detail without its atoms), oldest logbook first.
 
         Read lazily: the list filters and pages by the flows' own records (name,
-        state), and only the page's flows are then read with their atoms
+        state), and only the page's flows' atom states are then read
         (:meth:`page`). Reading every atom of every flow every 2 s, for each
         open list page, made one 10,000-atom flow cost every list read.
         """
@@ -115,14 +118,21 @@ class Reader:
                     refs.extend((book, flow) for flow in conn.get_flows_for_book(book.uuid, lazy=True))
         return refs
 
-    def _with_atoms(self, refs: list[tuple[Any, Any]]) -> list[tuple[Any, Any]]:
-        """``refs`` with each flow read whole (its atoms), a flow deleted meanwhile left out."""
+    def _summaries(self, refs: list[tuple[Any, Any]]) -> list[dict[str, Any]]:
+        """The list's summary of each of ``refs``, a flow deleted meanwhile left out.
+
+        The flows' own records are those :meth:`_refs` read; of their atoms
+        only the states are read (to count them), not their details.
+        """
+        from flowkit.report import flow_summary
+
         with contextlib.closing(self._backend.get_connection()) as conn:
-            whole: list[tuple[Any, Any]] = []
+            rows: list[dict[str, Any]] = []
             for book, flow in refs:
                 with contextlib.suppress(exc.NotFound):
-                    whole.append((book, conn.get_flow_details(flow.uuid)))
-        return whole
+                    atoms = conn.get_atom_states(flow.uuid)
+                    rows.append(flow_summary(book, flow, [status.state for status in atoms.values()]))
+        return rows
 
     def page(
         self,
@@ -145,8 +155,6 @@ class Reader:
         Raises:
             UnknownCursor: ``before`` or ``after`` is no flow's uuid (the message names it).
         """
-        from flowkit.report import flow_summary
-
         refs = self._refs()
         wanted = state.upper() if state else None
         kept = [
@@ -173,7 +181,7 @@ class Reader:
                     start = max(0, min(start, end - limit))
         chosen = [refs[index] for index in kept[start:end]]
         return FlowPage(
-            rows=[flow_summary(book, flow) for book, flow in self._with_atoms(chosen)],
+            rows=self._summaries(chosen),
             older=chosen[0][1].uuid if chosen and start > 0 else None,
             newer=chosen[-1][1].uuid if chosen and end < len(kept) else None,
             total=len(kept),
@@ -200,14 +208,24 @@ class Reader:
         A flow not run yet has no state recorded: ``PENDING``, as the list and
         the report say. ``graph`` changes when the drawn graph may have (see
         :func:`graph_version`): the page then asks for the graph again.
+
+        Read narrowly (the live stream asks at every poll): the flow's own
+        record, then its atoms' states alone
+        (:meth:`~flowkit.persistence.base.Connection.get_atom_states`), not
+        their results and metadata. In that order: atoms written before the
+        flow's final state are then read with it, so the snapshot that ends a
+        stream never shows an atom still running.
         """
-        flow = self._flow(uuid)
-        if flow is None:
-            return None
+        with contextlib.closing(self._backend.get_connection()) as conn:
+            try:
+                flow = conn.get_flow_details(uuid, lazy=True)
+                atoms = conn.get_atom_states(uuid)
+            except exc.NotFound:
+                return None
         return {
             "state": flow.state or "PENDING",
-            "atoms": {d.name: d.state or "PENDING" for d in flow},
-            "graph": graph_version(flow),
+            "atoms": {name: status.state or "PENDING" for name, status in atoms.items()},
+            "graph": _version(atoms),
         }
 
     def graph(self, uuid: str) -> dict[str, Any] | None:
@@ -308,19 +326,17 @@ def graph_version(flow: Any) -> str:
 
     An atom joins (a spawned sub-flow) or an atom starts because others
     completed (a link the event log learns): either may change the drawing.
-    Read from the stored records without building the event log (the live
-    stream asks at every poll).
+    The live stream computes the same from the atoms' states alone
+    (:meth:`Reader.states`), so the two agree for one flow as stored.
     """
-    from flowkit.listeners.events import META_KEY, CauseKind
+    from flowkit.persistence.base import AtomStatus
 
-    atoms = ready = 0
-    for detail in flow:
-        atoms += 1
-        for data in (detail.meta or {}).get(META_KEY, ()):
-            cause = data.get("cause") if isinstance(data, dict) else None
-            if isinstance(cause, dict) and cause.get("kind") == CauseKind.READY:
-                ready += 1
-    return f"{atoms}.{ready}"
+    return _version({detail.name: AtomStatus.of(detail) for detail in flow})
+
+
+def _version(atoms: Mapping[str, AtomStatus]) -> str:
+    """:func:`graph_version` of atoms by name (as ``Connection.get_atom_states`` reads them)."""
+    return f"{len(atoms)}.{sum(status.ready for status in atoms.values())}"
 
 
 def _recorded_shape(flow: Any) -> GraphShape:

@@ -33,7 +33,64 @@ from flowkit import exceptions as exc
 from flowkit.persistence._json import encode_json
 from flowkit.persistence.models import AtomDetail, FlowDetail, LogBook
 
-__all__ = ["Backend", "Connection", "FenceRefused", "FenceTaken", "WriteFence", "encode_json"]
+__all__ = [
+    "EVENT_LOG_KEY",
+    "READY_CAUSE",
+    "AtomStatus",
+    "Backend",
+    "Connection",
+    "FenceRefused",
+    "FenceTaken",
+    "WriteFence",
+    "encode_json",
+    "ready_events",
+]
+
+#: The atom metadata key the event log keeps an atom's events under
+#: (``flowkit.listeners.events.META_KEY``; named here too because this
+#: layer sits below the listeners, and a test checks the two agree).
+EVENT_LOG_KEY = "event_log"
+#: The cause kind of an event that started an atom because others completed
+#: (:attr:`flowkit.listeners.events.CauseKind.READY`, checked alike).
+READY_CAUSE = "ready"
+
+
+class AtomStatus(NamedTuple):
+    """What a live view needs of one atom, without its results, failures or metadata.
+
+    ``state`` and ``intention`` are the atom detail's own (``state`` is None
+    for an atom never run, as in the detail). ``ready`` is how many events of
+    its event log say it started because others completed
+    (:func:`ready_events`): a view drawing links learned from the event log
+    knows from it when to draw them again.
+    """
+
+    state: str | None
+    intention: str
+    ready: int
+
+    @classmethod
+    def of(cls, detail: AtomDetail) -> AtomStatus:
+        """The status of ``detail`` (a detail read whole: its archived history folded back)."""
+        return cls(detail.state, detail.intention, ready_events(detail.meta))
+
+
+def ready_events(meta: Mapping[str, Any] | None) -> int:
+    """How many events of the event log in atom metadata ``meta`` have cause kind ``ready``.
+
+    Entries that are not events (not mappings, or a cause that is not one),
+    and a log that is not a list, are not counted: a damaged log reads as
+    fewer events, not as an error.
+    """
+    events = meta.get(EVENT_LOG_KEY) if isinstance(meta, Mapping) else None
+    if not isinstance(events, (list, tuple)):
+        return 0
+    count = 0
+    for event in events:
+        cause = event.get("cause") if isinstance(event, dict) else None
+        if isinstance(cause, dict) and cause.get("kind") == READY_CAUSE:
+            count += 1
+    return count
 
 
 class WriteFence(NamedTuple):
@@ -301,6 +358,23 @@ class Connection(ABC):
         Raises:
             NotFound: no such flow detail.
         """
+
+    def get_atom_states(self, fd_uuid: str) -> dict[str, AtomStatus]:
+        """Each atom of one flow detail by name, with its :class:`AtomStatus` only.
+
+        What a view polling a running flow reads (the monitor's live stream,
+        the list's counts by state): a flow of 10,000 atoms read whole builds
+        10,000 details with their results, failures and metadata only for
+        their states. This default is built from :meth:`get_flow_details`,
+        so it answers exactly what the full read implies on any backend; a
+        backend that can read less overrides it (the SQL backend selects the
+        few columns it needs). Atoms are in the order the full read gives
+        them; of two atoms with one name, the later one is kept.
+
+        Raises:
+            NotFound: no such flow detail (as :meth:`get_flow_details` says it).
+        """
+        return {detail.name: AtomStatus.of(detail) for detail in self.get_flow_details(fd_uuid)}
 
     @abstractmethod
     def update_flow_details(self, flow_detail: FlowDetail) -> FlowDetail:

@@ -1105,3 +1105,106 @@ def test_the_graph_is_drawn_while_the_report_is_still_being_read(tmp_path: Path)
         assert len(held) == 1 and page.query_selector("#report tr[data-atom]") is None
         held[0].continue_()
         page.wait_for_selector("#report tr[data-atom='charge']")
+
+
+def test_a_10000_atom_flow_opens_with_its_first_rows_and_draws_the_rest_as_they_are_wanted(
+    tmp_path: Path,
+) -> None:
+    # Every row of the report and of the event tree was drawn on opening: 13 s for 10,000
+    # atoms, most of it the browser laying 30,000 rows out again whenever the graph asked
+    # where its box was. The first rows are drawn now, and more as the view nears them.
+    from flowkit.listeners.events import EventLogListener
+    from flowkit.patterns import linear_flow
+    from tests.cli._flows import Step
+
+    atoms = 10_000
+    connection = f"sqlite:///{tmp_path}/big.db"
+    with backends.backend(connection) as backend:
+        flow = linear_flow.Flow("big").add(*(Step(f"step-{i:05d}") for i in range(atoms)))
+        engine = engines.load(flow, backend=backend)
+        with EventLogListener(engine):
+            engine.run()
+        uuid = engine.storage.flow_uuid
+    rows = "document.querySelectorAll('#report tr[data-atom]').length"
+    event_rows = "document.querySelectorAll('#events tbody tr').length"
+    with _monitoring(connection) as base, _browser() as browser:
+        events = len(_get_json(f"{base}/api/flows/{uuid}")["event_tree"])  # type: ignore[index]
+        assert events > 2 * atoms  # each atom's RUNNING and SUCCESS, and the flow's
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.set_default_timeout(180_000)  # 10,000 atoms on a loaded machine: generous, not slept
+        page.goto(f"{base}/flows/{uuid}")
+        page.wait_for_selector("#report tr[data-atom='step-00000']")
+        page.wait_for_selector("#events tbody tr")
+        # The first 200 rows of each table (more than a screen), in order, and a note on the rest.
+        assert page.evaluate(rows) == 200 and page.evaluate(event_rows) == 200
+        assert page.query_selector("#report tr[data-atom='step-00199']") is not None
+        assert page.query_selector("#report tr[data-atom='step-00200']") is None
+        assert page.inner_text("#report-more").startswith("Showing 200 of 10,000 atoms")
+        assert page.inner_text("#events-more").startswith(f"Showing 200 of {events:,} events")
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "monitor-10000-atoms.png"))
+        # Scrolled to the end of what is drawn: the next rows are drawn, and no more than wanted.
+        page.locator("#report-more").scroll_into_view_if_needed()
+        page.wait_for_function(f"() => {rows} >= 400")
+        assert page.evaluate(rows) % 200 == 0 and page.evaluate(rows) < atoms
+        assert page.query_selector("#report tr[data-atom='step-00399']") is not None
+        # Asked for all (the browser's find needs them drawn): every row, and the note goes.
+        page.click("#report-more button")
+        page.wait_for_selector(f"#report tr[data-atom='step-{atoms - 1:05d}']")
+        assert page.evaluate(rows) == atoms and page.is_hidden("#report-more")
+        page.click("#events-more button")
+        page.wait_for_function(f"() => {event_rows} === {events}")
+        assert page.is_hidden("#events-more")
+        # The graph has every atom, as before.
+        assert page.evaluate("flowkitMonitor.current.cy.nodes().length") == atoms
+
+
+def test_rows_drawn_late_show_the_live_state_and_a_report_read_again_keeps_them_drawn(
+    tmp_path: Path,
+) -> None:
+    # A row drawn in a later step is drawn from the report read on opening: without the
+    # stream's states since, an atom done meanwhile would show PENDING until the next read.
+    from flowkit.persistence import models
+
+    connection = f"sqlite:///{tmp_path}/big.db"
+    names = [f"atom-{i:04d}" for i in range(2500)]  # past the 2,000 rows a table is drawn whole
+    with backends.backend(connection) as backend, contextlib.closing(backend.get_connection()) as conn:
+        book, flow = models.LogBook("big"), models.FlowDetail("big", uuid="big-flow")
+        flow.state = "RUNNING"
+        for name in names:
+            detail = models.TaskDetail(name, uuid=f"big-{name}")
+            detail.state = "PENDING"
+            flow.add(detail)
+        book.add(flow)
+        conn.save_logbook(book)
+    rows = "document.querySelectorAll('#report tr[data-atom]').length"
+    with _monitoring(connection, "--poll", "0.1") as base, _browser() as browser:
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.set_default_timeout(60_000)
+        page.clock.install()  # the report is read again only when this test moves the clock
+        page.clock.pause_at(time.time() * 1000 + 60_000)
+        reads: list[str] = []
+        page.on("request", lambda r: reads.append(r.url) if r.url.endswith("/api/flows/big-flow") else None)
+        page.goto(base + "/flows/big-flow")
+        page.wait_for_selector(f"#report tr[data-atom='{names[199]}']")
+        assert page.evaluate(rows) == 200
+        late = names[300]  # drawn in the next step
+        with backends.backend(connection) as backend, contextlib.closing(backend.get_connection()) as conn:
+            detail = conn.get_atom_details(f"big-{late}")
+            detail.state = "SUCCESS"
+            conn.update_atom_details(detail)
+        cy = "flowkitMonitor.current.cy"
+        page.wait_for_function(f"() => {cy}.getElementById('{late}').data('state') === 'SUCCESS'")
+        page.locator("#report-more").scroll_into_view_if_needed()
+        page.wait_for_selector(f"#report tr[data-atom='{late}'] .s-SUCCESS")
+        assert len(reads) == 1  # from the stream's state, not a report read again
+        page.evaluate("window.scrollTo(0, 0)")  # the note out of view: nothing more is drawn
+        drawn = page.evaluate(rows)
+        assert 400 <= drawn < len(names)
+        # Read again (its turn comes): drawn as far as it was, not back to its first rows.
+        page.evaluate("document.querySelector('#report table').setAttribute('data-old', '')")
+        page.clock.run_for(3000)  # a second per 1,000 atoms
+        wait_until(lambda: len(reads) == 2)
+        page.wait_for_selector("#report table:not([data-old])")
+        assert page.evaluate(rows) == drawn
+        page.wait_for_selector(f"#report tr[data-atom='{late}'] .s-SUCCESS")

@@ -383,13 +383,57 @@ const flowkitMonitor = (() => {
   }
   // The state badges of the report's table, from a snapshot's {name: state}: they follow the
   // live stream while the report itself is read again only now and then (reportEvery).
-  let reportRows = new Map();  // atom name -> its row in the report's table (showReport)
+  let reportRows = new Map();  // atom name -> its row in the report's table, once drawn (showReport)
+  const liveStates = new Map();  // atom name -> the state the stream last said: a row drawn later shows it
   function markStates(atoms) {
     for (const [name, state] of Object.entries(atoms)) {
+      liveStates.set(name, state);
       const row = reportRows.get(name);
       const badge = row && row.querySelector(".state");
       if (badge && badge.textContent !== state) badge.replaceWith(stateBadge(state));
     }
+  }
+
+  // A long table is drawn in steps: the rows of a flow of 10,000 atoms (and its 20,000
+  // events) all drawn on opening took 13 s here, most of it the browser laying the tables
+  // out again each time the graph asked where its box was. A table of up to ROWS_WHOLE
+  // rows is drawn whole, as before; a longer one its first ROWS_STEP rows (more than a
+  // screen), then ROWS_STEP more each time its end comes within a screen of the view,
+  // or all of them at once when asked ("show all", for the browser's find).
+  const ROWS_WHOLE = 2000, ROWS_STEP = 200;
+  const stepped = new Map();  // the table's id -> {observer, drawn}: what showReport draws again
+  // Draw rows 0..count-1 of the table `id` names ("report", "events"; makeRow(i) appends row
+  // i to it), with the note `more` after it saying how many are drawn; `noun` names the rows.
+  function drawInSteps(id, count, makeRow, more, noun) {
+    const before = stepped.get(id);
+    if (before) before.observer.disconnect();
+    // Drawn again (the report read again while the flow runs): as far as it was drawn before.
+    let drawn = 0;
+    const first = count <= ROWS_WHOLE ? count : Math.max(ROWS_STEP, before ? before.drawn : 0);
+    const state = {observer: new IntersectionObserver(entries => {
+      if (entries.some(e => e.isIntersecting)) drawUpTo(drawn + ROWS_STEP);
+    }, {rootMargin: "100% 0px"}), drawn: 0};
+    stepped.set(id, state);
+    const all = el("button", {"type": "button"}, "show all");
+    all.addEventListener("click", () => drawUpTo(count));
+    function drawUpTo(end) {
+      end = Math.min(count, end);
+      for (; drawn < end; drawn++) makeRow(drawn);
+      state.drawn = drawn;
+      if (drawn < count) {
+        more.replaceChildren("Showing " + drawn.toLocaleString("en") + " of " + count.toLocaleString("en") +
+          " " + noun + "; more as you scroll, or ", all, ".");
+        more.hidden = false;
+        // Observed again so a note still in view after a step asks for the next one.
+        state.observer.disconnect();
+        state.observer.observe(more);
+      } else {
+        state.observer.disconnect();
+        more.replaceChildren();
+        more.hidden = true;
+      }
+    }
+    drawUpTo(first);
   }
 
   function showReport(report) {
@@ -403,13 +447,19 @@ const flowkitMonitor = (() => {
     table.append(el("tr"));
     for (const head of ["atom", "state", "attempts", "duration", "result / failure"]) table.firstChild.append(el("th", {}, head));
     reportRows = new Map();
-    for (const atom of report.atoms) {
+    // Said by the server as the text report says it: a resumed flow's time is over all its runs.
+    const total = report.took ?? "";
+    const summary = el("p", {}, Object.entries(report.totals).map(([s, n]) => n + " " + s).join(", ") + total);
+    const more = el("p", {"class": "more", "id": "report-more"});
+    document.getElementById("report").replaceChildren(summary, table, more);
+    drawInSteps("report", report.atoms.length, (i) => {
+      const atom = report.atoms[i];
       const row = el("tr", {"data-atom": atom.name});
       reportRows.set(atom.name, row);
       const failure = atom.failure ? atom.failure.type + ": " + atom.failure.message : (atom.result || "");
       row.append(el("td", {}, atom.name));
       const cell = el("td");
-      cell.append(stateBadge(atom.state));
+      cell.append(stateBadge(liveStates.get(atom.name) ?? atom.state));
       // Running (or reverting) since when: a run whose process died looks like one under way.
       let took = atom.duration === null ? "" : atom.duration.toFixed(3) + "s";
       if (atom.state === "RUNNING" || atom.state === "REVERTING") {
@@ -420,11 +470,7 @@ const flowkitMonitor = (() => {
       outcome.append(bdi(failure), (atom.cached ? " (from the cache)" : "") + revertNote(atom));
       row.append(cell, el("td", {}, atom.attempts ?? ""), el("td", {"class": "took"}, took), outcome);
       table.append(row);
-    }
-    // Said by the server as the text report says it: a resumed flow's time is over all its runs.
-    const total = report.took ?? "";
-    const summary = el("p", {}, Object.entries(report.totals).map(([s, n]) => n + " " + s).join(", ") + total);
-    document.getElementById("report").replaceChildren(summary, table);
+    }, more, "atoms");
 
     const failures = document.getElementById("failures");
     failures.replaceChildren();
@@ -445,10 +491,11 @@ const flowkitMonitor = (() => {
     const events = document.querySelector("#events tbody");
     events.replaceChildren();
     const bySeq = new Map((report.events || []).map(e => [e.seq, e]));
-    const tree = report.event_tree || (report.events || []).map(e => ({seq: e.seq, depth: 0}));
-    for (const {seq, depth} of tree) {
+    const tree = (report.event_tree || (report.events || []).map(e => ({seq: e.seq, depth: 0})))
+      .filter(({seq}) => bySeq.has(seq));
+    drawInSteps("events", tree.length, (i) => {
+      const {seq, depth} = tree[i];
       const event = bySeq.get(seq);
-      if (!event) continue;
       const row = el("tr", {"data-seq": seq, "data-depth": depth});
       const what = el("td", {"class": "tree", "style": "padding-left: " + (10 + 16 * Math.min(depth, 12)) + "px"});
       what.append(depth ? "\u21b3 " : "", bdi(event.name), event.kind === "flow" ? " (flow)" : " #" + event.attempt);
@@ -458,7 +505,7 @@ const flowkitMonitor = (() => {
       cause.append(bdi(prose(event.cause.text)), event.cause.event ? " (#" + event.cause.event + ")" : "");
       row.append(el("td", {}, event.seq), el("td", {}, event.run), what, cell, cause);
       events.append(row);
-    }
+    }, document.getElementById("events-more"), "events");
   }
 
   async function flowPage() {

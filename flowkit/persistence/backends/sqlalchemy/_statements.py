@@ -39,6 +39,7 @@ from sqlalchemy.sql.elements import ClauseElement
 from flowkit.persistence.backends.sqlalchemy.tables import atomdetails, flowdetails, logbooks
 
 __all__ = [
+    "ATOM_ORDER",
     "DELETE_ALL",
     "DELETE_BOOK",
     "DELETE_BOOK_ATOMS",
@@ -71,7 +72,7 @@ __all__ = [
     "atom_upserter",
 ]
 
-_ATOM_ORDER = (atomdetails.c.created_at, atomdetails.c.uuid)
+ATOM_ORDER = (atomdetails.c.created_at, atomdetails.c.uuid)
 _FLOW_ORDER = (flowdetails.c.created_at, flowdetails.c.uuid)
 
 SELECT_BOOK: Select[Any] = select(logbooks).where(logbooks.c.uuid == bindparam("b_uuid"))
@@ -88,15 +89,15 @@ SELECT_ALL_FLOWS: Select[Any] = select(flowdetails).order_by(*_FLOW_ORDER)
 FLOW_EXISTS: Select[Any] = select(flowdetails.c.uuid).where(flowdetails.c.uuid == bindparam("b_uuid"))
 SELECT_ATOM: Select[Any] = select(atomdetails).where(atomdetails.c.uuid == bindparam("b_uuid"))
 SELECT_FLOW_ATOMS: Select[Any] = (
-    select(atomdetails).where(atomdetails.c.parent_uuid == bindparam("b_uuid")).order_by(*_ATOM_ORDER)
+    select(atomdetails).where(atomdetails.c.parent_uuid == bindparam("b_uuid")).order_by(*ATOM_ORDER)
 )
 SELECT_BOOK_ATOMS: Select[Any] = (
     select(atomdetails)
     .join(flowdetails, flowdetails.c.uuid == atomdetails.c.parent_uuid)
     .where(flowdetails.c.parent_uuid == bindparam("b_uuid"))
-    .order_by(*_ATOM_ORDER)
+    .order_by(*ATOM_ORDER)
 )
-SELECT_ALL_ATOMS: Select[Any] = select(atomdetails).order_by(*_ATOM_ORDER)
+SELECT_ALL_ATOMS: Select[Any] = select(atomdetails).order_by(*ATOM_ORDER)
 
 INSERT_BOOK: Insert = logbooks.insert()
 INSERT_FLOW: Insert = flowdetails.insert()

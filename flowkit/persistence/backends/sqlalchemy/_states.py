@@ -1,0 +1,97 @@
+"""The narrow read behind ``Connection.get_atom_states``: a flow's atoms' states, not their details.
+
+A view polling a running flow (the monitor's live stream) needs each atom's
+state, intention and how many ``ready`` events its event log holds. Read
+whole, a 10,000-atom flow on SQLite cost about 0.4 s a poll, nearly all of
+it decoding every column of every row and building 10,000 details; the
+results and failures were never looked at.
+
+Here one SELECT reads the name, state and intention columns, and the ready
+count where the database can count it:
+
+- SQLite (its JSON functions are built in) counts the events in the
+  ``meta`` text itself, so no metadata crosses into Python at all;
+- any other database sends the ``meta`` column alone, decoded here.
+
+A row the database cannot count for exactly as the full read would (meta
+that SQLite does not take for JSON, such as Python's ``NaN``; a chunk of a
+long history, or an atom whose history is chunked, whose events are partly
+in other rows: see :mod:`flowkit.persistence._archived`) makes
+:func:`read_states` answer None, and the caller reads the flow whole
+instead: rare, and right by construction. The markers are looked for as
+text (a key name inside a string is taken for one too, which only costs
+that full read).
+
+Each case matches :func:`~flowkit.persistence.base.ready_events`: an event
+log that is not a list (an object's members are not its events: ``typeof(key)``
+is an index only for an array's elements) counts none, nor does an entry or
+a cause that is not an object, and metadata that is not an object reads as
+none, as the models read it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import ColumnClause, Connection, Select, bindparam, literal_column, select
+
+from flowkit.persistence._archived import ARCHIVE_KEY, CHUNKS_KEY
+from flowkit.persistence.backends.sqlalchemy import _codec
+from flowkit.persistence.backends.sqlalchemy._statements import ATOM_ORDER
+from flowkit.persistence.backends.sqlalchemy.tables import atomdetails
+from flowkit.persistence.base import EVENT_LOG_KEY, READY_CAUSE, AtomStatus, ready_events
+from flowkit.states import EXECUTE
+
+__all__ = ["SELECT_STATES", "SELECT_STATES_SQLITE", "read_states"]
+
+_COLUMNS = (atomdetails.c.name, atomdetails.c.state, atomdetails.c.intention)
+_OF_FLOW = atomdetails.c.parent_uuid == bindparam("b_uuid")
+
+#: Every database: the columns a status needs, ``meta`` decoded here for the ready count.
+SELECT_STATES: Select[Any] = select(*_COLUMNS, atomdetails.c.meta).where(_OF_FLOW).order_by(*ATOM_ORDER)
+
+#: SQLite's count of an atom's ``ready`` events, from its ``meta`` text; NULL for a row it
+#: cannot count as :func:`~flowkit.persistence.base.ready_events` would (see the module
+#: docstring).
+_READY_SQLITE: ColumnClause[int] = literal_column(
+    f"""
+    CASE
+      WHEN meta IS NULL THEN 0
+      WHEN NOT json_valid(meta)
+        OR instr(meta, '"{ARCHIVE_KEY}"') > 0 OR instr(meta, '"{CHUNKS_KEY}"') > 0 THEN NULL
+      ELSE (
+        SELECT count(*) FROM json_each(meta, '$.{EVENT_LOG_KEY}') AS event
+        WHERE typeof(event.key) = 'integer' AND event.type = 'object'
+          AND json_extract(event.value, '$.cause.kind') = '{READY_CAUSE}'
+      )
+    END"""
+)
+
+#: SQLite: the columns a status needs, and the ready count made by the database.
+SELECT_STATES_SQLITE: Select[Any] = (
+    select(*_COLUMNS, _READY_SQLITE.label("ready")).where(_OF_FLOW).order_by(*ATOM_ORDER)
+)
+
+
+def read_states(conn: Connection, fd_uuid: str) -> dict[str, AtomStatus] | None:
+    """The statuses of flow ``fd_uuid``'s atoms by name, or None when only the full read can tell.
+
+    The caller has checked that the flow exists (in the same transaction).
+
+    Raises:
+        StorageFailure: a ``meta`` column is not JSON (as the full read says).
+    """
+    params = {"b_uuid": fd_uuid}
+    found: dict[str, AtomStatus] = {}
+    if conn.dialect.name == "sqlite":
+        for name, state, intention, ready in conn.execute(SELECT_STATES_SQLITE, params):
+            if ready is None:
+                return None
+            found[name] = AtomStatus(state, intention or EXECUTE, int(ready))
+        return found
+    for name, state, intention, meta_text in conn.execute(SELECT_STATES, params):
+        meta = _codec.loads(meta_text, f"column 'meta' of atom detail {name!r}")
+        if isinstance(meta, dict) and (ARCHIVE_KEY in meta or CHUNKS_KEY in meta):
+            return None
+        found[name] = AtomStatus(state, intention or EXECUTE, ready_events(meta))
+    return found
