@@ -1044,12 +1044,11 @@ def test_a_bidi_control_in_a_name_does_not_reorder_what_the_page_shows_after_it(
         assert page.title() == f"\u2068pay{override}\u2069 REVERTED - flowkit monitor"
 
 
-def test_a_big_flows_page_follows_each_change_but_reads_its_report_only_now_and_then(tmp_path: Path) -> None:
-    # The page read the whole report again after every change: 7 MB per change for 10,000 atoms.
+def _save_running_flow(connection: str, atoms: int) -> list[str]:
+    """Save a RUNNING flow ``big-flow`` of ``atoms`` PENDING atoms; their names."""
     from flowkit.persistence import models
 
-    connection = f"sqlite:///{tmp_path}/big.db"
-    names = [f"atom-{i:04d}" for i in range(1000)]
+    names = [f"atom-{i:04d}" for i in range(atoms)]
     with backends.backend(connection) as backend, contextlib.closing(backend.get_connection()) as conn:
         book, flow = models.LogBook("big"), models.FlowDetail("big", uuid="big-flow")
         flow.state = "RUNNING"
@@ -1059,6 +1058,13 @@ def test_a_big_flows_page_follows_each_change_but_reads_its_report_only_now_and_
             flow.add(detail)
         book.add(flow)
         conn.save_logbook(book)
+    return names
+
+
+def test_a_big_flows_page_follows_each_change_but_reads_its_report_only_now_and_then(tmp_path: Path) -> None:
+    # The page read the whole report again after every change: 7 MB per change for 10,000 atoms.
+    connection = f"sqlite:///{tmp_path}/big.db"
+    names = _save_running_flow(connection, 1000)
     with _monitoring(connection, "--poll", "0.1") as base, _browser() as browser:
         page = browser.new_page(viewport={"width": 1280, "height": 800})
         page.set_default_timeout(60_000)
@@ -1164,19 +1170,8 @@ def test_rows_drawn_late_show_the_live_state_and_a_report_read_again_keeps_them_
 ) -> None:
     # A row drawn in a later step is drawn from the report read on opening: without the
     # stream's states since, an atom done meanwhile would show PENDING until the next read.
-    from flowkit.persistence import models
-
     connection = f"sqlite:///{tmp_path}/big.db"
-    names = [f"atom-{i:04d}" for i in range(2500)]  # past the 2,000 rows a table is drawn whole
-    with backends.backend(connection) as backend, contextlib.closing(backend.get_connection()) as conn:
-        book, flow = models.LogBook("big"), models.FlowDetail("big", uuid="big-flow")
-        flow.state = "RUNNING"
-        for name in names:
-            detail = models.TaskDetail(name, uuid=f"big-{name}")
-            detail.state = "PENDING"
-            flow.add(detail)
-        book.add(flow)
-        conn.save_logbook(book)
+    names = _save_running_flow(connection, 2500)  # past the 2,000 rows a table is drawn whole
     rows = "document.querySelectorAll('#report tr[data-atom]').length"
     with _monitoring(connection, "--poll", "0.1") as base, _browser() as browser:
         page = browser.new_page(viewport={"width": 1280, "height": 800})
