@@ -176,6 +176,7 @@ class Runtime:
         #: The runtime's parts for reverting, link decisions and guarded calls, each
         #: made with its module on first use (:meth:`_reverting`, :meth:`_deciding`,
         #: :meth:`_guarding`): a successful run of a plain flow imports none of them.
+        #: Per-atom callers read ``self._reverter or self._reverting()``: no call once made.
         self._reverter: Reverting | None = None
         self._decider: Deciding | None = None
         self._guarder: Guarding | None = None
@@ -494,7 +495,7 @@ class Runtime:
         if action == sch.EXECUTE:
             return self._begin_execute(node)
         if action == sch.REVERT:
-            return self._reverting().begin(node)
+            return (self._reverter or self._reverting()).begin(node)
         from flowkit.engines import _retrying  # loaded on the first retry (first-load cost)
 
         return _retrying.begin_again(self, node)
@@ -595,7 +596,7 @@ class Runtime:
             # atom) may need the slot the call held.
             self.limiter.release(node)
         if action == sch.REVERT:
-            self._reverting().complete(node, ok, value)
+            (self._reverter or self._reverting()).complete(node, ok, value)
         else:
             self._complete_execute(node, ok, value)
 
@@ -820,7 +821,7 @@ class Runtime:
         return self._ignored.get(name) if self._ignored else None
 
     def decide(self, node: Node) -> Depth | None:
-        return self._deciding().decide(node)
+        return (self._decider or self._deciding()).decide(node)
 
     def joined(self, spawner: Node) -> None:
         record = self.records[spawner.index]
