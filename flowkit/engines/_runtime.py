@@ -3,7 +3,7 @@
 :class:`Runtime` turns a scheduler decision into a call (fetching arguments,
 moving the atom to RUNNING or REVERTING, persisting, notifying), and turns the
 call's outcome into stored results and a scheduler event. It also implements the
-scheduler's :class:`~flowkit.engines._scheduler.Hooks`. Drivers (serial, thread
+scheduler's :class:`~flowkit.engines._protocols.Hooks`. Drivers (serial, thread
 or process pool, asyncio) only decide *where* the call runs.
 
 The per-atom hot path is written for speed: records are reached by node index,
