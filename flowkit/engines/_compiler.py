@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from flowkit import exceptions as exc
 from flowkit import flow as flow_mod
@@ -225,11 +225,19 @@ class FlowScope:
     def __repr__(self) -> str:
         return f"<FlowScope {self.name!r}>"
 
+    #: ``_graph_order.precedes`` once a graph flow's reader first asks (None before: not
+    #: loaded). Kept, as the compiler asks once per candidate provider of each such
+    #: reader, and an import at each made compiling them half as slow again.
+    _precedes: ClassVar[Callable[[FlowScope, int, int], bool] | None] = None
+
     def precedes(self, a: int, b: int) -> bool:
         """Tell whether child ``a`` always finishes before child ``b`` starts."""
-        from flowkit.engines import _graph_order  # graph flows' unlinked readers (first-load cost)
+        found = FlowScope._precedes
+        if found is None:
+            from flowkit.engines import _graph_order  # graph flows' unlinked readers (first-load cost)
 
-        return _graph_order.precedes(self, a, b)
+            found = FlowScope._precedes = _graph_order.precedes
+        return found(self, a, b)
 
 
 class Compilation:

@@ -22,45 +22,58 @@ if TYPE_CHECKING:
     from flowkit.engines._completions import ProgressReport
     from flowkit.engines._runtime import Runtime
 
-__all__ = ["apply_report", "on_progress", "progress_by_name"]
+__all__ = ["Reporting"]
 
 #: States in which an atom's call is out, so a progress report about it is current.
 _CALL_STATES = frozenset({st.RUNNING, st.REVERTING})
 
 
-def on_progress(runtime: Runtime, atom: Any, progress: float, details: dict[str, Any] | None) -> None:
-    """A running task reported progress, in any thread (:meth:`Runtime._on_progress`)."""
-    relay = runtime._relay
-    if relay is not None and _thread.get_ident() != runtime._engine_thread:
-        relay.put_progress(atom.name, progress, details)
-    else:
-        _record(runtime, atom.name, progress, details)
+class Reporting:
+    """A runtime's progress reports: recorded in the engine thread, queued from any other.
 
+    The runtime makes one with the first report and keeps it (:meth:`Runtime._reporting`):
+    a task may report many times, and importing this module at each report cost
+    a third of a reporting task's run.
 
-def progress_by_name(
-    runtime: Runtime, atom_name: str, progress: float, details: dict[str, Any] | None
-) -> None:
-    """Progress reported for an atom that runs elsewhere (see :meth:`Runtime.progress_by_name`)."""
-    relay = runtime._relay
-    if relay is not None and _thread.get_ident() != runtime._engine_thread:
-        relay.put_progress(atom_name, progress, details)
-    else:
-        _apply(runtime, atom_name, progress, details)
+    Args:
+        runtime: the runtime whose storage and listeners hear the reports.
+    """
 
+    __slots__ = ("_runtime",)
 
-def apply_report(runtime: Runtime, report: ProgressReport) -> None:
-    """Record a progress report taken from the completion queue (engine thread)."""
-    _apply(runtime, report.name, report.progress, report.details)
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
 
+    def on_progress(self, atom: Any, progress: float, details: dict[str, Any] | None) -> None:
+        """A running task reported progress, in any thread (:meth:`Runtime._on_progress`)."""
+        runtime = self._runtime
+        relay = runtime._relay
+        if relay is not None and _thread.get_ident() != runtime._engine_thread:
+            relay.put_progress(atom.name, progress, details)
+        else:
+            self._record(atom.name, progress, details)
 
-def _apply(runtime: Runtime, atom_name: str, progress: float, details: dict[str, Any] | None) -> None:
-    """Record a report that may come late: one whose atom's call has ended is dropped."""
-    record = runtime.state.records.get(atom_name)
-    if record is not None and record.state in _CALL_STATES:
-        _record(runtime, atom_name, progress, details)
+    def progress_by_name(self, atom_name: str, progress: float, details: dict[str, Any] | None) -> None:
+        """Progress reported for an atom that runs elsewhere (see :meth:`Runtime.progress_by_name`)."""
+        runtime = self._runtime
+        relay = runtime._relay
+        if relay is not None and _thread.get_ident() != runtime._engine_thread:
+            relay.put_progress(atom_name, progress, details)
+        else:
+            self._apply(atom_name, progress, details)
 
+    def apply_report(self, report: ProgressReport) -> None:
+        """Record a progress report taken from the completion queue (engine thread)."""
+        self._apply(report.name, report.progress, report.details)
 
-def _record(runtime: Runtime, name: str, progress: float, details: dict[str, Any] | None) -> None:
-    # A report without details erases the last ones, as in TaskFlow.
-    runtime.storage.set_task_progress(name, progress, details or {})
-    runtime._notify_progress(name, progress, details)
+    def _apply(self, atom_name: str, progress: float, details: dict[str, Any] | None) -> None:
+        """Record a report that may come late: one whose atom's call has ended is dropped."""
+        record = self._runtime.state.records.get(atom_name)
+        if record is not None and record.state in _CALL_STATES:
+            self._record(atom_name, progress, details)
+
+    def _record(self, name: str, progress: float, details: dict[str, Any] | None) -> None:
+        runtime = self._runtime
+        # A report without details erases the last ones, as in TaskFlow.
+        runtime.storage.set_task_progress(name, progress, details or {})
+        runtime._notify_progress(name, progress, details)

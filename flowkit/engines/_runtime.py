@@ -3,7 +3,7 @@
 :class:`Runtime` turns a scheduler decision into a call (fetching arguments,
 moving the atom to RUNNING or REVERTING, persisting, notifying), and turns the
 call's outcome into stored results and a scheduler event. It also implements the
-scheduler's :class:`~flowkit.engines._scheduler.Hooks`. Drivers (serial, thread
+scheduler's :class:`~flowkit.engines._protocols.Hooks`. Drivers (serial, thread
 or process pool, asyncio) only decide *where* the call runs.
 
 The per-atom hot path is written for speed: records are reached by node index,
@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from flowkit.engines._guarding import Guarding
     from flowkit.engines._limits import Limiter
     from flowkit.engines._loops import Clock, Loops
+    from flowkit.engines._progress_reports import Reporting
     from flowkit.engines._reverting import RevertCause, Reverting
     from flowkit.engines._timeouts import Timer, Watchdog
     from flowkit.retry import Decision
@@ -175,9 +176,13 @@ class Runtime:
         #: The runtime's parts for reverting, link decisions and guarded calls, each
         #: made with its module on first use (:meth:`_reverting`, :meth:`_deciding`,
         #: :meth:`_guarding`): a successful run of a plain flow imports none of them.
+        #: Per-atom callers read ``self._reverter or self._reverting()``: no call once made.
         self._reverter: Reverting | None = None
         self._decider: Deciding | None = None
         self._guarder: Guarding | None = None
+        #: Progress reports, made with the first (:meth:`_reporting`); kept, as a task
+        #: may report many times and an import at each cost a third of its run.
+        self._reporter: Reporting | None = None
         #: Notifications held back while a change spanning several records is made
         #: (:meth:`notices_held`); None: each is sent as its state changes.
         self._held: list[tuple[str, dict[str, Any]]] | None = None
@@ -490,7 +495,7 @@ class Runtime:
         if action == sch.EXECUTE:
             return self._begin_execute(node)
         if action == sch.REVERT:
-            return self._reverting().begin(node)
+            return (self._reverter or self._reverting()).begin(node)
         from flowkit.engines import _retrying  # loaded on the first retry (first-load cost)
 
         return _retrying.begin_again(self, node)
@@ -591,7 +596,7 @@ class Runtime:
             # atom) may need the slot the call held.
             self.limiter.release(node)
         if action == sch.REVERT:
-            self._reverting().complete(node, ok, value)
+            (self._reverter or self._reverting()).complete(node, ok, value)
         else:
             self._complete_execute(node, ok, value)
 
@@ -737,9 +742,7 @@ class Runtime:
 
     def _apply_report(self, report: ProgressReport) -> None:
         """Record a progress report taken from the completion queue (engine thread)."""
-        from flowkit.engines import _progress_reports  # loaded with the first report (first-load cost)
-
-        _progress_reports.apply_report(self, report)
+        (self._reporter or self._reporting()).apply_report(report)
 
     def progress_by_name(
         self, atom_name: str, progress: float, details: dict[str, Any] | None = None
@@ -748,15 +751,11 @@ class Runtime:
 
         A report that arrives after its atom's call ended is stale and dropped.
         """
-        from flowkit.engines import _progress_reports  # loaded with the first report (first-load cost)
-
-        _progress_reports.progress_by_name(self, atom_name, progress, details)
+        (self._reporter or self._reporting()).progress_by_name(atom_name, progress, details)
 
     def _on_progress(self, atom: Any, progress: float, details: dict[str, Any] | None = None) -> None:
         """Called (from any thread) when a running task reports progress."""
-        from flowkit.engines import _progress_reports  # loaded with the first report (first-load cost)
-
-        _progress_reports.on_progress(self, atom, progress, details)
+        (self._reporter or self._reporting()).on_progress(atom, progress, details)
 
     def _announce_progress(self, name: str, atom: Any, progress: float) -> None:
         """Tell listeners of the 0.0 and 1.0 the engine itself reports (already recorded).
@@ -822,7 +821,7 @@ class Runtime:
         return self._ignored.get(name) if self._ignored else None
 
     def decide(self, node: Node) -> Depth | None:
-        return self._deciding().decide(node)
+        return (self._decider or self._deciding()).decide(node)
 
     def joined(self, spawner: Node) -> None:
         record = self.records[spawner.index]
@@ -853,6 +852,14 @@ class Runtime:
 
             self._decider = Deciding(self)
         return self._decider
+
+    def _reporting(self) -> Reporting:
+        """The progress reports, made on the first (in any thread: one a race makes twice is as good)."""
+        if self._reporter is None:
+            from flowkit.engines._progress_reports import Reporting
+
+            self._reporter = Reporting(self)
+        return self._reporter
 
     def _guarding(self) -> Guarding:
         """The guarded calls, made on the first guarded call."""

@@ -131,6 +131,9 @@ class Scheduler:
         #: ``_heapq``'s push and pop once the queues are heaps (None before: not loaded).
         self._heappush: Callable[[list[Entry], Entry], None] | None = None
         self._heappop: Callable[[list[Entry]], Entry] | None = None
+        #: ``_skipping.ignore`` once a decider has said no (None before: not loaded).
+        #: Kept, as a flow may skip an atom per link and an import at each costs.
+        self._skip: Callable[[Scheduler, Node, Depth], None] | None = None
         #: Set when a failure could not be resolved: nothing new may start.
         self.halted = False
         #: Atoms whose failure was resolved by a strategy (for statistics).
@@ -541,9 +544,12 @@ class Scheduler:
 
     def _ignore(self, node: Node, depth: Depth) -> None:
         """Skip ``node`` (a decider said no) and what ``depth`` covers."""
-        from flowkit.engines import _skipping  # loaded where a decider says no (first-load cost)
+        skip = self._skip
+        if skip is None:
+            from flowkit.engines._skipping import ignore  # where a decider says no (first-load cost)
 
-        _skipping.ignore(self, node, depth)
+            skip = self._skip = ignore
+        skip(self, node, depth)
 
     def scope_of(self, retry: Node) -> list[int]:
         """The nodes a retry controls (every node after it), for a RETRY's reset."""
