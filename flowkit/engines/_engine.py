@@ -49,7 +49,6 @@ __all__ = [
     "ActionEngine",
     "Completion",
     "DispatchingDriver",
-    "Driver",
     "call_outcome",
     "may_check_types",
     "may_guard",

@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     from flowkit.engines._protocols import Hooks
     from flowkit.engines._resolving import Resolution as Resolution  # noqa: PLC0414  # named sch.Resolution by the runtime
 
-__all__ = ["EXECUTE", "RETRY_AGAIN", "REVERT", "Hooks", "Mark", "Scheduler"]
+__all__ = ["EXECUTE", "RETRY_AGAIN", "REVERT", "Mark", "Scheduler"]
 
 # What the driver is asked to do with a node.
 EXECUTE = 0

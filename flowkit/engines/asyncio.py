@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
     from concurrent.futures import Future
 
-    from flowkit.engines._engine import Driver
+    from flowkit.engines._protocols import Driver
 
 __all__ = ["AsyncioEngine"]
 

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     import concurrent.futures as cf
     from collections.abc import Callable
 
-    from flowkit.engines._engine import Driver
+    from flowkit.engines._protocols import Driver
 
 __all__ = ["ParallelEngine"]
 

@@ -16,7 +16,7 @@ from flowkit.engines._runtime import Completion, Runtime
 from flowkit.states import RUNNING
 
 if TYPE_CHECKING:
-    from flowkit.engines._engine import Driver
+    from flowkit.engines._protocols import Driver
 
 __all__ = ["SerialEngine"]
 

@@ -199,6 +199,24 @@ def test_public_module_declares_all_and_every_name_exists(module_name: str) -> N
     assert not absent, f"{module_name}.__all__ names missing attributes: {absent}"
 
 
+def _engine_modules() -> list[str]:
+    import pkgutil
+
+    import flowkit.engines
+
+    found = pkgutil.walk_packages(flowkit.engines.__path__, "flowkit.engines.")
+    return sorted(info.name for info in found if not info.ispkg)
+
+
+@pytest.mark.parametrize("module_name", _engine_modules())
+def test_every_name_an_engine_module_exports_exists_when_it_runs(module_name: str) -> None:
+    # A name imported for type checkers only (under TYPE_CHECKING) is absent at run
+    # time: listed in __all__, it broke ``from module import *``.
+    module = _import(module_name)
+    absent = sorted(name for name in getattr(module, "__all__", ()) if not hasattr(module, name))
+    assert not absent, f"{module_name}.__all__ names missing attributes: {absent}"
+
+
 @pytest.mark.parametrize("module_name", sorted(REQUIRED))
 def test_public_module_exports_taskflow_names(module_name: str) -> None:
     module = _import(module_name)

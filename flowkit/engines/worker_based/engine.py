@@ -34,7 +34,7 @@ from flowkit.engines.worker_based import protocol
 from flowkit.patterns import loop_flow
 
 if TYPE_CHECKING:
-    from flowkit.engines._engine import Driver
+    from flowkit.engines._protocols import Driver
     from flowkit.engines._timeouts import Timer
     from flowkit.engines.worker_based._clock import Clock
 
