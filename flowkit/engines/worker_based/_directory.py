@@ -265,24 +265,27 @@ class Directory:
         atom) that offers the task and :meth:`fits` the size. Not cached: it is
         asked only for a request too large for the topic :meth:`route` chose.
         """
-        pinned = self.pinned.get(atom)
-        candidates = self._routing if pinned is None else (pinned,)
-        offers = self._offers
-        return next((t for t in candidates if task in offers.get(t, ()) and self.fits(t, size)), None)
+        return next((topic for topic in self._offering(atom, task) if self.fits(topic, size)), None)
 
     def limits_text(self, atom: str, task: str) -> str:
         """The size limits of the topics offering ``task`` to ``atom``: the error of a request none takes."""
-        pinned = self.pinned.get(atom)
-        candidates = self._routing if pinned is None else (pinned,)
         parts = []
-        for topic in candidates:
+        for topic in self._offering(atom, task):
             limit = self._limits.get(topic)
-            if limit is not None and task in self._offers.get(topic, ()):
+            if limit is not None:
                 parts.append(
                     f"topic '{topic}' reads at most {limit.max_bytes} bytes"
                     f" (the max_message_bytes of worker {log_safe(limit.worker)})"
                 )
         return "; ".join(parts)
+
+    def _offering(self, atom: str, task: str) -> list[str]:
+        """The topics ``atom`` may go to whose workers offer ``task``, in routing order
+        (its own topic only, for a pinned atom)."""
+        pinned = self.pinned.get(atom)
+        candidates = self._routing if pinned is None else (pinned,)
+        offers = self._offers
+        return [topic for topic in candidates if task in offers.get(topic, ())]
 
     def live(self, topic: str) -> frozenset[str]:
         """Ids of the workers of ``topic`` that were advertised at the last scan."""
