@@ -28,6 +28,14 @@ class Quick(task.Task):
 class Boom(task.Task):
     def execute(self):
         raise RuntimeError("boom")
+
+def run_failing(engine, error_type):
+    # Run engine, which must raise error_type; return the error.
+    try:
+        engine.run()
+    except error_type as err:
+        return err
+    raise AssertionError("the run did not fail")
 """
 
 #: feature -> (the modules its run imports, the set-up, the run and its checks).
@@ -42,12 +50,8 @@ class Undo(Quick):
 engine = engines.load(linear_flow.Flow("f").add(Undo("a"), Boom("b")))
 """,
         """
-try:
-    engine.run()
-except RuntimeError as err:
-    assert str(err) == "boom", err
-else:
-    raise AssertionError("the run did not fail")
+err = run_failing(engine, RuntimeError)
+assert str(err) == "boom", err
 assert undone == ["a"], undone
 assert engine.storage.get_atom_state("a") == "REVERTED"
 assert engine.revert_cause("a").failed == "b"
@@ -186,12 +190,8 @@ assert all(engine.storage.get_atom_state(f"q{i}") == "SUCCESS" for i in range(4)
 engine = engines.load(linear_flow.Flow("f").add(Boom("b")), engine="parallel")
 """,
         """
-try:
-    engine.run()
-except RuntimeError as err:
-    assert str(err) == "boom", err
-else:
-    raise AssertionError("the run did not fail")
+err = run_failing(engine, RuntimeError)
+assert str(err) == "boom", err
 """,
     ),
     "result that does not unpack": (
@@ -200,13 +200,9 @@ else:
 engine = engines.load(linear_flow.Flow("f").add(Quick("p", provides=("a", "b"))))
 """,
         """
-try:
-    engine.run()
-except exceptions.ResultUnpackError as err:
-    assert err.atom == "p", err
-    assert "has no item 0 for provided name 'a'" in str(err), err
-else:
-    raise AssertionError("the run did not fail")
+err = run_failing(engine, exceptions.ResultUnpackError)
+assert err.atom == "p", err
+assert "has no item 0 for provided name 'a'" in str(err), err
 """,
     ),
 }
