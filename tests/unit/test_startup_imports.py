@@ -17,8 +17,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[2]
 
 AVOIDED = (
@@ -106,7 +104,7 @@ NOT_IN_ONE_TASK_RUN = (
     "_heapq",
     "flowkit.deciders",
     # The engine's code a successful run never calls, imported on first use (the
-    # first-load cost, doc/benchmarks.rst; FIRST_USE below shows each one's use):
+    # first-load cost, doc/benchmarks.rst; tests/unit/engines/test_cold_modules.py runs each one):
     "flowkit.engines._protocols",  # Hooks and Driver: for type checkers only
     "flowkit.engines._resolving",  # a failure's resolution into reverts, a retry's scope
     "flowkit.engines._skipping",  # what a decider that says no skips
@@ -334,152 +332,6 @@ def test_the_command_line_parser_imports_none_of_the_costly_modules() -> None:
     loaded = set(json.loads(out.stdout))
     assert "flowkit.cli.run" in loaded  # the probe does build every subcommand's parser
     assert not loaded & set(NOT_FOR_CLI_PARSER), sorted(loaded & set(NOT_FOR_CLI_PARSER))
-
-
-# Each module a successful run leaves out, and a run that needs it: in a fresh
-# process that module is imported on first use, and the run does what it should.
-FIRST_USE_COMMON = """
-import json, sys
-from flowkit import engines, retry, states, task
-from flowkit.patterns import linear_flow
-
-class Add(task.Task):
-    def execute(self, x):
-        return x + 1
-
-class Boom(task.Task):
-    failures = 1
-    def execute(self):
-        if Boom.failures:
-            Boom.failures -= 1
-            raise RuntimeError("boom")
-
-    def revert(self, **kwargs):
-        print("reverted", self.name)
-
-def report(engine, module, *names):
-    states = {name: engine.storage.get_atom_state(name) for name in names}
-    print(json.dumps({"loaded": module in sys.modules, "states": states}))
-"""
-
-FIRST_USE = {
-    # A failure under a retry: the scope is reverted and run again.
-    "flowkit.engines._resolving": """
-flow = linear_flow.Flow("f", retry=retry.Times(2, "r")).add(Add("a", provides="y"), Boom("b"))
-engine = engines.load(flow, store={"x": 1})
-engine.run()
-report(engine, "flowkit.engines._resolving", "r", "a", "b")
-""",
-    # A link's decider says no: the atom behind it is ignored.
-    "flowkit.engines._skipping": """
-from flowkit.patterns import graph_flow
-a, b = Add("a", provides="y"), Add("b", rebind={"x": "y"}, provides="z")
-flow = graph_flow.Flow("g").add(a, b).link(a, b, decider=lambda history: False)
-engine = engines.load(flow, store={"x": 1})
-engine.run()
-report(engine, "flowkit.engines._skipping", "a", "b")
-""",
-    # A run suspended after its first atom: the rest is left for a resume.
-    "flowkit.engines._suspending": """
-flow = linear_flow.Flow("f").add(Add("a", provides="y"), Add("b", rebind={"x": "y"}))
-engine = engines.load(flow, store={"x": 1})
-for state in engine.run_iter():
-    if state == states.WAITING:
-        engine.suspend()
-assert engine.storage.get_flow_state() == states.SUSPENDED
-report(engine, "flowkit.engines._suspending", "a", "b")
-""",
-    # A persisted run: its atom names are checked before it starts.
-    "flowkit.engines._validating": """
-from flowkit.persistence import backends
-backend = backends.fetch({"connection": "memory://"})
-engine = engines.load(linear_flow.Flow("f").add(Add("a", provides="y")), store={"x": 1}, backend=backend)
-engine.run()
-report(engine, "flowkit.engines._validating", "a")
-""",
-    # An executor of the caller's: the parallel engine submits to it.
-    "flowkit.engines._executor_driver": """
-import concurrent.futures as cf
-with cf.ThreadPoolExecutor(2) as pool:
-    engine = engines.load(linear_flow.Flow("f").add(Add("a", provides="y")), store={"x": 1},
-                          engine="parallel", executor=pool)
-    engine.run()
-report(engine, "flowkit.engines._executor_driver", "a")
-""",
-}
-
-FIRST_USE_STATES = {
-    "flowkit.engines._resolving": {"r": "SUCCESS", "a": "SUCCESS", "b": "SUCCESS"},
-    "flowkit.engines._skipping": {"a": "SUCCESS", "b": "IGNORE"},
-    "flowkit.engines._suspending": {"a": "SUCCESS", "b": "PENDING"},
-    "flowkit.engines._validating": {"a": "SUCCESS"},
-    "flowkit.engines._executor_driver": {"a": "SUCCESS"},
-}
-
-
-@pytest.mark.parametrize("module", sorted(FIRST_USE))
-def test_a_run_that_needs_a_module_left_out_imports_it_and_works(module: str) -> None:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    code = FIRST_USE_COMMON + FIRST_USE[module]
-    out = subprocess.run(
-        [sys.executable, "-S", "-c", code], check=True, capture_output=True, text=True, env=env
-    )
-    found = json.loads(out.stdout.splitlines()[-1])
-    assert found == {"loaded": True, "states": FIRST_USE_STATES[module]}
-    if module == "flowkit.engines._resolving":
-        assert "reverted b" in out.stdout  # the failed atom was undone before the retry ran it again
-
-
-# Each module the compiler imports on first use, and a flow that needs it: it is
-# imported then, and the flow still runs right (the other tests say when it is not).
-COLD_FEATURES = {
-    "flowkit.engines._atom_options": """
-flow = linear_flow.Flow("f").add(Add("a", provides="y", timeout=30))
-result = engines.run(flow, store={"x": 1})["y"]
-""",
-    "flowkit.engines._implicit_flows": """
-result = engines.run(Add("a", provides="y", retry=2), store={"x": 1})["y"]
-""",
-    "flowkit.engines._graph_order": """
-# d reads what a provides, linked to it only through b (c stands apart).
-a, b = Add("a", provides="y"), Add("b", rebind={"x": "y"}, provides="z")
-c, d = Add("c", provides="v"), Add("d", rebind={"x": "y"}, provides="w")
-flow = graph_flow.Flow("g").add(a, b, c, d, resolve_requires=False).link(a, b).link(b, d)
-result = engines.run(flow, store={"x": 0})["w"]
-""",
-    "flowkit.engines._compilation_queries": """
-flow = linear_flow.Flow("f").add(Add("a", provides="y"), Add("b", rebind={"x": "y"}))
-engine = engines.load(flow, store={"x": 1})
-engine.run()
-result = engine.storage.fetch_mapped_args({"v": "y"}, atom_name="b")["v"]
-""",
-}
-
-COLD_FEATURE_RUN = """
-import json, sys
-from flowkit import engines, task
-from flowkit.patterns import graph_flow, linear_flow
-
-class Add(task.Task):
-    def execute(self, x):
-        return x + 1
-
-before = set(sys.modules)
-{feature}
-print(json.dumps({{"result": result, "loaded": sorted(set(sys.modules) - before)}}))
-"""
-
-
-@pytest.mark.parametrize("module", sorted(COLD_FEATURES))
-def test_a_flow_that_needs_the_compilers_code_for_a_feature_imports_it_and_runs(module: str) -> None:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    script = COLD_FEATURE_RUN.format(feature=COLD_FEATURES[module])
-    out = subprocess.run(
-        [sys.executable, "-S", "-c", script], check=True, capture_output=True, text=True, env=env
-    )
-    found = json.loads(out.stdout)
-    assert module in found["loaded"]
-    assert found["result"] == 2
 
 
 def test_a_parallel_run_of_an_unordered_flow_does_not_import_the_linear_pattern() -> None:

@@ -1,9 +1,12 @@
-"""The runtime's code for features a successful run never uses is imported with the feature.
+"""The engine's code for features a successful run never uses is imported with the feature.
 
-Reverting, retrying, deciders, resets, progress reports, coroutines, time
-limits, guards, loops and spawns, concurrency limits, calls that raise on a
-pool and results that do not unpack live in modules of their own, imported on
-first use (the first load's cost: doc/benchmarks.rst);
+The runtime's reverting, retrying, deciders, resets, progress reports,
+coroutines, time limits, guards, loops and spawns, concurrency limits, calls
+that raise on a pool and results that do not unpack; the scheduler's failure
+resolution, decider skips and suspend bookkeeping; the engine's persisted-run
+checks and executor driver; the compiler's atom options, lone atoms, graph
+ordering and scoped queries live in modules of their own, imported on first
+use (the first load's cost: doc/benchmarks.rst);
 ``tests/unit/test_startup_imports.py`` checks that a plain run imports none of
 them. Here each feature runs in a fresh interpreter, where nothing has imported
 its module yet: the module is not loaded before the feature's run, is loaded
@@ -24,6 +27,10 @@ from flowkit.patterns import graph_flow, linear_flow, loop_flow, unordered_flow
 class Quick(task.Task):
     def execute(self):
         return 1
+
+class Add(task.Task):
+    def execute(self, x):
+        return x + 1
 
 class Boom(task.Task):
     def execute(self):
@@ -203,6 +210,124 @@ engine = engines.load(linear_flow.Flow("f").add(Quick("p", provides=("a", "b")))
 err = run_failing(engine, exceptions.ResultUnpackError)
 assert err.atom == "p", err
 assert "has no item 0 for provided name 'a'" in str(err), err
+""",
+    ),
+    # The scheduler's, engine's and compiler's code, as the runtime's above.
+    "failure under a retry": (
+        ("_resolving",),
+        """
+reverted = []
+class FailsOnce(task.Task):
+    failures = 1
+    def execute(self):
+        if FailsOnce.failures:
+            FailsOnce.failures -= 1
+            raise RuntimeError("boom")
+    def revert(self, **kwargs):
+        reverted.append(self.name)
+flow = linear_flow.Flow("f", retry=retry.Times(2, "r")).add(Add("a", provides="y"), FailsOnce("b"))
+engine = engines.load(flow, store={"x": 1})
+""",
+        """
+engine.run()
+found = {name: engine.storage.get_atom_state(name) for name in ("r", "a", "b")}
+assert found == {"r": "SUCCESS", "a": "SUCCESS", "b": "SUCCESS"}, found
+assert "b" in reverted, reverted  # the failed atom was undone before the retry ran it again
+""",
+    ),
+    "decider skip": (
+        ("_skipping",),
+        """
+a, b = Add("a", provides="y"), Add("b", rebind={"x": "y"}, provides="z")
+flow = graph_flow.Flow("g").add(a, b).link(a, b, decider=lambda history: False)
+engine = engines.load(flow, store={"x": 1})
+""",
+        """
+engine.run()
+found = {name: engine.storage.get_atom_state(name) for name in ("a", "b")}
+assert found == {"a": "SUCCESS", "b": "IGNORE"}, found
+""",
+    ),
+    "suspend": (
+        ("_suspending",),
+        """
+flow = linear_flow.Flow("f").add(Add("a", provides="y"), Add("b", rebind={"x": "y"}))
+engine = engines.load(flow, store={"x": 1})
+""",
+        """
+for state in engine.run_iter():
+    if state == "WAITING":
+        engine.suspend()
+assert engine.storage.get_flow_state() == "SUSPENDED"
+found = {name: engine.storage.get_atom_state(name) for name in ("a", "b")}
+assert found == {"a": "SUCCESS", "b": "PENDING"}, found
+""",
+    ),
+    "persisted run": (
+        ("_validating",),
+        """
+from flowkit.persistence import backends
+backend = backends.fetch({"connection": "memory://"})
+engine = engines.load(linear_flow.Flow("f").add(Add("a", provides="y")), store={"x": 1}, backend=backend)
+""",
+        """
+engine.run()
+assert engine.storage.get_atom_state("a") == "SUCCESS"
+""",
+    ),
+    "caller's executor": (
+        ("_executor_driver",),
+        """
+import concurrent.futures as cf
+pool = cf.ThreadPoolExecutor(2)
+engine = engines.load(linear_flow.Flow("f").add(Add("a", provides="y")), store={"x": 1},
+                      engine="parallel", executor=pool)
+""",
+        """
+with pool:
+    engine.run()
+assert engine.storage.get_atom_state("a") == "SUCCESS"
+""",
+    ),
+    "atom options": (
+        ("_atom_options",),
+        """
+flow = linear_flow.Flow("f").add(Add("a", provides="y", timeout=30))
+""",
+        """
+assert engines.run(flow, store={"x": 1})["y"] == 2
+""",
+    ),
+    "atom on its own": (
+        ("_implicit_flows",),
+        """
+lone = Add("a", provides="y", retry=2)
+""",
+        """
+assert engines.run(lone, store={"x": 1})["y"] == 2
+""",
+    ),
+    "reader linked only through another": (
+        ("_graph_order",),
+        """
+# d reads what a provides, linked to it only through b (c stands apart).
+a, b = Add("a", provides="y"), Add("b", rebind={"x": "y"}, provides="z")
+c, d = Add("c", provides="v"), Add("d", rebind={"x": "y"}, provides="w")
+flow = graph_flow.Flow("g").add(a, b, c, d, resolve_requires=False).link(a, b).link(b, d)
+""",
+        """
+assert engines.run(flow, store={"x": 0})["w"] == 2
+""",
+    ),
+    "scoped fetch": (
+        ("_compilation_queries",),
+        """
+flow = linear_flow.Flow("f").add(Add("a", provides="y"), Add("b", rebind={"x": "y"}))
+engine = engines.load(flow, store={"x": 1})
+engine.run()
+""",
+        """
+assert engine.storage.fetch_mapped_args({"v": "y"}, atom_name="b")["v"] == 2
 """,
     ),
 }
