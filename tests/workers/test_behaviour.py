@@ -173,9 +173,6 @@ class EchoTakingMore(task.Task):
     def execute(self, value: Any, extra: Any) -> Any:
         return value
 
-    def revert(self, value: Any, **kwargs: Any) -> None:
-        return None
-
 
 class EchoTakingNothing(task.Task):
     """A stub of Echo whose execute takes nothing, so the worker's Echo misses its ``value``."""
@@ -183,9 +180,6 @@ class EchoTakingNothing(task.Task):
     worker_task_name = Echo.worker_task_name
 
     def execute(self) -> None:
-        return None
-
-    def revert(self, value: Any, **kwargs: Any) -> None:
         return None
 
 
@@ -241,6 +235,32 @@ def test_reverts_run_on_the_worker_after_a_failure(
         assert events.saw(name, st.REVERTING)
     # Three executes and three reverts, all sent to the worker.
     assert requests_added(redis_client, worker.topic) == 6
+
+
+class EchoRevertedBare(task.Task):
+    """A stub of Echo with the revert every task has by default, which names no argument."""
+
+    worker_task_name = Echo.worker_task_name
+
+    def execute(self, value: Any) -> Any:
+        return value
+
+
+def test_a_task_without_a_revert_of_its_own_reverts_alike_on_both_workers(
+    worker: WorkerProcess, redis_client: Any, redis_flushed_url: str
+) -> None:
+    # The Go Echo registers no revert (a revert that does nothing): its twin must not
+    # have one that needs arguments, or the Python worker fails a revert Go does not.
+    flow = linear_flow.Flow("undo-bare").add(EchoRevertedBare(name="echo", provides="a"), Fail(name="fail"))
+    engine = load_engine(flow, redis_flushed_url, worker.topic, store={"value": 3, "message": "stop"})
+
+    with pytest.raises(exc.WrappedFailure):
+        engine.run()
+
+    assert engine.storage.get_atom_state("echo") == st.REVERTED
+    assert engine.storage.get_revert_result("echo") is None
+    assert engine.storage.get_flow_state() == st.REVERTED
+    assert requests_added(redis_client, worker.topic) == 4
 
 
 def test_progress_reported_by_the_worker_reaches_the_atom_notifier(
