@@ -140,10 +140,17 @@ func fail(call *flowkit.Call) (any, error) {
 	return nil, &flowkit.TaskError{Types: TaskFailedTypes, Message: message}
 }
 
+// ValueErrorTypes are the exception type names of a Python ValueError.
+var ValueErrorTypes = []string{"builtins.ValueError", "builtins.Exception", "builtins.BaseException"}
+
 func sleep(call *flowkit.Call) (any, error) {
 	seconds, err := call.Float("seconds")
 	if err != nil {
 		return nil, err
+	}
+	if seconds < 0 {
+		// As the Python twin's time.sleep refuses it, before any progress.
+		return nil, &flowkit.TaskError{Types: ValueErrorTypes, Message: "sleep length must be non-negative"}
 	}
 	half := time.Duration(seconds / 2 * float64(time.Second))
 	if err := pause(call.Context, half); err != nil {

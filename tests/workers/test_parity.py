@@ -97,6 +97,8 @@ ANSWERED: dict[str, Case] = {
         },
     ),
     "progress": Case(f"{GO_TASKS}.Sleep", {"seconds": 0.05}),
+    # Python's time.sleep refuses a negative length before the task reports anything.
+    "negative-sleep": Case(f"{GO_TASKS}.Sleep", {"seconds": -1}, task_failure=True),
     "notifications-and-progress": Case(f"{GO_TASKS}.Announce", {"events": ["a", "b", "c"]}),
     "nested-to-the-limit": Case(f"{GO_TASKS}.Echo", {"value": _deep(protocol.MAX_DEPTH - ARGUMENT_LEVELS)}),
 }
