@@ -191,6 +191,7 @@ func DecodeBody(body []byte) (*Message, error) {
 		message.Notify = notifyFrom(object)
 	case TypeRequest:
 		message.Request = requestFrom(object)
+		message.Request.body = body
 	case TypeResponse:
 		message.Response = responseFrom(object)
 	}

@@ -144,6 +144,17 @@ func loadGoldens(t *testing.T, pattern string) []golden {
 	return goldens
 }
 
+// withoutText returns a decoded message without the JSON text a request
+// keeps (its spacing is no part of what the message says).
+func withoutText(typed any) any {
+	if request, ok := typed.(*Request); ok {
+		copied := *request
+		copied.body = nil
+		return &copied
+	}
+	return typed
+}
+
 func TestValidGoldensDecodeMatchTheSchemaAndSurviveReEncoding(t *testing.T) {
 	s := loadSchemas(t)
 	for _, g := range loadGoldens(t, "*.json") {
@@ -167,7 +178,7 @@ func TestValidGoldensDecodeMatchTheSchemaAndSurviveReEncoding(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Decode rejects the re-encoded message: %v", err)
 			}
-			if !reflect.DeepEqual(again.typed(), typed) {
+			if !reflect.DeepEqual(withoutText(again.typed()), withoutText(typed)) {
 				t.Fatalf("re-encoding changed the message:\n%#v\n%#v", again.typed(), typed)
 			}
 			var original map[string]any

@@ -298,6 +298,10 @@ type Request struct {
 	TraceParent string
 	SentAt      float64
 	Deadline    float64
+	// body is the JSON text the request was decoded from (nil for one built
+	// in code): the order of its arguments, which the map above loses, is
+	// read from it on the rare path that needs it (firstListed).
+	body []byte
 }
 
 // MarshalJSON writes the request; revert-only fields appear for reverts only.

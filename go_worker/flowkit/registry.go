@@ -42,6 +42,9 @@ type Call struct {
 	// that cannot be sent, or a call after the task returned are logged and
 	// dropped.
 	Notify func(eventType string, details map[string]any)
+	// action is the request's (ActionExecute or ActionRevert; "" counts as
+	// execute), for the wording of a missing argument's TypeError.
+	action string
 }
 
 // ExecuteFunc runs a task's execute; its result must be JSON-encodable.
@@ -71,6 +74,7 @@ func ArgumentError(format string, args ...any) *TaskError {
 }
 
 type entry struct {
+	args    signature
 	execute ExecuteFunc
 	revert  RevertFunc
 }
@@ -85,21 +89,27 @@ type Registry struct {
 func NewRegistry() *Registry { return &Registry{tasks: map[string]entry{}} }
 
 // Register serves exec (and revert; nil: a revert that returns null) under
-// name. It panics on an empty name, a nil exec or a name already registered,
-// which are programming errors.
-func (r *Registry) Register(name string, exec ExecuteFunc, revert RevertFunc) {
+// name; args are the arguments exec takes (Takes("size"), or an Args with
+// optional ones): a request carrying another argument, or missing a
+// required one, fails with a TypeError before exec runs, as the Python
+// worker's call fails. A revert is handed the arguments its request carries,
+// unchecked, as a Python revert taking **kwargs is. Register panics on an
+// empty name, a nil exec, a name already registered or an argument named
+// twice or with an empty name, which are programming errors.
+func (r *Registry) Register(name string, args Args, exec ExecuteFunc, revert RevertFunc) {
 	if name == "" {
 		panic("flowkit: Register with an empty task name")
 	}
 	if exec == nil {
 		panic("flowkit: Register " + name + " with a nil execute function")
 	}
+	sig := newSignature(name, args)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if _, taken := r.tasks[name]; taken {
 		panic("flowkit: task " + name + " registered twice")
 	}
-	r.tasks[name] = entry{exec, revert}
+	r.tasks[name] = entry{sig, exec, revert}
 }
 
 // Names returns the registered task names, sorted.
@@ -149,6 +159,9 @@ func (r *Registry) Run(call *Call, request *Request) (result any, failure *Failu
 		}
 		result, err = task.revert(call, executeResult, request.Failure, request.FlowFailures)
 	} else {
+		if mismatch := task.args.check(request); mismatch != nil {
+			return nil, FailureFromError(mismatch)
+		}
 		result, err = task.execute(call)
 	}
 	if err != nil {
@@ -193,11 +206,13 @@ func panicFailure(value any, stack []byte) *Failure {
 	return f
 }
 
-// Value returns the argument name, or a TypeError-named error when it is missing.
+// Value returns the argument name, or, when it is missing, the TypeError a
+// Python method missing it raises ("Echo.execute() missing 1 required
+// positional argument: 'value'").
 func (c *Call) Value(name string) (any, error) {
 	value, ok := c.Arguments[name]
 	if !ok {
-		return nil, ArgumentError("%s: missing required argument '%s'", c.Task, name)
+		return nil, missingError(c.Task, c.action, []string{name})
 	}
 	return value, nil
 }

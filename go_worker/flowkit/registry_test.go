@@ -18,7 +18,7 @@ func newCall(arguments map[string]any) *Call {
 
 func TestRegistryRunsExecuteWithTheRequestArguments(t *testing.T) {
 	reg := NewRegistry()
-	reg.Register("t.Add", func(c *Call) (any, error) {
+	reg.Register("t.Add", Takes("a", "b"), func(c *Call) (any, error) {
 		a, err := c.Int("a")
 		if err != nil {
 			return nil, err
@@ -44,7 +44,7 @@ func TestRegistryPassesResultOrFailureAndFlowFailuresToRevert(t *testing.T) {
 		flowFailures map[string]*Failure
 	}
 	var got seen
-	reg.Register("t.T", func(*Call) (any, error) { return nil, nil },
+	reg.Register("t.T", Takes(), func(*Call) (any, error) { return nil, nil },
 		func(_ *Call, result any, failure *Failure, flowFailures map[string]*Failure) (any, error) {
 			got = seen{result, failure, flowFailures}
 			return "reverted", nil
@@ -63,7 +63,7 @@ func TestRegistryPassesResultOrFailureAndFlowFailuresToRevert(t *testing.T) {
 
 func TestRevertWithoutAFunctionReturnsNull(t *testing.T) {
 	reg := NewRegistry()
-	reg.Register("t.T", func(*Call) (any, error) { return 1, nil }, nil)
+	reg.Register("t.T", Takes(), func(*Call) (any, error) { return 1, nil }, nil)
 	result, failure := reg.Run(newCall(nil), &Request{Task: "t.T", Action: ActionRevert})
 	if result != nil || failure != nil {
 		t.Fatalf("result=%v failure=%v", result, failure)
@@ -72,7 +72,7 @@ func TestRevertWithoutAFunctionReturnsNull(t *testing.T) {
 
 func TestPlainErrorsBecomeGoErrorFailures(t *testing.T) {
 	reg := NewRegistry()
-	reg.Register("t.T", func(*Call) (any, error) { return nil, fmt.Errorf("wrapped: %w", errors.New("inner")) }, nil)
+	reg.Register("t.T", Takes(), func(*Call) (any, error) { return nil, fmt.Errorf("wrapped: %w", errors.New("inner")) }, nil)
 	_, failure := reg.Run(newCall(nil), &Request{Task: "t.T", Action: ActionExecute})
 	want := &Failure{ExceptionStr: "wrapped: inner", ExcTypeNames: GoErrorTypes, ExcArgs: []any{"wrapped: inner"}}
 	if !reflect.DeepEqual(failure, want) {
@@ -104,7 +104,7 @@ func TestTaskErrorDefaults(t *testing.T) {
 
 func TestPanicsBecomeGoPanicFailuresWithTheStack(t *testing.T) {
 	reg := NewRegistry()
-	reg.Register("t.T", func(*Call) (any, error) {
+	reg.Register("t.T", Takes(), func(*Call) (any, error) {
 		var m map[string]int
 		m["x"] = 1 // panics
 		return nil, nil
@@ -131,11 +131,11 @@ func TestUnknownTasksFailWithNotFound(t *testing.T) {
 func TestRegisterRefusesDuplicatesAndEmptyNames(t *testing.T) {
 	reg := NewRegistry()
 	exec := func(*Call) (any, error) { return nil, nil }
-	reg.Register("t.T", exec, nil)
+	reg.Register("t.T", Takes(), exec, nil)
 	for name, register := range map[string]func(){
-		"duplicate":  func() { reg.Register("t.T", exec, nil) },
-		"empty name": func() { reg.Register("", exec, nil) },
-		"nil exec":   func() { reg.Register("t.U", nil, nil) },
+		"duplicate":  func() { reg.Register("t.T", Takes(), exec, nil) },
+		"empty name": func() { reg.Register("", Takes(), exec, nil) },
+		"nil exec":   func() { reg.Register("t.U", Takes(), nil, nil) },
 	} {
 		func() {
 			defer func() {

@@ -721,6 +721,7 @@ func (w *Worker) perform(ctx context.Context, j *job) {
 		Progress:    progress.report,
 		Notify:      notify,
 		TraceParent: ValidTraceParent(request.TraceParent),
+		action:      request.Action,
 	}
 	running = progress
 	result, failure := w.registry.Run(call, request)

@@ -177,26 +177,30 @@ type panickyJSON struct{}
 
 func (panickyJSON) MarshalJSON() ([]byte, error) { panic("lost the connection") }
 
+// anyArgs lets a test task take whatever arguments its requests carry: these
+// tests are about other things than the arguments' check.
+var anyArgs = flowkit.Args{Others: true}
+
 func testRegistry() *flowkit.Registry {
 	reg := flowkit.NewRegistry()
 	tasks.RegisterAll(reg)
-	reg.Register("test.Error", func(*flowkit.Call) (any, error) { return nil, errors.New("plain error") }, nil)
-	reg.Register("test.Panic", func(*flowkit.Call) (any, error) { panic("kaboom") }, nil)
-	reg.Register("test.NaN", func(*flowkit.Call) (any, error) { return math.NaN(), nil }, nil)
-	reg.Register("test.Deep", func(*flowkit.Call) (any, error) {
+	reg.Register("test.Error", anyArgs, func(*flowkit.Call) (any, error) { return nil, errors.New("plain error") }, nil)
+	reg.Register("test.Panic", anyArgs, func(*flowkit.Call) (any, error) { panic("kaboom") }, nil)
+	reg.Register("test.NaN", anyArgs, func(*flowkit.Call) (any, error) { return math.NaN(), nil }, nil)
+	reg.Register("test.Deep", anyArgs, func(*flowkit.Call) (any, error) {
 		var value any = []any{}
 		for i := 0; i < flowkit.MaxDepth; i++ {
 			value = []any{value}
 		}
 		return value, nil
 	}, nil)
-	reg.Register("test.Bytes", func(*flowkit.Call) (any, error) { return string([]byte{'o', 0xff, 'k'}), nil }, nil)
-	reg.Register("test.BadText", func(*flowkit.Call) (any, error) {
+	reg.Register("test.Bytes", anyArgs, func(*flowkit.Call) (any, error) { return string([]byte{'o', 0xff, 'k'}), nil }, nil)
+	reg.Register("test.BadText", anyArgs, func(*flowkit.Call) (any, error) {
 		return nil, errors.New("x" + strings.Repeat("é", 600) + string([]byte{0xff}))
 	}, nil)
-	reg.Register("test.Goexit", func(*flowkit.Call) (any, error) { runtime.Goexit(); return nil, nil }, nil)
-	reg.Register("test.PanickyResult", func(*flowkit.Call) (any, error) { return panickyJSON{}, nil }, nil)
-	reg.Register("test.Notify", func(call *flowkit.Call) (any, error) {
+	reg.Register("test.Goexit", anyArgs, func(*flowkit.Call) (any, error) { runtime.Goexit(); return nil, nil }, nil)
+	reg.Register("test.PanickyResult", anyArgs, func(*flowkit.Call) (any, error) { return panickyJSON{}, nil }, nil)
+	reg.Register("test.Notify", anyArgs, func(call *flowkit.Call) (any, error) {
 		call.Notify("A", map[string]any{"leftover": []any{"A", "B"}})
 		call.Notify("", nil)                                  // no type: dropped
 		call.Notify("bad", map[string]any{"nan": math.NaN()}) // not JSON: dropped
@@ -204,18 +208,18 @@ func testRegistry() *flowkit.Registry {
 		call.Notify("B", nil)
 		return "done", nil
 	}, nil)
-	reg.Register("test.OddProgress", func(call *flowkit.Call) (any, error) {
+	reg.Register("test.OddProgress", anyArgs, func(call *flowkit.Call) (any, error) {
 		call.Progress(math.NaN(), nil)
 		call.Progress(-0.5, nil)
 		call.Progress(1.5, nil)
 		return nil, nil
 	}, nil)
-	reg.Register("test.Keep", func(call *flowkit.Call) (any, error) {
+	reg.Register("test.Keep", anyArgs, func(call *flowkit.Call) (any, error) {
 		kept.Store(call.RequestID, call) // for a test to use after the task returned
 		return nil, nil
 	}, nil)
-	reg.Register(blockName, block, nil)
-	reg.Register("test.Revert", func(*flowkit.Call) (any, error) { return nil, nil },
+	reg.Register(blockName, anyArgs, block, nil)
+	reg.Register("test.Revert", anyArgs, func(*flowkit.Call) (any, error) { return nil, nil },
 		func(call *flowkit.Call, result any, failure *flowkit.Failure, flowFailures map[string]*flowkit.Failure) (any, error) {
 			return map[string]any{
 				"result": result, "failure": failure, "flow_failures": flowFailures, "arguments": call.Arguments,
@@ -643,7 +647,7 @@ func TestProgressIsSentInBurstsOfTwentyThenOnePer50msAndTheLastValueAlways(t *te
 	h := newHarness(t)
 	clock := newFakeClock(time.Now())
 	reg := testRegistry()
-	reg.Register("test.Flood", func(call *flowkit.Call) (any, error) {
+	reg.Register("test.Flood", anyArgs, func(call *flowkit.Call) (any, error) {
 		for i := 1; i <= 25; i++ { // the clock stands still: 20 go out, the rest wait
 			call.Progress(float64(i)/100, nil)
 		}
@@ -1318,7 +1322,7 @@ func TestNoMoreTasksRunAtOnceThanTheConcurrency(t *testing.T) {
 	var once sync.Once
 	openGate := func() { once.Do(func() { close(release) }) }
 	reg := flowkit.NewRegistry()
-	reg.Register("test.Count", func(call *flowkit.Call) (any, error) {
+	reg.Register("test.Count", anyArgs, func(call *flowkit.Call) (any, error) {
 		now := running.Add(1)
 		defer running.Add(-1)
 		for seen := most.Load(); now > seen && !most.CompareAndSwap(seen, now); seen = most.Load() {
@@ -1359,7 +1363,7 @@ func TestARequestWaitingForASlotAtTheEndOfTheGraceIsLeftUnrun(t *testing.T) {
 	var once sync.Once
 	openGate := func() { once.Do(func() { close(release) }) }
 	reg := flowkit.NewRegistry()
-	reg.Register("test.Hold", func(call *flowkit.Call) (any, error) {
+	reg.Register("test.Hold", anyArgs, func(call *flowkit.Call) (any, error) {
 		started.Add(1)
 		select {
 		case <-release:

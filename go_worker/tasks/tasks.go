@@ -33,13 +33,13 @@ var TaskFailedTypes = []string{Prefix + "TaskFailed", "builtins.Exception", "bui
 
 // RegisterAll registers every example task in reg.
 func RegisterAll(reg *flowkit.Registry) {
-	reg.Register(CountPrimesName, countPrimes, nil)
-	reg.Register(Sha256RoundsName, sha256Rounds, nil)
-	reg.Register(FailName, fail, nil)
-	reg.Register(SleepName, sleep, nil)
-	reg.Register(EchoName, echo, nil)
-	reg.Register(TraceParentName, traceParent, nil)
-	reg.Register(AnnounceName, announce, nil)
+	reg.Register(CountPrimesName, flowkit.Takes("limit"), countPrimes, nil)
+	reg.Register(Sha256RoundsName, flowkit.Takes("data", "rounds"), sha256Rounds, nil)
+	reg.Register(FailName, flowkit.Takes("message"), fail, nil)
+	reg.Register(SleepName, flowkit.Takes("seconds"), sleep, nil)
+	reg.Register(EchoName, flowkit.Takes("value"), echo, nil)
+	reg.Register(TraceParentName, flowkit.Takes(), traceParent, nil)
+	reg.Register(AnnounceName, flowkit.Takes("events"), announce, nil)
 }
 
 // announce notifies each event named in the list "events", with the names
@@ -140,10 +140,17 @@ func fail(call *flowkit.Call) (any, error) {
 	return nil, &flowkit.TaskError{Types: TaskFailedTypes, Message: message}
 }
 
+// ValueErrorTypes are the exception type names of a Python ValueError.
+var ValueErrorTypes = []string{"builtins.ValueError", "builtins.Exception", "builtins.BaseException"}
+
 func sleep(call *flowkit.Call) (any, error) {
 	seconds, err := call.Float("seconds")
 	if err != nil {
 		return nil, err
+	}
+	if seconds < 0 {
+		// As the Python twin's time.sleep refuses it, before any progress.
+		return nil, &flowkit.TaskError{Types: ValueErrorTypes, Message: "sleep length must be non-negative"}
 	}
 	half := time.Duration(seconds / 2 * float64(time.Second))
 	if err := pause(call.Context, half); err != nil {

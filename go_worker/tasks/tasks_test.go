@@ -103,6 +103,13 @@ func TestSleepReportsHalfwayProgress(t *testing.T) {
 	}
 }
 
+func TestSleepRefusesANegativeLengthAsPythonsSleepDoes(t *testing.T) {
+	_, failure := run(t, SleepName, map[string]any{"seconds": json.Number("-1")}, nil)
+	if failure == nil || failure.ExceptionStr != "sleep length must be non-negative" || !reflect.DeepEqual(failure.ExcTypeNames, ValueErrorTypes) {
+		t.Fatalf("failure = %+v", failure)
+	}
+}
+
 func TestSleepStopsWhenItsContextEnds(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()

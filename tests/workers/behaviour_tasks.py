@@ -3,7 +3,9 @@
 Each class carries the Go task's name in ``worker_task_name``, so a request
 for ``flowkit_go_tasks.Echo`` means the same thing to either worker, and
 behaves the same way: same results, same failure type names and messages,
-same progress reports. The Python worker serves them when started with
+same progress reports. None has a revert of its own, as no Go example task
+registers one: a revert of either does nothing, whatever arguments it is
+given. The Python worker serves them when started with
 ``--tasks tests.workers.behaviour_tasks``; the tests also hand these very
 classes to the worker-based engine as stubs (the engine only reads their
 names and signatures, it never runs them).
@@ -75,9 +77,6 @@ class CountPrimes(task.Task):
     def execute(self, limit: int) -> int:
         return count_primes(limit)
 
-    def revert(self, limit: int, **kwargs: Any) -> None:
-        return None
-
 
 class Sha256Rounds(task.Task):
     """Apply SHA-256 ``rounds`` times to ``data``."""
@@ -87,9 +86,6 @@ class Sha256Rounds(task.Task):
     def execute(self, data: str, rounds: int) -> str:
         return sha256_rounds(data, rounds)
 
-    def revert(self, data: str, rounds: int, **kwargs: Any) -> None:
-        return None
-
 
 class Fail(task.Task):
     """Always fail with ``message``."""
@@ -98,9 +94,6 @@ class Fail(task.Task):
 
     def execute(self, message: str) -> None:
         raise TaskFailed(message)
-
-    def revert(self, message: str, **kwargs: Any) -> None:
-        return None
 
 
 class Sleep(task.Task):
@@ -113,20 +106,14 @@ class Sleep(task.Task):
         self.update_progress(0.5)
         time.sleep(seconds / 2)
 
-    def revert(self, seconds: float, **kwargs: Any) -> None:
-        return None
-
 
 class Echo(task.Task):
-    """Return ``value`` unchanged; reverting it does nothing and returns None."""
+    """Return ``value`` unchanged."""
 
     worker_task_name = f"{GO_TASKS}.Echo"
 
     def execute(self, value: Any) -> Any:
         return value
-
-    def revert(self, value: Any, result: Any = None, flow_failures: Any = None, **kwargs: Any) -> None:
-        return None
 
 
 class TraceParent(task.Task):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 import threading
 import time
@@ -164,6 +165,56 @@ def test_a_remote_failure_keeps_its_type_names_and_message(
     assert engine.storage.get_flow_state() == st.REVERTED
 
 
+class EchoTakingMore(task.Task):
+    """A stub of Echo whose execute also takes ``extra``, an argument Echo's never takes."""
+
+    worker_task_name = Echo.worker_task_name
+
+    def execute(self, value: Any, extra: Any) -> Any:
+        return value
+
+
+class EchoTakingNothing(task.Task):
+    """A stub of Echo whose execute takes nothing, so the worker's Echo misses its ``value``."""
+
+    worker_task_name = Echo.worker_task_name
+
+    def execute(self) -> None:
+        return None
+
+
+@pytest.mark.parametrize(
+    ("stub", "message"),
+    [
+        (EchoTakingMore, "Echo.execute() got an unexpected keyword argument 'extra'"),
+        (EchoTakingNothing, "Echo.execute() missing 1 required positional argument: 'value'"),
+    ],
+    ids=["unexpected", "missing"],
+)
+def test_arguments_the_task_does_not_take_fail_it_as_pythons_call_would(
+    worker: WorkerProcess, redis_flushed_url: str, stub: type[task.Task], message: str
+) -> None:
+    # The Python worker's call raises TypeError; the Go worker checks the arguments
+    # its task declares, before running it, and words the failure the same way.
+    flow = linear_flow.Flow("mismatch").add(Echo(name="fine", provides="copy"), stub(name="echo"))
+    engine = load_engine(flow, redis_flushed_url, worker.topic, store={"value": 1, "extra": 2})
+    events = Events(engine)
+
+    with pytest.raises(exc.WrappedFailure, match=re.escape(message)) as raised:
+        engine.run()
+
+    assert raised.value.check(TypeError) is TypeError
+
+    failure = _failure_of(engine, "echo")
+    assert failure.check(TypeError) is TypeError
+    assert failure.exception_str == message
+    assert list(failure.exception_args) == [message]
+    assert events.saw("echo", st.FAILURE)
+    assert engine.storage.get_atom_state("echo") == st.REVERTED
+    assert engine.storage.get_atom_state("fine") == st.REVERTED
+    assert engine.storage.get_flow_state() == st.REVERTED
+
+
 def test_reverts_run_on_the_worker_after_a_failure(
     worker: WorkerProcess, redis_client: Any, redis_flushed_url: str
 ) -> None:
@@ -184,6 +235,32 @@ def test_reverts_run_on_the_worker_after_a_failure(
         assert events.saw(name, st.REVERTING)
     # Three executes and three reverts, all sent to the worker.
     assert requests_added(redis_client, worker.topic) == 6
+
+
+class EchoRevertedBare(task.Task):
+    """A stub of Echo with the revert every task has by default, which names no argument."""
+
+    worker_task_name = Echo.worker_task_name
+
+    def execute(self, value: Any) -> Any:
+        return value
+
+
+def test_a_task_without_a_revert_of_its_own_reverts_alike_on_both_workers(
+    worker: WorkerProcess, redis_client: Any, redis_flushed_url: str
+) -> None:
+    # The Go Echo registers no revert (a revert that does nothing): its twin must not
+    # have one that needs arguments, or the Python worker fails a revert Go does not.
+    flow = linear_flow.Flow("undo-bare").add(EchoRevertedBare(name="echo", provides="a"), Fail(name="fail"))
+    engine = load_engine(flow, redis_flushed_url, worker.topic, store={"value": 3, "message": "stop"})
+
+    with pytest.raises(exc.WrappedFailure):
+        engine.run()
+
+    assert engine.storage.get_atom_state("echo") == st.REVERTED
+    assert engine.storage.get_revert_result("echo") is None
+    assert engine.storage.get_flow_state() == st.REVERTED
+    assert requests_added(redis_client, worker.topic) == 4
 
 
 def test_progress_reported_by_the_worker_reaches_the_atom_notifier(

@@ -5,10 +5,11 @@ same request on each one's stream and compares what comes back, reply by
 reply, as an engine reads it. What may differ is taken out first: the request
 and worker ids and times, traceback texts, and, for an exception a *task*
 raised, the spelling of its type names (the protocol lets the Python worker
-write TaskFlow's form and the Go worker the qualified one) and the wording of
-an interpreter's own messages. Failures the protocol spells out (an unknown
-task, another version, a poison request) are compared exactly. A request no
-worker may answer must get no answer from either.
+write TaskFlow's form and the Go worker the qualified one); its message is
+compared as it is, so arguments a task does not take, or misses, are worded
+as Python's own call words them by both. Failures the protocol spells out (an
+unknown task, another version, a poison request) are compared exactly. A
+request no worker may answer must get no answer from either.
 
 The second half runs one flow on the worker-based engine against each worker
 and compares what the engine records: states, results, failures, progress.
@@ -56,10 +57,8 @@ class Case:
     task: str
     arguments: dict[str, Any]
     changes: dict[str, Any] = field(default_factory=dict)
-    #: The task raised the failure: compare type names in one spelling, and
-    #: only them when ``types_only`` (an interpreter's own message differs).
+    #: The task raised the failure: compare its type names in one spelling.
     task_failure: bool = False
-    types_only: bool = False
     #: The raw body to send in place of the request's JSON (built from it).
     raw: Callable[[bytes], bytes] | None = None
 
@@ -80,7 +79,11 @@ ANSWERED: dict[str, Case] = {
     "task-failure": Case(f"{GO_TASKS}.Fail", {"message": "disk 7 is on fire"}, task_failure=True),
     "unknown-task": Case(f"{GO_TASKS}.NoSuchTask", {}),
     "other-version": Case(f"{GO_TASKS}.Echo", {"value": 1}, {"v": 2}),
-    "missing-argument": Case(f"{GO_TASKS}.Echo", {}, task_failure=True, types_only=True),
+    "missing-argument": Case(f"{GO_TASKS}.Echo", {}, task_failure=True),
+    "unexpected-argument": Case(f"{GO_TASKS}.Echo", {"value": 1, "extra": 2}, task_failure=True),
+    # Python's call names the first it is given, not the first by name.
+    "unexpected-arguments": Case(f"{GO_TASKS}.Echo", {"zz": 1, "value": 1, "yy": 2}, task_failure=True),
+    "missing-arguments": Case(f"{GO_TASKS}.Sha256Rounds", {}, task_failure=True),
     "revert-of-a-result": Case(
         f"{GO_TASKS}.Echo", {"value": 1}, {"action": "revert", "result": [5], "flow_failures": {}}
     ),
@@ -94,6 +97,8 @@ ANSWERED: dict[str, Case] = {
         },
     ),
     "progress": Case(f"{GO_TASKS}.Sleep", {"seconds": 0.05}),
+    # Python's time.sleep refuses a negative length before the task reports anything.
+    "negative-sleep": Case(f"{GO_TASKS}.Sleep", {"seconds": -1}, task_failure=True),
     "notifications-and-progress": Case(f"{GO_TASKS}.Announce", {"events": ["a", "b", "c"]}),
     "nested-to-the-limit": Case(f"{GO_TASKS}.Echo", {"value": _deep(protocol.MAX_DEPTH - ARGUMENT_LEVELS)}),
 }
@@ -149,8 +154,6 @@ def _comparable(reply: dict[str, Any], case: Case, worker: WorkerProcess) -> dic
         record = {**record, "traceback_str": ""}
         if case.task_failure:
             record["exc_type_names"] = _one_spelling(record["exc_type_names"])
-            if case.types_only:
-                record = {"exc_type_names": record["exc_type_names"]}
         reply["failure"] = record
     return reply
 

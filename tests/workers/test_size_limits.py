@@ -46,8 +46,19 @@ LARGE_VALUE = "x" * (2 * SMALL)
 TRANSITION_TIMEOUT = 5.0
 
 
+class SizedEcho(Echo):
+    """Echo whose revert takes ``value`` too: its revert request is as large as its execute.
+
+    So a flow whose execute request is refused for its size sends nothing at
+    all (Echo's own revert takes no argument, and its request would fit).
+    """
+
+    def revert(self, value: Any, **kwargs: Any) -> None:
+        return None
+
+
 def _flow(value: Any) -> Any:
-    return linear_flow.Flow("sized").add(Echo("big", inject={"value": value}, provides="echoed"))
+    return linear_flow.Flow("sized").add(SizedEcho("big", inject={"value": value}, provides="echoed"))
 
 
 def test_a_worker_advertises_the_largest_request_it_reads(spawn_worker: WorkerFactory) -> None:
