@@ -79,8 +79,14 @@ MONITOR_CHILD = "import sys; from flowkit.cli import main; sys.argv[0] = 'flowki
 def _run_flow(root: Path, url: str, atoms: int, name: str) -> subprocess.Popen[str]:
     env = child_env()
     env["PYTHONPATH"] = str(root)
+    # Run from the checkout: ``python -c`` puts the working directory first on the path, so a
+    # child started from another checkout measured that one's flowkit, not ``--root``'s.
     return subprocess.Popen(
-        [sys.executable, "-c", RUN_CHILD, url, str(atoms), name], env=env, stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", RUN_CHILD, url, str(atoms), name],
+        env=env,
+        cwd=root,
+        stdout=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -151,6 +157,7 @@ def _monitor(root: Path, url: str) -> Iterator[str]:
     proc = subprocess.Popen(
         [sys.executable, "-c", MONITOR_CHILD, "monitor", "--connection", url, "--port", "0"],
         env=env,
+        cwd=root,  # as _run_flow's
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
