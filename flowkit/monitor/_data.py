@@ -14,11 +14,21 @@ from flowkit import exceptions as exc
 from flowkit._utils.factories import FactoryNames
 from flowkit._utils.text import LogSafe
 from flowkit.monitor._layout import GraphShape, column, layout, shape_of
+from flowkit.monitor._summary import SUMMARY_NODES, Summary, summarize
 
 if TYPE_CHECKING:
     from flowkit.persistence.base import AtomStatus
 
-__all__ = ["GRAPH_CACHE_SIZE", "GRAPH_KEY", "FlowPage", "Reader", "UnknownCursor", "changes", "graph_version"]
+__all__ = [
+    "GRAPH_CACHE_SIZE",
+    "GRAPH_KEY",
+    "FlowPage",
+    "Reader",
+    "UnknownCursor",
+    "UnknownGroup",
+    "changes",
+    "graph_version",
+]
 
 LOG = logging.getLogger(__name__)
 
@@ -35,6 +45,10 @@ GRAPH_CACHE_SIZE = 256
 
 class UnknownCursor(LookupError):
     """A page asked for before or after a flow that is not in the backend."""
+
+
+class UnknownGroup(LookupError):
+    """A part of a big graph asked for by a group id that is none of its groups (any more)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,6 +247,35 @@ class Reader:
         entry = self._drawing(uuid)
         return None if entry is None else entry.drawn()
 
+    def graph_summary(self, uuid: str) -> dict[str, Any] | None:
+        """What the flow page draws: the whole graph up to ``SUMMARY_NODES`` nodes, else its summary.
+
+        The summary (see :mod:`flowkit.monitor._summary`) is made from the
+        same cached shape as :meth:`graph`, and carries its ``drawn_from``
+        and ``version``; the whole graph is then never laid out.
+        """
+        entry = self._drawing(uuid)
+        if entry is None:
+            return None
+        if len(entry.shape.nodes) <= SUMMARY_NODES:
+            return entry.drawn()
+        return entry.summary_dict()
+
+    def graph_part(self, uuid: str, group: str) -> dict[str, Any] | None:
+        """One group of the flow's summary, placed as a graph of its own, or None (no such flow).
+
+        Raises:
+            UnknownGroup: no group of the flow's summary has that id (the message names it).
+        """
+        entry = self._drawing(uuid)
+        if entry is None:
+            return None
+        part = entry.summary().part(group)
+        if part is None:
+            raise UnknownGroup(f"flow {uuid} has no group {group!r} (its graph may have changed: ask again)")
+        part["version"] = entry.version
+        return part
+
     def _drawing(self, uuid: str) -> _Drawn | None:
         """The flow's shape at its current version, from the cache when it has not moved.
 
@@ -319,11 +362,28 @@ class _Drawn:
         shape: what is drawn: ``base`` grown by the run, or the recorded shape.
     """
 
-    __slots__ = ("_drawn", "base", "shape", "source", "version")
+    __slots__ = ("_drawn", "_summary", "_summary_dict", "base", "shape", "source", "version")
 
     def __init__(self, base: GraphShape | None, source: str, version: str, shape: GraphShape) -> None:
         self.base, self.source, self.version, self.shape = base, source, version, shape
         self._drawn: dict[str, Any] | None = None
+        self._summary: Summary | None = None
+        self._summary_dict: dict[str, Any] | None = None
+
+    def summary(self) -> Summary:
+        """The shape's groups (:func:`~flowkit.monitor._summary.summarize`), made once."""
+        if self._summary is None:
+            self._summary = summarize(self.shape)
+        return self._summary
+
+    def summary_dict(self) -> dict[str, Any]:
+        """The summary as ``?summary=1`` answers it past ``SUMMARY_NODES`` nodes, laid out once."""
+        if self._summary_dict is None:
+            drawn = self.summary().to_dict()
+            drawn["drawn_from"] = self.source
+            drawn["version"] = self.version
+            self._summary_dict = drawn
+        return self._summary_dict
 
     def drawn(self) -> dict[str, Any]:
         """The whole graph with node positions (``GET /api/flows/{uuid}/graph``), laid out once."""
