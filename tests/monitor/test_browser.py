@@ -17,7 +17,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -1300,3 +1300,55 @@ def test_a_summarised_graph_draws_the_atoms_that_run_or_fail_as_the_run_goes(tmp
             page.wait_for_function(f"() => {cy}.getElementById('{moving}').empty()")
             label = page.evaluate(f"{cy}.nodes('[kind = \"group\"]')[4].data('label')")
             assert label == "big (5/10)\n249 PENDING, 1 SUCCESS"
+
+
+def test_a_resumed_atoms_since_is_its_own_not_its_flows_of_the_same_name(tmp_path: Path, gate: Path) -> None:
+    # The report's "since" took the last RUNNING event with the atom's name, flows' events
+    # included: the flow ``gated`` resumed showed its own resume as when its atom ``gated``
+    # (in doubt, run again without a new RUNNING event) had started.
+    connection = f"sqlite:///{tmp_path}/gated.db"
+    with _monitoring(connection) as base:
+        first = _start_gated_run("make_gated_alone", connection, gate)
+        try:
+            uuid = _first_flow(base)
+            # Its RUNNING event is saved with the atom's next write (its progress), after its state.
+            started = wait_until(lambda: _events(base, uuid, "task", run=1))[-1]
+            first.kill()  # as a crash: the atom stays RUNNING
+        finally:
+            first.wait(timeout=30)
+        assert started["state"] == "RUNNING"
+        # The resume's events come in a later second than the atom's start, or the two read alike.
+        wait_until(lambda: time.time() >= int(started["at"]) + 1, timeout=5)
+        resume = subprocess.Popen(
+            [FLOWKIT, "flows", "resume", uuid, "--connection", connection, "--no-progress"],
+            env=command_env(FLOWKIT_TEST_GATE=str(gate)),
+            cwd=SOURCE_ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            resumed = wait_until(lambda: _events(base, uuid, "flow", run=2), timeout=60)[-1]
+            assert int(resumed["at"]) > int(started["at"])
+            with _browser() as browser:
+                page = browser.new_page(viewport={"width": 1280, "height": 800})
+                page.goto(f"{base}/flows/{uuid}")
+                took = page.wait_for_selector(
+                    '#report tr[data-atom="gated"] td.took:text("since")', timeout=60_000
+                )
+                assert took is not None
+                when = "(at) => new Date(at * 1000).toLocaleTimeString()"
+                assert took.inner_text() == "since " + page.evaluate(when, started["at"])
+                ARTIFACTS.mkdir(exist_ok=True)
+                page.screenshot(path=str(ARTIFACTS / "monitor-resumed-since.png"))
+        finally:
+            (gate / "gated").touch()
+            resume.wait(timeout=60)
+    assert resume.returncode == 0, resume.stderr.read().decode() if resume.stderr else ""
+
+
+def _events(base: str, uuid: str, kind: str, run: int) -> list[dict[str, Any]]:
+    """The RUNNING events of ``kind`` (``flow``, ``task``) in run ``run`` of the flow, as the monitor says."""
+    report = _get_json(f"{base}/api/flows/{uuid}")
+    assert isinstance(report, dict)
+    events: list[dict[str, Any]] = report["events"]
+    return [e for e in events if (e["kind"], e["run"], e["state"]) == (kind, run, "RUNNING")]

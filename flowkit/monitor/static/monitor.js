@@ -690,7 +690,10 @@ const flowkitMonitor = (() => {
       // Running (or reverting) since when: a run whose process died looks like one under way.
       let took = atom.duration === null ? "" : atom.duration.toFixed(3) + "s";
       if (atom.state === "RUNNING" || atom.state === "REVERTING") {
-        const began = (report.events || []).filter(e => e.name === atom.name && e.state === atom.state).pop();
+        // The atom's own events: its flow may have its name, and a resumed flow's RUNNING came
+        // after the start of an atom run again in doubt (which records no RUNNING of its own).
+        const began = (report.events || [])
+          .filter(e => e.kind !== "flow" && e.name === atom.name && e.state === atom.state).pop();
         if (began) took = "since " + when(began.at);
       }
       const outcome = el("td");
