@@ -1302,6 +1302,43 @@ def test_a_summarised_graph_draws_the_atoms_that_run_or_fail_as_the_run_goes(tmp
             assert label == "big (5/10)\n249 PENDING, 1 SUCCESS"
 
 
+def test_a_graph_that_grows_past_the_threshold_becomes_a_summary_and_keeps_its_open_groups(
+    tmp_path: Path,
+) -> None:
+    # A running flow grows (a spawned sub-flow adds atoms): the page draws the graph again as
+    # the server answers it, whole up to 2,000 nodes and a summary past that.
+    from flowkit.persistence import models
+
+    connection = f"sqlite:///{tmp_path}/big.db"
+    names = _save_running_flow(connection, 2000)
+    cy = "flowkitMonitor.current.cy"
+    groups = f"{cy}.nodes('[kind = \"group\"]')"
+    with _monitoring(connection, "--poll", "0.1") as base, _browser() as browser:
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.set_default_timeout(60_000)
+        page.goto(base + "/flows/big-flow")
+        page.wait_for_function(f"() => {cy} && {cy}.nodes().length === 2000")
+        with backends.backend(connection) as backend, contextlib.closing(backend.get_connection()) as conn:
+
+            def join(name: str) -> None:
+                flow = conn.get_flow_details("big-flow")
+                flow.add(models.TaskDetail(name, uuid=f"big-{name}"))
+                conn.update_flow_details(flow)
+
+            join("joined-1")
+            page.wait_for_function(f"() => {groups}.length === 9")
+            assert page.evaluate(f"{cy}.nodes().length") == 9
+            # A group opened, then the flow grows again: drawn again, the group still open.
+            page.evaluate(f"{groups}[1].emit('tap')")
+            page.wait_for_function(f"() => {cy}.getElementById('{names[300]}').nonempty()")
+            join("joined-2")
+            page.wait_for_function(f"() => {cy}.scratch('flowkit').version === '2002.0'")
+            page.wait_for_function(f"() => {cy}.getElementById('{names[300]}').nonempty()")
+            assert page.evaluate(f"{groups}.length") == 8  # 9 groups of 223 nodes or fewer, one open
+            last = page.evaluate(f"{groups}[{groups}.length - 1].data('label')")
+            assert last == "big (9/9)\n218 PENDING"
+
+
 def test_a_resumed_atoms_since_is_its_own_not_its_flows_of_the_same_name(tmp_path: Path, gate: Path) -> None:
     # The report's "since" took the last RUNNING event with the atom's name, flows' events
     # included: the flow ``gated`` resumed showed its own resume as when its atom ``gated``
