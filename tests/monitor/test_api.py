@@ -164,6 +164,9 @@ def test_pages_and_assets_are_served_from_the_package(
     script = client.get("/static/monitor.js")
     assert script.status_code == 200 and "EventSource" in script.text
     assert "http" not in script.text  # nothing from a CDN
+    assert '<script src="/static/summary.js">' in page.text  # a big graph's summary
+    summary = client.get("/static/summary.js")
+    assert summary.status_code == 200 and "flowkitSummary" in summary.text and "http" not in summary.text
     # The graph renderer, Cytoscape.js, is vendored in the package with its licence.
     assert '<script src="/static/vendor/cytoscape.min.js">' in page.text
     assert 'src="http' not in page.text and 'href="http' not in page.text
