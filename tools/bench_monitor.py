@@ -19,8 +19,13 @@ Figures, each the best of ``--repeat``:
   ``Connection.get_atom_states``, of its atoms' states alone
   (``read_atom_states_seconds``);
 * ``report`` and ``graph``: one read of each, and their bytes;
+  ``graph_for_the_page``: the graph as the flow page asks for it
+  (``?summary=1``: a summary past 2,000 nodes where the checkout has it, else
+  the whole graph), and ``graph_group`` one group of the summary, as a click
+  asks for it;
 * with the browser (Debian's Chromium through Playwright): the flow page's load
-  until the graph and the report are drawn, and a run of a flow of the same
+  until the graph is painted (and how many nodes it drew) and until the report
+  is drawn, and a run of a flow of the same
   size into the same SQLite file alone and with a page open on it.
 
 Measured, not asserted: tests count reads and bytes; times belong here.
@@ -79,8 +84,14 @@ MONITOR_CHILD = "import sys; from flowkit.cli import main; sys.argv[0] = 'flowki
 def _run_flow(root: Path, url: str, atoms: int, name: str) -> subprocess.Popen[str]:
     env = child_env()
     env["PYTHONPATH"] = str(root)
+    # Run from the checkout: ``python -c`` puts the working directory first on the path, so a
+    # child started from another checkout measured that one's flowkit, not ``--root``'s.
     return subprocess.Popen(
-        [sys.executable, "-c", RUN_CHILD, url, str(atoms), name], env=env, stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", RUN_CHILD, url, str(atoms), name],
+        env=env,
+        cwd=root,
+        stdout=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -118,6 +129,21 @@ def _in_process(url: str, uuid: str, repeat: int) -> dict[str, Any]:
         ):
             seconds, response = _best(repeat, functools.partial(client.get, path))
             figures[key] = {"seconds": round(seconds, 4), "bytes": len(response.content)}
+        # What the flow page asks for its graph (a checkout without summaries answers the whole
+        # graph), and, past the threshold, one group of it, as a click on it asks.
+        seconds, response = _best(repeat, functools.partial(client.get, f"/api/flows/{uuid}/graph?summary=1"))
+        summary = response.json()
+        figures["graph_for_the_page"] = {
+            "seconds": round(seconds, 4),
+            "bytes": len(response.content),
+            "summary": bool(summary.get("summary")),
+        }
+        if summary.get("summary"):
+            group = summary["groups"][len(summary["groups"]) // 2]["id"]
+            seconds, response = _best(
+                repeat, functools.partial(client.get, f"/api/flows/{uuid}/graph", params={"group": group})
+            )
+            figures["graph_group"] = {"seconds": round(seconds, 4), "bytes": len(response.content)}
     reader = _data.Reader(url)
     try:
         seconds, snapshot = _best(repeat, lambda: reader.states(uuid))
@@ -151,6 +177,7 @@ def _monitor(root: Path, url: str) -> Iterator[str]:
     proc = subprocess.Popen(
         [sys.executable, "-c", MONITOR_CHILD, "monitor", "--connection", url, "--port", "0"],
         env=env,
+        cwd=root,  # as _run_flow's
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -194,7 +221,10 @@ def _browser(root: Path, url: str, uuid: str, atoms: int) -> dict[str, Any]:
         start = time.perf_counter()
         page.goto(f"{base}/flows/{uuid}")
         page.wait_for_function("() => flowkitMonitor.current.cy !== null")
+        # Until the graph is painted: Cytoscape draws on the next animation frames.
+        page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
         figures["page_graph_seconds"] = round(time.perf_counter() - start, 2)
+        figures["page_graph_nodes"] = page.evaluate("flowkitMonitor.current.cy.nodes().length")
         page.wait_for_selector("#report tr[data-atom]", state="attached")
         figures["page_report_seconds"] = round(time.perf_counter() - start, 2)
         page.goto("about:blank")

@@ -11,7 +11,8 @@ events), its report, event log and failures. The JSON API (``doc/monitor.rst``):
 ``GET /api/flows/{uuid}``
     one flow's execution report, as ``flowkit flows show --json``.
 ``GET /api/flows/{uuid}/graph``
-    its graph with node positions.
+    its graph with node positions; ``?summary=1``, past 2,000 nodes, its
+    summary (sub-flows as groups), and ``?group=ID`` one group of it alone.
 ``GET /api/flows/{uuid}/stream``
     server-sent events: ``{"state", "atoms": {name: state}}`` at each change,
     then ``event: end`` once the flow is finished, ``event: closing`` when the

@@ -14,11 +14,21 @@ from flowkit import exceptions as exc
 from flowkit._utils.factories import FactoryNames
 from flowkit._utils.text import LogSafe
 from flowkit.monitor._layout import GraphShape, column, layout, shape_of
+from flowkit.monitor._summary import SUMMARY_NODES, Summary, summarize
 
 if TYPE_CHECKING:
     from flowkit.persistence.base import AtomStatus
 
-__all__ = ["GRAPH_CACHE_SIZE", "GRAPH_KEY", "FlowPage", "Reader", "UnknownCursor", "changes", "graph_version"]
+__all__ = [
+    "GRAPH_CACHE_SIZE",
+    "GRAPH_KEY",
+    "FlowPage",
+    "Reader",
+    "UnknownCursor",
+    "UnknownGroup",
+    "changes",
+    "graph_version",
+]
 
 LOG = logging.getLogger(__name__)
 
@@ -35,6 +45,10 @@ GRAPH_CACHE_SIZE = 256
 
 class UnknownCursor(LookupError):
     """A page asked for before or after a flow that is not in the backend."""
+
+
+class UnknownGroup(LookupError):
+    """A part of a big graph asked for by a group id that is none of its groups (any more)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,26 +243,67 @@ class Reader:
         }
 
     def graph(self, uuid: str) -> dict[str, Any] | None:
-        """The flow's graph with node positions, as it stands now.
+        """The flow's graph with node positions, as it stands now, or None (no such flow)."""
+        entry = self._drawing(uuid)
+        return None if entry is None else entry.drawn()
+
+    def graph_summary(self, uuid: str) -> dict[str, Any] | None:
+        """What the flow page draws: the whole graph up to ``SUMMARY_NODES`` nodes, else its summary.
+
+        The summary (see :mod:`flowkit.monitor._summary`) is made from the
+        same cached shape as :meth:`graph`, and carries its ``drawn_from``
+        and ``version``; the whole graph is then never laid out.
+        """
+        entry = self._drawing(uuid)
+        if entry is None:
+            return None
+        if len(entry.shape.nodes) <= SUMMARY_NODES:
+            return entry.drawn()
+        return entry.summary_dict()
+
+    def graph_part(self, uuid: str, group: str) -> dict[str, Any] | None:
+        """One group of the flow's summary, placed as a graph of its own, or None (no such flow).
+
+        Raises:
+            UnknownGroup: no group of the flow's summary has that id (the message names it).
+        """
+        entry = self._drawing(uuid)
+        if entry is None:
+            return None
+        part = entry.summary().part(group)
+        if part is None:
+            raise UnknownGroup(f"flow {uuid} has no group {group!r} (its graph may have changed: ask again)")
+        part["version"] = entry.version
+        return part
+
+    def _drawing(self, uuid: str) -> _Drawn | None:
+        """The flow's shape at its current version, from the cache when it has not moved.
 
         A running flow's graph grows: a task spawns a sub-flow (its atoms join
         the flow detail), and a graph learned from the event log gains a link
-        each time an atom starts. The drawing is cached by uuid with its
-        :func:`graph_version` and drawn again when the flow's version moved;
-        the flow's own shape (stored, or rebuilt by an allowed factory: the
-        costly part) is kept for the ``graph_cache_size`` flows most recently
-        asked for.
+        each time an atom starts. The shape is cached by uuid with its
+        :func:`graph_version`, for the ``graph_cache_size`` flows most recently
+        asked for, and made again when the flow's version moved. The version is
+        read from the atoms' states alone
+        (:meth:`~flowkit.persistence.base.Connection.get_atom_states`): the
+        flow is read whole (results, failures, event logs) only to make the
+        shape again. The flow's own shape (stored, or rebuilt by an allowed
+        factory: the costly part) is kept across versions.
         """
-        flow = self._flow(uuid)
-        if flow is None:
-            return None
-        version = graph_version(flow)
+        with contextlib.closing(self._backend.get_connection()) as conn:
+            try:
+                version = _version(conn.get_atom_states(uuid))
+            except exc.NotFound:
+                return None
         with self._lock:
             cached = self._graphs.get(uuid)
             if cached is not None:
                 self._graphs.move_to_end(uuid)
                 if cached.version == version:
-                    return cached.drawn
+                    return cached
+        flow = self._flow(uuid)
+        if flow is None:
+            return None
         if cached is not None:
             base, source = cached.base, cached.source
         else:
@@ -258,15 +313,14 @@ class Reader:
         else:
             shape = _recorded_shape(flow)
             source = "events" if shape.edges else "atoms"
-        drawn = (layout(shape) if base is not None or shape.edges else column(shape)).to_dict(shape)
-        drawn["drawn_from"] = source
-        drawn["version"] = version
+        # The version of what was read whole: an atom may have joined since the states were read.
+        entry = _Drawn(base, source, graph_version(flow), shape)
         with self._lock:
-            self._graphs[uuid] = _Drawn(base, source, version, drawn)
+            self._graphs[uuid] = entry
             self._graphs.move_to_end(uuid)
             while len(self._graphs) > self._graph_cache_size:
                 self._graphs.popitem(last=False)
-        return drawn
+        return entry
 
     def _base_shape(self, flow: Any) -> tuple[GraphShape | None, str]:
         """The flow's own shape and where it came from; None when only its event log can tell.
@@ -298,14 +352,49 @@ class Reader:
         return None, "events"
 
 
-@dataclass(frozen=True, slots=True)
 class _Drawn:
-    """A cached drawing: the flow's own shape (None: learned from events), and the drawing at ``version``."""
+    """A cached shape of one flow at ``version``, and what is made from it when first asked for.
 
-    base: GraphShape | None
-    source: str
-    version: str
-    drawn: dict[str, Any]
+    Attributes:
+        base: the flow's own shape (None: learned from its event log).
+        source: where the shape came from (the answer's ``drawn_from``).
+        version: the :func:`graph_version` the shape is of.
+        shape: what is drawn: ``base`` grown by the run, or the recorded shape.
+    """
+
+    __slots__ = ("_drawn", "_summary", "_summary_dict", "base", "shape", "source", "version")
+
+    def __init__(self, base: GraphShape | None, source: str, version: str, shape: GraphShape) -> None:
+        self.base, self.source, self.version, self.shape = base, source, version, shape
+        self._drawn: dict[str, Any] | None = None
+        self._summary: Summary | None = None
+        self._summary_dict: dict[str, Any] | None = None
+
+    def summary(self) -> Summary:
+        """The shape's groups (:func:`~flowkit.monitor._summary.summarize`), made once."""
+        if self._summary is None:
+            self._summary = summarize(self.shape)
+        return self._summary
+
+    def summary_dict(self) -> dict[str, Any]:
+        """The summary as ``?summary=1`` answers it past ``SUMMARY_NODES`` nodes, laid out once."""
+        if self._summary_dict is None:
+            drawn = self.summary().to_dict()
+            drawn["drawn_from"] = self.source
+            drawn["version"] = self.version
+            self._summary_dict = drawn
+        return self._summary_dict
+
+    def drawn(self) -> dict[str, Any]:
+        """The whole graph with node positions (``GET /api/flows/{uuid}/graph``), laid out once."""
+        if self._drawn is None:
+            shape = self.shape
+            placed = layout(shape) if self.base is not None or shape.edges else column(shape)
+            drawn = placed.to_dict(shape)
+            drawn["drawn_from"] = self.source
+            drawn["version"] = self.version
+            self._drawn = drawn  # two threads may both lay it out: the same answer, kept once
+        return self._drawn
 
 
 def changes(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:

@@ -158,7 +158,17 @@ def create_app(
         return JSONResponse(found)
 
     async def api_graph(request: Request) -> Response:
-        found = await in_thread(reader.graph, request.path_params["uuid"])
+        uuid, params = request.path_params["uuid"], request.query_params
+        group = params.get("group")
+        if group is not None:
+            try:
+                found = await in_thread(reader.graph_part, uuid, group)
+            except _data.UnknownGroup as err:
+                return JSONResponse({"error": str(err)}, status_code=404)
+        elif params.get("summary", "").lower() in _YES:
+            found = await in_thread(reader.graph_summary, uuid)
+        else:
+            found = await in_thread(reader.graph, uuid)
         if found is None:
             return JSONResponse({"error": f"no flow {request.path_params['uuid']}"}, status_code=404)
         return JSONResponse(found)

@@ -187,6 +187,11 @@ def make_long_gated() -> linear_flow.Flow:
     return linear_flow.Flow("long-gated").add(*steps)
 
 
+def make_gated_alone() -> linear_flow.Flow:
+    """``gated``: one gated :class:`Slow` step named as its flow (give ``delay``)."""
+    return linear_flow.Flow("gated").add(Slow("gated"))
+
+
 def make_slow() -> linear_flow.Flow:
     """Three slow steps."""
     return linear_flow.Flow("slow").add(Slow("one"), Slow("two"), Slow("three"))

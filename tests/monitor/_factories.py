@@ -8,9 +8,9 @@ from flowkit import engines
 from flowkit.listeners.events import EventLogListener
 from flowkit.patterns import linear_flow, unordered_flow
 from flowkit.persistence import backends
-from tests.cli._flows import Step
+from tests.cli._flows import Charge, RevertFails, Step
 
-__all__ = ["CALLS", "make_fan", "run_fan", "run_twice"]
+__all__ = ["BIG_PARTS", "BIG_SIZE", "CALLS", "make_big", "make_fan", "run_big", "run_fan", "run_twice"]
 
 #: One entry per call of :func:`make_fan` in this process.
 CALLS: list[str] = []
@@ -46,5 +46,35 @@ def run_twice(url: str) -> str:
         with EventLogListener(engine), contextlib.suppress(CardDeclined):
             engine.run()
         with EventLogListener(engine):
+            engine.run()
+        return engine.storage.flow_uuid
+
+
+#: :func:`make_big`'s sub-flows, and the atoms of each: 2,250 in all, past the graph's summary threshold.
+BIG_PARTS, BIG_SIZE = 5, 450
+
+
+def make_big() -> linear_flow.Flow:
+    """``big``: five sub-flows ``part-0`` .. ``part-4`` of 450 steps each, in a row.
+
+    Step 120 of ``part-2`` is ``p2-120``, which charges (``amount`` over 100
+    is declined) after ``p2-119``, whose revert raises: given a large amount
+    the flow fails there, ``p2-120`` ends ``REVERTED`` and ``p2-119``
+    ``REVERT_FAILURE``.
+    """
+    parts = []
+    for k in range(BIG_PARTS):
+        steps: list[Step | Charge | RevertFails] = [Step(f"p{k}-{i:03d}") for i in range(BIG_SIZE)]
+        if k == 2:
+            steps[119], steps[120] = RevertFails("p2-119"), Charge("p2-120")
+        parts.append(linear_flow.Flow(f"part-{k}").add(*steps))
+    return linear_flow.Flow("big").add(*parts)
+
+
+def run_big(url: str, amount: int) -> str:
+    """Run :func:`make_big`'s flow with ``amount`` in the backend at ``url``, its event log kept; its uuid."""
+    with backends.backend(url) as backend:
+        engine = engines.load_from_factory(make_big, store={"amount": amount}, backend=backend)
+        with EventLogListener(engine), contextlib.suppress(Exception):
             engine.run()
         return engine.storage.flow_uuid

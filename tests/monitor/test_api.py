@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import warnings
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -104,6 +105,56 @@ def test_api_graph_places_every_atom(client: TestClient, flows: tuple[str, str, 
     assert y["reserve"] < y["r1"] < y["charge"] < y["ship"]
 
 
+def test_a_small_graph_asked_for_its_summary_is_the_whole_graph(
+    client: TestClient, flows: tuple[str, str, str]
+) -> None:
+    whole = client.get(f"/api/flows/{flows[1]}/graph")
+    assert client.get(f"/api/flows/{flows[1]}/graph", params={"summary": "1"}).json() == whole.json()
+    assert "summary" not in whole.json()
+
+
+def test_a_big_graph_is_summarised_by_sub_flow_and_a_group_is_given_alone(tmp_path: Path) -> None:
+    # A flow of 10,000 atoms answered 10,000 placed nodes, which the page took seconds to draw.
+    from flowkit.monitor._summary import SUMMARY_NODES
+
+    url = f"sqlite:///{tmp_path}/big.db"
+    uuid = _factories.run_big(url, 500)
+    atoms = _factories.BIG_PARTS * _factories.BIG_SIZE
+    assert atoms > SUMMARY_NODES
+    with TestClient(create_app(url, factories=["tests.monitor._factories.make_big"])) as client:
+        whole = client.get(f"/api/flows/{uuid}/graph").json()  # unchanged: every node, placed
+        assert len(whole["nodes"]) == atoms and "summary" not in whole
+        summary = client.get(f"/api/flows/{uuid}/graph", params={"summary": "1"}).json()
+        assert summary["summary"] is True and summary["nodes"] == atoms
+        assert (summary["drawn_from"], summary["version"]) == ("factory", whole["version"])
+        groups = summary["groups"]
+        # Each sub-flow in pieces of at most 250 nodes, named after it, in the flow's order.
+        assert [g["label"] for g in groups] == [
+            f"part-{k} ({i}/2)" for k in range(_factories.BIG_PARTS) for i in (1, 2)
+        ]
+        assert [len(g["atoms"]) for g in groups] == [225] * 10
+        assert sum((g["atoms"] for g in groups), []) == [n["id"] for n in whole["nodes"]]
+        assert [g["id"] for g in groups] == [g["atoms"][0] for g in groups]
+        # Linked as their atoms are, one link per pair, and placed in that order.
+        ids = [g["id"] for g in groups]
+        assert summary["edges"] == [[u, v] for u, v in itertools.pairwise(ids)]
+        assert [g["y"] for g in groups] == sorted(g["y"] for g in groups)
+        # One group alone: its atoms placed from (0, 0), and every edge that touches them.
+        failed = next(g for g in groups if "p2-119" in g["atoms"])
+        part = client.get(f"/api/flows/{uuid}/graph", params={"group": failed["id"]}).json()
+        assert part["group"] == failed["id"] and part["version"] == whole["version"]
+        assert [n["id"] for n in part["nodes"]] == failed["atoms"]
+        assert min(n["y"] for n in part["nodes"]) < 70 and part["height"] == 70 * len(failed["atoms"])
+        edges = {(u, v) for u, v, _ in part["edges"]}
+        assert ("p2-118", "p2-119") in edges and ("p2-119", "p2-120") in edges
+        assert ("p1-449", "p2-000") in edges and ("p2-224", "p2-225") in edges  # to the groups around
+        assert len(edges) == len(failed["atoms"]) + 1
+        unknown = client.get(f"/api/flows/{uuid}/graph", params={"group": "p2-001"})
+        assert unknown.status_code == 404 and "'p2-001'" in unknown.json()["error"]
+        assert client.get("/api/flows/nope/graph", params={"summary": "1"}).status_code == 404
+        assert client.get("/api/flows/nope/graph", params={"group": "p2-000"}).status_code == 404
+
+
 def test_pages_and_assets_are_served_from_the_package(
     client: TestClient, flows: tuple[str, str, str]
 ) -> None:
@@ -113,6 +164,9 @@ def test_pages_and_assets_are_served_from_the_package(
     script = client.get("/static/monitor.js")
     assert script.status_code == 200 and "EventSource" in script.text
     assert "http" not in script.text  # nothing from a CDN
+    assert '<script src="/static/summary.js">' in page.text  # a big graph's summary
+    summary = client.get("/static/summary.js")
+    assert summary.status_code == 200 and "flowkitSummary" in summary.text and "http" not in summary.text
     # The graph renderer, Cytoscape.js, is vendored in the package with its licence.
     assert '<script src="/static/vendor/cytoscape.min.js">' in page.text
     assert 'src="http' not in page.text and 'href="http' not in page.text

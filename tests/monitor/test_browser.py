@@ -17,7 +17,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -28,7 +28,7 @@ from tests import services
 from tests.cli._flows import make_shop
 from tests.cli.conftest import FLOWKIT, SOURCE_ROOT, command_env, flowkit_cmd
 from tests.conftest import wait_until
-from tests.monitor._factories import run_twice
+from tests.monitor._factories import run_big, run_twice
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Request, Route
@@ -1108,6 +1108,8 @@ def test_the_graph_is_drawn_while_the_report_is_still_being_read(tmp_path: Path)
         page.goto(f"{base}/flows/{uuid}")
         cy = "flowkitMonitor.current.cy"
         page.wait_for_function(f"() => {cy} && {cy}.nodes().length > 0", timeout=30_000)
+        # Asked for once the graph's answer came (each evaluate lets Playwright hand over the route).
+        wait_until(lambda: page.evaluate("1") and held)
         assert len(held) == 1 and page.query_selector("#report tr[data-atom]") is None
         held[0].continue_()
         page.wait_for_selector("#report tr[data-atom='charge']")
@@ -1161,8 +1163,11 @@ def test_a_10000_atom_flow_opens_with_its_first_rows_and_draws_the_rest_as_they_
         page.click("#events-more button")
         page.wait_for_function(f"() => {event_rows} === {events}")
         assert page.is_hidden("#events-more")
-        # The graph has every atom, as before.
-        assert page.evaluate("flowkitMonitor.current.cy.nodes().length") == atoms
+        # The graph is its summary: the flow's 10,000 atoms in groups of at most 250, each labelled.
+        groups = page.evaluate(
+            "flowkitMonitor.current.cy.nodes('[kind = \"group\"]').map(n => n.data('label'))"
+        )
+        assert len(groups) == atoms // 250 and groups[0] == "big (1/40)\n250 SUCCESS"
 
 
 def test_rows_drawn_late_show_the_live_state_and_a_report_read_again_keeps_them_drawn(
@@ -1189,7 +1194,10 @@ def test_rows_drawn_late_show_the_live_state_and_a_report_read_again_keeps_them_
             detail.state = "SUCCESS"
             conn.update_atom_details(detail)
         cy = "flowkitMonitor.current.cy"
-        page.wait_for_function(f"() => {cy}.getElementById('{late}').data('state') === 'SUCCESS'")
+        # 2,500 atoms are drawn as a summary: the group holding it counts it done.
+        page.wait_for_function(
+            f"() => {cy}.nodes('[kind = \"group\"]').some(n => / 1 SUCCESS$/.test(n.data('label')))"
+        )
         page.locator("#report-more").scroll_into_view_if_needed()
         page.wait_for_selector(f"#report tr[data-atom='{late}'] .s-SUCCESS")
         assert len(reads) == 1  # from the stream's state, not a report read again
@@ -1203,3 +1211,181 @@ def test_rows_drawn_late_show_the_live_state_and_a_report_read_again_keeps_them_
         page.wait_for_selector("#report table:not([data-old])")
         assert page.evaluate(rows) == drawn
         page.wait_for_selector(f"#report tr[data-atom='{late}'] .s-SUCCESS")
+
+
+def test_a_big_flows_graph_is_a_summary_whose_groups_open_on_a_click(tmp_path: Path) -> None:
+    # 10,000 nodes took Cytoscape seconds to draw, as a column no one could read. Past 2,000
+    # nodes each sub-flow is one node counting its atoms by state; what failed stays drawn.
+    connection = f"sqlite:///{tmp_path}/big.db"
+    uuid = run_big(connection, 500)  # fails in part-2: p2-119's revert raises
+    factory = ("--allow-factory", "tests.monitor._factories.make_big")
+    with _monitoring(connection, *factory) as base, _browser() as browser:
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.set_default_timeout(60_000)
+        asked: list[str] = []
+        page.on("request", lambda r: asked.append(r.url) if "/graph" in r.url else None)
+        page.goto(f"{base}/flows/{uuid}")
+        cy = "flowkitMonitor.current.cy"
+        page.wait_for_selector("#report tr[data-atom]")
+        page.wait_for_function(f"() => {cy}.getElementById('p2-119').data('state') === 'REVERT_FAILURE'")
+        groups = page.evaluate(
+            f"{cy}.nodes('[kind = \"group\"]').map(n => [n.data('group'), n.data('label'), n.data('state')])"
+        )
+        assert len(groups) == 10 and page.evaluate(f"{cy}.nodes().length") == 11
+        assert groups[0] == ["p0-000", "part-0 (1/2)\n225 SUCCESS", "SUCCESS"]
+        # Coloured by its worst state, counted, and holding the atom that failed.
+        assert groups[4] == [
+            "p2-000",
+            "part-2 (1/2)\n1 REVERT_FAILURE, 1 REVERTED, 104 PENDING, 119 SUCCESS",
+            "REVERT_FAILURE",
+        ]
+        assert page.evaluate(f"{cy}.getElementById('p2-119').parent().data('group')") == "p2-000"
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "monitor-big-summary.png"))
+        # A click on the group: only its part is asked for, and drawn in its place.
+        box = page.locator("#graph").bounding_box()
+        assert box is not None
+        where = page.evaluate(f"{cy}.getElementById('p2-119').parent().renderedPosition()")
+        page.mouse.click(box["x"] + where["x"], box["y"] + where["y"])
+        page.wait_for_function(f"() => {cy}.getElementById('p2-000').nonempty()")
+        assert [u.split("/graph")[1] for u in asked] == ["?summary=1", "?group=p2-000"]
+        shown = page.evaluate(f"{cy}.nodes().map(n => n.id())")
+        assert {f"p2-{i:03d}" for i in range(225)} <= set(shown) and len(shown) == 225 + 9
+        # The failed atom among its neighbours, linked to them, in the view.
+        assert page.evaluate(f"{cy}.getElementById('p2-119').isChild()") is False
+        assert page.evaluate(f"{cy}.getElementById('p2-119').data('state')") == "REVERT_FAILURE"
+        linked = page.evaluate(f"{cy}.getElementById('p2-119').neighborhood('node').map(n => n.id())")
+        assert sorted(linked) == ["p2-118", "p2-120"]
+        in_view = (
+            f"() => {{ const p = {cy}.getElementById('p2-119').renderedPosition();"
+            f" return p.x >= 0 && p.y >= 0 && p.x <= {cy}.width() && p.y <= {cy}.height(); }}"
+        )
+        page.wait_for_function(in_view)
+        # Its neighbours stay groups, linked to the part's first and last atoms.
+        assert page.evaluate(f"{cy}.getElementById('p2-000').incomers('node').map(n => n.data('group'))") == [
+            "p1-225"
+        ]
+        page.screenshot(path=str(ARTIFACTS / "monitor-big-opened.png"))
+
+
+def test_a_summarised_graph_draws_the_atoms_that_run_or_fail_as_the_run_goes(tmp_path: Path) -> None:
+    # A summary that only counted would hide where the run is and what failed: those atoms stay
+    # drawn, in their group, while they are so.
+    connection = f"sqlite:///{tmp_path}/big.db"
+    names = _save_running_flow(connection, 2500)
+    moving = names[1234]  # in the fifth group of 250
+    cy = "flowkitMonitor.current.cy"
+    with _monitoring(connection, "--poll", "0.1") as base, _browser() as browser:
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.set_default_timeout(60_000)
+        page.goto(base + "/flows/big-flow")
+        page.wait_for_function(f"() => {cy} && {cy}.nodes('[kind = \"group\"]').length === 10")
+        assert page.evaluate(f"{cy}.getElementById('{moving}').empty()")
+        with backends.backend(connection) as backend, contextlib.closing(backend.get_connection()) as conn:
+
+            def move(state: str) -> None:
+                detail = conn.get_atom_details(f"big-{moving}")
+                detail.state = state
+                conn.update_atom_details(detail)
+
+            move("RUNNING")
+            page.wait_for_function(f"() => {cy}.getElementById('{moving}').data('state') === 'RUNNING'")
+            group = page.evaluate(f"{cy}.getElementById('{moving}').parent().data()")
+            assert (group["group"], group["state"]) == (names[1000], "RUNNING")
+            assert group["label"] == "big (5/10)\n1 RUNNING, 249 PENDING"
+            move("FAILURE")
+            page.wait_for_function(f"() => {cy}.getElementById('{moving}').data('state') === 'FAILURE'")
+            assert page.evaluate(f"{cy}.getElementById('{moving}').parent().data('state')") == "FAILURE"
+            move("SUCCESS")  # done (a retry ran it again): no longer drawn, counted
+            page.wait_for_function(f"() => {cy}.getElementById('{moving}').empty()")
+            label = page.evaluate(f"{cy}.nodes('[kind = \"group\"]')[4].data('label')")
+            assert label == "big (5/10)\n249 PENDING, 1 SUCCESS"
+
+
+def test_a_graph_that_grows_past_the_threshold_becomes_a_summary_and_keeps_its_open_groups(
+    tmp_path: Path,
+) -> None:
+    # A running flow grows (a spawned sub-flow adds atoms): the page draws the graph again as
+    # the server answers it, whole up to 2,000 nodes and a summary past that.
+    from flowkit.persistence import models
+
+    connection = f"sqlite:///{tmp_path}/big.db"
+    names = _save_running_flow(connection, 2000)
+    cy = "flowkitMonitor.current.cy"
+    groups = f"{cy}.nodes('[kind = \"group\"]')"
+    with _monitoring(connection, "--poll", "0.1") as base, _browser() as browser:
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.set_default_timeout(60_000)
+        page.goto(base + "/flows/big-flow")
+        page.wait_for_function(f"() => {cy} && {cy}.nodes().length === 2000")
+        with backends.backend(connection) as backend, contextlib.closing(backend.get_connection()) as conn:
+
+            def join(name: str) -> None:
+                flow = conn.get_flow_details("big-flow")
+                flow.add(models.TaskDetail(name, uuid=f"big-{name}"))
+                conn.update_flow_details(flow)
+
+            join("joined-1")
+            page.wait_for_function(f"() => {groups}.length === 9")
+            assert page.evaluate(f"{cy}.nodes().length") == 9
+            # A group opened, then the flow grows again: drawn again, the group still open.
+            page.evaluate(f"{groups}[1].emit('tap')")
+            page.wait_for_function(f"() => {cy}.getElementById('{names[300]}').nonempty()")
+            join("joined-2")
+            page.wait_for_function(f"() => {cy}.scratch('flowkit').version === '2002.0'")
+            page.wait_for_function(f"() => {cy}.getElementById('{names[300]}').nonempty()")
+            assert page.evaluate(f"{groups}.length") == 8  # 9 groups of 223 nodes or fewer, one open
+            last = page.evaluate(f"{groups}[{groups}.length - 1].data('label')")
+            assert last == "big (9/9)\n218 PENDING"
+
+
+def test_a_resumed_atoms_since_is_its_own_not_its_flows_of_the_same_name(tmp_path: Path, gate: Path) -> None:
+    # The report's "since" took the last RUNNING event with the atom's name, flows' events
+    # included: the flow ``gated`` resumed showed its own resume as when its atom ``gated``
+    # (in doubt, run again without a new RUNNING event) had started.
+    connection = f"sqlite:///{tmp_path}/gated.db"
+    with _monitoring(connection) as base:
+        first = _start_gated_run("make_gated_alone", connection, gate)
+        try:
+            uuid = _first_flow(base)
+            # Its RUNNING event is saved with the atom's next write (its progress), after its state.
+            started = wait_until(lambda: _events(base, uuid, "task", run=1))[-1]
+            first.kill()  # as a crash: the atom stays RUNNING
+        finally:
+            first.wait(timeout=30)
+        assert started["state"] == "RUNNING"
+        # The resume's events come in a later second than the atom's start, or the two read alike.
+        wait_until(lambda: time.time() >= int(started["at"]) + 1, timeout=5)
+        resume = subprocess.Popen(
+            [FLOWKIT, "flows", "resume", uuid, "--connection", connection, "--no-progress"],
+            env=command_env(FLOWKIT_TEST_GATE=str(gate)),
+            cwd=SOURCE_ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            resumed = wait_until(lambda: _events(base, uuid, "flow", run=2), timeout=60)[-1]
+            assert int(resumed["at"]) > int(started["at"])
+            with _browser() as browser:
+                page = browser.new_page(viewport={"width": 1280, "height": 800})
+                page.goto(f"{base}/flows/{uuid}")
+                took = page.wait_for_selector(
+                    '#report tr[data-atom="gated"] td.took:text("since")', timeout=60_000
+                )
+                assert took is not None
+                when = "(at) => new Date(at * 1000).toLocaleTimeString()"
+                assert took.inner_text() == "since " + page.evaluate(when, started["at"])
+                ARTIFACTS.mkdir(exist_ok=True)
+                page.screenshot(path=str(ARTIFACTS / "monitor-resumed-since.png"))
+        finally:
+            (gate / "gated").touch()
+            resume.wait(timeout=60)
+    assert resume.returncode == 0, resume.stderr.read().decode() if resume.stderr else ""
+
+
+def _events(base: str, uuid: str, kind: str, run: int) -> list[dict[str, Any]]:
+    """The RUNNING events of ``kind`` (``flow``, ``task``) in run ``run`` of the flow, as the monitor says."""
+    report = _get_json(f"{base}/api/flows/{uuid}")
+    assert isinstance(report, dict)
+    events: list[dict[str, Any]] = report["events"]
+    return [e for e in events if (e["kind"], e["run"], e["state"]) == (kind, run, "RUNNING")]

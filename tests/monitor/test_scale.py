@@ -191,3 +191,29 @@ def test_a_stream_waits_longer_between_polls_of_a_flow_slow_to_read(tmp_path: Pa
     with TestClient(create_app(url, poll_interval=0.5, closing=quick, clock=lambda: 0.0)) as client:
         client.get(f"/api/flows/{uuid}/stream")
     assert quick.asked == [0.5, 0.5]
+
+
+def test_a_graph_asked_for_again_reads_the_atoms_states_not_the_whole_flow(tmp_path: Path) -> None:
+    # Each read of /graph read the flow whole (every atom's result, failure and event log)
+    # only to learn that its version had not moved and answer the drawing it had cached.
+    url = f"sqlite:///{tmp_path}/big.db"
+    (uuid,) = _big_flows(url, count=1, atoms=200)
+    with backends.backend(url) as backend:
+        counting = _CountingBackend(backend)
+        reader = _data.Reader(counting)
+        first = reader.graph(uuid)
+        assert first is not None and len(first["nodes"]) == 200
+        assert counting.atoms == 200  # drawn once from the flow whole
+        counting.atoms = counting.states = 0
+        assert reader.graph(uuid) == first
+        assert (counting.atoms, counting.states) == (0, 200)
+        # The flow moved on (an atom joined): drawn again from the flow whole.
+        with contextlib.closing(backend.get_connection()) as conn:
+            flow = conn.get_flow_details(uuid)
+            flow.add(models.TaskDetail("joined", uuid=f"{uuid}-joined"))
+            conn.update_flow_details(flow)
+        counting.atoms = counting.states = 0
+        grown = reader.graph(uuid)
+        assert grown is not None and len(grown["nodes"]) == 201 and grown["version"] != first["version"]
+        assert counting.atoms == 201
+        assert reader.graph("no-such-flow") is None

@@ -1,0 +1,210 @@
+// flowkit monitor: a big graph's summary (doc/monitor.rst, "Big graphs"). The flow page loads it
+// before monitor.js, whose drawGraph hands it the Cytoscape instance and the helpers it needs.
+"use strict";
+const flowkitSummary = (() => {
+  // Past the server's threshold, "?summary=1" answers {"summary": true, "groups", "edges"}
+  // instead of every node: each group (a sub-flow, or a piece of a long one) is drawn as one
+  // node, labelled with its atoms' counts by state and coloured by the worst of them; the
+  // atoms that failed or are under way stay drawn, inside it; a group clicked is fetched
+  // alone ("?group=ID") and drawn in its place, the groups after it moved aside.
+  const WORST = ["REVERT_FAILURE", "FAILURE", "REVERTING", "RETRYING", "RUNNING", "REVERTED",
+                 "SUSPENDED", "PENDING", "SUCCESS", "IGNORE"];
+  const KEPT = new Set(["REVERT_FAILURE", "FAILURE", "REVERTING", "RETRYING", "RUNNING"]);
+  // The most atoms kept drawn in one closed group (its label counts them all), and per row.
+  const KEPT_MAX = 12, KEPT_ROW = 4, KEPT_STEP = 130;
+  const ROW = 70, COLUMN = 150;  // the server's layout's spacing (_layout.py)
+  const GROUP_WIDTH = 190;  // wide enough for a few counts a line
+  const OPENED_ZOOM = 0.8;  // the least zoom a group just opened is shown at (its names readable)
+
+  // The groups' look, added after monitor.js's rules for states: a group shows its name and its
+  // atoms' counts by state on two lines or more; with atoms kept drawn inside it, it is a box
+  // around them with the label on top, on the page's background (dark whatever its state).
+  function style() {
+    return [
+      {selector: 'node[kind = "group"]', style: {
+        "width": GROUP_WIDTH, "height": 50, "font-size": 10, "text-wrap": "wrap",
+        "text-max-width": GROUP_WIDTH - 6, "border-width": 2}},
+      {selector: 'node[kind = "group"]:parent', style: {
+        "text-valign": "top", "text-margin-y": -4, "text-max-width": 2 * GROUP_WIDTH, "padding": 10,
+        "background-opacity": 0.45, "color": "#1d2330"}},
+    ];
+  }
+
+  // A summary's view in `cy`: `before` is the view it replaces (its open groups are opened again,
+  // the states it knew kept); `getJSON` and `nodeLabel` are monitor.js's.
+  function view(cy, summary, before, {getJSON, nodeLabel}) {
+    const groups = summary.groups;
+    const byId = new Map(groups.map(g => [g.id, g]));
+    const groupOf = new Map();  // node id -> its group's id
+    for (const g of groups) for (const n of g.atoms.concat(g.barriers)) groupOf.set(n, g.id);
+    // Groups' element ids must not be a node's: a prefix no node id starts with.
+    let prefix = "group:";
+    while ([...groupOf.keys()].some(n => n.startsWith(prefix))) prefix += ":";
+    const cyId = (id) => prefix + id;
+    const states = before ? before.states : new Map();  // atom name -> state, as last told
+    const opened = new Map();  // group id -> its part, as the server placed it
+    const opening = new Set();
+    let keptKey = null;  // which atoms render() kept drawn in closed groups
+
+    function counts(g) {
+      const found = {};
+      for (const name of g.atoms) {
+        const state = states.get(name) || "PENDING";
+        found[state] = (found[state] || 0) + 1;
+      }
+      return found;
+    }
+    function groupData(g) {
+      const found = counts(g);
+      const order = Object.keys(found).sort((a, b) => WORST.indexOf(a) - WORST.indexOf(b));
+      const label = g.label + "\n" + order.map(s => found[s] + " " + s).join(", ");
+      const title = g.label + ": " + g.atoms.length + " atoms (" + order.map(s => found[s] + " " + s).join(", ") +
+        "); click to show them";
+      return {label, title, state: order[0] || "PENDING"};
+    }
+    function kept() {
+      const found = new Map();
+      for (const g of groups) {
+        if (opened.has(g.id)) continue;
+        const names = g.atoms.filter(n => KEPT.has(states.get(n))).slice(0, KEPT_MAX);
+        if (names.length) found.set(g.id, names);
+      }
+      return found;
+    }
+
+    // Every element again: the groups in the rows the server placed them in, each row as tall
+    // as the tallest thing drawn in it (an open group's part, a closed one's kept atoms), each
+    // group as wide as what it draws.
+    function render() {
+      const keep = kept();
+      keptKey = JSON.stringify([...keep]);
+      const elements = [];
+      const rows = new Map();
+      for (const g of groups) {
+        if (!rows.has(g.y)) rows.set(g.y, []);
+        rows.get(g.y).push(g);
+      }
+      let top = 0;
+      for (const y of [...rows.keys()].sort((a, b) => a - b)) {
+        const row = rows.get(y).sort((a, b) => a.x - b.x);
+        let left = Math.min(...row.map(g => g.x)) - COLUMN / 2;
+        let tallest = ROW;
+        for (const g of row) {
+          const part = opened.get(g.id);
+          let width = COLUMN, height = ROW;
+          if (part) {
+            for (const n of part.nodes) {
+              elements.push({group: "nodes", position: {x: left + n.x, y: top + n.y},
+                             data: {id: n.id, kind: n.kind, label: nodeLabel(n), group: g.id,
+                                    state: states.get(n.id) || "PENDING"}});
+            }
+            width = Math.max(COLUMN, part.width);
+            height = part.height;
+          } else {
+            const names = keep.get(g.id) || [];
+            const columns = Math.min(names.length, KEPT_ROW);
+            width = Math.max(GROUP_WIDTH + 20, columns * KEPT_STEP + 30);
+            const middle = left + width / 2;
+            elements.push({group: "nodes", position: {x: middle, y: top + ROW / 2},
+                           data: {id: cyId(g.id), kind: "group", group: g.id, ...groupData(g)}});
+            names.forEach((name, i) => {
+              const x = middle + (i % KEPT_ROW - (columns - 1) / 2) * KEPT_STEP;
+              const y = top + 44 + Math.floor(i / KEPT_ROW) * 36;  // under the group's label
+              elements.push({group: "nodes", position: {x, y},
+                             data: {id: name, kind: "task", label: nodeLabel({id: name}), parent: cyId(g.id),
+                                    group: g.id, state: states.get(name)}});
+            });
+            height = names.length ? 50 + Math.ceil(names.length / KEPT_ROW) * 36 : ROW;
+          }
+          left += width;
+          tallest = Math.max(tallest, height);
+        }
+        top += tallest;
+      }
+      // Edges: between closed groups as the summary links them; an open group's by node, each
+      // end drawn as its node where its group is open, else as its group.
+      const drawnAs = (n) => {
+        const g = groupOf.get(n);
+        return g === undefined ? null : (opened.has(g) ? n : cyId(g));
+      };
+      const seen = new Set();
+      function edge(source, target, decider) {
+        if (source === null || target === null || source === target) return;
+        const key = JSON.stringify([source, target]);
+        if (seen.has(key)) return;
+        seen.add(key);
+        const data = {id: "edge-" + seen.size, source, target};
+        if (decider) data.decider = decider;
+        elements.push({group: "edges", data});
+      }
+      for (const [u, v] of summary.edges) {
+        if (!opened.has(u) && !opened.has(v)) edge(cyId(u), cyId(v), null);
+      }
+      for (const part of opened.values()) {
+        for (const [u, v, decider] of part.edges) edge(drawnAs(u), drawnAs(v), decider);
+      }
+      cy.batch(() => {
+        cy.elements().remove();
+        cy.add(elements);
+      });
+    }
+
+    // New states (a snapshot's changes, or every atom's): the groups' counts and colours follow;
+    // an atom that starts to run, or fails, in a closed group is drawn in it (and one done, no more).
+    function update(atoms) {
+      for (const [name, state] of Object.entries(atoms)) states.set(name, state);
+      if (JSON.stringify([...kept()]) !== keptKey) {
+        render();
+        return;
+      }
+      cy.batch(() => {
+        for (const [name, state] of Object.entries(atoms)) {
+          const node = cy.getElementById(name);
+          if (node.nonempty()) node.data("state", state);
+        }
+        for (const g of groups) {
+          const node = cy.getElementById(cyId(g.id));
+          if (node.nonempty()) node.data(groupData(g));
+        }
+      });
+    }
+
+    // A closed group clicked (or an atom kept drawn in it): fetch its part and draw it in place,
+    // then show it, its atoms that failed or run first.
+    async function open(id) {
+      if (opened.has(id) || opening.has(id) || !byId.has(id)) return;
+      opening.add(id);
+      try {
+        const part = await getJSON(cy.scratch("flowkit").api + "/graph?group=" + encodeURIComponent(id));
+        if (cy.scratch("flowkit").view !== made) return;  // the graph was drawn again meanwhile
+        opened.set(id, part);
+        render();
+        // Fitted if it can be read so; a long part is shown from its top, or where it failed or runs.
+        const shown = cy.nodes().filter(n => n.data("group") === id);
+        cy.fit(shown, 20);
+        const notable = shown.filter(n => KEPT.has(n.data("state")));
+        if (cy.zoom() < OPENED_ZOOM) {
+          cy.zoom(OPENED_ZOOM);
+          cy.center(notable.nonempty() ? notable : shown.first());
+        }
+        cy.emit("flowkit-opened");  // the view is the user's now: the page stops following the run
+      } catch (err) {
+        console.warn("cannot open group " + id + ":", err);
+      } finally {
+        opening.delete(id);
+      }
+    }
+    function tapped(node) {
+      const id = node.data("group");
+      if (id !== undefined && !opened.has(id)) open(id);
+    }
+
+    const made = {states, opened, render, update, open, tapped};
+    // Drawn again (the flow grew): the groups that were open and are still groups open again.
+    if (before) for (const id of before.opened.keys()) if (byId.has(id)) open(id);
+    return made;
+  }
+
+
+  return {style, view};
+})();
