@@ -117,13 +117,11 @@ class ExecutorDriver(DispatchingDriver):
         assert executor is not None
         if self._processes:
             future = executor.submit(_in_process, call)
+            # A call or result that does not pickle fails the future with Python's
+            # bare message: the callback says which atom, and what part of it.
+            future.add_done_callback(functools.partial(_from_process, self._relay, done, node, action, call))
         else:
             future = executor.submit(call_outcome, call)
-        relay = self._relay
-        if relay is not None:
-            # The child's progress reports go first, or the engine drops them as stale.
-            future.add_done_callback(functools.partial(_drained_then_put, relay, done, node, action))
-        else:
             future.add_done_callback(functools.partial(done.put_future, node, action))
         if self._green:
             self._futures.append(future)
@@ -167,11 +165,26 @@ class ExecutorDriver(DispatchingDriver):
         self._executor = self._relay = None
 
 
-def _drained_then_put(
-    relay: ProgressRelay, done: Completions, node: Node, action: int, future: cf.Future[Any]
+def _from_process(
+    relay: ProgressRelay | None,
+    done: Completions,
+    node: Node,
+    action: int,
+    call: Call,
+    future: cf.Future[Any],
 ) -> None:
-    relay.drain()
-    done.put_future(node, action, future)
+    """Hand in a process pool's outcome; a call or result that did not pickle says what and whose."""
+    if relay is not None:
+        relay.drain()  # the child's progress reports go first, or the engine drops them as stale
+    error = None if future.cancelled() else future.exception()
+    if error is not None:
+        from flowkit.engines import _pickling  # a failed call loads it (first-load cost)
+
+        explained = _pickling.process_pickling_error(node, action, call, error)
+        if explained is not error:
+            done.put_raising(node, action, explained)
+            return
+    done.put_future(node, action, future)  # a broken pool, an interrupt: as any driver's
 
 
 def _stop_processes(executor: cf.Executor) -> None:
