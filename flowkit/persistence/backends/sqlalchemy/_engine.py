@@ -6,6 +6,13 @@ timeout, and foreign keys. flowkit issues ``BEGIN`` itself (the sqlite3
 module would start transactions only at the first write, too late for a
 consistent read-then-write), as ``BEGIN IMMEDIATE`` for writes so writers
 queue on the busy timeout instead of failing half way through.
+
+A backend that is not writable refuses writes before any I/O; the engine
+made for it is read-only on the database's side too, so that a write through
+a path flowkit forgot, or made on the backend's engine by hand, is refused by
+the database: SQLite's ``query_only`` pragma (besides ``mode=ro`` for a
+file), PostgreSQL's session default of read-only transactions. An engine the
+user hands in is theirs and left as it is.
 """
 
 from __future__ import annotations
@@ -167,9 +174,11 @@ def make_engine(settings: Settings, conf: Mapping[str, Any], writable: bool = Tr
     Args:
         settings: what the conf says about the database.
         conf: the backend's conf (engine and pool options).
-        writable: false to open a SQLite database read-only (``mode=ro``),
-            so that a missing file is not created; other databases are only
-            read by the operations of a backend that is not writable.
+        writable: false to open a SQLite database read-only (``mode=ro``,
+            so that a missing file is not created, and ``query_only``) and
+            to make PostgreSQL's transactions read-only by default (other
+            databases are only read by the operations of a backend that is
+            not writable).
 
     Raises:
         StorageFailure: the driver is not installed or an engine option is wrong.
@@ -210,9 +219,30 @@ def make_engine(settings: Settings, conf: Mapping[str, Any], writable: bool = Tr
     except (sa_exc.ArgumentError, TypeError, ValueError) as err:
         raise exc.StorageFailure(f"bad database options for {settings.masked_url}: {err}") from err
     if sqlite:
-        event.listen(engine, "connect", _sqlite_pragmas(settings))
+        event.listen(engine, "connect", _sqlite_pragmas(settings, writable))
         event.listen(engine, "begin", _sqlite_begin)
+    elif not writable and settings.dialect == "postgresql":
+        event.listen(engine, "connect", _postgresql_read_only)
     return engine
+
+
+def _postgresql_read_only(dbapi_conn: Any, record: Any) -> None:
+    """Make every transaction of a new PostgreSQL connection read-only, as the session's default.
+
+    Set outside any transaction (in autocommit): set inside the driver's
+    implicit one, it would be undone by the first rollback. A transaction may
+    still ask for ``READ WRITE`` itself; flowkit's never do.
+    """
+    autocommit = dbapi_conn.autocommit
+    dbapi_conn.autocommit = True
+    try:
+        cursor = dbapi_conn.cursor()
+        try:
+            cursor.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+        finally:
+            cursor.close()
+    finally:
+        dbapi_conn.autocommit = autocommit
 
 
 _WAL = "PRAGMA journal_mode=WAL"
@@ -251,11 +281,15 @@ def has_user_hooks(engine: Engine) -> bool:
     return False
 
 
-def _sqlite_pragmas(settings: Settings) -> Any:
+def _sqlite_pragmas(settings: Settings, writable: bool) -> Any:
     pragmas = ["PRAGMA foreign_keys=ON", f"PRAGMA busy_timeout={int(settings.busy_timeout * 1000)}"]
     if not settings.is_memory:
         pragmas.append(_WAL)
     pragmas.append(f"PRAGMA synchronous={settings.synchronous.upper()}")
+    if not writable:
+        # Last: the connection refuses every write from here on, whatever mode it
+        # was opened in (a URL in URI form may choose its own; memory has none).
+        pragmas.append("PRAGMA query_only=ON")
 
     def on_connect(dbapi_conn: Any, record: Any) -> None:
         dbapi_conn.isolation_level = None  # the begin event below issues BEGIN
