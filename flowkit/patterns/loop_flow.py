@@ -79,6 +79,8 @@ class Flow(linear_flow.Flow):
         ValueError: ``max_iterations`` is not a positive int, ``delay`` is
             negative or not a number.
         TypeError: ``until`` is not callable.
+        ValueError: ``until``'s parameters cannot be read (a builtin without
+            a signature).
     """
 
     def __init__(
@@ -108,7 +110,15 @@ class Flow(linear_flow.Flow):
         self.until = until
         self.max_iterations = max_iterations
         self.delay = float(delay)
-        self._until_task = Until(f"{self.name}^until", until, reflection.get_callable_args(until, True))
+        try:
+            # Its parameters name the symbols it reads: a callable without a signature has none to read.
+            requires = reflection.get_callable_args(until, True)
+        except (ValueError, TypeError) as err:
+            raise type(err)(
+                f"loop '{name}': cannot read the parameters of until {until!r} (they name the symbols "
+                f"it reads; wrap it in a function or lambda): {err}"
+            ) from err
+        self._until_task = Until(f"{self.name}^until", until, requires)
         if atoms:
             self.add(*atoms)
 

@@ -140,6 +140,14 @@ def test_bad_delay_and_until_are_refused() -> None:
         loop_flow.Flow("l", Poll("p"), until="ready", max_iterations=2)  # type: ignore[arg-type]
 
 
+def test_an_until_whose_parameters_cannot_be_read_is_refused_naming_the_loop() -> None:
+    # It said only "no signature found for builtin <class 'type'>", from inspect.
+    with pytest.raises(ValueError, match="^loop 'l': cannot read the parameters of until") as refused:
+        loop_flow.Flow("l", Poll("p"), until=type, max_iterations=2)
+    assert "<class 'type'>" in str(refused.value)
+    assert isinstance(refused.value.__cause__, ValueError)
+
+
 def test_an_until_reading_a_symbol_nothing_provides_fails_validation() -> None:
     loop = loop_flow.Flow("l", Side("s"), until=lambda nowhere: True, max_iterations=2)
     with pytest.raises(exc.MissingDependencies, match="nowhere"):
