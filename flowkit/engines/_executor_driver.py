@@ -16,6 +16,7 @@ exceptions.
 from __future__ import annotations
 
 import functools
+import pickle
 from typing import TYPE_CHECKING, Any
 
 from flowkit.engines._completions import Completion, Completions
@@ -56,10 +57,21 @@ def relayed_event(atoms: dict[str, Any], name: str, event_type: Any, details: di
         own.tell_listeners(event_type, details)
 
 
-def _in_process(call: Call) -> tuple[bool, Any]:
-    """Run ``call`` in a child process; a failure comes back as a plain dict."""
+def _in_process(payload: bytes, name: str, action: int) -> tuple[bool, Any]:
+    """Run the pickled call of atom ``name`` in a child process; a failure comes back as a plain dict.
+
+    The call is unpickled here rather than by the pool: a task whose class the
+    child cannot import then fails its atom, naming it, instead of killing the
+    child (and breaking the pool) with a bare ``Can't get attribute``.
+    """
     from flowkit.engines import _process_progress
 
+    try:
+        call: Call = pickle.loads(payload)
+    except Exception as err:
+        from flowkit.engines._pickling import call_unpickling_error
+
+        return False, Failure.from_exception(call_unpickling_error(name, action, err)).to_dict()
     _process_progress.attach_in_child(call.kwargs["atom"])
     ok, value = call_outcome(call)
     if not ok:
@@ -116,10 +128,20 @@ class ExecutorDriver(DispatchingDriver):
         executor = self._executor
         assert executor is not None
         if self._processes:
-            future = executor.submit(_in_process, call)
-            # A call or result that does not pickle fails the future with Python's
-            # bare message: the callback says which atom, and what part of it.
-            future.add_done_callback(functools.partial(_from_process, self._relay, done, node, action, call))
+            # Pickled here, not in the pool's feeder thread: a call that does not
+            # pickle fails its atom at once, naming the atom and the part at fault.
+            try:
+                payload = _dumps(call)
+            except Exception as err:
+                from flowkit.engines import _pickling  # a failed call loads it (first-load cost)
+
+                error = _pickling.call_pickling_error(node, action, call, err)
+                done.put(node, action, False, Failure.from_exception(error))
+                return None
+            future = executor.submit(_in_process, payload, node.name, action)
+            # A result that does not pickle fails the future with Python's bare
+            # message: the callback says which atom.
+            future.add_done_callback(functools.partial(_from_process, self._relay, done, node, action))
         else:
             future = executor.submit(call_outcome, call)
             future.add_done_callback(functools.partial(done.put_future, node, action))
@@ -132,8 +154,8 @@ class ExecutorDriver(DispatchingDriver):
             return self._wait_green(timeout)
         finished = super().wait(timeout)
         if self._processes:
-            # Failures raised in a child come back as records; a pool that could not
-            # even ship the call (unpicklable task) fails locally with a real Failure.
+            # Failures raised in a child come back as records; a call that could not
+            # even be pickled (an unpicklable task) failed at dispatch with a real Failure.
             finished = [
                 Completion(node, action, False, Failure.from_dict(value))
                 if not ok and isinstance(value, dict)
@@ -165,22 +187,32 @@ class ExecutorDriver(DispatchingDriver):
         self._executor = self._relay = None
 
 
+def _dumps(call: Call) -> bytes:
+    """Pickle ``call`` for a child process: with pickle's C pickler, else as the pool would.
+
+    multiprocessing's own pickler knows a few more types (sockets, pipe
+    connections) but makes a dispatch table per call: a quarter slower for a
+    task's call, paid only by a call that plain pickle refuses.
+    """
+    try:
+        return pickle.dumps(call, pickle.HIGHEST_PROTOCOL)
+    except Exception:
+        from multiprocessing.reduction import ForkingPickler  # loaded with the pool already
+
+        return bytes(ForkingPickler.dumps(call, pickle.HIGHEST_PROTOCOL))
+
+
 def _from_process(
-    relay: ProgressRelay | None,
-    done: Completions,
-    node: Node,
-    action: int,
-    call: Call,
-    future: cf.Future[Any],
+    relay: ProgressRelay | None, done: Completions, node: Node, action: int, future: cf.Future[Any]
 ) -> None:
-    """Hand in a process pool's outcome; a call or result that did not pickle says what and whose."""
+    """Hand in a process pool's outcome; a result that did not pickle says whose."""
     if relay is not None:
         relay.drain()  # the child's progress reports go first, or the engine drops them as stale
     error = None if future.cancelled() else future.exception()
     if error is not None:
         from flowkit.engines import _pickling  # a failed call loads it (first-load cost)
 
-        explained = _pickling.process_pickling_error(node, action, call, error)
+        explained = _pickling.result_pickling_error(node, action, error)
         if explained is not error:
             done.put_raising(node, action, explained)
             return

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from flowkit.engines._compiler import Node
     from flowkit.engines._runtime import Call
 
-__all__ = ["culprit", "process_pickling_error"]
+__all__ = ["call_pickling_error", "call_unpickling_error", "culprit", "result_pickling_error"]
 
 #: What pickling raises, by kind of object: a lock or a socket (TypeError), a
 #: lambda or a class that cannot be imported (PicklingError), a local object
@@ -71,27 +71,52 @@ def _attribute(atom: Any, dumps: Callable[[Any], object]) -> str:
     return f"is its class {kind.__module__}.{kind.__qualname__} importable?"
 
 
-def process_pickling_error(node: Node, action: int, call: Call, error: BaseException) -> BaseException:
-    """The error a process pool's call failed with, saying what could not be pickled, and why.
+def _explained(error: BaseException, text: str) -> BaseException:
+    """``error``'s kind, with ``text``, pickle's message and what a process pool needs; chained to it."""
+    kind = type(error) if isinstance(error, _PICKLING_ERRORS) else TypeError
+    explained = kind(f"{text} ({type(error).__name__}: {error}); {_NEEDS}")
+    explained.__cause__ = error
+    return explained
 
-    ``error`` is what the pool's future raised. Other errors (a broken pool, an
-    interrupt) come back unchanged. When the task and each argument pickle on
-    their own, the call did reach the child: what failed is its result, on its
-    way back.
+
+def call_pickling_error(node: Node, action: int, call: Call, error: BaseException) -> BaseException:
+    """The error of a call that cannot be pickled for a child process: which atom, which part of it."""
+    from multiprocessing.reduction import ForkingPickler  # the pool's own pickler
+
+    part = culprit(call, ForkingPickler.dumps) or "the call"
+    to = "revert" if action == REVERT else "run"
+    text = f"atom {node.name!r} cannot be sent to a child process to {to}: {part} cannot be pickled"
+    return _explained(error, text)
+
+
+def call_unpickling_error(name: str, action: int, error: BaseException) -> BaseException:
+    """The error of a call the child process cannot unpickle: most often a class it cannot import.
+
+    A class defined in ``__main__`` under ``if __name__ == "__main__":``, or in
+    an interactive session, pickles by name but is not there in a child that
+    was spawned rather than forked (macOS's and Windows' default, and Linux's
+    from Python 3.14).
+    """
+    to = "revert" if action == REVERT else "run"
+    return _explained(
+        error,
+        f"atom {name!r} cannot be unpickled in its child process to {to} (is the module of its task's "
+        "class, and of its arguments' classes, importable there?)",
+    )
+
+
+def result_pickling_error(node: Node, action: int, error: BaseException) -> BaseException:
+    """The error of a call whose result could not come back from its child process.
+
+    ``error`` is what the pool's future raised. Anything but a pickling error
+    (a broken pool, an interrupt) comes back unchanged: the call itself was
+    pickled in the engine's process and unpickled in the child's, so pickling
+    that failed now was that of its outcome.
     """
     if not isinstance(error, _PICKLING_ERRORS):
         return error
-    from multiprocessing.reduction import ForkingPickler  # the pool's own pickler
-
-    reverting = action == REVERT
-    part = culprit(call, ForkingPickler.dumps)
-    if part is not None:
-        to = "revert" if reverting else "run"
-        text = f"atom {node.name!r} cannot be sent to a child process to {to}: {part} cannot be pickled"
-    elif reverting:
+    if action == REVERT:
         text = f"atom {node.name!r} reverted in a child process, but what it returned cannot be pickled"
     else:
         text = f"atom {node.name!r} ran in a child process, but its result cannot be pickled to come back"
-    explained = type(error)(f"{text} ({type(error).__name__}: {error}); {_NEEDS}")
-    explained.__cause__ = error
-    return explained
+    return _explained(error, text)

@@ -338,6 +338,39 @@ def test_a_result_that_cannot_be_pickled_names_its_atom_on_a_process_pool(proces
     assert engine.storage.get_execute_failures()["locker"].exception_str == str(info.value)
 
 
+def test_a_task_class_the_child_cannot_import_fails_its_atom_and_leaves_the_pool_whole(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A class only this process has (as one defined under ``if __name__ == "__main__":``
+    # is, for a spawned child): it pickles by name here, and the child cannot find it.
+    # The child died on it with "Can't get attribute", and run() raised BrokenProcessPool,
+    # naming no atom, with the user's pool broken for good.
+    import multiprocessing
+
+    from . import _tasks
+
+    ghost_class = type("Ghost", (Square,), {"__module__": _tasks.__name__, "__qualname__": "Ghost"})
+    monkeypatch.setattr(_tasks, "Ghost", ghost_class, raising=False)
+    with cf.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        engine = engines.load(ghost_class("ghost"), store={"x": 2}, engine="parallel", executor=pool)
+        with pytest.raises(exceptions.WrappedFailure) as info:
+            engine.run()
+        (failure,) = list(info.value)  # the revert's: it cannot be unpickled there either
+        assert failure.exception_str.startswith(
+            "atom 'ghost' cannot be unpickled in its child process to revert (is the module of its task's "
+            "class, and of its arguments' classes, importable there?) (AttributeError: Can't get attribute "
+            "'Ghost' on <module 'tests.unit.engines._tasks' from "
+        ), failure.exception_str
+        assert _NEEDS in failure.exception_str
+        execute = engine.storage.get_execute_failures()["ghost"]
+        assert execute.check(AttributeError) is AttributeError
+        assert execute.exception_str.startswith(
+            "atom 'ghost' cannot be unpickled in its child process to run "
+        )
+        assert engine.storage.get_atom_state("ghost") == states.REVERT_FAILURE
+        assert pool.submit(os.getpid).result(timeout=60) != os.getpid()  # the pool still works
+
+
 def test_a_revert_result_that_cannot_be_pickled_names_its_atom_on_a_process_pool(
     process_executor: Any,
 ) -> None:
