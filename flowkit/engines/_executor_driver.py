@@ -8,9 +8,10 @@ never needs it, so :mod:`flowkit.engines.parallel` imports it only for such an
 option: the first-load cost, ``doc/benchmarks.rst``. :func:`relayed` and
 :func:`relayed_event` also serve the Dask driver (:mod:`flowkit.engines._dask`).
 
-Process pools pickle the task and its arguments (so tasks must be importable and
-picklable) and bring failures back as JSON-safe records, never as pickled
-exceptions.
+Process pools get each call pickled by the engine and unpickled by flowkit in
+the child (so tasks must be importable and picklable, and what is not is
+named: :mod:`flowkit.engines._pickling`); failures come back as JSON-safe
+records, never as pickled exceptions.
 """
 
 from __future__ import annotations
