@@ -11,8 +11,9 @@ A backend that is not writable refuses writes before any I/O; the engine
 made for it is read-only on the database's side too, so that a write through
 a path flowkit forgot, or made on the backend's engine by hand, is refused by
 the database: SQLite's ``query_only`` pragma (besides ``mode=ro`` for a
-file), PostgreSQL's session default of read-only transactions. An engine the
-user hands in is theirs and left as it is.
+file), PostgreSQL's read-only transactions (the dialect's
+``postgresql_readonly``). An engine the user hands in is theirs and left as
+it is.
 """
 
 from __future__ import annotations
@@ -208,6 +209,12 @@ def make_engine(settings: Settings, conf: Mapping[str, Any], writable: bool = Tr
     else:
         kwargs["pool_pre_ping"] = True
     kwargs.update(settings.engine_args)
+    if not writable and settings.dialect == "postgresql":
+        # The dialect's read-only transactions (psycopg: BEGIN READ ONLY), set on
+        # each connection the pool hands out, not a session setting: behind a
+        # transaction-pooling PgBouncer a session's SET would reach the server
+        # connection other clients' writes share next.
+        kwargs["execution_options"] = {**kwargs.get("execution_options", {}), "postgresql_readonly": True}
     try:
         engine = create_engine(url, **kwargs)
     except (ImportError, sa_exc.NoSuchModuleError) as err:
@@ -221,28 +228,7 @@ def make_engine(settings: Settings, conf: Mapping[str, Any], writable: bool = Tr
     if sqlite:
         event.listen(engine, "connect", _sqlite_pragmas(settings, writable))
         event.listen(engine, "begin", _sqlite_begin)
-    elif not writable and settings.dialect == "postgresql":
-        event.listen(engine, "connect", _postgresql_read_only)
     return engine
-
-
-def _postgresql_read_only(dbapi_conn: Any, record: Any) -> None:
-    """Make every transaction of a new PostgreSQL connection read-only, as the session's default.
-
-    Set outside any transaction (in autocommit): set inside the driver's
-    implicit one, it would be undone by the first rollback. A transaction may
-    still ask for ``READ WRITE`` itself; flowkit's never do.
-    """
-    autocommit = dbapi_conn.autocommit
-    dbapi_conn.autocommit = True
-    try:
-        cursor = dbapi_conn.cursor()
-        try:
-            cursor.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
-        finally:
-            cursor.close()
-    finally:
-        dbapi_conn.autocommit = autocommit
 
 
 _WAL = "PRAGMA journal_mode=WAL"
