@@ -148,6 +148,30 @@ def test_an_until_whose_parameters_cannot_be_read_is_refused_naming_the_loop() -
     assert isinstance(refused.value.__cause__, ValueError)
 
 
+class NoTruth:
+    """A value ``bool()`` refuses, as numpy's arrays of more than one element do."""
+
+    def __bool__(self) -> bool:
+        raise ValueError("the truth value of an array with more than one element is ambiguous")
+
+    def __repr__(self) -> str:
+        return "<NoTruth>"
+
+
+def test_an_until_value_without_a_truth_value_names_the_loop() -> None:
+    # It raised only the value's own "truth value ... is ambiguous".
+    loop = loop_flow.Flow("l", Poll("p"), until=lambda status: NoTruth(), max_iterations=2)
+    engine = engines.load(linear_flow.Flow("f").add(loop))
+    with pytest.raises(ValueError) as refused:  # the kind bool() raised, for code that catches it
+        engine.run()
+    assert str(refused.value) == (
+        "loop 'l': until returned NoTruth <NoTruth>, which is neither true nor false (bool() raised "
+        "ValueError: the truth value of an array with more than one element is ambiguous); return a bool"
+    )
+    assert isinstance(refused.value.__cause__, ValueError)
+    assert engine.storage.get_flow_state() == st.REVERTED
+
+
 def test_an_until_reading_a_symbol_nothing_provides_fails_validation() -> None:
     loop = loop_flow.Flow("l", Side("s"), until=lambda nowhere: True, max_iterations=2)
     with pytest.raises(exc.MissingDependencies, match="nowhere"):
