@@ -192,7 +192,7 @@ def _dumps(call: Call) -> bytes:
     """Pickle ``call`` for a child process: with pickle's C pickler, else as the pool would.
 
     multiprocessing's own pickler knows a few more types (sockets, pipe
-    connections) but makes a dispatch table per call: a quarter slower for a
+    connections) but copies a dispatch table per call: a third slower for a
     task's call, paid only by a call that plain pickle refuses.
     """
     try:

@@ -11,6 +11,7 @@ module.
 
 from __future__ import annotations
 
+import contextlib
 import pickle
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -40,8 +41,9 @@ def culprit(call: Call, dumps: Callable[[Any], object]) -> str | None:
     """Say which part of ``call`` ``dumps`` cannot pickle: its task object or which argument.
 
     Returns:
-        ``"its task object (Kind: an attribute)"``, ``"its argument 'x' (Kind
-        repr)"``, or None when each part pickles on its own.
+        ``"its task object (Kind: its attribute 'lock' is lock <...>)"``,
+        ``"its argument 'x' (Kind repr)"``, or None when each part pickles on
+        its own.
     """
     atom = call.kwargs.get("atom")
     try:
@@ -73,8 +75,12 @@ def _attribute(atom: Any, dumps: Callable[[Any], object]) -> str:
 
 def _explained(error: BaseException, text: str) -> BaseException:
     """``error``'s kind, with ``text``, pickle's message and what a process pool needs; chained to it."""
-    kind = type(error) if isinstance(error, _PICKLING_ERRORS) else TypeError
-    explained = kind(f"{text} ({type(error).__name__}: {error}); {_NEEDS}")
+    message = f"{text} ({type(error).__name__}: {error}); {_NEEDS}"
+    explained: BaseException = TypeError(message)
+    if isinstance(error, _PICKLING_ERRORS):
+        # Its own kind, unless a subclass's constructor wants more than a message.
+        with contextlib.suppress(Exception):
+            explained = type(error)(message)
     explained.__cause__ = error
     return explained
 
