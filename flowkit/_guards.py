@@ -28,6 +28,7 @@ from flowkit import exceptions as exc
 from flowkit import typed
 from flowkit._utils.class_caches import make_room
 from flowkit._utils.lazy_logging import module_logger
+from flowkit.atom import check_switch
 
 # The cache modules (hashing, stores) are imported only by a run that caches:
 # every other first run of a process would pay for them.
@@ -396,16 +397,7 @@ def _check_switches(atom: Any) -> None:
         InvalidAtomOption: naming the atom, the option and the value.
     """
     for option in _SWITCHES:
-        value = getattr(atom, option, None)
-        if value is not None and not isinstance(value, bool):
-            raise exc.InvalidAtomOption(
-                f"atom '{atom.name}' has {option}={value!r}; flowkit reads a task's {option} "
-                "attribute as a switch, True or False (doc/caching.rst): a task that uses the "
-                "name for something else must rename it",
-                atom=atom.name,
-                option=option,
-                value=value,
-            )
+        check_switch(atom.name, option, getattr(atom, option, None), "doc/caching.rst")
 
 
 def build(compilation: Any, options: Mapping[str, Any]) -> dict[int, Guard]:
@@ -452,7 +444,7 @@ def build(compilation: Any, options: Mapping[str, Any]) -> dict[int, Guard]:
         own = getattr(atom, "validate_types", None) is not getattr(cls, "validate_types", None)
         if cls in unguarded and not own:
             continue
-        validate = typed.validator_for(atom, default if isinstance(default, bool) else None)
+        validate = typed.validator_for(atom, default)
         cached = store if store is not None and getattr(atom, "cache", False) is True else None
         if validate is not None or cached is not None or typed.model_inputs(atom):
             guards[node.index] = Guard(node, validate, cached, guards)

@@ -29,7 +29,7 @@ from flowkit._utils.records import Record
 if TYPE_CHECKING:
     import weakref
 
-__all__ = ["Atom", "check_concurrency_key", "check_retry", "check_timeout"]
+__all__ = ["Atom", "check_concurrency_key", "check_retry", "check_switch", "check_timeout"]
 
 #: Names in ``revert``'s signature that the engine fills itself; never required.
 _REVERT_SPECIAL_ARGS: tuple[str, ...] = ("result", "flow_failures")
@@ -1089,6 +1089,32 @@ def check_concurrency_key(atom_name: str, value: Any) -> str:
             value=value,
         )
     return value
+
+
+def check_switch(atom_name: str, option: str, value: Any, doc: str) -> bool | None:
+    """Return a task's on/off option (``cache``, ``validate_types``...) if it is a bool or None.
+
+    The engines read these as ``is True`` or "is it a bool?": ``"yes"``, ``"no"``
+    or ``1`` would be taken as unset without a word (``"no"`` even as on, read
+    by truth). So anything else is refused, naming the task.
+
+    Args:
+        doc: the page that says what the option does, for the message.
+
+    Raises:
+        flowkit.exceptions.InvalidAtomOption: naming the atom, the option and the value.
+    """
+    if value is None or isinstance(value, bool):
+        return value
+    from flowkit import exceptions as exc
+
+    raise exc.InvalidAtomOption(
+        f"atom '{atom_name}' has {option}={value!r}; flowkit reads a task's {option} attribute as "
+        f"a switch, True or False ({doc}): a task that uses the name for something else must rename it",
+        atom=atom_name,
+        option=option,
+        value=value,
+    )
 
 
 def check_retry(atom_name: str, value: Any) -> Any:

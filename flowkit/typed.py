@@ -42,7 +42,7 @@ from typing import Any
 
 from flowkit import exceptions as exc
 from flowkit._utils.class_caches import make_room
-from flowkit.atom import Atom
+from flowkit.atom import Atom, check_switch
 
 __all__ = [
     "UNTYPED",
@@ -667,19 +667,25 @@ def validator_for(atom: Any, default: bool | None = None) -> Callable[[Any], Any
     """The run-time check of ``atom``'s result, or None when it is not validated.
 
     Whether a result is validated: the atom's ``validate_types`` attribute if it
-    is a bool, else ``default`` (the engine option) if given, else only when the
+    is set, else ``default`` (the engine option) if given, else only when the
     declared result type involves a pydantic model.
 
     Returns:
         A function taking the result and returning it (a mapping turned into its
         model), raising :class:`~flowkit.exceptions.InvalidResult` when it does
         not fit.
+
+    Raises:
+        InvalidAtomOption: the atom declares a result and its ``validate_types``
+            is not True, False or None.
     """
     result = contract_of(atom).result
     if result is UNTYPED:
         return None
     own = getattr(atom, "validate_types", None)
-    wanted = own if isinstance(own, bool) else default
+    if own is not None:
+        own = check_switch(atom.name, "validate_types", own, "doc/typed.rst")
+    wanted = own if own is not None else default
     if wanted is None:
         wanted = _loaded_pydantic() is not None and _mentions_model(_strip(result))
     if not wanted:

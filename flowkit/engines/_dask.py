@@ -517,22 +517,11 @@ def _dask_payload(node: Node, call: Call) -> bytes:
     try:
         return _dumps(call)
     except Exception as err:
-        culprit = "the call"
-        atom = call.kwargs.get("atom")
-        arguments = call.kwargs.get("kwargs")
-        try:
-            _dumps(atom)
-        except Exception:
-            culprit = f"its task object ({type(atom).__name__}: an attribute)"
-        else:
-            for name, value in (arguments or {}).items():
-                try:
-                    _dumps(value)
-                except Exception:
-                    culprit = f"its argument {name!r} ({type(value).__name__} {short_repr(value)})"
-                    break
+        from flowkit.engines._pickling import culprit  # a failed call loads it (first-load cost)
+
+        part = culprit(call, _dumps) or "the call"
         raise TypeError(
-            f"atom {node.name!r} cannot be sent to the Dask cluster: {culprit} cannot be pickled: "
+            f"atom {node.name!r} cannot be sent to the Dask cluster: {part} cannot be pickled: "
             f"{type(err).__name__}: {err}"
         ) from err
 

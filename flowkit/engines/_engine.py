@@ -27,7 +27,7 @@ from flowkit import exceptions as exc
 from flowkit import states as st
 from flowkit._utils.gc_pause import gc_paused
 from flowkit._utils.lazy_logging import module_logger
-from flowkit.atom import Atom
+from flowkit.atom import Atom, check_switch
 from flowkit.engines import _compiler, _task_options
 from flowkit.engines._compiler import Node
 from flowkit.engines._runtime import Call, Completion, Runtime, call_outcome
@@ -157,8 +157,12 @@ def may_guard(nodes: Iterable[Node], classes: Iterable[type], options: Mapping[s
     if not returning:
         return False
     for node in nodes:
-        if type(node.atom) in returning and getattr(node.atom, "validate_types", None) is True:
-            return True
+        if type(node.atom) in returning:
+            own = getattr(node.atom, "validate_types", None)
+            # Checked here too, as typed.validator_for does: read as ``is True``, a
+            # "yes" would be ignored without a word in a run with no other guard.
+            if own is not None and check_switch(node.name, "validate_types", own, "doc/typed.rst"):
+                return True
     return False
 
 

@@ -8,14 +8,16 @@ never needs it, so :mod:`flowkit.engines.parallel` imports it only for such an
 option: the first-load cost, ``doc/benchmarks.rst``. :func:`relayed` and
 :func:`relayed_event` also serve the Dask driver (:mod:`flowkit.engines._dask`).
 
-Process pools pickle the task and its arguments (so tasks must be importable and
-picklable) and bring failures back as JSON-safe records, never as pickled
-exceptions.
+Process pools get each call pickled by the engine and unpickled by flowkit in
+the child (so tasks must be importable and picklable, and what is not is
+named: :mod:`flowkit.engines._pickling`); failures come back as JSON-safe
+records, never as pickled exceptions.
 """
 
 from __future__ import annotations
 
 import functools
+import pickle
 from typing import TYPE_CHECKING, Any
 
 from flowkit.engines._completions import Completion, Completions
@@ -56,10 +58,21 @@ def relayed_event(atoms: dict[str, Any], name: str, event_type: Any, details: di
         own.tell_listeners(event_type, details)
 
 
-def _in_process(call: Call) -> tuple[bool, Any]:
-    """Run ``call`` in a child process; a failure comes back as a plain dict."""
+def _in_process(payload: bytes, name: str, action: int) -> tuple[bool, Any]:
+    """Run the pickled call of atom ``name`` in a child process; a failure comes back as a plain dict.
+
+    The call is unpickled here rather than by the pool: a task whose class the
+    child cannot import then fails its atom, naming it, instead of killing the
+    child (and breaking the pool) with a bare ``Can't get attribute``.
+    """
     from flowkit.engines import _process_progress
 
+    try:
+        call: Call = pickle.loads(payload)
+    except Exception as err:
+        from flowkit.engines._pickling import call_unpickling_error
+
+        return False, Failure.from_exception(call_unpickling_error(name, action, err)).to_dict()
     _process_progress.attach_in_child(call.kwargs["atom"])
     ok, value = call_outcome(call)
     if not ok:
@@ -116,14 +129,22 @@ class ExecutorDriver(DispatchingDriver):
         executor = self._executor
         assert executor is not None
         if self._processes:
-            future = executor.submit(_in_process, call)
+            # Pickled here, not in the pool's feeder thread: a call that does not
+            # pickle fails its atom at once, naming the atom and the part at fault.
+            try:
+                payload = _dumps(call)
+            except Exception as err:
+                from flowkit.engines import _pickling  # a failed call loads it (first-load cost)
+
+                error = _pickling.call_pickling_error(node, action, call, err)
+                done.put(node, action, False, Failure.from_exception(error))
+                return None
+            future = executor.submit(_in_process, payload, node.name, action)
+            # A result that does not pickle fails the future with Python's bare
+            # message: the callback says which atom.
+            future.add_done_callback(functools.partial(_from_process, self._relay, done, node, action))
         else:
             future = executor.submit(call_outcome, call)
-        relay = self._relay
-        if relay is not None:
-            # The child's progress reports go first, or the engine drops them as stale.
-            future.add_done_callback(functools.partial(_drained_then_put, relay, done, node, action))
-        else:
             future.add_done_callback(functools.partial(done.put_future, node, action))
         if self._green:
             self._futures.append(future)
@@ -134,8 +155,8 @@ class ExecutorDriver(DispatchingDriver):
             return self._wait_green(timeout)
         finished = super().wait(timeout)
         if self._processes:
-            # Failures raised in a child come back as records; a pool that could not
-            # even ship the call (unpicklable task) fails locally with a real Failure.
+            # Failures raised in a child come back as records; a call that could not
+            # even be pickled (an unpicklable task) failed at dispatch with a real Failure.
             finished = [
                 Completion(node, action, False, Failure.from_dict(value))
                 if not ok and isinstance(value, dict)
@@ -167,11 +188,36 @@ class ExecutorDriver(DispatchingDriver):
         self._executor = self._relay = None
 
 
-def _drained_then_put(
-    relay: ProgressRelay, done: Completions, node: Node, action: int, future: cf.Future[Any]
+def _dumps(call: Call) -> bytes:
+    """Pickle ``call`` for a child process: with pickle's C pickler, else as the pool would.
+
+    multiprocessing's own pickler knows a few more types (sockets, pipe
+    connections) but copies a dispatch table per call: a third slower for a
+    task's call, paid only by a call that plain pickle refuses.
+    """
+    try:
+        return pickle.dumps(call, pickle.HIGHEST_PROTOCOL)
+    except Exception:
+        from multiprocessing.reduction import ForkingPickler  # loaded with the pool already
+
+        return bytes(ForkingPickler.dumps(call, pickle.HIGHEST_PROTOCOL))
+
+
+def _from_process(
+    relay: ProgressRelay | None, done: Completions, node: Node, action: int, future: cf.Future[Any]
 ) -> None:
-    relay.drain()
-    done.put_future(node, action, future)
+    """Hand in a process pool's outcome; a result that did not pickle says whose."""
+    if relay is not None:
+        relay.drain()  # the child's progress reports go first, or the engine drops them as stale
+    error = None if future.cancelled() else future.exception()
+    if error is not None:
+        from flowkit.engines import _pickling  # a failed call loads it (first-load cost)
+
+        explained = _pickling.result_pickling_error(node, action, error)
+        if explained is not error:
+            done.put_raising(node, action, explained)
+            return
+    done.put_future(node, action, future)  # a broken pool, an interrupt: as any driver's
 
 
 def _stop_processes(executor: cf.Executor) -> None:

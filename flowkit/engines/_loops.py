@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from flowkit.engines._runtime import Runtime
     from flowkit.patterns import loop_flow
 
-__all__ = ["ITERATION_KEY", "Clock", "Loops", "MonotonicClock"]
+__all__ = ["ITERATION_KEY", "Clock", "Loops", "MonotonicClock", "unstorable_until"]
 
 #: Atom-detail metadata: the iteration an atom of a loop's body is in (from 1).
 ITERATION_KEY = "iteration"
@@ -320,3 +320,20 @@ class Loops:
             self.clock.sleep(left)
         self.wake_due()
         return True
+
+
+def unstorable_until(loop: loop_flow.Flow, node: Node, value: Any) -> exc.InvalidFormat:
+    """The error of a loop whose ``until`` held with a value the run's backend cannot store.
+
+    That value is the result of the loop's hidden task (later atoms may read
+    it), so it is checked as any result is; the plain message would name only
+    the hidden task, which the user never made. The caller chains the
+    encoder's error, which ``str()`` of the error shows after this message.
+    """
+    from flowkit._utils.reprs import short_repr
+
+    return exc.InvalidFormat(
+        f"loop '{loop.name}': its until held, but the value it returned ({type(value).__name__} "
+        f"{short_repr(value)}) cannot be stored as JSON as the result of its hidden task "
+        f"'{node.name}'; return a bool or another JSON value"
+    )

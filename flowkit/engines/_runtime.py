@@ -784,6 +784,11 @@ class Runtime:
         try:
             return self.state.check_storable(value)
         except (TypeError, ValueError, RecursionError) as err:
+            scope = node.scope
+            if type(scope.flow) in _steering.LOOPS and scope.children[-1] == node.index and what == "result":
+                from flowkit.engines._loops import unstorable_until  # only on this failure (first-load cost)
+
+                raise unstorable_until(scope.flow, node, value) from err
             raise exc.InvalidFormat(
                 f"{what} of atom '{node.name}' cannot be stored as JSON: {type(err).__name__}: {err}"
             ) from err

@@ -54,13 +54,25 @@ class LoopVerdict:
 class Until(task.Task):
     """The hidden last task of a loop's body: asks ``until`` whether to stop."""
 
-    def __init__(self, name: str, until: Callable[..., Any], requires: list[str]) -> None:
+    def __init__(self, name: str, until: Callable[..., Any], requires: list[str], loop: str) -> None:
         super().__init__(name=name, requires=requires, auto_extract=False)
         self._until = until
+        #: The loop's name, for errors (the hidden task's own is not one the user gave).
+        self._loop = loop
 
     def execute(self, **kwargs: Any) -> LoopVerdict:
         value = self._until(**kwargs)
-        return LoopVerdict(bool(value), value)
+        try:
+            done = bool(value)
+        except (ValueError, TypeError) as err:  # numpy's arrays, for one, refuse
+            from flowkit._utils.reprs import short_repr
+
+            kind = ValueError if isinstance(err, ValueError) else TypeError
+            raise kind(
+                f"loop '{self._loop}': until returned {type(value).__name__} {short_repr(value)}, which is "
+                f"neither true nor false (bool() raised {type(err).__name__}: {err}); return a bool"
+            ) from err
+        return LoopVerdict(done, value)
 
 
 class Flow(linear_flow.Flow):
@@ -79,6 +91,8 @@ class Flow(linear_flow.Flow):
         ValueError: ``max_iterations`` is not a positive int, ``delay`` is
             negative or not a number.
         TypeError: ``until`` is not callable.
+        ValueError: ``until``'s parameters cannot be read (a builtin without
+            a signature).
     """
 
     def __init__(
@@ -108,7 +122,15 @@ class Flow(linear_flow.Flow):
         self.until = until
         self.max_iterations = max_iterations
         self.delay = float(delay)
-        self._until_task = Until(f"{self.name}^until", until, reflection.get_callable_args(until, True))
+        try:
+            # Its parameters name the symbols it reads: a callable without a signature has none to read.
+            requires = reflection.get_callable_args(until, True)
+        except (ValueError, TypeError) as err:
+            raise type(err)(
+                f"loop '{name}': cannot read the parameters of until {until!r} (they name the symbols "
+                f"it reads; wrap it in a function or lambda): {err}"
+            ) from err
+        self._until_task = Until(f"{self.name}^until", until, requires, loop=self.name)
         if atoms:
             self.add(*atoms)
 

@@ -186,9 +186,10 @@ def test_a_task_that_cannot_be_pickled_fails_naming_the_atom_and_attribute(clien
     with pytest.raises(TypeError) as raised:
         engine.run()
     # Its revert cannot be sent either: it ends as any failed revert does.
-    assert "atom 'hold-lock' cannot be sent to the Dask cluster: its task object (HoldsLock" in str(
-        raised.value
-    )
+    assert (
+        "atom 'hold-lock' cannot be sent to the Dask cluster: its task object (HoldsLock: its attribute "
+        "'lock' is lock <unlocked _thread.lock object at "
+    ) in str(raised.value)
     assert engine.storage.get_atom_state("hold-lock") == states.REVERT_FAILURE
     failure = engine.storage.get_execute_failures()["hold-lock"]
     assert "cannot be sent to the Dask cluster" in str(failure)

@@ -81,6 +81,54 @@ def test_one_task_may_opt_in_to_validation_among_many_of_its_class() -> None:
     assert err.value.atom == "checked"
 
 
+class RecordedLiar(Liar):
+    """A Liar that notes each call: a refused option must stop the run before any."""
+
+    calls: list[str] = []
+
+    def execute(self, give: Any) -> int:
+        RecordedLiar.calls.append(self.name)
+        return give  # type: ignore[no-any-return]
+
+
+_ENGINE_OPTIONS = {
+    "no other option": {},
+    "validate_types=True": {"validate_types": True},
+    "validate_types=False": {"validate_types": False},
+    "a cache": {"cache": "memory://"},
+}
+
+
+@pytest.mark.parametrize("bad", ["yes", "no", 1, 0, "false"])
+@pytest.mark.parametrize("options", list(_ENGINE_OPTIONS), ids=list(_ENGINE_OPTIONS))
+@pytest.mark.parametrize("where", ["instance", "class"])
+def test_a_tasks_validate_types_that_is_not_a_bool_is_refused_naming_it_before_it_runs(
+    bad: Any, options: str, where: str
+) -> None:
+    # Read as "is it a bool?", validate_types = "yes" was ignored (no validation),
+    # and "no" too in a run with validate_types=True, without a word.
+    RecordedLiar.calls = []
+    if where == "class":
+        made: Liar = type("SaysYes", (RecordedLiar,), {"validate_types": bad})("liar")
+    else:
+        made = RecordedLiar("liar")
+        made.validate_types = bad  # type: ignore[attr-defined]
+    flow = linear_flow.Flow("f").add(RecordedLiar("before", provides="x"), made)
+    with pytest.raises(exceptions.InvalidAtomOption) as err:
+        engines.run(flow, store={"give": "text"}, **_ENGINE_OPTIONS[options])
+    assert (err.value.atom, err.value.option, err.value.value) == ("liar", "validate_types", bad)
+    assert str(err.value).startswith(f"atom 'liar' has validate_types={bad!r}; ")
+    assert RecordedLiar.calls == []
+
+
+def test_a_tasks_validate_types_of_none_leaves_it_to_the_engine() -> None:
+    liar = Liar("liar")
+    liar.validate_types = None  # type: ignore[attr-defined]
+    with pytest.raises(exceptions.InvalidResult):
+        engines.run(liar, store={"give": "text"}, validate_types=True)
+    assert engines.run(liar, store={"give": "text"})["number"] == "text"
+
+
 def test_running_annotated_tasks_does_not_import_pydantic() -> None:
     # Only a pydantic model needs pydantic, and one exists only once pydantic is
     # imported: importing it to find out would cost every process a tenth of a second.

@@ -18,7 +18,9 @@ parameters):
 - ``writable`` (true): false to create, migrate and write nothing (see
   ``Backend.writable``); a SQLite file is then opened ``mode=ro``, and one that
   does not exist raises :class:`~flowkit.exceptions.StoreMissing` instead of
-  being made.
+  being made. The engine made for it is read-only on the database's side too
+  (SQLite's ``query_only``, PostgreSQL's read-only transactions): a write
+  made on it by hand is refused by the database.
 
 Each :class:`SQLAlchemyConnection` keeps one database connection checked out
 and runs every operation as one transaction on it, with one exception: the

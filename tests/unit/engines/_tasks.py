@@ -141,3 +141,31 @@ class ReportsHalfway(task.Task):
     def execute(self, heard: Any) -> bool:
         self.update_progress(0.5)
         return bool(heard.wait(30))
+
+
+class HoldsLock(task.Task):
+    """Keeps a lock as an attribute: the task object itself cannot be pickled."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.lock = threading.Lock()
+
+    def execute(self) -> int:
+        return 1
+
+
+class ReturnsLock(task.Task):
+    """Returns a lock from whatever process runs it: the result cannot be pickled."""
+
+    def execute(self) -> Any:
+        return threading.Lock()
+
+
+class RevertReturnsLock(task.Task):
+    """Runs fine; its revert returns a lock, which cannot be pickled."""
+
+    def execute(self) -> int:
+        return 1
+
+    def revert(self, **kwargs: Any) -> Any:
+        return threading.Lock()

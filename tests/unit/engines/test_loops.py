@@ -140,6 +140,38 @@ def test_bad_delay_and_until_are_refused() -> None:
         loop_flow.Flow("l", Poll("p"), until="ready", max_iterations=2)  # type: ignore[arg-type]
 
 
+def test_an_until_whose_parameters_cannot_be_read_is_refused_naming_the_loop() -> None:
+    # It said only "no signature found for builtin <class 'type'>", from inspect.
+    with pytest.raises(ValueError, match="^loop 'l': cannot read the parameters of until") as refused:
+        loop_flow.Flow("l", Poll("p"), until=type, max_iterations=2)
+    assert "<class 'type'>" in str(refused.value)
+    assert isinstance(refused.value.__cause__, ValueError)
+
+
+class NoTruth:
+    """A value ``bool()`` refuses, as numpy's arrays of more than one element do."""
+
+    def __bool__(self) -> bool:
+        raise ValueError("the truth value of an array with more than one element is ambiguous")
+
+    def __repr__(self) -> str:
+        return "<NoTruth>"
+
+
+def test_an_until_value_without_a_truth_value_names_the_loop() -> None:
+    # It raised only the value's own "truth value ... is ambiguous".
+    loop = loop_flow.Flow("l", Poll("p"), until=lambda status: NoTruth(), max_iterations=2)
+    engine = engines.load(linear_flow.Flow("f").add(loop))
+    with pytest.raises(ValueError) as refused:  # the kind bool() raised, for code that catches it
+        engine.run()
+    assert str(refused.value) == (
+        "loop 'l': until returned NoTruth <NoTruth>, which is neither true nor false (bool() raised "
+        "ValueError: the truth value of an array with more than one element is ambiguous); return a bool"
+    )
+    assert isinstance(refused.value.__cause__, ValueError)
+    assert engine.storage.get_flow_state() == st.REVERTED
+
+
 def test_an_until_reading_a_symbol_nothing_provides_fails_validation() -> None:
     loop = loop_flow.Flow("l", Side("s"), until=lambda nowhere: True, max_iterations=2)
     with pytest.raises(exc.MissingDependencies, match="nowhere"):
@@ -526,3 +558,77 @@ def _pending_notices(engine: Any) -> list[tuple[str, Any, Any]]:
 
     engine.atom_notifier.register(Notifier.ANY, on_pending)
     return told
+
+
+class Opaque:
+    """A value JSON cannot store; the repr is the test's to match."""
+
+    def __repr__(self) -> str:
+        return "<Opaque>"
+
+
+def _poll_until(until: Any) -> linear_flow.Flow:
+    """A flow whose loop's predicate is ``until`` (Poll is ready at once), then Use."""
+    Poll.READY_AT = 1
+    return linear_flow.Flow("opaque").add(
+        loop_flow.Flow("wait-ready", Poll("poll"), until=until, max_iterations=3), Use("use")
+    )
+
+
+def test_an_until_value_json_cannot_store_names_the_loop_and_the_run_resumes(tmp_path: Path) -> None:
+    backend = _sqlite(tmp_path)
+    try:
+        engine = engines.load(_poll_until(lambda status: Opaque()), backend=backend)
+        with pytest.raises(exc.InvalidFormat) as info:
+            engine.run()
+        assert str(info.value) == (
+            "loop 'wait-ready': its until held, but the value it returned (Opaque <Opaque>) cannot be "
+            "stored as JSON as the result of its hidden task 'wait-ready^until'; return a bool or "
+            "another JSON value\n  TypeError: Object of type Opaque is not JSON serializable"
+        )
+        assert isinstance(info.value.__cause__, TypeError)
+        # What the database holds is whole: the failure recorded, the flow reverted.
+        with contextlib.closing(backend.get_connection()) as conn:
+            detail = conn.get_flow_details(engine.storage.flow_uuid)
+        stored = {ad.name: ad for ad in detail}
+        assert detail.state == st.REVERTED
+        assert stored["poll"].state == st.REVERTED
+        assert stored["wait-ready^until"].state == st.REVERTED
+        assert stored["wait-ready^until"].failure.exception_str.startswith(
+            "loop 'wait-ready': its until held"
+        )
+        assert stored["use"].state == st.PENDING
+        # The same flow detail runs again with a predicate that returns a bool.
+        Poll.calls = 0
+        resumed = engines.load(
+            _poll_until(lambda status: status == "ready"), backend=backend, flow_detail=detail
+        )
+        resumed.run()
+        assert resumed.storage.get_flow_state() == st.SUCCESS
+        assert resumed.storage.get("use") == "ready"
+    finally:
+        backend.close()
+
+
+def test_an_unstorable_until_value_left_unresolved_can_be_reverted_later(tmp_path: Path) -> None:
+    backend = _sqlite(tmp_path)
+    try:
+        engine = engines.load(_poll_until(lambda status: Opaque()), backend=backend, never_resolve=True)
+        with pytest.raises(exc.InvalidFormat, match="^loop 'wait-ready': its until held"):
+            engine.run()
+        with contextlib.closing(backend.get_connection()) as conn:
+            detail = conn.get_flow_details(engine.storage.flow_uuid)
+        assert detail.state == st.FAILURE
+        assert {ad.name: ad.state for ad in detail}["wait-ready^until"] == st.FAILURE
+        # Loaded again (resolving this time), the run reverts what the failed one left.
+        EVENTS.clear()
+        again = engines.load(_poll_until(lambda status: Opaque()), backend=backend, flow_detail=detail)
+        with pytest.raises(exc.WrappedFailure) as info:  # the failure read back, not a live one
+            again.run()
+        (failure,) = list(info.value)
+        assert failure.check(exc.InvalidFormat)
+        assert failure.exception_str.startswith("loop 'wait-ready': its until held")
+        assert ("revert", "poll", 0.0) in EVENTS
+        assert again.storage.get_flow_state() == st.REVERTED
+    finally:
+        backend.close()

@@ -6,6 +6,14 @@ timeout, and foreign keys. flowkit issues ``BEGIN`` itself (the sqlite3
 module would start transactions only at the first write, too late for a
 consistent read-then-write), as ``BEGIN IMMEDIATE`` for writes so writers
 queue on the busy timeout instead of failing half way through.
+
+A backend that is not writable refuses writes before any I/O; the engine
+made for it is read-only on the database's side too, so that a write through
+a path flowkit forgot, or made on the backend's engine by hand, is refused by
+the database: SQLite's ``query_only`` pragma (besides ``mode=ro`` for a
+file), PostgreSQL's read-only transactions (the dialect's
+``postgresql_readonly``). An engine the user hands in is theirs and left as
+it is.
 """
 
 from __future__ import annotations
@@ -167,9 +175,11 @@ def make_engine(settings: Settings, conf: Mapping[str, Any], writable: bool = Tr
     Args:
         settings: what the conf says about the database.
         conf: the backend's conf (engine and pool options).
-        writable: false to open a SQLite database read-only (``mode=ro``),
-            so that a missing file is not created; other databases are only
-            read by the operations of a backend that is not writable.
+        writable: false to open a SQLite database read-only (``mode=ro``,
+            so that a missing file is not created, and ``query_only``) and
+            to make PostgreSQL's transactions read-only by default (other
+            databases are only read by the operations of a backend that is
+            not writable).
 
     Raises:
         StorageFailure: the driver is not installed or an engine option is wrong.
@@ -199,6 +209,12 @@ def make_engine(settings: Settings, conf: Mapping[str, Any], writable: bool = Tr
     else:
         kwargs["pool_pre_ping"] = True
     kwargs.update(settings.engine_args)
+    if not writable and settings.dialect == "postgresql":
+        # The dialect's read-only transactions (psycopg: BEGIN READ ONLY), set on
+        # each connection the pool hands out, not a session setting: behind a
+        # transaction-pooling PgBouncer a session's SET would reach the server
+        # connection other clients' writes share next.
+        kwargs["execution_options"] = {**kwargs.get("execution_options", {}), "postgresql_readonly": True}
     try:
         engine = create_engine(url, **kwargs)
     except (ImportError, sa_exc.NoSuchModuleError) as err:
@@ -210,7 +226,7 @@ def make_engine(settings: Settings, conf: Mapping[str, Any], writable: bool = Tr
     except (sa_exc.ArgumentError, TypeError, ValueError) as err:
         raise exc.StorageFailure(f"bad database options for {settings.masked_url}: {err}") from err
     if sqlite:
-        event.listen(engine, "connect", _sqlite_pragmas(settings))
+        event.listen(engine, "connect", _sqlite_pragmas(settings, writable))
         event.listen(engine, "begin", _sqlite_begin)
     return engine
 
@@ -251,11 +267,15 @@ def has_user_hooks(engine: Engine) -> bool:
     return False
 
 
-def _sqlite_pragmas(settings: Settings) -> Any:
+def _sqlite_pragmas(settings: Settings, writable: bool) -> Any:
     pragmas = ["PRAGMA foreign_keys=ON", f"PRAGMA busy_timeout={int(settings.busy_timeout * 1000)}"]
     if not settings.is_memory:
         pragmas.append(_WAL)
     pragmas.append(f"PRAGMA synchronous={settings.synchronous.upper()}")
+    if not writable:
+        # Last: the connection refuses every write from here on, whatever mode it
+        # was opened in (a URL in URI form may choose its own; memory has none).
+        pragmas.append("PRAGMA query_only=ON")
 
     def on_connect(dbapi_conn: Any, record: Any) -> None:
         dbapi_conn.isolation_level = None  # the begin event below issues BEGIN
