@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import _thread  # threading's Lock, without importing threading (start-up time)
 import contextlib
-import functools
 import sys
 import time
 from collections import deque
@@ -474,13 +473,8 @@ class ActionEngine(Engine):
             classes = {type(node.atom) for node in nodes}
             if option_flag(self._options, "check_types", True) and may_check_types(nodes, classes):
                 from flowkit import typed
-                from flowkit.engines import _validating
 
-                # Bound once: typed asks it for every edge it checks.
-                injected = functools.partial(
-                    _validating.injected_for, run_state=self._storage.run_state, load_inject=self._load_inject
-                )
-                typed.check_compilation(compilation, injected)
+                typed.check_compilation(compilation, self._injected_for)
             self._runtime = Runtime(
                 compilation,
                 self._storage,
@@ -514,6 +508,19 @@ class ActionEngine(Engine):
         :func:`~flowkit.engines._validating.injected_for`).
         """
         self._load_inject = inject
+
+    def _injected_for(self, node: Node, symbol: str) -> bool:
+        """Whether an injected value gives ``node``'s atom ``symbol`` (the compile's type check asks).
+
+        Asked only of an edge whose types do not match, so a typed flow that
+        checks clean never loads :mod:`~flowkit.engines._validating` (the
+        first-load cost, ``doc/benchmarks.rst``).
+        """
+        from flowkit.engines import _validating
+
+        return _validating.injected_for(
+            node, symbol, run_state=self._storage.run_state, load_inject=self._load_inject
+        )
 
     def _timer(self, needed: bool) -> Timer | None:
         """What this engine measures task timeouts with (the ``clock`` option; None: real time).

@@ -4,9 +4,10 @@ Two questions only some runs ask before they start: whether every atom of a
 persisted run has a name its records can be found by on resume
 (:func:`check_stored_names`), and, for the compile's type check
 (:mod:`flowkit.typed`), whether an injected value replaces a provider's result
-(:func:`injected_for`). A run in memory whose atoms declare no argument types
-asks neither, so this is imported on first use rather than with the engine:
-the first-load cost, ``doc/benchmarks.rst``.
+(:func:`injected_for`, asked only of an edge whose declared types do not match).
+A run in memory whose annotated edges all match asks neither, so this is
+imported on first use rather than with the engine: the first-load cost,
+``doc/benchmarks.rst``.
 """
 
 from __future__ import annotations

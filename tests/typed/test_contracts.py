@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import pickle
 import typing
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any, Literal, Optional, TypeVar, Union
@@ -40,6 +42,17 @@ def test_untyped_atoms_have_an_empty_contract() -> None:
     contract = typed.contract_of(Plain())
     assert not contract.typed
     assert contract.result is typed.UNTYPED
+
+
+def test_untyped_is_one_instance_through_pickling_and_copying() -> None:
+    # Contracts travel to process pools and workers: the marker must come back as itself.
+    untyped = typed.UNTYPED
+    assert typed.Untyped.UNTYPED is untyped
+    assert pickle.loads(pickle.dumps(untyped)) is untyped
+    assert copy.copy(untyped) is untyped
+    assert copy.deepcopy([untyped])[0] is untyped
+    assert (untyped.name, untyped.value) == ("UNTYPED", "untyped")
+    assert repr(untyped) == "<Untyped.UNTYPED: 'untyped'>"
 
 
 @pytest.mark.parametrize(

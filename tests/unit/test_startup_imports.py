@@ -267,7 +267,8 @@ if {fed}:  # an annotated argument fed by another atom: typed compares the two a
     flow.add(Add("b", rebind={"x": "y"}, provides="z"))
 assert engines.run(flow, store={"x": 1})["total"] == 2
 print(json.dumps({"compiled": compiled, "typed": "flowkit.typed" in sys.modules,
-                  "guards": "flowkit._guards" in sys.modules}))
+                  "guards": "flowkit._guards" in sys.modules,
+                  "validating": "flowkit.engines._validating" in sys.modules}))
 """
 
 
@@ -286,6 +287,14 @@ def test_a_run_of_tasks_annotated_with_plain_names_compiles_no_source_text() -> 
     found = _annotated_run(fed=True)
     assert found["typed"]  # the probe does check the annotations
     assert found["compiled"] == []
+
+
+def test_annotated_edges_that_match_do_not_load_the_injected_value_check() -> None:
+    # Whether an injected value replaces a provider's result matters only for an
+    # edge whose types do not match: a flow that checks clean never asks it.
+    found = _annotated_run(fed=True)
+    assert found["typed"]
+    assert not found["validating"]
 
 
 def test_annotations_with_nothing_to_compare_or_validate_import_neither_typed_nor_guards() -> None:
