@@ -14,6 +14,7 @@ from flowkit import states as st
 from flowkit._utils.records import Record
 from flowkit.deciders import Depth
 from flowkit.engines._compiler import Node
+from flowkit.types.failure import Failure
 
 if TYPE_CHECKING:
     from flowkit.engines._runtime import Runtime
@@ -53,7 +54,23 @@ class Deciding:
         self._runtime = runtime
 
     def decide(self, node: Node) -> Depth | None:
-        """Ask the deciders of the links into ``node``; the depth to skip at, or None to run it."""
+        """Ask the deciders of the links into ``node``; the depth to skip at, or None to run it.
+
+        A decider that raises halts the run, which then raises what it raised, as
+        TaskFlow's does. Deciders are asked while an outcome is taken in (see
+        :meth:`Scheduler._admit`), so it is kept rather than raised there: the
+        other outcomes of the step are still taken in and stored, and nothing
+        else is decided or started.
+        """
+        try:
+            return self._decide(node)
+        except Exception:
+            runtime = self._runtime
+            runtime.scheduler.halted = True
+            runtime.retained.append(Failure())
+            return None
+
+    def _decide(self, node: Node) -> Depth | None:
         runtime = self._runtime
         history: dict[str, Any] = {}
         records = runtime.records

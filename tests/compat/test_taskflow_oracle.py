@@ -808,6 +808,9 @@ SUSPEND_POINTS = {
     "during-a-revert-decision": (revert_decision, ("c", "REVERTED")),
     "while-an-outer-retry-reverts": (inner_revert_outer_retries, ("a", "REVERTED")),
     "during-for-each": (for_each, ("b", "REVERTED")),
+    # TaskFlow asks a link's decider as the source's outcome is taken in, suspend or not.
+    "as-a-decided-links-source-succeeds": (lambda L: _decided(L, "FLOW", False), ("a", "SUCCESS")),
+    "before-a-decided-link-into-a-sub-flow": (lambda L: _decided_subflow(L, "ATOM"), ("a", "SUCCESS")),
 }
 
 
