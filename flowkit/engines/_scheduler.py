@@ -191,13 +191,8 @@ class Scheduler:
                 done = fwd_done[index] = waiting == 0
                 if done and index in self._joins:
                     self._hooks.joined(nodes[self._joins[index]])
-                # A flow whose link deciders may not have run yet: ask them below.
-                if (
-                    done
-                    and node.kind == FLOW_START
-                    and node.deciders
-                    and all(records[s].state == st.PENDING for s in node.succ)
-                ):
+                # A flow whose link deciders are still to be asked for an atom it starts with: below.
+                if done and node.kind == FLOW_START and node.deciders and _starts_pending(self, node):
                     fwd_done[index] = False
                     undecided.append(node)
                 continue
@@ -569,14 +564,18 @@ class Scheduler:
         in its last outcomes without deciding anything, as TaskFlow's does.
         """
         if not self.halted:
+            if node.atom is None:
+                from flowkit.engines._skipping import (
+                    admit_flow,
+                )  # a link into a nested flow (first-load cost)
+
+                admit_flow(self, node)
+                return
             depth = self._hooks.decide(node)
             if depth is not None:
                 self._ignore(node, depth)
                 return
-        if node.atom is None and not self.halted:  # (halted now if a decider raised)
-            self._forward_done(node.index)
-        else:
-            self._push_exec(node.index)  # never handed out while halted
+        self._push_exec(node.index)  # never handed out while halted (as now if the decider raised)
 
     def _ignore(self, node: Node, depth: Depth) -> None:
         """Skip ``node`` (a decider said no) and what ``depth`` covers."""
@@ -636,6 +635,14 @@ class Scheduler:
     def _in_doubt(self, index: int) -> bool:
         """RUNNING with no call out: a resumed run's in-doubt atom (it may have run)."""
         return self.records[index].state == st.RUNNING and not self._busy[index]
+
+
+def _starts_pending(scheduler: Scheduler, flow: Node) -> bool:
+    """Tell whether a nested flow with link deciders starts with an atom still PENDING (a resume)."""
+    from flowkit.engines._skipping import first_atoms  # a link into a nested flow (first-load cost)
+
+    records = scheduler.records
+    return any(records[index].state == st.PENDING for index in first_atoms(scheduler._nodes, flow.index))
 
 
 def _marked(records: Sequence[Any] | None, count: int) -> list[Any]:

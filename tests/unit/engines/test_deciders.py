@@ -8,7 +8,7 @@ import pytest
 
 from flowkit import engines, states
 from flowkit.deciders import Depth
-from flowkit.patterns import graph_flow, linear_flow
+from flowkit.patterns import graph_flow, linear_flow, unordered_flow
 from flowkit.persistence.models import FlowDetail
 from flowkit.types.notifier import Notifier
 
@@ -366,3 +366,103 @@ def test_a_decider_that_raises_fails_the_run_once_the_steps_outcomes_are_stored(
         "y": states.PENDING,
     }
     assert sorted(rec.executed()) == ["a", "x"]
+
+
+# -- a link into a sub-flow that starts with several atoms ------------------------------------
+#
+# TaskFlow hands the deciders of a link into a flow down to each atom the flow
+# starts with, and asks them for each such atom when it is ready: once per first
+# atom, each "no" skipping that atom and what its depth reaches from it.
+
+
+def _into_unordered(rec: Recorder, asked: list[dict[str, Any]], answer: bool, depth: Any) -> graph_flow.Flow:
+    """a -(decider)-> sub (an unordered flow of s1, s2) -> z."""
+
+    def decide(history: dict[str, Any]) -> bool:
+        asked.append(dict(history))
+        return answer
+
+    a, z = Step("a", rec), Step("z", rec)
+    sub = unordered_flow.Flow("sub").add(Step("s1", rec), Step("s2", rec))
+    flow = graph_flow.Flow("g").add(a, sub, z)
+    return flow.link(a, sub, decider=decide, decider_depth=depth).link(sub, z)
+
+
+@pytest.mark.parametrize(
+    ("depth", "expected"),
+    [
+        (Depth.ALL, [("s1", "IGNORE"), ("z", "IGNORE"), ("s2", "IGNORE")]),
+        (Depth.ATOM, [("s1", "IGNORE"), ("s2", "IGNORE"), ("z", "RUNNING"), ("z", "SUCCESS")]),
+    ],
+    ids=["all", "atom"],
+)
+def test_a_no_on_a_link_into_a_flow_is_asked_and_applied_for_each_atom_it_starts_with(
+    engine_kind: str, rec: Recorder, depth: Depth, expected: Events
+) -> None:
+    asked: list[dict[str, Any]] = []
+    engine = engines.load(_into_unordered(rec, asked, False, depth), engine=engine_kind)
+    events: Events = []
+    engine.atom_notifier.register(
+        Notifier.ANY, lambda state, details: events.append((details["task_name"], state))
+    )
+    engine.run()
+    assert events == [("a", "RUNNING"), ("a", "SUCCESS"), *expected]
+    assert asked == [{"a": "a"}, {"a": "a"}]
+
+
+def test_a_yes_on_a_link_into_a_flow_is_asked_again_for_its_first_atoms_when_the_run_resumes(
+    engine_kind: str, rec: Recorder
+) -> None:
+    asked: list[dict[str, Any]] = []
+    runs = _runs_suspended_at(
+        engine_kind, lambda: _into_unordered(rec, asked, True, None), "a", ["a", "s1", "s2", "z"]
+    )
+    assert [run.stored for run in runs] == [
+        {"a": "SUCCESS", "s1": "PENDING", "s2": "PENDING", "z": "PENDING"},
+        {"a": "SUCCESS", "s1": "SUCCESS", "s2": "SUCCESS", "z": "SUCCESS"},
+    ]
+    # Twice as "a" succeeds, twice more as the run resumes with s1 and s2 still to run.
+    assert asked == [{"a": "a"}] * 4
+
+
+def test_a_resume_asks_a_links_deciders_for_a_first_atom_of_its_flow_still_pending(rec: Recorder) -> None:
+    # Stopped with a and s1 done and s2 not started (as a parallel run suspended
+    # then can be): TaskFlow asks the link's decider for s2 as the run resumes.
+    asked: list[dict[str, Any]] = []
+    detail = FlowDetail("g", "11111111-2222-3333-4444-555555555555")
+    first = engines.load(_into_unordered(rec, asked, False, None), flow_detail=detail)
+    first.compile()
+    first.prepare()
+    for name in ("a", "s1"):
+        first.storage.save(name, name)
+    resumed = engines.load(_into_unordered(rec, asked, False, None), flow_detail=detail)
+    events: Events = []
+    resumed.atom_notifier.register(
+        Notifier.ANY, lambda state, details: events.append((details["task_name"], state))
+    )
+    resumed.run()
+    assert events == [("s2", "IGNORE"), ("z", "IGNORE")]
+    assert asked == [{"a": "a"}]
+    assert rec.executed() == []
+
+
+def test_a_no_tells_the_skips_in_the_order_of_taskflows_depth_first_walk(
+    engine_kind: str, rec: Recorder
+) -> None:
+    # b is linked to c (then d) before sub: TaskFlow walks b's successors last
+    # linked first, so sub's atoms are skipped before c and d.
+    engine = engines.load(_graph(rec, lambda history: False), engine=engine_kind)
+    events: Events = []
+    engine.atom_notifier.register(
+        Notifier.ANY, lambda state, details: events.append((details["task_name"], state))
+    )
+    engine.run()
+    assert events == [
+        ("a", "RUNNING"),
+        ("a", "SUCCESS"),
+        ("b", "IGNORE"),
+        ("s1", "IGNORE"),
+        ("s2", "IGNORE"),
+        ("c", "IGNORE"),
+        ("d", "IGNORE"),
+    ]
