@@ -62,15 +62,6 @@ class Deciding:
         other outcomes of the step are still taken in and stored, and nothing
         else is decided or started.
         """
-        try:
-            return self._decide(node)
-        except Exception:
-            runtime = self._runtime
-            runtime.scheduler.halted = True
-            runtime.retained.append(Failure())
-            return None
-
-    def _decide(self, node: Node) -> Depth | None:
         runtime = self._runtime
         history: dict[str, Any] = {}
         records = runtime.records
@@ -84,7 +75,13 @@ class Deciding:
             source = nodes[edge.source]
             if source.atom is not None and source.name not in history:
                 continue  # an ignored atom has no say
-            if not edge.decider(history=history):
+            try:
+                said = edge.decider(history=history)
+            except Exception:
+                runtime.scheduler.halted = True
+                runtime.retained.append(Failure())
+                return None
+            if not said:
                 nays.append((edge.depth, _user_name(source)))
         if not nays:
             runtime._skipping = None

@@ -131,6 +131,8 @@ class Scheduler:
         #: ``_heapq``'s push and pop once the queues are heaps (None before: not loaded).
         self._heappush: Callable[[list[Entry], Entry], None] | None = None
         self._heappop: Callable[[list[Entry]], Entry] | None = None
+        #: While :meth:`_pass_through` runs: the nodes it is still to take.
+        self._cascading: list[int] | None = None
         #: ``_skipping.ignore`` once a decider has said no (None before: not loaded).
         #: Kept, as a flow may skip an atom per link and an import at each costs.
         self._skip: Callable[[Scheduler, Node, Depth], None] | None = None
@@ -543,15 +545,36 @@ class Scheduler:
                 ready = self._reorder(entry)
                 heappush = self._heappush
         if cascade is not None:
-            joins = self._joins
-            for succ in cascade:
+            if self._cascading is not None:  # inside _pass_through(): it takes these next
+                self._cascading.extend(reversed(cascade))
+            else:
+                self._pass_through(cascade)
+
+    def _pass_through(self, cascade: list[int]) -> None:
+        """Pass through the nodes :meth:`_forward_done` found ready but did not queue.
+
+        A skipped atom or a flow barrier is finished forward at once, and a node
+        with link deciders is admitted (:meth:`_admit`), which may skip more. A
+        stack, not recursion: a skip can pass through a chain of any length (one
+        "no" at depth ALL skips all after it). Taken last in, first out, in the
+        order a recursion would take them.
+        """
+        nodes, records, joins = self._nodes, self.records, self._joins
+        cascade.reverse()
+        stack = self._cascading = cascade
+        try:
+            while stack:
+                succ = stack.pop()
                 node = nodes[succ]
                 if node.deciders and records[succ].state != st.IGNORE:
                     self._admit(node)
-                    continue
-                if joins and succ in joins:
+                elif joins and succ in joins:
                     self._hooks.joined(nodes[joins[succ]])
-                self._forward_done(succ)
+                    self._forward_done(succ)
+                else:
+                    self._forward_done(succ)
+        finally:
+            self._cascading = None
 
     def _admit(self, node: Node) -> None:
         """Ask the link deciders of ``node``, ready now: skip it (IGNORE), or queue it to run.
@@ -565,9 +588,8 @@ class Scheduler:
         """
         if not self.halted:
             if node.atom is None:
-                from flowkit.engines._skipping import (
-                    admit_flow,
-                )  # a link into a nested flow (first-load cost)
+                # Only a link into a nested flow needs it (first-load cost).
+                from flowkit.engines._skipping import admit_flow
 
                 admit_flow(self, node)
                 return

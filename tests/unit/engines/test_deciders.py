@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import sys
 from typing import Any, NamedTuple
 
 import pytest
@@ -466,3 +468,24 @@ def test_a_no_tells_the_skips_in_the_order_of_taskflows_depth_first_walk(
         ("c", "IGNORE"),
         ("d", "IGNORE"),
     ]
+
+
+@pytest.mark.parametrize("depth", [Depth.ALL, Depth.ATOM], ids=str)
+def test_a_skip_passes_through_a_chain_longer_than_the_recursion_limit(rec: Recorder, depth: Depth) -> None:
+    # ALL: one "no" skips the whole chain after it. ATOM: every atom of the chain
+    # has its own "no" from "a", asked as the atom before it is skipped. Either
+    # way the engine passes through the skipped chain without recursing per atom.
+    length = sys.getrecursionlimit() + 100
+    a = Step("a", rec)
+    chain = [Step(f"t{i}", rec) for i in range(length)]
+    flow = graph_flow.Flow("g").add(a, *chain)
+    flow.link(a, chain[0], decider=lambda history: False, decider_depth=depth)
+    for before, after in itertools.pairwise(chain):
+        flow.link(before, after)
+        if depth == Depth.ATOM:
+            flow.link(a, after, decider=lambda history: False, decider_depth=depth)
+    engine = engines.load(flow, engine="serial")
+    engine.run()
+    assert rec.executed() == ["a"]
+    assert engine.storage.get_atom_state(chain[-1].name) == states.IGNORE
+    assert engine.storage.get_flow_state() == states.SUCCESS
