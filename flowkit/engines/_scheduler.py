@@ -568,11 +568,10 @@ class Scheduler:
                 node = nodes[succ]
                 if node.deciders and records[succ].state != st.IGNORE:
                     self._admit(node)
-                elif joins and succ in joins:
+                    continue
+                if joins and succ in joins:
                     self._hooks.joined(nodes[joins[succ]])
-                    self._forward_done(succ)
-                else:
-                    self._forward_done(succ)
+                self._forward_done(succ)
         finally:
             self._cascading = None
 
