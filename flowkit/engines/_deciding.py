@@ -14,6 +14,7 @@ from flowkit import states as st
 from flowkit._utils.records import Record
 from flowkit.deciders import Depth
 from flowkit.engines._compiler import Node
+from flowkit.types.failure import Failure
 
 if TYPE_CHECKING:
     from flowkit.engines._runtime import Runtime
@@ -53,7 +54,14 @@ class Deciding:
         self._runtime = runtime
 
     def decide(self, node: Node) -> Depth | None:
-        """Ask the deciders of the links into ``node``; the depth to skip at, or None to run it."""
+        """Ask the deciders of the links into ``node``; the depth to skip at, or None to run it.
+
+        A decider that raises halts the run, which then raises what it raised, as
+        TaskFlow's does. Deciders are asked while an outcome is taken in (see
+        :meth:`Scheduler._admit`), so it is kept rather than raised there: the
+        other outcomes of the step are still taken in and stored, and nothing
+        else is decided or started.
+        """
         runtime = self._runtime
         history: dict[str, Any] = {}
         records = runtime.records
@@ -67,7 +75,13 @@ class Deciding:
             source = nodes[edge.source]
             if source.atom is not None and source.name not in history:
                 continue  # an ignored atom has no say
-            if not edge.decider(history=history):
+            try:
+                said = edge.decider(history=history)
+            except Exception:
+                runtime.scheduler.halted = True
+                runtime.retained.append(Failure())
+                return None
+            if not said:
                 nays.append((edge.depth, _user_name(source)))
         if not nays:
             runtime._skipping = None

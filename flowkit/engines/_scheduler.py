@@ -131,6 +131,8 @@ class Scheduler:
         #: ``_heapq``'s push and pop once the queues are heaps (None before: not loaded).
         self._heappush: Callable[[list[Entry], Entry], None] | None = None
         self._heappop: Callable[[list[Entry]], Entry] | None = None
+        #: While :meth:`_pass_through` runs: the nodes it is still to take.
+        self._cascading: list[int] | None = None
         #: ``_skipping.ignore`` once a decider has said no (None before: not loaded).
         #: Kept, as a flow may skip an atom per link and an import at each costs.
         self._skip: Callable[[Scheduler, Node, Depth], None] | None = None
@@ -167,6 +169,8 @@ class Scheduler:
         finished_seq = self._finished_seq
         unresolved: list[Node] = []
         retries: list[int] = []
+        # Ready nodes with link deciders, asked once every counter is set (see _admit()).
+        undecided: list[Node] = []
         any_revert = False
         for index in self._order:
             node = nodes[index]
@@ -189,15 +193,10 @@ class Scheduler:
                 done = fwd_done[index] = waiting == 0
                 if done and index in self._joins:
                     self._hooks.joined(nodes[self._joins[index]])
-                # A flow whose link deciders may not have run yet: let next_item() run them.
-                if (
-                    done
-                    and node.kind == FLOW_START
-                    and node.deciders
-                    and all(records[s].state == st.PENDING for s in node.succ)
-                ):
+                # A flow whose link deciders are still to be asked for an atom it starts with: below.
+                if done and node.kind == FLOW_START and node.deciders and _starts_pending(self, node):
                     fwd_done[index] = False
-                    self._push_exec(index)
+                    undecided.append(node)
                 continue
             state, intention = record.state, record.intention
             if node.kind == RETRY:
@@ -213,7 +212,10 @@ class Scheduler:
                 fwd_done[index] = True
             elif waiting == 0 and intention == st.EXECUTE:
                 if state in _STARTABLE_STATES:
-                    self._push_exec(index)
+                    if node.deciders:
+                        undecided.append(node)
+                    else:
+                        self._push_exec(index)
                 elif state == st.RETRYING:
                     record.intention = st.RETRY
                     in_revert[index] = any_revert = True
@@ -224,6 +226,11 @@ class Scheduler:
             if in_revert[index] and records[index].intention == st.RETRY:
                 for succ in self._successors_closure(index)[1:]:
                     in_revert[succ] = True
+        # As TaskFlow's resume, the deciders of what is ready are asked before anything starts.
+        for node in undecided:
+            index = node.index
+            if not (in_revert[index] or fwd_done[index] or records[index].state == st.IGNORE):
+                self._admit(node)
         if not any_revert:
             return unresolved
         for index in reversed(self._order):
@@ -240,7 +247,7 @@ class Scheduler:
         """Pop the next node to act on, or None when nothing is ready now.
 
         Reverts come before executions so undoing is never starved. Virtual flow
-        nodes and decider-skipped atoms are handled here and never returned.
+        nodes are handled here and never returned.
         """
         if self.halted:
             return None
@@ -276,12 +283,7 @@ class Scheduler:
             if waiting[index] or in_revert[index] or fwd_done[index] or busy[index]:
                 continue
             node = nodes[index]
-            if node.deciders:
-                depth = self._hooks.decide(node)
-                if depth is not None:
-                    self._ignore(node, depth)
-                    ready, heappop = self._ready, self._heappop  # it may have become a heap
-                    continue
+            # (A node's link deciders were asked before it was queued: see _admit().)
             if node.atom is None:
                 self._forward_done(index)
                 ready, heappop = self._ready, self._heappop  # it may have become a heap
@@ -328,8 +330,8 @@ class Scheduler:
         to run, then put in the revert set): a run suspended just as its revert
         finished has nothing left, and must end REVERTED, not SUSPENDED, as on
         TaskFlow. Stale entries are dropped here as :meth:`next_item` would drop
-        them; an atom with deciders still counts (deciding is work: a suspended
-        run leaves it for the next run).
+        them. An atom's link deciders were asked before it was queued (see
+        :meth:`_admit`): one they skipped is IGNORE, and not counted.
         """
         from flowkit.engines import _suspending  # loaded when a run is suspended (first-load cost)
 
@@ -432,7 +434,11 @@ class Scheduler:
     def wake(self, index: int) -> None:
         """Queue ``index`` (a loop's start, after its delay) if it may still run."""
         if not self._in_revert[index] and not self._fwd_done[index] and self._waiting[index] == 0:
-            self._push_exec(index)
+            node = self._nodes[index]
+            if node.deciders:
+                self._admit(node)
+            else:
+                self._push_exec(index)
 
     def _between(self, start: int, end: int) -> list[int]:
         """Nodes reachable from ``start`` without passing ``end`` (``start`` first)."""
@@ -513,6 +519,8 @@ class Scheduler:
         fwd_done[index] = True
         nodes, waiting, in_revert, records = self._nodes, self._waiting, self._in_revert, self.records
         ready, heappush = self._ready, self._heappush
+        # Successors to pass through or decide on once this loop is done (either may
+        # queue more, turning the ready deque into a heap under this loop's feet).
         cascade: list[int] | None = None
         for succ in nodes[index].succ:
             left = waiting[succ] - 1
@@ -520,8 +528,9 @@ class Scheduler:
             if left or in_revert[succ]:
                 continue
             node = nodes[succ]
-            # Ignored atoms and plain flow barriers pass straight through.
-            if (records[succ].state == st.IGNORE) if node.atom is not None else not node.deciders:
+            # Ignored atoms, plain flow barriers and nodes whose link deciders must be
+            # asked now (see _admit()) are not simply queued.
+            if node.deciders or (node.atom is None or records[succ].state == st.IGNORE):
                 if cascade is None:
                     cascade = []
                 cascade.append(succ)
@@ -536,11 +545,58 @@ class Scheduler:
                 ready = self._reorder(entry)
                 heappush = self._heappush
         if cascade is not None:
-            joins = self._joins
-            for succ in cascade:
+            if self._cascading is not None:  # inside _pass_through(): it takes these next
+                self._cascading.extend(reversed(cascade))
+            else:
+                self._pass_through(cascade)
+
+    def _pass_through(self, cascade: list[int]) -> None:
+        """Pass through the nodes :meth:`_forward_done` found ready but did not queue.
+
+        A skipped atom or a flow barrier is finished forward at once, and a node
+        with link deciders is admitted (:meth:`_admit`), which may skip more. A
+        stack, not recursion: a skip can pass through a chain of any length (one
+        "no" at depth ALL skips all after it). Taken last in, first out, in the
+        order a recursion would take them.
+        """
+        nodes, records, joins = self._nodes, self.records, self._joins
+        cascade.reverse()
+        stack = self._cascading = cascade
+        try:
+            while stack:
+                succ = stack.pop()
+                node = nodes[succ]
+                if node.deciders and records[succ].state != st.IGNORE:
+                    self._admit(node)
+                    continue
                 if joins and succ in joins:
                     self._hooks.joined(nodes[joins[succ]])
                 self._forward_done(succ)
+        finally:
+            self._cascading = None
+
+    def _admit(self, node: Node) -> None:
+        """Ask the link deciders of ``node``, ready now: skip it (IGNORE), or queue it to run.
+
+        As TaskFlow does, a node's deciders are asked as soon as its last
+        predecessor finishes (while that outcome is taken in), not when the node
+        would next be started: a listener hears the IGNOREs right after the
+        source's SUCCESS, and a run suspended then leaves them IGNORE in storage
+        (and ends SUCCESS when only skipped atoms are left). A halted run takes
+        in its last outcomes without deciding anything, as TaskFlow's does.
+        """
+        if not self.halted:
+            if node.atom is None:
+                # Only a link into a nested flow needs it (first-load cost).
+                from flowkit.engines._skipping import admit_flow
+
+                admit_flow(self, node)
+                return
+            depth = self._hooks.decide(node)
+            if depth is not None:
+                self._ignore(node, depth)
+                return
+        self._push_exec(node.index)  # never handed out while halted (as now if the decider raised)
 
     def _ignore(self, node: Node, depth: Depth) -> None:
         """Skip ``node`` (a decider said no) and what ``depth`` covers."""
@@ -600,6 +656,14 @@ class Scheduler:
     def _in_doubt(self, index: int) -> bool:
         """RUNNING with no call out: a resumed run's in-doubt atom (it may have run)."""
         return self.records[index].state == st.RUNNING and not self._busy[index]
+
+
+def _starts_pending(scheduler: Scheduler, flow: Node) -> bool:
+    """Tell whether a nested flow with link deciders starts with an atom still PENDING (a resume)."""
+    from flowkit.engines._skipping import first_atoms  # a link into a nested flow (first-load cost)
+
+    records = scheduler.records
+    return any(records[index].state == st.PENDING for index in first_atoms(scheduler._nodes, flow.index))
 
 
 def _marked(records: Sequence[Any] | None, count: int) -> list[Any]:

@@ -629,7 +629,7 @@ SCENARIOS: dict[str, tuple[Builder, dict[str, Any], bool]] = {
     "nested-times-exhausted": (nested_times_exhausted, {}, True),
     "nested-times-exhausted-defer": (nested_times_exhausted, {"defer_reverts": True}, True),
     "decider-yes": (lambda L: _decided(L, None, True), {}, False),
-    "decider-default-depth": (lambda L: _decided(L, None, False), {}, False),
+    "decider-default-depth": (lambda L: _decided(L, None, False), {}, True),
     "ignored-then-failure": (ignored_then_failure, {}, True),
     "decider-sees-history": (decider_sees_history, {}, False),
     "graph-with-retry": (graph_with_retry, {}, True),
@@ -655,11 +655,17 @@ SCENARIOS: dict[str, tuple[Builder, dict[str, Any], bool]] = {
     "targeted-in-linear": (targeted_in_linear, {}, True),
 }
 for _depth in ("ALL", "FLOW", "NEIGHBORS", "ATOM"):
-    SCENARIOS[f"decider-{_depth.lower()}"] = (lambda L, d=_depth: _decided(L, d, False), {}, False)
+    # Exact where one atom at a time is ready after the skip (NEIGHBORS and ATOM leave two,
+    # which TaskFlow starts in set order); the skips are told in TaskFlow's order.
+    SCENARIOS[f"decider-{_depth.lower()}"] = (
+        lambda L, d=_depth: _decided(L, d, False),
+        {},
+        _depth in ("ALL", "FLOW"),
+    )
     SCENARIOS[f"decider-into-subflow-{_depth.lower()}"] = (
         lambda L, d=_depth: _decided_subflow(L, d),
         {},
-        False,
+        True,
     )
 
 
@@ -808,6 +814,9 @@ SUSPEND_POINTS = {
     "during-a-revert-decision": (revert_decision, ("c", "REVERTED")),
     "while-an-outer-retry-reverts": (inner_revert_outer_retries, ("a", "REVERTED")),
     "during-for-each": (for_each, ("b", "REVERTED")),
+    # TaskFlow asks a link's decider as the source's outcome is taken in, suspend or not.
+    "as-a-decided-links-source-succeeds": (lambda L: _decided(L, "FLOW", False), ("a", "SUCCESS")),
+    "before-a-decided-link-into-a-sub-flow": (lambda L: _decided_subflow(L, "ATOM"), ("a", "SUCCESS")),
 }
 
 

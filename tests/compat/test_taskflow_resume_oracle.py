@@ -118,6 +118,8 @@ RESUME_POINTS = {
     "inner-revert-outer-retries": ("a", "REVERTED"),
     "revert-all": ("c", "FAILURE"),
     "decider-in-retried-flow": ("c", "FAILURE"),
+    "decider-flow": ("a", "SUCCESS"),
+    "decider-into-subflow-atom": ("a", "SUCCESS"),
 }
 
 
