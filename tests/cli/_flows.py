@@ -8,13 +8,17 @@ they create it and block until the test kills the process; once it exists
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from flowkit import dynamic, retry, task
+from flowkit import dynamic, engines, retry, task
+from flowkit.listeners.events import EventLogListener
 from flowkit.patterns import linear_flow
+from flowkit.persistence import backends
 
 __all__ = [
     "SHOP",
@@ -28,6 +32,7 @@ __all__ = [
     "make_revert_fails",
     "make_shop",
     "make_slow",
+    "run_logged",
     "make_slow_spawning",
     "make_spawning",
     "slow_steps",
@@ -292,3 +297,22 @@ class Chatty(task.Task):
 def make_chatty() -> linear_flow.Flow:
     """Two atoms that write to standard output while they run."""
     return linear_flow.Flow("chatty").add(Chatty("one"), Chatty("two"))
+
+
+def run_logged(
+    url: str,
+    factory: Callable[[], Any],
+    store: dict[str, Any],
+    expected: type[Exception] = CardDeclined,
+) -> str:
+    """Run the flow ``factory`` makes in the backend at ``url``, its event log kept; its uuid.
+
+    Made by a factory so that it can be resumed from the backend. A run ending
+    in ``expected`` (the shop's declined card) is left as it ended, for the
+    reader under test.
+    """
+    with backends.backend(url) as backend:
+        engine = engines.load_from_factory(factory, store=store, backend=backend)
+        with EventLogListener(engine), contextlib.suppress(expected):
+            engine.run()
+        return engine.storage.flow_uuid

@@ -8,7 +8,7 @@ from flowkit import engines
 from flowkit.listeners.events import EventLogListener
 from flowkit.patterns import linear_flow, unordered_flow
 from flowkit.persistence import backends
-from tests.cli._flows import Charge, RevertFails, Step
+from tests.cli._flows import Charge, RevertFails, Step, run_logged
 
 __all__ = ["BIG_PARTS", "BIG_SIZE", "CALLS", "make_big", "make_fan", "run_big", "run_fan", "run_twice"]
 
@@ -73,8 +73,4 @@ def make_big() -> linear_flow.Flow:
 
 def run_big(url: str, amount: int) -> str:
     """Run :func:`make_big`'s flow with ``amount`` in the backend at ``url``, its event log kept; its uuid."""
-    with backends.backend(url) as backend:
-        engine = engines.load_from_factory(make_big, store={"amount": amount}, backend=backend)
-        with EventLogListener(engine), contextlib.suppress(Exception):
-            engine.run()
-        return engine.storage.flow_uuid
+    return run_logged(url, make_big, {"amount": amount}, Exception)

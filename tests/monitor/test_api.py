@@ -17,7 +17,7 @@ from flowkit.listeners.events import EventLogListener
 from flowkit.monitor import create_app
 from flowkit.patterns import linear_flow
 from flowkit.persistence import backends, models
-from tests.cli._flows import CardDeclined, Step, make_shop
+from tests.cli._flows import Step, make_shop, run_logged
 from tests.monitor import _factories
 
 with warnings.catch_warnings():
@@ -27,11 +27,7 @@ with warnings.catch_warnings():
 
 
 def _run_shop(url: str, amount: int) -> str:
-    with backends.backend(url) as backend:
-        engine = engines.load_from_factory(make_shop, store={"amount": amount}, backend=backend)
-        with EventLogListener(engine), contextlib.suppress(CardDeclined):
-            engine.run()
-        return engine.storage.flow_uuid
+    return run_logged(url, make_shop, {"amount": amount})
 
 
 @pytest.fixture

@@ -22,11 +22,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
-from flowkit import engines
-from flowkit.listeners.events import EventLogListener
 from flowkit.persistence import backends
 from flowkit.persistence.backends.impl_sqlalchemy import SQLAlchemyBackend
-from tests.cli._flows import CardDeclined, make_shop
+from tests.cli._flows import make_shop, run_logged
 from tests.cli.conftest import flowkit_cmd
 
 with warnings.catch_warnings():
@@ -51,12 +49,7 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 def _run_shop(url: str, amount: int) -> str:
-    """Run the shop flow (resumable: made by a factory) with its event log; return its uuid."""
-    with backends.backend(url) as backend:
-        engine = engines.load_from_factory(make_shop, store={"amount": amount}, backend=backend)
-        with EventLogListener(engine), contextlib.suppress(CardDeclined):
-            engine.run()
-        return engine.storage.flow_uuid
+    return run_logged(url, make_shop, {"amount": amount})
 
 
 def _rows(url: str) -> dict[str, list[str]]:
