@@ -599,14 +599,21 @@ def compile_cost(shape: str, n: int) -> dict[str, Any]:
 
 def main(argv: list[str]) -> int:
     library, workload, n, threads = argv[0], argv[1], int(argv[2]), int(argv[3])
-    # No stray bytecode in the checkout, and no cross-run state for Prefect.
-    tmp = Path(tempfile.mkdtemp(prefix="bench-peers-"))
+    # A folder of its own for the SQLite files (and Prefect's home, so no
+    # cross-run state), removed afterwards: a peer run starts hundreds of children.
+    with tempfile.TemporaryDirectory(prefix="bench-peers-", ignore_cleanup_errors=True) as folder:
+        _measure(library, workload, n, threads, Path(folder))
+    return 0
+
+
+def _measure(library: str, workload: str, n: int, threads: int, tmp: Path) -> None:
+    """Print the one JSON line of a measurement (or of why there is none)."""
     os.environ.setdefault("PREFECT_HOME", str(tmp / "prefect"))
     stage = "start"
     try:
         if library == "flowkit-compile":
             print(json.dumps(compile_cost(workload, n)))
-            return 0
+            return
         s = Setup(workload, n, threads, tmp)
         stage = "import"
         started = time.perf_counter()
@@ -614,7 +621,7 @@ def main(argv: list[str]) -> int:
             runner = LIBRARIES[library]()
         except ImportError as exc:
             print(json.dumps({"ok": False, "missing": True, "error": str(exc)}))
-            return 0
+            return
         imported = time.perf_counter()
         stage = "setup"
         runner.setup(s)
@@ -640,7 +647,6 @@ def main(argv: list[str]) -> int:
     except BaseException as exc:
         traceback.print_exc()
         print(json.dumps({"ok": False, "stage": stage, "error": f"{type(exc).__name__}: {exc}"[:500]}))
-    return 0
 
 
 if __name__ == "__main__":

@@ -111,8 +111,6 @@ def _spec(n: int, kind: str, group: int) -> dict[str, Any]:
 
 def build_rows() -> None:
     """The ``--build`` rows (see the module docstring)."""
-    import json
-
     for n in (1_000, 5_000):
 
         def add_subflows(n: int = n) -> None:
@@ -129,7 +127,14 @@ def build_rows() -> None:
         for label, fn in (("sub-flows", add_subflows), ("tasks", add_tasks)):
             spent = best(fn, 3)
             print(f"graph add {n:<6} {label:9} one at a time {spent:7.3f} s {spent / n * 1e6:7.1f} us/item")
-    folder = tempfile.mkdtemp()
+    with tempfile.TemporaryDirectory(prefix="bench-authoring-") as folder:
+        _load_rows(folder)
+
+
+def _load_rows(folder: str) -> None:
+    """The spec-loading rows, their JSON and YAML files written in ``folder``."""
+    import json
+
     for n in (1_000, 5_000, 20_000):
         for kind in ("graph", "linear"):
             for group in (0, 10):
@@ -205,14 +210,15 @@ def main() -> None:
                 for i in range(n)
             },
         }
-        for url in (f"memory://bench-{n}", f"sqlite:///{tempfile.mkdtemp()}/cache.db"):
-            cached = chain(Cached, n)
-            for label in ("miss+store", "hit"):
-                started = time.perf_counter()
-                engines.load(cached, store={"value": 1}, cache=url).run()
-                spent = time.perf_counter() - started
-                shown = url.split(":")[0]
-                print(f"cached   linear-{n:<7} {shown:6} {label:11} {spent / n * 1e6:7.2f} us/task")
+        with tempfile.TemporaryDirectory(prefix="bench-authoring-") as folder:
+            for url in (f"memory://bench-{n}", f"sqlite:///{folder}/cache.db"):
+                cached = chain(Cached, n)
+                for label in ("miss+store", "hit"):
+                    started = time.perf_counter()
+                    engines.load(cached, store={"value": 1}, cache=url).run()
+                    spent = time.perf_counter() - started
+                    shown = url.split(":")[0]
+                    print(f"cached   linear-{n:<7} {shown:6} {label:11} {spent / n * 1e6:7.2f} us/task")
 
         def load_spec(spec: dict[str, Any] = spec) -> Any:
             return declarative.load_flow(spec)

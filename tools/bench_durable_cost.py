@@ -289,17 +289,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     n = args.tasks
-    tmp = Path(tempfile.mkdtemp(prefix="flowkit-durable-"))
-
-    def sqlite_url() -> str:
-        return f"sqlite:///{tmp / (uuid.uuid4().hex + '.db')}"
-
-    _run_once(sqlite_url(), 20, {}, None, args.nested)  # warm-up: imports, first compilations
-    configs: list[tuple[str, str, Callable[[], str], dict[str, Any]]] = [
-        ("sqlite", "SQLite, synchronous=NORMAL (default)", sqlite_url, {}),
-        ("sqlite-full", "SQLite, synchronous=FULL", sqlite_url, {"sqlite_synchronous": "full"}),
-    ]
     with contextlib.ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="flowkit-durable-")))
+
+        def sqlite_url() -> str:
+            return f"sqlite:///{tmp / (uuid.uuid4().hex + '.db')}"
+
+        _run_once(sqlite_url(), 20, {}, None, args.nested)  # warm-up: imports, first compilations
+        configs: list[tuple[str, str, Callable[[], str], dict[str, Any]]] = [
+            ("sqlite", "SQLite, synchronous=NORMAL (default)", sqlite_url, {}),
+            ("sqlite-full", "SQLite, synchronous=FULL", sqlite_url, {"sqlite_synchronous": "full"}),
+        ]
         if args.postgresql or args.only == "postgresql":
             fresh = stack.enter_context(_postgresql())
             configs.append(("postgresql", "PostgreSQL (test server: fsync off)", fresh, {}))

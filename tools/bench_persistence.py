@@ -127,14 +127,15 @@ def _loops(counts: list[int], repeat: int) -> int:
     """Print the median time per loop iteration on SQLite for each count in ``counts``."""
     import statistics
 
-    tmp = Path(tempfile.mkdtemp(prefix="flowkit-bench-"))
     print(f"durable loop on SQLite (2 body tasks + until; load + run, median of {repeat})")
     print(f"{'iterations':>10}{'total':>12}{'per iteration':>16}   runs (s)")
-    for n in counts:
-        runs = [_loop_run(n, f"sqlite:///{tmp / (uuid.uuid4().hex + '.db')}") for _ in range(repeat)]
-        median = statistics.median(runs)
-        listed = " ".join(f"{r:.2f}" for r in runs)
-        print(f"{n:>10}{median:>11.2f}s{median / n * 1e3:>14.2f}ms   {listed}")
+    with tempfile.TemporaryDirectory(prefix="flowkit-bench-") as folder:
+        tmp = Path(folder)
+        for n in counts:
+            runs = [_loop_run(n, f"sqlite:///{tmp / (uuid.uuid4().hex + '.db')}") for _ in range(repeat)]
+            median = statistics.median(runs)
+            listed = " ".join(f"{r:.2f}" for r in runs)
+            print(f"{n:>10}{median:>11.2f}s{median / n * 1e3:>14.2f}ms   {listed}")
     return 0
 
 
@@ -174,6 +175,32 @@ def _best(repeat: int, measure: Callable[[], float]) -> tuple[float | None, str]
         return None, f"{type(err).__name__}: {err}"
 
 
+def _persisted_rows(
+    args: argparse.Namespace, n: int, with_taskflow: bool, tmp: Path
+) -> list[tuple[str, float | None, str]]:
+    """Each configuration's best time (or None and why), its files under ``tmp``."""
+    rows: list[tuple[str, float | None, str]] = []
+
+    def sqlite_url() -> str:
+        return f"sqlite:///{tmp / (uuid.uuid4().hex + '.db')}"
+
+    rows.append(("flowkit, in memory", *_best(args.repeat, lambda: _run("flowkit", n, None))))
+    rows.append(("flowkit, SQLite", *_best(args.repeat, lambda: _run("flowkit", n, sqlite_url()))))
+    with _postgresql(args.postgresql) as (fresh_pg, why):
+        if fresh_pg is None:
+            rows.append(("flowkit, PostgreSQL", None, why))
+        else:
+            rows.append(("flowkit, PostgreSQL", *_best(args.repeat, lambda: _run("flowkit", n, fresh_pg()))))
+        if with_taskflow:
+            tf_repeat = args.taskflow_repeat
+            rows.append(("TaskFlow, SQLite", *_best(tf_repeat, lambda: _run("taskflow", n, sqlite_url()))))
+            if fresh_pg is not None:
+                rows.append(
+                    ("TaskFlow, PostgreSQL", *_best(tf_repeat, lambda: _run("taskflow", n, fresh_pg())))
+                )
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -194,26 +221,8 @@ def main(argv: list[str] | None = None) -> int:
     n = args.tasks
     with_taskflow = not args.no_taskflow and importlib.util.find_spec("taskflow") is not None
 
-    rows: list[tuple[str, float | None, str]] = []
-    tmp = Path(tempfile.mkdtemp(prefix="flowkit-bench-"))
-
-    def sqlite_url() -> str:
-        return f"sqlite:///{tmp / (uuid.uuid4().hex + '.db')}"
-
-    rows.append(("flowkit, in memory", *_best(args.repeat, lambda: _run("flowkit", n, None))))
-    rows.append(("flowkit, SQLite", *_best(args.repeat, lambda: _run("flowkit", n, sqlite_url()))))
-    with _postgresql(args.postgresql) as (fresh_pg, why):
-        if fresh_pg is None:
-            rows.append(("flowkit, PostgreSQL", None, why))
-        else:
-            rows.append(("flowkit, PostgreSQL", *_best(args.repeat, lambda: _run("flowkit", n, fresh_pg()))))
-        if with_taskflow:
-            tf_repeat = args.taskflow_repeat
-            rows.append(("TaskFlow, SQLite", *_best(tf_repeat, lambda: _run("taskflow", n, sqlite_url()))))
-            if fresh_pg is not None:
-                rows.append(
-                    ("TaskFlow, PostgreSQL", *_best(tf_repeat, lambda: _run("taskflow", n, fresh_pg())))
-                )
+    with tempfile.TemporaryDirectory(prefix="flowkit-bench-") as folder:
+        rows = _persisted_rows(args, n, with_taskflow, Path(folder))
 
     figures = {name: value for name, value, _ in rows}
     print(f"persisted linear flow of {n} tasks (load + run, best of {args.repeat}; TaskFlow best of "

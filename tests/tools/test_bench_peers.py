@@ -7,6 +7,8 @@ the harness and the workloads' answers, never a speed.
 
 from __future__ import annotations
 
+import json
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -61,6 +63,19 @@ def test_a_child_process_reports_a_checked_figure_and_a_missing_peer() -> None:
         [peers.Library("absent", "Absent", "no_such_module_for_bench", None)], [("linear", 20, 0)], 1, 60
     )
     assert cells["absent", "linear", 20, 0].status == "missing"
+
+
+@pytest.mark.parametrize("workload", ["sqlite", "linear"])
+def test_a_child_removes_its_temporary_folder(
+    workload: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A peer run starts hundreds of children: each one's folder (with its SQLite
+    # file) was left behind in the system's temporary folder.
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect-home"))
+    assert child.main(["flowkit", workload, "5", "0"]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["value"] == 5
+    assert [entry.name for entry in tmp_path.iterdir()] == []
 
 
 def test_tables_show_statuses_and_the_compile_cost() -> None:
