@@ -57,7 +57,11 @@ type RevertFunc func(call *Call, result any, failure *Failure, flowFailures map[
 
 // TaskError is an error carrying the exception type names (most derived
 // first) a task wants in its failure record, e.g.
-// []string{"myapp.QuotaExceeded", "builtins.Exception", "builtins.BaseException"}.
+// []string{"myapp.QuotaExceeded", "Exception"}. They are recorded in
+// TaskFlow's spelling, as the Python worker records a Python exception's:
+// "builtins.ValueError" as "ValueError", and nothing after "Exception"
+// ("builtins.BaseException" is dropped); a list that ends with no base
+// exception gets "Exception" added.
 type TaskError struct {
 	Types   []string
 	Message string
@@ -68,7 +72,7 @@ type TaskError struct {
 func (e *TaskError) Error() string { return e.Message }
 
 // ArgumentError is a TaskError for a missing or ill-typed argument, named
-// builtins.TypeError as Python would raise.
+// TypeError as Python would raise.
 func ArgumentError(format string, args ...any) *TaskError {
 	return &TaskError{Types: TypeErrorTypes, Message: fmt.Sprintf(format, args...)}
 }
@@ -172,16 +176,19 @@ func (r *Registry) Run(call *Call, request *Request) (result any, failure *Failu
 
 // FailureFromError makes the failure record of a task's error: a *TaskError
 // (found with errors.As) gives its own names, message and args; a *Failure is
-// passed on; any other error is named GoErrorTypes.
+// passed on (a copy); any other error is named GoErrorTypes. The type names
+// are written in TaskFlow's spelling, as the Python worker writes a Python
+// task's: a TaskError naming "builtins.ValueError", "builtins.Exception",
+// "builtins.BaseException" is recorded as ["ValueError", "Exception"].
 func FailureFromError(err error) *Failure {
 	var taskErr *TaskError
 	if errors.As(err, &taskErr) {
-		names := taskErr.Types
+		names := taskflowNames(taskErr.Types)
 		if len(names) == 0 {
 			names = GoErrorTypes
 		} else if !baseNames[names[len(names)-1]] {
 			// Every record ends with a base exception name; add the usual tail.
-			names = append(append([]string(nil), names...), "builtins.Exception", "builtins.BaseException")
+			names = append(names, "Exception")
 		}
 		args := taskErr.Args
 		if args == nil {
@@ -191,7 +198,7 @@ func FailureFromError(err error) *Failure {
 	}
 	var record *Failure
 	if errors.As(err, &record) {
-		return record
+		return taskflowRecord(record)
 	}
 	return NewFailure(err.Error(), GoErrorTypes)
 }

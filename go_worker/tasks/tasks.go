@@ -29,7 +29,7 @@ const (
 )
 
 // TaskFailedTypes are the exception type names of Fail's failure.
-var TaskFailedTypes = []string{Prefix + "TaskFailed", "builtins.Exception", "builtins.BaseException"}
+var TaskFailedTypes = []string{Prefix + "TaskFailed", "Exception"}
 
 // RegisterAll registers every example task in reg.
 func RegisterAll(reg *flowkit.Registry) {
@@ -141,7 +141,7 @@ func fail(call *flowkit.Call) (any, error) {
 }
 
 // ValueErrorTypes are the exception type names of a Python ValueError.
-var ValueErrorTypes = []string{"builtins.ValueError", "builtins.Exception", "builtins.BaseException"}
+var ValueErrorTypes = []string{"ValueError", "Exception"}
 
 func sleep(call *flowkit.Call) (any, error) {
 	seconds, err := call.Float("seconds")

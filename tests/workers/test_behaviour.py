@@ -57,12 +57,8 @@ from tests.workers.fake_clock import FakeClock
 # Generous: the first Go test also pays for the session's `go build`.
 pytestmark = pytest.mark.timeout(300)
 
-# The Python worker names types as TaskFlow does (Failure's default), the Go worker
-# in the qualified form; engines read both.
-TASK_FAILED_NAMES = {
-    "python": ["flowkit_go_tasks.TaskFailed", "Exception"],
-    "go": ["flowkit_go_tasks.TaskFailed", "builtins.Exception", "builtins.BaseException"],
-}
+# Both workers name a task's exception types as TaskFlow does (Failure's default).
+TASK_FAILED_NAMES = ["flowkit_go_tasks.TaskFailed", "Exception"]
 
 
 class NotOffered(task.Task):
@@ -156,13 +152,34 @@ def test_a_remote_failure_keeps_its_type_names_and_message(
 
     assert raised.value.check("flowkit_go_tasks.TaskFailed")
     failure = _failure_of(engine, "fail")
-    assert list(failure.exception_type_names) == TASK_FAILED_NAMES[worker.kind]
+    assert list(failure.exception_type_names) == TASK_FAILED_NAMES
     assert failure.check(Exception) is Exception
     assert failure.exception_str == "disk 7 is on fire"
     assert list(failure.exception_args) == ["disk 7 is on fire"]
-    assert "disk 7 is on fire" in str(failure)
+    assert str(failure) == "Failure: flowkit_go_tasks.TaskFailed: disk 7 is on fire"
     assert failure.check("flowkit_go_tasks.TaskFailed") == "flowkit_go_tasks.TaskFailed"
     assert engine.storage.get_flow_state() == st.REVERTED
+
+
+def test_a_remote_builtin_error_is_recorded_as_the_python_worker_records_it(
+    worker: WorkerProcess, redis_flushed_url: str
+) -> None:
+    # Python's time.sleep raises ValueError; the Go Sleep fails with the same names.
+    # The Go worker once wrote them qualified (builtins.ValueError, ..., builtins.BaseException):
+    # check() matched, but a listener or report reading the names saw another spelling.
+    flow = linear_flow.Flow("negative").add(Sleep(name="sleep"))
+    engine = load_engine(flow, redis_flushed_url, worker.topic, store={"seconds": -1})
+
+    with pytest.raises(exc.WrappedFailure) as raised:
+        engine.run()
+
+    assert raised.value.check(ValueError) is ValueError
+    failure = _failure_of(engine, "sleep")
+    assert failure.exception_type_names == ("ValueError", "Exception")
+    assert failure.check(ValueError) is ValueError
+    assert failure.check(TypeError) is None
+    assert str(failure) == "Failure: ValueError: sleep length must be non-negative"
+    assert failure.to_dict()["exc_type_names"] == ["ValueError", "Exception"]
 
 
 class EchoTakingMore(task.Task):
@@ -207,6 +224,7 @@ def test_arguments_the_task_does_not_take_fail_it_as_pythons_call_would(
 
     failure = _failure_of(engine, "echo")
     assert failure.check(TypeError) is TypeError
+    assert failure.exception_type_names == ("TypeError", "Exception")
     assert failure.exception_str == message
     assert list(failure.exception_args) == [message]
     assert events.saw("echo", st.FAILURE)
