@@ -78,9 +78,10 @@ func ArgumentError(format string, args ...any) *TaskError {
 }
 
 type entry struct {
-	args    signature
-	execute ExecuteFunc
-	revert  RevertFunc
+	executeArgs signature
+	revertArgs  signature
+	execute     ExecuteFunc
+	revert      RevertFunc
 }
 
 // Registry maps task names to Go functions. It is safe for concurrent use.
@@ -94,12 +95,14 @@ func NewRegistry() *Registry { return &Registry{tasks: map[string]entry{}} }
 
 // Register serves exec (and revert; nil: a revert that returns null) under
 // name; args are the arguments exec takes (Takes("size"), or an Args with
-// optional ones): a request carrying another argument, or missing a
-// required one, fails with a TypeError before exec runs, as the Python
-// worker's call fails. A revert is handed the arguments its request carries,
-// unchecked, as a Python revert taking **kwargs is. Register panics on an
-// empty name, a nil exec, a name already registered or an argument named
-// twice or with an empty name, which are programming errors.
+// optional ones), and those revert takes (the same unless args.Revert says
+// otherwise): a request carrying another argument, or missing a required
+// one, fails with a TypeError before the function runs, as the Python
+// worker's call fails. Without a revert function, a revert request takes
+// any arguments, as Python's default revert does. Register panics on an
+// empty name, a nil exec, a name already registered, an argument named
+// twice or with an empty name, or an args.Revert without a revert function,
+// which are programming errors.
 func (r *Registry) Register(name string, args Args, exec ExecuteFunc, revert RevertFunc) {
 	if name == "" {
 		panic("flowkit: Register with an empty task name")
@@ -107,13 +110,13 @@ func (r *Registry) Register(name string, args Args, exec ExecuteFunc, revert Rev
 	if exec == nil {
 		panic("flowkit: Register " + name + " with a nil execute function")
 	}
-	sig := newSignature(name, args)
+	executeArgs, revertArgs := newSignatures(name, args, revert != nil)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if _, taken := r.tasks[name]; taken {
 		panic("flowkit: task " + name + " registered twice")
 	}
-	r.tasks[name] = entry{sig, exec, revert}
+	r.tasks[name] = entry{executeArgs: executeArgs, revertArgs: revertArgs, execute: exec, revert: revert}
 }
 
 // Names returns the registered task names, sorted.
@@ -154,6 +157,9 @@ func (r *Registry) Run(call *Call, request *Request) (result any, failure *Failu
 	}()
 	var err error
 	if request.Action == ActionRevert {
+		if mismatch := task.revertArgs.check(request); mismatch != nil {
+			return nil, FailureFromError(mismatch)
+		}
 		if task.revert == nil {
 			return nil, nil
 		}
@@ -163,7 +169,7 @@ func (r *Registry) Run(call *Call, request *Request) (result any, failure *Failu
 		}
 		result, err = task.revert(call, executeResult, request.Failure, request.FlowFailures)
 	} else {
-		if mismatch := task.args.check(request); mismatch != nil {
+		if mismatch := task.executeArgs.check(request); mismatch != nil {
 			return nil, FailureFromError(mismatch)
 		}
 		result, err = task.execute(call)

@@ -32,6 +32,7 @@ from tests.workers.behaviour_tasks import (
     CountPrimes,
     Echo,
     Fail,
+    Reserve,
     Sha256Rounds,
     Sleep,
     sha256_rounds,
@@ -279,6 +280,80 @@ def test_a_task_without_a_revert_of_its_own_reverts_alike_on_both_workers(
     assert engine.storage.get_revert_result("echo") is None
     assert engine.storage.get_flow_state() == st.REVERTED
     assert requests_added(redis_client, worker.topic) == 4
+
+
+class ReserveRevertingWithMore(task.Task):
+    """A stub of Reserve whose revert also names ``extra``, which Reserve's revert never takes."""
+
+    worker_task_name = Reserve.worker_task_name
+
+    def execute(self, slot: str) -> str:
+        return slot
+
+    def revert(self, slot: str, extra: Any, result: Any, flow_failures: Any) -> None:
+        return None
+
+
+class ReserveRevertingWithNothing(task.Task):
+    """A stub of Reserve whose revert names no argument, so Reserve's revert misses its ``slot``."""
+
+    worker_task_name = Reserve.worker_task_name
+
+    def execute(self, slot: str) -> str:
+        return slot
+
+    def revert(self, result: Any, flow_failures: Any) -> None:
+        return None
+
+
+def test_a_revert_of_its_own_runs_on_the_worker_with_its_arguments(
+    worker: WorkerProcess, redis_flushed_url: str
+) -> None:
+    flow = linear_flow.Flow("release").add(Reserve(name="reserve", provides="held"), Fail(name="fail"))
+    engine = load_engine(flow, redis_flushed_url, worker.topic, store={"slot": "s1", "message": "stop"})
+
+    with pytest.raises(exc.WrappedFailure):
+        engine.run()
+
+    assert engine.storage.get_atom_state("reserve") == st.REVERTED
+    assert engine.storage.get_revert_result("reserve") == "released s1"
+    assert engine.storage.get_flow_state() == st.REVERTED
+
+
+@pytest.mark.parametrize(
+    ("stub", "message"),
+    [
+        (ReserveRevertingWithMore, "Reserve.revert() got an unexpected keyword argument 'extra'"),
+        (ReserveRevertingWithNothing, "Reserve.revert() missing 1 required positional argument: 'slot'"),
+    ],
+    ids=["unexpected", "missing"],
+)
+def test_arguments_a_revert_does_not_take_fail_it_as_pythons_call_would(
+    worker: WorkerProcess, redis_flushed_url: str, stub: type[task.Task], message: str
+) -> None:
+    # The Python worker's call of revert(**arguments, result=..., flow_failures=...) raises
+    # TypeError before the revert runs; the Go worker checks the arguments its revert
+    # declares (those of its execute unless said otherwise) and fails it the same way.
+    # It once ran the revert with whatever came, so a revert the Python worker fails
+    # succeeded on Go (or failed only when it read a missing argument).
+    flow = linear_flow.Flow("mismatch").add(stub(name="reserve"), Fail(name="fail"))
+    engine = load_engine(
+        flow, redis_flushed_url, worker.topic, store={"slot": "s1", "extra": 2, "message": "stop"}
+    )
+    events = Events(engine)
+
+    with pytest.raises(exc.WrappedFailure, match=re.escape(message)) as raised:
+        engine.run()
+
+    assert raised.value.check(TypeError) is TypeError
+    failure = engine.storage.get_revert_result("reserve")
+    assert isinstance(failure, Failure), failure
+    assert failure.exception_type_names == ("TypeError", "Exception")
+    assert failure.exception_str == message
+    assert events.saw("reserve", st.REVERT_FAILURE)
+    assert engine.storage.get_atom_state("reserve") == st.REVERT_FAILURE
+    assert engine.storage.get_atom_state("fail") == st.REVERTED
+    assert engine.storage.get_flow_state() == st.FAILURE
 
 
 def test_progress_reported_by_the_worker_reaches_the_atom_notifier(

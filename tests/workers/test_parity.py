@@ -72,6 +72,9 @@ def _deep(depth: int) -> Any:
 #: Levels a request's own object and its "arguments" object add above a value.
 ARGUMENT_LEVELS = 2
 
+#: What turns an execute request into the revert of a result.
+_REVERT_OF_A_RESULT: dict[str, Any] = {"action": "revert", "result": "s1", "flow_failures": {}}
+
 ANSWERED: dict[str, Case] = {
     "success": Case(f"{GO_TASKS}.Echo", {"value": {"a": [1, 2.5, None, True, "é"], "": {}}}),
     "task-failure": Case(f"{GO_TASKS}.Fail", {"message": "disk 7 is on fire"}),
@@ -92,6 +95,24 @@ ANSWERED: dict[str, Case] = {
             "action": "revert",
             "failure": Failure.from_exception(RuntimeError("no")).to_dict(),
             "flow_failures": {"other": Failure.from_exception(ValueError("bad")).to_dict()},
+        },
+    ),
+    # A task without a revert of its own takes any arguments in its revert
+    # (Python's default revert takes **kwargs; the Go one registers none).
+    "revert-without-its-own-takes-anything": Case(f"{GO_TASKS}.Echo", {"zz": 1}, _REVERT_OF_A_RESULT),
+    # A revert of its own takes what it declares, as Python's call of it does.
+    "revert": Case(f"{GO_TASKS}.Reserve", {"slot": "s1"}, _REVERT_OF_A_RESULT),
+    "revert-given-an-unexpected-argument": Case(
+        f"{GO_TASKS}.Reserve", {"slot": "s1", "extra": 1}, _REVERT_OF_A_RESULT
+    ),
+    "revert-missing-its-argument": Case(f"{GO_TASKS}.Reserve", {}, _REVERT_OF_A_RESULT),
+    "revert-of-a-failure-given-another-argument": Case(
+        f"{GO_TASKS}.Reserve",
+        {"other": 1},
+        {
+            "action": "revert",
+            "failure": Failure.from_exception(RuntimeError("no")).to_dict(),
+            "flow_failures": {},
         },
     ),
     "progress": Case(f"{GO_TASKS}.Sleep", {"seconds": 0.05}),
