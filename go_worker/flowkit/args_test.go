@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -47,11 +48,27 @@ func TestArgumentsATaskDoesNotTakeOrMissesFailItAsPythonsCallWould(t *testing.T)
 			if ran {
 				t.Fatal("the task ran with arguments it does not take")
 			}
-			want := &Failure{ExceptionStr: c.message, ExcTypeNames: TypeErrorTypes, ExcArgs: []any{c.message}}
-			if !reflect.DeepEqual(failure, want) {
-				t.Fatalf("failure = %+v, want %+v", failure, want)
-			}
+			assertNotCalled(t, failure, c.message)
 		})
+	}
+}
+
+// assertNotCalled checks failure is the TypeError message of a function
+// that was not called, whose traceback says so.
+func assertNotCalled(t *testing.T, failure *Failure, message string) {
+	t.Helper()
+	if failure == nil {
+		t.Fatalf("no failure, want %q", message)
+	}
+	got := *failure
+	got.TracebackStr = ""
+	want := Failure{ExceptionStr: message, ExcTypeNames: TypeErrorTypes, ExcArgs: []any{message}}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("failure = %+v, want %+v", got, want)
+	}
+	if !strings.Contains(failure.TracebackStr, "\n    Go task my.app.Task, ") ||
+		!strings.HasSuffix(failure.TracebackStr, ", not called: the request's arguments do not fit those it is registered with\n") {
+		t.Fatalf("traceback = %q", failure.TracebackStr)
 	}
 }
 
@@ -108,10 +125,7 @@ func TestArgumentsARevertDoesNotTakeOrMissesFailItAsPythonsCallWould(t *testing.
 			if ran {
 				t.Fatal("the revert ran with arguments it does not take")
 			}
-			want := &Failure{ExceptionStr: c.message, ExcTypeNames: TypeErrorTypes, ExcArgs: []any{c.message}}
-			if !reflect.DeepEqual(failure, want) {
-				t.Fatalf("failure = %+v, want %+v", failure, want)
-			}
+			assertNotCalled(t, failure, c.message)
 		})
 	}
 }

@@ -82,6 +82,10 @@ type entry struct {
 	revertArgs  signature
 	execute     ExecuteFunc
 	revert      RevertFunc
+	// Where the functions are, for the tracebacks of their failures
+	// (revertAt nil when there is no revert function).
+	executeAt *taskFunction
+	revertAt  *taskFunction
 }
 
 // Registry maps task names to Go functions. It is safe for concurrent use.
@@ -111,12 +115,35 @@ func (r *Registry) Register(name string, args Args, exec ExecuteFunc, revert Rev
 		panic("flowkit: Register " + name + " with a nil execute function")
 	}
 	executeArgs, revertArgs := newSignatures(name, args, revert != nil)
+	task := entry{executeArgs: executeArgs, revertArgs: revertArgs, execute: exec, revert: revert}
+	executeAt := locate(exec)
+	task.executeAt = &executeAt
+	if revert != nil {
+		revertAt := locate(revert)
+		task.revertAt = &revertAt
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if _, taken := r.tasks[name]; taken {
 		panic("flowkit: task " + name + " registered twice")
 	}
-	r.tasks[name] = entry{executeArgs: executeArgs, revertArgs: revertArgs, execute: exec, revert: revert}
+	r.tasks[name] = task
+}
+
+// origin says where a failure of the request's task arises, for its
+// traceback: the task, its method and the function registered for it.
+func (r *Registry) origin(request *Request) origin {
+	r.mu.RLock()
+	task := r.tasks[request.Task]
+	r.mu.RUnlock()
+	return task.origin(request)
+}
+
+func (e entry) origin(request *Request) origin {
+	if request.Action == ActionRevert {
+		return origin{task: request.Task, action: ActionRevert, function: e.revertAt}
+	}
+	return origin{task: request.Task, action: ActionExecute, function: e.executeAt}
 }
 
 // Names returns the registered task names, sorted.
@@ -149,16 +176,17 @@ func (r *Registry) Run(call *Call, request *Request) (result any, failure *Failu
 	if !ok {
 		return nil, NewFailure("no task named "+request.Task, NotFoundTypes)
 	}
+	from := task.origin(request)
 	defer func() {
 		if value := recover(); value != nil {
 			result = nil
-			failure = panicFailure(value, debug.Stack())
+			failure = panicFailure(from, value, debug.Stack())
 		}
 	}()
 	var err error
 	if request.Action == ActionRevert {
 		if mismatch := task.revertArgs.check(request); mismatch != nil {
-			return nil, FailureFromError(mismatch)
+			return nil, withTraceback(FailureFromError(mismatch), from.notCalled())
 		}
 		if task.revert == nil {
 			return nil, nil
@@ -170,14 +198,23 @@ func (r *Registry) Run(call *Call, request *Request) (result any, failure *Failu
 		result, err = task.revert(call, executeResult, request.Failure, request.FlowFailures)
 	} else {
 		if mismatch := task.executeArgs.check(request); mismatch != nil {
-			return nil, FailureFromError(mismatch)
+			return nil, withTraceback(FailureFromError(mismatch), from.notCalled())
 		}
 		result, err = task.execute(call)
 	}
 	if err != nil {
-		return nil, FailureFromError(err)
+		return nil, withTraceback(FailureFromError(err), from.returned(err))
 	}
 	return result, nil
+}
+
+// withTraceback gives f the traceback text, unless it has one already (a
+// task's own *Failure may carry the one it was given).
+func withTraceback(f *Failure, text string) *Failure {
+	if f.TracebackStr == "" {
+		f.TracebackStr = text
+	}
+	return f
 }
 
 // FailureFromError makes the failure record of a task's error: a *TaskError
@@ -209,13 +246,15 @@ func FailureFromError(err error) *Failure {
 	return NewFailure(err.Error(), GoErrorTypes)
 }
 
-func panicFailure(value any, stack []byte) *Failure {
+// panicFailure is the failure record of a panic in the task's function
+// (from), its traceback the goroutine's stack as recovered.
+func panicFailure(from origin, value any, stack []byte) *Failure {
 	message := fmt.Sprint(value)
 	if err, ok := value.(error); ok {
 		message = err.Error()
 	}
 	f := NewFailure(message, GoPanicTypes)
-	f.TracebackStr = string(stack)
+	f.TracebackStr = from.panicked(value, stack)
 	return f
 }
 

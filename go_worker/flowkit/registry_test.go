@@ -74,9 +74,17 @@ func TestPlainErrorsBecomeGoErrorFailures(t *testing.T) {
 	reg := NewRegistry()
 	reg.Register("t.T", Takes(), func(*Call) (any, error) { return nil, fmt.Errorf("wrapped: %w", errors.New("inner")) }, nil)
 	_, failure := reg.Run(newCall(nil), &Request{Task: "t.T", Action: ActionExecute})
-	want := &Failure{ExceptionStr: "wrapped: inner", ExcTypeNames: GoErrorTypes, ExcArgs: []any{"wrapped: inner"}}
-	if !reflect.DeepEqual(failure, want) {
+	want := Failure{ExceptionStr: "wrapped: inner", ExcTypeNames: GoErrorTypes, ExcArgs: []any{"wrapped: inner"}}
+	got := *failure
+	got.TracebackStr = ""
+	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("failure = %#v", failure)
+	}
+	// The error chain, outermost first, under the task's function.
+	if !strings.HasSuffix(failure.TracebackStr, "\n    Go task t.T, execute, returned *fmt.wrapError: wrapped: inner\n"+
+		"      which wraps *errors.errorString: inner\n") ||
+		!strings.Contains(failure.TracebackStr, "registry_test.go\", line ") {
+		t.Fatalf("traceback = %q", failure.TracebackStr)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -84,9 +85,14 @@ func TestRegisterAllOffersTheContractNames(t *testing.T) {
 
 func TestFailFailsWithTaskFailedAndTheMessage(t *testing.T) {
 	_, failure := run(t, FailName, map[string]any{"message": "no way"}, nil)
-	want := &flowkit.Failure{ExceptionStr: "no way", ExcTypeNames: TaskFailedTypes, ExcArgs: []any{"no way"}}
-	if !reflect.DeepEqual(failure, want) {
+	want := flowkit.Failure{ExceptionStr: "no way", ExcTypeNames: TaskFailedTypes, ExcArgs: []any{"no way"}}
+	got := *failure
+	got.TracebackStr = ""
+	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("failure = %#v", failure)
+	}
+	if !strings.Contains(failure.TracebackStr, "tasks.go\", line ") || !strings.Contains(failure.TracebackStr, "tasks.fail\n") {
+		t.Fatalf("traceback = %q", failure.TracebackStr)
 	}
 }
 

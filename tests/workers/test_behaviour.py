@@ -24,6 +24,7 @@ from flowkit import engines, task
 from flowkit import exceptions as exc
 from flowkit import states as st
 from flowkit.patterns import linear_flow, unordered_flow
+from flowkit.report import ExecutionReport
 from flowkit.retry import Times
 from flowkit.types.failure import Failure
 from tests import services
@@ -162,6 +163,45 @@ def test_a_remote_failure_keeps_its_type_names_and_message(
     assert engine.storage.get_flow_state() == st.REVERTED
 
 
+#: What each worker's traceback of Fail's failure says: the line that raised (Python); the Go
+#: function registered for the task, the task and the error it returned, outermost first (Go).
+FAIL_TRACEBACKS = {
+    "python": [
+        'tests/workers/behaviour_tasks.py", line ',
+        ", in execute\n",
+        "    raise TaskFailed(message)\n",
+    ],
+    "go": [
+        'go_worker/tasks/tasks.go", line ',
+        ", in github.com/flowkit/flowkit/go_worker/tasks.fail\n",
+        "    Go task flowkit_go_tasks.Fail, execute, returned *flowkit.TaskError: disk 7 is on fire\n",
+    ],
+}
+
+
+def test_a_remote_failure_carries_a_traceback_saying_where_it_failed(
+    worker: WorkerProcess, redis_flushed_url: str
+) -> None:
+    # A Go task's failure had none (only a panic's had its stack): the failure's
+    # traceback_str, the logging listeners and 'flowkit flows show -v' said
+    # "Traceback not available." where a Python task's named the line that raised.
+    flow = linear_flow.Flow("failing").add(Fail(name="fail"))
+    engine = load_engine(flow, redis_flushed_url, worker.topic, store={"message": "disk 7 is on fire"})
+
+    with pytest.raises(exc.WrappedFailure):
+        engine.run()
+
+    failure = _failure_of(engine, "fail")
+    for part in FAIL_TRACEBACKS[worker.kind]:
+        assert part in failure.traceback_str, failure.traceback_str
+    assert failure.traceback_str.startswith('  File "'), failure.traceback_str
+    assert failure.pformat(traceback=True).startswith(
+        "Failure: flowkit_go_tasks.TaskFailed: disk 7 is on fire\nTraceback (most recent call last):\n  File "
+    )
+    report = ExecutionReport.from_engine(engine).to_text(verbose=True)
+    assert "fail execute traceback:\n  " + failure.traceback_str.splitlines()[0] in report
+
+
 def test_a_remote_builtin_error_is_recorded_as_the_python_worker_records_it(
     worker: WorkerProcess, redis_flushed_url: str
 ) -> None:
@@ -227,6 +267,7 @@ def test_arguments_the_task_does_not_take_fail_it_as_pythons_call_would(
     assert failure.check(TypeError) is TypeError
     assert failure.exception_type_names == ("TypeError", "Exception")
     assert failure.exception_str == message
+    assert failure.traceback_str.startswith('  File "'), failure.traceback_str
     assert list(failure.exception_args) == [message]
     assert events.saw("echo", st.FAILURE)
     assert engine.storage.get_atom_state("echo") == st.REVERTED
