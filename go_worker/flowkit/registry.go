@@ -186,7 +186,7 @@ func (r *Registry) Run(call *Call, request *Request) (result any, failure *Failu
 	var err error
 	if request.Action == ActionRevert {
 		if mismatch := task.revertArgs.check(request); mismatch != nil {
-			return nil, withTraceback(FailureFromError(mismatch), from.notCalled())
+			return nil, withTraceback(FailureFromError(mismatch), from.notCalled)
 		}
 		if task.revert == nil {
 			return nil, nil
@@ -198,21 +198,21 @@ func (r *Registry) Run(call *Call, request *Request) (result any, failure *Failu
 		result, err = task.revert(call, executeResult, request.Failure, request.FlowFailures)
 	} else {
 		if mismatch := task.executeArgs.check(request); mismatch != nil {
-			return nil, withTraceback(FailureFromError(mismatch), from.notCalled())
+			return nil, withTraceback(FailureFromError(mismatch), from.notCalled)
 		}
 		result, err = task.execute(call)
 	}
 	if err != nil {
-		return nil, withTraceback(FailureFromError(err), from.returned(err))
+		return nil, withTraceback(FailureFromError(err), func() string { return from.returned(err) })
 	}
 	return result, nil
 }
 
-// withTraceback gives f the traceback text, unless it has one already (a
-// task's own *Failure may carry the one it was given).
-func withTraceback(f *Failure, text string) *Failure {
+// withTraceback gives f the traceback text made by traceback, unless it has
+// one already (a task's own *Failure may carry the one it was given).
+func withTraceback(f *Failure, traceback func() string) *Failure {
 	if f.TracebackStr == "" {
-		f.TracebackStr = text
+		f.TracebackStr = traceback()
 	}
 	return f
 }
