@@ -19,10 +19,9 @@ and an exception that is no :class:`Exception` (``KeyboardInterrupt``,
 ``SystemExit``) is refused with :class:`TypeError`, as TaskFlow refuses it.
 ``qualified=True`` opts in to flowkit's own form, which names every class
 unambiguously (``"module.Qualname"``, ``builtins.`` included) down to
-``builtins.BaseException`` and so can record any exception; the Go worker writes
-that form. :meth:`Failure.check` matches either spelling, so records of both
-forms (and those stored by earlier flowkit builds, which wrote the qualified
-form) read alike.
+``builtins.BaseException`` and so can record any exception. :meth:`Failure.check`
+matches either spelling, so records of both forms (and those stored by earlier
+flowkit builds and Go workers, which wrote the qualified form) read alike.
 """
 
 from __future__ import annotations
@@ -437,7 +436,7 @@ class Failure:
         for wanted in exc_classes:
             if isinstance(wanted, type):
                 # Both forms, so a record written either way (TaskFlow's, flowkit's
-                # default, qualified=True, the Go worker's) matches the class.
+                # default, qualified=True, an older Go worker's) matches the class.
                 spelt = {*_spellings(_class_name(wanted)), *_spellings(_taskflow_name(wanted))}
             else:
                 spelt = set(_spellings(wanted))

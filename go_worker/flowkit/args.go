@@ -8,15 +8,17 @@ import (
 )
 
 // Args says which keyword arguments a task's execute takes, as a Python
-// execute's signature does. The worker checks a request's arguments against
-// it before the task runs, and fails the request as Python's call of
-// execute(**arguments) fails on the Python worker: a builtins.TypeError
+// execute's signature does, and which its revert takes. The worker checks a
+// request's arguments against it before the task runs, and fails the request
+// as Python's call of execute(**arguments) (or revert(**arguments,
+// result=..., flow_failures=...)) fails on the Python worker: a TypeError
 // worded as Python words it ("Resize.execute() got an unexpected keyword
-// argument 'x'", "Resize.execute() missing 1 required positional argument:
+// argument 'x'", "Resize.revert() missing 1 required positional argument:
 // 'size'"). So a flow fails the same way whichever worker took its task.
 //
-// The engine sends the arguments its stub class's execute names, so a stub
-// whose signature differs from the Go task's is what such a failure reveals.
+// The engine sends the arguments its stub class's execute (or revert) names,
+// so a stub whose signature differs from the Go task's is what such a
+// failure reveals.
 type Args struct {
 	// Required are the arguments every request must carry, in the order
 	// they are listed when missing.
@@ -26,23 +28,64 @@ type Args struct {
 	Optional []string
 	// Others takes any other argument too, as a Python **kwargs does.
 	Others bool
+	// Revert declares the arguments the task's revert takes, besides the
+	// result and flow failures it is always handed, when they are not those
+	// of its execute (nil: the same as execute's, as a Python revert written
+	// `def revert(self, size, result, flow_failures)` mirrors its execute;
+	// &Args{Others: true} takes any, as `def revert(self, *args, **kwargs)`).
+	// Only a task registered with a revert function may declare it: without
+	// one, a revert does nothing and takes any arguments, as Python's
+	// default revert does. Its own Revert must be nil.
+	Revert *Args
 }
 
 // Takes declares a task whose execute takes exactly the arguments names,
 // each required: Takes("data", "rounds"); Takes() takes none.
 func Takes(names ...string) Args { return Args{Required: names} }
 
-// signature is a task's Args, checked and made ready for looking names up.
+// WithRevert returns a copy of a whose revert takes the arguments revert
+// declares: Takes("size").WithRevert(Takes("size", "old_size")).
+func (a Args) WithRevert(revert Args) Args {
+	a.Revert = &revert
+	return a
+}
+
+// signature is one method's Args, checked and made ready for looking names up.
 type signature struct {
+	action   string // ActionExecute or ActionRevert: the method its errors name
 	required []string
 	known    map[string]bool
 	others   bool
 }
 
-// newSignature checks args (every name non-empty and given once) for the
-// task name, panicking on a fault as Register does with its other
+// anyArguments is the signature of a method that takes every argument (a
+// Python def revert(self, *args, **kwargs)): its check finds nothing.
+var anyArguments = signature{others: true}
+
+// newSignatures checks args for the task name (and hasRevert, whether a
+// revert function is registered) and returns the signatures of its execute
+// and its revert, panicking on a fault as Register does with its other
 // programming errors.
-func newSignature(name string, args Args) signature {
+func newSignatures(name string, args Args, hasRevert bool) (execute, revert signature) {
+	execute = newSignature(name, ActionExecute, args)
+	switch {
+	case args.Revert == nil && hasRevert:
+		revert = newSignature(name, ActionRevert, args)
+	case args.Revert == nil:
+		revert = anyArguments
+	case !hasRevert:
+		panic("flowkit: task " + name + " declares the arguments of a revert it does not register")
+	case args.Revert.Revert != nil:
+		panic("flowkit: task " + name + " declares a revert of its revert's arguments")
+	default:
+		revert = newSignature(name, ActionRevert, *args.Revert)
+	}
+	return execute, revert
+}
+
+// newSignature checks args (every name non-empty and given once) for the
+// task name's method action.
+func newSignature(name, action string, args Args) signature {
 	known := make(map[string]bool, len(args.Required)+len(args.Optional))
 	for _, names := range [][]string{args.Required, args.Optional} {
 		for _, arg := range names {
@@ -55,10 +98,10 @@ func newSignature(name string, args Args) signature {
 			known[arg] = true
 		}
 	}
-	return signature{required: append([]string(nil), args.Required...), known: known, others: args.Others}
+	return signature{action: action, required: append([]string(nil), args.Required...), known: known, others: args.Others}
 }
 
-// check returns the TypeError a Python execute of this signature would raise
+// check returns the TypeError a Python method of this signature would raise
 // when called with the request's arguments, or nil when they fit. As in
 // CPython, an unexpected argument is reported before missing ones, and of
 // several unexpected ones the first the request lists.
@@ -72,7 +115,7 @@ func (s signature) check(request *Request) *TaskError {
 		}
 		if len(unexpected) > 0 {
 			return ArgumentError("%s() got an unexpected keyword argument '%s'",
-				method(request.Task, ActionExecute), request.firstListed(unexpected))
+				method(request.Task, s.action), request.firstListed(unexpected))
 		}
 	}
 	var missing []string
@@ -82,7 +125,7 @@ func (s signature) check(request *Request) *TaskError {
 		}
 	}
 	if len(missing) > 0 {
-		return missingError(request.Task, ActionExecute, missing)
+		return missingError(request.Task, s.action, missing)
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -47,11 +48,27 @@ func TestArgumentsATaskDoesNotTakeOrMissesFailItAsPythonsCallWould(t *testing.T)
 			if ran {
 				t.Fatal("the task ran with arguments it does not take")
 			}
-			want := &Failure{ExceptionStr: c.message, ExcTypeNames: TypeErrorTypes, ExcArgs: []any{c.message}}
-			if !reflect.DeepEqual(failure, want) {
-				t.Fatalf("failure = %+v, want %+v", failure, want)
-			}
+			assertNotCalled(t, failure, c.message)
 		})
+	}
+}
+
+// assertNotCalled checks failure is the TypeError message of a function
+// that was not called, whose traceback says so.
+func assertNotCalled(t *testing.T, failure *Failure, message string) {
+	t.Helper()
+	if failure == nil {
+		t.Fatalf("no failure, want %q", message)
+	}
+	got := *failure
+	got.TracebackStr = ""
+	want := Failure{ExceptionStr: message, ExcTypeNames: TypeErrorTypes, ExcArgs: []any{message}}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("failure = %+v, want %+v", got, want)
+	}
+	if !strings.Contains(failure.TracebackStr, "\n    Go task my.app.Task, ") ||
+		!strings.HasSuffix(failure.TracebackStr, ", not called: the request's arguments do not fit those it is registered with\n") {
+		t.Fatalf("traceback = %q", failure.TracebackStr)
 	}
 }
 
@@ -79,19 +96,48 @@ func TestOfSeveralUnexpectedArgumentsTheFirstTheRequestListsIsNamed(t *testing.T
 	}
 }
 
-func TestARevertIsHandedTheArgumentsItsRequestCarriesUnchecked(t *testing.T) {
-	// As a Python revert taking **kwargs: the engine sends what its stub's revert names.
-	reg := NewRegistry()
-	var seen map[string]any
-	reg.Register("t.T", Takes("a"), func(*Call) (any, error) { return nil, nil },
-		func(call *Call, _ any, _ *Failure, _ map[string]*Failure) (any, error) {
-			seen = call.Arguments
-			return nil, nil
+func TestArgumentsARevertDoesNotTakeOrMissesFailItAsPythonsCallWould(t *testing.T) {
+	// The engine sends what its stub's revert names; a Python revert(self, a,
+	// result, flow_failures) called with others raises before it runs.
+	one := json.Number("1")
+	for name, c := range map[string]argsCase{
+		"as execute's":             {Takes("a"), map[string]any{"a": one}, ""},
+		"as execute's, unexpected": {Takes("a"), map[string]any{"a": one, "other": one}, "Task.revert() got an unexpected keyword argument 'other'"},
+		"as execute's, missing":    {Takes("a"), map[string]any{}, "Task.revert() missing 1 required positional argument: 'a'"},
+		"its own":                  {Takes("a").WithRevert(Takes("b")), map[string]any{"b": one}, ""},
+		"its own, given execute's": {Takes("a").WithRevert(Takes("b")), map[string]any{"a": one}, "Task.revert() got an unexpected keyword argument 'a'"},
+		"its own, takes any":       {Takes("a").WithRevert(Args{Others: true}), map[string]any{"z": one}, ""},
+		"its own, optional":        {Takes("a").WithRevert(Args{Optional: []string{"a"}}), map[string]any{}, ""},
+	} {
+		t.Run(name, func(t *testing.T) {
+			ran := false
+			reg := NewRegistry()
+			reg.Register("my.app.Task", c.args, func(*Call) (any, error) { return nil, nil },
+				func(*Call, any, *Failure, map[string]*Failure) (any, error) { ran = true; return "reverted", nil })
+			request := &Request{Task: "my.app.Task", Action: ActionRevert, Arguments: c.arguments}
+			result, failure := reg.Run(newCall(c.arguments), request)
+			if c.message == "" {
+				if failure != nil || result != "reverted" {
+					t.Fatalf("result=%v failure=%+v", result, failure)
+				}
+				return
+			}
+			if ran {
+				t.Fatal("the revert ran with arguments it does not take")
+			}
+			assertNotCalled(t, failure, c.message)
 		})
+	}
+}
+
+func TestATaskWithoutARevertTakesAnyArgumentsInItsRevert(t *testing.T) {
+	// As Python's default revert(self, *args, **kwargs), which does nothing.
+	reg := NewRegistry()
+	reg.Register("t.T", Takes("a"), func(*Call) (any, error) { return nil, nil }, nil)
 	arguments := map[string]any{"other": "x"}
-	_, failure := reg.Run(newCall(arguments), &Request{Task: "t.T", Action: ActionRevert, Arguments: arguments})
-	if failure != nil || !reflect.DeepEqual(seen, arguments) {
-		t.Fatalf("failure=%+v seen=%v", failure, seen)
+	result, failure := reg.Run(newCall(arguments), &Request{Task: "t.T", Action: ActionRevert, Arguments: arguments})
+	if failure != nil || result != nil {
+		t.Fatalf("result=%v failure=%+v", result, failure)
 	}
 }
 
@@ -110,10 +156,18 @@ func TestAMissingArgumentReadByATaskIsWordedAsPythonsCallWouldWordIt(t *testing.
 
 func TestRegisterRefusesArgumentsNamedTwiceOrEmpty(t *testing.T) {
 	exec := func(*Call) (any, error) { return nil, nil }
-	for name, args := range map[string]Args{
-		"twice":              Takes("a", "a"),
-		"required, optional": {Required: []string{"a"}, Optional: []string{"a"}},
-		"empty":              Takes(""),
+	revert := func(*Call, any, *Failure, map[string]*Failure) (any, error) { return nil, nil }
+	nested := Takes("a").WithRevert(Takes("a").WithRevert(Takes()))
+	for name, c := range map[string]struct {
+		args   Args
+		revert RevertFunc
+	}{
+		"twice":                {Takes("a", "a"), nil},
+		"required, optional":   {Args{Required: []string{"a"}, Optional: []string{"a"}}, nil},
+		"empty":                {Takes(""), nil},
+		"revert's twice":       {Takes("a").WithRevert(Takes("b", "b")), revert},
+		"revert without one":   {Takes("a").WithRevert(Takes("a")), nil},
+		"revert of the revert": {nested, revert},
 	} {
 		func() {
 			defer func() {
@@ -121,7 +175,7 @@ func TestRegisterRefusesArgumentsNamedTwiceOrEmpty(t *testing.T) {
 					t.Errorf("%s: no panic", name)
 				}
 			}()
-			NewRegistry().Register("t.T", args, exec, nil)
+			NewRegistry().Register("t.T", c.args, exec, c.revert)
 		}()
 	}
 }

@@ -510,7 +510,7 @@ func TestEncodedNumbersKeepTheirPrecision(t *testing.T) {
 // Every kind of message the worker writes must pass the schemas.
 func TestMessagesTheWorkerSendsMatchTheSchemas(t *testing.T) {
 	s := loadSchemas(t)
-	panicked := panicFailure("boom", []byte("goroutine 1 [running]:\n..."))
+	panicked := panicFailure(origin{task: "a.B", action: ActionExecute}, "boom", []byte("goroutine 1 [running]:\n..."))
 	messages := map[string]any{
 		"running":           &Response{ID: "r", Worker: "w", Event: EventRunning, SentAt: Now()},
 		"progress":          &Response{ID: "r", Worker: "w", Event: EventProgress, Progress: 0.5, SentAt: Now()},

@@ -81,22 +81,30 @@ const (
 	TypeResponse = "response"
 )
 
-// Exception type names the protocol prescribes for failures a worker makes up.
+// Exception type names of a task's failures, in TaskFlow's spelling, as the
+// Python worker records a Python task's (see taskflowNames).
 var (
 	// GoErrorTypes names a plain Go error returned by a task.
-	GoErrorTypes = []string{"go.error", "builtins.Exception", "builtins.BaseException"}
+	GoErrorTypes = []string{"go.error", "Exception"}
 	// GoPanicTypes names a panic inside a task.
-	GoPanicTypes = []string{"go.panic", "builtins.Exception", "builtins.BaseException"}
+	GoPanicTypes = []string{"go.panic", "Exception"}
+	// TypeErrorTypes names bad task arguments (missing, unexpected, wrong
+	// JSON type), as Python's call would raise.
+	TypeErrorTypes = []string{"TypeError", "Exception"}
+	// InvalidFormatTypes names a result the task returned that cannot be
+	// sent (not JSON, too large), as the Python worker names it.
+	InvalidFormatTypes = []string{"flowkit.exceptions.InvalidFormat", "flowkit.exceptions.TaskFlowException", "Exception"}
+)
+
+// Exception type names the protocol prescribes for failures a worker makes
+// up, in the qualified form both workers write.
+var (
 	// NotFoundTypes names a request for a task the worker does not offer.
 	NotFoundTypes = []string{"flowkit.exceptions.NotFound", "flowkit.exceptions.TaskFlowException", "builtins.Exception", "builtins.BaseException"}
 	// RequestTimeoutTypes names a request delivered more than max_deliveries times.
 	RequestTimeoutTypes = []string{"flowkit.exceptions.RequestTimeout", "flowkit.exceptions.ExecutionFailure", "flowkit.exceptions.TaskFlowException", "builtins.Exception", "builtins.BaseException"}
-	// InvalidFormatTypes names a result that cannot be sent (not JSON, too large).
-	InvalidFormatTypes = []string{"flowkit.exceptions.InvalidFormat", "flowkit.exceptions.TaskFlowException", "builtins.Exception", "builtins.BaseException"}
 	// IncompatibleVersionTypes names a request of a protocol version other than 1.
 	IncompatibleVersionTypes = []string{"flowkit.exceptions.IncompatibleVersion", "flowkit.exceptions.TaskFlowException", "builtins.Exception", "builtins.BaseException"}
-	// TypeErrorTypes names bad task arguments (missing, wrong JSON type), as Python would.
-	TypeErrorTypes = []string{"builtins.TypeError", "builtins.Exception", "builtins.BaseException"}
 )
 
 // RequestsKey is the stream engines add requests for workers of topic to.
@@ -134,9 +142,11 @@ type Failure struct {
 	ExceptionStr string
 	TracebackStr string
 	// ExcTypeNames is the exception's class hierarchy, most derived first.
-	// This worker writes the qualified form, ending with
-	// "builtins.BaseException"; Python's flowkit writes TaskFlow's by default
-	// (built-ins bare, ending with "Exception": ["RuntimeError", "Exception"]).
+	// A task's failure is sent in TaskFlow's spelling, as the Python worker
+	// sends a Python task's (built-ins bare, ending with "Exception":
+	// ["RuntimeError", "Exception"]); the failures a worker makes up itself
+	// (NotFoundTypes...) in the qualified form, ending with
+	// "builtins.BaseException". Records read may hold either.
 	ExcTypeNames []string
 	// ExcArgs are the exception's arguments; they must be JSON values.
 	ExcArgs []any

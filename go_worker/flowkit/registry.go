@@ -57,7 +57,11 @@ type RevertFunc func(call *Call, result any, failure *Failure, flowFailures map[
 
 // TaskError is an error carrying the exception type names (most derived
 // first) a task wants in its failure record, e.g.
-// []string{"myapp.QuotaExceeded", "builtins.Exception", "builtins.BaseException"}.
+// []string{"myapp.QuotaExceeded", "Exception"}. They are recorded in
+// TaskFlow's spelling, as the Python worker records a Python exception's:
+// "builtins.ValueError" as "ValueError", and nothing after "Exception"
+// ("builtins.BaseException" is dropped); a list that ends with no base
+// exception gets "Exception" added.
 type TaskError struct {
 	Types   []string
 	Message string
@@ -68,15 +72,20 @@ type TaskError struct {
 func (e *TaskError) Error() string { return e.Message }
 
 // ArgumentError is a TaskError for a missing or ill-typed argument, named
-// builtins.TypeError as Python would raise.
+// TypeError as Python would raise.
 func ArgumentError(format string, args ...any) *TaskError {
 	return &TaskError{Types: TypeErrorTypes, Message: fmt.Sprintf(format, args...)}
 }
 
 type entry struct {
-	args    signature
-	execute ExecuteFunc
-	revert  RevertFunc
+	executeArgs signature
+	revertArgs  signature
+	execute     ExecuteFunc
+	revert      RevertFunc
+	// Where the functions are, for the tracebacks of their failures
+	// (revertAt nil when there is no revert function).
+	executeAt *taskFunction
+	revertAt  *taskFunction
 }
 
 // Registry maps task names to Go functions. It is safe for concurrent use.
@@ -90,12 +99,14 @@ func NewRegistry() *Registry { return &Registry{tasks: map[string]entry{}} }
 
 // Register serves exec (and revert; nil: a revert that returns null) under
 // name; args are the arguments exec takes (Takes("size"), or an Args with
-// optional ones): a request carrying another argument, or missing a
-// required one, fails with a TypeError before exec runs, as the Python
-// worker's call fails. A revert is handed the arguments its request carries,
-// unchecked, as a Python revert taking **kwargs is. Register panics on an
-// empty name, a nil exec, a name already registered or an argument named
-// twice or with an empty name, which are programming errors.
+// optional ones), and those revert takes (the same unless args.Revert says
+// otherwise): a request carrying another argument, or missing a required
+// one, fails with a TypeError before the function runs, as the Python
+// worker's call fails. Without a revert function, a revert request takes
+// any arguments, as Python's default revert does. Register panics on an
+// empty name, a nil exec, a name already registered, an argument named
+// twice or with an empty name, or an args.Revert without a revert function,
+// which are programming errors.
 func (r *Registry) Register(name string, args Args, exec ExecuteFunc, revert RevertFunc) {
 	if name == "" {
 		panic("flowkit: Register with an empty task name")
@@ -103,13 +114,36 @@ func (r *Registry) Register(name string, args Args, exec ExecuteFunc, revert Rev
 	if exec == nil {
 		panic("flowkit: Register " + name + " with a nil execute function")
 	}
-	sig := newSignature(name, args)
+	executeArgs, revertArgs := newSignatures(name, args, revert != nil)
+	task := entry{executeArgs: executeArgs, revertArgs: revertArgs, execute: exec, revert: revert}
+	executeAt := locate(exec)
+	task.executeAt = &executeAt
+	if revert != nil {
+		revertAt := locate(revert)
+		task.revertAt = &revertAt
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if _, taken := r.tasks[name]; taken {
 		panic("flowkit: task " + name + " registered twice")
 	}
-	r.tasks[name] = entry{sig, exec, revert}
+	r.tasks[name] = task
+}
+
+// origin says where a failure of the request's task arises, for its
+// traceback: the task, its method and the function registered for it.
+func (r *Registry) origin(request *Request) origin {
+	r.mu.RLock()
+	task := r.tasks[request.Task]
+	r.mu.RUnlock()
+	return task.origin(request)
+}
+
+func (e entry) origin(request *Request) origin {
+	if request.Action == ActionRevert {
+		return origin{task: request.Task, action: ActionRevert, function: e.revertAt}
+	}
+	return origin{task: request.Task, action: ActionExecute, function: e.executeAt}
 }
 
 // Names returns the registered task names, sorted.
@@ -142,14 +176,18 @@ func (r *Registry) Run(call *Call, request *Request) (result any, failure *Failu
 	if !ok {
 		return nil, NewFailure("no task named "+request.Task, NotFoundTypes)
 	}
+	from := task.origin(request)
 	defer func() {
 		if value := recover(); value != nil {
 			result = nil
-			failure = panicFailure(value, debug.Stack())
+			failure = panicFailure(from, value, debug.Stack())
 		}
 	}()
 	var err error
 	if request.Action == ActionRevert {
+		if mismatch := task.revertArgs.check(request); mismatch != nil {
+			return nil, withTraceback(FailureFromError(mismatch), from.notCalled)
+		}
 		if task.revert == nil {
 			return nil, nil
 		}
@@ -159,29 +197,41 @@ func (r *Registry) Run(call *Call, request *Request) (result any, failure *Failu
 		}
 		result, err = task.revert(call, executeResult, request.Failure, request.FlowFailures)
 	} else {
-		if mismatch := task.args.check(request); mismatch != nil {
-			return nil, FailureFromError(mismatch)
+		if mismatch := task.executeArgs.check(request); mismatch != nil {
+			return nil, withTraceback(FailureFromError(mismatch), from.notCalled)
 		}
 		result, err = task.execute(call)
 	}
 	if err != nil {
-		return nil, FailureFromError(err)
+		return nil, withTraceback(FailureFromError(err), func() string { return from.returned(err) })
 	}
 	return result, nil
 }
 
+// withTraceback gives f the traceback text made by traceback, unless it has
+// one already (a task's own *Failure may carry the one it was given).
+func withTraceback(f *Failure, traceback func() string) *Failure {
+	if f.TracebackStr == "" {
+		f.TracebackStr = traceback()
+	}
+	return f
+}
+
 // FailureFromError makes the failure record of a task's error: a *TaskError
 // (found with errors.As) gives its own names, message and args; a *Failure is
-// passed on; any other error is named GoErrorTypes.
+// passed on (a copy); any other error is named GoErrorTypes. The type names
+// are written in TaskFlow's spelling, as the Python worker writes a Python
+// task's: a TaskError naming "builtins.ValueError", "builtins.Exception",
+// "builtins.BaseException" is recorded as ["ValueError", "Exception"].
 func FailureFromError(err error) *Failure {
 	var taskErr *TaskError
 	if errors.As(err, &taskErr) {
-		names := taskErr.Types
+		names := taskflowNames(taskErr.Types)
 		if len(names) == 0 {
 			names = GoErrorTypes
 		} else if !baseNames[names[len(names)-1]] {
 			// Every record ends with a base exception name; add the usual tail.
-			names = append(append([]string(nil), names...), "builtins.Exception", "builtins.BaseException")
+			names = append(names, "Exception")
 		}
 		args := taskErr.Args
 		if args == nil {
@@ -191,18 +241,20 @@ func FailureFromError(err error) *Failure {
 	}
 	var record *Failure
 	if errors.As(err, &record) {
-		return record
+		return taskflowRecord(record)
 	}
 	return NewFailure(err.Error(), GoErrorTypes)
 }
 
-func panicFailure(value any, stack []byte) *Failure {
+// panicFailure is the failure record of a panic in the task's function
+// (from), its traceback the goroutine's stack as recovered.
+func panicFailure(from origin, value any, stack []byte) *Failure {
 	message := fmt.Sprint(value)
 	if err, ok := value.(error); ok {
 		message = err.Error()
 	}
 	f := NewFailure(message, GoPanicTypes)
-	f.TracebackStr = string(stack)
+	f.TracebackStr = from.panicked(value, stack)
 	return f
 }
 

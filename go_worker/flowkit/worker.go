@@ -688,7 +688,9 @@ func (w *Worker) perform(ctx context.Context, j *job) {
 			text := fmt.Sprintf("the %s of task %s (atom %s) ended its goroutine (runtime.Goexit) instead of returning",
 				request.Action, logSafe(request.Task), logSafe(request.Name))
 			w.logf(slog.LevelWarn, "worker %s: %s (request %s)", w.id, text, logSafe(request.ID))
-			envelope = w.failureEnvelope(request.ID, NewFailure(text, GoPanicTypes))
+			failure := NewFailure(text, GoPanicTypes)
+			failure.TracebackStr = w.registry.origin(request).frame("ended its goroutine (runtime.Goexit) instead of returning")
+			envelope = w.failureEnvelope(request.ID, failure)
 		}
 		w.finish(j, envelope)
 	}()
@@ -733,6 +735,7 @@ func (w *Worker) perform(ctx context.Context, j *job) {
 		if err != nil {
 			text := fmt.Sprintf("task %s (atom %s) returned a result it cannot send: %v", logSafe(request.Task), logSafe(request.Name), err)
 			failure = NewFailure(text, InvalidFormatTypes)
+			failure.TracebackStr = w.registry.origin(request).frame("returned a result it cannot send")
 		}
 	}
 	if failure != nil {

@@ -545,26 +545,30 @@ func TestExecuteAndRevertRoundTrip(t *testing.T) {
 func TestFailureTypesOfTaskErrorsGoErrorsAndPanics(t *testing.T) {
 	h := newHarness(t)
 	h.start(nil)
+	cannotSend := "returned a result it cannot send\n"
 	cases := []struct {
 		task, message string
 		names         []string
+		// traceback ends with this, after the frame of the task's function ("": none).
+		traceback string
 	}{
-		{tasks.FailName, "no way", tasks.TaskFailedTypes},
-		{"test.Error", "plain error", flowkit.GoErrorTypes},
-		{"test.Panic", "kaboom", flowkit.GoPanicTypes},
-		{"test.NaN", "test.NaN", flowkit.InvalidFormatTypes},
+		{tasks.FailName, "no way", tasks.TaskFailedTypes, "returned *flowkit.TaskError: no way\n"},
+		{"test.Error", "plain error", flowkit.GoErrorTypes, "returned *errors.errorString: plain error\n"},
+		{"test.Panic", "kaboom", flowkit.GoPanicTypes, ""},
+		{"test.NaN", "test.NaN", flowkit.InvalidFormatTypes, cannotSend},
 		// Deeper than the engine may read: answered, not left for it to drop.
-		{"test.Deep", "returned a result it cannot send: message nests arrays and objects deeper than the limit of 512 levels", flowkit.InvalidFormatTypes},
+		{"test.Deep", "returned a result it cannot send: message nests arrays and objects deeper than the limit of 512 levels", flowkit.InvalidFormatTypes, cannotSend},
 		// Text that is not UTF-8 is refused rather than sent changed.
-		{"test.Bytes", "returned a result it cannot send", flowkit.InvalidFormatTypes},
+		{"test.Bytes", "returned a result it cannot send", flowkit.InvalidFormatTypes, cannotSend},
 		// A failure whose message is not UTF-8 (and too long to send whole,
-		// cut in the middle of a character) still gets its gist across.
-		{"test.BadText", "x" + strings.Repeat("é", 499) + "\uFFFD (full failure record not sendable", flowkit.GoErrorTypes},
+		// cut in the middle of a character) still gets its gist across
+		// (without its traceback, as the Python worker's gist).
+		{"test.BadText", "x" + strings.Repeat("é", 499) + "\uFFFD (full failure record not sendable", flowkit.GoErrorTypes, ""},
 		// Not returning at all (as t.FailNow does) is a failure too, not a request left unanswered.
-		{"test.Goexit", "the execute of task test.Goexit (atom atom) ended its goroutine (runtime.Goexit)", flowkit.GoPanicTypes},
+		{"test.Goexit", "the execute of task test.Goexit (atom atom) ended its goroutine (runtime.Goexit)", flowkit.GoPanicTypes, "ended its goroutine (runtime.Goexit) instead of returning\n"},
 		// A result whose MarshalJSON panics (the task's own code, run by the
 		// encoder) was left unanswered, to be run again at every delivery.
-		{"test.PanickyResult", `returned a result it cannot send: message is not JSON-encodable: json: error calling MarshalJSON for type *flowkit.Response: field "result": encoding panicked: lost the connection`, flowkit.InvalidFormatTypes},
+		{"test.PanickyResult", `returned a result it cannot send: message is not JSON-encodable: json: error calling MarshalJSON for type *flowkit.Response: field "result": encoding panicked: lost the connection`, flowkit.InvalidFormatTypes, cannotSend},
 	}
 	for _, c := range cases {
 		request := h.request(c.task, flowkit.ActionExecute, map[string]any{"message": "no way"}, nil)
@@ -573,6 +577,23 @@ func TestFailureTypesOfTaskErrorsGoErrorsAndPanics(t *testing.T) {
 		if final.Event != flowkit.EventFailure || !reflect.DeepEqual(final.Failure.ExcTypeNames, c.names) ||
 			!strings.Contains(final.Failure.ExceptionStr, c.message) {
 			t.Errorf("%s: final = %+v failure = %+v", c.task, final, final.Failure)
+		}
+		traceback := final.Failure.TracebackStr
+		switch {
+		case c.task == "test.BadText":
+			if traceback != "" {
+				t.Errorf("%s: traceback = %q", c.task, traceback)
+			}
+		case c.task == "test.Panic":
+			// The frame, then the stack from the panicking function down (not the worker's recovery).
+			if !strings.HasPrefix(traceback, `  File "`) || !strings.Contains(traceback, "\n    Go task test.Panic, execute, panicked: kaboom\ngoroutine ") ||
+				!strings.Contains(traceback, "worker_test.go:") || strings.Contains(traceback, "runtime/debug.Stack") {
+				t.Errorf("%s: traceback = %q", c.task, traceback)
+			}
+		default:
+			if !strings.HasPrefix(traceback, `  File "`) || !strings.HasSuffix(traceback, "\n    Go task "+c.task+", execute, "+c.traceback) {
+				t.Errorf("%s: traceback = %q", c.task, traceback)
+			}
 		}
 	}
 	// The worker survived the panic.

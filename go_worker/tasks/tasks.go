@@ -26,10 +26,11 @@ const (
 	EchoName         = Prefix + "Echo"
 	TraceParentName  = Prefix + "TraceParent"
 	AnnounceName     = Prefix + "Announce"
+	ReserveName      = Prefix + "Reserve"
 )
 
 // TaskFailedTypes are the exception type names of Fail's failure.
-var TaskFailedTypes = []string{Prefix + "TaskFailed", "builtins.Exception", "builtins.BaseException"}
+var TaskFailedTypes = []string{Prefix + "TaskFailed", "Exception"}
 
 // RegisterAll registers every example task in reg.
 func RegisterAll(reg *flowkit.Registry) {
@@ -40,6 +41,22 @@ func RegisterAll(reg *flowkit.Registry) {
 	reg.Register(EchoName, flowkit.Takes("value"), echo, nil)
 	reg.Register(TraceParentName, flowkit.Takes(), traceParent, nil)
 	reg.Register(AnnounceName, flowkit.Takes("events"), announce, nil)
+	reg.Register(ReserveName, flowkit.Takes("slot"), reserve, release)
+}
+
+// reserve returns the string argument "slot": what its revert releases.
+func reserve(call *flowkit.Call) (any, error) {
+	return call.String("slot")
+}
+
+// release is reserve's revert: it takes the same argument, "slot", and says
+// it released it.
+func release(call *flowkit.Call, _ any, _ *flowkit.Failure, _ map[string]*flowkit.Failure) (any, error) {
+	slot, err := call.String("slot")
+	if err != nil {
+		return nil, err
+	}
+	return "released " + slot, nil
 }
 
 // announce notifies each event named in the list "events", with the names
@@ -141,7 +158,7 @@ func fail(call *flowkit.Call) (any, error) {
 }
 
 // ValueErrorTypes are the exception type names of a Python ValueError.
-var ValueErrorTypes = []string{"builtins.ValueError", "builtins.Exception", "builtins.BaseException"}
+var ValueErrorTypes = []string{"ValueError", "Exception"}
 
 func sleep(call *flowkit.Call) (any, error) {
 	seconds, err := call.Float("seconds")

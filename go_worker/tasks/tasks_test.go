@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -75,7 +76,7 @@ func TestRegisterAllOffersTheContractNames(t *testing.T) {
 	RegisterAll(reg)
 	want := []string{
 		"flowkit_go_tasks.Announce", "flowkit_go_tasks.CountPrimes", "flowkit_go_tasks.Echo", "flowkit_go_tasks.Fail",
-		"flowkit_go_tasks.Sha256Rounds", "flowkit_go_tasks.Sleep", "flowkit_go_tasks.TraceParent",
+		"flowkit_go_tasks.Reserve", "flowkit_go_tasks.Sha256Rounds", "flowkit_go_tasks.Sleep", "flowkit_go_tasks.TraceParent",
 	}
 	if got := reg.Names(); !reflect.DeepEqual(got, want) {
 		t.Fatalf("names = %v", got)
@@ -84,9 +85,14 @@ func TestRegisterAllOffersTheContractNames(t *testing.T) {
 
 func TestFailFailsWithTaskFailedAndTheMessage(t *testing.T) {
 	_, failure := run(t, FailName, map[string]any{"message": "no way"}, nil)
-	want := &flowkit.Failure{ExceptionStr: "no way", ExcTypeNames: TaskFailedTypes, ExcArgs: []any{"no way"}}
-	if !reflect.DeepEqual(failure, want) {
+	want := flowkit.Failure{ExceptionStr: "no way", ExcTypeNames: TaskFailedTypes, ExcArgs: []any{"no way"}}
+	got := *failure
+	got.TracebackStr = ""
+	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("failure = %#v", failure)
+	}
+	if !strings.Contains(failure.TracebackStr, "tasks.go\", line ") || !strings.Contains(failure.TracebackStr, "tasks.fail\n") {
+		t.Fatalf("traceback = %q", failure.TracebackStr)
 	}
 }
 
@@ -159,5 +165,25 @@ func TestAnnounceNotifiesEachEventWithThoseLeftThenReportsProgress(t *testing.T)
 		if failure == nil || !reflect.DeepEqual(failure.ExcTypeNames, flowkit.TypeErrorTypes) {
 			t.Errorf("events=%v: failure = %+v", bad, failure)
 		}
+	}
+}
+
+func TestReserveReturnsItsSlotAndItsRevertReleasesIt(t *testing.T) {
+	if result, failure := run(t, ReserveName, map[string]any{"slot": "s1"}, nil); failure != nil || result != "s1" {
+		t.Fatalf("result=%v failure=%v", result, failure)
+	}
+	reg := flowkit.NewRegistry()
+	RegisterAll(reg)
+	revert := func(arguments map[string]any) (any, *flowkit.Failure) {
+		call := &flowkit.Call{Context: context.Background(), Task: ReserveName, Arguments: arguments}
+		return reg.Run(call, &flowkit.Request{Task: ReserveName, Action: flowkit.ActionRevert, Arguments: arguments, Result: "s1"})
+	}
+	if result, failure := revert(map[string]any{"slot": "s1"}); failure != nil || result != "released s1" {
+		t.Fatalf("revert: result=%v failure=%v", result, failure)
+	}
+	// Its revert takes what its execute takes, as its Python twin's does.
+	want := "Reserve.revert() got an unexpected keyword argument 'extra'"
+	if _, failure := revert(map[string]any{"slot": "s1", "extra": "x"}); failure == nil || failure.ExceptionStr != want {
+		t.Fatalf("revert with extra: failure = %v", failure)
 	}
 }

@@ -3,9 +3,9 @@
 Each class carries the Go task's name in ``worker_task_name``, so a request
 for ``flowkit_go_tasks.Echo`` means the same thing to either worker, and
 behaves the same way: same results, same failure type names and messages,
-same progress reports. None has a revert of its own, as no Go example task
-registers one: a revert of either does nothing, whatever arguments it is
-given. The Python worker serves them when started with
+same progress reports. Only ``Reserve`` has a revert of its own, as only its
+Go twin registers one: the revert of any other does nothing, whatever
+arguments it is given. The Python worker serves them when started with
 ``--tasks tests.workers.behaviour_tasks``; the tests also hand these very
 classes to the worker-based engine as stubs (the engine only reads their
 names and signatures, it never runs them).
@@ -24,6 +24,7 @@ __all__ = [
     "CountPrimes",
     "Echo",
     "Fail",
+    "Reserve",
     "Sha256Rounds",
     "Sleep",
     "TaskFailed",
@@ -114,6 +115,18 @@ class Echo(task.Task):
 
     def execute(self, value: Any) -> Any:
         return value
+
+
+class Reserve(task.Task):
+    """Reserve ``slot`` (a string), returning it; the revert releases it and says so."""
+
+    worker_task_name = f"{GO_TASKS}.Reserve"
+
+    def execute(self, slot: str) -> str:
+        return slot
+
+    def revert(self, slot: str, result: Any, flow_failures: Any) -> str:
+        return f"released {slot}"
 
 
 class TraceParent(task.Task):

@@ -24,6 +24,7 @@ from flowkit import engines, task
 from flowkit import exceptions as exc
 from flowkit import states as st
 from flowkit.patterns import linear_flow, unordered_flow
+from flowkit.report import ExecutionReport
 from flowkit.retry import Times
 from flowkit.types.failure import Failure
 from tests import services
@@ -32,6 +33,7 @@ from tests.workers.behaviour_tasks import (
     CountPrimes,
     Echo,
     Fail,
+    Reserve,
     Sha256Rounds,
     Sleep,
     sha256_rounds,
@@ -57,12 +59,8 @@ from tests.workers.fake_clock import FakeClock
 # Generous: the first Go test also pays for the session's `go build`.
 pytestmark = pytest.mark.timeout(300)
 
-# The Python worker names types as TaskFlow does (Failure's default), the Go worker
-# in the qualified form; engines read both.
-TASK_FAILED_NAMES = {
-    "python": ["flowkit_go_tasks.TaskFailed", "Exception"],
-    "go": ["flowkit_go_tasks.TaskFailed", "builtins.Exception", "builtins.BaseException"],
-}
+# Both workers name a task's exception types as TaskFlow does (Failure's default).
+TASK_FAILED_NAMES = ["flowkit_go_tasks.TaskFailed", "Exception"]
 
 
 class NotOffered(task.Task):
@@ -156,13 +154,73 @@ def test_a_remote_failure_keeps_its_type_names_and_message(
 
     assert raised.value.check("flowkit_go_tasks.TaskFailed")
     failure = _failure_of(engine, "fail")
-    assert list(failure.exception_type_names) == TASK_FAILED_NAMES[worker.kind]
+    assert list(failure.exception_type_names) == TASK_FAILED_NAMES
     assert failure.check(Exception) is Exception
     assert failure.exception_str == "disk 7 is on fire"
     assert list(failure.exception_args) == ["disk 7 is on fire"]
-    assert "disk 7 is on fire" in str(failure)
+    assert str(failure) == "Failure: flowkit_go_tasks.TaskFailed: disk 7 is on fire"
     assert failure.check("flowkit_go_tasks.TaskFailed") == "flowkit_go_tasks.TaskFailed"
     assert engine.storage.get_flow_state() == st.REVERTED
+
+
+#: What each worker's traceback of Fail's failure says: the line that raised (Python); the Go
+#: function registered for the task, the task and the error it returned, outermost first (Go).
+FAIL_TRACEBACKS = {
+    "python": [
+        'tests/workers/behaviour_tasks.py", line ',
+        ", in execute\n",
+        "    raise TaskFailed(message)\n",
+    ],
+    "go": [
+        'go_worker/tasks/tasks.go", line ',
+        ", in github.com/flowkit/flowkit/go_worker/tasks.fail\n",
+        "    Go task flowkit_go_tasks.Fail, execute, returned *flowkit.TaskError: disk 7 is on fire\n",
+    ],
+}
+
+
+def test_a_remote_failure_carries_a_traceback_saying_where_it_failed(
+    worker: WorkerProcess, redis_flushed_url: str
+) -> None:
+    # A Go task's failure had none (only a panic's had its stack): the failure's
+    # traceback_str, the logging listeners and 'flowkit flows show -v' said
+    # "Traceback not available." where a Python task's named the line that raised.
+    flow = linear_flow.Flow("failing").add(Fail(name="fail"))
+    engine = load_engine(flow, redis_flushed_url, worker.topic, store={"message": "disk 7 is on fire"})
+
+    with pytest.raises(exc.WrappedFailure):
+        engine.run()
+
+    failure = _failure_of(engine, "fail")
+    for part in FAIL_TRACEBACKS[worker.kind]:
+        assert part in failure.traceback_str, failure.traceback_str
+    assert failure.traceback_str.startswith('  File "'), failure.traceback_str
+    assert failure.pformat(traceback=True).startswith(
+        "Failure: flowkit_go_tasks.TaskFailed: disk 7 is on fire\nTraceback (most recent call last):\n  File "
+    )
+    report = ExecutionReport.from_engine(engine).to_text(verbose=True)
+    assert "fail execute traceback:\n  " + failure.traceback_str.splitlines()[0] in report
+
+
+def test_a_remote_builtin_error_is_recorded_as_the_python_worker_records_it(
+    worker: WorkerProcess, redis_flushed_url: str
+) -> None:
+    # Python's time.sleep raises ValueError; the Go Sleep fails with the same names.
+    # The Go worker once wrote them qualified (builtins.ValueError, ..., builtins.BaseException):
+    # check() matched, but a listener or report reading the names saw another spelling.
+    flow = linear_flow.Flow("negative").add(Sleep(name="sleep"))
+    engine = load_engine(flow, redis_flushed_url, worker.topic, store={"seconds": -1})
+
+    with pytest.raises(exc.WrappedFailure) as raised:
+        engine.run()
+
+    assert raised.value.check(ValueError) is ValueError
+    failure = _failure_of(engine, "sleep")
+    assert failure.exception_type_names == ("ValueError", "Exception")
+    assert failure.check(ValueError) is ValueError
+    assert failure.check(TypeError) is None
+    assert str(failure) == "Failure: ValueError: sleep length must be non-negative"
+    assert failure.to_dict()["exc_type_names"] == ["ValueError", "Exception"]
 
 
 class EchoTakingMore(task.Task):
@@ -207,7 +265,9 @@ def test_arguments_the_task_does_not_take_fail_it_as_pythons_call_would(
 
     failure = _failure_of(engine, "echo")
     assert failure.check(TypeError) is TypeError
+    assert failure.exception_type_names == ("TypeError", "Exception")
     assert failure.exception_str == message
+    assert failure.traceback_str.startswith('  File "'), failure.traceback_str
     assert list(failure.exception_args) == [message]
     assert events.saw("echo", st.FAILURE)
     assert engine.storage.get_atom_state("echo") == st.REVERTED
@@ -261,6 +321,80 @@ def test_a_task_without_a_revert_of_its_own_reverts_alike_on_both_workers(
     assert engine.storage.get_revert_result("echo") is None
     assert engine.storage.get_flow_state() == st.REVERTED
     assert requests_added(redis_client, worker.topic) == 4
+
+
+class ReserveRevertingWithMore(task.Task):
+    """A stub of Reserve whose revert also names ``extra``, which Reserve's revert never takes."""
+
+    worker_task_name = Reserve.worker_task_name
+
+    def execute(self, slot: str) -> str:
+        return slot
+
+    def revert(self, slot: str, extra: Any, result: Any, flow_failures: Any) -> None:
+        return None
+
+
+class ReserveRevertingWithNothing(task.Task):
+    """A stub of Reserve whose revert names no argument, so Reserve's revert misses its ``slot``."""
+
+    worker_task_name = Reserve.worker_task_name
+
+    def execute(self, slot: str) -> str:
+        return slot
+
+    def revert(self, result: Any, flow_failures: Any) -> None:
+        return None
+
+
+def test_a_revert_of_its_own_runs_on_the_worker_with_its_arguments(
+    worker: WorkerProcess, redis_flushed_url: str
+) -> None:
+    flow = linear_flow.Flow("release").add(Reserve(name="reserve", provides="held"), Fail(name="fail"))
+    engine = load_engine(flow, redis_flushed_url, worker.topic, store={"slot": "s1", "message": "stop"})
+
+    with pytest.raises(exc.WrappedFailure):
+        engine.run()
+
+    assert engine.storage.get_atom_state("reserve") == st.REVERTED
+    assert engine.storage.get_revert_result("reserve") == "released s1"
+    assert engine.storage.get_flow_state() == st.REVERTED
+
+
+@pytest.mark.parametrize(
+    ("stub", "message"),
+    [
+        (ReserveRevertingWithMore, "Reserve.revert() got an unexpected keyword argument 'extra'"),
+        (ReserveRevertingWithNothing, "Reserve.revert() missing 1 required positional argument: 'slot'"),
+    ],
+    ids=["unexpected", "missing"],
+)
+def test_arguments_a_revert_does_not_take_fail_it_as_pythons_call_would(
+    worker: WorkerProcess, redis_flushed_url: str, stub: type[task.Task], message: str
+) -> None:
+    # The Python worker's call of revert(**arguments, result=..., flow_failures=...) raises
+    # TypeError before the revert runs; the Go worker checks the arguments its revert
+    # declares (those of its execute unless said otherwise) and fails it the same way.
+    # It once ran the revert with whatever came, so a revert the Python worker fails
+    # succeeded on Go (or failed only when it read a missing argument).
+    flow = linear_flow.Flow("mismatch").add(stub(name="reserve"), Fail(name="fail"))
+    engine = load_engine(
+        flow, redis_flushed_url, worker.topic, store={"slot": "s1", "extra": 2, "message": "stop"}
+    )
+    events = Events(engine)
+
+    with pytest.raises(exc.WrappedFailure, match=re.escape(message)) as raised:
+        engine.run()
+
+    assert raised.value.check(TypeError) is TypeError
+    failure = engine.storage.get_revert_result("reserve")
+    assert isinstance(failure, Failure), failure
+    assert failure.exception_type_names == ("TypeError", "Exception")
+    assert failure.exception_str == message
+    assert events.saw("reserve", st.REVERT_FAILURE)
+    assert engine.storage.get_atom_state("reserve") == st.REVERT_FAILURE
+    assert engine.storage.get_atom_state("fail") == st.REVERTED
+    assert engine.storage.get_flow_state() == st.FAILURE
 
 
 def test_progress_reported_by_the_worker_reaches_the_atom_notifier(

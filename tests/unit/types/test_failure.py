@@ -220,7 +220,7 @@ def test_flowkits_own_capture_of_any_exception_keeps_taskflows_spelling() -> Non
 
 
 def test_records_of_the_qualified_form_still_load_and_check() -> None:
-    # Records earlier flowkit releases stored, and the Go worker's, use the qualified form.
+    # Records earlier flowkit releases and Go workers stored use the qualified form.
     record = {
         "version": 1,
         "exception_str": "'k'",
