@@ -109,6 +109,8 @@ class TaskFlowException(Exception):
 
     #: True for errors whose message already quotes their cause: ``str()`` then
     #: leaves the cause out instead of saying it twice (it stays ``__cause__``).
+    #: Set on a class whose messages always quote it, or on one error by the code
+    #: that wrote such a message (see ``flowkit.persistence._json.unstorable``).
     _message_quotes_cause = False
 
     def __init__(self, message: str, cause: BaseException | None = None) -> None:

@@ -322,18 +322,20 @@ class Loops:
         return True
 
 
-def unstorable_until(loop: loop_flow.Flow, node: Node, value: Any) -> exc.InvalidFormat:
+def unstorable_until(loop: loop_flow.Flow, node: Node, value: Any, err: BaseException) -> exc.InvalidFormat:
     """The error of a loop whose ``until`` held with a value the run's backend cannot store.
 
     That value is the result of the loop's hidden task (later atoms may read
     it), so it is checked as any result is; the plain message would name only
-    the hidden task, which the user never made. The caller chains the
-    encoder's error, which ``str()`` of the error shows after this message.
+    the hidden task, which the user never made. It quotes the encoder's error
+    ``err``, which the caller chains.
     """
     from flowkit._utils.reprs import short_repr
+    from flowkit.persistence._json import unstorable
 
-    return exc.InvalidFormat(
+    return unstorable(
         f"loop '{loop.name}': its until held, but the value it returned ({type(value).__name__} "
-        f"{short_repr(value)}) cannot be stored as JSON as the result of its hidden task "
-        f"'{node.name}'; return a bool or another JSON value"
+        f"{short_repr(value)}), the result of its hidden task '{node.name}',",
+        err,
+        hint="; return a bool or another JSON value",
     )

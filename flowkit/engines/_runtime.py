@@ -788,10 +788,10 @@ class Runtime:
             if type(scope.flow) in _steering.LOOPS and scope.children[-1] == node.index and what == "result":
                 from flowkit.engines._loops import unstorable_until  # only on this failure (first-load cost)
 
-                raise unstorable_until(scope.flow, node, value) from err
-            raise exc.InvalidFormat(
-                f"{what} of atom '{node.name}' cannot be stored as JSON: {type(err).__name__}: {err}"
-            ) from err
+                raise unstorable_until(scope.flow, node, value, err) from err
+            from flowkit.persistence._json import unstorable  # loaded already by the check
+
+            raise unstorable(f"{what} of atom '{node.name}'", err) from err
 
     # -- scheduler hooks ---------------------------------------------------------------
 

@@ -581,10 +581,11 @@ def test_an_until_value_json_cannot_store_names_the_loop_and_the_run_resumes(tmp
         engine = engines.load(_poll_until(lambda status: Opaque()), backend=backend)
         with pytest.raises(exc.InvalidFormat) as info:
             engine.run()
+        # The encoder's words once, in the message (not again as a cause line below it).
         assert str(info.value) == (
-            "loop 'wait-ready': its until held, but the value it returned (Opaque <Opaque>) cannot be "
-            "stored as JSON as the result of its hidden task 'wait-ready^until'; return a bool or "
-            "another JSON value\n  TypeError: Object of type Opaque is not JSON serializable"
+            "loop 'wait-ready': its until held, but the value it returned (Opaque <Opaque>), the "
+            "result of its hidden task 'wait-ready^until', cannot be stored as JSON: Object of type "
+            "Opaque is not JSON serializable; return a bool or another JSON value"
         )
         assert isinstance(info.value.__cause__, TypeError)
         # What the database holds is whole: the failure recorded, the flow reverted.

@@ -19,6 +19,7 @@ from typing import Any
 from flowkit import exceptions as exc
 from flowkit._utils.records import Record
 from flowkit.persistence import models
+from flowkit.persistence._json import unstorable
 from flowkit.persistence.base import encode_json
 
 __all__ = [
@@ -136,9 +137,7 @@ def atom_row(ad: models.AtomDetail, parent_uuid: str) -> dict[str, Any]:
             "meta": dumps(ad.meta),
         }
     except (TypeError, ValueError, RecursionError) as err:
-        raise exc.StorageFailure(
-            f"cannot store atom {ad.name!r} ({ad.uuid}): its data is not JSON-serializable: {err}"
-        ) from err
+        raise unstorable(f"data of atom {ad.name!r} ({ad.uuid})", err, error=exc.StorageFailure) from err
 
 
 def book_from_row(row: Mapping[Any, Any]) -> models.LogBook:
