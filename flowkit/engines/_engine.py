@@ -22,6 +22,7 @@ from itertools import pairwise
 from types import FunctionType
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from flowkit import _steering
 from flowkit import exceptions as exc
 from flowkit import states as st
 from flowkit._utils.gc_pause import gc_paused
@@ -163,6 +164,26 @@ def may_guard(nodes: Iterable[Node], classes: Iterable[type], options: Mapping[s
             if own is not None and check_switch(node.name, "validate_types", own, "doc/typed.rst"):
                 return True
     return False
+
+
+def _missing(
+    node: Node, missing: set[str], cause: exc.MissingDependencies | None, method: str | None
+) -> exc.MissingDependencies:
+    """The error of one atom whose arguments nothing provides (a loop's ``until``: its loop's)."""
+    if _steering.LOOPS:
+        from flowkit.engines import _loops  # only on this failure (first-load cost)
+
+        loop = _loops.loop_answered_by(node)
+        if loop is not None:
+            return _loops.until_needs(loop, missing, cause)
+    return exc.MissingDependencies(node.atom, missing, cause=cause, method=method)
+
+
+def _at_fault(error: exc.MissingDependencies) -> str:
+    """How a flow's error names one atom at fault: by name, or a loop by its predicate."""
+    if isinstance(error.who, Atom):
+        return f"'{error.atom}'"
+    return f"the until predicate of loop '{error.atom}'"
 
 
 class DispatchingDriver:
@@ -604,7 +625,7 @@ class ActionEngine(Engine):
                     else ("execute" if gaps["execute"] else "revert")
                 )
                 cause = problems[-1] if problems else None
-                problems.append(exc.MissingDependencies(node.atom, missing, cause=cause, method=method))
+                problems.append(_missing(node, missing, cause, method))
                 # TaskFlow's flow-level list names the atoms' arguments, not the symbols.
                 everything.update(
                     p.arg
@@ -620,7 +641,7 @@ class ActionEngine(Engine):
             # by the chain of per-atom errors (each caused by the one before); the
             # atoms at fault are said after TaskFlow's sentence.
             raised = exc.MissingDependencies(self._flow, everything, cause=problems[-1])
-            at_fault = "; ".join(f"'{p.atom}' needs symbols {p.missing}" for p in problems)
+            at_fault = "; ".join(f"{_at_fault(p)} needs symbols {p.missing}" for p in problems)
             raised.args = (f"{raised.message} (atoms: {at_fault})",)
             # flowkit's attributes name the first atom at fault and every missing symbol
             # (missing_requirements keeps TaskFlow's list, the atoms' argument names).
