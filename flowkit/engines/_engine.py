@@ -142,9 +142,9 @@ def may_guard(nodes: Iterable[Node], classes: Iterable[type], options: Mapping[s
 
     Without a cache, a guard validates a result or turns arguments into pydantic
     models. Unless pydantic is imported or ``validate_types=True`` asks for every
-    annotated result, a result is validated only for an atom whose
-    ``validate_types`` is True (an attribute of the atom or its class), and only
-    if its ``execute`` declares a result: a flow of annotated tasks pays one
+    annotated result, a result is validated only for a task whose
+    ``validate_types`` is True (an attribute of the task or its class), and only
+    if its ``execute`` declares a result (a retry's never is): a flow of annotated tasks pays one
     attribute look per atom of such a class, and a flow of plain tasks none.
     """
     if options.get("cache") is not None or options.get("validate_types") is True or "pydantic" in sys.modules:
@@ -157,7 +157,9 @@ def may_guard(nodes: Iterable[Node], classes: Iterable[type], options: Mapping[s
     if not returning:
         return False
     for node in nodes:
-        if type(node.atom) in returning:
+        # A retry is never validated (nor cached): its validate_types means nothing
+        # here, and a class ported from TaskFlow may use the name for its own ends.
+        if type(node.atom) in returning and node.kind != _compiler.RETRY:
             own = getattr(node.atom, "validate_types", None)
             # Checked here too, as typed.validator_for does: read as ``is True``, a
             # "yes" would be ignored without a word in a run with no other guard.
