@@ -671,7 +671,11 @@ class ActionEngine(Engine):
     def _take_run_lock(self) -> None:
         """Take the lock a run holds, or raise: one run at a time per engine."""
         if not self._lock.acquire(blocking=False):
-            raise exc.ExecutionFailure("this engine is already running; wait for it to finish")
+            # TaskFlow's sentence first (services match on it), then which engine.
+            raise exc.ExecutionFailure(
+                "Engine currently locked, please try again later: the engine of flow "
+                f"'{self._storage.flow_name}' is already running; wait for it to finish"
+            )
 
     def _run_held(self, timeout: float | None) -> None:
         """What :meth:`run` does once it holds the run lock."""
