@@ -63,9 +63,7 @@ def unstorable(
         hint: text to end the message with (what to do instead).
         error: the class to make (its constructor takes the message alone).
     """
-    made = error(f"{subject} cannot be stored as JSON: {err}{hint}")
-    made._message_quotes_cause = True
-    return made
+    return exc.quoting_cause(error(f"{subject} cannot be stored as JSON: {err}{hint}"))
 
 
 class Encoded(NamedTuple):
