@@ -315,7 +315,9 @@ class SqlStore(CacheStore):
                 self._watchdog = _Watchdog(timeout)
             _create_table(self._engine)
         except (sa.exc.SQLAlchemyError, ImportError) as err:
-            raise exc.StorageFailure(f"cannot open cache store {mask_url(url)}: {err}") from err
+            raise exc.quoting_cause(
+                exc.StorageFailure(f"cannot open cache store {mask_url(url)}: {err}")
+            ) from err
         self._sql = _Statements.for_dialect(self._engine.dialect)
         self._errors: type[BaseException] = self._engine.dialect.loaded_dbapi.Error
         self._lock = threading.Lock()

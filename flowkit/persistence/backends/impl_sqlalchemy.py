@@ -216,8 +216,9 @@ class SQLAlchemyConnection(base.Connection):
             try:
                 conn = self._conn = backend.engine.connect()
             except sa_exc.SQLAlchemyError as err:
-                raise exc.StorageFailure(
-                    f"cannot connect to database {backend.masked_url}: {describe(err)}"
+                # describe() gives the driver's words without SQLAlchemy's wrapping.
+                raise exc.quoting_cause(
+                    exc.StorageFailure(f"cannot connect to database {backend.masked_url}: {describe(err)}")
                 ) from err
             self._writes_alone = backend.writes_alone()
         return conn

@@ -1,0 +1,106 @@
+"""An error that quotes the exception it was raised from says that exception's words once.
+
+``str()`` of a flowkit error is TaskFlow's: the message, then each chained
+cause on a line of its own. Errors whose message already quotes the cause
+(``f"...: {err}"``) said it twice; they are now marked as quoting it
+(:func:`flowkit.exceptions.quoting_cause`), so ``str()`` says it once, in the
+message, and the cause stays chained for tracebacks. These are the ones a
+user meets without any server: a malformed persistence or database URL, a
+database file that cannot be opened, a cache location that cannot be used, a
+task module that cannot be imported, a spec file that is not text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from flowkit import exceptions as exc
+from flowkit.cache import open_store
+from flowkit.declarative import load_flow
+from flowkit.engines.worker_based._task_registry import load_tasks
+from flowkit.persistence import backends
+
+
+def _connect(url: str, **conf: object) -> None:
+    backend = backends.fetch({"connection": url, **conf})
+    try:
+        backend.get_connection().upgrade()
+    finally:
+        backend.close()
+
+
+def _blocked(tmp_path: Path) -> Path:
+    """A path under a plain file: no directory or database can be made there."""
+    (tmp_path / "file").write_text("", encoding="utf-8")
+    return tmp_path / "file" / "under"
+
+
+def _not_text(tmp_path: Path) -> Path:
+    spec = tmp_path / "flow.json"
+    spec.write_bytes(b'{"name": "\xff"}')
+    return spec
+
+
+#: name -> (what raises, given a temporary directory; the start of its message; the
+#: cause's words as the message quotes them, when not the first line of its str())
+CASES: dict[str, tuple[Callable[[Path], object], str, str | None]] = {
+    "persistence URL": (
+        lambda tmp: backends.fetch({"connection": "zookeeper://host:notaport/x"}),
+        "malformed persistence URL 'zookeeper://host:notaport/x': ",
+        None,
+    ),
+    "database URL": (
+        lambda tmp: _connect("postgresql://user@host:port/x"),
+        "malformed database URL 'postgresql://user@host:port/x': ",
+        None,
+    ),
+    "database file": (
+        lambda tmp: _connect(f"sqlite:///{_blocked(tmp)}.db"),
+        "cannot connect to database sqlite:///",
+        "unable to open database file",  # the driver's words, without SQLAlchemy's wrapping
+    ),
+    "database driver": (
+        lambda tmp: _connect(f"sqlite+:///{tmp}/runs.db"),
+        "cannot use sqlite+:///",
+        None,
+    ),
+    "database options": (
+        lambda tmp: _connect(f"sqlite:///{tmp}/runs.db", engine_args={"bogus_arg": 1}),
+        "bad database options for sqlite:///",
+        None,
+    ),
+    "cache directory": (
+        lambda tmp: open_store(f"dir://{_blocked(tmp)}"),
+        "cannot use cache directory ",
+        None,
+    ),
+    "cache database": (
+        lambda tmp: open_store(f"sqlite:///{_blocked(tmp)}.db"),
+        "cannot open cache store sqlite:///",
+        None,
+    ),
+    "task module": (
+        lambda tmp: load_tasks(["flowkit_test_no_such_tasks_zz"]),
+        "cannot import task module 'flowkit_test_no_such_tasks_zz': ",
+        None,
+    ),
+    "spec file": (lambda tmp: load_flow(str(_not_text(tmp))), "", None),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_an_error_quoting_its_cause_says_it_once(case: str, tmp_path: Path) -> None:
+    raises, start, quoted = CASES[case]
+    with pytest.raises(exc.TaskFlowException) as raised:
+        raises(tmp_path)
+    error = raised.value
+    cause = error.__cause__
+    assert cause is not None, "the cause stays chained"
+    said = str(error)
+    words = quoted or str(cause).splitlines()[0]
+    assert said.startswith(start), said
+    assert words in error.message
+    assert said.count(words) == 1, said
