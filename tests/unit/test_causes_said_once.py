@@ -6,28 +6,54 @@ cause on a line of its own. Errors whose message already quotes the cause
 (:func:`flowkit.exceptions.quoting_cause`), so ``str()`` says it once, in the
 message, and the cause stays chained for tracebacks. These are the ones a
 user meets without any server: a malformed persistence or database URL, a
-database file that cannot be opened, a cache location that cannot be used, a
-task module that cannot be imported, a spec file that is not text.
+database file that cannot be opened or holds a damaged record, a cache
+location that cannot be used, a task module that cannot be imported, a spec
+file that is not text.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from flowkit import exceptions as exc
 from flowkit.cache import open_store
 from flowkit.declarative import load_flow
 from flowkit.engines.worker_based._task_registry import load_tasks
-from flowkit.persistence import backends
+from flowkit.persistence import backends, models
+from flowkit.persistence.backends.sqlalchemy.tables import atomdetails
 
 
 def _connect(url: str, **conf: object) -> None:
     backend = backends.fetch({"connection": url, **conf})
     try:
         backend.get_connection().upgrade()
+    finally:
+        backend.close()
+
+
+def _read_damaged(tmp_path: Path, column: str, value: str) -> None:
+    """Save a logbook of one atom to SQLite, set the atom's ``column`` to ``value``, read it back."""
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    backend = backends.fetch({"connection": url})
+    try:
+        with contextlib.closing(backend.get_connection()) as conn:
+            conn.upgrade()
+            book = models.LogBook("book", "book-1")
+            flow_detail = models.FlowDetail("flow", "flow-1")
+            book.add(flow_detail)
+            flow_detail.add(models.TaskDetail("opaque", "atom-1"))
+            conn.save_logbook(book)
+        damage = sa.create_engine(url)
+        with damage.begin() as db:
+            db.execute(sa.update(atomdetails).values({column: value}))
+        damage.dispose()
+        with contextlib.closing(backend.get_connection()) as conn:
+            conn.get_logbook("book-1")
     finally:
         backend.close()
 
@@ -70,6 +96,21 @@ CASES: dict[str, tuple[Callable[[Path], object], str, str | None]] = {
     "database options": (
         lambda tmp: _connect(f"sqlite:///{tmp}/runs.db", engine_args={"bogus_arg": 1}),
         "bad database options for sqlite:///",
+        None,
+    ),
+    "damaged JSON": (
+        lambda tmp: _read_damaged(tmp, "results", "{not json"),
+        "column 'results' of atom detail 'opaque' (atom-1) holds invalid JSON (",
+        None,
+    ),
+    "damaged atom type": (
+        lambda tmp: _read_damaged(tmp, "atom_type", "BOGUS"),
+        "atom detail 'opaque' (atom-1): Unknown atom type 'BOGUS'",
+        None,
+    ),
+    "damaged failure": (
+        lambda tmp: _read_damaged(tmp, "failure", "[1]"),
+        "atom detail 'opaque' (atom-1) cannot be read back (Invalid dict version of failure object",
         None,
     ),
     "cache directory": (
