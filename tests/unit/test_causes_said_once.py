@@ -14,17 +14,21 @@ file that is not text.
 from __future__ import annotations
 
 import contextlib
+import socket
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
+from flowkit import engines, task
 from flowkit import exceptions as exc
 from flowkit.cache import open_store
 from flowkit.declarative import load_flow
 from flowkit.engines.worker_based._task_registry import load_tasks
+from flowkit.jobs import backends as jobboards
 from flowkit.persistence import backends, models
+from flowkit.persistence.backends.sqlalchemy.from_taskflow import import_taskflow
 from flowkit.persistence.backends.sqlalchemy.tables import atomdetails
 
 
@@ -58,10 +62,34 @@ def _read_damaged(tmp_path: Path, column: str, value: str) -> None:
         backend.close()
 
 
+def _closed_port() -> int:
+    """A local port nothing listens on (bound, then let go): connecting is refused at once."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+class _Nothing(task.Task):
+    def execute(self) -> None:
+        pass
+
+
+def _run_on_workers(url: str) -> None:
+    engines.load(_Nothing("nothing"), engine="worker-based", url=url, topics=["t"]).run()
+
+
 def _blocked(tmp_path: Path) -> Path:
     """A path under a plain file: no directory or database can be made there."""
     (tmp_path / "file").write_text("", encoding="utf-8")
     return tmp_path / "file" / "under"
+
+
+def _garbage(tmp_path: Path) -> Path:
+    """A file that is no SQLite database."""
+    path = tmp_path / "garbage.db"
+    path.write_text("not a database " * 100, encoding="utf-8")
+    return path
 
 
 def _not_text(tmp_path: Path) -> Path:
@@ -111,6 +139,38 @@ CASES: dict[str, tuple[Callable[[Path], object], str, str | None]] = {
     "damaged failure": (
         lambda tmp: _read_damaged(tmp, "failure", "[1]"),
         "atom detail 'opaque' (atom-1) cannot be read back (Invalid dict version of failure object",
+        None,
+    ),
+    "TaskFlow database": (
+        lambda tmp: import_taskflow("nosuchdialect://host/db", f"sqlite:///{tmp}/runs.db"),
+        "cannot open TaskFlow database nosuchdialect://host/db: ",
+        None,
+    ),
+    "TaskFlow database file": (
+        lambda tmp: import_taskflow(f"sqlite:///{_garbage(tmp)}", f"sqlite:///{tmp}/runs.db"),
+        "cannot read TaskFlow database sqlite:///",
+        "file is not a database",  # the driver's words, without SQLAlchemy's wrapping
+    ),
+    "Redis cache option": (
+        lambda tmp: open_store(f"redis://127.0.0.1:{_closed_port()}/0?socket_timeout=soon"),
+        "cache store redis://127.0.0.1:",
+        None,
+    ),
+    "Redis cache unreachable": (
+        lambda tmp: open_store(f"redis://127.0.0.1:{_closed_port()}/0"),
+        "cannot reach cache store redis://127.0.0.1:",
+        None,
+    ),
+    "Redis jobboard option": (
+        lambda tmp: jobboards.fetch(
+            "board", {"board": "redis", "url": f"redis://127.0.0.1:{_closed_port()}/0?socket_timeout=soon"}
+        ).connect(),
+        "malformed Redis jobboard configuration for redis://127.0.0.1:",
+        None,
+    ),
+    "Redis of the worker-based engine": (
+        lambda tmp: _run_on_workers(f"redis://127.0.0.1:{_closed_port()}/0"),
+        "the worker-based engine cannot reach Redis at redis://127.0.0.1:",
         None,
     ),
     "cache directory": (

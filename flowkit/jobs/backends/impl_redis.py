@@ -583,7 +583,9 @@ class RedisJobBoard(ListingJobBoard):
                 return redis.Redis.from_url(str(url), **options)
             return redis.Redis(**options)
         except (ValueError, TypeError) as err:
-            raise exc.JobFailure(f"malformed Redis jobboard configuration for {self.where}: {err}") from err
+            raise exc.quoting_cause(
+                exc.JobFailure(f"malformed Redis jobboard configuration for {self.where}: {err}")
+            ) from err
 
     @property
     def connected(self) -> bool:

@@ -155,7 +155,9 @@ def _snapshot(url: URL, masked: str) -> Iterator[sa.Connection]:
         else:
             engine = sa.create_engine(url, poolclass=sa.NullPool)
     except (ImportError, sa_exc.NoSuchModuleError, sa_exc.ArgumentError) as err:
-        raise exc.StorageFailure(f"cannot open TaskFlow database {masked}: {describe(err)}") from err
+        raise exc.quoting_cause(
+            exc.StorageFailure(f"cannot open TaskFlow database {masked}: {describe(err)}")
+        ) from err
     try:
         with engine.connect() as conn:
             if url.get_backend_name() == "sqlite":
@@ -172,7 +174,9 @@ def _snapshot(url: URL, masked: str) -> Iterator[sa.Connection]:
                 with reader.begin():
                     yield reader
     except sa_exc.SQLAlchemyError as err:
-        raise exc.StorageFailure(f"cannot read TaskFlow database {masked}: {describe(err)}") from err
+        raise exc.quoting_cause(
+            exc.StorageFailure(f"cannot read TaskFlow database {masked}: {describe(err)}")
+        ) from err
     finally:
         engine.dispose()
 
