@@ -231,8 +231,10 @@ class _Decoder:
         try:
             return json.loads(value)
         except (TypeError, ValueError) as err:
-            raise exc.StorageFailure(
-                f"cannot import from {self._masked}: column {column!r} of {where} is not JSON ({err})"
+            raise exc.quoting_cause(
+                exc.StorageFailure(
+                    f"cannot import from {self._masked}: column {column!r} of {where} is not JSON ({err})"
+                )
             ) from err
 
 
@@ -251,7 +253,7 @@ def _atom(row: Mapping[Any, Any], decoder: _Decoder, masked: str) -> models.Atom
     try:
         cls = models.atom_detail_class(str(kind))
     except TypeError as err:
-        raise exc.StorageFailure(f"cannot import {where} from {masked}: {err}") from err
+        raise exc.quoting_cause(exc.StorageFailure(f"cannot import {where} from {masked}: {err}")) from err
     data = {column: decoder.json(row, column, where) for column in _ATOM_JSON}
     try:
         return cls.from_dict(
@@ -265,7 +267,7 @@ def _atom(row: Mapping[Any, Any], decoder: _Decoder, masked: str) -> models.Atom
             }
         )
     except (exc.InvalidFormat, TypeError, ValueError, KeyError) as err:
-        raise exc.StorageFailure(f"cannot import {where} from {masked}: {err}") from err
+        raise exc.quoting_cause(exc.StorageFailure(f"cannot import {where} from {masked}: {err}")) from err
 
 
 @dataclass(slots=True)
