@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
@@ -58,6 +59,24 @@ def _read_damaged(tmp_path: Path, column: str, value: str) -> None:
         damage.dispose()
         with contextlib.closing(backend.get_connection()) as conn:
             conn.get_logbook("book-1")
+    finally:
+        backend.close()
+
+
+def _write_while_locked(tmp_path: Path) -> None:
+    """Save a logbook to SQLite while another connection holds the file's write lock."""
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    backend = backends.fetch({"connection": url, "max_retries": 0, "sqlite_busy_timeout": 0.05})
+    try:
+        with contextlib.closing(backend.get_connection()) as conn:
+            conn.upgrade()
+        holder = sqlite3.connect(tmp_path / "runs.db", isolation_level=None)
+        try:
+            holder.execute("BEGIN EXCLUSIVE")
+            with contextlib.closing(backend.get_connection()) as conn:
+                conn.save_logbook(models.LogBook("book", "book-1"))
+        finally:
+            holder.close()
     finally:
         backend.close()
 
@@ -125,6 +144,11 @@ CASES: dict[str, tuple[Callable[[Path], object], str, str | None]] = {
         lambda tmp: _connect(f"sqlite:///{tmp}/runs.db", engine_args={"bogus_arg": 1}),
         "bad database options for sqlite:///",
         None,
+    ),
+    "database locked": (
+        _write_while_locked,
+        "saving logbook 'book-1' failed on sqlite:///",
+        "database is locked",  # the driver's words, without SQLAlchemy's wrapping
     ),
     "damaged JSON": (
         lambda tmp: _read_damaged(tmp, "results", "{not json"),
