@@ -103,7 +103,9 @@ class RedisStore(CacheStore):
         try:
             return work()
         except self._errors as err:
-            raise exc.StorageFailure(f"cache store {mask_url(self.url)}: cannot {what}: {err}") from err
+            raise exc.quoting_cause(
+                exc.StorageFailure(f"cache store {mask_url(self.url)}: cannot {what}: {err}")
+            ) from err
 
     def _get(self, key: str, now: float) -> str | None:
         found = self._run("read an entry", lambda: self._client.get(PREFIX + key))

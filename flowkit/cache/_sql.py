@@ -378,7 +378,10 @@ class SqlStore(CacheStore):
         return f"{self.timeout:g} s (the store URL's ?timeout=)"
 
     def _failure(self, what: str, err: BaseException | str) -> exc.StorageFailure:
-        return exc.StorageFailure(f"cache store {mask_url(self.url)}: cannot {what}: {err}")
+        """The error of a call that failed with ``err``, which it quotes (the caller chains an exception)."""
+        return exc.quoting_cause(
+            exc.StorageFailure(f"cache store {mask_url(self.url)}: cannot {what}: {err}")
+        )
 
     def _attempt(self, work: Any, bounded: bool) -> Any:
         """One try of :meth:`_run` (lock held): open a connection if none is kept, run, commit.

@@ -133,7 +133,9 @@ def loads(raw: str | bytes, location: str) -> Posting:
     try:
         data = json.loads(raw)
     except (TypeError, ValueError, UnicodeDecodeError) as err:
-        raise MalformedJob(f"job document at {location} is not JSON: {err}", location=location) from err
+        raise exc.quoting_cause(
+            MalformedJob(f"job document at {location} is not JSON: {err}", location=location)
+        ) from err
     if not isinstance(data, dict):
         raise MalformedJob(f"job document at {location} is not a JSON object", location=location)
     uuid = _field(data, "uuid", str, location)
@@ -151,7 +153,9 @@ def loads(raw: str | bytes, location: str) -> Posting:
         priority = JobPriority.convert(data.get("priority", "NORMAL"))
         created_on = datetime.fromisoformat(_field(data, "created_on", str, location))
     except ValueError as err:
-        raise MalformedJob(f"job document at {location}: {err}", location=location) from err
+        raise exc.quoting_cause(
+            MalformedJob(f"job document at {location}: {err}", location=location)
+        ) from err
     return Posting(
         uuid=uuid,
         name=name,

@@ -27,6 +27,7 @@ from flowkit import exceptions as exc
 from flowkit.cache import open_store
 from flowkit.declarative import load_flow
 from flowkit.engines.worker_based._task_registry import load_tasks
+from flowkit.jobs import _posting
 from flowkit.jobs import backends as jobboards
 from flowkit.persistence import backends, models
 from flowkit.persistence.backends.sqlalchemy.from_taskflow import import_taskflow
@@ -79,6 +80,18 @@ def _write_while_locked(tmp_path: Path) -> None:
             holder.close()
     finally:
         backend.close()
+
+
+def _cache_write_while_locked(tmp_path: Path) -> None:
+    """Write to a SQLite cache store while another connection holds the file's write lock."""
+    store = open_store(f"sqlite:///{tmp_path / 'cache.db'}?timeout=0.05")
+    store.put("made", "1")
+    holder = sqlite3.connect(tmp_path / "cache.db", isolation_level=None)
+    try:
+        holder.execute("BEGIN EXCLUSIVE")
+        store.put("later", "2")
+    finally:
+        holder.close()
 
 
 def _closed_port() -> int:
@@ -150,6 +163,11 @@ CASES: dict[str, tuple[Callable[[Path], object], str, str | None]] = {
         "saving logbook 'book-1' failed on sqlite:///",
         "database is locked",  # the driver's words, without SQLAlchemy's wrapping
     ),
+    "cache database locked": (
+        _cache_write_while_locked,
+        "cache store sqlite:///",
+        None,
+    ),
     "damaged JSON": (
         lambda tmp: _read_damaged(tmp, "results", "{not json"),
         "column 'results' of atom detail 'opaque' (atom-1) holds invalid JSON (",
@@ -195,6 +213,18 @@ CASES: dict[str, tuple[Callable[[Path], object], str, str | None]] = {
     "Redis of the worker-based engine": (
         lambda tmp: _run_on_workers(f"redis://127.0.0.1:{_closed_port()}/0"),
         "the worker-based engine cannot reach Redis at redis://127.0.0.1:",
+        None,
+    ),
+    "job document not JSON": (
+        lambda tmp: _posting.loads("{not json", "redis://127.0.0.1:6379/0 jobs/1"),
+        "job document at redis://127.0.0.1:6379/0 jobs/1 is not JSON: ",
+        None,
+    ),
+    "job document time": (
+        lambda tmp: _posting.loads(
+            '{"uuid": "u", "name": "n", "sequence": 1, "created_on": "yesterday"}', "redis://h/0 jobs/1"
+        ),
+        "job document at redis://h/0 jobs/1: ",
         None,
     ),
     "cache directory": (
