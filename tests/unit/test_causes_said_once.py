@@ -227,6 +227,13 @@ CASES: dict[str, tuple[Callable[[Path], object], str, str | None]] = {
         "job document at redis://h/0 jobs/1: ",
         None,
     ),
+    "ZooKeeper unreachable": (
+        lambda tmp: backends.fetch(
+            {"connection": f"zookeeper://127.0.0.1:{_closed_port()}/flows", "timeout": 0.5}
+        ).get_connection(),
+        "cannot connect to ZooKeeper at zookeeper://127.0.0.1:",
+        None,
+    ),
     "cache directory": (
         lambda tmp: open_store(f"dir://{_blocked(tmp)}"),
         "cannot use cache directory ",
