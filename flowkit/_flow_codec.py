@@ -149,7 +149,9 @@ def rebuild(description: dict[str, Any], *, imported_only: bool = False) -> Flow
     try:
         return _rebuild(description, imported_only)
     except (KeyError, TypeError, ValueError, ImportError, AttributeError) as err:
-        raise exc.InvalidFormat(f"a stored sub-flow description cannot be rebuilt: {err}") from err
+        raise exc.quoting_cause(
+            exc.InvalidFormat(f"a stored sub-flow description cannot be rebuilt: {type(err).__name__}: {err}")
+        ) from err
 
 
 def _rebuild(description: dict[str, Any], imported_only: bool) -> Flow:

@@ -350,10 +350,10 @@ class RunState:
         try:
             self.check_storable(value)
         except (TypeError, ValueError, RecursionError) as err:
+            from flowkit.persistence._json import unstorable  # loaded already by the check
+
             into = f"flow '{self.flow_name}'" if atom is None else f"atom '{atom}'"
-            raise exc.InvalidFormat(
-                f"value injected as '{name}' into {into} cannot be stored as JSON: {err}"
-            ) from err
+            raise unstorable(f"value injected as '{name}' into {into}", err) from err
 
     def append_retry_result(self, retry_name: str, result: Any) -> None:
         self.history.setdefault(retry_name, []).append((result, {}))

@@ -135,9 +135,8 @@ class Subflow:
                     if sender is not None
                     else ""
                 )
-                raise exc.InvalidFormat(
-                    f"{prefix}sub-flow factory '{factory}' cannot be imported: {err}{hint}"
-                ) from err
+                # import_path's words start with the name ("'pkg.make' cannot be imported ...").
+                raise exc.quoting_cause(exc.InvalidFormat(f"{prefix}sub-flow factory {err}{hint}")) from err
             marked = isinstance(make, types.FunctionType | types.MethodType)
             if sender is not None and not (marked and getattr(make, _SPAWNABLE, False) is True):
                 raise exc.InvalidFormat(
@@ -153,8 +152,11 @@ class Subflow:
         except exc.InvalidFormat as err:
             if sender is None:
                 raise
-            raise exc.InvalidFormat(
-                f"{prefix}its description cannot be built: {err.__cause__ or err}"
+            reason = err.__cause__ or err
+            raise exc.quoting_cause(
+                exc.InvalidFormat(
+                    f"{prefix}its description cannot be built: {type(reason).__name__}: {reason}"
+                )
             ) from err
 
 

@@ -51,7 +51,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from flowkit.types.failure import Failure
@@ -109,6 +109,8 @@ class TaskFlowException(Exception):
 
     #: True for errors whose message already quotes their cause: ``str()`` then
     #: leaves the cause out instead of saying it twice (it stays ``__cause__``).
+    #: Set on a class whose messages always quote it, or on one error by
+    #: :func:`quoting_cause`.
     _message_quotes_cause = False
 
     def __init__(self, message: str, cause: BaseException | None = None) -> None:
@@ -154,6 +156,21 @@ class TaskFlowException(Exception):
 
 FlowkitError = TaskFlowException
 """flowkit's own name for the root error; identical to :class:`TaskFlowException`."""
+
+_Error = TypeVar("_Error", bound=TaskFlowException)
+
+
+def quoting_cause(error: _Error) -> _Error:
+    """Return ``error``, marked as quoting its cause's words in its own message.
+
+    For flowkit's code that raises ``error`` from the exception it quotes
+    (``raise quoting_cause(InvalidFormat(f"...: {err}")) from err``): ``str()``
+    then says those words once, in the message, rather than again on the line
+    TaskFlow's format adds for each cause. The cause stays chained, for
+    tracebacks and ``.cause``. Not part of the public API.
+    """
+    error._message_quotes_cause = True
+    return error
 
 
 def raise_with_cause(exc_cls: type[TaskFlowException], message: str, *args: Any, **kwargs: Any) -> None:

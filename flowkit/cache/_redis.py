@@ -84,9 +84,13 @@ class RedisStore(CacheStore):
             )
             self._client.ping()
         except (ValueError, TypeError) as err:
-            raise exc.StorageFailure(f"cache store {mask_url(url)}: bad option in the URL: {err}") from err
+            raise exc.quoting_cause(
+                exc.StorageFailure(f"cache store {mask_url(url)}: bad option in the URL: {err}")
+            ) from err
         except redis.RedisError as err:
-            raise exc.StorageFailure(f"cannot reach cache store {mask_url(url)}: {err}") from err
+            raise exc.quoting_cause(
+                exc.StorageFailure(f"cannot reach cache store {mask_url(url)}: {err}")
+            ) from err
         self._purge_script: Any = self._client.register_script(_PURGE)
 
     def _run(self, what: str, work: Callable[[], _T]) -> _T:
@@ -99,7 +103,9 @@ class RedisStore(CacheStore):
         try:
             return work()
         except self._errors as err:
-            raise exc.StorageFailure(f"cache store {mask_url(self.url)}: cannot {what}: {err}") from err
+            raise exc.quoting_cause(
+                exc.StorageFailure(f"cache store {mask_url(self.url)}: cannot {what}: {err}")
+            ) from err
 
     def _get(self, key: str, now: float) -> str | None:
         found = self._run("read an entry", lambda: self._client.get(PREFIX + key))

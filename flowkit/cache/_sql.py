@@ -315,7 +315,9 @@ class SqlStore(CacheStore):
                 self._watchdog = _Watchdog(timeout)
             _create_table(self._engine)
         except (sa.exc.SQLAlchemyError, ImportError) as err:
-            raise exc.StorageFailure(f"cannot open cache store {mask_url(url)}: {err}") from err
+            raise exc.quoting_cause(
+                exc.StorageFailure(f"cannot open cache store {mask_url(url)}: {err}")
+            ) from err
         self._sql = _Statements.for_dialect(self._engine.dialect)
         self._errors: type[BaseException] = self._engine.dialect.loaded_dbapi.Error
         self._lock = threading.Lock()
@@ -376,7 +378,10 @@ class SqlStore(CacheStore):
         return f"{self.timeout:g} s (the store URL's ?timeout=)"
 
     def _failure(self, what: str, err: BaseException | str) -> exc.StorageFailure:
-        return exc.StorageFailure(f"cache store {mask_url(self.url)}: cannot {what}: {err}")
+        """The error of a call that failed with ``err``, which it quotes (the caller chains an exception)."""
+        return exc.quoting_cause(
+            exc.StorageFailure(f"cache store {mask_url(self.url)}: cannot {what}: {err}")
+        )
 
     def _attempt(self, work: Any, bounded: bool) -> Any:
         """One try of :meth:`_run` (lock held): open a connection if none is kept, run, commit.

@@ -244,7 +244,9 @@ class DirStore(CacheStore):
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as err:
-            raise exc.StorageFailure(f"cannot use cache directory {self.path}: {err}") from err
+            raise exc.quoting_cause(
+                exc.StorageFailure(f"cannot use cache directory {self.path}: {err}")
+            ) from err
         #: Entries in the directory as this process last counted them, plus the
         #: new keys it wrote since (None: not counted yet); see :meth:`_bound`.
         self._estimate: int | None = None

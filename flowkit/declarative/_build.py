@@ -395,7 +395,7 @@ def _parse_retry(source: Source, parsed: _Parsed, parameters: set[str], flow: st
             try:
                 ref = _refs.parse_value(values)
             except _refs.RefSyntaxError as err:
-                raise source.error(str(err), task=flow, key="retry.values") from err
+                raise exc.quoting_cause(source.error(str(err), task=flow, key="retry.values")) from err
             if not isinstance(ref, _refs.Ref) or ref.path:
                 raise source.error(
                     "a parameterized_for_each retry's 'values' must be a whole reference ${name} "
@@ -686,10 +686,12 @@ def _assemble(
             flow.add(items[child])
         except exc.DependencyFailure as err:
             where = f"sub-flow {key!r}" if key is not None else "the spec's graph flow"
-            raise source.error(
-                f"item {child!r} cannot be placed in {where}: {err} (a sub-flow both reads from and "
-                "feeds another item of its graph flow; move the tasks so data flows one way)",
-                task=child,
+            raise exc.quoting_cause(
+                source.error(
+                    f"item {child!r} cannot be placed in {where}: {err} (a sub-flow both reads from and "
+                    "feeds another item of its graph flow; move the tasks so data flows one way)",
+                    task=child,
+                )
             ) from err
     for child in children:
         owner: _Task | _SubFlow = parsed.flows[child] if child in parsed.flows else _task(parsed, child)
@@ -752,9 +754,9 @@ def _parse_task(source: Source, key: str, body: Any, allowed: FactoryNames | Non
     try:
         target = resolve_task(path, allowed)
     except UnknownTask as err:
-        raise source.error(f"unknown task: {err}", task=key, key="task") from err
+        raise exc.quoting_cause(source.error(f"unknown task: {err}", task=key, key="task")) from err
     except TaskNotAllowed as err:
-        raise source.error(str(err), task=key, key="task") from err
+        raise exc.quoting_cause(source.error(str(err), task=key, key="task")) from err
     raw_inputs = body.get("inputs", {})
     if not isinstance(raw_inputs, Mapping):
         raise source.error("'inputs' must be a mapping of argument -> value", task=key, key="inputs")
@@ -763,7 +765,7 @@ def _parse_task(source: Source, key: str, body: Any, allowed: FactoryNames | Non
         try:
             inputs[str(arg)] = _refs.parse_value(value)
         except _refs.RefSyntaxError as err:
-            raise source.error(str(err), task=key, key=f"inputs.{arg}") from err
+            raise exc.quoting_cause(source.error(str(err), task=key, key=f"inputs.{arg}")) from err
     after, deciders = _parse_after(source, key, body.get("after", []), allowed)
     spec = _Task(
         key=key,
@@ -814,7 +816,9 @@ def _fold_bindings(source: Source, spec: _Task, body: Mapping[str, Any]) -> None
     try:
         probe = _factory(spec)()
     except (TypeError, ValueError) as err:
-        raise source.error(f"cannot make task {spec.path}: {err}", task=key, key="task") from err
+        raise exc.quoting_cause(
+            source.error(f"cannot make task {spec.path}: {err}", task=key, key="task")
+        ) from err
     shape = reflection.inspect_callable(probe._arg_sources()[0])
     bound: dict[str, tuple[str, str]] = {}  # argument -> (symbol, where it was given)
 
@@ -925,14 +929,16 @@ def _parse_after(
         try:
             decider = resolve_task(path, allowed)
         except (UnknownTask, TaskNotAllowed) as err:
-            raise source.error(f"decider: {err}", task=key, key="after") from err
+            raise exc.quoting_cause(source.error(f"decider: {err}", task=key, key="after")) from err
         if isinstance(decider, type):
             raise source.error(f"decider {path!r} is a class, not a function", task=key, key="after")
         try:
             inspect.signature(decider).bind(history={})
         except TypeError as err:  # else it failed at run time, once the items before it had run
-            raise source.error(
-                f"decider {path!r} cannot be called as decider(history=...): {err}", task=key, key="after"
+            raise exc.quoting_cause(
+                source.error(
+                    f"decider {path!r} cannot be called as decider(history=...): {err}", task=key, key="after"
+                )
             ) from err
         except ValueError:  # no signature to read (some builtins): left to the run
             pass
@@ -1209,7 +1215,9 @@ def _make_atom(
         make = _factory(spec)
         probe = make()
     except (TypeError, ValueError) as err:
-        raise source.error(f"cannot make task {spec.path}: {err}", task=spec.key, key="task") from err
+        raise exc.quoting_cause(
+            source.error(f"cannot make task {spec.path}: {err}", task=spec.key, key="task")
+        ) from err
     shape = reflection.inspect_callable(probe._arg_sources()[0])
     for arg in spec.inputs:
         if arg not in shape.all and not shape.accepts_kwargs:
@@ -1295,7 +1303,7 @@ def _check_type(
             try:
                 typed.coerce_value(value.value, wanted)
             except TypeError as err:
-                raise source.error(f"wrong type: {err}", task=spec.key, key=key) from err
+                raise exc.quoting_cause(source.error(f"wrong type: {err}", task=spec.key, key=key)) from err
         return
     if isinstance(value, _refs.Interpolation):
         if not typed.satisfies(str, wanted):

@@ -90,7 +90,9 @@ def read_spec(spec: Any) -> Source:
     except OSError as err:
         raise exc.FlowSpecError(f"cannot read the spec: {err.strerror or err}", source=shown) from err
     except UnicodeDecodeError as err:
-        raise exc.FlowSpecError(f"the spec is not UTF-8 text: {err}", source=shown) from err
+        raise exc.quoting_cause(
+            exc.FlowSpecError(f"the spec is not UTF-8 text: {err}", source=shown)
+        ) from err
     if path.suffix.lower() == ".json":
         return _read_json(text, shown)
     return _read_yaml(text, shown)

@@ -105,7 +105,9 @@ class SpecTask(Task):
                 out[arg] = _refs.render(value, values)
             except _refs.FieldMissing as err:
                 if strict:
-                    raise exc.NotFound(f"task '{self.name}', key 'inputs.{arg}': {err}") from err
+                    raise exc.quoting_cause(
+                        exc.NotFound(f"task '{self.name}', key 'inputs.{arg}': {err}")
+                    ) from err
                 # Reverting after that very error: revert gets the inputs that exist.
         return out
 

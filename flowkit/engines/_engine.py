@@ -22,6 +22,7 @@ from itertools import pairwise
 from types import FunctionType
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from flowkit import _steering
 from flowkit import exceptions as exc
 from flowkit import states as st
 from flowkit._utils.gc_pause import gc_paused
@@ -141,9 +142,9 @@ def may_guard(nodes: Iterable[Node], classes: Iterable[type], options: Mapping[s
 
     Without a cache, a guard validates a result or turns arguments into pydantic
     models. Unless pydantic is imported or ``validate_types=True`` asks for every
-    annotated result, a result is validated only for an atom whose
-    ``validate_types`` is True (an attribute of the atom or its class), and only
-    if its ``execute`` declares a result: a flow of annotated tasks pays one
+    annotated result, a result is validated only for a task whose
+    ``validate_types`` is True (an attribute of the task or its class), and only
+    if its ``execute`` declares a result (a retry's never is): a flow of annotated tasks pays one
     attribute look per atom of such a class, and a flow of plain tasks none.
     """
     if options.get("cache") is not None or options.get("validate_types") is True or "pydantic" in sys.modules:
@@ -156,13 +157,35 @@ def may_guard(nodes: Iterable[Node], classes: Iterable[type], options: Mapping[s
     if not returning:
         return False
     for node in nodes:
-        if type(node.atom) in returning:
+        # A retry is never validated (nor cached): its validate_types means nothing
+        # here, and a class ported from TaskFlow may use the name for its own ends.
+        if type(node.atom) in returning and node.kind != _compiler.RETRY:
             own = getattr(node.atom, "validate_types", None)
             # Checked here too, as typed.validator_for does: read as ``is True``, a
             # "yes" would be ignored without a word in a run with no other guard.
             if own is not None and check_switch(node.name, "validate_types", own, "doc/typed.rst"):
                 return True
     return False
+
+
+def _missing(
+    node: Node, missing: set[str], cause: exc.MissingDependencies | None, method: str | None
+) -> exc.MissingDependencies:
+    """The error of one atom whose arguments nothing provides (a loop's ``until``: its loop's)."""
+    if _steering.LOOPS:
+        from flowkit.engines import _loops  # only on this failure (first-load cost)
+
+        loop = _loops.loop_answered_by(node)
+        if loop is not None:
+            return _loops.until_needs(loop, missing, cause)
+    return exc.MissingDependencies(node.atom, missing, cause=cause, method=method)
+
+
+def _at_fault(error: exc.MissingDependencies) -> str:
+    """How a flow's error names one atom at fault: by name, or a loop by its predicate."""
+    if isinstance(error.who, Atom):
+        return f"'{error.atom}'"
+    return f"the until predicate of loop '{error.atom}'"
 
 
 class DispatchingDriver:
@@ -604,7 +627,7 @@ class ActionEngine(Engine):
                     else ("execute" if gaps["execute"] else "revert")
                 )
                 cause = problems[-1] if problems else None
-                problems.append(exc.MissingDependencies(node.atom, missing, cause=cause, method=method))
+                problems.append(_missing(node, missing, cause, method))
                 # TaskFlow's flow-level list names the atoms' arguments, not the symbols.
                 everything.update(
                     p.arg
@@ -620,7 +643,7 @@ class ActionEngine(Engine):
             # by the chain of per-atom errors (each caused by the one before); the
             # atoms at fault are said after TaskFlow's sentence.
             raised = exc.MissingDependencies(self._flow, everything, cause=problems[-1])
-            at_fault = "; ".join(f"'{p.atom}' needs symbols {p.missing}" for p in problems)
+            at_fault = "; ".join(f"{_at_fault(p)} needs symbols {p.missing}" for p in problems)
             raised.args = (f"{raised.message} (atoms: {at_fault})",)
             # flowkit's attributes name the first atom at fault and every missing symbol
             # (missing_requirements keeps TaskFlow's list, the atoms' argument names).
@@ -648,7 +671,11 @@ class ActionEngine(Engine):
     def _take_run_lock(self) -> None:
         """Take the lock a run holds, or raise: one run at a time per engine."""
         if not self._lock.acquire(blocking=False):
-            raise exc.ExecutionFailure("this engine is already running; wait for it to finish")
+            # TaskFlow's sentence first (services match on it), then which engine.
+            raise exc.ExecutionFailure(
+                "Engine currently locked, please try again later: the engine of flow "
+                f"'{self._storage.flow_name}' is already running; wait for it to finish"
+            )
 
     def _run_held(self, timeout: float | None) -> None:
         """What :meth:`run` does once it holds the run lock."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import heapq
 import time
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from flowkit import exceptions as exc
@@ -33,7 +34,15 @@ if TYPE_CHECKING:
     from flowkit.engines._runtime import Runtime
     from flowkit.patterns import loop_flow
 
-__all__ = ["ITERATION_KEY", "Clock", "Loops", "MonotonicClock", "unstorable_until"]
+__all__ = [
+    "ITERATION_KEY",
+    "Clock",
+    "Loops",
+    "MonotonicClock",
+    "loop_answered_by",
+    "unstorable_until",
+    "until_needs",
+]
 
 #: Atom-detail metadata: the iteration an atom of a loop's body is in (from 1).
 ITERATION_KEY = "iteration"
@@ -322,18 +331,49 @@ class Loops:
         return True
 
 
-def unstorable_until(loop: loop_flow.Flow, node: Node, value: Any) -> exc.InvalidFormat:
+def unstorable_until(loop: loop_flow.Flow, node: Node, value: Any, err: BaseException) -> exc.InvalidFormat:
     """The error of a loop whose ``until`` held with a value the run's backend cannot store.
 
     That value is the result of the loop's hidden task (later atoms may read
     it), so it is checked as any result is; the plain message would name only
-    the hidden task, which the user never made. The caller chains the
-    encoder's error, which ``str()`` of the error shows after this message.
+    the hidden task, which the user never made. It quotes the encoder's error
+    ``err``, which the caller chains.
     """
     from flowkit._utils.reprs import short_repr
+    from flowkit.persistence._json import unstorable
 
-    return exc.InvalidFormat(
+    return unstorable(
         f"loop '{loop.name}': its until held, but the value it returned ({type(value).__name__} "
-        f"{short_repr(value)}) cannot be stored as JSON as the result of its hidden task "
-        f"'{node.name}'; return a bool or another JSON value"
+        f"{short_repr(value)}), the result of its hidden task '{node.name}',",
+        err,
+        hint="; return a bool or another JSON value",
     )
+
+
+def loop_answered_by(node: Node) -> loop_flow.Flow | None:
+    """The loop whose hidden ``until`` task ``node`` is, or None for any other atom.
+
+    Errors about that task name the loop instead: the user made the loop and
+    its predicate, never a task named ``<loop>^until``.
+    """
+    scope = node.scope
+    if scope is not None and type(scope.flow) in LOOPS and node.atom is scope.flow.until_task:
+        return scope.flow  # type: ignore[no-any-return]
+    return None
+
+
+def until_needs(
+    loop: loop_flow.Flow, missing: Iterable[str], cause: BaseException | None = None
+) -> exc.MissingDependencies:
+    """The error of a loop whose ``until`` reads symbols nothing provides, naming the loop.
+
+    TaskFlow's sentence (services match on it) with the loop and its predicate
+    in the place of the hidden task's ``'"<loop>^until==1.0"'``; ``.atom`` is the
+    loop's name and ``.who`` the loop.
+    """
+    error = exc.MissingDependencies(loop, missing, cause=cause)
+    error.args = (
+        f"loop '{loop.name}': its until predicate requires {error.missing} but no other entity "
+        "produces said requirements",
+    )
+    return error

@@ -576,10 +576,7 @@ class Runtime:
                     out[plan.arg] = source.result if key is None else source.result[key]  # type: ignore[union-attr]
                     continue
             if not plan.optional:
-                raise exc.NotFound(
-                    f"atom '{node.name}' needs '{symbol}' (argument '{plan.arg}'), but no value "
-                    "was injected and no atom visible to it produced one"
-                )
+                raise _unfetchable(node, plan)
         return out
 
     def _has_no_result(self, index: int) -> bool:
@@ -788,10 +785,10 @@ class Runtime:
             if type(scope.flow) in _steering.LOOPS and scope.children[-1] == node.index and what == "result":
                 from flowkit.engines._loops import unstorable_until  # only on this failure (first-load cost)
 
-                raise unstorable_until(scope.flow, node, value) from err
-            raise exc.InvalidFormat(
-                f"{what} of atom '{node.name}' cannot be stored as JSON: {type(err).__name__}: {err}"
-            ) from err
+                raise unstorable_until(scope.flow, node, value, err) from err
+            from flowkit.persistence._json import unstorable  # loaded already by the check
+
+            raise unstorable(f"{what} of atom '{node.name}'", err) from err
 
     # -- scheduler hooks ---------------------------------------------------------------
 
@@ -953,3 +950,21 @@ def _check_unpacks(node: Node, atom: Any, result: Any) -> None:
             from flowkit.engines import _result_errors  # the failure path only (first-load cost)
 
             raise _result_errors.unpack_error(node, atom, result, name, key) from err
+
+
+def _unfetchable(node: Node, plan: ArgPlan) -> exc.NotFound:
+    """The error of an argument whose providers left no value (a decider skipped them), naming who needs it.
+
+    A loop's hidden ``until`` task is named by its loop: the user made the loop, not the task.
+    """
+    who = f"atom '{node.name}'"
+    if _steering.LOOPS:
+        from flowkit.engines._loops import loop_answered_by  # only on this failure (first-load cost)
+
+        loop = loop_answered_by(node)
+        if loop is not None:
+            who = f"loop '{loop.name}': its until predicate"
+    return exc.NotFound(
+        f"{who} needs '{plan.symbol}' (argument '{plan.arg}'), but no value was injected and no atom "
+        "visible to it produced one"
+    )

@@ -36,7 +36,6 @@ from flowkit import _flow_codec, dynamic
 from flowkit import exceptions as exc
 from flowkit import states as st
 from flowkit._atom_record import holds_result
-from flowkit._steering import LOOPS
 from flowkit._utils.gc_pause import gc_paused
 from flowkit.engines._compiler import (
     RETRY,
@@ -48,6 +47,7 @@ from flowkit.engines._compiler import (
     Node,
     compile_flow,
 )
+from flowkit.engines._loops import loop_answered_by, until_needs
 from flowkit.engines._task_options import options_of
 
 if TYPE_CHECKING:
@@ -228,7 +228,9 @@ class Spawns:
             start=start,
             end=end,
             nodes=range(offset, offset + len(sub.nodes)),
-            tasks=[n.index for n in sub.atoms if n.kind == TASK and not _answers_a_loop(n)],
+            # The user added a loop's body, not its check: the collected list holds the
+            # body's results only (the check's value is no task's result).
+            tasks=[n.index for n in sub.atoms if n.kind == TASK and loop_answered_by(n) is None],
             old_succ=old_succ,
             depth=depth,
             collect=collect,
@@ -276,6 +278,9 @@ class Spawns:
             else:
                 revert_args = self._remap(spawner, node.revert_args, offset, outward, injected, missing)
             if missing:
+                loop = loop_answered_by(node)
+                if loop is not None:
+                    raise until_needs(loop, missing)
                 raise exc.MissingDependencies(node.name, missing, method=None)
             out[node.index] = (exec_args, revert_args)
         return out
@@ -463,13 +468,3 @@ def _root_of(scope: FlowScope) -> FlowScope:
 
 def _never(_index: int) -> bool:
     return False
-
-
-def _answers_a_loop(node: Node) -> bool:
-    """Whether ``node`` runs a loop's ``until``: a hidden task the spawner does not collect.
-
-    The user added the loop's body, not its check, so the collected list holds
-    the body's results only (the check's value is no task's result).
-    """
-    scope = node.scope
-    return scope is not None and type(scope.flow) in LOOPS and node.atom is scope.flow.until_task

@@ -425,9 +425,9 @@ def _factory_meta(
     try:
         check_storable(meta)
     except (TypeError, ValueError) as err:
-        raise exc.InvalidFormat(
-            f"arguments of flow factory '{name}' cannot be stored as JSON: {err}"
-        ) from err
+        from flowkit.persistence._json import unstorable  # loaded already by the check
+
+        raise unstorable(f"arguments of flow factory '{name}'", err) from err
     return meta
 
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from flowkit import exceptions as exc
 from flowkit.jobs.base import JobPriority
-from flowkit.persistence._json import model_dump
+from flowkit.persistence._json import model_dump, unstorable
 
 if TYPE_CHECKING:
     from flowkit.persistence.models import LogBook
@@ -74,7 +74,7 @@ class Posting:
             # A pydantic model goes as its JSON dump, as in storage, the cache and the wire.
             encoded = json.dumps(dict(details or {}), allow_nan=False, default=model_dump)
         except (TypeError, ValueError, RecursionError) as err:
-            raise exc.InvalidFormat(f"details of job {name!r} cannot be stored as JSON: {err}") from err
+            raise unstorable(f"details of job {name!r}", err) from err
         # The poster's job holds what every other reader gets back (lists for tuples, text
         # keys), and none of the caller's objects, which it may change after posting.
         details = json.loads(encoded)
@@ -133,7 +133,9 @@ def loads(raw: str | bytes, location: str) -> Posting:
     try:
         data = json.loads(raw)
     except (TypeError, ValueError, UnicodeDecodeError) as err:
-        raise MalformedJob(f"job document at {location} is not JSON: {err}", location=location) from err
+        raise exc.quoting_cause(
+            MalformedJob(f"job document at {location} is not JSON: {err}", location=location)
+        ) from err
     if not isinstance(data, dict):
         raise MalformedJob(f"job document at {location} is not a JSON object", location=location)
     uuid = _field(data, "uuid", str, location)
@@ -151,7 +153,9 @@ def loads(raw: str | bytes, location: str) -> Posting:
         priority = JobPriority.convert(data.get("priority", "NORMAL"))
         created_on = datetime.fromisoformat(_field(data, "created_on", str, location))
     except ValueError as err:
-        raise MalformedJob(f"job document at {location}: {err}", location=location) from err
+        raise exc.quoting_cause(
+            MalformedJob(f"job document at {location}: {err}", location=location)
+        ) from err
     return Posting(
         uuid=uuid,
         name=name,

@@ -9,9 +9,13 @@ persistence.
 from __future__ import annotations
 
 import json
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar, overload
 
-__all__ = ["Encoded", "encode_json", "model_dump"]
+from flowkit import exceptions as exc
+
+__all__ = ["Encoded", "encode_json", "model_dump", "unstorable"]
+
+_Error = TypeVar("_Error", bound=exc.TaskFlowException)
 
 
 def model_dump(value: Any) -> Any:
@@ -26,6 +30,40 @@ def model_dump(value: Any) -> Any:
 encode_json = json.JSONEncoder(
     separators=(",", ":"), ensure_ascii=True, allow_nan=True, default=model_dump
 ).encode
+
+
+@overload
+def unstorable(subject: str, err: BaseException, *, hint: str = "") -> exc.InvalidFormat: ...
+
+
+@overload
+def unstorable(subject: str, err: BaseException, *, hint: str = "", error: type[_Error]) -> _Error: ...
+
+
+def unstorable(
+    subject: str,
+    err: BaseException,
+    *,
+    hint: str = "",
+    error: type[exc.TaskFlowException] = exc.InvalidFormat,
+) -> exc.TaskFlowException:
+    """The error for ``subject`` (what and whose) that the JSON encoding refused with ``err``.
+
+    One sentence for every such refusal: ``<subject> cannot be stored as JSON:
+    <the encoder's words>`` (they name the type it has no form for, or say why
+    a value is refused: a circular reference, a NaN where it is not allowed),
+    then ``hint``. The caller chains ``err`` (``raise unstorable(...) from
+    err``); since the message quotes it already, ``str()`` of the error does
+    not repeat it below the message as it does for other causes.
+
+    Args:
+        subject: what could not be stored and whose, for example ``"result of
+            atom 'x'"``.
+        err: the encoder's error.
+        hint: text to end the message with (what to do instead).
+        error: the class to make (its constructor takes the message alone).
+    """
+    return exc.quoting_cause(error(f"{subject} cannot be stored as JSON: {err}{hint}"))
 
 
 class Encoded(NamedTuple):

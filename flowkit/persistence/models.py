@@ -87,47 +87,62 @@ def _marshal_time(when: datetime | None) -> dict[str, Any] | None:
     return fields
 
 
-def _unmarshal_time(when: Any) -> datetime | None:
+def _unmarshal_time(when: Any, where: str) -> datetime | None:
     """Read a stored time: TaskFlow's dict form (what flowkit writes), ISO text or epoch seconds.
 
     ISO 8601 text is what flowkit wrote before it wrote TaskFlow's form; files and
     nodes written then are still read.
+
+    Args:
+        where: the field and its record, for the error (``"'created_at' of logbook 'b' (uuid)"``).
+
+    Raises:
+        InvalidFormat: ``when`` is no time in any of those forms (the reason is its cause).
+        ValueError: ``when`` is text that is no ISO 8601 time (datetime's error, as its cause).
     """
     if not when:
         return None
     if isinstance(when, datetime):
         return when
     if isinstance(when, str):
-        return datetime.fromisoformat(when)
+        try:
+            return datetime.fromisoformat(when)
+        except ValueError as err:
+            raise ValueError(f"{where} is not a time: {when!r}") from err
     if isinstance(when, int | float):
         return datetime.fromtimestamp(when, UTC)
     if isinstance(when, Mapping) and "seconds" in when:
         return datetime.fromtimestamp(when["seconds"] + when.get("microseconds", 0) / 1e6, UTC)
     if isinstance(when, Mapping) and "year" in when:
-        return _unmarshal_taskflow_time(when)
-    raise exc.InvalidFormat(f"cannot read a time from {when!r}")
+        try:
+            return _unmarshal_taskflow_time(when)
+        except (KeyError, TypeError, ValueError) as err:
+            # str() says the cause (the field missing, the value refused) below this.
+            raise exc.InvalidFormat(f"{where} is not a time: {when!r}") from err
+    raise exc.InvalidFormat(f"{where} is not a time: {when!r}")
 
 
 def _unmarshal_taskflow_time(when: Mapping[str, Any]) -> datetime:
-    """Read TaskFlow's marshalled time: its fields, naive UTC unless a ``tzname`` says otherwise."""
-    try:
-        naive = datetime(
-            when["year"],
-            when["month"],
-            when["day"],
-            when["hour"],
-            when["minute"],
-            min(when["second"], 59),  # a leap second, which datetime cannot hold
-            when.get("microsecond", 0),
-        )
-        tzname = when.get("tzname")
-        if not tzname or tzname in ("UTC", "UTC+00:00"):
-            return naive.replace(tzinfo=UTC)
-        from zoneinfo import ZoneInfo  # only for records written in another zone
+    """Read TaskFlow's marshalled time: its fields, naive UTC unless a ``tzname`` says otherwise.
 
-        return naive.replace(tzinfo=ZoneInfo(tzname))
-    except (KeyError, TypeError, ValueError) as err:
-        raise exc.InvalidFormat(f"cannot read a time from {when!r}: {err}") from err
+    Raises:
+        KeyError, TypeError, ValueError: ``when`` lacks a field or holds a bad one.
+    """
+    naive = datetime(
+        when["year"],
+        when["month"],
+        when["day"],
+        when["hour"],
+        when["minute"],
+        min(when["second"], 59),  # a leap second, which datetime cannot hold
+        when.get("microsecond", 0),
+    )
+    tzname = when.get("tzname")
+    if not tzname or tzname in ("UTC", "UTC+00:00"):
+        return naive.replace(tzinfo=UTC)
+    from zoneinfo import ZoneInfo  # only for records written in another zone
+
+    return naive.replace(tzinfo=ZoneInfo(tzname))
 
 
 def _read_meta(data: Mapping[str, Any]) -> dict[str, Any]:
@@ -263,8 +278,10 @@ class LogBook:
         name, uuid = _require(data, "logbook")
         book = cls(name, uuid=uuid)
         created, updated = data.get("created_at"), data.get("updated_at")
-        book.created_at = _unmarshal_time(created) if unmarshal_time else created
-        book.updated_at = _unmarshal_time(updated) if unmarshal_time else updated
+        if unmarshal_time:
+            created = _unmarshal_time(created, f"'created_at' of logbook '{name}' ({uuid})")
+            updated = _unmarshal_time(updated, f"'updated_at' of logbook '{name}' ({uuid})")
+        book.created_at, book.updated_at = created, updated
         book.meta = _read_meta(data)
         return book
 

@@ -261,8 +261,13 @@ def test_a_redis_store_whose_server_is_down_fails_naming_it_then_recovers(redis_
                 ("count entries", store.stats),
                 ("clear", store.clear),
             ):
-                with pytest.raises(exceptions.StorageFailure, match=f"store redis://.*: cannot {action}"):
+                with pytest.raises(
+                    exceptions.StorageFailure, match=f"store redis://.*: cannot {action}"
+                ) as err:
                     call()
+                # redis-py's words end the message and are not said again below it.
+                words = str(err.value.__cause__)
+                assert words in err.value.message and str(err.value).count(words) == 1, str(err.value)
         finally:
             redis_server.start()
         assert store.get("a" * 64) is None  # the server keeps nothing across a restart here

@@ -94,6 +94,7 @@ def test_a_refused_decider_module_is_never_imported() -> None:
         ({"item": "a", "decider": f"{HERE}:big", "depth": "deep"}, "'depth' must be one of"),
         ({"item": "a", "when": 1}, "unknown key 'when'"),
         ({"decider": f"{HERE}:big"}, "an 'after' entry is an item key or a mapping"),
+        ({"item": "a", "decider": "operator:not_"}, "cannot be called as decider(history=...)"),
     ],
 )
 def test_link_mistakes_name_the_task_and_key(link: Any, reason: str) -> None:
@@ -105,3 +106,6 @@ def test_link_mistakes_name_the_task_and_key(link: Any, reason: str) -> None:
         declarative.unregister("registered-step")
     assert (info.value.task, info.value.key) == ("b", "after"), str(info.value)
     assert reason in info.value.reason, str(info.value)
+    cause = info.value.__cause__
+    if cause is not None:  # its words, quoted in the message, are not said again below it
+        assert str(info.value).count(str(cause).splitlines()[0]) == 1, str(info.value)

@@ -176,9 +176,11 @@ def test_a_missing_field_at_run_time_fails_the_atom_and_reverts() -> None:
             b={"task": f"{T}:Untyped", "inputs": {"value": "${a.y}"}},
         )
     )
-    with pytest.raises(exceptions.NotFound, match=r"task 'b', key 'inputs.value'.*no field 'y'"):
+    with pytest.raises(exceptions.NotFound, match=r"task 'b', key 'inputs.value'.*no field 'y'") as err:
         engines.run(flow)
     assert ("a.revert", {"result": {"x": 1}}) in tasks.CALLS
+    # Said once: the cause's words end the message, not again on a line below it.
+    assert "\n" not in str(err.value) and str(err.value.__cause__) in str(err.value)
 
 
 def test_parameters_come_from_the_store() -> None:
@@ -862,3 +864,32 @@ def test_a_large_yaml_spec_is_parsed_by_libyaml_when_pyyaml_has_it(
     monkeypatch.setattr(yaml, "compose", counted)
     declarative.load_flow(write(tmp_path, "tasks:\n  one: {task: '" + T + ":add', inputs: {a: 1, b: 2}}\n"))
     assert used == [yaml.CSafeLoader]
+
+
+_BAD_SPECS: dict[str, tuple[dict[str, Any], list[str] | None]] = {
+    "unknown task": ({"task": "flowkit_test_no_such_module_zz:T"}, None),
+    "task not allowed": ({"task": "tests.declarative.tasks:FetchPrices"}, ["other.module:*"]),
+    "task that cannot be made": ({"task": "flowkit.task:Task"}, None),
+    "task with bindings that cannot be made": ({"task": "flowkit.task:Task", "rebind": {"x": "y"}}, None),
+    "reference syntax": (
+        {"task": "tests.declarative.tasks:FetchPrices", "inputs": {"symbol": "${open"}},
+        None,
+    ),
+    "constant of the wrong type": (
+        {"task": "tests.declarative.tasks:FetchPrices", "inputs": {"symbol": 5}},
+        None,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(_BAD_SPECS))
+def test_a_spec_error_says_the_error_it_comes_from_once(case: str) -> None:
+    # The cause's words were the message's last words and then its own line below it.
+    body, allowed = _BAD_SPECS[case]
+    with pytest.raises(exceptions.FlowSpecError) as refused:
+        declarative.load_flow({"name": "f", "tasks": {"a": body}}, tasks=allowed)
+    error = refused.value
+    words = str(error.__cause__).splitlines()[0]
+    assert words in error.message
+    assert str(error).count(words) == 1, str(error)
+    assert str(error).startswith("task 'a', key '")

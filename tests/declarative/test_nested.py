@@ -272,6 +272,8 @@ def test_sub_flow_mistakes_name_the_file_line_and_item(
     assert (err.line, err.task, err.key) == (line, task, key), str(err)
     assert reason in err.reason, str(err)
     assert str(err).startswith(f"{tmp_path / 'flow.yaml'}, line {line}")
+    if err.__cause__ is not None:  # its words, quoted in the message, are not said again below it
+        assert str(err).count(str(err.__cause__).splitlines()[0]) == 1, str(err)
 
 
 @pytest.mark.parametrize(

@@ -165,6 +165,12 @@ SUB = f"tasks:\n  sub:\n    flow: linear\n    tasks:\n      a: {{task: {FLAKY}}}
             "whole reference",
         ),
         (
+            "    retry: {controller: parameterized_for_each, values: '${zz'}\n",
+            "sub",
+            "retry.values",
+            "is not closed",
+        ),
+        (
             "    retry: {controller: parameterized_for_each, values: '${zz}'}\n",
             "sub",
             "retry.values",
@@ -198,6 +204,8 @@ def test_retry_mistakes_name_the_file_line_and_key(
     assert (err.task, err.key) == (task, key), str(err)
     assert reason in err.reason, str(err)
     assert err.line is not None and err.line >= 6
+    if err.__cause__ is not None:  # its words, quoted in the message, are not said again below it
+        assert str(err).count(str(err.__cause__).splitlines()[0]) == 1, str(err)
 
 
 def test_a_top_level_retry_error_names_the_key(tmp_path: Path) -> None:

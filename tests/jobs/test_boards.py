@@ -623,6 +623,8 @@ def test_unreachable_redis_board_names_the_masked_url() -> None:
         board.connect()
     message = str(failure.value)
     assert f"redis://:***@127.0.0.1:{port}/0" in message and "hunter2" not in message
+    # redis-py's words end the message and are not said again on the cause's line.
+    assert message.count("Connection refused") == 1, message
 
 
 def test_a_frozen_redis_fails_a_board_call_within_its_socket_timeout(own_redis: services.RedisServer) -> None:

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 
@@ -144,8 +145,31 @@ def test_logbook_reads_taskflows_marshalled_times() -> None:
         unmarshal_time=True,
     )
     assert back.created_at == back.updated_at == datetime(2026, 12, 6, 7, 23, 52, 847302, tzinfo=UTC)
-    with pytest.raises(exc.InvalidFormat, match="cannot read a time"):
+    with pytest.raises(exc.InvalidFormat, match="is not a time"):
         LogBook.from_dict({"name": "b", "uuid": "u", "created_at": {"year": 2026}}, unmarshal_time=True)
+
+
+@pytest.mark.parametrize(
+    ("stored", "error", "said"),
+    [
+        # Its cause (the field TaskFlow's form lacks) on the line below, once.
+        ({"year": 2026}, exc.InvalidFormat, "{'year': 2026}\n  KeyError: 'month'"),
+        ([2026], exc.InvalidFormat, "[2026]"),
+        # ISO text (what flowkit once wrote) that is none: datetime's ValueError, as before.
+        ("2026-xx", ValueError, "'2026-xx'"),
+    ],
+)
+def test_a_stored_time_that_cannot_be_read_names_the_logbook_and_the_field(
+    stored: Any, error: type[Exception], said: str
+) -> None:
+    # It said "cannot read a time from {'year': 2026}: 'month'" then "KeyError: 'month'"
+    # again, of no logbook or field; bad ISO text raised datetime's bare ValueError.
+    with pytest.raises(error) as refused:
+        LogBook.from_dict(
+            {"name": "nightly", "uuid": "book-1", "created_at": None, "updated_at": stored},
+            unmarshal_time=True,
+        )
+    assert str(refused.value) == f"'updated_at' of logbook 'nightly' (book-1) is not a time: {said}"
 
 
 def test_from_dict_without_uuid_raises_invalid_format() -> None:

@@ -430,3 +430,29 @@ def test_a_flow_reverting_under_taskflow_finishes_reverting_in_flowkit(urls: tup
     fk_backend.close()
     assert stored.state == states.REVERTED
     assert {ad.name: ad.state for ad in stored} == dict.fromkeys(("first", "second"), states.REVERTED)
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "said"),
+    [
+        ("results", "{not json", "column 'results' of atom detail 'allocate' (atom-1) is not JSON ("),
+        ("atom_type", "BOGUS", "atom detail 'allocate' (atom-1) from "),
+        ("failure", "[1]", "atom detail 'allocate' (atom-1) from "),
+    ],
+)
+def test_a_damaged_taskflow_record_is_refused_saying_why_once(
+    tmp_path: Path, column: str, value: str, said: str
+) -> None:
+    # The reason ended the message and was said again on the cause's line below it.
+    source, target = f"sqlite:///{tmp_path}/taskflow.db", f"sqlite:///{tmp_path}/flowkit.db"
+    _saved_by_taskflow(source)
+    damage = sa.create_engine(source)
+    with damage.begin() as db:
+        db.exec_driver_sql(f"UPDATE atomdetails SET {column} = ? WHERE uuid = 'atom-1'", (value,))
+    damage.dispose()
+    with pytest.raises(exc.StorageFailure) as refused:
+        import_taskflow(source, target)
+    error = refused.value
+    assert said in error.message
+    words = str(error.__cause__).splitlines()[0]
+    assert words in error.message and str(error).count(words) == 1, str(error)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from flowkit import engines, exceptions, task
+from flowkit import engines, exceptions, retry, task
 from flowkit.patterns import linear_flow
 
 REVERTED: list[str] = []
@@ -119,6 +119,34 @@ def test_a_tasks_validate_types_that_is_not_a_bool_is_refused_naming_it_before_i
     assert (err.value.atom, err.value.option, err.value.value) == ("liar", "validate_types", bad)
     assert str(err.value).startswith(f"atom 'liar' has validate_types={bad!r}; ")
     assert RecordedLiar.calls == []
+
+
+class SaysText(retry.Times):
+    """A retry declaring an int it does not return: never validated, whatever it sets."""
+
+    def execute(self, history: Any, *args: Any, **kwargs: Any) -> int:
+        return "text"  # type: ignore[return-value]  # would fail a validated task
+
+
+@pytest.mark.parametrize("setting", ["sometimes", 1, True, None])
+@pytest.mark.parametrize("options", list(_ENGINE_OPTIONS), ids=list(_ENGINE_OPTIONS))
+@pytest.mark.parametrize("where", ["instance", "class"])
+def test_a_retrys_validate_types_is_ignored_as_taskflow_ignores_it(
+    setting: Any, options: str, where: str
+) -> None:
+    # Retries are never validated (nor cached): the attribute means nothing to
+    # flowkit, and a class ported from TaskFlow may use the name for its own ends.
+    # It was refused as a task's is, by the check of the run's first guard.
+    if where == "class":
+        made: retry.Times = type("Ported", (SaysText,), {"validate_types": setting})(name="r")
+    else:
+        made = SaysText(name="r")
+        made.validate_types = setting  # type: ignore[attr-defined]
+    flow = linear_flow.Flow("f", retry=made).add(First("first"))
+    engine = engines.load(flow, **_ENGINE_OPTIONS[options])
+    engine.run()
+    assert engine.storage.get_flow_state() == "SUCCESS"
+    assert engine.storage.get("r") == [("text", {})]
 
 
 def test_a_tasks_validate_types_of_none_leaves_it_to_the_engine() -> None:

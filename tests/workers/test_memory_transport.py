@@ -789,3 +789,22 @@ def test_an_exception_while_the_helpers_start_still_stops_those_already_started(
     assert names == [*pool_and_writer, "flowkit-worker-farewell"]
     wait_until(lambda: not any(t.is_alive() for t in started), timeout=30)
     assert worker.join(0)
+
+
+def test_a_result_the_worker_cannot_send_says_why_once(
+    start_worker: Callable[..., Worker], exchange: str
+) -> None:
+    # The encoder's words came four times: quoted in the worker's message and in
+    # its cause's (the protocol's), and again on each cause's line below them.
+    from tests.workers.worker_tasks import Unsendable
+
+    start_worker(exchange=exchange, topic="t", tasks=["tests.workers.worker_tasks:Unsendable"])
+    engine = load(Unsendable("unsendable"), exchange)
+    with pytest.raises(exc.WrappedFailure) as raised:
+        engine.run()
+    [failure] = list(raised.value)
+    assert failure.exception_str == (
+        "task tests.workers.worker_tasks.Unsendable (atom unsendable) returned a result it cannot "
+        "send: message is not JSON-encodable at result: TypeError: Object of type object is not "
+        "JSON serializable"
+    )

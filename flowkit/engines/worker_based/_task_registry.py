@@ -75,8 +75,8 @@ def _resolve(spec: type | str) -> list[TaskClass]:
     try:
         module = importlib.import_module(module_name)
     except ImportError as err:
-        raise exc.NotFound(
-            f"cannot import task module {module_name!r}: {err}{_path_hint(module_name)}"
+        raise exc.quoting_cause(
+            exc.NotFound(f"cannot import task module {module_name!r}: {err}{_path_hint(module_name)}")
         ) from err
     if names:
         found = []

@@ -244,8 +244,10 @@ class WorkerBasedActionEngine(ActionEngine):
                 directory.scan(client)  # requests of tasks nobody offers yet wait for a worker
         except _transport.errors() as err:
             client.close()
-            raise exc.ExecutionFailure(
-                f"the worker-based engine cannot reach Redis at {mask_url(self._url)}: {err}", cause=err
+            raise exc.quoting_cause(
+                exc.ExecutionFailure(
+                    f"the worker-based engine cannot reach Redis at {mask_url(self._url)}: {err}"
+                )
             ) from err
         except BaseException:
             client.close()

@@ -473,7 +473,9 @@ def encode(
     except Exception as err:  # TypeError, ValueError, RecursionError... or a model_dump's own error
         where = _first_bad_path(message)
         place = f" at {where}" if where else ""
-        raise ProtocolError(f"message is not JSON-encodable{place}: {type(err).__name__}: {err}") from err
+        raise exc.quoting_cause(
+            ProtocolError(f"message is not JSON-encodable{place}: {type(err).__name__}: {err}")
+        ) from err
     if len(body) > max_bytes:
         raise ProtocolError(f"message body is {len(body)} bytes, over the limit of {max_bytes} bytes")
     if nests_deeper_than(body):

@@ -948,9 +948,9 @@ class Worker:
         except protocol.ProtocolError as err:
             text = (
                 f"task {log_safe(message['task'])} (atom {log_safe(message['name'])})"
-                f" returned a result it cannot send: {err}"
+                f" returned a result it cannot send: {err.message}"
             )
-            raise exc.InvalidFormat(text) from err
+            raise exc.quoting_cause(exc.InvalidFormat(text)) from err
 
     def _send_progress(self, job: _Job, progress: float) -> None:
         envelope = self._encode_response(job, protocol.PROGRESS, progress=progress)

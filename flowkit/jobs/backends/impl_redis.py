@@ -391,7 +391,10 @@ def _translated(action: str, where: str) -> Iterator[None]:
     try:
         yield
     except RedisError as err:
-        raise exc.JobFailure(f"Redis jobboard at {where}: could not {action}: {mask_url(err)}") from err
+        # The server's words, masked (a URL in them may hold a password), once: str() does not add them again.
+        raise exc.quoting_cause(
+            exc.JobFailure(f"Redis jobboard at {where}: could not {action}: {mask_url(err)}")
+        ) from err
 
 
 class RedisJobBoard(ListingJobBoard):
@@ -583,7 +586,9 @@ class RedisJobBoard(ListingJobBoard):
                 return redis.Redis.from_url(str(url), **options)
             return redis.Redis(**options)
         except (ValueError, TypeError) as err:
-            raise exc.JobFailure(f"malformed Redis jobboard configuration for {self.where}: {err}") from err
+            raise exc.quoting_cause(
+                exc.JobFailure(f"malformed Redis jobboard configuration for {self.where}: {err}")
+            ) from err
 
     @property
     def connected(self) -> bool:

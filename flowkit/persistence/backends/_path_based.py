@@ -54,6 +54,7 @@ from typing import Any, TypeVar
 from flowkit import exceptions as exc
 from flowkit._utils.records import Record
 from flowkit.persistence._archived import fold_listed, fold_one
+from flowkit.persistence._json import unstorable
 from flowkit.persistence.backends._missing import ATOMS, BOOKS, FLOWS, not_found
 from flowkit.persistence.base import Backend, Connection, FenceRefused, FenceTaken, WriteFence, encode_json
 from flowkit.persistence.models import (
@@ -375,9 +376,10 @@ def _encode(doc: Doc, kind: str, key: str) -> bytes:
     try:
         return encode_json(doc).encode()
     except (TypeError, ValueError, RecursionError) as err:
-        raise exc.StorageFailure(
-            f"cannot store {kind[:-1]} {key}: its data is not JSON-encodable: {err}"
-        ) from err
+        # A document holds its record under the kind's singular ("atom": {"name": ...}).
+        name = (doc.get(kind[:-1]) or {}).get("name")
+        whose = f"{kind[:-1]} {key}" if name is None else f"{kind[:-1]} {name!r} ({key})"
+        raise unstorable(f"data of {whose}", err, error=exc.StorageFailure) from err
 
 
 def _decode(data: bytes, kind: str, key: str) -> Doc:

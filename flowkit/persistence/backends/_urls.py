@@ -165,7 +165,9 @@ def parse_url(url: str) -> ParsedUrl:
         hosts = tuple(_host_port(item) for item in hostlist.split(",") if item)
         query = dict(parse_qsl(parts.query, keep_blank_values=True))
     except ValueError as err:
-        raise exc.StorageFailure(f"malformed persistence URL {mask_url(url)!r}: {err}") from err
+        raise exc.quoting_cause(
+            exc.StorageFailure(f"malformed persistence URL {mask_url(url)!r}: {err}")
+        ) from err
     return ParsedUrl(match.group(1).lower(), username, password, hosts, unquote(parts.path), query)
 
 

@@ -216,8 +216,9 @@ class SQLAlchemyConnection(base.Connection):
             try:
                 conn = self._conn = backend.engine.connect()
             except sa_exc.SQLAlchemyError as err:
-                raise exc.StorageFailure(
-                    f"cannot connect to database {backend.masked_url}: {describe(err)}"
+                # describe() gives the driver's words without SQLAlchemy's wrapping.
+                raise exc.quoting_cause(
+                    exc.StorageFailure(f"cannot connect to database {backend.masked_url}: {describe(err)}")
                 ) from err
             self._writes_alone = backend.writes_alone()
         return conn
@@ -314,8 +315,9 @@ class SQLAlchemyConnection(base.Connection):
 
     def _failure(self, operation: str, err: BaseException, retried: bool = False) -> exc.StorageFailure:
         after = f" (after {self._sa_backend.max_retries} retries)" if retried else ""
-        return exc.StorageFailure(
-            f"{operation} failed on {self._sa_backend.masked_url}{after}: {describe(err)}"
+        # Raised from ``err``, whose words (without SQLAlchemy's wrapping) it quotes.
+        return exc.quoting_cause(
+            exc.StorageFailure(f"{operation} failed on {self._sa_backend.masked_url}{after}: {describe(err)}")
         )
 
     # -- lifecycle and schema ------------------------------------------------------

@@ -562,7 +562,9 @@ class ZkBackend(Backend):
             ) as err:
                 if self._owned:
                     self._stop_client()
-                raise exc.StorageFailure(f"cannot connect to ZooKeeper at {self._where}: {err}") from err
+                raise exc.quoting_cause(
+                    exc.StorageFailure(f"cannot connect to ZooKeeper at {self._where}: {err}")
+                ) from err
             if self._check_compatible:
                 self._check_version(errors)
             self._store = _ZkStore(self._client, self._path, self._where, writable=self.writable)

@@ -606,3 +606,46 @@ def test_a_spawn_record_from_this_process_still_imports_its_factory(
         )
     assert mark.exists()
     monkeypatch.delitem(sys.modules, module)
+
+
+_GONE = "flowkit_test_no_such_module_zz"
+
+
+@pytest.mark.parametrize(
+    ("record", "sender", "said"),
+    [
+        (
+            {"factory": f"{_GONE}.make"},
+            None,
+            f"sub-flow factory '{_GONE}.make' cannot be imported (No module named '{_GONE}')",
+        ),
+        (
+            {"factory": f"{_GONE}.make"},
+            "worker w",
+            f"worker w sent a sub-flow, but sub-flow factory '{_GONE}.make' is in no module this "
+            "process has imported (the engine imports no module a worker names: import the module "
+            "defining it in the engine's process, as the flow's own task modules are)",
+        ),
+        (
+            {"factory": None, "flow": {"pattern": "spiral", "name": "f", "items": []}},
+            None,
+            "a stored sub-flow description cannot be rebuilt: KeyError: 'spiral'",
+        ),
+        (
+            {"factory": None, "flow": {"pattern": "spiral", "name": "f", "items": []}},
+            "worker w",
+            "worker w sent a sub-flow, but its description cannot be built: KeyError: 'spiral'",
+        ),
+    ],
+    ids=["factory", "a worker's factory", "description", "a worker's description"],
+)
+def test_a_spawn_record_that_cannot_be_rebuilt_says_why_once(
+    record: dict[str, Any], sender: str | None, said: str
+) -> None:
+    # The import's words were said twice or three times: quoted in each message
+    # of the chain and again as the cause's line ("... cannot be imported:
+    # '....make' cannot be imported (...)\n  ImportError: '....make' cannot be ...").
+    with pytest.raises(exc.InvalidFormat) as raised:
+        dynamic.Subflow.from_record({dynamic.RECORD_KEY: 1, **record}, sender=sender)
+    assert str(raised.value) == said
+    assert raised.value.__cause__ is not None  # the chain is kept, for the traceback

@@ -11,7 +11,7 @@ import pytest
 from flowkit import dynamic, engines, retry, task
 from flowkit import exceptions as exc
 from flowkit import states as st
-from flowkit.patterns import linear_flow, loop_flow, unordered_flow
+from flowkit.patterns import graph_flow, linear_flow, loop_flow, unordered_flow
 from flowkit.persistence import backends
 from flowkit.types.notifier import Notifier
 from tests.manual_clock import ManualClock
@@ -172,10 +172,65 @@ def test_an_until_value_without_a_truth_value_names_the_loop() -> None:
     assert engine.storage.get_flow_state() == st.REVERTED
 
 
-def test_an_until_reading_a_symbol_nothing_provides_fails_validation() -> None:
+#: What a loop whose until reads ``nowhere`` is refused with, naming the loop (not 'l^until').
+UNTIL_NEEDS = (
+    "loop 'l': its until predicate requires ['nowhere'] but no other entity produces said requirements"
+)
+
+
+def test_an_until_reading_a_symbol_nothing_provides_fails_validation_naming_the_loop() -> None:
+    # It named the hidden task: '"l^until==1.0"' requires ['nowhere'] ... (atoms: 'l^until' ...).
     loop = loop_flow.Flow("l", Side("s"), until=lambda nowhere: True, max_iterations=2)
-    with pytest.raises(exc.MissingDependencies, match="nowhere"):
+    with pytest.raises(exc.MissingDependencies) as refused:
         engines.load(linear_flow.Flow("f").add(loop)).run()
+    error = refused.value
+    assert str(error) == (
+        "'\"linear_flow.Flow: f(len=1)\"' requires ['nowhere'] but no other entity produces said "
+        "requirements (atoms: the until predicate of loop 'l' needs symbols ['nowhere'])\n"
+        f"  MissingDependencies: {UNTIL_NEEDS}"
+    )
+    assert (error.atom, error.missing) == ("l", ["nowhere"])
+    cause = error.__cause__
+    assert isinstance(cause, exc.MissingDependencies)
+    assert (cause.message, cause.atom, cause.who, cause.missing) == (UNTIL_NEEDS, "l", loop, ["nowhere"])
+
+
+def test_a_loop_loaded_on_its_own_names_itself_for_its_untils_missing_symbol() -> None:
+    loop = loop_flow.Flow("l", Side("s"), until=lambda nowhere: True, max_iterations=2)
+    with pytest.raises(exc.MissingDependencies) as refused:
+        engines.load(loop).validate()
+    assert "l^until" not in str(refused.value)
+    assert isinstance(refused.value.__cause__, exc.MissingDependencies)
+    assert refused.value.__cause__.message == UNTIL_NEEDS
+
+
+def test_a_spawned_loop_whose_until_reads_a_symbol_nothing_provides_names_the_loop() -> None:
+    class Spawn(task.Task):
+        def execute(self) -> Any:
+            return dynamic.subflow(
+                loop_flow.Flow("l", Side("s"), until=lambda nowhere: True, max_iterations=2)
+            )
+
+    engine = engines.load(linear_flow.Flow("f").add(Spawn("spawn")))
+    with pytest.raises(exc.MissingDependencies) as refused:
+        engine.run()
+    assert str(refused.value) == UNTIL_NEEDS
+    assert refused.value.atom == "l"
+
+
+def test_an_until_whose_provider_was_skipped_names_the_loop() -> None:
+    # Its provider 'status' was skipped by a link decider (only that atom): the
+    # until's argument cannot be fetched when it runs.
+    flow = graph_flow.Flow("g")
+    first, poll = Side("first"), Poll("poll")
+    flow.add(first, poll, loop_flow.Flow("l", Side("s"), until=lambda status: True, max_iterations=2))
+    flow.link(first, poll, decider=lambda history: False, decider_depth="atom")
+    with pytest.raises(exc.NotFound) as refused:
+        engines.load(flow).run()
+    assert str(refused.value) == (
+        "loop 'l': its until predicate needs 'status' (argument 'status'), but no value was injected "
+        "and no atom visible to it produced one"
+    )
 
 
 @pytest.mark.parametrize("kind", ["serial", "parallel", "asyncio"])
@@ -581,10 +636,11 @@ def test_an_until_value_json_cannot_store_names_the_loop_and_the_run_resumes(tmp
         engine = engines.load(_poll_until(lambda status: Opaque()), backend=backend)
         with pytest.raises(exc.InvalidFormat) as info:
             engine.run()
+        # The encoder's words once, in the message (not again as a cause line below it).
         assert str(info.value) == (
-            "loop 'wait-ready': its until held, but the value it returned (Opaque <Opaque>) cannot be "
-            "stored as JSON as the result of its hidden task 'wait-ready^until'; return a bool or "
-            "another JSON value\n  TypeError: Object of type Opaque is not JSON serializable"
+            "loop 'wait-ready': its until held, but the value it returned (Opaque <Opaque>), the "
+            "result of its hidden task 'wait-ready^until', cannot be stored as JSON: Object of type "
+            "Opaque is not JSON serializable; return a bool or another JSON value"
         )
         assert isinstance(info.value.__cause__, TypeError)
         # What the database holds is whole: the failure recorded, the flow reverted.

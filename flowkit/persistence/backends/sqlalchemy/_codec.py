@@ -19,6 +19,7 @@ from typing import Any
 from flowkit import exceptions as exc
 from flowkit._utils.records import Record
 from flowkit.persistence import models
+from flowkit.persistence._json import unstorable
 from flowkit.persistence.base import encode_json
 
 __all__ = [
@@ -65,7 +66,9 @@ def loads(text: str | None, where: str = "a stored value") -> Any:
     try:
         return _decode(text)
     except ValueError as err:
-        raise exc.StorageFailure(f"{where} holds invalid JSON ({err}); the record is damaged") from err
+        raise exc.quoting_cause(
+            exc.StorageFailure(f"{where} holds invalid JSON ({err}); the record is damaged")
+        ) from err
 
 
 def utc(when: datetime | None) -> datetime | None:
@@ -136,9 +139,7 @@ def atom_row(ad: models.AtomDetail, parent_uuid: str) -> dict[str, Any]:
             "meta": dumps(ad.meta),
         }
     except (TypeError, ValueError, RecursionError) as err:
-        raise exc.StorageFailure(
-            f"cannot store atom {ad.name!r} ({ad.uuid}): its data is not JSON-serializable: {err}"
-        ) from err
+        raise unstorable(f"data of atom {ad.name!r} ({ad.uuid})", err, error=exc.StorageFailure) from err
 
 
 def book_from_row(row: Mapping[Any, Any]) -> models.LogBook:
@@ -164,11 +165,11 @@ def atom_from_row(row: Mapping[Any, Any]) -> models.AtomDetail:
     Raises:
         StorageFailure: the stored atom type is unknown.
     """
+    where = f"atom detail {row['name']!r} ({row['uuid']})"
     try:
         cls = models.atom_detail_class(row["atom_type"])
     except TypeError as err:
-        raise exc.StorageFailure(f"atom detail {row['uuid']!r}: {err}") from err
-    where = f"atom detail {row['name']!r} ({row['uuid']})"
+        raise exc.quoting_cause(exc.StorageFailure(f"{where}: {err}")) from err
     fields = {
         column: loads(row[column], f"column {column!r} of {where}")
         for column in ("results", "failure", "revert_results", "revert_failure", "meta")
@@ -185,7 +186,9 @@ def atom_from_row(row: Mapping[Any, Any]) -> models.AtomDetail:
             }
         )
     except (TypeError, ValueError, KeyError) as err:
-        raise exc.StorageFailure(f"{where} cannot be read back ({err}); the record is damaged") from err
+        raise exc.quoting_cause(
+            exc.StorageFailure(f"{where} cannot be read back ({err}); the record is damaged")
+        ) from err
 
 
 def group_atoms(rows: Sequence[Any]) -> dict[str, list[models.AtomDetail]]:

@@ -101,7 +101,7 @@ def read_settings(conf: Mapping[str, Any], connection: Any) -> Settings:
     try:
         url = make_url(str(connection))
     except (sa_exc.ArgumentError, ValueError) as err:
-        raise exc.StorageFailure(f"malformed database URL {masked!r}: {err}") from err
+        raise exc.quoting_cause(exc.StorageFailure(f"malformed database URL {masked!r}: {err}")) from err
     drivername = _DEFAULT_DRIVERS.get(url.drivername, url.drivername)
     url = url.set(drivername=drivername).difference_update_query(_OPTIONS)
     synchronous = str(conf.get("sqlite_synchronous", "normal")).strip().lower()
@@ -219,12 +219,16 @@ def make_engine(settings: Settings, conf: Mapping[str, Any], writable: bool = Tr
         engine = create_engine(url, **kwargs)
     except (ImportError, sa_exc.NoSuchModuleError) as err:
         extra = _EXTRAS.get(settings.dialect, "the database driver")
-        raise exc.StorageFailure(
-            f"cannot use {settings.masked_url}: driver {settings.url.drivername!r} is not installed "
-            f"(pip install '{extra}'): {err}"
+        raise exc.quoting_cause(
+            exc.StorageFailure(
+                f"cannot use {settings.masked_url}: driver {settings.url.drivername!r} is not installed "
+                f"(pip install '{extra}'): {err}"
+            )
         ) from err
     except (sa_exc.ArgumentError, TypeError, ValueError) as err:
-        raise exc.StorageFailure(f"bad database options for {settings.masked_url}: {err}") from err
+        raise exc.quoting_cause(
+            exc.StorageFailure(f"bad database options for {settings.masked_url}: {err}")
+        ) from err
     if sqlite:
         event.listen(engine, "connect", _sqlite_pragmas(settings, writable))
         event.listen(engine, "begin", _sqlite_begin)

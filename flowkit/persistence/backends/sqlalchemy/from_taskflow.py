@@ -155,7 +155,9 @@ def _snapshot(url: URL, masked: str) -> Iterator[sa.Connection]:
         else:
             engine = sa.create_engine(url, poolclass=sa.NullPool)
     except (ImportError, sa_exc.NoSuchModuleError, sa_exc.ArgumentError) as err:
-        raise exc.StorageFailure(f"cannot open TaskFlow database {masked}: {describe(err)}") from err
+        raise exc.quoting_cause(
+            exc.StorageFailure(f"cannot open TaskFlow database {masked}: {describe(err)}")
+        ) from err
     try:
         with engine.connect() as conn:
             if url.get_backend_name() == "sqlite":
@@ -172,7 +174,9 @@ def _snapshot(url: URL, masked: str) -> Iterator[sa.Connection]:
                 with reader.begin():
                     yield reader
     except sa_exc.SQLAlchemyError as err:
-        raise exc.StorageFailure(f"cannot read TaskFlow database {masked}: {describe(err)}") from err
+        raise exc.quoting_cause(
+            exc.StorageFailure(f"cannot read TaskFlow database {masked}: {describe(err)}")
+        ) from err
     finally:
         engine.dispose()
 
@@ -227,8 +231,10 @@ class _Decoder:
         try:
             return json.loads(value)
         except (TypeError, ValueError) as err:
-            raise exc.StorageFailure(
-                f"cannot import from {self._masked}: column {column!r} of {where} is not JSON ({err})"
+            raise exc.quoting_cause(
+                exc.StorageFailure(
+                    f"cannot import from {self._masked}: column {column!r} of {where} is not JSON ({err})"
+                )
             ) from err
 
 
@@ -247,7 +253,7 @@ def _atom(row: Mapping[Any, Any], decoder: _Decoder, masked: str) -> models.Atom
     try:
         cls = models.atom_detail_class(str(kind))
     except TypeError as err:
-        raise exc.StorageFailure(f"cannot import {where} from {masked}: {err}") from err
+        raise exc.quoting_cause(exc.StorageFailure(f"cannot import {where} from {masked}: {err}")) from err
     data = {column: decoder.json(row, column, where) for column in _ATOM_JSON}
     try:
         return cls.from_dict(
@@ -261,7 +267,7 @@ def _atom(row: Mapping[Any, Any], decoder: _Decoder, masked: str) -> models.Atom
             }
         )
     except (exc.InvalidFormat, TypeError, ValueError, KeyError) as err:
-        raise exc.StorageFailure(f"cannot import {where} from {masked}: {err}") from err
+        raise exc.quoting_cause(exc.StorageFailure(f"cannot import {where} from {masked}: {err}")) from err
 
 
 @dataclass(slots=True)
