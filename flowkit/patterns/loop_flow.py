@@ -27,6 +27,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable, Iterator
+from types import MappingProxyType
 from typing import Any
 
 from flowkit import _steering, flow, task
@@ -36,6 +37,10 @@ from flowkit.patterns import linear_flow
 from flowkit.retry import Retry
 
 __all__ = ["Flow", "LoopVerdict"]
+
+
+#: The hidden until task's revert arguments: none.
+_NO_ARGUMENTS: MappingProxyType[str, str] = MappingProxyType({})
 
 
 class LoopVerdict:
@@ -56,6 +61,12 @@ class Until(task.Task):
 
     def __init__(self, name: str, until: Callable[..., Any], requires: list[str], loop: str) -> None:
         super().__init__(name=name, requires=requires, auto_extract=False)
+        # Its revert (the default, which does nothing) reads no symbol. It would read
+        # ``requires`` (TaskFlow's ``revert_requires`` falls back to them, an empty one
+        # too), and so could not revert an until that failed for lack of them (its
+        # provider skipped by a decider): the loop was left half reverted.
+        self.revert_rebind = _NO_ARGUMENTS
+        self.revert_optional = frozenset()
         self._until = until
         #: The loop's name, for errors (the hidden task's own is not one the user gave).
         self._loop = loop

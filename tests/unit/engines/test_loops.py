@@ -233,6 +233,23 @@ def test_an_until_whose_provider_was_skipped_names_the_loop() -> None:
     )
 
 
+def test_a_loop_whose_until_could_not_run_is_reverted_whole() -> None:
+    # The until task's failure (its provider skipped) reverted the flow, then its own
+    # revert asked for the same missing value: REVERT_FAILURE, the flow FAILURE, and
+    # the loop's body left SUCCESS, where a task failing alike was simply reverted.
+    flow = graph_flow.Flow("g")
+    first, poll = Side("first"), Poll("poll")
+    flow.add(first, poll, loop_flow.Flow("l", Side("s"), until=lambda status: True, max_iterations=2))
+    flow.link(first, poll, decider=lambda history: False, decider_depth="atom")
+    engine = engines.load(flow)
+    with pytest.raises(exc.NotFound):
+        engine.run()
+    states = {name: engine.storage.get_atom_state(name) for name in ("first", "poll", "s", "l^until")}
+    assert states == {"first": st.REVERTED, "poll": st.IGNORE, "s": st.REVERTED, "l^until": st.REVERTED}
+    assert engine.storage.get_flow_state() == st.REVERTED
+    assert ("revert", "s", 0.0) in EVENTS
+
+
 @pytest.mark.parametrize("kind", ["serial", "parallel", "asyncio"])
 def test_a_delay_does_not_block_other_branches(kind: str) -> None:
     others = linear_flow.Flow("others").add(*[Side(f"side-{i}") for i in range(4)])
