@@ -144,9 +144,8 @@ class Guard:
         self.hit = False
         self.key = None
         self._stored = False
-        for arg, model in self._coerce.items():
-            if arg in kwargs:
-                kwargs[arg] = typed.coerce_input(self._node.name, arg, kwargs[arg], model)
+        if self._coerce is not None:
+            typed.coerce_inputs(self._node.name, self._coerce, kwargs)
         if self._store is None:
             return False, None
         from flowkit.cache import _keys
@@ -446,7 +445,7 @@ def build(compilation: Any, options: Mapping[str, Any]) -> dict[int, Guard]:
             continue
         validate = typed.validator_for(atom, default)
         cached = store if store is not None and getattr(atom, "cache", False) is True else None
-        if validate is not None or cached is not None or typed.model_inputs(atom):
+        if validate is not None or cached is not None or typed.model_inputs(atom) is not None:
             guards[node.index] = Guard(node, validate, cached, guards)
         elif store is None and not own and typed.shares_contract(cls):
             unguarded.add(cls)

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from flowkit import exceptions as exc
 from flowkit import states as st
+from flowkit._utils import reflection
 from flowkit._utils.gc_pause import gc_paused
 from flowkit._utils.lazy_logging import module_logger
 from flowkit.atom import Atom, check_switch
@@ -112,26 +113,31 @@ def may_check_types(nodes: Iterable[Node], classes: Iterable[type]) -> bool:
 
     It compares a provider's result type with the consumer's annotation of the
     argument it feeds, so it has something to do only where an ``execute``
-    annotates an argument that another atom provides. Worked out per class
+    annotates an argument that another atom provides (or its ``**kwargs``,
+    which types every extra argument, and one is fed). Worked out per class
     (``classes``: those of ``nodes``' atoms) from the annotations' names, without
     resolving them or importing ``typed``: a flow of tasks that annotate their
     results only, or arguments fed by the store, pays one look per class.
     """
-    annotated: dict[type, set[str]] = {}
+    annotated: dict[type, set[str] | None] = {}
     for cls in classes:
         if not _declares_alone(cls):
             return True
-        # typed's inputs: every annotated parameter but ``self``.
-        names = cls.execute.__annotations__.keys() - _NOT_INPUTS  # type: ignore[attr-defined]
-        if names:
-            annotated[cls] = names
+        execute = cls.execute  # type: ignore[attr-defined]
+        names = execute.__annotations__.keys() - _NOT_INPUTS
+        if not names:
+            continue
+        var_keyword = reflection.inspect_callable(execute).var_keyword
+        # An annotated ``**kwargs`` types every extra argument: any fed one is checked.
+        annotated[cls] = None if var_keyword in names else names
     if not annotated:
         return False
     for node in nodes:
-        names = annotated.get(type(node.atom))
-        if names is not None:
+        cls = type(node.atom)
+        if cls in annotated:
+            names = annotated[cls]
             for plan in node.exec_args:
-                if plan.provider >= 0 and plan.arg in names:
+                if plan.provider >= 0 and (names is None or plan.arg in names):
                     return True
     return False
 
