@@ -429,16 +429,17 @@ def _satisfies_cached(provided: Any, required: Any) -> bool:
 _satisfies_memo = functools.lru_cache(maxsize=1024)(satisfies)
 
 
-def classes_declaring(nodes: Any, inputs: bool) -> set[type]:
-    """The atom classes among ``nodes`` that may declare input (or result) types.
+def classes_declaring(classes: Iterable[type], inputs: bool) -> set[type]:
+    """The atom classes among ``classes`` that may declare input (or result) types.
 
-    One pass that only collects classes: a flow of 100,000 untyped atoms pays a
-    set comprehension, not 100,000 contract lookups. Classes whose instances may
+    Asked per class, not per atom: a flow of 100,000 untyped atoms pays no
+    contract lookup per atom (the caller collects its atoms' classes once, as
+    the engine's compile does for all its checks). Classes whose instances may
     differ (function tasks, adapters) are always included.
     """
     found: set[type] = set()
-    for cls in {type(node.atom) for node in nodes}:
-        if cls._arg_sources is not _DEFAULT_ARG_SOURCES or hasattr(cls, "__flowkit_contract__"):
+    for cls in classes:
+        if not shares_contract(cls):
             found.add(cls)
         else:
             contract = contract_of_class(cls)
@@ -492,7 +493,11 @@ def _may_spawn(result: Any) -> bool:
     return any(isinstance(member, type) and issubclass(member, dynamic.Subflow) for member in members)
 
 
-def check_compilation(compilation: Any, replaced: Callable[[Any, str], bool] | None = None) -> None:
+def check_compilation(
+    compilation: Any,
+    replaced: Callable[[Any, str], bool] | None = None,
+    classes: Iterable[type] | None = None,
+) -> None:
     """Check every provider -> consumer edge of a compiled flow against the annotations.
 
     Args:
@@ -502,6 +507,8 @@ def check_compilation(compilation: Any, replaced: Callable[[Any, str], bool] | N
             engine's ``inject=``, the store), which wins over the provider's
             result at run time: that edge is not checked, since the provider's
             type says nothing about what the atom gets.
+        classes: the classes of the compilation's atoms, if the caller has
+            them already (the engine does); else they are collected here.
 
     Raises:
         TypeMismatch: the first edge whose declared types cannot match, naming
@@ -509,38 +516,54 @@ def check_compilation(compilation: Any, replaced: Callable[[Any, str], bool] | N
     """
     nodes = compilation.nodes
     atoms = compilation.atoms
-    suspects = classes_declaring(atoms, inputs=True)
+    if classes is None:
+        classes = {type(node.atom) for node in atoms}
+    suspects = classes_declaring(classes, inputs=True)
     if not suspects:
         return
-    # What a provider's result type gives a reader, per (provider class, key): the
-    # same for every atom of a class whose instances share its contract (most flows
-    # repeat a few classes), where working it out per edge was most of the check.
-    provided_by: dict[tuple[type, int | str | None], Any] = {}
+    # The contract per class (None: read per atom, its instances may differ).
+    declared = {cls: contract_of_class(cls) if shares_contract(cls) else None for cls in suspects}
+    # What a provider's result type gives a reader: the same for every atom of a
+    # class whose instances share its contract (most flows repeat a few classes),
+    # where working it out per edge was most of the check. The whole result (the
+    # common case, and every edge of a fan-in) is kept by class alone, an item by
+    # (class, key).
+    whole: dict[type, Any] = {}
+    items: dict[tuple[type, int | str], Any] = {}
     shared = _BY_CLASS
     for node in atoms:
-        if type(node.atom) not in suspects:
+        contract = declared.get(type(node.atom), _EMPTY)
+        if contract is _EMPTY:  # a class that declares no input
             continue
-        contract = contract_of(node.atom)
-        if not contract.declares_inputs:
-            continue
+        if contract is None:
+            contract = contract_of(node.atom)
+            if not contract.declares_inputs:
+                continue
         # Contract.input_type, bound once per atom: a fan-in asks it per edge.
         required_of = contract._by_name.get
         extra = contract.extra
         for plan in node.exec_args:
-            if plan.provider < 0:
+            index = plan.provider
+            if index < 0:
                 continue
             required = required_of(plan.arg, extra)
             if required is UNTYPED:
                 continue
-            provider = nodes[plan.provider]
+            provider = nodes[index]
             provider_class = type(provider.atom)
-            if provider_class in shared:
-                memo_key = (provider_class, plan.key)
-                provided = provided_by.get(memo_key, _NOT_FOUND)
+            key = plan.key
+            if key is None:
+                provided = whole.get(provider_class, _NOT_FOUND)
                 if provided is _NOT_FOUND:
-                    provided = provided_by[memo_key] = _provided_type(provider.atom, plan.key)
+                    provided = _provided_type(provider.atom, None)
+                    if provider_class in shared:
+                        whole[provider_class] = provided
             else:
-                provided = _provided_type(provider.atom, plan.key)
+                provided = items.get((provider_class, key), _NOT_FOUND)
+                if provided is _NOT_FOUND:
+                    provided = _provided_type(provider.atom, key)
+                    if provider_class in shared:
+                        items[provider_class, key] = provided
             if provided is required or _satisfies_cached(provided, required):
                 continue
             # Asked only of an edge that would fail: an injected value wins over the

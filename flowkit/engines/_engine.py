@@ -480,7 +480,7 @@ class ActionEngine(Engine):
             if option_flag(self._options, "check_types", True) and may_check_types(nodes, classes):
                 from flowkit import typed
 
-                typed.check_compilation(compilation, self._injected_for)
+                typed.check_compilation(compilation, self._injected_for, classes)
             self._runtime = Runtime(
                 compilation,
                 self._storage,
@@ -492,7 +492,7 @@ class ActionEngine(Engine):
         if may_guard(nodes, classes, self._options):
             from flowkit import _guards
 
-            self._runtime.guards = _guards.build(compilation, self._options)
+            self._runtime.guards = _guards.build(compilation, self._options, classes)
         if self._calls_traced_here:
             self._runtime.trace_sources = self.trace_sources
         task_options = _task_options.read_task_options(compilation, self._options, self.kind)
