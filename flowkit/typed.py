@@ -111,7 +111,8 @@ class Contract:
     Attributes:
         inputs: argument name -> annotation, for the annotated named arguments only.
         extra: the annotation of ``**kwargs``: the type of every value passed
-            under a name the signature does not list, or :data:`UNTYPED`.
+            under a name the signature does not list, or :data:`UNTYPED`
+            (also for ``Any`` and ``object``, which take anything).
         result: the return annotation, or :data:`UNTYPED`.
     """
 
@@ -277,6 +278,10 @@ def _read_contract(fn: Callable[..., Any]) -> Contract:
     # ``**kwargs``' annotation is the type of each extra argument, not of an argument
     # named ``kwargs``; ``*args``' describes nothing engines pass (every value goes by keyword).
     extra = hints.pop(shape.var_keyword, UNTYPED) if shape.var_keyword is not None else UNTYPED
+    if extra is Any or extra is object:
+        # How code checked by mypy --strict says "any arguments": nothing can mismatch
+        # it, and declaring nothing spares every edge into such a task the check.
+        extra = UNTYPED
     inputs = {arg: tp for arg, tp in hints.items() if arg in shape.all}
     if not inputs and extra is UNTYPED and result is UNTYPED:
         return _EMPTY

@@ -13,6 +13,7 @@ final flow state.
 from __future__ import annotations
 
 import _thread  # threading's Lock, without importing threading (start-up time)
+import builtins
 import contextlib
 import sys
 import time
@@ -108,6 +109,27 @@ def _check_switch(options: dict[str, Any], name: str, engine: str, *, unset: boo
     raise exc.InvalidEngineOption(f"{name} must be {allowed}, not {value!r}", engine=engine, option=name)
 
 
+def _takes_anything(execute: Callable[..., Any], arg: str) -> bool:
+    """Whether ``execute`` annotates ``arg`` as ``Any`` or ``object``, read without resolving it.
+
+    A string annotation (``from __future__ import annotations``) is looked up
+    as :mod:`flowkit.typed` resolves it, in the function's globals, then the
+    builtins; anything other than a plain or ``typing.``-dotted name is not
+    known to take anything.
+    """
+    annotation = execute.__annotations__[arg]
+    if isinstance(annotation, str):
+        names: dict[str, Any] = execute.__globals__
+        scope, dot, name = annotation.rpartition(".")
+        if scope == "typing":
+            annotation = getattr(names.get("typing"), name, None)
+        elif dot:
+            return False
+        else:
+            annotation = names.get(name, getattr(builtins, name, None))
+    return annotation is Any or annotation is object
+
+
 def may_check_types(nodes: Iterable[Node], classes: Iterable[type]) -> bool:
     """Whether :func:`flowkit.typed.check_compilation` may find an edge to check among ``nodes``.
 
@@ -128,8 +150,15 @@ def may_check_types(nodes: Iterable[Node], classes: Iterable[type]) -> bool:
         if not names:
             continue
         var_keyword = reflection.inspect_callable(execute).var_keyword
-        # An annotated ``**kwargs`` types every extra argument: any fed one is checked.
-        annotated[cls] = None if var_keyword in names else names
+        if var_keyword is not None and var_keyword in names:
+            if not _takes_anything(execute, var_keyword):
+                # An annotated ``**kwargs`` types every extra argument: any fed one is checked.
+                annotated[cls] = None
+                continue
+            names.discard(var_keyword)  # ``**kwargs: Any`` declares nothing (as typed reads it)
+            if not names:
+                continue
+        annotated[cls] = names
     if not annotated:
         return False
     for node in nodes:

@@ -159,9 +159,23 @@ def test_the_contract_says_what_every_argument_name_receives() -> None:
     assert labelled.input_type("other") is int
     starred = typed.contract_of(Starred())
     assert dict(starred.inputs) == {}
-    assert starred.input_type("numbers") is Any
+    assert starred.input_type("numbers") is typed.UNTYPED  # into ``**rest: Any``, which takes anything
     assert typed.contract_of(task.FunctorTask(total_of)).input_type("x") is int
     assert typed.Contract({"a": int}, str).input_type("b") is typed.UNTYPED
+
+
+class TakesAnything(task.Task):
+    def execute(self, **values: Any) -> None:
+        pass
+
+
+def test_kwargs_that_take_anything_declare_nothing_to_check() -> None:
+    # ``**kwargs: Any`` is how code checked by mypy --strict says "any arguments":
+    # no value can mismatch it, so no class of such tasks is looked at per edge.
+    contract = typed.contract_of(TakesAnything())
+    assert contract.extra is typed.UNTYPED
+    assert not contract.declares_inputs
+    assert typed.classes_declaring([TakesAnything, Sum], inputs=True) == {Sum}
 
 
 def test_mappings_given_to_model_typed_kwargs_become_models_at_run_time() -> None:

@@ -46,6 +46,18 @@ class TakesAny(task.Task):
         return sum(values.values())
 
 
+class TakesAnything(task.Task):
+    """How tasks written for ``mypy --strict`` often spell "any arguments"."""
+
+    def execute(self, **values: Any) -> int:
+        return len(values)
+
+
+class TakesAnyObject(task.Task):
+    def execute(self, **values: object) -> int:
+        return len(values)
+
+
 class TakesStarred(task.Task):
     def execute(self, *values: int, **rest):  # type: ignore[no-untyped-def]  # ``*values`` takes nothing
         return rest
@@ -96,6 +108,12 @@ FLOWS: dict[str, Callable[[], Any]] = {
     ),
     "kwargs annotation fed by the store": lambda: linear_flow.Flow("f").add(
         TakesAny("b", requires=["y"], inject={"y": 1})
+    ),
+    "kwargs: Any": lambda: linear_flow.Flow("f").add(
+        ReturnsStr("a", provides="y"), TakesAnything("b", requires=["y"])
+    ),
+    "kwargs: object": lambda: linear_flow.Flow("f").add(
+        ReturnsStr("a", provides="y"), TakesAnyObject("b", requires=["y"])
     ),
     "star args annotation": lambda: linear_flow.Flow("f").add(
         ReturnsStr("a", provides="values"), TakesStarred("b", requires=["values"])
@@ -154,6 +172,8 @@ def test_plain_tasks_and_unfed_annotations_need_neither() -> None:
         "return annotation",
         "input annotation fed by the store",
         "kwargs annotation fed by the store",
+        "kwargs: Any",
+        "kwargs: object",
     ):
         atoms = compile_flow(FLOWS[shape]()).atoms
         classes = {type(node.atom) for node in atoms}
