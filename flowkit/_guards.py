@@ -21,7 +21,7 @@ called (:meth:`Guard.on_revert`): the result no longer stands.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from flowkit import exceptions as exc
@@ -144,9 +144,8 @@ class Guard:
         self.hit = False
         self.key = None
         self._stored = False
-        for arg, model in self._coerce.items():
-            if arg in kwargs:
-                kwargs[arg] = typed.coerce_input(self._node.name, arg, kwargs[arg], model)
+        if self._coerce is not None:
+            typed.coerce_inputs(self._node.name, self._coerce, kwargs)
         if self._store is None:
             return False, None
         from flowkit.cache import _keys
@@ -400,13 +399,17 @@ def _check_switches(atom: Any) -> None:
         check_switch(atom.name, option, getattr(atom, option, None), "doc/caching.rst")
 
 
-def build(compilation: Any, options: Mapping[str, Any]) -> dict[int, Guard]:
+def build(
+    compilation: Any, options: Mapping[str, Any], classes: Iterable[type] | None = None
+) -> dict[int, Guard]:
     """The guards a compiled flow needs, by node index (empty when none does).
 
     Args:
         compilation: the engine's compilation.
         options: the engine options; ``cache`` (a URL or store) and
             ``validate_types`` (True/False; default: pydantic results only).
+        classes: the classes of the compilation's atoms, if the caller has
+            them already (the engine does); else they are collected here.
 
     Raises:
         InvalidEngineOption: a bad ``cache`` value.
@@ -424,7 +427,10 @@ def build(compilation: Any, options: Mapping[str, Any]) -> dict[int, Guard]:
     nodes = compilation.atoms
     if store is None:
         # Only validation can apply: only atoms whose class declares something.
-        suspects = typed.classes_declaring(nodes, inputs=False) | typed.classes_declaring(nodes, inputs=True)
+        if classes is None:
+            classes = {type(node.atom) for node in nodes}
+        declaring = typed.classes_declaring
+        suspects = declaring(classes, inputs=False) | declaring(classes, inputs=True)
         if not suspects:
             return guards
         nodes = [node for node in nodes if type(node.atom) in suspects]
@@ -446,7 +452,7 @@ def build(compilation: Any, options: Mapping[str, Any]) -> dict[int, Guard]:
             continue
         validate = typed.validator_for(atom, default)
         cached = store if store is not None and getattr(atom, "cache", False) is True else None
-        if validate is not None or cached is not None or typed.model_inputs(atom):
+        if validate is not None or cached is not None or typed.model_inputs(atom) is not None:
             guards[node.index] = Guard(node, validate, cached, guards)
         elif store is None and not own and typed.shares_contract(cls):
             unguarded.add(cls)

@@ -37,10 +37,11 @@ import functools
 import sys
 import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar, Final
 
 from flowkit import exceptions as exc
+from flowkit._utils import reflection
 from flowkit._utils.class_caches import make_room
 from flowkit.atom import Atom, check_switch
 
@@ -52,6 +53,7 @@ __all__ = [
     "check_value",
     "classes_declaring",
     "coerce_input",
+    "coerce_inputs",
     "coerce_value",
     "contract_of",
     "contract_of_class",
@@ -100,19 +102,48 @@ class Contract:
     A plain slotted class rather than a frozen dataclass: this module is imported
     by every process that runs a flow, and making a dataclass costs ~0.5 ms.
 
+    Engines pass every value by keyword (as TaskFlow does): a value given under
+    a name the signature lists goes to that argument, any other (an "extra
+    argument" of ``requires`` or ``rebind``) to ``**kwargs``. So a ``**values:
+    int`` annotation is the type of each such value, and a ``*args`` annotation
+    describes nothing a flow gives. :meth:`input_type` answers for any name.
+
     Attributes:
-        inputs: argument name -> annotation, for the annotated arguments only.
+        inputs: argument name -> annotation, for the annotated named arguments only.
+        extra: the annotation of ``**kwargs``: the type of every value passed
+            under a name the signature does not list, or :data:`UNTYPED`
+            (also for ``Any`` and ``object``, which take anything).
         result: the return annotation, or :data:`UNTYPED`.
     """
 
-    __slots__ = ("inputs", "result")
+    __slots__ = ("_by_name", "extra", "inputs", "result")
 
     inputs: Mapping[str, Any]
+    extra: Any
     result: Any
+    #: What :meth:`input_type` reads: ``inputs``, and with ``extra`` declared the
+    #: unannotated named arguments as UNTYPED (they do not take ``extra``'s type).
+    _by_name: Mapping[str, Any]
 
-    def __init__(self, inputs: Mapping[str, Any], result: Any) -> None:
+    def __init__(
+        self, inputs: Mapping[str, Any], result: Any, extra: Any = UNTYPED, named: Iterable[str] = ()
+    ) -> None:
+        """Make a contract.
+
+        Args:
+            inputs: the annotated named arguments' types.
+            result: the return annotation, or :data:`UNTYPED`.
+            extra: the annotation of ``**kwargs``, or :data:`UNTYPED`.
+            named: every named argument (annotated or not); needed only with
+                ``extra``, so that an unannotated one is not taken for it.
+        """
+        by_name = inputs
+        if extra is not UNTYPED:
+            by_name = types.MappingProxyType({**dict.fromkeys(named, UNTYPED), **inputs})
         object.__setattr__(self, "inputs", inputs)
+        object.__setattr__(self, "extra", extra)
         object.__setattr__(self, "result", result)
+        object.__setattr__(self, "_by_name", by_name)
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"cannot assign to field {name!r}: a Contract is read-only")
@@ -120,18 +151,33 @@ class Contract:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Contract):
             return NotImplemented
-        return self.inputs == other.inputs and self.result == other.result
+        return (
+            self._by_name == other._by_name
+            and self.inputs == other.inputs
+            and self.extra == other.extra
+            and self.result == other.result
+        )
 
     def __hash__(self) -> int:
-        return hash((tuple(self.inputs.items()), self.result))
+        return hash((tuple(self.inputs.items()), self.extra, self.result))
 
     def __repr__(self) -> str:
-        return f"Contract(inputs={dict(self.inputs)!r}, result={self.result!r})"
+        extra = "" if self.extra is UNTYPED else f", extra={self.extra!r}"
+        return f"Contract(inputs={dict(self.inputs)!r}{extra}, result={self.result!r})"
+
+    def input_type(self, arg: str) -> Any:
+        """The declared type of the value ``execute`` receives as argument ``arg`` (or UNTYPED)."""
+        return self._by_name.get(arg, self.extra)
+
+    @property
+    def declares_inputs(self) -> bool:
+        """Whether any argument's type is declared (a named one or ``**kwargs``)."""
+        return bool(self.inputs) or self.extra is not UNTYPED
 
     @property
     def typed(self) -> bool:
         """Whether anything at all is declared."""
-        return bool(self.inputs) or self.result is not UNTYPED
+        return self.declares_inputs or self.result is not UNTYPED
 
 
 _EMPTY = Contract({}, UNTYPED)
@@ -225,7 +271,21 @@ def _read_contract(fn: Callable[..., Any]) -> Contract:
     hints.pop("self", None)
     if not hints and result is UNTYPED:
         return _EMPTY
-    return Contract(types.MappingProxyType(hints), result)
+    try:
+        shape = reflection.inspect_callable(target)
+    except (TypeError, ValueError):  # no signature to read: it could not be an atom's either
+        return _EMPTY
+    # ``**kwargs``' annotation is the type of each extra argument, not of an argument
+    # named ``kwargs``; ``*args``' describes nothing engines pass (every value goes by keyword).
+    extra = hints.pop(shape.var_keyword, UNTYPED) if shape.var_keyword is not None else UNTYPED
+    if extra is Any or extra is object:
+        # How code checked by mypy --strict says "any arguments": nothing can mismatch
+        # it, and declaring nothing spares every edge into such a task the check.
+        extra = UNTYPED
+    inputs = {arg: tp for arg, tp in hints.items() if arg in shape.all}
+    if not inputs and extra is UNTYPED and result is UNTYPED:
+        return _EMPTY
+    return Contract(types.MappingProxyType(inputs), result, extra, shape.all)
 
 
 _cached_contract = functools.lru_cache(maxsize=4096)(_read_contract)
@@ -374,20 +434,21 @@ def _satisfies_cached(provided: Any, required: Any) -> bool:
 _satisfies_memo = functools.lru_cache(maxsize=1024)(satisfies)
 
 
-def classes_declaring(nodes: Any, inputs: bool) -> set[type]:
-    """The atom classes among ``nodes`` that may declare input (or result) types.
+def classes_declaring(classes: Iterable[type], inputs: bool) -> set[type]:
+    """The atom classes among ``classes`` that may declare input (or result) types.
 
-    One pass that only collects classes: a flow of 100,000 untyped atoms pays a
-    set comprehension, not 100,000 contract lookups. Classes whose instances may
+    Asked per class, not per atom: a flow of 100,000 untyped atoms pays no
+    contract lookup per atom (the caller collects its atoms' classes once, as
+    the engine's compile does for all its checks). Classes whose instances may
     differ (function tasks, adapters) are always included.
     """
     found: set[type] = set()
-    for cls in {type(node.atom) for node in nodes}:
-        if cls._arg_sources is not _DEFAULT_ARG_SOURCES or hasattr(cls, "__flowkit_contract__"):
+    for cls in classes:
+        if not shares_contract(cls):
             found.add(cls)
         else:
             contract = contract_of_class(cls)
-            if contract.inputs if inputs else contract.result is not UNTYPED:
+            if contract.declares_inputs if inputs else contract.result is not UNTYPED:
                 found.add(cls)
     return found
 
@@ -437,7 +498,11 @@ def _may_spawn(result: Any) -> bool:
     return any(isinstance(member, type) and issubclass(member, dynamic.Subflow) for member in members)
 
 
-def check_compilation(compilation: Any, replaced: Callable[[Any, str], bool] | None = None) -> None:
+def check_compilation(
+    compilation: Any,
+    replaced: Callable[[Any, str], bool] | None = None,
+    classes: Iterable[type] | None = None,
+) -> None:
     """Check every provider -> consumer edge of a compiled flow against the annotations.
 
     Args:
@@ -447,6 +512,8 @@ def check_compilation(compilation: Any, replaced: Callable[[Any, str], bool] | N
             engine's ``inject=``, the store), which wins over the provider's
             result at run time: that edge is not checked, since the provider's
             type says nothing about what the atom gets.
+        classes: the classes of the compilation's atoms, if the caller has
+            them already (the engine does); else they are collected here.
 
     Raises:
         TypeMismatch: the first edge whose declared types cannot match, naming
@@ -454,33 +521,54 @@ def check_compilation(compilation: Any, replaced: Callable[[Any, str], bool] | N
     """
     nodes = compilation.nodes
     atoms = compilation.atoms
-    suspects = classes_declaring(atoms, inputs=True)
+    if classes is None:
+        classes = {type(node.atom) for node in atoms}
+    suspects = classes_declaring(classes, inputs=True)
     if not suspects:
         return
-    # What a provider's result type gives a reader, per (provider class, key): the
-    # same for every atom of a class whose instances share its contract (most flows
-    # repeat a few classes), where working it out per edge was most of the check.
-    provided_by: dict[tuple[type, int | str | None], Any] = {}
+    # The contract per class (None: read per atom, its instances may differ).
+    declared = {cls: contract_of_class(cls) if shares_contract(cls) else None for cls in suspects}
+    # What a provider's result type gives a reader: the same for every atom of a
+    # class whose instances share its contract (most flows repeat a few classes),
+    # where working it out per edge was most of the check. The whole result (the
+    # common case, and every edge of a fan-in) is kept by class alone, an item by
+    # (class, key).
+    whole: dict[type, Any] = {}
+    items: dict[tuple[type, int | str], Any] = {}
     shared = _BY_CLASS
     for node in atoms:
-        if type(node.atom) not in suspects:
+        contract = declared.get(type(node.atom), _EMPTY)
+        if contract is _EMPTY:  # a class that declares no input
             continue
-        inputs = contract_of(node.atom).inputs
-        if not inputs:
-            continue
-        for plan in node.exec_args:
-            required = inputs.get(plan.arg, UNTYPED)
-            if plan.provider < 0 or required is UNTYPED:
+        if contract is None:
+            contract = contract_of(node.atom)
+            if not contract.declares_inputs:
                 continue
-            provider = nodes[plan.provider]
+        # Contract.input_type, bound once per atom: a fan-in asks it per edge.
+        required_of = contract._by_name.get
+        extra = contract.extra
+        for plan in node.exec_args:
+            index = plan.provider
+            if index < 0:
+                continue
+            required = required_of(plan.arg, extra)
+            if required is UNTYPED:
+                continue
+            provider = nodes[index]
             provider_class = type(provider.atom)
-            if provider_class in shared:
-                memo_key = (provider_class, plan.key)
-                provided = provided_by.get(memo_key, _NOT_FOUND)
+            key = plan.key
+            if key is None:
+                provided = whole.get(provider_class, _NOT_FOUND)
                 if provided is _NOT_FOUND:
-                    provided = provided_by[memo_key] = _provided_type(provider.atom, plan.key)
+                    provided = _provided_type(provider.atom, None)
+                    if provider_class in shared:
+                        whole[provider_class] = provided
             else:
-                provided = _provided_type(provider.atom, plan.key)
+                provided = items.get((provider_class, key), _NOT_FOUND)
+                if provided is _NOT_FOUND:
+                    provided = _provided_type(provider.atom, key)
+                    if provider_class in shared:
+                        items[provider_class, key] = provided
             if provided is required or _satisfies_cached(provided, required):
                 continue
             # Asked only of an edge that would fail: an injected value wins over the
@@ -579,12 +667,43 @@ def _adapter(tp: Any) -> Any:
     return _loaded_pydantic().TypeAdapter(tp)
 
 
-def model_inputs(atom: Any) -> Mapping[str, Any]:
-    """``execute``'s arguments typed with a pydantic model (or a container of them), by name."""
+def model_inputs(atom: Any) -> Contract | None:
+    """The part of ``atom``'s contract whose arguments pydantic makes into models, or None.
+
+    Its inputs are the named arguments typed with a pydantic model (or a
+    container of them), its ``extra`` that of ``**kwargs`` if that is such a
+    type; :func:`coerce_inputs` applies it to a call's arguments.
+    """
     if _loaded_pydantic() is None:
-        return {}
-    inputs = contract_of(atom).inputs
-    return {arg: tp for arg, tp in inputs.items() if _mentions_model(_strip(tp))}
+        return None
+    contract = contract_of(atom)
+    if not contract.declares_inputs:
+        return None
+    inputs = {arg: tp for arg, tp in contract.inputs.items() if _mentions_model(_strip(tp))}
+    extra = contract.extra if _mentions_model(_strip(contract.extra)) else UNTYPED
+    if not inputs and extra is UNTYPED:
+        return None
+    return Contract(types.MappingProxyType(inputs), UNTYPED, extra, contract._by_name)
+
+
+def coerce_inputs(atom: str, models: Contract, arguments: dict[str, Any]) -> None:
+    """Make the values of ``arguments`` that ``models`` (see :func:`model_inputs`) types into their models.
+
+    In place: a mapping (a model as JSON, from a resumed run's store, a worker's
+    request, the cache) becomes the model, a model stays as it is.
+
+    Raises:
+        InvalidResult: an argument cannot be made into its model (``what`` names it).
+    """
+    if models.extra is UNTYPED:
+        for arg, tp in models.inputs.items():
+            if arg in arguments:
+                arguments[arg] = coerce_input(atom, arg, arguments[arg], tp)
+        return
+    for arg, value in list(arguments.items()):
+        tp = models.input_type(arg)
+        if tp is not UNTYPED:
+            arguments[arg] = coerce_input(atom, arg, value, tp)
 
 
 def revives(atom: Any) -> bool:

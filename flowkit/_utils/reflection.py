@@ -42,12 +42,16 @@ class CallableArgs(Record):
             receive names that are not in its signature.
         positional_only: names of the arguments that cannot be passed by keyword
             (before a ``/``); engines pass every argument by keyword.
+        var_keyword: the name of the ``**kwargs`` parameter (None: there is
+            none), whose annotation (:mod:`flowkit.typed`) is the type of every
+            value passed under a name that ``all`` does not list.
     """
 
     required: tuple[str, ...]
     all: tuple[str, ...]
     accepts_kwargs: bool
     positional_only: tuple[str, ...] = ()
+    var_keyword: str | None = None
 
 
 def get_class_name(obj: Any, fully_qualified: bool = True, truncate_builtins: bool = True) -> str:
@@ -127,11 +131,17 @@ def _from_code(function: types.FunctionType, drop_first: bool) -> CallableArgs:
         first_default -= 1
     kw_defaults = function.__kwdefaults__ or {}
     required = positional[: max(first_default, 0)] + tuple(n for n in keyword_only if n not in kw_defaults)
+    var_keyword = None
+    if code.co_flags & _CO_VARKEYWORDS:
+        # Local names start with the parameters: the named ones, ``*args``, ``**kwargs``.
+        after_named = code.co_argcount + code.co_kwonlyargcount
+        var_keyword = code.co_varnames[after_named + bool(code.co_flags & _CO_VARARGS)]
     return CallableArgs(
         required=required,
         all=positional + keyword_only,
-        accepts_kwargs=bool(code.co_flags & _CO_VARKEYWORDS),
+        accepts_kwargs=var_keyword is not None,
         positional_only=positional[:posonly_count],
+        var_keyword=var_keyword,
     )
 
 
@@ -148,11 +158,13 @@ def _from_signature(target: Callable[..., Any], drop_first: bool) -> CallableArg
         for p in params
         if p.kind in (kinds.POSITIONAL_ONLY, kinds.POSITIONAL_OR_KEYWORD, kinds.KEYWORD_ONLY)
     ]
+    var_keyword = next((p.name for p in params if p.kind is kinds.VAR_KEYWORD), None)
     return CallableArgs(
         required=tuple(p.name for p in named if p.default is kinds.empty),
         all=tuple(p.name for p in named),
-        accepts_kwargs=any(p.kind is kinds.VAR_KEYWORD for p in params),
+        accepts_kwargs=var_keyword is not None,
         positional_only=tuple(p.name for p in named if p.kind is kinds.POSITIONAL_ONLY),
+        var_keyword=var_keyword,
     )
 
 

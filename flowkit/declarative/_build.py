@@ -1233,7 +1233,7 @@ def _make_atom(
         )
     contract = typed.contract_of(probe)
     for arg, value in spec.inputs.items():
-        _check_type(source, spec, arg, value, contract.inputs.get(arg, typed.UNTYPED), made)
+        _check_type(source, spec, arg, value, contract.input_type(arg), made)
     plain = all(
         isinstance(v, _refs.Constant) or (isinstance(v, _refs.Ref) and not v.path)
         for v in spec.inputs.values()

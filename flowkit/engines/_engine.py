@@ -13,6 +13,7 @@ final flow state.
 from __future__ import annotations
 
 import _thread  # threading's Lock, without importing threading (start-up time)
+import builtins
 import contextlib
 import sys
 import time
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from flowkit import _steering
 from flowkit import exceptions as exc
 from flowkit import states as st
+from flowkit._utils import reflection
 from flowkit._utils.gc_pause import gc_paused
 from flowkit._utils.lazy_logging import module_logger
 from flowkit.atom import Atom, check_switch
@@ -108,31 +110,64 @@ def _check_switch(options: dict[str, Any], name: str, engine: str, *, unset: boo
     raise exc.InvalidEngineOption(f"{name} must be {allowed}, not {value!r}", engine=engine, option=name)
 
 
+def _takes_anything(execute: Callable[..., Any], arg: str) -> bool:
+    """Whether ``execute`` annotates ``arg`` as ``Any`` or ``object``, read without resolving it.
+
+    A string annotation (``from __future__ import annotations``) is looked up
+    as :mod:`flowkit.typed` resolves it, in the function's globals, then the
+    builtins; anything other than a plain or ``typing.``-dotted name is not
+    known to take anything.
+    """
+    annotation = execute.__annotations__[arg]
+    if isinstance(annotation, str):
+        names: dict[str, Any] = execute.__globals__
+        scope, dot, name = annotation.rpartition(".")
+        if scope == "typing":
+            annotation = getattr(names.get("typing"), name, None)
+        elif dot:
+            return False
+        else:
+            annotation = names.get(name, getattr(builtins, name, None))
+    return annotation is Any or annotation is object
+
+
 def may_check_types(nodes: Iterable[Node], classes: Iterable[type]) -> bool:
     """Whether :func:`flowkit.typed.check_compilation` may find an edge to check among ``nodes``.
 
     It compares a provider's result type with the consumer's annotation of the
     argument it feeds, so it has something to do only where an ``execute``
-    annotates an argument that another atom provides. Worked out per class
+    annotates an argument that another atom provides (or its ``**kwargs``,
+    which types every extra argument, and one is fed). Worked out per class
     (``classes``: those of ``nodes``' atoms) from the annotations' names, without
     resolving them or importing ``typed``: a flow of tasks that annotate their
     results only, or arguments fed by the store, pays one look per class.
     """
-    annotated: dict[type, set[str]] = {}
+    annotated: dict[type, set[str] | None] = {}
     for cls in classes:
         if not _declares_alone(cls):
             return True
-        # typed's inputs: every annotated parameter but ``self``.
-        names = cls.execute.__annotations__.keys() - _NOT_INPUTS  # type: ignore[attr-defined]
-        if names:
-            annotated[cls] = names
+        execute = cls.execute  # type: ignore[attr-defined]
+        names = execute.__annotations__.keys() - _NOT_INPUTS
+        if not names:
+            continue
+        var_keyword = reflection.inspect_callable(execute).var_keyword
+        if var_keyword is not None and var_keyword in names:
+            if not _takes_anything(execute, var_keyword):
+                # An annotated ``**kwargs`` types every extra argument: any fed one is checked.
+                annotated[cls] = None
+                continue
+            names.discard(var_keyword)  # ``**kwargs: Any`` declares nothing (as typed reads it)
+            if not names:
+                continue
+        annotated[cls] = names
     if not annotated:
         return False
     for node in nodes:
-        names = annotated.get(type(node.atom))
-        if names is not None:
+        cls = type(node.atom)
+        if cls in annotated:
+            names = annotated[cls]
             for plan in node.exec_args:
-                if plan.provider >= 0 and plan.arg in names:
+                if plan.provider >= 0 and (names is None or plan.arg in names):
                     return True
     return False
 
@@ -497,7 +532,7 @@ class ActionEngine(Engine):
             if option_flag(self._options, "check_types", True) and may_check_types(nodes, classes):
                 from flowkit import typed
 
-                typed.check_compilation(compilation, self._injected_for)
+                typed.check_compilation(compilation, self._injected_for, classes)
             self._runtime = Runtime(
                 compilation,
                 self._storage,
@@ -509,7 +544,7 @@ class ActionEngine(Engine):
         if may_guard(nodes, classes, self._options):
             from flowkit import _guards
 
-            self._runtime.guards = _guards.build(compilation, self._options)
+            self._runtime.guards = _guards.build(compilation, self._options, classes)
         if self._calls_traced_here:
             self._runtime.trace_sources = self.trace_sources
         task_options = _task_options.read_task_options(compilation, self._options, self.kind)

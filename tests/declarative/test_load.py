@@ -169,6 +169,26 @@ def test_references_are_checked_whatever_order_the_tasks_are_written_in(consumer
         assert problem in str(err)
 
 
+def test_inputs_a_task_takes_through_kwargs_are_checked_against_its_annotation() -> None:
+    # ``total(**counts: int)``: each input is an int, whatever its name.
+    good = spec(
+        n={"task": f"{T}:Count", "inputs": {"n": 2}},
+        t={"task": f"{T}:total", "inputs": {"a": 1, "b": "${n}"}},
+    )
+    assert engines.run(declarative.load_flow(good))["t"] == 3
+    err = load_error(spec(t={"task": f"{T}:total", "inputs": {"a": 1, "b": "two"}}))
+    assert (err.task, err.key) == ("t", "inputs.b")
+    assert "wrong type: 'two' (str) is not int" in str(err)
+    err = load_error(
+        spec(
+            n={"task": f"{T}:Notify", "inputs": {"text": "x"}},
+            t={"task": f"{T}:total", "inputs": {"a": "${n}"}},
+        )
+    )
+    assert (err.task, err.key) == ("t", "inputs.a")
+    assert "wrong type" in str(err)
+
+
 def test_a_missing_field_at_run_time_fails_the_atom_and_reverts() -> None:
     flow = declarative.load_flow(
         spec(

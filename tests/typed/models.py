@@ -49,3 +49,12 @@ class KillIfAsked(task.Task):
         if os.environ.get("FLOWKIT_TEST_KILL"):
             os.kill(os.getpid(), signal.SIGKILL)
         return type(price).__name__
+
+
+class PriceKinds(task.Task):
+    """Takes any number of prices through ``**prices`` (a fan-in given them by ``requires``)."""
+
+    default_provides = "kinds"
+
+    def execute(self, **prices: Price) -> dict[str, str]:
+        return {name: type(price).__name__ for name, price in prices.items()}

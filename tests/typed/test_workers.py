@@ -96,6 +96,22 @@ def test_a_model_goes_to_a_python_worker_and_comes_back_a_model(
     assert engine.storage.fetch("seen") == "Price 2.0 EUR"
 
 
+def test_models_given_to_a_workers_task_through_its_kwargs_are_models_there(
+    start_worker: Any, redis_flushed_url: str
+) -> None:
+    # ``execute(self, **prices: Price)``: each value crosses the wire as a JSON
+    # object, and the worker makes it into the model as it does a named argument's.
+    here = topic()
+    start_worker(here)
+    atom = models.PriceKinds("kinds", requires=["a", "b"])
+    store = {"a": {"amount": 1, "currency": "EUR"}, "b": models.Price(amount=2, currency="USD")}
+    engine = load(atom, redis_flushed_url, [here], store=store)
+
+    engine.run()
+
+    assert engine.storage.fetch("kinds") == {"a": "Price", "b": "Price"}
+
+
 def test_a_result_that_is_not_its_model_fails_and_reverts(start_worker: Any, redis_flushed_url: str) -> None:
     here = topic()
     start_worker(here)

@@ -262,10 +262,11 @@ class Total(task.Task):
     def execute(self, **values: int) -> int:
         return sum(values.values())
 
-flow = linear_flow.Flow("f").add(Add("a", provides="y"), Total("t", requires=["y"], provides="total"))
+# Both take only the store's x: an annotated argument and an annotated **values fed by no atom.
+flow = linear_flow.Flow("f").add(Add("a", provides="y"), Total("t", requires=["x"], provides="total"))
 if {fed}:  # an annotated argument fed by another atom: typed compares the two annotations
     flow.add(Add("b", rebind={"x": "y"}, provides="z"))
-assert engines.run(flow, store={"x": 1})["total"] == 2
+assert engines.run(flow, store={"x": 1})["total"] == 1
 print(json.dumps({"compiled": compiled, "typed": "flowkit.typed" in sys.modules,
                   "guards": "flowkit._guards" in sys.modules,
                   "validating": "flowkit.engines._validating" in sys.modules}))
@@ -298,8 +299,8 @@ def test_annotated_edges_that_match_do_not_load_the_injected_value_check() -> No
 
 
 def test_annotations_with_nothing_to_compare_or_validate_import_neither_typed_nor_guards() -> None:
-    # Results annotated, arguments annotated but fed by the store (or by **values):
-    # no edge for typed to compare, no result to validate.
+    # Results annotated, arguments (named, or through **values) annotated but fed by
+    # the store: no edge for typed to compare, no result to validate.
     found = _annotated_run(fed=False)
     assert not found["typed"]
     assert not found["guards"]

@@ -134,12 +134,10 @@ def _typed_arguments(task: task_module.BaseTask, arguments: dict[str, Any]) -> d
         InvalidResult: an argument cannot be made into its model.
     """
     models = typed.model_inputs(task)
-    if not models:
+    if models is None:
         return arguments
     arguments = dict(arguments)
-    for arg, model in models.items():
-        if arg in arguments:
-            arguments[arg] = typed.coerce_input(task.name, arg, arguments[arg], model)
+    typed.coerce_inputs(task.name, models, arguments)
     return arguments
 
 

@@ -46,6 +46,23 @@ class TakesAny(task.Task):
         return sum(values.values())
 
 
+class TakesAnything(task.Task):
+    """How tasks written for ``mypy --strict`` often spell "any arguments"."""
+
+    def execute(self, **values: Any) -> int:
+        return len(values)
+
+
+class TakesAnyObject(task.Task):
+    def execute(self, **values: object) -> int:
+        return len(values)
+
+
+class TakesStarred(task.Task):
+    def execute(self, *values: int, **rest):  # type: ignore[no-untyped-def]  # ``*values`` takes nothing
+        return rest
+
+
 class Validated(task.Task):
     validate_types = True
 
@@ -86,6 +103,21 @@ FLOWS: dict[str, Callable[[], Any]] = {
     "kwargs annotation": lambda: linear_flow.Flow("f").add(
         ReturnsInt("a", provides="y"), TakesAny("b", requires=["y"])
     ),
+    "kwargs mismatch": lambda: linear_flow.Flow("f").add(
+        ReturnsStr("a", provides="y"), TakesAny("b", rebind={"n": "y"})
+    ),
+    "kwargs annotation fed by the store": lambda: linear_flow.Flow("f").add(
+        TakesAny("b", requires=["y"], inject={"y": 1})
+    ),
+    "kwargs: Any": lambda: linear_flow.Flow("f").add(
+        ReturnsStr("a", provides="y"), TakesAnything("b", requires=["y"])
+    ),
+    "kwargs: object": lambda: linear_flow.Flow("f").add(
+        ReturnsStr("a", provides="y"), TakesAnyObject("b", requires=["y"])
+    ),
+    "star args annotation": lambda: linear_flow.Flow("f").add(
+        ReturnsStr("a", provides="values"), TakesStarred("b", requires=["values"])
+    ),
     "validated class": lambda: linear_flow.Flow("f").add(Validated("a")),
     "validated atom": lambda: linear_flow.Flow("f").add(_validated_instance()),
     "own contract": lambda: linear_flow.Flow("f").add(OwnContract("a")),
@@ -108,8 +140,11 @@ def _checks_something(compilation: Compilation) -> bool:
         return True
     # No mismatch: did it compare any edge? Only where an annotated input has a provider.
     for node in compilation.atoms:
-        inputs = typed.contract_of(node.atom).inputs
-        if any(plan.provider >= 0 and plan.arg in inputs for plan in node.exec_args):
+        contract = typed.contract_of(node.atom)
+        if any(
+            plan.provider >= 0 and contract.input_type(plan.arg) is not typed.UNTYPED
+            for plan in node.exec_args
+        ):
             return True
     return False
 
@@ -132,7 +167,14 @@ def test_guards_are_skipped_only_when_none_would_be_built(shape: str, options: s
 
 
 def test_plain_tasks_and_unfed_annotations_need_neither() -> None:
-    for shape in ("plain", "return annotation", "input annotation fed by the store", "kwargs annotation"):
+    for shape in (
+        "plain",
+        "return annotation",
+        "input annotation fed by the store",
+        "kwargs annotation fed by the store",
+        "kwargs: Any",
+        "kwargs: object",
+    ):
         atoms = compile_flow(FLOWS[shape]()).atoms
         classes = {type(node.atom) for node in atoms}
         assert not may_check_types(atoms, classes), shape
@@ -141,8 +183,10 @@ def test_plain_tasks_and_unfed_annotations_need_neither() -> None:
 
 
 def test_the_pre_checks_say_yes_where_there_is_work() -> None:
-    atoms = compile_flow(FLOWS["input annotation fed by an atom"]()).atoms
-    assert may_check_types(atoms, {type(node.atom) for node in atoms})
+    for shape in ("input annotation fed by an atom", "kwargs annotation", "kwargs mismatch"):
+        # An annotated ``**values`` types every value fed to it by ``requires`` or ``rebind``.
+        atoms = compile_flow(FLOWS[shape]()).atoms
+        assert may_check_types(atoms, {type(node.atom) for node in atoms}), shape
     for shape in ("validated class", "validated atom"):
         atoms = compile_flow(FLOWS[shape]()).atoms
         assert may_guard(atoms, {type(node.atom) for node in atoms}, {}), shape
