@@ -1,0 +1,146 @@
+"""Read each ``--store`` value as the atoms that take it declare it.
+
+A command line holds text. ``--store`` reads a value as JSON when it parses, so
+``amount=42`` is a number and ``tags=["a","b"]`` a list; but ``postcode=02139``
+is not JSON while ``postcode=12345`` is, and an argument annotated ``str`` got
+the int ``12345`` (``version=1.10`` gave the float ``1.1``). The task then
+failed half way through the flow, or worse, worked on a value it never
+declared. So the flow's annotations decide, as they do for results
+(:mod:`flowkit.typed`):
+
+* no atom that reads the symbol declares a type: the JSON value, else the text;
+* the JSON value fits every declared type: it is taken (``42`` for an ``int``
+  or a ``float``, ``null`` for an ``Optional``);
+* else the text fits every declared type (a ``str``, a ``Literal`` of strings):
+  the text is taken, as given;
+* else neither fits: a :class:`~flowkit.cli._common.CliError` (status 2) naming
+  the ``--store`` item, the atom, its argument and the type, before anything
+  is written.
+
+Cost: one walk over the flow's atoms, only when ``--store`` gives something.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, NamedTuple
+
+from flowkit.atom import Atom
+from flowkit.cli._common import CliError
+from flowkit.flow import Flow
+
+__all__ = ["Reader", "StoreItem", "parse_item", "readers_of", "typed_store"]
+
+
+class StoreItem(NamedTuple):
+    """One ``--store KEY=VALUE`` item: what was typed, and its value read as JSON (else the text)."""
+
+    key: str
+    text: str
+    value: Any
+
+
+class Reader(NamedTuple):
+    """An argument that reads a stored symbol, with its declared type."""
+
+    atom: str
+    argument: str
+    type: Any
+
+
+def typed_store(items: Sequence[StoreItem], flow: Any) -> dict[str, Any]:
+    """Return the store ``items`` give, each value fitted to the types of the arguments reading it.
+
+    Raises:
+        CliError: a value that neither as JSON nor as text fits a reader's declared type.
+    """
+    store = {item.key: item.value for item in items}
+    if not items:
+        return store
+    readers = readers_of(flow, store.keys())
+    for item in items:
+        if readers.get(item.key):
+            store[item.key] = _fitted(item, readers[item.key])
+    return store
+
+
+def readers_of(flow: Any, symbols: Iterator[str] | Sequence[str] | Any) -> dict[str, list[Reader]]:
+    """Map each of ``symbols`` to the typed arguments of ``flow``'s atoms that read it.
+
+    An argument its atom injects itself (``inject``) does not read the store, nor
+    does one without an annotation.
+    """
+    from flowkit.typed import UNTYPED, contract_of
+
+    wanted = set(symbols)
+    found: dict[str, list[Reader]] = {}
+    for atom in _atoms(flow):
+        inputs = contract_of(atom).inputs
+        if not inputs:
+            continue
+        injected: Mapping[str, Any] = atom.inject or {}
+        for argument, symbol in atom.rebind.items():
+            declared = inputs.get(argument, UNTYPED)
+            if symbol in wanted and symbol not in injected and declared is not UNTYPED:
+                found.setdefault(symbol, []).append(Reader(atom.name, argument, declared))
+    return found
+
+
+def _atoms(item: Any) -> Iterator[Atom]:
+    """Every atom of ``item`` (an atom, or a flow and its retries at any depth)."""
+    if isinstance(item, Atom):
+        yield item
+        return
+    if isinstance(item, Flow):
+        if item.retry is not None:
+            yield item.retry
+        for child, _meta in item.iter_nodes():
+            yield from _atoms(child)
+
+
+def _fitted(item: StoreItem, readers: Sequence[Reader]) -> Any:
+    from flowkit.typed import coerce_value
+
+    candidates = [item.value] if item.value is item.text else [item.value, item.text]
+    for value in candidates:
+        for reader in readers:
+            try:
+                coerce_value(value, reader.type)
+            except TypeError:
+                break
+        else:
+            return value
+    # Neither fits: say why the value as read (JSON when it parses) does not.
+    for reader in readers:
+        try:
+            coerce_value(item.value, reader.type)
+        except TypeError as err:
+            from flowkit.typed import type_name
+
+            raise CliError(
+                f"--store '{item.key}={item.text}': atom '{reader.atom}' takes it as its argument"
+                f" '{reader.argument}' ({type_name(reader.type)}): {_reason(err)}"
+            ) from err
+    raise AssertionError("unreachable: a value fitting every reader was returned above")
+
+
+def _reason(err: TypeError) -> str:
+    """The first line of ``coerce_value``'s message (pydantic's runs over several)."""
+    return str(err).splitlines()[0] if str(err) else type(err).__name__
+
+
+def parse_item(item: str) -> StoreItem:
+    """Split ``KEY=VALUE`` and read VALUE as JSON when it parses (else keep the text).
+
+    Raises:
+        CliError: no ``=``, or an empty key.
+    """
+    key, sep, text = item.partition("=")
+    if not sep or not key.strip():
+        raise CliError(f"--store '{item}' must be KEY=VALUE")
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = text
+    return StoreItem(key.strip(), text, value)
