@@ -21,7 +21,7 @@ called (:meth:`Guard.on_revert`): the result no longer stands.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from flowkit import exceptions as exc
@@ -35,7 +35,7 @@ from flowkit.atom import check_switch
 if TYPE_CHECKING:
     from flowkit.cache._stores import CacheStore
 
-__all__ = ["Guard", "build"]
+__all__ = ["Guard", "build", "guard_nodes"]
 
 _LOG = module_logger(__name__)
 
@@ -419,9 +419,28 @@ def build(compilation: Any, options: Mapping[str, Any]) -> dict[int, Guard]:
         from flowkit.cache._stores import open_store
 
         store = open_store(target)
-    default = options.get("validate_types")
     guards: dict[int, Guard] = {}
-    nodes = compilation.atoms
+    guards.update(guard_nodes(compilation.atoms, options.get("validate_types"), store, guards))
+    return guards
+
+
+def guard_nodes(
+    nodes: Sequence[Any], default: bool | None, store: CacheStore | None, everyone: Mapping[int, Guard]
+) -> dict[int, Guard]:
+    """The guards ``nodes`` need, by node index: validation and model arguments, and caching with a store.
+
+    Also what atoms spliced into a running flow (:mod:`flowkit.dynamic`) need,
+    without a store: spawned atoms are never cached (``doc/dynamic.rst``), but
+    their results are validated and their model arguments made into models as
+    those of atoms loaded up front are.
+
+    Args:
+        nodes: the atoms' compiled nodes.
+        default: the engine's ``validate_types`` option.
+        store: the cache store, or None.
+        everyone: every guard of the run, which the new ones read (upstream keys).
+    """
+    guards: dict[int, Guard] = {}
     if store is None:
         # Only validation can apply: only atoms whose class declares something.
         suspects = typed.classes_declaring(nodes, inputs=False) | typed.classes_declaring(nodes, inputs=True)
@@ -447,7 +466,7 @@ def build(compilation: Any, options: Mapping[str, Any]) -> dict[int, Guard]:
         validate = typed.validator_for(atom, default)
         cached = store if store is not None and getattr(atom, "cache", False) is True else None
         if validate is not None or cached is not None or typed.model_inputs(atom):
-            guards[node.index] = Guard(node, validate, cached, guards)
+            guards[node.index] = Guard(node, validate, cached, everyone)
         elif store is None and not own and typed.shares_contract(cls):
             unguarded.add(cls)
     return guards

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import _thread  # threading's Lock, without importing threading (start-up time)
 import contextlib
+import functools
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Generator, Iterable, Mapping
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from itertools import pairwise
 from types import FunctionType
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -163,6 +164,23 @@ def may_guard(nodes: Iterable[Node], classes: Iterable[type], options: Mapping[s
             if own is not None and check_switch(node.name, "validate_types", own, "doc/typed.rst"):
                 return True
     return False
+
+
+def _guard_spawned(
+    validate_types: bool | None, nodes: Sequence[Node], everyone: Mapping[int, Any]
+) -> dict[int, Any]:
+    """The guards of atoms spawned at run time: validation and model arguments, never the cache.
+
+    Spawned atoms are not cached (``doc/dynamic.rst``); their results and model
+    arguments are treated as those of atoms loaded up front. A spawn of atoms that
+    declare nothing costs the same pass over their classes as :func:`may_guard`.
+    """
+    options = {"validate_types": validate_types}
+    if not may_guard(nodes, {type(node.atom) for node in nodes}, options):
+        return {}
+    from flowkit import _guards
+
+    return _guards.guard_nodes(nodes, validate_types, None, everyone)
 
 
 class DispatchingDriver:
@@ -487,6 +505,7 @@ class ActionEngine(Engine):
             from flowkit import _guards
 
             self._runtime.guards = _guards.build(compilation, self._options)
+        self._runtime.guard_spawned = functools.partial(_guard_spawned, self._options.get("validate_types"))
         if self._calls_traced_here:
             self._runtime.trace_sources = self.trace_sources
         task_options = _task_options.read_task_options(compilation, self._options, self.kind)
