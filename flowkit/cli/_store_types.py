@@ -76,11 +76,17 @@ def readers_of(flow: Any, symbols: Iterator[str] | Sequence[str] | Any) -> dict[
     wanted = set(symbols)
     found: dict[str, list[Reader]] = {}
     for atom in _atoms(flow):
-        inputs = contract_of(atom).inputs
+        whole = getattr(atom, "whole_references", None)
+        if callable(whole):
+            # A spec task's adapter (flowkit.declarative): its own arguments are the
+            # symbols; the task it runs declares the arguments they are given whole.
+            inputs, reads = contract_of(atom.inner).inputs, whole().items()  # type: ignore[attr-defined]
+        else:
+            inputs, reads = contract_of(atom).inputs, atom.rebind.items()
         if not inputs:
             continue
         injected: Mapping[str, Any] = atom.inject or {}
-        for argument, symbol in atom.rebind.items():
+        for argument, symbol in reads:
             declared = inputs.get(argument, UNTYPED)
             if symbol in wanted and symbol not in injected and declared is not UNTYPED:
                 found.setdefault(symbol, []).append(Reader(atom.name, argument, declared))

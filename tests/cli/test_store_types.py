@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 import pytest
 
-from flowkit import retry, task
+from flowkit import declarative, retry, task
 from flowkit.cli._common import CliError
 from flowkit.cli._store_types import parse_item, typed_store
 from flowkit.patterns import linear_flow, unordered_flow
@@ -87,3 +87,27 @@ def test_a_model_argument_takes_a_json_object_and_refuses_what_does_not_validate
     assert _store(flow, 'point={"x": 1}') == {"point": {"x": 1}}  # made a Point when the task runs
     with pytest.raises(CliError, match=r"--store 'point=\{\}': atom 'plot' takes it as its argument 'point'"):
         _store(flow, "point={}")
+
+
+def label(postcode: str, copies: int, weight: float | None = None) -> str:
+    return postcode
+
+
+def test_a_spec_task_with_an_adapter_reads_whole_references_as_its_task_declares() -> None:
+    # Text around one input (or a field) wraps the task in an adapter: its other
+    # inputs, whole references, were not read as the task declares them.
+    spec = {
+        "parameters": ["code", "n", "w"],
+        "tasks": {
+            "label": {
+                "task": f"{__name__}:label",
+                "inputs": {"postcode": "x${code}", "copies": "${n}", "weight": "${w.kg}"},
+            }
+        },
+    }
+    flow = declarative.load_flow(spec)
+    assert _store(flow, "code=12", "n=3", 'w={"kg": "heavy"}') == {"code": 12, "n": 3, "w": {"kg": "heavy"}}
+    with pytest.raises(
+        CliError, match=r"--store 'n=lots': atom 'label' takes it as its argument 'copies' \(int\)"
+    ):
+        _store(flow, "code=12", "n=lots", "w={}")
