@@ -134,6 +134,35 @@ def test_a_resumed_retry_words_the_failure_as_the_run_that_saw_it(backend: Backe
     assert (restart.run, restart.cause.text) == (2, f"attempt 2: {said}")
 
 
+class FailsThenCrashes(task.Task):
+    """Fails its first execute; its second is interrupted (a crash stand-in: it stays RUNNING)."""
+
+    calls = 0
+
+    def execute(self) -> None:
+        FailsThenCrashes.calls += 1
+        if FailsThenCrashes.calls == 1:
+            raise CardDeclined("card declined")
+        raise KeyboardInterrupt
+
+
+def test_an_atom_stopped_in_its_next_attempt_is_not_reported_failed(backend: Backend) -> None:
+    from flowkit import retry
+    from flowkit.report import ExecutionReport
+
+    FailsThenCrashes.calls = 0
+    flow = linear_flow.Flow("order", retry=retry.Times(2, name="r")).add(FailsThenCrashes("charge"))
+    crashed = run_to_the_crash(flow, backend, time.time)
+    report = ExecutionReport.from_flow_detail(stored(backend, crashed))
+    (charge,) = [a for a in report.atoms if a.name == "charge"]
+    # Its record still holds attempt 1's failure: the line said "RUNNING ... failed: CardDeclined".
+    assert (charge.state, charge.failure) == ("RUNNING", None)
+    (line,) = [line for line in report.to_text().splitlines() if line.startswith("  charge")]
+    assert "failed:" not in line
+    assert "(earlier attempts: 1 failed, 1 reverted)" in line
+    assert report.failures == []
+
+
 class Crashes(task.Task):
     """Interrupted the first time (a crash stand-in: it stays RUNNING), then returns."""
 
