@@ -35,7 +35,10 @@ from flowkit.atom import check_switch
 if TYPE_CHECKING:
     from flowkit.cache._stores import CacheStore
 
-__all__ = ["Guard", "build", "guard_nodes"]
+__all__ = ["CALL_KEY", "Guard", "build", "guard_nodes"]
+
+#: The atom metadata key of a cached atom's last call: ``{"key": ..., "hit": bool}``.
+CALL_KEY = "cache_call"
 
 _LOG = module_logger(__name__)
 
@@ -117,10 +120,34 @@ class Guard:
         """
         return self._undoes
 
-    def begin_run(self) -> None:
-        """A run of the engine starts: what the last one said, this one says again."""
+    def begin_run(self, meta: Mapping[str, Any] | None = None) -> None:
+        """A run of the engine starts: what the last one said, this one says again.
+
+        Args:
+            meta: the atom's stored metadata. A run resumed in another process
+                takes from it how the atom's last call went (:meth:`remember`),
+                so that it does not call the revert of a result the cache gave,
+                and does remove the entry of a call whose revert it calls.
+        """
         self._warned = False
         self._unread = False
+        call = meta.get(CALL_KEY) if meta is not None and self._store is not None else None
+        if isinstance(call, dict) and isinstance(call.get("key"), str):
+            self.key, self.hit = call["key"], call.get("hit") is True
+            self._stored = not self.hit
+
+    def remember(self, meta: dict[str, Any]) -> None:
+        """Keep how this call went in the atom's metadata, written with its SUCCESS.
+
+        Its key, and whether the result came from the cache; nothing when the
+        call had no key (it ran uncached) or stored nothing.
+        """
+        if self._store is None:
+            return
+        if self.key is not None and (self.hit or self._stored):
+            meta[CALL_KEY] = {"key": self.key, "hit": self.hit}
+        else:
+            meta.pop(CALL_KEY, None)
 
     def on_begin(self, kwargs: dict[str, Any], source_of: Callable[[Any], int]) -> tuple[bool, Any]:
         """Before ``execute``: ``(True, result)`` on a cache hit, else ``(False, None)``.

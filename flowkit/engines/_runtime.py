@@ -300,8 +300,10 @@ class Runtime:
         """Set up this run's timeouts and concurrency limits, if any atom has them."""
         self.watchdog = None
         self._special = set(self.guards)
-        for guard in self.guards.values():
-            guard.begin_run()
+        records = self.records
+        for index, guard in self.guards.items():
+            record = records[index]
+            guard.begin_run(record._meta if record is not None else None)
         self._special.update(self.timeouts)
         # With limits set, keyed atoms may also arrive later (spawned sub-flows).
         if self.limits:
@@ -637,6 +639,8 @@ class Runtime:
             try:
                 if guard is not None:
                     value = guard.on_result(value)
+                    if self._durable and guard.caches:
+                        guard.remember(record.meta)  # written with the SUCCESS, for a resume
                 if atom._extraction:  # type: ignore[union-attr]
                     _check_unpacks(node, atom, value)
                 if self._durable:
