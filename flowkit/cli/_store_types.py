@@ -132,8 +132,16 @@ def _fitted(item: StoreItem, readers: Sequence[Reader]) -> Any:
 
 
 def _reason(err: TypeError) -> str:
-    """The first line of ``coerce_value``'s message (pydantic's runs over several)."""
-    return str(err).splitlines()[0] if str(err) else type(err).__name__
+    """``coerce_value``'s message on one line (pydantic's runs over several, with a link).
+
+    ``1 validation error for Loc\\nlat\\n  Field required [...]\\n    For further
+    information visit ...`` becomes ``1 validation error for Loc: lat Field required [...]``.
+    """
+    lines = [line.strip() for line in str(err).splitlines()]
+    lines = [line for line in lines if line and not line.startswith("For further information")]
+    if not lines:
+        return type(err).__name__
+    return lines[0] + (": " + " ".join(lines[1:]) if len(lines) > 1 else "")
 
 
 def parse_item(item: str) -> StoreItem:
