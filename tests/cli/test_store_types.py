@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import datetime
+import enum
+from pathlib import Path
 from typing import Any, Literal
 
 import pytest
@@ -116,3 +119,24 @@ def test_a_spec_task_with_an_adapter_reads_whole_references_as_its_task_declares
         CliError, match=r"--store 'n=lots': atom 'label' takes it as its argument 'copies' \(int\)"
     ):
         _store(flow, "code=12", "n=lots", "w={}")
+
+
+class Level(enum.StrEnum):
+    HIGH = "high"
+
+
+class Archive(task.Task):
+    def execute(self, out: Path, when: datetime.date, level: Level, keep: list[Path] | None) -> None:
+        pass
+
+
+def test_a_type_no_command_line_value_can_be_leaves_the_json_or_text_reading() -> None:
+    # A Path, a date, an enum: the task was handed text (or JSON) and made its own, as
+    # it did before; refusing it would stop a flow that worked.
+    flow = linear_flow.Flow("f").add(Archive("archive"))
+    assert _store(flow, "out=/tmp/x", "when=2024", "level=high", "keep=[1]") == {
+        "out": "/tmp/x",
+        "when": 2024,
+        "level": "high",
+        "keep": [1],
+    }
