@@ -21,7 +21,7 @@ called (:meth:`Guard.on_revert`): the result no longer stands.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from flowkit import exceptions as exc
@@ -35,7 +35,10 @@ from flowkit.atom import check_switch
 if TYPE_CHECKING:
     from flowkit.cache._stores import CacheStore
 
-__all__ = ["Guard", "build"]
+__all__ = ["CALL_KEY", "Guard", "build", "guard_nodes"]
+
+#: The atom metadata key of a cached atom's last call: ``{"key": ..., "hit": bool}``.
+CALL_KEY = "cache_call"
 
 _LOG = module_logger(__name__)
 
@@ -117,10 +120,34 @@ class Guard:
         """
         return self._undoes
 
-    def begin_run(self) -> None:
-        """A run of the engine starts: what the last one said, this one says again."""
+    def begin_run(self, meta: Mapping[str, Any] | None = None) -> None:
+        """A run of the engine starts: what the last one said, this one says again.
+
+        Args:
+            meta: the atom's stored metadata. A run resumed in another process
+                takes from it how the atom's last call went (:meth:`remember`),
+                so that it does not call the revert of a result the cache gave,
+                and does remove the entry of a call whose revert it calls.
+        """
         self._warned = False
         self._unread = False
+        call = meta.get(CALL_KEY) if meta is not None and self._store is not None else None
+        if isinstance(call, dict) and isinstance(call.get("key"), str):
+            self.key, self.hit = call["key"], call.get("hit") is True
+            self._stored = not self.hit
+
+    def remember(self, meta: dict[str, Any]) -> None:
+        """Keep how this call went in the atom's metadata, written with its SUCCESS.
+
+        Its key, and whether the result came from the cache; nothing when the
+        call had no key (it ran uncached) or stored nothing.
+        """
+        if self._store is None:
+            return
+        if self.key is not None and (self.hit or self._stored):
+            meta[CALL_KEY] = {"key": self.key, "hit": self.hit}
+        else:
+            meta.pop(CALL_KEY, None)
 
     def on_begin(self, kwargs: dict[str, Any], source_of: Callable[[Any], int]) -> tuple[bool, Any]:
         """Before ``execute``: ``(True, result)`` on a cache hit, else ``(False, None)``.
@@ -422,9 +449,33 @@ def build(
         from flowkit.cache._stores import open_store
 
         store = open_store(target)
-    default = options.get("validate_types")
     guards: dict[int, Guard] = {}
-    nodes = compilation.atoms
+    guards.update(guard_nodes(compilation.atoms, options.get("validate_types"), store, guards, classes))
+    return guards
+
+
+def guard_nodes(
+    nodes: Sequence[Any],
+    default: bool | None,
+    store: CacheStore | None,
+    everyone: Mapping[int, Guard],
+    classes: Iterable[type] | None = None,
+) -> dict[int, Guard]:
+    """The guards ``nodes`` need, by node index: validation and model arguments, and caching with a store.
+
+    Also what atoms spliced into a running flow (:mod:`flowkit.dynamic`) need,
+    without a store: spawned atoms are never cached (``doc/dynamic.rst``), but
+    their results are validated and their model arguments made into models as
+    those of atoms loaded up front are.
+
+    Args:
+        nodes: the atoms' compiled nodes.
+        default: the engine's ``validate_types`` option.
+        store: the cache store, or None.
+        everyone: every guard of the run, which the new ones read (upstream keys).
+        classes: the classes of ``nodes``' atoms, if the caller has them already.
+    """
+    guards: dict[int, Guard] = {}
     if store is None:
         # Only validation can apply: only atoms whose class declares something.
         if classes is None:
@@ -453,7 +504,7 @@ def build(
         validate = typed.validator_for(atom, default)
         cached = store if store is not None and getattr(atom, "cache", False) is True else None
         if validate is not None or cached is not None or typed.model_inputs(atom) is not None:
-            guards[node.index] = Guard(node, validate, cached, guards)
+            guards[node.index] = Guard(node, validate, cached, everyone)
         elif store is None and not own and typed.shares_contract(cls):
             unguarded.add(cls)
     return guards

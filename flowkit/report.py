@@ -436,6 +436,10 @@ _EXEC_ENDS = frozenset({st.SUCCESS, st.FAILURE})
 _REVERT_ENDS = frozenset({st.REVERTED, st.REVERT_FAILURE})
 
 
+#: States of an atom whose current attempt has not ended (or not begun).
+_ATTEMPT_OPEN = frozenset({st.RUNNING, st.PENDING})
+
+
 def _atom_report(detail: Any, events: list[Event]) -> AtomReport:
     kind = "retry" if type(detail).__name__ == "RetryDetail" else "task"
     meta: Mapping[str, Any] = detail.meta or {}
@@ -451,7 +455,10 @@ def _atom_report(detail: Any, events: list[Event]) -> AtomReport:
         attempts = None if state != st.PENDING else 0
         duration = meta.get("duration") if isinstance(meta.get("duration"), (int, float)) else None
         revert_duration = None
-    failure = detail.failure
+    # A RUNNING or PENDING atom is in (or before) an attempt that has not failed: a
+    # failure its record still holds is an earlier attempt's (a retry's reset keeps it,
+    # as TaskFlow's does), which "earlier attempts" tells; shown, it read as this one's.
+    failure = detail.failure if state not in _ATTEMPT_OPEN else None
     revert_failure = detail.revert_failure
     reverted = None
     if state == st.REVERTED or (events and any(e.state == st.REVERTED for e in events)):

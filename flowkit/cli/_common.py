@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
-import json
 import logging
 import os
 import re
@@ -42,7 +41,6 @@ __all__ = [
     "missing_store",
     "one_line",
     "open_backend",
-    "parse_store",
     "positive",
     "quoted_names",
     "spec_error",
@@ -281,24 +279,6 @@ def import_target(text: str) -> Any:
         except AttributeError:
             raise CliError(f"target '{text}': module '{module_name}' has no attribute '{attr}'") from None
     return target
-
-
-def parse_store(items: Sequence[str]) -> dict[str, Any]:
-    """Turn ``KEY=VALUE`` items into a dict (VALUE read as JSON when it parses, else text).
-
-    Raises:
-        CliError: an item has no ``=`` or an empty key.
-    """
-    store: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise CliError(f"--store '{item}' must be KEY=VALUE")
-        try:
-            store[key.strip()] = json.loads(value)
-        except ValueError:
-            store[key.strip()] = value
-    return store
 
 
 #: What a reading command adds when there is no store at its URL: who makes one.

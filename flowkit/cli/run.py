@@ -39,7 +39,6 @@ from flowkit.cli._common import (
     import_target,
     importable_cwd,
     one_line,
-    parse_store,
     spec_error,
     url_value,
 )
@@ -134,7 +133,10 @@ def _run(args: argparse.Namespace) -> int:
         kind = options.pop("engine")
     else:
         target = import_target(args.target)
-    store = parse_store(args.store)
+    from flowkit.cli._store_types import parse_item, typed_store
+
+    items = [parse_item(item) for item in args.store]
+    store = {item.key: item.value for item in items}
     if target is not None:
         if _is_flow(target):
             built, factory, factory_args = target, flow_at, [args.target]
@@ -164,6 +166,12 @@ def _run(args: argparse.Namespace) -> int:
             f"target '{args.target}': flow '{built.name}' needs {missing}, not given:"
             f" give them with --store NAME=VALUE{also}"
         )
+    # Read as the flow's atoms declare what they take (postcode=12345 for a str stays text),
+    # and refused here, before the database is opened, when no reading fits.
+    try:
+        store = typed_store(items, built)
+    except CliError as err:
+        raise CliError(f"target '{args.target}': {err}") from err
     from flowkit.cli._common import open_backend
 
     with open_backend(args.connection) as backend:

@@ -70,6 +70,19 @@ class SpecTask(Task):
         """The user's task this adapter runs."""
         return self._inner
 
+    def whole_references(self) -> dict[str, str]:
+        """The inner task's arguments given a whole result or parameter (``${name}``), to its name.
+
+        Such an argument gets the value as it is, so what the inner task declares
+        for it is what the value must be: ``flowkit run --store`` reads a
+        parameter's text by it (the adapter's own arguments are the symbols).
+        """
+        return {
+            arg: value.name
+            for arg, value in self._inputs.items()
+            if isinstance(value, _refs.Ref) and not value.path
+        }
+
     def __flowkit_contract__(self) -> typed.Contract:
         # Inputs are checked when the spec is loaded; the result is the inner task's.
         return typed.Contract({}, typed.contract_of(self._inner).result)

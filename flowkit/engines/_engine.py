@@ -15,10 +15,11 @@ from __future__ import annotations
 import _thread  # threading's Lock, without importing threading (start-up time)
 import builtins
 import contextlib
+import functools
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Generator, Iterable, Mapping
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from itertools import pairwise
 from types import FunctionType
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -221,6 +222,24 @@ def _at_fault(error: exc.MissingDependencies) -> str:
     if isinstance(error.who, Atom):
         return f"'{error.atom}'"
     return f"the until predicate of loop '{error.atom}'"
+
+
+def _guard_spawned(
+    validate_types: bool | None, nodes: Sequence[Node], everyone: Mapping[int, Any]
+) -> dict[int, Any]:
+    """The guards of atoms spawned at run time: validation and model arguments, never the cache.
+
+    Spawned atoms are not cached (``doc/dynamic.rst``); their results and model
+    arguments are treated as those of atoms loaded up front. A spawn of atoms that
+    declare nothing costs the same pass over their classes as :func:`may_guard`.
+    """
+    options = {"validate_types": validate_types}
+    classes = {type(node.atom) for node in nodes}
+    if not may_guard(nodes, classes, options):
+        return {}
+    from flowkit import _guards
+
+    return _guards.guard_nodes(nodes, validate_types, None, everyone, classes)
 
 
 class DispatchingDriver:
@@ -545,6 +564,7 @@ class ActionEngine(Engine):
             from flowkit import _guards
 
             self._runtime.guards = _guards.build(compilation, self._options, classes)
+        self._runtime.guard_spawned = functools.partial(_guard_spawned, self._options.get("validate_types"))
         if self._calls_traced_here:
             self._runtime.trace_sources = self.trace_sources
         task_options = _task_options.read_task_options(compilation, self._options, self.kind)

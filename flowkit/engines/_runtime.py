@@ -21,7 +21,7 @@ import _thread  # threading's lock and get_ident, without importing threading (s
 import functools
 import sys
 import types
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from flowkit import _steering
@@ -155,6 +155,9 @@ class Runtime:
         #: node index -> the authoring layers' guard (type validation, caching);
         #: set by the engine, empty for flows that use neither (flowkit._guards).
         self.guards: dict[int, Any] = {}
+        #: Makes the guards of atoms spliced in while the flow runs (their nodes and
+        #: :attr:`guards` in, theirs out); set by the engine, which knows the options.
+        self.guard_spawned: Callable[[Sequence[Node], Mapping[int, Any]], dict[int, Any]] | None = None
         #: Failures that end the run in FAILURE (revert failures, unresolvable ones).
         self.retained: list[Failure] = []
         #: Calls whose outcome was accounted for in the current run.
@@ -297,8 +300,10 @@ class Runtime:
         """Set up this run's timeouts and concurrency limits, if any atom has them."""
         self.watchdog = None
         self._special = set(self.guards)
-        for guard in self.guards.values():
-            guard.begin_run()
+        records = self.records
+        for index, guard in self.guards.items():
+            record = records[index]
+            guard.begin_run(record._meta if record is not None else None)
         self._special.update(self.timeouts)
         # With limits set, keyed atoms may also arrive later (spawned sub-flows).
         if self.limits:
@@ -354,6 +359,17 @@ class Runtime:
                 self._special.add(node.index)
             if key is not None:
                 self.keys[node.index] = key  # the limiter reads this same dict
+
+    def adopt_guards(self, nodes: Sequence[Node]) -> None:
+        """Give atoms added to the running flow the guards (type validation) the options ask for."""
+        if self.guard_spawned is None:
+            return
+        added = self.guard_spawned(nodes, self.guards)
+        if added:
+            self.guards.update(added)
+            self._special.update(added)
+            for guard in added.values():
+                guard.begin_run()
 
     def reset_all(self) -> None:
         """Put every atom back to PENDING with the intention to execute (engine.reset())."""
@@ -620,6 +636,8 @@ class Runtime:
             try:
                 if guard is not None:
                     value = guard.on_result(value)
+                    if self._durable and guard.caches:
+                        guard.remember(record.meta)  # written with the SUCCESS, for a resume
                 if atom._extraction:  # type: ignore[union-attr]
                     _check_unpacks(node, atom, value)
                 if self._durable:

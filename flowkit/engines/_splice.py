@@ -242,6 +242,7 @@ class Spawns:
         self.order_stale = True
         runtime.scan_loops(sub.root)
         runtime.adopt_options(sub.atoms)  # timeouts and concurrency keys
+        runtime.adopt_guards(sub.atoms)  # result validation, model arguments
         state = runtime.state
         for atom_node in sub.atoms:
             atom = atom_node.atom

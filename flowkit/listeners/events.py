@@ -122,6 +122,23 @@ def _failed_words(failure: Any) -> tuple[str | None, str]:
     return failure_words(failure)
 
 
+def _held(failed: _Failed | None, held_by: Callable[[], Mapping[str, Any]]) -> _Failed | None:
+    """``failed`` read back from a stored event, with the failure storage still holds for it.
+
+    The stored event names only the failure's type; the atom's record keeps the
+    failure itself (its message too) until the atom runs again, so a resumed run
+    words it as the run that saw it did ("failed with CardDeclined: card
+    declined", not "failed with CardDeclined"). Taken only when its type is the
+    one the event names, as it is when nothing ran the atom since.
+    """
+    if failed is None or not isinstance(failed.failure, str):
+        return failed
+    held = held_by().get(failed.atom)
+    if held is None or failure_words(held)[0] != failed.failure:
+        return failed
+    return _Failed(failed.seq, failed.atom, held)
+
+
 #: Marks the details of a restart the listener records on the engine's behalf.
 _INFERRED = "inferred_restart"
 _UNANNOUNCED = " (unannounced by the engine: its time is when it ended)"
@@ -286,6 +303,8 @@ class EventLogListener(base.Listener):
                 elif last["state"] != st.PENDING:
                     missed.append((name, int(meta[ITERATION_KEY]), last))
         self._verdicts.sort()
+        self._failure = _held(self._failure, storage.get_execute_failures)
+        self._revert_failed = _held(self._revert_failed, storage.get_revert_failures)
         for name, state, last in settled:
             self._settled(name, state, last)
         if missed:

@@ -172,6 +172,75 @@ def test_the_entry_of_a_call_whose_revert_ran_is_removed(url: str) -> None:
     assert tasks.CALLS == ["add0", "add1"]
 
 
+class _StopsOnceThenFails(task.Task):
+    """Interrupted the first time (a crash stand-in: it stays RUNNING), then it fails."""
+
+    armed = True
+
+    def execute(self, value: int) -> None:
+        if _StopsOnceThenFails.armed:
+            _StopsOnceThenFails.armed = False
+            raise KeyboardInterrupt
+        raise RuntimeError("fails on purpose")
+
+
+def _crash_then_resume(url: str, tmp_path: Path) -> tuple[Any, list[dict[str, Any]]]:
+    """Run ``chain(2)`` then a stop on a directory backend; resume it as a new process would.
+
+    Gives the resumed engine and its REVERTED notifications' details.
+    """
+    from flowkit.persistence import backends
+
+    _StopsOnceThenFails.armed = True
+    backend = backends.fetch({"connection": "dir", "path": str(tmp_path / "flows")})
+
+    def flow() -> linear_flow.Flow:
+        return tasks.chain(2).add(_StopsOnceThenFails("stop", rebind={"value": "v1"}))
+
+    crashed = engines.load(flow(), store={"start": 0}, cache=url, backend=backend)
+    with pytest.raises(KeyboardInterrupt):
+        crashed.run()
+    with backend.get_connection() as conn:
+        detail = conn.get_flow_details(crashed.storage.flow_uuid)
+    resumed = engines.load(flow(), flow_detail=detail, cache=url, backend=backend)
+    reverted: list[dict[str, Any]] = []
+    resumed.atom_notifier.register(states.REVERTED, lambda state, details: reverted.append(details))
+    with pytest.raises(RuntimeError, match="fails on purpose"):
+        resumed.run()
+    backend.close()
+    return resumed, reverted
+
+
+def test_a_resumed_run_does_not_revert_results_the_first_run_took_from_the_cache(
+    url: str, tmp_path: Path
+) -> None:
+    engines.run(tasks.chain(2), store={"start": 0}, cache=url)  # add0 and add1 are cached
+    tasks.CALLS.clear()
+    _resumed, reverted = _crash_then_resume(url, tmp_path)
+    assert tasks.CALLS == []  # both were hits in the run that crashed
+    # The resumed run called their reverts, undoing what another run's calls did.
+    assert tasks.REVERTS == []
+    assert [(d["task_name"], d["cache_hit"]) for d in reverted if "cache_hit" in d] == [
+        ("add1", True),
+        ("add0", True),
+    ]
+    engines.run(tasks.chain(2), store={"start": 0}, cache=url)
+    assert tasks.CALLS == []  # their entries stay
+
+
+def test_a_resumed_run_removes_the_entries_of_calls_the_first_run_made_when_it_reverts_them(
+    url: str, tmp_path: Path
+) -> None:
+    _crash_then_resume(url, tmp_path)
+    assert tasks.CALLS == ["add0", "add1"]
+    assert tasks.REVERTS == ["add1", "add0"]
+    tasks.CALLS.clear()
+    # The reverts undid the calls: their entries went (a resumed run left them, and the
+    # next run was handed results whose work had been undone).
+    engines.run(tasks.chain(2), store={"start": 0}, cache=url)
+    assert tasks.CALLS == ["add0", "add1"]
+
+
 class _CreateVolume(task.Task):
     cache = True
     default_provides = "volume"

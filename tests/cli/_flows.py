@@ -25,6 +25,7 @@ __all__ = [
     "CardDeclined",
     "make_blocking",
     "make_chatty",
+    "make_labels",
     "make_long",
     "make_long_gated",
     "make_refused",
@@ -149,6 +150,16 @@ class UsesNumber(task.Task):
 def make_mistyped() -> linear_flow.Flow:
     """A str provided where a float is required: refused when compiled."""
     return linear_flow.Flow("mistyped").add(GivesText("give"), UsesNumber("use"))
+
+
+def label(postcode: str, copies: int, weight: float | None = None) -> str:
+    """A shipping label: ``postcode`` is text (``02139`` keeps its zero), ``copies`` a count."""
+    return f"{postcode.zfill(5)} x{copies}" + ("" if weight is None else f" {weight:.1f}kg")
+
+
+def make_labels() -> linear_flow.Flow:
+    """One typed task, ``label``: what ``--store`` gives it must fit its annotations."""
+    return linear_flow.Flow("labels").add(task.FunctorTask(label, name="label", provides="label"))
 
 
 def make_blocking() -> linear_flow.Flow:

@@ -80,9 +80,73 @@ def test_run_accepts_a_flow_object_and_prints_a_json_report() -> None:
 def test_store_values_are_json_when_they_parse_and_text_otherwise() -> None:
     as_json = flowkit_cmd("run", "tests.cli._flows:make_shop", "--store", "amount=101", "--report", "none")
     assert as_json.returncode == 1  # 101 arrived as a number, and was declined
+    # Text where charge declares an int: refused before the run (it ran, and charge
+    # failed with TypeError: '>' not supported between 'str' and 'int').
     as_text = flowkit_cmd("run", "tests.cli._flows:make_shop", "--store", "amount=lots", "--report", "json")
-    assert as_text.returncode == 1
-    assert "'>' not supported" in as_text.stderr or "TypeError" in as_text.stderr
+    assert as_text.returncode == 2
+    assert "--store 'amount=lots': atom 'charge' takes it as its argument 'amount' (int)" in as_text.stderr
+
+
+def _label_of(*store: str, target: str = "tests.cli._flows:make_labels") -> str:
+    """The ``label`` result of ``flowkit run TARGET --store ...`` (which must succeed)."""
+    args = [item for pair in store for item in ("--store", pair)]
+    done = flowkit_cmd("run", target, *args, "--report", "json")
+    assert done.returncode == 0, done.stderr
+    (atom,) = [a for a in json.loads(done.stdout)["atoms"] if a["name"] == "label"]
+    return str(atom["result"])
+
+
+def test_a_store_value_is_read_as_the_type_its_reader_declares() -> None:
+    # label(postcode: str, copies: int, weight: float | None): a postcode of digits is
+    # JSON for a number, which a str argument cannot take, so it stays the text given
+    # (it arrived as the int 2139, and zfill failed: AttributeError, the flow REVERTED).
+    assert _label_of("postcode=02139", "copies=2") == "'02139 x2'"
+    assert _label_of("postcode=12345", "copies=2") == "'12345 x2'"
+    assert _label_of("postcode=null", "copies=3") == "'0null x3'"  # the text, not None
+    # Where the JSON value fits, it is taken: an int for an int, an int for a float,
+    # null for an Optional.
+    assert _label_of("postcode=1", "copies=3", "weight=2") == "'00001 x3 2.0kg'"
+    assert _label_of("postcode=1", "copies=3", "weight=null") == "'00001 x3'"
+
+
+def test_a_store_value_is_read_as_a_spec_task_declares(tmp_path: Path) -> None:
+    spec = tmp_path / "labels.yaml"
+    spec.write_text(
+        "name: labels\n"
+        "parameters: [code, n]\n"
+        "tasks:\n"
+        "  label: {task: tests.cli._flows:label, inputs: {postcode: '${code}', copies: '${n}'}}\n"
+    )
+    assert _label_of("code=12345", "n=4", target=str(spec)) == "'12345 x4'"
+
+
+def test_a_store_value_no_declared_type_takes_is_refused_before_anything_is_written(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "flows.db"
+    cases = {
+        # It ran, and failed in the task: TypeError: '>' not supported, or a zfill on an int.
+        "copies=lots": (
+            "--store 'copies=lots': atom 'label' takes it as its argument 'copies' (int):"
+            " 'lots' (str) is not int"
+        ),
+        "copies=1.5": (
+            "--store 'copies=1.5': atom 'label' takes it as its argument 'copies' (int):"
+            " 1.5 (float) is not int"
+        ),
+        "weight=[1]": (
+            "--store 'weight=[1]': atom 'label' takes it as its argument 'weight' (float | None):"
+            " [1] (list) is not float | None"
+        ),
+    }
+    for item, words in cases.items():
+        done = flowkit_cmd(
+            "run", "tests.cli._flows:make_labels", "--store", "postcode=1", "--store", "copies=1",
+            "--store", item, "--connection", f"sqlite:///{db}",
+        )  # fmt: skip
+        assert done.returncode == 2, done.stderr
+        assert done.stderr == f"flowkit run: error: target 'tests.cli._flows:make_labels': {words}\n"
+        assert not db.exists()
 
 
 def test_bad_usage_exits_2_with_one_line_naming_the_fault(tmp_path: Path) -> None:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from flowkit import engines, exceptions, retry, task
+from flowkit import dynamic, engines, exceptions, retry, task
 from flowkit.patterns import linear_flow
 
 REVERTED: list[str] = []
@@ -195,3 +197,99 @@ def test_a_typed_spawner_is_not_failed_for_the_none_it_holds_while_its_sub_flow_
     # Validation used to check the placeholder None against "-> list[str]" and fail the spawner.
     results = engines.run(_FanOut(), store={"volumes": ["a", "b"]}, validate_types=True)
     assert results["snapshots"] == ["snap-of-a", "snap-of-b"]
+
+
+class _SpawnsLiars(task.Task):
+    """Spawns one :class:`Liar` (``-> int``) per value, each handed its value to return."""
+
+    default_provides = "told"
+
+    def execute(self, values: list[Any]) -> Any:
+        return dynamic.subflow(_liars, values)
+
+
+def _liars(values: list[Any]) -> linear_flow.Flow:
+    return linear_flow.Flow("liars").add(
+        *[Liar(f"liar-{i}", provides=f"number-{i}", inject={"give": v}) for i, v in enumerate(values)]
+    )
+
+
+@pytest.mark.parametrize("kind", ["serial", "parallel", "asyncio"])
+def test_a_spawned_atoms_result_is_validated_as_one_loaded_up_front(kind: str) -> None:
+    # A spawned Liar returning text for "-> int" succeeded with validate_types=True: the
+    # engine made its guards once, from the flow loaded up front.
+    REVERTED.clear()
+    flow = linear_flow.Flow("f").add(First("first"), _SpawnsLiars("spawn"))
+    engine = engines.load(flow, store={"values": [1, "two"]}, validate_types=True, engine=kind)
+    with pytest.raises(exceptions.InvalidResult) as err:
+        engine.run()
+    assert err.value.atom == "liar-1"
+    assert REVERTED == ["first"]
+    assert engines.run(flow, store={"values": [1, 2]}, validate_types=True, engine=kind)["told"] == [1, 2]
+
+
+def test_a_spawned_atoms_model_argument_and_result_become_models() -> None:
+    pytest.importorskip("pydantic")
+    from tests.typed import models
+
+    flow = linear_flow.Flow("f").add(_SpawnsPricing("spawn"))
+    results = engines.run(flow, store={"raw": {"amount": "2.5", "currency": "EUR"}})
+    assert results["seen"] == "Price 2.5 EUR"  # a mapping was handed on, made a Price
+    assert isinstance(results["price"], models.Price)
+    with pytest.raises(exceptions.InvalidResult, match="amount"):
+        engines.run(flow, store={"raw": {"amount": "lots", "currency": "EUR"}})
+
+
+class _SpawnsPricing(task.Task):
+    def execute(self) -> Any:
+        return dynamic.subflow(_pricing)
+
+
+def _pricing() -> linear_flow.Flow:
+    from tests.typed import models
+
+    return linear_flow.Flow("pricing").add(models.MakePrice("make"), models.UsePrice("use"))
+
+
+_SUSPEND: list[Any] = []  # the engine a _SuspendOnce suspends, while the test sets one
+
+
+class _SuspendOnce(task.Task):
+    def execute(self) -> None:
+        if _SUSPEND:
+            _SUSPEND.pop().suspend()
+
+
+def _pause_then_lie() -> linear_flow.Flow:
+    return linear_flow.Flow("paused").add(_SuspendOnce("pause"), Liar("liar", inject={"give": "two"}))
+
+
+class _SpawnsPausedLiar(task.Task):
+    def execute(self) -> Any:
+        return dynamic.subflow(_pause_then_lie)
+
+
+def test_a_resumed_spawns_atoms_are_validated(tmp_path: Path) -> None:
+    from flowkit.persistence import backends
+
+    backend = backends.fetch({"connection": f"sqlite:///{tmp_path}/flows.db"})
+    with contextlib.closing(backend.get_connection()) as conn:
+        conn.upgrade()
+    try:
+        engine = engines.load(_SpawnsPausedLiar("spawn"), backend=backend, validate_types=True)
+        _SUSPEND.append(engine)
+        engine.run()
+        assert engine.storage.get_flow_state() == "SUSPENDED"
+        with contextlib.closing(backend.get_connection()) as conn:
+            (book,) = conn.get_logbooks()
+            (detail,) = list(book)
+        # A new engine, as in another process: the spawn is spliced in again from its record.
+        resumed = engines.load(
+            _SpawnsPausedLiar("spawn"), flow_detail=detail, backend=backend, validate_types=True
+        )
+        with pytest.raises(exceptions.InvalidResult) as err:
+            resumed.run()
+        assert err.value.atom == "liar"
+    finally:
+        _SUSPEND.clear()
+        backend.close()

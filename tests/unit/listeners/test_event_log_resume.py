@@ -99,9 +99,68 @@ def test_a_resumed_run_names_the_failure_an_earlier_run_recorded(backend: Backen
     finished = [e for e in log if e.kind == "flow"][-1]
     assert finished.state == "REVERTED"
     assert finished.cause.kind is CauseKind.FINISHED
-    # Only the failure's type name was stored; it is still named, not "an error".
-    assert finished.cause.text == "'charge' failed with CardDeclined; the flow ended REVERTED"
+    # The log stored only the failure's type name, but storage keeps the failure: the
+    # resumed run words it as the first run did (it said "failed with CardDeclined;").
+    assert finished.cause.text == "'charge' failed with CardDeclined: card declined; the flow ended REVERTED"
     assert (finished.cause.failure, finished.cause.event) == ("CardDeclined", failed.seq)
+
+
+class FailsOnce(task.Task):
+    """Fails its first execute, its revert is interrupted (a crash stand-in), then it succeeds."""
+
+    calls = 0
+
+    def execute(self) -> None:
+        FailsOnce.calls += 1
+        if FailsOnce.calls == 1:
+            raise CardDeclined("card declined")
+
+    def revert(self, **kwargs: Any) -> None:
+        crash_the_first_time(Reserve)
+
+
+def test_a_resumed_retry_words_the_failure_as_the_run_that_saw_it(backend: Backend) -> None:
+    from flowkit import retry
+
+    Reserve.armed, FailsOnce.calls = True, 0
+    flow = linear_flow.Flow("order", retry=retry.Times(2, name="r")).add(FailsOnce("charge"))
+    crashed = run_to_the_crash(flow, backend, time.time)
+    _resumed, log = resume(flow, backend, crashed)
+    said = "'charge' failed with CardDeclined: card declined in attempt 1; retry 'r' chose RETRY"
+    (reverting,) = [e for e in log if e.name == "charge" and e.state == "REVERTING" and e.run == 1]
+    assert reverting.cause.text == said
+    # Run 2's restart of the retried atom said "'charge' failed with CardDeclined in attempt 1".
+    restart = [e for e in log if e.name == "charge" and e.state == "RUNNING"][-1]
+    assert (restart.run, restart.cause.text) == (2, f"attempt 2: {said}")
+
+
+class FailsThenCrashes(task.Task):
+    """Fails its first execute; its second is interrupted (a crash stand-in: it stays RUNNING)."""
+
+    calls = 0
+
+    def execute(self) -> None:
+        FailsThenCrashes.calls += 1
+        if FailsThenCrashes.calls == 1:
+            raise CardDeclined("card declined")
+        raise KeyboardInterrupt
+
+
+def test_an_atom_stopped_in_its_next_attempt_is_not_reported_failed(backend: Backend) -> None:
+    from flowkit import retry
+    from flowkit.report import ExecutionReport
+
+    FailsThenCrashes.calls = 0
+    flow = linear_flow.Flow("order", retry=retry.Times(2, name="r")).add(FailsThenCrashes("charge"))
+    crashed = run_to_the_crash(flow, backend, time.time)
+    report = ExecutionReport.from_flow_detail(stored(backend, crashed))
+    (charge,) = [a for a in report.atoms if a.name == "charge"]
+    # Its record still holds attempt 1's failure: the line said "RUNNING ... failed: CardDeclined".
+    assert (charge.state, charge.failure) == ("RUNNING", None)
+    (line,) = [line for line in report.to_text().splitlines() if line.startswith("  charge")]
+    assert "failed:" not in line
+    assert "(earlier attempts: 1 failed, 1 reverted)" in line
+    assert report.failures == []
 
 
 class Crashes(task.Task):

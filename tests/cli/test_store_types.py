@@ -1,0 +1,142 @@
+"""``--store`` values read as the atoms taking them declare (``flowkit.cli._store_types``), in process."""
+
+from __future__ import annotations
+
+import datetime
+import enum
+from pathlib import Path
+from typing import Any, Literal
+
+import pytest
+
+from flowkit import declarative, retry, task
+from flowkit.cli._common import CliError
+from flowkit.cli._store_types import parse_item, typed_store
+from flowkit.patterns import linear_flow, unordered_flow
+
+
+class Ship(task.Task):
+    def execute(self, postcode: str, mode: Literal["air", "sea"], copies: int = 1) -> None:
+        pass
+
+
+class Count(task.Task):
+    def execute(self, postcode: int) -> None:
+        pass
+
+
+class Untyped(task.Task):
+    def execute(self, anything):  # type: ignore[no-untyped-def]  # untyped on purpose
+        pass
+
+
+class Attempts(retry.Times):
+    def execute(self, history: Any, limit: str) -> int:  # type: ignore[override]
+        return 1
+
+
+def _store(flow: Any, *items: str) -> dict[str, Any]:
+    return typed_store([parse_item(item) for item in items], flow)
+
+
+def test_text_stays_text_where_every_reader_declares_str_or_a_literal_of_strings() -> None:
+    flow = linear_flow.Flow("f").add(Ship("ship"))
+    assert _store(flow, "postcode=12345", "mode=air", "copies=2") == {
+        "postcode": "12345",
+        "mode": "air",
+        "copies": 2,
+    }
+
+
+def test_readers_are_found_in_nested_flows_and_retries() -> None:
+    inner = unordered_flow.Flow("inner", retry=Attempts(name="r")).add(Ship("ship"))
+    flow = linear_flow.Flow("outer").add(inner)
+    assert _store(flow, "postcode=7", "mode=sea", "limit=3") == {"postcode": "7", "mode": "sea", "limit": "3"}
+
+
+def test_an_untyped_reader_or_an_injected_argument_leaves_the_json_value() -> None:
+    assert _store(linear_flow.Flow("f").add(Untyped("u")), "anything=12") == {"anything": 12}
+    injected = linear_flow.Flow("f").add(Ship("ship", inject={"postcode": "0"}))
+    assert _store(injected, "postcode=12", "mode=air") == {"postcode": 12, "mode": "air"}
+
+
+def test_readers_that_disagree_are_refused_naming_the_first_that_the_value_does_not_fit() -> None:
+    flow = unordered_flow.Flow("f").add(Count("count"), Ship("ship"))
+    with pytest.raises(CliError) as raised:
+        _store(flow, "postcode=12", "mode=air")
+    assert str(raised.value) == (
+        "--store 'postcode=12': atom 'ship' takes it as its argument 'postcode' (str): 12 (int) is not str"
+    )
+    assert raised.value.status == 2
+
+
+def test_a_value_outside_a_literal_is_refused() -> None:
+    with pytest.raises(CliError, match=r"--store 'mode=rail': atom 'ship' takes it as its argument 'mode'"):
+        _store(linear_flow.Flow("f").add(Ship("ship")), "postcode=1", "mode=rail")
+
+
+def test_a_model_argument_takes_a_json_object_and_refuses_what_does_not_validate() -> None:
+    pydantic = pytest.importorskip("pydantic")
+
+    class Point(pydantic.BaseModel):
+        x: int
+
+    class Plot(task.Task):
+        def execute(self, point: Point) -> None:
+            pass
+
+    Plot.execute.__annotations__["point"] = Point  # a local class: no string to resolve
+    flow = linear_flow.Flow("f").add(Plot("plot"))
+    assert _store(flow, 'point={"x": 1}') == {"point": {"x": 1}}  # made a Point when the task runs
+    with pytest.raises(CliError) as raised:
+        _store(flow, "point={}")
+    # pydantic's reason, on one line: it said only "1 validation error for Point".
+    message = str(raised.value)
+    assert message.startswith("--store 'point={}': atom 'plot' takes it as its argument 'point'")
+    assert "1 validation error for Point: x Field required" in message
+    assert "\n" not in message and "further information" not in message
+
+
+def label(postcode: str, copies: int, weight: float | None = None) -> str:
+    return postcode
+
+
+def test_a_spec_task_with_an_adapter_reads_whole_references_as_its_task_declares() -> None:
+    # Text around one input (or a field) wraps the task in an adapter: its other
+    # inputs, whole references, were not read as the task declares them.
+    spec = {
+        "parameters": ["code", "n", "w"],
+        "tasks": {
+            "label": {
+                "task": f"{__name__}:label",
+                "inputs": {"postcode": "x${code}", "copies": "${n}", "weight": "${w.kg}"},
+            }
+        },
+    }
+    flow = declarative.load_flow(spec)
+    assert _store(flow, "code=12", "n=3", 'w={"kg": "heavy"}') == {"code": 12, "n": 3, "w": {"kg": "heavy"}}
+    with pytest.raises(
+        CliError, match=r"--store 'n=lots': atom 'label' takes it as its argument 'copies' \(int\)"
+    ):
+        _store(flow, "code=12", "n=lots", "w={}")
+
+
+class Level(enum.StrEnum):
+    HIGH = "high"
+
+
+class Archive(task.Task):
+    def execute(self, out: Path, when: datetime.date, level: Level, keep: list[Path] | None) -> None:
+        pass
+
+
+def test_a_type_no_command_line_value_can_be_leaves_the_json_or_text_reading() -> None:
+    # A Path, a date, an enum: the task was handed text (or JSON) and made its own, as
+    # it did before; refusing it would stop a flow that worked.
+    flow = linear_flow.Flow("f").add(Archive("archive"))
+    assert _store(flow, "out=/tmp/x", "when=2024", "level=high", "keep=[1]") == {
+        "out": "/tmp/x",
+        "when": 2024,
+        "level": "high",
+        "keep": [1],
+    }
