@@ -328,6 +328,11 @@ const flowkitMonitor = (() => {
       container.title = e.target.data("decider") ? "decider: " + e.target.data("decider") : "";
     });
     cy.on("mouseout", () => { container.title = ""; });
+    // A summary's group buttons (keyboard access, summary.js) follow their nodes.
+    cy.on("viewport resize", () => {
+      const view = cy.scratch("flowkit").view;
+      if (view) view.place();
+    });
     return cy;
   }
 
@@ -352,7 +357,10 @@ const flowkitMonitor = (() => {
     cy.resize();
     // A summary drawn again keeps the groups that were open, if they still are groups.
     if (graph.summary) summarise(cy, graph, atoms, drawn.view);
-    else colour(cy, atoms);
+    else {
+      if (typeof flowkitSummary !== "undefined") flowkitSummary.leave(cy.container());
+      colour(cy, atoms);
+    }
     if (fit) cy.fit(undefined, 20);
     return true;
   }
