@@ -145,6 +145,15 @@ def test_a_big_graph_is_summarised_by_sub_flow_and_a_group_is_given_alone(tmp_pa
         assert ("p2-118", "p2-119") in edges and ("p2-119", "p2-120") in edges
         assert ("p1-449", "p2-000") in edges and ("p2-224", "p2-225") in edges  # to the groups around
         assert len(edges) == len(failed["atoms"]) + 1
+        # Asked again with the drawing it has (the page's polls), each answers in a few bytes.
+        for params, answer in (({}, whole), ({"summary": "1"}, summary), ({"group": failed["id"]}, part)):
+            again = client.get(f"/api/flows/{uuid}/graph", params={**params, "drawing": answer["drawing"]})
+            assert again.json() == {
+                "version": whole["version"],
+                "drawing": answer["drawing"],
+                "unchanged": True,
+            }
+        assert len({whole["drawing"], summary["drawing"], part["drawing"]}) == 3
         unknown = client.get(f"/api/flows/{uuid}/graph", params={"group": "p2-001"})
         assert unknown.status_code == 404 and "'p2-001'" in unknown.json()["error"]
         assert client.get("/api/flows/nope/graph", params={"summary": "1"}).status_code == 404
