@@ -1404,6 +1404,56 @@ def test_the_summarys_groups_open_and_close_from_the_keyboard_and_are_named_for_
         assert page.get_by_role("button", name=label).count() == 1
 
 
+def test_an_open_group_of_a_graph_learned_from_the_event_log_draws_the_links_learned_since(
+    tmp_path: Path, gate: Path
+) -> None:
+    # An open group's part was fetched once: while the run went on inside it, the summary did not
+    # change (no new link between groups), so the links its event log learned were never drawn.
+    connection = f"sqlite:///{tmp_path}/gated.db"
+    cy = "flowkitMonitor.current.cy"
+    link = f'{cy}.edges(\'[source = "step-0300"][target = "step-0301"]\')'
+    with _monitoring(connection, "--poll", "0.1") as base:
+        run = _start_gated_run("make_big_gated", connection, gate)
+        try:
+            uuid = _first_flow(base)
+            with _browser() as browser:
+                asked: list[str] = []
+                page = browser.new_page(viewport={"width": 1280, "height": 800})
+                page.set_default_timeout(60_000)
+                page.on(
+                    "request", lambda r: asked.append(r.url.split("/graph")[1]) if "/graph" in r.url else None
+                )
+                page.goto(f"{base}/flows/{uuid}")
+                page.wait_for_function(f"() => {cy} && {GROUPS}.length === 9")
+                page.wait_for_function(f"() => {cy}.getElementById('step-0300').data('state') === 'RUNNING'")
+                box = page.locator("#graph").bounding_box()
+                assert box is not None
+                where = page.evaluate(f"{_group('step-0234')}.renderedPosition()")
+                page.mouse.click(box["x"] + where["x"], box["y"] + where["y"])
+                page.wait_for_function(f"() => {cy}.getElementById('step-0350').nonempty()")
+                assert page.evaluate(f"{link}.length") == 0  # step-0301 has not started
+                _open(gate, "step-0300")  # the run goes on to step-0400, inside the same group
+                page.wait_for_function(f"() => {cy}.getElementById('step-0400').data('state') === 'RUNNING'")
+                page.wait_for_function(f"() => {link}.length === 1")
+                assert (
+                    page.evaluate(f'{cy}.edges(\'[source = "step-0399"][target = "step-0400"]\').length') == 1
+                )
+                # The summary was not sent again: the page said which drawings it had.
+                assert all("drawing=" in url for url in asked[1:] if "summary=1" in url)
+                ARTIFACTS.mkdir(exist_ok=True)
+                # The part is placed anew as it learns links: the view still shows some of it.
+                in_view = (
+                    f'{cy}.nodes(\'[group = "step-0234"][kind != "group"]\').some(n => {{'
+                    f" const p = n.renderedPosition();"
+                    f" return p.x >= 0 && p.y >= 0 && p.x <= {cy}.width() && p.y <= {cy}.height(); }})"
+                )
+                assert page.evaluate(in_view) is True
+                page.screenshot(path=str(ARTIFACTS / "monitor-open-group-learns.png"))
+        finally:
+            _open(gate, "step-0300", "step-0400")
+            run.wait(timeout=120)
+
+
 def test_a_summarised_graph_draws_the_atoms_that_run_or_fail_as_the_run_goes(tmp_path: Path) -> None:
     # A summary that only counted would hide where the run is and what failed: those atoms stay
     # drawn, in their group, while they are so.

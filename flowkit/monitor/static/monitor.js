@@ -346,6 +346,7 @@ const flowkitMonitor = (() => {
     const drawn = cy.scratch("flowkit");
     if (graph.unchanged || graph.drawing === drawn.drawing) {
       cy.scratch("flowkit", {...drawn, version: graph.version});
+      if (drawn.view) drawn.view.refresh();  // its open groups may have changed all the same
       return false;
     }
     cy.batch(() => {

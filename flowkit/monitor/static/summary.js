@@ -283,6 +283,41 @@ const flowkitSummary = (() => {
         opening.delete(id);
       }
     }
+    // The graph's version moved but not its summary (a link learned inside a group): each open
+    // group's part is asked for again, saying the drawing it has, and drawn again if it changed.
+    // Without this an open group of a graph learned from the event log never showed the links
+    // its run went on to learn, while the summary around it stayed the same.
+    async function refresh() {
+      const changed = [];
+      for (const [id, part] of [...opened]) {
+        try {
+          const again = await getJSON(cy.scratch("flowkit").api + "/graph?group=" + encodeURIComponent(id) +
+                                      "&drawing=" + encodeURIComponent(part.drawing || ""));
+          if (cy.scratch("flowkit").view !== made) return;  // the graph was drawn again meanwhile
+          if (!again.unchanged && opened.get(id) === part) {
+            opened.set(id, again);
+            changed.push(id);
+          }
+        } catch (err) {
+          console.warn("cannot refresh group " + id + ":", err);  // the next change tries again
+        }
+      }
+      if (!changed.length) return;
+      render();
+      // A part learned from the event log is placed anew as it learns links (atoms not reached yet
+      // wait in its first row): where the view showed nothing of it any more, its atoms that run
+      // or failed (or its first) are brought back into the view, at the zoom the user chose.
+      const extent = cy.extent();
+      for (const id of changed) {
+        const shown = cy.nodes().filter(n => n.data("group") === id && n.data("kind") !== "group");
+        const seen = shown.some(n => {
+          const {x, y} = n.position();
+          return x >= extent.x1 && x <= extent.x2 && y >= extent.y1 && y <= extent.y2;
+        });
+        const notable = shown.filter(n => KEPT.has(n.data("state")));
+        if (!seen && shown.nonempty()) cy.center(notable.nonempty() ? notable : shown.first());
+      }
+    }
     // An open group closed: drawn as one node again (its part is asked for again if reopened: the
     // flow may have moved on). The view stays where it is.
     function close(id) {
@@ -299,7 +334,7 @@ const flowkitSummary = (() => {
       else if (node.data("kind") === "group") close(id);
     }
 
-    const made = {states, opened, render, update, open, close, tapped, place};
+    const made = {states, opened, render, update, open, close, tapped, place, refresh};
     if (focused !== null && buttons.has(focused)) buttons.get(focused).focus({preventScroll: true});
     // Drawn again (the flow grew): the groups that were open and are still groups open again.
     if (before) for (const id of before.opened.keys()) if (byId.has(id)) open(id);
