@@ -218,7 +218,10 @@ def to_networkx_data(flow_or_engine: Any) -> tuple[list[dict[str, Any]], list[tu
 
     Returns:
         ``(nodes, edges)``: node dicts with ``id``, ``kind``, ``flow``, ``retry``
-        (see :func:`to_networkx`), and ``(source id, target id, decider)`` edges.
+        (see :func:`to_networkx`) and ``scope``, the id of the enclosing flow's
+        start node: one flow's, where two flows may share a name (what the
+        monitor groups a big graph's nodes by); and ``(source id, target id,
+        decider)`` edges.
     """
     from flowkit import engines
     from flowkit.engines import _compiler
@@ -250,6 +253,7 @@ def to_networkx_data(flow_or_engine: Any) -> tuple[list[dict[str, Any]], list[tu
             "id": keys[node.index],
             "kind": kinds.get(node.kind, str(node.kind)),
             "flow": node.scope.name,
+            "scope": keys[node.scope.start],
             "retry": all_nodes[node.retry].name if node.retry >= 0 else None,
         }
         for node in all_nodes

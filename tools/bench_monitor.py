@@ -23,10 +23,20 @@ Figures, each the best of ``--repeat``:
   (``?summary=1``: a summary past 2,000 nodes where the checkout has it, else
   the whole graph), and ``graph_group`` one group of the summary, as a click
   asks for it;
+* ``graph_polled_through_a_run``: a run of the same size in this process,
+  stepped (``run_iter``), with the graph asked for as the page asks, every
+  :data:`POLL_STEPS` steps where the live stream's version moved (saying the
+  drawing it has, ``drawing=``, which a checkout without it ignores): how
+  many times, how many answers were a whole graph, and the bytes. Counted by
+  steps, not time, so it is the same on a fast machine and a slow one;
 * with the browser (Debian's Chromium through Playwright): the flow page's load
   until the graph is painted (and how many nodes it drew) and until the report
   is drawn, and a run of a flow of the same
-  size into the same SQLite file alone and with a page open on it.
+  size into the same SQLite file alone and with a page open on it; while that
+  page watches the run, how many times it asked for its graph and how many
+  bytes came back (``page_graph_requests_while_watching``,
+  ``page_graph_bytes_while_watching``: the flow's graph is learned from its
+  event log, so its version moves as atoms start).
 
 Measured, not asserted: tests count reads and bytes; times belong here.
 """
@@ -170,6 +180,51 @@ def _in_process(url: str, uuid: str, repeat: int) -> dict[str, Any]:
     return figures
 
 
+#: Engine steps between two of ``_polled``'s polls: about 100 atoms of its flow, what a page
+#: polling every 0.5 s sees of a run of 200 atoms a second (trivial atoms run 5,000 a second
+#: here: polled as often, each poll would find a quarter of the flow run since).
+POLL_STEPS = 400
+
+
+def _polled(url: str, atoms: int) -> dict[str, Any]:
+    """A run of ``atoms`` steps, its graph asked for as the flow page does while it runs (see above)."""
+    from flowkit import engines, task
+    from flowkit.listeners.events import EventLogListener
+    from flowkit.monitor import _data, create_app
+    from flowkit.patterns import linear_flow
+    from flowkit.persistence import backends
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from starlette.testclient import TestClient
+
+    class Step(task.Task):
+        def execute(self) -> int:
+            return 1
+
+    flow = linear_flow.Flow("polled").add(*(Step(f"step-{i:05d}") for i in range(atoms)))
+    asked = whole = sent = 0
+    reader = _data.Reader(url)
+    with TestClient(create_app(url)) as client, backends.backend(url) as backend:
+        engine = engines.load(flow, backend=backend)
+        uuid = engine.storage.flow_uuid
+        version, drawing = None, ""
+        with EventLogListener(engine):
+            for step, _ in enumerate(engine.run_iter()):
+                if step % POLL_STEPS:
+                    continue
+                snapshot = reader.states(uuid)
+                if snapshot is None or snapshot["graph"] == version:
+                    continue
+                answer = client.get(f"/api/flows/{uuid}/graph", params={"summary": "1", "drawing": drawing})
+                got = answer.json()
+                asked, sent, version = asked + 1, sent + len(answer.content), got["version"]
+                if not got.get("unchanged"):
+                    whole, drawing = whole + 1, got.get("drawing", "")
+    reader.close()
+    return {"asked": asked, "whole_answers": whole, "bytes": sent}
+
+
 @contextlib.contextmanager
 def _monitor(root: Path, url: str) -> Iterator[str]:
     env = child_env()
@@ -254,8 +309,19 @@ def _browser(root: Path, url: str, uuid: str, atoms: int) -> dict[str, Any]:
 
         figures["run_alone_seconds"] = round(alone, 2)
         figures["run_with_a_stream_open_seconds"] = round(watched("streamed", stream), 2)
+        graph_answers: list[int] = []
+
+        def answered(response: Any) -> None:
+            if "/graph" in response.url:
+                graph_answers.append(int(response.headers.get("content-length", 0)))
+
+        page.on("response", answered)
         page_open = watched("watched", lambda uuid: page.goto(f"{base}/flows/{uuid}"))
         figures["run_with_a_page_open_seconds"] = round(page_open, 2)
+        page.wait_for_function("() => document.body.getAttribute('data-live') === 'ended'")
+        page.remove_listener("response", answered)
+        figures["page_graph_requests_while_watching"] = len(graph_answers)
+        figures["page_graph_bytes_while_watching"] = sum(graph_answers)
     return figures
 
 
@@ -274,6 +340,7 @@ def main() -> None:
         _finished(_run_flow(root, url, 3, "small"))
         uuid, _ = _finished(_run_flow(root, url, args.atoms, "big"))
         figures = {"root": str(root), "atoms": args.atoms, **_in_process(url, uuid, args.repeat)}
+        figures["graph_polled_through_a_run"] = _polled(url, args.atoms)
         if not args.no_browser:
             figures.update(_browser(root, url, uuid, args.atoms))
     print(json.dumps(figures, indent=2))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import logging
 import threading
 from collections import OrderedDict
@@ -27,7 +29,9 @@ __all__ = [
     "UnknownCursor",
     "UnknownGroup",
     "changes",
+    "drawing_id",
     "graph_version",
+    "unchanged",
 ]
 
 LOG = logging.getLogger(__name__)
@@ -273,6 +277,7 @@ class Reader:
         part = entry.summary().part(group)
         if part is None:
             raise UnknownGroup(f"flow {uuid} has no group {group!r} (its graph may have changed: ask again)")
+        part["drawing"] = drawing_id(part)
         part["version"] = entry.version
         return part
 
@@ -381,6 +386,7 @@ class _Drawn:
         if self._summary_dict is None:
             drawn = self.summary().to_dict()
             drawn["drawn_from"] = self.source
+            drawn["drawing"] = drawing_id(drawn)
             drawn["version"] = self.version
             self._summary_dict = drawn
         return self._summary_dict
@@ -392,9 +398,32 @@ class _Drawn:
             placed = layout(shape) if self.base is not None or shape.edges else column(shape)
             drawn = placed.to_dict(shape)
             drawn["drawn_from"] = self.source
+            drawn["drawing"] = drawing_id(drawn)
             drawn["version"] = self.version
             self._drawn = drawn  # two threads may both lay it out: the same answer, kept once
         return self._drawn
+
+
+def drawing_id(answer: Mapping[str, Any]) -> str:
+    """What a graph answer draws, as a short digest: the same for the same drawing, whatever its version.
+
+    The version moves when the drawing *may* have changed (an atom started
+    because others completed: a link the event log may have learned); a
+    summary's groups and their links change far more rarely. A page gives
+    the ``drawing`` it has, and is answered in a few bytes while it holds
+    (``/graph?drawing=``): a graph learned from the event log sent its
+    whole summary again at almost every poll of a run.
+    """
+    drawn = {key: value for key, value in answer.items() if key not in ("version", "drawing")}
+    text = json.dumps(drawn, sort_keys=True, separators=(",", ":"))
+    return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
+
+
+def unchanged(answer: Mapping[str, Any], drawing: str | None) -> dict[str, Any] | None:
+    """The short answer for a client that already has ``answer``'s drawing (``drawing=``), else None."""
+    if drawing is None or answer.get("drawing") != drawing:
+        return None
+    return {"version": answer["version"], "drawing": drawing, "unchanged": True}
 
 
 def changes(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:

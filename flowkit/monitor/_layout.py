@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["GraphShape", "Layout", "column", "layout", "shape_of"]
+__all__ = ["GraphShape", "Layout", "column", "flow_key", "layout", "shape_of"]
 
 #: Pixels between layers and between nodes of one layer.
 ROW, COLUMN = 70, 150
@@ -28,7 +28,11 @@ class GraphShape:
     """The nodes and edges to draw, as JSON-safe data (kept in flow metadata too).
 
     Attributes:
-        nodes: ``{"id", "kind", "flow"}`` dicts; kind is ``task``, ``retry`` or ``barrier``.
+        nodes: ``{"id", "kind", "flow", "scope"}`` dicts; kind is ``task``, ``retry`` or
+            ``barrier``; ``flow`` is the enclosing flow's name and ``scope`` that flow's
+            own id (its start node's: two sub-flows may share a name). A shape stored
+            before ``scope`` was kept, or learned from the event log, has none: its
+            nodes are told apart by ``flow`` alone (:func:`flow_key`).
         edges: ``[source id, target id, decider name or None]`` lists.
     """
 
@@ -44,6 +48,11 @@ class GraphShape:
             tuple(dict(n) for n in data.get("nodes", ())),
             tuple((str(e[0]), str(e[1]), e[2] if len(e) > 2 else None) for e in data.get("edges", ())),
         )
+
+
+def flow_key(node: dict[str, Any]) -> str:
+    """Which flow ``node`` (of a :class:`GraphShape`) is in: its ``scope``, else its flow's name."""
+    return str(node.get("scope") or node.get("flow", ""))
 
 
 def shape_of(flow: Any) -> GraphShape:
@@ -76,7 +85,7 @@ def shape_of(flow: Any) -> GraphShape:
                     pred[v] = [p for p in pred[v] if p[0] != ident]
                 succ[ident], pred[ident] = [], []
                 continue
-            keep.append({"id": ident, "kind": "barrier", "flow": node["flow"]})
+            keep.append({"id": ident, "kind": "barrier", "flow": node["flow"], "scope": node["scope"]})
         else:
             keep.append(dict(node))
     kept = {n["id"] for n in keep}

@@ -8,10 +8,12 @@ summary instead: each sub-flow one node (a long one cut in pieces of at most
 labels with its atoms' counts by state; a group clicked is fetched alone
 (:meth:`Summary.part`) and drawn in its place.
 
-Groups are consecutive runs of one flow's nodes in a topological order of
-the graph (ties broken by the flow's own order, so a sub-flow's atoms stay
-together): every edge then goes from a group to itself or to a later one,
-and the summary is laid out as any graph is, without cycles.
+Groups are consecutive runs of one flow's nodes (a flow told by its
+identity, :func:`~flowkit.monitor._layout.flow_key`, not by its name, which
+two sub-flows side by side may share) in a topological order of the graph
+(ties broken by the flow's own order, so a sub-flow's atoms stay together):
+every edge then goes from a group to itself or to a later one, and the
+summary is laid out as any graph is, without cycles.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from flowkit.monitor._layout import GraphShape, layout
+from flowkit.monitor._layout import GraphShape, flow_key, layout
 
 __all__ = ["GROUP_NODES", "MAX_GROUPS", "SUMMARY_NODES", "Group", "Summary", "summarize"]
 
@@ -128,7 +130,8 @@ def summarize(shape: GraphShape) -> Summary:
     nodes = {n["id"]: n for n in shape.nodes}
     runs: list[list[str]] = []
     for ident in order:
-        if runs and nodes[runs[-1][-1]].get("flow") == nodes[ident].get("flow"):
+        # By the flow's identity, not its name: two sub-flows of one name side by side are two groups.
+        if runs and flow_key(nodes[runs[-1][-1]]) == flow_key(nodes[ident]):
             runs[-1].append(ident)
         else:
             runs.append([ident])

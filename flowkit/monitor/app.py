@@ -171,7 +171,8 @@ def create_app(
             found = await in_thread(reader.graph, uuid)
         if found is None:
             return JSONResponse({"error": f"no flow {request.path_params['uuid']}"}, status_code=404)
-        return JSONResponse(found)
+        # The client has this drawing already (its version moved, the drawing did not): say so briefly.
+        return JSONResponse(_data.unchanged(found, params.get("drawing")) or found)
 
     async def api_stream(request: Request) -> Response:
         uuid = request.path_params["uuid"]

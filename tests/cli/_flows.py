@@ -23,6 +23,7 @@ from flowkit.persistence import backends
 __all__ = [
     "SHOP",
     "CardDeclined",
+    "make_big_gated",
     "make_blocking",
     "make_chatty",
     "make_labels",
@@ -201,6 +202,14 @@ def make_long_gated() -> linear_flow.Flow:
     steps: list[task.Task] = [Step(f"step-{i:03d}") for i in range(300)]
     steps[240] = Slow("gated")
     return linear_flow.Flow("long-gated").add(*steps)
+
+
+def make_big_gated() -> linear_flow.Flow:
+    """2,100 steps in a row (past the monitor's summary threshold); ``step-0300`` and ``-0400`` are gated."""
+    steps: list[task.Task] = [Step(f"step-{i:04d}") for i in range(2100)]
+    for gated in (300, 400):
+        steps[gated] = Slow(f"step-{gated:04d}")
+    return linear_flow.Flow("big-gated").add(*steps)
 
 
 def make_gated_alone() -> linear_flow.Flow:

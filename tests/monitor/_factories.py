@@ -10,7 +10,18 @@ from flowkit.patterns import linear_flow, unordered_flow
 from flowkit.persistence import backends
 from tests.cli._flows import Charge, RevertFails, Step, run_logged
 
-__all__ = ["BIG_PARTS", "BIG_SIZE", "CALLS", "make_big", "make_fan", "run_big", "run_fan", "run_twice"]
+__all__ = [
+    "BIG_PARTS",
+    "BIG_SIZE",
+    "CALLS",
+    "TWIN_SIZE",
+    "make_big",
+    "make_fan",
+    "make_twins",
+    "run_big",
+    "run_fan",
+    "run_twice",
+]
 
 #: One entry per call of :func:`make_fan` in this process.
 CALLS: list[str] = []
@@ -74,3 +85,20 @@ def make_big() -> linear_flow.Flow:
 def run_big(url: str, amount: int) -> str:
     """Run :func:`make_big`'s flow with ``amount`` in the backend at ``url``, its event log kept; its uuid."""
     return run_logged(url, make_big, {"amount": amount}, Exception)
+
+
+#: The atoms of each of :func:`make_twins`' two sub-flows named ``part``.
+TWIN_SIZE = 100
+
+
+def make_twins() -> linear_flow.Flow:
+    """``twins``: two sub-flows named ``part`` (``a-000``.., ``b-000``..), then ``rest`` (2,000 steps).
+
+    Past the graph's summary threshold; the two ``part`` flows are adjacent,
+    small enough for one group between them if groups went by name.
+    """
+    return linear_flow.Flow("twins").add(
+        linear_flow.Flow("part").add(*(Step(f"a-{i:03d}") for i in range(TWIN_SIZE))),
+        linear_flow.Flow("part").add(*(Step(f"b-{i:03d}") for i in range(TWIN_SIZE))),
+        linear_flow.Flow("rest").add(*(Step(f"r-{i:04d}") for i in range(2000))),
+    )

@@ -145,10 +145,37 @@ def test_a_big_graph_is_summarised_by_sub_flow_and_a_group_is_given_alone(tmp_pa
         assert ("p2-118", "p2-119") in edges and ("p2-119", "p2-120") in edges
         assert ("p1-449", "p2-000") in edges and ("p2-224", "p2-225") in edges  # to the groups around
         assert len(edges) == len(failed["atoms"]) + 1
+        # Asked again with the drawing it has (the page's polls), each answers in a few bytes.
+        for params, answer in (({}, whole), ({"summary": "1"}, summary), ({"group": failed["id"]}, part)):
+            again = client.get(f"/api/flows/{uuid}/graph", params={**params, "drawing": answer["drawing"]})
+            assert again.json() == {
+                "version": whole["version"],
+                "drawing": answer["drawing"],
+                "unchanged": True,
+            }
+        assert len({whole["drawing"], summary["drawing"], part["drawing"]}) == 3
         unknown = client.get(f"/api/flows/{uuid}/graph", params={"group": "p2-001"})
         assert unknown.status_code == 404 and "'p2-001'" in unknown.json()["error"]
         assert client.get("/api/flows/nope/graph", params={"summary": "1"}).status_code == 404
         assert client.get("/api/flows/nope/graph", params={"group": "p2-000"}).status_code == 404
+
+
+def test_two_adjacent_sub_flows_of_one_name_are_two_groups(tmp_path: Path) -> None:
+    # Groups went by the flows' names: two sub-flows named "part" side by side made one group
+    # of both, opened and counted as one flow.
+    url = f"sqlite:///{tmp_path}/twins.db"
+    uuid = run_logged(url, _factories.make_twins, {})
+    size = _factories.TWIN_SIZE
+    with TestClient(create_app(url, factories=["tests.monitor._factories.make_twins"])) as client:
+        summary = client.get(f"/api/flows/{uuid}/graph", params={"summary": "1"}).json()
+        assert summary["summary"] is True and summary["drawn_from"] == "factory"
+        first, second = summary["groups"][:2]
+        assert (first["label"], second["label"]) == ("part", "part")
+        assert first["atoms"] == [f"a-{i:03d}" for i in range(size)]
+        assert second["atoms"] == [f"b-{i:03d}" for i in range(size)]
+        assert [first["id"], second["id"]] in summary["edges"]
+        part = client.get(f"/api/flows/{uuid}/graph", params={"group": second["id"]}).json()
+        assert [n["id"] for n in part["nodes"]] == second["atoms"]
 
 
 def test_pages_and_assets_are_served_from_the_package(

@@ -557,7 +557,10 @@ def test_500_flows_html_and_unicode_names_and_a_2000_atom_flow_in_the_browser(
         page.go_back()
         page.locator("#flows a", has_text="Ünïcode").click()
         page.wait_for_function(f"() => {cy} && {cy}.nodes().length === 1")
-        assert page.inner_text("#flow-title").startswith(odd)
+        # The title comes with the report, which is asked for once the graph's answer came.
+        page.wait_for_function(
+            "(odd) => document.querySelector('#flow-title').innerText.startsWith(odd)", arg=odd
+        )
         assert page.evaluate(f"{cy}.nodes()[0].id()") == "<img src=x onerror=alert(1)>"
         assert page.evaluate("document.querySelectorAll('main img').length") == 0
         assert dialogs == []
@@ -1250,9 +1253,10 @@ def test_a_big_flows_graph_is_a_summary_whose_groups_open_on_a_click(tmp_path: P
         page.wait_for_function(f"() => {cy}.getElementById('p2-000').nonempty()")
         assert [u.split("/graph")[1] for u in asked] == ["?summary=1", "?group=p2-000"]
         shown = page.evaluate(f"{cy}.nodes().map(n => n.id())")
-        assert {f"p2-{i:03d}" for i in range(225)} <= set(shown) and len(shown) == 225 + 9
+        # Its atoms, in the open group's box (a click there closes it), and the 9 other groups.
+        assert {f"p2-{i:03d}" for i in range(225)} <= set(shown) and len(shown) == 225 + 10
         # The failed atom among its neighbours, linked to them, in the view.
-        assert page.evaluate(f"{cy}.getElementById('p2-119').isChild()") is False
+        assert page.evaluate(f"{cy}.getElementById('p2-119').parent().data('opened')") is True
         assert page.evaluate(f"{cy}.getElementById('p2-119').data('state')") == "REVERT_FAILURE"
         linked = page.evaluate(f"{cy}.getElementById('p2-119').neighborhood('node').map(n => n.id())")
         assert sorted(linked) == ["p2-118", "p2-120"]
@@ -1266,6 +1270,188 @@ def test_a_big_flows_graph_is_a_summary_whose_groups_open_on_a_click(tmp_path: P
             "p1-225"
         ]
         page.screenshot(path=str(ARTIFACTS / "monitor-big-opened.png"))
+
+
+#: The closed groups of the flow page's summary, and the one group of a node id (open or closed).
+GROUPS = "flowkitMonitor.current.cy.nodes('[kind = \"group\"]')"
+
+
+def _group(ident: str) -> str:
+    return f'flowkitMonitor.current.cy.nodes(\'[kind = "group"][group = "{ident}"]\')'
+
+
+def _open_big_summary(browser: Browser, base: str, uuid: str, asked: list[str]) -> Any:
+    """A page on :func:`run_big`'s flow, once its summary is drawn; ``asked`` gets each graph URL it asks."""
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    page.set_default_timeout(60_000)
+    page.on("request", lambda r: asked.append(r.url.split("/graph")[1]) if "/graph" in r.url else None)
+    page.goto(f"{base}/flows/{uuid}")
+    page.wait_for_selector("#report tr[data-atom]")
+    page.wait_for_function(f"() => {GROUPS}.length === 10")
+    return page
+
+
+def test_an_opened_group_closes_again_on_a_click_on_its_box(tmp_path: Path) -> None:
+    # A group once opened stayed open: a long flow's view filled with parts no one could fold away.
+    connection = f"sqlite:///{tmp_path}/big.db"
+    uuid = run_big(connection, 500)
+    factory = ("--allow-factory", "tests.monitor._factories.make_big")
+    cy = "flowkitMonitor.current.cy"
+    with _monitoring(connection, *factory) as base, _browser() as browser:
+        asked: list[str] = []
+        page = _open_big_summary(browser, base, uuid, asked)
+        box = page.locator("#graph").bounding_box()
+        assert box is not None
+
+        def click(at: dict[str, float]) -> None:
+            page.mouse.click(box["x"] + at["x"], box["y"] + at["y"])
+
+        click(page.evaluate(f"{_group('p1-225')}.renderedPosition()"))
+        page.wait_for_function(f"() => {cy}.getElementById('p1-300').nonempty()")
+        opened = _group("p1-225")
+        assert page.evaluate(f"{opened}.data('opened')") is True
+        assert page.evaluate(f"{cy}.getElementById('p1-300').parent().same({opened})") is True
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "monitor-group-open.png"))
+        # A click on the open group's box, beside its first atom (not on an atom nor a link): it closes.
+        edge = page.evaluate(f"{opened}.renderedBoundingBox({{includeLabels: false}})")
+        first = page.evaluate(f"{cy}.getElementById('p1-225').renderedBoundingBox()")
+        click({"x": (edge["x1"] + first["x1"]) / 2, "y": first["y1"] + first["h"] / 2})
+        page.wait_for_function(f"() => {cy}.getElementById('p1-300').empty()")
+        assert page.evaluate(f"{GROUPS}.length") == 10 and page.evaluate(f"{cy}.nodes().length") == 11
+        assert page.evaluate(f"{opened}.data('opened')") is not True
+        assert asked == ["?summary=1", "?group=p1-225"]  # closing asks for nothing
+        page.screenshot(path=str(ARTIFACTS / "monitor-group-closed.png"))
+        # And opens again on a click.
+        click(page.evaluate(f"{opened}.renderedPosition()"))
+        page.wait_for_function(f"() => {cy}.getElementById('p1-300').nonempty()")
+
+
+def test_the_summarys_groups_open_and_close_from_the_keyboard_and_are_named_for_screen_readers(
+    tmp_path: Path,
+) -> None:
+    # Groups opened by mouse only: Cytoscape draws on a canvas, which the keyboard and a screen
+    # reader cannot reach. Each group is now a button over its node: Tab, Enter, Space.
+    connection = f"sqlite:///{tmp_path}/big.db"
+    uuid = run_big(connection, 500)
+    factory = ("--allow-factory", "tests.monitor._factories.make_big")
+    cy = "flowkitMonitor.current.cy"
+    focused = "document.activeElement"
+    with _monitoring(connection, *factory) as base, _browser() as browser:
+        asked: list[str] = []
+        page = _open_big_summary(browser, base, uuid, asked)
+        # Real key presses, from the top of the page, up to the first group (bounded).
+        for _ in range(40):
+            page.keyboard.press("Tab")
+            if page.evaluate(f"{focused}.getAttribute('aria-expanded')") is not None:
+                break
+        assert page.evaluate(f"{focused}.tagName") == "BUTTON"
+        assert (
+            page.evaluate(f"{focused}.getAttribute('aria-label')") == "part-0 (1/2): 225 atoms, 225 SUCCESS"
+        )
+        for _ in range(4):
+            page.keyboard.press("Tab")
+        label = "part-2 (1/2): 225 atoms, 1 REVERT_FAILURE, 1 REVERTED, 104 PENDING, 119 SUCCESS"
+        assert page.evaluate(f"{focused}.getAttribute('aria-label')") == label
+        assert page.evaluate(f"{focused}.getAttribute('aria-expanded')") == "false"
+        # A focus ring a sighted keyboard user sees, around the group's node.
+        ring = page.evaluate(
+            f"(() => {{ const s = getComputedStyle({focused}); return [s.outlineStyle, s.outlineWidth]; }})()"
+        )
+        assert ring[0] != "none" and float(ring[1].rstrip("px")) >= 2, ring
+        assert page.evaluate(f"{focused}.matches(':focus-visible')") is True
+        button = page.evaluate(
+            f"(({{x, y, width, height}}) => [x, y, width, height])({focused}.getBoundingClientRect())"
+        )
+        graph = page.locator("#graph").bounding_box()
+        assert graph is not None
+        node = page.evaluate(f"{_group('p2-000')}.renderedPosition()")
+        x, y = graph["x"] + node["x"], graph["y"] + node["y"]
+        assert button[0] < x < button[0] + button[2] and button[1] < y < button[1] + button[3]
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "monitor-group-focused.png"))
+        # Enter opens it; the focus stays on it, now expanded.
+        page.keyboard.press("Enter")
+        page.wait_for_function(f"() => {cy}.getElementById('p2-200').nonempty()")
+        page.wait_for_function(f"() => {focused}.getAttribute('aria-expanded') === 'true'")
+        assert page.evaluate(f"{focused}.getAttribute('aria-label')") == label
+        page.screenshot(path=str(ARTIFACTS / "monitor-group-opened-by-key.png"))
+        # The next group, out of view below the open one, is brought into view when Tab reaches it.
+        following = _group("p2-225")
+        in_view = (
+            f"(() => {{ const p = {following}.renderedPosition();"
+            f" return p.x >= 0 && p.y >= 0 && p.x <= {cy}.width() && p.y <= {cy}.height(); }})()"
+        )
+        assert page.evaluate(in_view) is False
+        page.keyboard.press("Tab")
+        assert page.evaluate(f"{focused}.getAttribute('aria-label')").startswith("part-2 (2/2): 225 atoms")
+        page.wait_for_function(in_view)
+        button = page.evaluate(
+            f"(({{x, y, width, height}}) => [x, y, width, height])({focused}.getBoundingClientRect())"
+        )
+        node = page.evaluate(f"{following}.renderedPosition()")
+        x, y = graph["x"] + node["x"], graph["y"] + node["y"]
+        assert button[0] < x < button[0] + button[2] and button[1] < y < button[1] + button[3]
+        # Back to the open group: Space closes it.
+        page.keyboard.press("Shift+Tab")
+        assert page.evaluate(f"{focused}.getAttribute('aria-expanded')") == "true"
+        page.keyboard.press("Space")
+        page.wait_for_function(f"() => {cy}.getElementById('p2-200').empty()")
+        assert page.evaluate(f"{focused}.getAttribute('aria-expanded')") == "false"
+        assert asked == ["?summary=1", "?group=p2-000"]
+        # The graph is no image to a screen reader any more: its groups are reached inside it.
+        assert page.get_attribute("#graph", "role") == "group"
+        assert page.get_by_role("button", name=label).count() == 1
+
+
+def test_an_open_group_of_a_graph_learned_from_the_event_log_draws_the_links_learned_since(
+    tmp_path: Path, gate: Path
+) -> None:
+    # An open group's part was fetched once: while the run went on inside it, the summary did not
+    # change (no new link between groups), so the links its event log learned were never drawn.
+    connection = f"sqlite:///{tmp_path}/gated.db"
+    cy = "flowkitMonitor.current.cy"
+    link = f'{cy}.edges(\'[source = "step-0300"][target = "step-0301"]\')'
+    with _monitoring(connection, "--poll", "0.1") as base:
+        run = _start_gated_run("make_big_gated", connection, gate)
+        try:
+            uuid = _first_flow(base)
+            with _browser() as browser:
+                asked: list[str] = []
+                page = browser.new_page(viewport={"width": 1280, "height": 800})
+                page.set_default_timeout(60_000)
+                page.on(
+                    "request", lambda r: asked.append(r.url.split("/graph")[1]) if "/graph" in r.url else None
+                )
+                page.goto(f"{base}/flows/{uuid}")
+                page.wait_for_function(f"() => {cy} && {GROUPS}.length === 9")
+                page.wait_for_function(f"() => {cy}.getElementById('step-0300').data('state') === 'RUNNING'")
+                box = page.locator("#graph").bounding_box()
+                assert box is not None
+                where = page.evaluate(f"{_group('step-0234')}.renderedPosition()")
+                page.mouse.click(box["x"] + where["x"], box["y"] + where["y"])
+                page.wait_for_function(f"() => {cy}.getElementById('step-0350').nonempty()")
+                assert page.evaluate(f"{link}.length") == 0  # step-0301 has not started
+                _open(gate, "step-0300")  # the run goes on to step-0400, inside the same group
+                page.wait_for_function(f"() => {cy}.getElementById('step-0400').data('state') === 'RUNNING'")
+                page.wait_for_function(f"() => {link}.length === 1")
+                assert (
+                    page.evaluate(f'{cy}.edges(\'[source = "step-0399"][target = "step-0400"]\').length') == 1
+                )
+                # The summary was not sent again: the page said which drawings it had.
+                assert all("drawing=" in url for url in asked[1:] if "summary=1" in url)
+                ARTIFACTS.mkdir(exist_ok=True)
+                # The part is placed anew as it learns links: the view still shows some of it.
+                in_view = (
+                    f'{cy}.nodes(\'[group = "step-0234"][kind != "group"]\').some(n => {{'
+                    f" const p = n.renderedPosition();"
+                    f" return p.x >= 0 && p.y >= 0 && p.x <= {cy}.width() && p.y <= {cy}.height(); }})"
+                )
+                assert page.evaluate(in_view) is True
+                page.screenshot(path=str(ARTIFACTS / "monitor-open-group-learns.png"))
+        finally:
+            _open(gate, "step-0300", "step-0400")
+            run.wait(timeout=120)
 
 
 def test_a_summarised_graph_draws_the_atoms_that_run_or_fail_as_the_run_goes(tmp_path: Path) -> None:
@@ -1334,7 +1520,7 @@ def test_a_graph_that_grows_past_the_threshold_becomes_a_summary_and_keeps_its_o
             join("joined-2")
             page.wait_for_function(f"() => {cy}.scratch('flowkit').version === '2002.0'")
             page.wait_for_function(f"() => {cy}.getElementById('{names[300]}').nonempty()")
-            assert page.evaluate(f"{groups}.length") == 8  # 9 groups of 223 nodes or fewer, one open
+            assert page.evaluate(f"{groups}.length") == 9  # 9 groups of 223 nodes or fewer, one open
             last = page.evaluate(f"{groups}[{groups}.length - 1].data('label')")
             assert last == "big (9/9)\n218 PENDING"
 

@@ -217,3 +217,59 @@ def test_a_graph_asked_for_again_reads_the_atoms_states_not_the_whole_flow(tmp_p
         assert grown is not None and len(grown["nodes"]) == 201 and grown["version"] != first["version"]
         assert counting.atoms == 201
         assert reader.graph("no-such-flow") is None
+
+
+def test_a_graph_learned_from_the_event_log_is_sent_again_only_when_its_summary_changed(
+    tmp_path: Path,
+) -> None:
+    # A graph learned from the event log gains a link each time an atom starts, so its version
+    # moved at almost every poll, and the page fetched the whole summary again each time (134 kB
+    # at 10,000 atoms) though its groups and their links changed a few times in the run. The page
+    # says which drawing it has (``drawing=``): the same one is answered in a few bytes.
+    from flowkit import engines
+    from flowkit.listeners.events import EventLogListener
+    from flowkit.patterns import linear_flow
+    from tests.cli._flows import Step
+
+    url = f"sqlite:///{tmp_path}/events.db"
+    flow = linear_flow.Flow("big").add(*(Step(f"step-{i:04d}") for i in range(2100)))
+    asked = whole = small = 0
+    sizes: list[int] = []
+    drawings: set[str] = set()
+    reader = _data.Reader(url)
+    with TestClient(create_app(url)) as client, backends.backend(url) as backend:
+        engine = engines.load(flow, backend=backend)
+        uuid = engine.storage.flow_uuid
+        drawn: dict[str, Any] = {}  # what the page draws: the last whole answer
+        version = None  # the version of what it draws
+        with EventLogListener(engine):
+            for step, _ in enumerate(engine.run_iter()):
+                if step % 150:
+                    continue
+                snapshot = reader.states(uuid)  # what the live stream says
+                assert snapshot is not None
+                if snapshot["graph"] == version:
+                    continue
+                params = {"summary": "1"}
+                if "drawing" in drawn:
+                    params["drawing"] = drawn["drawing"]
+                answer = client.get(f"/api/flows/{uuid}/graph", params=params)
+                asked += 1
+                got = answer.json()
+                version = got["version"]
+                if "groups" in got:
+                    whole += 1
+                    sizes.append(len(answer.content))
+                    drawn = got
+                    drawings.add(
+                        json.dumps({k: v for k, v in got.items() if k not in ("version", "drawing")})
+                    )
+                else:
+                    assert got == {"version": version, "drawing": drawn["drawing"], "unchanged": True}
+                    small += len(answer.content)
+    reader.close()
+    assert drawn["summary"] is True and drawn["drawn_from"] == "events"
+    assert asked > 3 * len(drawings)  # the version moved far more often than the summary
+    # Each summary sent once: 9 groups linked as the run went (and drawn_from "atoms" until a first link).
+    assert whole == len(drawings) <= 11
+    assert small < 100 * (asked - whole) < min(sizes)

@@ -35,3 +35,18 @@ def test_a_sub_flow_listed_after_its_successors_still_gives_groups_linked_forwar
     assert [g.label for g in summary.groups] == ["f0 (1/2)", "f0 (2/2)", "f1 (1/2)", "f1 (2/2)"]
     assert all(order[u] < order[v] for u, v in summary.edges)
     assert summary.part("f1-0") is not None and summary.part("f1-1") is None
+
+
+def test_nodes_without_a_scope_are_grouped_by_their_flows_name() -> None:
+    # A shape stored before nodes carried their flow's identity (or learned from the event log)
+    # still groups by name; with it, two flows of one name are two groups.
+    shape = _flows(2, 300)
+    renamed = tuple({**n, "flow": "same"} for n in shape.nodes)
+    assert [g.label for g in summarize(GraphShape(renamed, shape.edges)).groups] == [
+        "same (1/3)",
+        "same (2/3)",
+        "same (3/3)",
+    ]
+    scoped = tuple({**n, "scope": n["id"].split("-")[0]} for n in renamed)
+    groups = summarize(GraphShape(scoped, shape.edges)).groups
+    assert [g.id for g in groups] == ["f0-0", "f0-150", "f1-0", "f1-150"]  # each flow in two pieces

@@ -316,7 +316,7 @@ const flowkitMonitor = (() => {
       layout: {name: "preset", fit: true, padding: 20},
       minZoom: 0.2, maxZoom: 1.5, autoungrabify: true, boxSelectionEnabled: false,
     });
-    cy.scratch("flowkit", {version: graph.version, shape: shapeOf(graph), api, view: null});
+    cy.scratch("flowkit", {version: graph.version, drawing: graph.drawing, api, view: null});
     if (graph.summary) summarise(cy, graph, {}, null);
     cy.on("tap", "node", (e) => {
       const view = cy.scratch("flowkit").view;
@@ -328,34 +328,40 @@ const flowkitMonitor = (() => {
       container.title = e.target.data("decider") ? "decider: " + e.target.data("decider") : "";
     });
     cy.on("mouseout", () => { container.title = ""; });
+    // A summary's group buttons (keyboard access, summary.js) follow their nodes.
+    cy.on("viewport resize", () => {
+      const view = cy.scratch("flowkit").view;
+      if (view) view.place();
+    });
     return cy;
   }
 
   // The flow grew (a spawned sub-flow, a link the event log learned): draw the new
   // graph in place, its nodes in the states last seen; the view is fitted again
-  // unless the user panned or zoomed by hand.
-  // What a drawing shows: a new version of the same drawing (a loop's next iteration,
-  // a link learned again) is not drawn again.
-  function shapeOf(graph) {
-    return JSON.stringify(graph.summary ? [graph.groups, graph.edges] : [graph.nodes, graph.edges]);
-  }
+  // unless the user panned or zoomed by hand. A new version of the same drawing (a
+  // loop's next iteration, a link inside a summary's group) is not drawn again: the
+  // server's "drawing" says what a graph draws, and asked with the one the page has,
+  // it answers {"unchanged": true} in a few bytes instead of the whole graph.
   function redrawGraph(cy, graph, atoms, fit) {
-    const shape = shapeOf(graph);
     const drawn = cy.scratch("flowkit");
-    if (shape === drawn.shape) {
+    if (graph.unchanged || graph.drawing === drawn.drawing) {
       cy.scratch("flowkit", {...drawn, version: graph.version});
+      if (drawn.view) drawn.view.refresh();  // its open groups may have changed all the same
       return false;
     }
     cy.batch(() => {
       cy.elements().remove();
       if (!graph.summary) cy.add(graphElements(graph));
     });
-    cy.scratch("flowkit", {...drawn, version: graph.version, shape, view: null});
+    cy.scratch("flowkit", {...drawn, version: graph.version, drawing: graph.drawing, view: null});
     fitHeight(cy.container(), graph);
     cy.resize();
     // A summary drawn again keeps the groups that were open, if they still are groups.
     if (graph.summary) summarise(cy, graph, atoms, drawn.view);
-    else colour(cy, atoms);
+    else {
+      if (typeof flowkitSummary !== "undefined") flowkitSummary.leave(cy.container());
+      colour(cy, atoms);
+    }
     if (fit) cy.fit(undefined, 20);
     return true;
   }
@@ -594,7 +600,8 @@ const flowkitMonitor = (() => {
       try {
         while (wanted !== cy.scratch("flowkit").version) {
           const asked = wanted;
-          const grown = await getJSON(api + "/graph?summary=1");
+          const grown = await getJSON(api + "/graph?summary=1&drawing=" +
+                                      encodeURIComponent(cy.scratch("flowkit").drawing || ""));
           if (grown.version === cy.scratch("flowkit").version) break;  // nothing new after all
           if (redrawGraph(cy, grown, atoms, follow) && follow) followRun(cy);
           if (wanted === asked) break;
