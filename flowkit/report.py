@@ -136,6 +136,19 @@ class AtomReport:
             "earlier_attempts": self.earlier_attempts,
         }
 
+    def took(self) -> str:
+        """Its ``duration`` as the text report and the monitor's table say it (``""``: unknown).
+
+        A RUNNING or PENDING atom is in (or before) an attempt that has not
+        ended: its figure is its earlier attempts' (a loop's earlier
+        iterations, a retry's earlier tries), and says so, or it read as
+        the current attempt's.
+        """
+        if self.duration is None:
+            return ""
+        took = f"{self.duration:.3f}s"
+        return f"{took} in earlier attempts" if self.state in _ATTEMPT_OPEN else took
+
 
 @dataclass(frozen=True, slots=True)
 class ExecutionReport:
@@ -283,8 +296,9 @@ class ExecutionReport:
                 began = [e.at for e in self.events.of(atom.name, flow=False) if e.state == atom.state]
                 if began:
                     parts.append(f"since {_utc(began[-1])}")
-            if atom.duration is not None:
-                parts.append(f"{atom.duration:.3f}s")
+            took = atom.took()
+            if took:
+                parts.append(took)
             if atom.failure is not None:
                 parts.append(f"failed: {atom.failure.one_line()}")
             elif atom.result is not None and atom.state == st.SUCCESS:

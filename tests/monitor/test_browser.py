@@ -656,6 +656,23 @@ def test_a_revert_of_an_earlier_attempt_is_not_shown_as_the_atoms_outcome(tmp_pa
         assert "(reverted)" not in shown
 
 
+def test_an_atom_reset_for_its_next_iteration_shows_its_time_as_its_earlier_attempts(tmp_path: Path) -> None:
+    # The table said "1.000s" of a PENDING atom its loop had reset: iteration 1's time.
+    from tests.unit.engines.test_loops import _suspended_between_iterations
+
+    connection = f"sqlite:///{tmp_path}/loop.db"
+    with backends.backend(connection) as backend:
+        with contextlib.closing(backend.get_connection()) as conn:
+            conn.upgrade()
+        uuid = _suspended_between_iterations(backend).storage.flow_uuid
+    with _monitoring(connection) as url, _browser() as browser:
+        page = browser.new_page()
+        page.goto(f"{url}/flows/{uuid}")
+        cell = page.wait_for_selector('#report tr[data-atom="poll"] td.took', timeout=60_000)
+        assert cell is not None
+        assert cell.inner_text() == "1.000s in earlier attempts"
+
+
 def test_static_files_cannot_reach_outside_their_directory(tmp_path: Path) -> None:
     with _monitoring(f"sqlite:///{tmp_path}/t.db") as url:
         host = url.removeprefix("http://")

@@ -499,7 +499,8 @@ const flowkitMonitor = (() => {
       const cell = el("td");
       cell.append(stateBadge(liveStates.get(atom.name) ?? atom.state));
       // Running (or reverting) since when: a run whose process died looks like one under way.
-      let took = atom.duration === null ? "" : atom.duration.toFixed(3) + "s";
+      // In the text report's words: a PENDING atom's time is its earlier attempts'.
+      let took = atom.took ?? "";
       if (atom.state === "RUNNING" || atom.state === "REVERTING") {
         // The atom's own events: its flow may have its name, and a resumed flow's RUNNING came
         // after the start of an atom run again in doubt (which records no RUNNING of its own).
