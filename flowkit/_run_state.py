@@ -169,6 +169,11 @@ class RunState:
                 from flowkit import typed
 
                 record.result = typed.revive_result(atom, record.result)
+                detail = self._details.get(atom.name)
+                if detail is not None:
+                    # The flow detail the engine hands out (reports, ``storage.flow_detail``)
+                    # says what ``fetch`` says; the JSON written for it is the same.
+                    detail.results = record.result
             if record.save_as is not atom.save_as:
                 # Loaded from a flow detail: what it provides comes from the atom.
                 record.save_as = atom.save_as

@@ -96,6 +96,9 @@ class AtomReport:
         progress: the last progress it reported (0.0 to 1.0).
         cached: True when its latest result came from the result cache rather
             than from running it (None: unknown, no event log).
+        earlier_attempts: what its earlier attempts that did not succeed came
+            to, from the event log (``2 failed and reverted, 1 interrupted``;
+            ``""``: none, or no event log).
     """
 
     name: str
@@ -112,6 +115,7 @@ class AtomReport:
     revert_failure: FailureReport | None
     progress: float
     cached: bool | None = None
+    earlier_attempts: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -129,7 +133,21 @@ class AtomReport:
             "revert_failure": None if self.revert_failure is None else self.revert_failure.to_dict(),
             "progress": self.progress,
             "cached": self.cached,
+            "earlier_attempts": self.earlier_attempts,
         }
+
+    def took(self) -> str:
+        """Its ``duration`` as the text report and the monitor's table say it (``""``: unknown).
+
+        A RUNNING or PENDING atom is in (or before) an attempt that has not
+        ended: its figure is its earlier attempts' (a loop's earlier
+        iterations, a retry's earlier tries), and says so, or it read as
+        the current attempt's.
+        """
+        if self.duration is None:
+            return ""
+        took = f"{self.duration:.3f}s"
+        return f"{took} in earlier attempts" if self.state in _ATTEMPT_OPEN else took
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,8 +296,9 @@ class ExecutionReport:
                 began = [e.at for e in self.events.of(atom.name, flow=False) if e.state == atom.state]
                 if began:
                     parts.append(f"since {_utc(began[-1])}")
-            if atom.duration is not None:
-                parts.append(f"{atom.duration:.3f}s")
+            took = atom.took()
+            if took:
+                parts.append(took)
             if atom.failure is not None:
                 parts.append(f"failed: {atom.failure.one_line()}")
             elif atom.result is not None and atom.state == st.SUCCESS:
@@ -289,9 +308,8 @@ class ExecutionReport:
             if atom.state not in _UNDOING:
                 # Run again since (a retry, a flow run anew): "reverted" next to SUCCESS read as
                 # if its work had been undone. Say what its earlier attempts came to instead.
-                earlier = self._earlier_attempts(atom.name, atom.state)
-                if earlier:
-                    parts.append(f"(earlier attempts: {earlier})")
+                if atom.earlier_attempts:
+                    parts.append(f"(earlier attempts: {atom.earlier_attempts})")
             elif atom.reverted is not None and atom.revert_failure is None:
                 parts.append(atom.reverted)  # "revert failed" is said with its failure below
             if atom.revert_failure is not None:
@@ -309,25 +327,54 @@ class ExecutionReport:
     def __str__(self) -> str:
         return self.to_text()
 
-    def _earlier_attempts(self, name: str, state: str) -> str:
-        """``2 failed, 2 reverted``: what the event log says of the atom's failed or undone attempts.
-
-        The latest attempt of an atom left FAILURE (nothing reverted it) is the
-        failure the line already shows, not an earlier one.
-        """
-        events = self.events.of(name, flow=False)
-        if state == st.FAILURE and events:
-            latest = max(e.attempt for e in events)
-            events = [e for e in events if e.attempt < latest]
-        counts = Counter(e.state for e in events)
-        said = [f"{counts[state]} {word}" for state, word in _EARLIER if counts[state]]
-        return ", ".join(said)
-
 
 #: States in which an atom's revert is what the report says of it (not an earlier attempt's).
 _UNDOING = frozenset({st.REVERTING, st.REVERTED, st.REVERT_FAILURE})
-#: What :meth:`ExecutionReport._earlier_attempts` counts, in the order it says them.
-_EARLIER = ((st.FAILURE, "failed"), (st.REVERTED, "reverted"), (st.REVERT_FAILURE, "failed to revert"))
+#: What an earlier attempt may have come to, in the order :func:`_earlier_attempts` says them.
+_OUTCOMES = (
+    "failed and reverted",
+    "failed",
+    "reverted",
+    "failed and failed to revert",
+    "failed to revert",
+    "interrupted",
+)
+
+
+def _outcome(states: Collection[str]) -> str | None:
+    """What one attempt that reached ``states`` came to (None: it succeeded and stood).
+
+    An attempt that only ever was RUNNING was cut short: its run stopped (a
+    crash) and the next one ran the atom again in doubt, as a new attempt.
+    """
+    failed = st.FAILURE in states
+    if st.REVERT_FAILURE in states:
+        return "failed and failed to revert" if failed else "failed to revert"
+    if st.REVERTED in states:
+        return "failed and reverted" if failed else "reverted"
+    if failed:
+        return "failed"
+    if set(states) == {st.RUNNING}:
+        return "interrupted"
+    return None
+
+
+def _earlier_attempts(events: list[Event], state: str) -> str:
+    """``2 failed and reverted, 1 interrupted``: what the atom's earlier attempts came to.
+
+    One phrase per attempt, so that two attempts that each failed and were
+    reverted read as two, not as four (``2 failed, 2 reverted`` did). The
+    latest attempt is the atom's own state, which its line already says,
+    unless the atom is PENDING: reset for its next attempt, every one it
+    had is earlier.
+    """
+    by_attempt: dict[int, set[str]] = {}
+    for event in events:
+        by_attempt.setdefault(event.attempt, set()).add(event.state)
+    if state != st.PENDING and by_attempt:
+        del by_attempt[max(by_attempt)]
+    counts = Counter(_outcome(states) for states in by_attempt.values())
+    return ", ".join(f"{counts[word]} {word}" for word in _OUTCOMES if counts[word])
 
 
 def _utc(seconds: float) -> str:
@@ -487,4 +534,5 @@ def _atom_report(detail: Any, events: list[Event]) -> AtomReport:
         else None,
         progress=float(meta.get("progress", 0.0) or 0.0),
         cached=cached,
+        earlier_attempts=_earlier_attempts(events, state),
     )

@@ -709,10 +709,10 @@ class Runtime:
                 if until >= 0:
                     details["iteration"] = loops.iteration(until)
             if state in (st.SUCCESS, st.REVERTED) and node.index in self.guards:
-                guard = self.guards[node.index]
-                if state == st.SUCCESS or guard.hit:
-                    # A hit's REVERTED says so too: its revert was not called.
-                    guard.annotate(details)
+                # A REVERTED says whether its revert was skipped (a hit) or called (a
+                # miss), as the SUCCESS said whether execute was: a trace's revert span
+                # carries ``flowkit.cache.hit`` either way, as its execute span does.
+                self.guards[node.index].annotate(details)
             if self._held is not None:
                 self._held.append((state, details))
             else:

@@ -29,7 +29,8 @@ when the run starts, so a run inside your own span joins your trace. Each
 ``flowkit.cache.hit``
     on a cacheable atom's ``execute`` span when a cache is in use: True when
     its result came from the cache and ``execute`` was not called; the
-    ``revert`` span of such a hit carries it too (its revert is not called).
+    ``revert`` span carries it too: True for a hit (its revert is not
+    called), False for a miss (its revert is called).
 ``flowkit.worker.id``
     on the worker-based engine, the worker that started the request (the
     worker's id in the protocol; the span of a request no worker started, one

@@ -217,6 +217,8 @@ class Reader:
         # The event log's tree of causes, as the flow page draws it.
         # How long, in the words of the text report's summary (over how many runs).
         data["took"] = report.took()
+        for row, atom in zip(data["atoms"], report.atoms, strict=True):
+            row["took"] = atom.took()  # an atom's too: a reset atom's time is its earlier attempts'
         data["event_tree"] = [{"seq": row.event.seq, "depth": row.depth} for row in report.events.tree()]
         return data
 

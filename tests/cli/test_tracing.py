@@ -360,3 +360,22 @@ def test_the_spans_of_an_atom_taken_from_the_cache_say_so(
     assert revert_a.attributes["flowkit.cache.hit"] is True
     (execute_pay,) = found["execute pay"]
     assert "flowkit.cache.hit" not in execute_pay.attributes  # not cacheable: nothing to say
+
+
+def test_the_spans_of_a_cache_miss_say_so_on_execute_and_revert(
+    spans: tuple[Any, InMemorySpanExporter],
+) -> None:
+    # A miss said False on its execute span and nothing on its revert span, where a
+    # hit says True on both: a query for revert spans by the attribute missed them.
+    tracer, exporter = spans
+    flow = linear_flow.Flow("f").add(CachedStep("a"), Charge("pay"))
+    engine = engines.load(flow, store={"amount": 500}, cache=f"memory://tracing-{uuid.uuid4().hex}")
+    with TracingListener(engine, tracer=tracer), pytest.raises(CardDeclined):
+        engine.run()
+    found = _by_name(exporter)
+    (execute_a,) = found["execute a"]
+    (revert_a,) = found["revert a"]
+    assert execute_a.attributes["flowkit.cache.hit"] is False
+    assert revert_a.attributes["flowkit.cache.hit"] is False  # its revert was called
+    (revert_pay,) = found["revert pay"]
+    assert "flowkit.cache.hit" not in revert_pay.attributes  # not cacheable: nothing to say

@@ -462,3 +462,21 @@ def test_the_monitor_migrates_no_older_schema_and_names_the_command_that_does(tm
             assert db.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == "0002"
     finally:
         engine.dispose()
+
+
+def test_api_says_an_atom_reset_for_its_next_iteration_took_its_time_in_earlier_attempts(
+    tmp_path: Path,
+) -> None:
+    # The table said "1.000s" of a PENDING atom a loop had reset: iteration 1's time.
+    from tests.unit.engines.test_loops import _suspended_between_iterations
+
+    url = f"sqlite:///{tmp_path}/loop.db"
+    with backends.backend(url) as backend:
+        with contextlib.closing(backend.get_connection()) as conn:
+            conn.upgrade()
+        uuid = _suspended_between_iterations(backend).storage.flow_uuid
+    with TestClient(create_app(url)) as test_client:
+        report = test_client.get(f"/api/flows/{uuid}").json()
+    took = {atom["name"]: (atom["state"], atom["took"]) for atom in report["atoms"]}
+    assert took["poll"] == ("PENDING", "1.000s in earlier attempts")
+    assert took["use"] == ("PENDING", "")

@@ -650,8 +650,27 @@ def test_a_revert_of_an_earlier_attempt_is_not_shown_as_the_atoms_outcome(tmp_pa
         row = page.wait_for_selector('#report tr[data-atom="flaky"]', timeout=60_000)
         assert row is not None
         shown = row.inner_text()
-        assert "SUCCESS" in shown and "(an earlier attempt: reverted)" in shown, shown
+        # What its earlier attempt came to, in the text report's words (the table said
+        # "(an earlier attempt: reverted)", and nothing of the failure).
+        assert "SUCCESS" in shown and "(earlier attempts: 1 failed and reverted)" in shown, shown
         assert "(reverted)" not in shown
+
+
+def test_an_atom_reset_for_its_next_iteration_shows_its_time_as_its_earlier_attempts(tmp_path: Path) -> None:
+    # The table said "1.000s" of a PENDING atom its loop had reset: iteration 1's time.
+    from tests.unit.engines.test_loops import _suspended_between_iterations
+
+    connection = f"sqlite:///{tmp_path}/loop.db"
+    with backends.backend(connection) as backend:
+        with contextlib.closing(backend.get_connection()) as conn:
+            conn.upgrade()
+        uuid = _suspended_between_iterations(backend).storage.flow_uuid
+    with _monitoring(connection) as url, _browser() as browser:
+        page = browser.new_page()
+        page.goto(f"{url}/flows/{uuid}")
+        cell = page.wait_for_selector('#report tr[data-atom="poll"] td.took', timeout=60_000)
+        assert cell is not None
+        assert cell.inner_text() == "1.000s in earlier attempts"
 
 
 def test_static_files_cannot_reach_outside_their_directory(tmp_path: Path) -> None:

@@ -82,3 +82,38 @@ def test_a_model_result_survives_sigkill_and_is_a_model_in_the_resuming_process(
         assert resumed.storage.fetch("seen") == "Price 2.0 EUR"
     finally:
         backend.close()
+
+
+def test_the_report_of_a_resumed_run_shows_a_model_result_as_fetch_returns_it(tmp_path: Path) -> None:
+    from flowkit.report import ExecutionReport, summarize
+
+    backend = backends.fetch({"connection": f"sqlite:///{tmp_path / 'flows.db'}"})
+    with contextlib.closing(backend.get_connection()) as conn:
+        conn.upgrade()
+
+    def flow() -> linear_flow.Flow:
+        return linear_flow.Flow("f").add(models.MakePrice("make"), models.UsePrice("use"))
+
+    try:
+        engine = engines.load(flow(), store={"raw": models.Price(amount=2, currency="EUR")}, backend=backend)
+        engine.atom_notifier.register(
+            Notifier.ANY,
+            lambda state, details: engine.suspend() if details["task_name"] == "make" else None,
+        )
+        engine.run()
+        with contextlib.closing(backend.get_connection()) as conn:
+            detail = conn.get_flow_details(engine.storage.flow_uuid)
+        resumed = engines.load(flow(), flow_detail=detail, backend=backend)
+        resumed.run()
+        price = resumed.storage.fetch("price")
+        assert isinstance(price, models.Price)
+        # The engine's own flow detail says what storage.fetch says: the model, not its JSON.
+        (make,) = [atom for atom in resumed.storage.flow_detail if atom.name == "make"]
+        assert make.results == price and isinstance(make.results, models.Price)
+        report = ExecutionReport.from_engine(resumed)
+        (line,) = [line for line in report.to_text().splitlines() if line.strip().startswith("make")]
+        assert line.endswith(f"-> {summarize(price)}"), line
+        (atom,) = [atom for atom in report.to_dict()["atoms"] if atom["name"] == "make"]
+        assert atom["result"] == "Price(amount=2.0, currency='EUR')"
+    finally:
+        backend.close()

@@ -402,11 +402,12 @@ const flowkitMonitor = (() => {
   }
 
   // A revert said of an atom that ran again since (a retry) is an earlier attempt's:
-  // "(reverted)" next to SUCCESS read as if its work had been undone.
+  // "(reverted)" next to SUCCESS read as if its work had been undone. Such an atom says
+  // what its earlier attempts came to instead, in the text report's words (the server's).
   function revertNote(atom) {
-    if (!atom.reverted) return "";
     const undoing = ["REVERTING", "REVERTED", "REVERT_FAILURE"].includes(atom.state);
-    return undoing ? " (" + atom.reverted + ")" : " (an earlier attempt: " + atom.reverted + ")";
+    if (undoing) return atom.reverted ? " (" + atom.reverted + ")" : "";
+    return atom.earlier_attempts ? " (earlier attempts: " + atom.earlier_attempts + ")" : "";
   }
 
   // Milliseconds between two reads of a flow's report while it runs: every change for a
@@ -498,7 +499,8 @@ const flowkitMonitor = (() => {
       const cell = el("td");
       cell.append(stateBadge(liveStates.get(atom.name) ?? atom.state));
       // Running (or reverting) since when: a run whose process died looks like one under way.
-      let took = atom.duration === null ? "" : atom.duration.toFixed(3) + "s";
+      // In the text report's words: a PENDING atom's time is its earlier attempts'.
+      let took = atom.took ?? "";
       if (atom.state === "RUNNING" || atom.state === "REVERTING") {
         // The atom's own events: its flow may have its name, and a resumed flow's RUNNING came
         // after the start of an atom run again in doubt (which records no RUNNING of its own).

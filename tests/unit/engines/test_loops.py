@@ -705,3 +705,37 @@ def test_an_unstorable_until_value_left_unresolved_can_be_reverted_later(tmp_pat
         assert again.storage.get_flow_state() == st.REVERTED
     finally:
         backend.close()
+
+
+def _suspended_between_iterations(backend: Any = None) -> Any:
+    """A run of ``_poll_loop`` suspended as its loop resets ``poll`` for iteration 2, under an event log."""
+    import itertools
+
+    from flowkit.listeners.events import EventLogListener
+
+    ticks = itertools.count()
+    engine = engines.load(linear_flow.Flow("f").add(_poll_loop(), Use("use")), backend=backend)
+
+    def suspend(state: str, details: dict[str, Any]) -> None:
+        if details["task_name"] == "poll" and state == st.PENDING and details.get("iteration") == 2:
+            engine.suspend()
+
+    engine.atom_notifier.register(Notifier.ANY, suspend)
+    with EventLogListener(engine, clock=lambda: float(next(ticks))):
+        engine.run()
+    return engine
+
+
+def test_an_atom_reset_for_its_next_iteration_says_its_time_was_the_earlier_ones() -> None:
+    # The report said "poll  PENDING  1.000s": the time of iteration 1, read as this one's.
+    from flowkit.report import ExecutionReport
+
+    engine = _suspended_between_iterations()
+    report = ExecutionReport.from_engine(engine)
+    (poll,) = [a for a in report.atoms if a.name == "poll"]
+    assert (poll.state, poll.duration) == (st.PENDING, 1.0)  # the JSON's figure: every attempt's
+    (line,) = [x for x in report.to_text().splitlines() if x.split()[0] == "poll"]
+    assert line.endswith("PENDING         1.000s in earlier attempts"), line
+    assert poll.took() == "1.000s in earlier attempts"
+    (use,) = [a for a in report.atoms if a.name == "use"]
+    assert use.took() == ""  # never ran: no time to say

@@ -159,7 +159,7 @@ def test_an_atom_stopped_in_its_next_attempt_is_not_reported_failed(backend: Bac
     assert (charge.state, charge.failure) == ("RUNNING", None)
     (line,) = [line for line in report.to_text().splitlines() if line.startswith("  charge")]
     assert "failed:" not in line
-    assert "(earlier attempts: 1 failed, 1 reverted)" in line
+    assert "(earlier attempts: 1 failed and reverted)" in line
     assert report.failures == []
 
 
@@ -380,3 +380,11 @@ def test_an_atom_run_again_in_doubt_has_no_made_up_duration(backend: Backend) ->
         if x.split()[0] == "b"
     )
     assert "0.000s" not in line, line
+    # Its first attempt (RUNNING when the run stopped) came to nothing the log saw: the
+    # line counted attempts=2 but said nothing of the earlier one.
+    assert line.endswith("(earlier attempts: 1 interrupted)"), line
+    assert "earlier attempts" not in next(
+        x
+        for x in ExecutionReport.from_flow_detail(stored(backend, engine)).to_text().splitlines()
+        if x.split()[0] == "a"
+    )
