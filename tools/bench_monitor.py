@@ -29,6 +29,10 @@ Figures, each the best of ``--repeat``:
   drawing it has, ``drawing=``, which a checkout without it ignores): how
   many times, how many answers were a whole graph, and the bytes. Counted by
   steps, not time, so it is the same on a fast machine and a slow one;
+  ``seconds`` is the time the monitor took to answer them all (the run's own
+  steps left out). ``graph_polled_through_a_run_with_its_shape``: the same
+  with the flow's shape stored as ``flowkit run`` stores it (a fixed
+  structure: only the atoms' states change during the run);
 * with the browser (Debian's Chromium through Playwright): the flow page's load
   until the graph is painted (and how many nodes it drew) and until the report
   is drawn, and a run of a flow of the same
@@ -186,11 +190,16 @@ def _in_process(url: str, uuid: str, repeat: int) -> dict[str, Any]:
 POLL_STEPS = 400
 
 
-def _polled(url: str, atoms: int) -> dict[str, Any]:
-    """A run of ``atoms`` steps, its graph asked for as the flow page does while it runs (see above)."""
+def _polled(url: str, atoms: int, shaped: bool = False) -> dict[str, Any]:
+    """A run of ``atoms`` steps, its graph asked for as the flow page does while it runs (see above).
+
+    ``shaped``: the flow's shape is stored in its metadata first, as ``flowkit run`` stores it
+    (here at any size: the command stores it up to 2,000 atoms).
+    """
     from flowkit import engines, task
     from flowkit.listeners.events import EventLogListener
     from flowkit.monitor import _data, create_app
+    from flowkit.monitor._layout import shape_of
     from flowkit.patterns import linear_flow
     from flowkit.persistence import backends
 
@@ -204,10 +213,13 @@ def _polled(url: str, atoms: int) -> dict[str, Any]:
 
     flow = linear_flow.Flow("polled").add(*(Step(f"step-{i:05d}") for i in range(atoms)))
     asked = whole = sent = 0
+    took = 0.0
     reader = _data.Reader(url)
     with TestClient(create_app(url)) as client, backends.backend(url) as backend:
         engine = engines.load(flow, backend=backend)
         uuid = engine.storage.flow_uuid
+        if shaped:
+            engine.storage.update_flow_metadata({_data.GRAPH_KEY: shape_of(engine).to_dict()})
         version, drawing = None, ""
         with EventLogListener(engine):
             for step, _ in enumerate(engine.run_iter()):
@@ -216,13 +228,15 @@ def _polled(url: str, atoms: int) -> dict[str, Any]:
                 snapshot = reader.states(uuid)
                 if snapshot is None or snapshot["graph"] == version:
                     continue
+                began = time.perf_counter()
                 answer = client.get(f"/api/flows/{uuid}/graph", params={"summary": "1", "drawing": drawing})
+                took += time.perf_counter() - began
                 got = answer.json()
                 asked, sent, version = asked + 1, sent + len(answer.content), got["version"]
                 if not got.get("unchanged"):
                     whole, drawing = whole + 1, got.get("drawing", "")
     reader.close()
-    return {"asked": asked, "whole_answers": whole, "bytes": sent}
+    return {"asked": asked, "whole_answers": whole, "bytes": sent, "seconds": round(took, 3)}
 
 
 @contextlib.contextmanager
@@ -341,6 +355,7 @@ def main() -> None:
         uuid, _ = _finished(_run_flow(root, url, args.atoms, "big"))
         figures = {"root": str(root), "atoms": args.atoms, **_in_process(url, uuid, args.repeat)}
         figures["graph_polled_through_a_run"] = _polled(url, args.atoms)
+        figures["graph_polled_through_a_run_with_its_shape"] = _polled(url, args.atoms, shaped=True)
         if not args.no_browser:
             figures.update(_browser(root, url, uuid, args.atoms))
     print(json.dumps(figures, indent=2))

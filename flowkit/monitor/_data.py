@@ -250,8 +250,8 @@ class Reader:
 
     def graph(self, uuid: str) -> dict[str, Any] | None:
         """The flow's graph with node positions, as it stands now, or None (no such flow)."""
-        entry = self._drawing(uuid)
-        return None if entry is None else entry.drawn()
+        found = self._drawing(uuid)
+        return None if found is None else found.answer(found.entry.drawn())
 
     def graph_summary(self, uuid: str) -> dict[str, Any] | None:
         """What the flow page draws: the whole graph up to ``SUMMARY_NODES`` nodes, else its summary.
@@ -260,12 +260,13 @@ class Reader:
         same cached shape as :meth:`graph`, and carries its ``drawn_from``
         and ``version``; the whole graph is then never laid out.
         """
-        entry = self._drawing(uuid)
-        if entry is None:
+        found = self._drawing(uuid)
+        if found is None:
             return None
-        if len(entry.shape.nodes) <= SUMMARY_NODES:
-            return entry.drawn()
-        return entry.summary_dict()
+        entry = found.entry
+        return found.answer(
+            entry.drawn() if len(entry.shape.nodes) <= SUMMARY_NODES else entry.summary_dict()
+        )
 
     def graph_part(self, uuid: str, group: str) -> dict[str, Any] | None:
         """One group of the flow's summary, placed as a graph of its own, or None (no such flow).
@@ -273,41 +274,44 @@ class Reader:
         Raises:
             UnknownGroup: no group of the flow's summary has that id (the message names it).
         """
-        entry = self._drawing(uuid)
-        if entry is None:
+        found = self._drawing(uuid)
+        if found is None:
             return None
-        part = entry.summary().part(group)
+        part = found.entry.summary().part(group)
         if part is None:
             raise UnknownGroup(f"flow {uuid} has no group {group!r} (its graph may have changed: ask again)")
         part["drawing"] = drawing_id(part)
-        part["version"] = entry.version
-        return part
+        return found.answer(part)
 
-    def _drawing(self, uuid: str) -> _Drawn | None:
-        """The flow's shape at its current version, from the cache when it has not moved.
+    def _drawing(self, uuid: str) -> _Found | None:
+        """The flow's shape as it stands, from the cache while what it is drawn from holds.
 
         A running flow's graph grows: a task spawns a sub-flow (its atoms join
         the flow detail), and a graph learned from the event log gains a link
-        each time an atom starts. The shape is cached by uuid with its
-        :func:`graph_version`, for the ``graph_cache_size`` flows most recently
-        asked for, and made again when the flow's version moved. The version is
-        read from the atoms' states alone
-        (:meth:`~flowkit.persistence.base.Connection.get_atom_states`): the
-        flow is read whole (results, failures, event logs) only to make the
-        shape again. The flow's own shape (stored, or rebuilt by an allowed
-        factory: the costly part) is kept across versions.
+        each time an atom starts. Each poll reads the atoms' states alone
+        (:meth:`~flowkit.persistence.base.Connection.get_atom_states`: the
+        answer's ``version`` is the live stream's, see :func:`graph_version`)
+        and from them the cached shape's :func:`_structure`: for a flow whose
+        own shape is stored or rebuilt by an allowed factory, it moves only
+        when an atom joins that the shape lacks; for one learned from the event
+        log, with each ``ready`` event. Only when it moved is the flow read
+        whole (results, failures, event logs) and the shape made again; a
+        shape made again equal to the cached one keeps the cached drawing and
+        summary (laid out once). Shapes are cached by uuid for the
+        ``graph_cache_size`` flows most recently asked for; the flow's own
+        shape (the costly part) is kept across versions.
         """
         with contextlib.closing(self._backend.get_connection()) as conn:
             try:
-                version = _version(conn.get_atom_states(uuid))
+                atoms = conn.get_atom_states(uuid)
             except exc.NotFound:
                 return None
         with self._lock:
             cached = self._graphs.get(uuid)
             if cached is not None:
                 self._graphs.move_to_end(uuid)
-                if cached.version == version:
-                    return cached
+        if cached is not None and cached.structure == _structure(cached.base_ids, atoms):
+            return _Found(cached, _version(atoms))
         flow = self._flow(uuid)
         if flow is None:
             return None
@@ -320,14 +324,21 @@ class Reader:
         else:
             shape = _recorded_shape(flow)
             source = "events" if shape.edges else "atoms"
-        # The version of what was read whole: an atom may have joined since the states were read.
-        entry = _Drawn(base, source, graph_version(flow), shape)
+        # What was read whole: an atom may have joined since the states were read.
+        statuses = _statuses(flow)
+        if cached is not None and cached.shape == shape and cached.source == source:
+            entry = cached  # the same drawing: laid out and summarised once, not again
+            structure = _structure(entry.base_ids, statuses)
+            with self._lock:
+                entry.structure = structure
+        else:
+            entry = _Drawn(base, source, shape, statuses)
         with self._lock:
             self._graphs[uuid] = entry
             self._graphs.move_to_end(uuid)
             while len(self._graphs) > self._graph_cache_size:
                 self._graphs.popitem(last=False)
-        return entry
+        return _Found(entry, _version(statuses))
 
     def _base_shape(self, flow: Any) -> tuple[GraphShape | None, str]:
         """The flow's own shape and where it came from; None when only its event log can tell.
@@ -359,20 +370,48 @@ class Reader:
         return None, "events"
 
 
+@dataclass(frozen=True, slots=True)
+class _Found:
+    """A cached drawing, and the version of the flow it is answered at.
+
+    Attributes:
+        entry: the drawing (its answers carry no version: one drawing serves many).
+        version: the :func:`graph_version` of the atoms just read, which the
+            live stream sends too: the page asks again when they differ.
+    """
+
+    entry: _Drawn
+    version: str
+
+    def answer(self, drawn: Mapping[str, Any]) -> dict[str, Any]:
+        """``drawn`` (one of ``entry``'s answers) at ``version``: a shallow copy, never the cached dict."""
+        return {**drawn, "version": self.version}
+
+
 class _Drawn:
-    """A cached shape of one flow at ``version``, and what is made from it when first asked for.
+    """A cached shape of one flow, what it holds while, and what is made from it when first asked for.
 
     Attributes:
         base: the flow's own shape (None: learned from its event log).
+        base_ids: the ids of ``base``'s nodes (None: no base), for :func:`_structure`.
         source: where the shape came from (the answer's ``drawn_from``).
-        version: the :func:`graph_version` the shape is of.
         shape: what is drawn: ``base`` grown by the run, or the recorded shape.
+        structure: the :func:`_structure` of the atoms it was made from: while
+            the atoms read give the same, the shape holds.
     """
 
-    __slots__ = ("_drawn", "_summary", "_summary_dict", "base", "shape", "source", "version")
+    __slots__ = ("_drawn", "_summary", "_summary_dict", "base", "base_ids", "shape", "source", "structure")
 
-    def __init__(self, base: GraphShape | None, source: str, version: str, shape: GraphShape) -> None:
-        self.base, self.source, self.version, self.shape = base, source, version, shape
+    def __init__(
+        self,
+        base: GraphShape | None,
+        source: str,
+        shape: GraphShape,
+        atoms: Mapping[str, AtomStatus],
+    ) -> None:
+        self.base, self.source, self.shape = base, source, shape
+        self.base_ids = None if base is None else frozenset(node["id"] for node in base.nodes)
+        self.structure = _structure(self.base_ids, atoms)
         self._drawn: dict[str, Any] | None = None
         self._summary: Summary | None = None
         self._summary_dict: dict[str, Any] | None = None
@@ -389,7 +428,6 @@ class _Drawn:
             drawn = self.summary().to_dict()
             drawn["drawn_from"] = self.source
             drawn["drawing"] = drawing_id(drawn)
-            drawn["version"] = self.version
             self._summary_dict = drawn
         return self._summary_dict
 
@@ -401,7 +439,6 @@ class _Drawn:
             drawn = placed.to_dict(shape)
             drawn["drawn_from"] = self.source
             drawn["drawing"] = drawing_id(drawn)
-            drawn["version"] = self.version
             self._drawn = drawn  # two threads may both lay it out: the same answer, kept once
         return self._drawn
 
@@ -442,21 +479,49 @@ def changes(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
 
 
 def graph_version(flow: Any) -> str:
-    """What the drawn graph depends on, cheaply: the atom count and the ``ready`` events recorded.
+    """When the drawn graph may have changed, cheaply: the atom count and the ``ready`` events recorded.
 
     An atom joins (a spawned sub-flow) or an atom starts because others
     completed (a link the event log learns): either may change the drawing.
     The live stream computes the same from the atoms' states alone
-    (:meth:`Reader.states`), so the two agree for one flow as stored.
+    (:meth:`Reader.states`), so the two agree for one flow as stored. It
+    is the same for every kind of graph, so a page compares it without
+    knowing the kind; the server knows, and redraws only when the kind's
+    own :func:`_structure` moved.
     """
+    return _version(_statuses(flow))
+
+
+def _statuses(flow: Any) -> dict[str, AtomStatus]:
+    """Each atom of ``flow`` (read whole) by name, as ``Connection.get_atom_states`` would read it."""
     from flowkit.persistence.base import AtomStatus
 
-    return _version({detail.name: AtomStatus.of(detail) for detail in flow})
+    return {detail.name: AtomStatus.of(detail) for detail in flow}
 
 
 def _version(atoms: Mapping[str, AtomStatus]) -> str:
     """:func:`graph_version` of atoms by name (as ``Connection.get_atom_states`` reads them)."""
     return f"{len(atoms)}.{sum(status.ready for status in atoms.values())}"
+
+
+#: :func:`_structure` of a flow whose atoms are all in its own shape: that shape, drawn as it is.
+_FIXED = "fixed"
+
+
+def _structure(base_ids: frozenset[str] | None, atoms: Mapping[str, AtomStatus]) -> str:
+    """What a drawing of ``atoms`` depends on, for a shape with own node ids ``base_ids``.
+
+    A flow's own shape (stored, or rebuilt by a factory: ``base_ids``) is
+    drawn as it is while every atom is one of its nodes (:func:`_grown` adds
+    nothing): the atoms' states and ``ready`` events change nothing drawn.
+    Atoms it lacks (a spawned sub-flow) are drawn with the links the event
+    log learns, as a shape learned from the event log alone (``base_ids``
+    None) is: then any atom joining or ``ready`` event may add a link, and
+    the structure is the :func:`graph_version`.
+    """
+    if base_ids is not None and all(name in base_ids for name in atoms):
+        return _FIXED
+    return _version(atoms)
 
 
 def _recorded_shape(flow: Any) -> GraphShape:

@@ -14,9 +14,11 @@ __all__ = [
     "BIG_PARTS",
     "BIG_SIZE",
     "CALLS",
+    "STEPS",
     "TWIN_SIZE",
     "make_big",
     "make_fan",
+    "make_steps",
     "make_twins",
     "run_big",
     "run_fan",
@@ -33,6 +35,15 @@ def make_fan() -> linear_flow.Flow:
     return linear_flow.Flow("fan").add(
         Step("a"), unordered_flow.Flow("middle").add(Step("b"), Step("c")), Step("d")
     )
+
+
+#: The atoms of :func:`make_steps`' flow.
+STEPS = 240
+
+
+def make_steps() -> linear_flow.Flow:
+    """``steps``: ``STEPS`` steps in a row, ``s-000`` ..."""
+    return linear_flow.Flow("steps").add(*(Step(f"s-{i:03d}") for i in range(STEPS)))
 
 
 def run_fan(url: str) -> str:

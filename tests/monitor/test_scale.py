@@ -15,9 +15,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from flowkit.monitor import _data, create_app
 from flowkit.monitor.app import READ_SHARE, Closing
 from flowkit.persistence import backends, models
+from flowkit.persistence.base import EVENT_LOG_KEY, READY_CAUSE
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # Starlette's test client prefers another HTTP client; httpx works
@@ -273,3 +276,81 @@ def test_a_graph_learned_from_the_event_log_is_sent_again_only_when_its_summary_
     # Each summary sent once: 9 groups linked as the run went (and drawn_from "atoms" until a first link).
     assert whole == len(drawings) <= 11
     assert small < 100 * (asked - whole) < min(sizes)
+
+
+@pytest.mark.parametrize("kind", ["stored", "factory"])
+def test_a_graph_of_a_fixed_shape_is_not_read_again_while_its_atoms_run(tmp_path: Path, kind: str) -> None:
+    # The graph's version counts the event log's "ready" events, so it moved each time an atom
+    # started; each move read the flow whole and laid it out again (a full read and rebuild per
+    # poll at 10,000 atoms), though a stored or factory-built shape cannot change as atoms run.
+    from flowkit import engines
+    from flowkit.listeners.events import EventLogListener
+    from flowkit.monitor._layout import shape_of
+    from tests.monitor import _factories
+
+    url = f"sqlite:///{tmp_path}/fixed.db"
+    with backends.backend(url) as backend:
+        counting = _CountingBackend(backend)
+        app = create_app(counting, factories=["tests.monitor._factories.make_steps"])
+        reader = _data.Reader(counting)  # what the live stream reads
+        engine = engines.load_from_factory(_factories.make_steps, backend=backend)
+        if kind == "stored":
+            engine.storage.update_flow_metadata({_data.GRAPH_KEY: shape_of(engine).to_dict()})
+        uuid = engine.storage.flow_uuid
+        drawn: dict[str, Any] = {}
+        versions: list[str] = []
+        with TestClient(app) as client, EventLogListener(engine):
+            for step, _ in enumerate(engine.run_iter()):
+                if step % 40:
+                    continue
+                snapshot = reader.states(uuid)
+                assert snapshot is not None
+                counting.atoms = counting.states = 0
+                params = {"drawing": drawn["drawing"]} if drawn else {}
+                answer = client.get(f"/api/flows/{uuid}/graph", params=params)
+                got = answer.json()
+                # The version the page compares is still the live stream's.
+                assert got["version"] == snapshot["graph"]
+                versions.append(got["version"])
+                if not drawn:
+                    drawn = got
+                    assert got["drawn_from"] == kind and len(got["nodes"]) == _factories.STEPS
+                    continue
+                # The atoms' states alone were read, and the drawing the page has answered briefly.
+                assert (counting.atoms, counting.states) == (0, _factories.STEPS)
+                assert got == {"version": got["version"], "drawing": drawn["drawing"], "unchanged": True}
+                assert len(answer.content) < 100
+                # Asked whole, it is the same drawing, at the version of now.
+                whole = client.get(f"/api/flows/{uuid}/graph").json()
+                assert whole == {**drawn, "version": got["version"]}
+        reader.close()
+    assert len(set(versions)) > 5  # the version moved as atoms started, the drawing did not
+
+
+def test_a_graph_learned_from_the_event_log_made_again_the_same_is_not_laid_out_again(
+    tmp_path: Path,
+) -> None:
+    # A link learned again (a flow run again, a retried atom made ready once more) moves the
+    # version: the graph read whole found the same shape, but laid it out and summarised it again.
+    from tests.monitor import _factories
+
+    url = f"sqlite:///{tmp_path}/fan.db"
+    uuid = _factories.run_fan(url)
+    with backends.backend(url) as backend:
+        counting = _CountingBackend(backend)
+        reader = _data.Reader(counting)
+        first = reader.graph(uuid)
+        assert first is not None
+        with contextlib.closing(backend.get_connection()) as conn:
+            flow = conn.get_flow_details(uuid)
+            detail = next(d for d in flow if d.name == "d")  # made ready by b and c
+            events = list(detail.meta[EVENT_LOG_KEY])
+            ready = next(e for e in events if e["cause"]["kind"] == READY_CAUSE)
+            detail.meta[EVENT_LOG_KEY] = [*events, ready]  # the same link learned once more
+            conn.update_atom_details(detail)
+        counting.atoms = 0
+        again = reader.graph(uuid)
+        assert again is not None and again["version"] != first["version"]
+        assert counting.atoms == len(flow)  # the version moved: read whole, as it may have grown
+        assert {**again, "version": None} == {**first, "version": None}
+        assert again["nodes"] is first["nodes"]  # the same drawing, not laid out again

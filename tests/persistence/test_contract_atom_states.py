@@ -202,3 +202,33 @@ def test_the_sql_backend_reads_states_without_reading_atom_details(
         full_reads.clear()
         assert conn.get_atom_states(fd.uuid)["nan"] == AtomStatus(None, states.EXECUTE, 0)
         assert full_reads == [fd.uuid]
+
+
+def test_the_sql_backend_reads_states_in_one_statement_whether_the_flow_is_there_or_not(
+    backend_url: str, backend: Any, conn: Connection
+) -> None:
+    # A query asking whether the flow exists ran before the states' at every poll of the monitor.
+    if not backend_url.startswith(("sqlite", "postgresql")):
+        pytest.skip("the other backends answer from the full read")
+    from sqlalchemy import event
+
+    fd = _saved(conn, _atom("a", states.SUCCESS, **{META_KEY: [_event(CauseKind.READY)]}), _atom("b", None))
+    empty = _saved(conn)
+    expected = _full(conn, fd.uuid)
+    statements: list[str] = []
+
+    def ran(_conn: Any, _cursor: Any, text: str, _params: Any, _context: Any, _many: bool) -> None:
+        if text.lstrip().upper().startswith("SELECT"):
+            statements.append(text)
+
+    event.listen(backend.engine, "before_cursor_execute", ran)
+    try:
+        assert conn.get_atom_states(fd.uuid) == expected
+        assert len(statements) == 1
+        assert conn.get_atom_states(empty.uuid) == {}
+        assert len(statements) == 2
+        with pytest.raises(exc.NotFound, match="no-such-flow"):
+            conn.get_atom_states("no-such-flow")
+        assert len(statements) == 3
+    finally:
+        event.remove(backend.engine, "before_cursor_execute", ran)

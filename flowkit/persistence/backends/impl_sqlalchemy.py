@@ -820,13 +820,11 @@ class SQLAlchemyConnection(base.Connection):
         Raises:
             NotFound: no such flow detail.
         """
-
-        def work(conn: SAConnection) -> dict[str, base.AtomStatus] | None:
-            if conn.execute(sql.FLOW_EXISTS, {"b_uuid": fd_uuid}).first() is None:
-                raise not_found(FLOWS, fd_uuid)
-            return _states.read_states(conn, fd_uuid)
-
-        found = self._run(f"reading the atom states of flow detail {fd_uuid!r}", work, write=False)
+        found = self._run(
+            f"reading the atom states of flow detail {fd_uuid!r}",
+            lambda conn: _states.read_states(conn, fd_uuid),
+            write=False,
+        )
         # None: a row only the full read reads right (a chunked history): rare, so read it whole.
         return super().get_atom_states(fd_uuid) if found is None else found
 
