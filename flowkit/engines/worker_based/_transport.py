@@ -201,8 +201,11 @@ def connect(
         "retry": retry,
         "health_check_interval": HEALTH_CHECK_INTERVAL,
         "socket_connect_timeout": min(CONNECT_TIMEOUT, socket_timeout or CONNECT_TIMEOUT),
-        "socket_keepalive": True,
     }
+    if not url.startswith("unix://"):
+        # A TCP option: redis-py's Unix socket connection refuses it, and a local
+        # socket has no silent peer for keep-alive probes to find anyway.
+        options["socket_keepalive"] = True
     if socket_timeout is not None:
         options["socket_timeout"] = socket_timeout
     try:
