@@ -249,6 +249,33 @@ def test_board_option_that_does_not_convert_is_a_usage_error_naming_it(command: 
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.parametrize("command", ["jobs", "conductor"])
+@pytest.mark.parametrize(
+    ("board", "shown"),
+    [
+        ("zookeeper://127.0.0.1:notaport/jobs", "zookeeper://127.0.0.1:notaport/jobs"),
+        ("redis://:hunter2@[::1/0", "redis://:***@[::1/0"),
+        ("zookeeper://[::1/jobs", "zookeeper://[::1/jobs"),
+    ],
+)
+def test_a_malformed_board_url_is_a_one_line_usage_error_naming_it(
+    command: str, board: str, shown: str
+) -> None:
+    # Said "Port could not be cast to integer value as 'notaport'" or "Invalid IPv6
+    # URL" alone: with several boards configured, the operator could not tell which.
+    extra = ["list"] if command == "jobs" else ["--name", "c"]
+    done = flowkit(command, "--board", board, *extra)
+    assert done.returncode == 2, done.stderr
+    assert shown in done.stderr and "hunter2" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_a_zookeeper_board_masks_a_password_in_its_url() -> None:
+    # Its messages ("could not connect to the ZooKeeper jobboard at ...") showed it.
+    board = backends.fetch("b", "zookeeper://:hunter2@127.0.0.1:2181/jobs")
+    assert board.where == "zookeeper://:***@127.0.0.1:2181/jobs"
+
+
 def test_conductor_exits_0_at_once_on_a_second_signal(redis_board: str, tmp_path: Path) -> None:
     # A stop asked for twice is still a stop asked for: the conductor exited 1, so a
     # supervisor marked it failed, while the worker and the monitor exit 0 (doc/cli.rst).
