@@ -256,6 +256,8 @@ def test_board_option_that_does_not_convert_is_a_usage_error_naming_it(command: 
         ("zookeeper://127.0.0.1:notaport/jobs", "zookeeper://127.0.0.1:notaport/jobs"),
         ("redis://:hunter2@[::1/0", "redis://:***@[::1/0"),
         ("zookeeper://[::1/jobs", "zookeeper://[::1/jobs"),
+        # redis-py reads a database that is no number as none: database 0, silently.
+        ("redis://:hunter2@127.0.0.1:6379/orders", "redis://:***@127.0.0.1:6379/orders"),
     ],
 )
 def test_a_malformed_board_url_is_a_one_line_usage_error_naming_it(

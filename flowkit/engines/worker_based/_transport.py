@@ -24,6 +24,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from flowkit import exceptions as exc
+from flowkit._utils.redis_urls import bad_database
 from flowkit._utils.text import log_safe
 from flowkit.engines.worker_based import _memory, protocol
 from flowkit.persistence.backends._urls import mask_url
@@ -183,6 +184,14 @@ def connect(
         return _memory.connect(url)
     if not isinstance(url, str) or not url.startswith(_SCHEMES):
         raise exc.InvalidFormat(bad_url(url))
+    try:
+        database = bad_database(url)
+    except ValueError as err:
+        raise exc.InvalidFormat(f"malformed Redis URL {_masked(url)!r}: {err}") from None
+    if database is not None:
+        raise exc.InvalidFormat(
+            f"malformed Redis URL {_masked(url)!r}: its database must be a number (/0), not {database!r}"
+        )
     module = _redis()
     from redis.backoff import ExponentialBackoff
     from redis.exceptions import ConnectionError as RedisConnectionError
