@@ -134,12 +134,17 @@ def fail(command: str, message: str, status: int) -> int:
     return status
 
 
-def _recording(kind: str) -> Any:
-    """The conductor class of ``kind`` that records each job's causal event log.
+def _recording(kind: str, engine_kind: str) -> Any:
+    """The conductor class of ``kind`` that records what ``flowkit run`` records of a run.
 
-    As ``flowkit run`` does: without it, ``flowkit flows why`` had nothing to
-    say about any flow a conductor ran, and the monitor no events to show.
+    Each job's causal event log: without it, ``flowkit flows why`` had nothing
+    to say about any flow a conductor ran, and the monitor no events to show.
+    And ``engine_kind``, the ``--engine`` it runs flows with: without it,
+    ``flowkit flows resume`` of a job's flow (one a dead conductor left in
+    doubt) ran it on the serial engine, its tasks in the operator's shell
+    rather than on the workers of ``worker-based://...``.
     """
+    from flowkit.cli.run import ENGINE_KEY
     from flowkit.conductors.backends.impl_blocking import BlockingConductor
     from flowkit.conductors.backends.impl_nonblocking import NonBlockingConductor
     from flowkit.conductors.base import Conductor
@@ -149,6 +154,8 @@ def _recording(kind: str) -> Any:
 
     class RecordsEvents(Conductor):
         def _listeners_from_job(self, job: Any, engine: Any) -> list[Any]:
+            # Called once the job's engine is loaded, before it runs (with its claim held).
+            engine.storage.update_flow_metadata({ENGINE_KEY: engine_kind})
             return [*super()._listeners_from_job(job, engine), EventLogListener(engine)]
 
     return type(f"EventLogging{base.__name__}", (RecordsEvents, base), {})
@@ -206,7 +213,7 @@ def _run(args: argparse.Namespace) -> int:
             options["max_simultaneous_jobs"] = args.max_simultaneous_jobs
         if args.allow_factory:
             options["factories"] = args.allow_factory
-        conductor = _recording(args.kind)(args.name, board, **options)
+        conductor = _recording(args.kind, args.engine)(args.name, board, **options)
         if on_signal.count:
             # Asked to stop while starting up. run() does not forget a stop() made
             # before it, so a signal between this check and run() stops it too.

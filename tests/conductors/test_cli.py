@@ -68,6 +68,31 @@ def test_jobs_post_list_show_and_a_conductor_runs_it(redis_board: str, tmp_path:
     assert [c["atom"] for c in flows.read_calls(calls)] == ["step0", "step1"]
 
 
+def test_a_flow_a_conductor_ran_records_its_engine_for_flows_resume(redis_board: str, tmp_path: Path) -> None:
+    # `flowkit flows resume` reads the engine a run recorded. A conductor recorded
+    # none, so a job's flow left in doubt by a dead conductor of worker-based
+    # engines, resumed by hand, ran its tasks on the serial engine, in the
+    # operator's shell, rather than on the workers.
+    connection = f"sqlite:///{tmp_path / 'flows.db'}"
+    common = ["jobs", "--board", redis_board, "--connection", connection]
+    store = json.dumps({"v0": 5, "calls": str(tmp_path / "calls")})
+    posted = flowkit(*common, "post", "two-steps", "--factory", "tests.conductors.flows.chain",
+                     "--args", "[2]", "--store", store)  # fmt: skip
+    assert posted.returncode == 0, posted.stderr
+    engine = "parallel://?max_workers=3"
+    ran = flowkit("conductor", "--board", redis_board, "--connection", connection, "--name", "c",
+                  "--engine", engine, "--max-dispatches", "1")  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    persistence = persistence_backends.fetch(connection)
+    try:
+        with persistence.get_connection() as conn:
+            [book] = conn.get_logbooks()
+            [detail] = list(book)
+    finally:
+        persistence.close()
+    assert detail.meta["engine"] == engine
+
+
 def test_jobs_post_takes_a_factory_written_as_flowkit_run_writes_targets(
     redis_board: str, tmp_path: Path
 ) -> None:
