@@ -161,14 +161,37 @@ def _recording(kind: str, engine_kind: str) -> Any:
     return type(f"EventLogging{base.__name__}", (RecordsEvents, base), {})
 
 
+def _check_engine(engine: str) -> None:
+    """Make ``engine`` for an empty flow: what every job's load would refuse is refused now.
+
+    Otherwise a misspelled kind or option was found only at each job's load,
+    and the conductor gave every job it claimed back. Making an engine for an
+    empty flow starts nothing and reaches no server (the worker-based engine
+    connects at its first command).
+
+    Raises:
+        UnknownEngine: no engine of that kind.
+        InvalidEngineOption: an option of the URI the engine refuses.
+    """
+    from flowkit import engines
+    from flowkit.patterns import linear_flow
+
+    engines.load(linear_flow.Flow("engine-check"), engine=engine)
+
+
 def _run(args: argparse.Namespace) -> int:
     import signal  # only a running conductor needs it (``flowkit --help`` start-up)
 
     from flowkit import exceptions as exc
     from flowkit.cli._signals import StopSignals
+    from flowkit.cli.run import engine_error
     from flowkit.persistence.backends._urls import mask_url
 
     importable_cwd()
+    try:
+        _check_engine(args.engine)
+    except (exc.UnknownEngine, exc.InvalidEngineOption) as err:
+        return fail("conductor", mask_url(str(engine_error(args.engine, err))), 2)
     conductor: Any = None
 
     def stop_gracefully(name: str) -> None:

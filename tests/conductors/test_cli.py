@@ -257,6 +257,25 @@ def test_unknown_board_kind_is_a_usage_error() -> None:
     assert "Could not find jobboard pigeon" in done.stderr
 
 
+@pytest.mark.parametrize(
+    "engine", ["worker-bsed", "worker-based://?url=http://:hunter2@nowhere/0", "parallel://?max_workers=0"]
+)
+def test_an_engine_that_cannot_be_made_stops_the_conductor_before_it_claims(
+    engine: str, redis_board: str, tmp_path: Path
+) -> None:
+    # It started, claimed each job and set it aside in the trash, one after another.
+    connection = f"sqlite:///{tmp_path / 'flows.db'}"
+    common = ["jobs", "--board", redis_board, "--connection", connection]
+    posted = flowkit(*common, "post", "j", "--factory", "tests.conductors.flows.chain", "--args", "[1]")
+    assert posted.returncode == 0, posted.stderr
+    ran = flowkit("conductor", "--board", redis_board, "--connection", connection, "--name", "c",
+                  "--engine", engine, "--max-dispatches", "1")  # fmt: skip
+    assert ran.returncode == 2, ran.stderr
+    assert ran.stderr.startswith("flowkit conductor: error: --engine '") and "hunter2" not in ran.stderr
+    assert len(ran.stderr.strip().splitlines()) == 1, ran.stderr
+    assert "UNCLAIMED" in flowkit(*common, "list").stdout
+
+
 def test_unreachable_board_names_its_masked_url() -> None:
     port = services.free_port()
     done = flowkit("jobs", "--board", f"redis://:hunter2@127.0.0.1:{port}/0", "list")

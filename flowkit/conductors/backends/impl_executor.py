@@ -355,6 +355,14 @@ class ExecutorConductor(Conductor):
             return Outcome(Verdict.TRASH, str(held))
         except ClaimLost as lost:
             return Outcome(Verdict.LOST, str(lost))
+        except (exc.UnknownEngine, exc.InvalidEngineOption) as error:
+            # The conductor's engine setting is at fault, not the job: given back, as
+            # TaskFlow's conductor does, rather than set aside (one misconfigured
+            # conductor emptied the board into the trash), and the loop pauses.
+            reason = f"this conductor cannot make its engine: {_public_type_name(error)}: {error}"
+            self._log.warning("job %s is given back: %s", job, LogSafe(reason))
+            self._pause.set()
+            return Outcome(Verdict.ABANDON, reason)
         except (exc.JobFailure, exc.StorageFailure) as failure:
             # The board or the store failed: another try (here or elsewhere) may succeed.
             reason = f"could not load the job's flow: {failure}"
