@@ -388,6 +388,8 @@ class RedisServer(_Server):
             "--dir", str(self.tmpdir),
             "--daemonize", "no",
             "--protected-mode", "no",
+            "--unixsocket", str(self.socket_path),
+            "--unixsocketperm", "700",
         ]  # fmt: skip
 
     def _is_ready(self) -> bool:
@@ -397,6 +399,17 @@ class RedisServer(_Server):
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def socket_path(self) -> Path:
+        """The Unix socket the server also listens on (``unix://`` URLs reach it there)."""
+        assert self.tmpdir is not None
+        return self.tmpdir / "redis.sock"
+
+    @property
+    def unix_url(self) -> str:
+        """``unix://`` URL of the server's socket, database 0."""
+        return f"unix://{self.socket_path}?db=0"
 
     def flushall(self) -> None:
         """Empty every database of the server."""

@@ -134,12 +134,17 @@ def fail(command: str, message: str, status: int) -> int:
     return status
 
 
-def _recording(kind: str) -> Any:
-    """The conductor class of ``kind`` that records each job's causal event log.
+def _recording(kind: str, engine_kind: str) -> Any:
+    """The conductor class of ``kind`` that records what ``flowkit run`` records of a run.
 
-    As ``flowkit run`` does: without it, ``flowkit flows why`` had nothing to
-    say about any flow a conductor ran, and the monitor no events to show.
+    Each job's causal event log: without it, ``flowkit flows why`` had nothing
+    to say about any flow a conductor ran, and the monitor no events to show.
+    And ``engine_kind``, the ``--engine`` it runs flows with: without it,
+    ``flowkit flows resume`` of a job's flow (one a dead conductor left in
+    doubt) ran it on the serial engine, its tasks in the operator's shell
+    rather than on the workers of ``worker-based://...``.
     """
+    from flowkit.cli.run import ENGINE_KEY
     from flowkit.conductors.backends.impl_blocking import BlockingConductor
     from flowkit.conductors.backends.impl_nonblocking import NonBlockingConductor
     from flowkit.conductors.base import Conductor
@@ -149,9 +154,29 @@ def _recording(kind: str) -> Any:
 
     class RecordsEvents(Conductor):
         def _listeners_from_job(self, job: Any, engine: Any) -> list[Any]:
+            # Called once the job's engine is loaded, before it runs (with its claim held).
+            engine.storage.update_flow_metadata({ENGINE_KEY: engine_kind})
             return [*super()._listeners_from_job(job, engine), EventLogListener(engine)]
 
     return type(f"EventLogging{base.__name__}", (RecordsEvents, base), {})
+
+
+def _check_engine(engine: str) -> None:
+    """Make ``engine`` for an empty flow: what every job's load would refuse is refused now.
+
+    Otherwise a misspelled kind or option was found only at each job's load,
+    and the conductor gave every job it claimed back. Making an engine for an
+    empty flow starts nothing and reaches no server (the worker-based engine
+    connects at its first command).
+
+    Raises:
+        UnknownEngine: no engine of that kind.
+        InvalidEngineOption: an option of the URI the engine refuses.
+    """
+    from flowkit import engines
+    from flowkit.patterns import linear_flow
+
+    engines.load(linear_flow.Flow("engine-check"), engine=engine)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -159,9 +184,14 @@ def _run(args: argparse.Namespace) -> int:
 
     from flowkit import exceptions as exc
     from flowkit.cli._signals import StopSignals
+    from flowkit.cli.run import engine_error
     from flowkit.persistence.backends._urls import mask_url
 
     importable_cwd()
+    try:
+        _check_engine(args.engine)
+    except (exc.UnknownEngine, exc.InvalidEngineOption) as err:
+        return fail("conductor", mask_url(str(engine_error(args.engine, err))), 2)
     conductor: Any = None
 
     def stop_gracefully(name: str) -> None:
@@ -206,7 +236,7 @@ def _run(args: argparse.Namespace) -> int:
             options["max_simultaneous_jobs"] = args.max_simultaneous_jobs
         if args.allow_factory:
             options["factories"] = args.allow_factory
-        conductor = _recording(args.kind)(args.name, board, **options)
+        conductor = _recording(args.kind, args.engine)(args.name, board, **options)
         if on_signal.count:
             # Asked to stop while starting up. run() does not forget a stop() made
             # before it, so a signal between this check and run() stops it too.

@@ -229,8 +229,18 @@ def _spec_engine_key(loaded: Any, err: Exception, flag: str | None) -> str | Non
 
 
 def engine_error(engine: str, err: Exception) -> CliError:
-    """Bad usage naming ``--engine``: an unknown kind, or an option of its URI it refuses."""
-    return CliError(f"--engine '{engine}': {one_line(err)}")
+    """Bad usage naming ``--engine``: an unknown kind, or an option of its URI it refuses.
+
+    A password in a URL the URI's query holds (``worker-based://?url=redis://:pw@...``)
+    is masked.
+    """
+    from flowkit.persistence.backends._urls import mask_url
+
+    kind, mark, query = engine.partition("?")
+    options = "&".join(
+        f"{key}{eq}{mask_url(value)}" for key, eq, value in (item.partition("=") for item in query.split("&"))
+    )
+    return CliError(f"--engine '{kind}{mark}{options}': {one_line(err)}")
 
 
 def spec_flow(path: str) -> Any:

@@ -68,6 +68,31 @@ def test_jobs_post_list_show_and_a_conductor_runs_it(redis_board: str, tmp_path:
     assert [c["atom"] for c in flows.read_calls(calls)] == ["step0", "step1"]
 
 
+def test_a_flow_a_conductor_ran_records_its_engine_for_flows_resume(redis_board: str, tmp_path: Path) -> None:
+    # `flowkit flows resume` reads the engine a run recorded. A conductor recorded
+    # none, so a job's flow left in doubt by a dead conductor of worker-based
+    # engines, resumed by hand, ran its tasks on the serial engine, in the
+    # operator's shell, rather than on the workers.
+    connection = f"sqlite:///{tmp_path / 'flows.db'}"
+    common = ["jobs", "--board", redis_board, "--connection", connection]
+    store = json.dumps({"v0": 5, "calls": str(tmp_path / "calls")})
+    posted = flowkit(*common, "post", "two-steps", "--factory", "tests.conductors.flows.chain",
+                     "--args", "[2]", "--store", store)  # fmt: skip
+    assert posted.returncode == 0, posted.stderr
+    engine = "parallel://?max_workers=3"
+    ran = flowkit("conductor", "--board", redis_board, "--connection", connection, "--name", "c",
+                  "--engine", engine, "--max-dispatches", "1")  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    persistence = persistence_backends.fetch(connection)
+    try:
+        with persistence.get_connection() as conn:
+            [book] = conn.get_logbooks()
+            [detail] = list(book)
+    finally:
+        persistence.close()
+    assert detail.meta["engine"] == engine
+
+
 def test_jobs_post_takes_a_factory_written_as_flowkit_run_writes_targets(
     redis_board: str, tmp_path: Path
 ) -> None:
@@ -232,6 +257,25 @@ def test_unknown_board_kind_is_a_usage_error() -> None:
     assert "Could not find jobboard pigeon" in done.stderr
 
 
+@pytest.mark.parametrize(
+    "engine", ["worker-bsed", "worker-based://?url=http://:hunter2@nowhere/0", "parallel://?max_workers=0"]
+)
+def test_an_engine_that_cannot_be_made_stops_the_conductor_before_it_claims(
+    engine: str, redis_board: str, tmp_path: Path
+) -> None:
+    # It started, claimed each job and set it aside in the trash, one after another.
+    connection = f"sqlite:///{tmp_path / 'flows.db'}"
+    common = ["jobs", "--board", redis_board, "--connection", connection]
+    posted = flowkit(*common, "post", "j", "--factory", "tests.conductors.flows.chain", "--args", "[1]")
+    assert posted.returncode == 0, posted.stderr
+    ran = flowkit("conductor", "--board", redis_board, "--connection", connection, "--name", "c",
+                  "--engine", engine, "--max-dispatches", "1")  # fmt: skip
+    assert ran.returncode == 2, ran.stderr
+    assert ran.stderr.startswith("flowkit conductor: error: --engine '") and "hunter2" not in ran.stderr
+    assert len(ran.stderr.strip().splitlines()) == 1, ran.stderr
+    assert "UNCLAIMED" in flowkit(*common, "list").stdout
+
+
 def test_unreachable_board_names_its_masked_url() -> None:
     port = services.free_port()
     done = flowkit("jobs", "--board", f"redis://:hunter2@127.0.0.1:{port}/0", "list")
@@ -247,6 +291,35 @@ def test_board_option_that_does_not_convert_is_a_usage_error_naming_it(command: 
     assert done.returncode == 2, done.stderr
     assert "option 'claim_expiry' must be" in done.stderr and "hunter2" not in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("command", ["jobs", "conductor"])
+@pytest.mark.parametrize(
+    ("board", "shown"),
+    [
+        ("zookeeper://127.0.0.1:notaport/jobs", "zookeeper://127.0.0.1:notaport/jobs"),
+        ("redis://:hunter2@[::1/0", "redis://:***@[::1/0"),
+        ("zookeeper://[::1/jobs", "zookeeper://[::1/jobs"),
+        # redis-py reads a database that is no number as none: database 0, silently.
+        ("redis://:hunter2@127.0.0.1:6379/orders", "redis://:***@127.0.0.1:6379/orders"),
+    ],
+)
+def test_a_malformed_board_url_is_a_one_line_usage_error_naming_it(
+    command: str, board: str, shown: str
+) -> None:
+    # Said "Port could not be cast to integer value as 'notaport'" or "Invalid IPv6
+    # URL" alone: with several boards configured, the operator could not tell which.
+    extra = ["list"] if command == "jobs" else ["--name", "c"]
+    done = flowkit(command, "--board", board, *extra)
+    assert done.returncode == 2, done.stderr
+    assert shown in done.stderr and "hunter2" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_a_zookeeper_board_masks_a_password_in_its_url() -> None:
+    # Its messages ("could not connect to the ZooKeeper jobboard at ...") showed it.
+    board = backends.fetch("b", "zookeeper://:hunter2@127.0.0.1:2181/jobs")
+    assert board.where == "zookeeper://:***@127.0.0.1:2181/jobs"
 
 
 def test_conductor_exits_0_at_once_on_a_second_signal(redis_board: str, tmp_path: Path) -> None:

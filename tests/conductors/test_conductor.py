@@ -116,6 +116,24 @@ def test_run_returns_after_max_dispatches(persistence: Backend, tmp_path: Path) 
     assert jobs[2].state == states.UNCLAIMED
 
 
+@pytest.mark.parametrize("engine", ["worker-bsed", "parallel://?max_workers=many"])
+def test_an_engine_the_conductor_cannot_make_gives_the_job_back_as_taskflows(
+    engine: str, persistence: Backend, tmp_path: Path
+) -> None:
+    # The conductor's own engine setting is at fault, not the job: every job it
+    # claimed was set aside in the trash for good, so one misconfigured conductor
+    # emptied the board. TaskFlow's conductor gives such a job back.
+    board = make_board()
+    calls = str(tmp_path / "calls")
+    job, _ = post_flow(board, persistence, flows.chain, [1], job_store={"v0": 0, "calls": calls})
+    conductor = conductors.backends.fetch("blocking", "c", board, persistence=persistence, engine=engine)
+    conductor.run(max_dispatches=1)
+    assert board.trashed() == []
+    assert job.state == states.UNCLAIMED
+    assert [a.end for a in job.attempts] == [AttemptEnd.ABANDONED]
+    assert flows.read_calls(calls) == []
+
+
 @pytest.mark.parametrize("kind", ["blocking", "nonblocking"])
 def test_conductor_not_run_yet_is_dispatching_and_waited_for_as_taskflows(
     kind: str, persistence: Backend

@@ -51,7 +51,9 @@ def test_a_job_claimed_while_the_database_restarts_is_not_set_aside_and_runs_onc
     redis_server: services.RedisServer,
     on_postgresql: Backend,
     tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level("WARNING", logger="flowkit.conductors")
     redis_server.start()
     conf: dict[str, Any] = {
         "board": "redis",
@@ -83,9 +85,53 @@ def test_a_job_claimed_while_the_database_restarts_is_not_set_aside_and_runs_onc
         wait_until(lambda: not list(poster.iterjobs(ensure_fresh=True)), timeout=TIMEOUT)
         assert [c["atom"] for c in flows.read_calls(calls)] == ["step0", "step1"]
         assert job.state == states.COMPLETE  # consumed, not set aside
+        said = [r.getMessage() for r in caplog.records if r.name.startswith("flowkit.conductors")]
+        assert "is given back until the board and the store answer" in said[0]
+        assert "answer again" in said[-1]
     finally:
         conductor.stop()
         runner.join(TIMEOUT)
         board.close()
         poster.close()
     assert not runner.is_alive()
+
+
+def test_a_conductor_whose_store_cannot_be_reached_says_so_once_naming_its_masked_url(
+    redis_server: services.RedisServer,
+    on_postgresql: Backend,
+    postgresql_server: services.PostgresServer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # `flowkit conductor --connection` with a wrong port or host: every claim of every
+    # job was given back, and nothing was logged, so the operator saw jobs that stayed
+    # UNCLAIMED and a conductor that said nothing at all.
+    redis_server.start()
+    conf: dict[str, Any] = {
+        "board": "redis",
+        "host": "127.0.0.1",
+        "port": redis_server.port,
+        "namespace": f"test-{uuid.uuid4().hex[:12]}",
+    }
+    poster = board_backends.fetch("poster", conf, persistence=on_postgresql)
+    poster.connect()
+    away_url = f"postgresql+psycopg://flowkit:s3cret@127.0.0.1:{services.free_port()}/flowkit"
+    away = persistence_backends.fetch(away_url)
+    board = board_backends.fetch("c1-board", conf, persistence=away)
+    board.connect()
+    job, _ = post_flow(poster, on_postgresql, flows.chain, [1], job_store={"v0": 0})
+    conductor = conductors.backends.fetch("blocking", "c1", board, persistence=away, wait_timeout=0.05)
+    runner = threading.Thread(target=conductor.run, daemon=True)
+    caplog.set_level("WARNING", logger="flowkit.conductors")
+    try:
+        runner.start()
+        wait_until(lambda: len(job.attempts) >= 3, timeout=TIMEOUT)
+    finally:
+        conductor.stop()
+        runner.join(TIMEOUT)
+        board.close()
+        poster.close()
+        away.close()
+    said = [r.getMessage() for r in caplog.records if r.name.startswith("flowkit.conductors")]
+    assert len(said) == 1, said  # once per outage, not at every claim
+    assert job.uuid in said[0] and "127.0.0.1" in said[0]
+    assert "s3cret" not in said[0] and "***" in said[0]

@@ -100,6 +100,21 @@ def test_results_flow_between_tasks_of_a_linear_flow(
     assert requests_added(redis_client, worker.topic) == 4
 
 
+def test_engine_and_worker_meet_over_a_unix_socket_url(
+    spawn_worker: WorkerFactory, redis_server: services.RedisServer, redis_flushed_url: str
+) -> None:
+    # unix:// is one of the three URL kinds both sides document; the Python side
+    # handed redis-py a TCP-only option and failed before sending a command.
+    url = redis_server.unix_url
+    worker = spawn_worker(fresh_topic(), url=url)
+    flow = linear_flow.Flow("over-a-socket").add(Echo(name="echo", provides="echoed"))
+    engine = load_engine(flow, url, worker.topic, store={"value": "through the socket"})
+
+    engine.run()
+
+    assert engine.storage.fetch("echoed") == "through the socket"
+
+
 def test_results_of_an_unordered_flow_are_all_kept(
     worker: WorkerProcess, redis_client: Any, redis_flushed_url: str
 ) -> None:

@@ -55,6 +55,25 @@ def test_connect_refuses_a_malformed_url_without_showing_its_password(url: str) 
     assert "***" in str(caught.value)
 
 
+@pytest.mark.parametrize("url", ["redis://:hunter2@127.0.0.1:6379/orders", "rediss://:hunter2@localhost/0x"])
+def test_connect_refuses_a_database_that_is_no_number(url: str) -> None:
+    # redis-py reads /orders as no database at all, so the worker served database 0
+    # while its operator meant another one.
+    with pytest.raises(exc.InvalidFormat, match="must be a number") as caught:
+        _transport.connect(url)
+    assert "hunter2" not in str(caught.value) and ":***@" in str(caught.value)
+
+
+def test_connect_takes_a_database_number_or_none() -> None:
+    for url in (
+        "redis://localhost",
+        "redis://localhost/",
+        "redis://localhost/3",
+        "unix:///run/redis.sock?db=2",
+    ):
+        _transport.connect(url).close()
+
+
 def test_ensure_group_raises_other_redis_errors(client: _transport.Client) -> None:
     client.set("not-a-stream", "x")
     with pytest.raises(Exception, match="WRONGTYPE"):

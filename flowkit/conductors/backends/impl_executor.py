@@ -201,6 +201,9 @@ class ExecutorConductor(Conductor):
         # Set when a job could not be loaded for an outage: the loop waits wait_timeout
         # before claiming again, rather than claiming and giving back without a pause.
         self._pause = threading.Event()
+        # Set once an outage was logged at WARNING: the later give-backs of the same
+        # outage (one per wait_timeout) are logged at DEBUG, until a job loads again.
+        self._outage_told = threading.Event()
 
     def _executor_factory(self) -> concurrent.futures.Executor:
         raise NotImplementedError
@@ -352,6 +355,14 @@ class ExecutorConductor(Conductor):
             return Outcome(Verdict.TRASH, str(held))
         except ClaimLost as lost:
             return Outcome(Verdict.LOST, str(lost))
+        except (exc.UnknownEngine, exc.InvalidEngineOption) as error:
+            # The conductor's engine setting is at fault, not the job: given back, as
+            # TaskFlow's conductor does, rather than set aside (one misconfigured
+            # conductor emptied the board into the trash), and the loop pauses.
+            reason = f"this conductor cannot make its engine: {_public_type_name(error)}: {error}"
+            self._log.warning("job %s is given back: %s", job, LogSafe(reason))
+            self._pause.set()
+            return Outcome(Verdict.ABANDON, reason)
         except (exc.JobFailure, exc.StorageFailure) as failure:
             # The board or the store failed: another try (here or elsewhere) may succeed.
             reason = f"could not load the job's flow: {failure}"
@@ -360,11 +371,15 @@ class ExecutorConductor(Conductor):
                 # attempt, a few seconds of outage set it aside as poisoned for good.
                 # Given back plainly, and the loop pauses before claiming again.
                 self._pause.set()
+                self._tell_outage(job, reason)
                 return Outcome(Verdict.ABANDON, reason)
             return Outcome(Verdict.FAIL, reason)
         except Exception as error:  # any other loading error means this job can never run
             kind = _public_type_name(error)
             return Outcome(Verdict.TRASH, f"cannot load the job's flow: {kind}: {error}")
+        if self._outage_told.is_set():
+            self._outage_told.clear()
+            self._log.warning("job %s loaded: the board and the store answer again", job)
         if (
             isinstance(backend, FencedBackend)
             and engine.storage.flow_uuid in backend.run_before
@@ -382,6 +397,26 @@ class ExecutorConductor(Conductor):
         finally:
             for listener in reversed(listeners):
                 listener.deregister()
+
+    def _tell_outage(self, job: Job, reason: str) -> None:
+        """Log that ``job`` is given back for an outage: at WARNING the first time, then at DEBUG.
+
+        Without it a conductor whose store was out of reach (a server down, or
+        a ``--connection`` URL with the wrong port) gave every job back in
+        silence, every ``wait_timeout``, and its operator saw jobs that stayed
+        unclaimed and a conductor that said nothing. The reason names the
+        server (its password masked) and the error.
+        """
+        if self._outage_told.is_set():
+            self._log.debug("job %s is given back, the outage goes on: %s", job, LogSafe(reason))
+            return
+        self._outage_told.set()
+        self._log.warning(
+            "job %s is given back until the board and the store answer (claimed again every %s s): %s",
+            job,
+            self._wait_timeout,
+            LogSafe(reason),
+        )
 
     def _out_of_reach(self, failure: BaseException) -> bool:
         """Whether loading failed because the board or the store cannot be reached right now.

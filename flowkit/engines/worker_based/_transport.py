@@ -24,6 +24,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from flowkit import exceptions as exc
+from flowkit._utils.redis_urls import bad_database
 from flowkit._utils.text import log_safe
 from flowkit.engines.worker_based import _memory, protocol
 from flowkit.persistence.backends._urls import mask_url
@@ -183,6 +184,14 @@ def connect(
         return _memory.connect(url)
     if not isinstance(url, str) or not url.startswith(_SCHEMES):
         raise exc.InvalidFormat(bad_url(url))
+    try:
+        database = bad_database(url)
+    except ValueError as err:
+        raise exc.InvalidFormat(f"malformed Redis URL {_masked(url)!r}: {err}") from None
+    if database is not None:
+        raise exc.InvalidFormat(
+            f"malformed Redis URL {_masked(url)!r}: its database must be a number (/0), not {database!r}"
+        )
     module = _redis()
     from redis.backoff import ExponentialBackoff
     from redis.exceptions import ConnectionError as RedisConnectionError
@@ -201,8 +210,11 @@ def connect(
         "retry": retry,
         "health_check_interval": HEALTH_CHECK_INTERVAL,
         "socket_connect_timeout": min(CONNECT_TIMEOUT, socket_timeout or CONNECT_TIMEOUT),
-        "socket_keepalive": True,
     }
+    if not url.startswith("unix://"):
+        # A TCP option: redis-py's Unix socket connection refuses it, and a local
+        # socket has no silent peer for keep-alive probes to find anyway.
+        options["socket_keepalive"] = True
     if socket_timeout is not None:
         options["socket_timeout"] = socket_timeout
     try:

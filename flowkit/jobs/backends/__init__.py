@@ -92,7 +92,10 @@ def fetch(
         NotFound: no board of that kind (the known kinds are listed).
     """
     shown = mask_url(conf) if isinstance(conf, str) else mask_url(dict(conf).get("board"))
-    kind, merged = _normalise(conf)
+    try:
+        kind, merged = _normalise(conf)
+    except ValueError as err:  # urlsplit's "Invalid IPv6 URL", which names nothing
+        raise ValueError(f"malformed jobboard URL {shown!r}: {err}") from None
     cls = _board_class(kind, namespace, shown)
     return cls(name, merged, **kwargs)
 

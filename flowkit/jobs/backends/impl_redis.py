@@ -60,6 +60,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from flowkit import exceptions as exc
 from flowkit import states
+from flowkit._utils.redis_urls import bad_database
 from flowkit._utils.switches import read_switch
 from flowkit._utils.text import LogSafe
 from flowkit.jobs import _posting
@@ -1158,10 +1159,20 @@ _BOARD_QUERY_OPTIONS = ("namespace", "claim_expiry")
 
 
 def _conf_from_url(conf: dict[str, Any]) -> dict[str, Any]:
-    """Move the board's own options out of the ``url``'s query string into ``conf``."""
+    """Move the board's own options out of the ``url``'s query string into ``conf``.
+
+    Raises:
+        ValueError: the URL's path names no database number (redis-py would
+            use database 0 without a word), naming the URL, password masked.
+    """
     url = conf.get("url")
     if not url:
         return conf
+    database = bad_database(str(url))
+    if database is not None:
+        raise ValueError(
+            f"Redis jobboard at {mask_url(url)}: the URL's database must be a number (/0), not {database!r}"
+        )
     parts = urlsplit(str(url))
     query = parse_qsl(parts.query, keep_blank_values=True)
     for key, value in query:
