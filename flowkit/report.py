@@ -140,14 +140,14 @@ class AtomReport:
         """Its ``duration`` as the text report and the monitor's table say it (``""``: unknown).
 
         A RUNNING or PENDING atom is in (or before) an attempt that has not
-        ended: its figure is its earlier attempts' (a loop's earlier
-        iterations, a retry's earlier tries), and says so, or it read as
-        the current attempt's.
+        ended, and an IGNORE one was skipped: its figure is its earlier
+        attempts' (a loop's earlier iterations, a retry's earlier tries), and
+        says so, or it read as the current attempt's.
         """
         if self.duration is None:
             return ""
         took = f"{self.duration:.3f}s"
-        return f"{took} in earlier attempts" if self.state in _ATTEMPT_OPEN else took
+        return f"{took} in earlier attempts" if self.state in _NO_OUTCOME else took
 
 
 @dataclass(frozen=True, slots=True)
@@ -365,13 +365,14 @@ def _earlier_attempts(events: list[Event], state: str) -> str:
     One phrase per attempt, so that two attempts that each failed and were
     reverted read as two, not as four (``2 failed, 2 reverted`` did). The
     latest attempt is the atom's own state, which its line already says,
-    unless the atom is PENDING: reset for its next attempt, every one it
-    had is earlier.
+    unless the atom is PENDING or IGNORE: reset for its next attempt, or
+    skipped (which starts no attempt: the skip is logged under the number
+    of the attempt before), every one it had is earlier.
     """
     by_attempt: dict[int, set[str]] = {}
     for event in events:
         by_attempt.setdefault(event.attempt, set()).add(event.state)
-    if state != st.PENDING and by_attempt:
+    if state not in _ALL_EARLIER and by_attempt:
         del by_attempt[max(by_attempt)]
     counts = Counter(_outcome(states) for states in by_attempt.values())
     return ", ".join(f"{counts[word]} {word}" for word in _OUTCOMES if counts[word])
@@ -483,8 +484,11 @@ _EXEC_ENDS = frozenset({st.SUCCESS, st.FAILURE})
 _REVERT_ENDS = frozenset({st.REVERTED, st.REVERT_FAILURE})
 
 
-#: States of an atom whose current attempt has not ended (or not begun).
-_ATTEMPT_OPEN = frozenset({st.RUNNING, st.PENDING})
+#: States of an atom whose attempts all came before: reset for the next one, or skipped.
+_ALL_EARLIER = frozenset({st.PENDING, st.IGNORE})
+#: States of an atom with no outcome of its own in the current attempt: in it, before
+#: it, or skipped; a failure or a time its record holds is an earlier attempt's.
+_NO_OUTCOME = frozenset({st.RUNNING, *_ALL_EARLIER})
 
 
 def _atom_report(detail: Any, events: list[Event]) -> AtomReport:
@@ -502,10 +506,11 @@ def _atom_report(detail: Any, events: list[Event]) -> AtomReport:
         attempts = None if state != st.PENDING else 0
         duration = meta.get("duration") if isinstance(meta.get("duration"), (int, float)) else None
         revert_duration = None
-    # A RUNNING or PENDING atom is in (or before) an attempt that has not failed: a
-    # failure its record still holds is an earlier attempt's (a retry's reset keeps it,
-    # as TaskFlow's does), which "earlier attempts" tells; shown, it read as this one's.
-    failure = detail.failure if state not in _ATTEMPT_OPEN else None
+    # A RUNNING or PENDING atom is in (or before) an attempt that has not failed, an
+    # IGNORE one was skipped: a failure its record still holds is an earlier attempt's (a
+    # retry's reset keeps it, as TaskFlow's does), which "earlier attempts" tells; shown,
+    # it read as this one's.
+    failure = detail.failure if state not in _NO_OUTCOME else None
     revert_failure = detail.revert_failure
     reverted = None
     if state == st.REVERTED or (events and any(e.state == st.REVERTED for e in events)):

@@ -77,7 +77,10 @@ def readers_of(flow: Any, symbols: Iterator[str] | Sequence[str] | Any) -> dict[
     """Map each of ``symbols`` to the typed arguments of ``flow``'s atoms that read it.
 
     An argument its atom injects itself (``inject``) does not read the store, nor
-    does one without an annotation.
+    does one without an annotation. A value passed under a name the signature
+    does not list (``requires``, ``rebind``) is read as the ``**kwargs``
+    annotation declares it, as the compile check reads it
+    (:meth:`flowkit.typed.Contract.input_type`).
     """
     from flowkit.typed import UNTYPED, contract_of
 
@@ -88,14 +91,14 @@ def readers_of(flow: Any, symbols: Iterator[str] | Sequence[str] | Any) -> dict[
         if callable(whole):
             # A spec task's adapter (flowkit.declarative): its own arguments are the
             # symbols; the task it runs declares the arguments they are given whole.
-            inputs, reads = contract_of(atom.inner).inputs, whole().items()  # type: ignore[attr-defined]
+            contract, reads = contract_of(atom.inner), whole().items()  # type: ignore[attr-defined]
         else:
-            inputs, reads = contract_of(atom).inputs, atom.rebind.items()
-        if not inputs:
+            contract, reads = contract_of(atom), atom.rebind.items()
+        if not contract.declares_inputs:
             continue
         injected: Mapping[str, Any] = atom.inject or {}
         for argument, symbol in reads:
-            declared = inputs.get(argument, UNTYPED)
+            declared = contract.input_type(argument)
             if (
                 symbol in wanted
                 and symbol not in injected

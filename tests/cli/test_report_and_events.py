@@ -13,7 +13,7 @@ import pytest
 from flowkit import engines, exceptions, retry, task
 from flowkit.listeners.events import META_KEY, CauseKind, EventLog, EventLogListener
 from flowkit.listeners.progress import ProgressListener
-from flowkit.patterns import linear_flow, unordered_flow
+from flowkit.patterns import graph_flow, linear_flow, unordered_flow
 from flowkit.persistence import backends
 from flowkit.report import ExecutionReport
 from tests.cli._flows import CardDeclined, make_shop
@@ -386,6 +386,47 @@ def test_the_text_report_says_a_revert_was_an_earlier_attempts_when_the_atom_ran
     engine, _ = _run(make_shop(), store={"amount": 500})
     text = ExecutionReport.from_engine(engine).to_text()
     assert next(line for line in text.splitlines() if line.split()[0] == "reserve").endswith("reverted")
+
+
+class OpensOnce(task.Task):
+    """Says True to its first call only: the link it feeds lets the next atom run once."""
+
+    default_provides = "open"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name=name)
+        self.calls = 0
+
+    def execute(self) -> bool:
+        self.calls += 1
+        return self.calls == 1
+
+
+def _opened(history: dict[str, Any]) -> bool:
+    return bool(next(iter(history.values())))
+
+
+def test_an_atom_skipped_after_an_earlier_attempt_failed_says_that_attempt_was_earlier() -> None:
+    # A retry's first attempt ran "pay", which failed and was reverted; the second attempt's
+    # decider skipped it. Its line said "IGNORE  1.000s  failed: ... declined" and nothing
+    # else: the failure read as this run's, though the flow succeeded. Its earlier
+    # attempt (the same attempt number: a skipped atom starts none) was dropped as if
+    # it were the current one.
+    flow = graph_flow.Flow("g", retry=retry.Times(3, "r"))
+    gate, pay = OpensOnce("gate"), Flaky("pay", failures=1)
+    flow.add(gate, pay)
+    flow.link(gate, pay, decider=_opened)
+    engine, _ = _run(flow)
+    assert engine.storage.get_atom_state("pay") == "IGNORE"
+    report = ExecutionReport.from_engine(engine)
+    (pay_report,) = [atom for atom in report.atoms if atom.name == "pay"]
+    assert pay_report.failure is None
+    assert pay_report.earlier_attempts == "1 failed and reverted"
+    assert pay_report.took() == "1.000s in earlier attempts"
+    (line,) = [line for line in report.to_text().splitlines() if line.split()[0] == "pay"]
+    assert "failed:" not in line, line
+    assert line.endswith("1.000s in earlier attempts  (earlier attempts: 1 failed and reverted)"), line
+    assert report.failures == []
 
 
 def test_the_error_line_of_a_run_ended_by_two_failures_names_both() -> None:

@@ -25,6 +25,18 @@ class Count(task.Task):
         pass
 
 
+class Label(task.Task):
+    """Takes its codes through ``**codes``, given by ``requires`` (TaskFlow's extra arguments)."""
+
+    def execute(self, sheet: int, **codes: str) -> None:
+        pass
+
+
+class Tally(task.Task):
+    def execute(self, **counts: int) -> None:
+        pass
+
+
 class Untyped(task.Task):
     def execute(self, anything):  # type: ignore[no-untyped-def]  # untyped on purpose
         pass
@@ -46,6 +58,26 @@ def test_text_stays_text_where_every_reader_declares_str_or_a_literal_of_strings
         "mode": "air",
         "copies": 2,
     }
+
+
+def test_values_a_typed_var_keyword_receives_are_read_as_it_declares() -> None:
+    # ``**codes: str`` types every extra argument (doc/typed.rst): --store read them as
+    # JSON regardless, so zip=12345 reached it as an int and version=1.10 as 1.1.
+    flow = linear_flow.Flow("f").add(Label("label", requires=["zip", "version"]))
+    assert _store(flow, "zip=12345", "version=1.10", "sheet=3") == {
+        "zip": "12345",
+        "version": "1.10",
+        "sheet": 3,
+    }
+
+
+def test_a_value_a_typed_var_keyword_cannot_take_is_refused_naming_it() -> None:
+    flow = linear_flow.Flow("f").add(Tally("tally", requires=["copies"]))
+    with pytest.raises(CliError) as raised:
+        _store(flow, "copies=lots")
+    assert str(raised.value) == (
+        "--store 'copies=lots': atom 'tally' takes it as its argument 'copies' (int): 'lots' (str) is not int"
+    )
 
 
 def test_readers_are_found_in_nested_flows_and_retries() -> None:

@@ -11,24 +11,7 @@ import pytest
 from flowkit import dynamic, engines, exceptions, task
 from flowkit.patterns import graph_flow, linear_flow, unordered_flow
 from flowkit.persistence import backends
-
-RAN: list[str] = []
-
-
-class MakeText(task.Task):
-    default_provides = "value"
-
-    def execute(self) -> str:
-        RAN.append(self.name)
-        return "text"
-
-
-class MakeNumber(task.Task):
-    default_provides = "value"
-
-    def execute(self) -> int:
-        RAN.append(self.name)
-        return 1
+from tests.typed._tasks import RAN, MakeNumber, MakeText
 
 
 class MakePair(task.Task):

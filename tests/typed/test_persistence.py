@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,34 +19,42 @@ pytest.importorskip("pydantic")
 from tests.typed import models  # noqa: E402 - needs pydantic
 
 
-def test_a_model_result_is_stored_on_sqlite_and_is_a_model_again_after_resume(tmp_path: Path) -> None:
+@pytest.fixture(name="sqlite_backend")
+def sqlite_backend_fixture(tmp_path: Path) -> Iterator[Any]:
+    """A SQLite persistence backend with its schema made, closed after the test."""
     backend = backends.fetch({"connection": f"sqlite:///{tmp_path / 'flows.db'}"})
     with contextlib.closing(backend.get_connection()) as conn:
         conn.upgrade()
-
-    def flow() -> linear_flow.Flow:
-        return linear_flow.Flow("f").add(models.MakePrice("make"), models.UsePrice("use"))
-
     try:
-        engine = engines.load(flow(), store={"raw": models.Price(amount=2, currency="EUR")}, backend=backend)
-
-        def stop(state: str, details: dict[str, Any]) -> None:
-            if details["task_name"] == "make" and state == states.SUCCESS:
-                engine.suspend()
-
-        engine.atom_notifier.register(Notifier.ANY, stop)
-        engine.run()
-        assert engine.storage.get_atom_state("use") == states.PENDING
-        with contextlib.closing(backend.get_connection()) as conn:
-            detail = conn.get_flow_details(engine.storage.flow_uuid)
-        stored = {atom.name: atom.results for atom in detail}
-        assert stored["make"] == {"amount": 2.0, "currency": "EUR"}  # JSON in the database
-
-        resumed = engines.load(flow(), flow_detail=detail, backend=backend)
-        resumed.run()
-        assert resumed.storage.fetch("seen") == "Price 2.0 EUR"
+        yield backend
     finally:
         backend.close()
+
+
+def flow() -> linear_flow.Flow:
+    """A model made from the store, then used: what the resumed run must read as a model."""
+    return linear_flow.Flow("f").add(models.MakePrice("make"), models.UsePrice("use"))
+
+
+def test_a_model_result_is_stored_on_sqlite_and_is_a_model_again_after_resume(sqlite_backend: Any) -> None:
+    backend = sqlite_backend
+    engine = engines.load(flow(), store={"raw": models.Price(amount=2, currency="EUR")}, backend=backend)
+
+    def stop(state: str, details: dict[str, Any]) -> None:
+        if details["task_name"] == "make" and state == states.SUCCESS:
+            engine.suspend()
+
+    engine.atom_notifier.register(Notifier.ANY, stop)
+    engine.run()
+    assert engine.storage.get_atom_state("use") == states.PENDING
+    with contextlib.closing(backend.get_connection()) as conn:
+        detail = conn.get_flow_details(engine.storage.flow_uuid)
+    stored = {atom.name: atom.results for atom in detail}
+    assert stored["make"] == {"amount": 2.0, "currency": "EUR"}  # JSON in the database
+
+    resumed = engines.load(flow(), flow_detail=detail, backend=backend)
+    resumed.run()
+    assert resumed.storage.fetch("seen") == "Price 2.0 EUR"
 
 
 def test_a_model_result_survives_sigkill_and_is_a_model_in_the_resuming_process(tmp_path: Path) -> None:
@@ -84,36 +93,27 @@ def test_a_model_result_survives_sigkill_and_is_a_model_in_the_resuming_process(
         backend.close()
 
 
-def test_the_report_of_a_resumed_run_shows_a_model_result_as_fetch_returns_it(tmp_path: Path) -> None:
+def test_the_report_of_a_resumed_run_shows_a_model_result_as_fetch_returns_it(sqlite_backend: Any) -> None:
     from flowkit.report import ExecutionReport, summarize
 
-    backend = backends.fetch({"connection": f"sqlite:///{tmp_path / 'flows.db'}"})
+    backend = sqlite_backend
+    engine = engines.load(flow(), store={"raw": models.Price(amount=2, currency="EUR")}, backend=backend)
+    engine.atom_notifier.register(
+        Notifier.ANY,
+        lambda state, details: engine.suspend() if details["task_name"] == "make" else None,
+    )
+    engine.run()
     with contextlib.closing(backend.get_connection()) as conn:
-        conn.upgrade()
-
-    def flow() -> linear_flow.Flow:
-        return linear_flow.Flow("f").add(models.MakePrice("make"), models.UsePrice("use"))
-
-    try:
-        engine = engines.load(flow(), store={"raw": models.Price(amount=2, currency="EUR")}, backend=backend)
-        engine.atom_notifier.register(
-            Notifier.ANY,
-            lambda state, details: engine.suspend() if details["task_name"] == "make" else None,
-        )
-        engine.run()
-        with contextlib.closing(backend.get_connection()) as conn:
-            detail = conn.get_flow_details(engine.storage.flow_uuid)
-        resumed = engines.load(flow(), flow_detail=detail, backend=backend)
-        resumed.run()
-        price = resumed.storage.fetch("price")
-        assert isinstance(price, models.Price)
-        # The engine's own flow detail says what storage.fetch says: the model, not its JSON.
-        (make,) = [atom for atom in resumed.storage.flow_detail if atom.name == "make"]
-        assert make.results == price and isinstance(make.results, models.Price)
-        report = ExecutionReport.from_engine(resumed)
-        (line,) = [line for line in report.to_text().splitlines() if line.strip().startswith("make")]
-        assert line.endswith(f"-> {summarize(price)}"), line
-        (atom,) = [atom for atom in report.to_dict()["atoms"] if atom["name"] == "make"]
-        assert atom["result"] == "Price(amount=2.0, currency='EUR')"
-    finally:
-        backend.close()
+        detail = conn.get_flow_details(engine.storage.flow_uuid)
+    resumed = engines.load(flow(), flow_detail=detail, backend=backend)
+    resumed.run()
+    price = resumed.storage.fetch("price")
+    assert isinstance(price, models.Price)
+    # The engine's own flow detail says what storage.fetch says: the model, not its JSON.
+    (make,) = [atom for atom in resumed.storage.flow_detail if atom.name == "make"]
+    assert make.results == price and isinstance(make.results, models.Price)
+    report = ExecutionReport.from_engine(resumed)
+    (line,) = [line for line in report.to_text().splitlines() if line.strip().startswith("make")]
+    assert line.endswith(f"-> {summarize(price)}"), line
+    (atom,) = [atom for atom in report.to_dict()["atoms"] if atom["name"] == "make"]
+    assert atom["result"] == "Price(amount=2.0, currency='EUR')"
