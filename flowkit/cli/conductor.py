@@ -144,7 +144,7 @@ def _recording(kind: str, engine_kind: str) -> Any:
     doubt) ran it on the serial engine, its tasks in the operator's shell
     rather than on the workers of ``worker-based://...``.
     """
-    from flowkit.cli.run import ENGINE_KEY
+    from flowkit.cli.run import ENGINE_KEY, masked_engine
     from flowkit.conductors.backends.impl_blocking import BlockingConductor
     from flowkit.conductors.backends.impl_nonblocking import NonBlockingConductor
     from flowkit.conductors.base import Conductor
@@ -152,10 +152,12 @@ def _recording(kind: str, engine_kind: str) -> Any:
 
     base = {"blocking": BlockingConductor, "nonblocking": NonBlockingConductor}[kind]
 
+    recorded = masked_engine(engine_kind)  # no password in the database
+
     class RecordsEvents(Conductor):
         def _listeners_from_job(self, job: Any, engine: Any) -> list[Any]:
             # Called once the job's engine is loaded, before it runs (with its claim held).
-            engine.storage.update_flow_metadata({ENGINE_KEY: engine_kind})
+            engine.storage.update_flow_metadata({ENGINE_KEY: recorded})
             return [*super()._listeners_from_job(job, engine), EventLogListener(engine)]
 
     return type(f"EventLogging{base.__name__}", (RecordsEvents, base), {})

@@ -224,7 +224,7 @@ def _resume(args: argparse.Namespace) -> int:
     from flowkit import exceptions as exc
     from flowkit._utils.switches import read_switch
     from flowkit.cli._plan import plan_resume
-    from flowkit.cli.run import ENGINE_KEY, ENGINE_OPTIONS_KEY, engine_error, run_engine
+    from flowkit.cli.run import ENGINE_KEY, ENGINE_OPTIONS_KEY, engine_error, run_engine, unrecorded_password
     from flowkit.engines.helpers import engine_class
 
     # A dry run only reads: it creates, migrates and writes nothing, as flows show.
@@ -251,6 +251,11 @@ def _resume(args: argparse.Namespace) -> int:
             plan = plan_resume(ref.flow, reach, never_resolve=never_resolve)
             print(json.dumps(plan.to_dict(), indent=2) if args.json else plan.to_text())
             return 0
+        if not args.engine and unrecorded_password(kind):
+            raise CliError(
+                f"flow '{ref.flow.name}' ran on engine '{kind}', whose password is not stored; pass the "
+                "engine again with --engine (or --engine @PATH to read it from a file)"
+            )
         try:
             engine = engines.load(flow, flow_detail=ref.flow, backend=backend, engine=kind, **engine_options)
         except (exc.UnknownEngine, exc.InvalidEngineOption) as err:

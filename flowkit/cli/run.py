@@ -197,7 +197,7 @@ def _run(args: argparse.Namespace) -> int:
         except ValueError as err:
             raise CliError(f"target '{args.target}': {one_line(err)}") from err
         _check_flow(engine, args.target)
-        meta: dict[str, Any] = {ENGINE_KEY: kind}
+        meta: dict[str, Any] = {ENGINE_KEY: masked_engine(kind)}
         if options:
             meta[ENGINE_OPTIONS_KEY] = options
         compiled: Any = engine  # an ActionEngine: it exposes its compiled graph
@@ -229,10 +229,17 @@ def _spec_engine_key(loaded: Any, err: Exception, flag: str | None) -> str | Non
 
 
 def engine_error(engine: str, err: Exception) -> CliError:
-    """Bad usage naming ``--engine``: an unknown kind, or an option of its URI it refuses.
+    """Bad usage naming ``--engine``: an unknown kind, or an option of its URI it refuses."""
+    return CliError(f"--engine '{masked_engine(engine)}': {one_line(err)}")
 
-    A password in a URL the URI's query holds (``worker-based://?url=redis://:pw@...``)
-    is masked.
+
+def masked_engine(engine: str) -> str:
+    """``engine`` (a kind or URI) with any password in a URL its query holds masked.
+
+    As shown in messages and recorded in a flow's metadata for ``flowkit flows
+    resume`` (``worker-based://?url=redis://:***@...``): a database is no place
+    for a Redis password, and a resume is given the engine again instead
+    (:func:`unrecorded_password`).
     """
     from flowkit.persistence.backends._urls import mask_url
 
@@ -240,7 +247,12 @@ def engine_error(engine: str, err: Exception) -> CliError:
     options = "&".join(
         f"{key}{eq}{mask_url(value)}" for key, eq, value in (item.partition("=") for item in query.split("&"))
     )
-    return CliError(f"--engine '{kind}{mark}{options}': {one_line(err)}")
+    return f"{kind}{mark}{options}"
+
+
+def unrecorded_password(recorded: str) -> bool:
+    """Whether an engine recorded by :func:`masked_engine` lost a password to the masking."""
+    return "***" in recorded.partition("?")[2]
 
 
 def spec_flow(path: str) -> Any:

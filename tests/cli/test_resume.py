@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -299,3 +300,28 @@ def test_the_dry_run_plan_escapes_what_another_process_wrote(tmp_path: Path) -> 
     assert "\x1b" not in done.stdout, done.stdout
     first = done.stdout.splitlines()[0]
     assert first == f"resume plan for flow 'shop\\x1b[2J\\nforged' ({row['uuid']}), now FAILURE\\x1b[31m:"
+
+
+def test_a_password_in_the_engine_uri_is_not_stored_and_resume_asks_for_the_engine(tmp_path: Path) -> None:
+    # `flowkit run` recorded --engine as given in the flow's metadata, for `flows resume`:
+    # a Redis password in a worker-based URI was stored in clear in the database.
+    database = tmp_path / "flows.db"
+    url = f"sqlite:///{database}"
+    engine = "worker-based://?url=redis://:hunter2@127.0.0.1:1/0"  # a closed port: the run fails
+    run = flowkit_cmd("run", "tests.cli._flows:make_shop", "--store", "amount=5", "--engine", engine,
+                      "--connection", url, "--no-progress")  # fmt: skip
+    assert run.returncode == 1, run.stderr
+    assert all(b"hunter2" not in f.read_bytes() for f in tmp_path.glob("flows.db*"))
+    [row] = flowkit_json("flows", "list", "--connection", url)
+    shown = flowkit_json("flows", "show", row["uuid"], "--connection", url)
+    assert "hunter2" not in json.dumps(shown)
+    # The recorded engine has no password to reach Redis with: resume says what to pass.
+    done = flowkit_cmd("flows", "resume", "shop", "--connection", url)
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert done.stderr.strip() == (
+        "flowkit flows resume: error: flow 'shop' ran on engine "
+        "'worker-based://?url=redis://:***@127.0.0.1:1/0', whose password is not stored; "
+        "pass the engine again with --engine (or --engine @PATH to read it from a file)"
+    )
+    # A dry run only plans: it needs no password.
+    assert flowkit_cmd("flows", "resume", "shop", "--dry-run", "--connection", url).returncode == 0
