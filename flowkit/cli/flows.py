@@ -4,12 +4,14 @@
 
     flowkit flows list --connection sqlite:///flows.db [--state FAILURE] [--json]
     flowkit flows show FLOW --connection URL [--json]
-    flowkit flows resume FLOW --connection URL [--dry-run] [--json]
+    flowkit flows resume FLOW --connection URL [--dry-run] [--json] [--board URL] [--force]
     flowkit flows why FLOW [ATOM] --connection URL [--json]
 
 ``FLOW`` is a flow detail's uuid or a flow name (the newest flow of that
 name; when others share it, a note on stderr names them). The JSON
-documents' keys are listed in ``doc/cli.rst`` and stay stable.
+documents' keys are listed in ``doc/cli.rst`` and stay stable. A flow a
+conductor ran for a job is resumed only once its job is seen unclaimed
+(``--board``) or with ``--force`` (:mod:`flowkit.cli._held`).
 """
 
 from __future__ import annotations
@@ -70,6 +72,18 @@ def register(subparsers: Any) -> None:
         "--engine",
         type=url_value,
         help="engine kind or URI (default: the one the run used); --dry-run plans with it" + FROM_FILE,
+    )
+    resume.add_argument(
+        "--board",
+        type=url_value,
+        metavar="URL",
+        help="for a flow a conductor ran for a job: the job's board, read to check that no conductor"
+        " holds the job any more" + FROM_FILE,
+    )
+    resume.add_argument(
+        "--force",
+        action="store_true",
+        help="resume a job's flow without checking its claim (its tasks run twice if a conductor holds it)",
     )
     add_run_options(resume)
     resume.set_defaults(handler=guarded("flowkit flows resume", _resume), prog_name="flowkit flows resume")
@@ -223,6 +237,7 @@ def _resume(args: argparse.Namespace) -> int:
     from flowkit import engines, states
     from flowkit import exceptions as exc
     from flowkit._utils.switches import read_switch
+    from flowkit.cli._held import JobRecord, check_unclaimed
     from flowkit.cli._plan import plan_resume
     from flowkit.cli.run import ENGINE_KEY, ENGINE_OPTIONS_KEY, engine_error, run_engine, unrecorded_password
     from flowkit.engines.helpers import engine_class
@@ -230,6 +245,10 @@ def _resume(args: argparse.Namespace) -> int:
     # A dry run only reads: it creates, migrates and writes nothing, as flows show.
     with open_backend(args.connection, writable=not args.dry_run) as backend:
         ref = find_flow(backend, args.flow, "flowkit flows resume")
+        job = JobRecord.from_meta(ref.flow.meta)
+        if job is not None and not args.dry_run and not args.force:
+            # Before anything is rebuilt or run: a live conductor's job is its to run.
+            check_unclaimed(ref.flow, job, args.board)
         flow = _rebuild(ref)
         kind = args.engine or (ref.flow.meta or {}).get(ENGINE_KEY) or "serial"
         # A spec file's engine options (max_workers...) hold again, unless --engine picks another.
@@ -249,7 +268,18 @@ def _resume(args: argparse.Namespace) -> int:
             # Read as the engine reads a flag: a yes/no word or bool, anything else false.
             never_resolve = bool(read_switch(options.get("never_resolve", False)))
             plan = plan_resume(ref.flow, reach, never_resolve=never_resolve)
-            print(json.dumps(plan.to_dict(), indent=2) if args.json else plan.to_text())
+            if args.json:
+                shown = plan.to_dict()
+                if job is not None:
+                    shown["job"] = job.to_dict()
+                print(json.dumps(shown, indent=2))
+                return 0
+            if job is not None:
+                print(
+                    f"flow '{log_safe(ref.flow.name)}' belongs to {log_safe(job.describe())}: a resume checks"
+                    " that no conductor holds the job (--board URL) or is told to go on (--force)"
+                )
+            print(plan.to_text())
             return 0
         if not args.engine and unrecorded_password(kind):
             raise CliError(

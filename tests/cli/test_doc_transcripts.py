@@ -146,7 +146,7 @@ def test_every_synopsis_line_of_the_cli_page_runs_with_each_of_its_options(tmp_p
                 assert out, command
             if "--json" in words:
                 json.loads(out)
-    assert len(ran) == 13, ran
+    assert len(ran) == 15, ran
 
 
 def test_the_graph_commands_of_the_cli_page_print_dot_and_mermaid(tmp_path: Path) -> None:

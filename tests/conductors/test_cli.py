@@ -484,3 +484,147 @@ def test_jobs_conductors_lists_the_live_ones_past_a_malformed_entry(
     assert f"ignoring malformed entity entry {namespace}:entity:list" in said and "a JSON list" in said
     assert as_json.returncode == 0, as_json.stderr
     assert sorted(e["name"] for e in json.loads(as_json.stdout)) == ["alive", "odd"]
+
+
+def test_flows_resume_refuses_a_flow_a_live_conductor_holds(redis_board: str, tmp_path: Path) -> None:
+    # `flowkit flows resume` of a job's flow ran it while a live conductor still
+    # held the job: its tasks ran twice at once. The conductor now records the
+    # job in the flow's metadata and the resume refuses unless the job is seen unclaimed.
+    connection = f"sqlite:///{tmp_path / 'flows.db'}"
+    persistence = persistence_backends.fetch(connection)
+    with persistence.get_connection() as conn:
+        conn.upgrade()
+    calls, gate = str(tmp_path / "calls"), tmp_path / "gate"
+    from tests.conductors.conftest import post_flow
+
+    with backends.backend("b", redis_board, persistence=persistence) as board:
+        job, fd = post_flow(
+            board, persistence, flows.chain, [2, 0, str(gate)], job_store={"v0": 0, "calls": calls}
+        )
+    persistence.close()
+    conductor = subprocess.Popen(
+        [sys.executable, "-m", "flowkit", "conductor", "--board", redis_board, "--connection", connection,
+         "--name", "holder", "--wait-timeout", "0.05", "--max-dispatches", "1"],
+        cwd=REPO_ROOT, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    resume = ["flows", "resume", fd.uuid, "--connection", connection, "--no-progress"]
+    try:
+        services.wait_until(lambda: len(flows.read_calls(calls)) == 1, 60, message="step0 running")
+        by_hand = subprocess.Popen(
+            [sys.executable, "-m", "flowkit", *resume], cwd=REPO_ROOT, stderr=subprocess.PIPE, text=True
+        )
+        try:
+            # Either it refuses, or it runs step0 a second time (the defect).
+            services.wait_until(
+                lambda: by_hand.poll() is not None or len(flows.read_calls(calls)) > 1, 60, message="resume"
+            )
+        finally:
+            by_hand.kill()
+            _, refused = by_hand.communicate(timeout=30)
+        assert [c["atom"] for c in flows.read_calls(calls)] == ["step0"]
+        assert by_hand.returncode == 2, refused
+        assert refused.strip() == (
+            f"flowkit flows resume: error: flow 'job' ({fd.uuid}) is run by a conductor for job {job.uuid}"
+            f" on redis board {redis_board}; resuming it while a conductor holds the job runs its tasks"
+            " twice: pass --board URL to check that the job is no longer claimed, or --force if you are"
+            " sure no conductor runs it"
+        )
+        # --board sees the claim: refused again, naming its owner.
+        held = flowkit(*resume, "--board", redis_board)
+        assert held.returncode == 2 and f"job {job.uuid} is claimed by 'holder'" in held.stderr, held.stderr
+        # Another board is no proof the job is free.
+        other = flowkit(*resume, "--board", redis_board + "-other")
+        assert other.returncode == 2 and f"is not the board of job {job.uuid}" in other.stderr, other.stderr
+        # The dry run says whose flow it is.
+        dry = flowkit(*resume, "--dry-run")
+        assert dry.returncode == 0, dry.stderr
+        assert f"flow 'job' belongs to job {job.uuid} on redis board {redis_board}" in dry.stdout
+        dry_json = json.loads(flowkit(*resume, "--dry-run", "--json").stdout)
+        assert dry_json["job"] == {"uuid": job.uuid, "board": "redis", "url": redis_board}
+        assert [c["atom"] for c in flows.read_calls(calls)] == ["step0"]
+        gate.touch()
+        _, stderr = conductor.communicate(timeout=60)
+    finally:
+        conductor.kill()
+    assert conductor.returncode == 0, stderr
+    # The job is done and gone from the board: --board lets the resume go on.
+    done = flowkit(*resume, "--board", redis_board)
+    assert done.returncode == 0, done.stderr
+    assert [c["atom"] for c in flows.read_calls(calls)] == ["step0", "step1"]
+    # --force skips the check.
+    assert flowkit(*resume, "--force").returncode == 0
+
+
+def test_a_conductor_records_no_board_password_in_a_flows_metadata(
+    redis_server: services.RedisServer, tmp_path: Path
+) -> None:
+    # The board's password is the operator's to give again (--board): a database is no place for it.
+    import redis
+
+    redis_server.start()
+    user = f"pw-{uuid.uuid4().hex[:8]}"
+    client = redis.Redis(host="127.0.0.1", port=redis_server.port)
+    client.acl_setuser(
+        user, enabled=True, passwords=["+secret-pw"], keys=["*"], channels=["*"], commands=["+@all"]
+    )
+    client.close()
+    connection = f"sqlite:///{tmp_path / 'flows.db'}"
+    board = f"redis://{user}:secret-pw@127.0.0.1:{redis_server.port}/0?namespace={user}"
+    common = ["jobs", "--board", board, "--connection", connection]
+    store = json.dumps({"v0": 5, "calls": str(tmp_path / "calls")})
+    posted = flowkit(
+        *common, "post", "p", "--factory", "tests.conductors.flows.chain", "--args", "[1]", "--store", store
+    )
+    assert posted.returncode == 0, posted.stderr
+    ran = flowkit(
+        "conductor", "--board", board, "--connection", connection, "--name", "c", "--max-dispatches", "1"
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert "secret-pw" not in (tmp_path / "flows.db").read_bytes().decode("utf-8", "replace")
+    persistence = persistence_backends.fetch(connection)
+    try:
+        with persistence.get_connection() as conn:
+            [book] = conn.get_logbooks()
+            [detail] = list(book)
+    finally:
+        persistence.close()
+    assert detail.meta["job"] == {
+        "uuid": posted.stdout.strip(),
+        "board": "redis",
+        "url": board.replace("secret-pw", "***"),
+    }
+
+
+def test_flows_resume_checks_a_zookeeper_claim_and_goes_on_once_its_holder_is_gone(
+    zookeeper_path_url: str, tmp_path: Path
+) -> None:
+    # A conductor that died leaves its claim until its ZooKeeper session ends;
+    # from then on `flows resume --board` of its job's flow goes on.
+    connection = f"sqlite:///{tmp_path / 'flows.db'}"
+    calls = str(tmp_path / "calls")
+    persistence = persistence_backends.fetch(connection)
+    with persistence.get_connection() as conn:
+        conn.upgrade()
+    from flowkit.cli._held import JOB_KEY, JobRecord
+    from tests.conductors.conftest import post_flow
+
+    holder = backends.fetch("holder", zookeeper_path_url, persistence=persistence)
+    holder.connect()
+    try:
+        job, fd = post_flow(holder, persistence, flows.chain, [1], meta_store={"v0": 0, "calls": calls})
+        holder.claim(job, "zk-holder")
+        # As the conductor that claimed it records it.
+        fd.meta[JOB_KEY] = JobRecord.of(job.uuid, zookeeper_path_url).to_dict()
+        with persistence.get_connection() as conn:
+            conn.update_flow_details(fd)
+        resume = ["flows", "resume", fd.uuid, "--connection", connection, "--no-progress"]
+        held = flowkit(*resume, "--board", zookeeper_path_url)
+        assert held.returncode == 2, held.stderr
+        assert f"job {job.uuid} is claimed by 'zk-holder' on zookeeper board" in held.stderr
+        assert flows.read_calls(calls) == []
+    finally:
+        holder.close()  # its session, and with it the claim, ends: as when its conductor dies
+        persistence.close()
+    done = flowkit(*resume, "--board", zookeeper_path_url)
+    assert done.returncode == 0, done.stderr
+    assert [c["atom"] for c in flows.read_calls(calls)] == ["step0"]
