@@ -46,6 +46,17 @@ def on_postgresql(postgresql_db_url: str) -> Iterator[Backend]:
         backend.close()
 
 
+def _started_board(redis_server: services.RedisServer) -> dict[str, Any]:
+    """Start the session's Redis (a test may have stopped it) and give a board of its own on it."""
+    redis_server.start()
+    return {
+        "board": "redis",
+        "host": "127.0.0.1",
+        "port": redis_server.port,
+        "namespace": f"test-{uuid.uuid4().hex[:12]}",
+    }
+
+
 def test_a_job_claimed_while_the_database_restarts_is_not_set_aside_and_runs_once_it_is_back(
     postgresql_server: services.PostgresServer,
     redis_server: services.RedisServer,
@@ -54,13 +65,7 @@ def test_a_job_claimed_while_the_database_restarts_is_not_set_aside_and_runs_onc
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level("WARNING", logger="flowkit.conductors")
-    redis_server.start()
-    conf: dict[str, Any] = {
-        "board": "redis",
-        "host": "127.0.0.1",
-        "port": redis_server.port,
-        "namespace": f"test-{uuid.uuid4().hex[:12]}",
-    }
+    conf = _started_board(redis_server)
     poster = board_backends.fetch("poster", conf, persistence=on_postgresql)
     poster.connect()
     board = board_backends.fetch("c1-board", conf, persistence=on_postgresql)
@@ -105,13 +110,7 @@ def test_a_conductor_whose_store_cannot_be_reached_says_so_once_naming_its_maske
     # `flowkit conductor --connection` with a wrong port or host: every claim of every
     # job was given back, and nothing was logged, so the operator saw jobs that stayed
     # UNCLAIMED and a conductor that said nothing at all.
-    redis_server.start()
-    conf: dict[str, Any] = {
-        "board": "redis",
-        "host": "127.0.0.1",
-        "port": redis_server.port,
-        "namespace": f"test-{uuid.uuid4().hex[:12]}",
-    }
+    conf = _started_board(redis_server)
     poster = board_backends.fetch("poster", conf, persistence=on_postgresql)
     poster.connect()
     away_url = f"postgresql+psycopg://flowkit:s3cret@127.0.0.1:{services.free_port()}/flowkit"
