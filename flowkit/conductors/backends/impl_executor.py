@@ -356,9 +356,10 @@ class ExecutorConductor(Conductor):
         except ClaimLost as lost:
             return Outcome(Verdict.LOST, str(lost))
         except (exc.UnknownEngine, exc.InvalidEngineOption) as error:
-            # The conductor's engine setting is at fault, not the job: given back, as
-            # TaskFlow's conductor does, rather than set aside (one misconfigured
-            # conductor emptied the board into the trash), and the loop pauses.
+            # The conductor's engine setting is at fault, not the job: given back
+            # rather than trashed (TaskFlow's conductor trashes it, and so one
+            # misconfigured conductor emptied the board; doc/migrating.rst), and
+            # the loop pauses.
             reason = f"this conductor cannot make its engine: {_public_type_name(error)}: {error}"
             self._log.warning("job %s is given back: %s", job, LogSafe(reason))
             self._pause.set()
