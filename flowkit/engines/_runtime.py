@@ -799,11 +799,13 @@ class Runtime:
         try:
             return self.state.check_storable(value)
         except (TypeError, ValueError, RecursionError) as err:
-            scope = node.scope
-            if type(scope.flow) in _steering.LOOPS and scope.children[-1] == node.index and what == "result":
-                from flowkit.engines._loops import unstorable_until  # only on this failure (first-load cost)
+            if what == "result" and _steering.LOOPS:
+                # only on this failure (first-load cost)
+                from flowkit.engines._loops import loop_answered_by, unstorable_until
 
-                raise unstorable_until(scope.flow, node, value, err) from err
+                loop = loop_answered_by(node)
+                if loop is not None:
+                    raise unstorable_until(loop, node, value, err) from err
             from flowkit.persistence._json import unstorable  # loaded already by the check
 
             raise unstorable(f"{what} of atom '{node.name}'", err) from err
