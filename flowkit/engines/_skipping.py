@@ -28,7 +28,11 @@ __all__ = ["admit_flow", "first_atoms", "ignore"]
 
 
 def ignore(scheduler: Scheduler, node: Node, depth: Depth) -> None:
-    """Skip ``node`` (a decider said no) and what ``depth`` covers."""
+    """Skip atom ``node`` (a decider said no) and what ``depth`` covers.
+
+    Always an atom: a "no" on a link into a nested flow skips its first atoms,
+    each passed here by :func:`admit_flow`.
+    """
     records = scheduler.records
     for index in _ignore_set(scheduler, node, depth):
         record = records[index]
@@ -37,7 +41,7 @@ def ignore(scheduler: Scheduler, node: Node, depth: Depth) -> None:
             scheduler._hooks.record(scheduler._nodes[index], st.IGNORE, st.IGNORE)
             record.state = st.IGNORE
             record.intention = st.IGNORE
-    if node.atom is None or scheduler._waiting[node.index] == 0:
+    if scheduler._waiting[node.index] == 0:
         scheduler._forward_done(node.index)
 
 
