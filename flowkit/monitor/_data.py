@@ -30,7 +30,6 @@ __all__ = [
     "UnknownGroup",
     "changes",
     "drawing_id",
-    "graph_version",
     "unchanged",
 ]
 
@@ -227,7 +226,7 @@ class Reader:
 
         A flow not run yet has no state recorded: ``PENDING``, as the list and
         the report say. ``graph`` changes when the drawn graph may have (see
-        :func:`graph_version`): the page then asks for the graph again.
+        :func:`_version`): the page then asks for the graph again.
 
         Read narrowly (the live stream asks at every poll): the flow's own
         record, then its atoms' states alone
@@ -290,7 +289,7 @@ class Reader:
         the flow detail), and a graph learned from the event log gains a link
         each time an atom starts. Each poll reads the atoms' states alone
         (:meth:`~flowkit.persistence.base.Connection.get_atom_states`: the
-        answer's ``version`` is the live stream's, see :func:`graph_version`)
+        answer's ``version`` is the live stream's, see :func:`_version`)
         and from them the cached shape's :func:`_structure`: for a flow whose
         own shape is stored or rebuilt by an allowed factory, it moves only
         when an atom joins that the shape lacks; for one learned from the event
@@ -376,7 +375,7 @@ class _Found:
 
     Attributes:
         entry: the drawing (its answers carry no version: one drawing serves many).
-        version: the :func:`graph_version` of the atoms just read, which the
+        version: the :func:`_version` of the atoms just read, which the
             live stream sends too: the page asks again when they differ.
     """
 
@@ -478,20 +477,6 @@ def changes(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
     return {"state": after["state"], "atoms": moved, "graph": after["graph"], "changes": True}
 
 
-def graph_version(flow: Any) -> str:
-    """When the drawn graph may have changed, cheaply: the atom count and the ``ready`` events recorded.
-
-    An atom joins (a spawned sub-flow) or an atom starts because others
-    completed (a link the event log learns): either may change the drawing.
-    The live stream computes the same from the atoms' states alone
-    (:meth:`Reader.states`), so the two agree for one flow as stored. It
-    is the same for every kind of graph, so a page compares it without
-    knowing the kind; the server knows, and redraws only when the kind's
-    own :func:`_structure` moved.
-    """
-    return _version(_statuses(flow))
-
-
 def _statuses(flow: Any) -> dict[str, AtomStatus]:
     """Each atom of ``flow`` (read whole) by name, as ``Connection.get_atom_states`` would read it."""
     from flowkit.persistence.base import AtomStatus
@@ -500,7 +485,17 @@ def _statuses(flow: Any) -> dict[str, AtomStatus]:
 
 
 def _version(atoms: Mapping[str, AtomStatus]) -> str:
-    """:func:`graph_version` of atoms by name (as ``Connection.get_atom_states`` reads them)."""
+    """When the drawn graph may have changed, cheaply: the atom count and the ``ready`` events recorded.
+
+    ``atoms`` by name, as ``Connection.get_atom_states`` reads them. An atom
+    joins (a spawned sub-flow) or an atom starts because others completed (a
+    link the event log learns): either may change the drawing. The live
+    stream computes the same from the atoms' states alone
+    (:meth:`Reader.states`), so the two agree for one flow as stored. It is
+    the same for every kind of graph, so a page compares it without knowing
+    the kind; the server knows, and redraws only when the kind's own
+    :func:`_structure` moved.
+    """
     return f"{len(atoms)}.{sum(status.ready for status in atoms.values())}"
 
 
@@ -517,7 +512,7 @@ def _structure(base_ids: frozenset[str] | None, atoms: Mapping[str, AtomStatus])
     Atoms it lacks (a spawned sub-flow) are drawn with the links the event
     log learns, as a shape learned from the event log alone (``base_ids``
     None) is: then any atom joining or ``ready`` event may add a link, and
-    the structure is the :func:`graph_version`.
+    the structure is the :func:`_version`.
     """
     if base_ids is not None and all(name in base_ids for name in atoms):
         return _FIXED
