@@ -30,7 +30,6 @@ run time.
 
 from __future__ import annotations
 
-import builtins
 import collections.abc as cabc
 import enum
 import functools
@@ -292,33 +291,14 @@ _cached_contract = functools.lru_cache(maxsize=4096)(_read_contract)
 
 
 def _plain_hints(target: Any) -> dict[str, Any] | None:
-    """``typing.get_type_hints(target)`` when every annotation names a class; else None.
-
-    Under ``from __future__ import annotations`` each annotation is a string, and
-    ``get_type_hints`` runs :func:`compile` on every one; the first ``compile()``
-    of a process also builds the interpreter's AST classes (about 1 ms of a first
-    run). A plain name (``"int"``, ``"Order"``) is looked up as ``eval`` would,
-    in the function's globals and then the builtins; anything else (a generic, a
-    union, a dotted name, a name that is not a class) is left to ``get_type_hints``.
-    """
-    holder = target
-    while hasattr(holder, "__wrapped__"):
-        holder = holder.__wrapped__
-    names = getattr(holder, "__globals__", None)
-    if names is None or getattr(target, "__no_type_check__", None):
+    """``typing.get_type_hints(target)`` when every annotation names a class
+    (:func:`~flowkit._utils.reflection.plain_type`, no ``compile()``); else None."""
+    if getattr(target, "__no_type_check__", None):
         return None
     hints: dict[str, Any] = {}
     for arg, annotation in target.__annotations__.items():
-        found = annotation
-        if isinstance(annotation, str):
-            if not annotation.isidentifier():
-                return None
-            found = names.get(annotation, _NOT_FOUND)
-            if found is _NOT_FOUND:
-                found = getattr(builtins, annotation, None)
-        if found is None and annotation in (None, "None"):
-            found = type(None)
-        elif not isinstance(found, type) or typing.get_args(found):
+        found = reflection.plain_type(target, annotation)
+        if found is reflection.NOT_PLAIN:
             return None
         hints[arg] = found
     return hints

@@ -8,14 +8,17 @@ object (not the bound method, which is new for every instance).
 
 from __future__ import annotations
 
+import builtins
 import functools
 import types
+import typing
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 from flowkit._utils.records import Record
 
 __all__ = [
+    "NOT_PLAIN",
     "CallableArgs",
     "accepts_kwargs",
     "get_callable_args",
@@ -23,6 +26,7 @@ __all__ = [
     "get_class_name",
     "inspect_callable",
     "inspect_key",
+    "plain_type",
     "signature_key",
 ]
 
@@ -218,3 +222,39 @@ def get_callable_args(function: Callable[..., Any], required_only: bool = False)
 def accepts_kwargs(function: Callable[..., Any]) -> bool:
     """Return whether ``function`` takes ``**kwargs``."""
     return inspect_callable(function).accepts_kwargs
+
+
+#: What :func:`plain_type` answers for an annotation it leaves to :func:`typing.get_type_hints`.
+NOT_PLAIN: Final = object()
+
+
+def plain_type(function: Callable[..., Any], annotation: Any) -> Any:
+    """The class that ``annotation`` (one of ``function``'s) names, if it is a plain one.
+
+    Under ``from __future__ import annotations`` each annotation is a string, and
+    :func:`typing.get_type_hints` runs :func:`compile` on every one; the first
+    ``compile()`` of a process also builds the interpreter's AST classes (about
+    1 ms of a first run). A plain name (``"int"``, ``"Order"``) is looked up as
+    ``eval`` would, in the globals of the function (unwrapped, as
+    ``get_type_hints`` reads them) and then the builtins, with ``None`` standing
+    for its class. Anything else (a generic, a union, a dotted name, a name that
+    is not a class, or not found) is :data:`NOT_PLAIN`: only ``get_type_hints``
+    can say what it means. One reading for :mod:`flowkit.typed` and for the
+    engine's decision whether to import it.
+    """
+    holder: Any = function
+    while hasattr(holder, "__wrapped__"):
+        holder = holder.__wrapped__
+    found = annotation
+    if isinstance(annotation, str):
+        names = getattr(holder, "__globals__", None)
+        if names is None or not annotation.isidentifier():
+            return NOT_PLAIN
+        found = names.get(annotation, NOT_PLAIN)
+        if found is NOT_PLAIN:
+            found = getattr(builtins, annotation, None)
+    if found is None and annotation in (None, "None"):
+        return type(None)
+    if not isinstance(found, type) or typing.get_args(found):
+        return NOT_PLAIN
+    return found

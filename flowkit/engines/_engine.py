@@ -13,7 +13,6 @@ final flow state.
 from __future__ import annotations
 
 import _thread  # threading's Lock, without importing threading (start-up time)
-import builtins
 import contextlib
 import functools
 import sys
@@ -22,7 +21,7 @@ from collections import deque
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from itertools import pairwise
 from types import FunctionType
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, is_typeddict
 
 from flowkit import _steering
 from flowkit import exceptions as exc
@@ -114,21 +113,15 @@ def _check_switch(options: dict[str, Any], name: str, engine: str, *, unset: boo
 def _takes_anything(execute: Callable[..., Any], arg: str) -> bool:
     """Whether ``execute`` annotates ``arg`` as ``Any`` or ``object``, read without resolving it.
 
-    A string annotation (``from __future__ import annotations``) is looked up
-    as :mod:`flowkit.typed` resolves it, in the function's globals, then the
-    builtins; anything other than a plain or ``typing.``-dotted name is not
-    known to take anything.
+    A string annotation (``from __future__ import annotations``) is read as
+    :mod:`flowkit.typed` reads a plain one (:func:`~flowkit._utils.reflection.plain_type`),
+    or as ``typing.`` and a name; anything else is not known to take anything.
     """
     annotation = execute.__annotations__[arg]
-    if isinstance(annotation, str):
-        names: dict[str, Any] = execute.__globals__
-        scope, dot, name = annotation.rpartition(".")
-        if scope == "typing":
-            annotation = getattr(names.get("typing"), name, None)
-        elif dot:
-            return False
-        else:
-            annotation = names.get(name, getattr(builtins, name, None))
+    if isinstance(annotation, str) and annotation.startswith("typing."):
+        annotation = getattr(execute.__globals__.get("typing"), annotation[len("typing.") :], None)
+    else:
+        annotation = reflection.plain_type(execute, annotation)
     return annotation is Any or annotation is object
 
 
@@ -138,31 +131,43 @@ def may_check_types(nodes: Iterable[Node], classes: Iterable[type]) -> bool:
     It compares a provider's result type with the consumer's annotation of the
     argument it feeds, so it has something to do only where an ``execute``
     annotates an argument that another atom provides (or its ``**kwargs``,
-    which types every extra argument, and one is fed). Worked out per class
-    (``classes``: those of ``nodes``' atoms) from the annotations' names, without
-    resolving them or importing ``typed``: a flow of tasks that annotate their
-    results only, or arguments fed by the store, pays one look per class.
+    which types every extra argument, and one is fed), and only if the flow's
+    annotations name more than one class: where all of them name one plain
+    class (a pipeline passing ``int``, or ``DataFrame``, from task to task),
+    every edge gives what it reads and none can mismatch. Worked out per class
+    (``classes``: those of ``nodes``' atoms) from the annotations, read as
+    ``typed`` reads a plain one, without importing it: a flow of tasks that
+    annotate their results only, or arguments fed by the store, or one type
+    throughout, pays a look or two per class and no walk over its edges.
     """
     annotated: dict[type, set[str] | None] = {}
+    # What the annotations in play name (reflection.NOT_PLAIN: something only typed can read).
+    named: set[Any] = set()
     for cls in classes:
         if not _declares_alone(cls):
             return True
         execute = cls.execute  # type: ignore[attr-defined]
-        names = execute.__annotations__.keys() - _NOT_INPUTS
+        annotations = execute.__annotations__
+        if "return" in annotations:
+            named.add(reflection.plain_type(execute, annotations["return"]))
+        names = annotations.keys() - _NOT_INPUTS
         if not names:
             continue
         var_keyword = reflection.inspect_callable(execute).var_keyword
-        if var_keyword is not None and var_keyword in names:
-            if not _takes_anything(execute, var_keyword):
-                # An annotated ``**kwargs`` types every extra argument: any fed one is checked.
-                annotated[cls] = None
-                continue
+        if var_keyword is not None and var_keyword in names and _takes_anything(execute, var_keyword):
             names.discard(var_keyword)  # ``**kwargs: Any`` declares nothing (as typed reads it)
             if not names:
                 continue
-        annotated[cls] = names
+        named.update(reflection.plain_type(execute, annotations[name]) for name in names)
+        # An annotated ``**kwargs`` types every extra argument: any fed one is checked.
+        annotated[cls] = None if var_keyword in names else names
     if not annotated:
         return False
+    if len(named) == 1:
+        (only,) = named
+        # A plain class's result gives no item a type of its own (a TypedDict's does).
+        if only is not reflection.NOT_PLAIN and not is_typeddict(only):
+            return False
     for node in nodes:
         cls = type(node.atom)
         if cls in annotated:

@@ -262,10 +262,17 @@ class Total(task.Task):
     def execute(self, **values: int) -> int:
         return sum(values.values())
 
+class Halve(task.Task):
+    def execute(self, x: int) -> float:
+        return x / 2
+
 # Both take only the store's x: an annotated argument and an annotated **values fed by no atom.
 flow = linear_flow.Flow("f").add(Add("a", provides="y"), Total("t", requires=["x"], provides="total"))
-if {fed}:  # an annotated argument fed by another atom: typed compares the two annotations
+fed = "{fed}"
+if fed == "int":  # an annotated argument fed by another atom, every annotation int
     flow.add(Add("b", rebind={"x": "y"}, provides="z"))
+elif fed == "int and float":  # the same, in a flow that also speaks float: typed compares
+    flow.add(Halve("b", rebind={"x": "y"}, provides="z"))
 assert engines.run(flow, store={"x": 1})["total"] == 1
 print(json.dumps({"compiled": compiled, "typed": "flowkit.typed" in sys.modules,
                   "guards": "flowkit._guards" in sys.modules,
@@ -273,7 +280,7 @@ print(json.dumps({"compiled": compiled, "typed": "flowkit.typed" in sys.modules,
 """
 
 
-def _annotated_run(fed: bool) -> dict[str, Any]:
+def _annotated_run(fed: str | None) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     command = [sys.executable, "-S", "-c", ANNOTATED_RUN.replace("{fed}", str(fed))]
     out = subprocess.run(command, check=True, capture_output=True, text=True, env=env)
@@ -285,7 +292,7 @@ def test_a_run_of_tasks_annotated_with_plain_names_compiles_no_source_text() -> 
     # Under ``from __future__ import annotations`` every annotation is a string;
     # typing.get_type_hints would compile() each one (and, the first time, build the
     # AST classes): flowkit.typed looks plain class names up instead.
-    found = _annotated_run(fed=True)
+    found = _annotated_run(fed="int and float")
     assert found["typed"]  # the probe does check the annotations
     assert found["compiled"] == []
 
@@ -293,7 +300,7 @@ def test_a_run_of_tasks_annotated_with_plain_names_compiles_no_source_text() -> 
 def test_annotated_edges_that_match_do_not_load_the_injected_value_check() -> None:
     # Whether an injected value replaces a provider's result matters only for an
     # edge whose types do not match: a flow that checks clean never asks it.
-    found = _annotated_run(fed=True)
+    found = _annotated_run(fed="int and float")
     assert found["typed"]
     assert not found["validating"]
 
@@ -301,9 +308,16 @@ def test_annotated_edges_that_match_do_not_load_the_injected_value_check() -> No
 def test_annotations_with_nothing_to_compare_or_validate_import_neither_typed_nor_guards() -> None:
     # Results annotated, arguments (named, or through **values) annotated but fed by
     # the store: no edge for typed to compare, no result to validate.
-    found = _annotated_run(fed=False)
+    found = _annotated_run(fed=None)
     assert not found["typed"]
     assert not found["guards"]
+
+
+def test_a_flow_annotated_with_one_class_throughout_does_not_import_typed() -> None:
+    # Every annotation names int: each edge gives what it reads, none can mismatch.
+    found = _annotated_run(fed="int")
+    assert not found["typed"]
+    assert found["compiled"] == []
 
 
 # ``flowkit --help`` (and every subcommand's parser) answers without these: the

@@ -1,17 +1,18 @@
 """The engine's pre-checks for type checks and guards never skip work ``typed`` or the guards would do.
 
-A flow in which no annotated argument is fed by another atom skips importing
-:mod:`flowkit.typed` for the compile-time check, and a flow with no atom whose
-result may be validated skips :mod:`flowkit._guards` (start-up time); that is
-only right when :func:`flowkit.typed.check_compilation` would find nothing to
-check and :func:`flowkit._guards.build` no atom to guard.
+A flow in which no annotated argument is fed by another atom, or whose
+annotations all name one plain class, skips importing :mod:`flowkit.typed` for
+the compile-time check, and a flow with no atom whose result may be validated
+skips :mod:`flowkit._guards` (start-up time); that is only right when
+:func:`flowkit.typed.check_compilation` could find no mismatch and
+:func:`flowkit._guards.build` no atom to guard.
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypedDict
 
 import pytest
 
@@ -61,6 +62,30 @@ class TakesAnyObject(task.Task):
 class TakesStarred(task.Task):
     def execute(self, *values: int, **rest):  # type: ignore[no-untyped-def]  # ``*values`` takes nothing
         return rest
+
+
+class Point(TypedDict):
+    x: str
+
+
+class ReturnsPoint(task.Task):
+    def execute(self) -> Point:
+        return {"x": "east"}
+
+
+class TakesPoint(task.Task):
+    def execute(self, x: Point):  # type: ignore[no-untyped-def]  # fed the result's "x" item, a str
+        return x
+
+
+class ReturnsBool(task.Task):
+    def execute(self) -> bool:
+        return True
+
+
+class TakesOptional(task.Task):
+    def execute(self, x: int | None):  # type: ignore[no-untyped-def]  # not a plain class
+        return x
 
 
 class Validated(task.Task):
@@ -118,6 +143,16 @@ FLOWS: dict[str, Callable[[], Any]] = {
     "star args annotation": lambda: linear_flow.Flow("f").add(
         ReturnsStr("a", provides="values"), TakesStarred("b", requires=["values"])
     ),
+    "one type throughout, by index": lambda: linear_flow.Flow("f").add(
+        ReturnsInt("a", provides=["x"]), TakesInt("b")
+    ),
+    "a TypedDict item read as the TypedDict": lambda: linear_flow.Flow("f").add(
+        ReturnsPoint("a", provides={"x"}), TakesPoint("b")
+    ),
+    "bool into int": lambda: linear_flow.Flow("f").add(ReturnsBool("a", provides="x"), TakesInt("b")),
+    "str into int or None": lambda: linear_flow.Flow("f").add(
+        ReturnsStr("a", provides="x"), TakesOptional("b")
+    ),
     "validated class": lambda: linear_flow.Flow("f").add(Validated("a")),
     "validated atom": lambda: linear_flow.Flow("f").add(_validated_instance()),
     "own contract": lambda: linear_flow.Flow("f").add(OwnContract("a")),
@@ -133,27 +168,19 @@ OPTIONS: dict[str, Mapping[str, Any]] = {
 }
 
 
-def _checks_something(compilation: Compilation) -> bool:
+def _refuses(compilation: Compilation) -> bool:
     try:
         typed.check_compilation(compilation)
     except exceptions.TypeMismatch:
         return True
-    # No mismatch: did it compare any edge? Only where an annotated input has a provider.
-    for node in compilation.atoms:
-        contract = typed.contract_of(node.atom)
-        if any(
-            plan.provider >= 0 and contract.input_type(plan.arg) is not typed.UNTYPED
-            for plan in node.exec_args
-        ):
-            return True
     return False
 
 
 @pytest.mark.parametrize("shape", sorted(FLOWS))
-def test_the_type_check_is_skipped_only_when_it_has_nothing_to_compare(shape: str) -> None:
+def test_the_type_check_is_skipped_only_when_it_cannot_refuse(shape: str) -> None:
     compilation = compile_flow(FLOWS[shape]())
     atoms = compilation.atoms
-    if _checks_something(compilation):
+    if _refuses(compilation):
         assert may_check_types(atoms, {type(node.atom) for node in atoms})
 
 
@@ -166,7 +193,7 @@ def test_guards_are_skipped_only_when_none_would_be_built(shape: str, options: s
         assert may_guard(atoms, {type(node.atom) for node in atoms}, OPTIONS[options])
 
 
-def test_plain_tasks_and_unfed_annotations_need_neither() -> None:
+def test_plain_tasks_unfed_annotations_and_one_type_throughout_need_neither() -> None:
     for shape in (
         "plain",
         "return annotation",
@@ -174,6 +201,9 @@ def test_plain_tasks_and_unfed_annotations_need_neither() -> None:
         "kwargs annotation fed by the store",
         "kwargs: Any",
         "kwargs: object",
+        "input annotation fed by an atom",
+        "kwargs annotation",
+        "one type throughout, by index",
     ):
         atoms = compile_flow(FLOWS[shape]()).atoms
         classes = {type(node.atom) for node in atoms}
@@ -183,8 +213,16 @@ def test_plain_tasks_and_unfed_annotations_need_neither() -> None:
 
 
 def test_the_pre_checks_say_yes_where_there_is_work() -> None:
-    for shape in ("input annotation fed by an atom", "kwargs annotation", "kwargs mismatch"):
-        # An annotated ``**values`` types every value fed to it by ``requires`` or ``rebind``.
+    for shape in (
+        "mismatch",
+        "kwargs mismatch",
+        "bool into int",
+        "str into int or None",
+        # One class throughout, but an item of a TypedDict result has a type of its own.
+        "a TypedDict item read as the TypedDict",
+    ):
+        # An annotated ``**values`` types every value fed to it by ``requires`` or ``rebind``;
+        # an annotation typed reads other than plainly, or two classes, may not match.
         atoms = compile_flow(FLOWS[shape]()).atoms
         assert may_check_types(atoms, {type(node.atom) for node in atoms}), shape
     for shape in ("validated class", "validated atom"):
