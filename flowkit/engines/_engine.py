@@ -30,7 +30,7 @@ from flowkit._utils import reflection
 from flowkit._utils.gc_pause import gc_paused
 from flowkit._utils.lazy_logging import module_logger
 from flowkit.atom import Atom, check_switch
-from flowkit.engines import _compiler, _task_options
+from flowkit.engines import _compiler
 from flowkit.engines._compiler import Node
 from flowkit.engines._runtime import Call, Completion, Runtime, call_outcome
 from flowkit.engines._scheduler import REVERT
@@ -207,6 +207,22 @@ def may_guard(nodes: Iterable[Node], classes: Iterable[type], options: Mapping[s
             if own is not None and check_switch(node.name, "validate_types", own, "doc/typed.rst"):
                 return True
     return False
+
+
+def _without_run_options(nodes: Iterable[Node], options: Mapping[str, Any]) -> bool:
+    """Whether neither the engine's options nor any atom of ``nodes`` sets a timeout or a concurrency key.
+
+    Then :func:`flowkit.engines._task_options.read_task_options` would find
+    nothing to read, and the engine does not import it (most flows: a pass over
+    the atoms reading the two attributes it would read first).
+    """
+    if options.get("default_timeout") is not None or options.get("concurrency_limits") is not None:
+        return False
+    for node in nodes:
+        atom: Any = node.atom  # an atom node's: never None
+        if atom.timeout is not None or atom.concurrency_key is not None:
+            return False
+    return True
 
 
 def _missing(
@@ -485,7 +501,10 @@ class ActionEngine(Engine):
         self._check_options()
         # A bad value is refused here, at load, before a persisted run is written:
         # not at the first run() (the limits below are checked at load the same way).
-        _task_options.check_default_timeout(self._options.get("default_timeout"), self.kind)
+        if self._options.get("default_timeout") is not None:
+            from flowkit.engines import _task_options  # only with the option (first-load cost)
+
+            _task_options.check_default_timeout(self._options["default_timeout"], self.kind)
         _check_switch(self._options, "check_types", self.kind, unset=False)
         _check_switch(self._options, "validate_types", self.kind, unset=True)
         if self._options.get("cache") is not None:
@@ -572,12 +591,17 @@ class ActionEngine(Engine):
         self._runtime.guard_spawned = functools.partial(_guard_spawned, self._options.get("validate_types"))
         if self._calls_traced_here:
             self._runtime.trace_sources = self.trace_sources
-        task_options = _task_options.read_task_options(compilation, self._options, self.kind)
-        self._runtime.timeouts = task_options.timeouts
-        self._runtime.keys = task_options.keys
-        self._runtime.limits = task_options.limits
-        self._runtime.default_timeout = task_options.default_timeout
-        self._runtime.timer = self._timer(bool(task_options.timeouts or task_options.default_timeout))
+        if _without_run_options(nodes, self._options):
+            self._runtime.timer = self._timer(False)
+        else:
+            from flowkit.engines import _task_options  # timeouts or limits only (first-load cost)
+
+            task_options = _task_options.read_task_options(compilation, self._options, self.kind)
+            self._runtime.timeouts = task_options.timeouts
+            self._runtime.keys = task_options.keys
+            self._runtime.limits = task_options.limits
+            self._runtime.default_timeout = task_options.default_timeout
+            self._runtime.timer = self._timer(bool(task_options.timeouts or task_options.default_timeout))
         self._compilation = compilation
         run = self._storage.run_state
         run.scope = lambda atom_name, symbol: compilation.visible_provider(atom_name, symbol, run.has_result)

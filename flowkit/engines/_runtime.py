@@ -32,7 +32,6 @@ from flowkit._utils.lazy_logging import module_logger
 from flowkit._utils.records import Record
 from flowkit.engines import _scheduler as sch
 from flowkit.engines._compiler import RETRY, ArgPlan, Compilation, FlowScope, Node, topological_order
-from flowkit.engines._task_options import options_of
 from flowkit.storage import AtomRecord, Storage
 from flowkit.types.failure import Failure
 from flowkit.types.notifier import Notifier
@@ -351,6 +350,8 @@ class Runtime:
         Raises:
             InvalidAtomOption: a bad timeout or key, or a key the limits do not name.
         """
+        from flowkit.engines._task_options import options_of  # loaded with the first spawned atom
+
         for node in nodes:
             found = options_of(node, self.default_timeout, self.limits)
             seconds, key = found.timeout, found.key

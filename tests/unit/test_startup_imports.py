@@ -136,6 +136,7 @@ NOT_IN_ONE_TASK_RUN = (
     "flowkit.engines._result_errors",  # a result without a name its atom provides
     # The compiler's and the task options' code for what this flow does not use
     # (imported on first use: each is run below by a flow that needs it).
+    "flowkit.engines._task_options",  # reading the atoms' timeouts and concurrency keys
     "flowkit.engines._atom_options",  # an atom's timeout or concurrency key
     "flowkit.engines._implicit_flows",  # an atom on its own, a task's own retry=
     "flowkit.engines._graph_order",  # graph readers not linked to their providers, flows out of order

@@ -5,7 +5,8 @@ coroutines, time limits, guards, loops and spawns, concurrency limits, calls
 that raise on a pool and results that do not unpack; the scheduler's failure
 resolution, decider skips and suspend bookkeeping; the engine's persisted-run
 checks and executor driver; the compiler's atom options, lone atoms, graph
-ordering and scoped queries live in modules of their own, imported on first
+ordering and scoped queries, the reading of timeouts and concurrency keys
+live in modules of their own, imported on first
 use (the first load's cost: doc/benchmarks.rst);
 ``tests/unit/test_startup_imports.py`` checks that a plain run imports none of
 them. Here each feature runs in a fresh interpreter, where nothing has imported
@@ -290,12 +291,30 @@ assert engine.storage.get_atom_state("a") == "SUCCESS"
 """,
     ),
     "atom options": (
-        ("_atom_options",),
+        ("_task_options", "_atom_options"),
         """
 flow = linear_flow.Flow("f").add(Add("a", provides="y", timeout=30))
 """,
         """
 assert engines.run(flow, store={"x": 1})["y"] == 2
+""",
+    ),
+    "engine's default timeout": (
+        ("_task_options",),
+        """
+flow = linear_flow.Flow("f").add(Add("a", provides="y"))
+""",
+        """
+assert engines.run(flow, store={"x": 1}, default_timeout=30)["y"] == 2
+""",
+    ),
+    "engine's concurrency limits": (
+        ("_task_options",),
+        """
+flow = linear_flow.Flow("f").add(Add("a", provides="y"))
+""",
+        """
+assert engines.run(flow, store={"x": 1}, concurrency_limits={"db": 1})["y"] == 2
 """,
     ),
     "atom on its own": (
