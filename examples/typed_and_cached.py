@@ -10,7 +10,9 @@ The tasks' annotations are their contract. ``Location`` is a pydantic model:
 a cached location is stored as JSON and comes back as a ``Location`` all the
 same. And a flow wired wrongly, a task that returns an address's text where
 a ``Location`` is wanted, is refused with ``TypeMismatch`` when it is
-compiled, naming both tasks, before any paid call is made.
+compiled (the engine is asked to with ``check_types=True``; by default it
+warns and runs the flow, as TaskFlow would), naming both tasks, before any
+paid call is made.
 
 Needs pydantic (``pip install 'flowkit[typed]'``). Run it with::
 
@@ -123,13 +125,20 @@ def quote(cache_url: str, to_address: str) -> None:
 
 
 def wire_wrongly() -> None:
-    """Feed an address's text where a Location is wanted: refused before anything runs."""
+    """Feed an address's text where a Location is wanted: refused before anything runs.
+
+    ``check_types=True`` asks for the refusal; by default the mismatch is only
+    logged as a warning and the flow runs, as TaskFlow (which reads no
+    annotations) would run it.
+    """
     flow = graph_flow.Flow("miswired").add(
         Geocode("geocode_origin", "from_address", provides="origin"),
         ReadAddress("read_address", provides="destination"),
         Distance("distance"),
     )
-    engine = engines.load(flow, store={"from_address": "1 Quay St, Dublin", "to_address": "Paris"})
+    engine = engines.load(
+        flow, store={"from_address": "1 Quay St, Dublin", "to_address": "Paris"}, check_types=True
+    )
     try:
         engine.compile()
     except exceptions.TypeMismatch as err:

@@ -36,7 +36,7 @@ import functools
 import sys
 import types
 import typing
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, ClassVar, Final
 
 from flowkit import exceptions as exc
@@ -62,6 +62,7 @@ __all__ = [
     "revives",
     "satisfies",
     "shares_contract",
+    "type_mismatches",
     "type_name",
     "validator_for",
 ]
@@ -485,6 +486,27 @@ def check_compilation(
 ) -> None:
     """Check every provider -> consumer edge of a compiled flow against the annotations.
 
+    Arguments as for :func:`type_mismatches`.
+
+    Raises:
+        TypeMismatch: the first edge whose declared types cannot match, naming
+            both atoms and the symbol.
+    """
+    for mismatch in type_mismatches(compilation, replaced, classes):
+        raise mismatch
+
+
+def type_mismatches(
+    compilation: Any,
+    replaced: Callable[[Any, str], bool] | None = None,
+    classes: Iterable[type] | None = None,
+) -> Iterator[exc.TypeMismatch]:
+    """The provider -> consumer edges of a compiled flow whose declared types cannot match.
+
+    Each as the :class:`~flowkit.exceptions.TypeMismatch` that names it, in
+    the flow's order, found one at a time (the engine refuses the first, or
+    logs them all and runs the flow as TaskFlow would).
+
     Args:
         compilation: an engine's :class:`~flowkit.engines._compiler.Compilation`.
         replaced: ``(node, symbol) -> bool``: whether the atom of ``node`` is
@@ -494,10 +516,6 @@ def check_compilation(
             type says nothing about what the atom gets.
         classes: the classes of the compilation's atoms, if the caller has
             them already (the engine does); else they are collected here.
-
-    Raises:
-        TypeMismatch: the first edge whose declared types cannot match, naming
-            both atoms and the symbol.
     """
     nodes = compilation.nodes
     atoms = compilation.atoms
@@ -555,7 +573,7 @@ def check_compilation(
             # provider's result, so its type says nothing of what the atom gets.
             if replaced is not None and replaced(node, plan.symbol):
                 continue
-            raise exc.TypeMismatch(
+            yield exc.TypeMismatch(
                 f"atom '{node.name}' requires '{plan.symbol}' (argument '{plan.arg}') as "
                 f"{type_name(required)}, but atom '{provider.name}' provides it as "
                 f"{type_name(provided)}",

@@ -209,6 +209,46 @@ def may_guard(nodes: Iterable[Node], classes: Iterable[type], options: Mapping[s
     return False
 
 
+#: How many type mismatches a run that is not refused names in its log, one warning each.
+_MISMATCHES_LOGGED = 10
+
+
+def _check_types(
+    compilation: _compiler.Compilation,
+    replaced: Callable[[Node, str], bool],
+    classes: Iterable[type],
+    flow_name: str,
+    *,
+    refuse: bool,
+) -> None:
+    """Compare the flow's declared types (:mod:`flowkit.typed`): refuse a mismatch, or warn and go on.
+
+    TaskFlow reads no annotations: a flow whose annotations contradict each
+    other (``-> str | None`` feeding a ``str`` its author knows is set) runs
+    there, and by default runs here too, each mismatch logged as a warning.
+    ``check_types=True`` or ``strict=True`` (``refuse``) makes the first one a
+    :class:`~flowkit.exceptions.TypeMismatch` before anything runs.
+    """
+    from flowkit import typed
+
+    found = typed.type_mismatches(compilation, replaced, classes)
+    if refuse:
+        for mismatch in found:
+            raise mismatch
+        return
+    for count, mismatch in enumerate(found):
+        if count == _MISMATCHES_LOGGED:
+            more = 1 + sum(1 for _ in found)
+            _LOG.warning("flow '%s': %d more type mismatches not shown", flow_name, more)
+            break
+        _LOG.warning(
+            "flow '%s': %s; running it anyway, as TaskFlow would "
+            "(check_types=True or strict=True refuses it)",
+            flow_name,
+            mismatch,
+        )
+
+
 def _without_run_options(nodes: Iterable[Node], options: Mapping[str, Any]) -> bool:
     """Whether neither the engine's options nor any atom of ``nodes`` sets a timeout or a concurrency key.
 
@@ -418,14 +458,18 @@ class ActionEngine(Engine):
     (do not revert on failure: stop and end in FAILURE), ``inject_transient``
     (atom ``inject=`` values are not persisted; default True),
     ``gather_statistics`` (default True), ``check_types`` (compare the
-    ``execute`` annotations of providers and consumers when compiling; default
-    True, see :mod:`flowkit.typed`), ``validate_types`` (check results against
-    their annotations: True, False, or by default pydantic models only),
+    ``execute`` annotations of providers and consumers when compiling: by
+    default a mismatch is logged as a warning and the flow runs, as TaskFlow,
+    which reads no annotations, runs it; True refuses it with TypeMismatch
+    before anything runs, False skips the comparison; see :mod:`flowkit.typed`),
+    ``validate_types`` (check results against their annotations: True, False,
+    or by default pydantic models only),
     ``cache`` (a cache store or URL for tasks marked ``cache = True``, see
     :mod:`flowkit.cache`), ``strict`` (refuse what TaskFlow lets run but is
-    likely a mistake: options the engine kind does not take, and several
+    likely a mistake: options the engine kind does not take, several
     equally near providers of an argument, which raise AmbiguousDependency at
-    compile time; default False), ``default_timeout`` (seconds any task's
+    compile time, and, unless ``check_types`` says otherwise, annotations
+    that contradict each other; default False), ``default_timeout`` (seconds any task's
     execute may run unless it sets its own ``timeout``; see
     ``doc/timeouts.rst``), ``concurrency_limits`` (concurrency key -> most
     calls at once; see ``doc/limits.rst``), ``clock`` (what loop delays and
@@ -505,7 +549,7 @@ class ActionEngine(Engine):
             from flowkit.engines import _task_options  # only with the option (first-load cost)
 
             _task_options.check_default_timeout(self._options["default_timeout"], self.kind)
-        _check_switch(self._options, "check_types", self.kind, unset=False)
+        _check_switch(self._options, "check_types", self.kind, unset=True)
         _check_switch(self._options, "validate_types", self.kind, unset=True)
         if self._options.get("cache") is not None:
             # Checked (not opened) now, so a bad URL fails load, before anything runs.
@@ -572,10 +616,10 @@ class ActionEngine(Engine):
             # for flows that can use them: most flows pay one pass over the atoms here.
             nodes = compilation.atoms
             classes = {type(node.atom) for node in nodes}
-            if option_flag(self._options, "check_types", True) and may_check_types(nodes, classes):
-                from flowkit import typed
-
-                typed.check_compilation(compilation, self._injected_for, classes)
+            check_types = self._options.get("check_types")
+            if check_types is not False and may_check_types(nodes, classes):
+                refuse = check_types is True or (check_types is None and strict)
+                _check_types(compilation, self._injected_for, classes, self._flow.name, refuse=refuse)
             self._runtime = Runtime(
                 compilation,
                 self._storage,

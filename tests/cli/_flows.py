@@ -149,7 +149,7 @@ class UsesNumber(task.Task):
 
 
 def make_mistyped() -> linear_flow.Flow:
-    """A str provided where a float is required: refused when compiled."""
+    """A str provided where a float is required: warned of when compiled, refused with check_types."""
     return linear_flow.Flow("mistyped").add(GivesText("give"), UsesNumber("use"))
 
 

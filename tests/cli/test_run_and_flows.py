@@ -149,6 +149,14 @@ def test_a_store_value_no_declared_type_takes_is_refused_before_anything_is_writ
         assert not db.exists()
 
 
+def test_a_flow_whose_annotations_contradict_runs_with_a_warning_by_default(connection: str) -> None:
+    # TaskFlow reads no annotations: such a flow runs there, so it runs here unless asked otherwise.
+    done = flowkit_cmd("run", "tests.cli._flows:make_mistyped", "--connection", connection)
+    assert done.returncode == 0, done.stderr
+    warned = [line for line in done.stderr.splitlines() if "requires 'amount'" in line]
+    assert len(warned) == 1 and "WARNING" in warned[0] and "running it anyway" in warned[0], done.stderr
+
+
 def test_bad_usage_exits_2_with_one_line_naming_the_fault(tmp_path: Path) -> None:
     cases = {
         ("run", "tests.cli._flows:nothing"): "has no attribute 'nothing'",
@@ -169,8 +177,8 @@ def test_bad_usage_exits_2_with_one_line_naming_the_fault(tmp_path: Path) -> Non
             "(--store gave ['amout'], which the flow does not require)"
         ),
         ("run", "tests.cli._flows:CardDeclined"): "did not give a flow",
-        # It said "did not give a flow" of a flow whose types do not fit.
-        ("run", "tests.cli._flows:make_mistyped"): (
+        # It said "did not give a flow" of a flow whose types do not fit (refused when asked).
+        ("run", "tests.cli._flows:make_mistyped", "--engine", "serial://?check_types=1"): (
             "the flow of target 'tests.cli._flows:make_mistyped' cannot run: atom 'use' requires 'amount'"
         ),
         (

@@ -39,11 +39,12 @@ class Untyped(task.Task):
         return "anything"
 
 
-def test_a_mismatch_is_raised_before_anything_runs_naming_both_atoms_and_the_symbol() -> None:
+@pytest.mark.parametrize("option", ["check_types", "strict"])
+def test_a_mismatch_is_raised_before_anything_runs_naming_both_atoms_and_the_symbol(option: str) -> None:
     RAN.clear()
     flow = linear_flow.Flow("f").add(MakeText("maker"), NeedsFloat("user"))
     with pytest.raises(exceptions.TypeMismatch) as err:
-        engines.run(flow)
+        engines.run(flow, **{option: True})
     assert (err.value.provider, err.value.consumer, err.value.symbol) == ("maker", "user", "value")
     assert (err.value.provided, err.value.required) == ("str", "float")
     assert "atom 'user' requires 'value'" in str(err.value)
@@ -58,13 +59,47 @@ def test_compatible_types_and_untyped_providers_run() -> None:
 
 def test_items_of_a_tuple_result_are_checked_by_position() -> None:
     with pytest.raises(exceptions.TypeMismatch, match="'second'"):
-        engines.load(linear_flow.Flow("f").add(MakePair("p"), NeedsInt("n"))).compile()
+        engines.load(linear_flow.Flow("f").add(MakePair("p"), NeedsInt("n")), check_types=True).compile()
 
 
 def test_the_check_can_be_turned_off() -> None:
     engine = engines.load(linear_flow.Flow("f").add(MakeText("m"), NeedsFloat("u")), check_types=False)
     engine.run()
     assert engine.storage.fetch("value") == "text"
+
+
+def test_by_default_a_mismatch_is_a_warning_and_the_flow_runs_as_in_taskflow(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # TaskFlow reads no annotations: a flow whose annotations contradict each other
+    # (here a str fed to a float) runs there, and must not be refused by default.
+    RAN.clear()
+    flow = linear_flow.Flow("f").add(MakeText("maker"), NeedsFloat("user"))
+    with caplog.at_level("WARNING", logger="flowkit"):
+        assert engines.run(flow)["value"] == "text"
+    assert RAN == ["maker", "user"]
+    warned = [r.getMessage() for r in caplog.records if "requires 'value'" in r.getMessage()]
+    assert warned == [
+        "flow 'f': atom 'user' requires 'value' (argument 'value') as float, but atom 'maker' "
+        "provides it as str; running it anyway, as TaskFlow would (check_types=True or strict=True "
+        "refuses it)"
+    ]
+    assert {r.levelname for r in caplog.records if "requires 'value'" in r.getMessage()} == {"WARNING"}
+
+
+def test_strict_refusal_can_be_lifted_by_check_types_false() -> None:
+    flow = linear_flow.Flow("f").add(MakeText("maker"), NeedsFloat("user"))
+    assert engines.run(flow, strict=True, check_types=False)["value"] == "text"
+
+
+def test_many_mismatches_are_warned_of_ten_at_a_time(caplog: pytest.LogCaptureFixture) -> None:
+    makers = [MakeText(f"m{i}", provides=f"v{i}") for i in range(25)]
+    users = [NeedsFloat(f"u{i}", rebind={"value": f"v{i}"}, provides=f"o{i}") for i in range(25)]
+    with caplog.at_level("WARNING", logger="flowkit"):
+        engines.load(graph_flow.Flow("g").add(*makers, *users)).compile()
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("running it anyway" in m for m in messages) == 10
+    assert "flow 'g': 15 more type mismatches not shown" in messages
 
 
 class Half(task.Task):
@@ -160,7 +195,7 @@ def test_a_provider_whose_value_an_injected_one_replaces_is_not_checked(
 def test_a_value_injected_elsewhere_leaves_the_check_on(kwargs: dict[str, Any]) -> None:
     flow = linear_flow.Flow("f").add(MakeText("maker"), NeedsFloat("user", inject={"other": 1}))
     with pytest.raises(exceptions.TypeMismatch, match="'user' requires 'value'"):
-        engines.load(flow, **kwargs).compile()
+        engines.load(flow, check_types=True, **kwargs).compile()
 
 
 @pytest.mark.parametrize("option", ["check_types", "validate_types"])

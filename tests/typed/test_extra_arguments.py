@@ -64,7 +64,7 @@ def test_a_provider_of_the_wrong_type_feeding_kwargs_is_refused_before_anything_
     RAN.clear()
     flow = linear_flow.Flow("f").add(MakeText("maker"), Sum("sum", **options))
     with pytest.raises(exceptions.TypeMismatch) as err:
-        engines.run(flow)
+        engines.run(flow, check_types=True)
     assert (err.value.consumer, err.value.provider) == ("sum", "maker")
     assert (err.value.symbol, err.value.argument) == ("value", argument)
     assert (err.value.provided, err.value.required) == ("str", "int")
@@ -86,7 +86,7 @@ def test_one_wrong_provider_among_many_right_ones_is_named() -> None:
         *makers, MakeText("odd", provides="v50"), Sum("sum", requires=[f"v{i}" for i in range(51)])
     )
     with pytest.raises(exceptions.TypeMismatch) as err:
-        engines.load(flow).compile()
+        engines.load(flow, check_types=True).compile()
     assert (err.value.provider, err.value.symbol, err.value.argument) == ("odd", "v50", "v50")
 
 
@@ -95,7 +95,7 @@ def test_a_function_task_taking_kwargs_is_checked_too() -> None:
         MakeText("maker"), task.FunctorTask(total_of, name="sum", requires=["value"])
     )
     with pytest.raises(exceptions.TypeMismatch, match="atom 'sum' requires 'value'"):
-        engines.load(flow).compile()
+        engines.load(flow, check_types=True).compile()
 
 
 def test_providers_of_the_declared_type_feed_kwargs_and_run() -> None:

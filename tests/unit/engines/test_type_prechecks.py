@@ -237,7 +237,7 @@ def test_the_pre_checks_say_yes_where_there_is_work() -> None:
 def test_a_type_mismatch_is_still_found_next_to_plain_tasks() -> None:
     flow = linear_flow.Flow("f").add(Plain("p"), ReturnsStr("g", provides="x"), TakesInt("t"))
     with pytest.raises(exceptions.TypeMismatch, match="atom 't' requires 'x'"):
-        engines.load(flow).compile()
+        engines.load(flow, check_types=True).compile()
 
 
 def test_a_result_is_still_validated_when_an_atom_asks() -> None:
