@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import re
 import sys
 import textwrap
 from collections.abc import Callable, Iterator, Mapping
@@ -430,6 +431,24 @@ def test_every_block_listed_is_on_its_page_once(table: Mapping[tuple[str, str], 
         for page, start in table
     }
     assert {key: where for key, where in found.items() if len(where) != 1} == {}
+
+
+#: A line only Python starts so: a block holding one is Python, whether it compiles or not.
+_PYTHON_LINE = re.compile(r"(from [\w.]+ import |import \w|def \w|async def \w|class \w|@\w)")
+
+
+def test_no_python_block_is_passed_over_for_a_syntax_error() -> None:
+    # The rule above takes a '::' block that does not compile for a transcript or output; a Python
+    # block broken by a typo would be passed over without a word, so it must not read as Python.
+    broken = [
+        f"doc/{path.name}:{block.line}"
+        for path in sorted(DOC.glob("*.rst"))
+        for block in literal_blocks(path.read_text(encoding="utf-8"))
+        if block.language is None
+        and not _is_python(block)
+        and any(_PYTHON_LINE.match(line) for line in block.text.splitlines())
+    ]
+    assert broken == []
 
 
 def test_every_page_with_stand_ins_has_python_blocks() -> None:
