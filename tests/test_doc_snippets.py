@@ -252,7 +252,7 @@ GIVEN: dict[tuple[str, str], str] = {
         volumes = Worker(topic="volumes", tasks=["myservice.tasks"], url="redis://redis.internal:6379/0")
         threading.Thread(target=volumes.run, daemon=True).start()
         _after_page.append(volumes.stop)
-        volumes.wait()
+        assert volumes.wait(timeout=30), "the worker serving the page's flow did not start"
     """,
 }
 
