@@ -15,6 +15,7 @@ import shlex
 from pathlib import Path
 
 from tests.cli.conftest import SOURCE_ROOT, flowkit_cmd
+from tests.doc_blocks import literal_blocks
 
 ROOT = Path(SOURCE_ROOT)
 #: The target the pages' placeholder ``myapp.flows:make_flow`` stands for here.
@@ -22,23 +23,8 @@ QUICKSTART = "examples.quickstart:build_flow"
 
 
 def _literal_blocks(text: str) -> list[list[str]]:
-    """The ``::`` literal blocks of reST ``text``, each as its lines with the indentation removed."""
-    blocks: list[list[str]] = []
-    lines = text.splitlines()
-    i = 0
-    while i < len(lines):
-        if lines[i].rstrip().endswith("::") and not lines[i].lstrip().startswith(".."):
-            i += 1
-            block: list[str] = []
-            while i < len(lines) and (not lines[i].strip() or lines[i].startswith(" ")):
-                block.append(lines[i])
-                i += 1
-            body = [line for line in block if line.strip()]
-            indent = min(len(line) - len(line.lstrip()) for line in body) if body else 0
-            blocks.append([line[indent:] for line in body])
-        else:
-            i += 1
-    return blocks
+    """The ``::`` literal blocks of reST ``text``, each as its non-blank lines, unindented."""
+    return [block.lines for block in literal_blocks(text) if block.language is None]
 
 
 def _section(text: str, title: str) -> str:
@@ -99,11 +85,8 @@ def test_the_flows_why_transcripts_of_the_cli_page_print_what_it_shows(tmp_path:
 
 
 def _console_blocks(text: str) -> list[list[str]]:
-    """The ``.. code-block:: console`` blocks of reST ``text``, each as its lines unindented."""
-    blocks: list[list[str]] = []
-    for match in re.finditer(r"\.\. code-block:: console\n\n((?:(?: {4}.*)?\n)+)", text):
-        blocks.append([line[4:] for line in match.group(1).splitlines() if line.strip()])
-    return blocks
+    """The ``.. code-block:: console`` blocks of reST ``text``, each as its non-blank lines, unindented."""
+    return [block.lines for block in literal_blocks(text) if block.language == "console"]
 
 
 def _expanded(synopsis: str, values: dict[str, str]) -> list[str]:
