@@ -143,7 +143,9 @@ def _translated(action: str, where: str) -> Iterator[None]:
     except kazoo_errors.NoNodeError as err:
         raise exc.NotFound(f"ZooKeeper jobboard at {where}: could not {action}: a node is gone") from err
     except (kazoo_errors.KazooException, OSError) as err:
-        raise exc.JobFailure(f"ZooKeeper jobboard at {where}: could not {action}: {err!r}") from err
+        raise exc.quoting_cause(
+            exc.JobFailure(f"ZooKeeper jobboard at {where}: could not {action}: {err!r}")
+        ) from err
 
 
 class ZookeeperJobBoard(WatchingJobBoard):
@@ -324,7 +326,9 @@ class ZookeeperJobBoard(WatchingJobBoard):
         except exc.IncompatibleVersion as err:
             if self._own_client:
                 self._client.stop()
-            raise exc.IncompatibleVersion(f"ZooKeeper jobboard at {self.where}: {err}") from err
+            raise exc.quoting_cause(
+                exc.IncompatibleVersion(f"ZooKeeper jobboard at {self.where}: {err}")
+            ) from err
         with _translated("create the board's nodes", self.where):
             self._client.ensure_path(self._trash)
         self._start_watch()

@@ -586,14 +586,14 @@ class ZkBackend(Backend):
         except exc.IncompatibleVersion as err:
             if self._owned:
                 self._stop_client()
-            raise exc.StorageFailure(
-                f"ZooKeeper at {self._where} is not a compatible version: {err}"
+            raise exc.quoting_cause(
+                exc.StorageFailure(f"ZooKeeper at {self._where} is not a compatible version: {err}")
             ) from err
         except (errors.KazooException, OSError) as err:
             if self._owned:
                 self._stop_client()
-            raise exc.StorageFailure(
-                f"cannot check the version of ZooKeeper at {self._where}: {err!r}"
+            raise exc.quoting_cause(
+                exc.StorageFailure(f"cannot check the version of ZooKeeper at {self._where}: {err!r}")
             ) from err
 
     def get_connection(self) -> ZkConnection:
