@@ -7,6 +7,7 @@ Usage (from anywhere; the checkout's ``flowkit`` is put first on the path)::
     python tools/bench_persistence.py --no-taskflow --repeat 5
     python tools/bench_persistence.py --postgresql postgresql+psycopg://user@host/db
     python tools/bench_persistence.py --loop 200 800 3200 --repeat 5   # durable loops on SQLite
+    python tools/bench_persistence.py --read 10000 --repeat 5          # reading a big logbook back
 
 Each figure is load + run of an N-task linear flow whose every task adds one to
 the previous result, with the run saved through the backend as it goes (a fresh
@@ -20,6 +21,12 @@ PostgreSQL rows say why they are missing. The best of ``--repeat`` runs is kept.
 per iteration; a cost per iteration that grows with N means each iteration
 writes more than the last. The median of ``--repeat`` runs is kept (the
 machine is shared, so single runs are noisy).
+
+``--read N`` measures reading back: one logbook whose flow detail has N
+finished task details (each with a result and metadata), read whole with
+``get_logbook``, and N logbooks listed with ``get_logbooks``, from SQLite and
+from a directory backend, saved once and read ``--repeat`` times (the best is
+kept: nothing but the reading is timed).
 """
 
 from __future__ import annotations
@@ -139,6 +146,52 @@ def _loops(counts: list[int], repeat: int) -> int:
     return 0
 
 
+def _read_rows(n: int, repeat: int, tmp: Path) -> list[tuple[str, float]]:
+    """The best time of each read of a big logbook and of many logbooks, per backend."""
+    from _best_time import best
+
+    from flowkit.persistence import backends, models
+
+    big = models.LogBook("big")
+    flow_detail = models.FlowDetail("flow", uuid.uuid4().hex)
+    big.add(flow_detail)
+    for i in range(n):
+        atom = models.TaskDetail(f"t{i}", uuid.uuid4().hex)
+        atom.put("SUCCESS", {"value": i, "label": f"result {i}"})
+        atom.meta = {"progress": 1.0}
+        flow_detail.add(atom)
+    books = [models.LogBook(f"book {i}") for i in range(n)]
+    rows: list[tuple[str, float]] = []
+    for label, url in (("SQLite", f"sqlite:///{tmp / 'read.db'}"), ("directory", f"dir://{tmp / 'read'}")):
+        backend = backends.fetch({"connection": url})
+        try:
+            with contextlib.closing(backend.get_connection()) as conn:
+                conn.upgrade()
+                conn.save_logbook(big)
+                for book in books:
+                    conn.save_logbook(book)
+                read = conn.get_logbook(big.uuid)
+                assert sum(len(fd) for fd in read) == n, "the big logbook did not read back whole"
+                rows.append(
+                    (f"{label}, 1 book of {n} atoms", best(lambda: conn.get_logbook(big.uuid), repeat))
+                )
+                rows.append((f"{label}, {n + 1} books", best(lambda: list(conn.get_logbooks()), repeat)))
+        finally:
+            backend.close()
+    return rows
+
+
+def _reads(n: int, repeat: int) -> int:
+    """Print the best time of reading a big logbook, and many logbooks, back."""
+    with tempfile.TemporaryDirectory(prefix="flowkit-bench-") as folder:
+        rows = _read_rows(n, repeat, Path(folder))
+    print(f"reading back (best of {repeat})")
+    print(f"{'':34}{'total':>12}{'per record':>12}")
+    for name, value in rows:
+        print(f"{name:34}{value * 1e3:>10.1f}ms{value / n * 1e6:>10.2f}us")
+    return 0
+
+
 @contextlib.contextmanager
 def _postgresql(url: str | None) -> Iterator[tuple[Callable[[], str] | None, str]]:
     """Yield a maker of fresh-database URLs (or None and the reason there is none)."""
@@ -215,7 +268,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--loop", type=int, nargs="+", metavar="N", help="measure durable loops of N iterations instead"
     )
+    parser.add_argument(
+        "--read", type=int, metavar="N", help="measure reading a logbook of N atoms (and N logbooks) instead"
+    )
     args = parser.parse_args(argv)
+    if args.read:
+        return _reads(args.read, args.repeat)
     if args.loop:
         return _loops(args.loop, args.repeat)
     n = args.tasks

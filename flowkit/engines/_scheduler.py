@@ -171,6 +171,9 @@ class Scheduler:
         retries: list[int] = []
         # Ready nodes with link deciders, asked once every counter is set (see _admit()).
         undecided: list[Node] = []
+        # The atoms each undecided nested flow starts with, found as begin() checks one is
+        # still PENDING and handed to _admit() rather than found a second time.
+        starts: dict[int, list[int]] = {}
         any_revert = False
         for index in self._order:
             node = nodes[index]
@@ -194,9 +197,12 @@ class Scheduler:
                 if done and index in self._joins:
                     self._hooks.joined(nodes[self._joins[index]])
                 # A flow whose link deciders are still to be asked for an atom it starts with: below.
-                if done and node.kind == FLOW_START and node.deciders and _starts_pending(self, node):
-                    fwd_done[index] = False
-                    undecided.append(node)
+                if done and node.kind == FLOW_START and node.deciders:
+                    first = _pending_start(self, node)
+                    if first is not None:
+                        fwd_done[index] = False
+                        undecided.append(node)
+                        starts[index] = first
                 continue
             state, intention = record.state, record.intention
             if node.kind == RETRY:
@@ -230,7 +236,7 @@ class Scheduler:
         for node in undecided:
             index = node.index
             if not (in_revert[index] or fwd_done[index] or records[index].state == st.IGNORE):
-                self._admit(node)
+                self._admit(node, starts.get(index))
         if not any_revert:
             return unresolved
         for index in reversed(self._order):
@@ -575,7 +581,7 @@ class Scheduler:
         finally:
             self._cascading = None
 
-    def _admit(self, node: Node) -> None:
+    def _admit(self, node: Node, first: list[int] | None = None) -> None:
         """Ask the link deciders of ``node``, ready now: skip it (IGNORE), or queue it to run.
 
         As TaskFlow does, a node's deciders are asked as soon as its last
@@ -584,13 +590,16 @@ class Scheduler:
         source's SUCCESS, and a run suspended then leaves them IGNORE in storage
         (and ends SUCCESS when only skipped atoms are left). A halted run takes
         in its last outcomes without deciding anything, as TaskFlow's does.
+
+        ``first``: for a nested flow's start, the atoms it starts with when the
+        caller has found them already (:meth:`begin`).
         """
         if not self.halted:
             if node.atom is None:
                 # Only a link into a nested flow needs it (first-load cost).
                 from flowkit.engines._skipping import admit_flow
 
-                admit_flow(self, node)
+                admit_flow(self, node, first)
                 return
             depth = self._hooks.decide(node)
             if depth is not None:
@@ -658,12 +667,13 @@ class Scheduler:
         return self.records[index].state == st.RUNNING and not self._busy[index]
 
 
-def _starts_pending(scheduler: Scheduler, flow: Node) -> bool:
-    """Tell whether a nested flow with link deciders starts with an atom still PENDING (a resume)."""
+def _pending_start(scheduler: Scheduler, flow: Node) -> list[int] | None:
+    """The atoms a nested flow with link deciders starts with, if one is still PENDING (a resume)."""
     from flowkit.engines._skipping import first_atoms  # a link into a nested flow (first-load cost)
 
     records = scheduler.records
-    return any(records[index].state == st.PENDING for index in first_atoms(scheduler._nodes, flow.index))
+    first = first_atoms(scheduler._nodes, flow.index)
+    return first if any(records[index].state == st.PENDING for index in first) else None
 
 
 def _marked(records: Sequence[Any] | None, count: int) -> list[Any]:

@@ -45,7 +45,7 @@ def ignore(scheduler: Scheduler, node: Node, depth: Depth) -> None:
         scheduler._forward_done(node.index)
 
 
-def admit_flow(scheduler: Scheduler, flow: Node) -> None:
+def admit_flow(scheduler: Scheduler, flow: Node, first: list[int] | None = None) -> None:
     """Ask the deciders of the links into a nested flow (its start node, ready) for each atom it starts with.
 
     TaskFlow hands the deciders of a link into a flow down to the atoms the flow
@@ -55,9 +55,12 @@ def admit_flow(scheduler: Scheduler, flow: Node) -> None:
     unordered ``sub`` of s1, s2 then z and the default depth: s1, z, s2). A
     first atom no longer PENDING (a skip of an earlier one reached it, or it
     ran before a resume) is not asked about.
+
+    ``first``: the flow's first atoms (:func:`first_atoms`), when the caller has
+    walked to them already; they are found here otherwise.
     """
     nodes, records, hooks = scheduler._nodes, scheduler.records, scheduler._hooks
-    for index in first_atoms(nodes, flow.index):
+    for index in first if first is not None else first_atoms(nodes, flow.index):
         if records[index].state != st.PENDING:
             continue
         depth = hooks.decide(flow)

@@ -87,14 +87,16 @@ def _marshal_time(when: datetime | None) -> dict[str, Any] | None:
     return fields
 
 
-def _unmarshal_time(when: Any, where: str) -> datetime | None:
+def _unmarshal_time(when: Any, field: str, book: LogBook) -> datetime | None:
     """Read a stored time: TaskFlow's dict form (what flowkit writes), ISO text or epoch seconds.
 
     ISO 8601 text is what flowkit wrote before it wrote TaskFlow's form; files and
     nodes written then are still read.
 
     Args:
-        where: the field and its record, for the error (``"'created_at' of logbook 'b' (uuid)"``).
+        field: the book's field ``when`` was stored in (``"created_at"``); with
+            ``book``, what the error names (built only if there is one: every
+            logbook read passes here).
 
     Raises:
         InvalidFormat: ``when`` is no time in any of those forms (the reason is its cause).
@@ -108,7 +110,7 @@ def _unmarshal_time(when: Any, where: str) -> datetime | None:
         try:
             return datetime.fromisoformat(when)
         except ValueError as err:
-            raise ValueError(f"{where} is not a time: {when!r}") from err
+            raise ValueError(_not_a_time(when, field, book)) from err
     if isinstance(when, int | float):
         return datetime.fromtimestamp(when, UTC)
     if isinstance(when, Mapping) and "seconds" in when:
@@ -118,8 +120,12 @@ def _unmarshal_time(when: Any, where: str) -> datetime | None:
             return _unmarshal_taskflow_time(when)
         except (KeyError, TypeError, ValueError) as err:
             # str() says the cause (the field missing, the value refused) below this.
-            raise exc.InvalidFormat(f"{where} is not a time: {when!r}") from err
-    raise exc.InvalidFormat(f"{where} is not a time: {when!r}")
+            raise exc.InvalidFormat(_not_a_time(when, field, book)) from err
+    raise exc.InvalidFormat(_not_a_time(when, field, book))
+
+
+def _not_a_time(when: Any, field: str, book: LogBook) -> str:
+    return f"'{field}' of logbook '{book.name}' ({book.uuid}) is not a time: {when!r}"
 
 
 def _unmarshal_taskflow_time(when: Mapping[str, Any]) -> datetime:
@@ -279,8 +285,8 @@ class LogBook:
         book = cls(name, uuid=uuid)
         created, updated = data.get("created_at"), data.get("updated_at")
         if unmarshal_time:
-            created = _unmarshal_time(created, f"'created_at' of logbook '{name}' ({uuid})")
-            updated = _unmarshal_time(updated, f"'updated_at' of logbook '{name}' ({uuid})")
+            created = _unmarshal_time(created, "created_at", book)
+            updated = _unmarshal_time(updated, "updated_at", book)
         book.created_at, book.updated_at = created, updated
         book.meta = _read_meta(data)
         return book

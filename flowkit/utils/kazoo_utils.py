@@ -22,6 +22,7 @@ __all__ = [
     "check_compatible",
     "client_options",
     "finalize_client",
+    "hosts_text",
     "make_client",
     "server_version",
     "version_check_wanted",
@@ -59,8 +60,15 @@ CONF_TRANSFERS: tuple[tuple[str, Callable[[Any], Any] | None, Any], ...] = (
 )
 
 
-def _hosts_text(hosts: Any) -> str:
-    """``hosts`` as kazoo's ``"host:port,host:port"``: from text, a list/set/tuple, or a host-to-port dict."""
+def hosts_text(hosts: Any) -> str:
+    """``hosts`` as kazoo's ``"host:port,host:port"``: from text, a list/set/tuple, or a host-to-port dict.
+
+    The forms TaskFlow's ``make_client`` takes; flowkit's ZooKeeper backend and
+    jobboard read their ``hosts`` option with it too, so each takes all of them.
+
+    Raises:
+        TypeError: ``hosts`` is empty or of another type.
+    """
     if isinstance(hosts, str):
         text = hosts.strip()
     elif isinstance(hosts, Mapping):
@@ -87,7 +95,7 @@ def client_options(conf: Mapping[str, Any]) -> dict[str, Any]:
     for key in ("command_retry", "connection_retry", "handler"):
         if key in conf:
             options[key] = conf[key]
-    options["hosts"] = _hosts_text(conf.get("hosts", DEFAULT_HOSTS))
+    options["hosts"] = hosts_text(conf.get("hosts", DEFAULT_HOSTS))
     if "timeout" in conf:
         options["timeout"] = float(conf["timeout"])
     return options

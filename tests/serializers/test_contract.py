@@ -38,7 +38,8 @@ def _persistence(value: Any) -> Any:
 
 
 def _sql(value: Any) -> Any:
-    return _codec.loads(_codec.dumps(value))
+    # As an atom detail's results column is written and read.
+    return _codec.loads(_codec.dumps(value), "results", "atom detail", "contract", "uuid-1")
 
 
 def _cache(value: Any) -> Any:

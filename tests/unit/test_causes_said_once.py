@@ -4,11 +4,13 @@
 cause on a line of its own. Errors whose message already quotes the cause
 (``f"...: {err}"``) said it twice; they are now marked as quoting it
 (:func:`flowkit.exceptions.quoting_cause`), so ``str()`` says it once, in the
-message, and the cause stays chained for tracebacks. These are the ones a
+message, and the cause stays chained for tracebacks. Most are the ones a
 user meets without any server: a malformed persistence or database URL, a
-database file that cannot be opened or holds a damaged record, a cache
-location that cannot be used, a task module that cannot be imported, a spec
-file that is not text.
+database file that cannot be opened or holds a damaged record, a directory
+record that cannot be read, a cache location that cannot be used, a task
+module that cannot be imported, a spec file that is not text. The others
+need the session's real ZooKeeper: one that refuses to say its version, a
+board path nobody may create under.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from __future__ import annotations
 import contextlib
 import socket
 import sqlite3
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -32,6 +35,7 @@ from flowkit.jobs import backends as jobboards
 from flowkit.persistence import backends, models
 from flowkit.persistence.backends.sqlalchemy.from_taskflow import import_taskflow
 from flowkit.persistence.backends.sqlalchemy.tables import atomdetails
+from tests import services
 
 
 def _connect(url: str, **conf: object) -> None:
@@ -92,6 +96,18 @@ def _cache_write_while_locked(tmp_path: Path) -> None:
         store.put("later", "2")
     finally:
         holder.close()
+
+
+def _read_a_directory_record(tmp_path: Path) -> None:
+    """Save a logbook to a directory backend whose record file is a directory: the OS refuses it."""
+    backend = backends.fetch(f"dir://{tmp_path / 'flows'}")
+    try:
+        with contextlib.closing(backend.get_connection()) as conn:
+            conn.upgrade()
+            (tmp_path / "flows" / "books" / "book-1.json").mkdir()
+            conn.save_logbook(models.LogBook("book", "book-1"))
+    finally:
+        backend.close()
 
 
 def _closed_port() -> int:
@@ -183,6 +199,21 @@ CASES: dict[str, tuple[Callable[[Path], object], str, str | None]] = {
         "atom detail 'opaque' (atom-1) cannot be read back (Invalid dict version of failure object",
         None,
     ),
+    "directory record": (
+        _read_a_directory_record,
+        "save_logbook of book-1 failed on dir:///",
+        None,
+    ),
+    "ZooKeeper backend option": (
+        lambda tmp: backends.fetch({"connection": "zookeeper://127.0.0.1:1/x", "use_ssl": "maybe"}),
+        "ZooKeeper backend at zookeeper://127.0.0.1:1/x: ",
+        None,
+    ),
+    "etcd jobboard unreachable": (
+        lambda tmp: jobboards.fetch("board", {"board": f"etcd://127.0.0.1:{_closed_port()}"}).connect(),
+        "etcd jobboard 'board' at http://127.0.0.1:",
+        "ConnectionFailedError",  # etcd3gw's errors say nothing in str(): the type is named
+    ),
     "TaskFlow database": (
         lambda tmp: import_taskflow("nosuchdialect://host/db", f"sqlite:///{tmp}/runs.db"),
         "cannot open TaskFlow database nosuchdialect://host/db: ",
@@ -253,12 +284,63 @@ CASES: dict[str, tuple[Callable[[Path], object], str, str | None]] = {
 }
 
 
-@pytest.mark.parametrize("case", list(CASES))
-def test_an_error_quoting_its_cause_says_it_once(case: str, tmp_path: Path) -> None:
-    raises, start, quoted = CASES[case]
-    with pytest.raises(exc.TaskFlowException) as raised:
-        raises(tmp_path)
-    error = raised.value
+@pytest.fixture
+def no_create_path(zookeeper_server: services.ZooKeeperServer) -> Iterator[str]:
+    """A ZooKeeper node anyone may read and nobody may create under: a board's path below it fails."""
+    services.require_module("kazoo", "kazoo")
+    from kazoo.security import make_acl  # type: ignore[import-untyped]
+
+    path = f"{zookeeper_server.root}/{uuid.uuid4().hex}"
+    with zookeeper_server.client() as client:
+        client.create(path, acl=[make_acl("world", "anyone", read=True, delete=True)])
+    try:
+        yield path
+    finally:
+        zookeeper_server.delete_tree(path)
+
+
+def _board(hosts: str, path: str) -> None:
+    board = jobboards.fetch("board", {"board": "zookeeper", "hosts": hosts, "path": path})
+    try:
+        board.connect()
+    finally:
+        board.close()
+
+
+def _backend(url: str) -> None:
+    with contextlib.closing(backends.fetch({"connection": url})) as backend:
+        backend.get_connection()
+
+
+_NO_ENVI = "it refuses the 'envi' command"
+
+#: name -> (what raises, given the test's request for the servers it needs; the start of its
+#: message; the cause's words as the message quotes them, when not the first line of its str())
+SERVER_CASES: dict[str, tuple[Callable[[pytest.FixtureRequest], object], str, str | None]] = {
+    "ZooKeeper backend without envi": (
+        lambda request: _backend(
+            request.getfixturevalue("zookeeper_without_envi").url_for(f"/{uuid.uuid4().hex}")
+        ),
+        "ZooKeeper at zookeeper://127.0.0.1:",
+        _NO_ENVI,
+    ),
+    "ZooKeeper jobboard without envi": (
+        lambda request: _board(request.getfixturevalue("zookeeper_without_envi").hosts, "/jobs"),
+        "ZooKeeper jobboard at zookeeper://127.0.0.1:",
+        _NO_ENVI,
+    ),
+    "ZooKeeper jobboard path refused": (
+        lambda request: _board(
+            request.getfixturevalue("zookeeper_server").hosts,
+            f"{request.getfixturevalue('no_create_path')}/jobs",
+        ),
+        "ZooKeeper jobboard at zookeeper://127.0.0.1:",
+        "NoAuthError",  # kazoo's errors say nothing in str(): the type is named
+    ),
+}
+
+
+def _said_once(error: exc.TaskFlowException, start: str, quoted: str | None) -> None:
     cause = error.__cause__
     assert cause is not None, "the cause stays chained"
     said = str(error)
@@ -266,3 +348,22 @@ def test_an_error_quoting_its_cause_says_it_once(case: str, tmp_path: Path) -> N
     assert said.startswith(start), said
     assert words in error.message
     assert said.count(words) == 1, said
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_an_error_quoting_its_cause_says_it_once(case: str, tmp_path: Path) -> None:
+    raises, start, quoted = CASES[case]
+    with pytest.raises(exc.TaskFlowException) as raised:
+        raises(tmp_path)
+    _said_once(raised.value, start, quoted)
+
+
+@pytest.mark.parametrize("case", list(SERVER_CASES))
+def test_an_error_from_a_real_server_quoting_its_cause_says_it_once(
+    case: str, request: pytest.FixtureRequest
+) -> None:
+    services.require_module("kazoo", "kazoo")
+    raises, start, quoted = SERVER_CASES[case]
+    with pytest.raises(exc.TaskFlowException) as raised:
+        raises(request)
+    _said_once(raised.value, start, quoted)

@@ -351,8 +351,10 @@ class EtcdJobBoard(WatchingJobBoard):
         try:
             yield
         except (etcd_errors.Etcd3Exception, OSError) as err:
-            raise exc.JobFailure(
-                f"etcd jobboard {self.name!r} at {self.where}: could not {action}: {_describe(err)}"
+            raise exc.quoting_cause(
+                exc.JobFailure(
+                    f"etcd jobboard {self.name!r} at {self.where}: could not {action}: {_describe(err)}"
+                )
             ) from err
 
     def register_entity(self, entity: Any) -> None:
@@ -1090,7 +1092,7 @@ class EtcdJobBoard(WatchingJobBoard):
                 timeout=(self._watch_bound(), self._watch_timeout),
             )
         except OSError as error:  # requests' errors are OSErrors
-            raise exc.JobFailure(f"{where}: could not watch: {error}") from error
+            raise exc.quoting_cause(exc.JobFailure(f"{where}: could not watch: {error}")) from error
         with self._watch_lock:
             if stop.is_set():
                 stream.close()

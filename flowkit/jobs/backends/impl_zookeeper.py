@@ -80,7 +80,7 @@ from flowkit.jobs.base import (
     iter_sorted,
     lost_claim,
 )
-from flowkit.persistence.backends._urls import mask_url
+from flowkit.persistence.backends._urls import mask_url, split_hosts
 from flowkit.utils import kazoo_utils
 
 if TYPE_CHECKING:
@@ -143,7 +143,9 @@ def _translated(action: str, where: str) -> Iterator[None]:
     except kazoo_errors.NoNodeError as err:
         raise exc.NotFound(f"ZooKeeper jobboard at {where}: could not {action}: a node is gone") from err
     except (kazoo_errors.KazooException, OSError) as err:
-        raise exc.JobFailure(f"ZooKeeper jobboard at {where}: could not {action}: {err!r}") from err
+        raise exc.quoting_cause(
+            exc.JobFailure(f"ZooKeeper jobboard at {where}: could not {action}: {err!r}")
+        ) from err
 
 
 class ZookeeperJobBoard(WatchingJobBoard):
@@ -222,11 +224,12 @@ class ZookeeperJobBoard(WatchingJobBoard):
             parts = urlsplit(str(url))
             hosts = hosts or parts.netloc
             path = path or (parts.path if parts.path not in ("", "/") else None)
-        if isinstance(hosts, (list, tuple)):
-            hosts = ",".join(str(h) for h in hosts)
-        self._hosts = str(hosts or "127.0.0.1:2181")
+        self._hosts = kazoo_utils.hosts_text(hosts) if hosts else "127.0.0.1:2181"
         self._path = "/" + str(path or DEFAULT_PATH).strip("/")
-        _check_ports(name, self._hosts, self.where)
+        try:
+            split_hosts(self._hosts)  # kazoo would find a bad port only on connecting, naming no board
+        except ValueError as err:
+            raise ValueError(f"ZooKeeper jobboard {name!r} at {self.where}: {err}") from err
         if self._path == "/":
             raise ValueError(
                 f"ZooKeeper jobboard {name!r}: the path must name a node below the root, not {path!r}"
@@ -323,7 +326,9 @@ class ZookeeperJobBoard(WatchingJobBoard):
         except exc.IncompatibleVersion as err:
             if self._own_client:
                 self._client.stop()
-            raise exc.IncompatibleVersion(f"ZooKeeper jobboard at {self.where}: {err}") from err
+            raise exc.quoting_cause(
+                exc.IncompatibleVersion(f"ZooKeeper jobboard at {self.where}: {err}")
+            ) from err
         with _translated("create the board's nodes", self.where):
             self._client.ensure_path(self._trash)
         self._start_watch()
@@ -849,24 +854,3 @@ def _ended(attempt: Attempt, end: AttemptEnd, reason: str | None) -> Attempt:
     from dataclasses import replace
 
     return replace(attempt, end=end, reason=reason)
-
-
-def _check_ports(name: str, hosts: str, where: str) -> None:
-    """Refuse a host of ``hosts`` whose port is no port number, naming the board.
-
-    kazoo finds it only when connecting, with ``Port could not be cast to
-    integer value as 'x'``, which names neither the board nor its URL.
-
-    Raises:
-        ValueError: the first host whose port is not a number from 1 to 65535.
-    """
-    for host in hosts.split(","):
-        address = host.strip().split("/", 1)[0]  # a chroot may follow the last host
-        if address.endswith("]") or ":" not in address:
-            continue  # no port: ZooKeeper's default one
-        port = address.rpartition(":")[2]
-        if not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError(
-                f"ZooKeeper jobboard {name!r} at {where}: the port of host {mask_url(address)!r} must be"
-                f" a number from 1 to 65535, not {port!r}"
-            )

@@ -430,7 +430,9 @@ class DocumentConnection(Connection):
             raise
         except Exception as err:
             what = f"{operation} of {uuid}" if uuid else operation
-            raise exc.StorageFailure(f"{what} failed on {self._store.describe()}: {err}") from err
+            raise exc.quoting_cause(
+                exc.StorageFailure(f"{what} failed on {self._store.describe()}: {err}")
+            ) from err
 
     def _step(self, operation: str, uuid: str | None, body: Callable[[Batch], _T]) -> _T:
         """Run ``body`` on a fresh batch and commit it (again if it lost a race).

@@ -8,16 +8,18 @@ the one that ends up in an error message.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from flowkit import exceptions as exc
 from flowkit._utils.switches import read_switch
 
 __all__ = [
+    "HostPort",
     "ParsedUrl",
     "backend_name",
     "conf_bool",
@@ -25,6 +27,7 @@ __all__ = [
     "mask_url",
     "parse_url",
     "split_conf",
+    "split_hosts",
 ]
 
 MASK = "***"
@@ -133,14 +136,14 @@ class ParsedUrl:
     scheme: str
     username: str | None
     password: str | None
-    hosts: tuple[tuple[str, int | None], ...]
+    hosts: tuple[HostPort, ...]
     path: str
     query: dict[str, str] = field(default_factory=dict)
 
     @property
     def hosts_text(self) -> str:
         """``host:port,host:port`` as ZooKeeper clients want it."""
-        return ",".join(f"{host}:{port}" if port is not None else host for host, port in self.hosts)
+        return ",".join(host.text for host in self.hosts)
 
 
 def parse_url(url: str) -> ParsedUrl:
@@ -162,7 +165,7 @@ def parse_url(url: str) -> ParsedUrl:
             user, colon, secret = userinfo.partition(":")
             username = unquote(user) or None
             password = unquote(secret) if colon else None
-        hosts = tuple(_host_port(item) for item in hostlist.split(",") if item)
+        hosts = split_hosts(hostlist)
         query = dict(parse_qsl(parts.query, keep_blank_values=True))
     except ValueError as err:
         raise exc.quoting_cause(
@@ -171,17 +174,76 @@ def parse_url(url: str) -> ParsedUrl:
     return ParsedUrl(match.group(1).lower(), username, password, hosts, unquote(parts.path), query)
 
 
-def _host_port(item: str) -> tuple[str, int | None]:
-    if item.startswith("["):  # [ipv6]:port
-        host, _, rest = item[1:].partition("]")
-        port_text = rest[1:] if rest.startswith(":") else ""
+class HostPort(NamedTuple):
+    """One host of a ``host:port`` list; ``port`` is ``None`` where none is written (the client's default)."""
+
+    host: str
+    port: int | None
+
+    @property
+    def text(self) -> str:
+        """``host:port`` as written in a list, an IPv6 address in its brackets (``[::1]:2181``)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return host if self.port is None else f"{host}:{self.port}"
+
+
+def split_hosts(hosts: str) -> tuple[HostPort, ...]:
+    """Read a ZooKeeper ``host[:port],host[:port]`` list as kazoo reads it, more strictly.
+
+    The one reader of such lists, for the persistence backend's URL and
+    ``hosts`` and the jobboard's alike. As kazoo: a ``/chroot`` may follow the
+    last host, spaces around a host are ignored, so is user info up to an
+    ``@`` (a URL's netloc), and an IPv6 address goes in brackets. Stricter
+    than kazoo, which takes ``zk1:`` and ``zk1:0`` as port 2181 and finds the
+    other mistakes only when it connects, with messages naming neither the
+    host nor the URL: each bad host is refused here, before anything connects.
+    The message quotes only the host, never user info, so a caller can put
+    it beside its masked URL.
+
+    Returns:
+        The hosts in order; none for an empty list.
+
+    Raises:
+        ValueError: an empty host (a stray comma), no host before a port, an
+            IPv6 address without brackets or with broken ones, or a port that
+            is not a number from 1 to 65535 (``zk1:`` included).
+    """
+    listed = hosts.partition("/")[0]
+    if not listed.strip():
+        return ()
+    return tuple(_host_port(item.rpartition("@")[2].strip()) for item in listed.split(","))
+
+
+def _host_port(address: str) -> HostPort:
+    """One host of :func:`split_hosts`, refused with a message saying what is wrong with it."""
+    if not address:
+        raise ValueError("an empty host in the list (a stray comma?)")
+    if address.startswith("["):  # [ipv6]:port
+        host, closed, rest = address[1:].partition("]")
+        if not closed:
+            raise ValueError(f"host {address!r} has no closing ']'")
+        if rest and not rest.startswith(":"):
+            raise ValueError(f"host {address!r} has {rest!r} after its ']'; a ':port' may follow it")
+        if not host:
+            raise ValueError(f"host {address!r} names no host")
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"host {address!r} has no IPv6 address in its brackets") from None
+        has_port, port_text = bool(rest), rest[1:]
     else:
-        host, _, port_text = item.rpartition(":") if ":" in item else (item, "", "")
-    if not port_text:
-        return host, None
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise ValueError(f"bad port {port_text!r}")
-    return host, int(port_text)
+        if address.count(":") > 1:
+            raise ValueError(f"host {address!r}: an IPv6 address goes in brackets, as in '[::1]:2181'")
+        host, colon, port_text = address.partition(":")
+        if not host:
+            raise ValueError(f"host {address!r} names no host")
+        has_port = bool(colon)
+    if not has_port:
+        return HostPort(host, None)
+    # isdigit() alone takes other scripts' digits ('٣'), which int() reads and kazoo does not.
+    if not (port_text.isascii() and port_text.isdigit()) or not 0 < int(port_text) < 65536:
+        raise ValueError(f"the port of host {address!r} must be a number from 1 to 65535, not {port_text!r}")
+    return HostPort(host, int(port_text))
 
 
 def conf_bool(conf: Mapping[str, Any], key: str, default: bool = False) -> bool:

@@ -68,7 +68,7 @@ from flowkit.persistence.backends._path_based import (
     Members,
     Read,
 )
-from flowkit.persistence.backends._urls import conf_bool, conf_float, mask_url, parse_url
+from flowkit.persistence.backends._urls import conf_bool, conf_float, mask_url, parse_url, split_hosts
 from flowkit.persistence.base import Backend
 from flowkit.utils import kazoo_utils
 
@@ -498,32 +498,41 @@ class ZkBackend(Backend):
         hosts = self._conf.get("hosts")
         path = self._conf.get("path")
         self._auth: list[tuple[str, str]] = []
+        # Messages name the URL where it says which hosts and path are used, else what is.
+        named_by_url = False
         if "://" in connection:
             parsed = parse_url(connection)
+            named_by_url = bool(parsed.hosts) and not hosts and not path
             hosts = hosts or parsed.hosts_text
             path = path or parsed.path
             if parsed.username is not None:
                 self._auth.append(("digest", f"{parsed.username}:{parsed.password or ''}"))
-        if isinstance(hosts, list | tuple):
-            hosts = ",".join(str(host) for host in hosts)
-        # No hosts (``{"connection": "zookeeper:"}``): TaskFlow's kazoo_utils default, as TaskFlow's backend.
-        self._hosts = str(hosts or ("" if client is not None else kazoo_utils.DEFAULT_HOSTS))
         self._path = str(path or DEFAULT_PATH)
         if not self._path.startswith("/"):
             self._path = "/" + self._path
+        # No hosts (``{"connection": "zookeeper:"}``): TaskFlow's kazoo_utils default, as TaskFlow's backend.
+        try:
+            self._hosts = (
+                kazoo_utils.hosts_text(hosts)
+                if hosts
+                else ("" if client is not None else kazoo_utils.DEFAULT_HOSTS)
+            )
+        except TypeError as err:  # its message shows the hosts given
+            raise exc.quoting_cause(
+                exc.StorageFailure(f"ZooKeeper backend {mask_url(connection)!r}: {err}")
+            ) from err
+        self._where = mask_url(connection if named_by_url else f"zookeeper://{self._hosts}{self._path}")
         self._timeout = conf_float(self._conf, "timeout", DEFAULT_TIMEOUT)
         # kazoo's read_only, as TaskFlow hands it on: allowed onto a server in read-only mode.
         # A backend that is not writable only reads, so such a server serves it too.
         self._kazoo_read_only = conf_bool(self._conf, "read_only") or not self.writable
-        self._where = (
-            mask_url(connection) if "://" in connection else f"zookeeper://{self._hosts}{self._path}"
-        )
         self._client = client
         self._owned = client is None
         # What the client is made with, checked now rather than at the first connection:
         # every client option of the conf, as TaskFlow hands its whole conf to make_client.
         self._client_options: dict[str, Any] = {}
         try:
+            split_hosts(self._hosts)  # kazoo would find a bad port only on connecting, naming no URL
             self._check_compatible = kazoo_utils.version_check_wanted(self._conf)
             if client is None:
                 self._client_options = kazoo_utils.client_options(
@@ -535,7 +544,7 @@ class ZkBackend(Backend):
                     }
                 )
         except (TypeError, ValueError) as err:
-            raise exc.StorageFailure(f"ZooKeeper backend at {self._where}: {err}") from err
+            raise exc.quoting_cause(exc.StorageFailure(f"ZooKeeper backend at {self._where}: {err}")) from err
         self._lock = threading.Lock()
         self._store: _ZkStore | None = None
 
@@ -577,14 +586,14 @@ class ZkBackend(Backend):
         except exc.IncompatibleVersion as err:
             if self._owned:
                 self._stop_client()
-            raise exc.StorageFailure(
-                f"ZooKeeper at {self._where} is not a compatible version: {err}"
+            raise exc.quoting_cause(
+                exc.StorageFailure(f"ZooKeeper at {self._where} is not a compatible version: {err}")
             ) from err
         except (errors.KazooException, OSError) as err:
             if self._owned:
                 self._stop_client()
-            raise exc.StorageFailure(
-                f"cannot check the version of ZooKeeper at {self._where}: {err!r}"
+            raise exc.quoting_cause(
+                exc.StorageFailure(f"cannot check the version of ZooKeeper at {self._where}: {err!r}")
             ) from err
 
     def get_connection(self) -> ZkConnection:

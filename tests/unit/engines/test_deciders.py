@@ -448,6 +448,60 @@ def test_a_resume_asks_a_links_deciders_for_a_first_atom_of_its_flow_still_pendi
     assert rec.executed() == []
 
 
+def _into_nested(rec: Recorder, asked: list[dict[str, Any]], depth: Depth) -> graph_flow.Flow:
+    """a -(no, ``depth``)-> sub (an unordered flow of s1 and inner, a linear flow of i1, i2) -> z."""
+
+    def decide(history: dict[str, Any]) -> bool:
+        asked.append(dict(history))
+        return False
+
+    a, z = Step("a", rec), Step("z", rec)
+    inner = linear_flow.Flow("inner").add(Step("i1", rec), Step("i2", rec))
+    sub = unordered_flow.Flow("sub").add(Step("s1", rec), inner)
+    flow = graph_flow.Flow("g").add(a, sub, z)
+    return flow.link(a, sub, decider=decide, decider_depth=depth).link(sub, z)
+
+
+@pytest.mark.parametrize(
+    ("depth", "expected"),
+    [
+        # TaskFlow 6.5's sequences for the same flow and stored states.
+        (
+            Depth.ATOM,
+            [
+                ("s1", "IGNORE"),
+                ("i1", "IGNORE"),
+                ("i2", "RUNNING"),
+                ("i2", "SUCCESS"),
+                ("z", "RUNNING"),
+                ("z", "SUCCESS"),
+            ],
+        ),
+        (Depth.ALL, [("s1", "IGNORE"), ("z", "IGNORE"), ("i1", "IGNORE"), ("i2", "IGNORE")]),
+    ],
+    ids=["atom", "all"],
+)
+def test_a_resume_asks_for_each_first_atom_of_a_flow_one_of_them_inside_a_flow_of_its_own(
+    rec: Recorder, depth: Depth, expected: Events
+) -> None:
+    # The link's flow starts with s1 and, through inner's start, i1: a resume with
+    # both PENDING asks the decider for each, as the first run would.
+    asked: list[dict[str, Any]] = []
+    detail = FlowDetail("g", "11111111-2222-3333-4444-555555555555")
+    first = engines.load(_into_nested(rec, asked, depth), flow_detail=detail)
+    first.compile()
+    first.prepare()
+    first.storage.save("a", "a")
+    resumed = engines.load(_into_nested(rec, asked, depth), flow_detail=detail)
+    events: Events = []
+    resumed.atom_notifier.register(
+        Notifier.ANY, lambda state, details: events.append((details["task_name"], state))
+    )
+    resumed.run()
+    assert events == expected
+    assert asked == [{"a": "a"}, {"a": "a"}]
+
+
 def test_a_no_tells_the_skips_in_the_order_of_taskflows_depth_first_walk(
     engine_kind: str, rec: Recorder
 ) -> None:

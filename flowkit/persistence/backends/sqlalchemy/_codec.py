@@ -55,11 +55,16 @@ def dumps(value: Any) -> str | None:
     return None if value is None else _encode(value)
 
 
-def loads(text: str | None, where: str = "a stored value") -> Any:
+def loads(text: str | None, column: str, kind: str, name: object = None, uuid: object = None) -> Any:
     """The value of stored JSON text (NULL reads as ``None``).
 
+    Args:
+        column, kind, name, uuid: the column and the record it belongs to (a
+            name or a uuid may be missing), put into words only if the text is
+            damaged: every record read passes here.
+
     Raises:
-        StorageFailure: the text is not JSON (a damaged record; ``where`` names it).
+        StorageFailure: the text is not JSON (a damaged record, named).
     """
     if text is None:
         return None
@@ -67,8 +72,20 @@ def loads(text: str | None, where: str = "a stored value") -> Any:
         return _decode(text)
     except ValueError as err:
         raise exc.quoting_cause(
-            exc.StorageFailure(f"{where} holds invalid JSON ({err}); the record is damaged")
+            exc.StorageFailure(
+                f"column {column!r} of {_record_words(kind, name, uuid)} holds invalid JSON ({err});"
+                " the record is damaged"
+            )
         ) from err
+
+
+def _record_words(kind: str, name: object = None, uuid: object = None) -> str:
+    """A stored record as errors name it: ``atom detail 'pay' (uuid)``, or by its name or its uuid alone."""
+    if name is None:
+        return f"{kind} {uuid!r}"
+    if uuid is None:
+        return f"{kind} {name!r}"
+    return f"{kind} {name!r} ({uuid})"
 
 
 def utc(when: datetime | None) -> datetime | None:
@@ -145,7 +162,7 @@ def atom_row(ad: models.AtomDetail, parent_uuid: str) -> dict[str, Any]:
 def book_from_row(row: Mapping[Any, Any]) -> models.LogBook:
     """A new :class:`LogBook` (without flow details) from its row."""
     book = models.LogBook(row["name"], row["uuid"])
-    book.meta = loads(row["meta"], f"column 'meta' of logbook {row['uuid']!r}") or {}
+    book.meta = loads(row["meta"], "meta", "logbook", uuid=row["uuid"]) or {}
     book.created_at = utc(row["created_at"])
     book.updated_at = utc(row["updated_at"])
     return book
@@ -155,7 +172,7 @@ def flow_from_row(row: Mapping[Any, Any]) -> models.FlowDetail:
     """A new :class:`FlowDetail` (without atom details) from its row."""
     fd = models.FlowDetail(row["name"], row["uuid"])
     fd.state = row["state"]
-    fd.meta = loads(row["meta"], f"column 'meta' of flow detail {row['uuid']!r}") or {}
+    fd.meta = loads(row["meta"], "meta", "flow detail", uuid=row["uuid"]) or {}
     return fd
 
 
@@ -165,20 +182,21 @@ def atom_from_row(row: Mapping[Any, Any]) -> models.AtomDetail:
     Raises:
         StorageFailure: the stored atom type is unknown.
     """
-    where = f"atom detail {row['name']!r} ({row['uuid']})"
+    name, uuid = row["name"], row["uuid"]
     try:
         cls = models.atom_detail_class(row["atom_type"])
     except TypeError as err:
+        where = _record_words("atom detail", name, uuid)
         raise exc.quoting_cause(exc.StorageFailure(f"{where}: {err}")) from err
     fields = {
-        column: loads(row[column], f"column {column!r} of {where}")
+        column: loads(row[column], column, "atom detail", name, uuid)
         for column in ("results", "failure", "revert_results", "revert_failure", "meta")
     }
     try:
         return cls.from_dict(
             {
-                "name": row["name"],
-                "uuid": row["uuid"],
+                "name": name,
+                "uuid": uuid,
                 "state": row["state"],
                 "intention": row["intention"],
                 "version": row["version"],
@@ -186,6 +204,7 @@ def atom_from_row(row: Mapping[Any, Any]) -> models.AtomDetail:
             }
         )
     except (TypeError, ValueError, KeyError) as err:
+        where = _record_words("atom detail", name, uuid)
         raise exc.quoting_cause(
             exc.StorageFailure(f"{where} cannot be read back ({err}); the record is damaged")
         ) from err

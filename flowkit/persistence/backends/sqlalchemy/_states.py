@@ -106,7 +106,7 @@ def read_states(conn: Connection, fd_uuid: str) -> dict[str, AtomStatus] | None:
                 return None
             ready = int(counted)
         else:
-            meta = _codec.loads(counted, f"column 'meta' of atom detail {name!r}")
+            meta = _codec.loads(counted, "meta", "atom detail", name)
             if isinstance(meta, dict) and (ARCHIVE_KEY in meta or CHUNKS_KEY in meta):
                 return None
             ready = ready_events(meta)
