@@ -16,7 +16,10 @@ from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from flowkit import exceptions as exc
+from flowkit._utils.lazy_logging import module_logger
 from flowkit._utils.switches import read_switch
+
+_LOG = module_logger(__name__)
 
 __all__ = [
     "HostPort",
@@ -188,17 +191,18 @@ class HostPort(NamedTuple):
 
 
 def split_hosts(hosts: str) -> tuple[HostPort, ...]:
-    """Read a ZooKeeper ``host[:port],host[:port]`` list as kazoo reads it, more strictly.
+    """Read a ZooKeeper ``host[:port],host[:port]`` list as kazoo reads it.
 
     The one reader of such lists, for the persistence backend's URL and
     ``hosts`` and the jobboard's alike. As kazoo: a ``/chroot`` may follow the
     last host, spaces around a host are ignored, so is user info up to an
-    ``@`` (a URL's netloc), and an IPv6 address goes in brackets. Stricter
-    than kazoo, which takes ``zk1:`` and ``zk1:0`` as port 2181 and finds the
-    other mistakes only when it connects, with messages naming neither the
-    host nor the URL: each bad host is refused here, before anything connects.
-    The message quotes only the host, never user info, so a caller can put
-    it beside its masked URL.
+    ``@`` (a URL's netloc), an IPv6 address goes in brackets, and an empty
+    port or port 0 (``zk1:``, ``zk1:0``) means ZooKeeper's default port, as
+    TaskFlow's backends take them (a warning names the host: more likely a
+    slip than a wish). kazoo finds the other mistakes only when it connects,
+    with messages naming neither the host nor the URL: each is refused here,
+    before anything connects. The message quotes only the host, never user
+    info, so a caller can put it beside its masked URL.
 
     Returns:
         The hosts in order; none for an empty list.
@@ -206,7 +210,7 @@ def split_hosts(hosts: str) -> tuple[HostPort, ...]:
     Raises:
         ValueError: an empty host (a stray comma), no host before a port, an
             IPv6 address without brackets or with broken ones, or a port that
-            is not a number from 1 to 65535 (``zk1:`` included).
+            is not a number up to 65535.
     """
     listed = hosts.partition("/")[0]
     if not listed.strip():
@@ -241,8 +245,12 @@ def _host_port(address: str) -> HostPort:
     if not has_port:
         return HostPort(host, None)
     # isdigit() alone takes other scripts' digits ('٣'), which int() reads and kazoo does not.
-    if not (port_text.isascii() and port_text.isdigit()) or not 0 < int(port_text) < 65536:
-        raise ValueError(f"the port of host {address!r} must be a number from 1 to 65535, not {port_text!r}")
+    if port_text and not (port_text.isascii() and port_text.isdigit() and int(port_text) < 65536):
+        raise ValueError(f"the port of host {address!r} must be a number up to 65535, not {port_text!r}")
+    if not port_text or int(port_text) == 0:
+        # kazoo reads both as its default port (so TaskFlow's backends connect there).
+        _LOG.warning("ZooKeeper host %r gives no port: the default port is used, as kazoo does", address)
+        return HostPort(host, None)
     return HostPort(host, int(port_text))
 
 
