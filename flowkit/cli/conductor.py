@@ -24,7 +24,7 @@ import os
 import sys
 from typing import Any
 
-from flowkit.cli._common import FROM_FILE, importable_cwd, one_line, positive, url_value
+from flowkit.cli._common import FROM_FILE, importable_cwd, not_negative, one_line, positive, url_value
 
 __all__ = ["register"]
 
@@ -109,7 +109,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--max-failures",
-        type=int,
+        type=not_negative(int),
         default=DEFAULT_MAX_FAILURES,
         metavar="N",
         help=f"set a job aside after N failed attempts; 0 never does (default: {DEFAULT_MAX_FAILURES})",

@@ -39,7 +39,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from flowkit._utils.text import log_safe
-from flowkit.cli._common import CliError, add_connection, guarded
+from flowkit.cli._common import CliError, add_connection, guarded, port_number, positive
 
 __all__ = ["LISTENING_PREFIX", "register"]
 
@@ -59,7 +59,9 @@ def register(subparsers: Any) -> None:
     )
     add_connection(parser)
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8765, help="port (default: 8765; 0 picks a free one)")
+    parser.add_argument(
+        "--port", type=port_number, default=8765, help="port (default: 8765; 0 picks a free one)"
+    )
     parser.add_argument("--token", help=f"require this bearer token (default: ${TOKEN_ENV} if set)")
     parser.add_argument(
         "--allow-host",
@@ -80,7 +82,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--poll",
-        type=float,
+        type=positive(float),
         default=0.5,
         metavar="S",
         help="seconds between reads of a watched flow (default: 0.5)",
