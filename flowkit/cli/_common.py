@@ -32,6 +32,7 @@ __all__ = [
     "FlowRef",
     "add_connection",
     "columns",
+    "factory_name",
     "file_path_hint",
     "find_flow",
     "guarded",
@@ -130,6 +131,27 @@ def _bounded(
 _PORT = _bounded(
     int, lambda value: 0 <= value <= 65535, "must be a port number, 0 to 65535 (0 picks a free one)"
 )
+
+
+def factory_name(text: str) -> str:
+    """An argparse ``type=`` for ``--allow-factory``: a dotted factory name, or a module prefix ending in '.'.
+
+    A flow detail records its factory by dotted name (``pkg.flows.make_order``),
+    and only such a name, or a prefix of its module, can allow it: an empty name
+    made the conductor fail with a traceback after connecting, and one that is
+    no dotted name (``pkg..make``, ``pkg/flows.py``) allowed nothing, so every
+    job's factory was refused. ``MODULE:NAME``, as ``flowkit run`` and
+    ``flowkit jobs post`` take a factory, is read as the ``MODULE.NAME`` it means.
+    """
+    module, colon, attr = text.strip().partition(":")
+    name = f"{module}.{attr}" if colon else module
+    body = name[:-1] if name.endswith(".") else name
+    if not all(part.isidentifier() for part in body.split(".")):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is no dotted factory name nor a module prefix ending in '.'"
+            " (pkg.flows.make_order, pkg.flows.)"
+        )
+    return name
 
 
 #: What every URL option's help ends with: how to keep a password out of the process list.

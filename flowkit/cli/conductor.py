@@ -24,7 +24,15 @@ import os
 import sys
 from typing import Any
 
-from flowkit.cli._common import FROM_FILE, importable_cwd, not_negative, one_line, positive, url_value
+from flowkit.cli._common import (
+    FROM_FILE,
+    factory_name,
+    importable_cwd,
+    not_negative,
+    one_line,
+    positive,
+    url_value,
+)
 
 __all__ = ["register"]
 
@@ -118,6 +126,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--allow-factory",
         action="append",
+        type=factory_name,
         metavar="NAME",
         help="call only these flow factories (a dotted name, or a module prefix ending in '.'); repeatable."
         " Default: any a job's flow detail names, as TaskFlow",

@@ -39,7 +39,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from flowkit._utils.text import log_safe
-from flowkit.cli._common import CliError, add_connection, guarded, port_number, positive
+from flowkit.cli._common import CliError, add_connection, factory_name, guarded, port_number, positive
 
 __all__ = ["LISTENING_PREFIX", "register"]
 
@@ -74,6 +74,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--allow-factory",
         action="append",
+        type=factory_name,
         default=[],
         metavar="NAME",
         help="import and call this recorded flow factory to draw a flow's graph (a dotted name, or a"
