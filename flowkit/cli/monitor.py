@@ -62,7 +62,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--port", type=port_number, default=8765, help="port (default: 8765; 0 picks a free one)"
     )
-    parser.add_argument("--token", help=f"require this bearer token (default: ${TOKEN_ENV} if set)")
+    parser.add_argument(
+        "--token", type=_token, help=f"require this bearer token (default: ${TOKEN_ENV} if set)"
+    )
     parser.add_argument(
         "--allow-host",
         action="append",
@@ -259,6 +261,21 @@ def _server_class() -> Any:
             self._closing.close()
 
     return Server
+
+
+def _token(text: str) -> str:
+    """An argparse ``type=`` for ``--token``: any text but an empty one.
+
+    ``--token "$TOKEN"`` with ``TOKEN`` unset gave an empty token, read as none:
+    the monitor served every flow's results and tracebacks to anyone who could
+    reach it (without a word on loopback), while its operator meant to require one.
+    """
+    if not text.strip():
+        raise argparse.ArgumentTypeError(
+            f"is empty: give the token requests must carry, or leave --token out (and ${TOKEN_ENV} unset)"
+            " to serve without one"
+        )
+    return text
 
 
 def _listen(host: str, port: int) -> socket.socket:
