@@ -41,6 +41,7 @@ __all__ = [
     "is_sql_backend",
     "list_flows",
     "missing_store",
+    "not_empty",
     "not_negative",
     "one_line",
     "open_backend",
@@ -131,6 +132,17 @@ def _bounded(
 _PORT = _bounded(
     int, lambda value: 0 <= value <= 65535, "must be a port number, 0 to 65535 (0 picks a free one)"
 )
+
+
+def not_empty(text: str) -> str:
+    """An argparse ``type=`` for a name: any text but an empty or blank one.
+
+    ``flowkit conductor --name ''`` connected to the board, then failed with
+    "job applicant must be a non-empty string", naming no option (status 1).
+    """
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    return text
 
 
 def factory_name(text: str) -> str:

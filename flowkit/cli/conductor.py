@@ -28,6 +28,7 @@ from flowkit.cli._common import (
     FROM_FILE,
     factory_name,
     importable_cwd,
+    not_empty,
     not_negative,
     one_line,
     positive,
@@ -99,7 +100,7 @@ def register(subparsers: Any) -> None:
         "persistence backend, consume them when done. SIGTERM stops it gracefully.",
     )
     board_arguments(parser)
-    parser.add_argument("--name", required=True, help="the name jobs are claimed under")
+    parser.add_argument("--name", required=True, type=not_empty, help="the name jobs are claimed under")
     parser.add_argument(
         "--kind",
         choices=("blocking", "nonblocking"),
