@@ -14,7 +14,7 @@ from typing import Any
 from flowkit import exceptions as exc
 from flowkit import states as st
 from flowkit._atom_record import ATOM_STATES, AtomRecord
-from flowkit.persistence._json import encode_json
+from flowkit.persistence._json import MODEL_KEY, encode_json, model_name
 from flowkit.persistence.models import AtomDetail, RetryDetail, TaskDetail
 from flowkit.persistence.models import RetryHistory as History
 
@@ -60,15 +60,21 @@ def fill_detail(detail: AtomDetail, record: AtomRecord, history: History | None)
     detail.state = record.state
     detail.intention = record.intention
     detail.version = record.version
+    model = None
     if record.is_retry:
         detail.results = list(history or ())
     else:
+        # Derived from the result at each write, never kept on the record: the
+        # result is the one source of truth, and a run that replaced it drops the name.
+        model = model_name(record.result)
         detail.results = record.result
     detail.failure = record.failure
     detail.revert_results = record.revert_result
     detail.revert_failure = record.revert_failure
     meta = dict(record._meta) if record._meta else {}
     meta[_PROGRESS] = record.progress
+    if model is not None:
+        meta[MODEL_KEY] = model
     detail.meta = meta
     return detail
 
@@ -100,6 +106,7 @@ def record_from_detail(detail: AtomDetail, flow_name: str = "?") -> tuple[AtomRe
         record.result = detail.results
     meta = dict(detail.meta or {})
     progress = meta.pop(_PROGRESS, None)
+    meta.pop(MODEL_KEY, None)  # said again by fill_detail from the (revived) result
     if isinstance(progress, (int, float)):
         record.progress = float(progress)
     injected = meta.get(_INJECTED)

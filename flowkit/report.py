@@ -23,12 +23,14 @@ from collections import Counter
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import islice
 from typing import Any
 
 from flowkit import exceptions as exc
 from flowkit import states as st
 from flowkit._utils.text import cells, log_safe, pad
 from flowkit.listeners.events import META_KEY, CauseKind, Event, EventLog
+from flowkit.persistence._json import MODEL_KEY, model_dump, model_name
 from flowkit.types.failure import Failure
 
 __all__ = ["AtomReport", "ExecutionReport", "FailureReport", "flow_summary"]
@@ -39,9 +41,33 @@ _SUMMARY.maxother = 60
 _SUMMARY.maxlist = _SUMMARY.maxdict = _SUMMARY.maxtuple = 5
 
 
-def summarize(value: Any) -> str:
-    """A short one-line ``repr`` of a result (long values are cut with ``...``)."""
-    return " ".join(_SUMMARY.repr(value).split())
+def summarize(value: Any, model: str | None = None) -> str:
+    """A short one-line ``repr`` of a result (long values are cut with ``...``).
+
+    A pydantic model reads as its class name with its fields,
+    ``Price(amount=2.0, currency='EUR')``, whether it is in hand (the engine's
+    report) or was stored: a model is stored as its JSON object, and ``model``
+    is the class name its atom detail recorded
+    (:data:`~flowkit.persistence._json.MODEL_KEY`), so a report made from the
+    store alone (``flowkit flows show``, the monitor), with no flow code to make
+    the model again, names it as well. Both are shown from the stored form
+    (:func:`~flowkit.persistence._json.model_dump`), so they read the same.
+
+    Args:
+        value: the result.
+        model: the model class name its stored JSON object was, if any.
+    """
+    name = model_name(value)
+    if name is not None:
+        model, value = name, model_dump(value)
+    if model is None:
+        return " ".join(_SUMMARY.repr(value).split())
+    # A root model's dump is its root, which pydantic shows as the field ``root``.
+    fields: dict[Any, Any] = value if type(value) is dict else {"root": value}
+    shown = [f"{key}={_SUMMARY.repr(field)}" for key, field in islice(fields.items(), _SUMMARY.maxdict)]
+    if len(fields) > _SUMMARY.maxdict:
+        shown.append("...")
+    return " ".join(f"{model}({', '.join(shown)})".split())
 
 
 @dataclass(frozen=True, slots=True)
@@ -531,7 +557,7 @@ def _atom_report(detail: Any, events: list[Event]) -> AtomReport:
         attempts=attempts,
         duration=duration,
         revert_duration=revert_duration,
-        result=summarize(results) if has_result else None,
+        result=summarize(results, meta.get(MODEL_KEY)) if has_result else None,
         failure=FailureReport.from_failure(failure) if isinstance(failure, Failure) else None,
         reverted=reverted,
         revert_failure=FailureReport.from_failure(revert_failure)

@@ -589,8 +589,17 @@ def type_mismatches(
 # -- values at run time ------------------------------------------------------------
 
 
-def check_value(value: Any, tp: Any) -> bool:
-    """Tell whether ``value`` is of type ``tp`` (basic types; see the module docs)."""
+def check_value(value: Any, tp: Any, *, bool_is_number: bool = True) -> bool:
+    """Tell whether ``value`` is of type ``tp`` (basic types; see the module docs).
+
+    Args:
+        value: the value to check.
+        tp: the declared type.
+        bool_is_number: whether a ``bool`` counts as an ``int`` (and so a ``float``),
+            as Python and type checkers count it. False takes JSON's view, where
+            ``true`` is no number: a value typed on a command line is JSON, and a
+            ``true`` given for an ``int`` is a mistake, not a 1.
+    """
     if tp is UNTYPED:
         return True
     tp = _strip(tp)
@@ -599,12 +608,14 @@ def check_value(value: Any, tp: Any) -> bool:
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if origin in _UNIONS:
-        return any(check_value(value, arg) for arg in args)
+        return any(check_value(value, arg, bool_is_number=bool_is_number) for arg in args)
     if origin is typing.Literal:
         return any(value == arg and type(value) is type(arg) for arg in args)
     cls = origin if origin is not None else tp
     if not isinstance(cls, type):
         return True
+    if not bool_is_number and isinstance(value, bool) and cls in _NUMBERS:
+        return False
     # As the compile check (and type checkers) accept them: an int, so a bool or an
     # IntEnum, for a float; an int or a float for a complex.
     if cls is float and isinstance(value, int):
@@ -618,23 +629,32 @@ def check_value(value: Any, tp: Any) -> bool:
         return True
     if not args or isinstance(value, str | bytes):
         return True
+
+    def check(item: Any, item_type: Any) -> bool:
+        return check_value(item, item_type, bool_is_number=bool_is_number)
+
     if isinstance(value, tuple) and issubclass(cls, tuple):
         if len(args) == 2 and args[1] is Ellipsis:
-            return all(check_value(item, args[0]) for item in value)
-        return len(args) == len(value) and all(map(check_value, value, args))
+            return all(check(item, args[0]) for item in value)
+        return len(args) == len(value) and all(map(check, value, args))
     if isinstance(value, cabc.Mapping) and len(args) == 2:
-        return all(check_value(k, args[0]) and check_value(v, args[1]) for k, v in value.items())
+        return all(check(k, args[0]) and check(v, args[1]) for k, v in value.items())
     if isinstance(value, cabc.Collection) and len(args) == 1:
-        return all(check_value(item, args[0]) for item in value)
+        return all(check(item, args[0]) for item in value)
     return True
 
 
-def coerce_value(value: Any, tp: Any) -> Any:
+#: The classes a bool is an instance of (or, for float and complex, counted as) in Python.
+_NUMBERS = frozenset({int, float, complex})
+
+
+def coerce_value(value: Any, tp: Any, *, bool_is_number: bool = True) -> Any:
     """Return ``value`` as a ``tp``, or raise ``TypeError`` saying why it is not one.
 
     pydantic models (and, with pydantic, containers of them) are validated by
-    pydantic, which turns a mapping into the model; other types are checked
-    with :func:`check_value` and returned unchanged.
+    pydantic, which turns a mapping into the model (and, in its lax mode, reads
+    ``true`` as ``1`` whatever ``bool_is_number`` says); other types are checked
+    with :func:`check_value` (``bool_is_number`` as it takes it) and returned unchanged.
     """
     stripped = _strip(tp)
     if _is_model(stripped):
@@ -649,7 +669,7 @@ def coerce_value(value: Any, tp: Any) -> Any:
             return _adapter(stripped).validate_python(value)
         except Exception as err:
             raise TypeError(str(err)) from err
-    if not check_value(value, stripped):
+    if not check_value(value, stripped, bool_is_number=bool_is_number):
         from flowkit._utils.reprs import short_repr  # only a value that does not fit needs it
 
         raise TypeError(f"{short_repr(value, 60)} ({type(value).__name__}) is not {type_name(stripped)}")

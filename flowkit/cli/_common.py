@@ -12,6 +12,7 @@ import argparse
 import contextlib
 import importlib
 import logging
+import math
 import os
 import re
 import sys
@@ -31,6 +32,7 @@ __all__ = [
     "FlowRef",
     "add_connection",
     "columns",
+    "factory_name",
     "file_path_hint",
     "find_flow",
     "guarded",
@@ -39,8 +41,11 @@ __all__ = [
     "is_sql_backend",
     "list_flows",
     "missing_store",
+    "not_empty",
+    "not_negative",
     "one_line",
     "open_backend",
+    "port_number",
     "positive",
     "quoted_names",
     "spec_error",
@@ -77,9 +82,36 @@ class CliError(Exception):
 
 
 def positive(kind: type[float] | type[int]) -> Callable[[str], float | int]:
-    """An argparse ``type=`` that accepts only a positive number of ``kind``.
+    """An argparse ``type=`` that accepts only a positive (finite) number of ``kind``.
 
     The worker and conductor commands share it so their options fail alike.
+    """
+    return _bounded(kind, lambda value: value > 0, "must be positive")
+
+
+def not_negative(kind: type[float] | type[int]) -> Callable[[str], float | int]:
+    """An argparse ``type=`` that accepts only a (finite) number of ``kind`` of 0 or more."""
+    return _bounded(kind, lambda value: value >= 0, "must not be negative")
+
+
+def port_number(text: str) -> int:
+    """An argparse ``type=`` for a TCP port to listen on, 0 to 65535 (0 picks a free one).
+
+    ``getaddrinfo`` takes a port modulo 65536: ``--port 99999`` served on 34463
+    and 65536 on a free port, without a word, and -1 was said to be a host that
+    cannot be resolved.
+    """
+    return int(_PORT(text))
+
+
+def _bounded(
+    kind: type[float] | type[int], fits: Callable[[float], bool], should: str
+) -> Callable[[str], float | int]:
+    """An argparse ``type=`` reading a ``kind`` that ``fits``; else ``should``, with the text given.
+
+    NaN and the infinities are refused whatever ``fits`` says: no wait, count or
+    expiry is one (``nan > 0`` is false but ``nan <= 0`` is too, so a NaN passed
+    a check written either way, and an endless wait never polls again).
     """
 
     def parse(text: str) -> float | int:
@@ -87,12 +119,51 @@ def positive(kind: type[float] | type[int]) -> Callable[[str], float | int]:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {text!r}") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+        if not fits(value):
+            raise argparse.ArgumentTypeError(f"{should}, got {text!r}")
         return value
 
     parse.__name__ = kind.__name__
     return parse
+
+
+_PORT = _bounded(
+    int, lambda value: 0 <= value <= 65535, "must be a port number, 0 to 65535 (0 picks a free one)"
+)
+
+
+def not_empty(text: str) -> str:
+    """An argparse ``type=`` for a name: any text but an empty or blank one.
+
+    ``flowkit conductor --name ''`` connected to the board, then failed with
+    "job applicant must be a non-empty string", naming no option (status 1).
+    """
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    return text
+
+
+def factory_name(text: str) -> str:
+    """An argparse ``type=`` for ``--allow-factory``: a dotted factory name, or a module prefix ending in '.'.
+
+    A flow detail records its factory by dotted name (``pkg.flows.make_order``),
+    and only such a name, or a prefix of its module, can allow it: an empty name
+    made the conductor fail with a traceback after connecting, and one that is
+    no dotted name (``pkg..make``, ``pkg/flows.py``) allowed nothing, so every
+    job's factory was refused. ``MODULE:NAME``, as ``flowkit run`` and
+    ``flowkit jobs post`` take a factory, is read as the ``MODULE.NAME`` it means.
+    """
+    module, colon, attr = text.strip().partition(":")
+    name = f"{module}.{attr}" if colon else module
+    body = name[:-1] if name.endswith(".") else name
+    if not all(part.isidentifier() for part in body.split(".")):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is no dotted factory name nor a module prefix ending in '.'"
+            " (pkg.flows.make_order, pkg.flows.)"
+        )
+    return name
 
 
 #: What every URL option's help ends with: how to keep a password out of the process list.

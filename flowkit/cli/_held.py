@@ -84,12 +84,18 @@ def check_unclaimed(flow: Any, record: JobRecord, board_url: str | None) -> None
         record: the job the flow's metadata names.
         board_url: ``--board``: ``None`` when not given.
 
+    The board given is compared with the recorded one by what identifies a
+    board (:func:`~flowkit.jobs.backends._address.board_address`: its kind,
+    servers, database and namespace or path, defaults filled in), not as text:
+    ``redis://h:6379`` is ``redis://h:6379/0``, with its password or without.
+
     Raises:
         CliError: no ``--board`` given, another board given, or the job is
             claimed (status 2); the board cannot be read (status 1).
     """
     from flowkit import exceptions as exc
     from flowkit.jobs import backends
+    from flowkit.jobs.backends._address import board_address
     from flowkit.persistence.backends._urls import mask_url
 
     if board_url is None:
@@ -99,10 +105,19 @@ def check_unclaimed(flow: Any, record: JobRecord, board_url: str | None) -> None
             f" is no longer claimed, {_OR_FORCE}"
         )
     masked = mask_url(board_url)
-    if masked != record.url:
+    try:
+        given = board_address(board_url)
+    except ValueError as err:
+        raise CliError(f"--board: {err}") from err
+    try:
+        recorded = board_address(record.url)
+    except ValueError:  # a record no conductor made: nothing shows the board given is its
+        recorded = None
+    if given != recorded:
+        why = f"{given.differences(recorded)}; " if recorded is not None else ""
         raise CliError(
-            f"--board {masked} is not the board of job {record.uuid} ({record.url}): give that board's"
-            f" URL, {_OR_FORCE}"
+            f"--board {masked} is not the board of job {record.uuid} ({record.url}): {why}give that"
+            f" board's URL, {_OR_FORCE}"
         )
     try:
         board = backends.fetch("flowkit", {"board": board_url})

@@ -10,7 +10,9 @@ declared. So the flow's annotations decide, as they do for results
 
 * no atom that reads the symbol declares a type: the JSON value, else the text;
 * the JSON value fits every declared type: it is taken (``42`` for an ``int``
-  or a ``float``, ``null`` for an ``Optional``);
+  or a ``float``, ``null`` for an ``Optional``). As in JSON, ``true`` and
+  ``false`` are no numbers: a ``bool`` is an ``int`` in Python, and the task
+  declaring an ``int`` got ``True`` where its user mistyped;
 * else the text fits every declared type (a ``str``, a ``Literal`` of strings):
   the text is taken, as given;
 * else neither fits: a :class:`~flowkit.cli._common.CliError` (status 2) naming
@@ -157,7 +159,7 @@ def _fitted(item: StoreItem, readers: Sequence[Reader]) -> Any:
     for value in candidates:
         for reader in readers:
             try:
-                coerce_value(value, reader.type)
+                coerce_value(value, reader.type, bool_is_number=False)
             except TypeError:
                 break
         else:
@@ -165,7 +167,7 @@ def _fitted(item: StoreItem, readers: Sequence[Reader]) -> Any:
     # Neither fits: say why the value as read (JSON when it parses) does not.
     for reader in readers:
         try:
-            coerce_value(item.value, reader.type)
+            coerce_value(item.value, reader.type, bool_is_number=False)
         except TypeError as err:
             from flowkit.typed import type_name
 

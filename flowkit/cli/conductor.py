@@ -24,7 +24,16 @@ import os
 import sys
 from typing import Any
 
-from flowkit.cli._common import FROM_FILE, importable_cwd, one_line, positive, url_value
+from flowkit.cli._common import (
+    FROM_FILE,
+    factory_name,
+    importable_cwd,
+    not_empty,
+    not_negative,
+    one_line,
+    positive,
+    url_value,
+)
 
 __all__ = ["register"]
 
@@ -91,7 +100,7 @@ def register(subparsers: Any) -> None:
         "persistence backend, consume them when done. SIGTERM stops it gracefully.",
     )
     board_arguments(parser)
-    parser.add_argument("--name", required=True, help="the name jobs are claimed under")
+    parser.add_argument("--name", required=True, type=not_empty, help="the name jobs are claimed under")
     parser.add_argument(
         "--kind",
         choices=("blocking", "nonblocking"),
@@ -109,7 +118,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--max-failures",
-        type=int,
+        type=not_negative(int),
         default=DEFAULT_MAX_FAILURES,
         metavar="N",
         help=f"set a job aside after N failed attempts; 0 never does (default: {DEFAULT_MAX_FAILURES})",
@@ -118,6 +127,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--allow-factory",
         action="append",
+        type=factory_name,
         metavar="NAME",
         help="call only these flow factories (a dotted name, or a module prefix ending in '.'); repeatable."
         " Default: any a job's flow detail names, as TaskFlow",

@@ -27,6 +27,7 @@ import argparse
 import contextlib
 import json
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from flowkit._utils.text import log_safe
@@ -39,11 +40,50 @@ __all__ = ["register"]
 CLI_OWNER = "flowkit-cli"
 
 
-def _json_value(text: str) -> Any:
+def _json_of(kind: type[list[Any]] | type[dict[str, Any]]) -> Callable[[str], Any]:
+    """An argparse ``type=`` reading JSON of one kind: a list (``--args``) or an object.
+
+    Checked as the option is read, so the message names the option at fault and
+    what it got, before the board is connected (an unreachable board hid the
+    mistake behind status 1).
+    """
+    wanted = "a JSON list" if kind is list else "a JSON object"
+
+    def parse(text: str) -> Any:
+        try:
+            value = json.loads(text)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(f"not JSON: {err}") from None
+        if not isinstance(value, kind):
+            shown = text if len(text) <= 60 else text[:57] + "..."
+            raise argparse.ArgumentTypeError(f"must be {wanted}, not {_json_kind(value)}: {shown}")
+        return value
+
+    parse.__name__ = wanted  # argparse names the type so in its own messages
+    return parse
+
+
+def _json_kind(value: Any) -> str:
+    """JSON's name for the kind of ``value`` (as ``json.loads`` made it)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return "a list" if isinstance(value, list) else "an object"
+
+
+def _priority(text: str) -> Any:
+    """An argparse ``type=`` reading a job priority by name, in any case (the valid ones listed if not)."""
+    from flowkit.jobs.base import JobPriority
+
     try:
-        return json.loads(text)
+        return JobPriority.convert(text)
     except ValueError as err:
-        raise argparse.ArgumentTypeError(f"not JSON: {err}") from None
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def register(subparsers: Any) -> None:
@@ -72,15 +112,21 @@ def register(subparsers: Any) -> None:
         help="the flow factory, as conductors import it (MODULE:FUNCTION works too)",
     )
     post.add_argument(
-        "--args", type=_json_value, default=[], metavar="JSON", help="factory arguments (a list)"
+        "--args", type=_json_of(list), default=[], metavar="JSON", help="factory arguments (a list)"
     )
     post.add_argument(
-        "--kwargs", type=_json_value, default={}, metavar="JSON", help="factory keyword arguments"
+        "--kwargs",
+        type=_json_of(dict),
+        default={},
+        metavar="JSON",
+        help="factory keyword arguments (an object)",
     )
     post.add_argument(
-        "--store", type=_json_value, default={}, metavar="JSON", help="the job's store (an object)"
+        "--store", type=_json_of(dict), default={}, metavar="JSON", help="the job's store (an object)"
     )
-    post.add_argument("--priority", default="NORMAL", help="VERY_HIGH, HIGH, NORMAL, LOW or VERY_LOW")
+    post.add_argument(
+        "--priority", type=_priority, default="NORMAL", help="VERY_HIGH, HIGH, NORMAL, LOW or VERY_LOW"
+    )
 
     listing = actions.add_parser(
         "list", help="list the jobs on the board", description="List the jobs on the board."
@@ -153,12 +199,6 @@ def _post(args: argparse.Namespace, board: Any, persistence: Any) -> int:
         return fail(
             "jobs post", "--connection is needed: the flow detail must be saved where conductors read it", 2
         )
-    if (
-        not isinstance(args.args, list)
-        or not isinstance(args.kwargs, dict)
-        or not isinstance(args.store, dict)
-    ):
-        return fail("jobs post", "--args must be a JSON list, --kwargs and --store JSON objects", 2)
     # MODULE:NAME, as flowkit run spells its target, names the same factory; left
     # as it was, conductors could not import it and trashed the job.
     path_module, colon, path_name = args.factory.partition(":")
@@ -174,9 +214,9 @@ def _post(args: argparse.Namespace, board: Any, persistence: Any) -> int:
             f"--factory {args.factory!r} must be MODULE.FUNCTION, for example myapp.flows.make_flow",
             2,
         )
-    # Checked before anything is saved: a refused post left its logbook behind,
-    # listed by `flowkit flows list` as a PENDING flow no job would ever run.
-    priority = JobPriority.convert(args.priority)
+    # Read as the option was (see _priority), before anything is saved: a refused post
+    # left its logbook behind, listed by `flowkit flows list` as a PENDING flow no job would run.
+    priority: JobPriority = args.priority
     book = models.LogBook(args.name)
     flow_detail = models.FlowDetail(args.name, random_uuid())
     book.add(flow_detail)

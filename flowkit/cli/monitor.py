@@ -39,7 +39,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from flowkit._utils.text import log_safe
-from flowkit.cli._common import CliError, add_connection, guarded
+from flowkit.cli._common import CliError, add_connection, factory_name, guarded, port_number, positive
 
 __all__ = ["LISTENING_PREFIX", "register"]
 
@@ -59,8 +59,12 @@ def register(subparsers: Any) -> None:
     )
     add_connection(parser)
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8765, help="port (default: 8765; 0 picks a free one)")
-    parser.add_argument("--token", help=f"require this bearer token (default: ${TOKEN_ENV} if set)")
+    parser.add_argument(
+        "--port", type=port_number, default=8765, help="port (default: 8765; 0 picks a free one)"
+    )
+    parser.add_argument(
+        "--token", type=_token, help=f"require this bearer token (default: ${TOKEN_ENV} if set)"
+    )
     parser.add_argument(
         "--allow-host",
         action="append",
@@ -72,6 +76,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--allow-factory",
         action="append",
+        type=factory_name,
         default=[],
         metavar="NAME",
         help="import and call this recorded flow factory to draw a flow's graph (a dotted name, or a"
@@ -80,7 +85,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--poll",
-        type=float,
+        type=positive(float),
         default=0.5,
         metavar="S",
         help="seconds between reads of a watched flow (default: 0.5)",
@@ -256,6 +261,21 @@ def _server_class() -> Any:
             self._closing.close()
 
     return Server
+
+
+def _token(text: str) -> str:
+    """An argparse ``type=`` for ``--token``: any text but an empty one.
+
+    ``--token "$TOKEN"`` with ``TOKEN`` unset gave an empty token, read as none:
+    the monitor served every flow's results and tracebacks to anyone who could
+    reach it (without a word on loopback), while its operator meant to require one.
+    """
+    if not text.strip():
+        raise argparse.ArgumentTypeError(
+            f"is empty: give the token requests must carry, or leave --token out (and ${TOKEN_ENV} unset)"
+            " to serve without one"
+        )
+    return text
 
 
 def _listen(host: str, port: int) -> socket.socket:

@@ -25,21 +25,11 @@ import os
 import sys
 from typing import Any
 
-from flowkit.cli._common import FROM_FILE, one_line, positive, url_value
+from flowkit.cli._common import FROM_FILE, not_negative, one_line, positive, url_value
 
 __all__ = ["register"]
 
 LOG = logging.getLogger(__name__)
-
-
-def _not_negative(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative, got {text!r}")
-    return value
 
 
 def register(subparsers: Any) -> None:
@@ -109,7 +99,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--grace",
-        type=_not_negative,
+        type=not_negative(float),
         default=30.0,
         metavar="S",
         help="seconds running tasks may finish after a stop signal (default: 30)",

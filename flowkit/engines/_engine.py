@@ -23,7 +23,6 @@ from itertools import pairwise
 from types import FunctionType
 from typing import TYPE_CHECKING, Any, ClassVar, is_typeddict
 
-from flowkit import _steering
 from flowkit import exceptions as exc
 from flowkit import states as st
 from flowkit._utils import reflection
@@ -42,6 +41,7 @@ if TYPE_CHECKING:
     from flowkit._utils.asyncio_bridge import EventLoopThread
     from flowkit.engines._completions import Completions
     from flowkit.engines._deciding import IgnoreCause
+    from flowkit.engines._missing import Gap
     from flowkit.engines._protocols import Driver  # a Protocol: type checkers only
     from flowkit.engines._reverting import RevertCause
     from flowkit.engines._timeouts import Timer
@@ -263,26 +263,6 @@ def _without_run_options(nodes: Iterable[Node], options: Mapping[str, Any]) -> b
         if atom.timeout is not None or atom.concurrency_key is not None:
             return False
     return True
-
-
-def _missing(
-    node: Node, missing: set[str], cause: exc.MissingDependencies | None, method: str | None
-) -> exc.MissingDependencies:
-    """The error of one atom whose arguments nothing provides (a loop's ``until``: its loop's)."""
-    if _steering.LOOPS:
-        from flowkit.engines import _loops  # only on this failure (first-load cost)
-
-        loop = _loops.loop_answered_by(node)
-        if loop is not None:
-            return _loops.until_needs(loop, missing, cause)
-    return exc.MissingDependencies(node.atom, missing, cause=cause, method=method)
-
-
-def _at_fault(error: exc.MissingDependencies) -> str:
-    """How a flow's error names one atom at fault: by name, or a loop by its predicate."""
-    if isinstance(error.who, Atom):
-        return f"'{error.atom}'"
-    return f"the until predicate of loop '{error.atom}'"
 
 
 def _guard_spawned(
@@ -729,14 +709,13 @@ class ActionEngine(Engine):
         self.prepare()
         store = self._storage.run_state.store
         records = self._storage.run_state.records
-        problems: list[exc.MissingDependencies] = []
-        everything: set[str] = set()
+        found: list[Gap] = []
         # Only arguments no atom provides depend on injected values; the compiler
         # listed those per atom, so a fully wired flow is checked in no time.
         for node in self._compiled().open_atoms:
             injected = records[node.name].injected or {}
-            gaps = {
-                method: {
+            execute, revert = (
+                {
                     p.symbol
                     for p in plans
                     if not p.optional
@@ -744,40 +723,16 @@ class ActionEngine(Engine):
                     and p.symbol not in store
                     and p.symbol not in injected
                 }
-                for method, plans in (("execute", node.exec_args), ("revert", node.revert_args))
-            }
-            missing = gaps["execute"] | gaps["revert"]
-            if missing:
-                # Name the method only when the gap is in one of them alone.
-                method = (
-                    None
-                    if gaps["execute"] and gaps["revert"]
-                    else ("execute" if gaps["execute"] else "revert")
-                )
-                cause = problems[-1] if problems else None
-                problems.append(_missing(node, missing, cause, method))
-                # TaskFlow's flow-level list names the atoms' arguments, not the symbols.
-                everything.update(
-                    p.arg
-                    for plans in (node.exec_args, node.revert_args)
-                    for p in plans
-                    if p.symbol in missing
-                )
-        if len(problems) == 1 and not hasattr(self._flow, "iter_nodes"):
-            # An atom loaded on its own: its own error, not one wrapped for a flow.
-            raise problems[0]
-        if problems:
-            # As in TaskFlow: raised for the flow, naming every missing argument, caused
-            # by the chain of per-atom errors (each caused by the one before); the
-            # atoms at fault are said after TaskFlow's sentence.
-            raised = exc.MissingDependencies(self._flow, everything, cause=problems[-1])
-            at_fault = "; ".join(f"{_at_fault(p)} needs symbols {p.missing}" for p in problems)
-            raised.args = (f"{raised.message} (atoms: {at_fault})",)
-            # flowkit's attributes name the first atom at fault and every missing symbol
-            # (missing_requirements keeps TaskFlow's list, the atoms' argument names).
-            raised.atom = problems[0].atom
-            raised.missing = sorted(set().union(*(p.missing for p in problems)))
-            raise raised
+                for plans in (node.exec_args, node.revert_args)
+            )
+            if execute or revert:
+                from flowkit.engines._missing import Gap  # only on this failure (first-load cost)
+
+                found.append(Gap(node, execute, revert))
+        if found:
+            from flowkit.engines._missing import missing_error
+
+            raise missing_error(self._flow, found)
 
     def _compiled(self) -> _compiler.Compilation:
         if self._compilation is None:

@@ -47,10 +47,11 @@ from flowkit.engines._compiler import (
     Node,
     compile_flow,
 )
-from flowkit.engines._loops import loop_answered_by, until_needs
+from flowkit.engines._loops import loop_answered_by
 from flowkit.engines._task_options import options_of
 
 if TYPE_CHECKING:
+    from flowkit.engines._missing import Gap
     from flowkit.engines._runtime import Runtime
 
 __all__ = ["META_KEY", "SPAWNED_BY_KEY", "Spawns", "Splice"]
@@ -268,22 +269,28 @@ class Spawns:
         """New argument plans for the sub-flow's atoms, by local index; raise on a gap."""
         out: dict[int, _Plans] = {}
         outward: dict[str, int] = {}
+        found: list[Gap] = []
         for node in sub.atoms:
             atom = node.atom
             assert atom is not None
             injected = atom.inject or {}
-            missing: set[str] = set()
-            exec_args = self._remap(spawner, node.exec_args, offset, outward, injected, missing)
+            execute: set[str] = set()
+            exec_args = self._remap(spawner, node.exec_args, offset, outward, injected, execute)
             if node.revert_args is node.exec_args:
-                revert_args = exec_args
+                revert_args, revert = exec_args, execute
             else:
-                revert_args = self._remap(spawner, node.revert_args, offset, outward, injected, missing)
-            if missing:
-                loop = loop_answered_by(node)
-                if loop is not None:
-                    raise until_needs(loop, missing)
-                raise exc.MissingDependencies(node.name, missing, method=None)
+                revert = set()
+                revert_args = self._remap(spawner, node.revert_args, offset, outward, injected, revert)
+            if execute or revert:
+                from flowkit.engines._missing import Gap  # only on this failure
+
+                found.append(Gap(node, execute, revert))
             out[node.index] = (exec_args, revert_args)
+        if found:
+            from flowkit.engines._missing import missing_error
+
+            # Said as the same flow loaded up front says it (one helper for both).
+            raise missing_error(sub.root.flow, found)
         return out
 
     def _remap(

@@ -13,7 +13,7 @@ from typing import Any, NamedTuple, TypeVar, overload
 
 from flowkit import exceptions as exc
 
-__all__ = ["Encoded", "encode_json", "model_dump", "unstorable"]
+__all__ = ["MODEL_KEY", "Encoded", "encode_json", "model_dump", "model_name", "unstorable"]
 
 _Error = TypeVar("_Error", bound=exc.TaskFlowException)
 
@@ -24,6 +24,28 @@ def model_dump(value: Any) -> Any:
     if callable(dump) and not isinstance(value, type):
         return dump(mode="json")
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+#: The atom detail ``meta`` key naming the pydantic model a result was (see :func:`model_name`).
+MODEL_KEY = "result_model"
+
+#: Types that are never a model: checked first, so a plain result costs one set lookup.
+_PLAIN = frozenset({type(None), str, int, float, bool, list, dict, tuple})
+
+
+def model_name(value: Any) -> str | None:
+    """The class name of ``value`` if it is a pydantic model (stored as its JSON object), else None.
+
+    A model is stored as the mapping :func:`model_dump` makes of it: read back
+    without the flow's code (``flowkit flows show``, the monitor), nothing said
+    it was a model. Its atom detail keeps this name under :data:`MODEL_KEY`, so a
+    report made from the store alone names it as one made from the engine does
+    (:func:`flowkit.report.summarize`).
+    """
+    if type(value) in _PLAIN:
+        return None
+    dump = getattr(value, "model_dump", None)
+    return type(value).__name__ if callable(dump) and not isinstance(value, type) else None
 
 
 #: The JSON text every backend stores values as (compact, ASCII, NaN allowed).

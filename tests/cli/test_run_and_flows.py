@@ -138,6 +138,11 @@ def test_a_store_value_no_declared_type_takes_is_refused_before_anything_is_writ
             "--store 'weight=[1]': atom 'label' takes it as its argument 'weight' (float | None):"
             " [1] (list) is not float | None"
         ),
+        # JSON's true is no number (the task got True: a bool is an int in Python).
+        "copies=true": (
+            "--store 'copies=true': atom 'label' takes it as its argument 'copies' (int):"
+            " True (bool) is not int"
+        ),
     }
     for item, words in cases.items():
         done = flowkit_cmd(

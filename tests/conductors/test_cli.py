@@ -628,3 +628,70 @@ def test_flows_resume_checks_a_zookeeper_claim_and_goes_on_once_its_holder_is_go
     done = flowkit(*resume, "--board", zookeeper_path_url)
     assert done.returncode == 0, done.stderr
     assert [c["atom"] for c in flows.read_calls(calls)] == ["step0"]
+
+
+def test_flows_resume_knows_its_jobs_board_by_what_identifies_it_not_by_its_spelling(
+    redis_server: services.RedisServer, tmp_path: Path
+) -> None:
+    # The board --board names was compared with the recorded one as text: another
+    # spelling of the same board (no /0, a trailing slash, the host's case, the
+    # password given) was refused as "not the board of job ...".
+    import redis
+
+    redis_server.start()
+    user, port = f"u-{uuid.uuid4().hex[:8]}", redis_server.port
+    client = redis.Redis(host="127.0.0.1", port=port)
+    client.acl_setuser(user, enabled=True, passwords=["+pw"], keys=["*"], channels=["*"], commands=["+@all"])
+    client.close()
+    recorded = f"redis://{user}:pw@localhost:{port}/0?namespace={user}"
+    connection = f"sqlite:///{tmp_path / 'flows.db'}"
+    calls = str(tmp_path / "calls")
+    persistence = persistence_backends.fetch(connection)
+    with persistence.get_connection() as conn:
+        conn.upgrade()
+    from flowkit.cli._held import JOB_KEY, JobRecord
+    from tests.conductors.conftest import post_flow
+
+    resume = ["flows", "resume", "--connection", connection, "--no-progress"]
+    same = [
+        f"redis://{user}:pw@localhost:{port}?namespace={user}",
+        f"redis://{user}:pw@LOCALHOST:{port}/?namespace={user}",
+        f"redis://{user}:pw@localhost:{port}/0/?namespace={user}",
+    ]
+    others = {
+        f"redis://{user}:pw@localhost:{port}/1?namespace={user}": "database 1, not 0",
+        f"redis://{user}:pw@localhost:{port}/0?namespace={user}&db=1": "database 1, not 0",
+        f"redis://{user}:pw@localhost:{port}/0?namespace=other": f"namespace 'other', not '{user}'",
+        f"redis://{user}:pw@127.0.0.1:{port}/0?namespace={user}": (
+            f"servers 127.0.0.1:{port}, not localhost:{port}"  # one server, maybe: not known from here
+        ),
+    }
+    holder = backends.fetch("holder", recorded, persistence=persistence)
+    holder.connect()
+    try:
+        job, fd = post_flow(holder, persistence, flows.chain, [1], meta_store={"v0": 0, "calls": calls})
+        holder.claim(job, "redis-holder")
+        fd.meta[JOB_KEY] = JobRecord.of(job.uuid, recorded).to_dict()  # as the conductor records it
+        with persistence.get_connection() as conn:
+            conn.update_flow_details(fd)
+        for url in same:
+            held = flowkit(*resume, fd.uuid, "--board", url)
+            assert held.returncode == 2, held.stderr
+            assert f"job {job.uuid} is claimed by 'redis-holder' on redis board" in held.stderr, url
+            assert "pw@" not in held.stderr
+        for url, why in others.items():
+            other = flowkit(*resume, fd.uuid, "--board", url)
+            assert other.returncode == 2, other.stderr
+            assert other.stderr == (
+                f"flowkit flows resume: error: --board {url.replace(':pw@', ':***@')} is not the board of"
+                f" job {job.uuid} ({recorded.replace(':pw@', ':***@')}): {why}; give that board's URL, or"
+                " --force if you are sure no conductor runs it\n"
+            )
+        assert flows.read_calls(calls) == []
+        holder.abandon(job, "redis-holder")
+    finally:
+        holder.close()
+        persistence.close()
+    done = flowkit(*resume, fd.uuid, "--board", same[1])
+    assert done.returncode == 0, done.stderr
+    assert [c["atom"] for c in flows.read_calls(calls)] == ["step0"]

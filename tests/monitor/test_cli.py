@@ -338,3 +338,23 @@ def test_a_stop_signal_while_it_opens_its_database_exits_0_at_once(
     assert out == ""  # it never announced itself: it never served
     [said] = err.splitlines()  # that line alone: no traceback, no "interrupted"
     assert said.endswith(f" {sig.name} received: stopping the monitor gracefully"), err
+
+
+@pytest.mark.parametrize("token", ["", "  "])
+def test_an_empty_token_is_refused_rather_than_serving_without_one(tmp_path: Path, token: str) -> None:
+    # `--token "$TOKEN"` with TOKEN unset served every flow to anyone, without a word on loopback.
+    done = subprocess.run(
+        [FLOWKIT, "monitor", "--connection", f"sqlite:///{tmp_path}/t.db", "--port", "0", f"--token={token}"],
+        env=command_env(),
+        cwd=SOURCE_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.endswith(
+        "flowkit monitor: error: argument --token: is empty: give the token requests must carry, or leave"
+        " --token out (and $FLOWKIT_MONITOR_TOKEN unset) to serve without one\n"
+    ), done.stderr
+    assert done.stdout == "" and not (tmp_path / "t.db").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -117,3 +118,71 @@ def test_the_report_of_a_resumed_run_shows_a_model_result_as_fetch_returns_it(sq
     assert line.endswith(f"-> {summarize(price)}"), line
     (atom,) = [atom for atom in report.to_dict()["atoms"] if atom["name"] == "make"]
     assert atom["result"] == "Price(amount=2.0, currency='EUR')"
+
+
+def test_flows_show_and_the_monitor_name_a_stored_model_result_as_the_engine_report_does(
+    sqlite_backend: Any, tmp_path: Path
+) -> None:
+    import warnings
+
+    from flowkit.monitor import create_app
+    from flowkit.report import ExecutionReport
+    from tests.cli.conftest import flowkit_cmd
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Starlette's test client prefers another HTTP client
+        from starlette.testclient import TestClient
+
+    url = f"sqlite:///{tmp_path / 'flows.db'}"
+    price = models.Price(amount=2, currency="EUR")
+    engine = engines.load(flow(), store={"raw": price}, backend=sqlite_backend)
+    engine.run()
+    shown = "Price(amount=2.0, currency='EUR')"
+    (in_hand,) = [atom for atom in ExecutionReport.from_engine(engine).atoms if atom.name == "make"]
+    assert in_hand.result == shown
+    # Read from the store alone, with no flow code: they showed {'amount': 2.0, 'currency': 'EUR'}.
+    text = flowkit_cmd("flows", "show", engine.storage.flow_uuid, "--connection", url)
+    assert text.returncode == 0, text.stderr
+    (line,) = [line for line in text.stdout.splitlines() if line.strip().startswith("make")]
+    assert line.endswith(f"-> {shown}"), line
+    as_json = flowkit_cmd("flows", "show", engine.storage.flow_uuid, "--connection", url, "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    atoms = {atom["name"]: atom for atom in json.loads(as_json.stdout)["atoms"]}
+    assert atoms["make"]["result"] == shown
+    assert atoms["use"]["result"] == "'Price 2.0 EUR'"  # a plain result reads as before
+    with TestClient(create_app(url)) as client:
+        report = client.get(f"/api/flows/{engine.storage.flow_uuid}").json()
+    assert {atom["name"]: atom["result"] for atom in report["atoms"]}["make"] == shown
+
+
+def test_a_model_reads_the_same_in_hand_and_from_its_stored_json() -> None:
+    import pydantic
+
+    from flowkit.persistence._json import encode_json, model_name
+    from flowkit.report import summarize
+
+    class Wide(pydantic.BaseModel):
+        a: int = 1
+        b: int = 2
+        c: int = 3
+        d: int = 4
+        e: int = 5
+        f: int = 6
+
+    class Order(pydantic.BaseModel):
+        price: models.Price
+        lines: list[int]
+
+    Codes = pydantic.RootModel[list[int]]
+    cases = {
+        "Order(price={'amount': 2.0, 'currency': 'EUR'}, lines=[1, 2])": Order(
+            price=models.Price(amount=2, currency="EUR"), lines=[1, 2]
+        ),
+        "Wide(a=1, b=2, c=3, d=4, e=5, ...)": Wide(),
+        "RootModel[list[int]](root=[7])": Codes([7]),
+    }
+    for shown, model in cases.items():
+        stored = json.loads(encode_json(model))
+        assert summarize(model) == shown
+        assert summarize(stored, model_name(model)) == shown
+    assert model_name({"a": 1}) is None and model_name(models.Price) is None  # a class is no model

@@ -252,6 +252,77 @@ def test_a_spawned_flow_with_a_missing_dependency_fails_the_spawner_with_the_com
     assert ("execute", "needs-value") not in EVENTS
 
 
+class UndoesWith(task.Task):
+    """Needs ``undo`` only to revert: a gap in one method alone."""
+
+    def execute(self) -> int:
+        return 1
+
+    def revert(self, undo: int, **kwargs: Any) -> None:
+        pass
+
+
+def _missing_chain(error: BaseException | None) -> list[tuple[str, str, list[str], str | None, str]]:
+    """Each MissingDependencies down ``error``'s causes: its text, atom, missing, method and who's type."""
+    chain = []
+    while isinstance(error, exc.MissingDependencies):
+        chain.append((str(error), error.atom, error.missing, error.method, type(error.who).__name__))
+        error = error.__cause__
+    return chain
+
+
+def test_a_spawned_flows_missing_symbols_are_reported_as_the_same_flow_loaded_reports_them() -> None:
+    # The spawn named the node ("'needs-value' requires ...", not the atom's
+    # '"needs-value==1.0"'), never the method, and only the first atom at fault.
+    def needy() -> linear_flow.Flow:
+        return linear_flow.Flow("s").add(Child(name="needs-value"), UndoesWith(name="half"))
+
+    with pytest.raises(exc.MissingDependencies) as loaded:
+        engines.load(needy()).validate()
+
+    class Spawns(task.Task):
+        def execute(self) -> Any:
+            return dynamic.subflow(needy())
+
+    engine = engines.load(linear_flow.Flow("f").add(Spawns("sp")))
+    with pytest.raises(exc.MissingDependencies) as spawned:
+        engine.run()
+    assert _missing_chain(spawned.value) == _missing_chain(loaded.value)
+    assert _missing_chain(spawned.value) == [
+        (
+            "'\"linear_flow.Flow: s(len=2)\"' requires ['undo', 'value'] but no other entity produces said"
+            " requirements (atoms: 'needs-value' needs symbols ['value']; 'half' needs symbols ['undo'])\n"
+            "  MissingDependencies: 'revert' method on '\"half==1.0\"' requires ['undo'] but no other entity"
+            " produces said requirements\n"
+            "    MissingDependencies: 'execute' method on '\"needs-value==1.0\"' requires ['value'] but no"
+            " other entity produces said requirements",
+            "needs-value",
+            ["undo", "value"],
+            None,
+            "Flow",
+        ),
+        (
+            "'revert' method on '\"half==1.0\"' requires ['undo'] but no other entity produces said"
+            " requirements\n"
+            "  MissingDependencies: 'execute' method on '\"needs-value==1.0\"' requires ['value'] but no"
+            " other entity produces said requirements",
+            "half",
+            ["undo"],
+            "revert",
+            "UndoesWith",
+        ),
+        (
+            "'execute' method on '\"needs-value==1.0\"' requires ['value'] but no other entity produces"
+            " said requirements",
+            "needs-value",
+            ["value"],
+            "execute",
+            "Child",
+        ),
+    ]
+    assert engine.storage.get_atom_state("sp") == st.REVERTED
+
+
 def test_spawned_names_must_not_clash_with_atoms_in_the_flow() -> None:
     flow = linear_flow.Flow("f").add(Child(name="c-1", inject={"value": 0}), Spawner())
     engine = engines.load(flow, store={"ids": [1]})

@@ -214,8 +214,15 @@ def test_a_spawned_loop_whose_until_reads_a_symbol_nothing_provides_names_the_lo
     engine = engines.load(linear_flow.Flow("f").add(Spawn("spawn")))
     with pytest.raises(exc.MissingDependencies) as refused:
         engine.run()
-    assert str(refused.value) == UNTIL_NEEDS
+    # As the same loop loaded on its own says it (it said only its cause's sentence).
+    assert str(refused.value) == (
+        "'\"loop_flow.Flow: l(len=2)\"' requires ['nowhere'] but no other entity produces said requirements"
+        " (atoms: the until predicate of loop 'l' needs symbols ['nowhere'])\n"
+        f"  MissingDependencies: {UNTIL_NEEDS}"
+    )
     assert refused.value.atom == "l"
+    assert isinstance(refused.value.__cause__, exc.MissingDependencies)
+    assert refused.value.__cause__.message == UNTIL_NEEDS
 
 
 def test_an_until_whose_provider_was_skipped_names_the_loop() -> None:
