@@ -21,6 +21,7 @@ __all__ = [
     "DEFAULT_HOSTS",
     "check_compatible",
     "client_options",
+    "digest_auth_data",
     "finalize_client",
     "hosts_text",
     "make_client",
@@ -29,6 +30,39 @@ __all__ = [
 ]
 
 LOG = logging.getLogger(__name__)
+
+# What stands for a secret in anything shown (as in masked URLs).
+_MASK = "***"
+
+
+class _HideCredentials(logging.Filter):
+    """Mask the credential of the authentication requests kazoo logs through :data:`LOG`.
+
+    kazoo logs every request it sends at DEBUG, its ``Auth`` (scheme
+    ``digest``, ``user:password``) too, so without this a debug log of a
+    client made here, or of flowkit's ZooKeeper backend and jobboard, holds
+    the password. It costs nothing unless DEBUG records of :data:`LOG` are
+    wanted: a filter runs only on records that were made.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and any(_is_auth_request(arg) for arg in args):
+            record.args = tuple(_masked_auth(arg) if _is_auth_request(arg) else arg for arg in args)
+        return True
+
+
+def _is_auth_request(value: object) -> bool:
+    # kazoo's Auth is a namedtuple; matched by name so the filter imports nothing.
+    return type(value).__name__ == "Auth" and hasattr(value, "_replace") and hasattr(value, "auth")
+
+
+def _masked_auth(request: Any) -> Any:
+    user, colon, _ = str(request.auth).partition(":")
+    return request._replace(auth=f"{user}:{_MASK}" if colon else _MASK)
+
+
+LOG.addFilter(_HideCredentials())
 
 #: The server a client is made for when the configuration names none (TaskFlow's default).
 DEFAULT_HOSTS = "localhost:2181"
@@ -119,6 +153,18 @@ def make_client(conf: Mapping[str, Any]) -> Any:
     from kazoo.client import KazooClient  # type: ignore[import-untyped]
 
     return KazooClient(**client_options(conf))
+
+
+def digest_auth_data(username: str | None, password: str | None) -> list[tuple[str, str]]:
+    """kazoo's ``auth_data`` for a URL's ``user:password@``: one digest credential, or none.
+
+    The one place flowkit's ZooKeeper persistence backend and jobboard turn a
+    URL's user info into credentials (TaskFlow's ``make_client`` reads none).
+    A user without a password authenticates with an empty one.
+    """
+    if username is None:
+        return []
+    return [("digest", f"{username}:{password or ''}")]
 
 
 def finalize_client(client: Any) -> None:

@@ -19,7 +19,8 @@ import pytest
 from flowkit import exceptions as exc
 from flowkit.jobs import backends as boards
 from flowkit.persistence import backends
-from flowkit.persistence.backends._urls import HostPort, split_hosts
+from flowkit.persistence.backends._urls import HostPort, Netloc, split_hosts, split_netloc
+from flowkit.utils import kazoo_utils
 from tests import services
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -180,3 +181,22 @@ def test_hosts_are_taken_in_every_form_taskflow_takes(hosts: Any) -> None:
     finally:
         backend.close()
         board.close()
+
+
+@pytest.mark.parametrize(
+    ("netloc", "expected", "auth"),
+    [
+        ("zk1:2181", Netloc(None, None, "zk1:2181"), []),
+        ("bob:s3cret@zk1", Netloc("bob", "s3cret", "zk1"), [("digest", "bob:s3cret")]),
+        ("bob@zk1", Netloc("bob", None, "zk1"), [("digest", "bob:")]),
+        # A password without a user is still credentials: passed on, not dropped unseen.
+        (":s3cret@zk1", Netloc("", "s3cret", "zk1"), [("digest", ":s3cret")]),
+        ("b%40b:p%3Aw@zk1", Netloc("b@b", "p:w", "zk1"), [("digest", "b@b:p:w")]),
+    ],
+)
+def test_a_urls_user_info_is_read_once_into_digest_credentials(
+    netloc: str, expected: Netloc, auth: list[tuple[str, str]]
+) -> None:
+    found = split_netloc(netloc)
+    assert found == expected
+    assert kazoo_utils.digest_auth_data(found.username, found.password) == auth

@@ -42,7 +42,9 @@ kazoo (``use_ssl``, ``verify_certs``, ``keyfile``, ``keyfile_password``,
 :func:`flowkit.utils.kazoo_utils.make_client`), ``check_compatible`` (yes/no,
 default yes: refuse a server older than ``MIN_ZK_VERSION`` on connecting); flowkit's ``connect_timeout``
 (seconds to connect, default the larger of ``timeout`` and 10); or a
-``zookeeper://h1:2181,h2:2181/path`` URL. A client made elsewhere (with
+``zookeeper://h1:2181,h2:2181/path`` URL, whose ``user:password@`` the
+board authenticates with (digest, as the ZooKeeper persistence backend;
+TaskFlow's board reads no credentials). A client made elsewhere (with
 ``kazoo_utils.make_client``, to share it) may be passed as ``client=``.
 """
 
@@ -58,7 +60,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from flowkit import exceptions as exc
 from flowkit import states
@@ -80,7 +82,7 @@ from flowkit.jobs.base import (
     iter_sorted,
     lost_claim,
 )
-from flowkit.persistence.backends._urls import mask_url, split_hosts
+from flowkit.persistence.backends._urls import MASK, Netloc, mask_url, split_hosts, split_netloc
 from flowkit.utils import kazoo_utils
 
 if TYPE_CHECKING:
@@ -142,6 +144,14 @@ def _translated(action: str, where: str) -> Iterator[None]:
         yield
     except kazoo_errors.NoNodeError as err:
         raise exc.NotFound(f"ZooKeeper jobboard at {where}: could not {action}: a node is gone") from err
+    except kazoo_errors.NoAuthError as err:
+        # kazoo says only "NoAuthError()"; say which credentials were refused (the URL's user, if any).
+        raise exc.quoting_cause(
+            exc.JobFailure(
+                f"ZooKeeper jobboard at {where}: could not {action}: {err!r}: not authorized by the "
+                "node's ACL (the board authenticates with the user:password@ of its URL, if it has one)"
+            )
+        ) from err
     except (kazoo_errors.KazooException, OSError) as err:
         raise exc.quoting_cause(
             exc.JobFailure(f"ZooKeeper jobboard at {where}: could not {action}: {err!r}")
@@ -220,12 +230,22 @@ class ZookeeperJobBoard(WatchingJobBoard):
         hosts: Any = self._conf.get("hosts")
         path = self._conf.get("path")
         url = self._conf.get("url")
+        # Who the board authenticates as: the URL's user info, as the ZooKeeper backend reads it.
+        netloc = Netloc(None, None, "")
         if url:
             parts = urlsplit(str(url))
-            hosts = hosts or parts.netloc
+            netloc = split_netloc(parts.netloc)
+            hosts = hosts or netloc.hosts or None
             path = path or (parts.path if parts.path not in ("", "/") else None)
+        self._auth = kazoo_utils.digest_auth_data(netloc.username, netloc.password)
         self._hosts = kazoo_utils.hosts_text(hosts) if hosts else "127.0.0.1:2181"
         self._path = "/" + str(path or DEFAULT_PATH).strip("/")
+        # Made once, from the masked user info only: the password is in no text the board shows.
+        userinfo = ""
+        if netloc.username is not None:
+            secret = "" if netloc.password is None else f":{MASK}"
+            userinfo = f"{quote(netloc.username, safe='')}{secret}@"
+        self._where = mask_url(f"zookeeper://{userinfo}{self._hosts}{self._path}")
         try:
             split_hosts(self._hosts)  # kazoo would find a bad port only on connecting, naming no board
         except ValueError as err:
@@ -258,8 +278,8 @@ class ZookeeperJobBoard(WatchingJobBoard):
 
     @property
     def where(self) -> str:
-        """``zookeeper://hosts/path`` (for messages; a password in the hosts masked)."""
-        return mask_url(f"zookeeper://{self._hosts}{self._path}")
+        """``zookeeper://[user:***@]hosts/path`` (for messages: the password masked)."""
+        return self._where
 
     @property
     def path(self) -> str:
@@ -307,7 +327,7 @@ class ZookeeperJobBoard(WatchingJobBoard):
             options.setdefault(
                 "connection_retry", {"max_tries": -1, "delay": 0.1, "backoff": 2, "max_delay": 1.0}
             )
-            self._client = KazooClient(**options)
+            self._client = KazooClient(**options, auth_data=self._auth or None)
             self._own_client = True
         if not self._client.connected:
             try:

@@ -23,6 +23,7 @@ _LOG = module_logger(__name__)
 
 __all__ = [
     "HostPort",
+    "Netloc",
     "ParsedUrl",
     "backend_name",
     "conf_bool",
@@ -31,6 +32,7 @@ __all__ = [
     "parse_url",
     "split_conf",
     "split_hosts",
+    "split_netloc",
 ]
 
 MASK = "***"
@@ -160,21 +162,40 @@ def parse_url(url: str) -> ParsedUrl:
         raise exc.StorageFailure(f"malformed persistence URL {mask_url(url)!r}: bad scheme")
     try:
         parts = urlsplit(url)
-        netloc = parts.netloc
-        userinfo, _, hostlist = netloc.rpartition("@")
-        username: str | None = None
-        password: str | None = None
-        if userinfo:
-            user, colon, secret = userinfo.partition(":")
-            username = unquote(user) or None
-            password = unquote(secret) if colon else None
-        hosts = split_hosts(hostlist)
+        netloc = split_netloc(parts.netloc)
+        hosts = split_hosts(netloc.hosts)
         query = dict(parse_qsl(parts.query, keep_blank_values=True))
     except ValueError as err:
         raise exc.quoting_cause(
             exc.StorageFailure(f"malformed persistence URL {mask_url(url)!r}: {err}")
         ) from err
-    return ParsedUrl(match.group(1).lower(), username, password, hosts, unquote(parts.path), query)
+    return ParsedUrl(
+        match.group(1).lower(), netloc.username, netloc.password, hosts, unquote(parts.path), query
+    )
+
+
+class Netloc(NamedTuple):
+    """A URL's authority split at its user info: who connects, and the hosts as written."""
+
+    username: str | None
+    password: str | None
+    hosts: str
+
+
+def split_netloc(netloc: str) -> Netloc:
+    """Split ``user:password@host:port,host:port`` (user info optional, percent-decoded).
+
+    ``username`` is None without user info, ``""`` for ``:password@``.
+
+    The one reader of a URL's user info, for the backends and the jobboards
+    alike. The last ``@`` ends it, so a raw ``@`` in a password stays in it.
+    """
+    userinfo, _, hosts = netloc.rpartition("@")
+    if not userinfo:
+        return Netloc(None, None, hosts)
+    user, colon, secret = userinfo.partition(":")
+    # ``:secret@`` (a password, no user) is user info too: passed on, not dropped unseen.
+    return Netloc(unquote(user) if user or colon else None, unquote(secret) if colon else None, hosts)
 
 
 class HostPort(NamedTuple):

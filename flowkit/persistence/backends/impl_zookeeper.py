@@ -505,8 +505,7 @@ class ZkBackend(Backend):
             named_by_url = bool(parsed.hosts) and not hosts and not path
             hosts = hosts or parsed.hosts_text
             path = path or parsed.path
-            if parsed.username is not None:
-                self._auth.append(("digest", f"{parsed.username}:{parsed.password or ''}"))
+            self._auth = kazoo_utils.digest_auth_data(parsed.username, parsed.password)
         self._path = str(path or DEFAULT_PATH)
         if not self._path.startswith("/"):
             self._path = "/" + self._path
