@@ -253,3 +253,61 @@ def test_force_resumes_without_claiming_the_job(
     assert [j.uuid for j in board.iterjobs(ensure_fresh=True)] == [job.uuid]
     assert [a.owner for a in board.attempts(job)] == []
     assert json.loads(json.dumps(flow_state(store, fd)))[0] == states.SUCCESS
+
+
+def test_an_interrupted_resume_gives_the_job_back(
+    board_url: str, board: JobBoard, store: Backend, connection: str, tmp_path: Path
+) -> None:
+    calls, gate = str(tmp_path / "calls"), str(tmp_path / "gate")
+    job, fd = post_flow(board, store, flows.chain, [1, 0, gate], meta_store={"v0": 0, "calls": calls})
+    record_job(store, fd, job.uuid, board_url)
+    proc = resume_process(fd.uuid, "--connection", connection, "--board", board_url)
+    try:
+        wait_until(lambda: flows.read_calls(calls) or proc.poll() is not None)
+        assert board.claim_of(job.uuid) is not None
+        proc.send_signal(signal.SIGINT)  # Ctrl-C
+        status, err = finished(proc)
+    finally:
+        Path(gate).touch()
+        proc.kill()
+    assert status == 130, err
+    assert [j.uuid for j in board.iterjobs(ensure_fresh=True)] == [job.uuid]
+    assert board.claim_of(job.uuid) is None  # given back at once, not left to lapse
+
+
+def test_a_resume_whose_claim_is_taken_over_stops_writing_and_says_so(
+    redis_server: services.RedisServer, store: Backend, connection: str, tmp_path: Path
+) -> None:
+    from flowkit.conductors._fencing import ClaimFence, FencedBackend
+
+    redis_server.start()
+    url = f"redis://127.0.0.1:{redis_server.port}/0?namespace=lost-{uuid.uuid4().hex[:8]}"
+    board = backends.fetch("test", url, persistence=store)
+    board.connect()
+    try:
+        calls, gate = str(tmp_path / "calls"), str(tmp_path / "gate")
+        job, fd = post_flow(board, store, flows.chain, [2, 0, gate], meta_store={"v0": 0, "calls": calls})
+        record_job(store, fd, job.uuid, url)
+        proc = resume_process(fd.uuid, "--connection", connection, "--board", url)
+        try:
+            wait_until(lambda: flows.read_calls(calls) or proc.poll() is not None)
+            # The resume's claim lapses (its key gone, as after a pause past its expiry) and
+            # a conductor takes the job over, fencing the flow detail for its own claim.
+            import redis
+
+            client = redis.Redis(host="127.0.0.1", port=redis_server.port)
+            assert client.delete(f"{url.rsplit('=', 1)[1]}:owner:{job.uuid}") == 1
+            client.close()
+            taker = board.claim(job, "taker")
+            FencedBackend(store, ClaimFence(board, job, taker)).take(fd.uuid)
+        finally:
+            Path(gate).touch()
+        status, err = finished(proc)
+        assert status == 1, err
+        assert "lost its claim of job" in err
+        assert [c["atom"] for c in flows.read_calls(calls)] == ["step0"]  # step1 never ran
+        claim = board.claim_of(job.uuid)
+        assert claim is not None and claim.owner == "taker"  # the new owner's claim is left alone
+        assert flow_state(store, fd)[1]["step0"] == states.RUNNING  # the refused write never landed
+    finally:
+        board.close()
