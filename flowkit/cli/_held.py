@@ -30,11 +30,17 @@ import os
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flowkit._utils.text import log_safe
 from flowkit.cli._common import CliError, job_on_board, one_line
 from flowkit.conductors._job_record import JOB_KEY, JobRecord
+
+if TYPE_CHECKING:
+    from flowkit.conductors._fencing import FencedBackend
+    from flowkit.jobs.base import Claim, Job, JobBoard
+    from flowkit.persistence.base import Backend
+    from flowkit.persistence.models import FlowDetail
 
 __all__ = ["JOB_KEY", "HeldJob", "JobRecord", "claimant", "hold_job"]
 
@@ -61,16 +67,18 @@ class HeldJob:
             ends the job by its flow's state).
     """
 
-    board: Any
-    job: Any
-    claim: Any
-    backend: Any
-    flow: Any
-    engine: Any = None
+    board: JobBoard
+    job: Job
+    claim: Claim
+    backend: FencedBackend
+    flow: FlowDetail
+    engine: Any = None  # an engine of any kind (engines.load's)
 
 
 @contextlib.contextmanager
-def hold_job(flow: Any, record: JobRecord, board_url: str | None, backend: Any) -> Iterator[HeldJob | None]:
+def hold_job(
+    flow: FlowDetail, record: JobRecord, board_url: str | None, backend: Backend
+) -> Iterator[HeldJob | None]:
     """Hold ``record``'s job while the block runs; ``None`` when the job is gone from its board.
 
     A job gone from the board (consumed, trashed) has no holder and no
@@ -124,6 +132,9 @@ def hold_job(flow: Any, record: JobRecord, board_url: str | None, backend: Any) 
             except exc.JobFailure as err:  # ClaimLost among them
                 _give_back(board, job, claim, "its claim could not be confirmed")
                 raise CliError(f"job {record.uuid}: {mask_url(one_line(err))}", status=1) from err
+            except BaseException:  # the store failed, or Ctrl-C: the job is not kept from its conductors
+                _give_back(board, job, claim, "flowkit flows resume could not read the flow")
+                raise
             held = HeldJob(board, job, claim, fenced, taken)
             try:
                 yield held
@@ -144,7 +155,7 @@ def hold_job(flow: Any, record: JobRecord, board_url: str | None, backend: Any) 
         board.close()
 
 
-def _board_for(flow: Any, record: JobRecord, board_url: str | None) -> Any:
+def _board_for(flow: FlowDetail, record: JobRecord, board_url: str | None) -> JobBoard:
     """The board ``board_url`` names (not connected), once it is shown to be ``record``'s.
 
     Raises:
@@ -182,7 +193,7 @@ def _board_for(flow: Any, record: JobRecord, board_url: str | None) -> Any:
         raise CliError(f"--board {masked}: {one_line(err)}") from err
 
 
-def _claim(board: Any, job: Any, flow: Any, record: JobRecord, masked: str) -> Any:
+def _claim(board: JobBoard, job: Job, flow: FlowDetail, record: JobRecord, masked: str) -> Claim | None:
     """Claim ``job`` for the resume; ``None`` when it left the board meanwhile.
 
     Raises:
@@ -242,7 +253,7 @@ def _release(held: HeldJob, masked: str) -> None:
         ) from err
 
 
-def _give_back(board: Any, job: Any, claim: Any, reason: str, failed: bool = False) -> None:
+def _give_back(board: JobBoard, job: Job, claim: Claim, reason: str, failed: bool = False) -> None:
     """Give ``job`` back if ``claim`` still holds it; a refusal or an unreachable board is left to lapse."""
     from flowkit import exceptions as exc
 
