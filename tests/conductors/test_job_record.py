@@ -109,3 +109,16 @@ def test_a_board_made_from_options_names_itself_by_them_without_its_password() -
     etcd = backends.fetch("b", {"board": "etcd", "host": "e1", "port": 2379, "path": "orders"})
     assert board_address(etcd.url) == board_address("etcd://e1:2379/orders")
     assert backends.fetch("b", "redis://:pw@h:1/0?namespace=n").url == "redis://:***@h:1/0?namespace=n"
+
+
+def test_a_board_made_as_taskflow_makes_it_names_itself_too() -> None:
+    # TaskFlow's tests and programs make a board class directly, with no 'board' kind in the conf.
+    from flowkit.jobs.backends.impl_redis import RedisJobBoard
+    from flowkit.jobs.backends.impl_zookeeper import ZookeeperJobBoard
+
+    assert ZookeeperJobBoard("testing", {"path": "/taskflow/x", "hosts": "zk:2181"}).url == (
+        "zookeeper://zk:2181/taskflow/x"
+    )
+    assert board_address(RedisJobBoard("testing", {"host": "r", "namespace": b"taskflow"}).url) == (
+        board_address("redis://r:6379/0?namespace=taskflow")
+    )

@@ -295,7 +295,7 @@ class EtcdJobBoard(WatchingJobBoard):
         return self._trash
 
     def _url_from_options(self) -> str:
-        """``etcd://host:port/path`` (``etcds`` over TLS): the path below the root, as a board URL gives it."""
+        """``etcd://host:port/path`` (``etcds`` over TLS), the path below the root as a board URL gives it."""
         options = self._client_options
         scheme = "etcds" if options.get("protocol") == "https" else "etcd"
         path = self._root[len(self.ROOT_PATH) :]

@@ -497,14 +497,15 @@ class RedisJobBoard(ListingJobBoard):
         return f"redis://{self._conf.get('host', '127.0.0.1')}:{self._conf.get('port', 6379)}"
 
     def _url_from_options(self) -> str:
-        """The server, the database and the key namespace (the URL's query names it, as a board URL's does)."""
+        """The server, the database and the key namespace (in the query, as a board URL names it)."""
         given = self._conf.get("url")
         if given:
             base = str(given)  # its namespace was moved to the options (_conf_from_url)
         elif self._conf.get("unix_socket_path"):
             base = f"unix://{self._conf['unix_socket_path']}?db={self._conf.get('db', 0)}"
         else:
-            base = f"redis://{self._conf.get('host', '127.0.0.1')}:{self._conf.get('port', 6379)}/{self._conf.get('db', 0)}"
+            host, port = self._conf.get("host", "127.0.0.1"), self._conf.get("port", 6379)
+            base = f"redis://{host}:{port}/{self._conf.get('db', 0)}"
         if self._namespace is None:
             return base
         ns = self._namespace.decode() if isinstance(self._namespace, bytes) else str(self._namespace)
