@@ -1,88 +1,94 @@
-"""The job a conductor runs a flow for, and the check ``flowkit flows resume`` makes of it.
+"""``flowkit flows resume`` of a flow a conductor runs for a job: the resume holds the job.
 
-``flowkit conductor`` records in the metadata of each flow it runs the job it
-runs it for: the job's uuid, the board's kind and URL (password masked: the
-database is no place for it). Without that record, ``flowkit flows resume``
-of such a flow ran it beside the live conductor still holding the job, and its
-tasks ran twice at once. With it, the resume refuses unless the operator shows
-the job is no longer claimed (``--board URL``, the board read for the job's
-claim) or says to go on anyway (``--force``).
+Every conductor records in the metadata of each flow it runs the job it runs
+it for (:mod:`flowkit.conductors._job_record`). Without a guard, ``flowkit
+flows resume`` of such a flow ran it beside the live conductor holding the
+job, its tasks twice at once. A check of the job's claim alone left a window:
+between the check and the end of the run a conductor could claim the job and
+run the same flow detail.
 
-The check costs nothing for a flow ``flowkit run`` ran: it records no job.
+So the resume holds the job itself while it runs, as a conductor does
+(:func:`hold_job`): it claims the job on its board (``--board URL``) under
+:func:`claimant` (``flowkit flows resume@HOST:PID``), refusing while someone
+else holds it, and runs with the flow detail's write fence taken for that
+claim through the conductors' own
+:class:`~flowkit.conductors._fencing.FencedBackend`. A conductor cannot claim
+the job meanwhile, and a writer whose claim is older cannot write the flow
+detail. When the run ends the job ends as a conductor would end it: consumed
+once the flow succeeded or reverted for a task's failure, given back otherwise
+(:func:`_release`). A resume killed mid-run leaves its claim to lapse as a
+dead conductor's: the Redis board stops renewing it, the ZooKeeper session ends.
+
+``--force`` is the way past all of it (a board out of reach): no claim, no
+fence. The check costs nothing for a flow ``flowkit run`` ran: it records no job.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+import os
+import socket
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Any
 
 from flowkit._utils.text import log_safe
-from flowkit.cli._common import CliError, one_line
+from flowkit.cli._common import CliError, job_on_board, one_line
+from flowkit.conductors._job_record import JOB_KEY, JobRecord
 
-__all__ = ["JOB_KEY", "JobRecord", "check_unclaimed"]
+if TYPE_CHECKING:
+    from flowkit.conductors._fencing import FencedBackend
+    from flowkit.jobs.base import Claim, Job, JobBoard
+    from flowkit.persistence.base import Backend
+    from flowkit.persistence.models import FlowDetail
 
-#: Flow detail metadata key holding the :class:`JobRecord` of a conductor's run.
-JOB_KEY = "job"
+__all__ = ["JOB_KEY", "HeldJob", "JobRecord", "claimant", "hold_job"]
 
 #: How every refusal ends: the way past it, for an operator who knows better.
 _OR_FORCE = "or --force if you are sure no conductor runs it"
 
 
-@dataclass(frozen=True)
-class JobRecord:
-    """The job a conductor runs a flow for, as its flow's metadata keeps it.
+def claimant() -> str:
+    """The name a resume claims a job under: ``flowkit flows resume@HOST:PID``, as a conductor's entity."""
+    return f"flowkit flows resume@{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass
+class HeldJob:
+    """A job a resume holds, and the persistence backend fenced for its claim.
 
     Attributes:
-        uuid: the job's uuid.
-        board: the board's kind (the scheme of its URL: ``redis``, ``zookeeper``...).
-        url: the board's URL, any password in it masked.
+        board: the job's board, connected.
+        job: the job.
+        claim: the resume's claim of it.
+        backend: the persistence backend every write of the resume goes through.
+        flow: the flow detail, read under the fence.
+        engine: the engine that runs the flow, once loaded (:func:`hold_job`
+            ends the job by its flow's state).
     """
 
-    uuid: str
-    board: str
-    url: str
-
-    @classmethod
-    def of(cls, job_uuid: str, board_url: str) -> JobRecord:
-        """The record of job ``job_uuid`` on the board at ``board_url`` (its password masked here)."""
-        from flowkit.persistence.backends._urls import mask_url
-
-        return cls(job_uuid, urlsplit(board_url).scheme.lower() or board_url, mask_url(board_url))
-
-    @classmethod
-    def from_meta(cls, meta: Mapping[str, Any] | None) -> JobRecord | None:
-        """The record a flow's metadata holds, or ``None`` (a flow no conductor ran, or a malformed entry)."""
-        entry = (meta or {}).get(JOB_KEY)
-        if not isinstance(entry, Mapping):
-            return None
-        fields = (entry.get("uuid"), entry.get("board"), entry.get("url"))
-        if not all(isinstance(value, str) for value in fields):
-            return None
-        uuid, board, url = (str(value) for value in fields)
-        return cls(uuid, board, url)
-
-    def to_dict(self) -> dict[str, str]:
-        """The record as stored in the flow's metadata (and shown by ``--dry-run --json``)."""
-        return {"uuid": self.uuid, "board": self.board, "url": self.url}
-
-    def describe(self) -> str:
-        """``job UUID on KIND board URL``, as the messages name it."""
-        return f"job {self.uuid} on {self.board} board {self.url}"
+    board: JobBoard
+    job: Job
+    claim: Claim
+    backend: FencedBackend
+    flow: FlowDetail
+    engine: Any = None  # an engine of any kind (engines.load's)
 
 
-def check_unclaimed(flow: Any, record: JobRecord, board_url: str | None) -> None:
-    """Raise unless the board at ``board_url`` shows ``record``'s job is no longer claimed.
+@contextlib.contextmanager
+def hold_job(
+    flow: FlowDetail, record: JobRecord, board_url: str | None, backend: Backend
+) -> Iterator[HeldJob | None]:
+    """Hold ``record``'s job while the block runs; ``None`` when the job is gone from its board.
 
-    A job gone from the board (consumed, trashed) counts as unclaimed: its
-    flow has no holder. A claim that outlived its conductor expires (Redis)
-    or goes with its session (ZooKeeper), after which the resume may go on.
+    A job gone from the board (consumed, trashed) has no holder and no
+    conductor can claim it: the resume goes on without a claim.
 
     Args:
         flow: the flow detail to be resumed (named in the messages).
         record: the job the flow's metadata names.
         board_url: ``--board``: ``None`` when not given.
+        backend: the persistence backend holding the flow detail.
 
     The board given is compared with the recorded one by what identifies a
     board (:func:`~flowkit.jobs.backends._address.board_address`: its kind,
@@ -90,8 +96,70 @@ def check_unclaimed(flow: Any, record: JobRecord, board_url: str | None) -> None
     ``redis://h:6379`` is ``redis://h:6379/0``, with its password or without.
 
     Raises:
-        CliError: no ``--board`` given, another board given, or the job is
-            claimed (status 2); the board cannot be read (status 1).
+        CliError: no ``--board`` given, another board given, the job is
+            claimed, or its flow detail is run by another job still claimed
+            (status 2); the board cannot be read, or the claim was lost
+            (status 1).
+    """
+    from flowkit import exceptions as exc
+    from flowkit.conductors._fencing import ClaimFence, FencedBackend, FlowDetailHeld
+    from flowkit.jobs.base import ClaimLost
+    from flowkit.persistence.backends._urls import mask_url
+
+    board = _board_for(flow, record, board_url)
+    masked = mask_url(str(board_url))
+    try:
+        try:
+            board.connect()
+            job = job_on_board(board, record.uuid)
+            claim = None if job is None else _claim(board, job, flow, record, masked)
+        except exc.JobFailure as err:
+            raise CliError(f"cannot read board {masked}: {mask_url(one_line(err))}", status=1) from err
+        if claim is None:
+            yield None
+            return
+        fenced = FencedBackend(backend, ClaimFence(board, job, claim))
+        try:
+            try:
+                taken = fenced.take(flow.uuid)
+            except FlowDetailHeld as held_by:
+                _give_back(board, job, claim, f"flow detail {flow.uuid} is run by job {held_by.holder}")
+                raise CliError(
+                    f"flow '{flow.name}' ({flow.uuid}) is being run for job {held_by.holder}, claimed by"
+                    f" '{log_safe(held_by.claim.owner)}' on {record.board} board {masked}: resume it once"
+                    f" that job is no longer claimed, {_OR_FORCE}"
+                ) from held_by
+            except exc.JobFailure as err:  # ClaimLost among them
+                _give_back(board, job, claim, "its claim could not be confirmed")
+                raise CliError(f"job {record.uuid}: {mask_url(one_line(err))}", status=1) from err
+            except BaseException:  # the store failed, or Ctrl-C: the job is not kept from its conductors
+                _give_back(board, job, claim, "flowkit flows resume could not read the flow")
+                raise
+            held = HeldJob(board, job, claim, fenced, taken)
+            try:
+                yield held
+            except ClaimLost as lost:
+                _give_back(board, job, claim, "claim counted as lost", failed=True)
+                raise CliError(
+                    f"the resume of flow '{flow.name}' lost its claim of job {record.uuid} and stopped"
+                    f" writing: {mask_url(one_line(lost))}",
+                    status=1,
+                ) from lost
+            except BaseException:
+                _give_back(board, job, claim, "flowkit flows resume stopped before its flow ended")
+                raise
+            _release(held, masked)
+        finally:
+            fenced.close()
+    finally:
+        board.close()
+
+
+def _board_for(flow: FlowDetail, record: JobRecord, board_url: str | None) -> JobBoard:
+    """The board ``board_url`` names (not connected), once it is shown to be ``record``'s.
+
+    Raises:
+        CliError: no board given, or not the recorded one (status 2).
     """
     from flowkit import exceptions as exc
     from flowkit.jobs import backends
@@ -101,8 +169,8 @@ def check_unclaimed(flow: Any, record: JobRecord, board_url: str | None) -> None
     if board_url is None:
         raise CliError(
             f"flow '{flow.name}' ({flow.uuid}) is run by a conductor for {record.describe()}; resuming it"
-            " while a conductor holds the job runs its tasks twice: pass --board URL to check that the job"
-            f" is no longer claimed, {_OR_FORCE}"
+            " while a conductor holds the job runs its tasks twice: pass --board URL for the resume to"
+            f" hold the job while it runs, {_OR_FORCE}"
         )
     masked = mask_url(board_url)
     try:
@@ -120,19 +188,74 @@ def check_unclaimed(flow: Any, record: JobRecord, board_url: str | None) -> None
             f" board's URL, {_OR_FORCE}"
         )
     try:
-        board = backends.fetch("flowkit", {"board": board_url})
+        return backends.fetch("flowkit", {"board": board_url})
     except (exc.NotFound, ValueError) as err:
         raise CliError(f"--board {masked}: {one_line(err)}") from err
+
+
+def _claim(board: JobBoard, job: Job, flow: FlowDetail, record: JobRecord, masked: str) -> Claim | None:
+    """Claim ``job`` for the resume; ``None`` when it left the board meanwhile.
+
+    Raises:
+        CliError: someone else holds it (status 2), named.
+    """
+    from flowkit import exceptions as exc
+
     try:
-        board.connect()
-        claim = board.claim_of(record.uuid)
-    except exc.JobFailure as err:
-        raise CliError(f"cannot read board {masked}: {mask_url(one_line(err))}", status=1) from err
-    finally:
-        board.close()
-    if claim is not None:
+        return board.claim(job, claimant())
+    except exc.NotFound:
+        return None
+    except exc.UnclaimableJob as err:
+        current = board.claim_of(job.uuid)
+        if current is None:  # consumed between the listing and the claim
+            raise CliError(f"job {record.uuid} on board {masked} cannot be claimed: {one_line(err)}") from err
         raise CliError(
-            f"job {record.uuid} is claimed by '{log_safe(claim.owner)}' on {record.board} board {masked}:"
+            f"job {record.uuid} is claimed by '{log_safe(current.owner)}' on {record.board} board {masked}:"
             f" a live conductor runs flow '{flow.name}'; resume it once that conductor has stopped and"
             f" its claim expired, {_OR_FORCE}"
-        )
+        ) from err
+
+
+def _release(held: HeldJob, masked: str) -> None:
+    """End the job as a conductor would end it after this run.
+
+    Consumed when the flow succeeded, or reverted for failures a conductor
+    consumes the job for (a task's own); given back otherwise: reverted for
+    failures that ask for another try (``ExecutionFailure``,
+    ``StorageFailure``: counted as a failed attempt, as a conductor does),
+    or left unfinished (failed to revert, suspended), for a conductor to
+    take up.
+
+    Raises:
+        CliError: the board refused (the claim was lost meanwhile) or could
+            not be reached (status 1).
+    """
+    from flowkit import exceptions as exc
+    from flowkit import states
+    from flowkit.conductors.backends.impl_executor import consumed_when_reverted
+    from flowkit.persistence.backends._urls import mask_url
+
+    engine, claim, job = held.engine, held.claim, held.job
+    state = None if engine is None else engine.storage.get_flow_state()
+    try:
+        if state == states.SUCCESS or (state == states.REVERTED and consumed_when_reverted(engine)):
+            held.board.consume(job, claim.owner, claim=claim)
+            return
+        failed = state == states.REVERTED
+        why = f"the flow ended {state}" if failed else f"the flow was left {state or 'unrun'}"
+        reason = f"flowkit flows resume: {why}"
+        held.board.abandon(job, claim.owner, reason=reason, failed=failed, claim=claim)
+    except (exc.JobFailure, exc.NotFound) as err:
+        raise CliError(
+            f"job {job.uuid} on board {masked}: the resume could not end its claim: {mask_url(one_line(err))}"
+            " (a claim the board still holds lapses as a dead conductor's)",
+            status=1,
+        ) from err
+
+
+def _give_back(board: JobBoard, job: Job, claim: Claim, reason: str, failed: bool = False) -> None:
+    """Give ``job`` back if ``claim`` still holds it; a refusal or an unreachable board is left to lapse."""
+    from flowkit import exceptions as exc
+
+    with contextlib.suppress(exc.JobFailure, exc.NotFound):
+        board.abandon(job, claim.owner, reason=f"flowkit flows resume: {reason}", failed=failed, claim=claim)

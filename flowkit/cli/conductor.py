@@ -144,7 +144,7 @@ def fail(command: str, message: str, status: int) -> int:
     return status
 
 
-def _recording(kind: str, engine_kind: str, board_url: str) -> Any:
+def _recording(kind: str, engine_kind: str) -> Any:
     """The conductor class of ``kind`` that records what ``flowkit run`` records of a run.
 
     Each job's causal event log: without it, ``flowkit flows why`` had nothing
@@ -152,12 +152,9 @@ def _recording(kind: str, engine_kind: str, board_url: str) -> Any:
     And ``engine_kind``, the ``--engine`` it runs flows with: without it,
     ``flowkit flows resume`` of a job's flow (one a dead conductor left in
     doubt) ran it on the serial engine, its tasks in the operator's shell
-    rather than on the workers of ``worker-based://...``. And the job it runs
-    the flow for, on the board at ``board_url`` (password masked): without it,
-    ``flowkit flows resume`` ran the flow beside the live conductor holding
-    the job, its tasks twice at once (:mod:`flowkit.cli._held`).
+    rather than on the workers of ``worker-based://...``. (The job itself
+    every conductor records: :meth:`~flowkit.conductors.base.Conductor._job_metadata`.)
     """
-    from flowkit.cli._held import JOB_KEY, JobRecord
     from flowkit.cli.run import ENGINE_KEY, masked_engine
     from flowkit.conductors.backends.impl_blocking import BlockingConductor
     from flowkit.conductors.backends.impl_nonblocking import NonBlockingConductor
@@ -169,10 +166,10 @@ def _recording(kind: str, engine_kind: str, board_url: str) -> Any:
     recorded = masked_engine(engine_kind)  # no password in the database
 
     class RecordsEvents(Conductor):
+        def _job_metadata(self, job: Any) -> dict[str, Any]:
+            return {**super()._job_metadata(job), ENGINE_KEY: recorded}
+
         def _listeners_from_job(self, job: Any, engine: Any) -> list[Any]:
-            # Called once the job's engine is loaded, before it runs (with its claim held).
-            held = JobRecord.of(job.uuid, board_url).to_dict()
-            engine.storage.update_flow_metadata({ENGINE_KEY: recorded, JOB_KEY: held})
             return [*super()._listeners_from_job(job, engine), EventLogListener(engine)]
 
     return type(f"EventLogging{base.__name__}", (RecordsEvents, base), {})
@@ -253,7 +250,7 @@ def _run(args: argparse.Namespace) -> int:
             options["max_simultaneous_jobs"] = args.max_simultaneous_jobs
         if args.allow_factory:
             options["factories"] = args.allow_factory
-        conductor = _recording(args.kind, args.engine, args.board)(args.name, board, **options)
+        conductor = _recording(args.kind, args.engine)(args.name, board, **options)
         if on_signal.count:
             # Asked to stop while starting up. run() does not forget a stop() made
             # before it, so a signal between this check and run() stops it too.

@@ -10,8 +10,8 @@
 ``FLOW`` is a flow detail's uuid or a flow name (the newest flow of that
 name; when others share it, a note on stderr names them). The JSON
 documents' keys are listed in ``doc/cli.rst`` and stay stable. A flow a
-conductor ran for a job is resumed only once its job is seen unclaimed
-(``--board``) or with ``--force`` (:mod:`flowkit.cli._held`).
+conductor runs for a job is resumed while the resume holds the job's claim
+(``--board``), or with ``--force`` (:mod:`flowkit.cli._held`).
 """
 
 from __future__ import annotations
@@ -77,13 +77,14 @@ def register(subparsers: Any) -> None:
         "--board",
         type=url_value,
         metavar="URL",
-        help="for a flow a conductor ran for a job: the job's board, read to check that no conductor"
-        " holds the job any more" + FROM_FILE,
+        help="for a flow a conductor ran for a job: the job's board, where the resume claims the job"
+        " (refused while a conductor holds it) and holds it while it runs" + FROM_FILE,
     )
     resume.add_argument(
         "--force",
         action="store_true",
-        help="resume a job's flow without checking its claim (its tasks run twice if a conductor holds it)",
+        help="resume a job's flow without claiming the job: nothing keeps a conductor from running it at"
+        " the same time (its tasks then run twice)",
     )
     add_run_options(resume)
     resume.set_defaults(handler=guarded("flowkit flows resume", _resume), prog_name="flowkit flows resume")
@@ -234,65 +235,77 @@ def _rebuild(ref: Any) -> Any:
 
 
 def _resume(args: argparse.Namespace) -> int:
-    from flowkit import engines, states
-    from flowkit import exceptions as exc
-    from flowkit._utils.switches import read_switch
-    from flowkit.cli._held import JobRecord, check_unclaimed
-    from flowkit.cli._plan import plan_resume
-    from flowkit.cli.run import ENGINE_KEY, ENGINE_OPTIONS_KEY, engine_error, run_engine, unrecorded_password
-    from flowkit.engines.helpers import engine_class
+    from flowkit.cli._held import JobRecord, hold_job
 
     # A dry run only reads: it creates, migrates and writes nothing, as flows show.
     with open_backend(args.connection, writable=not args.dry_run) as backend:
         ref = find_flow(backend, args.flow, "flowkit flows resume")
         job = JobRecord.from_meta(ref.flow.meta)
-        if job is not None and not args.dry_run and not args.force:
-            # Before anything is rebuilt or run: a live conductor's job is its to run.
-            check_unclaimed(ref.flow, job, args.board)
-        flow = _rebuild(ref)
-        kind = args.engine or (ref.flow.meta or {}).get(ENGINE_KEY) or "serial"
-        # A spec file's engine options (max_workers...) hold again, unless --engine picks another.
-        recorded = (ref.flow.meta or {}).get(ENGINE_OPTIONS_KEY)
-        engine_options = dict(recorded) if isinstance(recorded, dict) and not args.engine else {}
-        if args.dry_run:
-            # The plan is that of the engine the resume would use (--engine, else the run's).
-            try:
-                # The kind is looked up too: a misspelled --engine passed a dry run unseen.
-                engine_class(kind)
-                # As engines.load merges them for the resume below: the recorded options win.
-                options = {**engines.parse_engine(kind)[1], **engine_options}
-            except (exc.UnknownEngine, exc.InvalidEngineOption) as err:
-                raise engine_error(kind, err) from err
-            reverts_failed = any(d.state == states.REVERT_FAILURE for d in ref.flow)
-            reach = _reach(flow, every_atom=reverts_failed)
-            # Read as the engine reads a flag: a yes/no word or bool, anything else false.
-            never_resolve = bool(read_switch(options.get("never_resolve", False)))
-            plan = plan_resume(ref.flow, reach, never_resolve=never_resolve)
-            if args.json:
-                shown = plan.to_dict()
-                if job is not None:
-                    shown["job"] = job.to_dict()
-                print(json.dumps(shown, indent=2))
-                return 0
-            if job is not None:
-                print(
-                    f"flow '{log_safe(ref.flow.name)}' belongs to {log_safe(job.describe())}: a resume checks"
-                    " that no conductor holds the job (--board URL) or is told to go on (--force)"
-                )
-            print(plan.to_text())
-            return 0
-        if not args.engine and unrecorded_password(kind):
-            raise CliError(
-                f"flow '{ref.flow.name}' ran on engine '{kind}', whose password is not stored; pass the "
-                "engine again with --engine (or --engine @PATH to read it from a file)"
-            )
+        if job is None or args.dry_run or args.force:
+            return _resume_flow(args, ref, job, backend, None)
+        # Before anything is rebuilt or run: the job is claimed and its flow detail fenced
+        # for the resume, or the resume refuses; the job ends with the run (_held).
+        with hold_job(ref.flow, job, args.board, backend) as held:
+            return _resume_flow(args, ref, job, backend, held)
+
+
+def _resume_flow(args: argparse.Namespace, ref: Any, job: Any, backend: Any, held: Any) -> int:
+    """Plan (``--dry-run``) or run the resume of ``ref``'s flow, through ``held``'s fenced backend if any."""
+    from flowkit import engines, states
+    from flowkit import exceptions as exc
+    from flowkit._utils.switches import read_switch
+    from flowkit.cli._plan import plan_resume
+    from flowkit.cli.run import ENGINE_KEY, ENGINE_OPTIONS_KEY, engine_error, run_engine, unrecorded_password
+    from flowkit.engines.helpers import engine_class
+
+    flow = _rebuild(ref)
+    kind = args.engine or (ref.flow.meta or {}).get(ENGINE_KEY) or "serial"
+    # A spec file's engine options (max_workers...) hold again, unless --engine picks another.
+    recorded = (ref.flow.meta or {}).get(ENGINE_OPTIONS_KEY)
+    engine_options = dict(recorded) if isinstance(recorded, dict) and not args.engine else {}
+    if args.dry_run:
+        # The plan is that of the engine the resume would use (--engine, else the run's).
         try:
-            engine = engines.load(flow, flow_detail=ref.flow, backend=backend, engine=kind, **engine_options)
+            # The kind is looked up too: a misspelled --engine passed a dry run unseen.
+            engine_class(kind)
+            # As engines.load merges them for the resume below: the recorded options win.
+            options = {**engines.parse_engine(kind)[1], **engine_options}
         except (exc.UnknownEngine, exc.InvalidEngineOption) as err:
             raise engine_error(kind, err) from err
+        reverts_failed = any(d.state == states.REVERT_FAILURE for d in ref.flow)
+        reach = _reach(flow, every_atom=reverts_failed)
+        # Read as the engine reads a flag: a yes/no word or bool, anything else false.
+        never_resolve = bool(read_switch(options.get("never_resolve", False)))
+        plan = plan_resume(ref.flow, reach, never_resolve=never_resolve)
         if args.json:
-            args.report = "json"
-        return run_engine(engine, args)
+            shown = plan.to_dict()
+            if job is not None:
+                shown["job"] = job.to_dict()
+            print(json.dumps(shown, indent=2))
+            return 0
+        if job is not None:
+            print(
+                f"flow '{log_safe(ref.flow.name)}' belongs to {log_safe(job.describe())}: a resume holds"
+                " the job's claim while it runs (--board URL) or is told to go on without it (--force)"
+            )
+        print(plan.to_text())
+        return 0
+    if not args.engine and unrecorded_password(kind):
+        raise CliError(
+            f"flow '{ref.flow.name}' ran on engine '{kind}', whose password is not stored; pass the "
+            "engine again with --engine (or --engine @PATH to read it from a file)"
+        )
+    # A held job's flow detail as read under its fence, written through the fenced backend.
+    flow_detail, writes_to = (ref.flow, backend) if held is None else (held.flow, held.backend)
+    try:
+        engine = engines.load(flow, flow_detail=flow_detail, backend=writes_to, engine=kind, **engine_options)
+    except (exc.UnknownEngine, exc.InvalidEngineOption) as err:
+        raise engine_error(kind, err) from err
+    if held is not None:
+        held.engine = engine  # the job ends by the state the run leaves the flow in
+    if args.json:
+        args.report = "json"
+    return run_engine(engine, args)
 
 
 # -- why ------------------------------------------------------------------------------------

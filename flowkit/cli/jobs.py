@@ -31,7 +31,7 @@ from collections.abc import Callable
 from typing import Any
 
 from flowkit._utils.text import log_safe
-from flowkit.cli._common import file_path_hint, one_line
+from flowkit.cli._common import file_path_hint, job_on_board, one_line
 from flowkit.cli.conductor import board_arguments, fail, open_board, open_persistence
 
 __all__ = ["register"]
@@ -179,9 +179,9 @@ def _describe(board: Any, job: Any) -> dict[str, Any]:
 def _find(board: Any, uuid: str) -> Any:
     from flowkit import exceptions as exc
 
-    for job in board.iterjobs():
-        if job.uuid == uuid:
-            return job
+    job = job_on_board(board, uuid)
+    if job is not None:
+        return job
     # A finished job is consumed, gone from the board: where to look instead.
     raise exc.NotFound(
         f"no job {uuid} on board {board.name!r} (a job is removed once done; its flow stays in the"

@@ -9,6 +9,9 @@ with the store made of, lowest precedence first:
 1. the conductor's own ``store`` (values every job may use),
 2. the flow detail's ``meta["store"]``,
 3. the job's ``details["store"]``.
+
+Beyond TaskFlow, it records the job in the flow detail's metadata
+(:meth:`Conductor._job_metadata`), which guards ``flowkit flows resume``.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from flowkit._utils.factories import FactoryNames
 from flowkit._utils.flow_meta import STORE_KEY
 from flowkit.conductors import in_doubt
 from flowkit.conductors._fencing import FencedBackend, FlowDetailHeld
+from flowkit.conductors._job_record import JOB_KEY, JobRecord
 from flowkit.engines.helpers import recorded_factory
 from flowkit.jobs.base import Job, JobBoard
 from flowkit.persistence.base import Backend
@@ -172,7 +176,19 @@ class Conductor(ABC):
             if in_doubt.resolve(engine):
                 engine.storage.flush()
                 engine = self._load(job, self._fresh(flow_detail.uuid, backend), backend)
+        # Staged, written with the flow's first state change: no write of its own.
+        engine.storage.update_flow_metadata(self._job_metadata(job))
         return engine
+
+    def _job_metadata(self, job: Job) -> dict[str, Any]:
+        """What the conductor records in the metadata of the flow it runs for ``job`` (beyond TaskFlow).
+
+        The job, on this conductor's board (its kind and :attr:`~flowkit.jobs.base.JobBoard.url`,
+        password masked): ``flowkit flows resume`` of the flow then holds the
+        job while it runs, rather than running it beside the live conductor
+        holding it (:mod:`flowkit.cli._held`). Subclasses add to the dict.
+        """
+        return {JOB_KEY: JobRecord.of(job.uuid, self._jobboard.url).to_dict()}
 
     def _load(self, job: Job, flow_detail: FlowDetail, backend: Backend | None) -> Any:
         self._check_factory(flow_detail)

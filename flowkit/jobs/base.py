@@ -627,6 +627,28 @@ class JobBoard(ABC):
         """The options the board was made with."""
         return dict(self._conf)
 
+    @property
+    def url(self) -> str:
+        """A URL naming this board, any password masked (beyond TaskFlow).
+
+        The URL the board was made from, or one made from its options: its
+        kind, servers and where on them its jobs live, as
+        :func:`~flowkit.jobs.backends._address.board_address` reads a board's
+        identity. Conductors record it with each job they run a flow for, so
+        that ``flowkit flows resume --board URL`` can tell the job's board.
+        """
+        from flowkit.persistence.backends._urls import mask_url
+
+        given = self._conf.get("board")
+        if isinstance(given, str) and "://" in given:
+            return mask_url(given)
+        return mask_url(self._url_from_options())
+
+    def _url_from_options(self) -> str:
+        """:attr:`url` for a board made from options rather than a URL (each kind says where it is)."""
+        kind = self._conf.get("board")
+        return f"{kind if isinstance(kind, str) and kind else type(self).__name__.lower()}://{self._name}"
+
     @abstractmethod
     def iterjobs(self, only_unclaimed: bool = False, ensure_fresh: bool = False) -> JobBoardIterator:
         """Iterate over the board's jobs, most urgent then oldest first."""

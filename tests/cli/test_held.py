@@ -31,21 +31,21 @@ def test_no_job_record_where_the_metadata_holds_none_well_formed(meta: dict[str,
 
 def test_a_board_url_naming_no_board_or_a_record_naming_none_is_refused_before_anything_connects() -> None:
     from flowkit.cli._common import CliError
-    from flowkit.cli._held import check_unclaimed
+    from flowkit.cli._held import hold_job
     from flowkit.persistence.models import FlowDetail
 
     flow = FlowDetail("f", "fd-1")
     record = JobRecord.of("j-1", "redis://:pw@127.0.0.1:1/0")
-    with pytest.raises(CliError) as raised:
-        check_unclaimed(flow, record, "redis://:pw@127.0.0.1:1/orders")
+    with pytest.raises(CliError) as raised, hold_job(flow, record, "redis://:pw@127.0.0.1:1/orders", None):
+        pass
     assert str(raised.value) == (
         "--board: jobboard URL 'redis://:***@127.0.0.1:1/orders': the URL's database must be a number (/0),"
         " not '/orders'"
     )
     # A record no conductor wrote (its port is no number): no board given can be shown to be its.
     torn = JobRecord("j-1", "redis", "redis://127.0.0.1:port/0")
-    with pytest.raises(CliError) as raised:
-        check_unclaimed(flow, torn, "redis://127.0.0.1:1/0")
+    with pytest.raises(CliError) as raised, hold_job(flow, torn, "redis://127.0.0.1:1/0", None):
+        pass
     assert str(raised.value) == (
         "--board redis://127.0.0.1:1/0 is not the board of job j-1 (redis://127.0.0.1:port/0): give that"
         " board's URL, or --force if you are sure no conductor runs it"

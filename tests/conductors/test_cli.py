@@ -489,7 +489,7 @@ def test_jobs_conductors_lists_the_live_ones_past_a_malformed_entry(
 def test_flows_resume_refuses_a_flow_a_live_conductor_holds(redis_board: str, tmp_path: Path) -> None:
     # `flowkit flows resume` of a job's flow ran it while a live conductor still
     # held the job: its tasks ran twice at once. The conductor now records the
-    # job in the flow's metadata and the resume refuses unless the job is seen unclaimed.
+    # job in the flow's metadata and the resume refuses unless it can hold the job itself.
     connection = f"sqlite:///{tmp_path / 'flows.db'}"
     persistence = persistence_backends.fetch(connection)
     with persistence.get_connection() as conn:
@@ -526,7 +526,7 @@ def test_flows_resume_refuses_a_flow_a_live_conductor_holds(redis_board: str, tm
         assert refused.strip() == (
             f"flowkit flows resume: error: flow 'job' ({fd.uuid}) is run by a conductor for job {job.uuid}"
             f" on redis board {redis_board}; resuming it while a conductor holds the job runs its tasks"
-            " twice: pass --board URL to check that the job is no longer claimed, or --force if you are"
+            " twice: pass --board URL for the resume to hold the job while it runs, or --force if you are"
             " sure no conductor runs it"
         )
         # --board sees the claim: refused again, naming its owner.

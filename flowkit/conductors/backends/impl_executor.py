@@ -64,7 +64,7 @@ from flowkit.jobs.base import Claim, Claimed, ClaimLost, Job, JobBoard
 from flowkit.listeners import logging as logging_listener
 from flowkit.persistence.base import Backend
 
-__all__ = ["ExecutorConductor", "Verdict"]
+__all__ = ["ExecutorConductor", "Verdict", "consumed_when_reverted"]
 
 LOG = logging.getLogger(__name__)
 
@@ -91,10 +91,11 @@ class Outcome:
 NO_CONSUME_EXCEPTIONS: tuple[type[BaseException], ...] = (exc.ExecutionFailure, exc.StorageFailure)
 
 
-def _consumed_when_reverted(engine: Any) -> bool:
+def consumed_when_reverted(engine: Any) -> bool:
     """Whether the run that took ``engine``'s flow to REVERTED ended with its job consumed.
 
-    As :meth:`ExecutorConductor._run_engine` decides (and TaskFlow's conductor):
+    As :meth:`ExecutorConductor._run_engine` decides (and TaskFlow's conductor), and
+    so ``flowkit flows resume`` of a job's flow ends the job as a conductor would:
     failures all of :data:`NO_CONSUME_EXCEPTIONS` give the job back to be run
     again, anything else consumes it. Read from the failures the store kept.
     """
@@ -385,7 +386,7 @@ class ExecutorConductor(Conductor):
             isinstance(backend, FencedBackend)
             and engine.storage.flow_uuid in backend.run_before
             and engine.storage.get_flow_state() == states.REVERTED
-            and _consumed_when_reverted(engine)
+            and consumed_when_reverted(engine)
         ):
             return self._already_reverted(job, engine)
         details = {"job": job, "engine": engine}

@@ -294,6 +294,13 @@ class EtcdJobBoard(WatchingJobBoard):
         """The key trashed jobs are kept under: ``/taskflow/.trash/<path>``."""
         return self._trash
 
+    def _url_from_options(self) -> str:
+        """``etcd://host:port/path`` (``etcds`` over TLS), the path below the root as a board URL gives it."""
+        options = self._client_options
+        scheme = "etcds" if options.get("protocol") == "https" else "etcd"
+        path = self._root[len(self.ROOT_PATH) :]
+        return f"{scheme}://{options.get('host', 'localhost')}:{options.get('port', 2379)}{path}"
+
     @property
     def where(self) -> str:
         """``http://host:port/root`` (for messages)."""

@@ -496,6 +496,21 @@ class RedisJobBoard(ListingJobBoard):
             return f"unix://{self._conf['unix_socket_path']}"
         return f"redis://{self._conf.get('host', '127.0.0.1')}:{self._conf.get('port', 6379)}"
 
+    def _url_from_options(self) -> str:
+        """The server, the database and the key namespace (in the query, as a board URL names it)."""
+        given = self._conf.get("url")
+        if given:
+            base = str(given)  # its namespace was moved to the options (_conf_from_url)
+        elif self._conf.get("unix_socket_path"):
+            base = f"unix://{self._conf['unix_socket_path']}?db={self._conf.get('db', 0)}"
+        else:
+            host, port = self._conf.get("host", "127.0.0.1"), self._conf.get("port", 6379)
+            base = f"redis://{host}:{port}/{self._conf.get('db', 0)}"
+        if self._namespace is None:
+            return base
+        ns = self._namespace.decode() if isinstance(self._namespace, bytes) else str(self._namespace)
+        return f"{base}{'&' if '?' in base else '?'}{urlencode({'namespace': ns})}"
+
     def _option_error(self, key: str, value: Any, expected: str) -> ValueError:
         shown = mask_url(value) if "password" not in key else "***"
         return ValueError(

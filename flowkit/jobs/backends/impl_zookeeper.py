@@ -281,6 +281,9 @@ class ZookeeperJobBoard(WatchingJobBoard):
         """``zookeeper://[user:***@]hosts/path`` (for messages: the password masked)."""
         return self._where
 
+    def _url_from_options(self) -> str:
+        return self._where
+
     @property
     def path(self) -> str:
         """The node the board's jobs are children of."""

@@ -1,0 +1,124 @@
+"""Every conductor records the job it runs a flow for, not only ``flowkit conductor`` (real boards).
+
+A conductor built in Python (``conductors.backends.fetch(...)``, as the docs
+show) recorded nothing, so ``flowkit flows resume`` of its flows was not
+guarded: it ran them beside the live conductor, their tasks twice at once.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flowkit.conductors import backends as conductor_backends
+from flowkit.conductors._job_record import JobRecord
+from flowkit.jobs import backends
+from flowkit.jobs.backends._address import board_address
+from flowkit.persistence.base import Backend
+from tests import services
+from tests.conductors import flows
+from tests.conductors.conftest import post_flow
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _redis_url(request: pytest.FixtureRequest) -> tuple[str, dict[str, Any]]:
+    server: services.RedisServer = request.getfixturevalue("redis_server")
+    server.start()
+    ns = f"rec-{uuid.uuid4().hex[:8]}"
+    url = f"redis://127.0.0.1:{server.port}/0?namespace={ns}"
+    conf = {"board": "redis", "host": "127.0.0.1", "port": server.port, "db": 0, "namespace": ns}
+    return url, conf
+
+
+def _zookeeper_url(request: pytest.FixtureRequest) -> tuple[str, dict[str, Any]]:
+    url = str(request.getfixturevalue("zookeeper_path_url"))
+    server: services.ZooKeeperServer = request.getfixturevalue("zookeeper_server")
+    path = url.split(f":{server.port}", 1)[1]
+    return url, {"board": "zookeeper", "hosts": f"127.0.0.1:{server.port}", "path": path}
+
+
+KINDS: dict[str, Callable[[pytest.FixtureRequest], tuple[str, dict[str, Any]]]] = {
+    "redis": _redis_url,
+    "zookeeper": _zookeeper_url,
+}
+
+
+@pytest.mark.parametrize("made_from", ["url", "conf"])
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_a_conductor_built_in_python_records_the_job_and_its_board(
+    request: pytest.FixtureRequest, persistence: Backend, tmp_path: Path, kind: str, made_from: str
+) -> None:
+    url, conf = KINDS[kind](request)
+    board = backends.fetch("lib", url if made_from == "url" else conf, persistence=persistence)
+    board.connect()
+    try:
+        calls = str(tmp_path / "calls")
+        job, fd = post_flow(board, persistence, flows.chain, [1], meta_store={"v0": 0, "calls": calls})
+        conductor = conductor_backends.fetch("blocking", "lib-c", board, persistence=persistence)
+        conductor.run(max_dispatches=1)
+        conductor.wait(60)
+    finally:
+        board.close()
+    with persistence.get_connection() as conn:
+        stored = conn.get_flow_details(fd.uuid)
+    record = JobRecord.from_meta(stored.meta)
+    assert record is not None, stored.meta
+    assert (record.uuid, record.board) == (job.uuid, kind)
+    # The URL names the board the conductor took the job from, however the board was made.
+    assert board_address(record.url) == board_address(url)
+    if made_from == "url":
+        assert record.url == url
+    # And so the resume of that flow is guarded.
+    resumed = subprocess.run(
+        [sys.executable, "-m", "flowkit", "flows", "resume", fd.uuid, "--connection",
+         f"sqlite:///{tmp_path / 'flows.db'}", "--no-progress"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert resumed.returncode == 2, resumed.stderr
+    assert f"is run by a conductor for job {job.uuid} on {kind} board" in resumed.stderr
+
+
+def test_a_board_made_from_options_names_itself_by_them_without_its_password() -> None:
+    # Nothing connects: the URL is read from the options the board was made with.
+    board = backends.fetch(
+        "b",
+        {
+            "board": "redis",
+            "host": "db.example",
+            "port": 6380,
+            "db": 2,
+            "namespace": "orders",
+            "password": "pw",
+        },
+    )
+    assert board.url == "redis://db.example:6380/2?namespace=orders"
+    given = backends.fetch(
+        "b", {"board": "redis", "url": "redis://:pw@db.example:6380/2", "namespace": "orders"}
+    )
+    assert given.url == "redis://:***@db.example:6380/2?namespace=orders"
+    assert board_address(given.url) == board_address(board.url)
+    zk = backends.fetch("b", {"board": "zookeeper", "hosts": ["z1:2181", "z2"], "path": "/jobs/x"})
+    assert board_address(zk.url) == board_address("zookeeper://z2:2181,z1/jobs/x")
+    etcd = backends.fetch("b", {"board": "etcd", "host": "e1", "port": 2379, "path": "orders"})
+    assert board_address(etcd.url) == board_address("etcd://e1:2379/orders")
+    assert backends.fetch("b", "redis://:pw@h:1/0?namespace=n").url == "redis://:***@h:1/0?namespace=n"
+
+
+def test_a_board_made_as_taskflow_makes_it_names_itself_too() -> None:
+    # TaskFlow's tests and programs make a board class directly, with no 'board' kind in the conf.
+    from flowkit.jobs.backends.impl_redis import RedisJobBoard
+    from flowkit.jobs.backends.impl_zookeeper import ZookeeperJobBoard
+
+    assert ZookeeperJobBoard("testing", {"path": "/taskflow/x", "hosts": "zk:2181"}).url == (
+        "zookeeper://zk:2181/taskflow/x"
+    )
+    assert board_address(RedisJobBoard("testing", {"host": "r", "namespace": b"taskflow"}).url) == (
+        board_address("redis://r:6379/0?namespace=taskflow")
+    )
