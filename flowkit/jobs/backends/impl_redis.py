@@ -60,6 +60,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from flowkit import exceptions as exc
 from flowkit import states
+from flowkit._utils.masking import MASK
 from flowkit._utils.redis_urls import bad_database
 from flowkit._utils.switches import read_switch
 from flowkit._utils.text import LogSafe
@@ -497,7 +498,7 @@ class RedisJobBoard(ListingJobBoard):
         return f"redis://{self._conf.get('host', '127.0.0.1')}:{self._conf.get('port', 6379)}"
 
     def _option_error(self, key: str, value: Any, expected: str) -> ValueError:
-        shown = mask_url(value) if "password" not in key else "***"
+        shown = mask_url(value) if "password" not in key else MASK
         return ValueError(
             f"Redis jobboard {self.name!r} at {self.where}: option {key!r} must be {expected}, not {shown!r}"
         )

@@ -64,6 +64,7 @@ from urllib.parse import quote, urlsplit
 
 from flowkit import exceptions as exc
 from flowkit import states
+from flowkit._utils.masking import MASK
 from flowkit._utils.text import LogSafe
 from flowkit.jobs import _posting
 from flowkit.jobs._board import WatchingJobBoard, parse_entity
@@ -82,7 +83,7 @@ from flowkit.jobs.base import (
     iter_sorted,
     lost_claim,
 )
-from flowkit.persistence.backends._urls import MASK, Netloc, mask_url, split_hosts, split_netloc
+from flowkit.persistence.backends._urls import Netloc, mask_url, split_hosts, split_netloc
 from flowkit.utils import kazoo_utils
 
 if TYPE_CHECKING:
