@@ -62,7 +62,9 @@ def _masked_auth(request: Any) -> Any:
 
 LOG.addFilter(_HideCredentials())
 
-#: The server a client is made for when the configuration names none (TaskFlow's default).
+#: The server a client is made for when the configuration names none (TaskFlow's default):
+#: the ZooKeeper jobboard and persistence backend both read it, so one program's board
+#: and backend without hosts reach the same server.
 DEFAULT_HOSTS = "localhost:2181"
 
 # The line of the ``envi`` answer that gives the server's version ("3.8.0-..., built on ...").
