@@ -181,6 +181,8 @@ def test_a_remote_failure_keeps_its_type_names_and_message(
 
 #: What each worker's traceback of Fail's failure says: the line that raised (Python); the Go
 #: function registered for the task, the task and the error it returned, outermost first (Go).
+#: The Go file is named by its module path, as a -trimpath build names it, not by where
+#: the build machine kept the sources ("/home/ci/src/..." is no use to the reader).
 FAIL_TRACEBACKS = {
     "python": [
         'tests/workers/behaviour_tasks.py", line ',
@@ -188,7 +190,7 @@ FAIL_TRACEBACKS = {
         "    raise TaskFailed(message)\n",
     ],
     "go": [
-        'go_worker/tasks/tasks.go", line ',
+        '  File "github.com/flowkit/flowkit/go_worker/tasks/tasks.go", line ',
         ", in github.com/flowkit/flowkit/go_worker/tasks.fail\n",
         "    Go task flowkit_go_tasks.Fail, execute, returned *flowkit.TaskError: disk 7 is on fire\n",
     ],
