@@ -13,7 +13,7 @@ task of a worker-based engine travels; this process only sends and stores.
 
 Needs a Redis server, the ``workers`` extra and the Go worker built once::
 
-    (cd go_worker && go build -o flowkit-worker ./cmd/flowkit-worker)
+    (cd go_worker && go build -trimpath -o flowkit-worker ./cmd/flowkit-worker)
     redis-server --port 6379 --save ''
     python examples/go_worker.py redis://127.0.0.1:6379/0
 
@@ -34,7 +34,7 @@ from flowkit import engines, task
 from flowkit.patterns import unordered_flow
 
 DEFAULT_BINARY = Path(__file__).resolve().parent.parent / "go_worker" / "flowkit-worker"
-BUILD = "(cd go_worker && go build -o flowkit-worker ./cmd/flowkit-worker)"
+BUILD = "(cd go_worker && go build -trimpath -o flowkit-worker ./cmd/flowkit-worker)"
 #: Both sides sign and check every message with this (in production: from a secret store).
 SECRET = "example-secret"
 #: Upper bound on every wait, so a broken setup fails instead of hanging.

@@ -27,6 +27,7 @@ from typing import Any
 
 from flowkit import exceptions as exc
 from flowkit import states
+from flowkit._utils.masking import MASK
 from flowkit.engines import _compiler
 from flowkit.engines.base import Engine
 from flowkit.types import tree
@@ -40,7 +41,6 @@ __all__ = ["FailureFormatter"]
 ExcInfo = tuple[Any, ...]
 #: Values looked up once per format call, per kind then atom name: ``(value, found)``.
 _Cache = dict[str, dict[str, tuple[Any, bool]]]
-_MASK = "***"
 
 
 def _cached(cache: _Cache, kind: str, atom_name: str, fetch: Callable[[], Any]) -> tuple[Any, bool]:
@@ -131,7 +131,7 @@ class FailureFormatter:
         """Return ``data`` with the value of every key in ``mask_keys`` replaced by ``'***'``."""
         keys = mask_keys if isinstance(mask_keys, (set, frozenset)) else frozenset(mask_keys)
         if isinstance(data, dict):
-            return {k: _MASK if k in keys else self._mask_keys(v, keys) for k, v in data.items()}
+            return {k: MASK if k in keys else self._mask_keys(v, keys) for k, v in data.items()}
         if isinstance(data, list):
             return [self._mask_keys(item, keys) for item in data]
         return data

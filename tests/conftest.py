@@ -198,7 +198,9 @@ def go_worker_binary() -> Iterator[str]:
     binary = outdir / "flowkit-worker"
     try:
         result = subprocess.run(
-            [go, "build", "-o", str(binary), "./cmd/flowkit-worker"],
+            # -trimpath, as the docs build it: a task's traceback names its Go file by module
+            # path (github.com/flowkit/...), not by where this machine keeps the sources.
+            [go, "build", "-trimpath", "-o", str(binary), "./cmd/flowkit-worker"],
             cwd=GO_SOURCE,
             stdin=subprocess.DEVNULL,
             capture_output=True,

@@ -1,4 +1,4 @@
-"""The Python the pages of ``doc/`` show, run as a reader pastes it.
+"""The Python the pages of ``doc/`` and ``README.rst`` show, run as a reader pastes it.
 
 Each page's Python blocks run in page order in one namespace of their own, in
 a fresh temporary directory (where ``sqlite:///flows.db`` lands), as a reader
@@ -44,11 +44,38 @@ from tests.doc_blocks import LiteralBlock, literal_blocks
 
 T = TypeVar("T")
 
+# The pages that show a TaskFlow import (README.rst, migrating.rst) make oslo_utils warn.
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:oslo_utils.eventletutils")
+
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "doc"
 
+#: Every page whose Python is run, by the name the tables below know it by: its file name.
+PAGE_FILES: dict[str, Path] = {path.name: path for path in [*sorted(DOC.glob("*.rst")), ROOT / "README.rst"]}
+
+
+def _shown(page: str) -> str:
+    """Where ``page`` is, as a reader of the repository names it (``doc/engines.rst``)."""
+    return PAGE_FILES[page].relative_to(ROOT).as_posix()
+
+
 #: The reader's own modules a page names, written into its directory: page -> {module: source}.
 MODULES: dict[str, dict[str, str]] = {
+    "README.rst": {
+        "myapp.flows": """
+            from flowkit import task
+            from flowkit.patterns import linear_flow
+
+            class CreateVolume(task.Task):
+                default_provides = "volume_id"
+
+                def execute(self, size_gb):
+                    return f"vol-{size_gb}"
+
+            def make_flow():
+                return linear_flow.Flow("boot").add(CreateVolume())
+        """,
+    },
     "declarative.rst": {
         "myapp.tasks": """
             from flowkit import task
@@ -225,6 +252,33 @@ GIVEN: dict[tuple[str, str], str] = {
     ("persistence.rst", "with contextlib.closing(backend.get_connection()) as conn:\n    flow_detail"): """
         flow_uuid = engine.storage.flow_uuid  # the order's run, to resume
     """,
+    ("README.rst", "from flowkit import task\n\nclass CreateVolume"): """
+        class Cloud:
+            \"\"\"The reader's cloud API, as the tour's tasks call it.\"\"\"
+
+            def __init__(self):
+                self.volumes = set()
+
+            def create_volume(self, size_gb):
+                self.volumes.add(f"vol-{len(self.volumes) + 1}")
+                return f"vol-{len(self.volumes)}"
+
+            def delete_volume(self, volume_id):
+                self.volumes.discard(volume_id)
+
+        cloud = Cloud()
+    """,
+    ("README.rst", "from flowkit.patterns import graph_flow, linear_flow"): """
+        class AttachVolume(task.Task):
+            def execute(self, volume_id):
+                pass
+
+        class StartServer(task.Task):
+            default_provides = "server_id"
+
+            def execute(self, volume_id):
+                return f"server on {volume_id}"
+    """,
     ("reports.rst", "from flowkit.listeners.events import EventLogListener"): _A_FLOW
     + """
     import json
@@ -289,11 +343,11 @@ class Snippet(NamedTuple):
 
     @property
     def where(self) -> str:
-        return f"doc/{self.page}:{self.block.line}"
+        return f"{_shown(self.page)}:{self.block.line}"
 
     def compiled(self, code: str) -> CodeType:
         """``code`` (the block's, changed or cut) compiled so tracebacks name the page's lines."""
-        return compile("\n" * (self.block.line - 1) + code, f"doc/{self.page}", "exec")
+        return compile("\n" * (self.block.line - 1) + code, _shown(self.page), "exec")
 
 
 def _does_something(tree: ast.Module) -> bool:
@@ -316,11 +370,11 @@ def _is_python(block: LiteralBlock) -> bool:
 
 
 def _snippets(page: str) -> list[Snippet]:
-    text = (DOC / page).read_text(encoding="utf-8")
+    text = PAGE_FILES[page].read_text(encoding="utf-8")
     return [Snippet(page, block) for block in literal_blocks(text) if _is_python(block)]
 
 
-PAGES = sorted(path.name for path in DOC.glob("*.rst") if _snippets(path.name))
+PAGES = sorted(page for page in PAGE_FILES if _snippets(page))
 
 
 def _flowkit_imports(code: str) -> str:
@@ -374,7 +428,7 @@ def _save_named_specs(page: str, directory: Path) -> None:
     That is the file a reader saves it as: the page's Python then loads it by
     that name, the flow's name being the file's stem by default.
     """
-    for block in literal_blocks((DOC / page).read_text(encoding="utf-8")):
+    for block in literal_blocks(PAGE_FILES[page].read_text(encoding="utf-8")):
         first = block.text.splitlines()[0]
         if block.language == "yaml" and first.startswith("name: "):
             (directory / f"{first.removeprefix('name: ').strip()}.yaml").write_text(
@@ -426,7 +480,7 @@ def test_every_block_listed_is_on_its_page_once(table: Mapping[tuple[str, str], 
     # A block rewritten or removed must not leave its entry behind, nor an entry stand for two blocks.
     found = {
         (page, start): [s.where for s in _snippets(page) if s.block.text.startswith(start)]
-        if (DOC / page).exists()
+        if page in PAGE_FILES
         else []
         for page, start in table
     }
@@ -441,8 +495,8 @@ def test_no_python_block_is_passed_over_for_a_syntax_error() -> None:
     # The rule above takes a '::' block that does not compile for a transcript or output; a Python
     # block broken by a typo would be passed over without a word, so it must not read as Python.
     broken = [
-        f"doc/{path.name}:{block.line}"
-        for path in sorted(DOC.glob("*.rst"))
+        f"{_shown(page)}:{block.line}"
+        for page, path in PAGE_FILES.items()
         for block in literal_blocks(path.read_text(encoding="utf-8"))
         if block.language is None
         and not _is_python(block)

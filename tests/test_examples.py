@@ -442,6 +442,6 @@ def test_go_worker_not_built_says_how_to_build_it(redis_flushed_url: str, tmp_pa
     )
     expected = [
         f"go_worker.py needs the Go worker, not built at {missing}: build it with",
-        "(cd go_worker && go build -o flowkit-worker ./cmd/flowkit-worker)",
+        "(cd go_worker && go build -trimpath -o flowkit-worker ./cmd/flowkit-worker)",
     ]
     _check_story("go_worker.py", proc, expected)

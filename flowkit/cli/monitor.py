@@ -38,6 +38,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+from flowkit._utils.masking import MASK
 from flowkit._utils.text import log_safe
 from flowkit.cli._common import CliError, add_connection, factory_name, guarded, port_number, positive
 
@@ -321,7 +322,7 @@ class _TokenMask(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):
             record.args = tuple(
-                log_safe(_TOKEN_PARAM.sub(r"\1***", arg)) if isinstance(arg, str) else arg
+                log_safe(_TOKEN_PARAM.sub(lambda m: m.group(1) + MASK, arg)) if isinstance(arg, str) else arg
                 for arg in record.args
             )
         return True

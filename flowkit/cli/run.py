@@ -28,6 +28,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
+from flowkit._utils.masking import MASK
 from flowkit._utils.text import log_safe
 from flowkit.cli._common import (
     FAILED,
@@ -252,7 +253,7 @@ def masked_engine(engine: str) -> str:
 
 def unrecorded_password(recorded: str) -> bool:
     """Whether an engine recorded by :func:`masked_engine` lost a password to the masking."""
-    return "***" in recorded.partition("?")[2]
+    return MASK in recorded.partition("?")[2]
 
 
 def spec_flow(path: str) -> Any:

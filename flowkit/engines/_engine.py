@@ -89,7 +89,7 @@ def _declares_alone(cls: type) -> bool:
     )
 
 
-def _check_switch(options: dict[str, Any], name: str, engine: str, *, unset: bool) -> None:
+def _check_switch(options: dict[str, Any], name: str, engine: str, *, unset: bool) -> bool | None:
     """Refuse an on/off engine option that is not a bool; 0 and 1 (an engine URI's) become one.
 
     Read by truth, ``check_types="no"`` would check and ``validate_types="no"``
@@ -97,15 +97,18 @@ def _check_switch(options: dict[str, Any], name: str, engine: str, *, unset: boo
 
     Args:
         unset: whether None is a value of its own (the option's default).
+
+    Returns:
+        The option's value: True, False, or None when unset.
     """
     value = options.get(name)
     if value is None and (unset or name not in options):
-        return
+        return None
     if isinstance(value, bool):
-        return
+        return value
     if type(value) is int and value in (0, 1):
-        options[name] = bool(value)  # read as ``is True`` where it matters
-        return
+        options[name] = bool(value)  # read as ``is True`` by the guards, which read the options
+        return bool(value)
     allowed = "True, False or None" if unset else "True or False"
     raise exc.InvalidEngineOption(f"{name} must be {allowed}, not {value!r}", engine=engine, option=name)
 
@@ -488,12 +491,24 @@ class ActionEngine(Engine):
         options: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(flow, flow_detail, backend, options)
+        # Each on/off option is read once, here or where it is used, by one of two readers:
+        # - option_flag, leniently, as TaskFlow reads its flags (oslo's bool_from_string):
+        #   TaskFlow's defer_reverts, never_resolve, inject_transient, gather_statistics,
+        #   and flowkit's strict, documented with them since configuration files give it
+        #   as text too. "false" is false and a word that is neither is false with a
+        #   warning, so a configuration TaskFlow runs runs the same here.
+        # - _check_switch, strictly, for flowkit's own check_types and validate_types:
+        #   None is a value of theirs (the default: warn, or pydantic models only), which
+        #   a lenient reader would turn into False, and TaskFlow has no reading to match,
+        #   so a non-bool is refused at load rather than guessed at.
+        #: ``strict``: refuse what TaskFlow lets run but is likely a mistake.
+        self._strict = option_flag(self._options, "strict", False)
         unknown = sorted(set(self._options) - self.OPTIONS)
         if unknown:
             # TaskFlow passes options it does not know through (programs pass their
             # own); strict=True refuses them, since a misspelt one is silently lost.
             message = f"{self.kind} engine does not take option(s) {unknown}; it takes {sorted(self.OPTIONS)}"
-            if option_flag(self._options, "strict", False):
+            if self._strict:
                 raise exc.InvalidEngineOption(message, engine=self.kind, option=unknown[0])
             _LOG.warning("%s (kept in engine.options; strict=True refuses them)", message)
         if flow_detail is None and backend is not None:
@@ -529,7 +544,10 @@ class ActionEngine(Engine):
             from flowkit.engines import _task_options  # only with the option (first-load cost)
 
             _task_options.check_default_timeout(self._options["default_timeout"], self.kind)
-        _check_switch(self._options, "check_types", self.kind, unset=True)
+        #: ``check_types``: True refuses contradicting annotations, False skips the
+        #: comparison, None (the default) warns, or refuses when :attr:`_strict`.
+        self._check_types = _check_switch(self._options, "check_types", self.kind, unset=True)
+        # Read from the options by the guards (flowkit._guards), which are built from them.
         _check_switch(self._options, "validate_types", self.kind, unset=True)
         if self._options.get("cache") is not None:
             # Checked (not opened) now, so a bad URL fails load, before anything runs.
@@ -590,15 +608,14 @@ class ActionEngine(Engine):
         # The compilation and the runtime's per-node state are big and long-lived:
         # no point in the collector walking them while they are made.
         with gc_paused():
-            strict = option_flag(self._options, "strict", False)
-            compilation = _compiler.compile_flow(self._flow, strict=strict)
+            compilation = _compiler.compile_flow(self._flow, strict=self._strict)
             # Type checks and guards (validation, caching) import their modules only
             # for flows that can use them: most flows pay one pass over the atoms here.
             nodes = compilation.atoms
             classes = {type(node.atom) for node in nodes}
-            check_types = self._options.get("check_types")
+            check_types = self._check_types
             if check_types is not False and may_check_types(nodes, classes):
-                refuse = check_types is True or (check_types is None and strict)
+                refuse = check_types is True or (check_types is None and self._strict)
                 _check_types(compilation, self._injected_for, classes, self._flow.name, refuse=refuse)
             self._runtime = Runtime(
                 compilation,

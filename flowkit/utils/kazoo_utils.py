@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from flowkit import exceptions as exc
+from flowkit._utils.masking import MASK
 from flowkit._utils.switches import read_switch
 
 __all__ = [
@@ -30,9 +31,6 @@ __all__ = [
 ]
 
 LOG = logging.getLogger(__name__)
-
-# What stands for a secret in anything shown (as in masked URLs).
-_MASK = "***"
 
 
 class _HideCredentials(logging.Filter):
@@ -59,12 +57,14 @@ def _is_auth_request(value: object) -> bool:
 
 def _masked_auth(request: Any) -> Any:
     user, colon, _ = str(request.auth).partition(":")
-    return request._replace(auth=f"{user}:{_MASK}" if colon else _MASK)
+    return request._replace(auth=f"{user}:{MASK}" if colon else MASK)
 
 
 LOG.addFilter(_HideCredentials())
 
-#: The server a client is made for when the configuration names none (TaskFlow's default).
+#: The server a client is made for when the configuration names none (TaskFlow's default):
+#: the ZooKeeper jobboard and persistence backend both read it, so one program's board
+#: and backend without hosts reach the same server.
 DEFAULT_HOSTS = "localhost:2181"
 
 # The line of the ``envi`` answer that gives the server's version ("3.8.0-..., built on ...").

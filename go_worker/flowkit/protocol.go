@@ -88,6 +88,13 @@ var (
 	GoErrorTypes = []string{"go.error", "Exception"}
 	// GoPanicTypes names a panic inside a task.
 	GoPanicTypes = []string{"go.panic", "Exception"}
+	// GoExitTypes names a task function that ended its goroutine
+	// (runtime.Goexit, which t.FailNow calls) instead of returning. That is
+	// no error and no panic but a request to stop, as a Python task's
+	// SystemExit is, which the Python worker records as ["SystemExit",
+	// "BaseException"]: so it ends with BaseException too, and an engine's
+	// failure.check(Exception) does not take it for an error the task raised.
+	GoExitTypes = []string{"go.goexit", "BaseException"}
 	// TypeErrorTypes names bad task arguments (missing, unexpected, wrong
 	// JSON type), as Python's call would raise.
 	TypeErrorTypes = []string{"TypeError", "Exception"}

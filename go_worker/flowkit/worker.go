@@ -675,9 +675,10 @@ func (w *Worker) perform(ctx context.Context, j *job) {
 	var envelope Envelope
 	// running is the task's throttle while its function runs. Still set
 	// below, it means the function ended its goroutine (runtime.Goexit, which
-	// t.FailNow calls) instead of returning: that is answered with a failure,
-	// as the Python worker answers a task that raises SystemExit, rather than
-	// left unanswered to be run again on every delivery.
+	// t.FailNow calls) instead of returning: that is answered with a failure
+	// of its own type (GoExitTypes), as the Python worker answers a task that
+	// raises SystemExit, rather than left unanswered to be run again on every
+	// delivery.
 	var running *throttle
 	defer func() {
 		if value := recover(); value != nil { // a bug of ours: leave the request pending
@@ -688,7 +689,7 @@ func (w *Worker) perform(ctx context.Context, j *job) {
 			text := fmt.Sprintf("the %s of task %s (atom %s) ended its goroutine (runtime.Goexit) instead of returning",
 				request.Action, logSafe(request.Task), logSafe(request.Name))
 			w.logf(slog.LevelWarn, "worker %s: %s (request %s)", w.id, text, logSafe(request.ID))
-			failure := NewFailure(text, GoPanicTypes)
+			failure := NewFailure(text, GoExitTypes)
 			failure.TracebackStr = w.registry.origin(request).frame("ended its goroutine (runtime.Goexit) instead of returning")
 			envelope = w.failureEnvelope(request.ID, failure)
 		}

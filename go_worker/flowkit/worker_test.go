@@ -564,8 +564,9 @@ func TestFailureTypesOfTaskErrorsGoErrorsAndPanics(t *testing.T) {
 		// cut in the middle of a character) still gets its gist across
 		// (without its traceback, as the Python worker's gist).
 		{"test.BadText", "x" + strings.Repeat("é", 499) + "\uFFFD (full failure record not sendable", flowkit.GoErrorTypes, ""},
-		// Not returning at all (as t.FailNow does) is a failure too, not a request left unanswered.
-		{"test.Goexit", "the execute of task test.Goexit (atom atom) ended its goroutine (runtime.Goexit)", flowkit.GoPanicTypes, "ended its goroutine (runtime.Goexit) instead of returning\n"},
+		// Not returning at all (as t.FailNow does) is a failure too, not a request left
+		// unanswered; no panic, but what a Python task's SystemExit is: no Exception.
+		{"test.Goexit", "the execute of task test.Goexit (atom atom) ended its goroutine (runtime.Goexit)", []string{"go.goexit", "BaseException"}, "ended its goroutine (runtime.Goexit) instead of returning\n"},
 		// A result whose MarshalJSON panics (the task's own code, run by the
 		// encoder) was left unanswered, to be run again at every delivery.
 		{"test.PanickyResult", `returned a result it cannot send: message is not JSON-encodable: json: error calling MarshalJSON for type *flowkit.Response: field "result": encoding panicked: lost the connection`, flowkit.InvalidFormatTypes, cannotSend},

@@ -9,6 +9,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"runtime"
 	"time"
 
 	"github.com/flowkit/flowkit/go_worker/flowkit"
@@ -27,6 +28,7 @@ const (
 	TraceParentName  = Prefix + "TraceParent"
 	AnnounceName     = Prefix + "Announce"
 	ReserveName      = Prefix + "Reserve"
+	ExitName         = Prefix + "Exit"
 )
 
 // TaskFailedTypes are the exception type names of Fail's failure.
@@ -42,6 +44,15 @@ func RegisterAll(reg *flowkit.Registry) {
 	reg.Register(TraceParentName, flowkit.Takes(), traceParent, nil)
 	reg.Register(AnnounceName, flowkit.Takes("events"), announce, nil)
 	reg.Register(ReserveName, flowkit.Takes("slot"), reserve, release)
+	reg.Register(ExitName, flowkit.Takes(), exit, nil)
+}
+
+// exit ends its goroutine instead of returning (runtime.Goexit, as a test's
+// t.FailNow does): the Go twin of a Python task raising SystemExit, which
+// the worker answers with a failure of its own kind and goes on.
+func exit(*flowkit.Call) (any, error) {
+	runtime.Goexit()
+	return nil, nil
 }
 
 // reserve returns the string argument "slot": what its revert releases.

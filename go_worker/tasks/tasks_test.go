@@ -75,7 +75,7 @@ func TestRegisterAllOffersTheContractNames(t *testing.T) {
 	reg := flowkit.NewRegistry()
 	RegisterAll(reg)
 	want := []string{
-		"flowkit_go_tasks.Announce", "flowkit_go_tasks.CountPrimes", "flowkit_go_tasks.Echo", "flowkit_go_tasks.Fail",
+		"flowkit_go_tasks.Announce", "flowkit_go_tasks.CountPrimes", "flowkit_go_tasks.Echo", "flowkit_go_tasks.Exit", "flowkit_go_tasks.Fail",
 		"flowkit_go_tasks.Reserve", "flowkit_go_tasks.Sha256Rounds", "flowkit_go_tasks.Sleep", "flowkit_go_tasks.TraceParent",
 	}
 	if got := reg.Names(); !reflect.DeepEqual(got, want) {

@@ -15,6 +15,7 @@ import pytest
 
 from flowkit import exceptions as exc
 from flowkit.jobs import backends
+from flowkit.utils import kazoo_utils
 from tests import services
 from tests.jobs.conftest import board_conf
 
@@ -79,3 +80,20 @@ def test_a_server_refusing_envi_is_named_with_the_way_out(
         assert board.connected
     finally:
         board.close()
+
+
+@pytest.mark.parametrize(
+    "conf", [{"board": "zookeeper"}, {"board": "zookeeper", "url": "zookeeper:///jobs"}], ids=["conf", "url"]
+)
+def test_a_board_without_hosts_means_localhost_as_in_taskflow(conf: dict[str, Any]) -> None:
+    services.require_module("kazoo", "kazoo")
+    theirs = pytest.importorskip("taskflow.jobs.backends").fetch("z", {"board": "zookeeper"})
+    board = backends.fetch("z", conf)
+    try:
+        # One default for the board and the persistence backend, and it is TaskFlow's.
+        assert board._client_options["hosts"] == kazoo_utils.DEFAULT_HOSTS == "localhost:2181"
+        assert board.where.startswith("zookeeper://localhost:2181/")
+        assert theirs._client.hosts == [("localhost", 2181)]
+    finally:
+        board.close()
+        theirs.close()

@@ -129,6 +129,15 @@ class Reserve(task.Task):
         return f"released {slot}"
 
 
+class Exit(task.Task):
+    """Stop instead of returning: ``SystemExit`` here, ``runtime.Goexit`` in the Go twin."""
+
+    worker_task_name = f"{GO_TASKS}.Exit"
+
+    def execute(self) -> None:
+        raise SystemExit(3)
+
+
 class TraceParent(task.Task):
     """Return the W3C ``traceparent`` the request carried ("" for none)."""
 

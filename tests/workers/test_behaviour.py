@@ -32,6 +32,7 @@ from tests.workers.behaviour_tasks import (
     Announce,
     CountPrimes,
     Echo,
+    Exit,
     Fail,
     Reserve,
     Sha256Rounds,
@@ -180,6 +181,8 @@ def test_a_remote_failure_keeps_its_type_names_and_message(
 
 #: What each worker's traceback of Fail's failure says: the line that raised (Python); the Go
 #: function registered for the task, the task and the error it returned, outermost first (Go).
+#: The Go file is named by its module path, as a -trimpath build names it, not by where
+#: the build machine kept the sources ("/home/ci/src/..." is no use to the reader).
 FAIL_TRACEBACKS = {
     "python": [
         'tests/workers/behaviour_tasks.py", line ',
@@ -187,7 +190,7 @@ FAIL_TRACEBACKS = {
         "    raise TaskFailed(message)\n",
     ],
     "go": [
-        'go_worker/tasks/tasks.go", line ',
+        '  File "github.com/flowkit/flowkit/go_worker/tasks/tasks.go", line ',
         ", in github.com/flowkit/flowkit/go_worker/tasks.fail\n",
         "    Go task flowkit_go_tasks.Fail, execute, returned *flowkit.TaskError: disk 7 is on fire\n",
     ],
@@ -236,6 +239,35 @@ def test_a_remote_builtin_error_is_recorded_as_the_python_worker_records_it(
     assert failure.check(TypeError) is None
     assert str(failure) == "Failure: ValueError: sleep length must be non-negative"
     assert failure.to_dict()["exc_type_names"] == ["ValueError", "Exception"]
+
+
+#: What each worker records of a task that stops instead of returning: Python's SystemExit,
+#: Go's runtime.Goexit. Neither is an Exception.
+EXIT_NAMES = {"python": ("SystemExit", "BaseException"), "go": ("go.goexit", "BaseException")}
+
+
+def test_a_task_that_stops_instead_of_returning_fails_as_no_exception_and_the_worker_goes_on(
+    worker: WorkerProcess, redis_flushed_url: str
+) -> None:
+    # The Go worker recorded a runtime.Goexit as a panic (go.panic, an Exception), where
+    # the Python worker records a task's SystemExit as what it is: a stop, no Exception.
+    flow = linear_flow.Flow("stopping").add(Echo(name="before", provides="copy"), Exit(name="exit"))
+    engine = load_engine(flow, redis_flushed_url, worker.topic, store={"value": 1})
+
+    with pytest.raises(exc.WrappedFailure) as raised:
+        engine.run()
+
+    assert raised.value.check(Exception) is None
+    failure = _failure_of(engine, "exit")
+    assert failure.exception_type_names == EXIT_NAMES[worker.kind]
+    assert failure.check(Exception) is None
+    assert failure.check(BaseException) is BaseException
+    assert engine.storage.get_atom_state("before") == st.REVERTED
+    assert engine.storage.get_flow_state() == st.REVERTED
+    # The worker is still there to serve the next flow.
+    again = load_engine(Echo(name="after"), redis_flushed_url, worker.topic, store={"value": 2})
+    again.run()
+    assert again.storage.get("after") == 2
 
 
 class EchoTakingMore(task.Task):

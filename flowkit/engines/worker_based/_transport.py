@@ -24,6 +24,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from flowkit import exceptions as exc
+from flowkit._utils.masking import MASK
 from flowkit._utils.redis_urls import bad_database
 from flowkit._utils.text import log_safe
 from flowkit.engines.worker_based import _memory, protocol
@@ -371,7 +372,7 @@ def _masked(text: object) -> str:
     if "://" not in masked and "@" in masked:
         user, colon, _ = masked.rpartition("@")[0].partition(":")
         if colon:
-            masked = f"{user}:***@{masked.rpartition('@')[2]}"
+            masked = f"{user}:{MASK}@{masked.rpartition('@')[2]}"
     return masked
 
 

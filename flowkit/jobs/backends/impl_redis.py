@@ -60,6 +60,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from flowkit import exceptions as exc
 from flowkit import states
+from flowkit._utils.masking import MASK
 from flowkit._utils.redis_urls import bad_database
 from flowkit._utils.switches import read_switch
 from flowkit._utils.text import LogSafe
@@ -512,7 +513,7 @@ class RedisJobBoard(ListingJobBoard):
         return f"{base}{'&' if '?' in base else '?'}{urlencode({'namespace': ns})}"
 
     def _option_error(self, key: str, value: Any, expected: str) -> ValueError:
-        shown = mask_url(value) if "password" not in key else "***"
+        shown = mask_url(value) if "password" not in key else MASK
         return ValueError(
             f"Redis jobboard {self.name!r} at {self.where}: option {key!r} must be {expected}, not {shown!r}"
         )

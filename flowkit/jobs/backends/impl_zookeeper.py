@@ -33,7 +33,8 @@ it starts only once someone registers a listener on the board's notifier or
 calls ``wait()`` (its first listing announces the jobs already on the board
 as posted); a conductor, which does neither, does not pay for it.
 
-Options (TaskFlow's names): ``hosts`` (``"h1:2181,h2:2181"`` or a list),
+Options (TaskFlow's names): ``hosts`` (``"h1:2181,h2:2181"`` or a list;
+:data:`~flowkit.utils.kazoo_utils.DEFAULT_HOSTS`, TaskFlow's ``localhost:2181``, if absent),
 ``path``, ``timeout`` (the session timeout, seconds: how long a silent
 holder keeps its claims), and the client options TaskFlow's board passes to
 kazoo (``use_ssl``, ``verify_certs``, ``keyfile``, ``keyfile_password``,
@@ -64,6 +65,7 @@ from urllib.parse import quote, urlsplit
 
 from flowkit import exceptions as exc
 from flowkit import states
+from flowkit._utils.masking import MASK
 from flowkit._utils.text import LogSafe
 from flowkit.jobs import _posting
 from flowkit.jobs._board import WatchingJobBoard, parse_entity
@@ -82,7 +84,7 @@ from flowkit.jobs.base import (
     iter_sorted,
     lost_claim,
 )
-from flowkit.persistence.backends._urls import MASK, Netloc, mask_url, split_hosts, split_netloc
+from flowkit.persistence.backends._urls import Netloc, mask_url, split_hosts, split_netloc
 from flowkit.utils import kazoo_utils
 
 if TYPE_CHECKING:
@@ -238,7 +240,7 @@ class ZookeeperJobBoard(WatchingJobBoard):
             hosts = hosts or netloc.hosts or None
             path = path or (parts.path if parts.path not in ("", "/") else None)
         self._auth = kazoo_utils.digest_auth_data(netloc.username, netloc.password)
-        self._hosts = kazoo_utils.hosts_text(hosts) if hosts else "127.0.0.1:2181"
+        self._hosts = kazoo_utils.hosts_text(hosts) if hosts else kazoo_utils.DEFAULT_HOSTS
         self._path = "/" + str(path or DEFAULT_PATH).strip("/")
         # Made once, from the masked user info only: the password is in no text the board shows.
         userinfo = ""

@@ -17,6 +17,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from flowkit import exceptions as exc
 from flowkit._utils.lazy_logging import module_logger
+from flowkit._utils.masking import MASK
 from flowkit._utils.switches import read_switch
 
 _LOG = module_logger(__name__)
@@ -34,8 +35,6 @@ __all__ = [
     "split_hosts",
     "split_netloc",
 ]
-
-MASK = "***"
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://")
 # A URI without an authority (``memory:``, ``dir:/var/lib/flows``): TaskFlow accepts these too.

@@ -123,6 +123,37 @@ def test_an_unknown_option_in_an_engine_uri_is_refused_when_strict() -> None:
         engines.load(linear_flow.Flow("f"), engine="parallel://?turbo=yes&strict=true")
 
 
+@pytest.mark.parametrize(("given", "strict"), [("yes", True), ("1", True), ("no", False), ("false", False)])
+def test_strict_given_as_text_is_read_as_a_yes_no_word_by_load_and_compile(
+    given: str, strict: bool, rec: Recorder
+) -> None:
+    # The same reading decides both of strict's checks: the unknown option at
+    # load and the ambiguous providers at compile.
+    if strict:
+        with pytest.raises(exceptions.InvalidEngineOption):
+            engines.load(linear_flow.Flow("f"), turbo=True, strict=given)
+    else:
+        engines.load(linear_flow.Flow("f"), turbo=True, strict=given)
+    engine = engines.load(_two_unordered_providers(rec), strict=given)
+    if strict:
+        with pytest.raises(exceptions.AmbiguousDependency):
+            engine.compile()
+    else:
+        engine.run()
+        assert rec.details("execute", "consumer") == [{"x": "p2"}]
+
+
+def test_a_strict_that_is_no_yes_no_word_is_false_and_named_once(
+    rec: Recorder, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level("WARNING", logger="flowkit.engines._engine"):
+        engine = engines.load(_two_unordered_providers(rec), strict="maybe", turbo=True)
+        engine.run()
+    assert rec.details("execute", "consumer") == [{"x": "p2"}]
+    said = [r.getMessage() for r in caplog.records if "not a yes/no word" in r.getMessage()]
+    assert said == ["engine option strict='maybe' is not a yes/no word: false, as TaskFlow takes it"]
+
+
 def test_an_unknown_engine_option_is_passed_through_as_in_taskflow(
     engine_kind: str, rec: Recorder, caplog: pytest.LogCaptureFixture
 ) -> None:
