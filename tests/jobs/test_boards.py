@@ -659,6 +659,17 @@ def test_boards_are_found_by_url() -> None:
     assert type(backends.fetch("b", "memory://")).__name__ == "MemoryJobBoard"
 
 
+def test_a_redis_board_without_host_names_the_server_redis_py_connects_to() -> None:
+    """redis-py connects to ``localhost`` when no host is given: the board's messages say so."""
+    services.require_module("redis", "redis")
+    import redis
+
+    board = backends.fetch("b", {"board": "redis"})
+    default_host = redis.Redis().connection_pool.connection_kwargs["host"]
+    assert board.where == f"redis://{default_host}:6379"  # type: ignore[attr-defined]
+    assert board.url == f"redis://{default_host}:6379/0?namespace=flowkit"
+
+
 def test_redis_options_given_as_text_are_converted(request: pytest.FixtureRequest) -> None:
     """As a configuration file gives them: ``"false"`` turns TLS off rather than on."""
     services.require_module("redis", "redis")

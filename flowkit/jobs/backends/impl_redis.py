@@ -96,6 +96,9 @@ LOG = logging.getLogger(__name__)
 
 DEFAULT_NAMESPACE = "flowkit"
 DEFAULT_CLAIM_EXPIRY = 30.0
+#: The server (or sentinel) when no host is given: redis-py's own default, so
+#: that the board's messages name the server it connects to.
+DEFAULT_HOST = "localhost"
 
 # Claims one job: {1, token}, or {0, 'unknown'} / {0, 'claimed', current owner JSON}.
 # ``request`` is unique to one call of the board's claim: a claim already made by it (the
@@ -495,7 +498,7 @@ class RedisJobBoard(ListingJobBoard):
             return mask_url(url)
         if self._conf.get("unix_socket_path"):
             return f"unix://{self._conf['unix_socket_path']}"
-        return f"redis://{self._conf.get('host', '127.0.0.1')}:{self._conf.get('port', 6379)}"
+        return f"redis://{self._conf.get('host', DEFAULT_HOST)}:{self._conf.get('port', 6379)}"
 
     def _url_from_options(self) -> str:
         """The server, the database and the key namespace (in the query, as a board URL names it)."""
@@ -505,7 +508,7 @@ class RedisJobBoard(ListingJobBoard):
         elif self._conf.get("unix_socket_path"):
             base = f"unix://{self._conf['unix_socket_path']}?db={self._conf.get('db', 0)}"
         else:
-            host, port = self._conf.get("host", "127.0.0.1"), self._conf.get("port", 6379)
+            host, port = self._conf.get("host", DEFAULT_HOST), self._conf.get("port", 6379)
             base = f"redis://{host}:{port}/{self._conf.get('db', 0)}"
         if self._namespace is None:
             return base
@@ -594,7 +597,7 @@ class RedisJobBoard(ListingJobBoard):
             if sentinel:
                 from redis.sentinel import Sentinel
 
-                hosts = [(options.pop("host", "127.0.0.1"), options.pop("port", 26379)), *self._fallbacks]
+                hosts = [(options.pop("host", DEFAULT_HOST), options.pop("port", 26379)), *self._fallbacks]
                 if not options.get("ssl"):
                     options = {k: v for k, v in options.items() if not k.startswith("ssl")}
                 made = Sentinel(hosts, sentinel_kwargs=self._conf.get("sentinel_kwargs"), **options)
