@@ -39,8 +39,21 @@ __all__ = ["AsyncioEngine"]
 
 
 @functools.lru_cache(maxsize=1024)
-def _is_async(method: Any) -> bool:
+def _is_async_cached(method: Any) -> bool:
     return inspect.iscoroutinefunction(method)
+
+
+def _is_async(method: Any) -> bool:
+    """Tell whether ``method`` is a coroutine function; cached by the callable where it can be.
+
+    A callable given to ``FunctorTask`` may be unhashable (any dataclass
+    instance): it is asked each time rather than failing the run with
+    "unhashable type", as it did.
+    """
+    try:
+        return _is_async_cached(method)
+    except TypeError:
+        return inspect.iscoroutinefunction(method)
 
 
 def _wants_loop(atom: Any, action: int) -> bool:

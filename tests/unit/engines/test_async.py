@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import signal
 import sys
 import threading
@@ -97,6 +98,39 @@ def test_async_function_tasks_work(engine_kind: str) -> None:
         "x": 4,
         "y": 8,
     }
+
+
+@dataclasses.dataclass
+class _Adder:
+    """A callable value object: a dataclass (so unhashable) with a plain ``__call__``."""
+
+    n: int
+
+    def __call__(self, x: int) -> int:
+        return x + self.n
+
+
+@dataclasses.dataclass
+class _AsyncAdder:
+    """The same with an ``async def __call__``."""
+
+    n: int
+
+    async def __call__(self, x: int) -> int:
+        await asyncio.sleep(0)
+        return x + self.n
+
+
+@pytest.mark.parametrize("make", [_Adder, _AsyncAdder], ids=["plain", "async"])
+def test_a_function_task_of_an_unhashable_callable_runs_on_every_engine(
+    engine_kind: str, make: type[_Adder | _AsyncAdder]
+) -> None:
+    # The asyncio engine asked a cache keyed by the callable whether it was a
+    # coroutine function: an unhashable one (any dataclass instance) failed the
+    # run with "TypeError: unhashable type", where the other engines (and
+    # TaskFlow) ran it.
+    adder = task.FunctorTask(make(2), name="add", provides="y")
+    assert engines.run(adder, store={"x": 1}, engine=engine_kind) == {"x": 1, "y": 3}
 
 
 def test_asyncio_engine_runs_many_coroutines_concurrently() -> None:
