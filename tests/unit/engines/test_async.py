@@ -133,6 +133,49 @@ def test_a_function_task_of_an_unhashable_callable_runs_on_every_engine(
     assert engines.run(adder, store={"x": 1}, engine=engine_kind) == {"x": 1, "y": 3}
 
 
+def test_map_and_reduce_tasks_await_an_async_functor(engine_kind: str) -> None:
+    # They called the functor and kept what it returned: the map stored
+    # coroutine objects (never awaited) as its results, and the reduce passed
+    # one to the functor's next call, which failed on "coroutine + int".
+    async def double(x: int) -> int:
+        await asyncio.sleep(0)
+        return 2 * x
+
+    async def add(x: int, y: int) -> int:
+        await asyncio.sleep(0)
+        return x + y
+
+    flow = linear_flow.Flow("f").add(
+        task.MapFunctorTask(double, requires=["a", "b", "c"], provides=["a2", "b2", "c2"], name="double"),
+        task.ReduceFunctorTask(add, requires=["a2", "b2", "c2"], provides="total", name="add"),
+    )
+    results = engines.run(flow, store={"a": 1, "b": 2, "c": 3}, engine=engine_kind)
+    assert {name: results[name] for name in ("a2", "b2", "c2", "total")} == {
+        "a2": 2,
+        "b2": 4,
+        "c2": 6,
+        "total": 12,
+    }
+
+
+def test_an_async_map_stops_at_the_first_failure_and_its_flow_reverts(engine_kind: str) -> None:
+    called: list[int] = []
+
+    async def check(x: int) -> int:
+        await asyncio.sleep(0)
+        called.append(x)
+        if x == 2:
+            raise ValueError(f"bad value {x}")
+        return x
+
+    flow = linear_flow.Flow("f").add(task.MapFunctorTask(check, requires=["a", "b", "c"], name="check"))
+    engine = engines.load(flow, store={"a": 1, "b": 2, "c": 3}, engine=engine_kind)
+    with pytest.raises(ValueError, match="bad value 2"):
+        engine.run()
+    assert called == [1, 2]  # one value after the other, in order, as a plain map
+    assert engine.storage.get_flow_state() == states.REVERTED
+
+
 def test_asyncio_engine_runs_many_coroutines_concurrently() -> None:
     total = 50
     state: dict[str, Any] = {"started": 0}
