@@ -131,6 +131,70 @@ async def _in_pool_thread(threads: WorkerThreads, fn: Callable[..., Any], kwargs
         raise
 
 
+#: At most this many run_async runs do their bookkeeping at once; more wait for
+#: one to end. As many as the largest ``max_workers`` (each run holds a thread).
+_MAX_RUNS = 1024
+_run_threads: WorkerThreads | None = None
+_run_threads_lock = threading.Lock()
+
+
+def _forget_run_threads() -> None:
+    """In a forked child: the threads stayed in the parent, so drop them (made anew on use)."""
+    global _run_threads, _run_threads_lock  # a lock held at the fork stays held in the child
+    _run_threads, _run_threads_lock = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_run_threads)
+
+
+def _bookkeeping_threads() -> WorkerThreads:
+    """The threads run_async's runs do their bookkeeping on, started as runs need them."""
+    global _run_threads  # noqa: PLW0603 - made on first use: most programs never call run_async
+    with _run_threads_lock:
+        if _run_threads is None:
+            _run_threads = WorkerThreads(_MAX_RUNS)
+        return _run_threads
+
+
+async def _in_run_thread(fn: Callable[..., None], *args: Any) -> None:
+    """Run ``fn(*args)`` on a thread of flowkit's own; return when it returns, or raise what it raised.
+
+    For :meth:`AsyncioEngine.run_async`'s bookkeeping, which holds its thread for
+    the whole run. Run with :func:`asyncio.to_thread`, it held one of the few
+    threads of the loop's default executor (cpus + 4) that long, and plain tasks
+    run on that executor too: as many runs at once as it has threads (a web
+    server's sixth request on two cores) left no thread for any plain task, and
+    every run hung; fewer still starved the application's own ``to_thread``
+    calls. flowkit's threads are daemons, started only when none is idle and
+    reused from run to run (a new thread per run tripled a small run's cost).
+    The caller's context variables go with the call, as with ``to_thread``.
+    """
+    loop = asyncio.get_running_loop()
+    ended: asyncio.Future[None] = loop.create_future()
+    context = contextvars.copy_context()
+
+    def run() -> None:
+        error: BaseException | None = None
+        try:
+            context.run(fn, *args)
+        except BaseException as err:  # handed to the awaiting coroutine, as to_thread does
+            error = err
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody awaits it
+            loop.call_soon_threadsafe(_set_outcome, ended, error)
+
+    _bookkeeping_threads().submit(run)
+    await ended
+
+
+def _set_outcome(ended: asyncio.Future[None], error: BaseException | None) -> None:
+    if ended.done():
+        return
+    if error is None:
+        ended.set_result(None)
+    else:
+        ended.set_exception(error)
+
+
 def _set_ended(ended: asyncio.Future[None]) -> None:
     if not ended.done():  # cancelled when the call timed out
         ended.set_result(None)
@@ -382,7 +446,7 @@ class AsyncioEngine(ActionEngine):
         try:
             self._loop = asyncio.get_running_loop()
             self._driver, self._stop_error = None, None
-            runner = asyncio.ensure_future(asyncio.to_thread(self._run_releasing, timeout, began))
+            runner = asyncio.ensure_future(_in_run_thread(self._run_releasing, timeout, began))
             try:
                 await asyncio.shield(runner)
             except asyncio.CancelledError:

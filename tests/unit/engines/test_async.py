@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures as cf
 import dataclasses
 import signal
 import sys
@@ -221,6 +222,32 @@ def test_run_async_runs_coroutines_on_the_callers_loop(rec: Recorder) -> None:
     loop = asyncio.run(main())
     assert seen == [loop, loop]
     assert rec.executed() == ["plain"]
+
+
+def test_as_many_concurrent_run_async_as_the_loops_executor_has_threads_complete(rec: Recorder) -> None:
+    # Each run_async took a thread of the loop's default executor for its whole
+    # run (asyncio.to_thread), and plain tasks run on that same executor: with
+    # as many runs at once as it has threads (cpus + 4 by default: 6 on two
+    # cores, a web server's sixth concurrent request), no plain task could ever
+    # start and every run hung. Two threads here, so the count does not depend
+    # on the machine.
+    runs = 2
+
+    async def main() -> list[str]:
+        asyncio.get_running_loop().set_default_executor(cf.ThreadPoolExecutor(runs))
+        made = [
+            engines.load(
+                linear_flow.Flow(f"f{i}").add(AsyncStep(f"a{i}", rec), Step(f"p{i}", rec)), engine="asyncio"
+            )
+            for i in range(runs)
+        ]
+        await asyncio.wait_for(asyncio.gather(*(engine.run_async() for engine in made)), WAIT_TIMEOUT)
+        # The application's own thread calls are not starved either.
+        assert await asyncio.wait_for(asyncio.to_thread(lambda: "free"), WAIT_TIMEOUT) == "free"
+        return [engine.storage.get_flow_state() for engine in made]
+
+    assert asyncio.run(main()) == [states.SUCCESS] * runs
+    assert sorted(rec.executed()) == sorted([f"a{i}" for i in range(runs)] + [f"p{i}" for i in range(runs)])
 
 
 def test_run_async_re_raises_a_failure(rec: Recorder) -> None:
