@@ -106,11 +106,13 @@ def get_callable_name(function: Callable[..., Any]) -> str:
     return f"{cls.__module__}.{getattr(cls, '__qualname__', cls.__name__)}"
 
 
-def is_coroutine_function(target: Callable[..., Any]) -> bool:
+def is_coroutine_function(target: object) -> bool:
     """Tell whether calling ``target`` makes a coroutine.
 
     True for an ``async def`` function or method, a :func:`functools.partial`
-    of one, and an object whose class's ``__call__`` is one. Read from the code
+    of one, an object whose class's ``__call__`` is one, and a function-like
+    object with an ``async def`` code object (an ``AsyncMock``): wherever
+    :func:`inspect.iscoroutinefunction` says so, and for ``async def __call__``. Read from the code
     flags, as :func:`inspect.iscoroutinefunction` does, without importing
     :mod:`inspect` (see :func:`_from_code`).
     """
@@ -118,13 +120,14 @@ def is_coroutine_function(target: Callable[..., Any]) -> bool:
         target = target.func
     if isinstance(target, types.MethodType):
         target = target.__func__
-    if not isinstance(target, types.FunctionType):
+    # A function's code, or a function-like object's (an AsyncMock), as inspect reads it.
+    code = getattr(target, "__code__", None)
+    if not isinstance(code, types.CodeType):
         # Read for its code's flags, not to test whether target is callable.
-        call = getattr(type(target), "__call__", None)  # noqa: B004
-        if not isinstance(call, types.FunctionType):
+        code = getattr(getattr(type(target), "__call__", None), "__code__", None)  # noqa: B004
+        if not isinstance(code, types.CodeType):
             return False
-        target = call
-    return bool(target.__code__.co_flags & _CO_COROUTINE)
+    return bool(code.co_flags & _CO_COROUTINE)
 
 
 @functools.lru_cache(maxsize=4096)

@@ -14,13 +14,13 @@ import asyncio
 import contextlib
 import contextvars
 import functools
-import inspect
 import os
 import threading
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from flowkit import exceptions as exc
 from flowkit._utils.asyncio_bridge import EventLoopThread
+from flowkit._utils.reflection import is_coroutine_function
 from flowkit.engines import _timeouts
 from flowkit.engines._compiler import Node
 from flowkit.engines._completions import RAISE, Completions
@@ -38,30 +38,12 @@ if TYPE_CHECKING:
 __all__ = ["AsyncioEngine"]
 
 
-@functools.lru_cache(maxsize=1024)
-def _is_async_cached(method: Any) -> bool:
-    return inspect.iscoroutinefunction(method)
-
-
-def _is_async(method: Any) -> bool:
-    """Tell whether ``method`` is a coroutine function; cached by the callable where it can be.
-
-    A callable given to ``FunctorTask`` may be unhashable (any dataclass
-    instance): it is asked each time rather than failing the run with
-    "unhashable type", as it did.
-    """
-    try:
-        return _is_async_cached(method)
-    except TypeError:
-        return inspect.iscoroutinefunction(method)
-
-
 def _wants_loop(atom: Any, action: int) -> bool:
     """Tell whether the atom's method is a coroutine function (else it runs in a thread)."""
     name = "revert" if action == 1 else "execute"
     method = getattr(type(atom), name, None)
     inner = getattr(atom, "_" + name, None)
-    return _is_async(method) or (inner is not None and _is_async(inner))
+    return is_coroutine_function(method) or (inner is not None and is_coroutine_function(inner))
 
 
 async def _run_on_loop(

@@ -105,7 +105,16 @@ def test_is_coroutine_function_sees_async_functions_however_they_are_wrapped() -
 
 def test_is_coroutine_function_agrees_with_inspect_where_inspect_sees_them() -> None:
     import inspect
+    from unittest import mock
 
     obj = _AsyncCallable()
-    for target in (_async_function, functools.partial(_async_function), obj.method, obj.plain, len):
+    for target in (
+        _async_function,
+        functools.partial(_async_function),
+        obj.method,
+        obj.plain,
+        len,
+        mock.AsyncMock(),
+        mock.Mock(),
+    ):
         assert reflection.is_coroutine_function(target) == inspect.iscoroutinefunction(target)
