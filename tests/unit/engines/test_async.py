@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures as cf
 import dataclasses
+import os
 import signal
 import sys
 import threading
@@ -201,6 +202,34 @@ def test_asyncio_engine_max_workers_limits_calls_in_flight(rec: Recorder) -> Non
     flow = unordered_flow.Flow("u").add(*(Tracked(f"t{i}") for i in range(12)))
     engines.run(flow, engine="asyncio", max_workers=3)
     assert 1 <= running["peak"] <= 3
+
+
+class _Meeting(task.Task):
+    """A plain task that returns once ``barrier.parties`` of them run at the same time."""
+
+    def __init__(self, name: str, barrier: threading.Barrier) -> None:
+        super().__init__(name)
+        self.barrier = barrier
+
+    def execute(self) -> None:
+        self.barrier.wait()
+
+
+@pytest.mark.parametrize("how", ["run", "run_async"])
+def test_asyncio_engine_runs_max_workers_plain_tasks_at_once(how: str) -> None:
+    # Plain tasks ran on the loop's default executor, whose size (cpus + 4) was
+    # the real limit: max_workers=12 ran six at once on two cores, however many
+    # it allowed, and under run_async they shared the application's threads.
+    count = min(32, (os.cpu_count() or 1) + 4) + 2
+    barrier = threading.Barrier(count, timeout=WAIT_TIMEOUT)
+    flow = unordered_flow.Flow("u").add(*(_Meeting(f"m{i}", barrier) for i in range(count)))
+    engine = engines.load(flow, engine="asyncio", max_workers=count)
+    assert isinstance(engine, AsyncioEngine)
+    if how == "run":
+        engine.run()
+    else:
+        asyncio.run(engine.run_async())
+    assert engine.storage.get_flow_state() == states.SUCCESS
 
 
 def test_run_async_runs_coroutines_on_the_callers_loop(rec: Recorder) -> None:
