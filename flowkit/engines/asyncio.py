@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from flowkit import exceptions as exc
 from flowkit._utils.asyncio_bridge import EventLoopThread
 from flowkit._utils.reflection import is_coroutine_function
-from flowkit.engines import _timeouts
+from flowkit.engines import _threads, _timeouts
 from flowkit.engines._compiler import Node
 from flowkit.engines._completions import RAISE, Completions
 from flowkit.engines._engine import ActionEngine, DispatchingDriver, positive_workers
@@ -227,9 +227,11 @@ class _LoopDriver(DispatchingDriver):
         self._stopped: BaseException | None = None
         #: The asyncio tasks of the calls running now (touched on the loop only).
         self._running: set[asyncio.Task[Any]] = set()
-        #: The threads plain (synchronous) calls run on: up to ``max_workers`` of
-        #: them, else as many as the parallel engine starts (see _in_pool_thread).
-        self._threads = WorkerThreads(max_concurrency or min(32, (os.cpu_count() or 1) + 4))
+        #: How many threads plain (synchronous) calls get: ``max_workers``, else as
+        #: many as the parallel engine starts (see _in_pool_thread).
+        self._size = max_concurrency or min(32, (os.cpu_count() or 1) + 4)
+        #: Those threads: a warm pool borrowed for the run (see :meth:`open`).
+        self._threads: WorkerThreads | None = None
         #: Whether the timeouts lend the threads more for abandoned calls (set on the first timed one).
         self._lending = False
 
@@ -262,6 +264,9 @@ class _LoopDriver(DispatchingDriver):
         return self.bridge.submit(self._guarded(coro))
 
     def open(self, runtime: Runtime) -> None:
+        # Borrowed, as the parallel engine's are: starting threads anew for each
+        # run doubled the cost of a small flow of plain tasks.
+        self._threads = _threads.borrow(self._size)
         loop = self.bridge.loop
         if self._max:
             self._limit = asyncio.run_coroutine_threadsafe(_semaphore(self._max), loop).result()
@@ -282,6 +287,7 @@ class _LoopDriver(DispatchingDriver):
             # its late outcome is logged when the thread returns; cancelling the
             # future only frees its max_workers slot: the thread cannot be stopped.
             threads = self._threads
+            assert threads is not None
             if not self._lending:  # an abandoned call keeps its thread: more are lent for it
                 runtime.timed_calls().on_abandoned = threads.lend
                 self._lending = True
@@ -311,7 +317,15 @@ class _LoopDriver(DispatchingDriver):
             with contextlib.suppress(Exception):  # closing goes on whatever happens here
                 asyncio.run_coroutine_threadsafe(_settle(self._thread_calls), bridge.loop).result()
         bridge.close()
-        self._threads.stop()  # a thread still running an abandoned call ends when it returns
+        threads, self._threads = self._threads, None
+        if threads is None:
+            return
+        if threads.idle == threads.started:
+            _threads.give_back(threads)
+        else:
+            # A call still runs (abandoned on its timeout, or left by a stopped
+            # run): its thread is not reusable, so the pool ends as its calls end.
+            threads.stop()
 
 
 def _check_usable(loop: asyncio.AbstractEventLoop) -> None:
