@@ -297,6 +297,8 @@ class _ValuesFunctorTask(Task):
         if revert is not None:
             _check_callable(revert, "reverting")
         self._functor = functor
+        #: ``functor`` is ``async def``: ``execute`` returns a coroutine awaiting each call.
+        self._awaits = reflection.is_coroutine_function(functor)
         self._revert = revert
         if name is None:
             name = reflection.get_callable_name(functor)
@@ -325,7 +327,8 @@ class MapFunctorTask(_ValuesFunctorTask):
     ``provides`` a list of names to store each result under its own symbol.
 
     Args:
-        functor: a function of one argument.
+        functor: a function of one argument; if it is ``async def``, the task
+            awaits it on each value in turn (as any async task, on every engine).
         requires: the symbols whose values are mapped (a list, not a str).
         name: defaults to the dotted name of ``functor``.
         provides: see :class:`~flowkit.atom.Atom`.
@@ -342,15 +345,28 @@ class MapFunctorTask(_ValuesFunctorTask):
     _functor_arity = 1
     _role = "map"
 
-    def execute(self, *args: Any, **kwargs: Any) -> list[Any]:
+    def execute(self, *args: Any, **kwargs: Any) -> Any:
+        if self._awaits:
+            return _map_awaiting(self._functor, self._values(kwargs))
         return [self._functor(value) for value in self._values(kwargs)]
+
+
+async def _map_awaiting(functor: Callable[..., Any], values: list[Any]) -> list[Any]:
+    """Await ``functor`` on each value, one after the other, as a plain map calls it.
+
+    One at a time, in order, stopping at the first failure: the same calls a
+    synchronous functor gets, so making it ``async def`` changes only where it
+    waits (gather would start them all, and leave the rest running past a failure).
+    """
+    return [await functor(value) for value in values]
 
 
 class ReduceFunctorTask(_ValuesFunctorTask):
     """A task that folds the required values with a two-argument function, like ``reduce``.
 
     Args:
-        functor: a function of two arguments.
+        functor: a function of two arguments; if it is ``async def``, each
+            step is awaited.
         requires: at least two symbols whose values are reduced, in order.
         name: defaults to the dotted name of ``functor``.
         provides: see :class:`~flowkit.atom.Atom`.
@@ -374,4 +390,14 @@ class ReduceFunctorTask(_ValuesFunctorTask):
         return names
 
     def execute(self, *args: Any, **kwargs: Any) -> Any:
+        if self._awaits:
+            return _reduce_awaiting(self._functor, self._values(kwargs))
         return functools.reduce(self._functor, self._values(kwargs))
+
+
+async def _reduce_awaiting(functor: Callable[..., Any], values: list[Any]) -> Any:
+    """Fold ``values`` with an ``async def`` functor, awaiting each step."""
+    total = values[0]
+    for value in values[1:]:
+        total = await functor(total, value)
+    return total

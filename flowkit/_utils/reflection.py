@@ -26,6 +26,7 @@ __all__ = [
     "get_class_name",
     "inspect_callable",
     "inspect_key",
+    "is_coroutine_function",
     "plain_type",
     "signature_key",
 ]
@@ -34,6 +35,7 @@ _BUILTIN_MODULES = frozenset(["builtins", "__builtin__", "__builtins__", "except
 # Code object flags (see the inspect module's CO_* constants).
 _CO_VARARGS = 0x04
 _CO_VARKEYWORDS = 0x08
+_CO_COROUTINE = 0x80
 
 
 class CallableArgs(Record):
@@ -102,6 +104,30 @@ def get_callable_name(function: Callable[..., Any]) -> str:
         return f"{function.__module__}.{qualname}"
     cls = function if isinstance(function, type) else type(function)
     return f"{cls.__module__}.{getattr(cls, '__qualname__', cls.__name__)}"
+
+
+def is_coroutine_function(target: object) -> bool:
+    """Tell whether calling ``target`` makes a coroutine.
+
+    True for an ``async def`` function or method, a :func:`functools.partial`
+    of one, an object whose class's ``__call__`` is one, and a function-like
+    object with an ``async def`` code object (an ``AsyncMock``): wherever
+    :func:`inspect.iscoroutinefunction` says so, and for ``async def __call__``. Read from the code
+    flags, as :func:`inspect.iscoroutinefunction` does, without importing
+    :mod:`inspect` (see :func:`_from_code`).
+    """
+    while isinstance(target, functools.partial):
+        target = target.func
+    if isinstance(target, types.MethodType):
+        target = target.__func__
+    # A function's code, or a function-like object's (an AsyncMock), as inspect reads it.
+    code = getattr(target, "__code__", None)
+    if not isinstance(code, types.CodeType):
+        # Read for its code's flags, not to test whether target is callable.
+        code = getattr(getattr(type(target), "__call__", None), "__code__", None)  # noqa: B004
+        if not isinstance(code, types.CodeType):
+            return False
+    return bool(code.co_flags & _CO_COROUTINE)
 
 
 @functools.lru_cache(maxsize=4096)

@@ -1,8 +1,9 @@
 """The asyncio engine: a whole flow's calls run on one event loop.
 
 For I/O-bound flows. ``async def`` tasks run as coroutines on the loop, many at a
-time; plain (synchronous) tasks run in the loop's default thread pool (a timed
-one on flowkit's own daemon threads) so they never block it. The engine's own
+time; plain (synchronous) tasks run on flowkit's own daemon threads, up to
+``max_workers`` of them (never the loop's default executor: see
+:func:`_in_pool_thread`), so they never block it. The engine's own
 bookkeeping stays in the thread that called :meth:`~AsyncioEngine.run`; from
 async code, ``await engine.run_async()`` runs the flow's coroutines on *your*
 loop while the bookkeeping runs in a helper thread.
@@ -14,14 +15,14 @@ import asyncio
 import contextlib
 import contextvars
 import functools
-import inspect
 import os
 import threading
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from flowkit import exceptions as exc
 from flowkit._utils.asyncio_bridge import EventLoopThread
-from flowkit.engines import _timeouts
+from flowkit._utils.reflection import is_coroutine_function
+from flowkit.engines import _threads, _timeouts
 from flowkit.engines._compiler import Node
 from flowkit.engines._completions import RAISE, Completions
 from flowkit.engines._engine import ActionEngine, DispatchingDriver, positive_workers
@@ -38,22 +39,21 @@ if TYPE_CHECKING:
 __all__ = ["AsyncioEngine"]
 
 
-@functools.lru_cache(maxsize=1024)
-def _is_async(method: Any) -> bool:
-    return inspect.iscoroutinefunction(method)
-
-
 def _wants_loop(atom: Any, action: int) -> bool:
     """Tell whether the atom's method is a coroutine function (else it runs in a thread)."""
     name = "revert" if action == 1 else "execute"
     method = getattr(type(atom), name, None)
     inner = getattr(atom, "_" + name, None)
-    return _is_async(method) or (inner is not None and _is_async(inner))
+    return is_coroutine_function(method) or (inner is not None and is_coroutine_function(inner))
 
 
 async def _run_on_loop(
-    call: Call, in_thread: bool, limit: asyncio.Semaphore | None, timed: _timeouts.TimedCall | None = None
+    call: Call,
+    threads: WorkerThreads | None,
+    limit: asyncio.Semaphore | None,
+    timed: _timeouts.TimedCall | None = None,
 ) -> tuple[bool | None, Any]:
+    """Make ``call`` on the loop, or on one of ``threads`` (a plain call); its outcome for the engine."""
     fn, kwargs = call
     try:
         if limit is not None:
@@ -61,7 +61,7 @@ async def _run_on_loop(
         try:
             if timed is not None:
                 timed.arm()  # a timed call's time starts when it runs, not while it waits for max_workers
-            value = await asyncio.to_thread(fn, **kwargs) if in_thread else fn(**kwargs)
+            value = fn(**kwargs) if threads is None else await _in_pool_thread(threads, fn, kwargs)
             if asyncio.iscoroutine(value):
                 value = await (value if timed is None else _abandonable(_timeouts.watched(value, timed)))
         finally:
@@ -82,45 +82,83 @@ async def _run_on_loop(
     return True, value
 
 
-async def _in_pool_thread(threads: WorkerThreads, fn: Callable[..., Any], kwargs: dict[str, Any]) -> None:
-    """Run ``fn(**kwargs)`` on one of ``threads``; return when it returns.
+async def _in_pool_thread(threads: WorkerThreads, fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
+    """Run ``fn(**kwargs)`` on one of ``threads``; return what it returns, or raise what it raises.
 
-    For a timed plain call, which is abandoned when it times out and runs on.
-    On the loop's default executor (``asyncio.to_thread``) abandoned calls held
-    its few threads for good: the calls queued behind them never started, so
-    never timed out, and the run waited for ever; and a process cannot exit
-    before that executor's threads end, so one call that never returned kept it
-    alive. flowkit's own threads are daemons, and their pool lends a thread for
-    each abandoned call (see :meth:`WorkerThreads.lend`).
+    For the engine's plain calls and for :meth:`AsyncioEngine.run_async`'s
+    bookkeeping: on flowkit's own daemon threads, not on the loop's default
+    executor (``asyncio.to_thread``). That executor's size (cpus + 4) capped
+    how many plain tasks ran at once, whatever ``max_workers`` said. Under
+    ``run_async`` it is the application's: the flow's calls took its threads,
+    and each run's bookkeeping held one for the whole run, so as many runs at
+    once as it has threads left no thread for any plain task, and every run
+    hung. And a timed call abandoned when it times out runs on, holding its
+    thread for good: the calls queued behind it never started, so never timed
+    out, and a process cannot exit before that executor's threads end. The
+    pool lends a thread for each abandoned call (see :meth:`WorkerThreads.lend`).
 
-    Cancelled while still queued for a thread (a stopped run), the call never
-    starts, as a call queued on an executor is cancelled with its future.
+    The call runs in a copy of the caller's context, as ``asyncio.to_thread``
+    runs it. Cancelled while still queued for a thread (a stopped run), the
+    call never starts, as a call queued on an executor is cancelled with its
+    future.
     """
     loop = asyncio.get_running_loop()
-    ended: asyncio.Future[None] = loop.create_future()
-    context = contextvars.copy_context()  # as asyncio.to_thread runs it
+    ended: asyncio.Future[Any] = loop.create_future()
+    context = contextvars.copy_context()
     taken = threading.Lock()  # by the thread as it starts the call, or by a cancel before
 
     def run() -> None:
         if not taken.acquire(blocking=False):
             return  # cancelled before a thread was free
+        error: BaseException | None = None
+        value: Any = None
         try:
-            context.run(fn, **kwargs)
-        finally:
-            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: an abandoned call
-                loop.call_soon_threadsafe(_set_ended, ended)
+            value = context.run(fn, **kwargs)
+        except BaseException as err:  # handed to the awaiting coroutine, as to_thread does
+            error = err
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: an abandoned call
+            loop.call_soon_threadsafe(_set_ended, ended, value, error)
 
     threads.submit(run)
     try:
-        await ended
+        return await ended
     except asyncio.CancelledError:
         taken.acquire(blocking=False)
         raise
 
 
-def _set_ended(ended: asyncio.Future[None]) -> None:
-    if not ended.done():  # cancelled when the call timed out
-        ended.set_result(None)
+def _set_ended(ended: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:
+    if ended.done():  # cancelled: the call timed out, or the run stopped
+        return
+    if error is None:
+        ended.set_result(value)
+    else:
+        ended.set_exception(error)
+
+
+#: At most this many run_async runs do their bookkeeping at once; more wait for
+#: one to end. As many as the largest ``max_workers`` (each run holds a thread).
+_MAX_RUNS = 1024
+_run_threads: WorkerThreads | None = None
+_run_threads_lock = threading.Lock()
+
+
+def _forget_run_threads() -> None:
+    """In a forked child: the threads stayed in the parent, so drop them (made anew on use)."""
+    global _run_threads, _run_threads_lock  # a lock held at the fork stays held in the child
+    _run_threads, _run_threads_lock = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_run_threads)
+
+
+def _bookkeeping_threads() -> WorkerThreads:
+    """The threads run_async's runs do their bookkeeping on, started as runs need them."""
+    global _run_threads  # noqa: PLW0603 - made on first use: most programs never call run_async
+    with _run_threads_lock:
+        if _run_threads is None:
+            _run_threads = WorkerThreads(_MAX_RUNS)
+        return _run_threads
 
 
 async def _abandonable(coro: Coroutine[Any, Any, Any]) -> Any:
@@ -189,8 +227,13 @@ class _LoopDriver(DispatchingDriver):
         self._stopped: BaseException | None = None
         #: The asyncio tasks of the calls running now (touched on the loop only).
         self._running: set[asyncio.Task[Any]] = set()
-        #: The threads of timed plain calls (made for the first one).
-        self._timed_threads: WorkerThreads | None = None
+        #: How many threads plain (synchronous) calls get: ``max_workers``, else as
+        #: many as the parallel engine starts (see _in_pool_thread).
+        self._size = max_concurrency or min(32, (os.cpu_count() or 1) + 4)
+        #: Those threads: a warm pool borrowed for the run (see :meth:`open`).
+        self._threads: WorkerThreads | None = None
+        #: Whether the timeouts lend the threads more for abandoned calls (set on the first timed one).
+        self._lending = False
 
     def stop(self, error: BaseException) -> None:
         """End the run with ``error`` (any thread): cancel the calls, start no more.
@@ -221,30 +264,33 @@ class _LoopDriver(DispatchingDriver):
         return self.bridge.submit(self._guarded(coro))
 
     def open(self, runtime: Runtime) -> None:
+        # Borrowed, as the parallel engine's are: starting threads anew for each
+        # run doubled the cost of a small flow of plain tasks.
+        self._threads = _threads.borrow(self._size)
         loop = self.bridge.loop
         if self._max:
             self._limit = asyncio.run_coroutine_threadsafe(_semaphore(self._max), loop).result()
 
     def dispatch(self, done: Completions, node: Node, action: int, call: Call) -> None:
-        in_thread = not _wants_loop(node.atom, action)
-        future = self._submit(_run_on_loop(call, in_thread, self._limit))
+        threads = None if _wants_loop(node.atom, action) else self._threads
+        future = self._submit(_run_on_loop(call, threads, self._limit))
         future.add_done_callback(functools.partial(done.put_future, node, action))
 
     def dispatch_timed(self, runtime: Runtime, node: Node, action: int, call: Call, seconds: float) -> None:
         timed = runtime.timed_calls().call(self._done, node, action, seconds)
         if _wants_loop(node.atom, action):
             # Cancelling the future cancels the coroutine's task on the loop.
-            future = self._submit(_run_on_loop(call, False, self._limit, timed))
+            future = self._submit(_run_on_loop(call, None, self._limit, timed))
             future.add_done_callback(functools.partial(timed.put_future, node, action))
         else:
             # A plain task runs in a thread and reports through ``timed`` itself, so
             # its late outcome is logged when the thread returns; cancelling the
             # future only frees its max_workers slot: the thread cannot be stopped.
-            threads = self._timed_threads
-            if threads is None:
-                # As many as asyncio's default executor has; more are lent for abandoned calls.
-                threads = self._timed_threads = WorkerThreads(min(32, (os.cpu_count() or 1) + 4))
+            threads = self._threads
+            assert threads is not None
+            if not self._lending:  # an abandoned call keeps its thread: more are lent for it
                 runtime.timed_calls().on_abandoned = threads.lend
+                self._lending = True
             thread_call = Call(
                 _in_pool_thread,
                 {
@@ -261,7 +307,7 @@ class _LoopDriver(DispatchingDriver):
             )
             # Tracked outside the guard: a call stopped before it starts closes its
             # coroutine unstarted, and still leaves the dict as it ends.
-            guarded = self._guarded(_run_on_loop(thread_call, False, self._limit))
+            guarded = self._guarded(_run_on_loop(thread_call, None, self._limit))
             future = self.bridge.submit(_tracked(self._thread_calls, timed, guarded))
         timed.attach(future.cancel)
 
@@ -271,9 +317,15 @@ class _LoopDriver(DispatchingDriver):
             with contextlib.suppress(Exception):  # closing goes on whatever happens here
                 asyncio.run_coroutine_threadsafe(_settle(self._thread_calls), bridge.loop).result()
         bridge.close()
-        threads, self._timed_threads = self._timed_threads, None
-        if threads is not None:
-            threads.stop()  # a thread still running an abandoned call ends when it returns
+        threads, self._threads = self._threads, None
+        if threads is None:
+            return
+        if threads.idle == threads.started:
+            _threads.give_back(threads)
+        else:
+            # A call still runs (abandoned on its timeout, or left by a stopped
+            # run): its thread is not reusable, so the pool ends as its calls end.
+            threads.stop()
 
 
 def _check_usable(loop: asyncio.AbstractEventLoop) -> None:
@@ -369,7 +421,11 @@ class AsyncioEngine(ActionEngine):
         try:
             self._loop = asyncio.get_running_loop()
             self._driver, self._stop_error = None, None
-            runner = asyncio.ensure_future(asyncio.to_thread(self._run_releasing, timeout, began))
+            runner = asyncio.ensure_future(
+                _in_pool_thread(
+                    _bookkeeping_threads(), self._run_releasing, {"timeout": timeout, "began": began}
+                )
+            )
             try:
                 await asyncio.shield(runner)
             except asyncio.CancelledError:

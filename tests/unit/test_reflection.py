@@ -58,3 +58,63 @@ def test_decorated_functions_are_read_through_to_what_they_wrap() -> None:
     assert reflection.get_callable_args(outer) == ["a", "b"]
     assert reflection.get_callable_args(outer, required_only=True) == ["a"]
     assert reflection.get_callable_args(functools.partial(inner, 1)) == ["b"]
+
+
+class _AsyncCallable:
+    async def __call__(self, x: int) -> int:
+        return x
+
+    async def method(self, x: int) -> int:
+        return x
+
+    def plain(self, x: int) -> int:
+        return x
+
+
+class _PlainCallable:
+    def __call__(self, x: int) -> int:
+        return x
+
+
+async def _async_function(x: int, y: int = 0) -> int:
+    return x + y
+
+
+def test_is_coroutine_function_sees_async_functions_however_they_are_wrapped() -> None:
+    obj = _AsyncCallable()
+    for target in (
+        _async_function,
+        functools.partial(_async_function, y=1),
+        functools.partial(functools.partial(_async_function), 1),
+        obj,
+        obj.method,
+        _AsyncCallable.method,
+    ):
+        assert reflection.is_coroutine_function(target), target
+    for target in (
+        len,
+        print,
+        obj.plain,
+        _PlainCallable(),
+        functools.partial(obj.plain),
+        _PlainCallable,
+        int,
+    ):
+        assert not reflection.is_coroutine_function(target), target
+
+
+def test_is_coroutine_function_agrees_with_inspect_where_inspect_sees_them() -> None:
+    import inspect
+    from unittest import mock
+
+    obj = _AsyncCallable()
+    for target in (
+        _async_function,
+        functools.partial(_async_function),
+        obj.method,
+        obj.plain,
+        len,
+        mock.AsyncMock(),
+        mock.Mock(),
+    ):
+        assert reflection.is_coroutine_function(target) == inspect.iscoroutinefunction(target)

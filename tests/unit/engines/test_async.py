@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures as cf
+import dataclasses
+import os
 import signal
 import sys
 import threading
@@ -99,6 +102,82 @@ def test_async_function_tasks_work(engine_kind: str) -> None:
     }
 
 
+@dataclasses.dataclass
+class _Adder:
+    """A callable value object: a dataclass (so unhashable) with a plain ``__call__``."""
+
+    n: int
+
+    def __call__(self, x: int) -> int:
+        return x + self.n
+
+
+@dataclasses.dataclass
+class _AsyncAdder:
+    """The same with an ``async def __call__``."""
+
+    n: int
+
+    async def __call__(self, x: int) -> int:
+        await asyncio.sleep(0)
+        return x + self.n
+
+
+@pytest.mark.parametrize("make", [_Adder, _AsyncAdder], ids=["plain", "async"])
+def test_a_function_task_of_an_unhashable_callable_runs_on_every_engine(
+    engine_kind: str, make: type[_Adder | _AsyncAdder]
+) -> None:
+    # The asyncio engine asked a cache keyed by the callable whether it was a
+    # coroutine function: an unhashable one (any dataclass instance) failed the
+    # run with "TypeError: unhashable type", where the other engines (and
+    # TaskFlow) ran it.
+    adder = task.FunctorTask(make(2), name="add", provides="y")
+    assert engines.run(adder, store={"x": 1}, engine=engine_kind) == {"x": 1, "y": 3}
+
+
+def test_map_and_reduce_tasks_await_an_async_functor(engine_kind: str) -> None:
+    # They called the functor and kept what it returned: the map stored
+    # coroutine objects (never awaited) as its results, and the reduce passed
+    # one to the functor's next call, which failed on "coroutine + int".
+    async def double(x: int) -> int:
+        await asyncio.sleep(0)
+        return 2 * x
+
+    async def add(x: int, y: int) -> int:
+        await asyncio.sleep(0)
+        return x + y
+
+    flow = linear_flow.Flow("f").add(
+        task.MapFunctorTask(double, requires=["a", "b", "c"], provides=["a2", "b2", "c2"], name="double"),
+        task.ReduceFunctorTask(add, requires=["a2", "b2", "c2"], provides="total", name="add"),
+    )
+    results = engines.run(flow, store={"a": 1, "b": 2, "c": 3}, engine=engine_kind)
+    assert {name: results[name] for name in ("a2", "b2", "c2", "total")} == {
+        "a2": 2,
+        "b2": 4,
+        "c2": 6,
+        "total": 12,
+    }
+
+
+def test_an_async_map_stops_at_the_first_failure_and_its_flow_reverts(engine_kind: str) -> None:
+    called: list[int] = []
+
+    async def check(x: int) -> int:
+        await asyncio.sleep(0)
+        called.append(x)
+        if x == 2:
+            raise ValueError(f"bad value {x}")
+        return x
+
+    flow = linear_flow.Flow("f").add(task.MapFunctorTask(check, requires=["a", "b", "c"], name="check"))
+    engine = engines.load(flow, store={"a": 1, "b": 2, "c": 3}, engine=engine_kind)
+    with pytest.raises(ValueError, match="bad value 2"):
+        engine.run()
+    assert called == [1, 2]  # one value after the other, in order, as a plain map
+    assert engine.storage.get_flow_state() == states.REVERTED
+
+
 def test_asyncio_engine_runs_many_coroutines_concurrently() -> None:
     total = 50
     state: dict[str, Any] = {"started": 0}
@@ -125,6 +204,34 @@ def test_asyncio_engine_max_workers_limits_calls_in_flight(rec: Recorder) -> Non
     assert 1 <= running["peak"] <= 3
 
 
+class _Meeting(task.Task):
+    """A plain task that returns once ``barrier.parties`` of them run at the same time."""
+
+    def __init__(self, name: str, barrier: threading.Barrier) -> None:
+        super().__init__(name)
+        self.barrier = barrier
+
+    def execute(self) -> None:
+        self.barrier.wait()
+
+
+@pytest.mark.parametrize("how", ["run", "run_async"])
+def test_asyncio_engine_runs_max_workers_plain_tasks_at_once(how: str) -> None:
+    # Plain tasks ran on the loop's default executor, whose size (cpus + 4) was
+    # the real limit: max_workers=12 ran six at once on two cores, however many
+    # it allowed, and under run_async they shared the application's threads.
+    count = min(32, (os.cpu_count() or 1) + 4) + 2
+    barrier = threading.Barrier(count, timeout=WAIT_TIMEOUT)
+    flow = unordered_flow.Flow("u").add(*(_Meeting(f"m{i}", barrier) for i in range(count)))
+    engine = engines.load(flow, engine="asyncio", max_workers=count)
+    assert isinstance(engine, AsyncioEngine)
+    if how == "run":
+        engine.run()
+    else:
+        asyncio.run(engine.run_async())
+    assert engine.storage.get_flow_state() == states.SUCCESS
+
+
 def test_run_async_runs_coroutines_on_the_callers_loop(rec: Recorder) -> None:
     seen: list[asyncio.AbstractEventLoop] = []
 
@@ -144,6 +251,32 @@ def test_run_async_runs_coroutines_on_the_callers_loop(rec: Recorder) -> None:
     loop = asyncio.run(main())
     assert seen == [loop, loop]
     assert rec.executed() == ["plain"]
+
+
+def test_as_many_concurrent_run_async_as_the_loops_executor_has_threads_complete(rec: Recorder) -> None:
+    # Each run_async took a thread of the loop's default executor for its whole
+    # run (asyncio.to_thread), and plain tasks run on that same executor: with
+    # as many runs at once as it has threads (cpus + 4 by default: 6 on two
+    # cores, a web server's sixth concurrent request), no plain task could ever
+    # start and every run hung. Two threads here, so the count does not depend
+    # on the machine.
+    runs = 2
+
+    async def main() -> list[str]:
+        asyncio.get_running_loop().set_default_executor(cf.ThreadPoolExecutor(runs))
+        made = [
+            engines.load(
+                linear_flow.Flow(f"f{i}").add(AsyncStep(f"a{i}", rec), Step(f"p{i}", rec)), engine="asyncio"
+            )
+            for i in range(runs)
+        ]
+        await asyncio.wait_for(asyncio.gather(*(engine.run_async() for engine in made)), WAIT_TIMEOUT)
+        # The application's own thread calls are not starved either.
+        assert await asyncio.wait_for(asyncio.to_thread(lambda: "free"), WAIT_TIMEOUT) == "free"
+        return [engine.storage.get_flow_state() for engine in made]
+
+    assert asyncio.run(main()) == [states.SUCCESS] * runs
+    assert sorted(rec.executed()) == sorted([f"a{i}" for i in range(runs)] + [f"p{i}" for i in range(runs)])
 
 
 def test_run_async_re_raises_a_failure(rec: Recorder) -> None:
