@@ -150,11 +150,11 @@ print(json.dumps({"modules": modules, "engine": engine_total * 1e3,
 _PARTS = ("find", "read", "unmarshal", "bodies", "bookkeeping")
 
 
-def _measure(n: int, threads: int, preimport: bool) -> dict[str, Any]:
-    """One fresh interpreter's figures (ms), and the modules ``engines.load`` imported."""
+def _child(script: str, *args: object) -> dict[str, Any]:
+    """Run ``script`` in a fresh interpreter from the checkout's root; the JSON line it prints last."""
     root = Path(__file__).resolve().parent.parent
     out = subprocess.run(
-        [sys.executable, "-c", _CHILD, str(n), str(threads), "1" if preimport else "0"],
+        [sys.executable, "-c", script, *map(str, args)],
         capture_output=True,
         text=True,
         check=True,
@@ -163,21 +163,16 @@ def _measure(n: int, threads: int, preimport: bool) -> dict[str, Any]:
     ).stdout
     result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
     return result
+
+
+def _measure(n: int, threads: int, preimport: bool) -> dict[str, Any]:
+    """One fresh interpreter's figures (ms), and the modules ``engines.load`` imported."""
+    return _child(_CHILD, n, threads, "1" if preimport else "0")
 
 
 def _anatomy(empty_dir: Path, count: int) -> dict[str, Any]:
     """One fresh interpreter's split of the engine's import, and ``count`` empty modules' import (ms)."""
-    root = Path(__file__).resolve().parent.parent
-    out = subprocess.run(
-        [sys.executable, "-c", _ANATOMY, str(empty_dir), str(count)],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=root,
-        env=child_env(),
-    ).stdout
-    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
-    return result
+    return _child(_ANATOMY, empty_dir, count)
 
 
 def _empty_package(where: Path, count: int) -> None:
