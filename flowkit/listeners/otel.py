@@ -36,6 +36,11 @@ when the run starts, so a run inside your own span joins your trace. Each
     worker's id in the protocol; the span of a request no worker started, one
     that timed out in the queue, has none).
 
+Each ``run()`` is a flow span of its own. A run that resumes an earlier one
+(after a suspension, an interrupt or a crash, in this engine or another) is
+linked to the earlier run's flow span, whose ``traceparent`` the flow detail
+keeps under :data:`TRACEPARENT_META_KEY`.
+
 A task's ``execute`` and ``revert`` run with the atom's span current (on
 every executor: the listener joins the engine's ``trace_sources``), so the
 spans a task makes nest under it.
@@ -65,7 +70,10 @@ from flowkit.types.failure import Failure
 if TYPE_CHECKING:  # for annotations only: importing a listener does not import the engines
     from flowkit.engines.base import Engine
 
-__all__ = ["TracingListener"]
+__all__ = ["TRACEPARENT_META_KEY", "TracingListener"]
+
+#: The flow detail's metadata key of the W3C ``traceparent`` of its latest run's flow span.
+TRACEPARENT_META_KEY = "traceparent"
 
 _EXECUTE_ENDS = frozenset({st.SUCCESS, st.FAILURE})
 _REVERT_ENDS = frozenset({st.REVERTED, st.REVERT_FAILURE})
@@ -97,6 +105,14 @@ def _record_exception(span: Any, failure: Failure, kind: str) -> None:
             "exception.stacktrace": f"{stack}{kind}: {failure.exception_str}",
         },
     )
+
+
+def _traceparent(span: Any) -> str | None:
+    """The W3C ``traceparent`` of ``span``, or None for a span that records nothing (no SDK)."""
+    context = span.get_span_context()
+    if not context.is_valid:
+        return None
+    return f"00-{context.trace_id:032x}-{context.span_id:016x}-{int(context.trace_flags):02x}"
 
 
 def _version() -> str | None:
@@ -153,12 +169,7 @@ class TracingListener(base.Listener):
         """
         with self._lock:
             span = self._spans.get(atom)
-        if span is None:
-            return None
-        context = span.get_span_context()
-        if not context.is_valid:
-            return None
-        return f"00-{context.trace_id:032x}-{context.span_id:016x}-{int(context.trace_flags):02x}"
+        return None if span is None else _traceparent(span)
 
     def started_by(self, atom: str, worker: str) -> None:
         """Name ``worker`` on ``atom``'s open span (the worker-based engine calls this).
@@ -219,8 +230,11 @@ class TracingListener(base.Listener):
                     "flowkit.flow.uuid": details["flow_uuid"],
                 }
                 self._flow_span = self._tracer.start_span(
-                    f"flow {details['flow_name']}", attributes=self._flow_attrs
+                    f"flow {details['flow_name']}", attributes=self._flow_attrs, links=self._earlier_run()
                 )
+                traceparent = _traceparent(self._flow_span)
+                if traceparent is not None:
+                    self._engine.storage.update_flow_metadata({TRACEPARENT_META_KEY: traceparent})
                 if details.get("old_state") not in (None, st.PENDING):
                     self._count_earlier_attempts()
                     self._open_in_doubt()
@@ -230,6 +244,26 @@ class TracingListener(base.Listener):
                 if state in (st.REVERTED, st.FAILURE):
                     span.set_status(self._trace.Status(self._trace.StatusCode.ERROR, f"flow ended {state}"))
                 span.end()
+
+    def _earlier_run(self) -> list[Any]:
+        """A link to the flow span of the run this one continues, if one was traced.
+
+        A run resumed (after a suspension, an interrupt or a crash, by this
+        engine or another one) is a flow span of its own, in the trace current
+        when it starts; the link ties it to the earlier run's span, whose
+        ``traceparent`` the flow detail keeps (saved with the engine's own
+        writes, so another process finds it).
+        """
+        traceparent = self._engine.storage.flow_meta.get(TRACEPARENT_META_KEY)
+        if not isinstance(traceparent, str):
+            return []
+        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+        carrier = {"traceparent": traceparent}
+        context = self._trace.get_current_span(
+            TraceContextTextMapPropagator().extract(carrier)
+        ).get_span_context()
+        return [self._trace.Link(context)] if context.is_valid else []
 
     def _count_earlier_attempts(self) -> None:
         """Take up the attempt counts the event log stored in earlier runs.
