@@ -613,6 +613,7 @@ class EventLogListener(base.Listener):
                 return Cause(
                     CauseKind.RESUMED,
                     f"it was REVERTING when run {self._run - 1} stopped: reverted again (in doubt){note}",
+                    event=self._last.get(name),  # that REVERTING: `why` goes on to what it reverted for
                 )
             return self._failure_cause(name, "reverts", told=self._told(name))
         if state == st.RETRYING:
@@ -650,6 +651,7 @@ class EventLogListener(base.Listener):
             return Cause(
                 CauseKind.RESUMED,
                 f"it was RUNNING when run {self._run - 1} stopped: run again (in doubt){note}",
+                event=self._last.get(name),  # that RUNNING: `why` goes on to what made it ready
             )
         retried = self._retried.pop(name, None) if self._retried else None
         if retried is None and attempt > 1:

@@ -388,3 +388,42 @@ def test_an_atom_run_again_in_doubt_has_no_made_up_duration(backend: Backend) ->
         for x in ExecutionReport.from_flow_detail(stored(backend, engine)).to_text().splitlines()
         if x.split()[0] == "a"
     )
+
+
+def test_why_an_atom_ran_again_in_doubt_goes_back_to_the_run_that_left_it_running(backend: Backend) -> None:
+    # The restart of an atom a crash left RUNNING named no event, unlike the same atom
+    # found done between the runs: `why` stopped at "it was RUNNING when run 1 stopped"
+    # and the tree hung the restart at its root, cut off from the run it continues.
+    Crashes.armed = True
+    flow = linear_flow.Flow("f").add(Reserve("a"), Crashes("b"))
+    engine = run_to_the_crash(flow, backend, Clock())
+    _, log = resume(flow, backend, engine)
+    chain = [(e.name, e.state, e.run) for e in log.why("b")]
+    assert chain == [
+        ("b", "SUCCESS", 2),
+        ("b", "RUNNING", 2),  # run again, in doubt...
+        ("b", "RUNNING", 1),  # ...because it was running when run 1 stopped
+        ("a", "SUCCESS", 1),
+        ("a", "RUNNING", 1),
+    ]
+    stopped, restart = [e for e in log.of("b") if e.state == "RUNNING"]
+    assert restart.cause.kind is CauseKind.RESUMED and restart.cause.event == stopped.seq
+    rows = [row.event.seq for row in log.tree()]
+    assert rows.index(restart.seq) > rows.index(stopped.seq)  # in the tree, under what it continues
+
+
+def test_why_a_revert_resumed_in_doubt_goes_back_to_the_failure_it_reverts_for(backend: Backend) -> None:
+    # Same for a revert a crash interrupted: its resumed REVERTING named no event, so
+    # `why reserve` ended at "reverted again (in doubt)", short of the declined card.
+    Reserve.armed = True
+    engine = run_to_the_crash(reserve_then_charge(), backend, Clock())
+    resumed = engines.load(reserve_then_charge(), flow_detail=stored(backend, engine), backend=backend)
+    with EventLogListener(resumed) as listener, pytest.raises(exceptions.WrappedFailure):
+        resumed.run()
+    chain = [(e.name, e.state, e.run) for e in listener.log.why("reserve")]
+    assert chain == [
+        ("reserve", "REVERTED", 2),
+        ("reserve", "REVERTING", 2),  # reverted again, in doubt...
+        ("reserve", "REVERTING", 1),  # ...because its revert was under way when run 1 stopped
+        ("charge", "FAILURE", 1),
+    ]
