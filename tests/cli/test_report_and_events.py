@@ -185,6 +185,79 @@ def test_report_without_an_event_log_leaves_timings_unknown() -> None:
     assert all(a.attempts is None and a.duration is None for a in report.atoms)
 
 
+class _Manual:
+    """A clock the tasks below move: each execute and revert takes as long as it says."""
+
+    now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+_TIMED = _Manual()
+
+
+class TakesTen(task.Task):
+    """Executes in 10 s, reverts in 1 s (of ``_TIMED``)."""
+
+    def execute(self) -> str:
+        _TIMED.now += 10.0
+        return self.name
+
+    def revert(self, *args: Any, **kwargs: Any) -> None:
+        _TIMED.now += 1.0
+
+
+class FailsInFive(task.Task):
+    """Fails in 5 s; its revert fails in 0.5 s (of ``_TIMED``) when ``revert_fails`` is set."""
+
+    def __init__(self, name: str, revert_fails: bool = False) -> None:
+        super().__init__(name=name)
+        self.revert_fails = revert_fails
+
+    def execute(self) -> None:
+        _TIMED.now += 5.0
+        raise CardDeclined("declined")
+
+    def revert(self, *args: Any, **kwargs: Any) -> None:
+        _TIMED.now += 0.5
+        if self.revert_fails:
+            raise ValueError("no refund")
+
+
+@pytest.mark.parametrize("revert_fails", [False, True], ids=["reverted", "revert-failed"])
+def test_report_from_duration_metadata_does_not_give_a_reverts_time_as_the_executes(
+    revert_fails: bool,
+) -> None:
+    # Without an event log the report reads the time a DurationListener saved, which (as
+    # TaskFlow's) is that of whatever ended last: for a reverted atom, its revert. The
+    # report gave it as the execute's: "reserve  REVERTED  1.000s" for a 10 s execute.
+    from flowkit.listeners.timing import DurationListener
+
+    flow = linear_flow.Flow("f").add(TakesTen("reserve"), FailsInFive("charge", revert_fails))
+    engine = engines.load(flow)
+    with DurationListener(engine, clock=_TIMED), pytest.raises((CardDeclined, ValueError)):
+        engine.run()
+    atoms = {a.name: a for a in ExecutionReport.from_engine(engine).atoms}
+    assert (atoms["charge"].duration, atoms["charge"].revert_duration) == (None, 0.5)
+    assert atoms["charge"].state == ("REVERT_FAILURE" if revert_fails else "REVERTED")
+    # Reverted, or left done once the failed revert stopped the flow's.
+    reserve = (10.0, None) if revert_fails else (None, 1.0)
+    assert (atoms["reserve"].duration, atoms["reserve"].revert_duration) == reserve
+    text = ExecutionReport.from_engine(engine).to_text()
+    assert "1.000s" not in text and "0.500s" not in text, text
+
+
+def test_report_from_duration_metadata_gives_an_executes_time_when_it_ended_last() -> None:
+    from flowkit.listeners.timing import DurationListener
+
+    engine = engines.load(linear_flow.Flow("f").add(TakesTen("reserve")))
+    with DurationListener(engine, clock=_TIMED):
+        engine.run()
+    (reserve,) = ExecutionReport.from_engine(engine).atoms
+    assert (reserve.duration, reserve.revert_duration) == (10.0, None)
+
+
 def test_progress_listener_draws_on_a_terminal_and_stays_quiet_otherwise() -> None:
     from rich.console import Console
 
