@@ -1,7 +1,8 @@
 """A console progress display for a running flow, drawn with ``rich``.
 
-One bar for the flow (atoms finished out of all atoms) and one per running
-task, which moves with the task's own ``update_progress`` calls::
+One bar for the flow (atoms finished out of all atoms; a resumed run starts
+it at those earlier runs finished) and one per running task, which moves with
+the task's own ``update_progress`` calls::
 
     with ProgressListener(engine):
         engine.run()
@@ -97,11 +98,22 @@ class ProgressListener(base.Listener):
         compilation = getattr(self._engine, "compilation", None)
         return len(getattr(compilation, "atoms", None) or ()) or 1
 
+    def _done_before(self) -> set[str]:
+        """The atoms a resumed run finds done: earlier runs' work, on the flow's bar from the start."""
+        compilation = getattr(self._engine, "compilation", None)
+        names = [node.name for node in getattr(compilation, "atoms", None) or ()]
+        found = self._engine.storage.get_atoms_states(names)
+        return {name for name, (state, _) in found.items() if state in _DONE}
+
     def _flow_receiver(self, state: str, details: base.Details) -> None:
         with self._lock:
             if state == st.RUNNING and self._flow_task is None:
+                if details.get("old_state") not in (None, st.PENDING):
+                    self._done.update(self._done_before())
                 self._bar.start()
-                self._flow_task = self._bar.add_task(f"flow {details['flow_name']}", total=self._count())
+                self._flow_task = self._bar.add_task(
+                    f"flow {details['flow_name']}", total=self._count(), completed=len(self._done)
+                )
             elif self._flow_task is not None:
                 self._bar.update(self._flow_task, description=f"flow {details['flow_name']} {state}")
 

@@ -258,6 +258,47 @@ def test_report_from_duration_metadata_gives_an_executes_time_when_it_ended_last
     assert (reserve.duration, reserve.revert_duration) == (10.0, None)
 
 
+class StopsOnce(task.Task):
+    """Interrupted the first time (a crash stand-in: it stays RUNNING), then returns."""
+
+    armed = True
+
+    def execute(self) -> str:
+        if StopsOnce.armed:
+            StopsOnce.armed = False
+            raise KeyboardInterrupt
+        return self.name
+
+
+def _flow_bar(drawn: str) -> str:
+    """The flow's bar as last drawn, escape sequences taken out."""
+    import re
+
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", drawn)
+    return [line for line in re.split(r"[\r\n]", plain) if "flow " in line][-1]
+
+
+def test_the_progress_bar_of_a_resumed_run_counts_the_atoms_done_before_it() -> None:
+    # The flow's bar counted only what this run finished: `flowkit flows resume` of a
+    # flow stopped halfway ended on "flow f SUCCESS ... 50%".
+    from rich.console import Console
+
+    StopsOnce.armed = True
+    backend = backends.fetch({"connection": "memory://"})
+    flow = linear_flow.Flow("f").add(Step("a"), Step("b"), StopsOnce("c"), Step("d"))
+    engine = engines.load(flow, backend=backend)
+    with pytest.raises(KeyboardInterrupt):
+        engine.run()
+    with contextlib.closing(backend.get_connection()) as conn:
+        detail = conn.get_flow_details(engine.storage.flow_uuid)
+    resumed = engines.load(flow, flow_detail=detail, backend=backend)
+    out = io.StringIO()
+    with ProgressListener(resumed, console=Console(file=out, force_terminal=True, width=100)):
+        resumed.run()
+    bar = _flow_bar(out.getvalue())
+    assert "SUCCESS" in bar and "100%" in bar, bar
+
+
 def test_progress_listener_draws_on_a_terminal_and_stays_quiet_otherwise() -> None:
     from rich.console import Console
 
