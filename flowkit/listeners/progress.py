@@ -49,7 +49,8 @@ class ProgressListener(base.Listener):
         console: a ``rich.console.Console`` to draw on (default: a new one on
             stdout). Nothing is drawn when it is not a terminal.
         total: how many atoms the flow has (default: counted from the engine's
-            compiled graph when it starts).
+            compiled graph, again as atoms finish, so the atoms a spawned
+            sub-flow adds count too).
     """
 
     def __init__(self, engine: Engine, console: Any = None, total: int | None = None) -> None:
@@ -148,4 +149,5 @@ class ProgressListener(base.Listener):
                     self._done.add(name)
                 else:
                     self._done.discard(name)
-                bar.update(self._flow_task, completed=len(self._done))
+                # Counted again: a spawned sub-flow's atoms join the graph as it runs.
+                bar.update(self._flow_task, completed=len(self._done), total=self._count())

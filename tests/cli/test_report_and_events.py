@@ -299,6 +299,43 @@ def test_the_progress_bar_of_a_resumed_run_counts_the_atoms_done_before_it() -> 
     assert "SUCCESS" in bar and "100%" in bar, bar
 
 
+class PeeksAtTheFlowBar(task.Task):
+    """Notes the flow's bar (completed, total) as the listener in ``bar`` holds it while this runs."""
+
+    listener: Any = None
+    seen: list[tuple[float, float | None]] = []
+
+    def execute(self) -> str:
+        (flow_bar, *_) = PeeksAtTheFlowBar.listener._bar.tasks  # what the next refresh draws
+        PeeksAtTheFlowBar.seen.append((flow_bar.completed, flow_bar.total))
+        return self.name
+
+
+def three_peeking_steps() -> linear_flow.Flow:
+    return linear_flow.Flow("spawned").add(*(PeeksAtTheFlowBar(f"k{n}") for n in range(3)))
+
+
+class SpawnsThree(task.Task):
+    def execute(self) -> Any:
+        from flowkit import dynamic
+
+        return dynamic.subflow(three_peeking_steps)
+
+
+def test_the_flow_bar_counts_the_atoms_a_spawned_sub_flow_adds() -> None:
+    # The total was counted once, as the run started: a flow of 3 atoms that spawned 3
+    # more showed its bar full (3 of 3) while the spawned ones still had 2 to run.
+    from rich.console import Console
+
+    engine = engines.load(linear_flow.Flow("f").add(Step("a"), SpawnsThree("spawner"), Step("z")))
+    out = io.StringIO()
+    listener = ProgressListener(engine, console=Console(file=out, force_terminal=True, width=100))
+    PeeksAtTheFlowBar.listener, PeeksAtTheFlowBar.seen = listener, []
+    with listener:
+        engine.run()
+    assert PeeksAtTheFlowBar.seen == [(2, 6), (3, 6), (4, 6)]
+
+
 def test_progress_listener_draws_on_a_terminal_and_stays_quiet_otherwise() -> None:
     from rich.console import Console
 
