@@ -164,13 +164,19 @@ class EventLogListener(base.Listener):
     def __init__(self, engine: Engine, clock: Clock = time.time) -> None:
         super().__init__(engine)
         self._clock = clock
+        self._graph = FlowGraph(engine)
+        self._attached = False
+        self._forget_run()
+
+    def _forget_run(self) -> None:
+        """Start from nothing: what a run's events are worked out from, read as a run begins."""
         self._seq = 0
         self._run = 0
-        self._graph = FlowGraph(engine)
+        #: whether this run has recorded the flow's RUNNING: the next one starts another run.
+        self._flow_ran = False
         self._storage: Any = None
         #: The engine's run state: whether it is persisted decides when events are handed over.
         self._state: Any = None
-        self._attached = False
         #: atom name -> how many times it entered RUNNING.
         self._attempts: dict[str, int] = {}
         #: atom name -> seq of its latest completion (SUCCESS/IGNORE).
@@ -427,10 +433,17 @@ class EventLogListener(base.Listener):
         return seq
 
     def _flow_receiver(self, state: str, details: base.Details) -> None:
+        if self._flow_ran and state in (st.RUNNING, st.RESUMING):
+            # The engine runs again (run() after a suspension), this listener still
+            # attached: a new run, numbered and explained as a listener attached for
+            # it would, from what the earlier runs stored.
+            self.write()
+            self._forget_run()
         if not self._run:
             self._begin_run()
         old = details.get("old_state")
         if state == st.RUNNING:
+            self._flow_ran = True
             cause = (
                 Cause(CauseKind.STARTED, "the flow started")
                 if self._run == 1

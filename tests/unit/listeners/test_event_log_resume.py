@@ -427,3 +427,37 @@ def test_why_a_revert_resumed_in_doubt_goes_back_to_the_failure_it_reverts_for(b
         ("reserve", "REVERTING", 1),  # ...because its revert was under way when run 1 stopped
         ("charge", "FAILURE", 1),
     ]
+
+
+class SuspendsItsEngine(task.Task):
+    """Suspends ``engine`` (set by the test) the first time, then returns."""
+
+    engine: Engine | None = None
+
+    def execute(self) -> str:
+        if SuspendsItsEngine.engine is not None:
+            SuspendsItsEngine.engine, engine = None, SuspendsItsEngine.engine
+            engine.suspend()
+        return self.name
+
+
+def test_one_listener_over_a_suspended_run_and_the_run_again_numbers_the_second_run() -> None:
+    # Attached once around both run() calls, the listener kept numbering run 1 and said
+    # the second run "the flow started", where a listener attached for each run says
+    # run 2 "resumed the flow": the log, the report's runs and `why` depended on it.
+    from flowkit.report import ExecutionReport
+
+    engine = engines.load(linear_flow.Flow("f").add(Reserve("a"), SuspendsItsEngine("s"), Reserve("b")))
+    SuspendsItsEngine.engine = engine
+    with EventLogListener(engine, clock=Clock()) as listener:
+        engine.run()
+        assert engine.storage.get_flow_state() == "SUSPENDED"
+        engine.run()
+    log = listener.log
+    starts = [e for e in log if e.kind == "flow" and e.state == "RUNNING"]
+    assert [(e.run, e.cause.kind) for e in starts] == [(1, CauseKind.STARTED), (2, CauseKind.RESUMED)]
+    assert starts[1].cause.text == "run 2 resumed the flow (it was SUSPENDED)"
+    assert {e.run for e in log if e.name == "b"} == {2}
+    assert [e.seq for e in log] == list(range(1, len(log.events) + 1))  # numbered on, none twice
+    report = ExecutionReport.from_engine(engine)
+    assert report.runs == 2 and report.state == "SUCCESS"
