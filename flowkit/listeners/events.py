@@ -248,8 +248,17 @@ class EventLogListener(base.Listener):
 
     # -- starting a run ---------------------------------------------------------------
 
-    def _begin_run(self) -> None:
-        """Number this run and pick up the seq/attempt counters of earlier ones."""
+    def _begin_run(self, heard: str | None = None, was: str | None = None) -> None:
+        """Number this run and pick up the seq/attempt counters of earlier ones.
+
+        Args:
+            heard: the atom whose notice begins the run, when an atom's does. An
+                engine run again after an interrupt announces nothing as it
+                starts (the flow never left RUNNING), so the first notice may be
+                the outcome of an atom left RUNNING, stored already.
+            was: the state ``heard`` left (its notice's ``old_state``): the one
+                it was in as the run began.
+        """
         storage = self._storage = self._engine.storage
         self._state = getattr(storage, "run_state", None)
         earlier = storage.flow_meta.get(META_KEY) or ()
@@ -270,7 +279,7 @@ class EventLogListener(base.Listener):
         settled: list[tuple[str, str, dict[str, Any]]] = []
         missed: list[tuple[str, int, dict[str, Any]]] = []
         for name in names:
-            state = storage.get_atom_state(name)
+            state = was if name == heard and was is not None else storage.get_atom_state(name)
             if state in (st.RUNNING, st.REVERTING):
                 self._in_doubt.add(name)
             meta = storage.get_atom_metadata(name)
@@ -529,7 +538,7 @@ class EventLogListener(base.Listener):
         else:
             kind = "task"
         if not self._run:
-            self._begin_run()
+            self._begin_run(name, details.get("old_state"))
         if self._in_doubt or self._retried or self._looped or "cache_hit" in details:
             self._atom_event(kind, name, state, details)
         elif state == _RUNNING and (kind == "task" or name not in self._attempts):

@@ -461,3 +461,23 @@ def test_one_listener_over_a_suspended_run_and_the_run_again_numbers_the_second_
     assert [e.seq for e in log] == list(range(1, len(log.events) + 1))  # numbered on, none twice
     report = ExecutionReport.from_engine(engine)
     assert report.runs == 2 and report.state == "SUCCESS"
+
+
+def test_a_listener_whose_first_notice_is_an_in_doubt_atoms_outcome_records_it_once() -> None:
+    # The engine run again after an interrupt announces nothing as it starts (the flow
+    # never left RUNNING, as in TaskFlow): a listener attached for that run first hears
+    # the outcome of the atom left RUNNING, already stored. It took that atom for one
+    # found done between the runs and recorded its SUCCESS twice, "found done" then
+    # "execute returned".
+    Crashes.armed = True
+    engine = engines.load(linear_flow.Flow("f").add(Reserve("a"), Crashes("s"), Reserve("b")))
+    with EventLogListener(engine, clock=Clock()), pytest.raises(KeyboardInterrupt):
+        engine.run()
+    with EventLogListener(engine, clock=Clock()) as listener:
+        engine.run()
+    events = [(e.run, e.old_state, e.state, e.cause.kind) for e in listener.log.of("s")]
+    assert events == [
+        (1, "PENDING", "RUNNING", CauseKind.READY),
+        (2, "RUNNING", "RUNNING", CauseKind.RESUMED),  # run again, in doubt
+        (2, "RUNNING", "SUCCESS", CauseKind.RETURNED),
+    ]
