@@ -440,3 +440,31 @@ def test_a_run_resumed_by_a_new_engine_links_its_flow_span_to_the_stopped_runs(
     assert stopped.attributes["flowkit.interrupted"] is True
     assert again.context.trace_id != stopped.context.trace_id  # a trace of its own...
     assert _linked_to(again) == [_ids(stopped)]  # ...linked to the run it continues
+
+
+def test_an_engine_run_again_after_an_interrupt_is_traced_under_a_flow_span(
+    spans: tuple[Any, InMemorySpanExporter],
+) -> None:
+    # Run again after an interrupt, the engine announces nothing as it starts (the flow
+    # never left RUNNING, as in TaskFlow): a listener attached for that run opened no
+    # flow span, lost the execute of the atom left RUNNING, and made the next atom's
+    # span a root span of a trace of its own.
+    tracer, exporter = spans
+    StopsOnce.armed = True
+    engine = engines.load(linear_flow.Flow("f").add(Step("a"), StopsOnce("b"), Step("c")))
+    with TracingListener(engine, tracer=tracer), pytest.raises(KeyboardInterrupt):
+        engine.run()
+    stopped = _by_name(exporter)["flow f"][0]
+    exporter.clear()
+    with TracingListener(engine, tracer=tracer):
+        engine.run()
+    found = _by_name(exporter)
+    assert sorted(found) == ["execute b", "execute c", "flow f"]
+    (flow_span,) = found["flow f"]
+    assert flow_span.attributes["flowkit.state"] == "SUCCESS"
+    assert flow_span.attributes["flowkit.flow.uuid"] == engine.storage.flow_uuid
+    assert _linked_to(flow_span) == [_ids(stopped)]
+    for name in ("b", "c"):
+        (span,) = found[f"execute {name}"]
+        assert span.parent.span_id == flow_span.context.span_id
+        assert span.attributes["flowkit.state"] == "SUCCESS"
