@@ -29,6 +29,8 @@ __all__ = ["ProgressListener"]
 
 #: Atom states that end a running row.
 _FINISHED = frozenset({st.SUCCESS, st.FAILURE, st.REVERTED, st.REVERT_FAILURE, st.IGNORE})
+#: Atom notices that run nothing (a reset, a skip, progress), which may come outside a run.
+_NOT_RUN = frozenset({st.PENDING, st.IGNORE, st.RETRYING, EVENT_UPDATE_PROGRESS})
 #: Atom states that count as done on the flow's bar.
 _DONE = frozenset({st.SUCCESS, st.IGNORE})
 
@@ -106,15 +108,20 @@ class ProgressListener(base.Listener):
         found = self._engine.storage.get_atoms_states(names)
         return {name for name, (state, _) in found.items() if state in _DONE}
 
+    def _start_flow_bar(self, flow_name: str, resumed: bool) -> None:
+        """Draw the flow's bar; a ``resumed`` run's starts at the atoms earlier runs finished."""
+        if resumed:
+            self._done.update(self._done_before())
+        self._bar.start()
+        self._flow_task = self._bar.add_task(
+            f"flow {flow_name}", total=self._count(), completed=len(self._done)
+        )
+
     def _flow_receiver(self, state: str, details: base.Details) -> None:
         with self._lock:
             if state == st.RUNNING and self._flow_task is None:
-                if details.get("old_state") not in (None, st.PENDING):
-                    self._done.update(self._done_before())
-                self._bar.start()
-                self._flow_task = self._bar.add_task(
-                    f"flow {details['flow_name']}", total=self._count(), completed=len(self._done)
-                )
+                resumed = details.get("old_state") not in (None, st.PENDING)
+                self._start_flow_bar(details["flow_name"], resumed)
             elif self._flow_task is not None:
                 self._bar.update(self._flow_task, description=f"flow {details['flow_name']} {state}")
 
@@ -127,7 +134,12 @@ class ProgressListener(base.Listener):
     def _atom(self, name: str, state: str, details: base.Details) -> None:
         with self._lock:
             if self._flow_task is None:
-                return
+                if state in _NOT_RUN:
+                    return
+                # An engine run again after an interrupt announces nothing as it
+                # starts (the flow never left RUNNING, as in TaskFlow): the run's
+                # first atom notice starts the bar.
+                self._start_flow_bar(self._engine.storage.flow_name, resumed=True)
             bar = self._bar
             row = self._atoms.get(name)
             if state == EVENT_UPDATE_PROGRESS:

@@ -299,6 +299,24 @@ def test_the_progress_bar_of_a_resumed_run_counts_the_atoms_done_before_it() -> 
     assert "SUCCESS" in bar and "100%" in bar, bar
 
 
+def test_the_progress_bar_of_an_engine_run_again_after_an_interrupt_is_drawn() -> None:
+    # Run again after an interrupt, the engine announces nothing as it starts (the flow
+    # never left RUNNING, as in TaskFlow): the listener waited for the flow's RUNNING to
+    # start its bar, and drew nothing for the whole run.
+    from rich.console import Console
+
+    StopsOnce.armed = True
+    engine = engines.load(linear_flow.Flow("f").add(Step("a"), Step("b"), StopsOnce("c"), Step("d")))
+    with pytest.raises(KeyboardInterrupt):
+        engine.run()
+    out = io.StringIO()
+    with ProgressListener(engine, console=Console(file=out, force_terminal=True, width=100)):
+        engine.run()
+    assert "flow f" in out.getvalue(), out.getvalue()
+    bar = _flow_bar(out.getvalue())
+    assert "SUCCESS" in bar and "100%" in bar, bar
+
+
 class PeeksAtTheFlowBar(task.Task):
     """Notes the flow's bar (completed, total) as the listener in ``bar`` holds it while this runs."""
 
