@@ -530,8 +530,10 @@ def _atom_report(detail: Any, events: list[Event]) -> AtomReport:
         revert_duration = _spans(events, st.REVERTING, _REVERT_ENDS)
     else:
         attempts = None if state != st.PENDING else 0
-        duration = meta.get("duration") if isinstance(meta.get("duration"), (int, float)) else None
-        revert_duration = None
+        timed = meta.get("duration") if isinstance(meta.get("duration"), (int, float)) else None
+        # A DurationListener saves the time of whatever ended last, as TaskFlow's does:
+        # for an atom that ended reverting, its revert's (its execute's is gone).
+        duration, revert_duration = (None, timed) if state in _REVERT_ENDS else (timed, None)
     # A RUNNING or PENDING atom is in (or before) an attempt that has not failed, an
     # IGNORE one was skipped: a failure its record still holds is an earlier attempt's (a
     # retry's reset keeps it, as TaskFlow's does), which "earlier attempts" tells; shown,

@@ -13,6 +13,8 @@ and a JSON record, which parse as Python expressions, are not run). Shell
 transcripts (``$ ...``), program output and tracebacks do not compile.
 ``.. testcode::`` blocks are run by Sphinx's doctest builder instead
 (``tools/test.sh``), and the command lines by ``tests/cli/test_doc_transcripts.py``.
+A block runs here on OpenTelemetry's no-op tracer; what ``doc/tracing.rst``'s
+block traces is checked under the SDK by ``tests/test_doc_tracing.py``.
 
 What a page takes as the reader's own is given: their modules (``myapp.tasks``)
 by :data:`MODULES`, written into the directory; what their session holds (a

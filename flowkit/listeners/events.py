@@ -164,13 +164,19 @@ class EventLogListener(base.Listener):
     def __init__(self, engine: Engine, clock: Clock = time.time) -> None:
         super().__init__(engine)
         self._clock = clock
+        self._graph = FlowGraph(engine)
+        self._attached = False
+        self._forget_run()
+
+    def _forget_run(self) -> None:
+        """Start from nothing: what a run's events are worked out from, read as a run begins."""
         self._seq = 0
         self._run = 0
-        self._graph = FlowGraph(engine)
+        #: whether this run has recorded the flow's RUNNING: the next one starts another run.
+        self._flow_ran = False
         self._storage: Any = None
         #: The engine's run state: whether it is persisted decides when events are handed over.
         self._state: Any = None
-        self._attached = False
         #: atom name -> how many times it entered RUNNING.
         self._attempts: dict[str, int] = {}
         #: atom name -> seq of its latest completion (SUCCESS/IGNORE).
@@ -242,8 +248,17 @@ class EventLogListener(base.Listener):
 
     # -- starting a run ---------------------------------------------------------------
 
-    def _begin_run(self) -> None:
-        """Number this run and pick up the seq/attempt counters of earlier ones."""
+    def _begin_run(self, heard: str | None = None, was: str | None = None) -> None:
+        """Number this run and pick up the seq/attempt counters of earlier ones.
+
+        Args:
+            heard: the atom whose notice begins the run, when an atom's does. An
+                engine run again after an interrupt announces nothing as it
+                starts (the flow never left RUNNING), so the first notice may be
+                the outcome of an atom left RUNNING, stored already.
+            was: the state ``heard`` left (its notice's ``old_state``): the one
+                it was in as the run began.
+        """
         storage = self._storage = self._engine.storage
         self._state = getattr(storage, "run_state", None)
         earlier = storage.flow_meta.get(META_KEY) or ()
@@ -264,7 +279,7 @@ class EventLogListener(base.Listener):
         settled: list[tuple[str, str, dict[str, Any]]] = []
         missed: list[tuple[str, int, dict[str, Any]]] = []
         for name in names:
-            state = storage.get_atom_state(name)
+            state = was if name == heard and was is not None else storage.get_atom_state(name)
             if state in (st.RUNNING, st.REVERTING):
                 self._in_doubt.add(name)
             meta = storage.get_atom_metadata(name)
@@ -427,10 +442,17 @@ class EventLogListener(base.Listener):
         return seq
 
     def _flow_receiver(self, state: str, details: base.Details) -> None:
+        if self._flow_ran and state in (st.RUNNING, st.RESUMING):
+            # The engine runs again (run() after a suspension), this listener still
+            # attached: a new run, numbered and explained as a listener attached for
+            # it would, from what the earlier runs stored.
+            self.write()
+            self._forget_run()
         if not self._run:
             self._begin_run()
         old = details.get("old_state")
         if state == st.RUNNING:
+            self._flow_ran = True
             cause = (
                 Cause(CauseKind.STARTED, "the flow started")
                 if self._run == 1
@@ -516,7 +538,7 @@ class EventLogListener(base.Listener):
         else:
             kind = "task"
         if not self._run:
-            self._begin_run()
+            self._begin_run(name, details.get("old_state"))
         if self._in_doubt or self._retried or self._looped or "cache_hit" in details:
             self._atom_event(kind, name, state, details)
         elif state == _RUNNING and (kind == "task" or name not in self._attempts):
@@ -613,6 +635,7 @@ class EventLogListener(base.Listener):
                 return Cause(
                     CauseKind.RESUMED,
                     f"it was REVERTING when run {self._run - 1} stopped: reverted again (in doubt){note}",
+                    event=self._last.get(name),  # that REVERTING: `why` goes on to what it reverted for
                 )
             return self._failure_cause(name, "reverts", told=self._told(name))
         if state == st.RETRYING:
@@ -650,6 +673,7 @@ class EventLogListener(base.Listener):
             return Cause(
                 CauseKind.RESUMED,
                 f"it was RUNNING when run {self._run - 1} stopped: run again (in doubt){note}",
+                event=self._last.get(name),  # that RUNNING: `why` goes on to what made it ready
             )
         retried = self._retried.pop(name, None) if self._retried else None
         if retried is None and attempt > 1:

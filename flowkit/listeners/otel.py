@@ -36,6 +36,11 @@ when the run starts, so a run inside your own span joins your trace. Each
     worker's id in the protocol; the span of a request no worker started, one
     that timed out in the queue, has none).
 
+Each ``run()`` is a flow span of its own. A run that resumes an earlier one
+(after a suspension, an interrupt or a crash, in this engine or another) is
+linked to the earlier run's flow span, whose ``traceparent`` the flow detail
+keeps under :data:`TRACEPARENT_META_KEY`.
+
 A task's ``execute`` and ``revert`` run with the atom's span current (on
 every executor: the listener joins the engine's ``trace_sources``), so the
 spans a task makes nest under it.
@@ -65,12 +70,17 @@ from flowkit.types.failure import Failure
 if TYPE_CHECKING:  # for annotations only: importing a listener does not import the engines
     from flowkit.engines.base import Engine
 
-__all__ = ["TracingListener"]
+__all__ = ["TRACEPARENT_META_KEY", "TracingListener"]
+
+#: The flow detail's metadata key of the W3C ``traceparent`` of its latest run's flow span.
+TRACEPARENT_META_KEY = "traceparent"
 
 _EXECUTE_ENDS = frozenset({st.SUCCESS, st.FAILURE})
 _REVERT_ENDS = frozenset({st.REVERTED, st.REVERT_FAILURE})
 _FLOW_ENDS = frozenset({st.SUCCESS, st.REVERTED, st.FAILURE, st.SUSPENDED})
 _FAILED = frozenset({st.FAILURE, st.REVERT_FAILURE})
+#: Atom states entered without running anything (a reset, a skip), outside a run too.
+_NOT_RUN = frozenset({st.PENDING, st.IGNORE, st.RETRYING})
 
 
 def _trace_api() -> Any:
@@ -97,6 +107,14 @@ def _record_exception(span: Any, failure: Failure, kind: str) -> None:
             "exception.stacktrace": f"{stack}{kind}: {failure.exception_str}",
         },
     )
+
+
+def _traceparent(span: Any) -> str | None:
+    """The W3C ``traceparent`` of ``span``, or None for a span that records nothing (no SDK)."""
+    context = span.get_span_context()
+    if not context.is_valid:
+        return None
+    return f"00-{context.trace_id:032x}-{context.span_id:016x}-{int(context.trace_flags):02x}"
 
 
 def _version() -> str | None:
@@ -153,12 +171,7 @@ class TracingListener(base.Listener):
         """
         with self._lock:
             span = self._spans.get(atom)
-        if span is None:
-            return None
-        context = span.get_span_context()
-        if not context.is_valid:
-            return None
-        return f"00-{context.trace_id:032x}-{context.span_id:016x}-{int(context.trace_flags):02x}"
+        return None if span is None else _traceparent(span)
 
     def started_by(self, atom: str, worker: str) -> None:
         """Name ``worker`` on ``atom``'s open span (the worker-based engine calls this).
@@ -214,13 +227,7 @@ class TracingListener(base.Listener):
     def _flow_receiver(self, state: str, details: base.Details) -> None:
         with self._lock:
             if state == st.RUNNING and self._flow_span is None:
-                self._flow_attrs = {
-                    "flowkit.flow.name": details["flow_name"],
-                    "flowkit.flow.uuid": details["flow_uuid"],
-                }
-                self._flow_span = self._tracer.start_span(
-                    f"flow {details['flow_name']}", attributes=self._flow_attrs
-                )
+                self._open_flow_span(details["flow_name"], details["flow_uuid"])
                 if details.get("old_state") not in (None, st.PENDING):
                     self._count_earlier_attempts()
                     self._open_in_doubt()
@@ -230,6 +237,49 @@ class TracingListener(base.Listener):
                 if state in (st.REVERTED, st.FAILURE):
                     span.set_status(self._trace.Status(self._trace.StatusCode.ERROR, f"flow ended {state}"))
                 span.end()
+
+    def _open_flow_span(self, name: str, uuid: str) -> None:
+        """Start the run's flow span, linked to the earlier run's, and keep its traceparent."""
+        self._flow_attrs = {"flowkit.flow.name": name, "flowkit.flow.uuid": uuid}
+        self._flow_span = self._tracer.start_span(
+            f"flow {name}", attributes=self._flow_attrs, links=self._earlier_run()
+        )
+        traceparent = _traceparent(self._flow_span)
+        if traceparent is not None:
+            self._engine.storage.update_flow_metadata({TRACEPARENT_META_KEY: traceparent})
+
+    def _unannounced_run(self, heard: str, was: str | None) -> None:
+        """Open the flow span of a run whose start no notice told: the first atom's notice did.
+
+        An engine run again after an interrupt announces nothing as it starts
+        (the flow never left RUNNING, as in TaskFlow), so its first notice may
+        be the outcome of ``heard``, an atom that interrupt left ``was``
+        (RUNNING), already stored: it is in doubt like the others.
+        """
+        storage = self._engine.storage
+        self._open_flow_span(storage.flow_name, storage.flow_uuid)
+        self._count_earlier_attempts()
+        self._open_in_doubt(heard, was)
+
+    def _earlier_run(self) -> list[Any]:
+        """A link to the flow span of the run this one continues, if one was traced.
+
+        A run resumed (after a suspension, an interrupt or a crash, by this
+        engine or another one) is a flow span of its own, in the trace current
+        when it starts; the link ties it to the earlier run's span, whose
+        ``traceparent`` the flow detail keeps (saved with the engine's own
+        writes, so another process finds it).
+        """
+        traceparent = self._engine.storage.flow_meta.get(TRACEPARENT_META_KEY)
+        if not isinstance(traceparent, str):
+            return []
+        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+        carrier = {"traceparent": traceparent}
+        context = self._trace.get_current_span(
+            TraceContextTextMapPropagator().extract(carrier)
+        ).get_span_context()
+        return [self._trace.Link(context)] if context.is_valid else []
 
     def _count_earlier_attempts(self) -> None:
         """Take up the attempt counts the event log stored in earlier runs.
@@ -249,21 +299,23 @@ class TracingListener(base.Listener):
             if attempts:
                 self._attempts[record.name] = attempts
 
-    def _open_in_doubt(self) -> None:
+    def _open_in_doubt(self, heard: str | None = None, was: str | None = None) -> None:
         """Open spans for the atoms a resumed run finds RUNNING or REVERTING.
 
         The engine runs (or reverts) them again without announcing it, since
         they never left that state: their outcome would otherwise arrive with
         no span to end, and that execute would be missing from the trace.
-        Their spans start with the run, which takes them up first.
+        Their spans start with the run, which takes them up first. ``heard``,
+        whose notice is being handled, was in ``was`` as the run began.
         """
         run = getattr(self._engine.storage, "run_state", None)
         records = getattr(run, "records", None)
         if not records:
             return
         for record in list(records.values()):
-            if record.state in (st.RUNNING, st.REVERTING):
-                self._start("retry" if record.is_retry else "task", record.name, record.uuid, record.state)
+            state = was if record.name == heard and was is not None else record.state
+            if state in (st.RUNNING, st.REVERTING):
+                self._start("retry" if record.is_retry else "task", record.name, record.uuid, state)
 
     def _task_receiver(self, state: str, details: base.Details) -> None:
         self._atom("task", details["task_name"], details["task_uuid"], state, details)
@@ -273,6 +325,8 @@ class TracingListener(base.Listener):
 
     def _atom(self, kind: str, name: str, uuid: str, state: str, details: base.Details) -> None:
         with self._lock:
+            if self._flow_span is None and state not in _NOT_RUN:
+                self._unannounced_run(name, details.get("old_state"))
             if state in (st.RUNNING, st.REVERTING):
                 self._start(kind, name, uuid, state)
             elif state in _EXECUTE_ENDS or state in _REVERT_ENDS or state == st.PENDING:

@@ -1,7 +1,8 @@
 """A console progress display for a running flow, drawn with ``rich``.
 
-One bar for the flow (atoms finished out of all atoms) and one per running
-task, which moves with the task's own ``update_progress`` calls::
+One bar for the flow (atoms finished out of all atoms; a resumed run starts
+it at those earlier runs finished) and one per running task, which moves with
+the task's own ``update_progress`` calls::
 
     with ProgressListener(engine):
         engine.run()
@@ -28,6 +29,8 @@ __all__ = ["ProgressListener"]
 
 #: Atom states that end a running row.
 _FINISHED = frozenset({st.SUCCESS, st.FAILURE, st.REVERTED, st.REVERT_FAILURE, st.IGNORE})
+#: Atom notices that run nothing (a reset, a skip, progress), which may come outside a run.
+_NOT_RUN = frozenset({st.PENDING, st.IGNORE, st.RETRYING, EVENT_UPDATE_PROGRESS})
 #: Atom states that count as done on the flow's bar.
 _DONE = frozenset({st.SUCCESS, st.IGNORE})
 
@@ -48,7 +51,8 @@ class ProgressListener(base.Listener):
         console: a ``rich.console.Console`` to draw on (default: a new one on
             stdout). Nothing is drawn when it is not a terminal.
         total: how many atoms the flow has (default: counted from the engine's
-            compiled graph when it starts).
+            compiled graph, again as atoms finish, so the atoms a spawned
+            sub-flow adds count too).
     """
 
     def __init__(self, engine: Engine, console: Any = None, total: int | None = None) -> None:
@@ -97,11 +101,27 @@ class ProgressListener(base.Listener):
         compilation = getattr(self._engine, "compilation", None)
         return len(getattr(compilation, "atoms", None) or ()) or 1
 
+    def _done_before(self) -> set[str]:
+        """The atoms a resumed run finds done: earlier runs' work, on the flow's bar from the start."""
+        compilation = getattr(self._engine, "compilation", None)
+        names = [node.name for node in getattr(compilation, "atoms", None) or ()]
+        found = self._engine.storage.get_atoms_states(names)
+        return {name for name, (state, _) in found.items() if state in _DONE}
+
+    def _start_flow_bar(self, flow_name: str, resumed: bool) -> None:
+        """Draw the flow's bar; a ``resumed`` run's starts at the atoms earlier runs finished."""
+        if resumed:
+            self._done.update(self._done_before())
+        self._bar.start()
+        self._flow_task = self._bar.add_task(
+            f"flow {flow_name}", total=self._count(), completed=len(self._done)
+        )
+
     def _flow_receiver(self, state: str, details: base.Details) -> None:
         with self._lock:
             if state == st.RUNNING and self._flow_task is None:
-                self._bar.start()
-                self._flow_task = self._bar.add_task(f"flow {details['flow_name']}", total=self._count())
+                resumed = details.get("old_state") not in (None, st.PENDING)
+                self._start_flow_bar(details["flow_name"], resumed)
             elif self._flow_task is not None:
                 self._bar.update(self._flow_task, description=f"flow {details['flow_name']} {state}")
 
@@ -114,7 +134,12 @@ class ProgressListener(base.Listener):
     def _atom(self, name: str, state: str, details: base.Details) -> None:
         with self._lock:
             if self._flow_task is None:
-                return
+                if state in _NOT_RUN:
+                    return
+                # An engine run again after an interrupt announces nothing as it
+                # starts (the flow never left RUNNING, as in TaskFlow): the run's
+                # first atom notice starts the bar.
+                self._start_flow_bar(self._engine.storage.flow_name, resumed=True)
             bar = self._bar
             row = self._atoms.get(name)
             if state == EVENT_UPDATE_PROGRESS:
@@ -136,4 +161,5 @@ class ProgressListener(base.Listener):
                     self._done.add(name)
                 else:
                     self._done.discard(name)
-                bar.update(self._flow_task, completed=len(self._done))
+                # Counted again: a spawned sub-flow's atoms join the graph as it runs.
+                bar.update(self._flow_task, completed=len(self._done), total=self._count())

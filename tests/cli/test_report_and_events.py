@@ -185,6 +185,175 @@ def test_report_without_an_event_log_leaves_timings_unknown() -> None:
     assert all(a.attempts is None and a.duration is None for a in report.atoms)
 
 
+class _Manual:
+    """A clock the tasks below move: each execute and revert takes as long as it says."""
+
+    now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+_TIMED = _Manual()
+
+
+class TakesTen(task.Task):
+    """Executes in 10 s, reverts in 1 s (of ``_TIMED``)."""
+
+    def execute(self) -> str:
+        _TIMED.now += 10.0
+        return self.name
+
+    def revert(self, *args: Any, **kwargs: Any) -> None:
+        _TIMED.now += 1.0
+
+
+class FailsInFive(task.Task):
+    """Fails in 5 s; its revert fails in 0.5 s (of ``_TIMED``) when ``revert_fails`` is set."""
+
+    def __init__(self, name: str, revert_fails: bool = False) -> None:
+        super().__init__(name=name)
+        self.revert_fails = revert_fails
+
+    def execute(self) -> None:
+        _TIMED.now += 5.0
+        raise CardDeclined("declined")
+
+    def revert(self, *args: Any, **kwargs: Any) -> None:
+        _TIMED.now += 0.5
+        if self.revert_fails:
+            raise ValueError("no refund")
+
+
+@pytest.mark.parametrize("revert_fails", [False, True], ids=["reverted", "revert-failed"])
+def test_report_from_duration_metadata_does_not_give_a_reverts_time_as_the_executes(
+    revert_fails: bool,
+) -> None:
+    # Without an event log the report reads the time a DurationListener saved, which (as
+    # TaskFlow's) is that of whatever ended last: for a reverted atom, its revert. The
+    # report gave it as the execute's: "reserve  REVERTED  1.000s" for a 10 s execute.
+    from flowkit.listeners.timing import DurationListener
+
+    flow = linear_flow.Flow("f").add(TakesTen("reserve"), FailsInFive("charge", revert_fails))
+    engine = engines.load(flow)
+    with DurationListener(engine, clock=_TIMED), pytest.raises((CardDeclined, ValueError)):
+        engine.run()
+    atoms = {a.name: a for a in ExecutionReport.from_engine(engine).atoms}
+    assert (atoms["charge"].duration, atoms["charge"].revert_duration) == (None, 0.5)
+    assert atoms["charge"].state == ("REVERT_FAILURE" if revert_fails else "REVERTED")
+    # Reverted, or left done once the failed revert stopped the flow's.
+    reserve = (10.0, None) if revert_fails else (None, 1.0)
+    assert (atoms["reserve"].duration, atoms["reserve"].revert_duration) == reserve
+    text = ExecutionReport.from_engine(engine).to_text()
+    assert "1.000s" not in text and "0.500s" not in text, text
+
+
+def test_report_from_duration_metadata_gives_an_executes_time_when_it_ended_last() -> None:
+    from flowkit.listeners.timing import DurationListener
+
+    engine = engines.load(linear_flow.Flow("f").add(TakesTen("reserve")))
+    with DurationListener(engine, clock=_TIMED):
+        engine.run()
+    (reserve,) = ExecutionReport.from_engine(engine).atoms
+    assert (reserve.duration, reserve.revert_duration) == (10.0, None)
+
+
+class StopsOnce(task.Task):
+    """Interrupted the first time (a crash stand-in: it stays RUNNING), then returns."""
+
+    armed = True
+
+    def execute(self) -> str:
+        if StopsOnce.armed:
+            StopsOnce.armed = False
+            raise KeyboardInterrupt
+        return self.name
+
+
+def _flow_bar(drawn: str) -> str:
+    """The flow's bar as last drawn, escape sequences taken out."""
+    import re
+
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", drawn)
+    return [line for line in re.split(r"[\r\n]", plain) if "flow " in line][-1]
+
+
+def test_the_progress_bar_of_a_resumed_run_counts_the_atoms_done_before_it() -> None:
+    # The flow's bar counted only what this run finished: `flowkit flows resume` of a
+    # flow stopped halfway ended on "flow f SUCCESS ... 50%".
+    from rich.console import Console
+
+    StopsOnce.armed = True
+    backend = backends.fetch({"connection": "memory://"})
+    flow = linear_flow.Flow("f").add(Step("a"), Step("b"), StopsOnce("c"), Step("d"))
+    engine = engines.load(flow, backend=backend)
+    with pytest.raises(KeyboardInterrupt):
+        engine.run()
+    with contextlib.closing(backend.get_connection()) as conn:
+        detail = conn.get_flow_details(engine.storage.flow_uuid)
+    resumed = engines.load(flow, flow_detail=detail, backend=backend)
+    out = io.StringIO()
+    with ProgressListener(resumed, console=Console(file=out, force_terminal=True, width=100)):
+        resumed.run()
+    bar = _flow_bar(out.getvalue())
+    assert "SUCCESS" in bar and "100%" in bar, bar
+
+
+def test_the_progress_bar_of_an_engine_run_again_after_an_interrupt_is_drawn() -> None:
+    # Run again after an interrupt, the engine announces nothing as it starts (the flow
+    # never left RUNNING, as in TaskFlow): the listener waited for the flow's RUNNING to
+    # start its bar, and drew nothing for the whole run.
+    from rich.console import Console
+
+    StopsOnce.armed = True
+    engine = engines.load(linear_flow.Flow("f").add(Step("a"), Step("b"), StopsOnce("c"), Step("d")))
+    with pytest.raises(KeyboardInterrupt):
+        engine.run()
+    out = io.StringIO()
+    with ProgressListener(engine, console=Console(file=out, force_terminal=True, width=100)):
+        engine.run()
+    assert "flow f" in out.getvalue(), out.getvalue()
+    bar = _flow_bar(out.getvalue())
+    assert "SUCCESS" in bar and "100%" in bar, bar
+
+
+class PeeksAtTheFlowBar(task.Task):
+    """Notes the flow's bar (completed, total) as the listener in ``bar`` holds it while this runs."""
+
+    listener: Any = None
+    seen: list[tuple[float, float | None]] = []
+
+    def execute(self) -> str:
+        (flow_bar, *_) = PeeksAtTheFlowBar.listener._bar.tasks  # what the next refresh draws
+        PeeksAtTheFlowBar.seen.append((flow_bar.completed, flow_bar.total))
+        return self.name
+
+
+def three_peeking_steps() -> linear_flow.Flow:
+    return linear_flow.Flow("spawned").add(*(PeeksAtTheFlowBar(f"k{n}") for n in range(3)))
+
+
+class SpawnsThree(task.Task):
+    def execute(self) -> Any:
+        from flowkit import dynamic
+
+        return dynamic.subflow(three_peeking_steps)
+
+
+def test_the_flow_bar_counts_the_atoms_a_spawned_sub_flow_adds() -> None:
+    # The total was counted once, as the run started: a flow of 3 atoms that spawned 3
+    # more showed its bar full (3 of 3) while the spawned ones still had 2 to run.
+    from rich.console import Console
+
+    engine = engines.load(linear_flow.Flow("f").add(Step("a"), SpawnsThree("spawner"), Step("z")))
+    out = io.StringIO()
+    listener = ProgressListener(engine, console=Console(file=out, force_terminal=True, width=100))
+    PeeksAtTheFlowBar.listener, PeeksAtTheFlowBar.seen = listener, []
+    with listener:
+        engine.run()
+    assert PeeksAtTheFlowBar.seen == [(2, 6), (3, 6), (4, 6)]
+
+
 def test_progress_listener_draws_on_a_terminal_and_stays_quiet_otherwise() -> None:
     from rich.console import Console
 

@@ -379,3 +379,92 @@ def test_the_spans_of_a_cache_miss_say_so_on_execute_and_revert(
     assert revert_a.attributes["flowkit.cache.hit"] is False  # its revert was called
     (revert_pay,) = found["revert pay"]
     assert "flowkit.cache.hit" not in revert_pay.attributes  # not cacheable: nothing to say
+
+
+class SuspendsOnce(Step):
+    """Suspends the engine it runs in the first time (``engine`` set by the test)."""
+
+    engine: Any = None
+
+    def execute(self) -> str:
+        if SuspendsOnce.engine is not None:
+            SuspendsOnce.engine, engine = None, SuspendsOnce.engine
+            engine.suspend()
+        return self.name
+
+
+def _linked_to(span: Any) -> list[str]:
+    return [_ids(link) for link in span.links]
+
+
+def test_a_run_resumed_after_a_suspension_links_its_flow_span_to_the_suspended_runs(
+    spans: tuple[Any, InMemorySpanExporter],
+) -> None:
+    # Each run() is a flow span of its own, the resumed one in a trace of its
+    # own too: nothing tied the two traces of one flow together.
+    tracer, exporter = spans
+    engine = engines.load(linear_flow.Flow("f").add(Step("a"), SuspendsOnce("s"), Step("b")))
+    SuspendsOnce.engine = engine
+    with TracingListener(engine, tracer=tracer):
+        engine.run()
+        assert engine.storage.get_flow_state() == "SUSPENDED"
+        engine.run()
+    first, second = sorted(_by_name(exporter)["flow f"], key=lambda s: s.start_time)
+    assert (
+        first.attributes["flowkit.state"] == "SUSPENDED" and second.attributes["flowkit.state"] == "SUCCESS"
+    )
+    assert _linked_to(first) == []
+    assert _linked_to(second) == [_ids(first)]
+
+
+def test_a_run_resumed_by_a_new_engine_links_its_flow_span_to_the_stopped_runs(
+    spans: tuple[Any, InMemorySpanExporter], tmp_path: Any
+) -> None:
+    # The trace context of the stopped run lives in the flow detail, so a
+    # resume in another engine (after a crash, in another process) finds it.
+    tracer, exporter = spans
+    StopsOnce.armed = True
+    with backends.backend(f"sqlite:///{tmp_path}/runs.db") as backend:
+        with contextlib.closing(backend.get_connection()) as conn:
+            conn.upgrade()
+        flow = linear_flow.Flow("f").add(Step("a"), StopsOnce("b"))
+        engine = engines.load(flow, backend=backend)
+        with pytest.raises(KeyboardInterrupt), TracingListener(engine, tracer=tracer):
+            engine.run()
+        with contextlib.closing(backend.get_connection()) as conn:
+            detail = conn.get_flow_details(engine.storage.flow_uuid)
+        resumed = engines.load(flow, flow_detail=detail, backend=backend)
+        with TracingListener(resumed, tracer=tracer):
+            resumed.run()
+    stopped, again = sorted(_by_name(exporter)["flow f"], key=lambda s: s.start_time)
+    assert stopped.attributes["flowkit.interrupted"] is True
+    assert again.context.trace_id != stopped.context.trace_id  # a trace of its own...
+    assert _linked_to(again) == [_ids(stopped)]  # ...linked to the run it continues
+
+
+def test_an_engine_run_again_after_an_interrupt_is_traced_under_a_flow_span(
+    spans: tuple[Any, InMemorySpanExporter],
+) -> None:
+    # Run again after an interrupt, the engine announces nothing as it starts (the flow
+    # never left RUNNING, as in TaskFlow): a listener attached for that run opened no
+    # flow span, lost the execute of the atom left RUNNING, and made the next atom's
+    # span a root span of a trace of its own.
+    tracer, exporter = spans
+    StopsOnce.armed = True
+    engine = engines.load(linear_flow.Flow("f").add(Step("a"), StopsOnce("b"), Step("c")))
+    with TracingListener(engine, tracer=tracer), pytest.raises(KeyboardInterrupt):
+        engine.run()
+    stopped = _by_name(exporter)["flow f"][0]
+    exporter.clear()
+    with TracingListener(engine, tracer=tracer):
+        engine.run()
+    found = _by_name(exporter)
+    assert sorted(found) == ["execute b", "execute c", "flow f"]
+    (flow_span,) = found["flow f"]
+    assert flow_span.attributes["flowkit.state"] == "SUCCESS"
+    assert flow_span.attributes["flowkit.flow.uuid"] == engine.storage.flow_uuid
+    assert _linked_to(flow_span) == [_ids(stopped)]
+    for name in ("b", "c"):
+        (span,) = found[f"execute {name}"]
+        assert span.parent.span_id == flow_span.context.span_id
+        assert span.attributes["flowkit.state"] == "SUCCESS"

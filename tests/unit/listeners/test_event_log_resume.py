@@ -388,3 +388,96 @@ def test_an_atom_run_again_in_doubt_has_no_made_up_duration(backend: Backend) ->
         for x in ExecutionReport.from_flow_detail(stored(backend, engine)).to_text().splitlines()
         if x.split()[0] == "a"
     )
+
+
+def test_why_an_atom_ran_again_in_doubt_goes_back_to_the_run_that_left_it_running(backend: Backend) -> None:
+    # The restart of an atom a crash left RUNNING named no event, unlike the same atom
+    # found done between the runs: `why` stopped at "it was RUNNING when run 1 stopped"
+    # and the tree hung the restart at its root, cut off from the run it continues.
+    Crashes.armed = True
+    flow = linear_flow.Flow("f").add(Reserve("a"), Crashes("b"))
+    engine = run_to_the_crash(flow, backend, Clock())
+    _, log = resume(flow, backend, engine)
+    chain = [(e.name, e.state, e.run) for e in log.why("b")]
+    assert chain == [
+        ("b", "SUCCESS", 2),
+        ("b", "RUNNING", 2),  # run again, in doubt...
+        ("b", "RUNNING", 1),  # ...because it was running when run 1 stopped
+        ("a", "SUCCESS", 1),
+        ("a", "RUNNING", 1),
+    ]
+    stopped, restart = [e for e in log.of("b") if e.state == "RUNNING"]
+    assert restart.cause.kind is CauseKind.RESUMED and restart.cause.event == stopped.seq
+    rows = [row.event.seq for row in log.tree()]
+    assert rows.index(restart.seq) > rows.index(stopped.seq)  # in the tree, under what it continues
+
+
+def test_why_a_revert_resumed_in_doubt_goes_back_to_the_failure_it_reverts_for(backend: Backend) -> None:
+    # Same for a revert a crash interrupted: its resumed REVERTING named no event, so
+    # `why reserve` ended at "reverted again (in doubt)", short of the declined card.
+    Reserve.armed = True
+    engine = run_to_the_crash(reserve_then_charge(), backend, Clock())
+    resumed = engines.load(reserve_then_charge(), flow_detail=stored(backend, engine), backend=backend)
+    with EventLogListener(resumed) as listener, pytest.raises(exceptions.WrappedFailure):
+        resumed.run()
+    chain = [(e.name, e.state, e.run) for e in listener.log.why("reserve")]
+    assert chain == [
+        ("reserve", "REVERTED", 2),
+        ("reserve", "REVERTING", 2),  # reverted again, in doubt...
+        ("reserve", "REVERTING", 1),  # ...because its revert was under way when run 1 stopped
+        ("charge", "FAILURE", 1),
+    ]
+
+
+class SuspendsItsEngine(task.Task):
+    """Suspends ``engine`` (set by the test) the first time, then returns."""
+
+    engine: Engine | None = None
+
+    def execute(self) -> str:
+        if SuspendsItsEngine.engine is not None:
+            SuspendsItsEngine.engine, engine = None, SuspendsItsEngine.engine
+            engine.suspend()
+        return self.name
+
+
+def test_one_listener_over_a_suspended_run_and_the_run_again_numbers_the_second_run() -> None:
+    # Attached once around both run() calls, the listener kept numbering run 1 and said
+    # the second run "the flow started", where a listener attached for each run says
+    # run 2 "resumed the flow": the log, the report's runs and `why` depended on it.
+    from flowkit.report import ExecutionReport
+
+    engine = engines.load(linear_flow.Flow("f").add(Reserve("a"), SuspendsItsEngine("s"), Reserve("b")))
+    SuspendsItsEngine.engine = engine
+    with EventLogListener(engine, clock=Clock()) as listener:
+        engine.run()
+        assert engine.storage.get_flow_state() == "SUSPENDED"
+        engine.run()
+    log = listener.log
+    starts = [e for e in log if e.kind == "flow" and e.state == "RUNNING"]
+    assert [(e.run, e.cause.kind) for e in starts] == [(1, CauseKind.STARTED), (2, CauseKind.RESUMED)]
+    assert starts[1].cause.text == "run 2 resumed the flow (it was SUSPENDED)"
+    assert {e.run for e in log if e.name == "b"} == {2}
+    assert [e.seq for e in log] == list(range(1, len(log.events) + 1))  # numbered on, none twice
+    report = ExecutionReport.from_engine(engine)
+    assert report.runs == 2 and report.state == "SUCCESS"
+
+
+def test_a_listener_whose_first_notice_is_an_in_doubt_atoms_outcome_records_it_once() -> None:
+    # The engine run again after an interrupt announces nothing as it starts (the flow
+    # never left RUNNING, as in TaskFlow): a listener attached for that run first hears
+    # the outcome of the atom left RUNNING, already stored. It took that atom for one
+    # found done between the runs and recorded its SUCCESS twice, "found done" then
+    # "execute returned".
+    Crashes.armed = True
+    engine = engines.load(linear_flow.Flow("f").add(Reserve("a"), Crashes("s"), Reserve("b")))
+    with EventLogListener(engine, clock=Clock()), pytest.raises(KeyboardInterrupt):
+        engine.run()
+    with EventLogListener(engine, clock=Clock()) as listener:
+        engine.run()
+    events = [(e.run, e.old_state, e.state, e.cause.kind) for e in listener.log.of("s")]
+    assert events == [
+        (1, "PENDING", "RUNNING", CauseKind.READY),
+        (2, "RUNNING", "RUNNING", CauseKind.RESUMED),  # run again, in doubt
+        (2, "RUNNING", "SUCCESS", CauseKind.RETURNED),
+    ]
