@@ -1301,7 +1301,9 @@ def _check_type(
     if isinstance(value, _refs.Constant):
         if wanted is not typed.UNTYPED:
             try:
-                typed.coerce_value(value.value, wanted)
+                # A spec is YAML or JSON data, where ``true`` is no number: a bool
+                # for an ``int`` is a slip, refused as ``flowkit run --store`` does.
+                typed.coerce_value(value.value, wanted, bool_is_number=False)
             except TypeError as err:
                 raise exc.quoting_cause(source.error(f"wrong type: {err}", task=spec.key, key=key)) from err
         return

@@ -189,6 +189,36 @@ def test_inputs_a_task_takes_through_kwargs_are_checked_against_its_annotation()
     assert "wrong type" in str(err)
 
 
+@pytest.mark.parametrize(
+    ("body", "key"),
+    [
+        ({"task": f"{T}:Count", "inputs": {"n": True}}, "inputs.n"),
+        ({"task": f"{T}:Convert", "inputs": {"amount": False, "rate": 2}}, "inputs.amount"),
+        ({"task": f"{T}:Count", "inject": {"n": True}}, "inject.n"),
+        ({"task": f"{T}:total", "inputs": {"a": 1, "b": True}}, "inputs.b"),
+    ],
+    ids=["int", "float", "inject", "kwargs"],
+)
+def test_a_true_or_false_constant_is_no_number(body: dict[str, Any], key: str) -> None:
+    # A spec is YAML or JSON, where ``true`` is no number: ``copies: true`` for
+    # an ``int`` is a slip, refused as ``flowkit run --store copies=true`` is,
+    # though Python's bool is an int.
+    err = load_error(spec(a=body))
+    assert (err.task, err.key) == ("a", key)
+    assert "wrong type: " in err.reason and "(bool) is not " in err.reason
+
+
+def test_numbers_and_booleans_still_fit_their_own_types() -> None:
+    # The other way round stays as it was: a whole number is a float, a bool is a bool.
+    good = spec(
+        c={"task": f"{T}:Convert", "inputs": {"amount": 3, "rate": 2}},
+        s={"task": f"{T}:Step", "inputs": {"x": 1, "fail": False}},
+    )
+    assert engines.run(declarative.load_flow(good)) == {"c": 6, "s": 1}
+    err = load_error(spec(s={"task": f"{T}:Step", "inputs": {"x": 1, "fail": 1}}))
+    assert (err.task, err.key) == ("s", "inputs.fail")
+
+
 def test_a_missing_field_at_run_time_fails_the_atom_and_reverts() -> None:
     flow = declarative.load_flow(
         spec(
