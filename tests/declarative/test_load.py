@@ -647,6 +647,20 @@ def test_a_key_given_twice_is_refused_not_silently_dropped(tmp_path: Path) -> No
     assert "duplicate key 'a'" in str(load_error(write(tmp_path, as_json, "f.json")))
 
 
+def test_a_key_given_twice_in_a_json_file_names_both_lines(tmp_path: Path) -> None:
+    # Other errors of a JSON spec name their line; this one named only the key,
+    # in a file where that key is the one written twice.
+    pytest.importorskip("yaml")
+    text = json.dumps({"name": "pricing", "tasks": {"fx": {"task": f"{T}:FetchRate"}}}, indent=2)
+    text = text.replace('"tasks": {', '"tasks": {\n    "fx": {"task": "x:Y"},', 1)
+    lines = text.splitlines()
+    first, second = (i for i, line in enumerate(lines, 1) if '"fx"' in line)
+    err = load_error(write(tmp_path, text, "pricing.json"))
+    assert (err.line, err.key) == (second, "fx")
+    assert str(err).startswith(f"{tmp_path / 'pricing.json'}, line {second}, key 'fx': ")
+    assert f"duplicate key 'fx' (first on line {first})" in str(err)
+
+
 def _alias_bomb(levels: int) -> str:
     """YAML of a few hundred bytes whose aliases expand to 9**levels strings."""
     lines = ['l0: &l0 ["x","x","x","x","x","x","x","x","x"]']
