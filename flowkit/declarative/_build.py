@@ -29,7 +29,7 @@ import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from flowkit import exceptions as exc
 from flowkit import typed
@@ -80,6 +80,15 @@ TASK_OPTIONS = (
     "provides",
 )
 _TASK_KEYS = ("task", "inputs", *TASK_OPTIONS)
+
+
+class _Provider(NamedTuple):
+    """What a symbol a consumer references is: task ``task``'s result (``atom``'s), or its item ``item``."""
+
+    task: str
+    atom: BaseTask
+    #: The position ``provides: [a, b]`` gave the symbol, None for the whole result.
+    item: int | None = None
 
 
 @dataclass(slots=True)
@@ -270,14 +279,17 @@ def _build_flow(source: Source, allowed: FactoryNames | None) -> Flow:
     order = _check_cycles(source, parsed, kind)
     by_key = {spec.key: spec for spec in specs}
     atoms: dict[str, BaseTask] = {}
-    whole: dict[str, BaseTask] = {}  # symbol -> the atom whose whole result it is
+    providers: dict[str, _Provider] = {}  # symbol -> the task whose result (or item) it is
     # Providers first (not the file's order): checking a consumer reads the atoms
     # of the tasks it references, which must exist by then.
     for key in order:
         spec = by_key[key]
-        atoms[key] = _make_atom(source, spec, by_key, whole)
-        if not isinstance(spec.provides, list):
-            whole[spec.provides or key] = atoms[key]
+        atoms[key] = _make_atom(source, spec, by_key, providers)
+        if isinstance(spec.provides, list):
+            for i, symbol in enumerate(spec.provides):
+                providers[symbol] = _Provider(key, atoms[key], i)
+        else:
+            providers[spec.provides or key] = _Provider(key, atoms[key])
     if parsed.flows or kind != "graph" or parsed.retries:
         position = {key: i for i, key in enumerate(order)}
         return _assemble(source, parsed, None, name, kind, parsed.top, atoms, position)
@@ -1209,7 +1221,7 @@ def _factory(spec: _Task) -> Callable[..., BaseTask]:
 
 
 def _make_atom(
-    source: Source, spec: _Task, by_key: Mapping[str, _Task], made: Mapping[str, BaseTask]
+    source: Source, spec: _Task, by_key: Mapping[str, _Task], made: Mapping[str, _Provider]
 ) -> BaseTask:
     try:
         make = _factory(spec)
@@ -1295,7 +1307,7 @@ def _constants(spec: _Task, named: Any, referenced: set[str], rebind: dict[str, 
 
 
 def _check_type(
-    source: Source, spec: _Task, arg: str, value: _refs.Value, wanted: Any, made: Mapping[str, BaseTask]
+    source: Source, spec: _Task, arg: str, value: _refs.Value, wanted: Any, made: Mapping[str, _Provider]
 ) -> None:
     key = _where(spec, arg)
     if isinstance(value, _refs.Constant):
@@ -1319,12 +1331,15 @@ def _check_type(
         provider = made.get(ref.name)
         if provider is None:  # a parameter
             continue
-        declared = typed.contract_of(provider).result
+        # As the engine's check reads it: a spawner's declared Subflow says nothing of its result.
+        declared = typed.provided_type(provider.atom, provider.item)
         for field in ref.path:
             declared = _field_type(declared, field)
             if declared is _NO_FIELD:
                 raise source.error(
-                    f"{ref.text}: task {ref.name!r} result has no field {field!r}", task=spec.key, key=key
+                    f"{ref.text}: task {provider.task!r} result has no field {field!r}",
+                    task=spec.key,
+                    key=key,
                 )
         if isinstance(value, _refs.Ref) and not typed.satisfies(declared, wanted):
             raise source.error(
@@ -1341,8 +1356,10 @@ _SCALARS = frozenset({int, float, complex, bool, str, bytes, type(None)})
 
 def _field_type(declared: Any, field: str | int) -> Any:
     """The declared type of ``declared``'s field, UNTYPED when unknown, _NO_FIELD when absent."""
-    if declared is typed.UNTYPED or not isinstance(declared, type):
+    if declared is typed.UNTYPED:
         return typed.UNTYPED
+    if not isinstance(declared, type):
+        return typed.item_type(declared, field)  # a tuple's position, a mapping's value
     if declared in _SCALARS:  # no keys, no items, only the (public) attributes of the class
         readable = isinstance(field, str) and not field.startswith("_") and hasattr(declared, field)
         return typed.UNTYPED if readable else _NO_FIELD

@@ -5,7 +5,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from flowkit import task
+from flowkit import dynamic, task
+from flowkit.patterns import unordered_flow
 
 #: Every execute call, in order: (task name, kwargs). Tests clear it.
 CALLS: list[tuple[str, dict[str, Any]]] = []
@@ -172,3 +173,25 @@ class Gated(Step):
         if fail is True or (type(fail) is int and fail < 2):
             raise RuntimeError(f"{self.name} fails with fail={fail!r}")
         return x + y + z
+
+
+def low_high() -> tuple[int, str]:
+    """A result whose items differ in type: ``provides: [low, high]`` takes them apart."""
+    return 1, "high"
+
+
+def counts() -> dict[str, int]:
+    return {"rows": 3}
+
+
+class Spawns(task.Task):
+    """Spawns one ``Step`` per item of ``xs``; its result becomes their results (a list of ints)."""
+
+    def execute(self, xs: list[int]) -> dynamic.Subflow:
+        return dynamic.subflow(
+            unordered_flow.Flow("each").add(*[Step(f"each-{i}", inject={"x": x}) for i, x in enumerate(xs)])
+        )
+
+
+def total_of(values: list[int]) -> int:
+    return sum(values)

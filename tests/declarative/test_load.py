@@ -219,6 +219,49 @@ def test_numbers_and_booleans_still_fit_their_own_types() -> None:
     assert (err.task, err.key) == ("s", "inputs.fail")
 
 
+def test_an_item_taken_apart_by_provides_is_checked_by_its_position() -> None:
+    # ``provides: [low, high]`` of a ``-> tuple[int, str]``: ${high} feeding an
+    # int loaded (the engine only warned when it ran), while ${key} of the wrong
+    # type was refused at load, naming the key.
+    parts = {"task": f"{T}:low_high", "provides": ["low", "high"]}
+    err = load_error(spec(p=parts, c={"task": f"{T}:Count", "inputs": {"n": "${high}"}}))
+    assert (err.task, err.key) == ("c", "inputs.n")
+    assert "wrong type: ${high} is str, argument 'n' wants int" in str(err)
+    good = spec(p=parts, c={"task": f"{T}:Count", "inputs": {"n": "${low}"}})
+    assert engines.run(declarative.load_flow(good), check_types=True)["c"] == 1
+
+
+def test_fields_of_a_tuple_or_mapping_result_are_checked_as_their_items_are() -> None:
+    for provider, ref in ((f"{T}:low_high", "${p.1}"), (f"{T}:counts", "${p.rows}")):
+        wrong = {"task": f"{T}:Count" if ref == "${p.1}" else f"{T}:Notify"}
+        wrong["inputs"] = {"n" if ref == "${p.1}" else "text": ref}
+        err = load_error(spec(p={"task": provider}, c=wrong))
+        assert err.task == "c"
+        assert f"wrong type: {ref} is " in str(err)
+    fits = spec(p={"task": f"{T}:counts"}, c={"task": f"{T}:Count", "inputs": {"n": "${p.rows}"}})
+    assert engines.run(declarative.load_flow(fits))["c"] == 3
+
+
+def test_a_field_read_through_a_provided_symbol_names_the_task_providing_it() -> None:
+    err = load_error(
+        spec(p={"task": f"{T}:point", "provides": "pt"}, c={"task": f"{T}:Count", "inputs": {"n": "${pt.y}"}})
+    )
+    assert "${pt.y}: task 'p' result has no field 'y'" in str(err)
+
+
+def test_a_spawners_result_feeds_a_typed_argument_as_in_a_flow_built_in_python() -> None:
+    # A spawner is declared ``-> dynamic.Subflow``; what it provides is its
+    # sub-flow's results, which that says nothing of. The engine does not check
+    # its consumers (doc/dynamic.rst); the loader refused them as "wrong type".
+    flow = declarative.load_flow(
+        spec(
+            s={"task": f"{T}:Spawns", "inputs": {"xs": [1, 2, 3]}},
+            t={"task": f"{T}:total_of", "inputs": {"values": "${s}"}},
+        )
+    )
+    assert engines.run(flow, check_types=True)["t"] == 6
+
+
 def test_a_missing_field_at_run_time_fails_the_atom_and_reverts() -> None:
     flow = declarative.load_flow(
         spec(
