@@ -91,6 +91,16 @@ class _Provider(NamedTuple):
     item: int | None = None
 
 
+class _Tried(NamedTuple):
+    """A symbol a ``for_each`` retry provides: the spec's constants ``values``, one per try."""
+
+    flow: str | None  # the key of the flow the retry controls (None: the spec's flow)
+    values: tuple[Any, ...]
+
+    def owner(self) -> str:
+        return "the spec's flow" if self.flow is None else f"sub-flow {self.flow!r}"
+
+
 @dataclass(slots=True)
 class _Task:
     key: str
@@ -279,7 +289,12 @@ def _build_flow(source: Source, allowed: FactoryNames | None) -> Flow:
     order = _check_cycles(source, parsed, kind)
     by_key = {spec.key: spec for spec in specs}
     atoms: dict[str, BaseTask] = {}
-    providers: dict[str, _Provider] = {}  # symbol -> the task whose result (or item) it is
+    # symbol -> the task whose result (or item) it is, or the for_each retry whose values it takes
+    providers: dict[str, _Provider | _Tried] = {
+        retry.provides: _Tried(flow, tuple(retry.values))
+        for flow, retry in parsed.retries.items()
+        if retry.controller == "for_each" and retry.provides is not None
+    }
     # Providers first (not the file's order): checking a consumer reads the atoms
     # of the tasks it references, which must exist by then.
     for key in order:
@@ -1221,7 +1236,7 @@ def _factory(spec: _Task) -> Callable[..., BaseTask]:
 
 
 def _make_atom(
-    source: Source, spec: _Task, by_key: Mapping[str, _Task], made: Mapping[str, _Provider]
+    source: Source, spec: _Task, by_key: Mapping[str, _Task], made: Mapping[str, _Provider | _Tried]
 ) -> BaseTask:
     try:
         make = _factory(spec)
@@ -1307,17 +1322,16 @@ def _constants(spec: _Task, named: Any, referenced: set[str], rebind: dict[str, 
 
 
 def _check_type(
-    source: Source, spec: _Task, arg: str, value: _refs.Value, wanted: Any, made: Mapping[str, _Provider]
+    source: Source,
+    spec: _Task,
+    arg: str,
+    value: _refs.Value,
+    wanted: Any,
+    made: Mapping[str, _Provider | _Tried],
 ) -> None:
     key = _where(spec, arg)
     if isinstance(value, _refs.Constant):
-        if wanted is not typed.UNTYPED:
-            try:
-                # A spec is YAML or JSON data, where ``true`` is no number: a bool
-                # for an ``int`` is a slip, refused as ``flowkit run --store`` does.
-                typed.coerce_value(value.value, wanted, bool_is_number=False)
-            except TypeError as err:
-                raise exc.quoting_cause(source.error(f"wrong type: {err}", task=spec.key, key=key)) from err
+        _check_constant(source, spec, key, value.value, wanted, "wrong type: ")
         return
     if isinstance(value, _refs.Interpolation):
         if not typed.satisfies(str, wanted):
@@ -1330,6 +1344,13 @@ def _check_type(
     for ref in refs:
         provider = made.get(ref.name)
         if provider is None:  # a parameter
+            continue
+        if isinstance(provider, _Tried):
+            if isinstance(value, _refs.Ref) and not ref.path:  # the values themselves: constants
+                owner = provider.owner()
+                said = f"wrong type: {ref.text} takes the for_each values of the retry of {owner}, and "
+                for tried in provider.values:
+                    _check_constant(source, spec, key, tried, wanted, said)
             continue
         # As the engine's check reads it: a spawner's declared Subflow says nothing of its result.
         declared = typed.provided_type(provider.atom, provider.item)
@@ -1348,6 +1369,18 @@ def _check_type(
                 task=spec.key,
                 key=key,
             )
+
+
+def _check_constant(source: Source, spec: _Task, key: str, value: Any, wanted: Any, said: str) -> None:
+    """Refuse a constant of the spec that is no ``wanted``, its error prefixed with ``said``."""
+    if wanted is typed.UNTYPED:
+        return
+    try:
+        # A spec is YAML or JSON data, where ``true`` is no number: a bool for an
+        # ``int`` is a slip, refused as ``flowkit run --store`` does.
+        typed.coerce_value(value, wanted, bool_is_number=False)
+    except TypeError as err:
+        raise exc.quoting_cause(source.error(f"{said}{err}", task=spec.key, key=key)) from err
 
 
 _NO_FIELD = object()
