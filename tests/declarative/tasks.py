@@ -128,6 +128,15 @@ if pydantic is not None:
     def quote() -> Quote:
         return Quote(close=4.0)
 
+    def described(q: Quote, label: str = "") -> str:
+        """Says what it was given: a ``Quote`` (made from a mapping where one arrived), or not."""
+        return f"{type(q).__name__} {q.close}{label}"
+
+
+def nested_quote() -> dict[str, Any]:
+    """A quote as JSON inside a bigger result, read as ``${n.quote}``."""
+    return {"quote": {"close": 5.0}, "label": "!"}
+
 
 class Step(task.Task):
     """A task for generated flows: adds its inputs, fails when asked, records reverts."""

@@ -262,6 +262,26 @@ def test_a_spawners_result_feeds_a_typed_argument_as_in_a_flow_built_in_python()
     assert engines.run(flow, check_types=True)["t"] == 6
 
 
+def test_a_mapping_computed_for_a_model_argument_becomes_the_model() -> None:
+    # A plain spec task's model argument is made from a mapping by the engine
+    # (doc/typed.rst); a task whose inputs need the adapter (a field, text) got
+    # the mapping itself, and failed on ``q.close``.
+    pytest.importorskip("pydantic")
+    field = spec(n={"task": f"{T}:nested_quote"}, d={"task": f"{T}:described", "inputs": {"q": "${n.quote}"}})
+    assert engines.run(declarative.load_flow(field))["d"] == "Quote 5.0"
+    # On a process pool too, where the adapter travels pickled.
+    pooled = engines.run(declarative.load_flow(field), engine="parallel", executor="processes")
+    assert pooled["d"] == "Quote 5.0"
+    beside_text = spec(
+        n={"task": f"{T}:nested_quote"},
+        d={"task": f"{T}:described", "inputs": {"q": {"close": 6}, "label": " (${n.label})"}},
+    )
+    assert engines.run(declarative.load_flow(beside_text))["d"] == "Quote 6.0 (!)"
+    wrong = spec(n={"task": f"{T}:nested_quote"}, d={"task": f"{T}:described", "inputs": {"q": "${n.label}"}})
+    with pytest.raises(exceptions.InvalidResult, match="argument 'q'"):
+        engines.run(declarative.load_flow(wrong))
+
+
 def test_a_missing_field_at_run_time_fails_the_atom_and_reverts() -> None:
     flow = declarative.load_flow(
         spec(
