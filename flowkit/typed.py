@@ -749,15 +749,27 @@ def revives(atom: Any) -> bool:
     """Whether :func:`revive_result` may change a result of ``atom`` (an enum or a model declared).
 
     So a caller that revives every result it reads back (the cache's hits)
-    asks once per atom, not once per value.
+    asks once per atom, not once per value; the answer is kept per class where
+    all its instances share one contract (a resumed run asks about every atom).
     """
+    cls = type(atom)
+    known = _REVIVES.get(cls)
+    if known is not None:
+        return known
     result = contract_of(atom).result
     if result is UNTYPED:
-        return False
-    stripped = _strip(result)
-    if _mentions_enum(stripped):
-        return True
-    return _loaded_pydantic() is not None and _mentions_model(stripped)
+        verdict = False
+    else:
+        stripped = _strip(result)
+        verdict = _mentions_enum(stripped) or (_loaded_pydantic() is not None and _mentions_model(stripped))
+    if shares_contract(cls):
+        make_room(_REVIVES)
+        _REVIVES[cls] = verdict
+    return verdict
+
+
+#: :func:`revives`' answer per class whose instances share its contract.
+_REVIVES: dict[type, bool] = {}
 
 
 def _mentions_enum(tp: Any) -> bool:
