@@ -36,6 +36,7 @@ from flowkit import typed
 from flowkit._utils import reflection
 from flowkit._utils.factories import FactoryNames
 from flowkit._utils.gc_pause import gc_paused
+from flowkit._utils.json_types import json_representable
 from flowkit.atom import Atom
 from flowkit.deciders import Depth
 from flowkit.declarative import _refs
@@ -1372,8 +1373,13 @@ def _check_type(
 
 
 def _check_constant(source: Source, spec: _Task, key: str, value: Any, wanted: Any, said: str) -> None:
-    """Refuse a constant of the spec that is no ``wanted``, its error prefixed with ``said``."""
-    if wanted is typed.UNTYPED:
+    """Refuse a constant of the spec that is no ``wanted``, its error prefixed with ``said``.
+
+    A type no JSON or YAML value is (a ``Path``, an enum, a tuple) is not
+    checked: the task makes its own of what the spec gives, as ``flowkit run
+    --store`` leaves it (:mod:`flowkit._utils.json_types`).
+    """
+    if wanted is typed.UNTYPED or not json_representable(wanted):
         return
     try:
         # A spec is YAML or JSON data, where ``true`` is no number: a bool for an

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime
+import enum
+from pathlib import Path
 from typing import Any
 
 from flowkit import dynamic, task
@@ -204,3 +207,12 @@ class Spawns(task.Task):
 
 def total_of(values: list[int]) -> int:
     return sum(values)
+
+
+class Colour(enum.Enum):
+    RED = "red"
+
+
+def opened(path: Path, colour: Colour, size: tuple[int, int], when: datetime.date) -> str:
+    """Takes types no JSON value is (a spec gives text, a list): it makes its own of them."""
+    return f"{Path(path).name} {Colour(colour).name} {tuple(size)} {when}"

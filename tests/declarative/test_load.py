@@ -282,6 +282,23 @@ def test_a_mapping_computed_for_a_model_argument_becomes_the_model() -> None:
         engines.run(declarative.load_flow(wrong))
 
 
+def test_a_constant_for_a_type_no_spec_can_write_is_left_to_the_task(tmp_path: Path) -> None:
+    # A spec is JSON or YAML: it has no Path, enum member, tuple or (in JSON) date.
+    # Such an argument refused every constant ("'/data/in.csv' (str) is not
+    # pathlib.Path"), so a spec could not give one at all, while a Python flow's
+    # inject and ``flowkit run --store`` hand the text to the task, which makes
+    # its own of it. The check now stands aside for them, as --store does.
+    inputs = {"path": "/data/in.csv", "colour": "red", "size": [2, 3], "when": "2026-05-01"}
+    text = json.dumps({"name": "f", "tasks": {"o": {"task": f"{T}:opened", "inputs": inputs}}})
+    assert (
+        engines.run(declarative.load_flow(write(tmp_path, text, "f.json")))["o"]
+        == "in.csv RED (2, 3) 2026-05-01"
+    )
+    # Types a spec can write are still checked.
+    err = load_error(spec(c={"task": f"{T}:Count", "inputs": {"n": "/data"}}))
+    assert (err.task, err.key) == ("c", "inputs.n")
+
+
 def test_a_missing_field_at_run_time_fails_the_atom_and_reverts() -> None:
     flow = declarative.load_flow(
         spec(
