@@ -21,12 +21,15 @@ from __future__ import annotations
 
 import _thread  # threading's RLock, without importing threading (start-up time)
 import contextlib
+import importlib
+import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from flowkit import exceptions as exc
 from flowkit import states as st
 from flowkit._atom_record import AtomRecord, holds_result
+from flowkit._utils.class_caches import make_room
 from flowkit._utils.flow_meta import STORE_KEY
 from flowkit._utils.uuids import random_uuid
 from flowkit.atom import _OneName
@@ -43,6 +46,24 @@ __all__ = ["RunState"]
 
 
 _VERSION_TEXT: dict[Any, str] = {}
+
+
+def _declares_result(cls: type) -> bool:
+    """Whether ``cls``'s ``execute`` annotates its result: only then may a stored one need reviving.
+
+    Read from the function's annotations (once per class), so that a resumed run
+    of unannotated tasks does not load :mod:`flowkit.typed` nor ask it about
+    every atom.
+    """
+    known = _DECLARES_RESULT.get(cls)
+    if known is None:
+        make_room(_DECLARES_RESULT)
+        annotations = getattr(getattr(cls, "execute", None), "__annotations__", ())
+        known = _DECLARES_RESULT[cls] = "return" in annotations
+    return known
+
+
+_DECLARES_RESULT: dict[type, bool] = {}
 
 
 def version_text(version: Any) -> str:
@@ -164,11 +185,15 @@ class RunState:
                     f"Atom detail '{atom.name}' already exists in flow detail '{self.flow_name}' "
                     f"(as a {kind})"
                 )
-            if not is_retry and type(record.result) is dict:
-                # A stored pydantic model came back as its JSON object: make it the model again.
-                from flowkit import typed
-
-                record.result = typed.revive_result(atom, record.result)
+            result = record.result
+            if not is_retry and result is not None and (type(result) is dict or _declares_result(type(atom))):
+                # A stored model came back as its JSON object, an enum member as its
+                # value, alone or inside a list or tuple: make them what the atom
+                # declares again, so ``fetch`` says what it said before the stop.
+                # Looked up: an import statement per atom cost more than the rest.
+                typed = sys.modules.get("flowkit.typed") or importlib.import_module("flowkit.typed")
+                if typed.revives(atom):
+                    record.result = typed.revive_result(atom, result)
                 detail = self._details.get(atom.name)
                 if detail is not None:
                     # The flow detail the engine hands out (reports, ``storage.flow_detail``)

@@ -57,7 +57,9 @@ __all__ = [
     "contract_of",
     "contract_of_class",
     "has_pydantic",
+    "item_type",
     "model_inputs",
+    "provided_type",
     "revive_result",
     "revives",
     "satisfies",
@@ -443,13 +445,32 @@ def contract_of_class(cls: type) -> Contract:
     return found
 
 
-def _provided_type(provider: Any, key: int | str | None) -> Any:
-    """The declared type of what a consumer reads from ``provider``'s result."""
+def provided_type(provider: Any, key: int | str | None = None) -> Any:
+    """The declared type of what a consumer reads from ``provider``'s result, or UNTYPED.
+
+    Args:
+        provider: the atom (or callable) whose result is read.
+        key: None for the whole result; else the item ``provides`` takes out of
+            it (a tuple's position, a mapping's key), as :func:`item_type` reads it.
+
+    A spawner (``-> dynamic.Subflow``) provides its sub-flow's results, which its
+    annotation does not describe: UNTYPED.
+    """
     result = contract_of(provider).result
     if result is UNTYPED or _may_spawn(result):
         return UNTYPED
     if key is None:
         return result
+    return item_type(result, key)
+
+
+def item_type(result: Any, key: int | str) -> Any:
+    """The declared type of item ``key`` of a value declared ``result``, or UNTYPED when unknown.
+
+    A position of a ``tuple[...]``, a key of a ``Mapping[K, V]`` or a TypedDict:
+    what the engine's check reads for ``provides``, and a declarative spec for
+    ``${task.field}``, so the two agree.
+    """
     result = _strip(result)
     args = typing.get_args(result)
     origin = typing.get_origin(result)
@@ -558,13 +579,13 @@ def type_mismatches(
             if key is None:
                 provided = whole.get(provider_class, _NOT_FOUND)
                 if provided is _NOT_FOUND:
-                    provided = _provided_type(provider.atom, None)
+                    provided = provided_type(provider.atom, None)
                     if provider_class in shared:
                         whole[provider_class] = provided
             else:
                 provided = items.get((provider_class, key), _NOT_FOUND)
                 if provided is _NOT_FOUND:
-                    provided = _provided_type(provider.atom, key)
+                    provided = provided_type(provider.atom, key)
                     if provider_class in shared:
                         items[provider_class, key] = provided
             if provided is required or _satisfies_cached(provided, required):
@@ -728,15 +749,27 @@ def revives(atom: Any) -> bool:
     """Whether :func:`revive_result` may change a result of ``atom`` (an enum or a model declared).
 
     So a caller that revives every result it reads back (the cache's hits)
-    asks once per atom, not once per value.
+    asks once per atom, not once per value; the answer is kept per class where
+    all its instances share one contract (a resumed run asks about every atom).
     """
+    cls = type(atom)
+    known = _REVIVES.get(cls)
+    if known is not None:
+        return known
     result = contract_of(atom).result
     if result is UNTYPED:
-        return False
-    stripped = _strip(result)
-    if _mentions_enum(stripped):
-        return True
-    return _loaded_pydantic() is not None and _mentions_model(stripped)
+        verdict = False
+    else:
+        stripped = _strip(result)
+        verdict = _mentions_enum(stripped) or (_loaded_pydantic() is not None and _mentions_model(stripped))
+    if shares_contract(cls):
+        make_room(_REVIVES)
+        _REVIVES[cls] = verdict
+    return verdict
+
+
+#: :func:`revives`' answer per class whose instances share its contract.
+_REVIVES: dict[type, bool] = {}
 
 
 def _mentions_enum(tp: Any) -> bool:

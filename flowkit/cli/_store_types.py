@@ -29,13 +29,11 @@ Cost: one walk over the flow's atoms, only when ``--store`` gives something.
 
 from __future__ import annotations
 
-import collections.abc as cabc
 import json
-import types
-import typing
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
+from flowkit._utils.json_types import json_representable
 from flowkit.atom import Atom
 from flowkit.cli._common import CliError
 from flowkit.flow import Flow
@@ -105,39 +103,10 @@ def readers_of(flow: Any, symbols: Iterator[str] | Sequence[str] | Any) -> dict[
                 symbol in wanted
                 and symbol not in injected
                 and declared is not UNTYPED
-                and _from_json(declared)
+                and json_representable(declared)
             ):
                 found.setdefault(symbol, []).append(Reader(atom.name, argument, declared))
     return found
-
-
-#: Classes a JSON value (or the text) is an instance of, or is read into by pydantic.
-_JSON_CLASSES = frozenset({str, int, float, bool, type(None), list, dict})
-_JSON_ABSTRACT: frozenset[Any] = frozenset(
-    {cabc.Sequence, cabc.MutableSequence, cabc.Mapping, cabc.MutableMapping, cabc.Collection, cabc.Iterable}
-)
-
-
-def _from_json(tp: Any) -> bool:
-    """Whether a command line can give a value of type ``tp``: JSON's types, or a pydantic model.
-
-    Any other (a ``Path``, a ``datetime``, an enum, a tuple) no ``--store`` value is,
-    so the task was handed text or JSON and made its own of it; such an argument
-    leaves the reading as it was rather than refuse a flow that worked.
-    """
-    while typing.get_origin(tp) is typing.Annotated:
-        tp = typing.get_args(tp)[0]
-    if tp is None:
-        return True
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
-        return all(_from_json(arg) for arg in args)
-    if origin is typing.Literal:
-        return True
-    cls = origin if origin is not None else tp
-    if cls in _JSON_CLASSES or cls in _JSON_ABSTRACT:
-        return all(_from_json(arg) for arg in args)
-    return isinstance(cls, type) and callable(getattr(cls, "model_validate", None))  # a pydantic model
 
 
 def _atoms(item: Any) -> Iterator[Atom]:

@@ -29,13 +29,14 @@ import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from flowkit import exceptions as exc
 from flowkit import typed
 from flowkit._utils import reflection
 from flowkit._utils.factories import FactoryNames
 from flowkit._utils.gc_pause import gc_paused
+from flowkit._utils.json_types import json_representable
 from flowkit.atom import Atom
 from flowkit.deciders import Depth
 from flowkit.declarative import _refs
@@ -80,6 +81,25 @@ TASK_OPTIONS = (
     "provides",
 )
 _TASK_KEYS = ("task", "inputs", *TASK_OPTIONS)
+
+
+class _Provider(NamedTuple):
+    """What a symbol a consumer references is: task ``task``'s result (``atom``'s), or its item ``item``."""
+
+    task: str
+    atom: BaseTask
+    #: The position ``provides: [a, b]`` gave the symbol, None for the whole result.
+    item: int | None = None
+
+
+class _Tried(NamedTuple):
+    """A symbol a ``for_each`` retry provides: the spec's constants ``values``, one per try."""
+
+    flow: str | None  # the key of the flow the retry controls (None: the spec's flow)
+    values: tuple[Any, ...]
+
+    def owner(self) -> str:
+        return "the spec's flow" if self.flow is None else f"sub-flow {self.flow!r}"
 
 
 @dataclass(slots=True)
@@ -270,14 +290,22 @@ def _build_flow(source: Source, allowed: FactoryNames | None) -> Flow:
     order = _check_cycles(source, parsed, kind)
     by_key = {spec.key: spec for spec in specs}
     atoms: dict[str, BaseTask] = {}
-    whole: dict[str, BaseTask] = {}  # symbol -> the atom whose whole result it is
+    # symbol -> the task whose result (or item) it is, or the for_each retry whose values it takes
+    providers: dict[str, _Provider | _Tried] = {
+        retry.provides: _Tried(flow, tuple(retry.values))
+        for flow, retry in parsed.retries.items()
+        if retry.controller == "for_each" and retry.provides is not None
+    }
     # Providers first (not the file's order): checking a consumer reads the atoms
     # of the tasks it references, which must exist by then.
     for key in order:
         spec = by_key[key]
-        atoms[key] = _make_atom(source, spec, by_key, whole)
-        if not isinstance(spec.provides, list):
-            whole[spec.provides or key] = atoms[key]
+        atoms[key] = _make_atom(source, spec, by_key, providers)
+        if isinstance(spec.provides, list):
+            for i, symbol in enumerate(spec.provides):
+                providers[symbol] = _Provider(key, atoms[key], i)
+        else:
+            providers[spec.provides or key] = _Provider(key, atoms[key])
     if parsed.flows or kind != "graph" or parsed.retries:
         position = {key: i for i, key in enumerate(order)}
         return _assemble(source, parsed, None, name, kind, parsed.top, atoms, position)
@@ -1209,7 +1237,7 @@ def _factory(spec: _Task) -> Callable[..., BaseTask]:
 
 
 def _make_atom(
-    source: Source, spec: _Task, by_key: Mapping[str, _Task], made: Mapping[str, BaseTask]
+    source: Source, spec: _Task, by_key: Mapping[str, _Task], made: Mapping[str, _Provider | _Tried]
 ) -> BaseTask:
     try:
         make = _factory(spec)
@@ -1295,15 +1323,16 @@ def _constants(spec: _Task, named: Any, referenced: set[str], rebind: dict[str, 
 
 
 def _check_type(
-    source: Source, spec: _Task, arg: str, value: _refs.Value, wanted: Any, made: Mapping[str, BaseTask]
+    source: Source,
+    spec: _Task,
+    arg: str,
+    value: _refs.Value,
+    wanted: Any,
+    made: Mapping[str, _Provider | _Tried],
 ) -> None:
     key = _where(spec, arg)
     if isinstance(value, _refs.Constant):
-        if wanted is not typed.UNTYPED:
-            try:
-                typed.coerce_value(value.value, wanted)
-            except TypeError as err:
-                raise exc.quoting_cause(source.error(f"wrong type: {err}", task=spec.key, key=key)) from err
+        _check_constant(source, spec, key, value.value, wanted, "wrong type: ")
         return
     if isinstance(value, _refs.Interpolation):
         if not typed.satisfies(str, wanted):
@@ -1317,12 +1346,22 @@ def _check_type(
         provider = made.get(ref.name)
         if provider is None:  # a parameter
             continue
-        declared = typed.contract_of(provider).result
+        if isinstance(provider, _Tried):
+            if isinstance(value, _refs.Ref) and not ref.path:  # the values themselves: constants
+                owner = provider.owner()
+                said = f"wrong type: {ref.text} takes the for_each values of the retry of {owner}, and "
+                for tried in provider.values:
+                    _check_constant(source, spec, key, tried, wanted, said)
+            continue
+        # As the engine's check reads it: a spawner's declared Subflow says nothing of its result.
+        declared = typed.provided_type(provider.atom, provider.item)
         for field in ref.path:
             declared = _field_type(declared, field)
             if declared is _NO_FIELD:
                 raise source.error(
-                    f"{ref.text}: task {ref.name!r} result has no field {field!r}", task=spec.key, key=key
+                    f"{ref.text}: task {provider.task!r} result has no field {field!r}",
+                    task=spec.key,
+                    key=key,
                 )
         if isinstance(value, _refs.Ref) and not typed.satisfies(declared, wanted):
             raise source.error(
@@ -1333,14 +1372,33 @@ def _check_type(
             )
 
 
+def _check_constant(source: Source, spec: _Task, key: str, value: Any, wanted: Any, said: str) -> None:
+    """Refuse a constant of the spec that is no ``wanted``, its error prefixed with ``said``.
+
+    A type no JSON or YAML value is (a ``Path``, an enum, a tuple) is not
+    checked: the task makes its own of what the spec gives, as ``flowkit run
+    --store`` leaves it (:mod:`flowkit._utils.json_types`).
+    """
+    if wanted is typed.UNTYPED or not json_representable(wanted):
+        return
+    try:
+        # A spec is YAML or JSON data, where ``true`` is no number: a bool for an
+        # ``int`` is a slip, refused as ``flowkit run --store`` does.
+        typed.coerce_value(value, wanted, bool_is_number=False)
+    except TypeError as err:
+        raise exc.quoting_cause(source.error(f"{said}{err}", task=spec.key, key=key)) from err
+
+
 _NO_FIELD = object()
 _SCALARS = frozenset({int, float, complex, bool, str, bytes, type(None)})
 
 
 def _field_type(declared: Any, field: str | int) -> Any:
     """The declared type of ``declared``'s field, UNTYPED when unknown, _NO_FIELD when absent."""
-    if declared is typed.UNTYPED or not isinstance(declared, type):
+    if declared is typed.UNTYPED:
         return typed.UNTYPED
+    if not isinstance(declared, type):
+        return typed.item_type(declared, field)  # a tuple's position, a mapping's value
     if declared in _SCALARS:  # no keys, no items, only the (public) attributes of the class
         readable = isinstance(field, str) and not field.startswith("_") and hasattr(declared, field)
         return typed.UNTYPED if readable else _NO_FIELD

@@ -111,6 +111,8 @@ def _read_json(text: str, shown: str) -> Source:
 
     try:
         data = json.loads(text, object_pairs_hook=unique)
+    except exc.FlowSpecError as err:  # a duplicate key, which json can place on no line
+        raise _json_duplicate(text, shown) or err from None
     except json.JSONDecodeError as err:
         raise exc.FlowSpecError(
             f"invalid JSON: {err.msg} (column {err.colno})", source=shown, line=err.lineno
@@ -118,6 +120,25 @@ def _read_json(text: str, shown: str) -> Source:
     except RecursionError:
         raise exc.FlowSpecError(TOO_DEEP, source=shown) from None
     return Source(data, shown, Lines(), index=lambda: _json_lines(text))
+
+
+def _json_duplicate(text: str, shown: str) -> exc.FlowSpecError | None:
+    """The error of a JSON spec's key given twice, with both lines; None without PyYAML.
+
+    A JSON document is also YAML, whose node tree has the positions :mod:`json`
+    does not keep; the YAML check for the same mistake says them.
+    """
+    try:
+        import yaml
+
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        if node is not None:
+            _refuse_duplicates(node, shown, yaml)
+    except exc.FlowSpecError as err:
+        return err
+    except Exception:  # no PyYAML, or JSON that YAML 1.1 does not take: no lines
+        return None
+    return None
 
 
 def _json_lines(text: str) -> Lines:

@@ -142,7 +142,15 @@ class SpecTask(Task):
         self.update_progress(progress)
 
     def execute(self, **values: Any) -> Any:
-        return self._inner.execute(**self._render(values))
+        arguments = self._render(values)
+        # The engine makes a mapping handed to a model-typed argument into the
+        # model (doc/typed.rst), for the arguments it hands over; the adapter
+        # makes these, so it does the same. Asked per call, not kept: the
+        # contract does not pickle, and a process pool pickles this task.
+        models = typed.model_inputs(self._inner)
+        if models is not None:
+            typed.coerce_inputs(self.name, models, arguments)
+        return self._inner.execute(**arguments)
 
     def revert(self, result: Any, flow_failures: Any, **values: Any) -> Any:
         kwargs = self._render(values, strict=False)

@@ -48,6 +48,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from flowkit import exceptions as exc
 from flowkit import states as st
 from flowkit._utils.records import Record
 from flowkit.listeners import base
@@ -279,7 +280,16 @@ class EventLogListener(base.Listener):
         settled: list[tuple[str, str, dict[str, Any]]] = []
         missed: list[tuple[str, int, dict[str, Any]]] = []
         for name in names:
-            state = was if name == heard and was is not None else storage.get_atom_state(name)
+            if name == heard and was is not None:
+                state = was
+            else:
+                try:
+                    state = storage.get_atom_state(name)
+                except exc.NotFound:
+                    # An atom the flow gained since the earlier run (a spec or factory
+                    # fixed before the resume) has no record until the engine makes it,
+                    # after RESUMING as in TaskFlow: it has no earlier events to take in.
+                    continue
             if state in (st.RUNNING, st.REVERTING):
                 self._in_doubt.add(name)
             meta = storage.get_atom_metadata(name)

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime
+import enum
+from pathlib import Path
 from typing import Any
 
-from flowkit import task
+from flowkit import dynamic, task
+from flowkit.patterns import unordered_flow
 
 #: Every execute call, in order: (task name, kwargs). Tests clear it.
 CALLS: list[tuple[str, dict[str, Any]]] = []
@@ -127,6 +131,15 @@ if pydantic is not None:
     def quote() -> Quote:
         return Quote(close=4.0)
 
+    def described(q: Quote, label: str = "") -> str:
+        """Says what it was given: a ``Quote`` (made from a mapping where one arrived), or not."""
+        return f"{type(q).__name__} {q.close}{label}"
+
+
+def nested_quote() -> dict[str, Any]:
+    """A quote as JSON inside a bigger result, read as ``${n.quote}``."""
+    return {"quote": {"close": 5.0}, "label": "!"}
+
 
 class Step(task.Task):
     """A task for generated flows: adds its inputs, fails when asked, records reverts."""
@@ -172,3 +185,34 @@ class Gated(Step):
         if fail is True or (type(fail) is int and fail < 2):
             raise RuntimeError(f"{self.name} fails with fail={fail!r}")
         return x + y + z
+
+
+def low_high() -> tuple[int, str]:
+    """A result whose items differ in type: ``provides: [low, high]`` takes them apart."""
+    return 1, "high"
+
+
+def counts() -> dict[str, int]:
+    return {"rows": 3}
+
+
+class Spawns(task.Task):
+    """Spawns one ``Step`` per item of ``xs``; its result becomes their results (a list of ints)."""
+
+    def execute(self, xs: list[int]) -> dynamic.Subflow:
+        return dynamic.subflow(
+            unordered_flow.Flow("each").add(*[Step(f"each-{i}", inject={"x": x}) for i, x in enumerate(xs)])
+        )
+
+
+def total_of(values: list[int]) -> int:
+    return sum(values)
+
+
+class Colour(enum.Enum):
+    RED = "red"
+
+
+def opened(path: Path, colour: Colour, size: tuple[int, int], when: datetime.date) -> str:
+    """Takes types no JSON value is (a spec gives text, a list): it makes its own of them."""
+    return f"{Path(path).name} {Colour(colour).name} {tuple(size)} {when}"

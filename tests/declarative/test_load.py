@@ -189,6 +189,116 @@ def test_inputs_a_task_takes_through_kwargs_are_checked_against_its_annotation()
     assert "wrong type" in str(err)
 
 
+@pytest.mark.parametrize(
+    ("body", "key"),
+    [
+        ({"task": f"{T}:Count", "inputs": {"n": True}}, "inputs.n"),
+        ({"task": f"{T}:Convert", "inputs": {"amount": False, "rate": 2}}, "inputs.amount"),
+        ({"task": f"{T}:Count", "inject": {"n": True}}, "inject.n"),
+        ({"task": f"{T}:total", "inputs": {"a": 1, "b": True}}, "inputs.b"),
+    ],
+    ids=["int", "float", "inject", "kwargs"],
+)
+def test_a_true_or_false_constant_is_no_number(body: dict[str, Any], key: str) -> None:
+    # A spec is YAML or JSON, where ``true`` is no number: ``copies: true`` for
+    # an ``int`` is a slip, refused as ``flowkit run --store copies=true`` is,
+    # though Python's bool is an int.
+    err = load_error(spec(a=body))
+    assert (err.task, err.key) == ("a", key)
+    assert "wrong type: " in err.reason and "(bool) is not " in err.reason
+
+
+def test_numbers_and_booleans_still_fit_their_own_types() -> None:
+    # The other way round stays as it was: a whole number is a float, a bool is a bool.
+    good = spec(
+        c={"task": f"{T}:Convert", "inputs": {"amount": 3, "rate": 2}},
+        s={"task": f"{T}:Step", "inputs": {"x": 1, "fail": False}},
+    )
+    assert engines.run(declarative.load_flow(good)) == {"c": 6, "s": 1}
+    err = load_error(spec(s={"task": f"{T}:Step", "inputs": {"x": 1, "fail": 1}}))
+    assert (err.task, err.key) == ("s", "inputs.fail")
+
+
+def test_an_item_taken_apart_by_provides_is_checked_by_its_position() -> None:
+    # ``provides: [low, high]`` of a ``-> tuple[int, str]``: ${high} feeding an
+    # int loaded (the engine only warned when it ran), while ${key} of the wrong
+    # type was refused at load, naming the key.
+    parts = {"task": f"{T}:low_high", "provides": ["low", "high"]}
+    err = load_error(spec(p=parts, c={"task": f"{T}:Count", "inputs": {"n": "${high}"}}))
+    assert (err.task, err.key) == ("c", "inputs.n")
+    assert "wrong type: ${high} is str, argument 'n' wants int" in str(err)
+    good = spec(p=parts, c={"task": f"{T}:Count", "inputs": {"n": "${low}"}})
+    assert engines.run(declarative.load_flow(good), check_types=True)["c"] == 1
+
+
+def test_fields_of_a_tuple_or_mapping_result_are_checked_as_their_items_are() -> None:
+    for provider, ref in ((f"{T}:low_high", "${p.1}"), (f"{T}:counts", "${p.rows}")):
+        wrong = {"task": f"{T}:Count" if ref == "${p.1}" else f"{T}:Notify"}
+        wrong["inputs"] = {"n" if ref == "${p.1}" else "text": ref}
+        err = load_error(spec(p={"task": provider}, c=wrong))
+        assert err.task == "c"
+        assert f"wrong type: {ref} is " in str(err)
+    fits = spec(p={"task": f"{T}:counts"}, c={"task": f"{T}:Count", "inputs": {"n": "${p.rows}"}})
+    assert engines.run(declarative.load_flow(fits))["c"] == 3
+
+
+def test_a_field_read_through_a_provided_symbol_names_the_task_providing_it() -> None:
+    err = load_error(
+        spec(p={"task": f"{T}:point", "provides": "pt"}, c={"task": f"{T}:Count", "inputs": {"n": "${pt.y}"}})
+    )
+    assert "${pt.y}: task 'p' result has no field 'y'" in str(err)
+
+
+def test_a_spawners_result_feeds_a_typed_argument_as_in_a_flow_built_in_python() -> None:
+    # A spawner is declared ``-> dynamic.Subflow``; what it provides is its
+    # sub-flow's results, which that says nothing of. The engine does not check
+    # its consumers (doc/dynamic.rst); the loader refused them as "wrong type".
+    flow = declarative.load_flow(
+        spec(
+            s={"task": f"{T}:Spawns", "inputs": {"xs": [1, 2, 3]}},
+            t={"task": f"{T}:total_of", "inputs": {"values": "${s}"}},
+        )
+    )
+    assert engines.run(flow, check_types=True)["t"] == 6
+
+
+def test_a_mapping_computed_for_a_model_argument_becomes_the_model() -> None:
+    # A plain spec task's model argument is made from a mapping by the engine
+    # (doc/typed.rst); a task whose inputs need the adapter (a field, text) got
+    # the mapping itself, and failed on ``q.close``.
+    pytest.importorskip("pydantic")
+    field = spec(n={"task": f"{T}:nested_quote"}, d={"task": f"{T}:described", "inputs": {"q": "${n.quote}"}})
+    assert engines.run(declarative.load_flow(field))["d"] == "Quote 5.0"
+    # On a process pool too, where the adapter travels pickled.
+    pooled = engines.run(declarative.load_flow(field), engine="parallel", executor="processes")
+    assert pooled["d"] == "Quote 5.0"
+    beside_text = spec(
+        n={"task": f"{T}:nested_quote"},
+        d={"task": f"{T}:described", "inputs": {"q": {"close": 6}, "label": " (${n.label})"}},
+    )
+    assert engines.run(declarative.load_flow(beside_text))["d"] == "Quote 6.0 (!)"
+    wrong = spec(n={"task": f"{T}:nested_quote"}, d={"task": f"{T}:described", "inputs": {"q": "${n.label}"}})
+    with pytest.raises(exceptions.InvalidResult, match="argument 'q'"):
+        engines.run(declarative.load_flow(wrong))
+
+
+def test_a_constant_for_a_type_no_spec_can_write_is_left_to_the_task(tmp_path: Path) -> None:
+    # A spec is JSON or YAML: it has no Path, enum member, tuple or (in JSON) date.
+    # Such an argument refused every constant ("'/data/in.csv' (str) is not
+    # pathlib.Path"), so a spec could not give one at all, while a Python flow's
+    # inject and ``flowkit run --store`` hand the text to the task, which makes
+    # its own of it. The check now stands aside for them, as --store does.
+    inputs = {"path": "/data/in.csv", "colour": "red", "size": [2, 3], "when": "2026-05-01"}
+    text = json.dumps({"name": "f", "tasks": {"o": {"task": f"{T}:opened", "inputs": inputs}}})
+    assert (
+        engines.run(declarative.load_flow(write(tmp_path, text, "f.json")))["o"]
+        == "in.csv RED (2, 3) 2026-05-01"
+    )
+    # Types a spec can write are still checked.
+    err = load_error(spec(c={"task": f"{T}:Count", "inputs": {"n": "/data"}}))
+    assert (err.task, err.key) == ("c", "inputs.n")
+
+
 def test_a_missing_field_at_run_time_fails_the_atom_and_reverts() -> None:
     flow = declarative.load_flow(
         spec(
@@ -615,6 +725,20 @@ def test_a_key_given_twice_is_refused_not_silently_dropped(tmp_path: Path) -> No
     one = {"task": f"{T}:add", "inputs": {"a": 1}}
     as_json = f'{{"tasks": {{"a": {json.dumps(one)}, "a": {json.dumps(one)}}}}}'
     assert "duplicate key 'a'" in str(load_error(write(tmp_path, as_json, "f.json")))
+
+
+def test_a_key_given_twice_in_a_json_file_names_both_lines(tmp_path: Path) -> None:
+    # Other errors of a JSON spec name their line; this one named only the key,
+    # in a file where that key is the one written twice.
+    pytest.importorskip("yaml")
+    text = json.dumps({"name": "pricing", "tasks": {"fx": {"task": f"{T}:FetchRate"}}}, indent=2)
+    text = text.replace('"tasks": {', '"tasks": {\n    "fx": {"task": "x:Y"},', 1)
+    lines = text.splitlines()
+    first, second = (i for i, line in enumerate(lines, 1) if '"fx"' in line)
+    err = load_error(write(tmp_path, text, "pricing.json"))
+    assert (err.line, err.key) == (second, "fx")
+    assert str(err).startswith(f"{tmp_path / 'pricing.json'}, line {second}, key 'fx': ")
+    assert f"duplicate key 'fx' (first on line {first})" in str(err)
 
 
 def _alias_bomb(levels: int) -> str:

@@ -279,3 +279,34 @@ def test_a_parameterized_for_each_reading_a_sibling_it_cannot_wait_for_is_refuse
     err = error_of(tmp_path, text)
     assert (err.line, err.task, err.key) == (line, task, "retry.values"), str(err)
     assert "${hosts}" in err.reason and reason in err.reason, str(err)
+
+
+def test_a_for_each_value_that_does_not_fit_the_argument_reading_it_is_refused_at_load(
+    tmp_path: Path,
+) -> None:
+    # The values are constants of the spec, as an input's are: ``inputs: {n: eu}``
+    # for an int is refused at load, but ``values: [1, eu]`` read as ``${n}`` ran,
+    # and the task got 'eu' for its int on the second try.
+    err = error_of(
+        tmp_path,
+        "tasks:\n"
+        "  sub:\n"
+        "    flow: linear\n"
+        "    retry: {controller: for_each, values: [1, eu], provides: n}\n"
+        "    tasks:\n"
+        "      c: {task: tests.declarative.tasks:Count, inputs: {n: '${n}'}}\n",
+    )
+    assert (err.line, err.task, err.key) == (6, "c", "inputs.n")
+    assert "wrong type: ${n} takes the for_each values of the retry of sub-flow 'sub'" in err.reason
+    assert "'eu' (str) is not int" in err.reason
+    spec = {
+        "name": "f",
+        "tasks": {
+            "sub": {
+                "flow": "linear",
+                "retry": {"controller": "for_each", "values": [5, 6], "provides": "n"},
+                "tasks": {"c": {"task": "tests.declarative.tasks:Count", "inputs": {"n": "${n}"}}},
+            }
+        },
+    }
+    assert run(declarative.load_flow(spec), "serial")[0]["c"] == 5

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from typing import Any
 
 import pydantic
@@ -58,3 +59,16 @@ class PriceKinds(task.Task):
 
     def execute(self, **prices: Price) -> dict[str, str]:
         return {name: type(price).__name__ for name, price in prices.items()}
+
+
+class Level(enum.StrEnum):
+    LOW = "low"
+    HIGH = "high"
+
+
+class Grades(task.Task):
+    """Results that are no JSON object, with models and enum members inside (or an enum alone)."""
+
+    def execute(self) -> tuple[Level, list[Level], list[Price], tuple[Price, int]]:
+        price = Price(amount=1, currency="EUR")
+        return Level.HIGH, [Level.LOW], [price], (price, 2)

@@ -186,3 +186,36 @@ def test_a_model_reads_the_same_in_hand_and_from_its_stored_json() -> None:
         assert summarize(model) == shown
         assert summarize(stored, model_name(model)) == shown
     assert model_name({"a": 1}) is None and model_name(models.Price) is None  # a class is no model
+
+
+def test_models_and_enums_in_a_result_that_is_no_mapping_come_back_after_resume(sqlite_backend: Any) -> None:
+    # A resumed run made a stored result into its declared model only when it
+    # was a JSON object: an enum alone, a list of them, a list of models and a
+    # tuple holding one came back as their JSON (doc/typed.rst says members and
+    # models come back, alone or inside a container).
+    backend = sqlite_backend
+    names = ("level", "levels", "prices", "pair")
+
+    def grades_flow() -> linear_flow.Flow:
+        return linear_flow.Flow("f").add(models.Grades("grades", provides=names), models.UsePrice("use"))
+
+    store = {"price": {"amount": 3, "currency": "EUR"}}
+    engine = engines.load(grades_flow(), store=store, backend=backend)
+
+    def stop(state: str, details: dict[str, Any]) -> None:
+        if details["task_name"] == "grades" and state == states.SUCCESS:
+            engine.suspend()
+
+    engine.atom_notifier.register(Notifier.ANY, stop)
+    engine.run()
+    first = {name: engine.storage.fetch(name) for name in names}
+    with contextlib.closing(backend.get_connection()) as conn:
+        detail = conn.get_flow_details(engine.storage.flow_uuid)
+    resumed = engines.load(grades_flow(), flow_detail=detail, backend=backend)
+    resumed.run()
+    again = {name: resumed.storage.fetch(name) for name in names}
+    assert again == first
+    assert type(again["level"]) is models.Level
+    assert [type(level) for level in again["levels"]] == [models.Level]
+    assert [type(price) for price in again["prices"]] == [models.Price]
+    assert type(again["pair"]) is tuple and type(again["pair"][0]) is models.Price

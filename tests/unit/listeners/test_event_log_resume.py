@@ -481,3 +481,29 @@ def test_a_listener_whose_first_notice_is_an_in_doubt_atoms_outcome_records_it_o
         (2, "RUNNING", "RUNNING", CauseKind.RESUMED),  # run again, in doubt
         (2, "RUNNING", "SUCCESS", CauseKind.RETURNED),
     ]
+
+
+def test_a_flow_resumed_with_an_atom_the_earlier_run_did_not_have_is_logged_whole(
+    backend: Backend, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A flow fixed between the crash and the resume (a spec file edited, a task
+    # added to a factory) has an atom with no record yet when RESUMING is sent:
+    # the engine adds it afterwards, as TaskFlow does. The log asked the storage
+    # for its state, the listener failed (a traceback logged), and the run was
+    # logged without the earlier run's events: 'b' read as never attempted.
+    from flowkit.report import ExecutionReport
+
+    Crashes.armed = True
+    crashed = run_to_the_crash(linear_flow.Flow("f").add(Reserve("a"), Crashes("b")), backend, time.time)
+    fixed = linear_flow.Flow("f").add(Reserve("a"), Crashes("b"), Reserve("c"))
+    with caplog.at_level("WARNING"):
+        resumed, log = resume(fixed, backend, crashed)
+    assert not [r for r in caplog.records if "Failure calling listener" in r.getMessage()]
+    assert [(e.run, e.state) for e in log if e.name == "b"] == [
+        (1, "RUNNING"),
+        (2, "RUNNING"),
+        (2, "SUCCESS"),
+    ]
+    assert [(e.run, e.state) for e in log if e.name == "c"] == [(2, "RUNNING"), (2, "SUCCESS")]
+    (b,) = [a for a in ExecutionReport.from_flow_detail(stored(backend, resumed)).atoms if a.name == "b"]
+    assert b.attempts == 2
