@@ -341,26 +341,45 @@ def measure(args: argparse.Namespace, url: str) -> list[tuple[str, str]]:
     return rows
 
 
-def _advertise(url: str, topic: str, count: int) -> None:
-    """Write ``count`` adverts on ``topic`` offering Noop, as workers that write no arrival entry do.
+@contextlib.contextmanager
+def _beating(url: str, topic: str, count: int, heartbeat: float = 1.0) -> Iterator[None]:
+    """Keep ``count`` adverts on ``topic`` offering Noop, rewritten every ``heartbeat`` as workers do.
 
-    Their heartbeat is long enough that none goes stale during the measure.
+    Workers of a release before arrival entries: they write none.
     """
+    import threading
+
     from flowkit.engines.worker_based import _transport, protocol
 
     client = _transport.connect(url)
-    try:
+    stop = threading.Event()
+
+    def beat() -> None:
         pipe = client.pipeline(transaction=False)
-        expires_ms = int((time.time() + 600) * 1000)
+        expires_ms = int((time.time() + 3 * heartbeat) * 1000)
         for i in range(count):
             worker = f"bench-idle-{i}"
             notify = protocol.notify_message(
-                worker, topic, [protocol.task_name(Noop)], heartbeat=200.0, visibility_timeout=600.0
+                worker, topic, [protocol.task_name(Noop)], heartbeat=heartbeat, visibility_timeout=30.0
             )
-            pipe.hset(protocol.worker_key("flowkit", worker), mapping=protocol.encode(notify, None))  # type: ignore[arg-type]
+            key = protocol.worker_key("flowkit", worker)
+            pipe.hset(key, mapping=protocol.encode(notify, None))  # type: ignore[arg-type]
+            pipe.pexpire(key, int(3000 * heartbeat))
             pipe.zadd(protocol.workers_key("flowkit", topic), {worker: expires_ms})
         pipe.execute()
+
+    def loop() -> None:
+        while not stop.wait(heartbeat):
+            beat()
+
+    beat()
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        yield
     finally:
+        stop.set()
+        thread.join()
         client.close()
 
 
@@ -372,33 +391,34 @@ def wait_looks(url: str, count: int, wait: float) -> tuple[str, str]:
     from tests.workers.behaviour_tasks import Echo
 
     topic = f"bench-{uuid.uuid4().hex[:8]}"
-    _advertise(url, topic, count)
     client = redis.Redis.from_url(url)
     try:
-        engine = engines.load(
-            unordered_flow.Flow("f").add(Echo(name="missing", inject={"value": 1})),
-            engine="worker-based",
-            url=url,
-            topics=[topic],
-            worker_wait=wait,
-        )
-        client.config_resetstat()
-        cpu = time.process_time()
-        try:
-            engine.run()
-        except exceptions.NotFound:
-            pass
-        else:
-            raise RuntimeError("worker_wait found a worker for a task nobody offers")
-        cpu = time.process_time() - cpu
-        stats = client.info("commandstats")
+        with _beating(url, topic, count):
+            engine = engines.load(
+                unordered_flow.Flow("f").add(Echo(name="missing", inject={"value": 1})),
+                engine="worker-based",
+                url=url,
+                topics=[topic],
+                worker_wait=wait,
+            )
+            client.config_resetstat()
+            cpu = time.thread_time()  # the wait runs in this thread; the beats in their own
+            try:
+                engine.run()
+            except exceptions.NotFound:
+                pass
+            else:
+                raise RuntimeError("worker_wait found a worker for a task nobody offers")
+            cpu = time.thread_time() - cpu
+            stats = client.info("commandstats")
     finally:
         client.close()
     calls = {name.removeprefix("cmdstat_"): int(row["calls"]) for name, row in stats.items()}
-    looks = calls.get("zrange", 0)  # one per look: the topic's members
+    # ZRANGE: one per look (the topic's members); the beats write no ZRANGE nor HGETALL
+    looks = calls.get("zrange", 0)
     spent = sum(calls.get(name, 0) for name in ("zremrangebyscore", "zrange", "hgetall"))
     return (
-        f"worker_wait {wait:g} s, {count} workers without arrival entries",
+        f"worker_wait {wait:g} s, {count} workers (heartbeat 1 s) without arrival entries",
         f"{looks} looks, {spent / max(looks, 1):.1f} commands and"
         f" {calls.get('hgetall', 0) / max(looks, 1):.1f} adverts read per look;"
         f" engine CPU {cpu / max(looks, 1) * 1e3:.2f} ms per look",
