@@ -791,6 +791,39 @@ def _blocked_reads(client: Any) -> list[str]:
     return [line for line in text.splitlines() if "cmd=xreadgroup" in line and " flags=b " in line]
 
 
+def test_the_reading_thread_reads_and_claims_without_checking_a_connection_out_of_the_pool(
+    wire: Wire, redis_flushed_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every request passes through the reading thread; a pool checkout probes the connection
+    # (a recv and two settimeout calls) at each of its round trips. It has a connection of
+    # its own: counted, the pool hands none to it while it serves requests.
+    worker = Worker(
+        topic=TOPIC, tasks=[MODULE], url=redis_flushed_url, heartbeat=0.05, visibility_timeout=5.0
+    )
+    pool = worker._client.connection_pool
+    checkouts: dict[str, int] = {}
+    get_connection = pool.get_connection
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        name = threading.current_thread().name
+        checkouts[name] = checkouts.get(name, 0) + 1
+        return get_connection(*args, **kwargs)
+
+    monkeypatch.setattr(pool, "get_connection", counted)
+    worker.start()
+    try:
+        assert worker.wait(10)
+        checkouts.clear()  # from here on it serves (making the group at start used the pool)
+        ids = [wire.send(name_of("Add"), {"x": i, "y": 1}) for i in range(20)]
+        assert [wire.final(request_id)["result"] for request_id in ids] == [i + 1 for i in range(20)]
+    finally:
+        worker.stop()
+    assert worker.join(10)
+    reading = f"flowkit-worker-{worker.worker_id}"
+    assert checkouts.get(reading, 0) == 0, checkouts
+    assert checkouts.get("flowkit-worker-writer", 0) > 0  # the others still share the pool
+
+
 @pytest.mark.timeout(60)  # the old stop waited out the block: fail, do not hang
 def test_stop_ends_the_blocking_read_of_an_idle_worker_at_once(
     wire: Wire, start_worker: Any, monkeypatch: pytest.MonkeyPatch

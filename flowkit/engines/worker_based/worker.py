@@ -606,7 +606,7 @@ class Worker:
                 # under load, one round trip per batch instead of two.
                 accepted, outs, now = self._screen(entries, None)
                 fresh, entries, refused = self._first_sightings(
-                    accepted, now, outs, read_more=self._slots_after(len(accepted))
+                    reading, accepted, now, outs, read_more=self._slots_after(len(accepted))
                 )
                 self._launch(fresh, outs)
                 if refused is not None:
@@ -641,7 +641,7 @@ class Worker:
     def _dispatch(self, entries: list[tuple[Any, Any]], deliveries: Mapping[str, int] | None) -> None:
         """Check each entry and queue its answer or its job; ``deliveries`` marks taken-over ones."""
         accepted, outs, now = self._screen(entries, deliveries)
-        fresh, _, _ = self._first_sightings(accepted, now, outs)
+        fresh, _, _ = self._first_sightings(self._client, accepted, now, outs)
         self._launch(fresh, outs)
 
     def _screen(
@@ -697,7 +697,7 @@ class Worker:
                 self._jobs.put(job)
 
     def _first_sightings(
-        self, jobs: list[_Job], now: float, outs: list[_Out], read_more: int = 0
+        self, client: _transport.Client, jobs: list[_Job], now: float, outs: list[_Out], read_more: int = 0
     ) -> tuple[list[_Job], list[tuple[Any, Any]], Exception | None]:
         """The jobs whose request id no other stream entry has carried: replays are refused.
 
@@ -719,6 +719,9 @@ class Worker:
         claims and another for its next read. The claims go first in the
         pipeline, so no job waits for the read. The read's own error (the
         group gone) is returned third, for the read loop's recovery.
+
+        ``client``: the reading thread's own (its connection) or, from the
+        heartbeat's take-overs, the worker's pool.
         """
         if not jobs:
             return jobs, [], None
@@ -726,7 +729,7 @@ class Worker:
         more: list[tuple[Any, Any]] = []
         refused: Exception | None = None
         try:
-            pipe = self._client.pipeline(transaction=False)
+            pipe = client.pipeline(transaction=False)
             for job, key in zip(jobs, keys, strict=True):
                 _transport.queue_claim(pipe, key, job.entry_id, _seen_for_ms(job.message["deadline"] - now))
             if read_more:
@@ -744,7 +747,7 @@ class Worker:
             taken = [index for index, first in enumerate(claimed) if not first]
             holders: dict[int, Any] = {}
             if taken:
-                pipe = self._client.pipeline(transaction=False)
+                pipe = client.pipeline(transaction=False)
                 for index in taken:
                     pipe.get(keys[index])
                 holders = dict(zip(taken, pipe.execute(), strict=True))
