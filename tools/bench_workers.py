@@ -18,6 +18,10 @@ started for each configuration and stopped after it. Rows:
   timed from ``engines.load()`` to ``run()`` returning (a fresh engine, its
   connection, scan and reply stream included), min and median: the fixed cost
   of one run in a process that runs many;
+* with ``--wait-workers N``: an engine's ``worker_wait`` of ``--wait`` seconds for a
+  task nobody offers, while ``N`` workers that write no arrival entry are
+  advertised on its topic (adverts written by this script): the Redis commands
+  and adverts read per look for workers (``INFO commandstats``, every client's);
 * with ``--go``: the same throughput rows for the Go worker (task ``Echo``, and its
   Python twin for comparison), and ``--primes`` CountPrimes tasks on 2 workers of each.
 
@@ -253,6 +257,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=300_000, help="CountPrimes limit (300000)")
     parser.add_argument("--repeat", type=int, default=3, help="measured runs per row, best kept (3)")
     parser.add_argument("--runs", type=int, default=20, help="runs timed in each per-run row (20)")
+    parser.add_argument(
+        "--wait-workers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also measure worker_wait's looks with N advertised workers (0: not measured)",
+    )
+    parser.add_argument("--wait", type=float, default=3.0, help="worker_wait of the look rows, seconds (3)")
+    parser.add_argument("--looks-only", action="store_true", help="measure only the --wait-workers rows")
     args = parser.parse_args(argv)
 
     with contextlib.ExitStack() as stack:
@@ -268,6 +281,10 @@ def main(argv: list[str] | None = None) -> int:
 def measure(args: argparse.Namespace, url: str) -> list[tuple[str, str]]:
     python = shlex.split(args.python_worker)
     rows: list[tuple[str, str]] = []
+    if args.wait_workers:
+        rows.append(wait_looks(url, args.wait_workers, args.wait))
+    if args.looks_only:
+        return rows
 
     def topic() -> str:
         return f"bench-{uuid.uuid4().hex[:8]}"
@@ -322,6 +339,90 @@ def measure(args: argparse.Namespace, url: str) -> list[tuple[str, str]]:
                             (f"{kind} x2: {args.primes} CountPrimes({args.limit})", f"{seconds:8.3f} s")
                         )
     return rows
+
+
+@contextlib.contextmanager
+def _beating(url: str, topic: str, count: int, heartbeat: float = 1.0) -> Iterator[None]:
+    """Keep ``count`` adverts on ``topic`` offering Noop, rewritten every ``heartbeat`` as workers do.
+
+    Workers of a release before arrival entries: they write none.
+    """
+    import threading
+
+    from flowkit.engines.worker_based import _transport, protocol
+
+    client = _transport.connect(url)
+    stop = threading.Event()
+
+    def beat() -> None:
+        pipe = client.pipeline(transaction=False)
+        expires_ms = int((time.time() + 3 * heartbeat) * 1000)
+        for i in range(count):
+            worker = f"bench-idle-{i}"
+            notify = protocol.notify_message(
+                worker, topic, [protocol.task_name(Noop)], heartbeat=heartbeat, visibility_timeout=30.0
+            )
+            key = protocol.worker_key("flowkit", worker)
+            pipe.hset(key, mapping=protocol.encode(notify, None))  # type: ignore[arg-type]
+            pipe.pexpire(key, int(3000 * heartbeat))
+            pipe.zadd(protocol.workers_key("flowkit", topic), {worker: expires_ms})
+        pipe.execute()
+
+    def loop() -> None:
+        while not stop.wait(heartbeat):
+            beat()
+
+    beat()
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        client.close()
+
+
+def wait_looks(url: str, count: int, wait: float) -> tuple[str, str]:
+    """Commands per look of a ``worker_wait`` for a task none of ``count`` advertised workers offers."""
+    import redis
+
+    from flowkit import exceptions
+    from tests.workers.behaviour_tasks import Echo
+
+    topic = f"bench-{uuid.uuid4().hex[:8]}"
+    client = redis.Redis.from_url(url)
+    try:
+        with _beating(url, topic, count):
+            engine = engines.load(
+                unordered_flow.Flow("f").add(Echo(name="missing", inject={"value": 1})),
+                engine="worker-based",
+                url=url,
+                topics=[topic],
+                worker_wait=wait,
+            )
+            client.config_resetstat()
+            cpu = time.thread_time()  # the wait runs in this thread; the beats in their own
+            try:
+                engine.run()
+            except exceptions.NotFound:
+                pass
+            else:
+                raise RuntimeError("worker_wait found a worker for a task nobody offers")
+            cpu = time.thread_time() - cpu
+            stats = client.info("commandstats")
+    finally:
+        client.close()
+    calls = {name.removeprefix("cmdstat_"): int(row["calls"]) for name, row in stats.items()}
+    # ZRANGE: one per look (the topic's members); the beats write no ZRANGE nor HGETALL
+    looks = calls.get("zrange", 0)
+    spent = sum(calls.get(name, 0) for name in ("zremrangebyscore", "zrange", "hgetall"))
+    return (
+        f"worker_wait {wait:g} s, {count} workers (heartbeat 1 s) without arrival entries",
+        f"{looks} looks, {spent / max(looks, 1):.1f} commands and"
+        f" {calls.get('hgetall', 0) / max(looks, 1):.1f} adverts read per look;"
+        f" engine CPU {cpu / max(looks, 1) * 1e3:.2f} ms per look",
+    )
 
 
 def _primes(task_cls: type, count: int, limit: int) -> Callable[[], Any]:

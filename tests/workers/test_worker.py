@@ -784,6 +784,87 @@ def test_stop_waits_for_running_tasks_and_removes_the_advertisement(wire: Wire, 
     assert wire.client.zscore(protocol.workers_key("flowkit", TOPIC), worker.worker_id) is None
 
 
+def _blocked_reads(client: Any) -> list[str]:
+    """The ``CLIENT LIST`` lines of connections blocked in XREADGROUP (flag ``b``)."""
+    lines = client.execute_command("CLIENT", "LIST")
+    text = lines.decode() if isinstance(lines, bytes) else str(lines)
+    return [line for line in text.splitlines() if "cmd=xreadgroup" in line and " flags=b " in line]
+
+
+def test_the_reading_thread_reads_and_claims_without_checking_a_connection_out_of_the_pool(
+    wire: Wire, redis_flushed_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every request passes through the reading thread; a pool checkout probes the connection
+    # (a recv and two settimeout calls) at each of its round trips. It has a connection of
+    # its own: counted, the pool hands none to it while it serves requests.
+    worker = Worker(
+        topic=TOPIC, tasks=[MODULE], url=redis_flushed_url, heartbeat=0.05, visibility_timeout=5.0
+    )
+    pool = worker._client.connection_pool
+    checkouts: dict[str, int] = {}
+    get_connection = pool.get_connection
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        name = threading.current_thread().name
+        checkouts[name] = checkouts.get(name, 0) + 1
+        return get_connection(*args, **kwargs)
+
+    monkeypatch.setattr(pool, "get_connection", counted)
+    worker.start()
+    try:
+        assert worker.wait(10)
+        checkouts.clear()  # from here on it serves (making the group at start used the pool)
+        ids = [wire.send(name_of("Add"), {"x": i, "y": 1}) for i in range(20)]
+        assert [wire.final(request_id)["result"] for request_id in ids] == [i + 1 for i in range(20)]
+    finally:
+        worker.stop()
+    assert worker.join(10)
+    reading = f"flowkit-worker-{worker.worker_id}"
+    assert checkouts.get(reading, 0) == 0, checkouts
+    assert checkouts.get("flowkit-worker-writer", 0) > 0  # the others still share the pool
+
+
+@pytest.mark.timeout(60)  # the old stop waited out the block: fail, do not hang
+def test_stop_ends_the_blocking_read_of_an_idle_worker_at_once(
+    wire: Wire, start_worker: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A read blocking for ten minutes: a stop that waited for it to end would outlast the
+    # test's bounded wait. CLIENT UNBLOCK on the read's connection ends it.
+    from flowkit.engines.worker_based import worker as worker_module
+
+    monkeypatch.setattr(worker_module, "MAX_BLOCK", 600.0)
+    worker = start_worker(heartbeat=600.0, visibility_timeout=1200.0)
+    wait_until(lambda: _blocked_reads(wire.client), 10.0)
+    stopper = threading.Thread(target=worker.stop)
+    stopper.start()
+    stopper.join(10)
+
+    assert worker.join(0), "stop() waited for the blocking read to run out"
+    assert not _blocked_reads(wire.client)
+
+
+def test_a_stop_redis_refuses_to_wake_the_read_for_waits_for_the_read_and_says_so(
+    redis_flushed_url: str, wire: Wire, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A worker user without @admin: CLIENT UNBLOCK is refused; the stop waits out the
+    # read's block (half a second at most), as before, and says why once.
+    caplog.set_level(logging.INFO, logger="flowkit.engines.worker_based.worker")
+    user = f"w-{uuid.uuid4().hex[:8]}"
+    wire.client.execute_command("ACL", "SETUSER", user, "on", ">pw", "~*", "&*", "+@all", "-@admin")
+    try:
+        url = redis_flushed_url.replace("redis://", f"redis://{user}:pw@", 1)
+        worker = Worker(topic=TOPIC, tasks=[MODULE], url=url, heartbeat=0.05, visibility_timeout=5.0)
+        worker.start()
+        assert worker.wait(10)
+        wait_until(lambda: _blocked_reads(wire.client), 10.0)
+        worker.stop()
+        assert worker.join(10)
+    finally:
+        wire.client.execute_command("ACL", "DELUSER", user)
+    said = [r for r in caplog.records if "CLIENT UNBLOCK" in r.getMessage()]
+    assert [r.levelno for r in said] == [logging.INFO], said
+
+
 def test_stop_leaves_requests_running_past_the_grace_unacknowledged(wire: Wire, start_worker: Any) -> None:
     clock = FakeClock()
     worker = start_worker(clock=clock, grace=10.0)

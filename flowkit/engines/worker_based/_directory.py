@@ -43,7 +43,7 @@ import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from flowkit import exceptions as exc
 from flowkit._utils.text import log_safe
@@ -114,7 +114,9 @@ class Directory:
         self.namespace = namespace
         self._secret = secret
         self._max_bytes = max_bytes
-        # Both replaced whole by scan(), so readers in other threads see one scan or the next.
+        # All replaced whole by scan(), so readers in other threads see one scan or the next.
+        #: topic -> worker id -> its advert, as the last scan read or kept it.
+        self._adverts: dict[str, dict[str, dict[str, Any]]] = {}
         self._offers: dict[str, frozenset[str]] = {topic: frozenset() for topic in self._scanned}
         self._live: dict[str, frozenset[str]] = {topic: frozenset() for topic in self._scanned}
         #: topic -> the smallest ``max_message_bytes`` its live workers state (absent: none states one).
@@ -128,8 +130,23 @@ class Directory:
         self.arrivals_seen: bytes | None = None
         self._topic_names = frozenset(topic.encode() for topic in self._scanned)
 
-    def scan(self, client: _transport.Client, topics: Sequence[str] | None = None) -> None:
+    def scan(
+        self, client: _transport.Client, topics: Sequence[str] | None = None, *, reuse: bool = False
+    ) -> None:
         """Read the adverts of ``topics`` (default: all) and remember who offers what.
+
+        With ``reuse`` (a periodic look, made to find workers that write no
+        arrival entry, or a check that running requests' workers still live),
+        the members of each topic are read, and only the adverts of workers
+        the last scan did not keep, or whose kept advert is three heartbeats
+        old (see :meth:`_still_counts`): a look over many known workers then
+        costs one round trip, not two and a read of every advert. A read would
+        return the same advert but for its ``sent_at`` (a worker's tasks,
+        topic and limit are fixed for its life), and the member's score, which
+        the same beats extend, says the worker lives. A worker that restarts
+        under the same id with other tasks writes an arrival entry, whose scan
+        reads everything; one that writes none (an older release) is read
+        again within three heartbeats, as its kept advert comes due.
 
         Raises:
             redis.RedisError: Redis could not be asked (a ``_transport.errors()`` one).
@@ -141,20 +158,26 @@ class Directory:
             offers: dict[str, frozenset[str]] = {}
             live: dict[str, frozenset[str]] = {}
             limits: dict[str, SizeLimit] = {}
+            known: dict[str, dict[str, dict[str, Any]]] = {}
         else:
             routing, scanned = self._routing, self._scanned
             offers, live, limits = dict(self._offers), dict(self._live), dict(self._limits)
+            known = dict(self._adverts)
         for topic in scanned if topics is None else topics:
             now = self._clock.time()
-            adverts = _transport.live_workers(
-                client, self.namespace, topic, self._secret, self._max_bytes, now=now
-            )
+            if reuse:
+                adverts = self._reread(client, topic, now)
+            else:
+                adverts = _transport.live_workers(
+                    client, self.namespace, topic, self._secret, self._max_bytes, now=now
+                )
             if self._expiry is not None:
                 adverts = {
                     worker: advert
                     for worker, advert in adverts.items()
                     if now - advert["sent_at"] <= self._expiry
                 }
+            known[topic] = adverts
             live[topic] = frozenset(adverts)
             offers[topic] = frozenset(name for advert in adverts.values() for name in _names(advert))
             limit = _smallest_limit(adverts)
@@ -162,10 +185,38 @@ class Directory:
                 limits.pop(topic, None)
             else:
                 limits[topic] = limit
-        self._offers, self._live, self._limits = offers, live, limits
+        self._adverts, self._offers, self._live, self._limits = known, offers, live, limits
         self._routing, self._scanned = routing, scanned
         self._routes = {}
         self.scans += 1
+
+    def _reread(self, client: _transport.Client, topic: str, now: float) -> dict[str, dict[str, Any]]:
+        """The adverts of ``topic``'s members: those the last scan kept that still count, the others read."""
+        members = _transport.live_members(client, self.namespace, topic, now=now)
+        previous = self._adverts.get(topic, {})
+        kept = {worker: previous[worker] for worker in members if worker in previous}
+        kept = {worker: advert for worker, advert in kept.items() if self._still_counts(advert, now)}
+        unread = [worker for worker in members if worker not in kept]
+        read = _transport.read_adverts(
+            client, self.namespace, topic, unread, self._secret, self._max_bytes, now=now
+        )
+        adverts: dict[str, dict[str, Any]] = {}
+        for worker in members:  # in the members' order, as a full read gives them
+            advert = kept.get(worker) or read.get(worker)
+            if advert is not None:
+                adverts[worker] = advert
+        return adverts
+
+    def _still_counts(self, advert: Mapping[str, Any], now: float) -> bool:
+        """Whether an advert read earlier may stand for a read at ``now``.
+
+        For three of its heartbeats after its ``sent_at``: as long as the
+        advert's own expiry in Redis, short of the staleness a read refuses
+        (three heartbeats and the clock skew allowed). ``worker_expiry`` is
+        checked as a read checks it. Past either, the advert is read again.
+        """
+        age = now - advert["sent_at"]
+        return age <= 3 * advert["heartbeat"] and (self._expiry is None or age <= self._expiry)
 
     def watch_arrivals(self, client: _transport.Client) -> None:
         """Remember where the arrivals stream ends now: the arrivals after it are news.
@@ -332,13 +383,17 @@ class Directory:
         # How late Redis may end a block: on its timer's tick, every 100 ms at its default hz
         # of 10, so about a block late. Raised to the lateness seen; see _await_arrival.
         late = block_ms / 1000
+        arrived = True  # the first scan reads every advert, as a worker's arrival does
         while True:
-            self.scan(client)
+            self.scan(client, reuse=not arrived)
             missing = {atom: task for atom, task in needed.items() if self.route(atom, task) is None}
             now = clock.monotonic()
             if not missing or now >= deadline:
                 break
-            late = self._await_arrival(client, min(now + self.look_every, deadline), deadline, block_ms, late)
+            awaited = self._await_arrival(
+                client, min(now + self.look_every, deadline), deadline, block_ms, late
+            )
+            arrived, late = awaited.arrived, awaited.late
         if missing:
             listed = ", ".join(
                 f"atom '{atom}' (task {task}{self._pin_text(atom)})" for atom, task in sorted(missing.items())
@@ -351,7 +406,7 @@ class Directory:
 
     def _await_arrival(
         self, client: _transport.Client, until: float, deadline: float, block_ms: int, late: float
-    ) -> float:
+    ) -> _Awaited:
         """Return once a worker of our topics arrives, or at ``until`` (monotonic, on the clock).
 
         Blocks on the arrivals stream, in reads of at most ``block_ms``; an
@@ -364,7 +419,8 @@ class Directory:
         scan that follows it.
 
         Returns:
-            ``late``, raised to how late this wait's reads ended, if later.
+            whether a worker arrived (not the time running out), and ``late``
+            raised to how late this wait's reads ended, if later.
 
         Raises:
             redis.RedisError: Redis could not be reached (a transient
@@ -375,7 +431,7 @@ class Directory:
             now = clock.monotonic()
             left = until - now
             if left <= 0:
-                return late
+                return _Awaited(arrived=False, late=late)
             # At least 1 ms: a block of 0 would wait for ever.
             block = max(1, min(block_ms, math.ceil(left * 1000)))
             seen = self.arrivals_seen
@@ -392,7 +448,7 @@ class Directory:
             late = max(late, clock.monotonic() - now - block / 1000)
             for _stream, entries in _transport.stream_entries(reply):
                 if self.take_arrivals(entries):
-                    return late
+                    return _Awaited(arrived=True, late=late)
 
     def searched(self, atom: str) -> str:
         """Where a task of ``atom`` is looked for, for messages (its pinned topic, or the routing ones)."""
@@ -406,6 +462,15 @@ class Directory:
     def _pin_text(self, atom: str) -> str:
         topic = self.pinned.get(atom)
         return "" if topic is None else f", pinned to topic '{topic}'"
+
+
+class _Awaited(NamedTuple):
+    """How a wait between two looks of :meth:`Directory.wait_for` ended."""
+
+    #: A worker of our topics arrived (its scan reads every advert); False: the time ran out.
+    arrived: bool
+    #: How late Redis ended a blocking read, at most, so far.
+    late: float
 
 
 def _smallest_limit(adverts: Mapping[str, Mapping[str, Any]]) -> SizeLimit | None:

@@ -1034,7 +1034,8 @@ class RedisDriver(DispatchingDriver):
     def _check_workers(self, running: list[_Request], now: float, timeout: float) -> None:
         directory = self._directory
         try:
-            directory.scan(self._client, sorted({r.topic for r in running}))
+            # Who is still listed is what counts here: known workers' adverts are not read again.
+            directory.scan(self._client, sorted({r.topic for r in running}), reuse=True)
             live: Callable[[str], frozenset[str]] = directory.live
         except _transport.errors():
             live = _nobody  # unreachable Redis counts as a vanished worker

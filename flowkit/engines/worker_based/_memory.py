@@ -703,9 +703,8 @@ class MemoryClient(_Commands):
     def interrupt(self) -> None:
         """End this client's blocking read at once (or its next one): a stopping worker stops waiting.
 
-        Redis has no such thing; there a stop waits out the read's block (at
-        most half a second), which is fine across a network but adds up when
-        a test starts and stops a worker in every case.
+        On Redis a stop sends ``CLIENT UNBLOCK`` for the same effect (see
+        ``_wakeable``).
         """
         self.broker.interrupt(self)
 

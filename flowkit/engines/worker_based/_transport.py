@@ -45,10 +45,12 @@ __all__ = [
     "errors",
     "fields",
     "is_transient",
+    "live_members",
     "live_topics",
     "live_workers",
     "namespace",
     "queue_claim",
+    "read_adverts",
     "refusals",
     "retry_settings",
     "stream_entries",
@@ -444,11 +446,22 @@ def live_workers(
 ) -> dict[str, dict[str, Any]]:
     """Read the live advertisements of ``topic``: worker id -> its ``notify`` message.
 
-    Members whose expiry score has passed are removed from the set. An advert
-    whose hash is gone, does not decode (bad signature, malformed), is not a
-    ``notify``, names another topic or is stale (its ``sent_at`` more than
-    three heartbeats plus :data:`~protocol.MAX_CLOCK_SKEW` before ``now``: a
-    dead worker's advert written back) is left out and the reason logged.
+    :func:`live_members`, then :func:`read_adverts` of them all: two round trips.
+
+    Args:
+        now: the current unix time (default: the real time).
+    """
+    if now is None:
+        now = time.time()
+    members = live_members(client, namespace, topic, now=now)
+    return read_adverts(client, namespace, topic, members, secret, max_bytes, now=now)
+
+
+def live_members(client: Client, namespace: str, topic: str, *, now: float | None = None) -> list[str]:
+    """The ids of the workers listed for ``topic`` whose expiry score has not passed, in one round trip.
+
+    Members whose score has passed are removed from the set. Listed is not yet
+    live: only an advert :func:`read_adverts` accepts says who is.
 
     Args:
         now: the current unix time (default: the real time).
@@ -456,19 +469,42 @@ def live_workers(
     if now is None:
         now = time.time()
     key = protocol.workers_key(namespace, topic)
-    now_ms = int(now * 1000)
     pipe = client.pipeline(transaction=False)
-    pipe.zremrangebyscore(key, "-inf", f"({now_ms}")
+    pipe.zremrangebyscore(key, "-inf", f"({int(now * 1000)}")
     pipe.zrange(key, 0, -1)
     _, members = pipe.execute()
-    if not members:
+    return [m.decode("utf-8", "replace") if isinstance(m, bytes) else str(m) for m in members]
+
+
+def read_adverts(
+    client: Client,
+    namespace: str,
+    topic: str,
+    workers: list[str],
+    secret: bytes | None,
+    max_bytes: int = protocol.MAX_MESSAGE_BYTES,
+    *,
+    now: float | None = None,
+) -> dict[str, dict[str, Any]]:
+    """The usable adverts of ``workers`` of ``topic``, in one round trip (none for no worker).
+
+    An advert whose hash is gone, does not decode (bad signature, malformed),
+    is not a ``notify``, names another topic or is stale (its ``sent_at`` more
+    than three heartbeats plus :data:`~protocol.MAX_CLOCK_SKEW` before ``now``:
+    a dead worker's advert written back) is left out and the reason logged.
+
+    Args:
+        now: the current unix time (default: the real time).
+    """
+    if not workers:
         return {}
-    ids = [m.decode("utf-8", "replace") if isinstance(m, bytes) else str(m) for m in members]
+    if now is None:
+        now = time.time()
     pipe = client.pipeline(transaction=False)
-    for worker_id in ids:
+    for worker_id in workers:
         pipe.hgetall(protocol.worker_key(namespace, worker_id))
     adverts: dict[str, dict[str, Any]] = {}
-    for worker_id, fields in zip(ids, pipe.execute(), strict=True):
+    for worker_id, fields in zip(workers, pipe.execute(), strict=True):
         message = _advert(worker_id, topic, fields, secret, max_bytes, now)
         if message is not None:
             adverts[worker_id] = message

@@ -45,7 +45,7 @@ from typing import Any
 from flowkit import dynamic
 from flowkit import exceptions as exc
 from flowkit._utils.text import log_safe
-from flowkit.engines.worker_based import _memory, _transport, protocol
+from flowkit.engines.worker_based import _memory, _transport, _wakeable, protocol
 from flowkit.engines.worker_based._clock import SYSTEM, WorkerClock
 from flowkit.engines.worker_based._task_call import ProgressThrottle, call_task
 from flowkit.engines.worker_based._task_registry import TaskClass, load_tasks
@@ -63,7 +63,8 @@ REPLY_MAXLEN = 100_000
 REPLY_TTL_MS = int(protocol.REPLY_TTL * 1000)
 #: Most responses and acknowledgements written in one MULTI block.
 MAX_BATCH = 512
-#: Longest single XREADGROUP block (seconds): bounds how long a stop request waits.
+#: Longest single XREADGROUP block (seconds): how long a stop waits for the read when
+#: Redis refuses to end it early (see ``_wakeable``).
 MAX_BLOCK = 0.5
 #: Seconds Redis may take to answer a command beyond the time it was asked to
 #: block: past them the command fails (and is not retried by the client), so a
@@ -261,6 +262,8 @@ class Worker:
         # hangs on a worker that could not start.
         self._started = threading.Event()
         self._run_thread: threading.Thread | None = None
+        #: This run's blocking reads, which a stop wakes (None: not reading yet).
+        self._reader: _wakeable.Reader | None = None
         self._generation = 0
         self._grace_now = grace
         self._give_up_at = float("inf")  # when the writer stops retrying (set on stop)
@@ -364,10 +367,15 @@ class Worker:
         self._stopping.set()
         with self._cond:
             self._cond.notify_all()
-        if isinstance(self._client, _memory.MemoryClient):
-            self._client.interrupt()  # its read need not wait out its block
+        reader = self._reader
         if threading.current_thread() is not self._run_thread:
+            if reader is not None:
+                reader.wake()  # its read need not wait out its block
             self._done.wait()
+        elif reader is not None:
+            # A signal handler interrupting the reading thread, maybe inside the client's
+            # pool lock, which the wake's own command would wait for: woken from a thread.
+            threading.Thread(target=reader.wake, name="flowkit-worker-wake", daemon=True).start()
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until the worker serves requests (as TaskFlow's ``wait``); return whether it does.
@@ -419,6 +427,7 @@ class Worker:
         try:
             try:
                 _transport.ensure_group(self._client, self._stream)
+                self._reader = _wakeable.open_reader(self._client)
             except _transport.errors() as err:
                 raise ConnectionError(f"cannot reach Redis at {mask_url(self._url)}: {err}") from err
             self._start_helpers(helpers)
@@ -447,6 +456,9 @@ class Worker:
             try:
                 self._shut_down(helpers)
             finally:
+                reader, self._reader = self._reader, None
+                if reader is not None:
+                    reader.close()
                 self._done.set()
                 self._started.set()
 
@@ -568,12 +580,14 @@ class Worker:
         backoff = _transport.Backoff()
         block_ms = max(1, int(min(self._heartbeat, MAX_BLOCK) * 1000))
         streams: dict[Any, Any] = {self._stream: ">"}
+        assert self._reader is not None  # opened by _serve before reading
+        reading = self._reader.client
         while not self._stopping.is_set():
             free = self._free_slots()
             if not free:
                 continue
             try:
-                reply = self._client.xreadgroup(
+                reply = reading.xreadgroup(
                     protocol.GROUP, self._worker_id, streams, count=free, block=block_ms
                 )
             except _transport.errors() as err:
@@ -592,7 +606,7 @@ class Worker:
                 # under load, one round trip per batch instead of two.
                 accepted, outs, now = self._screen(entries, None)
                 fresh, entries, refused = self._first_sightings(
-                    accepted, now, outs, read_more=self._slots_after(len(accepted))
+                    reading, accepted, now, outs, read_more=self._slots_after(len(accepted))
                 )
                 self._launch(fresh, outs)
                 if refused is not None:
@@ -627,7 +641,7 @@ class Worker:
     def _dispatch(self, entries: list[tuple[Any, Any]], deliveries: Mapping[str, int] | None) -> None:
         """Check each entry and queue its answer or its job; ``deliveries`` marks taken-over ones."""
         accepted, outs, now = self._screen(entries, deliveries)
-        fresh, _, _ = self._first_sightings(accepted, now, outs)
+        fresh, _, _ = self._first_sightings(self._client, accepted, now, outs)
         self._launch(fresh, outs)
 
     def _screen(
@@ -683,7 +697,7 @@ class Worker:
                 self._jobs.put(job)
 
     def _first_sightings(
-        self, jobs: list[_Job], now: float, outs: list[_Out], read_more: int = 0
+        self, client: _transport.Client, jobs: list[_Job], now: float, outs: list[_Out], read_more: int = 0
     ) -> tuple[list[_Job], list[tuple[Any, Any]], Exception | None]:
         """The jobs whose request id no other stream entry has carried: replays are refused.
 
@@ -705,6 +719,9 @@ class Worker:
         claims and another for its next read. The claims go first in the
         pipeline, so no job waits for the read. The read's own error (the
         group gone) is returned third, for the read loop's recovery.
+
+        ``client``: the reading thread's own (its connection) or, from the
+        heartbeat's take-overs, the worker's pool.
         """
         if not jobs:
             return jobs, [], None
@@ -712,7 +729,7 @@ class Worker:
         more: list[tuple[Any, Any]] = []
         refused: Exception | None = None
         try:
-            pipe = self._client.pipeline(transaction=False)
+            pipe = client.pipeline(transaction=False)
             for job, key in zip(jobs, keys, strict=True):
                 _transport.queue_claim(pipe, key, job.entry_id, _seen_for_ms(job.message["deadline"] - now))
             if read_more:
@@ -730,7 +747,7 @@ class Worker:
             taken = [index for index, first in enumerate(claimed) if not first]
             holders: dict[int, Any] = {}
             if taken:
-                pipe = self._client.pipeline(transaction=False)
+                pipe = client.pipeline(transaction=False)
                 for index in taken:
                     pipe.get(keys[index])
                 holders = dict(zip(taken, pipe.execute(), strict=True))
