@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Iterable
 from typing import Generic, NamedTuple, TypeVar
 
 __all__ = ["FileCache", "Signature", "fine", "signature_of"]
@@ -105,6 +106,16 @@ class FileCache(Generic[_V]):
             self._entries.move_to_end(path)
             while len(self._entries) > self.maxsize:
                 self._entries.popitem(last=False)
+
+    def put_many(self, items: Iterable[tuple[str, Signature, _V]]) -> None:
+        """:meth:`put` each ``(path, signature, data)``, taking the lock once (for thousands at a time)."""
+        with self._lock:
+            entries = self._entries
+            for path, signature, data in items:
+                entries[path] = _Cached(signature, data)
+                entries.move_to_end(path)
+            while len(entries) > self.maxsize:
+                entries.popitem(last=False)
 
     def discard(self, path: str) -> None:
         """Forget ``path`` (it was just rewritten or removed here)."""

@@ -199,10 +199,10 @@ class _DirStore(DocumentStore):
 
     def learn_atoms(self, found: Mapping[str, KnownAtom]) -> None:
         # Under the lock the states read holds, so no writer replaced a file since it was read.
-        for key, atom in found.items():
-            signature = self._signature(self._atom_file(key))
-            if signature is not None:
-                self._known.put(key, signature, atom)
+        signed = [(key, self._signature(self._atom_file(key)), atom) for key, atom in found.items()]
+        self._known.put_many(
+            (key, signature, atom) for key, signature, atom in signed if signature is not None
+        )
 
     def linked_many(self, flow: str, atoms: Sequence[str]) -> list[bool]:
         directory = self._members_dir(flow)
