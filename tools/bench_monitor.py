@@ -6,6 +6,7 @@ Usage::
     python tools/bench_monitor.py                      # this checkout, 10,000 atoms
     python tools/bench_monitor.py --atoms 2000 --no-browser
     python tools/bench_monitor.py --root /tmp/old      # another checkout of flowkit (before/after)
+    python tools/bench_monitor.py --backend dir        # the flows in a directory, not SQLite
 
 Figures, each the best of ``--repeat``:
 
@@ -17,7 +18,9 @@ Figures, each the best of ``--repeat``:
   checkout has it, else the whole snapshot); beside it the backend's read of
   the flow whole (``read_whole_flow_seconds``) and, where the checkout has
   ``Connection.get_atom_states``, of its atoms' states alone
-  (``read_atom_states_seconds``);
+  (``read_atom_states_seconds``; ``read_atom_states_first_seconds`` the first
+  such read of a backend made anew: the directory's keeps what it read for the
+  next, while each file is unchanged);
 * ``report`` and ``graph``: one read of each, and their bytes;
   ``graph_for_the_page``: the graph as the flow page asks for it
   (``?summary=1``: a summary past 2,000 nodes where the checkout has it, else
@@ -167,6 +170,15 @@ def _in_process(url: str, uuid: str, repeat: int) -> dict[str, Any]:
             whole, _ = _best(repeat, lambda: conn.get_flow_details(uuid))
             figures["read_whole_flow_seconds"] = round(whole, 4)
             if hasattr(conn, "get_atom_states"):
+                # The first read of a backend made anew, then the best of the next ones (a store
+                # that keeps what it read, the directory's, reads only the files changed since).
+                fresh = _data.Reader(url)
+                try:
+                    with contextlib.closing(fresh._backend.get_connection()) as cold:
+                        first, _ = _best(1, lambda: cold.get_atom_states(uuid))
+                finally:
+                    fresh.close()
+                figures["read_atom_states_first_seconds"] = round(first, 4)
                 narrow, _ = _best(repeat, lambda: conn.get_atom_states(uuid))
                 figures["read_atom_states_seconds"] = round(narrow, 4)
     finally:
@@ -345,15 +357,22 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--root", type=Path, default=ROOT, help="the checkout of flowkit to measure")
     parser.add_argument("--no-browser", action="store_true", help="skip the page load and the watched run")
+    parser.add_argument(
+        "--backend",
+        choices=("sqlite", "dir"),
+        default="sqlite",
+        help="where the flows are stored (default sqlite)",
+    )
     args = parser.parse_args()
     root = args.root.resolve()
     sys.path.insert(0, str(root))
     os.environ["PYTHONPATH"] = str(root)
     with tempfile.TemporaryDirectory() as tmp:
-        url = f"sqlite:///{tmp}/monitor.db"
+        url = f"sqlite:///{tmp}/monitor.db" if args.backend == "sqlite" else f"dir://{tmp}/monitor"
         _finished(_run_flow(root, url, 3, "small"))
         uuid, _ = _finished(_run_flow(root, url, args.atoms, "big"))
-        figures = {"root": str(root), "atoms": args.atoms, **_in_process(url, uuid, args.repeat)}
+        figures = {"root": str(root), "backend": args.backend, "atoms": args.atoms}
+        figures.update(_in_process(url, uuid, args.repeat))
         figures["graph_polled_through_a_run"] = _polled(url, args.atoms)
         figures["graph_polled_through_a_run_with_its_shape"] = _polled(url, args.atoms, shaped=True)
         if not args.no_browser:

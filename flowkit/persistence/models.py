@@ -22,7 +22,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from copy import deepcopy
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from flowkit import exceptions as exc
 from flowkit import states
@@ -162,6 +162,35 @@ def _require(data: Mapping[str, Any], kind: str) -> tuple[str, str]:
         return data["name"], data["uuid"]
     except (KeyError, TypeError) as err:
         raise exc.InvalidFormat(f"a stored {kind} record needs 'name' and 'uuid': {data!r}") from err
+
+
+class StoredAtom(NamedTuple):
+    """What a stored atom record (:meth:`AtomDetail.to_dict`'s form) says of the atom, as a detail reads it.
+
+    Not TaskFlow's (so not in ``__all__``): the persistence package's. A
+    backend answering :meth:`~flowkit.persistence.base.Connection.get_atom_states`
+    from its stored documents reads these few fields without building a
+    detail (whose results and failures it would decode only to drop), and
+    :meth:`AtomDetail.from_dict` reads them here too, so the two never differ
+    on a default (an intention not stored is ``EXECUTE``, metadata that is not
+    an object is empty).
+    """
+
+    name: str
+    uuid: str
+    state: str | None
+    intention: str
+    meta: dict[str, Any]
+
+    @classmethod
+    def of(cls, data: Mapping[str, Any]) -> StoredAtom:
+        """The fields of the stored record ``data``.
+
+        Raises:
+            InvalidFormat: ``name`` or ``uuid`` is missing.
+        """
+        name, uuid = _require(data, "atom detail")
+        return cls(name, uuid, data.get("state"), data.get("intention") or states.EXECUTE, _read_meta(data))
 
 
 def _meta_lines(meta: Mapping[str, Any], pad: str) -> list[str]:
@@ -636,16 +665,16 @@ class AtomDetail(ABC):
         Raises:
             InvalidFormat: ``name`` or ``uuid`` is missing, or a failure record is invalid.
         """
-        name, uuid = _require(data, "atom detail")
-        ad = cls(name, uuid)
-        ad.state = data.get("state")
-        ad.intention = data.get("intention") or states.EXECUTE
+        stored = StoredAtom.of(data)
+        ad = cls(stored.name, stored.uuid)
+        ad.state = stored.state
+        ad.intention = stored.intention
         ad._load_results(data.get("results"))
         ad.revert_results = data.get("revert_results")
         failure, revert_failure = data.get("failure"), data.get("revert_failure")
         ad.failure = Failure.from_dict(failure) if failure else None
         ad.revert_failure = Failure.from_dict(revert_failure) if revert_failure else None
-        ad.meta = _read_meta(data)
+        ad.meta = stored.meta
         ad.version = data.get("version")
         return ad
 

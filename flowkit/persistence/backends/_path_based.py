@@ -53,14 +53,24 @@ from typing import Any, TypeVar
 
 from flowkit import exceptions as exc
 from flowkit._utils.records import Record
-from flowkit.persistence._archived import fold_listed, fold_one
+from flowkit.persistence._archived import ARCHIVE_KEY, CHUNKS_KEY, fold_listed, fold_one
 from flowkit.persistence._json import unstorable
 from flowkit.persistence.backends._missing import ATOMS, BOOKS, FLOWS, not_found
-from flowkit.persistence.base import Backend, Connection, FenceRefused, FenceTaken, WriteFence, encode_json
+from flowkit.persistence.base import (
+    AtomStatus,
+    Backend,
+    Connection,
+    FenceRefused,
+    FenceTaken,
+    WriteFence,
+    encode_json,
+    ready_events,
+)
 from flowkit.persistence.models import (
     AtomDetail,
     FlowDetail,
     LogBook,
+    StoredAtom,
     atom_detail_class,
     atom_detail_type,
 )
@@ -74,6 +84,7 @@ __all__ = [
     "Conflict",
     "DocumentConnection",
     "DocumentStore",
+    "KnownAtom",
     "Members",
     "Read",
 ]
@@ -101,6 +112,15 @@ class Members(Record):
     """In no particular order."""
     version: Any
     """Changes whenever a link is added or removed (``None`` for locking stores)."""
+
+
+class KnownAtom(Record):
+    """What a states read took from one atom's document (see :meth:`DocumentStore.known_atoms`)."""
+
+    flow: str | None
+    """The flow the document says the atom is in."""
+    name: str
+    status: AtomStatus
 
 
 DELETE = None  # the pending value of a document being deleted
@@ -181,6 +201,23 @@ class DocumentStore(ABC):
     def read_flow(self, key: str) -> tuple[Read | None, Members]:
         """:meth:`read` a flow document and its :meth:`members` (in one round trip if possible)."""
         return self.read(FLOWS, key), self.members(key)
+
+    def known_atoms(self, keys: Sequence[str]) -> list[KnownAtom | None]:
+        """What a states read took from each atom's document before, where it is unchanged since.
+
+        For a store that can tell a document unchanged without reading it,
+        cheaply: a monitor polls a running flow's states, and between two
+        polls most of its atoms did not move. Asked in the read's consistent
+        view (a locking store's lock is held). None for an atom to read; by
+        default, every one.
+        """
+        return [None] * len(keys)
+
+    def learn_atoms(self, found: Mapping[str, KnownAtom]) -> None:  # noqa: B027 - most stores keep none
+        """Keep what a states read took from these atoms' documents (uuid -> it), read in this view.
+
+        By default nothing is kept (:meth:`known_atoms` knows none).
+        """
 
     @abstractmethod
     def keys(self, kind: str) -> list[str]:
@@ -494,6 +531,17 @@ class DocumentConnection(Connection):
         return doc, _atom_uuids(doc, members)
 
     def _atoms(self, batch: Batch, flow_uuid: str, uuids: Sequence[str]) -> list[AtomDetail]:
+        return [_atom_from(doc) for doc in self._atom_docs(batch, flow_uuid, uuids) if doc is not None]
+
+    def _atom_docs(self, batch: Batch, flow_uuid: str, uuids: Sequence[str]) -> list[Doc | None]:
+        """The documents of the flow's atoms ``uuids``, decoded (no detail built), one for each.
+
+        None for a member to skip: gone, or moved to another flow (changed by
+        someone else mid-read, on an optimistic store).
+
+        Raises:
+            StorageFailure: (locking stores) a linked atom has no document.
+        """
         docs = batch.read_many(ATOMS, uuids)
         if not self._store.optimistic:
             # Read under the store's lock: a linked atom without its document is
@@ -506,7 +554,7 @@ class DocumentConnection(Connection):
                         f"from {self._store.describe()}; the store is damaged"
                     )
         # A member gone (or moved to another flow) was changed by someone else mid-read: skip it.
-        return [_atom_from(doc) for doc in docs if doc is not None and doc["flow"] == flow_uuid]
+        return [doc if doc is not None and doc["flow"] == flow_uuid else None for doc in docs]
 
     def _flow(self, batch: Batch, key: str, lazy: bool) -> FlowDetail | None:
         if lazy:
@@ -569,6 +617,71 @@ class DocumentConnection(Connection):
             return fold_listed(self._atoms(batch, fd_uuid, uuids))
 
         return iter(self._read("get_atoms_for_flow", fd_uuid, body))
+
+    def get_atom_states(self, fd_uuid: str) -> dict[str, AtomStatus]:
+        """Each atom's status by name, from its stored document, building no detail.
+
+        The full read's path (the flow's links, then its atoms' documents, on
+        one consistent view: under the lock, or checked as every optimistic
+        read is), taking of each document only what a status needs. A
+        document holds the state and the event log with the results, so it
+        is read and decoded whole: what a poll of a running flow saves is the
+        documents that did not change since the last poll, which a store that
+        can tell so without reading them (the directory's, by each file's
+        signature: :meth:`DocumentStore.known_atoms`) does not read again.
+
+        Raises:
+            NotFound: no such flow detail (as :meth:`get_flow_details` says it).
+        """
+
+        def body(batch: Batch) -> dict[str, AtomStatus]:
+            _doc, uuids = self._must_flow(batch, fd_uuid)
+            return self._statuses(batch, fd_uuid, uuids)
+
+        return self._read("get_atom_states", fd_uuid, body)
+
+    def _statuses(self, batch: Batch, flow_uuid: str, uuids: Sequence[str]) -> dict[str, AtomStatus]:
+        """The status of each atom of ``uuids`` (the flow's, in the full read's order) by name.
+
+        What :meth:`~flowkit.persistence.base.Connection.get_atom_states`'s default
+        answers from the flow read whole, without building the details. Only a
+        record of a chunked history (an owner, whose events are partly in other
+        records, or one of those chunks: see :mod:`~flowkit.persistence._archived`)
+        is made a detail, and folded by a flow detail as the full read folds it:
+        rare, and right by construction (and never kept for the next read). Of
+        two atoms with one name, the later one is kept, at the first one's place,
+        as the default's dict keeps it.
+        """
+        known = self._store.known_atoms(uuids)
+        unread = [uuid for uuid, atom in zip(uuids, known, strict=True) if atom is None]
+        docs = dict(zip(unread, self._atom_docs(batch, flow_uuid, unread), strict=True)) if unread else {}
+        chunked: FlowDetail | None = None
+        learned: dict[str, KnownAtom] = {}
+        for uuid, doc in docs.items():
+            if doc is None:
+                continue
+            stored = StoredAtom.of(doc["atom"])
+            if stored.meta and (ARCHIVE_KEY in stored.meta or CHUNKS_KEY in stored.meta):
+                if chunked is None:
+                    chunked = FlowDetail("", flow_uuid)
+                chunked.add(_atom_from(doc))
+                continue
+            status = AtomStatus(stored.state, stored.intention, ready_events(stored.meta))
+            learned[uuid] = KnownAtom(flow_uuid, stored.name, status)  # (the doc's flow: see _atom_docs)
+        if learned:
+            self._store.learn_atoms(learned)
+        folded = {ad.uuid: ad for ad in chunked} if chunked is not None else {}
+        found: dict[str, AtomStatus] = {}
+        for uuid, before in zip(uuids, known, strict=True):
+            atom = before if before is not None else learned.get(uuid)
+            if atom is not None:
+                if atom.flow == flow_uuid:  # (a known atom moved to another flow is no longer this one's)
+                    found[atom.name] = atom.status
+                continue
+            owner = folded.get(uuid)
+            if owner is not None:  # (else gone, another flow's, or a chunk of a history)
+                found[owner.name] = AtomStatus.of(owner)
+        return found
 
     def get_atom_details(self, ad_uuid: str) -> AtomDetail:
         def body(batch: Batch) -> AtomDetail:
