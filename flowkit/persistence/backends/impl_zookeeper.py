@@ -54,7 +54,7 @@ from typing import Any
 
 from flowkit import exceptions as exc
 from flowkit._utils.records import Record
-from flowkit._utils.text import LogSafe
+from flowkit._utils.text import LogSafe, error_text
 from flowkit.persistence.backends._missing import never_upgraded
 from flowkit.persistence.backends._path_based import (
     ATOMS,
@@ -72,7 +72,7 @@ from flowkit.persistence.backends._urls import conf_bool, conf_float, mask_url, 
 from flowkit.persistence.base import Backend
 from flowkit.utils import kazoo_utils
 
-__all__ = ["MIN_ZK_VERSION", "ZkBackend", "ZkConnection"]
+__all__ = ["MIN_ZK_VERSION", "TransactionLost", "ZkBackend", "ZkConnection"]
 
 LOG = logging.getLogger(__name__)
 
@@ -86,6 +86,45 @@ DEFAULT_TIMEOUT = 10.0
 _KNOWN_ATOMS = 50_000
 # Where a read holding off a flow's writers puts its ephemeral znode (see the module docstring).
 READERS = "readers"
+#: ZooKeeper's default ``jute.maxbuffer`` (0xfffff bytes): a server drops the connection of a
+#: client whose request is larger, without an error code, so kazoo says only ``ConnectionLoss``.
+DEFAULT_JUTE_MAXBUFFER = 0xFFFFF
+# Bytes each operation of a multi-operation request adds beyond its own body (its header).
+_MULTI_HEADER_BYTES = 9
+
+
+class TransactionLost(Exception):
+    """The connection was lost while a transaction was committing; says how big it was and why that matters.
+
+    ZooKeeper answers a request over its ``jute.maxbuffer`` by closing the
+    connection, and kazoo then raises a ``ConnectionLoss`` with no text: a
+    message quoting it said nothing. This one names the size, and when the
+    request was over the default limit, the limit and what to do.
+
+    Attributes:
+        operations: how many operations (nodes created, set, deleted or checked) the transaction held.
+        size: about how many bytes the request carried.
+    """
+
+    def __init__(self, operations: int, size: int, lost: BaseException) -> None:
+        self.operations = operations
+        self.size = size
+        carried = f"the ZooKeeper transaction of {operations:,} znode operations ({size:,} bytes)"
+        if size > DEFAULT_JUTE_MAXBUFFER:
+            text = (
+                f"{carried} lost its connection ({error_text(lost)}): ZooKeeper refuses a request "
+                f"over its jute.maxbuffer, 1 MB ({DEFAULT_JUTE_MAXBUFFER:,} bytes) by default, by "
+                "dropping the connection; raise -Djute.maxbuffer on every server and client, or "
+                "write less at once (fewer new atoms per save)"
+            )
+        else:
+            text = f"{carried} lost its connection ({error_text(lost)})"
+        super().__init__(text)
+
+
+def _request_size(operations: Sequence[Any]) -> int:
+    """About how many bytes a multi-operation request of ``operations`` carries (kazoo's own encoding)."""
+    return sum(len(op.serialize()) + _MULTI_HEADER_BYTES for op in operations)
 
 
 class _Deletion(Record):
@@ -407,7 +446,11 @@ class _ZkStore(DocumentStore):
                 txn.check(self._path(*where), version)
         if not txn.operations:
             return
-        results = txn.commit()
+        try:
+            results = txn.commit()
+        except self._errors.ConnectionLoss as err:
+            # Measured only now: a request too big is refused by a dropped connection.
+            raise TransactionLost(len(txn.operations), _request_size(txn.operations), err) from err
         errors = [item for item in results if isinstance(item, Exception)]
         if not errors:
             self._learn(
@@ -571,7 +614,7 @@ class ZkBackend(Backend):
                 if self._owned:
                     self._stop_client()
                 raise exc.quoting_cause(
-                    exc.StorageFailure(f"cannot connect to ZooKeeper at {self._where}: {err}")
+                    exc.StorageFailure(f"cannot connect to ZooKeeper at {self._where}: {error_text(err)}")
                 ) from err
             if self._check_compatible:
                 self._check_version(errors)
