@@ -56,3 +56,26 @@ def test_a_save_over_jute_maxbuffer_says_what_was_refused_and_why(zookeeper_path
         assert list(conn.get_flow_details(flow.uuid)) == []
     finally:
         backend.close()
+
+
+def test_an_engine_preparing_a_flow_too_big_for_one_request_says_why(zookeeper_path_url: str) -> None:
+    services.require_module("kazoo", "kazoo")
+    from flowkit import engines
+    from flowkit.patterns import linear_flow
+    from flowkit.task import FunctorTask
+
+    flow = linear_flow.Flow("big").add(
+        *(FunctorTask(lambda: None, name=f"task-{number}") for number in range(_TOO_MANY_ATOMS))
+    )
+    backend = backends.fetch(zookeeper_path_url)
+    try:
+        backend.get_connection().upgrade()
+        engine = engines.load(flow, backend=backend)
+        with pytest.raises(exc.StorageFailure) as caught:
+            engine.run()
+        message = str(caught.value)
+        assert "failed on zookeeper://" in message
+        assert "jute.maxbuffer, 1 MB" in message
+        assert not message.rstrip().endswith(":")
+    finally:
+        backend.close()
