@@ -250,6 +250,9 @@ class DocumentStore(ABC):
     def commit(self, batch: Batch) -> None:
         """Apply ``batch.writes`` and ``batch.links`` all together.
 
+        (The ZooKeeper store writes a batch too big for one request in parts,
+        each checking all that the whole would: see its ``_zk_requests``.)
+
         Creating a flow document creates its (empty) set of links; deleting it
         deletes them. Optimistic stores also give every flow in
         ``batch.touched`` a new :data:`MEMBERS` version, and fail with

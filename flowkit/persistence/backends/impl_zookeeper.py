@@ -10,12 +10,12 @@ it saw no half-applied write, without the writers touching anything whose size
 grows with the flow.
 
 Every change is one ZooKeeper multi-operation transaction, so it is
-all-or-nothing (but one over :attr:`_ZkStore.max_request_bytes`, about 1 MB,
-ZooKeeper's limit: its new atoms go in earlier parts, each checking what the
-whole would, see :mod:`._zk_requests`), and it is optimistic: documents read while deciding what to
-write are version-checked in the same transaction, and a step that lost a race
-is re-run on fresh data. No lock node is needed, so a crashed client never
-leaves one behind.
+all-or-nothing (but for one over :attr:`_ZkStore.max_request_bytes`, about
+ZooKeeper's 1 MB limit: its new atoms go in earlier parts, each checking what
+the whole would, see :mod:`._zk_requests`), and it is optimistic: documents
+read while deciding what to write are version-checked in the same
+transaction, and a step that lost a race is re-run on fresh data. No lock
+node is needed, so a crashed client never leaves one behind.
 
 Reads are optimistic too, and a flow written without pause could make every
 one of them miss. So a read that missed a few times holds off the flow's
