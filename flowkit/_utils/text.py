@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import unicodedata
 
-__all__ = ["LogSafe", "cells", "log_safe", "pad"]
+__all__ = ["LogSafe", "cells", "error_text", "log_safe", "pad"]
 
 
 def cells(text: str) -> int:
@@ -38,6 +38,16 @@ _BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u20
 #: surrogates (a log handler writing UTF-8 would fail on one).
 _ESCAPED_CATEGORIES = frozenset({"Cc", "Zl", "Zp", "Cs"})
 _SHORT_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def error_text(error: BaseException) -> str:
+    """What ``error`` says, or its class name when it says nothing.
+
+    For a message that quotes its cause (``f"... failed: {error_text(err)}"``):
+    several client libraries raise exceptions without text (kazoo's
+    ``ConnectionLoss()``), and quoted raw they left a message ending in a colon.
+    """
+    return str(error) or type(error).__name__
 
 
 def _escaped(char: str) -> str:

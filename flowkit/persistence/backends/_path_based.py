@@ -53,6 +53,7 @@ from typing import Any, TypeVar
 
 from flowkit import exceptions as exc
 from flowkit._utils.records import Record
+from flowkit._utils.text import error_text
 from flowkit.persistence._archived import ARCHIVE_KEY, CHUNKS_KEY, fold_listed, fold_one
 from flowkit.persistence._json import unstorable
 from flowkit.persistence.backends._missing import ATOMS, BOOKS, FLOWS, not_found
@@ -248,6 +249,9 @@ class DocumentStore(ABC):
     @abstractmethod
     def commit(self, batch: Batch) -> None:
         """Apply ``batch.writes`` and ``batch.links`` all together.
+
+        (The ZooKeeper store writes a batch too big for one request in parts,
+        each checking all that the whole would: see its ``_zk_requests``.)
 
         Creating a flow document creates its (empty) set of links; deleting it
         deletes them. Optimistic stores also give every flow in
@@ -468,7 +472,7 @@ class DocumentConnection(Connection):
         except Exception as err:
             what = f"{operation} of {uuid}" if uuid else operation
             raise exc.quoting_cause(
-                exc.StorageFailure(f"{what} failed on {self._store.describe()}: {err}")
+                exc.StorageFailure(f"{what} failed on {self._store.describe()}: {error_text(err)}")
             ) from err
 
     def _step(self, operation: str, uuid: str | None, body: Callable[[Batch], _T]) -> _T:

@@ -10,10 +10,12 @@ it saw no half-applied write, without the writers touching anything whose size
 grows with the flow.
 
 Every change is one ZooKeeper multi-operation transaction, so it is
-all-or-nothing, and it is optimistic: documents read while deciding what to
-write are version-checked in the same transaction, and a step that lost a race
-is re-run on fresh data. No lock node is needed, so a crashed client never
-leaves one behind.
+all-or-nothing (but for one over :attr:`_ZkStore.max_request_bytes`, about
+ZooKeeper's 1 MB limit: its new atoms go in earlier parts, each checking what
+the whole would, see :mod:`._zk_requests`), and it is optimistic: documents
+read while deciding what to write are version-checked in the same
+transaction, and a step that lost a race is re-run on fresh data. No lock
+node is needed, so a crashed client never leaves one behind.
 
 Reads are optimistic too, and a flow written without pause could make every
 one of them miss. So a read that missed a few times holds off the flow's
@@ -54,7 +56,7 @@ from typing import Any
 
 from flowkit import exceptions as exc
 from flowkit._utils.records import Record
-from flowkit._utils.text import LogSafe
+from flowkit._utils.text import LogSafe, error_text
 from flowkit.persistence.backends._missing import never_upgraded
 from flowkit.persistence.backends._path_based import (
     ATOMS,
@@ -69,10 +71,19 @@ from flowkit.persistence.backends._path_based import (
     Read,
 )
 from flowkit.persistence.backends._urls import conf_bool, conf_float, mask_url, parse_url, split_hosts
+from flowkit.persistence.backends._zk_requests import (
+    Action,
+    Op,
+    Plan,
+    TransactionLost,
+    emit,
+    request_size,
+    split,
+)
 from flowkit.persistence.base import Backend
 from flowkit.utils import kazoo_utils
 
-__all__ = ["MIN_ZK_VERSION", "ZkBackend", "ZkConnection"]
+__all__ = ["MIN_ZK_VERSION", "TransactionLost", "ZkBackend", "ZkConnection"]
 
 LOG = logging.getLogger(__name__)
 
@@ -111,6 +122,11 @@ class _ZkStore(DocumentStore):
     """Documents as znodes; writes are version-checked multi-op transactions."""
 
     optimistic = True
+
+    #: The largest request a commit sends at once, in bytes (estimated): below ZooKeeper's
+    #: default ``jute.maxbuffer`` of 1,048,575 bytes, with room for the request's framing. A
+    #: larger commit sends its new atoms in earlier parts (see :mod:`._zk_requests`).
+    max_request_bytes = 1_000_000
 
     #: Seconds a writer (or a reader) waits for a reader's hold on a flow to go before it
     #: removes the hold as stale (a reader frozen, or one whose removal failed).
@@ -346,18 +362,21 @@ class _ZkStore(DocumentStore):
             known[where] = result.get() is not None
         return known
 
-    def commit(self, batch: Batch) -> None:
+    def _plan(self, batch: Batch, flows: set[str]) -> Plan:
+        """The operations committing ``batch`` (see :mod:`._zk_requests` for how they may be split)."""
         existing = self._existing(batch)
-        txn = self._client.transaction()
+        ops: list[Op] = []
         # First, for a write to flows: no read hold taken since this process last looked
         # (see the module docstring).
-        flows = batch.touched | {key for kind, key in batch.writes if kind == FLOWS}
         if flows:
             if self._gate is None:
                 self._wait_for_holds(flows)
-            txn.check(self._path(READERS), self._gate)
+            assert self._gate is not None  # learnt just above
+            ops.append(Op(Action.CHECK, self._path(READERS), version=self._gate))
         covered: set[tuple[str, str]] = set()  # seen znodes whose version a write checks
         deleted: list[_Deletion] = []
+        created_flows: set[str] = set()
+        new_atoms: dict[str, Op] = {}  # created atoms, by uuid: movable to an earlier part with their link
         # Documents first (a new flow's members znode with it), then links
         # (children after their parent), then deletes (children first).
         for where, data in batch.writes.items():
@@ -371,49 +390,74 @@ class _ZkStore(DocumentStore):
             if data is None:
                 deleted.append(_Deletion(kind, key, present, expected))
             elif present:
-                txn.set_data(self._path(kind, key), data, version=expected)
+                ops.append(Op(Action.SET, self._path(kind, key), data, expected))
+            elif kind == ATOMS:
+                new_atoms[key] = Op(Action.CREATE, self._path(kind, key), data)
             else:
-                txn.create(self._path(kind, key), data)
+                ops.append(Op(Action.CREATE, self._path(kind, key), data))
                 if kind == FLOWS:
-                    txn.create(self._path(MEMBERS, key), b"")
+                    created_flows.add(key)
+                    ops.append(Op(Action.CREATE, self._path(MEMBERS, key)))
+        gone = {doc.key for doc in deleted if doc.kind == FLOWS and doc.present}
+        movable: list[tuple[Op, ...]] = []
         for (flow, atom), add in batch.links.items():
             link = self._link(flow, atom)
-            if add:
-                txn.create(link, b"")
+            if not add:
+                ops.append(Op(Action.DELETE, link))
+            elif atom in new_atoms and flow not in created_flows and flow not in gone:
+                movable.append((new_atoms.pop(atom), Op(Action.CREATE, link)))
             else:
-                txn.delete(link)
+                ops.append(Op(Action.CREATE, link))
+        ops.extend(new_atoms.values())  # created without a link, or linked to a flow made here
         for flow, atom in batch.linked - batch.links.keys():
             # Written as this flow's atom on the strength of its link (guessed, or
             # seen before this commit): a link gone since (the atom moved to
             # another flow) fails the commit, and the step runs again on reads.
-            txn.check(self._link(flow, atom), -1)
-        gone = {doc.key for doc in deleted if doc.kind == FLOWS and doc.present}
+            ops.append(Op(Action.CHECK, self._link(flow, atom)))
+        members_at: dict[str, int] = {}
         for flow in batch.touched - gone:
             # A new data version tells readers the flow's atoms changed.
             members = (MEMBERS, flow)
             version = batch.seen.get(members)
-            txn.set_data(self._path(*members), b"", version=-1 if version is None else version)
+            members_at[self._path(*members)] = len(ops)
+            ops.append(Op(Action.SET, self._path(*members), version=-1 if version is None else version))
             covered.add(members)
         for doc in deleted:
             if doc.present:
-                txn.delete(self._path(doc.kind, doc.key), version=doc.expected)
+                ops.append(Op(Action.DELETE, self._path(doc.kind, doc.key), version=doc.expected))
             if doc.kind == FLOWS and doc.key in gone:
                 members = (MEMBERS, doc.key)
                 if batch.seen.get(members) is not None:
-                    txn.delete(self._path(*members), version=batch.seen[members])
+                    ops.append(Op(Action.DELETE, self._path(*members), version=batch.seen[members]))
                     covered.add(members)
         for where, version in batch.seen.items():
             if version is not None and where not in covered:
-                txn.check(self._path(*where), version)
-        if not txn.operations:
+                ops.append(Op(Action.CHECK, self._path(*where), version=version))
+        return Plan(ops, movable, members_at)
+
+    def commit(self, batch: Batch) -> None:
+        flows = batch.touched | {key for kind, key in batch.writes if kind == FLOWS}
+        plan = self._plan(batch, flows)
+        if not plan.ops and not plan.movable:
             return
-        results = txn.commit()
+        for part in split(plan, self.max_request_bytes):
+            txn = self._client.transaction()
+            emit(txn, part)
+            try:
+                results = txn.commit()
+            except self._errors.ConnectionLoss as err:
+                # Measured only now: a request too big is refused by a dropped connection.
+                raise TransactionLost(len(txn.operations), request_size(txn.operations), err) from err
+            self._check_committed(results, flows)
+        self._learn(
+            ATOMS,
+            ((key, data is not None) for (kind, key), data in batch.writes.items() if kind == ATOMS),
+        )
+
+    def _check_committed(self, results: list[Any], flows: set[str]) -> None:
+        """Raise :class:`Conflict` for a transaction that lost a race, or the error of one that failed."""
         errors = [item for item in results if isinstance(item, Exception)]
         if not errors:
-            self._learn(
-                ATOMS,
-                ((key, data is not None) for (kind, key), data in batch.writes.items() if kind == ATOMS),
-            )
             return
         races = (
             self._errors.BadVersionError,
@@ -571,7 +615,7 @@ class ZkBackend(Backend):
                 if self._owned:
                     self._stop_client()
                 raise exc.quoting_cause(
-                    exc.StorageFailure(f"cannot connect to ZooKeeper at {self._where}: {err}")
+                    exc.StorageFailure(f"cannot connect to ZooKeeper at {self._where}: {error_text(err)}")
                 ) from err
             if self._check_compatible:
                 self._check_version(errors)
