@@ -25,7 +25,6 @@ from flowkit import states
 from flowkit.conductors import backends as conductor_backends
 from flowkit.jobs import backends
 from flowkit.jobs.base import JobBoard
-from flowkit.persistence import backends as persistence_backends
 from flowkit.persistence.base import Backend, FenceRefused, WriteFence
 from tests import services
 from tests.conductors import flows
@@ -68,14 +67,9 @@ def connection(tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def store(connection: str) -> Iterator[Backend]:
-    backend = persistence_backends.fetch(connection)
-    with backend.get_connection() as conn:
-        conn.upgrade()
-    try:
-        yield backend
-    finally:
-        backend.close()
+def store(persistence: Backend) -> Backend:
+    """The conductors' SQLite backend: the database ``connection`` names (one file per test)."""
+    return persistence
 
 
 @pytest.fixture
