@@ -289,7 +289,7 @@ def test_a_resume_whose_claim_is_taken_over_stops_writing_and_says_so(
             # a conductor takes the job over, fencing the flow detail for its own claim.
             import redis
 
-            client = redis.Redis(host="127.0.0.1", port=redis_server.port)
+            client = redis.Redis.from_url(redis_server.url)
             assert client.delete(f"{url.rsplit('=', 1)[1]}:owner:{job.uuid}") == 1
             client.close()
             taker = board.claim(job, "taker")
