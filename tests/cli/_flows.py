@@ -63,6 +63,18 @@ class Step(task.Task):
         return self.name
 
 
+class StopsOnce(Step):
+    """Interrupts the run the first time it runs while armed (a crash stand-in: the atom stays RUNNING)."""
+
+    armed = True
+
+    def execute(self) -> str:
+        if StopsOnce.armed:
+            StopsOnce.armed = False
+            raise KeyboardInterrupt
+        return self.name
+
+
 class Blocking(task.Task):
     """Blocks the first run in ``execute`` (see the module docstring)."""
 

@@ -16,7 +16,7 @@ from flowkit.listeners.progress import ProgressListener
 from flowkit.patterns import graph_flow, linear_flow, unordered_flow
 from flowkit.persistence import backends
 from flowkit.report import ExecutionReport
-from tests.cli._flows import CardDeclined, make_shop
+from tests.cli._flows import CardDeclined, StopsOnce, make_shop
 
 
 class Ticking:
@@ -256,18 +256,6 @@ def test_report_from_duration_metadata_gives_an_executes_time_when_it_ended_last
         engine.run()
     (reserve,) = ExecutionReport.from_engine(engine).atoms
     assert (reserve.duration, reserve.revert_duration) == (10.0, None)
-
-
-class StopsOnce(task.Task):
-    """Interrupted the first time (a crash stand-in: it stays RUNNING), then returns."""
-
-    armed = True
-
-    def execute(self) -> str:
-        if StopsOnce.armed:
-            StopsOnce.armed = False
-            raise KeyboardInterrupt
-        return self.name
 
 
 def _flow_bar(drawn: str) -> str:

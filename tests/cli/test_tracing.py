@@ -6,7 +6,7 @@ import contextlib
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -20,7 +20,7 @@ from flowkit.listeners.otel import TracingListener
 from flowkit.patterns import linear_flow, loop_flow
 from flowkit.persistence import backends
 from tests import services
-from tests.cli._flows import CardDeclined, Charge, Step
+from tests.cli._flows import CardDeclined, Charge, Step, StopsOnce
 from tests.cli.conftest import SOURCE_ROOT, command_env
 
 
@@ -40,16 +40,23 @@ def _by_name(exporter: InMemorySpanExporter) -> dict[str, list[Any]]:
     return found
 
 
-class StopsOnce(Step):
-    """Interrupts the run the first time (a crash stand-in: the atom stays RUNNING)."""
-
-    armed = True
-
-    def execute(self) -> str:
-        if StopsOnce.armed:
-            StopsOnce.armed = False
-            raise KeyboardInterrupt
-        return self.name
+@contextlib.contextmanager
+def _stopped_on_sqlite(tmp_path: Any, watch: Callable[[Any], list[Any]] = lambda engine: []) -> Iterator[Any]:
+    """Run ``a, b`` on SQLite until ``b`` stops the run (left RUNNING), watched by ``watch(engine)``'s
+    listeners; yield a new engine over the stored flow detail, as a resume in another process makes."""
+    StopsOnce.armed = True
+    with backends.backend(f"sqlite:///{tmp_path}/runs.db") as backend:
+        with contextlib.closing(backend.get_connection()) as conn:
+            conn.upgrade()
+        flow = linear_flow.Flow("f").add(Step("a"), StopsOnce("b"))
+        engine = engines.load(flow, backend=backend)
+        with pytest.raises(KeyboardInterrupt), contextlib.ExitStack() as listening:
+            for listener in watch(engine):
+                listening.enter_context(listener)
+            engine.run()
+        with contextlib.closing(backend.get_connection()) as conn:
+            detail = conn.get_flow_details(engine.storage.flow_uuid)
+        yield engines.load(flow, flow_detail=detail, backend=backend)
 
 
 def test_an_atom_run_again_after_a_crash_has_its_execute_span(
@@ -58,19 +65,8 @@ def test_an_atom_run_again_after_a_crash_has_its_execute_span(
     # The engine does not announce the restart of an atom left RUNNING: its
     # SUCCESS found no open span, and that execute was missing from the trace.
     tracer, exporter = spans
-    StopsOnce.armed = True
-    with backends.backend(f"sqlite:///{tmp_path}/runs.db") as backend:
-        with contextlib.closing(backend.get_connection()) as conn:
-            conn.upgrade()
-        flow = linear_flow.Flow("f").add(Step("a"), StopsOnce("b"))
-        engine = engines.load(flow, backend=backend)
-        with pytest.raises(KeyboardInterrupt):
-            engine.run()
-        with contextlib.closing(backend.get_connection()) as conn:
-            detail = conn.get_flow_details(engine.storage.flow_uuid)
-        resumed = engines.load(flow, flow_detail=detail, backend=backend)
-        with TracingListener(resumed, tracer=tracer):
-            resumed.run()
+    with _stopped_on_sqlite(tmp_path) as resumed, TracingListener(resumed, tracer=tracer):
+        resumed.run()
     found = _by_name(exporter)
     (flow_span,) = found["flow f"]
     (again,) = found["execute b"]
@@ -310,18 +306,9 @@ def test_a_resumed_run_numbers_attempts_on_from_the_event_log(
     from flowkit.listeners.events import EventLogListener
 
     tracer, exporter = spans
-    StopsOnce.armed = True
-    with backends.backend(f"sqlite:///{tmp_path}/runs.db") as backend:
-        with contextlib.closing(backend.get_connection()) as conn:
-            conn.upgrade()
-        flow = linear_flow.Flow("f").add(Step("a"), StopsOnce("b"))
-        engine = engines.load(flow, backend=backend)
-        tracing = TracingListener(engine, tracer=tracer)
-        with pytest.raises(KeyboardInterrupt), EventLogListener(engine), tracing:
-            engine.run()
-        with contextlib.closing(backend.get_connection()) as conn:
-            detail = conn.get_flow_details(engine.storage.flow_uuid)
-        resumed = engines.load(flow, flow_detail=detail, backend=backend)
+    with _stopped_on_sqlite(
+        tmp_path, lambda engine: [EventLogListener(engine), TracingListener(engine, tracer=tracer)]
+    ) as resumed:
         with EventLogListener(resumed) as events, TracingListener(resumed, tracer=tracer):
             resumed.run()
         log = events.log
@@ -423,19 +410,11 @@ def test_a_run_resumed_by_a_new_engine_links_its_flow_span_to_the_stopped_runs(
     # The trace context of the stopped run lives in the flow detail, so a
     # resume in another engine (after a crash, in another process) finds it.
     tracer, exporter = spans
-    StopsOnce.armed = True
-    with backends.backend(f"sqlite:///{tmp_path}/runs.db") as backend:
-        with contextlib.closing(backend.get_connection()) as conn:
-            conn.upgrade()
-        flow = linear_flow.Flow("f").add(Step("a"), StopsOnce("b"))
-        engine = engines.load(flow, backend=backend)
-        with pytest.raises(KeyboardInterrupt), TracingListener(engine, tracer=tracer):
-            engine.run()
-        with contextlib.closing(backend.get_connection()) as conn:
-            detail = conn.get_flow_details(engine.storage.flow_uuid)
-        resumed = engines.load(flow, flow_detail=detail, backend=backend)
-        with TracingListener(resumed, tracer=tracer):
-            resumed.run()
+    with (
+        _stopped_on_sqlite(tmp_path, lambda engine: [TracingListener(engine, tracer=tracer)]) as resumed,
+        TracingListener(resumed, tracer=tracer),
+    ):
+        resumed.run()
     stopped, again = sorted(_by_name(exporter)["flow f"], key=lambda s: s.start_time)
     assert stopped.attributes["flowkit.interrupted"] is True
     assert again.context.trace_id != stopped.context.trace_id  # a trace of its own...
