@@ -54,6 +54,7 @@ __all__ = [
     "fold_listed",
     "fold_one",
     "is_archive",
+    "is_chunked",
     "needed_archives",
 ]
 
@@ -89,6 +90,15 @@ def archive_uuid(owner: str, key: str, chunk: int) -> str:
 def is_archive(meta: Mapping[str, Any] | None) -> bool:
     """Whether an atom detail with metadata ``meta`` is an archive (a chunk of another's list)."""
     return bool(meta) and ARCHIVE_KEY in meta  # type: ignore[operator]
+
+
+def is_chunked(meta: Mapping[str, Any] | None) -> bool:
+    """Whether an atom detail with metadata ``meta`` is part of a chunked history: an archive or an owner.
+
+    Such a record cannot be read alone (an owner's lists are partly in its
+    archives): a reader that skips building details builds these and folds them.
+    """
+    return bool(meta) and (ARCHIVE_KEY in meta or CHUNKS_KEY in meta)  # type: ignore[operator]
 
 
 def needed_archives(meta: Mapping[str, Any] | None, owner: str) -> list[str]:

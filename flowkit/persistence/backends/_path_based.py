@@ -54,7 +54,7 @@ from typing import Any, TypeVar
 from flowkit import exceptions as exc
 from flowkit._utils.records import Record
 from flowkit._utils.text import error_text
-from flowkit.persistence._archived import ARCHIVE_KEY, CHUNKS_KEY, fold_listed, fold_one
+from flowkit.persistence._archived import fold_listed, fold_one, is_chunked
 from flowkit.persistence._json import unstorable
 from flowkit.persistence.backends._missing import ATOMS, BOOKS, FLOWS, not_found
 from flowkit.persistence.base import (
@@ -651,30 +651,29 @@ class DocumentConnection(Connection):
         answers from the flow read whole, without building the details. Only a
         record of a chunked history (an owner, whose events are partly in other
         records, or one of those chunks: see :mod:`~flowkit.persistence._archived`)
-        is made a detail, and folded by a flow detail as the full read folds it:
-        rare, and right by construction (and never kept for the next read). Of
-        two atoms with one name, the later one is kept, at the first one's place,
+        is made a detail, and folded as the full read folds them
+        (:func:`~flowkit.persistence._archived.fold_listed`): rare, and right
+        by construction (and never kept for the next read). Of two atoms with
+        one name, the later one is kept, at the first one's place,
         as the default's dict keeps it.
         """
         known = self._store.known_atoms(uuids)
         unread = [uuid for uuid, atom in zip(uuids, known, strict=True) if atom is None]
         docs = dict(zip(unread, self._atom_docs(batch, flow_uuid, unread), strict=True)) if unread else {}
-        chunked: FlowDetail | None = None
+        chunked: list[AtomDetail] = []
         learned: dict[str, KnownAtom] = {}
         for uuid, doc in docs.items():
             if doc is None:
                 continue
             stored = StoredAtom.of(doc["atom"])
-            if stored.meta and (ARCHIVE_KEY in stored.meta or CHUNKS_KEY in stored.meta):
-                if chunked is None:
-                    chunked = FlowDetail("", flow_uuid)
-                chunked.add(_atom_from(doc))
+            if is_chunked(stored.meta):
+                chunked.append(_atom_from(doc))
                 continue
             status = AtomStatus(stored.state, stored.intention, ready_events(stored.meta))
             learned[uuid] = KnownAtom(flow_uuid, stored.name, status)  # (the doc's flow: see _atom_docs)
         if learned:
             self._store.learn_atoms(learned)
-        folded = {ad.uuid: ad for ad in chunked} if chunked is not None else {}
+        folded = {ad.uuid: ad for ad in fold_listed(chunked)}
         found: dict[str, AtomStatus] = {}
         for uuid, before in zip(uuids, known, strict=True):
             atom = before if before is not None else learned.get(uuid)

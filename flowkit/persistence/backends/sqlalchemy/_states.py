@@ -38,7 +38,7 @@ from typing import Any
 
 from sqlalchemy import ColumnClause, Connection, Select, bindparam, literal_column, select
 
-from flowkit.persistence._archived import ARCHIVE_KEY, CHUNKS_KEY
+from flowkit.persistence._archived import ARCHIVE_KEY, CHUNKS_KEY, is_chunked
 from flowkit.persistence.backends._missing import FLOWS, not_found
 from flowkit.persistence.backends.sqlalchemy import _codec
 from flowkit.persistence.backends.sqlalchemy._statements import ATOM_ORDER
@@ -107,7 +107,7 @@ def read_states(conn: Connection, fd_uuid: str) -> dict[str, AtomStatus] | None:
             ready = int(counted)
         else:
             meta = _codec.loads(counted, "meta", "atom detail", name)
-            if isinstance(meta, dict) and (ARCHIVE_KEY in meta or CHUNKS_KEY in meta):
+            if isinstance(meta, dict) and is_chunked(meta):
                 return None
             ready = ready_events(meta)
         found[name] = AtomStatus(state, intention or EXECUTE, ready)
