@@ -39,7 +39,6 @@ __all__ = [
     "import_target",
     "importable_cwd",
     "is_sql_backend",
-    "job_on_board",
     "list_flows",
     "missing_store",
     "not_empty",
@@ -450,11 +449,6 @@ class FlowRef(Record):
 
     book: Any
     flow: Any
-
-
-def job_on_board(board: Any, job_uuid: str) -> Any:
-    """The job ``job_uuid`` on ``board`` in a fresh listing, or ``None`` (done, set aside, never posted)."""
-    return next((job for job in board.iterjobs(ensure_fresh=True) if job.uuid == job_uuid), None)
 
 
 def list_flows(backend: Any) -> list[FlowRef]:

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from flowkit._utils.text import log_safe
-from flowkit.cli._common import CliError, job_on_board, one_line
+from flowkit.cli._common import CliError, one_line
 from flowkit.conductors._job_record import JOB_KEY, JobRecord
 
 if TYPE_CHECKING:
@@ -111,11 +111,11 @@ def hold_job(
     try:
         try:
             board.connect()
-            job = job_on_board(board, record.uuid)
+            job = board.find_job(record.uuid)
             claim = None if job is None else _claim(board, job, flow, record, masked)
         except exc.JobFailure as err:
             raise CliError(f"cannot read board {masked}: {mask_url(one_line(err))}", status=1) from err
-        if claim is None:
+        if job is None or claim is None:  # gone from the board, before or while it was claimed
             yield None
             return
         fenced = FencedBackend(backend, ClaimFence(board, job, claim))

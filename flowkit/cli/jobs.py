@@ -31,7 +31,7 @@ from collections.abc import Callable
 from typing import Any
 
 from flowkit._utils.text import log_safe
-from flowkit.cli._common import file_path_hint, job_on_board, one_line
+from flowkit.cli._common import file_path_hint, one_line
 from flowkit.cli.conductor import board_arguments, fail, open_board, open_persistence
 
 __all__ = ["register"]
@@ -179,7 +179,7 @@ def _describe(board: Any, job: Any) -> dict[str, Any]:
 def _find(board: Any, uuid: str) -> Any:
     from flowkit import exceptions as exc
 
-    job = job_on_board(board, uuid)
+    job = board.find_job(uuid)
     if job is not None:
         return job
     # A finished job is consumed, gone from the board: where to look instead.

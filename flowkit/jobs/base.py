@@ -678,6 +678,27 @@ class JobBoard(ABC):
     def current_claim(self, job: Job) -> Claim | None:
         """``job``'s current claim (owner and token), or ``None`` when unclaimed or gone from the board."""
 
+    def find_job(self, job_uuid: str) -> Job | None:
+        """The job whose uuid is ``job_uuid`` in a fresh listing, or ``None`` (beyond TaskFlow).
+
+        ``None`` when the job is not on this board (done and consumed, set
+        aside, never posted). For a caller that knows a job by its uuid alone
+        (``flowkit jobs show``, ``flowkit flows resume``). Only that job's state
+        is read, and a failure to read it is raised, not skipped as a listing
+        skips it: a caller guarding a flow by its job must not take a job it
+        could not read for a job gone.
+
+        Raises:
+            JobFailure: the board, or the job's state, cannot be read.
+        """
+        for job in self.iterjobs(ensure_fresh=True).candidates():
+            if job.uuid == job_uuid:
+                try:
+                    return job if job.state in _LISTED_STATES else None
+                except exc.NotFound:
+                    return None
+        return None
+
     def claim_of(self, job_uuid: str) -> Claim | None:
         """The current claim of the job whose uuid is ``job_uuid``, or ``None`` (beyond TaskFlow).
 

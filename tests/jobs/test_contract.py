@@ -425,6 +425,31 @@ def test_a_board_never_vouches_locally_for_a_claim_given_back_or_made_elsewhere(
     assert not board.holds_locally(trashed, claim)
 
 
+def test_find_job_finds_a_job_by_its_uuid_alone_and_says_when_its_state_cannot_be_read(
+    make_board: MakeBoard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What `flowkit jobs show` and `flowkit flows resume` ask of a job they know by its uuid.
+    # A listing skips a job whose state it cannot read; a job guarding a flow must not be
+    # taken for a job gone (the resume would then run without holding it).
+    board, other = make_board(), make_board()
+    job, idle = board.post("j"), board.post("idle")
+    claim = board.claim(job, "a")
+    found = other.find_job(job.uuid)
+    assert found is not None and found.uuid == job.uuid and found.state == states.CLAIMED
+    assert other.find_job("no-such-job") is None
+
+    def unreadable(_job: Any) -> str:
+        raise exc.JobFailure("the board did not answer")
+
+    monkeypatch.setattr(type(found), "state", property(unreadable))
+    with pytest.raises(exc.JobFailure, match="did not answer"):
+        other.find_job(job.uuid)
+    monkeypatch.undo()
+    board.consume(job, "a", claim=claim)
+    assert other.find_job(job.uuid) is None
+    assert other.find_job(idle.uuid) is not None
+
+
 def test_claim_of_finds_a_jobs_claim_by_its_uuid_alone(make_board: MakeBoard) -> None:
     # What a conductor asks of a job it knows only as the holder of a flow detail's fence.
     board, other = make_board(), make_board()
