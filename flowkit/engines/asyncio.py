@@ -40,11 +40,20 @@ __all__ = ["AsyncioEngine"]
 
 
 def _wants_loop(atom: Any, action: int) -> bool:
-    """Tell whether the atom's method is a coroutine function (else it runs in a thread)."""
+    """Tell whether the atom's method makes a coroutine (else it runs in a thread).
+
+    Its own ``async def``, a function task's ``async def`` function (its
+    ``_execute``/``_revert``), or a map or reduce task's ``async def`` functor
+    (its execute returns a coroutine awaiting each call: ``_awaits``). One
+    sent to a thread came back as a coroutine that a timed call then awaited
+    on flowkit's own loop, not the caller's.
+    """
     name = "revert" if action == 1 else "execute"
     method = getattr(type(atom), name, None)
     inner = getattr(atom, "_" + name, None)
-    return is_coroutine_function(method) or (inner is not None and is_coroutine_function(inner))
+    if is_coroutine_function(method) or (inner is not None and is_coroutine_function(inner)):
+        return True
+    return action != 1 and getattr(atom, "_awaits", False) is True
 
 
 async def _run_on_loop(

@@ -160,6 +160,29 @@ def test_map_and_reduce_tasks_await_an_async_functor(engine_kind: str) -> None:
     }
 
 
+@pytest.mark.parametrize("timeout", [None, 30.0])
+def test_an_async_map_runs_on_the_callers_loop_timed_or_not(timeout: float | None) -> None:
+    # The engine sent a map of an async functor to a thread (its execute is no
+    # coroutine function) and awaited the coroutine it returned: on the caller's
+    # loop untimed, but a timed call awaited it on flowkit's own loop.
+    seen: list[asyncio.AbstractEventLoop] = []
+
+    async def which_loop(x: int) -> int:
+        seen.append(asyncio.get_running_loop())
+        return x
+
+    async def main() -> asyncio.AbstractEventLoop:
+        flow = linear_flow.Flow("f").add(task.MapFunctorTask(which_loop, requires=["a"], provides="out"))
+        engine = engines.load(flow, store={"a": 1}, engine="asyncio", default_timeout=timeout)
+        assert isinstance(engine, AsyncioEngine)
+        await engine.run_async()
+        assert engine.storage.fetch("out") == [1]
+        return asyncio.get_running_loop()
+
+    caller = asyncio.run(main())
+    assert seen == [caller]
+
+
 def test_an_async_map_stops_at_the_first_failure_and_its_flow_reverts(engine_kind: str) -> None:
     called: list[int] = []
 
