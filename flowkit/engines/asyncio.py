@@ -241,8 +241,6 @@ class _LoopDriver(DispatchingDriver):
         self._size = max_concurrency or min(32, (os.cpu_count() or 1) + 4)
         #: Those threads: a warm pool borrowed for the run (see :meth:`open`).
         self._threads: WorkerThreads | None = None
-        #: Whether the timeouts lend the threads more for abandoned calls (set on the first timed one).
-        self._lending = False
 
     def stop(self, error: BaseException) -> None:
         """End the run with ``error`` (any thread): cancel the calls, start no more.
@@ -297,26 +295,14 @@ class _LoopDriver(DispatchingDriver):
             # future only frees its max_workers slot: the thread cannot be stopped.
             threads = self._threads
             assert threads is not None
-            if not self._lending:  # an abandoned call keeps its thread: more are lent for it
-                runtime.timed_calls().on_abandoned = threads.lend
-                self._lending = True
+            runtime.timed_calls().on_abandoned = threads.lend  # an abandoned call keeps its thread
             thread_call = Call(
-                _in_pool_thread,
-                {
-                    "threads": threads,
-                    "fn": _timeouts.run_timed,
-                    "kwargs": {
-                        "call": timed,
-                        "node": node,
-                        "action": action,
-                        "fn": call.fn,
-                        "kwargs": call.kwargs,
-                    },
-                },
+                _timeouts.run_timed,
+                {"call": timed, "node": node, "action": action, "fn": call.fn, "kwargs": call.kwargs},
             )
             # Tracked outside the guard: a call stopped before it starts closes its
             # coroutine unstarted, and still leaves the dict as it ends.
-            guarded = self._guarded(_run_on_loop(thread_call, None, self._limit))
+            guarded = self._guarded(_run_on_loop(thread_call, threads, self._limit))
             future = self.bridge.submit(_tracked(self._thread_calls, timed, guarded))
         timed.attach(future.cancel)
 
