@@ -61,13 +61,28 @@ if TYPE_CHECKING:
     # costs some 20 µs of a process's first parallel run.
     _Call = tuple[Callable[..., None], tuple[Any, ...]]
 
-__all__ = ["WorkerThreads", "borrow", "give_back"]
+__all__ = ["WorkerThreads", "borrow", "default_thread_count", "give_back"]
 
 _KEEP_IDLE = 2  # idle pools kept warm in all; older ones are closed
 #: How long the engine thread waits for a thread it started to run (seconds).
 _HANDSHAKE_S = 0.0005
 #: How many threads may be starting while the engine thread starts another.
 _STARTS_AHEAD = 2
+
+
+def default_thread_count() -> int:
+    """How many threads flowkit runs calls on when nobody says: ``min(32, cpus + 4)``.
+
+    The one default of every pool flowkit makes for itself: the parallel and
+    asyncio engines' threads for plain tasks, a worker's ``threads_count`` and
+    the non-blocking conductor's jobs at once. It is
+    :class:`concurrent.futures.ThreadPoolExecutor`'s own default, for the same
+    reason: calls that mostly wait on I/O, so a few more threads than cores,
+    capped so that a large machine does not start hundreds of idle threads.
+    Here, in the module the parallel engine loads anyway, so that no caller
+    imports a module more for it (the first-load cost, ``doc/benchmarks.rst``).
+    """
+    return min(32, (os.cpu_count() or 1) + 4)
 
 
 class _Parked:

@@ -238,7 +238,7 @@ class _LoopDriver(DispatchingDriver):
         self._running: set[asyncio.Task[Any]] = set()
         #: How many threads plain (synchronous) calls get: ``max_workers``, else as
         #: many as the parallel engine starts (see _in_pool_thread).
-        self._size = max_concurrency or min(32, (os.cpu_count() or 1) + 4)
+        self._size = max_concurrency or _threads.default_thread_count()
         #: Those threads: a warm pool borrowed for the run (see :meth:`open`).
         self._threads: WorkerThreads | None = None
 

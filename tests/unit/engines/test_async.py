@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures as cf
 import dataclasses
-import os
 import signal
 import sys
 import threading
@@ -14,6 +13,7 @@ from typing import Any
 import pytest
 
 from flowkit import engines, exceptions, states, task
+from flowkit.engines._threads import default_thread_count
 from flowkit.engines.asyncio import AsyncioEngine
 from flowkit.patterns import linear_flow, unordered_flow
 from tests.conftest import WAIT_TIMEOUT, wait_until
@@ -243,7 +243,7 @@ def test_asyncio_engine_runs_max_workers_plain_tasks_at_once(how: str) -> None:
     # Plain tasks ran on the loop's default executor, whose size (cpus + 4) was
     # the real limit: max_workers=12 ran six at once on two cores, however many
     # it allowed, and under run_async they shared the application's threads.
-    count = min(32, (os.cpu_count() or 1) + 4) + 2
+    count = default_thread_count() + 2
     barrier = threading.Barrier(count, timeout=WAIT_TIMEOUT)
     flow = unordered_flow.Flow("u").add(*(_Meeting(f"m{i}", barrier) for i in range(count)))
     engine = engines.load(flow, engine="asyncio", max_workers=count)

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from flowkit import engines, task
-from flowkit.engines._threads import WorkerThreads
+from flowkit.engines import _threads
+from flowkit.engines._threads import WorkerThreads, default_thread_count
 from flowkit.patterns import unordered_flow
 from tests.conftest import wait_until
 
@@ -26,6 +27,33 @@ def _threads_back_to(before: int) -> None:
     below ``before``. Bounded: a thread that never ends fails the test.
     """
     wait_until(lambda: _thread._count() <= before, timeout=10.0)
+
+
+@pytest.mark.parametrize(("cpus", "expected"), [(None, 5), (1, 5), (2, 6), (28, 32), (64, 32)])
+def test_the_default_thread_count_is_cpus_plus_four_at_most_32(
+    monkeypatch: pytest.MonkeyPatch, cpus: int | None, expected: int
+) -> None:
+    monkeypatch.setattr(_threads.os, "cpu_count", lambda: cpus)
+    assert default_thread_count() == expected
+
+
+@pytest.mark.parametrize("kind", ["parallel", "asyncio"])
+def test_the_engines_pools_default_to_the_default_thread_count(
+    monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    # A count no other test's pool has, so that the pool given back is this run's.
+    monkeypatch.setattr(_threads.os, "cpu_count", lambda: 3)
+    engines.run(unordered_flow.Flow("f").add(Where("w", provides="w")), engine=kind)
+    assert _threads._idle[-1].size == default_thread_count() == 7
+
+
+def test_a_worker_and_the_nonblocking_conductor_default_to_the_default_thread_count() -> None:
+    from flowkit.conductors.backends.impl_nonblocking import NonBlockingConductor
+    from flowkit.engines.worker_based.worker import Worker
+
+    assert default_thread_count() == NonBlockingConductor.MAX_SIMULTANEOUS_JOBS
+    worker = Worker(topic="t", url="memory://default-thread-count")
+    assert f"  threads: {default_thread_count()}\n" in worker.banner
 
 
 class Where(task.Task):
