@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import contextvars
 import functools
-import os
 import threading
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -143,31 +142,6 @@ def _set_ended(ended: asyncio.Future[Any], value: Any, error: BaseException | No
         ended.set_result(value)
     else:
         ended.set_exception(error)
-
-
-#: At most this many run_async runs do their bookkeeping at once; more wait for
-#: one to end. As many as the largest ``max_workers`` (each run holds a thread).
-_MAX_RUNS = 1024
-_run_threads: WorkerThreads | None = None
-_run_threads_lock = threading.Lock()
-
-
-def _forget_run_threads() -> None:
-    """In a forked child: the threads stayed in the parent, so drop them (made anew on use)."""
-    global _run_threads, _run_threads_lock  # a lock held at the fork stays held in the child
-    _run_threads, _run_threads_lock = None, threading.Lock()
-
-
-os.register_at_fork(after_in_child=_forget_run_threads)
-
-
-def _bookkeeping_threads() -> WorkerThreads:
-    """The threads run_async's runs do their bookkeeping on, started as runs need them."""
-    global _run_threads  # noqa: PLW0603 - made on first use: most programs never call run_async
-    with _run_threads_lock:
-        if _run_threads is None:
-            _run_threads = WorkerThreads(_MAX_RUNS)
-        return _run_threads
 
 
 async def _abandonable(coro: Coroutine[Any, Any, Any]) -> Any:
@@ -418,7 +392,7 @@ class AsyncioEngine(ActionEngine):
             self._driver, self._stop_error = None, None
             runner = asyncio.ensure_future(
                 _in_pool_thread(
-                    _bookkeeping_threads(), self._run_releasing, {"timeout": timeout, "began": began}
+                    _threads.bookkeeping_threads(), self._run_releasing, {"timeout": timeout, "began": began}
                 )
             )
             try:

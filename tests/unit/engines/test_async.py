@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import _thread
 import asyncio
 import concurrent.futures as cf
 import dataclasses
@@ -300,6 +301,36 @@ def test_as_many_concurrent_run_async_as_the_loops_executor_has_threads_complete
 
     assert asyncio.run(main()) == [states.SUCCESS] * runs
     assert sorted(rec.executed()) == sorted([f"a{i}" for i in range(runs)] + [f"p{i}" for i in range(runs)])
+
+
+def test_the_bookkeeping_threads_of_a_burst_of_run_async_end_after_it() -> None:
+    # Each run_async holds a helper thread for its whole run; those threads were
+    # parked for good, so a burst of 200 runs left 200 idle threads in the
+    # process. All 200 runs are under way at once here (each one's task waits
+    # for the others'), so the burst does start that many threads.
+    runs = 200
+    before = _thread._count()
+    state: dict[str, Any] = {"started": 0}
+    during: list[int] = []
+
+    class Counting(Gathering):
+        async def execute(self) -> int:
+            if self.state["started"] == self.total - 1:
+                during.append(_thread._count())  # every other run is in its task now
+            return await super().execute()
+
+    async def burst() -> list[str]:
+        made = [
+            engines.load(linear_flow.Flow(f"f{i}").add(Counting(f"g{i}", state, runs)), engine="asyncio")
+            for i in range(runs)
+        ]
+        await asyncio.wait_for(asyncio.gather(*(engine.run_async() for engine in made)), WAIT_TIMEOUT)
+        return [engine.storage.get_flow_state() for engine in made]
+
+    assert asyncio.run(burst()) == [states.SUCCESS] * runs
+    assert during and during[0] >= runs  # the burst did hold a thread per run
+    # A few stay, idle, for the next runs; the rest end once their run has.
+    wait_until(lambda: _thread._count() <= before + 2)
 
 
 def test_run_async_re_raises_a_failure(rec: Recorder) -> None:

@@ -128,6 +128,29 @@ def test_idle_threads_take_new_calls_instead_of_new_threads_starting() -> None:
         pool.close()
 
 
+def test_a_pool_keeping_few_idle_threads_ends_the_others_as_their_calls_return() -> None:
+    # run_async's bookkeeping pool: a burst's threads end with it, bar keep_idle.
+    before = _thread._count()
+    pool = WorkerThreads(8, keep_idle=2)
+    together = threading.Barrier(8 + 1, timeout=10)
+    names: list[str] = []
+    try:
+        for _ in range(8):
+            pool.submit(together.wait)
+        together.wait()  # all eight threads were running at once
+        wait_until(lambda: pool.idle == 2 and pool.started == 2, timeout=10.0)
+        _threads_back_to(before + 2)
+        # Below size again: a new burst starts threads anew, each with a name of its own.
+        again = threading.Barrier(4 + 1, timeout=10)
+        for _ in range(4):
+            pool.submit(lambda: (names.append(threading.current_thread().name), again.wait()))
+        again.wait()
+        assert len(set(names)) == 4, names
+    finally:
+        pool.close()
+    _threads_back_to(before)
+
+
 def test_stop_lets_the_submitted_calls_finish_and_then_ends_the_threads() -> None:
     before = _thread._count()
     pool = WorkerThreads(2)
