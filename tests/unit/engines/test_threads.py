@@ -260,7 +260,7 @@ def test_once_every_thread_is_started_the_ones_still_starting_are_waited_for(
 
 
 _FORKED_RUN = """
-import multiprocessing, sys
+import asyncio, multiprocessing, sys
 from flowkit import engines, task
 from flowkit.patterns import unordered_flow
 
@@ -268,29 +268,38 @@ class One(task.Task):
     def execute(self) -> int:
         return 1
 
+def flow():
+    return unordered_flow.Flow("f").add(*(One(f"t{i}", provides=f"t{i}") for i in range(3)))
+
 def run() -> int:
-    flow = unordered_flow.Flow("f").add(*(One(f"t{i}", provides=f"t{i}") for i in range(3)))
-    return sum(engines.run(flow, engine="parallel", max_workers=3).values())
+    return sum(engines.run(flow(), engine="parallel", max_workers=3).values())
+
+async def run_async() -> int:
+    engine = engines.load(flow(), engine="asyncio")
+    await engine.run_async()
+    return sum(engine.storage.fetch_all().values())
 
 def child(out) -> None:
-    out.put(run())
+    out.put(run() + asyncio.run(run_async()))
 
 if __name__ == "__main__":
     assert run() == 3  # leaves a pool of three threads idle in this process
+    assert asyncio.run(run_async()) == 3  # and a bookkeeping thread
     context = multiprocessing.get_context("fork")
     out = context.SimpleQueue()
     process = context.Process(target=child, args=(out,))
     process.start()
     process.join(20)
     assert process.exitcode == 0, process.exitcode
-    assert out.get() == 3
+    assert out.get() == 6
     print("ok")
 """
 
 
 def test_a_forked_child_runs_its_flows_on_threads_of_its_own(tmp_path: Any) -> None:
-    # The parent's idle pools are kept in a module list the child inherits, but
-    # their threads are not: the child must start its own.
+    # The parent's idle pools (and run_async's bookkeeping threads) are kept in
+    # module globals the child inherits, but their threads are not: the child
+    # must start its own.
     import subprocess
 
     script = tmp_path / "forked.py"
