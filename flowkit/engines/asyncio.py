@@ -15,7 +15,9 @@ import asyncio
 import contextlib
 import contextvars
 import functools
+import sys
 import threading
+import warnings
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from flowkit import exceptions as exc
@@ -30,7 +32,7 @@ from flowkit.engines._threads import WorkerThreads
 from flowkit.types.failure import Failure
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Coroutine
+    from collections.abc import Callable, Coroutine, Generator
     from concurrent.futures import Future
 
     from flowkit.engines._protocols import Driver
@@ -324,6 +326,46 @@ def _check_usable(loop: asyncio.AbstractEventLoop) -> None:
         )
 
 
+def _warn_if_blocking_a_loop(engine: AsyncioEngine, method: str) -> None:
+    """Warn when the blocking ``run()``/``run_iter()`` is called by a coroutine, naming the flow.
+
+    The calling thread's loop then runs nothing else until the flow ends: every
+    other task on it stalls, and a call the flow waits for that needs that loop
+    never comes. ``run_async()`` is the way from async code. A warning, not a
+    refusal: the flow still runs (on a loop of its own), so code that does this
+    (a notebook cell, a nested run in an async task, code written for the other
+    engines) keeps working. A ``loop=`` that is the caller's own loop could
+    never run the flow, so :func:`_check_usable` refuses that one instead.
+    """
+    # The low-level getter: None outside a loop, where get_running_loop() raises.
+    running = asyncio._get_running_loop()
+    if running is None or running is engine._loop:
+        return
+    warnings.warn(
+        f"engine.{method}() of flow '{engine.storage.flow_name}' was called from a coroutine: "
+        "it blocks that coroutine's event loop until the flow ends (nothing else runs on it "
+        "meanwhile); from async code, await engine.run_async() instead",
+        RuntimeWarning,
+        stacklevel=_stacklevel_outside_flowkit(),
+    )
+
+
+def _stacklevel_outside_flowkit() -> int:
+    """The ``stacklevel`` that points a warning at the first caller outside flowkit.
+
+    ``engine.run()`` and ``engines.run(...)`` reach the check through different
+    numbers of flowkit's frames; the user's line is the one to show.
+    """
+    level, frame = 1, sys._getframe(1)  # the warning's caller is level 1
+    while frame.f_back is not None:
+        module = frame.f_globals.get("__name__", "")
+        if module != "flowkit" and not module.startswith("flowkit."):
+            break
+        frame = frame.f_back
+        level += 1
+    return level
+
+
 async def _semaphore(count: int) -> asyncio.Semaphore:
     return asyncio.Semaphore(count)
 
@@ -361,6 +403,22 @@ class AsyncioEngine(ActionEngine):
             if self._stop_error is not None:  # cancelled before the run got this far
                 driver.stop(self._stop_error)
         return driver
+
+    def run(self, timeout: float | None = None) -> None:
+        """Run the flow to an end state, blocking the calling thread until then.
+
+        Called from a coroutine, it blocks that coroutine's event loop as well,
+        and warns (:class:`RuntimeWarning` naming the flow): await
+        :meth:`run_async` there instead. The flow still runs, so code written
+        this way keeps working.
+        """
+        _warn_if_blocking_a_loop(self, "run")
+        super().run(timeout)
+
+    def run_iter(self, timeout: float | None = None) -> Generator[str, Any, None]:
+        """Run the flow, yielding each engine state; warns as :meth:`run` does from a coroutine."""
+        _warn_if_blocking_a_loop(self, "run_iter")
+        return super().run_iter(timeout)
 
     def _stop_run(self, error: BaseException) -> None:
         """Stop the run under way, or the one about to start, with ``error``."""

@@ -9,6 +9,7 @@ import dataclasses
 import signal
 import sys
 import threading
+import warnings
 from typing import Any
 
 import pytest
@@ -395,6 +396,43 @@ def test_asyncio_engine_refuses_run_on_the_loop_of_the_calling_thread(rec: Recor
 
     asyncio.run(main())
     assert rec.executed() == []
+
+
+@pytest.mark.parametrize("how", ["engine.run", "engines.run", "run_iter"])
+def test_run_from_a_coroutine_warns_that_it_blocks_the_loop_and_still_runs(how: str, rec: Recorder) -> None:
+    # A blocking run() inside a coroutine stalls every other task of that loop
+    # for the whole run, without a word; TaskFlow-style code calling it still works.
+    async def main() -> str:
+        flow = linear_flow.Flow("blocking").add(AsyncStep("a", rec), Step("p", rec))
+        with pytest.warns(RuntimeWarning) as caught:
+            if how == "engines.run":
+                engines.run(flow, engine="asyncio")
+                return "SUCCESS"
+            engine = engines.load(flow, engine="asyncio")
+            if how == "run_iter":
+                list(engine.run_iter())
+            else:
+                engine.run()
+        (warning,) = caught
+        text = str(warning.message)
+        assert "'blocking'" in text and "await engine.run_async()" in text, text
+        assert warning.filename == __file__  # it points at the call, not into flowkit
+        return engine.storage.get_flow_state()
+
+    assert asyncio.run(main()) == states.SUCCESS
+    assert sorted(rec.executed()) == ["a", "p"]
+
+
+def test_run_outside_a_loop_and_run_async_do_not_warn(rec: Recorder) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        engines.run(linear_flow.Flow("f").add(AsyncStep("a", rec)), engine="asyncio")
+
+        async def main() -> None:
+            await engines.load(linear_flow.Flow("g").add(AsyncStep("b", rec)), engine="asyncio").run_async()
+
+        asyncio.run(main())
+    assert rec.executed() == ["a", "b"]
 
 
 def test_cancelling_run_async_stops_the_run_and_cancels_its_coroutines(rec: Recorder) -> None:
