@@ -706,15 +706,52 @@ def _adapter(tp: Any) -> Any:
     return _loaded_pydantic().TypeAdapter(tp)
 
 
+_T = typing.TypeVar("_T")
+#: What :func:`_kept_per_class` finds for a class not read yet (None is an answer).
+_UNREAD: Final = object()
+
+
+def _kept_per_class(cache: dict[type, _T], atom: Any, read: Callable[[Any], _T]) -> _T:
+    """``read(atom)``, kept in ``cache`` for ``atom``'s class when all its instances share its contract.
+
+    For the answers derived from a contract that callers ask per atom or per
+    call (a flow of 100,000 atoms of one class, a worker's every request):
+    read once per class, as the contract itself is.
+    """
+    cls = type(atom)
+    known = cache.get(cls, _UNREAD)
+    if known is not _UNREAD:
+        return typing.cast("_T", known)
+    value = read(atom)
+    if shares_contract(cls):
+        make_room(cache)
+        cache[cls] = value
+    return value
+
+
 def model_inputs(atom: Any) -> Contract | None:
     """The part of ``atom``'s contract whose arguments pydantic makes into models, or None.
 
     Its inputs are the named arguments typed with a pydantic model (or a
     container of them), its ``extra`` that of ``**kwargs`` if that is such a
     type; :func:`coerce_inputs` applies it to a call's arguments.
+
+    Kept per class (see :func:`_kept_per_class`) once pydantic is loaded: the
+    guards ask for every atom of every run, a declarative step and a worker's
+    task call for every call, and each rebuilt it (some 6 µs). Before pydantic
+    is loaded no annotation can name a model, so the answer is None, and not
+    kept: it may change once pydantic is imported.
     """
     if _loaded_pydantic() is None:
         return None
+    return _kept_per_class(_MODEL_INPUTS, atom, _read_model_inputs)
+
+
+#: :func:`model_inputs`' answer per class whose instances share its contract.
+_MODEL_INPUTS: dict[type, Contract | None] = {}
+
+
+def _read_model_inputs(atom: Any) -> Contract | None:
     contract = contract_of(atom)
     if not contract.declares_inputs:
         return None
@@ -752,24 +789,19 @@ def revives(atom: Any) -> bool:
     asks once per atom, not once per value; the answer is kept per class where
     all its instances share one contract (a resumed run asks about every atom).
     """
-    cls = type(atom)
-    known = _REVIVES.get(cls)
-    if known is not None:
-        return known
-    result = contract_of(atom).result
-    if result is UNTYPED:
-        verdict = False
-    else:
-        stripped = _strip(result)
-        verdict = _mentions_enum(stripped) or (_loaded_pydantic() is not None and _mentions_model(stripped))
-    if shares_contract(cls):
-        make_room(_REVIVES)
-        _REVIVES[cls] = verdict
-    return verdict
+    return _kept_per_class(_REVIVES, atom, _reads_revived)
 
 
 #: :func:`revives`' answer per class whose instances share its contract.
 _REVIVES: dict[type, bool] = {}
+
+
+def _reads_revived(atom: Any) -> bool:
+    result = contract_of(atom).result
+    if result is UNTYPED:
+        return False
+    stripped = _strip(result)
+    return _mentions_enum(stripped) or (_loaded_pydantic() is not None and _mentions_model(stripped))
 
 
 def _mentions_enum(tp: Any) -> bool:

@@ -145,8 +145,9 @@ class SpecTask(Task):
         arguments = self._render(values)
         # The engine makes a mapping handed to a model-typed argument into the
         # model (doc/typed.rst), for the arguments it hands over; the adapter
-        # makes these, so it does the same. Asked per call, not kept: the
-        # contract does not pickle, and a process pool pickles this task.
+        # makes these, so it does the same. Asked per call, not kept on the
+        # task (a process pool pickles it, the contract does not pickle):
+        # typed keeps the answer per class, so asking is a lookup.
         models = typed.model_inputs(self._inner)
         if models is not None:
             typed.coerce_inputs(self.name, models, arguments)

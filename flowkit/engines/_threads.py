@@ -61,13 +61,28 @@ if TYPE_CHECKING:
     # costs some 20 µs of a process's first parallel run.
     _Call = tuple[Callable[..., None], tuple[Any, ...]]
 
-__all__ = ["WorkerThreads", "borrow", "give_back"]
+__all__ = ["WorkerThreads", "bookkeeping_threads", "borrow", "default_thread_count", "give_back"]
 
 _KEEP_IDLE = 2  # idle pools kept warm in all; older ones are closed
 #: How long the engine thread waits for a thread it started to run (seconds).
 _HANDSHAKE_S = 0.0005
 #: How many threads may be starting while the engine thread starts another.
 _STARTS_AHEAD = 2
+
+
+def default_thread_count() -> int:
+    """How many threads flowkit runs calls on when nobody says: ``min(32, cpus + 4)``.
+
+    The one default of every pool flowkit makes for itself: the parallel and
+    asyncio engines' threads for plain tasks, a worker's ``threads_count`` and
+    the non-blocking conductor's jobs at once. It is
+    :class:`concurrent.futures.ThreadPoolExecutor`'s own default, for the same
+    reason: calls that mostly wait on I/O, so a few more threads than cores,
+    capped so that a large machine does not start hundreds of idle threads.
+    Here, in the module the parallel engine loads anyway, so that no caller
+    imports a module more for it (the first-load cost, ``doc/benchmarks.rst``).
+    """
+    return min(32, (os.cpu_count() or 1) + 4)
 
 
 class _Parked:
@@ -82,15 +97,24 @@ class _Parked:
 
 
 class WorkerThreads:
-    """``size`` daemon threads running the calls handed to them."""
+    """``size`` daemon threads running the calls handed to them.
 
-    def __init__(self, size: int) -> None:
+    ``keep_idle``: how many threads may wait idle; one that finds that many
+    waiting when its call returns ends instead (None: all of them wait, as an
+    engine's warm pool does). For a pool shared by whatever runs at once, so
+    that a burst does not leave its threads behind for the life of the process.
+    """
+
+    def __init__(self, size: int, keep_idle: int | None = None) -> None:
         self.size = size
+        self._keep_idle = keep_idle
         # Calls no thread was free for, taken in order as threads finish theirs.
         self._work: deque[_Call] = deque()
         self._parked: list[_Parked] = []
-        # One per started thread, released when the thread ends.
+        # One per live thread, released when the thread ends.
         self._ended: list[_thread.LockType] = []
+        # Threads started so far, ended ones included: the next one's number.
+        self._numbered = 0
         self._stopping = False
         self._lock = _thread.allocate_lock()
         # Handshakes of the threads started last, not waited for yet.
@@ -109,12 +133,12 @@ class WorkerThreads:
                     sys.settrace(trace)
                 if profile is not None:
                     sys.setprofile(profile)
-            self._serve(first, number)
+            self._serve(first, number, ended)
         finally:
             ended.release()
 
-    def _serve(self, first: _Call, number: int) -> None:
-        lock, work, parked = self._lock, self._work, self._parked
+    def _serve(self, first: _Call, number: int, ended: _thread.LockType) -> None:
+        lock, work, parked, keep_idle = self._lock, self._work, self._parked, self._keep_idle
         modules = sys.modules
         named = False
         me = _Parked()
@@ -133,6 +157,9 @@ class WorkerThreads:
                     call = work.popleft()
                     continue
                 if self._stopping:
+                    return
+                if keep_idle is not None and len(parked) >= keep_idle:
+                    self._ended.remove(ended)  # no longer counts against size
                     return
                 parked.append(me)
             me.wake.acquire()  # released by submit() or stop(), which set me.call first
@@ -182,13 +209,14 @@ class WorkerThreads:
         running, ended = _thread.allocate_lock(), _thread.allocate_lock()
         running.acquire()
         ended.acquire()
-        _thread.start_new_thread(self._thread_main, (len(self._ended), first, running, ended))
+        _thread.start_new_thread(self._thread_main, (self._numbered, first, running, ended))
+        self._numbered += 1
         self._ended.append(ended)
         return running
 
     @property
     def started(self) -> int:
-        """How many threads were started so far (at most ``size``)."""
+        """How many threads were started and have not ended for ``keep_idle`` (at most ``size``)."""
         return len(self._ended)
 
     @property
@@ -214,13 +242,23 @@ class WorkerThreads:
     def close(self) -> None:
         """Stop the threads and wait for them to end."""
         self.stop()
-        for ended in self._ended:
+        with self._lock:
+            live = list(self._ended)
+        for ended in live:
             ended.acquire()
             ended.release()
 
 
 _idle: list[WorkerThreads] = []  # least recently returned first
 _lock = _thread.allocate_lock()
+
+#: At most this many runs do their bookkeeping on :func:`bookkeeping_threads` at
+#: once; more wait for one to end. As many as the largest ``max_workers`` (each
+#: run holds a thread).
+_MAX_BOOKKEEPING = 1024
+#: How many of those threads wait idle for the next runs; more end as their run ends.
+_KEEP_BOOKKEEPING = 2
+_bookkeeping: WorkerThreads | None = None
 
 
 def _forget_pools() -> None:
@@ -229,9 +267,10 @@ def _forget_pools() -> None:
     A run in the child would otherwise hand its calls to threads that do not
     exist there, and wait for them forever.
     """
-    global _lock  # noqa: PLW0603 - a lock another thread held at the fork stays held in the child
+    global _lock, _bookkeeping  # noqa: PLW0603 - a lock another thread held at the fork stays held in the child
     _idle.clear()
     _lock = _thread.allocate_lock()
+    _bookkeeping = None
 
 
 os.register_at_fork(after_in_child=_forget_pools)
@@ -254,3 +293,22 @@ def give_back(pool: WorkerThreads) -> None:
         del _idle[: len(evicted)]
     for old in evicted:
         old.close()
+
+
+def bookkeeping_threads() -> WorkerThreads:
+    """The threads :meth:`~flowkit.engines.asyncio.AsyncioEngine.run_async` runs its engines on.
+
+    One for each run under way, started as runs need them; made on first use
+    (most programs never call run_async). Not an idle pool of :func:`give_back`'s:
+    it is shared by every run at once, and keeping it there would evict the
+    engines' warm pools. A burst of runs started as many threads, and all of
+    them stayed parked for the life of the process (200 concurrent runs, 200
+    idle threads); now :data:`_KEEP_BOOKKEEPING` stay for the next runs, as
+    many as a program awaiting one run at a time reuses, and the others end
+    with their run.
+    """
+    global _bookkeeping  # noqa: PLW0603 - made on first use
+    with _lock:
+        if _bookkeeping is None:
+            _bookkeeping = WorkerThreads(_MAX_BOOKKEEPING, keep_idle=_KEEP_BOOKKEEPING)
+        return _bookkeeping

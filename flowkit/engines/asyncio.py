@@ -15,8 +15,9 @@ import asyncio
 import contextlib
 import contextvars
 import functools
-import os
+import sys
 import threading
+import warnings
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from flowkit import exceptions as exc
@@ -31,7 +32,7 @@ from flowkit.engines._threads import WorkerThreads
 from flowkit.types.failure import Failure
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Coroutine
+    from collections.abc import Callable, Coroutine, Generator
     from concurrent.futures import Future
 
     from flowkit.engines._protocols import Driver
@@ -145,31 +146,6 @@ def _set_ended(ended: asyncio.Future[Any], value: Any, error: BaseException | No
         ended.set_exception(error)
 
 
-#: At most this many run_async runs do their bookkeeping at once; more wait for
-#: one to end. As many as the largest ``max_workers`` (each run holds a thread).
-_MAX_RUNS = 1024
-_run_threads: WorkerThreads | None = None
-_run_threads_lock = threading.Lock()
-
-
-def _forget_run_threads() -> None:
-    """In a forked child: the threads stayed in the parent, so drop them (made anew on use)."""
-    global _run_threads, _run_threads_lock  # a lock held at the fork stays held in the child
-    _run_threads, _run_threads_lock = None, threading.Lock()
-
-
-os.register_at_fork(after_in_child=_forget_run_threads)
-
-
-def _bookkeeping_threads() -> WorkerThreads:
-    """The threads run_async's runs do their bookkeeping on, started as runs need them."""
-    global _run_threads  # noqa: PLW0603 - made on first use: most programs never call run_async
-    with _run_threads_lock:
-        if _run_threads is None:
-            _run_threads = WorkerThreads(_MAX_RUNS)
-        return _run_threads
-
-
 async def _abandonable(coro: Coroutine[Any, Any, Any]) -> Any:
     """Await ``coro`` in a task of its own, so that cancelling the caller stops the wait at once.
 
@@ -238,7 +214,7 @@ class _LoopDriver(DispatchingDriver):
         self._running: set[asyncio.Task[Any]] = set()
         #: How many threads plain (synchronous) calls get: ``max_workers``, else as
         #: many as the parallel engine starts (see _in_pool_thread).
-        self._size = max_concurrency or min(32, (os.cpu_count() or 1) + 4)
+        self._size = max_concurrency or _threads.default_thread_count()
         #: Those threads: a warm pool borrowed for the run (see :meth:`open`).
         self._threads: WorkerThreads | None = None
 
@@ -350,6 +326,46 @@ def _check_usable(loop: asyncio.AbstractEventLoop) -> None:
         )
 
 
+def _warn_if_blocking_a_loop(engine: AsyncioEngine, method: str) -> None:
+    """Warn when the blocking ``run()``/``run_iter()`` is called by a coroutine, naming the flow.
+
+    The calling thread's loop then runs nothing else until the flow ends: every
+    other task on it stalls, and a call the flow waits for that needs that loop
+    never comes. ``run_async()`` is the way from async code. A warning, not a
+    refusal: the flow still runs (on a loop of its own), so code that does this
+    (a notebook cell, a nested run in an async task, code written for the other
+    engines) keeps working. A ``loop=`` that is the caller's own loop could
+    never run the flow, so :func:`_check_usable` refuses that one instead.
+    """
+    # The low-level getter: None outside a loop, where get_running_loop() raises.
+    running = asyncio._get_running_loop()
+    if running is None or running is engine._loop:
+        return
+    warnings.warn(
+        f"engine.{method}() of flow '{engine.storage.flow_name}' was called from a coroutine: "
+        "it blocks that coroutine's event loop until the flow ends (nothing else runs on it "
+        "meanwhile); from async code, await engine.run_async() instead",
+        RuntimeWarning,
+        stacklevel=_stacklevel_outside_flowkit(),
+    )
+
+
+def _stacklevel_outside_flowkit() -> int:
+    """The ``stacklevel`` that points a warning at the first caller outside flowkit.
+
+    ``engine.run()`` and ``engines.run(...)`` reach the check through different
+    numbers of flowkit's frames; the user's line is the one to show.
+    """
+    level, frame = 1, sys._getframe(1)  # the warning's caller is level 1
+    while frame.f_back is not None:
+        module = frame.f_globals.get("__name__", "")
+        if module != "flowkit" and not module.startswith("flowkit."):
+            break
+        frame = frame.f_back
+        level += 1
+    return level
+
+
 async def _semaphore(count: int) -> asyncio.Semaphore:
     return asyncio.Semaphore(count)
 
@@ -388,6 +404,22 @@ class AsyncioEngine(ActionEngine):
                 driver.stop(self._stop_error)
         return driver
 
+    def run(self, timeout: float | None = None) -> None:
+        """Run the flow to an end state, blocking the calling thread until then.
+
+        Called from a coroutine, it blocks that coroutine's event loop as well,
+        and warns (:class:`RuntimeWarning` naming the flow): await
+        :meth:`run_async` there instead. The flow still runs, so code written
+        this way keeps working.
+        """
+        _warn_if_blocking_a_loop(self, "run")
+        super().run(timeout)
+
+    def run_iter(self, timeout: float | None = None) -> Generator[str, Any, None]:
+        """Run the flow, yielding each engine state; warns as :meth:`run` does from a coroutine."""
+        _warn_if_blocking_a_loop(self, "run_iter")
+        return super().run_iter(timeout)
+
     def _stop_run(self, error: BaseException) -> None:
         """Stop the run under way, or the one about to start, with ``error``."""
         with self._stop_lock:
@@ -418,7 +450,7 @@ class AsyncioEngine(ActionEngine):
             self._driver, self._stop_error = None, None
             runner = asyncio.ensure_future(
                 _in_pool_thread(
-                    _bookkeeping_threads(), self._run_releasing, {"timeout": timeout, "began": began}
+                    _threads.bookkeeping_threads(), self._run_releasing, {"timeout": timeout, "began": began}
                 )
             )
             try:

@@ -20,7 +20,6 @@ imported only for such an executor.
 from __future__ import annotations
 
 import functools
-import os
 import sys
 import types
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -198,7 +197,7 @@ class ParallelEngine(ActionEngine):
 
     def _make_driver(self) -> Driver:
         if self._executor is None and not self._processes and not self._green:
-            return _ThreadsDriver(self._workers or min(32, (os.cpu_count() or 1) + 4))
+            return _ThreadsDriver(self._workers or _threads.default_thread_count())
         if self._dask and self._executor is not None:
             from flowkit.engines import _dask  # only a Dask client's executor needs it
 

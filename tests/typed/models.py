@@ -29,6 +29,11 @@ class UsePrice(task.Task):
         return f"{type(price).__name__} {price.amount} {price.currency}"
 
 
+def amount_of(price: Price) -> float:
+    """A function task's function taking a model."""
+    return price.amount
+
+
 class CachedPrice(MakePrice):
     cache = True
     calls = 0

@@ -149,6 +149,34 @@ def test_coerce_value_turns_a_mapping_into_a_pydantic_model() -> None:
     assert typed.coerce_value([{"amount": 1}], list[Price]) == [Price(amount=1.0)]
 
 
+def test_model_inputs_are_read_once_per_class_whose_atoms_share_a_contract() -> None:
+    # The guards ask per atom per run, a declarative step and a worker per call:
+    # all get the one answer kept for the class, as revives() keeps its own.
+    pytest.importorskip("pydantic")
+    from tests.typed.models import Price, UsePrice
+
+    first = typed.model_inputs(UsePrice("a"))
+    assert first is not None and first.input_type("price") is Price
+    assert typed.model_inputs(UsePrice("b")) is first
+    assert typed.model_inputs(Typed()) is None
+    assert typed.model_inputs(Typed()) is None
+
+
+def _amount_as_int(price: int) -> int:
+    return price
+
+
+def test_model_inputs_of_function_tasks_follow_each_function() -> None:
+    # A function task's contract is its function's: never one kept for the class.
+    pytest.importorskip("pydantic")
+    from tests.typed.models import Price, amount_of
+
+    models = typed.model_inputs(task.FunctorTask(amount_of))
+    assert models is not None and models.input_type("price") is Price
+    assert typed.model_inputs(task.FunctorTask(_amount_as_int)) is None
+    assert typed.model_inputs(task.FunctorTask(amount_of)) is not None
+
+
 class Order:
     """A class of this module, named by a string annotation."""
 

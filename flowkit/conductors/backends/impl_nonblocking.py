@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import concurrent.futures
-import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from flowkit.conductors.backends.impl_executor import ExecutorConductor
+from flowkit.engines._threads import default_thread_count
 from flowkit.jobs.base import JobBoard
 from flowkit.persistence.base import Backend
 
@@ -26,7 +26,7 @@ class NonBlockingConductor(ExecutorConductor):
         other arguments: as :class:`~flowkit.conductors.backends.impl_executor.ExecutorConductor`.
     """
 
-    MAX_SIMULTANEOUS_JOBS = min(32, (os.cpu_count() or 1) + 4)
+    MAX_SIMULTANEOUS_JOBS = default_thread_count()
 
     def __init__(
         self,

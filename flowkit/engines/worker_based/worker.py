@@ -45,6 +45,7 @@ from typing import Any
 from flowkit import dynamic
 from flowkit import exceptions as exc
 from flowkit._utils.text import log_safe
+from flowkit.engines._threads import default_thread_count
 from flowkit.engines.worker_based import _memory, _transport, _wakeable, protocol
 from flowkit.engines.worker_based._clock import SYSTEM, WorkerClock
 from flowkit.engines.worker_based._task_call import ProgressThrottle, call_task
@@ -138,7 +139,8 @@ class Worker:
             task class defined in that module, ``"pkg.mod:Name,Other"`` for some.
         executor: accepted for TaskFlow's signature and ignored: tasks run on
             the worker's own ``threads_count`` threads.
-        threads_count: how many tasks run at once (default: CPUs + 4, at most 32).
+        threads_count: how many tasks run at once (default: as many threads
+            as the engines' pools have, see :ref:`their default <default-threads>`).
         url: the Redis URL (``redis://``, ``rediss://`` or ``unix://``), or
             ``memory://`` (``memory://NAME``) for engines in this process;
             may be left out with ``transport="memory"``.
@@ -205,7 +207,7 @@ class Worker:
         tracer_provider: Any = None,
     ) -> None:
         if threads_count is None:
-            threads_count = min(32, (os.cpu_count() or 1) + 4)
+            threads_count = default_thread_count()
         _check(threads_count >= 1, f"threads_count must be at least 1, not {threads_count}")
         _check(heartbeat > 0, f"heartbeat must be positive, not {heartbeat}")
         _check(

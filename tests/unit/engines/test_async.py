@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import _thread
 import asyncio
 import concurrent.futures as cf
 import dataclasses
-import os
 import signal
 import sys
 import threading
+import warnings
 from typing import Any
 
 import pytest
 
 from flowkit import engines, exceptions, states, task
+from flowkit.engines._threads import default_thread_count
 from flowkit.engines.asyncio import AsyncioEngine
 from flowkit.patterns import linear_flow, unordered_flow
 from tests.conftest import WAIT_TIMEOUT, wait_until
@@ -243,7 +245,7 @@ def test_asyncio_engine_runs_max_workers_plain_tasks_at_once(how: str) -> None:
     # Plain tasks ran on the loop's default executor, whose size (cpus + 4) was
     # the real limit: max_workers=12 ran six at once on two cores, however many
     # it allowed, and under run_async they shared the application's threads.
-    count = min(32, (os.cpu_count() or 1) + 4) + 2
+    count = default_thread_count() + 2
     barrier = threading.Barrier(count, timeout=WAIT_TIMEOUT)
     flow = unordered_flow.Flow("u").add(*(_Meeting(f"m{i}", barrier) for i in range(count)))
     engine = engines.load(flow, engine="asyncio", max_workers=count)
@@ -300,6 +302,36 @@ def test_as_many_concurrent_run_async_as_the_loops_executor_has_threads_complete
 
     assert asyncio.run(main()) == [states.SUCCESS] * runs
     assert sorted(rec.executed()) == sorted([f"a{i}" for i in range(runs)] + [f"p{i}" for i in range(runs)])
+
+
+def test_the_bookkeeping_threads_of_a_burst_of_run_async_end_after_it() -> None:
+    # Each run_async holds a helper thread for its whole run; those threads were
+    # parked for good, so a burst of 200 runs left 200 idle threads in the
+    # process. All 200 runs are under way at once here (each one's task waits
+    # for the others'), so the burst does start that many threads.
+    runs = 200
+    before = _thread._count()
+    state: dict[str, Any] = {"started": 0}
+    during: list[int] = []
+
+    class Counting(Gathering):
+        async def execute(self) -> int:
+            if self.state["started"] == self.total - 1:
+                during.append(_thread._count())  # every other run is in its task now
+            return await super().execute()
+
+    async def burst() -> list[str]:
+        made = [
+            engines.load(linear_flow.Flow(f"f{i}").add(Counting(f"g{i}", state, runs)), engine="asyncio")
+            for i in range(runs)
+        ]
+        await asyncio.wait_for(asyncio.gather(*(engine.run_async() for engine in made)), WAIT_TIMEOUT)
+        return [engine.storage.get_flow_state() for engine in made]
+
+    assert asyncio.run(burst()) == [states.SUCCESS] * runs
+    assert during and during[0] >= runs  # the burst did hold a thread per run
+    # A few stay, idle, for the next runs; the rest end once their run has.
+    wait_until(lambda: _thread._count() <= before + 2)
 
 
 def test_run_async_re_raises_a_failure(rec: Recorder) -> None:
@@ -364,6 +396,43 @@ def test_asyncio_engine_refuses_run_on_the_loop_of_the_calling_thread(rec: Recor
 
     asyncio.run(main())
     assert rec.executed() == []
+
+
+@pytest.mark.parametrize("how", ["engine.run", "engines.run", "run_iter"])
+def test_run_from_a_coroutine_warns_that_it_blocks_the_loop_and_still_runs(how: str, rec: Recorder) -> None:
+    # A blocking run() inside a coroutine stalls every other task of that loop
+    # for the whole run, without a word; TaskFlow-style code calling it still works.
+    async def main() -> str:
+        flow = linear_flow.Flow("blocking").add(AsyncStep("a", rec), Step("p", rec))
+        with pytest.warns(RuntimeWarning) as caught:
+            if how == "engines.run":
+                engines.run(flow, engine="asyncio")
+                return "SUCCESS"
+            engine = engines.load(flow, engine="asyncio")
+            if how == "run_iter":
+                list(engine.run_iter())
+            else:
+                engine.run()
+        (warning,) = caught
+        text = str(warning.message)
+        assert "'blocking'" in text and "await engine.run_async()" in text, text
+        assert warning.filename == __file__  # it points at the call, not into flowkit
+        return engine.storage.get_flow_state()
+
+    assert asyncio.run(main()) == states.SUCCESS
+    assert sorted(rec.executed()) == ["a", "p"]
+
+
+def test_run_outside_a_loop_and_run_async_do_not_warn(rec: Recorder) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        engines.run(linear_flow.Flow("f").add(AsyncStep("a", rec)), engine="asyncio")
+
+        async def main() -> None:
+            await engines.load(linear_flow.Flow("g").add(AsyncStep("b", rec)), engine="asyncio").run_async()
+
+        asyncio.run(main())
+    assert rec.executed() == ["a", "b"]
 
 
 def test_cancelling_run_async_stops_the_run_and_cancels_its_coroutines(rec: Recorder) -> None:

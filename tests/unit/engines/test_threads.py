@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from flowkit import engines, task
-from flowkit.engines._threads import WorkerThreads
+from flowkit.engines import _threads
+from flowkit.engines._threads import WorkerThreads, default_thread_count
 from flowkit.patterns import unordered_flow
 from tests.conftest import wait_until
 
@@ -26,6 +27,33 @@ def _threads_back_to(before: int) -> None:
     below ``before``. Bounded: a thread that never ends fails the test.
     """
     wait_until(lambda: _thread._count() <= before, timeout=10.0)
+
+
+@pytest.mark.parametrize(("cpus", "expected"), [(None, 5), (1, 5), (2, 6), (28, 32), (64, 32)])
+def test_the_default_thread_count_is_cpus_plus_four_at_most_32(
+    monkeypatch: pytest.MonkeyPatch, cpus: int | None, expected: int
+) -> None:
+    monkeypatch.setattr(_threads.os, "cpu_count", lambda: cpus)
+    assert default_thread_count() == expected
+
+
+@pytest.mark.parametrize("kind", ["parallel", "asyncio"])
+def test_the_engines_pools_default_to_the_default_thread_count(
+    monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    # A count no other test's pool has, so that the pool given back is this run's.
+    monkeypatch.setattr(_threads.os, "cpu_count", lambda: 3)
+    engines.run(unordered_flow.Flow("f").add(Where("w", provides="w")), engine=kind)
+    assert _threads._idle[-1].size == default_thread_count() == 7
+
+
+def test_a_worker_and_the_nonblocking_conductor_default_to_the_default_thread_count() -> None:
+    from flowkit.conductors.backends.impl_nonblocking import NonBlockingConductor
+    from flowkit.engines.worker_based.worker import Worker
+
+    assert default_thread_count() == NonBlockingConductor.MAX_SIMULTANEOUS_JOBS
+    worker = Worker(topic="t", url="memory://default-thread-count")
+    assert f"  threads: {default_thread_count()}\n" in worker.banner
 
 
 class Where(task.Task):
@@ -98,6 +126,29 @@ def test_idle_threads_take_new_calls_instead_of_new_threads_starting() -> None:
         assert pool.started == 1
     finally:
         pool.close()
+
+
+def test_a_pool_keeping_few_idle_threads_ends_the_others_as_their_calls_return() -> None:
+    # run_async's bookkeeping pool: a burst's threads end with it, bar keep_idle.
+    before = _thread._count()
+    pool = WorkerThreads(8, keep_idle=2)
+    together = threading.Barrier(8 + 1, timeout=10)
+    names: list[str] = []
+    try:
+        for _ in range(8):
+            pool.submit(together.wait)
+        together.wait()  # all eight threads were running at once
+        wait_until(lambda: pool.idle == 2 and pool.started == 2, timeout=10.0)
+        _threads_back_to(before + 2)
+        # Below size again: a new burst starts threads anew, each with a name of its own.
+        again = threading.Barrier(4 + 1, timeout=10)
+        for _ in range(4):
+            pool.submit(lambda: (names.append(threading.current_thread().name), again.wait()))
+        again.wait()
+        assert len(set(names)) == 4, names
+    finally:
+        pool.close()
+    _threads_back_to(before)
 
 
 def test_stop_lets_the_submitted_calls_finish_and_then_ends_the_threads() -> None:
@@ -209,7 +260,7 @@ def test_once_every_thread_is_started_the_ones_still_starting_are_waited_for(
 
 
 _FORKED_RUN = """
-import multiprocessing, sys
+import asyncio, multiprocessing, sys
 from flowkit import engines, task
 from flowkit.patterns import unordered_flow
 
@@ -217,29 +268,38 @@ class One(task.Task):
     def execute(self) -> int:
         return 1
 
+def flow():
+    return unordered_flow.Flow("f").add(*(One(f"t{i}", provides=f"t{i}") for i in range(3)))
+
 def run() -> int:
-    flow = unordered_flow.Flow("f").add(*(One(f"t{i}", provides=f"t{i}") for i in range(3)))
-    return sum(engines.run(flow, engine="parallel", max_workers=3).values())
+    return sum(engines.run(flow(), engine="parallel", max_workers=3).values())
+
+async def run_async() -> int:
+    engine = engines.load(flow(), engine="asyncio")
+    await engine.run_async()
+    return sum(engine.storage.fetch_all().values())
 
 def child(out) -> None:
-    out.put(run())
+    out.put(run() + asyncio.run(run_async()))
 
 if __name__ == "__main__":
     assert run() == 3  # leaves a pool of three threads idle in this process
+    assert asyncio.run(run_async()) == 3  # and a bookkeeping thread
     context = multiprocessing.get_context("fork")
     out = context.SimpleQueue()
     process = context.Process(target=child, args=(out,))
     process.start()
     process.join(20)
     assert process.exitcode == 0, process.exitcode
-    assert out.get() == 3
+    assert out.get() == 6
     print("ok")
 """
 
 
 def test_a_forked_child_runs_its_flows_on_threads_of_its_own(tmp_path: Any) -> None:
-    # The parent's idle pools are kept in a module list the child inherits, but
-    # their threads are not: the child must start its own.
+    # The parent's idle pools (and run_async's bookkeeping threads) are kept in
+    # module globals the child inherits, but their threads are not: the child
+    # must start its own.
     import subprocess
 
     script = tmp_path / "forked.py"

@@ -11,7 +11,6 @@ from __future__ import annotations
 import concurrent.futures as cf
 import logging
 import math
-import os
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -20,6 +19,7 @@ import pytest
 
 from flowkit import engines, states
 from flowkit import exceptions as exc
+from flowkit.engines._threads import default_thread_count
 from flowkit.patterns import linear_flow, unordered_flow
 from flowkit.retry import Times
 from flowkit.types.failure import Failure
@@ -442,7 +442,7 @@ def test_calls_abandoned_on_the_asyncio_engine_do_not_starve_the_calls_behind_th
         # Forced: the first wave takes every thread (as many as asyncio's default
         # executor has) before this thread looks, as a loaded machine did at random;
         # a loop waiting for "one arm more than seen" then waited for ever.
-        timer.wait_armed(min(32, (os.cpu_count() or 1) + 4))
+        timer.wait_armed(default_thread_count())
         while timer.armed < count:
             # The calls a move lends threads to may arm before this thread looks again.
             timer.wait_pending()
