@@ -71,18 +71,19 @@ _STARTS_AHEAD = 2
 
 
 def default_thread_count() -> int:
-    """How many threads flowkit runs calls on when nobody says: ``min(32, cpus + 4)``.
+    """How many threads run calls at once when nobody says: five per CPU, as TaskFlow.
 
-    The one default of every pool flowkit makes for itself: the parallel and
-    asyncio engines' threads for plain tasks, a worker's ``threads_count`` and
-    the non-blocking conductor's jobs at once. It is
-    :class:`concurrent.futures.ThreadPoolExecutor`'s own default, for the same
-    reason: calls that mostly wait on I/O, so a few more threads than cores,
-    capped so that a large machine does not start hundreds of idle threads.
-    Here, in the module the parallel engine loads anyway, so that no caller
-    imports a module more for it (the first-load cost, ``doc/benchmarks.rst``).
+    TaskFlow's parallel engine and its worker run calls on
+    :class:`futurist.ThreadPoolExecutor`, whose default is ``cpu_count() * 5``:
+    flows of tasks that mostly wait (on I/O, on each other) get that many at once.
+    flowkit's parallel and asyncio engines and a worker's ``threads_count``
+    default to the same (a smaller default ran a service's ten waiting tasks six
+    at a time on two cores, and a rendezvous of seven tasks never met). Threads
+    are started only as calls need them, so a large default costs nothing a flow
+    does not use. Here, in the module the parallel engine loads anyway, so that no
+    caller imports a module more for it (the first-load cost, ``doc/benchmarks.rst``).
     """
-    return min(32, (os.cpu_count() or 1) + 4)
+    return (os.cpu_count() or 1) * 5
 
 
 class _Parked:

@@ -98,3 +98,33 @@ def test_max_workers_text_that_is_no_positive_number_is_refused_by_both(workers:
         flow = importlib.import_module(f"{root}.patterns.linear_flow").Flow("f")
         with pytest.raises(ValueError):
             engines.load(flow, engine="parallel", max_workers=workers).run()
+
+
+def test_the_parallel_engine_runs_as_many_tasks_at_once_as_taskflows_by_default() -> None:
+    # TaskFlow's threads come from futurist, five per CPU by default; flowkit's
+    # were min(32, cpus + 4): on two cores ten tasks that wait for each other met
+    # under TaskFlow and broke their barrier under flowkit (six at a time).
+    import os
+    import threading
+
+    meeting = (os.cpu_count() or 1) * 5
+    for root in LIBRARIES:
+        task = importlib.import_module(f"{root}.task")
+        unordered_flow = importlib.import_module(f"{root}.patterns.unordered_flow")
+        engines = importlib.import_module(f"{root}.engines")
+        barrier = threading.Barrier(meeting, timeout=30)
+
+        class Meet(task.Task):  # type: ignore[misc, name-defined]
+            def execute(self, barrier: threading.Barrier = barrier) -> int:
+                return barrier.wait()
+
+        flow = unordered_flow.Flow("meet").add(*(Meet(f"m{i}", provides=f"m{i}") for i in range(meeting)))
+        engine = engines.load(flow, engine="parallel")
+        engine.run()
+        assert sorted(engine.storage.fetch(f"m{i}") for i in range(meeting)) == list(range(meeting)), root
+
+
+def test_the_nonblocking_conductor_runs_as_many_jobs_at_once_as_taskflows_by_default() -> None:
+    ours = importlib.import_module("flowkit.conductors.backends.impl_nonblocking").NonBlockingConductor
+    theirs = importlib.import_module("taskflow.conductors.backends.impl_nonblocking").NonBlockingConductor
+    assert ours.MAX_SIMULTANEOUS_JOBS == theirs.MAX_SIMULTANEOUS_JOBS

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import concurrent.futures
+import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from flowkit.conductors.backends.impl_executor import ExecutorConductor
-from flowkit.engines._threads import default_thread_count
 from flowkit.jobs.base import JobBoard
 from flowkit.persistence.base import Backend
 
@@ -26,7 +26,8 @@ class NonBlockingConductor(ExecutorConductor):
         other arguments: as :class:`~flowkit.conductors.backends.impl_executor.ExecutorConductor`.
     """
 
-    MAX_SIMULTANEOUS_JOBS = default_thread_count()
+    #: TaskFlow's default: one job more than there are CPUs (its ``get_optimal_thread_count``).
+    MAX_SIMULTANEOUS_JOBS = (os.cpu_count() or 1) + 1
 
     def __init__(
         self,

@@ -29,8 +29,8 @@ def _threads_back_to(before: int) -> None:
     wait_until(lambda: _thread._count() <= before, timeout=10.0)
 
 
-@pytest.mark.parametrize(("cpus", "expected"), [(None, 5), (1, 5), (2, 6), (28, 32), (64, 32)])
-def test_the_default_thread_count_is_cpus_plus_four_at_most_32(
+@pytest.mark.parametrize(("cpus", "expected"), [(None, 5), (1, 5), (2, 10), (64, 320)])
+def test_the_default_thread_count_is_five_per_cpu_as_taskflows(
     monkeypatch: pytest.MonkeyPatch, cpus: int | None, expected: int
 ) -> None:
     monkeypatch.setattr(_threads.os, "cpu_count", lambda: cpus)
@@ -44,14 +44,12 @@ def test_the_engines_pools_default_to_the_default_thread_count(
     # A count no other test's pool has, so that the pool given back is this run's.
     monkeypatch.setattr(_threads.os, "cpu_count", lambda: 3)
     engines.run(unordered_flow.Flow("f").add(Where("w", provides="w")), engine=kind)
-    assert _threads._idle[-1].size == default_thread_count() == 7
+    assert _threads._idle[-1].size == default_thread_count() == 15
 
 
-def test_a_worker_and_the_nonblocking_conductor_default_to_the_default_thread_count() -> None:
-    from flowkit.conductors.backends.impl_nonblocking import NonBlockingConductor
+def test_a_worker_defaults_to_the_default_thread_count() -> None:
     from flowkit.engines.worker_based.worker import Worker
 
-    assert default_thread_count() == NonBlockingConductor.MAX_SIMULTANEOUS_JOBS
     worker = Worker(topic="t", url="memory://default-thread-count")
     assert f"  threads: {default_thread_count()}\n" in worker.banner
 

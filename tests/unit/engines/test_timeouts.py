@@ -429,18 +429,18 @@ def test_an_asyncio_run_ending_on_a_timed_thread_call_leaves_no_task_pending(
 def test_calls_abandoned_on_the_asyncio_engine_do_not_starve_the_calls_behind_them(
     runner: cf.ThreadPoolExecutor,
 ) -> None:
-    # More timed thread calls than asyncio's default executor has threads (at
-    # most 32): the abandoned ones held those threads, so the calls queued
+    # More timed thread calls than the engine's pool has threads (once asyncio's
+    # default executor): the abandoned ones held those threads, so the calls queued
     # behind them never started, never timed out, and the run waited for ever.
     # Each wave of calls that start times out, and lends its threads to the next.
-    count = 33
+    count = default_thread_count() + 1
     timer = ManualTimer()
     flow = unordered_flow.Flow("u").add(*(tt.Blocking(f"b{i}", timeout=5) for i in range(count)))
     engine = engines.load(flow, engine="asyncio", clock=timer)
     running = _start(runner, engine)
     try:
-        # Forced: the first wave takes every thread (as many as asyncio's default
-        # executor has) before this thread looks, as a loaded machine did at random;
+        # Forced: the first wave takes every thread (as many as the pool
+        # has) before this thread looks, as a loaded machine did at random;
         # a loop waiting for "one arm more than seen" then waited for ever.
         timer.wait_armed(default_thread_count())
         while timer.armed < count:
