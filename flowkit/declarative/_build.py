@@ -1356,10 +1356,11 @@ def _check_type(
         # As the engine's check reads it: a spawner's declared Subflow says nothing of its result.
         declared = typed.provided_type(provider.atom, provider.item)
         for field in ref.path:
-            declared = _field_type(declared, field)
+            holder, declared = declared, _field_type(declared, field)
             if declared is _NO_FIELD:
+                length = _length(holder, field)
                 raise source.error(
-                    f"{ref.text}: task {provider.task!r} result has no field {field!r}",
+                    f"{ref.text}: task {provider.task!r} result has no field {field!r}{length}",
                     task=spec.key,
                     key=key,
                 )
@@ -1389,6 +1390,12 @@ def _check_constant(source: Source, spec: _Task, key: str, value: Any, wanted: A
         raise exc.quoting_cause(source.error(f"{said}{err}", task=spec.key, key=key)) from err
 
 
+def _length(declared: Any, field: str | int) -> str:
+    """`` (tuple[int, str] has 2 items)`` when ``field`` is a position past a fixed tuple's end."""
+    positions = typed.tuple_items(declared) if isinstance(field, int) else None
+    return "" if positions is None else f" ({typed.type_name(declared)} has {len(positions)} items)"
+
+
 _NO_FIELD = object()
 _SCALARS = frozenset({int, float, complex, bool, str, bytes, type(None)})
 
@@ -1397,8 +1404,12 @@ def _field_type(declared: Any, field: str | int) -> Any:
     """The declared type of ``declared``'s field, UNTYPED when unknown, _NO_FIELD when absent."""
     if declared is typed.UNTYPED:
         return typed.UNTYPED
+    if isinstance(field, int):
+        positions = typed.tuple_items(declared)
+        if positions is not None:  # tuple[int, str] or a named tuple: its length is declared
+            return positions[field] if field < len(positions) else _NO_FIELD
     if not isinstance(declared, type):
-        return typed.item_type(declared, field)  # a tuple's position, a mapping's value
+        return typed.item_type(declared, field)  # a sequence's item, a mapping's value
     if declared in _SCALARS:  # no keys, no items, only the (public) attributes of the class
         readable = isinstance(field, str) and not field.startswith("_") and hasattr(declared, field)
         return typed.UNTYPED if readable else _NO_FIELD

@@ -242,6 +242,45 @@ def test_fields_of_a_tuple_or_mapping_result_are_checked_as_their_items_are() ->
     assert engines.run(declarative.load_flow(fits))["c"] == 3
 
 
+@pytest.mark.parametrize(
+    ("provider", "ref", "reason"),
+    [
+        # ``-> list[str]``: an item is a str, by index as ``provides: [a, b]`` reads it.
+        ("labels", "${p.0}", "wrong type: ${p.0} is str, argument 'n' wants int"),
+        ("span", "${p.1}", "wrong type: ${p.1} is str, argument 'n' wants int"),
+        ("span", "${p.high}", "wrong type: ${p.high} is str, argument 'n' wants int"),
+        ("low_high", "${p.2}", "${p.2}: task 'p' result has no field 2 (tuple[int, str] has 2 items)"),
+        ("span", "${p.2}", f"${{p.2}}: task 'p' result has no field 2 ({T}.Span has 2 items)"),
+    ],
+)
+def test_an_item_of_a_list_or_tuple_result_is_checked_by_its_index(
+    provider: str, ref: str, reason: str
+) -> None:
+    # ${p.0} of a ``-> list[str]`` fed an int argument unchecked (only tuples and
+    # mappings were typed), and ${p.2} of a two-item tuple failed only at run time.
+    err = load_error(spec(p={"task": f"{T}:{provider}"}, c={"task": f"{T}:Count", "inputs": {"n": ref}}))
+    assert (err.task, err.key, err.reason) == ("c", "inputs.n", reason)
+
+
+def test_items_of_a_list_or_named_tuple_that_fit_their_argument_run() -> None:
+    # A named tuple is a tuple: ${s.0} was refused as a field it has not.
+    fits = spec(
+        p={"task": f"{T}:labels"},
+        s={"task": f"{T}:span"},
+        c={"task": f"{T}:Count", "inputs": {"n": "${s.0}"}},
+        d={"task": f"{T}:Count", "inputs": {"n": "${s.low}"}},
+        t={"task": f"{T}:Notify", "inputs": {"text": "${p.1}"}},
+    )
+    results = engines.run(declarative.load_flow(fits), check_types=True)
+    assert (results["c"], results["d"], results["t"]) == (1, 1, "second")
+
+
+def test_provides_taking_a_list_apart_types_each_symbol_as_its_item() -> None:
+    parts = {"task": f"{T}:labels", "provides": ["first", "second"]}
+    err = load_error(spec(p=parts, c={"task": f"{T}:Count", "inputs": {"n": "${second}"}}))
+    assert err.reason == "wrong type: ${second} is str, argument 'n' wants int"
+
+
 def test_a_field_read_through_a_provided_symbol_names_the_task_providing_it() -> None:
     err = load_error(
         spec(p={"task": f"{T}:point", "provides": "pt"}, c={"task": f"{T}:Count", "inputs": {"n": "${pt.y}"}})
