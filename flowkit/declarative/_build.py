@@ -84,10 +84,11 @@ _TASK_KEYS = ("task", "inputs", *TASK_OPTIONS)
 
 
 class _Provider(NamedTuple):
-    """What a symbol a consumer references is: task ``task``'s result (``atom``'s), or its item ``item``."""
+    """What a symbol a consumer reads is: ``atom``'s result (a task's or a retry's), or its item ``item``."""
 
-    task: str
-    atom: BaseTask
+    #: Its words in errors: ``task 'p' result``, ``the value of the retry of sub-flow 's'``.
+    what: str
+    atom: Atom
     #: The position ``provides: [a, b]`` gave the symbol, None for the whole result.
     item: int | None = None
 
@@ -99,7 +100,32 @@ class _Tried(NamedTuple):
     values: tuple[Any, ...]
 
     def owner(self) -> str:
-        return "the spec's flow" if self.flow is None else f"sub-flow {self.flow!r}"
+        return _flow_words(self.flow)
+
+
+def _flow_words(flow: str | None) -> str:
+    """A flow of the spec in errors: ``the spec's flow``, or ``sub-flow 'key'``."""
+    return "the spec's flow" if flow is None else f"sub-flow {flow!r}"
+
+
+def _retry_providers(parsed: _Parsed) -> dict[str, _Provider | _Tried]:
+    """The symbols retries provide, typed for their readers as a task's result is.
+
+    A ``for_each`` retry's are its constants, each checked as one; any other
+    (a ``times`` retry's attempt number) by what its controller's ``execute``
+    declares, as the engine's check reads it.
+    """
+    providers: dict[str, _Provider | _Tried] = {}
+    for flow, retry in parsed.retries.items():
+        if retry.provides is None:
+            continue
+        if retry.controller == "for_each":
+            providers[retry.provides] = _Tried(flow, tuple(retry.values))
+        else:
+            providers[retry.provides] = _Provider(
+                f"the value of the retry of {_flow_words(flow)}", retry.make()
+            )
+    return providers
 
 
 @dataclass(slots=True)
@@ -290,12 +316,8 @@ def _build_flow(source: Source, allowed: FactoryNames | None) -> Flow:
     order = _check_cycles(source, parsed, kind)
     by_key = {spec.key: spec for spec in specs}
     atoms: dict[str, BaseTask] = {}
-    # symbol -> the task whose result (or item) it is, or the for_each retry whose values it takes
-    providers: dict[str, _Provider | _Tried] = {
-        retry.provides: _Tried(flow, tuple(retry.values))
-        for flow, retry in parsed.retries.items()
-        if retry.controller == "for_each" and retry.provides is not None
-    }
+    # symbol -> the task or retry whose result (or item) it is, or the for_each retry whose values it takes
+    providers = _retry_providers(parsed)
     # Providers first (not the file's order): checking a consumer reads the atoms
     # of the tasks it references, which must exist by then.
     for key in order:
@@ -303,9 +325,9 @@ def _build_flow(source: Source, allowed: FactoryNames | None) -> Flow:
         atoms[key] = _make_atom(source, spec, by_key, providers)
         if isinstance(spec.provides, list):
             for i, symbol in enumerate(spec.provides):
-                providers[symbol] = _Provider(key, atoms[key], i)
+                providers[symbol] = _Provider(f"task {key!r} result", atoms[key], i)
         else:
-            providers[spec.provides or key] = _Provider(key, atoms[key])
+            providers[spec.provides or key] = _Provider(f"task {key!r} result", atoms[key])
     if parsed.flows or kind != "graph" or parsed.retries:
         position = {key: i for i, key in enumerate(order)}
         return _assemble(source, parsed, None, name, kind, parsed.top, atoms, position)
@@ -446,22 +468,37 @@ def _parse_retry(source: Source, parsed: _Parsed, parameters: set[str], flow: st
             values = ref.name
         retry.values = values
     if retry.provides is not None:
-        symbol = retry.provides
-        if "." in symbol or symbol in parsed.symbols or symbol in parameters or symbol in parsed.flows:
+        clash = _symbol_clash(parsed, parameters, retry.provides)
+        if clash is not None:
             raise source.error(
-                f"retry symbol {symbol!r} cannot be provided: it has a '.', or a task, parameter "
-                "or sub-flow already uses it",
+                f"retry symbol {retry.provides!r} cannot be provided: {clash}",
                 task=flow,
                 key="retry.provides",
             )
-        if symbol in parsed.retry_symbols:
-            raise source.error(
-                f"retry symbol {symbol!r} is provided by the retry of another flow too",
-                task=flow,
-                key="retry.provides",
-            )
-        parsed.retry_symbols[symbol] = flow
+        parsed.retry_symbols[retry.provides] = flow
     parsed.retries[flow] = retry
+
+
+def _symbol_clash(parsed: _Parsed, parameters: set[str], symbol: str) -> str | None:
+    """Why a retry cannot provide ``symbol``, as :func:`_collect_symbols` says it for a task; None if it can.
+
+    A task key is refused even when that task stores its result under other
+    symbols: ``${key}`` would read the retry's value where a reader meant the task.
+    """
+    task = parsed.symbols.get(symbol)
+    if "." in symbol:
+        return "it has a '.' (${a.b} reads field b of a)"
+    if task is not None:
+        return f"task {task!r} stores its result under it"
+    if symbol in parsed.by_key:
+        return f"it is the key of task {symbol!r}"
+    if symbol in parameters:
+        return "it is a parameter"
+    if symbol in parsed.flows:
+        return "it is the key of a sub-flow"
+    if symbol in parsed.retry_symbols:
+        return f"the retry of {_flow_words(parsed.retry_symbols[symbol])} provides it too"
+    return None
 
 
 def _one_of(value: Any, choices: Mapping[str, Any]) -> bool:
@@ -1360,7 +1397,7 @@ def _check_type(
             if declared is _NO_FIELD:
                 length = _length(holder, field)
                 raise source.error(
-                    f"{ref.text}: task {provider.task!r} result has no field {field!r}{length}",
+                    f"{ref.text}: {provider.what} has no field {field!r}{length}",
                     task=spec.key,
                     key=key,
                 )
