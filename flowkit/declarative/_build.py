@@ -37,6 +37,7 @@ from flowkit._utils import reflection
 from flowkit._utils.factories import FactoryNames
 from flowkit._utils.gc_pause import gc_paused
 from flowkit._utils.json_types import json_representable
+from flowkit._utils.reprs import short_repr
 from flowkit.atom import Atom
 from flowkit.deciders import Depth
 from flowkit.declarative import _refs
@@ -1383,12 +1384,13 @@ def _check_type(
         provider = made.get(ref.name)
         if provider is None:  # a parameter
             continue
-        if isinstance(provider, _Tried):
-            if isinstance(value, _refs.Ref) and not ref.path:  # the values themselves: constants
-                owner = provider.owner()
-                said = f"wrong type: {ref.text} takes the for_each values of the retry of {owner}, and "
-                for tried in provider.values:
-                    _check_constant(source, spec, key, tried, wanted, said)
+        if isinstance(provider, _Tried):  # the values are constants: each is read as the task will
+            owner = provider.owner()
+            said = f"wrong type: {ref.text} takes the for_each values of the retry of {owner}, and "
+            for tried in provider.values:
+                found = _tried_field(source, spec, key, ref, tried, owner)
+                if isinstance(value, _refs.Ref):
+                    _check_constant(source, spec, key, found, wanted, said)
             continue
         # As the engine's check reads it: a spawner's declared Subflow says nothing of its result.
         declared = typed.provided_type(provider.atom, provider.item)
@@ -1408,6 +1410,22 @@ def _check_type(
                 task=spec.key,
                 key=key,
             )
+
+
+def _tried_field(source: Source, spec: _Task, key: str, ref: _refs.Ref, tried: Any, owner: str) -> Any:
+    """What ``ref`` reads from a for_each value ``tried``, or an error naming the field it lacks."""
+    found = tried
+    for field in ref.path:
+        try:
+            found = _refs.get_field(found, field)
+        except LookupError:
+            raise source.error(
+                f"{ref.text}: the for_each value {short_repr(tried, 60)} of the retry of {owner} "
+                f"has no field {field!r}",
+                task=spec.key,
+                key=key,
+            ) from None
+    return found
 
 
 def _check_constant(source: Source, spec: _Task, key: str, value: Any, wanted: Any, said: str) -> None:

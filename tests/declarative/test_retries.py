@@ -372,3 +372,42 @@ def test_a_retry_symbol_that_is_a_task_key_is_refused(tmp_path: Path, controller
     err = error_of(tmp_path, text)
     assert (err.line, err.task, err.key) == (5, "sub", "retry.provides"), str(err)
     assert err.reason == "retry symbol 'a' cannot be provided: it is the key of task 'a'"
+
+
+@pytest.mark.parametrize(
+    ("values", "reason"),
+    [
+        # The second value has no x: its try failed at run time with NotFound.
+        (
+            "[{x: 1}, {y: 2}]",
+            "${v.x}: the for_each value {'y': 2} of the retry of sub-flow 'sub' has no field 'x'",
+        ),
+        # A field is a constant too: 'eu' for an int ran, as ${v} of it was refused.
+        (
+            "[{x: 1}, {x: eu}]",
+            "wrong type: ${v.x} takes the for_each values of the retry of sub-flow 'sub', "
+            "and 'eu' (str) is not int",
+        ),
+    ],
+)
+def test_a_field_of_for_each_values_is_checked_in_each_value(
+    tmp_path: Path, values: str, reason: str
+) -> None:
+    text = (
+        "tasks:\n  sub:\n    flow: linear\n"
+        f"    retry: {{controller: for_each, values: {values}, provides: v}}\n"
+        "    tasks:\n      c: {task: tests.declarative.tasks:Count, inputs: {n: '${v.x}'}}\n"
+    )
+    err = error_of(tmp_path, text)
+    assert (err.line, err.task, err.key, err.reason) == (6, "c", "inputs.n", reason), str(err)
+    fits = {
+        "name": "f",
+        "tasks": {
+            "sub": {
+                "flow": "linear",
+                "retry": {"controller": "for_each", "values": [{"x": 4}], "provides": "v"},
+                "tasks": {"c": {"task": "tests.declarative.tasks:Count", "inputs": {"n": "${v.x}"}}},
+            }
+        },
+    }
+    assert run(declarative.load_flow(fits), "serial")[0]["c"] == 4
