@@ -41,6 +41,7 @@ from flowkit._utils.reprs import short_repr
 from flowkit.atom import Atom
 from flowkit.deciders import Depth
 from flowkit.declarative import _refs
+from flowkit.declarative._numbers import NOT_FINITE, find_non_finite
 from flowkit.declarative._registry import TaskNotAllowed, UnknownTask, registered, resolve_task
 from flowkit.declarative._source import Source
 from flowkit.declarative._spec_task import SpecTask
@@ -274,6 +275,9 @@ def _build_flow(source: Source, allowed: FactoryNames | None) -> Flow:
     data = source.data
     if not isinstance(data, Mapping):
         raise source.error(f"a flow spec is a mapping with a 'tasks' key, not {type(data).__name__}")
+    unfit = find_non_finite(data)
+    if unfit is not None:
+        raise source.error(f"{unfit.value} {NOT_FINITE}", task=unfit.task, key=unfit.key)
     for key in data:
         if key not in _TOP_KEYS:
             raise source.error(
