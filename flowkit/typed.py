@@ -64,6 +64,7 @@ __all__ = [
     "revives",
     "satisfies",
     "shares_contract",
+    "tuple_items",
     "type_mismatches",
     "type_name",
     "validator_for",
@@ -467,23 +468,52 @@ def provided_type(provider: Any, key: int | str | None = None) -> Any:
 def item_type(result: Any, key: int | str) -> Any:
     """The declared type of item ``key`` of a value declared ``result``, or UNTYPED when unknown.
 
-    A position of a ``tuple[...]``, a key of a ``Mapping[K, V]`` or a TypedDict:
-    what the engine's check reads for ``provides``, and a declarative spec for
-    ``${task.field}``, so the two agree.
+    A position of a ``tuple[...]`` or a named tuple, an index of a sequence
+    (``list[T]``, ``Sequence[T]``: every item is a ``T``), a key of a
+    ``Mapping[K, V]`` or a TypedDict: what the engine's check reads for
+    ``provides``, and a declarative spec for ``${task.field}``, so the two agree.
+    A position past a fixed tuple's end is UNTYPED here (the engine leaves it
+    to the run, as TaskFlow does); :func:`tuple_items` says how many there are.
     """
     result = _strip(result)
     args = typing.get_args(result)
     origin = typing.get_origin(result)
-    if isinstance(key, int) and origin is tuple and args:
-        if len(args) == 2 and args[1] is Ellipsis:
+    if isinstance(key, int):
+        positions = tuple_items(result)
+        if positions is not None:
+            return positions[key] if key < len(positions) else UNTYPED
+        if origin is tuple and args:  # tuple[T, ...]
             return args[0]
-        return args[key] if key < len(args) else UNTYPED
-    if isinstance(key, str):
-        if isinstance(origin, type) and issubclass(origin, cabc.Mapping) and len(args) == 2:
-            return args[1]
-        if typing.is_typeddict(result):
-            return typing.get_type_hints(result).get(key, UNTYPED)
+        if isinstance(origin, type) and len(args) == 1 and issubclass(origin, cabc.Sequence):
+            return args[0]
+    if isinstance(origin, type) and issubclass(origin, cabc.Mapping) and len(args) == 2:
+        return args[1]  # an int key too: the spec's ${counts.0} and TaskFlow's result[0] look it up
+    if isinstance(key, str) and typing.is_typeddict(result):
+        return typing.get_type_hints(result).get(key, UNTYPED)
     return UNTYPED
+
+
+def tuple_items(tp: Any) -> tuple[Any, ...] | None:
+    """The declared types of the positions of a fixed-length tuple type, or None for any other type.
+
+    ``tuple[int, str]`` and a named tuple class ``class Span(NamedTuple): low:
+    int; high: str`` both give ``(int, str)``; ``tuple[int, ...]``, a bare
+    ``tuple`` and anything else give None (their length is not declared).
+    """
+    tp = _strip(tp)
+    if typing.get_origin(tp) is tuple:
+        args = typing.get_args(tp)
+        if not args or (len(args) == 2 and args[1] is Ellipsis):
+            return None
+        return args
+    fields = getattr(tp, "_fields", None)
+    if isinstance(tp, type) and issubclass(tp, tuple) and isinstance(fields, tuple):
+        try:
+            hints = typing.get_type_hints(tp)
+        except Exception:  # an annotation that cannot be resolved: positions unknown
+            return None
+        return tuple(hints.get(name, UNTYPED) for name in fields)
+    return None
 
 
 def _may_spawn(result: Any) -> bool:

@@ -37,9 +37,11 @@ from flowkit._utils import reflection
 from flowkit._utils.factories import FactoryNames
 from flowkit._utils.gc_pause import gc_paused
 from flowkit._utils.json_types import json_representable
+from flowkit._utils.reprs import short_repr
 from flowkit.atom import Atom
 from flowkit.deciders import Depth
 from flowkit.declarative import _refs
+from flowkit.declarative._numbers import NOT_FINITE, find_non_finite
 from flowkit.declarative._registry import TaskNotAllowed, UnknownTask, registered, resolve_task
 from flowkit.declarative._source import Source
 from flowkit.declarative._spec_task import SpecTask
@@ -84,10 +86,11 @@ _TASK_KEYS = ("task", "inputs", *TASK_OPTIONS)
 
 
 class _Provider(NamedTuple):
-    """What a symbol a consumer references is: task ``task``'s result (``atom``'s), or its item ``item``."""
+    """What a symbol a consumer reads is: ``atom``'s result (a task's or a retry's), or its item ``item``."""
 
-    task: str
-    atom: BaseTask
+    #: Its words in errors: ``task 'p' result``, ``the value of the retry of sub-flow 's'``.
+    what: str
+    atom: Atom
     #: The position ``provides: [a, b]`` gave the symbol, None for the whole result.
     item: int | None = None
 
@@ -99,7 +102,32 @@ class _Tried(NamedTuple):
     values: tuple[Any, ...]
 
     def owner(self) -> str:
-        return "the spec's flow" if self.flow is None else f"sub-flow {self.flow!r}"
+        return _flow_words(self.flow)
+
+
+def _flow_words(flow: str | None) -> str:
+    """A flow of the spec in errors: ``the spec's flow``, or ``sub-flow 'key'``."""
+    return "the spec's flow" if flow is None else f"sub-flow {flow!r}"
+
+
+def _retry_providers(parsed: _Parsed) -> dict[str, _Provider | _Tried]:
+    """The symbols retries provide, typed for their readers as a task's result is.
+
+    A ``for_each`` retry's are its constants, each checked as one; any other
+    (a ``times`` retry's attempt number) by what its controller's ``execute``
+    declares, as the engine's check reads it.
+    """
+    providers: dict[str, _Provider | _Tried] = {}
+    for flow, retry in parsed.retries.items():
+        if retry.provides is None:
+            continue
+        if retry.controller == "for_each":
+            providers[retry.provides] = _Tried(flow, tuple(retry.values))
+        else:
+            providers[retry.provides] = _Provider(
+                f"the value of the retry of {_flow_words(flow)}", retry.make()
+            )
+    return providers
 
 
 @dataclass(slots=True)
@@ -247,6 +275,9 @@ def _build_flow(source: Source, allowed: FactoryNames | None) -> Flow:
     data = source.data
     if not isinstance(data, Mapping):
         raise source.error(f"a flow spec is a mapping with a 'tasks' key, not {type(data).__name__}")
+    unfit = find_non_finite(data)
+    if unfit is not None:
+        raise source.error(f"{unfit.value} {NOT_FINITE}", task=unfit.task, key=unfit.key)
     for key in data:
         if key not in _TOP_KEYS:
             raise source.error(
@@ -290,12 +321,8 @@ def _build_flow(source: Source, allowed: FactoryNames | None) -> Flow:
     order = _check_cycles(source, parsed, kind)
     by_key = {spec.key: spec for spec in specs}
     atoms: dict[str, BaseTask] = {}
-    # symbol -> the task whose result (or item) it is, or the for_each retry whose values it takes
-    providers: dict[str, _Provider | _Tried] = {
-        retry.provides: _Tried(flow, tuple(retry.values))
-        for flow, retry in parsed.retries.items()
-        if retry.controller == "for_each" and retry.provides is not None
-    }
+    # symbol -> the task or retry whose result (or item) it is, or the for_each retry whose values it takes
+    providers = _retry_providers(parsed)
     # Providers first (not the file's order): checking a consumer reads the atoms
     # of the tasks it references, which must exist by then.
     for key in order:
@@ -303,9 +330,9 @@ def _build_flow(source: Source, allowed: FactoryNames | None) -> Flow:
         atoms[key] = _make_atom(source, spec, by_key, providers)
         if isinstance(spec.provides, list):
             for i, symbol in enumerate(spec.provides):
-                providers[symbol] = _Provider(key, atoms[key], i)
+                providers[symbol] = _Provider(f"task {key!r} result", atoms[key], i)
         else:
-            providers[spec.provides or key] = _Provider(key, atoms[key])
+            providers[spec.provides or key] = _Provider(f"task {key!r} result", atoms[key])
     if parsed.flows or kind != "graph" or parsed.retries:
         position = {key: i for i, key in enumerate(order)}
         return _assemble(source, parsed, None, name, kind, parsed.top, atoms, position)
@@ -446,22 +473,37 @@ def _parse_retry(source: Source, parsed: _Parsed, parameters: set[str], flow: st
             values = ref.name
         retry.values = values
     if retry.provides is not None:
-        symbol = retry.provides
-        if "." in symbol or symbol in parsed.symbols or symbol in parameters or symbol in parsed.flows:
+        clash = _symbol_clash(parsed, parameters, retry.provides)
+        if clash is not None:
             raise source.error(
-                f"retry symbol {symbol!r} cannot be provided: it has a '.', or a task, parameter "
-                "or sub-flow already uses it",
+                f"retry symbol {retry.provides!r} cannot be provided: {clash}",
                 task=flow,
                 key="retry.provides",
             )
-        if symbol in parsed.retry_symbols:
-            raise source.error(
-                f"retry symbol {symbol!r} is provided by the retry of another flow too",
-                task=flow,
-                key="retry.provides",
-            )
-        parsed.retry_symbols[symbol] = flow
+        parsed.retry_symbols[retry.provides] = flow
     parsed.retries[flow] = retry
+
+
+def _symbol_clash(parsed: _Parsed, parameters: set[str], symbol: str) -> str | None:
+    """Why a retry cannot provide ``symbol``, as :func:`_collect_symbols` says it for a task; None if it can.
+
+    A task key is refused even when that task stores its result under other
+    symbols: ``${key}`` would read the retry's value where a reader meant the task.
+    """
+    task = parsed.symbols.get(symbol)
+    if "." in symbol:
+        return "it has a '.' (${a.b} reads field b of a)"
+    if task is not None:
+        return f"task {task!r} stores its result under it"
+    if symbol in parsed.by_key:
+        return f"it is the key of task {symbol!r}"
+    if symbol in parameters:
+        return "it is a parameter"
+    if symbol in parsed.flows:
+        return "it is the key of a sub-flow"
+    if symbol in parsed.retry_symbols:
+        return f"the retry of {_flow_words(parsed.retry_symbols[symbol])} provides it too"
+    return None
 
 
 def _one_of(value: Any, choices: Mapping[str, Any]) -> bool:
@@ -1346,20 +1388,22 @@ def _check_type(
         provider = made.get(ref.name)
         if provider is None:  # a parameter
             continue
-        if isinstance(provider, _Tried):
-            if isinstance(value, _refs.Ref) and not ref.path:  # the values themselves: constants
-                owner = provider.owner()
-                said = f"wrong type: {ref.text} takes the for_each values of the retry of {owner}, and "
-                for tried in provider.values:
-                    _check_constant(source, spec, key, tried, wanted, said)
+        if isinstance(provider, _Tried):  # the values are constants: each is read as the task will
+            owner = provider.owner()
+            said = f"wrong type: {ref.text} takes the for_each values of the retry of {owner}, and "
+            for tried in provider.values:
+                found = _tried_field(source, spec, key, ref, tried, owner)
+                if isinstance(value, _refs.Ref):
+                    _check_constant(source, spec, key, found, wanted, said)
             continue
         # As the engine's check reads it: a spawner's declared Subflow says nothing of its result.
         declared = typed.provided_type(provider.atom, provider.item)
         for field in ref.path:
-            declared = _field_type(declared, field)
+            holder, declared = declared, _field_type(declared, field)
             if declared is _NO_FIELD:
+                length = _length(holder, field)
                 raise source.error(
-                    f"{ref.text}: task {provider.task!r} result has no field {field!r}",
+                    f"{ref.text}: {provider.what} has no field {field!r}{length}",
                     task=spec.key,
                     key=key,
                 )
@@ -1370,6 +1414,22 @@ def _check_type(
                 task=spec.key,
                 key=key,
             )
+
+
+def _tried_field(source: Source, spec: _Task, key: str, ref: _refs.Ref, tried: Any, owner: str) -> Any:
+    """What ``ref`` reads from a for_each value ``tried``, or an error naming the field it lacks."""
+    found = tried
+    for field in ref.path:
+        try:
+            found = _refs.get_field(found, field)
+        except LookupError:
+            raise source.error(
+                f"{ref.text}: the for_each value {short_repr(tried, 60)} of the retry of {owner} "
+                f"has no field {field!r}",
+                task=spec.key,
+                key=key,
+            ) from None
+    return found
 
 
 def _check_constant(source: Source, spec: _Task, key: str, value: Any, wanted: Any, said: str) -> None:
@@ -1389,6 +1449,12 @@ def _check_constant(source: Source, spec: _Task, key: str, value: Any, wanted: A
         raise exc.quoting_cause(source.error(f"{said}{err}", task=spec.key, key=key)) from err
 
 
+def _length(declared: Any, field: str | int) -> str:
+    """`` (tuple[int, str] has 2 items)`` when ``field`` is a position past a fixed tuple's end."""
+    positions = typed.tuple_items(declared) if isinstance(field, int) else None
+    return "" if positions is None else f" ({typed.type_name(declared)} has {len(positions)} items)"
+
+
 _NO_FIELD = object()
 _SCALARS = frozenset({int, float, complex, bool, str, bytes, type(None)})
 
@@ -1397,8 +1463,12 @@ def _field_type(declared: Any, field: str | int) -> Any:
     """The declared type of ``declared``'s field, UNTYPED when unknown, _NO_FIELD when absent."""
     if declared is typed.UNTYPED:
         return typed.UNTYPED
+    if isinstance(field, int):
+        positions = typed.tuple_items(declared)
+        if positions is not None:  # tuple[int, str] or a named tuple: its length is declared
+            return positions[field] if field < len(positions) else _NO_FIELD
     if not isinstance(declared, type):
-        return typed.item_type(declared, field)  # a tuple's position, a mapping's value
+        return typed.item_type(declared, field)  # a sequence's item, a mapping's value
     if declared in _SCALARS:  # no keys, no items, only the (public) attributes of the class
         readable = isinstance(field, str) and not field.startswith("_") and hasattr(declared, field)
         return typed.UNTYPED if readable else _NO_FIELD

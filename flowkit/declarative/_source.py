@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,6 +119,8 @@ def _read_json(text: str, shown: str) -> Source:
         raise exc.FlowSpecError(
             f"invalid JSON: {err.msg} (column {err.colno})", source=shown, line=err.lineno
         ) from err
+    except ValueError as err:  # an integer too long for int(), which json does not wrap
+        raise _too_long(text, shown) or err from None
     except RecursionError:
         raise exc.FlowSpecError(TOO_DEEP, source=shown) from None
     return Source(data, shown, Lines(), index=lambda: _json_lines(text))
@@ -161,6 +165,25 @@ def _json_lines(text: str) -> Lines:
     return lines
 
 
+def _too_long(text: str, shown: str) -> exc.FlowSpecError | None:
+    """The error of a spec holding an integer longer than ``int()`` reads, at its line; None if none is.
+
+    Python refuses to read an integer of more than ``sys.get_int_max_str_digits()``
+    digits (4300 by default, against a denial of service), and json and PyYAML
+    let its bare ValueError out, naming no file or line.
+    """
+    limit = sys.get_int_max_str_digits()
+    found = re.search(rf"[0-9]{{{limit + 1},}}", text) if limit else None
+    if found is None:
+        return None
+    return exc.FlowSpecError(
+        f"a number of {found.end() - found.start()} digits is longer than Python reads "
+        f"({limit} digits at most)",
+        source=shown,
+        line=text.count("\n", 0, found.start()) + 1,
+    )
+
+
 #: Said of a spec nested deeper than the parser's recursion allows.
 TOO_DEEP = "the spec is nested too deeply (hundreds of levels of [ or {)"
 
@@ -186,6 +209,8 @@ def _read_yaml(text: str, shown: str) -> Source:
         data = loader.construct_document(node)
     except (yaml.YAMLError, RecursionError) as err:
         raise _yaml_error(err, shown) from (None if isinstance(err, RecursionError) else err)
+    except ValueError as err:  # an integer too long for int(), which PyYAML does not wrap
+        raise _too_long(text, shown) or err from None
     finally:
         loader.dispose()
     lines.by_key[(None, None)] = node.start_mark.line + 1

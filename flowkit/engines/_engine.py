@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from flowkit.engines._missing import Gap
     from flowkit.engines._protocols import Driver  # a Protocol: type checkers only
     from flowkit.engines._reverting import RevertCause
+    from flowkit.engines._splice import SpawnedEdges
     from flowkit.engines._timeouts import Timer
 
 __all__ = [
@@ -217,7 +218,7 @@ _MISMATCHES_LOGGED = 10
 
 
 def _check_types(
-    compilation: _compiler.Compilation,
+    compilation: _compiler.Compilation | SpawnedEdges,
     replaced: Callable[[Node, str], bool],
     classes: Iterable[type],
     flow_name: str,
@@ -284,6 +285,29 @@ def _guard_spawned(
     from flowkit import _guards
 
     return _guards.guard_nodes(nodes, validate_types, None, everyone, classes)
+
+
+def _check_spawned(
+    replaced: Callable[[Node, str], bool], flow_name: str, refuse: bool, edges: SpawnedEdges
+) -> None:
+    """Check the declared types of a sub-flow about to be spliced in, as the compile checks the flow's.
+
+    Each edge into a spawned atom is checked, from a provider inside its
+    sub-flow or in the running flow; with ``refuse`` the first mismatch is
+    raised (the spawner fails, before any spawned task runs), else each is
+    logged and the run goes on, as TaskFlow would. A spawn of atoms that
+    declare nothing costs a pass over their arguments' providers' classes.
+    """
+    nodes = edges.nodes
+    classes = {type(node.atom) for node in edges.atoms}
+    classes.update(
+        type(nodes[plan.provider].atom)
+        for node in edges.atoms
+        for plan in node.exec_args
+        if plan.provider >= 0
+    )
+    if may_check_types(edges.atoms, classes):
+        _check_types(edges, replaced, classes, flow_name, refuse=refuse)
 
 
 class DispatchingDriver:
@@ -630,6 +654,11 @@ class ActionEngine(Engine):
 
             self._runtime.guards = _guards.build(compilation, self._options, classes)
         self._runtime.guard_spawned = functools.partial(_guard_spawned, self._options.get("validate_types"))
+        if check_types is not False:
+            refuse = check_types is True or (check_types is None and self._strict)
+            self._runtime.check_spawned = functools.partial(
+                _check_spawned, self._injected_for, self._flow.name, refuse
+            )
         if self._calls_traced_here:
             self._runtime.trace_sources = self.trace_sources
         if _without_run_options(nodes, self._options):

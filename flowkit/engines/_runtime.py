@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from flowkit.engines._loops import Clock, Loops
     from flowkit.engines._progress_reports import Reporting
     from flowkit.engines._reverting import RevertCause, Reverting
+    from flowkit.engines._splice import SpawnedEdges
     from flowkit.engines._timeouts import Timer, Watchdog
     from flowkit.retry import Decision
 
@@ -157,6 +158,9 @@ class Runtime:
         #: Makes the guards of atoms spliced in while the flow runs (their nodes and
         #: :attr:`guards` in, theirs out); set by the engine, which knows the options.
         self.guard_spawned: Callable[[Sequence[Node], Mapping[int, Any]], dict[int, Any]] | None = None
+        #: Checks the declared types of a sub-flow about to be spliced in, as the
+        #: compile checked the flow's; set by the engine unless ``check_types=False``.
+        self.check_spawned: Callable[[SpawnedEdges], None] | None = None
         #: Failures that end the run in FAILURE (revert failures, unresolvable ones).
         self.retained: list[Failure] = []
         #: Calls whose outcome was accounted for in the current run.

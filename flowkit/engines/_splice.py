@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from flowkit import _flow_codec, dynamic
 from flowkit import exceptions as exc
@@ -54,7 +54,7 @@ if TYPE_CHECKING:
     from flowkit.engines._missing import Gap
     from flowkit.engines._runtime import Runtime
 
-__all__ = ["META_KEY", "SPAWNED_BY_KEY", "Spawns", "Splice"]
+__all__ = ["META_KEY", "SPAWNED_BY_KEY", "SpawnedEdges", "Spawns", "Splice"]
 
 #: The spawner's atom-detail metadata key that records what it spawned.
 META_KEY = "spawned"
@@ -66,6 +66,31 @@ _Plans = tuple[tuple[ArgPlan, ...], tuple[ArgPlan, ...]]
 
 #: States of a spawner whose recorded spawn stands (it ran; the sub-flow was spliced).
 _SPAWNED_STATES = frozenset({st.SUCCESS, st.REVERTING, st.REVERTED, st.REVERT_FAILURE})
+
+
+class _Grown:
+    """The running graph's nodes and a sub-flow's (renumbered) after them, by index, not yet joined."""
+
+    __slots__ = ("_added", "_before", "_offset")
+
+    def __init__(self, before: list[Node], added: list[Node], offset: int) -> None:
+        self._before = before
+        self._added = added
+        self._offset = offset
+
+    def __getitem__(self, index: int) -> Node:
+        return self._added[index - self._offset] if index >= self._offset else self._before[index]
+
+
+class SpawnedEdges(NamedTuple):
+    """What the type check reads of a sub-flow about to be spliced in (as of a compilation).
+
+    ``atoms`` are the sub-flow's, whose argument plans name their providers by
+    index in ``nodes``: inside the sub-flow, or in the running flow.
+    """
+
+    nodes: _Grown
+    atoms: list[Node]
 
 
 @dataclass(slots=True)
@@ -210,9 +235,14 @@ class Spawns:
                 # A retry's options are never refused, only warned of: that happens
                 # once, as adopt_options() reads them below (here too it said it twice).
                 options_of(atom_node, runtime.default_timeout, runtime.limits)
-        # Checks done: from here on the running graph changes.
         local_start, local_end = sub.root.start, sub.root.end
-        _renumber(sub, offset, spawner.retry, plans)
+        _renumber(sub, offset, spawner.retry, plans)  # the sub-flow's own nodes only
+        if fresh and runtime.check_spawned is not None:
+            # Every edge into a spawned atom, from its sub-flow or the running flow, as
+            # the compile checked the flow's: before any spawned task runs. A resume
+            # splices again what a run accepted, and does not judge it anew.
+            runtime.check_spawned(SpawnedEdges(_Grown(compilation.nodes, sub.nodes, offset), sub.atoms))
+        # Checks done: from here on the running graph changes.
         nodes = compilation.nodes
         start, end = local_start + offset, local_end + offset
         old_succ = tuple(spawner.succ)

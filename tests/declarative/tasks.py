@@ -6,7 +6,7 @@ import dataclasses
 import datetime
 import enum
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from flowkit import dynamic, task
 from flowkit.patterns import unordered_flow
@@ -194,6 +194,21 @@ def low_high() -> tuple[int, str]:
 
 def counts() -> dict[str, int]:
     return {"rows": 3}
+
+
+def labels() -> list[str]:
+    """A list result: ``${p.0}`` is a ``str``, as ``provides: [a, b]`` reads it."""
+    return ["first", "second"]
+
+
+class Span(NamedTuple):
+    low: int
+    high: str
+
+
+def span() -> Span:
+    """A named tuple: ``${s.0}`` and ``${s.low}`` are its first item, an ``int``."""
+    return Span(1, "high")
 
 
 class Spawns(task.Task):

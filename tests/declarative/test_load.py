@@ -12,6 +12,7 @@ import pytest
 from flowkit import declarative, engines, exceptions
 from flowkit.patterns import graph_flow
 from tests.declarative import tasks
+from tests.declarative.helpers import error_of
 
 T = "tests.declarative.tasks"
 
@@ -240,6 +241,45 @@ def test_fields_of_a_tuple_or_mapping_result_are_checked_as_their_items_are() ->
         assert f"wrong type: {ref} is " in str(err)
     fits = spec(p={"task": f"{T}:counts"}, c={"task": f"{T}:Count", "inputs": {"n": "${p.rows}"}})
     assert engines.run(declarative.load_flow(fits))["c"] == 3
+
+
+@pytest.mark.parametrize(
+    ("provider", "ref", "reason"),
+    [
+        # ``-> list[str]``: an item is a str, by index as ``provides: [a, b]`` reads it.
+        ("labels", "${p.0}", "wrong type: ${p.0} is str, argument 'n' wants int"),
+        ("span", "${p.1}", "wrong type: ${p.1} is str, argument 'n' wants int"),
+        ("span", "${p.high}", "wrong type: ${p.high} is str, argument 'n' wants int"),
+        ("low_high", "${p.2}", "${p.2}: task 'p' result has no field 2 (tuple[int, str] has 2 items)"),
+        ("span", "${p.2}", f"${{p.2}}: task 'p' result has no field 2 ({T}.Span has 2 items)"),
+    ],
+)
+def test_an_item_of_a_list_or_tuple_result_is_checked_by_its_index(
+    provider: str, ref: str, reason: str
+) -> None:
+    # ${p.0} of a ``-> list[str]`` fed an int argument unchecked (only tuples and
+    # mappings were typed), and ${p.2} of a two-item tuple failed only at run time.
+    err = load_error(spec(p={"task": f"{T}:{provider}"}, c={"task": f"{T}:Count", "inputs": {"n": ref}}))
+    assert (err.task, err.key, err.reason) == ("c", "inputs.n", reason)
+
+
+def test_items_of_a_list_or_named_tuple_that_fit_their_argument_run() -> None:
+    # A named tuple is a tuple: ${s.0} was refused as a field it has not.
+    fits = spec(
+        p={"task": f"{T}:labels"},
+        s={"task": f"{T}:span"},
+        c={"task": f"{T}:Count", "inputs": {"n": "${s.0}"}},
+        d={"task": f"{T}:Count", "inputs": {"n": "${s.low}"}},
+        t={"task": f"{T}:Notify", "inputs": {"text": "${p.1}"}},
+    )
+    results = engines.run(declarative.load_flow(fits), check_types=True)
+    assert (results["c"], results["d"], results["t"]) == (1, 1, "second")
+
+
+def test_provides_taking_a_list_apart_types_each_symbol_as_its_item() -> None:
+    parts = {"task": f"{T}:labels", "provides": ["first", "second"]}
+    err = load_error(spec(p=parts, c={"task": f"{T}:Count", "inputs": {"n": "${second}"}}))
+    assert err.reason == "wrong type: ${second} is str, argument 'n' wants int"
 
 
 def test_a_field_read_through_a_provided_symbol_names_the_task_providing_it() -> None:
@@ -712,6 +752,107 @@ def test_yaml_syntax_error_has_its_line(tmp_path: Path) -> None:
 def test_json_syntax_error_has_its_line(tmp_path: Path) -> None:
     err = load_error(write(tmp_path, '{"tasks":\n  {"a": }\n}', "f.json"))
     assert err.line == 2
+
+
+#: What a spec says for a number JSON cannot hold, whatever its format.
+NOT_FINITE = "is not a finite number"
+
+JSON_SPEC = """\
+{
+  "tasks": {
+    "a": {"task": "tests.declarative.tasks:Untyped",
+          "inputs": {"value": [1, %s]}}
+  }
+}
+"""
+
+
+@pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity", "1e400", "-1.5e999"])
+def test_a_number_json_cannot_hold_is_refused_in_a_json_spec(tmp_path: Path, number: str) -> None:
+    # Python's json reads them (1e400 as inf), though they are not JSON: the
+    # spec loaded, and its constant reached the task (or failed where stored
+    # or sent to a worker as JSON, once the flow ran).
+    pytest.importorskip("yaml")  # for the line
+    err = load_error(write(tmp_path, JSON_SPEC % number, "flow.json"))
+    assert (err.source, err.line, err.task, err.key) == (str(tmp_path / "flow.json"), 4, "a", "inputs.value")
+    assert NOT_FINITE in err.reason, str(err)
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "task", "key"),
+    [
+        (
+            "tasks:\n  a: {task: tests.declarative.tasks:Untyped, inputs: {value: .nan}}\n",
+            2,
+            "a",
+            "inputs.value",
+        ),
+        (
+            "tasks:\n  a:\n    task: tests.declarative.tasks:Untyped\n    inputs:\n      value: [-.inf]\n",
+            5,
+            "a",
+            "inputs.value",
+        ),
+        (
+            "tasks:\n  a: {task: tests.declarative.tasks:Untyped, inputs: {value: {k: 1.0e+400}}}\n",
+            2,
+            "a",
+            "inputs.value",
+        ),
+        (
+            "tasks:\n  a: {task: tests.declarative.tasks:Untyped, inject: {value: !!float nan}}\n",
+            2,
+            "a",
+            "inject.value",
+        ),
+        ("tasks:\n  a: {task: tests.declarative.tasks:Untyped, timeout: .inf}\n", 2, "a", "timeout"),
+        (
+            "engine: {name: parallel, max_workers: .inf}\n"
+            "tasks:\n  a: {task: tests.declarative.tasks:Untyped}\n",
+            1,
+            None,
+            "engine.max_workers",
+        ),
+        (
+            "tasks:\n  s:\n    flow: linear\n    retry: {controller: for_each, values: [1, .nan]}\n"
+            "    tasks:\n      a: {task: tests.declarative.tasks:Untyped}\n",
+            4,
+            "s",
+            "retry.values",
+        ),
+    ],
+)
+def test_a_number_json_cannot_hold_is_refused_in_a_yaml_spec(
+    tmp_path: Path, text: str, line: int, task: str | None, key: str
+) -> None:
+    # YAML has .nan and .inf (and 1.0e+400 is inf), but a spec's values are
+    # stored and sent as JSON, which has no such numbers.
+    err = error_of(tmp_path, text)
+    assert (err.line, err.task, err.key) == (line, task, key), str(err)
+    assert NOT_FINITE in err.reason, str(err)
+
+
+def test_a_number_json_cannot_hold_is_refused_in_a_dict_spec() -> None:
+    err = load_error(spec(a={"task": f"{T}:Untyped", "inputs": {"value": {"x": [float("nan")]}}}))
+    assert (err.task, err.key) == ("a", "inputs.value")
+    assert err.reason == (
+        "nan is not a finite number: NaN, Infinity and numbers past the float range (1e400) "
+        "have no JSON form, in which a spec's values are stored"
+    )
+    fine = spec(a={"task": f"{T}:Untyped", "inputs": {"value": [1.5e308, -0.0, 1e-400]}})
+    assert engines.run(declarative.load_flow(fine))["a"] == [1.5e308, -0.0, 0.0]
+
+
+@pytest.mark.parametrize("name", ["flow.json", "flow.yaml"])
+def test_a_number_too_long_to_read_is_a_spec_error_with_its_line(tmp_path: Path, name: str) -> None:
+    # It escaped as Python's bare ValueError ("Exceeds the limit (4300 digits)
+    # for integer string conversion"), naming no file.
+    if name.endswith("yaml"):
+        pytest.importorskip("yaml")
+    digits = "9" * (sys.get_int_max_str_digits() + 1)
+    err = load_error(write(tmp_path, JSON_SPEC % digits, name))
+    assert (err.source, err.line) == (str(tmp_path / name), 4)
+    assert f"a number of {len(digits)} digits" in err.reason, str(err)
 
 
 def test_a_key_given_twice_is_refused_not_silently_dropped(tmp_path: Path) -> None:

@@ -310,3 +310,104 @@ def test_a_for_each_value_that_does_not_fit_the_argument_reading_it_is_refused_a
         },
     }
     assert run(declarative.load_flow(spec), "serial")[0]["c"] == 5
+
+
+@pytest.mark.parametrize(
+    ("reader", "line", "task", "key", "reason"),
+    [
+        # The attempt number is an int (Times.execute says so): a str argument
+        # reading it loaded, and only the engine's check_types saw it.
+        (
+            "      c: {task: tests.declarative.tasks:Notify, inputs: {text: '${n}'}}\n",
+            6,
+            "c",
+            "inputs.text",
+            "wrong type: ${n} is int, argument 'text' wants str",
+        ),
+        # A field of an int: it failed at run time with NotFound.
+        (
+            "      c: {task: tests.declarative.tasks:Count, inputs: {n: '${n.x}'}}\n",
+            6,
+            "c",
+            "inputs.n",
+            "${n.x}: the value of the retry of sub-flow 'sub' has no field 'x'",
+        ),
+    ],
+)
+def test_a_times_retry_value_is_checked_against_its_readers_as_a_tasks_result_is(
+    tmp_path: Path, reader: str, line: int, task: str, key: str, reason: str
+) -> None:
+    text = (
+        "tasks:\n  sub:\n    flow: linear\n    retry: {controller: times, attempts: 2, provides: n}\n"
+        "    tasks:\n" + reader
+    )
+    err = error_of(tmp_path, text)
+    assert (err.line, err.task, err.key, err.reason) == (line, task, key, reason), str(err)
+
+
+def test_a_times_retry_value_read_as_an_int_runs() -> None:
+    spec = {
+        "name": "f",
+        "tasks": {
+            "sub": {
+                "flow": "linear",
+                "retry": {"controller": "times", "attempts": 2, "provides": "n"},
+                "tasks": {"c": {"task": "tests.declarative.tasks:Count", "inputs": {"n": "${n}"}}},
+            }
+        },
+    }
+    assert run(declarative.load_flow(spec), "serial", check_types=True)[0]["c"] == 1
+
+
+@pytest.mark.parametrize("controller", ["{controller: times", "{controller: for_each, values: [1]"])
+def test_a_retry_symbol_that_is_a_task_key_is_refused(tmp_path: Path, controller: str) -> None:
+    # Task `a` stores its result under `b`, so `a` named no symbol, and the retry
+    # took it: `${a}` then read the retry's value where the reader meant task a
+    # (a task's `provides` naming another task's key is refused alike).
+    text = (
+        f"tasks:\n  a: {{task: {FLAKY}, provides: b}}\n  sub:\n    flow: linear\n"
+        f"    retry: {controller}, provides: a}}\n"
+        f"    tasks:\n      c: {{task: {FLAKY}}}\n"
+    )
+    err = error_of(tmp_path, text)
+    assert (err.line, err.task, err.key) == (5, "sub", "retry.provides"), str(err)
+    assert err.reason == "retry symbol 'a' cannot be provided: it is the key of task 'a'"
+
+
+@pytest.mark.parametrize(
+    ("values", "reason"),
+    [
+        # The second value has no x: its try failed at run time with NotFound.
+        (
+            "[{x: 1}, {y: 2}]",
+            "${v.x}: the for_each value {'y': 2} of the retry of sub-flow 'sub' has no field 'x'",
+        ),
+        # A field is a constant too: 'eu' for an int ran, as ${v} of it was refused.
+        (
+            "[{x: 1}, {x: eu}]",
+            "wrong type: ${v.x} takes the for_each values of the retry of sub-flow 'sub', "
+            "and 'eu' (str) is not int",
+        ),
+    ],
+)
+def test_a_field_of_for_each_values_is_checked_in_each_value(
+    tmp_path: Path, values: str, reason: str
+) -> None:
+    text = (
+        "tasks:\n  sub:\n    flow: linear\n"
+        f"    retry: {{controller: for_each, values: {values}, provides: v}}\n"
+        "    tasks:\n      c: {task: tests.declarative.tasks:Count, inputs: {n: '${v.x}'}}\n"
+    )
+    err = error_of(tmp_path, text)
+    assert (err.line, err.task, err.key, err.reason) == (6, "c", "inputs.n", reason), str(err)
+    fits = {
+        "name": "f",
+        "tasks": {
+            "sub": {
+                "flow": "linear",
+                "retry": {"controller": "for_each", "values": [{"x": 4}], "provides": "v"},
+                "tasks": {"c": {"task": "tests.declarative.tasks:Count", "inputs": {"n": "${v.x}"}}},
+            }
+        },
+    }
+    assert run(declarative.load_flow(fits), "serial")[0]["c"] == 4

@@ -21,6 +21,13 @@ class MakePair(task.Task):
         return 1, "a"
 
 
+class MakeLabels(task.Task):
+    default_provides = ("first", "second")
+
+    def execute(self) -> list[str]:
+        return ["a", "b"]
+
+
 class NeedsFloat(task.Task):
     def execute(self, value: float) -> float:
         RAN.append(self.name)
@@ -60,6 +67,13 @@ def test_compatible_types_and_untyped_providers_run() -> None:
 def test_items_of_a_tuple_result_are_checked_by_position() -> None:
     with pytest.raises(exceptions.TypeMismatch, match="'second'"):
         engines.load(linear_flow.Flow("f").add(MakePair("p"), NeedsInt("n")), check_types=True).compile()
+
+
+def test_items_of_a_list_result_are_checked_as_its_item_type() -> None:
+    # ``provides=("first", "second")`` of a ``-> list[str]``: each is a str, as
+    # a tuple's positions were typed; the list's items went unchecked.
+    with pytest.raises(exceptions.TypeMismatch, match="'second'.* as int, .* as str"):
+        engines.load(linear_flow.Flow("f").add(MakeLabels("p"), NeedsInt("n")), check_types=True).compile()
 
 
 def test_the_check_can_be_turned_off() -> None:

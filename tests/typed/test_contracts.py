@@ -220,3 +220,37 @@ def test_which_annotations_count_as_plain_names() -> None:
     assert typed._plain_hints(_not_plain) is None
     assert typed._plain_hints(_unknown) is None  # left to typing, which cannot resolve it either
     assert typed._read_contract(_unknown) is typed._read_contract(Plain().execute)  # both empty
+
+
+class Span(typing.NamedTuple):
+    low: int
+    high: str
+
+
+@pytest.mark.parametrize(
+    ("result", "key", "item"),
+    [
+        (tuple[int, str], 1, str),
+        (tuple[int, str], 2, typed.UNTYPED),  # past the end: left to the run, as TaskFlow does
+        (tuple[int, ...], 5, int),
+        (Span, 0, int),
+        (list[str], 3, str),
+        (Sequence[float], 0, float),
+        (typing.List[bytes], 0, bytes),  # noqa: UP006 - the old spelling is read alike
+        (dict[str, int], "rows", int),
+        (Mapping[str, int], 0, int),  # TaskFlow's result[0] and a spec's ${p.0} look the key up
+        (set[int], 0, typed.UNTYPED),  # no index
+        (list[str], "x", typed.UNTYPED),
+        (Optional[list[str]], 0, typed.UNTYPED),  # noqa: UP045 - a union: not certain
+    ],
+)
+def test_item_type_of_containers(result: Any, key: int | str, item: Any) -> None:
+    assert typed.item_type(result, key) == item
+
+
+def test_tuple_items_are_the_positions_of_a_fixed_tuple_or_named_tuple() -> None:
+    assert typed.tuple_items(tuple[int, str]) == (int, str)
+    assert typed.tuple_items(Span) == (int, str)
+    assert typed.tuple_items(typing.Annotated[tuple[int], "x"]) == (int,)
+    for other in (tuple[int, ...], tuple, list[int], int):
+        assert typed.tuple_items(other) is None
