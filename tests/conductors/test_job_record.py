@@ -111,6 +111,59 @@ def test_a_board_made_from_options_names_itself_by_them_without_its_password() -
     assert backends.fetch("b", "redis://:pw@h:1/0?namespace=n").url == "redis://:***@h:1/0?namespace=n"
 
 
+def test_a_redis_board_without_a_namespace_names_itself_by_a_url_that_reads_the_same_keys(
+    redis_server: services.RedisServer,
+) -> None:
+    # ``namespace: None`` (no key prefix, as TaskFlow allows) was named by a URL without a
+    # namespace, which reads back as the default one: a board made from it read other keys.
+    import redis
+
+    redis_server.start()
+    port = redis_server.port
+    client = redis.Redis(host="127.0.0.1", port=port, db=10)
+    client.flushdb()  # a database of this test's own: unprefixed keys share it with nothing else
+    board = backends.fetch(
+        "b", {"board": "redis", "host": "127.0.0.1", "port": port, "db": 10, "namespace": None}
+    )
+    board.connect()
+    try:
+        job = board.post("j")
+        url = board.url
+        assert url == f"redis://127.0.0.1:{port}/10?no_namespace=true"
+        assert board_address(url) != board_address(f"redis://127.0.0.1:{port}/10")
+        again = backends.fetch("again", url)
+        assert again.namespace is None  # type: ignore[attr-defined]
+        assert again.url == url
+        again.connect()
+        try:
+            assert [j.uuid for j in again.iterjobs(ensure_fresh=True)] == [job.uuid]
+        finally:
+            again.close()
+        # A board given its server as a URL option names itself the same way.
+        given = backends.fetch(
+            "g", {"board": "redis", "url": f"redis://127.0.0.1:{port}/10", "namespace": None}
+        )
+        assert given.url == url
+    finally:
+        board.close()
+        client.flushdb()
+        client.close()
+
+
+def test_a_redis_board_url_names_the_namespace_its_options_give_over_the_url() -> None:
+    # Options beside a board URL win over its query: the URL naming the board says so.
+    made = backends.fetch("b", {"board": "redis://:pw@h:1/0?namespace=a&claim_expiry=1", "namespace": None})
+    assert made.url == "redis://:***@h:1/0?claim_expiry=1&no_namespace=true"
+    made = backends.fetch("b", {"board": "redis://h:1/0?no_namespace=1", "namespace": "b"})
+    assert board_address(made.url) == board_address("redis://h:1/0?namespace=b")
+    # A URL that already names the board's namespace is kept as given.
+    assert backends.fetch("b", "redis://h:1/0?no_namespace=yes").url == "redis://h:1/0?no_namespace=yes"
+    assert backends.fetch("b", "redis://h:1/0").url == "redis://h:1/0"
+    masked = r"redis://:\*\*\*@h:1/0\?namespace=a&no_namespace=1"
+    with pytest.raises(ValueError, match=rf"at {masked}: the URL names namespace 'a' and no_namespace=true"):
+        backends.fetch("b", "redis://:pw@h:1/0?namespace=a&no_namespace=1")
+
+
 def test_a_board_made_as_taskflow_makes_it_names_itself_too() -> None:
     # TaskFlow's tests and programs make a board class directly, with no 'board' kind in the conf.
     from flowkit.jobs.backends.impl_redis import RedisJobBoard
