@@ -164,6 +164,48 @@ def test_a_redis_board_url_names_the_namespace_its_options_give_over_the_url() -
         backends.fetch("b", "redis://:pw@h:1/0?namespace=a&no_namespace=1")
 
 
+def test_a_board_url_names_what_the_boards_options_say_over_the_url_it_was_given() -> None:
+    # Options beside a board URL win over it (a path, hosts, a database the URL leaves out):
+    # the board's url named the URL's board, not the one its jobs are on.
+    def url_of(conf: dict[str, Any]) -> str:
+        return backends.fetch("b", conf).url
+
+    assert board_address(url_of({"board": "redis://h:1", "db": 3})) == board_address("redis://h:1/3")
+    assert board_address(url_of({"board": "zookeeper://h/a", "path": "/b"})) == board_address("zk://h/b")
+    assert board_address(url_of({"board": "zookeeper://h/a", "hosts": "k"})) == board_address("zk://k/a")
+    assert board_address(url_of({"board": "etcd://h/a", "path": "b"})) == board_address("etcd://h/b")
+    assert board_address(url_of({"board": "etcd://h/a", "host": "k"})) == board_address("etcd://k/a")
+    # A URL naming the board it makes is kept as given, password masked.
+    assert url_of({"board": "redis://h:1/2", "db": 3}) == "redis://h:1/2"  # redis-py reads the URL's
+    assert url_of({"board": "zk://:pw@h/a/", "path": "/a"}) == "zk://:***@h/a/"
+    assert url_of({"board": "etcd://h/a", "path": "a"}) == "etcd://h/a"
+
+
+@pytest.mark.parametrize("kind", ["redis", "zookeeper"])
+def test_a_board_given_options_over_its_url_names_itself_by_a_url_that_reads_its_jobs(
+    request: pytest.FixtureRequest, kind: str
+) -> None:
+    url, _ = KINDS[kind](request)
+    if kind == "redis":  # the database from an option, the URL naming none
+        server: services.RedisServer = request.getfixturevalue("redis_server")
+        conf = {"board": url.replace(f":{server.port}/0?", f":{server.port}?"), "db": 12}
+    else:  # the path from an option, over the URL's
+        server_zk: services.ZooKeeperServer = request.getfixturevalue("zookeeper_server")
+        conf = {"board": f"{url}-not-this", "path": url.split(f":{server_zk.port}", 1)[1]}
+    board = backends.fetch("b", conf)
+    board.connect()
+    try:
+        job = board.post("j")
+        again = backends.fetch("again", board.url)
+        again.connect()
+        try:
+            assert [j.uuid for j in again.iterjobs(ensure_fresh=True)] == [job.uuid]
+        finally:
+            again.close()
+    finally:
+        board.close()
+
+
 def test_a_board_made_as_taskflow_makes_it_names_itself_too() -> None:
     # TaskFlow's tests and programs make a board class directly, with no 'board' kind in the conf.
     from flowkit.jobs.backends.impl_redis import RedisJobBoard

@@ -1,4 +1,4 @@
-"""What a Redis board URL says of the board's key namespace, none at all among them.
+"""What a Redis board URL says of where the board's keys are: their namespace (or none), the database.
 
 A Redis board's keys start with its ``namespace`` (default ``flowkit``), or
 with nothing when the board is given ``namespace: None``, as TaskFlow allows.
@@ -12,6 +12,10 @@ flows resume --board`` looked for the job among other keys.
 The board (reading its URL), :attr:`~flowkit.jobs.base.JobBoard.url` (writing
 one) and :func:`~flowkit.jobs.backends._address.board_address` (comparing two)
 all read and write the spelling here.
+
+The database: redis-py reads it from ``?db=``, else from the URL's path, else
+from the ``db`` option. A board given ``redis://host`` and ``db: 3`` uses
+database 3, so the URL naming it must say so (:func:`with_database`).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ __all__ = [
     "namespace_param",
     "namespace_text",
     "url_namespace",
+    "with_database",
     "with_namespace",
 ]
 
@@ -93,3 +98,19 @@ def with_namespace(url: str, namespace: NamespaceOption, default: str) -> str:
         return url
     kept = [(k, v) for k, v in query if k not in (NAMESPACE, NO_NAMESPACE)]
     return urlunsplit(parts._replace(query=urlencode([*kept, namespace_param(namespace)])))
+
+
+def with_database(url: str, database: object) -> str:
+    """``url`` naming database ``database`` (the board's ``db`` option) where it names none itself.
+
+    A URL that names one (``?db=``, or a ``redis://`` URL's path) is returned
+    as given: redis-py reads the URL's before the option.
+    """
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    tcp = parts.scheme.lower() in ("redis", "rediss")  # a unix:// URL's path is its socket
+    if database is None or (tcp and parts.path.strip("/")) or any(key == "db" for key, _ in query):
+        return url
+    if tcp:
+        return urlunsplit(parts._replace(path=f"/{database}"))
+    return urlunsplit(parts._replace(query=urlencode([*query, ("db", str(database))])))

@@ -294,6 +294,11 @@ class EtcdJobBoard(WatchingJobBoard):
         """The key trashed jobs are kept under: ``/taskflow/.trash/<path>``."""
         return self._trash
 
+    @property
+    def url(self) -> str:
+        """A URL naming this board, password masked: the one given, unless its options say otherwise."""
+        return self._given_url_naming_it()
+
     def _url_from_options(self) -> str:
         """``etcd://host:port/path`` (``etcds`` over TLS), the path below the root as a board URL gives it."""
         options = self._client_options

@@ -72,6 +72,7 @@ from flowkit.jobs.backends._redis_board_url import (
     NO_NAMESPACE,
     namespace_param,
     url_namespace,
+    with_database,
     with_namespace,
 )
 from flowkit.jobs.base import (
@@ -513,9 +514,9 @@ class RedisJobBoard(ListingJobBoard):
 
         A URL given is kept as given, but for what the board's options say
         over it: a ``namespace`` option (``None`` among them, spelled
-        ``?no_namespace=true``: see :mod:`~flowkit.jobs.backends._redis_board_url`).
-        Otherwise the URL recorded named another board than the one the jobs
-        are on.
+        ``?no_namespace=true``: see :mod:`~flowkit.jobs.backends._redis_board_url`),
+        or a ``db`` option where the URL names no database. Otherwise the URL
+        recorded named another board than the one the jobs are on.
         """
         return mask_url(self._url_from_options())
 
@@ -525,7 +526,8 @@ class RedisJobBoard(ListingJobBoard):
         # A board URL as given (with its query), else the url option (its board options moved out).
         given = board if isinstance(board, str) and "://" in board else self._conf.get("url")
         if given:
-            return with_namespace(str(given), self._namespace, DEFAULT_NAMESPACE)
+            named = with_database(str(given), self._conf.get("db"))
+            return with_namespace(named, self._namespace, DEFAULT_NAMESPACE)
         if self._conf.get("unix_socket_path"):
             base = f"unix://{self._conf['unix_socket_path']}?db={self._conf.get('db', 0)}"
         else:
