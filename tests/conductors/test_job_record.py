@@ -171,6 +171,7 @@ def test_a_board_url_names_what_the_boards_options_say_over_the_url_it_was_given
         return backends.fetch("b", conf).url
 
     assert board_address(url_of({"board": "redis://h:1", "db": 3})) == board_address("redis://h:1/3")
+    assert board_address(url_of({"board": "redis://h:1/?db=", "db": 3})) == board_address("redis://h:1/3")
     assert board_address(url_of({"board": "zookeeper://h/a", "path": "/b"})) == board_address("zk://h/b")
     assert board_address(url_of({"board": "zookeeper://h/a", "hosts": "k"})) == board_address("zk://k/a")
     assert board_address(url_of({"board": "etcd://h/a", "path": "b"})) == board_address("etcd://h/b")

@@ -19,6 +19,7 @@ from flowkit.jobs.backends._address import BoardAddress, board_address
         ("redis://user:***@h/0", "redis://other:secret@h/0"),
         ("redis://h/0?namespace=ns&db=3", "redis://h/?db=3&namespace=ns"),
         ("redis://h/0", "redis://h/0?namespace=flowkit"),
+        ("redis://h/?db=1&db=2", "redis://h/1"),  # redis-py reads the first ?db=
         ("redis://h/0", "rediss://h/0"),
         # No namespace (the board's ``namespace: None``): any yes word, any place in the query.
         ("redis://h/0?no_namespace=true", "redis://h/?db=0&no_namespace=1"),

@@ -107,8 +107,9 @@ def _redis(url: str, netloc: str) -> BoardAddress:
     if database is not None:
         raise ValueError(f"the URL's database must be a number (/0), not {database!r}")
     parts = urlsplit(url)
-    query = dict(parse_qsl(parts.query, keep_blank_values=True))
-    number = query.get("db", unquote(parts.path).strip("/") or "0")
+    # redis-py's reading: the first non-blank ?db= (parse_qs drops blank values), else the path.
+    given = [value for key, value in parse_qsl(parts.query) if key == "db"]
+    number = given[0] if given else unquote(parts.path).strip("/") or "0"
     if not number.isdecimal():
         raise ValueError(f"the URL's database must be a number, not {number!r}")
     from flowkit.jobs.backends._redis_board_url import url_namespace

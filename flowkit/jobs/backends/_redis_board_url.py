@@ -109,7 +109,9 @@ def with_database(url: str, database: object) -> str:
     parts = urlsplit(url)
     query = parse_qsl(parts.query, keep_blank_values=True)
     tcp = parts.scheme.lower() in ("redis", "rediss")  # a unix:// URL's path is its socket
-    if database is None or (tcp and parts.path.strip("/")) or any(key == "db" for key, _ in query):
+    # A blank ?db= names none: redis-py's parse_qs drops it.
+    named = any(key == "db" for key, _ in parse_qsl(parts.query))
+    if database is None or (tcp and parts.path.strip("/")) or named:
         return url
     if tcp:
         return urlunsplit(parts._replace(path=f"/{database}"))
