@@ -656,15 +656,19 @@ class JobBoard(ABC):
         given beside a URL win over its parts (a path, hosts), and a URL
         kept then named another board than the one the jobs are on.
         """
-        from flowkit.jobs.backends._address import board_address
         from flowkit.persistence.backends._urls import mask_url
 
         named, given = self._url_from_options(), self._given_url()
+        return mask_url(given if given is not None and self._names_this_board(given, named) else named)
+
+    def _names_this_board(self, given: str, named: str) -> bool:
+        """Whether URL ``given`` names the board URL ``named`` names (their addresses are equal)."""
+        from flowkit.jobs.backends._address import board_address
+
         try:
-            kept = given is not None and board_address(given) == board_address(named)
+            return board_address(given) == board_address(named)
         except ValueError:  # a URL the board read but the comparison cannot: name the board by its options
-            kept = False
-        return mask_url(given if kept and given is not None else named)
+            return False
 
     def _url_from_options(self) -> str:
         """:attr:`url` for a board made from options rather than a URL (each kind says where it is)."""

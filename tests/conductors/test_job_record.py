@@ -176,6 +176,9 @@ def test_a_board_url_names_what_the_boards_options_say_over_the_url_it_was_given
     assert board_address(url_of({"board": "zookeeper://h/a", "hosts": "k"})) == board_address("zk://k/a")
     assert board_address(url_of({"board": "etcd://h/a", "path": "b"})) == board_address("etcd://h/b")
     assert board_address(url_of({"board": "etcd://h/a", "host": "k"})) == board_address("etcd://k/a")
+    # TLS is no part of what identifies a board, but a URL read back must reach it the same way.
+    assert url_of({"board": "etcd://h/a", "protocol": "https"}) == "etcds://h:2379/a"
+    assert url_of({"board": "etcds://h/a", "protocol": "http"}) == "etcd://h:2379/a"
     # A URL naming the board it makes is kept as given, password masked.
     assert url_of({"board": "redis://h:1/2", "db": 3}) == "redis://h:1/2"  # redis-py reads the URL's
     assert url_of({"board": "zk://:pw@h/a/", "path": "/a"}) == "zk://:***@h/a/"
