@@ -30,14 +30,14 @@ import os
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from flowkit._utils.text import log_safe
 from flowkit.cli._common import CliError, one_line
 from flowkit.conductors._job_record import JOB_KEY, JobRecord
 
 if TYPE_CHECKING:
-    from flowkit.conductors._fencing import FencedBackend
+    from flowkit.conductors._fencing import ClaimFence, FencedBackend
     from flowkit.jobs.base import Claim, Job, JobBoard
     from flowkit.persistence.base import Backend
     from flowkit.persistence.models import FlowDetail
@@ -58,21 +58,40 @@ class HeldJob:
     """A job a resume holds, and the persistence backend fenced for its claim.
 
     Attributes:
-        board: the job's board, connected.
-        job: the job.
-        claim: the resume's claim of it.
-        backend: the persistence backend every write of the resume goes through.
+        backend: the persistence backend every write of the resume goes
+            through, fenced for the resume's claim (its
+            :class:`~flowkit.conductors._fencing.ClaimFence` names the board,
+            the job and the claim: :attr:`board`, :attr:`job`, :attr:`claim`).
         flow: the flow detail, read under the fence.
         engine: the engine that runs the flow, once loaded (:func:`hold_job`
             ends the job by its flow's state).
     """
 
-    board: JobBoard
-    job: Job
-    claim: Claim
     backend: FencedBackend
     flow: FlowDetail
     engine: Any = None  # an engine of any kind (engines.load's)
+
+    @property
+    def board(self) -> JobBoard:
+        """The job's board, connected."""
+        return self.backend.fence.board
+
+    @property
+    def job(self) -> Job:
+        """The job."""
+        return self.backend.fence.job
+
+    @property
+    def claim(self) -> Claim:
+        """The resume's claim of the job."""
+        return self.backend.fence.claim
+
+
+class _GivenBoard(NamedTuple):
+    """The board ``--board`` names (not connected), and its URL as messages show it (password masked)."""
+
+    board: JobBoard
+    shown: str
 
 
 @contextlib.contextmanager
@@ -101,61 +120,34 @@ def hold_job(
             (status 2); the board cannot be read, or the claim was lost
             (status 1).
     """
-    from flowkit import exceptions as exc
-    from flowkit.conductors._fencing import ClaimFence, FencedBackend, FlowDetailHeld
+    from flowkit.conductors._fencing import FencedBackend
     from flowkit.jobs.base import ClaimLost
     from flowkit.persistence.backends._urls import mask_url
 
-    board = _board_for(flow, record, board_url)
-    masked = mask_url(str(board_url))
-    try:
-        try:
-            board.connect()
-            job = board.find_job(record.uuid)
-            claim = None if job is None else _claim(board, job, flow, record, masked)
-        except exc.JobFailure as err:
-            raise CliError(f"cannot read board {masked}: {mask_url(one_line(err))}", status=1) from err
-        if job is None or claim is None:  # gone from the board, before or while it was claimed
+    board, shown = _board_for(flow, record, board_url)
+    with contextlib.closing(board):
+        fence = _claimed(board, flow, record, shown)
+        if fence is None:  # gone from the board, before or while it was claimed
             yield None
             return
-        fenced = FencedBackend(backend, ClaimFence(board, job, claim))
-        try:
-            try:
-                taken = fenced.take(flow.uuid)
-            except FlowDetailHeld as held_by:
-                _give_back(board, job, claim, f"flow detail {flow.uuid} is run by job {held_by.holder}")
-                raise CliError(
-                    f"flow '{flow.name}' ({flow.uuid}) is being run for job {held_by.holder}, claimed by"
-                    f" '{log_safe(held_by.claim.owner)}' on {record.board} board {masked}: resume it once"
-                    f" that job is no longer claimed, {_OR_FORCE}"
-                ) from held_by
-            except exc.JobFailure as err:  # ClaimLost among them
-                _give_back(board, job, claim, "its claim could not be confirmed")
-                raise CliError(f"job {record.uuid}: {mask_url(one_line(err))}", status=1) from err
-            except BaseException:  # the store failed, or Ctrl-C: the job is not kept from its conductors
-                _give_back(board, job, claim, "flowkit flows resume could not read the flow")
-                raise
-            held = HeldJob(board, job, claim, fenced, taken)
+        with contextlib.closing(FencedBackend(backend, fence)) as fenced:
+            held = HeldJob(fenced, _take(fenced, flow, record, shown))
             try:
                 yield held
             except ClaimLost as lost:
-                _give_back(board, job, claim, "claim counted as lost", failed=True)
+                _give_back(fence, "claim counted as lost", failed=True)
                 raise CliError(
                     f"the resume of flow '{flow.name}' lost its claim of job {record.uuid} and stopped"
                     f" writing: {mask_url(one_line(lost))}",
                     status=1,
                 ) from lost
             except BaseException:
-                _give_back(board, job, claim, "flowkit flows resume stopped before its flow ended")
+                _give_back(fence, "flowkit flows resume stopped before its flow ended")
                 raise
-            _release(held, masked)
-        finally:
-            fenced.close()
-    finally:
-        board.close()
+            _release(held, shown)
 
 
-def _board_for(flow: FlowDetail, record: JobRecord, board_url: str | None) -> JobBoard:
+def _board_for(flow: FlowDetail, record: JobRecord, board_url: str | None) -> _GivenBoard:
     """The board ``board_url`` names (not connected), once it is shown to be ``record``'s.
 
     Raises:
@@ -188,12 +180,66 @@ def _board_for(flow: FlowDetail, record: JobRecord, board_url: str | None) -> Jo
             f" board's URL, {_OR_FORCE}"
         )
     try:
-        return backends.fetch("flowkit", {"board": board_url})
+        return _GivenBoard(backends.fetch("flowkit", {"board": board_url}), masked)
     except (exc.NotFound, ValueError) as err:
         raise CliError(f"--board {masked}: {one_line(err)}") from err
 
 
-def _claim(board: JobBoard, job: Job, flow: FlowDetail, record: JobRecord, masked: str) -> Claim | None:
+def _claimed(board: JobBoard, flow: FlowDetail, record: JobRecord, shown: str) -> ClaimFence | None:
+    """Connect ``board`` and claim ``record``'s job for the resume; ``None`` when the job is gone.
+
+    Raises:
+        CliError: the board cannot be read (status 1), or someone else holds
+            the job (status 2).
+    """
+    from flowkit import exceptions as exc
+    from flowkit.conductors._fencing import ClaimFence
+    from flowkit.persistence.backends._urls import mask_url
+
+    try:
+        board.connect()
+        job = board.find_job(record.uuid)
+        claim = None if job is None else _claim(board, job, flow, record, shown)
+    except exc.JobFailure as err:
+        raise CliError(f"cannot read board {shown}: {mask_url(one_line(err))}", status=1) from err
+    if job is None or claim is None:
+        return None
+    return ClaimFence(board, job, claim)
+
+
+def _take(fenced: FencedBackend, flow: FlowDetail, record: JobRecord, shown: str) -> FlowDetail:
+    """Take the flow detail's write fence for the resume's claim; the flow detail read under it.
+
+    Anything that stops the take gives the job back first: it is not kept
+    from its conductors.
+
+    Raises:
+        CliError: another job still claimed runs the flow detail (status 2),
+            or the claim could not be confirmed (status 1).
+    """
+    from flowkit import exceptions as exc
+    from flowkit.conductors._fencing import FlowDetailHeld
+    from flowkit.persistence.backends._urls import mask_url
+
+    fence = fenced.fence
+    try:
+        return fenced.take(flow.uuid)
+    except FlowDetailHeld as held_by:
+        _give_back(fence, f"flow detail {flow.uuid} is run by job {held_by.holder}")
+        raise CliError(
+            f"flow '{flow.name}' ({flow.uuid}) is being run for job {held_by.holder}, claimed by"
+            f" '{log_safe(held_by.claim.owner)}' on {record.board} board {shown}: resume it once"
+            f" that job is no longer claimed, {_OR_FORCE}"
+        ) from held_by
+    except exc.JobFailure as err:  # ClaimLost among them
+        _give_back(fence, "its claim could not be confirmed")
+        raise CliError(f"job {record.uuid}: {mask_url(one_line(err))}", status=1) from err
+    except BaseException:  # the store failed, or Ctrl-C: the job is not kept from its conductors
+        _give_back(fence, "flowkit flows resume could not read the flow")
+        raise
+
+
+def _claim(board: JobBoard, job: Job, flow: FlowDetail, record: JobRecord, shown: str) -> Claim | None:
     """Claim ``job`` for the resume; ``None`` when it left the board meanwhile.
 
     Raises:
@@ -208,15 +254,15 @@ def _claim(board: JobBoard, job: Job, flow: FlowDetail, record: JobRecord, maske
     except exc.UnclaimableJob as err:
         current = board.claim_of(job.uuid)
         if current is None:  # consumed between the listing and the claim
-            raise CliError(f"job {record.uuid} on board {masked} cannot be claimed: {one_line(err)}") from err
+            raise CliError(f"job {record.uuid} on board {shown} cannot be claimed: {one_line(err)}") from err
         raise CliError(
-            f"job {record.uuid} is claimed by '{log_safe(current.owner)}' on {record.board} board {masked}:"
+            f"job {record.uuid} is claimed by '{log_safe(current.owner)}' on {record.board} board {shown}:"
             f" a live conductor runs flow '{flow.name}'; resume it once that conductor has stopped and"
             f" its claim expired, {_OR_FORCE}"
         ) from err
 
 
-def _release(held: HeldJob, masked: str) -> None:
+def _release(held: HeldJob, shown: str) -> None:
     """End the job as a conductor would end it after this run.
 
     Consumed when the flow succeeded, or reverted for failures a conductor
@@ -235,27 +281,40 @@ def _release(held: HeldJob, masked: str) -> None:
     from flowkit.conductors.backends.impl_executor import consumed_when_reverted
     from flowkit.persistence.backends._urls import mask_url
 
-    engine, claim, job = held.engine, held.claim, held.job
+    engine, fence = held.engine, held.backend.fence
     state = None if engine is None else engine.storage.get_flow_state()
+    failed = state == states.REVERTED
     try:
-        if state == states.SUCCESS or (state == states.REVERTED and consumed_when_reverted(engine)):
-            held.board.consume(job, claim.owner, claim=claim)
-            return
-        failed = state == states.REVERTED
-        why = f"the flow ended {state}" if failed else f"the flow was left {state or 'unrun'}"
-        reason = f"flowkit flows resume: {why}"
-        held.board.abandon(job, claim.owner, reason=reason, failed=failed, claim=claim)
+        if state == states.SUCCESS or (failed and consumed_when_reverted(engine)):
+            fence.board.consume(fence.job, fence.claim.owner, claim=fence.claim)
+        else:
+            _abandon(
+                fence,
+                f"the flow ended {state}" if failed else f"the flow was left {state or 'unrun'}",
+                failed,
+            )
     except (exc.JobFailure, exc.NotFound) as err:
         raise CliError(
-            f"job {job.uuid} on board {masked}: the resume could not end its claim: {mask_url(one_line(err))}"
-            " (a claim the board still holds lapses as a dead conductor's)",
+            f"job {fence.job.uuid} on board {shown}: the resume could not end its claim:"
+            f" {mask_url(one_line(err))} (a claim the board still holds lapses as a dead conductor's)",
             status=1,
         ) from err
 
 
-def _give_back(board: JobBoard, job: Job, claim: Claim, reason: str, failed: bool = False) -> None:
-    """Give ``job`` back if ``claim`` still holds it; a refusal or an unreachable board is left to lapse."""
+def _abandon(fence: ClaimFence, reason: str, failed: bool = False) -> None:
+    """Give ``fence``'s job back under its claim, saying why (``flowkit flows resume: REASON``)."""
+    fence.board.abandon(
+        fence.job,
+        fence.claim.owner,
+        reason=f"flowkit flows resume: {reason}",
+        failed=failed,
+        claim=fence.claim,
+    )
+
+
+def _give_back(fence: ClaimFence, reason: str, failed: bool = False) -> None:
+    """Give ``fence``'s job back if its claim still holds it; a refused or unreachable board lets it lapse."""
     from flowkit import exceptions as exc
 
     with contextlib.suppress(exc.JobFailure, exc.NotFound):
-        board.abandon(job, claim.owner, reason=f"flowkit flows resume: {reason}", failed=failed, claim=claim)
+        _abandon(fence, reason, failed)

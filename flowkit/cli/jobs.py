@@ -184,7 +184,7 @@ def _find(board: Any, uuid: str) -> Any:
         return job
     # A finished job is consumed, gone from the board: where to look instead.
     raise exc.NotFound(
-        f"no job {uuid} on board {board.name!r} (a job is removed once done; its flow stays in the"
+        f"no job {uuid} on board {board.url} (a job is removed once done; its flow stays in the"
         " persistence backend: flowkit flows list)"
     )
 

@@ -634,15 +634,41 @@ class JobBoard(ABC):
         The URL the board was made from, or one made from its options: its
         kind, servers and where on them its jobs live, as
         :func:`~flowkit.jobs.backends._address.board_address` reads a board's
-        identity. Conductors record it with each job they run a flow for, so
-        that ``flowkit flows resume --board URL`` can tell the job's board.
+        identity. The built-in kinds keep a URL given only where it names the
+        board its options make (options beside a URL win over its parts).
+        Conductors record it with each job they run a flow for, so that
+        ``flowkit flows resume --board URL`` can tell the job's board.
         """
         from flowkit.persistence.backends._urls import mask_url
 
+        given = self._given_url()
+        return mask_url(given if given is not None else self._url_from_options())
+
+    def _given_url(self) -> str | None:
+        """The URL the board was made from (its ``board`` option), or ``None``."""
         given = self._conf.get("board")
-        if isinstance(given, str) and "://" in given:
-            return mask_url(given)
-        return mask_url(self._url_from_options())
+        return given if isinstance(given, str) and "://" in given else None
+
+    def _given_url_naming_it(self) -> str:
+        """:attr:`url` for a kind whose :meth:`_url_from_options` names the board exactly.
+
+        The URL given, where it names the board the options make: options
+        given beside a URL win over its parts (a path, hosts), and a URL
+        kept then named another board than the one the jobs are on.
+        """
+        from flowkit.persistence.backends._urls import mask_url
+
+        named, given = self._url_from_options(), self._given_url()
+        return mask_url(given if given is not None and self._names_this_board(given, named) else named)
+
+    def _names_this_board(self, given: str, named: str) -> bool:
+        """Whether URL ``given`` names the board URL ``named`` names (their addresses are equal)."""
+        from flowkit.jobs.backends._address import board_address
+
+        try:
+            return board_address(given) == board_address(named)
+        except ValueError:  # a URL the board read but the comparison cannot: name the board by its options
+            return False
 
     def _url_from_options(self) -> str:
         """:attr:`url` for a board made from options rather than a URL (each kind says where it is)."""

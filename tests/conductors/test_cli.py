@@ -212,8 +212,10 @@ def test_jobs_trash_sets_a_job_aside(redis_board: str, tmp_path: Path) -> None:
     assert listed.stdout == f"{job.uuid}  TRASHED   NORMAL    unwanted: operator said so\n"
     missing = flowkit("jobs", "--board", redis_board, "show", "no-such-job")
     assert missing.returncode == 2 and "no job no-such-job" in missing.stderr
-    # Named like every other command's errors, and where a finished job's story is.
-    assert missing.stderr.startswith("flowkit jobs show: error: no job no-such-job on board 'flowkit'")
+    # Named like every other command's errors, on the board named by its URL (its name,
+    # 'flowkit' for every board the command makes, told none from another), and where a
+    # finished job's story is.
+    assert missing.stderr.startswith(f"flowkit jobs show: error: no job no-such-job on board {redis_board} (")
     assert "its flow stays in the persistence backend: flowkit flows list" in missing.stderr
 
 

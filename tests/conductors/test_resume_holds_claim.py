@@ -269,6 +269,33 @@ def test_an_interrupted_resume_gives_the_job_back(
     assert board.claim_of(job.uuid) is None  # given back at once, not left to lapse
 
 
+def test_a_resume_holds_the_job_of_a_redis_board_without_a_namespace_given_its_recorded_url(
+    redis_server: services.RedisServer, store: Backend, connection: str, tmp_path: Path
+) -> None:
+    # The recorded URL of a board with ``namespace: None`` read back as the default
+    # namespace: the resume found no job there and ran the flow unclaimed and unfenced.
+    import redis
+
+    redis_server.start()
+    client = redis.Redis(host="127.0.0.1", port=redis_server.port, db=11)
+    client.flushdb()  # unprefixed keys: a database of this test's own
+    conf = {"board": "redis", "host": "127.0.0.1", "port": redis_server.port, "db": 11, "namespace": None}
+    board = backends.fetch("test", conf, persistence=store)
+    board.connect()
+    try:
+        calls = str(tmp_path / "calls")
+        job, fd = post_flow(board, store, flows.chain, [1], meta_store={"v0": 0, "calls": calls})
+        record_job(store, fd, job.uuid, board.url)  # what the board's conductor records
+        status, err = finished(resume_process(fd.uuid, "--connection", connection, "--board", board.url))
+        assert status == 0, err
+        # Consumed, as a conductor would: the resume held the job (it was left on the board).
+        assert [j.uuid for j in board.iterjobs(ensure_fresh=True)] == []
+    finally:
+        board.close()
+        client.flushdb()
+        client.close()
+
+
 def test_a_resume_whose_claim_is_taken_over_stops_writing_and_says_so(
     redis_server: services.RedisServer, store: Backend, connection: str, tmp_path: Path
 ) -> None:

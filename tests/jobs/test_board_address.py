@@ -19,7 +19,11 @@ from flowkit.jobs.backends._address import BoardAddress, board_address
         ("redis://user:***@h/0", "redis://other:secret@h/0"),
         ("redis://h/0?namespace=ns&db=3", "redis://h/?db=3&namespace=ns"),
         ("redis://h/0", "redis://h/0?namespace=flowkit"),
+        ("redis://h/?db=1&db=2", "redis://h/1"),  # redis-py reads the first ?db=
         ("redis://h/0", "rediss://h/0"),
+        # No namespace (the board's ``namespace: None``): any yes word, any place in the query.
+        ("redis://h/0?no_namespace=true", "redis://h/?db=0&no_namespace=1"),
+        ("redis://h/0?no_namespace=false", "redis://h/0"),
         # ZooKeeper: the default port and path, host order and case, trailing slashes.
         ("zookeeper://a:2181,b:2181/flowkit/jobs", "zk://B,a/flowkit/jobs/"),
         ("zookeeper://a", "zookeeper://a:2181/flowkit/jobs"),
@@ -40,6 +44,9 @@ def test_two_spellings_of_one_board_have_one_address(one: str, other: str) -> No
         ("redis://h:6379/0", "redis://h:6380/0"),
         ("redis://h/0", "redis://g/0"),
         ("redis://h/0?namespace=a", "redis://h/0?namespace=b"),
+        # No namespace at all is neither the default one nor the empty one (keys ``:listings``).
+        ("redis://h/0?no_namespace=true", "redis://h/0"),
+        ("redis://h/0?no_namespace=true", "redis://h/0?namespace="),
         ("zookeeper://a/p", "zookeeper://a/q"),
         ("zookeeper://a,b/p", "zookeeper://a/p"),
         ("etcd://h/p", "etcd://h/q"),
@@ -73,6 +80,15 @@ def test_an_address_names_its_parts() -> None:
         ),
         ("redis://h/0?db=x", "jobboard URL 'redis://h/0?db=x': the URL's database must be a number, not 'x'"),
         (
+            "redis://h/0?namespace=a&no_namespace=true",
+            "jobboard URL 'redis://h/0?namespace=a&no_namespace=true': the URL names namespace 'a' and"
+            " no_namespace=true: give one",
+        ),
+        (
+            "redis://h/0?no_namespace=maybe",
+            "jobboard URL 'redis://h/0?no_namespace=maybe': no_namespace must be true or false, not 'maybe'",
+        ),
+        (
             "zookeeper://h:port/p",
             "jobboard URL 'zookeeper://h:port/p': Port could not be cast to integer value as 'port'",
         ),
@@ -92,3 +108,6 @@ def test_the_differences_of_two_addresses_are_said_part_by_part() -> None:
         " namespace 'flowkit', not '/p'"
     )
     assert zk.differences(board_address("zookeeper://A:2181/p/")) == ""
+    assert board_address("redis://h/0?no_namespace=yes").differences(board_address("redis://h/0")) == (
+        "namespace none, not 'flowkit'"
+    )

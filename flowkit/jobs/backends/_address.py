@@ -38,15 +38,16 @@ class BoardAddress(NamedTuple):
             kind's default port filled in (a set: a ZooKeeper ensemble's order
             does not matter).
         database: the Redis database number; None for other kinds.
-        prefix: where on the servers: the Redis key namespace, the ZooKeeper
-            node or etcd key path; for a kind flowkit does not know, the URL's
-            path and query as given.
+        prefix: where on the servers: the Redis key namespace (``None`` for a
+            board with none, ``?no_namespace=true``), the ZooKeeper node or etcd
+            key path; for a kind flowkit does not know, the URL's path and query
+            as given.
     """
 
     kind: str
     servers: frozenset[str]
     database: int | None
-    prefix: str
+    prefix: str | None
 
     def differences(self, other: BoardAddress) -> str:
         """What tells this board from ``other``, as ``database 1, not 0`` (parts joined by ``; ``)."""
@@ -60,9 +61,14 @@ class BoardAddress(NamedTuple):
                 mine, theirs = ",".join(sorted(mine)) or "none", ",".join(sorted(theirs)) or "none"
             elif field == "prefix":
                 name = "namespace" if self.kind == "redis" else "path"
-                mine, theirs = repr(mine), repr(theirs)
+                mine, theirs = _shown_prefix(mine), _shown_prefix(theirs)
             said.append(f"{name} {mine}, not {theirs}")
         return "; ".join(said)
+
+
+def _shown_prefix(prefix: str | None) -> str:
+    """A prefix as the differences name it: quoted, or ``none`` for a board without one."""
+    return "none" if prefix is None else repr(prefix)
 
 
 def board_address(url: str) -> BoardAddress:
@@ -70,7 +76,8 @@ def board_address(url: str) -> BoardAddress:
 
     Raises:
         ValueError: ``url`` names no board: a port that is no number, a Redis
-            database that is none (the URL named, password masked).
+            database that is none, a Redis namespace said two ways (the URL
+            named, password masked).
     """
     try:
         return _address(url)
@@ -100,13 +107,15 @@ def _redis(url: str, netloc: str) -> BoardAddress:
     if database is not None:
         raise ValueError(f"the URL's database must be a number (/0), not {database!r}")
     parts = urlsplit(url)
-    query = dict(parse_qsl(parts.query, keep_blank_values=True))
-    number = query.get("db", unquote(parts.path).strip("/") or "0")
+    # redis-py's reading: the first non-blank ?db= (parse_qs drops blank values), else the path.
+    given = [value for key, value in parse_qsl(parts.query) if key == "db"]
+    number = given[0] if given else unquote(parts.path).strip("/") or "0"
     if not number.isdecimal():
         raise ValueError(f"the URL's database must be a number, not {number!r}")
+    from flowkit.jobs.backends._redis_board_url import url_namespace
     from flowkit.jobs.backends.impl_redis import DEFAULT_NAMESPACE
 
-    namespace = query.get("namespace", DEFAULT_NAMESPACE)
+    namespace = url_namespace(parse_qsl(parts.query, keep_blank_values=True), DEFAULT_NAMESPACE)
     return BoardAddress("redis", _servers(netloc, "redis"), int(number), namespace)
 
 

@@ -294,6 +294,17 @@ class EtcdJobBoard(WatchingJobBoard):
         """The key trashed jobs are kept under: ``/taskflow/.trash/<path>``."""
         return self._trash
 
+    @property
+    def url(self) -> str:
+        """A URL naming this board, password masked: the one given, unless its options say otherwise."""
+        return self._given_url_naming_it()
+
+    def _names_this_board(self, given: str, named: str) -> bool:
+        # TLS is no part of where the jobs are, but a URL read back must reach them the same way:
+        # a protocol option over the URL's scheme (etcd:// or etcds://) is named.
+        same_tls = urlsplit(given).scheme.lower() == urlsplit(named).scheme.lower()
+        return same_tls and super()._names_this_board(given, named)
+
     def _url_from_options(self) -> str:
         """``etcd://host:port/path`` (``etcds`` over TLS), the path below the root as a board URL gives it."""
         options = self._client_options

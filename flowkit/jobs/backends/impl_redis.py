@@ -67,6 +67,14 @@ from flowkit._utils.text import LogSafe
 from flowkit.jobs import _posting
 from flowkit.jobs._board import ListingJobBoard, parse_entity
 from flowkit.jobs._job import BoardJob
+from flowkit.jobs.backends._redis_board_url import (
+    NAMESPACE,
+    NO_NAMESPACE,
+    namespace_param,
+    url_namespace,
+    with_database,
+    with_namespace,
+)
 from flowkit.jobs.base import (
     POSTED,
     REMOVAL,
@@ -500,20 +508,32 @@ class RedisJobBoard(ListingJobBoard):
             return f"unix://{self._conf['unix_socket_path']}"
         return f"redis://{self._conf.get('host', DEFAULT_HOST)}:{self._conf.get('port', 6379)}"
 
+    @property
+    def url(self) -> str:
+        """A URL naming this board, password masked: the one it was made from, where that names it.
+
+        A URL given is kept as given, but for what the board's options say
+        over it: a ``namespace`` option (``None`` among them, spelled
+        ``?no_namespace=true``: see :mod:`~flowkit.jobs.backends._redis_board_url`),
+        or a ``db`` option where the URL names no database. Otherwise the URL
+        recorded named another board than the one the jobs are on.
+        """
+        return mask_url(self._url_from_options())
+
     def _url_from_options(self) -> str:
         """The server, the database and the key namespace (in the query, as a board URL names it)."""
-        given = self._conf.get("url")
+        board = self._conf.get("board")
+        # A board URL as given (with its query), else the url option (its board options moved out).
+        given = board if isinstance(board, str) and "://" in board else self._conf.get("url")
         if given:
-            base = str(given)  # its namespace was moved to the options (_conf_from_url)
-        elif self._conf.get("unix_socket_path"):
+            named = with_database(str(given), self._conf.get("db"))
+            return with_namespace(named, self._namespace, DEFAULT_NAMESPACE)
+        if self._conf.get("unix_socket_path"):
             base = f"unix://{self._conf['unix_socket_path']}?db={self._conf.get('db', 0)}"
         else:
             host, port = self._conf.get("host", DEFAULT_HOST), self._conf.get("port", 6379)
             base = f"redis://{host}:{port}/{self._conf.get('db', 0)}"
-        if self._namespace is None:
-            return base
-        ns = self._namespace.decode() if isinstance(self._namespace, bytes) else str(self._namespace)
-        return f"{base}{'&' if '?' in base else '?'}{urlencode({'namespace': ns})}"
+        return f"{base}{'&' if '?' in base else '?'}{urlencode([namespace_param(self._namespace)])}"
 
     def _option_error(self, key: str, value: Any, expected: str) -> ValueError:
         shown = mask_url(value) if "password" not in key else MASK
@@ -1174,15 +1194,18 @@ class RedisJobBoard(ListingJobBoard):
 
 
 #: Options read from a board URL's query string (``redis://h/0?namespace=x``) rather than given to redis-py.
-_BOARD_QUERY_OPTIONS = ("namespace", "claim_expiry")
+_BOARD_QUERY_OPTIONS = (NAMESPACE, NO_NAMESPACE, "claim_expiry")
 
 
 def _conf_from_url(conf: dict[str, Any]) -> dict[str, Any]:
     """Move the board's own options out of the ``url``'s query string into ``conf``.
 
+    Options given beside the URL win over its query, as over its other parts.
+
     Raises:
         ValueError: the URL's path names no database number (redis-py would
-            use database 0 without a word), naming the URL, password masked.
+            use database 0 without a word), or its namespace is said two
+            ways, naming the URL, password masked.
     """
     url = conf.get("url")
     if not url:
@@ -1194,8 +1217,14 @@ def _conf_from_url(conf: dict[str, Any]) -> dict[str, Any]:
         )
     parts = urlsplit(str(url))
     query = parse_qsl(parts.query, keep_blank_values=True)
+    try:
+        namespace = url_namespace(query, DEFAULT_NAMESPACE)
+    except ValueError as err:
+        raise ValueError(f"Redis jobboard at {mask_url(url)}: {err}") from None
+    if namespace is None or any(key == NAMESPACE for key, _ in query):  # else the board's default, as bytes
+        conf.setdefault(NAMESPACE, namespace)
     for key, value in query:
-        if key in _BOARD_QUERY_OPTIONS:
+        if key == "claim_expiry":
             conf.setdefault(key, value)
     kept = [(k, v) for k, v in query if k not in _BOARD_QUERY_OPTIONS]
     conf["url"] = urlunsplit(parts._replace(query=urlencode(kept)))

@@ -283,6 +283,11 @@ class ZookeeperJobBoard(WatchingJobBoard):
         """``zookeeper://[user:***@]hosts/path`` (for messages: the password masked)."""
         return self._where
 
+    @property
+    def url(self) -> str:
+        """A URL naming this board, password masked: the one given, unless its options say otherwise."""
+        return self._given_url_naming_it()
+
     def _url_from_options(self) -> str:
         return self._where
 
