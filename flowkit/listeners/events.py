@@ -249,6 +249,13 @@ class EventLogListener(base.Listener):
 
     # -- starting a run ---------------------------------------------------------------
 
+    def _in_run(self) -> bool:
+        return bool(self._run)
+
+    def _begin_unannounced_run(self, atom: str, was: str | None) -> None:
+        # Every atom notice begins one, a reset's too: the log records those as well.
+        self._begin_run(atom, was)
+
     def _begin_run(self, heard: str | None = None, was: str | None = None) -> None:
         """Number this run and pick up the seq/attempt counters of earlier ones.
 
@@ -547,8 +554,8 @@ class EventLogListener(base.Listener):
             kind = "retry"
         else:
             kind = "task"
-        if not self._run:
-            self._begin_run(name, details.get("old_state"))
+        if not self._run:  # inline first: this runs for every notice
+            self._take_up_run(name, state, details, any_notice=True)
         if self._in_doubt or self._retried or self._looped or "cache_hit" in details:
             self._atom_event(kind, name, state, details)
         elif state == _RUNNING and (kind == "task" or name not in self._attempts):
