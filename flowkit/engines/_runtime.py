@@ -709,6 +709,10 @@ class Runtime:
                 until = loops.until_of(node)
                 if until >= 0:
                     details["iteration"] = loops.iteration(until)
+            limiter = self.limiter
+            if limiter is not None and limiter.waited:
+                # It waited for a concurrency slot: the notice of its start says so.
+                limiter.annotate(node.index, details)
             if state in (st.SUCCESS, st.REVERTED) and node.index in self.guards:
                 # A REVERTED says whether its revert was skipped (a hit) or called (a
                 # miss), as the SUCCESS said whether execute was: a trace's revert span
