@@ -324,7 +324,8 @@ class TracingListener(base.Listener):
 
     def _atom(self, kind: str, name: str, uuid: str, state: str, details: base.Details) -> None:
         with self._lock:
-            self._take_up_run(name, state, details)
+            if self._flow_span is None:  # inline first: this runs for every notice
+                self._take_up_run(name, state, details)
             if state in (st.RUNNING, st.REVERTING):
                 self._start(kind, name, uuid, state)
             elif state in _EXECUTE_ENDS or state in _REVERT_ENDS or state == st.PENDING:
