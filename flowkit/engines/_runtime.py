@@ -825,8 +825,10 @@ class Runtime:
         if state is not None:
             if state == st.IGNORE and self._skipping is not None:
                 self._ignored[node.name] = self._skipping
-            if node.kind != RETRY:
-                record.progress = 0.0  # a reset (PENDING) or a skip (IGNORE) starts over, as in TaskFlow
+            if node.kind != RETRY and (record.state != state or record.progress is not None):
+                # A reset (PENDING) or a skip (IGNORE) starts over, as in TaskFlow; like
+                # TaskFlow's, a reset of a task still PENDING that never had one sets none.
+                record.progress = 0.0
             # The state first, then the intention, as TaskFlow does: a listener told
             # of an IGNORE or a reset to PENDING still reads the intention it had.
             self._transition(node, state)
