@@ -130,3 +130,55 @@ def test_the_report_says_which_slot_an_atom_waited_for_and_who_held_it(gate: Gat
     assert atoms[second].to_dict()["waited_for_slot"] == "db"
     line = next(line for line in report.to_text().splitlines() if line.strip().startswith(second))
     assert f"(waited for a 'db' slot held by '{first}')" in line
+
+
+class Undone(task.Task):
+    """Succeeds; its revert says it runs (the first one holds its slot at the gate)."""
+
+    def execute(self) -> str:
+        return self.name
+
+    def revert(self, **kwargs: Any) -> None:
+        GATE.calls.append(self.name)
+        GATE.enter()
+
+
+class Boom(task.Task):
+    def execute(self) -> None:
+        raise RuntimeError("boom")
+
+
+def test_a_revert_that_waited_for_a_slot_keeps_its_failure_and_says_the_wait(gate: Gate) -> None:
+    # Both keyed tasks revert at once after 'boom' fails: one revert waits for the other's slot.
+    flow = linear_flow.Flow("f").add(
+        unordered_flow.Flow("pair").add(Undone("a", concurrency_key="db"), Undone("b", concurrency_key="db")),
+        Boom("boom"),
+    )
+    engine = engines.load(flow, engine="parallel", max_workers=4, concurrency_limits={"db": 1})
+    listener = EventLogListener(engine, clock=_ticking())
+    raised: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            engine.run()
+        except RuntimeError as err:
+            raised.append(err)
+
+    with listener:
+        runner = threading.Thread(target=run)
+        runner.start()
+        assert gate.inside.wait(WAIT)
+        assert len(gate.calls) == 1
+        gate.go.set()
+        runner.join(WAIT)
+        assert not runner.is_alive()
+    assert len(raised) == 1
+    first, second = gate.calls
+    log = listener.log
+    reverting = next(e for e in log.of(second) if e.state == states.REVERTING)
+    assert reverting.cause.kind == CauseKind.FAILURE  # still why it reverts, linked to the failure
+    assert log.get(reverting.cause.event).name == "boom"  # type: ignore[union-attr]
+    assert (reverting.cause.key, reverting.cause.held_by) == ("db", first)
+    assert reverting.cause.text.endswith(
+        f"; then it waited for a slot of concurrency key 'db' (limit 1) until '{first}' gave its slot back"
+    )
