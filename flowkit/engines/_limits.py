@@ -113,6 +113,9 @@ class Limiter:
             self.peak[key] = max(self.peak[key], self._limits[key] - free + 1)
             if self._waiting and self._waiting.pop(index, None) is not None:
                 self.waited[index] = SlotWait(key, self._limits[key], self._freed_by.get(key))
+            elif self.waited:
+                # An earlier wait no start notice told (nobody listened then): not this start's.
+                self.waited.pop(index, None)
             return True
         self._parked[key].append((node, action))
         self._waiting[index] = key
@@ -128,7 +131,7 @@ class Limiter:
             self._freed_by[key] = node.name
 
     def annotate(self, index: int, details: dict[str, object]) -> None:
-        """Add to the details of node ``index``'s start notice the wait behind it, if it waited."""
+        """Add the wait behind node ``index``'s start, if any, to its start notice's details."""
         wait = self.waited.pop(index, None)
         if wait is not None:
             details[SLOT_WAIT_KEY] = wait

@@ -93,6 +93,8 @@ class Completion(Record):
 #: Results that steer the run rather than being stored as they are: a spawned
 #: sub-flow (flowkit.dynamic) and a loop's until answer (loop_flow).
 _CONTROL = _steering.STEERING
+#: The states an atom's call starts in: a concurrency-slot wait is told with them.
+_STARTS = frozenset({st.RUNNING, st.REVERTING})
 #: Flow-detail metadata set once a durable run spawned a sub-flow (resume looks for spawns).
 SPAWNED_FLOW_KEY = "dynamic"
 
@@ -710,7 +712,7 @@ class Runtime:
                 if until >= 0:
                     details["iteration"] = loops.iteration(until)
             limiter = self.limiter
-            if limiter is not None and limiter.waited:
+            if limiter is not None and limiter.waited and state in _STARTS:
                 # It waited for a concurrency slot: the notice of its start says so.
                 limiter.annotate(node.index, details)
             if state in (st.SUCCESS, st.REVERTED) and node.index in self.guards:
