@@ -99,7 +99,9 @@ class AtomRecord:
         self.result: Any = None
         #: The atom's provided name -> where it sits in ``result`` (shared, read-only).
         self.save_as: Mapping[str, int | str | None] = NO_PROVIDES
-        self.progress = 0.0
+        # A task's progress, None until it is first set (a start, a reset, a report):
+        # as in TaskFlow, only then does its metadata hold ``progress``; never a retry's.
+        self.progress: float | None = None
         self.failure: Failure | None = None
         self.revert_result: Any = None
         self.revert_failure: Failure | None = None
@@ -119,11 +121,13 @@ class AtomRecord:
 
     @property
     def meta(self) -> dict[str, Any]:
-        """Free-form metadata (listeners record durations here), with the progress."""
-        if self._meta is None:
-            self._meta = {}
-        self._meta["progress"] = self.progress
-        return self._meta
+        """Free-form metadata (listeners record durations here), with the progress once it was set."""
+        meta = self._meta
+        if meta is None:
+            meta = self._meta = {}
+        if self.progress is not None:
+            meta["progress"] = self.progress
+        return meta
 
 
 def holds_result(record: AtomRecord) -> bool:

@@ -72,7 +72,8 @@ def fill_detail(detail: AtomDetail, record: AtomRecord, history: History | None)
     detail.revert_results = record.revert_result
     detail.revert_failure = record.revert_failure
     meta = dict(record._meta) if record._meta else {}
-    meta[_PROGRESS] = record.progress
+    if record.progress is not None:  # as TaskFlow: only once set (never a retry's)
+        meta[_PROGRESS] = record.progress
     if model is not None:
         meta[MODEL_KEY] = model
     detail.meta = meta

@@ -125,6 +125,9 @@ class AtomReport:
         earlier_attempts: what its earlier attempts that did not succeed came
             to, from the event log (``2 failed and reverted, 1 interrupted``;
             ``""``: none, or no event log).
+        waited_for_slot: the concurrency key whose slot its latest execute
+            waited for before it started (None: it did not wait, or no event log).
+        slot_held_by: the atom whose call gave that slot back (None: unknown).
     """
 
     name: str
@@ -142,6 +145,8 @@ class AtomReport:
     progress: float
     cached: bool | None = None
     earlier_attempts: str = ""
+    waited_for_slot: str | None = None
+    slot_held_by: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -160,6 +165,8 @@ class AtomReport:
             "progress": self.progress,
             "cached": self.cached,
             "earlier_attempts": self.earlier_attempts,
+            "waited_for_slot": self.waited_for_slot,
+            "slot_held_by": self.slot_held_by,
         }
 
     def took(self) -> str:
@@ -331,6 +338,9 @@ class ExecutionReport:
                 parts.append(f"-> {atom.result}")
             if atom.cached:
                 parts.append("(from the cache)")
+            if atom.waited_for_slot is not None:
+                held = "" if atom.slot_held_by is None else f" held by '{atom.slot_held_by}'"
+                parts.append(f"(waited for a '{atom.waited_for_slot}' slot{held})")
             if atom.state not in _UNDOING:
                 # Run again since (a retry, a flow run anew): "reverted" next to SUCCESS read as
                 # if its work had been undone. Say what its earlier attempts came to instead.
@@ -522,8 +532,17 @@ def _atom_report(detail: Any, events: list[Event]) -> AtomReport:
     meta: Mapping[str, Any] = detail.meta or {}
     state = detail.state or st.PENDING
     cached: bool | None = None
+    waited: Event | None = None
     if events:
-        attempts: int | None = sum(1 for e in events if e.state == st.RUNNING)
+        starts = 0
+        started: Event | None = None  # its latest execute's start
+        for event in events:
+            if event.state == st.RUNNING:
+                starts += 1
+                started = event
+        attempts: int | None = starts
+        if started is not None and started.cause.key is not None:
+            waited = started
         outcome = next((e for e in reversed(events) if e.state == st.SUCCESS), None)
         cached = outcome is not None and outcome.cause.kind == CauseKind.CACHED
         duration = _spans(events, st.RUNNING, _EXEC_ENDS)
@@ -568,4 +587,6 @@ def _atom_report(detail: Any, events: list[Event]) -> AtomReport:
         progress=float(meta.get("progress", 0.0) or 0.0),
         cached=cached,
         earlier_attempts=_earlier_attempts(events, state),
+        waited_for_slot=None if waited is None else waited.cause.key,
+        slot_held_by=None if waited is None else waited.cause.held_by,
     )

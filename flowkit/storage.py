@@ -263,7 +263,9 @@ class Storage:
         self._changed(record)
 
     def get_task_progress(self, task_name: str) -> float:
-        return self._record(task_name).progress
+        """A task's progress: 0.0 until it is first set, as TaskFlow answers."""
+        progress = self._record(task_name).progress
+        return 0.0 if progress is None else progress
 
     def get_task_progress_details(self, task_name: str) -> dict[str, Any] | None:
         meta = self._record(task_name)._meta

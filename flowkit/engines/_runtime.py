@@ -94,6 +94,8 @@ class Completion(Record):
 #: Results that steer the run rather than being stored as they are: a spawned
 #: sub-flow (flowkit.dynamic) and a loop's until answer (loop_flow).
 _CONTROL = _steering.STEERING
+#: The states an atom's call starts in: a concurrency-slot wait is told with them.
+_STARTS = frozenset({st.RUNNING, st.REVERTING})
 #: Flow-detail metadata set once a durable run spawned a sub-flow (resume looks for spawns).
 SPAWNED_FLOW_KEY = "dynamic"
 
@@ -713,6 +715,10 @@ class Runtime:
                 until = loops.until_of(node)
                 if until >= 0:
                     details["iteration"] = loops.iteration(until)
+            limiter = self.limiter
+            if limiter is not None and limiter.waited and state in _STARTS:
+                # It waited for a concurrency slot: the notice of its start says so.
+                limiter.annotate(node.index, details)
             if state in (st.SUCCESS, st.REVERTED) and node.index in self.guards:
                 # A REVERTED says whether its revert was skipped (a hit) or called (a
                 # miss), as the SUCCESS said whether execute was: a trace's revert span
@@ -825,8 +831,10 @@ class Runtime:
         if state is not None:
             if state == st.IGNORE and self._skipping is not None:
                 self._ignored[node.name] = self._skipping
-            if node.kind != RETRY:
-                record.progress = 0.0  # a reset (PENDING) or a skip (IGNORE) starts over, as in TaskFlow
+            if node.kind != RETRY and (record.state != state or record.progress is not None):
+                # A reset (PENDING) or a skip (IGNORE) starts over, as in TaskFlow; like
+                # TaskFlow's, a reset of a task still PENDING that never had one sets none.
+                record.progress = 0.0
             # The state first, then the intention, as TaskFlow does: a listener told
             # of an IGNORE or a reset to PENDING still reads the intention it had.
             self._transition(node, state)

@@ -39,6 +39,9 @@ class CauseKind(StrEnum):
     RESUMED = "resumed"
     #: Every predecessor had completed, so the atom could run.
     READY = "ready"
+    #: Ready (its ``atoms`` completed), it waited for a slot of its concurrency key
+    #: until the atom ``held_by`` gave one back.
+    WAITED = "waited"
     #: ``execute`` or ``revert`` returned.
     RETURNED = "returned"
     #: The result was taken from the result cache instead of running ``execute``.
@@ -70,6 +73,9 @@ class Cause:
         failure: the exception type name of the failure involved.
         retry: the retry controller whose decision is involved.
         decision: that decision (``RETRY``, ``REVERT``, ``REVERT_ALL``).
+        key: the concurrency key whose slot the atom waited for before it
+            started (:doc:`/limits`), when it did.
+        held_by: the atom whose call gave that slot back (the event is its end).
     """
 
     kind: CauseKind
@@ -79,6 +85,8 @@ class Cause:
     failure: str | None = None
     retry: str | None = None
     decision: str | None = None
+    key: str | None = None
+    held_by: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe dict (empty fields left out)."""
@@ -93,6 +101,10 @@ class Cause:
             out["retry"] = self.retry
         if self.decision is not None:
             out["decision"] = self.decision
+        if self.key is not None:
+            out["key"] = self.key
+        if self.held_by is not None:
+            out["held_by"] = self.held_by
         return out
 
     @classmethod
@@ -106,6 +118,8 @@ class Cause:
             failure=data.get("failure"),
             retry=data.get("retry"),
             decision=data.get("decision"),
+            key=data.get("key"),
+            held_by=data.get("held_by"),
         )
 
 

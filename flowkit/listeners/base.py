@@ -15,6 +15,12 @@ always carry ``old_state``); a listener that wants progress lists
 
 Receivers a subclass leaves as the base no-ops are not registered at all, so an
 engine pays nothing for the kinds of events a listener ignores.
+
+A run need not be announced: an engine run again after an interrupt says
+nothing as it starts (the flow never left RUNNING, as in TaskFlow), so its
+first notice may be an atom's. A listener that keeps something per run (a
+trace's flow span, a progress bar, the event log's run number) takes such a
+run up through one hook, :meth:`Listener._take_up_run`.
 """
 
 from __future__ import annotations
@@ -29,13 +35,14 @@ from typing import TYPE_CHECKING, Any, Self
 from flowkit import states
 from flowkit._utils.records import Record
 from flowkit._utils.text import log_safe
+from flowkit.task import EVENT_UPDATE_PROGRESS
 from flowkit.types import failure as ft
 from flowkit.types import notifier as nt
 
 if TYPE_CHECKING:  # for annotations only: importing a listener does not import the engines
     from flowkit.engines.base import Engine
 
-__all__ = ["DEFAULT_LISTEN_FOR", "FINISH_STATES", "DumpingListener", "Listener"]
+__all__ = ["DEFAULT_LISTEN_FOR", "FINISH_STATES", "RUNS_NOTHING", "DumpingListener", "Listener"]
 
 LOG = logging.getLogger(__name__)
 
@@ -45,6 +52,12 @@ FINISH_STATES: tuple[str, ...] = (
     states.SUCCESS,
     states.REVERTED,
     states.REVERT_FAILURE,
+)
+
+#: Atom notices that run nothing (a reset, a skip, a retry's decision, progress): they
+#: may come outside any run (``engine.reset()``), so they do not begin one unannounced.
+RUNS_NOTHING: frozenset[str] = frozenset(
+    {states.PENDING, states.IGNORE, states.RETRYING, EVENT_UPDATE_PROGRESS}
 )
 
 #: What a listener hears unless told otherwise: every event.
@@ -160,6 +173,48 @@ class Listener:
 
     def _retry_receiver(self, state: str, details: Details) -> None:
         """Called when a retry moves into ``state``; does nothing here."""
+
+    def _in_run(self) -> bool:
+        """Whether this listener has begun the current run (True here: it keeps nothing per run)."""
+        return True
+
+    def _begin_unannounced_run(self, atom: str, was: str | None) -> None:
+        """Begin a run that no flow notice announced, on ``atom``'s notice; does nothing here.
+
+        Args:
+            atom: the atom whose notice is the run's first.
+            was: the state that notice says the atom left (its ``old_state``):
+                the one it was in as the run began. An atom an interrupt left
+                RUNNING is run again without a notice of its own, so its first
+                may already be its outcome.
+        """
+
+    # -- what subclasses call ----------------------------------------------------
+
+    def _take_up_run(self, atom: str, state: str, details: Details, *, any_notice: bool = False) -> bool:
+        """Begin the current run on ``atom``'s notice if no flow notice began it; whether a run is on.
+
+        An engine run again after an interrupt announces nothing as it starts
+        (the flow never left RUNNING, as in TaskFlow): the first atom notice
+        begins the run then, through :meth:`_begin_unannounced_run`. A notice
+        that runs nothing (:data:`RUNS_NOTHING`) may come outside any run and
+        begins none, unless ``any_notice`` (the event log records those too).
+
+        Args:
+            atom: the atom the notice is about.
+            state: the notice's event (the state entered, or ``update_progress``).
+            details: the notice's details.
+            any_notice: whether every notice begins a run, those that run nothing too.
+
+        Returns:
+            False for a notice outside any run that begins none (nothing to do with it).
+        """
+        if self._in_run():
+            return True
+        if not any_notice and state in RUNS_NOTHING:
+            return False
+        self._begin_unannounced_run(atom, details.get("old_state"))
+        return True
 
     # -- attaching ---------------------------------------------------------------
 

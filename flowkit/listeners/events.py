@@ -44,6 +44,7 @@ This module is the listener; the records it writes are in ``_event_model``
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -60,6 +61,7 @@ from flowkit.listeners._event_model import (
     Event,
     EventLog,
     TreeRow,
+    cause_text,
     recorded_attempts,
 )
 from flowkit.retry import Retry
@@ -140,6 +142,9 @@ def _held(failed: _Failed | None, held_by: Callable[[], Mapping[str, Any]]) -> _
     return _Failed(failed.seq, failed.atom, held)
 
 
+#: The details key of a start that waited for a concurrency slot
+#: (flowkit.engines._limits.SLOT_WAIT_KEY, spelled here: that module is imported only by runs with limits).
+_SLOT_WAIT = "slot_wait"
 #: Marks the details of a restart the listener records on the engine's behalf.
 _INFERRED = "inferred_restart"
 _UNANNOUNCED = " (unannounced by the engine: its time is when it ended)"
@@ -248,6 +253,13 @@ class EventLogListener(base.Listener):
             storage.update_atom_metadata(name, {META_KEY: list(self._atom_events[name])})
 
     # -- starting a run ---------------------------------------------------------------
+
+    def _in_run(self) -> bool:
+        return bool(self._run)
+
+    def _begin_unannounced_run(self, atom: str, was: str | None) -> None:
+        # Every atom notice begins one, a reset's too: the log records those as well.
+        self._begin_run(atom, was)
 
     def _begin_run(self, heard: str | None = None, was: str | None = None) -> None:
         """Number this run and pick up the seq/attempt counters of earlier ones.
@@ -547,9 +559,9 @@ class EventLogListener(base.Listener):
             kind = "retry"
         else:
             kind = "task"
-        if not self._run:
-            self._begin_run(name, details.get("old_state"))
-        if self._in_doubt or self._retried or self._looped or "cache_hit" in details:
+        if not self._run:  # inline first: this runs for every notice
+            self._take_up_run(name, state, details, any_notice=True)
+        if self._in_doubt or self._retried or self._looped or "cache_hit" in details or _SLOT_WAIT in details:
             self._atom_event(kind, name, state, details)
         elif state == _RUNNING and (kind == "task" or name not in self._attempts):
             attempt = self._attempts[name] = self._attempts.get(name, 0) + 1
@@ -588,6 +600,9 @@ class EventLogListener(base.Listener):
             self._attempts[name] = self._attempts.get(name, 0) + 1
         attempt = self._attempts.get(name, 0)
         cause = self._cause(name, old, state, details, attempt)
+        wait = details.get(_SLOT_WAIT)
+        if wait is not None:
+            cause = self._waited(cause, state, wait)
         seq = self._record(kind, name, old, state, attempt, cause)
         self._last[name] = seq
         if self._looped and state != st.RUNNING:
@@ -715,6 +730,35 @@ class EventLogListener(base.Listener):
         if not preds:
             return _plain(CauseKind.READY)
         return _plain(CauseKind.READY, last_seq, preds)
+
+    def _waited(self, cause: Cause | CauseRecord, state: str, wait: Any) -> Cause:
+        """``cause`` of a start that then waited for a concurrency slot (``wait``, the engine's account).
+
+        A start made ready by its predecessors becomes a WAITED cause, linked to
+        the end of the call that gave the slot back, so ``why`` walks on to
+        that atom rather than stopping at "first in its flow". Any other cause
+        (a retry, a resume, a revert's failure) keeps its kind and link, and
+        says the wait too.
+        """
+        waited = f"waited for a slot of concurrency key '{wait.key}' (limit {wait.limit})"
+        if wait.held_by is not None:
+            waited += f" until '{wait.held_by}' gave its slot back"
+        if isinstance(cause, dict):
+            text = cause_text(cause, state)
+            if cause.get("kind") == CauseKind.READY:
+                released = None if wait.held_by is None else self._last.get(wait.held_by)
+                return Cause(
+                    CauseKind.WAITED,
+                    f"{text}, then it {waited}",
+                    event=cause.get("event") if released is None else released,
+                    atoms=tuple(cause.get("atoms", ())),
+                    key=wait.key,
+                    held_by=wait.held_by,
+                )
+            cause = Cause.from_dict({**cause, "text": text})
+        return dataclasses.replace(
+            cause, text=f"{cause.text}; then it {waited}", key=wait.key, held_by=wait.held_by
+        )
 
     def _ignore_cause(self, name: str) -> Cause:
         """Explain a skip by the engine's account of it: the link, its source, the depth.

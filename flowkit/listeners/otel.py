@@ -79,8 +79,6 @@ _EXECUTE_ENDS = frozenset({st.SUCCESS, st.FAILURE})
 _REVERT_ENDS = frozenset({st.REVERTED, st.REVERT_FAILURE})
 _FLOW_ENDS = frozenset({st.SUCCESS, st.REVERTED, st.FAILURE, st.SUSPENDED})
 _FAILED = frozenset({st.FAILURE, st.REVERT_FAILURE})
-#: Atom states entered without running anything (a reset, a skip), outside a run too.
-_NOT_RUN = frozenset({st.PENDING, st.IGNORE, st.RETRYING})
 
 
 def _trace_api() -> Any:
@@ -248,18 +246,19 @@ class TracingListener(base.Listener):
         if traceparent is not None:
             self._engine.storage.update_flow_metadata({TRACEPARENT_META_KEY: traceparent})
 
-    def _unannounced_run(self, heard: str, was: str | None) -> None:
-        """Open the flow span of a run whose start no notice told: the first atom's notice did.
+    def _in_run(self) -> bool:
+        return self._flow_span is not None
 
-        An engine run again after an interrupt announces nothing as it starts
-        (the flow never left RUNNING, as in TaskFlow), so its first notice may
-        be the outcome of ``heard``, an atom that interrupt left ``was``
-        (RUNNING), already stored: it is in doubt like the others.
+    def _begin_unannounced_run(self, atom: str, was: str | None) -> None:
+        """Open the flow span of a run whose start no notice told: ``atom``'s notice did.
+
+        Its first notice may be the outcome of ``atom``, which the interrupt
+        left ``was`` (RUNNING), already stored: it is in doubt like the others.
         """
         storage = self._engine.storage
         self._open_flow_span(storage.flow_name, storage.flow_uuid)
         self._count_earlier_attempts()
-        self._open_in_doubt(heard, was)
+        self._open_in_doubt(atom, was)
 
     def _earlier_run(self) -> list[Any]:
         """A link to the flow span of the run this one continues, if one was traced.
@@ -325,8 +324,8 @@ class TracingListener(base.Listener):
 
     def _atom(self, kind: str, name: str, uuid: str, state: str, details: base.Details) -> None:
         with self._lock:
-            if self._flow_span is None and state not in _NOT_RUN:
-                self._unannounced_run(name, details.get("old_state"))
+            if self._flow_span is None:  # inline first: this runs for every notice
+                self._take_up_run(name, state, details)
             if state in (st.RUNNING, st.REVERTING):
                 self._start(kind, name, uuid, state)
             elif state in _EXECUTE_ENDS or state in _REVERT_ENDS or state == st.PENDING:

@@ -29,8 +29,6 @@ __all__ = ["ProgressListener"]
 
 #: Atom states that end a running row.
 _FINISHED = frozenset({st.SUCCESS, st.FAILURE, st.REVERTED, st.REVERT_FAILURE, st.IGNORE})
-#: Atom notices that run nothing (a reset, a skip, progress), which may come outside a run.
-_NOT_RUN = frozenset({st.PENDING, st.IGNORE, st.RETRYING, EVENT_UPDATE_PROGRESS})
 #: Atom states that count as done on the flow's bar.
 _DONE = frozenset({st.SUCCESS, st.IGNORE})
 
@@ -117,6 +115,13 @@ class ProgressListener(base.Listener):
             f"flow {flow_name}", total=self._count(), completed=len(self._done)
         )
 
+    def _in_run(self) -> bool:
+        return self._flow_task is not None
+
+    def _begin_unannounced_run(self, atom: str, was: str | None) -> None:
+        """Draw the flow's bar for a run no flow notice began (one run again after an interrupt)."""
+        self._start_flow_bar(self._engine.storage.flow_name, resumed=True)
+
     def _flow_receiver(self, state: str, details: base.Details) -> None:
         with self._lock:
             if state == st.RUNNING and self._flow_task is None:
@@ -133,13 +138,8 @@ class ProgressListener(base.Listener):
 
     def _atom(self, name: str, state: str, details: base.Details) -> None:
         with self._lock:
-            if self._flow_task is None:
-                if state in _NOT_RUN:
-                    return
-                # An engine run again after an interrupt announces nothing as it
-                # starts (the flow never left RUNNING, as in TaskFlow): the run's
-                # first atom notice starts the bar.
-                self._start_flow_bar(self._engine.storage.flow_name, resumed=True)
+            if not self._take_up_run(name, state, details):
+                return
             bar = self._bar
             row = self._atoms.get(name)
             if state == EVENT_UPDATE_PROGRESS:

@@ -551,7 +551,8 @@ def _ready_links(flow: Any, names: set[str]) -> list[tuple[str, str]]:
         events = []
     edges: dict[tuple[str, str], None] = {}
     for event in events:
-        if event.name in names and event.cause.kind == CauseKind.READY:
+        # A start that waited for a concurrency slot was made ready by its ``atoms`` too.
+        if event.name in names and event.cause.kind in (CauseKind.READY, CauseKind.WAITED):
             for source in event.cause.atoms:
                 if source in names and source != event.name:
                     edges[(source, event.name)] = None

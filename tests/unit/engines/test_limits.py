@@ -328,3 +328,52 @@ def test_a_spawned_retrys_ignored_options_are_warned_of_once(
     warned = [r.getMessage() for r in caplog.records if r.name == "flowkit.engines.options"]
     assert len(warned) == 1, warned
     assert "retry 'spawned-careful'" in warned[0]
+
+
+class _Held(task.Task):
+    """Waits at its own gate (by name) until the test lets it go; records the order of starts."""
+
+    def __init__(self, name: str, gates: dict[str, threading.Event], started: list[str], **kw: Any) -> None:
+        super().__init__(name, concurrency_key="db", **kw)
+        self.gates = gates
+        self.started = started
+        self.inside = threading.Event()
+        self.first_inside = gates["first in"]
+
+    def execute(self) -> None:
+        self.started.append(self.name)
+        self.inside.set()
+        self.first_inside.set()
+        if not self.gates[self.name].wait(WAIT):
+            raise TimeoutError(f"the test never let {self.name} go")
+
+
+def test_a_wait_no_start_notice_told_is_not_told_with_a_later_notice() -> None:
+    # Nobody listens as the waiting task starts; a receiver attached while it runs hears its
+    # end, which must not carry that wait (only a start's notice says its wait).
+    gates = {"a": threading.Event(), "b": threading.Event(), "first in": threading.Event()}
+    started: list[str] = []
+    tasks = {name: _Held(name, gates, started) for name in ("a", "b")}
+    engine = engines.load(
+        unordered_flow.Flow("f").add(*tasks.values()),
+        engine="parallel",
+        max_workers=4,
+        concurrency_limits={"db": 1},
+    )
+    runner = threading.Thread(target=engine.run)
+    runner.start()
+    try:
+        assert gates["first in"].wait(WAIT)
+        first = started[0]
+        second = "b" if first == "a" else "a"
+        gates[first].set()  # the other one got its slot after waiting, unheard
+        assert tasks[second].inside.wait(WAIT)
+        heard: list[tuple[str, dict[str, Any]]] = []
+        engine.atom_notifier.register("SUCCESS", lambda state, details: heard.append((state, dict(details))))
+    finally:
+        for gate in gates.values():
+            gate.set()
+        runner.join(WAIT)
+    assert not runner.is_alive()
+    assert [(state, details["task_name"]) for state, details in heard] == [("SUCCESS", second)]
+    assert "slot_wait" not in heard[0][1]
