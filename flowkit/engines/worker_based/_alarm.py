@@ -84,11 +84,14 @@ class Alarm:
             self._due = math.inf
 
     def close(self) -> None:
-        """Stop the thread (it rings no more)."""
+        """Stop the thread: it rings no more, and ends at once (or once a ring under way returns).
+
+        Not joined: a ring under way may wait for a Redis that stopped answering
+        (its socket timeout), and the engine must not wait for it as it closes.
+        """
         with self._cond:
             self._closed = True
             self._cond.notify()
-        self._thread.join()
 
     def _run(self) -> None:
         cond, clock = self._cond, self._clock
