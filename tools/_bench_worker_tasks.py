@@ -6,11 +6,12 @@ the benchmark's engine uses the same classes as stubs, so the names match.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from flowkit import task
 
-__all__ = ["Noop"]
+__all__ = ["Nap", "Noop"]
 
 
 class Noop(task.Task):
@@ -21,3 +22,10 @@ class Noop(task.Task):
 
     def revert(self, value: Any, **kwargs: Any) -> None:
         return None
+
+
+class Nap(task.Task):
+    """Sleep ``seconds``: a task that outlives its timeout (``tools/bench_wakeups.py``)."""
+
+    def execute(self, seconds: float) -> None:
+        time.sleep(seconds)

@@ -24,8 +24,6 @@ const (
 	DefaultGrace             = 30 * time.Second
 	// NoGrace as Options.Grace makes a stop leave running requests at once.
 	NoGrace = time.Duration(-1)
-	// maxBlock bounds one XREADGROUP block, and so how long a stop waits for the reader.
-	maxBlock = 500 * time.Millisecond
 	// maxBatch is the most responses and acknowledgements written in one MULTI block.
 	maxBatch = 512
 	// progressBurst is how many progress responses of a request may go out
@@ -36,6 +34,11 @@ const (
 	// progressInterval is the time in which a request earns back one report.
 	progressInterval = 50 * time.Millisecond
 )
+
+// maxBlock bounds one XREADGROUP block: an idle worker reads again that often.
+// A stop does not wait for it (the read is woken, see wakeableReader) unless
+// Redis refuses CLIENT UNBLOCK. A variable so that a test can lengthen it.
+var maxBlock = 500 * time.Millisecond
 
 // Options configure a Worker. Zero values mean the defaults.
 type Options struct {
@@ -87,6 +90,7 @@ type Worker struct {
 	id        string
 	secret    []byte
 	client    *redis.Client
+	reader    *wakeableReader // the reading goroutine's own connection, woken on stop
 	stream    string
 	hashKey   string
 	zsetKey   string
@@ -195,6 +199,7 @@ func NewWorker(registry *Registry, opts Options) (*Worker, error) {
 		id:        opts.WorkerID,
 		secret:    ResolveSecret(opts.Secret),
 		client:    client,
+		reader:    openReader(client),
 		stream:    RequestsKey(opts.Namespace, opts.Topic),
 		hashKey:   WorkerKey(opts.Namespace, opts.WorkerID),
 		zsetKey:   WorkersKey(opts.Namespace, opts.Topic),
@@ -282,16 +287,26 @@ func (w *Worker) Run(ctx context.Context) error {
 	w.started = true
 	w.mu.Unlock()
 	defer w.client.Close()
+	defer w.reader.client.Close()
 	ran := make(chan struct{})
 	defer close(ran)
 	go func() {
 		select {
 		case <-w.hurry:
-			// A second stop means now. Closing the client ends the Redis commands under
+			// A second stop means now. Closing the clients ends the Redis commands under
 			// way at once (a frozen server would hold each for its read timeout, times
 			// go-redis's retries: 18 s and more) and fails those that follow without a
 			// try, so every loop below sees an error and leaves.
+			_ = w.reader.client.Close()
 			_ = w.client.Close()
+		case <-ran:
+		}
+	}()
+	go func() {
+		select {
+		case <-w.stopping:
+			// The reader need not wait out its block to see the stop.
+			w.reader.wake(w.client, w.logf)
 		case <-ran:
 		}
 	}()
@@ -417,7 +432,7 @@ func (w *Worker) readLoop() {
 		if free == 0 {
 			continue
 		}
-		streams, err := w.client.XReadGroup(ctx, &redis.XReadGroupArgs{
+		streams, err := w.reader.client.XReadGroup(ctx, &redis.XReadGroupArgs{
 			Group:    Group,
 			Consumer: w.id,
 			Streams:  []string{w.stream, ">"},

@@ -1571,3 +1571,45 @@ func TestNamesARequestCarriesCannotForgeALogLine(t *testing.T) {
 		t.Fatalf("the request id is not logged escaped:\n%s", log)
 	}
 }
+
+// blockedReaders counts the connections Redis lists as blocked in XREADGROUP.
+func blockedReaders(h *harness) int {
+	list, err := h.client.ClientList(context.Background()).Result()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	n := 0
+	for _, line := range strings.Split(list, "\n") {
+		if strings.Contains(line, " cmd=xreadgroup") && strings.Contains(line, " flags=b") {
+			n++
+		}
+	}
+	return n
+}
+
+func TestAStopEndsTheBlockedReadAtOnce(t *testing.T) {
+	// Each read blocks for a minute here (a heartbeat as long, so the block is
+	// not cut to it): only CLIENT UNBLOCK can end it before the test's bound, so
+	// a stop that waited out the block (the old way) fails here.
+	flowkit.SetMaxBlock(t, time.Minute)
+	h := newHarness(t)
+	before := blockedReaders(h)
+	worker, done, runErr := h.start(func(o *flowkit.Options) {
+		o.Heartbeat = time.Minute
+		o.VisibilityTimeout = 2 * time.Minute
+	})
+	h.waitAdvertised(worker.ID())
+	h.eventually("the worker's read blocking", func() bool { return blockedReaders(h) > before })
+	worker.Stop()
+	select {
+	case <-done:
+		if *runErr != nil {
+			t.Fatal(*runErr)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("Run still running 10s after a stop of an idle worker; log:\n%s", h.log)
+	}
+	if n, _ := h.client.Exists(context.Background(), flowkit.WorkerKey(h.namespace, worker.ID())).Result(); n != 0 {
+		t.Fatalf("the stopped worker left its advertisement; log:\n%s", h.log)
+	}
+}

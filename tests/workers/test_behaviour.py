@@ -848,6 +848,28 @@ def test_sigterm_stops_an_idle_worker_and_withdraws_its_advertisement(
     assert not redis_client.exists(worker_key(worker_id))
 
 
+def _blocked_reads(client: Any) -> int:
+    """How many connections Redis lists as blocked in ``XREADGROUP``."""
+    return sum(c["cmd"] == "xreadgroup" and "b" in c["flags"] for c in client.client_list())
+
+
+def test_sigterm_ends_an_idle_workers_blocked_read_instead_of_waiting_it_out(
+    worker: WorkerProcess, redis_client: Any
+) -> None:
+    # A stop sends CLIENT UNBLOCK for the worker's read of requests (doc/workers.rst),
+    # which ends it at once: without it the stop waited for Redis to end the block,
+    # up to half a second and Redis's next timer tick later. Counted, not timed: the
+    # read is seen blocked, then the only way the stop can have cut it short is seen.
+    services.wait_until(lambda: _blocked_reads(redis_client) == 1, 10.0, message="the worker's read blocking")
+    redis_client.config_resetstat()
+
+    assert worker.stop() == 0, worker.log()
+
+    unblocks = redis_client.info("commandstats").get("cmdstat_client|unblock", {}).get("calls", 0)
+    assert unblocks >= 1, f"the {worker.kind} worker's stop waited out its read's block"
+    assert redis_client.zscore(workers_key(worker.topic), worker.worker_id) is None
+
+
 def test_a_late_answer_does_not_leave_a_reply_stream_for_ever(
     spawn_worker: WorkerFactory, redis_client: Any, redis_flushed_url: str
 ) -> None:

@@ -422,6 +422,94 @@ def test_a_request_no_worker_starts_times_out_at_its_deadline_and_the_flow_rever
     assert client.xpending(stream, protocol.GROUP)["pending"] == 0
 
 
+def test_a_request_nobody_starts_fails_at_its_deadline_not_at_the_next_look(
+    scripted: Any, redis_flushed_url: str, topic: str
+) -> None:
+    # The reader's looks come every transition_timeout / 4 (1.25 s) of the clock. One
+    # falls 0.1 s before the deadline; the clock then moves just past the deadline, short
+    # of the next look: the reader acts at the deadline it knows of, not at that look.
+    def ignore_executes(worker: ScriptedWorker, entry_id: bytes, request: dict[str, Any]) -> None:
+        if request["action"] == protocol.REVERT:
+            add_one(worker, entry_id, request)  # reads the execute, never answers it
+
+    worker = scripted(ignore_executes)
+    clock = FakeClock()
+    engine = load(chain(1), redis_flushed_url, topic, store={"value": 1}, transition_timeout=5.0, clock=clock)
+    run = BackgroundRun(engine)
+    services.wait_until(worker.requests, 5.0, message="the request reaching the worker")
+    clock.advance(4.9)  # past three looks: the next is due 1.25 s after the one this makes
+    _reader_moved_on(clock)
+    assert not run.done, "timed out before its deadline"
+
+    clock.advance(0.1)
+    error = run.join(10.0)
+
+    assert isinstance(error, exc.RequestTimeout), repr(error)
+    assert "no worker started it within 5 s" in str(error)
+
+
+def test_a_task_fails_at_its_own_timeout_not_at_the_next_look(
+    scripted: Any, redis_flushed_url: str, topic: str
+) -> None:
+    held: list[tuple[bytes, dict[str, Any]]] = []
+
+    def hold_executes(worker: ScriptedWorker, entry_id: bytes, request: dict[str, Any]) -> None:
+        if request["action"] == protocol.EXECUTE:
+            worker.reply(request, protocol.RUNNING)
+            held.append((entry_id, request))  # never answered
+        else:
+            add_one(worker, entry_id, request)
+
+    scripted(hold_executes)
+    clock = FakeClock()
+    flow = linear_flow.Flow("f").add(Add(name="add0", provides="v0", timeout=2.0))
+    engine = load(flow, redis_flushed_url, topic, store={"value": 1}, transition_timeout=5.0, clock=clock)
+    run = BackgroundRun(engine)
+    services.wait_until(lambda: held, 5.0, message="the request reaching the worker")
+    _reader_moved_on(clock)  # the RUNNING reply is read: the task's time counts from here
+    clock.advance(1.95)  # a look now; the next is due 1.25 s later
+    _reader_moved_on(clock)
+    assert not run.done, "timed out before its timeout"
+
+    clock.advance(0.05)
+    error = run.join(10.0)
+
+    assert isinstance(error, exc.TaskTimeout), repr(error)
+    assert (error.atom, error.timeout) == ("add0", 2.0)
+
+
+def test_the_reader_is_woken_from_its_blocking_read_at_a_tasks_timeout(
+    scripted: Any, redis_flushed_url: str, topic: str, client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # On the real clock, with no look for 15 s (LOOK_EVERY pushed away, a long
+    # transition_timeout) and no reply coming, only the reader's alarm ends its blocking
+    # read at the timeout, with CLIENT UNBLOCK: Redis would end the read only on its timer's
+    # tick, and the reader waited for its next look to check timeouts at all.
+    from flowkit.engines.worker_based import _driver
+
+    monkeypatch.setattr(_driver, "LOOK_EVERY", 600.0)
+    held: list[tuple[bytes, dict[str, Any]]] = []
+
+    def hold_executes(worker: ScriptedWorker, entry_id: bytes, request: dict[str, Any]) -> None:
+        if request["action"] == protocol.EXECUTE:
+            worker.reply(request, protocol.RUNNING)
+            held.append((entry_id, request))  # never answered
+        else:
+            add_one(worker, entry_id, request)
+
+    scripted(hold_executes)
+    flow = linear_flow.Flow("f").add(Add(name="add0", provides="v0", timeout=0.2))
+    engine = load(flow, redis_flushed_url, topic, store={"value": 1}, transition_timeout=60.0)
+    client.config_resetstat()
+
+    error = BackgroundRun(engine).join(10.0)
+
+    assert isinstance(error, exc.TaskTimeout), repr(error)
+    assert held, "the task never started"
+    unblocks = client.info("commandstats").get("cmdstat_client|unblock", {}).get("calls", 0)
+    assert unblocks >= 1, "the reader's read was not woken at the timeout"
+
+
 def test_a_running_request_whose_worker_vanishes_times_out(
     scripted: Any, redis_flushed_url: str, topic: str
 ) -> None:

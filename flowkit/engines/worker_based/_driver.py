@@ -77,9 +77,11 @@ from flowkit.engines._compiler import Node
 from flowkit.engines._completions import Completion, Completions
 from flowkit.engines._engine import DispatchingDriver
 from flowkit.engines._runtime import Call, Runtime, call_outcome
-from flowkit.engines.worker_based import _transport, protocol
-from flowkit.engines.worker_based._clock import SYSTEM, Clock
+from flowkit.engines.worker_based import _transport, _wakeable, protocol
+from flowkit.engines.worker_based._alarm import Alarm
+from flowkit.engines.worker_based._clock import SYSTEM, Clock, runs_in_real_time
 from flowkit.engines.worker_based._directory import Directory
+from flowkit.engines.worker_based._dues import Dues
 from flowkit.patterns import loop_flow
 from flowkit.persistence.backends._urls import mask_url
 from flowkit.task import EVENT_UPDATE_PROGRESS
@@ -89,7 +91,8 @@ __all__ = ["BLOCK_MS", "LOOK_EVERY", "RedisDriver", "Settings"]
 
 LOG = logging.getLogger("flowkit.engines.worker_based.engine")
 
-#: Longest XREAD block (ms): bounds how late a timeout fires and how long close() waits.
+#: Longest XREAD block (ms): bounds how long close() waits, and on a test's clock (no
+#: alarm) how late a deadline fires; Redis ends a block on its timer's tick, up to 100 ms later.
 BLOCK_MS = 100
 #: Most replies taken by one XREAD.
 _READ_COUNT = 1000
@@ -104,6 +107,14 @@ _REPLY_TTL_MS = int(protocol.REPLY_TTL * 1000)
 _WAKE = b"flowkit-engine-closing"
 
 WAITING, PENDING, RUNNING, DONE = "WAITING", "PENDING", "RUNNING", "DONE"
+
+#: Seconds before a deadline within which the reader waits for it itself rather than block.
+_ALARM_MARGIN = 0.002
+#: Said once at INFO when Redis refuses the alarm's wake.
+_ALARM_REFUSED = (
+    "the worker-based engine (%(error)s): a request's timeout or expiry may fire up to 0.2 s late,"
+    " when the reply reader's blocking read ends"
+)
 
 
 @dataclass(frozen=True)
@@ -283,6 +294,9 @@ class RedisDriver(DispatchingDriver):
         self._settings = settings
         self._lock = threading.Lock()
         self._ledger = _Ledger()  # the requests sent or held, while not DONE
+        self._dues = Dues(frozenset((PENDING, WAITING)), RUNNING)  # their deadlines, for the alarm
+        self._reading: _wakeable.Reader | None = None  # the reply reader's connection
+        self._alarm: Alarm | None = None  # wakes its read at a deadline (real clock only)
         self._outgoing: deque[tuple[_Request, dict[str, Any]]] = deque()  # built, not yet sent
         self._closing = threading.Event()
         self._reader: threading.Thread | None = None
@@ -305,6 +319,8 @@ class RedisDriver(DispatchingDriver):
             pipe.pexpire(self._reply_key, _REPLY_TTL_MS)
             first_id, _ = pipe.execute()
             self._client.xdel(self._reply_key, first_id)
+            # The reader's own connection: the one just used, as the reader's first read took it before.
+            reading = self._reading = _wakeable.open_reader(self._client, _ALARM_REFUSED, LOG, borrow=True)
         except _transport.errors() as err:
             raise exc.ExecutionFailure(
                 f"the worker-based engine cannot open its reply stream {self._reply_key} on Redis at"
@@ -312,6 +328,8 @@ class RedisDriver(DispatchingDriver):
                 cause=err,
             ) from err
         self._last_id = first_id
+        if runs_in_real_time(self._settings.clock):
+            self._alarm = Alarm(reading.wake, self._settings.clock)
         self._reader = threading.Thread(target=self._read_loop, name="flowkit-replies", daemon=True)
         self._reader.start()
 
@@ -323,8 +341,10 @@ class RedisDriver(DispatchingDriver):
             # to nobody, and the resumed run sends its atom again.
             if self._reader is not None:
                 self._reader.join()
+            self._close_reading()
             with self._lock:
                 self._ledger.clear()
+                self._dues.clear()
             self._client.close()
             return
         if self._reader is not None:
@@ -332,8 +352,10 @@ class RedisDriver(DispatchingDriver):
             with contextlib.suppress(*_transport.errors()):
                 self._client.xadd(self._reply_key, {_WAKE: b"1"})
             self._reader.join()
+        self._close_reading()
         with self._lock:
             left = self._ledger.clear()
+            self._dues.clear()
         try:
             # Requests no worker started yet are taken back, so nobody runs them for no one.
             self._forget([r for r in left if r.state == PENDING])
@@ -346,6 +368,25 @@ class RedisDriver(DispatchingDriver):
             LOG.warning("could not clean up reply stream %s: %s", self._reply_key, err)
         finally:
             self._client.close()
+
+    def _here(self) -> _transport.Client:
+        """The client for the calling thread's commands: the reply reader's own on its thread.
+
+        The reader's commands between two reads (looks for workers, take-backs,
+        held requests' sends, tidy-ups) go on the connection it reads on, idle
+        then: a pooled one beside it would make a run open one more connection.
+        """
+        reading = self._reading
+        if reading is not None and threading.current_thread() is self._reader:
+            return reading.client
+        return self._client
+
+    def _close_reading(self) -> None:
+        """Stop the alarm and close the reply reader's connection (its thread has ended)."""
+        if self._alarm is not None:
+            self._alarm.close()
+        if self._reading is not None:
+            self._reading.close()
 
     # -- sending --------------------------------------------------------------
 
@@ -426,8 +467,12 @@ class RedisDriver(DispatchingDriver):
             batch = [outgoing.popleft() for _ in range(self._leaving(room))]
             for request, _ in batch:
                 request.deadline = deadline
+                self._dues.expires(request)
                 if request.topic:  # PENDING from here: its slot is taken before the lock is let go
                     self._ledger.move(request, PENDING)
+        if batch and self._alarm is not None:
+            # The reader may be blocked towards a later deadline (or none): this one first.
+            self._alarm.sooner(deadline)
         ready: list[tuple[_Request, dict[str, bytes]]] = []
         held: list[_Request] = []
         for request, message in batch:
@@ -670,7 +715,7 @@ class RedisDriver(DispatchingDriver):
         when the round trip itself failed.
         """
         namespace = self._settings.namespace
-        pipe = self._client.pipeline(transaction=False)
+        pipe = self._here().pipeline(transaction=False)
         for request, envelope in ready:
             pipe.xadd(protocol.requests_key(namespace, request.topic), _transport.fields(envelope))
         return list(pipe.execute(raise_on_error=False))
@@ -680,7 +725,7 @@ class RedisDriver(DispatchingDriver):
         entries = [r for r in requests if r.entry_id is not None]
         if not entries:
             return
-        pipe = self._client.pipeline(transaction=False)
+        pipe = self._here().pipeline(transaction=False)
         for request in entries:
             assert request.entry_id is not None
             key = protocol.requests_key(self._settings.namespace, request.topic)
@@ -703,7 +748,9 @@ class RedisDriver(DispatchingDriver):
     # -- the reader thread --------------------------------------------------------
 
     def _read_loop(self) -> None:
-        client, key, clock = self._client, self._reply_key, self._settings.clock
+        key, clock, alarm = self._reply_key, self._settings.clock, self._alarm
+        assert self._reading is not None  # opened before the thread starts
+        client = self._reading.client
         backoff = _transport.Backoff()
         tick = self._directory.look_every
         next_tick = next_touch = clock.monotonic()
@@ -715,8 +762,19 @@ class RedisDriver(DispatchingDriver):
             streams: dict[Any, Any] = {key: self._last_id}
             if directory.arrivals_seen is not None and suspect is None:  # one read waits on both
                 streams[arrivals] = directory.arrivals_seen
+            due = self._due(next_tick)
+            block: int | None = BLOCK_MS
+            if alarm is not None:
+                if due is not None and due - began <= _ALARM_MARGIN:
+                    # Due (nearly): a ring could reach Redis before the read does, and
+                    # miss it. Wait out the rest here, then read what came without blocking.
+                    if due > began:
+                        self._closing.wait(due - began)
+                    block = None
+                else:
+                    alarm.reading(due)
             try:
-                reply = client.xread(streams, count=_READ_COUNT, block=BLOCK_MS)
+                reply = client.xread(streams, count=_READ_COUNT, block=block)
             except _transport.errors() as err:
                 if not _transport.is_transient(err) and suspect is None and arrivals in streams:
                     # The arrivals stream may be what was refused (an ACL older than it):
@@ -740,6 +798,9 @@ class RedisDriver(DispatchingDriver):
                     return
                 self._closing.wait(backoff.next())
                 continue
+            finally:
+                if alarm is not None:
+                    alarm.done_reading()
             if suspect is not None:  # the replies alone were read: the arrivals stream was refused
                 directory.stop_watching_arrivals(suspect)
                 suspect = None
@@ -764,7 +825,9 @@ class RedisDriver(DispatchingDriver):
                     self._on_arrival(now)
                 except Exception:
                     LOG.exception("could not look for the workers that just arrived")
-            if now >= next_tick:
+            if now >= next_tick or (due is not None and now >= due):
+                # A deadline checked at once costs a look for workers too (rare: few requests
+                # reach their deadline, and only tasks with a timeout have one running).
                 next_tick = now + tick
                 try:
                     self._tick()
@@ -773,6 +836,18 @@ class RedisDriver(DispatchingDriver):
             if now >= next_touch:
                 next_touch = now + _TOUCH_EVERY
                 self._tidy()
+
+    def _due(self, next_tick: float) -> float | None:
+        """When the reader must next act: the earliest deadline of a request, or the next look.
+
+        The look counts only while requests are in flight, held or queued for room:
+        an idle engine's look does nothing, so its read is not woken for it.
+        """
+        with self._lock:
+            due = self._dues.next()
+            if self._ledger.live or (self._settings.max_in_flight is not None and self._outgoing):
+                due = next_tick if due is None else min(due, next_tick)
+        return due
 
     def _give_up(self, error: Exception, down_for: float) -> None:
         """End the run: Redis has been unreachable past ``outage_timeout`` (reader thread).
@@ -861,6 +936,8 @@ class RedisDriver(DispatchingDriver):
                 request.worker = message["worker"]
                 request.gone_since = None
                 request.started_at = settings.clock.monotonic()
+                if request.timeout is not None:
+                    self._dues.times_out(request, request.started_at + request.timeout)
         if request is not None and started:
             self._tell_started(request.node.name, str(message["worker"]))
             return
@@ -997,7 +1074,7 @@ class RedisDriver(DispatchingDriver):
         """
         directory = self._directory
         try:
-            directory.scan(self._client)
+            directory.scan(self._here())
         except _transport.errors() as err:
             LOG.debug("could not look for workers for the requests waiting to be sent: %s", err)
             return
@@ -1014,7 +1091,8 @@ class RedisDriver(DispatchingDriver):
 
     def _check_task_timeouts(self, running: list[_Request], now: float) -> list[_Request]:
         """Fail running requests past their task's own timeout; return the others."""
-        late = [r for r in running if r.timeout is not None and now - r.started_at >= r.timeout]
+        # Compared as the due the reader wakes at is (Dues), so a wake at it finds it late.
+        late = [r for r in running if r.timeout is not None and now >= r.started_at + r.timeout]
         if not late:
             return running
         for request in late:
@@ -1035,7 +1113,7 @@ class RedisDriver(DispatchingDriver):
         directory = self._directory
         try:
             # Who is still listed is what counts here: known workers' adverts are not read again.
-            directory.scan(self._client, sorted({r.topic for r in running}), reuse=True)
+            directory.scan(self._here(), sorted({r.topic for r in running}), reuse=True)
             live: Callable[[str], frozenset[str]] = directory.live
         except _transport.errors():
             live = _nobody  # unreachable Redis counts as a vanished worker
@@ -1064,7 +1142,7 @@ class RedisDriver(DispatchingDriver):
     def _tidy(self) -> None:
         """Keep the reply stream's expiry fresh and drop the replies already read."""
         try:
-            pipe = self._client.pipeline(transaction=False)
+            pipe = self._here().pipeline(transaction=False)
             pipe.pexpire(self._reply_key, _REPLY_TTL_MS)
             pipe.xtrim(self._reply_key, minid=self._last_id, approximate=True)
             pipe.execute()

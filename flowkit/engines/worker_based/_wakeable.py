@@ -1,4 +1,4 @@
-"""The worker's reading thread's connection: its own, so a stop can wake its read and nothing queues for it.
+"""A reading thread's connection: its own, so another thread can wake its read and nothing queues for it.
 
 The Python worker's reading thread waits for requests in ``XREADGROUP ...
 BLOCK`` of up to half a second (``worker.MAX_BLOCK``): shorter blocks would wake
@@ -21,6 +21,10 @@ redis-py reconnects it after an error, as a pooled one. A Redis user whose ACL f
 ``CLIENT UNBLOCK`` (an ``@admin`` command) keeps the old wait, said once at
 ``INFO``. On the memory transport the reads use the worker's client, and a
 wake is its ``interrupt()``.
+
+The worker-based engine's reply reader reads the same way, and its alarm
+(``_alarm``) wakes it at the next deadline it knows of: Redis ends a blocked
+read only on its timer's tick, a tenth of a second apart.
 """
 
 from __future__ import annotations
@@ -38,6 +42,11 @@ __all__ = ["Reader", "open_reader"]
 
 LOG = logging.getLogger("flowkit.engines.worker_based.worker")
 
+#: What a worker whose Redis refuses the wake loses (said once at INFO).
+_WORKER_REFUSED = (
+    "the worker (%(error)s): a stop waits for the worker's read of requests to end, up to half a second"
+)
+
 
 class Reader:
     """The client a worker's blocking reads go through, and how to end one early.
@@ -46,11 +55,22 @@ class Reader:
         client: the client to read with.
         pool_client: the worker's Redis client, on which the wake is sent
             (another connection than the read's); None on the memory transport.
+        refused: what a refused wake costs, said once at INFO after "Redis
+            refuses CLIENT UNBLOCK to ...".
+        log: the logger that says it.
     """
 
-    def __init__(self, client: _transport.Client, pool_client: redis.Redis | None) -> None:
+    def __init__(
+        self,
+        client: _transport.Client,
+        pool_client: redis.Redis | None,
+        refused: str = _WORKER_REFUSED,
+        log: logging.Logger = LOG,
+    ) -> None:
         self.client = client
         self._pool_client = pool_client
+        self._refused_text = refused
+        self._log = log
         #: The read connection's ``CLIENT ID`` (None: not known, or wakes refused).
         self.client_id: int | None = None
         self._refused = False
@@ -67,7 +87,7 @@ class Reader:
             self.client_id = int(connection.read_response())
         except _transport.errors() as err:
             self.client_id = None
-            LOG.debug("could not learn the id of the worker's read connection: %s", err)
+            self._log.debug("could not learn the id of the worker's read connection: %s", err)
 
     def wake(self) -> None:
         """End the blocking read now, if one is waiting (never raises).
@@ -84,13 +104,9 @@ class Reader:
             self._pool_client.client_unblock(reading)
         except _transport.refusals() as err:
             self._refused = True
-            LOG.info(
-                "Redis refuses CLIENT UNBLOCK to the worker (%s): a stop waits for the worker's read"
-                " of requests to end, up to half a second",
-                err,
-            )
+            self._log.info("Redis refuses CLIENT UNBLOCK to %s", self._refused_text % {"error": err})
         except _transport.errors() as err:
-            LOG.debug("could not wake the worker's read of requests: %s", err)
+            self._log.debug("could not wake a blocked read: %s", err)
 
     def close(self) -> None:
         """Close the read connection (the memory transport's client stays)."""
@@ -98,21 +114,37 @@ class Reader:
             self.own_pool.disconnect()
 
 
-def open_reader(client: _transport.Client) -> Reader:
+def open_reader(
+    client: _transport.Client,
+    refused: str = _WORKER_REFUSED,
+    log: logging.Logger = LOG,
+    *,
+    borrow: bool = False,
+) -> Reader:
     """A :class:`Reader` over ``client``: a connection of its own on Redis, ``client`` itself in memory.
+
+    ``refused`` and ``log`` are :class:`Reader`'s. With ``borrow`` the
+    connection is taken out of ``client``'s pool (one already made, when one
+    is idle: the engine's, which opens a connection per run, then makes no
+    more than it did before) and learns its id as the reading thread first
+    uses it; it goes back to nobody: :meth:`Reader.close` closes it.
 
     Raises:
         redis.RedisError: Redis could not be reached (a ``_transport.errors()`` one).
     """
     if isinstance(client, _memory.MemoryClient):
-        return Reader(client, None)
+        return Reader(client, None, refused, log)
     import redis
 
+    borrowed = client.connection_pool.get_connection() if borrow else None
     pool = _one_connection_pool()(client.connection_pool)
     dedicated = redis.Redis(connection_pool=pool)
-    reader = Reader(dedicated, client)
+    reader = Reader(dedicated, client, refused, log)
     reader.own_pool = pool
     pool.connect_callback = reader.note_connection
+    if borrowed is not None:
+        pool.adopt(borrowed)
+        return reader
     try:
         pool.get_connection()  # connects now, and learns its id
     except BaseException:
@@ -133,6 +165,14 @@ def _one_connection_pool() -> type[Any]:
             super().__init__(connection_class=pool.connection_class, **pool.connection_kwargs)
             self.connect_callback: Any = None
             self._connection: Any = None
+            self._adopted = False  # connected before it came here: its id is learned at first use
+
+        def adopt(self, connection: Any) -> None:
+            """Make ``connection`` (another pool's, checked out for good) this pool's one."""
+            self._connection = connection
+            self._adopted = True
+            if self.connect_callback is not None:
+                connection.register_connect_callback(self.connect_callback)
 
         def get_connection(self, command_name: Any = None, *keys: Any, **options: Any) -> Any:
             connection: Any = self._connection
@@ -140,7 +180,11 @@ def _one_connection_pool() -> type[Any]:
                 connection = self._connection = self.make_connection()
                 if self.connect_callback is not None:
                     connection.register_connect_callback(self.connect_callback)
-            connection.connect()  # nothing to do once connected
+            connection.connect()  # nothing to do once connected (a reconnection learns its id)
+            if self._adopted:
+                self._adopted = False
+                if self.connect_callback is not None:
+                    self.connect_callback(connection)
             return connection
 
         def release(self, connection: Any) -> None:
