@@ -25,10 +25,10 @@ Options (TaskFlow's names): ``host``, ``port``, ``password``, ``username``,
 ``socket_timeout``, ``socket_connect_timeout``, ``retry_on_timeout``,
 ``health_check_interval``, ``ssl``..., ``sentinel``, ``sentinel_fallbacks``,
 ``sentinel_kwargs``; or ``url`` (``redis://:pw@host:6379/0``). ``socket_timeout``
-defaults to 10 s and ``socket_connect_timeout`` to 5 s (not the client's "for
-ever"): a Redis that stops answering without closing the connection (a frozen
-server) fails the board's call with ``JobFailure`` naming the board, it does
-not hang. flowkit's own:
+defaults to 10 s and ``socket_connect_timeout`` to 5 s, whatever redis-py's
+own defaults (for ever before redis-py 8, 5 s since): a Redis that stops
+answering without closing the connection (a frozen server) fails the board's
+call with ``JobFailure`` naming the board, it does not hang. flowkit's own:
 ``claim_expiry`` (seconds, default 30, ``none`` for claims that never expire
 unless asked, as TaskFlow's); ``renew_given_expiry`` (default false): as in
 TaskFlow, a claim made with ``claim(..., expiry=N)`` is not renewed and lapses
