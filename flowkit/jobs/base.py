@@ -962,14 +962,18 @@ def wait_for_jobs(
     max_delay: float = 0.5,
     clock: Callable[[], float] = time.monotonic,
     has_jobs: Callable[[], bool] | None = None,
+    initial_delay: float = 0.005,
+    sleep: Callable[[float], object] = time.sleep,
 ) -> JobBoardIterator:
     """Shared ``wait()``: poll until the board holds a job (woken early by ``waiter``).
 
     ``has_jobs`` is the check, ``job_count > 0`` by default: a board that can
-    tell "any job?" more cheaply than counting them all passes its own.
+    tell "any job?" more cheaply than counting them all passes its own. The
+    pause starts at ``initial_delay`` and doubles up to ``max_delay``; it is
+    ``waiter``'s when there is one (a post wakes it), else ``sleep``'s.
     """
     deadline = None if timeout is None else clock() + timeout
-    delay = 0.005
+    delay = initial_delay
     while True:
         if has_jobs() if has_jobs is not None else board.job_count > 0:
             return board.iterjobs()
@@ -981,7 +985,7 @@ def wait_for_jobs(
         if waiter is not None:
             waiter.sleep(delay)
         else:
-            time.sleep(delay)
+            sleep(delay)
         delay = min(delay * 2, max_delay)
 
 

@@ -67,3 +67,19 @@ def test_sqlite_in_memory_urls_are_taskflows() -> None:
     theirs = importlib.import_module("taskflow.persistence.backends.impl_sqlalchemy")
     assert impl_sqlalchemy.SQLITE_IN_MEMORY == theirs.SQLITE_IN_MEMORY
     assert impl_sqlalchemy.Connection is impl_sqlalchemy.SQLAlchemyConnection
+
+
+def test_zookeeper_default_path_is_flowkits_own_as_listed() -> None:
+    # A listed difference (doc/migrating.rst): the node layouts differ, so the defaults do.
+    from tests.compat.test_taskflow_suite import load_known_differences
+
+    assert "defaults::zookeeper_persistence_path" in load_known_differences()
+    paths = []
+    for root in ("taskflow", "flowkit"):
+        backends = importlib.import_module(f"{root}.persistence.backends")
+        backend = backends.fetch({"connection": "zookeeper", "hosts": "127.0.0.1:2181"})
+        try:
+            paths.append((backend.path, type(backend).DEFAULT_PATH))
+        finally:
+            backend.close()
+    assert paths == [("/taskflow", "/taskflow"), ("/flowkit", "/flowkit")]

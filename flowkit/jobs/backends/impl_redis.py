@@ -25,10 +25,10 @@ Options (TaskFlow's names): ``host``, ``port``, ``password``, ``username``,
 ``socket_timeout``, ``socket_connect_timeout``, ``retry_on_timeout``,
 ``health_check_interval``, ``ssl``..., ``sentinel``, ``sentinel_fallbacks``,
 ``sentinel_kwargs``; or ``url`` (``redis://:pw@host:6379/0``). ``socket_timeout``
-defaults to 10 s and ``socket_connect_timeout`` to 5 s (not the client's "for
-ever"): a Redis that stops answering without closing the connection (a frozen
-server) fails the board's call with ``JobFailure`` naming the board, it does
-not hang. flowkit's own:
+defaults to 10 s and ``socket_connect_timeout`` to 5 s, whatever redis-py's
+own defaults (for ever before redis-py 8, 5 s since): a Redis that stops
+answering without closing the connection (a frozen server) fails the board's
+call with ``JobFailure`` naming the board, it does not hang. flowkit's own:
 ``claim_expiry`` (seconds, default 30, ``none`` for claims that never expire
 unless asked, as TaskFlow's); ``renew_given_expiry`` (default false): as in
 TaskFlow, a claim made with ``claim(..., expiry=N)`` is not renewed and lapses
@@ -875,8 +875,35 @@ class RedisJobBoard(ListingJobBoard):
             jobs.append(RedisJob(self, posting, backend=self._persistence))
         return iter_sorted(jobs)
 
-    def wait(self, timeout: float | None = None) -> JobBoardIterator:
-        return wait_for_jobs(self, timeout)
+    def wait(
+        self,
+        timeout: float | None = None,
+        initial_delay: float = 0.005,
+        max_delay: float = 1.0,
+        sleep_func: Callable[[float], object] = time.sleep,
+    ) -> JobBoardIterator:
+        """Poll until the board holds a job; return an iterator over the jobs.
+
+        Args:
+            timeout: seconds to wait at most (None: for ever).
+            initial_delay: the first pause between looks, doubled after each
+                up to ``max_delay``; TaskFlow's polling arguments, as its
+                Redis board takes them.
+            max_delay: the longest pause.
+            sleep_func: what pauses (``time.sleep``; a test or eventlet sleep).
+
+        Raises:
+            NotFound: ``timeout`` seconds passed without a job.
+            ValueError: ``initial_delay`` is over ``max_delay`` (as in TaskFlow).
+        """
+        if initial_delay > max_delay:
+            raise ValueError(
+                f"initial delay {initial_delay} of board {self.name!r}'s wait() must be less than"
+                f" or equal to the max delay {max_delay}"
+            )
+        return wait_for_jobs(
+            self, timeout, max_delay=max_delay, initial_delay=initial_delay, sleep=sleep_func
+        )
 
     def current_claim(self, job: Job) -> Claim | None:
         return self.claim_of(job.uuid)

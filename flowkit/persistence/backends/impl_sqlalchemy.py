@@ -14,6 +14,11 @@ parameters):
   survives losing power.
 - ``sqlite_busy_timeout`` (5.0): seconds SQLite waits for another writer
   before reporting the database busy (which is then retried).
+- ``isolation_level``, ``isolation_levels`` (TaskFlow's): the transaction
+  isolation level, or a driver-name-to-level dict; by default PostgreSQL and
+  MySQL run at ``READ COMMITTED``, as in TaskFlow.
+- ``idle_timeout`` (3600 on a server): seconds before a pooled connection is
+  replaced; ``max_pool_size``, ``max_overflow``, ``pool_timeout``: the pool's.
 - ``engine_args``: a dict passed to :func:`sqlalchemy.create_engine`.
 - ``writable`` (true): false to create, migrate and write nothing (see
   ``Backend.writable``); a SQLite file is then opened ``mode=ro``, and one that

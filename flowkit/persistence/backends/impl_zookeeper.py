@@ -52,7 +52,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
-from typing import Any
+from typing import Any, ClassVar
 
 from flowkit import exceptions as exc
 from flowkit._utils.records import Record
@@ -536,6 +536,10 @@ class ZkBackend(Backend):
         StorageFailure: the URL is malformed, or an option has a bad value.
     """
 
+    #: The root path without one in the conf or URL (TaskFlow's attribute; its value is
+    #: ``/taskflow``, flowkit's node layout differs, see ``doc/migrating.rst``).
+    DEFAULT_PATH: ClassVar[str] = DEFAULT_PATH
+
     def __init__(self, conf: Mapping[str, Any] | None, client: Any = None) -> None:
         super().__init__(conf)
         connection = str(self._conf.get("connection", ""))
@@ -550,7 +554,7 @@ class ZkBackend(Backend):
             hosts = hosts or parsed.hosts_text
             path = path or parsed.path
             self._auth = kazoo_utils.digest_auth_data(parsed.username, parsed.password)
-        self._path = str(path or DEFAULT_PATH)
+        self._path = str(path or self.DEFAULT_PATH)
         if not self._path.startswith("/"):
             self._path = "/" + self._path
         # No hosts (``{"connection": "zookeeper:"}``): TaskFlow's kazoo_utils default, as TaskFlow's backend.

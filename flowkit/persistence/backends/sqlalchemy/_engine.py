@@ -33,7 +33,17 @@ from sqlalchemy.pool import StaticPool
 from flowkit import exceptions as exc
 from flowkit.persistence.backends._urls import conf_bool, conf_float, mask_url
 
-__all__ = ["Settings", "has_user_hooks", "make_engine", "missing_sqlite_file", "read_settings", "sqlite_file"]
+__all__ = [
+    "IDLE_TIMEOUT",
+    "TASKFLOW_ISOLATION_LEVELS",
+    "Settings",
+    "has_user_hooks",
+    "isolation_level",
+    "make_engine",
+    "missing_sqlite_file",
+    "read_settings",
+    "sqlite_file",
+]
 
 # Engine options read from the conf under TaskFlow's names (and flowkit's
 # own pool_size), mapped to create_engine()'s arguments.
@@ -53,6 +63,8 @@ _OPTIONS = frozenset(
         "idle_timeout",
         "echo",
         "writable",
+        "isolation_level",
+        "isolation_levels",
     }
     | set(_POOL_OPTIONS)
 )
@@ -61,6 +73,17 @@ _DEFAULT_DRIVERS = {
     "postgres": "postgresql+psycopg",
     "mysql": "mysql+pymysql",
 }
+# TaskFlow's isolation levels by driver: READ COMMITTED on the servers (PostgreSQL's
+# default anyway, and MySQL's REPEATABLE READ would read stale rows in a transaction),
+# set explicitly so a server or database configured otherwise does not change them.
+TASKFLOW_ISOLATION_LEVELS: Mapping[str, str] = {
+    "mysql": "READ COMMITTED",
+    "postgresql": "READ COMMITTED",
+    "postgres": "READ COMMITTED",
+}
+# TaskFlow's idle_timeout when none is given: a pooled server connection is
+# replaced after an hour, before a server or firewall drops it as idle.
+IDLE_TIMEOUT = 3600
 _EXTRAS = {"postgresql": "flowkit[postgresql]", "mysql": "flowkit[mysql]"}
 _SYNCHRONOUS = frozenset({"off", "normal", "full", "extra"})
 # conn.info key telling the begin event that the transaction will write.
@@ -77,6 +100,8 @@ class Settings:
     busy_timeout: float
     synchronous: str
     engine_args: Mapping[str, Any]
+    #: The transaction isolation level to ask for (None: the driver's own).
+    isolation_level: str | None
 
     @property
     def dialect(self) -> str:
@@ -102,6 +127,8 @@ def read_settings(conf: Mapping[str, Any], connection: Any) -> Settings:
         url = make_url(str(connection))
     except (sa_exc.ArgumentError, ValueError) as err:
         raise exc.quoting_cause(exc.StorageFailure(f"malformed database URL {masked!r}: {err}")) from err
+    # TaskFlow matches isolation_levels against the driver name as written.
+    level = isolation_level(conf, url.drivername, masked)
     drivername = _DEFAULT_DRIVERS.get(url.drivername, url.drivername)
     url = url.set(drivername=drivername).difference_update_query(_OPTIONS)
     synchronous = str(conf.get("sqlite_synchronous", "normal")).strip().lower()
@@ -119,6 +146,7 @@ def read_settings(conf: Mapping[str, Any], connection: Any) -> Settings:
         busy_timeout=conf_float(conf, "sqlite_busy_timeout", 5.0),
         synchronous=synchronous,
         engine_args=dict(engine_args),
+        isolation_level=level,
     )
 
 
@@ -194,8 +222,12 @@ def make_engine(settings: Settings, conf: Mapping[str, Any], writable: bool = Tr
             if key in conf:
                 kwargs[arg] = int(conf_float(conf, key, 0))
     # TaskFlow's idle_timeout (seconds before a pooled connection is replaced) and echo.
-    if "idle_timeout" in conf:
-        kwargs["pool_recycle"] = int(conf_float(conf, "idle_timeout", -1))
+    # Its hour-long default is for servers: an in-memory SQLite database lives in its
+    # one pooled connection, which recycling would replace by an empty one.
+    if "idle_timeout" in conf or not sqlite:
+        kwargs["pool_recycle"] = int(conf_float(conf, "idle_timeout", IDLE_TIMEOUT))
+    if settings.isolation_level is not None:
+        kwargs["isolation_level"] = settings.isolation_level
     if conf_bool(conf, "echo"):
         kwargs["echo"] = True
     if sqlite:
@@ -233,6 +265,39 @@ def make_engine(settings: Settings, conf: Mapping[str, Any], writable: bool = Tr
         event.listen(engine, "connect", _sqlite_pragmas(settings, writable))
         event.listen(engine, "begin", _sqlite_begin)
     return engine
+
+
+def isolation_level(conf: Mapping[str, Any], driver: str, masked_url: str) -> str | None:
+    """The transaction isolation level TaskFlow's conf asks for on ``driver`` (None: the driver's own).
+
+    ``isolation_level`` wins; else the level ``isolation_levels`` (by default
+    :data:`TASKFLOW_ISOLATION_LEVELS`) gives the URL's driver name, an exact
+    match first, then the first name found in it (``postgresql`` in
+    ``postgresql+psycopg``), as TaskFlow reads them.
+
+    Raises:
+        StorageFailure: a level is not text, or ``isolation_levels`` is no mapping.
+    """
+    if "isolation_level" in conf:
+        return _level(conf["isolation_level"], "isolation_level", masked_url)
+    levels = conf.get("isolation_levels", TASKFLOW_ISOLATION_LEVELS)
+    if not isinstance(levels, Mapping):
+        raise exc.StorageFailure(
+            f"isolation_levels of {masked_url} must be a mapping of driver names to levels, "
+            f"not {type(levels).__name__}"
+        )
+    if driver in levels:
+        return _level(levels[driver], f"isolation_levels[{driver!r}]", masked_url)
+    for name, value in levels.items():
+        if str(name) in driver:
+            return _level(value, f"isolation_levels[{name!r}]", masked_url)
+    return None
+
+
+def _level(value: Any, option: str, masked_url: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise exc.StorageFailure(f"{option} of {masked_url} must be an isolation level name, not {value!r}")
+    return value
 
 
 _WAL = "PRAGMA journal_mode=WAL"
