@@ -36,6 +36,7 @@ from flowkit.cli._common import (
     USAGE,
     CliError,
     add_connection,
+    build_flow,
     guarded,
     import_target,
     importable_cwd,
@@ -144,7 +145,7 @@ def _run(args: argparse.Namespace) -> int:
         elif callable(target):
             # Built once, here, before the database is opened: its inputs are checked
             # below, and the factory is recorded for a resume without a second call.
-            built = target()
+            built = build_flow(args.target, target)
             if _named_again(target):
                 factory, factory_args = target, []
             else:
@@ -282,7 +283,7 @@ def _named_again(target: Any) -> bool:
 
 def _called(target: str) -> Any:
     """The flow returned by calling ``module:callable`` (the factory recorded for lambdas)."""
-    return import_target(target)()
+    return build_flow(target, import_target(target))
 
 
 def _check_flow(engine: Any, target: str) -> None:
