@@ -226,8 +226,10 @@ def guarded(prog: str, handler: Callable[[argparse.Namespace], int]) -> Callable
         except CliError as err:
             error: BaseException = err
             message, status = one_line(err), err.status
-        except KeyboardInterrupt:
-            print(f"{prog}: interrupted", file=sys.stderr)
+        except KeyboardInterrupt as err:
+            # A run says what it left behind (flowkit.cli.run): the flow and its resume.
+            said = f": {log_safe(one_line(err))}" if err.args else ""
+            print(f"{prog}: interrupted{said}", file=sys.stderr)
             return 130
         except BrokenPipeError:
             return stdout_closed()

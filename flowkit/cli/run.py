@@ -323,6 +323,8 @@ def run_engine(engine: Any, args: argparse.Namespace) -> int:
             error: BaseException | None = None
         except exc.MissingDependencies as err:
             raise CliError(f"{one_line(err)} (give it with --store KEY=VALUE)", status=USAGE) from err
+        except KeyboardInterrupt as err:
+            raise KeyboardInterrupt(_left_behind(engine, args.connection)) from err
         except Exception as err:  # the flow failed: its report says how
             error = err
     state = engine.storage.get_flow_state()
@@ -349,6 +351,24 @@ def run_engine(engine: Any, args: argparse.Namespace) -> int:
     # flow's from the database): escaped, so that none repaints the terminal.
     print(f"{args.prog_name}: error: {log_safe(_failure_line(report))}", file=sys.stderr)
     return FAILED
+
+
+def _left_behind(engine: Any, connection: str) -> str:
+    """What a run stopped by Ctrl-C leaves, for the ``interrupted`` line: the flow, and its resume.
+
+    "interrupted" alone did not say that the flow was kept, half done, nor how to
+    carry it on.
+    """
+    storage = engine.storage
+    if connection.partition(":")[0] == "memory":
+        return (
+            f"flow '{storage.flow_name}' is lost with the process (run it with --connection URL"
+            " to keep it for 'flowkit flows resume')"
+        )
+    return (
+        f"flow '{storage.flow_name}' ({storage.flow_uuid}) is left {storage.get_flow_state()};"
+        f" 'flowkit flows resume {storage.flow_uuid}' with the same --connection carries it on"
+    )
 
 
 def backend_lost(engine: Any, error: BaseException) -> CliError:
