@@ -70,3 +70,15 @@ def test_a_module_that_fails_as_it_is_imported_is_named_with_its_error(project: 
         "flowkit run: error: target 'brokenflows:make': importing module 'brokenflows' raised"
         " RuntimeError: settings missing (-v shows the traceback)"
     )
+
+
+def test_a_worker_task_module_that_fails_as_it_is_imported_is_named_with_its_error(project: Path) -> None:
+    # It said "flowkit worker: error: settings missing": neither the module nor the error's type.
+    done = flowkit_cmd(
+        "worker", "--redis", "redis://127.0.0.1:9/0", "--topic", "t", "--tasks", "brokenflows", cwd=project
+    )
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.strip() == (
+        "flowkit worker: error: importing task module 'brokenflows' raised RuntimeError: settings missing"
+        " (-vv logs the traceback)"
+    )
