@@ -158,11 +158,12 @@ def _run(args: argparse.Namespace) -> int:
     if missing:
         # Said before the database is opened: at run time a PENDING run nobody
         # could finish was left behind (and a spec's message named no file).
-        if target is None:
-            reason = f"parameter(s) {missing} not given: give them with --store NAME=VALUE"
-            raise CliError(f"target '{args.target}': {one_line(loaded.error(reason, 'parameters'))}")
         # A misspelled --store key is the usual cause: name the keys given that nothing reads.
         unread = sorted(set(store) - set(getattr(built, "requires", ())))
+        if target is None:
+            reason = f"parameter(s) {missing} not given: give them with --store NAME=VALUE"
+            also = f" (--store gave {unread}, which the spec does not have as a parameter)" if unread else ""
+            raise CliError(f"target '{args.target}': {one_line(loaded.error(reason, 'parameters'))}{also}")
         also = f" (--store gave {unread}, which the flow does not require)" if unread else ""
         raise CliError(
             f"target '{args.target}': flow '{built.name}' needs {missing}, not given:"
