@@ -314,6 +314,7 @@ def run_engine(engine: Any, args: argparse.Namespace) -> int:
             stack.enter_context(_stdout_to_stderr())
         if getattr(args, "verbose", 0) == 0:
             stack.enter_context(_engine_tracebacks_left_to_v())
+            stack.enter_context(_waits_for_workers_said())
         stack.enter_context(EventLogListener(engine))
         if not args.no_progress:
             progress = _progress(engine)
@@ -386,6 +387,29 @@ def backend_lost(engine: Any, error: BaseException) -> CliError:
         f"'flowkit flows resume {storage.flow_uuid}' with the same --connection continues it",
         status=FAILED,
     )
+
+
+#: The worker-based engine's logger: its one INFO line says that requests wait for a worker.
+_WORKER_ENGINE_LOG = "flowkit.engines.worker_based.engine"
+
+
+@contextlib.contextmanager
+def _waits_for_workers_said() -> Iterator[None]:
+    """Show, without ``-v``, the worker-based engine's line that requests wait for a worker.
+
+    Logged at INFO (a library's program decides what it shows), it was hidden at
+    the command's default level: a run whose tasks no worker offered waited out
+    ``transition_timeout`` without a word, like a command that hung. That logger
+    says nothing else at INFO.
+    """
+    logger = logging.getLogger(_WORKER_ENGINE_LOG)
+    before = logger.level
+    if logger.getEffectiveLevel() > logging.INFO:
+        logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.setLevel(before)
 
 
 def _without_traceback(record: logging.LogRecord) -> bool:
