@@ -233,7 +233,12 @@ def _spec_engine_key(loaded: Any, err: Exception, flag: str | None) -> str | Non
 
 def engine_error(engine: str, err: Exception) -> CliError:
     """Bad usage naming ``--engine``: an unknown kind, or an option of its URI it refuses."""
-    return CliError(f"--engine '{masked_engine(engine)}': {one_line(err)}")
+    kind, mark, options = engine.partition("?")
+    hint = ""
+    if mark and "://" not in kind:
+        # ``parallel?max_workers=2``: options without the URI's ``://``, taken for a kind's name.
+        hint = f"; an engine URI is KIND://?OPTIONS: '{masked_engine(f'{kind}://?{options}')}'"
+    return CliError(f"--engine '{masked_engine(engine)}': {one_line(err)}{hint}")
 
 
 def masked_engine(engine: str) -> str:
