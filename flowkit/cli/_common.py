@@ -31,6 +31,7 @@ __all__ = [
     "CliError",
     "FlowRef",
     "add_connection",
+    "build_flow",
     "columns",
     "factory_name",
     "file_path_hint",
@@ -225,8 +226,10 @@ def guarded(prog: str, handler: Callable[[argparse.Namespace], int]) -> Callable
         except CliError as err:
             error: BaseException = err
             message, status = one_line(err), err.status
-        except KeyboardInterrupt:
-            print(f"{prog}: interrupted", file=sys.stderr)
+        except KeyboardInterrupt as err:
+            # A run says what it left behind (flowkit.cli.run): the flow and its resume.
+            said = f": {log_safe(one_line(err))}" if err.args else ""
+            print(f"{prog}: interrupted{said}", file=sys.stderr)
             return 130
         except BrokenPipeError:
             return stdout_closed()
@@ -343,6 +346,12 @@ def import_target(text: str) -> Any:
         module = importlib.import_module(module_name)
     except ImportError as err:
         raise CliError(f"target '{text}': cannot import module '{module_name}': {err}") from err
+    except Exception as err:  # the user's module failed as it ran: name it, not just the error
+        raise CliError(
+            f"target '{text}': importing module '{module_name}' raised {type(err).__name__}:"
+            f" {one_line(err)} (-v shows the traceback)",
+            status=FAILED,
+        ) from err
     target: Any = module
     for part in attr.split("."):
         try:
@@ -350,6 +359,36 @@ def import_target(text: str) -> Any:
         except AttributeError:
             raise CliError(f"target '{text}': module '{module_name}' has no attribute '{attr}'") from None
     return target
+
+
+def build_flow(text: str, factory: Callable[[], Any]) -> Any:
+    """Call the ``module:callable`` target ``text`` names, with no arguments, for its flow.
+
+    A bare ``TypeError`` or the factory's own exception named neither the
+    target nor that a target is called with no arguments.
+
+    Raises:
+        CliError: the callable needs arguments (bad usage), or raised (status 1).
+    """
+    import inspect
+
+    try:
+        inspect.signature(factory).bind()
+    except TypeError as err:
+        raise CliError(
+            f"target '{text}' is called with no arguments to build its flow, but it needs some"
+            f" ({err}): give a callable that takes none, or a flow object"
+        ) from err
+    except ValueError:  # no signature to read (a builtin): the call says
+        pass
+    try:
+        return factory()
+    except Exception as err:
+        raise CliError(
+            f"target '{text}' raised {type(err).__name__}: {one_line(err)} when called to build"
+            " its flow (-v shows the traceback)",
+            status=FAILED,
+        ) from err
 
 
 #: What a reading command adds when there is no store at its URL: who makes one.

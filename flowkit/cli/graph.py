@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from flowkit.cli._common import CliError, guarded, import_target, importable_cwd, spec_error
+from flowkit.cli._common import CliError, build_flow, guarded, import_target, importable_cwd, spec_error
 
 __all__ = ["register"]
 
@@ -59,7 +59,7 @@ def load_flow(text: str) -> Any:
     if not isinstance(target, (Flow, Atom)):
         if not callable(target):
             raise CliError(f"target '{text}' is neither a flow nor a callable returning one")
-        target = target()
+        target = build_flow(text, target)
     if not isinstance(target, (Flow, Atom)):
         raise CliError(f"target '{text}' did not give a flow (it gave {type(target).__name__})")
     return target

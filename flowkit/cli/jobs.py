@@ -53,7 +53,7 @@ def _json_of(kind: type[list[Any]] | type[dict[str, Any]]) -> Callable[[str], An
         try:
             value = json.loads(text)
         except ValueError as err:
-            raise argparse.ArgumentTypeError(f"not JSON: {err}") from None
+            raise argparse.ArgumentTypeError(f"not JSON: {err}{_key_value_hint(text, kind)}") from None
         if not isinstance(value, kind):
             shown = text if len(text) <= 60 else text[:57] + "..."
             raise argparse.ArgumentTypeError(f"must be {wanted}, not {_json_kind(value)}: {shown}")
@@ -61,6 +61,22 @@ def _json_of(kind: type[list[Any]] | type[dict[str, Any]]) -> Callable[[str], An
 
     parse.__name__ = wanted  # argparse names the type so in its own messages
     return parse
+
+
+def _key_value_hint(text: str, kind: type[list[Any]] | type[dict[str, Any]]) -> str:
+    """For an object option given ``KEY=VALUE`` (``flowkit run --store``'s form): the JSON to give.
+
+    "not JSON: Expecting value: line 1 column 1" alone left the user to guess.
+    """
+    key, eq, value = text.partition("=")
+    if kind is not dict or not eq or not key.strip():
+        return ""
+    try:
+        parsed: Any = json.loads(value)
+    except ValueError:
+        parsed = value
+    example = json.dumps({key.strip(): parsed})
+    return f"; give a JSON object, such as '{example}' (not KEY=VALUE, as flowkit run takes it)"
 
 
 def _json_kind(value: Any) -> str:

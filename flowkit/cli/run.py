@@ -36,6 +36,7 @@ from flowkit.cli._common import (
     USAGE,
     CliError,
     add_connection,
+    build_flow,
     guarded,
     import_target,
     importable_cwd,
@@ -144,7 +145,7 @@ def _run(args: argparse.Namespace) -> int:
         elif callable(target):
             # Built once, here, before the database is opened: its inputs are checked
             # below, and the factory is recorded for a resume without a second call.
-            built = target()
+            built = build_flow(args.target, target)
             if _named_again(target):
                 factory, factory_args = target, []
             else:
@@ -157,11 +158,12 @@ def _run(args: argparse.Namespace) -> int:
     if missing:
         # Said before the database is opened: at run time a PENDING run nobody
         # could finish was left behind (and a spec's message named no file).
-        if target is None:
-            reason = f"parameter(s) {missing} not given: give them with --store NAME=VALUE"
-            raise CliError(f"target '{args.target}': {one_line(loaded.error(reason, 'parameters'))}")
         # A misspelled --store key is the usual cause: name the keys given that nothing reads.
         unread = sorted(set(store) - set(getattr(built, "requires", ())))
+        if target is None:
+            reason = f"parameter(s) {missing} not given: give them with --store NAME=VALUE"
+            also = f" (--store gave {unread}, which the spec does not have as a parameter)" if unread else ""
+            raise CliError(f"target '{args.target}': {one_line(loaded.error(reason, 'parameters'))}{also}")
         also = f" (--store gave {unread}, which the flow does not require)" if unread else ""
         raise CliError(
             f"target '{args.target}': flow '{built.name}' needs {missing}, not given:"
@@ -231,7 +233,12 @@ def _spec_engine_key(loaded: Any, err: Exception, flag: str | None) -> str | Non
 
 def engine_error(engine: str, err: Exception) -> CliError:
     """Bad usage naming ``--engine``: an unknown kind, or an option of its URI it refuses."""
-    return CliError(f"--engine '{masked_engine(engine)}': {one_line(err)}")
+    kind, mark, options = engine.partition("?")
+    hint = ""
+    if mark and "://" not in kind:
+        # ``parallel?max_workers=2``: options without the URI's ``://``, taken for a kind's name.
+        hint = f"; an engine URI is KIND://?OPTIONS: '{masked_engine(f'{kind}://?{options}')}'"
+    return CliError(f"--engine '{masked_engine(engine)}': {one_line(err)}{hint}")
 
 
 def masked_engine(engine: str) -> str:
@@ -282,7 +289,7 @@ def _named_again(target: Any) -> bool:
 
 def _called(target: str) -> Any:
     """The flow returned by calling ``module:callable`` (the factory recorded for lambdas)."""
-    return import_target(target)()
+    return build_flow(target, import_target(target))
 
 
 def _check_flow(engine: Any, target: str) -> None:
@@ -312,6 +319,7 @@ def run_engine(engine: Any, args: argparse.Namespace) -> int:
             stack.enter_context(_stdout_to_stderr())
         if getattr(args, "verbose", 0) == 0:
             stack.enter_context(_engine_tracebacks_left_to_v())
+            stack.enter_context(_waits_for_workers_said())
         stack.enter_context(EventLogListener(engine))
         if not args.no_progress:
             progress = _progress(engine)
@@ -322,6 +330,8 @@ def run_engine(engine: Any, args: argparse.Namespace) -> int:
             error: BaseException | None = None
         except exc.MissingDependencies as err:
             raise CliError(f"{one_line(err)} (give it with --store KEY=VALUE)", status=USAGE) from err
+        except KeyboardInterrupt as err:
+            raise KeyboardInterrupt(_left_behind(engine, args.connection)) from err
         except Exception as err:  # the flow failed: its report says how
             error = err
     state = engine.storage.get_flow_state()
@@ -350,6 +360,24 @@ def run_engine(engine: Any, args: argparse.Namespace) -> int:
     return FAILED
 
 
+def _left_behind(engine: Any, connection: str) -> str:
+    """What a run stopped by Ctrl-C leaves, for the ``interrupted`` line: the flow, and its resume.
+
+    "interrupted" alone did not say that the flow was kept, half done, nor how to
+    carry it on.
+    """
+    storage = engine.storage
+    if connection.partition(":")[0] == "memory":
+        return (
+            f"flow '{storage.flow_name}' is lost with the process (run it with --connection URL"
+            " to keep it for 'flowkit flows resume')"
+        )
+    return (
+        f"flow '{storage.flow_name}' ({storage.flow_uuid}) is left {storage.get_flow_state()};"
+        f" 'flowkit flows resume {storage.flow_uuid}' with the same --connection carries it on"
+    )
+
+
 def backend_lost(engine: Any, error: BaseException) -> CliError:
     """The one line of a run its persistence backend failed under (a database restarting).
 
@@ -364,6 +392,29 @@ def backend_lost(engine: Any, error: BaseException) -> CliError:
         f"'flowkit flows resume {storage.flow_uuid}' with the same --connection continues it",
         status=FAILED,
     )
+
+
+#: The worker-based engine's logger: its one INFO line says that requests wait for a worker.
+_WORKER_ENGINE_LOG = "flowkit.engines.worker_based.engine"
+
+
+@contextlib.contextmanager
+def _waits_for_workers_said() -> Iterator[None]:
+    """Show, without ``-v``, the worker-based engine's line that requests wait for a worker.
+
+    Logged at INFO (a library's program decides what it shows), it was hidden at
+    the command's default level: a run whose tasks no worker offered waited out
+    ``transition_timeout`` without a word, like a command that hung. That logger
+    says nothing else at INFO.
+    """
+    logger = logging.getLogger(_WORKER_ENGINE_LOG)
+    before = logger.level
+    if logger.getEffectiveLevel() > logging.INFO:
+        logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.setLevel(before)
 
 
 def _without_traceback(record: logging.LogRecord) -> bool:

@@ -118,6 +118,31 @@ def _fail(message: str, status: int) -> int:
     return status
 
 
+def _unimportable(tasks: list[str], verbose: bool) -> str | None:
+    """The error of the first ``--tasks`` module that raises as it runs, naming it; else None.
+
+    The worker said only the exception's message ("settings missing"). Imported
+    here, the modules are in ``sys.modules`` for the worker's own loading, which
+    keeps the words of a module that is not there (an ``ImportError``).
+    """
+    import importlib
+
+    for spec in tasks:
+        module_name = spec.strip().partition(":")[0]
+        try:
+            importlib.import_module(module_name)
+        except ImportError:
+            continue  # the worker says it, with the dotted name for a file path
+        except Exception as err:
+            if verbose:
+                LOG.exception("importing task module %r failed", module_name)
+            return (
+                f"importing task module {module_name!r} raised {type(err).__name__}: {one_line(err)}"
+                " (-vv logs the traceback)"
+            )
+    return None
+
+
 def _run(args: argparse.Namespace) -> int:
     import signal  # only a running worker needs it (``flowkit --help`` start-up)
 
@@ -170,6 +195,9 @@ def _run(args: argparse.Namespace) -> int:
         here = os.getcwd()
         if here not in sys.path and "" not in sys.path:
             sys.path.insert(0, here)
+        broken = _unimportable(args.tasks, verbose=getattr(args, "verbose", 0) >= 2)
+        if broken:
+            return _fail(broken, 1)
         try:
             worker = Worker(
                 topic=args.topic,

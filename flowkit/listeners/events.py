@@ -180,6 +180,8 @@ class EventLogListener(base.Listener):
         self._run = 0
         #: whether this run has recorded the flow's RUNNING: the next one starts another run.
         self._flow_ran = False
+        #: whether the flow ran before this run without an event log (the log begins mid-life).
+        self._ran_unlogged = False
         self._storage: Any = None
         #: The engine's run state: whether it is persisted decides when events are handed over.
         self._state: Any = None
@@ -261,7 +263,9 @@ class EventLogListener(base.Listener):
         # Every atom notice begins one, a reset's too: the log records those as well.
         self._begin_run(atom, was)
 
-    def _begin_run(self, heard: str | None = None, was: str | None = None) -> None:
+    def _begin_run(
+        self, heard: str | None = None, was: str | None = None, flow_was: str | None = None
+    ) -> None:
         """Number this run and pick up the seq/attempt counters of earlier ones.
 
         Args:
@@ -271,6 +275,10 @@ class EventLogListener(base.Listener):
                 the outcome of an atom left RUNNING, stored already.
             was: the state ``heard`` left (its notice's ``old_state``): the one
                 it was in as the run began.
+            flow_was: the state the flow's first notice left. A flow that ran before
+                (not PENDING) but whose log holds nothing ran without one (from Python,
+                then ``flowkit flows resume``): its atoms left RUNNING are in doubt all
+                the same, and this run resumes it rather than starts it.
         """
         storage = self._storage = self._engine.storage
         self._state = getattr(storage, "run_state", None)
@@ -278,7 +286,9 @@ class EventLogListener(base.Listener):
         self._run = 1 + max((int(e.get("run", 1)) for e in earlier), default=0)
         self._seq = max((int(e["seq"]) for e in earlier), default=0)
         if not earlier:
-            return
+            if flow_was is None or flow_was == st.PENDING:
+                return  # a fresh flow: nothing ran before, nothing is in doubt
+            self._ran_unlogged = True
         names = [name for name, node in self._graph.nodes().items() if node is not None]
         if self._state is not None:
             # Atoms a sub-flow spawned in an earlier run (flowkit.dynamic) have
@@ -470,15 +480,16 @@ class EventLogListener(base.Listener):
             # it would, from what the earlier runs stored.
             self.write()
             self._forget_run()
-        if not self._run:
-            self._begin_run()
         old = details.get("old_state")
+        if not self._run:
+            self._begin_run(flow_was=old)
         if state == st.RUNNING:
             self._flow_ran = True
+            unlogged = "; the runs before it kept no event log" if self._ran_unlogged else ""
             cause = (
                 Cause(CauseKind.STARTED, "the flow started")
-                if self._run == 1
-                else Cause(CauseKind.RESUMED, f"run {self._run} resumed the flow (it was {old})")
+                if self._run == 1 and not self._ran_unlogged
+                else Cause(CauseKind.RESUMED, f"run {self._run} resumed the flow (it was {old}){unlogged}")
             )
         elif state == st.SUSPENDED and old == st.RESUMING:
             # The engine's preparation of a run (it takes stored states up), not a
@@ -659,7 +670,7 @@ class EventLogListener(base.Listener):
                 note = _UNANNOUNCED if details.get(_INFERRED) else ""
                 return Cause(
                     CauseKind.RESUMED,
-                    f"it was REVERTING when run {self._run - 1} stopped: reverted again (in doubt){note}",
+                    f"it was REVERTING when {self._previous_run()} stopped: reverted again (in doubt){note}",
                     event=self._last.get(name),  # that REVERTING: `why` goes on to what it reverted for
                 )
             return self._failure_cause(name, "reverts", told=self._told(name))
@@ -689,6 +700,10 @@ class EventLogListener(base.Listener):
             return self._ignore_cause(name)
         return Cause(CauseKind.ENGINE, f"moved to {state}")
 
+    def _previous_run(self) -> str:
+        """The run before this one, as a cause names it: by number, unless the log began after it."""
+        return f"run {self._run - 1}" if self._run > 1 else "an earlier run"
+
     def _running_cause(
         self, name: str, attempt: int, inferred: bool, iteration: int | None = None
     ) -> Cause | CauseRecord:
@@ -697,7 +712,7 @@ class EventLogListener(base.Listener):
             note = _UNANNOUNCED if inferred else ""
             return Cause(
                 CauseKind.RESUMED,
-                f"it was RUNNING when run {self._run - 1} stopped: run again (in doubt){note}",
+                f"it was RUNNING when {self._previous_run()} stopped: run again (in doubt){note}",
                 event=self._last.get(name),  # that RUNNING: `why` goes on to what made it ready
             )
         retried = self._retried.pop(name, None) if self._retried else None

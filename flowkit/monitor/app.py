@@ -440,7 +440,11 @@ class _TokenGate:
             from starlette.responses import JSONResponse
 
             response = JSONResponse(
-                {"error": "a token is required: send 'Authorization: Bearer TOKEN'"},
+                # A browser cannot send the header: its way in is said too.
+                {
+                    "error": "a token is required: send 'Authorization: Bearer TOKEN', or, in a"
+                    " browser, open /?token=TOKEN once (a cookie keeps it)"
+                },
                 status_code=401,
                 headers={"WWW-Authenticate": "Bearer"},
             )

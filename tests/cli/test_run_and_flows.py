@@ -202,6 +202,18 @@ def test_bad_usage_exits_2_with_one_line_naming_the_fault(tmp_path: Path) -> Non
             "--engine",
             "parallel://?max_workers=0",
         ): ("--engine 'parallel://?max_workers=0': max_workers must be a positive int"),
+        # The options without '://': it said only "Could not find engine 'parallel?max_workers=2'".
+        (
+            "run",
+            "tests.cli._flows:make_shop",
+            "--store",
+            "amount=5",
+            "--engine",
+            "parallel?max_workers=2",
+        ): (
+            "Could not find engine 'parallel?max_workers=2' (known engines: asyncio, default, parallel,"
+            " serial, worker-based, worker_based); an engine URI is KIND://?OPTIONS: 'parallel://?max_workers=2'"
+        ),
     }
     for args, words in cases.items():
         done = flowkit_cmd(*args)

@@ -83,6 +83,21 @@ def test_a_parameter_not_given_is_bad_usage_naming_the_spec_before_any_record(tm
     assert given.returncode == 0, given.stderr
 
 
+def test_a_misspelled_parameter_names_the_store_key_no_parameter_reads(tmp_path: Path) -> None:
+    # A Python target names the --store keys the flow does not read (where a typo shows);
+    # a spec said only "parameter(s) ['start'] not given", the misspelled 'strat' unsaid.
+    spec = tmp_path / "param.yaml"
+    spec.write_text(
+        "parameters: [start]\ntasks:\n  a: {task: tests.declarative.tasks:Step, inputs: {x: '${start}'}}\n"
+    )
+    done = flowkit_cmd("run", str(spec), "--store", "strat=4")
+    assert done.returncode == 2
+    assert done.stderr.strip().endswith(
+        "parameter(s) ['start'] not given: give them with --store NAME=VALUE"
+        " (--store gave ['strat'], which the spec does not have as a parameter)"
+    ), done.stderr
+
+
 def test_a_yaml_spec_without_pyyaml_fails_with_status_1_naming_the_extra(tmp_path: Path) -> None:
     # It left with status 2, "bad usage", for what the install lacks (the monitor's
     # missing extra is status 1).

@@ -212,6 +212,18 @@ def test_with_a_token_requests_without_it_get_401(flows: tuple[str, str, str]) -
         assert client.get("/api/flows").status_code == 200
 
 
+def test_a_refusal_for_want_of_a_token_says_how_a_browser_gives_it(flows: tuple[str, str, str]) -> None:
+    # It said only "send 'Authorization: Bearer TOKEN'", which a browser opening the
+    # monitor's address cannot do: the way in for a browser, ?token=, went unsaid.
+    with TestClient(create_app(flows[0], token="s3cret")) as client:
+        refused = client.get("/")
+    assert refused.status_code == 401
+    assert refused.json() == {
+        "error": "a token is required: send 'Authorization: Bearer TOKEN', or, in a browser,"
+        " open /?token=TOKEN once (a cookie keeps it)"
+    }
+
+
 def test_the_graph_is_drawn_without_calling_a_factory_that_is_not_allowed(tmp_path: Path) -> None:
     # It imported and called whatever factory a flow detail named: any writer of the database
     # could make the monitor run any function it can import.

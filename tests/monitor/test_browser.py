@@ -941,6 +941,38 @@ def test_very_long_names_wrap_instead_of_widening_the_pages(tmp_path: Path) -> N
         page.screenshot(path=str(ARTIFACTS / "monitor-long-names.png"), full_page=True)
 
 
+def test_numbers_in_the_report_and_event_tables_stay_on_one_line(tmp_path: Path) -> None:
+    # On a 1280-pixel window the quickstart's flow showed event "10" as "1" over "0": the
+    # cells of every column could break anywhere, so the wide cause column squeezed the
+    # number columns down to one digit.
+    connection = f"sqlite:///{tmp_path}/shop.db"
+    ran = flowkit_cmd(
+        "run", "examples.quickstart:build_flow", "--store", "shop=bakery", "--connection", connection
+    )
+    assert ran.returncode == 1, ran.stderr  # its card is declined: 12 events, three reverts
+    listed = flowkit_cmd("flows", "list", "--connection", connection, "--json")
+    (flow,) = [f["uuid"] for f in json.loads(listed.stdout)]
+    # How many lines the text of a cell takes (found anew: the page redraws its tables).
+    lines = (
+        "([selector, column]) => { const r = document.createRange();"
+        " r.selectNodeContents(document.querySelector(selector).cells[column]);"
+        " return new Set(Array.from(r.getClientRects(), x => Math.round(x.top))).size; }"
+    )
+    with _monitoring(connection) as url, _browser() as browser:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.set_default_timeout(60_000)
+        page.goto(f"{url}/flows/{flow}")
+        page.wait_for_selector('#events tr[data-seq="12"]')
+        for seq in ("10", "11", "12"):
+            row = f'#events tr[data-seq="{seq}"]'
+            assert page.evaluate(lines, [row, 0]) == 1, seq  # the event's number
+            assert page.evaluate(lines, [row, 1]) == 1, seq  # its run
+        page.wait_for_selector('#report tr[data-atom="create_database"]')
+        row = '#report tr[data-atom="create_database"]'
+        assert page.evaluate(lines, [row, 2]) == 1  # attempts
+        assert page.evaluate(lines, [row, 3]) == 1  # duration
+
+
 def test_a_page_for_a_flow_the_monitor_does_not_know_says_so_once_and_stops_asking(tmp_path: Path) -> None:
     # It asked again every 2 s for good, as if the monitor might start knowing the flow.
     with _monitoring(f"sqlite:///{tmp_path}/t.db") as url, _browser() as browser:

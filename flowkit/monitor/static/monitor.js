@@ -510,7 +510,7 @@ const flowkitMonitor = (() => {
       }
       const outcome = el("td");
       outcome.append(bdi(failure), (atom.cached ? " (from the cache)" : "") + revertNote(atom));
-      row.append(cell, el("td", {}, atom.attempts ?? ""), el("td", {"class": "took"}, took), outcome);
+      row.append(cell, el("td", {"class": "num"}, atom.attempts ?? ""), el("td", {"class": "took num"}, took), outcome);
       table.append(row);
     }, more, "atoms");
 
@@ -545,7 +545,7 @@ const flowkitMonitor = (() => {
       cell.append(stateBadge(event.state));
       const cause = el("td");
       cause.append(bdi(prose(event.cause.text)), event.cause.event ? " (#" + event.cause.event + ")" : "");
-      row.append(el("td", {}, event.seq), el("td", {}, event.run), what, cell, cause);
+      row.append(el("td", {"class": "num"}, event.seq), el("td", {"class": "num"}, event.run), what, cell, cause);
       events.append(row);
     }, document.getElementById("events-more"), "events");
   }

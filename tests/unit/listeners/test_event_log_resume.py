@@ -507,3 +507,27 @@ def test_a_flow_resumed_with_an_atom_the_earlier_run_did_not_have_is_logged_whol
     assert [(e.run, e.state) for e in log if e.name == "c"] == [(2, "RUNNING"), (2, "SUCCESS")]
     (b,) = [a for a in ExecutionReport.from_flow_detail(stored(backend, resumed)).atoms if a.name == "b"]
     assert b.attempts == 2
+
+
+def test_a_log_first_attached_to_a_resume_records_the_atom_it_runs_again_in_doubt(backend: Backend) -> None:
+    # A flow run from Python without an event log, killed mid-task, then resumed with one
+    # (what `flowkit flows resume` does): the log found no earlier events and took the
+    # run for a fresh one. The atom left RUNNING got its SUCCESS alone, "attempt 0", and
+    # the report said "b  SUCCESS  attempts=0" of an atom that ran (twice), and the flow
+    # "started" rather than resumed.
+    from flowkit.report import ExecutionReport
+
+    Crashes.armed = True
+    flow = linear_flow.Flow("f").add(Reserve("a"), Crashes("b"))
+    engine = engines.load(flow, backend=backend)
+    with pytest.raises(KeyboardInterrupt):
+        engine.run()  # no event log in this run
+    _, log = resume(flow, backend, engine, Clock())
+    b = [(e.state, e.attempt, e.cause.kind) for e in log.of("b", flow=False)]
+    assert b == [("RUNNING", 1, CauseKind.RESUMED), ("SUCCESS", 1, CauseKind.RETURNED)]
+    (restart,) = [e for e in log.of("b", flow=False) if e.state == "RUNNING"]
+    assert "an earlier run stopped" in restart.cause.text, restart.cause.text
+    started = next(e for e in log if e.kind == "flow" and e.state == "RUNNING")
+    assert started.cause.kind is CauseKind.RESUMED, started.cause.text
+    report = {a.name: a for a in ExecutionReport.from_flow_detail(stored(backend, engine)).atoms}
+    assert report["b"].attempts == 1
