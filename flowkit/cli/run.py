@@ -405,7 +405,8 @@ def _waits_for_workers_said() -> Iterator[None]:
     Logged at INFO (a library's program decides what it shows), it was hidden at
     the command's default level: a run whose tasks no worker offered waited out
     ``transition_timeout`` without a word, like a command that hung. That logger
-    says nothing else at INFO.
+    says only one other thing at INFO, once: that Redis refuses the ``CLIENT
+    UNBLOCK`` that makes deadlines fire on time (worth seeing too).
     """
     logger = logging.getLogger(_WORKER_ENGINE_LOG)
     before = logger.level
