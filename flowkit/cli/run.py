@@ -331,7 +331,7 @@ def run_engine(engine: Any, args: argparse.Namespace) -> int:
         except exc.MissingDependencies as err:
             raise CliError(f"{one_line(err)} (give it with --store KEY=VALUE)", status=USAGE) from err
         except KeyboardInterrupt as err:
-            raise KeyboardInterrupt(_left_behind(engine, args.connection)) from err
+            raise KeyboardInterrupt(_left_behind(engine, args)) from err
         except Exception as err:  # the flow failed: its report says how
             error = err
     state = engine.storage.get_flow_state()
@@ -360,21 +360,30 @@ def run_engine(engine: Any, args: argparse.Namespace) -> int:
     return FAILED
 
 
-def _left_behind(engine: Any, connection: str) -> str:
+def _left_behind(engine: Any, args: argparse.Namespace) -> str:
     """What a run stopped by Ctrl-C leaves, for the ``interrupted`` line: the flow, and its resume.
 
     "interrupted" alone did not say that the flow was kept, half done, nor how to
-    carry it on.
+    carry it on. A store that lived in the process (``memory://``, an in-memory
+    SQLite database) kept nothing to resume; a conductor's job resumes with its
+    ``--board``, or the resume is refused.
     """
     storage = engine.storage
-    if connection.partition(":")[0] == "memory":
+    settings = getattr(storage.backend, "settings", None)
+    if args.connection.partition(":")[0] == "memory" or getattr(settings, "is_memory", False):
         return (
             f"flow '{storage.flow_name}' is lost with the process (run it with --connection URL"
-            " to keep it for 'flowkit flows resume')"
+            " of a database file or server to keep it for 'flowkit flows resume')"
         )
+    board = getattr(args, "board", None)
+    if board:
+        from flowkit.persistence.backends._urls import mask_url
+
+        board = mask_url(board)
+    also = f" --board {board}" if board else ""
     return (
         f"flow '{storage.flow_name}' ({storage.flow_uuid}) is left {storage.get_flow_state()};"
-        f" 'flowkit flows resume {storage.flow_uuid}' with the same --connection carries it on"
+        f" 'flowkit flows resume {storage.flow_uuid}{also}' with the same --connection carries it on"
     )
 
 

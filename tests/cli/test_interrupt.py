@@ -6,6 +6,8 @@ import signal
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests.cli.conftest import FLOWKIT, SOURCE_ROOT, command_env, flowkit_cmd, flowkit_json
 from tests.conftest import wait_until
 
@@ -50,10 +52,13 @@ def test_an_interrupted_run_names_the_flow_and_the_resume_that_carries_it_on(tmp
     assert resumed.returncode == 0, resumed.stderr
 
 
-def test_an_interrupted_run_kept_in_memory_offers_no_resume(tmp_path: Path) -> None:
-    status, stderr = _interrupt_run("memory://", tmp_path / "blocked")
+@pytest.mark.parametrize("connection", ["memory://", "sqlite://", "sqlite:///:memory:"])
+def test_an_interrupted_run_kept_in_memory_offers_no_resume(tmp_path: Path, connection: str) -> None:
+    # An in-memory SQLite database dies with the process as memory:// does: the
+    # resume offered for it found no flow.
+    status, stderr = _interrupt_run(connection, tmp_path / "blocked")
     assert status == 130, stderr
     assert stderr.strip().splitlines()[-1] == (
         "flowkit run: interrupted: flow 'blocking' is lost with the process (run it with"
-        " --connection URL to keep it for 'flowkit flows resume')"
+        " --connection URL of a database file or server to keep it for 'flowkit flows resume')"
     )

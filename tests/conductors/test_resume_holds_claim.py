@@ -25,6 +25,7 @@ from flowkit import states
 from flowkit.conductors import backends as conductor_backends
 from flowkit.jobs import backends
 from flowkit.jobs.base import JobBoard
+from flowkit.persistence.backends._urls import mask_url
 from flowkit.persistence.base import Backend, FenceRefused, WriteFence
 from tests import services
 from tests.conductors import flows
@@ -267,6 +268,8 @@ def test_an_interrupted_resume_gives_the_job_back(
     assert status == 130, err
     assert [j.uuid for j in board.iterjobs(ensure_fresh=True)] == [job.uuid]
     assert board.claim_of(job.uuid) is None  # given back at once, not left to lapse
+    # The resume it offers names the board: without it the resume of a job is refused.
+    assert f"'flowkit flows resume {fd.uuid} --board {mask_url(board_url)}'" in err
 
 
 def test_a_resume_holds_the_job_of_a_redis_board_without_a_namespace_given_its_recorded_url(
