@@ -162,7 +162,7 @@ def _run(args: argparse.Namespace) -> int:
         unread = sorted(set(store) - set(getattr(built, "requires", ())))
         if target is None:
             reason = f"parameter(s) {missing} not given: give them with --store NAME=VALUE"
-            also = f" (--store gave {unread}, which the spec does not have as a parameter)" if unread else ""
+            also = f" (--store gave {unread}, which no task of the spec reads)" if unread else ""
             raise CliError(f"target '{args.target}': {one_line(loaded.error(reason, 'parameters'))}{also}")
         also = f" (--store gave {unread}, which the flow does not require)" if unread else ""
         raise CliError(

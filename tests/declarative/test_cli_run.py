@@ -94,7 +94,7 @@ def test_a_misspelled_parameter_names_the_store_key_no_parameter_reads(tmp_path:
     assert done.returncode == 2
     assert done.stderr.strip().endswith(
         "parameter(s) ['start'] not given: give them with --store NAME=VALUE"
-        " (--store gave ['strat'], which the spec does not have as a parameter)"
+        " (--store gave ['strat'], which no task of the spec reads)"
     ), done.stderr
 
 
