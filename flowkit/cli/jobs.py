@@ -31,7 +31,7 @@ from collections.abc import Callable
 from typing import Any
 
 from flowkit._utils.text import log_safe
-from flowkit.cli._common import file_path_hint, one_line
+from flowkit.cli._common import CliError, file_path_hint, one_line
 from flowkit.cli.conductor import board_arguments, fail, open_board, open_persistence
 
 __all__ = ["register"]
@@ -67,15 +67,21 @@ def _key_value_hint(text: str, kind: type[list[Any]] | type[dict[str, Any]]) -> 
     """For an object option given ``KEY=VALUE`` (``flowkit run --store``'s form): the JSON to give.
 
     "not JSON: Expecting value: line 1 column 1" alone left the user to guess.
+    Read as ``flowkit run`` reads it (:func:`~flowkit.cli._store_types.parse_item`),
+    and only for what that form can be: a name, ``=``, a value (not a broken
+    JSON object that happens to hold an ``=``).
     """
-    key, eq, value = text.partition("=")
-    if kind is not dict or not eq or not key.strip():
+    from flowkit.cli._store_types import parse_item
+
+    if kind is not dict:
         return ""
     try:
-        parsed: Any = json.loads(value)
-    except ValueError:
-        parsed = value
-    example = json.dumps({key.strip(): parsed})
+        item = parse_item(text)
+    except CliError:
+        return ""
+    if not item.key.isidentifier():
+        return ""
+    example = json.dumps({item.key: item.value})
     return f"; give a JSON object, such as '{example}' (not KEY=VALUE, as flowkit run takes it)"
 
 

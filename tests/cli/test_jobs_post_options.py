@@ -35,6 +35,13 @@ NOWHERE = "redis://127.0.0.1:1/0"
             "not JSON: Expecting value: line 1 column 1 (char 0); give a JSON object,"
             " such as '{\"size_gb\": 10}' (not KEY=VALUE, as flowkit run takes it)",
         ),
+        # A broken JSON object holding an '=' is no KEY=VALUE: no hint (it offered
+        # '{"{size_gb": "10}"}').
+        (
+            "--store",
+            "{size_gb=10}",
+            "not JSON: Expecting property name enclosed in double quotes: line 1 column 2 (char 1)",
+        ),
         # It said "'BOGUS' is not a job priority; ...", naming no option, after connecting.
         (
             "--priority",
