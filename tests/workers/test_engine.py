@@ -510,6 +510,45 @@ def test_the_reader_is_woken_from_its_blocking_read_at_a_tasks_timeout(
     assert unblocks >= 1, "the reader's read was not woken at the timeout"
 
 
+def test_the_looks_for_workers_do_not_wake_the_readers_blocking_read(
+    scripted: Any, redis_flushed_url: str, topic: str, client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A task without a timeout runs while the engine looks for workers (often here):
+    # the alarm rang the read at every look, a CLIENT UNBLOCK four times a second
+    # for as long as the task ran, though nothing a look checks needs it on time.
+    from flowkit.engines.worker_based import _driver
+
+    monkeypatch.setattr(_driver, "LOOK_EVERY", 0.02)
+    looks: list[int] = []
+    tick = _driver.RedisDriver._tick
+
+    def counted_tick(self: Any) -> None:
+        looks.append(1)
+        tick(self)
+
+    monkeypatch.setattr(_driver.RedisDriver, "_tick", counted_tick)
+    answer = threading.Event()
+
+    def answer_late(worker: ScriptedWorker, entry_id: bytes, request: dict[str, Any]) -> None:
+        if request["action"] == protocol.EXECUTE:
+            worker.reply(request, protocol.RUNNING)
+            answer.wait(30.0)  # until the engine looked a few times
+        add_one(worker, entry_id, request)
+
+    scripted(answer_late)
+    flow = linear_flow.Flow("f").add(Add(name="add0", provides="v0"))
+    engine = load(flow, redis_flushed_url, topic, store={"value": 1}, transition_timeout=60.0)
+    client.config_resetstat()
+    run = BackgroundRun(engine)
+    try:
+        services.wait_until(lambda: len(looks) >= 10, 30.0, message="ten looks for workers")
+    finally:
+        answer.set()
+    assert run.join(30.0) is None
+    unblocks = client.info("commandstats").get("cmdstat_client|unblock", {}).get("calls", 0)
+    assert unblocks == 0, f"{unblocks} reads woken for looks"
+
+
 def test_a_running_request_whose_worker_vanishes_times_out(
     scripted: Any, redis_flushed_url: str, topic: str
 ) -> None:

@@ -67,7 +67,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from flowkit import dynamic
 from flowkit import exceptions as exc
@@ -110,6 +110,17 @@ WAITING, PENDING, RUNNING, DONE = "WAITING", "PENDING", "RUNNING", "DONE"
 
 #: Seconds before a deadline within which the reader waits for it itself rather than block.
 _ALARM_MARGIN = 0.002
+
+
+class _Due(NamedTuple):
+    """When the reply reader must act next (monotonic seconds; None: nothing pending)."""
+
+    #: The earliest deadline of a request (the alarm wakes a blocked read for it).
+    deadline: float | None
+    #: That, or the next look for workers if sooner (checked after each read).
+    at: float | None
+
+
 #: Said once at INFO when Redis refuses the alarm's wake.
 _ALARM_REFUSED = (
     "the worker-based engine (%(error)s): a request's timeout or expiry may fire up to 0.2 s late,"
@@ -762,7 +773,8 @@ class RedisDriver(DispatchingDriver):
             streams: dict[Any, Any] = {key: self._last_id}
             if directory.arrivals_seen is not None and suspect is None:  # one read waits on both
                 streams[arrivals] = directory.arrivals_seen
-            due = self._due(next_tick)
+            wake = self._due(next_tick)
+            due = wake.at
             block: int | None = BLOCK_MS
             if alarm is not None:
                 if due is not None and due - began <= _ALARM_MARGIN:
@@ -772,7 +784,7 @@ class RedisDriver(DispatchingDriver):
                         self._closing.wait(due - began)
                     block = None
                 else:
-                    alarm.reading(due)
+                    alarm.reading(wake.deadline)
             try:
                 reply = client.xread(streams, count=_READ_COUNT, block=block)
             except _transport.errors() as err:
@@ -837,17 +849,22 @@ class RedisDriver(DispatchingDriver):
                 next_touch = now + _TOUCH_EVERY
                 self._tidy()
 
-    def _due(self, next_tick: float) -> float | None:
+    def _due(self, next_tick: float) -> _Due:
         """When the reader must next act: the earliest deadline of a request, or the next look.
 
         The look counts only while requests are in flight, held or queued for room:
-        an idle engine's look does nothing, so its read is not woken for it.
+        an idle engine's look does nothing, so its read is not woken for it. Nor
+        does the alarm wake a read for the look alone (a ``CLIENT UNBLOCK`` four
+        times a second while a long task runs): what it checks (a worker gone for
+        ``transition_timeout``) may well be a read's block late.
         """
         with self._lock:
-            due = self._dues.next()
-            if self._ledger.live or (self._settings.max_in_flight is not None and self._outgoing):
-                due = next_tick if due is None else min(due, next_tick)
-        return due
+            deadline = self._dues.next()
+            looks = bool(self._ledger.live or (self._settings.max_in_flight is not None and self._outgoing))
+        at = deadline
+        if looks:
+            at = next_tick if at is None else min(at, next_tick)
+        return _Due(deadline, at)
 
     def _give_up(self, error: Exception, down_for: float) -> None:
         """End the run: Redis has been unreachable past ``outage_timeout`` (reader thread).
