@@ -17,3 +17,6 @@ func SetMaxBlock(t interface{ Cleanup(func()) }, block time.Duration) {
 	maxBlock = block
 	t.Cleanup(func() { maxBlock = was })
 }
+
+// SlotsOf is how many requests a worker runs at once (its options' Concurrency, defaults applied).
+func SlotsOf(w *Worker) int { return cap(w.slots) }

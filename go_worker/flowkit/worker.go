@@ -49,7 +49,8 @@ type Options struct {
 	Topic string
 	// Namespace prefixes every key (default "flowkit").
 	Namespace string
-	// Concurrency is how many requests run at once (default CPUs + 4, at most 32).
+	// Concurrency is how many requests run at once (default five per CPU, as the
+	// Python worker and TaskFlow's, whose futurist pool defaults to that).
 	Concurrency int
 	// Heartbeat is the time between advertisements and claim refreshes (default 1 s).
 	Heartbeat time.Duration
@@ -140,7 +141,7 @@ func NewWorker(registry *Registry, opts Options) (*Worker, error) {
 		opts.Namespace = DefaultNamespace
 	}
 	if opts.Concurrency == 0 {
-		opts.Concurrency = min(32, runtime.NumCPU()+4)
+		opts.Concurrency = runtime.NumCPU() * 5
 	}
 	if opts.Heartbeat == 0 {
 		opts.Heartbeat = DefaultHeartbeat

@@ -1613,3 +1613,16 @@ func TestAStopEndsTheBlockedReadAtOnce(t *testing.T) {
 		t.Fatalf("the stopped worker left its advertisement; log:\n%s", h.log)
 	}
 }
+
+// TaskFlow's workers (futurist's pool) and flowkit's Python worker run five
+// requests per CPU at once unless told; the Go worker ran min(32, CPUs + 4), so a
+// rendezvous of tasks that met on one worker never met on the other.
+func TestTheDefaultConcurrencyIsFivePerCPUAsThePythonWorkers(t *testing.T) {
+	worker, err := flowkit.NewWorker(testRegistry(), flowkit.Options{RedisURL: "redis://localhost", Topic: "t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := flowkit.SlotsOf(worker), runtime.NumCPU()*5; got != want {
+		t.Fatalf("default concurrency %d, want %d", got, want)
+	}
+}

@@ -136,7 +136,7 @@ func run(args []string) int {
 	topic := flags.String("topic", "", "topic whose requests to serve (required)")
 	namespace := flags.String("key-prefix", flowkit.DefaultNamespace, "prefix of every Redis key (the engines' key_prefix)")
 	flags.StringVar(namespace, "namespace", flowkit.DefaultNamespace, "old name of --key-prefix")
-	concurrency := flags.Int("concurrency", 0, "requests run at once (default CPUs + 4, at most 32)")
+	concurrency := flags.Int("concurrency", 0, "requests run at once (default five per CPU, as the Python worker)")
 	heartbeat := secondsFlag(flags, "heartbeat", flowkit.DefaultHeartbeat, "time between advertisements")
 	visibility := secondsFlag(flags, "visibility-timeout", flowkit.DefaultVisibilityTimeout,
 		"idle time after which a request of a dead worker is taken over")
