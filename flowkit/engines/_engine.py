@@ -224,6 +224,7 @@ def _check_types(
     flow_name: str,
     *,
     refuse: bool,
+    told: set[str] | None = None,
 ) -> None:
     """Compare the flow's declared types (:mod:`flowkit.typed`): refuse a mismatch, or warn and go on.
 
@@ -231,7 +232,9 @@ def _check_types(
     other (``-> str | None`` feeding a ``str`` its author knows is set) runs
     there, and by default runs here too, each mismatch logged as a warning.
     ``check_types=True`` or ``strict=True`` (``refuse``) makes the first one a
-    :class:`~flowkit.exceptions.TypeMismatch` before anything runs.
+    :class:`~flowkit.exceptions.TypeMismatch` before anything runs. ``told``:
+    the mismatches logged already (a sub-flow spawned again in each round of a
+    loop or a retry logged the same warnings every round); those are not again.
     """
     from flowkit import typed
 
@@ -240,11 +243,15 @@ def _check_types(
         for mismatch in found:
             raise mismatch
         return
+    if told is not None:
+        found = (mismatch for mismatch in found if str(mismatch) not in told)
     for count, mismatch in enumerate(found):
         if count == _MISMATCHES_LOGGED:
             more = 1 + sum(1 for _ in found)
             _LOG.warning("flow '%s': %d more type mismatches not shown", flow_name, more)
             break
+        if told is not None:
+            told.add(str(mismatch))
         _LOG.warning(
             "flow '%s': %s; running it anyway, as TaskFlow would "
             "(check_types=True or strict=True refuses it)",
@@ -288,7 +295,7 @@ def _guard_spawned(
 
 
 def _check_spawned(
-    replaced: Callable[[Node, str], bool], flow_name: str, refuse: bool, edges: SpawnedEdges
+    replaced: Callable[[Node, str], bool], flow_name: str, refuse: bool, told: set[str], edges: SpawnedEdges
 ) -> None:
     """Check the declared types of a sub-flow about to be spliced in, as the compile checks the flow's.
 
@@ -307,7 +314,7 @@ def _check_spawned(
         if plan.provider >= 0
     )
     if may_check_types(edges.atoms, classes):
-        _check_types(edges, replaced, classes, flow_name, refuse=refuse)
+        _check_types(edges, replaced, classes, flow_name, refuse=refuse, told=told)
 
 
 class DispatchingDriver:
@@ -657,7 +664,7 @@ class ActionEngine(Engine):
         if check_types is not False:
             refuse = check_types is True or (check_types is None and self._strict)
             self._runtime.check_spawned = functools.partial(
-                _check_spawned, self._injected_for, self._flow.name, refuse
+                _check_spawned, self._injected_for, self._flow.name, refuse, set()
             )
         if self._calls_traced_here:
             self._runtime.trace_sources = self.trace_sources

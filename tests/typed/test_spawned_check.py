@@ -119,3 +119,21 @@ def test_a_spawned_task_given_the_symbol_by_its_own_inject_is_not_checked_agains
 
     flow = linear_flow.Flow("f").add(Spawns("spawner", injected))
     assert engines.run(flow, check_types=True)["spawned"] == ["text", 3.0]
+
+
+def test_a_sub_flow_spawned_again_in_each_round_of_a_loop_is_warned_of_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Each round spawned the same sub-flow and logged the same warnings again,
+    # however many rounds ran: the cap on mismatches logged held per spawn only.
+    from flowkit.patterns import loop_flow
+
+    rounds = iter([False, False, True])
+    loop = loop_flow.Flow(
+        "again", Spawns("spawner", text_then_float), until=lambda spawned: next(rounds), max_iterations=3
+    )
+    with caplog.at_level("WARNING", logger="flowkit"):
+        engines.run(linear_flow.Flow("f").add(loop))
+    assert RAN.count("user") == 3
+    warned = [r.getMessage() for r in caplog.records if "requires 'value'" in r.getMessage()]
+    assert len(warned) == 1, warned
