@@ -129,6 +129,8 @@ def _unimportable(tasks: list[str], verbose: bool) -> str | None:
 
     for spec in tasks:
         module_name = spec.strip().partition(":")[0]
+        if not all(part.isidentifier() for part in module_name.split(".")):
+            continue  # no module name (':Foo', './tasks.py'): the worker refuses it as bad usage
         try:
             importlib.import_module(module_name)
         except ImportError:

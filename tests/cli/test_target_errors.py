@@ -82,3 +82,14 @@ def test_a_worker_task_module_that_fails_as_it_is_imported_is_named_with_its_err
         "flowkit worker: error: importing task module 'brokenflows' raised RuntimeError: settings missing"
         " (-vv logs the traceback)"
     )
+
+
+@pytest.mark.parametrize("tasks", [":Foo", "./tasks.py"])
+def test_a_worker_tasks_value_that_names_no_module_stays_bad_usage(project: Path, tasks: str) -> None:
+    # The check for modules failing as they are imported tried these too, and said
+    # "importing task module '' raised ValueError" with status 1 for a usage error.
+    done = flowkit_cmd(
+        "worker", "--redis", "redis://127.0.0.1:9/0", "--topic", "t", "--tasks", tasks, cwd=project
+    )
+    assert done.returncode == 2, done.stderr
+    assert "importing task module" not in done.stderr
