@@ -23,6 +23,7 @@ from typing import Any
 from flowkit._utils.text import log_safe
 from flowkit.cli._common import (
     FROM_FILE,
+    USAGE,
     CliError,
     add_connection,
     columns,
@@ -229,8 +230,11 @@ def _rebuild(ref: Any) -> Any:
         else:
             why = ""
 
+        # A factory that ran and raised is a failure (status 1), as a named factory's
+        # is; what cannot be rebuilt at all (no factory, a module gone) is bad usage.
+        status = err.status if isinstance(err, CliError) else USAGE
         raise CliError(
-            f"flow '{ref.flow.name}' ({ref.flow.uuid}) cannot be rebuilt: {one_line(err)}{why}"
+            f"flow '{ref.flow.name}' ({ref.flow.uuid}) cannot be rebuilt: {one_line(err)}{why}", status=status
         ) from err
 
 

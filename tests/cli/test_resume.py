@@ -264,6 +264,45 @@ def test_resume_of_a_flow_whose_factory_module_is_not_on_the_path_says_why_and_w
     assert "the directory the run started in" in done.stderr and "PYTHONPATH" in done.stderr
 
 
+def test_a_recorded_lambda_target_that_raises_on_resume_fails_as_a_named_factory_does(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    # A lambda target is recorded as flowkit run's own _called factory: its raising
+    # said "cannot be rebuilt" with status 2 (bad usage), a named factory's status 1.
+    from flowkit import engines
+    from flowkit.persistence import backends
+
+    module = "resume_lambda_flows"
+    marker = tmp_path / "broken"
+    (tmp_path / f"{module}.py").write_text(
+        "import pathlib\n"
+        "from flowkit import task\n"
+        "from flowkit.patterns import linear_flow\n"
+        "class One(task.Task):\n"
+        "    def execute(self):\n"
+        "        return 1\n"
+        "def _build():\n"
+        f"    if pathlib.Path({str(marker)!r}).exists():\n"
+        "        raise RuntimeError('no config')\n"
+        "    return linear_flow.Flow('lam').add(One(provides='x'))\n"
+        "make = lambda: _build()\n",
+        encoding="utf-8",
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    url = f"sqlite:///{tmp_path}/flows.db"
+    with backends.backend(url) as backend:
+        engine = engines.load_from_factory(
+            "flowkit.cli.run._called", factory_args=[f"{module}:make"], backend=backend
+        )
+        engine.compile()
+        engine.prepare()
+        uuid = engine.storage.flow_uuid
+    marker.touch()
+    done = flowkit_cmd("flows", "resume", uuid, "--connection", url, cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    assert "cannot be rebuilt" in done.stderr and "raised RuntimeError: no config" in done.stderr
+
+
 def test_a_dry_run_refuses_a_misspelled_engine_as_the_resume_does(tmp_path: Path) -> None:
     # The plan was printed (status 0) for --engine paralel; only the real resume refused it.
     url = f"sqlite:///{tmp_path}/flows.db"
