@@ -21,12 +21,14 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import sys
 from typing import Any
 
 from flowkit.cli._common import (
+    FAILED,
     FROM_FILE,
+    CliError,
     factory_name,
+    guarded,
     importable_cwd,
     not_empty,
     not_negative,
@@ -135,13 +137,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--wait-timeout", type=positive(float), default=0.5, metavar="S", help="seconds between idle polls"
     )
-    parser.set_defaults(handler=_run)
-
-
-def fail(command: str, message: str, status: int) -> int:
-    """Print ``flowkit COMMAND: error: MESSAGE`` and return ``status``."""
-    print(f"flowkit {command}: error: {' '.join(message.split())}", file=sys.stderr)
-    return status
+    parser.set_defaults(handler=guarded("flowkit conductor", _run))
 
 
 def _recording(kind: str, engine_kind: str) -> Any:
@@ -205,7 +201,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         _check_engine(args.engine)
     except (exc.UnknownEngine, exc.InvalidEngineOption) as err:
-        return fail("conductor", mask_url(str(engine_error(args.engine, err))), 2)
+        raise CliError(mask_url(str(engine_error(args.engine, err)))) from err
     conductor: Any = None
 
     def stop_gracefully(name: str) -> None:
@@ -232,13 +228,13 @@ def _run(args: argparse.Namespace) -> int:
         try:
             persistence = open_persistence(args)
         except exc.TaskFlowException as err:
-            return fail("conductor", mask_url(one_line(err)), 2)
+            raise CliError(mask_url(one_line(err))) from err
         try:
             board = open_board(args, persistence)
         except (exc.NotFound, ValueError) as err:  # no such kind; an option that does not convert
-            return fail("conductor", one_line(err), 2)
+            raise CliError(one_line(err)) from err
         except exc.JobFailure as err:
-            return fail("conductor", one_line(err), 1)
+            raise CliError(one_line(err), status=FAILED) from err
         options: dict[str, Any] = {
             "persistence": persistence,
             "engine": args.engine,
@@ -258,9 +254,7 @@ def _run(args: argparse.Namespace) -> int:
         try:
             conductor.run(max_dispatches=args.max_dispatches)
         except Exception as err:
-            if getattr(args, "verbose", 0) >= 2:
-                LOG.exception("flowkit conductor failed")
-            return fail("conductor", mask_url(one_line(err)), 1)
+            raise CliError(mask_url(one_line(err)), status=FAILED) from err
     finally:
         try:
             if board is not None:

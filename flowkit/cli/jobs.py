@@ -31,8 +31,8 @@ from collections.abc import Callable
 from typing import Any
 
 from flowkit._utils.text import log_safe
-from flowkit.cli._common import file_path_hint, one_line
-from flowkit.cli.conductor import board_arguments, fail, open_board, open_persistence
+from flowkit.cli._common import FAILED, CliError, file_path_hint, guarded, one_line
+from flowkit.cli.conductor import board_arguments, open_board, open_persistence
 
 __all__ = ["register"]
 
@@ -174,7 +174,8 @@ def register(subparsers: Any) -> None:
     )
     trash.add_argument("uuid", metavar="JOB_UUID", help="the job's uuid (as jobs list prints it)")
     trash.add_argument("--reason", default="trashed by an operator", help="why (kept with the job)")
-    parser.set_defaults(handler=_run)
+    for name, action in actions.choices.items():
+        action.set_defaults(handler=guarded(f"flowkit jobs {name}", _run))
 
 
 def _describe(board: Any, job: Any) -> dict[str, Any]:
@@ -212,23 +213,19 @@ def _post(args: argparse.Namespace, board: Any, persistence: Any) -> int:
     from flowkit.persistence import models
 
     if persistence is None:
-        return fail(
-            "jobs post", "--connection is needed: the flow detail must be saved where conductors read it", 2
-        )
+        raise CliError("--connection is needed: the flow detail must be saved where conductors read it")
     # MODULE:NAME, as flowkit run spells its target, names the same factory; left
     # as it was, conductors could not import it and trashed the job.
     path_module, colon, path_name = args.factory.partition(":")
     hint = file_path_hint(path_module, path_name) if colon else file_path_hint(args.factory, "")
     if hint:
         # Never importable: conductors would trash the job. Said now, before anything is saved.
-        return fail("jobs post", f"--factory {args.factory!r} {hint}", 2)
+        raise CliError(f"--factory {args.factory!r} {hint}")
     factory = args.factory.replace(":", ".", 1)
     module, dot, name = factory.rpartition(".")
     if not module or not dot or not name:
-        return fail(
-            "jobs post",
-            f"--factory {args.factory!r} must be MODULE.FUNCTION, for example myapp.flows.make_flow",
-            2,
+        raise CliError(
+            f"--factory {args.factory!r} must be MODULE.FUNCTION, for example myapp.flows.make_flow"
         )
     # Read as the option was (see _priority), before anything is saved: a refused post
     # left its logbook behind, listed by `flowkit flows list` as a PENDING flow no job would run.
@@ -328,13 +325,13 @@ def _run(args: argparse.Namespace) -> int:
     try:
         persistence = open_persistence(args)
     except exc.TaskFlowException as err:
-        return fail(f"jobs {args.action}", mask_url(one_line(err)), 2)
+        raise CliError(mask_url(one_line(err))) from err
     try:
         board = open_board(args, persistence)
     except (exc.NotFound, ValueError) as err:  # no such kind; an option that does not convert
-        return fail(f"jobs {args.action}", one_line(err), 2)
+        raise CliError(one_line(err)) from err
     except exc.JobFailure as err:
-        return fail(f"jobs {args.action}", one_line(err), 1)
+        raise CliError(one_line(err), status=FAILED) from err
     try:
         if args.action == "post":
             return _post(args, board, persistence)
@@ -346,9 +343,9 @@ def _run(args: argparse.Namespace) -> int:
             return _conductors(args, board)
         return _trash(args, board)
     except (exc.NotFound, exc.InvalidFormat, ValueError) as err:
-        return fail(f"jobs {args.action}", one_line(err), 2)
+        raise CliError(one_line(err)) from err
     except exc.TaskFlowException as err:
-        return fail(f"jobs {args.action}", mask_url(one_line(err)), 1)
+        raise CliError(mask_url(one_line(err)), status=FAILED) from err
     finally:
         board.close()
         if persistence is not None:
