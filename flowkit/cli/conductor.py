@@ -67,7 +67,10 @@ def board_arguments(parser: argparse.ArgumentParser) -> None:
         "--claim-expiry",
         type=positive(float),
         metavar="S",
-        help="seconds a claim lasts unless its holder renews it (Redis) or the session timeout (ZooKeeper)",
+        help=(
+            "seconds a claim lasts unless its holder renews it (Redis) or the session timeout (ZooKeeper)"
+            " (default: the board's own: 30 on Redis, a 10-second session on ZooKeeper)"
+        ),
     )
 
 
@@ -107,7 +110,7 @@ def register(subparsers: Any) -> None:
         "--kind",
         choices=("blocking", "nonblocking"),
         default="blocking",
-        help="conductor kind",
+        help="conductor kind (default: %(default)s)",
     )
     parser.add_argument(
         "--engine",
@@ -116,7 +119,10 @@ def register(subparsers: Any) -> None:
         help="engine kind or URI to run flows with (default: serial)" + FROM_FILE,
     )
     parser.add_argument(
-        "--max-simultaneous-jobs", type=positive(int), metavar="N", help="jobs at once (nonblocking only)"
+        "--max-simultaneous-jobs",
+        type=positive(int),
+        metavar="N",
+        help="jobs at once (nonblocking only; default: one more than the CPUs)",
     )
     parser.add_argument(
         "--max-failures",
@@ -125,7 +131,12 @@ def register(subparsers: Any) -> None:
         metavar="N",
         help=f"set a job aside after N failed attempts; 0 never does (default: {DEFAULT_MAX_FAILURES})",
     )
-    parser.add_argument("--max-dispatches", type=positive(int), metavar="N", help="exit after N jobs")
+    parser.add_argument(
+        "--max-dispatches",
+        type=positive(int),
+        metavar="N",
+        help="exit after N jobs (default: run until stopped)",
+    )
     parser.add_argument(
         "--allow-factory",
         action="append",
@@ -135,7 +146,11 @@ def register(subparsers: Any) -> None:
         " Default: any a job's flow detail names, as TaskFlow",
     )
     parser.add_argument(
-        "--wait-timeout", type=positive(float), default=0.5, metavar="S", help="seconds between idle polls"
+        "--wait-timeout",
+        type=positive(float),
+        default=0.5,
+        metavar="S",
+        help="seconds between idle polls (default: %(default)s)",
     )
     parser.set_defaults(handler=guarded("flowkit conductor", _run))
 

@@ -128,20 +128,31 @@ def register(subparsers: Any) -> None:
         help="the flow factory, as conductors import it (MODULE:FUNCTION works too)",
     )
     post.add_argument(
-        "--args", type=_json_of(list), default=[], metavar="JSON", help="factory arguments (a list)"
+        "--args",
+        type=_json_of(list),
+        default=[],
+        metavar="JSON",
+        help="factory arguments (a list; default: [])",
     )
     post.add_argument(
         "--kwargs",
         type=_json_of(dict),
         default={},
         metavar="JSON",
-        help="factory keyword arguments (an object)",
+        help="factory keyword arguments (an object; default: {})",
     )
     post.add_argument(
-        "--store", type=_json_of(dict), default={}, metavar="JSON", help="the job's store (an object)"
+        "--store",
+        type=_json_of(dict),
+        default={},
+        metavar="JSON",
+        help="the job's store (an object; default: {})",
     )
     post.add_argument(
-        "--priority", type=_priority, default="NORMAL", help="VERY_HIGH, HIGH, NORMAL, LOW or VERY_LOW"
+        "--priority",
+        type=_priority,
+        default="NORMAL",
+        help="VERY_HIGH, HIGH, NORMAL, LOW or VERY_LOW (default: %(default)s)",
     )
 
     listing = actions.add_parser(
@@ -173,7 +184,9 @@ def register(subparsers: Any) -> None:
         description="Set an unclaimed job aside, with a reason (list --trashed shows it).",
     )
     trash.add_argument("uuid", metavar="JOB_UUID", help="the job's uuid (as jobs list prints it)")
-    trash.add_argument("--reason", default="trashed by an operator", help="why (kept with the job)")
+    trash.add_argument(
+        "--reason", default="trashed by an operator", help="why (kept with the job; default: %(default)r)"
+    )
     for name, action in actions.choices.items():
         action.set_defaults(handler=guarded(f"flowkit jobs {name}", _run))
 

@@ -68,7 +68,10 @@ def register(subparsers: Any) -> None:
         dest="threads",
         type=positive(int),
         metavar="N",
-        help="tasks run at once (--concurrency, as the Go worker spells it, works too)",
+        help=(
+            "tasks run at once (default: five per CPU, as the engines' thread pools;"
+            " --concurrency, as the Go worker spells it, works too)"
+        ),
     )
     parser.add_argument(
         "--max-message-bytes",
@@ -81,7 +84,11 @@ def register(subparsers: Any) -> None:
         ),
     )
     parser.add_argument(
-        "--heartbeat", type=positive(float), default=1.0, metavar="S", help="seconds between heartbeats"
+        "--heartbeat",
+        type=positive(float),
+        default=1.0,
+        metavar="S",
+        help="seconds between heartbeats (default: %(default)s)",
     )
     parser.add_argument(
         "--visibility-timeout",
