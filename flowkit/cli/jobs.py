@@ -57,10 +57,27 @@ def _json_of(kind: type[list[Any]] | type[dict[str, Any]]) -> Callable[[str], An
         if not isinstance(value, kind):
             shown = text if len(text) <= 60 else text[:57] + "..."
             raise argparse.ArgumentTypeError(f"must be {wanted}, not {_json_kind(value)}: {shown}")
+        _check_finite(value)
         return value
 
     parse.__name__ = wanted  # argparse names the type so in its own messages
     return parse
+
+
+def _check_finite(value: list[Any] | dict[str, Any]) -> None:
+    """Refuse NaN, an infinity or ``1e400`` in a JSON option, naming its key or item, as specs do.
+
+    Python's :mod:`json` reads them though no JSON document holds them, and the
+    job was posted with them (see :mod:`flowkit.declarative._numbers`).
+    """
+    from flowkit.declarative._numbers import NO_JSON_FORM, first_non_finite
+
+    items = value.items() if isinstance(value, dict) else enumerate(value)
+    for key, item in items:
+        number = first_non_finite(item)
+        if number is not None:
+            where = f"key '{key}'" if isinstance(value, dict) else f"item {key}"
+            raise argparse.ArgumentTypeError(f"{where}: {number} {NO_JSON_FORM}, in which a job is posted")
 
 
 def _key_value_hint(text: str, kind: type[list[Any]] | type[dict[str, Any]]) -> str:
