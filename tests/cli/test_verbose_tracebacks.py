@@ -1,7 +1,8 @@
 """``-v`` adds the traceback to a command's one-line error, for every command (doc/cli.rst).
 
-``flowkit jobs ...`` and ``flowkit conductor`` printed their own error line and
-dropped the exception, so ``-v`` showed nothing more than the line.
+``flowkit jobs ...``, ``flowkit conductor``, ``flowkit worker`` and ``flowkit
+workers`` printed their own error line and dropped the exception, so ``-v``
+showed nothing more than the line (``flowkit worker`` logged some with ``-vv``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,12 @@ CASES = [
         ["conductor", "--board", NOWHERE, "--name", "c"],
         "flowkit conductor: error: Redis jobboard",
         "JobFailure",
+    ),
+    (["workers", "--redis", NOWHERE], "flowkit workers: error: cannot read workers", "ConnectionError"),
+    (
+        ["worker", "--redis", NOWHERE, "--topic", "t", "--tasks", "tests.cli._flows", "--burst"],
+        "flowkit worker: error: cannot reach Redis",
+        "ConnectionError",
     ),
     (
         ["conductor", "--board", NOWHERE, "--name", "c", "--engine", "bogus"],
