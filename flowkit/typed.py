@@ -33,6 +33,7 @@ from __future__ import annotations
 import collections.abc as cabc
 import enum
 import functools
+import operator
 import sys
 import types
 import typing
@@ -56,6 +57,7 @@ __all__ = [
     "coerce_value",
     "contract_of",
     "contract_of_class",
+    "element_type",
     "has_pydantic",
     "item_type",
     "model_inputs",
@@ -490,6 +492,43 @@ def item_type(result: Any, key: int | str) -> Any:
         return args[1]  # an int key too: the spec's ${counts.0} and TaskFlow's result[0] look it up
     if isinstance(key, str) and typing.is_typeddict(result):
         return typing.get_type_hints(result).get(key, UNTYPED)
+    return UNTYPED
+
+
+def element_type(iterable: Any) -> Any:
+    """The declared type of what iterating a value declared ``iterable`` yields, or UNTYPED when unknown.
+
+    What :class:`~flowkit.retry.ParameterizedForEach` provides, one per try, of
+    the values it is given: a sequence's, set's or iterable's item
+    (``list[T]``, ``Sequence[T]``, ``tuple[T, ...]``, ``Iterable[T]``), any of
+    a fixed tuple's positions (``tuple[int, str]``: ``int | str``), a
+    mapping's key (``dict[K, V]``: ``K``; a TypedDict's keys are ``str``), a
+    string's characters. A union is not certain to be any one of these, so
+    ``list[int] | None`` gives UNTYPED, as :func:`item_type` says of it.
+    """
+    iterable = _strip(iterable)
+    if iterable is str:
+        return str
+    positions = tuple_items(iterable)
+    if positions is not None:
+        if not positions or UNTYPED in positions:
+            return UNTYPED
+        try:
+            return functools.reduce(operator.or_, positions)
+        except TypeError:  # a position ``|`` does not take (a forward reference left as text)
+            return UNTYPED
+    if typing.is_typeddict(iterable):
+        return str
+    args = typing.get_args(iterable)
+    origin = typing.get_origin(iterable)
+    if not isinstance(origin, type):
+        return UNTYPED
+    if issubclass(origin, cabc.Mapping):
+        return args[0] if len(args) == 2 else UNTYPED
+    if origin is tuple:  # tuple[T, ...]; a fixed one was read above
+        return args[0] if args else UNTYPED
+    if issubclass(origin, cabc.Iterable) and len(args) == 1:
+        return args[0]
     return UNTYPED
 
 

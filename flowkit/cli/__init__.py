@@ -72,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return int(args.handler(args) or 0)
-    except BrokenPipeError:  # the commands that do not go through guarded(): jobs, worker...
+    except BrokenPipeError:  # the command that does not go through guarded(): db
         from flowkit.cli._common import stdout_closed
 
         return stdout_closed()

@@ -24,6 +24,10 @@ Only types a command line can give count: JSON's (``str``, ``int``, ``float``,
 models. An argument of another type (a ``Path``, a ``datetime``, an enum) was
 handed text or JSON and made its own of it, so it leaves the reading as it was.
 
+A value holding a number JSON cannot (``NaN``, ``Infinity``, ``1e400``, which
+Python's :mod:`json` reads) is refused, naming the item, as a declarative
+spec refuses one (:mod:`flowkit.declarative._numbers`).
+
 Cost: one walk over the flow's atoms, only when ``--store`` gives something.
 """
 
@@ -70,7 +74,27 @@ def typed_store(items: Sequence[StoreItem], flow: Any) -> dict[str, Any]:
     for item in items:
         if readers.get(item.key):
             store[item.key] = _fitted(item, readers[item.key])
+        _check_finite(item, store[item.key])
     return store
+
+
+def _check_finite(item: StoreItem, value: Any) -> None:
+    """Refuse a value holding NaN, an infinity or ``1e400``, as declarative specs do.
+
+    Python's :mod:`json` reads them though no JSON document holds them, and the
+    run stored them. Checked on the value taken: ``NaN`` for a ``str`` argument
+    is the text, and stays.
+
+    Raises:
+        CliError: the value holds such a number (the ``--store`` item named).
+    """
+    from flowkit.declarative._numbers import NO_JSON_FORM, first_non_finite
+
+    number = first_non_finite(value)
+    if number is not None:
+        raise CliError(
+            f"--store '{item.key}={item.text}': {number} {NO_JSON_FORM}, in which a run's store is kept"
+        )
 
 
 def readers_of(flow: Any, symbols: Iterator[str] | Sequence[str] | Any) -> dict[str, list[Reader]]:

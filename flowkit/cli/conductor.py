@@ -21,12 +21,14 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import sys
 from typing import Any
 
 from flowkit.cli._common import (
+    FAILED,
     FROM_FILE,
+    CliError,
     factory_name,
+    guarded,
     importable_cwd,
     not_empty,
     not_negative,
@@ -65,7 +67,10 @@ def board_arguments(parser: argparse.ArgumentParser) -> None:
         "--claim-expiry",
         type=positive(float),
         metavar="S",
-        help="seconds a claim lasts unless its holder renews it (Redis) or the session timeout (ZooKeeper)",
+        help=(
+            "seconds a claim lasts unless its holder renews it (Redis) or the session timeout (ZooKeeper)"
+            " (default: the board's own: 30 on Redis, a 10-second session on ZooKeeper)"
+        ),
     )
 
 
@@ -105,7 +110,7 @@ def register(subparsers: Any) -> None:
         "--kind",
         choices=("blocking", "nonblocking"),
         default="blocking",
-        help="conductor kind",
+        help="conductor kind (default: %(default)s)",
     )
     parser.add_argument(
         "--engine",
@@ -114,7 +119,10 @@ def register(subparsers: Any) -> None:
         help="engine kind or URI to run flows with (default: serial)" + FROM_FILE,
     )
     parser.add_argument(
-        "--max-simultaneous-jobs", type=positive(int), metavar="N", help="jobs at once (nonblocking only)"
+        "--max-simultaneous-jobs",
+        type=positive(int),
+        metavar="N",
+        help="jobs at once (nonblocking only; default: one more than the CPUs)",
     )
     parser.add_argument(
         "--max-failures",
@@ -123,7 +131,12 @@ def register(subparsers: Any) -> None:
         metavar="N",
         help=f"set a job aside after N failed attempts; 0 never does (default: {DEFAULT_MAX_FAILURES})",
     )
-    parser.add_argument("--max-dispatches", type=positive(int), metavar="N", help="exit after N jobs")
+    parser.add_argument(
+        "--max-dispatches",
+        type=positive(int),
+        metavar="N",
+        help="exit after N jobs (default: run until stopped)",
+    )
     parser.add_argument(
         "--allow-factory",
         action="append",
@@ -133,15 +146,13 @@ def register(subparsers: Any) -> None:
         " Default: any a job's flow detail names, as TaskFlow",
     )
     parser.add_argument(
-        "--wait-timeout", type=positive(float), default=0.5, metavar="S", help="seconds between idle polls"
+        "--wait-timeout",
+        type=positive(float),
+        default=0.5,
+        metavar="S",
+        help="seconds between idle polls (default: %(default)s)",
     )
-    parser.set_defaults(handler=_run)
-
-
-def fail(command: str, message: str, status: int) -> int:
-    """Print ``flowkit COMMAND: error: MESSAGE`` and return ``status``."""
-    print(f"flowkit {command}: error: {' '.join(message.split())}", file=sys.stderr)
-    return status
+    parser.set_defaults(handler=guarded("flowkit conductor", _run))
 
 
 def _recording(kind: str, engine_kind: str) -> Any:
@@ -205,7 +216,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         _check_engine(args.engine)
     except (exc.UnknownEngine, exc.InvalidEngineOption) as err:
-        return fail("conductor", mask_url(str(engine_error(args.engine, err))), 2)
+        raise CliError(mask_url(str(engine_error(args.engine, err)))) from err
     conductor: Any = None
 
     def stop_gracefully(name: str) -> None:
@@ -232,13 +243,13 @@ def _run(args: argparse.Namespace) -> int:
         try:
             persistence = open_persistence(args)
         except exc.TaskFlowException as err:
-            return fail("conductor", mask_url(one_line(err)), 2)
+            raise CliError(mask_url(one_line(err))) from err
         try:
             board = open_board(args, persistence)
         except (exc.NotFound, ValueError) as err:  # no such kind; an option that does not convert
-            return fail("conductor", one_line(err), 2)
+            raise CliError(one_line(err)) from err
         except exc.JobFailure as err:
-            return fail("conductor", one_line(err), 1)
+            raise CliError(one_line(err), status=FAILED) from err
         options: dict[str, Any] = {
             "persistence": persistence,
             "engine": args.engine,
@@ -258,9 +269,7 @@ def _run(args: argparse.Namespace) -> int:
         try:
             conductor.run(max_dispatches=args.max_dispatches)
         except Exception as err:
-            if getattr(args, "verbose", 0) >= 2:
-                LOG.exception("flowkit conductor failed")
-            return fail("conductor", mask_url(one_line(err)), 1)
+            raise CliError(mask_url(one_line(err)), status=FAILED) from err
     finally:
         try:
             if board is not None:

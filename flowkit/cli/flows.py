@@ -54,7 +54,9 @@ def register(subparsers: Any) -> None:
     commands = flows.add_subparsers(dest="flows_command", required=True, metavar="SUBCOMMAND")
 
     lister = commands.add_parser("list", help="every flow in the backend", description="List every flow.")
-    lister.add_argument("--state", help="only flows in this state (for example FAILURE)")
+    lister.add_argument(
+        "--state", help="only flows in this state (for example FAILURE; default: every state)"
+    )
     lister.set_defaults(handler=guarded("flowkit flows list", _list))
 
     show = commands.add_parser("show", help="one flow, atom by atom", description="Show one flow's report.")

@@ -31,8 +31,8 @@ from collections.abc import Callable
 from typing import Any
 
 from flowkit._utils.text import log_safe
-from flowkit.cli._common import CliError, file_path_hint, one_line
-from flowkit.cli.conductor import board_arguments, fail, open_board, open_persistence
+from flowkit.cli._common import FAILED, CliError, file_path_hint, guarded, one_line
+from flowkit.cli.conductor import board_arguments, open_board, open_persistence
 
 __all__ = ["register"]
 
@@ -57,10 +57,27 @@ def _json_of(kind: type[list[Any]] | type[dict[str, Any]]) -> Callable[[str], An
         if not isinstance(value, kind):
             shown = text if len(text) <= 60 else text[:57] + "..."
             raise argparse.ArgumentTypeError(f"must be {wanted}, not {_json_kind(value)}: {shown}")
+        _check_finite(value)
         return value
 
     parse.__name__ = wanted  # argparse names the type so in its own messages
     return parse
+
+
+def _check_finite(value: list[Any] | dict[str, Any]) -> None:
+    """Refuse NaN, an infinity or ``1e400`` in a JSON option, naming its key or item, as specs do.
+
+    Python's :mod:`json` reads them though no JSON document holds them, and the
+    job was posted with them (see :mod:`flowkit.declarative._numbers`).
+    """
+    from flowkit.declarative._numbers import NO_JSON_FORM, first_non_finite
+
+    items = value.items() if isinstance(value, dict) else enumerate(value)
+    for key, item in items:
+        number = first_non_finite(item)
+        if number is not None:
+            where = f"key '{key}'" if isinstance(value, dict) else f"item {key}"
+            raise argparse.ArgumentTypeError(f"{where}: {number} {NO_JSON_FORM}, in which a job is posted")
 
 
 def _key_value_hint(text: str, kind: type[list[Any]] | type[dict[str, Any]]) -> str:
@@ -134,20 +151,31 @@ def register(subparsers: Any) -> None:
         help="the flow factory, as conductors import it (MODULE:FUNCTION works too)",
     )
     post.add_argument(
-        "--args", type=_json_of(list), default=[], metavar="JSON", help="factory arguments (a list)"
+        "--args",
+        type=_json_of(list),
+        default=[],
+        metavar="JSON",
+        help="factory arguments (a list; default: [])",
     )
     post.add_argument(
         "--kwargs",
         type=_json_of(dict),
         default={},
         metavar="JSON",
-        help="factory keyword arguments (an object)",
+        help="factory keyword arguments (an object; default: {})",
     )
     post.add_argument(
-        "--store", type=_json_of(dict), default={}, metavar="JSON", help="the job's store (an object)"
+        "--store",
+        type=_json_of(dict),
+        default={},
+        metavar="JSON",
+        help="the job's store (an object; default: {})",
     )
     post.add_argument(
-        "--priority", type=_priority, default="NORMAL", help="VERY_HIGH, HIGH, NORMAL, LOW or VERY_LOW"
+        "--priority",
+        type=_priority,
+        default="NORMAL",
+        help="VERY_HIGH, HIGH, NORMAL, LOW or VERY_LOW (default: %(default)s)",
     )
 
     listing = actions.add_parser(
@@ -179,8 +207,11 @@ def register(subparsers: Any) -> None:
         description="Set an unclaimed job aside, with a reason (list --trashed shows it).",
     )
     trash.add_argument("uuid", metavar="JOB_UUID", help="the job's uuid (as jobs list prints it)")
-    trash.add_argument("--reason", default="trashed by an operator", help="why (kept with the job)")
-    parser.set_defaults(handler=_run)
+    trash.add_argument(
+        "--reason", default="trashed by an operator", help="why (kept with the job; default: %(default)r)"
+    )
+    for name, action in actions.choices.items():
+        action.set_defaults(handler=guarded(f"flowkit jobs {name}", _run))
 
 
 def _describe(board: Any, job: Any) -> dict[str, Any]:
@@ -218,23 +249,19 @@ def _post(args: argparse.Namespace, board: Any, persistence: Any) -> int:
     from flowkit.persistence import models
 
     if persistence is None:
-        return fail(
-            "jobs post", "--connection is needed: the flow detail must be saved where conductors read it", 2
-        )
+        raise CliError("--connection is needed: the flow detail must be saved where conductors read it")
     # MODULE:NAME, as flowkit run spells its target, names the same factory; left
     # as it was, conductors could not import it and trashed the job.
     path_module, colon, path_name = args.factory.partition(":")
     hint = file_path_hint(path_module, path_name) if colon else file_path_hint(args.factory, "")
     if hint:
         # Never importable: conductors would trash the job. Said now, before anything is saved.
-        return fail("jobs post", f"--factory {args.factory!r} {hint}", 2)
+        raise CliError(f"--factory {args.factory!r} {hint}")
     factory = args.factory.replace(":", ".", 1)
     module, dot, name = factory.rpartition(".")
     if not module or not dot or not name:
-        return fail(
-            "jobs post",
-            f"--factory {args.factory!r} must be MODULE.FUNCTION, for example myapp.flows.make_flow",
-            2,
+        raise CliError(
+            f"--factory {args.factory!r} must be MODULE.FUNCTION, for example myapp.flows.make_flow"
         )
     # Read as the option was (see _priority), before anything is saved: a refused post
     # left its logbook behind, listed by `flowkit flows list` as a PENDING flow no job would run.
@@ -334,13 +361,13 @@ def _run(args: argparse.Namespace) -> int:
     try:
         persistence = open_persistence(args)
     except exc.TaskFlowException as err:
-        return fail(f"jobs {args.action}", mask_url(one_line(err)), 2)
+        raise CliError(mask_url(one_line(err))) from err
     try:
         board = open_board(args, persistence)
     except (exc.NotFound, ValueError) as err:  # no such kind; an option that does not convert
-        return fail(f"jobs {args.action}", one_line(err), 2)
+        raise CliError(one_line(err)) from err
     except exc.JobFailure as err:
-        return fail(f"jobs {args.action}", one_line(err), 1)
+        raise CliError(one_line(err), status=FAILED) from err
     try:
         if args.action == "post":
             return _post(args, board, persistence)
@@ -352,9 +379,9 @@ def _run(args: argparse.Namespace) -> int:
             return _conductors(args, board)
         return _trash(args, board)
     except (exc.NotFound, exc.InvalidFormat, ValueError) as err:
-        return fail(f"jobs {args.action}", one_line(err), 2)
+        raise CliError(one_line(err)) from err
     except exc.TaskFlowException as err:
-        return fail(f"jobs {args.action}", mask_url(one_line(err)), 1)
+        raise CliError(mask_url(one_line(err)), status=FAILED) from err
     finally:
         board.close()
         if persistence is not None:

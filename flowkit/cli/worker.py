@@ -25,7 +25,16 @@ import os
 import sys
 from typing import Any
 
-from flowkit.cli._common import FROM_FILE, not_negative, one_line, positive, url_value
+from flowkit.cli._common import (
+    FAILED,
+    FROM_FILE,
+    CliError,
+    guarded,
+    not_negative,
+    one_line,
+    positive,
+    url_value,
+)
 
 __all__ = ["register"]
 
@@ -68,7 +77,10 @@ def register(subparsers: Any) -> None:
         dest="threads",
         type=positive(int),
         metavar="N",
-        help="tasks run at once (--concurrency, as the Go worker spells it, works too)",
+        help=(
+            "tasks run at once (default: five per CPU, as the engines' thread pools;"
+            " --concurrency, as the Go worker spells it, works too)"
+        ),
     )
     parser.add_argument(
         "--max-message-bytes",
@@ -81,7 +93,11 @@ def register(subparsers: Any) -> None:
         ),
     )
     parser.add_argument(
-        "--heartbeat", type=positive(float), default=1.0, metavar="S", help="seconds between heartbeats"
+        "--heartbeat",
+        type=positive(float),
+        default=1.0,
+        metavar="S",
+        help="seconds between heartbeats (default: %(default)s)",
     )
     parser.add_argument(
         "--visibility-timeout",
@@ -106,24 +122,22 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--burst", action="store_true", help="exit once no request is waiting or running")
     parser.add_argument("--worker-id", metavar="ID", help="this worker's id (default: host-pid-random)")
-    parser.set_defaults(handler=_run)
+    parser.set_defaults(handler=guarded("flowkit worker", _run))
 
 
 class _StopNow(BaseException):
     """Raised by a second stop signal into the worker's thread, to leave whatever it waits on."""
 
 
-def _fail(message: str, status: int) -> int:
-    print(f"flowkit worker: error: {' '.join(message.split())}", file=sys.stderr)
-    return status
-
-
-def _unimportable(tasks: list[str], verbose: bool) -> str | None:
-    """The error of the first ``--tasks`` module that raises as it runs, naming it; else None.
+def _import_tasks(tasks: list[str]) -> None:
+    """Import each ``--tasks`` module, naming the first that raises as it runs.
 
     The worker said only the exception's message ("settings missing"). Imported
     here, the modules are in ``sys.modules`` for the worker's own loading, which
     keeps the words of a module that is not there (an ``ImportError``).
+
+    Raises:
+        CliError: a module raised as it was imported (status 1; ``-v`` shows its traceback).
     """
     import importlib
 
@@ -136,13 +150,11 @@ def _unimportable(tasks: list[str], verbose: bool) -> str | None:
         except ImportError:
             continue  # the worker says it, with the dotted name for a file path
         except Exception as err:
-            if verbose:
-                LOG.exception("importing task module %r failed", module_name)
-            return (
+            raise CliError(
                 f"importing task module {module_name!r} raised {type(err).__name__}: {one_line(err)}"
-                " (-vv logs the traceback)"
-            )
-    return None
+                " (-v shows the traceback)",
+                status=FAILED,
+            ) from err
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -191,15 +203,13 @@ def _run(args: argparse.Namespace) -> int:
         try:
             from flowkit.engines.worker_based.worker import Worker
         except ImportError as err:
-            return _fail(one_line(err), 1)
+            raise CliError(one_line(err), status=FAILED) from err
 
         # Like ``python -m``: modules next to where the worker was started are importable.
         here = os.getcwd()
         if here not in sys.path and "" not in sys.path:
             sys.path.insert(0, here)
-        broken = _unimportable(args.tasks, verbose=getattr(args, "verbose", 0) >= 2)
-        if broken:
-            return _fail(broken, 1)
+        _import_tasks(args.tasks)
         try:
             worker = Worker(
                 topic=args.topic,
@@ -215,18 +225,18 @@ def _run(args: argparse.Namespace) -> int:
                 grace=args.grace,
             )
         except ImportError as err:  # a Redis URL without the redis client: the message says what to install
-            return _fail(one_line(err), 1)
+            raise CliError(one_line(err), status=FAILED) from err
         except (exc.NotFound, exc.InvalidFormat, exc.Duplicate, TypeError, ValueError) as err:
-            return _fail(mask_url(one_line(err)).replace(args.redis, mask_url(args.redis)), 2)
+            raise CliError(mask_url(one_line(err)).replace(args.redis, mask_url(args.redis))) from err
         if on_signal.count:
             return 0  # asked to stop while it started: it never serves
         worker.run(burst=args.burst)
     except _StopNow:
         pass
+    except CliError:
+        raise
     except Exception as err:
-        if getattr(args, "verbose", 0) >= 2:
-            LOG.exception("flowkit worker failed")
-        return _fail(one_line(err).replace(args.redis, mask_url(args.redis)), 1)
+        raise CliError(one_line(err).replace(args.redis, mask_url(args.redis)), status=FAILED) from err
     finally:
         interruptible = False
         for sig, handler in previous.items():

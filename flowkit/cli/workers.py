@@ -22,12 +22,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from typing import Any
 
 from flowkit._utils.text import log_safe
-from flowkit.cli._common import FROM_FILE, columns, one_line, positive, url_value
+from flowkit.cli._common import FAILED, FROM_FILE, CliError, columns, guarded, one_line, positive, url_value
 
 __all__ = ["TIMEOUT", "connect", "register"]
 
@@ -73,7 +72,7 @@ def register(subparsers: Any) -> None:
         metavar="SECONDS",
         help=f"seconds to wait for each Redis answer before failing (default: {TIMEOUT:g})",
     )
-    parser.set_defaults(handler=_run)
+    parser.set_defaults(handler=guarded("flowkit workers", _run))
 
 
 def connect(url: str, timeout: float = TIMEOUT) -> Any:
@@ -90,11 +89,6 @@ def connect(url: str, timeout: float = TIMEOUT) -> Any:
     return _transport.connect(url, attempts=1, socket_timeout=timeout)
 
 
-def _fail(message: str, status: int) -> int:
-    print(f"flowkit workers: error: {message}", file=sys.stderr)
-    return status
-
-
 def _run(args: argparse.Namespace) -> int:
     from flowkit import exceptions as exc
     from flowkit.engines.worker_based import _transport, protocol
@@ -103,7 +97,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         client = connect(args.redis, args.timeout)
     except (exc.InvalidFormat, ImportError) as err:
-        return _fail(one_line(err), 2 if isinstance(err, exc.InvalidFormat) else 1)
+        raise CliError(one_line(err), status=2 if isinstance(err, exc.InvalidFormat) else FAILED) from err
     secret = protocol.resolve_secret(None)
     now = time.time()
     rows: list[dict[str, Any]] = []
@@ -126,9 +120,10 @@ def _run(args: argparse.Namespace) -> int:
                 )
     except _transport.errors() as err:
         masked = mask_url(args.redis)
-        return _fail(
-            f"cannot read workers from Redis {masked}: {one_line(err).replace(args.redis, masked)}", 1
-        )
+        raise CliError(
+            f"cannot read workers from Redis {masked}: {one_line(err).replace(args.redis, masked)}",
+            status=FAILED,
+        ) from err
     finally:
         client.close()
     if args.json:

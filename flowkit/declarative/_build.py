@@ -105,24 +105,46 @@ class _Tried(NamedTuple):
         return _flow_words(self.flow)
 
 
+class _Iterated(NamedTuple):
+    """A symbol a ``parameterized_for_each`` retry provides: an item of the symbol ``values``, one per try.
+
+    Typed once ``values``'s provider is made (it runs before the retry's flow,
+    so before every reader): an item of its declared result, or untyped for a
+    parameter.
+    """
+
+    flow: str | None  # the key of the flow the retry controls (None: the spec's flow)
+    values: str
+
+    def what(self) -> str:
+        return f"the value of the retry of {_flow_words(self.flow)}"
+
+
 def _flow_words(flow: str | None) -> str:
     """A flow of the spec in errors: ``the spec's flow``, or ``sub-flow 'key'``."""
     return "the spec's flow" if flow is None else f"sub-flow {flow!r}"
 
 
-def _retry_providers(parsed: _Parsed) -> dict[str, _Provider | _Tried]:
+#: What a symbol a reader takes comes from: a task or retry, a for_each retry's constants, an item of values.
+_SymbolSource = _Provider | _Tried | _Iterated
+
+
+def _retry_providers(parsed: _Parsed) -> dict[str, _SymbolSource]:
     """The symbols retries provide, typed for their readers as a task's result is.
 
-    A ``for_each`` retry's are its constants, each checked as one; any other
-    (a ``times`` retry's attempt number) by what its controller's ``execute``
-    declares, as the engine's check reads it.
+    A ``for_each`` retry's are its constants, each checked as one; a
+    ``parameterized_for_each`` retry's an item of its values (see
+    :class:`_Iterated`); any other (a ``times`` retry's attempt number) by what
+    its controller's ``execute`` declares, as the engine's check reads it.
     """
-    providers: dict[str, _Provider | _Tried] = {}
+    providers: dict[str, _SymbolSource] = {}
     for flow, retry in parsed.retries.items():
         if retry.provides is None:
             continue
         if retry.controller == "for_each":
             providers[retry.provides] = _Tried(flow, tuple(retry.values))
+        elif retry.controller == "parameterized_for_each":
+            providers[retry.provides] = _Iterated(flow, retry.values)
         else:
             providers[retry.provides] = _Provider(
                 f"the value of the retry of {_flow_words(flow)}", retry.make()
@@ -1279,7 +1301,7 @@ def _factory(spec: _Task) -> Callable[..., BaseTask]:
 
 
 def _make_atom(
-    source: Source, spec: _Task, by_key: Mapping[str, _Task], made: Mapping[str, _Provider | _Tried]
+    source: Source, spec: _Task, by_key: Mapping[str, _Task], made: Mapping[str, _SymbolSource]
 ) -> BaseTask:
     try:
         make = _factory(spec)
@@ -1370,7 +1392,7 @@ def _check_type(
     arg: str,
     value: _refs.Value,
     wanted: Any,
-    made: Mapping[str, _Provider | _Tried],
+    made: Mapping[str, _SymbolSource],
 ) -> None:
     key = _where(spec, arg)
     if isinstance(value, _refs.Constant):
@@ -1396,14 +1418,13 @@ def _check_type(
                 if isinstance(value, _refs.Ref):
                     _check_constant(source, spec, key, found, wanted, said)
             continue
-        # As the engine's check reads it: a spawner's declared Subflow says nothing of its result.
-        declared = typed.provided_type(provider.atom, provider.item)
+        what, declared = _declared(provider, made)
         for field in ref.path:
             holder, declared = declared, _field_type(declared, field)
             if declared is _NO_FIELD:
                 length = _length(holder, field)
                 raise source.error(
-                    f"{ref.text}: {provider.what} has no field {field!r}{length}",
+                    f"{ref.text}: {what} has no field {field!r}{length}",
                     task=spec.key,
                     key=key,
                 )
@@ -1414,6 +1435,17 @@ def _check_type(
                 task=spec.key,
                 key=key,
             )
+
+
+def _declared(provider: _Provider | _Iterated, made: Mapping[str, _SymbolSource]) -> tuple[str, Any]:
+    """The words for what ``provider`` gives its readers, and its declared type (UNTYPED if unknown)."""
+    if isinstance(provider, _Iterated):
+        values = made.get(provider.values)  # None: a parameter, whose type is not known at load
+        if not isinstance(values, _Provider):
+            return provider.what(), typed.UNTYPED
+        return provider.what(), typed.element_type(typed.provided_type(values.atom, values.item))
+    # As the engine's check reads it: a spawner's declared Subflow says nothing of its result.
+    return provider.what, typed.provided_type(provider.atom, provider.item)
 
 
 def _tried_field(source: Source, spec: _Task, key: str, ref: _refs.Ref, tried: Any, owner: str) -> Any:

@@ -18,13 +18,14 @@ import math
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-__all__ = ["NOT_FINITE", "NonFinite", "find_non_finite"]
+__all__ = ["NOT_FINITE", "NO_JSON_FORM", "NonFinite", "find_non_finite", "first_non_finite"]
 
-#: What is said of such a number, after its value.
-NOT_FINITE = (
-    "is not a finite number: NaN, Infinity and numbers past the float range (1e400) "
-    "have no JSON form, in which a spec's values are stored"
+#: What is said of such a number, after its value; the caller says where such values go.
+NO_JSON_FORM = (
+    "is not a finite number: NaN, Infinity and numbers past the float range (1e400) have no JSON form"
 )
+#: What a spec's loader says of such a number, after its value.
+NOT_FINITE = f"{NO_JSON_FORM}, in which a spec's values are stored"
 
 
 class NonFinite(NamedTuple):
@@ -72,7 +73,7 @@ def _in_body(task: str | None, body: Mapping[Any, Any]) -> NonFinite | None:
 
 
 def _found(task: str | None, key: str | None, value: Any) -> NonFinite | None:
-    number = _first(value)
+    number = first_non_finite(value)
     return None if number is None else NonFinite(task, key, number)
 
 
@@ -80,8 +81,13 @@ def _found(task: str | None, key: str | None, value: Any) -> NonFinite | None:
 _PLAIN = frozenset({str, int, bool, type(None)})
 
 
-def _first(value: Any) -> float | None:
-    """A non-finite float in ``value``, its lists, tuples and mappings (keys included), or None."""
+def first_non_finite(value: Any) -> float | None:
+    """A non-finite float in ``value``, its lists, tuples and mappings (keys included), or None.
+
+    Also what the command line checks its JSON values with (``flowkit run
+    --store``, ``flowkit jobs post``): Python's :mod:`json` reads ``NaN``,
+    ``Infinity`` and ``1e400`` there too.
+    """
     if type(value) in _PLAIN:
         return None
     pending = [value]

@@ -76,3 +76,50 @@ def test_verbose_before_and_after_the_command_counts() -> None:
     assert parser.parse_args(["run", "m:f", "-v"]).verbose == 1
     assert parser.parse_args(["-v", "-v", "run", "m:f"]).verbose == 2
     assert parser.parse_args(["run", "m:f"]).verbose == 0
+
+
+def _takes_a_value(action: argparse.Action) -> bool:
+    """An option given a value (not a flag, ``-v``, ``--help`` or a repeatable one, whose default is none)."""
+    return (
+        bool(action.option_strings)
+        and action.nargs != 0
+        and not isinstance(action, argparse._AppendAction)
+        and action.default is not argparse.SUPPRESS
+    )
+
+
+@pytest.mark.parametrize("command", sorted(c for c in PARSERS if not _subcommands(PARSERS[c])))
+def test_every_option_with_a_default_says_it_in_help(command: str) -> None:
+    # `flowkit worker --help` said "seconds between heartbeats", not what it is unless given.
+    silent = [
+        action.option_strings[0]
+        for action in PARSERS[command]._actions
+        if _takes_a_value(action)
+        and action.default is not None
+        and "default" not in (action.help or "") % {**vars(action), "prog": command}
+    ]
+    assert silent == [], f"{command} --help: no default said for {silent}"
+
+
+#: Options without a value of their own whose help must still say what is done without them.
+UNSET_DEFAULTS = [
+    ("flowkit worker", "--threads"),
+    ("flowkit conductor", "--claim-expiry"),
+    ("flowkit conductor", "--max-simultaneous-jobs"),
+    ("flowkit conductor", "--max-dispatches"),
+    ("flowkit jobs", "--claim-expiry"),
+    ("flowkit flows list", "--state"),
+]
+
+
+@pytest.mark.parametrize(("command", "option"), UNSET_DEFAULTS)
+def test_an_option_left_unset_says_what_is_done_without_it(command: str, option: str) -> None:
+    # `flowkit worker --help` showed no default for --threads (five threads per CPU).
+    [action] = [a for a in PARSERS[command]._actions if option in a.option_strings]
+    assert "default" in (action.help or ""), f"{command} {option}: {action.help}"
+
+
+def test_worker_help_shows_the_threads_and_heartbeat_defaults() -> None:
+    text = " ".join(PARSERS["flowkit worker"].format_help().split())
+    assert "tasks run at once (default: five per CPU, as the engines' thread pools;" in text, text
+    assert "seconds between heartbeats (default: 1.0)" in text, text

@@ -11,6 +11,11 @@ from tests.cli.conftest import flowkit_cmd
 #: No Redis listens on port 1: a post that got past its options says it cannot connect (status 1).
 NOWHERE = "redis://127.0.0.1:1/0"
 
+#: What a number JSON cannot hold is refused with (flowkit.declarative._numbers).
+NO_JSON_FORM = (
+    "is not a finite number: NaN, Infinity and numbers past the float range (1e400) have no JSON form"
+)
+
 
 @pytest.mark.parametrize(
     ("option", "value", "reason"),
@@ -42,6 +47,16 @@ NOWHERE = "redis://127.0.0.1:1/0"
             "{size_gb=10}",
             "not JSON: Expecting property name enclosed in double quotes: line 1 column 2 (char 1)",
         ),
+        # Python's json reads NaN, Infinity and 1e400 (as inf), which no JSON document holds:
+        # the job was posted with them, as declarative specs no longer may hold them.
+        ("--store", '{"vm": NaN}', f"key 'vm': nan {NO_JSON_FORM}, in which a job is posted"),
+        (
+            "--store",
+            '{"vm": {"size": [-Infinity]}}',
+            f"key 'vm': -inf {NO_JSON_FORM}, in which a job is posted",
+        ),
+        ("--kwargs", '{"size": 1e400}', f"key 'size': inf {NO_JSON_FORM}, in which a job is posted"),
+        ("--args", "[1, Infinity]", f"item 1: inf {NO_JSON_FORM}, in which a job is posted"),
         # It said "'BOGUS' is not a job priority; ...", naming no option, after connecting.
         (
             "--priority",

@@ -875,3 +875,18 @@ def test_a_run_whose_revert_fails_says_so_in_one_line_and_v_adds_the_traceback(t
     verbose = flowkit_cmd("-v", *run, "--connection", f"sqlite:///{tmp_path}/b.db")
     assert verbose.returncode == 1
     assert "Traceback" in verbose.stderr and "RuntimeError: cannot undo b" in verbose.stderr
+
+
+def test_a_store_number_json_cannot_hold_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    # It ran, and the label read "00001 x1 nankg"; a declarative spec refuses such a number.
+    db = tmp_path / "flows.db"
+    done = flowkit_cmd(
+        "run", "tests.cli._flows:make_labels", "--store", "postcode=1", "--store", "copies=1",
+        "--store", "weight=NaN", "--connection", f"sqlite:///{db}",
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith(
+        "flowkit run: error: target 'tests.cli._flows:make_labels': --store 'weight=NaN': nan is not a"
+        " finite number: NaN, Infinity and numbers past the float range (1e400) have no JSON form"
+    ), done.stderr
+    assert not db.exists()

@@ -203,3 +203,46 @@ def test_a_type_no_command_line_value_can_be_leaves_the_json_or_text_reading() -
         "level": "high",
         "keep": [1],
     }
+
+
+#: What follows a non-finite number in its refusal (flowkit.declarative._numbers).
+NO_JSON_FORM = (
+    "is not a finite number: NaN, Infinity and numbers past the float range (1e400) have no JSON form"
+)
+
+
+@pytest.mark.parametrize(
+    ("item", "shown"),
+    [
+        ("anything=NaN", "nan"),
+        ("anything=Infinity", "inf"),
+        ("anything=-Infinity", "-inf"),
+        ("anything=1e400", "inf"),
+        ("anything=[1, NaN]", "nan"),
+        ('anything={"a": {"b": -1e400}}', "-inf"),
+    ],
+)
+def test_a_number_json_cannot_hold_is_refused_naming_the_store_key(item: str, shown: str) -> None:
+    # Python's json reads NaN, Infinity and 1e400 (as inf), which no JSON document holds:
+    # the run stored them, as declarative specs no longer may.
+    flow = linear_flow.Flow("f").add(Untyped("u"))
+    with pytest.raises(CliError) as raised:
+        _store(flow, item)
+    assert str(raised.value).startswith(f"--store '{item}': {shown} {NO_JSON_FORM}"), raised.value
+
+
+@pytest.mark.parametrize("item", ["grams=NaN", "grams=Infinity", "grams=1e400"])
+def test_a_non_finite_number_is_refused_where_its_reader_declares_a_float(item: str) -> None:
+    # A float argument took it (the label read "nan kg").
+    flow = linear_flow.Flow("f").add(Weigh("weigh"))
+    with pytest.raises(CliError) as raised:
+        _store(flow, item)
+    assert str(raised.value).startswith(f"--store '{item}': "), raised.value
+    assert NO_JSON_FORM in str(raised.value)
+
+
+def test_the_text_nan_stays_text_where_its_readers_declare_str() -> None:
+    # Refused only as a number: a str argument is given the text, as for any other value.
+    flow = linear_flow.Flow("f").add(Ship("ship"))
+    assert _store(flow, "postcode=NaN", "mode=air")["postcode"] == "NaN"
+    assert _store(flow, "postcode=1e400", "mode=air")["postcode"] == "1e400"

@@ -80,8 +80,21 @@ def test_a_worker_task_module_that_fails_as_it_is_imported_is_named_with_its_err
     assert done.returncode == 1, done.stderr
     assert done.stderr.strip() == (
         "flowkit worker: error: importing task module 'brokenflows' raised RuntimeError: settings missing"
-        " (-vv logs the traceback)"
+        " (-v shows the traceback)"
     )
+    verbose = flowkit_cmd(
+        "-v",
+        "worker",
+        "--redis",
+        "redis://127.0.0.1:9/0",
+        "--topic",
+        "t",
+        "--tasks",
+        "brokenflows",
+        cwd=project,
+    )
+    assert verbose.stderr.startswith("Traceback (most recent call last):"), verbose.stderr
+    assert "RuntimeError: settings missing" in verbose.stderr
 
 
 @pytest.mark.parametrize("tasks", [":Foo", "./tasks.py"])

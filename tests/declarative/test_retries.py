@@ -411,3 +411,108 @@ def test_a_field_of_for_each_values_is_checked_in_each_value(
         },
     }
     assert run(declarative.load_flow(fits), "serial")[0]["c"] == 4
+
+
+TASKS = "tests.declarative.tasks"
+
+
+def _iterating(values_task: str, reader: str) -> str:
+    """A spec whose sub-flow's parameterized_for_each retry tries the items of task ``values``'s result."""
+    return (
+        f"tasks:\n  values: {{task: {TASKS}:{values_task}}}\n  sub:\n    flow: linear\n"
+        "    retry: {controller: parameterized_for_each, values: '${values}', provides: h}\n"
+        f"    tasks:\n      c: {reader}\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("values_task", "reader", "key", "reason"),
+    [
+        # labels() -> list[str]: each value tried is a str. It loaded, and the task
+        # was handed "first" for its int.
+        (
+            "labels",
+            f"{{task: {TASKS}:Count, inputs: {{n: '${{h}}'}}}}",
+            "inputs.n",
+            "wrong type: ${h} is str, argument 'n' wants int",
+        ),
+        # counts() -> dict[str, int]: a mapping is iterated by its keys, the strs.
+        (
+            "counts",
+            f"{{task: {TASKS}:Count, inputs: {{n: '${{h}}'}}}}",
+            "inputs.n",
+            "wrong type: ${h} is str, argument 'n' wants int",
+        ),
+        # low_high() -> tuple[int, str]: an item is either.
+        (
+            "low_high",
+            f"{{task: {TASKS}:Count, inputs: {{n: '${{h}}'}}}}",
+            "inputs.n",
+            "wrong type: ${h} is int | str, argument 'n' wants int",
+        ),
+        # A field of a str: it failed at run time with NotFound.
+        (
+            "labels",
+            f"{{task: {TASKS}:Notify, inputs: {{text: '${{h.x}}'}}}}",
+            "inputs.text",
+            "${h.x}: the value of the retry of sub-flow 'sub' has no field 'x'",
+        ),
+    ],
+)
+def test_a_parameterized_for_each_value_is_typed_as_an_item_of_its_values(
+    tmp_path: Path, values_task: str, reader: str, key: str, reason: str
+) -> None:
+    err = error_of(tmp_path, _iterating(values_task, reader))
+    assert (err.line, err.task, err.key, err.reason) == (7, "c", key, reason), str(err)
+
+
+@pytest.mark.parametrize("values_task", ["labels", "counts"])
+def test_a_parameterized_for_each_value_read_as_its_item_type_runs(values_task: str) -> None:
+    spec = {
+        "name": "f",
+        "tasks": {
+            "values": {"task": f"{TASKS}:{values_task}"},
+            "sub": {
+                "flow": "linear",
+                "retry": {"controller": "parameterized_for_each", "values": "${values}", "provides": "h"},
+                "tasks": {"c": {"task": f"{TASKS}:Notify", "inputs": {"text": "${h}"}}},
+            },
+        },
+    }
+    results = run(declarative.load_flow(spec), "serial", check_types=True)[0]
+    assert results["c"] == results["h"] and isinstance(results["h"], str)
+
+
+def test_a_parameterized_for_each_value_of_a_parameter_is_left_untyped() -> None:
+    # The parameter's type is not known at load: any reader loads, as for ${parameter}.
+    spec = {
+        "name": "f",
+        "parameters": ["numbers"],
+        "tasks": {
+            "sub": {
+                "flow": "linear",
+                "retry": {"controller": "parameterized_for_each", "values": "${numbers}", "provides": "h"},
+                "tasks": {"c": {"task": f"{TASKS}:Count", "inputs": {"n": "${h}"}}},
+            },
+        },
+    }
+    assert run(declarative.load_flow(spec), "serial", store={"numbers": [4, 5]})[0]["c"] == 4
+
+
+@pytest.mark.parametrize(
+    ("provides", "reason"),
+    [
+        ("a", "it is the key of task 'a'"),
+        ("b", "task 'a' stores its result under it"),
+        ("hosts", "it is a parameter"),
+    ],
+)
+def test_a_parameterized_for_each_symbol_clash_is_refused(tmp_path: Path, provides: str, reason: str) -> None:
+    text = (
+        f"parameters: [hosts]\ntasks:\n  a: {{task: {FLAKY}, provides: b}}\n  sub:\n    flow: linear\n"
+        f"    retry: {{controller: parameterized_for_each, values: '${{hosts}}', provides: {provides}}}\n"
+        f"    tasks:\n      c: {{task: {FLAKY}}}\n"
+    )
+    err = error_of(tmp_path, text)
+    assert (err.line, err.task, err.key) == (6, "sub", "retry.provides"), str(err)
+    assert err.reason == f"retry symbol {provides!r} cannot be provided: {reason}"

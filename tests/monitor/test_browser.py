@@ -1626,3 +1626,55 @@ def _events(base: str, uuid: str, kind: str, run: int) -> list[dict[str, Any]]:
     assert isinstance(report, dict)
     events: list[dict[str, Any]] = report["events"]
     return [e for e in events if (e["kind"], e["run"], e["state"]) == (kind, run, "RUNNING")]
+
+
+def test_atom_names_in_the_report_and_events_break_only_where_they_must(tmp_path: Path) -> None:
+    # The quickstart's report showed "create_d" over "atabase" on a 1280-pixel window, room
+    # to spare, and its events "create_databa" over "se #1" on a 1024-pixel one: names could
+    # break anywhere, and the table's layout gave the room to the long failure and cause texts.
+    connection = f"sqlite:///{tmp_path}/shop.db"
+    ran = flowkit_cmd(
+        "run", "examples.quickstart:build_flow", "--store", "shop=bakery", "--connection", connection
+    )
+    assert ran.returncode == 1, ran.stderr  # its card is declined: a long failure text
+    listed = flowkit_cmd("flows", "list", "--connection", connection, "--json")
+    (flow,) = [f["uuid"] for f in json.loads(listed.stdout)]
+    # The lines the text of a row's cell takes.
+    lines = (
+        "([selector, column]) => { const r = document.createRange();"
+        " r.selectNodeContents(document.querySelector(selector).cells[column]);"
+        " return new Set(Array.from(r.getClientRects(), x => Math.round(x.top))).size; }"
+    )
+    rows = (
+        "(table) => Array.from(document.querySelectorAll("
+        "table + ' tr[data-atom], ' + table + ' tr[data-seq]'))"
+    )
+    atoms = f"() => ({rows})('#report').map(r => r.dataset.atom)"
+    events = f"() => ({rows})('#events').map(r => r.dataset.seq)"
+    # How far a table reaches past its box (a table wider than its section scrolled sideways).
+    past = (
+        "(table) => { const t = document.querySelector(table);"
+        " return t.scrollWidth - t.parentElement.clientWidth; }"
+    )
+    with _monitoring(connection) as url, _browser() as browser:
+        for width in (1024, 1280):
+            page = browser.new_page(viewport={"width": width, "height": 900})
+            page.set_default_timeout(60_000)
+            page.goto(f"{url}/flows/{flow}")
+            page.wait_for_selector('#report tr[data-atom="create_database"]')
+            page.wait_for_selector('#events tr[data-seq="14"]')
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / f"monitor-report-names-{width}.png"), full_page=True)
+            assert page.evaluate(past, "#report table") <= 0, width
+            assert page.evaluate(past, "#events") <= 0, width
+            # The events span the page: room for every name at either width.
+            seqs = page.evaluate(events)
+            assert len(seqs) == 14, seqs
+            broken = [seq for seq in seqs if page.evaluate(lines, [f'#events tr[data-seq="{seq}"]', 2]) != 1]
+            assert broken == [], (width, broken)
+            if width == 1280:  # the report has room for its names there; at 1024 it has not
+                names = page.evaluate(atoms)
+                assert "create_database" in names and len(names) == 3, names
+                broken = [a for a in names if page.evaluate(lines, [f'#report tr[data-atom="{a}"]', 0]) != 1]
+                assert broken == [], (width, broken)
+            page.close()

@@ -248,6 +248,41 @@ def test_item_type_of_containers(result: Any, key: int | str, item: Any) -> None
     assert typed.item_type(result, key) == item
 
 
+class Row(typing.TypedDict):
+    a: int
+
+
+@pytest.mark.parametrize(
+    ("values", "element"),
+    [
+        (list[str], str),
+        (Sequence[float], float),
+        (typing.List[bytes], bytes),  # noqa: UP006 - the old spelling is read alike
+        (tuple[int, ...], int),
+        (tuple[int, str], int | str),  # any of its positions
+        (tuple[int, int], int),
+        (Span, int | str),
+        (set[int], int),
+        (frozenset[str], str),
+        (Iterable[float], float),
+        (dict[str, int], str),  # a mapping is iterated by its keys
+        (Mapping[int, str], int),
+        (Row, str),
+        (str, str),
+        (list, typed.UNTYPED),  # the item's type is not declared
+        (dict, typed.UNTYPED),
+        (int, typed.UNTYPED),
+        (Any, typed.UNTYPED),
+        (typed.UNTYPED, typed.UNTYPED),
+        (Optional[list[str]], typed.UNTYPED),  # noqa: UP045 - a union: not certain
+        (typing.Annotated[list[int], "ids"], int),
+    ],
+)
+def test_element_type_is_what_iterating_a_value_yields(values: Any, element: Any) -> None:
+    # What a parameterized_for_each retry provides of the values it is given.
+    assert typed.element_type(values) == element
+
+
 def test_tuple_items_are_the_positions_of_a_fixed_tuple_or_named_tuple() -> None:
     assert typed.tuple_items(tuple[int, str]) == (int, str)
     assert typed.tuple_items(Span) == (int, str)
