@@ -49,7 +49,17 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from _child_env import child_env  # noqa: E402
-from bench_workers import NOOP_MODULE, START_TIMEOUT, _live_workers, _wait, chain, fan_out, own_redis, workers  # noqa: E402
+from bench_workers import (  # noqa: E402
+    NOOP_MODULE,
+    START_TIMEOUT,
+    _live_workers,
+    _wait,
+    chain,
+    fan_out,
+    measure_and_print,
+    worker_arguments,
+    workers,
+)
 
 from flowkit import engines  # noqa: E402 - after the path is set
 from flowkit import exceptions as exc  # noqa: E402
@@ -195,14 +205,7 @@ def measure(args: argparse.Namespace, url: str) -> list[tuple[str, str]]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--redis", metavar="URL", help="use this Redis instead of starting one")
-    parser.add_argument("--go", metavar="BINARY", help="the Go worker binary (go_worker/cmd/flowkit-worker)")
-    parser.add_argument(
-        "--python-worker",
-        metavar="CMD",
-        default=f"{sys.executable} -m flowkit worker",
-        help="command starting a Python worker, before its --tasks/--redis/--topic (default: %(default)s)",
-    )
+    worker_arguments(parser)
     parser.add_argument("--samples", type=int, default=10, help="samples per lateness or stop row (10)")
     parser.add_argument(
         "--timeout", type=float, default=0.5, help="transition_timeout of the expiry row, s (0.5)"
@@ -212,15 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--repeat", type=int, default=2, help="measured runs per round-trip row, fewest kept (2)"
     )
-    args = parser.parse_args(argv)
-    with contextlib.ExitStack() as stack:
-        url = args.redis or stack.enter_context(own_redis())
-        rows = measure(args, url)
-    width = max(len(name) for name, _ in rows)
-    print(f"\nworker-based engine wake-ups, Python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
-    for name, value in rows:
-        print(f"  {name:<{width}}  {value}")
-    return 0
+    return measure_and_print(parser.parse_args(argv), measure, "worker-based engine wake-ups")
 
 
 if __name__ == "__main__":

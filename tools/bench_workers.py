@@ -243,14 +243,7 @@ def chain(count: int) -> Callable[[], Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--redis", metavar="URL", help="use this Redis instead of starting one")
-    parser.add_argument("--go", metavar="BINARY", help="the Go worker binary (go_worker/cmd/flowkit-worker)")
-    parser.add_argument(
-        "--python-worker",
-        metavar="CMD",
-        default=f"{sys.executable} -m flowkit worker",
-        help="command starting a Python worker, before its --tasks/--redis/--topic (default: %(default)s)",
-    )
+    worker_arguments(parser)
     parser.add_argument("--tasks", type=int, default=2000, help="tasks in the throughput flow (2000)")
     parser.add_argument("--chain", type=int, default=200, help="tasks in the latency flow (200)")
     parser.add_argument("--primes", type=int, default=100, help="CountPrimes tasks in the CPU rows (100)")
@@ -266,13 +259,30 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--wait", type=float, default=3.0, help="worker_wait of the look rows, seconds (3)")
     parser.add_argument("--looks-only", action="store_true", help="measure only the --wait-workers rows")
-    args = parser.parse_args(argv)
+    return measure_and_print(parser.parse_args(argv), measure, "worker-based engine")
 
+
+def worker_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options every worker benchmark takes: which Redis, and which workers to start."""
+    parser.add_argument("--redis", metavar="URL", help="use this Redis instead of starting one")
+    parser.add_argument("--go", metavar="BINARY", help="the Go worker binary (go_worker/cmd/flowkit-worker)")
+    parser.add_argument(
+        "--python-worker",
+        metavar="CMD",
+        default=f"{sys.executable} -m flowkit worker",
+        help="command starting a Python worker, before its --tasks/--redis/--topic (default: %(default)s)",
+    )
+
+
+def measure_and_print(
+    args: argparse.Namespace, measure: Callable[[argparse.Namespace, str], list[tuple[str, str]]], title: str
+) -> int:
+    """Measure on ``--redis`` (or a Redis of its own, started and stopped here) and print the rows."""
     with contextlib.ExitStack() as stack:
         url = args.redis or stack.enter_context(own_redis())
         rows = measure(args, url)
     width = max(len(name) for name, _ in rows)
-    print(f"\nworker-based engine, Python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
+    print(f"\n{title}, Python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
     for name, value in rows:
         print(f"  {name:<{width}}  {value}")
     return 0
