@@ -196,6 +196,19 @@ def failing(name: str) -> Handler:
     return handle
 
 
+def holding_executes(held: list[tuple[bytes, dict[str, Any]]]) -> Handler:
+    """Like :func:`add_one`, but an execute only says it started and is kept in ``held``, unanswered."""
+
+    def handle(worker: ScriptedWorker, entry_id: bytes, request: dict[str, Any]) -> None:
+        if request["action"] == protocol.EXECUTE:
+            worker.reply(request, protocol.RUNNING)
+            held.append((entry_id, request))
+        else:
+            add_one(worker, entry_id, request)
+
+    return handle
+
+
 @pytest.fixture(autouse=True)
 def _no_secret_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(protocol.SECRET_ENV, raising=False)
@@ -453,14 +466,7 @@ def test_a_task_fails_at_its_own_timeout_not_at_the_next_look(
 ) -> None:
     held: list[tuple[bytes, dict[str, Any]]] = []
 
-    def hold_executes(worker: ScriptedWorker, entry_id: bytes, request: dict[str, Any]) -> None:
-        if request["action"] == protocol.EXECUTE:
-            worker.reply(request, protocol.RUNNING)
-            held.append((entry_id, request))  # never answered
-        else:
-            add_one(worker, entry_id, request)
-
-    scripted(hold_executes)
+    scripted(holding_executes(held))  # executes never answered
     clock = FakeClock()
     flow = linear_flow.Flow("f").add(Add(name="add0", provides="v0", timeout=2.0))
     engine = load(flow, redis_flushed_url, topic, store={"value": 1}, transition_timeout=5.0, clock=clock)
@@ -490,14 +496,7 @@ def test_the_reader_is_woken_from_its_blocking_read_at_a_tasks_timeout(
     monkeypatch.setattr(_driver, "LOOK_EVERY", 600.0)
     held: list[tuple[bytes, dict[str, Any]]] = []
 
-    def hold_executes(worker: ScriptedWorker, entry_id: bytes, request: dict[str, Any]) -> None:
-        if request["action"] == protocol.EXECUTE:
-            worker.reply(request, protocol.RUNNING)
-            held.append((entry_id, request))  # never answered
-        else:
-            add_one(worker, entry_id, request)
-
-    scripted(hold_executes)
+    scripted(holding_executes(held))  # executes never answered
     flow = linear_flow.Flow("f").add(Add(name="add0", provides="v0", timeout=0.2))
     engine = load(flow, redis_flushed_url, topic, store={"value": 1}, transition_timeout=60.0)
     client.config_resetstat()
@@ -633,14 +632,7 @@ def test_a_task_past_its_own_timeout_fails_and_its_late_result_is_refused(
 ) -> None:
     held: list[tuple[bytes, dict[str, Any]]] = []
 
-    def hold_executes(worker: ScriptedWorker, entry_id: bytes, request: dict[str, Any]) -> None:
-        if request["action"] == protocol.EXECUTE:
-            worker.reply(request, protocol.RUNNING)
-            held.append((entry_id, request))  # answered by the test, too late
-        else:
-            add_one(worker, entry_id, request)
-
-    worker = scripted(hold_executes)
+    worker = scripted(holding_executes(held))  # executes answered by the test, too late
     clock = FakeClock()
     flow = linear_flow.Flow("f").add(Add(name="add0", provides="v0", timeout=2.0))
     engine = load(flow, redis_flushed_url, topic, store={"value": 1}, transition_timeout=5.0, clock=clock)
