@@ -49,8 +49,11 @@ def _ticking() -> Any:
     return lambda: float(next(ticks))
 
 
-def _run_held(flow: Any, gate: Gate) -> tuple[Any, EventLogListener]:
-    """Run ``flow`` (limit 1 on key ``db``) until a gated task holds the slot, check, let it go."""
+def _run_held(flow: Any, gate: Gate, *, fails: bool = False) -> tuple[Any, EventLogListener]:
+    """Run ``flow`` (limit 1 on key ``db``) until a gated task holds the slot, check, let it go.
+
+    ``fails``: the run ends raising one RuntimeError (reverted); else it succeeds.
+    """
     engine = engines.load(flow, engine="parallel", max_workers=4, concurrency_limits={"db": 1})
     listener = EventLogListener(engine, clock=_ticking())
     raised: list[BaseException] = []
@@ -70,8 +73,11 @@ def _run_held(flow: Any, gate: Gate) -> tuple[Any, EventLogListener]:
         gate.go.set()
         runner.join(WAIT)
         assert not runner.is_alive()
-    assert not raised, raised
-    assert engine.storage.get_flow_state() == states.SUCCESS
+    if fails:
+        assert [type(err) for err in raised] == [RuntimeError], raised
+    else:
+        assert not raised, raised
+        assert engine.storage.get_flow_state() == states.SUCCESS
     return engine, listener
 
 
@@ -154,25 +160,7 @@ def test_a_revert_that_waited_for_a_slot_keeps_its_failure_and_says_the_wait(gat
         unordered_flow.Flow("pair").add(Undone("a", concurrency_key="db"), Undone("b", concurrency_key="db")),
         Boom("boom"),
     )
-    engine = engines.load(flow, engine="parallel", max_workers=4, concurrency_limits={"db": 1})
-    listener = EventLogListener(engine, clock=_ticking())
-    raised: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            engine.run()
-        except RuntimeError as err:
-            raised.append(err)
-
-    with listener:
-        runner = threading.Thread(target=run)
-        runner.start()
-        assert gate.inside.wait(WAIT)
-        assert len(gate.calls) == 1
-        gate.go.set()
-        runner.join(WAIT)
-        assert not runner.is_alive()
-    assert len(raised) == 1
+    _, listener = _run_held(flow, gate, fails=True)
     first, second = map(str, gate.calls)
     log = listener.log
     reverting = next(e for e in log.of(second) if e.state == states.REVERTING)
