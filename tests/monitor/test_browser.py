@@ -941,23 +941,32 @@ def test_very_long_names_wrap_instead_of_widening_the_pages(tmp_path: Path) -> N
         page.screenshot(path=str(ARTIFACTS / "monitor-long-names.png"), full_page=True)
 
 
-def test_numbers_in_the_report_and_event_tables_stay_on_one_line(tmp_path: Path) -> None:
-    # On a 1280-pixel window the quickstart's flow showed event "10" as "1" over "0": the
-    # cells of every column could break anywhere, so the wide cause column squeezed the
-    # number columns down to one digit.
+#: How many lines the text of a table row's cell takes (JavaScript, given [selector, column];
+#: the row is found anew each time: the page redraws its tables).
+_CELL_LINES = (
+    "([selector, column]) => { const r = document.createRange();"
+    " r.selectNodeContents(document.querySelector(selector).cells[column]);"
+    " return new Set(Array.from(r.getClientRects(), x => Math.round(x.top))).size; }"
+)
+
+
+def _declined_quickstart(tmp_path: Path) -> tuple[str, str]:
+    """Run the quickstart's flow with its card declined into a SQLite file: its URL and the flow's uuid."""
     connection = f"sqlite:///{tmp_path}/shop.db"
     ran = flowkit_cmd(
         "run", "examples.quickstart:build_flow", "--store", "shop=bakery", "--connection", connection
     )
-    assert ran.returncode == 1, ran.stderr  # its card is declined: 12 events, three reverts
+    assert ran.returncode == 1, ran.stderr
     listed = flowkit_cmd("flows", "list", "--connection", connection, "--json")
     (flow,) = [f["uuid"] for f in json.loads(listed.stdout)]
-    # How many lines the text of a cell takes (found anew: the page redraws its tables).
-    lines = (
-        "([selector, column]) => { const r = document.createRange();"
-        " r.selectNodeContents(document.querySelector(selector).cells[column]);"
-        " return new Set(Array.from(r.getClientRects(), x => Math.round(x.top))).size; }"
-    )
+    return connection, flow
+
+
+def test_numbers_in_the_report_and_event_tables_stay_on_one_line(tmp_path: Path) -> None:
+    # On a 1280-pixel window the quickstart's flow showed event "10" as "1" over "0": the
+    # cells of every column could break anywhere, so the wide cause column squeezed the
+    # number columns down to one digit.
+    connection, flow = _declined_quickstart(tmp_path)  # 12 events, three reverts
     with _monitoring(connection) as url, _browser() as browser:
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.set_default_timeout(60_000)
@@ -965,12 +974,12 @@ def test_numbers_in_the_report_and_event_tables_stay_on_one_line(tmp_path: Path)
         page.wait_for_selector('#events tr[data-seq="12"]')
         for seq in ("10", "11", "12"):
             row = f'#events tr[data-seq="{seq}"]'
-            assert page.evaluate(lines, [row, 0]) == 1, seq  # the event's number
-            assert page.evaluate(lines, [row, 1]) == 1, seq  # its run
+            assert page.evaluate(_CELL_LINES, [row, 0]) == 1, seq  # the event's number
+            assert page.evaluate(_CELL_LINES, [row, 1]) == 1, seq  # its run
         page.wait_for_selector('#report tr[data-atom="create_database"]')
         row = '#report tr[data-atom="create_database"]'
-        assert page.evaluate(lines, [row, 2]) == 1  # attempts
-        assert page.evaluate(lines, [row, 3]) == 1  # duration
+        assert page.evaluate(_CELL_LINES, [row, 2]) == 1  # attempts
+        assert page.evaluate(_CELL_LINES, [row, 3]) == 1  # duration
 
 
 def test_a_page_for_a_flow_the_monitor_does_not_know_says_so_once_and_stops_asking(tmp_path: Path) -> None:
@@ -1632,19 +1641,7 @@ def test_atom_names_in_the_report_and_events_break_only_where_they_must(tmp_path
     # The quickstart's report showed "create_d" over "atabase" on a 1280-pixel window, room
     # to spare, and its events "create_databa" over "se #1" on a 1024-pixel one: names could
     # break anywhere, and the table's layout gave the room to the long failure and cause texts.
-    connection = f"sqlite:///{tmp_path}/shop.db"
-    ran = flowkit_cmd(
-        "run", "examples.quickstart:build_flow", "--store", "shop=bakery", "--connection", connection
-    )
-    assert ran.returncode == 1, ran.stderr  # its card is declined: a long failure text
-    listed = flowkit_cmd("flows", "list", "--connection", connection, "--json")
-    (flow,) = [f["uuid"] for f in json.loads(listed.stdout)]
-    # The lines the text of a row's cell takes.
-    lines = (
-        "([selector, column]) => { const r = document.createRange();"
-        " r.selectNodeContents(document.querySelector(selector).cells[column]);"
-        " return new Set(Array.from(r.getClientRects(), x => Math.round(x.top))).size; }"
-    )
+    connection, flow = _declined_quickstart(tmp_path)  # a long failure text
     rows = (
         "(table) => Array.from(document.querySelectorAll("
         "table + ' tr[data-atom], ' + table + ' tr[data-seq]'))"
@@ -1670,11 +1667,15 @@ def test_atom_names_in_the_report_and_events_break_only_where_they_must(tmp_path
             # The events span the page: room for every name at either width.
             seqs = page.evaluate(events)
             assert len(seqs) == 14, seqs
-            broken = [seq for seq in seqs if page.evaluate(lines, [f'#events tr[data-seq="{seq}"]', 2]) != 1]
+            broken = [
+                seq for seq in seqs if page.evaluate(_CELL_LINES, [f'#events tr[data-seq="{seq}"]', 2]) != 1
+            ]
             assert broken == [], (width, broken)
             if width == 1280:  # the report has room for its names there; at 1024 it has not
                 names = page.evaluate(atoms)
                 assert "create_database" in names and len(names) == 3, names
-                broken = [a for a in names if page.evaluate(lines, [f'#report tr[data-atom="{a}"]', 0]) != 1]
+                broken = [
+                    a for a in names if page.evaluate(_CELL_LINES, [f'#report tr[data-atom="{a}"]', 0]) != 1
+                ]
                 assert broken == [], (width, broken)
             page.close()
